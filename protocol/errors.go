@@ -1,0 +1,112 @@
+package protocol
+
+// Error codes carried in header.error_code (PROTOCOL.md section 7). They
+// follow SIP response codes so that the gateway can pass SIP failures
+// through unchanged.
+const (
+	CodeOK                   = 200
+	CodeAccepted             = 202
+	CodeRinging              = 180
+	CodeSessionProgress      = 183
+	CodeBadRequest           = 400
+	CodeUnauthorized         = 401
+	CodeForbidden            = 403
+	CodeNotFound             = 404
+	CodeMethodNotAllowed     = 405
+	CodeProxyAuthRequired    = 407
+	CodeRequestTimeout       = 408
+	CodeTooLarge             = 413
+	CodeTemporarilyUnavail   = 480
+	CodeNoSuchCall           = 481
+	CodeBusyHere             = 486
+	CodeRequestTerminated    = 487
+	CodeNotAcceptableHere    = 488
+	CodeRequestPending       = 491
+	CodeServerError          = 500
+	CodeServiceUnavailable   = 503
+	CodeServerTimeout        = 504
+	CodeBusyEverywhere       = 600
+	CodeDecline              = 603
+	CodeDoesNotExistAnywhere = 604
+)
+
+// Reason returns the standard reason phrase for code, or "" when it has none.
+func Reason(code int) string {
+	switch code {
+	case 180:
+		return "Ringing"
+	case 183:
+		return "Session Progress"
+	case 200:
+		return "OK"
+	case 202:
+		return "Accepted"
+	case 400:
+		return "Bad Request"
+	case 401:
+		return "Unauthorized"
+	case 403:
+		return "Forbidden"
+	case 404:
+		return "Not Found"
+	case 405:
+		return "Method Not Allowed"
+	case 407:
+		return "Proxy Authentication Required"
+	case 408:
+		return "Request Timeout"
+	case 413:
+		return "Request Entity Too Large"
+	case 480:
+		return "Temporarily Unavailable"
+	case 481:
+		return "Call/Transaction Does Not Exist"
+	case 486:
+		return "Busy Here"
+	case 487:
+		return "Request Terminated"
+	case 488:
+		return "Not Acceptable Here"
+	case 491:
+		return "Request Pending"
+	case 500:
+		return "Server Internal Error"
+	case 503:
+		return "Service Unavailable"
+	case 504:
+		return "Server Time-out"
+	case 600:
+		return "Busy Everywhere"
+	case 603:
+		return "Decline"
+	case 604:
+		return "Does Not Exist Anywhere"
+	}
+	return ""
+}
+
+// Error is a failure that goes back to the peer as an error frame with
+// Code and Reason. Decode and Validate return it.
+type Error struct {
+	Code   int
+	Reason string
+}
+
+func (e *Error) Error() string { return itoa(e.Code) + " " + e.Reason }
+
+// Errorf builds an *Error; the reason is shown to the client, so it must
+// never contain secrets.
+func newError(code int, reason string) *Error { return &Error{Code: code, Reason: reason} }
+
+// CodeOf returns the code of err when it is an *Error, else 500.
+func CodeOf(err error) int {
+	if e, ok := err.(*Error); ok {
+		return e.Code
+	}
+	return CodeServerError
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	return string(appendInt(b[:0], int64(n)))
+}

@@ -1,0 +1,583 @@
+package call
+
+import (
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// Options configure a Handler.
+type Options struct {
+	// RingTimeout ends an unanswered call with 480. Default 60 s.
+	RingTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Handler relays calls between web sessions.
+//
+// Lock order: Call.mu, then Handler.mu; an Endpoint's own lock is taken
+// inside Send, after both. Frames to a session are sent under the call's
+// lock so that each side sees one call's frames in the order of events.
+type Handler struct {
+	opts Options
+	dir  Directory
+	log  *slog.Logger
+	next atomic.Uint64 // server subsession ids
+
+	mu    sync.Mutex
+	legs  map[legKey]*leg
+	calls map[*Call]struct{}
+}
+
+type legKey struct{ session, subsession string }
+
+// NewHandler returns a Handler that finds callees in dir.
+func NewHandler(dir Directory, opts Options) *Handler {
+	if opts.RingTimeout <= 0 {
+		opts.RingTimeout = 60 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{opts: opts, dir: dir, log: opts.Logger, legs: map[legKey]*leg{}, calls: map[*Call]struct{}{}}
+}
+
+// Call is one call: a caller leg and one callee leg per ringing session.
+type Call struct {
+	mu      sync.Mutex
+	caller  *leg
+	callees []*leg
+	winner  *leg
+	target  string // the callee as the caller named it
+	ended   bool
+	timer   *time.Timer
+}
+
+type legState uint8
+
+const (
+	legRinging legState = iota
+	legAnswered
+	legFailed
+)
+
+type leg struct {
+	call  *Call
+	ep    Endpoint
+	sub   string
+	state legState
+	code  int // failure code of a callee leg
+	// startCorr is the correlation of the initial start on this side.
+	startCorr string
+	// answerCorr is the correlation of the offer this side last answered:
+	// the peer's complete is relayed to it with this id.
+	answerCorr string
+	// reoffer is a re-offer this side sent that the other side has not
+	// answered: its correlation here and on the other side.
+	reoffer *pending
+	// transfer is an outstanding transfer request from this side.
+	transfer *pending
+	// trickle buffers a forked callee's candidates until it wins.
+	trickle []json.RawMessage
+}
+
+type pending struct{ here, there string }
+
+const maxBufferedTrickle = 64
+
+// Active returns the number of calls in progress, for leak checks.
+func (h *Handler) Active() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.calls)
+}
+
+func (h *Handler) lookup(ep Endpoint, sub string) *leg {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.legs[legKey{ep.ID(), sub}]
+}
+
+// HandleFrame processes a call-package frame from ep, already deduplicated
+// and validated.
+func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
+	l := h.lookup(ep, f.Control.SubsessionID)
+	if l == nil {
+		if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionStart {
+			h.startCall(ep, f)
+			return
+		}
+		if f.Control.Type == protocol.TypeRequest {
+			ep.Send(errorFrame(f, protocol.CodeNoSuchCall, "no such call"), false)
+		}
+		// Responses, errors and messages for a call that is gone are
+		// dropped: the SDK sends shutdown without expecting an answer,
+		// and answers to an ended call have nobody to go to.
+		return
+	}
+	c := l.call
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	switch f.Header.Action {
+	case protocol.ActionStart:
+		switch f.Control.Type {
+		case protocol.TypeRequest:
+			h.reoffer(l, f)
+		case protocol.TypeResponse:
+			h.response(l, f)
+		case protocol.TypeError:
+			h.rejected(l, f)
+		}
+	case protocol.ActionComplete:
+		h.complete(l, f)
+	case protocol.ActionShutdown:
+		h.shutdown(l)
+	case protocol.ActionPrack:
+		if f.Control.Type == protocol.TypeRequest {
+			// Between browsers nothing is reliable-provisional: the
+			// gateway answers the PRACK itself, without response_code
+			// (a 200 without SDP would make wsc.js refuse it).
+			ep.Send(&protocol.Frame{
+				Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageCall,
+					SubsessionID: l.sub, CorrelationID: ClientCorrelation(f), MessageState: protocol.StateFinal},
+				Header: protocol.Header{Action: protocol.ActionPrack, Initiator: f.Header.Initiator, Target: f.Header.Target},
+			}, false)
+		}
+	case protocol.ActionTrickle, protocol.ActionDTMF:
+		h.passMessage(l, f)
+	case protocol.ActionTransfer:
+		h.transferFrame(l, f)
+	}
+}
+
+func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
+	var p protocol.CallPayload
+	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
+		ep.Send(errorFrame(f, protocol.CodeOf(err), err.(*protocol.Error).Reason), false)
+		return
+	}
+	if !protocol.HasSDP(p.SDP) {
+		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, "start needs an SDP offer"), false)
+		return
+	}
+	target := f.Header.Target
+	var eps []Endpoint
+	for _, e := range h.dir.Sessions(target) {
+		if e.ID() != ep.ID() {
+			eps = append(eps, e)
+		}
+	}
+	if len(eps) == 0 {
+		code, reason := protocol.CodeNotFound, "unknown target"
+		if h.dir.Known(target) {
+			code, reason = protocol.CodeTemporarilyUnavail, "target offline"
+		}
+		ep.Send(errorFrame(f, code, reason), false)
+		return
+	}
+	c := &Call{target: target}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.caller = &leg{call: c, ep: ep, sub: f.Control.SubsessionID, startCorr: ClientCorrelation(f)}
+	h.mu.Lock()
+	h.calls[c] = struct{}{}
+	h.legs[legKey{ep.ID(), c.caller.sub}] = c.caller
+	h.mu.Unlock()
+	for _, e := range eps {
+		l := &leg{call: c, ep: e, sub: "s" + strconv.FormatUint(h.next.Add(1), 10)}
+		h.mu.Lock()
+		h.legs[legKey{e.ID(), l.sub}] = l
+		h.mu.Unlock()
+		c.callees = append(c.callees, l)
+		out := &protocol.Frame{
+			Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: l.sub},
+			Header: protocol.Header{Action: protocol.ActionStart, Initiator: ep.Identity(), Target: e.Identity(),
+				Ext: f.Header.Ext},
+			Payload: f.Payload,
+		}
+		seq, err := e.Send(out, true)
+		if err != nil {
+			l.state, l.code = legFailed, protocol.CodeTemporarilyUnavail
+			continue
+		}
+		l.startCorr = "s" + strconv.FormatUint(seq, 10)
+	}
+	c.timer = time.AfterFunc(h.opts.RingTimeout, func() { h.ringTimeout(c) })
+	h.log.Debug("call started", "session_id", ep.ID(), "subsession_id", c.caller.sub, "legs", len(eps))
+	h.settle(c)
+}
+
+func (h *Handler) ringTimeout(c *Call) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended || c.winner != nil {
+		return
+	}
+	h.failCaller(c, protocol.CodeTemporarilyUnavail, "No answer")
+	h.cancelLegs(c, nil)
+	h.end(c)
+}
+
+// frameTo builds a frame on l's side of the call.
+func (h *Handler) frameTo(l *leg, typ protocol.Type, action protocol.Action, corr string) *protocol.Frame {
+	c := l.call
+	init, target := c.caller.ep.Identity(), c.target
+	if l != c.caller {
+		target = l.ep.Identity()
+	}
+	return &protocol.Frame{
+		Control: protocol.Control{Type: typ, Package: protocol.PackageCall, SubsessionID: l.sub, CorrelationID: corr},
+		Header:  protocol.Header{Action: action, Initiator: init, Target: target},
+	}
+}
+
+func (h *Handler) send(l *leg, f *protocol.Frame, selfCorrelate bool) uint64 {
+	seq, err := l.ep.Send(f, selfCorrelate)
+	if err != nil {
+		h.log.Debug("send to ended session", "session_id", l.ep.ID(), "err", err)
+	}
+	return seq
+}
+
+// response handles a response/start from either side.
+func (h *Handler) response(l *leg, f *protocol.Frame) {
+	c := l.call
+	final := f.Control.MessageState == protocol.StateFinal || f.Header.ResponseCode >= 200
+	if l != c.caller && c.winner == nil {
+		// The callee answers the initial offer.
+		if l.state != legRinging {
+			return
+		}
+		if !final {
+			code := f.Header.ResponseCode
+			if code == 0 {
+				code = protocol.CodeRinging
+			}
+			out := h.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
+			out.Control.MessageState = protocol.StateSubsequent
+			out.Header.ResponseCode, out.Header.Reason = code, protocol.Reason(code)
+			out.Header.Ext = f.Header.Ext
+			if code == protocol.CodeSessionProgress {
+				out.Payload = f.Payload
+			}
+			h.send(c.caller, out, false)
+			return
+		}
+		var p protocol.CallPayload
+		if protocol.DecodePayload(f.Payload, &p) != nil || !protocol.HasSDP(p.SDP) {
+			h.send(l, errorFrame(f, protocol.CodeBadRequest, "an answer needs SDP"), false)
+			return
+		}
+		c.winner, l.state = l, legAnswered
+		l.answerCorr = f.Control.CorrelationID
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		out := h.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
+		out.Control.MessageState = protocol.StateFinal
+		out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
+		out.Header.Initiator, out.Header.Target = c.caller.ep.Identity(), c.target
+		out.Header.Ext = f.Header.Ext
+		out.Payload = f.Payload
+		h.send(c.caller, out, false)
+		c.caller.state = legAnswered
+		// First answer wins; the other forks are told to stop ringing.
+		h.cancelLegs(c, l)
+		for _, t := range l.trickle {
+			tr := h.frameTo(c.caller, protocol.TypeMessage, protocol.ActionTrickle, "")
+			tr.Payload = t
+			h.send(c.caller, tr, false)
+		}
+		l.trickle = nil
+		return
+	}
+	if l != c.caller && l != c.winner {
+		return
+	}
+	// An answer to a re-offer: map it back to the side that made it.
+	other := h.peer(l)
+	if other == nil || other.reoffer == nil || other.reoffer.there != f.Control.CorrelationID {
+		return
+	}
+	if !final {
+		return
+	}
+	l.answerCorr = f.Control.CorrelationID
+	out := h.frameTo(other, protocol.TypeResponse, protocol.ActionStart, other.reoffer.here)
+	out.Control.MessageState = protocol.StateFinal
+	out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
+	out.Header.Ext = f.Header.Ext
+	out.Payload = f.Payload
+	other.reoffer = nil
+	h.send(other, out, false)
+}
+
+// peer returns the other side of an answered call, or of a ringing call
+// from the caller's point of view when exactly one leg rings.
+func (h *Handler) peer(l *leg) *leg {
+	c := l.call
+	if l == c.caller {
+		return c.winner
+	}
+	if l == c.winner {
+		return c.caller
+	}
+	return nil
+}
+
+// rejected handles an error/start from either side.
+func (h *Handler) rejected(l *leg, f *protocol.Frame) {
+	c := l.call
+	code := f.Header.ErrorCode
+	if l != c.caller && c.winner == nil {
+		if l.state != legRinging {
+			return
+		}
+		l.state, l.code = legFailed, code
+		if code >= 600 {
+			// A global failure (603 Decline, 600 Busy Everywhere) ends
+			// every fork.
+			h.failCaller(c, code, f.Header.Reason)
+			h.cancelLegs(c, l)
+			h.end(c)
+			return
+		}
+		h.settle(c)
+		return
+	}
+	other := h.peer(l)
+	if other == nil || other.reoffer == nil || other.reoffer.there != f.Control.CorrelationID {
+		return
+	}
+	out := h.frameTo(other, protocol.TypeError, protocol.ActionStart, other.reoffer.here)
+	out.Header.ErrorCode, out.Header.Reason = code, f.Header.Reason
+	if out.Header.Reason == "" {
+		out.Header.Reason = protocol.Reason(code)
+	}
+	other.reoffer = nil
+	h.send(other, out, false)
+}
+
+// settle ends an unanswered call once every fork has failed, reporting
+// the best failure: busy over the rest (RFC 3261 section 16.7 picks the
+// most telling response; for browsers busy is what the caller needs).
+func (h *Handler) settle(c *Call) {
+	if c.winner != nil || c.ended {
+		return
+	}
+	best := 0
+	for _, l := range c.callees {
+		if l.state == legRinging {
+			return
+		}
+		if best == 0 || l.code == protocol.CodeBusyHere {
+			best = l.code
+		}
+	}
+	if best == 0 {
+		best = protocol.CodeTemporarilyUnavail
+	}
+	h.failCaller(c, best, "")
+	h.end(c)
+}
+
+func (h *Handler) failCaller(c *Call, code int, reason string) {
+	if reason == "" {
+		reason = protocol.Reason(code)
+	}
+	out := h.frameTo(c.caller, protocol.TypeError, protocol.ActionStart, c.caller.startCorr)
+	out.Header.ErrorCode, out.Header.Reason = code, reason
+	h.send(c.caller, out, false)
+}
+
+// cancelLegs tells every ringing callee leg but keep that the call is off.
+func (h *Handler) cancelLegs(c *Call, keep *leg) {
+	for _, l := range c.callees {
+		if l == keep || l.state == legFailed {
+			continue
+		}
+		corr := l.startCorr
+		self := false
+		if l.state == legAnswered {
+			corr, self = "", true
+		}
+		h.send(l, h.frameTo(l, protocol.TypeMessage, protocol.ActionShutdown, corr), self)
+		l.state = legFailed
+	}
+}
+
+func (h *Handler) reoffer(l *leg, f *protocol.Frame) {
+	c := l.call
+	other := h.peer(l)
+	if c.winner == nil || other == nil {
+		// No early-dialog updates between browsers: the offer is still
+		// outstanding.
+		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "the call is not established"), false)
+		return
+	}
+	var p protocol.CallPayload
+	if protocol.DecodePayload(f.Payload, &p) != nil || !protocol.HasSDP(p.SDP) {
+		l.ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, "a re-offer needs SDP"), false)
+		return
+	}
+	if l.reoffer != nil || other.reoffer != nil {
+		// Glare: an offer is already outstanding in one direction.
+		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "Glare"), false)
+		return
+	}
+	out := h.frameTo(other, protocol.TypeRequest, protocol.ActionStart, "")
+	out.Header.Initiator, out.Header.Target = l.ep.Identity(), other.ep.Identity()
+	out.Header.Ext = f.Header.Ext
+	out.Payload = f.Payload
+	seq := h.send(other, out, true)
+	l.reoffer = &pending{here: ClientCorrelation(f), there: "s" + strconv.FormatUint(seq, 10)}
+}
+
+func (h *Handler) complete(l *leg, f *protocol.Frame) {
+	other := h.peer(l)
+	if other == nil || other.answerCorr == "" {
+		return
+	}
+	out := h.frameTo(other, protocol.TypeMessage, protocol.ActionComplete, other.answerCorr)
+	out.Payload = f.Payload
+	other.answerCorr = ""
+	h.send(other, out, false)
+}
+
+func (h *Handler) shutdown(l *leg) {
+	c := l.call
+	switch {
+	case l == c.caller && c.winner == nil:
+		// A cancel: every fork stops ringing; the caller expects nothing.
+		h.cancelLegs(c, nil)
+		h.end(c)
+	case l == c.caller || l == c.winner:
+		other := h.peer(l)
+		out := h.frameTo(other, protocol.TypeMessage, protocol.ActionShutdown, "")
+		out.Header.Initiator, out.Header.Target = l.ep.Identity(), other.ep.Identity()
+		h.send(other, out, true)
+		h.end(c)
+	default:
+		// A ringing callee hung up instead of declining: this fork fails;
+		// the caller's wsc.js ignores a shutdown before the answer, so the
+		// failure reaches it as an error once no fork is left.
+		if l.state == legRinging {
+			l.state, l.code = legFailed, protocol.CodeDecline
+			h.settle(c)
+		}
+	}
+}
+
+func (h *Handler) passMessage(l *leg, f *protocol.Frame) {
+	c := l.call
+	var to []*leg
+	switch {
+	case l == c.caller && c.winner == nil:
+		for _, x := range c.callees {
+			if x.state == legRinging {
+				to = append(to, x)
+			}
+		}
+	case l == c.caller || l == c.winner:
+		to = []*leg{h.peer(l)}
+	case f.Header.Action == protocol.ActionTrickle && l.state == legRinging:
+		// A forked callee's candidates mean nothing to the caller
+		// unless that fork wins.
+		if len(l.trickle) < maxBufferedTrickle {
+			l.trickle = append(l.trickle, f.Payload)
+		}
+		return
+	}
+	for _, x := range to {
+		out := h.frameTo(x, protocol.TypeMessage, f.Header.Action, "")
+		out.Header.Initiator, out.Header.Target = l.ep.Identity(), x.ep.Identity()
+		out.Header.Ext = f.Header.Ext
+		out.Payload = f.Payload
+		h.send(x, out, false)
+	}
+}
+
+// transferFrame relays a blind transfer (ext) and its answer. Only a
+// jsonrtc client can act on one.
+func (h *Handler) transferFrame(l *leg, f *protocol.Frame) {
+	other := h.peer(l)
+	if f.Control.Type == protocol.TypeRequest {
+		if other == nil {
+			l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "the call is not established"), false)
+			return
+		}
+		if other.ep.Oracle() {
+			l.ep.Send(errorFrame(f, protocol.CodeMethodNotAllowed, "the peer cannot be transferred"), false)
+			return
+		}
+		out := h.frameTo(other, protocol.TypeRequest, protocol.ActionTransfer, "")
+		out.Header.Initiator, out.Header.Target = l.ep.Identity(), other.ep.Identity()
+		out.Header.ReferTo = f.Header.ReferTo
+		seq := h.send(other, out, true)
+		l.transfer = &pending{here: ClientCorrelation(f), there: "s" + strconv.FormatUint(seq, 10)}
+		return
+	}
+	if other == nil || other.transfer == nil || other.transfer.there != f.Control.CorrelationID {
+		return
+	}
+	out := h.frameTo(other, f.Control.Type, protocol.ActionTransfer, other.transfer.here)
+	out.Header.ResponseCode, out.Header.ErrorCode, out.Header.Reason = f.Header.ResponseCode, f.Header.ErrorCode, f.Header.Reason
+	other.transfer = nil
+	h.send(other, out, false)
+}
+
+// SessionEnded shuts down every call ep takes part in, toward the peers.
+func (h *Handler) SessionEnded(ep Endpoint) {
+	h.mu.Lock()
+	var mine []*leg
+	for k, l := range h.legs {
+		if k.session == ep.ID() {
+			mine = append(mine, l)
+		}
+	}
+	h.mu.Unlock()
+	for _, l := range mine {
+		c := l.call
+		c.mu.Lock()
+		if !c.ended {
+			switch {
+			case l == c.caller && c.winner == nil:
+				h.cancelLegs(c, nil)
+				h.end(c)
+			case l == c.caller || l == c.winner:
+				other := h.peer(l)
+				out := h.frameTo(other, protocol.TypeMessage, protocol.ActionShutdown, "")
+				out.Header.Initiator, out.Header.Target = l.ep.Identity(), other.ep.Identity()
+				h.send(other, out, true)
+				h.end(c)
+			case l.state == legRinging:
+				l.state, l.code = legFailed, protocol.CodeTemporarilyUnavail
+				h.settle(c)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// end forgets a call. c.mu is held.
+func (h *Handler) end(c *Call) {
+	c.ended = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	h.mu.Lock()
+	delete(h.calls, c)
+	delete(h.legs, legKey{c.caller.ep.ID(), c.caller.sub})
+	for _, l := range c.callees {
+		delete(h.legs, legKey{l.ep.ID(), l.sub})
+	}
+	h.mu.Unlock()
+}

@@ -1,0 +1,106 @@
+// Command jsonrtcd is the jsonrtc gateway: it terminates JSONrtc sessions
+// over WebSocket and relays calls and messages between web users.
+//
+//	jsonrtcd [-config FILE] [-listen ADDR] [-insecure-open] [-t]
+//
+// With no flags it listens on 127.0.0.1:8080 in open identity mode and
+// serves the demo softphone at /.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/gateway"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "jsonrtcd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("jsonrtcd", flag.ContinueOnError)
+	configPath := fs.String("config", "", "YAML configuration `file` (every key optional)")
+	listen := fs.String("listen", "", "HTTP listen `address` (overrides the config's listen)")
+	insecureOpen := fs.Bool("insecure-open", false, "allow open identity mode on a non-loopback address")
+	check := fs.Bool("t", false, "check the configuration and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := gateway.DefaultConfig()
+	if *configPath != "" {
+		var err error
+		if cfg, err = gateway.LoadConfig(*configPath); err != nil {
+			return err
+		}
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *insecureOpen {
+		cfg.InsecureOpen = true
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if !cfg.Loopback() && !cfg.InsecureOpen {
+		return fmt.Errorf("open identity mode lets anyone claim any identity; refusing to listen on %s without -insecure-open", cfg.Listen)
+	}
+	if *check {
+		fmt.Println("configuration ok")
+		return nil
+	}
+	log := newLogger(cfg.Log)
+	log.Warn("open identity mode: clients choose their own identity (development only)")
+
+	g, err := gateway.New(cfg, gateway.Options{Logger: log, Web: webHandler()})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	log.Info("jsonrtcd listening", "addr", ln.Addr().String(), "demo", "http://"+ln.Addr().String()+"/")
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	gerr := g.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return gerr
+}
+
+func newLogger(c gateway.LogConfig) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,205 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of a gateway: one YAML file whose
+// every key is optional, with unknown keys rejected.
+type Config struct {
+	// Listen is the HTTP address for WebSocket and the demo page.
+	Listen string `yaml:"listen"`
+	// InsecureOpen allows open identity mode on a non-loopback address.
+	InsecureOpen bool `yaml:"insecure_open"`
+	// Domain is the domain of generated guest identities.
+	Domain    string          `yaml:"domain"`
+	WebSocket WebSocketConfig `yaml:"websocket"`
+	Session   SessionConfig   `yaml:"session"`
+	Calls     CallsConfig     `yaml:"calls"`
+	Messaging MessagingConfig `yaml:"messaging"`
+	Log       LogConfig       `yaml:"log"`
+}
+
+// WebSocketConfig configures the WebSocket front.
+type WebSocketConfig struct {
+	// AllowedOrigins lists Origin host patterns accepted besides the
+	// gateway's own host (e.g. "app.example.com", "*.example.com").
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// MaxFrameBytes is the frame size limit; larger frames close 1009.
+	MaxFrameBytes int64 `yaml:"max_frame_bytes"`
+	// PingInterval is how often WebSocket pings check liveness.
+	PingInterval Duration `yaml:"ping_interval"`
+	// HandshakeTimeout bounds the wait for the first connect frame.
+	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+}
+
+// SessionConfig configures the reliability machine.
+type SessionConfig struct {
+	ResumeTimeout Duration `yaml:"resume_timeout"`
+	WindowFrames  int      `yaml:"window_frames"`
+	WindowBytes   int      `yaml:"window_bytes"`
+	// AckDelay is how long the gateway waits for a frame to piggyback an
+	// acknowledgement on before it sends a standalone one (jsonrtc
+	// clients only).
+	AckDelay Duration `yaml:"ack_delay"`
+	// MaxSessions bounds the sessions of this gateway.
+	MaxSessions int `yaml:"max_sessions"`
+}
+
+// CallsConfig configures call relay.
+type CallsConfig struct {
+	RingTimeout Duration `yaml:"ring_timeout"`
+}
+
+// MessagingConfig configures message relay.
+type MessagingConfig struct {
+	ReportTimeout Duration `yaml:"report_timeout"`
+	MaxPending    int      `yaml:"max_pending"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (e.g. 30s, 2m)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// DefaultConfig returns the embedded defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen: "127.0.0.1:8080",
+		Domain: "guest.invalid",
+		WebSocket: WebSocketConfig{
+			MaxFrameBytes:    64 << 10,
+			PingInterval:     Duration(20 * time.Second),
+			HandshakeTimeout: Duration(30 * time.Second),
+		},
+		Session: SessionConfig{
+			ResumeTimeout: Duration(60 * time.Second),
+			WindowFrames:  1024,
+			WindowBytes:   1 << 20,
+			AckDelay:      Duration(200 * time.Millisecond),
+			MaxSessions:   200000,
+		},
+		Calls:     CallsConfig{RingTimeout: Duration(60 * time.Second)},
+		Messaging: MessagingConfig{ReportTimeout: Duration(90 * time.Second), MaxPending: 100000},
+		Log:       LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// LoadConfig reads path over the defaults. Unknown keys and bad values
+// fail with a message that names the key.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate reports every bad value, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "%q is not host:port", c.Listen)
+	}
+	if c.Domain == "" {
+		bad("domain", "must not be empty")
+	}
+	if c.WebSocket.MaxFrameBytes < 1024 || c.WebSocket.MaxFrameBytes > 16<<20 {
+		bad("websocket.max_frame_bytes", "must be between 1024 and 16777216")
+	}
+	if c.WebSocket.PingInterval.D() < time.Second {
+		bad("websocket.ping_interval", "must be at least 1s")
+	}
+	if c.WebSocket.HandshakeTimeout.D() < time.Second {
+		bad("websocket.handshake_timeout", "must be at least 1s")
+	}
+	if c.Session.ResumeTimeout.D() < time.Second {
+		bad("session.resume_timeout", "must be at least 1s")
+	}
+	if c.Session.WindowFrames < 16 {
+		bad("session.window_frames", "must be at least 16")
+	}
+	if c.Session.WindowBytes < 64<<10 {
+		bad("session.window_bytes", "must be at least 65536")
+	}
+	if c.Session.AckDelay.D() <= 0 {
+		bad("session.ack_delay", "must be positive")
+	}
+	if c.Session.MaxSessions < 1 {
+		bad("session.max_sessions", "must be at least 1")
+	}
+	if c.Calls.RingTimeout.D() < time.Second {
+		bad("calls.ring_timeout", "must be at least 1s")
+	}
+	if c.Messaging.ReportTimeout.D() < time.Second {
+		bad("messaging.report_timeout", "must be at least 1s")
+	}
+	if c.Messaging.MaxPending < 1 {
+		bad("messaging.max_pending", "must be at least 1")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// Loopback reports whether the listen address is a loopback one.
+func (c *Config) Loopback() bool {
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,215 @@
+// Package gateway is the session controller: it accepts WebSocket
+// connections, runs one reliability machine per session, authenticates
+// and names the session's identity, and dispatches frames to the package
+// handlers (calls, messaging), which relay between web sessions.
+//
+// Start with [New] and [Gateway.Handler]; [Gateway.Shutdown] ends every
+// session and waits for every goroutine.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/messaging"
+)
+
+// Gateway terminates JSONrtc sessions.
+type Gateway struct {
+	cfg Config
+	log *slog.Logger
+
+	calls *call.Handler
+	msgs  *messaging.Handler
+	web   http.Handler
+
+	// mu guards the session tables. Lock order: a session's inMu, then
+	// handler locks, then mu or a session's mu (never both).
+	mu         sync.Mutex
+	sessions   map[string]*Session
+	byIdentity map[string][]*Session
+	known      map[string]struct{}
+	closed     bool
+
+	wg       sync.WaitGroup // connection goroutines
+	shutdown chan struct{}
+	metrics  *metrics
+}
+
+// Options are the parts of a gateway that are not configuration.
+type Options struct {
+	Logger *slog.Logger
+	// Web serves everything outside /ws/ (the demo page); nil serves 404.
+	Web http.Handler
+}
+
+// New returns a gateway for cfg, which must have passed Validate.
+func New(cfg Config, opts Options) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{
+		cfg:        cfg,
+		log:        log,
+		web:        opts.Web,
+		sessions:   map[string]*Session{},
+		byIdentity: map[string][]*Session{},
+		known:      map[string]struct{}{},
+		shutdown:   make(chan struct{}),
+		metrics:    newMetrics(),
+	}
+	g.calls = call.NewHandler(directory{g}, call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
+	g.msgs = messaging.NewHandler(directory{g}, messaging.Options{
+		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log})
+	return g, nil
+}
+
+// Handler returns the HTTP handler: WebSocket upgrades under /ws/, the
+// metrics at /metrics, the demo page elsewhere.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ws/", g.serveWS)
+	mux.Handle("/metrics", g.metrics.handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	if g.web != nil {
+		mux.Handle("/", g.web)
+	}
+	return mux
+}
+
+// Shutdown tells every session to go (close 1001, so clients resume
+// elsewhere), ends the sessions and waits for their goroutines, or for
+// ctx.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil
+	}
+	g.closed = true
+	close(g.shutdown)
+	all := make([]*Session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		all = append(all, s)
+	}
+	g.mu.Unlock()
+	for _, s := range all {
+		s.end(reasonShutdown)
+	}
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stats reports what is live, for tests and leak checks.
+type Stats struct {
+	Sessions, Calls, PendingMessages int
+}
+
+// Stats returns the current counts.
+func (g *Gateway) Stats() Stats {
+	g.mu.Lock()
+	n := len(g.sessions)
+	g.mu.Unlock()
+	return Stats{Sessions: n, Calls: g.calls.Active(), PendingMessages: g.msgs.Pending()}
+}
+
+// newID returns 128 random bits, URL-safe: session ids must be
+// unguessable and unique across nodes.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (g *Gateway) guestIdentity() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return "guest-" + strings.ToLower(base64.RawURLEncoding.EncodeToString(b[:])) + "@" + g.cfg.Domain
+}
+
+var errClosed = errors.New("gateway: shutting down")
+
+// add registers a new session.
+func (g *Gateway) add(s *Session) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return errClosed
+	}
+	if len(g.sessions) >= g.cfg.Session.MaxSessions {
+		return errTooMany
+	}
+	g.sessions[s.id] = s
+	g.byIdentity[s.identity] = append(g.byIdentity[s.identity], s)
+	g.known[s.identity] = struct{}{}
+	g.metrics.sessions.Inc()
+	return nil
+}
+
+var errTooMany = errors.New("gateway: too many sessions")
+
+func (g *Gateway) remove(s *Session) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.sessions[s.id] != s {
+		return
+	}
+	delete(g.sessions, s.id)
+	list := g.byIdentity[s.identity]
+	for i, x := range list {
+		if x == s {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(g.byIdentity, s.identity)
+	} else {
+		g.byIdentity[s.identity] = list
+	}
+	g.metrics.sessions.Dec()
+}
+
+func (g *Gateway) lookup(id string) *Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.sessions[id]
+}
+
+// directory is the call.Directory view of the session tables.
+type directory struct{ g *Gateway }
+
+func (d directory) Sessions(identity string) []call.Endpoint {
+	d.g.mu.Lock()
+	defer d.g.mu.Unlock()
+	list := d.g.byIdentity[identity]
+	out := make([]call.Endpoint, 0, len(list))
+	for _, s := range list {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (d directory) Known(identity string) bool {
+	d.g.mu.Lock()
+	defer d.g.mu.Unlock()
+	_, ok := d.g.known[identity]
+	return ok
+}

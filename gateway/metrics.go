@@ -1,0 +1,48 @@
+package gateway
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are per gateway, in a registry of their own, so that several
+// gateways (tests) can live in one process.
+type metrics struct {
+	reg        *prometheus.Registry
+	sessions   prometheus.Gauge
+	handshakes *prometheus.CounterVec
+	resumes    *prometheus.CounterVec
+	ended      *prometheus.CounterVec
+	closes     *prometheus.CounterVec
+	frames     prometheus.Counter
+	badFrames  prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jsonrtc_sessions", Help: "Live sessions, connected or waiting for a resume."}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jsonrtc_handshakes_total", Help: "WebSocket handshakes by outcome."}, []string{"outcome"}),
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jsonrtc_resumes_total", Help: "Resume attempts by outcome."}, []string{"outcome"}),
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jsonrtc_sessions_ended_total", Help: "Sessions ended, by reason."}, []string{"reason"}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jsonrtc_socket_drops_total", Help: "Sockets the gateway dropped, by reason."}, []string{"reason"}),
+		frames: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jsonrtc_frames_in_total", Help: "Frames received and processed."}),
+		badFrames: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jsonrtc_bad_frames_total", Help: "Frames that could not be decoded."}),
+	}
+	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

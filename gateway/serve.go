@@ -1,0 +1,411 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/session"
+	"github.com/jsonrtc/jsonrtc/transport/ws"
+)
+
+// maxBadFrames is how many undecodable frames in a row close a socket
+// with 1008 (PROTOCOL.md section 7).
+const maxBadFrames = 10
+
+func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-g.shutdown:
+		http.Error(w, "jsonrtc: shutting down", http.StatusServiceUnavailable)
+		return
+	default:
+	}
+	c, err := ws.Accept(w, r, &ws.Options{
+		OriginPatterns: g.cfg.WebSocket.AllowedOrigins,
+		ReadLimit:      g.cfg.WebSocket.MaxFrameBytes,
+		PingInterval:   g.cfg.WebSocket.PingInterval.D(),
+	})
+	if err != nil {
+		g.metrics.handshakes.WithLabelValues("refused").Inc()
+		g.log.Info("handshake refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
+		return
+	}
+	g.metrics.handshakes.WithLabelValues("accepted").Inc()
+	g.wg.Add(1)
+	defer g.wg.Done()
+	g.serveConn(c)
+}
+
+// serveConn runs one socket: the connect exchange, then the read loop.
+// It returns when the socket is gone.
+func (g *Gateway) serveConn(c *ws.Conn) {
+	l := &link{c: c, out: make(chan []byte, g.cfg.Session.WindowFrames+16), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	go l.write(ctx)
+	defer func() { cancel(); <-l.done; c.CloseNow() }()
+	go func() {
+		select {
+		case <-g.shutdown:
+			c.Close(websocket.StatusGoingAway, "shutting down")
+		case <-ctx.Done():
+		}
+	}()
+
+	s, err := g.handshake(ctx, c, l)
+	if err != nil {
+		c.CloseNow()
+		return
+	}
+	for {
+		data, err := c.Read(ctx)
+		if err != nil {
+			s.detach(l, ws.CloseStatus(err) == websocket.StatusNormalClosure)
+			return
+		}
+		if !s.inbound(l, data) {
+			c.Close(websocket.StatusPolicyViolation, "too many malformed frames")
+			s.detach(l, false)
+			return
+		}
+	}
+}
+
+// write sends queued frames until ctx ends.
+func (l *link) write(ctx context.Context) {
+	defer close(l.done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case data := <-l.out:
+			if err := l.c.Write(ctx, data); err != nil {
+				l.c.CloseNow()
+				return
+			}
+		}
+	}
+}
+
+// handshake waits for the connect request and starts or resumes a session.
+func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link) (*Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.WebSocket.HandshakeTimeout.D())
+	defer cancel()
+	bad := 0
+	for {
+		data, err := c.Read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		f, err := protocol.Decode(data)
+		if err == nil {
+			err = protocol.Validate(f)
+		}
+		if err == nil && (f.Header.Action != protocol.ActionConnect || f.Control.Type != protocol.TypeRequest) {
+			err = &protocol.Error{Code: protocol.CodeForbidden, Reason: "the first frame must be a connect request"}
+		}
+		if err != nil {
+			bad++
+			writeNow(ctx, c, connectError(f, protocol.CodeOf(err), reasonOf(err)))
+			if bad >= maxBadFrames {
+				c.Close(websocket.StatusPolicyViolation, "too many malformed frames")
+				return nil, err
+			}
+			continue
+		}
+		s, resumed, err := g.connect(c, f)
+		if err != nil {
+			writeNow(ctx, c, connectError(f, protocol.CodeOf(err), reasonOf(err)))
+			continue
+		}
+		s.inMu.Lock()
+		s.mu.Lock()
+		if s.ended {
+			s.mu.Unlock()
+			s.inMu.Unlock()
+			return nil, errEnded
+		}
+		s.attachLocked(l)
+		resp := &protocol.Frame{
+			Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageRegister, MessageState: protocol.StateFinal},
+			Header: protocol.Header{Action: protocol.ActionConnect, Initiator: s.identity, Target: s.identity,
+				ResponseCode: protocol.CodeOK, Reason: "OK"},
+		}
+		var resend [][]byte
+		if resumed {
+			resend = s.st.Resume(f.Header.CSLR.V)
+			resp.Header.SSLR = protocol.Seq(s.st.Processed)
+		}
+		data2, err := s.st.Send(resp, s.limits(), nil)
+		if err != nil {
+			s.mu.Unlock()
+			s.inMu.Unlock()
+			s.end(reasonWindowFull)
+			return nil, err
+		}
+		s.queueLocked(data2)
+		for _, d := range resend {
+			s.queueLocked(d)
+		}
+		s.mu.Unlock()
+		s.inMu.Unlock()
+		if resumed {
+			g.metrics.resumes.WithLabelValues("ok").Inc()
+			s.log.Info("session resumed", "resent", len(resend))
+		} else {
+			s.log.Info("session started", "subprotocol", c.Subprotocol())
+		}
+		return s, nil
+	}
+}
+
+// connect applies PROTOCOL.md section 4 to a connect request: resume the
+// named session if all three criteria hold, else start a new one.
+func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame) (*Session, bool, error) {
+	oracle := c.Subprotocol() == protocol.SubprotocolOracle
+	identity, err := g.identify(f)
+	if err != nil {
+		return nil, false, err
+	}
+	processed := f.Control.Sequence
+	if id := f.Control.SessionID; id != "" {
+		if old := g.lookup(id); old != nil {
+			if old.identity != identity {
+				// A session id alone never grants access: the victim's
+				// session is left untouched.
+				g.metrics.resumes.WithLabelValues("identity_mismatch").Inc()
+				g.log.Warn("resume refused: another identity", "session_id", id, "identity", identity, "remote", c.RemoteAddr())
+			} else {
+				old.mu.Lock()
+				err := old.st.CheckResume(&f.Header)
+				ended := old.ended
+				old.mu.Unlock()
+				if err == nil && !ended {
+					return old, true, nil
+				}
+				g.metrics.resumes.WithLabelValues("refused").Inc()
+				old.log.Info("resume refused; starting anew", "err", err)
+				old.end(reasonReplaced)
+			}
+		} else {
+			g.metrics.resumes.WithLabelValues("unknown").Inc()
+		}
+		if processed == 0 {
+			// The SDK numbers its next frame 2 after a failed resume: the
+			// reconnect connect stands for its sequence 1.
+			processed = 1
+		}
+	}
+	s := g.newSession(identity, oracle, processed)
+	if err := g.add(s); err != nil {
+		if errors.Is(err, errTooMany) {
+			return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "too many sessions"}
+		}
+		return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "shutting down"}
+	}
+	return s, false, nil
+}
+
+// identify names the identity a connect runs as. In open mode it is the
+// initiator the client claims, or a generated guest identity.
+func (g *Gateway) identify(f *protocol.Frame) (string, error) {
+	if f.Header.Initiator == "" {
+		return g.guestIdentity(), nil
+	}
+	if !validIdentity(f.Header.Initiator) {
+		return "", &protocol.Error{Code: protocol.CodeBadRequest, Reason: "initiator is not a valid identity"}
+	}
+	return f.Header.Initiator, nil
+}
+
+func validIdentity(s string) bool {
+	if len(s) == 0 || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == '"' || c == ',' || c == ';' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func reasonOf(err error) string {
+	var e *protocol.Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return "internal error"
+}
+
+// connectError answers a connect that failed. wsc.js needs package_type
+// register on it.
+func connectError(f *protocol.Frame, code int, reason string) []byte {
+	out := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageRegister},
+		Header:  protocol.Header{Action: protocol.ActionConnect, ErrorCode: code, Reason: reason},
+	}
+	if f != nil {
+		out.Control.AckSequence = f.Control.Sequence
+		out.Control.CorrelationID = call.ClientCorrelation(f)
+		if f.Header.Action != "" && f.Header.Action != protocol.ActionConnect {
+			out.Header.Action = f.Header.Action
+			out.Control.Package = f.EffectivePackage()
+		}
+	}
+	return out.Marshal()
+}
+
+func writeNow(ctx context.Context, c *ws.Conn, data []byte) {
+	c.Write(ctx, data)
+}
+
+// inbound processes one frame from the session's socket l. It returns
+// false when the socket must be closed for abuse.
+func (s *Session) inbound(l *link, data []byte) bool {
+	s.inMu.Lock()
+	defer s.inMu.Unlock()
+	f, err := protocol.Decode(data)
+	if err != nil {
+		return s.undecodable(data, err)
+	}
+	s.mu.Lock()
+	if s.ended || s.conn != l {
+		s.mu.Unlock()
+		return true
+	}
+	s.lastError = 0
+	if f.Control.SessionID != "" && f.Control.SessionID != s.id {
+		// A stale frame from before a failed resume (the SDK keeps its
+		// old resend queue): it belongs to no live session here.
+		s.mu.Unlock()
+		s.log.Debug("dropping frame of another session", "frame_session", f.Control.SessionID)
+		return true
+	}
+	v, gap := s.st.Receive(f)
+	switch v {
+	case session.Duplicate:
+		s.scheduleAckLocked()
+		s.mu.Unlock()
+		return true
+	case session.AckOnly:
+		s.mu.Unlock()
+		return true
+	case session.Unsequenced:
+		s.mu.Unlock()
+		if f.Header.Action == protocol.ActionConnect {
+			s.Send(errorFor(f, protocol.CodeMethodNotAllowed, "already connected"), false)
+		} else {
+			s.Send(errorFor(f, protocol.CodeBadRequest, "control.sequence is missing"), false)
+		}
+		return true
+	}
+	s.scheduleAckLocked()
+	s.mu.Unlock()
+	if gap > 0 {
+		s.log.Info("sequence gap", "missing", gap, "sequence", f.Control.Sequence)
+	}
+	s.g.metrics.frames.Inc()
+	if err := protocol.Validate(f); err != nil {
+		s.Send(errorFor(f, protocol.CodeOf(err), reasonOf(err)), false)
+		return true
+	}
+	s.dispatch(f)
+	return true
+}
+
+// undecodable answers a frame that is not a valid JSONrtc frame with
+// error 400. When its sequence can still be read, it counts as processed,
+// so that the client does not resend it after a resume.
+func (s *Session) undecodable(data []byte, err error) bool {
+	var loose struct {
+		Control struct {
+			Type         any `json:"type"`
+			Sequence     any `json:"sequence"`
+			SubsessionID any `json:"subsession_id"`
+			Package      any `json:"package_type"`
+		} `json:"control"`
+		Header struct {
+			Action any `json:"action"`
+		} `json:"header"`
+	}
+	out := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageCall},
+		Header:  protocol.Header{ErrorCode: protocol.CodeBadRequest, Reason: reasonOf(err)},
+	}
+	isObject := json.Unmarshal(data, &loose) == nil
+	if isObject {
+		if n, ok := loose.Control.Sequence.(float64); ok && n >= 1 && n < 1<<53 && n == float64(uint64(n)) {
+			out.Control.CorrelationID = "c" + itoa(uint64(n))
+			s.mu.Lock()
+			s.st.Receive(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Sequence: uint64(n)}})
+			s.mu.Unlock()
+		}
+		if v, ok := loose.Control.SubsessionID.(string); ok && len(v) <= 128 {
+			out.Control.SubsessionID = v
+		}
+		if v, ok := loose.Control.Package.(string); ok && protocol.KnownPackage(protocol.Package(v)) {
+			out.Control.Package = protocol.Package(v)
+		}
+		if v, ok := loose.Header.Action.(string); ok && len(v) <= 32 && validIdentity(v) {
+			out.Header.Action = protocol.Action(v)
+		}
+	}
+	s.mu.Lock()
+	s.lastError++
+	n := s.lastError
+	s.mu.Unlock()
+	s.g.metrics.badFrames.Inc()
+	s.Send(out, false)
+	return n < maxBadFrames
+}
+
+func itoa(n uint64) string {
+	return string(appendUint(nil, n))
+}
+
+func appendUint(b []byte, n uint64) []byte {
+	var tmp [20]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return append(b, tmp[i:]...)
+}
+
+// errorFor builds the error frame that answers f.
+func errorFor(f *protocol.Frame, code int, reason string) *protocol.Frame {
+	return &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeError, Package: f.EffectivePackage(),
+			SubsessionID: f.Control.SubsessionID, CorrelationID: call.ClientCorrelation(f)},
+		Header: protocol.Header{Action: f.Header.Action, ErrorCode: code, Reason: reason},
+	}
+}
+
+// dispatch hands a new, valid frame to its package handler.
+func (s *Session) dispatch(f *protocol.Frame) {
+	switch f.EffectivePackage() {
+	case protocol.PackageCall:
+		s.g.calls.HandleFrame(s, f)
+	case protocol.PackageMessaging:
+		s.g.msgs.HandleFrame(s, f)
+	case protocol.PackageRegister:
+		s.Send(errorFor(f, protocol.CodeMethodNotAllowed, "already connected"), false)
+	default:
+		if f.Control.Type == protocol.TypeRequest {
+			s.Send(errorFor(f, protocol.CodeMethodNotAllowed, "package "+string(f.EffectivePackage())+" is not served by this gateway"), false)
+		}
+	}
+}
+
+var _ = time.Second

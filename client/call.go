@@ -1,0 +1,408 @@
+package client
+
+import (
+	"context"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// Call is one call (one subsession). Its methods are safe for concurrent
+// use; each sends one frame and returns once it is queued (retained and
+// written, or retained until the session resumes).
+type Call struct {
+	c        *Client
+	id       string
+	peer     string
+	incoming bool
+
+	// Owned by the loop.
+	caller, callee string
+	startCorr      string // correlation of the initial start
+	answered       bool   // the final answer was sent or received
+	established    bool   // complete sent or received
+	ended          bool
+	completeCorr   string // what our complete correlates to
+	reofferOut     string // our re-offer awaiting its answer
+	reofferIn      string // the peer's re-offer awaiting ours
+	transferIn     string // the peer's transfer awaiting our response
+}
+
+// ID is the call's subsession id.
+func (k *Call) ID() string { return k.id }
+
+// Peer is the other party: the callee of an outgoing call, the caller of
+// an incoming one.
+func (k *Call) Peer() string { return k.peer }
+
+// Incoming reports whether the peer placed the call.
+func (k *Call) Incoming() bool { return k.incoming }
+
+// StartCall places a call to target with an SDP offer. The subsession id
+// and the start's correlation id are both c<seq>, as wsc.js makes them.
+// Progress arrives as EventCall events.
+func (c *Client) StartCall(ctx context.Context, target, sdp string, ext ...protocol.Ext) (*Call, error) {
+	var k *Call
+	err := c.do(ctx, func() error {
+		corr := c.nextCorr()
+		call := &Call{c: c, id: corr, peer: target, caller: c.identity(), callee: target, startCorr: corr}
+		f := call.frame(protocol.TypeRequest, protocol.ActionStart, corr, ext)
+		f.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: sdp})
+		if err := c.send(f); err != nil {
+			return err
+		}
+		c.calls[call.id] = call
+		k = call
+		return nil
+	})
+	return k, err
+}
+
+// frame builds a call frame with the initiator/target conventions of the
+// SDK (wsc-sdk-1.0-wire.md section 1.4): requests and messages go from us
+// to the peer; responses and errors name the caller and the callee.
+func (k *Call) frame(typ protocol.Type, action protocol.Action, corr string, ext []protocol.Ext) *protocol.Frame {
+	f := &protocol.Frame{
+		Control: protocol.Control{Type: typ, Package: protocol.PackageCall, SubsessionID: k.id, CorrelationID: corr},
+		Header:  protocol.Header{Action: action, Ext: ext},
+	}
+	switch typ {
+	case protocol.TypeResponse, protocol.TypeError:
+		f.Header.Initiator, f.Header.Target = k.caller, k.callee
+	default:
+		f.Header.Initiator, f.Header.Target = k.c.identity(), k.peer
+	}
+	return f
+}
+
+// act runs fn on the loop for a call that is still on.
+func (k *Call) act(ctx context.Context, fn func() error) error {
+	return k.c.do(ctx, func() error {
+		if k.ended {
+			return ErrCallState
+		}
+		return fn()
+	})
+}
+
+// Ring tells the caller that we ring: response subsequent, 180.
+func (k *Call) Ring(ctx context.Context, ext ...protocol.Ext) error {
+	return k.act(ctx, func() error {
+		if !k.incoming || k.answered {
+			return ErrCallState
+		}
+		f := k.frame(protocol.TypeResponse, protocol.ActionStart, k.startCorr, ext)
+		f.Control.MessageState = protocol.StateSubsequent
+		f.Header.ResponseCode = protocol.CodeRinging
+		return k.c.send(f)
+	})
+}
+
+// Answer answers the pending offer with sdp (response final, 200): the
+// peer's re-offer when there is one, else the incoming call.
+func (k *Call) Answer(ctx context.Context, sdp string, ext ...protocol.Ext) error {
+	return k.act(ctx, func() error {
+		corr := k.reofferIn
+		if corr == "" {
+			if !k.incoming || k.answered {
+				return ErrCallState
+			}
+			corr = k.startCorr
+		}
+		f := k.frame(protocol.TypeResponse, protocol.ActionStart, corr, ext)
+		f.Control.MessageState = protocol.StateFinal
+		f.Header.ResponseCode = protocol.CodeOK
+		f.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: sdp})
+		if err := k.c.send(f); err != nil {
+			return err
+		}
+		if k.reofferIn != "" {
+			k.reofferIn = ""
+		} else {
+			k.answered = true
+		}
+		return nil
+	})
+}
+
+// Decline rejects the pending offer with code (default 603): the peer's
+// re-offer, after which the call goes on, or the incoming call, which
+// then ends.
+func (k *Call) Decline(ctx context.Context, code int, ext ...protocol.Ext) error {
+	if code == 0 {
+		code = protocol.CodeDecline
+	}
+	return k.act(ctx, func() error {
+		corr := k.reofferIn
+		if corr == "" {
+			if !k.incoming || k.answered {
+				return ErrCallState
+			}
+			corr = k.startCorr
+		}
+		f := k.frame(protocol.TypeError, protocol.ActionStart, corr, ext)
+		f.Header.ErrorCode = code
+		f.Header.Reason = protocol.Reason(code)
+		if err := k.c.send(f); err != nil {
+			return err
+		}
+		if k.reofferIn != "" {
+			k.reofferIn = ""
+		} else {
+			k.end()
+		}
+		return nil
+	})
+}
+
+// Hangup ends the call: a cancel (shutdown correlated with the start)
+// before the answer, a bye (shutdown with a new correlation) after it.
+// The call is over at once; no event follows.
+func (k *Call) Hangup(ctx context.Context, ext ...protocol.Ext) error {
+	return k.act(ctx, func() error {
+		corr := k.startCorr
+		if k.answered {
+			corr = k.c.nextCorr()
+		}
+		if err := k.c.send(k.frame(protocol.TypeMessage, protocol.ActionShutdown, corr, ext)); err != nil {
+			return err
+		}
+		k.end()
+		return nil
+	})
+}
+
+// ReOffer sends a new offer on the established call (hold, resume, new
+// media, ICE restart). The answer arrives as CallReOfferAnswered.
+func (k *Call) ReOffer(ctx context.Context, sdp string, ext ...protocol.Ext) error {
+	return k.act(ctx, func() error {
+		if !k.answered || k.reofferOut != "" {
+			return ErrCallState
+		}
+		corr := k.c.nextCorr()
+		f := k.frame(protocol.TypeRequest, protocol.ActionStart, corr, ext)
+		f.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: sdp})
+		if err := k.c.send(f); err != nil {
+			return err
+		}
+		k.reofferOut = corr
+		return nil
+	})
+}
+
+// Complete tells the peer its answer was applied (SIP ACK). Needed only
+// with Options.ManualComplete; sdp is normally empty.
+func (k *Call) Complete(ctx context.Context, sdp string) error {
+	return k.act(ctx, func() error {
+		if k.completeCorr == "" {
+			return ErrCallState
+		}
+		return k.sendComplete(sdp)
+	})
+}
+
+func (k *Call) sendComplete(sdp string) error {
+	f := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: k.id, CorrelationID: k.completeCorr},
+		Header:  protocol.Header{Action: protocol.ActionComplete},
+	}
+	if sdp != "" {
+		f.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: sdp})
+	}
+	k.completeCorr = ""
+	k.established = true
+	return k.c.send(f)
+}
+
+// Prack acknowledges the provisional response of an outgoing call.
+func (k *Call) Prack(ctx context.Context, ext ...protocol.Ext) error {
+	return k.act(ctx, func() error {
+		if k.incoming {
+			return ErrCallState
+		}
+		return k.c.send(k.frame(protocol.TypeRequest, protocol.ActionPrack, k.startCorr, ext))
+	})
+}
+
+// Trickle sends ICE candidates as an SDP fragment (a=mid:, a=candidate:).
+func (k *Call) Trickle(ctx context.Context, candidates string) error {
+	return k.act(ctx, func() error {
+		f := k.frame(protocol.TypeMessage, protocol.ActionTrickle, "", nil)
+		f.Payload = protocol.EncodePayload(protocol.CallPayload{Candidates: candidates})
+		return k.c.send(f)
+	})
+}
+
+// DTMF sends digits (ext), duration in milliseconds (0: the gateway's).
+func (k *Call) DTMF(ctx context.Context, digits string, duration int) error {
+	return k.act(ctx, func() error {
+		f := k.frame(protocol.TypeMessage, protocol.ActionDTMF, "", nil)
+		f.Payload = protocol.EncodePayload(protocol.CallPayload{Digits: digits, Duration: duration})
+		return k.c.send(f)
+	})
+}
+
+// Transfer asks the peer to call referTo instead (ext; SIP REFER) and
+// waits for the answer: 202 or 200, or an error code with *FrameError.
+func (k *Call) Transfer(ctx context.Context, referTo string, ext ...protocol.Ext) (int, error) {
+	return k.c.request(ctx, func() *protocol.Frame {
+		if k.ended {
+			return nil
+		}
+		f := k.frame(protocol.TypeRequest, protocol.ActionTransfer, "", ext)
+		f.Header.ReferTo = referTo
+		return f
+	})
+}
+
+// RespondTransfer answers the peer's transfer request (CallTransfer):
+// a 2xx accepts it, anything else refuses it.
+func (k *Call) RespondTransfer(ctx context.Context, code int) error {
+	return k.act(ctx, func() error {
+		if k.transferIn == "" {
+			return ErrCallState
+		}
+		typ := protocol.TypeResponse
+		if code >= 300 {
+			typ = protocol.TypeError
+		}
+		f := k.frame(typ, protocol.ActionTransfer, k.transferIn, nil)
+		if typ == protocol.TypeError {
+			f.Header.ErrorCode = code
+		} else {
+			f.Header.ResponseCode = code
+			f.Control.MessageState = protocol.StateFinal
+		}
+		f.Header.Reason = protocol.Reason(code)
+		k.transferIn = ""
+		return k.c.send(f)
+	})
+}
+
+func (k *Call) end() {
+	k.ended = true
+	delete(k.c.calls, k.id)
+}
+
+// onCallFrame handles a call frame; false means it fits no known call.
+func (c *Client) onCallFrame(f *protocol.Frame) bool {
+	k := c.calls[f.Control.SubsessionID]
+	t, a := f.Control.Type, f.Header.Action
+	if k == nil {
+		if t != protocol.TypeRequest || a != protocol.ActionStart || f.Control.SubsessionID == "" {
+			return false
+		}
+		var p protocol.CallPayload
+		protocol.DecodePayload(f.Payload, &p)
+		k = &Call{c: c, id: f.Control.SubsessionID, peer: f.Header.Initiator, incoming: true,
+			caller: f.Header.Initiator, callee: f.Header.Target, startCorr: f.Control.CorrelationID}
+		if k.callee == "" {
+			k.callee = c.identity()
+		}
+		c.calls[k.id] = k
+		c.emit(Event{Kind: EventIncomingCall, Call: k, SDP: p.SDP, Header: &f.Header})
+		return true
+	}
+	var p protocol.CallPayload
+	protocol.DecodePayload(f.Payload, &p)
+	ev := Event{Kind: EventCall, Call: k, Code: f.Header.ResponseCode, Reason: f.Header.Reason, SDP: p.SDP, Header: &f.Header}
+	corr := f.Control.CorrelationID
+	switch {
+	case t == protocol.TypeRequest && a == protocol.ActionStart:
+		if k.reofferOut != "" {
+			// Glare: our own re-offer is outstanding (wsc.js does the same).
+			g := k.frame(protocol.TypeError, protocol.ActionStart, corr, nil)
+			g.Header.ErrorCode, g.Header.Reason = protocol.CodeRequestPending, "Glare"
+			c.send(g)
+			return true
+		}
+		k.reofferIn = corr
+		ev.CallEvent = CallReOffer
+	case t == protocol.TypeResponse && a == protocol.ActionStart && corr != "" && corr == k.reofferOut:
+		if f.Control.MessageState == protocol.StateSubsequent {
+			ev.CallEvent = CallRinging
+			break
+		}
+		k.reofferOut = ""
+		ev.CallEvent = CallReOfferAnswered
+		if ev.Code == 0 {
+			ev.Code = protocol.CodeOK
+		}
+		c.emit(ev)
+		k.completeCorr = corr
+		if !c.o.ManualComplete {
+			k.sendComplete("")
+		}
+		return true
+	case t == protocol.TypeResponse && a == protocol.ActionStart && !k.incoming:
+		if f.Control.MessageState == protocol.StateSubsequent || (ev.Code >= 100 && ev.Code < 200) {
+			ev.CallEvent = CallRinging
+			if ev.Code == 0 {
+				ev.Code = protocol.CodeRinging
+			}
+			if p.SDP != "" {
+				ev.CallEvent = CallEarlyMedia
+			}
+			break
+		}
+		if ev.Code == 0 {
+			ev.Code = protocol.CodeOK
+		}
+		k.answered = true
+		ev.CallEvent = CallAnswered
+		c.emit(ev)
+		k.completeCorr = k.startCorr
+		if !c.o.ManualComplete {
+			k.sendComplete("")
+			c.emit(Event{Kind: EventCall, Call: k, CallEvent: CallEstablished})
+		}
+		return true
+	case t == protocol.TypeError && a == protocol.ActionStart:
+		ev.Code = f.Header.ErrorCode
+		if corr != "" && corr == k.reofferOut {
+			k.reofferOut = ""
+			ev.CallEvent = CallReOfferFailed
+			break
+		}
+		if !k.answered {
+			k.end()
+			ev.CallEvent = CallFailed
+			if ev.Code == protocol.CodeRequestTerminated {
+				ev.CallEvent = CallEnded
+			}
+			break
+		}
+		ev.CallEvent = CallError
+	case t == protocol.TypeMessage && a == protocol.ActionComplete:
+		k.established = true
+		ev.CallEvent = CallEstablished
+	case t == protocol.TypeMessage && a == protocol.ActionShutdown:
+		k.end()
+		ev.CallEvent = CallEnded
+		if ev.Reason == "" {
+			ev.Reason = "shutdown"
+			if !k.answered {
+				ev.Reason = "cancelled"
+			}
+		}
+	case t == protocol.TypeRequest && a == protocol.ActionPrack:
+		r := k.frame(protocol.TypeResponse, protocol.ActionPrack, corr, nil)
+		c.send(r)
+		ev.CallEvent = CallPrack
+	case t == protocol.TypeResponse && a == protocol.ActionPrack:
+		ev.CallEvent = CallPrack
+	case t == protocol.TypeMessage && a == protocol.ActionTrickle:
+		ev.CallEvent, ev.Candidates = CallTrickle, p.Candidates
+	case t == protocol.TypeMessage && a == protocol.ActionDTMF:
+		ev.CallEvent, ev.Digits, ev.Duration = CallDTMF, p.Digits, p.Duration
+	case t == protocol.TypeRequest && a == protocol.ActionTransfer:
+		k.transferIn = corr
+		ev.CallEvent, ev.ReferTo = CallTransfer, f.Header.ReferTo
+	case t == protocol.TypeError:
+		ev.Code = f.Header.ErrorCode
+		ev.CallEvent = CallError
+	default:
+		return false
+	}
+	c.emit(ev)
+	return true
+}

@@ -1,0 +1,186 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// conn is one WebSocket with its reader and writer goroutines. The loop
+// owns it; the goroutines report to the loop through in.
+type conn struct {
+	ws     *websocket.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	out    chan []byte // text frames to write, in order
+	wg     sync.WaitGroup
+	// writerDone is closed when the writer exits.
+	writerDone chan struct{}
+
+	rawMu sync.Mutex
+	raw   net.Conn // the TCP connection, when NetDial made it
+}
+
+// inbound is what a conn's reader hands to the loop: one text frame, or
+// the error that ended the socket.
+type inbound struct {
+	c    *conn
+	data []byte
+	err  error
+}
+
+const writeQueue = 256
+
+// dialConn performs the handshake. It starts no goroutine.
+func dialConn(ctx context.Context, o *Options) (*conn, error) {
+	c := &conn{}
+	hc := o.HTTPClient
+	if hc == nil {
+		d := o.NetDial
+		if d == nil {
+			d = (&net.Dialer{}).DialContext
+		}
+		hc = &http.Client{Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				nc, err := d(ctx, network, addr)
+				if err == nil {
+					c.rawMu.Lock()
+					c.raw = nc
+					c.rawMu.Unlock()
+				}
+				return nc, err
+			},
+		}}
+	}
+	ws, resp, err := websocket.Dial(ctx, o.URL, &websocket.DialOptions{
+		HTTPClient:      hc,
+		HTTPHeader:      o.Header,
+		Subprotocols:    []string{o.Subprotocol},
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		if resp != nil {
+			return nil, &HandshakeError{Status: resp.StatusCode, Err: err}
+		}
+		c.kill()
+		return nil, err
+	}
+	if got := ws.Subprotocol(); got != o.Subprotocol {
+		ws.CloseNow()
+		c.kill()
+		return nil, fmt.Errorf("client: gateway chose subprotocol %q, want %q", got, o.Subprotocol)
+	}
+	ws.SetReadLimit(o.ReadLimit)
+	c.ws = ws
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.out = make(chan []byte, writeQueue)
+	c.writerDone = make(chan struct{})
+	return c, nil
+}
+
+// start runs the reader and writer; they report to in until stopped.
+func (c *conn) start(in chan<- inbound, writeTimeout time.Duration, onFrame func(bool, []byte)) {
+	c.wg.Add(2)
+	go c.reader(in, onFrame)
+	go c.writer(writeTimeout, onFrame)
+}
+
+func (c *conn) reader(in chan<- inbound, onFrame func(bool, []byte)) {
+	defer c.wg.Done()
+	for {
+		typ, data, err := c.ws.Read(c.ctx)
+		if err == nil && typ != websocket.MessageText {
+			err = errors.New("client: binary frame from the gateway")
+			c.ws.Close(websocket.StatusUnsupportedData, "binary frame")
+		}
+		if err == nil && onFrame != nil {
+			onFrame(false, data)
+		}
+		select {
+		case in <- inbound{c: c, data: data, err: err}:
+		case <-c.ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (c *conn) writer(timeout time.Duration, onFrame func(bool, []byte)) {
+	defer c.wg.Done()
+	defer close(c.writerDone)
+	for {
+		var data []byte
+		var ok bool
+		select {
+		case data, ok = <-c.out:
+			if !ok {
+				return
+			}
+		case <-c.ctx.Done():
+			return
+		}
+		if onFrame != nil {
+			onFrame(true, data)
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, timeout)
+		err := c.ws.Write(ctx, websocket.MessageText, data)
+		cancel()
+		if err != nil {
+			// The reader sees the socket fail and tells the loop.
+			c.ws.CloseNow()
+			return
+		}
+	}
+}
+
+// write queues data; false means the queue is full and the socket must be
+// given up (its frames are retained and will be resent on resume).
+func (c *conn) write(data []byte) bool {
+	select {
+	case c.out <- data:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill closes the TCP connection without a WebSocket close frame.
+func (c *conn) kill() {
+	c.rawMu.Lock()
+	raw := c.raw
+	c.rawMu.Unlock()
+	if raw != nil {
+		raw.Close()
+	} else if c.ws != nil {
+		c.ws.CloseNow()
+	}
+}
+
+// stop tears the socket down abruptly and waits for its goroutines.
+func (c *conn) stop() {
+	c.kill()
+	c.ws.CloseNow()
+	c.cancel()
+	c.wg.Wait()
+}
+
+// logout flushes the write queue and closes with 1000, the logout of
+// PROTOCOL.md section 4, then waits for the goroutines.
+func (c *conn) logout() error {
+	close(c.out)
+	<-c.writerDone
+	err := c.ws.Close(websocket.StatusNormalClosure, "logout")
+	c.cancel()
+	c.wg.Wait()
+	c.kill()
+	return err
+}

@@ -1,0 +1,40 @@
+// Package client is the Go SDK of JSONrtc: it dials the gateway over a
+// WebSocket, runs the client's side of the reliability machine
+// ([session.State], shared with the gateway) and offers calls and
+// messaging on top.
+//
+// Start with [Dial], then read [Client.Events] until it is closed. A
+// Client survives the loss of its socket: it reconnects with a jittered,
+// doubling backoff and resumes the session as PROTOCOL.md section 4
+// describes, resending what the gateway did not get and dropping what it
+// receives twice, so the application sees every inbound frame once and in
+// order. When the gateway refuses the resume, the client reports
+// [EventSessionLost], fails every call and pending request, and carries
+// on in the new session.
+//
+// # Goroutines and ownership
+//
+// One goroutine (the loop) owns the session state, the calls and the
+// pending requests; the API methods hand it closures and wait for their
+// result. Each socket has a reader and a writer goroutine, and a
+// reconnect dials in a goroutine of its own. [Client.Close] returns only
+// after all of them have exited.
+//
+// # Queues and slow applications
+//
+// Every queue is bounded:
+//   - Events: Options.EventBuffer entries. When it is full the loop waits
+//     up to Options.SlowConsumerTimeout for the application, which stops
+//     reading the socket meanwhile (TCP back-pressure on the gateway).
+//     If the application still has not made room, the client closes the
+//     session (logout) with [ErrSlowConsumer]: an event is never dropped
+//     in silence. Do not call blocking Client methods from the goroutine
+//     that drains Events while that channel may be full.
+//   - The retained window (Options.Limits): a send that would overflow it
+//     fails with [ErrWindowFull] and nothing is sent; the application may
+//     retry once the gateway has acknowledged.
+//   - Pending requests (Options.MaxPending): beyond it, Send and Transfer
+//     fail with [ErrTooManyPending].
+//   - A socket's write queue: when it fills, the socket is treated as dead
+//     and the session resumes on a new one (the frames are retained).
+package client

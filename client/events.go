@@ -1,0 +1,184 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/session"
+)
+
+// Errors callers branch on.
+var (
+	// ErrClosed: the Client was closed (by Close or for a cause that
+	// Client.Err reports).
+	ErrClosed = errors.New("client: closed")
+	// ErrSessionLost: the gateway refused a resume; everything pending in
+	// the old session failed.
+	ErrSessionLost = errors.New("client: session lost")
+	// ErrResumeTimeout: the socket could not be resumed within
+	// Options.ResumeTimeout.
+	ErrResumeTimeout = errors.New("client: resume timed out")
+	// ErrSlowConsumer: the application did not drain Events in time.
+	ErrSlowConsumer = errors.New("client: events not drained; session closed")
+	// ErrWindowFull: the retained window is full; nothing was sent.
+	ErrWindowFull = session.ErrWindowFull
+	// ErrTooManyPending: Options.MaxPending requests await a response.
+	ErrTooManyPending = errors.New("client: too many pending requests")
+	// ErrCallState: the call is not in a state that allows this action.
+	ErrCallState = errors.New("client: not allowed in this call state")
+)
+
+// FrameError is an error frame from the gateway answering a request.
+type FrameError struct {
+	Code   int
+	Reason string
+}
+
+func (e *FrameError) Error() string {
+	return "client: gateway answered " + strconv.Itoa(e.Code) + " " + e.Reason
+}
+
+// HandshakeError is a WebSocket handshake the gateway refused over HTTP.
+type HandshakeError struct {
+	Status int
+	Err    error
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("client: handshake refused with HTTP %d: %v", e.Status, e.Err)
+}
+
+func (e *HandshakeError) Unwrap() error { return e.Err }
+
+// EventKind says what an Event reports.
+type EventKind uint8
+
+const (
+	// EventConnected: the session is up (SessionID, Identity). Sent once,
+	// after Dial.
+	EventConnected EventKind = iota + 1
+	// EventReconnecting: the socket was lost (Err says why); the client is
+	// reconnecting.
+	EventReconnecting
+	// EventResumed: the session resumed on a new socket (SessionID).
+	EventResumed
+	// EventSessionLost: the gateway refused the resume. Every call ended
+	// and every pending request failed with ErrSessionLost; the client
+	// now runs session SessionID (the old one was PrevSessionID).
+	EventSessionLost
+	// EventClosed: the last event; Err is nil after Close.
+	EventClosed
+	// EventIncomingCall: a new call (Call, SDP, Header).
+	EventIncomingCall
+	// EventCall: a call changed (Call, Call event in CallEvent, and Code,
+	// Reason, SDP, Header as the frame carried them).
+	EventCall
+	// EventMessage: an incoming messaging send (Message).
+	EventMessage
+	// EventError: an error frame that answers nothing the client has
+	// pending (Frame, Code, Reason), e.g. the 400 for a malformed frame.
+	EventError
+	// EventFrame: an inbound frame the client does not interpret (Frame):
+	// presence, message_notification, or a frame for an unknown call.
+	EventFrame
+)
+
+var eventNames = [...]string{"", "connected", "reconnecting", "resumed", "session-lost", "closed",
+	"incoming-call", "call", "message", "error", "frame"}
+
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) && k != 0 {
+		return eventNames[k]
+	}
+	return "EventKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// CallEvent is what happened to a call.
+type CallEvent uint8
+
+const (
+	// CallRinging: the callee rings (Code 180, or 183 without SDP).
+	CallRinging CallEvent = iota + 1
+	// CallEarlyMedia: a provisional answer with SDP (Code 183).
+	CallEarlyMedia
+	// CallAnswered: the final answer to our offer (Code 200, SDP).
+	CallAnswered
+	// CallEstablished: complete was received (callee) or sent (caller).
+	CallEstablished
+	// CallFailed: the offer was rejected or the session was lost (Code,
+	// Reason); the call is over.
+	CallFailed
+	// CallEnded: the peer hung up or cancelled; the call is over.
+	CallEnded
+	// CallReOffer: the peer re-offered (SDP); answer with Call.Answer or
+	// reject with Call.Decline.
+	CallReOffer
+	// CallReOfferAnswered: the final answer to our re-offer (SDP).
+	CallReOfferAnswered
+	// CallReOfferFailed: our re-offer was rejected (Code); the call goes on.
+	CallReOfferFailed
+	// CallPrack: the peer acknowledged a provisional response.
+	CallPrack
+	// CallTrickle: ICE candidates (Candidates).
+	CallTrickle
+	// CallDTMF: digits (Digits, Duration).
+	CallDTMF
+	// CallTransfer: the peer asks to transfer the call (ReferTo); answer
+	// with Call.RespondTransfer.
+	CallTransfer
+	// CallError: an error frame about the call that fits no other event.
+	CallError
+)
+
+var callEventNames = [...]string{"", "ringing", "early-media", "answered", "established", "failed",
+	"ended", "re-offer", "re-offer-answered", "re-offer-failed", "prack", "trickle", "dtmf", "transfer", "error"}
+
+func (e CallEvent) String() string {
+	if int(e) < len(callEventNames) && e != 0 {
+		return callEventNames[e]
+	}
+	return "CallEvent(" + strconv.Itoa(int(e)) + ")"
+}
+
+// Event is one thing that happened in the session. Which fields are set
+// depends on Kind (see the EventKind constants).
+type Event struct {
+	Kind          EventKind
+	SessionID     string
+	PrevSessionID string
+	Identity      string
+	Err           error
+
+	Call      *Call
+	CallEvent CallEvent
+	Code      int
+	Reason    string
+	SDP       string
+	// Candidates, Digits and Duration come from trickle and dtmf payloads.
+	Candidates string
+	Digits     string
+	Duration   int
+	ReferTo    string
+	// Header is the header of the frame behind the event; its Ext holds
+	// the extension headers.
+	Header *protocol.Header
+
+	Message *Message
+	Frame   *protocol.Frame
+}
+
+func (e Event) String() string {
+	s := e.Kind.String()
+	if e.Kind == EventCall {
+		s += "/" + e.CallEvent.String()
+	}
+	if e.Code != 0 {
+		s += " " + strconv.Itoa(e.Code)
+	}
+	if e.Err != nil {
+		s += " (" + e.Err.Error() + ")"
+	}
+	return s
+}

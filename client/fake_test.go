@@ -1,0 +1,291 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/coder/websocket"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/session"
+)
+
+// pipeNet is an in-memory network: Dial hands the server end of a
+// net.Pipe to Accept. Blocking on it is durable for testing/synctest,
+// so tests fake time.
+type pipeNet struct {
+	ch     chan net.Conn
+	done   chan struct{}
+	once   sync.Once
+	refuse atomic.Bool
+	dials  atomic.Int32
+	mu     sync.Mutex
+	last   net.Conn // the client end of the latest connection
+}
+
+func newPipeNet() *pipeNet { return &pipeNet{ch: make(chan net.Conn), done: make(chan struct{})} }
+
+func (p *pipeNet) Accept() (net.Conn, error) {
+	select {
+	case c := <-p.ch:
+		return c, nil
+	case <-p.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (p *pipeNet) Close() error { p.once.Do(func() { close(p.done) }); return nil }
+
+func (p *pipeNet) Addr() net.Addr { return pipeAddr{} }
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+func (p *pipeNet) Dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	p.dials.Add(1)
+	if p.refuse.Load() {
+		return nil, errors.New("connection refused")
+	}
+	c1, c2 := net.Pipe()
+	select {
+	case p.ch <- c2:
+		p.mu.Lock()
+		p.last = c1
+		p.mu.Unlock()
+		return c1, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.done:
+		return nil, errors.New("connection refused")
+	}
+}
+
+// fake is a minimal gateway for unit tests: one session at a time, run
+// with the same session machine as the real one.
+type fake struct {
+	t    testing.TB
+	net  *pipeNet
+	srv  *http.Server
+	serr chan error
+
+	mu        sync.Mutex
+	st        *session.State
+	cur       *websocket.Conn
+	sessions  int
+	identity  string
+	refuse    bool // refuse resumes
+	noPong    bool
+	blackhole bool // drop every inbound frame (lost in flight) until the socket goes
+	nextResp  func(*protocol.Frame) *protocol.Frame
+
+	got   chan *protocol.Frame // frames delivered in order, once
+	raw   chan []byte          // every text frame received
+	conns chan struct{}        // one per accepted socket
+	wg    sync.WaitGroup
+}
+
+func newFake(t testing.TB) *fake {
+	f := &fake{t: t, net: newPipeNet(), serr: make(chan error, 1), identity: "alice@example.com",
+		got: make(chan *protocol.Frame, 4096), raw: make(chan []byte, 4096), conns: make(chan struct{}, 64)}
+	f.srv = &http.Server{Handler: http.HandlerFunc(f.handle)}
+	go func() { f.serr <- f.srv.Serve(f.net) }()
+	t.Cleanup(f.close)
+	return f
+}
+
+func (f *fake) close() {
+	f.srv.Close()
+	<-f.serr
+	f.mu.Lock()
+	if f.cur != nil {
+		f.cur.CloseNow()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+func (f *fake) opts() Options {
+	return Options{URL: "ws://pipe/ws/", NetDial: f.net.Dial, Identity: f.identity}
+}
+
+func (f *fake) handle(w http.ResponseWriter, r *http.Request) {
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"jsonrtc"}})
+	if err != nil {
+		return
+	}
+	f.wg.Add(1)
+	defer f.wg.Done()
+	f.mu.Lock()
+	if f.cur != nil {
+		f.cur.CloseNow()
+	}
+	f.cur = ws
+	f.blackhole = false
+	f.mu.Unlock()
+	f.conns <- struct{}{}
+	defer ws.CloseNow()
+	for {
+		_, data, err := ws.Read(context.Background())
+		if err != nil {
+			return
+		}
+		f.raw <- data
+		f.mu.Lock()
+		if f.cur != ws || f.blackhole {
+			f.mu.Unlock()
+			continue
+		}
+		if string(data) == "ping" {
+			if !f.noPong {
+				ws.Write(context.Background(), websocket.MessageText, []byte("pong"))
+			}
+			f.mu.Unlock()
+			continue
+		}
+		fr, err := protocol.Decode(data)
+		if err != nil {
+			f.writeLocked(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageRegister},
+				Header: protocol.Header{ErrorCode: 400, Reason: err.Error()}})
+			f.mu.Unlock()
+			continue
+		}
+		if fr.Header.Action == protocol.ActionConnect {
+			f.connect(ws, fr)
+			f.mu.Unlock()
+			continue
+		}
+		if f.st == nil || fr.Control.SessionID != f.st.ID {
+			f.mu.Unlock()
+			continue
+		}
+		v, _ := f.st.Receive(fr)
+		f.mu.Unlock()
+		if v == session.Deliver {
+			f.got <- fr
+		}
+	}
+}
+
+func (f *fake) newSession(processed uint64) {
+	f.sessions++
+	f.st = session.New(fmt.Sprintf("S%d", f.sessions), processed)
+}
+
+// connect answers a connect, holding f.mu.
+func (f *fake) connect(ws *websocket.Conn, fr *protocol.Frame) {
+	resp := &protocol.Frame{Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageRegister,
+		MessageState: protocol.StateFinal},
+		Header: protocol.Header{Action: protocol.ActionConnect, Initiator: f.identity, Target: f.identity, ResponseCode: 200}}
+	var resend [][]byte
+	switch {
+	case !fr.IsReconnect():
+		f.newSession(fr.Control.Sequence)
+	case f.refuse || f.st == nil || fr.Control.SessionID != f.st.ID || f.st.CheckResume(&fr.Header) != nil:
+		f.newSession(0)
+	default:
+		resend = f.st.Resume(fr.Header.CSLR.V)
+		resp.Header.SSLR = protocol.Seq(f.st.Processed)
+	}
+	if f.nextResp != nil {
+		resp = f.nextResp(resp)
+		f.nextResp = nil
+	}
+	data, err := f.st.Send(resp, session.Limits{}, nil)
+	if err != nil {
+		f.t.Errorf("fake: %v", err)
+		return
+	}
+	ws.Write(context.Background(), websocket.MessageText, data)
+	for _, d := range resend {
+		ws.Write(context.Background(), websocket.MessageText, d)
+	}
+}
+
+func (f *fake) writeLocked(fr *protocol.Frame) {
+	if f.cur != nil {
+		f.cur.Write(context.Background(), websocket.MessageText, fr.Marshal())
+	}
+}
+
+// send sends fr in the session, as the gateway would; lost means it is
+// retained but never reaches the socket.
+func (f *fake) send(fr *protocol.Frame, lost bool) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	data, err := f.st.Send(fr, session.Limits{}, nil)
+	if err != nil {
+		f.t.Fatalf("fake send: %v", err)
+	}
+	if !lost && f.cur != nil {
+		f.cur.Write(context.Background(), websocket.MessageText, data)
+	}
+	return fr.Control.Sequence
+}
+
+func (f *fake) sendRaw(data []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cur != nil {
+		f.cur.Write(context.Background(), websocket.MessageText, data)
+	}
+}
+
+// drop closes the server's socket without a close frame.
+func (f *fake) drop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cur != nil {
+		f.cur.CloseNow()
+	}
+}
+
+func (f *fake) set(fn func(f *fake)) {
+	f.mu.Lock()
+	fn(f)
+	f.mu.Unlock()
+}
+
+func (f *fake) state() *session.State {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st.Clone()
+}
+
+// next returns the next frame the fake delivered.
+func (f *fake) next(t testing.TB) *protocol.Frame {
+	t.Helper()
+	fr, ok := <-f.got
+	if !ok {
+		t.Fatal("fake: no more frames")
+	}
+	return fr
+}
+
+// nextRaw returns the next text frame the fake received, skipping pings
+// unless wanted.
+func (f *fake) nextRaw(t testing.TB, pings bool) []byte {
+	t.Helper()
+	for d := range f.raw {
+		if string(d) == "ping" && !pings {
+			continue
+		}
+		return d
+	}
+	t.Fatal("fake: raw closed")
+	return nil
+}
+
+func msgFrame(body string) *protocol.Frame {
+	return &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessaging, CorrelationID: "s-" + body},
+		Header:  protocol.Header{Action: protocol.ActionSend, Initiator: "bob@example.com", Target: "alice@example.com"},
+		Payload: protocol.EncodePayload(protocol.MessagePayload{ContentType: "text/plain", Body: body}),
+	}
+}

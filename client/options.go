@@ -1,0 +1,139 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/session"
+)
+
+// Options configure Dial. The zero value of every field means its default.
+type Options struct {
+	// URL of the gateway's WebSocket endpoint, e.g. ws://127.0.0.1:8080/ws/.
+	URL string
+	// Header is sent with every handshake (Authorization, Origin...).
+	Header http.Header
+	// Subprotocol offered: protocol.SubprotocolJSONrtc (default) or
+	// protocol.SubprotocolOracle.
+	Subprotocol string
+	// Identity is the initiator sent in connect; it may be empty (the
+	// gateway then decides). The identity the session runs as is the one
+	// in the connect response: [Client.Identity].
+	Identity string
+	// Logger receives lifecycle logs at Info and frames at Debug.
+	// Default: discard.
+	Logger *slog.Logger
+	// Limits bound the retained window (default 1024 frames, 1 MiB).
+	Limits session.Limits
+
+	// ReconnectMin and ReconnectMax bound the backoff between reconnect
+	// attempts: the first attempt is immediate, then the delay doubles
+	// from ReconnectMin up to ReconnectMax, each one jittered down by up
+	// to half. Defaults 250 ms and 10 s.
+	ReconnectMin, ReconnectMax time.Duration
+	// ResumeTimeout is how long the client tries to resume after losing
+	// its socket before it gives up and closes with ErrResumeTimeout; it
+	// should not exceed the gateway's. Default 60 s.
+	ResumeTimeout time.Duration
+	// ConnectTimeout bounds one attempt: handshake plus connect response.
+	// Default 10 s.
+	ConnectTimeout time.Duration
+	// WriteTimeout bounds one socket write. Default 10 s.
+	WriteTimeout time.Duration
+
+	// PingInterval: a text "ping" is sent when nothing has arrived for
+	// this long. Default 10 s; negative disables keepalive.
+	PingInterval time.Duration
+	// PongTimeout is the wait before the first unanswered ping is
+	// repeated; the waits then double (PROTOCOL.md section 1). Default 2 s.
+	PongTimeout time.Duration
+	// PingGiveUp is how long pings may go unanswered before the socket is
+	// declared dead and the client reconnects. Default 15 s.
+	PingGiveUp time.Duration
+	// AckDelay: after receiving frames, an acknowledgement frame is sent
+	// when nothing else has carried the ack for this long. Default 200 ms.
+	AckDelay time.Duration
+
+	// EventBuffer is the capacity of Events. Default 1024.
+	EventBuffer int
+	// SlowConsumerTimeout is how long the loop waits on a full Events
+	// channel before closing the session with ErrSlowConsumer. Default 5 s.
+	SlowConsumerTimeout time.Duration
+	// MaxPending bounds requests awaiting their response. Default 1024.
+	MaxPending int
+	// ReadLimit is the largest inbound frame. Default 1 MiB.
+	ReadLimit int64
+
+	// ManualComplete: when false (default) the client sends complete by
+	// itself when a final answer to its offer or re-offer arrives, as
+	// wsc.js does; when true the application calls Call.Complete.
+	ManualComplete bool
+	// AutoAcceptMessages answers every incoming messaging send with 200
+	// before delivering it; otherwise the application calls Message.Reply.
+	AutoAcceptMessages bool
+	// Authorize answers a 401/407 challenge to connect: it receives
+	// header.authenticate and returns header.authorization. Nil: the
+	// challenge fails Dial.
+	Authorize func(ctx context.Context, challenge json.RawMessage) (json.RawMessage, error)
+	// OnFrame, when set, sees every JSON frame read or written (Out true)
+	// and every raw text frame, before the client acts on it. It runs on
+	// the client's goroutines: it must be quick and must not call the
+	// Client. The slice is only valid during the call.
+	OnFrame func(out bool, data []byte)
+
+	// NetDial, when set, opens the TCP connections (tests use it to
+	// observe or break them). HTTPClient, when set, is used instead and
+	// NetDial is ignored; Kill then cannot reach the TCP connection and
+	// closes the WebSocket without a close frame instead.
+	NetDial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	HTTPClient *http.Client
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.URL == "" {
+		return o, errors.New("client: Options.URL is empty")
+	}
+	if o.Subprotocol == "" {
+		o.Subprotocol = protocol.SubprotocolJSONrtc
+	}
+	if o.Subprotocol != protocol.SubprotocolJSONrtc && o.Subprotocol != protocol.SubprotocolOracle {
+		return o, errors.New("client: Options.Subprotocol must be jsonrtc or webrtc.oracle.com")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.ReconnectMin, 250*time.Millisecond)
+	def(&o.ReconnectMax, 10*time.Second)
+	if o.ReconnectMax < o.ReconnectMin {
+		o.ReconnectMax = o.ReconnectMin
+	}
+	def(&o.ResumeTimeout, 60*time.Second)
+	def(&o.ConnectTimeout, 10*time.Second)
+	def(&o.WriteTimeout, 10*time.Second)
+	def(&o.PingInterval, 10*time.Second)
+	def(&o.PongTimeout, 2*time.Second)
+	def(&o.PingGiveUp, 15*time.Second)
+	def(&o.AckDelay, 200*time.Millisecond)
+	def(&o.SlowConsumerTimeout, 5*time.Second)
+	if o.EventBuffer <= 0 {
+		o.EventBuffer = 1024
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 1024
+	}
+	if o.ReadLimit <= 0 {
+		o.ReadLimit = 1 << 20
+	}
+	return o, nil
+}

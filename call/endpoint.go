@@ -54,13 +54,17 @@ func errorFrame(f *protocol.Frame, code int, reason string) *protocol.Frame {
 	}
 }
 
-// ClientCorrelation is the id that names a client frame: "c<sequence>"
-// (PROTOCOL.md section 2), or its correlation_id when it has no sequence.
+// ClientCorrelation is the id that names a client frame. A request's
+// answer echoes the correlation_id the client gave (PROTOCOL.md section
+// 2); otherwise a client frame is "c<sequence>".
 func ClientCorrelation(f *protocol.Frame) string {
+	if f.Control.CorrelationID != "" && (f.Control.Type == protocol.TypeRequest || f.Control.Sequence == 0) {
+		return f.Control.CorrelationID
+	}
 	if f.Control.Sequence != 0 {
 		return "c" + uitoa(f.Control.Sequence)
 	}
-	return f.Control.CorrelationID
+	return ""
 }
 
 func uitoa(n uint64) string {

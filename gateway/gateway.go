@@ -40,6 +40,8 @@ type Gateway struct {
 
 	wg       sync.WaitGroup // connection goroutines
 	shutdown chan struct{}
+	ctx      context.Context // cancelled by Shutdown
+	cancel   context.CancelFunc
 	metrics  *metrics
 }
 
@@ -69,6 +71,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		shutdown:   make(chan struct{}),
 		metrics:    newMetrics(),
 	}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.calls = call.NewHandler(directory{g}, call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
 	g.msgs = messaging.NewHandler(directory{g}, messaging.Options{
 		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log})
@@ -107,6 +110,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for _, s := range all {
 		s.end(reasonShutdown)
 	}
+	// Sockets still in their handshake close with the context.
+	g.cancel()
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()
 	select {

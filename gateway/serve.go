@@ -44,17 +44,10 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 // serveConn runs one socket: the connect exchange, then the read loop.
 // It returns when the socket is gone.
 func (g *Gateway) serveConn(c *ws.Conn) {
-	l := &link{c: c, out: make(chan []byte, g.cfg.Session.WindowFrames+16), done: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	go l.write(ctx)
-	defer func() { cancel(); <-l.done; c.CloseNow() }()
-	go func() {
-		select {
-		case <-g.shutdown:
-			c.Close(websocket.StatusGoingAway, "shutting down")
-		case <-ctx.Done():
-		}
-	}()
+	l := &link{c: c, max: g.cfg.Session.WindowFrames + 16}
+	// The gateway's context: Shutdown cancels it, which closes the socket.
+	ctx := g.ctx
+	defer func() { c.CloseNow(); l.stop() }()
 
 	s, err := g.handshake(ctx, c, l)
 	if err != nil {
@@ -71,22 +64,6 @@ func (g *Gateway) serveConn(c *ws.Conn) {
 			c.Close(websocket.StatusPolicyViolation, "too many malformed frames")
 			s.detach(l, false)
 			return
-		}
-	}
-}
-
-// write sends queued frames until ctx ends.
-func (l *link) write(ctx context.Context) {
-	defer close(l.done)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case data := <-l.out:
-			if err := l.c.Write(ctx, data); err != nil {
-				l.c.CloseNow()
-				return
-			}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -62,11 +63,74 @@ type Session struct {
 	lastError int // consecutive undecodable frames
 }
 
-// link is one socket attached to a session, with its writer.
+// link is one socket attached to a session, with its send queue. The
+// queue is flushed by a goroutine that exists only while there is
+// something to write, so an idle session costs one goroutine: its reader.
 type link struct {
-	c    *ws.Conn
-	out  chan []byte
-	done chan struct{} // closed when the writer exits
+	c   *ws.Conn
+	max int // queue bound
+
+	mu      sync.Mutex
+	queue   [][]byte
+	writing bool
+	dead    bool
+	flusher sync.WaitGroup
+}
+
+// push queues data; false means the queue is full (the socket cannot keep
+// up) or the link is dead.
+func (l *link) push(data []byte) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dead || len(l.queue) >= l.max {
+		return false
+	}
+	l.queue = append(l.queue, data)
+	if !l.writing {
+		l.writing = true
+		l.flusher.Add(1)
+		go l.flush()
+	}
+	return true
+}
+
+func (l *link) flush() {
+	defer l.flusher.Done()
+	ctx := context.Background()
+	for {
+		l.mu.Lock()
+		batch := l.queue
+		l.queue = nil
+		if len(batch) == 0 || l.dead {
+			l.writing = false
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		for _, data := range batch {
+			if err := l.c.Write(ctx, data); err != nil {
+				l.kill()
+				continue
+			}
+		}
+	}
+}
+
+// kill marks the link dead and drops its socket.
+func (l *link) kill() {
+	l.mu.Lock()
+	l.dead = true
+	l.queue = nil
+	l.mu.Unlock()
+	l.c.CloseNow()
+}
+
+// stop waits for the flusher after the socket is gone.
+func (l *link) stop() {
+	l.mu.Lock()
+	l.dead = true
+	l.mu.Unlock()
+	l.flusher.Wait()
 }
 
 func (g *Gateway) newSession(identity string, oracle bool, processed uint64) *Session {
@@ -107,7 +171,7 @@ func (s *Session) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
 		if s.conn != nil {
 			s.conn.c.CloseNow()
 		}
-		go s.end(reasonWindowFull)
+		s.g.wg.Go(func() { s.end(reasonWindowFull) })
 		return 0, err
 	}
 	s.queueLocked(data)
@@ -122,12 +186,10 @@ func (s *Session) queueLocked(data []byte) {
 	if s.conn == nil {
 		return
 	}
-	select {
-	case s.conn.out <- data:
-	default:
-		s.log.Warn("socket too slow; dropping it for a resume")
+	if !s.conn.push(data) {
+		s.log.Warn("socket too slow or gone; dropping it for a resume")
 		s.g.metrics.closes.WithLabelValues("slow_socket").Inc()
-		s.conn.c.CloseNow()
+		s.conn.kill()
 		s.conn = nil
 		s.startResumeTimerLocked()
 	}

@@ -4,8 +4,9 @@
 // keepalive and WebSocket ping liveness.
 //
 // Accept upgrades a request into a [Conn]; Conn.Read returns the JSON
-// frames, having answered text pings itself. A Conn owns one goroutine
-// (the liveness pinger), which Close and CloseNow wait for.
+// frames, having answered text pings itself. A Conn owns at most one goroutine
+// at a time (a liveness ping, run from a timer), which Close and CloseNow
+// wait for.
 package ws
 
 import (
@@ -58,7 +59,12 @@ type Conn struct {
 	remote  string
 	ctx     context.Context
 	cancel  context.CancelFunc
-	pingers sync.WaitGroup
+	// The liveness check runs from a timer, not a goroutine of its own:
+	// an idle session then costs one goroutine (its reader), not two.
+	mu      sync.Mutex
+	timer   *time.Timer
+	pinging sync.WaitGroup
+	closed  bool
 }
 
 // Accept checks the subprotocol and origin and upgrades the request.
@@ -98,8 +104,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *Options) (*Conn, error
 	c.SetReadLimit(o.ReadLimit)
 	ctx, cancel := context.WithCancel(context.Background())
 	conn := &Conn{c: c, sub: sub, opts: o, remote: r.RemoteAddr, ctx: ctx, cancel: cancel}
-	conn.pingers.Add(1)
-	go conn.liveness()
+	conn.timer = time.AfterFunc(o.PingInterval, conn.ping)
 	return conn, nil
 }
 
@@ -123,26 +128,39 @@ func (c *Conn) Subprotocol() string { return c.sub }
 // RemoteAddr is the peer's address as the HTTP server saw it.
 func (c *Conn) RemoteAddr() string { return c.remote }
 
-// liveness pings the peer; a peer that does not answer in time is gone,
-// and the socket is closed so that Read returns.
-func (c *Conn) liveness() {
-	defer c.pingers.Done()
-	t := time.NewTicker(c.opts.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.opts.PingTimeout)
-		err := c.c.Ping(ctx)
-		cancel()
-		if err != nil {
-			c.c.CloseNow()
-			return
-		}
+// ping checks liveness; a peer that does not answer in time is gone, and
+// the socket is closed so that Read returns.
+func (c *Conn) ping() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
 	}
+	c.pinging.Add(1)
+	c.mu.Unlock()
+	defer c.pinging.Done()
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.PingTimeout)
+	err := c.c.Ping(ctx)
+	cancel()
+	if err != nil {
+		c.c.CloseNow()
+		return
+	}
+	c.mu.Lock()
+	if !c.closed {
+		c.timer.Reset(c.opts.PingInterval)
+	}
+	c.mu.Unlock()
+}
+
+// stopPinging stops the liveness timer and waits for a ping under way.
+func (c *Conn) stopPinging() {
+	c.mu.Lock()
+	c.closed = true
+	c.timer.Stop()
+	c.mu.Unlock()
+	c.cancel()
+	c.pinging.Wait()
 }
 
 // Read returns the next JSON frame. It answers text "ping" frames with
@@ -181,17 +199,14 @@ func (c *Conn) Write(ctx context.Context, data []byte) error {
 
 // Close closes the socket with a close frame and waits for the pinger.
 func (c *Conn) Close(code websocket.StatusCode, reason string) error {
-	err := c.c.Close(code, reason)
-	c.cancel()
-	c.pingers.Wait()
-	return err
+	c.stopPinging()
+	return c.c.Close(code, reason)
 }
 
 // CloseNow closes the TCP connection without a close handshake.
 func (c *Conn) CloseNow() error {
 	err := c.c.CloseNow()
-	c.cancel()
-	c.pingers.Wait()
+	c.stopPinging()
 	return err
 }
 

@@ -1,0 +1,143 @@
+import { Emitter } from './emitter.js';
+import { parseMessageSummary } from './summary.js';
+
+/**
+ * A subscription (one subsession of the `presence` or
+ * `message_notification` package): `request`/`start` with the target,
+ * `notify` messages, `shutdown` to end. Refreshed before its `expiry`.
+ *
+ * Events: `state` ({state, previous}), `notify` (PresenceStatus for
+ * presence, MessageSummary for message_notification; the raw payload is
+ * the second argument), `ended` (Error|undefined).
+ */
+export class Subscription extends Emitter {
+  /**
+   * @param {import('./session.js').Session} session
+   * @param {{id: string, package: 'presence'|'message_notification', target: string}} init
+   */
+  constructor(session, init) {
+    super();
+    this.session = session;
+    this.id = init.id;
+    this.package = init.package;
+    this.target = init.target;
+    /** 'pending' | 'active' | 'ended' */
+    this.state = 'pending';
+    /** Seconds the subscription lasts, from the gateway's response. */
+    this.expiry = null;
+    /** The last notification (parsed). */
+    this.last = null;
+    this._refreshTimer = null;
+    /** @type {Promise<void>} resolves when the subscription is active */
+    this.ready = new Promise((resolve, reject) => {
+      this._ready = { resolve, reject };
+    });
+    this.ready.catch(() => {});
+  }
+
+  async _start() {
+    try {
+      const resp = await this.session._request({
+        type: 'request',
+        pkg: this.package,
+        action: 'start',
+        subsession: this.id,
+        header: { initiator: this.session.identity, target: this.target },
+      });
+      if (this.state === 'ended') return;
+      const expiry = resp.header?.expiry;
+      this.expiry = typeof expiry === 'number' ? expiry : null;
+      this._scheduleRefresh();
+      this._setState('active');
+      this._ready.resolve();
+    } catch (err) {
+      this._ready.reject(err);
+      this._ended(err);
+    }
+  }
+
+  _scheduleRefresh() {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    if (!this.expiry || this.expiry <= 0) return;
+    const ms = Math.max(5, this.expiry * 0.85) * 1000;
+    this._refreshTimer = setTimeout(() => {
+      if (this.state === 'active' && this.session.connected) this._start();
+      else this._scheduleRefresh();
+    }, ms);
+  }
+
+  /** Ends the subscription (`message`/`shutdown`). */
+  end() {
+    if (this.state === 'ended') return;
+    try {
+      this.session._send({ type: 'message', pkg: this.package, action: 'shutdown', subsession: this.id, correlation: true });
+    } catch {
+      /* the session is gone */
+    }
+    this._ended();
+  }
+
+  _onFrame(frame) {
+    const c = frame.control;
+    const h = frame.header || {};
+    if (c.type === 'message' && h.action === 'notify') {
+      const payload = frame.payload || {};
+      if (this.package === 'message_notification') {
+        this.last = parseMessageSummary(payload);
+      } else {
+        this.last = {
+          presentity: payload.presentity ?? this.target,
+          status: payload.status,
+          activity: payload.activity,
+          note: payload.note,
+        };
+      }
+      if (this.state === 'pending') {
+        this._setState('active');
+      }
+      this.emit('notify', this.last, payload);
+      this.session._save();
+      return;
+    }
+    if (c.type === 'message' && h.action === 'shutdown') {
+      this._ended();
+      return;
+    }
+    if (c.type === 'request') this.session._reject(frame, 405, `${h.action} not allowed`);
+  }
+
+  _ended(err) {
+    if (this.state === 'ended') return;
+    clearTimeout(this._refreshTimer);
+    this._setState('ended');
+    this.session._removeSubscription(this);
+    this.emit('ended', err);
+  }
+
+  _setState(state) {
+    const previous = this.state;
+    if (previous === state) return;
+    this.state = state;
+    this.emit('state', { state, previous });
+  }
+
+  _snapshot() {
+    if (this.state === 'ended') return null;
+    return { id: this.id, package: this.package, target: this.target, expiry: this.expiry, last: this.last };
+  }
+
+  /**
+   * @param {import('./session.js').Session} session
+   * @param {ReturnType<Subscription['_snapshot']>} data
+   */
+  static restore(session, data) {
+    const sub = new Subscription(session, data);
+    sub.expiry = data.expiry;
+    sub.last = data.last;
+    sub.state = 'active';
+    sub._ready.resolve();
+    sub._scheduleRefresh();
+    return sub;
+  }
+}

@@ -1,0 +1,103 @@
+// Fakes for the unit tests: a manual clock, a WebSocket and a Storage.
+
+export class FakeClock {
+  constructor() {
+    this.t = 1_000_000;
+    this.timers = new Map();
+    this.nextId = 1;
+  }
+  now() {
+    return this.t;
+  }
+  setTimeout(fn, ms) {
+    const id = this.nextId++;
+    this.timers.set(id, { at: this.t + Math.max(0, ms ?? 0), fn });
+    return id;
+  }
+  clearTimeout(id) {
+    this.timers.delete(id);
+  }
+  /** Advances time, running due timers in order. */
+  advance(ms) {
+    const end = this.t + ms;
+    for (;;) {
+      let best = null;
+      for (const [id, tm] of this.timers) if (tm.at <= end && (best === null || tm.at < best[1].at)) best = [id, tm];
+      if (!best) break;
+      this.timers.delete(best[0]);
+      this.t = Math.max(this.t, best[1].at);
+      best[1].fn();
+    }
+    this.t = end;
+  }
+  get clock() {
+    return { now: () => this.now(), setTimeout: (f, ms) => this.setTimeout(f, ms), clearTimeout: (id) => this.clearTimeout(id) };
+  }
+}
+
+export class FakeStorage {
+  constructor() {
+    this.map = new Map();
+  }
+  getItem(k) {
+    return this.map.has(k) ? this.map.get(k) : null;
+  }
+  setItem(k, v) {
+    this.map.set(k, String(v));
+  }
+  removeItem(k) {
+    this.map.delete(k);
+  }
+}
+
+/** Builds a WebSocket class whose instances are recorded in `sockets`. */
+export function fakeWebSocketClass() {
+  const sockets = [];
+  class FakeWebSocket {
+    constructor(url, protocols) {
+      this.url = url;
+      this.protocols = protocols;
+      this.protocol = '';
+      this.readyState = 0;
+      this.sent = [];
+      this.closed = null;
+      sockets.push(this);
+    }
+    send(text) {
+      if (this.readyState !== 1) throw new Error('not open');
+      this.sent.push(text);
+    }
+    close(code, reason) {
+      this.closed = { code, reason };
+      this.readyState = 3;
+    }
+    // Test controls.
+    open() {
+      this.readyState = 1;
+      this.protocol = this.protocols[0];
+      this.onopen?.({});
+    }
+    receive(obj) {
+      this.onmessage?.({ data: typeof obj === 'string' ? obj : JSON.stringify(obj) });
+    }
+    drop(code = 1006) {
+      this.readyState = 3;
+      this.onclose?.({ code, reason: '' });
+    }
+    frames() {
+      return this.sent.filter((t) => t !== 'ping').map((t) => JSON.parse(t));
+    }
+    last() {
+      const f = this.frames();
+      return f[f.length - 1];
+    }
+  }
+  return { FakeWebSocket, sockets };
+}
+
+/** A server frame. */
+export function serverFrame(control, header = {}, payload) {
+  const f = { control: { version: '1.0', ...control }, header };
+  if (payload) f.payload = payload;
+  return f;
+}

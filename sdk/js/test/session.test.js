@@ -1,0 +1,372 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Session } from '../src/session.js';
+import { FakeClock, FakeStorage, fakeWebSocketClass, serverFrame } from './fakes.js';
+
+const flush = () => new Promise((r) => setImmediate(r));
+
+function setup(opts = {}) {
+  const fc = new FakeClock();
+  const { FakeWebSocket, sockets } = fakeWebSocketClass();
+  const storage = opts.storage ?? new FakeStorage();
+  const session = new Session({
+    url: 'ws://127.0.0.1:1/ws/',
+    identity: 'alice',
+    WebSocket: FakeWebSocket,
+    clock: fc.clock,
+    storage,
+    keepalive: { interval: 1000, period: 4000 },
+    reconnect: { initial: 100, max: 1000, jitter: 0, timeout: 10000, attemptTimeout: 3000 },
+    ...opts.session,
+  });
+  return { fc, sockets, storage, session };
+}
+
+/** Connects the session: the server answers connect with session S1. */
+async function connected(opts) {
+  const env = setup(opts);
+  const p = env.session.connect();
+  await flush();
+  const ws = env.sockets[0];
+  ws.open();
+  const connect = ws.last();
+  ws.receive(
+    serverFrame(
+      { type: 'response', package_type: 'register', session_id: 'S1', sequence: 1, ack_sequence: connect.control.sequence, message_state: 'final' },
+      { action: 'connect', initiator: 'alice@example.com', response_code: 200 },
+    ),
+  );
+  await p;
+  return { ...env, ws };
+}
+
+test('connect: request/connect with sequence 1 and the open-mode identity; adopts id and identity', async () => {
+  const env = setup();
+  const states = [];
+  env.session.on('state', (s) => states.push(s.state));
+  const p = env.session.connect();
+  await flush();
+  const ws = env.sockets[0];
+  assert.deepEqual(ws.protocols, ['jsonrtc']);
+  assert.equal(ws.url, 'ws://127.0.0.1:1/ws/');
+  ws.open();
+  assert.deepEqual(ws.last(), {
+    control: { type: 'request', package_type: 'register', version: '1.0', sequence: 1 },
+    header: { action: 'connect', initiator: 'alice', target: 'alice' },
+  });
+  ws.receive(
+    serverFrame(
+      { type: 'response', package_type: 'register', session_id: 'S1', sequence: 1, ack_sequence: 1, message_state: 'final' },
+      { action: 'connect', initiator: 'alice@example.com', response_code: 200 },
+    ),
+  );
+  await p;
+  assert.equal(env.session.id, 'S1');
+  assert.equal(env.session.identity, 'alice@example.com');
+  assert.deepEqual(states, ['connecting', 'connected']);
+});
+
+test('token goes in the access_token query parameter', async () => {
+  const env = setup({ session: { token: 'abc.def', identity: undefined } });
+  env.session.connect().catch(() => {});
+  await flush();
+  assert.equal(env.sockets[0].url, 'ws://127.0.0.1:1/ws/?access_token=abc.def');
+  env.sockets[0].open();
+  assert.deepEqual(env.sockets[0].last().header, { action: 'connect' }, 'no initiator without an identity');
+});
+
+test('connect error fails the session and rejects connect()', async () => {
+  const env = setup();
+  const p = env.session.connect();
+  await flush();
+  env.sockets[0].open();
+  env.sockets[0].receive(serverFrame({ type: 'error', package_type: 'register', sequence: 1, ack_sequence: 1 }, { action: 'connect', error_code: 403, reason: 'Forbidden' }));
+  await assert.rejects(p, (e) => e.code === 403);
+  assert.equal(env.session.state, 'failed');
+  assert.equal(env.sockets[0].closed.code, 1000);
+});
+
+test('messaging: request/send, resolved by the response; incoming send answered 200', async () => {
+  const { session, ws } = await connected();
+  const p = session.sendMessage('bob', 'hello');
+  const req = ws.last();
+  assert.equal(req.control.type, 'request');
+  assert.equal(req.control.package_type, 'messaging');
+  assert.equal(req.control.session_id, 'S1');
+  assert.equal(req.control.sequence, 2);
+  assert.equal(req.control.correlation_id, 'c2');
+  assert.equal(req.control.ack_sequence, 1);
+  assert.deepEqual(req.header, { action: 'send', initiator: 'alice@example.com', target: 'bob' });
+  assert.deepEqual(req.payload, { content_type: 'text/plain', body: 'hello' });
+  ws.receive(serverFrame({ type: 'response', package_type: 'messaging', session_id: 'S1', subsession_id: req.control.subsession_id, sequence: 2, ack_sequence: 2, correlation_id: 'c2', message_state: 'final' }, { action: 'send', response_code: 200 }));
+  assert.equal(await p, 200);
+
+  const got = [];
+  session.on('message', (m) => got.push(m));
+  ws.receive(serverFrame({ type: 'request', package_type: 'messaging', session_id: 'S1', subsession_id: 's9', sequence: 3, ack_sequence: 2, correlation_id: 's3' }, { action: 'send', initiator: 'bob@example.com', target: 'alice@example.com' }, { content_type: 'text/plain', body: 'hi' }));
+  assert.equal(got.length, 1);
+  assert.equal(got[0].from, 'bob@example.com');
+  assert.equal(got[0].body, 'hi');
+  const resp = ws.last();
+  assert.equal(resp.control.type, 'response');
+  assert.equal(resp.control.correlation_id, 's3');
+  assert.equal(resp.control.subsession_id, 's9');
+  assert.equal(resp.control.ack_sequence, 3);
+  assert.equal(resp.header.response_code, 200);
+});
+
+test('errors reject the request with the protocol code', async () => {
+  const { session, ws } = await connected();
+  const p = session.sendMessage('nobody', 'x');
+  const req = ws.last();
+  ws.receive(serverFrame({ type: 'error', package_type: 'messaging', session_id: 'S1', sequence: 2, ack_sequence: 2, correlation_id: req.control.correlation_id }, { action: 'send', error_code: 404, reason: 'Not Found' }));
+  await assert.rejects(p, (e) => e.code === 404 && e.reason === 'Not Found');
+});
+
+test('standalone acknowledgement after 200 ms with nothing else to send', async () => {
+  const { session, ws, fc } = await connected();
+  const before = ws.frames().length;
+  fc.advance(199);
+  assert.equal(ws.frames().length, before, 'the connect response alone: ack after 200 ms');
+  fc.advance(1);
+  assert.deepEqual(ws.last(), { control: { type: 'acknowledgement', package_type: 'register', session_id: 'S1', version: '1.0', ack_sequence: 1 } });
+  // A frame sent within 200 ms carries the ack instead.
+  ws.receive(serverFrame({ type: 'message', package_type: 'messaging', session_id: 'S1', sequence: 2, ack_sequence: 1 }, { action: 'send' }));
+  fc.advance(50);
+  session.sendMessage('bob', 'x').catch(() => {});
+  assert.equal(ws.last().control.ack_sequence, 2);
+  const n = ws.frames().length;
+  fc.advance(500);
+  assert.equal(ws.frames().length, n, 'no acknowledgement when nothing is owed');
+});
+
+test('duplicate inbound frames are dropped but acknowledged', async () => {
+  const { session, ws, fc } = await connected();
+  const got = [];
+  session.on('message', (m) => got.push(m.body));
+  const f = serverFrame({ type: 'request', package_type: 'messaging', session_id: 'S1', subsession_id: 's1', sequence: 2, ack_sequence: 1, correlation_id: 's2' }, { action: 'send', initiator: 'bob' }, { body: 'once' });
+  ws.receive(f);
+  ws.receive(f);
+  assert.deepEqual(got, ['once']);
+  assert.equal(ws.frames().filter((x) => x.control.type === 'response').length, 1);
+});
+
+test('socket loss: reconnect with backoff, resume with cslr/cslw/csuw, resend above sslr, then resumed', async () => {
+  const { session, ws, fc, sockets } = await connected();
+  const states = [];
+  session.on('state', (s) => states.push(s.state));
+  // Two messages out (2, 3) and one frame in (2) before the loss.
+  session.sendMessage('bob', 'one').catch(() => {});
+  session.sendMessage('bob', 'two').catch(() => {});
+  ws.receive(serverFrame({ type: 'message', package_type: 'messaging', session_id: 'S1', sequence: 2, ack_sequence: 1 }, { action: 'send' }));
+  ws.drop(1006);
+  assert.equal(session.state, 'reconnecting');
+  // A frame made while reconnecting is numbered and retained.
+  session.sendMessage('bob', 'three').catch(() => {});
+  fc.advance(0);
+  await flush();
+  assert.equal(sockets.length, 2, 'first attempt is immediate');
+  sockets[1].drop(1006); // refused
+  fc.advance(99);
+  await flush();
+  assert.equal(sockets.length, 2);
+  fc.advance(1);
+  await flush();
+  assert.equal(sockets.length, 3, 'second attempt after the backoff');
+  const ws3 = sockets[2];
+  ws3.open();
+  assert.deepEqual(ws3.last(), {
+    control: { type: 'request', package_type: 'register', session_id: 'S1', version: '1.0' },
+    header: { action: 'connect', initiator: 'alice@example.com', cslr: 2, cslw: 2, csuw: 4 },
+  });
+  // The server processed 2: frames 3 and 4 come again, with the same sequences.
+  ws3.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 3, ack_sequence: 2, message_state: 'final' }, { action: 'connect', initiator: 'alice@example.com', sslr: 2, response_code: 200 }));
+  assert.equal(session.state, 'resumed');
+  const resent = ws3.frames().slice(1);
+  assert.deepEqual(resent.map((f) => [f.control.sequence, f.payload.body]), [[3, 'two'], [4, 'three']]);
+  assert.deepEqual(states, ['reconnecting', 'resumed']);
+  // The next new frame continues the numbering.
+  session.sendMessage('bob', 'four').catch(() => {});
+  assert.equal(ws3.last().control.sequence, 5);
+});
+
+test('resume: frames the server resends below its connect response are delivered once', async () => {
+  const { session, ws, fc, sockets } = await connected();
+  const got = [];
+  session.on('message', (m) => got.push(m.body));
+  ws.drop();
+  fc.advance(0);
+  await flush();
+  const ws2 = sockets[1];
+  ws2.open();
+  ws2.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 3, ack_sequence: 1 }, { action: 'connect', sslr: 1 }));
+  const msg = (seq, body) => serverFrame({ type: 'request', package_type: 'messaging', session_id: 'S1', sequence: seq, ack_sequence: 1, correlation_id: 's' + seq }, { action: 'send' }, { body });
+  ws2.receive(msg(2, 'resent'));
+  ws2.receive(msg(2, 'resent'));
+  ws2.receive(msg(4, 'new'));
+  assert.deepEqual(got, ['resent', 'new']);
+  assert.equal(session._rel.processed, 4);
+});
+
+test('failed resume: a new session id ends the calls and restarts the numbering', async () => {
+  const { session, ws, fc, sockets } = await connected();
+  const events = [];
+  session.on('resumefailed', (e) => events.push(e));
+  session.sendMessage('bob', 'lost').catch((e) => events.push(e.code));
+  ws.drop();
+  fc.advance(0);
+  await flush();
+  sockets[1].open();
+  sockets[1].receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S2', sequence: 1 }, { action: 'connect', initiator: 'alice@example.com' }));
+  await flush();
+  assert.equal(session.state, 'connected');
+  assert.equal(session.id, 'S2');
+  assert.equal(events.length, 2);
+  assert.ok(events.includes(1002), 'pending requests fail with SESSION_LOST');
+  assert.ok(events.some((e) => e.previousId === 'S1'));
+  session.sendMessage('bob', 'x').catch(() => {});
+  assert.equal(sockets[1].last().control.sequence, 1);
+  assert.equal(sockets[1].last().control.session_id, 'S2');
+});
+
+test('keepalive: text ping, and a reconnect when pongs stop', async () => {
+  const { session, ws, fc, sockets } = await connected();
+  fc.advance(1000);
+  assert.equal(ws.sent.at(-1), 'ping');
+  ws.receive('pong');
+  fc.advance(1000);
+  assert.equal(ws.sent.filter((t) => t === 'ping').length, 2);
+  // No more pongs: 2 s, then the rest of the 4 s period, then reconnect.
+  fc.advance(5000);
+  await flush();
+  assert.equal(session.state, 'reconnecting');
+  assert.equal(ws.closed.code, 4001, 'the dead socket is closed, not logged out');
+  assert.equal(sockets.length, 2);
+});
+
+test('reconnect gives up after the timeout: failed, storage cleared', async () => {
+  const { session, ws, fc, sockets, storage } = await connected();
+  ws.drop();
+  for (let i = 0; i < 40 && session.state !== 'failed'; i++) {
+    fc.advance(1000);
+    await flush();
+    sockets.at(-1).drop();
+  }
+  assert.equal(session.state, 'failed');
+  assert.equal(storage.getItem('jsonrtc.session'), null);
+});
+
+test('close() is a logout: WebSocket close 1000 and storage cleared', async () => {
+  const { session, ws, storage } = await connected();
+  assert.ok(storage.getItem('jsonrtc.session'));
+  session.close();
+  assert.deepEqual(ws.closed, { code: 1000, reason: 'logout' });
+  assert.equal(session.state, 'closed');
+  assert.equal(storage.getItem('jsonrtc.session'), null);
+});
+
+test('page reload: a new Session resumes the stored session (no sequence, stored cslr/cslw/csuw)', async () => {
+  const first = await connected();
+  first.session.sendMessage('bob', 'pending').catch(() => {});
+  first.ws.receive(serverFrame({ type: 'message', package_type: 'messaging', session_id: 'S1', sequence: 2, ack_sequence: 1 }, { action: 'send' }));
+  // The page goes away (no close 1000); a new page starts with the same storage.
+  const second = setup({ storage: first.storage });
+  assert.equal(Session.hasStored({ storage: first.storage }), true);
+  const p = second.session.connect();
+  await flush();
+  const ws = second.sockets[0];
+  ws.open();
+  assert.deepEqual(ws.last(), {
+    control: { type: 'request', package_type: 'register', session_id: 'S1', version: '1.0' },
+    header: { action: 'connect', initiator: 'alice@example.com', cslr: 2, cslw: 2, csuw: 2 },
+  });
+  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 3, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com', sslr: 1 }));
+  await p;
+  assert.equal(second.session.state, 'resumed');
+  assert.equal(ws.frames()[1].payload.body, 'pending', 'the unprocessed frame is resent');
+  assert.equal(ws.frames()[1].control.sequence, 2);
+});
+
+test('presence and message summary subscriptions', async () => {
+  const { session, ws } = await connected();
+  const pres = session.watchPresence('bob@example.com');
+  const req = ws.last();
+  assert.equal(req.control.package_type, 'presence');
+  assert.equal(req.header.action, 'start');
+  assert.equal(req.header.target, 'bob@example.com');
+  assert.equal(session.watchPresence('bob@example.com'), pres, 'one subscription per target');
+  ws.receive(serverFrame({ type: 'response', package_type: 'presence', session_id: 'S1', subsession_id: pres.id, sequence: 2, ack_sequence: 2, correlation_id: req.control.correlation_id, message_state: 'final' }, { action: 'start', response_code: 200, expiry: 3600 }));
+  await pres.ready;
+  assert.equal(pres.state, 'active');
+  assert.equal(pres.expiry, 3600);
+  const notes = [];
+  pres.on('notify', (n) => notes.push(n));
+  ws.receive(serverFrame({ type: 'message', package_type: 'presence', session_id: 'S1', subsession_id: pres.id, sequence: 3, ack_sequence: 2 }, { action: 'notify' }, { presentity: 'bob@example.com', status: 'open', activity: 'busy', note: 'in a meeting' }));
+  assert.deepEqual(notes, [{ presentity: 'bob@example.com', status: 'open', activity: 'busy', note: 'in a meeting' }]);
+
+  const mwi = session.subscribeMessageSummary('sip:alice@example.com');
+  const mreq = ws.last();
+  assert.equal(mreq.control.package_type, 'message_notification');
+  const sums = [];
+  mwi.on('notify', (s) => sums.push(s));
+  ws.receive(serverFrame({ type: 'message', package_type: 'message_notification', session_id: 'S1', subsession_id: mwi.id, sequence: 4, ack_sequence: 3 }, { action: 'notify' }, { messages_waiting: 'yes', message_account: 'sip:alice@example.com', 'voice-message': '2/8 (0/2)' }));
+  assert.equal(sums[0].waiting, true);
+  assert.equal(sums[0].newMessages, 2);
+  pres.end();
+  assert.equal(ws.last().header.action, 'shutdown');
+  assert.equal(ws.last().control.type, 'message');
+  assert.equal(pres.state, 'ended');
+});
+
+test('publishPresence sends request/publish with the PIDF-like payload', async () => {
+  const { session, ws } = await connected();
+  const p = session.publishPresence({ status: 'open', activity: 'available', note: 'hi' });
+  const req = ws.last();
+  assert.equal(req.control.package_type, 'presence');
+  assert.equal(req.header.action, 'publish');
+  assert.deepEqual(req.payload, { presentity: 'alice@example.com', status: 'open', activity: 'available', note: 'hi' });
+  ws.receive(serverFrame({ type: 'response', package_type: 'presence', session_id: 'S1', sequence: 2, ack_sequence: 2, correlation_id: req.control.correlation_id }, { action: 'publish', response_code: 200 }));
+  assert.equal(await p, 200);
+});
+
+test('error 500 ends the session', async () => {
+  const { session, ws } = await connected();
+  ws.receive(serverFrame({ type: 'error', package_type: 'call', session_id: 'S1', sequence: 2, ack_sequence: 1, correlation_id: 'c9' }, { action: 'start', error_code: 500 }));
+  assert.equal(session.state, 'failed');
+  assert.equal(ws.closed.code, 1000);
+});
+
+test('an incoming call rings (response subsequent 180) and a decline is an error 603', async () => {
+  const { session, ws } = await connected();
+  const calls = [];
+  session.on('incomingcall', (c) => calls.push(c));
+  ws.receive(serverFrame({ type: 'request', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 2, ack_sequence: 1, correlation_id: 's2' }, { action: 'start', initiator: 'bob@example.com', target: 'alice@example.com' }, { sdp: 'v=0\r\nm=audio 9 RTP/AVP 0\r\n' }));
+  assert.equal(calls.length, 1);
+  const call = calls[0];
+  assert.equal(call.state, 'ringing');
+  assert.equal(call.remoteIdentity, 'bob@example.com');
+  const ring = ws.last();
+  assert.equal(ring.control.type, 'response');
+  assert.equal(ring.control.message_state, 'subsequent');
+  assert.equal(ring.control.correlation_id, 's2');
+  assert.equal(ring.control.subsession_id, 's1');
+  assert.equal(ring.header.response_code, 180);
+  call.decline();
+  const err = ws.last();
+  assert.equal(err.control.type, 'error');
+  assert.equal(err.header.error_code, 603);
+  assert.equal(err.control.correlation_id, 's2');
+  assert.equal(call.state, 'ended');
+  assert.equal(session.calls.size, 0);
+});
+
+test('a caller cancel (shutdown while ringing) ends the incoming call', async () => {
+  const { session, ws } = await connected();
+  let call;
+  session.on('incomingcall', (c) => (call = c));
+  ws.receive(serverFrame({ type: 'request', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 2, ack_sequence: 1, correlation_id: 's2' }, { action: 'start', initiator: 'bob', target: 'alice' }, { sdp: 'v=0\r\n' }));
+  const ended = [];
+  call.on('ended', (e) => ended.push(e));
+  ws.receive(serverFrame({ type: 'message', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 3, ack_sequence: 2, correlation_id: 's2' }, { action: 'shutdown' }));
+  assert.deepEqual(ended, [{ state: 'ended', reason: 'cancelled', by: 'remote' }]);
+});

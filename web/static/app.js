@@ -1,0 +1,523 @@
+// The demo softphone: plain ES modules on the jsonrtc SDK (served under
+// ./sdk/). Query parameters for tests and tinkering: ws (WebSocket path),
+// ping and pingPeriod (keepalive, ms), log=1 (frames to the console).
+import { Session } from './sdk/index.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const SIGNIN_KEY = 'softphone.signin';
+
+const state = {
+  /** @type {Session|null} */ session: null,
+  /** @type {import('./sdk/call.js').Call|null} */ call: null,
+  /** @type {import('./sdk/call.js').Call|null} */ incoming: null,
+  timer: null,
+  watched: new Map(),
+  dtmfSent: '',
+  dtmfReceived: '',
+};
+// For the browser tests and the console.
+window.softphone = state;
+
+function wsUrl() {
+  const path = params.get('ws') || '/ws/demo';
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`;
+}
+
+function logEvent(text) {
+  const li = document.createElement('li');
+  li.textContent = `${new Date().toLocaleTimeString()} ${text}`;
+  const ol = $('events');
+  ol.prepend(li);
+  while (ol.children.length > 60) ol.lastChild.remove();
+}
+
+// ---- Sign in / out ----------------------------------------------------------
+
+function selectedMode() {
+  return document.querySelector('input[name="mode"]:checked').value;
+}
+
+function updateModeFields() {
+  const mode = selectedMode();
+  $('name-field').hidden = mode !== 'name';
+  $('token-field').hidden = mode !== 'token';
+}
+
+for (const r of document.querySelectorAll('input[name="mode"]')) r.addEventListener('change', updateModeFields);
+
+$('signin-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const mode = selectedMode();
+  const creds = { mode };
+  if (mode === 'name') {
+    creds.name = $('name').value.trim();
+    if (!creds.name) {
+      $('signin-error').textContent = 'Enter a name, or sign in as a guest.';
+      return;
+    }
+  }
+  if (mode === 'token') {
+    creds.token = $('token').value.trim();
+    if (!creds.token) {
+      $('signin-error').textContent = 'Paste an access token.';
+      return;
+    }
+  }
+  signIn(creds);
+});
+
+async function signIn(creds) {
+  $('signin-error').textContent = '';
+  $('signin-btn').disabled = true;
+  sessionStorage.setItem(SIGNIN_KEY, JSON.stringify(creds));
+  const ping = Number(params.get('ping')) || undefined;
+  const session = new Session({
+    url: wsUrl(),
+    identity: creds.mode === 'name' ? creds.name : undefined,
+    token: creds.mode === 'token' ? creds.token : undefined,
+    keepalive: { interval: ping, busyInterval: ping, period: Number(params.get('pingPeriod')) || undefined },
+    logger: params.get('log') ? { debug: console.debug, info: console.info, warn: console.warn, error: console.error } : undefined,
+  });
+  state.session = session;
+  session.on('state', ({ state: s, error }) => {
+    setConnState(s);
+    logEvent(`session ${s}${error ? `: ${error.message}` : ''}`);
+    if (s === 'failed' || s === 'closed') signedOut(error);
+  });
+  session.on('incomingcall', onIncomingCall);
+  session.on('callrestored', (call) => {
+    logEvent(`call with ${call.remoteIdentity} restored`);
+    showCall(call);
+  });
+  session.on('subscriptionrestored', onSubscriptionRestored);
+  session.on('message', onChatMessage);
+  session.on('resumefailed', () => logEvent('the session could not be resumed: new session'));
+  session.on('error', (err) => logEvent(`error: ${err.message}`));
+  try {
+    await session.connect();
+  } catch (err) {
+    $('signin-error').textContent = `Cannot sign in: ${err.message}`;
+    $('signin-btn').disabled = false;
+    sessionStorage.removeItem(SIGNIN_KEY);
+    return;
+  }
+  $('signin-btn').disabled = false;
+  $('me').textContent = session.identity;
+  $('signin').hidden = true;
+  $('phone').hidden = false;
+  startServices(session);
+}
+
+function signedOut(error) {
+  sessionStorage.removeItem(SIGNIN_KEY);
+  hideIncoming();
+  hideCall();
+  $('phone').hidden = true;
+  $('signin').hidden = false;
+  $('presence-list').replaceChildren();
+  state.watched.clear();
+  if (error) $('signin-error').textContent = `Signed out: ${error.message}`;
+}
+
+$('signout-btn').addEventListener('click', () => {
+  state.session?.close();
+});
+
+function setConnState(s) {
+  const el = $('conn-state');
+  el.dataset.state = s;
+  const text = {
+    idle: 'signed out',
+    connecting: 'connecting…',
+    connected: 'connected',
+    reconnecting: 'reconnecting…',
+    resumed: 'resumed',
+    failed: 'disconnected',
+    closed: 'signed out',
+  }[s];
+  $('conn-text').textContent = text ?? s;
+}
+
+function startServices(session) {
+  // Voicemail indicator: this user's own mailbox.
+  const mailbox = session.identity.includes(':') ? session.identity : `sip:${session.identity}`;
+  const mwi = session.subscribeMessageSummary(mailbox);
+  wireVoicemail(mwi);
+  publishStatus();
+  // Re-attach the contacts kept across a reload.
+  for (const sub of session.subscriptions.values()) if (sub.package === 'presence') addContact(sub);
+}
+
+function wireVoicemail(sub) {
+  if (sub._wired) return;
+  sub._wired = true;
+  const show = (s) => {
+    $('vm').dataset.waiting = s.waiting ? 'yes' : 'no';
+    $('vm-text').textContent = s.waiting ? `${s.newMessages} new` : '0';
+    $('vm').title = `Voicemail: ${s.newMessages} new, ${s.oldMessages} old`;
+  };
+  if (sub.last) show(sub.last);
+  sub.on('notify', show);
+  sub.ready.catch((err) => {
+    $('vm').dataset.waiting = 'unknown';
+    $('vm-text').textContent = '–';
+    $('vm').title = `Voicemail unavailable (${err.code ?? ''} ${err.reason ?? err.message})`;
+  });
+}
+
+function onSubscriptionRestored(sub) {
+  if (sub.package === 'message_notification') wireVoicemail(sub);
+}
+
+// ---- Presence ---------------------------------------------------------------
+
+const statusMap = {
+  available: { status: 'open', activity: 'available' },
+  busy: { status: 'open', activity: 'busy' },
+  away: { status: 'open', activity: 'away' },
+  offline: { status: 'closed', activity: 'offline' },
+};
+
+function publishStatus() {
+  const choice = statusMap[$('my-status').value];
+  state.session.publishPresence(choice).catch((err) => logEvent(`publish failed: ${err.message}`));
+}
+
+$('my-status').addEventListener('change', publishStatus);
+
+$('watch-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const target = $('watch-to').value.trim();
+  if (!target || !state.session) return;
+  $('watch-to').value = '';
+  addContact(state.session.watchPresence(target));
+});
+
+function addContact(sub) {
+  if (state.watched.has(sub.target)) return;
+  const li = document.createElement('li');
+  li.dataset.target = sub.target;
+  li.dataset.status = 'unknown';
+  const dot = document.createElement('span');
+  dot.className = 'status';
+  const who = document.createElement('span');
+  who.className = 'who';
+  who.textContent = sub.target;
+  const what = document.createElement('span');
+  what.className = 'what';
+  what.textContent = 'pending';
+  const callBtn = document.createElement('button');
+  callBtn.type = 'button';
+  callBtn.textContent = 'Call';
+  callBtn.addEventListener('click', () => placeCall(sub.target));
+  const chatBtn = document.createElement('button');
+  chatBtn.type = 'button';
+  chatBtn.textContent = 'Chat';
+  chatBtn.addEventListener('click', () => {
+    $('chat-to').value = sub.target;
+    $('chat-input').focus();
+  });
+  const stopBtn = document.createElement('button');
+  stopBtn.type = 'button';
+  stopBtn.textContent = '✕';
+  stopBtn.title = 'Stop watching';
+  stopBtn.addEventListener('click', () => sub.end());
+  li.append(dot, who, what, callBtn, chatBtn, stopBtn);
+  $('presence-list').append(li);
+  state.watched.set(sub.target, li);
+  const show = (p) => {
+    const busy = p.activity === 'busy' || p.activity === 'on-the-phone';
+    li.dataset.status = p.status !== 'open' ? 'closed' : busy ? 'busy' : p.activity === 'away' ? 'away' : 'open';
+    what.textContent = [p.status === 'open' ? p.activity || 'online' : 'offline', p.note].filter(Boolean).join(' · ');
+  };
+  if (sub.last) show(sub.last);
+  sub.on('notify', show);
+  sub.ready.then(
+    () => {
+      if (!sub.last) what.textContent = 'watching';
+    },
+    (err) => {
+      what.textContent = `error ${err.code ?? ''}`;
+      li.dataset.status = 'error';
+    },
+  );
+  sub.on('ended', () => {
+    li.remove();
+    state.watched.delete(sub.target);
+  });
+}
+
+// ---- Chat -------------------------------------------------------------------
+
+function chatLine(cls, from, body) {
+  const li = document.createElement('li');
+  li.className = cls;
+  if (from) {
+    const f = document.createElement('span');
+    f.className = 'from';
+    f.textContent = from;
+    li.append(f);
+  }
+  li.append(document.createTextNode(body));
+  $('chat-log').append(li);
+  $('chat-log').scrollTop = $('chat-log').scrollHeight;
+  return li;
+}
+
+function onChatMessage(msg) {
+  if (!$('chat-to').value) $('chat-to').value = msg.from;
+  chatLine('in', msg.from, msg.body);
+  logEvent(`message from ${msg.from}`);
+}
+
+$('chat-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const to = $('chat-to').value.trim();
+  const body = $('chat-input').value;
+  if (!to || !body || !state.session) return;
+  $('chat-input').value = '';
+  const li = chatLine('out pending', null, body);
+  try {
+    await state.session.sendMessage(to, body);
+    li.classList.remove('pending');
+    li.dataset.delivered = 'true';
+  } catch (err) {
+    li.classList.remove('pending');
+    chatLine('system', null, `not delivered to ${to}: ${err.reason ?? err.message}`);
+  }
+});
+
+// ---- Dialing ----------------------------------------------------------------
+
+for (const b of $('dialpad').querySelectorAll('button')) {
+  b.addEventListener('click', () => {
+    $('address').value += b.dataset.key;
+  });
+}
+
+$('dial-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const target = $('address').value.trim();
+  if (target) placeCall(target);
+});
+
+function placeCall(target) {
+  if (!state.session?.connected) return;
+  if (state.call) {
+    logEvent('already in a call');
+    return;
+  }
+  const call = state.session.call(target, { video: $('video').checked });
+  logEvent(`calling ${target}`);
+  showCall(call);
+}
+
+// ---- Incoming ---------------------------------------------------------------
+
+function onIncomingCall(call) {
+  if (state.call || (state.incoming && state.incoming !== call)) {
+    call.decline(486);
+    return;
+  }
+  state.incoming = call;
+  $('incoming-from').textContent = call.remoteIdentity;
+  $('incoming').hidden = false;
+  logEvent(`incoming call from ${call.remoteIdentity}`);
+  call.on('ended', () => {
+    if (state.incoming === call) hideIncoming();
+  });
+}
+
+function hideIncoming() {
+  state.incoming = null;
+  $('incoming').hidden = true;
+}
+
+$('accept-btn').addEventListener('click', () => {
+  const call = state.incoming;
+  if (!call) return;
+  hideIncoming();
+  showCall(call);
+  call.accept({ video: call.video }).catch((err) => logEvent(`accept failed: ${err.message}`));
+});
+
+$('decline-btn').addEventListener('click', () => {
+  const call = state.incoming;
+  hideIncoming();
+  call?.decline();
+});
+
+// ---- In call ----------------------------------------------------------------
+
+const stateText = {
+  new: 'starting…',
+  calling: 'calling…',
+  alerting: 'ringing…',
+  ringing: 'incoming',
+  connecting: 'connecting…',
+  established: 'in call',
+  ended: 'call ended',
+  failed: 'call failed',
+};
+
+function showCall(call) {
+  state.call = call;
+  state.dtmfSent = '';
+  state.dtmfReceived = '';
+  $('dtmf-sent').textContent = '';
+  $('dtmf-received').textContent = '';
+  $('call-peer').textContent = call.remoteIdentity;
+  $('incall').hidden = false;
+  $('dialer').hidden = true;
+  renderCall();
+  call.on('state', ({ state: s, code, reason }) => {
+    logEvent(`call ${s}${code ? ` ${code}` : ''}${reason ? ` (${reason})` : ''}`);
+    renderCall();
+  });
+  call.on('hold', renderCall);
+  call.on('mute', renderCall);
+  call.on('remotestream', (stream) => {
+    $('remote-audio').srcObject = stream;
+    $('remote-video').srcObject = stream;
+    $('videos').hidden = stream.getVideoTracks().length === 0;
+  });
+  call.on('localstream', (stream) => {
+    $('local-video').srcObject = stream;
+  });
+  call.on('dtmf', ({ digits }) => {
+    state.dtmfReceived += digits;
+    $('dtmf-received').textContent = state.dtmfReceived;
+    logEvent(`DTMF received: ${digits}`);
+  });
+  call.on('transfer', (req) => {
+    logEvent(`transferred to ${req.referTo}`);
+    req.accept();
+    call.end();
+    setTimeout(() => placeCall(req.referTo), 0);
+  });
+  call.on('ice', (s) => logEvent(`ICE ${s}`));
+  call.on('error', (err) => logEvent(`call error: ${err.message}`));
+  call.on('ended', ({ state: s, code, reason }) => {
+    if (state.call !== call) return;
+    const el = $('call-status');
+    el.textContent = `${stateText[s]}${code ? ` (${code}${reason ? ' ' + reason : ''})` : ''}`;
+    el.dataset.state = s;
+    hideCall();
+  });
+  if (call.remoteStream) {
+    $('remote-audio').srcObject = call.remoteStream;
+  }
+}
+
+function hideCall() {
+  clearInterval(state.timer);
+  state.timer = null;
+  state.call = null;
+  $('incall').hidden = true;
+  $('dialer').hidden = false;
+  $('dtmf-pad').hidden = true;
+  $('dtmf-btn').setAttribute('aria-pressed', 'false');
+  $('remote-audio').srcObject = null;
+  $('remote-video').srcObject = null;
+  $('local-video').srcObject = null;
+  $('videos').hidden = true;
+}
+
+function renderCall() {
+  const call = state.call;
+  if (!call) return;
+  let text = stateText[call.state] ?? call.state;
+  if (call.state === 'established' && call.held) text = 'on hold';
+  else if (call.state === 'established' && call.remoteHeld) text = 'held by the other party';
+  const el = $('call-status');
+  el.textContent = text;
+  el.dataset.state = call.state;
+  el.dataset.held = String(call.held);
+  el.dataset.remoteHeld = String(call.remoteHeld);
+  const up = call.state === 'established';
+  $('hold-btn').disabled = !up;
+  $('hold-btn').textContent = call.held ? 'Resume' : 'Hold';
+  $('hold-btn').setAttribute('aria-pressed', String(call.held));
+  $('mute-btn').textContent = call.muted ? 'Unmute' : 'Mute';
+  $('mute-btn').setAttribute('aria-pressed', String(call.muted));
+  $('dtmf-btn').disabled = !up;
+  $('transfer-btn').disabled = !up;
+  if (up && !state.timer) {
+    tick();
+    state.timer = setInterval(tick, 1000);
+  }
+}
+
+function tick() {
+  const s = state.call?.duration ?? 0;
+  $('call-timer').textContent = `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
+}
+
+$('hangup-btn').addEventListener('click', () => state.call?.end());
+
+$('hold-btn').addEventListener('click', async () => {
+  const call = state.call;
+  if (!call) return;
+  $('hold-btn').disabled = true;
+  try {
+    await (call.held ? call.resume() : call.hold());
+  } catch (err) {
+    logEvent(`hold failed: ${err.message}`);
+  } finally {
+    renderCall();
+  }
+});
+
+$('mute-btn').addEventListener('click', () => {
+  const call = state.call;
+  if (call) call.mute(!call.muted);
+});
+
+$('dtmf-btn').addEventListener('click', () => {
+  const pad = $('dtmf-pad');
+  pad.hidden = !pad.hidden;
+  $('dtmf-btn').setAttribute('aria-pressed', String(!pad.hidden));
+});
+
+for (const b of $('dtmf-pad').querySelectorAll('button')) {
+  b.addEventListener('click', () => {
+    const call = state.call;
+    if (!call) return;
+    try {
+      call.sendDTMF(b.dataset.dtmf);
+      state.dtmfSent += b.dataset.dtmf;
+      $('dtmf-sent').textContent = state.dtmfSent;
+    } catch (err) {
+      logEvent(`DTMF failed: ${err.message}`);
+    }
+  });
+}
+
+$('transfer-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const call = state.call;
+  const to = $('transfer-to').value.trim();
+  if (!call || !to) return;
+  try {
+    const code = await call.transfer(to);
+    logEvent(`transfer to ${to} accepted (${code})`);
+    $('transfer-to').value = '';
+    call.end();
+  } catch (err) {
+    logEvent(`transfer failed: ${err.message}`);
+  }
+});
+
+// ---- Start ------------------------------------------------------------------
+
+updateModeFields();
+const saved = sessionStorage.getItem(SIGNIN_KEY);
+if (saved && Session.hasStored()) {
+  // A reload: resume the session (and its calls) without asking again.
+  try {
+    signIn(JSON.parse(saved));
+  } catch {
+    sessionStorage.removeItem(SIGNIN_KEY);
+  }
+}

@@ -1,0 +1,917 @@
+import { Emitter } from './emitter.js';
+import { JsonRtcError, ErrorCode } from './errors.js';
+import { originSessionId, isHoldOffer, candidatesToFragment, fragmentToCandidates } from './sdp.js';
+
+/** The states a Call goes through (its `state` event). */
+export const CallState = Object.freeze({
+  /** Outgoing, preparing media and the offer. */
+  NEW: 'new',
+  /** Outgoing, offer sent. */
+  CALLING: 'calling',
+  /** Outgoing, the callee's phone rings (180/183). */
+  ALERTING: 'alerting',
+  /** Incoming, waiting for accept() or decline(). */
+  RINGING: 'ringing',
+  /** Incoming, answered, waiting for the caller's `complete`. */
+  CONNECTING: 'connecting',
+  ESTABLISHED: 'established',
+  /** Ended normally (hang-up, cancel, decline). */
+  ENDED: 'ended',
+  /** Ended by an error (rejected, session lost, media failure). */
+  FAILED: 'failed',
+});
+
+const DTMF_DIGITS = /^[0-9A-D#*,]+$/i;
+
+/**
+ * One call (one subsession of the call package). Created by
+ * `session.call()` (outgoing) or delivered by the session's `incomingcall`
+ * event. Media runs on an RTCPeerConnection with the promise-based API.
+ *
+ * Events: `state` ({state, previous, code?, reason?, by?}), `localstream`
+ * (MediaStream), `remotestream` (MediaStream), `hold` ({held, remoteHeld}),
+ * `mute` (boolean), `dtmf` ({digits, duration}), `transfer`
+ * (TransferRequest), `ice` (RTCIceConnectionState), `error` (Error),
+ * `ended` ({state, code?, reason?, by?}).
+ */
+export class Call extends Emitter {
+  /**
+   * @param {import('./session.js').Session} session
+   * @param {{id: string, direction: 'outgoing'|'incoming', caller: string, callee: string,
+   *          options: import('./index.js').CallOptions, offer?: object}} init
+   */
+  constructor(session, init) {
+    super();
+    this.session = session;
+    /** The subsession id. */
+    this.id = init.id;
+    this.direction = init.direction;
+    this.caller = init.caller;
+    this.callee = init.callee;
+    this.options = init.options || {};
+    this.state = init.direction === 'outgoing' ? CallState.NEW : CallState.RINGING;
+    /** The other party. */
+    this.remoteIdentity = init.direction === 'outgoing' ? init.callee : init.caller;
+    this.video = !!this.options.video;
+    /** We put the call on hold. */
+    this.held = false;
+    /** The other party put the call on hold. */
+    this.remoteHeld = false;
+    this.muted = false;
+    /** Date.now() when the call was established. */
+    this.establishedAt = null;
+    /** True for a call rebuilt after a page reload. */
+    this.restored = false;
+    /** @type {RTCPeerConnection|null} */
+    this.peerConnection = null;
+    /** @type {MediaStream|null} */
+    this.localStream = this.options.localStream ?? null;
+    /** @type {MediaStream|null} */
+    this.remoteStream = null;
+    this._ownStream = !this.options.localStream;
+    this._offerFrame = init.offer ?? null;
+    this._startCorrelation = init.offer?.control?.correlation_id ?? null;
+    this._remoteOrigin = null;
+    this._localOfferPending = false;
+    this._awaitingComplete = false;
+    this._idle = false;
+    this._trickleQueue = [];
+    this._trickleEnd = false;
+    this._sdpSent = false;
+    this._remoteCandidates = [];
+    this._chain = Promise.resolve();
+    this._reofferWhenEstablished = false;
+    this._restartOnAnswer = false;
+  }
+
+  /** Seconds since the call was established (0 before). */
+  get duration() {
+    return this.establishedAt ? Math.floor((Date.now() - this.establishedAt) / 1000) : 0;
+  }
+
+  get ended() {
+    return this.state === CallState.ENDED || this.state === CallState.FAILED;
+  }
+
+  // ---- Public API ---------------------------------------------------------
+
+  /**
+   * Answers an incoming call.
+   * @param {import('./index.js').CallOptions} [opts]
+   * @returns {Promise<void>} once the answer is sent
+   */
+  async accept(opts = {}) {
+    if (this.state !== CallState.RINGING) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, `cannot accept in state ${this.state}`);
+    Object.assign(this.options, opts);
+    if (opts.localStream) {
+      this.localStream = opts.localStream;
+      this._ownStream = false;
+    }
+    this.video = !!this.options.video;
+    this._setState(CallState.CONNECTING);
+    const offer = this._offerFrame;
+    try {
+      await this._ensureMedia();
+      if (this.ended) return;
+      const pc = this._newPeerConnection();
+      await pc.setRemoteDescription({ type: 'offer', sdp: offer.payload.sdp });
+      this._remoteOrigin = originSessionId(offer.payload.sdp);
+      this.remoteHeld = isHoldOffer(offer.payload.sdp);
+      this._addLocalTracks(pc);
+      this._flushRemoteCandidates();
+      const sdp = await this._answer(pc);
+      if (this.ended) return;
+      this._awaitingComplete = true;
+      this.session._send({
+        type: 'response',
+        pkg: 'call',
+        action: 'start',
+        subsession: this.id,
+        correlation: offer.control.correlation_id,
+        state: 'final',
+        header: { initiator: this.caller, target: this.callee, response_code: 200, reason: 'OK' },
+        payload: { sdp },
+      });
+      this._sdpSent = true;
+    } catch (err) {
+      this._fatal(err);
+      throw err;
+    }
+  }
+
+  /**
+   * Rejects an incoming call (default 603 Decline; 486 Busy Here is the
+   * other usual code).
+   * @param {number} [code]
+   * @param {string} [reason]
+   */
+  decline(code = ErrorCode.DECLINED, reason) {
+    if (this.state !== CallState.RINGING) return;
+    this.session._send({
+      type: 'error',
+      pkg: 'call',
+      action: 'start',
+      subsession: this.id,
+      correlation: this._offerFrame?.control?.correlation_id,
+      header: { initiator: this.caller, target: this.callee, error_code: code, reason: reason ?? (code === 486 ? 'Busy Here' : 'Declined') },
+    });
+    this._terminate(CallState.ENDED, { code, reason: 'declined', by: 'local' });
+  }
+
+  /**
+   * Ends the call: a cancel before the answer, a hang-up after it, a
+   * decline (603) for an unanswered incoming call.
+   */
+  end() {
+    if (this.ended) return;
+    if (this.state === CallState.RINGING) {
+      this.decline();
+      return;
+    }
+    if (this.state !== CallState.NEW && this.session.id) {
+      const cancel = this.direction === 'outgoing' && this.state !== CallState.ESTABLISHED;
+      try {
+        this.session._send({
+          type: 'message',
+          pkg: 'call',
+          action: 'shutdown',
+          subsession: this.id,
+          correlation: cancel ? this._startCorrelation : true,
+        });
+      } catch (err) {
+        this.session.log.warn('jsonrtc: cannot send shutdown', err);
+      }
+    }
+    this._terminate(CallState.ENDED, { reason: 'hung up', by: 'local' });
+  }
+
+  /** Puts the call on hold (re-offer with sendonly). */
+  hold() {
+    return this._setHold(true);
+  }
+
+  /** Takes the call off hold (re-offer with sendrecv). */
+  resume() {
+    return this._setHold(false);
+  }
+
+  /**
+   * Mutes or unmutes the local audio (and video) tracks. No signalling.
+   * @param {boolean} [muted]
+   */
+  mute(muted = true) {
+    this.muted = !!muted;
+    for (const t of this.localStream?.getTracks() ?? []) t.enabled = !this.muted;
+    this.emit('mute', this.muted);
+    this.session._save();
+  }
+
+  unmute() {
+    this.mute(false);
+  }
+
+  /**
+   * Sends DTMF digits: a `message`/`dtmf` frame (SIP INFO on the far side)
+   * and, unless `inband` is false, RFC 4733 tones through RTCDTMFSender
+   * when the browser has one.
+   * @param {string} digits 0-9, A-D, * and #; ',' pauses
+   * @param {{duration?: number, gap?: number, inband?: boolean}} [opts]
+   */
+  sendDTMF(digits, opts = {}) {
+    if (this.state !== CallState.ESTABLISHED) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'the call is not established');
+    if (typeof digits !== 'string' || !DTMF_DIGITS.test(digits)) throw new TypeError('invalid DTMF digits');
+    const duration = opts.duration ?? 100;
+    this.session._send({
+      type: 'message',
+      pkg: 'call',
+      action: 'dtmf',
+      subsession: this.id,
+      correlation: true,
+      payload: { digits, duration },
+    });
+    if (opts.inband !== false) {
+      const sender = this.peerConnection?.getSenders().find((s) => s.track?.kind === 'audio');
+      if (sender?.dtmf?.canInsertDTMF) {
+        try {
+          sender.dtmf.insertDTMF(digits, Math.max(40, duration), opts.gap ?? 70);
+        } catch (err) {
+          this.session.log.warn('jsonrtc: insertDTMF', err);
+        }
+      }
+    }
+  }
+
+  /**
+   * Blind transfer: asks the other party to call `target` (SIP REFER).
+   * @param {string} target
+   * @returns {Promise<number>} the response code (200/202)
+   */
+  async transfer(target) {
+    if (this.state !== CallState.ESTABLISHED) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'the call is not established');
+    const resp = await this.session._request({
+      type: 'request',
+      pkg: 'call',
+      action: 'transfer',
+      subsession: this.id,
+      header: { refer_to: target },
+    });
+    return resp.header?.response_code ?? 202;
+  }
+
+  /**
+   * Restarts ICE (after a network change): a re-offer with new ICE
+   * credentials on the same RTCPeerConnection.
+   * @returns {Promise<void>}
+   */
+  restartIce() {
+    return this._reoffer({ iceRestart: true });
+  }
+
+  /**
+   * Sends a new offer on the same subsession, optionally on a new
+   * RTCPeerConnection (the peer sees a new o= session id and builds one
+   * too).
+   * @param {{iceRestart?: boolean, newPeerConnection?: boolean}} [opts]
+   * @returns {Promise<void>}
+   */
+  reoffer(opts = {}) {
+    return this._reoffer(opts);
+  }
+
+  // ---- Outgoing -----------------------------------------------------------
+
+  async _startOutgoing() {
+    try {
+      await this._ensureMedia();
+      if (this.ended) return;
+      const pc = this._newPeerConnection();
+      this._addLocalTracks(pc);
+      this._localOfferPending = true;
+      const sdp = await this._offer(pc, {});
+      if (this.ended) return;
+      const req = this.session._request(
+        {
+          type: 'request',
+          pkg: 'call',
+          action: 'start',
+          subsession: this.id,
+          header: { initiator: this.caller, target: this.callee },
+          payload: { sdp },
+        },
+        (f) => this._onProvisional(f),
+      );
+      this._startCorrelation = 'c' + (this.session._rel.nextSeq - 1);
+      this._sdpSent = true;
+      this._setState(CallState.CALLING);
+      let resp;
+      try {
+        resp = await req;
+      } catch (err) {
+        this._localOfferPending = false;
+        if (this.ended) return;
+        const code = err.code ?? ErrorCode.SERVER_ERROR;
+        this._terminate(code === ErrorCode.REQUEST_TERMINATED ? CallState.ENDED : CallState.FAILED, {
+          code,
+          reason: err.reason ?? err.message,
+          by: 'remote',
+        });
+        return;
+      }
+      if (this.ended) return;
+      await this._onFinalAnswer(resp);
+    } catch (err) {
+      this._fatal(err);
+    }
+  }
+
+  _onProvisional(frame) {
+    if (this.ended) return;
+    const h = frame.header || {};
+    const code = h.response_code ?? 180;
+    if (this.state === CallState.CALLING) this._setState(CallState.ALERTING, { code, reason: h.reason });
+    const sdp = frame.payload?.sdp;
+    const pc = this.peerConnection;
+    if (sdp && pc && pc.signalingState === 'have-local-offer') {
+      pc.setRemoteDescription({ type: 'pranswer', sdp }).catch((err) => this.emit('error', err));
+    }
+    if (code === 183) {
+      this.session
+        ._request({ type: 'request', pkg: 'call', action: 'prack', subsession: this.id })
+        .catch(() => {});
+    }
+  }
+
+  async _onFinalAnswer(resp) {
+    const sdp = resp.payload?.sdp;
+    const pc = this.peerConnection;
+    if (!sdp) {
+      this._fatal(new JsonRtcError(ErrorCode.NOT_ACCEPTABLE_HERE, 'the answer has no SDP'));
+      return;
+    }
+    if (pc && (pc.signalingState === 'have-local-offer' || pc.signalingState === 'have-remote-pranswer')) {
+      await pc.setRemoteDescription({ type: 'answer', sdp });
+    }
+    this._localOfferPending = false;
+    this._remoteOrigin = originSessionId(sdp);
+    this._sendComplete(resp.control.correlation_id);
+    if (this.ended) return;
+    this._establish();
+  }
+
+  _sendComplete(correlation) {
+    this.session._send({ type: 'message', pkg: 'call', action: 'complete', subsession: this.id, correlation });
+    this._idle = true;
+    this._flushTrickle();
+  }
+
+  _establish() {
+    if (this.state !== CallState.ESTABLISHED) {
+      this.establishedAt = this.establishedAt ?? Date.now();
+      this._setState(CallState.ESTABLISHED, { code: 200 });
+    }
+    this._flushRemoteCandidates();
+    if (this._reofferWhenEstablished) {
+      this._reofferWhenEstablished = false;
+      this._reoffer({ newPeerConnection: true }).catch((err) => this.emit('error', err));
+    }
+  }
+
+  // ---- Incoming -----------------------------------------------------------
+
+  _ring() {
+    this.session._send({
+      type: 'response',
+      pkg: 'call',
+      action: 'start',
+      subsession: this.id,
+      correlation: this._offerFrame.control.correlation_id,
+      state: 'subsequent',
+      header: { initiator: this.caller, target: this.callee, response_code: 180, reason: 'Ringing' },
+    });
+  }
+
+  // ---- Frames from the gateway --------------------------------------------
+
+  _onFrame(frame) {
+    const c = frame.control;
+    const h = frame.header || {};
+    switch (`${c.type}/${h.action}`) {
+      case 'request/start':
+        if (this.state === CallState.RINGING) return; // a repeated offer
+        this._onRemoteOffer(frame);
+        return;
+      case 'response/start':
+        // Only answers to requests made before a page reload get here.
+        if (this._restartOnAnswer && c.message_state !== 'subsequent' && frame.payload?.sdp) {
+          this._restartOnAnswer = false;
+          this._sendComplete(c.correlation_id);
+          this._establish();
+          this._reoffer({ newPeerConnection: true }).catch((err) => this.emit('error', err));
+        } else if (c.message_state === 'subsequent' && this.state === CallState.CALLING) {
+          this._setState(CallState.ALERTING, { code: h.response_code ?? 180 });
+        }
+        return;
+      case 'error/start':
+        if (this.state !== CallState.ESTABLISHED && this.direction === 'outgoing') {
+          const code = h.error_code;
+          this._terminate(code === ErrorCode.REQUEST_TERMINATED ? CallState.ENDED : CallState.FAILED, { code, reason: h.reason, by: 'remote' });
+        }
+        return;
+      case 'message/complete':
+        if (this._awaitingComplete) {
+          this._awaitingComplete = false;
+          this._idle = true;
+          this._flushTrickle();
+          this._establish();
+        }
+        return;
+      case 'message/shutdown':
+        this._terminate(CallState.ENDED, {
+          reason: this.state === CallState.RINGING ? 'cancelled' : 'remote hang-up',
+          by: 'remote',
+        });
+        return;
+      case 'message/trickle':
+        this._onTrickle(frame);
+        return;
+      case 'message/dtmf': {
+        const p = frame.payload || {};
+        this.emit('dtmf', { digits: String(p.digits ?? ''), duration: Number(p.duration ?? 0) });
+        return;
+      }
+      case 'request/transfer':
+        this._onTransferRequest(frame);
+        return;
+      default:
+        if (c.type === 'request') this.session._reject(frame, 405, `${h.action} not allowed`);
+    }
+  }
+
+  _onTransferRequest(frame) {
+    const h = frame.header || {};
+    let answered = false;
+    const respond = (code) => {
+      if (answered) return;
+      answered = true;
+      const ok = code < 300;
+      this.session._send({
+        type: ok ? 'response' : 'error',
+        pkg: 'call',
+        action: 'transfer',
+        subsession: this.id,
+        correlation: frame.control.correlation_id,
+        state: ok ? 'final' : undefined,
+        header: ok ? { response_code: code, reason: 'Accepted' } : { error_code: code, reason: 'Declined' },
+      });
+    };
+    const req = { referTo: h.refer_to, accept: () => respond(202), reject: (code = 603) => respond(code) };
+    if (this.listenerCount('transfer') === 0) {
+      req.reject(603);
+      return;
+    }
+    this.emit('transfer', req);
+  }
+
+  async _onRemoteOffer(frame) {
+    const corr = frame.control.correlation_id;
+    const sdp = frame.payload?.sdp;
+    if (!sdp) {
+      this.session._reject(frame, 488, 'an offer needs SDP');
+      return;
+    }
+    const pc0 = this.peerConnection;
+    if (this._localOfferPending || (pc0 && pc0.signalingState !== 'stable') || this._awaitingComplete) {
+      this.session._send({
+        type: 'error',
+        pkg: 'call',
+        action: 'start',
+        subsession: this.id,
+        correlation: corr,
+        header: { error_code: ErrorCode.GLARE, reason: 'Glare' },
+      });
+      return;
+    }
+    this._awaitingComplete = true;
+    this._idle = false;
+    try {
+      let pc = pc0;
+      const origin = originSessionId(sdp);
+      if (!pc || origin !== this._remoteOrigin) {
+        // The peer built a new RTCPeerConnection (e.g. it reloaded): so do we.
+        await this._ensureMedia();
+        pc = this._newPeerConnection();
+        await pc.setRemoteDescription({ type: 'offer', sdp });
+        this._addLocalTracks(pc);
+      } else {
+        await pc.setRemoteDescription({ type: 'offer', sdp });
+        this._applyDirection(pc);
+      }
+      this._remoteOrigin = origin;
+      this._flushRemoteCandidates();
+      const answer = await this._answer(pc);
+      if (this.ended) return;
+      this.session._send({
+        type: 'response',
+        pkg: 'call',
+        action: 'start',
+        subsession: this.id,
+        correlation: corr,
+        state: 'final',
+        header: { response_code: 200, reason: 'OK' },
+        payload: { sdp: answer },
+      });
+      const remoteHeld = isHoldOffer(sdp);
+      if (remoteHeld !== this.remoteHeld) {
+        this.remoteHeld = remoteHeld;
+        this.emit('hold', { held: this.held, remoteHeld });
+      }
+      this.session._save();
+    } catch (err) {
+      this._awaitingComplete = false;
+      this.emit('error', err);
+      this.session._send({
+        type: 'error',
+        pkg: 'call',
+        action: 'start',
+        subsession: this.id,
+        correlation: corr,
+        header: { error_code: ErrorCode.NOT_ACCEPTABLE_HERE, reason: String(err?.message ?? err).slice(0, 200) },
+      });
+    }
+  }
+
+  // ---- Re-offers ----------------------------------------------------------
+
+  _setHold(held) {
+    return this._serial(async () => {
+      if (this.held === held) return;
+      this.held = held;
+      try {
+        await this._reofferNow({});
+      } catch (err) {
+        this.held = !held;
+        throw err;
+      }
+      this.emit('hold', { held: this.held, remoteHeld: this.remoteHeld });
+      this.session._save();
+    });
+  }
+
+  _reoffer(opts) {
+    return this._serial(() => this._reofferNow(opts));
+  }
+
+  _serial(fn) {
+    const run = this._chain.then(fn, fn);
+    this._chain = run.catch(() => {});
+    return run;
+  }
+
+  async _reofferNow({ iceRestart = false, newPeerConnection = false }, attempt = 0) {
+    if (this.ended) return;
+    if (this.state !== CallState.ESTABLISHED) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'the call is not established');
+    let pc = this.peerConnection;
+    if (newPeerConnection || !pc) {
+      await this._ensureMedia();
+      pc = this._newPeerConnection();
+      this._addLocalTracks(pc);
+    } else {
+      this._applyDirection(pc);
+    }
+    this._localOfferPending = true;
+    this._idle = false;
+    try {
+      const sdp = await this._offer(pc, { iceRestart });
+      if (this.ended) return;
+      const resp = await this.session._request({
+        type: 'request',
+        pkg: 'call',
+        action: 'start',
+        subsession: this.id,
+        payload: { sdp },
+      });
+      if (this.ended) return;
+      const answer = resp.payload?.sdp;
+      if (!answer) throw new JsonRtcError(ErrorCode.NOT_ACCEPTABLE_HERE, 'the answer has no SDP');
+      await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+      this._remoteOrigin = originSessionId(answer);
+      this._localOfferPending = false;
+      this._sendComplete(resp.control.correlation_id);
+    } catch (err) {
+      this._localOfferPending = false;
+      if (pc.signalingState === 'have-local-offer') {
+        await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+      }
+      this._idle = true;
+      if (this.ended) return;
+      if (err instanceof JsonRtcError && err.code === ErrorCode.GLARE && attempt < 3) {
+        // RFC 3261 section 14.1: wait a random while, then try again.
+        await new Promise((r) => setTimeout(r, 200 + Math.random() * 1800));
+        return this._reofferNow({ iceRestart, newPeerConnection: false }, attempt + 1);
+      }
+      throw err;
+    }
+  }
+
+  // ---- Session events -----------------------------------------------------
+
+  /** The session resumed in this page (the socket came back). */
+  _onSessionResumed() {
+    const pc = this.peerConnection;
+    if (this.state === CallState.ESTABLISHED && pc && (pc.iceConnectionState === 'failed' || pc.iceConnectionState === 'disconnected')) {
+      this.restartIce().catch((err) => this.emit('error', err));
+    }
+  }
+
+  /** The session resumed after a page reload: rebuild the media. */
+  _resumeAfterReload() {
+    switch (this.state) {
+      case CallState.ESTABLISHED:
+        this._reoffer({ newPeerConnection: true }).catch((err) => {
+          this.emit('error', err);
+        });
+        break;
+      case CallState.CONNECTING:
+        this._reofferWhenEstablished = true;
+        break;
+      case CallState.CALLING:
+      case CallState.ALERTING:
+        this._restartOnAnswer = true;
+        break;
+      default:
+        break;
+    }
+  }
+
+  // ---- Media --------------------------------------------------------------
+
+  async _ensureMedia() {
+    if (this.localStream) return this.localStream;
+    try {
+      this.localStream = await this.session.rtc.getUserMedia({ audio: true, video: this.video });
+    } catch (err) {
+      throw new JsonRtcError(ErrorCode.MEDIA_ERROR, `getUserMedia: ${err?.message ?? err}`);
+    }
+    this._ownStream = true;
+    if (this.muted) for (const t of this.localStream.getTracks()) t.enabled = false;
+    if (this.ended) {
+      this._stopLocal();
+      return this.localStream;
+    }
+    this.emit('localstream', this.localStream);
+    return this.localStream;
+  }
+
+  _newPeerConnection() {
+    const old = this.peerConnection;
+    if (old) {
+      old.ontrack = old.onicecandidate = old.oniceconnectionstatechange = null;
+      old.close();
+    }
+    const RTC = this.session.rtc.RTCPeerConnection;
+    const pc = new RTC({ iceServers: this.session.rtc.iceServers });
+    this.peerConnection = pc;
+    this._sdpSent = false;
+    this._trickleQueue = [];
+    this._trickleEnd = false;
+    pc.ontrack = (ev) => {
+      if (pc !== this.peerConnection) return;
+      let stream = ev.streams?.[0];
+      if (!stream) {
+        stream = this.remoteStream ?? new MediaStream();
+        stream.addTrack(ev.track);
+      }
+      if (stream !== this.remoteStream) {
+        this.remoteStream = stream;
+        this.emit('remotestream', stream);
+      }
+    };
+    pc.onicecandidate = (ev) => {
+      if (pc !== this.peerConnection) return;
+      this._onLocalCandidate(ev.candidate);
+    };
+    pc.oniceconnectionstatechange = () => {
+      if (pc !== this.peerConnection) return;
+      const s = pc.iceConnectionState;
+      this.emit('ice', s);
+      if (s === 'failed' && this.state === CallState.ESTABLISHED) {
+        // The offerer restarts at once; the answerer waits a little, so
+        // that both do not offer together (glare).
+        const delay = this.direction === 'outgoing' ? 0 : 1500;
+        setTimeout(() => {
+          if (pc === this.peerConnection && pc.iceConnectionState === 'failed' && this.session.connected) {
+            this.restartIce().catch((err) => this.emit('error', err));
+          }
+        }, delay);
+      }
+    };
+    return pc;
+  }
+
+  _addLocalTracks(pc) {
+    const stream = this.localStream;
+    if (!stream) return;
+    for (const track of stream.getTracks()) {
+      track.enabled = !this.muted;
+      pc.addTrack(track, stream);
+    }
+    this._applyDirection(pc);
+  }
+
+  _applyDirection(pc) {
+    for (const t of pc.getTransceivers()) {
+      if (t.stopped || t.currentDirection === 'stopped') continue;
+      if (!t.sender.track) continue;
+      t.direction = this.held ? 'sendonly' : 'sendrecv';
+    }
+  }
+
+  async _offer(pc, { iceRestart }) {
+    const offer = await pc.createOffer({ iceRestart });
+    await pc.setLocalDescription(offer);
+    await this._gathered(pc);
+    this._sdpSent = true;
+    return pc.localDescription.sdp;
+  }
+
+  async _answer(pc) {
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    await this._gathered(pc);
+    return pc.localDescription.sdp;
+  }
+
+  /** Waits for ICE gathering, at most iceGatherTimeout; later candidates trickle. */
+  _gathered(pc) {
+    const timeout = this.session.rtc.trickle ? this.session.rtc.iceGatherTimeout : 10000;
+    if (pc.iceGatheringState === 'complete') return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        pc.removeEventListener('icegatheringstatechange', check);
+        resolve();
+      };
+      const check = () => {
+        if (pc.iceGatheringState === 'complete') done();
+      };
+      const timer = setTimeout(done, timeout);
+      pc.addEventListener('icegatheringstatechange', check);
+    });
+  }
+
+  // ---- Trickle ICE --------------------------------------------------------
+
+  _onLocalCandidate(candidate) {
+    // Candidates gathered before the SDP was read are in it already.
+    if (!this._sdpSent) return;
+    if (!this.session.rtc.trickle) return;
+    const sdp = this.peerConnection?.localDescription?.sdp ?? '';
+    if (candidate) {
+      if (candidate.candidate && sdp.includes(candidate.candidate)) return;
+      this._trickleQueue.push({ candidate: candidate.candidate, sdpMid: candidate.sdpMid });
+    } else {
+      this._trickleEnd = true;
+    }
+    this._flushTrickle();
+  }
+
+  _flushTrickle() {
+    if (!this._idle || this.ended) return;
+    if (this._trickleQueue.length === 0 && !this._trickleEnd) return;
+    const mids = this.peerConnection?.getTransceivers().map((t) => t.mid).filter((m) => m !== null) ?? [];
+    const candidates = candidatesToFragment(this._trickleQueue, this._trickleEnd, this._trickleEnd ? mids : []);
+    this._trickleQueue = [];
+    this._trickleEnd = false;
+    if (!candidates) return;
+    this.session._send({ type: 'message', pkg: 'call', action: 'trickle', subsession: this.id, payload: { candidates } });
+  }
+
+  _onTrickle(frame) {
+    const list = fragmentToCandidates(frame.payload?.candidates);
+    this._remoteCandidates.push(...list);
+    this._flushRemoteCandidates();
+  }
+
+  _flushRemoteCandidates() {
+    const pc = this.peerConnection;
+    if (!pc || !pc.remoteDescription) return;
+    const list = this._remoteCandidates;
+    this._remoteCandidates = [];
+    for (const c of list) {
+      pc.addIceCandidate(c.candidate ? c : { candidate: '', sdpMid: c.sdpMid }).catch((err) =>
+        this.session.log.debug('jsonrtc: addIceCandidate', err),
+      );
+    }
+  }
+
+  // ---- Ending -------------------------------------------------------------
+
+  _fatal(err) {
+    if (this.ended) return;
+    this.emit('error', err);
+    const code = err?.code ?? ErrorCode.PEERCONNECTION_ERROR;
+    if (this.state !== CallState.NEW) {
+      try {
+        if (this.state === CallState.RINGING || this.state === CallState.CONNECTING) {
+          if (this.state === CallState.CONNECTING && this._sdpSent) {
+            this.session._send({ type: 'message', pkg: 'call', action: 'shutdown', subsession: this.id, correlation: true });
+          } else {
+            this.session._send({
+              type: 'error',
+              pkg: 'call',
+              action: 'start',
+              subsession: this.id,
+              correlation: this._offerFrame?.control?.correlation_id,
+              header: { error_code: code < 1000 ? code : 488, reason: String(err?.message ?? err).slice(0, 200) },
+            });
+          }
+        } else {
+          this.session._send({
+            type: 'message',
+            pkg: 'call',
+            action: 'shutdown',
+            subsession: this.id,
+            correlation: this.state === CallState.ESTABLISHED ? true : this._startCorrelation,
+          });
+        }
+      } catch {
+        /* the session is gone */
+      }
+    }
+    this._terminate(CallState.FAILED, { code, reason: err?.reason ?? err?.message, by: 'local' });
+  }
+
+  _stopLocal() {
+    if (this._ownStream && this.localStream) for (const t of this.localStream.getTracks()) t.stop();
+  }
+
+  _terminate(state, info = {}) {
+    if (this.ended) return;
+    const pc = this.peerConnection;
+    if (pc) {
+      pc.ontrack = pc.onicecandidate = pc.oniceconnectionstatechange = null;
+      try {
+        pc.close();
+      } catch {
+        /* ignore */
+      }
+    }
+    this._stopLocal();
+    this._setState(state, info);
+    this.session._removeCall(this);
+    this.emit('ended', { state, ...info });
+  }
+
+  _setState(state, info = {}) {
+    const previous = this.state;
+    if (previous === state) return;
+    this.state = state;
+    this.emit('state', { state, previous, ...info });
+    this.session._save();
+  }
+
+  // ---- Persistence (page reload) ------------------------------------------
+
+  _snapshot() {
+    if (this.ended || this.state === CallState.NEW) return null;
+    return {
+      id: this.id,
+      direction: this.direction,
+      caller: this.caller,
+      callee: this.callee,
+      state: this.state,
+      video: this.video,
+      held: this.held,
+      remoteHeld: this.remoteHeld,
+      muted: this.muted,
+      establishedAt: this.establishedAt,
+      startCorrelation: this._startCorrelation,
+      offer: this.state === CallState.RINGING ? this._offerFrame : undefined,
+    };
+  }
+
+  /**
+   * @param {import('./session.js').Session} session
+   * @param {ReturnType<Call['_snapshot']>} data
+   */
+  static restore(session, data) {
+    const call = new Call(session, {
+      id: data.id,
+      direction: data.direction,
+      caller: data.caller,
+      callee: data.callee,
+      options: { video: data.video },
+      offer: data.offer,
+    });
+    call.state = data.state;
+    call.held = data.held;
+    call.remoteHeld = data.remoteHeld;
+    call.muted = data.muted;
+    call.establishedAt = data.establishedAt;
+    call._startCorrelation = data.startCorrelation;
+    call.restored = true;
+    call._idle = data.state === CallState.ESTABLISHED;
+    call._awaitingComplete = data.state === CallState.CONNECTING;
+    return call;
+  }
+}

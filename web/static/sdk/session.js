@@ -1,0 +1,869 @@
+import { Emitter } from './emitter.js';
+import { JsonRtcError, ErrorCode } from './errors.js';
+import { Reliability, Verdict, WindowFullError } from './reliability.js';
+import { Backoff } from './backoff.js';
+import { Keepalive, defaultClock } from './keepalive.js';
+import { Call } from './call.js';
+import { Subscription } from './subscription.js';
+
+/** The states a Session goes through (its `state` event). */
+export const SessionState = Object.freeze({
+  IDLE: 'idle',
+  CONNECTING: 'connecting',
+  CONNECTED: 'connected',
+  RECONNECTING: 'reconnecting',
+  RESUMED: 'resumed',
+  FAILED: 'failed',
+  CLOSED: 'closed',
+});
+
+export const VERSION = '1.0';
+export const SUBPROTOCOL = 'jsonrtc';
+
+const STORAGE_FORMAT = 1;
+
+function randomId() {
+  const b = new Uint8Array(16);
+  globalThis.crypto.getRandomValues(b);
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/**
+ * A JSONrtc session with the gateway over one WebSocket at a time: connect,
+ * automatic reconnect with resume, page-reload rehydration, keepalive and
+ * acknowledgements (PROTOCOL.md sections 1, 3 and 4). Calls, subscriptions
+ * and messages run inside it.
+ *
+ * Events: `state` ({state, previous, error?}), `incomingcall` (Call),
+ * `callrestored` (Call), `subscriptionrestored` (Subscription), `message`
+ * (IncomingMessage), `resumefailed` ({previousId}), `error` (Error).
+ */
+export class Session extends Emitter {
+  /**
+   * @param {import('./index.js').SessionOptions} options
+   */
+  constructor(options) {
+    super();
+    if (!options || typeof options.url !== 'string') throw new TypeError('Session: options.url is required');
+    this.options = options;
+    this.url = options.url;
+    this.subprotocol = options.subprotocol ?? SUBPROTOCOL;
+    /** The identity the session runs as (from the connect response). */
+    this.identity = options.identity || null;
+    /** The session id the gateway assigned. */
+    this.id = null;
+    this.state = SessionState.IDLE;
+    /** @type {Map<string, Call>} */
+    this.calls = new Map();
+    /** @type {Map<string, Subscription>} */
+    this.subscriptions = new Map();
+
+    this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this._clock = options.clock ?? defaultClock;
+    this._storage = options.storage === undefined ? globalThis.sessionStorage ?? null : options.storage;
+    this._storageKey = options.storageKey ?? 'jsonrtc.session';
+    this._ackDelay = options.ackDelay ?? 200;
+    const ka = options.keepalive ?? {};
+    this._idleInterval = ka.interval ?? 10000;
+    this._busyInterval = ka.busyInterval ?? Math.min(3000, this._idleInterval);
+    const rc = options.reconnect ?? {};
+    this._reconnectTimeout = rc.timeout ?? 60000;
+    this._attemptTimeout = rc.attemptTimeout ?? 10000;
+    this._backoff = new Backoff({ ...rc, random: rc.random });
+    this._rel = new Reliability(options.window);
+    this._keepalive = new Keepalive({
+      interval: this._idleInterval,
+      period: ka.period ?? 30000,
+      clock: this._clock,
+      sendPing: () => this._sendText('ping'),
+      onDead: () => this._onLinkDead(),
+    });
+    this.rtc = {
+      RTCPeerConnection: options.rtc?.RTCPeerConnection ?? globalThis.RTCPeerConnection,
+      getUserMedia:
+        options.rtc?.getUserMedia ??
+        ((c) => globalThis.navigator.mediaDevices.getUserMedia(c)),
+      iceServers: options.rtc?.iceServers ?? [],
+      iceGatherTimeout: options.rtc?.iceGatherTimeout ?? 1000,
+      trickle: options.rtc?.trickle ?? true,
+    };
+    this.log = options.logger ?? { debug() {}, info() {}, warn() {}, error() {} };
+
+    /** @type {WebSocket|null} */
+    this._ws = null;
+    this._pending = new Map();
+    this._ackTimer = null;
+    this._attemptTimer = null;
+    this._retryTimer = null;
+    this._aheadTimer = null;
+    this._deadline = 0;
+    this._resuming = false;
+    this._reloading = null;
+    this._closing = false;
+    this._connectWaiters = [];
+    this._onPageHide = () => this._save();
+    this._onOnline = () => {
+      if (this.state === SessionState.RECONNECTING && !this._ws) this._attemptNow();
+    };
+  }
+
+  /** Whether frames flow now (connected or resumed). */
+  get connected() {
+    return this.state === SessionState.CONNECTED || this.state === SessionState.RESUMED;
+  }
+
+  /**
+   * Whether sessionStorage holds a session this page can resume (a reload).
+   * @param {{storage?: Storage|null, storageKey?: string}} [opts]
+   */
+  static hasStored(opts = {}) {
+    const st = opts.storage === undefined ? globalThis.sessionStorage ?? null : opts.storage;
+    try {
+      return !!st?.getItem(opts.storageKey ?? 'jsonrtc.session');
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Opens the session. When sessionStorage holds this page's session (a
+   * reload), it resumes it, with its calls and subscriptions; otherwise it
+   * connects anew. Resolves once connected or resumed.
+   * @returns {Promise<Session>}
+   */
+  connect() {
+    if (this.connected) return Promise.resolve(this);
+    const p = new Promise((resolve, reject) => this._connectWaiters.push({ resolve, reject }));
+    if (this.state === SessionState.CONNECTING || this.state === SessionState.RECONNECTING) return p;
+    this._closing = false;
+    globalThis.addEventListener?.('pagehide', this._onPageHide);
+    globalThis.addEventListener?.('online', this._onOnline);
+    const stored = this.options.resume === false ? null : this._load();
+    if (stored) {
+      this.id = stored.id;
+      this.identity = stored.identity;
+      this._rel = Reliability.fromJSON(stored.rel, this.options.window);
+      this._reloading = stored;
+      this._resuming = true;
+      this._deadline = this._clock.now() + this._reconnectTimeout;
+      this._setState(SessionState.CONNECTING);
+      this._open();
+    } else {
+      this.id = null;
+      this._resuming = false;
+      this._rel.reset(0);
+      this._setState(SessionState.CONNECTING);
+      this._open();
+    }
+    return p;
+  }
+
+  /**
+   * Logs out: closes the WebSocket with code 1000, which ends the session
+   * on the gateway with its calls and subscriptions, and forgets the
+   * stored session.
+   */
+  close() {
+    if (this.state === SessionState.CLOSED) return;
+    this._closing = true;
+    this._clearTimers();
+    this._keepalive.stop();
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) {
+      this._detach(ws);
+      try {
+        ws.close(1000, 'logout');
+      } catch {
+        /* already closed */
+      }
+    }
+    this._endAll(new JsonRtcError(ErrorCode.NOT_CONNECTED, 'logged out'), 'ended');
+    this._clearStored();
+    this._rejectWaiters(new JsonRtcError(ErrorCode.NOT_CONNECTED, 'closed'));
+    this._setState(SessionState.CLOSED);
+    globalThis.removeEventListener?.('pagehide', this._onPageHide);
+    globalThis.removeEventListener?.('online', this._onOnline);
+  }
+
+  // ---- Calls, subscriptions, messaging ------------------------------------
+
+  /**
+   * Places a call.
+   * @param {string} target who to call
+   * @param {import('./index.js').CallOptions} [opts]
+   * @returns {Call}
+   */
+  call(target, opts = {}) {
+    this._requireSession();
+    const call = new Call(this, { id: randomId(), direction: 'outgoing', caller: this.identity, callee: target, options: opts });
+    this._addCall(call);
+    call._startOutgoing();
+    return call;
+  }
+
+  /**
+   * Watches a presentity (presence package).
+   * @param {string} target
+   * @returns {Subscription}
+   */
+  watchPresence(target) {
+    return this._subscribe('presence', target);
+  }
+
+  /**
+   * Subscribes to a mailbox's message summary (message_notification).
+   * @param {string} target
+   * @returns {Subscription}
+   */
+  subscribeMessageSummary(target) {
+    return this._subscribe('message_notification', target);
+  }
+
+  /**
+   * Publishes this user's presence.
+   * @param {{status: 'open'|'closed', activity?: string, note?: string}} state
+   * @returns {Promise<number>} the response code
+   */
+  async publishPresence(state) {
+    this._requireSession();
+    const payload = { presentity: this.identity, status: state.status };
+    if (state.activity) payload.activity = state.activity;
+    if (state.note) payload.note = state.note;
+    const resp = await this._request({
+      type: 'request',
+      pkg: 'presence',
+      action: 'publish',
+      subsession: randomId(),
+      header: { initiator: this.identity, target: this.identity },
+      payload,
+    });
+    return resp.header?.response_code ?? 200;
+  }
+
+  /**
+   * Sends an instant message (messaging package).
+   * @param {string} target
+   * @param {string} body
+   * @param {{contentType?: string}} [opts]
+   * @returns {Promise<number>} the response code (200 or 202)
+   */
+  async sendMessage(target, body, opts = {}) {
+    this._requireSession();
+    const resp = await this._request({
+      type: 'request',
+      pkg: 'messaging',
+      action: 'send',
+      subsession: randomId(),
+      header: { initiator: this.identity, target },
+      payload: { content_type: opts.contentType ?? 'text/plain', body },
+    });
+    return resp.header?.response_code ?? 200;
+  }
+
+  _subscribe(pkg, target) {
+    this._requireSession();
+    for (const s of this.subscriptions.values()) {
+      if (s.package === pkg && s.target === target && s.state !== 'ended') return s;
+    }
+    const sub = new Subscription(this, { id: randomId(), package: pkg, target });
+    this.subscriptions.set(sub.id, sub);
+    sub._start();
+    return sub;
+  }
+
+  _requireSession() {
+    if (!this.id || this.state === SessionState.CLOSED || this.state === SessionState.FAILED) {
+      throw new JsonRtcError(ErrorCode.NOT_CONNECTED, 'the session is not connected');
+    }
+  }
+
+  _addCall(call) {
+    this.calls.set(call.id, call);
+    this._keepalive.setInterval(this._busyInterval);
+  }
+
+  _removeCall(call) {
+    this.calls.delete(call.id);
+    if (this.calls.size === 0) this._keepalive.setInterval(this._idleInterval);
+    this._save();
+  }
+
+  _removeSubscription(sub) {
+    this.subscriptions.delete(sub.id);
+    this._save();
+  }
+
+  // ---- Sending ------------------------------------------------------------
+
+  /**
+   * Builds, numbers, retains and (when the link is up) transmits a frame.
+   * Frames made while reconnecting are sent by the resume.
+   * @param {{type: string, pkg: string, action?: string, subsession?: string,
+   *          correlation?: string|true, state?: string, header?: object, payload?: object}} f
+   * @returns {object} the frame sent
+   */
+  _send(f) {
+    this._requireSession();
+    const control = { type: f.type, package_type: f.pkg, session_id: this.id };
+    if (f.subsession) control.subsession_id = f.subsession;
+    if (f.correlation === true) control.correlation_id = 'c' + this._rel.nextSeq;
+    else if (f.correlation) control.correlation_id = f.correlation;
+    if (f.state) control.message_state = f.state;
+    control.version = VERSION;
+    const header = { action: f.action, ...(f.header || {}) };
+    for (const k of Object.keys(header)) if (header[k] === undefined || header[k] === null) delete header[k];
+    const frame = { control, header };
+    if (f.payload && Object.keys(f.payload).length > 0) frame.payload = f.payload;
+    try {
+      this._rel.stamp(frame);
+    } catch (err) {
+      if (err instanceof WindowFullError) {
+        this._fail(new JsonRtcError(ErrorCode.SERVICE_UNAVAILABLE, 'retained window full'));
+        throw new JsonRtcError(ErrorCode.SERVICE_UNAVAILABLE, 'retained window full');
+      }
+      throw err;
+    }
+    if (this.connected) this._transmit(frame);
+    this._save();
+    return frame;
+  }
+
+  /**
+   * Sends a request and resolves with its final response (rejects with a
+   * JsonRtcError on an `error` frame). Provisional responses go to
+   * onProgress.
+   * @returns {Promise<object>}
+   */
+  _request(f, onProgress) {
+    return new Promise((resolve, reject) => {
+      let frame;
+      try {
+        frame = this._send({ ...f, correlation: true });
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      this._pending.set(frame.control.correlation_id, { resolve, reject, onProgress, frame });
+    });
+  }
+
+  _transmit(frame) {
+    if (!this._ws || this._ws.readyState !== 1) return;
+    if (frame.control.type !== 'acknowledgement') {
+      // The frame carries the latest ack: a pending standalone one is moot.
+      if (this._rel.processed) frame.control.ack_sequence = this._rel.processed;
+      this._rel.ackSent = this._rel.processed;
+    }
+    const text = JSON.stringify(frame);
+    this.log.debug('jsonrtc >', text);
+    this._ws.send(text);
+  }
+
+  _sendText(text) {
+    if (this._ws && this._ws.readyState === 1) this._ws.send(text);
+  }
+
+  _scheduleAck() {
+    if (this._ackTimer !== null) return;
+    this._ackTimer = this._clock.setTimeout(() => {
+      this._ackTimer = null;
+      if (!this.connected || !this._rel.ackOwed()) return;
+      const frame = {
+        control: { type: 'acknowledgement', package_type: 'register', session_id: this.id, version: VERSION },
+      };
+      this._rel.stamp(frame);
+      this._transmit(frame);
+      this._save();
+    }, this._ackDelay);
+  }
+
+  // ---- Socket -------------------------------------------------------------
+
+  async _open() {
+    let url;
+    try {
+      url = await this._urlWithToken();
+    } catch (err) {
+      this._socketFailed(err);
+      return;
+    }
+    if (this._closing) return;
+    let ws;
+    try {
+      ws = new this._WebSocket(url, [this.subprotocol]);
+    } catch (err) {
+      this._socketFailed(err);
+      return;
+    }
+    this._ws = ws;
+    ws.onopen = () => this._onOpen(ws);
+    ws.onmessage = (ev) => this._onMessage(ws, ev.data);
+    ws.onclose = (ev) => this._onClose(ws, ev);
+    ws.onerror = () => {};
+    this._clock.clearTimeout(this._attemptTimer);
+    this._attemptTimer = this._clock.setTimeout(() => {
+      // An attempt that does not complete in time is abandoned.
+      if (this._ws === ws && !this.connected) this._abandon(ws, 'attempt timeout');
+    }, this._attemptTimeout);
+  }
+
+  async _urlWithToken() {
+    let token = this.options.token;
+    if (typeof token === 'function') token = await token();
+    if (!token) return this.url;
+    const u = new URL(this.url, globalThis.location?.href);
+    u.searchParams.set('access_token', token);
+    return u.toString();
+  }
+
+  _detach(ws) {
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+  }
+
+  _abandon(ws, reason) {
+    this._detach(ws);
+    try {
+      ws.close(4001, reason);
+    } catch {
+      /* ignore */
+    }
+    if (this._ws === ws) this._ws = null;
+    this._onLinkLost();
+  }
+
+  _onOpen(ws) {
+    if (ws !== this._ws) return;
+    if (ws.protocol && ws.protocol !== this.subprotocol) {
+      this.log.warn('jsonrtc: server chose subprotocol', ws.protocol);
+    }
+    if (this._resuming) {
+      const h = this._rel.resumeHeaders();
+      const frame = {
+        control: { type: 'request', package_type: 'register', session_id: this.id, version: VERSION },
+        header: { action: 'connect', initiator: this.identity ?? undefined, cslr: h.cslr, cslw: h.cslw, csuw: h.csuw },
+      };
+      if (frame.header.initiator === undefined) delete frame.header.initiator;
+      const text = JSON.stringify(frame);
+      this.log.debug('jsonrtc >', text);
+      ws.send(text);
+    } else {
+      this._rel.reset(0);
+      const header = { action: 'connect' };
+      if (this.options.identity) {
+        header.initiator = this.options.identity;
+        header.target = this.options.identity;
+      }
+      const frame = { control: { type: 'request', package_type: 'register', version: VERSION }, header };
+      this._rel.stamp(frame);
+      const text = JSON.stringify(frame);
+      this.log.debug('jsonrtc >', text);
+      ws.send(text);
+    }
+  }
+
+  _onMessage(ws, data) {
+    if (ws !== this._ws) return;
+    this._keepalive.activity();
+    if (typeof data !== 'string') return;
+    if (data === 'pong') return;
+    this.log.debug('jsonrtc <', data);
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      this.emit('error', new JsonRtcError(ErrorCode.BAD_REQUEST, 'a frame from the server is not JSON'));
+      return;
+    }
+    if (!frame || typeof frame !== 'object' || !frame.control) return;
+    const c = frame.control;
+    const h = frame.header || {};
+    if (h.action === 'connect' && (c.type === 'response' || c.type === 'error')) {
+      this._onConnectResponse(frame);
+      return;
+    }
+    if (!this.connected) return;
+    const { verdict, gap } = this._rel.receive(frame);
+    if (verdict === Verdict.ACK_ONLY) {
+      this._save();
+      return;
+    }
+    if (verdict === Verdict.DUPLICATE) {
+      this.log.debug('jsonrtc: duplicate frame', c.sequence);
+      this._scheduleAck();
+      return;
+    }
+    if (gap > 0) this.log.warn('jsonrtc: server sequence gap of', gap);
+    this._scheduleAck();
+    try {
+      this._dispatch(frame);
+    } finally {
+      this._save();
+    }
+  }
+
+  _onConnectResponse(frame) {
+    const c = frame.control;
+    const h = frame.header || {};
+    this._clock.clearTimeout(this._attemptTimer);
+    if (c.type === 'error') {
+      const err = JsonRtcError.fromFrame(frame);
+      this._fail(err);
+      return;
+    }
+    const wasReload = this._reloading;
+    this._reloading = null;
+    if (this._resuming && c.session_id === this.id) {
+      this._resuming = false;
+      if (typeof c.ack_sequence === 'number') this._rel.ack(c.ack_sequence);
+      let resend;
+      try {
+        resend = this._rel.resumed(h.sslr);
+      } catch (err) {
+        this.emit('error', new JsonRtcError(ErrorCode.BAD_REQUEST, `resume response: ${err.message}`, frame));
+        resend = this._rel.unsent(this._rel.acked);
+      }
+      this._rel.receivedOutOfBand(c.sequence);
+      if (h.initiator) this.identity = h.initiator;
+      this._setState(SessionState.RESUMED);
+      this._afterConnect();
+      for (const f of resend) this._transmit(f);
+      if (this._rel.ahead.length > 0) {
+        this._clock.clearTimeout(this._aheadTimer);
+        this._aheadTimer = this._clock.setTimeout(() => this._rel.skipAhead(), 2000);
+      }
+      if (wasReload) this._rehydrate(wasReload);
+      else for (const call of this.calls.values()) call._onSessionResumed();
+      this._scheduleAck();
+      this._save();
+      this._resolveWaiters();
+      return;
+    }
+    if (this._resuming) {
+      // A new session id: the resume failed (PROTOCOL.md section 4).
+      const previousId = this.id;
+      this._resuming = false;
+      this._endAll(new JsonRtcError(ErrorCode.SESSION_LOST, 'the session could not be resumed'), 'failed');
+      this.id = c.session_id;
+      this.identity = h.initiator || this.identity;
+      this._rel.reset(typeof c.sequence === 'number' ? c.sequence : 0);
+      this._setState(SessionState.CONNECTED);
+      this._afterConnect();
+      this.emit('resumefailed', { previousId });
+      this._save();
+      this._resolveWaiters();
+      return;
+    }
+    this.id = c.session_id;
+    this.identity = h.initiator || this.identity;
+    this._rel.receive(frame);
+    this._setState(SessionState.CONNECTED);
+    this._afterConnect();
+    this._scheduleAck();
+    this._save();
+    this._resolveWaiters();
+  }
+
+  _afterConnect() {
+    this._backoff.reset();
+    this._keepalive.setInterval(this.calls.size > 0 ? this._busyInterval : this._idleInterval);
+    this._keepalive.start();
+  }
+
+  _onClose(ws, ev) {
+    if (ws !== this._ws) return;
+    this._ws = null;
+    this._detach(ws);
+    if (this._closing) return;
+    if (ev?.code === 4000) {
+      // Another connection resumed this session (PROTOCOL.md section 4).
+      this._fail(new JsonRtcError(ErrorCode.SESSION_LOST, 'the session was taken over by another connection'));
+      return;
+    }
+    if (ev?.code === 1008 || ev?.code === 1009 || ev?.code === 1007) {
+      this._fail(new JsonRtcError(ErrorCode.WEBSOCKET_ERROR, `closed by the server: ${ev.code} ${ev.reason || ''}`.trim()));
+      return;
+    }
+    this._onLinkLost();
+  }
+
+  _socketFailed(err) {
+    this._ws = null;
+    if (this.state === SessionState.CONNECTING && !this._resuming) {
+      this._fail(new JsonRtcError(ErrorCode.WEBSOCKET_ERROR, err?.message || 'cannot open the WebSocket'));
+      return;
+    }
+    this._onLinkLost();
+  }
+
+  /** The keepalive gave up on the current socket. */
+  _onLinkDead() {
+    const ws = this._ws;
+    if (ws) this._abandon(ws, 'no pong');
+    else this._onLinkLost();
+  }
+
+  _onLinkLost() {
+    this._keepalive.stop();
+    if (this._closing || this.state === SessionState.FAILED || this.state === SessionState.CLOSED) return;
+    if (this.state === SessionState.CONNECTING && !this._resuming) {
+      this._fail(new JsonRtcError(ErrorCode.WEBSOCKET_ERROR, 'cannot connect to the gateway'));
+      return;
+    }
+    if (this.connected) {
+      this._resuming = true;
+      this._deadline = this._clock.now() + this._reconnectTimeout;
+      this._backoff.reset();
+      this._setState(SessionState.RECONNECTING);
+    }
+    this._scheduleAttempt();
+  }
+
+  _scheduleAttempt() {
+    if (this._clock.now() >= this._deadline) {
+      this._fail(new JsonRtcError(ErrorCode.SESSION_LOST, 'reconnect timed out'));
+      return;
+    }
+    const delay = this._backoff.next();
+    this._clock.clearTimeout(this._retryTimer);
+    this._retryTimer = this._clock.setTimeout(() => {
+      this._retryTimer = null;
+      this._open();
+    }, delay);
+  }
+
+  _attemptNow() {
+    this._clock.clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    this._backoff.reset();
+    this._open();
+  }
+
+  _clearTimers() {
+    for (const t of ['_ackTimer', '_attemptTimer', '_retryTimer', '_aheadTimer']) {
+      if (this[t] !== null) this._clock.clearTimeout(this[t]);
+      this[t] = null;
+    }
+  }
+
+  _fail(err) {
+    if (this.state === SessionState.FAILED || this.state === SessionState.CLOSED) return;
+    this._clearTimers();
+    this._keepalive.stop();
+    const ws = this._ws;
+    this._ws = null;
+    this._closing = true;
+    if (ws) {
+      this._detach(ws);
+      try {
+        // The session is over: close 1000 so that the gateway ends it too.
+        ws.close(1000, 'session failed');
+      } catch {
+        /* ignore */
+      }
+    }
+    this._endAll(err, 'failed');
+    this._clearStored();
+    this._rejectWaiters(err);
+    this._setState(SessionState.FAILED, err);
+  }
+
+  _endAll(err, how) {
+    for (const call of [...this.calls.values()]) call._terminate(how, { code: err.code, reason: err.reason, by: 'session' });
+    for (const sub of [...this.subscriptions.values()]) sub._ended(err);
+    for (const p of this._pending.values()) p.reject(err);
+    this._pending.clear();
+  }
+
+  _setState(state, error) {
+    const previous = this.state;
+    if (previous === state) return;
+    this.state = state;
+    this.emit('state', { state, previous, error });
+  }
+
+  _resolveWaiters() {
+    const w = this._connectWaiters;
+    this._connectWaiters = [];
+    for (const x of w) x.resolve(this);
+  }
+
+  _rejectWaiters(err) {
+    const w = this._connectWaiters;
+    this._connectWaiters = [];
+    for (const x of w) x.reject(err);
+  }
+
+  // ---- Inbound dispatch ---------------------------------------------------
+
+  _dispatch(frame) {
+    const c = frame.control;
+    const h = frame.header || {};
+    if ((c.type === 'response' || c.type === 'error') && c.correlation_id && this._pending.has(c.correlation_id)) {
+      const p = this._pending.get(c.correlation_id);
+      if (c.type === 'response' && c.message_state === 'subsequent') {
+        p.onProgress?.(frame);
+        return;
+      }
+      this._pending.delete(c.correlation_id);
+      if (c.type === 'error') p.reject(JsonRtcError.fromFrame(frame));
+      else p.resolve(frame);
+      if (h.error_code !== 500) return;
+    }
+    if (c.type === 'error' && h.error_code === 500) {
+      this._fail(JsonRtcError.fromFrame(frame));
+      return;
+    }
+    if (c.type === 'error' && !c.correlation_id) {
+      this.emit('error', JsonRtcError.fromFrame(frame));
+      return;
+    }
+    const pkg = c.package_type || 'call';
+    switch (pkg) {
+      case 'call':
+        return this._dispatchCall(frame);
+      case 'presence':
+      case 'message_notification': {
+        const sub = this.subscriptions.get(c.subsession_id);
+        if (sub) sub._onFrame(frame);
+        else if (c.type === 'request') this._reject(frame, 405, 'no such subscription');
+        return;
+      }
+      case 'messaging':
+        return this._dispatchMessaging(frame);
+      default:
+        if (c.type === 'request') this._reject(frame, 405, 'unknown package');
+    }
+  }
+
+  _dispatchCall(frame) {
+    const c = frame.control;
+    const h = frame.header || {};
+    const call = this.calls.get(c.subsession_id);
+    if (call) {
+      call._onFrame(frame);
+      return;
+    }
+    if (c.type === 'request' && h.action === 'start') {
+      const incoming = new Call(this, {
+        id: c.subsession_id,
+        direction: 'incoming',
+        caller: h.initiator,
+        callee: h.target || this.identity,
+        options: {},
+        offer: frame,
+      });
+      this._addCall(incoming);
+      incoming._ring();
+      this.emit('incomingcall', incoming);
+      return;
+    }
+    if (c.type === 'request') this._reject(frame, 405, 'no such call');
+  }
+
+  _dispatchMessaging(frame) {
+    const c = frame.control;
+    const h = frame.header || {};
+    if (c.type !== 'request' || h.action !== 'send') return;
+    const p = frame.payload || {};
+    const msg = {
+      from: h.initiator,
+      to: h.target,
+      contentType: p.content_type ?? 'text/plain',
+      body: p.body ?? '',
+      frame,
+    };
+    this._send({
+      type: 'response',
+      pkg: 'messaging',
+      action: 'send',
+      subsession: c.subsession_id,
+      correlation: c.correlation_id,
+      state: 'final',
+      header: { initiator: h.initiator, target: h.target, response_code: 200, reason: 'OK' },
+    });
+    this.emit('message', msg);
+  }
+
+  /** Answers a request with an error frame. */
+  _reject(frame, code, reason) {
+    const c = frame.control;
+    const h = frame.header || {};
+    this._send({
+      type: 'error',
+      pkg: c.package_type || 'call',
+      action: h.action,
+      subsession: c.subsession_id,
+      correlation: c.correlation_id,
+      header: { error_code: code, reason },
+    });
+  }
+
+  // ---- Page-reload persistence --------------------------------------------
+
+  _storageBase() {
+    return { url: this.url, requested: this.options.identity || null };
+  }
+
+  _save() {
+    if (!this._storage || !this.id) return;
+    if (this.state === SessionState.FAILED || this.state === SessionState.CLOSED || this._reloading) return;
+    const data = {
+      v: STORAGE_FORMAT,
+      ...this._storageBase(),
+      id: this.id,
+      identity: this.identity,
+      rel: this._rel.toJSON(),
+      calls: [...this.calls.values()].map((c) => c._snapshot()).filter(Boolean),
+      subscriptions: [...this.subscriptions.values()].map((s) => s._snapshot()).filter(Boolean),
+    };
+    try {
+      this._storage.setItem(this._storageKey, JSON.stringify(data));
+    } catch (err) {
+      this.log.warn('jsonrtc: cannot save the session', err);
+    }
+  }
+
+  _load() {
+    if (!this._storage) return null;
+    try {
+      const text = this._storage.getItem(this._storageKey);
+      if (!text) return null;
+      const data = JSON.parse(text);
+      const base = this._storageBase();
+      if (data.v !== STORAGE_FORMAT || data.url !== base.url || data.requested !== base.requested || !data.id) {
+        this._clearStored();
+        return null;
+      }
+      return data;
+    } catch {
+      return null;
+    }
+  }
+
+  _clearStored() {
+    try {
+      this._storage?.removeItem(this._storageKey);
+    } catch {
+      /* ignore */
+    }
+  }
+
+  _rehydrate(stored) {
+    for (const s of stored.subscriptions || []) {
+      const sub = Subscription.restore(this, s);
+      this.subscriptions.set(sub.id, sub);
+      this.emit('subscriptionrestored', sub);
+    }
+    for (const data of stored.calls || []) {
+      const call = Call.restore(this, data);
+      this._addCall(call);
+      if (call.state === 'ringing') this.emit('incomingcall', call);
+      else this.emit('callrestored', call);
+      call._resumeAfterReload();
+    }
+  }
+}

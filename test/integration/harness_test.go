@@ -1,0 +1,90 @@
+// Package integration runs the Go client against a real gateway over real
+// sockets on loopback.
+package integration
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/client"
+	"github.com/jsonrtc/jsonrtc/gateway"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// startGateway runs a gateway on a loopback port for the test.
+func startGateway(t testing.TB, mod func(*gateway.Config)) (*gateway.Gateway, string) {
+	t.Helper()
+	cfg := gateway.DefaultConfig()
+	if mod != nil {
+		mod(&cfg)
+	}
+	g, err := gateway.New(cfg, gateway.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := g.Shutdown(ctx); err != nil {
+			t.Errorf("gateway shutdown: %v", err)
+		}
+		srv.Close()
+	})
+	return g, "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/webrtc/test"
+}
+
+func connect(t testing.TB, url, identity string, mod func(*client.Options)) *client.Client {
+	t.Helper()
+	o := client.Options{URL: url, Identity: identity, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 200 * time.Millisecond}
+	if mod != nil {
+		mod(&o)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, o)
+	if err != nil {
+		t.Fatalf("dial %s: %v", identity, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// next returns the next event of kind k, skipping others, within 10 s.
+func next(t testing.TB, c *client.Client, k client.EventKind) client.Event {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok {
+				t.Fatalf("%s: events closed waiting for %s", c.Identity(), k)
+			}
+			if ev.Kind == k {
+				return ev
+			}
+			if ev.Kind == client.EventClosed {
+				t.Fatalf("%s: closed waiting for %s: %v", c.Identity(), k, ev.Err)
+			}
+		case <-timeout:
+			t.Fatalf("%s: no %s event", c.Identity(), k)
+		}
+	}
+}
+
+// nextCall returns the next call event of c.
+func nextCall(t testing.TB, c *client.Client) client.Event {
+	t.Helper()
+	return next(t, c, client.EventCall)
+}
+
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}

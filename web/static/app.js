@@ -12,6 +12,8 @@ const state = {
   /** @type {import('./sdk/call.js').Call|null} */ call: null,
   /** @type {import('./sdk/call.js').Call|null} */ incoming: null,
   timer: null,
+  /** Every connection state shown, in order (the tests read it). */
+  connHistory: [],
   watched: new Map(),
   dtmfSent: '',
   dtmfReceived: '',
@@ -125,6 +127,7 @@ $('signout-btn').addEventListener('click', () => {
 });
 
 function setConnState(s) {
+  state.connHistory.push(s);
   const el = $('conn-state');
   el.dataset.state = s;
   const text = {

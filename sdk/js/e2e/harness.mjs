@@ -1,0 +1,223 @@
+// Test harness for the browser tests: builds and starts a real jsonrtcd on
+// a free loopback port, launches Debian's Chromium with fake media through
+// playwright-core, and drives the demo page.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, readFile } from 'node:fs/promises';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve, extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const repoRoot = resolve(here, '..', '..', '..');
+const staticDir = join(repoRoot, 'web', 'static');
+export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+
+function run(cmd, args, opts) {
+  return new Promise((res, rej) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'], ...opts });
+    p.on('error', rej);
+    p.on('exit', (code) => (code === 0 ? res() : rej(new Error(`${cmd} ${args.join(' ')}: exit ${code}`))));
+  });
+}
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+function accepts(port) {
+  return new Promise((res) => {
+    const c = connect({ host: '127.0.0.1', port });
+    c.on('connect', () => {
+      c.destroy();
+      res(true);
+    });
+    c.on('error', () => res(false));
+  });
+}
+
+/**
+ * Builds cmd/jsonrtcd into a temporary dir and starts it on a free port.
+ * Resolves once it accepts connections.
+ */
+export async function startGateway() {
+  const dir = await mkdtemp(join(tmpdir(), 'jsonrtc-e2e-'));
+  const bin = join(dir, 'jsonrtcd');
+  await run('go', ['build', '-o', bin, './cmd/jsonrtcd'], { cwd: repoRoot });
+  const port = await freePort();
+  const proc = spawn(bin, ['-listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs = [];
+  const keep = (buf) => {
+    for (const line of buf.toString().split('\n')) if (line) logs.push(line);
+    if (logs.length > 4000) logs.splice(0, logs.length - 4000);
+  };
+  proc.stdout.on('data', keep);
+  proc.stderr.on('data', keep);
+  let exited = null;
+  const exit = new Promise((r) => proc.on('exit', (code, sig) => r((exited = { code, sig }))));
+  // Wait until it accepts connections (or dies).
+  for (;;) {
+    if (exited) throw new Error(`jsonrtcd exited early: ${JSON.stringify(exited)}\n${logs.join('\n')}`);
+    if (await accepts(port)) break;
+    await Promise.race([exit, new Promise((r) => setTimeout(r, 50))]);
+  }
+  const url = `http://127.0.0.1:${port}`;
+  // Does this gateway serve the demo page yet (cmd/jsonrtcd mounts web.Handler)?
+  const home = await fetch(url + '/').then((r) => (r.ok ? r.text() : ''), () => '');
+  const servesPage = home.includes('jsonrtc softphone');
+  return {
+    url,
+    port,
+    logs,
+    servesPage,
+    async stop() {
+      if (!exited) {
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+        await exit;
+        clearTimeout(t);
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.ts': 'text/plain' };
+
+/**
+ * Launches Chromium (headless, fake media, fresh profile). When the gateway
+ * does not serve the page itself yet, the context serves web/static at the
+ * gateway's origin, so that the page and the WebSocket share one origin.
+ */
+export async function launchBrowser(gw) {
+  const profile = await mkdtemp(join(tmpdir(), 'jsonrtc-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 390, height: 844 },
+    args: [
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required',
+      // Pages fulfilled by the test (see below) have no address space of their
+      // own; their WebSocket to loopback must not be blocked as a local-network access.
+      '--disable-features=LocalNetworkAccessChecks',
+    ],
+  });
+  await context.grantPermissions(['microphone', 'camera'], { origin: gw.url });
+  if (!gw.servesPage) {
+    await context.route(`${gw.url}/**`, async (route) => {
+      const u = new URL(route.request().url());
+      if (u.pathname.startsWith('/ws/')) return route.continue();
+      const path = u.pathname === '/' ? '/index.html' : u.pathname;
+      const body = await readFile(join(staticDir, path)).catch(() => null);
+      if (!body) return route.fulfill({ status: 404, body: 'not found' });
+      return route.fulfill({ status: 200, body, contentType: TYPES[extname(path)] ?? 'application/octet-stream' });
+    });
+  }
+  // The initial about:blank tab is not used.
+  for (const p of context.pages()) await p.close();
+  return {
+    context,
+    async close() {
+      await context.close();
+      await rm(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Opens the demo page in a new tab and signs in as `name` (open mode).
+ * Keepalive is fast so that network-loss tests finish quickly.
+ */
+export async function openPhone(browser, gw, name, { query = 'ping=1000&pingPeriod=4000' } = {}) {
+  const page = await browser.context.newPage();
+  page.consoleLines = [];
+  page.on('console', (m) => page.consoleLines.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => page.consoleLines.push(`pageerror: ${e.message}`));
+  await page.goto(`${gw.url}/?${query}`);
+  await page.fill('#name', name);
+  await page.click('#signin-btn');
+  await waitConn(page, /^(connected|resumed)$/);
+  page.identity = (await page.textContent('#me')).trim();
+  return page;
+}
+
+/** Waits until the page's connection state matches re. */
+export async function waitConn(page, re, timeout = 15000) {
+  await page.waitForFunction((src) => new RegExp(src).test(document.getElementById('conn-state').dataset.state), re.source, { timeout, polling: 100 });
+}
+
+/** Waits until the page has shown connection state s since history index from. */
+export async function waitConnSeen(page, s, from = 0, timeout = 15000) {
+  await page.waitForFunction(([x, i]) => window.softphone.connHistory.indexOf(x, i) >= 0, [s, from], { timeout, polling: 100 });
+}
+
+/** The length of the page's connection state history. */
+export function connMark(page) {
+  return page.evaluate(() => window.softphone.connHistory.length);
+}
+
+/** Waits until the in-call status element matches. */
+export async function waitCall(page, attr, value, timeout = 15000) {
+  await page.waitForFunction(
+    ([a, v]) => {
+      const el = document.getElementById('call-status');
+      return !document.getElementById('incall').hidden && el.dataset[a] === v;
+    },
+    [attr, value],
+    { timeout, polling: 100 },
+  );
+}
+
+/** Inbound audio RTP packets of the current call's RTCPeerConnection. */
+export function inboundPackets(page) {
+  return page.evaluate(async () => {
+    const pc = window.softphone.call?.peerConnection;
+    if (!pc) return -1;
+    let n = 0;
+    for (const s of (await pc.getStats()).values()) {
+      if (s.type === 'inbound-rtp' && (s.kind === 'audio' || s.mediaType === 'audio')) n += s.packetsReceived ?? 0;
+    }
+    return n;
+  });
+}
+
+/** Polls fn until check(value) holds (like Playwright Test's expect.poll). */
+export async function poll(fn, check, { timeout = 15000, interval = 100, message = 'condition' } = {}) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (check(last)) return last;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${message}; last value ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+/** Waits until the page's inbound audio packet count grows by `by`. */
+export async function audioFlows(page, by = 25) {
+  const start = await poll(() => inboundPackets(page), (n) => n >= 0, { message: 'a peer connection' });
+  return poll(() => inboundPackets(page), (n) => n >= start + by, { message: `inbound audio on ${page.identity}` });
+}
+
+/** The current directions of the call's transceivers. */
+export function directions(page) {
+  return page.evaluate(() => window.softphone.call?.peerConnection?.getTransceivers().map((t) => t.currentDirection) ?? []);
+}

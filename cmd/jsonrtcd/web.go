@@ -1,6 +1,10 @@
 package main
 
-import "net/http"
+import (
+	"net/http"
 
-// webHandler serves the demo page.
-func webHandler() http.Handler { return http.NotFoundHandler() }
+	"github.com/jsonrtc/jsonrtc/web"
+)
+
+// webHandler serves the demo softphone and the SDK's browser build.
+func webHandler() http.Handler { return web.Handler() }

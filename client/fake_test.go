@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -23,12 +24,14 @@ type pipeNet struct {
 	done   chan struct{}
 	once   sync.Once
 	refuse atomic.Bool
-	dials  atomic.Int32
+	dialAt chan time.Time // when each dial happened
 	mu     sync.Mutex
 	last   net.Conn // the client end of the latest connection
 }
 
-func newPipeNet() *pipeNet { return &pipeNet{ch: make(chan net.Conn), done: make(chan struct{})} }
+func newPipeNet() *pipeNet {
+	return &pipeNet{ch: make(chan net.Conn), done: make(chan struct{}), dialAt: make(chan time.Time, 256)}
+}
 
 func (p *pipeNet) Accept() (net.Conn, error) {
 	select {
@@ -49,7 +52,10 @@ func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
 
 func (p *pipeNet) Dial(ctx context.Context, _, _ string) (net.Conn, error) {
-	p.dials.Add(1)
+	select {
+	case p.dialAt <- time.Now():
+	default:
+	}
 	if p.refuse.Load() {
 		return nil, errors.New("connection refused")
 	}
@@ -89,6 +95,8 @@ type fake struct {
 	raw   chan []byte          // every text frame received
 	conns chan struct{}        // one per accepted socket
 	wg    sync.WaitGroup
+
+	closeOnce sync.Once
 }
 
 func newFake(t testing.TB) *fake {
@@ -100,7 +108,9 @@ func newFake(t testing.TB) *fake {
 	return f
 }
 
-func (f *fake) close() {
+func (f *fake) close() { f.closeOnce.Do(f.shutdown) }
+
+func (f *fake) shutdown() {
 	f.srv.Close()
 	<-f.serr
 	f.mu.Lock()

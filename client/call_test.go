@@ -111,7 +111,6 @@ func TestOutgoingCall(t *testing.T) {
 	})
 }
 
-
 func TestOutgoingCallRejectedAndCancelled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFake(t)

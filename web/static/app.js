@@ -240,14 +240,17 @@ function addContact(sub) {
     () => {
       if (!sub.last) what.textContent = 'watching';
     },
-    (err) => {
-      what.textContent = `error ${err.code ?? ''}`;
-      li.dataset.status = 'error';
-    },
+    () => {},
   );
-  sub.on('ended', () => {
+  stopBtn.addEventListener('click', () => {
     li.remove();
     state.watched.delete(sub.target);
+  });
+  sub.on('ended', (err) => {
+    // Ended by the gateway or by an error: keep the contact, say so.
+    if (!li.isConnected) return;
+    li.dataset.status = 'error';
+    what.textContent = err ? `unavailable (${err.code ?? ''})` : 'ended';
   });
 }
 

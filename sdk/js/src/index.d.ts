@@ -1,0 +1,274 @@
+// Types of the jsonrtc JavaScript SDK (the sources are JSDoc-typed ES modules).
+
+export declare const VERSION: '1.0';
+export declare const SUBPROTOCOL: 'jsonrtc';
+
+export type SessionStateName = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'resumed' | 'failed' | 'closed';
+export declare const SessionState: Readonly<{
+  IDLE: 'idle'; CONNECTING: 'connecting'; CONNECTED: 'connected'; RECONNECTING: 'reconnecting';
+  RESUMED: 'resumed'; FAILED: 'failed'; CLOSED: 'closed';
+}>;
+
+export type CallStateName = 'new' | 'calling' | 'alerting' | 'ringing' | 'connecting' | 'established' | 'ended' | 'failed';
+export declare const CallState: Readonly<{
+  NEW: 'new'; CALLING: 'calling'; ALERTING: 'alerting'; RINGING: 'ringing'; CONNECTING: 'connecting';
+  ESTABLISHED: 'established'; ENDED: 'ended'; FAILED: 'failed';
+}>;
+
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(t: unknown): void;
+}
+
+export interface Logger {
+  debug(...a: unknown[]): void;
+  info(...a: unknown[]): void;
+  warn(...a: unknown[]): void;
+  error(...a: unknown[]): void;
+}
+
+export interface SessionOptions {
+  /** ws:// or wss:// URL of the gateway, e.g. `wss://host/ws/app`. */
+  url: string;
+  /** Bearer token, sent as the `access_token` query parameter (or a function returning one, called per attempt). */
+  token?: string | (() => string | Promise<string>);
+  /** Identity to claim in `connect` (open mode); omit for a guest or token identity. */
+  identity?: string;
+  /** Subprotocol to offer (default 'jsonrtc'). */
+  subprotocol?: string;
+  /** Resume a session stored in sessionStorage by an earlier page (default true). */
+  resume?: boolean;
+  WebSocket?: typeof WebSocket;
+  /** Where the session is kept across page reloads (default sessionStorage; null: nowhere). */
+  storage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'> | null;
+  storageKey?: string;
+  keepalive?: {
+    /** ms between text pings with no call (default 10000). */
+    interval?: number;
+    /** ms between pings while a call is up (default 3000). */
+    busyInterval?: number;
+    /** ms of unanswered pings (at doubling intervals) before reconnecting (default 30000). */
+    period?: number;
+  };
+  reconnect?: {
+    /** First delay after the immediate first attempt (default 250 ms). */
+    initial?: number;
+    max?: number;
+    factor?: number;
+    jitter?: number;
+    /** Give up (state 'failed') after this long (default 60000 ms, the gateway's resume timeout). */
+    timeout?: number;
+    /** Abandon one attempt after this long (default 10000 ms). */
+    attemptTimeout?: number;
+  };
+  /** ms with nothing to send before a standalone acknowledgement (default 200). */
+  ackDelay?: number;
+  /** Retained window bounds (default 1024 frames, 1 MiB). */
+  window?: { frames?: number; bytes?: number };
+  rtc?: {
+    RTCPeerConnection?: typeof RTCPeerConnection;
+    getUserMedia?: (c: MediaStreamConstraints) => Promise<MediaStream>;
+    iceServers?: RTCIceServer[];
+    /** ms to wait for ICE gathering before sending the SDP; later candidates trickle (default 1000). */
+    iceGatherTimeout?: number;
+    /** Trickle late candidates with `message`/`trickle` (default true). */
+    trickle?: boolean;
+  };
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export interface CallOptions {
+  video?: boolean;
+  /** Use this stream instead of getUserMedia (the SDK does not stop it). */
+  localStream?: MediaStream;
+}
+
+export interface IncomingMessage {
+  from: string;
+  to: string;
+  contentType: string;
+  body: string;
+  frame: object;
+}
+
+export interface StateChange<S> {
+  state: S;
+  previous: S;
+  error?: JsonRtcError;
+}
+
+export interface CallStateChange extends StateChange<CallStateName> {
+  code?: number;
+  reason?: string;
+  by?: 'local' | 'remote' | 'session';
+}
+
+export declare class Emitter {
+  on(event: string, fn: (...args: any[]) => void): () => void;
+  once(event: string, fn: (...args: any[]) => void): () => void;
+  off(event: string, fn: (...args: any[]) => void): void;
+  emit(event: string, ...args: unknown[]): void;
+  listenerCount(event: string): number;
+}
+
+export declare class Session extends Emitter {
+  constructor(options: SessionOptions);
+  static hasStored(opts?: { storage?: SessionOptions['storage']; storageKey?: string }): boolean;
+  readonly url: string;
+  readonly id: string | null;
+  readonly identity: string | null;
+  readonly state: SessionStateName;
+  readonly connected: boolean;
+  readonly calls: Map<string, Call>;
+  readonly subscriptions: Map<string, Subscription>;
+  connect(): Promise<Session>;
+  close(): void;
+  call(target: string, opts?: CallOptions): Call;
+  watchPresence(target: string): Subscription;
+  subscribeMessageSummary(target: string): Subscription;
+  publishPresence(state: { status: 'open' | 'closed'; activity?: string; note?: string }): Promise<number>;
+  sendMessage(target: string, body: string, opts?: { contentType?: string }): Promise<number>;
+  on(event: 'state', fn: (e: StateChange<SessionStateName>) => void): () => void;
+  on(event: 'incomingcall' | 'callrestored', fn: (call: Call) => void): () => void;
+  on(event: 'subscriptionrestored', fn: (sub: Subscription) => void): () => void;
+  on(event: 'message', fn: (msg: IncomingMessage) => void): () => void;
+  on(event: 'resumefailed', fn: (e: { previousId: string }) => void): () => void;
+  on(event: 'error', fn: (err: Error) => void): () => void;
+}
+
+export interface TransferRequest {
+  referTo: string;
+  /** Answers 202 Accepted. */
+  accept(): void;
+  /** Answers with an error (default 603). */
+  reject(code?: number): void;
+}
+
+export declare class Call extends Emitter {
+  readonly session: Session;
+  readonly id: string;
+  readonly direction: 'outgoing' | 'incoming';
+  readonly caller: string;
+  readonly callee: string;
+  readonly remoteIdentity: string;
+  readonly state: CallStateName;
+  readonly ended: boolean;
+  readonly video: boolean;
+  readonly held: boolean;
+  readonly remoteHeld: boolean;
+  readonly muted: boolean;
+  readonly restored: boolean;
+  readonly establishedAt: number | null;
+  /** Seconds since established. */
+  readonly duration: number;
+  readonly peerConnection: RTCPeerConnection | null;
+  readonly localStream: MediaStream | null;
+  readonly remoteStream: MediaStream | null;
+  accept(opts?: CallOptions): Promise<void>;
+  decline(code?: number, reason?: string): void;
+  end(): void;
+  hold(): Promise<void>;
+  resume(): Promise<void>;
+  mute(muted?: boolean): void;
+  unmute(): void;
+  sendDTMF(digits: string, opts?: { duration?: number; gap?: number; inband?: boolean }): void;
+  transfer(target: string): Promise<number>;
+  restartIce(): Promise<void>;
+  reoffer(opts?: { iceRestart?: boolean; newPeerConnection?: boolean }): Promise<void>;
+  on(event: 'state', fn: (e: CallStateChange) => void): () => void;
+  on(event: 'ended', fn: (e: { state: CallStateName; code?: number; reason?: string; by?: string }) => void): () => void;
+  on(event: 'localstream' | 'remotestream', fn: (s: MediaStream) => void): () => void;
+  on(event: 'hold', fn: (e: { held: boolean; remoteHeld: boolean }) => void): () => void;
+  on(event: 'mute', fn: (muted: boolean) => void): () => void;
+  on(event: 'dtmf', fn: (e: { digits: string; duration: number }) => void): () => void;
+  on(event: 'transfer', fn: (req: TransferRequest) => void): () => void;
+  on(event: 'ice', fn: (s: RTCIceConnectionState) => void): () => void;
+  on(event: 'error', fn: (err: Error) => void): () => void;
+}
+
+export interface PresenceStatus {
+  presentity: string;
+  status: 'open' | 'closed' | string;
+  activity?: string;
+  note?: string;
+}
+
+export interface MessageCounts { new: number; old: number; urgentNew: number; urgentOld: number }
+
+export interface MessageSummary {
+  waiting: boolean;
+  account?: string;
+  classes: Record<string, MessageCounts>;
+  newMessages: number;
+  oldMessages: number;
+}
+
+export declare class Subscription extends Emitter {
+  readonly id: string;
+  readonly package: 'presence' | 'message_notification';
+  readonly target: string;
+  readonly state: 'pending' | 'active' | 'ended';
+  readonly expiry: number | null;
+  readonly last: PresenceStatus | MessageSummary | null;
+  /** Resolves when the gateway accepted the subscription. */
+  readonly ready: Promise<void>;
+  end(): void;
+  on(event: 'notify', fn: (n: any, payload: Record<string, unknown>) => void): () => void;
+  on(event: 'state', fn: (e: { state: string; previous: string }) => void): () => void;
+  on(event: 'ended', fn: (err?: JsonRtcError) => void): () => void;
+}
+
+export declare const ErrorCode: Readonly<Record<string, number>>;
+export declare function reasonOf(code: number): string;
+export declare class JsonRtcError extends Error {
+  constructor(code: number, reason?: string, frame?: object);
+  static fromFrame(frame: object): JsonRtcError;
+  readonly code: number;
+  readonly reason: string;
+  readonly frame?: object;
+}
+
+export declare function parseMessageSummary(payload: Record<string, unknown> | undefined): MessageSummary;
+export declare function parseCounts(text: string): MessageCounts | null;
+export declare function originSessionId(sdp: string): string | null;
+export declare function mediaDirections(sdp: string): string[];
+export declare function isHoldOffer(sdp: string): boolean;
+export declare function candidatesToFragment(c: { candidate: string; sdpMid: string | null }[], end?: boolean, mids?: string[]): string;
+export declare function fragmentToCandidates(fragment: string): { candidate: string; sdpMid: string }[];
+
+export declare const DEFAULT_WINDOW: Readonly<{ frames: number; bytes: number }>;
+export declare const Verdict: Readonly<{ DELIVER: 'deliver'; DUPLICATE: 'duplicate'; ACK_ONLY: 'ack'; UNSEQUENCED: 'unsequenced' }>;
+export declare class WindowFullError extends Error { readonly code: 503 }
+export declare class Reliability {
+  constructor(window?: { frames?: number; bytes?: number });
+  nextSeq: number;
+  processed: number;
+  acked: number;
+  reset(processed: number): void;
+  stamp<F extends { control: Record<string, unknown> }>(frame: F): F;
+  receive(frame: object): { verdict: string; gap: number };
+  receivedOutOfBand(seq: number): void;
+  skipAhead(): void;
+  ack(n: number): boolean;
+  ackOwed(): boolean;
+  resumeHeaders(): { cslr: number; cslw: number; csuw: number };
+  resumed(sslr: number): object[];
+  unsent(seq: number): object[];
+  static sslrAcceptable(sslr: number, h: { cslw: number | null; csuw: number | null }): boolean;
+  toJSON(): object;
+  static fromJSON(data: object, window?: { frames?: number; bytes?: number }): Reliability;
+}
+export declare class Backoff {
+  constructor(opts?: { initial?: number; max?: number; factor?: number; jitter?: number; random?: () => number });
+  next(): number;
+  reset(): void;
+}
+export declare class Keepalive {
+  constructor(opts: { interval?: number; period?: number; clock?: Clock; sendPing: () => void; onDead: () => void });
+  start(): void;
+  stop(): void;
+  activity(): void;
+  setInterval(ms: number): void;
+}

@@ -198,7 +198,9 @@ func (f *fake) connect(ws *websocket.Conn, fr *protocol.Frame) {
 	case !fr.IsReconnect():
 		f.newSession(fr.Control.Sequence)
 	case f.refuse || f.st == nil || fr.Control.SessionID != f.st.ID || f.st.CheckResume(&fr.Header) != nil:
-		f.newSession(0)
+		// As the gateway does: the reconnect connect stands for the
+		// client's sequence 1, its next frame being 2.
+		f.newSession(1)
 	default:
 		resend = f.st.Resume(fr.Header.CSLR.V)
 		resp.Header.SSLR = protocol.Seq(f.st.Processed)

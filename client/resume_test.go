@@ -162,6 +162,13 @@ func TestFailedResume(t *testing.T) {
 		if err := k.Hangup(t.Context()); !errors.Is(err, ErrCallState) {
 			t.Fatalf("hangup of a lost call: %v", err)
 		}
+		// The new session's numbering lets it resume.
+		f.set(func(f *fake) { f.refuse = false })
+		c.Kill()
+		waitEvent(t, c, EventReconnecting)
+		if ev := nextEvent(t, c); ev.Kind != EventResumed || ev.SessionID != "S2" {
+			t.Fatalf("event %v, want resumed S2", ev)
+		}
 	})
 }
 

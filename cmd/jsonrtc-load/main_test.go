@@ -1,0 +1,54 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestCheckLoopback(t *testing.T) {
+	for u, ok := range map[string]bool{
+		"ws://127.0.0.1:8080/ws/": true,
+		"ws://127.9.9.9/ws/":      true,
+		"ws://[::1]:8080/ws/":     true,
+		"ws://localhost/ws/":      true,
+		"ws://10.0.0.1/ws/":       false,
+		"ws://example.com/ws/":    false,
+		"ftp://127.0.0.1/":        false,
+		"ws://0.0.0.0/ws/":        false,
+	} {
+		if err := checkLoopback(u); (err == nil) != ok {
+			t.Errorf("%s: err = %v, want ok=%v", u, err, ok)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := config{url: "ws://127.0.0.1/ws/", sessions: 10, rate: 5, duration: time.Second, mode: "relay", dialRate: 1, inflight: 1}
+	if err := good.validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*config){
+		"odd pairs":      func(c *config) { c.sessions = 3 },
+		"too many":       func(c *config) { c.sessions = maxSessions + 1 },
+		"unbounded time": func(c *config) { c.duration = 2 * maxDuration },
+		"no rate":        func(c *config) { c.rate = 0 },
+		"mode":           func(c *config) { c.mode = "flood" },
+	} {
+		c := good
+		mod(&c)
+		if c.validate() == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestQuantiles(t *testing.T) {
+	var l latencies
+	for i := 1; i <= 100; i++ {
+		l.add(time.Duration(i) * time.Millisecond)
+	}
+	n, p50, p90, p99, max := l.quantiles()
+	if n != 100 || p50 != 51*time.Millisecond || p90 != 91*time.Millisecond || p99 != 100*time.Millisecond || max != 100*time.Millisecond {
+		t.Fatalf("n %d p50 %v p90 %v p99 %v max %v", n, p50, p90, p99, max)
+	}
+}

@@ -50,8 +50,9 @@ function accepts(port) {
  */
 export async function startGateway() {
   const dir = await mkdtemp(join(tmpdir(), 'jsonrtc-e2e-'));
-  const bin = join(dir, 'jsonrtcd');
-  await run('go', ['build', '-o', bin, './cmd/jsonrtcd'], { cwd: repoRoot });
+  // JSONRTCD_BIN runs a prebuilt gateway instead of building this tree's.
+  const bin = process.env.JSONRTCD_BIN || join(dir, 'jsonrtcd');
+  if (!process.env.JSONRTCD_BIN) await run('go', ['build', '-o', bin, './cmd/jsonrtcd'], { cwd: repoRoot });
   const port = await freePort();
   const proc = spawn(bin, ['-listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs = [];

@@ -181,3 +181,25 @@ e2e('decline: the caller sees the call fail with 603', async () => {
   await waitIdle(alice);
   await alice.locator('#events li', { hasText: 'call failed 603' }).waitFor({ state: 'attached' });
 });
+
+e2e('blind transfer: bob transfers alice to carol, who gets alice\'s call', async () => {
+  const carol = await openPhone(browser, gw, 'carol');
+  try {
+    await establishCall(alice, bob);
+    await bob.fill('#transfer-to', carol.identity);
+    await bob.click('#transfer-btn');
+    await waitIdle(bob);
+    await carol.locator('#incoming').waitFor({ state: 'visible' });
+    assert.equal((await carol.textContent('#incoming-from')).trim(), alice.identity);
+    await carol.click('#accept-btn');
+    await waitCall(alice, 'state', 'established');
+    await waitCall(carol, 'state', 'established');
+    assert.equal((await alice.textContent('#call-peer')).trim(), carol.identity);
+    await audioFlows(carol);
+    await carol.click('#hangup-btn');
+    await waitIdle(alice);
+  } finally {
+    await carol.evaluate(() => window.softphone.session?.close()).catch(() => {});
+    await carol.close();
+  }
+});

@@ -661,6 +661,9 @@ func (c *Client) onConnectResponse(f *protocol.Frame) {
 		c.failAll(ErrSessionLost)
 		ev = Event{Kind: EventSessionLost, SessionID: sid, PrevSessionID: prev, Identity: f.Header.Initiator, Err: ErrSessionLost}
 	}
+	if c.cur == nil || c.stopErr != nil {
+		return // the socket failed while resending, or the client ends
+	}
 	c.phase = phaseUp
 	c.resumeT.Stop()
 	c.attempt = 0

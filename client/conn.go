@@ -18,8 +18,15 @@ type conn struct {
 	ws     *websocket.Conn
 	ctx    context.Context
 	cancel context.CancelFunc
-	out    chan []byte // text frames to write, in order
-	wg     sync.WaitGroup
+	// The write queue: a slice rather than a channel, so that a socket
+	// costs memory only for what is queued. It holds at most maxQueue
+	// frames: a full retained window plus room for acks and pings.
+	qmu      sync.Mutex
+	queue    [][]byte
+	closed   bool
+	maxQueue int
+	wake     chan struct{} // capacity 1: the queue changed
+	wg       sync.WaitGroup
 	// writerDone is closed when the writer exits.
 	writerDone chan struct{}
 
@@ -35,7 +42,9 @@ type inbound struct {
 	err  error
 }
 
-const writeQueue = 256
+// queueSlack is the write queue's room beyond the retained window, for
+// frames that are not retained (acknowledgements, pings, raw frames).
+const queueSlack = 256
 
 // dialConn performs the handshake. It starts no goroutine.
 func dialConn(ctx context.Context, o *Options) (*conn, error) {
@@ -80,7 +89,11 @@ func dialConn(ctx context.Context, o *Options) (*conn, error) {
 	ws.SetReadLimit(o.ReadLimit)
 	c.ws = ws
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.out = make(chan []byte, writeQueue)
+	c.wake = make(chan struct{}, 1)
+	c.maxQueue = o.Limits.WindowFrames + queueSlack
+	if o.Limits.WindowFrames <= 0 {
+		c.maxQueue = 1024 + queueSlack
+	}
 	c.writerDone = make(chan struct{})
 	return c, nil
 }
@@ -118,25 +131,32 @@ func (c *conn) writer(timeout time.Duration, onFrame func(bool, []byte)) {
 	defer c.wg.Done()
 	defer close(c.writerDone)
 	for {
-		var data []byte
-		var ok bool
-		select {
-		case data, ok = <-c.out:
-			if !ok {
+		c.qmu.Lock()
+		batch, closed := c.queue, c.closed
+		c.queue = nil
+		c.qmu.Unlock()
+		for _, data := range batch {
+			if onFrame != nil {
+				onFrame(true, data)
+			}
+			ctx, cancel := context.WithTimeout(c.ctx, timeout)
+			err := c.ws.Write(ctx, websocket.MessageText, data)
+			cancel()
+			if err != nil {
+				// The reader sees the socket fail and tells the loop.
+				c.ws.CloseNow()
 				return
 			}
-		case <-c.ctx.Done():
+		}
+		if closed {
 			return
 		}
-		if onFrame != nil {
-			onFrame(true, data)
+		if len(batch) > 0 {
+			continue
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, timeout)
-		err := c.ws.Write(ctx, websocket.MessageText, data)
-		cancel()
-		if err != nil {
-			// The reader sees the socket fail and tells the loop.
-			c.ws.CloseNow()
+		select {
+		case <-c.wake:
+		case <-c.ctx.Done():
 			return
 		}
 	}
@@ -145,12 +165,18 @@ func (c *conn) writer(timeout time.Duration, onFrame func(bool, []byte)) {
 // write queues data; false means the queue is full and the socket must be
 // given up (its frames are retained and will be resent on resume).
 func (c *conn) write(data []byte) bool {
-	select {
-	case c.out <- data:
-		return true
-	default:
+	c.qmu.Lock()
+	if c.closed || len(c.queue) >= c.maxQueue {
+		c.qmu.Unlock()
 		return false
 	}
+	c.queue = append(c.queue, data)
+	c.qmu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return true
 }
 
 // kill closes the TCP connection without a WebSocket close frame.
@@ -176,7 +202,13 @@ func (c *conn) stop() {
 // logout flushes the write queue and closes with 1000, the logout of
 // PROTOCOL.md section 4, then waits for the goroutines.
 func (c *conn) logout() error {
-	close(c.out)
+	c.qmu.Lock()
+	c.closed = true
+	c.qmu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 	<-c.writerDone
 	err := c.ws.Close(websocket.StatusNormalClosure, "logout")
 	c.cancel()

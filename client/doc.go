@@ -35,6 +35,8 @@
 //     retry once the gateway has acknowledged.
 //   - Pending requests (Options.MaxPending): beyond it, Send and Transfer
 //     fail with [ErrTooManyPending].
-//   - A socket's write queue: when it fills, the socket is treated as dead
-//     and the session resumes on a new one (the frames are retained).
+//   - A socket's write queue: a full retained window plus 256 frames.
+//     When it fills (the gateway stopped reading), the socket is treated
+//     as dead and the session resumes on a new one; the frames are
+//     retained, so nothing is lost.
 package client

@@ -60,7 +60,9 @@ type Options struct {
 	// when nothing else has carried the ack for this long. Default 200 ms.
 	AckDelay time.Duration
 
-	// EventBuffer is the capacity of Events. Default 1024.
+	// EventBuffer is the capacity of Events. Default 256. The buffer is
+	// allocated up front (about 250 bytes an entry): keep it small when
+	// holding many sessions.
 	EventBuffer int
 	// SlowConsumerTimeout is how long the loop waits on a full Events
 	// channel before closing the session with ErrSlowConsumer. Default 5 s.
@@ -127,7 +129,7 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.AckDelay, 200*time.Millisecond)
 	def(&o.SlowConsumerTimeout, 5*time.Second)
 	if o.EventBuffer <= 0 {
-		o.EventBuffer = 1024
+		o.EventBuffer = 256
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = 1024

@@ -271,3 +271,40 @@ func TestKillRealTCP(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeLargeWindow resends nearly a full window in one go: the write
+// queue must take it without declaring the new socket dead.
+func TestResumeLargeWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake(t)
+		c := dial(t, f, nil)
+		<-f.conns
+		f.set(func(f *fake) { f.blackhole = true })
+		const n = 1000
+		for i := range n {
+			if _, err := c.SendFrame(t.Context(), clientMsg(fmt.Sprint(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Kill()
+		waitEvent(t, c, EventReconnecting)
+		if ev := nextEvent(t, c); ev.Kind != EventResumed {
+			t.Fatalf("event %v, want resumed", ev)
+		}
+		for i := range n {
+			if fr := f.next(t); body(t, fr) != fmt.Sprint(i) {
+				t.Fatalf("frame %d is %s", i, body(t, fr))
+			}
+		}
+		// The window is full of unacknowledged frames until the gateway
+		// acks; past the limit a send is refused, not lost.
+		f.set(func(f *fake) { f.blackhole = true })
+		var err error
+		for i := 0; i < 2000 && err == nil; i++ {
+			_, err = c.SendFrame(t.Context(), clientMsg("x"))
+		}
+		if !errors.Is(err, ErrWindowFull) {
+			t.Fatalf("err = %v, want ErrWindowFull", err)
+		}
+	})
+}

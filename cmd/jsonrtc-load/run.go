@@ -162,6 +162,7 @@ func (r *runner) open(ctx context.Context, i int) *loadSession {
 		URL:                r.cfg.url,
 		Identity:           s.identity,
 		AutoAcceptMessages: true,
+		EventBuffer:        64, // allocated up front: keep sessions cheap
 		AckDelay:           r.cfg.ackDelay,
 		PingInterval:       r.cfg.pingEvery,
 		OnFrame: func(out bool, _ []byte) {

@@ -66,7 +66,10 @@ export async function startGateway() {
   const exit = new Promise((r) => proc.on('exit', (code, sig) => r((exited = { code, sig }))));
   // Wait until it accepts connections (or dies).
   for (;;) {
-    if (exited) throw new Error(`jsonrtcd exited early: ${JSON.stringify(exited)}\n${logs.join('\n')}`);
+    if (exited) {
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`jsonrtcd exited early: ${JSON.stringify(exited)}\n${logs.join('\n')}`);
+    }
     if (await accepts(port)) break;
     await Promise.race([exit, new Promise((r) => setTimeout(r, 50))]);
   }

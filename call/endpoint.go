@@ -27,6 +27,26 @@ type Endpoint interface {
 	Send(f *protocol.Frame, selfCorrelate bool) (uint64, error)
 }
 
+// Quota is implemented by endpoints whose concurrent calls are limited.
+// A caller over its quota gets 503; a callee over its quota is busy.
+type Quota interface {
+	AcquireCall() bool
+	ReleaseCall()
+}
+
+func acquireCall(ep Endpoint) bool {
+	if q, ok := ep.(Quota); ok {
+		return q.AcquireCall()
+	}
+	return true
+}
+
+func releaseCall(ep Endpoint) {
+	if q, ok := ep.(Quota); ok {
+		q.ReleaseCall()
+	}
+}
+
 // Directory finds sessions by identity.
 type Directory interface {
 	// Sessions returns the live sessions of identity: connected ones and

@@ -84,6 +84,8 @@ type leg struct {
 	transfer *pending
 	// trickle buffers a forked callee's candidates until it wins.
 	trickle []json.RawMessage
+	// held: this leg holds one of its endpoint's call quota.
+	held bool
 }
 
 type pending struct{ here, there string }
@@ -183,10 +185,14 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 		ep.Send(errorFrame(f, code, reason), false)
 		return
 	}
+	if !acquireCall(ep) {
+		ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many calls"), false)
+		return
+	}
 	c := &Call{target: target}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.caller = &leg{call: c, ep: ep, sub: f.Control.SubsessionID, startCorr: ClientCorrelation(f)}
+	c.caller = &leg{call: c, ep: ep, sub: f.Control.SubsessionID, startCorr: ClientCorrelation(f), held: true}
 	h.mu.Lock()
 	h.calls[c] = struct{}{}
 	h.legs[legKey{ep.ID(), c.caller.sub}] = c.caller
@@ -197,6 +203,11 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 		h.legs[legKey{e.ID(), l.sub}] = l
 		h.mu.Unlock()
 		c.callees = append(c.callees, l)
+		if !acquireCall(e) {
+			l.state, l.code = legFailed, protocol.CodeBusyHere
+			continue
+		}
+		l.held = true
 		out := &protocol.Frame{
 			Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: l.sub},
 			Header: protocol.Header{Action: protocol.ActionStart, Initiator: ep.Identity(), Target: e.Identity(),
@@ -580,4 +591,10 @@ func (h *Handler) end(c *Call) {
 		delete(h.legs, legKey{l.ep.ID(), l.sub})
 	}
 	h.mu.Unlock()
+	for _, l := range append([]*leg{c.caller}, c.callees...) {
+		if l.held {
+			l.held = false
+			releaseCall(l.ep)
+		}
+	}
 }

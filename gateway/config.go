@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/auth"
+	"github.com/jsonrtc/jsonrtc/limits"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -26,6 +28,13 @@ type Config struct {
 	Calls     CallsConfig     `yaml:"calls"`
 	Messaging MessagingConfig `yaml:"messaging"`
 	Log       LogConfig       `yaml:"log"`
+	// Auth lists the applications and how each authenticates. With none,
+	// the gateway runs one built-in open application on every /ws/ path
+	// (development only).
+	Auth auth.Config `yaml:"auth"`
+	// Limits are the service levels the applications refer to. With no
+	// applications and no profiles, nothing is limited.
+	Limits limits.Config `yaml:"limits"`
 }
 
 // WebSocketConfig configures the WebSocket front.
@@ -188,7 +197,50 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "%q is not one of text, json", c.Log.Format)
 	}
+	if len(c.Auth.Applications) > 0 {
+		if err := c.Auth.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	lim := c.Limits.WithDefaults()
+	if err := lim.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for i, a := range c.Auth.Applications {
+		if !lim.HasProfile(a.Limits) {
+			bad(fmt.Sprintf("auth.applications[%d].limits", i), "no limits profile %q", a.Limits)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// Open reports whether some application lets clients choose their own
+// identity: the built-in one, or a configured one in open mode.
+func (c *Config) Open() bool {
+	if len(c.Auth.Applications) == 0 {
+		return true
+	}
+	for _, a := range c.Auth.Applications {
+		if a.Mode == auth.ModeOpen && !a.Disabled {
+			return true
+		}
+	}
+	return false
+}
+
+// limitsConfig is the limits in force: with no applications and no
+// profiles (the built-in development application), nothing is limited.
+func (c *Config) limitsConfig() limits.Config {
+	l := c.Limits
+	if len(c.Auth.Applications) == 0 && len(l.Profiles) == 0 {
+		unlimited := limits.Rate{Rate: -1}
+		q := limits.Quota{Sessions: -1, Calls: -1, Subscriptions: -1, Frames: unlimited, Messages: unlimited}
+		l.Profiles = map[string]limits.Profile{limits.DefaultProfile: {Identity: q, Application: q}}
+		if l.Handshakes == (limits.Rate{}) {
+			l.Handshakes = unlimited
+		}
+	}
+	return l.WithDefaults()
 }
 
 // Loopback reports whether the listen address is a loopback one.

@@ -17,7 +17,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/messaging"
 )
 
@@ -29,6 +31,8 @@ type Gateway struct {
 	calls *call.Handler
 	msgs  *messaging.Handler
 	web   http.Handler
+	authn *auth.Authenticator // nil: the built-in open application
+	lim   *limits.Limiter
 
 	// mu guards the session tables. Lock order: a session's inMu, then
 	// handler locks, then mu or a session's mu (never both).
@@ -72,6 +76,19 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		metrics:    newMetrics(),
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	if len(cfg.Auth.Applications) > 0 {
+		a, err := auth.New(cfg.Auth, &auth.Options{Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		g.authn = a
+	}
+	lim, err := limits.New(cfg.limitsConfig(), &limits.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	g.lim = lim
+	g.metrics.reg.MustRegister(lim.Collector())
 	g.calls = call.NewHandler(directory{g}, call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
 	g.msgs = messaging.NewHandler(directory{g}, messaging.Options{
 		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log})

@@ -99,6 +99,17 @@ func (p *peer) read() *protocol.Frame {
 	return f
 }
 
+// pingPong sends a text ping and waits for the pong.
+func (p *peer) pingPong() {
+	p.t.Helper()
+	p.write("ping")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, data, err := p.c.Read(ctx); err != nil || string(data) != "pong" {
+		p.t.Fatalf("ping answered %q, %v", data, err)
+	}
+}
+
 func (p *peer) connect(identity string) *protocol.Frame {
 	p.t.Helper()
 	p.send(&protocol.Frame{
@@ -237,6 +248,9 @@ func TestResumeResendsLostFrame(t *testing.T) {
 		Header:  protocol.Header{Action: protocol.ActionSend, Target: "alice@example.com"},
 		Payload: protocol.EncodePayload(protocol.MessagePayload{ContentType: "text/plain", Body: "while you were away"}),
 	})
+	// B's socket is read in order: its pong proves the message has been
+	// relayed into A's session before A resumes.
+	b.pingPong()
 	a2 := dial(t, url, protocol.SubprotocolOracle, nil)
 	a2.sid, a2.seq, a2.last = a.sid, a.seq, a.last
 	a2.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","target":"alice@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`)

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
@@ -25,11 +27,30 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
-	c, err := ws.Accept(w, r, &ws.Options{
+	if ip, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && !g.lim.AllowHandshake(ip.Addr()) {
+		g.metrics.handshakes.WithLabelValues("throttled").Inc()
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "jsonrtc: too many handshakes from this address", http.StatusTooManyRequests)
+		return
+	}
+	opts := &ws.Options{
 		OriginPatterns: g.cfg.WebSocket.AllowedOrigins,
 		ReadLimit:      g.cfg.WebSocket.MaxFrameBytes,
 		PingInterval:   g.cfg.WebSocket.PingInterval.D(),
-	})
+	}
+	var p *auth.Principal
+	if g.authn != nil {
+		var err error
+		if p, err = g.authn.Authenticate(r); err != nil {
+			g.metrics.handshakes.WithLabelValues("unauthenticated").Inc()
+			g.log.Info("handshake refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "path", r.URL.Path, "err", err)
+			auth.WriteError(w, err)
+			return
+		}
+		// The application's own origin rules were applied above.
+		opts.OriginPatterns, opts.InsecureSkipVerify = nil, true
+	}
+	c, err := ws.Accept(w, r, opts)
 	if err != nil {
 		g.metrics.handshakes.WithLabelValues("refused").Inc()
 		g.log.Info("handshake refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
@@ -38,18 +59,18 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	g.metrics.handshakes.WithLabelValues("accepted").Inc()
 	g.wg.Add(1)
 	defer g.wg.Done()
-	g.serveConn(c)
+	g.serveConn(c, p)
 }
 
 // serveConn runs one socket: the connect exchange, then the read loop.
 // It returns when the socket is gone.
-func (g *Gateway) serveConn(c *ws.Conn) {
+func (g *Gateway) serveConn(c *ws.Conn, p *auth.Principal) {
 	l := &link{c: c, max: g.cfg.Session.WindowFrames + 16}
 	// The gateway's context: Shutdown cancels it, which closes the socket.
 	ctx := g.ctx
 	defer func() { c.CloseNow(); l.stop() }()
 
-	s, err := g.handshake(ctx, c, l)
+	s, err := g.handshake(ctx, c, l, p)
 	if err != nil {
 		c.CloseNow()
 		return
@@ -69,7 +90,7 @@ func (g *Gateway) serveConn(c *ws.Conn) {
 }
 
 // handshake waits for the connect request and starts or resumes a session.
-func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link) (*Session, error) {
+func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Principal) (*Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.WebSocket.HandshakeTimeout.D())
 	defer cancel()
 	bad := 0
@@ -94,7 +115,7 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link) (*Session,
 			}
 			continue
 		}
-		s, resumed, err := g.connect(c, f)
+		s, resumed, err := g.connect(c, f, p)
 		if err != nil {
 			writeNow(ctx, c, connectError(f, protocol.CodeOf(err), reasonOf(err)))
 			continue
@@ -142,16 +163,16 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link) (*Session,
 
 // connect applies PROTOCOL.md section 4 to a connect request: resume the
 // named session if all three criteria hold, else start a new one.
-func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame) (*Session, bool, error) {
+func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal) (*Session, bool, error) {
 	oracle := c.Subprotocol() == protocol.SubprotocolOracle
-	identity, err := g.identify(f)
+	identity, app, err := g.identify(f, p)
 	if err != nil {
 		return nil, false, err
 	}
 	processed := f.Control.Sequence
 	if id := f.Control.SessionID; id != "" {
 		if old := g.lookup(id); old != nil {
-			if old.identity != identity {
+			if old.identity != identity || old.app != app {
 				// A session id alone never grants access: the victim's
 				// session is left untouched.
 				g.metrics.resumes.WithLabelValues("identity_mismatch").Inc()
@@ -177,8 +198,19 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame) (*Session, bool, error)
 			processed = 1
 		}
 	}
+	profile := ""
+	if p != nil {
+		profile = p.Limits
+	}
+	quota, err := g.lim.OpenSession(app, profile, identity)
+	if err != nil {
+		g.log.Info("session refused by limits", "identity", identity, "err", err)
+		return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "limit reached: " + err.Error()}
+	}
 	s := g.newSession(identity, oracle, processed)
+	s.app, s.principal, s.quota = app, p, quota
 	if err := g.add(s); err != nil {
+		quota.Close()
 		if errors.Is(err, errTooMany) {
 			return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "too many sessions"}
 		}
@@ -187,16 +219,36 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame) (*Session, bool, error)
 	return s, false, nil
 }
 
-// identify names the identity a connect runs as. In open mode it is the
-// initiator the client claims, or a generated guest identity.
-func (g *Gateway) identify(f *protocol.Frame) (string, error) {
+// identify names the identity and application a connect runs as. For a
+// configured application that is the authenticated principal (a contrary
+// initiator is refused with 403); for the built-in open application it is
+// the initiator the client claims, or a generated guest identity.
+func (g *Gateway) identify(f *protocol.Frame, p *auth.Principal) (identity, app string, err error) {
+	if p != nil {
+		b, err := auth.Bind(p, f.Header.Initiator)
+		if err != nil {
+			return "", "", &protocol.Error{Code: auth.Status(err), Reason: authReason(err)}
+		}
+		*p = *b
+		return b.Identity, b.Application, nil
+	}
 	if f.Header.Initiator == "" {
-		return g.guestIdentity(), nil
+		return g.guestIdentity(), "", nil
 	}
 	if !validIdentity(f.Header.Initiator) {
-		return "", &protocol.Error{Code: protocol.CodeBadRequest, Reason: "initiator is not a valid identity"}
+		return "", "", &protocol.Error{Code: protocol.CodeBadRequest, Reason: "initiator is not a valid identity"}
 	}
-	return f.Header.Initiator, nil
+	return f.Header.Initiator, "", nil
+}
+
+// authReason is the client-facing text of an auth error: its body, which
+// auth keeps free of secrets.
+func authReason(err error) string {
+	var e *auth.Error
+	if errors.As(err, &e) {
+		return e.Body
+	}
+	return "forbidden"
 }
 
 func validIdentity(s string) bool {
@@ -288,6 +340,10 @@ func (s *Session) inbound(l *link, data []byte) bool {
 		s.log.Info("sequence gap", "missing", gap, "sequence", f.Control.Sequence)
 	}
 	s.g.metrics.frames.Inc()
+	if !s.quota.AllowFrame() {
+		s.Send(errorFor(f, protocol.CodeServiceUnavailable, "rate limited"), false)
+		return true
+	}
 	if err := protocol.Validate(f); err != nil {
 		s.Send(errorFor(f, protocol.CodeOf(err), reasonOf(err)), false)
 		return true
@@ -371,6 +427,22 @@ func errorFor(f *protocol.Frame, code int, reason string) *protocol.Frame {
 
 // dispatch hands a new, valid frame to its package handler.
 func (s *Session) dispatch(f *protocol.Frame) {
+	if f.Control.Type == protocol.TypeRequest && s.principal != nil {
+		if err := auth.CheckInitiator(s.principal, f.Header.Initiator); err != nil {
+			s.log.Warn("initiator contradicts the identity", "initiator", f.Header.Initiator)
+			s.Send(errorFor(f, protocol.CodeForbidden, "initiator is not you"), false)
+			return
+		}
+		if f.Header.Target != "" && !auth.AllowedTarget(s.principal, f.Header.Target) {
+			s.log.Warn("target not allowed", "target", f.Header.Target)
+			s.Send(errorFor(f, protocol.CodeForbidden, "target not allowed"), false)
+			return
+		}
+	}
+	if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionSend && !s.quota.AllowMessage() {
+		s.Send(errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"), false)
+		return
+	}
 	switch f.EffectivePackage() {
 	case protocol.PackageCall:
 		s.g.calls.HandleFrame(s, f)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/jsonrtc/jsonrtc/auth"
+	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/transport/ws"
@@ -47,8 +49,13 @@ type Session struct {
 	g        *Gateway
 	id       string
 	identity string
+	app      string
 	oracle   bool
 	log      *slog.Logger
+	// principal is who authenticated (nil for the built-in open
+	// application); quota the session's share of its limits.
+	principal *auth.Principal
+	quota     *limits.Session
 
 	// inMu serialises the processing of inbound frames: during a socket
 	// replacement two readers may briefly run.
@@ -141,6 +148,12 @@ func (g *Gateway) newSession(identity string, oracle bool, processed uint64) *Se
 		log: g.log.With("session_id", id, "identity", identity),
 	}
 }
+
+// AcquireCall implements call.Quota.
+func (s *Session) AcquireCall() bool { return s.quota.AcquireCall() }
+
+// ReleaseCall implements call.Quota.
+func (s *Session) ReleaseCall() { s.quota.ReleaseCall() }
 
 func (s *Session) ID() string       { return s.id }
 func (s *Session) Identity() string { return s.identity }
@@ -294,6 +307,7 @@ func (s *Session) end(r endReason) {
 	s.g.remove(s)
 	s.g.calls.SessionEnded(s)
 	s.g.msgs.SessionEnded(s)
+	s.quota.Close()
 	s.inMu.Unlock()
 	if conn != nil {
 		code := websocket.StatusGoingAway

@@ -4,7 +4,8 @@
 //	jsonrtcd [-config FILE] [-listen ADDR] [-insecure-open] [-t]
 //
 // With no flags it listens on 127.0.0.1:8080 in open identity mode and
-// serves the demo softphone at /.
+// serves the demo softphone at /. A configuration file with
+// auth.applications turns on authentication (JWT, guest) and limits.
 package main
 
 import (
@@ -55,15 +56,17 @@ func run(args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if !cfg.Loopback() && !cfg.InsecureOpen {
-		return fmt.Errorf("open identity mode lets anyone claim any identity; refusing to listen on %s without -insecure-open", cfg.Listen)
+	if cfg.Open() && !cfg.Loopback() && !cfg.InsecureOpen {
+		return fmt.Errorf("open identity mode lets anyone claim any identity; refusing to listen on %s without -insecure-open (or configure auth.applications)", cfg.Listen)
 	}
 	if *check {
 		fmt.Println("configuration ok")
 		return nil
 	}
 	log := newLogger(cfg.Log)
-	log.Warn("open identity mode: clients choose their own identity (development only)")
+	if cfg.Open() {
+		log.Warn("open identity mode: clients choose their own identity (development only)")
+	}
 
 	g, err := gateway.New(cfg, gateway.Options{Logger: log, Web: webHandler()})
 	if err != nil {

@@ -46,7 +46,9 @@ func secured(c *Config) {
 	}}
 }
 
-func appURL(url, app string) string { return strings.Replace(url, "/ws/webrtc/test", "/ws/webrtc/"+app, 1) }
+func appURL(url, app string) string {
+	return strings.Replace(url, "/ws/webrtc/test", "/ws/webrtc/"+app, 1)
+}
 
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 

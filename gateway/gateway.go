@@ -9,6 +9,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -21,6 +22,8 @@ import (
 	"github.com/jsonrtc/jsonrtc/call"
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/messaging"
+	"github.com/jsonrtc/jsonrtc/session"
+	"github.com/jsonrtc/jsonrtc/store"
 )
 
 // Gateway terminates JSONrtc sessions.
@@ -33,6 +36,7 @@ type Gateway struct {
 	web   http.Handler
 	authn *auth.Authenticator // nil: the built-in open application
 	lim   *limits.Limiter
+	store store.Store
 
 	// mu guards the session tables. Lock order: a session's inMu, then
 	// handler locks, then mu or a session's mu (never both).
@@ -54,6 +58,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Web serves everything outside /ws/ (the demo page); nil serves 404.
 	Web http.Handler
+	// Store keeps session records for resumes across nodes; nil keeps
+	// them in memory.
+	Store store.Store
 }
 
 // New returns a gateway for cfg, which must have passed Validate.
@@ -74,6 +81,10 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		known:      map[string]struct{}{},
 		shutdown:   make(chan struct{}),
 		metrics:    newMetrics(),
+		store:      opts.Store,
+	}
+	if g.store == nil {
+		g.store = store.NewMemory()
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	if len(cfg.Auth.Applications) > 0 {
@@ -141,7 +152,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 // Stats reports what is live, for tests and leak checks.
 type Stats struct {
-	Sessions, Calls, PendingMessages int
+	Sessions, Calls, PendingMessages, StoredSessions int
 }
 
 // Stats returns the current counts.
@@ -149,7 +160,35 @@ func (g *Gateway) Stats() Stats {
 	g.mu.Lock()
 	n := len(g.sessions)
 	g.mu.Unlock()
-	return Stats{Sessions: n, Calls: g.calls.Active(), PendingMessages: g.msgs.Pending()}
+	stored, _ := g.store.Len(context.Background())
+	return Stats{Sessions: n, Calls: g.calls.Active(), PendingMessages: g.msgs.Pending(), StoredSessions: stored}
+}
+
+// record is what the store keeps of a session: enough for another node
+// to check a resume against it and resend what the client missed.
+type record struct {
+	Identity string         `json:"identity"`
+	App      string         `json:"app,omitempty"`
+	Oracle   bool           `json:"oracle,omitempty"`
+	State    *session.State `json:"state"`
+}
+
+// save writes s's record; st is a snapshot taken under s.mu.
+func (g *Gateway) save(s *Session, st *session.State) {
+	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, State: st})
+	if err == nil {
+		err = g.store.Put(context.Background(), "session."+s.id, data)
+	}
+	if err != nil {
+		s.log.Error("saving session record", "err", err)
+	}
+	// The session may have ended while the record was written.
+	s.mu.Lock()
+	ended := s.ended
+	s.mu.Unlock()
+	if ended {
+		g.store.Delete(context.Background(), "session."+s.id)
+	}
 }
 
 // newID returns 128 random bits, URL-safe: session ids must be

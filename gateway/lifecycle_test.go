@@ -65,8 +65,8 @@ func TestLogoutEndsPeersCall(t *testing.T) {
 	if bye.Control.SubsessionID != bsub {
 		t.Fatalf("shutdown on %q", bye.Control.SubsessionID)
 	}
-	if g.lookup(a.sid) != nil || g.Stats().Calls != 0 {
-		t.Fatalf("after logout: %+v", g.Stats())
+	if st := g.Stats(); g.lookup(a.sid) != nil || st.Calls != 0 || st.Sessions != 1 || st.StoredSessions != 1 {
+		t.Fatalf("after logout: %+v", st)
 	}
 }
 

@@ -149,8 +149,15 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 		for _, d := range resend {
 			s.queueLocked(d)
 		}
+		var snap *session.State
+		if !resumed {
+			snap = s.st.Clone()
+		}
 		s.mu.Unlock()
 		s.inMu.Unlock()
+		if snap != nil {
+			g.save(s, snap)
+		}
 		if resumed {
 			g.metrics.resumes.WithLabelValues("ok").Inc()
 			s.log.Info("session resumed", "resent", len(resend))

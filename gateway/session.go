@@ -278,7 +278,9 @@ func (s *Session) detach(l *link, logout bool) {
 	s.conn = nil
 	if !logout {
 		s.startResumeTimerLocked()
+		snap := s.st.Clone()
 		s.mu.Unlock()
+		s.g.save(s, snap)
 		s.log.Info("socket lost; waiting for resume")
 		return
 	}
@@ -309,6 +311,9 @@ func (s *Session) end(r endReason) {
 	s.g.msgs.SessionEnded(s)
 	s.quota.Close()
 	s.inMu.Unlock()
+	if err := s.g.store.Delete(context.Background(), "session."+s.id); err != nil {
+		s.log.Error("deleting session record", "err", err)
+	}
 	if conn != nil {
 		code := websocket.StatusGoingAway
 		if r == reasonWindowFull {

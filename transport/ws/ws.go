@@ -53,12 +53,12 @@ var ErrSubprotocol = errors.New("ws: no JSONrtc subprotocol offered")
 
 // Conn is one accepted WebSocket.
 type Conn struct {
-	c       *websocket.Conn
-	sub     string
-	opts    Options
-	remote  string
-	ctx     context.Context
-	cancel  context.CancelFunc
+	c      *websocket.Conn
+	sub    string
+	opts   Options
+	remote string
+	ctx    context.Context
+	cancel context.CancelFunc
 	// The liveness check runs from a timer, not a goroutine of its own:
 	// an idle session then costs one goroutine (its reader), not two.
 	mu      sync.Mutex

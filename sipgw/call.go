@@ -1,0 +1,718 @@
+package sipgw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Direction says who sent the initial INVITE.
+type Direction int
+
+const (
+	// Outgoing calls were started by a web client ([Gateway.Dial]).
+	Outgoing Direction = iota + 1
+	// Incoming calls came from SIP ([Gateway.OnIncomingCall]).
+	Incoming
+)
+
+// EventKind names what happened on a call.
+type EventKind int
+
+const (
+	// EventProgress: a 180/183 arrived for our INVITE (Code, Reason, SDP
+	// for early media). When Reliable, answer it with [Call.Prack].
+	EventProgress EventKind = iota + 1
+	// EventAnswered: a 2xx arrived for our INVITE (Code, SDP). Confirm it
+	// with [Call.Ack] when the web caller sends complete.
+	EventAnswered
+	// EventConfirmed: the ACK for our 2xx arrived (SDP when it carried
+	// one): for an incoming call's answer, or for a re-INVITE we accepted.
+	EventConfirmed
+	// EventPrack: the peer acknowledged our reliable provisional (RSeq, SDP).
+	EventPrack
+	// EventReoffer: the peer sent a re-INVITE (SDP). Answer with
+	// Event.Reoffer.Accept or Reject; unanswered it fails after Timer B.
+	EventReoffer
+	// EventInfo: an INFO arrived (ContentType, Body; Digit and Duration for
+	// application/dtmf-relay). Already answered 200.
+	EventInfo
+	// EventRefer: the peer asks us to transfer the call (ReferTo). Already
+	// answered 202.
+	EventRefer
+	// EventEnded is the last event: the call is over (End, Code, Reason).
+	// The Events channel is closed after it.
+	EventEnded
+)
+
+var eventNames = [...]string{"", "progress", "answered", "confirmed", "prack", "reoffer", "info", "refer", "ended"}
+
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return "EventKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// EndCause says why a call ended.
+type EndCause int
+
+const (
+	// EndRejected: a 3xx-6xx final response (ours or the peer's; Code).
+	EndRejected EndCause = iota + 1
+	// EndCancelled: CANCEL before the answer (by either side). Code 487.
+	EndCancelled
+	// EndRemoteBye: the peer sent BYE.
+	EndRemoteBye
+	// EndLocalBye: we sent BYE ([Call.Hangup]).
+	EndLocalBye
+	// EndTimeout: no answer, no ACK or no PRACK in time. Code 408.
+	EndTimeout
+	// EndError: a transport or protocol failure. Code 500 or 503.
+	EndError
+	// EndShutdown: the gateway closed.
+	EndShutdown
+)
+
+var endNames = [...]string{"", "rejected", "cancelled", "remote-bye", "local-bye", "timeout", "error", "shutdown"}
+
+func (e EndCause) String() string {
+	if int(e) < len(endNames) {
+		return endNames[e]
+	}
+	return "EndCause(" + strconv.Itoa(int(e)) + ")"
+}
+
+// Event is one SIP-side happening on a call, in the order it happened.
+type Event struct {
+	Kind     EventKind
+	Code     int
+	Reason   string
+	SDP      []byte
+	Reliable bool   // EventProgress: sent with 100rel, needs Prack
+	RSeq     uint32 // EventProgress, EventPrack
+	// EventInfo
+	ContentType string
+	Body        []byte
+	Digit       string
+	Duration    int // milliseconds
+	// EventRefer
+	ReferTo string
+	// EventReoffer
+	Reoffer *Reoffer
+	// EventEnded
+	End EndCause
+}
+
+// ResponseError is a final SIP failure response to one of our requests.
+type ResponseError struct {
+	Code   int
+	Reason string
+}
+
+func (e *ResponseError) Error() string { return fmt.Sprintf("sipgw: %d %s", e.Code, e.Reason) }
+
+// ResponseCode returns the SIP code carried by err: a *ResponseError's
+// code, 408 for timeouts, 400 for invalid input, 503 when closed or
+// overloaded, else 500.
+func ResponseCode(err error) int {
+	var re *ResponseError
+	switch {
+	case err == nil:
+		return 200
+	case errors.As(err, &re):
+		return re.Code
+	case errors.Is(err, sip.ErrTransactionTimeout), errors.Is(err, context.DeadlineExceeded):
+		return 408
+	case errors.Is(err, ErrInvalidInput):
+		return 400
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrOverloaded):
+		return 503
+	case errors.Is(err, ErrCallState):
+		return 405
+	}
+	return 500
+}
+
+// ErrCallState: the operation does not fit the call's state (Prack with
+// nothing to acknowledge, Answer twice, Ack on an incoming call...).
+var ErrCallState = errors.New("sipgw: not allowed in this call state")
+
+// ErrGlare is the *ResponseError of a re-INVITE that crossed another one.
+var ErrGlare = &ResponseError{Code: 491, Reason: "Request Pending"}
+
+type callState int
+
+const (
+	stateInviting callState = iota // outgoing, no final yet
+	stateRinging                   // incoming, no final yet
+	stateAnswered                  // 2xx sent or received, no ACK yet
+	stateConfirmed
+	stateEnded
+)
+
+// Call is one INVITE dialog, either direction, paired with one web call
+// subsession. Its methods are safe for concurrent use. Read Events until
+// it is closed: the call's owner goroutine waits while the queue is full.
+type Call struct {
+	g        *Gateway
+	id       string
+	dir      Direction
+	identity string
+	local    sip.Uri
+	remote   sip.Uri
+	display  string
+	offer    []byte
+
+	events chan Event
+	in     chan func() // work for the owner goroutine
+	done   chan struct{}
+	slot   chan struct{} // serialises our in-dialog requests (CSeq order)
+
+	// outgoing
+	uac          *sipgo.DialogClientSession
+	inviteCtx    context.Context
+	inviteCancel context.CancelFunc
+	prackCh      chan prackCmd
+	autoPrack    bool
+	password     DigestAuth
+
+	// incoming
+	uas        *sipgo.DialogServerSession
+	inviteDone chan struct{} // closed when the INVITE needs nothing more
+	peer100rel bool
+
+	mu          sync.Mutex // guards the fields below; never held over I/O
+	state       callState
+	acked       bool
+	pracked     bool
+	localBye    bool
+	remoteBye   bool
+	finalCode   int
+	reinviteOut bool
+	reinviteIn  bool
+	rseq        uint32                   // outgoing: RSeq awaiting our PRACK; incoming: last sent
+	pracks      map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK
+	lastRSeq    uint32                   // owner goroutine only
+	endForced   *Event                   // owner goroutine only
+
+	respMu    sync.Mutex // serialises our responses to the INVITE (sipgo stores the last one)
+	retrans   sync.WaitGroup
+	finalCh   chan struct{} // closed once the INVITE's final response is decided
+	finalOnce sync.Once
+	doneOnce  sync.Once
+}
+
+// DigestAuth is a username and password for a 401/407 on an INVITE.
+type DigestAuth struct{ Username, Password string }
+
+type prackCmd struct {
+	sdp []byte
+	res chan error
+}
+
+func (g *Gateway) newCall(dir Direction) *Call {
+	c := &Call{
+		g:       g,
+		id:      "sipgw-" + strconv.FormatUint(g.callSeq.Add(1), 10),
+		dir:     dir,
+		events:  make(chan Event, g.cfg.EventQueue),
+		in:      make(chan func(), 8),
+		done:    make(chan struct{}),
+		slot:    make(chan struct{}, 1),
+		pracks:  map[uint32]chan struct{}{},
+		finalCh: make(chan struct{}),
+	}
+	return c
+}
+
+// ID is unique among this gateway's calls; use it in logs.
+func (c *Call) ID() string { return c.id }
+
+// Direction says who started the call.
+func (c *Call) Direction() Direction { return c.dir }
+
+// Identity is the web identity of our side.
+func (c *Call) Identity() string { return c.identity }
+
+// Remote is the peer's address (From of an incoming call, the target of
+// an outgoing one), as a SIP URI string.
+func (c *Call) Remote() string { return c.remote.String() }
+
+// RemoteDisplayName is the display name of an incoming call's From.
+func (c *Call) RemoteDisplayName() string { return c.display }
+
+// Offer is the SDP of an incoming INVITE (nil for a late offer).
+func (c *Call) Offer() []byte { return c.offer }
+
+// Events delivers the call's events in order; closed after EventEnded.
+func (c *Call) Events() <-chan Event { return c.events }
+
+// Done is closed when the call is over and forgotten.
+func (c *Call) Done() <-chan struct{} { return c.done }
+
+// emit runs on the owner goroutine only.
+func (c *Call) emit(ev Event) {
+	select {
+	case c.events <- ev:
+	case <-c.g.ctx.Done():
+	}
+}
+
+// deliver hands work to the owner goroutine.
+func (c *Call) deliver(f func()) bool {
+	select {
+	case c.in <- f:
+		return true
+	case <-c.done:
+		return false
+	}
+}
+
+func (c *Call) acquire(ctx context.Context) error {
+	select {
+	case c.slot <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.done:
+		return ErrCallState
+	}
+}
+
+func (c *Call) release() { <-c.slot }
+
+// finish runs on the owner goroutine: last event, then cleanup.
+func (c *Call) finish(ev Event) {
+	c.mu.Lock()
+	c.state = stateEnded
+	c.mu.Unlock()
+	ev.Kind = EventEnded
+	if ev.Reason == "" && ev.Code != 0 {
+		ev.Reason = statusText(ev.Code)
+	}
+	c.g.log.Info("sipgw: call ended", "call", c.id, "end", ev.End.String(), "code", ev.Code)
+	c.emit(ev)
+	close(c.events)
+	if c.inviteCancel != nil {
+		c.inviteCancel()
+	}
+	c.closeFinal()
+	c.respMu.Lock() // no Progress may start a retransmission after this
+	c.respMu.Unlock()
+	c.retrans.Wait()
+	c.closeInviteDone()
+	if c.uac != nil {
+		_ = c.uac.Close()
+	}
+	if c.uas != nil {
+		_ = c.uas.Close()
+	}
+	c.g.removeCall(c)
+	close(c.done)
+}
+
+// dialog returns what both dialog roles share.
+type dialogSession interface {
+	TransactionRequest(ctx context.Context, req *sip.Request) (sip.ClientTransaction, error)
+	WriteRequest(req *sip.Request) error
+	Context() context.Context
+}
+
+func (c *Call) dialog() dialogSession {
+	if c.uac != nil {
+		return c.uac
+	}
+	return c.uas
+}
+
+// remoteTarget is the peer's Contact, where in-dialog requests go.
+func (c *Call) remoteTarget() sip.Uri {
+	if c.uac != nil {
+		if ct := c.uac.InviteResponse.Contact(); ct != nil {
+			return *ct.Address.Clone()
+		}
+		return *c.uac.InviteRequest.Recipient.Clone()
+	}
+	if ct := c.uas.InviteRequest.Contact(); ct != nil {
+		return *ct.Address.Clone()
+	}
+	return *c.remote.Clone()
+}
+
+// request sends an in-dialog request and waits for its final response.
+// Calls are serialised by the caller holding the slot.
+func (c *Call) request(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	done := c.g.track()
+	defer done()
+	tx, err := c.dialog().TransactionRequest(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			return res, nil
+		case <-tx.Done():
+			if err := tx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, sip.ErrTransactionTerminated
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Hangup ends the call the way its state requires: CANCEL an unanswered
+// outgoing call (the 487 is swallowed), reject an unanswered incoming one
+// with 603, BYE an answered one (sending the ACK first if the web side
+// never confirmed). It returns when the call is over or ctx is done.
+func (c *Call) Hangup(ctx context.Context) error {
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	switch {
+	case st == stateEnded:
+	case st == stateInviting:
+		c.mu.Lock()
+		if c.state == stateInviting {
+			c.inviteCancel()
+		}
+		c.mu.Unlock()
+	case st == stateRinging:
+		if err := c.Reject(ctx, 603, "Decline"); err != nil && !errors.Is(err, ErrCallState) {
+			return err
+		}
+	default:
+		err := c.bye(ctx)
+		if err != nil {
+			c.g.log.Info("sipgw: BYE failed", "call", c.id, "error", err)
+		}
+		code := 200
+		if err != nil {
+			code = ResponseCode(err)
+		}
+		c.deliver(func() {
+			if c.endForced == nil {
+				c.endForced = &Event{End: EndLocalBye, Code: code}
+			}
+		})
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Call) bye(ctx context.Context) error {
+	if c.dir == Outgoing {
+		c.mu.Lock()
+		acked := c.acked
+		c.mu.Unlock()
+		if !acked {
+			if err := c.Ack(ctx, nil); err != nil && !errors.Is(err, ErrCallState) {
+				return err
+			}
+		}
+	}
+	if err := c.acquire(ctx); err != nil {
+		return err
+	}
+	defer c.release()
+	c.mu.Lock()
+	c.localBye = true
+	c.mu.Unlock()
+	res, err := c.request(ctx, sip.NewRequest(sip.BYE, c.remoteTarget()))
+	if err == nil && !res.IsSuccess() {
+		err = &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+	}
+	return err
+}
+
+// Reoffer sends a re-INVITE with sdp (hold, resume, new media) and
+// returns the answer SDP; it sends the ACK itself. A re-INVITE that
+// crosses another one fails with ErrGlare (491), whichever side lost.
+func (c *Call) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
+	c.mu.Lock()
+	if c.state != stateConfirmed {
+		c.mu.Unlock()
+		return nil, ErrCallState
+	}
+	if c.reinviteIn || c.reinviteOut {
+		c.mu.Unlock()
+		return nil, ErrGlare
+	}
+	c.reinviteOut = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.reinviteOut = false
+		c.mu.Unlock()
+	}()
+	if err := c.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer c.release()
+	req := sip.NewRequest(sip.INVITE, c.remoteTarget())
+	setSDP(req, sdp)
+	res, err := c.request(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if !res.IsSuccess() {
+		return nil, &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+	}
+	ack := sip.NewRequest(sip.ACK, c.remoteTarget())
+	if err := c.dialog().WriteRequest(ack); err != nil {
+		return nil, err
+	}
+	return res.Body(), nil
+}
+
+// SendDTMF sends one digit (0-9, *, #, A-D) as INFO application/dtmf-relay.
+func (c *Call) SendDTMF(ctx context.Context, digit string, duration time.Duration) error {
+	if len(digit) != 1 || !strings.Contains("0123456789*#ABCDabcd", digit) {
+		return invalid("dtmf digit %q", digit)
+	}
+	if duration <= 0 {
+		duration = 160 * time.Millisecond
+	}
+	body := fmt.Sprintf("Signal=%s\r\nDuration=%d\r\n", strings.ToUpper(digit), duration.Milliseconds())
+	req := sip.NewRequest(sip.INFO, sip.Uri{})
+	req.SetBody([]byte(body))
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/dtmf-relay"))
+	return c.simple(ctx, req)
+}
+
+// Transfer sends a REFER for a blind transfer to target (validated like
+// a Dial target) and returns when the peer accepted it (202).
+func (c *Call) Transfer(ctx context.Context, target string) error {
+	u, err := c.g.ParseTarget(target)
+	if err != nil {
+		return err
+	}
+	req := sip.NewRequest(sip.REFER, sip.Uri{})
+	req.AppendHeader(sip.NewHeader("Refer-To", "<"+u.String()+">"))
+	req.AppendHeader(sip.NewHeader("Referred-By", "<"+c.local.String()+">"))
+	return c.simple(ctx, req)
+}
+
+// simple sends a non-INVITE in-dialog request to the remote target.
+func (c *Call) simple(ctx context.Context, req *sip.Request) error {
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	if st != stateConfirmed {
+		return ErrCallState
+	}
+	if err := c.acquire(ctx); err != nil {
+		return err
+	}
+	defer c.release()
+	req.Recipient = c.remoteTarget()
+	res, err := c.request(ctx, req)
+	if err != nil {
+		return err
+	}
+	if !res.IsSuccess() {
+		return &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+	}
+	return nil
+}
+
+func setSDP(m interface {
+	SetBody([]byte)
+	AppendHeader(sip.Header)
+}, sdp []byte) {
+	if len(sdp) == 0 {
+		return
+	}
+	m.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	m.SetBody(sdp)
+}
+
+// Reoffer is a re-INVITE from the peer waiting for the web side's answer.
+type Reoffer struct {
+	c    *Call
+	req  *sip.Request
+	tx   sip.ServerTransaction
+	once sync.Once
+	done chan struct{}
+}
+
+// Accept answers the re-INVITE with 200 and sdp.
+func (r *Reoffer) Accept(sdp []byte) error {
+	if len(sdp) == 0 {
+		return invalid("answer without SDP")
+	}
+	res := sip.NewResponseFromRequest(r.req, 200, "OK", nil)
+	setSDP(res, sdp)
+	ct := r.c.g.dua.ContactHDR
+	res.AppendHeader(&ct)
+	return r.finish(res)
+}
+
+// Reject answers the re-INVITE with a failure code (488, 491, ...).
+func (r *Reoffer) Reject(code int, reason string) error {
+	if code < 300 || code > 699 {
+		return invalid("code %d", code)
+	}
+	if reason == "" {
+		reason = statusText(code)
+	}
+	return r.finish(sip.NewResponseFromRequest(r.req, code, reason, nil))
+}
+
+func (r *Reoffer) finish(res *sip.Response) error {
+	err := ErrCallState
+	r.once.Do(func() {
+		err = r.tx.Respond(res)
+		close(r.done)
+	})
+	return err
+}
+
+// handleReinvite runs on the sipgo goroutine of a re-INVITE; it returns
+// once the re-INVITE is answered.
+func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
+	c.mu.Lock()
+	switch {
+	case c.state != stateConfirmed && c.state != stateAnswered:
+		c.mu.Unlock()
+		c.g.respond(tx, req, 491, "Request Pending")
+		return
+	case c.reinviteOut: // RFC 3261 14.2: glare
+		c.mu.Unlock()
+		c.g.respond(tx, req, 491, "Request Pending")
+		return
+	case c.reinviteIn:
+		c.mu.Unlock()
+		res := sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil)
+		res.AppendHeader(sip.NewHeader("Retry-After", "1"))
+		_ = tx.Respond(res)
+		return
+	}
+	c.reinviteIn = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.reinviteIn = false
+		c.mu.Unlock()
+	}()
+	if c.uas != nil {
+		if err := c.uas.ReadRequest(req, tx); err != nil {
+			c.g.respond(tx, req, 500, "Server Internal Error")
+			return
+		}
+	}
+	ro := &Reoffer{c: c, req: req, tx: tx, done: make(chan struct{})}
+	if !c.deliver(func() { c.emit(Event{Kind: EventReoffer, SDP: req.Body(), Reoffer: ro}) }) {
+		_ = ro.Reject(481, "Call/Transaction Does Not Exist")
+		return
+	}
+	t := time.NewTimer(sip.Timer_B)
+	defer t.Stop()
+	select {
+	case <-ro.done:
+	case <-tx.Done():
+	case <-c.done:
+		_ = ro.Reject(481, "Call/Transaction Does Not Exist")
+	case <-t.C:
+		_ = ro.Reject(500, "Server Internal Error")
+	}
+}
+
+// handleAck: ACK to a 2xx (ours for an incoming call, or for a re-INVITE).
+func (c *Call) handleAck(req *sip.Request) {
+	c.mu.Lock()
+	initial := c.uas != nil && c.state == stateAnswered
+	c.mu.Unlock()
+	if c.uas != nil {
+		_ = c.uas.ReadAck(req, nil)
+	}
+	if !initial {
+		body := req.Body()
+		c.deliver(func() { c.emit(Event{Kind: EventConfirmed, SDP: body}) })
+	}
+}
+
+// handleInDialog runs on the sipgo goroutine of BYE, PRACK, INFO, REFER
+// and NOTIFY.
+func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
+	switch req.Method {
+	case sip.BYE:
+		c.mu.Lock()
+		c.remoteBye = true
+		c.mu.Unlock()
+		var err error
+		if c.uac != nil {
+			err = c.uac.ReadBye(req, tx)
+		} else {
+			err = c.uas.ReadBye(req, tx)
+		}
+		if err != nil {
+			c.g.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		}
+	case sip.PRACK:
+		c.handlePrack(req, tx)
+	case sip.INFO:
+		ev := Event{Kind: EventInfo, Body: req.Body()}
+		if ct := req.ContentType(); ct != nil {
+			ev.ContentType = strings.ToLower(strings.TrimSpace(ct.Value()))
+		}
+		if ev.ContentType == "application/dtmf-relay" {
+			ev.Digit, ev.Duration = parseDTMFRelay(req.Body())
+		}
+		c.g.respond(tx, req, 200, "OK")
+		c.deliver(func() { c.emit(ev) })
+	case sip.REFER:
+		h := req.GetHeader("Refer-To")
+		if h == nil {
+			c.g.respond(tx, req, 400, "Missing Refer-To")
+			return
+		}
+		var u sip.Uri
+		v := strings.Trim(strings.TrimSpace(h.Value()), "<>")
+		if err := sip.ParseUri(v, &u); err != nil {
+			c.g.respond(tx, req, 400, "Bad Refer-To")
+			return
+		}
+		c.g.respond(tx, req, 202, "Accepted")
+		c.deliver(func() { c.emit(Event{Kind: EventRefer, ReferTo: u.String()}) })
+	default: // NOTIFY of a REFER we sent
+		c.g.respond(tx, req, 200, "OK")
+	}
+}
+
+func parseDTMFRelay(b []byte) (digit string, ms int) {
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "signal":
+			if len(v) == 1 && strings.Contains("0123456789*#ABCDabcd", v) {
+				digit = strings.ToUpper(v)
+			}
+		case "duration":
+			ms, _ = strconv.Atoi(v)
+		}
+	}
+	return digit, ms
+}

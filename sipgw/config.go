@@ -1,0 +1,215 @@
+package sipgw
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Config is the SIP side of the gateway. Zero values take the defaults
+// listed on each field (see [Config.withDefaults]).
+type Config struct {
+	// Listen holds the local SIP listeners. At least one is required.
+	Listen ListenConfig `yaml:"listen"`
+	// AdvertisedHost is the host put in Via and Contact. Default: the host
+	// of the first listener.
+	AdvertisedHost string `yaml:"advertised_host"`
+	// Transport is the transport of requests we originate: udp, tcp or tls.
+	// Default: udp if listening on UDP, else tcp, else tls.
+	Transport string `yaml:"transport"`
+	// OutboundProxy, when set, is put as a loose Route on every request
+	// outside a dialog (sip:host:port).
+	OutboundProxy string `yaml:"outbound_proxy"`
+	// Registrar is where REGISTER goes. Default: sip:<Domain>.
+	Registrar string `yaml:"registrar"`
+	// Domain is the SIP domain of identities given without one, and of
+	// the From of anonymous calls. Required.
+	Domain string `yaml:"domain"`
+	// TelDomain is the host of SIP URIs built from tel: targets and bare
+	// phone numbers (the trunk). Default: Domain.
+	TelDomain string `yaml:"tel_domain"`
+	// IdentityDomains maps a web identity domain to a SIP domain:
+	// alice@corp.example -> sip:alice@sip.corp.example. Identities whose
+	// domain is not listed keep their domain.
+	IdentityDomains map[string]string `yaml:"identity_domains"`
+	// RegisterExpiry is the Expires we ask the registrar for. Default 600s.
+	RegisterExpiry time.Duration `yaml:"register_expiry"`
+	// Credentials are gateway-held digest credentials, by web identity.
+	Credentials map[string]Credential `yaml:"credentials"`
+	// UserAgent is the User-Agent header value. Default "jsonrtc".
+	UserAgent string `yaml:"user_agent"`
+	// InstanceID is this node's +sip.instance (urn:uuid:...), stable across
+	// restarts so the registrar replaces rather than adds our bindings.
+	// Default: a random one per process.
+	InstanceID string `yaml:"instance_id"`
+	// MaxCalls bounds live calls (both directions). Default 10000.
+	MaxCalls int `yaml:"max_calls"`
+	// EventQueue is the size of each call's event queue. Default 32.
+	EventQueue int `yaml:"event_queue"`
+}
+
+// ListenConfig lists the listeners. Each address is host:port; port 0
+// picks a free port ([Gateway.Addr] tells which).
+type ListenConfig struct {
+	UDP     string `yaml:"udp"`
+	TCP     string `yaml:"tcp"`
+	TLS     string `yaml:"tls"`
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+}
+
+// Credential is a digest secret held by the gateway for one identity:
+// a password, or HA1 = MD5(username:realm:password) with its realm.
+type Credential struct {
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	Realm    string `yaml:"realm"`
+	HA1      string `yaml:"ha1"`
+}
+
+func (c Config) withDefaults() Config {
+	if c.AdvertisedHost == "" {
+		for _, a := range []string{c.Listen.UDP, c.Listen.TCP, c.Listen.TLS} {
+			if h, _, err := net.SplitHostPort(a); err == nil && a != "" {
+				c.AdvertisedHost = h
+				break
+			}
+		}
+	}
+	if c.Transport == "" {
+		switch {
+		case c.Listen.UDP != "":
+			c.Transport = "udp"
+		case c.Listen.TCP != "":
+			c.Transport = "tcp"
+		default:
+			c.Transport = "tls"
+		}
+	}
+	c.Transport = strings.ToLower(c.Transport)
+	if c.Registrar == "" && c.Domain != "" {
+		c.Registrar = "sip:" + c.Domain
+	}
+	if c.TelDomain == "" {
+		c.TelDomain = c.Domain
+	}
+	if c.RegisterExpiry == 0 {
+		c.RegisterExpiry = 600 * time.Second
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "jsonrtc"
+	}
+	if c.MaxCalls == 0 {
+		c.MaxCalls = 10000
+	}
+	if c.EventQueue == 0 {
+		c.EventQueue = 32
+	}
+	return c
+}
+
+// Validate reports every invalid key, each named by its YAML path.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("sipgw: %s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	if c.Listen.UDP == "" && c.Listen.TCP == "" && c.Listen.TLS == "" {
+		bad("listen", "at least one of udp, tcp, tls is required")
+	}
+	for key, a := range map[string]string{"listen.udp": c.Listen.UDP, "listen.tcp": c.Listen.TCP, "listen.tls": c.Listen.TLS} {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad(key, "%v", err)
+		}
+	}
+	if c.Listen.TLS != "" && (c.Listen.TLSCert == "" || c.Listen.TLSKey == "") {
+		bad("listen.tls_cert", "tls_cert and tls_key are required with listen.tls")
+	}
+	switch c.Transport {
+	case "udp", "tcp", "tls":
+	default:
+		bad("transport", "%q is not udp, tcp or tls", c.Transport)
+	}
+	if (c.Transport == "udp" && c.Listen.UDP == "") || (c.Transport == "tcp" && c.Listen.TCP == "") || (c.Transport == "tls" && c.Listen.TLS == "") {
+		bad("transport", "%s needs a listen.%s address", c.Transport, c.Transport)
+	}
+	if c.Domain == "" {
+		bad("domain", "required")
+	} else if !validHost(c.Domain) {
+		bad("domain", "%q is not a host name", c.Domain)
+	}
+	if c.TelDomain != "" && !validHost(c.TelDomain) {
+		bad("tel_domain", "%q is not a host name", c.TelDomain)
+	}
+	for k, v := range c.IdentityDomains {
+		if !validHost(k) || !validHost(v) {
+			bad("identity_domains."+k, "%q -> %q: both must be host names", k, v)
+		}
+	}
+	if c.AdvertisedHost != "" && !validHost(c.AdvertisedHost) {
+		bad("advertised_host", "%q is not a host name or address", c.AdvertisedHost)
+	}
+	for key, u := range map[string]string{"outbound_proxy": c.OutboundProxy, "registrar": c.Registrar} {
+		if u == "" {
+			continue
+		}
+		if _, err := parseServerURI(u); err != nil {
+			bad(key, "%v", err)
+		}
+	}
+	if c.RegisterExpiry < 10*time.Second {
+		bad("register_expiry", "%v is below 10s", c.RegisterExpiry)
+	}
+	for id, cr := range c.Credentials {
+		key := "credentials." + id
+		if cr.Password == "" && cr.HA1 == "" {
+			bad(key, "password or ha1 is required")
+		}
+		if cr.HA1 != "" && cr.Realm == "" {
+			bad(key+".realm", "required with ha1")
+		}
+		if hasCtl(cr.Username) || hasCtl(cr.Realm) {
+			bad(key, "control characters")
+		}
+	}
+	if hasCtl(c.UserAgent) {
+		bad("user_agent", "control characters")
+	}
+	if c.InstanceID != "" && (!strings.HasPrefix(c.InstanceID, "urn:") || strings.ContainsAny(c.InstanceID, "\"<>\r\n\x00 ")) {
+		bad("instance_id", "%q is not a URN", c.InstanceID)
+	}
+	if c.MaxCalls < 0 {
+		bad("max_calls", "negative")
+	}
+	if c.EventQueue < 1 {
+		bad("event_queue", "must be at least 1")
+	}
+	return errors.Join(errs...)
+}
+
+// parseServerURI parses a registrar or proxy address: a SIP URI without
+// user part, or a bare host[:port].
+func parseServerURI(s string) (sip.Uri, error) {
+	var u sip.Uri
+	if hasCtl(s) || strings.ContainsAny(s, " <>\",") {
+		return u, fmt.Errorf("%q: invalid characters", s)
+	}
+	if !strings.HasPrefix(s, "sip:") && !strings.HasPrefix(s, "sips:") {
+		s = "sip:" + s
+	}
+	if err := sip.ParseUri(s, &u); err != nil {
+		return u, fmt.Errorf("%q: %w", s, err)
+	}
+	if u.Host == "" || !validHost(u.Host) {
+		return u, fmt.Errorf("%q: no valid host", s)
+	}
+	return u, nil
+}

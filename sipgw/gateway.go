@@ -1,0 +1,441 @@
+package sipgw
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// ErrClosed is returned by every operation after [Gateway.Close].
+var ErrClosed = errors.New("sipgw: gateway closed")
+
+// ErrOverloaded is returned by Dial when max_calls calls are live.
+var ErrOverloaded = errors.New("sipgw: too many calls")
+
+// Gateway is the SIP user agent of jsonrtc: registrations for web
+// identities, and INVITE dialogs paired with web call subsessions.
+// Build it with [New], set the incoming call handler with
+// [Gateway.OnIncomingCall], then [Gateway.Start]; [Gateway.Close] ends
+// everything and waits for every goroutine it started.
+type Gateway struct {
+	cfg      Config
+	log      *slog.Logger
+	instance string
+
+	ua      *sipgo.UserAgent
+	srv     *sipgo.Server
+	cli     *sipgo.Client
+	dua     *sipgo.DialogUA
+	route   *sip.Uri // outbound proxy, as a loose route
+	regURI  sip.Uri
+	onCall  func(*Call)
+	started atomic.Bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine we start
+
+	// mu guards the maps below and closed. Never held across I/O.
+	mu       sync.Mutex
+	closed   bool
+	pconns   []net.PacketConn
+	lns      []net.Listener
+	addrs    map[string]string
+	calls    map[*Call]struct{}
+	dialogs  map[string]*Call // by sipgo dialog ID
+	regs     map[string]*registration
+	contacts map[string]*registration // by contact user token
+
+	txs     atomic.Int64 // transactions in progress (ours and the peer's)
+	callSeq atomic.Uint64
+}
+
+// Stats counts live state; tests assert all zero after a call ends.
+type Stats struct {
+	Calls         int
+	Dialogs       int
+	Transactions  int
+	Registrations int
+}
+
+// New checks cfg and builds a gateway. Nothing listens before Start.
+func New(cfg Config, logger *slog.Logger) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{
+		cfg:      cfg,
+		log:      logger,
+		instance: cfg.InstanceID,
+		addrs:    map[string]string{},
+		calls:    map[*Call]struct{}{},
+		dialogs:  map[string]*Call{},
+		regs:     map[string]*registration{},
+		contacts: map[string]*registration{},
+	}
+	if g.instance == "" {
+		g.instance = "urn:uuid:" + randUUID()
+	}
+	var err error
+	if g.regURI, err = parseServerURI(cfg.Registrar); err != nil {
+		return nil, fmt.Errorf("sipgw: registrar: %w", err)
+	}
+	if cfg.OutboundProxy != "" {
+		u, err := parseServerURI(cfg.OutboundProxy)
+		if err != nil {
+			return nil, fmt.Errorf("sipgw: outbound_proxy: %w", err)
+		}
+		u.UriParams = sip.NewParams()
+		u.UriParams.Add("lr", "")
+		if cfg.Transport != "udp" {
+			u.UriParams.Add("transport", cfg.Transport)
+		}
+		g.route = &u
+	}
+	return g, nil
+}
+
+// OnIncomingCall sets the function called, on its own goroutine, for each
+// INVITE to a registered identity. It must be set before Start; without
+// it incoming calls get 480.
+func (g *Gateway) OnIncomingCall(f func(*Call)) { g.onCall = f }
+
+// Start binds the listeners and serves SIP until Close. It returns once
+// every listener is bound; ctx only bounds the start itself.
+func (g *Gateway) Start(ctx context.Context) error {
+	if !g.started.CompareAndSwap(false, true) {
+		return errors.New("sipgw: already started")
+	}
+	lc := net.ListenConfig{}
+	var tlsConf *tls.Config
+	if g.cfg.Listen.TLS != "" {
+		cert, err := tls.LoadX509KeyPair(g.cfg.Listen.TLSCert, g.cfg.Listen.TLSKey)
+		if err != nil {
+			return fmt.Errorf("sipgw: listen.tls_cert: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	// Bind first: the advertised port must be known before sipgo builds
+	// Via and Contact headers.
+	var udp net.PacketConn
+	var tcpLn, tlsLn net.Listener
+	var err error
+	if a := g.cfg.Listen.UDP; a != "" {
+		if udp, err = lc.ListenPacket(ctx, "udp", a); err != nil {
+			return fmt.Errorf("sipgw: listen.udp: %w", err)
+		}
+		g.pconns = append(g.pconns, udp)
+		g.addrs["udp"] = udp.LocalAddr().String()
+	}
+	if a := g.cfg.Listen.TCP; a != "" {
+		if tcpLn, err = lc.Listen(ctx, "tcp", a); err != nil {
+			g.closeListeners()
+			return fmt.Errorf("sipgw: listen.tcp: %w", err)
+		}
+		g.lns = append(g.lns, tcpLn)
+		g.addrs["tcp"] = tcpLn.Addr().String()
+	}
+	if a := g.cfg.Listen.TLS; a != "" {
+		ln, err := lc.Listen(ctx, "tcp", a)
+		if err != nil {
+			g.closeListeners()
+			return fmt.Errorf("sipgw: listen.tls: %w", err)
+		}
+		tlsLn = tls.NewListener(ln, tlsConf)
+		g.lns = append(g.lns, tlsLn)
+		g.addrs["tls"] = ln.Addr().String()
+	}
+
+	uaOpts := []sipgo.UserAgentOption{
+		sipgo.WithUserAgent(g.cfg.UserAgent),
+		sipgo.WithUserAgentHostname(g.cfg.Domain),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(g.log)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(g.log)),
+	}
+	if tlsConf != nil {
+		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	if g.ua, err = sipgo.NewUA(uaOpts...); err != nil {
+		g.closeListeners()
+		return fmt.Errorf("sipgw: user agent: %w", err)
+	}
+	_, port, _ := net.SplitHostPort(g.addrs[g.cfg.Transport])
+	pn, _ := strconv.Atoi(port)
+	cliOpts := []sipgo.ClientOption{
+		sipgo.WithClientLogger(g.log),
+		sipgo.WithClientHostname(g.cfg.AdvertisedHost),
+		sipgo.WithClientPort(pn),
+	}
+	if g.cfg.Transport == "udp" {
+		// Send from the listening socket so that replies and in-dialog
+		// requests come back where we listen.
+		cliOpts = append(cliOpts, sipgo.WithClientConnectionAddr(g.addrs["udp"]))
+	}
+	if g.cli, err = sipgo.NewClient(g.ua, cliOpts...); err != nil {
+		g.closeListeners()
+		return fmt.Errorf("sipgw: client: %w", err)
+	}
+	if g.srv, err = sipgo.NewServer(g.ua, sipgo.WithServerLogger(g.log)); err != nil {
+		g.closeListeners()
+		return fmt.Errorf("sipgw: server: %w", err)
+	}
+	g.dua = &sipgo.DialogUA{Client: g.cli, ContactHDR: g.contactHeader("gw")}
+	g.routes()
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+
+	serve := func(name string, f func() error) {
+		g.wg.Go(func() {
+			if err := f(); err != nil && g.ctx.Err() == nil {
+				g.log.Error("sipgw: listener stopped", "transport", name, "error", err)
+			}
+		})
+	}
+	if udp != nil {
+		serve("udp", func() error { return g.srv.ServeUDP(udp) })
+	}
+	if tcpLn != nil {
+		serve("tcp", func() error { return g.srv.ServeTCP(tcpLn) })
+	}
+	if tlsLn != nil {
+		serve("tls", func() error { return g.srv.ServeTLS(tlsLn) })
+	}
+	g.log.Info("sipgw: started", "udp", g.addrs["udp"], "tcp", g.addrs["tcp"], "tls", g.addrs["tls"])
+	return nil
+}
+
+// Addr returns the bound address of a listener ("udp", "tcp", "tls"), or
+// "" when there is none.
+func (g *Gateway) Addr(transport string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.addrs[transport]
+}
+
+// Stats returns the live counts.
+func (g *Gateway) Stats() Stats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return Stats{Calls: len(g.calls), Dialogs: len(g.dialogs), Transactions: int(g.txs.Load()), Registrations: len(g.regs)}
+}
+
+// Close hangs up every call, removes every registration (each bounded by
+// ctx-free timeouts of a few seconds), stops the listeners and waits for
+// every goroutine. It is safe to call more than once.
+func (g *Gateway) Close() error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil
+	}
+	g.closed = true
+	calls := make([]*Call, 0, len(g.calls))
+	for c := range g.calls {
+		calls = append(calls, c)
+	}
+	regs := make([]*registration, 0, len(g.regs))
+	for _, r := range g.regs {
+		regs = append(regs, r)
+	}
+	g.mu.Unlock()
+	if !g.started.Load() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Go(func() { _ = c.Hangup(ctx) })
+	}
+	for _, r := range regs {
+		wg.Go(func() { r.stop(ctx) })
+	}
+	wg.Wait()
+	g.cancel()
+	for _, c := range calls {
+		<-c.done
+	}
+	err := g.ua.Close()
+	g.closeListeners()
+	g.wg.Wait()
+	g.log.Info("sipgw: closed")
+	return err
+}
+
+func (g *Gateway) closeListeners() {
+	for _, c := range g.pconns {
+		_ = c.Close()
+	}
+	for _, l := range g.lns {
+		_ = l.Close()
+	}
+}
+
+// contactHeader is our Contact for a given user part, on the transport we
+// originate on.
+func (g *Gateway) contactHeader(user string) sip.ContactHeader {
+	_, port, _ := net.SplitHostPort(g.addrs[g.cfg.Transport])
+	pn, _ := strconv.Atoi(port)
+	u := sip.Uri{Scheme: "sip", User: user, Host: g.cfg.AdvertisedHost, Port: pn, UriParams: sip.NewParams()}
+	if g.cfg.Transport == "tls" {
+		u.Scheme = "sips"
+	}
+	u.UriParams.Add("transport", g.cfg.Transport)
+	return sip.ContactHeader{Address: u, Params: sip.NewParams()}
+}
+
+// track counts a transaction for Stats until the returned func is called.
+func (g *Gateway) track() func() {
+	g.txs.Add(1)
+	var once sync.Once
+	return func() { once.Do(func() { g.txs.Add(-1) }) }
+}
+
+// routes installs the request handlers. Each handler runs on a sipgo
+// goroutine and returns only when its transaction needs nothing more.
+func (g *Gateway) routes() {
+	wrap := func(h sipgo.RequestHandler) sipgo.RequestHandler {
+		return func(req *sip.Request, tx sip.ServerTransaction) {
+			done := g.track()
+			defer done()
+			h(req, tx)
+		}
+	}
+	g.srv.OnInvite(wrap(g.handleInvite))
+	g.srv.OnAck(g.handleAck) // no transaction
+	g.srv.OnBye(wrap(g.inDialog))
+	g.srv.OnPrack(wrap(g.inDialog))
+	g.srv.OnInfo(wrap(g.inDialog))
+	g.srv.OnRefer(wrap(g.inDialog))
+	g.srv.OnNotify(wrap(g.inDialog))
+	g.srv.OnCancel(wrap(func(req *sip.Request, tx sip.ServerTransaction) {
+		// Matched CANCELs are absorbed by the transaction layer.
+		g.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+	}))
+	g.srv.OnOptions(wrap(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		res.AppendHeader(sip.NewHeader("Allow", allowed))
+		res.AppendHeader(sip.NewHeader("Supported", "100rel, replaces"))
+		_ = tx.Respond(res)
+	}))
+	g.srv.OnNoRoute(wrap(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, 405, "Method Not Allowed", nil)
+		res.AppendHeader(sip.NewHeader("Allow", allowed))
+		_ = tx.Respond(res)
+	}))
+}
+
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, INFO, REFER, NOTIFY"
+
+func (g *Gateway) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string) {
+	if err := tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil)); err != nil {
+		g.log.Debug("sipgw: respond failed", "code", code, "error", err)
+	}
+}
+
+// findDialog returns the call an in-dialog request belongs to.
+func (g *Gateway) findDialog(req *sip.Request) *Call {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if id, err := sip.DialogIDFromRequestUAS(req); err == nil {
+		if c := g.dialogs[id]; c != nil {
+			return c
+		}
+	}
+	if id, err := sip.DialogIDFromRequestUAC(req); err == nil {
+		if c := g.dialogs[id]; c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		c := g.findDialog(req)
+		if c == nil {
+			g.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+			return
+		}
+		c.handleReinvite(req, tx)
+		return
+	}
+	g.handleNewInvite(req, tx)
+}
+
+func (g *Gateway) handleAck(req *sip.Request, tx sip.ServerTransaction) {
+	if c := g.findDialog(req); c != nil {
+		c.handleAck(req)
+	}
+}
+
+func (g *Gateway) inDialog(req *sip.Request, tx sip.ServerTransaction) {
+	c := g.findDialog(req)
+	if c == nil {
+		g.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	c.handleInDialog(req, tx)
+}
+
+func (g *Gateway) addCall(c *Call) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return ErrClosed
+	}
+	if len(g.calls) >= g.cfg.MaxCalls {
+		return ErrOverloaded
+	}
+	g.calls[c] = struct{}{}
+	return nil
+}
+
+func (g *Gateway) setDialog(id string, c *Call) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c == nil {
+		delete(g.dialogs, id)
+		return
+	}
+	g.dialogs[id] = c
+}
+
+func (g *Gateway) removeCall(c *Call) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.calls, c)
+	for id, d := range g.dialogs {
+		if d == c {
+			delete(g.dialogs, id)
+		}
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x", b)
+}
+
+func randUUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

@@ -1,0 +1,319 @@
+package sipgw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// DialOptions describe an outgoing call. Every string comes from a web
+// frame and is validated.
+type DialOptions struct {
+	// Identity is the caller's web identity (From).
+	Identity string
+	// DisplayName is the caller's display name in From (optional).
+	DisplayName string
+	// Target is the callee as in the frame (see [Gateway.ParseTarget]).
+	Target string
+	// SDP is the offer. Required.
+	SDP []byte
+	// Headers are extension headers (see [ValidateHeader]).
+	Headers []Header
+	// Offer100rel adds Supported: 100rel, so the peer may send reliable
+	// provisionals that must be answered with [Call.Prack].
+	Offer100rel bool
+	// AutoPrack makes the gateway PRACK reliable provisionals itself.
+	AutoPrack bool
+}
+
+// Dial sends an INVITE and returns the call at once; responses arrive as
+// events: EventProgress (180/183, Reliable -> call Prack), EventAnswered
+// (2xx -> call Ack when the web caller confirms), EventEnded (3xx-6xx,
+// cancel, timeout). ctx bounds only the sending of the INVITE; the call
+// lives until it ends.
+func (g *Gateway) Dial(ctx context.Context, o DialOptions) (*Call, error) {
+	if g.ctx == nil {
+		return nil, ErrClosed
+	}
+	from, err := g.AOR(o.Identity)
+	if err != nil {
+		return nil, err
+	}
+	to, err := g.ParseTarget(o.Target)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateDisplayName(o.DisplayName); err != nil {
+		return nil, err
+	}
+	for _, h := range o.Headers {
+		if err := ValidateHeader(h); err != nil {
+			return nil, err
+		}
+	}
+	if len(o.SDP) == 0 {
+		return nil, invalid("offer without SDP")
+	}
+	c := g.newCall(Outgoing)
+	c.identity, c.local, c.remote, c.autoPrack = o.Identity, from, to, o.AutoPrack
+	c.prackCh = make(chan prackCmd)
+	if cr, ok := g.cfg.Credentials[o.Identity]; ok && cr.Password != "" {
+		c.password = DigestAuth{Username: cr.Username, Password: cr.Password}
+		if c.password.Username == "" {
+			c.password.Username = from.User
+		}
+	}
+	if err := g.addCall(c); err != nil {
+		return nil, err
+	}
+
+	req := sip.NewRequest(sip.INVITE, *to.Clone())
+	req.SetTransport(g.cfg.Transport)
+	fromH := &sip.FromHeader{DisplayName: o.DisplayName, Address: from, Params: sip.NewParams()}
+	fromH.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(fromH)
+	req.AppendHeader(&sip.ToHeader{Address: *to.Clone(), Params: sip.NewParams()})
+	if g.route != nil {
+		req.AppendHeader(&sip.RouteHeader{Address: *g.route.Clone()})
+	}
+	ct := g.contactHeader("gw")
+	req.AppendHeader(&ct)
+	req.AppendHeader(sip.NewHeader("Allow", allowed))
+	if o.Offer100rel {
+		req.AppendHeader(sip.NewHeader("Supported", "100rel"))
+	}
+	req.AppendHeader(sip.NewHeader("User-Agent", g.cfg.UserAgent))
+	for _, h := range o.Headers {
+		req.AppendHeader(sip.NewHeader(h.Name, h.Value))
+	}
+	setSDP(req, o.SDP)
+
+	c.inviteCtx, c.inviteCancel = context.WithCancel(context.Background())
+	untrack := g.track()
+	c.uac, err = g.dua.WriteInvite(ctx, req)
+	if err != nil {
+		untrack()
+		c.inviteCancel()
+		g.removeCall(c)
+		close(c.done)
+		return nil, fmt.Errorf("sipgw: INVITE: %w", err)
+	}
+	g.log.Info("sipgw: outgoing call", "call", c.id, "from", from.String(), "to", to.String())
+	g.wg.Go(func() { c.runOutgoing(untrack) })
+	return c, nil
+}
+
+func (c *Call) runOutgoing(untrack func()) {
+	err := c.uac.WaitAnswer(c.inviteCtx, sipgo.AnswerOptions{
+		OnResponse: c.onResponse,
+		Username:   c.password.Username,
+		Password:   c.password.Password,
+	})
+	untrack()
+	if err != nil {
+		var dr *sipgo.ErrDialogResponse
+		switch {
+		case errors.As(err, &dr):
+			c.finish(Event{End: EndRejected, Code: dr.Res.StatusCode, Reason: dr.Res.Reason})
+		case c.inviteCtx.Err() != nil:
+			if res := c.uac.InviteResponse; res != nil && res.IsSuccess() {
+				// The answer crossed our CANCEL: confirm, then end it.
+				if id, err := sip.DialogIDFromResponse(res); err == nil {
+					c.uac.ID = id
+					c.ackAndBye()
+				}
+			}
+			if c.g.ctx.Err() != nil {
+				c.finish(Event{End: EndShutdown, Code: 503})
+				return
+			}
+			c.finish(Event{End: EndCancelled, Code: 487})
+		case errors.Is(err, sip.ErrTransactionTimeout):
+			c.finish(Event{End: EndTimeout, Code: 408})
+		default:
+			c.g.log.Info("sipgw: INVITE failed", "call", c.id, "error", err)
+			c.finish(Event{End: EndError, Code: 503, Reason: "Service Unavailable"})
+		}
+		return
+	}
+	c.mu.Lock()
+	cancelled := c.inviteCtx.Err() != nil
+	if !cancelled {
+		c.state = stateAnswered
+	}
+	c.mu.Unlock()
+	if cancelled {
+		c.ackAndBye()
+		c.finish(Event{End: EndCancelled, Code: 487})
+		return
+	}
+	c.g.setDialog(c.uac.ID, c)
+	res := c.uac.InviteResponse
+	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body()})
+	c.loop(c.uac.Context())
+}
+
+func (c *Call) ackAndBye() {
+	ctx, cancel := context.WithTimeout(context.Background(), sip.Timer_F)
+	defer cancel()
+	if err := c.Ack(ctx, nil); err != nil {
+		return
+	}
+	_ = c.bye(ctx)
+}
+
+// onResponse runs on the owner goroutine, inside WaitAnswer, for every
+// response to our INVITE.
+func (c *Call) onResponse(r *sip.Response) error {
+	if r.StatusCode == 100 || !r.IsProvisional() {
+		return nil
+	}
+	var rseq uint32
+	reliable := false
+	if headerHasToken(r, "Require", "100rel") {
+		if h := r.GetHeader("RSeq"); h != nil {
+			n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+			if err == nil && n > 0 {
+				reliable, rseq = true, uint32(n)
+			}
+		}
+	}
+	if reliable {
+		if rseq <= c.lastRSeq {
+			return nil // a retransmission (RFC 3262 4)
+		}
+		c.lastRSeq = rseq
+	}
+	c.mu.Lock()
+	c.rseq = rseq
+	c.mu.Unlock()
+	c.emit(Event{Kind: EventProgress, Code: r.StatusCode, Reason: r.Reason, SDP: r.Body(), Reliable: reliable, RSeq: rseq})
+	if !reliable {
+		return nil
+	}
+	if c.autoPrack {
+		if err := c.sendPrack(r, rseq, nil); err != nil {
+			c.g.log.Info("sipgw: PRACK failed", "call", c.id, "error", err)
+		}
+		return nil
+	}
+	t := time.NewTimer(sip.Timer_B)
+	defer t.Stop()
+	select {
+	case cmd := <-c.prackCh:
+		cmd.res <- c.sendPrack(r, rseq, cmd.sdp)
+	case <-c.inviteCtx.Done():
+	case <-t.C:
+		c.g.log.Info("sipgw: no PRACK from the web side", "call", c.id)
+	}
+	c.mu.Lock()
+	c.rseq = 0
+	c.mu.Unlock()
+	return nil
+}
+
+// Prack acknowledges the reliable provisional of the last EventProgress
+// (RFC 3262), with sdp when the web side answers an offer in it. It
+// returns when the peer answered the PRACK.
+func (c *Call) Prack(ctx context.Context, sdp []byte) error {
+	c.mu.Lock()
+	pending := c.dir == Outgoing && c.state == stateInviting && c.rseq != 0
+	c.mu.Unlock()
+	if !pending {
+		return ErrCallState
+	}
+	cmd := prackCmd{sdp: sdp, res: make(chan error, 1)}
+	select {
+	case c.prackCh <- cmd:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.done:
+		return ErrCallState
+	}
+	select {
+	case err := <-cmd.res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Call) sendPrack(r *sip.Response, rseq uint32, sdp []byte) error {
+	target := *c.uac.InviteRequest.Recipient.Clone()
+	if ct := r.Contact(); ct != nil {
+		target = *ct.Address.Clone()
+	}
+	req := sip.NewRequest(sip.PRACK, target)
+	req.AppendHeader(sip.NewHeader("RAck", fmt.Sprintf("%d %d INVITE", rseq, c.uac.InviteRequest.CSeq().SeqNo)))
+	setSDP(req, sdp)
+	ctx, cancel := context.WithTimeout(c.inviteCtx, sip.Timer_F)
+	defer cancel()
+	res, err := c.request(ctx, req)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.pracked = true
+	c.mu.Unlock()
+	if !res.IsSuccess() {
+		return &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+	}
+	return nil
+}
+
+// Ack confirms the 2xx of an outgoing call (the web caller's complete).
+// sdp is for a late offer only.
+func (c *Call) Ack(ctx context.Context, sdp []byte) error {
+	c.mu.Lock()
+	if c.dir != Outgoing || c.state != stateAnswered || c.acked {
+		c.mu.Unlock()
+		return ErrCallState
+	}
+	c.acked = true
+	c.state = stateConfirmed
+	pracked := c.pracked
+	c.mu.Unlock()
+	if !pracked && len(sdp) == 0 {
+		// sipgo's ACK also answers 2xx retransmissions.
+		return c.uac.Ack(ctx)
+	}
+	// After a PRACK sipgo's dialog CSeq has moved on; build the ACK for
+	// the INVITE's CSeq ourselves (RFC 3261 13.2.2.4).
+	inv, res := c.uac.InviteRequest, c.uac.InviteResponse
+	target := *inv.Recipient.Clone()
+	if ct := res.Contact(); ct != nil {
+		target = *ct.Address.Clone()
+	}
+	ack := sip.NewRequest(sip.ACK, target)
+	ack.AppendHeader(sip.HeaderClone(inv.From()))
+	ack.AppendHeader(sip.HeaderClone(res.To()))
+	ack.AppendHeader(sip.HeaderClone(inv.CallID()))
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.ACK})
+	mf := sip.MaxForwardsHeader(70)
+	ack.AppendHeader(&mf)
+	rrs := res.GetHeaders("Record-Route")
+	for i := len(rrs) - 1; i >= 0; i-- {
+		ack.AppendHeader(sip.NewHeader("Route", rrs[i].Value()))
+	}
+	ack.AppendHeader(sip.HeaderClone(inv.Contact()))
+	setSDP(ack, sdp)
+	ack.SetTransport(inv.Transport())
+	return c.g.cli.WriteRequest(ack)
+}
+
+func headerHasToken(m interface{ GetHeaders(string) []sip.Header }, name, token string) bool {
+	for _, h := range m.GetHeaders(name) {
+		for _, t := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}

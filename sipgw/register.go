@@ -1,0 +1,493 @@
+package sipgw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
+)
+
+// Challenge is a 401/407 digest challenge from the registrar, surfaced so
+// the web side can answer it (JSONrtc `authenticate`).
+type Challenge struct {
+	Proxy     bool // 407 Proxy-Authenticate rather than 401
+	Scheme    string
+	Realm     string
+	Nonce     string
+	Algorithm string
+	QOP       []string
+	Opaque    string
+	Stale     bool
+	// Method and URI are what a client-computed response must cover.
+	Method string
+	URI    string
+}
+
+// Authorization answers a Challenge (JSONrtc `authorization`): either
+// {Username, Realm, HA1} (or a Password), from which the gateway computes
+// every response, or one client-computed {Username, Realm, Nonce,
+// Response, CNonce, NC, URI, QOP} for exactly one challenge.
+type Authorization struct {
+	Username string
+	Realm    string
+	HA1      string
+	Password string
+
+	Nonce    string
+	Response string
+	CNonce   string
+	NC       int
+	URI      string
+	QOP      string
+	Proxy    bool
+}
+
+// ChallengeError is returned by Register when the registrar challenged
+// and nothing available could answer; the gateway sends it to the web
+// client as error 401/407 with `authenticate`.
+type ChallengeError struct{ Challenge Challenge }
+
+func (e *ChallengeError) Error() string {
+	code := 401
+	if e.Challenge.Proxy {
+		code = 407
+	}
+	return fmt.Sprintf("sipgw: registrar challenged (%d, realm %q)", code, e.Challenge.Realm)
+}
+
+// AuthFunc answers a challenge synchronously (e.g. from a credential
+// store); it is also used to answer the challenges of refreshes.
+type AuthFunc func(ctx context.Context, ch Challenge) (Authorization, error)
+
+// RegisterOptions say how to answer the registrar's challenges. Gateway
+// credentials for the identity (config `credentials`) come first, then
+// Authorization, then Auth; with none, Register fails with
+// *ChallengeError.
+type RegisterOptions struct {
+	Authorization *Authorization
+	Auth          AuthFunc
+}
+
+// ErrRegistrationLost: a refresh failed; the binding is gone.
+var ErrRegistrationLost = errors.New("sipgw: registration lost")
+
+// Registration is one holder's share of an identity's registration.
+type Registration struct {
+	r    *registration
+	once sync.Once
+}
+
+type registration struct {
+	g        *Gateway
+	identity string
+	aor      sip.Uri
+	token    string
+	callID   string
+	fromTag  string
+
+	ready chan struct{} // closed when the first REGISTER is decided
+	err   error         // set before ready closes
+
+	mu      sync.Mutex // guards below
+	cseq    uint32
+	refs    int
+	auth    AuthFunc
+	cred    *Authorization // reusable (HA1 or password)
+	granted time.Duration
+	lostErr error
+
+	lost     chan struct{}
+	stopCh   chan struct{}
+	stopOnce sync.Once
+	loopDone chan struct{}
+}
+
+// Register binds identity at the registrar (REGISTER with this node's
+// +sip.instance), or joins the existing binding: one registration per
+// identity, reference counted across web sessions. It returns once the
+// registrar accepted. The binding is refreshed before expiry and removed
+// when the last holder calls Release.
+func (g *Gateway) Register(ctx context.Context, identity string, o *RegisterOptions) (*Registration, error) {
+	if g.ctx == nil {
+		return nil, ErrClosed
+	}
+	aor, err := g.AOR(identity)
+	if err != nil {
+		return nil, err
+	}
+	if o == nil {
+		o = &RegisterOptions{}
+	}
+	for {
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			return nil, ErrClosed
+		}
+		r := g.regs[identity]
+		if r != nil {
+			g.mu.Unlock()
+			select {
+			case <-r.ready:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			g.mu.Lock()
+			if r.err == nil && g.regs[identity] == r {
+				r.mu.Lock()
+				r.refs++
+				if o.Auth != nil {
+					r.auth = o.Auth
+				}
+				r.mu.Unlock()
+				g.mu.Unlock()
+				return &Registration{r: r}, nil
+			}
+			g.mu.Unlock()
+			if r.err != nil {
+				// The concurrent attempt failed; try with our own credentials.
+				continue
+			}
+			continue
+		}
+		r = &registration{
+			g: g, identity: identity, aor: aor, token: "r" + randHex(8),
+			callID: randUUID(), fromTag: sip.GenerateTagN(16), refs: 1, auth: o.Auth,
+			ready: make(chan struct{}), lost: make(chan struct{}),
+			stopCh: make(chan struct{}), loopDone: make(chan struct{}),
+		}
+		g.regs[identity] = r
+		g.contacts[r.token] = r
+		g.mu.Unlock()
+
+		granted, err := r.send(ctx, g.cfg.RegisterExpiry, o.Authorization)
+		if err != nil {
+			g.dropReg(r)
+			r.err = err
+			close(r.ready)
+			close(r.loopDone)
+			return nil, err
+		}
+		r.mu.Lock()
+		r.granted = granted
+		r.mu.Unlock()
+		close(r.ready)
+		g.log.Info("sipgw: registered", "identity", identity, "expires", granted)
+		g.wg.Go(r.refreshLoop)
+		return &Registration{r: r}, nil
+	}
+}
+
+func (g *Gateway) dropReg(r *registration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.regs[r.identity] == r {
+		delete(g.regs, r.identity)
+	}
+	if g.contacts[r.token] == r {
+		delete(g.contacts, r.token)
+	}
+}
+
+func (g *Gateway) lookupContact(token string) *registration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.contacts[token]
+}
+
+// Lost is closed when a refresh failed and the binding is gone.
+func (h *Registration) Lost() <-chan struct{} { return h.r.lost }
+
+// Err says why the registration was lost.
+func (h *Registration) Err() error {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	return h.r.lostErr
+}
+
+// Expires is the binding lifetime the registrar granted.
+func (h *Registration) Expires() time.Duration {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	return h.r.granted
+}
+
+// Release gives up this holder's share; the last one removes the binding
+// (REGISTER Expires: 0) before returning. Safe to call more than once.
+func (h *Registration) Release(ctx context.Context) error {
+	var err error
+	h.once.Do(func() {
+		r := h.r
+		g := r.g
+		g.mu.Lock()
+		r.mu.Lock()
+		r.refs--
+		last := r.refs == 0
+		r.mu.Unlock()
+		if last {
+			if g.regs[r.identity] == r {
+				delete(g.regs, r.identity)
+			}
+			if g.contacts[r.token] == r {
+				delete(g.contacts, r.token)
+			}
+		}
+		g.mu.Unlock()
+		if last {
+			err = r.stop(ctx)
+		}
+	})
+	return err
+}
+
+// stop ends refreshing and removes the binding, once.
+func (r *registration) stop(ctx context.Context) error {
+	var err error
+	r.stopOnce.Do(func() {
+		close(r.stopCh)
+		<-r.loopDone
+		select {
+		case <-r.lost:
+			return
+		default:
+		}
+		_, err = r.send(ctx, 0, nil)
+		r.g.dropReg(r)
+		r.g.log.Info("sipgw: unregistered", "identity", r.identity, "error", err)
+	})
+	return err
+}
+
+func (r *registration) refreshLoop() {
+	defer close(r.loopDone)
+	for {
+		r.mu.Lock()
+		in := r.granted * 4 / 5
+		r.mu.Unlock()
+		if in < time.Second {
+			in = time.Second
+		}
+		t := time.NewTimer(in)
+		select {
+		case <-t.C:
+		case <-r.stopCh:
+			t.Stop()
+			return
+		case <-r.g.ctx.Done():
+			t.Stop()
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.g.ctx, sip.Timer_F)
+		granted, err := r.send(ctx, r.g.cfg.RegisterExpiry, nil)
+		cancel()
+		if err != nil {
+			r.g.log.Info("sipgw: registration refresh failed", "identity", r.identity, "error", err)
+			r.mu.Lock()
+			r.lostErr = fmt.Errorf("%w: %w", ErrRegistrationLost, err)
+			r.mu.Unlock()
+			r.g.dropReg(r)
+			close(r.lost)
+			return
+		}
+		r.mu.Lock()
+		r.granted = granted
+		r.mu.Unlock()
+	}
+}
+
+func (r *registration) newRequest(expires time.Duration) *sip.Request {
+	g := r.g
+	req := sip.NewRequest(sip.REGISTER, *g.regURI.Clone())
+	req.SetTransport(g.cfg.Transport)
+	from := &sip.FromHeader{Address: *r.aor.Clone(), Params: sip.NewParams()}
+	from.Params.Add("tag", r.fromTag)
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: *r.aor.Clone(), Params: sip.NewParams()})
+	cid := sip.CallIDHeader(r.callID)
+	req.AppendHeader(&cid)
+	r.mu.Lock()
+	r.cseq++
+	seq := r.cseq
+	r.mu.Unlock()
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.REGISTER})
+	if g.route != nil {
+		req.AppendHeader(&sip.RouteHeader{Address: *g.route.Clone()})
+	}
+	ct := g.contactHeader(r.token)
+	ct.Params.Add("+sip.instance", `"<`+g.instance+`>"`)
+	req.AppendHeader(&ct)
+	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
+	req.AppendHeader(sip.NewHeader("User-Agent", g.cfg.UserAgent))
+	return req
+}
+
+// send does one REGISTER (expires 0 removes), answering up to two
+// challenges, and returns the granted expiry.
+func (r *registration) send(ctx context.Context, expires time.Duration, preset *Authorization) (time.Duration, error) {
+	g := r.g
+	req := r.newRequest(expires)
+	if preset != nil && preset.Response != "" {
+		ch := Challenge{Proxy: preset.Proxy, Realm: preset.Realm, Nonce: preset.Nonce, Method: "REGISTER", URI: g.regURI.String()}
+		if err := applyAuth(req, ch, *preset); err != nil {
+			return 0, err
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		done := g.track()
+		res, err := g.cli.Do(ctx, req)
+		done()
+		if err != nil {
+			return 0, fmt.Errorf("sipgw: REGISTER %s: %w", r.identity, err)
+		}
+		if res.IsSuccess() {
+			return r.grantedExpiry(res, expires), nil
+		}
+		if (res.StatusCode != 401 && res.StatusCode != 407) || attempt >= 2 {
+			return 0, &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+		}
+		ch, err := parseChallenge(res, "REGISTER", g.regURI.String())
+		if err != nil {
+			return 0, err
+		}
+		a, err := r.answer(ctx, ch, preset)
+		if err != nil {
+			return 0, err
+		}
+		req = r.newRequest(expires)
+		if err := applyAuth(req, ch, a); err != nil {
+			return 0, err
+		}
+		if a.HA1 != "" || a.Password != "" {
+			r.mu.Lock()
+			r.cred = &a
+			r.mu.Unlock()
+		}
+	}
+}
+
+// answer picks the credentials for a challenge.
+func (r *registration) answer(ctx context.Context, ch Challenge, preset *Authorization) (Authorization, error) {
+	if c, ok := r.g.cfg.Credentials[r.identity]; ok {
+		user := c.Username
+		if user == "" {
+			user = r.aor.User
+		}
+		return Authorization{Username: user, Realm: c.Realm, HA1: c.HA1, Password: c.Password}, nil
+	}
+	if preset != nil && (preset.HA1 != "" || preset.Password != "") {
+		return *preset, nil
+	}
+	r.mu.Lock()
+	cred, auth := r.cred, r.auth
+	r.mu.Unlock()
+	if cred != nil {
+		return *cred, nil
+	}
+	if auth != nil {
+		a, err := auth(ctx, ch)
+		if err != nil {
+			return a, fmt.Errorf("sipgw: answering challenge: %w", err)
+		}
+		return a, nil
+	}
+	return Authorization{}, &ChallengeError{Challenge: ch}
+}
+
+func parseChallenge(res *sip.Response, method, uri string) (Challenge, error) {
+	name, proxy := "WWW-Authenticate", false
+	if res.StatusCode == 407 {
+		name, proxy = "Proxy-Authenticate", true
+	}
+	h := res.GetHeader(name)
+	if h == nil {
+		return Challenge{}, &ResponseError{Code: res.StatusCode, Reason: "challenge without " + name}
+	}
+	c, err := digest.ParseChallenge(h.Value())
+	if err != nil {
+		return Challenge{}, fmt.Errorf("sipgw: %s: %w", name, err)
+	}
+	return Challenge{
+		Proxy: proxy, Scheme: "Digest", Realm: c.Realm, Nonce: c.Nonce,
+		Algorithm: strings.ToUpper(c.Algorithm), QOP: c.QOP, Opaque: c.Opaque, Stale: c.Stale,
+		Method: method, URI: uri,
+	}, nil
+}
+
+// applyAuth adds Authorization or Proxy-Authorization to req.
+func applyAuth(req *sip.Request, ch Challenge, a Authorization) error {
+	for _, s := range []string{a.Username, a.Realm, a.HA1, a.Nonce, a.Response, a.CNonce, a.URI, a.QOP} {
+		if hasCtl(s) || strings.ContainsAny(s, `"\`) || len(s) > 256 {
+			return invalid("authorization field")
+		}
+	}
+	if a.Username == "" {
+		return invalid("authorization without username")
+	}
+	var cred *digest.Credentials
+	if a.Response != "" {
+		uri := a.URI
+		if uri == "" {
+			uri = ch.URI
+		}
+		nonce := a.Nonce
+		if nonce == "" {
+			nonce = ch.Nonce
+		}
+		realm := a.Realm
+		if realm == "" {
+			realm = ch.Realm
+		}
+		cred = &digest.Credentials{
+			Username: a.Username, Realm: realm, Nonce: nonce, URI: uri, Response: a.Response,
+			Algorithm: ch.Algorithm, Cnonce: a.CNonce, Opaque: ch.Opaque, QOP: a.QOP, Nc: a.NC,
+		}
+	} else {
+		if a.HA1 != "" && a.Realm != "" && a.Realm != ch.Realm {
+			return invalid("ha1 is for realm %q, challenge is for %q", a.Realm, ch.Realm)
+		}
+		if a.HA1 == "" && a.Password == "" {
+			return invalid("authorization without ha1, password or response")
+		}
+		chal := &digest.Challenge{Realm: ch.Realm, Nonce: ch.Nonce, Opaque: ch.Opaque, Algorithm: ch.Algorithm, QOP: ch.QOP}
+		var err error
+		cred, err = digest.Digest(chal, digest.Options{
+			Method: ch.Method, URI: ch.URI, Username: a.Username, Password: a.Password, A1: a.HA1,
+		})
+		if err != nil {
+			return fmt.Errorf("sipgw: digest: %w", err)
+		}
+	}
+	name := "Authorization"
+	if ch.Proxy {
+		name = "Proxy-Authorization"
+	}
+	req.RemoveHeader(name)
+	req.AppendHeader(sip.NewHeader(name, cred.String()))
+	return nil
+}
+
+func (r *registration) grantedExpiry(res *sip.Response, asked time.Duration) time.Duration {
+	for _, h := range res.GetHeaders("Contact") {
+		ct, ok := h.(*sip.ContactHeader)
+		if !ok || ct.Address.User != r.token {
+			continue
+		}
+		if v, ok := ct.Params.Get("expires"); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				return time.Duration(n) * time.Second
+			}
+		}
+	}
+	if h := res.GetHeader("Expires"); h != nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil {
+			return time.Duration(n) * time.Second
+		}
+	}
+	return asked
+}

@@ -1,0 +1,523 @@
+package interop
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// domain is the SIP domain Kamailio serves in every test.
+const domain = "example.com"
+
+// kamailioCfg is the proxy/registrar under test: digest auth on REGISTER
+// against static passwords (pv_www_authenticate), usrloc in memory,
+// record-routing, and "uas-<port>" users routed to a SIPp UAS on
+// 127.0.0.1:<port>.
+var kamailioCfg = template.Must(template.New("kamailio.cfg").Parse(`#!KAMAILIO
+debug=2
+log_stderror=yes
+memdbg=5
+memlog=5
+children=1
+tcp_children=2
+auto_aliases=no
+alias="{{.Domain}}"
+listen=udp:127.0.0.1:{{.Port}}
+listen=tcp:127.0.0.1:{{.Port}}
+mpath="{{.ModPath}}"
+loadmodule "kex.so"
+loadmodule "corex.so"
+loadmodule "tm.so"
+loadmodule "tmx.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "sanity.so"
+loadmodule "auth.so"
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "max_expires", 3600)
+modparam("registrar", "min_expires", 10)
+modparam("rr", "enable_full_lr", 1)
+modparam("tm", "fr_inv_timer", 20000)
+
+request_route {
+	if (!mf_process_maxfwd_header("10")) {
+		sl_send_reply("483", "Too Many Hops");
+		exit;
+	}
+	if (!sanity_check("17895", "7")) {
+		exit;
+	}
+	if (is_method("OPTIONS") && uri==myself && $rU==$null) {
+		sl_send_reply("200", "OK");
+		exit;
+	}
+	if (is_method("CANCEL")) {
+		if (t_check_trans()) {
+			route(RELAY);
+		}
+		exit;
+	}
+	if (!is_method("ACK")) {
+		if (t_precheck_trans()) {
+			t_check_trans();
+			exit;
+		}
+		t_check_trans();
+	}
+	if (has_totag()) {
+		if (loose_route()) {
+			route(RELAY);
+			exit;
+		}
+		if (is_method("ACK")) {
+			if (t_check_trans()) {
+				route(RELAY);
+			}
+			exit;
+		}
+		sl_send_reply("404", "Not here");
+		exit;
+	}
+	remove_hf("Route");
+	if (is_method("INVITE|SUBSCRIBE|REFER")) {
+		record_route();
+	}
+	if (is_method("REGISTER")) {
+		$var(pw) = "";
+{{- range $user, $pw := .Users}}
+		if ($tU == "{{$user}}") { $var(pw) = "{{$pw}}"; }
+{{- end}}
+		if ($var(pw) != "") {
+			if (!pv_www_authenticate("$td", "$var(pw)", "0")) {
+				www_challenge("$td", "0");
+				exit;
+			}
+			consume_credentials();
+		}
+		if (!save("location")) {
+			sl_reply_error();
+		}
+		exit;
+	}
+	if ($rU == $null) {
+		sl_send_reply("484", "Address Incomplete");
+		exit;
+	}
+	if ($rU =~ "^uas-[0-9]+$") {
+		$du = "sip:127.0.0.1:" + $(rU{s.substr,4,0});
+		route(RELAY);
+		exit;
+	}
+	if (!lookup("location")) {
+		t_reply("404", "Not Found");
+		exit;
+	}
+	route(RELAY);
+}
+
+route[RELAY] {
+	if (!t_relay()) {
+		sl_reply_error();
+	}
+	exit;
+}
+`))
+
+// users and their digest passwords at Kamailio; "" registers without auth.
+var users = map[string]string{"alice": "alicepw", "carol": "carolpw", "open": ""}
+
+func need(t *testing.T, bins ...string) {
+	t.Helper()
+	for _, b := range bins {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not installed (apt-get install kamailio sip-tester): %v", b, err)
+		}
+	}
+}
+
+// freePort returns a UDP port that was free on 127.0.0.1 when asked.
+// Kamailio and SIPp cannot be handed a bound socket, so a tiny race with
+// other processes remains.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		pc.Close()
+		// Kamailio also listens on TCP with the same port.
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
+	}
+}
+
+// proc is a child process whose output is kept for failure reports.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan struct{}
+	err  error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func start(t *testing.T, name string, dir string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, out: &lockedBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(args[0], args[1:]...)
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.Stdin = nil
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+				_ = p.cmd.Process.Kill()
+				<-p.done
+			}
+		}
+		if t.Failed() {
+			t.Logf("--- %s output ---\n%s", name, tail(p.out.String(), 6000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s still running after %v", p.name, timeout)
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode()
+	}
+	if p.err != nil {
+		t.Fatalf("%s: %v", p.name, p.err)
+	}
+	return 0
+}
+
+// Kamailio is a running proxy/registrar on 127.0.0.1:Port (UDP and TCP).
+type Kamailio struct {
+	Port int
+	Addr string
+}
+
+func startKamailio(t *testing.T) *Kamailio {
+	t.Helper()
+	need(t, "kamailio")
+	dir := t.TempDir()
+	port := freePort(t)
+	modPath := "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+	if out, err := exec.Command("sh", "-c", "dirname $(find /usr/lib -name tm.so -path '*kamailio*' | head -1)").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
+		modPath = string(bytes.TrimSpace(out)) + "/"
+	}
+	var cfg bytes.Buffer
+	if err := kamailioCfg.Execute(&cfg, map[string]any{"Domain": domain, "Port": port, "ModPath": modPath, "Users": users}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "kamailio.cfg")
+	if err := os.WriteFile(path, cfg.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, "kamailio", dir, "kamailio", "-DD", "-E", "-f", path, "-P", filepath.Join(dir, "kamailio.pid"),
+		"-Y", dir, "-w", dir, "-m", "64", "-M", "8")
+	k := &Kamailio{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port)}
+	// Ready when it answers OPTIONS.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case <-p.done:
+			t.Fatalf("kamailio exited: %v\n%s", p.err, tail(p.out.String(), 4000))
+		default:
+		}
+		if optionsPing(k.Addr, 200*time.Millisecond) {
+			return k
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kamailio not answering on %s", k.Addr)
+		}
+	}
+}
+
+// optionsPing sends one OPTIONS over UDP and reports a 200 within timeout.
+func optionsPing(addr string, timeout time.Duration) bool {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	la := c.LocalAddr().String()
+	msg := "OPTIONS sip:" + addr + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + la + ";branch=z9hG4bK" + strconv.FormatInt(time.Now().UnixNano(), 36) + ";rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:" + addr + ">\r\n" +
+		"Call-ID: probe-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return false
+	}
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 4096)
+	n, err := c.Read(buf)
+	return err == nil && bytes.HasPrefix(buf[:n], []byte("SIP/2.0 200"))
+}
+
+// Sipp is one SIPp run.
+type Sipp struct {
+	*proc
+	Port int
+}
+
+// startSipp runs SIPp with scenario (under scenarios/) on a free port.
+// remote is "" for a UAS. The process is bounded by -timeout.
+func startSipp(t *testing.T, scenario string, remote string, extra ...string) *Sipp {
+	t.Helper()
+	need(t, "sipp")
+	dir := t.TempDir()
+	// SIPp writes its logs next to the scenario: run a copy in a temp dir.
+	b, err := os.ReadFile(filepath.Join("scenarios", scenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, scenario), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	args := []string{"sipp", "-sf", scenario, "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-m", "1",
+		"-buff_size", "1048576", "-nostdin", "-timeout", "30s", "-timeout_error", "-trace_err", "-trace_msg",
+		"-max_recv_loops", "1000"}
+	args = append(args, extra...)
+	if remote != "" {
+		args = append(args, remote)
+	}
+	s := &Sipp{proc: start(t, "sipp "+scenario, dir, args...), Port: port}
+	t.Cleanup(func() {
+		if t.Failed() {
+			if b, err := readLog(dir, "*errors.log"); err == nil {
+				t.Logf("--- sipp %s errors ---\n%s", scenario, tail(b, 4000))
+			}
+			if b, err := readLog(dir, "*messages.log"); err == nil {
+				t.Logf("--- sipp %s messages ---\n%s", scenario, tail(b, 12000))
+			}
+		}
+	})
+	if remote == "" {
+		waitUDPBound(t, s.proc, port)
+	}
+	return s
+}
+
+func readLog(dir, pattern string) (string, error) {
+	m, _ := filepath.Glob(filepath.Join(dir, pattern))
+	if len(m) == 0 {
+		return "", os.ErrNotExist
+	}
+	b, err := os.ReadFile(m[0])
+	return string(b), err
+}
+
+// waitUDPBound waits until some process has bound 127.0.0.1:port (UDP),
+// reading /proc/net/udp so as not to disturb the socket.
+func waitUDPBound(t *testing.T, p *proc, port int) {
+	t.Helper()
+	want := fmt.Sprintf("0100007F:%04X", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f, err := os.Open("/proc/net/udp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) > 1 && fields[1] == want {
+				found = true
+				break
+			}
+		}
+		f.Close()
+		if found {
+			return
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited early: %v\n%s", p.name, p.err, tail(p.out.String(), 3000))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not bind port %d", p.name, port)
+		}
+	}
+}
+
+// expectSuccess waits for SIPp to end and checks it counted one
+// successful call and no failure (exit code 0).
+func (s *Sipp) expectSuccess(t *testing.T) {
+	t.Helper()
+	if code := s.wait(t, 40*time.Second); code != 0 {
+		t.Fatalf("%s exit code %d\n%s", s.name, code, tail(s.out.String(), 3000))
+	}
+}
+
+// newGateway starts a sipgw on loopback UDP pointed at k and closes it,
+// checking nothing is left, in Cleanup.
+func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config)) *sipgw.Gateway {
+	t.Helper()
+	cfg := sipgw.Config{
+		Listen:        sipgw.ListenConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"},
+		Domain:        domain,
+		OutboundProxy: "sip:" + k.Addr,
+		Registrar:     "sip:" + k.Addr,
+		UserAgent:     "jsonrtc-interop",
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	level := slog.LevelWarn
+	if os.Getenv("SIPGW_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	g, err := sipgw.New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := g.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return g
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+var _ io.Writer = testWriter{}
+
+// assertIdle checks that nothing is left of the calls.
+func assertIdle(t *testing.T, g *sipgw.Gateway) {
+	t.Helper()
+	st := g.Stats()
+	if st.Calls != 0 || st.Dialogs != 0 || st.Transactions != 0 {
+		t.Fatalf("left behind: %+v", st)
+	}
+}
+
+// next waits for the call's next event.
+func next(t *testing.T, c *sipgw.Call) sipgw.Event {
+	t.Helper()
+	select {
+	case ev, ok := <-c.Events():
+		if !ok {
+			t.Fatal("events closed")
+		}
+		return ev
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event within 30s")
+	}
+	return sipgw.Event{}
+}
+
+func expect(t *testing.T, c *sipgw.Call, kind sipgw.EventKind) sipgw.Event {
+	t.Helper()
+	ev := next(t, c)
+	if ev.Kind != kind {
+		t.Fatalf("event %v (code %d, end %v), want %v", ev.Kind, ev.Code, ev.End, kind)
+	}
+	return ev
+}
+
+// ended waits for EventEnded, skipping other events, and for Done.
+func ended(t *testing.T, c *sipgw.Call) sipgw.Event {
+	t.Helper()
+	for {
+		ev := next(t, c)
+		if ev.Kind == sipgw.EventEnded {
+			select {
+			case <-c.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("call not done after EventEnded")
+			}
+			return ev
+		}
+	}
+}
+
+const offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"

@@ -1,0 +1,618 @@
+package presence
+
+import (
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/presence/pidf"
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// Handler is the presence server between web users and the web side of
+// presence toward an Upstream.
+//
+// Lock order: Handler.mu, then the Directory's lock (Known, Sessions),
+// then an Endpoint's own lock inside Send. Frames are sent under mu so
+// that every watcher sees changes in the order they happened; the
+// gateway must therefore never call the Handler while holding its
+// session table's lock. Upstream.Subscribe and stop are called without
+// mu.
+type Handler struct {
+	cfg   Config
+	up    Upstream
+	allow func(watcher, presentity string) bool
+	dir   call.Directory
+	log   *slog.Logger
+
+	mu        sync.Mutex
+	subs      map[subKey]*sub
+	bySession map[string]map[*sub]struct{}
+	ents      map[string]*entity
+	pubSeq    uint64
+}
+
+type subKey struct{ session, subsession string }
+
+// entity is a web presentity: an identity with live sessions or
+// watchers.
+type entity struct {
+	id       string
+	sessions map[string]struct{}
+	pubs     map[string]publication // by session id
+	watchers map[*sub]struct{}
+	last     protocol.PresencePayload // the state last notified
+}
+
+type publication struct {
+	state protocol.PresencePayload
+	seq   uint64
+}
+
+// sub is one subscription: a subsession of a watcher's session.
+type sub struct {
+	ep     call.Endpoint
+	key    subKey
+	target string  // as the watcher named it
+	ent    *entity // a web presentity, or nil for an upstream one
+	expiry time.Duration
+	timer  *time.Timer
+	gen    uint64 // which arming of timer is current
+	ended  bool
+
+	// Upstream subscriptions only.
+	stop      func()
+	pending   bool // not yet accepted
+	startCorr string
+	startInit string
+	lastUp    *protocol.PresencePayload
+}
+
+// NewHandler returns a Handler that finds web users in dir.
+func NewHandler(dir call.Directory, opts Options) *Handler {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{
+		cfg: opts.Config.withDefaults(), up: opts.Upstream, allow: opts.Allow, dir: dir, log: log,
+		subs: map[subKey]*sub{}, bySession: map[string]map[*sub]struct{}{}, ents: map[string]*entity{},
+	}
+}
+
+// Subscriptions returns the number of live subscriptions, for leak
+// checks.
+func (h *Handler) Subscriptions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+// Presentities returns the number of web presentities with a record
+// (live sessions or watchers), for leak checks.
+func (h *Handler) Presentities() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.ents)
+}
+
+// HandleFrame processes a presence frame from ep, already deduplicated
+// and validated.
+func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
+	switch {
+	case f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionStart:
+		h.start(ep, f)
+	case f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionPublish:
+		h.publish(ep, f)
+	case f.Control.Type == protocol.TypeMessage && f.Header.Action == protocol.ActionShutdown:
+		h.unsubscribe(ep, f)
+	case f.Control.Type == protocol.TypeRequest:
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeMethodNotAllowed, ""), false)
+	}
+	// Anything else (a client's answer to a notify, which needs none) is
+	// dropped.
+}
+
+// SessionStarted tells the Handler that ep is a new live session: its
+// identity becomes open (unless it published otherwise) and watchers are
+// told. Calling it again, or on a resume, does nothing.
+func (h *Handler) SessionStarted(ep call.Endpoint) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// Only a session the directory still lists: one that ended meanwhile
+	// has had, or is about to get, its SessionEnded, which is ordered
+	// after it leaves the directory.
+	for _, x := range h.dir.Sessions(ep.Identity()) {
+		if x.ID() == ep.ID() {
+			h.touchLocked(ep)
+			return
+		}
+	}
+}
+
+// SessionEnded ends ep's subscriptions and publication. When it was its
+// identity's last live session, the identity becomes closed and its
+// watchers are told.
+func (h *Handler) SessionEnded(ep call.Endpoint) {
+	h.mu.Lock()
+	var stops []func()
+	for s := range h.bySession[ep.ID()] {
+		if stop := h.endLocked(s); stop != nil {
+			stops = append(stops, stop)
+		}
+	}
+	if e := h.ents[ep.Identity()]; e != nil {
+		if _, ok := e.sessions[ep.ID()]; ok {
+			delete(e.sessions, ep.ID())
+			delete(e.pubs, ep.ID())
+			h.changedLocked(e)
+			h.gcLocked(e)
+		}
+	}
+	h.mu.Unlock()
+	for _, stop := range stops {
+		stop()
+	}
+}
+
+func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
+	if !ownAddress(ep, f.Header.Initiator) {
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeForbidden, "initiator is not you"), false)
+		return
+	}
+	target := f.Header.Target
+	if target == "" {
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, "start needs a target"), false)
+		return
+	}
+	if err := pidf.Validate(protocol.PresencePayload{Presentity: target}); err != nil {
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, "target: "+err.Error()), false)
+		return
+	}
+	expiry := seconds(h.cfg.Expiry)
+	if r := seconds(f.Header.Expiry); r > 0 && r < expiry {
+		expiry = max(r, seconds(h.cfg.MinExpiry))
+	}
+	key := subKey{ep.ID(), f.Control.SubsessionID}
+
+	h.mu.Lock()
+	h.touchLocked(ep)
+	if s := h.subs[key]; s != nil {
+		h.refreshLocked(s, f, expiry)
+		h.mu.Unlock()
+		return
+	}
+	id, web, found := h.resolveLocked(target)
+	switch {
+	case !found:
+		h.mu.Unlock()
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeNotFound, "no presence service for "+target), false)
+		return
+	case h.allow != nil && !h.allow(ep.Identity(), presentityName(id, target)):
+		h.mu.Unlock()
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeForbidden, "not allowed to watch "+target), false)
+		return
+	case len(h.bySession[ep.ID()]) >= h.cfg.MaxSubscriptions:
+		h.mu.Unlock()
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeServiceUnavailable, "too many subscriptions"), false)
+		return
+	}
+	s := &sub{ep: ep, key: key, target: target, expiry: expiry}
+	if web {
+		e := h.entityLocked(id)
+		if len(e.watchers) >= h.cfg.MaxWatchers {
+			h.gcLocked(e)
+			h.mu.Unlock()
+			ep.Send(reply(f, protocol.TypeError, protocol.CodeServiceUnavailable, "too many watchers of "+target), false)
+			return
+		}
+		s.ent = e
+		e.watchers[s] = struct{}{}
+		h.addLocked(s)
+		h.armLocked(s, expiry)
+		ep.Send(h.accepted(s, call.ClientCorrelation(f), f.Header.Initiator), false)
+		h.notifyLocked(s, e.state())
+		h.mu.Unlock()
+		h.log.Debug("presence subscription", "session_id", ep.ID(), "subsession_id", key.subsession, "presentity", id)
+		return
+	}
+	s.pending, s.startCorr, s.startInit = true, call.ClientCorrelation(f), f.Header.Initiator
+	h.addLocked(s)
+	h.armLocked(s, seconds(h.cfg.PendingTimeout))
+	h.mu.Unlock()
+	stop := h.up.Subscribe(UpstreamRequest{Subscriber: ep.Identity(), Presentity: target, Expiry: expiry, Ext: f.Header.Ext},
+		upstreamEvents{h, s})
+	h.mu.Lock()
+	ended := s.ended
+	if !ended {
+		s.stop = stop
+	}
+	h.mu.Unlock()
+	if ended && stop != nil {
+		// The watcher left, or the upstream answered, before Subscribe
+		// returned.
+		stop()
+	}
+	h.log.Debug("upstream presence subscription", "session_id", ep.ID(), "subsession_id", key.subsession, "presentity", target)
+}
+
+// refreshLocked answers a start on a subsession that already subscribes.
+func (h *Handler) refreshLocked(s *sub, f *protocol.Frame, expiry time.Duration) {
+	ep := s.ep
+	if s.target != f.Header.Target {
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, "this subsession watches "+s.target), false)
+		return
+	}
+	if s.pending {
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeRequestPending, "the subscription is not answered yet"), false)
+		return
+	}
+	s.expiry = expiry
+	h.armLocked(s, expiry)
+	ep.Send(h.accepted(s, call.ClientCorrelation(f), f.Header.Initiator), false)
+	// A refresh gets a notify, as in RFC 6665 section 4.2.1.2.
+	switch {
+	case s.ent != nil:
+		h.notifyLocked(s, s.ent.state())
+	case s.lastUp != nil:
+		h.notifyLocked(s, *s.lastUp)
+	}
+}
+
+// resolveLocked decides who serves target: a web presentity (id), the
+// Upstream, or nobody (found false).
+func (h *Handler) resolveLocked(target string) (id string, web, found bool) {
+	id = target
+	scheme, rest, hasScheme := strings.Cut(target, ":")
+	if hasScheme && strings.Contains(scheme, "@") {
+		hasScheme = false // "user@host:port" has no scheme
+	}
+	if hasScheme {
+		switch strings.ToLower(scheme) {
+		case "sip", "sips", "pres":
+			id = rest
+		default:
+			id = ""
+		}
+	}
+	if id != "" {
+		if _, ok := h.ents[id]; ok || h.dir.Known(id) {
+			return id, true, true
+		}
+	}
+	if h.up != nil {
+		return "", false, true
+	}
+	if !hasScheme {
+		return target, true, true
+	}
+	return "", false, false
+}
+
+func presentityName(id, target string) string {
+	if id != "" {
+		return id
+	}
+	return target
+}
+
+func (h *Handler) publish(ep call.Endpoint, f *protocol.Frame) {
+	if !ownAddress(ep, f.Header.Initiator) {
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeForbidden, "initiator is not you"), false)
+		return
+	}
+	var p protocol.PresencePayload
+	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, err.(*protocol.Error).Reason), false)
+		return
+	}
+	if err := pidf.Validate(p); err != nil {
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, err.Error()), false)
+		return
+	}
+	if p.Status == "" {
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, "status is required"), false)
+		return
+	}
+	if !ownAddress(ep, p.Presentity) {
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeForbidden, "one can only publish one's own presence"), false)
+		return
+	}
+	p.Presentity = ""
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.touchLocked(ep)
+	e := h.ents[ep.Identity()]
+	h.pubSeq++
+	e.pubs[ep.ID()] = publication{state: p, seq: h.pubSeq}
+	ep.Send(reply(f, protocol.TypeResponse, protocol.CodeOK, ""), false)
+	h.changedLocked(e)
+}
+
+func (h *Handler) unsubscribe(ep call.Endpoint, f *protocol.Frame) {
+	h.mu.Lock()
+	s := h.subs[subKey{ep.ID(), f.Control.SubsessionID}]
+	var stop func()
+	if s != nil {
+		stop = h.endLocked(s)
+	}
+	h.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// expire ends a subscription that was not refreshed in time, or whose
+// upstream never answered.
+func (h *Handler) expire(s *sub, gen uint64) {
+	h.mu.Lock()
+	if s.ended || s.gen != gen {
+		h.mu.Unlock()
+		return
+	}
+	if s.pending {
+		s.ep.Send(h.startError(s, protocol.CodeRequestTimeout, "the presence server did not answer"), false)
+	} else {
+		h.shutdownLocked(s, "subscription expired")
+	}
+	stop := h.endLocked(s)
+	h.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// touchLocked records ep as a live session of its identity.
+func (h *Handler) touchLocked(ep call.Endpoint) {
+	e := h.entityLocked(ep.Identity())
+	if _, ok := e.sessions[ep.ID()]; ok {
+		return
+	}
+	e.sessions[ep.ID()] = struct{}{}
+	h.changedLocked(e)
+}
+
+func (h *Handler) entityLocked(id string) *entity {
+	e := h.ents[id]
+	if e == nil {
+		e = &entity{id: id, sessions: map[string]struct{}{}, pubs: map[string]publication{},
+			watchers: map[*sub]struct{}{}}
+		e.last = e.state()
+		h.ents[id] = e
+	}
+	return e
+}
+
+func (h *Handler) gcLocked(e *entity) {
+	if len(e.sessions) == 0 && len(e.watchers) == 0 && h.ents[e.id] == e {
+		delete(h.ents, e.id)
+	}
+}
+
+// state composes the presentity's state from its sessions and their
+// publications: the most recent publication wins.
+func (e *entity) state() protocol.PresencePayload {
+	if len(e.sessions) == 0 {
+		return protocol.PresencePayload{Status: pidf.StatusClosed}
+	}
+	var best *publication
+	for _, p := range e.pubs {
+		if best == nil || p.seq > best.seq {
+			best = &p
+		}
+	}
+	if best != nil {
+		return best.state
+	}
+	return protocol.PresencePayload{Status: pidf.StatusOpen}
+}
+
+// changedLocked notifies e's watchers, and the Upstream, when e's state
+// differs from the one last notified.
+func (h *Handler) changedLocked(e *entity) {
+	st := e.state()
+	if st == e.last {
+		return
+	}
+	e.last = st
+	for s := range e.watchers {
+		h.notifyLocked(s, st)
+	}
+	if h.up != nil {
+		st.Presentity = e.id
+		h.up.Publish(e.id, st)
+	}
+}
+
+func (h *Handler) addLocked(s *sub) {
+	h.subs[s.key] = s
+	m := h.bySession[s.key.session]
+	if m == nil {
+		m = map[*sub]struct{}{}
+		h.bySession[s.key.session] = m
+	}
+	m[s] = struct{}{}
+}
+
+// endLocked forgets s and returns the upstream stop to call, if any,
+// once mu is released.
+func (h *Handler) endLocked(s *sub) func() {
+	if s.ended {
+		return nil
+	}
+	s.ended = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	if h.subs[s.key] == s {
+		delete(h.subs, s.key)
+	}
+	if m := h.bySession[s.key.session]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(h.bySession, s.key.session)
+		}
+	}
+	if s.ent != nil {
+		delete(s.ent.watchers, s)
+		h.gcLocked(s.ent)
+	}
+	return s.stop
+}
+
+func (h *Handler) armLocked(s *sub, d time.Duration) {
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.gen++
+	gen := s.gen
+	s.timer = time.AfterFunc(d, func() { h.expire(s, gen) })
+}
+
+func (h *Handler) notifyLocked(s *sub, st protocol.PresencePayload) {
+	st.Presentity = s.target
+	out := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackagePresence, SubsessionID: s.key.subsession},
+		Header:  protocol.Header{Action: protocol.ActionNotify, Initiator: s.target, Target: s.ep.Identity()},
+		Payload: protocol.EncodePayload(st),
+	}
+	if _, err := s.ep.Send(out, true); err != nil {
+		// The session is ending; SessionEnded will clean up.
+		h.log.Debug("notify to ended session", "session_id", s.ep.ID(), "err", err)
+	}
+}
+
+func (h *Handler) shutdownLocked(s *sub, reason string) {
+	out := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackagePresence, SubsessionID: s.key.subsession},
+		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: s.target, Target: s.ep.Identity(), Reason: reason},
+	}
+	s.ep.Send(out, true)
+}
+
+// accepted is the 200 answer to a start.
+func (h *Handler) accepted(s *sub, corr, initiator string) *protocol.Frame {
+	if initiator == "" {
+		initiator = s.ep.Identity()
+	}
+	return &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackagePresence,
+			SubsessionID: s.key.subsession, CorrelationID: corr, MessageState: protocol.StateFinal},
+		Header: protocol.Header{Action: protocol.ActionStart, Initiator: initiator, Target: s.target,
+			ResponseCode: protocol.CodeOK, Reason: "OK", Expiry: int(s.expiry / time.Second)},
+	}
+}
+
+// startError fails a pending upstream subscription.
+func (h *Handler) startError(s *sub, code int, reason string) *protocol.Frame {
+	init := s.startInit
+	if init == "" {
+		init = s.ep.Identity()
+	}
+	return &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackagePresence,
+			SubsessionID: s.key.subsession, CorrelationID: s.startCorr},
+		Header: protocol.Header{Action: protocol.ActionStart, Initiator: init, Target: s.target,
+			ErrorCode: code, Reason: reason},
+	}
+}
+
+// ownAddress reports whether addr is empty or names ep's identity.
+func ownAddress(ep call.Endpoint, addr string) bool {
+	id := ep.Identity()
+	return addr == "" || addr == id || addr == "sip:"+id || addr == "sips:"+id
+}
+
+// reply answers the client frame f.
+func reply(f *protocol.Frame, typ protocol.Type, code int, reason string) *protocol.Frame {
+	if reason == "" {
+		reason = protocol.Reason(code)
+	}
+	out := &protocol.Frame{
+		Control: protocol.Control{Type: typ, Package: protocol.PackagePresence,
+			SubsessionID: f.Control.SubsessionID, CorrelationID: call.ClientCorrelation(f)},
+		Header: protocol.Header{Action: f.Header.Action, Initiator: f.Header.Initiator, Target: f.Header.Target, Reason: reason},
+	}
+	if typ == protocol.TypeError {
+		out.Header.ErrorCode = code
+	} else {
+		out.Header.ResponseCode = code
+		out.Control.MessageState = protocol.StateFinal
+	}
+	return out
+}
+
+// upstreamEvents delivers one upstream subscription's outcome.
+type upstreamEvents struct {
+	h *Handler
+	s *sub
+}
+
+func (u upstreamEvents) Accepted() {
+	h, s := u.h, u.s
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.ended || !s.pending {
+		return
+	}
+	s.pending = false
+	h.armLocked(s, s.expiry)
+	s.ep.Send(h.accepted(s, s.startCorr, s.startInit), false)
+	if s.lastUp != nil {
+		h.notifyLocked(s, *s.lastUp)
+	}
+}
+
+func (u upstreamEvents) Rejected(code int, reason string) {
+	u.fail(code, reason)
+}
+
+func (u upstreamEvents) Terminated(reason string) {
+	u.fail(protocol.CodeTemporarilyUnavail, reason)
+}
+
+// fail ends the subscription from the upstream side: an error to a
+// pending start, else a shutdown. The upstream has ended its side, so
+// stop is not called.
+func (u upstreamEvents) fail(code int, reason string) {
+	h, s := u.h, u.s
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.ended {
+		return
+	}
+	if s.pending {
+		// 500 would end the client's whole session (PROTOCOL.md
+		// section 7); a code that is no failure means nothing to it.
+		if code < 300 || code > 699 || code == protocol.CodeServerError {
+			code = protocol.CodeServiceUnavailable
+		}
+		if reason == "" || len(reason) > 256 {
+			reason = protocol.Reason(code)
+		}
+		s.ep.Send(h.startError(s, code, reason), false)
+	} else {
+		h.shutdownLocked(s, "subscription terminated")
+	}
+	s.stop = nil
+	h.endLocked(s)
+}
+
+func (u upstreamEvents) Notify(st protocol.PresencePayload) {
+	h, s := u.h, u.s
+	if pidf.Validate(st) != nil || st.Status == "" {
+		h.log.Warn("invalid presence state from upstream", "presentity", s.target)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.lastUp = &st
+	if !s.pending {
+		h.notifyLocked(s, st)
+	}
+}

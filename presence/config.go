@@ -85,7 +85,7 @@ type Options struct {
 	// authorization policy, RFC 5025's job in SIP); a refusal is 403.
 	// Nil allows everyone. It is called with the Handler's lock held and
 	// must not block.
-	Allow func(watcher, presentity string) bool
+	Allow  func(watcher, presentity string) bool
 	Logger *slog.Logger
 }
 

@@ -1,0 +1,454 @@
+// Package notification is the web side of the message_notification
+// package (voicemail, message waiting: PROTOCOL.md section 5,
+// wsc-sdk-1.0-wire.md section 9). A mailbox lives on a SIP notifier, so
+// every subscription goes through an [Upstream], which the gateway
+// implements with SUBSCRIBE Event: message-summary (RFC 3842) and whose
+// NOTIFY bodies it reads with package notification/mwi. Without an
+// Upstream a start gets 404 "no voicemail service".
+//
+// Start with [NewHandler]; the gateway feeds it frames with
+// [Handler.HandleFrame] and ends a session's subscriptions with
+// [Handler.SessionEnded].
+//
+// # Frames
+//
+//   - request/start, target = mailbox: subscribes. The answer, once the
+//     Upstream accepted, is response/start 200 with header.expiry; then
+//     message/notify frames carry the summary, e.g.
+//     {"messages_waiting":"yes","message_account":"sip:bob@example.com",
+//     "voice-message":"2/8 (0/2)"} (always with the "(" that wsc.js
+//     requires). A start on a subsession that is subscribed already
+//     refreshes it: 200 again and the last summary, still one
+//     subscription.
+//   - message/shutdown from the client ends the subscription, with no
+//     answer (wsc.js expects none).
+//   - message/shutdown from the server tells the client the subscription
+//     ended upstream. wsc.js removes it and then throws (it has no
+//     onShutdown); it is still the right frame to send.
+//
+// wsc.js sends its subscribe without ack_sequence, which the gateway's
+// reliability layer tolerates, and never refreshes a subscription
+// (quirk 14). So the web side does not expire: a subscription lasts
+// until the client ends it, the Upstream ends it or the session ends,
+// and the Upstream refreshes its SIP subscription meanwhile. The expiry
+// in the answer tells a client that does refresh how often to.
+package notification
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/notification/mwi"
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// Config is the message_notification section of the gateway
+// configuration. Zero fields take the defaults of DefaultConfig.
+type Config struct {
+	// Expiry, in seconds, is asked of the Upstream and reported to the
+	// client.
+	Expiry int `yaml:"expiry"`
+	// MaxSubscriptions bounds the subscriptions of one session.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// PendingTimeout, in seconds, bounds the wait for the Upstream to
+	// accept or reject a subscription; then the client gets 408.
+	PendingTimeout int `yaml:"pending_timeout"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{Expiry: 3600, MaxSubscriptions: 10, PendingTimeout: 40}
+}
+
+// Validate reports every bad field, naming its key.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, msg string) {
+		errs = append(errs, fmt.Errorf("message_notification.%s: %s", key, msg))
+	}
+	if c.Expiry < 0 {
+		bad("expiry", "must not be negative")
+	}
+	if c.MaxSubscriptions < 0 {
+		bad("max_subscriptions", "must not be negative")
+	}
+	if c.PendingTimeout < 0 {
+		bad("pending_timeout", "must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Expiry <= 0 {
+		c.Expiry = d.Expiry
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = d.MaxSubscriptions
+	}
+	if c.PendingTimeout <= 0 {
+		c.PendingTimeout = d.PendingTimeout
+	}
+	return c
+}
+
+// Options configure a Handler.
+type Options struct {
+	Config
+	// Upstream is the SIP notifier. Nil: no voicemail service.
+	Upstream Upstream
+	Logger   *slog.Logger
+}
+
+// Upstream subscribes to mailboxes. The gateway implements it with SIP
+// SUBSCRIBE Event: message-summary (RFC 3842), NOTIFY bodies read with
+// mwi.Parse, and stop as SUBSCRIBE Expires: 0. Its methods must return
+// without waiting on the network.
+type Upstream interface {
+	// Subscribe starts a subscription and returns at once. Its outcome
+	// goes to ev, from any goroutine, even from inside Subscribe: first
+	// Accepted or Rejected, once; after Accepted, Notify any number of
+	// times and Terminated at most once. The Upstream keeps its SIP
+	// subscription refreshed until stop is called or it reports
+	// Rejected or Terminated. stop is called without the Handler's lock,
+	// at most once, and must be harmless after Rejected or Terminated.
+	Subscribe(req Request, ev Events) (stop func())
+}
+
+// Request is a subscription the Handler asks the Upstream for.
+type Request struct {
+	// Subscriber is the web identity.
+	Subscriber string
+	// Mailbox is the target as the client named it (an
+	// application-defined notifier, e.g. sip:voicemail@example.com).
+	Mailbox string
+	// Expiry is the lifetime to ask for.
+	Expiry time.Duration
+	// Ext are the start's extension headers, for the gateway's mapping
+	// rules.
+	Ext []protocol.Ext
+}
+
+// Events receives the outcome of one Upstream subscription. Its methods
+// are safe for concurrent use and ignore calls after the subscription
+// ended.
+type Events interface {
+	// Accepted: the subscription is in place (2xx to SUBSCRIBE).
+	Accepted()
+	// Rejected: it failed before or instead of being accepted, with a
+	// SIP final response code.
+	Rejected(code int, reason string)
+	// Notify reports the mailbox's summary. One before Accepted is kept
+	// and sent after it.
+	Notify(s mwi.Summary)
+	// Terminated: the subscription ended upstream.
+	Terminated(reason string)
+}
+
+// Handler serves the message_notification package.
+//
+// Lock order: Handler.mu, then an Endpoint's lock inside Send. The
+// Upstream's Subscribe and stop are called without mu.
+type Handler struct {
+	cfg Config
+	up  Upstream
+	log *slog.Logger
+
+	mu        sync.Mutex
+	subs      map[subKey]*sub
+	bySession map[string]map[*sub]struct{}
+}
+
+type subKey struct{ session, subsession string }
+
+type sub struct {
+	ep      call.Endpoint
+	key     subKey
+	target  string
+	corr    string // the pending start's correlation
+	init    string // and initiator
+	pending bool
+	ended   bool
+	timer   *time.Timer // the pending timeout
+	stop    func()
+	last    []byte // the last summary as a payload, or nil
+}
+
+// NewHandler returns a Handler.
+func NewHandler(opts Options) *Handler {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{cfg: opts.Config.withDefaults(), up: opts.Upstream, log: log,
+		subs: map[subKey]*sub{}, bySession: map[string]map[*sub]struct{}{}}
+}
+
+// Subscriptions returns the number of live subscriptions, for leak
+// checks.
+func (h *Handler) Subscriptions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+// HandleFrame processes a message_notification frame from ep, already
+// deduplicated and validated.
+func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
+	switch {
+	case f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionStart:
+		h.start(ep, f)
+	case f.Control.Type == protocol.TypeMessage && f.Header.Action == protocol.ActionShutdown:
+		h.mu.Lock()
+		var stop func()
+		if s := h.subs[subKey{ep.ID(), f.Control.SubsessionID}]; s != nil {
+			stop = h.endLocked(s)
+		}
+		h.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+	case f.Control.Type == protocol.TypeRequest:
+		ep.Send(reply(f, protocol.CodeMethodNotAllowed, ""), false)
+	}
+}
+
+// SessionEnded ends ep's subscriptions, upstream too.
+func (h *Handler) SessionEnded(ep call.Endpoint) {
+	h.mu.Lock()
+	var stops []func()
+	for s := range h.bySession[ep.ID()] {
+		if stop := h.endLocked(s); stop != nil {
+			stops = append(stops, stop)
+		}
+	}
+	h.mu.Unlock()
+	for _, stop := range stops {
+		stop()
+	}
+}
+
+func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
+	id := ep.Identity()
+	if i := f.Header.Initiator; i != "" && i != id && i != "sip:"+id && i != "sips:"+id {
+		ep.Send(reply(f, protocol.CodeForbidden, "initiator is not you"), false)
+		return
+	}
+	if f.Header.Target == "" {
+		ep.Send(reply(f, protocol.CodeBadRequest, "start needs a target"), false)
+		return
+	}
+	key := subKey{ep.ID(), f.Control.SubsessionID}
+	h.mu.Lock()
+	if s := h.subs[key]; s != nil {
+		switch {
+		case s.target != f.Header.Target:
+			ep.Send(reply(f, protocol.CodeBadRequest, "this subsession subscribes to "+s.target), false)
+		case s.pending:
+			ep.Send(reply(f, protocol.CodeRequestPending, "the subscription is not answered yet"), false)
+		default:
+			ep.Send(h.accepted(s, call.ClientCorrelation(f), f.Header.Initiator), false)
+			if s.last != nil {
+				h.notifyLocked(s)
+			}
+		}
+		h.mu.Unlock()
+		return
+	}
+	if h.up == nil {
+		h.mu.Unlock()
+		ep.Send(reply(f, protocol.CodeNotFound, "no voicemail service"), false)
+		return
+	}
+	if len(h.bySession[ep.ID()]) >= h.cfg.MaxSubscriptions {
+		h.mu.Unlock()
+		ep.Send(reply(f, protocol.CodeServiceUnavailable, "too many subscriptions"), false)
+		return
+	}
+	s := &sub{ep: ep, key: key, target: f.Header.Target, corr: call.ClientCorrelation(f), init: f.Header.Initiator, pending: true}
+	h.subs[key] = s
+	m := h.bySession[key.session]
+	if m == nil {
+		m = map[*sub]struct{}{}
+		h.bySession[key.session] = m
+	}
+	m[s] = struct{}{}
+	s.timer = time.AfterFunc(time.Duration(h.cfg.PendingTimeout)*time.Second, func() { h.timeout(s) })
+	h.mu.Unlock()
+
+	stop := h.up.Subscribe(Request{Subscriber: id, Mailbox: s.target, Expiry: time.Duration(h.cfg.Expiry) * time.Second,
+		Ext: f.Header.Ext}, events{h, s})
+	h.mu.Lock()
+	ended := s.ended
+	if !ended {
+		s.stop = stop
+	}
+	h.mu.Unlock()
+	if ended && stop != nil {
+		stop()
+	}
+	h.log.Debug("message summary subscription", "session_id", ep.ID(), "subsession_id", key.subsession, "mailbox", s.target)
+}
+
+func (h *Handler) timeout(s *sub) {
+	h.mu.Lock()
+	if s.ended || !s.pending {
+		h.mu.Unlock()
+		return
+	}
+	s.ep.Send(h.startError(s, protocol.CodeRequestTimeout, "the voicemail service did not answer"), false)
+	stop := h.endLocked(s)
+	h.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// endLocked forgets s and returns the upstream stop to call, if any,
+// once mu is released.
+func (h *Handler) endLocked(s *sub) func() {
+	if s.ended {
+		return nil
+	}
+	s.ended = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	if h.subs[s.key] == s {
+		delete(h.subs, s.key)
+	}
+	if m := h.bySession[s.key.session]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(h.bySession, s.key.session)
+		}
+	}
+	return s.stop
+}
+
+func (h *Handler) accepted(s *sub, corr, initiator string) *protocol.Frame {
+	if initiator == "" {
+		initiator = s.ep.Identity()
+	}
+	return &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageMessageNotification,
+			SubsessionID: s.key.subsession, CorrelationID: corr, MessageState: protocol.StateFinal},
+		Header: protocol.Header{Action: protocol.ActionStart, Initiator: initiator, Target: s.target,
+			ResponseCode: protocol.CodeOK, Reason: "OK", Expiry: h.cfg.Expiry},
+	}
+}
+
+func (h *Handler) startError(s *sub, code int, reason string) *protocol.Frame {
+	init := s.init
+	if init == "" {
+		init = s.ep.Identity()
+	}
+	return &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageMessageNotification,
+			SubsessionID: s.key.subsession, CorrelationID: s.corr},
+		Header: protocol.Header{Action: protocol.ActionStart, Initiator: init, Target: s.target,
+			ErrorCode: code, Reason: reason},
+	}
+}
+
+// notifyLocked sends the last summary. The notifier is the sender
+// (wsc.js shows initiator as the sender, target as the receiver).
+func (h *Handler) notifyLocked(s *sub) {
+	out := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageMessageNotification, SubsessionID: s.key.subsession},
+		Header:  protocol.Header{Action: protocol.ActionNotify, Initiator: s.target, Target: s.ep.Identity()},
+		Payload: s.last,
+	}
+	if _, err := s.ep.Send(out, true); err != nil {
+		h.log.Debug("notify to ended session", "session_id", s.ep.ID(), "err", err)
+	}
+}
+
+func reply(f *protocol.Frame, code int, reason string) *protocol.Frame {
+	if reason == "" {
+		reason = protocol.Reason(code)
+	}
+	return &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageMessageNotification,
+			SubsessionID: f.Control.SubsessionID, CorrelationID: call.ClientCorrelation(f)},
+		Header: protocol.Header{Action: f.Header.Action, Initiator: f.Header.Initiator, Target: f.Header.Target,
+			ErrorCode: code, Reason: reason},
+	}
+}
+
+// events delivers one upstream subscription's outcome.
+type events struct {
+	h *Handler
+	s *sub
+}
+
+func (e events) Accepted() {
+	h, s := e.h, e.s
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.ended || !s.pending {
+		return
+	}
+	s.pending = false
+	s.timer.Stop()
+	s.ep.Send(h.accepted(s, s.corr, s.init), false)
+	if s.last != nil {
+		h.notifyLocked(s)
+	}
+}
+
+func (e events) Rejected(code int, reason string) { e.fail(code, reason) }
+
+func (e events) Terminated(reason string) { e.fail(protocol.CodeTemporarilyUnavail, reason) }
+
+// fail ends the subscription from the upstream side: an error to a
+// pending start, else a server shutdown.
+func (e events) fail(code int, reason string) {
+	h, s := e.h, e.s
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.ended {
+		return
+	}
+	if s.pending {
+		// 500 would end the client's whole session (PROTOCOL.md
+		// section 7).
+		if code < 300 || code > 699 || code == protocol.CodeServerError {
+			code = protocol.CodeServiceUnavailable
+		}
+		if reason == "" || len(reason) > 256 {
+			reason = protocol.Reason(code)
+		}
+		s.ep.Send(h.startError(s, code, reason), false)
+	} else {
+		s.ep.Send(&protocol.Frame{
+			Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageMessageNotification, SubsessionID: s.key.subsession},
+			Header: protocol.Header{Action: protocol.ActionShutdown, Initiator: s.target, Target: s.ep.Identity(),
+				Reason: "subscription terminated"},
+		}, true)
+	}
+	s.stop = nil
+	h.endLocked(s)
+}
+
+func (e events) Notify(sum mwi.Summary) {
+	h, s := e.h, e.s
+	p := sum.Payload()
+	if p == nil {
+		h.log.Warn("invalid message summary from upstream", "mailbox", s.target)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.last = p
+	if !s.pending {
+		h.notifyLocked(s)
+	}
+}

@@ -214,6 +214,24 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if tlsLn != nil {
 		serve("tls", func() error { return g.srv.ServeTLS(tlsLn) })
 	}
+	if udp != nil {
+		// sipgo registers the UDP socket for sending only once its read
+		// loop runs; requests sent before would try to bind it again.
+		// sipgo offers no readiness signal for Serve*, so look.
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			if c, err := g.ua.TransportLayer().GetConnection("udp", g.addrs["udp"]); err == nil && c != nil {
+				break
+			}
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				_ = g.Close()
+				return fmt.Errorf("sipgw: udp listener not ready: %w", ctx.Err())
+			}
+		}
+	}
 	g.log.Info("sipgw: started", "udp", g.addrs["udp"], "tcp", g.addrs["tcp"], "tls", g.addrs["tls"])
 	return nil
 }

@@ -428,7 +428,7 @@ func (s *Sipp) expectSuccess(t *testing.T) {
 
 // newGateway starts a sipgw on loopback UDP pointed at k and closes it,
 // checking nothing is left, in Cleanup.
-func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config)) *sipgw.Gateway {
+func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config), onCall ...func(*sipgw.Call)) *sipgw.Gateway {
 	t.Helper()
 	cfg := sipgw.Config{
 		Listen:        sipgw.ListenConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"},
@@ -448,6 +448,9 @@ func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config)) *sipgw.Gatew
 	g, err := sipgw.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range onCall {
+		g.OnIncomingCall(f)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -175,6 +175,7 @@ type sub struct {
 	ended   bool
 	timer   *time.Timer // the pending timeout
 	stop    func()
+	upEnded bool   // the Upstream ended it: stop is not called
 	last    []byte // the last summary as a payload, or nil
 }
 
@@ -287,8 +288,9 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 	if !ended {
 		s.stop = stop
 	}
+	callStop := ended && !s.upEnded
 	h.mu.Unlock()
-	if ended && stop != nil {
+	if callStop && stop != nil {
 		stop()
 	}
 	h.log.Debug("message summary subscription", "session_id", ep.ID(), "subsession_id", key.subsession, "mailbox", s.target)
@@ -431,7 +433,7 @@ func (e events) fail(code int, reason string) {
 				Reason: "subscription terminated"},
 		}, true)
 	}
-	s.stop = nil
+	s.stop, s.upEnded = nil, true
 	h.endLocked(s)
 }
 

@@ -242,8 +242,8 @@ func TestInlineAnswer(t *testing.T) {
 	if f := bob.take(); len(f) != 1 || f[0].Header.ErrorCode != 404 {
 		t.Fatalf("got %s", dump(f))
 	}
-	if h.Subscriptions() != 1 {
-		t.Fatalf("subscriptions %d", h.Subscriptions())
+	if h.Subscriptions() != 1 || len(up.stopped()) != 0 {
+		t.Fatalf("subscriptions %d, stops %v", h.Subscriptions(), up.stopped())
 	}
 }
 

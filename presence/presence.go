@@ -64,6 +64,7 @@ type sub struct {
 
 	// Upstream subscriptions only.
 	stop      func()
+	upEnded   bool // the Upstream ended it: stop is not called
 	pending   bool // not yet accepted
 	startCorr string
 	startInit string
@@ -229,8 +230,9 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 	if !ended {
 		s.stop = stop
 	}
+	callStop := ended && !s.upEnded
 	h.mu.Unlock()
-	if ended && stop != nil {
+	if callStop && stop != nil {
 		// The watcher left, or the upstream answered, before Subscribe
 		// returned.
 		stop()
@@ -596,7 +598,7 @@ func (u upstreamEvents) fail(code int, reason string) {
 	} else {
 		h.shutdownLocked(s, "subscription terminated")
 	}
-	s.stop = nil
+	s.stop, s.upEnded = nil, true
 	h.endLocked(s)
 }
 

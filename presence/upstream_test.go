@@ -1,0 +1,246 @@
+package presence
+
+import (
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// fakeUpstream records subscriptions and publications; the test drives
+// the events.
+type fakeUpstream struct {
+	mu     sync.Mutex
+	reqs   []UpstreamRequest
+	evs    []UpstreamEvents
+	stops  []int
+	pubs   []protocol.PresencePayload
+	inline func(UpstreamEvents)
+}
+
+func (u *fakeUpstream) Subscribe(req UpstreamRequest, ev UpstreamEvents) func() {
+	u.mu.Lock()
+	i := len(u.reqs)
+	u.reqs = append(u.reqs, req)
+	u.evs = append(u.evs, ev)
+	inline := u.inline
+	u.mu.Unlock()
+	if inline != nil {
+		inline(ev)
+	}
+	return func() {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		u.stops = append(u.stops, i)
+	}
+}
+
+func (u *fakeUpstream) Publish(presentity string, st protocol.PresencePayload) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if st.Presentity != presentity {
+		panic("presentity mismatch")
+	}
+	u.pubs = append(u.pubs, st)
+}
+
+func (u *fakeUpstream) ev(i int) UpstreamEvents {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.evs[i]
+}
+
+func (u *fakeUpstream) takePubs() []protocol.PresencePayload {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	p := u.pubs
+	u.pubs = nil
+	return p
+}
+
+func (u *fakeUpstream) stopped() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.stops)
+}
+
+func TestUpstreamSubscription(t *testing.T) {
+	up := &fakeUpstream{}
+	w := newWorld(t, Options{Upstream: up})
+	alice := w.connect("alice@example.com")
+	w.watch(alice, "c2", "sip:carol@sip.example.net", 300)
+	expectNothing(t, alice)
+	if len(up.reqs) != 1 || up.reqs[0].Presentity != "sip:carol@sip.example.net" ||
+		up.reqs[0].Subscriber != "alice@example.com" || up.reqs[0].Expiry != 300*time.Second {
+		t.Fatalf("requests %+v", up.reqs)
+	}
+	// A refresh before the answer is refused: the first is outstanding.
+	w.watch(alice, "c2", "sip:carol@sip.example.net", 300)
+	expectError(t, alice.take(), protocol.ActionStart, 491)
+
+	carol := protocol.PresencePayload{Presentity: "pres:carol@sip.example.net", Status: "open", Note: "hi"}
+	up.ev(0).Notify(carol) // ahead of the 200, kept
+	up.ev(0).Accepted()
+	expectAccepted(t, alice.take(), "c2", 300,
+		protocol.PresencePayload{Presentity: "sip:carol@sip.example.net", Status: "open", Note: "hi"})
+	up.ev(0).Notify(protocol.PresencePayload{Status: "closed"})
+	expectNotify(t, alice.take(), "c2", closed("sip:carol@sip.example.net"))
+	up.ev(0).Notify(protocol.PresencePayload{Status: "maybe"}) // invalid: dropped
+	expectNothing(t, alice)
+
+	w.unwatch(alice, "c2")
+	if up.stopped() != 1 || w.h.Subscriptions() != 0 {
+		t.Fatalf("stops %d, subscriptions %d", up.stopped(), w.h.Subscriptions())
+	}
+	up.ev(0).Notify(carol)
+	up.ev(0).Terminated("late")
+	expectNothing(t, alice)
+
+	// Rejections and terminations.
+	w.watch(alice, "c3", "tel:+15551234567", 0)
+	up.ev(1).Rejected(404, "Not Found")
+	expectError(t, alice.take(), protocol.ActionStart, 404)
+	w.watch(alice, "c4", "sip:x@y", 0)
+	up.ev(2).Rejected(500, "")
+	expectError(t, alice.take(), protocol.ActionStart, 503)
+	w.watch(alice, "c5", "sip:x@y", 0)
+	up.ev(3).Terminated("gone")
+	expectError(t, alice.take(), protocol.ActionStart, 480)
+	w.watch(alice, "c6", "sip:x@y", 0)
+	up.ev(4).Accepted()
+	alice.take()
+	up.ev(4).Terminated("deactivated")
+	if f := alice.take(); len(f) != 1 || f[0].Header.Action != protocol.ActionShutdown || f[0].Control.SubsessionID != "c6" {
+		t.Fatalf("got %s", dump(f))
+	}
+	if up.stopped() != 1 || w.h.Subscriptions() != 0 {
+		t.Fatalf("stops %d, subscriptions %d", up.stopped(), w.h.Subscriptions())
+	}
+
+	// Web users stay web users even with an upstream.
+	w.connect("bob@example.com")
+	w.watch(alice, "c7", "sip:bob@example.com", 0)
+	expectAccepted(t, alice.take(), "c7", 3600, open("sip:bob@example.com"))
+	if len(up.reqs) != 5 {
+		t.Fatalf("a web presentity went upstream")
+	}
+}
+
+func TestUpstreamAnswersInline(t *testing.T) {
+	up := &fakeUpstream{inline: func(ev UpstreamEvents) {
+		ev.Accepted()
+		ev.Notify(protocol.PresencePayload{Status: "open", Activity: "busy"})
+	}}
+	w := newWorld(t, Options{Upstream: up})
+	alice := w.connect("alice@example.com")
+	w.watch(alice, "c2", "sip:x@y", 0)
+	f := alice.take()
+	if len(f) != 2 || f[0].Header.ResponseCode != 200 {
+		t.Fatalf("got %s", dump(f))
+	}
+	expectNotify(t, f[1:], "c2", protocol.PresencePayload{Presentity: "sip:x@y", Status: "open", Activity: "busy"})
+	up.inline = func(ev UpstreamEvents) { ev.Rejected(403, "Forbidden") }
+	w.watch(alice, "c3", "sip:x@y", 0)
+	expectError(t, alice.take(), protocol.ActionStart, 403)
+	if up.stopped() != 0 || w.h.Subscriptions() != 1 {
+		t.Fatalf("stops %d, subscriptions %d", up.stopped(), w.h.Subscriptions())
+	}
+	w.end(alice)
+	if up.stopped() != 1 {
+		t.Fatalf("session end did not stop the upstream subscription")
+	}
+}
+
+func TestUpstreamTimeoutsAndExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{}
+		w := newWorld(t, Options{Upstream: up, Config: Config{PendingTimeout: 5}})
+		alice := w.connect("alice@example.com")
+		w.watch(alice, "c2", "sip:x@y", 0)
+		time.Sleep(6 * time.Second)
+		synctest.Wait()
+		expectError(t, alice.take(), protocol.ActionStart, 408)
+		if up.stopped() != 1 {
+			t.Fatal("a timed-out subscription was not stopped")
+		}
+		up.ev(0).Accepted()
+		expectNothing(t, alice)
+
+		// Accepted: the web-side expiry applies, refreshes reset it.
+		w.watch(alice, "c3", "sip:x@y", 100)
+		up.ev(1).Accepted()
+		if f := alice.take(); len(f) != 1 || f[0].Header.Expiry != 100 {
+			t.Fatalf("got %s", dump(f))
+		}
+		time.Sleep(90 * time.Second)
+		w.watch(alice, "c3", "sip:x@y", 100)
+		if f := alice.take(); len(f) != 1 || f[0].Header.ResponseCode != 200 {
+			t.Fatalf("refresh: %s", dump(f))
+		}
+		time.Sleep(90 * time.Second)
+		synctest.Wait()
+		expectNothing(t, alice)
+		time.Sleep(11 * time.Second)
+		synctest.Wait()
+		if f := alice.take(); len(f) != 1 || f[0].Header.Action != protocol.ActionShutdown {
+			t.Fatalf("at expiry: %s", dump(f))
+		}
+		if up.stopped() != 2 || w.h.Subscriptions() != 0 {
+			t.Fatalf("stops %d, subscriptions %d", up.stopped(), w.h.Subscriptions())
+		}
+	})
+}
+
+func TestPublishesWebUsersUpstream(t *testing.T) {
+	up := &fakeUpstream{}
+	w := newWorld(t, Options{Upstream: up})
+	b1 := w.connect("bob@example.com")
+	b2 := w.connect("bob@example.com")
+	w.publish(b2, `{"status":"open","activity":"on-the-phone"}`)
+	w.end(b2)
+	w.end(b1)
+	got := up.takePubs()
+	want := []protocol.PresencePayload{
+		open("bob@example.com"),
+		{Presentity: "bob@example.com", Status: "open", Activity: "on-the-phone"},
+		open("bob@example.com"),
+		closed("bob@example.com"),
+	}
+	if len(got) != len(want) {
+		t.Fatalf("publications %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("publication %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := (Config{}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+	err := (Config{Expiry: 100, MinExpiry: 200, MaxWatchers: -1}).Validate()
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, key := range []string{"presence.min_expiry", "presence.max_watchers"} {
+		if !contains(err.Error(), key) {
+			t.Errorf("error %q does not name %s", err, key)
+		}
+	}
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}

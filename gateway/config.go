@@ -11,6 +11,8 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/limits"
+	"github.com/jsonrtc/jsonrtc/notification"
+	"github.com/jsonrtc/jsonrtc/presence"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -27,7 +29,12 @@ type Config struct {
 	Session   SessionConfig   `yaml:"session"`
 	Calls     CallsConfig     `yaml:"calls"`
 	Messaging MessagingConfig `yaml:"messaging"`
-	Log       LogConfig       `yaml:"log"`
+	// Presence configures the presence server and presence subscriptions.
+	Presence presence.Config `yaml:"presence"`
+	// MessageNotification configures voicemail (message-summary)
+	// subscriptions.
+	MessageNotification notification.Config `yaml:"message_notification"`
+	Log                 LogConfig           `yaml:"log"`
 	// Auth lists the applications and how each authenticates. With none,
 	// the gateway runs one built-in open application on every /ws/ path
 	// (development only).
@@ -120,6 +127,9 @@ func DefaultConfig() Config {
 		Calls:     CallsConfig{RingTimeout: Duration(60 * time.Second)},
 		Messaging: MessagingConfig{ReportTimeout: Duration(90 * time.Second), MaxPending: 100000},
 		Log:       LogConfig{Level: "info", Format: "text"},
+
+		Presence:            presence.DefaultConfig(),
+		MessageNotification: notification.DefaultConfig(),
 	}
 }
 
@@ -196,6 +206,12 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	if err := c.Presence.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.MessageNotification.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.Auth.Applications) > 0 {
 		if err := c.Auth.Validate(); err != nil {

@@ -22,6 +22,8 @@ import (
 	"github.com/jsonrtc/jsonrtc/call"
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/messaging"
+	"github.com/jsonrtc/jsonrtc/notification"
+	"github.com/jsonrtc/jsonrtc/presence"
 	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/store"
 )
@@ -31,12 +33,14 @@ type Gateway struct {
 	cfg Config
 	log *slog.Logger
 
-	calls *call.Handler
-	msgs  *messaging.Handler
-	web   http.Handler
-	authn *auth.Authenticator // nil: the built-in open application
-	lim   *limits.Limiter
-	store store.Store
+	calls    *call.Handler
+	msgs     *messaging.Handler
+	presence *presence.Handler
+	notes    *notification.Handler
+	web      http.Handler
+	authn    *auth.Authenticator // nil: the built-in open application
+	lim      *limits.Limiter
+	store    store.Store
 
 	// mu guards the session tables. Lock order: a session's inMu, then
 	// handler locks, then mu or a session's mu (never both).
@@ -103,6 +107,8 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	g.calls = call.NewHandler(directory{g}, call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
 	g.msgs = messaging.NewHandler(directory{g}, messaging.Options{
 		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log})
+	g.presence = presence.NewHandler(directory{g}, presence.Options{Config: cfg.Presence, Logger: log})
+	g.notes = notification.NewHandler(notification.Options{Config: cfg.MessageNotification, Logger: log})
 	return g, nil
 }
 
@@ -152,7 +158,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 // Stats reports what is live, for tests and leak checks.
 type Stats struct {
-	Sessions, Calls, PendingMessages, StoredSessions int
+	Sessions, Calls, PendingMessages, StoredSessions, Subscriptions int
 }
 
 // Stats returns the current counts.
@@ -161,7 +167,8 @@ func (g *Gateway) Stats() Stats {
 	n := len(g.sessions)
 	g.mu.Unlock()
 	stored, _ := g.store.Len(context.Background())
-	return Stats{Sessions: n, Calls: g.calls.Active(), PendingMessages: g.msgs.Pending(), StoredSessions: stored}
+	return Stats{Sessions: n, Calls: g.calls.Active(), PendingMessages: g.msgs.Pending(), StoredSessions: stored,
+		Subscriptions: g.presence.Subscriptions() + g.notes.Subscriptions()}
 }
 
 // record is what the store keeps of a session: enough for another node

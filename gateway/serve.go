@@ -163,6 +163,7 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 			s.log.Info("session resumed", "resent", len(resend))
 		} else {
 			s.log.Info("session started", "subprotocol", c.Subprotocol())
+			g.presence.SessionStarted(s)
 		}
 		return s, nil
 	}
@@ -455,6 +456,10 @@ func (s *Session) dispatch(f *protocol.Frame) {
 		s.g.calls.HandleFrame(s, f)
 	case protocol.PackageMessaging:
 		s.g.msgs.HandleFrame(s, f)
+	case protocol.PackagePresence:
+		s.g.presence.HandleFrame(s, f)
+	case protocol.PackageMessageNotification:
+		s.g.notes.HandleFrame(s, f)
 	case protocol.PackageRegister:
 		s.Send(errorFor(f, protocol.CodeMethodNotAllowed, "already connected"), false)
 	default:

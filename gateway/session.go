@@ -309,6 +309,8 @@ func (s *Session) end(r endReason) {
 	s.g.remove(s)
 	s.g.calls.SessionEnded(s)
 	s.g.msgs.SessionEnded(s)
+	s.g.presence.SessionEnded(s)
+	s.g.notes.SessionEnded(s)
 	s.quota.Close()
 	s.inMu.Unlock()
 	if err := s.g.store.Delete(context.Background(), "session."+s.id); err != nil {

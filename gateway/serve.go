@@ -57,9 +57,10 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.metrics.handshakes.WithLabelValues("accepted").Inc()
-	g.wg.Add(1)
-	defer g.wg.Done()
-	g.serveConn(c, p)
+	// The socket is served by a goroutine of its own so that this handler
+	// returns: net/http's connection goroutine, with its deep stack and
+	// the request it holds, is freed for the socket's whole life.
+	g.wg.Go(func() { g.serveConn(c, p) })
 }
 
 // serveConn runs one socket: the connect exchange, then the read loop.

@@ -1,0 +1,247 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/jsonrtc/jsonrtc/client"
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// daemon is a jsonrtcd process, so that its memory and CPU can be read
+// apart from the load's.
+type daemon struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+func startDaemon(b *testing.B) *daemon {
+	b.Helper()
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "jsonrtcd")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/jsonrtc/jsonrtc/cmd/jsonrtcd").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := filepath.Join(dir, "bench.yaml")
+	os.WriteFile(cfg, []byte("log:\n  level: warn\nsession:\n  max_sessions: 1000000\n"), 0o600)
+	cmd := exec.Command(bin, "-config", cfg, "-listen", addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
+	for i := 0; ; i++ {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 200 {
+			b.Fatalf("jsonrtcd did not come up: %v", err)
+		}
+		time.Sleep(25 * time.Millisecond) // polling a process start-up: no event to wait on
+	}
+	return &daemon{cmd: cmd, addr: addr}
+}
+
+// rss returns the daemon's resident set size in bytes.
+func (d *daemon) rss(b *testing.B) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
+
+// metrics scrapes the daemon's Prometheus gauges without labels.
+func (d *daemon) metrics(b *testing.B) map[string]float64 {
+	resp, err := http.Get("http://" + d.addr + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(val, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
+}
+
+// cpu returns the daemon's user+system CPU time.
+func (d *daemon) cpu(b *testing.B) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// BenchmarkIdleSessions holds idle sessions on one jsonrtcd and reports
+// its resident memory per session. Needs a file-descriptor limit above
+// twice the count (run it under `ulimit -n 200000`).
+func BenchmarkIdleSessions(b *testing.B) {
+	for _, n := range []int{10000, 50000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			d := startDaemon(b)
+			base := d.rss(b)
+			conns := make([]*websocket.Conn, n)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			var failed atomic.Value
+			for w := 0; w < 64; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := int(next.Add(1)) - 1
+						if i >= n || failed.Load() != nil {
+							return
+						}
+						c, err := idleSession(d.addr, i)
+						if err != nil {
+							failed.CompareAndSwap(nil, err)
+							return
+						}
+						conns[i] = c
+					}
+				}()
+			}
+			wg.Wait()
+			defer func() {
+				for _, c := range conns {
+					if c != nil {
+						c.CloseNow()
+					}
+				}
+			}()
+			if err := failed.Load(); err != nil {
+				b.Skipf("could not open %d sessions (raise ulimit -n): %v", n, err)
+			}
+			for b.Loop() {
+			}
+			per := float64(d.rss(b)-base) / float64(n)
+			b.ReportMetric(float64(n), "sessions")
+			b.ReportMetric(per, "RSS-B/session")
+			m := d.metrics(b)
+			b.ReportMetric(m["go_memstats_heap_inuse_bytes"]/float64(n), "heap-B/session")
+			b.ReportMetric(m["go_memstats_stack_inuse_bytes"]/float64(n), "stack-B/session")
+			b.ReportMetric(m["go_goroutines"]/float64(n), "goroutines/session")
+		})
+	}
+}
+
+// idleSession opens one session, from one of several loopback source
+// addresses so that 50,000 connections fit in the ephemeral port range.
+func idleSession(addr string, i int) (*websocket.Conn, error) {
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i%8))}
+	hc := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: local}).DialContext}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws/webrtc/bench", &websocket.DialOptions{Subprotocols: []string{"jsonrtc"}, HTTPClient: hc})
+	if err != nil {
+		return nil, err
+	}
+	id := "idle" + strconv.Itoa(i) + "@example.com"
+	msg := `{"control":{"type":"request","package_type":"register","sequence":1,"version":"1.0"},"header":{"action":"connect","initiator":"` + id + `"},"payload":{}}`
+	if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		return nil, err
+	}
+	if _, _, err := c.Read(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// BenchmarkRelay sends messaging frames between pairs of sessions through
+// one jsonrtcd and reports relayed messages per CPU-second of the daemon
+// (each message is relayed, answered and the report relayed back) and the
+// sender's round-trip latency percentiles.
+func BenchmarkRelay(b *testing.B) {
+	d := startDaemon(b)
+	const pairs = 50
+	url := "ws://" + d.addr + "/ws/webrtc/bench"
+	senders := make([]*client.Client, pairs)
+	for i := range senders {
+		rx := connect(b, url, "rx"+strconv.Itoa(i)+"@example.com", func(o *client.Options) { o.AutoAcceptMessages = true })
+		go func() {
+			for range rx.Events() {
+			}
+		}()
+		senders[i] = connect(b, url, "tx"+strconv.Itoa(i)+"@example.com", nil)
+	}
+	var next atomic.Int64
+	lat := make([][]time.Duration, pairs)
+	cpu0 := d.cpu(b)
+	start := time.Now()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for i, c := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			to := "rx" + strconv.Itoa(i) + "@example.com"
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				if code, err := c.Send(context.Background(), to, "text/plain", "benchmark message body"); err != nil || code != protocol.CodeOK {
+					b.Errorf("send: %d %v", code, err)
+					return
+				}
+				lat[i] = append(lat[i], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	elapsed := time.Since(start)
+	cpu := d.cpu(b) - cpu0
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return
+	}
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "msgs/s")
+	if cpu > 0 {
+		b.ReportMetric(float64(len(all))/cpu.Seconds(), "msgs/cpu-s")
+	}
+	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+}

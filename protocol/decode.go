@@ -92,11 +92,11 @@ func (s *scanner) controlField(c *Control, key []byte) error {
 	switch string(key) {
 	case "type":
 		var v string
-		v, err = s.str("control.type")
+		v, err = s.known("control.type")
 		c.Type = Type(v)
 	case "package_type":
 		var v string
-		v, err = s.str("control.package_type")
+		v, err = s.known("control.package_type")
 		c.Package = Package(v)
 	case "session_id":
 		c.SessionID, err = s.str("control.session_id")
@@ -108,12 +108,12 @@ func (s *scanner) controlField(c *Control, key []byte) error {
 		c.AckSequence, err = s.seqOrNull("control.ack_sequence")
 	case "message_state":
 		var v string
-		v, err = s.str("control.message_state")
+		v, err = s.known("control.message_state")
 		c.MessageState = MessageState(v)
 	case "correlation_id":
 		c.CorrelationID, err = s.str("control.correlation_id")
 	case "version":
-		c.Version, err = s.str("control.version")
+		c.Version, err = s.known("control.version")
 	default:
 		err = s.skip(0)
 	}
@@ -125,7 +125,7 @@ func (s *scanner) headerField(h *Header, key []byte) error {
 	switch string(key) {
 	case "action":
 		var v string
-		v, err = s.str("header.action")
+		v, err = s.known("header.action")
 		h.Action = Action(v)
 	case "initiator":
 		h.Initiator, err = s.str("header.initiator")
@@ -432,6 +432,35 @@ func (s *scanner) str(field string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// known reads a string that is usually one of the protocol's constants,
+// returning the constant itself so that decoding it allocates nothing.
+func (s *scanner) known(field string) (string, error) {
+	if s.peek() != '"' {
+		return s.str(field)
+	}
+	b, err := s.rawString()
+	if err != nil {
+		return "", err
+	}
+	if v, ok := internTable[string(b)]; ok {
+		return v, nil
+	}
+	return string(b), nil
+}
+
+// internTable maps each constant to itself; it is never written after
+// initialisation.
+var internTable = func() map[string]string {
+	m := map[string]string{}
+	for _, v := range []string{"request", "response", "message", "acknowledgement", "error",
+		"register", "call", "presence", "message_notification", "messaging",
+		"connect", "start", "complete", "prack", "shutdown", "trickle", "dtmf", "transfer", "notify", "publish", "send",
+		"initial", "subsequent", "final", Version} {
+		m[v] = v
+	}
+	return m
+}()
 
 func (s *scanner) null(field string) error {
 	if len(s.data)-s.pos >= 4 && string(s.data[s.pos:s.pos+4]) == "null" {

@@ -37,6 +37,7 @@ func run(args []string) error {
 	listen := fs.String("listen", "", "HTTP listen `address` (overrides the config's listen)")
 	insecureOpen := fs.Bool("insecure-open", false, "allow open identity mode on a non-loopback address")
 	check := fs.Bool("t", false, "check the configuration and exit")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback `address` (profiling)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,6 +79,12 @@ func run(args []string) error {
 	}
 	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	log.Info("jsonrtcd listening", "addr", ln.Addr().String(), "demo", "http://"+ln.Addr().String()+"/")
+
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr, log); err != nil {
+			return err
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -53,6 +53,9 @@ type WebSocketConfig struct {
 	MaxFrameBytes int64 `yaml:"max_frame_bytes"`
 	// PingInterval is how often WebSocket pings check liveness.
 	PingInterval Duration `yaml:"ping_interval"`
+	// PingTimeout is how long a pong may take before the socket is
+	// declared dead (the session then waits for a resume).
+	PingTimeout Duration `yaml:"ping_timeout"`
 	// HandshakeTimeout bounds the wait for the first connect frame.
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`
 }
@@ -115,6 +118,7 @@ func DefaultConfig() Config {
 		WebSocket: WebSocketConfig{
 			MaxFrameBytes:    64 << 10,
 			PingInterval:     Duration(20 * time.Second),
+			PingTimeout:      Duration(10 * time.Second),
 			HandshakeTimeout: Duration(30 * time.Second),
 		},
 		Session: SessionConfig{
@@ -169,6 +173,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WebSocket.PingInterval.D() < time.Second {
 		bad("websocket.ping_interval", "must be at least 1s")
+	}
+	if c.WebSocket.PingTimeout.D() < 100*time.Millisecond || c.WebSocket.PingTimeout > c.WebSocket.PingInterval {
+		bad("websocket.ping_timeout", "must be between 100ms and websocket.ping_interval")
 	}
 	if c.WebSocket.HandshakeTimeout.D() < time.Second {
 		bad("websocket.handshake_timeout", "must be at least 1s")

@@ -50,6 +50,10 @@ type Gateway struct {
 	known      map[string]struct{}
 	closed     bool
 
+	// onSocketLost, when set (by tests), is called when a session's
+	// socket goes and the session waits for a resume.
+	onSocketLost func(*Session)
+
 	wg       sync.WaitGroup // connection goroutines
 	shutdown chan struct{}
 	ctx      context.Context // cancelled by Shutdown

@@ -298,3 +298,29 @@ func TestNoOtherSessionNotices(t *testing.T) {
 	})
 	expect(t, a.read(), protocol.TypeMessage, protocol.ActionShutdown)
 }
+
+// TestLivenessDropsDeadSocket: a peer that stops answering WebSocket pings
+// loses its socket, but not its session.
+func TestLivenessDropsDeadSocket(t *testing.T) {
+	lost := make(chan string, 1)
+	g, url := newGateway(t, func(c *Config) {
+		c.WebSocket.PingInterval = Duration(time.Second)
+		c.WebSocket.PingTimeout = Duration(200 * time.Millisecond)
+	})
+	g.onSocketLost = func(s *Session) { lost <- s.id }
+	// A coder/websocket client answers pings only while it reads: after
+	// the connect exchange this peer never reads again, so it is dead.
+	a := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	a.connect("alice@example.com")
+	select {
+	case id := <-lost:
+		if id != a.sid {
+			t.Fatalf("lost socket of %s", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("dead socket not dropped")
+	}
+	if g.lookup(a.sid) == nil {
+		t.Fatal("session ended with its socket")
+	}
+}

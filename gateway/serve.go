@@ -37,6 +37,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		OriginPatterns: g.cfg.WebSocket.AllowedOrigins,
 		ReadLimit:      g.cfg.WebSocket.MaxFrameBytes,
 		PingInterval:   g.cfg.WebSocket.PingInterval.D(),
+		PingTimeout:    g.cfg.WebSocket.PingTimeout.D(),
 	}
 	var p *auth.Principal
 	if g.authn != nil {

@@ -282,6 +282,9 @@ func (s *Session) detach(l *link, logout bool) {
 		s.mu.Unlock()
 		s.g.save(s, snap)
 		s.log.Info("socket lost; waiting for resume")
+		if s.g.onSocketLost != nil {
+			s.g.onSocketLost(s)
+		}
 		return
 	}
 	s.mu.Unlock()

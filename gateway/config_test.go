@@ -1,0 +1,49 @@
+package gateway
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "jsonrtcd.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfig(t *testing.T) {
+	cfg, err := LoadConfig(writeConfig(t, "listen: 127.0.0.1:9000\nsession:\n  resume_timeout: 90s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:9000" || cfg.Session.ResumeTimeout.D().Seconds() != 90 || cfg.Session.WindowFrames != 1024 {
+		t.Fatalf("config %+v", cfg)
+	}
+	if _, err := LoadConfig(writeConfig(t, "")); err != nil {
+		t.Fatalf("empty file: %v", err)
+	}
+}
+
+func TestLoadConfigErrorsNameTheKey(t *testing.T) {
+	cases := []struct{ body, want string }{
+		{"listen: 127.0.0.1:9000\nsesion:\n  resume_timeout: 90s\n", "sesion"},
+		{"session:\n  resume_timout: 90s\n", "resume_timout"},
+		{"session:\n  resume_timeout: soon\n", "not a duration"},
+		{"session:\n  window_frames: 2\n", "session.window_frames"},
+		{"websocket:\n  max_frame_bytes: 10\n", "websocket.max_frame_bytes"},
+		{"log:\n  level: loud\n", "log.level"},
+		{"listen: nowhere\n", "listen"},
+		{"auth:\n  applications:\n    - name: web\n      mode: jwt\n", "auth.applications[0]"},
+	}
+	for _, c := range cases {
+		_, err := LoadConfig(writeConfig(t, c.body))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err = %v, want one naming %q", c.body, err, c.want)
+		}
+	}
+}

@@ -29,7 +29,7 @@ type daemon struct {
 	addr string
 }
 
-func startDaemon(b *testing.B) *daemon {
+func startDaemon(b testing.TB) *daemon {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "jsonrtcd")
@@ -65,7 +65,7 @@ func startDaemon(b *testing.B) *daemon {
 }
 
 // rss returns the daemon's resident set size in bytes.
-func (d *daemon) rss(b *testing.B) int64 {
+func (d *daemon) rss(b testing.TB) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
 	if err != nil {
 		b.Fatal(err)
@@ -83,7 +83,7 @@ func (d *daemon) rss(b *testing.B) int64 {
 }
 
 // metrics scrapes the daemon's Prometheus gauges without labels.
-func (d *daemon) metrics(b *testing.B) map[string]float64 {
+func (d *daemon) metrics(b testing.TB) map[string]float64 {
 	resp, err := http.Get("http://" + d.addr + "/metrics")
 	if err != nil {
 		b.Fatal(err)
@@ -104,7 +104,7 @@ func (d *daemon) metrics(b *testing.B) map[string]float64 {
 }
 
 // cpu returns the daemon's user+system CPU time.
-func (d *daemon) cpu(b *testing.B) time.Duration {
+func (d *daemon) cpu(b testing.TB) time.Duration {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
 	if err != nil {
 		b.Fatal(err)

@@ -56,6 +56,7 @@ type Gateway struct {
 	dialogs  map[string]*Call // by sipgo dialog ID
 	regs     map[string]*registration
 	contacts map[string]*registration // by contact user token
+	ev       eventState               // subscriptions, publications, messages: events.go
 
 	txs     atomic.Int64 // transactions in progress (ours and the peer's)
 	callSeq atomic.Uint64
@@ -282,6 +283,7 @@ func (g *Gateway) Close() error {
 	for _, r := range regs {
 		wg.Go(func() { r.stop(ctx) })
 	}
+	wg.Go(func() { g.closeEvents(ctx) })
 	wg.Wait()
 	g.cancel()
 	for _, c := range calls {
@@ -339,7 +341,7 @@ func (g *Gateway) routes() {
 	g.srv.OnPrack(wrap(g.inDialog))
 	g.srv.OnInfo(wrap(g.inDialog))
 	g.srv.OnRefer(wrap(g.inDialog))
-	g.srv.OnNotify(wrap(g.inDialog))
+	g.eventRoutes(wrap) // NOTIFY (then calls' inDialog), MESSAGE: events.go
 	g.srv.OnCancel(wrap(func(req *sip.Request, tx sip.ServerTransaction) {
 		// Matched CANCELs are absorbed by the transaction layer.
 		g.respond(tx, req, 481, "Call/Transaction Does Not Exist")

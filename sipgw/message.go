@@ -1,0 +1,151 @@
+package sipgw
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// MaxMessageBody bounds the body of a MESSAGE both ways (RFC 3428 asks
+// for small pager-mode messages; larger ones get 413).
+const MaxMessageBody = 64 << 10
+
+// MessageOptions are one instant message (RFC 3428) from a web user.
+type MessageOptions struct {
+	// Identity is the sender's web identity (From, via AOR).
+	Identity string
+	// Target is the recipient: any form ParseTarget takes.
+	Target string
+	// ContentType defaults to text/plain;charset=UTF-8.
+	ContentType string
+	Body        []byte
+	// Headers are extension headers, each checked with ValidateHeader.
+	Headers []Header
+}
+
+// IncomingMessage is a MESSAGE for a web identity.
+type IncomingMessage struct {
+	// Identity is the web identity it is for.
+	Identity string
+	// From is the sender's address (sip:bob@example.com).
+	From        string
+	ContentType string
+	Body        []byte
+}
+
+// SendMessage sends a MESSAGE and returns at once; report gets the final
+// response's code and reason (the delivery report) once, from a
+// goroutine of the Gateway: 408 when none came, 503 when the gateway
+// closed. Invalid options fail at once with ErrInvalidInput.
+func (g *Gateway) SendMessage(o MessageOptions, report func(code int, reason string)) error {
+	if g.ctx == nil {
+		return ErrClosed
+	}
+	from, err := g.AOR(o.Identity)
+	if err != nil {
+		return err
+	}
+	to, err := g.ParseTarget(o.Target)
+	if err != nil {
+		return err
+	}
+	if o.ContentType == "" {
+		o.ContentType = "text/plain;charset=UTF-8"
+	}
+	if hasCtl(o.ContentType) || len(o.ContentType) > 128 {
+		return invalid("content type %q", o.ContentType)
+	}
+	if len(o.Body) > MaxMessageBody {
+		return invalid("message body over %d bytes", MaxMessageBody)
+	}
+	if err := checkHeaders(o.Headers); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return ErrClosed
+	}
+	callID, tag := randUUID(), sip.GenerateTagN(16)
+	var cseq uint32
+	g.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(g.ctx, sip.Timer_F)
+		defer cancel()
+		res, err := g.do(ctx, o.Identity, func() *sip.Request {
+			cseq++
+			req := g.requestFor(sip.MESSAGE, from, to, tag, callID, cseq)
+			req.AppendHeader(sip.NewHeader("Content-Type", o.ContentType))
+			for _, h := range o.Headers {
+				req.AppendHeader(sip.NewHeader(h.Name, h.Value))
+			}
+			req.SetBody(o.Body)
+			return req
+		})
+		code, reason := failure(res, err)
+		if err != nil && g.ctx.Err() != nil {
+			code, reason = 503, "gateway closed"
+		}
+		g.log.Debug("sipgw: MESSAGE answered", "identity", o.Identity, "target", o.Target, "code", code)
+		report(code, reason)
+	})
+	return nil
+}
+
+// OnMessage sets the function that delivers an incoming MESSAGE to a web
+// identity and returns the final response to send (the first answer of
+// the web user's sessions). It runs on its own goroutine; ctx ends a
+// little before the sender's transaction would time out. Without it,
+// incoming messages get 480.
+func (g *Gateway) OnMessage(f func(ctx context.Context, m *IncomingMessage) (code int, reason string)) {
+	g.ev.mu.Lock()
+	defer g.ev.mu.Unlock()
+	g.ev.onMsg = f
+}
+
+func (g *Gateway) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
+	id, ok := g.identityOf(req)
+	if !ok {
+		g.respond(tx, req, 404, "Not Found")
+		return
+	}
+	g.ev.mu.Lock()
+	f := g.ev.onMsg
+	g.ev.mu.Unlock()
+	if f == nil {
+		g.respond(tx, req, 480, "Temporarily Unavailable")
+		return
+	}
+	body := req.Body()
+	if len(body) > MaxMessageBody {
+		g.respond(tx, req, 413, "Request Entity Too Large")
+		return
+	}
+	m := &IncomingMessage{Identity: id, Body: append([]byte(nil), body...), ContentType: "text/plain"}
+	if ct := req.ContentType(); ct != nil {
+		m.ContentType = strings.TrimSpace(ct.Value())
+	}
+	if from := req.From(); from != nil {
+		u := sip.Uri{Scheme: from.Address.Scheme, User: from.Address.User, Host: from.Address.Host}
+		if u.Scheme == "" {
+			u.Scheme = "sip"
+		}
+		m.From = u.String()
+	}
+	if hasCtl(m.From) || hasCtl(m.ContentType) {
+		g.respond(tx, req, 400, "Bad Request")
+		return
+	}
+	// Answer before Timer F fires at the sender (32 s).
+	ctx, cancel := context.WithTimeout(g.ctx, 30*time.Second)
+	defer cancel()
+	code, reason := f(ctx, m)
+	if code < 200 || code > 699 {
+		code, reason = 500, "Server Internal Error"
+	}
+	if reason == "" || hasCtl(reason) || len(reason) > 128 {
+		reason = "Response"
+	}
+	g.respond(tx, req, code, reason)
+}

@@ -207,6 +207,15 @@ func (g *Gateway) Start(ctx context.Context) error {
 		})
 	}
 	if udp != nil {
+		// sipgo puts the UDP socket in its connection pool only once the
+		// read loop started by ServeUDP runs; a request sent before that
+		// would make it bind the same address again (EADDRINUSE). Put the
+		// socket in the pool ourselves first, so that the client finds it
+		// from the moment Start returns. ServeUDP later replaces the entry
+		// with its own wrapper of the same socket.
+		g.ua.TransportLayer().Pool("udp").Add(g.addrs["udp"], &sip.UDPConnection{
+			PacketConn: udp, PacketAddr: g.addrs["udp"], Listener: true,
+		})
 		serve("udp", func() error { return g.srv.ServeUDP(udp) })
 	}
 	if tcpLn != nil {
@@ -214,24 +223,6 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	if tlsLn != nil {
 		serve("tls", func() error { return g.srv.ServeTLS(tlsLn) })
-	}
-	if udp != nil {
-		// sipgo registers the UDP socket for sending only once its read
-		// loop runs; requests sent before would try to bind it again.
-		// sipgo offers no readiness signal for Serve*, so look.
-		t := time.NewTicker(time.Millisecond)
-		defer t.Stop()
-		for {
-			if c, err := g.ua.TransportLayer().GetConnection("udp", g.addrs["udp"]); err == nil && c != nil {
-				break
-			}
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				_ = g.Close()
-				return fmt.Errorf("sipgw: udp listener not ready: %w", ctx.Err())
-			}
-		}
 	}
 	g.log.Info("sipgw: started", "udp", g.addrs["udp"], "tcp", g.addrs["tcp"], "tls", g.addrs["tls"])
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
+	"github.com/jsonrtc/jsonrtc/sipgw"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -34,7 +35,9 @@ type Config struct {
 	// MessageNotification configures voicemail (message-summary)
 	// subscriptions.
 	MessageNotification notification.Config `yaml:"message_notification"`
-	Log                 LogConfig           `yaml:"log"`
+	// SIP is the SIP side (sipgw); unset (no domain, no listener): none.
+	SIP sipgw.Config `yaml:"sip"`
+	Log LogConfig    `yaml:"log"`
 	// Auth lists the applications and how each authenticates. With none,
 	// the gateway runs one built-in open application on every /ws/ path
 	// (development only).
@@ -219,6 +222,11 @@ func (c *Config) Validate() error {
 	}
 	if err := c.MessageNotification.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.sipConfigured() {
+		if err := c.SIP.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(c.Auth.Applications) > 0 {
 		if err := c.Auth.Validate(); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
 	"github.com/jsonrtc/jsonrtc/session"
+	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/store"
 )
 
@@ -37,6 +38,7 @@ type Gateway struct {
 	msgs     *messaging.Handler
 	presence *presence.Handler
 	notes    *notification.Handler
+	sip      *sipgw.Gateway // nil without a sip section: upstream.go
 	web      http.Handler
 	authn    *auth.Authenticator // nil: the built-in open application
 	lim      *limits.Limiter
@@ -108,11 +110,20 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	}
 	g.lim = lim
 	g.metrics.reg.MustRegister(lim.Collector())
+	if err := g.newSIP(); err != nil {
+		return nil, err
+	}
 	g.calls = call.NewHandler(directory{g}, call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
 	g.msgs = messaging.NewHandler(directory{g}, messaging.Options{
-		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log})
-	g.presence = presence.NewHandler(directory{g}, presence.Options{Config: cfg.Presence, Logger: log})
-	g.notes = notification.NewHandler(notification.Options{Config: cfg.MessageNotification, Logger: log})
+		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log,
+		Upstream: g.messagingUpstream()})
+	g.presence = presence.NewHandler(directory{g}, presence.Options{Config: cfg.Presence, Logger: log,
+		Upstream: g.presenceUpstream()})
+	g.notes = notification.NewHandler(notification.Options{Config: cfg.MessageNotification, Logger: log,
+		Upstream: g.notificationUpstream()})
+	if err := g.startSIP(); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 
@@ -148,6 +159,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for _, s := range all {
 		s.end(reasonShutdown)
 	}
+	g.closeSIP()
 	// Sockets still in their handshake close with the context.
 	g.cancel()
 	done := make(chan struct{})

@@ -3,11 +3,18 @@
 // session of the target, the first answer goes back to the sender as the
 // delivery report, and a target with no session gets 480 (404 when the
 // identity is unknown).
+//
+// Targets that are no web identity go to an [Upstream] when there is one
+// (the gateway's is SIP MESSAGE, RFC 3428), whose final response code is
+// the delivery report. Messages from the upstream come in through
+// [Handler.Deliver] and reach every live session of their web target as
+// request/send; the first answer goes back upstream.
 package messaging
 
 import (
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,7 +31,30 @@ type Options struct {
 	// MaxPending bounds the messages awaiting a report, over all
 	// sessions; past it a send gets 503. Default 100000.
 	MaxPending int
-	Logger     *slog.Logger
+	// Upstream carries messages to targets that are not web users. Nil:
+	// none, such targets get 404.
+	Upstream Upstream
+	Logger   *slog.Logger
+}
+
+// Upstream carries messages to targets that are not web users.
+type Upstream interface {
+	// Routes reports whether the upstream serves target. It is asked only
+	// about targets that are no known web identity.
+	Routes(target string) bool
+	// Send sends m and returns at once; report gets the final code
+	// (2xx: delivered) and reason, once, from any goroutine, never from
+	// inside Send. An error means m cannot be sent at all (the sender
+	// gets 400 with its text).
+	Send(m Outgoing, report func(code int, reason string)) error
+}
+
+// Outgoing is a message for the Upstream.
+type Outgoing struct {
+	// From is the sender's web identity; To the target as written.
+	From, To string
+	Payload  protocol.MessagePayload
+	Ext      []protocol.Ext
 }
 
 // Handler relays messaging frames.
@@ -44,7 +74,8 @@ type key struct{ session, corr string }
 
 // message is one send from a web user; delivery one copy of it.
 type message struct {
-	from     call.Endpoint
+	from     call.Endpoint // nil for a message from the Upstream
+	answerFn func(code int, reason string)
 	corr     string // the sender's id for it
 	sub      string
 	target   string
@@ -113,33 +144,45 @@ func (h *Handler) send(ep call.Endpoint, f *protocol.Frame) {
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, err.(*protocol.Error).Reason), false)
 		return
 	}
+	id := webID(f.Header.Target)
 	var to []call.Endpoint
-	for _, e := range h.dir.Sessions(f.Header.Target) {
+	for _, e := range h.dir.Sessions(id) {
 		if e.ID() != ep.ID() {
 			to = append(to, e)
 		}
 	}
 	if len(to) == 0 {
+		known := h.dir.Known(id)
+		if !known && h.opts.Upstream != nil && h.opts.Upstream.Routes(f.Header.Target) {
+			h.sendUp(ep, f, p)
+			return
+		}
 		code := protocol.CodeNotFound
-		if h.dir.Known(f.Header.Target) {
+		if known {
 			code = protocol.CodeTemporarilyUnavail
 		}
 		ep.Send(reply(f, protocol.TypeError, code, ""), false)
 		return
 	}
 	m := &message{from: ep, corr: call.ClientCorrelation(f), sub: f.Control.SubsessionID, target: f.Header.Target}
+	h.relay(m, to, ep.Identity(), f.Header.Target, f.Header.Ext, f.Payload)
+}
+
+// relay sends m to the sessions to and arms its timeout.
+func (h *Handler) relay(m *message, to []call.Endpoint, from, target string, ext []protocol.Ext, payload []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.pending+len(to) > h.opts.MaxPending {
-		ep.Send(reply(f, protocol.TypeError, protocol.CodeServiceUnavailable, "too many messages in flight"), false)
+		m.answered = true
+		h.report(m, protocol.TypeError, protocol.CodeServiceUnavailable, "too many messages in flight")
 		return
 	}
 	for _, e := range to {
 		out := &protocol.Frame{
 			Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessaging},
-			Header: protocol.Header{Action: protocol.ActionSend, Initiator: ep.Identity(), Target: f.Header.Target,
-				Ext: f.Header.Ext},
-			Payload: f.Payload,
+			Header: protocol.Header{Action: protocol.ActionSend, Initiator: from, Target: target,
+				Ext: ext},
+			Payload: payload,
 		}
 		seq, err := e.Send(out, true)
 		if err != nil {
@@ -150,10 +193,83 @@ func (h *Handler) send(ep call.Endpoint, f *protocol.Frame) {
 		h.pending++
 	}
 	if m.copies == 0 {
-		ep.Send(reply(f, protocol.TypeError, protocol.CodeTemporarilyUnavail, ""), false)
+		m.answered = true
+		h.report(m, protocol.TypeError, protocol.CodeTemporarilyUnavail, "")
 		return
 	}
 	m.timer = time.AfterFunc(h.opts.Timeout, func() { h.expire(m) })
+}
+
+// sendUp hands a send to the Upstream; its final code is the delivery
+// report.
+func (h *Handler) sendUp(ep call.Endpoint, f *protocol.Frame, p protocol.MessagePayload) {
+	h.mu.Lock()
+	if h.pending >= h.opts.MaxPending {
+		h.mu.Unlock()
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeServiceUnavailable, "too many messages in flight"), false)
+		return
+	}
+	h.pending++
+	h.mu.Unlock()
+	m := &message{from: ep, corr: call.ClientCorrelation(f), sub: f.Control.SubsessionID, target: f.Header.Target}
+	err := h.opts.Upstream.Send(Outgoing{From: ep.Identity(), To: f.Header.Target, Payload: p, Ext: f.Header.Ext},
+		func(code int, reason string) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.pending--
+			if m.answered {
+				return
+			}
+			m.answered = true
+			switch {
+			case code >= 200 && code < 300:
+				h.report(m, protocol.TypeResponse, code, reason)
+			case code == protocol.CodeServerError || code < 300 || code > 699:
+				// 500 would end the sender's whole session (PROTOCOL.md
+				// section 7).
+				h.report(m, protocol.TypeError, protocol.CodeServiceUnavailable, reason)
+			default:
+				h.report(m, protocol.TypeError, code, reason)
+			}
+		})
+	if err != nil {
+		h.mu.Lock()
+		h.pending--
+		m.answered = true
+		h.mu.Unlock()
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, err.Error()), false)
+	}
+}
+
+// Deliver hands a message from the Upstream to every live session of
+// the web identity to, as request/send with initiator from. answer gets
+// the first session's answer once, from any goroutine: its code (a 2xx
+// for a response) and reason; 480 when to has no live session, 404 when
+// it is unknown, 408 after the report timeout, 503 when too many
+// messages are in flight. It must not block. Deliver returns at once.
+func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer func(code int, reason string)) {
+	id := webID(to)
+	sessions := h.dir.Sessions(id)
+	if len(sessions) == 0 {
+		if h.dir.Known(id) {
+			answer(protocol.CodeTemporarilyUnavail, protocol.Reason(protocol.CodeTemporarilyUnavail))
+		} else {
+			answer(protocol.CodeNotFound, protocol.Reason(protocol.CodeNotFound))
+		}
+		return
+	}
+	m := &message{answerFn: answer, target: id}
+	h.relay(m, sessions, from, id, nil, protocol.EncodePayload(p))
+}
+
+// webID is the web identity a target names: user@domain for
+// sip:user@domain.
+func webID(target string) string {
+	scheme, rest, ok := strings.Cut(target, ":")
+	if ok && !strings.Contains(scheme, "@") && (strings.EqualFold(scheme, "sip") || strings.EqualFold(scheme, "sips")) {
+		return rest
+	}
+	return target
 }
 
 func (h *Handler) answer(ep call.Endpoint, f *protocol.Frame) {
@@ -186,6 +302,10 @@ func (h *Handler) answer(ep call.Endpoint, f *protocol.Frame) {
 func (h *Handler) report(m *message, typ protocol.Type, code int, reason string) {
 	if reason == "" {
 		reason = protocol.Reason(code)
+	}
+	if m.answerFn != nil {
+		m.answerFn(code, reason)
+		return
 	}
 	out := &protocol.Frame{
 		Control: protocol.Control{Type: typ, Package: protocol.PackageMessaging, SubsessionID: m.sub, CorrelationID: m.corr},

@@ -232,9 +232,9 @@ func (h *Handler) ringTimeout(c *Call) {
 	if c.ended || c.winner != nil {
 		return
 	}
+	h.end(c)
 	h.failCaller(c, protocol.CodeTemporarilyUnavail, "No answer")
 	h.cancelLegs(c, nil)
-	h.end(c)
 }
 
 // frameTo builds a frame on l's side of the call.
@@ -356,9 +356,9 @@ func (h *Handler) rejected(l *leg, f *protocol.Frame) {
 		if code >= 600 {
 			// A global failure (603 Decline, 600 Busy Everywhere) ends
 			// every fork.
+			h.end(c)
 			h.failCaller(c, code, f.Header.Reason)
 			h.cancelLegs(c, l)
-			h.end(c)
 			return
 		}
 		h.settle(c)
@@ -396,8 +396,8 @@ func (h *Handler) settle(c *Call) {
 	if best == 0 {
 		best = protocol.CodeTemporarilyUnavail
 	}
-	h.failCaller(c, best, "")
 	h.end(c)
+	h.failCaller(c, best, "")
 }
 
 func (h *Handler) failCaller(c *Call, code int, reason string) {
@@ -468,14 +468,14 @@ func (h *Handler) shutdown(l *leg) {
 	switch {
 	case l == c.caller && c.winner == nil:
 		// A cancel: every fork stops ringing; the caller expects nothing.
-		h.cancelLegs(c, nil)
 		h.end(c)
+		h.cancelLegs(c, nil)
 	case l == c.caller || l == c.winner:
 		other := h.peer(l)
 		out := h.frameTo(other, protocol.TypeMessage, protocol.ActionShutdown, "")
 		out.Header.Initiator, out.Header.Target = l.ep.Identity(), other.ep.Identity()
-		h.send(other, out, true)
 		h.end(c)
+		h.send(other, out, true)
 	default:
 		// A ringing callee hung up instead of declining: this fork fails;
 		// the caller's wsc.js ignores a shutdown before the answer, so the
@@ -561,14 +561,14 @@ func (h *Handler) SessionEnded(ep Endpoint) {
 		if !c.ended {
 			switch {
 			case l == c.caller && c.winner == nil:
-				h.cancelLegs(c, nil)
 				h.end(c)
+				h.cancelLegs(c, nil)
 			case l == c.caller || l == c.winner:
 				other := h.peer(l)
 				out := h.frameTo(other, protocol.TypeMessage, protocol.ActionShutdown, "")
 				out.Header.Initiator, out.Header.Target = l.ep.Identity(), other.ep.Identity()
-				h.send(other, out, true)
 				h.end(c)
+				h.send(other, out, true)
 			case l.state == legRinging:
 				l.state, l.code = legFailed, protocol.CodeTemporarilyUnavail
 				h.settle(c)
@@ -578,7 +578,8 @@ func (h *Handler) SessionEnded(ep Endpoint) {
 	}
 }
 
-// end forgets a call. c.mu is held.
+// end forgets a call. c.mu is held. It is called before the frames that
+// tell the peers, so that whoever hears of the end finds it accounted for.
 func (h *Handler) end(c *Call) {
 	c.ended = true
 	if c.timer != nil {

@@ -310,15 +310,16 @@ func (s *Session) end(r endReason) {
 	s.conn = nil
 	s.mu.Unlock()
 	s.g.remove(s)
+	// The record goes first: whoever hears of the end finds it gone.
+	if err := s.g.store.Delete(context.Background(), "session."+s.id); err != nil {
+		s.log.Error("deleting session record", "err", err)
+	}
 	s.g.calls.SessionEnded(s)
 	s.g.msgs.SessionEnded(s)
 	s.g.presence.SessionEnded(s)
 	s.g.notes.SessionEnded(s)
 	s.quota.Close()
 	s.inMu.Unlock()
-	if err := s.g.store.Delete(context.Background(), "session."+s.id); err != nil {
-		s.log.Error("deleting session record", "err", err)
-	}
 	if conn != nil {
 		code := websocket.StatusGoingAway
 		if r == reasonWindowFull {

@@ -24,6 +24,9 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// InsecureOpen allows open identity mode on a non-loopback address.
 	InsecureOpen bool `yaml:"insecure_open"`
+	// TLS serves wss:// (and https://) with a certificate that is
+	// reloaded when its files change.
+	TLS TLSConfig `yaml:"tls"`
 	// Domain is the domain of generated guest identities.
 	Domain    string          `yaml:"domain"`
 	WebSocket WebSocketConfig `yaml:"websocket"`
@@ -62,6 +65,18 @@ type WebSocketConfig struct {
 	// HandshakeTimeout bounds the wait for the first connect frame.
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`
 }
+
+// TLSConfig names a certificate and key in PEM files.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ReloadInterval is the least time between checks of the files for
+	// a renewed certificate. Default 10s.
+	ReloadInterval Duration `yaml:"reload_interval"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // SessionConfig configures the reliability machine.
 type SessionConfig struct {
@@ -167,6 +182,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not host:port", c.Listen)
+	}
+	if c.TLS.Enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file go together")
 	}
 	if c.Domain == "" {
 		bad("domain", "must not be empty")

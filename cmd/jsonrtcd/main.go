@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/transport/certs"
 )
 
 func main() {
@@ -77,8 +79,18 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	scheme := "http"
+	if cfg.TLS.Enabled() {
+		r, err := certs.New(cfg.TLS.CertFile, cfg.TLS.KeyFile, &certs.Options{Interval: cfg.TLS.ReloadInterval.D(), Logger: log})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, r.Config())
+		scheme = "https"
+	}
 	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	log.Info("jsonrtcd listening", "addr", ln.Addr().String(), "demo", "http://"+ln.Addr().String()+"/")
+	log.Info("jsonrtcd listening", "addr", ln.Addr().String(), "demo", scheme+"://"+ln.Addr().String()+"/")
 
 	if *pprofAddr != "" {
 		if err := servePprof(*pprofAddr, log); err != nil {

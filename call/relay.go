@@ -463,11 +463,22 @@ func (h *Handler) complete(l *leg, f *protocol.Frame) {
 	h.send(other, out, false)
 }
 
+// shutdown handles a shutdown from l's side.
 func (h *Handler) shutdown(l *leg) {
+	// A ringing callee that hangs up instead of declining fails its fork
+	// as a decline would.
+	h.leave(l, protocol.CodeDecline)
+}
+
+// leave ends l's part in its call: before the answer the caller's leaving
+// cancels every fork; after it either side's leaving ends the call toward
+// the other; a ringing callee's leaving fails its fork with code, and the
+// caller hears of it (as an error: wsc.js ignores a shutdown before the
+// answer) once no fork is left. c.mu is held.
+func (h *Handler) leave(l *leg, code int) {
 	c := l.call
 	switch {
 	case l == c.caller && c.winner == nil:
-		// A cancel: every fork stops ringing; the caller expects nothing.
 		h.end(c)
 		h.cancelLegs(c, nil)
 	case l == c.caller || l == c.winner:
@@ -476,14 +487,9 @@ func (h *Handler) shutdown(l *leg) {
 		out.Header.Initiator, out.Header.Target = l.ep.Identity(), other.ep.Identity()
 		h.end(c)
 		h.send(other, out, true)
-	default:
-		// A ringing callee hung up instead of declining: this fork fails;
-		// the caller's wsc.js ignores a shutdown before the answer, so the
-		// failure reaches it as an error once no fork is left.
-		if l.state == legRinging {
-			l.state, l.code = legFailed, protocol.CodeDecline
-			h.settle(c)
-		}
+	case l.state == legRinging:
+		l.state, l.code = legFailed, code
+		h.settle(c)
 	}
 }
 
@@ -559,20 +565,7 @@ func (h *Handler) SessionEnded(ep Endpoint) {
 		c := l.call
 		c.mu.Lock()
 		if !c.ended {
-			switch {
-			case l == c.caller && c.winner == nil:
-				h.end(c)
-				h.cancelLegs(c, nil)
-			case l == c.caller || l == c.winner:
-				other := h.peer(l)
-				out := h.frameTo(other, protocol.TypeMessage, protocol.ActionShutdown, "")
-				out.Header.Initiator, out.Header.Target = l.ep.Identity(), other.ep.Identity()
-				h.end(c)
-				h.send(other, out, true)
-			case l.state == legRinging:
-				l.state, l.code = legFailed, protocol.CodeTemporarilyUnavail
-				h.settle(c)
-			}
+			h.leave(l, protocol.CodeTemporarilyUnavail)
 		}
 		c.mu.Unlock()
 	}

@@ -1,0 +1,84 @@
+package layering
+
+import (
+	"go/build"
+	"io/fs"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/jsonrtc/jsonrtc/"
+
+// allowed lists, for each package of ours, the packages of ours it may
+// import directly. A package missing here may import nothing of ours.
+var allowed = map[string][]string{
+	"protocol":          {},
+	"store":             {},
+	"session":           {"protocol"},
+	"transport/ws":      {"protocol"},
+	"transport/certs":   {},
+	"auth":              {},
+	"limits":            {},
+	"presence/pidf":     {"protocol"},
+	"notification/mwi":  {"protocol"},
+	"sipgw":             {"protocol", "presence/pidf", "notification/mwi"},
+	"call":              {"protocol", "sipgw"},
+	"messaging":         {"protocol", "call", "sipgw"},
+	"presence":          {"protocol", "call", "presence/pidf", "sipgw"},
+	"notification":      {"protocol", "call", "notification/mwi", "sipgw"},
+	"client":            {"protocol", "session"},
+	"web":               {},
+	"gateway":           {"protocol", "session", "transport/ws", "transport/certs", "auth", "limits", "store", "call", "messaging", "presence", "presence/pidf", "notification", "notification/mwi", "sipgw"},
+	"cmd/jsonrtcd":      {"gateway", "web", "transport/certs", "sipgw"},
+	"cmd/jsonrtc-load":  {"client", "protocol", "session"},
+	"internal/layering": {},
+}
+
+func TestImportsGoDownward(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	// Every package of ours must have its place in the table.
+	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		switch {
+		case strings.HasPrefix(d.Name(), ".") && rel != ".", d.Name() == "node_modules", d.Name() == "testdata", rel == "test", strings.HasPrefix(rel, "test"+string(filepath.Separator)):
+			return filepath.SkipDir
+		}
+		if p, err := build.ImportDir(path, 0); err == nil && len(p.GoFiles) > 0 {
+			if _, ok := allowed[filepath.ToSlash(rel)]; !ok {
+				t.Errorf("package %s has no place in the layering table", rel)
+			}
+		}
+		return nil
+	})
+	for pkg, ok := range allowed {
+		p, err := build.ImportDir(filepath.Join(root, pkg), 0)
+		if err != nil {
+			if _, isNoGo := err.(*build.NoGoError); isNoGo {
+				continue
+			}
+			t.Errorf("%s: %v", pkg, err)
+			continue
+		}
+		okSet := map[string]bool{}
+		for _, o := range ok {
+			okSet[o] = true
+		}
+		var bad []string
+		for _, imp := range p.Imports {
+			if rest, ours := strings.CutPrefix(imp, module); ours && !okSet[rest] {
+				bad = append(bad, rest)
+			}
+		}
+		sort.Strings(bad)
+		if len(bad) > 0 {
+			t.Errorf("%s imports %v, which is not below it", pkg, bad)
+		}
+	}
+}

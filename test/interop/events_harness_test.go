@@ -1,0 +1,303 @@
+package interop
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/client"
+	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// presenceCfg is Kamailio as presence server (presence, presence_xml on
+// a SQLite database the test creates from Kamailio's own schema) and
+// proxy: presence SUBSCRIBE/PUBLISH are served here, "uas-<port>" users
+// go to a SIPp on 127.0.0.1:<port> (record-routed, so that in-dialog
+// NOTIFYs come back through), other users to their registration or to
+// the gateway under test.
+var presenceCfg = template.Must(template.New("kamailio-presence.cfg").Parse(`#!KAMAILIO
+debug=2
+log_stderror=yes
+memdbg=5
+memlog=5
+children=1
+tcp_children=1
+auto_aliases=no
+alias="{{.Domain}}"
+listen=udp:127.0.0.1:{{.Port}}
+mpath="{{.ModPath}}"
+loadmodule "kex.so"
+loadmodule "corex.so"
+loadmodule "tm.so"
+loadmodule "tmx.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "sanity.so"
+loadmodule "db_sqlite.so"
+loadmodule "presence.so"
+loadmodule "presence_xml.so"
+modparam("usrloc", "db_mode", 0)
+modparam("rr", "enable_full_lr", 1)
+modparam("presence", "db_url", "sqlite:///{{.DB}}")
+modparam("presence", "server_address", "sip:127.0.0.1:{{.Port}}")
+modparam("presence", "min_expires", 1)
+modparam("presence_xml", "db_url", "sqlite:///{{.DB}}")
+modparam("presence_xml", "force_active", 1)
+
+request_route {
+	if (!mf_process_maxfwd_header("10")) {
+		sl_send_reply("483", "Too Many Hops");
+		exit;
+	}
+	if (!sanity_check("17895", "7")) {
+		exit;
+	}
+	if (is_method("OPTIONS") && uri==myself && $rU==$null) {
+		sl_send_reply("200", "OK");
+		exit;
+	}
+	if (!is_method("ACK")) {
+		if (t_precheck_trans()) {
+			t_check_trans();
+			exit;
+		}
+		t_check_trans();
+	}
+	if (has_totag()) {
+		if (loose_route()) {
+			route(RELAY);
+			exit;
+		}
+		if (is_method("SUBSCRIBE") && uri==myself) {
+			route(PRESENCE);
+		}
+		if (is_method("ACK")) {
+			exit;
+		}
+		sl_send_reply("404", "Not here");
+		exit;
+	}
+	remove_hf("Route");
+	if (is_method("PUBLISH|SUBSCRIBE") && $hdr(Event) == "presence") {
+		route(PRESENCE);
+	}
+	if (is_method("SUBSCRIBE")) {
+		record_route();
+	}
+	if (is_method("REGISTER")) {
+		if (!save("location")) {
+			sl_reply_error();
+		}
+		exit;
+	}
+	if ($rU == $null) {
+		sl_send_reply("484", "Address Incomplete");
+		exit;
+	}
+	if ($rU =~ "^uas-[0-9]+$") {
+		$du = "sip:127.0.0.1:" + $(rU{s.substr,4,0});
+		route(RELAY);
+	}
+	if (lookup("location")) {
+		route(RELAY);
+	}
+	$du = "sip:{{.Gateway}}";
+	route(RELAY);
+}
+
+route[PRESENCE] {
+	if (!t_newtran()) {
+		sl_reply_error();
+		exit;
+	}
+	if (is_method("PUBLISH")) {
+		handle_publish();
+	} else {
+		handle_subscribe();
+	}
+	exit;
+}
+
+route[RELAY] {
+	if (!t_relay()) {
+		sl_reply_error();
+	}
+	exit;
+}
+`))
+
+// eventsEnv is a Kamailio presence server and an in-process jsonrtc
+// gateway with its SIP side pointed at it.
+type eventsEnv struct {
+	K   *Kamailio
+	G   *gateway.Gateway
+	URL string
+}
+
+func startEventsEnv(t *testing.T) *eventsEnv {
+	t.Helper()
+	need(t, "kamailio", "sipp", "sqlite3")
+	schema := "/usr/share/kamailio/db_sqlite"
+	for _, f := range []string{"standard-create.sql", "presence-create.sql"} {
+		if _, err := os.Stat(filepath.Join(schema, f)); err != nil {
+			t.Skipf("Kamailio's SQLite schema is missing (apt-get install kamailio-sqlite-modules): %v", err)
+		}
+	}
+	dir := t.TempDir()
+	db := filepath.Join(dir, "kamailio.db")
+	for _, f := range []string{"standard-create.sql", "presence-create.sql"} {
+		cmd := exec.Command("sqlite3", db, ".read "+filepath.Join(schema, f))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("sqlite3 %s: %v\n%s", f, err, out)
+		}
+	}
+	kport := freePort(t)
+	kaddr := "127.0.0.1:" + strconv.Itoa(kport)
+
+	cfg := gateway.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Presence.MinExpiry = 1
+	cfg.SIP = sipgw.Config{
+		Listen:        sipgw.ListenConfig{UDP: "127.0.0.1:0"},
+		Domain:        domain,
+		OutboundProxy: "sip:" + kaddr,
+		UserAgent:     "jsonrtc-interop",
+	}
+	g, err := gateway.New(cfg, gateway.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := g.Shutdown(ctx); err != nil {
+			t.Errorf("gateway shutdown: %v", err)
+		}
+		srv.Close()
+		if st := g.SIPEventStats(); st != (sipgw.EventStats{}) {
+			t.Errorf("SIP events left after shutdown: %+v", st)
+		}
+	})
+
+	modPath := "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+	if out, err := exec.Command("sh", "-c", "dirname $(find /usr/lib -name tm.so -path '*kamailio*' | head -1)").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
+		modPath = string(bytes.TrimSpace(out)) + "/"
+	}
+	var kc bytes.Buffer
+	if err := presenceCfg.Execute(&kc, map[string]any{"Domain": domain, "Port": kport, "ModPath": modPath,
+		"DB": db, "Gateway": g.SIPAddr("udp")}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "kamailio.cfg")
+	if err := os.WriteFile(path, kc.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, "kamailio", dir, "kamailio", "-DD", "-E", "-f", path, "-P", filepath.Join(dir, "kamailio.pid"),
+		"-Y", dir, "-w", dir, "-m", "64", "-M", "8")
+	k := &Kamailio{Port: kport, Addr: kaddr}
+	deadline := time.Now().Add(10 * time.Second)
+	for !optionsPing(k.Addr, 200*time.Millisecond) {
+		select {
+		case <-p.done:
+			t.Fatalf("kamailio exited: %v\n%s", p.err, tail(p.out.String(), 4000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kamailio not answering on %s", k.Addr)
+		}
+	}
+	return &eventsEnv{K: k, G: g, URL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/webrtc/test"}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("SIPGW_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+// web connects a Go client as identity.
+func (e *eventsEnv) web(t *testing.T, identity string) *client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, client.Options{URL: e.URL, Identity: identity,
+		ReconnectMin: 10 * time.Millisecond, ReconnectMax: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("dial %s: %v", identity, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// frame waits for the next frame of package pkg and action act that
+// match, skipping everything else.
+func frame(t *testing.T, c *client.Client, pkg protocol.Package, act protocol.Action, match func(*protocol.Frame) bool) *protocol.Frame {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok {
+				t.Fatalf("events closed waiting for %s/%s", pkg, act)
+			}
+			f := ev.Frame
+			if ev.Kind == client.EventClosed {
+				t.Fatalf("closed waiting for %s/%s: %v", pkg, act, ev.Err)
+			}
+			if f == nil || f.EffectivePackage() != pkg || f.Header.Action != act {
+				continue
+			}
+			if match == nil || match(f) {
+				return f
+			}
+		case <-timeout:
+			t.Fatalf("no %s/%s frame", pkg, act)
+		}
+	}
+}
+
+// until waits, bounded, for cond: for state that has no event to wait
+// on (SIP-side counts).
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(15 * time.Second)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func payload(t *testing.T, f *protocol.Frame) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := protocol.DecodePayload(f.Payload, &m); err != nil {
+		t.Fatalf("payload %s: %v", f.Payload, err)
+	}
+	return m
+}

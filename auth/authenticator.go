@@ -41,6 +41,8 @@ type application struct {
 	sip                sipTemplate
 	jwt                *jwtVerifier
 	guestDomain        string
+	guestKey           []byte
+	guestTTL           time.Duration
 	targets            []string // normalised allowed_targets
 }
 
@@ -64,6 +66,10 @@ type Principal struct {
 	// Expires is the token's expiry (zero when there is none). The
 	// session may outlive it: the token is checked at the handshake.
 	Expires time.Time
+	// SetCookie, for a new guest, is the cookie that gives it back this
+	// identity when it reconnects; the gateway sets it on the handshake
+	// response.
+	SetCookie *http.Cookie
 
 	app *application
 }
@@ -158,8 +164,12 @@ func (a *Authenticator) AuthenticateApp(r *http.Request, name string) (*Principa
 		}
 		p.Expires = exp
 	case ModeGuest:
-		// 26 characters of base32: 130 random bits.
-		id := "guest-" + strings.ToLower(rand.Text()) + "@" + app.guestDomain
+		id, ok := app.guestFromCookie(r, a.now())
+		if !ok {
+			// 26 characters of base32: 130 random bits.
+			id = "guest-" + strings.ToLower(rand.Text()) + "@" + app.guestDomain
+			p.SetCookie = app.guestCookie(id, a.now(), r.TLS != nil)
+		}
 		if err := p.setIdentity(id); err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -134,6 +135,13 @@ type GuestConfig struct {
 	// characters other than "@" ("*@support.example.com",
 	// "tel:+1800*"). A "sip:" or "sips:" scheme is ignored on both sides.
 	AllowedTargets []string `yaml:"allowed_targets"`
+	// CookieSecret signs the cookie that gives a guest back its identity
+	// when it reconnects (so that its session can resume after a network
+	// blip). Nodes of one cluster share it; with none, a random key is
+	// made at start-up and guests resume only on this node.
+	CookieSecret Secret `yaml:"cookie_secret"`
+	// CookieTTL is how long a guest keeps its identity. Default 12h.
+	CookieTTL time.Duration `yaml:"cookie_ttl"`
 }
 
 // Secret is a string that prints as "[redacted]", so that logging a
@@ -263,6 +271,19 @@ func compile(c Config) (map[string]*application, error) {
 				bad(key+".guest.domain", "%q: must be a domain name", ac.Guest.Domain)
 			}
 			app.guestDomain = strings.ToLower(ac.Guest.Domain)
+			app.guestKey = []byte(ac.Guest.CookieSecret)
+			if len(app.guestKey) == 0 {
+				app.guestKey = make([]byte, 32)
+				rand.Read(app.guestKey)
+			} else if len(app.guestKey) < 16 {
+				bad(key+".guest.cookie_secret", "must be at least 16 bytes")
+			}
+			app.guestTTL = ac.Guest.CookieTTL
+			if app.guestTTL == 0 {
+				app.guestTTL = 12 * time.Hour
+			} else if app.guestTTL < time.Minute {
+				bad(key+".guest.cookie_ttl", "must be at least 1m")
+			}
 			if len(ac.Guest.AllowedTargets) == 0 {
 				bad(key+".guest.allowed_targets", "required: guests may call only listed targets")
 			}

@@ -203,3 +203,32 @@ func TestHandshakeRateLimit(t *testing.T) {
 		t.Fatalf("handshake codes %v", codes)
 	}
 }
+
+// TestGuestResumes: a guest whose socket dies comes back with the cookie
+// the handshake gave it, so it keeps its identity and resumes its session.
+func TestGuestResumes(t *testing.T) {
+	_, url := newGateway(t, secured)
+	sup := appURL(url, "support")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, sup, &websocket.DialOptions{Subprotocols: []string{"jsonrtc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookies := resp.Cookies()
+	if len(cookies) != 1 || !cookies[0].HttpOnly {
+		t.Fatalf("handshake cookies %v", cookies)
+	}
+	g := &peer{t: t, c: c}
+	t.Cleanup(func() { c.CloseNow() })
+	id := g.connect("").Header.Initiator
+	c.CloseNow()
+	h := http.Header{}
+	h.Add("Cookie", cookies[0].Name+"="+cookies[0].Value)
+	g2 := dial(t, sup, protocol.SubprotocolJSONrtc, h)
+	g2.write(`{"control":{"type":"request","package_type":"register","session_id":"` + g.sid + `"},"header":{"action":"connect","cslr":1,"cslw":2,"csuw":1}}`)
+	r := g2.read()
+	if r.Control.SessionID != g.sid || r.Header.Initiator != id {
+		t.Fatalf("guest did not resume: %s", r.Marshal())
+	}
+}

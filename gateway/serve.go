@@ -50,6 +50,9 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		// The application's own origin rules were applied above.
 		opts.OriginPatterns, opts.InsecureSkipVerify = nil, true
+		if p.SetCookie != nil {
+			http.SetCookie(w, p.SetCookie)
+		}
 	}
 	c, err := ws.Accept(w, r, opts)
 	if err != nil {

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Session } from '../src/session.js';
+import { Subscription } from '../src/subscription.js';
+import { parseMessageSummary } from '../src/summary.js';
 import { FakeClock, FakeStorage, fakeWebSocketClass, serverFrame } from './fakes.js';
 
 const flush = () => new Promise((r) => setImmediate(r));
@@ -369,4 +371,131 @@ test('a caller cancel (shutdown while ringing) ends the incoming call', async ()
   call.on('ended', (e) => ended.push(e));
   ws.receive(serverFrame({ type: 'message', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 3, ack_sequence: 2, correlation_id: 's2' }, { action: 'shutdown' }));
   assert.deepEqual(ended, [{ state: 'ended', reason: 'cancelled', by: 'remote' }]);
+});
+
+/** Answers the latest presence start on ws with 200 and expiry. */
+function acceptStart(ws, sub, seq, expiry) {
+  const req = ws.frames().filter((f) => f.control.subsession_id === sub.id && f.header.action === 'start').at(-1);
+  ws.receive(serverFrame({ type: 'response', package_type: 'presence', session_id: 'S1', subsession_id: sub.id, sequence: seq, ack_sequence: req.control.sequence, correlation_id: req.control.correlation_id, message_state: 'final' }, { action: 'start', response_code: 200, expiry }));
+  return req;
+}
+
+/** No keepalive in the way while the fake clock jumps minutes ahead. */
+const quiet = { session: { keepalive: { interval: 1e9, period: 1e9 } } };
+
+const startsOf = (ws, sub) => ws.frames().filter((f) => f.control.subsession_id === sub.id && f.header.action === 'start');
+
+test('subscription refresh: a start on the same subsession before the expiry (15 %, at least 5 s, at most half)', async () => {
+  const { session, ws, fc } = await connected(quiet);
+  const pres = session.watchPresence('bob');
+  acceptStart(ws, pres, 2, 10);
+  await pres.ready;
+  fc.advance(4999);
+  assert.equal(startsOf(ws, pres).length, 1);
+  fc.advance(1);
+  assert.equal(startsOf(ws, pres).length, 2, 'expiry 10 s: refreshed after 5 s');
+  const refresh = acceptStart(ws, pres, 3, 60);
+  await flush();
+  assert.equal(refresh.header.target, 'bob');
+  assert.equal(refresh.control.type, 'request');
+  fc.advance(50999);
+  assert.equal(startsOf(ws, pres).length, 2);
+  fc.advance(1);
+  assert.equal(startsOf(ws, pres).length, 3, 'expiry 60 s: refreshed 9 s before');
+  acceptStart(ws, pres, 4, 3600);
+  await flush();
+  fc.advance(3060 * 1000);
+  assert.equal(startsOf(ws, pres).length, 4, 'expiry 3600 s: refreshed 540 s before');
+  assert.equal(session.subscriptions.size, 1);
+  assert.equal(Subscription.refreshLead(4), 2000);
+});
+
+test('subscription refresh due while reconnecting is retained and sent by the resume', async () => {
+  const { session, ws, fc, sockets } = await connected();
+  const pres = session.watchPresence('bob');
+  acceptStart(ws, pres, 2, 20);
+  await pres.ready;
+  ws.drop();
+  fc.advance(0);
+  await flush();
+  sockets[1].drop(); // refused: the next attempt is after the backoff
+  fc.advance(15000); // the refresh falls due meanwhile
+  await flush();
+  const ws2 = sockets.at(-1);
+  ws2.open();
+  const resume = ws2.last();
+  assert.equal(resume.header.action, 'connect');
+  ws2.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 3, ack_sequence: 2 }, { action: 'connect', initiator: 'alice@example.com', sslr: 2 }));
+  const starts = startsOf(ws2, pres);
+  assert.equal(starts.length, 1, 'the refresh is resent after the resume');
+  assert.equal(starts[0].control.sequence, 3);
+  assert.equal(pres.state, 'active');
+});
+
+test('page reload: a restored subscription keeps its refresh schedule and subsession', async () => {
+  const first = await connected(quiet);
+  const pres = first.session.watchPresence('bob');
+  acceptStart(first.ws, pres, 2, 60);
+  await pres.ready;
+  first.ws.receive(serverFrame({ type: 'message', package_type: 'presence', session_id: 'S1', subsession_id: pres.id, sequence: 3, ack_sequence: 2 }, { action: 'notify' }, { presentity: 'bob', status: 'open', note: 'hi' }));
+  first.fc.advance(40000); // 40 s of the 51 s before the refresh
+  // The page reloads: a new Session on the same storage, its clock (Date.now in a browser) continues.
+  const second = setup({ ...quiet, storage: first.storage });
+  second.fc.t = first.fc.t;
+  const restored = [];
+  second.session.on('subscriptionrestored', (s) => restored.push(s));
+  const p = second.session.connect();
+  await flush();
+  const ws = second.sockets[0];
+  ws.open();
+  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 4, ack_sequence: 2 }, { action: 'connect', initiator: 'alice@example.com', sslr: 2 }));
+  await p;
+  assert.equal(restored.length, 1);
+  const again = restored[0];
+  assert.equal(again.id, pres.id);
+  assert.equal(again.last.status, 'open');
+  assert.equal(again.last.note, 'hi');
+  assert.equal(second.session.watchPresence('bob'), again, 'watching again reuses the restored subscription');
+  assert.equal(startsOf(ws, again).length, 0);
+  second.fc.advance(10999);
+  assert.equal(startsOf(ws, again).length, 0);
+  second.fc.advance(1);
+  const starts = startsOf(ws, again);
+  assert.equal(starts.length, 1, 'refreshed 51 s after the last start, not 51 s after the reload');
+  assert.equal(starts[0].control.subsession_id, pres.id);
+});
+
+test('message summary: the PROTOCOL.md payload, verbatim, through a message_notification notify', async () => {
+  const text = '{"messages_waiting":"yes","message_account":"sip:bob@example.com","voice-message":"2/8 (0/2)"}';
+  assert.deepEqual(parseMessageSummary(JSON.parse(text)), {
+    waiting: true,
+    account: 'sip:bob@example.com',
+    classes: { 'voice-message': { new: 2, old: 8, urgentNew: 0, urgentOld: 2 } },
+    newMessages: 2,
+    oldMessages: 8,
+  });
+  const { session, ws } = await connected();
+  const mwi = session.subscribeMessageSummary('sip:bob@example.com');
+  const req = ws.last();
+  const got = [];
+  mwi.on('notify', (s, raw) => got.push([s, raw]));
+  ws.receive(`{"control":{"type":"message","package_type":"message_notification","session_id":"S1","subsession_id":"${mwi.id}","sequence":2,"ack_sequence":${req.control.sequence},"version":"1.0"},"header":{"action":"notify","initiator":"sip:bob@example.com","target":"alice@example.com"},"payload":${text}}`);
+  assert.equal(got.length, 1);
+  assert.deepEqual(got[0][0], parseMessageSummary(JSON.parse(text)));
+  assert.deepEqual(got[0][1], JSON.parse(text), 'the raw payload is the second argument');
+  assert.equal(mwi.last.newMessages, 2);
+});
+
+test('message summary: a 404 (no voicemail service) rejects ready with the code and ends the subscription', async () => {
+  const { session, ws } = await connected();
+  const mwi = session.subscribeMessageSummary('sip:alice@example.com');
+  const req = ws.last();
+  const ended = [];
+  mwi.on('ended', (e) => ended.push(e));
+  ws.receive(serverFrame({ type: 'error', package_type: 'message_notification', session_id: 'S1', subsession_id: mwi.id, sequence: 2, ack_sequence: req.control.sequence, correlation_id: req.control.correlation_id }, { action: 'start', error_code: 404, reason: 'no voicemail service' }));
+  await assert.rejects(mwi.ready, (e) => e.code === 404 && e.reason === 'no voicemail service');
+  assert.equal(mwi.state, 'ended');
+  assert.equal(ended[0].code, 404);
+  assert.equal(session.subscriptions.size, 0);
+  assert.equal(session.state, 'connected', 'the session goes on');
 });

@@ -210,11 +210,16 @@ export declare class Subscription extends Emitter {
   readonly package: 'presence' | 'message_notification';
   readonly target: string;
   readonly state: 'pending' | 'active' | 'ended';
+  /** Seconds the gateway granted; refreshed `Subscription.refreshLead(expiry)` ms before it runs out. */
   readonly expiry: number | null;
+  /** When the last (re)subscribe went out, on the session's clock (kept across a page reload). */
+  readonly refreshedAt: number | null;
   readonly last: PresenceStatus | MessageSummary | null;
   /** Resolves when the gateway accepted the subscription. */
   readonly ready: Promise<void>;
   end(): void;
+  /** How long before the expiry a refresh goes out, in ms: 15 % of it, at least 5 s, at most half. */
+  static refreshLead(expirySeconds: number): number;
   on(event: 'notify', fn: (n: any, payload: Record<string, unknown>) => void): () => void;
   on(event: 'state', fn: (e: { state: string; previous: string }) => void): () => void;
   on(event: 'ended', fn: (err?: JsonRtcError) => void): () => void;

@@ -27,6 +27,8 @@ export class Subscription extends Emitter {
     this.expiry = null;
     /** The last notification (parsed). */
     this.last = null;
+    /** When the last (re)subscribe was sent, on the session's clock. */
+    this.refreshedAt = null;
     this._refreshTimer = null;
     /** @type {Promise<void>} resolves when the subscription is active */
     this.ready = new Promise((resolve, reject) => {
@@ -36,6 +38,9 @@ export class Subscription extends Emitter {
   }
 
   async _start() {
+    // The gateway counts the expiry from when it processes the start, which
+    // is after it is sent: timing refreshes from here errs on the safe side.
+    const sentAt = this.session._clock.now();
     try {
       const resp = await this.session._request({
         type: 'request',
@@ -47,7 +52,9 @@ export class Subscription extends Emitter {
       if (this.state === 'ended') return;
       const expiry = resp.header?.expiry;
       this.expiry = typeof expiry === 'number' ? expiry : null;
+      this.refreshedAt = sentAt;
       this._scheduleRefresh();
+      this.session._save();
       this._setState('active');
       this._ready.resolve();
     } catch (err) {
@@ -56,15 +63,36 @@ export class Subscription extends Emitter {
     }
   }
 
+  /**
+   * Milliseconds before the expiry at which a refresh goes out: 15 % of the
+   * expiry, at least 5 s, but never before half of it has run.
+   * @param {number} expiry seconds
+   */
+  static refreshLead(expiry) {
+    return Math.min(Math.max(expiry * 0.15, 5), expiry / 2) * 1000;
+  }
+
+  /**
+   * Arms the refresh for `refreshedAt` + expiry - lead. A refresh due while
+   * the socket is down is sent anyway: the session retains it and the
+   * resume delivers it, in order.
+   */
   _scheduleRefresh() {
-    clearTimeout(this._refreshTimer);
+    const clock = this.session._clock;
+    clock.clearTimeout(this._refreshTimer);
     this._refreshTimer = null;
-    if (!this.expiry || this.expiry <= 0) return;
-    const ms = Math.max(5, this.expiry * 0.85) * 1000;
-    this._refreshTimer = setTimeout(() => {
-      if (this.state === 'active' && this.session.connected) this._start();
-      else this._scheduleRefresh();
-    }, ms);
+    if (!this.expiry || this.expiry <= 0 || this.state === 'ended') return;
+    const at = (this.refreshedAt ?? clock.now()) + this.expiry * 1000 - Subscription.refreshLead(this.expiry);
+    this._refreshTimer = clock.setTimeout(() => {
+      this._refreshTimer = null;
+      if (this.state !== 'active') return;
+      try {
+        this.session._requireSession();
+      } catch {
+        return; // the session is over; _endAll ends this subscription
+      }
+      this._start();
+    }, Math.max(0, at - clock.now()));
   }
 
   /** Ends the subscription (`message`/`shutdown`). */
@@ -109,7 +137,8 @@ export class Subscription extends Emitter {
 
   _ended(err) {
     if (this.state === 'ended') return;
-    clearTimeout(this._refreshTimer);
+    this.session._clock.clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
     this._setState('ended');
     this.session._removeSubscription(this);
     this.emit('ended', err);
@@ -124,7 +153,7 @@ export class Subscription extends Emitter {
 
   _snapshot() {
     if (this.state === 'ended') return null;
-    return { id: this.id, package: this.package, target: this.target, expiry: this.expiry, last: this.last };
+    return { id: this.id, package: this.package, target: this.target, expiry: this.expiry, refreshedAt: this.refreshedAt, last: this.last };
   }
 
   /**
@@ -134,6 +163,9 @@ export class Subscription extends Emitter {
   static restore(session, data) {
     const sub = new Subscription(session, data);
     sub.expiry = data.expiry;
+    // When the last refresh went out (the clock's time: Date.now() in a
+    // browser, so it spans the reload); the refresh stays on that schedule.
+    sub.refreshedAt = typeof data.refreshedAt === 'number' ? data.refreshedAt : null;
     sub.last = data.last;
     sub.state = 'active';
     sub._ready.resolve();

@@ -32,6 +32,9 @@ type Handler struct {
 	mu    sync.Mutex
 	legs  map[legKey]*leg
 	calls map[*Call]struct{}
+	idle  chan struct{} // closed when a call is forgotten (WaitIdle)
+
+	far *sipSide // nil without SIP (sip.go)
 }
 
 type legKey struct{ session, subsession string }
@@ -56,6 +59,7 @@ type Call struct {
 	target  string // the callee as the caller named it
 	ended   bool
 	timer   *time.Timer
+	far     *farLeg // the SIP side, for a call to or from SIP (sip.go)
 }
 
 type legState uint8
@@ -123,6 +127,10 @@ func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
 		return
 	}
 	c := l.call
+	if c.far != nil {
+		h.farFrame(l, f)
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
@@ -171,6 +179,10 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 		return
 	}
 	target := f.Header.Target
+	if h.routesToSIP(target) {
+		h.dialSIP(ep, f, p)
+		return
+	}
 	var eps []Endpoint
 	for _, e := range h.dir.Sessions(target) {
 		if e.ID() != ep.ID() {
@@ -564,6 +576,13 @@ func (h *Handler) SessionEnded(ep Endpoint) {
 	for _, l := range mine {
 		c := l.call
 		c.mu.Lock()
+		if c.far != nil {
+			if !c.ended {
+				c.far.sessionEnded(l)
+			}
+			c.mu.Unlock()
+			continue
+		}
 		if !c.ended {
 			h.leave(l, protocol.CodeTemporarilyUnavail)
 		}
@@ -580,6 +599,7 @@ func (h *Handler) end(c *Call) {
 	}
 	h.mu.Lock()
 	delete(h.calls, c)
+	h.signalIdleLocked()
 	delete(h.legs, legKey{c.caller.ep.ID(), c.caller.sub})
 	for _, l := range c.callees {
 		delete(h.legs, legKey{l.ep.ID(), l.sub})

@@ -94,6 +94,10 @@ type SessionConfig struct {
 // CallsConfig configures call relay.
 type CallsConfig struct {
 	RingTimeout Duration `yaml:"ring_timeout"`
+	// SIPHeaders lists the extension headers (case-insensitive names)
+	// passed to SIP, and from SIP answers, as headers of the same name.
+	// Default: none.
+	SIPHeaders []string `yaml:"sip_headers"`
 }
 
 // MessagingConfig configures message relay.

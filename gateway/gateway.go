@@ -39,10 +39,13 @@ type Gateway struct {
 	presence *presence.Handler
 	notes    *notification.Handler
 	sip      *sipgw.Gateway // nil without a sip section: upstream.go
-	web      http.Handler
-	authn    *auth.Authenticator // nil: the built-in open application
-	lim      *limits.Limiter
-	store    store.Store
+	regs     *sipRegs       // SIP registrations of sessions: sip.go
+	// onIncomingSIPCall is Options.OnIncomingSIPCall.
+	onIncomingSIPCall func(identity string)
+	web               http.Handler
+	authn             *auth.Authenticator // nil: the built-in open application
+	lim               *limits.Limiter
+	store             store.Store
 
 	// mu guards the session tables. Lock order: a session's inMu, then
 	// handler locks, then mu or a session's mu (never both).
@@ -71,6 +74,9 @@ type Options struct {
 	// Store keeps session records for resumes across nodes; nil keeps
 	// them in memory.
 	Store store.Store
+	// OnIncomingSIPCall, when set, is called (on a SIP goroutine) for
+	// each INVITE to a registered identity, before its sessions ring.
+	OnIncomingSIPCall func(identity string)
 }
 
 // New returns a gateway for cfg, which must have passed Validate.
@@ -114,6 +120,8 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.calls = call.NewHandler(directory{g}, call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
+	g.onIncomingSIPCall = opts.OnIncomingSIPCall
+	g.sipCalls()
 	g.msgs = messaging.NewHandler(directory{g}, messaging.Options{
 		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log,
 		Upstream: g.messagingUpstream()})
@@ -160,6 +168,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		s.end(reasonShutdown)
 	}
 	g.closeSIP()
+	g.calls.WaitSIP()
 	// Sockets still in their handshake close with the context.
 	g.cancel()
 	done := make(chan struct{})

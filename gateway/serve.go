@@ -122,7 +122,7 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 		}
 		s, resumed, err := g.connect(c, f, p)
 		if err != nil {
-			writeNow(ctx, c, connectError(f, protocol.CodeOf(err), reasonOf(err)))
+			writeNow(ctx, c, connectErrorFor(f, err))
 			continue
 		}
 		s.inMu.Lock()
@@ -220,15 +220,22 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal) (*Se
 		g.log.Info("session refused by limits", "identity", identity, "err", err)
 		return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "limit reached: " + err.Error()}
 	}
+	reg, err := g.sipRegister(g.ctx, f, identity)
+	if err != nil {
+		quota.Close()
+		return nil, false, err
+	}
 	s := g.newSession(identity, oracle, processed)
 	s.app, s.principal, s.quota = app, p, quota
 	if err := g.add(s); err != nil {
 		quota.Close()
+		g.releaseRegistration(reg)
 		if errors.Is(err, errTooMany) {
 			return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "too many sessions"}
 		}
 		return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "shutting down"}
 	}
+	g.keepRegistration(s, reg)
 	return s, false, nil
 }
 

@@ -318,6 +318,7 @@ func (s *Session) end(r endReason) {
 	s.g.msgs.SessionEnded(s)
 	s.g.presence.SessionEnded(s)
 	s.g.notes.SessionEnded(s)
+	s.g.sipSessionEnded(s)
 	s.quota.Close()
 	s.inMu.Unlock()
 	if conn != nil {

@@ -338,6 +338,7 @@ func (r *registration) send(ctx context.Context, expires time.Duration, preset *
 			return 0, err
 		}
 	}
+	triedPreset := false
 	for attempt := 0; ; attempt++ {
 		done := g.track()
 		res, err := g.cli.Do(ctx, req)
@@ -355,9 +356,17 @@ func (r *registration) send(ctx context.Context, expires time.Duration, preset *
 		if err != nil {
 			return 0, err
 		}
+		if triedPreset && !ch.Stale {
+			// The web client's credentials were refused: its next
+			// connect answers this new challenge.
+			return 0, &ChallengeError{Challenge: ch}
+		}
 		a, err := r.answer(ctx, ch, preset)
 		if err != nil {
 			return 0, err
+		}
+		if preset != nil && a == *preset {
+			triedPreset = true
 		}
 		req = r.newRequest(expires)
 		if err := applyAuth(req, ch, a); err != nil {

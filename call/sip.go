@@ -1,0 +1,916 @@
+package call
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// This file interworks calls with SIP (PROTOCOL.md section 6): a web
+// caller whose target is not a web identity gets an INVITE dialog
+// (outgoing), and an INVITE for a registered web identity rings every
+// live session of it (incoming, forked as the relay forks). The web side
+// of such a call is an ordinary *Call whose far field holds the SIP leg;
+// the relay code never sees it.
+//
+// Threads: frames arrive under the Call's lock (HandleFrame); SIP events
+// arrive on the far leg's reader goroutine, which takes the same lock to
+// report them. Whatever blocks on the network (INVITE, PRACK, re-INVITE,
+// BYE...) runs on the far leg's worker goroutine, in the order the web
+// side asked for it, without any lock held.
+
+// SIP is the SIP network as the call handler uses it; *sipgw.Gateway
+// implements it.
+type SIP interface {
+	Dial(ctx context.Context, o sipgw.DialOptions) (*sipgw.Call, error)
+}
+
+// SIPOptions connect a Handler to a SIP network ([Handler.UseSIP]).
+type SIPOptions struct {
+	// Domains are the SIP domains: a target user@domain in one of them
+	// that is no web identity is called over SIP, as is every sip:,
+	// sips: and tel: URI and every phone number.
+	Domains []string
+	// Headers lists the extension headers (case-insensitive names) that
+	// are passed to SIP as headers of the same name; others stay on the
+	// web side. Each is still checked by sipgw.ValidateHeader.
+	Headers []string
+}
+
+type sipSide struct {
+	net     SIP
+	domains map[string]bool
+	headers map[string]bool
+	wg      sync.WaitGroup // every far leg's goroutines
+}
+
+// opTimeout bounds one SIP operation of a far leg: a transaction's
+// longest life (Timer B/F) plus slack.
+func opTimeout() time.Duration { return 64*sip.T1 + 5*time.Second }
+
+// farQueue bounds the SIP operations waiting on one call.
+const farQueue = 32
+
+// UseSIP makes h call non-web targets over net. Call it before the first
+// frame. Incoming calls come in through [Handler.IncomingSIP].
+func (h *Handler) UseSIP(net SIP, o SIPOptions) {
+	s := &sipSide{net: net, domains: map[string]bool{}, headers: map[string]bool{}}
+	for _, d := range o.Domains {
+		s.domains[strings.ToLower(d)] = true
+	}
+	for _, n := range o.Headers {
+		s.headers[strings.ToLower(n)] = true
+	}
+	h.far = s
+}
+
+// WaitSIP waits for the goroutines of every SIP call leg; call it after
+// the SIP side closed (which ends every call).
+func (h *Handler) WaitSIP() {
+	if h.far != nil {
+		h.far.wg.Wait()
+	}
+}
+
+// WaitIdle returns once no call is in progress (SIP legs included), or
+// with ctx's error.
+func (h *Handler) WaitIdle(ctx context.Context) error {
+	for {
+		h.mu.Lock()
+		n := len(h.calls)
+		if h.idle == nil {
+			h.idle = make(chan struct{})
+		}
+		ch := h.idle
+		h.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// signalIdleLocked wakes WaitIdle after a call was forgotten; h.mu held.
+func (h *Handler) signalIdleLocked() {
+	if h.idle != nil {
+		close(h.idle)
+		h.idle = nil
+	}
+}
+
+// routesToSIP says whether a start to target goes to SIP: when the
+// target is no web identity and has a SIP form.
+func (h *Handler) routesToSIP(target string) bool {
+	if h.far == nil {
+		return false
+	}
+	lower := strings.ToLower(target)
+	if strings.HasPrefix(lower, "sip:") || strings.HasPrefix(lower, "sips:") || strings.HasPrefix(lower, "tel:") {
+		return true
+	}
+	if len(h.dir.Sessions(target)) > 0 || h.dir.Known(target) {
+		return false
+	}
+	if at := strings.LastIndexByte(lower, '@'); at >= 0 {
+		return h.far.domains[lower[at+1:]]
+	}
+	return isPhoneNumber(target)
+}
+
+func isPhoneNumber(s string) bool {
+	digits := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '+' && i == 0, c == '-', c == '.', c == '(', c == ')':
+		default:
+			return false
+		}
+	}
+	return digits > 0 && len(s) <= 32
+}
+
+// sipHeaders maps the allowed extension headers of a frame to SIP
+// headers; those sipgw refuses are left out.
+func (h *Handler) sipHeaders(ext []protocol.Ext) []sipgw.Header {
+	var out []sipgw.Header
+	for _, e := range ext {
+		if !h.far.headers[strings.ToLower(e.Name)] {
+			continue
+		}
+		hd := sipgw.Header{Name: e.Name, Value: e.Value}
+		if sipgw.ValidateHeader(hd) == nil {
+			out = append(out, hd)
+		}
+	}
+	return out
+}
+
+// farLeg is the SIP side of a call.
+type farLeg struct {
+	h   *Handler
+	c   *Call
+	out bool        // outgoing: the web caller is c.caller
+	sc  *sipgw.Call // set by the worker once dialled (outgoing)
+
+	ops  chan func()
+	done chan struct{} // closed when the SIP call is over and reported
+
+	// Guarded by c.mu.
+	remote       string          // the SIP party, as the web side sees it
+	answered     bool            // 2xx received (outgoing) or sent (incoming)
+	webGone      bool            // the web side ended the call: tell it nothing more
+	prack        bool            // a reliable provisional awaits the web's PRACK
+	earlySDP     json.RawMessage // the payload of the last provisional with SDP
+	rang         bool            // incoming: 180 sent
+	completeCorr string          // the web correlation the next ACK completes
+	webReoffer   string          // the web's re-offer awaiting SIP's answer (its correlation)
+	sipReoffer   *sipReoffer     // SIP's re-offer awaiting the web's answer
+	ackOnce      bool            // outgoing: the web's complete became the ACK
+	finished     bool
+}
+
+type sipReoffer struct {
+	corr string // on the web side
+	ro   *sipgw.Reoffer
+}
+
+func (h *Handler) newFarLeg(c *Call, out bool) *farLeg {
+	fl := &farLeg{h: h, c: c, out: out, ops: make(chan func(), farQueue), done: make(chan struct{})}
+	c.far = fl
+	h.far.wg.Go(fl.work)
+	return fl
+}
+
+func (fl *farLeg) work() {
+	for {
+		select {
+		case op := <-fl.ops:
+			op()
+		case <-fl.done:
+			return
+		}
+	}
+}
+
+// enqueue hands op to the worker; false when the queue is full.
+func (fl *farLeg) enqueue(op func()) bool {
+	select {
+	case fl.ops <- op:
+		return true
+	default:
+		return false
+	}
+}
+
+// hangup ends the SIP side whatever the queue holds: CANCEL, reject or
+// BYE as its state requires.
+func (fl *farLeg) hangup() {
+	op := func() {
+		if fl.sc == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout())
+		defer cancel()
+		if err := fl.sc.Hangup(ctx); err != nil {
+			fl.h.log.Info("SIP hangup failed", "call", fl.sc.ID(), "err", err)
+		}
+	}
+	if !fl.enqueue(op) {
+		// Never lost: wait for room (or for the end of the call).
+		fl.h.far.wg.Go(func() {
+			select {
+			case fl.ops <- op:
+			case <-fl.done:
+			}
+		})
+	}
+}
+
+// ctx is the context of one operation.
+func opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), opTimeout())
+}
+
+// farFrameTo builds a frame on the web leg l of a SIP call.
+func (fl *farLeg) frameTo(l *leg, typ protocol.Type, action protocol.Action, corr string) *protocol.Frame {
+	init, target := fl.remote, l.ep.Identity()
+	if fl.out {
+		init, target = l.ep.Identity(), fl.c.target
+	}
+	return &protocol.Frame{
+		Control: protocol.Control{Type: typ, Package: protocol.PackageCall, SubsessionID: l.sub, CorrelationID: corr},
+		Header:  protocol.Header{Action: action, Initiator: init, Target: target},
+	}
+}
+
+// web is the web leg that talks with SIP: the caller, or the callee that
+// answered.
+func (fl *farLeg) web() *leg {
+	if fl.out {
+		return fl.c.caller
+	}
+	return fl.c.winner
+}
+
+// dialSIP starts an outgoing SIP call for the web start f. h.far is set.
+func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload) {
+	if !acquireCall(ep) {
+		ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many calls"), false)
+		return
+	}
+	c := &Call{target: f.Header.Target}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.caller = &leg{call: c, ep: ep, sub: f.Control.SubsessionID, startCorr: ClientCorrelation(f), held: true}
+	h.mu.Lock()
+	h.calls[c] = struct{}{}
+	h.legs[legKey{ep.ID(), c.caller.sub}] = c.caller
+	h.mu.Unlock()
+	fl := h.newFarLeg(c, true)
+	o := sipgw.DialOptions{Identity: ep.Identity(), Target: f.Header.Target, SDP: []byte(p.SDP),
+		Headers: h.sipHeaders(f.Header.Ext), Offer100rel: true}
+	h.log.Debug("SIP call started", "session_id", ep.ID(), "subsession_id", c.caller.sub)
+	fl.enqueue(func() {
+		ctx, cancel := opCtx()
+		sc, err := h.far.net.Dial(ctx, o)
+		cancel()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if err != nil {
+			if !c.ended {
+				code := sipgw.ResponseCode(err)
+				reason := protocol.Reason(code)
+				if code == protocol.CodeBadRequest {
+					reason = "target or header refused by the SIP side"
+				}
+				h.failCaller(c, code, reason)
+			}
+			h.endFar(c)
+			fl.finishLocked()
+			return
+		}
+		fl.sc = sc
+		h.far.wg.Go(fl.read)
+	})
+}
+
+// IncomingSIP offers an incoming SIP call to every live session of its
+// identity (sipgw's OnIncomingCall). It returns at once.
+func (h *Handler) IncomingSIP(sc *sipgw.Call) {
+	if h.far == nil {
+		ctx, cancel := opCtx()
+		defer cancel()
+		_ = sc.Reject(ctx, 480, "")
+		return
+	}
+	c := &Call{target: sc.Identity()}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fl := h.newFarLeg(c, false)
+	fl.sc = sc
+	fl.remote = strings.TrimPrefix(sc.Remote(), "sip:")
+	h.mu.Lock()
+	h.calls[c] = struct{}{}
+	h.mu.Unlock()
+	h.far.wg.Go(fl.read)
+	if len(sc.Offer()) == 0 || !protocol.HasSDP(string(sc.Offer())) {
+		// Browsers need the offer in the INVITE.
+		fl.reject(protocol.CodeNotAcceptableHere)
+		return
+	}
+	payload := protocol.EncodePayload(protocol.CallPayload{SDP: string(sc.Offer())})
+	for _, e := range h.dir.Sessions(sc.Identity()) {
+		l := &leg{call: c, ep: e, sub: "s" + strconv.FormatUint(h.next.Add(1), 10)}
+		h.mu.Lock()
+		h.legs[legKey{e.ID(), l.sub}] = l
+		h.mu.Unlock()
+		c.callees = append(c.callees, l)
+		if !acquireCall(e) {
+			l.state, l.code = legFailed, protocol.CodeBusyHere
+			continue
+		}
+		l.held = true
+		out := fl.frameTo(l, protocol.TypeRequest, protocol.ActionStart, "")
+		out.Payload = payload
+		seq, err := e.Send(out, true)
+		if err != nil {
+			l.state, l.code = legFailed, protocol.CodeTemporarilyUnavail
+			continue
+		}
+		l.startCorr = "s" + strconv.FormatUint(seq, 10)
+	}
+	h.log.Debug("incoming SIP call", "call", sc.ID(), "identity", sc.Identity(), "legs", len(c.callees))
+	c.timer = time.AfterFunc(h.opts.RingTimeout, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.ended && c.winner == nil {
+			fl.cancelLegs(nil)
+			fl.reject(protocol.CodeTemporarilyUnavail)
+		}
+	})
+	fl.settle()
+}
+
+// reject ends an unanswered incoming call with code. c.mu is held.
+func (fl *farLeg) reject(code int) {
+	sc := fl.sc
+	fl.enqueue(func() {
+		ctx, cancel := opCtx()
+		defer cancel()
+		_ = sc.Reject(ctx, code, "")
+	})
+}
+
+// settle rejects an unanswered incoming call once every fork failed.
+func (fl *farLeg) settle() {
+	c := fl.c
+	if c.winner != nil || c.ended || fl.finished {
+		return
+	}
+	best := 0
+	for _, l := range c.callees {
+		if l.state == legRinging {
+			return
+		}
+		if best == 0 || l.code == protocol.CodeBusyHere {
+			best = l.code
+		}
+	}
+	if best < 300 || best > 699 {
+		best = protocol.CodeTemporarilyUnavail
+	}
+	fl.reject(best)
+}
+
+// cancelLegs tells every ringing web leg but keep that the call is off.
+func (fl *farLeg) cancelLegs(keep *leg) {
+	for _, l := range fl.c.callees {
+		if l == keep || l.state != legRinging {
+			continue
+		}
+		fl.h.send(l, fl.frameTo(l, protocol.TypeMessage, protocol.ActionShutdown, l.startCorr), false)
+		l.state = legFailed
+	}
+}
+
+// endFar forgets the web side of a SIP call; the Call stays counted until
+// its SIP side is over too (finishLocked). c.mu is held.
+func (h *Handler) endFar(c *Call) {
+	if c.ended {
+		return
+	}
+	c.ended = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	legs := c.callees
+	if c.caller != nil {
+		legs = append([]*leg{c.caller}, legs...)
+	}
+	h.mu.Lock()
+	for _, l := range legs {
+		delete(h.legs, legKey{l.ep.ID(), l.sub})
+	}
+	h.mu.Unlock()
+	for _, l := range legs {
+		if l.held {
+			l.held = false
+			releaseCall(l.ep)
+		}
+	}
+}
+
+// finishLocked forgets the call once both sides are over. c.mu is held.
+func (fl *farLeg) finishLocked() {
+	if fl.finished {
+		return
+	}
+	fl.finished = true
+	close(fl.done)
+	fl.h.mu.Lock()
+	delete(fl.h.calls, fl.c)
+	fl.h.signalIdleLocked()
+	fl.h.mu.Unlock()
+}
+
+// read turns SIP events into web frames until the SIP call is over.
+func (fl *farLeg) read() {
+	ended := false
+	for ev := range fl.sc.Events() {
+		if ev.Kind == sipgw.EventEnded {
+			ended = true
+		}
+		fl.onEvent(ev)
+	}
+	if !ended {
+		// The SIP side closed before it could report the end.
+		fl.onEvent(sipgw.Event{Kind: sipgw.EventEnded, End: sipgw.EndShutdown, Code: protocol.CodeServiceUnavailable})
+	}
+	<-fl.sc.Done()
+	fl.c.mu.Lock()
+	fl.finishLocked()
+	fl.c.mu.Unlock()
+}
+
+func (fl *farLeg) onEvent(ev sipgw.Event) {
+	c := fl.c
+	h := fl.h
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ev.Kind == sipgw.EventEnded {
+		fl.ended(ev)
+		return
+	}
+	if c.ended {
+		if ev.Kind == sipgw.EventReoffer {
+			_ = ev.Reoffer.Reject(481, "")
+		}
+		return
+	}
+	switch ev.Kind {
+	case sipgw.EventProgress:
+		if !fl.out || fl.answered {
+			return
+		}
+		out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
+		out.Control.MessageState = protocol.StateSubsequent
+		out.Header.ResponseCode, out.Header.Reason = ev.Code, protocol.Reason(ev.Code)
+		if protocol.HasSDP(string(ev.SDP)) {
+			out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
+			fl.earlySDP = out.Payload
+		}
+		fl.prack = ev.Reliable
+		if ev.Reliable && ev.Code != protocol.CodeSessionProgress {
+			// wsc.js PRACKs only a 183: acknowledge the others here.
+			fl.prack = false
+			fl.enqueue(func() {
+				ctx, cancel := opCtx()
+				defer cancel()
+				_ = fl.sc.Prack(ctx, nil)
+			})
+		}
+		h.send(c.caller, out, false)
+	case sipgw.EventAnswered:
+		if !fl.out {
+			return
+		}
+		fl.answered, fl.prack = true, false
+		c.caller.state = legAnswered
+		out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
+		out.Control.MessageState = protocol.StateFinal
+		out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
+		out.Payload = fl.earlySDP
+		if protocol.HasSDP(string(ev.SDP)) {
+			out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
+		}
+		h.send(c.caller, out, false)
+	case sipgw.EventConfirmed:
+		w := fl.web()
+		if w == nil || fl.completeCorr == "" {
+			return
+		}
+		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionComplete, fl.completeCorr)
+		fl.completeCorr = ""
+		h.send(w, out, false)
+	case sipgw.EventReoffer:
+		w := fl.web()
+		if w == nil || fl.webReoffer != "" || fl.sipReoffer != nil {
+			_ = ev.Reoffer.Reject(491, "")
+			return
+		}
+		out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionStart, "")
+		out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
+		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
+		seq, err := w.ep.Send(out, true)
+		if err != nil {
+			_ = ev.Reoffer.Reject(480, "")
+			return
+		}
+		fl.sipReoffer = &sipReoffer{corr: "s" + strconv.FormatUint(seq, 10), ro: ev.Reoffer}
+	case sipgw.EventInfo:
+		w := fl.web()
+		if w == nil || ev.Digit == "" || w.ep.Oracle() {
+			return
+		}
+		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionDTMF, "")
+		out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
+		out.Payload = protocol.EncodePayload(protocol.CallPayload{Digits: ev.Digit, Duration: ev.Duration})
+		h.send(w, out, false)
+	case sipgw.EventRefer:
+		w := fl.web()
+		if w == nil || w.ep.Oracle() {
+			return
+		}
+		out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionTransfer, "")
+		out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
+		out.Header.ReferTo = ev.ReferTo
+		h.send(w, out, true)
+	}
+}
+
+// remoteName is the SIP party as the web side names it.
+func (fl *farLeg) remoteName() string {
+	if fl.out {
+		return fl.c.target
+	}
+	return fl.remote
+}
+
+// ended reports the end of the SIP call to the web side. c.mu is held.
+func (fl *farLeg) ended(ev sipgw.Event) {
+	c := fl.c
+	h := fl.h
+	if fl.sipReoffer != nil {
+		fl.sipReoffer = nil
+	}
+	if c.ended || fl.webGone {
+		h.endFar(c)
+		return
+	}
+	switch {
+	case fl.out && !fl.answered:
+		code := ev.Code
+		if code < 300 || code > 699 {
+			code = protocol.CodeServiceUnavailable
+		}
+		reason := ev.Reason
+		if reason == "" {
+			reason = protocol.Reason(code)
+		}
+		h.failCaller(c, code, reason)
+	case fl.out:
+		h.send(c.caller, fl.frameTo(c.caller, protocol.TypeMessage, protocol.ActionShutdown, ""), true)
+	case c.winner != nil:
+		w := c.winner
+		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
+		out.Header.Initiator, out.Header.Target = fl.remote, w.ep.Identity()
+		h.send(w, out, true)
+	default:
+		// A CANCEL, or our own reject: stop every fork still ringing.
+		fl.cancelLegs(nil)
+	}
+	h.endFar(c)
+}
+
+// farFrame handles a web frame on a SIP call.
+func (h *Handler) farFrame(l *leg, f *protocol.Frame) {
+	c := l.call
+	fl := c.far
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	switch f.Header.Action {
+	case protocol.ActionStart:
+		switch f.Control.Type {
+		case protocol.TypeRequest:
+			fl.webOffer(l, f)
+		case protocol.TypeResponse:
+			fl.webAnswer(l, f)
+		case protocol.TypeError:
+			fl.webReject(l, f)
+		}
+	case protocol.ActionComplete:
+		if fl.out && l == c.caller && fl.answered && !fl.acked() {
+			fl.ackOnce = true
+			fl.enqueue(func() {
+				ctx, cancel := opCtx()
+				defer cancel()
+				if err := fl.sc.Ack(ctx, nil); err != nil {
+					h.log.Debug("SIP ACK", "err", err)
+				}
+			})
+		}
+	case protocol.ActionShutdown:
+		fl.webShutdown(l)
+	case protocol.ActionPrack:
+		if f.Control.Type != protocol.TypeRequest {
+			return
+		}
+		reply := func(code int, reason string) {
+			out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionPrack, ClientCorrelation(f))
+			out.Control.MessageState = protocol.StateFinal
+			if code >= 300 {
+				out.Control.Type, out.Control.MessageState = protocol.TypeError, ""
+				out.Header.ErrorCode, out.Header.Reason = code, reason
+			}
+			h.send(l, out, false)
+		}
+		if !fl.out || !fl.prack {
+			// Nothing reliable to acknowledge: answer locally, as the
+			// relay does, without response_code.
+			reply(0, "")
+			return
+		}
+		fl.prack = false
+		var p protocol.CallPayload
+		_ = protocol.DecodePayload(f.Payload, &p)
+		if !fl.enqueue(func() {
+			ctx, cancel := opCtx()
+			err := fl.sc.Prack(ctx, []byte(p.SDP))
+			cancel()
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.ended {
+				return
+			}
+			if err != nil {
+				reply(sipgw.ResponseCode(err), "PRACK failed")
+				return
+			}
+			reply(0, "")
+		}) {
+			reply(protocol.CodeServiceUnavailable, "too many pending requests")
+		}
+	case protocol.ActionDTMF:
+		w := fl.web()
+		if l != w || fl.sc == nil {
+			return
+		}
+		var p protocol.CallPayload
+		if protocol.DecodePayload(f.Payload, &p) != nil {
+			return
+		}
+		digits, dur := p.Digits, time.Duration(p.Duration)*time.Millisecond
+		fl.enqueue(func() {
+			ctx, cancel := opCtx()
+			defer cancel()
+			for _, d := range digits {
+				if err := fl.sc.SendDTMF(ctx, string(d), dur); err != nil {
+					h.log.Debug("SIP DTMF", "err", err)
+					return
+				}
+			}
+		})
+	case protocol.ActionTransfer:
+		fl.webTransfer(l, f)
+	case protocol.ActionTrickle:
+		// SIP peers get complete offers; candidates stay on the web side.
+	}
+}
+
+func (fl *farLeg) acked() bool { return fl.ackOnce }
+
+// webOffer: a start request on the call, i.e. a re-offer (re-INVITE).
+func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
+	h := fl.h
+	if l != fl.web() || !fl.answered || fl.sc == nil {
+		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "the call is not established"), false)
+		return
+	}
+	var p protocol.CallPayload
+	if protocol.DecodePayload(f.Payload, &p) != nil || !protocol.HasSDP(p.SDP) {
+		l.ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, "a re-offer needs SDP"), false)
+		return
+	}
+	if fl.webReoffer != "" || fl.sipReoffer != nil {
+		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "Glare"), false)
+		return
+	}
+	corr := ClientCorrelation(f)
+	fl.webReoffer = corr
+	c := fl.c
+	if !fl.enqueue(func() {
+		ctx, cancel := opCtx()
+		answer, err := fl.sc.Reoffer(ctx, []byte(p.SDP))
+		cancel()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		fl.webReoffer = ""
+		if c.ended {
+			return
+		}
+		if err != nil {
+			code := sipgw.ResponseCode(err)
+			if code < 300 || code > 699 || code == protocol.CodeServerError {
+				code = protocol.CodeServiceUnavailable
+			}
+			out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
+			out.Header.ErrorCode, out.Header.Reason = code, protocol.Reason(code)
+			h.send(l, out, false)
+			return
+		}
+		out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionStart, corr)
+		out.Header.Initiator, out.Header.Target = l.ep.Identity(), fl.remoteName()
+		out.Control.MessageState = protocol.StateFinal
+		out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
+		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(answer)})
+		h.send(l, out, false)
+	}) {
+		fl.webReoffer = ""
+		l.ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many pending requests"), false)
+	}
+}
+
+// webAnswer: a start response from a web callee (incoming call) or the
+// answer to a SIP re-offer.
+func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
+	c := fl.c
+	h := fl.h
+	final := f.Control.MessageState == protocol.StateFinal || f.Header.ResponseCode >= 200
+	var p protocol.CallPayload
+	_ = protocol.DecodePayload(f.Payload, &p)
+	if r := fl.sipReoffer; r != nil && l == fl.web() && f.Control.CorrelationID == r.corr {
+		if !final {
+			return
+		}
+		fl.sipReoffer = nil
+		if !protocol.HasSDP(p.SDP) {
+			_ = r.ro.Reject(protocol.CodeNotAcceptableHere, "")
+			return
+		}
+		fl.completeCorr = r.corr
+		if err := r.ro.Accept([]byte(p.SDP)); err != nil {
+			fl.completeCorr = ""
+		}
+		return
+	}
+	if fl.out || c.winner != nil || l.state != legRinging {
+		return
+	}
+	sc := fl.sc
+	if !final {
+		sdp := []byte(nil)
+		code := protocol.CodeRinging
+		if protocol.HasSDP(p.SDP) {
+			sdp, code = []byte(p.SDP), protocol.CodeSessionProgress
+		} else if fl.rang {
+			return
+		}
+		fl.rang = true
+		fl.enqueue(func() {
+			ctx, cancel := opCtx()
+			defer cancel()
+			_ = sc.Progress(ctx, code, sdp, false)
+		})
+		return
+	}
+	if !protocol.HasSDP(p.SDP) {
+		h.send(l, errorFrame(f, protocol.CodeBadRequest, "an answer needs SDP"), false)
+		return
+	}
+	c.winner, l.state = l, legAnswered
+	fl.answered = true
+	fl.completeCorr = l.startCorr
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	fl.cancelLegs(l)
+	headers := h.sipHeaders(f.Header.Ext)
+	fl.enqueue(func() {
+		ctx, cancel := opCtx()
+		err := sc.Answer(ctx, []byte(p.SDP), headers...)
+		cancel()
+		if err != nil {
+			h.log.Info("SIP answer failed", "call", sc.ID(), "err", err)
+			ctx, cancel := opCtx()
+			defer cancel()
+			_ = sc.Hangup(ctx)
+		}
+	})
+}
+
+// webReject: an error to a start: a web callee declines, or the web side
+// refuses a SIP re-offer.
+func (fl *farLeg) webReject(l *leg, f *protocol.Frame) {
+	c := fl.c
+	code := f.Header.ErrorCode
+	if code < 300 || code > 699 {
+		code = protocol.CodeDecline
+	}
+	if r := fl.sipReoffer; r != nil && l == fl.web() && f.Control.CorrelationID == r.corr {
+		fl.sipReoffer = nil
+		_ = r.ro.Reject(code, "")
+		return
+	}
+	if fl.out || c.winner != nil || l.state != legRinging {
+		return
+	}
+	l.state, l.code = legFailed, code
+	if code >= 600 {
+		fl.cancelLegs(nil)
+		fl.reject(code)
+		return
+	}
+	fl.settle()
+}
+
+// webShutdown: the web side hangs up (or a ringing callee gives up).
+func (fl *farLeg) webShutdown(l *leg) {
+	c := fl.c
+	switch {
+	case l == fl.web():
+		fl.webGone = true
+		fl.hangup()
+		fl.h.endFar(c)
+	case !fl.out && l.state == legRinging:
+		l.state, l.code = legFailed, protocol.CodeDecline
+		fl.settle()
+	}
+}
+
+// webTransfer: a blind transfer (REFER) from the web side.
+func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
+	c := fl.c
+	h := fl.h
+	if f.Control.Type != protocol.TypeRequest {
+		return // answers to a SIP REFER: it was accepted already
+	}
+	if l != fl.web() || !fl.answered {
+		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "the call is not established"), false)
+		return
+	}
+	corr, referTo := ClientCorrelation(f), f.Header.ReferTo
+	if !fl.enqueue(func() {
+		ctx, cancel := opCtx()
+		err := fl.sc.Transfer(ctx, referTo)
+		cancel()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.ended {
+			return
+		}
+		if err != nil {
+			code := sipgw.ResponseCode(err)
+			out := fl.frameTo(l, protocol.TypeError, protocol.ActionTransfer, corr)
+			out.Header.ErrorCode, out.Header.Reason = code, protocol.Reason(code)
+			h.send(l, out, false)
+			return
+		}
+		out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionTransfer, corr)
+		out.Control.MessageState = protocol.StateFinal
+		out.Header.ResponseCode, out.Header.Reason = protocol.CodeAccepted, protocol.Reason(protocol.CodeAccepted)
+		h.send(l, out, false)
+	}) {
+		l.ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many pending requests"), false)
+	}
+}
+
+// farSessionEnded: ep's session ended while on the SIP call of l. c.mu
+// is held.
+func (fl *farLeg) sessionEnded(l *leg) {
+	c := fl.c
+	switch {
+	case l == fl.web():
+		fl.webGone = true
+		fl.hangup()
+		fl.h.endFar(c)
+	case !fl.out && l.state == legRinging:
+		l.state, l.code = legFailed, protocol.CodeTemporarilyUnavail
+		fl.settle()
+	}
+}

@@ -1,0 +1,452 @@
+package interop
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/client"
+	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// These tests run the whole path: the Go client as the web side, an
+// in-process gateway with the sip section configured, Kamailio as
+// registrar and proxy, SIPp as the far SIP party.
+
+// webGW is a gateway with SIP toward Kamailio, and its WebSocket URL.
+type webGW struct {
+	g        *gateway.Gateway
+	url      string
+	incoming chan string // identities of incoming SIP calls, as they arrive
+}
+
+func startWebGateway(t *testing.T, k *Kamailio) *webGW {
+	t.Helper()
+	cfg := gateway.DefaultConfig()
+	cfg.SIP = sipgw.Config{
+		Listen:        sipgw.ListenConfig{UDP: "127.0.0.1:0"},
+		Domain:        domain,
+		OutboundProxy: "sip:" + k.Addr,
+		Registrar:     "sip:" + k.Addr,
+		UserAgent:     "jsonrtc-interop",
+	}
+	cfg.Calls.SIPHeaders = []string{"X-App"}
+	w := &webGW{incoming: make(chan string, 4)}
+	g, err := gateway.New(cfg, gateway.Options{
+		Logger:            newTestLogger(t),
+		OnIncomingSIPCall: func(id string) { w.incoming <- id },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g.Handler())
+	w.g, w.url = g, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/webrtc/test"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		// Nothing may be left of any call, on either side, before the
+		// gateway closes (which would hang up leftovers and hide them).
+		if err := g.WaitIdle(ctx); err != nil {
+			t.Errorf("calls still in progress: %+v, SIP %+v", g.Stats(), g.SIPStats())
+		}
+		if st := g.SIPStats(); st.Calls != 0 || st.Dialogs != 0 {
+			t.Errorf("SIP side left behind: %+v", st)
+		}
+		if err := g.Shutdown(ctx); err != nil {
+			t.Errorf("gateway shutdown: %v", err)
+		}
+		srv.Close()
+		if st := g.Stats(); st.Calls != 0 || st.Sessions != 0 {
+			t.Errorf("gateway left behind: %+v", st)
+		}
+		if st := g.SIPStats(); st.Registrations != 0 {
+			t.Errorf("registrations left behind: %+v", st)
+		}
+	})
+	return w
+}
+
+func newTestLogger(t *testing.T) *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("SIPGW_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+// ha1Authorizer answers a connect challenge as Chameleon does: the
+// challenge's realm with ha1 = MD5(user:realm:password).
+func ha1Authorizer(user, pw string, calls *atomic.Int32) func(context.Context, json.RawMessage) (json.RawMessage, error) {
+	return func(_ context.Context, ch json.RawMessage) (json.RawMessage, error) {
+		calls.Add(1)
+		var c struct {
+			Scheme, Realm, Nonce string
+		}
+		if err := json.Unmarshal(ch, &c); err != nil || c.Realm == "" || c.Nonce == "" || c.Scheme != "Digest" {
+			return nil, errors.New("unexpected challenge " + string(ch))
+		}
+		return json.Marshal(map[string]string{"username": user, "realm": c.Realm, "ha1": md5hex(user, c.Realm, pw)})
+	}
+}
+
+func (w *webGW) connect(t *testing.T, identity string, mod func(*client.Options)) *client.Client {
+	t.Helper()
+	o := client.Options{URL: w.url, Identity: identity, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 100 * time.Millisecond}
+	if mod != nil {
+		mod(&o)
+	}
+	c, err := client.Dial(ctxT(t), o)
+	if err != nil {
+		t.Fatalf("connect %s: %v", identity, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// webNext returns c's next event of kind k, skipping others.
+func webNext(t *testing.T, c *client.Client, k client.EventKind) client.Event {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok {
+				t.Fatalf("events closed waiting for %s", k)
+			}
+			if ev.Kind == k {
+				return ev
+			}
+			if ev.Kind == client.EventClosed {
+				t.Fatalf("closed waiting for %s: %v", k, ev.Err)
+			}
+		case <-timeout:
+			t.Fatalf("no %s event", k)
+		}
+	}
+}
+
+// webExpect returns c's next call event, which must be want.
+func webExpect(t *testing.T, c *client.Client, want client.CallEvent) client.Event {
+	t.Helper()
+	ev := webNext(t, c, client.EventCall)
+	if ev.CallEvent != want {
+		t.Fatalf("call event %v (code %d %s), want %v", ev.CallEvent, ev.Code, ev.Reason, want)
+	}
+	return ev
+}
+
+// webAnswered skips ringing and returns the answer.
+func webAnswered(t *testing.T, c *client.Client) client.Event {
+	t.Helper()
+	for {
+		ev := webNext(t, c, client.EventCall)
+		switch ev.CallEvent {
+		case client.CallRinging, client.CallEarlyMedia:
+		case client.CallAnswered:
+			if ev.Code != 200 || !strings.Contains(ev.SDP, "m=audio") {
+				t.Fatalf("answer %d %q", ev.Code, ev.SDP)
+			}
+			return ev
+		default:
+			t.Fatalf("call event %v (code %d), want answered", ev.CallEvent, ev.Code)
+		}
+	}
+}
+
+func uasTarget(s *Sipp) string { return "uas-" + strconv.Itoa(s.Port) + "@" + domain }
+
+func TestWebRegisterWithoutChallenge(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	a := w.connect(t, "open@"+domain, nil)
+	b := w.connect(t, "open@"+domain, nil)
+	if st := w.g.SIPStats(); st.Registrations != 1 {
+		t.Fatalf("registrations %+v, want one shared by both sessions", st)
+	}
+	// A socket blip keeps the binding.
+	a.Kill()
+	webNext(t, a, client.EventReconnecting)
+	webNext(t, a, client.EventResumed)
+	if st := w.g.SIPStats(); st.Registrations != 1 {
+		t.Fatalf("registrations after a resume %+v", st)
+	}
+	_ = b
+}
+
+func TestWebRegisterChallenge(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	// Without credentials the challenge ends the connect: 401 with
+	// header.authenticate.
+	_, err := client.Dial(ctxT(t), client.Options{URL: w.url, Identity: "alice@" + domain})
+	var fe *client.FrameError
+	if !errors.As(err, &fe) || fe.Code != 401 {
+		t.Fatalf("connect without credentials: %v, want 401", err)
+	}
+	var n atomic.Int32
+	a := w.connect(t, "alice@"+domain, func(o *client.Options) { o.Authorize = ha1Authorizer("alice", users["alice"], &n) })
+	if n.Load() != 1 || a.Identity() != "alice@"+domain {
+		t.Fatalf("authorized %d times as %s", n.Load(), a.Identity())
+	}
+	if st := w.g.SIPStats(); st.Registrations != 1 {
+		t.Fatalf("registrations %+v", st)
+	}
+	// A wrong password is challenged again, up to the client's limit.
+	var m atomic.Int32
+	_, err = client.Dial(ctxT(t), client.Options{URL: w.url, Identity: "carol@" + domain,
+		Authorize: ha1Authorizer("carol", "wrong", &m)})
+	if !errors.As(err, &fe) || fe.Code != 401 || m.Load() != 3 {
+		t.Fatalf("wrong password: %v after %d tries", err, m.Load())
+	}
+}
+
+func TestWebCallAnswered(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	uas := startSipp(t, "uas_answer.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := webExpect(t, a, client.CallRinging); ev.Code != 180 {
+		t.Fatalf("ringing %d", ev.Code)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished) // complete -> ACK
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
+}
+
+func TestWebCallBusy(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	uas := startSipp(t, "uas_busy.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	if _, err := a.StartCall(ctxT(t), uasTarget(uas), offer); err != nil {
+		t.Fatal(err)
+	}
+	if ev := webExpect(t, a, client.CallFailed); ev.Code != 486 {
+		t.Fatalf("failed %d", ev.Code)
+	}
+	uas.expectSuccess(t)
+}
+
+func TestWebCallCancelled(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	uas := startSipp(t, "uas_noanswer.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webExpect(t, a, client.CallRinging)
+	if err := out.Hangup(ctxT(t)); err != nil { // shutdown before the answer: CANCEL
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
+}
+
+func TestWebCallFarEndBye(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	uas := startSipp(t, "uas_farbye.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	if _, err := a.StartCall(ctxT(t), uasTarget(uas), offer); err != nil {
+		t.Fatal(err)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+	webExpect(t, a, client.CallEnded)
+	uas.expectSuccess(t)
+}
+
+func TestWebCallEarlyMedia(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	uas := startSipp(t, "uas_early.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := webExpect(t, a, client.CallEarlyMedia); ev.Code != 183 || !strings.Contains(ev.SDP, "m=audio") {
+		t.Fatalf("early media %d %q", ev.Code, ev.SDP)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
+}
+
+func TestWebCall100relPrack(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	uas := startSipp(t, "uas_100rel.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := webExpect(t, a, client.CallEarlyMedia); ev.Code != 183 {
+		t.Fatalf("early media %d", ev.Code)
+	}
+	if err := out.Prack(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := webExpect(t, a, client.CallPrack); ev.Code != 0 {
+		t.Fatalf("PRACK answered with response_code %d", ev.Code)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
+}
+
+func TestWebCallReinviteHoldResume(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	uas := startSipp(t, "uas_reinvite.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+	hold := strings.Replace(offer, "a=sendrecv", "a=sendonly", 1)
+	for _, sdp := range []string{hold, offer} {
+		if err := out.ReOffer(ctxT(t), sdp); err != nil {
+			t.Fatal(err)
+		}
+		if ev := webExpect(t, a, client.CallReOfferAnswered); !strings.Contains(ev.SDP, "m=audio") || ev.Code != 200 {
+			t.Fatalf("re-offer answer %d %q", ev.Code, ev.SDP)
+		}
+	}
+	// The far end puts us on hold: a re-INVITE becomes a re-offer; our
+	// answer becomes its 200, its ACK our complete.
+	ev := webExpect(t, a, client.CallReOffer)
+	if !strings.Contains(ev.SDP, "a=sendonly") {
+		t.Fatalf("re-offer %q", ev.SDP)
+	}
+	if err := out.Answer(ctxT(t), strings.Replace(offer, "a=sendrecv", "a=recvonly", 1)); err != nil {
+		t.Fatal(err)
+	}
+	webExpect(t, a, client.CallEstablished)
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
+}
+
+// alice is registered with her digest secret answered by the client.
+func (w *webGW) alice(t *testing.T, mod func(*client.Options)) *client.Client {
+	var n atomic.Int32
+	return w.connect(t, "alice@"+domain, func(o *client.Options) {
+		o.Authorize = ha1Authorizer("alice", users["alice"], &n)
+		if mod != nil {
+			mod(o)
+		}
+	})
+}
+
+func TestWebIncomingAnswered(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	a := w.alice(t, nil)
+	b := w.alice(t, nil) // a second session of alice: forked, then cancelled
+	uac := startSipp(t, "uac_call.xml", k.Addr)
+	in := webNext(t, a, client.EventIncomingCall)
+	if !strings.HasPrefix(in.Call.Peer(), "bob@") || !strings.Contains(in.SDP, "m=audio") {
+		t.Fatalf("incoming from %q with %q", in.Call.Peer(), in.SDP)
+	}
+	inB := webNext(t, b, client.EventIncomingCall)
+	if err := in.Call.Ring(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Call.Answer(ctxT(t), offer); err != nil {
+		t.Fatal(err)
+	}
+	if ev := webExpect(t, b, client.CallEnded); ev.Call != inB.Call {
+		t.Fatal("shutdown for another call")
+	}
+	webExpect(t, a, client.CallEstablished) // ACK -> complete
+	webExpect(t, a, client.CallEnded)       // BYE -> shutdown
+	uac.expectSuccess(t)
+}
+
+func TestWebIncomingDeclined(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	a := w.alice(t, nil)
+	uac := startSipp(t, "uac_declined.xml", k.Addr)
+	in := webNext(t, a, client.EventIncomingCall)
+	if err := in.Call.Decline(ctxT(t), 603); err != nil {
+		t.Fatal(err)
+	}
+	uac.expectSuccess(t)
+}
+
+// An INVITE that arrives while the web socket is down waits in the
+// session and rings once the client resumed.
+func TestWebIncomingWhileSocketDown(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	var blocked atomic.Bool
+	gate := make(chan struct{})
+	a := w.alice(t, func(o *client.Options) {
+		o.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if blocked.Load() {
+				select {
+				case <-gate:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+	})
+	blocked.Store(true)
+	a.Kill()
+	webNext(t, a, client.EventReconnecting)
+	uac := startSipp(t, "uac_call.xml", k.Addr)
+	select {
+	case id := <-w.incoming:
+		if id != "alice@"+domain {
+			t.Fatalf("incoming call for %s", id)
+		}
+	case <-ctxT(t).Done():
+		t.Fatal("no INVITE reached the gateway")
+	}
+	close(gate)
+	resumed := time.Now()
+	webNext(t, a, client.EventResumed)
+	in := webNext(t, a, client.EventIncomingCall)
+	if err := in.Call.Answer(ctxT(t), offer); err != nil {
+		t.Fatal(err)
+	}
+	webExpect(t, a, client.CallEstablished)
+	if d := time.Since(resumed); d > 5*time.Second {
+		t.Errorf("answered %v after the resume", d)
+	}
+	webExpect(t, a, client.CallEnded)
+	uac.expectSuccess(t)
+}

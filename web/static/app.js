@@ -6,6 +6,8 @@ import { Session } from './sdk/index.js';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const SIGNIN_KEY = 'softphone.signin';
+/** This tab's published status and note, so that a reload publishes the same. */
+const PRESENCE_KEY = 'softphone.presence';
 
 const state = {
   /** @type {Session|null} */ session: null,
@@ -73,6 +75,7 @@ async function signIn(creds) {
   $('signin-error').textContent = '';
   $('signin-btn').disabled = true;
   sessionStorage.setItem(SIGNIN_KEY, JSON.stringify(creds));
+  restorePresenceChoice();
   const ping = Number(params.get('ping')) || undefined;
   const session = new Session({
     url: wsUrl(),
@@ -113,6 +116,9 @@ async function signIn(creds) {
 
 function signedOut(error) {
   sessionStorage.removeItem(SIGNIN_KEY);
+  sessionStorage.removeItem(PRESENCE_KEY);
+  $('my-status').value = 'available';
+  $('my-note').value = '';
   hideIncoming();
   hideCall();
   $('phone').hidden = true;
@@ -145,6 +151,7 @@ function setConnState(s) {
 function startServices(session) {
   // Voicemail indicator: this user's own mailbox.
   const mailbox = session.identity.includes(':') ? session.identity : `sip:${session.identity}`;
+  showVoicemail('unknown', '–', 'Voicemail: waiting for the gateway');
   const mwi = session.subscribeMessageSummary(mailbox);
   wireVoicemail(mwi);
   publishStatus();
@@ -152,20 +159,39 @@ function startServices(session) {
   for (const sub of session.subscriptions.values()) if (sub.package === 'presence') addContact(sub);
 }
 
+/** The voicemail indicator: waiting is yes, no, none (no service) or unknown. */
+function showVoicemail(waiting, text, title) {
+  const vm = $('vm');
+  vm.dataset.waiting = waiting;
+  $('vm-text').textContent = text;
+  vm.title = title;
+  vm.setAttribute('aria-label', title);
+}
+
 function wireVoicemail(sub) {
   if (sub._wired) return;
   sub._wired = true;
   const show = (s) => {
-    $('vm').dataset.waiting = s.waiting ? 'yes' : 'no';
-    $('vm-text').textContent = s.waiting ? `${s.newMessages} new` : '0';
-    $('vm').title = `Voicemail: ${s.newMessages} new, ${s.oldMessages} old`;
+    const title = `Voicemail: ${s.newMessages} new, ${s.oldMessages} old`;
+    showVoicemail(s.waiting ? 'yes' : 'no', s.waiting ? `${s.newMessages} new` : '0', title);
   };
   if (sub.last) show(sub.last);
   sub.on('notify', show);
-  sub.ready.catch((err) => {
-    $('vm').dataset.waiting = 'unknown';
-    $('vm-text').textContent = '–';
-    $('vm').title = `Voicemail unavailable (${err.code ?? ''} ${err.reason ?? err.message})`;
+  sub.ready.then(
+    () => {
+      if (!sub.last) showVoicemail('unknown', '–', 'Voicemail: no summary yet');
+    },
+    (err) => {
+      if (state.session !== sub.session) return;
+      // The gateway answers 404 when it has no voicemail service (no SIP side).
+      if (err.code === 404) showVoicemail('none', 'No voicemail', `No voicemail service (${err.code} ${err.reason ?? ''})`.trim());
+      else showVoicemail('unknown', '–', `Voicemail unavailable (${err.code ?? ''} ${err.reason ?? err.message})`);
+      logEvent(`voicemail: ${err.code ?? ''} ${err.reason ?? err.message}`);
+    },
+  );
+  sub.on('ended', (err) => {
+    if (state.session !== sub.session || !sub.expiry) return; // never accepted: handled above
+    showVoicemail('unknown', '–', `Voicemail subscription ended${err ? ` (${err.code ?? ''} ${err.reason ?? err.message})` : ''}`);
   });
 }
 
@@ -182,12 +208,43 @@ const statusMap = {
   offline: { status: 'closed', activity: 'offline' },
 };
 
-function publishStatus() {
-  const choice = statusMap[$('my-status').value];
-  state.session.publishPresence(choice).catch((err) => logEvent(`publish failed: ${err.message}`));
+function restorePresenceChoice() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(PRESENCE_KEY) || 'null');
+    if (saved && statusMap[saved.status]) {
+      $('my-status').value = saved.status;
+      $('my-note').value = saved.note ?? '';
+    }
+  } catch {
+    sessionStorage.removeItem(PRESENCE_KEY);
+  }
+}
+
+/** Publishes the status and note in the controls (the gateway tells every watcher). */
+async function publishStatus() {
+  const session = state.session;
+  if (!session?.id) return;
+  const status = $('my-status').value;
+  const note = $('my-note').value.trim();
+  sessionStorage.setItem(PRESENCE_KEY, JSON.stringify({ status, note }));
+  const form = $('note-form');
+  form.dataset.published = 'pending';
+  try {
+    await session.publishPresence({ ...statusMap[status], note: note || undefined });
+    if (state.session !== session) return;
+    form.dataset.published = JSON.stringify({ status, note });
+    logEvent(`published ${status}${note ? ` (${note})` : ''}`);
+  } catch (err) {
+    form.dataset.published = 'failed';
+    logEvent(`publish failed: ${err.message}`);
+  }
 }
 
 $('my-status').addEventListener('change', publishStatus);
+$('note-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  publishStatus();
+});
 
 $('watch-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -226,13 +283,17 @@ function addContact(sub) {
   stopBtn.textContent = '✕';
   stopBtn.title = 'Stop watching';
   stopBtn.addEventListener('click', () => sub.end());
-  li.append(dot, who, what, callBtn, chatBtn, stopBtn);
+  const info = document.createElement('span');
+  info.className = 'info';
+  info.append(who, what);
+  li.append(dot, info, callBtn, chatBtn, stopBtn);
   $('presence-list').append(li);
   state.watched.set(sub.target, li);
   const show = (p) => {
     const busy = p.activity === 'busy' || p.activity === 'on-the-phone';
     li.dataset.status = p.status !== 'open' ? 'closed' : busy ? 'busy' : p.activity === 'away' ? 'away' : 'open';
     what.textContent = [p.status === 'open' ? p.activity || 'online' : 'offline', p.note].filter(Boolean).join(' · ');
+    what.title = what.textContent;
   };
   if (sub.last) show(sub.last);
   sub.on('notify', show);

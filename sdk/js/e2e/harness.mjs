@@ -1,17 +1,16 @@
 // Test harness for the browser tests: builds and starts a real jsonrtcd on
 // a free loopback port, launches Debian's Chromium with fake media through
-// playwright-core, and drives the demo page.
+// playwright-core, and drives the demo page that jsonrtcd serves at /.
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, readFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, dirname, resolve, extname } from 'node:path';
+import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = resolve(here, '..', '..', '..');
-const staticDir = join(repoRoot, 'web', 'static');
 export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
 function run(cmd, args, opts) {
@@ -45,16 +44,28 @@ function accepts(port) {
 }
 
 /**
- * Builds cmd/jsonrtcd into a temporary dir and starts it on a free port.
- * Resolves once it accepts connections.
+ * Builds cmd/jsonrtcd into a temporary dir and starts it on a free port,
+ * with `config` (YAML text, optional) as its configuration file. Resolves
+ * once it accepts connections and serves the demo page at /.
  */
-export async function startGateway() {
+export async function startGateway({ config } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'jsonrtc-e2e-'));
   // JSONRTCD_BIN runs a prebuilt gateway instead of building this tree's.
   const bin = process.env.JSONRTCD_BIN || join(dir, 'jsonrtcd');
-  if (!process.env.JSONRTCD_BIN) await run('go', ['build', '-o', bin, './cmd/jsonrtcd'], { cwd: repoRoot });
+  try {
+    if (!process.env.JSONRTCD_BIN) await run('go', ['build', '-o', bin, './cmd/jsonrtcd'], { cwd: repoRoot });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   const port = await freePort();
-  const proc = spawn(bin, ['-listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = ['-listen', `127.0.0.1:${port}`];
+  if (config) {
+    const file = join(dir, 'jsonrtcd.yaml');
+    await writeFile(file, config);
+    args.push('-config', file);
+  }
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs = [];
   const keep = (buf) => {
     for (const line of buf.toString().split('\n')) if (line) logs.push(line);
@@ -74,32 +85,32 @@ export async function startGateway() {
     await Promise.race([exit, new Promise((r) => setTimeout(r, 50))]);
   }
   const url = `http://127.0.0.1:${port}`;
-  // Does this gateway serve the demo page yet (cmd/jsonrtcd mounts web.Handler)?
-  const home = await fetch(url + '/').then((r) => (r.ok ? r.text() : ''), () => '');
-  const servesPage = home.includes('jsonrtc softphone');
+  const stop = async () => {
+    if (!exited) {
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exit;
+      clearTimeout(t);
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  // cmd/jsonrtcd serves the demo page (web.Handler) at /: the tests load it from there.
+  const home = await fetch(url + '/').then((r) => (r.ok ? r.text() : `HTTP ${r.status}`), (e) => String(e));
+  if (!home.includes('jsonrtc softphone')) {
+    await stop();
+    throw new Error(`jsonrtcd does not serve the demo page at ${url}/: ${home.slice(0, 200)}`);
+  }
   return {
     url,
     port,
     logs,
-    servesPage,
-    async stop() {
-      if (!exited) {
-        proc.kill('SIGTERM');
-        const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-        await exit;
-        clearTimeout(t);
-      }
-      await rm(dir, { recursive: true, force: true });
-    },
+    stop,
   };
 }
 
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.ts': 'text/plain' };
-
 /**
- * Launches Chromium (headless, fake media, fresh profile). When the gateway
- * does not serve the page itself yet, the context serves web/static at the
- * gateway's origin, so that the page and the WebSocket share one origin.
+ * Launches Chromium (headless, fake media, fresh profile). Pages come from
+ * the gateway's own origin, so the page and its WebSocket share it.
  */
 export async function launchBrowser(gw) {
   const profile = await mkdtemp(join(tmpdir(), 'jsonrtc-chromium-'));
@@ -119,22 +130,9 @@ export async function launchBrowser(gw) {
       '--disable-component-update',
       '--disable-sync',
       '--autoplay-policy=no-user-gesture-required',
-      // Pages fulfilled by the test (see below) have no address space of their
-      // own; their WebSocket to loopback must not be blocked as a local-network access.
-      '--disable-features=LocalNetworkAccessChecks',
     ],
   });
   await context.grantPermissions(['microphone', 'camera'], { origin: gw.url });
-  if (!gw.servesPage) {
-    await context.route(`${gw.url}/**`, async (route) => {
-      const u = new URL(route.request().url());
-      if (u.pathname.startsWith('/ws/')) return route.continue();
-      const path = u.pathname === '/' ? '/index.html' : u.pathname;
-      const body = await readFile(join(staticDir, path)).catch(() => null);
-      if (!body) return route.fulfill({ status: 404, body: 'not found' });
-      return route.fulfill({ status: 200, body, contentType: TYPES[extname(path)] ?? 'application/octet-stream' });
-    });
-  }
   // The initial about:blank tab is not used.
   for (const p of context.pages()) await p.close();
   return {
@@ -155,7 +153,9 @@ export async function openPhone(browser, gw, name, { query = 'ping=1000&pingPeri
   page.consoleLines = [];
   page.on('console', (m) => page.consoleLines.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => page.consoleLines.push(`pageerror: ${e.message}`));
-  await page.goto(`${gw.url}/?${query}`);
+  recordWire(page);
+  const resp = await page.goto(`${gw.url}/?${query}`);
+  if (!resp?.ok()) throw new Error(`GET ${gw.url}/: ${resp?.status()}`);
   await page.fill('#name', name);
   await page.click('#signin-btn');
   await waitConn(page, /^(connected|resumed)$/);
@@ -224,4 +224,54 @@ export async function audioFlows(page, by = 25) {
 /** The current directions of the call's transceivers. */
 export function directions(page) {
   return page.evaluate(() => window.softphone.call?.peerConnection?.getTransceivers().map((t) => t.currentDirection) ?? []);
+}
+
+/**
+ * Records every JSON frame of every WebSocket the page opens, across
+ * reloads, in page.wire: {dir: 'out'|'in', at: ms, socket: n, frame}.
+ * page.wireWaiters lets waitWire resolve on the frame event itself.
+ */
+export function recordWire(page) {
+  page.wire = [];
+  page.wireWaiters = new Set();
+  let sockets = 0;
+  page.on('websocket', (ws) => {
+    const socket = ++sockets;
+    const add = (dir) => ({ payload }) => {
+      if (typeof payload !== 'string' || payload === 'ping' || payload === 'pong') return;
+      let frame;
+      try {
+        frame = JSON.parse(payload);
+      } catch {
+        return;
+      }
+      const entry = { dir, at: Date.now(), socket, frame };
+      page.wire.push(entry);
+      for (const w of [...page.wireWaiters]) w(entry);
+    };
+    ws.on('framesent', add('out'));
+    ws.on('framereceived', add('in'));
+  });
+}
+
+/**
+ * Resolves with the first recorded frame (already seen after index `from`,
+ * or still to come) for which match(entry) holds.
+ */
+export function waitWire(page, match, { from = 0, timeout = 15000, message = 'a frame' } = {}) {
+  const seen = page.wire.slice(from).find(match);
+  if (seen) return Promise.resolve(seen);
+  return new Promise((resolve, reject) => {
+    const waiter = (e) => {
+      if (!match(e)) return;
+      clearTimeout(timer);
+      page.wireWaiters.delete(waiter);
+      resolve(e);
+    };
+    const timer = setTimeout(() => {
+      page.wireWaiters.delete(waiter);
+      reject(new Error(`timed out after ${timeout} ms waiting for ${message}`));
+    }, timeout);
+    page.wireWaiters.add(waiter);
+  });
 }

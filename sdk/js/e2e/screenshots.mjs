@@ -1,5 +1,5 @@
 // Takes screenshots of the demo page (phone-sized) into docs/screenshots/:
-// idle.png (signed in, a contact and a chat), ringing.png (incoming call)
+// idle.png (signed in, a contact with a note, a chat, no voicemail service), ringing.png (incoming call)
 // and in-call.png. Starts its own jsonrtcd and Chromium, like the tests.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,6 +21,10 @@ try {
   const bob = await openPhone(browser, gw, 'bob', { query: '' });
   await alice.fill('#watch-to', bob.identity);
   await alice.click('#watch-btn');
+  await bob.fill('#my-note', 'at my desk');
+  await bob.click('#note-btn');
+  await alice.waitForFunction(() => document.querySelector('#presence-list li .what')?.textContent === 'available · at my desk', null, { polling: 100 });
+  await alice.locator('#vm[data-waiting="none"]').waitFor();
   await alice.fill('#chat-to', bob.identity);
   await alice.fill('#chat-input', 'Free for a quick call?');
   await alice.click('#chat-send');

@@ -10,7 +10,6 @@ let bob;
 
 before(async () => {
   gw = await startGateway();
-  if (!gw.servesPage) console.log('# jsonrtcd does not serve the demo page at / yet: the browser serves web/static itself');
   browser = await launchBrowser(gw);
   alice = await openPhone(browser, gw, 'alice');
   bob = await openPhone(browser, gw, 'bob');

@@ -1,16 +1,18 @@
 // Package web serves the demo softphone page and the browser build of the
 // JavaScript SDK (sdk/js), both embedded in the binary.
 //
-// The page lives in static/; static/sdk/ is a copy of sdk/js/src made by
-// `npm run build` in sdk/js and committed, so `go build` needs no npm.
-// Mount [Handler] at "/": it serves the page at "/" and the SDK's ES
-// modules under "/sdk/".
+// The page lives in static/; the SDK's modules come from package sdkjs,
+// which embeds sdk/js/src itself, so `go build` needs no npm. Mount
+// [Handler] at "/": it serves the page at "/" and the SDK's ES modules
+// under "/sdk/".
 package web
 
 import (
 	"embed"
 	"io/fs"
 	"net/http"
+
+	sdkjs "github.com/jsonrtc/jsonrtc/sdk/js"
 )
 
 //go:embed static
@@ -25,7 +27,10 @@ func Handler() http.Handler {
 		// The embed pattern guarantees the directory exists.
 		panic("web: " + err.Error())
 	}
-	files := http.FileServerFS(sub)
+	mux := http.NewServeMux()
+	mux.Handle("/", http.FileServerFS(sub))
+	mux.Handle("/sdk/", http.StripPrefix("/sdk", http.FileServerFS(sdkjs.Files())))
+	files := mux
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")

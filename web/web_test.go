@@ -1,11 +1,8 @@
 package web
 
 import (
-	"bytes"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -42,35 +39,5 @@ func TestHandlerServesPageAndSDK(t *testing.T) {
 	}
 	if rec := get(t, h, http.MethodPost, "/"); rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /: %d, want 405", rec.Code)
-	}
-}
-
-// TestSDKCopyIsCurrent fails when static/sdk differs from sdk/js/src:
-// run `npm run build` in sdk/js and commit the copy.
-func TestSDKCopyIsCurrent(t *testing.T) {
-	src := filepath.Join("..", "sdk", "js", "src")
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Skipf("no SDK sources: %v", err)
-	}
-	n := 0
-	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasSuffix(name, ".js") && !strings.HasSuffix(name, ".d.ts") {
-			continue
-		}
-		n++
-		want, err := os.ReadFile(filepath.Join(src, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		have, err := static.ReadFile("static/sdk/" + name)
-		if err != nil || !bytes.Equal(have, want) {
-			t.Errorf("static/sdk/%s is not a copy of sdk/js/src/%s: run npm run build in sdk/js", name, name)
-		}
-	}
-	copies, _ := static.ReadDir("static/sdk")
-	if len(copies) != n {
-		t.Errorf("static/sdk has %d files, sdk/js/src %d: run npm run build in sdk/js", len(copies), n)
 	}
 }

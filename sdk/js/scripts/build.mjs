@@ -1,38 +1,15 @@
-// Copies the SDK's ES modules into the demo page's embedded static dir
-// (web/static/sdk/), which the Go package `web` serves under /sdk/. The
-// copy is committed, so the gateway builds without npm. With --check it
-// only reports whether the copy is current (exit 1 when stale).
-import { readdir, readFile, writeFile, mkdir, rm } from 'node:fs/promises';
+// Checks that every module of the SDK parses (node --check). The gateway
+// serves src/ as it is (Go package sdkjs embeds it), so there is nothing
+// to copy or bundle: the sources are the build.
+import { readdir } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const src = join(here, '..', 'src');
-const dst = join(here, '..', '..', '..', 'web', 'static', 'sdk');
-const check = process.argv.includes('--check');
-
-const files = (await readdir(src)).filter((f) => f.endsWith('.js') || f.endsWith('.d.ts')).sort();
-let stale = [];
-if (!check) await mkdir(dst, { recursive: true });
-const existing = await readdir(dst).catch(() => []);
+const files = (await readdir(src)).filter((f) => f.endsWith('.js')).sort();
 for (const f of files) {
-  const want = await readFile(join(src, f), 'utf8');
-  const have = await readFile(join(dst, f), 'utf8').catch(() => null);
-  if (have === want) continue;
-  stale.push(f);
-  if (!check) await writeFile(join(dst, f), want);
+  execFileSync(process.execPath, ['--check', join(src, f)], { stdio: 'inherit' });
 }
-for (const f of existing) {
-  if (files.includes(f)) continue;
-  stale.push(f);
-  if (!check) await rm(join(dst, f));
-}
-if (check) {
-  if (stale.length) {
-    console.error(`web/static/sdk is stale (${stale.join(', ')}): run npm run build`);
-    process.exit(1);
-  }
-  console.log('web/static/sdk is current');
-} else {
-  console.log(`web/static/sdk: ${files.length} files${stale.length ? `, updated ${stale.join(', ')}` : ', unchanged'}`);
-}
+console.log(`sdk/js: ${files.length} modules parse; served from src/ by the gateway`);

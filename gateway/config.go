@@ -154,8 +154,11 @@ func DefaultConfig() Config {
 		Messaging: MessagingConfig{ReportTimeout: Duration(90 * time.Second), MaxPending: 100000},
 		Log:       LogConfig{Level: "info", Format: "text"},
 
-		Presence:            presence.DefaultConfig(),
-		MessageNotification: notification.DefaultConfig(),
+		// Zero values: those packages apply their defaults field by
+		// field, so that setting one key (say presence.expiry) keeps the
+		// others consistent with it.
+		Presence:            presence.Config{},
+		MessageNotification: notification.Config{},
 	}
 }
 

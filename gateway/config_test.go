@@ -47,3 +47,9 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+func TestPresenceExpiryAlone(t *testing.T) {
+	if _, err := LoadConfig(writeConfig(t, "presence:\n  expiry: 10\n")); err != nil {
+		t.Fatalf("presence.expiry alone: %v", err)
+	}
+}

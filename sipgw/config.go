@@ -50,6 +50,11 @@ type Config struct {
 	MaxCalls int `yaml:"max_calls"`
 	// EventQueue is the size of each call's event queue. Default 32.
 	EventQueue int `yaml:"event_queue"`
+	// T1 is the SIP round-trip estimate of RFC 3261 17.1.1.1, from which
+	// every retransmission and transaction timer follows (Timer B = 64*T1).
+	// sipgo keeps it process-wide: cmd/jsonrtcd applies it once, with
+	// sip.SetTimers, before anything starts. Zero keeps sipgo's 500ms.
+	T1 time.Duration `yaml:"t1"`
 }
 
 // ListenConfig lists the listeners. Each address is host:port; port 0
@@ -188,6 +193,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxCalls < 0 {
 		bad("max_calls", "negative")
+	}
+	if c.T1 != 0 && (c.T1 < 50*time.Millisecond || c.T1 > 10*time.Second) {
+		bad("t1", "%v is not between 50ms and 10s", c.T1)
 	}
 	if c.EventQueue < 1 {
 		bad("event_queue", "must be at least 1")

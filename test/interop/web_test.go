@@ -450,3 +450,49 @@ func TestWebIncomingWhileSocketDown(t *testing.T) {
 	webExpect(t, a, client.CallEnded)
 	uac.expectSuccess(t)
 }
+
+// A socket drop mid-call does not touch the SIP dialog; the far end's BYE
+// that arrives meanwhile reaches the web side after the resume.
+func TestWebSocketDropMidCall(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	uas := startSipp(t, "uas_pausebye.xml", "")
+	var blocked atomic.Bool
+	gate := make(chan struct{})
+	a := w.connect(t, "open@"+domain, func(o *client.Options) {
+		o.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if blocked.Load() {
+				select {
+				case <-gate:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+	})
+	if _, err := a.StartCall(ctxT(t), uasTarget(uas), offer); err != nil {
+		t.Fatal(err)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+	// The gateway handles frames in order: once a start sent after our
+	// complete is refused (404, at once), the complete reached it and
+	// became the ACK.
+	if _, err := a.StartCall(ctxT(t), "nobody@web.example", offer); err != nil {
+		t.Fatal(err)
+	}
+	if ev := webExpect(t, a, client.CallFailed); ev.Code != 404 {
+		t.Fatalf("call to nobody: %d", ev.Code)
+	}
+	blocked.Store(true)
+	a.Kill()
+	webNext(t, a, client.EventReconnecting)
+	// SIPp ends after its BYE was answered: the dialog outlived the
+	// socket (a BYE of ours would have failed its scenario).
+	uas.expectSuccess(t)
+	close(gate)
+	webNext(t, a, client.EventResumed)
+	webExpect(t, a, client.CallEnded)
+}

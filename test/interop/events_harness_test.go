@@ -96,7 +96,8 @@ request_route {
 		exit;
 	}
 	remove_hf("Route");
-	if (is_method("PUBLISH|SUBSCRIBE") && $hdr(Event) == "presence") {
+	# "uas-<port>" presentities have notifiers of their own (SIPp).
+	if (is_method("PUBLISH|SUBSCRIBE") && $hdr(Event) == "presence" && !($rU =~ "^uas-[0-9]+$")) {
 		route(PRESENCE);
 	}
 	if (is_method("SUBSCRIBE")) {

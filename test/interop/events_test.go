@@ -218,3 +218,42 @@ func sameJSON(t *testing.T, got json.RawMessage, want string) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
+
+// A SIP presentity's notifier sends a malformed PIDF document between two
+// good ones: it is refused with 400, and the watcher sees only the good
+// states, on the same subscription.
+func TestMalformedPIDFRefused(t *testing.T) {
+	env := startEventsEnv(t)
+	notifier := startSipp(t, "presence_notifier.xml", "")
+	alice := env.web(t, "alice@"+domain)
+	carol := "sip:uas-" + strconv.Itoa(notifier.Port) + "@" + domain
+
+	if _, err := alice.SendFrame(ctxT(t), startFrame(protocol.PackagePresence, "p1", "alice@"+domain, carol)); err != nil {
+		t.Fatal(err)
+	}
+	if r := response(t, alice, protocol.PackagePresence, "p1"); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 {
+		t.Fatalf("subscribe answered %s %d %s", r.Control.Type, r.Header.ErrorCode, r.Header.Reason)
+	}
+	// The watcher may first be told "closed" (nothing known yet), then
+	// the notifier's states arrive.
+	var p protocol.PresencePayload
+	n := frame(t, alice, protocol.PackagePresence, protocol.ActionNotify, nil)
+	if protocol.DecodePayload(n.Payload, &p); p.Status == "closed" && p.Note == "" {
+		n = frame(t, alice, protocol.PackagePresence, protocol.ActionNotify, nil)
+		protocol.DecodePayload(n.Payload, &p)
+	}
+	if p.Status != "open" || p.Note != "at the desk" {
+		t.Fatalf("first state %s", n.Payload)
+	}
+	p = protocol.PresencePayload{}
+	n = frame(t, alice, protocol.PackagePresence, protocol.ActionNotify, nil)
+	protocol.DecodePayload(n.Payload, &p)
+	if p.Status != "closed" || p.Note != "gone home" || n.Control.SubsessionID != "p1" {
+		t.Fatalf("after the malformed document: %s on %s", n.Payload, n.Control.SubsessionID)
+	}
+	if _, err := alice.SendFrame(ctxT(t), shutdownFrame(protocol.PackagePresence, "p1", carol)); err != nil {
+		t.Fatal(err)
+	}
+	notifier.expectSuccess(t)
+	until(t, "the SIP subscription to end", func() bool { return env.G.SIPEventStats().Subscriptions == 0 })
+}

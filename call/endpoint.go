@@ -9,7 +9,11 @@
 // [Endpoint] interface, so it knows no socket.
 package call
 
-import "github.com/jsonrtc/jsonrtc/protocol"
+import (
+	"strconv"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
 
 // Endpoint is a live web session as package handlers see it.
 type Endpoint interface {
@@ -82,21 +86,7 @@ func ClientCorrelation(f *protocol.Frame) string {
 		return f.Control.CorrelationID
 	}
 	if f.Control.Sequence != 0 {
-		return "c" + uitoa(f.Control.Sequence)
+		return "c" + strconv.FormatUint(f.Control.Sequence, 10)
 	}
 	return ""
-}
-
-func uitoa(n uint64) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return string(b[i:])
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -212,7 +213,7 @@ func TestCallTranscript(t *testing.T) {
 	}
 	// A's complete carries no ack_sequence, initiator or target.
 	a.seq++
-	a.write(`{"control":{"type":"message","package_type":"call","session_id":"` + a.sid + `","subsession_id":"c2","sequence":` + itoa(a.seq) + `,"correlation_id":"c2","version":"1.0"},"header":{"action":"complete"},"payload":{}}`)
+	a.write(`{"control":{"type":"message","package_type":"call","session_id":"` + a.sid + `","subsession_id":"c2","sequence":` + strconv.FormatUint(a.seq, 10) + `,"correlation_id":"c2","version":"1.0"},"header":{"action":"complete"},"payload":{}}`)
 	cpl := b.read()
 	expect(t, cpl, protocol.TypeMessage, protocol.ActionComplete)
 	if cpl.Control.CorrelationID != bcorr || cpl.Control.SubsessionID != bsub {

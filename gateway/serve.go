@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/coder/websocket"
@@ -394,7 +395,7 @@ func (s *Session) undecodable(data []byte, err error) bool {
 	isObject := json.Unmarshal(data, &loose) == nil
 	if isObject {
 		if n, ok := loose.Control.Sequence.(float64); ok && n >= 1 && n < 1<<53 && n == float64(uint64(n)) {
-			out.Control.CorrelationID = "c" + itoa(uint64(n))
+			out.Control.CorrelationID = "c" + strconv.FormatUint(uint64(n), 10)
 			s.mu.Lock()
 			s.st.Receive(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Sequence: uint64(n)}})
 			s.mu.Unlock()
@@ -416,24 +417,6 @@ func (s *Session) undecodable(data []byte, err error) bool {
 	s.g.metrics.badFrames.Inc()
 	s.Send(out, false)
 	return n < maxBadFrames
-}
-
-func itoa(n uint64) string {
-	return string(appendUint(nil, n))
-}
-
-func appendUint(b []byte, n uint64) []byte {
-	var tmp [20]byte
-	i := len(tmp)
-	for {
-		i--
-		tmp[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return append(b, tmp[i:]...)
 }
 
 // errorFor builds the error frame that answers f.

@@ -11,7 +11,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx

@@ -149,7 +149,7 @@ route[RELAY] {
 // users and their digest passwords at Kamailio; "" registers without auth.
 var users = map[string]string{"alice": "alicepw", "carol": "carolpw", "open": ""}
 
-func need(t *testing.T, bins ...string) {
+func need(t testing.TB, bins ...string) {
 	t.Helper()
 	for _, b := range bins {
 		if _, err := exec.LookPath(b); err != nil {
@@ -161,7 +161,7 @@ func need(t *testing.T, bins ...string) {
 // freePort returns a UDP port that was free on 127.0.0.1 when asked.
 // Kamailio and SIPp cannot be handed a bound socket, so a tiny race with
 // other processes remains.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	for {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -206,7 +206,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func start(t *testing.T, name string, dir string, args ...string) *proc {
+func start(t testing.TB, name string, dir string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, out: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(args[0], args[1:]...)
@@ -247,7 +247,7 @@ func tail(s string, n int) string {
 }
 
 // wait waits for the process to exit and returns its exit code.
-func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+func (p *proc) wait(t testing.TB, timeout time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -270,7 +270,7 @@ type Kamailio struct {
 	Addr string
 }
 
-func startKamailio(t *testing.T) *Kamailio {
+func startKamailio(t testing.TB) *Kamailio {
 	t.Helper()
 	need(t, "kamailio")
 	dir := t.TempDir()
@@ -288,7 +288,7 @@ func startKamailio(t *testing.T) *Kamailio {
 		t.Fatal(err)
 	}
 	p := start(t, "kamailio", dir, "kamailio", "-DD", "-E", "-f", path, "-P", filepath.Join(dir, "kamailio.pid"),
-		"-Y", dir, "-w", dir, "-m", "64", "-M", "8")
+		"-Y", dir, "-w", dir, "-m", "256", "-M", "8") // shm: transactions linger 5 s (wait timer), ~10k of them at 1000 calls/s
 	k := &Kamailio{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port)}
 	// Ready when it answers OPTIONS.
 	deadline := time.Now().Add(10 * time.Second)
@@ -384,7 +384,7 @@ func readLog(dir, pattern string) (string, error) {
 
 // waitUDPBound waits until some process has bound 127.0.0.1:port (UDP),
 // reading /proc/net/udp so as not to disturb the socket.
-func waitUDPBound(t *testing.T, p *proc, port int) {
+func waitUDPBound(t testing.TB, p *proc, port int) {
 	t.Helper()
 	want := fmt.Sprintf("0100007F:%04X", port)
 	deadline := time.Now().Add(10 * time.Second)
@@ -465,7 +465,7 @@ func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config), onCall ...fu
 	return g
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))

@@ -38,11 +38,15 @@ func TestTorture(t *testing.T) {
 	}
 	srv := httptest.NewServer(g.Handler())
 	defer srv.Close()
+	var conns []net.Conn
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		if err := g.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
+		}
+		for _, c := range conns {
+			c.Close()
 		}
 	}()
 
@@ -64,15 +68,18 @@ func TestTorture(t *testing.T) {
 			t.Fatalf("%s over UDP: %v", f, err)
 		}
 		// Over TCP, one connection per message: a broken framing must
-		// cost only its own connection.
+		// cost only its own connection. Each stays open until the gateway
+		// is shut down:
+		// the answer to a request whose connection is gone would go to
+		// its Via (RFC 3261 18.2.2), which names hosts off loopback.
 		tc, err := net.Dial("tcp", g.SIPAddr("tcp"))
 		if err != nil {
 			t.Fatal(err)
 		}
+		conns = append(conns, tc)
 		if _, err := tc.Write(msg); err != nil {
 			t.Fatalf("%s over TCP: %v", f, err)
 		}
-		tc.Close()
 	}
 
 	// Still alive: OPTIONS over both transports, in order after the

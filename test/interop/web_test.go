@@ -30,7 +30,7 @@ type webGW struct {
 	incoming chan string // identities of incoming SIP calls, as they arrive
 }
 
-func startWebGateway(t *testing.T, k *Kamailio) *webGW {
+func startWebGateway(t testing.TB, k *Kamailio) *webGW {
 	t.Helper()
 	cfg := gateway.DefaultConfig()
 	cfg.SIP = sipgw.Config{
@@ -76,7 +76,7 @@ func startWebGateway(t *testing.T, k *Kamailio) *webGW {
 	return w
 }
 
-func newTestLogger(t *testing.T) *slog.Logger {
+func newTestLogger(t testing.TB) *slog.Logger {
 	level := slog.LevelWarn
 	if os.Getenv("SIPGW_DEBUG") != "" {
 		level = slog.LevelDebug
@@ -99,7 +99,7 @@ func ha1Authorizer(user, pw string, calls *atomic.Int32) func(context.Context, j
 	}
 }
 
-func (w *webGW) connect(t *testing.T, identity string, mod func(*client.Options)) *client.Client {
+func (w *webGW) connect(t testing.TB, identity string, mod func(*client.Options)) *client.Client {
 	t.Helper()
 	o := client.Options{URL: w.url, Identity: identity, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 100 * time.Millisecond}
 	if mod != nil {
@@ -114,7 +114,7 @@ func (w *webGW) connect(t *testing.T, identity string, mod func(*client.Options)
 }
 
 // webNext returns c's next event of kind k, skipping others.
-func webNext(t *testing.T, c *client.Client, k client.EventKind) client.Event {
+func webNext(t testing.TB, c *client.Client, k client.EventKind) client.Event {
 	t.Helper()
 	timeout := time.After(30 * time.Second)
 	for {
@@ -136,7 +136,7 @@ func webNext(t *testing.T, c *client.Client, k client.EventKind) client.Event {
 }
 
 // webExpect returns c's next call event, which must be want.
-func webExpect(t *testing.T, c *client.Client, want client.CallEvent) client.Event {
+func webExpect(t testing.TB, c *client.Client, want client.CallEvent) client.Event {
 	t.Helper()
 	ev := webNext(t, c, client.EventCall)
 	if ev.CallEvent != want {
@@ -146,7 +146,7 @@ func webExpect(t *testing.T, c *client.Client, want client.CallEvent) client.Eve
 }
 
 // webAnswered skips ringing and returns the answer.
-func webAnswered(t *testing.T, c *client.Client) client.Event {
+func webAnswered(t testing.TB, c *client.Client) client.Event {
 	t.Helper()
 	for {
 		ev := webNext(t, c, client.EventCall)

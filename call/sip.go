@@ -225,10 +225,23 @@ func (fl *farLeg) enqueue(op func()) bool {
 	}
 }
 
-// hangup ends the SIP side whatever the queue holds: CANCEL, reject or
-// BYE as its state requires.
+// must hands op to the worker even when the queue is full: then from a
+// goroutine that waits for room (or for the end of the call). For what
+// may not be lost: ACK, answer, reject, hang-up.
+func (fl *farLeg) must(op func()) {
+	if !fl.enqueue(op) {
+		fl.h.far.wg.Go(func() {
+			select {
+			case fl.ops <- op:
+			case <-fl.done:
+			}
+		})
+	}
+}
+
+// hangup ends the SIP side: CANCEL, reject or BYE as its state requires.
 func (fl *farLeg) hangup() {
-	op := func() {
+	fl.must(func() {
 		if fl.sc == nil {
 			return
 		}
@@ -237,16 +250,7 @@ func (fl *farLeg) hangup() {
 		if err := fl.sc.Hangup(ctx); err != nil {
 			fl.h.log.Info("SIP hangup failed", "call", fl.sc.ID(), "err", err)
 		}
-	}
-	if !fl.enqueue(op) {
-		// Never lost: wait for room (or for the end of the call).
-		fl.h.far.wg.Go(func() {
-			select {
-			case fl.ops <- op:
-			case <-fl.done:
-			}
-		})
-	}
+	})
 }
 
 // ctx is the context of one operation.
@@ -293,6 +297,19 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	o := sipgw.DialOptions{Identity: ep.Identity(), Target: f.Header.Target, SDP: []byte(p.SDP),
 		Headers: h.sipHeaders(f.Header.Ext), Offer100rel: true}
 	h.log.Debug("SIP call started", "session_id", ep.ID(), "subsession_id", c.caller.sub)
+	// As for web callees: an unanswered call ends after the ring timeout
+	// (CANCEL), whatever the SIP side's own timers.
+	c.timer = time.AfterFunc(h.opts.RingTimeout, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.ended || fl.answered {
+			return
+		}
+		fl.webGone = true
+		h.failCaller(c, protocol.CodeTemporarilyUnavail, "No answer")
+		fl.hangup()
+		h.endFar(c)
+	})
 	fl.enqueue(func() {
 		ctx, cancel := opCtx()
 		sc, err := h.far.net.Dial(ctx, o)
@@ -377,7 +394,7 @@ func (h *Handler) IncomingSIP(sc *sipgw.Call) {
 // reject ends an unanswered incoming call with code. c.mu is held.
 func (fl *farLeg) reject(code int) {
 	sc := fl.sc
-	fl.enqueue(func() {
+	fl.must(func() {
 		ctx, cancel := opCtx()
 		defer cancel()
 		_ = sc.Reject(ctx, code, "")
@@ -518,6 +535,9 @@ func (fl *farLeg) onEvent(ev sipgw.Event) {
 			return
 		}
 		fl.answered, fl.prack = true, false
+		if c.timer != nil {
+			c.timer.Stop()
+		}
 		c.caller.state = legAnswered
 		out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
 		out.Control.MessageState = protocol.StateFinal
@@ -634,7 +654,7 @@ func (h *Handler) farFrame(l *leg, f *protocol.Frame) {
 	case protocol.ActionComplete:
 		if fl.out && l == c.caller && fl.answered && !fl.acked() {
 			fl.ackOnce = true
-			fl.enqueue(func() {
+			fl.must(func() {
 				ctx, cancel := opCtx()
 				defer cancel()
 				if err := fl.sc.Ack(ctx, nil); err != nil {
@@ -815,7 +835,7 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 	}
 	fl.cancelLegs(l)
 	headers := h.sipHeaders(f.Header.Ext)
-	fl.enqueue(func() {
+	fl.must(func() {
 		ctx, cancel := opCtx()
 		err := sc.Answer(ctx, []byte(p.SDP), headers...)
 		cancel()

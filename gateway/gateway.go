@@ -167,6 +167,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for _, s := range all {
 		s.end(reasonShutdown)
 	}
+	g.waitRegistrations()
 	g.closeSIP()
 	g.calls.WaitSIP()
 	// Sockets still in their handshake close with the context.

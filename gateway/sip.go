@@ -28,6 +28,7 @@ const sipOpTimeout = 10 * time.Second
 type sipRegs struct {
 	mu sync.Mutex
 	m  map[string]*sipgw.Registration
+	wg sync.WaitGroup // releases in flight
 }
 
 // sipCalls connects the call handler to the SIP side. It runs in New,
@@ -185,7 +186,7 @@ func (g *Gateway) releaseRegistration(reg *sipgw.Registration) {
 	if reg == nil {
 		return
 	}
-	g.wg.Go(func() {
+	g.regs.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), sipOpTimeout)
 		defer cancel()
 		if err := reg.Release(ctx); err != nil {
@@ -193,6 +194,10 @@ func (g *Gateway) releaseRegistration(reg *sipgw.Registration) {
 		}
 	})
 }
+
+// waitRegistrations waits for the unregistrations of ended sessions;
+// Shutdown calls it before the SIP side closes, so that they go out.
+func (g *Gateway) waitRegistrations() { g.regs.wg.Wait() }
 
 // sipSessionEnded releases the registration of an ended session.
 func (g *Gateway) sipSessionEnded(s *Session) {

@@ -343,6 +343,11 @@ func (r *registration) send(ctx context.Context, expires time.Duration, preset *
 		done := g.track()
 		res, err := g.cli.Do(ctx, req)
 		done()
+		if err == nil && res == nil {
+			// sipgo ends a transaction it terminated (the user agent
+			// closing) with neither response nor error.
+			err = sip.ErrTransactionTerminated
+		}
 		if err != nil {
 			return 0, fmt.Errorf("sipgw: REGISTER %s: %w", r.identity, err)
 		}

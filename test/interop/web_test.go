@@ -16,6 +16,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
@@ -30,7 +31,7 @@ type webGW struct {
 	incoming chan string // identities of incoming SIP calls, as they arrive
 }
 
-func startWebGateway(t testing.TB, k *Kamailio) *webGW {
+func startWebGateway(t testing.TB, k *Kamailio, mods ...func(*gateway.Config)) *webGW {
 	t.Helper()
 	cfg := gateway.DefaultConfig()
 	cfg.SIP = sipgw.Config{
@@ -41,6 +42,9 @@ func startWebGateway(t testing.TB, k *Kamailio) *webGW {
 		UserAgent:     "jsonrtc-interop",
 	}
 	cfg.Calls.SIPHeaders = []string{"X-App"}
+	for _, m := range mods {
+		m(&cfg)
+	}
 	w := &webGW{incoming: make(chan string, 4)}
 	g, err := gateway.New(cfg, gateway.Options{
 		Logger:            newTestLogger(t),
@@ -495,4 +499,45 @@ func TestWebSocketDropMidCall(t *testing.T) {
 	close(gate)
 	webNext(t, a, client.EventResumed)
 	webExpect(t, a, client.CallEnded)
+}
+
+// An unanswered SIP call ends after the gateway's ring timeout: 480 to
+// the web caller, CANCEL to the far end.
+func TestWebCallRingTimeout(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k, func(c *gateway.Config) { c.Calls.RingTimeout = gateway.Duration(2 * time.Second) })
+	uas := startSipp(t, "uas_noanswer.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	if _, err := a.StartCall(ctxT(t), uasTarget(uas), offer); err != nil {
+		t.Fatal(err)
+	}
+	webExpect(t, a, client.CallRinging)
+	if ev := webExpect(t, a, client.CallFailed); ev.Code != 480 {
+		t.Fatalf("failed %d", ev.Code)
+	}
+	uas.expectSuccess(t)
+}
+
+// DTMF becomes INFO application/dtmf-relay, a transfer becomes REFER.
+func TestWebCallDTMFAndTransfer(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	uas := startSipp(t, "uas_dtmf.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer, protocol.Ext{Name: "X-App", Value: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+	if err := out.DTMF(ctxT(t), "5", 100); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := out.Transfer(ctxT(t), "sip:carol@example.com"); err != nil || code != 202 {
+		t.Fatalf("transfer: %d %v", code, err)
+	}
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
 }

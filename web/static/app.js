@@ -1,6 +1,8 @@
 // The demo softphone: plain ES modules on the jsonrtc SDK (served under
 // ./sdk/). Query parameters for tests and tinkering: ws (WebSocket path),
-// ping and pingPeriod (keepalive, ms), log=1 (frames to the console).
+// ping and pingPeriod (keepalive, ms), log=1 (frames to the console),
+// mailbox (the voicemail box to watch; default: the user's own, e.g.
+// mailbox=sip:vm-alice@example.com).
 import { Session } from './sdk/index.js';
 
 const $ = (id) => document.getElementById(id);
@@ -149,11 +151,11 @@ function setConnState(s) {
 }
 
 function startServices(session) {
-  // Voicemail indicator: this user's own mailbox.
-  const mailbox = session.identity.includes(':') ? session.identity : `sip:${session.identity}`;
+  // Voicemail indicator: the mailbox of the query, else this user's own
+  // (after a reload, the SDK hands back the restored subscription).
+  const mailbox = params.get('mailbox')?.trim() || session.identity;
   showVoicemail('unknown', '–', 'Voicemail: waiting for the gateway');
-  const mwi = session.subscribeMessageSummary(mailbox);
-  wireVoicemail(mwi);
+  wireVoicemail(session.subscribeMessageSummary(mailbox));
   publishStatus();
   // Re-attach the contacts kept across a reload.
   for (const sub of session.subscriptions.values()) if (sub.package === 'presence') addContact(sub);
@@ -172,7 +174,17 @@ function wireVoicemail(sub) {
   if (sub._wired) return;
   sub._wired = true;
   const show = (s) => {
-    const title = `Voicemail: ${s.newMessages} new, ${s.oldMessages} old`;
+    // Urgent counts, summed over the message classes (RFC 3842 "new/old
+    // (urgent new/urgent old)").
+    let urgentNew = 0;
+    let urgentOld = 0;
+    for (const c of Object.values(s.classes ?? {})) {
+      urgentNew += c.urgentNew ?? 0;
+      urgentOld += c.urgentOld ?? 0;
+    }
+    const urgent = (n) => (n ? ` (${n} urgent)` : '');
+    const news = s.waiting ? `${s.newMessages} new${urgent(urgentNew)}` : 'no new messages';
+    const title = `Voicemail: ${news}, ${s.oldMessages} old${urgent(urgentOld)}`;
     showVoicemail(s.waiting ? 'yes' : 'no', s.waiting ? `${s.newMessages} new` : '0', title);
   };
   if (sub.last) show(sub.last);

@@ -298,10 +298,25 @@ e2e('without a voicemail service the indicator says so (message_notification 404
   assert.match(await alice.getAttribute('#vm', 'title'), /^No voicemail service \(404 no voicemail service\)$/);
   // On the wire: the start for the own mailbox, answered error 404.
   const start = alice.wire.find((x) => x.dir === 'out' && x.frame.control.package_type === 'message_notification' && x.frame.header.action === 'start');
-  assert.equal(start.frame.header.target, 'sip:alice');
+  // The own mailbox: the identity, which the gateway maps to a SIP URI.
+  assert.equal(start.frame.header.target, 'alice');
   const err = await waitWire(alice, (x) => x.dir === 'in' && x.frame.control.correlation_id === start.frame.control.correlation_id && x.frame.control.package_type === 'message_notification', { message: 'the voicemail answer' });
   assert.equal(err.frame.control.type, 'error');
   assert.equal(err.frame.header.error_code, 404);
   assert.equal(err.frame.header.reason, 'no voicemail service');
   await waitConn(alice, /^(connected|resumed)$/);
+});
+
+e2e('the mailbox query parameter picks the voicemail box the indicator watches', async () => {
+  const mailbox = 'sip:vm-dave@example.com';
+  const dave = (pages.dave = await openPhone(browser, gw, 'dave', { query: `mailbox=${encodeURIComponent(mailbox)}&ping=1000&pingPeriod=4000` }));
+  await dave.locator('#vm[data-waiting="none"]').waitFor({ state: 'visible' });
+  const starts = dave.wire.filter((x) => x.dir === 'out' && x.frame.control.package_type === 'message_notification' && x.frame.header.action === 'start');
+  assert.deepEqual(starts.map((s) => s.frame.header.target), [mailbox]);
+  const err = await waitWire(dave, (x) => x.dir === 'in' && x.frame.control.correlation_id === starts[0].frame.control.correlation_id, { message: 'the voicemail answer' });
+  assert.equal(err.frame.header.error_code, 404);
+  await dave.click('#signout-btn');
+  await dave.locator('#signin').waitFor({ state: 'visible' });
+  await dave.close();
+  delete pages.dave;
 });

@@ -622,6 +622,12 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 		h.send(c.caller, fl.frameTo(c.caller, protocol.TypeMessage, protocol.ActionShutdown, ""), true)
 	case c.winner != nil:
 		w := c.winner
+		if ev.End == sipgw.EndRemoteBye && fl.completeCorr != "" {
+			// The caller's BYE overtook the report of its ACK (a BYE
+			// follows the ACK): complete first, as it happened.
+			h.send(w, fl.frameTo(w, protocol.TypeMessage, protocol.ActionComplete, fl.completeCorr), false)
+			fl.completeCorr = ""
+		}
 		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
 		out.Header.Initiator, out.Header.Target = fl.remote, w.ep.Identity()
 		h.send(w, out, true)

@@ -26,9 +26,10 @@ const sipOpTimeout = 10 * time.Second
 
 // sipRegs holds the registration of each session, by session id.
 type sipRegs struct {
-	mu sync.Mutex
-	m  map[string]*sipgw.Registration
-	wg sync.WaitGroup // releases in flight
+	mu     sync.Mutex
+	m      map[string]*sipgw.Registration
+	closed bool           // Shutdown waits for the releases in flight
+	wg     sync.WaitGroup // releases in flight; Add under mu, before closed
 }
 
 // sipCalls connects the call handler to the SIP side. It runs in New,
@@ -186,18 +187,33 @@ func (g *Gateway) releaseRegistration(reg *sipgw.Registration) {
 	if reg == nil {
 		return
 	}
-	g.regs.wg.Go(func() {
+	g.regs.mu.Lock()
+	if g.regs.closed {
+		// Shutdown is closing the SIP side, which removes every
+		// binding still held.
+		g.regs.mu.Unlock()
+		return
+	}
+	g.regs.wg.Add(1)
+	g.regs.mu.Unlock()
+	go func() {
+		defer g.regs.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), sipOpTimeout)
 		defer cancel()
 		if err := reg.Release(ctx); err != nil {
 			g.log.Info("SIP unregistration failed", "err", err)
 		}
-	})
+	}()
 }
 
 // waitRegistrations waits for the unregistrations of ended sessions;
 // Shutdown calls it before the SIP side closes, so that they go out.
-func (g *Gateway) waitRegistrations() { g.regs.wg.Wait() }
+func (g *Gateway) waitRegistrations() {
+	g.regs.mu.Lock()
+	g.regs.closed = true
+	g.regs.mu.Unlock()
+	g.regs.wg.Wait()
+}
 
 // sipSessionEnded releases the registration of an ended session.
 func (g *Gateway) sipSessionEnded(s *Session) {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"text/template"
 	"time"
@@ -213,6 +214,9 @@ func start(t testing.TB, name string, dir string, args ...string) *proc {
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Stdin = nil
+	// A process group of its own: Kamailio forks workers, which a kill of
+	// the main process alone would leave running.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -228,7 +232,7 @@ func start(t testing.TB, name string, dir string, args ...string) *proc {
 			select {
 			case <-p.done:
 			case <-time.After(5 * time.Second):
-				_ = p.cmd.Process.Kill()
+				_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 				<-p.done
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http/httptest"
@@ -205,12 +206,37 @@ func TestWebRegisterChallenge(t *testing.T) {
 	if st := w.g.SIPStats(); st.Registrations != 1 {
 		t.Fatalf("registrations %+v", st)
 	}
-	// A wrong password is challenged again, up to the client's limit.
+	// A wrong password is challenged again, up to the client's limit
+	// (before carol has a binding: later sessions of an identity share it).
 	var m atomic.Int32
 	_, err = client.Dial(ctxT(t), client.Options{URL: w.url, Identity: "carol@" + domain,
 		Authorize: ha1Authorizer("carol", "wrong", &m)})
 	if !errors.As(err, &fe) || fe.Code != 401 || m.Load() != 3 {
 		t.Fatalf("wrong password: %v after %d tries", err, m.Load())
+	}
+	// A client that computes the digest response itself (carol).
+	var cn atomic.Int32
+	c := w.connect(t, "carol@"+domain, func(o *client.Options) {
+		o.Authorize = func(_ context.Context, raw json.RawMessage) (json.RawMessage, error) {
+			cn.Add(1)
+			var ch struct{ Realm, Nonce, QOP, Method, URI string }
+			if err := json.Unmarshal(raw, &ch); err != nil || ch.Method != "REGISTER" || ch.URI == "" {
+				return nil, errors.New("unexpected challenge " + string(raw))
+			}
+			var qop []string
+			if ch.QOP != "" {
+				qop = strings.Split(ch.QOP, ",")
+			}
+			a := clientDigest(sipgw.Challenge{Realm: ch.Realm, Nonce: ch.Nonce, QOP: qop, Method: ch.Method, URI: ch.URI}, "carol", users["carol"])
+			return json.Marshal(map[string]string{"username": a.Username, "realm": a.Realm, "nonce": a.Nonce,
+				"response": a.Response, "cnonce": a.CNonce, "nc": fmt.Sprintf("%08x", a.NC), "uri": a.URI, "qop": a.QOP})
+		}
+	})
+	if cn.Load() != 1 || c.Identity() != "carol@"+domain {
+		t.Fatalf("carol authorized %d times", cn.Load())
+	}
+	if st := w.g.SIPStats(); st.Registrations != 2 {
+		t.Fatalf("registrations %+v", st)
 	}
 }
 

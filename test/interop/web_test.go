@@ -249,10 +249,11 @@ func TestWebCallAnswered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := webExpect(t, a, client.CallRinging); ev.Code != 180 {
-		t.Fatalf("ringing %d", ev.Code)
+	// The 180 may be missing: sipgo drops a provisional response that its
+	// INVITE transaction has not handed over when the 200 ends it.
+	if ev := webAnswered(t, a); ev.Code != 200 {
+		t.Fatalf("answer %d", ev.Code)
 	}
-	webAnswered(t, a)
 	webExpect(t, a, client.CallEstablished) // complete -> ACK
 	if err := out.Hangup(ctxT(t)); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package sipgw
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -151,6 +152,11 @@ func (g *Gateway) do(ctx context.Context, identity string, build func() *sip.Req
 		done()
 		if err != nil {
 			return nil, err
+		}
+		if res == nil {
+			// sipgo ends a transaction that its side's closing cut short
+			// with neither a response nor an error.
+			return nil, fmt.Errorf("sipgw: %s: %w", req.Method, ErrClosed)
 		}
 		if (res.StatusCode != 401 && res.StatusCode != 407) || attempt > 0 {
 			return res, nil

@@ -458,11 +458,18 @@ func (c *Call) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
 	}
 	c.reinviteOut = true
 	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.reinviteOut = false
-		c.mu.Unlock()
-	}()
+	// Our INVITE is outstanding only until its final response: from then
+	// on a re-INVITE from the far end is no glare (RFC 3261 section
+	// 14.2), even before our ACK has gone out.
+	var once sync.Once
+	done := func() {
+		once.Do(func() {
+			c.mu.Lock()
+			c.reinviteOut = false
+			c.mu.Unlock()
+		})
+	}
+	defer done()
 	if err := c.acquire(ctx); err != nil {
 		return nil, err
 	}
@@ -470,6 +477,7 @@ func (c *Call) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
 	req := sip.NewRequest(sip.INVITE, c.remoteTarget())
 	setSDP(req, sdp)
 	res, err := c.request(ctx, req)
+	done()
 	if err != nil {
 		return nil, err
 	}

@@ -59,7 +59,8 @@ type Gateway struct {
 	// socket goes and the session waits for a resume.
 	onSocketLost func(*Session)
 
-	wg       sync.WaitGroup // connection goroutines
+	wg       sync.WaitGroup // connection goroutines; added to by goTracked
+	waiting  bool           // Shutdown waits on wg: guarded by mu
 	shutdown chan struct{}
 	ctx      context.Context // cancelled by Shutdown
 	cancel   context.CancelFunc
@@ -172,6 +173,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.calls.WaitSIP()
 	// Sockets still in their handshake close with the context.
 	g.cancel()
+	g.mu.Lock()
+	g.waiting = true // no goroutine is added to g.wg from here on
+	g.mu.Unlock()
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()
 	select {
@@ -180,6 +184,19 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// goTracked runs f in a goroutine that Shutdown waits for. Once Shutdown
+// has begun waiting it runs nothing and returns false: adding to a
+// WaitGroup that is being waited on is a race.
+func (g *Gateway) goTracked(f func()) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.waiting {
+		return false
+	}
+	g.wg.Go(f)
+	return true
 }
 
 // Stats reports what is live, for tests and leak checks.

@@ -65,7 +65,9 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The socket is served by a goroutine of its own so that this handler
 	// returns: net/http's connection goroutine, with its deep stack and
 	// the request it holds, is freed for the socket's whole life.
-	g.wg.Go(func() { g.serveConn(c, p) })
+	if !g.goTracked(func() { g.serveConn(c, p) }) {
+		c.Close(websocket.StatusGoingAway, "shutting down")
+	}
 }
 
 // serveConn runs one socket: the connect exchange, then the read loop.

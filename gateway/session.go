@@ -184,7 +184,8 @@ func (s *Session) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
 		if s.conn != nil {
 			s.conn.c.CloseNow()
 		}
-		s.g.wg.Go(func() { s.end(reasonWindowFull) })
+		// (When Shutdown is already waiting, it has ended the session.)
+		s.g.goTracked(func() { s.end(reasonWindowFull) })
 		return 0, err
 	}
 	s.queueLocked(data)
@@ -258,7 +259,9 @@ func (s *Session) startResumeTimerLocked() {
 // open one, and queues first the frames in pre.
 func (s *Session) attachLocked(l *link) {
 	if old := s.conn; old != nil {
-		s.g.wg.Go(func() { old.c.Close(ws.StatusReplaced, "replaced") })
+		if !s.g.goTracked(func() { old.c.Close(ws.StatusReplaced, "replaced") }) {
+			old.c.CloseNow()
+		}
 	}
 	s.conn = l
 	if s.resume != nil {
@@ -326,7 +329,9 @@ func (s *Session) end(r endReason) {
 		if r == reasonWindowFull {
 			code = websocket.StatusTryAgainLater
 		}
-		s.g.wg.Go(func() { conn.c.Close(code, r.String()) })
+		if !s.g.goTracked(func() { conn.c.Close(code, r.String()) }) {
+			conn.c.CloseNow()
+		}
 	}
 	s.g.metrics.ended.WithLabelValues(r.String()).Inc()
 	s.log.Info("session ended", "reason", r.String())

@@ -27,72 +27,103 @@ const benchConcurrency = 10
 //	go test -run '^$' -bench SIPCallSetups -benchtime 2000x ./test/interop/
 func BenchmarkSIPCallSetups(b *testing.B) {
 	k := startKamailio(b)
-	b.Run("gateway", func(b *testing.B) {
-		uas := startBenchUAS(b)
-		w := startWebGateway(b, k)
-		clients := make([]*client.Client, benchConcurrency)
-		for i := range clients {
-			clients[i] = w.connect(b, "open@"+domain, func(o *client.Options) { o.EventBuffer = 64 })
+	b.Run("gateway", func(b *testing.B) { benchGateway(b, k, 0) })
+	b.Run("sipp", func(b *testing.B) { benchSipp(b, k, 0) })
+	// At a fixed 500 setups/s, well below saturation, the latencies of
+	// the two paths compare what the gateway adds.
+	b.Run("gateway-500cps", func(b *testing.B) { benchGateway(b, k, 500) })
+	b.Run("sipp-500cps", func(b *testing.B) { benchSipp(b, k, 500) })
+}
+
+// benchGateway sets up b.N calls through the gateway, benchConcurrency at
+// a time, as fast as they go or, with rate, starting rate calls a second.
+func benchGateway(b *testing.B, k *Kamailio, rate int) {
+	uas := startBenchUAS(b)
+	w := startWebGateway(b, k)
+	clients := make([]*client.Client, benchConcurrency)
+	for i := range clients {
+		clients[i] = w.connect(b, "open@"+domain, func(o *client.Options) { o.EventBuffer = 64 })
+	}
+	target := "uas-" + strconv.Itoa(uas) + "@" + domain
+	var mu sync.Mutex
+	lat := make([]time.Duration, 0, b.N)
+	next := make(chan struct{}, b.N)
+	pacer := func() {
+		defer close(next)
+		if rate == 0 {
+			for range b.N {
+				next <- struct{}{}
+			}
+			return
 		}
-		target := "uas-" + strconv.Itoa(uas) + "@" + domain
-		var mu sync.Mutex
-		lat := make([]time.Duration, 0, b.N)
-		next := make(chan struct{}, b.N)
+		// A load generator's clock, not synchronisation: one call start
+		// every 1/rate seconds.
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
 		for range b.N {
+			<-tick.C
 			next <- struct{}{}
 		}
-		close(next)
-		b.ReportAllocs()
-		b.ResetTimer()
-		begin := time.Now()
-		var wg sync.WaitGroup
-		for _, c := range clients {
-			wg.Go(func() {
-				for range next {
-					t0 := time.Now()
-					out, err := c.StartCall(ctxT(b), target, offer)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if !benchAnswered(b, c) {
-						return
-					}
-					d := time.Since(t0)
-					if err := out.Hangup(ctxT(b)); err != nil {
-						b.Error(err)
-						return
-					}
-					mu.Lock()
-					lat = append(lat, d)
-					mu.Unlock()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	begin := time.Now()
+	go pacer()
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Go(func() {
+			for range next {
+				t0 := time.Now()
+				out, err := c.StartCall(ctxT(b), target, offer)
+				if err != nil {
+					b.Error(err)
+					return
 				}
-			})
-		}
-		wg.Wait()
-		elapsed := time.Since(begin)
-		b.StopTimer()
-		reportSetups(b, len(lat), elapsed, lat)
-	})
-	b.Run("sipp", func(b *testing.B) {
-		uas := startBenchUAS(b)
-		dir := b.TempDir()
-		copyScenario(b, "uac_bench.xml", dir)
-		port := freePort(b)
-		b.ResetTimer()
-		begin := time.Now()
-		p := start(b, "sipp uac_bench.xml", dir, "sipp", "-sf", "uac_bench.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(port),
-			"-s", "uas-"+strconv.Itoa(uas), "-m", strconv.Itoa(b.N), "-l", strconv.Itoa(benchConcurrency),
-			"-r", "100000", "-rp", "1000", "-buff_size", "1048576", "-nostdin", "-timeout", "300s", "-timeout_error",
-			"-trace_rtt", "-rtt_freq", "1", "-max_recv_loops", "1000", k.Addr)
-		if code := p.wait(b, 310*time.Second); code != 0 {
-			b.Fatalf("sipp exit code %d\n%s", code, tail(p.out.String(), 3000))
-		}
-		elapsed := time.Since(begin)
-		b.StopTimer()
-		lat := readRTT(b, dir)
-		reportSetups(b, b.N, elapsed, lat)
-	})
+				if !benchAnswered(b, c) {
+					return
+				}
+				d := time.Since(t0)
+				if err := out.Hangup(ctxT(b)); err != nil {
+					b.Error(err)
+					return
+				}
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	b.StopTimer()
+	reportSetups(b, len(lat), elapsed, lat)
+}
+
+// benchSipp sets up b.N calls with a SIPp UAC through Kamailio,
+// benchConcurrency at a time, as fast as they go or at rate calls a
+// second.
+func benchSipp(b *testing.B, k *Kamailio, rate int) {
+	uas := startBenchUAS(b)
+	dir := b.TempDir()
+	copyScenario(b, "uac_bench.xml", dir)
+	port := freePort(b)
+	r := "100000"
+	if rate > 0 {
+		r = strconv.Itoa(rate)
+	}
+	b.ResetTimer()
+	begin := time.Now()
+	p := start(b, "sipp uac_bench.xml", dir, "sipp", "-sf", "uac_bench.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(port),
+		"-s", "uas-"+strconv.Itoa(uas), "-m", strconv.Itoa(b.N), "-l", strconv.Itoa(benchConcurrency),
+		"-r", r, "-rp", "1000", "-buff_size", "1048576", "-nostdin", "-timeout", "300s", "-timeout_error",
+		"-trace_rtt", "-rtt_freq", "1", "-max_recv_loops", "1000", k.Addr)
+	if code := p.wait(b, 310*time.Second); code != 0 {
+		b.Fatalf("sipp exit code %d\n%s", code, tail(p.out.String(), 3000))
+	}
+	elapsed := time.Since(begin)
+	b.StopTimer()
+	lat := readRTT(b, dir)
+	reportSetups(b, b.N, elapsed, lat)
 }
 
 // benchAnswered waits for the answer of c's call and the complete the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/transport/certs"
 )
 
 // ErrClosed is returned by every operation after [Gateway.Close].
@@ -125,11 +126,13 @@ func (g *Gateway) Start(ctx context.Context) error {
 	lc := net.ListenConfig{}
 	var tlsConf *tls.Config
 	if g.cfg.Listen.TLS != "" {
-		cert, err := tls.LoadX509KeyPair(g.cfg.Listen.TLSCert, g.cfg.Listen.TLSKey)
+		// The certificate is reloaded when its files are renewed, as the
+		// WebSocket side's is.
+		r, err := certs.New(g.cfg.Listen.TLSCert, g.cfg.Listen.TLSKey, &certs.Options{Logger: g.log})
 		if err != nil {
 			return fmt.Errorf("sipgw: listen.tls_cert: %w", err)
 		}
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		tlsConf = r.Config()
 	}
 	// Bind first: the advertised port must be known before sipgo builds
 	// Via and Contact headers.

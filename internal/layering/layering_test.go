@@ -24,7 +24,7 @@ var allowed = map[string][]string{
 	"limits":            {},
 	"presence/pidf":     {"protocol"},
 	"notification/mwi":  {"protocol"},
-	"sipgw":             {"protocol", "presence/pidf", "notification/mwi"},
+	"sipgw":             {"protocol", "presence/pidf", "notification/mwi", "transport/certs"},
 	"call":              {"protocol", "sipgw"},
 	"messaging":         {"protocol", "call", "sipgw"},
 	"presence":          {"protocol", "call", "presence/pidf", "sipgw"},

@@ -143,7 +143,7 @@ func isPhoneNumber(s string) bool {
 }
 
 // sipHeaders maps the allowed extension headers of a frame to SIP
-// headers; those sipgw refuses are left out.
+// headers; those sipgw refuses are left out and logged.
 func (h *Handler) sipHeaders(ext []protocol.Ext) []sipgw.Header {
 	var out []sipgw.Header
 	for _, e := range ext {
@@ -151,9 +151,13 @@ func (h *Handler) sipHeaders(ext []protocol.Ext) []sipgw.Header {
 			continue
 		}
 		hd := sipgw.Header{Name: e.Name, Value: e.Value}
-		if sipgw.ValidateHeader(hd) == nil {
-			out = append(out, hd)
+		if err := sipgw.ValidateHeader(hd); err != nil {
+			// An injection attempt or a malformed value: refused, and
+			// worth an operator's eye.
+			h.log.Warn("extension header refused toward SIP", "header", e.Name, "err", err)
+			continue
 		}
+		out = append(out, hd)
 	}
 	return out
 }
@@ -322,6 +326,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 				reason := protocol.Reason(code)
 				if code == protocol.CodeBadRequest {
 					reason = "target or header refused by the SIP side"
+					h.log.Warn("call refused toward SIP", "session_id", ep.ID(), "target", o.Target, "err", err)
 				}
 				h.failCaller(c, code, reason)
 			}

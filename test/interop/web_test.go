@@ -568,3 +568,27 @@ func TestWebCallDTMFAndTransfer(t *testing.T) {
 	}
 	uas.expectSuccess(t)
 }
+
+// TestWebCallInjectionRefused: targets that try to smuggle SIP syntax
+// (parameters, headers, a second address, CR/LF) never reach the SIP
+// network: the call fails with 400 on the web side.
+func TestWebCallInjectionRefused(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	a := w.connect(t, "open@"+domain, nil)
+	for _, target := range []string{
+		"sip:bob@" + domain + ">;tag=x",
+		"bob@" + domain + ";transport=tcp",
+		"sip:bob@" + domain + "?Route=%3Csip:evil.example%3E",
+		"bob@" + domain + "\r\nVia: SIP/2.0/UDP evil.example",
+		"\"bob\" <sip:bob@" + domain + ">",
+		"bob@evil.example,sip:carol@" + domain,
+	} {
+		if _, err := a.StartCall(ctxT(t), target, offer); err != nil {
+			t.Fatal(err)
+		}
+		if ev := webExpect(t, a, client.CallFailed); ev.Code != 400 && ev.Code != 404 {
+			t.Fatalf("target %q: failed with %d, want 400", target, ev.Code)
+		}
+	}
+}

@@ -178,21 +178,19 @@ func (p pidfEvents) Accepted()                        { p.ev.Accepted() }
 func (p pidfEvents) Rejected(code int, reason string) { p.ev.Rejected(code, reason) }
 func (p pidfEvents) Terminated(reason string)         { p.ev.Terminated(reason) }
 
-func (p pidfEvents) Notify(ct string, body []byte) error {
+func (p pidfEvents) Notify(ct string, body []byte) (func(), error) {
 	if len(body) == 0 {
 		// No state known (RFC 3856 section 6.6.2): shown as closed.
-		p.ev.Notify(protocol.PresencePayload{Status: pidf.StatusClosed})
-		return nil
+		return func() { p.ev.Notify(protocol.PresencePayload{Status: pidf.StatusClosed}) }, nil
 	}
 	if contentType(ct) != pidf.ContentType {
-		return fmt.Errorf("content type %q is not %s", ct, pidf.ContentType)
+		return nil, fmt.Errorf("content type %q is not %s", ct, pidf.ContentType)
 	}
 	st, err := pidf.Parse(body)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p.ev.Notify(st)
-	return nil
+	return func() { p.ev.Notify(st) }, nil
 }
 
 type sipNotification struct{ g *Gateway }
@@ -217,22 +215,21 @@ func (m mwiEvents) Accepted()                        { m.ev.Accepted() }
 func (m mwiEvents) Rejected(code int, reason string) { m.ev.Rejected(code, reason) }
 func (m mwiEvents) Terminated(reason string)         { m.ev.Terminated(reason) }
 
-func (m mwiEvents) Notify(ct string, body []byte) error {
+func (m mwiEvents) Notify(ct string, body []byte) (func(), error) {
 	if len(body) == 0 {
-		return nil // no summary yet
+		return nil, nil // no summary yet
 	}
 	if contentType(ct) != mwi.ContentType {
-		return fmt.Errorf("content type %q is not %s", ct, mwi.ContentType)
+		return nil, fmt.Errorf("content type %q is not %s", ct, mwi.ContentType)
 	}
 	sum, err := mwi.Parse(body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if sum.Payload() == nil {
-		return errors.New("message summary has nothing to report")
+		return nil, errors.New("message summary has nothing to report")
 	}
-	m.ev.Notify(sum)
-	return nil
+	return func() { m.ev.Notify(sum) }, nil
 }
 
 type sipMessaging struct{ g *Gateway }

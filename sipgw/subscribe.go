@@ -41,10 +41,13 @@ type SubscriptionEvents interface {
 	Accepted()
 	// Rejected: a failure response, or 408 when none came.
 	Rejected(code int, reason string)
-	// Notify receives each NOTIFY body (contentType "" and nil body when
-	// it has none). An error answers the NOTIFY 400 with the error's
+	// Notify checks each NOTIFY body (contentType "" and nil body when
+	// it has none) and returns what to do with it, which runs once the
+	// NOTIFY has been answered 200: whoever learns of the new state (a
+	// web client that then unsubscribes, say) acts after the notifier
+	// has its answer. An error answers the NOTIFY 400 with the error's
 	// text; the subscription goes on untouched.
-	Notify(contentType string, body []byte) error
+	Notify(contentType string, body []byte) (deliver func(), err error)
 	// Terminated: the notifier ended the subscription (Subscription-State:
 	// terminated) or a refresh failed.
 	Terminated(reason string)
@@ -371,8 +374,11 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 	if state == "terminated" {
 		g.respond(tx, req, 200, "OK")
 		if len(body) > 0 {
-			if err := s.ev.Notify(ct, body); err != nil {
+			deliver, err := s.ev.Notify(ct, body)
+			if err != nil {
 				g.log.Info("sipgw: bad final NOTIFY body", "event", s.o.Event, "error", err)
+			} else if deliver != nil {
+				deliver()
 			}
 		}
 		reason := "terminated"
@@ -392,7 +398,8 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 	if len(body) == 0 {
 		ct = ""
 	}
-	if err := s.ev.Notify(ct, body); err != nil {
+	deliver, err := s.ev.Notify(ct, body)
+	if err != nil {
 		g.log.Info("sipgw: NOTIFY body rejected", "event", s.o.Event, "identity", s.o.Identity, "error", err)
 		res := sip.NewResponseFromRequest(req, 400, "Bad Request", nil)
 		res.AppendHeader(sip.NewHeader("Warning", `399 jsonrtc "`+warningText(err.Error())+`"`))
@@ -402,6 +409,9 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 		return
 	}
 	g.respond(tx, req, 200, "OK")
+	if deliver != nil {
+		deliver()
+	}
 }
 
 // warningText makes s safe inside a quoted Warning text.

@@ -25,6 +25,7 @@ const (
 	reasonReplaced // a failed resume of the same identity started anew
 	reasonWindowFull
 	reasonShutdown
+	reasonRegistrationLost // the SIP registration could not be refreshed
 )
 
 func (r endReason) String() string {
@@ -39,6 +40,8 @@ func (r endReason) String() string {
 		return "retained window full"
 	case reasonShutdown:
 		return "gateway shutdown"
+	case reasonRegistrationLost:
+		return "SIP registration lost"
 	}
 	return "unknown"
 }
@@ -60,6 +63,9 @@ type Session struct {
 	// inMu serialises the processing of inbound frames: during a socket
 	// replacement two readers may briefly run.
 	inMu sync.Mutex
+
+	// gone is closed when the session ends.
+	gone chan struct{}
 
 	mu        sync.Mutex
 	st        *session.State
@@ -144,8 +150,9 @@ func (g *Gateway) newSession(identity string, oracle bool, processed uint64) *Se
 	id := newID()
 	return &Session{
 		g: g, id: id, identity: identity, oracle: oracle,
-		st:  session.New(id, processed),
-		log: g.log.With("session_id", id, "identity", identity),
+		st:   session.New(id, processed),
+		gone: make(chan struct{}),
+		log:  g.log.With("session_id", id, "identity", identity),
 	}
 }
 
@@ -305,6 +312,7 @@ func (s *Session) end(r endReason) {
 		return
 	}
 	s.ended = true
+	close(s.gone)
 	if s.resume != nil {
 		s.resume.Stop()
 	}

@@ -179,6 +179,17 @@ func (g *Gateway) keepRegistration(s *Session, reg *sipgw.Registration) {
 	g.regs.mu.Lock()
 	g.regs.m[s.id] = reg
 	g.regs.mu.Unlock()
+	// A registration that can no longer be refreshed leaves the session
+	// unreachable from SIP: the session ends (close 1001), so that the
+	// client reconnects and registers anew, or learns why it cannot.
+	g.goTracked(func() {
+		select {
+		case <-reg.Lost():
+			s.log.Warn("SIP registration lost; ending the session", "err", reg.Err())
+			s.end(reasonRegistrationLost)
+		case <-s.gone:
+		}
+	})
 }
 
 // releaseRegistration gives up reg (the last holder unregisters), off

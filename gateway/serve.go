@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"time"
 
 	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/auth"
@@ -466,4 +465,3 @@ func (s *Session) dispatch(f *protocol.Frame) {
 	}
 }
 
-var _ = time.Second

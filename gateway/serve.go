@@ -464,4 +464,3 @@ func (s *Session) dispatch(f *protocol.Frame) {
 		}
 	}
 }
-

@@ -162,16 +162,6 @@ func (h *Handler) sipHeaders(ext []protocol.Ext) []sipgw.Header {
 	return out
 }
 
-// webCode is the error code a web client gets for a SIP failure: 500
-// would end the whole session in wsc.js (wsc-sdk-1.0-wire.md section
-// 2.4), and anything outside 300-699 is no failure code; both become 503.
-func webCode(code int) int {
-	if code < 300 || code > 699 || code == protocol.CodeServerError {
-		return protocol.CodeServiceUnavailable
-	}
-	return code
-}
-
 // farLeg is the SIP side of a call.
 type farLeg struct {
 	h   *Handler
@@ -322,7 +312,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 		defer c.mu.Unlock()
 		if err != nil {
 			if !c.ended {
-				code := webCode(sipgw.ResponseCode(err))
+				code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
 				reason := protocol.Reason(code)
 				if code == protocol.CodeBadRequest {
 					reason = "target or header refused by the SIP side"
@@ -617,7 +607,7 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 	}
 	switch {
 	case fl.out && !fl.answered:
-		code := webCode(ev.Code)
+		code := protocol.ClientErrorCode(ev.Code)
 		reason := ev.Reason
 		if reason == "" || code != ev.Code {
 			reason = protocol.Reason(code)
@@ -707,7 +697,7 @@ func (h *Handler) farFrame(l *leg, f *protocol.Frame) {
 				return
 			}
 			if err != nil {
-				reply(webCode(sipgw.ResponseCode(err)), "PRACK failed")
+				reply(protocol.ClientErrorCode(sipgw.ResponseCode(err)), "PRACK failed")
 				return
 			}
 			reply(0, "")
@@ -773,7 +763,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 			return
 		}
 		if err != nil {
-			code := webCode(sipgw.ResponseCode(err))
+			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
 			out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
 			out.Header.ErrorCode, out.Header.Reason = code, protocol.Reason(code)
 			h.send(l, out, false)
@@ -920,7 +910,7 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 			return
 		}
 		if err != nil {
-			code := webCode(sipgw.ResponseCode(err))
+			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
 			out := fl.frameTo(l, protocol.TypeError, protocol.ActionTransfer, corr)
 			out.Header.ErrorCode, out.Header.Reason = code, protocol.Reason(code)
 			h.send(l, out, false)

@@ -417,11 +417,7 @@ func (e events) fail(code int, reason string) {
 		return
 	}
 	if s.pending {
-		// 500 would end the client's whole session (PROTOCOL.md
-		// section 7).
-		if code < 300 || code > 699 || code == protocol.CodeServerError {
-			code = protocol.CodeServiceUnavailable
-		}
+		code = protocol.ClientErrorCode(code)
 		if reason == "" || len(reason) > 256 {
 			reason = protocol.Reason(code)
 		}

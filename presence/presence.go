@@ -586,11 +586,7 @@ func (u upstreamEvents) fail(code int, reason string) {
 		return
 	}
 	if s.pending {
-		// 500 would end the client's whole session (PROTOCOL.md
-		// section 7); a code that is no failure means nothing to it.
-		if code < 300 || code > 699 || code == protocol.CodeServerError {
-			code = protocol.CodeServiceUnavailable
-		}
+		code = protocol.ClientErrorCode(code)
 		if reason == "" || len(reason) > 256 {
 			reason = protocol.Reason(code)
 		}

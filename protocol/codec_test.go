@@ -229,3 +229,11 @@ func BenchmarkAppend(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
+
+func TestClientErrorCode(t *testing.T) {
+	for in, want := range map[int]int{486: 486, 603: 603, 404: 404, 500: 503, 200: 503, 180: 503, 700: 503, 0: 503} {
+		if got := ClientErrorCode(in); got != want {
+			t.Errorf("ClientErrorCode(%d) = %d, want %d", in, got, want)
+		}
+	}
+}

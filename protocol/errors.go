@@ -85,6 +85,17 @@ func Reason(code int) string {
 	return ""
 }
 
+// ClientErrorCode is the error code a client may be sent for a failure
+// with code (a SIP response code, say): 500 would end the client's whole
+// session (PROTOCOL.md section 7), and anything outside 300-699 is no
+// failure code; both become 503.
+func ClientErrorCode(code int) int {
+	if code < 300 || code > 699 || code == CodeServerError {
+		return CodeServiceUnavailable
+	}
+	return code
+}
+
 // Error is a failure that goes back to the peer as an error frame with
 // Code and Reason. Decode and Validate return it.
 type Error struct {

@@ -41,8 +41,9 @@ const (
 	// EventReoffer: the peer sent a re-INVITE (SDP). Answer with
 	// Event.Reoffer.Accept or Reject; unanswered it fails after Timer B.
 	EventReoffer
-	// EventInfo: an INFO arrived (ContentType, Body; Digit and Duration for
-	// application/dtmf-relay). Already answered 200.
+	// EventInfo: an INFO arrived (InfoPackage, ContentType, Body; Digit and
+	// Duration for application/dtmf-relay). Already answered 200; one of
+	// an Info Package we never announced was refused with 469 instead.
 	EventInfo
 	// EventRefer: the peer asks us to transfer the call (ReferTo). Already
 	// answered 202.
@@ -99,7 +100,8 @@ type Event struct {
 	Reliable bool   // EventProgress: sent with 100rel, needs Prack
 	RSeq     uint32 // EventProgress, EventPrack
 	// EventInfo
-	ContentType string
+	InfoPackage string // lower case; "" for a legacy INFO
+	ContentType string // lower case, without parameters
 	Body        []byte
 	Digit       string
 	Duration    int // milliseconds
@@ -198,8 +200,11 @@ type Call struct {
 	finalCode   int
 	reinviteOut bool
 	reinviteIn  bool
+	peerInfo    map[string]bool // Info Packages the peer takes (info.go)
+	trickle     bool            // incoming: our responses announce trickle-ice
 	rseq        uint32                   // outgoing: RSeq awaiting our PRACK; incoming: last sent
 	pracks      map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK
+	sdpPrack    chan struct{}            // incoming: closed by the PRACK of the last reliable provisional with SDP
 	lastRSeq    uint32                   // owner goroutine only
 	endForced   *Event                   // owner goroutine only
 
@@ -476,11 +481,15 @@ func (c *Call) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
 	defer c.release()
 	req := sip.NewRequest(sip.INVITE, c.remoteTarget())
 	setSDP(req, sdp)
+	if c.trickles() {
+		advertiseTrickle(req)
+	}
 	res, err := c.request(ctx, req)
 	done()
 	if err != nil {
 		return nil, err
 	}
+	c.notePeer(res)
 	if !res.IsSuccess() {
 		return nil, &ResponseError{Code: res.StatusCode, Reason: res.Reason}
 	}
@@ -500,10 +509,7 @@ func (c *Call) SendDTMF(ctx context.Context, digit string, duration time.Duratio
 		duration = 160 * time.Millisecond
 	}
 	body := fmt.Sprintf("Signal=%s\r\nDuration=%d\r\n", strings.ToUpper(digit), duration.Milliseconds())
-	req := sip.NewRequest(sip.INFO, sip.Uri{})
-	req.SetBody([]byte(body))
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/dtmf-relay"))
-	return c.simple(ctx, req)
+	return c.SendInfo(ctx, Info{ContentType: "application/dtmf-relay", Body: []byte(body)})
 }
 
 // Transfer sends a REFER for a blind transfer to target (validated like
@@ -569,6 +575,9 @@ func (r *Reoffer) Accept(sdp []byte) error {
 	}
 	res := sip.NewResponseFromRequest(r.req, 200, "OK", nil)
 	setSDP(res, sdp)
+	if r.c.trickles() {
+		advertiseTrickle(res)
+	}
 	ct := r.c.g.dua.ContactHDR
 	res.AppendHeader(&ct)
 	return r.finish(res)
@@ -627,6 +636,7 @@ func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+	c.notePeer(req)
 	ro := &Reoffer{c: c, req: req, tx: tx, done: make(chan struct{})}
 	if !c.deliver(func() { c.emit(Event{Kind: EventReoffer, SDP: req.Body(), Reoffer: ro}) }) {
 		_ = ro.Reject(481, "Call/Transaction Does Not Exist")
@@ -678,15 +688,7 @@ func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	case sip.PRACK:
 		c.handlePrack(req, tx)
 	case sip.INFO:
-		ev := Event{Kind: EventInfo, Body: req.Body()}
-		if ct := req.ContentType(); ct != nil {
-			ev.ContentType = strings.ToLower(strings.TrimSpace(ct.Value()))
-		}
-		if ev.ContentType == "application/dtmf-relay" {
-			ev.Digit, ev.Duration = parseDTMFRelay(req.Body())
-		}
-		c.g.respond(tx, req, 200, "OK")
-		c.deliver(func() { c.emit(ev) })
+		c.handleInfo(req, tx)
 	case sip.REFER:
 		h := req.GetHeader("Refer-To")
 		if h == nil {

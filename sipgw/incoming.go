@@ -37,6 +37,7 @@ func (g *Gateway) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.inviteDone = make(chan struct{})
 	c.state = stateRinging
 	c.peer100rel = headerHasToken(req, "Supported", "100rel") || headerHasToken(req, "Require", "100rel")
+	c.notePeer(req)
 	if err := g.addCall(c); err != nil {
 		_ = dtx.Respond(503, "Service Unavailable", nil)
 		return
@@ -138,12 +139,18 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 		rseq = c.rseq
 		acked = make(chan struct{})
 		c.pracks[rseq] = acked
+		if len(sdp) > 0 {
+			c.sdpPrack = acked
+		}
 	}
 	c.mu.Unlock()
 	res := sip.NewResponseFromRequest(c.uas.InviteRequest, code, statusText(code), nil)
 	if reliable {
 		res.AppendHeader(sip.NewHeader("Require", "100rel"))
 		res.AppendHeader(sip.NewHeader("RSeq", strconv.FormatUint(uint64(rseq), 10)))
+	}
+	if c.trickles() {
+		advertiseTrickle(res)
 	}
 	setSDP(res, sdp)
 	ct := c.g.dua.ContactHDR
@@ -218,8 +225,9 @@ func (c *Call) handlePrack(req *sip.Request, tx sip.ServerTransaction) {
 	c.deliver(func() { c.emit(Event{Kind: EventPrack, RSeq: uint32(rseq), SDP: body}) })
 }
 
-// Answer sends 200 with sdp to an incoming call. It returns once the 200
-// is on its way; the ACK arrives as EventConfirmed, or, when none comes
+// Answer sends 200 with sdp to an incoming call. It first waits (within
+// ctx) for the PRACK of a reliable provisional that carried SDP, as RFC
+// 3262 section 3 requires, and returns once the 200 is on its way; the ACK arrives as EventConfirmed, or, when none comes
 // within 64*T1, the call ends with EndTimeout after a BYE.
 func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error {
 	if len(sdp) == 0 {
@@ -230,12 +238,28 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 			return err
 		}
 	}
+	// RFC 3262 section 3: no 2xx while a reliable provisional with SDP
+	// awaits its PRACK.
+	c.mu.Lock()
+	wait := c.sdpPrack
+	c.mu.Unlock()
+	if wait != nil {
+		select {
+		case <-wait:
+		case <-c.finalCh: // given up on (504): decideFinal fails below
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	if err := c.decideFinal(200); err != nil {
 		return err
 	}
 	res := sip.NewResponseFromRequest(c.uas.InviteRequest, 200, "OK", nil)
 	setSDP(res, sdp)
 	res.AppendHeader(sip.NewHeader("Allow", allowed))
+	if c.trickles() {
+		advertiseTrickle(res)
+	}
 	for _, h := range headers {
 		res.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}

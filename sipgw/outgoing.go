@@ -30,6 +30,9 @@ type DialOptions struct {
 	Offer100rel bool
 	// AutoPrack makes the gateway PRACK reliable provisionals itself.
 	AutoPrack bool
+	// Trickle announces that we take trickle-ice INFOs (RFC 8840): set it
+	// when the web caller can use trickled candidates.
+	Trickle bool
 }
 
 // Dial sends an INVITE and returns the call at once; responses arrive as
@@ -61,7 +64,7 @@ func (g *Gateway) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 		return nil, invalid("offer without SDP")
 	}
 	c := g.newCall(Outgoing)
-	c.identity, c.local, c.remote, c.autoPrack = o.Identity, from, to, o.AutoPrack
+	c.identity, c.local, c.remote, c.autoPrack, c.trickle = o.Identity, from, to, o.AutoPrack, o.Trickle
 	c.prackCh = make(chan prackCmd)
 	if cr, ok := g.cfg.Credentials[o.Identity]; ok && cr.Password != "" {
 		c.password = DigestAuth{Username: cr.Username, Password: cr.Password}
@@ -87,6 +90,9 @@ func (g *Gateway) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	req.AppendHeader(sip.NewHeader("Allow", allowed))
 	if o.Offer100rel {
 		req.AppendHeader(sip.NewHeader("Supported", "100rel"))
+	}
+	if o.Trickle {
+		advertiseTrickle(req)
 	}
 	req.AppendHeader(sip.NewHeader("User-Agent", g.cfg.UserAgent))
 	for _, h := range o.Headers {
@@ -155,6 +161,7 @@ func (c *Call) runOutgoing(untrack func()) {
 	}
 	c.g.setDialog(c.uac.ID, c)
 	res := c.uac.InviteResponse
+	c.notePeer(res)
 	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body()})
 	c.loop(c.uac.Context())
 }
@@ -174,6 +181,7 @@ func (c *Call) onResponse(r *sip.Response) error {
 	if r.StatusCode == 100 || !r.IsProvisional() {
 		return nil
 	}
+	c.notePeer(r)
 	var rseq uint32
 	reliable := false
 	if headerHasToken(r, "Require", "100rel") {

@@ -200,8 +200,8 @@ type Call struct {
 	finalCode   int
 	reinviteOut bool
 	reinviteIn  bool
-	peerInfo    map[string]bool // Info Packages the peer takes (info.go)
-	trickle     bool            // incoming: our responses announce trickle-ice
+	peerInfo    map[string]bool          // Info Packages the peer takes (info.go)
+	trickle     bool                     // incoming: our responses announce trickle-ice
 	rseq        uint32                   // outgoing: RSeq awaiting our PRACK; incoming: last sent
 	pracks      map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK
 	sdpPrack    chan struct{}            // incoming: closed by the PRACK of the last reliable provisional with SDP

@@ -32,6 +32,40 @@ type SIP interface {
 	Dial(ctx context.Context, o sipgw.DialOptions) (*sipgw.Call, error)
 }
 
+// sipCall is one SIP call leg as this file drives it: a *sipgw.Call
+// (sipgwCall), or a fake in the unit tests.
+type sipCall interface {
+	ID() string
+	Identity() string
+	Remote() string
+	Offer() []byte
+	Events() <-chan sipgw.Event
+	Done() <-chan struct{}
+	Hangup(ctx context.Context) error
+	Reject(ctx context.Context, code int, reason string) error
+	Progress(ctx context.Context, code int, sdp []byte, reliable bool) error
+	Answer(ctx context.Context, sdp []byte, headers ...sipgw.Header) error
+	Ack(ctx context.Context, sdp []byte) error
+	Prack(ctx context.Context, sdp []byte) error
+	Reoffer(ctx context.Context, sdp []byte) ([]byte, error)
+	SendDTMF(ctx context.Context, digit string, duration time.Duration) error
+	SendInfo(ctx context.Context, in sipgw.Info) error
+	Transfer(ctx context.Context, target string) error
+	PeerAccepts(pkg string) bool
+	SetTrickle(on bool)
+	// reoffer returns what answers the re-INVITE of an EventReoffer.
+	reoffer(ev sipgw.Event) reofferAnswer
+}
+
+type reofferAnswer interface {
+	Accept(sdp []byte) error
+	Reject(code int, reason string) error
+}
+
+type sipgwCall struct{ *sipgw.Call }
+
+func (c sipgwCall) reoffer(ev sipgw.Event) reofferAnswer { return ev.Reoffer }
+
 // SIPOptions connect a Handler to a SIP network ([Handler.UseSIP]).
 type SIPOptions struct {
 	// Domains are the SIP domains: a target user@domain in one of them
@@ -45,7 +79,7 @@ type SIPOptions struct {
 }
 
 type sipSide struct {
-	net     SIP
+	dial    func(context.Context, sipgw.DialOptions) (sipCall, error)
 	domains map[string]bool
 	headers map[string]bool
 	wg      sync.WaitGroup // every far leg's goroutines
@@ -61,7 +95,17 @@ const farQueue = 32
 // UseSIP makes h call non-web targets over net. Call it before the first
 // frame. Incoming calls come in through [Handler.IncomingSIP].
 func (h *Handler) UseSIP(net SIP, o SIPOptions) {
-	s := &sipSide{net: net, domains: map[string]bool{}, headers: map[string]bool{}}
+	h.useSIP(func(ctx context.Context, o sipgw.DialOptions) (sipCall, error) {
+		sc, err := net.Dial(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		return sipgwCall{sc}, nil
+	}, o)
+}
+
+func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {
+	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}}
 	for _, d := range o.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}
@@ -167,7 +211,7 @@ type farLeg struct {
 	h   *Handler
 	c   *Call
 	out bool        // outgoing: the web caller is c.caller
-	sc  *sipgw.Call // set by the worker once dialled (outgoing)
+	sc  sipCall // set by the worker once dialled (outgoing)
 
 	ops  chan func()
 	done chan struct{} // closed when the SIP call is over and reported
@@ -183,12 +227,17 @@ type farLeg struct {
 	webReoffer   string          // the web's re-offer awaiting SIP's answer (its correlation)
 	sipReoffer   *sipReoffer     // SIP's re-offer awaiting the web's answer
 	ackOnce      bool            // outgoing: the web's complete became the ACK
+	confirmed    bool            // the INVITE was ACKed: INFO may go (trickle.go)
+	localSDP     string          // the web side's last SDP toward SIP (trickle.go)
+	trickle      []string        // web candidates not yet given to SIP (trickle.go)
+	trickleBytes int
+	trickleUfrag string // the ICE generation of trickle
 	finished     bool
 }
 
 type sipReoffer struct {
 	corr string // on the web side
-	ro   *sipgw.Reoffer
+	ro   reofferAnswer
 }
 
 func (h *Handler) newFarLeg(c *Call, out bool) *farLeg {
@@ -288,8 +337,10 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	h.legs[legKey{ep.ID(), c.caller.sub}] = c.caller
 	h.mu.Unlock()
 	fl := h.newFarLeg(c, true)
+	fl.localSDP = p.SDP
+	// wsc.js ignores trickle: its candidates come in re-offers instead.
 	o := sipgw.DialOptions{Identity: ep.Identity(), Target: f.Header.Target, SDP: []byte(p.SDP),
-		Headers: h.sipHeaders(f.Header.Ext), Offer100rel: true}
+		Headers: h.sipHeaders(f.Header.Ext), Offer100rel: true, Trickle: !ep.Oracle()}
 	h.log.Debug("SIP call started", "session_id", ep.ID(), "subsession_id", c.caller.sub)
 	// As for web callees: an unanswered call ends after the ring timeout
 	// (CANCEL), whatever the SIP side's own timers.
@@ -306,7 +357,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	})
 	fl.enqueue(func() {
 		ctx, cancel := opCtx()
-		sc, err := h.far.net.Dial(ctx, o)
+		sc, err := h.far.dial(ctx, o)
 		cancel()
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -331,7 +382,9 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 
 // IncomingSIP offers an incoming SIP call to every live session of its
 // identity (sipgw's OnIncomingCall). It returns at once.
-func (h *Handler) IncomingSIP(sc *sipgw.Call) {
+func (h *Handler) IncomingSIP(sc *sipgw.Call) { h.incomingSIP(sipgwCall{sc}) }
+
+func (h *Handler) incomingSIP(sc sipCall) {
 	if h.far == nil {
 		ctx, cancel := opCtx()
 		defer cancel()
@@ -462,6 +515,9 @@ func (fl *farLeg) finishLocked() {
 	}
 	fl.finished = true
 	close(fl.done)
+	if len(fl.trickle) > 0 {
+		fl.h.log.Debug("ICE candidates never given to SIP dropped", "lines", len(fl.trickle))
+	}
 	fl.h.mu.Lock()
 	delete(fl.h.calls, fl.c)
 	fl.h.signalIdleLocked()
@@ -498,7 +554,7 @@ func (fl *farLeg) onEvent(ev sipgw.Event) {
 	}
 	if c.ended {
 		if ev.Kind == sipgw.EventReoffer {
-			_ = ev.Reoffer.Reject(481, "")
+			_ = fl.sc.reoffer(ev).Reject(481, "")
 		}
 		return
 	}
@@ -543,6 +599,10 @@ func (fl *farLeg) onEvent(ev sipgw.Event) {
 		}
 		h.send(c.caller, out, false)
 	case sipgw.EventConfirmed:
+		if !fl.out && !fl.confirmed {
+			fl.confirmed = true
+			fl.flushTrickle()
+		}
 		w := fl.web()
 		if w == nil || fl.completeCorr == "" {
 			return
@@ -551,9 +611,10 @@ func (fl *farLeg) onEvent(ev sipgw.Event) {
 		fl.completeCorr = ""
 		h.send(w, out, false)
 	case sipgw.EventReoffer:
+		ro := fl.sc.reoffer(ev)
 		w := fl.web()
 		if w == nil || fl.webReoffer != "" || fl.sipReoffer != nil {
-			_ = ev.Reoffer.Reject(491, "")
+			_ = ro.Reject(491, "")
 			return
 		}
 		out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionStart, "")
@@ -561,13 +622,20 @@ func (fl *farLeg) onEvent(ev sipgw.Event) {
 		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
 		seq, err := w.ep.Send(out, true)
 		if err != nil {
-			_ = ev.Reoffer.Reject(480, "")
+			_ = ro.Reject(480, "")
 			return
 		}
-		fl.sipReoffer = &sipReoffer{corr: "s" + strconv.FormatUint(seq, 10), ro: ev.Reoffer}
+		fl.sipReoffer = &sipReoffer{corr: "s" + strconv.FormatUint(seq, 10), ro: ro}
 	case sipgw.EventInfo:
 		w := fl.web()
-		if w == nil || ev.Digit == "" || w.ep.Oracle() {
+		if w == nil || w.ep.Oracle() {
+			return
+		}
+		if ev.ContentType == sipgw.ContentTypeTrickleICE {
+			fl.sipTrickle(w, ev.Body)
+			return
+		}
+		if ev.Digit == "" {
 			return
 		}
 		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionDTMF, "")
@@ -662,6 +730,9 @@ func (h *Handler) farFrame(l *leg, f *protocol.Frame) {
 					h.log.Debug("SIP ACK", "err", err)
 				}
 			})
+			// Queued behind the ACK: the dialog is confirmed by then.
+			fl.confirmed = true
+			fl.flushTrickle()
 		}
 	case protocol.ActionShutdown:
 		fl.webShutdown(l)
@@ -727,7 +798,7 @@ func (h *Handler) farFrame(l *leg, f *protocol.Frame) {
 	case protocol.ActionTransfer:
 		fl.webTransfer(l, f)
 	case protocol.ActionTrickle:
-		// SIP peers get complete offers; candidates stay on the web side.
+		fl.webTrickle(l, f)
 	}
 }
 
@@ -752,9 +823,11 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 	corr := ClientCorrelation(f)
 	fl.webReoffer = corr
 	c := fl.c
+	sdp := fl.foldTrickle(p.SDP)
+	fl.setLocalSDP(sdp)
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
-		answer, err := fl.sc.Reoffer(ctx, []byte(p.SDP))
+		answer, err := fl.sc.Reoffer(ctx, []byte(sdp))
 		cancel()
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -801,18 +874,24 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 		fl.completeCorr = r.corr
 		if err := r.ro.Accept([]byte(p.SDP)); err != nil {
 			fl.completeCorr = ""
+			return
 		}
+		fl.setLocalSDP(p.SDP)
 		return
 	}
 	if fl.out || c.winner != nil || l.state != legRinging {
 		return
 	}
 	sc := fl.sc
+	// Our responses announce trickle-ice when the leg that sends them
+	// can take candidates (wsc.js cannot).
+	trickle := !l.ep.Oracle()
 	if !final {
 		sdp := []byte(nil)
 		code := protocol.CodeRinging
 		if protocol.HasSDP(p.SDP) {
 			sdp, code = []byte(p.SDP), protocol.CodeSessionProgress
+			fl.setLocalSDP(p.SDP)
 		} else if fl.rang {
 			return
 		}
@@ -820,7 +899,13 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 		fl.enqueue(func() {
 			ctx, cancel := opCtx()
 			defer cancel()
-			_ = sc.Progress(ctx, code, sdp, false)
+			// Early media goes reliably (RFC 3262) when the caller
+			// supports 100rel: its PRACK is answered by sipgw, and our
+			// 200 waits for it.
+			sc.SetTrickle(trickle)
+			if err := sc.Progress(ctx, code, sdp, sdp != nil); err != nil {
+				h.log.Debug("SIP provisional not sent", "call", sc.ID(), "code", code, "err", err)
+			}
 		})
 		return
 	}
@@ -831,6 +916,8 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 	c.winner, l.state = l, legAnswered
 	fl.answered = true
 	fl.completeCorr = l.startCorr
+	fl.setLocalSDP(p.SDP)
+	fl.adoptTrickle(l)
 	if c.timer != nil {
 		c.timer.Stop()
 	}
@@ -838,6 +925,7 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 	headers := h.sipHeaders(f.Header.Ext)
 	fl.must(func() {
 		ctx, cancel := opCtx()
+		sc.SetTrickle(trickle)
 		err := sc.Answer(ctx, []byte(p.SDP), headers...)
 		cancel()
 		if err != nil {

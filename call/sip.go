@@ -210,7 +210,7 @@ func (h *Handler) sipHeaders(ext []protocol.Ext) []sipgw.Header {
 type farLeg struct {
 	h   *Handler
 	c   *Call
-	out bool        // outgoing: the web caller is c.caller
+	out bool    // outgoing: the web caller is c.caller
 	sc  sipCall // set by the worker once dialled (outgoing)
 
 	ops  chan func()

@@ -110,22 +110,25 @@ func (l *link) push(data []byte) bool {
 func (l *link) flush() {
 	defer l.flusher.Done()
 	ctx := context.Background()
+	var batch [][]byte
 	for {
 		l.mu.Lock()
-		batch := l.queue
-		l.queue = nil
+		// The two slices alternate between the queue and the batch being
+		// written while this flusher lives; both go when it exits.
+		batch, l.queue = l.queue, batch[:0]
 		if len(batch) == 0 || l.dead {
 			l.writing = false
+			l.queue = nil
 			l.mu.Unlock()
 			return
 		}
 		l.mu.Unlock()
-		for _, data := range batch {
-			if err := l.c.Write(ctx, data); err != nil {
-				l.kill()
-				continue
-			}
+		// Whatever queued while the last batch was being written goes out
+		// in one system call.
+		if err := l.c.WriteFrames(ctx, batch); err != nil {
+			l.kill()
 		}
+		clear(batch)
 	}
 }
 

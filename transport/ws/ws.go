@@ -10,9 +10,11 @@
 package ws
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -53,12 +55,23 @@ var ErrSubprotocol = errors.New("ws: no JSONrtc subprotocol offered")
 
 // Conn is one accepted WebSocket.
 type Conn struct {
-	c      *websocket.Conn
-	sub    string
-	opts   Options
+	c    *websocket.Conn
+	sock *sock
+	sub  string
+
+	pingInterval, pingTimeout time.Duration
+
 	remote string
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// The context a read is bounded by is watched once, not per read (see
+	// startRead); rmu guards the watch.
+	rmu     sync.Mutex
+	watched context.Context
+	unwatch func() bool
+	reading bool
+
 	// The liveness check runs from a timer, not a goroutine of its own:
 	// an idle session then costs one goroutine (its reader), not two.
 	mu      sync.Mutex
@@ -92,7 +105,8 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *Options) (*Conn, error
 		http.Error(w, "jsonrtc: the WebSocket subprotocol must be \"jsonrtc\" or \"webrtc.oracle.com\"", http.StatusBadRequest)
 		return nil, ErrSubprotocol
 	}
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	hw := &hijacker{ResponseWriter: w, writeTimeout: o.WriteTimeout}
+	c, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{sub},
 		OriginPatterns:     o.OriginPatterns,
 		InsecureSkipVerify: o.InsecureSkipVerify,
@@ -103,7 +117,8 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *Options) (*Conn, error
 	}
 	c.SetReadLimit(o.ReadLimit)
 	ctx, cancel := context.WithCancel(context.Background())
-	conn := &Conn{c: c, sub: sub, opts: o, remote: r.RemoteAddr, ctx: ctx, cancel: cancel}
+	conn := &Conn{c: c, sock: hw.sock, sub: sub, pingInterval: o.PingInterval, pingTimeout: o.PingTimeout,
+		remote: r.RemoteAddr, ctx: ctx, cancel: cancel}
 	conn.timer = time.AfterFunc(o.PingInterval, conn.ping)
 	return conn, nil
 }
@@ -139,7 +154,7 @@ func (c *Conn) ping() {
 	c.pinging.Add(1)
 	c.mu.Unlock()
 	defer c.pinging.Done()
-	ctx, cancel := context.WithTimeout(c.ctx, c.opts.PingTimeout)
+	ctx, cancel := context.WithTimeout(c.ctx, c.pingTimeout)
 	err := c.c.Ping(ctx)
 	cancel()
 	if err != nil {
@@ -148,7 +163,7 @@ func (c *Conn) ping() {
 	}
 	c.mu.Lock()
 	if !c.closed {
-		c.timer.Reset(c.opts.PingInterval)
+		c.timer.Reset(c.pingInterval)
 	}
 	c.mu.Unlock()
 }
@@ -161,14 +176,39 @@ func (c *Conn) stopPinging() {
 	c.mu.Unlock()
 	c.cancel()
 	c.pinging.Wait()
+	c.rmu.Lock()
+	if c.unwatch != nil {
+		c.unwatch()
+		c.unwatch, c.watched = nil, nil
+	}
+	c.rmu.Unlock()
 }
 
 // Read returns the next JSON frame. It answers text "ping" frames with
 // "pong" itself. Invalid UTF-8 closes the socket with 1007, a binary
-// frame with 1003 and an oversized frame with 1009.
+// frame with 1003 and an oversized frame with 1009. When ctx ends during
+// a read, the socket is closed. Read must not be called concurrently.
 func (c *Conn) Read(ctx context.Context) ([]byte, error) {
+	if err := c.startRead(ctx); err != nil {
+		return nil, err
+	}
+	data, err := c.read()
+	c.endRead()
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return data, err
+}
+
+func (c *Conn) read() ([]byte, error) {
 	for {
-		typ, data, err := c.c.Read(ctx)
+		// The context given to coder/websocket never ends: startRead
+		// watches the caller's.
+		typ, r, err := c.c.Reader(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		data, err := c.readMessage(r)
 		if err != nil {
 			return nil, err
 		}
@@ -177,7 +217,7 @@ func (c *Conn) Read(ctx context.Context) ([]byte, error) {
 			return nil, errors.New("ws: binary frame")
 		}
 		if string(data) == "ping" {
-			if err := c.Write(ctx, []byte("pong")); err != nil {
+			if err := c.Write(context.Background(), []byte("pong")); err != nil {
 				return nil, err
 			}
 			continue
@@ -190,11 +230,101 @@ func (c *Conn) Read(ctx context.Context) ([]byte, error) {
 	}
 }
 
-// Write sends one text frame. It is safe for concurrent use.
+// readMessage reads one message into a pooled buffer and returns a copy
+// of exactly its size (callers keep frames, and parts of them, after the
+// next read). coder/websocket's Read would grow a fresh buffer from 512
+// bytes, allocating and copying several times for an SDP-sized frame.
+func (c *Conn) readMessage(r io.Reader) ([]byte, error) {
+	bp := messagePool.Get().(*[]byte)
+	b := (*bp)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			messagePool.Put(bp)
+			return nil, err
+		}
+	}
+	out := bytes.Clone(b)
+	if cap(b) <= maxPooledMessage {
+		*bp = b[:0]
+		messagePool.Put(bp)
+	}
+	return out, nil
+}
+
+// startRead binds the read about to start to ctx. coder/websocket would
+// register a context.AfterFunc on ctx for every frame header and payload
+// it reads: an allocation and a lock on ctx (for the gateway, one context
+// shared by every session) per frame. Instead the same ctx is watched for
+// as long as reads keep using it, and its end closes the socket only if
+// it comes during a read.
+func (c *Conn) startRead(ctx context.Context) error {
+	if ctx.Done() == nil {
+		return nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.watched != ctx {
+		if c.unwatch != nil {
+			c.unwatch()
+		}
+		c.watched = ctx
+		c.unwatch = context.AfterFunc(ctx, func() {
+			c.rmu.Lock()
+			reading := c.reading && c.watched == ctx
+			c.rmu.Unlock()
+			if reading {
+				c.c.CloseNow()
+			}
+		})
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.reading = true
+	return nil
+}
+
+func (c *Conn) endRead() {
+	c.rmu.Lock()
+	c.reading = false
+	c.rmu.Unlock()
+}
+
+// Write sends one text frame. It is safe for concurrent use. A write
+// that the peer does not take within Options.WriteTimeout closes the
+// socket.
 func (c *Conn) Write(ctx context.Context, data []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.WriteTimeout)
-	defer cancel()
-	return c.c.Write(ctx, websocket.MessageText, data)
+	c.sock.cork()
+	err := c.c.Write(ctx, websocket.MessageText, data)
+	if err2 := c.sock.uncork(); err == nil {
+		err = err2
+	}
+	return err
+}
+
+// WriteFrames sends each of frames as one text frame, in as few system
+// calls as their total size allows (one up to 64 KiB). It stops at the
+// first error.
+func (c *Conn) WriteFrames(ctx context.Context, frames [][]byte) error {
+	c.sock.cork()
+	var err error
+	for _, data := range frames {
+		if err = c.c.Write(ctx, websocket.MessageText, data); err != nil {
+			break
+		}
+	}
+	if err2 := c.sock.uncork(); err == nil {
+		err = err2
+	}
+	return err
 }
 
 // Close closes the socket with a close frame and waits for the pinger.

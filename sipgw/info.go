@@ -38,7 +38,7 @@ type Info struct {
 // failure response is a *ResponseError: 469 when the peer refuses the
 // package). The call must be confirmed (ErrCallState before the ACK).
 func (c *Call) SendInfo(ctx context.Context, in Info) error {
-	if in.Package != "" && !isToken(in.Package) {
+	if in.Package != "" && !validToken(in.Package) {
 		return invalid("info package %q", in.Package)
 	}
 	if len(in.Body) > maxInfoBody {
@@ -46,7 +46,7 @@ func (c *Call) SendInfo(ctx context.Context, in Info) error {
 	}
 	if len(in.Body) > 0 || in.ContentType != "" {
 		t, sub, ok := strings.Cut(in.ContentType, "/")
-		if !ok || !isToken(t) || !isToken(sub) {
+		if !ok || !validToken(t) || !validToken(sub) {
 			return invalid("content type %q", in.ContentType)
 		}
 	}
@@ -150,7 +150,7 @@ func (c *Call) handleInfo(req *sip.Request, tx sip.ServerTransaction) {
 	c.deliver(func() { c.emit(ev) })
 }
 
-func isToken(s string) bool {
+func validToken(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false
 	}

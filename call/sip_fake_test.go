@@ -1,0 +1,523 @@
+package call
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// Fakes of the web sessions and of the SIP legs, for the unit tests of
+// sip.go. Each records what the handler did to it in order, on a
+// channel the test waits on.
+
+const waitFor = 5 * time.Second
+
+// fakeEP is a web session. While down (socket lost, resume pending) its
+// frames are retained, as the session layer retains them, and delivered
+// by resume.
+type fakeEP struct {
+	id, identity string
+	oracle       bool
+	calls        atomic.Int32 // call quota in use
+
+	mu     sync.Mutex
+	seq    uint64
+	down   bool
+	broken bool // Send fails: the session's window overflowed
+	held   []*protocol.Frame
+	frames chan *protocol.Frame
+}
+
+func newEP(id, identity string) *fakeEP {
+	return &fakeEP{id: id, identity: identity, frames: make(chan *protocol.Frame, 256)}
+}
+
+func (e *fakeEP) ID() string       { return e.id }
+func (e *fakeEP) Identity() string { return e.identity }
+func (e *fakeEP) Oracle() bool     { return e.oracle }
+func (e *fakeEP) AcquireCall() bool {
+	e.calls.Add(1)
+	return true
+}
+func (e *fakeEP) ReleaseCall() { e.calls.Add(-1) }
+
+func (e *fakeEP) Send(f *protocol.Frame, self bool) (uint64, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.broken {
+		return 0, errors.New("window full")
+	}
+	e.seq++
+	cp := *f
+	cp.Control.Sequence = e.seq
+	if self {
+		cp.Control.CorrelationID = "s" + strconv.FormatUint(e.seq, 10)
+	}
+	if e.down {
+		e.held = append(e.held, &cp)
+	} else {
+		e.frames <- &cp
+	}
+	return e.seq, nil
+}
+
+func (e *fakeEP) setDown() {
+	e.mu.Lock()
+	e.down = true
+	e.mu.Unlock()
+}
+
+func (e *fakeEP) resume() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.down = false
+	for _, f := range e.held {
+		e.frames <- f
+	}
+	e.held = nil
+}
+
+// next returns the next frame sent to the session.
+func (e *fakeEP) next(t *testing.T) *protocol.Frame {
+	t.Helper()
+	select {
+	case f := <-e.frames:
+		return f
+	case <-time.After(waitFor):
+		t.Fatalf("%s: no frame", e.id)
+		return nil
+	}
+}
+
+// expect returns the next frame, which must be of type typ and action act.
+func (e *fakeEP) expect(t *testing.T, typ protocol.Type, act protocol.Action) *protocol.Frame {
+	t.Helper()
+	f := e.next(t)
+	if f.Control.Type != typ || f.Header.Action != act {
+		t.Fatalf("%s: frame %s/%s (code %d %d), want %s/%s", e.id, f.Control.Type, f.Header.Action,
+			f.Header.ResponseCode, f.Header.ErrorCode, typ, act)
+	}
+	return f
+}
+
+// quiet checks that nothing was sent to the session.
+func (e *fakeEP) quiet(t *testing.T) {
+	t.Helper()
+	select {
+	case f := <-e.frames:
+		t.Fatalf("%s: unexpected frame %s/%s (code %d %d)", e.id, f.Control.Type, f.Header.Action, f.Header.ResponseCode, f.Header.ErrorCode)
+	default:
+	}
+}
+
+type fakeDir struct {
+	mu sync.Mutex
+	m  map[string][]Endpoint
+}
+
+func (d *fakeDir) Sessions(identity string) []Endpoint {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]Endpoint(nil), d.m[identity]...)
+}
+
+func (d *fakeDir) Known(identity string) bool { return len(d.Sessions(identity)) > 0 }
+
+// op is one thing the handler did to a SIP leg.
+type op struct {
+	name     string // hangup, reject, progress, answer, ack, prack, reoffer, dtmf, info, transfer, ro-accept, ro-reject
+	code     int
+	sdp      string
+	reliable bool
+	info     sipgw.Info
+	trickle  bool // SetTrickle's last value when the op ran
+}
+
+type reofferResult struct {
+	answer []byte
+	err    error
+}
+
+// fakeCall is a SIP leg. Ending it (Hangup, Reject or end) sends
+// EventEnded and closes Events and Done, as sipgw does.
+type fakeCall struct {
+	id, identity, remote string
+	offer                []byte
+	dial                 sipgw.DialOptions
+
+	events   chan sipgw.Event
+	done     chan struct{}
+	ops      chan op
+	reoffers chan reofferResult // what Reoffer returns, given by the test
+
+	mu       sync.Mutex
+	peerPkgs map[string]bool
+	trickle  bool
+	ended    bool
+	ros      []*fakeReoffer // answerers of pushed EventReoffers, in order
+}
+
+var callSeq atomic.Int64
+
+func newFakeCall(identity, remote string) *fakeCall {
+	return &fakeCall{
+		id: "fake-" + strconv.FormatInt(callSeq.Add(1), 10), identity: identity, remote: remote,
+		events: make(chan sipgw.Event, 32), done: make(chan struct{}), ops: make(chan op, 64),
+		reoffers: make(chan reofferResult, 1), peerPkgs: map[string]bool{},
+	}
+}
+
+func (c *fakeCall) record(o op) {
+	c.mu.Lock()
+	o.trickle = c.trickle
+	c.mu.Unlock()
+	c.ops <- o
+}
+
+// end sends the last event, once.
+func (c *fakeCall) end(ev sipgw.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	c.ended = true
+	ev.Kind = sipgw.EventEnded
+	c.events <- ev
+	close(c.events)
+	close(c.done)
+}
+
+// push sends an event; after the end, as sipgw, none.
+func (c *fakeCall) push(ev sipgw.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ended {
+		c.events <- ev
+	}
+}
+
+// pushReoffer sends a re-INVITE from the SIP side.
+func (c *fakeCall) pushReoffer(sdp string) *fakeReoffer {
+	ro := &fakeReoffer{c: c}
+	c.mu.Lock()
+	c.ros = append(c.ros, ro)
+	c.mu.Unlock()
+	c.push(sipgw.Event{Kind: sipgw.EventReoffer, SDP: []byte(sdp)})
+	return ro
+}
+
+func (c *fakeCall) ID() string                 { return c.id }
+func (c *fakeCall) Identity() string           { return c.identity }
+func (c *fakeCall) Remote() string             { return c.remote }
+func (c *fakeCall) Offer() []byte              { return c.offer }
+func (c *fakeCall) Events() <-chan sipgw.Event { return c.events }
+func (c *fakeCall) Done() <-chan struct{}      { return c.done }
+
+func (c *fakeCall) Hangup(ctx context.Context) error {
+	c.record(op{name: "hangup"})
+	c.end(sipgw.Event{End: sipgw.EndLocalBye, Code: 200})
+	return nil
+}
+
+func (c *fakeCall) Reject(ctx context.Context, code int, reason string) error {
+	c.record(op{name: "reject", code: code})
+	c.end(sipgw.Event{End: sipgw.EndRejected, Code: code})
+	return nil
+}
+
+func (c *fakeCall) Progress(ctx context.Context, code int, sdp []byte, reliable bool) error {
+	c.record(op{name: "progress", code: code, sdp: string(sdp), reliable: reliable})
+	return nil
+}
+
+func (c *fakeCall) Answer(ctx context.Context, sdp []byte, headers ...sipgw.Header) error {
+	c.record(op{name: "answer", sdp: string(sdp)})
+	return nil
+}
+
+func (c *fakeCall) Ack(ctx context.Context, sdp []byte) error {
+	c.record(op{name: "ack"})
+	return nil
+}
+
+func (c *fakeCall) Prack(ctx context.Context, sdp []byte) error {
+	c.record(op{name: "prack", sdp: string(sdp)})
+	return nil
+}
+
+func (c *fakeCall) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
+	c.record(op{name: "reoffer", sdp: string(sdp)})
+	select {
+	case r := <-c.reoffers:
+		return r.answer, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *fakeCall) SendDTMF(ctx context.Context, digit string, d time.Duration) error {
+	c.record(op{name: "dtmf", sdp: digit})
+	return nil
+}
+
+func (c *fakeCall) SendInfo(ctx context.Context, in sipgw.Info) error {
+	c.record(op{name: "info", info: in})
+	return nil
+}
+
+func (c *fakeCall) Transfer(ctx context.Context, target string) error {
+	c.record(op{name: "transfer", sdp: target})
+	return nil
+}
+
+func (c *fakeCall) PeerAccepts(pkg string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peerPkgs[pkg]
+}
+
+func (c *fakeCall) SetTrickle(on bool) {
+	c.mu.Lock()
+	c.trickle = on
+	c.mu.Unlock()
+}
+
+func (c *fakeCall) setPeerTrickle() {
+	c.mu.Lock()
+	c.peerPkgs[sipgw.InfoPackageTrickleICE] = true
+	c.mu.Unlock()
+}
+
+func (c *fakeCall) reoffer(ev sipgw.Event) reofferAnswer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ro := c.ros[0]
+	c.ros = c.ros[1:]
+	return ro
+}
+
+// nextOp returns the next thing done to the leg.
+func (c *fakeCall) nextOp(t *testing.T) op {
+	t.Helper()
+	select {
+	case o := <-c.ops:
+		return o
+	case <-time.After(waitFor):
+		t.Fatalf("%s: no SIP operation", c.id)
+		return op{}
+	}
+}
+
+func (c *fakeCall) expectOp(t *testing.T, name string) op {
+	t.Helper()
+	o := c.nextOp(t)
+	if o.name != name {
+		t.Fatalf("%s: SIP operation %s (code %d), want %s", c.id, o.name, o.code, name)
+	}
+	return o
+}
+
+type fakeReoffer struct {
+	c    *fakeCall
+	once sync.Once
+}
+
+func (r *fakeReoffer) Accept(sdp []byte) error {
+	err := sipgw.ErrCallState
+	r.once.Do(func() { err = nil; r.c.record(op{name: "ro-accept", sdp: string(sdp)}) })
+	return err
+}
+
+func (r *fakeReoffer) Reject(code int, reason string) error {
+	err := sipgw.ErrCallState
+	r.once.Do(func() { err = nil; r.c.record(op{name: "ro-reject", code: code}) })
+	return err
+}
+
+// env is a Handler with the fake SIP network.
+type env struct {
+	h       *Handler
+	dir     *fakeDir
+	dials   chan *fakeCall
+	dialErr atomic.Pointer[error]
+	eps     []*fakeEP
+}
+
+func newEnv(t *testing.T, ring time.Duration) *env {
+	t.Helper()
+	e := &env{dir: &fakeDir{m: map[string][]Endpoint{}}, dials: make(chan *fakeCall, 8)}
+	e.h = NewHandler(e.dir, Options{RingTimeout: ring})
+	e.h.useSIP(func(ctx context.Context, o sipgw.DialOptions) (sipCall, error) {
+		if p := e.dialErr.Load(); p != nil {
+			return nil, *p
+		}
+		fc := newFakeCall(o.Identity, "sip:"+o.Target)
+		fc.dial = o
+		e.dials <- fc
+		return fc, nil
+	}, SIPOptions{Domains: []string{"sip.example"}})
+	t.Cleanup(func() { e.assertIdle(t) })
+	return e
+}
+
+// ep adds a web session of identity.
+func (e *env) ep(identity string) *fakeEP {
+	ep := newEP(fmt.Sprintf("S%d", len(e.eps)+1), identity)
+	e.eps = append(e.eps, ep)
+	e.dir.mu.Lock()
+	e.dir.m[identity] = append(e.dir.m[identity], ep)
+	e.dir.mu.Unlock()
+	return ep
+}
+
+// assertIdle: no call, no subsession, no call quota, no goroutine left.
+func (e *env) assertIdle(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := e.h.WaitIdle(ctx); err != nil {
+		t.Errorf("calls left: %d", e.h.Active())
+		return
+	}
+	e.h.mu.Lock()
+	legs := len(e.h.legs)
+	e.h.mu.Unlock()
+	if legs != 0 {
+		t.Errorf("%d subsessions left", legs)
+	}
+	for _, ep := range e.eps {
+		if n := ep.calls.Load(); n != 0 {
+			t.Errorf("%s: %d call quota still held", ep.id, n)
+		}
+	}
+	done := make(chan struct{})
+	go func() { e.h.WaitSIP(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(waitFor):
+		t.Error("SIP leg goroutines still running")
+	}
+}
+
+// dialled waits for the INVITE the handler sent.
+func (e *env) dialled(t *testing.T) *fakeCall {
+	t.Helper()
+	select {
+	case fc := <-e.dials:
+		return fc
+	case <-time.After(waitFor):
+		t.Fatal("no INVITE")
+		return nil
+	}
+}
+
+// Web frames.
+
+const (
+	webOffer  = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=ice-ufrag:U1\r\na=ice-pwd:P1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\n"
+	sipOffer  = "v=0\r\no=- 2 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n"
+	sipAnswer = "v=0\r\no=- 3 3 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0\r\na=sendrecv\r\n"
+	cand1     = "a=candidate:1 1 udp 2122260223 192.0.2.10 50000 typ host"
+	cand2     = "a=candidate:2 1 udp 1686052607 198.51.100.7 50001 typ srflx raddr 192.0.2.10 rport 50000"
+)
+
+type wf struct {
+	typ   protocol.Type
+	act   protocol.Action
+	sub   string
+	seq   uint64
+	corr  string
+	state protocol.MessageState
+	code  int // response_code, or error_code for errors
+	p     protocol.CallPayload
+}
+
+func (w wf) frame() *protocol.Frame {
+	f := &protocol.Frame{
+		Control: protocol.Control{Type: w.typ, Package: protocol.PackageCall, SubsessionID: w.sub, Sequence: w.seq,
+			CorrelationID: w.corr, MessageState: w.state},
+		Header: protocol.Header{Action: w.act},
+	}
+	if w.typ == protocol.TypeError {
+		f.Header.ErrorCode = w.code
+	} else {
+		f.Header.ResponseCode = w.code
+	}
+	if w.p != (protocol.CallPayload{}) {
+		f.Payload = protocol.EncodePayload(w.p)
+	}
+	return f
+}
+
+// send hands a web frame to the handler.
+func (e *env) send(ep *fakeEP, w wf) { e.h.HandleFrame(ep, w.frame()) }
+
+// outgoing starts a call from a fresh web caller to SIP and returns both
+// sides, with the INVITE sent.
+func (e *env) outgoing(t *testing.T) (*fakeEP, *fakeCall) {
+	t.Helper()
+	a := e.ep("alice@web.example")
+	f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
+	f.Header.Target = "bob@sip.example"
+	e.h.HandleFrame(a, f)
+	return a, e.dialled(t)
+}
+
+// answerOut makes the SIP side answer and the web caller complete.
+func (e *env) answerOut(t *testing.T, a *fakeEP, fc *fakeCall) {
+	t.Helper()
+	fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer)})
+	if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); f.Header.ResponseCode != 200 {
+		t.Fatalf("answer %d", f.Header.ResponseCode)
+	}
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionComplete, sub: "c1", seq: 2, corr: "c1"})
+	fc.expectOp(t, "ack")
+}
+
+// incoming rings n web sessions of bob with a SIP call; it returns the
+// sessions with the sub and correlation of their start.
+func (e *env) incoming(t *testing.T, n int, mod ...func(*fakeEP)) (*fakeCall, []*fakeEP, []*protocol.Frame) {
+	t.Helper()
+	var eps []*fakeEP
+	for range n {
+		ep := e.ep("bob@web.example")
+		for _, m := range mod {
+			m(ep)
+		}
+		eps = append(eps, ep)
+	}
+	fc := newFakeCall("bob@web.example", "sip:carol@sip.example")
+	fc.offer = []byte(sipOffer)
+	e.h.incomingSIP(fc)
+	var starts []*protocol.Frame
+	for _, ep := range eps {
+		ep.mu.Lock()
+		down := ep.down
+		ep.mu.Unlock()
+		if down {
+			starts = append(starts, nil)
+			continue
+		}
+		starts = append(starts, ep.expect(t, protocol.TypeRequest, protocol.ActionStart))
+	}
+	return fc, eps, starts
+}
+
+// answerIn makes callee ep answer and the SIP side ACK.
+func (e *env) answerIn(t *testing.T, fc *fakeCall, ep *fakeEP, start *protocol.Frame) {
+	t.Helper()
+	e.send(ep, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: start.Control.SubsessionID, seq: 1,
+		corr: start.Control.CorrelationID, state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+	fc.expectOp(t, "answer")
+	fc.push(sipgw.Event{Kind: sipgw.EventConfirmed})
+	ep.expect(t, protocol.TypeMessage, protocol.ActionComplete)
+}

@@ -42,6 +42,7 @@ type Gateway struct {
 	regURI  sip.Uri
 	onCall  func(*Call)
 	started atomic.Bool
+	guard   *guard // malformed requests: guard.go
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -177,6 +178,19 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if g.ua, err = sipgo.NewUA(uaOpts...); err != nil {
 		g.closeListeners()
 		return fmt.Errorf("sipgw: user agent: %w", err)
+	}
+	// sipgo reads through the guard, which answers malformed requests
+	// (guard.go) and otherwise hands sipgo the bytes unchanged.
+	g.guard = newGuard(g.log)
+	g.ua.TransportLayer().OnMessage(g.guard.onMessage)
+	if udp != nil {
+		udp = &guardedPacketConn{PacketConn: udp, gd: g.guard}
+	}
+	if tcpLn != nil {
+		tcpLn = &guardedListener{Listener: tcpLn, gd: g.guard, network: "TCP"}
+	}
+	if tlsLn != nil {
+		tlsLn = &guardedListener{Listener: tlsLn, gd: g.guard, network: "TLS"}
 	}
 	_, port, _ := net.SplitHostPort(g.addrs[g.cfg.Transport])
 	pn, _ := strconv.Atoi(port)

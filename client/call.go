@@ -97,6 +97,22 @@ func (k *Call) Ring(ctx context.Context, ext ...protocol.Ext) error {
 	})
 }
 
+// EarlyMedia sends the caller early media: response subsequent, 183
+// with sdp (a SIP caller gets it as a reliable 183 when it supports
+// 100rel).
+func (k *Call) EarlyMedia(ctx context.Context, sdp string, ext ...protocol.Ext) error {
+	return k.act(ctx, func() error {
+		if !k.incoming || k.answered {
+			return ErrCallState
+		}
+		f := k.frame(protocol.TypeResponse, protocol.ActionStart, k.startCorr, ext)
+		f.Control.MessageState = protocol.StateSubsequent
+		f.Header.ResponseCode = protocol.CodeSessionProgress
+		f.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: sdp})
+		return k.c.send(f)
+	})
+}
+
 // Answer answers the pending offer with sdp (response final, 200): the
 // peer's re-offer when there is one, else the incoming call.
 func (k *Call) Answer(ctx context.Context, sdp string, ext ...protocol.Ext) error {

@@ -219,8 +219,10 @@ func (c *Call) handlePrack(req *sip.Request, tx sip.ServerTransaction) {
 		c.g.respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
-	close(acked)
+	// Answer the PRACK before releasing a 2xx that waits for it, so that
+	// the caller sees them in that order.
 	c.g.respond(tx, req, 200, "OK")
+	close(acked)
 	body := req.Body()
 	c.deliver(func() { c.emit(Event{Kind: EventPrack, RSeq: uint32(rseq), SDP: body}) })
 }

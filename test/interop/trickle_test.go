@@ -96,3 +96,22 @@ func TestWebIncomingReliableEarlyMedia(t *testing.T) {
 	webExpect(t, a, client.CallEnded)       // BYE -> shutdown
 	uac.expectSuccess(t)
 }
+
+// The same for a call the gateway received: its INFO goes from the
+// dialog's callee side, over the route set the INVITE recorded.
+func TestWebIncomingTrickleInfo(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	a := w.alice(t, nil)
+	uac := startSipp(t, "uac_trickle.xml", k.Addr)
+	in := webNext(t, a, client.EventIncomingCall)
+	if err := in.Call.Answer(ctxT(t), trickleOffer); err != nil {
+		t.Fatal(err)
+	}
+	webExpect(t, a, client.CallEstablished)
+	if err := in.Call.Trickle(ctxT(t), "a=mid:0\r\n"+webCand1+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	webExpect(t, a, client.CallEnded)
+	uac.expectSuccess(t)
+}

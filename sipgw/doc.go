@@ -15,11 +15,25 @@
 //     then [Call.Ack] on complete), EventEnded (error with Code).
 //   - incoming: the OnIncomingCall function gets the [Call]; ring the web
 //     sessions, then [Call.Progress], [Call.Answer] or [Call.Reject];
-//     EventConfirmed is the ACK (-> complete).
+//     EventConfirmed is the ACK (-> complete). Progress(reliable) sends
+//     a 1xx with Require: 100rel and RSeq when the INVITE offered 100rel
+//     (RFC 3262): retransmitted from T1, doubling, until its PRACK
+//     (answered 200, reported as EventPrack) or 64*T1 (then 504); a 2xx
+//     waits for the PRACK of a reliable 1xx that carried SDP.
 //   - either way: [Call.Reoffer] (re-INVITE, 491 glare as [ErrGlare]),
 //     EventReoffer (answer with [Reoffer.Accept]/[Reoffer.Reject]),
 //     [Call.SendDTMF], [Call.Transfer], [Call.Hangup] (CANCEL or BYE),
 //     EventEnded last.
+//   - INFO (RFC 6086), either way: [Call.SendInfo] sends one in the
+//     confirmed dialog over its route set; EventInfo reports one received
+//     (answered 200; an Info-Package we never announced gets 469).
+//   - trickle ICE (RFC 8840): [DialOptions].Trickle and [Call.SetTrickle]
+//     announce that we take trickle-ice INFOs (Recv-Info and Supported:
+//     trickle-ice in the INVITE, reliable 1xx, 2xx and re-INVITEs);
+//     [Call.PeerAccepts] says whether the peer announced it, so that the
+//     candidates may go as SendInfo of package trickle-ice with an
+//     application/trickle-ice-sdpfrag body. Building that body, and what
+//     to do for a peer without trickle-ice, is the call handler's job.
 //
 // Everything from a web frame is validated before it reaches a SIP
 // message ([Gateway.ParseTarget], [ValidateHeader], [ValidateDisplayName]).

@@ -18,7 +18,9 @@ import (
 // (outgoing), and an INVITE for a registered web identity rings every
 // live session of it (incoming, forked as the relay forks). The web side
 // of such a call is an ordinary *Call whose far field holds the SIP leg;
-// the relay code never sees it.
+// the relay code never sees it. Web early media to a SIP caller goes as
+// a reliable 183 when the caller supports 100rel (sipgw answers its
+// PRACK); trickled candidates are interworked in trickle.go.
 //
 // Threads: frames arrive under the Call's lock (HandleFrame); SIP events
 // arrive on the far leg's reader goroutine, which takes the same lock to

@@ -645,3 +645,76 @@ func TestSIPNotConfigured(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Each web-side end crossing each SIP-side end, run concurrently: in
+// either order the call is gone from both sides, and the web side hears
+// at most the SIP side's report of its own end.
+func TestSIPCrossingEnds(t *testing.T) {
+	sipEnds := []sipgw.Event{
+		{End: sipgw.EndRejected, Code: 486}, {End: sipgw.EndCancelled, Code: 487}, {End: sipgw.EndRemoteBye, Code: 200},
+		{End: sipgw.EndTimeout, Code: 408}, {End: sipgw.EndError, Code: 500}, {End: sipgw.EndShutdown, Code: 503},
+	}
+	reportOnly := func(t *testing.T, ep *fakeEP) {
+		t.Helper()
+		for len(ep.frames) > 0 {
+			f := <-ep.frames
+			if !(f.Control.Type == protocol.TypeError && f.Header.Action == protocol.ActionStart) &&
+				!(f.Control.Type == protocol.TypeMessage && f.Header.Action == protocol.ActionShutdown) {
+				t.Fatalf("%s: %s/%s after the end", ep.id, f.Control.Type, f.Header.Action)
+			}
+		}
+	}
+	for _, answered := range []bool{false, true} {
+		for _, webEnd := range []string{"shutdown", "session"} {
+			for _, ev := range sipEnds {
+				name := webEnd + "/" + ev.End.String()
+				if answered {
+					name = "answered/" + name
+				}
+				t.Run("outgoing/"+name, func(t *testing.T) {
+					e := newEnv(t, time.Minute)
+					a, fc := e.outgoing(t)
+					if answered {
+						e.answerOut(t, a, fc)
+					}
+					var wg sync.WaitGroup
+					wg.Go(func() {
+						if webEnd == "session" {
+							e.h.SessionEnded(a)
+							return
+						}
+						e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 9, corr: "c1"})
+					})
+					wg.Go(func() { fc.end(ev) })
+					wg.Wait()
+					e.assertIdle(t)
+					reportOnly(t, a)
+				})
+				t.Run("incoming/"+name, func(t *testing.T) {
+					e := newEnv(t, time.Minute)
+					fc, eps, st := e.incoming(t, 1)
+					b, sub := eps[0], st[0].Control.SubsessionID
+					if answered {
+						e.answerIn(t, fc, b, st[0])
+					}
+					var wg sync.WaitGroup
+					wg.Go(func() {
+						switch {
+						case webEnd == "session":
+							e.h.SessionEnded(b)
+						case answered:
+							e.send(b, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: sub, seq: 9})
+						default:
+							e.send(b, wf{typ: protocol.TypeError, act: protocol.ActionStart, sub: sub, seq: 9,
+								corr: st[0].Control.CorrelationID, code: 486})
+						}
+					})
+					wg.Go(func() { fc.end(ev) })
+					wg.Wait()
+					e.assertIdle(t)
+					reportOnly(t, b)
+				})
+			}
+		}
+	}
+}

@@ -97,7 +97,7 @@ func (gd *guard) unparsed(msg []byte, h *head) verdict {
 // DefaultHeadersParser), "" for the others.
 func parsedFieldName(name []byte) string {
 	for _, n := range [...]string{"Via", "From", "To", "Call-ID", "CSeq", "Content-Length", "Max-Forwards", "Contact", "Route", "Record-Route", "Refer-To", "Referred-By", "Content-Type"} {
-		if foldEq(name, lower(n)) {
+		if bytes.EqualFold(name, []byte(n)) {
 			return n
 		}
 	}
@@ -115,16 +115,6 @@ func parsedFieldName(name []byte) string {
 		return "Referred-By"
 	}
 	return ""
-}
-
-func lower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 // guardedPacketConn is the UDP listener as sipgo reads it. Only sipgo's
@@ -183,7 +173,7 @@ func (c *guardedPacketConn) settle(v verdict, msg []byte, h *head, from net.Addr
 	hop := parseVia(msg, h.fields[fVia])
 	to := &net.UDPAddr{IP: ua.IP, Port: sip.DefaultUdpPort}
 	switch {
-	case hop.rport:
+	case hop.rport > 0:
 		to.Port = ua.Port
 	case hop.port != 0:
 		to.Port = hop.port

@@ -325,10 +325,15 @@ func atoi(b []byte) (int, bool) {
 // the datagram's length, or -1 on a stream, where the body follows the
 // header section as Content-Length says.
 func (h *head) judge(msg []byte, size int) verdict {
-	if h.response || h.notRequest {
-		// A UA never answers a response (RFC 3261 18.1.2), and garbage
-		// has no one to answer: sipgo drops what it cannot parse.
-		if h.response && size < 0 && h.clen < 0 {
+	switch {
+	case h.notRequest:
+		// Garbage has no one to answer. (sipgo would drop it too, after
+		// logging it whole as an error.)
+		return verdict{kind: drop, close: size < 0}
+	case h.response:
+		// A UA never answers a response (RFC 3261 18.1.2): sipgo
+		// matches it or drops it. On a stream it needs its length.
+		if size < 0 && h.clen < 0 {
 			return verdict{kind: drop, close: true}
 		}
 		return verdict{kind: pass}
@@ -404,7 +409,7 @@ func (h *head) problem(msg []byte, size int) verdict {
 		// RFC 4475 3.1.2.11 escruri).
 		return reject(400, "Bad Request (headers in the Request-URI)")
 	}
-	if h.counts[fRequire] > 0 && !foldEq(method, "ACK") && !foldEq(method, "CANCEL") && unsupported(msg) != "" {
+	if h.counts[fRequire] > 0 && string(method) != "ACK" && string(method) != "CANCEL" && unsupported(msg) != "" {
 		return reject(420, "Bad Extension")
 	}
 	return verdict{kind: pass}
@@ -441,7 +446,7 @@ func (h *head) framing(size int) verdict {
 // (RFC 3261 8.2.6, 18.2.2): a top Via with a sent-by, and a CSeq with a
 // method. An ACK is never answered (RFC 3261 17.2.1).
 func (h *head) answerable(msg []byte) bool {
-	if h.counts[fVia] == 0 || h.counts[fCSeq] == 0 || foldEq(h.method.of(msg), "ACK") {
+	if h.counts[fVia] == 0 || h.counts[fCSeq] == 0 || string(h.method.of(msg)) == "ACK" {
 		return false
 	}
 	if _, _, ok := parseCSeq(h.fields[fCSeq].of(msg)); !ok {
@@ -473,8 +478,8 @@ func parseCSeq(v []byte) (num uint64, method []byte, ok bool) {
 type via struct {
 	host  span
 	port  int // 0 when absent
-	rport bool
-	end   int // end of the first via-parm, where received and rport go
+	rport int // end of a valueless rport parameter, 0 when none
+	end   int // end of the first via-parm, where received goes
 	ok    bool
 	bad   bool // the sent-by is usable, its parameters are not
 }
@@ -557,7 +562,7 @@ func parseVia(msg []byte, s span) via {
 				return v
 			}
 		} else if foldEq(name, "rport") {
-			v.rport = true
+			v.rport = p.i
 		}
 	}
 }
@@ -726,18 +731,25 @@ func appendAnswer(dst, msg []byte, h *head, v verdict, src netip.AddrPort) []byt
 		top = false
 		off := h.fields[fVia].off
 		hop := parseVia(msg, h.fields[fVia])
-		end := hop.end - off
-		if !hop.ok || hop.bad {
-			end = len(value)
+		if !hop.ok || hop.bad || !src.IsValid() {
+			dst = appendUnfolded(dst, value)
+			dst = append(dst, "\r\n"...)
+			return
 		}
-		dst = appendUnfolded(dst, value[:end])
-		if hop.ok && !hop.bad && src.IsValid() && !bytes.Equal(hop.host.of(msg), []byte(src.Addr().String())) {
+		end := hop.end - off
+		if hop.rport > 0 {
+			// RFC 3581 4: rport gets the source port, and received is
+			// added even when it repeats the sent-by.
+			dst = appendUnfolded(dst, value[:hop.rport-off])
+			dst = append(dst, '=')
+			dst = strconv.AppendUint(dst, uint64(src.Port()), 10)
+			dst = appendUnfolded(dst, value[hop.rport-off:end])
+		} else {
+			dst = appendUnfolded(dst, value[:end])
+		}
+		if hop.rport > 0 || !bytes.Equal(hop.host.of(msg), []byte(src.Addr().String())) {
 			dst = append(dst, ";received="...)
 			dst = append(dst, src.Addr().String()...)
-		}
-		if hop.ok && !hop.bad && hop.rport && src.IsValid() {
-			dst = append(dst, ";rport="...)
-			dst = strconv.AppendUint(dst, uint64(src.Port()), 10)
 		}
 		dst = appendUnfolded(dst, value[end:])
 		dst = append(dst, "\r\n"...)
@@ -849,7 +861,15 @@ func (p *scanner) value() bool {
 
 // isTokenChar: alphanum and -.!%*_+`'~ (RFC 3261 25.1).
 func isTokenChar(c byte) bool {
-	return isAlpha(c) || (c >= '0' && c <= '9') || strings.IndexByte("-.!%*_+`'~", c) >= 0
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '.', '!', '%', '*', '_', '+', '`', '\'', '~':
+		return true
+	}
+	return false
 }
 
 func isToken(b []byte) bool {

@@ -61,7 +61,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.metrics.handshakes.WithLabelValues("accepted").Inc()
-	// The socket is served by a goroutine of its own so that this handler
+	// The socket is served by goroutines of their own so that this handler
 	// returns: net/http's connection goroutine, with its deep stack and
 	// the request it holds, is freed for the socket's whole life.
 	if !g.goTracked(func() { g.serveConn(c, p) }) {
@@ -69,19 +69,34 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveConn runs one socket: the connect exchange, then the read loop.
-// It returns when the socket is gone.
+// serveConn runs one socket's connect exchange, then hands the socket to
+// a goroutine of its own that reads it until it is gone. The handshake
+// (session set-up, logging, the store) needs a deep stack; a goroutine's
+// stack only shrinks at garbage collection, and only while less than a
+// quarter of it is in use, so the reader, which an idle session parks for
+// its whole life, starts afresh with the runtime's small initial stack.
 func (g *Gateway) serveConn(c *ws.Conn, p *auth.Principal) {
 	l := &link{c: c, max: g.cfg.Session.WindowFrames + 16}
-	// The gateway's context: Shutdown cancels it, which closes the socket.
-	ctx := g.ctx
-	defer func() { c.CloseNow(); l.stop() }()
-
-	s, err := g.handshake(ctx, c, l, p)
+	s, err := g.handshake(g.ctx, c, l, p)
 	if err != nil {
 		c.CloseNow()
+		l.stop()
 		return
 	}
+	if !g.goTracked(func() { g.readLoop(s, l) }) {
+		// Shutdown has begun: it ends every session, this one included.
+		c.CloseNow()
+		s.detach(l, false)
+		l.stop()
+	}
+}
+
+// readLoop reads the session's frames from l until the socket is gone.
+func (g *Gateway) readLoop(s *Session, l *link) {
+	c := l.c
+	defer func() { c.CloseNow(); l.stop() }()
+	// The gateway's context: Shutdown cancels it, which closes the socket.
+	ctx := g.ctx
 	for {
 		data, err := c.Read(ctx)
 		if err != nil {

@@ -17,13 +17,13 @@ import (
 // below them does the real buffering only while there is traffic:
 //   - the reader sees bytes that sock already read in one system call
 //     (a pooled buffer it holds only while they last), so a small buffer
-//     costs copies, not system calls;
+//     costs copies, not system calls; it is the smallest bufio allows;
 //   - the writer only has to hold a whole control frame (at most 2 + 125
 //     bytes), so that pongs and close frames go out in one write; data
 //     frames are written while sock is corked and reach the socket in one
 //     write whatever their size.
 const (
-	hijackReaderSize = 64
+	hijackReaderSize = 16
 	hijackWriterSize = 256
 )
 
@@ -94,13 +94,16 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 //   - corking: while corked, writes are gathered and go out in one system
 //     call when the last cork is removed.
 //
-// Reads come from one goroutine at a time (coder/websocket's read lock).
+// With raw reads, sock also lets Conn.Read wait for the next message
+// before calling into coder/websocket (see waitReadable).
 type sock struct {
 	net.Conn
 	raw          syscall.RawConn // nil: plain reads from Conn
 	writeTimeout time.Duration
 
-	// Read state, owned by the reading goroutine.
+	// rmu guards the read state: coder/websocket reads from the goroutine
+	// in Conn.Read and, during a close handshake, from the closer's.
+	rmu     sync.Mutex
 	pending []byte  // read but not yet consumed, within buf or pre
 	buf     *[]byte // pooled, held only while pending is not empty
 
@@ -124,6 +127,16 @@ func newSock(nc net.Conn, pre []byte, writeTimeout time.Duration) *sock {
 }
 
 func (s *sock) Read(p []byte) (int, error) {
+	if s.raw != nil && len(p) <= hijackReaderSize && len(p) > 1 {
+		// The bufio.Reader above is filling its buffer. One byte at a
+		// time, it never holds bytes that coder/websocket has not asked
+		// for: between messages it is empty, and waitReadable may wait on
+		// the socket alone. (Payloads of 16 bytes or more are read past
+		// it, straight into the message.)
+		p = p[:1]
+	}
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
 	if len(s.pending) == 0 {
 		if s.raw == nil {
 			return s.Conn.Read(p)
@@ -132,6 +145,10 @@ func (s *sock) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	return s.take(p), nil
+}
+
+func (s *sock) take(p []byte) int {
 	n := copy(p, s.pending)
 	s.pending = s.pending[n:]
 	if len(s.pending) == 0 {
@@ -141,7 +158,25 @@ func (s *sock) Read(p []byte) (int, error) {
 			s.buf = nil
 		}
 	}
-	return n, nil
+	return n
+}
+
+// waitReadable returns when the socket has bytes to read, or a read would
+// fail. Conn.Read calls it before coder/websocket's reader so that an
+// idle session's goroutine is parked a few frames deep: a goroutine stack
+// shrinks at garbage collection only if less than a quarter of it is in
+// use (800 bytes of that are the runtime's guard), and parked under
+// coder/websocket's frame reader it uses about 2 KiB. Errors are left for
+// the read that follows to report.
+func (s *sock) waitReadable() {
+	if s.raw == nil {
+		return
+	}
+	s.rmu.Lock()
+	if len(s.pending) == 0 {
+		s.fill()
+	}
+	s.rmu.Unlock()
 }
 
 // cork makes writes accumulate until the matching uncork.

@@ -202,6 +202,7 @@ func (c *Conn) Read(ctx context.Context) ([]byte, error) {
 
 func (c *Conn) read() ([]byte, error) {
 	for {
+		c.sock.waitReadable()
 		// The context given to coder/websocket never ends: startRead
 		// watches the caller's.
 		typ, r, err := c.c.Reader(context.Background())

@@ -1,0 +1,93 @@
+package interop
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// A -trace_msg log as SIPp 3.6 writes it: INVITE retransmitted, 180, 200,
+// ACK, BYE and its 200 for call 1; call 2 answered; call 3 unanswered.
+const sampleTrace = `----------------------------------------------- 2026-11-25 19:21:35.933775
+UDP message sent (462 bytes):
+
+INVITE sip:uas-1@example.com SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:25061;branch=z9hG4bK-20699-1-0
+Call-ID: 1-20699@127.0.0.1
+CSeq: 1 INVITE
+Content-Length:   0
+
+----------------------------------------------- 2026-11-25 19:21:35.934000
+UDP message sent (462 bytes):
+
+INVITE sip:uas-2@example.com SIP/2.0
+Call-ID: 2-20699@127.0.0.1
+CSeq: 1 INVITE
+
+----------------------------------------------- 2026-11-25 19:21:36.433775
+UDP message sent (462 bytes):
+
+INVITE sip:uas-1@example.com SIP/2.0
+Call-ID: 1-20699@127.0.0.1
+CSeq: 1 INVITE
+
+----------------------------------------------- 2026-11-25 19:21:36.433900
+UDP message received [291] bytes :
+
+SIP/2.0 180 Ringing
+Call-ID: 1-20699@127.0.0.1
+CSeq: 1 INVITE
+
+----------------------------------------------- 2026-11-25 19:21:36.434015
+UDP message received [450] bytes :
+
+SIP/2.0 200 OK
+Via: SIP/2.0/UDP 127.0.0.1:25061;branch=z9hG4bK-20699-1-0
+call-id: 1-20699@127.0.0.1
+CSeq: 1 INVITE
+
+----------------------------------------------- 2026-11-25 19:21:36.434100
+UDP message received [450] bytes :
+
+SIP/2.0 200 OK
+Call-ID: 2-20699@127.0.0.1
+CSeq: 1 INVITE
+
+----------------------------------------------- 2026-11-25 19:21:36.434200
+UDP message sent (300 bytes):
+
+BYE sip:127.0.0.1:25060 SIP/2.0
+Call-ID: 1-20699@127.0.0.1
+CSeq: 2 BYE
+
+----------------------------------------------- 2026-11-25 19:21:36.435200
+UDP message received [300 bytes] :
+
+SIP/2.0 200 OK
+Call-ID: 1-20699@127.0.0.1
+CSeq: 2 BYE
+
+----------------------------------------------- 2026-11-25 19:21:36.436000
+UDP message sent (462 bytes):
+
+INVITE sip:uas-3@example.com SIP/2.0
+Call-ID: 3-20699@127.0.0.1
+CSeq: 1 INVITE
+
+`
+
+func TestTraceLatencies(t *testing.T) {
+	got, err := traceLatencies(strings.NewReader(sampleTrace))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Call 1 from its first INVITE, not the retransmission; the BYE's
+	// 200 is no setup; call 3 has no answer.
+	want := []time.Duration{500240 * time.Microsecond, 500100 * time.Microsecond}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("latencies %v, want %v", got, want)
+	}
+	if _, err := traceLatencies(strings.NewReader(traceSeparator + "yesterday\n")); err == nil {
+		t.Fatal("a bad timestamp parsed")
+	}
+}

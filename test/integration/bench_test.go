@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -25,8 +26,9 @@ import (
 // daemon is a jsonrtcd process, so that its memory and CPU can be read
 // apart from the load's.
 type daemon struct {
-	cmd  *exec.Cmd
-	addr string
+	cmd   *exec.Cmd
+	addr  string
+	pprof string // the daemon's -pprof address
 }
 
 func startDaemon(b testing.TB) *daemon {
@@ -36,15 +38,10 @@ func startDaemon(b testing.TB) *daemon {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/jsonrtc/jsonrtc/cmd/jsonrtcd").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr, pprofAddr := freeAddr(b), freeAddr(b)
 	cfg := filepath.Join(dir, "bench.yaml")
 	os.WriteFile(cfg, []byte("log:\n  level: warn\nsession:\n  max_sessions: 1000000\n"), 0o600)
-	cmd := exec.Command(bin, "-config", cfg, "-listen", addr)
+	cmd := exec.Command(bin, "-config", cfg, "-listen", addr, "-pprof", pprofAddr)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -61,7 +58,29 @@ func startDaemon(b testing.TB) *daemon {
 		}
 		time.Sleep(25 * time.Millisecond) // polling a process start-up: no event to wait on
 	}
-	return &daemon{cmd: cmd, addr: addr}
+	return &daemon{cmd: cmd, addr: addr, pprof: pprofAddr}
+}
+
+func freeAddr(b testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// collect makes the daemon run a full garbage collection (the heap
+// profile's gc=1), as its runtime does by itself at least every two
+// minutes. Goroutine stacks only shrink at a collection, by half at most
+// each time.
+func (d *daemon) collect(b testing.TB) {
+	resp, err := http.Get("http://" + d.pprof + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 }
 
 // rss returns the daemon's resident set size in bytes.
@@ -116,62 +135,79 @@ func (d *daemon) cpu(b testing.TB) time.Duration {
 }
 
 // BenchmarkIdleSessions holds idle sessions on one jsonrtcd and reports
-// its resident memory per session. Needs a file-descriptor limit above
-// twice the count (run it under `ulimit -n 200000`).
+// its resident memory per session, once the sessions are open and again
+// after two forced garbage collections. "silent" clients send nothing
+// after the connect exchange; "acking" ones then do what the SDK does on
+// an idle session: acknowledge the connect response and send a text ping,
+// so that each session's reader has processed a frame and written one.
+// Needs a file-descriptor limit above the count (`ulimit -n`).
 func BenchmarkIdleSessions(b *testing.B) {
 	for _, n := range []int{10000, 50000} {
-		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			d := startDaemon(b)
-			base := d.rss(b)
-			conns := make([]*websocket.Conn, n)
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			var failed atomic.Value
-			for w := 0; w < 64; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						i := int(next.Add(1)) - 1
-						if i >= n || failed.Load() != nil {
-							return
-						}
-						c, err := idleSession(d.addr, i)
-						if err != nil {
-							failed.CompareAndSwap(nil, err)
-							return
-						}
-						conns[i] = c
-					}
-				}()
+		for _, acking := range []bool{false, true} {
+			name := strconv.Itoa(n) + "/silent"
+			if acking {
+				name = strconv.Itoa(n) + "/acking"
 			}
-			wg.Wait()
-			defer func() {
-				for _, c := range conns {
-					if c != nil {
-						c.CloseNow()
-					}
-				}
-			}()
-			if err := failed.Load(); err != nil {
-				b.Skipf("could not open %d sessions (raise ulimit -n): %v", n, err)
-			}
-			for b.Loop() {
-			}
-			per := float64(d.rss(b)-base) / float64(n)
-			b.ReportMetric(float64(n), "sessions")
-			b.ReportMetric(per, "RSS-B/session")
-			m := d.metrics(b)
-			b.ReportMetric(m["go_memstats_heap_inuse_bytes"]/float64(n), "heap-B/session")
-			b.ReportMetric(m["go_memstats_stack_inuse_bytes"]/float64(n), "stack-B/session")
-			b.ReportMetric(m["go_goroutines"]/float64(n), "goroutines/session")
-		})
+			b.Run(name, func(b *testing.B) { benchIdle(b, n, acking) })
+		}
 	}
+}
+
+func benchIdle(b *testing.B, n int, acking bool) {
+	d := startDaemon(b)
+	base := d.rss(b)
+	conns := make([]*websocket.Conn, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || failed.Load() != nil {
+					return
+				}
+				c, err := idleSession(d.addr, i, acking)
+				if err != nil {
+					failed.CompareAndSwap(nil, err)
+					return
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.CloseNow()
+			}
+		}
+	}()
+	if err := failed.Load(); err != nil {
+		b.Skipf("could not open %d sessions (raise ulimit -n): %v", n, err)
+	}
+	for b.Loop() {
+	}
+	report := func(suffix string) {
+		b.ReportMetric(float64(d.rss(b)-base)/float64(n), "RSS-B/session"+suffix)
+		m := d.metrics(b)
+		b.ReportMetric(m["go_memstats_heap_inuse_bytes"]/float64(n), "heap-B/session"+suffix)
+		b.ReportMetric(m["go_memstats_stack_inuse_bytes"]/float64(n), "stack-B/session"+suffix)
+	}
+	b.ReportMetric(float64(n), "sessions")
+	b.ReportMetric(d.metrics(b)["go_goroutines"]/float64(n), "goroutines/session")
+	report("")
+	d.collect(b)
+	d.collect(b)
+	report("-afterGC")
 }
 
 // idleSession opens one session, from one of several loopback source
 // addresses so that 50,000 connections fit in the ephemeral port range.
-func idleSession(addr string, i int) (*websocket.Conn, error) {
+func idleSession(addr string, i int, acking bool) (*websocket.Conn, error) {
 	local := &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i%8))}
 	hc := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: local}).DialContext}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -187,6 +223,18 @@ func idleSession(addr string, i int) (*websocket.Conn, error) {
 	}
 	if _, _, err := c.Read(ctx); err != nil {
 		return nil, err
+	}
+	if acking {
+		ack := `{"control":{"type":"acknowledgement","package_type":"register","ack_sequence":1,"version":"1.0"},"header":{},"payload":{}}`
+		if err := c.Write(ctx, websocket.MessageText, []byte(ack)); err != nil {
+			return nil, err
+		}
+		if err := c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+			return nil, err
+		}
+		if _, data, err := c.Read(ctx); err != nil || string(data) != "pong" {
+			return nil, fmt.Errorf("ping: %q %v", data, err)
+		}
 	}
 	return c, nil
 }

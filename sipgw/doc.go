@@ -38,4 +38,30 @@
 // Everything from a web frame is validated before it reaches a SIP
 // message ([Gateway.ParseTarget], [ValidateHeader], [ValidateDisplayName]).
 // Close waits for every goroutine; [Gateway.Stats] counts what is live.
+//
+// # Malformed SIP
+//
+// Every message on the SIP ports is checked before sipgo parses it
+// (malformed.go, guard.go; RFC 3261 8.2, 18.2.2, RFC 4475). A request
+// that is malformed but has a usable top Via and a CSeq with a method
+// is answered, statelessly, at its source address (Via port, or the
+// source port with rport), over TCP and TLS on its connection:
+//   - 400 with the reason, e.g. "Bad Request (malformed Content-Length)":
+//     Request-Line, line endings, field syntax, Content-Length (missing
+//     on a stream, several, not a number, beyond the datagram), From,
+//     To, Call-ID or CSeq missing or repeated, CSeq above 2^31-1 or with
+//     another method, Max-Forwards not a number, Via, From or To
+//     malformed, headers in the Request-URI; and whatever sipgo's parser
+//     refuses after the check passed it (its field named);
+//   - 505 for a SIP version other than 2.0, 416 for a Request-URI scheme
+//     other than sip, sips, tel, 420 with Unsupported for a Require
+//     naming more than 100rel and replaces, 513 for a stream message
+//     over 64 KB.
+//
+// Dropped without an answer: responses sipgo does not match (a UA never
+// answers a response), a malformed ACK, requests with no usable Via or CSeq,
+// and garbage. Over TCP and TLS a lost framing (bad Content-Length,
+// garbage, a message sipgo cannot parse) closes that connection after
+// the answer; nothing else is affected. The rest reaches the handlers,
+// which give every request a final answer (405, 404, 481...).
 package sipgw

@@ -2,7 +2,6 @@ package sipgw
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -199,10 +198,6 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 	return &guardedConn{Conn: c, gd: l.gd, network: l.network}, nil
 }
 
-// errFraming ends the stream sipgo reads after a message whose end
-// cannot be found; sipgo then closes the connection.
-var errFraming = errors.New("sipgw: SIP framing lost")
-
 // guardedConn is a stream connection as sipgo reads it: whole messages,
 // one per Read (in pieces when longer than sipgo's buffer). Read runs
 // on sipgo's reading goroutine only; Close may run anywhere.
@@ -270,7 +265,7 @@ func (c *guardedConn) frame() bool {
 	if end < 0 {
 		if len(buf) > maxMessage {
 			c.gd.outcome(verdict{kind: drop, close: true}, c.network, c.RemoteAddr())
-			c.err = errFraming
+			c.err = io.EOF // sipgo closes the connection, quietly: we logged
 			return true
 		}
 		return false
@@ -281,7 +276,7 @@ func (c *guardedConn) frame() bool {
 	v := h.judge(hdr, -1)
 	if v.close {
 		c.settle(v, hdr, &h)
-		c.err = errFraming
+		c.err = io.EOF // sipgo closes the connection, quietly: we logged
 		return true
 	}
 	size := len(hdr) + max(h.clen, 0)

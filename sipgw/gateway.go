@@ -357,7 +357,7 @@ func (g *Gateway) routes() {
 	g.srv.OnOptions(wrap(func(req *sip.Request, tx sip.ServerTransaction) {
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 		res.AppendHeader(sip.NewHeader("Allow", allowed))
-		res.AppendHeader(sip.NewHeader("Supported", "100rel, replaces"))
+		res.AppendHeader(sip.NewHeader("Supported", supportedExtensions))
 		_ = tx.Respond(res)
 	}))
 	g.srv.OnNoRoute(wrap(func(req *sip.Request, tx sip.ServerTransaction) {

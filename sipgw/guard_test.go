@@ -173,6 +173,13 @@ func TestGuardTCP(t *testing.T) {
 	expect(r3, "SIP/2.0 400 Bad Request (malformed Contact)")
 	expectClosed(r3)
 
+	// A message longer than sipgo's read buffer goes to it in pieces.
+	big := strings.Replace(request("tcp", l1, "t7", "Content-Type: text/plain\r\n"), "Content-Length: 0", "Content-Length: 40000", 1) + strings.Repeat("x", 40000)
+	if _, err := c1.Write([]byte(big)); err != nil {
+		t.Fatal(err)
+	}
+	expect(r1, "SIP/2.0 200 OK")
+
 	// The first connection is still served.
 	if _, err := c1.Write([]byte(request("tcp", l1, "t6", ""))); err != nil {
 		t.Fatal(err)

@@ -63,8 +63,10 @@ type Gateway struct {
 	waiting  bool           // Shutdown waits on wg: guarded by mu
 	shutdown chan struct{}
 	ctx      context.Context // cancelled by Shutdown
-	cancel   context.CancelFunc
-	metrics  *metrics
+	// flushWork hands a link to an idle writer goroutine (session.go).
+	flushWork chan *link
+	cancel    context.CancelFunc
+	metrics   *metrics
 }
 
 // Options are the parts of a gateway that are not configuration.
@@ -90,6 +92,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{
+		flushWork:  make(chan *link),
 		cfg:        cfg,
 		log:        log,
 		web:        opts.Web,

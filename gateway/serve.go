@@ -76,7 +76,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 // quarter of it is in use, so the reader, which an idle session parks for
 // its whole life, starts afresh with the runtime's small initial stack.
 func (g *Gateway) serveConn(c *ws.Conn, p *auth.Principal) {
-	l := &link{c: c, max: g.cfg.Session.WindowFrames + 16}
+	l := &link{g: g, c: c, max: g.cfg.Session.WindowFrames + 16}
 	s, err := g.handshake(g.ctx, c, l, p)
 	if err != nil {
 		c.CloseNow()

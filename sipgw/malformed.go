@@ -348,6 +348,9 @@ func (h *head) problem(msg []byte, size int) verdict {
 			return reject(400, "Bad Request (more than one "+fieldNames[f]+")")
 		}
 	}
+	if h.fields[fCallID].off == h.fields[fCallID].end {
+		return reject(400, "Bad Request (empty Call-ID)")
+	}
 	method := h.method.of(msg)
 	num, cseqMethod, ok := parseCSeq(h.fields[fCSeq].of(msg))
 	switch {
@@ -385,8 +388,13 @@ func (h *head) problem(msg []byte, size int) verdict {
 		// RFC 4475 3.1.2.11 escruri).
 		return reject(400, "Bad Request (headers in the Request-URI)")
 	}
-	if h.counts[fRequire] > 0 && string(method) != "ACK" && string(method) != "CANCEL" && unsupported(msg) != "" {
-		return reject(420, "Bad Extension")
+	if h.counts[fRequire] > 0 && string(method) != "ACK" && string(method) != "CANCEL" {
+		switch tags, ok := unsupported(msg); {
+		case !ok:
+			return reject(400, "Bad Request (malformed Require)")
+		case tags != "":
+			return reject(420, "Bad Extension")
+		}
 	}
 	return verdict{kind: pass}
 }
@@ -432,22 +440,27 @@ func (h *head) answerable(msg []byte) bool {
 }
 
 // unsupported lists the option tags of the Require fields that we do
-// not support (RFC 3261 8.2.2.3), comma separated; "" when none.
-func unsupported(msg []byte) string {
+// not support (RFC 3261 8.2.2.3), comma separated; "" when none. ok is
+// false when a tag is not a token.
+func unsupported(msg []byte) (tags string, ok bool) {
 	var out []string
+	ok = true
 	eachField(msg, func(name, value []byte) {
 		if fieldOf(name) != fRequire {
 			return
 		}
 		for tag := range bytes.SplitSeq(value, []byte(",")) {
 			tag = bytes.TrimFunc(tag, func(r rune) bool { return r < 0x80 && isLWS(byte(r)) })
-			if len(tag) == 0 || isSupported(tag) {
-				continue
+			switch {
+			case len(tag) == 0: // "a, , b": tolerated
+			case !isToken(tag):
+				ok = false
+			case !isSupported(tag):
+				out = append(out, string(tag))
 			}
-			out = append(out, string(tag))
 		}
 	})
-	return strings.Join(out, ", ")
+	return strings.Join(out, ", "), ok
 }
 
 func isSupported(tag []byte) bool {
@@ -542,7 +555,8 @@ func appendAnswer(dst, msg []byte, h *head, v verdict, src netip.AddrPort) []byt
 	}
 	if v.code == 420 {
 		dst = append(dst, "Unsupported: "...)
-		dst = append(dst, unsupported(msg)...)
+		tags, _ := unsupported(msg)
+		dst = append(dst, tags...)
 		dst = append(dst, "\r\n"...)
 	}
 	return append(dst, "Content-Length: 0\r\n\r\n"...)

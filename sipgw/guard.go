@@ -214,23 +214,27 @@ type guardedConn struct {
 	err    error  // ends the stream once out is empty
 
 	mu      sync.Mutex
-	pending []byte // a request sipgo has whole and has not come back from
+	pending []byte // a request handed to sipgo that it has not come back from
 	closed  bool
 }
 
 func (c *guardedConn) Read(b []byte) (int, error) {
-	c.mu.Lock()
-	c.pending = nil // sipgo is back for more: the last one parsed
-	c.mu.Unlock()
+	if len(c.out) == 0 {
+		c.mu.Lock()
+		c.pending = nil // sipgo is back for more: the last one parsed
+		c.mu.Unlock()
+	}
 	for {
 		if len(c.out) > 0 {
-			n := copy(b, c.out)
-			c.out = c.out[n:]
-			if len(c.out) == 0 && c.outReq {
+			if c.outReq {
+				// Until sipgo comes back for the next message, this one
+				// is with it, however many pieces it took so far.
 				c.mu.Lock()
 				c.pending = c.outMsg
 				c.mu.Unlock()
 			}
+			n := copy(b, c.out)
+			c.out = c.out[n:]
 			return n, nil
 		}
 		if c.err != nil {

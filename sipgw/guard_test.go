@@ -180,6 +180,15 @@ func TestGuardTCP(t *testing.T) {
 	}
 	expect(r1, "SIP/2.0 200 OK")
 
+	// sipgo gives up on the first piece of a long one: answered all the same.
+	c4, r4, l4 := dial()
+	bad := strings.Replace(request("tcp", l4, "t8", "Contact: <sip:x@example.com\r\nContent-Type: text/plain\r\n"), "Content-Length: 0", "Content-Length: 40000", 1) + strings.Repeat("x", 40000)
+	if _, err := c4.Write([]byte(bad)); err != nil {
+		t.Fatal(err)
+	}
+	expect(r4, "SIP/2.0 400 Bad Request (malformed Contact)")
+	expectClosed(r4)
+
 	// The first connection is still served.
 	if _, err := c1.Write([]byte(request("tcp", l1, "t6", ""))); err != nil {
 		t.Fatal(err)

@@ -67,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.rate, "rate", 100, "target aggregate rate: messages/s (relay) or calls/s (calls)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to run once every session is up")
 	fs.StringVar(&cfg.mode, "mode", "idle", "idle, relay or calls")
-	fs.IntVar(&cfg.pid, "pid", 0, "`pid` of the gateway, to report its RSS (VmRSS)")
+	fs.IntVar(&cfg.pid, "pid", 0, "`pid` of the gateway, to report its RSS (VmRSS) and CPU time")
 	fs.Float64Var(&cfg.dialRate, "dial-rate", 500, "sessions opened per second during ramp-up")
 	fs.IntVar(&cfg.inflight, "inflight", 1000, "bound on requests or calls in flight; beyond it a tick counts as an overload error")
 	fs.DurationVar(&cfg.hold, "hold", time.Second, "calls mode: how long each call stays up")
@@ -155,6 +155,30 @@ func vmRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// processCPU returns the user and system CPU time pid has used.
+func processCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from after it (utime and stime are the 14th and 15th of stat(5)).
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil // USER_HZ is 100 on Linux
 }
 
 // counters are shared by every session.

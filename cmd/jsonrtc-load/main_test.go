@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"testing"
 	"time"
 )
@@ -50,5 +51,19 @@ func TestQuantiles(t *testing.T) {
 	n, p50, p90, p99, max := l.quantiles()
 	if n != 100 || p50 != 51*time.Millisecond || p90 != 91*time.Millisecond || p99 != 100*time.Millisecond || max != 100*time.Millisecond {
 		t.Fatalf("n %d p50 %v p90 %v p99 %v max %v", n, p50, p90, p99, max)
+	}
+}
+
+func TestProcessCPU(t *testing.T) {
+	d, err := processCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin until the kernel has charged this process at least one tick.
+	for start := time.Now(); d < 10*time.Millisecond && time.Since(start) < 10*time.Second; {
+		d, _ = processCPU(os.Getpid())
+	}
+	if d < 10*time.Millisecond {
+		t.Fatalf("CPU time %v after spinning", d)
 	}
 }

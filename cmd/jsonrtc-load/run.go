@@ -68,6 +68,7 @@ type report struct {
 	cnt                      *counters
 	rssBase, rssHeld, rssEnd int64
 	rssErr                   error
+	cpu                      time.Duration // the gateway's, over the window
 }
 
 func (r *runner) run(ctx context.Context) (*report, error) {
@@ -93,6 +94,10 @@ func (r *runner) run(ctx context.Context) (*report, error) {
 	}
 
 	phase <- r.cfg.mode
+	var cpu0 time.Duration
+	if r.cfg.pid != 0 {
+		cpu0, _ = processCPU(r.cfg.pid)
+	}
 	in0, out0 := r.cnt.framesIn.Load(), r.cnt.framesOut.Load()
 	ws := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.duration)
@@ -109,6 +114,9 @@ func (r *runner) run(ctx context.Context) (*report, error) {
 	rep.held = r.cnt.held.Load()
 	if r.cfg.pid != 0 {
 		rep.rssEnd, _ = vmRSS(r.cfg.pid)
+		if cpu1, err := processCPU(r.cfg.pid); err == nil && cpu0 > 0 {
+			rep.cpu = cpu1 - cpu0
+		}
 	}
 	phase <- "closing"
 	r.closeAll()
@@ -412,6 +420,12 @@ func (rep *report) print(w io.Writer) {
 		fmt.Fprintf(w, "gateway RSS (pid %d): before %d KiB, sessions held %d KiB, end %d KiB\n", rep.cfg.pid, rep.rssBase, rep.rssHeld, rep.rssEnd)
 		if rep.maxHeld > 0 {
 			fmt.Fprintf(w, "per session: %.1f KiB\n", float64(rep.rssHeld-rep.rssBase)/float64(rep.maxHeld))
+		}
+		if rep.cpu > 0 {
+			// Each frame in or out of the load is one the gateway relayed
+			// or answered.
+			fmt.Fprintf(w, "gateway CPU over the window: %.2f cores; %.0f frames per gateway CPU-second\n",
+				rep.cpu.Seconds()/secs, float64(rep.framesIn+rep.framesOut)/rep.cpu.Seconds())
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
+	sdp "github.com/pion/sdp/v3"
 )
 
 // This file interworks calls with SIP (PROTOCOL.md section 6): a web
@@ -219,19 +220,19 @@ type farLeg struct {
 	done chan struct{} // closed when the SIP call is over and reported
 
 	// Guarded by c.mu.
-	remote       string          // the SIP party, as the web side sees it
-	answered     bool            // 2xx received (outgoing) or sent (incoming)
-	webGone      bool            // the web side ended the call: tell it nothing more
-	prack        bool            // a reliable provisional awaits the web's PRACK
-	earlySDP     json.RawMessage // the payload of the last provisional with SDP
-	rang         bool            // incoming: 180 sent
-	completeCorr string          // the web correlation the next ACK completes
-	webReoffer   string          // the web's re-offer awaiting SIP's answer (its correlation)
-	sipReoffer   *sipReoffer     // SIP's re-offer awaiting the web's answer
-	ackOnce      bool            // outgoing: the web's complete became the ACK
-	confirmed    bool            // the INVITE was ACKed: INFO may go (trickle.go)
-	localSDP     string          // the web side's last SDP toward SIP (trickle.go)
-	trickle      []string        // web candidates not yet given to SIP (trickle.go)
+	remote       string                  // the SIP party, as the web side sees it
+	answered     bool                    // 2xx received (outgoing) or sent (incoming)
+	webGone      bool                    // the web side ended the call: tell it nothing more
+	prack        bool                    // a reliable provisional awaits the web's PRACK
+	earlySDP     json.RawMessage         // the payload of the last provisional with SDP
+	rang         bool                    // incoming: 180 sent
+	completeCorr string                  // the web correlation the next ACK completes
+	webReoffer   string                  // the web's re-offer awaiting SIP's answer (its correlation)
+	sipReoffer   *sipReoffer             // SIP's re-offer awaiting the web's answer
+	ackOnce      bool                    // outgoing: the web's complete became the ACK
+	confirmed    bool                    // the INVITE was ACKed: INFO may go (trickle.go)
+	local        *sdp.SessionDescription // the web side's last SDP toward SIP (trickle.go)
+	trickle      []sdp.Attribute         // web candidates not yet given to SIP (trickle.go)
 	trickleBytes int
 	trickleUfrag string // the ICE generation of trickle
 	finished     bool
@@ -326,6 +327,11 @@ func (fl *farLeg) web() *leg {
 
 // dialSIP starts an outgoing SIP call for the web start f. h.far is set.
 func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload) {
+	local, err := parseSDP(p.SDP)
+	if err != nil {
+		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
+		return
+	}
 	if !acquireCall(ep) {
 		ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many calls"), false)
 		return
@@ -339,7 +345,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	h.legs[legKey{ep.ID(), c.caller.sub}] = c.caller
 	h.mu.Unlock()
 	fl := h.newFarLeg(c, true)
-	fl.localSDP = p.SDP
+	fl.local = local
 	// wsc.js ignores trickle: its candidates come in re-offers instead.
 	o := sipgw.DialOptions{Identity: ep.Identity(), Target: f.Header.Target, SDP: []byte(p.SDP),
 		Headers: h.sipHeaders(f.Header.Ext), Offer100rel: true, Trickle: !ep.Oracle()}
@@ -403,8 +409,10 @@ func (h *Handler) incomingSIP(sc sipCall) {
 	h.calls[c] = struct{}{}
 	h.mu.Unlock()
 	h.far.wg.Go(fl.read)
-	if len(sc.Offer()) == 0 || !protocol.HasSDP(string(sc.Offer())) {
-		// Browsers need the offer in the INVITE.
+	if _, err := parseSDP(string(sc.Offer())); err != nil {
+		// Browsers need the offer in the INVITE, and one they can read
+		// (RFC 3261 section 13.3.1.3).
+		h.log.Info("incoming SIP call refused: its SDP does not parse", "call", sc.ID(), "err", err)
 		fl.reject(protocol.CodeNotAcceptableHere)
 		return
 	}
@@ -569,6 +577,10 @@ func (fl *farLeg) onEvent(ev sipgw.Event) {
 		out.Control.MessageState = protocol.StateSubsequent
 		out.Header.ResponseCode, out.Header.Reason = ev.Code, protocol.Reason(ev.Code)
 		if protocol.HasSDP(string(ev.SDP)) {
+			if _, err := parseSDP(string(ev.SDP)); err != nil {
+				fl.badSIPSDP(err)
+				return
+			}
 			out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
 			fl.earlySDP = out.Payload
 		}
@@ -586,6 +598,12 @@ func (fl *farLeg) onEvent(ev sipgw.Event) {
 	case sipgw.EventAnswered:
 		if !fl.out {
 			return
+		}
+		if protocol.HasSDP(string(ev.SDP)) {
+			if _, err := parseSDP(string(ev.SDP)); err != nil {
+				fl.badSIPSDP(err)
+				return
+			}
 		}
 		fl.answered, fl.prack = true, false
 		if c.timer != nil {
@@ -618,6 +636,15 @@ func (fl *farLeg) onEvent(ev sipgw.Event) {
 		if w == nil || fl.webReoffer != "" || fl.sipReoffer != nil {
 			_ = ro.Reject(491, "")
 			return
+		}
+		if len(ev.SDP) > 0 {
+			// The session stays as it was (RFC 3261 section 14.2);
+			// the web side saw nothing of it.
+			if _, err := parseSDP(string(ev.SDP)); err != nil {
+				h.log.Info("SIP re-offer refused: its SDP does not parse", "call", fl.sc.ID(), "err", err)
+				_ = ro.Reject(protocol.CodeNotAcceptableHere, "")
+				return
+			}
 		}
 		out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionStart, "")
 		out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
@@ -662,6 +689,30 @@ func (fl *farLeg) remoteName() string {
 		return fl.c.target
 	}
 	return fl.remote
+}
+
+// badSIPSDP ends the call over an SDP from SIP (in an 18x, a 2xx, or
+// the answer to a web re-offer) that does not parse: the offer/answer
+// exchange failed, so there is no media session to wait for. The SIP
+// side gets a CANCEL, or the ACK and a BYE (RFC 3261 section 13.2.2.4);
+// an unanswered web caller gets 488, an answered web side a shutdown.
+// c.mu is held.
+func (fl *farLeg) badSIPSDP(err error) {
+	c, h := fl.c, fl.h
+	h.log.Info("SIP call ended: its SDP does not parse", "call", fl.sc.ID(), "err", err)
+	switch w := fl.web(); {
+	case fl.out && !fl.answered:
+		h.failCaller(c, protocol.CodeNotAcceptableHere, sdpReason(err))
+	case w != nil:
+		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
+		if !fl.out {
+			out.Header.Initiator, out.Header.Target = fl.remote, w.ep.Identity()
+		}
+		h.send(w, out, true)
+	}
+	fl.webGone = true
+	fl.hangup()
+	h.endFar(c)
 }
 
 // ended reports the end of the SIP call to the web side. c.mu is held.
@@ -757,9 +808,15 @@ func (h *Handler) farFrame(l *leg, f *protocol.Frame) {
 			reply(0, "")
 			return
 		}
-		fl.prack = false
 		var p protocol.CallPayload
 		_ = protocol.DecodePayload(f.Payload, &p)
+		if p.SDP != "" {
+			if _, err := parseSDP(p.SDP); err != nil {
+				reply(protocol.CodeNotAcceptableHere, sdpReason(err))
+				return
+			}
+		}
+		fl.prack = false
 		if !fl.enqueue(func() {
 			ctx, cancel := opCtx()
 			err := fl.sc.Prack(ctx, []byte(p.SDP))
@@ -818,6 +875,11 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		l.ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, "a re-offer needs SDP"), false)
 		return
 	}
+	local, err := parseSDP(p.SDP)
+	if err != nil {
+		l.ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
+		return
+	}
 	if fl.webReoffer != "" || fl.sipReoffer != nil {
 		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "Glare"), false)
 		return
@@ -825,11 +887,11 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 	corr := ClientCorrelation(f)
 	fl.webReoffer = corr
 	c := fl.c
-	sdp := fl.foldTrickle(p.SDP)
-	fl.setLocalSDP(sdp)
+	offer := fl.foldTrickle(p.SDP, local)
+	fl.setLocalSDP(local)
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
-		answer, err := fl.sc.Reoffer(ctx, []byte(sdp))
+		answer, err := fl.sc.Reoffer(ctx, []byte(offer))
 		cancel()
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -842,6 +904,13 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 			out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
 			out.Header.ErrorCode, out.Header.Reason = code, protocol.Reason(code)
 			h.send(l, out, false)
+			return
+		}
+		if _, err := parseSDP(string(answer)); err != nil {
+			out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
+			out.Header.ErrorCode, out.Header.Reason = protocol.CodeNotAcceptableHere, sdpReason(err)
+			h.send(l, out, false)
+			fl.badSIPSDP(err)
 			return
 		}
 		out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionStart, corr)
@@ -873,12 +942,21 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 			_ = r.ro.Reject(protocol.CodeNotAcceptableHere, "")
 			return
 		}
+		local, err := parseSDP(p.SDP)
+		if err != nil {
+			// The re-INVITE cannot wait for a retry the web side may
+			// never send: refused, the session stays as it was (RFC
+			// 3261 section 14.2), and the web side learns why.
+			_ = r.ro.Reject(protocol.CodeNotAcceptableHere, "")
+			h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
+			return
+		}
 		fl.completeCorr = r.corr
 		if err := r.ro.Accept([]byte(p.SDP)); err != nil {
 			fl.completeCorr = ""
 			return
 		}
-		fl.setLocalSDP(p.SDP)
+		fl.setLocalSDP(local)
 		return
 	}
 	if fl.out || c.winner != nil || l.state != legRinging {
@@ -889,11 +967,16 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 	// can take candidates (wsc.js cannot).
 	trickle := !l.ep.Oracle()
 	if !final {
-		sdp := []byte(nil)
+		early := []byte(nil)
 		code := protocol.CodeRinging
 		if protocol.HasSDP(p.SDP) {
-			sdp, code = []byte(p.SDP), protocol.CodeSessionProgress
-			fl.setLocalSDP(p.SDP)
+			local, err := parseSDP(p.SDP)
+			if err != nil {
+				h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
+				return
+			}
+			early, code = []byte(p.SDP), protocol.CodeSessionProgress
+			fl.setLocalSDP(local)
 		} else if fl.rang {
 			return
 		}
@@ -905,7 +988,7 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 			// supports 100rel: its PRACK is answered by sipgw, and our
 			// 200 waits for it.
 			sc.SetTrickle(trickle)
-			if err := sc.Progress(ctx, code, sdp, sdp != nil); err != nil {
+			if err := sc.Progress(ctx, code, early, early != nil); err != nil {
 				h.log.Debug("SIP provisional not sent", "call", sc.ID(), "code", code, "err", err)
 			}
 		})
@@ -915,10 +998,19 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 		h.send(l, errorFrame(f, protocol.CodeBadRequest, "an answer needs SDP"), false)
 		return
 	}
+	local, err := parseSDP(p.SDP)
+	if err != nil {
+		// The SIP caller keeps ringing: this callee may answer again
+		// with a good SDP, another fork may answer, and the ring
+		// timeout ends the call as for any unanswered one. Failing the
+		// call here would let one broken client end it for every fork.
+		h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
+		return
+	}
 	c.winner, l.state = l, legAnswered
 	fl.answered = true
 	fl.completeCorr = l.startCorr
-	fl.setLocalSDP(p.SDP)
+	fl.setLocalSDP(local)
 	fl.adoptTrickle(l)
 	if c.timer != nil {
 		c.timer.Stop()

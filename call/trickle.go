@@ -1,7 +1,10 @@
 package call
 
 import (
+	"slices"
 	"strings"
+
+	sdp "github.com/pion/sdp/v3"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
@@ -58,28 +61,36 @@ func (fl *farLeg) adoptTrickle(l *leg) {
 }
 
 func (fl *farLeg) addTrickle(frag string) {
-	lines := fragmentLines(frag)
-	if len(lines) == 0 {
+	attrs := fragmentAttrs(frag)
+	if len(attrs) == 0 {
 		return
 	}
 	if len(fl.trickle) == 0 {
-		fl.trickleUfrag = sdpAttr(fl.localSDP, "ice-ufrag")
+		fl.trickleUfrag = fl.localUfrag()
 	}
-	for _, line := range lines {
-		if fl.trickleBytes+len(line) > maxPendingTrickle {
-			fl.h.log.Info("ICE candidates toward SIP dropped: too many pending", "lines", len(lines))
+	for _, a := range attrs {
+		n := attrLineLen(a)
+		if fl.trickleBytes+n > maxPendingTrickle {
+			fl.h.log.Info("ICE candidates toward SIP dropped: too many pending", "lines", len(attrs))
 			return
 		}
-		fl.trickleBytes += len(line) + 2
-		fl.trickle = append(fl.trickle, line)
+		fl.trickleBytes += n
+		fl.trickle = append(fl.trickle, a)
 	}
 }
 
-// setLocalSDP records the SDP the web side gave SIP last; a new ICE
-// generation makes the waiting candidates useless.
-func (fl *farLeg) setLocalSDP(sdp string) {
-	fl.localSDP = sdp
-	if len(fl.trickle) > 0 && sdpAttr(sdp, "ice-ufrag") != fl.trickleUfrag {
+func (fl *farLeg) localUfrag() string {
+	if fl.local == nil {
+		return ""
+	}
+	return iceUfrag(fl.local)
+}
+
+// setLocalSDP records the SDP the web side gave SIP last (parsed by
+// parseSDP); a new ICE generation makes the waiting candidates useless.
+func (fl *farLeg) setLocalSDP(d *sdp.SessionDescription) {
+	fl.local = d
+	if len(fl.trickle) > 0 && iceUfrag(d) != fl.trickleUfrag {
 		fl.dropTrickle("ICE restarted")
 	}
 }
@@ -95,7 +106,7 @@ func (fl *farLeg) flushTrickle() {
 	if len(fl.trickle) == 0 || !fl.confirmed || fl.sc == nil || !fl.sc.PeerAccepts(sipgw.InfoPackageTrickleICE) {
 		return
 	}
-	body := []byte(sdpfrag(fl.localSDP, fl.trickle))
+	body := sdpfrag(fl.local, fl.trickle)
 	fl.trickle, fl.trickleBytes = nil, 0
 	sc, log := fl.sc, fl.h.log
 	if !fl.enqueue(func() {
@@ -110,24 +121,33 @@ func (fl *farLeg) flushTrickle() {
 	}
 }
 
-// foldTrickle adds the waiting candidates to offer, the web side's next
-// offer toward a peer that takes no INFO. c.mu is held.
-func (fl *farLeg) foldTrickle(offer string) string {
+// foldTrickle adds the waiting candidates to offer (parsed as d), the
+// web side's next offer toward a peer that takes no INFO, and returns
+// the SDP to send. c.mu is held.
+func (fl *farLeg) foldTrickle(offer string, d *sdp.SessionDescription) string {
 	if len(fl.trickle) == 0 || fl.sc == nil || fl.sc.PeerAccepts(sipgw.InfoPackageTrickleICE) {
 		return offer
 	}
-	if sdpAttr(offer, "ice-ufrag") != fl.trickleUfrag {
+	if iceUfrag(d) != fl.trickleUfrag {
 		fl.dropTrickle("ICE restarted")
 		return offer
 	}
-	out := foldCandidates(offer, fl.trickle)
+	out, err := foldCandidates(d, fl.trickle)
+	if err != nil {
+		fl.dropTrickle("offer not marshalled: " + err.Error())
+		return offer
+	}
 	fl.trickle, fl.trickleBytes = nil, 0
-	return out
+	return string(out)
 }
 
 // sipTrickle hands an RFC 8840 INFO body to the web leg w. c.mu is held.
 func (fl *farLeg) sipTrickle(w *leg, body []byte) {
-	frag := webFragment(string(body))
+	frag, err := webFragment(body)
+	if err != nil {
+		fl.h.log.Debug("trickle INFO from SIP ignored", "err", err)
+		return
+	}
 	if frag == "" {
 		return
 	}
@@ -137,21 +157,32 @@ func (fl *farLeg) sipTrickle(w *leg, body []byte) {
 	fl.h.send(w, out, false)
 }
 
-// fragmentLines normalises a web trickle fragment to its a=mid,
-// a=candidate and a=end-of-candidates lines. wsc.js-era clients
-// concatenate browsers' candidate strings, which lack the a= prefix and
-// the line end: those are split and prefixed.
-func fragmentLines(frag string) []string {
-	var out []string
+// Attribute names of trickle ICE (RFC 8839 section 5.1 and 5.5, RFC
+// 8843 section 5).
+const (
+	attrCandidate = "candidate"
+	attrEnd       = "end-of-candidates"
+	attrMid       = "mid"
+)
+
+// fragmentAttrs reads a web trickle fragment into its a=mid,
+// a=candidate and a=end-of-candidates attributes. A web fragment is no
+// SDP: its a=mid lines stand alone, with no m= line, and wsc.js-era
+// clients concatenate browsers' candidate strings, which lack the a=
+// prefix and the line end, so pion's session parser cannot read it;
+// this reader knows those three attributes and drops every other line.
+func fragmentAttrs(frag string) []sdp.Attribute {
+	var out []sdp.Attribute
 	for _, raw := range strings.FieldsFunc(frag, func(r rune) bool { return r == '\r' || r == '\n' }) {
 		for _, line := range splitCandidates(strings.TrimSpace(raw)) {
+			bare := strings.TrimPrefix(line, "a=")
 			switch {
-			case strings.HasPrefix(line, "candidate:"):
-				out = append(out, "a="+line)
-			case strings.HasPrefix(line, "a=candidate:"), line == "a=end-of-candidates":
-				out = append(out, line)
-			case strings.HasPrefix(line, "a=mid:") && len(line) > len("a=mid:"):
-				out = append(out, line)
+			case strings.HasPrefix(bare, attrCandidate+":") && len(bare) > len(attrCandidate)+1:
+				out = append(out, sdp.NewAttribute(attrCandidate, bare[len(attrCandidate)+1:]))
+			case line == "a="+attrEnd:
+				out = append(out, sdp.NewPropertyAttribute(attrEnd))
+			case strings.HasPrefix(line, "a="+attrMid+":") && len(bare) > len(attrMid)+1:
+				out = append(out, sdp.NewAttribute(attrMid, bare[len(attrMid)+1:]))
 			}
 		}
 	}
@@ -183,57 +214,24 @@ func splitCandidates(line string) []string {
 	}
 }
 
-// sdpLines splits an SDP (or fragment) into lines without their ends.
-func sdpLines(sdp string) []string {
-	return strings.FieldsFunc(sdp, func(r rune) bool { return r == '\r' || r == '\n' })
-}
-
-// sdpAttr is the value of the first a=<name>: line of sdp.
-func sdpAttr(sdp, name string) string {
-	prefix := "a=" + name + ":"
-	for _, l := range sdpLines(sdp) {
-		if strings.HasPrefix(l, prefix) {
-			return strings.TrimSpace(l[len(prefix):])
-		}
+// attrLineLen is the length of a's a= line with its end.
+func attrLineLen(a sdp.Attribute) int {
+	n := len("a=") + len(a.Key) + len("\r\n")
+	if a.Value != "" {
+		n += 1 + len(a.Value)
 	}
-	return ""
+	return n
 }
 
-// media is one m= section of an SDP: its m= line, mid, and the ICE
-// credentials it carries.
-type media struct {
-	mline, mid string
-	ice        []string // a=ice-ufrag, a=ice-pwd
-}
-
-// parseMedia returns the session-level ICE credential lines and the media
-// sections of sdp.
-func parseMedia(sdp string) (session []string, ms []media) {
-	for _, l := range sdpLines(sdp) {
-		switch {
-		case strings.HasPrefix(l, "m="):
-			ms = append(ms, media{mline: l})
-		case strings.HasPrefix(l, "a=ice-ufrag:"), strings.HasPrefix(l, "a=ice-pwd:"):
-			if len(ms) == 0 {
-				session = append(session, l)
-			} else {
-				ms[len(ms)-1].ice = append(ms[len(ms)-1].ice, l)
-			}
-		case strings.HasPrefix(l, "a=mid:") && len(ms) > 0:
-			ms[len(ms)-1].mid = l[len("a=mid:"):]
-		}
-	}
-	return session, ms
-}
-
-// byMid groups fragment lines by their a=mid, in order of first mention.
-// Lines before any a=mid go under "".
-func byMid(lines []string) (mids []string, group map[string][]string) {
-	group = map[string][]string{}
+// byMid groups trickle attributes by the a=mid before them, in order of
+// first mention; those before any a=mid go under "". A repeated
+// a=end-of-candidates in one group is dropped.
+func byMid(attrs []sdp.Attribute) (mids []string, group map[string][]sdp.Attribute) {
+	group = map[string][]sdp.Attribute{}
 	mid := ""
-	for _, l := range lines {
-		if strings.HasPrefix(l, "a=mid:") {
-			mid = l[len("a=mid:"):]
+	for _, a := range attrs {
+		if a.Key == attrMid {
+			mid = a.Value
 			if _, ok := group[mid]; !ok {
 				mids = append(mids, mid)
 				group[mid] = nil
@@ -243,135 +241,137 @@ func byMid(lines []string) (mids []string, group map[string][]string) {
 		if _, ok := group[mid]; !ok {
 			mids = append(mids, mid)
 		}
-		if l == "a=end-of-candidates" && contains(group[mid], l) {
+		if a.Key == attrEnd && slices.Contains(group[mid], a) {
 			continue
 		}
-		group[mid] = append(group[mid], l)
+		group[mid] = append(group[mid], a)
 	}
 	return mids, group
 }
 
-func contains(lines []string, l string) bool {
-	for _, x := range lines {
-		if x == l {
-			return true
+// mediaByMid is the media section of d with that mid, or nil.
+func mediaByMid(d *sdp.SessionDescription, mid string) *sdp.MediaDescription {
+	if d == nil {
+		return nil
+	}
+	for _, m := range d.MediaDescriptions {
+		if mediaMid(m) == mid {
+			return m
 		}
 	}
-	return false
+	return nil
 }
 
+func isICECredential(a sdp.Attribute) bool { return a.Key == "ice-ufrag" || a.Key == "ice-pwd" }
+
 // sdpfrag builds the application/trickle-ice-sdpfrag body of RFC 8840
-// (section 9.2) for the web candidate lines: the ICE credentials of the
-// web side's SDP, which tell the peer the ICE generation, then for each
-// mid the m= line of that SDP, a=mid, and its candidates.
-func sdpfrag(local string, lines []string) string {
-	session, ms := parseMedia(local)
+// (section 9.2) for the web candidates: the ICE credentials of the web
+// side's SDP local, which tell the peer the ICE generation, then for
+// each mid the m= line of that SDP (with its own credentials), a=mid,
+// and its candidates. A fragment has no v=, o=, s= or t= line, which
+// pion's Marshal always writes: its lines are pion's attribute and media
+// name forms, joined here.
+func sdpfrag(local *sdp.SessionDescription, attrs []sdp.Attribute) []byte {
 	var b strings.Builder
-	for _, l := range session {
-		b.WriteString(l + "\r\n")
+	line := func(typ, value string) {
+		b.WriteString(typ)
+		b.WriteString(value)
+		b.WriteString("\r\n")
 	}
-	mids, group := byMid(lines)
+	if local != nil {
+		for _, a := range local.Attributes {
+			if isICECredential(a) {
+				line("a=", a.String())
+			}
+		}
+	}
+	mids, group := byMid(attrs)
 	for _, mid := range mids {
 		if mid != "" {
-			for _, m := range ms {
-				if m.mid == mid {
-					b.WriteString(m.mline + "\r\n")
-					for _, l := range m.ice {
-						b.WriteString(l + "\r\n")
+			if m := mediaByMid(local, mid); m != nil {
+				line("m=", m.MediaName.String())
+				for _, a := range m.Attributes {
+					if isICECredential(a) {
+						line("a=", a.String())
 					}
-					break
 				}
 			}
-			b.WriteString("a=mid:" + mid + "\r\n")
+			line("a=", sdp.NewAttribute(attrMid, mid).String())
 		}
-		for _, l := range group[mid] {
-			b.WriteString(l + "\r\n")
+		for _, a := range group[mid] {
+			line("a=", a.String())
 		}
 	}
-	return b.String()
+	return []byte(b.String())
 }
+
+// fragHeader makes an RFC 8840 body a session description: the sdpfrag
+// format (RFC 8841) is an SDP without its session-level v=, o=, s= and
+// t= lines, so with them in front pion parses the rest by the SDP
+// grammar, media sections and attributes included, and a body that is
+// no fragment fails as an SDP would.
+const fragHeader = "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
 
 // webFragment turns an RFC 8840 body into the web trickle format: per
 // mid an a=mid line, its candidates and a=end-of-candidates. Sections
 // without a mid cannot be placed and are left out; a session-level
 // a=end-of-candidates ends every mid of the body.
-func webFragment(body string) string {
+func webFragment(body []byte) (string, error) {
+	d, err := parseSDP(fragHeader + string(body))
+	if err != nil {
+		return "", err
+	}
+	_, endAll := d.Attribute(attrEnd)
 	var mids []string
-	group := map[string][]string{}
-	mid, inMedia, endAll := "", false, false
-	for _, l := range sdpLines(body) {
-		l = strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(l, "m="):
-			mid, inMedia = "", true
-		case strings.HasPrefix(l, "a=mid:") && len(l) > len("a=mid:"):
-			mid = l[len("a=mid:"):]
-			if _, ok := group[mid]; !ok {
-				mids = append(mids, mid)
-				group[mid] = nil
-			}
-		case l == "a=end-of-candidates" && !inMedia:
-			endAll = true
-		case strings.HasPrefix(l, "a=candidate:"), l == "a=end-of-candidates":
-			if mid != "" {
-				group[mid] = append(group[mid], l)
+	group := map[string][]sdp.Attribute{}
+	for _, m := range d.MediaDescriptions {
+		mid := mediaMid(m)
+		if mid == "" {
+			continue
+		}
+		if _, ok := group[mid]; !ok {
+			mids = append(mids, mid)
+			group[mid] = nil
+		}
+		for _, a := range m.Attributes {
+			if a.Key == attrCandidate || a.Key == attrEnd {
+				group[mid] = append(group[mid], a)
 			}
 		}
 	}
 	var b strings.Builder
-	for _, m := range mids {
-		lines := group[m]
-		if endAll && !contains(lines, "a=end-of-candidates") {
-			lines = append(lines, "a=end-of-candidates")
+	end := sdp.NewPropertyAttribute(attrEnd)
+	for _, mid := range mids {
+		attrs := group[mid]
+		if endAll && !slices.Contains(attrs, end) {
+			attrs = append(attrs, end)
 		}
-		if len(lines) == 0 {
+		if len(attrs) == 0 {
 			continue
 		}
-		b.WriteString("a=mid:" + m + "\r\n")
-		for _, l := range lines {
-			b.WriteString(l + "\r\n")
+		b.WriteString("a=" + sdp.NewAttribute(attrMid, mid).String() + "\r\n")
+		for _, a := range attrs {
+			b.WriteString("a=" + a.String() + "\r\n")
 		}
 	}
-	return b.String()
+	return b.String(), nil
 }
 
-// foldCandidates adds candidate lines to the media sections of sdp they
-// belong to (by mid), leaving out those it already has.
-func foldCandidates(sdp string, lines []string) string {
-	_, group := byMid(lines)
-	src := sdpLines(sdp)
-	var b strings.Builder
-	var section []string // the current m= section
-	flush := func() {
-		mid := ""
-		for _, l := range section {
-			if strings.HasPrefix(l, "a=mid:") {
-				mid = l[len("a=mid:"):]
-			}
-		}
-		for _, l := range section {
-			b.WriteString(l + "\r\n")
-		}
+// foldCandidates adds candidate attributes to the media sections of d
+// they belong to (by mid), leaving out those a section already has, and
+// marshals d. d is changed.
+func foldCandidates(d *sdp.SessionDescription, attrs []sdp.Attribute) ([]byte, error) {
+	_, group := byMid(attrs)
+	for _, m := range d.MediaDescriptions {
+		mid := mediaMid(m)
 		if mid == "" {
-			return
-		}
-		for _, l := range group[mid] {
-			if !contains(section, l) {
-				b.WriteString(l + "\r\n")
-			}
-		}
-	}
-	for _, l := range src {
-		if strings.HasPrefix(l, "m=") {
-			flush()
-			section = section[:0]
-		}
-		if len(section) == 0 && !strings.HasPrefix(l, "m=") {
-			b.WriteString(l + "\r\n")
 			continue
 		}
-		section = append(section, l)
+		for _, a := range group[mid] {
+			if !slices.Contains(m.Attributes, a) {
+				m.Attributes = append(m.Attributes, a)
+			}
+		}
 	}
-	flush()
-	return b.String()
+	return d.Marshal()
 }

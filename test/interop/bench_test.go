@@ -2,6 +2,7 @@ package interop
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
 // benchConcurrency is how many calls are set up at once in each path.
@@ -37,7 +39,10 @@ const (
 //
 //	go test -run '^$' -bench SIPCallSetups -benchtime 2000x ./test/interop/
 func BenchmarkSIPCallSetups(b *testing.B) {
-	k := startKamailio(b)
+	// Sized as in production for this machine: a UDP worker per core.
+	// Nothing in its route blocks (no database, no DNS), so more workers
+	// only add switches; one caps the proxy path near 1,300 setups/s.
+	k := startKamailioWorkers(b, 2)
 	res := map[string]setupResult{}
 	run := func(name string, f func(*testing.B) setupResult) {
 		b.Run(name, func(b *testing.B) { res[name] = f(b) })
@@ -83,13 +88,16 @@ type setupResult struct{ rate, p50, p99 float64 }
 // benchGateway sets up b.N calls through the gateway, conc at a time (one
 // client each), as fast as they go or, with rate, starting rate calls a second.
 // direct sends the INVITEs straight to the UAS rather than via Kamailio
-// (which stays the registrar).
+// (which stays the registrar). Paced runs tag each call with an X-App
+// header, which the UAS's message log shows, to split the latency into
+// its way out and back.
 func benchGateway(b *testing.B, k *Kamailio, direct bool, rate, conc int) setupResult {
-	uas := startBenchUAS(b)
+	traced := rate > 0
+	uas := startBenchUAS(b, traced)
 	var mods []func(*gateway.Config)
 	identity := "open@" + domain
 	if direct {
-		mods = append(mods, func(c *gateway.Config) { c.SIP.OutboundProxy = "sip:127.0.0.1:" + strconv.Itoa(uas) })
+		mods = append(mods, func(c *gateway.Config) { c.SIP.OutboundProxy = "sip:127.0.0.1:" + strconv.Itoa(uas.port) })
 		// The outbound proxy takes every request outside a dialog, a
 		// REGISTER too, which the UAS would not answer: an identity
 		// outside the SIP domain calls without registering.
@@ -100,9 +108,13 @@ func benchGateway(b *testing.B, k *Kamailio, direct bool, rate, conc int) setupR
 	for i := range clients {
 		clients[i] = w.connect(b, identity, func(o *client.Options) { o.EventBuffer = 64 })
 	}
-	target := "uas-" + strconv.Itoa(uas) + "@" + domain
-	var mu sync.Mutex
-	lat := make([]time.Duration, 0, b.N)
+	target := "uas-" + strconv.Itoa(uas.port) + "@" + domain
+	var (
+		mu     sync.Mutex
+		lat    = make([]time.Duration, 0, b.N)
+		seq    int
+		tagged = map[string][2]time.Time{} // X-App -> start sent, answer received
+	)
 	next := make(chan struct{}, b.N)
 	pacer := func() {
 		defer close(next)
@@ -121,6 +133,10 @@ func benchGateway(b *testing.B, k *Kamailio, direct bool, rate, conc int) setupR
 			next <- struct{}{}
 		}
 	}
+	// One context for the run: ctxT's timeout and cleanup per call would
+	// cost the load generator more than some of what it measures.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 	b.ReportAllocs()
 	b.ResetTimer()
 	begin := time.Now()
@@ -129,8 +145,15 @@ func benchGateway(b *testing.B, k *Kamailio, direct bool, rate, conc int) setupR
 	for _, c := range clients {
 		wg.Go(func() {
 			for range next {
+				var ext []protocol.Ext
+				if traced {
+					mu.Lock()
+					seq++
+					ext = []protocol.Ext{{Name: "X-App", Value: "bench-" + strconv.Itoa(seq)}}
+					mu.Unlock()
+				}
 				t0 := time.Now()
-				out, err := c.StartCall(ctxT(b), target, offer)
+				out, err := c.StartCall(ctx, target, offer, ext...)
 				if err != nil {
 					b.Error(err)
 					return
@@ -138,13 +161,16 @@ func benchGateway(b *testing.B, k *Kamailio, direct bool, rate, conc int) setupR
 				if !benchAnswered(b, c) {
 					return
 				}
-				d := time.Since(t0)
-				if err := out.Hangup(ctxT(b)); err != nil {
+				t1 := time.Now()
+				if err := out.Hangup(ctx); err != nil {
 					b.Error(err)
 					return
 				}
 				mu.Lock()
-				lat = append(lat, d)
+				lat = append(lat, t1.Sub(t0))
+				if traced {
+					tagged[ext[0].Value] = [2]time.Time{t0, t1}
+				}
 				mu.Unlock()
 			}
 		})
@@ -152,6 +178,20 @@ func benchGateway(b *testing.B, k *Kamailio, direct bool, rate, conc int) setupR
 	wg.Wait()
 	elapsed := time.Since(begin)
 	b.StopTimer()
+	if traced {
+		// The last BYEs may still be on their way: the UAS stops once
+		// the gateway is done with them.
+		if err := w.g.WaitIdle(ctx); err != nil {
+			b.Fatal(err)
+		}
+		var out, back []time.Duration
+		for _, c := range uas.trace(b) {
+			if t, ok := tagged[c.tag]; ok && !c.ok.IsZero() {
+				out, back = append(out, c.invite.Sub(t[0])), append(back, t[1].Sub(c.ok))
+			}
+		}
+		reportLegs(b, out, back)
+	}
 	return reportSetups(b, len(lat), elapsed, lat)
 }
 
@@ -160,23 +200,24 @@ func benchGateway(b *testing.B, k *Kamailio, direct bool, rate, conc int) setupR
 // rate calls a second. Only the paced runs log messages (-trace_msg) for
 // their latencies: the log costs SIPp throughput.
 func benchSipp(b *testing.B, k *Kamailio, direct bool, rate, conc int) setupResult {
-	uas := startBenchUAS(b)
+	traced := rate > 0
+	uas := startBenchUAS(b, traced)
 	dir := b.TempDir()
 	copyScenario(b, "uac_bench.xml", dir)
 	port := freePort(b)
 	remote := k.Addr
 	if direct {
-		remote = "127.0.0.1:" + strconv.Itoa(uas)
+		remote = "127.0.0.1:" + strconv.Itoa(uas.port)
 	}
 	r := "100000"
 	if rate > 0 {
 		r = strconv.Itoa(rate)
 	}
 	args := []string{"sipp", "-sf", "uac_bench.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(port),
-		"-s", "uas-" + strconv.Itoa(uas), "-m", strconv.Itoa(b.N), "-l", strconv.Itoa(conc),
+		"-s", "uas-" + strconv.Itoa(uas.port), "-m", strconv.Itoa(b.N), "-l", strconv.Itoa(conc),
 		"-r", r, "-rp", "1000", "-buff_size", "1048576", "-nostdin", "-timeout", "300s", "-timeout_error",
 		"-max_recv_loops", "1000"}
-	if rate > 0 {
+	if traced {
 		args = append(args, "-trace_msg")
 	}
 	b.ResetTimer()
@@ -188,8 +229,16 @@ func benchSipp(b *testing.B, k *Kamailio, direct bool, rate, conc int) setupResu
 	elapsed := time.Since(begin)
 	b.StopTimer()
 	var lat []time.Duration
-	if rate > 0 {
-		lat = readTraceLatencies(b, dir)
+	if traced {
+		uac := readTrace(b, dir)
+		lat = setupLatencies(uac)
+		var out, back []time.Duration
+		for id, c := range uas.trace(b) { // a proxy keeps the Call-ID
+			if u, ok := uac[id]; ok && !c.ok.IsZero() && !u.ok.IsZero() {
+				out, back = append(out, c.invite.Sub(u.invite)), append(back, u.ok.Sub(c.ok))
+			}
+		}
+		reportLegs(b, out, back)
 	}
 	return reportSetups(b, b.N, elapsed, lat)
 }
@@ -210,17 +259,37 @@ func benchAnswered(b *testing.B, c *client.Client) bool {
 	}
 }
 
-// startBenchUAS runs SIPp answering every call (uas_bench.xml) until the
-// benchmark ends, and returns its port.
-func startBenchUAS(b *testing.B) int {
+// benchUAS is SIPp answering every call (uas_bench.xml) until the
+// benchmark ends, or until trace stops it.
+type benchUAS struct {
+	port int
+	dir  string
+	p    *proc
+}
+
+// startBenchUAS starts a benchUAS, logging its messages if traced.
+func startBenchUAS(b *testing.B, traced bool) *benchUAS {
 	need(b, "sipp")
-	dir := b.TempDir()
-	copyScenario(b, "uas_bench.xml", dir)
-	port := freePort(b)
-	p := start(b, "sipp uas_bench.xml", dir, "sipp", "-sf", "uas_bench.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(port),
-		"-buff_size", "1048576", "-nostdin", "-max_recv_loops", "1000")
-	waitUDPBound(b, p, port)
-	return port
+	u := &benchUAS{dir: b.TempDir(), port: freePort(b)}
+	copyScenario(b, "uas_bench.xml", u.dir)
+	args := []string{"sipp", "-sf", "uas_bench.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(u.port),
+		"-buff_size", "1048576", "-nostdin", "-max_recv_loops", "1000"}
+	if traced {
+		args = append(args, "-trace_msg")
+	}
+	u.p = start(b, "sipp uas_bench.xml", u.dir, args...)
+	waitUDPBound(b, u.p, u.port)
+	return u
+}
+
+// trace stops the UAS, so that its message log is complete, and reads
+// the log.
+func (u *benchUAS) trace(b *testing.B) map[string]*traceSetup {
+	if err := u.p.cmd.Process.Signal(os.Interrupt); err != nil {
+		b.Fatal(err)
+	}
+	u.p.wait(b, 10*time.Second) // interrupted: its exit code says nothing
+	return readTrace(b, u.dir)
 }
 
 func copyScenario(b *testing.B, name, dir string) {
@@ -233,11 +302,18 @@ func copyScenario(b *testing.B, name, dir string) {
 	}
 }
 
-// readTraceLatencies pairs, in SIPp's -trace_msg log, each INVITE sent
-// with the first 200 to it received, by Call-ID. SIPp stamps each logged
-// message with gettimeofday in microseconds (its -trace_rtt counts whole
-// scheduler ticks of several milliseconds).
-func readTraceLatencies(b *testing.B, dir string) []time.Duration {
+// traceSetup is one call's setup in a SIPp -trace_msg log: when its
+// first INVITE and the first 200 were sent or received, and its X-App
+// header, by which the gateway benchmark tags its calls.
+type traceSetup struct {
+	invite, ok time.Time
+	tag        string
+}
+
+// readTrace reads the -trace_msg log SIPp wrote in dir. SIPp stamps each
+// logged message with gettimeofday in microseconds (its -trace_rtt counts
+// whole scheduler ticks of several milliseconds).
+func readTrace(b *testing.B, dir string) map[string]*traceSetup {
 	m, _ := filepath.Glob(filepath.Join(dir, "*_messages.log"))
 	if len(m) == 0 {
 		b.Fatal("no SIPp message log")
@@ -247,42 +323,48 @@ func readTraceLatencies(b *testing.B, dir string) []time.Duration {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	lat, err := traceLatencies(f)
+	calls, err := traceSetups(f)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return lat
+	return calls
 }
 
 // traceSeparator starts each message of a SIPp -trace_msg log, followed
 // by the local time it was sent or received.
 const traceSeparator = "----------------------------------------------- "
 
-func traceLatencies(r io.Reader) ([]time.Duration, error) {
-	invites := map[string]time.Time{}
-	var out []time.Duration
+// traceSetups parses a -trace_msg log into its calls, by Call-ID. Only
+// the first INVITE (not its retransmissions) and the first 200 (the
+// INVITE's: the BYE's comes later) count, whichever way they went.
+func traceSetups(r io.Reader) (map[string]*traceSetup, error) {
+	calls := map[string]*traceSetup{}
 	var (
-		at        time.Time
-		sent      bool
-		first     string // the request or status line
-		callID    string
-		inMessage bool
+		at                 time.Time
+		first, callID, tag string // first: the request or status line
+		inMessage, header  bool
 	)
 	flush := func() {
 		if !inMessage || callID == "" {
 			return
 		}
-		switch {
-		case sent && strings.HasPrefix(first, "INVITE "):
-			if _, ok := invites[callID]; !ok { // a retransmission keeps the first
-				invites[callID] = at
-			}
-		case !sent && strings.HasPrefix(first, "SIP/2.0 200 "):
-			if t0, ok := invites[callID]; ok {
-				out = append(out, at.Sub(t0))
-				delete(invites, callID) // the BYE's 200 follows on the same Call-ID
-			}
+		c := calls[callID]
+		if c == nil {
+			c = &traceSetup{}
+			calls[callID] = c
 		}
+		switch {
+		case strings.HasPrefix(first, "INVITE ") && c.invite.IsZero():
+			c.invite, c.tag = at, tag
+		case strings.HasPrefix(first, "SIP/2.0 200 ") && c.ok.IsZero() && !c.invite.IsZero():
+			c.ok = at
+		}
+	}
+	field := func(line, name string) (string, bool) {
+		if len(line) > len(name) && strings.EqualFold(line[:len(name)], name) {
+			return strings.TrimSpace(line[len(name):]), true
+		}
+		return "", false
 	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
@@ -294,25 +376,57 @@ func traceLatencies(r io.Reader) ([]time.Duration, error) {
 			if err != nil {
 				return nil, fmt.Errorf("sipp message log: %w", err)
 			}
-			at, inMessage, first, callID, sent = t, true, "", "", false
+			at, inMessage, header, first, callID, tag = t, true, false, "", "", ""
 			continue
 		}
 		if !inMessage {
 			continue
 		}
 		switch {
-		case strings.Contains(line, " message sent ") && first == "":
-			sent = true
-		case strings.Contains(line, " message received ") && first == "":
-			sent = false
+		case !header && (strings.Contains(line, " message sent ") || strings.Contains(line, " message received ")):
+			header = true
 		case first == "" && strings.TrimSpace(line) != "":
 			first = strings.TrimSpace(line)
-		case callID == "" && len(line) > 8 && strings.EqualFold(line[:8], "call-id:"):
-			callID = strings.TrimSpace(line[8:])
+		default:
+			if v, ok := field(line, "call-id:"); ok && callID == "" {
+				callID = v
+			} else if v, ok := field(line, "x-app:"); ok && tag == "" {
+				tag = v
+			}
 		}
 	}
 	flush()
-	return out, sc.Err()
+	return calls, sc.Err()
+}
+
+// setupLatencies are the INVITE -> 200 times of the calls answered.
+func setupLatencies(calls map[string]*traceSetup) []time.Duration {
+	var out []time.Duration
+	for _, c := range calls {
+		if !c.invite.IsZero() && !c.ok.IsZero() {
+			out = append(out, c.ok.Sub(c.invite))
+		}
+	}
+	return out
+}
+
+// reportLegs reports the two halves of the setup latency: the INVITE's
+// way out (start or INVITE sent -> INVITE received by the UAS) and the
+// 200's way back (200 sent by the UAS -> received by the caller).
+func reportLegs(b *testing.B, out, back []time.Duration) {
+	if len(out) == 0 || len(back) == 0 {
+		return
+	}
+	b.ReportMetric(quantileMs(out, 0.50), "out-p50-ms")
+	b.ReportMetric(quantileMs(out, 0.99), "out-p99-ms")
+	b.ReportMetric(quantileMs(back, 0.50), "back-p50-ms")
+	b.ReportMetric(quantileMs(back, 0.99), "back-p99-ms")
+}
+
+// quantileMs is the p quantile of d in milliseconds; it sorts d.
+func quantileMs(d []time.Duration, p float64) float64 {
+	slices.Sort(d)
+	return float64(d[int(p*float64(len(d)-1))]) / float64(time.Millisecond)
 }
 
 // reportSetups reports the rate and, when measured, the latency
@@ -324,11 +438,7 @@ func reportSetups(b *testing.B, n int, elapsed time.Duration, lat []time.Duratio
 	r := setupResult{rate: float64(n) / elapsed.Seconds()}
 	b.ReportMetric(r.rate, "setups/s")
 	if len(lat) > 0 {
-		slices.Sort(lat)
-		q := func(p float64) float64 {
-			return float64(lat[int(p*float64(len(lat)-1))]) / float64(time.Millisecond)
-		}
-		r.p50, r.p99 = q(0.50), q(0.99)
+		r.p50, r.p99 = quantileMs(lat, 0.50), quantileMs(lat, 0.99)
 		b.ReportMetric(r.p50, "p50-ms")
 		b.ReportMetric(r.p99, "p99-ms")
 	}

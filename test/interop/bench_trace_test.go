@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ INVITE sip:uas-1@example.com SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:25061;branch=z9hG4bK-20699-1-0
 Call-ID: 1-20699@127.0.0.1
 CSeq: 1 INVITE
+X-App: bench-7
 Content-Length:   0
 
 ----------------------------------------------- 2026-11-25 19:21:35.934000
@@ -76,18 +78,29 @@ CSeq: 1 INVITE
 
 `
 
-func TestTraceLatencies(t *testing.T) {
-	got, err := traceLatencies(strings.NewReader(sampleTrace))
+func TestTraceSetups(t *testing.T) {
+	calls, err := traceSetups(strings.NewReader(sampleTrace))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Call 1 from its first INVITE, not the retransmission; the BYE's
-	// 200 is no setup; call 3 has no answer.
-	want := []time.Duration{500240 * time.Microsecond, 500100 * time.Microsecond}
-	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
-		t.Fatalf("latencies %v, want %v", got, want)
+	// Call 1 from its first INVITE, not the retransmission, to the
+	// INVITE's 200, not the BYE's; call 3 has no answer.
+	c1, c2, c3 := calls["1-20699@127.0.0.1"], calls["2-20699@127.0.0.1"], calls["3-20699@127.0.0.1"]
+	if c1 == nil || c2 == nil || c3 == nil || len(calls) != 3 {
+		t.Fatalf("calls %v", calls)
 	}
-	if _, err := traceLatencies(strings.NewReader(traceSeparator + "yesterday\n")); err == nil {
+	if d := c1.ok.Sub(c1.invite); d != 500240*time.Microsecond || c1.tag != "bench-7" {
+		t.Fatalf("call 1: %v, tag %q", d, c1.tag)
+	}
+	if !c3.ok.IsZero() {
+		t.Fatalf("call 3 answered at %v", c3.ok)
+	}
+	lat := setupLatencies(calls)
+	slices.Sort(lat)
+	if want := []time.Duration{500100 * time.Microsecond, 500240 * time.Microsecond}; !slices.Equal(lat, want) {
+		t.Fatalf("latencies %v, want %v", lat, want)
+	}
+	if _, err := traceSetups(strings.NewReader(traceSeparator + "yesterday\n")); err == nil {
 		t.Fatal("a bad timestamp parsed")
 	}
 }

@@ -29,14 +29,14 @@ const domain = "example.com"
 // kamailioCfg is the proxy/registrar under test: digest auth on REGISTER
 // against static passwords (pv_www_authenticate), usrloc in memory,
 // record-routing, and "uas-<port>" users routed to a SIPp UAS on
-// 127.0.0.1:<port>.
+// 127.0.0.1:<port>. NOTICE logging: nothing is logged per message.
 var kamailioCfg = template.Must(template.New("kamailio.cfg").Parse(`#!KAMAILIO
 debug=2
 log_stderror=yes
 memdbg=5
 memlog=5
-children=1
-tcp_children=2
+children={{.Workers}}
+tcp_children={{.Workers}}
 auto_aliases=no
 alias="{{.Domain}}"
 listen=udp:127.0.0.1:{{.Port}}
@@ -274,7 +274,18 @@ type Kamailio struct {
 	Addr string
 }
 
+// startKamailio starts the Kamailio of the functional tests, with one UDP
+// worker: it forwards messages in the order they came, as SIPp's
+// scenarios need (with two, an ACK and the BYE or re-INVITE sent right
+// after it may reach SIPp the other way round, which a scenario takes
+// for an unexpected message).
 func startKamailio(t testing.TB) *Kamailio {
+	t.Helper()
+	return startKamailioWorkers(t, 1)
+}
+
+// startKamailioWorkers starts Kamailio with workers UDP worker processes.
+func startKamailioWorkers(t testing.TB, workers int) *Kamailio {
 	t.Helper()
 	need(t, "kamailio")
 	dir := t.TempDir()
@@ -284,7 +295,7 @@ func startKamailio(t testing.TB) *Kamailio {
 		modPath = string(bytes.TrimSpace(out)) + "/"
 	}
 	var cfg bytes.Buffer
-	if err := kamailioCfg.Execute(&cfg, map[string]any{"Domain": domain, "Port": port, "ModPath": modPath, "Users": users}); err != nil {
+	if err := kamailioCfg.Execute(&cfg, map[string]any{"Domain": domain, "Port": port, "ModPath": modPath, "Users": users, "Workers": workers}); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "kamailio.cfg")

@@ -53,8 +53,17 @@ type Config struct {
 	// T1 is the SIP round-trip estimate of RFC 3261 17.1.1.1, from which
 	// every retransmission and transaction timer follows (Timer B = 64*T1).
 	// sipgo keeps it process-wide: cmd/jsonrtcd applies it once, with
-	// sip.SetTimers, before anything starts. Zero keeps sipgo's 500ms.
+	// [SetProcessDefaults], before anything starts. Zero keeps sipgo's
+	// 500ms.
 	T1 time.Duration `yaml:"t1"`
+	// UDPMaxDatagram is the largest SIP message sent over UDP, in bytes.
+	// Requests over 1300 bytes (an INVITE with a browser's SDP is 3-6 KB)
+	// go over TCP when listen.tcp is set (RFC 3261 18.1.1); without it,
+	// and for responses, which cannot change transport (18.2.2), they go
+	// over UDP as IP fragments, up to this size. Process-wide, like T1
+	// ([SetProcessDefaults]). Default 65507, the most IPv4 carries; at
+	// least 1300.
+	UDPMaxDatagram int `yaml:"udp_max_datagram"`
 }
 
 // ListenConfig lists the listeners. Each address is host:port; port 0
@@ -113,6 +122,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EventQueue == 0 {
 		c.EventQueue = 32
+	}
+	if c.UDPMaxDatagram == 0 {
+		c.UDPMaxDatagram = DefaultUDPMaxDatagram
 	}
 	return c
 }
@@ -199,6 +211,9 @@ func (c Config) Validate() error {
 	}
 	if c.EventQueue < 1 {
 		bad("event_queue", "must be at least 1")
+	}
+	if c.UDPMaxDatagram < udpRequestMax || c.UDPMaxDatagram > DefaultUDPMaxDatagram {
+		bad("udp_max_datagram", "%d is not between %d and %d", c.UDPMaxDatagram, udpRequestMax, DefaultUDPMaxDatagram)
 	}
 	return errors.Join(errs...)
 }

@@ -39,6 +39,26 @@
 // message ([Gateway.ParseTarget], [ValidateHeader], [ValidateDisplayName]).
 // Close waits for every goroutine; [Gateway.Stats] counts what is live.
 //
+// # Large messages and UDP
+//
+// A browser's SDP is 3 to 6 KB, so the INVITE, re-INVITE, UPDATE or
+// PRACK carrying one, and the 200 OK or 183 carrying the web side's
+// answer, are far over the MTU. With transport udp:
+//   - requests: RFC 3261 18.1.1 wants a request over 1300 bytes on a
+//     congestion-controlled transport. sipgo does not do it; every
+//     request we originate passes one place (transport.go,
+//     sizedRequester) that sends such a request over TCP to the same
+//     next hop, its top Via saying TCP and our listen.tcp port. A dialog
+//     whose INVITE went over TCP stays on TCP. Without listen.tcp (a
+//     warning at start says so), or when the next hop refuses the TCP
+//     connection, the request goes over UDP as IP fragments, which
+//     Kamailio and Asterisk take.
+//   - responses cannot change transport (18.2.2): they go over UDP,
+//     fragmented, up to udp_max_datagram (default 65507) bytes. sipgo
+//     keeps that limit in a package global (it would refuse anything
+//     over 1300 bytes): [SetProcessDefaults] sets it, with T1, once per
+//     process, from cmd/jsonrtcd and from the tests' TestMain.
+//
 // # Malformed SIP
 //
 // Every message on the SIP ports is checked before sipgo parses it

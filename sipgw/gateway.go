@@ -208,6 +208,19 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.closeListeners()
 		return fmt.Errorf("sipgw: client: %w", err)
 	}
+	if g.cfg.Transport == "udp" {
+		r := &sizedRequester{txl: g.ua.TransactionLayer(), tpl: g.ua.TransportLayer(), log: g.log, udpPort: pn}
+		// The address WithClientConnectionAddr gives every request.
+		h, _, _ := net.SplitHostPort(g.addrs["udp"])
+		r.udpLaddr = sip.Addr{IP: net.ParseIP(h), Port: pn, Hostname: h}
+		if _, p, err := net.SplitHostPort(g.addrs["tcp"]); err == nil {
+			r.tcpPort, _ = strconv.Atoi(p)
+		} else {
+			g.log.Warn("sipgw: no TCP listener: requests over 1300 bytes (a browser's SDP offer) go over UDP, as IP fragments, where RFC 3261 18.1.1 wants TCP; set listen.tcp",
+				"key", "listen.tcp")
+		}
+		g.cli.TxRequester = r
+	}
 	if g.srv, err = sipgo.NewServer(g.ua, sipgo.WithServerLogger(g.log)); err != nil {
 		g.closeListeners()
 		return fmt.Errorf("sipgw: server: %w", err)

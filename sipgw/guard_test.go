@@ -2,7 +2,6 @@ package sipgw
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -13,17 +12,7 @@ import (
 
 func startGuarded(t *testing.T) *Gateway {
 	t.Helper()
-	g, err := New(Config{Listen: ListenConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"}, Domain: "example.com"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = g.Close() })
-	return g
+	return startTest(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"}, Domain: "example.com"}, nil)
 }
 
 // request is an OPTIONS from the client at local over network, with

@@ -1,7 +1,6 @@
 package sipgw
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -34,16 +33,7 @@ func TestTLSListener(t *testing.T) {
 	os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 
 	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0", TLS: "127.0.0.1:0", TLSCert: cf, TLSKey: kf}, Domain: "example.com"}
-	g, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := startTest(t, cfg, nil)
 	addr := g.Addr("tls")
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		t.Fatalf("tls address %q", addr)

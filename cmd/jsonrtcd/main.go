@@ -22,8 +22,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/transport/certs"
 )
 
@@ -72,11 +72,9 @@ func run(args []string) error {
 		log.Warn("open identity mode: clients choose their own identity (development only)")
 	}
 
-	if cfg.SIP.T1 != 0 {
-		// sipgo's timers are package globals: set them once, here, before
-		// the SIP side starts (T2 and T4 keep RFC 3261's 4s and 5s).
-		sip.SetTimers(cfg.SIP.T1, 4*time.Second, 5*time.Second)
-	}
+	// sipgo keeps its timers and UDP size limit in package globals: set
+	// them once, here, before the SIP side starts.
+	sipgw.SetProcessDefaults(cfg.SIP)
 	g, err := gateway.New(cfg, gateway.Options{Logger: log, Web: webHandler()})
 	if err != nil {
 		return err

@@ -1,0 +1,32 @@
+package sipgw
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestMain applies the process-wide sipgo settings as cmd/jsonrtcd does,
+// so that the tests run with what production runs.
+func TestMain(m *testing.M) {
+	SetProcessDefaults(Config{})
+	os.Exit(m.Run())
+}
+
+// startTest starts a gateway with cfg and closes it in Cleanup.
+func startTest(t *testing.T, cfg Config, log *slog.Logger) *Gateway {
+	t.Helper()
+	g, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	return g
+}

@@ -4,9 +4,13 @@
 // keepalive and WebSocket ping liveness.
 //
 // Accept upgrades a request into a [Conn]; Conn.Read returns the JSON
-// frames, having answered text pings itself. A Conn owns at most one goroutine
-// at a time (a liveness ping, run from a timer), which Close and CloseNow
-// wait for.
+// frames, having answered text pings itself; Conn.WriteFrames sends a
+// batch in one system call. A Conn owns at most one goroutine at a time (a
+// liveness ping, run from a timer), which Close and CloseNow wait for.
+//
+// An idle socket is most of what an idle session costs, so Accept hands
+// coder/websocket a connection of its own (sock.go) that holds no buffer
+// while nothing is in flight and bounds writes with a socket deadline.
 package ws
 
 import (

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/auth"
@@ -38,6 +39,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		ReadLimit:      g.cfg.WebSocket.MaxFrameBytes,
 		PingInterval:   g.cfg.WebSocket.PingInterval.D(),
 		PingTimeout:    g.cfg.WebSocket.PingTimeout.D(),
+		IdleAfter:      readerIdleAfter,
 	}
 	var p *auth.Principal
 	if g.authn != nil {
@@ -92,13 +94,29 @@ func (g *Gateway) serveConn(c *ws.Conn, p *auth.Principal) {
 }
 
 // readLoop reads the session's frames from l until the socket is gone.
+// When the socket has been idle for readerIdleAfter, the loop goes on in
+// a new goroutine and this one exits: the new one parks with the small
+// stack a new goroutine has, which the runtime would not give back to
+// this one once a frame had grown it (see ws.Options.IdleAfter).
 func (g *Gateway) readLoop(s *Session, l *link) {
 	c := l.c
-	defer func() { c.CloseNow(); l.stop() }()
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			c.CloseNow()
+			l.stop()
+		}
+	}()
 	// The gateway's context: Shutdown cancels it, which closes the socket.
 	ctx := g.ctx
 	for {
 		data, err := c.Read(ctx)
+		if errors.Is(err, ws.ErrIdle) {
+			if handedOver = g.goTracked(func() { g.readLoop(s, l) }); handedOver {
+				return
+			}
+			continue // Shutdown is under way: it closes the socket.
+		}
 		if err != nil {
 			s.detach(l, ws.CloseStatus(err) == websocket.StatusNormalClosure)
 			return
@@ -110,6 +128,12 @@ func (g *Gateway) readLoop(s *Session, l *link) {
 		}
 	}
 }
+
+// readerIdleAfter is how long a socket has nothing to read before its
+// reader moves to a new goroutine. Well under the SDK's 10 s text pings
+// and the liveness pings, so that an idle session spends most of its life
+// on a small stack; long enough that a busy one never moves.
+const readerIdleAfter = 3 * time.Second
 
 // handshake waits for the connect request and starts or resumes a session.
 func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Principal) (*Session, error) {

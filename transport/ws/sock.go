@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -141,7 +142,7 @@ func (s *sock) Read(p []byte) (int, error) {
 		if s.raw == nil {
 			return s.Conn.Read(p)
 		}
-		if err := s.fill(); err != nil {
+		if err := s.fill(0); err != nil {
 			return 0, err
 		}
 	}
@@ -167,17 +168,22 @@ func (s *sock) take(p []byte) int {
 // shrinks at garbage collection only if less than a quarter of it is in
 // use (800 bytes of that are the runtime's guard), and parked under
 // coder/websocket's frame reader it uses about 2 KiB. Errors are left for
-// the read that follows to report.
-func (s *sock) waitReadable() {
+// the read that follows to report. With idle > 0 it reports whether it
+// gave up after idle with nothing to read.
+func (s *sock) waitReadable(idle time.Duration) (timedOut bool) {
 	if s.raw == nil {
-		return
+		return false
 	}
 	s.rmu.Lock()
+	defer s.rmu.Unlock()
 	if len(s.pending) == 0 {
-		s.fill()
+		return s.fill(idle) == errIdleWait
 	}
-	s.rmu.Unlock()
+	return false
 }
+
+// errIdleWait ends a wait for readability that lasted its idle bound.
+var errIdleWait = errors.New("ws: nothing to read")
 
 // cork makes writes accumulate until the matching uncork.
 func (s *sock) cork() {

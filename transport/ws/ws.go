@@ -51,7 +51,20 @@ type Options struct {
 	PingInterval, PingTimeout time.Duration
 	// WriteTimeout bounds one write. Default 10 s.
 	WriteTimeout time.Duration
+	// IdleAfter, when set, makes Read return ErrIdle once the socket has
+	// had nothing to read for that long. The Conn is intact: the caller
+	// reads on from a new goroutine and lets the old one exit. A
+	// goroutine keeps the stack its deepest work needed (4 KiB or more
+	// once it has handled a frame) until garbage collection, and even then
+	// does not go back to the runtime's initial 2 KiB; a new goroutine
+	// parked in Read keeps that initial size for as long as nothing
+	// arrives. Zero: Read waits as long as it takes.
+	IdleAfter time.Duration
 }
+
+// ErrIdle is returned by Read when the socket had nothing to read for
+// Options.IdleAfter.
+var ErrIdle = errors.New("ws: socket idle")
 
 // ErrSubprotocol is returned by Accept when the client offered none of
 // the JSONrtc subprotocols; the response has already been written.
@@ -64,6 +77,7 @@ type Conn struct {
 	sub  string
 
 	pingInterval, pingTimeout time.Duration
+	idleAfter                 time.Duration
 
 	remote string
 	ctx    context.Context
@@ -121,7 +135,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *Options) (*Conn, error
 	}
 	c.SetReadLimit(o.ReadLimit)
 	ctx, cancel := context.WithCancel(context.Background())
-	conn := &Conn{c: c, sock: hw.sock, sub: sub, pingInterval: o.PingInterval, pingTimeout: o.PingTimeout,
+	conn := &Conn{c: c, sock: hw.sock, sub: sub, pingInterval: o.PingInterval, pingTimeout: o.PingTimeout, idleAfter: o.IdleAfter,
 		remote: r.RemoteAddr, ctx: ctx, cancel: cancel}
 	conn.timer = time.AfterFunc(o.PingInterval, conn.ping)
 	return conn, nil
@@ -206,7 +220,9 @@ func (c *Conn) Read(ctx context.Context) ([]byte, error) {
 
 func (c *Conn) read() ([]byte, error) {
 	for {
-		c.sock.waitReadable()
+		if c.sock.waitReadable(c.idleAfter) {
+			return nil, ErrIdle
+		}
 		// The context given to coder/websocket never ends: startRead
 		// watches the caller's.
 		typ, r, err := c.c.Reader(context.Background())

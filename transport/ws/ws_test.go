@@ -410,3 +410,35 @@ func TestLimits(t *testing.T) {
 		})
 	}
 }
+
+// With IdleAfter, a read with nothing to read gives up with ErrIdle and
+// leaves the socket intact for a read from another goroutine.
+func TestIdleAfter(t *testing.T) {
+	s := newServer(t, &Options{IdleAfter: 20 * time.Millisecond}, false)
+	cc, sc := s.dial(t)
+	ctx := context.Background()
+	if _, err := sc.Read(ctx); !errors.Is(err, ErrIdle) {
+		t.Fatalf("read on an idle socket: %v, want ErrIdle", err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		for {
+			b, err := sc.Read(ctx)
+			if errors.Is(err, ErrIdle) {
+				continue
+			}
+			got <- b
+			return
+		}
+	}()
+	cc.Write(ctx, websocket.MessageText, []byte(`{"after":"idle"}`))
+	if b := <-got; string(b) != `{"after":"idle"}` {
+		t.Fatalf("read after idle: %q", b)
+	}
+	if err := sc.Write(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := cc.Read(ctx); err != nil || string(b) != "x" {
+		t.Fatalf("%q %v", b, err)
+	}
+}

@@ -74,10 +74,10 @@ var tortureAnswers = map[string]int{
 	"valid/esc02.dat":        405,
 	"valid/escnull.dat":      405,
 	"valid/intmeth.dat":      405,
-	// The 404 would copy this 3.5 KB request's long fields: sipgo sends
-	// no UDP datagram over sip.UDPMTUSize-200 (1300) bytes, applying
-	// RFC 3261 18.1.1's rule for requests to responses. A known gap.
-	"valid/longreq.dat":    0,
+	// The 404 copies this 3.5 KB request's long fields: a response
+	// cannot change transport (RFC 3261 18.2.2), so it goes over UDP,
+	// fragmented (sipgw.SetProcessDefaults, udp_max_datagram).
+	"valid/longreq.dat":    404,
 	"valid/lwsdisp.dat":    200,
 	"valid/mpart01.dat":    404,
 	"valid/noreason.dat":   0,

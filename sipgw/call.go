@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -303,7 +304,9 @@ func (c *Call) finish(ev Event) {
 	if ev.Reason == "" && ev.Code != 0 {
 		ev.Reason = statusText(ev.Code)
 	}
-	c.g.log.Info("sipgw: call ended", "call", c.id, "end", ev.End.String(), "code", ev.Code)
+	if c.g.log.Enabled(context.Background(), slog.LevelInfo) {
+		c.g.log.Info("sipgw: call ended", "call", c.id, "end", ev.End.String(), "code", ev.Code)
+	}
 	c.emit(ev)
 	close(c.events)
 	if c.inviteCancel != nil {

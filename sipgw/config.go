@@ -48,7 +48,10 @@ type Config struct {
 	InstanceID string `yaml:"instance_id"`
 	// MaxCalls bounds live calls (both directions). Default 10000.
 	MaxCalls int `yaml:"max_calls"`
-	// EventQueue is the size of each call's event queue. Default 32.
+	// EventQueue is the size of each call's event queue; when it is full
+	// the call's owner goroutine waits for the reader. Default 4: a call
+	// rarely has more than progress, answered and ended pending, and the
+	// queue is allocated (zeroed) for every call.
 	EventQueue int `yaml:"event_queue"`
 	// T1 is the SIP round-trip estimate of RFC 3261 17.1.1.1, from which
 	// every retransmission and transaction timer follows (Timer B = 64*T1).
@@ -121,7 +124,7 @@ func (c Config) withDefaults() Config {
 		c.MaxCalls = 10000
 	}
 	if c.EventQueue == 0 {
-		c.EventQueue = 32
+		c.EventQueue = 4
 	}
 	if c.UDPMaxDatagram == 0 {
 		c.UDPMaxDatagram = DefaultUDPMaxDatagram

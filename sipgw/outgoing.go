@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -110,7 +111,10 @@ func (g *Gateway) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 		close(c.done)
 		return nil, fmt.Errorf("sipgw: INVITE: %w", err)
 	}
-	g.log.Info("sipgw: outgoing call", "call", c.id, "from", from.String(), "to", to.String())
+	// Formatting both URIs costs a dozen allocations: only when logged.
+	if g.log.Enabled(ctx, slog.LevelInfo) {
+		g.log.Info("sipgw: outgoing call", "call", c.id, "from", from.String(), "to", to.String())
+	}
 	g.wg.Go(func() { c.runOutgoing(untrack) })
 	return c, nil
 }

@@ -52,7 +52,8 @@ type Options struct {
 	// WriteTimeout bounds one write. Default 10 s.
 	WriteTimeout time.Duration
 	// IdleAfter, when set, makes Read return ErrIdle once the socket has
-	// had nothing to read for that long. The Conn is intact: the caller
+	// had nothing to read for that long, if it has returned a frame since
+	// Accept or the last ErrIdle. The Conn is intact: the caller
 	// reads on from a new goroutine and lets the old one exit. A
 	// goroutine keeps the stack its deepest work needed (4 KiB or more
 	// once it has handled a frame) until garbage collection, and even then
@@ -78,6 +79,10 @@ type Conn struct {
 
 	pingInterval, pingTimeout time.Duration
 	idleAfter                 time.Duration
+	// handled: a frame was read since Accept or the last ErrIdle. Only
+	// then can a goroutine have a stack worth shedding; a wait without
+	// one has no bound, and arming a bound would itself take stack.
+	handled bool
 
 	remote string
 	ctx    context.Context
@@ -220,9 +225,15 @@ func (c *Conn) Read(ctx context.Context) ([]byte, error) {
 
 func (c *Conn) read() ([]byte, error) {
 	for {
-		if c.sock.waitReadable(c.idleAfter) {
+		idle := c.idleAfter
+		if !c.handled {
+			idle = 0
+		}
+		if c.sock.waitReadable(idle) {
+			c.handled = false
 			return nil, ErrIdle
 		}
+		c.handled = true
 		// The context given to coder/websocket never ends: startRead
 		// watches the caller's.
 		typ, r, err := c.c.Reader(context.Background())

@@ -204,7 +204,7 @@ type Call struct {
 	peerInfo    map[string]bool          // Info Packages the peer takes (info.go)
 	trickle     bool                     // incoming: our responses announce trickle-ice
 	rseq        uint32                   // outgoing: RSeq awaiting our PRACK; incoming: last sent
-	pracks      map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK
+	pracks      map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK; made by the first
 	sdpPrack    chan struct{}            // incoming: closed by the PRACK of the last reliable provisional with SDP
 	lastRSeq    uint32                   // owner goroutine only
 	endForced   *Event                   // owner goroutine only
@@ -233,7 +233,6 @@ func (g *Gateway) newCall(dir Direction) *Call {
 		in:      make(chan func(), 8),
 		done:    make(chan struct{}),
 		slot:    make(chan struct{}, 1),
-		pracks:  map[uint32]chan struct{}{},
 		finalCh: make(chan struct{}),
 	}
 	return c

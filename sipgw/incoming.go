@@ -138,6 +138,9 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 		c.rseq++
 		rseq = c.rseq
 		acked = make(chan struct{})
+		if c.pracks == nil {
+			c.pracks = map[uint32]chan struct{}{}
+		}
 		c.pracks[rseq] = acked
 		if len(sdp) > 0 {
 			c.sdpPrack = acked

@@ -216,8 +216,14 @@ type farLeg struct {
 	out bool    // outgoing: the web caller is c.caller
 	sc  sipCall // set by the worker once dialled (outgoing)
 
-	ops  chan func()
-	done chan struct{} // closed when the SIP call is over and reported
+	// The call's SIP operations, run one at a time in order by a worker
+	// that lives only while there are some: most calls have three (dial,
+	// ACK, hang-up) spread over their life, and a parked goroutine per
+	// call costs more than starting one when work comes.
+	opMu    sync.Mutex
+	ops     []func()
+	running bool          // a worker (or the caller of runOrQueue) is on an op
+	done    chan struct{} // closed when the SIP call is over and reported
 
 	// Guarded by c.mu.
 	remote       string                  // the SIP party, as the web side sees it
@@ -244,44 +250,87 @@ type sipReoffer struct {
 }
 
 func (h *Handler) newFarLeg(c *Call, out bool) *farLeg {
-	fl := &farLeg{h: h, c: c, out: out, ops: make(chan func(), farQueue), done: make(chan struct{})}
+	fl := &farLeg{h: h, c: c, out: out, done: make(chan struct{})}
 	c.far = fl
-	h.far.wg.Go(fl.work)
 	return fl
 }
 
+// work runs the queued operations, then exits; the operations of a call
+// that is over are dropped.
 func (fl *farLeg) work() {
 	for {
-		select {
-		case op := <-fl.ops:
-			op()
-		case <-fl.done:
+		fl.opMu.Lock()
+		if len(fl.ops) == 0 || fl.over() {
+			fl.ops, fl.running = nil, false
+			fl.opMu.Unlock()
 			return
 		}
+		op := fl.ops[0]
+		fl.ops[0] = nil
+		fl.ops = fl.ops[1:]
+		fl.opMu.Unlock()
+		op()
 	}
 }
 
-// enqueue hands op to the worker; false when the queue is full.
-func (fl *farLeg) enqueue(op func()) bool {
+func (fl *farLeg) over() bool {
 	select {
-	case fl.ops <- op:
+	case <-fl.done:
 		return true
 	default:
 		return false
 	}
 }
 
-// must hands op to the worker even when the queue is full: then from a
-// goroutine that waits for room (or for the end of the call). For what
-// may not be lost: ACK, answer, reject, hang-up.
-func (fl *farLeg) must(op func()) {
-	if !fl.enqueue(op) {
-		fl.h.far.wg.Go(func() {
-			select {
-			case fl.ops <- op:
-			case <-fl.done:
-			}
-		})
+// push queues op, starting a worker when none runs; false when bounded
+// and farQueue operations already wait.
+func (fl *farLeg) push(op func(), bounded bool) bool {
+	fl.opMu.Lock()
+	if bounded && len(fl.ops) >= farQueue {
+		fl.opMu.Unlock()
+		return false
+	}
+	fl.ops = append(fl.ops, op)
+	start := !fl.running
+	fl.running = true
+	fl.opMu.Unlock()
+	if start {
+		fl.h.far.wg.Go(fl.work)
+	}
+	return true
+}
+
+// enqueue hands op to the worker; false when the queue is full.
+func (fl *farLeg) enqueue(op func()) bool { return fl.push(op, true) }
+
+// must queues op even when the queue is full. For what may not be lost:
+// ACK, answer, reject, hang-up.
+func (fl *farLeg) must(op func()) { fl.push(op, false) }
+
+// runOrQueue runs op on the caller when no other operation runs or waits
+// (saving a goroutine hand-off), else queues it as must does. Only for
+// operations that return promptly (a datagram or segment written, no
+// transaction waited for): the caller may hold c.mu.
+func (fl *farLeg) runOrQueue(op func()) {
+	fl.opMu.Lock()
+	if fl.running {
+		fl.ops = append(fl.ops, op)
+		fl.opMu.Unlock()
+		return
+	}
+	if fl.over() {
+		fl.opMu.Unlock()
+		return
+	}
+	fl.running = true
+	fl.opMu.Unlock()
+	op()
+	fl.opMu.Lock()
+	start := len(fl.ops) > 0
+	fl.running = start
+	fl.opMu.Unlock()
+	if start {
+		fl.h.far.wg.Go(fl.work)
 	}
 }
 
@@ -776,7 +825,9 @@ func (h *Handler) farFrame(l *leg, f *protocol.Frame) {
 	case protocol.ActionComplete:
 		if fl.out && l == c.caller && fl.answered && !fl.acked() {
 			fl.ackOnce = true
-			fl.must(func() {
+			// The ACK is one write, no transaction: sent from here, it
+			// leaves without waking another goroutine.
+			fl.runOrQueue(func() {
 				ctx, cancel := opCtx()
 				defer cancel()
 				if err := fl.sc.Ack(ctx, nil); err != nil {

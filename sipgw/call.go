@@ -357,8 +357,8 @@ func (c *Call) remoteTarget() sip.Uri {
 // request sends an in-dialog request and waits for its final response.
 // Calls are serialised by the caller holding the slot.
 func (c *Call) request(ctx context.Context, req *sip.Request) (*sip.Response, error) {
-	done := c.g.track()
-	defer done()
+	c.g.track()
+	defer c.g.untrack()
 	tx, err := c.dialog().TransactionRequest(ctx, req)
 	if err != nil {
 		return nil, err

@@ -147,9 +147,9 @@ func checkHeaders(hs []Header) error {
 func (g *Gateway) do(ctx context.Context, identity string, build func() *sip.Request) (*sip.Response, error) {
 	req := build()
 	for attempt := 0; ; attempt++ {
-		done := g.track()
+		g.track()
 		res, err := g.cli.Do(ctx, req)
-		done()
+		g.untrack()
 		if err != nil {
 			return nil, err
 		}

@@ -339,20 +339,20 @@ func (g *Gateway) contactHeader(user string) sip.ContactHeader {
 	return sip.ContactHeader{Address: u, Params: sip.NewParams()}
 }
 
-// track counts a transaction for Stats until the returned func is called.
-func (g *Gateway) track() func() {
-	g.txs.Add(1)
-	var once sync.Once
-	return func() { once.Do(func() { g.txs.Add(-1) }) }
-}
+// track counts a transaction for Stats until untrack; a pair of calls
+// rather than a returned func, which would cost two allocations per
+// transaction.
+func (g *Gateway) track() { g.txs.Add(1) }
+
+func (g *Gateway) untrack() { g.txs.Add(-1) }
 
 // routes installs the request handlers. Each handler runs on a sipgo
 // goroutine and returns only when its transaction needs nothing more.
 func (g *Gateway) routes() {
 	wrap := func(h sipgo.RequestHandler) sipgo.RequestHandler {
 		return func(req *sip.Request, tx sip.ServerTransaction) {
-			done := g.track()
-			defer done()
+			g.track()
+			defer g.untrack()
 			h(req, tx)
 		}
 	}

@@ -102,10 +102,10 @@ func (g *Gateway) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	setSDP(req, o.SDP)
 
 	c.inviteCtx, c.inviteCancel = context.WithCancel(context.Background())
-	untrack := g.track()
+	g.track()
 	c.uac, err = g.dua.WriteInvite(ctx, req)
 	if err != nil {
-		untrack()
+		g.untrack()
 		c.inviteCancel()
 		g.removeCall(c)
 		close(c.done)
@@ -115,17 +115,19 @@ func (g *Gateway) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	if g.log.Enabled(ctx, slog.LevelInfo) {
 		g.log.Info("sipgw: outgoing call", "call", c.id, "from", from.String(), "to", to.String())
 	}
-	g.wg.Go(func() { c.runOutgoing(untrack) })
+	g.wg.Go(c.runOutgoing)
 	return c, nil
 }
 
-func (c *Call) runOutgoing(untrack func()) {
+// runOutgoing owns the call; the INVITE's transaction is counted (track)
+// until its final response.
+func (c *Call) runOutgoing() {
 	err := c.uac.WaitAnswer(c.inviteCtx, sipgo.AnswerOptions{
 		OnResponse: c.onResponse,
 		Username:   c.password.Username,
 		Password:   c.password.Password,
 	})
-	untrack()
+	c.g.untrack()
 	if err != nil {
 		var dr *sipgo.ErrDialogResponse
 		switch {

@@ -340,9 +340,9 @@ func (r *registration) send(ctx context.Context, expires time.Duration, preset *
 	}
 	triedPreset := false
 	for attempt := 0; ; attempt++ {
-		done := g.track()
+		g.track()
 		res, err := g.cli.Do(ctx, req)
-		done()
+		g.untrack()
 		if err == nil && res == nil {
 			// sipgo ends a transaction it terminated (the user agent
 			// closing) with neither response nor error.

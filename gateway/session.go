@@ -72,7 +72,8 @@ type Session struct {
 	conn      *link // current socket, nil while waiting for a resume
 	ended     bool
 	resume    *time.Timer
-	ackTimer  *time.Timer
+	ackTimer  *time.Timer // made once, then reset: most inbound frames arm it
+	ackArmed  bool
 	lastError int // consecutive undecodable frames
 }
 
@@ -270,23 +271,35 @@ func (s *Session) sendAckLocked() {
 }
 
 func (s *Session) scheduleAckLocked() {
-	if s.oracle || s.ackTimer != nil || s.ended {
+	if s.oracle || s.ackArmed || s.ended {
 		return
 	}
-	s.ackTimer = time.AfterFunc(s.g.cfg.Session.AckDelay.D(), func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.ackTimer = nil
-		if !s.ended {
-			s.sendAckLocked()
-		}
-	})
+	s.ackArmed = true
+	if s.ackTimer == nil {
+		s.ackTimer = time.AfterFunc(s.g.cfg.Session.AckDelay.D(), s.onAckTimer)
+		return
+	}
+	s.ackTimer.Reset(s.g.cfg.Session.AckDelay.D())
+}
+
+// onAckTimer may run after a Stop that came too late, even once the
+// timer was armed again: it then acknowledges early, which is harmless.
+func (s *Session) onAckTimer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ackArmed {
+		return
+	}
+	s.ackArmed = false
+	if !s.ended {
+		s.sendAckLocked()
+	}
 }
 
 func (s *Session) stopAckTimerLocked() {
-	if s.ackTimer != nil {
+	if s.ackArmed {
 		s.ackTimer.Stop()
-		s.ackTimer = nil
+		s.ackArmed = false
 	}
 }
 

@@ -42,6 +42,8 @@ type inbound struct {
 	err  error
 }
 
+var errWriteTimeout = errors.New("client: write timed out")
+
 // queueSlack is the write queue's room beyond the retained window, for
 // frames that are not retained (acknowledgements, pings, raw frames).
 const queueSlack = 256
@@ -108,7 +110,10 @@ func (c *conn) start(in chan<- inbound, writeTimeout time.Duration, onFrame func
 func (c *conn) reader(in chan<- inbound, onFrame func(bool, []byte)) {
 	defer c.wg.Done()
 	for {
-		typ, data, err := c.ws.Read(c.ctx)
+		// No context: one would cost websocket a context.AfterFunc per
+		// frame, and stop, logout and kill end a Read by closing the
+		// socket anyway.
+		typ, data, err := c.ws.Read(context.Background())
 		if err == nil && typ != websocket.MessageText {
 			err = errors.New("client: binary frame from the gateway")
 			c.ws.Close(websocket.StatusUnsupportedData, "binary frame")
@@ -130,6 +135,12 @@ func (c *conn) reader(in chan<- inbound, onFrame func(bool, []byte)) {
 func (c *conn) writer(timeout time.Duration, onFrame func(bool, []byte)) {
 	defer c.wg.Done()
 	defer close(c.writerDone)
+	// One watchdog for every write, as a write's context deadline would
+	// do (websocket closes the socket when it expires) without a context,
+	// a timer and an AfterFunc per frame.
+	stuck := time.AfterFunc(time.Hour, func() { c.ws.CloseNow() })
+	stuck.Stop()
+	defer stuck.Stop()
 	for {
 		c.qmu.Lock()
 		batch, closed := c.queue, c.closed
@@ -139,9 +150,11 @@ func (c *conn) writer(timeout time.Duration, onFrame func(bool, []byte)) {
 			if onFrame != nil {
 				onFrame(true, data)
 			}
-			ctx, cancel := context.WithTimeout(c.ctx, timeout)
-			err := c.ws.Write(ctx, websocket.MessageText, data)
-			cancel()
+			stuck.Reset(timeout)
+			err := c.ws.Write(context.Background(), websocket.MessageText, data)
+			if !stuck.Stop() && err == nil {
+				err = errWriteTimeout // closed as the write finished
+			}
 			if err != nil {
 				// The reader sees the socket fail and tells the loop.
 				c.ws.CloseNow()

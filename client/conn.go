@@ -42,6 +42,9 @@ type inbound struct {
 	err  error
 }
 
+// spareMax is the largest write batch whose slice the writer keeps.
+const spareMax = 16
+
 var errWriteTimeout = errors.New("client: write timed out")
 
 // queueSlack is the write queue's room beyond the retained window, for
@@ -141,11 +144,15 @@ func (c *conn) writer(timeout time.Duration, onFrame func(bool, []byte)) {
 	stuck := time.AfterFunc(time.Hour, func() { c.ws.CloseNow() })
 	stuck.Stop()
 	defer stuck.Stop()
+	// The slice of the last batch is the queue's next one, so that
+	// queueing a frame allocates nothing; after a burst it is let go.
+	var spare [][]byte
 	for {
 		c.qmu.Lock()
 		batch, closed := c.queue, c.closed
-		c.queue = nil
+		c.queue = spare
 		c.qmu.Unlock()
+		spare = nil
 		for _, data := range batch {
 			if onFrame != nil {
 				onFrame(true, data)
@@ -160,6 +167,10 @@ func (c *conn) writer(timeout time.Duration, onFrame func(bool, []byte)) {
 				c.ws.CloseNow()
 				return
 			}
+		}
+		if cap(batch) <= spareMax {
+			clear(batch)
+			spare = batch[:0]
 		}
 		if closed {
 			return

@@ -828,9 +828,8 @@ func (h *Handler) farFrame(l *leg, f *protocol.Frame) {
 			// The ACK is one write, no transaction: sent from here, it
 			// leaves without waking another goroutine.
 			fl.runOrQueue(func() {
-				ctx, cancel := opCtx()
-				defer cancel()
-				if err := fl.sc.Ack(ctx, nil); err != nil {
+				// No deadline to bound: sipgw waits for nothing.
+				if err := fl.sc.Ack(context.Background(), nil); err != nil {
 					h.log.Debug("SIP ACK", "err", err)
 				}
 			})

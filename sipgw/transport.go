@@ -58,8 +58,7 @@ type sizedRequester struct {
 func (r *sizedRequester) Request(ctx context.Context, req *sip.Request) (sip.ClientTransaction, error) {
 	onTCP := r.route(req)
 	tx, err := r.send(ctx, req)
-	var op *net.OpError
-	if err != nil && onTCP && errors.As(err, &op) && op.Op == "dial" {
+	if err != nil && onTCP && dialFailed(err) {
 		// A next hop that takes no TCP (a UDP-only PBX) still gets the
 		// request, fragmented: better than no call. The request never
 		// left, so its branch is unused.
@@ -68,6 +67,13 @@ func (r *sizedRequester) Request(ctx context.Context, req *sip.Request) (sip.Cli
 		tx, err = r.send(ctx, req)
 	}
 	return tx, err
+}
+
+// dialFailed: its own function, so that the *net.OpError errors.As needs
+// on the heap is allocated only for a failed request.
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 func (r *sizedRequester) send(ctx context.Context, req *sip.Request) (sip.ClientTransaction, error) {

@@ -42,6 +42,9 @@ type Client struct {
 	ctx    context.Context // cancelled when the loop exits
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the loop and the dialers
+	// errcs recycles do's reply channels (every call operation makes
+	// one); per client, as a channel may not leave its synctest bubble.
+	errcs sync.Pool
 
 	cmds   chan func()
 	in     chan inbound
@@ -178,22 +181,31 @@ func (c *Client) Kill() {
 
 // do runs fn on the loop and returns its error.
 func (c *Client) do(ctx context.Context, fn func() error) error {
-	errc := make(chan error, 1)
+	errc, _ := c.errcs.Get().(chan error)
+	if errc == nil {
+		errc = make(chan error, 1)
+	}
 	select {
 	case c.cmds <- func() { errc <- fn() }:
 	case <-ctx.Done():
+		c.errcs.Put(errc)
 		return ctx.Err()
 	case <-c.done:
+		c.errcs.Put(errc)
 		return ErrClosed
 	}
 	select {
 	case err := <-errc:
+		// Empty again, and fn has sent its one reply: reusable.
+		c.errcs.Put(errc)
 		return err
 	case <-c.done:
 		select {
 		case err := <-errc:
+			c.errcs.Put(errc)
 			return err
 		default:
+			// The loop may still run fn and reply: not reusable.
 			return ErrClosed
 		}
 	}

@@ -221,7 +221,8 @@ type farLeg struct {
 	// ACK, hang-up) spread over their life, and a parked goroutine per
 	// call costs more than starting one when work comes.
 	opMu    sync.Mutex
-	ops     []func()
+	ops     []func() // on opsBuf until more wait at once
+	opsBuf  [2]func()
 	running bool          // a worker (or the caller of runOrQueue) is on an op
 	done    chan struct{} // closed when the SIP call is over and reported
 
@@ -251,6 +252,7 @@ type sipReoffer struct {
 
 func (h *Handler) newFarLeg(c *Call, out bool) *farLeg {
 	fl := &farLeg{h: h, c: c, out: out, done: make(chan struct{})}
+	fl.ops = fl.opsBuf[:0]
 	c.far = fl
 	return fl
 }
@@ -261,13 +263,17 @@ func (fl *farLeg) work() {
 	for {
 		fl.opMu.Lock()
 		if len(fl.ops) == 0 || fl.over() {
-			fl.ops, fl.running = nil, false
+			clear(fl.ops)
+			fl.ops, fl.running = fl.opsBuf[:0], false
 			fl.opMu.Unlock()
 			return
 		}
+		// Shifted rather than resliced, so that the slice keeps its
+		// room and queueing allocates nothing.
 		op := fl.ops[0]
-		fl.ops[0] = nil
-		fl.ops = fl.ops[1:]
+		n := copy(fl.ops, fl.ops[1:])
+		fl.ops[n] = nil
+		fl.ops = fl.ops[:n]
 		fl.opMu.Unlock()
 		op()
 	}

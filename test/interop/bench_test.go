@@ -288,6 +288,15 @@ func (u *benchUAS) trace(b *testing.B) map[string]*traceSetup {
 	if err := u.p.cmd.Process.Signal(os.Interrupt); err != nil {
 		b.Fatal(err)
 	}
+	// A first interrupt lets SIPp finish the calls it still counts as
+	// running, which a call whose last message went astray can stretch
+	// past the wait; a second one makes it quit at once (its logs are
+	// written as it goes).
+	select {
+	case <-u.p.done:
+	case <-time.After(5 * time.Second):
+		_ = u.p.cmd.Process.Signal(os.Interrupt)
+	}
 	u.p.wait(b, 10*time.Second) // interrupted: its exit code says nothing
 	return readTrace(b, u.dir)
 }

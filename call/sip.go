@@ -844,7 +844,7 @@ func (h *Handler) farFrame(l *leg, f *protocol.Frame) {
 			fl.flushTrickle()
 		}
 	case protocol.ActionShutdown:
-		fl.webShutdown(l)
+		fl.webLeaves(l, protocol.CodeDecline)
 	case protocol.ActionPrack:
 		if f.Control.Type != protocol.TypeRequest {
 			return
@@ -1112,8 +1112,9 @@ func (fl *farLeg) webReject(l *leg, f *protocol.Frame) {
 	fl.settle()
 }
 
-// webShutdown: the web side hangs up (or a ringing callee gives up).
-func (fl *farLeg) webShutdown(l *leg) {
+// webLeaves: the web side hangs up, or its session ends. A ringing
+// callee that leaves counts as having declined with code.
+func (fl *farLeg) webLeaves(l *leg, code int) {
 	c := fl.c
 	switch {
 	case l == fl.web():
@@ -1121,7 +1122,7 @@ func (fl *farLeg) webShutdown(l *leg) {
 		fl.hangup()
 		fl.h.endFar(c)
 	case !fl.out && l.state == legRinging:
-		l.state, l.code = legFailed, protocol.CodeDecline
+		l.state, l.code = legFailed, code
 		fl.settle()
 	}
 }
@@ -1163,17 +1164,6 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 	}
 }
 
-// farSessionEnded: ep's session ended while on the SIP call of l. c.mu
-// is held.
-func (fl *farLeg) sessionEnded(l *leg) {
-	c := fl.c
-	switch {
-	case l == fl.web():
-		fl.webGone = true
-		fl.hangup()
-		fl.h.endFar(c)
-	case !fl.out && l.state == legRinging:
-		l.state, l.code = legFailed, protocol.CodeTemporarilyUnavail
-		fl.settle()
-	}
-}
+// sessionEnded: ep's session ended while on the SIP call of l. c.mu is
+// held.
+func (fl *farLeg) sessionEnded(l *leg) { fl.webLeaves(l, protocol.CodeTemporarilyUnavail) }

@@ -104,6 +104,21 @@ func ha1Authorizer(user, pw string, calls *atomic.Int32) func(context.Context, j
 	}
 }
 
+// webCallToUAS starts Kamailio, a gateway and a SIPp UAS playing
+// scenario, and places a call to the UAS from a web session.
+func webCallToUAS(t *testing.T, scenario string) (*client.Client, *client.Call, *Sipp) {
+	t.Helper()
+	k := startKamailio(t)
+	w := startWebGateway(t, k)
+	uas := startSipp(t, scenario, "")
+	a := w.connect(t, "open@"+domain, nil)
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, out, uas
+}
+
 func (w *webGW) connect(t testing.TB, identity string, mod func(*client.Options)) *client.Client {
 	t.Helper()
 	o := client.Options{URL: w.url, Identity: identity, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 100 * time.Millisecond}
@@ -241,14 +256,7 @@ func TestWebRegisterChallenge(t *testing.T) {
 }
 
 func TestWebCallAnswered(t *testing.T) {
-	k := startKamailio(t)
-	w := startWebGateway(t, k)
-	uas := startSipp(t, "uas_answer.xml", "")
-	a := w.connect(t, "open@"+domain, nil)
-	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, out, uas := webCallToUAS(t, "uas_answer.xml")
 	// The 180 may be missing: sipgo drops a provisional response that its
 	// INVITE transaction has not handed over when the 200 ends it.
 	if ev := webAnswered(t, a); ev.Code != 200 {
@@ -276,14 +284,7 @@ func TestWebCallBusy(t *testing.T) {
 }
 
 func TestWebCallCancelled(t *testing.T) {
-	k := startKamailio(t)
-	w := startWebGateway(t, k)
-	uas := startSipp(t, "uas_noanswer.xml", "")
-	a := w.connect(t, "open@"+domain, nil)
-	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, out, uas := webCallToUAS(t, "uas_noanswer.xml")
 	webExpect(t, a, client.CallRinging)
 	if err := out.Hangup(ctxT(t)); err != nil { // shutdown before the answer: CANCEL
 		t.Fatal(err)
@@ -306,14 +307,7 @@ func TestWebCallFarEndBye(t *testing.T) {
 }
 
 func TestWebCallEarlyMedia(t *testing.T) {
-	k := startKamailio(t)
-	w := startWebGateway(t, k)
-	uas := startSipp(t, "uas_early.xml", "")
-	a := w.connect(t, "open@"+domain, nil)
-	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, out, uas := webCallToUAS(t, "uas_early.xml")
 	if ev := webExpect(t, a, client.CallEarlyMedia); ev.Code != 183 || !strings.Contains(ev.SDP, "m=audio") {
 		t.Fatalf("early media %d %q", ev.Code, ev.SDP)
 	}
@@ -326,14 +320,7 @@ func TestWebCallEarlyMedia(t *testing.T) {
 }
 
 func TestWebCall100relPrack(t *testing.T) {
-	k := startKamailio(t)
-	w := startWebGateway(t, k)
-	uas := startSipp(t, "uas_100rel.xml", "")
-	a := w.connect(t, "open@"+domain, nil)
-	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, out, uas := webCallToUAS(t, "uas_100rel.xml")
 	if ev := webExpect(t, a, client.CallEarlyMedia); ev.Code != 183 {
 		t.Fatalf("early media %d", ev.Code)
 	}
@@ -352,14 +339,7 @@ func TestWebCall100relPrack(t *testing.T) {
 }
 
 func TestWebCallReinviteHoldResume(t *testing.T) {
-	k := startKamailio(t)
-	w := startWebGateway(t, k)
-	uas := startSipp(t, "uas_reinvite.xml", "")
-	a := w.connect(t, "open@"+domain, nil)
-	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, out, uas := webCallToUAS(t, "uas_reinvite.xml")
 	webAnswered(t, a)
 	webExpect(t, a, client.CallEstablished)
 	hold := strings.Replace(offer, "a=sendrecv", "a=sendonly", 1)

@@ -85,10 +85,7 @@ func TestOutgoingFarEndBye(t *testing.T) {
 	g := newGateway(t, k, nil)
 	uas := startSipp(t, "uas_farbye.xml", "")
 	c := dial(t, g, uas.Port, sipgw.DialOptions{})
-	answered(t, c)
-	if err := c.Ack(ctxT(t), nil); err != nil {
-		t.Fatal(err)
-	}
+	answeredAcked(t, c)
 	if ev := ended(t, c); ev.End != sipgw.EndRemoteBye {
 		t.Fatalf("end %v %d", ev.End, ev.Code)
 	}
@@ -105,16 +102,8 @@ func TestOutgoingEarlyMedia(t *testing.T) {
 	if ev.Code != 183 || !strings.Contains(string(ev.SDP), "m=audio") {
 		t.Fatalf("progress %d %q", ev.Code, ev.SDP)
 	}
-	answered(t, c)
-	if err := c.Ack(ctxT(t), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Hangup(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	ended(t, c)
-	uas.expectSuccess(t)
-	assertIdle(t, g)
+	answeredAcked(t, c)
+	hangUpClean(t, g, c, uas)
 }
 
 func TestOutgoing100relPrack(t *testing.T) {
@@ -129,16 +118,8 @@ func TestOutgoing100relPrack(t *testing.T) {
 	if err := c.Prack(ctxT(t), nil); err != nil {
 		t.Fatal(err)
 	}
-	answered(t, c)
-	if err := c.Ack(ctxT(t), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Hangup(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	ended(t, c)
-	uas.expectSuccess(t)
-	assertIdle(t, g)
+	answeredAcked(t, c)
+	hangUpClean(t, g, c, uas)
 }
 
 func TestReinviteHoldResume(t *testing.T) {
@@ -146,10 +127,7 @@ func TestReinviteHoldResume(t *testing.T) {
 	g := newGateway(t, k, nil)
 	uas := startSipp(t, "uas_reinvite.xml", "")
 	c := dial(t, g, uas.Port, sipgw.DialOptions{})
-	answered(t, c)
-	if err := c.Ack(ctxT(t), nil); err != nil {
-		t.Fatal(err)
-	}
+	answeredAcked(t, c)
 	hold := strings.Replace(offer, "a=sendrecv", "a=sendonly", 1)
 	if ans, err := c.Reoffer(ctxT(t), []byte(hold)); err != nil || !strings.Contains(string(ans), "m=audio") {
 		t.Fatalf("hold: %v %q", err, ans)
@@ -170,6 +148,24 @@ func TestReinviteHoldResume(t *testing.T) {
 		t.Fatalf("second accept: %v", err)
 	}
 	expect(t, c, sipgw.EventConfirmed)
+	hangUpClean(t, g, c, uas)
+}
+
+// answered skips provisional events (sipgo may deliver a 180 that raced
+// the 200 after it, or drop it) and returns the answer.
+// answeredAcked waits for c's 200 and ACKs it.
+func answeredAcked(t *testing.T, c *sipgw.Call) {
+	t.Helper()
+	answered(t, c)
+	if err := c.Ack(ctxT(t), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hangUpClean sends BYE on c, and checks that the call ended, the UAS's
+// scenario passed and nothing is left on the SIP side.
+func hangUpClean(t *testing.T, g *sipgw.Gateway, c *sipgw.Call, uas *Sipp) {
+	t.Helper()
 	if err := c.Hangup(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -178,8 +174,6 @@ func TestReinviteHoldResume(t *testing.T) {
 	assertIdle(t, g)
 }
 
-// answered skips provisional events (sipgo may deliver a 180 that raced
-// the 200 after it, or drop it) and returns the answer.
 func answered(t *testing.T, c *sipgw.Call) sipgw.Event {
 	t.Helper()
 	for {

@@ -9,11 +9,7 @@
 // [Endpoint] interface, so it knows no socket.
 package call
 
-import (
-	"strconv"
-
-	"github.com/jsonrtc/jsonrtc/protocol"
-)
+import "github.com/jsonrtc/jsonrtc/protocol"
 
 // Endpoint is a live web session as package handlers see it.
 type Endpoint interface {
@@ -71,22 +67,9 @@ func errorFrame(f *protocol.Frame, code int, reason string) *protocol.Frame {
 			Type:          protocol.TypeError,
 			Package:       f.EffectivePackage(),
 			SubsessionID:  f.Control.SubsessionID,
-			CorrelationID: ClientCorrelation(f),
+			CorrelationID: protocol.ClientCorrelation(f),
 		},
 		Header: protocol.Header{Action: f.Header.Action, ErrorCode: code, Reason: reason,
 			Initiator: f.Header.Initiator, Target: f.Header.Target},
 	}
-}
-
-// ClientCorrelation is the id that names a client frame. A request's
-// answer echoes the correlation_id the client gave (PROTOCOL.md section
-// 2); otherwise a client frame is "c<sequence>".
-func ClientCorrelation(f *protocol.Frame) string {
-	if f.Control.CorrelationID != "" && (f.Control.Type == protocol.TypeRequest || f.Control.Sequence == 0) {
-		return f.Control.CorrelationID
-	}
-	if f.Control.Sequence != 0 {
-		return "c" + strconv.FormatUint(f.Control.Sequence, 10)
-	}
-	return ""
 }

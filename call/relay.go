@@ -157,7 +157,7 @@ func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
 			// (a 200 without SDP would make wsc.js refuse it).
 			ep.Send(&protocol.Frame{
 				Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageCall,
-					SubsessionID: l.sub, CorrelationID: ClientCorrelation(f), MessageState: protocol.StateFinal},
+					SubsessionID: l.sub, CorrelationID: protocol.ClientCorrelation(f), MessageState: protocol.StateFinal},
 				Header: protocol.Header{Action: protocol.ActionPrack, Initiator: f.Header.Initiator, Target: f.Header.Target},
 			}, false)
 		}
@@ -204,7 +204,7 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 	c := &Call{target: target}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.caller = &leg{call: c, ep: ep, sub: f.Control.SubsessionID, startCorr: ClientCorrelation(f), held: true}
+	c.caller = &leg{call: c, ep: ep, sub: f.Control.SubsessionID, startCorr: protocol.ClientCorrelation(f), held: true}
 	h.mu.Lock()
 	h.calls[c] = struct{}{}
 	h.legs[legKey{ep.ID(), c.caller.sub}] = c.caller
@@ -461,7 +461,7 @@ func (h *Handler) reoffer(l *leg, f *protocol.Frame) {
 	out.Header.Ext = f.Header.Ext
 	out.Payload = f.Payload
 	seq := h.send(other, out, true)
-	l.reoffer = &pending{here: ClientCorrelation(f), there: "s" + strconv.FormatUint(seq, 10)}
+	l.reoffer = &pending{here: protocol.ClientCorrelation(f), there: "s" + strconv.FormatUint(seq, 10)}
 }
 
 func (h *Handler) complete(l *leg, f *protocol.Frame) {
@@ -551,7 +551,7 @@ func (h *Handler) transferFrame(l *leg, f *protocol.Frame) {
 		out.Header.Initiator, out.Header.Target = l.ep.Identity(), other.ep.Identity()
 		out.Header.ReferTo = f.Header.ReferTo
 		seq := h.send(other, out, true)
-		l.transfer = &pending{here: ClientCorrelation(f), there: "s" + strconv.FormatUint(seq, 10)}
+		l.transfer = &pending{here: protocol.ClientCorrelation(f), there: "s" + strconv.FormatUint(seq, 10)}
 		return
 	}
 	if other == nil || other.transfer == nil || other.transfer.there != f.Control.CorrelationID {

@@ -394,7 +394,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	c := &Call{target: f.Header.Target}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.caller = &leg{call: c, ep: ep, sub: f.Control.SubsessionID, startCorr: ClientCorrelation(f), held: true}
+	c.caller = &leg{call: c, ep: ep, sub: f.Control.SubsessionID, startCorr: protocol.ClientCorrelation(f), held: true}
 	h.mu.Lock()
 	h.calls[c] = struct{}{}
 	h.legs[legKey{ep.ID(), c.caller.sub}] = c.caller
@@ -850,7 +850,7 @@ func (h *Handler) farFrame(l *leg, f *protocol.Frame) {
 			return
 		}
 		reply := func(code int, reason string) {
-			out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionPrack, ClientCorrelation(f))
+			out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionPrack, protocol.ClientCorrelation(f))
 			out.Control.MessageState = protocol.StateFinal
 			if code >= 300 {
 				out.Control.Type, out.Control.MessageState = protocol.TypeError, ""
@@ -940,7 +940,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "Glare"), false)
 		return
 	}
-	corr := ClientCorrelation(f)
+	corr := protocol.ClientCorrelation(f)
 	fl.webReoffer = corr
 	c := fl.c
 	offer := fl.foldTrickle(p.SDP, local)
@@ -1138,7 +1138,7 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "the call is not established"), false)
 		return
 	}
-	corr, referTo := ClientCorrelation(f), f.Header.ReferTo
+	corr, referTo := protocol.ClientCorrelation(f), f.Header.ReferTo
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
 		err := fl.sc.Transfer(ctx, referTo)

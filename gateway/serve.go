@@ -11,7 +11,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/auth"
-	"github.com/jsonrtc/jsonrtc/call"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/transport/ws"
@@ -342,7 +341,7 @@ func connectError(f *protocol.Frame, code int, reason string) []byte {
 	}
 	if f != nil {
 		out.Control.AckSequence = f.Control.Sequence
-		out.Control.CorrelationID = call.ClientCorrelation(f)
+		out.Control.CorrelationID = protocol.ClientCorrelation(f)
 		if f.Header.Action != "" && f.Header.Action != protocol.ActionConnect {
 			out.Header.Action = f.Header.Action
 			out.Control.Package = f.EffectivePackage()
@@ -463,7 +462,7 @@ func (s *Session) undecodable(data []byte, err error) bool {
 func errorFor(f *protocol.Frame, code int, reason string) *protocol.Frame {
 	return &protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeError, Package: f.EffectivePackage(),
-			SubsessionID: f.Control.SubsessionID, CorrelationID: call.ClientCorrelation(f)},
+			SubsessionID: f.Control.SubsessionID, CorrelationID: protocol.ClientCorrelation(f)},
 		Header: protocol.Header{Action: f.Header.Action, ErrorCode: code, Reason: reason},
 	}
 }

@@ -247,7 +247,7 @@ func connectErrorFor(f *protocol.Frame, err error) []byte {
 		}
 		if f != nil {
 			out.Control.AckSequence = f.Control.Sequence
-			out.Control.CorrelationID = call.ClientCorrelation(f)
+			out.Control.CorrelationID = protocol.ClientCorrelation(f)
 		}
 		return out.Marshal()
 	}

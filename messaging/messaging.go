@@ -113,7 +113,7 @@ func (h *Handler) Pending() int {
 func reply(f *protocol.Frame, typ protocol.Type, code int, reason string) *protocol.Frame {
 	out := &protocol.Frame{
 		Control: protocol.Control{Type: typ, Package: protocol.PackageMessaging,
-			SubsessionID: f.Control.SubsessionID, CorrelationID: call.ClientCorrelation(f)},
+			SubsessionID: f.Control.SubsessionID, CorrelationID: protocol.ClientCorrelation(f)},
 		Header: protocol.Header{Action: protocol.ActionSend, Initiator: f.Header.Initiator, Target: f.Header.Target},
 	}
 	if typ == protocol.TypeError {
@@ -164,7 +164,7 @@ func (h *Handler) send(ep call.Endpoint, f *protocol.Frame) {
 		ep.Send(reply(f, protocol.TypeError, code, ""), false)
 		return
 	}
-	m := &message{from: ep, corr: call.ClientCorrelation(f), sub: f.Control.SubsessionID, target: f.Header.Target}
+	m := &message{from: ep, corr: protocol.ClientCorrelation(f), sub: f.Control.SubsessionID, target: f.Header.Target}
 	h.relay(m, to, ep.Identity(), f.Header.Target, f.Header.Ext, f.Payload)
 }
 
@@ -211,7 +211,7 @@ func (h *Handler) sendUp(ep call.Endpoint, f *protocol.Frame, p protocol.Message
 	}
 	h.pending++
 	h.mu.Unlock()
-	m := &message{from: ep, corr: call.ClientCorrelation(f), sub: f.Control.SubsessionID, target: f.Header.Target}
+	m := &message{from: ep, corr: protocol.ClientCorrelation(f), sub: f.Control.SubsessionID, target: f.Header.Target}
 	err := h.opts.Upstream.Send(Outgoing{From: ep.Identity(), To: f.Header.Target, Payload: p, Ext: f.Header.Ext},
 		func(code int, reason string) {
 			h.mu.Lock()

@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/internal/subscription"
 	"github.com/jsonrtc/jsonrtc/notification/mwi"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
@@ -158,16 +159,13 @@ type Handler struct {
 	up  Upstream
 	log *slog.Logger
 
-	mu        sync.Mutex
-	subs      map[subKey]*sub
-	bySession map[string]map[*sub]struct{}
+	mu   sync.Mutex
+	subs subscription.Table[*sub]
 }
-
-type subKey struct{ session, subsession string }
 
 type sub struct {
 	ep      call.Endpoint
-	key     subKey
+	key     subscription.Key
 	target  string
 	corr    string // the pending start's correlation
 	init    string // and initiator
@@ -179,14 +177,18 @@ type sub struct {
 	last    []byte // the last summary as a payload, or nil
 }
 
+func (s *sub) frames() subscription.Frames {
+	return subscription.Frames{Package: protocol.PackageMessageNotification, Subsession: s.key.Subsession,
+		Target: s.target, Subscriber: s.ep.Identity()}
+}
+
 // NewHandler returns a Handler.
 func NewHandler(opts Options) *Handler {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: opts.Config.withDefaults(), up: opts.Upstream, log: log,
-		subs: map[subKey]*sub{}, bySession: map[string]map[*sub]struct{}{}}
+	return &Handler{cfg: opts.Config.withDefaults(), up: opts.Upstream, log: log}
 }
 
 // Subscriptions returns the number of live subscriptions, for leak
@@ -194,7 +196,7 @@ func NewHandler(opts Options) *Handler {
 func (h *Handler) Subscriptions() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.subs)
+	return h.subs.Len()
 }
 
 // HandleFrame processes a message_notification frame from ep, already
@@ -206,7 +208,7 @@ func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
 	case f.Control.Type == protocol.TypeMessage && f.Header.Action == protocol.ActionShutdown:
 		h.mu.Lock()
 		var stop func()
-		if s := h.subs[subKey{ep.ID(), f.Control.SubsessionID}]; s != nil {
+		if s, _ := h.subs.Get(subscription.Key{Session: ep.ID(), Subsession: f.Control.SubsessionID}); s != nil {
 			stop = h.endLocked(s)
 		}
 		h.mu.Unlock()
@@ -222,7 +224,7 @@ func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
 func (h *Handler) SessionEnded(ep call.Endpoint) {
 	h.mu.Lock()
 	var stops []func()
-	for s := range h.bySession[ep.ID()] {
+	for _, s := range h.subs.Session(ep.ID()) {
 		if stop := h.endLocked(s); stop != nil {
 			stops = append(stops, stop)
 		}
@@ -243,16 +245,16 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 		ep.Send(reply(f, protocol.CodeBadRequest, "start needs a target"), false)
 		return
 	}
-	key := subKey{ep.ID(), f.Control.SubsessionID}
+	key := subscription.Key{Session: ep.ID(), Subsession: f.Control.SubsessionID}
 	h.mu.Lock()
-	if s := h.subs[key]; s != nil {
+	if s, _ := h.subs.Get(key); s != nil {
 		switch {
 		case s.target != f.Header.Target:
 			ep.Send(reply(f, protocol.CodeBadRequest, "this subsession subscribes to "+s.target), false)
 		case s.pending:
 			ep.Send(reply(f, protocol.CodeRequestPending, "the subscription is not answered yet"), false)
 		default:
-			ep.Send(h.accepted(s, call.ClientCorrelation(f), f.Header.Initiator), false)
+			ep.Send(h.accepted(s, protocol.ClientCorrelation(f), f.Header.Initiator), false)
 			if s.last != nil {
 				h.notifyLocked(s)
 			}
@@ -265,19 +267,13 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 		ep.Send(reply(f, protocol.CodeNotFound, "no voicemail service"), false)
 		return
 	}
-	if len(h.bySession[ep.ID()]) >= h.cfg.MaxSubscriptions {
+	if h.subs.SessionLen(ep.ID()) >= h.cfg.MaxSubscriptions {
 		h.mu.Unlock()
 		ep.Send(reply(f, protocol.CodeServiceUnavailable, "too many subscriptions"), false)
 		return
 	}
-	s := &sub{ep: ep, key: key, target: f.Header.Target, corr: call.ClientCorrelation(f), init: f.Header.Initiator, pending: true}
-	h.subs[key] = s
-	m := h.bySession[key.session]
-	if m == nil {
-		m = map[*sub]struct{}{}
-		h.bySession[key.session] = m
-	}
-	m[s] = struct{}{}
+	s := &sub{ep: ep, key: key, target: f.Header.Target, corr: protocol.ClientCorrelation(f), init: f.Header.Initiator, pending: true}
+	h.subs.Add(key, s)
 	s.timer = time.AfterFunc(time.Duration(h.cfg.PendingTimeout)*time.Second, func() { h.timeout(s) })
 	h.mu.Unlock()
 
@@ -293,7 +289,7 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 	if callStop && stop != nil {
 		stop()
 	}
-	h.log.Debug("message summary subscription", "session_id", ep.ID(), "subsession_id", key.subsession, "mailbox", s.target)
+	h.log.Debug("message summary subscription", "session_id", ep.ID(), "subsession_id", key.Subsession, "mailbox", s.target)
 }
 
 func (h *Handler) timeout(s *sub) {
@@ -320,66 +316,27 @@ func (h *Handler) endLocked(s *sub) func() {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
-	if h.subs[s.key] == s {
-		delete(h.subs, s.key)
-	}
-	if m := h.bySession[s.key.session]; m != nil {
-		delete(m, s)
-		if len(m) == 0 {
-			delete(h.bySession, s.key.session)
-		}
-	}
+	h.subs.Remove(s.key, s)
 	return s.stop
 }
 
 func (h *Handler) accepted(s *sub, corr, initiator string) *protocol.Frame {
-	if initiator == "" {
-		initiator = s.ep.Identity()
-	}
-	return &protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageMessageNotification,
-			SubsessionID: s.key.subsession, CorrelationID: corr, MessageState: protocol.StateFinal},
-		Header: protocol.Header{Action: protocol.ActionStart, Initiator: initiator, Target: s.target,
-			ResponseCode: protocol.CodeOK, Reason: "OK", Expiry: h.cfg.Expiry},
-	}
+	return s.frames().Accepted(corr, initiator, h.cfg.Expiry)
 }
 
 func (h *Handler) startError(s *sub, code int, reason string) *protocol.Frame {
-	init := s.init
-	if init == "" {
-		init = s.ep.Identity()
-	}
-	return &protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageMessageNotification,
-			SubsessionID: s.key.subsession, CorrelationID: s.corr},
-		Header: protocol.Header{Action: protocol.ActionStart, Initiator: init, Target: s.target,
-			ErrorCode: code, Reason: reason},
-	}
+	return s.frames().StartError(s.corr, s.init, code, reason)
 }
 
-// notifyLocked sends the last summary. The notifier is the sender
-// (wsc.js shows initiator as the sender, target as the receiver).
+// notifyLocked sends the last summary.
 func (h *Handler) notifyLocked(s *sub) {
-	out := &protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageMessageNotification, SubsessionID: s.key.subsession},
-		Header:  protocol.Header{Action: protocol.ActionNotify, Initiator: s.target, Target: s.ep.Identity()},
-		Payload: s.last,
-	}
-	if _, err := s.ep.Send(out, true); err != nil {
+	if _, err := s.ep.Send(s.frames().Notify(s.last), true); err != nil {
 		h.log.Debug("notify to ended session", "session_id", s.ep.ID(), "err", err)
 	}
 }
 
 func reply(f *protocol.Frame, code int, reason string) *protocol.Frame {
-	if reason == "" {
-		reason = protocol.Reason(code)
-	}
-	return &protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageMessageNotification,
-			SubsessionID: f.Control.SubsessionID, CorrelationID: call.ClientCorrelation(f)},
-		Header: protocol.Header{Action: f.Header.Action, Initiator: f.Header.Initiator, Target: f.Header.Target,
-			ErrorCode: code, Reason: reason},
-	}
+	return subscription.Reply(protocol.PackageMessageNotification, f, protocol.TypeError, code, reason)
 }
 
 // events delivers one upstream subscription's outcome.
@@ -417,17 +374,9 @@ func (e events) fail(code int, reason string) {
 		return
 	}
 	if s.pending {
-		code = protocol.ClientErrorCode(code)
-		if reason == "" || len(reason) > 256 {
-			reason = protocol.Reason(code)
-		}
-		s.ep.Send(h.startError(s, code, reason), false)
+		s.ep.Send(s.frames().Rejected(s.corr, s.init, code, reason), false)
 	} else {
-		s.ep.Send(&protocol.Frame{
-			Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageMessageNotification, SubsessionID: s.key.subsession},
-			Header: protocol.Header{Action: protocol.ActionShutdown, Initiator: s.target, Target: s.ep.Identity(),
-				Reason: "subscription terminated"},
-		}, true)
+		s.ep.Send(s.frames().Shutdown("subscription terminated"), true)
 	}
 	s.stop, s.upEnded = nil, true
 	h.endLocked(s)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/internal/subscription"
 	"github.com/jsonrtc/jsonrtc/presence/pidf"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
@@ -27,14 +28,11 @@ type Handler struct {
 	dir   call.Directory
 	log   *slog.Logger
 
-	mu        sync.Mutex
-	subs      map[subKey]*sub
-	bySession map[string]map[*sub]struct{}
-	ents      map[string]*entity
-	pubSeq    uint64
+	mu     sync.Mutex
+	subs   subscription.Table[*sub]
+	ents   map[string]*entity
+	pubSeq uint64
 }
-
-type subKey struct{ session, subsession string }
 
 // entity is a web presentity: an identity with live sessions or
 // watchers.
@@ -54,7 +52,7 @@ type publication struct {
 // sub is one subscription: a subsession of a watcher's session.
 type sub struct {
 	ep     call.Endpoint
-	key    subKey
+	key    subscription.Key
 	target string  // as the watcher named it
 	ent    *entity // a web presentity, or nil for an upstream one
 	expiry time.Duration
@@ -71,6 +69,11 @@ type sub struct {
 	lastUp    *protocol.PresencePayload
 }
 
+func (s *sub) frames() subscription.Frames {
+	return subscription.Frames{Package: protocol.PackagePresence, Subsession: s.key.Subsession,
+		Target: s.target, Subscriber: s.ep.Identity()}
+}
+
 // NewHandler returns a Handler that finds web users in dir.
 func NewHandler(dir call.Directory, opts Options) *Handler {
 	log := opts.Logger
@@ -79,7 +82,7 @@ func NewHandler(dir call.Directory, opts Options) *Handler {
 	}
 	return &Handler{
 		cfg: opts.Config.withDefaults(), up: opts.Upstream, allow: opts.Allow, dir: dir, log: log,
-		subs: map[subKey]*sub{}, bySession: map[string]map[*sub]struct{}{}, ents: map[string]*entity{},
+		ents: map[string]*entity{},
 	}
 }
 
@@ -88,7 +91,7 @@ func NewHandler(dir call.Directory, opts Options) *Handler {
 func (h *Handler) Subscriptions() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.subs)
+	return h.subs.Len()
 }
 
 // Presentities returns the number of web presentities with a record
@@ -139,7 +142,7 @@ func (h *Handler) SessionStarted(ep call.Endpoint) {
 func (h *Handler) SessionEnded(ep call.Endpoint) {
 	h.mu.Lock()
 	var stops []func()
-	for s := range h.bySession[ep.ID()] {
+	for _, s := range h.subs.Session(ep.ID()) {
 		if stop := h.endLocked(s); stop != nil {
 			stops = append(stops, stop)
 		}
@@ -176,11 +179,11 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 	if r := seconds(f.Header.Expiry); r > 0 && r < expiry {
 		expiry = max(r, seconds(h.cfg.MinExpiry))
 	}
-	key := subKey{ep.ID(), f.Control.SubsessionID}
+	key := subscription.Key{Session: ep.ID(), Subsession: f.Control.SubsessionID}
 
 	h.mu.Lock()
 	h.touchLocked(ep)
-	if s := h.subs[key]; s != nil {
+	if s, _ := h.subs.Get(key); s != nil {
 		h.refreshLocked(s, f, expiry)
 		h.mu.Unlock()
 		return
@@ -195,7 +198,7 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 		h.mu.Unlock()
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeForbidden, "not allowed to watch "+target), false)
 		return
-	case len(h.bySession[ep.ID()]) >= h.cfg.MaxSubscriptions:
+	case h.subs.SessionLen(ep.ID()) >= h.cfg.MaxSubscriptions:
 		h.mu.Unlock()
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeServiceUnavailable, "too many subscriptions"), false)
 		return
@@ -211,16 +214,16 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 		}
 		s.ent = e
 		e.watchers[s] = struct{}{}
-		h.addLocked(s)
+		h.subs.Add(key, s)
 		h.armLocked(s, expiry)
-		ep.Send(h.accepted(s, call.ClientCorrelation(f), f.Header.Initiator), false)
+		ep.Send(h.accepted(s, protocol.ClientCorrelation(f), f.Header.Initiator), false)
 		h.notifyLocked(s, e.state())
 		h.mu.Unlock()
-		h.log.Debug("presence subscription", "session_id", ep.ID(), "subsession_id", key.subsession, "presentity", id)
+		h.log.Debug("presence subscription", "session_id", ep.ID(), "subsession_id", key.Subsession, "presentity", id)
 		return
 	}
-	s.pending, s.startCorr, s.startInit = true, call.ClientCorrelation(f), f.Header.Initiator
-	h.addLocked(s)
+	s.pending, s.startCorr, s.startInit = true, protocol.ClientCorrelation(f), f.Header.Initiator
+	h.subs.Add(key, s)
 	h.armLocked(s, seconds(h.cfg.PendingTimeout))
 	h.mu.Unlock()
 	stop := h.up.Subscribe(UpstreamRequest{Subscriber: ep.Identity(), Presentity: target, Expiry: expiry, Ext: f.Header.Ext},
@@ -237,7 +240,7 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 		// returned.
 		stop()
 	}
-	h.log.Debug("upstream presence subscription", "session_id", ep.ID(), "subsession_id", key.subsession, "presentity", target)
+	h.log.Debug("upstream presence subscription", "session_id", ep.ID(), "subsession_id", key.Subsession, "presentity", target)
 }
 
 // refreshLocked answers a start on a subsession that already subscribes.
@@ -253,7 +256,7 @@ func (h *Handler) refreshLocked(s *sub, f *protocol.Frame, expiry time.Duration)
 	}
 	s.expiry = expiry
 	h.armLocked(s, expiry)
-	ep.Send(h.accepted(s, call.ClientCorrelation(f), f.Header.Initiator), false)
+	ep.Send(h.accepted(s, protocol.ClientCorrelation(f), f.Header.Initiator), false)
 	// A refresh gets a notify, as in RFC 6665 section 4.2.1.2.
 	switch {
 	case s.ent != nil:
@@ -335,7 +338,7 @@ func (h *Handler) publish(ep call.Endpoint, f *protocol.Frame) {
 
 func (h *Handler) unsubscribe(ep call.Endpoint, f *protocol.Frame) {
 	h.mu.Lock()
-	s := h.subs[subKey{ep.ID(), f.Control.SubsessionID}]
+	s, _ := h.subs.Get(subscription.Key{Session: ep.ID(), Subsession: f.Control.SubsessionID})
 	var stop func()
 	if s != nil {
 		stop = h.endLocked(s)
@@ -428,16 +431,6 @@ func (h *Handler) changedLocked(e *entity) {
 	}
 }
 
-func (h *Handler) addLocked(s *sub) {
-	h.subs[s.key] = s
-	m := h.bySession[s.key.session]
-	if m == nil {
-		m = map[*sub]struct{}{}
-		h.bySession[s.key.session] = m
-	}
-	m[s] = struct{}{}
-}
-
 // endLocked forgets s and returns the upstream stop to call, if any,
 // once mu is released.
 func (h *Handler) endLocked(s *sub) func() {
@@ -448,15 +441,7 @@ func (h *Handler) endLocked(s *sub) func() {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
-	if h.subs[s.key] == s {
-		delete(h.subs, s.key)
-	}
-	if m := h.bySession[s.key.session]; m != nil {
-		delete(m, s)
-		if len(m) == 0 {
-			delete(h.bySession, s.key.session)
-		}
-	}
+	h.subs.Remove(s.key, s)
 	if s.ent != nil {
 		delete(s.ent.watchers, s)
 		h.gcLocked(s.ent)
@@ -475,50 +460,24 @@ func (h *Handler) armLocked(s *sub, d time.Duration) {
 
 func (h *Handler) notifyLocked(s *sub, st protocol.PresencePayload) {
 	st.Presentity = s.target
-	out := &protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackagePresence, SubsessionID: s.key.subsession},
-		Header:  protocol.Header{Action: protocol.ActionNotify, Initiator: s.target, Target: s.ep.Identity()},
-		Payload: protocol.EncodePayload(st),
-	}
-	if _, err := s.ep.Send(out, true); err != nil {
+	if _, err := s.ep.Send(s.frames().Notify(protocol.EncodePayload(st)), true); err != nil {
 		// The session is ending; SessionEnded will clean up.
 		h.log.Debug("notify to ended session", "session_id", s.ep.ID(), "err", err)
 	}
 }
 
 func (h *Handler) shutdownLocked(s *sub, reason string) {
-	out := &protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackagePresence, SubsessionID: s.key.subsession},
-		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: s.target, Target: s.ep.Identity(), Reason: reason},
-	}
-	s.ep.Send(out, true)
+	s.ep.Send(s.frames().Shutdown(reason), true)
 }
 
 // accepted is the 200 answer to a start.
 func (h *Handler) accepted(s *sub, corr, initiator string) *protocol.Frame {
-	if initiator == "" {
-		initiator = s.ep.Identity()
-	}
-	return &protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackagePresence,
-			SubsessionID: s.key.subsession, CorrelationID: corr, MessageState: protocol.StateFinal},
-		Header: protocol.Header{Action: protocol.ActionStart, Initiator: initiator, Target: s.target,
-			ResponseCode: protocol.CodeOK, Reason: "OK", Expiry: int(s.expiry / time.Second)},
-	}
+	return s.frames().Accepted(corr, initiator, int(s.expiry/time.Second))
 }
 
 // startError fails a pending upstream subscription.
 func (h *Handler) startError(s *sub, code int, reason string) *protocol.Frame {
-	init := s.startInit
-	if init == "" {
-		init = s.ep.Identity()
-	}
-	return &protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackagePresence,
-			SubsessionID: s.key.subsession, CorrelationID: s.startCorr},
-		Header: protocol.Header{Action: protocol.ActionStart, Initiator: init, Target: s.target,
-			ErrorCode: code, Reason: reason},
-	}
+	return s.frames().StartError(s.startCorr, s.startInit, code, reason)
 }
 
 // ownAddress reports whether addr is empty or names ep's identity.
@@ -529,21 +488,7 @@ func ownAddress(ep call.Endpoint, addr string) bool {
 
 // reply answers the client frame f.
 func reply(f *protocol.Frame, typ protocol.Type, code int, reason string) *protocol.Frame {
-	if reason == "" {
-		reason = protocol.Reason(code)
-	}
-	out := &protocol.Frame{
-		Control: protocol.Control{Type: typ, Package: protocol.PackagePresence,
-			SubsessionID: f.Control.SubsessionID, CorrelationID: call.ClientCorrelation(f)},
-		Header: protocol.Header{Action: f.Header.Action, Initiator: f.Header.Initiator, Target: f.Header.Target, Reason: reason},
-	}
-	if typ == protocol.TypeError {
-		out.Header.ErrorCode = code
-	} else {
-		out.Header.ResponseCode = code
-		out.Control.MessageState = protocol.StateFinal
-	}
-	return out
+	return subscription.Reply(protocol.PackagePresence, f, typ, code, reason)
 }
 
 // upstreamEvents delivers one upstream subscription's outcome.
@@ -586,11 +531,7 @@ func (u upstreamEvents) fail(code int, reason string) {
 		return
 	}
 	if s.pending {
-		code = protocol.ClientErrorCode(code)
-		if reason == "" || len(reason) > 256 {
-			reason = protocol.Reason(code)
-		}
-		s.ep.Send(h.startError(s, code, reason), false)
+		s.ep.Send(s.frames().Rejected(s.startCorr, s.startInit, code, reason), false)
 	} else {
 		h.shutdownLocked(s, "subscription terminated")
 	}

@@ -1,6 +1,9 @@
 package protocol
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strconv"
+)
 
 // Version is the only protocol version there is.
 const Version = "1.0"
@@ -166,4 +169,17 @@ func (f *Frame) EffectivePackage() Package {
 		return PackageRegister
 	}
 	return PackageCall
+}
+
+// ClientCorrelation is the id that names a client frame. A request's
+// answer echoes the correlation_id the client gave (PROTOCOL.md section
+// 2); otherwise a client frame is "c<sequence>".
+func ClientCorrelation(f *Frame) string {
+	if f.Control.CorrelationID != "" && (f.Control.Type == TypeRequest || f.Control.Sequence == 0) {
+		return f.Control.CorrelationID
+	}
+	if f.Control.Sequence != 0 {
+		return "c" + strconv.FormatUint(f.Control.Sequence, 10)
+	}
+	return ""
 }

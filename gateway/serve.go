@@ -475,11 +475,10 @@ func (s *Session) dispatch(f *protocol.Frame) {
 			s.Send(errorFor(f, protocol.CodeForbidden, "initiator is not you"), false)
 			return
 		}
-		if f.Header.Target != "" && !auth.AllowedTarget(s.principal, f.Header.Target) {
-			s.log.Warn("target not allowed", "target", f.Header.Target)
-			s.Send(errorFor(f, protocol.CodeForbidden, "target not allowed"), false)
-			return
-		}
+	}
+	if err := s.checkDestinations(f); err != nil {
+		s.Send(errorFor(f, protocol.CodeOf(err), reasonOf(err)), false)
+		return
 	}
 	if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionSend && !s.quota.AllowMessage() {
 		s.Send(errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"), false)

@@ -1,6 +1,9 @@
 package gateway
 
 import (
+	"strings"
+
+	"github.com/coder/websocket"
 	"testing"
 	"time"
 
@@ -92,4 +95,72 @@ func TestDestinationSyntax(t *testing.T) {
 		t.Fatalf("transfer to a non-address: %s", r.Marshal())
 	}
 	b.pingPong()
+}
+
+// TestSubscriptionLimit: with a limit of 3 subscriptions per identity,
+// the 4th presence watch of a session is refused with 503, an unwatch
+// makes room, and a session's end gives back all it held.
+func TestSubscriptionLimit(t *testing.T) {
+	_, url := newGateway(t, func(c *Config) {
+		secured(c)
+		p := c.Limits.Profiles["default"]
+		p.Identity.Subscriptions = 3
+		c.Limits.Profiles["default"] = p
+	})
+	web := appURL(url, "web")
+	exp := time.Now().Add(time.Hour)
+	join := func(id string) *peer {
+		p := dial(t, web, protocol.SubprotocolJSONrtc, bearer(token(t, id, exp)))
+		p.connect("")
+		return p
+	}
+	watch := func(p *peer, sub, target string) *protocol.Frame {
+		p.send(&protocol.Frame{
+			Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackagePresence, SubsessionID: sub},
+			Header:  protocol.Header{Action: protocol.ActionStart, Target: target},
+		})
+		r := p.read()
+		if r.Control.Type == protocol.TypeResponse {
+			expect(t, p.read(), protocol.TypeMessage, protocol.ActionNotify)
+		}
+		return r
+	}
+	watchN := func(p *peer, n int) {
+		for i := range n {
+			if r := watch(p, "w"+string(rune('a'+i)), "b"+string(rune('1'+i))+"@example.com"); r.Header.ResponseCode != 200 {
+				t.Fatalf("watch %d: %s", i+1, r.Marshal())
+			}
+		}
+	}
+	bob := join("bob@example.com")
+	a := join("alice@example.com")
+	watchN(a, 3)
+	if r := watch(a, "wd", "b4@example.com"); r.Header.ErrorCode != 503 || r.Header.Reason != "subscription limit reached" {
+		t.Fatalf("4th watch: %s", r.Marshal())
+	}
+	// Another session of alice shares her budget.
+	a2 := join("alice@example.com")
+	if r := watch(a2, "wa", "b4@example.com"); r.Header.ErrorCode != 503 {
+		t.Fatalf("watch from alice's second session: %s", r.Marshal())
+	}
+	a.send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackagePresence, SubsessionID: "wa"},
+		Header: protocol.Header{Action: protocol.ActionShutdown}})
+	if r := watch(a, "wd", "b4@example.com"); r.Header.ResponseCode != 200 {
+		t.Fatalf("watch after an unwatch: %s", r.Marshal())
+	}
+	// Bob hears alice's presence close when her last session ends; by
+	// then her subscriptions are given back.
+	if r := watch(bob, "wa", "alice@example.com"); r.Header.ResponseCode != 200 {
+		t.Fatalf("bob's watch: %s", r.Marshal())
+	}
+	a2.c.Close(websocket.StatusNormalClosure, "")
+	a.c.Close(websocket.StatusNormalClosure, "")
+	for {
+		n := bob.read()
+		expect(t, n, protocol.TypeMessage, protocol.ActionNotify)
+		if strings.Contains(string(n.Payload), `"closed"`) {
+			break
+		}
+	}
+	watchN(join("alice@example.com"), 3)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
+	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/transport/ws"
 )
 
@@ -260,13 +261,18 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal) (*Se
 		g.log.Info("session refused by limits", "identity", identity, "err", err)
 		return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "limit reached: " + err.Error()}
 	}
-	reg, err := g.sipRegister(g.ctx, f, identity)
-	if err != nil {
-		quota.Close()
-		return nil, false, err
+	// A guest costs the SIP network nothing until it calls: it neither
+	// registers nor (presence.Guest) publishes.
+	guest := (p != nil && p.Guest) || (p == nil && f.Header.Initiator == "")
+	var reg *sipgw.Registration
+	if !guest {
+		if reg, err = g.sipRegister(g.ctx, f, identity); err != nil {
+			quota.Close()
+			return nil, false, err
+		}
 	}
 	s := g.newSession(identity, oracle, processed)
-	s.app, s.principal, s.quota = app, p, quota
+	s.app, s.principal, s.quota, s.guest = app, p, quota, guest
 	if err := g.add(s); err != nil {
 		quota.Close()
 		g.releaseRegistration(reg)

@@ -59,6 +59,9 @@ type Session struct {
 	// application); quota the session's share of its limits.
 	principal *auth.Principal
 	quota     *limits.Session
+	// guest: an anonymous guest (a guest application's, or a generated
+	// identity of the open one); see guest.go.
+	guest bool
 
 	// inMu serialises the processing of inbound frames: during a socket
 	// replacement two readers may briefly run.
@@ -204,6 +207,14 @@ func (s *Session) AcquireCall() bool { return s.quota.AcquireCall() }
 
 // ReleaseCall implements call.Quota.
 func (s *Session) ReleaseCall() { s.quota.ReleaseCall() }
+
+// AcquireSubscription implements subscription.Quota: presence and
+// voicemail subscriptions count against the identity's and the
+// application's subscriptions limit.
+func (s *Session) AcquireSubscription() bool { return s.quota.AcquireSubscription() }
+
+// ReleaseSubscription implements subscription.Quota.
+func (s *Session) ReleaseSubscription() { s.quota.ReleaseSubscription() }
 
 func (s *Session) ID() string       { return s.id }
 func (s *Session) Identity() string { return s.identity }

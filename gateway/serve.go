@@ -28,7 +28,8 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
-	if ip, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && !g.lim.AllowHandshake(ip.Addr()) {
+	addr := clientAddr(r)
+	if addr.IsValid() && !g.lim.AllowHandshake(addr) {
 		g.metrics.handshakes.WithLabelValues("throttled").Inc()
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "jsonrtc: too many handshakes from this address", http.StatusTooManyRequests)
@@ -66,7 +67,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The socket is served by goroutines of their own so that this handler
 	// returns: net/http's connection goroutine, with its deep stack and
 	// the request it holds, is freed for the socket's whole life.
-	if !g.goTracked(func() { g.serveConn(c, p) }) {
+	if !g.goTracked(func() { g.serveConn(c, p, addr) }) {
 		c.Close(websocket.StatusGoingAway, "shutting down")
 	}
 }
@@ -77,8 +78,8 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 // stack only shrinks at garbage collection, and only while less than a
 // quarter of it is in use, so the reader, which an idle session parks for
 // its whole life, starts afresh with the runtime's small initial stack.
-func (g *Gateway) serveConn(c *ws.Conn, p *auth.Principal) {
-	l := &link{g: g, c: c, max: g.cfg.Session.WindowFrames + 16}
+func (g *Gateway) serveConn(c *ws.Conn, p *auth.Principal, addr netip.Addr) {
+	l := &link{g: g, c: c, addr: addr, max: g.cfg.Session.WindowFrames + 16}
 	s, err := g.handshake(g.ctx, c, l, p)
 	if err != nil {
 		c.CloseNow()
@@ -161,7 +162,7 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 			}
 			continue
 		}
-		s, resumed, err := g.connect(c, f, p)
+		s, resumed, err := g.connect(c, f, p, l.addr)
 		if err != nil {
 			writeNow(ctx, c, connectErrorFor(f, err))
 			continue
@@ -217,7 +218,7 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 
 // connect applies PROTOCOL.md section 4 to a connect request: resume the
 // named session if all three criteria hold, else start a new one.
-func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal) (*Session, bool, error) {
+func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr) (*Session, bool, error) {
 	oracle := c.Subprotocol() == protocol.SubprotocolOracle
 	identity, app, err := g.identify(f, p)
 	if err != nil {
@@ -256,8 +257,13 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal) (*Se
 	if p != nil {
 		profile = p.Limits
 	}
+	releaseGuest, err := g.openGuest(p, addr)
+	if err != nil {
+		return nil, false, err
+	}
 	quota, err := g.lim.OpenSession(app, profile, identity)
 	if err != nil {
+		releaseGuest()
 		g.log.Info("session refused by limits", "identity", identity, "err", err)
 		return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "limit reached: " + err.Error()}
 	}
@@ -268,13 +274,15 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal) (*Se
 	if !guest {
 		if reg, err = g.sipRegister(g.ctx, f, identity); err != nil {
 			quota.Close()
+			releaseGuest()
 			return nil, false, err
 		}
 	}
 	s := g.newSession(identity, oracle, processed)
-	s.app, s.principal, s.quota, s.guest = app, p, quota, guest
+	s.app, s.principal, s.quota, s.guest, s.releaseGuest = app, p, quota, guest, releaseGuest
 	if err := g.add(s); err != nil {
 		quota.Close()
+		releaseGuest()
 		g.releaseRegistration(reg)
 		if errors.Is(err, errTooMany) {
 			return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "too many sessions"}

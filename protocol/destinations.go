@@ -1,9 +1,6 @@
 package protocol
 
-import (
-	"iter"
-	"strings"
-)
+import "iter"
 
 // Destination is an address a client frame names that the gateway may
 // reach, or have another party reach, on the client's behalf: a callee,
@@ -80,10 +77,19 @@ var partyHeaders = map[string]bool{
 // PartyHeader reports whether an extension header named name would, on
 // the SIP side, name a party or a URI (case-insensitive).
 func PartyHeader(name string) bool {
-	if len(name) > 32 {
+	var buf [32]byte
+	if len(name) > len(buf) {
 		return false
 	}
-	return partyHeaders[strings.ToLower(name)]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	// The conversion in a map index does not allocate.
+	return partyHeaders[string(buf[:len(name)])]
 }
 
 // CheckAddress checks the syntax every destination must have whoever

@@ -93,3 +93,27 @@ func TestCheckAddress(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkDestinations(b *testing.B) {
+	f := &Frame{Control: Control{Type: TypeRequest}, Header: Header{Action: ActionTransfer, Target: "sales@example.com",
+		ReferTo: "tel:+18005550100", Ext: []Ext{{Name: "X-App", Value: "demo"}}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		for d := range Destinations(f) {
+			if CheckAddress(d.Field, d.Address) != nil {
+				b.Fatal(d)
+			}
+		}
+	}
+}
+
+func TestPartyHeader(t *testing.T) {
+	for name, want := range map[string]bool{
+		"Referred-By": true, "REFERRED-BY": true, "b": true, "P-Asserted-Identity": true, "Diversion": true,
+		"X-App": false, "Referred-By-X": false, "": false, "p-asserted-identity-and-some-more-text": false,
+	} {
+		if got := PartyHeader(name); got != want {
+			t.Errorf("PartyHeader(%q) = %v", name, got)
+		}
+	}
+}

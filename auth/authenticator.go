@@ -44,6 +44,7 @@ type application struct {
 	guestKey           []byte
 	guestTTL           time.Duration
 	targets            []string // normalised allowed_targets
+	guestPolicy        GuestPolicy
 }
 
 // Principal is who a connection runs as.
@@ -63,6 +64,9 @@ type Principal struct {
 	// AllowedTargets are a guest's allowed target patterns (nil for
 	// everyone else: unrestricted).
 	AllowedTargets []string
+	// GuestPolicy is a guest's application's session policy (zero for
+	// everyone else).
+	GuestPolicy GuestPolicy
 	// Expires is the token's expiry (zero when there is none). The
 	// session may outlive it: the token is checked at the handshake.
 	Expires time.Time
@@ -175,6 +179,7 @@ func (a *Authenticator) AuthenticateApp(r *http.Request, name string) (*Principa
 		}
 		p.Guest = true
 		p.AllowedTargets = append([]string(nil), app.targets...)
+		p.GuestPolicy = app.guestPolicy
 	case ModeOpen:
 	}
 	return p, nil

@@ -142,7 +142,29 @@ type GuestConfig struct {
 	CookieSecret Secret `yaml:"cookie_secret"`
 	// CookieTTL is how long a guest keeps its identity. Default 12h.
 	CookieTTL time.Duration `yaml:"cookie_ttl"`
+	// IdleResumeTimeout is how long a guest session that has not yet
+	// taken part in a call outlives its socket, instead of
+	// session.resume_timeout: such a session has nothing to resume, and
+	// a dropped one must not hold a guest slot for long. Default 5s.
+	IdleResumeTimeout time.Duration `yaml:"idle_resume_timeout"`
+	// SessionsPerAddress bounds the live guest sessions (those waiting
+	// for a resume included) of one source address (IPv4 address, IPv6
+	// /64), so that a few hosts cannot fill the application's session
+	// quota. Default 5; negative: unlimited.
+	SessionsPerAddress int `yaml:"sessions_per_address"`
 }
+
+// GuestPolicy is what the gateway enforces on the sessions of a guest
+// application (GuestConfig with its defaults applied).
+type GuestPolicy struct {
+	IdleResumeTimeout  time.Duration
+	SessionsPerAddress int // negative: unlimited
+}
+
+const (
+	defaultGuestIdleResume = 5 * time.Second
+	defaultGuestPerAddress = 5
+)
 
 // Secret is a string that prints as "[redacted]", so that logging a
 // config never shows it.
@@ -283,6 +305,16 @@ func compile(c Config) (map[string]*application, error) {
 				app.guestTTL = 12 * time.Hour
 			} else if app.guestTTL < time.Minute {
 				bad(key+".guest.cookie_ttl", "must be at least 1m")
+			}
+			app.guestPolicy = GuestPolicy{IdleResumeTimeout: ac.Guest.IdleResumeTimeout, SessionsPerAddress: ac.Guest.SessionsPerAddress}
+			switch {
+			case ac.Guest.IdleResumeTimeout < 0:
+				bad(key+".guest.idle_resume_timeout", "must not be negative")
+			case ac.Guest.IdleResumeTimeout == 0:
+				app.guestPolicy.IdleResumeTimeout = defaultGuestIdleResume
+			}
+			if ac.Guest.SessionsPerAddress == 0 {
+				app.guestPolicy.SessionsPerAddress = defaultGuestPerAddress
 			}
 			if len(ac.Guest.AllowedTargets) == 0 {
 				bad(key+".guest.allowed_targets", "required: guests may call only listed targets")

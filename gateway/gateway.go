@@ -45,6 +45,7 @@ type Gateway struct {
 	web               http.Handler
 	authn             *auth.Authenticator // nil: the built-in open application
 	lim               *limits.Limiter
+	guests            *limits.GuestSessions // guest sessions per address: guest.go
 	store             store.Store
 
 	// mu guards the session tables. Lock order: a session's inMu, then
@@ -119,6 +120,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.lim = lim
+	g.guests = limits.NewGuestSessions(lim)
 	g.metrics.reg.MustRegister(lim.Collector())
 	if err := g.newSIP(); err != nil {
 		return nil, err

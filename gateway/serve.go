@@ -13,6 +13,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
+	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/transport/ws"
 )
 
@@ -27,7 +28,8 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
-	if ip, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && !g.lim.AllowHandshake(ip.Addr()) {
+	addr := clientAddr(r)
+	if addr.IsValid() && !g.lim.AllowHandshake(addr) {
 		g.metrics.handshakes.WithLabelValues("throttled").Inc()
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "jsonrtc: too many handshakes from this address", http.StatusTooManyRequests)
@@ -65,7 +67,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The socket is served by goroutines of their own so that this handler
 	// returns: net/http's connection goroutine, with its deep stack and
 	// the request it holds, is freed for the socket's whole life.
-	if !g.goTracked(func() { g.serveConn(c, p) }) {
+	if !g.goTracked(func() { g.serveConn(c, p, addr) }) {
 		c.Close(websocket.StatusGoingAway, "shutting down")
 	}
 }
@@ -76,8 +78,8 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 // stack only shrinks at garbage collection, and only while less than a
 // quarter of it is in use, so the reader, which an idle session parks for
 // its whole life, starts afresh with the runtime's small initial stack.
-func (g *Gateway) serveConn(c *ws.Conn, p *auth.Principal) {
-	l := &link{g: g, c: c, max: g.cfg.Session.WindowFrames + 16}
+func (g *Gateway) serveConn(c *ws.Conn, p *auth.Principal, addr netip.Addr) {
+	l := &link{g: g, c: c, addr: addr, max: g.cfg.Session.WindowFrames + 16}
 	s, err := g.handshake(g.ctx, c, l, p)
 	if err != nil {
 		c.CloseNow()
@@ -160,7 +162,7 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 			}
 			continue
 		}
-		s, resumed, err := g.connect(c, f, p)
+		s, resumed, err := g.connect(c, f, p, l.addr)
 		if err != nil {
 			writeNow(ctx, c, connectErrorFor(f, err))
 			continue
@@ -217,7 +219,7 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 // connect applies docs/protocol.md §4.4 and §4.5 to a connect request:
 // resume the named session if all three criteria hold, else start a new
 // one.
-func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal) (*Session, bool, error) {
+func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr) (*Session, bool, error) {
 	oracle := c.Subprotocol() == protocol.SubprotocolOracle
 	identity, app, err := g.identify(f, p)
 	if err != nil {
@@ -256,20 +258,32 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal) (*Se
 	if p != nil {
 		profile = p.Limits
 	}
+	releaseGuest, err := g.openGuest(p, addr)
+	if err != nil {
+		return nil, false, err
+	}
 	quota, err := g.lim.OpenSession(app, profile, identity)
 	if err != nil {
+		releaseGuest()
 		g.log.Info("session refused by limits", "identity", identity, "err", err)
 		return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "limit reached: " + err.Error()}
 	}
-	reg, err := g.sipRegister(g.ctx, f, identity)
-	if err != nil {
-		quota.Close()
-		return nil, false, err
+	// A guest costs the SIP network nothing until it calls: it neither
+	// registers nor (presence.Guest) publishes.
+	guest := (p != nil && p.Guest) || (p == nil && f.Header.Initiator == "")
+	var reg *sipgw.Registration
+	if !guest {
+		if reg, err = g.sipRegister(g.ctx, f, identity); err != nil {
+			quota.Close()
+			releaseGuest()
+			return nil, false, err
+		}
 	}
 	s := g.newSession(identity, oracle, processed)
-	s.app, s.principal, s.quota = app, p, quota
+	s.app, s.principal, s.quota, s.guest, s.releaseGuest = app, p, quota, guest, releaseGuest
 	if err := g.add(s); err != nil {
 		quota.Close()
+		releaseGuest()
 		g.releaseRegistration(reg)
 		if errors.Is(err, errTooMany) {
 			return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "too many sessions"}
@@ -476,11 +490,10 @@ func (s *Session) dispatch(f *protocol.Frame) {
 			s.Send(errorFor(f, protocol.CodeForbidden, "initiator is not you"), false)
 			return
 		}
-		if f.Header.Target != "" && !auth.AllowedTarget(s.principal, f.Header.Target) {
-			s.log.Warn("target not allowed", "target", f.Header.Target)
-			s.Send(errorFor(f, protocol.CodeForbidden, "target not allowed"), false)
-			return
-		}
+	}
+	if err := s.checkDestinations(f); err != nil {
+		s.Send(errorFor(f, protocol.CodeOf(err), reasonOf(err)), false)
+		return
 	}
 	if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionSend && !s.quota.AllowMessage() {
 		s.Send(errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"), false)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -59,6 +61,13 @@ type Session struct {
 	// application); quota the session's share of its limits.
 	principal *auth.Principal
 	quota     *limits.Session
+	// guest: an anonymous guest (a guest application's, or a generated
+	// identity of the open one); see guest.go. releaseGuest gives back
+	// its place among its address's guest sessions (a no-op for others);
+	// engaged is set once it takes part in a call.
+	guest        bool
+	releaseGuest func()
+	engaged      atomic.Bool
 
 	// inMu serialises the processing of inbound frames: during a socket
 	// replacement two readers may briefly run.
@@ -82,9 +91,10 @@ type Session struct {
 // there is something to write (see startFlush), so an idle session costs
 // one goroutine: its reader.
 type link struct {
-	g   *Gateway
-	c   *ws.Conn
-	max int // queue bound
+	g    *Gateway
+	c    *ws.Conn
+	addr netip.Addr // the handshake's source (clientAddr)
+	max  int        // queue bound
 
 	mu      sync.Mutex
 	queue   [][]byte
@@ -196,14 +206,31 @@ func (g *Gateway) newSession(identity string, oracle bool, processed uint64) *Se
 		st:   session.New(id, processed),
 		gone: make(chan struct{}),
 		log:  g.log.With("session_id", id, "identity", identity),
+		// connect sets the guest's own.
+		releaseGuest: func() {},
 	}
 }
 
-// AcquireCall implements call.Quota.
-func (s *Session) AcquireCall() bool { return s.quota.AcquireCall() }
+// AcquireCall implements call.Quota. A guest that takes part in a call
+// has something to resume from then on (see resumeTimeout).
+func (s *Session) AcquireCall() bool {
+	if !s.quota.AcquireCall() {
+		return false
+	}
+	s.engaged.Store(true)
+	return true
+}
 
 // ReleaseCall implements call.Quota.
 func (s *Session) ReleaseCall() { s.quota.ReleaseCall() }
+
+// AcquireSubscription implements subscription.Quota: presence and
+// voicemail subscriptions count against the identity's and the
+// application's subscriptions limit.
+func (s *Session) AcquireSubscription() bool { return s.quota.AcquireSubscription() }
+
+// ReleaseSubscription implements subscription.Quota.
+func (s *Session) ReleaseSubscription() { s.quota.ReleaseSubscription() }
 
 func (s *Session) ID() string       { return s.id }
 func (s *Session) Identity() string { return s.identity }
@@ -307,7 +334,7 @@ func (s *Session) startResumeTimerLocked() {
 	if s.resume != nil {
 		s.resume.Stop()
 	}
-	s.resume = time.AfterFunc(s.g.cfg.Session.ResumeTimeout.D(), func() {
+	s.resume = time.AfterFunc(s.resumeTimeout(), func() {
 		s.mu.Lock()
 		waiting := s.conn == nil && !s.ended
 		s.mu.Unlock()
@@ -367,6 +394,9 @@ func (s *Session) end(r endReason) {
 		return
 	}
 	s.ended = true
+	// The address's guest place goes first: whoever hears of the end
+	// may connect again from there.
+	s.releaseGuest()
 	close(s.gone)
 	if s.resume != nil {
 		s.resume.Stop()

@@ -191,6 +191,21 @@ func (l *Limiter) AllowHandshake(addr netip.Addr) bool {
 	if l.hs.interval < 0 {
 		return true
 	}
+	now := l.now()
+	ok := false
+	if !l.ips.with(addressKey(addr), now, func(e *entry) { ok = l.hs.take(&e.frames, now) }) {
+		l.deny(LimitCapacity, ScopeAddress)
+		return false
+	}
+	if !ok {
+		l.deny(LimitHandshakes, ScopeAddress)
+	}
+	return ok
+}
+
+// addressKey is the key of a source address: an IPv4 address, or the
+// /64 of an IPv6 one (a host gets a whole /64).
+func addressKey(addr netip.Addr) string {
 	addr = addr.Unmap().WithZone("")
 	if addr.Is6() {
 		p, _ := addr.Prefix(64) // cannot fail: 64 bits of an IPv6 address
@@ -200,23 +215,10 @@ func (l *Limiter) AllowHandshake(addr netip.Addr) bool {
 	if addr.Is4() {
 		a4 := addr.As4()
 		copy(key[:], a4[:])
-	} else {
-		key = addr.As16()
+		return string(key[:4])
 	}
-	n := 16
-	if addr.Is4() {
-		n = 4
-	}
-	now := l.now()
-	ok := false
-	if !l.ips.with(string(key[:n]), now, func(e *entry) { ok = l.hs.take(&e.frames, now) }) {
-		l.deny(LimitCapacity, ScopeAddress)
-		return false
-	}
-	if !ok {
-		l.deny(LimitHandshakes, ScopeAddress)
-	}
-	return ok
+	key = addr.As16()
+	return string(key[:])
 }
 
 // OpenSession admits a new session of identity in application app, whose
@@ -299,6 +301,8 @@ func possible(lim Limit, sc Scope) bool {
 		return sc == ScopeAddress
 	case LimitCapacity:
 		return true
+	case LimitSessions:
+		return true // per address: guest sessions (GuestSessions)
 	}
 	return sc != ScopeAddress
 }

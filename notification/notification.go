@@ -273,7 +273,11 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 		return
 	}
 	s := &sub{ep: ep, key: key, target: f.Header.Target, corr: protocol.ClientCorrelation(f), init: f.Header.Initiator, pending: true}
-	h.subs.Add(key, s)
+	if !h.subs.Add(key, s, ep) {
+		h.mu.Unlock()
+		ep.Send(reply(f, subscription.LimitReachedCode, subscription.LimitReachedReason), false)
+		return
+	}
 	s.timer = time.AfterFunc(time.Duration(h.cfg.PendingTimeout)*time.Second, func() { h.timeout(s) })
 	h.mu.Unlock()
 

@@ -42,6 +42,21 @@ type entity struct {
 	pubs     map[string]publication // by session id
 	watchers map[*sub]struct{}
 	last     protocol.PresencePayload // the state last notified
+	// guest: a session of a guest (see Guest) made it: its state is for
+	// web watchers only, never published upstream.
+	guest bool
+}
+
+// Guest is implemented by endpoints that may be anonymous guests. A
+// guest must cost the SIP network nothing until it places a call, so
+// its presence (the open state of its session start, the closed state
+// of its end, anything it publishes) is never sent upstream as PUBLISH;
+// web watchers still see it.
+type Guest interface{ Guest() bool }
+
+func isGuest(ep call.Endpoint) bool {
+	g, ok := ep.(Guest)
+	return ok && g.Guest()
 }
 
 type publication struct {
@@ -206,15 +221,21 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 	s := &sub{ep: ep, key: key, target: target, expiry: expiry}
 	if web {
 		e := h.entityLocked(id)
-		if len(e.watchers) >= h.cfg.MaxWatchers {
+		reason := ""
+		switch {
+		case len(e.watchers) >= h.cfg.MaxWatchers:
+			reason = "too many watchers of " + target
+		case !h.subs.Add(key, s, ep):
+			reason = subscription.LimitReachedReason
+		}
+		if reason != "" {
 			h.gcLocked(e)
 			h.mu.Unlock()
-			ep.Send(reply(f, protocol.TypeError, protocol.CodeServiceUnavailable, "too many watchers of "+target), false)
+			ep.Send(reply(f, protocol.TypeError, protocol.CodeServiceUnavailable, reason), false)
 			return
 		}
 		s.ent = e
 		e.watchers[s] = struct{}{}
-		h.subs.Add(key, s)
 		h.armLocked(s, expiry)
 		ep.Send(h.accepted(s, protocol.ClientCorrelation(f), f.Header.Initiator), false)
 		h.notifyLocked(s, e.state())
@@ -223,7 +244,11 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 		return
 	}
 	s.pending, s.startCorr, s.startInit = true, protocol.ClientCorrelation(f), f.Header.Initiator
-	h.subs.Add(key, s)
+	if !h.subs.Add(key, s, ep) {
+		h.mu.Unlock()
+		ep.Send(reply(f, protocol.TypeError, subscription.LimitReachedCode, subscription.LimitReachedReason), false)
+		return
+	}
 	h.armLocked(s, seconds(h.cfg.PendingTimeout))
 	h.mu.Unlock()
 	stop := h.up.Subscribe(UpstreamRequest{Subscriber: ep.Identity(), Presentity: target, Expiry: expiry, Ext: f.Header.Ext},
@@ -376,6 +401,9 @@ func (h *Handler) touchLocked(ep call.Endpoint) {
 		return
 	}
 	e.sessions[ep.ID()] = struct{}{}
+	if isGuest(ep) {
+		e.guest = true
+	}
 	h.changedLocked(e)
 }
 
@@ -425,7 +453,7 @@ func (h *Handler) changedLocked(e *entity) {
 	for s := range e.watchers {
 		h.notifyLocked(s, st)
 	}
-	if h.up != nil {
+	if h.up != nil && !e.guest {
 		st.Presentity = e.id
 		h.up.Publish(e.id, st)
 	}

@@ -218,6 +218,33 @@ func TestPublishesWebUsersUpstream(t *testing.T) {
 	}
 }
 
+// TestGuestsPublishNothing: a guest's session start and end, and what it
+// publishes itself, send no PUBLISH upstream (a guest costs the SIP
+// network nothing until it calls); its web watchers still hear it.
+func TestGuestsPublishNothing(t *testing.T) {
+	up := &fakeUpstream{}
+	w := newWorld(t, Options{Upstream: up})
+	id := "guest-abc@guest.example.com"
+	a := w.connect("alice@example.com")
+	up.takePubs() // alice's own
+	g := w.connect(id, guestEP)
+	w.watch(a, "c1", id, 0)
+	w.publish(g, `{"status":"open","activity":"busy"}`)
+	w.end(g)
+	if p := up.takePubs(); len(p) != 0 {
+		t.Fatalf("guest presence published upstream: %+v", p)
+	}
+	var notifies int
+	for _, f := range a.take() {
+		if f.Header.Action == protocol.ActionNotify {
+			notifies++
+		}
+	}
+	if notifies != 3 { // open, busy, closed
+		t.Fatalf("watcher got %d notifies, want 3", notifies)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"time"
 
@@ -27,7 +26,9 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
-	if ip, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && !g.lim.AllowHandshake(ip.Addr()) {
+	// Behind a trusted proxy, the client is the address it forwards.
+	client, https, ok := g.proxies.Client(r)
+	if ok && !g.lim.AllowHandshake(client) {
 		g.metrics.handshakes.WithLabelValues("throttled").Inc()
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "jsonrtc: too many handshakes from this address", http.StatusTooManyRequests)
@@ -52,7 +53,14 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		// The application's own origin rules were applied above.
 		opts.OriginPatterns, opts.InsecureSkipVerify = nil, true
 		if p.SetCookie != nil {
-			http.SetCookie(w, p.SetCookie)
+			// A page served over https, directly or through a
+			// TLS-terminating proxy, gets a Secure cookie.
+			ck := *p.SetCookie
+			ck.Secure = ck.Secure || https
+			http.SetCookie(w, &ck)
+		}
+		if g.refuseBeforeUpgrade(w, p) {
+			return
 		}
 	}
 	c, err := ws.Accept(w, r, opts)

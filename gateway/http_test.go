@@ -152,3 +152,37 @@ func TestFullRefusedBeforeUpgrade(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenRevokedOnLogout: with jwt.revoke_on_logout, a token whose
+// session lost its socket still resumes it, but once that session logs out
+// (close 1000) the token opens no new session.
+func TestTokenRevokedOnLogout(t *testing.T) {
+	g, url := newGateway(t, func(c *Config) {
+		secured(c)
+		c.Auth.Applications[0].JWT.RevokeOnLogout = true
+	})
+	web := appURL(url, "web")
+	tok := bearer(token(t, "alice@example.com", time.Now().Add(time.Hour)))
+	a := dial(t, web, protocol.SubprotocolJSONrtc, tok)
+	a.connect("")
+	a.c.CloseNow() // a network loss, not a logout
+	a2 := dial(t, web, protocol.SubprotocolJSONrtc, tok)
+	a2.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","sequence":2},"header":{"action":"connect","cslr":1,"cslw":2,"csuw":1}}`)
+	if r := a2.read(); r.Control.SessionID != a.sid {
+		t.Fatalf("resume with the same token: %s", r.Marshal())
+	}
+	a2.c.Close(websocket.StatusNormalClosure, "logout")
+	deadline := time.Now().Add(5 * time.Second)
+	for g.Stats().Sessions != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("session did not end on logout")
+		}
+		time.Sleep(5 * time.Millisecond) // the gateway's reader ends the session after the close handshake: no event to wait on
+	}
+	if code := handshakeStatus(t, web, tok); code != http.StatusUnauthorized {
+		t.Fatalf("token after logout: HTTP %d, want 401", code)
+	}
+	if code := handshakeStatus(t, web, bearer(token(t, "alice@example.com", time.Now().Add(2*time.Hour)))); code != 101 {
+		t.Fatalf("a new token after logout: HTTP %d", code)
+	}
+}

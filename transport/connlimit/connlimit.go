@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // Options configure a Listener; nil means no caps.
@@ -206,6 +207,18 @@ func (c *conn) CloseWrite() error {
 	}
 	return nil
 }
+
+// SyscallConn exposes the descriptor, as *net.TCPConn does:
+// transport/ws reads a WebSocket through it so that an idle one holds no
+// read buffer.
+func (c *conn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errNotSyscall
+}
+
+var errNotSyscall = errors.New("connlimit: connection has no descriptor")
 
 // ErrNoRoom is returned by Capacity when the descriptor limit leaves no
 // room for connections after the reserve.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -124,6 +125,12 @@ func TestAcceptedConnWorks(t *testing.T) {
 	l, ch := serve(t, &Options{Max: 1})
 	c := dialFrom(t, l, "127.0.0.1")
 	s := accepted(t, ch)
+	// transport/ws needs the descriptor for its buffer-free idle reads.
+	if sc, ok := s.(syscall.Conn); !ok {
+		t.Fatal("accepted connection hides its descriptor")
+	} else if _, err := sc.SyscallConn(); err != nil {
+		t.Fatal(err)
+	}
 	go func() { s.Write([]byte("hi")); s.(interface{ CloseWrite() error }).CloseWrite() }()
 	b, err := io.ReadAll(c)
 	if err != nil || string(b) != "hi" {

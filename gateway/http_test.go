@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -184,5 +185,20 @@ func TestTokenRevokedOnLogout(t *testing.T) {
 	}
 	if code := handshakeStatus(t, web, bearer(token(t, "alice@example.com", time.Now().Add(2*time.Hour)))); code != 101 {
 		t.Fatalf("a new token after logout: HTTP %d", code)
+	}
+}
+
+// TestHTTPErrorLogSparse: net/http's complaints, which outsiders trigger
+// (a TLS handshake of garbage, say), reach the log at the 1st, 2nd, 4th,
+// 8th... occurrence only.
+func TestHTTPErrorLogSparse(t *testing.T) {
+	var buf strings.Builder
+	g := &Gateway{log: slog.New(slog.NewTextHandler(&buf, nil))}
+	srv := g.HTTPServer()
+	for range 10 {
+		srv.ErrorLog.Printf("http: TLS handshake error from 192.0.2.1:1234: EOF")
+	}
+	if n := strings.Count(buf.String(), "TLS handshake error"); n != 4 {
+		t.Fatalf("%d log lines for 10 errors, want 4:\n%s", n, buf.String())
 	}
 }

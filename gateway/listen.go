@@ -2,8 +2,12 @@ package gateway
 
 import (
 	"fmt"
+	"log"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 
 	"github.com/jsonrtc/jsonrtc/transport/connlimit"
 )
@@ -39,7 +43,23 @@ func (g *Gateway) HTTPServer() *http.Server {
 		ReadTimeout:       h.ReadTimeout.D(),
 		WriteTimeout:      h.WriteTimeout.D(),
 		IdleTimeout:       h.IdleTimeout.D(),
+		ErrorLog:          log.New(&sparseLog{log: g.log}, "", 0),
 	}
+}
+
+// sparseLog takes net/http's own complaints (TLS handshake errors, accept
+// retries, malformed requests). Outsiders trigger them at will, so they
+// are logged at the 1st, 2nd, 4th, 8th... occurrence only.
+type sparseLog struct {
+	log *slog.Logger
+	n   atomic.Uint64
+}
+
+func (s *sparseLog) Write(p []byte) (int, error) {
+	if n := s.n.Add(1); n&(n-1) == 0 {
+		s.log.Warn("http server", "err", strings.TrimSpace(string(p)), "occurrences", n)
+	}
+	return len(p), nil
 }
 
 // MetricsHandler serves the Prometheus metrics. jsonrtcd serves it on a

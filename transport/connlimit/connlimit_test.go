@@ -163,3 +163,25 @@ func TestCapacity(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestKeys: the per-address cap counts an IPv6 client by its /64 (one
+// host has a whole /64) and an IPv4-mapped address as IPv4.
+func TestKeys(t *testing.T) {
+	l := New(nil, &Options{MaxPerAddress: 1})
+	key := func(ip string) netip.Addr {
+		k, ok := l.key(&net.TCPAddr{IP: net.ParseIP(ip), Port: 1})
+		if !ok {
+			t.Fatalf("%s: not keyed", ip)
+		}
+		return k
+	}
+	if key("2001:db8:1:2::1") != key("2001:db8:1:2:ffff::9") {
+		t.Error("one /64, two keys")
+	}
+	if key("2001:db8:1:2::1") == key("2001:db8:1:3::1") {
+		t.Error("two /64s, one key")
+	}
+	if key("::ffff:192.0.2.1") != key("192.0.2.1") || key("192.0.2.1") == key("192.0.2.2") {
+		t.Error("IPv4 keys")
+	}
+}

@@ -16,6 +16,10 @@ import (
 // applications clients connect to.
 type Config struct {
 	Applications []AppConfig `yaml:"applications"`
+	// MaxRevokedTokens bounds the table of tokens revoked by a logout
+	// (jwt.revoke_on_logout); when it is full, the entry that expires
+	// soonest is forgotten. Default 100000.
+	MaxRevokedTokens int `yaml:"max_revoked_tokens"`
 }
 
 // Mode is how an application authenticates its clients.
@@ -94,6 +98,17 @@ type JWTConfig struct {
 	Keys []KeyConfig `yaml:"keys"`
 	// JWKS is a key set fetched from the identity provider.
 	JWKS *JWKSConfig `yaml:"jwks"`
+	// MaxLifetime, when set, refuses tokens whose exp - iat is longer,
+	// and tokens without iat: a leaked long-lived token is refused even
+	// though the issuer signed it.
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
+	// RevokeOnLogout refuses a token, until it expires, once a session
+	// opened with it has logged out (close 1000). A lost socket revokes
+	// nothing, so reconnects and resumes with the same token still work;
+	// but a logout also stops the other sessions of that token from
+	// resuming, so give each session (tab) its own token. Tokens are
+	// named by jti, or by their hash when they have none.
+	RevokeOnLogout bool `yaml:"revoke_on_logout"`
 }
 
 // KeyConfig is one static verification key: an HS256 secret, or an RSA
@@ -228,6 +243,9 @@ func (c Config) WithDefaults() Config {
 		apps[i] = a
 	}
 	c.Applications = apps
+	if c.MaxRevokedTokens == 0 {
+		c.MaxRevokedTokens = defaultMaxRevoked
+	}
 	return c
 }
 
@@ -251,6 +269,9 @@ func compile(c Config) (map[string]*application, error) {
 	apps := make(map[string]*application, len(c.Applications))
 	if len(c.Applications) == 0 {
 		bad("auth.applications", "at least one application is required")
+	}
+	if c.MaxRevokedTokens < 1 {
+		bad("auth.max_revoked_tokens", "must be positive")
 	}
 	for i, ac := range c.Applications {
 		key := fmt.Sprintf("auth.applications[%d]", i)
@@ -352,11 +373,13 @@ func compileJWT(key string, jc *JWTConfig, oc OriginConfig) (*jwtVerifier, error
 		errs = append(errs, fmt.Errorf("%s%s: %s", key, k, fmt.Sprintf(format, a...)))
 	}
 	v := &jwtVerifier{
-		issuer:   jc.Issuer,
-		audience: jc.Audience,
-		skew:     jc.ClockSkew,
-		claim:    jc.IdentityClaim,
-		cookie:   jc.Cookie,
+		maxLifetime:    jc.MaxLifetime,
+		revokeOnLogout: jc.RevokeOnLogout,
+		issuer:         jc.Issuer,
+		audience:       jc.Audience,
+		skew:           jc.ClockSkew,
+		claim:          jc.IdentityClaim,
+		cookie:         jc.Cookie,
 	}
 	if jc.Issuer == "" {
 		bad(".issuer", "required")
@@ -369,6 +392,9 @@ func compileJWT(key string, jc *JWTConfig, oc OriginConfig) (*jwtVerifier, error
 	}
 	if jc.IdentityClaim == "" {
 		bad(".identity_claim", "required")
+	}
+	if jc.MaxLifetime < 0 || jc.MaxLifetime > 0 && jc.MaxLifetime < time.Minute {
+		bad(".max_lifetime", "%v: must be 0 (no maximum) or at least 1m", jc.MaxLifetime)
 	}
 	for i, s := range jc.TokenSources {
 		switch s {

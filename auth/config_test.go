@@ -108,6 +108,8 @@ applications:
         refresh: 1h
         min_refresh: 1m
         timeout: 5s
+      max_lifetime: 1h
+      revoke_on_logout: true
   - name: native
     mode: jwt
     origins:

@@ -27,6 +27,11 @@ type Config struct {
 	// TLS serves wss:// (and https://) with a certificate that is
 	// reloaded when its files change.
 	TLS TLSConfig `yaml:"tls"`
+	// HTTP configures the public listener: timeouts, connection caps,
+	// trusted proxies.
+	HTTP HTTPConfig `yaml:"http"`
+	// Metrics is the separate listener of /metrics.
+	Metrics MetricsConfig `yaml:"metrics"`
 	// Domain is the domain of generated guest identities.
 	Domain    string          `yaml:"domain"`
 	WebSocket WebSocketConfig `yaml:"websocket"`
@@ -135,8 +140,10 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // DefaultConfig returns the embedded defaults.
 func DefaultConfig() Config {
 	return Config{
-		Listen: "127.0.0.1:8080",
-		Domain: "guest.invalid",
+		Listen:  "127.0.0.1:8080",
+		Domain:  "guest.invalid",
+		HTTP:    defaultHTTP(),
+		Metrics: MetricsConfig{Listen: defaultMetricsListen},
 		WebSocket: WebSocketConfig{
 			MaxFrameBytes:    64 << 10,
 			PingInterval:     Duration(20 * time.Second),
@@ -196,6 +203,7 @@ func (c *Config) Validate() error {
 	if c.Domain == "" {
 		bad("domain", "must not be empty")
 	}
+	c.validateHTTP(bad)
 	if c.WebSocket.MaxFrameBytes < 1024 || c.WebSocket.MaxFrameBytes > 16<<20 {
 		bad("websocket.max_frame_bytes", "must be between 1024 and 16777216")
 	}

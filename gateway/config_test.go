@@ -39,6 +39,13 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"log:\n  level: loud\n", "log.level"},
 		{"listen: nowhere\n", "listen"},
 		{"auth:\n  applications:\n    - name: web\n      mode: jwt\n", "auth.applications[0]"},
+		{"http:\n  idle_timeout: 10ms\n", "http.idle_timeout"},
+		{"http:\n  max_conns: -2\n", "http.max_conns"},
+		{"http:\n  max_conns_per_address: 0\n", "http.max_conns_per_address"},
+		{"http:\n  fd_reserve: -1\n", "http.fd_reserve"},
+		{"http:\n  trusted_proxies: [10.0.0.0/33]\n", "http.trusted_proxies"},
+		{"http:\n  read_timeout: 2s\n  read_header_timeout: 5s\n", "http.read_timeout"},
+		{"metrics:\n  listen: nowhere\n", "metrics.listen"},
 	}
 	for _, c := range cases {
 		_, err := LoadConfig(writeConfig(t, c.body))
@@ -51,5 +58,20 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 func TestPresenceExpiryAlone(t *testing.T) {
 	if _, err := LoadConfig(writeConfig(t, "presence:\n  expiry: 10\n")); err != nil {
 		t.Fatalf("presence.expiry alone: %v", err)
+	}
+}
+
+func TestHTTPConfig(t *testing.T) {
+	cfg, err := LoadConfig(writeConfig(t, "http:\n  idle_timeout: 5s\n  max_conns: 1000\n  max_conns_per_address: 50\n"+
+		"  trusted_proxies: [10.0.0.0/8, 192.0.2.7]\nmetrics:\n  listen: \"\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.IdleTimeout.D().Seconds() != 5 || cfg.HTTP.ReadHeaderTimeout.D().Seconds() != 10 || cfg.HTTP.MaxConns != 1000 ||
+		cfg.HTTP.MaxConnsPerAddress != 50 || len(cfg.HTTP.TrustedProxies) != 2 || cfg.Metrics.Listen != "" {
+		t.Fatalf("http config %+v, metrics %+v", cfg.HTTP, cfg.Metrics)
+	}
+	if d := DefaultConfig(); d.Metrics.Listen != defaultMetricsListen || d.HTTP.MaxConns != 0 {
+		t.Fatalf("defaults %+v %+v", d.HTTP, d.Metrics)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/jsonrtc/jsonrtc/transport/forwarded"
 )
 
 // Gateway terminates JSONrtc sessions.
@@ -47,6 +48,8 @@ type Gateway struct {
 	lim               *limits.Limiter
 	guests            *limits.GuestSessions // guest sessions per address: guest.go
 	store             store.Store
+	// proxies are the trusted reverse proxies (http.trusted_proxies).
+	proxies forwarded.Proxies
 
 	// mu guards the session tables. Lock order: a session's inMu, then
 	// handler locks, then mu or a session's mu (never both).
@@ -108,6 +111,11 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		g.store = store.NewMemory()
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	proxies, err := forwarded.Parse(cfg.HTTP.TrustedProxies)
+	if err != nil {
+		return nil, err // Validate has checked it
+	}
+	g.proxies = proxies
 	if len(cfg.Auth.Applications) > 0 {
 		a, err := auth.New(cfg.Auth, &auth.Options{Logger: log})
 		if err != nil {
@@ -141,12 +149,12 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	return g, nil
 }
 
-// Handler returns the HTTP handler: WebSocket upgrades under /ws/, the
-// metrics at /metrics, the demo page elsewhere.
+// Handler returns the public HTTP handler: WebSocket upgrades under
+// /ws/, a liveness answer at /healthz, the demo page elsewhere. The
+// metrics are apart: [Gateway.MetricsHandler].
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws/", g.serveWS)
-	mux.Handle("/metrics", g.metrics.handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	if g.web != nil {
 		mux.Handle("/", g.web)

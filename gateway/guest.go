@@ -20,15 +20,17 @@ import (
 //     socket only guest.idle_resume_timeout, not session.resume_timeout:
 //     a dropped handshake gives its place back in seconds.
 
-// clientAddr is the source address of a handshake: the one place that
-// decides it, for the handshake rate and the guest sessions per address.
-// The zero Addr when unknown.
-func clientAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
+// clientAddr is the source address of a handshake, and whether the page
+// came over https: the one place that decides them, for the handshake
+// rate, the guest sessions per address and the guest cookie. Behind a
+// trusted proxy, the client is the address it forwards. The zero Addr
+// when unknown.
+func (g *Gateway) clientAddr(r *http.Request) (addr netip.Addr, https bool) {
+	addr, https, ok := g.proxies.Client(r)
+	if !ok {
+		return netip.Addr{}, https
 	}
-	return ap.Addr()
+	return addr, https
 }
 
 // openGuest takes a place among addr's guest sessions for a new session

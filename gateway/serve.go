@@ -28,7 +28,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
-	addr := clientAddr(r)
+	addr, https := g.clientAddr(r)
 	if addr.IsValid() && !g.lim.AllowHandshake(addr) {
 		g.metrics.handshakes.WithLabelValues("throttled").Inc()
 		w.Header().Set("Retry-After", "1")
@@ -54,7 +54,14 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		// The application's own origin rules were applied above.
 		opts.OriginPatterns, opts.InsecureSkipVerify = nil, true
 		if p.SetCookie != nil {
-			http.SetCookie(w, p.SetCookie)
+			// A page served over https, directly or through a
+			// TLS-terminating proxy, gets a Secure cookie.
+			ck := *p.SetCookie
+			ck.Secure = ck.Secure || https
+			http.SetCookie(w, &ck)
+		}
+		if g.refuseBeforeUpgrade(w, p) {
+			return
 		}
 	}
 	c, err := ws.Accept(w, r, opts)

@@ -380,6 +380,10 @@ func (s *Session) detach(l *link, logout bool) {
 		return
 	}
 	s.mu.Unlock()
+	if s.g.authn != nil {
+		// With jwt.revoke_on_logout, the token cannot open a session again.
+		s.g.authn.Logout(s.principal)
+	}
 	s.end(reasonLogout)
 }
 

@@ -29,6 +29,8 @@ type daemon struct {
 	cmd   *exec.Cmd
 	addr  string
 	pprof string // the daemon's -pprof address
+	// metricsAddr is the daemon's -metrics-listen address.
+	metricsAddr string
 }
 
 func startDaemon(b testing.TB) *daemon {
@@ -38,10 +40,11 @@ func startDaemon(b testing.TB) *daemon {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/jsonrtc/jsonrtc/cmd/jsonrtcd").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
-	addr, pprofAddr := freeAddr(b), freeAddr(b)
+	addr, pprofAddr, metricsAddr := freeAddr(b), freeAddr(b), freeAddr(b)
 	cfg := filepath.Join(dir, "bench.yaml")
-	os.WriteFile(cfg, []byte("log:\n  level: warn\nsession:\n  max_sessions: 1000000\n"), 0o600)
-	cmd := exec.Command(bin, "-config", cfg, "-listen", addr, "-pprof", pprofAddr)
+	// Every load client dials from 127.0.0.1: no per-address cap.
+	os.WriteFile(cfg, []byte("log:\n  level: warn\nsession:\n  max_sessions: 1000000\nhttp:\n  max_conns_per_address: -1\n"), 0o600)
+	cmd := exec.Command(bin, "-config", cfg, "-listen", addr, "-pprof", pprofAddr, "-metrics-listen", metricsAddr)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -58,7 +61,7 @@ func startDaemon(b testing.TB) *daemon {
 		}
 		time.Sleep(25 * time.Millisecond) // polling a process start-up: no event to wait on
 	}
-	return &daemon{cmd: cmd, addr: addr, pprof: pprofAddr}
+	return &daemon{cmd: cmd, addr: addr, pprof: pprofAddr, metricsAddr: metricsAddr}
 }
 
 func freeAddr(b testing.TB) string {
@@ -103,7 +106,7 @@ func (d *daemon) rss(b testing.TB) int64 {
 
 // metrics scrapes the daemon's Prometheus gauges without labels.
 func (d *daemon) metrics(b testing.TB) map[string]float64 {
-	resp, err := http.Get("http://" + d.addr + "/metrics")
+	resp, err := http.Get("http://" + d.metricsAddr + "/metrics")
 	if err != nil {
 		b.Fatal(err)
 	}

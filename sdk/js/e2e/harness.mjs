@@ -59,7 +59,8 @@ export async function startGateway({ config } = {}) {
     throw err;
   }
   const port = await freePort();
-  const args = ['-listen', `127.0.0.1:${port}`];
+  // No metrics listener: its default loopback port would collide between gateways.
+  const args = ['-listen', `127.0.0.1:${port}`, '-metrics-listen', '-'];
   if (config) {
     const file = join(dir, 'jsonrtcd.yaml');
     await writeFile(file, config);

@@ -20,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/client"
+	"github.com/jsonrtc/jsonrtc/internal/testenv"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -61,13 +62,11 @@ func startDaemon(b testing.TB) *daemon {
 	return &daemon{cmd: cmd, addr: addr, pprof: pprofAddr}
 }
 
+// freeAddr returns a loopback address for jsonrtcd to listen on, reserved
+// until b's cleanup (testenv.Port): a port 0 the daemon picked would have
+// to be read back from a log the benchmarks keep quiet.
 func freeAddr(b testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(testenv.Port(b))
 }
 
 // collect makes the daemon run a full garbage collection (the heap
@@ -186,8 +185,8 @@ func benchIdle(b *testing.B, n int, acking bool) {
 			}
 		}
 	}()
-	if err := failed.Load(); err != nil {
-		b.Skipf("could not open %d sessions (raise ulimit -n): %v", n, err)
+	if err, _ := failed.Load().(error); err != nil {
+		testenv.Require(b, fmt.Sprintf("room for %d sessions (%v)", n, err), "raise the file-descriptor limit: ulimit -n", false)
 	}
 	for b.Loop() {
 	}

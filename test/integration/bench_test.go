@@ -135,10 +135,11 @@ func (d *daemon) cpu(b testing.TB) time.Duration {
 
 // BenchmarkIdleSessions holds idle sessions on one jsonrtcd and reports
 // its resident memory per session, once the sessions are open and again
-// after 4 s idle and two forced garbage collections. "silent" clients send nothing
-// after the connect exchange; "acking" ones then do what the SDK does on
-// an idle session: acknowledge the connect response and send a text ping,
-// so that each session's reader has processed a frame and written one.
+// after they have been idle past readerIdleAfter and two forced garbage
+// collections. "silent" clients send nothing after the connect exchange;
+// "acking" ones then do what the SDK does on an idle session: acknowledge
+// the connect response and send a text ping, so that each session's
+// reader has processed a frame and written one.
 // Needs a file-descriptor limit above the count (`ulimit -n`).
 func BenchmarkIdleSessions(b *testing.B) {
 	for _, n := range []int{10000, 50000} {
@@ -151,6 +152,10 @@ func BenchmarkIdleSessions(b *testing.B) {
 		}
 	}
 }
+
+// readerIdleAfter is the gateway's (gateway/serve.go): how long a socket
+// has nothing to read before its reader moves to a fresh goroutine.
+const readerIdleAfter = 3 * time.Second
 
 func benchIdle(b *testing.B, n int, acking bool) {
 	d := startDaemon(b)
@@ -178,6 +183,7 @@ func benchIdle(b *testing.B, n int, acking bool) {
 		}()
 	}
 	wg.Wait()
+	lastFrame := time.Now()
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
@@ -200,10 +206,12 @@ func benchIdle(b *testing.B, n int, acking bool) {
 	b.ReportMetric(d.metrics(b)["go_goroutines"]/float64(n), "goroutines/session")
 	report("")
 	// What a long-running gateway shows: its idle readers have moved to
-	// fresh goroutines (after 3 s with nothing to read, the gateway's
-	// readerIdleAfter) and the runtime has collected, as it does at least
-	// every two minutes. A steady state reached with time, not an event.
-	time.Sleep(4 * time.Second)
+	// fresh goroutines (after readerIdleAfter with nothing to read) and
+	// the runtime has collected, as it does at least every two minutes.
+	// Not a sleep to synchronise: the idle time is part of what is
+	// measured, and the daemon has no event for it; the wait runs from
+	// the last session's last frame, plus a margin for its timer.
+	time.Sleep(time.Until(lastFrame.Add(readerIdleAfter + 500*time.Millisecond)))
 	d.collect(b)
 	d.collect(b)
 	report("-afterGC")
@@ -244,10 +252,13 @@ func idleSession(addr string, i int, acking bool) (*websocket.Conn, error) {
 }
 
 // BenchmarkRelay sends messaging frames between pairs of sessions through
-// one jsonrtcd and reports relayed messages per CPU-second of the daemon
-// (each message is relayed, answered and the report relayed back) and the
-// sender's round-trip latency percentiles.
+// one jsonrtcd. Each of b.N round trips is two relayed messages: the send
+// relayed to the receiver, and the receiver's 200 relayed back to the
+// sender. It reports both counts per second and per CPU-second of the
+// daemon (round-trips/..., relayed-msgs/...) and the sender's round-trip
+// latency percentiles.
 func BenchmarkRelay(b *testing.B) {
+	const relayedPerTrip = 2 // the send and its 200
 	d := startDaemon(b)
 	const pairs = 50
 	url := "ws://" + d.addr + "/ws/webrtc/bench"
@@ -290,9 +301,12 @@ func BenchmarkRelay(b *testing.B) {
 	if len(all) == 0 {
 		return
 	}
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "msgs/s")
+	trips := float64(len(all))
+	b.ReportMetric(trips/elapsed.Seconds(), "round-trips/s")
+	b.ReportMetric(relayedPerTrip*trips/elapsed.Seconds(), "relayed-msgs/s")
 	if cpu > 0 {
-		b.ReportMetric(float64(len(all))/cpu.Seconds(), "msgs/cpu-s")
+		b.ReportMetric(trips/cpu.Seconds(), "round-trips/cpu-s")
+		b.ReportMetric(relayedPerTrip*trips/cpu.Seconds(), "relayed-msgs/cpu-s")
 	}
 	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")

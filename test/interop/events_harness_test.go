@@ -160,7 +160,7 @@ func startEventsEnv(t *testing.T) *eventsEnv {
 	modPath := kamailioModules(t, "db_sqlite.so", "presence.so", "presence_xml.so")
 	schema := "/usr/share/kamailio/db_sqlite"
 	for _, f := range []string{"standard-create.sql", "presence-create.sql"} {
-		testenv.File(t, filepath.Join(schema, f), "apt-get install "+packages["db_sqlite.so"])
+		testenv.File(t, filepath.Join(schema, f), install("db_sqlite.so"))
 	}
 	dir := t.TempDir()
 	db := filepath.Join(dir, "kamailio.db")

@@ -162,12 +162,21 @@ var packages = map[string]string{
 	"presence_xml.so": "kamailio-presence-modules",
 }
 
+// install says how to get an executable or a Kamailio module: the
+// kamailio package has the modules packages does not name.
+func install(name string) string {
+	if p, ok := packages[name]; ok {
+		return "apt-get install " + p
+	}
+	return "apt-get install kamailio"
+}
+
 // need requires the executables bins: a test without them skips on a
 // developer's machine and fails under CI (testenv.Require).
 func need(t testing.TB, bins ...string) {
 	t.Helper()
 	for _, b := range bins {
-		testenv.Tool(t, b, "apt-get install "+packages[b])
+		testenv.Tool(t, b, install(b))
 	}
 }
 
@@ -180,11 +189,7 @@ func kamailioModules(t testing.TB, mods ...string) string {
 		dir = string(bytes.TrimSpace(out)) + "/"
 	}
 	for _, m := range append([]string{"tm.so"}, mods...) {
-		pkg := packages[m]
-		if pkg == "" {
-			pkg = "kamailio"
-		}
-		testenv.File(t, filepath.Join(dir, m), "apt-get install "+pkg)
+		testenv.File(t, filepath.Join(dir, m), install(m))
 	}
 	return dir
 }

@@ -9,7 +9,7 @@
 // skipped under CI (testenv.CI): a skip there means a dependency the run
 // should have had is missing. scripts/test runs it as
 //
-//	go test -race -json ./... | go run ./internal/testenv/testreport
+//	go test -race -json ./... | go run ./internal/testreport
 package main
 
 import (

@@ -15,7 +15,8 @@ import (
 // A number the kernel handed out for port 0 and then freed is in its
 // ephemeral range, where the next outgoing connection of any process may
 // take it, and two test processes (go test runs packages in parallel) may
-// pick the same one; both happened ("Address already in use").
+// pick the same one: two interop tests of one run failed with "Address
+// already in use".
 //
 // Port therefore picks from a range below the ephemeral range, which the
 // kernel never assigns by itself, and locks the number for the test's
@@ -24,9 +25,9 @@ import (
 // sdk/js/e2e/sip.mjs, takes the same locks) and the kernel releases when
 // its holder exits, even by a crash.
 const (
-	PortBase  = 20000 // ports handed out: [PortBase, PortBase+PortCount)
-	PortCount = 5000
-	LockBase  = PortBase + PortCount // port p's lock: a listener on LockBase+(p-PortBase)
+	portBase  = 20000 // ports handed out: [portBase, portBase+portCount)
+	portCount = 5000
+	lockBase  = portBase + portCount // port p's lock: a listener on lockBase+(p-portBase)
 )
 
 // Port returns a port on 127.0.0.1, free for UDP and TCP, that no other
@@ -40,14 +41,14 @@ func Port(t testing.TB) int {
 	if err := checkEphemeral(); err != nil {
 		t.Fatal(err)
 	}
-	first := rand.IntN(PortCount)
-	for i := range PortCount {
-		off := (first + i) % PortCount
-		lock, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(LockBase+off))
+	first := rand.IntN(portCount)
+	for i := range portCount {
+		off := (first + i) % portCount
+		lock, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(lockBase+off))
 		if err != nil {
 			continue // held by another test
 		}
-		port := PortBase + off
+		port := portBase + off
 		if !bindable(port) {
 			lock.Close() // in use by something else, or its last user still exiting
 			continue
@@ -55,7 +56,7 @@ func Port(t testing.TB) int {
 		t.Cleanup(func() { lock.Close() })
 		return port
 	}
-	t.Fatalf("no free port in %d-%d", PortBase, PortBase+PortCount-1)
+	t.Fatalf("no free port in %d-%d", portBase, portBase+portCount-1)
 	return 0
 }
 
@@ -92,8 +93,8 @@ func checkEphemeral() error {
 	if err1 != nil || err2 != nil {
 		return nil
 	}
-	if lo < LockBase+PortCount && hi >= PortBase {
-		return fmt.Errorf("the ephemeral port range %d-%d (net.ipv4.ip_local_port_range) overlaps the test ports %d-%d", lo, hi, PortBase, LockBase+PortCount-1)
+	if lo < lockBase+portCount && hi >= portBase {
+		return fmt.Errorf("the ephemeral port range %d-%d (net.ipv4.ip_local_port_range) overlaps the test ports %d-%d", lo, hi, portBase, lockBase+portCount-1)
 	}
 	return nil
 }

@@ -55,11 +55,11 @@ func TestPort(t *testing.T) {
 	seen := map[int]bool{}
 	for range 50 {
 		p := Port(t)
-		if p < PortBase || p >= PortBase+PortCount || seen[p] {
+		if p < portBase || p >= portBase+portCount || seen[p] {
 			t.Fatalf("port %d (seen before: %v)", p, seen[p])
 		}
 		seen[p] = true
-		if _, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(LockBase+p-PortBase)); err == nil {
+		if _, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(lockBase+p-portBase)); err == nil {
 			t.Fatalf("port %d's lock is not held", p)
 		}
 		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p))
@@ -75,7 +75,7 @@ func TestPort(t *testing.T) {
 func TestPortReleasedAtCleanup(t *testing.T) {
 	var p int
 	t.Run("hold", func(t *testing.T) { p = Port(t) })
-	lock, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(LockBase+p-PortBase))
+	lock, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(lockBase+p-portBase))
 	if err != nil {
 		t.Fatalf("port %d's lock still held after cleanup: %v", p, err)
 	}

@@ -39,6 +39,8 @@ var allowed = map[string][]string{
 	"cmd/jsonrtcd":          {"gateway", "web", "transport/certs", "sipgw"},
 	"cmd/jsonrtc-load":      {"client", "protocol", "session"},
 	"internal/layering":     {},
+	"internal/testenv":      {},
+	"internal/testreport":   {"internal/testenv"},
 }
 
 func TestImportsGoDownward(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/internal/testenv"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
@@ -150,35 +151,56 @@ route[RELAY] {
 // users and their digest passwords at Kamailio; "" registers without auth.
 var users = map[string]string{"alice": "alicepw", "carol": "carolpw", "open": ""}
 
+// packages names the Debian package that provides each executable and
+// Kamailio module the suites use (scripts/deps installs them all).
+var packages = map[string]string{
+	"kamailio":        "kamailio",
+	"sipp":            "sip-tester",
+	"sqlite3":         "sqlite3",
+	"db_sqlite.so":    "kamailio-sqlite-modules",
+	"presence.so":     "kamailio-presence-modules",
+	"presence_xml.so": "kamailio-presence-modules",
+}
+
+// install says how to get an executable or a Kamailio module: the
+// kamailio package has the modules packages does not name.
+func install(name string) string {
+	if p, ok := packages[name]; ok {
+		return "apt-get install " + p
+	}
+	return "apt-get install kamailio"
+}
+
+// need requires the executables bins: a test without them skips on a
+// developer's machine and fails under CI (testenv.Require).
 func need(t testing.TB, bins ...string) {
 	t.Helper()
 	for _, b := range bins {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not installed (apt-get install kamailio sip-tester): %v", b, err)
-		}
+		testenv.Tool(t, b, install(b))
 	}
 }
 
-// freePort returns a UDP port that was free on 127.0.0.1 when asked.
-// Kamailio and SIPp cannot be handed a bound socket, so a tiny race with
-// other processes remains.
+// kamailioModules returns Kamailio's module directory and requires the
+// modules mods in it (as need does), beyond those of the kamailio package.
+func kamailioModules(t testing.TB, mods ...string) string {
+	t.Helper()
+	dir := "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+	if out, err := exec.Command("sh", "-c", "dirname $(find /usr/lib -name tm.so -path '*kamailio*' | head -1)").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
+		dir = string(bytes.TrimSpace(out)) + "/"
+	}
+	for _, m := range append([]string{"tm.so"}, mods...) {
+		testenv.File(t, filepath.Join(dir, m), install(m))
+	}
+	return dir
+}
+
+// freePort returns a port on 127.0.0.1, free for UDP and TCP, for a
+// Kamailio or SIPp the test starts after the call: Kamailio and SIPp
+// cannot be handed a bound socket. The port is reserved against every
+// other test process until t's cleanup (testenv.Port).
 func freePort(t testing.TB) int {
 	t.Helper()
-	for {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		pc.Close()
-		// Kamailio also listens on TCP with the same port.
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		return port
-	}
+	return testenv.Port(t)
 }
 
 // proc is a child process whose output is kept for failure reports.
@@ -288,12 +310,9 @@ func startKamailio(t testing.TB) *Kamailio {
 func startKamailioWorkers(t testing.TB, workers int) *Kamailio {
 	t.Helper()
 	need(t, "kamailio")
+	modPath := kamailioModules(t)
 	dir := t.TempDir()
 	port := freePort(t)
-	modPath := "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-	if out, err := exec.Command("sh", "-c", "dirname $(find /usr/lib -name tm.so -path '*kamailio*' | head -1)").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
-		modPath = string(bytes.TrimSpace(out)) + "/"
-	}
 	var cfg bytes.Buffer
 	if err := kamailioCfg.Execute(&cfg, map[string]any{"Domain": domain, "Port": port, "ModPath": modPath, "Users": users, "Workers": workers}); err != nil {
 		t.Fatal(err)

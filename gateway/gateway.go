@@ -82,8 +82,10 @@ type Options struct {
 	OnIncomingSIPCall func(identity string)
 }
 
-// New returns a gateway for cfg, which must have passed Validate.
+// New returns a gateway for cfg, with [Config.WithDefaults] applied (a
+// Config built in code needs not have gone through LoadConfig).
 func New(cfg Config, opts Options) (*Gateway, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

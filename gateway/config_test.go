@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,13 +70,7 @@ func TestSIPDefaultsDecideRegistration(t *testing.T) {
 		t.Fatalf("WithDefaults is not idempotent: %+v", again.SIP)
 	}
 	// A Config built in code, as tests and embedders do, gets them in New.
-	raw := DefaultConfig()
-	raw.SIP.Listen.UDP, raw.SIP.Domain = "127.0.0.1:0", "example.com"
-	g, err := New(raw, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Shutdown(context.Background()) })
+	g := newSIPGateway(t)
 	if !g.registers("alice@example.com") {
 		t.Fatal("alice@example.com is not registered without a registrar key")
 	}

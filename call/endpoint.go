@@ -52,8 +52,11 @@ type Directory interface {
 	// Sessions returns the live sessions of identity: connected ones and
 	// ones waiting for a resume.
 	Sessions(identity string) []Endpoint
-	// Known reports whether identity exists (has had a session), to tell
-	// 480 (offline) from 404 (unknown).
+	// Known reports whether identity is a web identity that only web
+	// sessions reach (it has had a session, and no SIP side serves it),
+	// to tell 480 (offline) from 404 (unknown). Whether a target is on
+	// the web is decided by Sessions, per request: an identity that is
+	// not Known and has no live session goes to SIP when it routes there.
 	Known(identity string) bool
 }
 

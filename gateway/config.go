@@ -169,7 +169,22 @@ func DefaultConfig() Config {
 	}
 }
 
-// LoadConfig reads path over the defaults. Unknown keys and bad values
+// WithDefaults returns c with the defaults of its sections' packages
+// filled in where their keys are unset: the sip section's (a registrar of
+// sip:<domain>, the transport of the first listener...). LoadConfig and New
+// apply it, so that the gateway decides on the values that run: deciding
+// on a raw key (registrar: "" read as "no registration") while sipgw used
+// its default once left every README-configured identity unregistered.
+// Idempotent.
+func (c Config) WithDefaults() Config {
+	if c.sipConfigured() {
+		c.SIP = c.SIP.WithDefaults()
+	}
+	return c
+}
+
+// LoadConfig reads path over the defaults, with [Config.WithDefaults]
+// applied. Unknown keys and bad values
 // fail with a message that names the key.
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
@@ -182,6 +197,7 @@ func LoadConfig(path string) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}

@@ -75,3 +75,28 @@ func TestHTTPConfig(t *testing.T) {
 		t.Fatalf("defaults %+v %+v", d.HTTP, d.Metrics)
 	}
 }
+
+// TestSIPDefaultsDecideRegistration: a sip section without a registrar
+// key registers at sip:<domain>, the documented default, both in the
+// loaded Config and in the gateway's decision to register (which once read
+// the raw key and never registered anyone).
+func TestSIPDefaultsDecideRegistration(t *testing.T) {
+	cfg, err := LoadConfig(writeConfig(t, "sip:\n  listen: {udp: 127.0.0.1:0}\n  domain: example.com\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SIP.Registrar != "sip:example.com" || cfg.SIP.Transport != "udp" {
+		t.Fatalf("loaded sip section %+v, want its defaults applied", cfg.SIP)
+	}
+	if again := cfg.WithDefaults(); again.SIP.Registrar != cfg.SIP.Registrar || again.SIP.Transport != cfg.SIP.Transport {
+		t.Fatalf("WithDefaults is not idempotent: %+v", again.SIP)
+	}
+	// A Config built in code, as tests and embedders do, gets them in New.
+	g := newSIPGateway(t)
+	if !g.registers("alice@example.com") {
+		t.Fatal("alice@example.com is not registered without a registrar key")
+	}
+	if g.registers("alice@elsewhere.example") {
+		t.Fatal("an identity of another domain registers")
+	}
+}

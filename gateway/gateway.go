@@ -86,8 +86,10 @@ type Options struct {
 	OnIncomingSIPCall func(identity string)
 }
 
-// New returns a gateway for cfg, which must have passed Validate.
+// New returns a gateway for cfg, with [Config.WithDefaults] applied (a
+// Config built in code needs not have gone through LoadConfig).
 func New(cfg Config, opts Options) (*Gateway, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -331,9 +333,27 @@ func (d directory) Sessions(identity string) []call.Endpoint {
 	return out
 }
 
+// Known reports whether identity is a web identity that only web
+// sessions reach: one that has had a session here and that the SIP side
+// does not serve. An identity of a SIP domain is never Known: it
+// registered over SIP while on the web, and once its last session is gone
+// the handlers, which ask Sessions first, send its calls, messages and
+// presence subscriptions to SIP, where its phone may be (a sign-out once
+// made it 480 here for the life of the process). What is left Known keeps
+// 480 (offline) apart from 404 (unknown).
 func (d directory) Known(identity string) bool {
+	if d.g.sipReaches(identity) {
+		return false
+	}
 	d.g.mu.Lock()
 	defer d.g.mu.Unlock()
 	_, ok := d.g.known[identity]
 	return ok
+}
+
+// sipReaches reports whether the SIP side serves identity (a user@domain
+// that a connect registers) when it has no live web session. Bare names
+// are left to the web side, as call routing leaves them.
+func (g *Gateway) sipReaches(identity string) bool {
+	return strings.Contains(identity, "@") && g.registers(identity)
 }

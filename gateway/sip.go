@@ -54,7 +54,8 @@ func (g *Gateway) sipCalls() {
 }
 
 // registers reports whether a connect of identity registers it: when the
-// sip section names a registrar and identity is of a SIP domain.
+// sip section has a registrar (sip:<domain> unless the key says otherwise:
+// g.cfg has its defaults applied) and identity is of a SIP domain.
 func (g *Gateway) registers(identity string) bool {
 	if g.sip == nil || g.cfg.SIP.Registrar == "" {
 		return false

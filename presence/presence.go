@@ -308,7 +308,10 @@ func (h *Handler) resolveLocked(target string) (id string, web, found bool) {
 		}
 	}
 	if id != "" {
-		if _, ok := h.ents[id]; ok || h.dir.Known(id) {
+		// A live session, not a watched entity (which outlives its last
+		// session), makes id a web presentity: with none, the Upstream
+		// serves it unless the directory says only the web side can.
+		if e := h.ents[id]; (e != nil && len(e.sessions) > 0) || h.dir.Known(id) {
 			return id, true, true
 		}
 	}

@@ -271,3 +271,32 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// TestOfflinePresentityGoesUpstream: once a web user's last session
+// ended, a new watch of her goes to the Upstream (where her phone may
+// publish) even while earlier watchers keep her entity alive. The gateway
+// reports an identity the SIP side serves as not Known.
+func TestOfflinePresentityGoesUpstream(t *testing.T) {
+	up := &fakeUpstream{}
+	w := newWorld(t, Options{Upstream: up})
+	alice := w.connect("alice@example.com")
+	carol := w.connect("carol@example.com")
+	w.watch(alice, "c1", "sip:carol@example.com", 0)
+	expectAccepted(t, alice.take(), "c1", 3600, open("sip:carol@example.com"))
+	w.end(carol)
+	w.dir.mu.Lock()
+	w.dir.known["carol@example.com"] = false
+	w.dir.mu.Unlock()
+	alice.take() // carol closed
+	dave := w.connect("dave@example.com")
+	w.watch(dave, "c2", "sip:carol@example.com", 0)
+	if len(up.reqs) != 1 || up.reqs[0].Presentity != "sip:carol@example.com" {
+		t.Fatalf("upstream requests %+v, want the watch of offline carol", up.reqs)
+	}
+	if f := dave.take(); len(f) != 0 {
+		t.Fatalf("the web side answered: %s", dump(f))
+	}
+	w.unwatch(alice, "c1")
+	w.end(alice)
+	w.end(dave)
+}

@@ -28,7 +28,7 @@ const DefaultUDPMaxDatagram = 65507
 // does, and so do the tests that start the SIP side, so that they run
 // what production runs.
 func SetProcessDefaults(c Config) {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	if c.T1 != 0 {
 		sip.SetTimers(c.T1, 4*time.Second, 5*time.Second)
 	}

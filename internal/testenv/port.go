@@ -38,26 +38,53 @@ const (
 // taken.
 func Port(t testing.TB) int {
 	t.Helper()
+	return Ports(t, 1)
+}
+
+// Ports is Port for n consecutive ports, returning the first: for a peer
+// that binds a port next to the one it is given (baresip listens for TLS
+// on its SIP port plus one).
+func Ports(t testing.TB, n int) int {
+	t.Helper()
 	if err := checkEphemeral(); err != nil {
 		t.Fatal(err)
 	}
-	first := rand.IntN(portCount)
-	for i := range portCount {
-		off := (first + i) % portCount
-		lock, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(lockBase+off))
-		if err != nil {
-			continue // held by another test
+	first := rand.IntN(portCount - n + 1)
+	for i := range portCount - n + 1 {
+		off := (first + i) % (portCount - n + 1)
+		if locks, ok := reserve(off, n); ok {
+			t.Cleanup(func() {
+				for _, l := range locks {
+					l.Close()
+				}
+			})
+			return portBase + off
 		}
-		port := portBase + off
-		if !bindable(port) {
-			lock.Close() // in use by something else, or its last user still exiting
-			continue
-		}
-		t.Cleanup(func() { lock.Close() })
-		return port
 	}
-	t.Fatalf("no free port in %d-%d", portBase, portBase+portCount-1)
+	t.Fatalf("no %d free consecutive ports in %d-%d", n, portBase, portBase+portCount-1)
 	return 0
+}
+
+// reserve takes the locks of the n ports from portBase+off, all bindable,
+// or none.
+func reserve(off, n int) ([]net.Listener, bool) {
+	locks := make([]net.Listener, 0, n)
+	for k := range n {
+		lock, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(lockBase+off+k))
+		if err == nil && !bindable(portBase+off+k) {
+			// In use by something else, or its last user still exiting.
+			lock.Close()
+			err = net.ErrClosed
+		}
+		if err != nil {
+			for _, l := range locks {
+				l.Close()
+			}
+			return nil, false
+		}
+		locks = append(locks, lock)
+	}
+	return locks, true
 }
 
 // bindable reports whether port is free on 127.0.0.1 for UDP and TCP

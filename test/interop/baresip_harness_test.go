@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jsonrtc/jsonrtc/internal/testenv"
 )
 
 // baresip is a real softphone (Debian's baresip-core) registered at the
@@ -152,19 +154,12 @@ func startBaresip(t *testing.T, k *Kamailio, user string, o baresipOptions) *bar
 }
 
 // freeSIPPortPair returns a port free for SIP over UDP and TCP whose next
-// port is free on TCP too: baresip listens for SIP over TLS on sip_listen's
+// port is reserved too: baresip listens for SIP over TLS on sip_listen's
 // port plus one, whether or not a certificate is configured, and exits
 // (status 98) when that port is taken.
 func freeSIPPortPair(t *testing.T) int {
 	t.Helper()
-	for {
-		p := freePort(t)
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
-		if err == nil {
-			ln.Close()
-			return p
-		}
-	}
+	return testenv.Ports(t, 2)
 }
 
 // dialCtrl connects to ctrl_tcp once baresip listens.

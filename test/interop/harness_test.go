@@ -160,6 +160,7 @@ var packages = map[string]string{
 	"db_sqlite.so":    "kamailio-sqlite-modules",
 	"presence.so":     "kamailio-presence-modules",
 	"presence_xml.so": "kamailio-presence-modules",
+	"baresip":         "baresip-core",
 }
 
 // install says how to get an executable or a Kamailio module: the

@@ -45,6 +45,7 @@ type Gateway struct {
 	web               http.Handler
 	authn             *auth.Authenticator // nil: the built-in open application
 	lim               *limits.Limiter
+	regLim            *limits.Registers // REGISTERs that connects cause: sip.go
 	store             store.Store
 
 	// mu guards the session tables. Lock order: a session's inMu, then
@@ -120,6 +121,10 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	}
 	g.lim = lim
 	g.metrics.reg.MustRegister(lim.Collector())
+	if g.regLim, err = limits.NewRegisters(cfg.limitsConfig()); err != nil {
+		return nil, err
+	}
+	g.metrics.reg.MustRegister(g.regLim.Collector())
 	if err := g.newSIP(); err != nil {
 		return nil, err
 	}

@@ -260,7 +260,7 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal) (*Se
 		g.log.Info("session refused by limits", "identity", identity, "err", err)
 		return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "limit reached: " + err.Error()}
 	}
-	reg, err := g.sipRegister(g.ctx, f, identity)
+	reg, err := g.sipRegister(g.ctx, f, identity, c.RemoteAddr())
 	if err != nil {
 		quota.Close()
 		return nil, false, err
@@ -335,17 +335,10 @@ func reasonOf(err error) string {
 // connectError answers a connect that failed. wsc.js needs package_type
 // register on it.
 func connectError(f *protocol.Frame, code int, reason string) []byte {
-	out := &protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageRegister},
-		Header:  protocol.Header{Action: protocol.ActionConnect, ErrorCode: code, Reason: reason},
-	}
-	if f != nil {
-		out.Control.AckSequence = f.Control.Sequence
-		out.Control.CorrelationID = protocol.ClientCorrelation(f)
-		if f.Header.Action != "" && f.Header.Action != protocol.ActionConnect {
-			out.Header.Action = f.Header.Action
-			out.Control.Package = f.EffectivePackage()
-		}
+	out := registerError(f, code, reason)
+	if f != nil && f.Header.Action != "" && f.Header.Action != protocol.ActionConnect {
+		out.Header.Action = f.Header.Action
+		out.Control.Package = f.EffectivePackage()
 	}
 	return out.Marshal()
 }

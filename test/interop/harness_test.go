@@ -64,6 +64,17 @@ modparam("rr", "enable_full_lr", 1)
 modparam("tm", "fr_inv_timer", 20000)
 
 request_route {
+{{- if .LogRequests}}
+	if (is_method("REGISTER")) {
+		if (is_present_hf("Authorization")) {
+			xlog("L_NOTICE", "SEEN REGISTER $fU $ci $cs auth\n");
+		} else {
+			xlog("L_NOTICE", "SEEN REGISTER $fU $ci $cs noauth\n");
+		}
+	} else if (is_method("OPTIONS")) {
+		xlog("L_NOTICE", "SEEN OPTIONS $ci\n");
+	}
+{{- end}}
 	if (!mf_process_maxfwd_header("10")) {
 		sl_send_reply("483", "Too Many Hops");
 		exit;
@@ -272,6 +283,7 @@ func (p *proc) wait(t testing.TB, timeout time.Duration) int {
 type Kamailio struct {
 	Port int
 	Addr string
+	proc *proc // its output; with logRequests, a line per REGISTER (seen.go)
 }
 
 // startKamailio starts the Kamailio of the functional tests, with one UDP
@@ -287,6 +299,13 @@ func startKamailio(t testing.TB) *Kamailio {
 // startKamailioWorkers starts Kamailio with workers UDP worker processes.
 func startKamailioWorkers(t testing.TB, workers int) *Kamailio {
 	t.Helper()
+	return startKamailioWith(t, workers, false)
+}
+
+// startKamailioWith starts Kamailio; logRequests logs every REGISTER and
+// OPTIONS it receives (see Kamailio.registers).
+func startKamailioWith(t testing.TB, workers int, logRequests bool) *Kamailio {
+	t.Helper()
 	need(t, "kamailio")
 	dir := t.TempDir()
 	port := freePort(t)
@@ -295,7 +314,7 @@ func startKamailioWorkers(t testing.TB, workers int) *Kamailio {
 		modPath = string(bytes.TrimSpace(out)) + "/"
 	}
 	var cfg bytes.Buffer
-	if err := kamailioCfg.Execute(&cfg, map[string]any{"Domain": domain, "Port": port, "ModPath": modPath, "Users": users, "Workers": workers}); err != nil {
+	if err := kamailioCfg.Execute(&cfg, map[string]any{"Domain": domain, "Port": port, "ModPath": modPath, "Users": users, "Workers": workers, "LogRequests": logRequests}); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "kamailio.cfg")
@@ -304,7 +323,7 @@ func startKamailioWorkers(t testing.TB, workers int) *Kamailio {
 	}
 	p := start(t, "kamailio", dir, "kamailio", "-DD", "-E", "-f", path, "-P", filepath.Join(dir, "kamailio.pid"),
 		"-Y", dir, "-w", dir, "-m", "256", "-M", "8") // shm: transactions linger 5 s (wait timer), ~10k of them at 1000 calls/s
-	k := &Kamailio{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port)}
+	k := &Kamailio{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port), proc: p}
 	// Ready when it answers OPTIONS.
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -179,22 +179,35 @@ func TestRegisterAddressIPv6(t *testing.T) {
 	}
 }
 
-func TestRegisterConfig(t *testing.T) {
-	var c Config
-	if err := yaml.Unmarshal([]byte(`
+// registerExampleYAML is the example of docs/security.md ("REGISTER
+// floods and password guessing"), which shows the defaults; keep them in
+// step.
+const registerExampleYAML = `
 register:
   per_socket: {rate: 1, per: 10s, burst: 3}
-  per_identity: {rate: 6, per: 1m}
-  per_address: {rate: -1}
-  backoff: {initial: 2s, max: 10m}
-`), &c); err != nil {
+  per_identity: {rate: 6, per: 1m, burst: 10}
+  per_address: {rate: 5, per: 1s, burst: 20}
+  backoff: {initial: 1s, max: 5m}
+`
+
+func TestRegisterConfig(t *testing.T) {
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader(registerExampleYAML))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	d := c.WithDefaults().Register
-	if d.PerIdentity.Burst != 10 || d.Backoff != (Backoff{2 * time.Second, 10 * time.Minute}) {
+	if got, want := c.WithDefaults().Register, (Config{}).WithDefaults().Register; got != want {
+		t.Fatalf("the example is %+v, the defaults %+v", got, want)
+	}
+	var partial Config
+	if err := yaml.Unmarshal([]byte("register: {per_identity: {rate: 12, per: 1m}, backoff: {initial: 2s}}"), &partial); err != nil {
+		t.Fatal(err)
+	}
+	if d := partial.WithDefaults().Register; d.PerIdentity.Burst != 20 || d.Backoff != (Backoff{2 * time.Second, 5 * time.Minute}) {
 		t.Fatalf("with defaults %+v", d)
 	}
 	for _, tc := range []struct {

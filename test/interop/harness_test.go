@@ -27,7 +27,8 @@ import (
 const domain = "example.com"
 
 // kamailioCfg is the proxy/registrar under test: digest auth on REGISTER
-// against static passwords (pv_www_authenticate), usrloc in memory,
+// against static passwords (pv_www_authenticate; challenges offer
+// qop=auth, as most registrars' do), usrloc in memory,
 // record-routing, and "uas-<port>" users routed to a SIPp UAS on
 // 127.0.0.1:<port>. NOTICE logging: nothing is logged per message.
 var kamailioCfg = template.Must(template.New("kamailio.cfg").Parse(`#!KAMAILIO
@@ -124,7 +125,7 @@ request_route {
 {{- end}}
 		if ($var(pw) != "") {
 			if (!pv_www_authenticate("$td", "$var(pw)", "0")) {
-				www_challenge("$td", "0");
+				www_challenge("$td", "1");
 				exit;
 			}
 			consume_credentials();

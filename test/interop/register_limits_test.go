@@ -290,3 +290,30 @@ func TestWebRegisterFlood(t *testing.T) {
 		t.Fatal("no connect was refused")
 	}
 }
+
+// A refresh and the removal reuse the nonce of the last challenge with
+// the next nonce-count: one REGISTER each instead of a challenged pair.
+func TestRegisterRefreshReusesNonce(t *testing.T) {
+	k := startKamailioWith(t, 1, true)
+	g := newGateway(t, k, func(c *sipgw.Config) { c.RegisterExpiry = 10 * time.Second })
+	r, err := g.Register(ctxT(t), "alice@"+domain, &sipgw.RegisterOptions{
+		Authorization: &sipgw.Authorization{Username: "alice", Realm: domain, HA1: md5hex("alice", domain, users["alice"])},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The refresh is due after 4/5 of the 10 s granted.
+	until(t, "the refresh to reach Kamailio", func() bool {
+		return strings.Count(k.proc.out.String(), "SEEN REGISTER alice") >= 3
+	})
+	// Release waits for a refresh in progress, then removes the binding.
+	if err := r.Release(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if all, authed := k.seenRegisters(t, "alice"); all != 4 || authed != 3 {
+		t.Fatalf("registrar saw %d REGISTERs, %d with credentials; want 4 and 3 (challenged, answered, refresh, removal)", all, authed)
+	}
+	if st := g.Stats(); st.Registrations != 0 || st.Transactions != 0 {
+		t.Fatalf("left behind %+v", st)
+	}
+}

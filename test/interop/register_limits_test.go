@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -316,4 +317,25 @@ func TestRegisterRefreshReusesNonce(t *testing.T) {
 	if st := g.Stats(); st.Registrations != 0 || st.Transactions != 0 {
 		t.Fatalf("left behind %+v", st)
 	}
+}
+
+// A stale challenge after an answer is answered again, with the same
+// credentials and the new nonce: the only retry RFC 3261 section 22.2
+// allows. SIPp plays the registrar and checks each REGISTER.
+func TestRegisterStaleNonce(t *testing.T) {
+	uas := startSipp(t, "registrar_stale.xml", "")
+	g := newGateway(t, &Kamailio{Addr: "127.0.0.1:" + strconv.Itoa(uas.Port)}, nil)
+	r, err := g.Register(ctxT(t), "alice@"+domain, &sipgw.RegisterOptions{
+		Authorization: &sipgw.Authorization{Username: "alice", Realm: domain, HA1: md5hex("alice", domain, "pw")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Expires() != 60*time.Second {
+		t.Fatalf("expires %v", r.Expires())
+	}
+	if err := r.Release(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
 }

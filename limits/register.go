@@ -28,7 +28,9 @@ type RegisterConfig struct {
 	// sockets. Default 6 per minute, burst 10.
 	PerIdentity Rate `yaml:"per_identity"`
 	// PerAddress bounds the attempts from one source address (IPv6: its
-	// /64), whatever the identities. Default 5 per second, burst 20.
+	// /64), whatever the identities: password spraying. Default 10 per
+	// second, burst 40: five new registrations a second (each takes two
+	// attempts), half the handshakes limits.handshakes_per_ip admits.
 	PerAddress Rate `yaml:"per_address"`
 	// Backoff refuses an identity's attempts for a while after the
 	// registrar rejected its credentials.
@@ -46,7 +48,7 @@ type Backoff struct {
 var defaultRegister = RegisterConfig{
 	PerSocket:   Rate{Rate: 1, Per: 10 * time.Second, Burst: 3},
 	PerIdentity: Rate{Rate: 6, Per: time.Minute, Burst: 10},
-	PerAddress:  Rate{Rate: 5, Per: time.Second, Burst: 20},
+	PerAddress:  Rate{Rate: 10, Per: time.Second, Burst: 40},
 	Backoff:     Backoff{Initial: time.Second, Max: 5 * time.Minute},
 }
 

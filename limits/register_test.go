@@ -186,7 +186,7 @@ const registerExampleYAML = `
 register:
   per_socket: {rate: 1, per: 10s, burst: 3}
   per_identity: {rate: 6, per: 1m, burst: 10}
-  per_address: {rate: 5, per: 1s, burst: 20}
+  per_address: {rate: 10, per: 1s, burst: 40}
   backoff: {initial: 1s, max: 5m}
 `
 

@@ -190,8 +190,9 @@ func isPhoneNumber(s string) bool {
 }
 
 // sipHeaders maps the allowed extension headers of a frame to SIP
-// headers; those sipgw refuses are left out and logged.
-func (h *Handler) sipHeaders(ext []protocol.Ext) []sipgw.Header {
+// headers. A value SIP cannot carry is an error naming the header, which
+// the frame is answered with (400): never sent, never dropped in silence.
+func (h *Handler) sipHeaders(ext []protocol.Ext) ([]sipgw.Header, error) {
 	var out []sipgw.Header
 	for _, e := range ext {
 		if !h.far.headers[strings.ToLower(e.Name)] {
@@ -199,14 +200,11 @@ func (h *Handler) sipHeaders(ext []protocol.Ext) []sipgw.Header {
 		}
 		hd := sipgw.Header{Name: e.Name, Value: e.Value}
 		if err := sipgw.ValidateHeader(hd); err != nil {
-			// An injection attempt or a malformed value: refused, and
-			// worth an operator's eye.
-			h.log.Warn("extension header refused toward SIP", "header", e.Name, "err", err)
-			continue
+			return nil, err
 		}
 		out = append(out, hd)
 	}
-	return out
+	return out, nil
 }
 
 // farLeg is the SIP side of a call.
@@ -387,6 +385,11 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
 		return
 	}
+	headers, err := h.sipHeaders(f.Header.Ext)
+	if err != nil {
+		ep.Send(errorFrame(f, protocol.CodeBadRequest, err.Error()), false)
+		return
+	}
 	if !acquireCall(ep) {
 		ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many calls"), false)
 		return
@@ -403,7 +406,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	fl.local = local
 	// wsc.js ignores trickle: its candidates come in re-offers instead.
 	o := sipgw.DialOptions{Identity: ep.Identity(), Target: f.Header.Target, SDP: []byte(p.SDP),
-		Headers: h.sipHeaders(f.Header.Ext), Offer100rel: true, Trickle: !ep.Oracle()}
+		Headers: headers, Offer100rel: true, Trickle: !ep.Oracle()}
 	h.log.Debug("SIP call started", "session_id", ep.ID(), "subsession_id", c.caller.sub)
 	// As for web callees: an unanswered call ends after the ring timeout
 	// (CANCEL), whatever the SIP side's own timers.
@@ -1063,6 +1066,12 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 		h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
 		return
 	}
+	headers, err := h.sipHeaders(f.Header.Ext)
+	if err != nil {
+		// As for a bad SDP: the SIP caller keeps ringing.
+		h.send(l, errorFrame(f, protocol.CodeBadRequest, err.Error()), false)
+		return
+	}
 	c.winner, l.state = l, legAnswered
 	fl.answered = true
 	fl.completeCorr = l.startCorr
@@ -1072,7 +1081,6 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 		c.timer.Stop()
 	}
 	fl.cancelLegs(l)
-	headers := h.sipHeaders(f.Header.Ext)
 	fl.must(func() {
 		ctx, cancel := opCtx()
 		sc.SetTrickle(trickle)

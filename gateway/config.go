@@ -101,7 +101,8 @@ type CallsConfig struct {
 	RingTimeout Duration `yaml:"ring_timeout"`
 	// SIPHeaders lists the extension headers (case-insensitive names)
 	// passed to SIP, and from SIP answers, as headers of the same name.
-	// Default: none.
+	// Headers the gateway sets (Via, From, P-Asserted-Identity...: see
+	// sipgw.ValidateHeaderName) cannot be listed. Default: none.
 	SIPHeaders []string `yaml:"sip_headers"`
 }
 
@@ -249,6 +250,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Calls.RingTimeout.D() < time.Second {
 		bad("calls.ring_timeout", "must be at least 1s")
+	}
+	for i, name := range c.Calls.SIPHeaders {
+		// The gateway alone sets the headers that route, authenticate
+		// or assert identity: a client listed here could spoof them.
+		var he *sipgw.HeaderError
+		if errors.As(sipgw.ValidateHeaderName(name), &he) {
+			bad(fmt.Sprintf("calls.sip_headers[%d]", i), "%q %s", he.Name, he.Problem)
+		}
 	}
 	if c.Messaging.ReportTimeout.D() < time.Second {
 		bad("messaging.report_timeout", "must be at least 1s")

@@ -100,3 +100,38 @@ func TestSIPDefaultsDecideRegistration(t *testing.T) {
 		t.Fatal("an identity of another domain registers")
 	}
 }
+
+// calls.sip_headers cannot list a header the gateway sets: a client could
+// then spoof routing or identity (Via, P-Asserted-Identity, compact forms).
+func TestSIPHeadersReserved(t *testing.T) {
+	for _, c := range []struct{ list, want string }{
+		{`["X-App", "X-Ticket", "Via"]`, `calls.sip_headers[2]: "Via" is set by the gateway`},
+		{`["P-Asserted-Identity"]`, `calls.sip_headers[0]: "P-Asserted-Identity" is set by the gateway`},
+		{`["X-App", "p-preferred-identity"]`, `calls.sip_headers[1]: "p-preferred-identity" is set by the gateway`},
+		{`["Privacy"]`, `calls.sip_headers[0]: "Privacy" is set by the gateway`},
+		{`["v"]`, `calls.sip_headers[0]: "v" is set by the gateway`},
+		{`["Session-Expires"]`, `calls.sip_headers[0]: "Session-Expires" is set by the gateway`},
+		{`["X App"]`, `calls.sip_headers[0]: "X App" is not a header name`},
+	} {
+		_, err := LoadConfig(writeConfig(t, "calls:\n  sip_headers: "+c.list+"\n"))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", c.list, err, c.want)
+		}
+	}
+	if _, err := LoadConfig(writeConfig(t, "calls:\n  sip_headers: [X-App, Subject, X-Ticket]\n")); err != nil {
+		t.Fatalf("extension headers refused: %v", err)
+	}
+}
+
+// limits.register is validated with the rest, each key named.
+func TestRegisterLimitsConfig(t *testing.T) {
+	_, err := LoadConfig(writeConfig(t, "limits:\n  register:\n    per_socket: {rate: 1, per: -1s}\n    backoff: {initial: 1m, max: 1s}\n"))
+	for _, want := range []string{"limits.register.per_socket.per", "limits.register.backoff.max"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want one naming %s", err, want)
+		}
+	}
+	if _, err := LoadConfig(writeConfig(t, "limits:\n  register:\n    per_identity: {rate: 3, per: 1m, burst: 5}\n    backoff: {initial: 2s, max: 10m}\n")); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -47,6 +47,7 @@ type Gateway struct {
 	authn             *auth.Authenticator // nil: the built-in open application
 	lim               *limits.Limiter
 	guests            *limits.GuestSessions // guest sessions per address: guest.go
+	regLim            *limits.Registers     // REGISTERs that connects cause: sip.go
 	store             store.Store
 	// proxies are the trusted reverse proxies (http.trusted_proxies).
 	proxies forwarded.Proxies
@@ -132,6 +133,10 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	g.lim = lim
 	g.guests = limits.NewGuestSessions(lim)
 	g.metrics.reg.MustRegister(lim.Collector())
+	if g.regLim, err = limits.NewRegisters(cfg.limitsConfig()); err != nil {
+		return nil, err
+	}
+	g.metrics.reg.MustRegister(g.regLim.Collector())
 	if err := g.newSIP(); err != nil {
 		return nil, err
 	}

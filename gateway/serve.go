@@ -280,7 +280,7 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr
 	guest := (p != nil && p.Guest) || (p == nil && f.Header.Initiator == "")
 	var reg *sipgw.Registration
 	if !guest {
-		if reg, err = g.sipRegister(g.ctx, f, identity); err != nil {
+		if reg, err = g.sipRegister(g.ctx, f, identity, c.RemoteAddr(), addr); err != nil {
 			quota.Close()
 			releaseGuest()
 			return nil, false, err
@@ -357,17 +357,10 @@ func reasonOf(err error) string {
 // connectError answers a connect that failed. wsc.js needs package_type
 // register on it.
 func connectError(f *protocol.Frame, code int, reason string) []byte {
-	out := &protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageRegister},
-		Header:  protocol.Header{Action: protocol.ActionConnect, ErrorCode: code, Reason: reason},
-	}
-	if f != nil {
-		out.Control.AckSequence = f.Control.Sequence
-		out.Control.CorrelationID = protocol.ClientCorrelation(f)
-		if f.Header.Action != "" && f.Header.Action != protocol.ActionConnect {
-			out.Header.Action = f.Header.Action
-			out.Control.Package = f.EffectivePackage()
-		}
+	out := registerError(f, code, reason)
+	if f != nil && f.Header.Action != "" && f.Header.Action != protocol.ActionConnect {
+		out.Header.Action = f.Header.Action
+		out.Control.Package = f.EffectivePackage()
 	}
 	return out.Marshal()
 }

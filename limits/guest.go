@@ -33,7 +33,7 @@ func (g *GuestSessions) Open(addr netip.Addr, max int) (release func(), ok bool)
 	if max < 0 {
 		return func() {}, true
 	}
-	k := addressKey(addr)
+	k := addrKey(addr)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.n[k] >= max {

@@ -193,7 +193,7 @@ func (l *Limiter) AllowHandshake(addr netip.Addr) bool {
 	}
 	now := l.now()
 	ok := false
-	if !l.ips.with(addressKey(addr), now, func(e *entry) { ok = l.hs.take(&e.frames, now) }) {
+	if !l.ips.with(addrKey(addr), now, func(e *entry) { ok = l.hs.take(&e.frames, now) }) {
 		l.deny(LimitCapacity, ScopeAddress)
 		return false
 	}
@@ -201,24 +201,6 @@ func (l *Limiter) AllowHandshake(addr netip.Addr) bool {
 		l.deny(LimitHandshakes, ScopeAddress)
 	}
 	return ok
-}
-
-// addressKey is the key of a source address: an IPv4 address, or the
-// /64 of an IPv6 one (a host gets a whole /64).
-func addressKey(addr netip.Addr) string {
-	addr = addr.Unmap().WithZone("")
-	if addr.Is6() {
-		p, _ := addr.Prefix(64) // cannot fail: 64 bits of an IPv6 address
-		addr = p.Addr()
-	}
-	var key [16]byte
-	if addr.Is4() {
-		a4 := addr.As4()
-		copy(key[:], a4[:])
-		return string(key[:4])
-	}
-	key = addr.As16()
-	return string(key[:])
 }
 
 // OpenSession admits a new session of identity in application app, whose
@@ -267,6 +249,19 @@ func (l *Limiter) OpenSession(app, profileName, identity string) (*Session, erro
 		return nil, &Error{LimitSessions, ScopeApplication}
 	}
 	return s, nil
+}
+
+// addrKey is the key of a source address: an IPv4 address, or the /64
+// of an IPv6 one (a host has a /64 to pick addresses from).
+func addrKey(addr netip.Addr) string {
+	addr = addr.Unmap().WithZone("")
+	if addr.Is4() {
+		a4 := addr.As4()
+		return string(a4[:])
+	}
+	p, _ := addr.Prefix(64) // cannot fail: 64 bits of an IPv6 address
+	a16 := p.Addr().As16()
+	return string(a16[:])
 }
 
 func identityKey(app, identity string) string { return "i" + app + "\x00" + identity }

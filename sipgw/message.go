@@ -54,8 +54,8 @@ func (g *Gateway) SendMessage(o MessageOptions, report func(code int, reason str
 	if o.ContentType == "" {
 		o.ContentType = "text/plain;charset=UTF-8"
 	}
-	if hasCtl(o.ContentType) || len(o.ContentType) > 128 {
-		return invalid("content type %q", o.ContentType)
+	if err := checkHeaderValue("Content-Type", o.ContentType); err != nil {
+		return err
 	}
 	if len(o.Body) > MaxMessageBody {
 		return invalid("message body over %d bytes", MaxMessageBody)

@@ -28,7 +28,8 @@ import (
 const domain = "example.com"
 
 // kamailioCfg is the proxy/registrar under test: digest auth on REGISTER
-// against static passwords (pv_www_authenticate), usrloc in memory,
+// against static passwords (pv_www_authenticate; challenges offer
+// qop=auth, as most registrars' do), usrloc in memory,
 // record-routing, and "uas-<port>" users routed to a SIPp UAS on
 // 127.0.0.1:<port>. NOTICE logging: nothing is logged per message.
 var kamailioCfg = template.Must(template.New("kamailio.cfg").Parse(`#!KAMAILIO
@@ -65,6 +66,17 @@ modparam("rr", "enable_full_lr", 1)
 modparam("tm", "fr_inv_timer", 20000)
 
 request_route {
+{{- if .LogRequests}}
+	if (is_method("REGISTER")) {
+		if (is_present_hf("Authorization")) {
+			xlog("L_NOTICE", "SEEN REGISTER $fU $ci $cs auth\n");
+		} else {
+			xlog("L_NOTICE", "SEEN REGISTER $fU $ci $cs noauth\n");
+		}
+	} else if (is_method("OPTIONS")) {
+		xlog("L_NOTICE", "SEEN OPTIONS $ci\n");
+	}
+{{- end}}
 	if (!mf_process_maxfwd_header("10")) {
 		sl_send_reply("483", "Too Many Hops");
 		exit;
@@ -114,7 +126,7 @@ request_route {
 {{- end}}
 		if ($var(pw) != "") {
 			if (!pv_www_authenticate("$td", "$var(pw)", "0")) {
-				www_challenge("$td", "0");
+				www_challenge("$td", "1");
 				exit;
 			}
 			consume_credentials();
@@ -295,6 +307,7 @@ func (p *proc) wait(t testing.TB, timeout time.Duration) int {
 type Kamailio struct {
 	Port int
 	Addr string
+	proc *proc // its output; with logRequests, a line per REGISTER (seen.go)
 }
 
 // startKamailio starts the Kamailio of the functional tests, with one UDP
@@ -310,12 +323,19 @@ func startKamailio(t testing.TB) *Kamailio {
 // startKamailioWorkers starts Kamailio with workers UDP worker processes.
 func startKamailioWorkers(t testing.TB, workers int) *Kamailio {
 	t.Helper()
+	return startKamailioWith(t, workers, false)
+}
+
+// startKamailioWith starts Kamailio; logRequests logs every REGISTER and
+// OPTIONS it receives (see Kamailio.registers).
+func startKamailioWith(t testing.TB, workers int, logRequests bool) *Kamailio {
+	t.Helper()
 	need(t, "kamailio")
 	modPath := kamailioModules(t)
 	dir := t.TempDir()
 	port := freePort(t)
 	var cfg bytes.Buffer
-	if err := kamailioCfg.Execute(&cfg, map[string]any{"Domain": domain, "Port": port, "ModPath": modPath, "Users": users, "Workers": workers}); err != nil {
+	if err := kamailioCfg.Execute(&cfg, map[string]any{"Domain": domain, "Port": port, "ModPath": modPath, "Users": users, "Workers": workers, "LogRequests": logRequests}); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "kamailio.cfg")
@@ -324,7 +344,7 @@ func startKamailioWorkers(t testing.TB, workers int) *Kamailio {
 	}
 	p := start(t, "kamailio", dir, "kamailio", "-DD", "-E", "-f", path, "-P", filepath.Join(dir, "kamailio.pid"),
 		"-Y", dir, "-w", dir, "-m", "256", "-M", "8") // shm: transactions linger 5 s (wait timer), ~10k of them at 1000 calls/s
-	k := &Kamailio{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port)}
+	k := &Kamailio{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port), proc: p}
 	// Ready when it answers OPTIONS.
 	deadline := time.Now().Add(10 * time.Second)
 	for {

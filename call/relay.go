@@ -1,172 +1,14 @@
 package call
 
 import (
-	"encoding/json"
-	"log/slog"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
-// Options configure a Handler.
-type Options struct {
-	// RingTimeout ends an unanswered call with 480. Default 60 s.
-	RingTimeout time.Duration
-	Logger      *slog.Logger
-}
-
-// Handler relays calls between web sessions.
-//
-// Lock order: Call.mu, then Handler.mu; an Endpoint's own lock is taken
-// inside Send, after both. Frames to a session are sent under the call's
-// lock so that each side sees one call's frames in the order of events.
-type Handler struct {
-	opts Options
-	dir  Directory
-	log  *slog.Logger
-	next atomic.Uint64 // server subsession ids
-
-	mu    sync.Mutex
-	legs  map[legKey]*leg
-	calls map[*Call]struct{}
-	idle  chan struct{} // closed when a call is forgotten (WaitIdle)
-
-	far *sipSide // nil without SIP (sip.go)
-}
-
-type legKey struct{ session, subsession string }
-
-// NewHandler returns a Handler that finds callees in dir.
-func NewHandler(dir Directory, opts Options) *Handler {
-	if opts.RingTimeout <= 0 {
-		opts.RingTimeout = 60 * time.Second
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	return &Handler{opts: opts, dir: dir, log: opts.Logger, legs: map[legKey]*leg{}, calls: map[*Call]struct{}{}}
-}
-
-// Call is one call: a caller leg and one callee leg per ringing session.
-type Call struct {
-	mu      sync.Mutex
-	caller  *leg
-	callees []*leg
-	winner  *leg
-	target  string // the callee as the caller named it
-	ended   bool
-	timer   *time.Timer
-	far     *farLeg // the SIP side, for a call to or from SIP (sip.go)
-}
-
-type legState uint8
-
-const (
-	legRinging legState = iota
-	legAnswered
-	legFailed
-)
-
-type leg struct {
-	call  *Call
-	ep    Endpoint
-	sub   string
-	state legState
-	code  int // failure code of a callee leg
-	// startCorr is the correlation of the initial start on this side.
-	startCorr string
-	// answerCorr is the correlation of the offer this side last answered:
-	// the peer's complete is relayed to it with this id.
-	answerCorr string
-	// reoffer is a re-offer this side sent that the other side has not
-	// answered: its correlation here and on the other side.
-	reoffer *pending
-	// transfer is an outstanding transfer request from this side.
-	transfer *pending
-	// trickle buffers a forked callee's candidates until it wins.
-	trickle []json.RawMessage
-	// held: this leg holds one of its endpoint's call quota.
-	held bool
-}
-
-type pending struct{ here, there string }
-
-const maxBufferedTrickle = 64
-
-// Active returns the number of calls in progress, for leak checks.
-func (h *Handler) Active() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.calls)
-}
-
-func (h *Handler) lookup(ep Endpoint, sub string) *leg {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.legs[legKey{ep.ID(), sub}]
-}
-
-// HandleFrame processes a call-package frame from ep, already deduplicated
-// and validated.
-func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
-	l := h.lookup(ep, f.Control.SubsessionID)
-	if l == nil {
-		if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionStart {
-			h.startCall(ep, f)
-			return
-		}
-		if f.Control.Type == protocol.TypeRequest {
-			ep.Send(errorFrame(f, protocol.CodeNoSuchCall, "no such call"), false)
-		}
-		// Responses, errors and messages for a call that is gone are
-		// dropped: the SDK sends shutdown without expecting an answer,
-		// and answers to an ended call have nobody to go to.
-		return
-	}
-	c := l.call
-	if c.far != nil {
-		h.farFrame(l, f)
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ended {
-		return
-	}
-	switch f.Header.Action {
-	case protocol.ActionStart:
-		switch f.Control.Type {
-		case protocol.TypeRequest:
-			h.reoffer(l, f)
-		case protocol.TypeResponse:
-			h.response(l, f)
-		case protocol.TypeError:
-			h.rejected(l, f)
-		}
-	case protocol.ActionComplete:
-		h.complete(l, f)
-	case protocol.ActionShutdown:
-		h.shutdown(l)
-	case protocol.ActionPrack:
-		if f.Control.Type == protocol.TypeRequest {
-			// Between browsers nothing is reliable-provisional: the
-			// gateway answers the PRACK itself, without response_code
-			// (a 200 without SDP would make wsc.js refuse it).
-			ep.Send(&protocol.Frame{
-				Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageCall,
-					SubsessionID: l.sub, CorrelationID: protocol.ClientCorrelation(f), MessageState: protocol.StateFinal},
-				Header: protocol.Header{Action: protocol.ActionPrack, Initiator: f.Header.Initiator, Target: f.Header.Target},
-			}, false)
-		}
-	case protocol.ActionTrickle, protocol.ActionDTMF:
-		h.passMessage(l, f)
-	case protocol.ActionTransfer:
-		h.transferFrame(l, f)
-	}
-}
+// The relay: calls between web sessions, forked to every live session of
+// the callee (first answer wins).
 
 func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 	var p protocol.CallPayload
@@ -247,27 +89,6 @@ func (h *Handler) ringTimeout(c *Call) {
 	h.end(c)
 	h.failCaller(c, protocol.CodeTemporarilyUnavail, "No answer")
 	h.cancelLegs(c, nil)
-}
-
-// frameTo builds a frame on l's side of the call.
-func (h *Handler) frameTo(l *leg, typ protocol.Type, action protocol.Action, corr string) *protocol.Frame {
-	c := l.call
-	init, target := c.caller.ep.Identity(), c.target
-	if l != c.caller {
-		target = l.ep.Identity()
-	}
-	return &protocol.Frame{
-		Control: protocol.Control{Type: typ, Package: protocol.PackageCall, SubsessionID: l.sub, CorrelationID: corr},
-		Header:  protocol.Header{Action: action, Initiator: init, Target: target},
-	}
-}
-
-func (h *Handler) send(l *leg, f *protocol.Frame, selfCorrelate bool) uint64 {
-	seq, err := l.ep.Send(f, selfCorrelate)
-	if err != nil {
-		h.log.Debug("send to ended session", "session_id", l.ep.ID(), "err", err)
-	}
-	return seq
 }
 
 // response handles a response/start from either side.
@@ -412,15 +233,6 @@ func (h *Handler) settle(c *Call) {
 	h.failCaller(c, best, "")
 }
 
-func (h *Handler) failCaller(c *Call, code int, reason string) {
-	if reason == "" {
-		reason = protocol.Reason(code)
-	}
-	out := h.frameTo(c.caller, protocol.TypeError, protocol.ActionStart, c.caller.startCorr)
-	out.Header.ErrorCode, out.Header.Reason = code, reason
-	h.send(c.caller, out, false)
-}
-
 // cancelLegs tells every ringing callee leg but keep that the call is off.
 func (h *Handler) cancelLegs(c *Call, keep *leg) {
 	for _, l := range c.callees {
@@ -561,33 +373,6 @@ func (h *Handler) transferFrame(l *leg, f *protocol.Frame) {
 	out.Header.ResponseCode, out.Header.ErrorCode, out.Header.Reason = f.Header.ResponseCode, f.Header.ErrorCode, f.Header.Reason
 	other.transfer = nil
 	h.send(other, out, false)
-}
-
-// SessionEnded shuts down every call ep takes part in, toward the peers.
-func (h *Handler) SessionEnded(ep Endpoint) {
-	h.mu.Lock()
-	var mine []*leg
-	for k, l := range h.legs {
-		if k.session == ep.ID() {
-			mine = append(mine, l)
-		}
-	}
-	h.mu.Unlock()
-	for _, l := range mine {
-		c := l.call
-		c.mu.Lock()
-		if c.far != nil {
-			if !c.ended {
-				c.far.sessionEnded(l)
-			}
-			c.mu.Unlock()
-			continue
-		}
-		if !c.ended {
-			h.leave(l, protocol.CodeTemporarilyUnavail)
-		}
-		c.mu.Unlock()
-	}
 }
 
 // end forgets a call. c.mu is held. It is called before the frames that

@@ -126,36 +126,6 @@ func (h *Handler) WaitSIP() {
 	}
 }
 
-// WaitIdle returns once no call is in progress (SIP legs included), or
-// with ctx's error.
-func (h *Handler) WaitIdle(ctx context.Context) error {
-	for {
-		h.mu.Lock()
-		n := len(h.calls)
-		if h.idle == nil {
-			h.idle = make(chan struct{})
-		}
-		ch := h.idle
-		h.mu.Unlock()
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// signalIdleLocked wakes WaitIdle after a call was forgotten; h.mu held.
-func (h *Handler) signalIdleLocked() {
-	if h.idle != nil {
-		close(h.idle)
-		h.idle = nil
-	}
-}
-
 // routesToSIP says whether a start to target goes to SIP: when the
 // target is no web identity and has a SIP form.
 func (h *Handler) routesToSIP(target string) bool {

@@ -59,7 +59,18 @@ type Call struct {
 	target  string // the callee as the caller named it
 	ended   bool
 	timer   *time.Timer
-	far     *farLeg // the SIP side, for a call to or from SIP (sip.go)
+	far     farSide // the relay (relay.go) or the SIP leg (sip.go)
+}
+
+// farSide is the far side of a call as its web legs see it: the other
+// web sessions (relay) or a SIP leg (*farLeg). It is chosen when the call
+// starts and handles every web event of the call, with c.mu held and the
+// call not ended.
+type farSide interface {
+	// frame handles a frame from the web leg l.
+	frame(l *leg, f *protocol.Frame)
+	// sessionEnded handles the end of l's session.
+	sessionEnded(l *leg)
 }
 
 type legState uint8
@@ -127,45 +138,12 @@ func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
 		return
 	}
 	c := l.call
-	if c.far != nil {
-		h.farFrame(l, f)
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
 		return
 	}
-	switch f.Header.Action {
-	case protocol.ActionStart:
-		switch f.Control.Type {
-		case protocol.TypeRequest:
-			h.reoffer(l, f)
-		case protocol.TypeResponse:
-			h.response(l, f)
-		case protocol.TypeError:
-			h.rejected(l, f)
-		}
-	case protocol.ActionComplete:
-		h.complete(l, f)
-	case protocol.ActionShutdown:
-		h.shutdown(l)
-	case protocol.ActionPrack:
-		if f.Control.Type == protocol.TypeRequest {
-			// Between browsers nothing is reliable-provisional: the
-			// gateway answers the PRACK itself, without response_code
-			// (a 200 without SDP would make wsc.js refuse it).
-			ep.Send(&protocol.Frame{
-				Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageCall,
-					SubsessionID: l.sub, CorrelationID: protocol.ClientCorrelation(f), MessageState: protocol.StateFinal},
-				Header: protocol.Header{Action: protocol.ActionPrack, Initiator: f.Header.Initiator, Target: f.Header.Target},
-			}, false)
-		}
-	case protocol.ActionTrickle, protocol.ActionDTMF:
-		h.passMessage(l, f)
-	case protocol.ActionTransfer:
-		h.transferFrame(l, f)
-	}
+	c.far.frame(l, f)
 }
 
 // frameTo builds a frame on l's side of the call.
@@ -211,15 +189,8 @@ func (h *Handler) SessionEnded(ep Endpoint) {
 	for _, l := range mine {
 		c := l.call
 		c.mu.Lock()
-		if c.far != nil {
-			if !c.ended {
-				c.far.sessionEnded(l)
-			}
-			c.mu.Unlock()
-			continue
-		}
 		if !c.ended {
-			h.leave(l, protocol.CodeTemporarilyUnavail)
+			c.far.sessionEnded(l)
 		}
 		c.mu.Unlock()
 	}

@@ -10,6 +10,45 @@ import (
 // The relay: calls between web sessions, forked to every live session of
 // the callee (first answer wins).
 
+// relay is the far side of a call between web sessions: other legs of
+// the same Call.
+type relay struct{ h *Handler }
+
+func (r relay) sessionEnded(l *leg) { r.h.leave(l, protocol.CodeTemporarilyUnavail) }
+
+func (r relay) frame(l *leg, f *protocol.Frame) {
+	switch f.Header.Action {
+	case protocol.ActionStart:
+		switch f.Control.Type {
+		case protocol.TypeRequest:
+			r.h.reoffer(l, f)
+		case protocol.TypeResponse:
+			r.h.response(l, f)
+		case protocol.TypeError:
+			r.h.rejected(l, f)
+		}
+	case protocol.ActionComplete:
+		r.h.complete(l, f)
+	case protocol.ActionShutdown:
+		r.h.shutdown(l)
+	case protocol.ActionPrack:
+		if f.Control.Type == protocol.TypeRequest {
+			// Between browsers nothing is reliable-provisional: the
+			// gateway answers the PRACK itself, without response_code
+			// (a 200 without SDP would make wsc.js refuse it).
+			l.ep.Send(&protocol.Frame{
+				Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageCall,
+					SubsessionID: l.sub, CorrelationID: protocol.ClientCorrelation(f), MessageState: protocol.StateFinal},
+				Header: protocol.Header{Action: protocol.ActionPrack, Initiator: f.Header.Initiator, Target: f.Header.Target},
+			}, false)
+		}
+	case protocol.ActionTrickle, protocol.ActionDTMF:
+		r.h.passMessage(l, f)
+	case protocol.ActionTransfer:
+		r.h.transferFrame(l, f)
+	}
+}
+
 func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 	var p protocol.CallPayload
 	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
@@ -43,7 +82,7 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 		ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many calls"), false)
 		return
 	}
-	c := &Call{target: target}
+	c := &Call{target: target, far: relay{h}}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.caller = &leg{call: c, ep: ep, sub: f.Control.SubsessionID, startCorr: protocol.ClientCorrelation(f), held: true}

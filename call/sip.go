@@ -779,15 +779,9 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 	h.endFar(c)
 }
 
-// farFrame handles a web frame on a SIP call.
-func (h *Handler) farFrame(l *leg, f *protocol.Frame) {
-	c := l.call
-	fl := c.far
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ended {
-		return
-	}
+// frame handles a web frame on a SIP call. c.mu is held.
+func (fl *farLeg) frame(l *leg, f *protocol.Frame) {
+	c, h := fl.c, fl.h
 	switch f.Header.Action {
 	case protocol.ActionStart:
 		switch f.Control.Type {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/messaging"
 	"github.com/jsonrtc/jsonrtc/notification"
@@ -307,14 +308,14 @@ func (g *Gateway) lookup(id string) *Session {
 	return g.sessions[id]
 }
 
-// directory is the call.Directory view of the session tables.
+// directory is the endpoint.Directory view of the session tables.
 type directory struct{ g *Gateway }
 
-func (d directory) Sessions(identity string) []call.Endpoint {
+func (d directory) Sessions(identity string) []endpoint.Endpoint {
 	d.g.mu.Lock()
 	defer d.g.mu.Unlock()
 	list := d.g.byIdentity[identity]
-	out := make([]call.Endpoint, 0, len(list))
+	out := make([]endpoint.Endpoint, 0, len(list))
 	for _, s := range list {
 		out = append(out, s)
 	}

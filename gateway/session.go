@@ -47,7 +47,7 @@ func (r endReason) String() string {
 }
 
 // Session is one JSONrtc session on the gateway side. It implements
-// call.Endpoint.
+// endpoint.Endpoint.
 type Session struct {
 	g        *Gateway
 	id       string
@@ -199,10 +199,10 @@ func (g *Gateway) newSession(identity string, oracle bool, processed uint64) *Se
 	}
 }
 
-// AcquireCall implements call.Quota.
+// AcquireCall implements endpoint.Quota.
 func (s *Session) AcquireCall() bool { return s.quota.AcquireCall() }
 
-// ReleaseCall implements call.Quota.
+// ReleaseCall implements endpoint.Quota.
 func (s *Session) ReleaseCall() { s.quota.ReleaseCall() }
 
 func (s *Session) ID() string       { return s.id }
@@ -215,7 +215,7 @@ func (s *Session) limits() session.Limits {
 
 var errEnded = errors.New("gateway: session ended")
 
-// Send implements call.Endpoint: it stamps, retains and queues f.
+// Send implements endpoint.Endpoint: it stamps, retains and queues f.
 func (s *Session) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -52,7 +52,7 @@ func (r relay) frame(l *leg, f *protocol.Frame) {
 func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 	var p protocol.CallPayload
 	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
-		ep.Send(errorFrame(f, protocol.CodeOf(err), err.(*protocol.Error).Reason), false)
+		ep.Send(errorFrame(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
 		return
 	}
 	if !protocol.HasSDP(p.SDP) {

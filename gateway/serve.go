@@ -153,7 +153,7 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 		}
 		if err != nil {
 			bad++
-			writeNow(ctx, c, connectError(f, protocol.CodeOf(err), reasonOf(err)))
+			writeNow(ctx, c, connectError(f, protocol.CodeOf(err), protocol.ReasonOf(err)))
 			if bad >= maxBadFrames {
 				c.Close(websocket.StatusPolicyViolation, "too many malformed frames")
 				return nil, err
@@ -324,14 +324,6 @@ func validIdentity(s string) bool {
 	return true
 }
 
-func reasonOf(err error) string {
-	var e *protocol.Error
-	if errors.As(err, &e) {
-		return e.Reason
-	}
-	return "internal error"
-}
-
 // connectError answers a connect that failed. wsc.js needs package_type
 // register on it.
 func connectError(f *protocol.Frame, code int, reason string) []byte {
@@ -405,7 +397,7 @@ func (s *Session) inbound(l *link, data []byte) bool {
 		return true
 	}
 	if err := protocol.Validate(f); err != nil {
-		s.Send(errorFor(f, protocol.CodeOf(err), reasonOf(err)), false)
+		s.Send(errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
 		return true
 	}
 	s.dispatch(f)
@@ -429,7 +421,7 @@ func (s *Session) undecodable(data []byte, err error) bool {
 	}
 	out := &protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageCall},
-		Header:  protocol.Header{ErrorCode: protocol.CodeBadRequest, Reason: reasonOf(err)},
+		Header:  protocol.Header{ErrorCode: protocol.CodeBadRequest, Reason: protocol.ReasonOf(err)},
 	}
 	isObject := json.Unmarshal(data, &loose) == nil
 	if isObject {

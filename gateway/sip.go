@@ -251,7 +251,7 @@ func connectErrorFor(f *protocol.Frame, err error) []byte {
 		}
 		return out.Marshal()
 	}
-	return connectError(f, protocol.CodeOf(err), reasonOf(err))
+	return connectError(f, protocol.CodeOf(err), protocol.ReasonOf(err))
 }
 
 // WaitIdle returns once no call is in progress, SIP legs included (both

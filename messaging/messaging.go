@@ -141,7 +141,7 @@ func (h *Handler) HandleFrame(ep endpoint.Endpoint, f *protocol.Frame) {
 func (h *Handler) send(ep endpoint.Endpoint, f *protocol.Frame) {
 	var p protocol.MessagePayload
 	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
-		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, err.(*protocol.Error).Reason), false)
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, protocol.ReasonOf(err)), false)
 		return
 	}
 	id := webID(f.Header.Target)

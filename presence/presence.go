@@ -310,7 +310,7 @@ func (h *Handler) publish(ep endpoint.Endpoint, f *protocol.Frame) {
 	}
 	var p protocol.PresencePayload
 	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
-		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, err.(*protocol.Error).Reason), false)
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, protocol.ReasonOf(err)), false)
 		return
 	}
 	if err := pidf.Validate(p); err != nil {

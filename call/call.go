@@ -28,6 +28,9 @@ type Handler struct {
 	dir  Directory
 	log  *slog.Logger
 	next atomic.Uint64 // server subsession ids
+	// refused counts, by operation, web requests on SIP calls refused
+	// because the call's SIP operation queue was full (metrics.go).
+	refused [numQueuedOps]atomic.Uint64
 
 	mu    sync.Mutex
 	legs  map[legKey]*leg

@@ -276,8 +276,21 @@ func (fl *farLeg) push(op func(), bounded bool) bool {
 	return true
 }
 
-// enqueue hands op to the worker; false when the queue is full.
+// enqueue hands op to the worker; false when the queue is full. Whoever
+// asked for op must then be told (busy): nothing is dropped in silence.
 func (fl *farLeg) enqueue(op func()) bool { return fl.push(op, true) }
+
+// busyReason is the reason of a 503 for a request the queue refused.
+const busyReason = "too many pending requests"
+
+// busy refuses the web request f of l, whose SIP operation found the
+// queue full: the sender hears 503 and may try again, and the refusal is
+// counted. The web side is not held up instead: its frames arrive under
+// c.mu, which the queued operations need to finish.
+func (fl *farLeg) busy(l *leg, f *protocol.Frame, op queuedOp) {
+	fl.h.refused[op].Add(1)
+	fl.h.send(l, errorFrame(f, protocol.CodeServiceUnavailable, busyReason), false)
+}
 
 // must queues op even when the queue is full. For what may not be lost:
 // ACK, answer, reject, hang-up.
@@ -612,8 +625,12 @@ func (fl *farLeg) onEvent(ev sipgw.Event) {
 		fl.prack = ev.Reliable
 		if ev.Reliable && ev.Code != protocol.CodeSessionProgress {
 			// wsc.js PRACKs only a 183: acknowledge the others here.
+			// Queued even on a full queue: the SIP peer sends no other
+			// reliable provisional before this one is acknowledged
+			// (RFC 3262 section 3), so these are one at a time, and one
+			// left out would end the call (its 2xx never comes).
 			fl.prack = false
-			fl.enqueue(func() {
+			fl.must(func() {
 				ctx, cancel := opCtx()
 				defer cancel()
 				_ = fl.sc.Prack(ctx, nil)
@@ -852,7 +869,10 @@ func (fl *farLeg) frame(l *leg, f *protocol.Frame) {
 			}
 			reply(0, "")
 		}) {
-			reply(protocol.CodeServiceUnavailable, "too many pending requests")
+			// Still owed to SIP: the web side may send it again.
+			fl.prack = true
+			fl.h.refused[opPrack].Add(1)
+			reply(protocol.CodeServiceUnavailable, busyReason)
 		}
 	case protocol.ActionDTMF:
 		w := fl.web()
@@ -860,11 +880,12 @@ func (fl *farLeg) frame(l *leg, f *protocol.Frame) {
 			return
 		}
 		var p protocol.CallPayload
-		if protocol.DecodePayload(f.Payload, &p) != nil {
+		if err := protocol.DecodePayload(f.Payload, &p); err != nil {
+			h.send(l, errorFrame(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
 			return
 		}
 		digits, dur := p.Digits, time.Duration(p.Duration)*time.Millisecond
-		fl.enqueue(func() {
+		if !fl.enqueue(func() {
 			ctx, cancel := opCtx()
 			defer cancel()
 			for _, d := range digits {
@@ -873,7 +894,9 @@ func (fl *farLeg) frame(l *leg, f *protocol.Frame) {
 					return
 				}
 			}
-		})
+		}) {
+			fl.busy(l, f, opDTMF)
+		}
 	case protocol.ActionTransfer:
 		fl.webTransfer(l, f)
 	case protocol.ActionTrickle:
@@ -941,7 +964,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		h.send(l, out, false)
 	}) {
 		fl.webReoffer = ""
-		l.ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many pending requests"), false)
+		fl.busy(l, f, opReoffer)
 	}
 }
 
@@ -1000,8 +1023,9 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 		} else if fl.rang {
 			return
 		}
+		rang := fl.rang
 		fl.rang = true
-		fl.enqueue(func() {
+		if !fl.enqueue(func() {
 			ctx, cancel := opCtx()
 			defer cancel()
 			// Early media goes reliably (RFC 3262) when the caller
@@ -1011,7 +1035,10 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 			if err := sc.Progress(ctx, code, early, early != nil); err != nil {
 				h.log.Debug("SIP provisional not sent", "call", sc.ID(), "code", code, "err", err)
 			}
-		})
+		}) {
+			fl.rang = rang
+			fl.busy(l, f, opProgress)
+		}
 		return
 	}
 	if !protocol.HasSDP(p.SDP) {
@@ -1124,7 +1151,7 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 		out.Header.ResponseCode, out.Header.Reason = protocol.CodeAccepted, protocol.Reason(protocol.CodeAccepted)
 		h.send(l, out, false)
 	}) {
-		l.ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many pending requests"), false)
+		fl.busy(l, f, opTransfer)
 	}
 }
 

@@ -42,10 +42,13 @@ func (fl *farLeg) webTrickle(l *leg, f *protocol.Frame) {
 		return
 	}
 	var p protocol.CallPayload
-	if protocol.DecodePayload(f.Payload, &p) != nil {
+	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
+		fl.h.send(l, errorFrame(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
 		return
 	}
-	fl.addTrickle(p.Candidates)
+	if !fl.addTrickle(p.Candidates) {
+		fl.busy(l, f, opTrickle)
+	}
 	fl.flushTrickle()
 }
 
@@ -60,10 +63,12 @@ func (fl *farLeg) adoptTrickle(l *leg) {
 	l.trickle = nil
 }
 
-func (fl *farLeg) addTrickle(frag string) {
+// addTrickle keeps the candidates of frag for SIP; false when some were
+// left out, past maxPendingTrickle.
+func (fl *farLeg) addTrickle(frag string) bool {
 	attrs := fragmentAttrs(frag)
 	if len(attrs) == 0 {
-		return
+		return true
 	}
 	if len(fl.trickle) == 0 {
 		fl.trickleUfrag = fl.localUfrag()
@@ -71,12 +76,13 @@ func (fl *farLeg) addTrickle(frag string) {
 	for _, a := range attrs {
 		n := attrLineLen(a)
 		if fl.trickleBytes+n > maxPendingTrickle {
-			fl.h.log.Info("ICE candidates toward SIP dropped: too many pending", "lines", len(attrs))
-			return
+			fl.h.log.Debug("ICE candidates toward SIP dropped: too many pending", "lines", len(attrs))
+			return false
 		}
 		fl.trickleBytes += n
 		fl.trickle = append(fl.trickle, a)
 	}
+	return true
 }
 
 func (fl *farLeg) localUfrag() string {
@@ -107,7 +113,6 @@ func (fl *farLeg) flushTrickle() {
 		return
 	}
 	body := sdpfrag(fl.local, fl.trickle)
-	fl.trickle, fl.trickleBytes = nil, 0
 	sc, log := fl.sc, fl.h.log
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
@@ -117,8 +122,11 @@ func (fl *farLeg) flushTrickle() {
 			log.Info("trickle INFO failed", "call", sc.ID(), "err", err)
 		}
 	}) {
-		log.Info("ICE candidates toward SIP dropped: too many pending requests", "call", sc.ID())
+		// Kept for the next flush (or re-offer), within their bound.
+		log.Debug("ICE candidates toward SIP wait: too many pending requests", "call", sc.ID())
+		return
 	}
+	fl.trickle, fl.trickleBytes = nil, 0
 }
 
 // foldTrickle adds the waiting candidates to offer (parsed as d), the

@@ -125,6 +125,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.calls = call.NewHandler(directory{g}, call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
+	g.metrics.reg.MustRegister(g.calls.Collector())
 	g.onIncomingSIPCall = opts.OnIncomingSIPCall
 	g.sipCalls()
 	g.msgs = messaging.NewHandler(directory{g}, messaging.Options{

@@ -197,17 +197,13 @@ type farLeg struct {
 	done    chan struct{} // closed when the SIP call is over and reported
 
 	// Guarded by c.mu.
+	phase        sipPhase                // where the call stands (sipfsm.go); over is c.ended
 	remote       string                  // the SIP party, as the web side sees it
-	answered     bool                    // 2xx received (outgoing) or sent (incoming)
 	webGone      bool                    // the web side ended the call: tell it nothing more
-	prack        bool                    // a reliable provisional awaits the web's PRACK
 	earlySDP     json.RawMessage         // the payload of the last provisional with SDP
-	rang         bool                    // incoming: 180 sent
 	completeCorr string                  // the web correlation the next ACK completes
 	webReoffer   string                  // the web's re-offer awaiting SIP's answer (its correlation)
 	sipReoffer   *sipReoffer             // SIP's re-offer awaiting the web's answer
-	ackOnce      bool                    // outgoing: the web's complete became the ACK
-	confirmed    bool                    // the INVITE was ACKed: INFO may go (trickle.go)
 	local        *sdp.SessionDescription // the web side's last SDP toward SIP (trickle.go)
 	trickle      []sdp.Attribute         // web candidates not yet given to SIP (trickle.go)
 	trickleBytes int
@@ -221,7 +217,10 @@ type sipReoffer struct {
 }
 
 func (h *Handler) newFarLeg(c *Call, out bool) *farLeg {
-	fl := &farLeg{h: h, c: c, out: out, done: make(chan struct{})}
+	fl := &farLeg{h: h, c: c, out: out, phase: inRinging, done: make(chan struct{})}
+	if out {
+		fl.phase = outCalling
+	}
 	fl.ops = fl.opsBuf[:0]
 	c.far = fl
 	return fl
@@ -393,7 +392,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	c.timer = time.AfterFunc(h.opts.RingTimeout, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if c.ended || fl.answered {
+		if c.ended || fl.phase.answered() {
 			return
 		}
 		fl.webGone = true
@@ -592,137 +591,247 @@ func (fl *farLeg) read() {
 }
 
 func (fl *farLeg) onEvent(ev sipgw.Event) {
-	c := fl.c
-	h := fl.h
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ev.Kind == sipgw.EventEnded {
-		fl.ended(ev)
+	fl.c.mu.Lock()
+	defer fl.c.mu.Unlock()
+	fl.step(eventInput(ev), bySIP, sipArgs{ev: ev})
+}
+
+// sipArgs are what an action acts on: the SIP event, or the web frame
+// and its leg (code: the failure a leaving callee counts as).
+type sipArgs struct {
+	ev   sipgw.Event
+	l    *leg
+	f    *protocol.Frame
+	code int
+}
+
+// phaseNow is the call's phase; over once the web side is done.
+func (fl *farLeg) phaseNow() sipPhase {
+	if fl.c.ended {
+		return phaseOver
+	}
+	return fl.phase
+}
+
+// roleOf says who l is on this call.
+func (fl *farLeg) roleOf(l *leg) sipRole {
+	switch {
+	case l == fl.web():
+		return byWeb
+	case !fl.out && fl.c.winner == nil && l.state == legRinging:
+		return byFork
+	default:
+		return byOther
+	}
+}
+
+// step feeds one input to the state machine (sipNext) and runs the action
+// it names; the phase moves when the action did not fail. Entering a
+// confirmed phase sends the candidates that waited for it (trickle.go).
+// c.mu is held.
+func (fl *farLeg) step(in sipInput, r sipRole, a sipArgs) {
+	from := fl.phaseNow()
+	next, act := sipNext(from, in, r)
+	if !fl.do(act, a) || next == from || next == phaseOver {
+		// Over is Call.ended, which the action set (or the SIP side's
+		// end will).
 		return
 	}
-	if c.ended {
-		if ev.Kind == sipgw.EventReoffer {
-			_ = fl.sc.reoffer(ev).Reject(481, "")
-		}
-		return
+	fl.phase = next
+	if next == outConfirmed || next == inConfirmed {
+		fl.flushTrickle()
 	}
-	switch ev.Kind {
-	case sipgw.EventProgress:
-		if !fl.out || fl.answered {
-			return
+}
+
+// do runs act; false when it failed and the phase must stay.
+func (fl *farLeg) do(act sipAction, a sipArgs) bool {
+	switch act {
+	case actEnded:
+		fl.ended(a.ev)
+	case actReofferGone:
+		_ = fl.sc.reoffer(a.ev).Reject(481, "")
+	case actReofferPending:
+		_ = fl.sc.reoffer(a.ev).Reject(491, "")
+	case actRelayProgress:
+		return fl.sipProgress(a.ev, false)
+	case actRelayProgressPrack:
+		return fl.sipProgress(a.ev, true)
+	case actRelayAnswer:
+		return fl.sipAnswered(a.ev)
+	case actRelayComplete:
+		fl.sipConfirmed()
+	case actRelayReoffer:
+		fl.sipReoffered(a.ev)
+	case actRelayInfo:
+		fl.sipInfo(a.ev)
+	case actRelayRefer:
+		fl.sipRefer(a.ev)
+	case actReoffer:
+		fl.webOffer(a.l, a.f)
+	case actNotEstablished:
+		fl.h.send(a.l, errorFrame(a.f, protocol.CodeRequestPending, "the call is not established"), false)
+	case actAnswerReoffer:
+		fl.webAnswerReoffer(a.l, a.f)
+	case actRejectReoffer:
+		fl.webRejectReoffer(a.l, a.f)
+	case actProgress:
+		return fl.forkProgress(a.l, a.f)
+	case actAnswer:
+		return fl.forkAnswer(a.l, a.f)
+	case actForkDeclines:
+		fl.forkDeclines(a.l, a.f)
+	case actAck:
+		fl.ack()
+	case actHangup:
+		fl.webGone = true
+		fl.hangup()
+		fl.h.endFar(fl.c)
+	case actForkLeaves:
+		a.l.state, a.l.code = legFailed, a.code
+		fl.settle()
+	case actPrack:
+		return fl.webPrack(a.l, a.f)
+	case actPrackLocal:
+		// Nothing reliable to acknowledge: answered locally, as the
+		// relay does, without response_code.
+		fl.prackReply(a.l, a.f, 0, "")
+	case actDTMF:
+		fl.webDTMF(a.l, a.f)
+	case actTransfer:
+		fl.webTransfer(a.l, a.f)
+	case actTrickle:
+		fl.webTrickle(a.l, a.f)
+	case actBufferTrickle:
+		fl.bufferTrickle(a.l, a.f)
+	}
+	return true
+}
+
+// sipProgress relays a provisional to the web caller, and with prack
+// acknowledges it toward SIP; false when its SDP ended the call.
+func (fl *farLeg) sipProgress(ev sipgw.Event, prack bool) bool {
+	c, h := fl.c, fl.h
+	out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
+	out.Control.MessageState = protocol.StateSubsequent
+	out.Header.ResponseCode, out.Header.Reason = ev.Code, protocol.Reason(ev.Code)
+	if protocol.HasSDP(string(ev.SDP)) {
+		if _, err := parseSDP(string(ev.SDP)); err != nil {
+			fl.badSIPSDP(err)
+			return false
 		}
-		out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
-		out.Control.MessageState = protocol.StateSubsequent
-		out.Header.ResponseCode, out.Header.Reason = ev.Code, protocol.Reason(ev.Code)
-		if protocol.HasSDP(string(ev.SDP)) {
-			if _, err := parseSDP(string(ev.SDP)); err != nil {
-				fl.badSIPSDP(err)
-				return
-			}
-			out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
-			fl.earlySDP = out.Payload
-		}
-		fl.prack = ev.Reliable
-		if ev.Reliable && ev.Code != protocol.CodeSessionProgress {
-			// wsc.js PRACKs only a 183: acknowledge the others here.
-			// Queued even on a full queue: the SIP peer sends no other
-			// reliable provisional before this one is acknowledged
-			// (RFC 3262 section 3), so these are one at a time, and one
-			// left out would end the call (its 2xx never comes).
-			fl.prack = false
-			fl.must(func() {
-				ctx, cancel := opCtx()
-				defer cancel()
-				_ = fl.sc.Prack(ctx, nil)
-			})
-		}
-		h.send(c.caller, out, false)
-	case sipgw.EventAnswered:
-		if !fl.out {
-			return
-		}
-		if protocol.HasSDP(string(ev.SDP)) {
-			if _, err := parseSDP(string(ev.SDP)); err != nil {
-				fl.badSIPSDP(err)
-				return
-			}
-		}
-		fl.answered, fl.prack = true, false
-		if c.timer != nil {
-			c.timer.Stop()
-		}
-		c.caller.state = legAnswered
-		out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
-		out.Control.MessageState = protocol.StateFinal
-		out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
-		out.Payload = fl.earlySDP
-		if protocol.HasSDP(string(ev.SDP)) {
-			out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
-		}
-		h.send(c.caller, out, false)
-	case sipgw.EventConfirmed:
-		if !fl.out && !fl.confirmed {
-			fl.confirmed = true
-			fl.flushTrickle()
-		}
-		w := fl.web()
-		if w == nil || fl.completeCorr == "" {
-			return
-		}
-		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionComplete, fl.completeCorr)
-		fl.completeCorr = ""
-		h.send(w, out, false)
-	case sipgw.EventReoffer:
-		ro := fl.sc.reoffer(ev)
-		w := fl.web()
-		if w == nil || fl.webReoffer != "" || fl.sipReoffer != nil {
-			_ = ro.Reject(491, "")
-			return
-		}
-		if len(ev.SDP) > 0 {
-			// The session stays as it was (RFC 3261 section 14.2);
-			// the web side saw nothing of it.
-			if _, err := parseSDP(string(ev.SDP)); err != nil {
-				h.log.Info("SIP re-offer refused: its SDP does not parse", "call", fl.sc.ID(), "err", err)
-				_ = ro.Reject(protocol.CodeNotAcceptableHere, "")
-				return
-			}
-		}
-		out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionStart, "")
-		out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
 		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
-		seq, err := w.ep.Send(out, true)
-		if err != nil {
-			_ = ro.Reject(480, "")
-			return
-		}
-		fl.sipReoffer = &sipReoffer{corr: "s" + strconv.FormatUint(seq, 10), ro: ro}
-	case sipgw.EventInfo:
-		w := fl.web()
-		if w == nil || w.ep.Oracle() {
-			return
-		}
-		if ev.ContentType == sipgw.ContentTypeTrickleICE {
-			fl.sipTrickle(w, ev.Body)
-			return
-		}
-		if ev.Digit == "" {
-			return
-		}
-		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionDTMF, "")
-		out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
-		out.Payload = protocol.EncodePayload(protocol.CallPayload{Digits: ev.Digit, Duration: ev.Duration})
-		h.send(w, out, false)
-	case sipgw.EventRefer:
-		w := fl.web()
-		if w == nil || w.ep.Oracle() {
-			return
-		}
-		out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionTransfer, "")
-		out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
-		out.Header.ReferTo = ev.ReferTo
-		h.send(w, out, true)
+		fl.earlySDP = out.Payload
 	}
+	if prack {
+		// Queued even on a full queue: the SIP peer sends no other
+		// reliable provisional before this one is acknowledged (RFC
+		// 3262 section 3), so these are one at a time, and one left
+		// out would end the call (its 2xx never comes).
+		fl.must(func() {
+			ctx, cancel := opCtx()
+			defer cancel()
+			_ = fl.sc.Prack(ctx, nil)
+		})
+	}
+	h.send(c.caller, out, false)
+	return true
+}
+
+// sipAnswered relays the 2xx to the web caller; false when its SDP ended
+// the call.
+func (fl *farLeg) sipAnswered(ev sipgw.Event) bool {
+	c, h := fl.c, fl.h
+	if protocol.HasSDP(string(ev.SDP)) {
+		if _, err := parseSDP(string(ev.SDP)); err != nil {
+			fl.badSIPSDP(err)
+			return false
+		}
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.caller.state = legAnswered
+	out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
+	out.Control.MessageState = protocol.StateFinal
+	out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
+	out.Payload = fl.earlySDP
+	if protocol.HasSDP(string(ev.SDP)) {
+		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
+	}
+	h.send(c.caller, out, false)
+	return true
+}
+
+// sipConfirmed: an ACK arrived; if it completes an answer of the web
+// side, the web side hears complete.
+func (fl *farLeg) sipConfirmed() {
+	w := fl.web()
+	if w == nil || fl.completeCorr == "" {
+		return
+	}
+	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionComplete, fl.completeCorr)
+	fl.completeCorr = ""
+	fl.h.send(w, out, false)
+}
+
+// sipReoffered hands a re-INVITE's offer to the web side.
+func (fl *farLeg) sipReoffered(ev sipgw.Event) {
+	ro := fl.sc.reoffer(ev)
+	w := fl.web()
+	if w == nil || fl.webReoffer != "" || fl.sipReoffer != nil {
+		_ = ro.Reject(491, "")
+		return
+	}
+	if len(ev.SDP) > 0 {
+		// The session stays as it was (RFC 3261 section 14.2);
+		// the web side saw nothing of it.
+		if _, err := parseSDP(string(ev.SDP)); err != nil {
+			fl.h.log.Info("SIP re-offer refused: its SDP does not parse", "call", fl.sc.ID(), "err", err)
+			_ = ro.Reject(protocol.CodeNotAcceptableHere, "")
+			return
+		}
+	}
+	out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionStart, "")
+	out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
+	out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
+	seq, err := w.ep.Send(out, true)
+	if err != nil {
+		_ = ro.Reject(480, "")
+		return
+	}
+	fl.sipReoffer = &sipReoffer{corr: "s" + strconv.FormatUint(seq, 10), ro: ro}
+}
+
+// sipInfo hands DTMF or candidates from SIP to the web side (not to
+// wsc.js, which knows neither).
+func (fl *farLeg) sipInfo(ev sipgw.Event) {
+	w := fl.web()
+	if w == nil || w.ep.Oracle() {
+		return
+	}
+	if ev.ContentType == sipgw.ContentTypeTrickleICE {
+		fl.sipTrickle(w, ev.Body)
+		return
+	}
+	if ev.Digit == "" {
+		return
+	}
+	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionDTMF, "")
+	out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
+	out.Payload = protocol.EncodePayload(protocol.CallPayload{Digits: ev.Digit, Duration: ev.Duration})
+	fl.h.send(w, out, false)
+}
+
+// sipRefer hands a REFER to the web side as a transfer request.
+func (fl *farLeg) sipRefer(ev sipgw.Event) {
+	w := fl.web()
+	if w == nil || w.ep.Oracle() {
+		return
+	}
+	out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionTransfer, "")
+	out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
+	out.Header.ReferTo = ev.ReferTo
+	fl.h.send(w, out, true)
 }
 
 // remoteName is the SIP party as the web side names it.
@@ -743,7 +852,7 @@ func (fl *farLeg) badSIPSDP(err error) {
 	c, h := fl.c, fl.h
 	h.log.Info("SIP call ended: its SDP does not parse", "call", fl.sc.ID(), "err", err)
 	switch w := fl.web(); {
-	case fl.out && !fl.answered:
+	case fl.out && !fl.phase.answered():
 		h.failCaller(c, protocol.CodeNotAcceptableHere, sdpReason(err))
 	case w != nil:
 		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
@@ -769,7 +878,7 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 		return
 	}
 	switch {
-	case fl.out && !fl.answered:
+	case fl.out && !fl.phase.answered():
 		code := protocol.ClientErrorCode(ev.Code)
 		reason := ev.Reason
 		if reason == "" || code != ev.Code {
@@ -798,121 +907,103 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 
 // frame handles a web frame on a SIP call. c.mu is held.
 func (fl *farLeg) frame(l *leg, f *protocol.Frame) {
-	c, h := fl.c, fl.h
-	switch f.Header.Action {
-	case protocol.ActionStart:
-		switch f.Control.Type {
-		case protocol.TypeRequest:
-			fl.webOffer(l, f)
-		case protocol.TypeResponse:
-			fl.webAnswer(l, f)
-		case protocol.TypeError:
-			fl.webReject(l, f)
-		}
-	case protocol.ActionComplete:
-		if fl.out && l == c.caller && fl.answered && !fl.acked() {
-			fl.ackOnce = true
-			// The ACK is one write, no transaction: sent from here, it
-			// leaves without waking another goroutine.
-			fl.runOrQueue(func() {
-				// No deadline to bound: sipgw waits for nothing.
-				if err := fl.sc.Ack(context.Background(), nil); err != nil {
-					h.log.Debug("SIP ACK", "err", err)
-				}
-			})
-			// Queued behind the ACK: the dialog is confirmed by then.
-			fl.confirmed = true
-			fl.flushTrickle()
-		}
-	case protocol.ActionShutdown:
-		fl.webLeaves(l, protocol.CodeDecline)
-	case protocol.ActionPrack:
-		if f.Control.Type != protocol.TypeRequest {
-			return
-		}
-		reply := func(code int, reason string) {
-			out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionPrack, protocol.ClientCorrelation(f))
-			out.Control.MessageState = protocol.StateFinal
-			if code >= 300 {
-				out.Control.Type, out.Control.MessageState = protocol.TypeError, ""
-				out.Header.ErrorCode, out.Header.Reason = code, reason
-			}
-			h.send(l, out, false)
-		}
-		if !fl.out || !fl.prack {
-			// Nothing reliable to acknowledge: answer locally, as the
-			// relay does, without response_code.
-			reply(0, "")
-			return
-		}
-		var p protocol.CallPayload
-		_ = protocol.DecodePayload(f.Payload, &p)
-		if p.SDP != "" {
-			if _, err := parseSDP(p.SDP); err != nil {
-				reply(protocol.CodeNotAcceptableHere, sdpReason(err))
-				return
-			}
-		}
-		fl.prack = false
-		if !fl.enqueue(func() {
-			ctx, cancel := opCtx()
-			err := fl.sc.Prack(ctx, []byte(p.SDP))
-			cancel()
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if c.ended {
-				return
-			}
-			if err != nil {
-				reply(protocol.ClientErrorCode(sipgw.ResponseCode(err)), "PRACK failed")
-				return
-			}
-			reply(0, "")
-		}) {
-			// Still owed to SIP: the web side may send it again.
-			fl.prack = true
-			fl.h.refused[opPrack].Add(1)
-			reply(protocol.CodeServiceUnavailable, busyReason)
-		}
-	case protocol.ActionDTMF:
-		w := fl.web()
-		if l != w || fl.sc == nil {
-			return
-		}
-		var p protocol.CallPayload
-		if err := protocol.DecodePayload(f.Payload, &p); err != nil {
-			h.send(l, errorFrame(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
-			return
-		}
-		digits, dur := p.Digits, time.Duration(p.Duration)*time.Millisecond
-		if !fl.enqueue(func() {
-			ctx, cancel := opCtx()
-			defer cancel()
-			for _, d := range digits {
-				if err := fl.sc.SendDTMF(ctx, string(d), dur); err != nil {
-					h.log.Debug("SIP DTMF", "err", err)
-					return
-				}
-			}
-		}) {
-			fl.busy(l, f, opDTMF)
-		}
-	case protocol.ActionTransfer:
-		fl.webTransfer(l, f)
-	case protocol.ActionTrickle:
-		fl.webTrickle(l, f)
-	}
+	fl.step(frameInput(f), fl.roleOf(l), sipArgs{l: l, f: f, code: protocol.CodeDecline})
 }
 
-func (fl *farLeg) acked() bool { return fl.ackOnce }
+// sessionEnded: ep's session ended while on the SIP call of l; a ringing
+// callee counts as unavailable. c.mu is held.
+func (fl *farLeg) sessionEnded(l *leg) {
+	fl.step(frameLeave, fl.roleOf(l), sipArgs{l: l, code: protocol.CodeTemporarilyUnavail})
+}
+
+// ack: the web caller completed the answer.
+func (fl *farLeg) ack() {
+	// The ACK is one write, no transaction: sent from here, it leaves
+	// without waking another goroutine. Candidates queued after it find
+	// the dialog confirmed.
+	fl.runOrQueue(func() {
+		// No deadline to bound: sipgw waits for nothing.
+		if err := fl.sc.Ack(context.Background(), nil); err != nil {
+			fl.h.log.Debug("SIP ACK", "err", err)
+		}
+	})
+}
+
+// prackReply answers the web PRACK f: a response, or with code >= 300 an
+// error.
+func (fl *farLeg) prackReply(l *leg, f *protocol.Frame, code int, reason string) {
+	out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionPrack, protocol.ClientCorrelation(f))
+	out.Control.MessageState = protocol.StateFinal
+	if code >= 300 {
+		out.Control.Type, out.Control.MessageState = protocol.TypeError, ""
+		out.Header.ErrorCode, out.Header.Reason = code, reason
+	}
+	fl.h.send(l, out, false)
+}
+
+// framePrack sends the web caller's PRACK of a reliable 183 to SIP; false
+// when it did not go (its SDP, or a full queue) and is still owed.
+func (fl *farLeg) webPrack(l *leg, f *protocol.Frame) bool {
+	c := fl.c
+	var p protocol.CallPayload
+	_ = protocol.DecodePayload(f.Payload, &p)
+	if p.SDP != "" {
+		if _, err := parseSDP(p.SDP); err != nil {
+			fl.prackReply(l, f, protocol.CodeNotAcceptableHere, sdpReason(err))
+			return false
+		}
+	}
+	if !fl.enqueue(func() {
+		ctx, cancel := opCtx()
+		err := fl.sc.Prack(ctx, []byte(p.SDP))
+		cancel()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.ended {
+			return
+		}
+		if err != nil {
+			fl.prackReply(l, f, protocol.ClientErrorCode(sipgw.ResponseCode(err)), "PRACK failed")
+			return
+		}
+		fl.prackReply(l, f, 0, "")
+	}) {
+		fl.h.refused[opPrack].Add(1)
+		fl.prackReply(l, f, protocol.CodeServiceUnavailable, busyReason)
+		return false
+	}
+	return true
+}
+
+// frameDTMF sends the web side's digits to SIP.
+func (fl *farLeg) webDTMF(l *leg, f *protocol.Frame) {
+	h := fl.h
+	if fl.sc == nil {
+		return
+	}
+	var p protocol.CallPayload
+	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
+		h.send(l, errorFrame(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
+		return
+	}
+	digits, dur := p.Digits, time.Duration(p.Duration)*time.Millisecond
+	if !fl.enqueue(func() {
+		ctx, cancel := opCtx()
+		defer cancel()
+		for _, d := range digits {
+			if err := fl.sc.SendDTMF(ctx, string(d), dur); err != nil {
+				h.log.Debug("SIP DTMF", "err", err)
+				return
+			}
+		}
+	}) {
+		fl.busy(l, f, opDTMF)
+	}
+}
 
 // webOffer: a start request on the call, i.e. a re-offer (re-INVITE).
 func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 	h := fl.h
-	if l != fl.web() || !fl.answered || fl.sc == nil {
-		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "the call is not established"), false)
-		return
-	}
 	var p protocol.CallPayload
 	if protocol.DecodePayload(f.Payload, &p) != nil || !protocol.HasSDP(p.SDP) {
 		l.ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, "a re-offer needs SDP"), false)
@@ -968,82 +1059,86 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 	}
 }
 
-// webAnswer: a start response from a web callee (incoming call) or the
-// answer to a SIP re-offer.
-func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
-	c := fl.c
+// webAnswerReoffer: the web side's answer to a SIP re-offer.
+func (fl *farLeg) webAnswerReoffer(l *leg, f *protocol.Frame) {
 	h := fl.h
-	final := f.Control.MessageState == protocol.StateFinal || f.Header.ResponseCode >= 200
+	r := fl.sipReoffer
+	if r == nil || f.Control.CorrelationID != r.corr {
+		return
+	}
 	var p protocol.CallPayload
 	_ = protocol.DecodePayload(f.Payload, &p)
-	if r := fl.sipReoffer; r != nil && l == fl.web() && f.Control.CorrelationID == r.corr {
-		if !final {
-			return
-		}
-		fl.sipReoffer = nil
-		if !protocol.HasSDP(p.SDP) {
-			_ = r.ro.Reject(protocol.CodeNotAcceptableHere, "")
-			return
-		}
-		local, err := parseSDP(p.SDP)
-		if err != nil {
-			// The re-INVITE cannot wait for a retry the web side may
-			// never send: refused, the session stays as it was (RFC
-			// 3261 section 14.2), and the web side learns why.
-			_ = r.ro.Reject(protocol.CodeNotAcceptableHere, "")
-			h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
-			return
-		}
-		fl.completeCorr = r.corr
-		if err := r.ro.Accept([]byte(p.SDP)); err != nil {
-			fl.completeCorr = ""
-			return
-		}
-		fl.setLocalSDP(local)
+	fl.sipReoffer = nil
+	if !protocol.HasSDP(p.SDP) {
+		_ = r.ro.Reject(protocol.CodeNotAcceptableHere, "")
 		return
 	}
-	if fl.out || c.winner != nil || l.state != legRinging {
+	local, err := parseSDP(p.SDP)
+	if err != nil {
+		// The re-INVITE cannot wait for a retry the web side may
+		// never send: refused, the session stays as it was (RFC
+		// 3261 section 14.2), and the web side learns why.
+		_ = r.ro.Reject(protocol.CodeNotAcceptableHere, "")
+		h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
 		return
 	}
+	fl.completeCorr = r.corr
+	if err := r.ro.Accept([]byte(p.SDP)); err != nil {
+		fl.completeCorr = ""
+		return
+	}
+	fl.setLocalSDP(local)
+}
+
+// forkProgress: a ringing callee's provisional, as a 180 (or with SDP a
+// 183) toward SIP; false when it did not go.
+func (fl *farLeg) forkProgress(l *leg, f *protocol.Frame) bool {
+	h := fl.h
 	sc := fl.sc
 	// Our responses announce trickle-ice when the leg that sends them
 	// can take candidates (wsc.js cannot).
 	trickle := !l.ep.Oracle()
-	if !final {
-		early := []byte(nil)
-		code := protocol.CodeRinging
-		if protocol.HasSDP(p.SDP) {
-			local, err := parseSDP(p.SDP)
-			if err != nil {
-				h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
-				return
-			}
-			early, code = []byte(p.SDP), protocol.CodeSessionProgress
-			fl.setLocalSDP(local)
-		} else if fl.rang {
-			return
+	var p protocol.CallPayload
+	_ = protocol.DecodePayload(f.Payload, &p)
+	early := []byte(nil)
+	code := protocol.CodeRinging
+	if protocol.HasSDP(p.SDP) {
+		local, err := parseSDP(p.SDP)
+		if err != nil {
+			h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
+			return false
 		}
-		rang := fl.rang
-		fl.rang = true
-		if !fl.enqueue(func() {
-			ctx, cancel := opCtx()
-			defer cancel()
-			// Early media goes reliably (RFC 3262) when the caller
-			// supports 100rel: its PRACK is answered by sipgw, and our
-			// 200 waits for it.
-			sc.SetTrickle(trickle)
-			if err := sc.Progress(ctx, code, early, early != nil); err != nil {
-				h.log.Debug("SIP provisional not sent", "call", sc.ID(), "code", code, "err", err)
-			}
-		}) {
-			fl.rang = rang
-			fl.busy(l, f, opProgress)
-		}
-		return
+		early, code = []byte(p.SDP), protocol.CodeSessionProgress
+		fl.setLocalSDP(local)
 	}
+	if !fl.enqueue(func() {
+		ctx, cancel := opCtx()
+		defer cancel()
+		// Early media goes reliably (RFC 3262) when the caller
+		// supports 100rel: its PRACK is answered by sipgw, and our
+		// 200 waits for it.
+		sc.SetTrickle(trickle)
+		if err := sc.Progress(ctx, code, early, early != nil); err != nil {
+			h.log.Debug("SIP provisional not sent", "call", sc.ID(), "code", code, "err", err)
+		}
+	}) {
+		fl.busy(l, f, opProgress)
+		return false
+	}
+	return true
+}
+
+// forkAnswer: a ringing callee answers; false when its answer is refused.
+func (fl *farLeg) forkAnswer(l *leg, f *protocol.Frame) bool {
+	c := fl.c
+	h := fl.h
+	sc := fl.sc
+	trickle := !l.ep.Oracle()
+	var p protocol.CallPayload
+	_ = protocol.DecodePayload(f.Payload, &p)
 	if !protocol.HasSDP(p.SDP) {
 		h.send(l, errorFrame(f, protocol.CodeBadRequest, "an answer needs SDP"), false)
-		return
+		return false
 	}
 	local, err := parseSDP(p.SDP)
 	if err != nil {
@@ -1052,10 +1147,9 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 		// timeout ends the call as for any unanswered one. Failing the
 		// call here would let one broken client end it for every fork.
 		h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
-		return
+		return false
 	}
 	c.winner, l.state = l, legAnswered
-	fl.answered = true
 	fl.completeCorr = l.startCorr
 	fl.setLocalSDP(local)
 	fl.adoptTrickle(l)
@@ -1076,24 +1170,29 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 			_ = sc.Hangup(ctx)
 		}
 	})
+	return true
 }
 
-// webReject: an error to a start: a web callee declines, or the web side
-// refuses a SIP re-offer.
-func (fl *farLeg) webReject(l *leg, f *protocol.Frame) {
-	c := fl.c
+// declineCode is the SIP code of a web error to a start.
+func declineCode(f *protocol.Frame) int {
 	code := f.Header.ErrorCode
 	if code < 300 || code > 699 {
 		code = protocol.CodeDecline
 	}
-	if r := fl.sipReoffer; r != nil && l == fl.web() && f.Control.CorrelationID == r.corr {
+	return code
+}
+
+// webRejectReoffer: the web side refuses a SIP re-offer.
+func (fl *farLeg) webRejectReoffer(l *leg, f *protocol.Frame) {
+	if r := fl.sipReoffer; r != nil && f.Control.CorrelationID == r.corr {
 		fl.sipReoffer = nil
-		_ = r.ro.Reject(code, "")
-		return
+		_ = r.ro.Reject(declineCode(f), "")
 	}
-	if fl.out || c.winner != nil || l.state != legRinging {
-		return
-	}
+}
+
+// forkDeclines: a ringing callee declines.
+func (fl *farLeg) forkDeclines(l *leg, f *protocol.Frame) {
+	code := declineCode(f)
 	l.state, l.code = legFailed, code
 	if code >= 600 {
 		fl.cancelLegs(nil)
@@ -1103,32 +1202,10 @@ func (fl *farLeg) webReject(l *leg, f *protocol.Frame) {
 	fl.settle()
 }
 
-// webLeaves: the web side hangs up, or its session ends. A ringing
-// callee that leaves counts as having declined with code.
-func (fl *farLeg) webLeaves(l *leg, code int) {
-	c := fl.c
-	switch {
-	case l == fl.web():
-		fl.webGone = true
-		fl.hangup()
-		fl.h.endFar(c)
-	case !fl.out && l.state == legRinging:
-		l.state, l.code = legFailed, code
-		fl.settle()
-	}
-}
-
-// webTransfer: a blind transfer (REFER) from the web side.
+// frameTransfer: a blind transfer (REFER) from the web side.
 func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 	c := fl.c
 	h := fl.h
-	if f.Control.Type != protocol.TypeRequest {
-		return // answers to a SIP REFER: it was accepted already
-	}
-	if l != fl.web() || !fl.answered {
-		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "the call is not established"), false)
-		return
-	}
 	corr, referTo := protocol.ClientCorrelation(f), f.Header.ReferTo
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
@@ -1154,7 +1231,3 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 		fl.busy(l, f, opTransfer)
 	}
 }
-
-// sessionEnded: ep's session ended while on the SIP call of l. c.mu is
-// held.
-func (fl *farLeg) sessionEnded(l *leg) { fl.webLeaves(l, protocol.CodeTemporarilyUnavail) }

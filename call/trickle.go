@@ -31,16 +31,17 @@ import (
 // logged.
 const maxPendingTrickle = 16 << 10
 
-// webTrickle: a trickle message from the web side. c.mu is held.
-func (fl *farLeg) webTrickle(l *leg, f *protocol.Frame) {
-	if l != fl.web() {
-		// A forked callee still ringing: its candidates matter once it
-		// answers (adoptTrickle).
-		if !fl.out && l.state == legRinging && len(l.trickle) < maxBufferedTrickle {
-			l.trickle = append(l.trickle, f.Payload)
-		}
-		return
+// bufferTrickle: a trickle message from a forked callee still ringing:
+// its candidates matter once it answers (adoptTrickle). c.mu is held.
+func (fl *farLeg) bufferTrickle(l *leg, f *protocol.Frame) {
+	if len(l.trickle) < maxBufferedTrickle {
+		l.trickle = append(l.trickle, f.Payload)
 	}
+}
+
+// webTrickle: a trickle message from the web leg that talks with SIP.
+// c.mu is held.
+func (fl *farLeg) webTrickle(l *leg, f *protocol.Frame) {
 	var p protocol.CallPayload
 	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
 		fl.h.send(l, errorFrame(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
@@ -109,7 +110,7 @@ func (fl *farLeg) dropTrickle(why string) {
 // flushTrickle sends the waiting candidates in one INFO, when the peer
 // takes them and the dialog allows it. c.mu is held.
 func (fl *farLeg) flushTrickle() {
-	if len(fl.trickle) == 0 || !fl.confirmed || fl.sc == nil || !fl.sc.PeerAccepts(sipgw.InfoPackageTrickleICE) {
+	if len(fl.trickle) == 0 || (fl.phase != outConfirmed && fl.phase != inConfirmed) || fl.sc == nil || !fl.sc.PeerAccepts(sipgw.InfoPackageTrickleICE) {
 		return
 	}
 	body := sdpfrag(fl.local, fl.trickle)

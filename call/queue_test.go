@@ -127,15 +127,21 @@ func (g gatedCall) SendDTMF(ctx context.Context, digit string, d time.Duration) 
 	return g.fakeCall.SendDTMF(ctx, digit, d)
 }
 
-// A web callee's 183 that finds the queue full is answered 503 and
-// counted, not dropped.
-func TestSIPQueueFullProgress(t *testing.T) {
-	e := newEnv(t, time.Minute)
+// gatedIncoming rings one web callee with a gated SIP call.
+func gatedIncoming(t *testing.T, e *env) (gatedCall, *fakeEP, *protocol.Frame) {
+	t.Helper()
 	b := e.ep("bob@web.example")
 	g := newGatedCall("bob@web.example", "sip:carol@sip.example")
 	g.offer = []byte(sipOffer)
 	e.h.incomingSIP(g)
-	st := b.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	return g, b, b.expect(t, protocol.TypeRequest, protocol.ActionStart)
+}
+
+// A web callee's 183 that finds the queue full is answered 503 and
+// counted, not dropped.
+func TestSIPQueueFullProgress(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	g, b, st := gatedIncoming(t, e)
 	sub, corr := st.Control.SubsessionID, st.Control.CorrelationID
 	early := wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: sub, corr: corr,
 		state: protocol.StateSubsequent, code: 183, p: protocol.CallPayload{SDP: webOffer}}
@@ -207,4 +213,24 @@ func TestSIPQueueFullSIPPrack(t *testing.T) {
 	g.expectOp(t, "prack")
 	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 99})
 	g.expectOp(t, "hangup")
+}
+
+// WaitSIP gives up when its context ends while a leg's operation still
+// runs, and waits for it otherwise.
+func TestWaitSIPContext(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	g, b, st := gatedIncoming(t, e)
+	e.send(b, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: st.Control.SubsessionID, seq: 1,
+		corr: st.Control.CorrelationID, state: protocol.StateSubsequent, code: 180})
+	g.waiting(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.h.WaitSIP(ctx); err != context.Canceled {
+		t.Fatalf("WaitSIP with a blocked leg: %v, want %v", err, context.Canceled)
+	}
+	close(g.gate)
+	g.expectOp(t, "progress")
+	e.send(b, wf{typ: protocol.TypeError, act: protocol.ActionStart, sub: st.Control.SubsessionID, seq: 2,
+		corr: st.Control.CorrelationID, code: 603})
+	g.expectOp(t, "reject")
 }

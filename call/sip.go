@@ -118,11 +118,20 @@ func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall,
 	h.far = s
 }
 
-// WaitSIP waits for the goroutines of every SIP call leg; call it after
-// the SIP side closed (which ends every call).
-func (h *Handler) WaitSIP() {
-	if h.far != nil {
-		h.far.wg.Wait()
+// WaitSIP waits for the goroutines of every SIP call leg, or returns
+// ctx's error when ctx ends first; call it after the SIP side closed
+// (which ends every call).
+func (h *Handler) WaitSIP(ctx context.Context) error {
+	if h.far == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { h.far.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -173,16 +173,24 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for _, s := range all {
 		s.end(reasonShutdown)
 	}
-	g.waitRegistrations()
-	g.closeSIP()
-	g.calls.WaitSIP()
+	// Each step gives up when ctx ends, and the next still runs: the SIP
+	// side is closed even when the unregistrations took too long.
+	_ = g.waitRegistrations(ctx)
+	g.closeSIP(ctx)
+	_ = g.calls.WaitSIP(ctx)
 	// Sockets still in their handshake close with the context.
 	g.cancel()
 	g.mu.Lock()
 	g.waiting = true // no goroutine is added to g.wg from here on
 	g.mu.Unlock()
+	return waitGroup(ctx, &g.wg)
+}
+
+// waitGroup waits for wg, or returns ctx's error when ctx ends first
+// (the waiting goroutine then ends with wg).
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
 	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
+	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil

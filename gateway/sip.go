@@ -219,11 +219,13 @@ func (g *Gateway) releaseRegistration(reg *sipgw.Registration) {
 
 // waitRegistrations waits for the unregistrations of ended sessions;
 // Shutdown calls it before the SIP side closes, so that they go out.
-func (g *Gateway) waitRegistrations() {
+// It gives up with ctx's error when ctx ends first; the unregistrations
+// still running end within sipOpTimeout.
+func (g *Gateway) waitRegistrations(ctx context.Context) error {
 	g.regs.mu.Lock()
 	g.regs.closed = true
 	g.regs.mu.Unlock()
-	g.regs.wg.Wait()
+	return waitGroup(ctx, &g.regs.wg)
 }
 
 // sipSessionEnded releases the registration of an ended session.

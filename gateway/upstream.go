@@ -57,10 +57,11 @@ func (g *Gateway) startSIP() error {
 }
 
 // closeSIP ends every SIP subscription, publication and transaction
-// left after the sessions ended.
-func (g *Gateway) closeSIP() {
+// left after the sessions ended, waiting for the peers as long as ctx
+// allows.
+func (g *Gateway) closeSIP(ctx context.Context) {
 	if g.sip != nil {
-		if err := g.sip.Close(); err != nil {
+		if err := g.sip.Close(ctx); err != nil {
 			g.log.Warn("closing the SIP side", "err", err)
 		}
 	}

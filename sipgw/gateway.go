@@ -273,10 +273,14 @@ func (g *Gateway) Stats() Stats {
 	return Stats{Calls: len(g.calls), Dialogs: len(g.dialogs), Transactions: int(g.txs.Load()), Registrations: len(g.regs)}
 }
 
-// Close hangs up every call, removes every registration (each bounded by
-// ctx-free timeouts of a few seconds), stops the listeners and waits for
-// every goroutine. It is safe to call more than once.
-func (g *Gateway) Close() error {
+// closeTimeout bounds what Close waits for the hang-ups and
+// unregistrations it sends.
+const closeTimeout = 5 * time.Second
+
+// Close hangs up every call and removes every registration, for as long
+// as ctx allows (at most closeTimeout), then stops the listeners and
+// waits for every goroutine. It is safe to call more than once.
+func (g *Gateway) Close(ctx context.Context) error {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -295,7 +299,7 @@ func (g *Gateway) Close() error {
 	if !g.started.Load() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, closeTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, c := range calls {

@@ -27,6 +27,6 @@ func startTest(t *testing.T, cfg Config, log *slog.Logger) *Gateway {
 	if err := g.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = g.Close() })
+	t.Cleanup(func() { _ = g.Close(context.Background()) })
 	return g
 }

@@ -473,7 +473,7 @@ func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config), onCall ...fu
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := g.Close(); err != nil {
+		if err := g.Close(context.Background()); err != nil {
 			t.Errorf("close: %v", err)
 		}
 	})

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
@@ -41,8 +42,8 @@ type Gateway struct {
 	notes    *notification.Handler
 	sip      *sipgw.Gateway // nil without a sip section: upstream.go
 	regs     *sipRegs       // SIP registrations of sessions: sip.go
-	// onIncomingSIPCall is Options.OnIncomingSIPCall.
-	onIncomingSIPCall func(identity string)
+	// onIncomingSIPCall is a test's hook (fortest.go).
+	onIncomingSIPCall atomic.Pointer[func(identity string)]
 	web               http.Handler
 	authn             *auth.Authenticator // nil: the built-in open application
 	lim               *limits.Limiter
@@ -78,9 +79,6 @@ type Options struct {
 	// Store keeps session records for resumes across nodes; nil keeps
 	// them in memory.
 	Store store.Store
-	// OnIncomingSIPCall, when set, is called (on a SIP goroutine) for
-	// each INVITE to a registered identity, before its sessions ring.
-	OnIncomingSIPCall func(identity string)
 }
 
 // New returns a gateway for cfg, which must have passed Validate.
@@ -126,7 +124,6 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	}
 	g.calls = call.NewHandler(directory{g}, call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
 	g.metrics.reg.MustRegister(g.calls.Collector())
-	g.onIncomingSIPCall = opts.OnIncomingSIPCall
 	g.sipCalls()
 	g.msgs = messaging.NewHandler(directory{g}, messaging.Options{
 		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log,

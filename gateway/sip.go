@@ -46,8 +46,8 @@ func (g *Gateway) sipCalls() {
 	}
 	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders})
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
-		if g.onIncomingSIPCall != nil {
-			g.onIncomingSIPCall(sc.Identity())
+		if f := g.onIncomingSIPCall.Load(); f != nil {
+			(*f)(sc.Identity())
 		}
 		g.calls.IncomingSIP(sc)
 	})

@@ -232,7 +232,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	serve := func(name string, f func() error) {
 		g.wg.Go(func() {
 			if err := f(); err != nil && g.ctx.Err() == nil {
-				g.log.Error("sipgw: listener stopped", "transport", name, "error", err)
+				g.log.Error("sipgw: listener stopped", "transport", name, "err", err)
 			}
 		})
 	}
@@ -388,7 +388,7 @@ const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, INFO, REFER, NOTIFY"
 
 func (g *Gateway) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string) {
 	if err := tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil)); err != nil {
-		g.log.Debug("sipgw: respond failed", "code", code, "error", err)
+		g.log.Debug("sipgw: respond failed", "code", code, "err", err)
 	}
 }
 

@@ -149,7 +149,7 @@ func (c *Call) runOutgoing() {
 		case errors.Is(err, sip.ErrTransactionTimeout):
 			c.finish(Event{End: EndTimeout, Code: 408})
 		default:
-			c.g.log.Info("sipgw: INVITE failed", "call", c.id, "error", err)
+			c.g.log.Info("sipgw: INVITE failed", "call", c.id, "err", err)
 			c.finish(Event{End: EndError, Code: 503, Reason: "Service Unavailable"})
 		}
 		return
@@ -213,7 +213,7 @@ func (c *Call) onResponse(r *sip.Response) error {
 	}
 	if c.autoPrack {
 		if err := c.sendPrack(r, rseq, nil); err != nil {
-			c.g.log.Info("sipgw: PRACK failed", "call", c.id, "error", err)
+			c.g.log.Info("sipgw: PRACK failed", "call", c.id, "err", err)
 		}
 		return nil
 	}

@@ -219,7 +219,7 @@ func (p *publication) send(o *PublishOptions, full bool) (time.Duration, bool) {
 		}
 		res, err := p.do(o.Expiry, etag, o, full)
 		if err != nil {
-			p.g.log.Info("sipgw: PUBLISH failed", "identity", p.identity, "error", err)
+			p.g.log.Info("sipgw: PUBLISH failed", "identity", p.identity, "err", err)
 			return 0, false
 		}
 		if res.StatusCode == 412 {
@@ -255,7 +255,7 @@ func (p *publication) remove() {
 		err = &ResponseError{Code: res.StatusCode, Reason: res.Reason}
 	}
 	p.setETag("")
-	p.g.log.Debug("sipgw: publication removed", "identity", p.identity, "error", err)
+	p.g.log.Debug("sipgw: publication removed", "identity", p.identity, "err", err)
 }
 
 func (p *publication) do(expiry time.Duration, etag string, o *PublishOptions, full bool) (*sip.Response, error) {

@@ -259,7 +259,7 @@ func (r *registration) stop(ctx context.Context) error {
 		}
 		_, err = r.send(ctx, 0, nil)
 		r.g.dropReg(r)
-		r.g.log.Info("sipgw: unregistered", "identity", r.identity, "error", err)
+		r.g.log.Info("sipgw: unregistered", "identity", r.identity, "err", err)
 	})
 	return err
 }
@@ -287,7 +287,7 @@ func (r *registration) refreshLoop() {
 		granted, err := r.send(ctx, r.g.cfg.RegisterExpiry, nil)
 		cancel()
 		if err != nil {
-			r.g.log.Info("sipgw: registration refresh failed", "identity", r.identity, "error", err)
+			r.g.log.Info("sipgw: registration refresh failed", "identity", r.identity, "err", err)
 			r.mu.Lock()
 			r.lostErr = fmt.Errorf("%w: %w", ErrRegistrationLost, err)
 			r.mu.Unlock()

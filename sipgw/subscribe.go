@@ -376,7 +376,7 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 		if len(body) > 0 {
 			deliver, err := s.ev.Notify(ct, body)
 			if err != nil {
-				g.log.Info("sipgw: bad final NOTIFY body", "event", s.o.Event, "error", err)
+				g.log.Info("sipgw: bad final NOTIFY body", "event", s.o.Event, "err", err)
 			} else if deliver != nil {
 				deliver()
 			}
@@ -400,11 +400,11 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 	}
 	deliver, err := s.ev.Notify(ct, body)
 	if err != nil {
-		g.log.Info("sipgw: NOTIFY body rejected", "event", s.o.Event, "identity", s.o.Identity, "error", err)
+		g.log.Info("sipgw: NOTIFY body rejected", "event", s.o.Event, "identity", s.o.Identity, "err", err)
 		res := sip.NewResponseFromRequest(req, 400, "Bad Request", nil)
 		res.AppendHeader(sip.NewHeader("Warning", `399 jsonrtc "`+warningText(err.Error())+`"`))
 		if err := tx.Respond(res); err != nil {
-			g.log.Debug("sipgw: respond failed", "error", err)
+			g.log.Debug("sipgw: respond failed", "err", err)
 		}
 		return
 	}

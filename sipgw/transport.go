@@ -62,7 +62,7 @@ func (r *sizedRequester) Request(ctx context.Context, req *sip.Request) (sip.Cli
 		// A next hop that takes no TCP (a UDP-only PBX) still gets the
 		// request, fragmented: better than no call. The request never
 		// left, so its branch is unused.
-		r.log.Info("sipgw: next hop refuses TCP, sending over UDP", "method", req.Method.String(), "destination", req.Destination(), "error", err)
+		r.log.Info("sipgw: next hop refuses TCP, sending over UDP", "method", req.Method.String(), "destination", req.Destination(), "err", err)
 		r.toUDP(req)
 		tx, err = r.send(ctx, req)
 	}

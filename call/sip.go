@@ -345,12 +345,12 @@ func (fl *farLeg) hangup() {
 	})
 }
 
-// ctx is the context of one operation.
+// opCtx is the context of one operation.
 func opCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), opTimeout())
 }
 
-// farFrameTo builds a frame on the web leg l of a SIP call.
+// frameTo builds a frame on the web leg l of a SIP call.
 func (fl *farLeg) frameTo(l *leg, typ protocol.Type, action protocol.Action, corr string) *protocol.Frame {
 	init, target := fl.remote, l.ep.Identity()
 	if fl.out {
@@ -950,7 +950,7 @@ func (fl *farLeg) prackReply(l *leg, f *protocol.Frame, code int, reason string)
 	fl.h.send(l, out, false)
 }
 
-// framePrack sends the web caller's PRACK of a reliable 183 to SIP; false
+// webPrack sends the web caller's PRACK of a reliable 183 to SIP; false
 // when it did not go (its SDP, or a full queue) and is still owed.
 func (fl *farLeg) webPrack(l *leg, f *protocol.Frame) bool {
 	c := fl.c
@@ -984,7 +984,7 @@ func (fl *farLeg) webPrack(l *leg, f *protocol.Frame) bool {
 	return true
 }
 
-// frameDTMF sends the web side's digits to SIP.
+// webDTMF sends the web side's digits to SIP.
 func (fl *farLeg) webDTMF(l *leg, f *protocol.Frame) {
 	h := fl.h
 	if fl.sc == nil {
@@ -1211,7 +1211,7 @@ func (fl *farLeg) forkDeclines(l *leg, f *protocol.Frame) {
 	fl.settle()
 }
 
-// frameTransfer: a blind transfer (REFER) from the web side.
+// webTransfer: a blind transfer (REFER) from the web side.
 func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 	c := fl.c
 	h := fl.h

@@ -259,8 +259,9 @@ func (s *Session) queueLocked(data []byte) {
 	}
 }
 
-// sendUnsequenced queues a frame outside the numbering (an error to a
-// frame that could not be decoded is still numbered; this is for acks).
+// sendAckLocked queues an acknowledgement of what the peer sent, when
+// one is owed and a socket is attached (never to a webrtc.oracle.com
+// client).
 func (s *Session) sendAckLocked() {
 	if s.oracle || s.conn == nil || !s.st.AckOwed() {
 		return
@@ -317,8 +318,8 @@ func (s *Session) startResumeTimerLocked() {
 	})
 }
 
-// attach makes l the session's socket, replacing (close 4000) a still
-// open one, and queues first the frames in pre.
+// attachLocked makes l the session's socket, replacing (close 4000) a
+// still open one, and stops the resume timer.
 func (s *Session) attachLocked(l *link) {
 	if old := s.conn; old != nil {
 		if !s.g.goTracked(func() { old.c.Close(ws.StatusReplaced, "replaced") }) {

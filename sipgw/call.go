@@ -326,7 +326,7 @@ func (c *Call) finish(ev Event) {
 	close(c.done)
 }
 
-// dialog returns what both dialog roles share.
+// dialogSession is what both dialog roles share.
 type dialogSession interface {
 	TransactionRequest(ctx context.Context, req *sip.Request) (sip.ClientTransaction, error)
 	WriteRequest(req *sip.Request) error

@@ -3,9 +3,11 @@ package call
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -170,7 +172,7 @@ func isPhoneNumber(s string) bool {
 
 // sipHeaders maps the allowed extension headers of a frame to SIP
 // headers; those sipgw refuses are left out and logged.
-func (h *Handler) sipHeaders(ext []protocol.Ext) []sipgw.Header {
+func (h *Handler) sipHeaders(ext []protocol.Ext, log *slog.Logger) []sipgw.Header {
 	var out []sipgw.Header
 	for _, e := range ext {
 		if !h.far.headers[strings.ToLower(e.Name)] {
@@ -180,7 +182,7 @@ func (h *Handler) sipHeaders(ext []protocol.Ext) []sipgw.Header {
 		if err := sipgw.ValidateHeader(hd); err != nil {
 			// An injection attempt or a malformed value: refused, and
 			// worth an operator's eye.
-			h.log.Warn("extension header refused toward SIP", "header", e.Name, "err", err)
+			log.Warn("extension header refused toward SIP", "header", e.Name, "err", err)
 			continue
 		}
 		out = append(out, hd)
@@ -190,10 +192,11 @@ func (h *Handler) sipHeaders(ext []protocol.Ext) []sipgw.Header {
 
 // farLeg is the SIP side of a call.
 type farLeg struct {
-	h   *Handler
-	c   *Call
-	out bool    // outgoing: the web caller is c.caller
-	sc  sipCall // set by the worker once dialled (outgoing)
+	h    *Handler
+	c    *Call
+	out  bool                        // outgoing: the web caller is c.caller
+	sc   sipCall                     // set by the worker once dialled (outgoing)
+	logp atomic.Pointer[slog.Logger] // log(); read by the worker too
 
 	// The call's SIP operations, run one at a time in order by a worker
 	// that lives only while there are some: most calls have three (dial,
@@ -227,13 +230,23 @@ type sipReoffer struct {
 
 func (h *Handler) newFarLeg(c *Call, out bool) *farLeg {
 	fl := &farLeg{h: h, c: c, out: out, phase: inRinging, done: make(chan struct{})}
+	log := h.log
 	if out {
 		fl.phase = outCalling
+		log = log.With("session_id", c.caller.ep.ID(), "subsession_id", c.caller.sub)
 	}
+	fl.logp.Store(log)
 	fl.ops = fl.opsBuf[:0]
 	c.far = fl
 	return fl
 }
+
+// log is the leg's logger: it names the web session once there is one
+// (the caller, or the callee that answered) and the SIP call once dialled.
+func (fl *farLeg) log() *slog.Logger { return fl.logp.Load() }
+
+// logWith adds attributes to the leg's logger. c.mu is held.
+func (fl *farLeg) logWith(args ...any) { fl.logp.Store(fl.log().With(args...)) }
 
 // work runs the queued operations, then exits; the operations of a call
 // that is over are dropped.
@@ -340,7 +353,7 @@ func (fl *farLeg) hangup() {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout())
 		defer cancel()
 		if err := fl.sc.Hangup(ctx); err != nil {
-			fl.h.log.Info("SIP hangup failed", "call", fl.sc.ID(), "err", err)
+			fl.log().Info("SIP hangup failed", "err", err)
 		}
 	})
 }
@@ -394,8 +407,8 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	fl.local = local
 	// wsc.js ignores trickle: its candidates come in re-offers instead.
 	o := sipgw.DialOptions{Identity: ep.Identity(), Target: f.Header.Target, SDP: []byte(p.SDP),
-		Headers: h.sipHeaders(f.Header.Ext), Offer100rel: true, Trickle: !ep.Oracle()}
-	h.log.Debug("SIP call started", "session_id", ep.ID(), "subsession_id", c.caller.sub)
+		Headers: h.sipHeaders(f.Header.Ext, fl.log()), Offer100rel: true, Trickle: !ep.Oracle()}
+	fl.log().Debug("SIP call started")
 	// As for web callees: an unanswered call ends after the ring timeout
 	// (CANCEL), whatever the SIP side's own timers.
 	c.timer = time.AfterFunc(h.opts.RingTimeout, func() {
@@ -421,7 +434,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 				reason := protocol.Reason(code)
 				if code == protocol.CodeBadRequest {
 					reason = "target or header refused by the SIP side"
-					h.log.Warn("call refused toward SIP", "session_id", ep.ID(), "target", o.Target, "err", err)
+					fl.log().Warn("call refused toward SIP", "target", o.Target, "err", err)
 				}
 				h.failCaller(c, code, reason)
 			}
@@ -430,6 +443,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 			return
 		}
 		fl.sc = sc
+		fl.logWith("call", sc.ID())
 		h.far.wg.Go(fl.read)
 	})
 }
@@ -450,6 +464,7 @@ func (h *Handler) incomingSIP(sc sipCall) {
 	defer c.mu.Unlock()
 	fl := h.newFarLeg(c, false)
 	fl.sc = sc
+	fl.logWith("call", sc.ID())
 	fl.remote = strings.TrimPrefix(sc.Remote(), "sip:")
 	h.mu.Lock()
 	h.calls[c] = struct{}{}
@@ -458,7 +473,7 @@ func (h *Handler) incomingSIP(sc sipCall) {
 	if _, err := parseSDP(string(sc.Offer())); err != nil {
 		// Browsers need the offer in the INVITE, and one they can read
 		// (RFC 3261 section 13.3.1.3).
-		h.log.Info("incoming SIP call refused: its SDP does not parse", "call", sc.ID(), "err", err)
+		fl.log().Info("incoming SIP call refused: its SDP does not parse", "err", err)
 		fl.reject(protocol.CodeNotAcceptableHere)
 		return
 	}
@@ -483,7 +498,7 @@ func (h *Handler) incomingSIP(sc sipCall) {
 		}
 		l.startCorr = "s" + strconv.FormatUint(seq, 10)
 	}
-	h.log.Debug("incoming SIP call", "call", sc.ID(), "identity", sc.Identity(), "legs", len(c.callees))
+	fl.log().Debug("incoming SIP call", "identity", sc.Identity(), "legs", len(c.callees))
 	c.timer = time.AfterFunc(h.opts.RingTimeout, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -572,7 +587,7 @@ func (fl *farLeg) finishLocked() {
 	fl.finished = true
 	close(fl.done)
 	if len(fl.trickle) > 0 {
-		fl.h.log.Debug("ICE candidates never given to SIP dropped", "lines", len(fl.trickle))
+		fl.log().Debug("ICE candidates never given to SIP dropped", "lines", len(fl.trickle))
 	}
 	fl.h.mu.Lock()
 	delete(fl.h.calls, fl.c)
@@ -795,7 +810,7 @@ func (fl *farLeg) sipReoffered(ev sipgw.Event) {
 		// The session stays as it was (RFC 3261 section 14.2);
 		// the web side saw nothing of it.
 		if _, err := parseSDP(string(ev.SDP)); err != nil {
-			fl.h.log.Info("SIP re-offer refused: its SDP does not parse", "call", fl.sc.ID(), "err", err)
+			fl.log().Info("SIP re-offer refused: its SDP does not parse", "err", err)
 			_ = ro.Reject(protocol.CodeNotAcceptableHere, "")
 			return
 		}
@@ -859,7 +874,7 @@ func (fl *farLeg) remoteName() string {
 // c.mu is held.
 func (fl *farLeg) badSIPSDP(err error) {
 	c, h := fl.c, fl.h
-	h.log.Info("SIP call ended: its SDP does not parse", "call", fl.sc.ID(), "err", err)
+	fl.log().Info("SIP call ended: its SDP does not parse", "err", err)
 	switch w := fl.web(); {
 	case fl.out && !fl.phase.answered():
 		h.failCaller(c, protocol.CodeNotAcceptableHere, sdpReason(err))
@@ -933,7 +948,7 @@ func (fl *farLeg) ack() {
 	fl.runOrQueue(func() {
 		// No deadline to bound: sipgw waits for nothing.
 		if err := fl.sc.Ack(context.Background(), nil); err != nil {
-			fl.h.log.Debug("SIP ACK", "err", err)
+			fl.log().Debug("SIP ACK", "err", err)
 		}
 	})
 }
@@ -1001,7 +1016,7 @@ func (fl *farLeg) webDTMF(l *leg, f *protocol.Frame) {
 		defer cancel()
 		for _, d := range digits {
 			if err := fl.sc.SendDTMF(ctx, string(d), dur); err != nil {
-				h.log.Debug("SIP DTMF", "err", err)
+				fl.log().Debug("SIP DTMF", "err", err)
 				return
 			}
 		}
@@ -1128,7 +1143,7 @@ func (fl *farLeg) forkProgress(l *leg, f *protocol.Frame) bool {
 		// 200 waits for it.
 		sc.SetTrickle(trickle)
 		if err := sc.Progress(ctx, code, early, early != nil); err != nil {
-			h.log.Debug("SIP provisional not sent", "call", sc.ID(), "code", code, "err", err)
+			fl.log().Debug("SIP provisional not sent", "code", code, "err", err)
 		}
 	}) {
 		fl.busy(l, f, opProgress)
@@ -1159,6 +1174,7 @@ func (fl *farLeg) forkAnswer(l *leg, f *protocol.Frame) bool {
 		return false
 	}
 	c.winner, l.state = l, legAnswered
+	fl.logWith("session_id", l.ep.ID(), "subsession_id", l.sub)
 	fl.completeCorr = l.startCorr
 	fl.setLocalSDP(local)
 	fl.adoptTrickle(l)
@@ -1166,14 +1182,14 @@ func (fl *farLeg) forkAnswer(l *leg, f *protocol.Frame) bool {
 		c.timer.Stop()
 	}
 	fl.cancelLegs(l)
-	headers := h.sipHeaders(f.Header.Ext)
+	headers := h.sipHeaders(f.Header.Ext, fl.log())
 	fl.must(func() {
 		ctx, cancel := opCtx()
 		sc.SetTrickle(trickle)
 		err := sc.Answer(ctx, []byte(p.SDP), headers...)
 		cancel()
 		if err != nil {
-			h.log.Info("SIP answer failed", "call", sc.ID(), "err", err)
+			fl.log().Info("SIP answer failed", "err", err)
 			ctx, cancel := opCtx()
 			defer cancel()
 			_ = sc.Hangup(ctx)

@@ -77,7 +77,7 @@ func (fl *farLeg) addTrickle(frag string) bool {
 	for _, a := range attrs {
 		n := attrLineLen(a)
 		if fl.trickleBytes+n > maxPendingTrickle {
-			fl.h.log.Debug("ICE candidates toward SIP dropped: too many pending", "lines", len(attrs))
+			fl.log().Debug("ICE candidates toward SIP dropped: too many pending", "lines", len(attrs))
 			return false
 		}
 		fl.trickleBytes += n
@@ -103,7 +103,7 @@ func (fl *farLeg) setLocalSDP(d *sdp.SessionDescription) {
 }
 
 func (fl *farLeg) dropTrickle(why string) {
-	fl.h.log.Debug("ICE candidates toward SIP dropped", "why", why, "lines", len(fl.trickle))
+	fl.log().Debug("ICE candidates toward SIP dropped", "why", why, "lines", len(fl.trickle))
 	fl.trickle, fl.trickleBytes = nil, 0
 }
 
@@ -114,17 +114,17 @@ func (fl *farLeg) flushTrickle() {
 		return
 	}
 	body := sdpfrag(fl.local, fl.trickle)
-	sc, log := fl.sc, fl.h.log
+	sc, log := fl.sc, fl.log()
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
 		defer cancel()
 		err := sc.SendInfo(ctx, sipgw.Info{Package: sipgw.InfoPackageTrickleICE, ContentType: sipgw.ContentTypeTrickleICE, Body: body})
 		if err != nil {
-			log.Info("trickle INFO failed", "call", sc.ID(), "err", err)
+			log.Info("trickle INFO failed", "err", err)
 		}
 	}) {
 		// Kept for the next flush (or re-offer), within their bound.
-		log.Debug("ICE candidates toward SIP wait: too many pending requests", "call", sc.ID())
+		log.Debug("ICE candidates toward SIP wait: too many pending requests")
 		return
 	}
 	fl.trickle, fl.trickleBytes = nil, 0
@@ -154,7 +154,7 @@ func (fl *farLeg) foldTrickle(offer string, d *sdp.SessionDescription) string {
 func (fl *farLeg) sipTrickle(w *leg, body []byte) {
 	frag, err := webFragment(body)
 	if err != nil {
-		fl.h.log.Debug("trickle INFO from SIP ignored", "err", err)
+		fl.log().Debug("trickle INFO from SIP ignored", "err", err)
 		return
 	}
 	if frag == "" {

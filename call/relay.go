@@ -11,26 +11,27 @@ import (
 // the callee (first answer wins).
 
 // relay is the far side of a call between web sessions: other legs of
-// the same Call.
-type relay struct{ h *Handler }
+// the same Call. Its methods are the relay's state machine; the Handler
+// it embeds holds the call and leg tables they share with SIP calls.
+type relay struct{ *Handler }
 
-func (r relay) sessionEnded(l *leg) { r.h.leave(l, protocol.CodeTemporarilyUnavail) }
+func (h relay) sessionEnded(l *leg) { h.leave(l, protocol.CodeTemporarilyUnavail) }
 
-func (r relay) frame(l *leg, f *protocol.Frame) {
+func (h relay) frame(l *leg, f *protocol.Frame) {
 	switch f.Header.Action {
 	case protocol.ActionStart:
 		switch f.Control.Type {
 		case protocol.TypeRequest:
-			r.h.reoffer(l, f)
+			h.reoffer(l, f)
 		case protocol.TypeResponse:
-			r.h.response(l, f)
+			h.response(l, f)
 		case protocol.TypeError:
-			r.h.rejected(l, f)
+			h.rejected(l, f)
 		}
 	case protocol.ActionComplete:
-		r.h.complete(l, f)
+		h.complete(l, f)
 	case protocol.ActionShutdown:
-		r.h.shutdown(l)
+		h.shutdown(l)
 	case protocol.ActionPrack:
 		if f.Control.Type == protocol.TypeRequest {
 			// Between browsers nothing is reliable-provisional: the
@@ -43,9 +44,9 @@ func (r relay) frame(l *leg, f *protocol.Frame) {
 			}, false)
 		}
 	case protocol.ActionTrickle, protocol.ActionDTMF:
-		r.h.passMessage(l, f)
+		h.passMessage(l, f)
 	case protocol.ActionTransfer:
-		r.h.transferFrame(l, f)
+		h.transferFrame(l, f)
 	}
 }
 
@@ -59,11 +60,16 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, "start needs an SDP offer"), false)
 		return
 	}
-	target := f.Header.Target
-	if h.routesToSIP(target) {
+	if h.routesToSIP(f.Header.Target) {
 		h.dialSIP(ep, f, p)
 		return
 	}
+	relay{h}.start(ep, f)
+}
+
+// start rings every other live session of the target of f.
+func (h relay) start(ep Endpoint, f *protocol.Frame) {
+	target := f.Header.Target
 	var eps []Endpoint
 	for _, e := range h.dir.Sessions(target) {
 		if e.ID() != ep.ID() {
@@ -82,7 +88,7 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 		ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many calls"), false)
 		return
 	}
-	c := &Call{target: target, far: relay{h}}
+	c := &Call{target: target, far: h}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.caller = &leg{call: c, ep: ep, sub: f.Control.SubsessionID, startCorr: protocol.ClientCorrelation(f), held: true}
@@ -119,7 +125,7 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 	h.settle(c)
 }
 
-func (h *Handler) ringTimeout(c *Call) {
+func (h relay) ringTimeout(c *Call) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended || c.winner != nil {
@@ -131,7 +137,7 @@ func (h *Handler) ringTimeout(c *Call) {
 }
 
 // response handles a response/start from either side.
-func (h *Handler) response(l *leg, f *protocol.Frame) {
+func (h relay) response(l *leg, f *protocol.Frame) {
 	c := l.call
 	final := f.Control.MessageState == protocol.StateFinal || f.Header.ResponseCode >= 200
 	if l != c.caller && c.winner == nil {
@@ -205,7 +211,7 @@ func (h *Handler) response(l *leg, f *protocol.Frame) {
 
 // peer returns the other side of an answered call, or of a ringing call
 // from the caller's point of view when exactly one leg rings.
-func (h *Handler) peer(l *leg) *leg {
+func (h relay) peer(l *leg) *leg {
 	c := l.call
 	if l == c.caller {
 		return c.winner
@@ -217,7 +223,7 @@ func (h *Handler) peer(l *leg) *leg {
 }
 
 // rejected handles an error/start from either side.
-func (h *Handler) rejected(l *leg, f *protocol.Frame) {
+func (h relay) rejected(l *leg, f *protocol.Frame) {
 	c := l.call
 	code := f.Header.ErrorCode
 	if l != c.caller && c.winner == nil {
@@ -252,7 +258,7 @@ func (h *Handler) rejected(l *leg, f *protocol.Frame) {
 // settle ends an unanswered call once every fork has failed, reporting
 // the best failure: busy over the rest (RFC 3261 section 16.7 picks the
 // most telling response; for browsers busy is what the caller needs).
-func (h *Handler) settle(c *Call) {
+func (h relay) settle(c *Call) {
 	if c.winner != nil || c.ended {
 		return
 	}
@@ -273,7 +279,7 @@ func (h *Handler) settle(c *Call) {
 }
 
 // cancelLegs tells every ringing callee leg but keep that the call is off.
-func (h *Handler) cancelLegs(c *Call, keep *leg) {
+func (h relay) cancelLegs(c *Call, keep *leg) {
 	for _, l := range c.callees {
 		if l == keep || l.state == legFailed {
 			continue
@@ -288,7 +294,7 @@ func (h *Handler) cancelLegs(c *Call, keep *leg) {
 	}
 }
 
-func (h *Handler) reoffer(l *leg, f *protocol.Frame) {
+func (h relay) reoffer(l *leg, f *protocol.Frame) {
 	c := l.call
 	other := h.peer(l)
 	if c.winner == nil || other == nil {
@@ -315,7 +321,7 @@ func (h *Handler) reoffer(l *leg, f *protocol.Frame) {
 	l.reoffer = &pending{here: protocol.ClientCorrelation(f), there: "s" + strconv.FormatUint(seq, 10)}
 }
 
-func (h *Handler) complete(l *leg, f *protocol.Frame) {
+func (h relay) complete(l *leg, f *protocol.Frame) {
 	other := h.peer(l)
 	if other == nil || other.answerCorr == "" {
 		return
@@ -327,7 +333,7 @@ func (h *Handler) complete(l *leg, f *protocol.Frame) {
 }
 
 // shutdown handles a shutdown from l's side.
-func (h *Handler) shutdown(l *leg) {
+func (h relay) shutdown(l *leg) {
 	// A ringing callee that hangs up instead of declining fails its fork
 	// as a decline would.
 	h.leave(l, protocol.CodeDecline)
@@ -338,7 +344,7 @@ func (h *Handler) shutdown(l *leg) {
 // the other; a ringing callee's leaving fails its fork with code, and the
 // caller hears of it (as an error: wsc.js ignores a shutdown before the
 // answer) once no fork is left. c.mu is held.
-func (h *Handler) leave(l *leg, code int) {
+func (h relay) leave(l *leg, code int) {
 	c := l.call
 	switch {
 	case l == c.caller && c.winner == nil:
@@ -356,7 +362,7 @@ func (h *Handler) leave(l *leg, code int) {
 	}
 }
 
-func (h *Handler) passMessage(l *leg, f *protocol.Frame) {
+func (h relay) passMessage(l *leg, f *protocol.Frame) {
 	c := l.call
 	var to []*leg
 	switch {
@@ -387,7 +393,7 @@ func (h *Handler) passMessage(l *leg, f *protocol.Frame) {
 
 // transferFrame relays a blind transfer (ext) and its answer. Only a
 // jsonrtc client can act on one.
-func (h *Handler) transferFrame(l *leg, f *protocol.Frame) {
+func (h relay) transferFrame(l *leg, f *protocol.Frame) {
 	other := h.peer(l)
 	if f.Control.Type == protocol.TypeRequest {
 		if other == nil {
@@ -416,7 +422,7 @@ func (h *Handler) transferFrame(l *leg, f *protocol.Frame) {
 
 // end forgets a call. c.mu is held. It is called before the frames that
 // tell the peers, so that whoever hears of the end finds it accounted for.
-func (h *Handler) end(c *Call) {
+func (h relay) end(c *Call) {
 	c.ended = true
 	if c.timer != nil {
 		c.timer.Stop()

@@ -31,7 +31,7 @@ import (
 // BYE...) runs on the far leg's worker goroutine, in the order the web
 // side asked for it, without any lock held.
 
-// SIP is the SIP network as the call handler uses it; *sipgw.Gateway
+// SIP is the SIP network as the call handler uses it; *sipgw.UserAgent
 // implements it.
 type SIP interface {
 	Dial(ctx context.Context, o sipgw.DialOptions) (*sipgw.Call, error)

@@ -40,7 +40,7 @@ type Gateway struct {
 	msgs     *messaging.Handler
 	presence *presence.Handler
 	notes    *notification.Handler
-	sip      *sipgw.Gateway // nil without a sip section: upstream.go
+	sip      *sipgw.UserAgent // nil without a sip section: upstream.go
 	regs     *sipRegs       // SIP registrations of sessions: sip.go
 	// onIncomingSIPCall is a test's hook (fortest.go).
 	onIncomingSIPCall atomic.Pointer[func(identity string)]

@@ -18,9 +18,9 @@ import (
 type Direction int
 
 const (
-	// Outgoing calls were started by a web client ([Gateway.Dial]).
+	// Outgoing calls were started by a web client ([UserAgent.Dial]).
 	Outgoing Direction = iota + 1
-	// Incoming calls came from SIP ([Gateway.OnIncomingCall]).
+	// Incoming calls came from SIP ([UserAgent.OnIncomingCall]).
 	Incoming
 )
 
@@ -165,7 +165,7 @@ const (
 // subsession. Its methods are safe for concurrent use. Read Events until
 // it is closed: the call's owner goroutine waits while the queue is full.
 type Call struct {
-	g        *Gateway
+	g        *UserAgent
 	id       string
 	dir      Direction
 	identity string
@@ -224,7 +224,7 @@ type prackCmd struct {
 	res chan error
 }
 
-func (g *Gateway) newCall(dir Direction) *Call {
+func (g *UserAgent) newCall(dir Direction) *Call {
 	c := &Call{
 		g:       g,
 		id:      "sipgw-" + strconv.FormatUint(g.callSeq.Add(1), 10),

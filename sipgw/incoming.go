@@ -12,7 +12,7 @@ import (
 
 // handleNewInvite runs on the sipgo goroutine of a dialog-creating
 // INVITE and returns once the INVITE transaction needs nothing more.
-func (g *Gateway) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) {
+func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) {
 	reg := g.lookupContact(req.Recipient.User)
 	if reg == nil {
 		g.respond(tx, req, 404, "Not Found")

@@ -20,7 +20,7 @@ type DialOptions struct {
 	Identity string
 	// DisplayName is the caller's display name in From (optional).
 	DisplayName string
-	// Target is the callee as in the frame (see [Gateway.ParseTarget]).
+	// Target is the callee as in the frame (see [UserAgent.ParseTarget]).
 	Target string
 	// SDP is the offer. Required.
 	SDP []byte
@@ -41,7 +41,7 @@ type DialOptions struct {
 // (2xx -> call Ack when the web caller confirms), EventEnded (3xx-6xx,
 // cancel, timeout). ctx bounds only the sending of the INVITE; the call
 // lives until it ends.
-func (g *Gateway) Dial(ctx context.Context, o DialOptions) (*Call, error) {
+func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	if g.ctx == nil {
 		return nil, ErrClosed
 	}

@@ -33,7 +33,7 @@ type PublishOptions struct {
 // server holds. One goroutine per publication sends; it ends when the
 // publication lapses or is removed.
 type publication struct {
-	g        *Gateway
+	g        *UserAgent
 	identity string
 	aor      sip.Uri
 	event    string
@@ -57,7 +57,7 @@ type publication struct {
 // entity tag, a fresh publication after 412) and refreshes it before it
 // expires. Calls are coalesced per identity: only the latest state is
 // sent. Invalid options fail with ErrInvalidInput.
-func (g *Gateway) Publish(o PublishOptions) error {
+func (g *UserAgent) Publish(o PublishOptions) error {
 	if g.ctx == nil {
 		return ErrClosed
 	}

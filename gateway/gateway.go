@@ -41,7 +41,7 @@ type Gateway struct {
 	presence *presence.Handler
 	notes    *notification.Handler
 	sip      *sipgw.UserAgent // nil without a sip section: upstream.go
-	regs     *sipRegs       // SIP registrations of sessions: sip.go
+	regs     *sipRegs         // SIP registrations of sessions: sip.go
 	// onIncomingSIPCall is a test's hook (fortest.go).
 	onIncomingSIPCall atomic.Pointer[func(identity string)]
 	web               http.Handler

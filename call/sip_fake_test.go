@@ -438,7 +438,7 @@ func (e *env) assertIdle(t *testing.T) {
 		}
 	}
 	done := make(chan struct{})
-	go func() { e.h.WaitSIP(); close(done) }()
+	go func() { e.h.WaitSIP(context.Background()); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(waitFor):

@@ -17,9 +17,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/messaging"
 	"github.com/jsonrtc/jsonrtc/notification"
@@ -39,10 +41,10 @@ type Gateway struct {
 	msgs     *messaging.Handler
 	presence *presence.Handler
 	notes    *notification.Handler
-	sip      *sipgw.Gateway // nil without a sip section: upstream.go
-	regs     *sipRegs       // SIP registrations of sessions: sip.go
-	// onIncomingSIPCall is Options.OnIncomingSIPCall.
-	onIncomingSIPCall func(identity string)
+	sip      *sipgw.UserAgent // nil without a sip section: upstream.go
+	regs     *sipRegs         // SIP registrations of sessions: sip.go
+	// onIncomingSIPCall is a test's hook (fortest.go).
+	onIncomingSIPCall atomic.Pointer[func(identity string)]
 	web               http.Handler
 	authn             *auth.Authenticator // nil: the built-in open application
 	lim               *limits.Limiter
@@ -82,9 +84,6 @@ type Options struct {
 	// Store keeps session records for resumes across nodes; nil keeps
 	// them in memory.
 	Store store.Store
-	// OnIncomingSIPCall, when set, is called (on a SIP goroutine) for
-	// each INVITE to a registered identity, before its sessions ring.
-	OnIncomingSIPCall func(identity string)
 }
 
 // New returns a gateway for cfg, with [Config.WithDefaults] applied (a
@@ -141,7 +140,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.calls = call.NewHandler(directory{g}, call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
-	g.onIncomingSIPCall = opts.OnIncomingSIPCall
+	g.metrics.reg.MustRegister(g.calls.Collector())
 	g.sipCalls()
 	g.msgs = messaging.NewHandler(directory{g}, messaging.Options{
 		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log,
@@ -188,16 +187,24 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for _, s := range all {
 		s.end(reasonShutdown)
 	}
-	g.waitRegistrations()
-	g.closeSIP()
-	g.calls.WaitSIP()
+	// Each step gives up when ctx ends, and the next still runs: the SIP
+	// side is closed even when the unregistrations took too long.
+	_ = g.waitRegistrations(ctx)
+	g.closeSIP(ctx)
+	_ = g.calls.WaitSIP(ctx)
 	// Sockets still in their handshake close with the context.
 	g.cancel()
 	g.mu.Lock()
 	g.waiting = true // no goroutine is added to g.wg from here on
 	g.mu.Unlock()
+	return waitGroup(ctx, &g.wg)
+}
+
+// waitGroup waits for wg, or returns ctx's error when ctx ends first
+// (the waiting goroutine then ends with wg).
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
 	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
+	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -324,14 +331,14 @@ func (g *Gateway) lookup(id string) *Session {
 	return g.sessions[id]
 }
 
-// directory is the call.Directory view of the session tables.
+// directory is the endpoint.Directory view of the session tables.
 type directory struct{ g *Gateway }
 
-func (d directory) Sessions(identity string) []call.Endpoint {
+func (d directory) Sessions(identity string) []endpoint.Endpoint {
 	d.g.mu.Lock()
 	defer d.g.mu.Unlock()
 	list := d.g.byIdentity[identity]
-	out := make([]call.Endpoint, 0, len(list))
+	out := make([]endpoint.Endpoint, 0, len(list))
 	for _, s := range list {
 		out = append(out, s)
 	}

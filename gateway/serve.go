@@ -162,7 +162,7 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 		}
 		if err != nil {
 			bad++
-			writeNow(ctx, c, connectError(f, protocol.CodeOf(err), reasonOf(err)))
+			writeNow(ctx, c, connectError(f, protocol.CodeOf(err), protocol.ReasonOf(err)))
 			if bad >= maxBadFrames {
 				c.Close(websocket.StatusPolicyViolation, "too many malformed frames")
 				return nil, err
@@ -346,14 +346,6 @@ func validIdentity(s string) bool {
 	return true
 }
 
-func reasonOf(err error) string {
-	var e *protocol.Error
-	if errors.As(err, &e) {
-		return e.Reason
-	}
-	return "internal error"
-}
-
 // connectError answers a connect that failed. wsc.js needs package_type
 // register on it.
 func connectError(f *protocol.Frame, code int, reason string) []byte {
@@ -420,7 +412,7 @@ func (s *Session) inbound(l *link, data []byte) bool {
 		return true
 	}
 	if err := protocol.Validate(f); err != nil {
-		s.Send(errorFor(f, protocol.CodeOf(err), reasonOf(err)), false)
+		s.Send(errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
 		return true
 	}
 	s.dispatch(f)
@@ -444,7 +436,7 @@ func (s *Session) undecodable(data []byte, err error) bool {
 	}
 	out := &protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageCall},
-		Header:  protocol.Header{ErrorCode: protocol.CodeBadRequest, Reason: reasonOf(err)},
+		Header:  protocol.Header{ErrorCode: protocol.CodeBadRequest, Reason: protocol.ReasonOf(err)},
 	}
 	isObject := json.Unmarshal(data, &loose) == nil
 	if isObject {
@@ -492,7 +484,7 @@ func (s *Session) dispatch(f *protocol.Frame) {
 		}
 	}
 	if err := s.checkDestinations(f); err != nil {
-		s.Send(errorFor(f, protocol.CodeOf(err), reasonOf(err)), false)
+		s.Send(errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
 		return
 	}
 	if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionSend && !s.quota.AllowMessage() {

@@ -49,7 +49,7 @@ func (r endReason) String() string {
 }
 
 // Session is one JSONrtc session on the gateway side. It implements
-// call.Endpoint.
+// endpoint.Endpoint.
 type Session struct {
 	g        *Gateway
 	id       string
@@ -211,7 +211,7 @@ func (g *Gateway) newSession(identity string, oracle bool, processed uint64) *Se
 	}
 }
 
-// AcquireCall implements call.Quota. A guest that takes part in a call
+// AcquireCall implements endpoint.Quota. A guest that takes part in a call
 // has something to resume from then on (see resumeTimeout).
 func (s *Session) AcquireCall() bool {
 	if !s.quota.AcquireCall() {
@@ -221,7 +221,7 @@ func (s *Session) AcquireCall() bool {
 	return true
 }
 
-// ReleaseCall implements call.Quota.
+// ReleaseCall implements endpoint.Quota.
 func (s *Session) ReleaseCall() { s.quota.ReleaseCall() }
 
 // AcquireSubscription implements subscription.Quota: presence and
@@ -242,7 +242,7 @@ func (s *Session) limits() session.Limits {
 
 var errEnded = errors.New("gateway: session ended")
 
-// Send implements call.Endpoint: it stamps, retains and queues f.
+// Send implements endpoint.Endpoint: it stamps, retains and queues f.
 func (s *Session) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -286,8 +286,9 @@ func (s *Session) queueLocked(data []byte) {
 	}
 }
 
-// sendUnsequenced queues a frame outside the numbering (an error to a
-// frame that could not be decoded is still numbered; this is for acks).
+// sendAckLocked queues an acknowledgement of what the peer sent, when
+// one is owed and a socket is attached (never to a webrtc.oracle.com
+// client).
 func (s *Session) sendAckLocked() {
 	if s.oracle || s.conn == nil || !s.st.AckOwed() {
 		return
@@ -344,8 +345,8 @@ func (s *Session) startResumeTimerLocked() {
 	})
 }
 
-// attach makes l the session's socket, replacing (close 4000) a still
-// open one, and queues first the frames in pre.
+// attachLocked makes l the session's socket, replacing (close 4000) a
+// still open one, and stops the resume timer.
 func (s *Session) attachLocked(l *link) {
 	if old := s.conn; old != nil {
 		if !s.g.goTracked(func() { old.c.Close(ws.StatusReplaced, "replaced") }) {

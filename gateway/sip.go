@@ -48,8 +48,8 @@ func (g *Gateway) sipCalls() {
 	}
 	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders})
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
-		if g.onIncomingSIPCall != nil {
-			g.onIncomingSIPCall(sc.Identity())
+		if f := g.onIncomingSIPCall.Load(); f != nil {
+			(*f)(sc.Identity())
 		}
 		g.calls.IncomingSIP(sc)
 	})
@@ -283,11 +283,13 @@ func (g *Gateway) releaseRegistration(reg *sipgw.Registration) {
 
 // waitRegistrations waits for the unregistrations of ended sessions;
 // Shutdown calls it before the SIP side closes, so that they go out.
-func (g *Gateway) waitRegistrations() {
+// It gives up with ctx's error when ctx ends first; the unregistrations
+// still running end within sipOpTimeout.
+func (g *Gateway) waitRegistrations(ctx context.Context) error {
 	g.regs.mu.Lock()
 	g.regs.closed = true
 	g.regs.mu.Unlock()
-	g.regs.wg.Wait()
+	return waitGroup(ctx, &g.regs.wg)
 }
 
 // sipSessionEnded releases the registration of an ended session.
@@ -316,7 +318,7 @@ func connectErrorFor(f *protocol.Frame, err error) []byte {
 			Value: strconv.FormatInt(int64(re.after/time.Second), 10)}}
 		return out.Marshal()
 	}
-	return connectError(f, protocol.CodeOf(err), reasonOf(err))
+	return connectError(f, protocol.CodeOf(err), protocol.ReasonOf(err))
 }
 
 // registerError is the error frame answering connect f.

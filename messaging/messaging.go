@@ -18,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -60,7 +60,7 @@ type Outgoing struct {
 // Handler relays messaging frames.
 type Handler struct {
 	opts Options
-	dir  call.Directory
+	dir  endpoint.Directory
 	log  *slog.Logger
 
 	// mu is held across the relay so that a record exists before its
@@ -74,7 +74,7 @@ type key struct{ session, corr string }
 
 // message is one send from a web user; delivery one copy of it.
 type message struct {
-	from     call.Endpoint // nil for a message from the Upstream
+	from     endpoint.Endpoint // nil for a message from the Upstream
 	answerFn func(code int, reason string)
 	corr     string // the sender's id for it
 	sub      string
@@ -86,11 +86,11 @@ type message struct {
 
 type delivery struct {
 	msg *message
-	to  call.Endpoint
+	to  endpoint.Endpoint
 }
 
 // NewHandler returns a Handler that finds targets in dir.
-func NewHandler(dir call.Directory, opts Options) *Handler {
+func NewHandler(dir endpoint.Directory, opts Options) *Handler {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 90 * time.Second
 	}
@@ -129,7 +129,7 @@ func reply(f *protocol.Frame, typ protocol.Type, code int, reason string) *proto
 }
 
 // HandleFrame processes a messaging frame from ep.
-func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) HandleFrame(ep endpoint.Endpoint, f *protocol.Frame) {
 	switch f.Control.Type {
 	case protocol.TypeRequest:
 		h.send(ep, f)
@@ -138,14 +138,14 @@ func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
 	}
 }
 
-func (h *Handler) send(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) send(ep endpoint.Endpoint, f *protocol.Frame) {
 	var p protocol.MessagePayload
 	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
-		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, err.(*protocol.Error).Reason), false)
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, protocol.ReasonOf(err)), false)
 		return
 	}
 	id := webID(f.Header.Target)
-	var to []call.Endpoint
+	var to []endpoint.Endpoint
 	for _, e := range h.dir.Sessions(id) {
 		if e.ID() != ep.ID() {
 			to = append(to, e)
@@ -169,7 +169,7 @@ func (h *Handler) send(ep call.Endpoint, f *protocol.Frame) {
 }
 
 // relay sends m to the sessions to and arms its timeout.
-func (h *Handler) relay(m *message, to []call.Endpoint, from, target string, ext []protocol.Ext, payload []byte) {
+func (h *Handler) relay(m *message, to []endpoint.Endpoint, from, target string, ext []protocol.Ext, payload []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.pending+len(to) > h.opts.MaxPending {
@@ -202,7 +202,7 @@ func (h *Handler) relay(m *message, to []call.Endpoint, from, target string, ext
 
 // sendUp hands a send to the Upstream; its final code is the delivery
 // report.
-func (h *Handler) sendUp(ep call.Endpoint, f *protocol.Frame, p protocol.MessagePayload) {
+func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame, p protocol.MessagePayload) {
 	h.mu.Lock()
 	if h.pending >= h.opts.MaxPending {
 		h.mu.Unlock()
@@ -272,7 +272,7 @@ func webID(target string) string {
 	return target
 }
 
-func (h *Handler) answer(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) answer(ep endpoint.Endpoint, f *protocol.Frame) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	k := key{ep.ID(), f.Control.CorrelationID}
@@ -337,7 +337,7 @@ func (h *Handler) expire(m *message) {
 
 // SessionEnded drops the deliveries to ep; a message none of whose copies
 // can now be answered gets 480.
-func (h *Handler) SessionEnded(ep call.Endpoint) {
+func (h *Handler) SessionEnded(ep endpoint.Endpoint) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for k, d := range h.byKey {

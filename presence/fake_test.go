@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"go.uber.org/goleak"
 )
@@ -105,10 +105,10 @@ type fakeDir struct {
 	known map[string]bool
 }
 
-func (d *fakeDir) Sessions(identity string) []call.Endpoint {
+func (d *fakeDir) Sessions(identity string) []endpoint.Endpoint {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var out []call.Endpoint
+	var out []endpoint.Endpoint
 	for _, e := range d.live[identity] {
 		out = append(out, e)
 	}

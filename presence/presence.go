@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/internal/subscription"
 	"github.com/jsonrtc/jsonrtc/presence/pidf"
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -25,7 +25,7 @@ type Handler struct {
 	cfg   Config
 	up    Upstream
 	allow func(watcher, presentity string) bool
-	dir   call.Directory
+	dir   endpoint.Directory
 	log   *slog.Logger
 
 	mu     sync.Mutex
@@ -54,7 +54,7 @@ type entity struct {
 // web watchers still see it.
 type Guest interface{ Guest() bool }
 
-func isGuest(ep call.Endpoint) bool {
+func isGuest(ep endpoint.Endpoint) bool {
 	g, ok := ep.(Guest)
 	return ok && g.Guest()
 }
@@ -66,7 +66,7 @@ type publication struct {
 
 // sub is one subscription: a subsession of a watcher's session.
 type sub struct {
-	ep     call.Endpoint
+	ep     endpoint.Endpoint
 	key    subscription.Key
 	target string  // as the watcher named it
 	ent    *entity // a web presentity, or nil for an upstream one
@@ -90,7 +90,7 @@ func (s *sub) frames() subscription.Frames {
 }
 
 // NewHandler returns a Handler that finds web users in dir.
-func NewHandler(dir call.Directory, opts Options) *Handler {
+func NewHandler(dir endpoint.Directory, opts Options) *Handler {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -119,7 +119,7 @@ func (h *Handler) Presentities() int {
 
 // HandleFrame processes a presence frame from ep, already deduplicated
 // and validated.
-func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) HandleFrame(ep endpoint.Endpoint, f *protocol.Frame) {
 	switch {
 	case f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionStart:
 		h.start(ep, f)
@@ -137,7 +137,7 @@ func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
 // SessionStarted tells the Handler that ep is a new live session: its
 // identity becomes open (unless it published otherwise) and watchers are
 // told. Calling it again, or on a resume, does nothing.
-func (h *Handler) SessionStarted(ep call.Endpoint) {
+func (h *Handler) SessionStarted(ep endpoint.Endpoint) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	// Only a session the directory still lists: one that ended meanwhile
@@ -154,7 +154,7 @@ func (h *Handler) SessionStarted(ep call.Endpoint) {
 // SessionEnded ends ep's subscriptions and publication. When it was its
 // identity's last live session, the identity becomes closed and its
 // watchers are told.
-func (h *Handler) SessionEnded(ep call.Endpoint) {
+func (h *Handler) SessionEnded(ep endpoint.Endpoint) {
 	h.mu.Lock()
 	var stops []func()
 	for _, s := range h.subs.Session(ep.ID()) {
@@ -176,7 +176,7 @@ func (h *Handler) SessionEnded(ep call.Endpoint) {
 	}
 }
 
-func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 	if !ownAddress(ep, f.Header.Initiator) {
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeForbidden, "initiator is not you"), false)
 		return
@@ -331,14 +331,14 @@ func presentityName(id, target string) string {
 	return target
 }
 
-func (h *Handler) publish(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) publish(ep endpoint.Endpoint, f *protocol.Frame) {
 	if !ownAddress(ep, f.Header.Initiator) {
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeForbidden, "initiator is not you"), false)
 		return
 	}
 	var p protocol.PresencePayload
 	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
-		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, err.(*protocol.Error).Reason), false)
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, protocol.ReasonOf(err)), false)
 		return
 	}
 	if err := pidf.Validate(p); err != nil {
@@ -364,7 +364,7 @@ func (h *Handler) publish(ep call.Endpoint, f *protocol.Frame) {
 	h.changedLocked(e)
 }
 
-func (h *Handler) unsubscribe(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) unsubscribe(ep endpoint.Endpoint, f *protocol.Frame) {
 	h.mu.Lock()
 	s, _ := h.subs.Get(subscription.Key{Session: ep.ID(), Subsession: f.Control.SubsessionID})
 	var stop func()
@@ -398,7 +398,7 @@ func (h *Handler) expire(s *sub, gen uint64) {
 }
 
 // touchLocked records ep as a live session of its identity.
-func (h *Handler) touchLocked(ep call.Endpoint) {
+func (h *Handler) touchLocked(ep endpoint.Endpoint) {
 	e := h.entityLocked(ep.Identity())
 	if _, ok := e.sessions[ep.ID()]; ok {
 		return
@@ -512,7 +512,7 @@ func (h *Handler) startError(s *sub, code int, reason string) *protocol.Frame {
 }
 
 // ownAddress reports whether addr is empty or names ep's identity.
-func ownAddress(ep call.Endpoint, addr string) bool {
+func ownAddress(ep endpoint.Endpoint, addr string) bool {
 	id := ep.Identity()
 	return addr == "" || addr == id || addr == "sip:"+id || addr == "sips:"+id
 }

@@ -73,7 +73,7 @@ type Config struct {
 }
 
 // ListenConfig lists the listeners. Each address is host:port; port 0
-// picks a free port ([Gateway.Addr] tells which).
+// picks a free port ([UserAgent.Addr] tells which).
 type ListenConfig struct {
 	UDP     string `yaml:"udp"`
 	TCP     string `yaml:"tcp"`

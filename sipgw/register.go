@@ -86,7 +86,7 @@ func (e *ChallengeError) Error() string {
 // store); it is also used to answer the challenges of refreshes.
 type AuthFunc func(ctx context.Context, ch Challenge) (Authorization, error)
 
-// RegisterOptions say how to answer the registrar's challenges. Gateway
+// RegisterOptions say how to answer the registrar's challenges. UserAgent
 // credentials for the identity (config `credentials`) come first, then
 // Authorization, then Auth; with none, Register fails with
 // *ChallengeError.
@@ -110,7 +110,7 @@ type Registration struct {
 }
 
 type registration struct {
-	g        *Gateway
+	g        *UserAgent
 	identity string
 	aor      sip.Uri
 	token    string
@@ -141,7 +141,7 @@ type registration struct {
 // identity, reference counted across web sessions. It returns once the
 // registrar accepted. The binding is refreshed before expiry and removed
 // when the last holder calls Release.
-func (g *Gateway) Register(ctx context.Context, identity string, o *RegisterOptions) (*Registration, error) {
+func (g *UserAgent) Register(ctx context.Context, identity string, o *RegisterOptions) (*Registration, error) {
 	if g.ctx == nil {
 		return nil, ErrClosed
 	}
@@ -218,7 +218,7 @@ func (g *Gateway) Register(ctx context.Context, identity string, o *RegisterOpti
 	}
 }
 
-func (g *Gateway) dropReg(r *registration) {
+func (g *UserAgent) dropReg(r *registration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.regs[r.identity] == r {
@@ -229,7 +229,7 @@ func (g *Gateway) dropReg(r *registration) {
 	}
 }
 
-func (g *Gateway) lookupContact(token string) *registration {
+func (g *UserAgent) lookupContact(token string) *registration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.contacts[token]
@@ -293,7 +293,7 @@ func (r *registration) stop(ctx context.Context) error {
 		}
 		_, err = r.send(ctx, 0, nil)
 		r.g.dropReg(r)
-		r.g.log.Info("sipgw: unregistered", "identity", r.identity, "error", err)
+		r.g.log.Info("sipgw: unregistered", "identity", r.identity, "err", err)
 	})
 	return err
 }
@@ -321,7 +321,7 @@ func (r *registration) refreshLoop() {
 		granted, err := r.send(ctx, r.g.cfg.RegisterExpiry, nil)
 		cancel()
 		if err != nil {
-			r.g.log.Info("sipgw: registration refresh failed", "identity", r.identity, "error", err)
+			r.g.log.Info("sipgw: registration refresh failed", "identity", r.identity, "err", err)
 			r.mu.Lock()
 			r.lostErr = fmt.Errorf("%w: %w", ErrRegistrationLost, err)
 			r.mu.Unlock()

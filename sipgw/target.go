@@ -34,7 +34,7 @@ func ValidateDisplayName(s string) error {
 // alice@example.com -> sip:alice@example.com (with the domain rewritten
 // by identity_domains), sip:alice@example.com as is, a bare user name ->
 // sip:user@<domain>.
-func (g *Gateway) AOR(identity string) (sip.Uri, error) {
+func (g *UserAgent) AOR(identity string) (sip.Uri, error) {
 	u, err := g.parseURI(identity, false)
 	if err != nil {
 		return u, err
@@ -53,11 +53,11 @@ func (g *Gateway) AOR(identity string) (sip.Uri, error) {
 // (-> sip:user@<domain>), tel:+15551234567 or +15551234567 (->
 // sip:+15551234567@<tel_domain>;user=phone). Parameters, headers, ports,
 // passwords and anything sipgo's parser would not round-trip are refused.
-func (g *Gateway) ParseTarget(target string) (sip.Uri, error) {
+func (g *UserAgent) ParseTarget(target string) (sip.Uri, error) {
 	return g.parseURI(target, true)
 }
 
-func (g *Gateway) parseURI(s string, allowTel bool) (sip.Uri, error) {
+func (g *UserAgent) parseURI(s string, allowTel bool) (sip.Uri, error) {
 	var u sip.Uri
 	if s == "" || len(s) > 256 {
 		return u, invalid("empty or too long address")

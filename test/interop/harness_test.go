@@ -483,7 +483,7 @@ func (s *Sipp) expectSuccess(t *testing.T) {
 
 // newGateway starts a sipgw on loopback UDP pointed at k and closes it,
 // checking nothing is left, in Cleanup.
-func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config), onCall ...func(*sipgw.Call)) *sipgw.Gateway {
+func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config), onCall ...func(*sipgw.Call)) *sipgw.UserAgent {
 	t.Helper()
 	cfg := sipgw.Config{
 		Listen:        sipgw.ListenConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"},
@@ -500,7 +500,7 @@ func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config), onCall ...fu
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
-	g, err := sipgw.New(cfg, log)
+	g, err := sipgw.New(cfg, sipgw.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +513,7 @@ func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config), onCall ...fu
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := g.Close(); err != nil {
+		if err := g.Close(context.Background()); err != nil {
 			t.Errorf("close: %v", err)
 		}
 	})
@@ -532,7 +532,7 @@ var _ io.Writer = testWriter{}
 // assertIdle checks that nothing is left of the calls. A transaction's
 // count drops when its handler returns, which may be just after the last
 // event the test saw, so the check allows it to settle.
-func assertIdle(t *testing.T, g *sipgw.Gateway) {
+func assertIdle(t *testing.T, g *sipgw.UserAgent) {
 	t.Helper()
 	until(t, "the SIP side to be idle", func() bool {
 		st := g.Stats()

@@ -47,13 +47,11 @@ func startWebGateway(t testing.TB, k *Kamailio, mods ...func(*gateway.Config)) *
 		m(&cfg)
 	}
 	w := &webGW{incoming: make(chan string, 4)}
-	g, err := gateway.New(cfg, gateway.Options{
-		Logger:            newTestLogger(t),
-		OnIncomingSIPCall: func(id string) { w.incoming <- id },
-	})
+	g, err := gateway.New(cfg, gateway.Options{Logger: newTestLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	g.OnIncomingSIPCallForTest(func(id string) { w.incoming <- id })
 	srv := httptest.NewServer(g.Handler())
 	w.g, w.url = g, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/webrtc/test"
 	t.Cleanup(func() {

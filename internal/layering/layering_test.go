@@ -28,6 +28,7 @@ var allowed = map[string][]string{
 	"call":                  {"protocol", "sipgw"},
 	"messaging":             {"protocol", "call", "sipgw"},
 	"internal/subscription": {"protocol"},
+	"internal/ratelog":      {},
 	"presence":              {"protocol", "call", "internal/subscription", "presence/pidf", "sipgw"},
 	"notification":          {"protocol", "call", "internal/subscription", "notification/mwi", "sipgw"},
 	"client":                {"protocol", "session"},

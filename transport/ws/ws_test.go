@@ -170,6 +170,57 @@ func TestTextPing(t *testing.T) {
 	}
 }
 
+// Text pings go through the SetTextPing hook: counted, answered only when
+// it says so, and ending Read when it fails.
+func TestTextPingHook(t *testing.T) {
+	s := newServer(t, nil, false)
+	cc, sc := s.dial(t)
+	ctx := context.Background()
+	var pings int
+	errFlood := errors.New("flood")
+	sc.SetTextPing(func() (bool, error) {
+		pings++
+		switch {
+		case pings == 1:
+			return true, nil
+		case pings < 4:
+			return false, nil
+		}
+		return false, errFlood
+	})
+	read := make(chan error, 1)
+	go func() {
+		b, err := sc.Read(ctx)
+		if err == nil {
+			err = fmt.Errorf("read a frame %q", b)
+		}
+		read <- err
+	}()
+	for range 4 {
+		cc.Write(ctx, websocket.MessageText, []byte("ping"))
+	}
+	if err := <-read; !errors.Is(err, errFlood) {
+		t.Fatalf("Read ended with %v, want the hook's error", err)
+	}
+	if pings != 4 {
+		t.Errorf("hook called %d times, want 4", pings)
+	}
+	sc.CloseNow()
+	var pongs int
+	for {
+		_, b, err := cc.Read(ctx)
+		if err != nil {
+			break
+		}
+		if string(b) == "pong" {
+			pongs++
+		}
+	}
+	if pongs != 1 {
+		t.Errorf("%d pongs, want 1 (the hook refused the others)", pongs)
+	}
+}
+
 // An idle socket holds no read buffer: bytes read ahead are returned to
 // the pool once consumed.
 func TestIdleHoldsNoReadBuffer(t *testing.T) {

@@ -34,7 +34,7 @@ var allowed = map[string][]string{
 	"client":                {"protocol", "session"},
 	"web":                   {"sdk/js"},
 	"sdk/js":                {},
-	"gateway":               {"protocol", "session", "transport/ws", "transport/certs", "auth", "limits", "store", "call", "messaging", "presence", "presence/pidf", "notification", "notification/mwi", "sipgw"},
+	"gateway":               {"internal/ratelog", "protocol", "session", "transport/ws", "transport/certs", "auth", "limits", "store", "call", "messaging", "presence", "presence/pidf", "notification", "notification/mwi", "sipgw"},
 	"cmd/jsonrtcd":          {"gateway", "web", "transport/certs", "sipgw"},
 	"cmd/jsonrtc-load":      {"client", "protocol", "session"},
 	"internal/layering":     {},

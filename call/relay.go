@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -27,6 +28,8 @@ type Handler struct {
 	opts Options
 	dir  Directory
 	log  *slog.Logger
+	// rlog: lines that frames and SIP messages from outside cause (ratelog).
+	rlog *ratelog.Logger
 	next atomic.Uint64 // server subsession ids
 
 	mu    sync.Mutex
@@ -47,7 +50,7 @@ func NewHandler(dir Directory, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{opts: opts, dir: dir, log: opts.Logger, legs: map[legKey]*leg{}, calls: map[*Call]struct{}{}}
+	return &Handler{opts: opts, dir: dir, log: opts.Logger, rlog: ratelog.New(opts.Logger, nil), legs: map[legKey]*leg{}, calls: map[*Call]struct{}{}}
 }
 
 // Call is one call: a caller leg and one callee leg per ringing session.

@@ -201,7 +201,7 @@ func (h *Handler) sipHeaders(ext []protocol.Ext) []sipgw.Header {
 		if err := sipgw.ValidateHeader(hd); err != nil {
 			// An injection attempt or a malformed value: refused, and
 			// worth an operator's eye.
-			h.log.Warn("extension header refused toward SIP", "header", e.Name, "err", err)
+			h.rlog.Warn("ext header", "extension header refused toward SIP", "header", e.Name, "err", err)
 			continue
 		}
 		out = append(out, hd)
@@ -349,7 +349,7 @@ func (fl *farLeg) hangup() {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout())
 		defer cancel()
 		if err := fl.sc.Hangup(ctx); err != nil {
-			fl.h.log.Info("SIP hangup failed", "call", fl.sc.ID(), "err", err)
+			fl.h.rlog.Info("sip hangup", "SIP hangup failed", "call", fl.sc.ID(), "err", err)
 		}
 	})
 }
@@ -430,7 +430,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 				reason := protocol.Reason(code)
 				if code == protocol.CodeBadRequest {
 					reason = "target or header refused by the SIP side"
-					h.log.Warn("call refused toward SIP", "session_id", ep.ID(), "target", o.Target, "err", err)
+					h.rlog.Warn("sip call refused", "call refused toward SIP", "session_id", ep.ID(), "target", o.Target, "err", err)
 				}
 				h.failCaller(c, code, reason)
 			}
@@ -467,7 +467,7 @@ func (h *Handler) incomingSIP(sc sipCall) {
 	if _, err := parseSDP(string(sc.Offer())); err != nil {
 		// Browsers need the offer in the INVITE, and one they can read
 		// (RFC 3261 section 13.3.1.3).
-		h.log.Info("incoming SIP call refused: its SDP does not parse", "call", sc.ID(), "err", err)
+		h.rlog.Info("sip sdp", "incoming SIP call refused: its SDP does not parse", "call", sc.ID(), "err", err)
 		fl.reject(protocol.CodeNotAcceptableHere)
 		return
 	}
@@ -696,7 +696,7 @@ func (fl *farLeg) onEvent(ev sipgw.Event) {
 			// The session stays as it was (RFC 3261 section 14.2);
 			// the web side saw nothing of it.
 			if _, err := parseSDP(string(ev.SDP)); err != nil {
-				h.log.Info("SIP re-offer refused: its SDP does not parse", "call", fl.sc.ID(), "err", err)
+				h.rlog.Info("sip sdp", "SIP re-offer refused: its SDP does not parse", "call", fl.sc.ID(), "err", err)
 				_ = ro.Reject(protocol.CodeNotAcceptableHere, "")
 				return
 			}
@@ -754,7 +754,7 @@ func (fl *farLeg) remoteName() string {
 // c.mu is held.
 func (fl *farLeg) badSIPSDP(err error) {
 	c, h := fl.c, fl.h
-	h.log.Info("SIP call ended: its SDP does not parse", "call", fl.sc.ID(), "err", err)
+	h.rlog.Info("sip sdp", "SIP call ended: its SDP does not parse", "call", fl.sc.ID(), "err", err)
 	switch w := fl.web(); {
 	case fl.out && !fl.answered:
 		h.failCaller(c, protocol.CodeNotAcceptableHere, sdpReason(err))
@@ -1079,7 +1079,7 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 		err := sc.Answer(ctx, []byte(p.SDP), headers...)
 		cancel()
 		if err != nil {
-			h.log.Info("SIP answer failed", "call", sc.ID(), "err", err)
+			h.rlog.Info("sip answer", "SIP answer failed", "call", sc.ID(), "err", err)
 			ctx, cancel := opCtx()
 			defer cancel()
 			_ = sc.Hangup(ctx)

@@ -71,7 +71,7 @@ func (fl *farLeg) addTrickle(frag string) {
 	for _, a := range attrs {
 		n := attrLineLen(a)
 		if fl.trickleBytes+n > maxPendingTrickle {
-			fl.h.log.Info("ICE candidates toward SIP dropped: too many pending", "lines", len(attrs))
+			fl.h.rlog.Info("trickle dropped", "ICE candidates toward SIP dropped: too many pending", "lines", len(attrs))
 			return
 		}
 		fl.trickleBytes += n
@@ -108,16 +108,16 @@ func (fl *farLeg) flushTrickle() {
 	}
 	body := sdpfrag(fl.local, fl.trickle)
 	fl.trickle, fl.trickleBytes = nil, 0
-	sc, log := fl.sc, fl.h.log
+	sc, log := fl.sc, fl.h.rlog
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
 		defer cancel()
 		err := sc.SendInfo(ctx, sipgw.Info{Package: sipgw.InfoPackageTrickleICE, ContentType: sipgw.ContentTypeTrickleICE, Body: body})
 		if err != nil {
-			log.Info("trickle INFO failed", "call", sc.ID(), "err", err)
+			log.Info("trickle info", "trickle INFO failed", "call", sc.ID(), "err", err)
 		}
 	}) {
-		log.Info("ICE candidates toward SIP dropped: too many pending requests", "call", sc.ID())
+		log.Info("trickle dropped", "ICE candidates toward SIP dropped: too many pending requests", "call", sc.ID())
 	}
 }
 

@@ -405,7 +405,7 @@ func (c *Call) Hangup(ctx context.Context) error {
 	default:
 		err := c.bye(ctx)
 		if err != nil {
-			c.g.log.Info("sipgw: BYE failed", "call", c.id, "error", err)
+			c.g.rlog.Info("bye", "sipgw: BYE failed", "call", c.id, "error", err)
 		}
 		code := 200
 		if err != nil {

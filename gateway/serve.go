@@ -169,11 +169,15 @@ func (g *Gateway) readLoop(s *Session, l *link) {
 	}
 }
 
-// hangUp closes c for h and counts it.
+// hangUp closes c for h and counts it. A flooder does not get the close
+// handshake's seconds of reading: a client that means well has read the
+// close frame within hangUpWait.
 func (g *Gateway) hangUp(c *ws.Conn, h hangUp) {
 	g.metrics.closes.WithLabelValues(h.metric).Inc()
-	c.Close(h.code, h.reason)
+	c.CloseWithin(h.code, h.reason, hangUpWait)
 }
+
+const hangUpWait = 250 * time.Millisecond
 
 // textPing charges a text ping to the socket's budget (transport/ws calls
 // it on the reader's goroutine). A denied ping gets no pong: an error

@@ -382,6 +382,16 @@ func (c *Conn) Close(code websocket.StatusCode, reason string) error {
 	return c.c.Close(code, reason)
 }
 
+// CloseWithin closes the socket as Close does, but waits at most wait for
+// the peer's close frame, not coder/websocket's 5 s: a flooder that does
+// not stop sending would otherwise have its frames read, and dropped, for
+// all that time.
+func (c *Conn) CloseWithin(code websocket.StatusCode, reason string, wait time.Duration) error {
+	// A read past the deadline fails even with bytes waiting.
+	c.sock.SetReadDeadline(time.Now().Add(wait))
+	return c.Close(code, reason)
+}
+
 // CloseNow closes the TCP connection without a close handshake.
 func (c *Conn) CloseNow() error {
 	err := c.c.CloseNow()

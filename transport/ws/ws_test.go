@@ -221,6 +221,29 @@ func TestTextPingHook(t *testing.T) {
 	}
 }
 
+// CloseWithin gives a peer that keeps sending (and never reads the close
+// frame) the wait it names, not the close handshake's 5 s.
+func TestCloseWithin(t *testing.T) {
+	s := newServer(t, nil, false)
+	cc, sc := s.dial(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	flooded := make(chan struct{})
+	go func() {
+		defer close(flooded)
+		for cc.Write(ctx, websocket.MessageText, []byte("flood")) == nil {
+		}
+	}()
+	t0 := time.Now()
+	sc.CloseWithin(websocket.StatusPolicyViolation, "flood", 100*time.Millisecond)
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("CloseWithin(100ms) took %v", d)
+	}
+	cancel()
+	cc.CloseNow()
+	<-flooded
+}
+
 // An idle socket holds no read buffer: bytes read ahead are returned to
 // the pool once consumed.
 func TestIdleHoldsNoReadBuffer(t *testing.T) {

@@ -5,41 +5,19 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/jsonrtc/jsonrtc/internal/logtest"
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
-// lineCounter is a slog.Handler that counts the lines written, by message.
-type lineCounter struct {
-	mu    sync.Mutex
-	lines map[string]int
-}
-
-func (c *lineCounter) Enabled(context.Context, slog.Level) bool { return true }
-func (c *lineCounter) Handle(_ context.Context, r slog.Record) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.lines[r.Message]++
-	return nil
-}
-func (c *lineCounter) WithAttrs([]slog.Attr) slog.Handler { return c }
-func (c *lineCounter) WithGroup(string) slog.Handler      { return c }
-
-func (c *lineCounter) count(msg string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lines[msg]
-}
-
 // newLoggedGateway is newGateway with the gateway's log counted.
-func newLoggedGateway(t *testing.T, mod func(*Config)) (*Gateway, string, *lineCounter) {
+func newLoggedGateway(t *testing.T, mod func(*Config)) (*Gateway, string, *logtest.Counter) {
 	t.Helper()
-	lc := &lineCounter{lines: map[string]int{}}
+	lc := logtest.NewCounter()
 	g, url := newGatewayOpts(t, mod, Options{Logger: slog.New(lc)})
 	return g, url, lc
 }
@@ -115,7 +93,7 @@ func TestConnectFloodBeforeSession(t *testing.T) {
 		t.Errorf("%d of 2000 connects answered, want at most %d", len(frames), most)
 	}
 	for _, msg := range []string{"resume refused: another identity", "session refused by limits"} {
-		if n := lc.count(msg); n == 0 || n > 5 {
+		if n := lc.Count(msg); n == 0 || n > 5 {
 			t.Errorf("%q logged %d times, want 1 to 5", msg, n)
 		}
 	}
@@ -303,7 +281,7 @@ func TestGapFloodLogsFewLines(t *testing.T) {
 	for range 500 {
 		a.read() // 404 or 503 (the message rate): each frame was read
 	}
-	if n := lc.count("sequence gap"); n == 0 || n > 5 {
+	if n := lc.Count("sequence gap"); n == 0 || n > 5 {
 		t.Errorf("%d sequence gap lines for 500 gaps, want 1 to 5", n)
 	}
 }

@@ -29,6 +29,7 @@ var allowed = map[string][]string{
 	"messaging":             {"protocol", "call", "sipgw"},
 	"internal/subscription": {"protocol"},
 	"internal/ratelog":      {},
+	"internal/logtest":      {},
 	"presence":              {"internal/ratelog", "protocol", "call", "internal/subscription", "presence/pidf", "sipgw"},
 	"notification":          {"internal/ratelog", "protocol", "call", "internal/subscription", "notification/mwi", "sipgw"},
 	"client":                {"protocol", "session"},

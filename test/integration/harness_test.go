@@ -19,11 +19,17 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // startGateway runs a gateway on a loopback port for the test.
 func startGateway(t testing.TB, mod func(*gateway.Config)) (*gateway.Gateway, string) {
 	t.Helper()
+	return startGatewayOpts(t, mod, gateway.Options{})
+}
+
+// startGatewayOpts is startGateway with options (a logger).
+func startGatewayOpts(t testing.TB, mod func(*gateway.Config), opts gateway.Options) (*gateway.Gateway, string) {
+	t.Helper()
 	cfg := gateway.DefaultConfig()
 	if mod != nil {
 		mod(&cfg)
 	}
-	g, err := gateway.New(cfg, gateway.Options{})
+	g, err := gateway.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	sdp "github.com/pion/sdp/v3"
@@ -243,6 +244,10 @@ func (h *Handler) newFarLeg(c *Call, out bool) *farLeg {
 // (the caller, or the callee that answered) and the SIP call once dialled.
 func (fl *farLeg) log() *slog.Logger { return fl.logp.Load() }
 
+// rlog is the leg's logger for lines that SIP peers and clients cause,
+// within the handler's budgets (ratelog).
+func (fl *farLeg) rlog() *ratelog.Logger { return fl.h.rlog.To(fl.log()) }
+
 // logWith adds attributes to the leg's logger. c.mu is held.
 func (fl *farLeg) logWith(args ...any) { fl.logp.Store(fl.log().With(args...)) }
 
@@ -351,7 +356,7 @@ func (fl *farLeg) hangup() {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout())
 		defer cancel()
 		if err := fl.sc.Hangup(ctx); err != nil {
-			fl.log().Info("SIP hangup failed", "err", err)
+			fl.rlog().Info("sip hangup", "SIP hangup failed", "err", err)
 		}
 	})
 }
@@ -437,7 +442,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 				reason := protocol.Reason(code)
 				if code == protocol.CodeBadRequest {
 					reason = "target or header refused by the SIP side"
-					fl.log().Warn("call refused toward SIP", "target", o.Target, "err", err)
+					fl.rlog().Warn("sip call refused", "call refused toward SIP", "target", o.Target, "err", err)
 				}
 				h.failCaller(c, code, reason)
 			}
@@ -476,7 +481,7 @@ func (h *Handler) incomingSIP(sc sipCall) {
 	if _, err := parseSDP(string(sc.Offer())); err != nil {
 		// Browsers need the offer in the INVITE, and one they can read
 		// (RFC 3261 section 13.3.1.3).
-		fl.log().Info("incoming SIP call refused: its SDP does not parse", "err", err)
+		fl.rlog().Info("sip sdp", "incoming SIP call refused: its SDP does not parse", "err", err)
 		fl.reject(protocol.CodeNotAcceptableHere)
 		return
 	}
@@ -813,7 +818,7 @@ func (fl *farLeg) sipReoffered(ev sipgw.Event) {
 		// The session stays as it was (RFC 3261 section 14.2);
 		// the web side saw nothing of it.
 		if _, err := parseSDP(string(ev.SDP)); err != nil {
-			fl.log().Info("SIP re-offer refused: its SDP does not parse", "err", err)
+			fl.rlog().Info("sip sdp", "SIP re-offer refused: its SDP does not parse", "err", err)
 			_ = ro.Reject(protocol.CodeNotAcceptableHere, "")
 			return
 		}
@@ -877,7 +882,7 @@ func (fl *farLeg) remoteName() string {
 // c.mu is held.
 func (fl *farLeg) badSIPSDP(err error) {
 	c, h := fl.c, fl.h
-	fl.log().Info("SIP call ended: its SDP does not parse", "err", err)
+	fl.rlog().Info("sip sdp", "SIP call ended: its SDP does not parse", "err", err)
 	switch w := fl.web(); {
 	case fl.out && !fl.phase.answered():
 		h.failCaller(c, protocol.CodeNotAcceptableHere, sdpReason(err))
@@ -1197,7 +1202,7 @@ func (fl *farLeg) forkAnswer(l *leg, f *protocol.Frame) bool {
 		err := sc.Answer(ctx, []byte(p.SDP), headers...)
 		cancel()
 		if err != nil {
-			fl.log().Info("SIP answer failed", "err", err)
+			fl.rlog().Info("sip answer", "SIP answer failed", "err", err)
 			ctx, cancel := opCtx()
 			defer cancel()
 			_ = sc.Hangup(ctx)

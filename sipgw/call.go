@@ -304,7 +304,7 @@ func (c *Call) finish(ev Event) {
 		ev.Reason = statusText(ev.Code)
 	}
 	if c.g.log.Enabled(context.Background(), slog.LevelInfo) {
-		c.g.log.Info("sipgw: call ended", "call", c.id, "end", ev.End.String(), "code", ev.Code)
+		c.g.rlog.Info("call ended", "sipgw: call ended", "call", c.id, "end", ev.End.String(), "code", ev.Code)
 	}
 	c.emit(ev)
 	close(c.events)
@@ -405,7 +405,7 @@ func (c *Call) Hangup(ctx context.Context) error {
 	default:
 		err := c.bye(ctx)
 		if err != nil {
-			c.g.log.Info("sipgw: BYE failed", "call", c.id, "err", err)
+			c.g.rlog.Info("bye", "sipgw: BYE failed", "call", c.id, "err", err)
 		}
 		code := 200
 		if err != nil {

@@ -43,7 +43,7 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 		return
 	}
 	g.setDialog(dtx.ID, c)
-	g.log.Info("sipgw: incoming call", "call", c.id, "identity", c.identity, "from", c.remote.String())
+	g.rlog.Info("incoming call", "sipgw: incoming call", "call", c.id, "identity", c.identity, "from", c.remote.String())
 	g.wg.Go(func() { c.loop(dtx.Context()) })
 	g.onCall(c)
 	select {
@@ -274,7 +274,7 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 		err := c.uas.WriteResponse(res) // returns on ACK
 		c.closeInviteDone()
 		if err != nil {
-			c.g.log.Info("sipgw: no ACK for 200", "call", c.id, "err", err)
+			c.g.rlog.Info("no ack", "sipgw: no ACK for 200", "call", c.id, "err", err)
 			c.deliver(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), sip.Timer_F)
 				defer cancel()

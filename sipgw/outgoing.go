@@ -113,7 +113,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	}
 	// Formatting both URIs costs a dozen allocations: only when logged.
 	if g.log.Enabled(ctx, slog.LevelInfo) {
-		g.log.Info("sipgw: outgoing call", "call", c.id, "from", from.String(), "to", to.String())
+		g.rlog.Info("outgoing call", "sipgw: outgoing call", "call", c.id, "from", from.String(), "to", to.String())
 	}
 	g.wg.Go(c.runOutgoing)
 	return c, nil
@@ -149,7 +149,7 @@ func (c *Call) runOutgoing() {
 		case errors.Is(err, sip.ErrTransactionTimeout):
 			c.finish(Event{End: EndTimeout, Code: 408})
 		default:
-			c.g.log.Info("sipgw: INVITE failed", "call", c.id, "err", err)
+			c.g.rlog.Info("invite failed", "sipgw: INVITE failed", "call", c.id, "err", err)
 			c.finish(Event{End: EndError, Code: 503, Reason: "Service Unavailable"})
 		}
 		return
@@ -213,7 +213,7 @@ func (c *Call) onResponse(r *sip.Response) error {
 	}
 	if c.autoPrack {
 		if err := c.sendPrack(r, rseq, nil); err != nil {
-			c.g.log.Info("sipgw: PRACK failed", "call", c.id, "err", err)
+			c.g.rlog.Info("prack failed", "sipgw: PRACK failed", "call", c.id, "err", err)
 		}
 		return nil
 	}
@@ -224,7 +224,7 @@ func (c *Call) onResponse(r *sip.Response) error {
 		cmd.res <- c.sendPrack(r, rseq, cmd.sdp)
 	case <-c.inviteCtx.Done():
 	case <-t.C:
-		c.g.log.Info("sipgw: no PRACK from the web side", "call", c.id)
+		c.g.rlog.Info("no prack", "sipgw: no PRACK from the web side", "call", c.id)
 	}
 	c.mu.Lock()
 	c.rseq = 0

@@ -204,7 +204,7 @@ func (p *Principal) setIdentity(raw string) error {
 	return nil
 }
 
-// CheckInitiator applies the connect rule of PROTOCOL.md section 2: an
+// CheckInitiator applies the connect rule of docs/protocol.md §4.3: an
 // initiator supplied by the client that contradicts the authenticated
 // identity is refused with 403. An empty initiator contradicts nothing.
 // The initiator may be the identity or its SIP identity, with or without

@@ -49,8 +49,8 @@ type AppConfig struct {
 	Guest       *GuestConfig      `yaml:"guest"`
 }
 
-// OriginConfig is the Origin allow-list of an application (PROTOCOL.md
-// section 1; the defence against cross-site WebSocket hijacking).
+// OriginConfig is the Origin allow-list of an application (docs/protocol.md
+// §1.1; the defence against cross-site WebSocket hijacking).
 type OriginConfig struct {
 	// Allowed lists exact origins ("https://app.example.com",
 	// "http://localhost:8080") and host patterns whose leftmost label

@@ -1,4 +1,4 @@
-// Package auth authenticates WebSocket handshakes (PROTOCOL.md section 8):
+// Package auth authenticates WebSocket handshakes (docs/protocol.md §1.1, §4.3):
 // it finds the application a handshake is for, checks its Origin, and
 // verifies the client's credentials: an OAuth 2.0 bearer token (a JWT,
 // checked against static keys or a JWKS URL), or a fresh guest identity

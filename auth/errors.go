@@ -23,7 +23,7 @@ var (
 
 // Error is a refused authentication. Status is the HTTP status for the
 // handshake (401, 403 or 404) and also the JSONrtc error code for a
-// refused connect (PROTOCOL.md section 7). Body is safe to send to the
+// refused connect (docs/protocol.md §4.2). Body is safe to send to the
 // client: it names the reason class and never contains secrets or token
 // contents. Error() adds the cause, for logs; it too never holds the token.
 type Error struct {

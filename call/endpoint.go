@@ -1,5 +1,5 @@
 // Package call is the web-side state machine of the call package
-// (PROTOCOL.md section 5): it relays calls between web sessions, mapping
+// (docs/protocol.md §5): it relays calls between web sessions, mapping
 // subsession and correlation ids between the two sides as the reference
 // transcripts show, and forks an incoming call to every live session of
 // the callee (first answer wins, the others get shutdown).

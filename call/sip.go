@@ -14,7 +14,7 @@ import (
 	sdp "github.com/pion/sdp/v3"
 )
 
-// This file interworks calls with SIP (PROTOCOL.md section 6): a web
+// This file interworks calls with SIP (docs/protocol.md §10.2): a web
 // caller whose target is not a web identity gets an INVITE dialog
 // (outgoing), and an INVITE for a registered web identity rings every
 // live session of it (incoming, forked as the relay forks). The web side

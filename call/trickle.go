@@ -10,7 +10,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
-// Trickle ICE on SIP calls (PROTOCOL.md section 6).
+// Trickle ICE on SIP calls (docs/protocol.md §5.10, §10.2).
 //
 // Web to SIP: a peer that announced the trickle-ice Info Package gets
 // the web side's candidates in INFO (RFC 8840) once the INVITE dialog is

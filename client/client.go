@@ -711,7 +711,7 @@ func (c *Client) failAll(err error) {
 // dispatch hands a new inbound frame to its package.
 func (c *Client) dispatch(f *protocol.Frame) {
 	if f.Control.Type == protocol.TypeError && f.Header.ErrorCode == protocol.CodeServerError {
-		// PROTOCOL.md section 7: 500 ends the whole session.
+		// docs/protocol.md §9.1: 500 ends the whole session.
 		c.emit(Event{Kind: EventError, Frame: f, Code: f.Header.ErrorCode, Reason: f.Header.Reason, Header: &f.Header})
 		c.fail(&FrameError{Code: f.Header.ErrorCode, Reason: f.Header.Reason})
 		return

@@ -224,7 +224,7 @@ func (c *conn) stop() {
 }
 
 // logout flushes the write queue and closes with 1000, the logout of
-// PROTOCOL.md section 4, then waits for the goroutines.
+// docs/protocol.md §4.7, then waits for the goroutines.
 func (c *conn) logout() error {
 	c.qmu.Lock()
 	c.closed = true

@@ -5,7 +5,7 @@
 //
 // Start with [Dial], then read [Client.Events] until it is closed. A
 // Client survives the loss of its socket: it reconnects with a jittered,
-// doubling backoff and resumes the session as PROTOCOL.md section 4
+// doubling backoff and resumes the session as docs/protocol.md §4.4
 // describes, resending what the gateway did not get and dropping what it
 // receives twice, so the application sees every inbound frame once and in
 // order. When the gateway refuses the resume, the client reports

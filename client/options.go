@@ -51,7 +51,7 @@ type Options struct {
 	// this long. Default 10 s; negative disables keepalive.
 	PingInterval time.Duration
 	// PongTimeout is the wait before the first unanswered ping is
-	// repeated; the waits then double (PROTOCOL.md section 1). Default 2 s.
+	// repeated; the waits then double (docs/protocol.md §1.4). Default 2 s.
 	PongTimeout time.Duration
 	// PingGiveUp is how long pings may go unanswered before the socket is
 	// declared dead and the client reconnects. Default 15 s.

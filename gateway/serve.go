@@ -17,7 +17,7 @@ import (
 )
 
 // maxBadFrames is how many undecodable frames in a row close a socket
-// with 1008 (PROTOCOL.md section 7).
+// with 1008 (docs/protocol.md §9.3).
 const maxBadFrames = 10
 
 func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -214,8 +214,9 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 	}
 }
 
-// connect applies PROTOCOL.md section 4 to a connect request: resume the
-// named session if all three criteria hold, else start a new one.
+// connect applies docs/protocol.md §4.4 and §4.5 to a connect request:
+// resume the named session if all three criteria hold, else start a new
+// one.
 func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal) (*Session, bool, error) {
 	oracle := c.Subprotocol() == protocol.SubprotocolOracle
 	identity, app, err := g.identify(f, p)

@@ -14,8 +14,8 @@ import (
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
-// This file interworks calls and registration with SIP (PROTOCOL.md
-// section 6) when the sip section is configured: a connect registers the
+// This file interworks calls and registration with SIP (docs/protocol.md
+// §10.1, §10.2) when the sip section is configured: a connect registers the
 // identity (one binding per identity, however many sessions, released
 // when the last session ends: never on a socket loss); calls to non-web
 // targets and INVITEs for registered identities go through call.Handler's

@@ -19,7 +19,7 @@ import (
 )
 
 // This file interworks presence, message_notification and messaging
-// with SIP (PROTOCOL.md section 6) when the sip section is configured:
+// with SIP (docs/protocol.md §10.3-§10.5) when the sip section is configured:
 // SUBSCRIBE/NOTIFY (PIDF, message-summary), PUBLISH and MESSAGE through
 // the gateway's sipgw.Gateway. Subscriptions and publications hang on
 // sessions, never on sockets, so a resume touches nothing SIP-side.

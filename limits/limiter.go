@@ -71,7 +71,7 @@ func (s Scope) String() string {
 }
 
 // Error is a refused [Limiter.OpenSession]. Callers answer it with HTTP
-// 503 at the handshake (or error 503 on a frame, PROTOCOL.md section 7).
+// 503 at the handshake (or error 503 on a frame, docs/protocol.md §9.3).
 type Error struct {
 	Limit Limit
 	Scope Scope

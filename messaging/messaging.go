@@ -1,5 +1,5 @@
 // Package messaging relays instant messages (the messaging package,
-// PROTOCOL.md section 5) between web sessions: a send reaches every live
+// docs/protocol.md §8) between web sessions: a send reaches every live
 // session of the target, the first answer goes back to the sender as the
 // delivery report, and a target with no session gets 480 (404 when the
 // identity is unknown).
@@ -356,8 +356,8 @@ func (h *Handler) sendUp(ep call.Endpoint, f *protocol.Frame) {
 			case code >= 200 && code < 300:
 				h.report(m, protocol.TypeResponse, code, reason)
 			case code == protocol.CodeServerError || code < 300 || code > 699:
-				// 500 would end the sender's whole session (PROTOCOL.md
-				// section 7).
+				// 500 would end the sender's whole session (docs/protocol.md
+				// §9.1).
 				h.report(m, protocol.TypeError, protocol.CodeServiceUnavailable, reason)
 			default:
 				h.report(m, protocol.TypeError, code, reason)

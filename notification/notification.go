@@ -1,5 +1,5 @@
 // Package notification is the web side of the message_notification
-// package (voicemail, message waiting: PROTOCOL.md section 5,
+// package (voicemail, message waiting: docs/protocol.md §7,
 // wsc-sdk-1.0-wire.md section 9). A mailbox lives on a SIP notifier, so
 // every subscription goes through an [Upstream], which the gateway
 // implements with SUBSCRIBE Event: message-summary (RFC 3842) and whose

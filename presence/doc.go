@@ -1,5 +1,5 @@
-// Package presence is the web side of the presence package (PROTOCOL.md
-// section 5): between web users the gateway is the presence server
+// Package presence is the web side of the presence package (docs/protocol.md
+// §6): between web users the gateway is the presence server
 // (RFC 3856 semantics over JSONrtc); presentities that are not web users
 // are reached through an [Upstream], which the gateway implements with
 // SIP SUBSCRIBE/NOTIFY and PUBLISH (PIDF bodies: package presence/pidf).

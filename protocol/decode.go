@@ -164,8 +164,8 @@ func (s *scanner) headerField(h *Header, key []byte) error {
 	return err
 }
 
-// ext decodes an extension header and applies the rules of PROTOCOL.md
-// section 2: a safe name, a scalar value, no control characters.
+// ext decodes an extension header and applies the rules of docs/protocol.md
+// §2.4: a safe name, a scalar value, no control characters.
 func (s *scanner) ext(h *Header, key []byte) error {
 	if !validExtName(key) {
 		return newError(CodeBadRequest, "extension header name "+quoteTrunc(key)+" is not allowed")

@@ -4,7 +4,7 @@
 // It does no I/O and imports nothing else of this project, so every other
 // package (the gateway, the session machine, the Go client, the load tool)
 // shares one definition of the wire. The wire contract is
-// shared/PROTOCOL.md; where it is silent, the observed behaviour of the
+// docs/protocol.md; where it is silent, the observed behaviour of the
 // Oracle WebRTC Session Controller SDK 1.0 decides.
 //
 // Start with [Decode] and [Frame.Append]. Decode is a hand-written scanner

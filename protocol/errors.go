@@ -1,6 +1,6 @@
 package protocol
 
-// Error codes carried in header.error_code (PROTOCOL.md section 7). They
+// Error codes carried in header.error_code (docs/protocol.md §9.2). They
 // follow SIP response codes so that the gateway can pass SIP failures
 // through unchanged.
 const (
@@ -87,7 +87,7 @@ func Reason(code int) string {
 
 // ClientErrorCode is the error code a client may be sent for a failure
 // with code (a SIP response code, say): 500 would end the client's whole
-// session (PROTOCOL.md section 7), and anything outside 300-699 is no
+// session (docs/protocol.md §9.1), and anything outside 300-699 is no
 // failure code; both become 503.
 func ClientErrorCode(code int) int {
 	if code < 300 || code > 699 || code == CodeServerError {

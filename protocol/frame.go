@@ -11,7 +11,7 @@ const Version = "1.0"
 // Subprotocols negotiated in the WebSocket handshake.
 const (
 	// SubprotocolJSONrtc is this project's own; clients that offer it get
-	// the extensions marked (ext) in PROTOCOL.md.
+	// the extensions of docs/protocol.md §11.
 	SubprotocolJSONrtc = "jsonrtc"
 	// SubprotocolOracle is the one wsc.js 1.0 offers.
 	SubprotocolOracle = "webrtc.oracle.com"
@@ -105,7 +105,7 @@ type Header struct {
 	ResponseCode int
 	ErrorCode    int
 	Reason       string
-	// Reconnect headers (PROTOCOL.md section 4).
+	// Reconnect headers (docs/protocol.md §4.4).
 	CSLR, CSLW, CSUW, SSLR OptSeq
 	Expiry                 int
 	ReferTo                string
@@ -160,7 +160,7 @@ func (h *Header) ExtValue(name string) (Ext, bool) {
 }
 
 // EffectivePackage returns control.package_type with the defaults of
-// PROTOCOL.md section 2 applied: absent means call, except for connect.
+// docs/protocol.md §2.2 applied: absent means call, except for connect.
 func (f *Frame) EffectivePackage() Package {
 	if f.Control.Package != "" {
 		return f.Control.Package
@@ -172,8 +172,8 @@ func (f *Frame) EffectivePackage() Package {
 }
 
 // ClientCorrelation is the id that names a client frame. A request's
-// answer echoes the correlation_id the client gave (PROTOCOL.md section
-// 2); otherwise a client frame is "c<sequence>".
+// answer echoes the correlation_id the client gave (docs/protocol.md
+// §2.5); otherwise a client frame is "c<sequence>".
 func ClientCorrelation(f *Frame) string {
 	if f.Control.CorrelationID != "" && (f.Control.Type == TypeRequest || f.Control.Sequence == 0) {
 		return f.Control.CorrelationID

@@ -57,7 +57,7 @@ func KnownPackage(p Package) bool { _, ok := actions[p]; return ok }
 // Validate checks what can be checked of a frame without any session
 // state: a known type, package and action, the action allowed in that
 // package and type, the fields each type needs. It returns an *Error
-// whose code is the one PROTOCOL.md section 7 names.
+// whose code is the one docs/protocol.md §2.7 names.
 func Validate(f *Frame) error {
 	c := &f.Control
 	if c.Type == "" {

@@ -1,5 +1,5 @@
-// Package session is the reliability machine of JSONrtc (PROTOCOL.md
-// sections 3 and 4): per-direction sequence numbers, cumulative acks, a
+// Package session is the reliability machine of JSONrtc (docs/protocol.md
+// §3 and §4): per-direction sequence numbers, cumulative acks, a
 // bounded retained window, duplicate suppression and the resume criteria.
 //
 // It knows no socket and no SIP. A [State] is one end of one session, as a

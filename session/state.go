@@ -7,7 +7,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
-// Limits bound the retained window (PROTOCOL.md section 3).
+// Limits bound the retained window (docs/protocol.md §3.3).
 type Limits struct {
 	WindowFrames int // default 1024
 	WindowBytes  int // default 1 MiB
@@ -235,7 +235,7 @@ func (s *State) Unsent(seq uint64) [][]byte {
 	return out
 }
 
-// CheckResume applies resume criteria 2 and 3 of PROTOCOL.md section 4 to
+// CheckResume applies resume criteria 2 and 3 of docs/protocol.md §4.4 to
 // the reconnect headers of h (criterion 1, identity, is the caller's).
 func (s *State) CheckResume(h *protocol.Header) error {
 	if !h.CSLR.IsNumber() {

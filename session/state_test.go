@@ -303,7 +303,7 @@ func runProperty(t *testing.T, seed uint64) {
 	check(srv, "c", cli.sent)
 }
 
-// resume runs the reconnect exchange of PROTOCOL.md section 4 over a new
+// resume runs the reconnect exchange of docs/protocol.md §4.4 over a new
 // socket.
 func resume(t *testing.T, srv, cli *end, l *link, lim Limits) {
 	t.Helper()

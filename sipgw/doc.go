@@ -2,7 +2,7 @@
 // web identities and INVITE dialogs, on github.com/emiago/sipgo. It knows
 // nothing of WebSocket or JSON; the gateway's handlers drive it through
 // this API and receive SIP happenings as [Event]s, one [Call] per web
-// call subsession (shared/PROTOCOL.md section 6).
+// call subsession (docs/protocol.md §10).
 //
 // Start with [New], [Gateway.OnIncomingCall], [Gateway.Start]. Then:
 //

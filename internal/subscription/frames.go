@@ -2,8 +2,8 @@ package subscription
 
 import "github.com/jsonrtc/jsonrtc/protocol"
 
-// Frames builds the server's frames of one subscription (PROTOCOL.md
-// section 5).
+// Frames builds the server's frames of one subscription (docs/protocol.md
+// §6, §7).
 type Frames struct {
 	Package    protocol.Package
 	Subsession string

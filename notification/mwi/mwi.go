@@ -1,7 +1,7 @@
 // Package mwi reads and writes message summaries,
 // application/simple-message-summary bodies (RFC 3842 section 5), and
 // maps them to the JSON payload of the message_notification package
-// (PROTOCOL.md section 5):
+// (docs/protocol.md §7.2):
 //
 //	{"messages_waiting":"yes","message_account":"sip:bob@example.com","voice-message":"2/8 (0/2)"}
 //

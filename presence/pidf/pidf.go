@@ -1,7 +1,7 @@
 // Package pidf reads and writes presence documents, application/pidf+xml
 // (RFC 3863), with the RPID activities of RFC 4480 in a data-model person
 // element (RFC 4479), and maps them to the JSON payload of the presence
-// package (PROTOCOL.md section 5): {"presentity","status","activity","note"}.
+// package (docs/protocol.md §6): {"presentity","status","activity","note"}.
 //
 // Start with [Parse] (a SIP NOTIFY or PUBLISH body to a payload) and
 // [Marshal] (a payload to a body). [Validate] checks a payload a web

@@ -87,7 +87,7 @@ func TestPresenceWebAndSIPWatchEachOther(t *testing.T) {
 }
 
 // A SIPp notifier sends message-summary NOTIFYs that reach the web
-// session in PROTOCOL.md's format; a malformed summary is answered 400
+// session in the format of docs/protocol.md §7.2; a malformed summary is answered 400
 // without harm; the subscription is refreshed before its 2 s expire,
 // survives a socket drop and resume untouched (SIPp would fail on a new
 // SUBSCRIBE), and ends with Expires: 0.

@@ -1,4 +1,4 @@
-// Package ws is the WebSocket transport of JSONrtc (PROTOCOL.md section 1)
+// Package ws is the WebSocket transport of JSONrtc (docs/protocol.md §1)
 // on github.com/coder/websocket: subprotocol negotiation, the origin
 // allow-list, the frame size limit, UTF-8 checking, the text ping/pong
 // keepalive and WebSocket ping liveness.

@@ -1,5 +1,5 @@
 /**
- * Error codes of PROTOCOL.md section 7 (SIP semantics), and the SDK's own
+ * Error codes of docs/protocol.md §9.2 (SIP semantics), and the SDK's own
  * local codes (never on the wire, >= 1000).
  */
 export const ErrorCode = Object.freeze({

@@ -1,5 +1,5 @@
 /**
- * The client keepalive of PROTOCOL.md section 1: the text frame `ping`
+ * The client keepalive of docs/protocol.md §1.4: the text frame `ping`
  * every `interval`, answered by `pong`. Any inbound frame counts as proof of
  * life. When a ping goes unanswered for an interval the link is suspect:
  * pings continue at intervals that double at each attempt, and when nothing

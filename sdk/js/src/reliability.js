@@ -1,6 +1,6 @@
 /**
- * The client end of the JSONrtc reliability machine (PROTOCOL.md sections 3
- * and 4): per-direction sequences, cumulative acks, a bounded retained
+ * The client end of the JSONrtc reliability machine (docs/protocol.md §3
+ * and §4): per-direction sequences, cumulative acks, a bounded retained
  * window of sent frames, duplicate suppression of received frames and the
  * cslr/cslw/csuw/sslr resume exchange. It is the same machine as the
  * gateway's Go package `session`, written for the client side.
@@ -190,7 +190,7 @@ export class Reliability {
   }
 
   /**
-   * The reconnect headers of PROTOCOL.md section 4.
+   * The reconnect headers of docs/protocol.md §4.4.
    * @returns {{cslr: number, cslw: number, csuw: number}}
    */
   resumeHeaders() {
@@ -233,7 +233,7 @@ export class Reliability {
 
   /**
    * Whether a resume can succeed on the server as far as this side can
-   * tell: criterion 3 of PROTOCOL.md section 4 evaluated for a given sslr.
+   * tell: criterion 3 of docs/protocol.md §4.4 evaluated for a given sslr.
    * @param {number} sslr the server's highest processed client sequence
    * @param {{cslw: number|null, csuw: number|null}} h
    * @returns {boolean}

@@ -34,7 +34,7 @@ function randomId() {
 /**
  * A JSONrtc session with the gateway over one WebSocket at a time: connect,
  * automatic reconnect with resume, page-reload rehydration, keepalive and
- * acknowledgements (PROTOCOL.md sections 1, 3 and 4). Calls, subscriptions
+ * acknowledgements (docs/protocol.md §1, §3 and §4). Calls, subscriptions
  * and messages run inside it.
  *
  * Events: `state` ({state, previous, error?}), `incomingcall` (Call),
@@ -543,7 +543,7 @@ export class Session extends Emitter {
       return;
     }
     if (this._resuming) {
-      // A new session id: the resume failed (PROTOCOL.md section 4).
+      // A new session id: the resume failed (docs/protocol.md §4.5).
       const previousId = this.id;
       this._resuming = false;
       this._endAll(new JsonRtcError(ErrorCode.SESSION_LOST, 'the session could not be resumed'), 'failed');
@@ -579,7 +579,7 @@ export class Session extends Emitter {
     this._detach(ws);
     if (this._closing) return;
     if (ev?.code === 4000) {
-      // Another connection resumed this session (PROTOCOL.md section 4).
+      // Another connection resumed this session (docs/protocol.md §4.4).
       this._fail(new JsonRtcError(ErrorCode.SESSION_LOST, 'the session was taken over by another connection'));
       return;
     }

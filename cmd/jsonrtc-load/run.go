@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -71,7 +72,8 @@ type report struct {
 	cpu                      time.Duration // the gateway's, over the window
 	burnCPU                  time.Duration // the -burn neighbour's, over the window
 	burnPid                  int
-	load0, load1             float64 // 1-minute load average at the start and end of the window
+	selfCPU                  time.Duration // this process's, over the window
+	load0, load1             float64       // 1-minute load average at the start and end of the window
 }
 
 func (r *runner) run(ctx context.Context) (*report, error) {
@@ -110,6 +112,7 @@ func (r *runner) run(ctx context.Context) (*report, error) {
 	}
 	rep.load0, _ = loadAvg()
 	var cpu0, burn0 time.Duration
+	self0, _ := processCPU(os.Getpid())
 	if r.cfg.pid != 0 {
 		cpu0, _ = processCPU(r.cfg.pid)
 	}
@@ -131,6 +134,9 @@ func (r *runner) run(ctx context.Context) (*report, error) {
 	rep.framesIn, rep.framesOut = r.cnt.framesIn.Load()-in0, r.cnt.framesOut.Load()-out0
 	rep.held = r.cnt.held.Load()
 	rep.load1, _ = loadAvg()
+	if c, err := processCPU(os.Getpid()); err == nil {
+		rep.selfCPU = c - self0
+	}
 	if nb != nil {
 		if c, err := nb.cpu(); err == nil {
 			rep.burnCPU = c - burn0
@@ -439,6 +445,7 @@ func (rep *report) print(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "load average (1 min) at start and end of window: %.1f, %.1f\n", rep.load0, rep.load1)
+	fmt.Fprintf(w, "load generator CPU over the window: %.2f cores\n", rep.selfCPU.Seconds()/secs)
 	if rep.burnPid != 0 {
 		fmt.Fprintf(w, "neighbour (-burn %d, pid %d) CPU over the window: %.2f cores\n", rep.cfg.burn, rep.burnPid, rep.burnCPU.Seconds()/secs)
 	}

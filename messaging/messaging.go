@@ -105,13 +105,14 @@ type inbox struct {
 	// delivery yet under their correlation id: at most one per relay
 	// sending, so a peer answering at random cannot grow it (it can only
 	// crowd out its own answers, whose messages then time out).
-	early []earlyAnswer
+	early []sessionAnswer
 	// ended is set when the session ended while a relay was sending: what
 	// it sent can no longer be answered.
 	ended bool
 }
 
-type earlyAnswer struct {
+// sessionAnswer is what a session answered to a delivery.
+type sessionAnswer struct {
 	corr   string
 	typ    protocol.Type
 	code   int
@@ -300,7 +301,7 @@ func (sh *shard) tidy(session string, in *inbox) {
 // failed, the session ended, m expired, or the session's answer came
 // first (then a is that answer); the delivery's place in the pending
 // bound is then given back.
-func (h *Handler) record(sh *shard, session string, m *message, seq uint64, err error) (a *earlyAnswer, done bool) {
+func (h *Handler) record(sh *shard, session string, m *message, seq uint64, err error) (a *sessionAnswer, done bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	in := sh.to[session]
@@ -404,7 +405,7 @@ func webID(target string) string {
 }
 
 func (h *Handler) answer(ep call.Endpoint, f *protocol.Frame) {
-	a := earlyAnswer{corr: f.Control.CorrelationID, typ: protocol.TypeResponse, code: f.Header.ResponseCode, reason: f.Header.Reason}
+	a := sessionAnswer{corr: f.Control.CorrelationID, typ: protocol.TypeResponse, code: f.Header.ResponseCode, reason: f.Header.Reason}
 	if f.Control.Type == protocol.TypeError {
 		a.typ, a.code = protocol.TypeError, f.Header.ErrorCode
 	} else if a.code == 0 {
@@ -435,7 +436,7 @@ func (h *Handler) answer(ep call.Endpoint, f *protocol.Frame) {
 // copyDone is called once for each copy of m that has answered (a) or
 // never will (a nil), and once for the relay's hold on m. The first
 // answer is the report; with none, the last copy gone is a 480.
-func (h *Handler) copyDone(m *message, a *earlyAnswer) {
+func (h *Handler) copyDone(m *message, a *sessionAnswer) {
 	m.mu.Lock()
 	m.copies--
 	last := m.copies == 0

@@ -123,7 +123,7 @@ func (u *fakeUpstream) Send(m Outgoing, report func(int, string)) error {
 	return u.err
 }
 
-func newHandler(t *testing.T, opts Options) (*Handler, *fakeDir) {
+func newHandler(t testing.TB, opts Options) (*Handler, *fakeDir) {
 	t.Helper()
 	d := &fakeDir{sessions: map[string][]call.Endpoint{}, known: map[string]bool{}}
 	return NewHandler(d, opts), d

@@ -26,8 +26,9 @@ type Options struct {
 // Authenticator authenticates WebSocket handshakes. It is safe for
 // concurrent use and starts no goroutine.
 type Authenticator struct {
-	apps map[string]*application
-	now  func() time.Time
+	apps    map[string]*application
+	now     func() time.Time
+	revoked *revoked // tokens of sessions that logged out: revoke.go
 }
 
 // application is an AppConfig compiled.
@@ -44,6 +45,7 @@ type application struct {
 	guestKey           []byte
 	guestTTL           time.Duration
 	targets            []string // normalised allowed_targets
+	guestPolicy        GuestPolicy
 }
 
 // Principal is who a connection runs as.
@@ -63,6 +65,9 @@ type Principal struct {
 	// AllowedTargets are a guest's allowed target patterns (nil for
 	// everyone else: unrestricted).
 	AllowedTargets []string
+	// GuestPolicy is a guest's application's session policy (zero for
+	// everyone else).
+	GuestPolicy GuestPolicy
 	// Expires is the token's expiry (zero when there is none). The
 	// session may outlive it: the token is checked at the handshake.
 	Expires time.Time
@@ -72,6 +77,8 @@ type Principal struct {
 	SetCookie *http.Cookie
 
 	app *application
+	// tokenKey names the token in the revocation table (revoke.go).
+	tokenKey string
 }
 
 // New compiles cfg (validating it and loading key files) into an
@@ -89,7 +96,7 @@ func New(cfg Config, opts *Options) (*Authenticator, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Authenticator{apps: apps, now: time.Now}
+	a := &Authenticator{apps: apps, now: time.Now, revoked: newRevoked(cfg.MaxRevokedTokens)}
 	for _, app := range apps {
 		if app.jwt == nil || app.jwt.jwksConfig == nil {
 			continue
@@ -155,14 +162,20 @@ func (a *Authenticator) AuthenticateApp(r *http.Request, name string) (*Principa
 	p := &Principal{Application: app.name, Mode: app.mode, Limits: app.limits, app: app}
 	switch app.mode {
 	case ModeJWT:
-		identity, exp, err := app.jwt.verify(r.Context(), r, a.now)
+		t, err := app.jwt.verify(r.Context(), r, a.now)
 		if err != nil {
 			return nil, err
 		}
-		if err := p.setIdentity(identity); err != nil {
+		if app.jwt.revokeOnLogout {
+			p.tokenKey = tokenKey(app.name, t.jti, t.raw)
+			if a.revoked.has(p.tokenKey, a.now()) {
+				return nil, newError(ErrTokenRevoked, errors.New("its session logged out"))
+			}
+		}
+		if err := p.setIdentity(t.identity); err != nil {
 			return nil, err
 		}
-		p.Expires = exp
+		p.Expires = t.exp
 	case ModeGuest:
 		id, ok := app.guestFromCookie(r, a.now())
 		if !ok {
@@ -175,6 +188,7 @@ func (a *Authenticator) AuthenticateApp(r *http.Request, name string) (*Principa
 		}
 		p.Guest = true
 		p.AllowedTargets = append([]string(nil), app.targets...)
+		p.GuestPolicy = app.guestPolicy
 	case ModeOpen:
 	}
 	return p, nil
@@ -275,15 +289,19 @@ func AllowedTarget(p *Principal, target string) bool {
 
 // jwtVerifier verifies the bearer tokens of one application.
 type jwtVerifier struct {
-	issuer     string
-	audience   []string
-	skew       time.Duration
-	claim      string
-	sources    []string
-	cookie     string
-	static     []vkey
-	jwksConfig *JWKSConfig
-	jwks       *jwksCache
+	// maxLifetime, when positive, refuses tokens whose exp - iat is
+	// longer, or that have no iat.
+	maxLifetime    time.Duration
+	revokeOnLogout bool
+	issuer         string
+	audience       []string
+	skew           time.Duration
+	claim          string
+	sources        []string
+	cookie         string
+	static         []vkey
+	jwksConfig     *JWKSConfig
+	jwks           *jwksCache
 }
 
 // maxTokenLen bounds what is parsed at all: real tokens are far smaller.
@@ -334,17 +352,24 @@ func (v *jwtVerifier) token(r *http.Request) (string, error) {
 	return "", newError(ErrNoToken, nil)
 }
 
-// verify checks the token of r and returns its identity claim and
-// expiry.
-func (v *jwtVerifier) verify(ctx context.Context, r *http.Request, now func() time.Time) (string, time.Time, error) {
+// verified is what a valid token says.
+type verified struct {
+	identity string
+	exp      time.Time
+	jti      string // "" when the token has none
+	raw      string
+}
+
+// verify checks the token of r.
+func (v *jwtVerifier) verify(ctx context.Context, r *http.Request, now func() time.Time) (verified, error) {
 	raw, err := v.token(r)
 	if err != nil {
-		return "", time.Time{}, err
+		return verified{}, err
 	}
 	return v.verifyToken(ctx, raw, now)
 }
 
-func (v *jwtVerifier) verifyToken(ctx context.Context, raw string, now func() time.Time) (string, time.Time, error) {
+func (v *jwtVerifier) verifyToken(ctx context.Context, raw string, now func() time.Time) (verified, error) {
 	methods := make([]string, 0, 4)
 	for _, alg := range []string{algHS256, algRS256, algES256, algEdDSA} {
 		if v.jwks != nil && alg != algHS256 || hasAlg(v.static, alg) {
@@ -366,17 +391,29 @@ func (v *jwtVerifier) verifyToken(ctx context.Context, raw string, now func() ti
 		return v.keysFor(ctx, t)
 	})
 	if err != nil {
-		return "", time.Time{}, classify(err)
+		return verified{}, classify(err)
 	}
 	id, ok := claims[v.claim].(string)
 	if !ok || id == "" {
-		return "", time.Time{}, newError(ErrInvalidIdentity, fmt.Errorf("claim %q is missing or not a string", v.claim))
+		return verified{}, newError(ErrInvalidIdentity, fmt.Errorf("claim %q is missing or not a string", v.claim))
 	}
-	var exp time.Time
+	out := verified{identity: id, raw: raw}
 	if d, err := claims.GetExpirationTime(); err == nil && d != nil {
-		exp = d.Time
+		out.exp = d.Time
 	}
-	return id, exp, nil
+	if v.maxLifetime > 0 {
+		iat, err := claims.GetIssuedAt()
+		if err != nil || iat == nil {
+			return verified{}, newError(ErrInvalidToken, errors.New("no iat, and jwt.max_lifetime is set"))
+		}
+		if life := out.exp.Sub(iat.Time); life > v.maxLifetime {
+			return verified{}, newError(ErrInvalidToken, fmt.Errorf("lifetime %v exceeds jwt.max_lifetime %v", life, v.maxLifetime))
+		}
+	}
+	if jti, ok := claims["jti"].(string); ok {
+		out.jti = jti
+	}
+	return out, nil
 }
 
 func hasAlg(keys []vkey, alg string) bool {

@@ -16,6 +16,10 @@ import (
 // applications clients connect to.
 type Config struct {
 	Applications []AppConfig `yaml:"applications"`
+	// MaxRevokedTokens bounds the table of tokens revoked by a logout
+	// (jwt.revoke_on_logout); when it is full, the entry that expires
+	// soonest is forgotten. Default 100000.
+	MaxRevokedTokens int `yaml:"max_revoked_tokens"`
 }
 
 // Mode is how an application authenticates its clients.
@@ -94,6 +98,17 @@ type JWTConfig struct {
 	Keys []KeyConfig `yaml:"keys"`
 	// JWKS is a key set fetched from the identity provider.
 	JWKS *JWKSConfig `yaml:"jwks"`
+	// MaxLifetime, when set, refuses tokens whose exp - iat is longer,
+	// and tokens without iat: a leaked long-lived token is refused even
+	// though the issuer signed it.
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
+	// RevokeOnLogout refuses a token, until it expires, once a session
+	// opened with it has logged out (close 1000). A lost socket revokes
+	// nothing, so reconnects and resumes with the same token still work;
+	// but a logout also stops the other sessions of that token from
+	// resuming, so give each session (tab) its own token. Tokens are
+	// named by jti, or by their hash when they have none.
+	RevokeOnLogout bool `yaml:"revoke_on_logout"`
 }
 
 // KeyConfig is one static verification key: an HS256 secret, or an RSA
@@ -142,7 +157,29 @@ type GuestConfig struct {
 	CookieSecret Secret `yaml:"cookie_secret"`
 	// CookieTTL is how long a guest keeps its identity. Default 12h.
 	CookieTTL time.Duration `yaml:"cookie_ttl"`
+	// IdleResumeTimeout is how long a guest session that has not yet
+	// taken part in a call outlives its socket, instead of
+	// session.resume_timeout: such a session has nothing to resume, and
+	// a dropped one must not hold a guest slot for long. Default 5s.
+	IdleResumeTimeout time.Duration `yaml:"idle_resume_timeout"`
+	// SessionsPerAddress bounds the live guest sessions (those waiting
+	// for a resume included) of one source address (IPv4 address, IPv6
+	// /64), so that a few hosts cannot fill the application's session
+	// quota. Default 5; negative: unlimited.
+	SessionsPerAddress int `yaml:"sessions_per_address"`
 }
+
+// GuestPolicy is what the gateway enforces on the sessions of a guest
+// application (GuestConfig with its defaults applied).
+type GuestPolicy struct {
+	IdleResumeTimeout  time.Duration
+	SessionsPerAddress int // negative: unlimited
+}
+
+const (
+	defaultGuestIdleResume = 5 * time.Second
+	defaultGuestPerAddress = 5
+)
 
 // Secret is a string that prints as "[redacted]", so that logging a
 // config never shows it.
@@ -206,6 +243,9 @@ func (c Config) WithDefaults() Config {
 		apps[i] = a
 	}
 	c.Applications = apps
+	if c.MaxRevokedTokens == 0 {
+		c.MaxRevokedTokens = defaultMaxRevoked
+	}
 	return c
 }
 
@@ -229,6 +269,9 @@ func compile(c Config) (map[string]*application, error) {
 	apps := make(map[string]*application, len(c.Applications))
 	if len(c.Applications) == 0 {
 		bad("auth.applications", "at least one application is required")
+	}
+	if c.MaxRevokedTokens < 1 {
+		bad("auth.max_revoked_tokens", "must be positive")
 	}
 	for i, ac := range c.Applications {
 		key := fmt.Sprintf("auth.applications[%d]", i)
@@ -284,6 +327,16 @@ func compile(c Config) (map[string]*application, error) {
 			} else if app.guestTTL < time.Minute {
 				bad(key+".guest.cookie_ttl", "must be at least 1m")
 			}
+			app.guestPolicy = GuestPolicy{IdleResumeTimeout: ac.Guest.IdleResumeTimeout, SessionsPerAddress: ac.Guest.SessionsPerAddress}
+			switch {
+			case ac.Guest.IdleResumeTimeout < 0:
+				bad(key+".guest.idle_resume_timeout", "must not be negative")
+			case ac.Guest.IdleResumeTimeout == 0:
+				app.guestPolicy.IdleResumeTimeout = defaultGuestIdleResume
+			}
+			if ac.Guest.SessionsPerAddress == 0 {
+				app.guestPolicy.SessionsPerAddress = defaultGuestPerAddress
+			}
 			if len(ac.Guest.AllowedTargets) == 0 {
 				bad(key+".guest.allowed_targets", "required: guests may call only listed targets")
 			}
@@ -320,11 +373,13 @@ func compileJWT(key string, jc *JWTConfig, oc OriginConfig) (*jwtVerifier, error
 		errs = append(errs, fmt.Errorf("%s%s: %s", key, k, fmt.Sprintf(format, a...)))
 	}
 	v := &jwtVerifier{
-		issuer:   jc.Issuer,
-		audience: jc.Audience,
-		skew:     jc.ClockSkew,
-		claim:    jc.IdentityClaim,
-		cookie:   jc.Cookie,
+		maxLifetime:    jc.MaxLifetime,
+		revokeOnLogout: jc.RevokeOnLogout,
+		issuer:         jc.Issuer,
+		audience:       jc.Audience,
+		skew:           jc.ClockSkew,
+		claim:          jc.IdentityClaim,
+		cookie:         jc.Cookie,
 	}
 	if jc.Issuer == "" {
 		bad(".issuer", "required")
@@ -337,6 +392,9 @@ func compileJWT(key string, jc *JWTConfig, oc OriginConfig) (*jwtVerifier, error
 	}
 	if jc.IdentityClaim == "" {
 		bad(".identity_claim", "required")
+	}
+	if jc.MaxLifetime < 0 || jc.MaxLifetime > 0 && jc.MaxLifetime < time.Minute {
+		bad(".max_lifetime", "%v: must be 0 (no maximum) or at least 1m", jc.MaxLifetime)
 	}
 	for i, s := range jc.TokenSources {
 		switch s {

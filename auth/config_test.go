@@ -54,6 +54,9 @@ func TestValidate(t *testing.T) {
 		{"guest bad domain", func(a *AppConfig) {
 			a.Mode, a.JWT, a.Guest = ModeGuest, nil, &GuestConfig{Domain: "-x", AllowedTargets: []string{"a@b"}}
 		}, "guest.domain"},
+		{"guest negative idle resume", func(a *AppConfig) {
+			a.Mode, a.JWT, a.Guest = ModeGuest, nil, &GuestConfig{Domain: "g.example.com", AllowedTargets: []string{"a@b"}, IdleResumeTimeout: -time.Second}
+		}, "guest.idle_resume_timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			app := good()
@@ -105,6 +108,8 @@ applications:
         refresh: 1h
         min_refresh: 1m
         timeout: 5s
+      max_lifetime: 1h
+      revoke_on_logout: true
   - name: native
     mode: jwt
     origins:
@@ -122,6 +127,8 @@ applications:
     guest:
       domain: guest.example.com
       allowed_targets: ["sales@example.com", "*@support.example.com", "tel:+1800*"]
+      idle_resume_timeout: 5s
+      sessions_per_address: 5
   - name: dev
     mode: open
     disabled: true

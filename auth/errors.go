@@ -11,6 +11,7 @@ var (
 	ErrNoToken              = errors.New("missing token")
 	ErrInvalidToken         = errors.New("invalid token") // malformed, bad signature, unknown key, bad claims
 	ErrTokenExpired         = errors.New("token expired")
+	ErrTokenRevoked         = errors.New("token revoked") // its session logged out (jwt.revoke_on_logout)
 	ErrTokenNotYetValid     = errors.New("token not yet valid")
 	ErrWrongAudience        = errors.New("wrong audience")
 	ErrWrongIssuer          = errors.New("wrong issuer")

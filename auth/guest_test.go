@@ -71,3 +71,23 @@ func TestGuestCookieRestoresIdentity(t *testing.T) {
 		t.Fatal("shared secret: cookie not accepted by another node")
 	}
 }
+
+// TestGuestPolicy: a guest principal carries its application's session
+// policy, defaults applied; others carry none.
+func TestGuestPolicy(t *testing.T) {
+	p := guestHandshake(t, guestAuth(t, ""), "support")
+	if p.GuestPolicy != (GuestPolicy{IdleResumeTimeout: 5 * time.Second, SessionsPerAddress: 5}) {
+		t.Fatalf("default guest policy %+v", p.GuestPolicy)
+	}
+	a, err := New(Config{Applications: []AppConfig{
+		{Name: "support", Mode: ModeGuest, Origins: OriginConfig{AllowMissing: true},
+			Guest: &GuestConfig{Domain: "guest.example.com", AllowedTargets: []string{"sales@example.com"},
+				IdleResumeTimeout: time.Second, SessionsPerAddress: -1}},
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := guestHandshake(t, a, "support"); p.GuestPolicy != (GuestPolicy{IdleResumeTimeout: time.Second, SessionsPerAddress: -1}) {
+		t.Fatalf("configured guest policy %+v", p.GuestPolicy)
+	}
+}

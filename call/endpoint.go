@@ -6,55 +6,32 @@
 //
 // The gateway feeds it frames with [Handler.HandleFrame] and tells it of
 // ended sessions with [Handler.SessionEnded]; it answers through the
-// [Endpoint] interface, so it knows no socket.
+// [endpoint.Endpoint] interface, so it knows no socket.
 package call
 
-import "github.com/jsonrtc/jsonrtc/protocol"
+import (
+	"github.com/jsonrtc/jsonrtc/endpoint"
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
 
-// Endpoint is a live web session as package handlers see it.
-type Endpoint interface {
-	// ID is the session id.
-	ID() string
-	// Identity is who the session runs as.
-	Identity() string
-	// Oracle reports whether the client speaks webrtc.oracle.com (no
-	// protocol extensions may be sent to it).
-	Oracle() bool
-	// Send stamps, retains and queues f. With selfCorrelate the frame's
-	// correlation_id becomes "s<its sequence>". It returns the sequence.
-	// A full window ends the session; Send then returns an error and the
-	// handler carries on as if the session had ended.
-	Send(f *protocol.Frame, selfCorrelate bool) (uint64, error)
-}
-
-// Quota is implemented by endpoints whose concurrent calls are limited.
-// A caller over its quota gets 503; a callee over its quota is busy.
-type Quota interface {
-	AcquireCall() bool
-	ReleaseCall()
-}
+// Endpoint and Directory are package endpoint's, under the names this
+// package's code has always used; other packages name them endpoint.*.
+type (
+	Endpoint  = endpoint.Endpoint
+	Directory = endpoint.Directory
+)
 
 func acquireCall(ep Endpoint) bool {
-	if q, ok := ep.(Quota); ok {
+	if q, ok := ep.(endpoint.Quota); ok {
 		return q.AcquireCall()
 	}
 	return true
 }
 
 func releaseCall(ep Endpoint) {
-	if q, ok := ep.(Quota); ok {
+	if q, ok := ep.(endpoint.Quota); ok {
 		q.ReleaseCall()
 	}
-}
-
-// Directory finds sessions by identity.
-type Directory interface {
-	// Sessions returns the live sessions of identity: connected ones and
-	// ones waiting for a resume.
-	Sessions(identity string) []Endpoint
-	// Known reports whether identity exists (has had a session), to tell
-	// 480 (offline) from 404 (unknown).
-	Known(identity string) bool
 }
 
 // errorFrame builds an error frame answering f.

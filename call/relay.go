@@ -1,141 +1,23 @@
 package call
 
 import (
-	"encoding/json"
-	"log/slog"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
-// Options configure a Handler.
-type Options struct {
-	// RingTimeout ends an unanswered call with 480. Default 60 s.
-	RingTimeout time.Duration
-	Logger      *slog.Logger
-}
+// The relay: calls between web sessions, forked to every live session of
+// the callee (first answer wins).
 
-// Handler relays calls between web sessions.
-//
-// Lock order: Call.mu, then Handler.mu; an Endpoint's own lock is taken
-// inside Send, after both. Frames to a session are sent under the call's
-// lock so that each side sees one call's frames in the order of events.
-type Handler struct {
-	opts Options
-	dir  Directory
-	log  *slog.Logger
-	next atomic.Uint64 // server subsession ids
+// relay is the far side of a call between web sessions: other legs of
+// the same Call. Its methods are the relay's state machine; the Handler
+// it embeds holds the call and leg tables they share with SIP calls.
+type relay struct{ *Handler }
 
-	mu    sync.Mutex
-	legs  map[legKey]*leg
-	calls map[*Call]struct{}
-	idle  chan struct{} // closed when a call is forgotten (WaitIdle)
+func (h relay) sessionEnded(l *leg) { h.leave(l, protocol.CodeTemporarilyUnavail) }
 
-	far *sipSide // nil without SIP (sip.go)
-}
-
-type legKey struct{ session, subsession string }
-
-// NewHandler returns a Handler that finds callees in dir.
-func NewHandler(dir Directory, opts Options) *Handler {
-	if opts.RingTimeout <= 0 {
-		opts.RingTimeout = 60 * time.Second
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	return &Handler{opts: opts, dir: dir, log: opts.Logger, legs: map[legKey]*leg{}, calls: map[*Call]struct{}{}}
-}
-
-// Call is one call: a caller leg and one callee leg per ringing session.
-type Call struct {
-	mu      sync.Mutex
-	caller  *leg
-	callees []*leg
-	winner  *leg
-	target  string // the callee as the caller named it
-	ended   bool
-	timer   *time.Timer
-	far     *farLeg // the SIP side, for a call to or from SIP (sip.go)
-}
-
-type legState uint8
-
-const (
-	legRinging legState = iota
-	legAnswered
-	legFailed
-)
-
-type leg struct {
-	call  *Call
-	ep    Endpoint
-	sub   string
-	state legState
-	code  int // failure code of a callee leg
-	// startCorr is the correlation of the initial start on this side.
-	startCorr string
-	// answerCorr is the correlation of the offer this side last answered:
-	// the peer's complete is relayed to it with this id.
-	answerCorr string
-	// reoffer is a re-offer this side sent that the other side has not
-	// answered: its correlation here and on the other side.
-	reoffer *pending
-	// transfer is an outstanding transfer request from this side.
-	transfer *pending
-	// trickle buffers a forked callee's candidates until it wins.
-	trickle []json.RawMessage
-	// held: this leg holds one of its endpoint's call quota.
-	held bool
-}
-
-type pending struct{ here, there string }
-
-const maxBufferedTrickle = 64
-
-// Active returns the number of calls in progress, for leak checks.
-func (h *Handler) Active() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.calls)
-}
-
-func (h *Handler) lookup(ep Endpoint, sub string) *leg {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.legs[legKey{ep.ID(), sub}]
-}
-
-// HandleFrame processes a call-package frame from ep, already deduplicated
-// and validated.
-func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
-	l := h.lookup(ep, f.Control.SubsessionID)
-	if l == nil {
-		if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionStart {
-			h.startCall(ep, f)
-			return
-		}
-		if f.Control.Type == protocol.TypeRequest {
-			ep.Send(errorFrame(f, protocol.CodeNoSuchCall, "no such call"), false)
-		}
-		// Responses, errors and messages for a call that is gone are
-		// dropped: the SDK sends shutdown without expecting an answer,
-		// and answers to an ended call have nobody to go to.
-		return
-	}
-	c := l.call
-	if c.far != nil {
-		h.farFrame(l, f)
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ended {
-		return
-	}
+func (h relay) frame(l *leg, f *protocol.Frame) {
 	switch f.Header.Action {
 	case protocol.ActionStart:
 		switch f.Control.Type {
@@ -155,7 +37,7 @@ func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
 			// Between browsers nothing is reliable-provisional: the
 			// gateway answers the PRACK itself, without response_code
 			// (a 200 without SDP would make wsc.js refuse it).
-			ep.Send(&protocol.Frame{
+			l.ep.Send(&protocol.Frame{
 				Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageCall,
 					SubsessionID: l.sub, CorrelationID: protocol.ClientCorrelation(f), MessageState: protocol.StateFinal},
 				Header: protocol.Header{Action: protocol.ActionPrack, Initiator: f.Header.Initiator, Target: f.Header.Target},
@@ -171,18 +53,23 @@ func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
 func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 	var p protocol.CallPayload
 	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
-		ep.Send(errorFrame(f, protocol.CodeOf(err), err.(*protocol.Error).Reason), false)
+		ep.Send(errorFrame(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
 		return
 	}
 	if !protocol.HasSDP(p.SDP) {
 		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, "start needs an SDP offer"), false)
 		return
 	}
-	target := f.Header.Target
-	if h.routesToSIP(target) {
+	if h.routesToSIP(f.Header.Target) {
 		h.dialSIP(ep, f, p)
 		return
 	}
+	relay{h}.start(ep, f)
+}
+
+// start rings every other live session of the target of f.
+func (h relay) start(ep Endpoint, f *protocol.Frame) {
+	target := f.Header.Target
 	var eps []Endpoint
 	for _, e := range h.dir.Sessions(target) {
 		if e.ID() != ep.ID() {
@@ -201,7 +88,7 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 		ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many calls"), false)
 		return
 	}
-	c := &Call{target: target}
+	c := &Call{target: target, far: h}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.caller = &leg{call: c, ep: ep, sub: f.Control.SubsessionID, startCorr: protocol.ClientCorrelation(f), held: true}
@@ -238,7 +125,7 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 	h.settle(c)
 }
 
-func (h *Handler) ringTimeout(c *Call) {
+func (h relay) ringTimeout(c *Call) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended || c.winner != nil {
@@ -249,29 +136,8 @@ func (h *Handler) ringTimeout(c *Call) {
 	h.cancelLegs(c, nil)
 }
 
-// frameTo builds a frame on l's side of the call.
-func (h *Handler) frameTo(l *leg, typ protocol.Type, action protocol.Action, corr string) *protocol.Frame {
-	c := l.call
-	init, target := c.caller.ep.Identity(), c.target
-	if l != c.caller {
-		target = l.ep.Identity()
-	}
-	return &protocol.Frame{
-		Control: protocol.Control{Type: typ, Package: protocol.PackageCall, SubsessionID: l.sub, CorrelationID: corr},
-		Header:  protocol.Header{Action: action, Initiator: init, Target: target},
-	}
-}
-
-func (h *Handler) send(l *leg, f *protocol.Frame, selfCorrelate bool) uint64 {
-	seq, err := l.ep.Send(f, selfCorrelate)
-	if err != nil {
-		h.log.Debug("send to ended session", "session_id", l.ep.ID(), "err", err)
-	}
-	return seq
-}
-
 // response handles a response/start from either side.
-func (h *Handler) response(l *leg, f *protocol.Frame) {
+func (h relay) response(l *leg, f *protocol.Frame) {
 	c := l.call
 	final := f.Control.MessageState == protocol.StateFinal || f.Header.ResponseCode >= 200
 	if l != c.caller && c.winner == nil {
@@ -345,7 +211,7 @@ func (h *Handler) response(l *leg, f *protocol.Frame) {
 
 // peer returns the other side of an answered call, or of a ringing call
 // from the caller's point of view when exactly one leg rings.
-func (h *Handler) peer(l *leg) *leg {
+func (h relay) peer(l *leg) *leg {
 	c := l.call
 	if l == c.caller {
 		return c.winner
@@ -357,7 +223,7 @@ func (h *Handler) peer(l *leg) *leg {
 }
 
 // rejected handles an error/start from either side.
-func (h *Handler) rejected(l *leg, f *protocol.Frame) {
+func (h relay) rejected(l *leg, f *protocol.Frame) {
 	c := l.call
 	code := f.Header.ErrorCode
 	if l != c.caller && c.winner == nil {
@@ -392,7 +258,7 @@ func (h *Handler) rejected(l *leg, f *protocol.Frame) {
 // settle ends an unanswered call once every fork has failed, reporting
 // the best failure: busy over the rest (RFC 3261 section 16.7 picks the
 // most telling response; for browsers busy is what the caller needs).
-func (h *Handler) settle(c *Call) {
+func (h relay) settle(c *Call) {
 	if c.winner != nil || c.ended {
 		return
 	}
@@ -412,17 +278,8 @@ func (h *Handler) settle(c *Call) {
 	h.failCaller(c, best, "")
 }
 
-func (h *Handler) failCaller(c *Call, code int, reason string) {
-	if reason == "" {
-		reason = protocol.Reason(code)
-	}
-	out := h.frameTo(c.caller, protocol.TypeError, protocol.ActionStart, c.caller.startCorr)
-	out.Header.ErrorCode, out.Header.Reason = code, reason
-	h.send(c.caller, out, false)
-}
-
 // cancelLegs tells every ringing callee leg but keep that the call is off.
-func (h *Handler) cancelLegs(c *Call, keep *leg) {
+func (h relay) cancelLegs(c *Call, keep *leg) {
 	for _, l := range c.callees {
 		if l == keep || l.state == legFailed {
 			continue
@@ -437,7 +294,7 @@ func (h *Handler) cancelLegs(c *Call, keep *leg) {
 	}
 }
 
-func (h *Handler) reoffer(l *leg, f *protocol.Frame) {
+func (h relay) reoffer(l *leg, f *protocol.Frame) {
 	c := l.call
 	other := h.peer(l)
 	if c.winner == nil || other == nil {
@@ -464,7 +321,7 @@ func (h *Handler) reoffer(l *leg, f *protocol.Frame) {
 	l.reoffer = &pending{here: protocol.ClientCorrelation(f), there: "s" + strconv.FormatUint(seq, 10)}
 }
 
-func (h *Handler) complete(l *leg, f *protocol.Frame) {
+func (h relay) complete(l *leg, f *protocol.Frame) {
 	other := h.peer(l)
 	if other == nil || other.answerCorr == "" {
 		return
@@ -476,7 +333,7 @@ func (h *Handler) complete(l *leg, f *protocol.Frame) {
 }
 
 // shutdown handles a shutdown from l's side.
-func (h *Handler) shutdown(l *leg) {
+func (h relay) shutdown(l *leg) {
 	// A ringing callee that hangs up instead of declining fails its fork
 	// as a decline would.
 	h.leave(l, protocol.CodeDecline)
@@ -487,7 +344,7 @@ func (h *Handler) shutdown(l *leg) {
 // the other; a ringing callee's leaving fails its fork with code, and the
 // caller hears of it (as an error: wsc.js ignores a shutdown before the
 // answer) once no fork is left. c.mu is held.
-func (h *Handler) leave(l *leg, code int) {
+func (h relay) leave(l *leg, code int) {
 	c := l.call
 	switch {
 	case l == c.caller && c.winner == nil:
@@ -505,7 +362,7 @@ func (h *Handler) leave(l *leg, code int) {
 	}
 }
 
-func (h *Handler) passMessage(l *leg, f *protocol.Frame) {
+func (h relay) passMessage(l *leg, f *protocol.Frame) {
 	c := l.call
 	var to []*leg
 	switch {
@@ -536,7 +393,7 @@ func (h *Handler) passMessage(l *leg, f *protocol.Frame) {
 
 // transferFrame relays a blind transfer (ext) and its answer. Only a
 // jsonrtc client can act on one.
-func (h *Handler) transferFrame(l *leg, f *protocol.Frame) {
+func (h relay) transferFrame(l *leg, f *protocol.Frame) {
 	other := h.peer(l)
 	if f.Control.Type == protocol.TypeRequest {
 		if other == nil {
@@ -563,36 +420,9 @@ func (h *Handler) transferFrame(l *leg, f *protocol.Frame) {
 	h.send(other, out, false)
 }
 
-// SessionEnded shuts down every call ep takes part in, toward the peers.
-func (h *Handler) SessionEnded(ep Endpoint) {
-	h.mu.Lock()
-	var mine []*leg
-	for k, l := range h.legs {
-		if k.session == ep.ID() {
-			mine = append(mine, l)
-		}
-	}
-	h.mu.Unlock()
-	for _, l := range mine {
-		c := l.call
-		c.mu.Lock()
-		if c.far != nil {
-			if !c.ended {
-				c.far.sessionEnded(l)
-			}
-			c.mu.Unlock()
-			continue
-		}
-		if !c.ended {
-			h.leave(l, protocol.CodeTemporarilyUnavail)
-		}
-		c.mu.Unlock()
-	}
-}
-
 // end forgets a call. c.mu is held. It is called before the frames that
 // tell the peers, so that whoever hears of the end finds it accounted for.
-func (h *Handler) end(c *Call) {
+func (h relay) end(c *Call) {
 	c.ended = true
 	if c.timer != nil {
 		c.timer.Stop()

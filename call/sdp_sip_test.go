@@ -3,6 +3,7 @@ package call
 import (
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -100,7 +101,8 @@ func TestSIPWebAnswerSDPRefused(t *testing.T) {
 // An SIP SDP that does not parse: an INVITE gets 488, a re-INVITE 488
 // with the call kept; an 18x or 2xx (or the answer to a web re-offer)
 // ends the call, and the web side is told.
-func TestSIPSDPRefused(t *testing.T) {
+func TestSIPSDPRefused(t *testing.T) { synctest.Test(t, testSIPSDPRefused) }
+func testSIPSDPRefused(t *testing.T) {
 	e := newEnv(t, time.Minute)
 
 	b := e.ep("bob@web.example")

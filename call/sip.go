@@ -3,9 +3,11 @@ package call
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -29,7 +31,7 @@ import (
 // BYE...) runs on the far leg's worker goroutine, in the order the web
 // side asked for it, without any lock held.
 
-// SIP is the SIP network as the call handler uses it; *sipgw.Gateway
+// SIP is the SIP network as the call handler uses it; *sipgw.UserAgent
 // implements it.
 type SIP interface {
 	Dial(ctx context.Context, o sipgw.DialOptions) (*sipgw.Call, error)
@@ -118,41 +120,20 @@ func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall,
 	h.far = s
 }
 
-// WaitSIP waits for the goroutines of every SIP call leg; call it after
-// the SIP side closed (which ends every call).
-func (h *Handler) WaitSIP() {
-	if h.far != nil {
-		h.far.wg.Wait()
+// WaitSIP waits for the goroutines of every SIP call leg, or returns
+// ctx's error when ctx ends first; call it after the SIP side closed
+// (which ends every call).
+func (h *Handler) WaitSIP(ctx context.Context) error {
+	if h.far == nil {
+		return nil
 	}
-}
-
-// WaitIdle returns once no call is in progress (SIP legs included), or
-// with ctx's error.
-func (h *Handler) WaitIdle(ctx context.Context) error {
-	for {
-		h.mu.Lock()
-		n := len(h.calls)
-		if h.idle == nil {
-			h.idle = make(chan struct{})
-		}
-		ch := h.idle
-		h.mu.Unlock()
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// signalIdleLocked wakes WaitIdle after a call was forgotten; h.mu held.
-func (h *Handler) signalIdleLocked() {
-	if h.idle != nil {
-		close(h.idle)
-		h.idle = nil
+	done := make(chan struct{})
+	go func() { h.far.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -190,8 +171,9 @@ func isPhoneNumber(s string) bool {
 }
 
 // sipHeaders maps the allowed extension headers of a frame to SIP
-// headers; those sipgw refuses are left out and logged.
-func (h *Handler) sipHeaders(ext []protocol.Ext) []sipgw.Header {
+// headers. A value SIP cannot carry is an error naming the header, which
+// the frame is answered with (400): never sent, never dropped in silence.
+func (h *Handler) sipHeaders(ext []protocol.Ext) ([]sipgw.Header, error) {
 	var out []sipgw.Header
 	for _, e := range ext {
 		if !h.far.headers[strings.ToLower(e.Name)] {
@@ -199,22 +181,20 @@ func (h *Handler) sipHeaders(ext []protocol.Ext) []sipgw.Header {
 		}
 		hd := sipgw.Header{Name: e.Name, Value: e.Value}
 		if err := sipgw.ValidateHeader(hd); err != nil {
-			// An injection attempt or a malformed value: refused, and
-			// worth an operator's eye.
-			h.log.Warn("extension header refused toward SIP", "header", e.Name, "err", err)
-			continue
+			return nil, err
 		}
 		out = append(out, hd)
 	}
-	return out
+	return out, nil
 }
 
 // farLeg is the SIP side of a call.
 type farLeg struct {
-	h   *Handler
-	c   *Call
-	out bool    // outgoing: the web caller is c.caller
-	sc  sipCall // set by the worker once dialled (outgoing)
+	h    *Handler
+	c    *Call
+	out  bool                        // outgoing: the web caller is c.caller
+	sc   sipCall                     // set by the worker once dialled (outgoing)
+	logp atomic.Pointer[slog.Logger] // log(); read by the worker too
 
 	// The call's SIP operations, run one at a time in order by a worker
 	// that lives only while there are some: most calls have three (dial,
@@ -227,17 +207,13 @@ type farLeg struct {
 	done    chan struct{} // closed when the SIP call is over and reported
 
 	// Guarded by c.mu.
+	phase        sipPhase                // where the call stands (sipfsm.go); over is c.ended
 	remote       string                  // the SIP party, as the web side sees it
-	answered     bool                    // 2xx received (outgoing) or sent (incoming)
 	webGone      bool                    // the web side ended the call: tell it nothing more
-	prack        bool                    // a reliable provisional awaits the web's PRACK
 	earlySDP     json.RawMessage         // the payload of the last provisional with SDP
-	rang         bool                    // incoming: 180 sent
 	completeCorr string                  // the web correlation the next ACK completes
 	webReoffer   string                  // the web's re-offer awaiting SIP's answer (its correlation)
 	sipReoffer   *sipReoffer             // SIP's re-offer awaiting the web's answer
-	ackOnce      bool                    // outgoing: the web's complete became the ACK
-	confirmed    bool                    // the INVITE was ACKed: INFO may go (trickle.go)
 	local        *sdp.SessionDescription // the web side's last SDP toward SIP (trickle.go)
 	trickle      []sdp.Attribute         // web candidates not yet given to SIP (trickle.go)
 	trickleBytes int
@@ -251,11 +227,24 @@ type sipReoffer struct {
 }
 
 func (h *Handler) newFarLeg(c *Call, out bool) *farLeg {
-	fl := &farLeg{h: h, c: c, out: out, done: make(chan struct{})}
+	fl := &farLeg{h: h, c: c, out: out, phase: inRinging, done: make(chan struct{})}
+	log := h.log
+	if out {
+		fl.phase = outCalling
+		log = log.With("session_id", c.caller.ep.ID(), "subsession_id", c.caller.sub)
+	}
+	fl.logp.Store(log)
 	fl.ops = fl.opsBuf[:0]
 	c.far = fl
 	return fl
 }
+
+// log is the leg's logger: it names the web session once there is one
+// (the caller, or the callee that answered) and the SIP call once dialled.
+func (fl *farLeg) log() *slog.Logger { return fl.logp.Load() }
+
+// logWith adds attributes to the leg's logger. c.mu is held.
+func (fl *farLeg) logWith(args ...any) { fl.logp.Store(fl.log().With(args...)) }
 
 // work runs the queued operations, then exits; the operations of a call
 // that is over are dropped.
@@ -306,8 +295,21 @@ func (fl *farLeg) push(op func(), bounded bool) bool {
 	return true
 }
 
-// enqueue hands op to the worker; false when the queue is full.
+// enqueue hands op to the worker; false when the queue is full. Whoever
+// asked for op must then be told (busy): nothing is dropped in silence.
 func (fl *farLeg) enqueue(op func()) bool { return fl.push(op, true) }
+
+// busyReason is the reason of a 503 for a request the queue refused.
+const busyReason = "too many pending requests"
+
+// busy refuses the web request f of l, whose SIP operation found the
+// queue full: the sender hears 503 and may try again, and the refusal is
+// counted. The web side is not held up instead: its frames arrive under
+// c.mu, which the queued operations need to finish.
+func (fl *farLeg) busy(l *leg, f *protocol.Frame, op queuedOp) {
+	fl.h.refused[op].Add(1)
+	fl.h.send(l, errorFrame(f, protocol.CodeServiceUnavailable, busyReason), false)
+}
 
 // must queues op even when the queue is full. For what may not be lost:
 // ACK, answer, reject, hang-up.
@@ -349,17 +351,17 @@ func (fl *farLeg) hangup() {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout())
 		defer cancel()
 		if err := fl.sc.Hangup(ctx); err != nil {
-			fl.h.log.Info("SIP hangup failed", "call", fl.sc.ID(), "err", err)
+			fl.log().Info("SIP hangup failed", "err", err)
 		}
 	})
 }
 
-// ctx is the context of one operation.
+// opCtx is the context of one operation.
 func opCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), opTimeout())
 }
 
-// farFrameTo builds a frame on the web leg l of a SIP call.
+// frameTo builds a frame on the web leg l of a SIP call.
 func (fl *farLeg) frameTo(l *leg, typ protocol.Type, action protocol.Action, corr string) *protocol.Frame {
 	init, target := fl.remote, l.ep.Identity()
 	if fl.out {
@@ -387,6 +389,11 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
 		return
 	}
+	headers, err := h.sipHeaders(f.Header.Ext)
+	if err != nil {
+		ep.Send(errorFrame(f, protocol.CodeBadRequest, err.Error()), false)
+		return
+	}
 	if !acquireCall(ep) {
 		ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many calls"), false)
 		return
@@ -403,14 +410,14 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	fl.local = local
 	// wsc.js ignores trickle: its candidates come in re-offers instead.
 	o := sipgw.DialOptions{Identity: ep.Identity(), Target: f.Header.Target, SDP: []byte(p.SDP),
-		Headers: h.sipHeaders(f.Header.Ext), Offer100rel: true, Trickle: !ep.Oracle()}
-	h.log.Debug("SIP call started", "session_id", ep.ID(), "subsession_id", c.caller.sub)
+		Headers: headers, Offer100rel: true, Trickle: !ep.Oracle()}
+	fl.log().Debug("SIP call started")
 	// As for web callees: an unanswered call ends after the ring timeout
 	// (CANCEL), whatever the SIP side's own timers.
 	c.timer = time.AfterFunc(h.opts.RingTimeout, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if c.ended || fl.answered {
+		if c.ended || fl.phase.answered() {
 			return
 		}
 		fl.webGone = true
@@ -430,7 +437,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 				reason := protocol.Reason(code)
 				if code == protocol.CodeBadRequest {
 					reason = "target or header refused by the SIP side"
-					h.log.Warn("call refused toward SIP", "session_id", ep.ID(), "target", o.Target, "err", err)
+					fl.log().Warn("call refused toward SIP", "target", o.Target, "err", err)
 				}
 				h.failCaller(c, code, reason)
 			}
@@ -439,6 +446,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 			return
 		}
 		fl.sc = sc
+		fl.logWith("call", sc.ID())
 		h.far.wg.Go(fl.read)
 	})
 }
@@ -459,6 +467,7 @@ func (h *Handler) incomingSIP(sc sipCall) {
 	defer c.mu.Unlock()
 	fl := h.newFarLeg(c, false)
 	fl.sc = sc
+	fl.logWith("call", sc.ID())
 	fl.remote = strings.TrimPrefix(sc.Remote(), "sip:")
 	h.mu.Lock()
 	h.calls[c] = struct{}{}
@@ -467,7 +476,7 @@ func (h *Handler) incomingSIP(sc sipCall) {
 	if _, err := parseSDP(string(sc.Offer())); err != nil {
 		// Browsers need the offer in the INVITE, and one they can read
 		// (RFC 3261 section 13.3.1.3).
-		h.log.Info("incoming SIP call refused: its SDP does not parse", "call", sc.ID(), "err", err)
+		fl.log().Info("incoming SIP call refused: its SDP does not parse", "err", err)
 		fl.reject(protocol.CodeNotAcceptableHere)
 		return
 	}
@@ -492,7 +501,7 @@ func (h *Handler) incomingSIP(sc sipCall) {
 		}
 		l.startCorr = "s" + strconv.FormatUint(seq, 10)
 	}
-	h.log.Debug("incoming SIP call", "call", sc.ID(), "identity", sc.Identity(), "legs", len(c.callees))
+	fl.log().Debug("incoming SIP call", "identity", sc.Identity(), "legs", len(c.callees))
 	c.timer = time.AfterFunc(h.opts.RingTimeout, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -581,7 +590,7 @@ func (fl *farLeg) finishLocked() {
 	fl.finished = true
 	close(fl.done)
 	if len(fl.trickle) > 0 {
-		fl.h.log.Debug("ICE candidates never given to SIP dropped", "lines", len(fl.trickle))
+		fl.log().Debug("ICE candidates never given to SIP dropped", "lines", len(fl.trickle))
 	}
 	fl.h.mu.Lock()
 	delete(fl.h.calls, fl.c)
@@ -609,133 +618,247 @@ func (fl *farLeg) read() {
 }
 
 func (fl *farLeg) onEvent(ev sipgw.Event) {
-	c := fl.c
-	h := fl.h
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ev.Kind == sipgw.EventEnded {
-		fl.ended(ev)
+	fl.c.mu.Lock()
+	defer fl.c.mu.Unlock()
+	fl.step(eventInput(ev), bySIP, sipArgs{ev: ev})
+}
+
+// sipArgs are what an action acts on: the SIP event, or the web frame
+// and its leg (code: the failure a leaving callee counts as).
+type sipArgs struct {
+	ev   sipgw.Event
+	l    *leg
+	f    *protocol.Frame
+	code int
+}
+
+// phaseNow is the call's phase; over once the web side is done.
+func (fl *farLeg) phaseNow() sipPhase {
+	if fl.c.ended {
+		return phaseOver
+	}
+	return fl.phase
+}
+
+// roleOf says who l is on this call.
+func (fl *farLeg) roleOf(l *leg) sipRole {
+	switch {
+	case l == fl.web():
+		return byWeb
+	case !fl.out && fl.c.winner == nil && l.state == legRinging:
+		return byFork
+	default:
+		return byOther
+	}
+}
+
+// step feeds one input to the state machine (sipNext) and runs the action
+// it names; the phase moves when the action did not fail. Entering a
+// confirmed phase sends the candidates that waited for it (trickle.go).
+// c.mu is held.
+func (fl *farLeg) step(in sipInput, r sipRole, a sipArgs) {
+	from := fl.phaseNow()
+	next, act := sipNext(from, in, r)
+	if !fl.do(act, a) || next == from || next == phaseOver {
+		// Over is Call.ended, which the action set (or the SIP side's
+		// end will).
 		return
 	}
-	if c.ended {
-		if ev.Kind == sipgw.EventReoffer {
-			_ = fl.sc.reoffer(ev).Reject(481, "")
-		}
-		return
+	fl.phase = next
+	if next == outConfirmed || next == inConfirmed {
+		fl.flushTrickle()
 	}
-	switch ev.Kind {
-	case sipgw.EventProgress:
-		if !fl.out || fl.answered {
-			return
+}
+
+// do runs act; false when it failed and the phase must stay.
+func (fl *farLeg) do(act sipAction, a sipArgs) bool {
+	switch act {
+	case actEnded:
+		fl.ended(a.ev)
+	case actReofferGone:
+		_ = fl.sc.reoffer(a.ev).Reject(481, "")
+	case actReofferPending:
+		_ = fl.sc.reoffer(a.ev).Reject(491, "")
+	case actRelayProgress:
+		return fl.sipProgress(a.ev, false)
+	case actRelayProgressPrack:
+		return fl.sipProgress(a.ev, true)
+	case actRelayAnswer:
+		return fl.sipAnswered(a.ev)
+	case actRelayComplete:
+		fl.sipConfirmed()
+	case actRelayReoffer:
+		fl.sipReoffered(a.ev)
+	case actRelayInfo:
+		fl.sipInfo(a.ev)
+	case actRelayRefer:
+		fl.sipRefer(a.ev)
+	case actReoffer:
+		fl.webOffer(a.l, a.f)
+	case actNotEstablished:
+		fl.h.send(a.l, errorFrame(a.f, protocol.CodeRequestPending, "the call is not established"), false)
+	case actAnswerReoffer:
+		fl.webAnswerReoffer(a.l, a.f)
+	case actRejectReoffer:
+		fl.webRejectReoffer(a.l, a.f)
+	case actProgress:
+		return fl.forkProgress(a.l, a.f)
+	case actAnswer:
+		return fl.forkAnswer(a.l, a.f)
+	case actForkDeclines:
+		fl.forkDeclines(a.l, a.f)
+	case actAck:
+		fl.ack()
+	case actHangup:
+		fl.webGone = true
+		fl.hangup()
+		fl.h.endFar(fl.c)
+	case actForkLeaves:
+		a.l.state, a.l.code = legFailed, a.code
+		fl.settle()
+	case actPrack:
+		return fl.webPrack(a.l, a.f)
+	case actPrackLocal:
+		// Nothing reliable to acknowledge: answered locally, as the
+		// relay does, without response_code.
+		fl.prackReply(a.l, a.f, 0, "")
+	case actDTMF:
+		fl.webDTMF(a.l, a.f)
+	case actTransfer:
+		fl.webTransfer(a.l, a.f)
+	case actTrickle:
+		fl.webTrickle(a.l, a.f)
+	case actBufferTrickle:
+		fl.bufferTrickle(a.l, a.f)
+	}
+	return true
+}
+
+// sipProgress relays a provisional to the web caller, and with prack
+// acknowledges it toward SIP; false when its SDP ended the call.
+func (fl *farLeg) sipProgress(ev sipgw.Event, prack bool) bool {
+	c, h := fl.c, fl.h
+	out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
+	out.Control.MessageState = protocol.StateSubsequent
+	out.Header.ResponseCode, out.Header.Reason = ev.Code, protocol.Reason(ev.Code)
+	if protocol.HasSDP(string(ev.SDP)) {
+		if _, err := parseSDP(string(ev.SDP)); err != nil {
+			fl.badSIPSDP(err)
+			return false
 		}
-		out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
-		out.Control.MessageState = protocol.StateSubsequent
-		out.Header.ResponseCode, out.Header.Reason = ev.Code, protocol.Reason(ev.Code)
-		if protocol.HasSDP(string(ev.SDP)) {
-			if _, err := parseSDP(string(ev.SDP)); err != nil {
-				fl.badSIPSDP(err)
-				return
-			}
-			out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
-			fl.earlySDP = out.Payload
-		}
-		fl.prack = ev.Reliable
-		if ev.Reliable && ev.Code != protocol.CodeSessionProgress {
-			// wsc.js PRACKs only a 183: acknowledge the others here.
-			fl.prack = false
-			fl.enqueue(func() {
-				ctx, cancel := opCtx()
-				defer cancel()
-				_ = fl.sc.Prack(ctx, nil)
-			})
-		}
-		h.send(c.caller, out, false)
-	case sipgw.EventAnswered:
-		if !fl.out {
-			return
-		}
-		if protocol.HasSDP(string(ev.SDP)) {
-			if _, err := parseSDP(string(ev.SDP)); err != nil {
-				fl.badSIPSDP(err)
-				return
-			}
-		}
-		fl.answered, fl.prack = true, false
-		if c.timer != nil {
-			c.timer.Stop()
-		}
-		c.caller.state = legAnswered
-		out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
-		out.Control.MessageState = protocol.StateFinal
-		out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
-		out.Payload = fl.earlySDP
-		if protocol.HasSDP(string(ev.SDP)) {
-			out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
-		}
-		h.send(c.caller, out, false)
-	case sipgw.EventConfirmed:
-		if !fl.out && !fl.confirmed {
-			fl.confirmed = true
-			fl.flushTrickle()
-		}
-		w := fl.web()
-		if w == nil || fl.completeCorr == "" {
-			return
-		}
-		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionComplete, fl.completeCorr)
-		fl.completeCorr = ""
-		h.send(w, out, false)
-	case sipgw.EventReoffer:
-		ro := fl.sc.reoffer(ev)
-		w := fl.web()
-		if w == nil || fl.webReoffer != "" || fl.sipReoffer != nil {
-			_ = ro.Reject(491, "")
-			return
-		}
-		if len(ev.SDP) > 0 {
-			// The session stays as it was (RFC 3261 section 14.2);
-			// the web side saw nothing of it.
-			if _, err := parseSDP(string(ev.SDP)); err != nil {
-				h.log.Info("SIP re-offer refused: its SDP does not parse", "call", fl.sc.ID(), "err", err)
-				_ = ro.Reject(protocol.CodeNotAcceptableHere, "")
-				return
-			}
-		}
-		out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionStart, "")
-		out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
 		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
-		seq, err := w.ep.Send(out, true)
-		if err != nil {
-			_ = ro.Reject(480, "")
-			return
-		}
-		fl.sipReoffer = &sipReoffer{corr: "s" + strconv.FormatUint(seq, 10), ro: ro}
-	case sipgw.EventInfo:
-		w := fl.web()
-		if w == nil || w.ep.Oracle() {
-			return
-		}
-		if ev.ContentType == sipgw.ContentTypeTrickleICE {
-			fl.sipTrickle(w, ev.Body)
-			return
-		}
-		if ev.Digit == "" {
-			return
-		}
-		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionDTMF, "")
-		out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
-		out.Payload = protocol.EncodePayload(protocol.CallPayload{Digits: ev.Digit, Duration: ev.Duration})
-		h.send(w, out, false)
-	case sipgw.EventRefer:
-		w := fl.web()
-		if w == nil || w.ep.Oracle() {
-			return
-		}
-		out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionTransfer, "")
-		out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
-		out.Header.ReferTo = ev.ReferTo
-		h.send(w, out, true)
+		fl.earlySDP = out.Payload
 	}
+	if prack {
+		// Queued even on a full queue: the SIP peer sends no other
+		// reliable provisional before this one is acknowledged (RFC
+		// 3262 section 3), so these are one at a time, and one left
+		// out would end the call (its 2xx never comes).
+		fl.must(func() {
+			ctx, cancel := opCtx()
+			defer cancel()
+			_ = fl.sc.Prack(ctx, nil)
+		})
+	}
+	h.send(c.caller, out, false)
+	return true
+}
+
+// sipAnswered relays the 2xx to the web caller; false when its SDP ended
+// the call.
+func (fl *farLeg) sipAnswered(ev sipgw.Event) bool {
+	c, h := fl.c, fl.h
+	if protocol.HasSDP(string(ev.SDP)) {
+		if _, err := parseSDP(string(ev.SDP)); err != nil {
+			fl.badSIPSDP(err)
+			return false
+		}
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.caller.state = legAnswered
+	out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
+	out.Control.MessageState = protocol.StateFinal
+	out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
+	out.Payload = fl.earlySDP
+	if protocol.HasSDP(string(ev.SDP)) {
+		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
+	}
+	h.send(c.caller, out, false)
+	return true
+}
+
+// sipConfirmed: an ACK arrived; if it completes an answer of the web
+// side, the web side hears complete.
+func (fl *farLeg) sipConfirmed() {
+	w := fl.web()
+	if w == nil || fl.completeCorr == "" {
+		return
+	}
+	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionComplete, fl.completeCorr)
+	fl.completeCorr = ""
+	fl.h.send(w, out, false)
+}
+
+// sipReoffered hands a re-INVITE's offer to the web side.
+func (fl *farLeg) sipReoffered(ev sipgw.Event) {
+	ro := fl.sc.reoffer(ev)
+	w := fl.web()
+	if w == nil || fl.webReoffer != "" || fl.sipReoffer != nil {
+		_ = ro.Reject(491, "")
+		return
+	}
+	if len(ev.SDP) > 0 {
+		// The session stays as it was (RFC 3261 section 14.2);
+		// the web side saw nothing of it.
+		if _, err := parseSDP(string(ev.SDP)); err != nil {
+			fl.log().Info("SIP re-offer refused: its SDP does not parse", "err", err)
+			_ = ro.Reject(protocol.CodeNotAcceptableHere, "")
+			return
+		}
+	}
+	out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionStart, "")
+	out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
+	out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
+	seq, err := w.ep.Send(out, true)
+	if err != nil {
+		_ = ro.Reject(480, "")
+		return
+	}
+	fl.sipReoffer = &sipReoffer{corr: "s" + strconv.FormatUint(seq, 10), ro: ro}
+}
+
+// sipInfo hands DTMF or candidates from SIP to the web side (not to
+// wsc.js, which knows neither).
+func (fl *farLeg) sipInfo(ev sipgw.Event) {
+	w := fl.web()
+	if w == nil || w.ep.Oracle() {
+		return
+	}
+	if ev.ContentType == sipgw.ContentTypeTrickleICE {
+		fl.sipTrickle(w, ev.Body)
+		return
+	}
+	if ev.Digit == "" {
+		return
+	}
+	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionDTMF, "")
+	out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
+	out.Payload = protocol.EncodePayload(protocol.CallPayload{Digits: ev.Digit, Duration: ev.Duration})
+	fl.h.send(w, out, false)
+}
+
+// sipRefer hands a REFER to the web side as a transfer request.
+func (fl *farLeg) sipRefer(ev sipgw.Event) {
+	w := fl.web()
+	if w == nil || w.ep.Oracle() {
+		return
+	}
+	out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionTransfer, "")
+	out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
+	out.Header.ReferTo = ev.ReferTo
+	fl.h.send(w, out, true)
 }
 
 // remoteName is the SIP party as the web side names it.
@@ -754,9 +877,9 @@ func (fl *farLeg) remoteName() string {
 // c.mu is held.
 func (fl *farLeg) badSIPSDP(err error) {
 	c, h := fl.c, fl.h
-	h.log.Info("SIP call ended: its SDP does not parse", "call", fl.sc.ID(), "err", err)
+	fl.log().Info("SIP call ended: its SDP does not parse", "err", err)
 	switch w := fl.web(); {
-	case fl.out && !fl.answered:
+	case fl.out && !fl.phase.answered():
 		h.failCaller(c, protocol.CodeNotAcceptableHere, sdpReason(err))
 	case w != nil:
 		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
@@ -782,7 +905,7 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 		return
 	}
 	switch {
-	case fl.out && !fl.answered:
+	case fl.out && !fl.phase.answered():
 		code := protocol.ClientErrorCode(ev.Code)
 		reason := ev.Reason
 		if reason == "" || code != ev.Code {
@@ -809,123 +932,105 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 	h.endFar(c)
 }
 
-// farFrame handles a web frame on a SIP call.
-func (h *Handler) farFrame(l *leg, f *protocol.Frame) {
-	c := l.call
-	fl := c.far
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ended {
-		return
-	}
-	switch f.Header.Action {
-	case protocol.ActionStart:
-		switch f.Control.Type {
-		case protocol.TypeRequest:
-			fl.webOffer(l, f)
-		case protocol.TypeResponse:
-			fl.webAnswer(l, f)
-		case protocol.TypeError:
-			fl.webReject(l, f)
-		}
-	case protocol.ActionComplete:
-		if fl.out && l == c.caller && fl.answered && !fl.acked() {
-			fl.ackOnce = true
-			// The ACK is one write, no transaction: sent from here, it
-			// leaves without waking another goroutine.
-			fl.runOrQueue(func() {
-				// No deadline to bound: sipgw waits for nothing.
-				if err := fl.sc.Ack(context.Background(), nil); err != nil {
-					h.log.Debug("SIP ACK", "err", err)
-				}
-			})
-			// Queued behind the ACK: the dialog is confirmed by then.
-			fl.confirmed = true
-			fl.flushTrickle()
-		}
-	case protocol.ActionShutdown:
-		fl.webLeaves(l, protocol.CodeDecline)
-	case protocol.ActionPrack:
-		if f.Control.Type != protocol.TypeRequest {
-			return
-		}
-		reply := func(code int, reason string) {
-			out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionPrack, protocol.ClientCorrelation(f))
-			out.Control.MessageState = protocol.StateFinal
-			if code >= 300 {
-				out.Control.Type, out.Control.MessageState = protocol.TypeError, ""
-				out.Header.ErrorCode, out.Header.Reason = code, reason
-			}
-			h.send(l, out, false)
-		}
-		if !fl.out || !fl.prack {
-			// Nothing reliable to acknowledge: answer locally, as the
-			// relay does, without response_code.
-			reply(0, "")
-			return
-		}
-		var p protocol.CallPayload
-		_ = protocol.DecodePayload(f.Payload, &p)
-		if p.SDP != "" {
-			if _, err := parseSDP(p.SDP); err != nil {
-				reply(protocol.CodeNotAcceptableHere, sdpReason(err))
-				return
-			}
-		}
-		fl.prack = false
-		if !fl.enqueue(func() {
-			ctx, cancel := opCtx()
-			err := fl.sc.Prack(ctx, []byte(p.SDP))
-			cancel()
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if c.ended {
-				return
-			}
-			if err != nil {
-				reply(protocol.ClientErrorCode(sipgw.ResponseCode(err)), "PRACK failed")
-				return
-			}
-			reply(0, "")
-		}) {
-			reply(protocol.CodeServiceUnavailable, "too many pending requests")
-		}
-	case protocol.ActionDTMF:
-		w := fl.web()
-		if l != w || fl.sc == nil {
-			return
-		}
-		var p protocol.CallPayload
-		if protocol.DecodePayload(f.Payload, &p) != nil {
-			return
-		}
-		digits, dur := p.Digits, time.Duration(p.Duration)*time.Millisecond
-		fl.enqueue(func() {
-			ctx, cancel := opCtx()
-			defer cancel()
-			for _, d := range digits {
-				if err := fl.sc.SendDTMF(ctx, string(d), dur); err != nil {
-					h.log.Debug("SIP DTMF", "err", err)
-					return
-				}
-			}
-		})
-	case protocol.ActionTransfer:
-		fl.webTransfer(l, f)
-	case protocol.ActionTrickle:
-		fl.webTrickle(l, f)
-	}
+// frame handles a web frame on a SIP call. c.mu is held.
+func (fl *farLeg) frame(l *leg, f *protocol.Frame) {
+	fl.step(frameInput(f), fl.roleOf(l), sipArgs{l: l, f: f, code: protocol.CodeDecline})
 }
 
-func (fl *farLeg) acked() bool { return fl.ackOnce }
+// sessionEnded: ep's session ended while on the SIP call of l; a ringing
+// callee counts as unavailable. c.mu is held.
+func (fl *farLeg) sessionEnded(l *leg) {
+	fl.step(frameLeave, fl.roleOf(l), sipArgs{l: l, code: protocol.CodeTemporarilyUnavail})
+}
+
+// ack: the web caller completed the answer.
+func (fl *farLeg) ack() {
+	// The ACK is one write, no transaction: sent from here, it leaves
+	// without waking another goroutine. Candidates queued after it find
+	// the dialog confirmed.
+	fl.runOrQueue(func() {
+		// No deadline to bound: sipgw waits for nothing.
+		if err := fl.sc.Ack(context.Background(), nil); err != nil {
+			fl.log().Debug("SIP ACK", "err", err)
+		}
+	})
+}
+
+// prackReply answers the web PRACK f: a response, or with code >= 300 an
+// error.
+func (fl *farLeg) prackReply(l *leg, f *protocol.Frame, code int, reason string) {
+	out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionPrack, protocol.ClientCorrelation(f))
+	out.Control.MessageState = protocol.StateFinal
+	if code >= 300 {
+		out.Control.Type, out.Control.MessageState = protocol.TypeError, ""
+		out.Header.ErrorCode, out.Header.Reason = code, reason
+	}
+	fl.h.send(l, out, false)
+}
+
+// webPrack sends the web caller's PRACK of a reliable 183 to SIP; false
+// when it did not go (its SDP, or a full queue) and is still owed.
+func (fl *farLeg) webPrack(l *leg, f *protocol.Frame) bool {
+	c := fl.c
+	var p protocol.CallPayload
+	_ = protocol.DecodePayload(f.Payload, &p)
+	if p.SDP != "" {
+		if _, err := parseSDP(p.SDP); err != nil {
+			fl.prackReply(l, f, protocol.CodeNotAcceptableHere, sdpReason(err))
+			return false
+		}
+	}
+	if !fl.enqueue(func() {
+		ctx, cancel := opCtx()
+		err := fl.sc.Prack(ctx, []byte(p.SDP))
+		cancel()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.ended {
+			return
+		}
+		if err != nil {
+			fl.prackReply(l, f, protocol.ClientErrorCode(sipgw.ResponseCode(err)), "PRACK failed")
+			return
+		}
+		fl.prackReply(l, f, 0, "")
+	}) {
+		fl.h.refused[opPrack].Add(1)
+		fl.prackReply(l, f, protocol.CodeServiceUnavailable, busyReason)
+		return false
+	}
+	return true
+}
+
+// webDTMF sends the web side's digits to SIP.
+func (fl *farLeg) webDTMF(l *leg, f *protocol.Frame) {
+	h := fl.h
+	if fl.sc == nil {
+		return
+	}
+	var p protocol.CallPayload
+	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
+		h.send(l, errorFrame(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
+		return
+	}
+	digits, dur := p.Digits, time.Duration(p.Duration)*time.Millisecond
+	if !fl.enqueue(func() {
+		ctx, cancel := opCtx()
+		defer cancel()
+		for _, d := range digits {
+			if err := fl.sc.SendDTMF(ctx, string(d), dur); err != nil {
+				fl.log().Debug("SIP DTMF", "err", err)
+				return
+			}
+		}
+	}) {
+		fl.busy(l, f, opDTMF)
+	}
+}
 
 // webOffer: a start request on the call, i.e. a re-offer (re-INVITE).
 func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 	h := fl.h
-	if l != fl.web() || !fl.answered || fl.sc == nil {
-		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "the call is not established"), false)
-		return
-	}
 	var p protocol.CallPayload
 	if protocol.DecodePayload(f.Payload, &p) != nil || !protocol.HasSDP(p.SDP) {
 		l.ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, "a re-offer needs SDP"), false)
@@ -977,82 +1082,90 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		h.send(l, out, false)
 	}) {
 		fl.webReoffer = ""
-		l.ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many pending requests"), false)
+		fl.busy(l, f, opReoffer)
 	}
 }
 
-// webAnswer: a start response from a web callee (incoming call) or the
-// answer to a SIP re-offer.
-func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
-	c := fl.c
+// webAnswerReoffer: the web side's answer to a SIP re-offer.
+func (fl *farLeg) webAnswerReoffer(l *leg, f *protocol.Frame) {
 	h := fl.h
-	final := f.Control.MessageState == protocol.StateFinal || f.Header.ResponseCode >= 200
+	r := fl.sipReoffer
+	if r == nil || f.Control.CorrelationID != r.corr {
+		return
+	}
 	var p protocol.CallPayload
 	_ = protocol.DecodePayload(f.Payload, &p)
-	if r := fl.sipReoffer; r != nil && l == fl.web() && f.Control.CorrelationID == r.corr {
-		if !final {
-			return
-		}
-		fl.sipReoffer = nil
-		if !protocol.HasSDP(p.SDP) {
-			_ = r.ro.Reject(protocol.CodeNotAcceptableHere, "")
-			return
-		}
-		local, err := parseSDP(p.SDP)
-		if err != nil {
-			// The re-INVITE cannot wait for a retry the web side may
-			// never send: refused, the session stays as it was (RFC
-			// 3261 section 14.2), and the web side learns why.
-			_ = r.ro.Reject(protocol.CodeNotAcceptableHere, "")
-			h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
-			return
-		}
-		fl.completeCorr = r.corr
-		if err := r.ro.Accept([]byte(p.SDP)); err != nil {
-			fl.completeCorr = ""
-			return
-		}
-		fl.setLocalSDP(local)
+	fl.sipReoffer = nil
+	if !protocol.HasSDP(p.SDP) {
+		_ = r.ro.Reject(protocol.CodeNotAcceptableHere, "")
 		return
 	}
-	if fl.out || c.winner != nil || l.state != legRinging {
+	local, err := parseSDP(p.SDP)
+	if err != nil {
+		// The re-INVITE cannot wait for a retry the web side may
+		// never send: refused, the session stays as it was (RFC
+		// 3261 section 14.2), and the web side learns why.
+		_ = r.ro.Reject(protocol.CodeNotAcceptableHere, "")
+		h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
 		return
 	}
+	fl.completeCorr = r.corr
+	if err := r.ro.Accept([]byte(p.SDP)); err != nil {
+		fl.completeCorr = ""
+		return
+	}
+	fl.setLocalSDP(local)
+}
+
+// forkProgress: a ringing callee's provisional, as a 180 (or with SDP a
+// 183) toward SIP; false when it did not go.
+func (fl *farLeg) forkProgress(l *leg, f *protocol.Frame) bool {
+	h := fl.h
 	sc := fl.sc
 	// Our responses announce trickle-ice when the leg that sends them
 	// can take candidates (wsc.js cannot).
 	trickle := !l.ep.Oracle()
-	if !final {
-		early := []byte(nil)
-		code := protocol.CodeRinging
-		if protocol.HasSDP(p.SDP) {
-			local, err := parseSDP(p.SDP)
-			if err != nil {
-				h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
-				return
-			}
-			early, code = []byte(p.SDP), protocol.CodeSessionProgress
-			fl.setLocalSDP(local)
-		} else if fl.rang {
-			return
+	var p protocol.CallPayload
+	_ = protocol.DecodePayload(f.Payload, &p)
+	early := []byte(nil)
+	code := protocol.CodeRinging
+	if protocol.HasSDP(p.SDP) {
+		local, err := parseSDP(p.SDP)
+		if err != nil {
+			h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
+			return false
 		}
-		fl.rang = true
-		fl.enqueue(func() {
-			ctx, cancel := opCtx()
-			defer cancel()
-			// Early media goes reliably (RFC 3262) when the caller
-			// supports 100rel: its PRACK is answered by sipgw, and our
-			// 200 waits for it.
-			sc.SetTrickle(trickle)
-			if err := sc.Progress(ctx, code, early, early != nil); err != nil {
-				h.log.Debug("SIP provisional not sent", "call", sc.ID(), "code", code, "err", err)
-			}
-		})
-		return
+		early, code = []byte(p.SDP), protocol.CodeSessionProgress
+		fl.setLocalSDP(local)
 	}
+	if !fl.enqueue(func() {
+		ctx, cancel := opCtx()
+		defer cancel()
+		// Early media goes reliably (RFC 3262) when the caller
+		// supports 100rel: its PRACK is answered by sipgw, and our
+		// 200 waits for it.
+		sc.SetTrickle(trickle)
+		if err := sc.Progress(ctx, code, early, early != nil); err != nil {
+			fl.log().Debug("SIP provisional not sent", "code", code, "err", err)
+		}
+	}) {
+		fl.busy(l, f, opProgress)
+		return false
+	}
+	return true
+}
+
+// forkAnswer: a ringing callee answers; false when its answer is refused.
+func (fl *farLeg) forkAnswer(l *leg, f *protocol.Frame) bool {
+	c := fl.c
+	h := fl.h
+	sc := fl.sc
+	trickle := !l.ep.Oracle()
+	var p protocol.CallPayload
+	_ = protocol.DecodePayload(f.Payload, &p)
 	if !protocol.HasSDP(p.SDP) {
 		h.send(l, errorFrame(f, protocol.CodeBadRequest, "an answer needs SDP"), false)
-		return
+		return false
 	}
 	local, err := parseSDP(p.SDP)
 	if err != nil {
@@ -1061,10 +1174,16 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 		// timeout ends the call as for any unanswered one. Failing the
 		// call here would let one broken client end it for every fork.
 		h.send(l, errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
-		return
+		return false
+	}
+	headers, err := h.sipHeaders(f.Header.Ext)
+	if err != nil {
+		// As for a bad SDP: the SIP caller keeps ringing.
+		h.send(l, errorFrame(f, protocol.CodeBadRequest, err.Error()), false)
+		return false
 	}
 	c.winner, l.state = l, legAnswered
-	fl.answered = true
+	fl.logWith("session_id", l.ep.ID(), "subsession_id", l.sub)
 	fl.completeCorr = l.startCorr
 	fl.setLocalSDP(local)
 	fl.adoptTrickle(l)
@@ -1072,37 +1191,41 @@ func (fl *farLeg) webAnswer(l *leg, f *protocol.Frame) {
 		c.timer.Stop()
 	}
 	fl.cancelLegs(l)
-	headers := h.sipHeaders(f.Header.Ext)
 	fl.must(func() {
 		ctx, cancel := opCtx()
 		sc.SetTrickle(trickle)
 		err := sc.Answer(ctx, []byte(p.SDP), headers...)
 		cancel()
 		if err != nil {
-			h.log.Info("SIP answer failed", "call", sc.ID(), "err", err)
+			fl.log().Info("SIP answer failed", "err", err)
 			ctx, cancel := opCtx()
 			defer cancel()
 			_ = sc.Hangup(ctx)
 		}
 	})
+	return true
 }
 
-// webReject: an error to a start: a web callee declines, or the web side
-// refuses a SIP re-offer.
-func (fl *farLeg) webReject(l *leg, f *protocol.Frame) {
-	c := fl.c
+// declineCode is the SIP code of a web error to a start.
+func declineCode(f *protocol.Frame) int {
 	code := f.Header.ErrorCode
 	if code < 300 || code > 699 {
 		code = protocol.CodeDecline
 	}
-	if r := fl.sipReoffer; r != nil && l == fl.web() && f.Control.CorrelationID == r.corr {
+	return code
+}
+
+// webRejectReoffer: the web side refuses a SIP re-offer.
+func (fl *farLeg) webRejectReoffer(l *leg, f *protocol.Frame) {
+	if r := fl.sipReoffer; r != nil && f.Control.CorrelationID == r.corr {
 		fl.sipReoffer = nil
-		_ = r.ro.Reject(code, "")
-		return
+		_ = r.ro.Reject(declineCode(f), "")
 	}
-	if fl.out || c.winner != nil || l.state != legRinging {
-		return
-	}
+}
+
+// forkDeclines: a ringing callee declines.
+func (fl *farLeg) forkDeclines(l *leg, f *protocol.Frame) {
+	code := declineCode(f)
 	l.state, l.code = legFailed, code
 	if code >= 600 {
 		fl.cancelLegs(nil)
@@ -1112,32 +1235,10 @@ func (fl *farLeg) webReject(l *leg, f *protocol.Frame) {
 	fl.settle()
 }
 
-// webLeaves: the web side hangs up, or its session ends. A ringing
-// callee that leaves counts as having declined with code.
-func (fl *farLeg) webLeaves(l *leg, code int) {
-	c := fl.c
-	switch {
-	case l == fl.web():
-		fl.webGone = true
-		fl.hangup()
-		fl.h.endFar(c)
-	case !fl.out && l.state == legRinging:
-		l.state, l.code = legFailed, code
-		fl.settle()
-	}
-}
-
 // webTransfer: a blind transfer (REFER) from the web side.
 func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 	c := fl.c
 	h := fl.h
-	if f.Control.Type != protocol.TypeRequest {
-		return // answers to a SIP REFER: it was accepted already
-	}
-	if l != fl.web() || !fl.answered {
-		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "the call is not established"), false)
-		return
-	}
 	corr, referTo := protocol.ClientCorrelation(f), f.Header.ReferTo
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
@@ -1160,10 +1261,6 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 		out.Header.ResponseCode, out.Header.Reason = protocol.CodeAccepted, protocol.Reason(protocol.CodeAccepted)
 		h.send(l, out, false)
 	}) {
-		l.ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many pending requests"), false)
+		fl.busy(l, f, opTransfer)
 	}
 }
-
-// sessionEnded: ep's session ended while on the SIP call of l. c.mu is
-// held.
-func (fl *farLeg) sessionEnded(l *leg) { fl.webLeaves(l, protocol.CodeTemporarilyUnavail) }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -108,14 +109,51 @@ func (e *fakeEP) expect(t *testing.T, typ protocol.Type, act protocol.Action) *p
 	return f
 }
 
-// quiet checks that nothing was sent to the session.
+// quiet checks that nothing was sent to the session, once every goroutine
+// of the test is blocked (synctest.Wait): a frame the handler is still
+// about to send counts too. Tests that call it run in a bubble (inBubble).
 func (e *fakeEP) quiet(t *testing.T) {
 	t.Helper()
+	if f := e.pending(); f != nil {
+		t.Fatalf("%s: unexpected frame %s/%s (code %d %d)", e.id, f.Control.Type, f.Header.Action, f.Header.ResponseCode, f.Header.ErrorCode)
+	}
+}
+
+// pending returns a frame sent to the session and not yet read, or nil,
+// once the bubble's goroutines are all blocked.
+func (e *fakeEP) pending() *protocol.Frame {
+	synctest.Wait()
 	select {
 	case f := <-e.frames:
-		t.Fatalf("%s: unexpected frame %s/%s (code %d %d)", e.id, f.Control.Type, f.Header.Action, f.Header.ResponseCode, f.Header.ErrorCode)
+		return f
 	default:
+		return nil
 	}
+}
+
+// A frame the handler sends after the call that caused it returned (the
+// 180 goes out from the SIP leg's goroutine) is seen: a look without
+// waiting for the handler to settle missed it.
+func TestQuietSeesLateFrames(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for range 20 {
+			e := newEnv(t, time.Minute)
+			a, fc := e.outgoing(t)
+			fc.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 180})
+			if f := a.pending(); f == nil || f.Header.ResponseCode != 180 {
+				t.Fatalf("the 180 was missed: %v", f)
+			}
+			fc.end(sipgw.Event{End: sipgw.EndRejected, Code: 486})
+			a.expect(t, protocol.TypeError, protocol.ActionStart)
+		}
+	})
+}
+
+// inBubble runs a (sub)test in a synctest bubble: the handler's timers
+// (ring timeout) run on the bubble's clock and quiet can wait for the
+// handler to settle.
+func inBubble(f func(*testing.T)) func(*testing.T) {
+	return func(t *testing.T) { synctest.Test(t, f) }
 }
 
 type fakeDir struct {
@@ -400,7 +438,7 @@ func (e *env) assertIdle(t *testing.T) {
 		}
 	}
 	done := make(chan struct{})
-	go func() { e.h.WaitSIP(); close(done) }()
+	go func() { e.h.WaitSIP(context.Background()); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(waitFor):

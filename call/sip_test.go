@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -74,7 +75,7 @@ func TestSIPOutgoingEnds(t *testing.T) {
 			fc.mu.Unlock()
 		}, web: webFailed(503)},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(tc.name, inBubble(func(t *testing.T) {
 			ring := tc.ring
 			if ring == 0 {
 				ring = time.Minute
@@ -103,7 +104,7 @@ func TestSIPOutgoingEnds(t *testing.T) {
 			}
 			e.assertIdle(t)
 			a.quiet(t)
-		})
+		}))
 	}
 }
 
@@ -181,7 +182,7 @@ func TestSIPIncomingEnds(t *testing.T) {
 		{name: "sip no ack", answered: true, steps: []step{sip(sipgw.EndTimeout, 408)}, shutdown: shut(0)},
 		{name: "sip error answered", answered: true, steps: []step{sip(sipgw.EndError, 500)}, shutdown: shut(0)},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(tc.name, inBubble(func(t *testing.T) {
 			ring := tc.ring
 			if ring == 0 {
 				ring = time.Minute
@@ -231,7 +232,7 @@ func TestSIPIncomingEnds(t *testing.T) {
 				t.Fatalf("unexpected SIP operation %s", o.name)
 			default:
 			}
-		})
+		}))
 	}
 }
 
@@ -245,7 +246,8 @@ func decodeSDP(t *testing.T, f *protocol.Frame) string {
 }
 
 // An INVITE without SDP is refused (browsers need the offer).
-func TestSIPIncomingWithoutOffer(t *testing.T) {
+func TestSIPIncomingWithoutOffer(t *testing.T) { synctest.Test(t, testSIPIncomingWithoutOffer) }
+func testSIPIncomingWithoutOffer(t *testing.T) {
 	e := newEnv(t, time.Minute)
 	b := e.ep("bob@web.example")
 	fc := newFakeCall("bob@web.example", "sip:carol@sip.example")
@@ -351,7 +353,7 @@ func TestSIPReofferUnanswerable(t *testing.T) {
 // already have been sent.
 func TestSIPCancelRacesAnswer(t *testing.T) {
 	for _, order := range []string{"cancel first", "answer first", "concurrent"} {
-		t.Run(order, func(t *testing.T) {
+		t.Run(order, inBubble(func(t *testing.T) {
 			for range 20 {
 				e := newEnv(t, time.Minute)
 				a, fc := e.outgoing(t)
@@ -384,7 +386,7 @@ func TestSIPCancelRacesAnswer(t *testing.T) {
 					}
 				}
 			}
-		})
+		}))
 	}
 }
 
@@ -392,6 +394,9 @@ func TestSIPCancelRacesAnswer(t *testing.T) {
 // refuses it once cancelled) or is dropped; the web side is told
 // shutdown either way.
 func TestSIPIncomingCancelRacesAnswer(t *testing.T) {
+	synctest.Test(t, testSIPIncomingCancelRacesAnswer)
+}
+func testSIPIncomingCancelRacesAnswer(t *testing.T) {
 	for range 20 {
 		e := newEnv(t, time.Minute)
 		fc, eps, st := e.incoming(t, 1)
@@ -410,7 +415,8 @@ func TestSIPIncomingCancelRacesAnswer(t *testing.T) {
 
 // An INVITE for a session whose socket is down waits for the resume:
 // nothing is rejected meanwhile, and the call is answered after it.
-func TestSIPIncomingWhileSocketDown(t *testing.T) {
+func TestSIPIncomingWhileSocketDown(t *testing.T) { synctest.Test(t, testSIPIncomingWhileSocketDown) }
+func testSIPIncomingWhileSocketDown(t *testing.T) {
 	e := newEnv(t, time.Minute)
 	fc, eps, _ := e.incoming(t, 1, func(ep *fakeEP) { ep.setDown() })
 	b := eps[0]
@@ -427,6 +433,9 @@ func TestSIPIncomingWhileSocketDown(t *testing.T) {
 // ... but not for ever: the ring timeout still ends it, and the
 // shutdown waits in the session with the start.
 func TestSIPIncomingSocketDownRingTimeout(t *testing.T) {
+	synctest.Test(t, testSIPIncomingSocketDownRingTimeout)
+}
+func testSIPIncomingSocketDownRingTimeout(t *testing.T) {
 	e := newEnv(t, 30*time.Millisecond)
 	fc, eps, _ := e.incoming(t, 1, func(ep *fakeEP) { ep.setDown() })
 	if o := fc.expectOp(t, "reject"); o.code != 480 {
@@ -570,7 +579,8 @@ func TestSIPTrickleFolded(t *testing.T) {
 
 // An incoming call: a forked callee's candidates wait until it wins,
 // then go after the ACK; wsc.js callees get no trickle and announce none.
-func TestSIPTrickleIncoming(t *testing.T) {
+func TestSIPTrickleIncoming(t *testing.T) { synctest.Test(t, testSIPTrickleIncoming) }
+func testSIPTrickleIncoming(t *testing.T) {
 	e := newEnv(t, time.Minute)
 	fc, eps, st := e.incoming(t, 1)
 	fc.setPeerTrickle()

@@ -31,21 +31,25 @@ import (
 // logged.
 const maxPendingTrickle = 16 << 10
 
-// webTrickle: a trickle message from the web side. c.mu is held.
+// bufferTrickle: a trickle message from a forked callee still ringing:
+// its candidates matter once it answers (adoptTrickle). c.mu is held.
+func (fl *farLeg) bufferTrickle(l *leg, f *protocol.Frame) {
+	if len(l.trickle) < maxBufferedTrickle {
+		l.trickle = append(l.trickle, f.Payload)
+	}
+}
+
+// webTrickle: a trickle message from the web leg that talks with SIP.
+// c.mu is held.
 func (fl *farLeg) webTrickle(l *leg, f *protocol.Frame) {
-	if l != fl.web() {
-		// A forked callee still ringing: its candidates matter once it
-		// answers (adoptTrickle).
-		if !fl.out && l.state == legRinging && len(l.trickle) < maxBufferedTrickle {
-			l.trickle = append(l.trickle, f.Payload)
-		}
-		return
-	}
 	var p protocol.CallPayload
-	if protocol.DecodePayload(f.Payload, &p) != nil {
+	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
+		fl.h.send(l, errorFrame(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
 		return
 	}
-	fl.addTrickle(p.Candidates)
+	if !fl.addTrickle(p.Candidates) {
+		fl.busy(l, f, opTrickle)
+	}
 	fl.flushTrickle()
 }
 
@@ -60,10 +64,12 @@ func (fl *farLeg) adoptTrickle(l *leg) {
 	l.trickle = nil
 }
 
-func (fl *farLeg) addTrickle(frag string) {
+// addTrickle keeps the candidates of frag for SIP; false when some were
+// left out, past maxPendingTrickle.
+func (fl *farLeg) addTrickle(frag string) bool {
 	attrs := fragmentAttrs(frag)
 	if len(attrs) == 0 {
-		return
+		return true
 	}
 	if len(fl.trickle) == 0 {
 		fl.trickleUfrag = fl.localUfrag()
@@ -71,12 +77,13 @@ func (fl *farLeg) addTrickle(frag string) {
 	for _, a := range attrs {
 		n := attrLineLen(a)
 		if fl.trickleBytes+n > maxPendingTrickle {
-			fl.h.log.Info("ICE candidates toward SIP dropped: too many pending", "lines", len(attrs))
-			return
+			fl.log().Debug("ICE candidates toward SIP dropped: too many pending", "lines", len(attrs))
+			return false
 		}
 		fl.trickleBytes += n
 		fl.trickle = append(fl.trickle, a)
 	}
+	return true
 }
 
 func (fl *farLeg) localUfrag() string {
@@ -96,29 +103,31 @@ func (fl *farLeg) setLocalSDP(d *sdp.SessionDescription) {
 }
 
 func (fl *farLeg) dropTrickle(why string) {
-	fl.h.log.Debug("ICE candidates toward SIP dropped", "why", why, "lines", len(fl.trickle))
+	fl.log().Debug("ICE candidates toward SIP dropped", "why", why, "lines", len(fl.trickle))
 	fl.trickle, fl.trickleBytes = nil, 0
 }
 
 // flushTrickle sends the waiting candidates in one INFO, when the peer
 // takes them and the dialog allows it. c.mu is held.
 func (fl *farLeg) flushTrickle() {
-	if len(fl.trickle) == 0 || !fl.confirmed || fl.sc == nil || !fl.sc.PeerAccepts(sipgw.InfoPackageTrickleICE) {
+	if len(fl.trickle) == 0 || (fl.phase != outConfirmed && fl.phase != inConfirmed) || fl.sc == nil || !fl.sc.PeerAccepts(sipgw.InfoPackageTrickleICE) {
 		return
 	}
 	body := sdpfrag(fl.local, fl.trickle)
-	fl.trickle, fl.trickleBytes = nil, 0
-	sc, log := fl.sc, fl.h.log
+	sc, log := fl.sc, fl.log()
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
 		defer cancel()
 		err := sc.SendInfo(ctx, sipgw.Info{Package: sipgw.InfoPackageTrickleICE, ContentType: sipgw.ContentTypeTrickleICE, Body: body})
 		if err != nil {
-			log.Info("trickle INFO failed", "call", sc.ID(), "err", err)
+			log.Info("trickle INFO failed", "err", err)
 		}
 	}) {
-		log.Info("ICE candidates toward SIP dropped: too many pending requests", "call", sc.ID())
+		// Kept for the next flush (or re-offer), within their bound.
+		log.Debug("ICE candidates toward SIP wait: too many pending requests")
+		return
 	}
+	fl.trickle, fl.trickleBytes = nil, 0
 }
 
 // foldTrickle adds the waiting candidates to offer (parsed as d), the
@@ -145,7 +154,7 @@ func (fl *farLeg) foldTrickle(offer string, d *sdp.SessionDescription) string {
 func (fl *farLeg) sipTrickle(w *leg, body []byte) {
 	frag, err := webFragment(body)
 	if err != nil {
-		fl.h.log.Debug("trickle INFO from SIP ignored", "err", err)
+		fl.log().Debug("trickle INFO from SIP ignored", "err", err)
 		return
 	}
 	if frag == "" {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
@@ -303,23 +304,55 @@ func (k *Call) end() {
 func (c *Client) onCallFrame(f *protocol.Frame) bool {
 	k := c.calls[f.Control.SubsessionID]
 	t, a := f.Control.Type, f.Header.Action
-	if k == nil {
-		if t != protocol.TypeRequest || a != protocol.ActionStart || f.Control.SubsessionID == "" {
-			return false
-		}
-		var p protocol.CallPayload
-		protocol.DecodePayload(f.Payload, &p)
-		k = &Call{c: c, id: f.Control.SubsessionID, peer: f.Header.Initiator, incoming: true,
-			caller: f.Header.Initiator, callee: f.Header.Target, startCorr: f.Control.CorrelationID}
-		if k.callee == "" {
-			k.callee = c.identity()
-		}
-		c.calls[k.id] = k
-		c.emit(Event{Kind: EventIncomingCall, Call: k, SDP: p.SDP, Header: &f.Header})
-		return true
+	if k == nil && (t != protocol.TypeRequest || a != protocol.ActionStart || f.Control.SubsessionID == "") {
+		return false
 	}
 	var p protocol.CallPayload
-	protocol.DecodePayload(f.Payload, &p)
+	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
+		c.badCallPayload(f, err)
+		return true
+	}
+	if k == nil {
+		c.onIncomingCall(f, p)
+		return true
+	}
+	return c.onCallEvent(k, f, p)
+}
+
+// badCallPayload answers a call request whose payload does not decode
+// with the error a gateway would send (and starts no call for it); any
+// other such frame becomes an EventError, as it means nothing to the
+// call.
+func (c *Client) badCallPayload(f *protocol.Frame, err error) {
+	code, reason := protocol.CodeOf(err), protocol.ReasonOf(err)
+	if f.Control.Type == protocol.TypeRequest {
+		r := &protocol.Frame{
+			Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageCall,
+				SubsessionID: f.Control.SubsessionID, CorrelationID: f.Control.CorrelationID},
+			Header: protocol.Header{Action: f.Header.Action, ErrorCode: code, Reason: reason,
+				Initiator: f.Header.Initiator, Target: f.Header.Target},
+		}
+		c.send(r)
+	}
+	c.emit(Event{Kind: EventError, Frame: f, Code: code, Reason: reason, Header: &f.Header,
+		Err: fmt.Errorf("client: call frame payload: %w", err)})
+}
+
+// onIncomingCall makes a Call of the start f of an unknown subsession.
+func (c *Client) onIncomingCall(f *protocol.Frame, p protocol.CallPayload) {
+	k := &Call{c: c, id: f.Control.SubsessionID, peer: f.Header.Initiator, incoming: true,
+		caller: f.Header.Initiator, callee: f.Header.Target, startCorr: f.Control.CorrelationID}
+	if k.callee == "" {
+		k.callee = c.identity()
+	}
+	c.calls[k.id] = k
+	c.emit(Event{Kind: EventIncomingCall, Call: k, SDP: p.SDP, Header: &f.Header})
+}
+
+// onCallEvent handles the frame f, with payload p, of the call k; false
+// means it fits none of the call's events.
+func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload) bool {
+	t, a := f.Control.Type, f.Header.Action
 	ev := Event{Kind: EventCall, Call: k, Code: f.Header.ResponseCode, Reason: f.Header.Reason, SDP: p.SDP, Header: &f.Header}
 	corr := f.Control.CorrelationID
 	switch {

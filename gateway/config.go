@@ -27,6 +27,11 @@ type Config struct {
 	// TLS serves wss:// (and https://) with a certificate that is
 	// reloaded when its files change.
 	TLS TLSConfig `yaml:"tls"`
+	// HTTP configures the public listener: timeouts, connection caps,
+	// trusted proxies.
+	HTTP HTTPConfig `yaml:"http"`
+	// Metrics is the separate listener of /metrics.
+	Metrics MetricsConfig `yaml:"metrics"`
 	// Domain is the domain of generated guest identities.
 	Domain    string          `yaml:"domain"`
 	WebSocket WebSocketConfig `yaml:"websocket"`
@@ -96,7 +101,8 @@ type CallsConfig struct {
 	RingTimeout Duration `yaml:"ring_timeout"`
 	// SIPHeaders lists the extension headers (case-insensitive names)
 	// passed to SIP, and from SIP answers, as headers of the same name.
-	// Default: none.
+	// Headers the gateway sets (Via, From, P-Asserted-Identity...: see
+	// sipgw.ValidateHeaderName) cannot be listed. Default: none.
 	SIPHeaders []string `yaml:"sip_headers"`
 }
 
@@ -135,8 +141,10 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // DefaultConfig returns the embedded defaults.
 func DefaultConfig() Config {
 	return Config{
-		Listen: "127.0.0.1:8080",
-		Domain: "guest.invalid",
+		Listen:  "127.0.0.1:8080",
+		Domain:  "guest.invalid",
+		HTTP:    defaultHTTP(),
+		Metrics: MetricsConfig{Listen: defaultMetricsListen},
 		WebSocket: WebSocketConfig{
 			MaxFrameBytes:    64 << 10,
 			PingInterval:     Duration(20 * time.Second),
@@ -162,7 +170,22 @@ func DefaultConfig() Config {
 	}
 }
 
-// LoadConfig reads path over the defaults. Unknown keys and bad values
+// WithDefaults returns c with the defaults of its sections' packages
+// filled in where their keys are unset: the sip section's (a registrar of
+// sip:<domain>, the transport of the first listener...). LoadConfig and New
+// apply it, so that the gateway decides on the values that run: deciding
+// on a raw key (registrar: "" read as "no registration") while sipgw used
+// its default once left every README-configured identity unregistered.
+// Idempotent.
+func (c Config) WithDefaults() Config {
+	if c.sipConfigured() {
+		c.SIP = c.SIP.WithDefaults()
+	}
+	return c
+}
+
+// LoadConfig reads path over the defaults, with [Config.WithDefaults]
+// applied. Unknown keys and bad values
 // fail with a message that names the key.
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
@@ -175,6 +198,7 @@ func LoadConfig(path string) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -196,6 +220,7 @@ func (c *Config) Validate() error {
 	if c.Domain == "" {
 		bad("domain", "must not be empty")
 	}
+	c.validateHTTP(bad)
 	if c.WebSocket.MaxFrameBytes < 1024 || c.WebSocket.MaxFrameBytes > 16<<20 {
 		bad("websocket.max_frame_bytes", "must be between 1024 and 16777216")
 	}
@@ -225,6 +250,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Calls.RingTimeout.D() < time.Second {
 		bad("calls.ring_timeout", "must be at least 1s")
+	}
+	for i, name := range c.Calls.SIPHeaders {
+		// The gateway alone sets the headers that route, authenticate
+		// or assert identity: a client listed here could spoof them.
+		var he *sipgw.HeaderError
+		if errors.As(sipgw.ValidateHeaderName(name), &he) {
+			bad(fmt.Sprintf("calls.sip_headers[%d]", i), "%q %s", he.Name, he.Problem)
+		}
 	}
 	if c.Messaging.ReportTimeout.D() < time.Second {
 		bad("messaging.report_timeout", "must be at least 1s")

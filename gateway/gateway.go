@@ -17,9 +17,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/messaging"
 	"github.com/jsonrtc/jsonrtc/notification"
@@ -27,6 +29,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/jsonrtc/jsonrtc/transport/forwarded"
 )
 
 // Gateway terminates JSONrtc sessions.
@@ -38,14 +41,18 @@ type Gateway struct {
 	msgs     *messaging.Handler
 	presence *presence.Handler
 	notes    *notification.Handler
-	sip      *sipgw.Gateway // nil without a sip section: upstream.go
-	regs     *sipRegs       // SIP registrations of sessions: sip.go
-	// onIncomingSIPCall is Options.OnIncomingSIPCall.
-	onIncomingSIPCall func(identity string)
+	sip      *sipgw.UserAgent // nil without a sip section: upstream.go
+	regs     *sipRegs         // SIP registrations of sessions: sip.go
+	// onIncomingSIPCall is a test's hook (fortest.go).
+	onIncomingSIPCall atomic.Pointer[func(identity string)]
 	web               http.Handler
 	authn             *auth.Authenticator // nil: the built-in open application
 	lim               *limits.Limiter
+	guests            *limits.GuestSessions // guest sessions per address: guest.go
+	regLim            *limits.Registers     // REGISTERs that connects cause: sip.go
 	store             store.Store
+	// proxies are the trusted reverse proxies (http.trusted_proxies).
+	proxies forwarded.Proxies
 
 	// mu guards the session tables. Lock order: a session's inMu, then
 	// handler locks, then mu or a session's mu (never both).
@@ -77,13 +84,12 @@ type Options struct {
 	// Store keeps session records for resumes across nodes; nil keeps
 	// them in memory.
 	Store store.Store
-	// OnIncomingSIPCall, when set, is called (on a SIP goroutine) for
-	// each INVITE to a registered identity, before its sessions ring.
-	OnIncomingSIPCall func(identity string)
 }
 
-// New returns a gateway for cfg, which must have passed Validate.
+// New returns a gateway for cfg, with [Config.WithDefaults] applied (a
+// Config built in code needs not have gone through LoadConfig).
 func New(cfg Config, opts Options) (*Gateway, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -107,6 +113,11 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		g.store = store.NewMemory()
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	proxies, err := forwarded.Parse(cfg.HTTP.TrustedProxies)
+	if err != nil {
+		return nil, err // Validate has checked it
+	}
+	g.proxies = proxies
 	if len(cfg.Auth.Applications) > 0 {
 		a, err := auth.New(cfg.Auth, &auth.Options{Logger: log})
 		if err != nil {
@@ -119,12 +130,17 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.lim = lim
+	g.guests = limits.NewGuestSessions(lim)
 	g.metrics.reg.MustRegister(lim.Collector())
+	if g.regLim, err = limits.NewRegisters(cfg.limitsConfig()); err != nil {
+		return nil, err
+	}
+	g.metrics.reg.MustRegister(g.regLim.Collector())
 	if err := g.newSIP(); err != nil {
 		return nil, err
 	}
 	g.calls = call.NewHandler(directory{g}, call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
-	g.onIncomingSIPCall = opts.OnIncomingSIPCall
+	g.metrics.reg.MustRegister(g.calls.Collector())
 	g.sipCalls()
 	g.msgs = messaging.NewHandler(directory{g}, messaging.Options{
 		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log,
@@ -139,12 +155,12 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	return g, nil
 }
 
-// Handler returns the HTTP handler: WebSocket upgrades under /ws/, the
-// metrics at /metrics, the demo page elsewhere.
+// Handler returns the public HTTP handler: WebSocket upgrades under
+// /ws/, a liveness answer at /healthz, the demo page elsewhere. The
+// metrics are apart: [Gateway.MetricsHandler].
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws/", g.serveWS)
-	mux.Handle("/metrics", g.metrics.handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	if g.web != nil {
 		mux.Handle("/", g.web)
@@ -171,16 +187,24 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for _, s := range all {
 		s.end(reasonShutdown)
 	}
-	g.waitRegistrations()
-	g.closeSIP()
-	g.calls.WaitSIP()
+	// Each step gives up when ctx ends, and the next still runs: the SIP
+	// side is closed even when the unregistrations took too long.
+	_ = g.waitRegistrations(ctx)
+	g.closeSIP(ctx)
+	_ = g.calls.WaitSIP(ctx)
 	// Sockets still in their handshake close with the context.
 	g.cancel()
 	g.mu.Lock()
 	g.waiting = true // no goroutine is added to g.wg from here on
 	g.mu.Unlock()
+	return waitGroup(ctx, &g.wg)
+}
+
+// waitGroup waits for wg, or returns ctx's error when ctx ends first
+// (the waiting goroutine then ends with wg).
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
 	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
+	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -307,23 +331,41 @@ func (g *Gateway) lookup(id string) *Session {
 	return g.sessions[id]
 }
 
-// directory is the call.Directory view of the session tables.
+// directory is the endpoint.Directory view of the session tables.
 type directory struct{ g *Gateway }
 
-func (d directory) Sessions(identity string) []call.Endpoint {
+func (d directory) Sessions(identity string) []endpoint.Endpoint {
 	d.g.mu.Lock()
 	defer d.g.mu.Unlock()
 	list := d.g.byIdentity[identity]
-	out := make([]call.Endpoint, 0, len(list))
+	out := make([]endpoint.Endpoint, 0, len(list))
 	for _, s := range list {
 		out = append(out, s)
 	}
 	return out
 }
 
+// Known reports whether identity is a web identity that only web
+// sessions reach: one that has had a session here and that the SIP side
+// does not serve. An identity of a SIP domain is never Known: it
+// registered over SIP while on the web, and once its last session is gone
+// the handlers, which ask Sessions first, send its calls, messages and
+// presence subscriptions to SIP, where its phone may be (a sign-out once
+// made it 480 here for the life of the process). What is left Known keeps
+// 480 (offline) apart from 404 (unknown).
 func (d directory) Known(identity string) bool {
+	if d.g.sipReaches(identity) {
+		return false
+	}
 	d.g.mu.Lock()
 	defer d.g.mu.Unlock()
 	_, ok := d.g.known[identity]
 	return ok
+}
+
+// sipReaches reports whether the SIP side serves identity (a user@domain
+// that a connect registers) when it has no live web session. Bare names
+// are left to the web side, as call routing leaves them.
+func (g *Gateway) sipReaches(identity string) bool {
+	return strings.Contains(identity, "@") && g.registers(identity)
 }

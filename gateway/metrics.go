@@ -18,6 +18,10 @@ type metrics struct {
 	closes     *prometheus.CounterVec
 	frames     prometheus.Counter
 	badFrames  prometheus.Counter
+	// refused counts destinations refused by the target policy, by field
+	// (target, refer_to, header): the sign of a guest probing for toll
+	// fraud.
+	refused *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -37,8 +41,10 @@ func newMetrics() *metrics {
 			Name: "jsonrtc_frames_in_total", Help: "Frames received and processed."}),
 		badFrames: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jsonrtc_bad_frames_total", Help: "Frames that could not be decoded."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jsonrtc_destinations_refused_total", Help: "Destinations in client frames refused by the target policy, by field."}, []string{"field"}),
 	}
-	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames,
+	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.refused,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -189,7 +189,8 @@ func TestFloodThrottled(t *testing.T) {
 		lat = append(lat, time.Since(t0))
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	t.Logf("flood: %v; other identities' round trip p50 %v p99 %v", codes, lat[len(lat)/2], lat[len(lat)*99/100])
+	// 15 samples have no p99: their median and maximum.
+	t.Logf("flood: %v; other identities' round trip over %d samples: median %v, max %v", codes, len(lat), lat[len(lat)/2], lat[len(lat)-1])
 }
 
 func TestHandshakeRateLimit(t *testing.T) {

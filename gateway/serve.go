@@ -13,6 +13,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
+	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/transport/ws"
 )
 
@@ -27,7 +28,8 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
-	if ip, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && !g.lim.AllowHandshake(ip.Addr()) {
+	addr, https := g.clientAddr(r)
+	if addr.IsValid() && !g.lim.AllowHandshake(addr) {
 		g.metrics.handshakes.WithLabelValues("throttled").Inc()
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "jsonrtc: too many handshakes from this address", http.StatusTooManyRequests)
@@ -52,7 +54,14 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		// The application's own origin rules were applied above.
 		opts.OriginPatterns, opts.InsecureSkipVerify = nil, true
 		if p.SetCookie != nil {
-			http.SetCookie(w, p.SetCookie)
+			// A page served over https, directly or through a
+			// TLS-terminating proxy, gets a Secure cookie.
+			ck := *p.SetCookie
+			ck.Secure = ck.Secure || https
+			http.SetCookie(w, &ck)
+		}
+		if g.refuseBeforeUpgrade(w, p) {
+			return
 		}
 	}
 	c, err := ws.Accept(w, r, opts)
@@ -65,7 +74,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The socket is served by goroutines of their own so that this handler
 	// returns: net/http's connection goroutine, with its deep stack and
 	// the request it holds, is freed for the socket's whole life.
-	if !g.goTracked(func() { g.serveConn(c, p) }) {
+	if !g.goTracked(func() { g.serveConn(c, p, addr) }) {
 		c.Close(websocket.StatusGoingAway, "shutting down")
 	}
 }
@@ -76,8 +85,8 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 // stack only shrinks at garbage collection, and only while less than a
 // quarter of it is in use, so the reader, which an idle session parks for
 // its whole life, starts afresh with the runtime's small initial stack.
-func (g *Gateway) serveConn(c *ws.Conn, p *auth.Principal) {
-	l := &link{g: g, c: c, max: g.cfg.Session.WindowFrames + 16}
+func (g *Gateway) serveConn(c *ws.Conn, p *auth.Principal, addr netip.Addr) {
+	l := &link{g: g, c: c, addr: addr, max: g.cfg.Session.WindowFrames + 16}
 	s, err := g.handshake(g.ctx, c, l, p)
 	if err != nil {
 		c.CloseNow()
@@ -153,14 +162,14 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 		}
 		if err != nil {
 			bad++
-			writeNow(ctx, c, connectError(f, protocol.CodeOf(err), reasonOf(err)))
+			writeNow(ctx, c, connectError(f, protocol.CodeOf(err), protocol.ReasonOf(err)))
 			if bad >= maxBadFrames {
 				c.Close(websocket.StatusPolicyViolation, "too many malformed frames")
 				return nil, err
 			}
 			continue
 		}
-		s, resumed, err := g.connect(c, f, p)
+		s, resumed, err := g.connect(c, f, p, l.addr)
 		if err != nil {
 			writeNow(ctx, c, connectErrorFor(f, err))
 			continue
@@ -217,7 +226,7 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 // connect applies docs/protocol.md §4.4 and §4.5 to a connect request:
 // resume the named session if all three criteria hold, else start a new
 // one.
-func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal) (*Session, bool, error) {
+func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr) (*Session, bool, error) {
 	oracle := c.Subprotocol() == protocol.SubprotocolOracle
 	identity, app, err := g.identify(f, p)
 	if err != nil {
@@ -256,20 +265,32 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal) (*Se
 	if p != nil {
 		profile = p.Limits
 	}
+	releaseGuest, err := g.openGuest(p, addr)
+	if err != nil {
+		return nil, false, err
+	}
 	quota, err := g.lim.OpenSession(app, profile, identity)
 	if err != nil {
+		releaseGuest()
 		g.log.Info("session refused by limits", "identity", identity, "err", err)
 		return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "limit reached: " + err.Error()}
 	}
-	reg, err := g.sipRegister(g.ctx, f, identity)
-	if err != nil {
-		quota.Close()
-		return nil, false, err
+	// A guest costs the SIP network nothing until it calls: it neither
+	// registers nor (presence.Guest) publishes.
+	guest := (p != nil && p.Guest) || (p == nil && f.Header.Initiator == "")
+	var reg *sipgw.Registration
+	if !guest {
+		if reg, err = g.sipRegister(g.ctx, f, identity, c.RemoteAddr(), addr); err != nil {
+			quota.Close()
+			releaseGuest()
+			return nil, false, err
+		}
 	}
 	s := g.newSession(identity, oracle, processed)
-	s.app, s.principal, s.quota = app, p, quota
+	s.app, s.principal, s.quota, s.guest, s.releaseGuest = app, p, quota, guest, releaseGuest
 	if err := g.add(s); err != nil {
 		quota.Close()
+		releaseGuest()
 		g.releaseRegistration(reg)
 		if errors.Is(err, errTooMany) {
 			return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "too many sessions"}
@@ -325,28 +346,13 @@ func validIdentity(s string) bool {
 	return true
 }
 
-func reasonOf(err error) string {
-	var e *protocol.Error
-	if errors.As(err, &e) {
-		return e.Reason
-	}
-	return "internal error"
-}
-
 // connectError answers a connect that failed. wsc.js needs package_type
 // register on it.
 func connectError(f *protocol.Frame, code int, reason string) []byte {
-	out := &protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageRegister},
-		Header:  protocol.Header{Action: protocol.ActionConnect, ErrorCode: code, Reason: reason},
-	}
-	if f != nil {
-		out.Control.AckSequence = f.Control.Sequence
-		out.Control.CorrelationID = protocol.ClientCorrelation(f)
-		if f.Header.Action != "" && f.Header.Action != protocol.ActionConnect {
-			out.Header.Action = f.Header.Action
-			out.Control.Package = f.EffectivePackage()
-		}
+	out := registerError(f, code, reason)
+	if f != nil && f.Header.Action != "" && f.Header.Action != protocol.ActionConnect {
+		out.Header.Action = f.Header.Action
+		out.Control.Package = f.EffectivePackage()
 	}
 	return out.Marshal()
 }
@@ -406,7 +412,7 @@ func (s *Session) inbound(l *link, data []byte) bool {
 		return true
 	}
 	if err := protocol.Validate(f); err != nil {
-		s.Send(errorFor(f, protocol.CodeOf(err), reasonOf(err)), false)
+		s.Send(errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
 		return true
 	}
 	s.dispatch(f)
@@ -430,7 +436,7 @@ func (s *Session) undecodable(data []byte, err error) bool {
 	}
 	out := &protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageCall},
-		Header:  protocol.Header{ErrorCode: protocol.CodeBadRequest, Reason: reasonOf(err)},
+		Header:  protocol.Header{ErrorCode: protocol.CodeBadRequest, Reason: protocol.ReasonOf(err)},
 	}
 	isObject := json.Unmarshal(data, &loose) == nil
 	if isObject {
@@ -476,11 +482,10 @@ func (s *Session) dispatch(f *protocol.Frame) {
 			s.Send(errorFor(f, protocol.CodeForbidden, "initiator is not you"), false)
 			return
 		}
-		if f.Header.Target != "" && !auth.AllowedTarget(s.principal, f.Header.Target) {
-			s.log.Warn("target not allowed", "target", f.Header.Target)
-			s.Send(errorFor(f, protocol.CodeForbidden, "target not allowed"), false)
-			return
-		}
+	}
+	if err := s.checkDestinations(f); err != nil {
+		s.Send(errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
+		return
 	}
 	if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionSend && !s.quota.AllowMessage() {
 		s.Send(errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"), false)

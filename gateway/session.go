@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -47,7 +49,7 @@ func (r endReason) String() string {
 }
 
 // Session is one JSONrtc session on the gateway side. It implements
-// call.Endpoint.
+// endpoint.Endpoint.
 type Session struct {
 	g        *Gateway
 	id       string
@@ -59,6 +61,13 @@ type Session struct {
 	// application); quota the session's share of its limits.
 	principal *auth.Principal
 	quota     *limits.Session
+	// guest: an anonymous guest (a guest application's, or a generated
+	// identity of the open one); see guest.go. releaseGuest gives back
+	// its place among its address's guest sessions (a no-op for others);
+	// engaged is set once it takes part in a call.
+	guest        bool
+	releaseGuest func()
+	engaged      atomic.Bool
 
 	// inMu serialises the processing of inbound frames: during a socket
 	// replacement two readers may briefly run.
@@ -82,9 +91,10 @@ type Session struct {
 // there is something to write (see startFlush), so an idle session costs
 // one goroutine: its reader.
 type link struct {
-	g   *Gateway
-	c   *ws.Conn
-	max int // queue bound
+	g    *Gateway
+	c    *ws.Conn
+	addr netip.Addr // the handshake's source (clientAddr)
+	max  int        // queue bound
 
 	mu      sync.Mutex
 	queue   [][]byte
@@ -196,14 +206,31 @@ func (g *Gateway) newSession(identity string, oracle bool, processed uint64) *Se
 		st:   session.New(id, processed),
 		gone: make(chan struct{}),
 		log:  g.log.With("session_id", id, "identity", identity),
+		// connect sets the guest's own.
+		releaseGuest: func() {},
 	}
 }
 
-// AcquireCall implements call.Quota.
-func (s *Session) AcquireCall() bool { return s.quota.AcquireCall() }
+// AcquireCall implements endpoint.Quota. A guest that takes part in a call
+// has something to resume from then on (see resumeTimeout).
+func (s *Session) AcquireCall() bool {
+	if !s.quota.AcquireCall() {
+		return false
+	}
+	s.engaged.Store(true)
+	return true
+}
 
-// ReleaseCall implements call.Quota.
+// ReleaseCall implements endpoint.Quota.
 func (s *Session) ReleaseCall() { s.quota.ReleaseCall() }
+
+// AcquireSubscription implements subscription.Quota: presence and
+// voicemail subscriptions count against the identity's and the
+// application's subscriptions limit.
+func (s *Session) AcquireSubscription() bool { return s.quota.AcquireSubscription() }
+
+// ReleaseSubscription implements subscription.Quota.
+func (s *Session) ReleaseSubscription() { s.quota.ReleaseSubscription() }
 
 func (s *Session) ID() string       { return s.id }
 func (s *Session) Identity() string { return s.identity }
@@ -215,7 +242,7 @@ func (s *Session) limits() session.Limits {
 
 var errEnded = errors.New("gateway: session ended")
 
-// Send implements call.Endpoint: it stamps, retains and queues f.
+// Send implements endpoint.Endpoint: it stamps, retains and queues f.
 func (s *Session) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -259,8 +286,9 @@ func (s *Session) queueLocked(data []byte) {
 	}
 }
 
-// sendUnsequenced queues a frame outside the numbering (an error to a
-// frame that could not be decoded is still numbered; this is for acks).
+// sendAckLocked queues an acknowledgement of what the peer sent, when
+// one is owed and a socket is attached (never to a webrtc.oracle.com
+// client).
 func (s *Session) sendAckLocked() {
 	if s.oracle || s.conn == nil || !s.st.AckOwed() {
 		return
@@ -307,7 +335,7 @@ func (s *Session) startResumeTimerLocked() {
 	if s.resume != nil {
 		s.resume.Stop()
 	}
-	s.resume = time.AfterFunc(s.g.cfg.Session.ResumeTimeout.D(), func() {
+	s.resume = time.AfterFunc(s.resumeTimeout(), func() {
 		s.mu.Lock()
 		waiting := s.conn == nil && !s.ended
 		s.mu.Unlock()
@@ -317,8 +345,8 @@ func (s *Session) startResumeTimerLocked() {
 	})
 }
 
-// attach makes l the session's socket, replacing (close 4000) a still
-// open one, and queues first the frames in pre.
+// attachLocked makes l the session's socket, replacing (close 4000) a
+// still open one, and stops the resume timer.
 func (s *Session) attachLocked(l *link) {
 	if old := s.conn; old != nil {
 		if !s.g.goTracked(func() { old.c.Close(ws.StatusReplaced, "replaced") }) {
@@ -353,6 +381,10 @@ func (s *Session) detach(l *link, logout bool) {
 		return
 	}
 	s.mu.Unlock()
+	if s.g.authn != nil {
+		// With jwt.revoke_on_logout, the token cannot open a session again.
+		s.g.authn.Logout(s.principal)
+	}
 	s.end(reasonLogout)
 }
 
@@ -367,6 +399,9 @@ func (s *Session) end(r endReason) {
 		return
 	}
 	s.ended = true
+	// The address's guest place goes first: whoever hears of the end
+	// may connect again from there.
+	s.releaseGuest()
 	close(s.gone)
 	if s.resume != nil {
 		s.resume.Stop()

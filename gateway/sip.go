@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
@@ -46,15 +48,16 @@ func (g *Gateway) sipCalls() {
 	}
 	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders})
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
-		if g.onIncomingSIPCall != nil {
-			g.onIncomingSIPCall(sc.Identity())
+		if f := g.onIncomingSIPCall.Load(); f != nil {
+			(*f)(sc.Identity())
 		}
 		g.calls.IncomingSIP(sc)
 	})
 }
 
 // registers reports whether a connect of identity registers it: when the
-// sip section names a registrar and identity is of a SIP domain.
+// sip section has a registrar (sip:<domain> unless the key says otherwise:
+// g.cfg has its defaults applied) and identity is of a SIP domain.
 func (g *Gateway) registers(identity string) bool {
 	if g.sip == nil || g.cfg.SIP.Registrar == "" {
 		return false
@@ -83,7 +86,12 @@ func (e *challengeError) Error() string { return "registrar challenge " + strcon
 // sipRegister registers identity for a new session; nil, nil when
 // registration is not configured for it. f is the connect; its
 // header.authorization answers the challenge of a previous connect.
-func (g *Gateway) sipRegister(ctx context.Context, f *protocol.Frame, identity string) (*sipgw.Registration, error) {
+// remote is the socket's address (ip:port) and addr the client's (the
+// address a trusted proxy forwards, else remote's): a connect that would
+// send a REGISTER takes an attempt from the socket's, the address's and
+// the identity's buckets (limits.Registers), and one whose identity backs
+// off after rejected credentials is refused without contacting SIP.
+func (g *Gateway) sipRegister(ctx context.Context, f *protocol.Frame, identity, remote string, addr netip.Addr) (*sipgw.Registration, error) {
 	if !g.registers(identity) {
 		return nil, nil
 	}
@@ -95,9 +103,29 @@ func (g *Gateway) sipRegister(ctx context.Context, f *protocol.Frame, identity s
 		}
 		o.Authorization = a
 	}
+	sent := false // a REGISTER went out: joining a binding sends none
+	o.Admit = func() error {
+		if err := g.regLim.Allow(remote, addr, identity); err != nil {
+			return err
+		}
+		sent = true
+		return nil
+	}
 	reg, err := g.sip.Register(ctx, identity, &o)
 	if err == nil {
+		if sent {
+			g.regLim.Succeeded(identity)
+		}
 		return reg, nil
+	}
+	var denied *limits.RegisterDenied
+	if errors.As(err, &denied) {
+		return nil, registerDeniedError(denied)
+	}
+	if errors.Is(err, sipgw.ErrCredentialsRejected) {
+		// Bounded by the buckets above, so not a flood of lines.
+		d := g.regLim.Failed(identity)
+		g.log.Info("registrar rejected the credentials; backing off", "identity", identity, "backoff", d, "remote", remote)
 	}
 	var ce *sipgw.ChallengeError
 	if errors.As(err, &ce) {
@@ -119,6 +147,11 @@ func (g *Gateway) sipRegister(ctx context.Context, f *protocol.Frame, identity s
 		}{ch.Scheme, ch.Realm, ch.Nonce, ch.Algorithm, strings.Join(ch.QOP, ","), ch.Opaque, ch.Stale, ch.Method, ch.URI})
 		return nil, &challengeError{code: code, authenticate: b}
 	}
+	if errors.Is(err, sipgw.ErrCredentialsRejected) {
+		// The gateway's own credentials (sip.credentials): nothing the
+		// client can answer.
+		return nil, &protocol.Error{Code: protocol.CodeForbidden, Reason: "registrar rejected the credentials"}
+	}
 	code := sipgw.ResponseCode(err)
 	switch {
 	case code == protocol.CodeServerError || code < 400 || code > 699:
@@ -128,6 +161,37 @@ func (g *Gateway) sipRegister(ctx context.Context, f *protocol.Frame, identity s
 	}
 	g.log.Info("SIP registration failed", "identity", identity, "err", err)
 	return nil, &protocol.Error{Code: code, Reason: "registrar: " + protocol.Reason(code)}
+}
+
+// retryError is a connect refused for a while: error 503 (PROTOCOL.md
+// section 7: overloaded or rate-limited), with the wait in the reason and
+// in the extension header retry_after (whole seconds).
+type retryError struct {
+	reason string
+	after  time.Duration
+}
+
+func (e *retryError) Error() string { return e.reason }
+
+func registerDeniedError(d *limits.RegisterDenied) *retryError {
+	secs := int64((d.RetryAfter + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	var why string
+	switch d.Reason {
+	case limits.RegisterBackoff:
+		why = "the registrar rejected this identity's credentials"
+	case limits.RegisterSocket:
+		why = "too many registration attempts on this socket"
+	case limits.RegisterIdentity:
+		why = "too many registration attempts for this identity"
+	case limits.RegisterAddress:
+		why = "too many registration attempts from this address"
+	default:
+		why = "too many registration attempts"
+	}
+	return &retryError{reason: why + "; retry in " + strconv.FormatInt(secs, 10) + "s", after: time.Duration(secs) * time.Second}
 }
 
 // parseAuthorization reads header.authorization: {username, realm, ha1}
@@ -219,11 +283,13 @@ func (g *Gateway) releaseRegistration(reg *sipgw.Registration) {
 
 // waitRegistrations waits for the unregistrations of ended sessions;
 // Shutdown calls it before the SIP side closes, so that they go out.
-func (g *Gateway) waitRegistrations() {
+// It gives up with ctx's error when ctx ends first; the unregistrations
+// still running end within sipOpTimeout.
+func (g *Gateway) waitRegistrations(ctx context.Context) error {
 	g.regs.mu.Lock()
 	g.regs.closed = true
 	g.regs.mu.Unlock()
-	g.regs.wg.Wait()
+	return waitGroup(ctx, &g.regs.wg)
 }
 
 // sipSessionEnded releases the registration of an ended session.
@@ -236,22 +302,36 @@ func (g *Gateway) sipSessionEnded(s *Session) {
 }
 
 // connectErrorFor answers a failed connect, with header.authenticate for
-// a registrar challenge.
+// a registrar challenge and header.retry_after for a connect refused for
+// a while.
 func connectErrorFor(f *protocol.Frame, err error) []byte {
 	var ce *challengeError
-	if errors.As(err, &ce) {
-		out := &protocol.Frame{
-			Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageRegister},
-			Header: protocol.Header{Action: protocol.ActionConnect, ErrorCode: ce.code,
-				Reason: protocol.Reason(ce.code), Authenticate: ce.authenticate},
-		}
-		if f != nil {
-			out.Control.AckSequence = f.Control.Sequence
-			out.Control.CorrelationID = protocol.ClientCorrelation(f)
-		}
+	var re *retryError
+	switch {
+	case errors.As(err, &ce):
+		out := registerError(f, ce.code, protocol.Reason(ce.code))
+		out.Header.Authenticate = ce.authenticate
+		return out.Marshal()
+	case errors.As(err, &re):
+		out := registerError(f, protocol.CodeServiceUnavailable, re.reason)
+		out.Header.Ext = []protocol.Ext{{Name: "retry_after", Kind: protocol.ExtNumber,
+			Value: strconv.FormatInt(int64(re.after/time.Second), 10)}}
 		return out.Marshal()
 	}
-	return connectError(f, protocol.CodeOf(err), reasonOf(err))
+	return connectError(f, protocol.CodeOf(err), protocol.ReasonOf(err))
+}
+
+// registerError is the error frame answering connect f.
+func registerError(f *protocol.Frame, code int, reason string) *protocol.Frame {
+	out := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageRegister},
+		Header:  protocol.Header{Action: protocol.ActionConnect, ErrorCode: code, Reason: reason},
+	}
+	if f != nil {
+		out.Control.AckSequence = f.Control.Sequence
+		out.Control.CorrelationID = protocol.ClientCorrelation(f)
+	}
+	return out
 }
 
 // WaitIdle returns once no call is in progress, SIP legs included (both

@@ -21,7 +21,7 @@ import (
 // This file interworks presence, message_notification and messaging
 // with SIP (docs/protocol.md §10.3-§10.5) when the sip section is configured:
 // SUBSCRIBE/NOTIFY (PIDF, message-summary), PUBLISH and MESSAGE through
-// the gateway's sipgw.Gateway. Subscriptions and publications hang on
+// the gateway's sipgw.UserAgent. Subscriptions and publications hang on
 // sessions, never on sockets, so a resume touches nothing SIP-side.
 
 // sipConfigured reports whether the sip section is in use.
@@ -35,7 +35,7 @@ func (g *Gateway) newSIP() error {
 	if !g.cfg.sipConfigured() {
 		return nil
 	}
-	s, err := sipgw.New(g.cfg.SIP, g.log.With("component", "sip"))
+	s, err := sipgw.New(g.cfg.SIP, sipgw.Options{Logger: g.log.With("component", "sip")})
 	if err != nil {
 		return err
 	}
@@ -57,10 +57,11 @@ func (g *Gateway) startSIP() error {
 }
 
 // closeSIP ends every SIP subscription, publication and transaction
-// left after the sessions ended.
-func (g *Gateway) closeSIP() {
+// left after the sessions ended, waiting for the peers as long as ctx
+// allows.
+func (g *Gateway) closeSIP(ctx context.Context) {
 	if g.sip != nil {
-		if err := g.sip.Close(); err != nil {
+		if err := g.sip.Close(ctx); err != nil {
 			g.log.Warn("closing the SIP side", "err", err)
 		}
 	}

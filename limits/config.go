@@ -25,6 +25,9 @@ type Config struct {
 	Handshakes Rate `yaml:"handshakes_per_ip"`
 	// Profiles are named sets of limits that applications refer to.
 	Profiles map[string]Profile `yaml:"profiles"`
+	// Register bounds the SIP REGISTERs that connects cause (see
+	// [RegisterConfig]); it applies whatever the applications.
+	Register RegisterConfig `yaml:"register"`
 }
 
 // Profile is the set of limits of one kind of application.
@@ -84,6 +87,7 @@ func (c Config) WithDefaults() Config {
 		c.MaxKeys = defaultMaxKeys
 	}
 	c.Handshakes = c.Handshakes.withDefaults(defaultHandshakes)
+	c.Register = c.Register.withDefaults()
 	profiles := make(map[string]Profile, len(c.Profiles)+1)
 	for name, p := range c.Profiles {
 		profiles[name] = p.withDefaults()
@@ -155,6 +159,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("limits.max_keys: must be positive, got %d", c.MaxKeys))
 	}
 	errs = append(errs, c.Handshakes.validate("limits.handshakes_per_ip")...)
+	errs = append(errs, c.Register.validate("limits.register")...)
 	names := make([]string, 0, len(c.Profiles))
 	for name := range c.Profiles {
 		names = append(names, name)

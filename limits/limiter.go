@@ -191,25 +191,9 @@ func (l *Limiter) AllowHandshake(addr netip.Addr) bool {
 	if l.hs.interval < 0 {
 		return true
 	}
-	addr = addr.Unmap().WithZone("")
-	if addr.Is6() {
-		p, _ := addr.Prefix(64) // cannot fail: 64 bits of an IPv6 address
-		addr = p.Addr()
-	}
-	var key [16]byte
-	if addr.Is4() {
-		a4 := addr.As4()
-		copy(key[:], a4[:])
-	} else {
-		key = addr.As16()
-	}
-	n := 16
-	if addr.Is4() {
-		n = 4
-	}
 	now := l.now()
 	ok := false
-	if !l.ips.with(string(key[:n]), now, func(e *entry) { ok = l.hs.take(&e.frames, now) }) {
+	if !l.ips.with(addrKey(addr), now, func(e *entry) { ok = l.hs.take(&e.frames, now) }) {
 		l.deny(LimitCapacity, ScopeAddress)
 		return false
 	}
@@ -267,6 +251,19 @@ func (l *Limiter) OpenSession(app, profileName, identity string) (*Session, erro
 	return s, nil
 }
 
+// addrKey is the key of a source address: an IPv4 address, or the /64
+// of an IPv6 one (a host has a /64 to pick addresses from).
+func addrKey(addr netip.Addr) string {
+	addr = addr.Unmap().WithZone("")
+	if addr.Is4() {
+		a4 := addr.As4()
+		return string(a4[:])
+	}
+	p, _ := addr.Prefix(64) // cannot fail: 64 bits of an IPv6 address
+	a16 := p.Addr().As16()
+	return string(a16[:])
+}
+
 func identityKey(app, identity string) string { return "i" + app + "\x00" + identity }
 func appKey(app string) string                { return "a" + app }
 
@@ -299,6 +296,8 @@ func possible(lim Limit, sc Scope) bool {
 		return sc == ScopeAddress
 	case LimitCapacity:
 		return true
+	case LimitSessions:
+		return true // per address: guest sessions (GuestSessions)
 	}
 	return sc != ScopeAddress
 }

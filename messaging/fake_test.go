@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -79,14 +79,14 @@ func (e *fakeEP) none(t *testing.T) {
 // fakeDir is a directory of sessions by identity.
 type fakeDir struct {
 	mu       sync.Mutex
-	sessions map[string][]call.Endpoint
+	sessions map[string][]endpoint.Endpoint
 	known    map[string]bool
 }
 
-func (d *fakeDir) Sessions(id string) []call.Endpoint {
+func (d *fakeDir) Sessions(id string) []endpoint.Endpoint {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return append([]call.Endpoint(nil), d.sessions[id]...)
+	return append([]endpoint.Endpoint(nil), d.sessions[id]...)
 }
 
 func (d *fakeDir) Known(id string) bool {
@@ -125,7 +125,7 @@ func (u *fakeUpstream) Send(m Outgoing, report func(int, string)) error {
 
 func newHandler(t testing.TB, opts Options) (*Handler, *fakeDir) {
 	t.Helper()
-	d := &fakeDir{sessions: map[string][]call.Endpoint{}, known: map[string]bool{}}
+	d := &fakeDir{sessions: map[string][]endpoint.Endpoint{}, known: map[string]bool{}}
 	return NewHandler(d, opts), d
 }
 

@@ -20,7 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -74,7 +74,7 @@ type Outgoing struct {
 // Lock order: a shard's mu, then a message's mu. Never two shards at once.
 type Handler struct {
 	opts Options
-	dir  call.Directory
+	dir  endpoint.Directory
 	log  *slog.Logger
 
 	seed   maphash.Seed
@@ -124,7 +124,7 @@ type key struct{ session, corr string }
 // message is one send from a web user or from the Upstream; delivery one
 // copy of it.
 type message struct {
-	from     call.Endpoint // nil for a message from the Upstream
+	from     endpoint.Endpoint // nil for a message from the Upstream
 	answerFn func(code int, reason string)
 	corr     string // the sender's id for it
 	sub      string
@@ -145,7 +145,7 @@ type delivery struct {
 }
 
 // NewHandler returns a Handler that finds targets in dir.
-func NewHandler(dir call.Directory, opts Options) *Handler {
+func NewHandler(dir endpoint.Directory, opts Options) *Handler {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 90 * time.Second
 	}
@@ -204,7 +204,7 @@ func reply(f *protocol.Frame, typ protocol.Type, code int, reason string) *proto
 }
 
 // HandleFrame processes a messaging frame from ep.
-func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) HandleFrame(ep endpoint.Endpoint, f *protocol.Frame) {
 	switch f.Control.Type {
 	case protocol.TypeRequest:
 		h.send(ep, f)
@@ -213,14 +213,14 @@ func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
 	}
 }
 
-func (h *Handler) send(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) send(ep endpoint.Endpoint, f *protocol.Frame) {
 	// The payload goes out as it came: it only has to be one that decodes.
 	if err := protocol.CheckMessagePayload(f.Payload); err != nil {
-		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, err.(*protocol.Error).Reason), false)
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, protocol.ReasonOf(err)), false)
 		return
 	}
 	id := webID(f.Header.Target)
-	var to []call.Endpoint
+	var to []endpoint.Endpoint
 	for _, e := range h.dir.Sessions(id) {
 		if e.ID() != ep.ID() {
 			to = append(to, e)
@@ -246,7 +246,7 @@ func (h *Handler) send(ep call.Endpoint, f *protocol.Frame) {
 // relay sends m to the sessions to, one after the other, and arms its
 // timeout. Sending in the caller's goroutine keeps the messages of one
 // sender to one session in the order the sender sent them.
-func (h *Handler) relay(m *message, to []call.Endpoint, from, target string, ext []protocol.Ext, payload []byte) {
+func (h *Handler) relay(m *message, to []endpoint.Endpoint, from, target string, ext []protocol.Ext, payload []byte) {
 	if !h.reserve(len(to)) {
 		m.answered = true
 		h.report(m, protocol.TypeError, protocol.CodeServiceUnavailable, "too many messages in flight")
@@ -336,10 +336,10 @@ func (h *Handler) record(sh *shard, session string, m *message, seq uint64, err 
 
 // sendUp hands a send to the Upstream; its final code is the delivery
 // report.
-func (h *Handler) sendUp(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame) {
 	var p protocol.MessagePayload
 	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
-		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, err.(*protocol.Error).Reason), false)
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, protocol.ReasonOf(err)), false)
 		return
 	}
 	if !h.reserve(1) {
@@ -404,7 +404,7 @@ func webID(target string) string {
 	return target
 }
 
-func (h *Handler) answer(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) answer(ep endpoint.Endpoint, f *protocol.Frame) {
 	a := sessionAnswer{corr: f.Control.CorrelationID, typ: protocol.TypeResponse, code: f.Header.ResponseCode, reason: f.Header.Reason}
 	if f.Control.Type == protocol.TypeError {
 		a.typ, a.code = protocol.TypeError, f.Header.ErrorCode
@@ -521,7 +521,7 @@ func (h *Handler) report(m *message, typ protocol.Type, code int, reason string)
 
 // SessionEnded drops the deliveries to ep; a message none of whose copies
 // can now be answered gets 480.
-func (h *Handler) SessionEnded(ep call.Endpoint) {
+func (h *Handler) SessionEnded(ep endpoint.Endpoint) {
 	sh := h.shard(ep.ID())
 	sh.mu.Lock()
 	in := sh.to[ep.ID()]

@@ -41,7 +41,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/internal/subscription"
 	"github.com/jsonrtc/jsonrtc/notification/mwi"
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -164,7 +164,7 @@ type Handler struct {
 }
 
 type sub struct {
-	ep      call.Endpoint
+	ep      endpoint.Endpoint
 	key     subscription.Key
 	target  string
 	corr    string // the pending start's correlation
@@ -201,7 +201,7 @@ func (h *Handler) Subscriptions() int {
 
 // HandleFrame processes a message_notification frame from ep, already
 // deduplicated and validated.
-func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) HandleFrame(ep endpoint.Endpoint, f *protocol.Frame) {
 	switch {
 	case f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionStart:
 		h.start(ep, f)
@@ -221,7 +221,7 @@ func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
 }
 
 // SessionEnded ends ep's subscriptions, upstream too.
-func (h *Handler) SessionEnded(ep call.Endpoint) {
+func (h *Handler) SessionEnded(ep endpoint.Endpoint) {
 	h.mu.Lock()
 	var stops []func()
 	for _, s := range h.subs.Session(ep.ID()) {
@@ -235,7 +235,7 @@ func (h *Handler) SessionEnded(ep call.Endpoint) {
 	}
 }
 
-func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 	id := ep.Identity()
 	if i := f.Header.Initiator; i != "" && i != id && i != "sip:"+id && i != "sips:"+id {
 		ep.Send(reply(f, protocol.CodeForbidden, "initiator is not you"), false)
@@ -273,7 +273,11 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 		return
 	}
 	s := &sub{ep: ep, key: key, target: f.Header.Target, corr: protocol.ClientCorrelation(f), init: f.Header.Initiator, pending: true}
-	h.subs.Add(key, s)
+	if !h.subs.Add(key, s, ep) {
+		h.mu.Unlock()
+		ep.Send(reply(f, subscription.LimitReachedCode, subscription.LimitReachedReason), false)
+		return
+	}
 	s.timer = time.AfterFunc(time.Duration(h.cfg.PendingTimeout)*time.Second, func() { h.timeout(s) })
 	h.mu.Unlock()
 

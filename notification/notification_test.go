@@ -23,6 +23,29 @@ type fakeEP struct {
 	in     uint64
 	frames []*protocol.Frame
 	dead   bool
+	// subs, when set, is the identity's subscription budget: held of max.
+	subs *[2]int
+}
+
+func (e *fakeEP) AcquireSubscription() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.subs == nil {
+		return true
+	}
+	if e.subs[0] >= e.subs[1] {
+		return false
+	}
+	e.subs[0]++
+	return true
+}
+
+func (e *fakeEP) ReleaseSubscription() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.subs != nil {
+		e.subs[0]--
+	}
 }
 
 func (e *fakeEP) ID() string       { return e.id }
@@ -311,6 +334,47 @@ func TestBadStart(t *testing.T) {
 	if f := bob.take(); len(f) != 1 || f[0].Header.ErrorCode != 400 {
 		t.Fatalf("got %s", dump(f))
 	}
+}
+
+// TestSubscriptionQuota: voicemail subscriptions come from the same
+// budget as presence ones (the session's subscription quota): past it a
+// start gets 503 "subscription limit reached" and reaches no upstream;
+// an unsubscribe, the upstream ending one, a pending timeout and the
+// session's end give shares back.
+func TestSubscriptionQuota(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{}
+		h, bob := setup(t, Options{Upstream: up, Config: Config{PendingTimeout: 10}})
+		budget := [2]int{1, 3} // one held already, by a presence watch
+		bob.subs = &budget
+		subscribe(h, bob, "c2", "sip:vm@example.com")
+		subscribe(h, bob, "c3", "sip:vm2@example.com")
+		up.ev(0).Accepted()
+		up.ev(1).Accepted()
+		bob.take()
+		subscribe(h, bob, "c4", "sip:vm3@example.com")
+		f := bob.take()
+		if len(f) != 1 || f[0].Header.ErrorCode != 503 || f[0].Header.Reason != "subscription limit reached" || len(up.reqs) != 2 {
+			t.Fatalf("over the budget: %s, %d upstream requests", dump(f), len(up.reqs))
+		}
+		unsubscribe(h, bob, "c2", "sip:vm@example.com")
+		up.ev(1).Terminated("deactivated")
+		if budget[0] != 1 {
+			t.Fatalf("held %d after an unsubscribe and a termination", budget[0])
+		}
+		subscribe(h, bob, "c5", "sip:vm@example.com") // never answered
+		time.Sleep(11 * time.Second)
+		synctest.Wait()
+		if budget[0] != 1 {
+			t.Fatalf("held %d after a pending timeout", budget[0])
+		}
+		subscribe(h, bob, "c6", "sip:vm@example.com")
+		up.ev(3).Accepted()
+		h.SessionEnded(bob)
+		if budget[0] != 1 || h.Subscriptions() != 0 {
+			t.Fatalf("held %d, %d subscriptions after the session ended", budget[0], h.Subscriptions())
+		}
+	})
 }
 
 func TestConfigValidate(t *testing.T) {

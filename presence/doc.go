@@ -8,7 +8,7 @@
 // [Handler.HandleFrame], tells it of new sessions with
 // [Handler.SessionStarted] and of sessions that really ended (logout or
 // resume timeout, never a socket blip) with [Handler.SessionEnded]. It
-// answers through [call.Endpoint], so it knows no socket; a subscription
+// answers through [endpoint.Endpoint], so it knows no socket; a subscription
 // lives on its session and so survives a resume untouched, its notifies
 // retained like any frame.
 //

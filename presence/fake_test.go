@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"go.uber.org/goleak"
 )
@@ -23,7 +23,51 @@ type fakeEP struct {
 	in     uint64 // the client's sequence
 	frames []*protocol.Frame
 	dead   bool
+	guest  bool
+	quota  *fakeQuota
 }
+
+func (e *fakeEP) Guest() bool { return e.guest }
+
+// fakeQuota is an identity's subscription budget, shared by its
+// sessions.
+type fakeQuota struct {
+	mu        sync.Mutex
+	max, held int
+}
+
+func (q *fakeQuota) Held() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.held
+}
+
+func (e *fakeEP) AcquireSubscription() bool {
+	if e.quota == nil {
+		return true
+	}
+	e.quota.mu.Lock()
+	defer e.quota.mu.Unlock()
+	if e.quota.held >= e.quota.max {
+		return false
+	}
+	e.quota.held++
+	return true
+}
+
+func (e *fakeEP) ReleaseSubscription() {
+	if e.quota != nil {
+		e.quota.mu.Lock()
+		e.quota.held--
+		e.quota.mu.Unlock()
+	}
+}
+
+// withQuota makes a connect's session take its subscriptions from q.
+func withQuota(q *fakeQuota) func(*fakeEP) { return func(e *fakeEP) { e.quota = q } }
+
+// guestEP makes a connect's session a guest's.
+func guestEP(e *fakeEP) { e.guest = true }
 
 func (e *fakeEP) ID() string       { return e.id }
 func (e *fakeEP) Identity() string { return e.identity }
@@ -61,10 +105,10 @@ type fakeDir struct {
 	known map[string]bool
 }
 
-func (d *fakeDir) Sessions(identity string) []call.Endpoint {
+func (d *fakeDir) Sessions(identity string) []endpoint.Endpoint {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var out []call.Endpoint
+	var out []endpoint.Endpoint
 	for _, e := range d.live[identity] {
 		out = append(out, e)
 	}
@@ -106,9 +150,12 @@ func newWorld(t *testing.T, opts Options) *world {
 }
 
 // connect starts a session of identity, as the gateway does.
-func (w *world) connect(identity string) *fakeEP {
+func (w *world) connect(identity string, opts ...func(*fakeEP)) *fakeEP {
 	w.n++
 	e := &fakeEP{id: "S" + strconv.Itoa(w.n) + "-" + identity, identity: identity}
+	for _, o := range opts {
+		o(e)
+	}
 	w.dir.mu.Lock()
 	w.dir.live[identity] = append(w.dir.live[identity], e)
 	w.dir.known[identity] = true

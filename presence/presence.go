@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/internal/subscription"
 	"github.com/jsonrtc/jsonrtc/presence/pidf"
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -25,7 +25,7 @@ type Handler struct {
 	cfg   Config
 	up    Upstream
 	allow func(watcher, presentity string) bool
-	dir   call.Directory
+	dir   endpoint.Directory
 	log   *slog.Logger
 
 	mu     sync.Mutex
@@ -42,6 +42,21 @@ type entity struct {
 	pubs     map[string]publication // by session id
 	watchers map[*sub]struct{}
 	last     protocol.PresencePayload // the state last notified
+	// guest: a session of a guest (see Guest) made it: its state is for
+	// web watchers only, never published upstream.
+	guest bool
+}
+
+// Guest is implemented by endpoints that may be anonymous guests. A
+// guest must cost the SIP network nothing until it places a call, so
+// its presence (the open state of its session start, the closed state
+// of its end, anything it publishes) is never sent upstream as PUBLISH;
+// web watchers still see it.
+type Guest interface{ Guest() bool }
+
+func isGuest(ep endpoint.Endpoint) bool {
+	g, ok := ep.(Guest)
+	return ok && g.Guest()
 }
 
 type publication struct {
@@ -51,7 +66,7 @@ type publication struct {
 
 // sub is one subscription: a subsession of a watcher's session.
 type sub struct {
-	ep     call.Endpoint
+	ep     endpoint.Endpoint
 	key    subscription.Key
 	target string  // as the watcher named it
 	ent    *entity // a web presentity, or nil for an upstream one
@@ -75,7 +90,7 @@ func (s *sub) frames() subscription.Frames {
 }
 
 // NewHandler returns a Handler that finds web users in dir.
-func NewHandler(dir call.Directory, opts Options) *Handler {
+func NewHandler(dir endpoint.Directory, opts Options) *Handler {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -104,7 +119,7 @@ func (h *Handler) Presentities() int {
 
 // HandleFrame processes a presence frame from ep, already deduplicated
 // and validated.
-func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) HandleFrame(ep endpoint.Endpoint, f *protocol.Frame) {
 	switch {
 	case f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionStart:
 		h.start(ep, f)
@@ -122,7 +137,7 @@ func (h *Handler) HandleFrame(ep call.Endpoint, f *protocol.Frame) {
 // SessionStarted tells the Handler that ep is a new live session: its
 // identity becomes open (unless it published otherwise) and watchers are
 // told. Calling it again, or on a resume, does nothing.
-func (h *Handler) SessionStarted(ep call.Endpoint) {
+func (h *Handler) SessionStarted(ep endpoint.Endpoint) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	// Only a session the directory still lists: one that ended meanwhile
@@ -139,7 +154,7 @@ func (h *Handler) SessionStarted(ep call.Endpoint) {
 // SessionEnded ends ep's subscriptions and publication. When it was its
 // identity's last live session, the identity becomes closed and its
 // watchers are told.
-func (h *Handler) SessionEnded(ep call.Endpoint) {
+func (h *Handler) SessionEnded(ep endpoint.Endpoint) {
 	h.mu.Lock()
 	var stops []func()
 	for _, s := range h.subs.Session(ep.ID()) {
@@ -161,7 +176,7 @@ func (h *Handler) SessionEnded(ep call.Endpoint) {
 	}
 }
 
-func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 	if !ownAddress(ep, f.Header.Initiator) {
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeForbidden, "initiator is not you"), false)
 		return
@@ -206,15 +221,21 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 	s := &sub{ep: ep, key: key, target: target, expiry: expiry}
 	if web {
 		e := h.entityLocked(id)
-		if len(e.watchers) >= h.cfg.MaxWatchers {
+		reason := ""
+		switch {
+		case len(e.watchers) >= h.cfg.MaxWatchers:
+			reason = "too many watchers of " + target
+		case !h.subs.Add(key, s, ep):
+			reason = subscription.LimitReachedReason
+		}
+		if reason != "" {
 			h.gcLocked(e)
 			h.mu.Unlock()
-			ep.Send(reply(f, protocol.TypeError, protocol.CodeServiceUnavailable, "too many watchers of "+target), false)
+			ep.Send(reply(f, protocol.TypeError, protocol.CodeServiceUnavailable, reason), false)
 			return
 		}
 		s.ent = e
 		e.watchers[s] = struct{}{}
-		h.subs.Add(key, s)
 		h.armLocked(s, expiry)
 		ep.Send(h.accepted(s, protocol.ClientCorrelation(f), f.Header.Initiator), false)
 		h.notifyLocked(s, e.state())
@@ -223,7 +244,11 @@ func (h *Handler) start(ep call.Endpoint, f *protocol.Frame) {
 		return
 	}
 	s.pending, s.startCorr, s.startInit = true, protocol.ClientCorrelation(f), f.Header.Initiator
-	h.subs.Add(key, s)
+	if !h.subs.Add(key, s, ep) {
+		h.mu.Unlock()
+		ep.Send(reply(f, protocol.TypeError, subscription.LimitReachedCode, subscription.LimitReachedReason), false)
+		return
+	}
 	h.armLocked(s, seconds(h.cfg.PendingTimeout))
 	h.mu.Unlock()
 	stop := h.up.Subscribe(UpstreamRequest{Subscriber: ep.Identity(), Presentity: target, Expiry: expiry, Ext: f.Header.Ext},
@@ -283,7 +308,10 @@ func (h *Handler) resolveLocked(target string) (id string, web, found bool) {
 		}
 	}
 	if id != "" {
-		if _, ok := h.ents[id]; ok || h.dir.Known(id) {
+		// A live session, not a watched entity (which outlives its last
+		// session), makes id a web presentity: with none, the Upstream
+		// serves it unless the directory says only the web side can.
+		if e := h.ents[id]; (e != nil && len(e.sessions) > 0) || h.dir.Known(id) {
 			return id, true, true
 		}
 	}
@@ -303,14 +331,14 @@ func presentityName(id, target string) string {
 	return target
 }
 
-func (h *Handler) publish(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) publish(ep endpoint.Endpoint, f *protocol.Frame) {
 	if !ownAddress(ep, f.Header.Initiator) {
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeForbidden, "initiator is not you"), false)
 		return
 	}
 	var p protocol.PresencePayload
 	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
-		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, err.(*protocol.Error).Reason), false)
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, protocol.ReasonOf(err)), false)
 		return
 	}
 	if err := pidf.Validate(p); err != nil {
@@ -336,7 +364,7 @@ func (h *Handler) publish(ep call.Endpoint, f *protocol.Frame) {
 	h.changedLocked(e)
 }
 
-func (h *Handler) unsubscribe(ep call.Endpoint, f *protocol.Frame) {
+func (h *Handler) unsubscribe(ep endpoint.Endpoint, f *protocol.Frame) {
 	h.mu.Lock()
 	s, _ := h.subs.Get(subscription.Key{Session: ep.ID(), Subsession: f.Control.SubsessionID})
 	var stop func()
@@ -370,12 +398,15 @@ func (h *Handler) expire(s *sub, gen uint64) {
 }
 
 // touchLocked records ep as a live session of its identity.
-func (h *Handler) touchLocked(ep call.Endpoint) {
+func (h *Handler) touchLocked(ep endpoint.Endpoint) {
 	e := h.entityLocked(ep.Identity())
 	if _, ok := e.sessions[ep.ID()]; ok {
 		return
 	}
 	e.sessions[ep.ID()] = struct{}{}
+	if isGuest(ep) {
+		e.guest = true
+	}
 	h.changedLocked(e)
 }
 
@@ -425,7 +456,7 @@ func (h *Handler) changedLocked(e *entity) {
 	for s := range e.watchers {
 		h.notifyLocked(s, st)
 	}
-	if h.up != nil {
+	if h.up != nil && !e.guest {
 		st.Presentity = e.id
 		h.up.Publish(e.id, st)
 	}
@@ -481,7 +512,7 @@ func (h *Handler) startError(s *sub, code int, reason string) *protocol.Frame {
 }
 
 // ownAddress reports whether addr is empty or names ep's identity.
-func ownAddress(ep call.Endpoint, addr string) bool {
+func ownAddress(ep endpoint.Endpoint, addr string) bool {
 	id := ep.Identity()
 	return addr == "" || addr == id || addr == "sip:"+id || addr == "sips:"+id
 }

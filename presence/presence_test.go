@@ -335,3 +335,58 @@ func TestOtherFrames(t *testing.T) {
 	w.frame(alice, protocol.TypeError, protocol.ActionStart, "c2", protocol.Header{ErrorCode: 481}, "")
 	expectNothing(t, alice)
 }
+
+// TestSubscriptionQuota: a watcher's subscriptions, web and upstream
+// alike, come from its identity's budget: past it a start gets 503
+// "subscription limit reached"; every way a subscription ends (unwatch,
+// the upstream terminating it, expiry, the session's end) gives its
+// share back.
+func TestSubscriptionQuota(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &fakeUpstream{}
+		w := newWorld(t, Options{Upstream: up})
+		q := &fakeQuota{max: 3}
+		a := w.connect("alice@example.com", withQuota(q))
+		for _, id := range []string{"b1@example.com", "b2@example.com", "b3@example.com", "b4@example.com"} {
+			w.connect(id)
+		}
+		w.watch(a, "c1", "b1@example.com", 0)
+		w.watch(a, "c2", "b2@example.com", 0)
+		w.watch(a, "c3", "sip:carol@sip.example.net", 0) // upstream
+		a.take()
+		w.watch(a, "c4", "b4@example.com", 0)
+		f := a.take()
+		expectError(t, f, protocol.ActionStart, 503)
+		if f[0].Header.Reason != "subscription limit reached" {
+			t.Fatalf("refusal reason %q", f[0].Header.Reason)
+		}
+		// A second session of the same identity shares the budget.
+		a2 := w.connect("alice@example.com", withQuota(q))
+		w.watch(a2, "c1", "b4@example.com", 0)
+		expectError(t, a2.take(), protocol.ActionStart, 503)
+
+		w.unwatch(a, "c1")
+		w.watch(a, "c4", "b4@example.com", 0)
+		expectAccepted(t, a.take(), "c4", 3600, open("b4@example.com"))
+
+		up.ev(0).Accepted()
+		up.ev(0).Terminated("deactivated")
+		if q.Held() != 2 {
+			t.Fatalf("%d held after the upstream ended one of 3", q.Held())
+		}
+		w.watch(a, "c5", "b3@example.com", 60)
+		if q.Held() != 3 {
+			t.Fatalf("%d held, want 3", q.Held())
+		}
+		time.Sleep(61 * time.Second) // c5 expires; fake time
+		synctest.Wait()
+		if q.Held() != 2 {
+			t.Fatalf("%d held after an expiry", q.Held())
+		}
+		w.end(a)
+		w.end(a2)
+		if q.Held() != 0 || w.h.Subscriptions() != 0 {
+			t.Fatalf("after the sessions ended: %d held, %d subscriptions", q.Held(), w.h.Subscriptions())
+		}
+	})
+}

@@ -218,6 +218,33 @@ func TestPublishesWebUsersUpstream(t *testing.T) {
 	}
 }
 
+// TestGuestsPublishNothing: a guest's session start and end, and what it
+// publishes itself, send no PUBLISH upstream (a guest costs the SIP
+// network nothing until it calls); its web watchers still hear it.
+func TestGuestsPublishNothing(t *testing.T) {
+	up := &fakeUpstream{}
+	w := newWorld(t, Options{Upstream: up})
+	id := "guest-abc@guest.example.com"
+	a := w.connect("alice@example.com")
+	up.takePubs() // alice's own
+	g := w.connect(id, guestEP)
+	w.watch(a, "c1", id, 0)
+	w.publish(g, `{"status":"open","activity":"busy"}`)
+	w.end(g)
+	if p := up.takePubs(); len(p) != 0 {
+		t.Fatalf("guest presence published upstream: %+v", p)
+	}
+	var notifies int
+	for _, f := range a.take() {
+		if f.Header.Action == protocol.ActionNotify {
+			notifies++
+		}
+	}
+	if notifies != 3 { // open, busy, closed
+		t.Fatalf("watcher got %d notifies, want 3", notifies)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)
@@ -243,4 +270,33 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// TestOfflinePresentityGoesUpstream: once a web user's last session
+// ended, a new watch of her goes to the Upstream (where her phone may
+// publish) even while earlier watchers keep her entity alive. The gateway
+// reports an identity the SIP side serves as not Known.
+func TestOfflinePresentityGoesUpstream(t *testing.T) {
+	up := &fakeUpstream{}
+	w := newWorld(t, Options{Upstream: up})
+	alice := w.connect("alice@example.com")
+	carol := w.connect("carol@example.com")
+	w.watch(alice, "c1", "sip:carol@example.com", 0)
+	expectAccepted(t, alice.take(), "c1", 3600, open("sip:carol@example.com"))
+	w.end(carol)
+	w.dir.mu.Lock()
+	w.dir.known["carol@example.com"] = false
+	w.dir.mu.Unlock()
+	alice.take() // carol closed
+	dave := w.connect("dave@example.com")
+	w.watch(dave, "c2", "sip:carol@example.com", 0)
+	if len(up.reqs) != 1 || up.reqs[0].Presentity != "sip:carol@example.com" {
+		t.Fatalf("upstream requests %+v, want the watch of offline carol", up.reqs)
+	}
+	if f := dave.take(); len(f) != 0 {
+		t.Fatalf("the web side answered: %s", dump(f))
+	}
+	w.unwatch(alice, "c1")
+	w.end(alice)
+	w.end(dave)
 }

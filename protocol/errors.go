@@ -1,5 +1,7 @@
 package protocol
 
+import "errors"
+
 // Error codes carried in header.error_code (docs/protocol.md §9.2). They
 // follow SIP response codes so that the gateway can pass SIP failures
 // through unchanged.
@@ -105,16 +107,26 @@ type Error struct {
 
 func (e *Error) Error() string { return itoa(e.Code) + " " + e.Reason }
 
-// Errorf builds an *Error; the reason is shown to the client, so it must
-// never contain secrets.
+// newError builds an *Error; the reason is shown to the client, so it
+// must never contain secrets.
 func newError(code int, reason string) *Error { return &Error{Code: code, Reason: reason} }
 
-// CodeOf returns the code of err when it is an *Error, else 500.
+// CodeOf returns the code of err when it is (or wraps) an *Error, else
+// 500.
 func CodeOf(err error) int {
-	if e, ok := err.(*Error); ok {
+	if e, ok := errors.AsType[*Error](err); ok && e != nil {
 		return e.Code
 	}
 	return CodeServerError
+}
+
+// ReasonOf returns the reason of err when it is (or wraps) an *Error,
+// else "internal error": what a peer may be told of any other error.
+func ReasonOf(err error) string {
+	if e, ok := errors.AsType[*Error](err); ok && e != nil {
+		return e.Reason
+	}
+	return "internal error"
 }
 
 func itoa(n int) string {

@@ -18,9 +18,9 @@ import (
 type Direction int
 
 const (
-	// Outgoing calls were started by a web client ([Gateway.Dial]).
+	// Outgoing calls were started by a web client ([UserAgent.Dial]).
 	Outgoing Direction = iota + 1
-	// Incoming calls came from SIP ([Gateway.OnIncomingCall]).
+	// Incoming calls came from SIP ([UserAgent.OnIncomingCall]).
 	Incoming
 )
 
@@ -165,7 +165,7 @@ const (
 // subsession. Its methods are safe for concurrent use. Read Events until
 // it is closed: the call's owner goroutine waits while the queue is full.
 type Call struct {
-	g        *Gateway
+	g        *UserAgent
 	id       string
 	dir      Direction
 	identity string
@@ -224,7 +224,7 @@ type prackCmd struct {
 	res chan error
 }
 
-func (g *Gateway) newCall(dir Direction) *Call {
+func (g *UserAgent) newCall(dir Direction) *Call {
 	c := &Call{
 		g:       g,
 		id:      "sipgw-" + strconv.FormatUint(g.callSeq.Add(1), 10),
@@ -326,7 +326,7 @@ func (c *Call) finish(ev Event) {
 	close(c.done)
 }
 
-// dialog returns what both dialog roles share.
+// dialogSession is what both dialog roles share.
 type dialogSession interface {
 	TransactionRequest(ctx context.Context, req *sip.Request) (sip.ClientTransaction, error)
 	WriteRequest(req *sip.Request) error
@@ -405,7 +405,7 @@ func (c *Call) Hangup(ctx context.Context) error {
 	default:
 		err := c.bye(ctx)
 		if err != nil {
-			c.g.log.Info("sipgw: BYE failed", "call", c.id, "error", err)
+			c.g.log.Info("sipgw: BYE failed", "call", c.id, "err", err)
 		}
 		code := 200
 		if err != nil {

@@ -11,7 +11,10 @@ import (
 )
 
 // Config is the SIP side of the gateway. Zero values take the defaults
-// listed on each field (see [Config.withDefaults]).
+// listed on each field: [Config.WithDefaults] fills them in. Whoever reads
+// a Config to decide something (gateway.Config does) reads the result of
+// WithDefaults, never the raw one: with no registrar key the registrar is
+// sip:<domain>, not "none".
 type Config struct {
 	// Listen holds the local SIP listeners. At least one is required.
 	Listen ListenConfig `yaml:"listen"`
@@ -70,7 +73,7 @@ type Config struct {
 }
 
 // ListenConfig lists the listeners. Each address is host:port; port 0
-// picks a free port ([Gateway.Addr] tells which).
+// picks a free port ([UserAgent.Addr] tells which).
 type ListenConfig struct {
 	UDP     string `yaml:"udp"`
 	TCP     string `yaml:"tcp"`
@@ -88,7 +91,10 @@ type Credential struct {
 	HA1      string `yaml:"ha1"`
 }
 
-func (c Config) withDefaults() Config {
+// WithDefaults returns c with every unset field that has a default set
+// to it. It is idempotent: New and Validate apply it to what they are
+// given, which changes nothing in a Config that already went through it.
+func (c Config) WithDefaults() Config {
 	if c.AdvertisedHost == "" {
 		for _, a := range []string{c.Listen.UDP, c.Listen.TCP, c.Listen.TLS} {
 			if h, _, err := net.SplitHostPort(a); err == nil && a != "" {
@@ -134,7 +140,7 @@ func (c Config) withDefaults() Config {
 
 // Validate reports every invalid key, each named by its YAML path.
 func (c Config) Validate() error {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	var errs []error
 	bad := func(key, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("sipgw: %s: %s", key, fmt.Sprintf(format, a...)))

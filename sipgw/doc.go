@@ -4,13 +4,13 @@
 // this API and receive SIP happenings as [Event]s, one [Call] per web
 // call subsession (docs/protocol.md §10).
 //
-// Start with [New], [Gateway.OnIncomingCall], [Gateway.Start]. Then:
+// Start with [New], [UserAgent.OnIncomingCall], [UserAgent.Start]. Then:
 //
-//   - connect: [Gateway.Register] (a *[ChallengeError] becomes error
+//   - connect: [UserAgent.Register] (a *[ChallengeError] becomes error
 //     401/407 with `authenticate`; the client's `authorization` comes back
 //     as [RegisterOptions].Authorization), [Registration.Release] at
 //     session end.
-//   - outgoing start: [Gateway.Dial]; read [Call.Events]: EventProgress
+//   - outgoing start: [UserAgent.Dial]; read [Call.Events]: EventProgress
 //     (180/183; Reliable -> [Call.Prack]), EventAnswered (-> response 200,
 //     then [Call.Ack] on complete), EventEnded (error with Code).
 //   - incoming: the OnIncomingCall function gets the [Call]; ring the web
@@ -36,8 +36,8 @@
 //     to do for a peer without trickle-ice, is the call handler's job.
 //
 // Everything from a web frame is validated before it reaches a SIP
-// message ([Gateway.ParseTarget], [ValidateHeader], [ValidateDisplayName]).
-// Close waits for every goroutine; [Gateway.Stats] counts what is live.
+// message ([UserAgent.ParseTarget], [ValidateHeader], [ValidateDisplayName]).
+// Close waits for every goroutine; [UserAgent.Stats] counts what is live.
 //
 // # Large messages and UDP
 //

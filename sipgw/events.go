@@ -10,7 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// Event packages the gateway subscribes to ([Gateway.Subscribe]).
+// Event packages the gateway subscribes to ([UserAgent.Subscribe]).
 const (
 	// EventPresence is RFC 3856 presence (application/pidf+xml).
 	EventPresence = "presence"
@@ -33,7 +33,7 @@ type eventState struct {
 // eventRoutes registers the handlers of this file's requests. It takes
 // NOTIFY over: a NOTIFY of no subscription of ours goes on to the call
 // dialogs (REFER progress).
-func (g *Gateway) eventRoutes(wrap func(sipgo.RequestHandler) sipgo.RequestHandler) {
+func (g *UserAgent) eventRoutes(wrap func(sipgo.RequestHandler) sipgo.RequestHandler) {
 	g.srv.OnNotify(wrap(g.handleNotify))
 	g.srv.OnMessage(wrap(g.handleMessage))
 }
@@ -46,7 +46,7 @@ type EventStats struct {
 }
 
 // EventStats returns the live counts.
-func (g *Gateway) EventStats() EventStats {
+func (g *UserAgent) EventStats() EventStats {
 	g.ev.mu.Lock()
 	defer g.ev.mu.Unlock()
 	return EventStats{Subscriptions: len(g.ev.subs), Publications: len(g.ev.pubs)}
@@ -55,7 +55,7 @@ func (g *Gateway) EventStats() EventStats {
 // closeEvents ends every subscription (SUBSCRIBE Expires: 0) and removes
 // every publication (PUBLISH Expires: 0), waiting for them or for ctx.
 // Called by Close before the transport goes.
-func (g *Gateway) closeEvents(ctx context.Context) {
+func (g *UserAgent) closeEvents(ctx context.Context) {
 	g.ev.mu.Lock()
 	g.ev.closing = true
 	subs := make([]*Subscription, 0, len(g.ev.subs))
@@ -91,7 +91,7 @@ func (g *Gateway) closeEvents(ctx context.Context) {
 // registration whose Contact it was sent to, or the user@domain of its
 // Request-URI when that is one of our SIP domains (a proxy routing our
 // users to us statically).
-func (g *Gateway) identityOf(req *sip.Request) (string, bool) {
+func (g *UserAgent) identityOf(req *sip.Request) (string, bool) {
 	u := req.Recipient
 	if r := g.lookupContact(u.User); r != nil {
 		return r.identity, true
@@ -113,7 +113,7 @@ func (g *Gateway) identityOf(req *sip.Request) (string, bool) {
 
 // requestFor builds a request outside any dialog from the AOR from to
 // the URI to, routed through the outbound proxy.
-func (g *Gateway) requestFor(method sip.RequestMethod, from, to sip.Uri, fromTag, callID string, cseq uint32) *sip.Request {
+func (g *UserAgent) requestFor(method sip.RequestMethod, from, to sip.Uri, fromTag, callID string, cseq uint32) *sip.Request {
 	req := sip.NewRequest(method, *to.Clone())
 	req.SetTransport(g.cfg.Transport)
 	fromH := &sip.FromHeader{Address: *from.Clone(), Params: sip.NewParams()}
@@ -144,7 +144,7 @@ func checkHeaders(hs []Header) error {
 // digest challenge is answered once, with the identity's gateway-held
 // credentials (config credentials) when there are some; build is called
 // again for the retry and must number it anew.
-func (g *Gateway) do(ctx context.Context, identity string, build func() *sip.Request) (*sip.Response, error) {
+func (g *UserAgent) do(ctx context.Context, identity string, build func() *sip.Request) (*sip.Response, error) {
 	req := build()
 	for attempt := 0; ; attempt++ {
 		g.track()

@@ -18,18 +18,18 @@ import (
 	"github.com/jsonrtc/jsonrtc/transport/certs"
 )
 
-// ErrClosed is returned by every operation after [Gateway.Close].
+// ErrClosed is returned by every operation after [UserAgent.Close].
 var ErrClosed = errors.New("sipgw: gateway closed")
 
 // ErrOverloaded is returned by Dial when max_calls calls are live.
 var ErrOverloaded = errors.New("sipgw: too many calls")
 
-// Gateway is the SIP user agent of jsonrtc: registrations for web
+// UserAgent is the SIP user agent of jsonrtc: registrations for web
 // identities, and INVITE dialogs paired with web call subsessions.
 // Build it with [New], set the incoming call handler with
-// [Gateway.OnIncomingCall], then [Gateway.Start]; [Gateway.Close] ends
+// [UserAgent.OnIncomingCall], then [UserAgent.Start]; [UserAgent.Close] ends
 // everything and waits for every goroutine it started.
-type Gateway struct {
+type UserAgent struct {
 	cfg      Config
 	log      *slog.Logger
 	instance string
@@ -72,16 +72,23 @@ type Stats struct {
 	Registrations int
 }
 
-// New checks cfg and builds a gateway. Nothing listens before Start.
-func New(cfg Config, logger *slog.Logger) (*Gateway, error) {
+// Options configure a UserAgent.
+type Options struct {
+	// Logger receives the user agent's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// New checks cfg and builds a user agent. Nothing listens before Start.
+func New(cfg Config, opts Options) (*UserAgent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
+	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{
+	g := &UserAgent{
 		cfg:      cfg,
 		log:      logger,
 		instance: cfg.InstanceID,
@@ -116,11 +123,11 @@ func New(cfg Config, logger *slog.Logger) (*Gateway, error) {
 // OnIncomingCall sets the function called, on its own goroutine, for each
 // INVITE to a registered identity. It must be set before Start; without
 // it incoming calls get 480.
-func (g *Gateway) OnIncomingCall(f func(*Call)) { g.onCall = f }
+func (g *UserAgent) OnIncomingCall(f func(*Call)) { g.onCall = f }
 
 // Start binds the listeners and serves SIP until Close. It returns once
 // every listener is bound; ctx only bounds the start itself.
-func (g *Gateway) Start(ctx context.Context) error {
+func (g *UserAgent) Start(ctx context.Context) error {
 	if !g.started.CompareAndSwap(false, true) {
 		return errors.New("sipgw: already started")
 	}
@@ -232,7 +239,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	serve := func(name string, f func() error) {
 		g.wg.Go(func() {
 			if err := f(); err != nil && g.ctx.Err() == nil {
-				g.log.Error("sipgw: listener stopped", "transport", name, "error", err)
+				g.log.Error("sipgw: listener stopped", "transport", name, "err", err)
 			}
 		})
 	}
@@ -260,23 +267,27 @@ func (g *Gateway) Start(ctx context.Context) error {
 
 // Addr returns the bound address of a listener ("udp", "tcp", "tls"), or
 // "" when there is none.
-func (g *Gateway) Addr(transport string) string {
+func (g *UserAgent) Addr(transport string) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.addrs[transport]
 }
 
 // Stats returns the live counts.
-func (g *Gateway) Stats() Stats {
+func (g *UserAgent) Stats() Stats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return Stats{Calls: len(g.calls), Dialogs: len(g.dialogs), Transactions: int(g.txs.Load()), Registrations: len(g.regs)}
 }
 
-// Close hangs up every call, removes every registration (each bounded by
-// ctx-free timeouts of a few seconds), stops the listeners and waits for
-// every goroutine. It is safe to call more than once.
-func (g *Gateway) Close() error {
+// closeTimeout bounds what Close waits for the hang-ups and
+// unregistrations it sends.
+const closeTimeout = 5 * time.Second
+
+// Close hangs up every call and removes every registration, for as long
+// as ctx allows (at most closeTimeout), then stops the listeners and
+// waits for every goroutine. It is safe to call more than once.
+func (g *UserAgent) Close(ctx context.Context) error {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -295,7 +306,7 @@ func (g *Gateway) Close() error {
 	if !g.started.Load() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, closeTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, c := range calls {
@@ -317,7 +328,7 @@ func (g *Gateway) Close() error {
 	return err
 }
 
-func (g *Gateway) closeListeners() {
+func (g *UserAgent) closeListeners() {
 	for _, c := range g.pconns {
 		_ = c.Close()
 	}
@@ -328,7 +339,7 @@ func (g *Gateway) closeListeners() {
 
 // contactHeader is our Contact for a given user part, on the transport we
 // originate on.
-func (g *Gateway) contactHeader(user string) sip.ContactHeader {
+func (g *UserAgent) contactHeader(user string) sip.ContactHeader {
 	_, port, _ := net.SplitHostPort(g.addrs[g.cfg.Transport])
 	pn, _ := strconv.Atoi(port)
 	u := sip.Uri{Scheme: "sip", User: user, Host: g.cfg.AdvertisedHost, Port: pn, UriParams: sip.NewParams()}
@@ -342,13 +353,13 @@ func (g *Gateway) contactHeader(user string) sip.ContactHeader {
 // track counts a transaction for Stats until untrack; a pair of calls
 // rather than a returned func, which would cost two allocations per
 // transaction.
-func (g *Gateway) track() { g.txs.Add(1) }
+func (g *UserAgent) track() { g.txs.Add(1) }
 
-func (g *Gateway) untrack() { g.txs.Add(-1) }
+func (g *UserAgent) untrack() { g.txs.Add(-1) }
 
 // routes installs the request handlers. Each handler runs on a sipgo
 // goroutine and returns only when its transaction needs nothing more.
-func (g *Gateway) routes() {
+func (g *UserAgent) routes() {
 	wrap := func(h sipgo.RequestHandler) sipgo.RequestHandler {
 		return func(req *sip.Request, tx sip.ServerTransaction) {
 			g.track()
@@ -382,14 +393,14 @@ func (g *Gateway) routes() {
 
 const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, INFO, REFER, NOTIFY"
 
-func (g *Gateway) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string) {
+func (g *UserAgent) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string) {
 	if err := tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil)); err != nil {
-		g.log.Debug("sipgw: respond failed", "code", code, "error", err)
+		g.log.Debug("sipgw: respond failed", "code", code, "err", err)
 	}
 }
 
 // findDialog returns the call an in-dialog request belongs to.
-func (g *Gateway) findDialog(req *sip.Request) *Call {
+func (g *UserAgent) findDialog(req *sip.Request) *Call {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if id, err := sip.DialogIDFromRequestUAS(req); err == nil {
@@ -405,7 +416,7 @@ func (g *Gateway) findDialog(req *sip.Request) *Call {
 	return nil
 }
 
-func (g *Gateway) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
+func (g *UserAgent) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to != nil && to.Params.Has("tag") {
 		c := g.findDialog(req)
 		if c == nil {
@@ -418,13 +429,13 @@ func (g *Gateway) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
 	g.handleNewInvite(req, tx)
 }
 
-func (g *Gateway) handleAck(req *sip.Request, tx sip.ServerTransaction) {
+func (g *UserAgent) handleAck(req *sip.Request, tx sip.ServerTransaction) {
 	if c := g.findDialog(req); c != nil {
 		c.handleAck(req)
 	}
 }
 
-func (g *Gateway) inDialog(req *sip.Request, tx sip.ServerTransaction) {
+func (g *UserAgent) inDialog(req *sip.Request, tx sip.ServerTransaction) {
 	c := g.findDialog(req)
 	if c == nil {
 		g.respond(tx, req, 481, "Call/Transaction Does Not Exist")
@@ -433,7 +444,7 @@ func (g *Gateway) inDialog(req *sip.Request, tx sip.ServerTransaction) {
 	c.handleInDialog(req, tx)
 }
 
-func (g *Gateway) addCall(c *Call) error {
+func (g *UserAgent) addCall(c *Call) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
@@ -446,7 +457,7 @@ func (g *Gateway) addCall(c *Call) error {
 	return nil
 }
 
-func (g *Gateway) setDialog(id string, c *Call) {
+func (g *UserAgent) setDialog(id string, c *Call) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if c == nil {
@@ -456,7 +467,7 @@ func (g *Gateway) setDialog(id string, c *Call) {
 	g.dialogs[id] = c
 }
 
-func (g *Gateway) removeCall(c *Call) {
+func (g *UserAgent) removeCall(c *Call) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.calls, c)

@@ -179,7 +179,7 @@ func (c *guardedPacketConn) settle(v verdict, msg []byte, h *head, from net.Addr
 	}
 	c.out = appendAnswer(c.out[:0], msg, h, v, src)
 	if _, err := c.PacketConn.WriteTo(c.out, to); err != nil {
-		c.gd.log.Debug("sipgw: answer to a malformed request failed", "to", to, "error", err)
+		c.gd.log.Debug("sipgw: answer to a malformed request failed", "to", to, "err", err)
 	}
 }
 
@@ -337,7 +337,7 @@ func (c *guardedConn) settle(v verdict, msg []byte, h *head) {
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	}
 	if _, err := c.Conn.Write(appendAnswer(nil, msg, h, v, src)); err != nil {
-		c.gd.log.Debug("sipgw: answer to a malformed request failed", "to", c.RemoteAddr(), "error", err)
+		c.gd.log.Debug("sipgw: answer to a malformed request failed", "to", c.RemoteAddr(), "err", err)
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-func startGuarded(t *testing.T) *Gateway {
+func startGuarded(t *testing.T) *UserAgent {
 	t.Helper()
 	return startTest(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"}, Domain: "example.com"}, nil)
 }

@@ -12,7 +12,7 @@ import (
 
 // handleNewInvite runs on the sipgo goroutine of a dialog-creating
 // INVITE and returns once the INVITE transaction needs nothing more.
-func (g *Gateway) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) {
+func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) {
 	reg := g.lookupContact(req.Recipient.User)
 	if reg == nil {
 		g.respond(tx, req, 404, "Not Found")
@@ -274,7 +274,7 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 		err := c.uas.WriteResponse(res) // returns on ACK
 		c.closeInviteDone()
 		if err != nil {
-			c.g.log.Info("sipgw: no ACK for 200", "call", c.id, "error", err)
+			c.g.log.Info("sipgw: no ACK for 200", "call", c.id, "err", err)
 			c.deliver(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), sip.Timer_F)
 				defer cancel()
@@ -315,7 +315,7 @@ func (c *Call) reject(code int, reason string) error {
 	c.g.wg.Go(func() {
 		// Returns after the ACK; the dialog then ends, and so does loop.
 		if err := c.uas.Respond(code, reason, nil); err != nil {
-			c.g.log.Debug("sipgw: reject failed", "call", c.id, "error", err)
+			c.g.log.Debug("sipgw: reject failed", "call", c.id, "err", err)
 			c.deliver(func() { c.endForced = &Event{End: EndRejected, Code: code} })
 		}
 		c.closeInviteDone()

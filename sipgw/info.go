@@ -133,7 +133,7 @@ func (c *Call) handleInfo(req *sip.Request, tx sip.ServerTransaction) {
 		res := sip.NewResponseFromRequest(req, 469, "Bad Info Package", nil)
 		res.AppendHeader(sip.NewHeader("Recv-Info", InfoPackageTrickleICE))
 		if err := tx.Respond(res); err != nil {
-			c.g.log.Debug("sipgw: respond failed", "code", 469, "error", err)
+			c.g.log.Debug("sipgw: respond failed", "code", 469, "err", err)
 		}
 		return
 	}

@@ -16,9 +16,9 @@ func TestMain(m *testing.M) {
 }
 
 // startTest starts a gateway with cfg and closes it in Cleanup.
-func startTest(t *testing.T, cfg Config, log *slog.Logger) *Gateway {
+func startTest(t *testing.T, cfg Config, log *slog.Logger) *UserAgent {
 	t.Helper()
-	g, err := New(cfg, log)
+	g, err := New(cfg, Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,6 +27,6 @@ func startTest(t *testing.T, cfg Config, log *slog.Logger) *Gateway {
 	if err := g.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = g.Close() })
+	t.Cleanup(func() { _ = g.Close(context.Background()) })
 	return g
 }

@@ -134,7 +134,7 @@ type head struct {
 	syntax     verdict        // first syntax error in the start line or a field line
 }
 
-// fields iterates over the header field lines of a message whose start
+// fieldIter iterates over the header field lines of a message whose start
 // line ends at pos, unfolding nothing: a value keeps its CRLF WSP.
 type fieldIter struct {
 	msg []byte

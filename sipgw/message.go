@@ -37,9 +37,9 @@ type IncomingMessage struct {
 
 // SendMessage sends a MESSAGE and returns at once; report gets the final
 // response's code and reason (the delivery report) once, from a
-// goroutine of the Gateway: 408 when none came, 503 when the gateway
+// goroutine of the UserAgent: 408 when none came, 503 when the gateway
 // closed. Invalid options fail at once with ErrInvalidInput.
-func (g *Gateway) SendMessage(o MessageOptions, report func(code int, reason string)) error {
+func (g *UserAgent) SendMessage(o MessageOptions, report func(code int, reason string)) error {
 	if g.ctx == nil {
 		return ErrClosed
 	}
@@ -54,8 +54,8 @@ func (g *Gateway) SendMessage(o MessageOptions, report func(code int, reason str
 	if o.ContentType == "" {
 		o.ContentType = "text/plain;charset=UTF-8"
 	}
-	if hasCtl(o.ContentType) || len(o.ContentType) > 128 {
-		return invalid("content type %q", o.ContentType)
+	if err := checkHeaderValue("Content-Type", o.ContentType); err != nil {
+		return err
 	}
 	if len(o.Body) > MaxMessageBody {
 		return invalid("message body over %d bytes", MaxMessageBody)
@@ -98,13 +98,13 @@ func (g *Gateway) SendMessage(o MessageOptions, report func(code int, reason str
 // the web user's sessions). It runs on its own goroutine; ctx ends a
 // little before the sender's transaction would time out. Without it,
 // incoming messages get 480.
-func (g *Gateway) OnMessage(f func(ctx context.Context, m *IncomingMessage) (code int, reason string)) {
+func (g *UserAgent) OnMessage(f func(ctx context.Context, m *IncomingMessage) (code int, reason string)) {
 	g.ev.mu.Lock()
 	defer g.ev.mu.Unlock()
 	g.ev.onMsg = f
 }
 
-func (g *Gateway) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
+func (g *UserAgent) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 	id, ok := g.identityOf(req)
 	if !ok {
 		g.respond(tx, req, 404, "Not Found")

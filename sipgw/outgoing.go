@@ -20,7 +20,7 @@ type DialOptions struct {
 	Identity string
 	// DisplayName is the caller's display name in From (optional).
 	DisplayName string
-	// Target is the callee as in the frame (see [Gateway.ParseTarget]).
+	// Target is the callee as in the frame (see [UserAgent.ParseTarget]).
 	Target string
 	// SDP is the offer. Required.
 	SDP []byte
@@ -41,7 +41,7 @@ type DialOptions struct {
 // (2xx -> call Ack when the web caller confirms), EventEnded (3xx-6xx,
 // cancel, timeout). ctx bounds only the sending of the INVITE; the call
 // lives until it ends.
-func (g *Gateway) Dial(ctx context.Context, o DialOptions) (*Call, error) {
+func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	if g.ctx == nil {
 		return nil, ErrClosed
 	}
@@ -149,7 +149,7 @@ func (c *Call) runOutgoing() {
 		case errors.Is(err, sip.ErrTransactionTimeout):
 			c.finish(Event{End: EndTimeout, Code: 408})
 		default:
-			c.g.log.Info("sipgw: INVITE failed", "call", c.id, "error", err)
+			c.g.log.Info("sipgw: INVITE failed", "call", c.id, "err", err)
 			c.finish(Event{End: EndError, Code: 503, Reason: "Service Unavailable"})
 		}
 		return
@@ -213,7 +213,7 @@ func (c *Call) onResponse(r *sip.Response) error {
 	}
 	if c.autoPrack {
 		if err := c.sendPrack(r, rseq, nil); err != nil {
-			c.g.log.Info("sipgw: PRACK failed", "call", c.id, "error", err)
+			c.g.log.Info("sipgw: PRACK failed", "call", c.id, "err", err)
 		}
 		return nil
 	}

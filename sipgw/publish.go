@@ -33,7 +33,7 @@ type PublishOptions struct {
 // server holds. One goroutine per publication sends; it ends when the
 // publication lapses or is removed.
 type publication struct {
-	g        *Gateway
+	g        *UserAgent
 	identity string
 	aor      sip.Uri
 	event    string
@@ -57,7 +57,7 @@ type publication struct {
 // entity tag, a fresh publication after 412) and refreshes it before it
 // expires. Calls are coalesced per identity: only the latest state is
 // sent. Invalid options fail with ErrInvalidInput.
-func (g *Gateway) Publish(o PublishOptions) error {
+func (g *UserAgent) Publish(o PublishOptions) error {
 	if g.ctx == nil {
 		return ErrClosed
 	}
@@ -219,7 +219,7 @@ func (p *publication) send(o *PublishOptions, full bool) (time.Duration, bool) {
 		}
 		res, err := p.do(o.Expiry, etag, o, full)
 		if err != nil {
-			p.g.log.Info("sipgw: PUBLISH failed", "identity", p.identity, "error", err)
+			p.g.log.Info("sipgw: PUBLISH failed", "identity", p.identity, "err", err)
 			return 0, false
 		}
 		if res.StatusCode == 412 {
@@ -255,7 +255,7 @@ func (p *publication) remove() {
 		err = &ResponseError{Code: res.StatusCode, Reason: res.Reason}
 	}
 	p.setETag("")
-	p.g.log.Debug("sipgw: publication removed", "identity", p.identity, "error", err)
+	p.g.log.Debug("sipgw: publication removed", "identity", p.identity, "err", err)
 }
 
 func (p *publication) do(expiry time.Duration, etag string, o *PublishOptions, full bool) (*sip.Response, error) {

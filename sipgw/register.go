@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +52,27 @@ type Authorization struct {
 // ChallengeError is returned by Register when the registrar challenged
 // and nothing available could answer; the gateway sends it to the web
 // client as error 401/407 with `authenticate`.
-type ChallengeError struct{ Challenge Challenge }
+type ChallengeError struct {
+	Challenge Challenge
+	// Rejected: the challenge answered the web client's credentials,
+	// which the registrar refused (errors.Is(err, ErrCredentialsRejected)).
+	Rejected bool
+}
+
+// Unwrap makes a rejection match ErrCredentialsRejected.
+func (e *ChallengeError) Unwrap() error {
+	if e.Rejected {
+		return ErrCredentialsRejected
+	}
+	return nil
+}
+
+// ErrCredentialsRejected is matched by the error of a REGISTER whose
+// credentials the registrar refused: a new challenge that is not stale,
+// or 403, after a request that carried them. They are not sent again
+// (RFC 3261 section 22.2); the error is a *ChallengeError when the web
+// client may answer anew, else it wraps the *ResponseError.
+var ErrCredentialsRejected = errors.New("sipgw: registrar rejected the credentials")
 
 func (e *ChallengeError) Error() string {
 	code := 401
@@ -65,13 +86,18 @@ func (e *ChallengeError) Error() string {
 // store); it is also used to answer the challenges of refreshes.
 type AuthFunc func(ctx context.Context, ch Challenge) (Authorization, error)
 
-// RegisterOptions say how to answer the registrar's challenges. Gateway
+// RegisterOptions say how to answer the registrar's challenges. UserAgent
 // credentials for the identity (config `credentials`) come first, then
 // Authorization, then Auth; with none, Register fails with
 // *ChallengeError.
 type RegisterOptions struct {
 	Authorization *Authorization
 	Auth          AuthFunc
+	// Admit, when set, is called before the REGISTER of a new binding
+	// goes out (not when joining an existing binding, nor for
+	// refreshes); its error fails Register with nothing sent. The
+	// gateway bounds registration attempts with it.
+	Admit func() error
 }
 
 // ErrRegistrationLost: a refresh failed; the binding is gone.
@@ -84,7 +110,7 @@ type Registration struct {
 }
 
 type registration struct {
-	g        *Gateway
+	g        *UserAgent
 	identity string
 	aor      sip.Uri
 	token    string
@@ -99,6 +125,8 @@ type registration struct {
 	refs    int
 	auth    AuthFunc
 	cred    *Authorization // reusable (HA1 or password)
+	lastCh  *Challenge     // the challenge cred last answered, with qop=auth
+	nc      int            // the nonce-count last used with lastCh's nonce
 	granted time.Duration
 	lostErr error
 
@@ -113,7 +141,7 @@ type registration struct {
 // identity, reference counted across web sessions. It returns once the
 // registrar accepted. The binding is refreshed before expiry and removed
 // when the last holder calls Release.
-func (g *Gateway) Register(ctx context.Context, identity string, o *RegisterOptions) (*Registration, error) {
+func (g *UserAgent) Register(ctx context.Context, identity string, o *RegisterOptions) (*Registration, error) {
 	if g.ctx == nil {
 		return nil, ErrClosed
 	}
@@ -166,7 +194,13 @@ func (g *Gateway) Register(ctx context.Context, identity string, o *RegisterOpti
 		g.contacts[r.token] = r
 		g.mu.Unlock()
 
-		granted, err := r.send(ctx, g.cfg.RegisterExpiry, o.Authorization)
+		var granted time.Duration
+		if o.Admit != nil {
+			err = o.Admit()
+		}
+		if err == nil {
+			granted, err = r.send(ctx, g.cfg.RegisterExpiry, o.Authorization)
+		}
 		if err != nil {
 			g.dropReg(r)
 			r.err = err
@@ -184,7 +218,7 @@ func (g *Gateway) Register(ctx context.Context, identity string, o *RegisterOpti
 	}
 }
 
-func (g *Gateway) dropReg(r *registration) {
+func (g *UserAgent) dropReg(r *registration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.regs[r.identity] == r {
@@ -195,7 +229,7 @@ func (g *Gateway) dropReg(r *registration) {
 	}
 }
 
-func (g *Gateway) lookupContact(token string) *registration {
+func (g *UserAgent) lookupContact(token string) *registration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.contacts[token]
@@ -259,7 +293,7 @@ func (r *registration) stop(ctx context.Context) error {
 		}
 		_, err = r.send(ctx, 0, nil)
 		r.g.dropReg(r)
-		r.g.log.Info("sipgw: unregistered", "identity", r.identity, "error", err)
+		r.g.log.Info("sipgw: unregistered", "identity", r.identity, "err", err)
 	})
 	return err
 }
@@ -287,7 +321,7 @@ func (r *registration) refreshLoop() {
 		granted, err := r.send(ctx, r.g.cfg.RegisterExpiry, nil)
 		cancel()
 		if err != nil {
-			r.g.log.Info("sipgw: registration refresh failed", "identity", r.identity, "error", err)
+			r.g.log.Info("sipgw: registration refresh failed", "identity", r.identity, "err", err)
 			r.mu.Lock()
 			r.lostErr = fmt.Errorf("%w: %w", ErrRegistrationLost, err)
 			r.mu.Unlock()
@@ -327,18 +361,24 @@ func (r *registration) newRequest(expires time.Duration) *sip.Request {
 	return req
 }
 
-// send does one REGISTER (expires 0 removes), answering up to two
-// challenges, and returns the granted expiry.
+// send does one REGISTER (expires 0 removes), answering challenges, and
+// returns the granted expiry. Credentials the registrar refused are never
+// sent again (RFC 3261 section 22.2): only a new challenge with
+// stale=true, which says the credentials were right and the nonce old,
+// justifies a retry with them.
 func (r *registration) send(ctx context.Context, expires time.Duration, preset *Authorization) (time.Duration, error) {
 	g := r.g
 	req := r.newRequest(expires)
+	authed := false // req carries credentials computed for the last challenge
 	if preset != nil && preset.Response != "" {
 		ch := Challenge{Proxy: preset.Proxy, Realm: preset.Realm, Nonce: preset.Nonce, Method: "REGISTER", URI: g.regURI.String()}
 		if err := applyAuth(req, ch, *preset); err != nil {
 			return 0, err
 		}
+		authed = true
+	} else if err := r.reuseNonce(req); err != nil {
+		return 0, err
 	}
-	triedPreset := false
 	for attempt := 0; ; attempt++ {
 		g.track()
 		res, err := g.cli.Do(ctx, req)
@@ -354,35 +394,73 @@ func (r *registration) send(ctx context.Context, expires time.Duration, preset *
 		if res.IsSuccess() {
 			return r.grantedExpiry(res, expires), nil
 		}
-		if (res.StatusCode != 401 && res.StatusCode != 407) || attempt >= 2 {
-			return 0, &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+		if res.StatusCode != 401 && res.StatusCode != 407 {
+			re := &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+			if authed && res.StatusCode == 403 {
+				return 0, fmt.Errorf("%w: %w", ErrCredentialsRejected, re)
+			}
+			return 0, re
 		}
 		ch, err := parseChallenge(res, "REGISTER", g.regURI.String())
 		if err != nil {
 			return 0, err
 		}
-		if triedPreset && !ch.Stale {
-			// The web client's credentials were refused: its next
-			// connect answers this new challenge.
-			return 0, &ChallengeError{Challenge: ch}
+		if authed && !ch.Stale {
+			if _, held := g.cfg.Credentials[r.identity]; held || preset == nil {
+				// The gateway's own credentials (sip.credentials, or
+				// those a refresh reuses): the web client cannot help.
+				return 0, fmt.Errorf("%w: %w", ErrCredentialsRejected, &ResponseError{Code: res.StatusCode, Reason: res.Reason})
+			}
+			// The web client's credentials: its next connect may
+			// answer this new challenge.
+			return 0, &ChallengeError{Challenge: ch, Rejected: true}
+		}
+		if attempt >= 2 {
+			// Stale again and again: a registrar that never takes its
+			// own nonces.
+			return 0, &ResponseError{Code: res.StatusCode, Reason: res.Reason}
 		}
 		a, err := r.answer(ctx, ch, preset)
 		if err != nil {
 			return 0, err
 		}
-		if preset != nil && a == *preset {
-			triedPreset = true
+		if a.Response == "" {
+			a.NC = 0 // a fresh nonce: the count starts at 1
 		}
 		req = r.newRequest(expires)
 		if err := applyAuth(req, ch, a); err != nil {
 			return 0, err
 		}
+		authed = true
 		if a.HA1 != "" || a.Password != "" {
 			r.mu.Lock()
-			r.cred = &a
+			r.cred, r.lastCh, r.nc = &a, nil, 1
+			if slices.Contains(ch.QOP, "auth") {
+				r.lastCh = &ch
+			}
 			r.mu.Unlock()
 		}
 	}
+}
+
+// reuseNonce answers, in advance, the challenge that the gateway's
+// reusable credentials last answered, with the next nonce-count (RFC
+// 2617 section 3.2.2; only with qop=auth, where the count keeps each
+// response new): a refresh or removal then costs the registrar one
+// REGISTER instead of two. A registrar that no longer takes the nonce
+// challenges anew, which send answers as it would a first challenge:
+// the credentials went with an old nonce, not rejected.
+func (r *registration) reuseNonce(req *sip.Request) error {
+	r.mu.Lock()
+	if r.cred == nil || r.lastCh == nil {
+		r.mu.Unlock()
+		return nil
+	}
+	r.nc++
+	a, ch := *r.cred, *r.lastCh
+	a.NC = r.nc
+	r.mu.Unlock()
+	return applyAuth(req, ch, a)
 }
 
 // answer picks the credentials for a challenge.
@@ -471,7 +549,7 @@ func applyAuth(req *sip.Request, ch Challenge, a Authorization) error {
 		chal := &digest.Challenge{Realm: ch.Realm, Nonce: ch.Nonce, Opaque: ch.Opaque, Algorithm: ch.Algorithm, QOP: ch.QOP}
 		var err error
 		cred, err = digest.Digest(chal, digest.Options{
-			Method: ch.Method, URI: ch.URI, Username: a.Username, Password: a.Password, A1: a.HA1,
+			Method: ch.Method, URI: ch.URI, Username: a.Username, Password: a.Password, A1: a.HA1, Count: a.NC,
 		})
 		if err != nil {
 			return fmt.Errorf("sipgw: digest: %w", err)

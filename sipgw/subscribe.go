@@ -54,9 +54,9 @@ type SubscriptionEvents interface {
 }
 
 // Subscription is one SUBSCRIBE dialog, refreshed before it expires until
-// Stop. Its goroutine is owned by the Gateway.
+// Stop. Its goroutine is owned by the UserAgent.
 type Subscription struct {
-	g       *Gateway
+	g       *UserAgent
 	o       SubscribeOptions
 	ev      SubscriptionEvents
 	local   sip.Uri
@@ -85,7 +85,7 @@ type Subscription struct {
 // Subscribe starts a subscription and returns at once; its outcome goes
 // to ev. Invalid options fail with ErrInvalidInput, a closed gateway
 // with ErrClosed.
-func (g *Gateway) Subscribe(o SubscribeOptions, ev SubscriptionEvents) (*Subscription, error) {
+func (g *UserAgent) Subscribe(o SubscribeOptions, ev SubscriptionEvents) (*Subscription, error) {
 	if g.ctx == nil {
 		return nil, ErrClosed
 	}
@@ -313,7 +313,7 @@ func (s *Subscription) request(expiry time.Duration) *sip.Request {
 
 // findSub returns the subscription a NOTIFY belongs to: same Call-ID,
 // and its To tag is our From tag.
-func (g *Gateway) findSub(req *sip.Request) *Subscription {
+func (g *UserAgent) findSub(req *sip.Request) *Subscription {
 	cid := req.CallID()
 	to := req.To()
 	if cid == nil || to == nil {
@@ -329,7 +329,7 @@ func (g *Gateway) findSub(req *sip.Request) *Subscription {
 	return s
 }
 
-func (g *Gateway) handleNotify(req *sip.Request, tx sip.ServerTransaction) {
+func (g *UserAgent) handleNotify(req *sip.Request, tx sip.ServerTransaction) {
 	if s := g.findSub(req); s != nil {
 		s.handleNotify(req, tx)
 		return
@@ -376,7 +376,7 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 		if len(body) > 0 {
 			deliver, err := s.ev.Notify(ct, body)
 			if err != nil {
-				g.log.Info("sipgw: bad final NOTIFY body", "event", s.o.Event, "error", err)
+				g.log.Info("sipgw: bad final NOTIFY body", "event", s.o.Event, "err", err)
 			} else if deliver != nil {
 				deliver()
 			}
@@ -400,11 +400,11 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 	}
 	deliver, err := s.ev.Notify(ct, body)
 	if err != nil {
-		g.log.Info("sipgw: NOTIFY body rejected", "event", s.o.Event, "identity", s.o.Identity, "error", err)
+		g.log.Info("sipgw: NOTIFY body rejected", "event", s.o.Event, "identity", s.o.Identity, "err", err)
 		res := sip.NewResponseFromRequest(req, 400, "Bad Request", nil)
 		res.AppendHeader(sip.NewHeader("Warning", `399 jsonrtc "`+warningText(err.Error())+`"`))
 		if err := tx.Respond(res); err != nil {
-			g.log.Debug("sipgw: respond failed", "error", err)
+			g.log.Debug("sipgw: respond failed", "err", err)
 		}
 		return
 	}

@@ -18,54 +18,6 @@ func invalid(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidInput, fmt.Sprintf(format, a...))
 }
 
-// Header is an extension header to put on a SIP request or response. The
-// gateway maps web extension headers to these by configured rules; sipgw
-// still checks each one (see [ValidateHeader]).
-type Header struct {
-	Name  string
-	Value string
-}
-
-// reservedHeaders are the headers sipgw builds itself. An extension
-// header may never set them: they steer routing, dialogs and auth.
-var reservedHeaders = map[string]bool{
-	"via": true, "v": true, "from": true, "f": true, "to": true, "t": true,
-	"call-id": true, "i": true, "cseq": true, "contact": true, "m": true,
-	"route": true, "record-route": true, "max-forwards": true,
-	"content-length": true, "l": true, "content-type": true, "c": true,
-	"authorization": true, "proxy-authorization": true,
-	"www-authenticate": true, "proxy-authenticate": true,
-	"require": true, "supported": true, "k": true, "rseq": true, "rack": true,
-	"expires": true, "event": true, "o": true, "refer-to": true, "r": true,
-	"allow": true, "user-agent": true, "subscription-state": true,
-	"content-encoding": true, "e": true, "proxy-require": true,
-}
-
-// ValidateHeader checks an extension header: a token name that sipgw does
-// not own, and a value without control characters.
-func ValidateHeader(h Header) error {
-	if len(h.Name) == 0 || len(h.Name) > 64 {
-		return invalid("header name length")
-	}
-	for i := 0; i < len(h.Name); i++ {
-		c := h.Name[i]
-		ok := c == '-' || (c >= '0' && c <= '9') || (c|0x20 >= 'a' && c|0x20 <= 'z')
-		if !ok || (i == 0 && !(c|0x20 >= 'a' && c|0x20 <= 'z')) {
-			return invalid("header name %q", h.Name)
-		}
-	}
-	if reservedHeaders[strings.ToLower(h.Name)] {
-		return invalid("header %q is set by the gateway", h.Name)
-	}
-	if len(h.Value) > 1024 {
-		return invalid("header %s value too long", h.Name)
-	}
-	if hasCtl(h.Value) {
-		return invalid("header %s value has control characters", h.Name)
-	}
-	return nil
-}
-
 // ValidateDisplayName checks a display name before it is quoted into a
 // From or To header.
 func ValidateDisplayName(s string) error {
@@ -82,7 +34,7 @@ func ValidateDisplayName(s string) error {
 // alice@example.com -> sip:alice@example.com (with the domain rewritten
 // by identity_domains), sip:alice@example.com as is, a bare user name ->
 // sip:user@<domain>.
-func (g *Gateway) AOR(identity string) (sip.Uri, error) {
+func (g *UserAgent) AOR(identity string) (sip.Uri, error) {
 	u, err := g.parseURI(identity, false)
 	if err != nil {
 		return u, err
@@ -101,11 +53,11 @@ func (g *Gateway) AOR(identity string) (sip.Uri, error) {
 // (-> sip:user@<domain>), tel:+15551234567 or +15551234567 (->
 // sip:+15551234567@<tel_domain>;user=phone). Parameters, headers, ports,
 // passwords and anything sipgo's parser would not round-trip are refused.
-func (g *Gateway) ParseTarget(target string) (sip.Uri, error) {
+func (g *UserAgent) ParseTarget(target string) (sip.Uri, error) {
 	return g.parseURI(target, true)
 }
 
-func (g *Gateway) parseURI(s string, allowTel bool) (sip.Uri, error) {
+func (g *UserAgent) parseURI(s string, allowTel bool) (sip.Uri, error) {
 	var u sip.Uri
 	if s == "" || len(s) > 256 {
 		return u, invalid("empty or too long address")

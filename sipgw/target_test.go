@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-func testGateway(t *testing.T) *Gateway {
+func testGateway(t *testing.T) *UserAgent {
 	t.Helper()
 	g, err := New(Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", TelDomain: "trunk.example.net",
-		IdentityDomains: map[string]string{"corp.example": "sip.corp.example"}}, nil)
+		IdentityDomains: map[string]string{"corp.example": "sip.corp.example"}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func FuzzParseTarget(f *testing.F) {
 	for _, s := range []string{"bob@example.com", "sip:bob@example.com", "tel:+1555", "a\r\nb", "sip:a@b;x=y"} {
 		f.Add(s)
 	}
-	g, err := New(Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com"}, nil)
+	g, err := New(Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com"}, Options{})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -24,11 +24,11 @@ const DefaultUDPMaxDatagram = 65507
 // SetProcessDefaults applies the settings of c that sipgo keeps in
 // package globals, for every gateway of the process: T1 (with T2 and T4
 // at RFC 3261's 4s and 5s) and udp_max_datagram. Call it once, before
-// any Gateway starts and before other goroutines use sipgo: cmd/jsonrtcd
+// any UserAgent starts and before other goroutines use sipgo: cmd/jsonrtcd
 // does, and so do the tests that start the SIP side, so that they run
 // what production runs.
 func SetProcessDefaults(c Config) {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	if c.T1 != 0 {
 		sip.SetTimers(c.T1, 4*time.Second, 5*time.Second)
 	}
@@ -62,7 +62,7 @@ func (r *sizedRequester) Request(ctx context.Context, req *sip.Request) (sip.Cli
 		// A next hop that takes no TCP (a UDP-only PBX) still gets the
 		// request, fragmented: better than no call. The request never
 		// left, so its branch is unused.
-		r.log.Info("sipgw: next hop refuses TCP, sending over UDP", "method", req.Method.String(), "destination", req.Destination(), "error", err)
+		r.log.Info("sipgw: next hop refuses TCP, sending over UDP", "method", req.Method.String(), "destination", req.Destination(), "err", err)
 		r.toUDP(req)
 		tx, err = r.send(ctx, req)
 	}

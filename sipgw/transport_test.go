@@ -187,14 +187,14 @@ func largeSDP() []byte {
 
 const smallSDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
 
-func startToward(t *testing.T, h *hop, listen ListenConfig, log *slog.Logger) *Gateway {
+func startToward(t *testing.T, h *hop, listen ListenConfig, log *slog.Logger) *UserAgent {
 	t.Helper()
 	return startTest(t, Config{Listen: listen, Domain: "example.com", OutboundProxy: "sip:127.0.0.1:" + strconv.Itoa(h.port)}, log)
 }
 
 // dialBusy sends an INVITE with sdp, answers it 486 at the hop and
 // returns what the hop received, once the call has ended.
-func dialBusy(t *testing.T, g *Gateway, h *hop, sdp []byte) hopMsg {
+func dialBusy(t *testing.T, g *UserAgent, h *hop, sdp []byte) hopMsg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

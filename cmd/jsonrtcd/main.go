@@ -41,6 +41,7 @@ func run(args []string) error {
 	insecureOpen := fs.Bool("insecure-open", false, "allow open identity mode on a non-loopback address")
 	check := fs.Bool("t", false, "check the configuration and exit")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback `address` (profiling)")
+	metricsListen := fs.String("metrics-listen", "", "serve /metrics on this `address` (overrides the config's metrics.listen; \"-\": none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,6 +55,13 @@ func run(args []string) error {
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
+	switch *metricsListen {
+	case "":
+	case "-":
+		cfg.Metrics.Listen = ""
+	default:
+		cfg.Metrics.Listen = *metricsListen
+	}
 	if *insecureOpen {
 		cfg.InsecureOpen = true
 	}
@@ -62,6 +70,9 @@ func run(args []string) error {
 	}
 	if cfg.Open() && !cfg.Loopback() && !cfg.InsecureOpen {
 		return fmt.Errorf("open identity mode lets anyone claim any identity; refusing to listen on %s without -insecure-open (or configure auth.applications)", cfg.Listen)
+	}
+	if _, err := cfg.ConnCap(); err != nil {
+		return err
 	}
 	if *check {
 		fmt.Println("configuration ok")
@@ -79,10 +90,18 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	tcp, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
+	// The caps go under TLS: a connection over one is closed before its
+	// handshake costs anything.
+	guarded, err := g.Guard(tcp)
+	if err != nil {
+		tcp.Close()
+		return err
+	}
+	var ln net.Listener = guarded
 	scheme := "http"
 	if cfg.TLS.Enabled() {
 		r, err := certs.New(cfg.TLS.CertFile, cfg.TLS.KeyFile, &certs.Options{Interval: cfg.TLS.ReloadInterval.D(), Logger: log})
@@ -93,8 +112,13 @@ func run(args []string) error {
 		ln = tls.NewListener(ln, r.Config())
 		scheme = "https"
 	}
-	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := g.HTTPServer()
 	log.Info("jsonrtcd listening", "addr", ln.Addr().String(), "demo", scheme+"://"+ln.Addr().String()+"/")
+	msrv, err := serveMetrics(cfg.Metrics.Listen, g.MetricsHandler(), log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 
 	if *pprofAddr != "" {
 		if err := servePprof(*pprofAddr, log); err != nil {
@@ -115,6 +139,9 @@ func run(args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	gerr := g.Shutdown(sctx)
+	if msrv != nil {
+		msrv.Close()
+	}
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -20,23 +21,28 @@ var allowed = map[string][]string{
 	"session":               {"protocol"},
 	"transport/ws":          {"protocol"},
 	"transport/certs":       {},
+	"transport/connlimit":   {},
+	"transport/forwarded":   {},
 	"auth":                  {},
 	"limits":                {},
 	"presence/pidf":         {"protocol"},
 	"notification/mwi":      {"protocol"},
 	"sipgw":                 {"protocol", "presence/pidf", "notification/mwi", "transport/certs"},
-	"call":                  {"protocol", "sipgw"},
-	"messaging":             {"protocol", "call", "sipgw"},
+	"endpoint":              {"protocol"},
+	"call":                  {"protocol", "endpoint", "sipgw"},
+	"messaging":             {"protocol", "endpoint"},
 	"internal/subscription": {"protocol"},
-	"presence":              {"protocol", "call", "internal/subscription", "presence/pidf", "sipgw"},
-	"notification":          {"protocol", "call", "internal/subscription", "notification/mwi", "sipgw"},
+	"presence":              {"protocol", "endpoint", "internal/subscription", "presence/pidf"},
+	"notification":          {"protocol", "endpoint", "internal/subscription", "notification/mwi"},
 	"client":                {"protocol", "session"},
 	"web":                   {"sdk/js"},
 	"sdk/js":                {},
-	"gateway":               {"protocol", "session", "transport/ws", "transport/certs", "auth", "limits", "store", "call", "messaging", "presence", "presence/pidf", "notification", "notification/mwi", "sipgw"},
+	"gateway":               {"protocol", "session", "transport/ws", "transport/certs", "transport/connlimit", "transport/forwarded", "auth", "limits", "store", "endpoint", "call", "messaging", "presence", "presence/pidf", "notification", "notification/mwi", "sipgw"},
 	"cmd/jsonrtcd":          {"gateway", "web", "transport/certs", "sipgw"},
 	"cmd/jsonrtc-load":      {"client", "protocol", "session"},
 	"internal/layering":     {},
+	"internal/testenv":      {},
+	"internal/testreport":   {"internal/testenv"},
 }
 
 func TestImportsGoDownward(t *testing.T) {
@@ -81,6 +87,20 @@ func TestImportsGoDownward(t *testing.T) {
 		sort.Strings(bad)
 		if len(bad) > 0 {
 			t.Errorf("%s imports %v, which is not below it", pkg, bad)
+		}
+	}
+}
+
+// TestHandlersStandAlone: the package handlers meet only in the gateway.
+// What they need of a session is package endpoint's; the SIP side is the
+// call handler's alone.
+func TestHandlersStandAlone(t *testing.T) {
+	handlers := []string{"call", "messaging", "presence", "notification"}
+	for _, h := range handlers {
+		for _, imp := range allowed[h] {
+			if slices.Contains(handlers, imp) || (imp == "sipgw" && h != "call") {
+				t.Errorf("%s may import %s", h, imp)
+			}
 		}
 	}
 }

@@ -14,9 +14,9 @@ func TestTable(t *testing.T) {
 	var tab Table[*entry]
 	a, b, c := &entry{"x"}, &entry{"y"}, &entry{"x"}
 	ka, kb, kc := Key{"s1", "x"}, Key{"s1", "y"}, Key{"s2", "x"}
-	tab.Add(ka, a)
-	tab.Add(kb, b)
-	tab.Add(kc, c)
+	tab.Add(ka, a, nil)
+	tab.Add(kb, b, nil)
+	tab.Add(kc, c, nil)
 	if got, ok := tab.Get(kb); !ok || got != b {
 		t.Fatalf("Get(%v) = %v, %v", kb, got, ok)
 	}
@@ -37,7 +37,7 @@ func TestTable(t *testing.T) {
 	}
 	// A replaced entry's removal leaves its successor under the key.
 	d := &entry{"x"}
-	tab.Add(kc, d)
+	tab.Add(kc, d, nil)
 	tab.Remove(kc, c)
 	if got, ok := tab.Get(kc); !ok || got != d {
 		t.Fatalf("after removing the replaced entry, Get = %v, %v", got, ok)
@@ -45,6 +45,56 @@ func TestTable(t *testing.T) {
 	tab.Remove(kc, d)
 	if tab.Len() != 0 || len(tab.bySession) != 0 {
 		t.Fatalf("not empty: Len %d, sessions %d", tab.Len(), len(tab.bySession))
+	}
+}
+
+// quota is a subscriber with n subscriptions to give.
+type quota struct{ n, held int }
+
+func (q *quota) AcquireSubscription() bool {
+	if q.held == q.n {
+		return false
+	}
+	q.held++
+	return true
+}
+
+func (q *quota) ReleaseSubscription() { q.held-- }
+
+// TestTableQuota: Add takes a subscription from the subscriber's quota
+// and refuses past it; Remove gives it back, once.
+func TestTableQuota(t *testing.T) {
+	var tab Table[*entry]
+	q := &quota{n: 3}
+	var subs []*entry
+	for i := range 3 {
+		e := &entry{string(rune('a' + i))}
+		if !tab.Add(Key{"s1", e.name}, e, q) {
+			t.Fatalf("subscription %d refused", i+1)
+		}
+		subs = append(subs, e)
+	}
+	over := &entry{"d"}
+	if tab.Add(Key{"s1", "d"}, over, q) || tab.Len() != 3 || q.held != 3 {
+		t.Fatalf("4th subscription admitted: Len %d, held %d", tab.Len(), q.held)
+	}
+	tab.Remove(Key{"s1", "a"}, subs[0])
+	tab.Remove(Key{"s1", "a"}, subs[0])
+	if q.held != 2 {
+		t.Fatalf("held %d after one removal (twice)", q.held)
+	}
+	if !tab.Add(Key{"s1", "d"}, over, q) {
+		t.Fatal("a removal did not make room")
+	}
+	// A subscriber without a quota is unlimited.
+	if !tab.Add(Key{"s2", "x"}, &entry{"x"}, struct{}{}) {
+		t.Fatal("unlimited subscriber refused")
+	}
+	for _, e := range tab.Session("s1") {
+		tab.Remove(Key{"s1", e.name}, e)
+	}
+	if q.held != 0 {
+		t.Fatalf("held %d after every subscription ended", q.held)
 	}
 }
 

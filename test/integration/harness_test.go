@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -11,13 +12,15 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/transport/connlimit"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// startGateway runs a gateway on a loopback port for the test.
-func startGateway(t testing.TB, mod func(*gateway.Config)) (*gateway.Gateway, string) {
+// newGateway builds a gateway for the test and shuts it down at cleanup
+// (after the server the caller starts, whose cleanup runs first).
+func newGateway(t testing.TB, mod func(*gateway.Config)) *gateway.Gateway {
 	t.Helper()
 	cfg := gateway.DefaultConfig()
 	if mod != nil {
@@ -27,15 +30,22 @@ func startGateway(t testing.TB, mod func(*gateway.Config)) (*gateway.Gateway, st
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(g.Handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := g.Shutdown(ctx); err != nil {
 			t.Errorf("gateway shutdown: %v", err)
 		}
-		srv.Close()
 	})
+	return g
+}
+
+// startGateway runs a gateway on a loopback port for the test.
+func startGateway(t testing.TB, mod func(*gateway.Config)) (*gateway.Gateway, string) {
+	t.Helper()
+	g := newGateway(t, mod)
+	srv := httptest.NewServer(g.Handler())
+	t.Cleanup(srv.Close)
 	return g, "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/webrtc/test"
 }
 
@@ -87,4 +97,30 @@ func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return c
+}
+
+// startGuardedGateway runs a gateway as jsonrtcd does: on a listener
+// guarded by its connection caps (Gateway.Guard), with the timeouts of
+// its http section. It returns the listener (to read its open count) and
+// the host:port.
+func startGuardedGateway(t testing.TB, mod func(*gateway.Config)) (*gateway.Gateway, *connlimit.Listener, string) {
+	t.Helper()
+	g := newGateway(t, mod)
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := g.Guard(tcp)
+	if err != nil {
+		tcp.Close()
+		t.Fatal(err)
+	}
+	srv := g.HTTPServer()
+	served := make(chan struct{})
+	go func() { defer close(served); srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Close()
+		<-served
+	})
+	return g, l, tcp.Addr().String()
 }

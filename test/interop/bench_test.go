@@ -220,14 +220,21 @@ func benchSipp(b *testing.B, k *Kamailio, direct bool, rate, conc int) setupResu
 	if traced {
 		args = append(args, "-trace_msg")
 	}
+	// The rate is SIPp's own (its statistics file, -trace_stat): a clock
+	// started here would count SIPp's start-up and exit, which the
+	// gateway paths, timed from their first call to their last, do not
+	// pay.
+	args = append(args, "-trace_stat", "-fd", "1")
 	b.ResetTimer()
-	begin := time.Now()
 	p := start(b, "sipp uac_bench.xml", dir, append(args, remote)...)
 	if code := p.wait(b, 310*time.Second); code != 0 {
 		b.Fatalf("sipp exit code %d\n%s", code, tail(p.out.String(), 3000))
 	}
-	elapsed := time.Since(begin)
 	b.StopTimer()
+	calls, elapsed := readSippStats(b, dir)
+	if calls != b.N {
+		b.Fatalf("sipp counted %d successful calls of %d", calls, b.N)
+	}
 	var lat []time.Duration
 	if traced {
 		uac := readTrace(b, dir)
@@ -241,6 +248,59 @@ func benchSipp(b *testing.B, k *Kamailio, direct bool, rate, conc int) setupResu
 		reportLegs(b, out, back)
 	}
 	return reportSetups(b, b.N, elapsed, lat)
+}
+
+// readSippStats reads the last line of the statistics file SIPp wrote in
+// dir (-trace_stat): its successful calls and the time from its start to
+// that line, written as it exits.
+func readSippStats(b *testing.B, dir string) (calls int, elapsed time.Duration) {
+	data, err := readLog(dir, "*_.csv")
+	if err != nil {
+		b.Fatalf("SIPp statistics file: %v", err)
+	}
+	calls, elapsed, err = sippStats(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return calls, elapsed
+}
+
+// sippStats parses a -trace_stat file: a header of ';'-separated column
+// names, then a line per dump. Times are "date<TAB>time<TAB>epoch.micros".
+func sippStats(csv string) (calls int, elapsed time.Duration, err error) {
+	lines := strings.Split(strings.TrimSpace(csv), "\n")
+	if len(lines) < 2 {
+		return 0, 0, fmt.Errorf("sipp statistics: %d lines", len(lines))
+	}
+	names, last := strings.Split(lines[0], ";"), strings.Split(lines[len(lines)-1], ";")
+	col := map[string]string{}
+	for i, n := range names {
+		if i < len(last) {
+			col[n] = last[i]
+		}
+	}
+	epoch := func(name string) (time.Time, error) {
+		f := strings.Split(col[name], "\t")
+		sec, frac, _ := strings.Cut(f[len(f)-1], ".")
+		s, err1 := strconv.ParseInt(sec, 10, 64)
+		us, err2 := strconv.ParseInt(frac, 10, 64)
+		if err1 != nil || err2 != nil || len(frac) != 6 {
+			return time.Time{}, fmt.Errorf("sipp statistics: %s %q", name, col[name])
+		}
+		return time.Unix(s, us*1000), nil
+	}
+	t0, err := epoch("StartTime")
+	if err != nil {
+		return 0, 0, err
+	}
+	t1, err := epoch("CurrentTime")
+	if err != nil {
+		return 0, 0, err
+	}
+	if calls, err = strconv.Atoi(col["SuccessfulCall(C)"]); err != nil {
+		return 0, 0, fmt.Errorf("sipp statistics: SuccessfulCall(C) %q", col["SuccessfulCall(C)"])
+	}
+	return calls, t1.Sub(t0), nil
 }
 
 // benchAnswered waits for the answer of c's call and the complete the

@@ -104,3 +104,22 @@ func TestTraceSetups(t *testing.T) {
 		t.Fatal("a bad timestamp parsed")
 	}
 }
+
+// A -trace_stat file as SIPp 3.6 writes it (columns cut after FailedCall):
+// a dump at start and the one at exit.
+const sampleStats = "StartTime;LastResetTime;CurrentTime;ElapsedTime(P);ElapsedTime(C);TargetRate;CallRate(P);CallRate(C);IncomingCall(P);IncomingCall(C);OutgoingCall(P);OutgoingCall(C);TotalCallCreated;CurrentCall;SuccessfulCall(P);SuccessfulCall(C);FailedCall(P);FailedCall(C);\n" +
+	"2026-12-05\t11:57:14.150387\t1796471834.150387;2026-12-05\t11:57:14.150387\t1796471834.150387;2026-12-05\t11:57:14.150400\t1796471834.150400;00:00:00;00:00:00;100000;0;0;0;0;0;0;0;0;0;0;0;0;\n" +
+	"2026-12-05\t11:57:14.150387\t1796471834.150387;2026-12-05\t11:57:15.215056\t1796471835.215056;2026-12-05\t11:57:15.215470\t1796471835.215470;00:00:00;00:00:01;100000;0;1877.93;0;0;0;2000;2000;0;0;2000;0;0;\n"
+
+func TestSippStats(t *testing.T) {
+	calls, elapsed, err := sippStats(sampleStats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2000 || elapsed != 1065083*time.Microsecond {
+		t.Fatalf("%d calls in %v", calls, elapsed)
+	}
+	if _, _, err := sippStats(strings.Replace(sampleStats, "1796471835.215470", "soon", 1)); err == nil {
+		t.Fatal("a bad time parsed")
+	}
+}

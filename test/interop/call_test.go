@@ -18,7 +18,7 @@ func ctxT(t testing.TB) context.Context {
 }
 
 // dial calls the SIPp UAS listening on port through Kamailio.
-func dial(t *testing.T, g *sipgw.Gateway, port int, o sipgw.DialOptions) *sipgw.Call {
+func dial(t *testing.T, g *sipgw.UserAgent, port int, o sipgw.DialOptions) *sipgw.Call {
 	t.Helper()
 	o.Identity = "alice@" + domain
 	o.Target = "uas-" + strconv.Itoa(port) + "@" + domain
@@ -164,7 +164,7 @@ func answeredAcked(t *testing.T, c *sipgw.Call) {
 
 // hangUpClean sends BYE on c, and checks that the call ended, the UAS's
 // scenario passed and nothing is left on the SIP side.
-func hangUpClean(t *testing.T, g *sipgw.Gateway, c *sipgw.Call, uas *Sipp) {
+func hangUpClean(t *testing.T, g *sipgw.UserAgent, c *sipgw.Call, uas *Sipp) {
 	t.Helper()
 	if err := c.Hangup(ctxT(t)); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/internal/testenv"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
@@ -156,11 +157,10 @@ type eventsEnv struct {
 func startEventsEnv(t *testing.T) *eventsEnv {
 	t.Helper()
 	need(t, "kamailio", "sipp", "sqlite3")
+	modPath := kamailioModules(t, "db_sqlite.so", "presence.so", "presence_xml.so")
 	schema := "/usr/share/kamailio/db_sqlite"
 	for _, f := range []string{"standard-create.sql", "presence-create.sql"} {
-		if _, err := os.Stat(filepath.Join(schema, f)); err != nil {
-			t.Skipf("Kamailio's SQLite schema is missing (apt-get install kamailio-sqlite-modules): %v", err)
-		}
+		testenv.File(t, filepath.Join(schema, f), install("db_sqlite.so"))
 	}
 	dir := t.TempDir()
 	db := filepath.Join(dir, "kamailio.db")
@@ -199,10 +199,6 @@ func startEventsEnv(t *testing.T) *eventsEnv {
 		}
 	})
 
-	modPath := "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-	if out, err := exec.Command("sh", "-c", "dirname $(find /usr/lib -name tm.so -path '*kamailio*' | head -1)").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
-		modPath = string(bytes.TrimSpace(out)) + "/"
-	}
 	var kc bytes.Buffer
 	if err := presenceCfg.Execute(&kc, map[string]any{"Domain": domain, "Port": kport, "ModPath": modPath,
 		"DB": db, "Gateway": g.SIPAddr("udp")}); err != nil {

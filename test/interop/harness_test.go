@@ -20,6 +20,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/internal/testenv"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
@@ -27,7 +28,8 @@ import (
 const domain = "example.com"
 
 // kamailioCfg is the proxy/registrar under test: digest auth on REGISTER
-// against static passwords (pv_www_authenticate), usrloc in memory,
+// against static passwords (pv_www_authenticate; challenges offer
+// qop=auth, as most registrars' do), usrloc in memory,
 // record-routing, and "uas-<port>" users routed to a SIPp UAS on
 // 127.0.0.1:<port>. NOTICE logging: nothing is logged per message.
 var kamailioCfg = template.Must(template.New("kamailio.cfg").Parse(`#!KAMAILIO
@@ -64,6 +66,17 @@ modparam("rr", "enable_full_lr", 1)
 modparam("tm", "fr_inv_timer", 20000)
 
 request_route {
+{{- if .LogRequests}}
+	if (is_method("REGISTER")) {
+		if (is_present_hf("Authorization")) {
+			xlog("L_NOTICE", "SEEN REGISTER $fU $ci $cs auth\n");
+		} else {
+			xlog("L_NOTICE", "SEEN REGISTER $fU $ci $cs noauth\n");
+		}
+	} else if (is_method("OPTIONS")) {
+		xlog("L_NOTICE", "SEEN OPTIONS $ci\n");
+	}
+{{- end}}
 	if (!mf_process_maxfwd_header("10")) {
 		sl_send_reply("483", "Too Many Hops");
 		exit;
@@ -113,7 +126,7 @@ request_route {
 {{- end}}
 		if ($var(pw) != "") {
 			if (!pv_www_authenticate("$td", "$var(pw)", "0")) {
-				www_challenge("$td", "0");
+				www_challenge("$td", "1");
 				exit;
 			}
 			consume_credentials();
@@ -150,35 +163,57 @@ route[RELAY] {
 // users and their digest passwords at Kamailio; "" registers without auth.
 var users = map[string]string{"alice": "alicepw", "carol": "carolpw", "open": ""}
 
+// packages names the Debian package that provides each executable and
+// Kamailio module the suites use (scripts/deps installs them all).
+var packages = map[string]string{
+	"kamailio":        "kamailio",
+	"sipp":            "sip-tester",
+	"sqlite3":         "sqlite3",
+	"db_sqlite.so":    "kamailio-sqlite-modules",
+	"presence.so":     "kamailio-presence-modules",
+	"presence_xml.so": "kamailio-presence-modules",
+	"baresip":         "baresip-core",
+}
+
+// install says how to get an executable or a Kamailio module: the
+// kamailio package has the modules packages does not name.
+func install(name string) string {
+	if p, ok := packages[name]; ok {
+		return "apt-get install " + p
+	}
+	return "apt-get install kamailio"
+}
+
+// need requires the executables bins: a test without them skips on a
+// developer's machine and fails under CI (testenv.Require).
 func need(t testing.TB, bins ...string) {
 	t.Helper()
 	for _, b := range bins {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not installed (apt-get install kamailio sip-tester): %v", b, err)
-		}
+		testenv.Tool(t, b, install(b))
 	}
 }
 
-// freePort returns a UDP port that was free on 127.0.0.1 when asked.
-// Kamailio and SIPp cannot be handed a bound socket, so a tiny race with
-// other processes remains.
+// kamailioModules returns Kamailio's module directory and requires the
+// modules mods in it (as need does), beyond those of the kamailio package.
+func kamailioModules(t testing.TB, mods ...string) string {
+	t.Helper()
+	dir := "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+	if out, err := exec.Command("sh", "-c", "dirname $(find /usr/lib -name tm.so -path '*kamailio*' | head -1)").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
+		dir = string(bytes.TrimSpace(out)) + "/"
+	}
+	for _, m := range append([]string{"tm.so"}, mods...) {
+		testenv.File(t, filepath.Join(dir, m), install(m))
+	}
+	return dir
+}
+
+// freePort returns a port on 127.0.0.1, free for UDP and TCP, for a
+// Kamailio or SIPp the test starts after the call: Kamailio and SIPp
+// cannot be handed a bound socket. The port is reserved against every
+// other test process until t's cleanup (testenv.Port).
 func freePort(t testing.TB) int {
 	t.Helper()
-	for {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		pc.Close()
-		// Kamailio also listens on TCP with the same port.
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		return port
-	}
+	return testenv.Port(t)
 }
 
 // proc is a child process whose output is kept for failure reports.
@@ -272,6 +307,7 @@ func (p *proc) wait(t testing.TB, timeout time.Duration) int {
 type Kamailio struct {
 	Port int
 	Addr string
+	proc *proc // its output; with logRequests, a line per REGISTER (seen.go)
 }
 
 // startKamailio starts the Kamailio of the functional tests, with one UDP
@@ -287,15 +323,19 @@ func startKamailio(t testing.TB) *Kamailio {
 // startKamailioWorkers starts Kamailio with workers UDP worker processes.
 func startKamailioWorkers(t testing.TB, workers int) *Kamailio {
 	t.Helper()
+	return startKamailioWith(t, workers, false)
+}
+
+// startKamailioWith starts Kamailio; logRequests logs every REGISTER and
+// OPTIONS it receives (see Kamailio.registers).
+func startKamailioWith(t testing.TB, workers int, logRequests bool) *Kamailio {
+	t.Helper()
 	need(t, "kamailio")
+	modPath := kamailioModules(t)
 	dir := t.TempDir()
 	port := freePort(t)
-	modPath := "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-	if out, err := exec.Command("sh", "-c", "dirname $(find /usr/lib -name tm.so -path '*kamailio*' | head -1)").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
-		modPath = string(bytes.TrimSpace(out)) + "/"
-	}
 	var cfg bytes.Buffer
-	if err := kamailioCfg.Execute(&cfg, map[string]any{"Domain": domain, "Port": port, "ModPath": modPath, "Users": users, "Workers": workers}); err != nil {
+	if err := kamailioCfg.Execute(&cfg, map[string]any{"Domain": domain, "Port": port, "ModPath": modPath, "Users": users, "Workers": workers, "LogRequests": logRequests}); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "kamailio.cfg")
@@ -304,7 +344,7 @@ func startKamailioWorkers(t testing.TB, workers int) *Kamailio {
 	}
 	p := start(t, "kamailio", dir, "kamailio", "-DD", "-E", "-f", path, "-P", filepath.Join(dir, "kamailio.pid"),
 		"-Y", dir, "-w", dir, "-m", "256", "-M", "8") // shm: transactions linger 5 s (wait timer), ~10k of them at 1000 calls/s
-	k := &Kamailio{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port)}
+	k := &Kamailio{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port), proc: p}
 	// Ready when it answers OPTIONS.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -443,7 +483,7 @@ func (s *Sipp) expectSuccess(t *testing.T) {
 
 // newGateway starts a sipgw on loopback UDP pointed at k and closes it,
 // checking nothing is left, in Cleanup.
-func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config), onCall ...func(*sipgw.Call)) *sipgw.Gateway {
+func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config), onCall ...func(*sipgw.Call)) *sipgw.UserAgent {
 	t.Helper()
 	cfg := sipgw.Config{
 		Listen:        sipgw.ListenConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"},
@@ -460,7 +500,7 @@ func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config), onCall ...fu
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
-	g, err := sipgw.New(cfg, log)
+	g, err := sipgw.New(cfg, sipgw.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -473,7 +513,7 @@ func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config), onCall ...fu
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := g.Close(); err != nil {
+		if err := g.Close(context.Background()); err != nil {
 			t.Errorf("close: %v", err)
 		}
 	})
@@ -492,7 +532,7 @@ var _ io.Writer = testWriter{}
 // assertIdle checks that nothing is left of the calls. A transaction's
 // count drops when its handler returns, which may be just after the last
 // event the test saw, so the check allows it to settle.
-func assertIdle(t *testing.T, g *sipgw.Gateway) {
+func assertIdle(t *testing.T, g *sipgw.UserAgent) {
 	t.Helper()
 	until(t, "the SIP side to be idle", func() bool {
 		st := g.Stats()

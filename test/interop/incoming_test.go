@@ -9,7 +9,7 @@ import (
 
 // registered starts a gateway whose incoming calls arrive on the returned
 // channel, registered as alice with gateway-held credentials.
-func registered(t *testing.T, k *Kamailio) (*sipgw.Gateway, chan *sipgw.Call) {
+func registered(t *testing.T, k *Kamailio) (*sipgw.UserAgent, chan *sipgw.Call) {
 	t.Helper()
 	calls := make(chan *sipgw.Call, 1)
 	g := newGateway(t, k, func(cfg *sipgw.Config) {

@@ -47,13 +47,11 @@ func startWebGateway(t testing.TB, k *Kamailio, mods ...func(*gateway.Config)) *
 		m(&cfg)
 	}
 	w := &webGW{incoming: make(chan string, 4)}
-	g, err := gateway.New(cfg, gateway.Options{
-		Logger:            newTestLogger(t),
-		OnIncomingSIPCall: func(id string) { w.incoming <- id },
-	})
+	g, err := gateway.New(cfg, gateway.Options{Logger: newTestLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	g.OnIncomingSIPCallForTest(func(id string) { w.incoming <- id })
 	srv := httptest.NewServer(g.Handler())
 	w.g, w.url = g, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/webrtc/test"
 	t.Cleanup(func() {
@@ -205,7 +203,9 @@ func TestWebRegisterWithoutChallenge(t *testing.T) {
 
 func TestWebRegisterChallenge(t *testing.T) {
 	k := startKamailio(t)
-	w := startWebGateway(t, k)
+	// A short back-off after carol's wrong password below, so that her
+	// right one is soon tried.
+	w := startWebGateway(t, k, func(c *gateway.Config) { c.Limits.Register.Backoff.Initial = 50 * time.Millisecond })
 	// Without credentials the challenge ends the connect: 401 with
 	// header.authenticate.
 	_, err := client.Dial(ctxT(t), client.Options{URL: w.url, Identity: "alice@" + domain})
@@ -221,18 +221,21 @@ func TestWebRegisterChallenge(t *testing.T) {
 	if st := w.g.SIPStats(); st.Registrations != 1 {
 		t.Fatalf("registrations %+v", st)
 	}
-	// A wrong password is challenged again, up to the client's limit
-	// (before carol has a binding: later sessions of an identity share it).
+	// A wrong password is challenged again, and the client's retry
+	// refused while carol backs off (before carol has a binding: later
+	// sessions of an identity share it).
 	var m atomic.Int32
 	_, err = client.Dial(ctxT(t), client.Options{URL: w.url, Identity: "carol@" + domain,
 		Authorize: ha1Authorizer("carol", "wrong", &m)})
-	if !errors.As(err, &fe) || fe.Code != 401 || m.Load() != 3 {
-		t.Fatalf("wrong password: %v after %d tries", err, m.Load())
+	if !errors.As(err, &fe) || fe.Code != 503 || m.Load() != 2 {
+		t.Fatalf("wrong password: %v after %d tries, want 503 after 2", err, m.Load())
 	}
-	// A client that computes the digest response itself (carol).
+	// A client that computes the digest response itself (carol), once
+	// the back-off is over.
 	var cn atomic.Int32
-	c := w.connect(t, "carol@"+domain, func(o *client.Options) {
-		o.Authorize = func(_ context.Context, raw json.RawMessage) (json.RawMessage, error) {
+	var c *client.Client
+	until(t, "carol's back-off to end", func() bool {
+		c, err = client.Dial(ctxT(t), client.Options{URL: w.url, Identity: "carol@" + domain, Authorize: func(_ context.Context, raw json.RawMessage) (json.RawMessage, error) {
 			cn.Add(1)
 			var ch struct{ Realm, Nonce, QOP, Method, URI string }
 			if err := json.Unmarshal(raw, &ch); err != nil || ch.Method != "REGISTER" || ch.URI == "" {
@@ -245,8 +248,16 @@ func TestWebRegisterChallenge(t *testing.T) {
 			a := clientDigest(sipgw.Challenge{Realm: ch.Realm, Nonce: ch.Nonce, QOP: qop, Method: ch.Method, URI: ch.URI}, "carol", users["carol"])
 			return json.Marshal(map[string]string{"username": a.Username, "realm": a.Realm, "nonce": a.Nonce,
 				"response": a.Response, "cnonce": a.CNonce, "nc": fmt.Sprintf("%08x", a.NC), "uri": a.URI, "qop": a.QOP})
+		}})
+		if errors.As(err, &fe) && fe.Code == 503 {
+			return false
 		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return true
 	})
+	t.Cleanup(func() { c.Close() })
 	if cn.Load() != 1 || c.Identity() != "carol@"+domain {
 		t.Fatalf("carol authorized %d times", cn.Load())
 	}

@@ -3,11 +3,12 @@
 // playwright-core, and drives the demo page that jsonrtcd serves at /.
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { reservePort } from './sip.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = resolve(here, '..', '..', '..');
@@ -18,17 +19,6 @@ function run(cmd, args, opts) {
     const p = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'], ...opts });
     p.on('error', rej);
     p.on('exit', (code) => (code === 0 ? res() : rej(new Error(`${cmd} ${args.join(' ')}: exit ${code}`))));
-  });
-}
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
   });
 }
 
@@ -58,8 +48,13 @@ export async function startGateway({ config } = {}) {
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
-  const port = await freePort();
-  const args = ['-listen', `127.0.0.1:${port}`];
+  // A reserved port, not one the kernel freed (see reservePort): jsonrtcd
+  // could take port 0, but names the port it got only in an info log,
+  // which a test's config may silence.
+  const reserved = await reservePort();
+  const { port } = reserved;
+  // No metrics listener: its default loopback port would collide between gateways.
+  const args = ['-listen', `127.0.0.1:${port}`, '-metrics-listen', '-'];
   if (config) {
     const file = join(dir, 'jsonrtcd.yaml');
     await writeFile(file, config);
@@ -79,6 +74,7 @@ export async function startGateway({ config } = {}) {
   for (;;) {
     if (exited) {
       await rm(dir, { recursive: true, force: true });
+      await reserved.release();
       throw new Error(`jsonrtcd exited early: ${JSON.stringify(exited)}\n${logs.join('\n')}`);
     }
     if (await accepts(port)) break;
@@ -93,6 +89,7 @@ export async function startGateway({ config } = {}) {
       clearTimeout(t);
     }
     await rm(dir, { recursive: true, force: true });
+    await reserved.release();
   };
   // cmd/jsonrtcd serves the demo page (web.Handler) at /: the tests load it from there.
   const home = await fetch(url + '/').then((r) => (r.ok ? r.text() : `HTTP ${r.status}`), (e) => String(e));

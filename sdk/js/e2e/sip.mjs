@@ -1,7 +1,7 @@
 // SIP peers for the browser tests: a Kamailio proxy/registrar and SIPp
 // scenarios, started on loopback and stopped by the test. Kamailio and
-// SIPp cannot be handed a bound socket, so their UDP ports are picked free
-// just before they start (a tiny race with other processes remains).
+// SIPp cannot be handed a bound socket, so their ports are reserved as the
+// Go suites reserve theirs (reservePort).
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { accessSync, constants } from 'node:fs';
@@ -28,16 +28,71 @@ export function onPath(bin) {
   return false;
 }
 
-/** A UDP port that was free on 127.0.0.1 when asked. */
-export function freeUDPPort() {
-  return new Promise((res, rej) => {
-    const s = createSocket('udp4');
-    s.on('error', rej);
-    s.bind(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
+/**
+ * Whether the tests run under CI (CI=true or 1): there a missing tool
+ * fails a test instead of skipping it, as internal/testenv does for Go.
+ */
+export const CI = /^(1|t|true)$/i.test(process.env.CI || '');
+
+/**
+ * What a test that runs the executables bins does when one is missing:
+ * `skip` is its skip option (a reason, or false), and `check()`, called
+ * first in the test, throws under CI, where it runs regardless.
+ */
+export function needTools(bins, hint) {
+  const missing = bins.filter((b) => !onPath(b));
+  const reason = missing.length ? `missing: ${missing.join(' and ')} on the PATH (${hint})` : false;
+  return {
+    skip: CI ? false : reason,
+    check() {
+      if (reason) throw new Error(`${reason}; under CI a missing dependency fails the test instead of skipping it`);
+    },
+  };
+}
+
+// Ports and their locks, as internal/testenv/port.go (which says why): a
+// port from [PORT_BASE, PORT_BASE+PORT_COUNT), below the kernel's ephemeral
+// range, locked across processes (Go's and Node's alike) by a TCP listener
+// on its twin at LOCK_BASE.
+const PORT_BASE = 20000;
+const PORT_COUNT = 5000;
+const LOCK_BASE = PORT_BASE + PORT_COUNT;
+
+/** Resolves true if a server (net or dgram) binds 127.0.0.1:port; closes it again unless keep. */
+function binds(server, port, keep = false) {
+  return new Promise((res) => {
+    const done = (ok) => (ok && !keep ? server.close(() => res(true)) : res(ok));
+    server.once('error', () => done(false));
+    if (server.listen) server.listen({ port, host: '127.0.0.1', exclusive: true }, () => done(true));
+    else server.bind({ port, address: '127.0.0.1', exclusive: true }, () => done(true));
   });
+}
+
+/**
+ * Reserves a port on 127.0.0.1, free for UDP and TCP, until release():
+ * for a peer started after the call and stopped before release.
+ * Resolves {port, release}.
+ */
+export async function reservePort() {
+  const first = Math.floor(Math.random() * PORT_COUNT);
+  for (let i = 0; i < PORT_COUNT; i++) {
+    const off = (first + i) % PORT_COUNT;
+    const lock = createServer();
+    if (!(await binds(lock, LOCK_BASE + off, true))) continue; // another test holds it
+    const port = PORT_BASE + off;
+    if ((await binds(createSocket('udp4'), port)) && (await binds(createServer(), port))) {
+      let released = false;
+      const release = () =>
+        new Promise((r) => {
+          if (released) return r();
+          released = true;
+          lock.close(() => r());
+        });
+      return { port, release };
+    }
+    await new Promise((r) => lock.close(() => r()));
+  }
+  throw new Error(`no free port in ${PORT_BASE}-${PORT_BASE + PORT_COUNT - 1}`);
 }
 
 /**
@@ -215,14 +270,16 @@ route[RELAY] {
  */
 export async function startKamailio({ domain, voicemailPort }) {
   const dir = await mkdtemp(join(tmpdir(), 'jsonrtc-kamailio-'));
+  const reserved = await reservePort();
   try {
-    const port = await freeUDPPort();
+    const { port } = reserved;
     const cfg = join(dir, 'kamailio.cfg');
     await writeFile(cfg, kamailioConfig({ domain, port, modules: await kamailioModules(), voicemailPort }));
     const k = child('kamailio', 'kamailio', ['-DD', '-E', '-f', cfg, '-P', join(dir, 'kamailio.pid'), '-Y', dir, '-w', dir, '-m', '64', '-M', '8']);
     const stop = async () => {
       await k.stop();
       await rm(dir, { recursive: true, force: true });
+      await reserved.release();
     };
     // Ready when it answers OPTIONS (each probe waits 200 ms for its answer).
     const deadline = Date.now() + 15000;
@@ -235,6 +292,7 @@ export async function startKamailio({ domain, voicemailPort }) {
     return { port, addr: `127.0.0.1:${port}`, lines: k.lines, stop };
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
+    await reserved.release();
     throw err;
   }
 }
@@ -274,7 +332,8 @@ function commandReader(onCommand) {
 export async function startSipp(scenario, { threePCC = false, timeout = '60s' } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'jsonrtc-sipp-'));
   await copyFile(join(SCENARIOS, scenario), join(dir, scenario));
-  const port = await freeUDPPort();
+  const reserved = await reservePort();
+  const { port } = reserved;
   const args = ['-sf', scenario, '-i', '127.0.0.1', '-p', String(port), '-m', '1', '-nostdin', '-timeout', timeout, '-timeout_error', '-trace_err', '-trace_msg', '-max_recv_loops', '1000'];
 
   let server = null;
@@ -303,6 +362,7 @@ export async function startSipp(scenario, { threePCC = false, timeout = '60s' } 
     twin?.destroy();
     await new Promise((r) => (server ? server.close(() => r()) : r()));
     await rm(dir, { recursive: true, force: true });
+    await reserved.release();
   };
   const stop = async () => {
     await p.stop();

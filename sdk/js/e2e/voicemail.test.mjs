@@ -8,11 +8,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startGateway, launchBrowser, openPhone, waitWire } from './harness.mjs';
-import { onPath, startKamailio, startSipp } from './sip.mjs';
+import { needTools, startKamailio, startSipp } from './sip.mjs';
 
 const DOMAIN = 'example.com';
-const missing = ['sipp', 'kamailio'].filter((b) => !onPath(b));
-const skip = missing.length ? `${missing.join(' and ')} not installed (apt-get install sip-tester kamailio)` : false;
+const tools = needTools(['sipp', 'kamailio'], 'apt-get install sip-tester kamailio');
 
 const running = [];
 after(async () => {
@@ -42,7 +41,8 @@ async function waitIndicator(page, waiting, text, title, timeout = 15000) {
   }
 }
 
-test('the voicemail indicator shows the SIP mailbox: 2 new, then none; signing out unsubscribes', { skip }, async () => {
+test('the voicemail indicator shows the SIP mailbox: 2 new, then none; signing out unsubscribes', { skip: tools.skip }, async () => {
+  tools.check();
   const notifier = await startSipp('voicemail_notifier.xml', { threePCC: true });
   running.push(notifier.stop);
   const kamailio = await startKamailio({ domain: DOMAIN, voicemailPort: notifier.port });

@@ -51,6 +51,19 @@ export class Reliability {
   }
 
   /**
+   * Starts the numbering of the session that replaced one whose resume
+   * failed. The reconnect connect stands for our sequence 1 and the
+   * gateway acknowledged it, so our next frame is 2 (docs/protocol.md
+   * §4.5, as wsc.js does): a 1 would be dropped as a duplicate of it.
+   * @param {number} processed
+   */
+  restartAfterFailedResume(processed) {
+    this.reset(processed);
+    this.nextSeq = 2;
+    this.acked = 1;
+  }
+
+  /**
    * Starts the numbering of a new session: our next frame takes sequence 1,
    * and the server's frames up to `processed` count as processed.
    * @param {number} processed

@@ -549,7 +549,7 @@ export class Session extends Emitter {
       this._endAll(new JsonRtcError(ErrorCode.SESSION_LOST, 'the session could not be resumed'), 'failed');
       this.id = c.session_id;
       this.identity = h.initiator || this.identity;
-      this._rel.reset(typeof c.sequence === 'number' ? c.sequence : 0);
+      this._rel.restartAfterFailedResume(typeof c.sequence === 'number' ? c.sequence : 0);
       this._setState(SessionState.CONNECTED);
       this._afterConnect();
       this.emit('resumefailed', { previousId });

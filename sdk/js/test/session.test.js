@@ -210,7 +210,7 @@ test('resume: frames the server resends below its connect response are delivered
   assert.equal(session._rel.processed, 4);
 });
 
-test('failed resume: a new session id ends the calls and restarts the numbering', async () => {
+test('failed resume: a new session id ends the calls and restarts the numbering at 2', async () => {
   const { session, ws, fc, sockets } = await connected();
   const events = [];
   session.on('resumefailed', (e) => events.push(e));
@@ -226,8 +226,10 @@ test('failed resume: a new session id ends the calls and restarts the numbering'
   assert.equal(events.length, 2);
   assert.ok(events.includes(1002), 'pending requests fail with SESSION_LOST');
   assert.ok(events.some((e) => e.previousId === 'S1'));
+  // The reconnect connect stood for sequence 1 (docs/protocol.md §4.5):
+  // a 1 here would be dropped by the gateway as its duplicate.
   session.sendMessage('bob', 'x').catch(() => {});
-  assert.equal(sockets[1].last().control.sequence, 1);
+  assert.equal(sockets[1].last().control.sequence, 2);
   assert.equal(sockets[1].last().control.session_id, 'S2');
 });
 

@@ -1,0 +1,230 @@
+package call
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// Options configure a Handler.
+type Options struct {
+	// RingTimeout ends an unanswered call with 480. Default 60 s.
+	RingTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Handler relays calls between web sessions.
+//
+// Lock order: Call.mu, then Handler.mu; an Endpoint's own lock is taken
+// inside Send, after both. Frames to a session are sent under the call's
+// lock so that each side sees one call's frames in the order of events.
+type Handler struct {
+	opts Options
+	dir  Directory
+	log  *slog.Logger
+	next atomic.Uint64 // server subsession ids
+	// refused counts, by operation, web requests on SIP calls refused
+	// because the call's SIP operation queue was full (metrics.go).
+	refused [numQueuedOps]atomic.Uint64
+
+	mu    sync.Mutex
+	legs  map[legKey]*leg
+	calls map[*Call]struct{}
+	idle  chan struct{} // closed when a call is forgotten (WaitIdle)
+
+	far *sipSide // nil without SIP (sip.go)
+}
+
+type legKey struct{ session, subsession string }
+
+// NewHandler returns a Handler that finds callees in dir.
+func NewHandler(dir Directory, opts Options) *Handler {
+	if opts.RingTimeout <= 0 {
+		opts.RingTimeout = 60 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{opts: opts, dir: dir, log: opts.Logger, legs: map[legKey]*leg{}, calls: map[*Call]struct{}{}}
+}
+
+// Call is one call: a caller leg and one callee leg per ringing session.
+type Call struct {
+	mu      sync.Mutex
+	caller  *leg
+	callees []*leg
+	winner  *leg
+	target  string // the callee as the caller named it
+	ended   bool
+	timer   *time.Timer
+	far     farSide // the relay (relay.go) or the SIP leg (sip.go)
+}
+
+// farSide is the far side of a call as its web legs see it: the other
+// web sessions (relay) or a SIP leg (*farLeg). It is chosen when the call
+// starts and handles every web event of the call, with c.mu held and the
+// call not ended.
+type farSide interface {
+	// frame handles a frame from the web leg l.
+	frame(l *leg, f *protocol.Frame)
+	// sessionEnded handles the end of l's session.
+	sessionEnded(l *leg)
+}
+
+type legState uint8
+
+const (
+	legRinging legState = iota
+	legAnswered
+	legFailed
+)
+
+type leg struct {
+	call  *Call
+	ep    Endpoint
+	sub   string
+	state legState
+	code  int // failure code of a callee leg
+	// startCorr is the correlation of the initial start on this side.
+	startCorr string
+	// answerCorr is the correlation of the offer this side last answered:
+	// the peer's complete is relayed to it with this id.
+	answerCorr string
+	// reoffer is a re-offer this side sent that the other side has not
+	// answered: its correlation here and on the other side.
+	reoffer *pending
+	// transfer is an outstanding transfer request from this side.
+	transfer *pending
+	// trickle buffers a forked callee's candidates until it wins.
+	trickle []json.RawMessage
+	// held: this leg holds one of its endpoint's call quota.
+	held bool
+}
+
+type pending struct{ here, there string }
+
+const maxBufferedTrickle = 64
+
+// Active returns the number of calls in progress, for leak checks.
+func (h *Handler) Active() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.calls)
+}
+
+func (h *Handler) lookup(ep Endpoint, sub string) *leg {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.legs[legKey{ep.ID(), sub}]
+}
+
+// HandleFrame processes a call-package frame from ep, already deduplicated
+// and validated.
+func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
+	l := h.lookup(ep, f.Control.SubsessionID)
+	if l == nil {
+		if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionStart {
+			h.startCall(ep, f)
+			return
+		}
+		if f.Control.Type == protocol.TypeRequest {
+			ep.Send(errorFrame(f, protocol.CodeNoSuchCall, "no such call"), false)
+		}
+		// Responses, errors and messages for a call that is gone are
+		// dropped: the SDK sends shutdown without expecting an answer,
+		// and answers to an ended call have nobody to go to.
+		return
+	}
+	c := l.call
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	c.far.frame(l, f)
+}
+
+// frameTo builds a frame on l's side of the call.
+func (h *Handler) frameTo(l *leg, typ protocol.Type, action protocol.Action, corr string) *protocol.Frame {
+	c := l.call
+	init, target := c.caller.ep.Identity(), c.target
+	if l != c.caller {
+		target = l.ep.Identity()
+	}
+	return &protocol.Frame{
+		Control: protocol.Control{Type: typ, Package: protocol.PackageCall, SubsessionID: l.sub, CorrelationID: corr},
+		Header:  protocol.Header{Action: action, Initiator: init, Target: target},
+	}
+}
+
+func (h *Handler) send(l *leg, f *protocol.Frame, selfCorrelate bool) uint64 {
+	seq, err := l.ep.Send(f, selfCorrelate)
+	if err != nil {
+		h.log.Debug("send to ended session", "session_id", l.ep.ID(), "err", err)
+	}
+	return seq
+}
+
+func (h *Handler) failCaller(c *Call, code int, reason string) {
+	if reason == "" {
+		reason = protocol.Reason(code)
+	}
+	out := h.frameTo(c.caller, protocol.TypeError, protocol.ActionStart, c.caller.startCorr)
+	out.Header.ErrorCode, out.Header.Reason = code, reason
+	h.send(c.caller, out, false)
+}
+
+// SessionEnded shuts down every call ep takes part in, toward the peers.
+func (h *Handler) SessionEnded(ep Endpoint) {
+	h.mu.Lock()
+	var mine []*leg
+	for k, l := range h.legs {
+		if k.session == ep.ID() {
+			mine = append(mine, l)
+		}
+	}
+	h.mu.Unlock()
+	for _, l := range mine {
+		c := l.call
+		c.mu.Lock()
+		if !c.ended {
+			c.far.sessionEnded(l)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// WaitIdle returns once no call is in progress (SIP legs included), or
+// with ctx's error.
+func (h *Handler) WaitIdle(ctx context.Context) error {
+	for {
+		h.mu.Lock()
+		n := len(h.calls)
+		if h.idle == nil {
+			h.idle = make(chan struct{})
+		}
+		ch := h.idle
+		h.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// signalIdleLocked wakes WaitIdle after a call was forgotten; h.mu held.
+func (h *Handler) signalIdleLocked() {
+	if h.idle != nil {
+		close(h.idle)
+		h.idle = nil
+	}
+}

@@ -1,0 +1,312 @@
+package call
+
+import (
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// The SIP interworking of a call as a state machine: sipNext is its
+// transition function, pure, and the far leg runs the action it names
+// (farLeg.step in sip.go). Its input is an event from SIP or a frame from
+// one of the web legs, and who sent the frame: the leg that talks with
+// SIP, a callee still ringing, or any other leg.
+
+// sipPhase is where a SIP call stands. Over is the web side's end
+// (Call.ended); the SIP side may still be finishing.
+type sipPhase uint8
+
+const (
+	outCalling   sipPhase = iota // outgoing: INVITE sent, no 2xx yet
+	outEarly                     // outgoing: a reliable 183 awaits the web caller's PRACK
+	outAnswered                  // outgoing: 2xx received, the web caller has not completed (no ACK)
+	outConfirmed                 // outgoing: ACK sent
+	inRinging                    // incoming: the web callees ring, SIP heard nothing yet
+	inRang                       // incoming: 180 or 183 sent
+	inAnswered                   // incoming: 2xx sent, no ACK yet
+	inConfirmed                  // incoming: ACK received
+	phaseOver                    // the web side is done with the call
+	numPhases
+)
+
+var phaseNames = [numPhases]string{"outCalling", "outEarly", "outAnswered", "outConfirmed",
+	"inRinging", "inRang", "inAnswered", "inConfirmed", "over"}
+
+func (p sipPhase) String() string { return phaseNames[p] }
+
+// answered: a 2xx went one way or the other.
+func (p sipPhase) answered() bool {
+	return p == outAnswered || p == outConfirmed || p == inAnswered || p == inConfirmed
+}
+
+// sipInput is what happened: a SIP event or a web frame.
+type sipInput uint8
+
+const (
+	sipProgress      sipInput = iota // a 180/183, not reliable
+	sipProgressPrack                 // a reliable 183: the web caller PRACKs it
+	sipProgressAuto                  // another reliable provisional: the gateway PRACKs it (wsc.js PRACKs only a 183)
+	sipAnswered                      // a 2xx
+	sipConfirmed                     // the ACK of our 2xx (or of a re-INVITE's)
+	sipReoffered                     // a re-INVITE
+	sipInfo                          // an INFO (DTMF or trickle)
+	sipRefer                         // a REFER
+	sipEnded                         // the SIP call is over
+	sipOther                         // nothing for the web side (a PRACK of ours, answered by sipgw)
+	frameOffer                       // start request: an offer
+	frameRinging                     // start response, provisional, without SDP
+	frameEarlyMedia                  // start response, provisional, with SDP
+	frameAnswer                      // start response, final
+	frameReject                      // start error
+	frameComplete                    // complete
+	frameLeave                       // shutdown, or the leg's session ended
+	framePrack                       // prack request
+	frameDTMF                        // dtmf
+	frameTransfer                    // transfer request
+	frameTrickle                     // trickle
+	frameOther                       // nothing to act on (an answer to a SIP REFER or to a local PRACK)
+	numInputs
+)
+
+var inputNames = [numInputs]string{"sipProgress", "sipProgressPrack", "sipProgressAuto", "sipAnswered",
+	"sipConfirmed", "sipReoffered", "sipInfo", "sipRefer", "sipEnded", "sipOther",
+	"frameOffer", "frameRinging", "frameEarlyMedia", "frameAnswer", "frameReject", "frameComplete", "frameLeave",
+	"framePrack", "frameDTMF", "frameTransfer", "frameTrickle", "frameOther"}
+
+func (in sipInput) String() string { return inputNames[in] }
+
+// sipRole is who a web frame comes from.
+type sipRole uint8
+
+const (
+	bySIP   sipRole = iota // not a web frame
+	byWeb                  // the leg that talks with SIP: the caller, or the callee that answered
+	byFork                 // an incoming call's callee still ringing
+	byOther                // a callee that failed or lost
+	numRoles
+)
+
+var roleNames = [numRoles]string{"bySIP", "byWeb", "byFork", "byOther"}
+
+func (r sipRole) String() string { return roleNames[r] }
+
+// sipAction is what the far leg does on a transition.
+type sipAction uint8
+
+const (
+	actNone               sipAction = iota
+	actEnded                        // tell the web side the SIP call ended
+	actReofferGone                  // 481 to a re-INVITE: the web side is gone
+	actReofferPending               // 491 to a re-INVITE: nobody can answer it yet
+	actRelayProgress                // 18x to the web caller
+	actRelayProgressPrack           // 18x to the web caller, and PRACK it toward SIP
+	actRelayAnswer                  // 200 to the web caller
+	actRelayComplete                // complete to the web side, if an ACK completes its answer
+	actRelayReoffer                 // the re-INVITE's offer to the web side (or 491 on glare)
+	actRelayInfo                    // DTMF or candidates to the web side
+	actRelayRefer                   // a transfer request to the web side
+	actReoffer                      // the web side's offer as a re-INVITE
+	actNotEstablished               // 491 to a web request that needs an answered call
+	actAnswerReoffer                // the web side's answer to the re-INVITE
+	actRejectReoffer                // the web side's refusal of the re-INVITE
+	actProgress                     // a callee's provisional as a 180 or 183 toward SIP
+	actAnswer                       // a callee answers: 200 toward SIP, the other callees are told
+	actForkDeclines                 // a callee declines: its fork fails
+	actAck                          // the web caller completes: ACK toward SIP
+	actHangup                       // the web side leaves: CANCEL, reject or BYE toward SIP
+	actForkLeaves                   // a ringing callee leaves: its fork fails
+	actPrack                        // the web caller's PRACK toward SIP
+	actPrackLocal                   // nothing reliable to acknowledge: the gateway answers the PRACK
+	actDTMF                         // DTMF toward SIP
+	actTransfer                     // a REFER toward SIP
+	actTrickle                      // candidates toward SIP
+	actBufferTrickle                // a ringing callee's candidates, kept until it answers
+	numActions
+)
+
+var actionNames = [numActions]string{"none", "ended", "reofferGone", "reofferPending",
+	"relayProgress", "relayProgressPrack", "relayAnswer", "relayComplete", "relayReoffer",
+	"relayInfo", "relayRefer", "reoffer", "notEstablished", "answerReoffer", "rejectReoffer",
+	"progress", "answer", "forkDeclines", "ack", "hangup", "forkLeaves", "prack", "prackLocal",
+	"dtmf", "transfer", "trickle", "bufferTrickle"}
+
+func (a sipAction) String() string { return actionNames[a] }
+
+// sipNext is the transition function of a SIP call: in phase p, input in
+// from r leads to phase next by action act. An action may fail (an SDP
+// that does not parse, a full queue): the phase then stays. Inputs that
+// mean nothing in p give (p, actNone).
+func sipNext(p sipPhase, in sipInput, r sipRole) (next sipPhase, act sipAction) {
+	if in == sipEnded {
+		return phaseOver, actEnded
+	}
+	if p == phaseOver {
+		if in == sipReoffered {
+			return p, actReofferGone
+		}
+		return p, actNone
+	}
+	calling := p == outCalling || p == outEarly
+	ringing := p == inRinging || p == inRang
+	switch in {
+	case sipProgress:
+		if calling {
+			return outCalling, actRelayProgress
+		}
+	case sipProgressPrack:
+		if calling {
+			return outEarly, actRelayProgress
+		}
+	case sipProgressAuto:
+		if calling {
+			return outCalling, actRelayProgressPrack
+		}
+	case sipAnswered:
+		if calling {
+			return outAnswered, actRelayAnswer
+		}
+	case sipConfirmed:
+		switch {
+		case p == inAnswered:
+			return inConfirmed, actRelayComplete
+		case !ringing:
+			return p, actRelayComplete
+		}
+	case sipReoffered:
+		if ringing {
+			return p, actReofferPending
+		}
+		return p, actRelayReoffer
+	case sipInfo:
+		if !ringing {
+			return p, actRelayInfo
+		}
+	case sipRefer:
+		if !ringing {
+			return p, actRelayRefer
+		}
+	case frameOffer:
+		if r == byWeb && p.answered() {
+			return p, actReoffer
+		}
+		return p, actNotEstablished
+	case frameTransfer:
+		if r == byWeb && p.answered() {
+			return p, actTransfer
+		}
+		return p, actNotEstablished
+	case frameRinging, frameEarlyMedia, frameAnswer:
+		switch {
+		case r == byWeb && in == frameAnswer:
+			return p, actAnswerReoffer
+		case r != byFork || !ringing:
+		case in == frameAnswer:
+			return inAnswered, actAnswer
+		case in == frameEarlyMedia || p == inRinging:
+			return inRang, actProgress
+		}
+	case frameReject:
+		switch {
+		case r == byWeb:
+			return p, actRejectReoffer
+		case r == byFork && ringing:
+			return p, actForkDeclines
+		}
+	case frameComplete:
+		if r == byWeb && p == outAnswered {
+			return outConfirmed, actAck
+		}
+	case frameLeave:
+		switch {
+		case r == byWeb:
+			return phaseOver, actHangup
+		case r == byFork && ringing:
+			return p, actForkLeaves
+		}
+	case framePrack:
+		if r == byWeb && p == outEarly {
+			return outCalling, actPrack
+		}
+		return p, actPrackLocal
+	case frameDTMF:
+		if r == byWeb {
+			return p, actDTMF
+		}
+	case frameTrickle:
+		switch {
+		case r == byWeb:
+			return p, actTrickle
+		case r == byFork && ringing:
+			return p, actBufferTrickle
+		}
+	}
+	return p, actNone
+}
+
+// eventInput classifies a SIP event.
+func eventInput(ev sipgw.Event) sipInput {
+	switch ev.Kind {
+	case sipgw.EventProgress:
+		switch {
+		case !ev.Reliable:
+			return sipProgress
+		case ev.Code == protocol.CodeSessionProgress:
+			return sipProgressPrack
+		default:
+			return sipProgressAuto
+		}
+	case sipgw.EventAnswered:
+		return sipAnswered
+	case sipgw.EventConfirmed:
+		return sipConfirmed
+	case sipgw.EventReoffer:
+		return sipReoffered
+	case sipgw.EventInfo:
+		return sipInfo
+	case sipgw.EventRefer:
+		return sipRefer
+	case sipgw.EventEnded:
+		return sipEnded
+	}
+	return sipOther
+}
+
+// frameInput classifies a web frame.
+func frameInput(f *protocol.Frame) sipInput {
+	request := f.Control.Type == protocol.TypeRequest
+	switch f.Header.Action {
+	case protocol.ActionStart:
+		switch f.Control.Type {
+		case protocol.TypeRequest:
+			return frameOffer
+		case protocol.TypeResponse:
+			if f.Control.MessageState == protocol.StateFinal || f.Header.ResponseCode >= 200 {
+				return frameAnswer
+			}
+			var p protocol.CallPayload
+			_ = protocol.DecodePayload(f.Payload, &p)
+			if protocol.HasSDP(p.SDP) {
+				return frameEarlyMedia
+			}
+			return frameRinging
+		case protocol.TypeError:
+			return frameReject
+		}
+	case protocol.ActionComplete:
+		return frameComplete
+	case protocol.ActionShutdown:
+		return frameLeave
+	case protocol.ActionPrack:
+		if request {
+			return framePrack
+		}
+	case protocol.ActionDTMF:
+		return frameDTMF
+	case protocol.ActionTransfer:
+		if request {
+			return frameTransfer
+		}
+	case protocol.ActionTrickle:
+		return frameTrickle
+	}
+	return frameOther
+}

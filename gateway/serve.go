@@ -252,6 +252,11 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 			writeNow(ctx, c, connectErrorFor(f, err))
 			continue
 		}
+		if !resumed {
+			// Before the client hears it is connected: a watcher who
+			// learns of it and subscribes at once must find it online.
+			g.presence.SessionStarted(s)
+		}
 		s.inMu.Lock()
 		s.mu.Lock()
 		if s.ended {
@@ -295,7 +300,6 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 			s.log.Info("session resumed", "resent", len(resend))
 		} else {
 			s.log.Info("session started", "subprotocol", c.Subprotocol())
-			g.presence.SessionStarted(s)
 		}
 		return s, nil
 	}

@@ -61,6 +61,9 @@ var scenarios = []struct {
 	{"Decline", testDecline},
 	{"Cancel", testCancel},
 	{"Reoffer", testReoffer},
+	{"Glare", testGlare},
+	{"Fork", testFork},
+	{"Transfer", testTransfer},
 	{"TrickleAndDTMF", testTrickleAndDTMF},
 	{"Messaging", testMessaging},
 	{"Presence", testPresence},
@@ -72,6 +75,7 @@ var scenarios = []struct {
 	{"FailedResumeSameIdentity", testFailedResumeSameIdentity},
 	{"Logout", testLogout},
 	{"BadInput", testBadInput},
+	{"ForeignSessionAndSecondConnect", testForeignAndSecondConnect},
 	{"MalformedInARow", testMalformedInARow},
 	{"Keepalive", testKeepalive},
 }
@@ -325,6 +329,84 @@ func testReoffer(t *testing.T, url string) {
 	b.barrier(t)
 }
 
+// testGlare: §5.9, a re-offer while the peer's is outstanding is 491.
+func testGlare(t *testing.T, url string) {
+	a, b := pair(t, url)
+	k := ring(t, a, b, "call1")
+	k.establish(t)
+	a.send(ctxT(t), request("call", "call1", "start", header{Target: bob}, sdpPayload("sendonly")))
+	in := b.expect(t, "request", "call", "start")
+	s := b.send(ctxT(t), request("call", k.calleeSub, "start", header{Target: alice}, sdpPayload("sendonly")))
+	e := b.expect(t, "error", "call", "start")
+	wantEq(t, "glare code", e.Header.ErrorCode, 491)
+	wantEq(t, "glare reason", e.Header.Reason, "Glare")
+	wantEq(t, "glare correlation", e.Control.CorrelationID, fmt.Sprintf("c%d", s))
+	// The first re-offer still completes.
+	b.send(ctxT(t), answer(in, "final", 200, sdpPayload("recvonly")))
+	r := a.expect(t, "response", "call", "start")
+	wantEq(t, "re-offer answer", r.Header.ResponseCode, 200)
+	a.barrier(t)
+}
+
+// testFork: §5.13, a call rings every session of the callee; the first
+// final answer wins and the other fork gets shutdown. The second fork
+// rings wsc.js-style, without response_code (§5.3).
+func testFork(t *testing.T, url string) {
+	a, b1 := pair(t, url)
+	b2 := mustConnect(t, url, bob)
+	k := ring(t, a, b1, "call1")
+	in2 := b2.expect(t, "request", "call", "start")
+	wantPayload(t, "second fork's offer", in2.Payload, k.offer)
+	b2.send(ctxT(t), answer(in2, "subsequent", 0, nil))
+	r := a.expect(t, "response", "call", "start")
+	wantEq(t, "ringing without code", r.Header.ResponseCode, 180)
+	// §5.4: an answer without SDP is refused and the fork keeps ringing.
+	b1.send(ctxT(t), answer(k.relayd, "final", 200, nil))
+	e := b1.expect(t, "error", "call", "start")
+	wantEq(t, "answer without SDP", e.Header.ErrorCode, 400)
+	b1.send(ctxT(t), answer(k.relayd, "final", 200, sdpPayload("sendrecv")))
+	r = a.expect(t, "response", "call", "start")
+	wantEq(t, "answer", r.Control.MessageState, "final")
+	sd := b2.expect(t, "message", "call", "shutdown")
+	wantEq(t, "losing fork's shutdown subsession", sd.Control.SubsessionID, in2.Control.SubsessionID)
+	wantEq(t, "losing fork's shutdown correlation", sd.Control.CorrelationID, in2.Control.CorrelationID)
+	// A late answer of the losing fork is dropped.
+	b2.send(ctxT(t), answer(in2, "final", 200, sdpPayload("sendrecv")))
+	b2.barrier(t)
+	a.send(ctxT(t), message("call", "call1", "complete", k.callerCorr, header{}, nil))
+	b1.expect(t, "message", "call", "complete")
+	a.barrier(t)
+}
+
+// testTransfer: §5.12 between web clients; toward an oracle client 405.
+func testTransfer(t *testing.T, url string) {
+	a, b := pair(t, url)
+	k := ring(t, a, b, "call1")
+	s := a.send(ctxT(t), request("call", "call1", "transfer", header{ReferTo: carol}, nil))
+	e := a.expect(t, "error", "call", "transfer")
+	wantEq(t, "transfer before the answer", e.Header.ErrorCode, 491)
+	k.establish(t)
+	s = a.send(ctxT(t), request("call", "call1", "transfer", header{ReferTo: carol}, nil))
+	in := b.expect(t, "request", "call", "transfer")
+	wantEq(t, "refer_to", in.Header.ReferTo, carol)
+	wantEq(t, "transfer subsession", in.Control.SubsessionID, k.calleeSub)
+	b.send(ctxT(t), answer(in, "final", 202, nil))
+	r := a.expect(t, "response", "call", "transfer")
+	wantEq(t, "transfer answer", r.Header.ResponseCode, 202)
+	wantEq(t, "transfer correlation", r.Control.CorrelationID, fmt.Sprintf("c%d", s))
+
+	o := newDocClient(t, url, "webrtc.oracle.com")
+	if r, err := o.connect(ctxT(t), carol); err != nil || r.Header.ResponseCode != 200 {
+		t.Fatalf("oracle connect: %v %v", r, err)
+	}
+	k2 := ring(t, a, o, "call2")
+	k2.establish(t)
+	a.send(ctxT(t), request("call", "call2", "transfer", header{ReferTo: bob}, nil))
+	e = a.expect(t, "error", "call", "transfer")
+	wantEq(t, "transfer toward an oracle client", e.Header.ErrorCode, 405)
+	o.barrier(t)
+}
+
 // testTrickleAndDTMF: §5.10, §5.11, relayed unchanged after the answer.
 func testTrickleAndDTMF(t *testing.T, url string) {
 	a, b := pair(t, url)
@@ -377,32 +459,46 @@ func testMessaging(t *testing.T, url string) {
 	wantEq(t, "its correlation", e.Control.CorrelationID, fmt.Sprintf("c%d", s))
 }
 
-// testPresence: §6.1-§6.4.
-func testPresence(t *testing.T, url string) {
-	a, b := pair(t, url)
-	s := a.send(ctxT(t), request("presence", "w1", "start", header{Initiator: alice, Target: bob}, nil))
-	r := a.expect(t, "response", "presence", "start")
+// watch subscribes w to presentity's presence on sub (§6.1) and reads the
+// answer and the first notify, which must say open (§6.2).
+func watch(t *testing.T, w *docClient, presentity, sub string) {
+	t.Helper()
+	s := w.send(ctxT(t), request("presence", sub, "start", header{Initiator: w.identity, Target: presentity}, nil))
+	r := w.expect(t, "response", "presence", "start")
 	wantEq(t, "watch code", r.Header.ResponseCode, 200)
 	wantEq(t, "watch state", r.Control.MessageState, "final")
 	wantEq(t, "watch correlation", r.Control.CorrelationID, fmt.Sprintf("c%d", s))
-	wantEq(t, "watch subsession", r.Control.SubsessionID, "w1")
+	wantEq(t, "watch subsession", r.Control.SubsessionID, sub)
 	if r.Header.Expiry == nil || *r.Header.Expiry != 3600 {
 		t.Errorf("expiry = %v, want 3600", r.Header.Expiry)
 	}
-	n := a.expect(t, "message", "presence", "notify")
-	wantEq(t, "notify subsession", n.Control.SubsessionID, "w1")
-	wantEq(t, "notify initiator", n.Header.Initiator, bob)
-	wantEq(t, "notify target", n.Header.Target, alice)
+	n := w.expect(t, "message", "presence", "notify")
+	wantEq(t, "notify subsession", n.Control.SubsessionID, sub)
+	wantEq(t, "notify initiator", n.Header.Initiator, presentity)
+	wantEq(t, "notify target", n.Header.Target, w.identity)
 	if !selfCorrelation(n.Control.CorrelationID) {
 		t.Errorf("notify correlation %q, want s<n>", n.Control.CorrelationID)
 	}
-	wantPayload(t, "first notify", n.Payload, jsonPayload(map[string]string{"presentity": bob, "status": "open"}))
+	if closed := jsonPayload(map[string]string{"presentity": presentity, "status": "closed"}); payloadEq(n.Payload, closed) {
+		// §6.2: a presentity becomes open just after its connect
+		// response is sent, so a watch right after it may be told
+		// closed, then open (a gateway race, reported).
+		t.Log("first notify closed: the presentity's open state followed its connect response")
+		n = w.expect(t, "message", "presence", "notify")
+	}
+	wantPayload(t, "first notify", n.Payload, jsonPayload(map[string]string{"presentity": presentity, "status": "open"}))
+}
+
+// testPresence: §6.1-§6.4.
+func testPresence(t *testing.T, url string) {
+	a, b := pair(t, url)
+	watch(t, a, bob, "w1")
 
 	state := jsonPayload(map[string]string{"status": "open", "activity": "away", "note": "lunch"})
 	b.send(ctxT(t), request("presence", "p1", "publish", header{Initiator: bob}, state))
 	p := b.expect(t, "response", "presence", "publish")
 	wantEq(t, "publish code", p.Header.ResponseCode, 200)
-	n = a.expect(t, "message", "presence", "notify")
+	n := a.expect(t, "message", "presence", "notify")
 	wantPayload(t, "notify after publish", n.Payload, jsonPayload(map[string]string{"presentity": bob, "status": "open", "activity": "away", "note": "lunch"}))
 
 	// §6.3: publishing another's presence is 403.
@@ -588,9 +684,7 @@ func testFailedResumeSameIdentity(t *testing.T, url string) {
 func testLogout(t *testing.T, url string) {
 	a, b := pair(t, url)
 	c := mustConnect(t, url, carol)
-	c.send(ctxT(t), request("presence", "w", "start", header{Target: alice}, nil))
-	c.expect(t, "response", "presence", "start")
-	c.expect(t, "message", "presence", "notify")
+	watch(t, c, alice, "w")
 	k := ring(t, a, b, "call1")
 	k.establish(t)
 
@@ -645,6 +739,7 @@ func testBadInput(t *testing.T, url string) {
 	a.writeRaw(ctx, []byte(`{"control":{"type":"request","package_type":"call","subsession_id":"c9","sequence":9007199254740992},"header":{"action":"prack"}}`))
 	e = a.expect(t, "error", "call", "prack")
 	wantEq(t, "sequence 2^53", e.Header.ErrorCode, 400)
+	wantEq(t, "sequence 2^53: correlation (not a sequence, §9.3)", e.Control.CorrelationID, "")
 
 	s = a.claim()
 	a.writeRaw(ctx, fmt.Appendf(nil, `{"control":{"type":"request","package_type":"call","subsession_id":"c9","sequence":%d},"header":{"action":"start","x-h":"a\r\nVia: evil"}}`, s))
@@ -660,6 +755,37 @@ func testBadInput(t *testing.T, url string) {
 	e = a.expect(t, "error", "call", "start")
 	wantEq(t, "bad payload", e.Header.ErrorCode, 400)
 	a.barrier(t)
+}
+
+// testForeignAndSecondConnect: §3.4 step 2 (a frame naming another
+// session is dropped without answer), §4.4 (a connect on a connected
+// socket is 405), §4.3 (a presence start for someone else is 403).
+func testForeignAndSecondConnect(t *testing.T, url string) {
+	a := mustConnect(t, url, alice)
+	f := request("call", "x", "prack", header{}, nil)
+	f.Control.Sequence, f.Control.SessionID = u64(a.claim()), "AAAAAAAAAAAAAAAAAAAAAA"
+	a.writeFrame(ctxT(t), f)
+	a.barrier(t)
+
+	s := a.claim()
+	again := frame{Control: control{Type: "request", PackageType: "register", SessionID: a.sessionID, Sequence: u64(s)}, Header: header{Action: "connect"}}
+	a.writeFrame(ctxT(t), again)
+	e := a.expect(t, "error", "register", "connect")
+	wantEq(t, "second connect", e.Header.ErrorCode, 405)
+	wantEq(t, "second connect reason", e.Header.Reason, "already connected")
+
+	a.send(ctxT(t), request("presence", "w", "start", header{Initiator: carol, Target: bob}, nil))
+	e = a.expect(t, "error", "presence", "start")
+	wantEq(t, "presence start as another", e.Header.ErrorCode, 403)
+
+	// §4.2: an invalid open-mode identity.
+	c := newDocClient(t, url, "jsonrtc")
+	r, err := c.connect(ctxT(t), "not an identity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEq(t, "invalid identity", r.Header.ErrorCode, 400)
+	wantEq(t, "invalid identity reason", r.Header.Reason, "initiator is not a valid identity")
 }
 
 // testMalformedInARow: §9.3, ten undecodable messages in a row close the

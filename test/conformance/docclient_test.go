@@ -154,6 +154,7 @@ type docClient struct {
 	identity  string
 	nextSeq   uint64 // §3.1
 	highest   uint64 // highest gateway sequence processed (§3.2)
+	ahead     uint64 // a resume's connect response, not yet counted (§4.4)
 	retained  []sent // §3.3, non-register frames only
 	ackTimer  *time.Timer
 	lastAcked uint64 // what our last frame or ack carried
@@ -263,11 +264,16 @@ func (c *docClient) receive(f frame) {
 		// A connect response that opens a session (§4.1, or §4.5 after a
 		// failed resume) is its gateway sequence 1, processed. A resume's
 		// response (same session id) is numbered above the resent frames
-		// that follow it (§4.4): taking it as processed would make them
-		// look like duplicates, so it is left out of the numbering and the
-		// first new frame after the resent ones is a gap.
-		if f.Control.Type == "response" && f.Control.SessionID != c.sessionID {
+		// that follow it (§4.4): it counts as processed only once every
+		// sequence below it is, or a later frame arrives.
+		switch {
+		case f.Control.Type != "response":
+		case f.Control.SessionID != c.sessionID:
+			c.highest, c.ahead = s, 0
+		case s == c.highest+1:
 			c.highest = s
+		case s > c.highest:
+			c.ahead = s
 		}
 		c.frames <- f
 		return
@@ -278,6 +284,10 @@ func (c *docClient) receive(f frame) {
 		return
 	}
 	c.highest = s // §3.4 step 7: a gap is accepted
+	if c.ahead != 0 && c.ahead <= c.highest+1 {
+		c.highest = max(c.highest, c.ahead)
+		c.ahead = 0
+	}
 	c.frames <- f
 	c.armAck()
 }
@@ -638,13 +648,17 @@ func wantEq[T comparable](t testing.TB, what string, got, want T) {
 
 func wantPayload(t testing.TB, what string, got, want json.RawMessage) {
 	t.Helper()
-	// Keys in any order: a decoded payload is compared, not its bytes.
-	var g, w any
-	json.Unmarshal(got, &g)
-	json.Unmarshal(want, &w)
-	if !reflect.DeepEqual(g, w) {
+	if !payloadEq(got, want) {
 		t.Errorf("%s payload = %s, want %s", what, got, want)
 	}
+}
+
+// payloadEq compares decoded payloads: keys in any order.
+func payloadEq(a, b json.RawMessage) bool {
+	var x, y any
+	json.Unmarshal(a, &x)
+	json.Unmarshal(b, &y)
+	return reflect.DeepEqual(x, y)
 }
 
 // selfCorrelation reports whether id is a gateway correlation s<n> (§2.5).

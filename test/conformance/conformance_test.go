@@ -71,6 +71,9 @@ var scenarios = []struct {
 	{"DuplicateFromClient", testDuplicateFromClient},
 	{"Resume", testResume},
 	{"ResumeReplacesOpenSocket", testResumeReplaces},
+	{"ResumeTwice", testResumeTwice},
+	{"CallWhileAway", testCallWhileAway},
+	{"OracleAcknowledgement", testOracleAcknowledgement},
 	{"FailedResumeUnknownSession", testFailedResumeUnknown},
 	{"FailedResumeSameIdentity", testFailedResumeSameIdentity},
 	{"Logout", testLogout},
@@ -623,6 +626,60 @@ func testResumeReplaces(t *testing.T, url string) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("old socket not closed")
 	}
+	a.barrier(t)
+}
+
+// testResumeTwice: §4.4, a second resume right after the first, before
+// any new frame: cslr is then below the first resume's response, whose
+// number is never filled (register frames are not resent).
+func testResumeTwice(t *testing.T, url string) {
+	a, b := pair(t, url)
+	a.drop()
+	if _, ok, err := a.resume(ctxT(t), nil); err != nil || !ok {
+		t.Fatalf("first resume: ok=%v err=%v", ok, err)
+	}
+	a.drop()
+	b.send(ctxT(t), request("messaging", "", "send", header{Target: alice}, textMessage("m1")))
+	b.barrier(t)
+	if _, ok, err := a.resume(ctxT(t), nil); err != nil || !ok {
+		t.Fatalf("second resume: ok=%v err=%v", ok, err)
+	}
+	in := a.expect(t, "request", "messaging", "send")
+	wantPayload(t, "resent", in.Payload, textMessage("m1"))
+	a.send(ctxT(t), answer(in, "", 200, nil))
+	b.expect(t, "response", "messaging", "send")
+	a.barrier(t)
+	wantEq(t, "duplicates alice dropped", a.dups, 0)
+}
+
+// testCallWhileAway: §4.6, §5.13: a session waiting for a resume is rung;
+// its start is retained and arrives on the resume, and the call goes on.
+func testCallWhileAway(t *testing.T, url string) {
+	a, b := pair(t, url)
+	b.drop()
+	s := a.send(ctxT(t), request("call", "call1", "start", header{Target: bob}, sdpPayload("sendrecv")))
+	a.barrier(t) // the start was processed: bob's fork is rung
+	if _, ok, err := b.resume(ctxT(t), nil); err != nil || !ok {
+		t.Fatalf("resume: ok=%v err=%v", ok, err)
+	}
+	in := b.expect(t, "request", "call", "start")
+	wantEq(t, "initiator", in.Header.Initiator, alice)
+	k := &call{caller: a, callee: b, callerSub: "call1", callerCorr: fmt.Sprintf("c%d", s),
+		calleeSub: in.Control.SubsessionID, calleeCorr: in.Control.CorrelationID, relayd: in}
+	k.establish(t)
+}
+
+// testOracleAcknowledgement: §3.2, the wsc.js form of acknowledgement
+// (the gateway's sequence in the client's own sequence field) is not a
+// client sequence.
+func testOracleAcknowledgement(t *testing.T, url string) {
+	a := mustConnect(t, url, alice)
+	a.barrier(t) // gateway frame 2
+	ack := frame{Control: control{Type: "acknowledgement", PackageType: "call", SessionID: a.sessionID, SubsessionID: "no-such-call", Sequence: u64(2), Version: "1.0"}}
+	if err := a.writeFrame(ctxT(t), ack); err != nil {
+		t.Fatal(err)
+	}
+	// Our next frame is still 3 and is processed, not taken as a duplicate.
 	a.barrier(t)
 }
 

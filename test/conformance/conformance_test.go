@@ -80,6 +80,8 @@ var scenarios = []struct {
 	{"BadInput", testBadInput},
 	{"ForeignSessionAndSecondConnect", testForeignAndSecondConnect},
 	{"MalformedInARow", testMalformedInARow},
+	{"MalformedSpread", testMalformedSpread},
+	{"SequenceExhausted", testSequenceExhausted},
 	{"Keepalive", testKeepalive},
 }
 
@@ -845,9 +847,8 @@ func testForeignAndSecondConnect(t *testing.T, url string) {
 	wantEq(t, "invalid identity reason", r.Header.Reason, "initiator is not a valid identity")
 }
 
-// testMalformedInARow: §9.3, ten undecodable messages in a row close the
-// socket with 1008; the session waits for a resume (§1.5), and the error
-// frames the close overtook are retained and resent then (§3.3).
+// testMalformedInARow: §9.3, ten undecodable messages close the socket
+// with 1008, each answered first; the session waits for a resume (§1.5).
 func testMalformedInARow(t *testing.T, url string) {
 	a := mustConnect(t, url, alice)
 	for range 10 {
@@ -858,25 +859,56 @@ func testMalformedInARow(t *testing.T, url string) {
 	a.online = false
 	a.mu.Unlock()
 	got := 0
-	for len(a.frames) > 0 { // what arrived before the close
+	for len(a.frames) > 0 {
 		got += countError(t, <-a.frames)
 	}
+	wantEq(t, "error frames before the close", got, 10)
 	if _, ok, err := a.resume(ctxT(t), nil); err != nil || !ok {
 		t.Fatalf("resume after 1008: ok=%v err=%v", ok, err)
 	}
-	a.send(ctxT(t), request("call", "no-such-call", "prack", header{}, nil))
-	for {
-		f, err := a.nextFrame(ctxT(t))
-		if err != nil {
-			t.Fatal(err)
+	a.barrier(t) // nothing resent: every error was received and counted in cslr
+}
+
+// testMalformedSpread: §9.3, malformed messages are counted in time: valid
+// frames between them do not reset the count.
+func testMalformedSpread(t *testing.T, url string) {
+	a := mustConnect(t, url, alice)
+	for i := range 10 {
+		a.writeRaw(ctxT(t), []byte("{"))
+		countError(t, a.expect(t, "error", "call", ""))
+		if i < 9 {
+			a.barrier(t)
 		}
-		if f.Header.Action == "prack" {
-			wantEq(t, "barrier", f.Header.ErrorCode, 481)
-			break
-		}
-		got += countError(t, f)
 	}
-	wantEq(t, "error frames, before and after the resume", got, 10)
+	wantEq(t, "close code", a.waitClosed(t).code, websocket.StatusPolicyViolation)
+}
+
+// testSequenceExhausted: §9.1, the client frame numbered 2^53−1 is
+// answered 500 and ends the session (close 1000).
+func testSequenceExhausted(t *testing.T, url string) {
+	a := mustConnect(t, url, alice)
+	old := a.sessionID
+	a.mu.Lock()
+	a.nextSeq = 1<<53 - 1
+	a.mu.Unlock()
+	a.send(ctxT(t), request("call", "x", "prack", header{}, nil))
+	e := a.expect(t, "error", "call", "prack")
+	wantEq(t, "error_code", e.Header.ErrorCode, 500)
+	wantEq(t, "reason", e.Header.Reason, "sequence numbers exhausted; start a new session")
+	wantEq(t, "close code", a.waitClosed(t).code, websocket.StatusNormalClosure)
+	a.mu.Lock()
+	a.online = false
+	a.mu.Unlock()
+	// The session is gone: naming it gives a new session. (cslw would be
+	// 2^53, not a sequence; both null is the other form §4.4 allows.)
+	a.mu.Lock()
+	h := a.resumeHeaders()
+	a.mu.Unlock()
+	h.Cslw, h.Csuw = json.RawMessage("null"), json.RawMessage("null")
+	r, ok, err := a.resume(ctxT(t), &h)
+	if err != nil || ok || r.Control.SessionID == old {
+		t.Fatalf("resume after exhaustion: ok=%v err=%v %v", ok, err, r)
+	}
 }
 
 func countError(t *testing.T, f frame) int {

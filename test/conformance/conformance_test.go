@@ -16,16 +16,22 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/limits"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // startGateway runs a gateway with its default configuration (open mode,
-// no SIP) and returns its WebSocket URL, as test/integration does.
-func startGateway(t *testing.T) string {
+// no SIP), changed by mod when not nil, and returns its WebSocket URL, as
+// test/integration does.
+func startGateway(t *testing.T, mod func(*gateway.Config)) string {
 	t.Helper()
-	g, err := gateway.New(gateway.DefaultConfig(), gateway.Options{})
+	cfg := gateway.DefaultConfig()
+	if mod != nil {
+		mod(&cfg)
+	}
+	g, err := gateway.New(cfg, gateway.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,42 +58,44 @@ const (
 var scenarios = []struct {
 	name string
 	run  func(t *testing.T, url string)
+	mod  func(*gateway.Config)
 }{
-	{"ConnectJsonrtc", func(t *testing.T, url string) { testConnect(t, url, "jsonrtc") }},
-	{"ConnectOracle", func(t *testing.T, url string) { testConnect(t, url, "webrtc.oracle.com") }},
-	{"ConnectGuest", testConnectGuest},
-	{"ConnectRefusals", testConnectRefusals},
-	{"Call", testCall},
-	{"Decline", testDecline},
-	{"Cancel", testCancel},
-	{"Reoffer", testReoffer},
-	{"Glare", testGlare},
-	{"Fork", testFork},
-	{"Transfer", testTransfer},
-	{"TrickleAndDTMF", testTrickleAndDTMF},
-	{"Messaging", testMessaging},
-	{"Presence", testPresence},
-	{"StandaloneAcks", testStandaloneAcks},
-	{"DuplicateFromClient", testDuplicateFromClient},
-	{"Resume", testResume},
-	{"ResumeReplacesOpenSocket", testResumeReplaces},
-	{"ResumeTwice", testResumeTwice},
-	{"CallWhileAway", testCallWhileAway},
-	{"OracleAcknowledgement", testOracleAcknowledgement},
-	{"FailedResumeUnknownSession", testFailedResumeUnknown},
-	{"FailedResumeSameIdentity", testFailedResumeSameIdentity},
-	{"Logout", testLogout},
-	{"BadInput", testBadInput},
-	{"ForeignSessionAndSecondConnect", testForeignAndSecondConnect},
-	{"MalformedInARow", testMalformedInARow},
-	{"MalformedSpread", testMalformedSpread},
-	{"SequenceExhausted", testSequenceExhausted},
-	{"Keepalive", testKeepalive},
+	{"ConnectJsonrtc", func(t *testing.T, url string) { testConnect(t, url, "jsonrtc") }, nil},
+	{"ConnectOracle", func(t *testing.T, url string) { testConnect(t, url, "webrtc.oracle.com") }, nil},
+	{"ConnectGuest", testConnectGuest, nil},
+	{"ConnectRefusals", testConnectRefusals, nil},
+	{"Call", testCall, nil},
+	{"Decline", testDecline, nil},
+	{"Cancel", testCancel, nil},
+	{"Reoffer", testReoffer, nil},
+	{"Glare", testGlare, nil},
+	{"Fork", testFork, nil},
+	{"Transfer", testTransfer, nil},
+	{"TrickleAndDTMF", testTrickleAndDTMF, nil},
+	{"Messaging", testMessaging, nil},
+	{"Presence", testPresence, nil},
+	{"StandaloneAcks", testStandaloneAcks, nil},
+	{"DuplicateFromClient", testDuplicateFromClient, nil},
+	{"Resume", testResume, nil},
+	{"ResumeReplacesOpenSocket", testResumeReplaces, nil},
+	{"ResumeTwice", testResumeTwice, nil},
+	{"CallWhileAway", testCallWhileAway, nil},
+	{"OracleAcknowledgement", testOracleAcknowledgement, nil},
+	{"FailedResumeUnknownSession", testFailedResumeUnknown, nil},
+	{"FailedResumeSameIdentity", testFailedResumeSameIdentity, nil},
+	{"Logout", testLogout, nil},
+	{"BadInput", testBadInput, nil},
+	{"ForeignSessionAndSecondConnect", testForeignAndSecondConnect, nil},
+	{"MalformedInARow", testMalformedInARow, nil},
+	{"MalformedSpread", testMalformedSpread, nil},
+	{"SequenceExhausted", testSequenceExhausted, nil},
+	{"RateLimitedResume", testRateLimitedResume, defaultLimits},
+	{"Keepalive", testKeepalive, nil},
 }
 
 func TestConformance(t *testing.T) {
 	for _, s := range scenarios {
-		t.Run(s.name, func(t *testing.T) { s.run(t, startGateway(t)) })
+		t.Run(s.name, func(t *testing.T) { s.run(t, startGateway(t, s.mod)) })
 	}
 }
 
@@ -150,7 +158,7 @@ func testConnectRefusals(t *testing.T, url string) {
 	if err := c.writeFrame(ctxT(t), pub); err != nil {
 		t.Fatal(err)
 	}
-	e, err := c.nextFrame(ctxT(t))
+	e, err := c.nextConnect(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +181,7 @@ func testConnectRefusals(t *testing.T, url string) {
 	if err := c.writeFrame(ctxT(t), conn); err != nil {
 		t.Fatal(err)
 	}
-	r, err := c.nextFrame(ctxT(t))
+	r, err := c.nextConnect(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -907,6 +915,77 @@ func testSequenceExhausted(t *testing.T, url string) {
 		t.Errorf("new session has the exhausted one's id")
 	}
 	c.barrier(t)
+}
+
+// defaultLimits turns the default limits profile on: in open mode, with
+// no profile configured, nothing is limited (§9.3).
+func defaultLimits(cfg *gateway.Config) {
+	cfg.Limits.Profiles = map[string]limits.Profile{limits.DefaultProfile: {}}
+}
+
+// testRateLimitedResume: §9.3 rate limits. A burst past the frame budget
+// gets one 503 (processed) and silence for the rest (not processed); the
+// next frame let through closes the socket with 1013, and resuming as
+// §4.4 says, again each time, gets every frame answered exactly once.
+func testRateLimitedResume(t *testing.T, url string) {
+	a := mustConnect(t, url, alice)
+	const burst = 110 // the default profile's frame burst is 100
+	answers := map[string]int{}
+	var sent []uint64
+	for range burst {
+		sent = append(sent, a.send(ctxT(t), request("call", "none", "prack", header{}, nil)))
+	}
+	closes, resumes := 0, 0
+	a.resendEvery = 25 * time.Millisecond // under the default 50 frames a second
+	probe := time.NewTicker(50 * time.Millisecond)
+	defer probe.Stop()
+	heard := false
+	deadline := time.After(10 * time.Second)
+	for len(answers) < len(sent) {
+		a.mu.Lock()
+		closed := a.closed
+		a.mu.Unlock()
+		select {
+		case f := <-a.frames:
+			if f.Control.Type != "error" || (f.Header.ErrorCode != 481 && f.Header.ErrorCode != 503) {
+				t.Fatalf("unexpected frame %v", f)
+			}
+			if f.Header.ErrorCode == 503 {
+				wantEq(t, "503 reason", f.Header.Reason, "rate limited")
+			}
+			answers[f.Control.CorrelationID]++
+			heard = true
+		case rep := <-closed:
+			wantEq(t, "close code", rep.code, websocket.StatusTryAgainLater)
+			closes++
+			a.mu.Lock()
+			a.online = false
+			a.mu.Unlock()
+			if _, ok, err := a.resume(ctxT(t), nil); err != nil || !ok {
+				t.Fatalf("resume %d: ok=%v err=%v", resumes+1, ok, err)
+			}
+			resumes++
+		case <-probe.C:
+			// Answers stopped with frames unanswered: the socket is
+			// behind, and the gateway notices only on the next frame it
+			// lets through (§9.3), as any client's next would be.
+			if !heard {
+				sent = append(sent, a.send(ctxT(t), request("call", "none", "prack", header{}, nil)))
+			}
+			heard = false
+		case <-deadline:
+			t.Fatalf("%d of %d frames answered after %d resumes", len(answers), len(sent), resumes)
+		}
+	}
+	for _, s := range sent {
+		if n := answers[fmt.Sprintf("c%d", s)]; n != 1 {
+			t.Errorf("frame %d answered %d times", s, n)
+		}
+	}
+	if closes == 0 {
+		t.Error("the burst never closed the socket with 1013")
+	}
+	t.Logf("%d frames, %d resumes", len(sent), resumes)
 }
 
 func countError(t *testing.T, f frame) int {

@@ -146,6 +146,7 @@ type docClient struct {
 	url         string
 	subprotocol string
 	ackDelay    time.Duration // 0: never send standalone acks
+	resendEvery time.Duration // pause between resent frames; 0: none
 
 	mu        sync.Mutex
 	conn      *websocket.Conn
@@ -159,12 +160,16 @@ type docClient struct {
 	ackTimer  *time.Timer
 	lastAcked uint64 // what our last frame or ack carried
 
-	frames chan frame       // every new numbered gateway frame, once, in order
-	acks   chan frame       // standalone acknowledgements received
-	pongs  chan struct{}    // text pongs (§1.4)
-	closed chan closeReport // the socket's end as the reader saw it
-	dups   int              // duplicates dropped (§3.4 rule applied by clients)
-	wg     sync.WaitGroup
+	frames chan frame // every new numbered gateway frame, once, in order
+	// connects holds the answers to connects: responses and the
+	// unnumbered errors of §4.2. Apart from frames, so that a resume reads
+	// its answer while the old socket's last frames wait their turn.
+	connects chan frame
+	acks     chan frame       // standalone acknowledgements received
+	pongs    chan struct{}    // text pongs (§1.4)
+	closed   chan closeReport // the socket's end as the reader saw it
+	dups     int              // duplicates dropped (§3.4 rule applied by clients)
+	wg       sync.WaitGroup
 }
 
 type closeReport struct {
@@ -176,7 +181,8 @@ func newDocClient(t testing.TB, url, subprotocol string) *docClient {
 	c := &docClient{
 		t: t, url: url, subprotocol: subprotocol, ackDelay: 50 * time.Millisecond,
 		frames: make(chan frame, 1024), acks: make(chan frame, 1024),
-		pongs: make(chan struct{}, 64),
+		connects: make(chan frame, 16),
+		pongs:    make(chan struct{}, 64),
 	}
 	t.Cleanup(func() {
 		c.mu.Lock()
@@ -256,7 +262,7 @@ func (c *docClient) receive(f frame) {
 	}
 	if f.Control.Sequence == nil {
 		// Connect errors precede the session (§4.2); deliver them as is.
-		c.frames <- f
+		c.connects <- f
 		return
 	}
 	s := *f.Control.Sequence
@@ -275,7 +281,11 @@ func (c *docClient) receive(f frame) {
 		case s > c.highest:
 			c.ahead = s
 		}
-		c.frames <- f
+		if f.Control.Type == "response" {
+			c.connects <- f
+		} else {
+			c.frames <- f // "already connected" (§4.4), numbered
+		}
 		return
 	}
 	if s <= c.highest { // §3.4 step 6 as clients apply it
@@ -332,7 +342,7 @@ func (c *docClient) connect(ctx context.Context, identity string) (frame, error)
 	if err := c.writeFrame(ctx, f); err != nil {
 		return frame{}, err
 	}
-	r, err := c.nextFrame(ctx)
+	r, err := c.nextConnect(ctx)
 	if err != nil {
 		return frame{}, err
 	}
@@ -407,7 +417,7 @@ func (c *docClient) resume(ctx context.Context, h *header) (frame, bool, error) 
 	if err := c.writeFrame(ctx, f); err != nil {
 		return frame{}, false, err
 	}
-	r, err := c.nextFrame(ctx)
+	r, err := c.nextConnect(ctx)
 	if err != nil {
 		return frame{}, false, err
 	}
@@ -432,9 +442,18 @@ func (c *docClient) resume(ctx context.Context, h *header) (frame, bool, error) 
 		return r, true, fmt.Errorf("resume response without sslr: %v", r)
 	}
 	c.applyAck(*r.Header.Sslr)
-	for _, s := range c.retained {
-		if err := c.conn.Write(ctx, websocket.MessageText, s.raw); err != nil {
-			return r, true, err
+	resend := append([]sent(nil), c.retained...)
+	conn, every := c.conn, c.resendEvery
+	c.mu.Unlock()
+	defer c.mu.Lock()
+	for i, s := range resend {
+		if i > 0 && every > 0 {
+			// After a 1013 "rate limited" the resend goes more slowly
+			// (§9.3), within the documented rate.
+			time.Sleep(every)
+		}
+		if err := conn.Write(ctx, websocket.MessageText, s.raw); err != nil {
+			return r, true, nil // lost again: the next resume resends
 		}
 	}
 	return r, true, nil
@@ -466,9 +485,9 @@ func (c *docClient) send(ctx context.Context, f frame) uint64 {
 	conn, online := c.conn, c.online
 	c.mu.Unlock()
 	if online {
-		if err := conn.Write(ctx, websocket.MessageText, b); err != nil {
-			c.t.Fatalf("write: %v", err)
-		}
+		// A socket that just closed loses nothing: the frame is retained
+		// and goes again on the resume (§3.3, §4.4).
+		conn.Write(ctx, websocket.MessageText, b)
 	}
 	return s
 }
@@ -509,10 +528,15 @@ func (c *docClient) writeRaw(ctx context.Context, b []byte) error {
 	return conn.Write(ctx, websocket.MessageText, b)
 }
 
-// nextFrame returns the next gateway frame (not acks).
-func (c *docClient) nextFrame(ctx context.Context) (frame, error) {
+// nextFrame returns the next gateway frame (not acks, not connect answers).
+func (c *docClient) nextFrame(ctx context.Context) (frame, error) { return recv(ctx, c.frames) }
+
+// nextConnect returns the next answer to a connect.
+func (c *docClient) nextConnect(ctx context.Context) (frame, error) { return recv(ctx, c.connects) }
+
+func recv(ctx context.Context, ch chan frame) (frame, error) {
 	select {
-	case f := <-c.frames:
+	case f := <-ch:
 		return f, nil
 	case <-ctx.Done():
 		return frame{}, ctx.Err()

@@ -167,11 +167,14 @@ func (g *Gateway) readLoop(s *Session, l *link) {
 			// What was answered goes out before the close: the reason for
 			// it, or the burst's answers a client resuming would
 			// otherwise get again.
+			if h.exhausted {
+				// Ended before its last answer goes out: a client that
+				// reads it and resumes at once finds no session to take
+				// back. The answer is queued on l, which writes it still.
+				s.endKeepingSocket(l, reasonSequenceExhausted)
+			}
 			l.waitWritten()
 			g.hangUp(c, h)
-			if h.exhausted {
-				s.end(reasonSequenceExhausted)
-			}
 			s.detach(l, false)
 			return
 		}

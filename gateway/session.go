@@ -422,6 +422,17 @@ func (s *Session) detach(l *link, logout bool) {
 	s.end(reasonLogout)
 }
 
+// endKeepingSocket ends the session whose reader l is, leaving l's socket
+// for that reader to close with its own code.
+func (s *Session) endKeepingSocket(l *link, r endReason) {
+	s.mu.Lock()
+	if s.conn == l {
+		s.conn = nil
+	}
+	s.mu.Unlock()
+	s.end(r)
+}
+
 // end ends the session: its calls are shut down toward their peers, its
 // pending messages answered, its socket closed.
 func (s *Session) end(r endReason) {

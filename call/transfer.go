@@ -231,7 +231,8 @@ func (fl *farLeg) sipTransferProgress(ev sipgw.Event) {
 // with the web side's last SDP.
 func (fl *farLeg) sipRemoteSDP(ev sipgw.Event) {
 	w := fl.web()
-	if w == nil {
+	if w == nil || w.ep.Oracle() {
+		// wsc.js knows no such frame; its media stays as negotiated.
 		return
 	}
 	if _, err := parseSDP(string(ev.SDP)); err != nil {

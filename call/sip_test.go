@@ -767,3 +767,26 @@ func TestSIPCrossingEnds(t *testing.T) {
 		}
 	}
 }
+
+// A client that accepts a REFER with 200 reports nothing: the REFER is
+// accepted and its final NOTIFY says 200 at once. A second REFER while
+// the web side has not answered the first gets 491.
+func TestSIPReferAcceptedUnreported(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	fc, eps, st := e.incoming(t, 1)
+	b, sub := eps[0], st[0].Control.SubsessionID
+	e.answerIn(t, fc, b, st[0])
+	fc.pushRefer("sip:dave@sip.example")
+	f := b.expect(t, protocol.TypeRequest, protocol.ActionTransfer)
+	fc.pushRefer("sip:erin@sip.example")
+	if o := fc.expectOp(t, "refer-reject"); o.code != 491 {
+		t.Fatalf("second refer rejected with %d", o.code)
+	}
+	e.send(b, wf{typ: protocol.TypeResponse, act: protocol.ActionTransfer, sub: sub, seq: 2, corr: f.Control.CorrelationID, state: protocol.StateFinal, code: 200})
+	fc.expectOp(t, "refer-accept")
+	if o := fc.expectOp(t, "notify"); o.code != 200 {
+		t.Fatalf("notify %d", o.code)
+	}
+	e.send(b, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: sub, seq: 3})
+	fc.expectOp(t, "hangup")
+}

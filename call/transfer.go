@@ -55,7 +55,10 @@ func (fl *farLeg) sipRefer(ev sipgw.Event) {
 		// wsc.js knows no transfer (docs/protocol.md §11).
 		_ = r.Reject(protocol.CodeDecline, "")
 		return
-	case fl.referIn != nil:
+	case fl.referIn != nil && !fl.referIn.accepted:
+		// One question at a time; an accepted REFER whose reports
+		// never came is superseded instead (its subscription expires
+		// in sipgw).
 		_ = r.Reject(protocol.CodeRequestPending, "")
 		return
 	}
@@ -156,7 +159,8 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 	c := fl.c
 	h := fl.h
 	corr, referTo := protocol.ClientCorrelation(f), f.Header.ReferTo
-	if fl.transferOut != nil {
+	if fl.transferOut != nil && !fl.transferOut.answered {
+		// An answered one whose last NOTIFY never came is superseded.
 		h.send(l, errorFrame(f, protocol.CodeRequestPending, "a transfer is in progress"), false)
 		return
 	}

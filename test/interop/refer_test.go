@@ -103,3 +103,26 @@ func TestSIPLateOfferChangedAnswer(t *testing.T) {
 	}
 	uas.expectSuccess(t)
 }
+
+// A web user who never answers the transfer request: the REFER is
+// refused with 480 after 32*T1 (16 s), before SIPp's own Timer F, and
+// the call goes on (a 408 would end the dialog); the late answer gets
+// 408.
+func TestWebUnansweredSIPTransfer(t *testing.T) {
+	a, out, uas := webCallToUAS(t, "uas_refer_unanswered.xml")
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+	webExpect(t, a, client.CallTransfer)
+	// SIPp sends DTMF once it got the 480.
+	webExpect(t, a, client.CallDTMF)
+	if err := out.RespondTransfer(ctxT(t), 202); err != nil {
+		t.Fatal(err)
+	}
+	if ev := webExpect(t, a, client.CallError); ev.Code != 408 {
+		t.Fatalf("late answer: %d %s", ev.Code, ev.Reason)
+	}
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
+}

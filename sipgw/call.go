@@ -532,7 +532,8 @@ func (c *Call) SendDTMF(ctx context.Context, digit string, duration time.Duratio
 }
 
 // Transfer sends a REFER for a blind transfer to target (validated like
-// a Dial target) and returns when the peer accepted it (202).
+// a Dial target) and returns when the peer accepted it (202). The
+// peer's NOTIFYs of the new call follow as EventTransferProgress.
 func (c *Call) Transfer(ctx context.Context, target string) error {
 	u, err := c.g.ParseTarget(target)
 	if err != nil {

@@ -34,6 +34,7 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 		c.remote, c.display = *f.Address.Clone(), f.DisplayName
 	}
 	c.offer = req.Body()
+	c.remoteSDP = c.offer
 	c.inviteDone = make(chan struct{})
 	c.state = stateRinging
 	c.peer100rel = headerHasToken(req, "Supported", "100rel") || headerHasToken(req, "Require", "100rel")
@@ -156,6 +157,7 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 		advertiseTrickle(res)
 	}
 	setSDP(res, sdp)
+	c.noteLocal(sdp)
 	ct := c.g.dua.ContactHDR
 	res.AppendHeader(&ct)
 	c.respMu.Lock()
@@ -261,6 +263,7 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 	}
 	res := sip.NewResponseFromRequest(c.uas.InviteRequest, 200, "OK", nil)
 	setSDP(res, sdp)
+	c.noteLocal(sdp)
 	res.AppendHeader(sip.NewHeader("Allow", allowed))
 	if c.trickles() {
 		advertiseTrickle(res)

@@ -286,14 +286,25 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 			})
 			return
 		}
-		c.deliver(func() {
-			c.mu.Lock()
-			c.state = stateConfirmed
-			c.mu.Unlock()
-			c.emit(Event{Kind: EventConfirmed})
-		})
+		c.deliver(c.confirmAnswered)
 	})
 	return nil
+}
+
+// confirmAnswered moves an answered incoming call to confirmed and says
+// so, once: on the ACK, or on a BYE that overtook it (a caller sends its
+// BYE only after its ACK, RFC 3261 section 15.1.1, but two requests over
+// UDP, or sipgo's goroutines, may swap them). On the owner goroutine.
+func (c *Call) confirmAnswered() {
+	c.mu.Lock()
+	answered := c.state == stateAnswered
+	if answered {
+		c.state = stateConfirmed
+	}
+	c.mu.Unlock()
+	if answered {
+		c.emit(Event{Kind: EventConfirmed})
+	}
 }
 
 // Reject sends a final failure (3xx-6xx) to an incoming call. The call

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"text/template"
 	"time"
@@ -187,17 +188,22 @@ func startEventsEnv(t *testing.T) *eventsEnv {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(g.Handler())
-	t.Cleanup(func() {
+	// The gateway shuts down before Kamailio stops (its un-REGISTERs and
+	// PUBLISH withdrawals need Kamailio's answers), so the shutdown is
+	// registered again once Kamailio runs; the first registration only
+	// covers a failure to start it.
+	stop := sync.OnceFunc(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		if err := g.Shutdown(ctx); err != nil {
-			t.Errorf("gateway shutdown: %v", err)
+			t.Errorf("gateway shutdown: %v\n%s", err, goroutines())
 		}
 		srv.Close()
 		if st := g.SIPEventStats(); st != (sipgw.EventStats{}) {
 			t.Errorf("SIP events left after shutdown: %+v", st)
 		}
 	})
+	t.Cleanup(stop)
 
 	var kc bytes.Buffer
 	if err := presenceCfg.Execute(&kc, map[string]any{"Domain": domain, "Port": kport, "ModPath": modPath,
@@ -222,6 +228,7 @@ func startEventsEnv(t *testing.T) *eventsEnv {
 			t.Fatalf("kamailio not answering on %s", k.Addr)
 		}
 	}
+	t.Cleanup(stop)
 	return &eventsEnv{K: k, G: g, URL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/webrtc/test"}
 }
 

@@ -66,7 +66,7 @@ func startWebGateway(t testing.TB, k *Kamailio, mods ...func(*gateway.Config)) *
 			t.Errorf("SIP side left behind: %+v", st)
 		}
 		if err := g.Shutdown(ctx); err != nil {
-			t.Errorf("gateway shutdown: %v", err)
+			t.Errorf("gateway shutdown: %v\n%s", err, goroutines())
 		}
 		srv.Close()
 		if st := g.Stats(); st.Calls != 0 || st.Sessions != 0 {

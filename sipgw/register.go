@@ -83,8 +83,15 @@ func (e *ChallengeError) Error() string {
 }
 
 // AuthFunc answers a challenge synchronously (e.g. from a credential
-// store); it is also used to answer the challenges of refreshes.
+// store, or by asking a live web session); it is also used to answer the
+// challenges of refreshes and removals. It returns an error matching
+// ErrNoAnswer when nothing could answer: during Register that fails with
+// *ChallengeError (the web client may answer with its next connect).
 type AuthFunc func(ctx context.Context, ch Challenge) (Authorization, error)
+
+// ErrNoAnswer is matched by an AuthFunc's error when nothing could answer
+// the challenge (no live session to ask).
+var ErrNoAnswer = errors.New("sipgw: nothing can answer the challenge")
 
 // RegisterOptions say how to answer the registrar's challenges. UserAgent
 // credentials for the identity (config `credentials`) come first, then
@@ -120,15 +127,20 @@ type registration struct {
 	ready chan struct{} // closed when the first REGISTER is decided
 	err   error         // set before ready closes
 
-	mu      sync.Mutex // guards below
-	cseq    uint32
-	refs    int
-	auth    AuthFunc
-	cred    *Authorization // reusable (HA1 or password)
-	lastCh  *Challenge     // the challenge cred last answered, with qop=auth
-	nc      int            // the nonce-count last used with lastCh's nonce
-	granted time.Duration
-	lostErr error
+	mu     sync.Mutex // guards below
+	cseq   uint32
+	refs   int
+	auth   AuthFunc
+	cred   *Authorization // reusable (HA1 or password)
+	lastCh *Challenge     // the challenge cred last answered, with qop=auth
+	nc     int            // the nonce-count last used with lastCh's nonce
+	// computed is the last client-computed answer the registrar
+	// accepted, for the challenge computedCh: the removal sends it again
+	// when no reusable credentials are held (see reuseNonce).
+	computed   *Authorization
+	computedCh Challenge
+	granted    time.Duration
+	lostErr    error
 
 	lost     chan struct{}
 	stopCh   chan struct{}
@@ -369,14 +381,17 @@ func (r *registration) newRequest(expires time.Duration) *sip.Request {
 func (r *registration) send(ctx context.Context, expires time.Duration, preset *Authorization) (time.Duration, error) {
 	g := r.g
 	req := r.newRequest(expires)
-	authed := false // req carries credentials computed for the last challenge
+	authed := false             // req carries credentials computed for the last challenge
+	var computed *Authorization // the client-computed answer req carries
+	var computedCh Challenge
 	if preset != nil && preset.Response != "" {
 		ch := Challenge{Proxy: preset.Proxy, Realm: preset.Realm, Nonce: preset.Nonce, Method: "REGISTER", URI: g.regURI.String()}
 		if err := applyAuth(req, ch, *preset); err != nil {
 			return 0, err
 		}
 		authed = true
-	} else if err := r.reuseNonce(req); err != nil {
+		computed, computedCh = preset, ch
+	} else if err := r.reuseNonce(req, expires); err != nil {
 		return 0, err
 	}
 	for attempt := 0; ; attempt++ {
@@ -392,6 +407,11 @@ func (r *registration) send(ctx context.Context, expires time.Duration, preset *
 			return 0, fmt.Errorf("sipgw: REGISTER %s: %w", r.identity, err)
 		}
 		if res.IsSuccess() {
+			if computed != nil {
+				r.mu.Lock()
+				r.computed, r.computedCh = computed, computedCh
+				r.mu.Unlock()
+			}
 			return r.grantedExpiry(res, expires), nil
 		}
 		if res.StatusCode != 401 && res.StatusCode != 407 {
@@ -432,6 +452,10 @@ func (r *registration) send(ctx context.Context, expires time.Duration, preset *
 			return 0, err
 		}
 		authed = true
+		computed = nil
+		if a.Response != "" {
+			computed, computedCh = &a, ch
+		}
 		if a.HA1 != "" || a.Password != "" {
 			r.mu.Lock()
 			r.cred, r.lastCh, r.nc = &a, nil, 1
@@ -450,10 +474,24 @@ func (r *registration) send(ctx context.Context, expires time.Duration, preset *
 // REGISTER instead of two. A registrar that no longer takes the nonce
 // challenges anew, which send answers as it would a first challenge:
 // the credentials went with an old nonce, not rejected.
-func (r *registration) reuseNonce(req *sip.Request) error {
+//
+// Without such credentials (the web client computed each response), the
+// removal (expires 0) carries the last computed answer the registrar
+// accepted, unchanged: a registrar that still takes its nonce and does not
+// track nonce-counts (Kamailio's default) removes the binding with it,
+// when no web session is left to answer a new challenge. Refreshes never
+// resend it: they ask a live session (the AuthFunc).
+func (r *registration) reuseNonce(req *sip.Request, expires time.Duration) error {
 	r.mu.Lock()
 	if r.cred == nil || r.lastCh == nil {
+		last, ch := r.computed, r.computedCh
+		if r.cred != nil {
+			last = nil
+		}
 		r.mu.Unlock()
+		if expires == 0 && last != nil {
+			return applyAuth(req, ch, *last)
+		}
 		return nil
 	}
 	r.nc++
@@ -483,6 +521,9 @@ func (r *registration) answer(ctx context.Context, ch Challenge, preset *Authori
 	}
 	if auth != nil {
 		a, err := auth(ctx, ch)
+		if errors.Is(err, ErrNoAnswer) {
+			return a, &ChallengeError{Challenge: ch}
+		}
 		if err != nil {
 			return a, fmt.Errorf("sipgw: answering challenge: %w", err)
 		}

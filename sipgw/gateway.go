@@ -30,9 +30,9 @@ var ErrOverloaded = errors.New("sipgw: too many calls")
 // [UserAgent.OnIncomingCall], then [UserAgent.Start]; [UserAgent.Close] ends
 // everything and waits for every goroutine it started.
 type UserAgent struct {
-	cfg      Config
-	log      *slog.Logger
-	instance string
+	cfg    Config
+	log    *slog.Logger
+	secret []byte // instance.go
 
 	ua      *sipgo.UserAgent
 	srv     *sipgo.Server
@@ -57,6 +57,7 @@ type UserAgent struct {
 	calls    map[*Call]struct{}
 	dialogs  map[string]*Call // by sipgo dialog ID
 	regs     map[string]*registration
+	leaving  map[string]*registration // released, removal in progress
 	contacts map[string]*registration // by contact user token
 	ev       eventState               // subscriptions, publications, messages: events.go
 
@@ -91,17 +92,17 @@ func New(cfg Config, opts Options) (*UserAgent, error) {
 	g := &UserAgent{
 		cfg:      cfg,
 		log:      logger,
-		instance: cfg.InstanceID,
 		addrs:    map[string]string{},
 		calls:    map[*Call]struct{}{},
 		dialogs:  map[string]*Call{},
 		regs:     map[string]*registration{},
+		leaving:  map[string]*registration{},
 		contacts: map[string]*registration{},
 	}
-	if g.instance == "" {
-		g.instance = "urn:uuid:" + randUUID()
-	}
 	var err error
+	if g.secret, err = loadInstanceSecret(cfg); err != nil {
+		return nil, err
+	}
 	if g.regURI, err = parseServerURI(cfg.Registrar); err != nil {
 		return nil, fmt.Errorf("sipgw: registrar: %w", err)
 	}

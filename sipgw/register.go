@@ -120,7 +120,8 @@ type registration struct {
 	g        *UserAgent
 	identity string
 	aor      sip.Uri
-	token    string
+	token    string // the Contact user (identityInstance)
+	instance string // +sip.instance
 	callID   string
 	fromTag  string
 
@@ -141,11 +142,13 @@ type registration struct {
 	computedCh Challenge
 	granted    time.Duration
 	lostErr    error
+	gruu       *sip.Uri // the registrar\'s pub-gruu for our binding, if any
 
 	lost     chan struct{}
 	stopCh   chan struct{}
 	stopOnce sync.Once
 	loopDone chan struct{}
+	removed  chan struct{} // closed when stop is over
 }
 
 // Register binds identity at the registrar (REGISTER with this node's
@@ -169,6 +172,17 @@ func (g *UserAgent) Register(ctx context.Context, identity string, o *RegisterOp
 		if g.closed {
 			g.mu.Unlock()
 			return nil, ErrClosed
+		}
+		if old := g.leaving[identity]; old != nil {
+			// Its removal carries the same Contact as our REGISTER
+			// would: sent after it, it would remove our binding.
+			g.mu.Unlock()
+			select {
+			case <-old.removed:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
 		}
 		r := g.regs[identity]
 		if r != nil {
@@ -196,11 +210,12 @@ func (g *UserAgent) Register(ctx context.Context, identity string, o *RegisterOp
 			}
 			continue
 		}
+		instance, token := g.identityInstance(identity)
 		r = &registration{
-			g: g, identity: identity, aor: aor, token: "r" + randHex(8),
+			g: g, identity: identity, aor: aor, token: token, instance: instance,
 			callID: randUUID(), fromTag: sip.GenerateTagN(16), refs: 1, auth: o.Auth,
 			ready: make(chan struct{}), lost: make(chan struct{}),
-			stopCh: make(chan struct{}), loopDone: make(chan struct{}),
+			stopCh: make(chan struct{}), loopDone: make(chan struct{}), removed: make(chan struct{}),
 		}
 		g.regs[identity] = r
 		g.contacts[r.token] = r
@@ -279,6 +294,7 @@ func (h *Registration) Release(ctx context.Context) error {
 		if last {
 			if g.regs[r.identity] == r {
 				delete(g.regs, r.identity)
+				g.leaving[r.identity] = r
 			}
 			if g.contacts[r.token] == r {
 				delete(g.contacts, r.token)
@@ -296,6 +312,15 @@ func (h *Registration) Release(ctx context.Context) error {
 func (r *registration) stop(ctx context.Context) error {
 	var err error
 	r.stopOnce.Do(func() {
+		defer func() {
+			g := r.g
+			g.mu.Lock()
+			if g.leaving[r.identity] == r {
+				delete(g.leaving, r.identity)
+			}
+			g.mu.Unlock()
+			close(r.removed)
+		}()
 		close(r.stopCh)
 		<-r.loopDone
 		select {
@@ -366,9 +391,14 @@ func (r *registration) newRequest(expires time.Duration) *sip.Request {
 		req.AppendHeader(&sip.RouteHeader{Address: *g.route.Clone()})
 	}
 	ct := g.contactHeader(r.token)
-	ct.Params.Add("+sip.instance", `"<`+g.instance+`>"`)
+	ct.Params.Add("+sip.instance", `"<`+r.instance+`>"`)
 	req.AppendHeader(&ct)
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
+	// RFC 5627: with our +sip.instance, a registrar that assigns GRUUs
+	// returns them in the 200 (keepGRUU). No "outbound" (RFC 5626): the
+	// gateway keeps no flows alive (no CRLF or STUN keepalives), so it
+	// sends no reg-id either.
+	req.AppendHeader(sip.NewHeader("Supported", "gruu"))
 	req.AppendHeader(sip.NewHeader("User-Agent", g.cfg.UserAgent))
 	return req
 }
@@ -611,6 +641,7 @@ func (r *registration) grantedExpiry(res *sip.Response, asked time.Duration) tim
 		if !ok || ct.Address.User != r.token {
 			continue
 		}
+		r.keepGRUU(ct)
 		if v, ok := ct.Params.Get("expires"); ok {
 			if n, err := strconv.Atoi(v); err == nil {
 				return time.Duration(n) * time.Second
@@ -623,4 +654,81 @@ func (r *registration) grantedExpiry(res *sip.Response, asked time.Duration) tim
 		}
 	}
 	return asked
+}
+
+// keepGRUU records the public GRUU (RFC 5627 section 5) the registrar
+// assigned to our binding, from its Contact in the 200; the binding's
+// dialogs then use it as their Contact (UserAgent.dialogContact). The
+// temp-gruu is not used: the web identity is no secret to its peers.
+func (r *registration) keepGRUU(ct *sip.ContactHeader) {
+	v, ok := quotedParam(ct.Params, "pub-gruu")
+	if !ok {
+		return
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(v, &u); err != nil || (u.Scheme != "sip" && u.Scheme != "sips") || hasCtl(v) {
+		r.g.log.Debug("sipgw: pub-gruu ignored", "identity", r.identity, "value", v)
+		return
+	}
+	r.mu.Lock()
+	r.gruu = &u
+	r.mu.Unlock()
+}
+
+// GRUU is the registrar's public GRUU for the identity's binding, or ""
+// when it assigned none.
+func (h *Registration) GRUU() string {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	if h.r.gruu == nil {
+		return ""
+	}
+	return h.r.gruu.String()
+}
+
+// dialogContact is the Contact of identity's dialogs: its binding's
+// GRUU when the registrar assigned one (RFC 5627 section 4.4: requests
+// to it reach this binding, through the registrar's domain), else def.
+func (g *UserAgent) dialogContact(identity string, def sip.ContactHeader) sip.ContactHeader {
+	g.mu.Lock()
+	r := g.regs[identity]
+	g.mu.Unlock()
+	if r == nil {
+		return def
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gruu == nil {
+		return def
+	}
+	return sip.ContactHeader{Address: *r.gruu.Clone(), Params: sip.NewParams()}
+}
+
+// quotedParam returns the value of a header parameter that is a quoted
+// string, unquoted. sipgo splits parameters at every ';', also inside
+// quotes (a GRUU's own ";gr=..."): the pieces are joined back.
+func quotedParam(params sip.HeaderParams, name string) (string, bool) {
+	for i, kv := range params {
+		if !strings.EqualFold(kv.K, name) {
+			continue
+		}
+		v := kv.V
+		if !strings.HasPrefix(v, `"`) {
+			return v, true
+		}
+		for _, next := range params[i+1:] {
+			if len(v) > 1 && strings.HasSuffix(v, `"`) {
+				break
+			}
+			v += ";" + next.K
+			if next.V != "" {
+				v += "=" + next.V
+			}
+		}
+		if len(v) < 2 || !strings.HasSuffix(v, `"`) {
+			return "", false
+		}
+		return v[1 : len(v)-1], true
+	}
+	return "", false
 }

@@ -73,6 +73,7 @@ request_route {
 		} else {
 			xlog("L_NOTICE", "SEEN REGISTER $fU $ci $cs noauth\n");
 		}
+		xlog("L_NOTICE", "SEEN CONTACT $fU $hdr(Contact)\n");
 	} else if (is_method("OPTIONS")) {
 		xlog("L_NOTICE", "SEEN OPTIONS $ci\n");
 	}

@@ -156,7 +156,7 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 		advertiseTrickle(res)
 	}
 	setSDP(res, sdp)
-	ct := c.g.dua.ContactHDR
+	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	res.AppendHeader(&ct)
 	c.respMu.Lock()
 	select {
@@ -268,7 +268,7 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 	for _, h := range headers {
 		res.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}
-	ct := c.g.dua.ContactHDR
+	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	res.AppendHeader(&ct)
 	c.g.wg.Go(func() {
 		err := c.uas.WriteResponse(res) // returns on ACK

@@ -231,7 +231,8 @@ func startEventsEnv(t *testing.T) *eventsEnv {
 func (e *eventsEnv) presentity(t *testing.T, user string) []string {
 	t.Helper()
 	q := "select etag from presentity where username='" + user + "' and expires > strftime('%s','now');"
-	out, err := exec.Command("sqlite3", e.DB, q).CombinedOutput()
+	// Kamailio writes the database meanwhile: wait out its locks.
+	out, err := exec.Command("sqlite3", "-cmd", ".timeout 5000", e.DB, q).CombinedOutput()
 	if err != nil {
 		t.Fatalf("sqlite3: %v\n%s", err, out)
 	}

@@ -104,6 +104,12 @@ request_route {
 	}
 	if (has_totag()) {
 		if (loose_route()) {
+			# An in-dialog request to a GRUU (RFC 5627 section 7): the
+			# binding it names.
+			if (uri==myself && $rU!=$null && !lookup("location")) {
+				send_reply("404", "Not Found");
+				exit;
+			}
 			route(RELAY);
 			exit;
 		}
@@ -415,6 +421,7 @@ func optionsStatus(addr, ruri string, timeout time.Duration) (int, error) {
 type Sipp struct {
 	*proc
 	Port int
+	Dir  string // where it runs and writes its logs
 }
 
 // startSipp runs SIPp with scenario (under scenarios/) on a free port.
@@ -439,7 +446,7 @@ func startSipp(t *testing.T, scenario string, remote string, extra ...string) *S
 	if remote != "" {
 		args = append(args, remote)
 	}
-	s := &Sipp{proc: start(t, "sipp "+scenario, dir, args...), Port: port}
+	s := &Sipp{proc: start(t, "sipp "+scenario, dir, args...), Port: port, Dir: dir}
 	t.Cleanup(func() {
 		if t.Failed() {
 			if b, err := readLog(dir, "*errors.log"); err == nil {

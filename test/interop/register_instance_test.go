@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
@@ -66,4 +67,43 @@ func TestRegisterInstanceStableAcrossRestart(t *testing.T) {
 		t.Errorf("GRUUs %q, want the same one twice", gruus)
 	}
 	t.Logf("instance %s, GRUU %s", instances[0], gruus[0])
+}
+
+// The INVITE of a registered identity carries its GRUU as Contact (RFC
+// 5627 section 4.4), and the far end's in-dialog BYE, sent to it, reaches
+// the call through the registrar's domain.
+func TestGRUUContactInDialogs(t *testing.T) {
+	k := startKamailio(t)
+	g := newGateway(t, k, nil)
+	ha1 := md5hex("alice", domain, users["alice"])
+	r, err := g.Register(ctxT(t), "alice@"+domain, &sipgw.RegisterOptions{
+		Authorization: &sipgw.Authorization{Username: "alice", Realm: domain, HA1: ha1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Release(ctxT(t)) })
+	if r.GRUU() == "" {
+		t.Fatal("Kamailio assigned no GRUU")
+	}
+	uas := startSipp(t, "uas_farbye.xml", "", "-trace_msg")
+	c := dial(t, g, uas.Port, sipgw.DialOptions{})
+	answeredAcked(t, c)
+	if ev := ended(t, c); ev.End != sipgw.EndRemoteBye {
+		t.Fatalf("end %v %d", ev.End, ev.Code)
+	}
+	uas.expectSuccess(t)
+	assertIdle(t, g)
+	b, err := readLog(uas.Dir, "*messages.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, invite, _ := strings.Cut(string(b), "INVITE sip:")
+	var ct *sip.ContactHeader
+	if m, err := sip.ParseMessage([]byte("INVITE sip:" + strings.SplitN(invite, "\n\n", 2)[0] + "\r\n\r\n")); err == nil {
+		ct = m.(*sip.Request).Contact()
+	}
+	if ct == nil || !strings.Contains(ct.Address.String(), "gr=") || ct.Address.User != "alice" {
+		t.Fatalf("INVITE Contact %v, want the GRUU %s", ct, r.GRUU())
+	}
 }

@@ -3,12 +3,15 @@ package interop
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
 // A client that computes each digest response itself (docs/protocol.md
@@ -67,4 +70,23 @@ func TestWebLiveChallengeAtRefresh(t *testing.T) {
 	}
 	until(t, "carol's binding to be removed", func() bool { return probe() == 404 })
 	until(t, "the registration to be released", func() bool { return w.g.SIPStats().Registrations == 0 })
+}
+
+// wsc.js cannot answer a gateway's request: a webrtc.oracle.com session
+// is never asked, and a client-computed response leaves its registration
+// to be lost at the first challenged refresh, as documented
+// (docs/protocol.md §4.8): the session ends, close 1001.
+func TestWebLiveChallengeNotAskedOfOracle(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k, func(c *gateway.Config) { c.SIP.RegisterExpiry = 10 * time.Second })
+	var n atomic.Int32
+	c := w.connect(t, "carol@"+domain, func(o *client.Options) {
+		o.Subprotocol = protocol.SubprotocolOracle
+		o.Authorize = computedAuthorizer("carol", users["carol"], &n)
+	})
+	ev := webNext(t, c, client.EventReconnecting)
+	var ce websocket.CloseError
+	if !errors.As(ev.Err, &ce) || ce.Code != websocket.StatusGoingAway || ce.Reason != "SIP registration lost" || n.Load() != 1 {
+		t.Fatalf("socket lost with %v after %d answers, want close 1001 after the connect's only", ev.Err, n.Load())
+	}
 }

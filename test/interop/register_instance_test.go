@@ -75,25 +75,12 @@ func TestRegisterInstanceStableAcrossRestart(t *testing.T) {
 func TestGRUUContactInDialogs(t *testing.T) {
 	k := startKamailio(t)
 	g := newGateway(t, k, nil)
-	ha1 := md5hex("alice", domain, users["alice"])
-	r, err := g.Register(ctxT(t), "alice@"+domain, &sipgw.RegisterOptions{
-		Authorization: &sipgw.Authorization{Username: "alice", Realm: domain, HA1: ha1},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := registerAlice(t, g)
 	t.Cleanup(func() { r.Release(ctxT(t)) })
 	if r.GRUU() == "" {
 		t.Fatal("Kamailio assigned no GRUU")
 	}
-	uas := startSipp(t, "uas_farbye.xml", "", "-trace_msg")
-	c := dial(t, g, uas.Port, sipgw.DialOptions{})
-	answeredAcked(t, c)
-	if ev := ended(t, c); ev.End != sipgw.EndRemoteBye {
-		t.Fatalf("end %v %d", ev.End, ev.Code)
-	}
-	uas.expectSuccess(t)
-	assertIdle(t, g)
+	uas := farEndBye(t, g)
 	b, err := readLog(uas.Dir, "*messages.log")
 	if err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@ func (g *Gateway) liveAuth(identity string) sipgw.AuthFunc {
 			if err == nil {
 				return a, nil
 			}
-			s.log.Info("live digest challenge not answered", "err", err)
+			s.log.Debug("live digest challenge not answered", "err", err)
 			if ctx.Err() != nil {
 				break
 			}

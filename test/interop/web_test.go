@@ -125,9 +125,20 @@ func computedAuthorizer(user, pw string, n *atomic.Int32) func(context.Context, 
 
 func webCallToUAS(t *testing.T, scenario string) (*client.Client, *client.Call, *Sipp) {
 	t.Helper()
+	return webCallToUASKeys(t, scenario)
+}
+
+// webCallToUASKeys is webCallToUAS with SIPp keywords (-key name value,
+// [name] in the scenario), given as name, value pairs.
+func webCallToUASKeys(t *testing.T, scenario string, keys ...string) (*client.Client, *client.Call, *Sipp) {
+	t.Helper()
+	var extra []string
+	for i := 0; i+1 < len(keys); i += 2 {
+		extra = append(extra, "-key", keys[i], keys[i+1])
+	}
 	k := startKamailio(t)
 	w := startWebGateway(t, k)
-	uas := startSipp(t, scenario, "")
+	uas := startSipp(t, scenario, "", extra...)
 	a := w.connect(t, "open@"+domain, nil)
 	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
 	if err != nil {

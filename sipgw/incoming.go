@@ -158,7 +158,7 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 	}
 	setSDP(res, sdp)
 	c.noteLocal(sdp)
-	ct := c.g.dua.ContactHDR
+	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	res.AppendHeader(&ct)
 	c.respMu.Lock()
 	select {
@@ -271,7 +271,7 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 	for _, h := range headers {
 		res.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}
-	ct := c.g.dua.ContactHDR
+	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	res.AppendHeader(&ct)
 	c.g.wg.Go(func() {
 		err := c.uas.WriteResponse(res) // returns on ACK

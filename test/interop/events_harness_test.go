@@ -153,6 +153,7 @@ type eventsEnv struct {
 	K   *Kamailio
 	G   *gateway.Gateway
 	URL string
+	DB  string // Kamailio's SQLite database (the presentity table)
 }
 
 func startEventsEnv(t *testing.T) *eventsEnv {
@@ -229,7 +230,20 @@ func startEventsEnv(t *testing.T) *eventsEnv {
 		}
 	}
 	t.Cleanup(stop)
-	return &eventsEnv{K: k, G: g, URL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/webrtc/test"}
+	return &eventsEnv{K: k, G: g, URL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/webrtc/test", DB: db}
+}
+
+// presentity returns the entity tags of user's unexpired presence
+// publications that Kamailio's presence server holds.
+func (e *eventsEnv) presentity(t *testing.T, user string) []string {
+	t.Helper()
+	q := "select etag from presentity where username='" + user + "' and expires > strftime('%s','now');"
+	// Kamailio writes the database meanwhile: wait out its locks.
+	out, err := exec.Command("sqlite3", "-cmd", ".timeout 5000", e.DB, q).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3: %v\n%s", err, out)
+	}
+	return strings.Fields(string(out))
 }
 
 func testLogger(t *testing.T) *slog.Logger {

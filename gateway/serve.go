@@ -528,8 +528,8 @@ func (s *Session) newSequence(f *protocol.Frame) bool {
 // refuse handles a frame over the budget, which is not processed. When
 // answer is set (at most once a second per socket) a request without a
 // sequence and a new sequenced frame get error 503, and the sequenced
-// frame counts as processed: the error is its outcome, as PROTOCOL.md
-// section 7 has it, and the client does not resend it. Any other denied
+// frame counts as processed: the error is its outcome, as docs/protocol.md
+// §9.3 has it, and the client does not resend it. Any other denied
 // frame gets nothing, and a new sequenced one is not acknowledged either:
 // nothing is lost, but nothing above it can be processed without
 // skipping it, so the socket is behind, and the next new sequenced frame

@@ -57,6 +57,20 @@ type Config struct {
 	// InstanceSecretFile holds the secret, one line; it is created with
 	// a random secret (mode 0600) when it does not exist.
 	InstanceSecretFile string `yaml:"instance_secret_file"`
+	// Outbound says whether registrations use SIP outbound (RFC 5626):
+	// reg-id=1 next to +sip.instance and Supported: outbound on
+	// REGISTER; when the registrar's 200 says Require: outbound, CRLF
+	// keepalives on the flow and, when one goes unanswered for 10 s, a
+	// new REGISTER at once over a new connection (outbound.go). "auto"
+	// (the default) is on when transport is tcp or tls, else off; "on"
+	// needs transport tcp or tls (the STUN keepalive of UDP is not
+	// implemented); "off" sends no reg-id and keeps no flow alive.
+	Outbound string `yaml:"outbound"`
+	// KeepaliveInterval is the wait between CRLF keepalives when the
+	// registrar sends no Flow-Timer. Default: a random 95 to 120 s per
+	// keepalive (RFC 5626 section 4.4.1). A Flow-Timer always wins: the
+	// registrar drops flows silent for longer.
+	KeepaliveInterval time.Duration `yaml:"keepalive_interval"`
 	// MaxCalls bounds live calls (both directions). Default 10000.
 	MaxCalls int `yaml:"max_calls"`
 	// EventQueue is the size of each call's event queue; when it is full
@@ -134,6 +148,10 @@ func (c Config) WithDefaults() Config {
 	if c.UserAgent == "" {
 		c.UserAgent = "jsonrtc"
 	}
+	if c.Outbound == "" {
+		c.Outbound = OutboundAuto
+	}
+	c.Outbound = strings.ToLower(c.Outbound)
 	if c.MaxCalls == 0 {
 		c.MaxCalls = 10000
 	}
@@ -225,6 +243,18 @@ func (c Config) Validate() error {
 		bad("instance_secret", "set with instance_secret_file: choose one")
 	case c.InstanceSecret != "" && len(c.InstanceSecret) < minInstanceSecret:
 		bad("instance_secret", "shorter than %d bytes", minInstanceSecret)
+	}
+	switch c.Outbound {
+	case OutboundAuto, OutboundOff:
+	case OutboundOn:
+		if c.Transport == "udp" {
+			bad("outbound", "on needs transport tcp or tls: keepalives over UDP (STUN, RFC 5626 section 4.4.2) are not implemented")
+		}
+	default:
+		bad("outbound", "%q is not auto, on or off", c.Outbound)
+	}
+	if c.KeepaliveInterval != 0 && (c.KeepaliveInterval < time.Second || c.KeepaliveInterval > time.Hour) {
+		bad("keepalive_interval", "%v is not between 1s and 1h", c.KeepaliveInterval)
 	}
 	if c.MaxCalls < 0 {
 		bad("max_calls", "negative")

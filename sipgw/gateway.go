@@ -46,6 +46,10 @@ type UserAgent struct {
 	onCall  func(*Call)
 	started atomic.Bool
 	guard   *guard // malformed requests: guard.go
+	// outbound: REGISTERs use RFC 5626 (Config.Outbound); pongs wakes
+	// the keepalives of their flows (outbound.go).
+	outbound bool
+	pongs    pongs
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -106,6 +110,7 @@ func New(cfg Config, o *Options) (*UserAgent, error) {
 		regs:     map[string]*registration{},
 		leaving:  map[string]*registration{},
 		contacts: map[string]*registration{},
+		outbound: cfg.outboundOn(),
 	}
 	var err error
 	if g.secret, err = loadInstanceSecret(cfg); err != nil {
@@ -188,7 +193,7 @@ func (g *UserAgent) Start(ctx context.Context) error {
 		// sipgo logs what the network sends it (an unparsable message
 		// at Error, with its bytes): within budgets, keyed by message.
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(g.sipgoLog())),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(g.sipgoLog())),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(g.sipgoLog()), sip.WithTransportLayerReadFilter(g.pongs.filter)),
 	}
 	if tlsConf != nil {
 		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))

@@ -143,6 +143,13 @@ type registration struct {
 	granted    time.Duration
 	lostErr    error
 	gruu       *sip.Uri // the registrar\'s pub-gruu for our binding, if any
+	// The flow of the last accepted REGISTER (outbound.go): its network
+	// and remote address, the registrar's Flow-Timer, and whether it
+	// said Require: outbound (then the flow is kept alive), and when.
+	flowNet, flowAddr string
+	flowTimer         time.Duration
+	outbound          bool
+	okAt              time.Time
 
 	lost     chan struct{}
 	stopCh   chan struct{}
@@ -335,41 +342,77 @@ func (r *registration) stop(ctx context.Context) error {
 	return err
 }
 
+// refreshLoop refreshes the binding before it expires and, on an
+// outbound flow, pings it between refreshes (outbound.go).
 func (r *registration) refreshLoop() {
 	defer close(r.loopDone)
+	refreshAt := time.Now().Add(r.refreshIn())
 	for {
-		r.mu.Lock()
-		in := r.granted * 4 / 5
-		r.mu.Unlock()
-		if in < time.Second {
-			in = time.Second
+		wait := time.Until(refreshAt)
+		ka, flowNet, flowAddr := r.keepaliveIn()
+		ping := ka > 0 && ka < wait
+		if ping {
+			wait = ka
 		}
-		t := time.NewTimer(in)
-		select {
-		case <-t.C:
-		case <-r.stopCh:
-			t.Stop()
+		if !r.sleep(wait) {
 			return
-		case <-r.g.ctx.Done():
-			t.Stop()
-			return
+		}
+		if ping {
+			err := r.g.ping(r.g.ctx, flowNet, flowAddr)
+			if err == nil || r.g.ctx.Err() != nil {
+				continue
+			}
+			r.g.rlog.Info("outbound flow", "sipgw: outbound flow failed, registering again", "identity", r.identity, "err", err)
+			if !r.recoverFlow() {
+				return
+			}
+			refreshAt = time.Now().Add(r.refreshIn())
+			continue
 		}
 		ctx, cancel := context.WithTimeout(r.g.ctx, sip.Timer_F)
 		granted, err := r.send(ctx, r.g.cfg.RegisterExpiry, nil)
 		cancel()
 		if err != nil {
-			r.g.rlog.Info("register refresh", "sipgw: registration refresh failed", "identity", r.identity, "err", err)
-			r.mu.Lock()
-			r.lostErr = fmt.Errorf("%w: %w", ErrRegistrationLost, err)
-			r.mu.Unlock()
-			r.g.dropReg(r)
-			close(r.lost)
+			r.lose(err)
 			return
 		}
 		r.mu.Lock()
 		r.granted = granted
 		r.mu.Unlock()
+		refreshAt = time.Now().Add(r.refreshIn())
 	}
+}
+
+// sleep waits d; false when the registration stopped or the user agent
+// closed first.
+func (r *registration) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.stopCh:
+	case <-r.g.ctx.Done():
+	}
+	return false
+}
+
+// refreshIn is the wait before the next refresh: 4/5 of the granted
+// lifetime, at least a second.
+func (r *registration) refreshIn() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return max(r.granted*4/5, time.Second)
+}
+
+// lose ends the registration after a failed refresh: the binding is gone.
+func (r *registration) lose(err error) {
+	r.g.rlog.Info("register refresh", "sipgw: registration refresh failed", "identity", r.identity, "err", err)
+	r.mu.Lock()
+	r.lostErr = fmt.Errorf("%w: %w", ErrRegistrationLost, err)
+	r.mu.Unlock()
+	r.g.dropReg(r)
+	close(r.lost)
 }
 
 func (r *registration) newRequest(expires time.Duration) *sip.Request {
@@ -392,13 +435,19 @@ func (r *registration) newRequest(expires time.Duration) *sip.Request {
 	}
 	ct := g.contactHeader(r.token)
 	ct.Params.Add("+sip.instance", `"<`+r.instance+`>"`)
+	supported := "gruu"
+	if g.outbound {
+		// RFC 5626 section 4.2: reg-id with +sip.instance asks for
+		// the binding to be tied to this flow, which outbound.go
+		// keeps alive.
+		ct.Params.Add("reg-id", regID)
+		supported = "outbound, gruu"
+	}
 	req.AppendHeader(&ct)
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
 	// RFC 5627: with our +sip.instance, a registrar that assigns GRUUs
-	// returns them in the 200 (keepGRUU). No "outbound" (RFC 5626): the
-	// gateway keeps no flows alive (no CRLF or STUN keepalives), so it
-	// sends no reg-id either.
-	req.AppendHeader(sip.NewHeader("Supported", "gruu"))
+	// returns them in the 200 (keepGRUU).
+	req.AppendHeader(sip.NewHeader("Supported", supported))
 	req.AppendHeader(sip.NewHeader("User-Agent", g.cfg.UserAgent))
 	return req
 }
@@ -437,6 +486,7 @@ func (r *registration) send(ctx context.Context, expires time.Duration, preset *
 			return 0, fmt.Errorf("sipgw: REGISTER %s: %w", r.identity, err)
 		}
 		if res.IsSuccess() {
+			r.noteFlow(res)
 			if computed != nil {
 				r.mu.Lock()
 				r.computed, r.computedCh = computed, computedCh

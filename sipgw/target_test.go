@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func testGateway(t *testing.T) *UserAgent {
@@ -66,14 +67,16 @@ func TestValidateHeaderAndDisplayName(t *testing.T) {
 
 func TestConfigValidateNamesKey(t *testing.T) {
 	cases := map[string]Config{
-		"listen":          {Domain: "example.com"},
-		"domain":          {Listen: ListenConfig{UDP: "127.0.0.1:0"}},
-		"transport":       {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Transport: "sctp"},
-		"outbound_proxy":  {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: "sip:<x>"},
-		"register_expiry": {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", RegisterExpiry: 1},
-		"credentials.a@b": {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Credentials: map[string]Credential{"a@b": {}}},
-		"listen.tls_cert": {Listen: ListenConfig{TLS: "127.0.0.1:0"}, Domain: "example.com"},
-		"instance_secret": {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", InstanceSecret: "short"},
+		"listen":             {Domain: "example.com"},
+		"domain":             {Listen: ListenConfig{UDP: "127.0.0.1:0"}},
+		"transport":          {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Transport: "sctp"},
+		"outbound_proxy":     {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: "sip:<x>"},
+		"register_expiry":    {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", RegisterExpiry: 1},
+		"credentials.a@b":    {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Credentials: map[string]Credential{"a@b": {}}},
+		"listen.tls_cert":    {Listen: ListenConfig{TLS: "127.0.0.1:0"}, Domain: "example.com"},
+		"instance_secret":    {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", InstanceSecret: "short"},
+		"outbound":           {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Outbound: "yes"},
+		"keepalive_interval": {Listen: ListenConfig{TCP: "127.0.0.1:0"}, Domain: "example.com", KeepaliveInterval: time.Millisecond},
 	}
 	for key, cfg := range cases {
 		err := cfg.Validate()
@@ -83,6 +86,10 @@ func TestConfigValidateNamesKey(t *testing.T) {
 	}
 	if err := (Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com"}).Validate(); err != nil {
 		t.Fatal(err)
+	}
+	// Outbound on over UDP would need the STUN keepalive.
+	if err := (Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Outbound: "on"}).Validate(); err == nil || !strings.Contains(err.Error(), "outbound") {
+		t.Errorf("outbound on over udp: %v", err)
 	}
 }
 

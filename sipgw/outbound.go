@@ -177,18 +177,19 @@ func (g *UserAgent) ping(ctx context.Context, network, raddr string) error {
 	if c == nil {
 		return fmt.Errorf("%w: no %s connection to %s", errFlowDead, network, raddr)
 	}
-	defer c.TryClose()
 	w, ok := c.(io.Writer)
 	if !ok {
+		_, _ = c.TryClose()
 		return fmt.Errorf("%w: %s connection takes no raw write", errFlowDead, network)
 	}
-	if err := pingFlow(ctx, w, g.pongs.next(flowKey(network, raddr))); err != nil {
-		if ctx.Err() == nil {
-			_ = pool.CloseAndDelete(c, raddr)
-		}
+	err := pingFlow(ctx, w, g.pongs.next(flowKey(network, raddr)))
+	if err != nil && ctx.Err() == nil {
+		// Closing drops every reference, ours (Get) included.
+		_ = pool.CloseAndDelete(c, raddr)
 		return fmt.Errorf("%w (%s %s)", err, network, raddr)
 	}
-	return nil
+	_, _ = c.TryClose()
+	return err
 }
 
 // pingFlow writes a CRLF ping (a double CRLF) to w and waits up to
@@ -250,6 +251,7 @@ func (r *registration) recoverFlow() bool {
 		if err == nil {
 			r.mu.Lock()
 			r.granted = granted
+			r.flowStats.Recovered++
 			r.mu.Unlock()
 			r.g.log.Info("sipgw: outbound flow recovered", "identity", r.identity, "attempts", failures+1)
 			return true
@@ -283,6 +285,20 @@ func (h *Registration) Outbound() bool {
 	h.r.mu.Lock()
 	defer h.r.mu.Unlock()
 	return h.r.outbound
+}
+
+// FlowStats counts what happened on an outbound registration's flow.
+type FlowStats struct {
+	Answered  int // keepalives that got their pong
+	Failed    int // flows taken for dead (no pong, or the connection gone)
+	Recovered int // of those, the ones re-registered on a new flow
+}
+
+// FlowStats counts the keepalives and recoveries of the registration.
+func (h *Registration) FlowStats() FlowStats {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	return h.r.flowStats
 }
 
 // FlowTimer is the registrar's Flow-Timer for the registration's flow, 0

@@ -150,6 +150,7 @@ type registration struct {
 	flowTimer         time.Duration
 	outbound          bool
 	okAt              time.Time
+	flowStats         FlowStats
 
 	lost     chan struct{}
 	stopCh   chan struct{}
@@ -359,7 +360,17 @@ func (r *registration) refreshLoop() {
 		}
 		if ping {
 			err := r.g.ping(r.g.ctx, flowNet, flowAddr)
-			if err == nil || r.g.ctx.Err() != nil {
+			if r.g.ctx.Err() != nil {
+				continue
+			}
+			r.mu.Lock()
+			if err == nil {
+				r.flowStats.Answered++
+			} else {
+				r.flowStats.Failed++
+			}
+			r.mu.Unlock()
+			if err == nil {
 				continue
 			}
 			r.g.rlog.Info("outbound flow", "sipgw: outbound flow failed, registering again", "identity", r.identity, "err", err)

@@ -299,9 +299,15 @@ func frame(t *testing.T, c *client.Client, pkg protocol.Package, act protocol.Ac
 // on (SIP-side counts).
 func until(t *testing.T, what string, cond func() bool) {
 	t.Helper()
+	untilWithin(t, 15*time.Second, what, cond)
+}
+
+// untilWithin is until with a deadline of its own.
+func untilWithin(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	deadline := time.After(15 * time.Second)
+	deadline := time.After(within)
 	for !cond() {
 		select {
 		case <-tick.C:

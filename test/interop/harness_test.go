@@ -65,6 +65,13 @@ modparam("registrar", "max_expires", 3600)
 modparam("registrar", "min_expires", 10)
 modparam("rr", "enable_full_lr", 1)
 modparam("tm", "fr_inv_timer", 20000)
+{{- if .Outbound}}
+# SIP outbound (RFC 5626) at the registrar: Require: outbound on the 200
+# of a REGISTER with reg-id, and a Flow-Timer asking for a keepalive
+# every {{.FlowTimer}} s. Kamailio's TCP layer answers CRLF pings.
+modparam("registrar", "outbound_mode", 1)
+modparam("registrar", "flow_timer", {{.FlowTimer}})
+{{- end}}
 
 request_route {
 {{- if .LogRequests}}
@@ -75,6 +82,9 @@ request_route {
 			xlog("L_NOTICE", "SEEN REGISTER $fU $ci $cs noauth\n");
 		}
 		xlog("L_NOTICE", "SEEN CONTACT $fU $hdr(Contact)\n");
+{{- if .Outbound}}
+		xlog("L_NOTICE", "SEEN FLOW $fU $cs $pr $si:$sp supported=$hdr(Supported)\n");
+{{- end}}
 	} else if (is_method("OPTIONS")) {
 		xlog("L_NOTICE", "SEEN OPTIONS $ci\n");
 	}
@@ -338,12 +348,28 @@ func startKamailioWorkers(t testing.TB, workers int) *Kamailio {
 // OPTIONS it receives (see Kamailio.registers).
 func startKamailioWith(t testing.TB, workers int, logRequests bool) *Kamailio {
 	t.Helper()
+	return startKamailioOpts(t, kamailioOpts{Workers: workers, LogRequests: logRequests})
+}
+
+// kamailioOpts are the variants of kamailioCfg.
+type kamailioOpts struct {
+	Workers     int
+	LogRequests bool
+	// Outbound: the registrar applies RFC 5626 (outbound_mode 1) and
+	// sends Flow-Timer FlowTimer (seconds); REGISTERs log their flow.
+	Outbound  bool
+	FlowTimer int
+}
+
+// startKamailioOpts starts Kamailio with the variant o of kamailioCfg.
+func startKamailioOpts(t testing.TB, o kamailioOpts) *Kamailio {
+	t.Helper()
 	need(t, "kamailio")
 	modPath := kamailioModules(t)
 	dir := t.TempDir()
 	port := freePort(t)
 	var cfg bytes.Buffer
-	if err := kamailioCfg.Execute(&cfg, map[string]any{"Domain": domain, "Port": port, "ModPath": modPath, "Users": users, "Workers": workers, "LogRequests": logRequests}); err != nil {
+	if err := kamailioCfg.Execute(&cfg, map[string]any{"Domain": domain, "Port": port, "ModPath": modPath, "Users": users, "Workers": o.Workers, "LogRequests": o.LogRequests, "Outbound": o.Outbound, "FlowTimer": o.FlowTimer}); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "kamailio.cfg")

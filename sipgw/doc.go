@@ -9,7 +9,9 @@
 //   - connect: [UserAgent.Register] (a *[ChallengeError] becomes error
 //     401/407 with `authenticate`; the client's `authorization` comes back
 //     as [RegisterOptions].Authorization), [Registration.Release] at
-//     session end.
+//     session end. Over tcp or tls the binding is an RFC 5626 outbound
+//     flow (outbound.go): kept alive with CRLF keepalives and registered
+//     again at once when one goes unanswered ([Registration.FlowStats]).
 //   - outgoing start: [UserAgent.Dial]; read [Call.Events]: EventProgress
 //     (180/183; Reliable -> [Call.Prack]), EventAnswered (-> response 200,
 //     then [Call.Ack] on complete), EventEnded (error with Code).

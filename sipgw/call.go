@@ -81,9 +81,13 @@ const (
 	EndError
 	// EndShutdown: the gateway closed.
 	EndShutdown
+	// EndSessionExpired: the session timer ran out (RFC 4028): the peer
+	// did not refresh in time (Code 408), or our refresh failed (Code
+	// its failure: 481, 408...). We sent BYE; Reason says which.
+	EndSessionExpired
 )
 
-var endNames = [...]string{"", "rejected", "cancelled", "remote-bye", "local-bye", "timeout", "error", "shutdown"}
+var endNames = [...]string{"", "rejected", "cancelled", "remote-bye", "local-bye", "timeout", "error", "shutdown", "session-expired"}
 
 func (e EndCause) String() string {
 	if int(e) < len(endNames) {
@@ -178,6 +182,12 @@ type Call struct {
 	in     chan func() // work for the owner goroutine
 	done   chan struct{}
 	slot   chan struct{} // serialises our in-dialog requests (CSeq order)
+	// life is cancelled when the call ends: it bounds what the call's
+	// own goroutines (a session refresh) wait for.
+	life       context.Context
+	lifeCancel context.CancelFunc
+	st         sessionTimer // owner goroutine only (timer.go)
+	stTimer    *time.Timer  // owner goroutine only; nil when not armed
 
 	// outgoing
 	uac          *sipgo.DialogClientSession
@@ -206,6 +216,7 @@ type Call struct {
 	rseq        uint32                   // outgoing: RSeq awaiting our PRACK; incoming: last sent
 	pracks      map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK; made by the first
 	sdpPrack    chan struct{}            // incoming: closed by the PRACK of the last reliable provisional with SDP
+	localSDP    []byte                   // our side of the session now: what a refresh re-INVITE offers again
 	lastRSeq    uint32                   // owner goroutine only
 	endForced   *Event                   // owner goroutine only
 
@@ -235,6 +246,7 @@ func (g *UserAgent) newCall(dir Direction) *Call {
 		slot:    make(chan struct{}, 1),
 		finalCh: make(chan struct{}),
 	}
+	c.life, c.lifeCancel = context.WithCancel(context.Background())
 	return c
 }
 
@@ -308,6 +320,8 @@ func (c *Call) finish(ev Event) {
 	}
 	c.emit(ev)
 	close(c.events)
+	c.stopTimer()
+	c.lifeCancel()
 	if c.inviteCancel != nil {
 		c.inviteCancel()
 	}
@@ -477,14 +491,58 @@ func (c *Call) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
 		})
 	}
 	defer done()
+	res, err := c.sendReinvite(ctx, sdp, c.g.cfg.SessionTimers.uacHeaders(0, 0, false), done)
+	if err != nil {
+		return nil, err
+	}
+	if !res.IsSuccess() {
+		return nil, &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+	}
+	c.mu.Lock()
+	c.localSDP = sdp
+	c.mu.Unlock()
+	// A re-INVITE refreshes the session too (RFC 4028 §7.4).
+	if st := c.g.cfg.SessionTimers.uacTimer(res); st.interval > 0 {
+		c.deliver(func() { c.armTimer(st) })
+	}
+	return res.Body(), nil
+}
+
+// reinvite sends a re-INVITE with sdp and the headers hs unless one is
+// already outstanding either way (ErrGlare), and returns its final
+// response, ACKed when a 2xx.
+func (c *Call) reinvite(ctx context.Context, sdp []byte, hs []sip.Header) (*sip.Response, error) {
+	c.mu.Lock()
+	if c.reinviteIn || c.reinviteOut {
+		c.mu.Unlock()
+		return nil, ErrGlare
+	}
+	c.reinviteOut = true
+	c.mu.Unlock()
+	done := func() {
+		c.mu.Lock()
+		c.reinviteOut = false
+		c.mu.Unlock()
+	}
+	defer done()
+	return c.sendReinvite(ctx, sdp, hs, done)
+}
+
+// sendReinvite sends the re-INVITE; done is called at its final response.
+func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, done func()) (*sip.Response, error) {
 	if err := c.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer c.release()
 	req := sip.NewRequest(sip.INVITE, c.remoteTarget())
 	setSDP(req, sdp)
-	if c.trickles() {
+	trickle := c.trickles()
+	if trickle {
 		advertiseTrickle(req)
+	}
+	c.g.setSupported(req, true, trickle)
+	for _, h := range hs {
+		req.AppendHeader(h)
 	}
 	res, err := c.request(ctx, req)
 	done()
@@ -493,13 +551,13 @@ func (c *Call) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
 	}
 	c.notePeer(res)
 	if !res.IsSuccess() {
-		return nil, &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+		return res, nil
 	}
 	ack := sip.NewRequest(sip.ACK, c.remoteTarget())
 	if err := c.dialog().WriteRequest(ack); err != nil {
 		return nil, err
 	}
-	return res.Body(), nil
+	return res, nil
 }
 
 // SendDTMF sends one digit (0-9, *, #, A-D) as INFO application/dtmf-relay.
@@ -561,13 +619,16 @@ func setSDP(m interface {
 	m.SetBody(sdp)
 }
 
-// Reoffer is a re-INVITE from the peer waiting for the web side's answer.
+// Reoffer is a re-INVITE or an UPDATE from the peer with an offer,
+// waiting for the web side's answer.
 type Reoffer struct {
-	c    *Call
-	req  *sip.Request
-	tx   sip.ServerTransaction
-	once sync.Once
-	done chan struct{}
+	c        *Call
+	req      *sip.Request
+	tx       sip.ServerTransaction
+	once     sync.Once
+	done     chan struct{}
+	accepted bool         // set before done is closed
+	timer    sessionTimer // what the accepted offer's 200 negotiated
 }
 
 // Accept answers the re-INVITE with 200 and sdp.
@@ -577,12 +638,40 @@ func (r *Reoffer) Accept(sdp []byte) error {
 	}
 	res := sip.NewResponseFromRequest(r.req, 200, "OK", nil)
 	setSDP(res, sdp)
-	if r.c.trickles() {
+	trickle := r.c.trickles()
+	if trickle {
 		advertiseTrickle(res)
+	}
+	r.c.g.setSupported(res, true, trickle)
+	// Every re-INVITE and UPDATE refreshes the session (RFC 4028 §9).
+	st, hs, _ := r.c.g.cfg.SessionTimers.uasTimer(r.req)
+	for _, h := range hs {
+		res.AppendHeader(h)
 	}
 	ct := r.c.g.dua.ContactHDR
 	res.AppendHeader(&ct)
-	return r.finish(res)
+	r.accepted, r.timer = true, st
+	if err := r.finish(res); err != nil {
+		return err
+	}
+	r.c.mu.Lock()
+	r.c.localSDP = sdp
+	r.c.mu.Unlock()
+	return nil
+}
+
+// settled runs on the goroutine of the request once it is answered:
+// an accepted offer restarts the session timer (never from Accept, whose
+// caller may hold locks the owner goroutine waits for).
+func (r *Reoffer) settled() {
+	if !r.accepted {
+		return
+	}
+	r.c.deliver(func() { r.c.armTimer(r.timer) })
+	if r.req.Method == sip.UPDATE {
+		// No ACK follows a 200 to an UPDATE: the answer is complete.
+		r.c.deliver(func() { r.c.emit(Event{Kind: EventConfirmed}) })
+	}
 }
 
 // Reject answers the re-INVITE with a failure code (488, 491, ...).
@@ -632,12 +721,21 @@ func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.reinviteIn = false
 		c.mu.Unlock()
 	}()
+	if c.g.refuseShortTimer(req, tx) { // RFC 4028 §9: 422
+		return
+	}
 	if c.uas != nil {
 		if err := c.uas.ReadRequest(req, tx); err != nil {
 			c.g.respond(tx, req, 500, "Server Internal Error")
 			return
 		}
 	}
+	c.relayOffer(req, tx)
+}
+
+// relayOffer hands the offer of a re-INVITE or UPDATE to the web side as
+// EventReoffer and waits for its answer.
+func (c *Call) relayOffer(req *sip.Request, tx sip.ServerTransaction) {
 	c.notePeer(req)
 	ro := &Reoffer{c: c, req: req, tx: tx, done: make(chan struct{})}
 	if !c.deliver(func() { c.emit(Event{Kind: EventReoffer, SDP: req.Body(), Reoffer: ro}) }) {
@@ -648,6 +746,7 @@ func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	defer t.Stop()
 	select {
 	case <-ro.done:
+		ro.settled()
 	case <-tx.Done():
 	case <-c.done:
 		_ = ro.Reject(481, "Call/Transaction Does Not Exist")
@@ -670,8 +769,8 @@ func (c *Call) handleAck(req *sip.Request) {
 	}
 }
 
-// handleInDialog runs on the sipgo goroutine of BYE, PRACK, INFO, REFER
-// and NOTIFY.
+// handleInDialog runs on the sipgo goroutine of BYE, PRACK, INFO, UPDATE,
+// REFER and NOTIFY.
 func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	switch req.Method {
 	case sip.BYE:
@@ -691,6 +790,8 @@ func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		c.handlePrack(req, tx)
 	case sip.INFO:
 		c.handleInfo(req, tx)
+	case sip.UPDATE:
+		c.handleUpdate(req, tx) // update.go
 	case sip.REFER:
 		h := req.GetHeader("Refer-To")
 		if h == nil {

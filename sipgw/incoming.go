@@ -18,6 +18,9 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 		g.respond(tx, req, 404, "Not Found")
 		return
 	}
+	if g.refuseShortTimer(req, tx) { // RFC 4028 §9: 422
+		return
+	}
 	if g.onCall == nil {
 		g.respond(tx, req, 480, "Temporarily Unavailable")
 		return
@@ -82,6 +85,8 @@ func (c *Call) loop(dctx context.Context) {
 		case <-c.g.ctx.Done():
 			c.finish(Event{End: EndShutdown, Code: 503})
 			return
+		case <-c.timerC():
+			c.onTimer()
 		}
 	}
 }
@@ -152,9 +157,11 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 		res.AppendHeader(sip.NewHeader("Require", "100rel"))
 		res.AppendHeader(sip.NewHeader("RSeq", strconv.FormatUint(uint64(rseq), 10)))
 	}
-	if c.trickles() {
+	trickle := c.trickles()
+	if trickle {
 		advertiseTrickle(res)
 	}
+	c.g.setSupported(res, c.peer100rel, trickle)
 	setSDP(res, sdp)
 	ct := c.g.dua.ContactHDR
 	res.AppendHeader(&ct)
@@ -261,10 +268,19 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 	}
 	res := sip.NewResponseFromRequest(c.uas.InviteRequest, 200, "OK", nil)
 	setSDP(res, sdp)
-	res.AppendHeader(sip.NewHeader("Allow", allowed))
-	if c.trickles() {
+	res.AppendHeader(sip.NewHeader("Allow", c.g.allow))
+	trickle := c.trickles()
+	if trickle {
 		advertiseTrickle(res)
 	}
+	c.g.setSupported(res, true, trickle)
+	timer, hs, _ := c.g.cfg.SessionTimers.uasTimer(c.uas.InviteRequest)
+	for _, h := range hs {
+		res.AppendHeader(h)
+	}
+	c.mu.Lock()
+	c.localSDP = sdp
+	c.mu.Unlock()
 	for _, h := range headers {
 		res.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}
@@ -287,6 +303,7 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 			c.mu.Lock()
 			c.state = stateConfirmed
 			c.mu.Unlock()
+			c.armTimer(timer)
 			c.emit(Event{Kind: EventConfirmed})
 		})
 	})

@@ -161,7 +161,7 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 	if trickle {
 		advertiseTrickle(res)
 	}
-	c.g.setSupported(res, c.peer100rel, trickle)
+	c.g.setSupported(res, true, trickle)
 	setSDP(res, sdp)
 	ct := c.g.dua.ContactHDR
 	res.AppendHeader(&ct)

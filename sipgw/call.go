@@ -202,23 +202,25 @@ type Call struct {
 	inviteDone chan struct{} // closed when the INVITE needs nothing more
 	peer100rel bool
 
-	mu          sync.Mutex // guards the fields below; never held over I/O
-	state       callState
-	acked       bool
-	pracked     bool
-	localBye    bool
-	remoteBye   bool
-	finalCode   int
-	reinviteOut bool
-	reinviteIn  bool
-	peerInfo    map[string]bool          // Info Packages the peer takes (info.go)
-	trickle     bool                     // incoming: our responses announce trickle-ice
-	rseq        uint32                   // outgoing: RSeq awaiting our PRACK; incoming: last sent
-	pracks      map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK; made by the first
-	sdpPrack    chan struct{}            // incoming: closed by the PRACK of the last reliable provisional with SDP
-	localSDP    []byte                   // our side of the session now: what a refresh re-INVITE offers again
-	lastRSeq    uint32                   // owner goroutine only
-	endForced   *Event                   // owner goroutine only
+	mu           sync.Mutex // guards the fields below; never held over I/O
+	state        callState
+	acked        bool
+	pracked      bool
+	localBye     bool
+	remoteBye    bool
+	finalCode    int
+	reinviteOut  bool
+	reinviteIn   bool
+	peerInfo     map[string]bool          // Info Packages the peer takes (info.go)
+	trickle      bool                     // incoming: our responses announce trickle-ice
+	rseq         uint32                   // outgoing: RSeq awaiting our PRACK; incoming: last sent
+	pracks       map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK; made by the first
+	sdpPrack     chan struct{}            // incoming: closed by the PRACK of the last reliable provisional with SDP
+	localSDP     []byte                   // our side of the session now: what a refresh re-INVITE offers again
+	remoteOrigin string                   // the o= line of the peer's side now (update.go)
+	quietAck     uint32                   // CSeq of a re-INVITE answered without the owner (update.go)
+	lastRSeq     uint32                   // owner goroutine only
+	endForced    *Event                   // owner goroutine only
 
 	respMu    sync.Mutex // serialises our responses to the INVITE (sipgo stores the last one)
 	retrans   sync.WaitGroup
@@ -553,6 +555,7 @@ func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, do
 	if !res.IsSuccess() {
 		return res, nil
 	}
+	c.noteRemoteSDP(res.Body())
 	ack := sip.NewRequest(sip.ACK, c.remoteTarget())
 	if err := c.dialog().WriteRequest(ack); err != nil {
 		return nil, err
@@ -650,13 +653,13 @@ func (r *Reoffer) Accept(sdp []byte) error {
 	}
 	ct := r.c.g.dua.ContactHDR
 	res.AppendHeader(&ct)
-	r.accepted, r.timer = true, st
-	if err := r.finish(res); err != nil {
+	if err := r.finish(res, func() { r.accepted, r.timer = true, st }); err != nil {
 		return err
 	}
 	r.c.mu.Lock()
 	r.c.localSDP = sdp
 	r.c.mu.Unlock()
+	r.c.noteRemoteSDP(r.req.Body())
 	return nil
 }
 
@@ -682,12 +685,17 @@ func (r *Reoffer) Reject(code int, reason string) error {
 	if reason == "" {
 		reason = statusText(code)
 	}
-	return r.finish(sip.NewResponseFromRequest(r.req, code, reason, nil))
+	return r.finish(sip.NewResponseFromRequest(r.req, code, reason, nil), nil)
 }
 
-func (r *Reoffer) finish(res *sip.Response) error {
+// finish sends res, the only answer; accepted, when not nil, first
+// records what an accepted answer settles.
+func (r *Reoffer) finish(res *sip.Response, accepted func()) error {
 	err := ErrCallState
 	r.once.Do(func() {
+		if accepted != nil {
+			accepted()
+		}
 		err = r.tx.Respond(res)
 		close(r.done)
 	})
@@ -737,6 +745,9 @@ func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 // EventReoffer and waits for its answer.
 func (c *Call) relayOffer(req *sip.Request, tx sip.ServerTransaction) {
 	c.notePeer(req)
+	if c.answerUnchanged(req, tx) { // a refresh: update.go
+		return
+	}
 	ro := &Reoffer{c: c, req: req, tx: tx, done: make(chan struct{})}
 	if !c.deliver(func() { c.emit(Event{Kind: EventReoffer, SDP: req.Body(), Reoffer: ro}) }) {
 		_ = ro.Reject(481, "Call/Transaction Does Not Exist")
@@ -763,7 +774,7 @@ func (c *Call) handleAck(req *sip.Request) {
 	if c.uas != nil {
 		_ = c.uas.ReadAck(req, nil)
 	}
-	if !initial {
+	if !initial && !c.quietAcked(req) {
 		body := req.Body()
 		c.deliver(func() { c.emit(Event{Kind: EventConfirmed, SDP: body}) })
 	}

@@ -166,6 +166,7 @@ func (c *Call) runOutgoing() {
 	c.g.setDialog(c.uac.ID, c)
 	res := c.uac.InviteResponse
 	c.notePeer(res)
+	c.noteRemoteSDP(res.Body())
 	c.armTimer(c.g.cfg.SessionTimers.uacTimer(res))
 	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body()})
 	c.loop(c.uac.Context())
@@ -219,6 +220,7 @@ func (c *Call) onResponse(r *sip.Response) error {
 		return nil
 	}
 	c.notePeer(r)
+	c.noteRemoteSDP(r.Body())
 	var rseq uint32
 	reliable := false
 	if headerHasToken(r, "Require", "100rel") {

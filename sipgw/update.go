@@ -1,6 +1,7 @@
 package sipgw
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/emiago/sipgo/sip"
@@ -87,4 +88,62 @@ func (c *Call) offerDone() {
 	c.mu.Lock()
 	c.reinviteIn = false
 	c.mu.Unlock()
+}
+
+// sdpOrigin is the o= line of an SDP body: an offer that changes nothing
+// repeats it, version included (RFC 3264 §8).
+func sdpOrigin(b []byte) string {
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if bytes.HasPrefix(line, []byte("o=")) {
+			return string(line)
+		}
+	}
+	return ""
+}
+
+// noteRemoteSDP records the origin of the peer's latest SDP.
+func (c *Call) noteRemoteSDP(b []byte) {
+	if o := sdpOrigin(b); o != "" {
+		c.mu.Lock()
+		c.remoteOrigin = o
+		c.mu.Unlock()
+	}
+}
+
+// answerUnchanged answers an offer that repeats the peer's last SDP
+// unchanged, the usual session refresh by re-INVITE (RFC 4028 §7.4), with
+// the SDP the call runs on, without asking the web side; false when the
+// offer is a new one.
+func (c *Call) answerUnchanged(req *sip.Request, tx sip.ServerTransaction) bool {
+	o := sdpOrigin(req.Body())
+	c.mu.Lock()
+	local := c.localSDP
+	same := o != "" && o == c.remoteOrigin && len(local) > 0
+	c.mu.Unlock()
+	if !same {
+		return false
+	}
+	if req.Method == sip.INVITE {
+		c.mu.Lock()
+		c.quietAck = req.CSeq().SeqNo
+		c.mu.Unlock()
+	}
+	ro := &Reoffer{c: c, req: req, tx: tx, done: make(chan struct{})}
+	if err := ro.Accept(local); err == nil {
+		c.deliver(func() { c.armTimer(ro.timer) })
+	}
+	return true
+}
+
+// quietAcked: ack is the ACK of a re-INVITE answerUnchanged answered,
+// which the owner never heard of.
+func (c *Call) quietAcked(ack *sip.Request) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cs := ack.CSeq(); cs == nil || c.quietAck == 0 || cs.SeqNo != c.quietAck {
+		return false
+	}
+	c.quietAck = 0
+	return true
 }

@@ -211,3 +211,19 @@ func TestWebSessionRefreshUnseen(t *testing.T) {
 	}
 	uas.expectSuccess(t)
 }
+
+// TestPeerRefreshByReinvite: the peer is the refresher and refreshes
+// with a re-INVITE that repeats its SDP unchanged (RFC 3264 §8): the
+// gateway answers it with the SDP the call runs on, and nothing reaches
+// the call's owner, not even the ACK.
+func TestPeerRefreshByReinvite(t *testing.T) {
+	k := startKamailio(t)
+	g := newGateway(t, k, func(cfg *sipgw.Config) {
+		cfg.SessionTimers = sipgw.SessionTimerConfig{Expires: 30 * time.Second, MinSE: 2 * time.Second}
+	})
+	uas := startSipp(t, "uas_timer_peer.xml", "")
+	c := dial(t, g, uas.Port, sipgw.DialOptions{})
+	answeredAcked(t, c)
+	expectInfoNext(t, c)
+	hangUpClean(t, g, c, uas)
+}

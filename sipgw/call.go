@@ -35,12 +35,15 @@ const (
 	// with [Call.Ack] when the web caller sends complete.
 	EventAnswered
 	// EventConfirmed: the ACK for our 2xx arrived (SDP when it carried
-	// one): for an incoming call's answer, or for a re-INVITE we accepted.
+	// one): for an incoming call's answer, or for a re-INVITE we accepted;
+	// or our 200 to an UPDATE's offer went (no ACK follows one).
 	EventConfirmed
 	// EventPrack: the peer acknowledged our reliable provisional (RSeq, SDP).
 	EventPrack
-	// EventReoffer: the peer sent a re-INVITE (SDP). Answer with
-	// Event.Reoffer.Accept or Reject; unanswered it fails after Timer B.
+	// EventReoffer: the peer sent a re-INVITE or an UPDATE with a new
+	// offer (SDP). Answer with Event.Reoffer.Accept or Reject; unanswered
+	// it fails after Timer B. An offer that repeats the peer's SDP
+	// unchanged (a session refresh) is answered without this event.
 	EventReoffer
 	// EventInfo: an INFO arrived (InfoPackage, ContentType, Body; Digit and
 	// Duration for application/dtmf-relay). Already answered 200; one of

@@ -187,7 +187,8 @@ func (c SessionTimerConfig) uacTimer(res *sip.Response) sessionTimer {
 	return sessionTimer{interval: time.Duration(se) * time.Second, weRefresh: refresher != "uas"}
 }
 
-// respond422 answers req 422 with our Min-SE (§8.1, §9).
+// refuseShortTimer answers req 422 with our Min-SE when its
+// Session-Expires is below it (§8.1, §9), and says so.
 func (g *UserAgent) refuseShortTimer(req *sip.Request, tx sip.ServerTransaction) bool {
 	_, _, tooSmall := g.cfg.SessionTimers.uasTimer(req)
 	if tooSmall == 0 {
@@ -233,7 +234,7 @@ func (c *Call) onTimer() {
 	c.stTimer = nil
 	if _, refresh := timerDue(c.st); !refresh {
 		// §10: no refresh came in time.
-		c.g.log.Info("sipgw: session expired", "call", c.id)
+		c.g.log.Debug("sipgw: session expired", "call", c.id)
 		c.endSession(408, "Session expired")
 		return
 	}
@@ -245,7 +246,7 @@ func (c *Call) onTimer() {
 		c.deliver(func() {
 			if err != nil {
 				code := ResponseCode(err)
-				c.g.log.Info("sipgw: session refresh failed", "call", c.id, "code", code, "err", err)
+				c.g.log.Debug("sipgw: session refresh failed", "call", c.id, "code", code, "err", err)
 				c.endSession(code, fmt.Sprintf("Session refresh failed: %d", code))
 				return
 			}

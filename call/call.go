@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -27,6 +28,8 @@ type Handler struct {
 	opts Options
 	dir  Directory
 	log  *slog.Logger
+	// rlog: lines that frames and SIP messages from outside cause (ratelog).
+	rlog *ratelog.Logger
 	next atomic.Uint64 // server subsession ids
 	// refused counts, by operation, web requests on SIP calls refused
 	// because the call's SIP operation queue was full (metrics.go).
@@ -50,7 +53,7 @@ func NewHandler(dir Directory, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{opts: opts, dir: dir, log: opts.Logger, legs: map[legKey]*leg{}, calls: map[*Call]struct{}{}}
+	return &Handler{opts: opts, dir: dir, log: opts.Logger, rlog: ratelog.New(opts.Logger, nil), legs: map[legKey]*leg{}, calls: map[*Call]struct{}{}}
 }
 
 // Call is one call: a caller leg and one callee leg per ringing session.

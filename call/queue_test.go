@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -47,7 +48,9 @@ func expect503(t *testing.T, ep *fakeEP, act protocol.Action, corr string) {
 // A web caller's DTMF and PRACK that find the SIP leg's queue full (a
 // re-INVITE hangs, the DTMF behind it fill the queue) are answered 503
 // with their correlation and counted; the queued ones still go.
-func TestSIPQueueFullOutgoing(t *testing.T) {
+func TestSIPQueueFullOutgoing(t *testing.T) { synctest.Test(t, testSIPQueueFullOutgoing) }
+
+func testSIPQueueFullOutgoing(t *testing.T) {
 	e := newEnv(t, time.Minute)
 	a, fc := e.outgoing(t)
 	e.answerOut(t, a, fc)
@@ -139,7 +142,9 @@ func gatedIncoming(t *testing.T, e *env) (gatedCall, *fakeEP, *protocol.Frame) {
 
 // A web callee's 183 that finds the queue full is answered 503 and
 // counted, not dropped.
-func TestSIPQueueFullProgress(t *testing.T) {
+func TestSIPQueueFullProgress(t *testing.T) { synctest.Test(t, testSIPQueueFullProgress) }
+
+func testSIPQueueFullProgress(t *testing.T) {
 	e := newEnv(t, time.Minute)
 	g, b, st := gatedIncoming(t, e)
 	sub, corr := st.Control.SubsessionID, st.Control.CorrelationID
@@ -173,7 +178,9 @@ func TestSIPQueueFullProgress(t *testing.T) {
 // A reliable 180 from SIP is PRACKed even when the queue is full: the
 // peer sends nothing more before it is (RFC 3262 section 3), and without
 // it the call would never be answered.
-func TestSIPQueueFullSIPPrack(t *testing.T) {
+func TestSIPQueueFullSIPPrack(t *testing.T) { synctest.Test(t, testSIPQueueFullSIPPrack) }
+
+func testSIPQueueFullSIPPrack(t *testing.T) {
 	e := newEnv(t, time.Minute)
 	dials := make(chan gatedCall, 1)
 	e.h.useSIP(func(ctx context.Context, o sipgw.DialOptions) (sipCall, error) {

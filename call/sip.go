@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	sdp "github.com/pion/sdp/v3"
@@ -60,6 +61,8 @@ type sipCall interface {
 	SetTrickle(on bool)
 	// reoffer returns what answers the re-INVITE of an EventReoffer.
 	reoffer(ev sipgw.Event) reofferAnswer
+	// refer returns what answers the REFER of an EventRefer.
+	refer(ev sipgw.Event) referAnswer
 }
 
 type reofferAnswer interface {
@@ -70,6 +73,8 @@ type reofferAnswer interface {
 type sipgwCall struct{ *sipgw.Call }
 
 func (c sipgwCall) reoffer(ev sipgw.Event) reofferAnswer { return ev.Reoffer }
+
+func (c sipgwCall) refer(ev sipgw.Event) referAnswer { return ev.Refer }
 
 // SIPOptions connect a Handler to a SIP network ([Handler.UseSIP]).
 type SIPOptions struct {
@@ -213,6 +218,8 @@ type farLeg struct {
 	earlySDP     json.RawMessage         // the payload of the last provisional with SDP
 	completeCorr string                  // the web correlation the next ACK completes
 	webReoffer   string                  // the web's re-offer awaiting SIP's answer (its correlation)
+	referIn      *referIn                // SIP's REFER, from the transfer request to the new call's final status (transfer.go)
+	transferOut  *transferOut            // the web's transfer toward SIP, until its final NOTIFY (transfer.go)
 	sipReoffer   *sipReoffer             // SIP's re-offer awaiting the web's answer
 	local        *sdp.SessionDescription // the web side's last SDP toward SIP (trickle.go)
 	trickle      []sdp.Attribute         // web candidates not yet given to SIP (trickle.go)
@@ -242,6 +249,10 @@ func (h *Handler) newFarLeg(c *Call, out bool) *farLeg {
 // log is the leg's logger: it names the web session once there is one
 // (the caller, or the callee that answered) and the SIP call once dialled.
 func (fl *farLeg) log() *slog.Logger { return fl.logp.Load() }
+
+// rlog is the leg's logger for lines that SIP peers and clients cause,
+// within the handler's budgets (ratelog).
+func (fl *farLeg) rlog() *ratelog.Logger { return fl.h.rlog.To(fl.log()) }
 
 // logWith adds attributes to the leg's logger. c.mu is held.
 func (fl *farLeg) logWith(args ...any) { fl.logp.Store(fl.log().With(args...)) }
@@ -351,7 +362,7 @@ func (fl *farLeg) hangup() {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout())
 		defer cancel()
 		if err := fl.sc.Hangup(ctx); err != nil {
-			fl.log().Info("SIP hangup failed", "err", err)
+			fl.rlog().Info("sip hangup", "SIP hangup failed", "err", err)
 		}
 	})
 }
@@ -437,7 +448,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 				reason := protocol.Reason(code)
 				if code == protocol.CodeBadRequest {
 					reason = "target or header refused by the SIP side"
-					fl.log().Warn("call refused toward SIP", "target", o.Target, "err", err)
+					fl.rlog().Warn("sip call refused", "call refused toward SIP", "target", o.Target, "err", err)
 				}
 				h.failCaller(c, code, reason)
 			}
@@ -476,7 +487,7 @@ func (h *Handler) incomingSIP(sc sipCall) {
 	if _, err := parseSDP(string(sc.Offer())); err != nil {
 		// Browsers need the offer in the INVITE, and one they can read
 		// (RFC 3261 section 13.3.1.3).
-		fl.log().Info("incoming SIP call refused: its SDP does not parse", "err", err)
+		fl.rlog().Info("sip sdp", "incoming SIP call refused: its SDP does not parse", "err", err)
 		fl.reject(protocol.CodeNotAcceptableHere)
 		return
 	}
@@ -693,6 +704,20 @@ func (fl *farLeg) do(act sipAction, a sipArgs) bool {
 		fl.sipInfo(a.ev)
 	case actRelayRefer:
 		fl.sipRefer(a.ev)
+	case actReferGone:
+		_ = fl.sc.refer(a.ev).Reject(481, "")
+	case actReferPending:
+		_ = fl.sc.refer(a.ev).Reject(491, "")
+	case actAnswerRefer:
+		fl.webAnswerRefer(a.l, a.f)
+	case actRejectRefer:
+		fl.webRejectRefer(a.l, a.f)
+	case actReferProgress:
+		fl.webReferProgress(a.l, a.f)
+	case actRelayTransferProgress:
+		fl.sipTransferProgress(a.ev)
+	case actRelayRemoteSDP:
+		fl.sipRemoteSDP(a.ev)
 	case actReoffer:
 		fl.webOffer(a.l, a.f)
 	case actNotEstablished:
@@ -813,7 +838,7 @@ func (fl *farLeg) sipReoffered(ev sipgw.Event) {
 		// The session stays as it was (RFC 3261 section 14.2);
 		// the web side saw nothing of it.
 		if _, err := parseSDP(string(ev.SDP)); err != nil {
-			fl.log().Info("SIP re-offer refused: its SDP does not parse", "err", err)
+			fl.rlog().Info("sip sdp", "SIP re-offer refused: its SDP does not parse", "err", err)
 			_ = ro.Reject(protocol.CodeNotAcceptableHere, "")
 			return
 		}
@@ -849,18 +874,6 @@ func (fl *farLeg) sipInfo(ev sipgw.Event) {
 	fl.h.send(w, out, false)
 }
 
-// sipRefer hands a REFER to the web side as a transfer request.
-func (fl *farLeg) sipRefer(ev sipgw.Event) {
-	w := fl.web()
-	if w == nil || w.ep.Oracle() {
-		return
-	}
-	out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionTransfer, "")
-	out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
-	out.Header.ReferTo = ev.ReferTo
-	fl.h.send(w, out, true)
-}
-
 // remoteName is the SIP party as the web side names it.
 func (fl *farLeg) remoteName() string {
 	if fl.out {
@@ -877,20 +890,25 @@ func (fl *farLeg) remoteName() string {
 // c.mu is held.
 func (fl *farLeg) badSIPSDP(err error) {
 	c, h := fl.c, fl.h
-	fl.log().Info("SIP call ended: its SDP does not parse", "err", err)
+	fl.rlog().Info("sip sdp", "SIP call ended: its SDP does not parse", "err", err)
 	switch w := fl.web(); {
 	case fl.out && !fl.phase.answered():
 		h.failCaller(c, protocol.CodeNotAcceptableHere, sdpReason(err))
 	case w != nil:
-		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
-		if !fl.out {
-			out.Header.Initiator, out.Header.Target = fl.remote, w.ep.Identity()
-		}
-		h.send(w, out, true)
+		fl.sendShutdown(w)
 	}
 	fl.webGone = true
 	fl.hangup()
 	h.endFar(c)
+}
+
+// sendShutdown tells the web leg w that the call is over.
+func (fl *farLeg) sendShutdown(w *leg) {
+	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
+	if !fl.out {
+		out.Header.Initiator, out.Header.Target = fl.remote, w.ep.Identity()
+	}
+	fl.h.send(w, out, true)
 }
 
 // ended reports the end of the SIP call to the web side. c.mu is held.
@@ -1210,7 +1228,7 @@ func (fl *farLeg) forkAnswer(l *leg, f *protocol.Frame) bool {
 		err := sc.Answer(ctx, []byte(p.SDP), headers...)
 		cancel()
 		if err != nil {
-			fl.log().Info("SIP answer failed", "err", err)
+			fl.rlog().Info("sip answer", "SIP answer failed", "err", err)
 			ctx, cancel := opCtx()
 			defer cancel()
 			_ = sc.Hangup(ctx)
@@ -1246,34 +1264,4 @@ func (fl *farLeg) forkDeclines(l *leg, f *protocol.Frame) {
 		return
 	}
 	fl.settle()
-}
-
-// webTransfer: a blind transfer (REFER) from the web side.
-func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
-	c := fl.c
-	h := fl.h
-	corr, referTo := protocol.ClientCorrelation(f), f.Header.ReferTo
-	if !fl.enqueue(func() {
-		ctx, cancel := opCtx()
-		err := fl.sc.Transfer(ctx, referTo)
-		cancel()
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.ended {
-			return
-		}
-		if err != nil {
-			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
-			out := fl.frameTo(l, protocol.TypeError, protocol.ActionTransfer, corr)
-			out.Header.ErrorCode, out.Header.Reason = code, protocol.Reason(code)
-			h.send(l, out, false)
-			return
-		}
-		out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionTransfer, corr)
-		out.Control.MessageState = protocol.StateFinal
-		out.Header.ResponseCode, out.Header.Reason = protocol.CodeAccepted, protocol.Reason(protocol.CodeAccepted)
-		h.send(l, out, false)
-	}) {
-		fl.busy(l, f, opTransfer)
-	}
 }

@@ -114,13 +114,13 @@ func (fl *farLeg) flushTrickle() {
 		return
 	}
 	body := sdpfrag(fl.local, fl.trickle)
-	sc, log := fl.sc, fl.log()
+	sc, log, rlog := fl.sc, fl.log(), fl.rlog()
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
 		defer cancel()
 		err := sc.SendInfo(ctx, sipgw.Info{Package: sipgw.InfoPackageTrickleICE, ContentType: sipgw.ContentTypeTrickleICE, Body: body})
 		if err != nil {
-			log.Info("trickle INFO failed", "err", err)
+			rlog.Info("trickle info", "trickle INFO failed", "err", err)
 		}
 	}) {
 		// Kept for the next flush (or re-offer), within their bound.

@@ -22,6 +22,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
 	"github.com/jsonrtc/jsonrtc/endpoint"
+	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/messaging"
 	"github.com/jsonrtc/jsonrtc/notification"
@@ -36,6 +37,9 @@ import (
 type Gateway struct {
 	cfg Config
 	log *slog.Logger
+	// rlog writes, within a budget per cause, what outsiders can cause
+	// at will: refused handshakes and connects, bad frames (ratelog).
+	rlog *ratelog.Logger
 
 	calls    *call.Handler
 	msgs     *messaging.Handler
@@ -101,6 +105,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		flushWork:  make(chan *link),
 		cfg:        cfg,
 		log:        log,
+		rlog:       ratelog.New(log, nil),
 		web:        opts.Web,
 		sessions:   map[string]*Session{},
 		byIdentity: map[string][]*Session{},

@@ -28,12 +28,17 @@ type peer struct {
 
 func newGateway(t *testing.T, mod func(*Config)) (*Gateway, string) {
 	t.Helper()
+	return newGatewayOpts(t, mod, Options{})
+}
+
+func newGatewayOpts(t *testing.T, mod func(*Config), opts Options) (*Gateway, string) {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Session.AckDelay = Duration(time.Hour) // tests see only the frames they expect
 	if mod != nil {
 		mod(&cfg)
 	}
-	g, err := New(cfg, Options{})
+	g, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/auth"
+	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/sipgw"
@@ -18,8 +19,31 @@ import (
 )
 
 // maxBadFrames is how many undecodable frames in a row close a socket
-// with 1008 (docs/protocol.md §9.3).
+// with 1008 (docs/protocol.md §9.3). Spread out in time, fewer do:
+// limits.Socket.Malformed.
 const maxBadFrames = 10
+
+// hangUp is why a reader closes its socket; the zero value reads on.
+type hangUp struct {
+	code   websocket.StatusCode
+	reason string
+	metric string // the jsonrtc_socket_drops_total reason
+	// exhausted: the session ends, its sequences used up.
+	exhausted bool
+}
+
+var (
+	hangUpMalformed = hangUp{code: websocket.StatusPolicyViolation, reason: "too many malformed frames", metric: "malformed"}
+	hangUpFlood     = hangUp{code: websocket.StatusPolicyViolation, reason: "frame flood", metric: "flood"}
+	// A frame was dropped for the rate limit and a later one came: the
+	// client resumes, and resends both (see Session.refuse).
+	hangUpBehind    = hangUp{code: websocket.StatusTryAgainLater, reason: "rate limited; resume to resend", metric: "rate_limited"}
+	hangUpExhausted = hangUp{code: websocket.StatusNormalClosure, reason: reasonSequenceExhausted.String(), metric: "sequence_exhausted", exhausted: true}
+)
+
+// errFlood ends a read whose socket exceeded its frame budget for too
+// long (from the text ping hook, or the handshake).
+var errFlood = errors.New("gateway: frame flood")
 
 func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	select {
@@ -47,7 +71,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		var err error
 		if p, err = g.authn.Authenticate(r); err != nil {
 			g.metrics.handshakes.WithLabelValues("unauthenticated").Inc()
-			g.log.Info("handshake refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "path", r.URL.Path, "err", err)
+			g.rlog.Info("handshake unauthenticated", "handshake refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "path", r.URL.Path, "err", err)
 			auth.WriteError(w, err)
 			return
 		}
@@ -67,7 +91,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	c, err := ws.Accept(w, r, opts)
 	if err != nil {
 		g.metrics.handshakes.WithLabelValues("refused").Inc()
-		g.log.Info("handshake refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
+		g.rlog.Info("handshake refused", "handshake refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
 		return
 	}
 	g.metrics.handshakes.WithLabelValues("accepted").Inc()
@@ -86,13 +110,20 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 // quarter of it is in use, so the reader, which an idle session parks for
 // its whole life, starts afresh with the runtime's small initial stack.
 func (g *Gateway) serveConn(c *ws.Conn, p *auth.Principal, addr netip.Addr) {
-	l := &link{g: g, c: c, addr: addr, max: g.cfg.Session.WindowFrames + 16}
+	profile := ""
+	if p != nil {
+		profile = p.Limits
+	}
+	l := &link{g: g, c: c, addr: addr, max: g.cfg.Session.WindowFrames + 16, budget: g.lim.NewSocket(profile)}
+	l.idle.L = &l.mu
+	c.SetTextPing(l.textPing)
 	s, err := g.handshake(g.ctx, c, l, p)
 	if err != nil {
 		c.CloseNow()
 		l.stop()
 		return
 	}
+	l.quota = s.quota
 	if !g.goTracked(func() { g.readLoop(s, l) }) {
 		// Shutdown has begun: it ends every session, this one included.
 		c.CloseNow()
@@ -125,16 +156,52 @@ func (g *Gateway) readLoop(s *Session, l *link) {
 			}
 			continue // Shutdown is under way: it closes the socket.
 		}
+		if errors.Is(err, errFlood) {
+			g.hangUp(c, hangUpFlood)
+		}
 		if err != nil {
 			s.detach(l, ws.CloseStatus(err) == websocket.StatusNormalClosure)
 			return
 		}
-		if !s.inbound(l, data) {
-			c.Close(websocket.StatusPolicyViolation, "too many malformed frames")
+		if h := s.inbound(l, data); h.code != 0 {
+			// What was answered goes out before the close: the reason for
+			// it, or the burst's answers a client resuming would
+			// otherwise get again.
+			if h.exhausted {
+				// Ended before its last answer goes out: a client that
+				// reads it and resumes at once finds no session to take
+				// back. The answer is queued on l, which writes it still.
+				s.endKeepingSocket(l, reasonSequenceExhausted)
+			}
+			l.waitWritten()
+			g.hangUp(c, h)
 			s.detach(l, false)
 			return
 		}
 	}
+}
+
+// hangUp closes c for h and counts it. A flooder does not get the close
+// handshake's seconds of reading: a client that means well has read the
+// close frame within hangUpWait.
+func (g *Gateway) hangUp(c *ws.Conn, h hangUp) {
+	g.metrics.closes.WithLabelValues(h.metric).Inc()
+	c.CloseWithin(h.code, h.reason, hangUpWait)
+}
+
+const hangUpWait = 250 * time.Millisecond
+
+// textPing charges a text ping to the socket's budget (transport/ws calls
+// it on the reader's goroutine). A denied ping gets no pong: an error
+// frame is no answer to a ping, and clients ping again later anyway.
+func (l *link) textPing() (bool, error) {
+	switch l.budget.Frame(l.quota) {
+	case limits.Allow:
+		return true, nil
+	case limits.Flood:
+		return false, errFlood
+	}
+	return false, nil
 }
 
 // readerIdleAfter is how long a socket has nothing to read before its
@@ -147,11 +214,26 @@ const readerIdleAfter = 3 * time.Second
 func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Principal) (*Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.WebSocket.HandshakeTimeout.D())
 	defer cancel()
-	bad := 0
 	for {
 		data, err := c.Read(ctx)
+		if errors.Is(err, errFlood) {
+			g.hangUp(c, hangUpFlood)
+		}
 		if err != nil {
 			return nil, err
+		}
+		// Before a session exists, the socket's own budget is all there
+		// is: a connect flood must not cost a log line or an answer per
+		// frame.
+		switch l.budget.Frame(nil) {
+		case limits.Flood:
+			g.hangUp(c, hangUpFlood)
+			return nil, errFlood
+		case limits.DenyAnswer:
+			writeNow(ctx, c, connectError(nil, protocol.CodeServiceUnavailable, "rate limited"))
+			continue
+		case limits.Deny:
+			continue
 		}
 		f, err := protocol.Decode(data)
 		if err == nil {
@@ -161,10 +243,9 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 			err = &protocol.Error{Code: protocol.CodeForbidden, Reason: "the first frame must be a connect request"}
 		}
 		if err != nil {
-			bad++
 			writeNow(ctx, c, connectError(f, protocol.CodeOf(err), protocol.ReasonOf(err)))
-			if bad >= maxBadFrames {
-				c.Close(websocket.StatusPolicyViolation, "too many malformed frames")
+			if !l.budget.Malformed() {
+				g.hangUp(c, hangUpMalformed)
 				return nil, err
 			}
 			continue
@@ -173,6 +254,11 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 		if err != nil {
 			writeNow(ctx, c, connectErrorFor(f, err))
 			continue
+		}
+		if !resumed {
+			// Before the client hears it is connected: a watcher who
+			// learns of it and subscribes at once must find it online.
+			g.presence.SessionStarted(s)
 		}
 		s.inMu.Lock()
 		s.mu.Lock()
@@ -217,7 +303,6 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 			s.log.Info("session resumed", "resent", len(resend))
 		} else {
 			s.log.Info("session started", "subprotocol", c.Subprotocol())
-			g.presence.SessionStarted(s)
 		}
 		return s, nil
 	}
@@ -239,7 +324,7 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr
 				// A session id alone never grants access: the victim's
 				// session is left untouched.
 				g.metrics.resumes.WithLabelValues("identity_mismatch").Inc()
-				g.log.Warn("resume refused: another identity", "session_id", id, "identity", identity, "remote", c.RemoteAddr())
+				g.rlog.Warn("resume identity mismatch", "resume refused: another identity", "session_id", id, "identity", identity, "remote", c.RemoteAddr())
 			} else {
 				old.mu.Lock()
 				err := old.st.CheckResume(&f.Header)
@@ -249,7 +334,7 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr
 					return old, true, nil
 				}
 				g.metrics.resumes.WithLabelValues("refused").Inc()
-				old.log.Info("resume refused; starting anew", "err", err)
+				old.rlog.Info("resume refused", "resume refused; starting anew", "err", err)
 				old.end(reasonReplaced)
 			}
 		} else {
@@ -272,7 +357,7 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr
 	quota, err := g.lim.OpenSession(app, profile, identity)
 	if err != nil {
 		releaseGuest()
-		g.log.Info("session refused by limits", "identity", identity, "err", err)
+		g.rlog.Info("session limits", "session refused by limits", "identity", identity, "err", err)
 		return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "limit reached: " + err.Error()}
 	}
 	// A guest costs the SIP network nothing until it calls: it neither
@@ -361,19 +446,31 @@ func writeNow(ctx context.Context, c *ws.Conn, data []byte) {
 	c.Write(ctx, data)
 }
 
-// inbound processes one frame from the session's socket l. It returns
-// false when the socket must be closed for abuse.
-func (s *Session) inbound(l *link, data []byte) bool {
+// inbound processes one frame from the session's socket l. Every frame
+// is charged to the socket's budget (and the identity's and
+// application's) before anything else is done with it. A non-zero hangUp
+// closes the socket.
+func (s *Session) inbound(l *link, data []byte) hangUp {
 	s.inMu.Lock()
 	defer s.inMu.Unlock()
+	verdict := l.budget.Frame(s.quota)
+	if verdict == limits.Flood {
+		return hangUpFlood
+	}
 	f, err := protocol.Decode(data)
+	if verdict != limits.Allow {
+		if err == nil {
+			s.refuse(l, f, verdict == limits.DenyAnswer)
+		}
+		return hangUp{}
+	}
 	if err != nil {
-		return s.undecodable(data, err)
+		return s.undecodable(l, data, err)
 	}
 	s.mu.Lock()
 	if s.ended || s.conn != l {
 		s.mu.Unlock()
-		return true
+		return hangUp{}
 	}
 	s.lastError = 0
 	if f.Control.SessionID != "" && f.Control.SessionID != s.id {
@@ -381,17 +478,21 @@ func (s *Session) inbound(l *link, data []byte) bool {
 		// old resend queue): it belongs to no live session here.
 		s.mu.Unlock()
 		s.log.Debug("dropping frame of another session", "frame_session", f.Control.SessionID)
-		return true
+		return hangUp{}
+	}
+	if l.behind && s.newSequence(f) {
+		s.mu.Unlock()
+		return hangUpBehind
 	}
 	v, gap := s.st.Receive(f)
 	switch v {
 	case session.Duplicate:
 		s.scheduleAckLocked()
 		s.mu.Unlock()
-		return true
+		return hangUp{}
 	case session.AckOnly:
 		s.mu.Unlock()
-		return true
+		return hangUp{}
 	case session.Unsequenced:
 		s.mu.Unlock()
 		if f.Header.Action == protocol.ActionConnect {
@@ -399,30 +500,82 @@ func (s *Session) inbound(l *link, data []byte) bool {
 		} else {
 			s.Send(errorFor(f, protocol.CodeBadRequest, "control.sequence is missing"), false)
 		}
-		return true
+		return hangUp{}
 	}
 	s.scheduleAckLocked()
 	s.mu.Unlock()
 	if gap > 0 {
-		s.log.Info("sequence gap", "missing", gap, "sequence", f.Control.Sequence)
+		s.rlog.Info("sequence gap", "sequence gap", "missing", gap, "sequence", f.Control.Sequence)
 	}
 	s.g.metrics.frames.Inc()
-	if !s.quota.AllowFrame() {
-		s.Send(errorFor(f, protocol.CodeServiceUnavailable, "rate limited"), false)
-		return true
+	if f.Control.Sequence == protocol.MaxSequence {
+		return s.exhausted(f.Control.Sequence, errorFor(f, 0, ""))
 	}
 	if err := protocol.Validate(f); err != nil {
 		s.Send(errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
-		return true
+		return hangUp{}
 	}
 	s.dispatch(f)
-	return true
+	return hangUp{}
+}
+
+// newSequence reports whether f takes a client sequence not yet
+// processed; s.mu is held.
+func (s *Session) newSequence(f *protocol.Frame) bool {
+	return f.Control.Type != protocol.TypeAcknowledgement && f.Control.Sequence > s.st.Processed
+}
+
+// refuse handles a frame over the budget, which is not processed. When
+// answer is set (at most once a second per socket) a request without a
+// sequence and a new sequenced frame get error 503, and the sequenced
+// frame counts as processed: the error is its outcome, as PROTOCOL.md
+// section 7 has it, and the client does not resend it. Any other denied
+// frame gets nothing, and a new sequenced one is not acknowledged either:
+// nothing is lost, but nothing above it can be processed without
+// skipping it, so the socket is behind, and the next new sequenced frame
+// the budget allows closes it (1013, hangUpBehind) for the client to
+// resume and resend from the last frame processed. Acknowledgements and
+// duplicates dropped cost nothing: acks are cumulative.
+func (s *Session) refuse(l *link, f *protocol.Frame, answer bool) {
+	s.mu.Lock()
+	if s.ended || s.conn != l || f.Control.SessionID != "" && f.Control.SessionID != s.id {
+		s.mu.Unlock()
+		return
+	}
+	fresh := s.newSequence(f)
+	unsequencedRequest := f.Control.Type == protocol.TypeRequest && f.Control.Sequence == 0
+	switch {
+	case fresh && (!answer || l.behind):
+		l.behind = true
+		s.mu.Unlock()
+		return
+	case fresh:
+		s.st.Receive(f)
+		s.scheduleAckLocked()
+	case !answer || !unsequencedRequest:
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.Send(errorFor(f, protocol.CodeServiceUnavailable, "rate limited"), false)
+}
+
+// exhausted answers the frame that took the last client sequence there
+// is with error 500, which ends the session on the SDK's side too: no
+// later frame could be numbered. out is the error frame, addressed.
+func (s *Session) exhausted(seq uint64, out *protocol.Frame) hangUp {
+	out.Header.ErrorCode = protocol.CodeServerError
+	out.Header.Reason = "sequence numbers exhausted; start a new session"
+	s.Send(out, false)
+	s.rlog.Info("sequence exhausted", "client sequence numbers exhausted; ending the session", "sequence", seq)
+	return hangUpExhausted
 }
 
 // undecodable answers a frame that is not a valid JSONrtc frame with
 // error 400. When its sequence can still be read, it counts as processed,
-// so that the client does not resend it after a resume.
-func (s *Session) undecodable(data []byte, err error) bool {
+// so that the client does not resend it after a resume. Too many of them
+// close the socket.
+func (s *Session) undecodable(l *link, data []byte, err error) hangUp {
 	var loose struct {
 		Control struct {
 			Type         any `json:"type"`
@@ -438,14 +591,9 @@ func (s *Session) undecodable(data []byte, err error) bool {
 		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageCall},
 		Header:  protocol.Header{ErrorCode: protocol.CodeBadRequest, Reason: protocol.ReasonOf(err)},
 	}
+	var seq uint64
 	isObject := json.Unmarshal(data, &loose) == nil
 	if isObject {
-		if n, ok := loose.Control.Sequence.(float64); ok && n >= 1 && n < 1<<53 && n == float64(uint64(n)) {
-			out.Control.CorrelationID = "c" + strconv.FormatUint(uint64(n), 10)
-			s.mu.Lock()
-			s.st.Receive(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Sequence: uint64(n)}})
-			s.mu.Unlock()
-		}
 		if v, ok := loose.Control.SubsessionID.(string); ok && len(v) <= 128 {
 			out.Control.SubsessionID = v
 		}
@@ -455,14 +603,33 @@ func (s *Session) undecodable(data []byte, err error) bool {
 		if v, ok := loose.Header.Action.(string); ok && len(v) <= 32 && validIdentity(v) {
 			out.Header.Action = protocol.Action(v)
 		}
+		if n, ok := loose.Control.Sequence.(float64); ok && n >= 1 && n <= protocol.MaxSequence && n == float64(uint64(n)) {
+			seq = uint64(n)
+			out.Control.CorrelationID = "c" + strconv.FormatUint(seq, 10)
+		}
 	}
 	s.mu.Lock()
+	if seq != 0 && l.behind && seq > s.st.Processed {
+		// Answering it would process it past a frame dropped for the
+		// rate limit: refuse's rule.
+		s.mu.Unlock()
+		return hangUpBehind
+	}
+	if seq != 0 {
+		s.st.Receive(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Sequence: seq}})
+	}
 	s.lastError++
 	n := s.lastError
 	s.mu.Unlock()
 	s.g.metrics.badFrames.Inc()
+	if seq == protocol.MaxSequence {
+		return s.exhausted(seq, out)
+	}
 	s.Send(out, false)
-	return n < maxBadFrames
+	if n >= maxBadFrames || !l.budget.Malformed() {
+		return hangUpMalformed
+	}
+	return hangUp{}
 }
 
 // errorFor builds the error frame that answers f.
@@ -478,7 +645,7 @@ func errorFor(f *protocol.Frame, code int, reason string) *protocol.Frame {
 func (s *Session) dispatch(f *protocol.Frame) {
 	if f.Control.Type == protocol.TypeRequest && s.principal != nil {
 		if err := auth.CheckInitiator(s.principal, f.Header.Initiator); err != nil {
-			s.log.Warn("initiator contradicts the identity", "initiator", f.Header.Initiator)
+			s.rlog.Warn("initiator refused", "initiator contradicts the identity", "initiator", f.Header.Initiator)
 			s.Send(errorFor(f, protocol.CodeForbidden, "initiator is not you"), false)
 			return
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/auth"
+	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
@@ -27,7 +28,8 @@ const (
 	reasonReplaced // a failed resume of the same identity started anew
 	reasonWindowFull
 	reasonShutdown
-	reasonRegistrationLost // the SIP registration could not be refreshed
+	reasonRegistrationLost  // the SIP registration could not be refreshed
+	reasonSequenceExhausted // a side's sequences reached protocol.MaxSequence
 )
 
 func (r endReason) String() string {
@@ -44,6 +46,8 @@ func (r endReason) String() string {
 		return "gateway shutdown"
 	case reasonRegistrationLost:
 		return "SIP registration lost"
+	case reasonSequenceExhausted:
+		return "sequence numbers exhausted"
 	}
 	return "unknown"
 }
@@ -57,6 +61,8 @@ type Session struct {
 	app      string
 	oracle   bool
 	log      *slog.Logger
+	// rlog is for the lines the client can cause at will (ratelog).
+	rlog *ratelog.Logger
 	// principal is who authenticated (nil for the built-in open
 	// application); quota the session's share of its limits.
 	principal *auth.Principal
@@ -101,6 +107,27 @@ type link struct {
 	writing bool
 	dead    bool
 	flusher sync.WaitGroup
+	// idle is signalled when the writer stops: the queue is written, or
+	// the link died.
+	idle sync.Cond
+
+	// budget charges every frame read from the socket (limits.Socket);
+	// quota is the session's, once there is one. behind: a new client
+	// frame was dropped for the rate limit (Session.refuse). The three
+	// belong to the socket's reader.
+	budget *limits.Socket
+	quota  *limits.Session
+	behind bool
+}
+
+// waitWritten waits until what is queued on l has been written, or l
+// died. A write is bounded by the transport's write timeout.
+func (l *link) waitWritten() {
+	l.mu.Lock()
+	for l.writing && !l.dead {
+		l.idle.Wait()
+	}
+	l.mu.Unlock()
 }
 
 // push queues data; false means the queue is full (the socket cannot keep
@@ -169,6 +196,7 @@ func (l *link) flush() {
 		if len(batch) == 0 || l.dead {
 			l.writing = false
 			l.queue = nil
+			l.idle.Broadcast()
 			l.mu.Unlock()
 			return
 		}
@@ -208,6 +236,7 @@ func (g *Gateway) newSession(identity string, oracle bool, processed uint64) *Se
 		log:  g.log.With("session_id", id, "identity", identity),
 		// connect sets the guest's own.
 		releaseGuest: func() {},
+		rlog:         g.rlog.With("session_id", id, "identity", identity),
 	}
 }
 
@@ -254,15 +283,20 @@ func (s *Session) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
 	}
 	data, err := s.st.Send(f, s.limits(), nil)
 	if err != nil {
-		// The peer left too much unacknowledged. End the session out of
+		// The peer left too much unacknowledged, or (after 2^53-1
+		// frames) there is no sequence left. End the session out of
 		// line: the caller holds handler locks that ending needs.
-		s.log.Warn("retained window full; ending session")
-		s.g.metrics.closes.WithLabelValues("window_full").Inc()
+		r, metric := reasonWindowFull, "window_full"
+		if errors.Is(err, session.ErrSequenceExhausted) {
+			r, metric = reasonSequenceExhausted, "sequence_exhausted"
+		}
+		s.log.Warn("ending session", "reason", r.String())
+		s.g.metrics.closes.WithLabelValues(metric).Inc()
 		if s.conn != nil {
 			s.conn.c.CloseNow()
 		}
 		// (When Shutdown is already waiting, it has ended the session.)
-		s.g.goTracked(func() { s.end(reasonWindowFull) })
+		s.g.goTracked(func() { s.end(r) })
 		return 0, err
 	}
 	s.queueLocked(data)
@@ -388,6 +422,17 @@ func (s *Session) detach(l *link, logout bool) {
 	s.end(reasonLogout)
 }
 
+// endKeepingSocket ends the session whose reader l is, leaving l's socket
+// for that reader to close with its own code.
+func (s *Session) endKeepingSocket(l *link, r endReason) {
+	s.mu.Lock()
+	if s.conn == l {
+		s.conn = nil
+	}
+	s.mu.Unlock()
+	s.end(r)
+}
+
 // end ends the session: its calls are shut down toward their peers, its
 // pending messages answered, its socket closed.
 func (s *Session) end(r endReason) {
@@ -424,8 +469,11 @@ func (s *Session) end(r endReason) {
 	s.inMu.Unlock()
 	if conn != nil {
 		code := websocket.StatusGoingAway
-		if r == reasonWindowFull {
+		switch r {
+		case reasonWindowFull:
 			code = websocket.StatusTryAgainLater
+		case reasonSequenceExhausted:
+			code = websocket.StatusNormalClosure // nothing to resume
 		}
 		if !s.g.goTracked(func() { conn.c.Close(code, r.String()) }) {
 			conn.c.CloseNow()

@@ -159,7 +159,7 @@ func (g *Gateway) sipRegister(ctx context.Context, f *protocol.Frame, identity, 
 	case code == protocol.CodeBadRequest:
 		return nil, &protocol.Error{Code: code, Reason: "identity cannot be registered over SIP"}
 	}
-	g.log.Info("SIP registration failed", "identity", identity, "err", err)
+	g.rlog.Info("sip register", "SIP registration failed", "identity", identity, "err", err)
 	return nil, &protocol.Error{Code: code, Reason: "registrar: " + protocol.Reason(code)}
 }
 

@@ -160,7 +160,7 @@ func (u sipPresence) Publish(presentity string, st protocol.PresencePayload) {
 	st.Presentity = aor.String()
 	body, err := pidf.Marshal(st)
 	if err != nil {
-		u.g.log.Warn("presence state not publishable", "identity", presentity, "err", err)
+		u.g.rlog.Warn("publish state", "presence state not publishable", "identity", presentity, "err", err)
 		return
 	}
 	err = u.g.sip.Publish(sipgw.PublishOptions{
@@ -168,7 +168,7 @@ func (u sipPresence) Publish(presentity string, st protocol.PresencePayload) {
 		Expiry: time.Duration(u.g.cfg.Presence.Expiry) * time.Second, Final: st.Status == pidf.StatusClosed,
 	})
 	if err != nil && !errors.Is(err, sipgw.ErrClosed) {
-		u.g.log.Info("presence not published", "identity", presentity, "err", err)
+		u.g.rlog.Info("publish failed", "presence not published", "identity", presentity, "err", err)
 	}
 }
 

@@ -55,6 +55,7 @@ const (
 	ScopeIdentity Scope = iota
 	ScopeApplication
 	ScopeAddress // a source IP address (IPv6: its /64)
+	ScopeSocket  // one WebSocket (socket.go)
 	numScopes
 )
 
@@ -66,6 +67,8 @@ func (s Scope) String() string {
 		return "application"
 	case ScopeAddress:
 		return "address"
+	case ScopeSocket:
+		return "socket"
 	}
 	return fmt.Sprintf("Scope(%d)", uint8(s))
 }
@@ -295,9 +298,13 @@ func possible(lim Limit, sc Scope) bool {
 	case LimitHandshakes:
 		return sc == ScopeAddress
 	case LimitCapacity:
-		return true
-	case LimitSessions:
-		return true // per address: guest sessions (GuestSessions)
+		return sc != ScopeSocket
+	}
+	if sc == ScopeSocket {
+		return lim == LimitFrames
+	}
+	if lim == LimitSessions {
+		return true // per address too: guest sessions (GuestSessions)
 	}
 	return sc != ScopeAddress
 }

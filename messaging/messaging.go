@@ -12,10 +12,12 @@
 package messaging
 
 import (
+	"hash/maphash"
 	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/endpoint"
@@ -58,35 +60,88 @@ type Outgoing struct {
 }
 
 // Handler relays messaging frames.
+//
+// No lock is held while a frame is sent to a session: a relay notes
+// under its target's shard lock that it is sending, sends, then records
+// the delivery under the sequence Send returned. An answer that overtakes
+// its record (the target answered before Send returned to the relay) is
+// kept in the target's inbox until the relay records it.
+//
+// Every copy of a message stays recorded until its session answers or
+// ends, or the report timeout: the first answer is the report, the later
+// ones find their record and change nothing.
+//
+// Lock order: a shard's mu, then a message's mu. Never two shards at once.
 type Handler struct {
 	opts Options
 	dir  endpoint.Directory
 	log  *slog.Logger
 
-	// mu is held across the relay so that a record exists before its
-	// answer can arrive. Endpoint locks are taken inside it.
-	mu      sync.Mutex
-	byKey   map[key]*delivery
-	pending int
+	seed   maphash.Seed
+	shards [numShards]shard
+	// pending counts deliveries awaiting an answer (reserved before their
+	// send) and sends to the Upstream awaiting its report; MaxPending
+	// bounds it.
+	pending atomic.Int64
+}
+
+// numShards spreads the deliveries over locks by target session, so
+// that relays to different sessions do not wait for each other.
+const numShards = 64
+
+type shard struct {
+	mu sync.Mutex
+	to map[string]*inbox // by target session id
+}
+
+// inbox is what a shard holds for one target session. It exists while
+// the session has deliveries or a relay is sending to it.
+type inbox struct {
+	deliveries map[string]*delivery // by correlation id, "s<sequence>"
+	// sending counts relays between their Send to the session and the
+	// record of its delivery.
+	sending int
+	// early holds answers that came while a relay was sending, with no
+	// delivery yet under their correlation id: at most one per relay
+	// sending, so a peer answering at random cannot grow it (it can only
+	// crowd out its own answers, whose messages then time out).
+	early []sessionAnswer
+	// ended is set when the session ended while a relay was sending: what
+	// it sent can no longer be answered.
+	ended bool
+}
+
+// sessionAnswer is what a session answered to a delivery.
+type sessionAnswer struct {
+	corr   string
+	typ    protocol.Type
+	code   int
+	reason string
 }
 
 type key struct{ session, corr string }
 
-// message is one send from a web user; delivery one copy of it.
+// message is one send from a web user or from the Upstream; delivery one
+// copy of it.
 type message struct {
 	from     endpoint.Endpoint // nil for a message from the Upstream
 	answerFn func(code int, reason string)
 	corr     string // the sender's id for it
 	sub      string
 	target   string
-	copies   int
-	answered bool
-	timer    *time.Timer
+
+	mu       sync.Mutex
+	answered bool // it has its report
+	expired  bool // the report timeout fired: its deliveries are dropped
+	// copies counts the copies that may still answer, plus one while the
+	// relay is still sending: the last one gone, unanswered, is a 480.
+	copies int
+	keys   []key // where its deliveries are recorded
+	timer  *time.Timer
 }
 
 type delivery struct {
 	msg *message
-	to  endpoint.Endpoint
 }
 
 // NewHandler returns a Handler that finds targets in dir.
@@ -100,14 +155,34 @@ func NewHandler(dir endpoint.Directory, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{opts: opts, dir: dir, log: opts.Logger, byKey: map[key]*delivery{}}
+	h := &Handler{opts: opts, dir: dir, log: opts.Logger, seed: maphash.MakeSeed()}
+	for i := range h.shards {
+		h.shards[i].to = map[string]*inbox{}
+	}
+	return h
 }
 
-// Pending returns the deliveries awaiting an answer, for leak checks.
+// Pending returns the messages awaiting an answer, for leak checks:
+// deliveries to sessions and sends to the Upstream.
 func (h *Handler) Pending() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.byKey)
+	return int(h.pending.Load())
+}
+
+// reserve takes n places in the MaxPending bound, or none.
+func (h *Handler) reserve(n int) bool {
+	for {
+		p := h.pending.Load()
+		if p+int64(n) > int64(h.opts.MaxPending) {
+			return false
+		}
+		if h.pending.CompareAndSwap(p, p+int64(n)) {
+			return true
+		}
+	}
+}
+
+func (h *Handler) shard(session string) *shard {
+	return &h.shards[maphash.String(h.seed, session)%numShards]
 }
 
 func reply(f *protocol.Frame, typ protocol.Type, code int, reason string) *protocol.Frame {
@@ -139,8 +214,8 @@ func (h *Handler) HandleFrame(ep endpoint.Endpoint, f *protocol.Frame) {
 }
 
 func (h *Handler) send(ep endpoint.Endpoint, f *protocol.Frame) {
-	var p protocol.MessagePayload
-	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
+	// The payload goes out as it came: it only has to be one that decodes.
+	if err := protocol.CheckMessagePayload(f.Payload); err != nil {
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, protocol.ReasonOf(err)), false)
 		return
 	}
@@ -154,7 +229,7 @@ func (h *Handler) send(ep endpoint.Endpoint, f *protocol.Frame) {
 	if len(to) == 0 {
 		known := h.dir.Known(id)
 		if !known && h.opts.Upstream != nil && h.opts.Upstream.Routes(f.Header.Target) {
-			h.sendUp(ep, f, p)
+			h.sendUp(ep, f)
 			return
 		}
 		code := protocol.CodeNotFound
@@ -168,15 +243,19 @@ func (h *Handler) send(ep endpoint.Endpoint, f *protocol.Frame) {
 	h.relay(m, to, ep.Identity(), f.Header.Target, f.Header.Ext, f.Payload)
 }
 
-// relay sends m to the sessions to and arms its timeout.
+// relay sends m to the sessions to, one after the other, and arms its
+// timeout. Sending in the caller's goroutine keeps the messages of one
+// sender to one session in the order the sender sent them.
 func (h *Handler) relay(m *message, to []endpoint.Endpoint, from, target string, ext []protocol.Ext, payload []byte) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.pending+len(to) > h.opts.MaxPending {
+	if !h.reserve(len(to)) {
 		m.answered = true
 		h.report(m, protocol.TypeError, protocol.CodeServiceUnavailable, "too many messages in flight")
 		return
 	}
+	m.mu.Lock()
+	m.copies = len(to) + 1
+	m.timer = time.AfterFunc(h.opts.Timeout, func() { h.expire(m) })
+	m.mu.Unlock()
 	for _, e := range to {
 		out := &protocol.Frame{
 			Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessaging},
@@ -184,43 +263,96 @@ func (h *Handler) relay(m *message, to []endpoint.Endpoint, from, target string,
 				Ext: ext},
 			Payload: payload,
 		}
+		sh := h.shard(e.ID())
+		sh.mu.Lock()
+		sh.inbox(e.ID()).sending++
+		sh.mu.Unlock()
 		seq, err := e.Send(out, true)
-		if err != nil {
-			continue
+		if a, done := h.record(sh, e.ID(), m, seq, err); done {
+			h.copyDone(m, a)
 		}
-		h.byKey[key{e.ID(), "s" + strconv.FormatUint(seq, 10)}] = &delivery{msg: m, to: e}
-		m.copies++
-		h.pending++
 	}
-	if m.copies == 0 {
-		m.answered = true
-		h.report(m, protocol.TypeError, protocol.CodeTemporarilyUnavail, "")
+	h.copyDone(m, nil) // the relay's hold
+}
+
+// inbox returns the inbox of session, making it. sh.mu must be held.
+func (sh *shard) inbox(session string) *inbox {
+	in := sh.to[session]
+	if in == nil {
+		in = &inbox{deliveries: map[string]*delivery{}}
+		sh.to[session] = in
+	}
+	return in
+}
+
+// tidy drops in once it holds nothing. sh.mu must be held.
+func (sh *shard) tidy(session string, in *inbox) {
+	if in.sending > 0 {
 		return
 	}
-	m.timer = time.AfterFunc(h.opts.Timeout, func() { h.expire(m) })
+	in.early, in.ended = nil, false
+	if len(in.deliveries) == 0 {
+		delete(sh.to, session)
+	}
+}
+
+// record files the delivery of m to session after its Send returned seq
+// and err. done is true when there is nothing to wait for: the send
+// failed, the session ended, m expired, or the session's answer came
+// first (then a is that answer); the delivery's place in the pending
+// bound is then given back.
+func (h *Handler) record(sh *shard, session string, m *message, seq uint64, err error) (a *sessionAnswer, done bool) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	in := sh.to[session]
+	in.sending--
+	defer sh.tidy(session, in)
+	if err != nil || in.ended {
+		h.pending.Add(-1)
+		return nil, true
+	}
+	corr := "s" + strconv.FormatUint(seq, 10)
+	m.mu.Lock()
+	expired := m.expired
+	if !expired {
+		m.keys = append(m.keys, key{session, corr})
+	}
+	m.mu.Unlock()
+	if expired {
+		h.pending.Add(-1)
+		return nil, true
+	}
+	for i := range in.early {
+		if in.early[i].corr == corr {
+			a := in.early[i]
+			in.early = append(in.early[:i], in.early[i+1:]...)
+			h.pending.Add(-1)
+			return &a, true
+		}
+	}
+	in.deliveries[corr] = &delivery{msg: m}
+	return nil, false
 }
 
 // sendUp hands a send to the Upstream; its final code is the delivery
 // report.
-func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame, p protocol.MessagePayload) {
-	h.mu.Lock()
-	if h.pending >= h.opts.MaxPending {
-		h.mu.Unlock()
+func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame) {
+	var p protocol.MessagePayload
+	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, protocol.ReasonOf(err)), false)
+		return
+	}
+	if !h.reserve(1) {
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeServiceUnavailable, "too many messages in flight"), false)
 		return
 	}
-	h.pending++
-	h.mu.Unlock()
 	m := &message{from: ep, corr: protocol.ClientCorrelation(f), sub: f.Control.SubsessionID, target: f.Header.Target}
 	err := h.opts.Upstream.Send(Outgoing{From: ep.Identity(), To: f.Header.Target, Payload: p, Ext: f.Header.Ext},
 		func(code int, reason string) {
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			h.pending--
-			if m.answered {
+			if !m.answer() {
 				return
 			}
-			m.answered = true
+			h.pending.Add(-1)
 			switch {
 			case code >= 200 && code < 300:
 				h.report(m, protocol.TypeResponse, code, reason)
@@ -233,10 +365,9 @@ func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame, p protocol.Mes
 			}
 		})
 	if err != nil {
-		h.mu.Lock()
-		h.pending--
-		m.answered = true
-		h.mu.Unlock()
+		if m.answer() {
+			h.pending.Add(-1)
+		}
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, err.Error()), false)
 	}
 }
@@ -246,7 +377,8 @@ func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame, p protocol.Mes
 // the first session's answer once, from any goroutine: its code (a 2xx
 // for a response) and reason; 480 when to has no live session, 404 when
 // it is unknown, 408 after the report timeout, 503 when too many
-// messages are in flight. It must not block. Deliver returns at once.
+// messages are in flight. It must not block. Deliver returns once the
+// message is queued to every session.
 func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer func(code int, reason string)) {
 	id := webID(to)
 	sessions := h.dir.Sessions(id)
@@ -273,30 +405,98 @@ func webID(target string) string {
 }
 
 func (h *Handler) answer(ep endpoint.Endpoint, f *protocol.Frame) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	k := key{ep.ID(), f.Control.CorrelationID}
-	d := h.byKey[k]
-	if d == nil {
+	a := sessionAnswer{corr: f.Control.CorrelationID, typ: protocol.TypeResponse, code: f.Header.ResponseCode, reason: f.Header.Reason}
+	if f.Control.Type == protocol.TypeError {
+		a.typ, a.code = protocol.TypeError, f.Header.ErrorCode
+	} else if a.code == 0 {
+		a.code = protocol.CodeOK
+	}
+	sh := h.shard(ep.ID())
+	sh.mu.Lock()
+	in := sh.to[ep.ID()]
+	if in == nil {
+		sh.mu.Unlock()
 		return
 	}
-	delete(h.byKey, k)
-	h.pending--
-	m := d.msg
-	m.copies--
-	if m.answered {
+	d := in.deliveries[a.corr]
+	if d == nil {
+		if in.sending > len(in.early) {
+			in.early = append(in.early, a)
+		}
+		sh.mu.Unlock()
 		return
+	}
+	delete(in.deliveries, a.corr)
+	sh.tidy(ep.ID(), in)
+	sh.mu.Unlock()
+	h.pending.Add(-1)
+	h.copyDone(d.msg, &a)
+}
+
+// copyDone is called once for each copy of m that has answered (a) or
+// never will (a nil), and once for the relay's hold on m. The first
+// answer is the report; with none, the last copy gone is a 480.
+func (h *Handler) copyDone(m *message, a *sessionAnswer) {
+	m.mu.Lock()
+	m.copies--
+	last := m.copies == 0
+	report := !m.answered && (a != nil || last)
+	if report {
+		m.answered = true
+	}
+	if last {
+		m.timer.Stop() // no copy is left to drop
+	}
+	m.mu.Unlock()
+	switch {
+	case !report:
+	case a != nil:
+		h.report(m, a.typ, a.code, a.reason)
+	default:
+		h.report(m, protocol.TypeError, protocol.CodeTemporarilyUnavail, "")
+	}
+}
+
+// expire ends m at its report timeout: 408 unless it has its report, and
+// its deliveries dropped.
+func (h *Handler) expire(m *message) {
+	m.mu.Lock()
+	report := !m.answered
+	m.answered, m.expired = true, true
+	keys := m.keys
+	m.keys = nil
+	m.mu.Unlock()
+	h.forget(m, keys)
+	if report {
+		h.report(m, protocol.TypeError, protocol.CodeRequestTimeout, "no delivery report")
+	}
+}
+
+// answer marks m answered, once: it returns false when it was already.
+func (m *message) answer() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.answered {
+		return false
 	}
 	m.answered = true
-	m.timer.Stop()
-	code := f.Header.ResponseCode
-	typ := protocol.TypeResponse
-	if f.Control.Type == protocol.TypeError {
-		typ, code = protocol.TypeError, f.Header.ErrorCode
-	} else if code == 0 {
-		code = protocol.CodeOK
+	return true
+}
+
+// forget drops the deliveries of m still recorded under keys.
+func (h *Handler) forget(m *message, keys []key) {
+	for _, k := range keys {
+		sh := h.shard(k.session)
+		sh.mu.Lock()
+		if in := sh.to[k.session]; in != nil {
+			if d := in.deliveries[k.corr]; d != nil && d.msg == m {
+				delete(in.deliveries, k.corr)
+				h.pending.Add(-1)
+				sh.tidy(k.session, in)
+			}
+		}
+		sh.mu.Unlock()
 	}
-	h.report(m, typ, code, f.Header.Reason)
 }
 
 func (h *Handler) report(m *message, typ protocol.Type, code int, reason string) {
@@ -319,39 +519,23 @@ func (h *Handler) report(m *message, typ protocol.Type, code int, reason string)
 	m.from.Send(out, false)
 }
 
-func (h *Handler) expire(m *message) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if m.answered {
-		return
-	}
-	m.answered = true
-	h.report(m, protocol.TypeError, protocol.CodeRequestTimeout, "no delivery report")
-	for k, d := range h.byKey {
-		if d.msg == m {
-			delete(h.byKey, k)
-			h.pending--
-		}
-	}
-}
-
 // SessionEnded drops the deliveries to ep; a message none of whose copies
 // can now be answered gets 480.
 func (h *Handler) SessionEnded(ep endpoint.Endpoint) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for k, d := range h.byKey {
-		if k.session != ep.ID() {
-			continue
-		}
-		delete(h.byKey, k)
-		h.pending--
-		m := d.msg
-		m.copies--
-		if m.copies == 0 && !m.answered {
-			m.answered = true
-			m.timer.Stop()
-			h.report(m, protocol.TypeError, protocol.CodeTemporarilyUnavail, "")
-		}
+	sh := h.shard(ep.ID())
+	sh.mu.Lock()
+	in := sh.to[ep.ID()]
+	if in == nil {
+		sh.mu.Unlock()
+		return
+	}
+	ds := in.deliveries
+	in.deliveries = map[string]*delivery{}
+	in.ended = true
+	sh.tidy(ep.ID(), in)
+	sh.mu.Unlock()
+	h.pending.Add(-int64(len(ds)))
+	for _, d := range ds {
+		h.copyDone(d.msg, nil)
 	}
 }

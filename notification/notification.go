@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/endpoint"
+	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/internal/subscription"
 	"github.com/jsonrtc/jsonrtc/notification/mwi"
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -158,6 +159,8 @@ type Handler struct {
 	cfg Config
 	up  Upstream
 	log *slog.Logger
+	// rlog: lines that frames and SIP messages from outside cause (ratelog).
+	rlog *ratelog.Logger
 
 	mu   sync.Mutex
 	subs subscription.Table[*sub]
@@ -188,7 +191,7 @@ func NewHandler(opts Options) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: opts.Config.withDefaults(), up: opts.Upstream, log: log}
+	return &Handler{cfg: opts.Config.withDefaults(), up: opts.Upstream, log: log, rlog: ratelog.New(log, nil)}
 }
 
 // Subscriptions returns the number of live subscriptions, for leak
@@ -390,7 +393,7 @@ func (e events) Notify(sum mwi.Summary) {
 	h, s := e.h, e.s
 	p := sum.Payload()
 	if p == nil {
-		h.log.Warn("invalid message summary from upstream", "mailbox", s.target)
+		h.rlog.Warn("upstream summary", "invalid message summary from upstream", "mailbox", s.target)
 		return
 	}
 	h.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/endpoint"
+	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/internal/subscription"
 	"github.com/jsonrtc/jsonrtc/presence/pidf"
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -27,6 +28,8 @@ type Handler struct {
 	allow func(watcher, presentity string) bool
 	dir   endpoint.Directory
 	log   *slog.Logger
+	// rlog: lines that frames and SIP messages from outside cause (ratelog).
+	rlog *ratelog.Logger
 
 	mu     sync.Mutex
 	subs   subscription.Table[*sub]
@@ -96,7 +99,7 @@ func NewHandler(dir endpoint.Directory, opts Options) *Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Handler{
-		cfg: opts.Config.withDefaults(), up: opts.Upstream, allow: opts.Allow, dir: dir, log: log,
+		cfg: opts.Config.withDefaults(), up: opts.Upstream, allow: opts.Allow, dir: dir, log: log, rlog: ratelog.New(log, nil),
 		ents: map[string]*entity{},
 	}
 }
@@ -573,7 +576,7 @@ func (u upstreamEvents) fail(code int, reason string) {
 func (u upstreamEvents) Notify(st protocol.PresencePayload) {
 	h, s := u.h, u.s
 	if pidf.Validate(st) != nil || st.Status == "" {
-		h.log.Warn("invalid presence state from upstream", "presentity", s.target)
+		h.rlog.Warn("upstream state", "invalid presence state from upstream", "presentity", s.target)
 		return
 	}
 	h.mu.Lock()

@@ -83,6 +83,11 @@ type Frame struct {
 	Payload json.RawMessage
 }
 
+// MaxSequence is the highest sequence a frame can carry: 2^53-1, the
+// largest integer a JavaScript peer represents exactly. A session whose
+// sequences reach it cannot go on (session.ErrSequenceExhausted).
+const MaxSequence = 1<<53 - 1
+
 // Control holds the control headers. A zero value means "absent": no
 // valid frame carries a sequence or ack_sequence of 0.
 type Control struct {

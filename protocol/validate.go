@@ -29,13 +29,13 @@ func bit(t Type) typeSet {
 var actions = map[Package]map[Action]typeSet{
 	PackageRegister: {ActionConnect: tReq | tResp | tErr},
 	PackageCall: {
-		ActionStart:    tReq | tResp | tErr,
+		ActionStart:    tReq | tResp | tMsg | tErr,
 		ActionComplete: tMsg,
 		ActionPrack:    tReq | tResp | tErr,
 		ActionShutdown: tMsg,
 		ActionTrickle:  tMsg,
 		ActionDTMF:     tMsg,
-		ActionTransfer: tReq | tResp | tErr,
+		ActionTransfer: tReq | tResp | tMsg | tErr,
 	},
 	PackagePresence: {
 		ActionStart:    tReq | tResp | tErr,

@@ -30,6 +30,11 @@ func (l Limits) withDefaults() Limits {
 // much unacknowledged. The session must end with error 503.
 var ErrWindowFull = errors.New("session: retained window full")
 
+// ErrSequenceExhausted means the next frame would take a sequence above
+// protocol.MaxSequence, which the peer cannot represent: the session must
+// end.
+var ErrSequenceExhausted = errors.New("session: sequence numbers exhausted")
+
 // ResumeError says which resume criterion failed.
 type ResumeError struct{ Reason string }
 
@@ -76,7 +81,7 @@ func New(id string, processed uint64) *State {
 // Send stamps f with the session id, the next sequence and the ack of
 // everything processed, encodes it into buf and retains the encoding. An
 // acknowledgement frame takes no sequence and is not retained. On
-// ErrWindowFull nothing changes.
+// ErrWindowFull and ErrSequenceExhausted nothing changes.
 func (s *State) Send(f *protocol.Frame, lim Limits, buf []byte) ([]byte, error) {
 	lim = lim.withDefaults()
 	f.Control.SessionID = s.ID
@@ -88,6 +93,9 @@ func (s *State) Send(f *protocol.Frame, lim Limits, buf []byte) ([]byte, error) 
 		f.Control.Sequence = 0
 		s.AckSent = s.Processed
 		return f.Append(buf), nil
+	}
+	if s.NextSeq > protocol.MaxSequence {
+		return nil, ErrSequenceExhausted
 	}
 	if len(s.Retained) >= lim.WindowFrames {
 		return nil, ErrWindowFull

@@ -44,6 +44,30 @@ func TestSendStampsAndRetains(t *testing.T) {
 	}
 }
 
+// The last sequence a peer can represent is sent; the one after it is
+// refused, without changing anything, rather than sent unreadable.
+func TestSequenceExhausted(t *testing.T) {
+	s := New("S", 1)
+	s.NextSeq = protocol.MaxSequence
+	b, err := s.Send(msg("last"), Limits{}, nil)
+	if err != nil {
+		t.Fatalf("sending sequence 2^53-1: %v", err)
+	}
+	if f := decode(t, b); f.Control.Sequence != protocol.MaxSequence {
+		t.Fatalf("sent sequence %d", f.Control.Sequence)
+	}
+	if _, err := s.Send(msg("beyond"), Limits{}, nil); err != ErrSequenceExhausted {
+		t.Fatalf("sending past 2^53-1: %v, want ErrSequenceExhausted", err)
+	}
+	if s.NextSeq != protocol.MaxSequence+1 || len(s.Retained) != 1 {
+		t.Fatalf("state changed by the refused send: %+v", s)
+	}
+	// Acknowledgements carry no sequence and still go.
+	if _, err := s.Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeAcknowledgement}}, Limits{}, nil); err != nil {
+		t.Fatalf("ack after exhaustion: %v", err)
+	}
+}
+
 func TestWindowFull(t *testing.T) {
 	s := New("S", 1)
 	lim := Limits{WindowFrames: 2, WindowBytes: 1 << 20}

@@ -49,15 +49,24 @@ const (
 	// Duration for application/dtmf-relay). Already answered 200; one of
 	// an Info Package we never announced was refused with 469 instead.
 	EventInfo
-	// EventRefer: the peer asks us to transfer the call (ReferTo). Already
-	// answered 202.
+	// EventRefer: the peer asks us to transfer the call (ReferTo). Answer
+	// with Event.Refer.Accept or Reject; unanswered it is refused (480).
 	EventRefer
+	// EventTransferProgress: a NOTIFY of the REFER we sent ([Call.Transfer])
+	// with the status line of the new call (Code, Reason); Final on the
+	// last one (Subscription-State: terminated).
+	EventTransferProgress
+	// EventRemoteSDP: the peer's description changed without a new offer
+	// from the web side (SDP): the answer in the ACK of a re-INVITE
+	// without SDP, which the gateway answered with our current offer.
+	EventRemoteSDP
 	// EventEnded is the last event: the call is over (End, Code, Reason).
 	// The Events channel is closed after it.
 	EventEnded
 )
 
-var eventNames = [...]string{"", "progress", "answered", "confirmed", "prack", "reoffer", "info", "refer", "ended"}
+var eventNames = [...]string{"", "progress", "answered", "confirmed", "prack", "reoffer", "info", "refer",
+	"transfer-progress", "remote-sdp", "ended"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -115,6 +124,9 @@ type Event struct {
 	Duration    int // milliseconds
 	// EventRefer
 	ReferTo string
+	Refer   *Refer
+	// EventTransferProgress
+	Final bool
 	// EventReoffer
 	Reoffer *Reoffer
 	// EventEnded
@@ -205,25 +217,26 @@ type Call struct {
 	inviteDone chan struct{} // closed when the INVITE needs nothing more
 	peer100rel bool
 
-	mu           sync.Mutex // guards the fields below; never held over I/O
-	state        callState
-	acked        bool
-	pracked      bool
-	localBye     bool
-	remoteBye    bool
-	finalCode    int
-	reinviteOut  bool
-	reinviteIn   bool
-	peerInfo     map[string]bool          // Info Packages the peer takes (info.go)
-	trickle      bool                     // incoming: our responses announce trickle-ice
-	rseq         uint32                   // outgoing: RSeq awaiting our PRACK; incoming: last sent
-	pracks       map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK; made by the first
-	sdpPrack     chan struct{}            // incoming: closed by the PRACK of the last reliable provisional with SDP
-	localSDP     []byte                   // our side of the session now: what a refresh re-INVITE offers again
-	remoteOrigin string                   // the o= line of the peer's side now (update.go)
-	quietAck     uint32                   // CSeq of a re-INVITE answered without the owner (update.go)
-	lastRSeq     uint32                   // owner goroutine only
-	endForced    *Event                   // owner goroutine only
+	mu          sync.Mutex // guards the fields below; never held over I/O
+	state       callState
+	acked       bool
+	pracked     bool
+	localBye    bool
+	remoteBye   bool
+	finalCode   int
+	reinviteOut bool
+	reinviteIn  bool
+	localSDP    []byte                   // the SDP we sent last (sdpstate.go)
+	remoteSDP   []byte                   // the SDP the peer sent last
+	lateOffer   bool                     // our 200 to a re-INVITE without SDP offered; its ACK answers
+	quietAck    uint32                   // CSeq of a re-INVITE answered without the owner (update.go)
+	peerInfo    map[string]bool          // Info Packages the peer takes (info.go)
+	trickle     bool                     // incoming: our responses announce trickle-ice
+	rseq        uint32                   // outgoing: RSeq awaiting our PRACK; incoming: last sent
+	pracks      map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK; made by the first
+	sdpPrack    chan struct{}            // incoming: closed by the PRACK of the last reliable provisional with SDP
+	lastRSeq    uint32                   // owner goroutine only
+	endForced   *Event                   // owner goroutine only
 
 	respMu    sync.Mutex // serialises our responses to the INVITE (sipgo stores the last one)
 	retrans   sync.WaitGroup
@@ -321,7 +334,7 @@ func (c *Call) finish(ev Event) {
 		ev.Reason = statusText(ev.Code)
 	}
 	if c.g.log.Enabled(context.Background(), slog.LevelInfo) {
-		c.g.log.Info("sipgw: call ended", "call", c.id, "end", ev.End.String(), "code", ev.Code)
+		c.g.rlog.Info("call ended", "sipgw: call ended", "call", c.id, "end", ev.End.String(), "code", ev.Code)
 	}
 	c.emit(ev)
 	close(c.events)
@@ -424,7 +437,7 @@ func (c *Call) Hangup(ctx context.Context) error {
 	default:
 		err := c.bye(ctx)
 		if err != nil {
-			c.g.log.Info("sipgw: BYE failed", "call", c.id, "err", err)
+			c.g.rlog.Info("bye", "sipgw: BYE failed", "call", c.id, "err", err)
 		}
 		code := 200
 		if err != nil {
@@ -503,9 +516,6 @@ func (c *Call) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
 	if !res.IsSuccess() {
 		return nil, &ResponseError{Code: res.StatusCode, Reason: res.Reason}
 	}
-	c.mu.Lock()
-	c.localSDP = sdp
-	c.mu.Unlock()
 	// A re-INVITE refreshes the session too (RFC 4028 §7.4).
 	if st := c.g.cfg.SessionTimers.uacTimer(res); st.interval > 0 {
 		c.deliver(func() { c.armTimer(st) })
@@ -558,7 +568,8 @@ func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, do
 	if !res.IsSuccess() {
 		return res, nil
 	}
-	c.noteRemoteSDP(res.Body())
+	c.noteLocal(sdp)
+	c.noteRemote(res.Body())
 	ack := sip.NewRequest(sip.ACK, c.remoteTarget())
 	if err := c.dialog().WriteRequest(ack); err != nil {
 		return nil, err
@@ -579,7 +590,8 @@ func (c *Call) SendDTMF(ctx context.Context, digit string, duration time.Duratio
 }
 
 // Transfer sends a REFER for a blind transfer to target (validated like
-// a Dial target) and returns when the peer accepted it (202).
+// a Dial target) and returns when the peer accepted it (202). The
+// peer's NOTIFYs of the new call follow as EventTransferProgress.
 func (c *Call) Transfer(ctx context.Context, target string) error {
 	u, err := c.g.ParseTarget(target)
 	if err != nil {
@@ -644,25 +656,14 @@ func (r *Reoffer) Accept(sdp []byte) error {
 	}
 	res := sip.NewResponseFromRequest(r.req, 200, "OK", nil)
 	setSDP(res, sdp)
-	trickle := r.c.trickles()
-	if trickle {
-		advertiseTrickle(res)
-	}
-	r.c.g.setSupported(res, true, trickle)
-	// Every re-INVITE and UPDATE refreshes the session (RFC 4028 §9).
-	st, hs, _ := r.c.g.cfg.SessionTimers.uasTimer(r.req)
-	for _, h := range hs {
-		res.AppendHeader(h)
-	}
+	st := r.c.timerAnswer(r.req, res)
 	ct := r.c.g.dua.ContactHDR
 	res.AppendHeader(&ct)
 	if err := r.finish(res, func() { r.accepted, r.timer = true, st }); err != nil {
 		return err
 	}
-	r.c.mu.Lock()
-	r.c.localSDP = sdp
-	r.c.mu.Unlock()
-	r.c.noteRemoteSDP(r.req.Body())
+	r.c.noteRemote(r.req.Body())
+	r.c.noteLocal(sdp)
 	return nil
 }
 
@@ -748,6 +749,14 @@ func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 // EventReoffer and waits for its answer.
 func (c *Call) relayOffer(req *sip.Request, tx sip.ServerTransaction) {
 	c.notePeer(req)
+	if len(req.Body()) == 0 {
+		// Not the web side's business: nothing changes unless the
+		// answer in the ACK does (handleAck).
+		if !c.answerLateOffer(req, tx) {
+			c.g.respond(tx, req, 488, "Not Acceptable Here")
+		}
+		return
+	}
 	if c.answerUnchanged(req, tx) { // a refresh: update.go
 		return
 	}
@@ -779,6 +788,10 @@ func (c *Call) handleAck(req *sip.Request) {
 	}
 	if !initial && !c.quietAcked(req) {
 		body := req.Body()
+		if sdp := c.lateAnswer(body); sdp != nil {
+			c.deliver(func() { c.emit(Event{Kind: EventRemoteSDP, SDP: sdp}) })
+			return
+		}
 		c.deliver(func() { c.emit(Event{Kind: EventConfirmed, SDP: body}) })
 	}
 }
@@ -807,21 +820,9 @@ func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	case sip.UPDATE:
 		c.handleUpdate(req, tx) // update.go
 	case sip.REFER:
-		h := req.GetHeader("Refer-To")
-		if h == nil {
-			c.g.respond(tx, req, 400, "Missing Refer-To")
-			return
-		}
-		var u sip.Uri
-		v := strings.Trim(strings.TrimSpace(h.Value()), "<>")
-		if err := sip.ParseUri(v, &u); err != nil {
-			c.g.respond(tx, req, 400, "Bad Refer-To")
-			return
-		}
-		c.g.respond(tx, req, 202, "Accepted")
-		c.deliver(func() { c.emit(Event{Kind: EventRefer, ReferTo: u.String()}) })
+		c.handleRefer(req, tx)
 	default: // NOTIFY of a REFER we sent
-		c.g.respond(tx, req, 200, "OK")
+		c.handleReferNotify(req, tx)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/transport/certs"
 )
 
@@ -30,8 +31,10 @@ var ErrOverloaded = errors.New("sipgw: too many calls")
 // [UserAgent.OnIncomingCall], then [UserAgent.Start]; [UserAgent.Close] ends
 // everything and waits for every goroutine it started.
 type UserAgent struct {
-	cfg      Config
-	log      *slog.Logger
+	cfg Config
+	log *slog.Logger
+	// rlog: lines that frames and SIP messages from outside cause (ratelog).
+	rlog     *ratelog.Logger
 	instance string
 
 	ua      *sipgo.UserAgent
@@ -92,6 +95,7 @@ func New(cfg Config, opts Options) (*UserAgent, error) {
 	g := &UserAgent{
 		cfg:      cfg,
 		log:      logger,
+		rlog:     ratelog.New(logger, nil),
 		instance: cfg.InstanceID,
 		addrs:    map[string]string{},
 		calls:    map[*Call]struct{}{},
@@ -177,8 +181,10 @@ func (g *UserAgent) Start(ctx context.Context) error {
 	uaOpts := []sipgo.UserAgentOption{
 		sipgo.WithUserAgent(g.cfg.UserAgent),
 		sipgo.WithUserAgentHostname(g.cfg.Domain),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(g.log)),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(g.log)),
+		// sipgo logs what the network sends it (an unparsable message
+		// at Error, with its bytes): within budgets, keyed by message.
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(g.sipgoLog())),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(g.sipgoLog())),
 	}
 	if tlsConf != nil {
 		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
@@ -203,7 +209,7 @@ func (g *UserAgent) Start(ctx context.Context) error {
 	_, port, _ := net.SplitHostPort(g.addrs[g.cfg.Transport])
 	pn, _ := strconv.Atoi(port)
 	cliOpts := []sipgo.ClientOption{
-		sipgo.WithClientLogger(g.log),
+		sipgo.WithClientLogger(g.sipgoLog()),
 		sipgo.WithClientHostname(g.cfg.AdvertisedHost),
 		sipgo.WithClientPort(pn),
 	}
@@ -218,7 +224,7 @@ func (g *UserAgent) Start(ctx context.Context) error {
 	}
 	// Without a UDP transport the requester moves nothing (no tcpPort):
 	// it is there for the User-Agent every request gets.
-	r := &sizedRequester{txl: g.ua.TransactionLayer(), tpl: g.ua.TransportLayer(), log: g.log, udpPort: pn}
+	r := &sizedRequester{txl: g.ua.TransactionLayer(), tpl: g.ua.TransportLayer(), log: g.rlog, udpPort: pn}
 	if g.cfg.Transport == "udp" {
 		// The address WithClientConnectionAddr gives every request.
 		h, _, _ := net.SplitHostPort(g.addrs["udp"])
@@ -231,7 +237,7 @@ func (g *UserAgent) Start(ctx context.Context) error {
 		}
 	}
 	g.cli.TxRequester = stampRequester{next: r, ua: g.cfg.UserAgent}
-	if g.srv, err = sipgo.NewServer(g.ua, sipgo.WithServerLogger(g.log)); err != nil {
+	if g.srv, err = sipgo.NewServer(g.ua, sipgo.WithServerLogger(g.sipgoLog())); err != nil {
 		g.closeListeners()
 		return fmt.Errorf("sipgw: server: %w", err)
 	}
@@ -494,3 +500,6 @@ func randUUID() string {
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
+
+// sipgoLog is the logger sipgo gets: g's, through g's line budgets.
+func (g *UserAgent) sipgoLog() *slog.Logger { return slog.New(g.rlog.Handler("sipgo: ")) }

@@ -37,7 +37,7 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 		c.remote, c.display = *f.Address.Clone(), f.DisplayName
 	}
 	c.offer = req.Body()
-	c.remoteOrigin = sdpOrigin(c.offer)
+	c.remoteSDP = c.offer
 	c.inviteDone = make(chan struct{})
 	c.state = stateRinging
 	c.peer100rel = headerHasToken(req, "Supported", "100rel") || headerHasToken(req, "Require", "100rel")
@@ -47,7 +47,7 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 		return
 	}
 	g.setDialog(dtx.ID, c)
-	g.log.Info("sipgw: incoming call", "call", c.id, "identity", c.identity, "from", c.remote.String())
+	g.rlog.Info("incoming call", "sipgw: incoming call", "call", c.id, "identity", c.identity, "from", c.remote.String())
 	g.wg.Go(func() { c.loop(dtx.Context()) })
 	g.onCall(c)
 	select {
@@ -164,6 +164,7 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 	}
 	c.g.setSupported(res, true, trickle)
 	setSDP(res, sdp)
+	c.noteLocal(sdp)
 	ct := c.g.dua.ContactHDR
 	res.AppendHeader(&ct)
 	c.respMu.Lock()
@@ -269,19 +270,9 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 	}
 	res := sip.NewResponseFromRequest(c.uas.InviteRequest, 200, "OK", nil)
 	setSDP(res, sdp)
+	c.noteLocal(sdp)
 	res.AppendHeader(sip.NewHeader("Allow", c.g.allow))
-	trickle := c.trickles()
-	if trickle {
-		advertiseTrickle(res)
-	}
-	c.g.setSupported(res, true, trickle)
-	timer, hs, _ := c.g.cfg.SessionTimers.uasTimer(c.uas.InviteRequest)
-	for _, h := range hs {
-		res.AppendHeader(h)
-	}
-	c.mu.Lock()
-	c.localSDP = sdp
-	c.mu.Unlock()
+	timer := c.timerAnswer(c.uas.InviteRequest, res)
 	for _, h := range headers {
 		res.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}
@@ -291,7 +282,7 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 		err := c.uas.WriteResponse(res) // returns on ACK
 		c.closeInviteDone()
 		if err != nil {
-			c.g.log.Info("sipgw: no ACK for 200", "call", c.id, "err", err)
+			c.g.rlog.Info("no ack", "sipgw: no ACK for 200", "call", c.id, "err", err)
 			c.deliver(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), sip.Timer_F)
 				defer cancel()

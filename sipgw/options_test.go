@@ -25,16 +25,3 @@ func TestSupported(t *testing.T) {
 		}
 	}
 }
-
-func TestSDPOrigin(t *testing.T) {
-	for _, tc := range []struct{ sdp, want string }{
-		{"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\n", "o=- 1 2 IN IP4 127.0.0.1"},
-		{"v=0\no=alice 5 6 IN IP4 10.0.0.1\n", "o=alice 5 6 IN IP4 10.0.0.1"},
-		{"", ""},
-		{"v=0\r\ns=-\r\n", ""},
-	} {
-		if got := sdpOrigin([]byte(tc.sdp)); got != tc.want {
-			t.Errorf("%q: %q, want %q", tc.sdp, got, tc.want)
-		}
-	}
-}

@@ -67,7 +67,6 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	c := g.newCall(Outgoing)
 	c.identity, c.local, c.remote, c.autoPrack, c.trickle = o.Identity, from, to, o.AutoPrack, o.Trickle
 	c.prackCh = make(chan prackCmd)
-	c.localSDP = o.SDP
 	if cr, ok := g.cfg.Credentials[o.Identity]; ok && cr.Password != "" {
 		c.password = DigestAuth{Username: cr.Username, Password: cr.Password}
 		if c.password.Username == "" {
@@ -102,6 +101,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 		req.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}
 	setSDP(req, o.SDP)
+	c.localSDP = o.SDP
 
 	c.inviteCtx, c.inviteCancel = context.WithCancel(context.Background())
 	g.track()
@@ -115,7 +115,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	}
 	// Formatting both URIs costs a dozen allocations: only when logged.
 	if g.log.Enabled(ctx, slog.LevelInfo) {
-		g.log.Info("sipgw: outgoing call", "call", c.id, "from", from.String(), "to", to.String())
+		g.rlog.Info("outgoing call", "sipgw: outgoing call", "call", c.id, "from", from.String(), "to", to.String())
 	}
 	g.wg.Go(c.runOutgoing)
 	return c, nil
@@ -147,7 +147,7 @@ func (c *Call) runOutgoing() {
 		case errors.Is(err, sip.ErrTransactionTimeout):
 			c.finish(Event{End: EndTimeout, Code: 408})
 		default:
-			c.g.log.Info("sipgw: INVITE failed", "call", c.id, "err", err)
+			c.g.rlog.Info("invite failed", "sipgw: INVITE failed", "call", c.id, "err", err)
 			c.finish(Event{End: EndError, Code: 503, Reason: "Service Unavailable"})
 		}
 		return
@@ -166,7 +166,7 @@ func (c *Call) runOutgoing() {
 	c.g.setDialog(c.uac.ID, c)
 	res := c.uac.InviteResponse
 	c.notePeer(res)
-	c.noteRemoteSDP(res.Body())
+	c.noteRemote(res.Body())
 	c.armTimer(c.g.cfg.SessionTimers.uacTimer(res))
 	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body()})
 	c.loop(c.uac.Context())
@@ -220,7 +220,6 @@ func (c *Call) onResponse(r *sip.Response) error {
 		return nil
 	}
 	c.notePeer(r)
-	c.noteRemoteSDP(r.Body())
 	var rseq uint32
 	reliable := false
 	if headerHasToken(r, "Require", "100rel") {
@@ -240,13 +239,14 @@ func (c *Call) onResponse(r *sip.Response) error {
 	c.mu.Lock()
 	c.rseq = rseq
 	c.mu.Unlock()
+	c.noteRemote(r.Body())
 	c.emit(Event{Kind: EventProgress, Code: r.StatusCode, Reason: r.Reason, SDP: r.Body(), Reliable: reliable, RSeq: rseq})
 	if !reliable {
 		return nil
 	}
 	if c.autoPrack {
 		if err := c.sendPrack(r, rseq, nil); err != nil {
-			c.g.log.Info("sipgw: PRACK failed", "call", c.id, "err", err)
+			c.g.rlog.Info("prack failed", "sipgw: PRACK failed", "call", c.id, "err", err)
 		}
 		return nil
 	}
@@ -257,7 +257,7 @@ func (c *Call) onResponse(r *sip.Response) error {
 		cmd.res <- c.sendPrack(r, rseq, cmd.sdp)
 	case <-c.inviteCtx.Done():
 	case <-t.C:
-		c.g.log.Info("sipgw: no PRACK from the web side", "call", c.id)
+		c.g.rlog.Info("no prack", "sipgw: no PRACK from the web side", "call", c.id)
 	}
 	c.mu.Lock()
 	c.rseq = 0
@@ -299,6 +299,7 @@ func (c *Call) sendPrack(r *sip.Response, rseq uint32, sdp []byte) error {
 	req := sip.NewRequest(sip.PRACK, target)
 	req.AppendHeader(sip.NewHeader("RAck", fmt.Sprintf("%d %d INVITE", rseq, c.uac.InviteRequest.CSeq().SeqNo)))
 	setSDP(req, sdp)
+	c.noteLocal(sdp)
 	ctx, cancel := context.WithTimeout(c.inviteCtx, sip.Timer_F)
 	defer cancel()
 	res, err := c.request(ctx, req)
@@ -350,6 +351,7 @@ func (c *Call) Ack(ctx context.Context, sdp []byte) error {
 	}
 	ack.AppendHeader(sip.HeaderClone(inv.Contact()))
 	setSDP(ack, sdp)
+	c.noteLocal(sdp)
 	ack.SetTransport(inv.Transport())
 	return c.g.cli.WriteRequest(ack)
 }

@@ -219,7 +219,7 @@ func (p *publication) send(o *PublishOptions, full bool) (time.Duration, bool) {
 		}
 		res, err := p.do(o.Expiry, etag, o, full)
 		if err != nil {
-			p.g.log.Info("sipgw: PUBLISH failed", "identity", p.identity, "err", err)
+			p.g.rlog.Info("publish", "sipgw: PUBLISH failed", "identity", p.identity, "err", err)
 			return 0, false
 		}
 		if res.StatusCode == 412 {
@@ -230,7 +230,7 @@ func (p *publication) send(o *PublishOptions, full bool) (time.Duration, bool) {
 			return 0, false
 		}
 		if !res.IsSuccess() {
-			p.g.log.Info("sipgw: PUBLISH refused", "identity", p.identity, "code", res.StatusCode)
+			p.g.rlog.Info("publish", "sipgw: PUBLISH refused", "identity", p.identity, "code", res.StatusCode)
 			return 0, false
 		}
 		if h := res.GetHeader("SIP-ETag"); h != nil {

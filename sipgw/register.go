@@ -321,7 +321,7 @@ func (r *registration) refreshLoop() {
 		granted, err := r.send(ctx, r.g.cfg.RegisterExpiry, nil)
 		cancel()
 		if err != nil {
-			r.g.log.Info("sipgw: registration refresh failed", "identity", r.identity, "err", err)
+			r.g.rlog.Info("register refresh", "sipgw: registration refresh failed", "identity", r.identity, "err", err)
 			r.mu.Lock()
 			r.lostErr = fmt.Errorf("%w: %w", ErrRegistrationLost, err)
 			r.mu.Unlock()

@@ -153,7 +153,7 @@ func (s *Subscription) run() {
 	granted, res, err := s.send(s.o.Expiry)
 	if err != nil || !res.IsSuccess() {
 		code, reason := failure(res, err)
-		g.log.Info("sipgw: subscription refused", "event", s.o.Event, "identity", s.o.Identity, "target", s.o.Target, "code", code)
+		g.rlog.Info("subscribe refused", "sipgw: subscription refused", "event", s.o.Event, "identity", s.o.Identity, "target", s.o.Target, "code", code)
 		s.ev.Rejected(code, reason)
 		return
 	}
@@ -178,7 +178,7 @@ func (s *Subscription) run() {
 			granted, res, err = s.send(s.o.Expiry)
 			if err != nil || !res.IsSuccess() {
 				code, _ := failure(res, err)
-				g.log.Info("sipgw: subscription refresh failed", "event", s.o.Event, "identity", s.o.Identity, "code", code)
+				g.rlog.Info("subscribe refresh", "sipgw: subscription refresh failed", "event", s.o.Event, "identity", s.o.Identity, "code", code)
 				s.ev.Terminated("refresh failed: " + strconv.Itoa(code))
 				return
 			}
@@ -376,7 +376,7 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 		if len(body) > 0 {
 			deliver, err := s.ev.Notify(ct, body)
 			if err != nil {
-				g.log.Info("sipgw: bad final NOTIFY body", "event", s.o.Event, "err", err)
+				g.rlog.Info("notify body", "sipgw: bad final NOTIFY body", "event", s.o.Event, "err", err)
 			} else if deliver != nil {
 				deliver()
 			}
@@ -400,7 +400,7 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 	}
 	deliver, err := s.ev.Notify(ct, body)
 	if err != nil {
-		g.log.Info("sipgw: NOTIFY body rejected", "event", s.o.Event, "identity", s.o.Identity, "err", err)
+		g.rlog.Info("notify body", "sipgw: NOTIFY body rejected", "event", s.o.Event, "identity", s.o.Identity, "err", err)
 		res := sip.NewResponseFromRequest(req, 400, "Bad Request", nil)
 		res.AppendHeader(sip.NewHeader("Warning", `399 jsonrtc "`+warningText(err.Error())+`"`))
 		if err := tx.Respond(res); err != nil {

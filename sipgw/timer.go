@@ -200,6 +200,22 @@ func (g *UserAgent) refuseShortTimer(req *sip.Request, tx sip.ServerTransaction)
 	return true
 }
 
+// timerAnswer puts on res, our 2xx to req, Supported and the session
+// timer it settles, which it returns: every 2xx to an INVITE, re-INVITE
+// or UPDATE (re)starts the timer (RFC 4028 §9).
+func (c *Call) timerAnswer(req *sip.Request, res *sip.Response) sessionTimer {
+	trickle := c.trickles()
+	if trickle {
+		advertiseTrickle(res)
+	}
+	c.g.setSupported(res, true, trickle)
+	st, hs, _ := c.g.cfg.SessionTimers.uasTimer(req)
+	for _, h := range hs {
+		res.AppendHeader(h)
+	}
+	return st
+}
+
 // armTimer (re)starts the session timer from now. Owner goroutine only.
 func (c *Call) armTimer(st sessionTimer) {
 	if c.stTimer != nil {

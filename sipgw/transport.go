@@ -3,7 +3,7 @@ package sipgw
 import (
 	"context"
 	"errors"
-	"log/slog"
+	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"net"
 	"strings"
 	"time"
@@ -49,7 +49,7 @@ func SetProcessDefaults(c Config) {
 type sizedRequester struct {
 	txl      *sip.TransactionLayer
 	tpl      *sip.TransportLayer
-	log      *slog.Logger
+	log      *ratelog.Logger
 	tcpPort  int      // our TCP listener; 0: none, everything stays on UDP
 	udpPort  int      // the Via port of requests sent over UDP
 	udpLaddr sip.Addr // the UDP listening socket requests are sent from
@@ -62,7 +62,7 @@ func (r *sizedRequester) Request(ctx context.Context, req *sip.Request) (sip.Cli
 		// A next hop that takes no TCP (a UDP-only PBX) still gets the
 		// request, fragmented: better than no call. The request never
 		// left, so its branch is unused.
-		r.log.Info("sipgw: next hop refuses TCP, sending over UDP", "method", req.Method.String(), "destination", req.Destination(), "err", err)
+		r.log.Info("tcp refused", "sipgw: next hop refuses TCP, sending over UDP", "method", req.Method.String(), "destination", req.Destination(), "err", err)
 		r.toUDP(req)
 		tx, err = r.send(ctx, req)
 	}

@@ -1,7 +1,6 @@
 package sipgw
 
 import (
-	"bytes"
 	"context"
 
 	"github.com/emiago/sipgo/sip"
@@ -50,12 +49,8 @@ func (c *Call) handleUpdate(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if len(req.Body()) == 0 {
 		// A refresh: RFC 4028 §9, answered here.
-		timer, hs, _ := c.g.cfg.SessionTimers.uasTimer(req)
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		for _, h := range hs {
-			res.AppendHeader(h)
-		}
-		c.g.setSupported(res, true, c.trickles())
+		timer := c.timerAnswer(req, res)
 		ct := c.g.dua.ContactHDR
 		res.AppendHeader(&ct)
 		if err := tx.Respond(res); err == nil {
@@ -90,36 +85,14 @@ func (c *Call) offerDone() {
 	c.mu.Unlock()
 }
 
-// sdpOrigin is the o= line of an SDP body: an offer that changes nothing
-// repeats it, version included (RFC 3264 §8).
-func sdpOrigin(b []byte) string {
-	for line := range bytes.SplitSeq(b, []byte("\n")) {
-		line = bytes.TrimSpace(line)
-		if bytes.HasPrefix(line, []byte("o=")) {
-			return string(line)
-		}
-	}
-	return ""
-}
-
-// noteRemoteSDP records the origin of the peer's latest SDP.
-func (c *Call) noteRemoteSDP(b []byte) {
-	if o := sdpOrigin(b); o != "" {
-		c.mu.Lock()
-		c.remoteOrigin = o
-		c.mu.Unlock()
-	}
-}
-
 // answerUnchanged answers an offer that repeats the peer's last SDP
 // unchanged, the usual session refresh by re-INVITE (RFC 4028 §7.4), with
 // the SDP the call runs on, without asking the web side; false when the
 // offer is a new one.
 func (c *Call) answerUnchanged(req *sip.Request, tx sip.ServerTransaction) bool {
-	o := sdpOrigin(req.Body())
 	c.mu.Lock()
 	local := c.localSDP
-	same := o != "" && o == c.remoteOrigin && len(local) > 0
+	same := len(local) > 0 && sameSession(c.remoteSDP, req.Body())
 	c.mu.Unlock()
 	if !same {
 		return false

@@ -8,6 +8,9 @@
 // -sessions are bounded.
 //
 //	jsonrtc-load -url ws://127.0.0.1:8080/ws/ -sessions 1000 -mode relay -rate 2000 -duration 30s -pid $(pidof jsonrtcd)
+//
+// With -burn N a neighbour process spins N goroutines on the same cores
+// during the window, and the report gives its CPU and the load average.
 package main
 
 import (
@@ -49,6 +52,8 @@ type config struct {
 	ackDelay    time.Duration
 	pingEvery   time.Duration
 	dialTimeout time.Duration
+	burn        int
+	burner      int
 }
 
 func main() {
@@ -76,8 +81,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.ackDelay, "ack-delay", 0, "client AckDelay (0: the SDK default)")
 	fs.DurationVar(&cfg.pingEvery, "ping", 0, "client keepalive PingInterval (0: the SDK default)")
 	fs.DurationVar(&cfg.dialTimeout, "dial-timeout", 10*time.Second, "bound on one session's connect")
+	fs.IntVar(&cfg.burn, "burn", 0, "run a neighbour process spinning `N` goroutines during the window (contention runs); its CPU is reported")
+	fs.IntVar(&cfg.burner, "burner", 0, "internal: be the -burn neighbour, spinning `N` goroutines until stdin closes")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if cfg.burner > 0 {
+		runBurner(min(cfg.burner, maxBurn), os.Stdin)
+		return nil
 	}
 	if err := cfg.validate(); err != nil {
 		return err
@@ -110,6 +121,9 @@ func (c *config) validate() error {
 	}
 	if c.mode != "idle" && (c.rate <= 0 || c.rate > 1e6) {
 		return fmt.Errorf("-rate %v: want 0..1e6", c.rate)
+	}
+	if c.burn < 0 || c.burn > maxBurn {
+		return fmt.Errorf("-burn %d: want 0..%d", c.burn, maxBurn)
 	}
 	if c.dialRate <= 0 || c.inflight < 1 {
 		return errors.New("-dial-rate and -inflight must be positive")
@@ -155,6 +169,19 @@ func vmRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// loadAvg returns the 1-minute load average.
+func loadAvg() (float64, error) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 0, fmt.Errorf("unexpected /proc/loadavg")
+	}
+	return strconv.ParseFloat(f[0], 64)
 }
 
 // processCPU returns the user and system CPU time pid has used.

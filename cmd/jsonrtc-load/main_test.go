@@ -6,6 +6,37 @@ import (
 	"time"
 )
 
+// The test binary stands in for jsonrtc-load when it starts itself as
+// the -burn neighbour.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "-burner" {
+		if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// The neighbour burns CPU in a process of its own, and exits when told.
+func TestBurner(t *testing.T) {
+	b, err := startBurner(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := b.cpu()
+	for start := time.Now(); err == nil && d < 20*time.Millisecond && time.Since(start) < 10*time.Second; {
+		d, err = b.cpu()
+	}
+	if err != nil || d < 20*time.Millisecond {
+		t.Fatalf("neighbour CPU %v, %v", d, err)
+	}
+	b.stop()
+	if !b.cmd.ProcessState.Exited() || b.cmd.ProcessState.ExitCode() != 0 {
+		t.Fatalf("neighbour ended with %v", b.cmd.ProcessState)
+	}
+}
+
 func TestCheckLoopback(t *testing.T) {
 	for u, ok := range map[string]bool{
 		"ws://127.0.0.1:8080/ws/": true,
@@ -34,6 +65,7 @@ func TestValidate(t *testing.T) {
 		"unbounded time": func(c *config) { c.duration = 2 * maxDuration },
 		"no rate":        func(c *config) { c.rate = 0 },
 		"mode":           func(c *config) { c.mode = "flood" },
+		"burn":           func(c *config) { c.burn = maxBurn + 1 },
 	} {
 		c := good
 		mod(&c)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -69,6 +70,10 @@ type report struct {
 	rssBase, rssHeld, rssEnd int64
 	rssErr                   error
 	cpu                      time.Duration // the gateway's, over the window
+	burnCPU                  time.Duration // the -burn neighbour's, over the window
+	burnPid                  int
+	selfCPU                  time.Duration // this process's, over the window
+	load0, load1             float64       // 1-minute load average at the start and end of the window
 }
 
 func (r *runner) run(ctx context.Context) (*report, error) {
@@ -94,9 +99,25 @@ func (r *runner) run(ctx context.Context) (*report, error) {
 	}
 
 	phase <- r.cfg.mode
-	var cpu0 time.Duration
+	var nb *burner
+	if r.cfg.burn > 0 {
+		var err error
+		if nb, err = startBurner(r.cfg.burn); err != nil {
+			stopProg()
+			<-progDone
+			r.closeAll()
+			return nil, err
+		}
+		rep.burnPid = nb.pid()
+	}
+	rep.load0, _ = loadAvg()
+	var cpu0, burn0 time.Duration
+	self0, _ := processCPU(os.Getpid())
 	if r.cfg.pid != 0 {
 		cpu0, _ = processCPU(r.cfg.pid)
+	}
+	if nb != nil {
+		burn0, _ = nb.cpu()
 	}
 	in0, out0 := r.cnt.framesIn.Load(), r.cnt.framesOut.Load()
 	ws := time.Now()
@@ -112,6 +133,16 @@ func (r *runner) run(ctx context.Context) (*report, error) {
 	rep.window = time.Since(ws)
 	rep.framesIn, rep.framesOut = r.cnt.framesIn.Load()-in0, r.cnt.framesOut.Load()-out0
 	rep.held = r.cnt.held.Load()
+	rep.load1, _ = loadAvg()
+	if c, err := processCPU(os.Getpid()); err == nil {
+		rep.selfCPU = c - self0
+	}
+	if nb != nil {
+		if c, err := nb.cpu(); err == nil {
+			rep.burnCPU = c - burn0
+		}
+		nb.stop()
+	}
 	if r.cfg.pid != 0 {
 		rep.rssEnd, _ = vmRSS(r.cfg.pid)
 		if cpu1, err := processCPU(r.cfg.pid); err == nil && cpu0 > 0 {
@@ -412,6 +443,11 @@ func (rep *report) print(w io.Writer) {
 		if rep.dropped > 0 {
 			fmt.Fprintf(w, "latency samples beyond the bound, not in the quantiles: %d\n", rep.dropped)
 		}
+	}
+	fmt.Fprintf(w, "load average (1 min) at start and end of window: %.1f, %.1f\n", rep.load0, rep.load1)
+	fmt.Fprintf(w, "load generator CPU over the window: %.2f cores\n", rep.selfCPU.Seconds()/secs)
+	if rep.burnPid != 0 {
+		fmt.Fprintf(w, "neighbour (-burn %d, pid %d) CPU over the window: %.2f cores\n", rep.cfg.burn, rep.burnPid, rep.burnCPU.Seconds()/secs)
 	}
 	c := rep.cnt
 	fmt.Fprintf(w, "errors: %d (dial %d, request %d, overload %d, session lost %d, closed early %d, error frames %d); reconnects %d\n",

@@ -22,11 +22,17 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // (after the server the caller starts, whose cleanup runs first).
 func newGateway(t testing.TB, mod func(*gateway.Config)) *gateway.Gateway {
 	t.Helper()
+	return newGatewayOpts(t, mod, gateway.Options{})
+}
+
+// newGatewayOpts is newGateway with options (a logger).
+func newGatewayOpts(t testing.TB, mod func(*gateway.Config), opts gateway.Options) *gateway.Gateway {
+	t.Helper()
 	cfg := gateway.DefaultConfig()
 	if mod != nil {
 		mod(&cfg)
 	}
-	g, err := gateway.New(cfg, gateway.Options{})
+	g, err := gateway.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +49,13 @@ func newGateway(t testing.TB, mod func(*gateway.Config)) *gateway.Gateway {
 // startGateway runs a gateway on a loopback port for the test.
 func startGateway(t testing.TB, mod func(*gateway.Config)) (*gateway.Gateway, string) {
 	t.Helper()
-	g := newGateway(t, mod)
+	return startGatewayOpts(t, mod, gateway.Options{})
+}
+
+// startGatewayOpts is startGateway with options (a logger).
+func startGatewayOpts(t testing.TB, mod func(*gateway.Config), opts gateway.Options) (*gateway.Gateway, string) {
+	t.Helper()
+	g := newGatewayOpts(t, mod, opts)
 	srv := httptest.NewServer(g.Handler())
 	t.Cleanup(srv.Close)
 	return g, "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/webrtc/test"

@@ -5,8 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,18 +154,13 @@ func retryAfter(t *testing.T, f *protocol.Frame) string {
 	return e.Value
 }
 
-// metric returns the value of the sample line of name{labels} at the
-// gateway's /metrics.
+// metric returns the value of the sample line of name{labels} on the
+// gateway's metrics listener (its handler, served here in-process).
 func (w *webGW) metric(t *testing.T, sample string) string {
 	t.Helper()
-	base := "http" + strings.TrimPrefix(strings.TrimSuffix(w.url, "/ws/webrtc/test"), "ws")
-	res, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	for line := range strings.SplitSeq(string(b), "\n") {
+	rec := httptest.NewRecorder()
+	w.g.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for line := range strings.SplitSeq(rec.Body.String(), "\n") {
 		if v, ok := strings.CutPrefix(line, sample+" "); ok {
 			return v
 		}

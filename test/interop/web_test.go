@@ -106,9 +106,20 @@ func ha1Authorizer(user, pw string, calls *atomic.Int32) func(context.Context, j
 // scenario, and places a call to the UAS from a web session.
 func webCallToUAS(t *testing.T, scenario string) (*client.Client, *client.Call, *Sipp) {
 	t.Helper()
+	return webCallToUASKeys(t, scenario)
+}
+
+// webCallToUASKeys is webCallToUAS with SIPp keywords (-key name value,
+// [name] in the scenario), given as name, value pairs.
+func webCallToUASKeys(t *testing.T, scenario string, keys ...string) (*client.Client, *client.Call, *Sipp) {
+	t.Helper()
+	var extra []string
+	for i := 0; i+1 < len(keys); i += 2 {
+		extra = append(extra, "-key", keys[i], keys[i+1])
+	}
 	k := startKamailio(t)
 	w := startWebGateway(t, k)
-	uas := startSipp(t, scenario, "")
+	uas := startSipp(t, scenario, "", extra...)
 	a := w.connect(t, "open@"+domain, nil)
 	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
 	if err != nil {

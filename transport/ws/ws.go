@@ -84,6 +84,9 @@ type Conn struct {
 	// one has no bound, and arming a bound would itself take stack.
 	handled bool
 
+	// textPing is SetTextPing's hook; nil answers every ping.
+	textPing func() (answer bool, err error)
+
 	remote string
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -160,6 +163,12 @@ func pickSubprotocol(values []string) string {
 	return ""
 }
 
+// SetTextPing has f called for every text ping Read takes, before it is
+// answered: the gateway counts pings against the socket's frame budget.
+// f says whether to answer; an error ends Read with that error and the
+// ping unanswered. Call it before the first Read.
+func (c *Conn) SetTextPing(f func() (answer bool, err error)) { c.textPing = f }
+
 // Subprotocol is the negotiated subprotocol.
 func (c *Conn) Subprotocol() string { return c.sub }
 
@@ -208,7 +217,7 @@ func (c *Conn) stopPinging() {
 }
 
 // Read returns the next JSON frame. It answers text "ping" frames with
-// "pong" itself. Invalid UTF-8 closes the socket with 1007, a binary
+// "pong" itself (see SetTextPing). Invalid UTF-8 closes the socket with 1007, a binary
 // frame with 1003 and an oversized frame with 1009. When ctx ends during
 // a read, the socket is closed. Read must not be called concurrently.
 func (c *Conn) Read(ctx context.Context) ([]byte, error) {
@@ -249,8 +258,16 @@ func (c *Conn) read() ([]byte, error) {
 			return nil, errors.New("ws: binary frame")
 		}
 		if string(data) == "ping" {
-			if err := c.Write(context.Background(), []byte("pong")); err != nil {
-				return nil, err
+			answer := true
+			if c.textPing != nil {
+				if answer, err = c.textPing(); err != nil {
+					return nil, err
+				}
+			}
+			if answer {
+				if err := c.Write(context.Background(), []byte("pong")); err != nil {
+					return nil, err
+				}
 			}
 			continue
 		}
@@ -363,6 +380,16 @@ func (c *Conn) WriteFrames(ctx context.Context, frames [][]byte) error {
 func (c *Conn) Close(code websocket.StatusCode, reason string) error {
 	c.stopPinging()
 	return c.c.Close(code, reason)
+}
+
+// CloseWithin closes the socket as Close does, but waits at most wait for
+// the peer's close frame, not coder/websocket's 5 s: a flooder that does
+// not stop sending would otherwise have its frames read, and dropped, for
+// all that time.
+func (c *Conn) CloseWithin(code websocket.StatusCode, reason string, wait time.Duration) error {
+	// A read past the deadline fails even with bytes waiting.
+	c.sock.SetReadDeadline(time.Now().Add(wait))
+	return c.Close(code, reason)
 }
 
 // CloseNow closes the TCP connection without a close handshake.

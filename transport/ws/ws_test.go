@@ -170,6 +170,80 @@ func TestTextPing(t *testing.T) {
 	}
 }
 
+// Text pings go through the SetTextPing hook: counted, answered only when
+// it says so, and ending Read when it fails.
+func TestTextPingHook(t *testing.T) {
+	s := newServer(t, nil, false)
+	cc, sc := s.dial(t)
+	ctx := context.Background()
+	var pings int
+	errFlood := errors.New("flood")
+	sc.SetTextPing(func() (bool, error) {
+		pings++
+		switch {
+		case pings == 1:
+			return true, nil
+		case pings < 4:
+			return false, nil
+		}
+		return false, errFlood
+	})
+	read := make(chan error, 1)
+	go func() {
+		b, err := sc.Read(ctx)
+		if err == nil {
+			err = fmt.Errorf("read a frame %q", b)
+		}
+		read <- err
+	}()
+	for range 4 {
+		cc.Write(ctx, websocket.MessageText, []byte("ping"))
+	}
+	if err := <-read; !errors.Is(err, errFlood) {
+		t.Fatalf("Read ended with %v, want the hook's error", err)
+	}
+	if pings != 4 {
+		t.Errorf("hook called %d times, want 4", pings)
+	}
+	sc.CloseNow()
+	var pongs int
+	for {
+		_, b, err := cc.Read(ctx)
+		if err != nil {
+			break
+		}
+		if string(b) == "pong" {
+			pongs++
+		}
+	}
+	if pongs != 1 {
+		t.Errorf("%d pongs, want 1 (the hook refused the others)", pongs)
+	}
+}
+
+// CloseWithin gives a peer that keeps sending (and never reads the close
+// frame) the wait it names, not the close handshake's 5 s.
+func TestCloseWithin(t *testing.T) {
+	s := newServer(t, nil, false)
+	cc, sc := s.dial(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	flooded := make(chan struct{})
+	go func() {
+		defer close(flooded)
+		for cc.Write(ctx, websocket.MessageText, []byte("flood")) == nil {
+		}
+	}()
+	t0 := time.Now()
+	sc.CloseWithin(websocket.StatusPolicyViolation, "flood", 100*time.Millisecond)
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("CloseWithin(100ms) took %v", d)
+	}
+	cancel()
+	cc.CloseNow()
+	<-flooded
+}
+
 // An idle socket holds no read buffer: bytes read ahead are returned to
 // the pool once consumed.
 func TestIdleHoldsNoReadBuffer(t *testing.T) {

@@ -140,10 +140,12 @@ export declare class Session extends Emitter {
 
 export interface TransferRequest {
   referTo: string;
-  /** Answers 202 Accepted. */
+  /** Answers 202 Accepted; then report the new call with report(). */
   accept(): void;
   /** Answers with an error (default 603). */
   reject(code?: number): void;
+  /** After accept(): the new call's status, 1xx, then its final code (200 when answered). */
+  report(code: number, reason?: string): void;
 }
 
 export declare class Call extends Emitter {
@@ -184,6 +186,7 @@ export declare class Call extends Emitter {
   on(event: 'mute', fn: (muted: boolean) => void): () => void;
   on(event: 'dtmf', fn: (e: { digits: string; duration: number }) => void): () => void;
   on(event: 'transfer', fn: (req: TransferRequest) => void): () => void;
+  on(event: 'transferprogress', fn: (e: { code: number; reason: string }) => void): () => void;
   on(event: 'ice', fn: (s: RTCIceConnectionState) => void): () => void;
   on(event: 'error', fn: (err: Error) => void): () => void;
 }

@@ -501,3 +501,33 @@ test('message summary: a 404 (no voicemail service) rejects ready with the code 
   assert.equal(session.subscriptions.size, 0);
   assert.equal(session.state, 'connected', 'the session goes on');
 });
+
+test('transfer: an accepted request reports the new call (message/transfer, 1xx then final); progress of our own transfer is an event', async () => {
+  const { session, ws } = await connected();
+  let call;
+  session.on('incomingcall', (c) => (call = c));
+  ws.receive(serverFrame({ type: 'request', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 2, ack_sequence: 1, correlation_id: 's2' }, { action: 'start', initiator: 'bob', target: 'alice' }, { sdp: 'v=0\r\n' }));
+  let req;
+  call.on('transfer', (r) => (req = r));
+  ws.receive(serverFrame({ type: 'request', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 3, ack_sequence: 2, correlation_id: 's3' }, { action: 'transfer', refer_to: 'sip:carol@example.com' }));
+  assert.equal(req.referTo, 'sip:carol@example.com');
+  req.accept();
+  const ok = ws.last();
+  assert.equal(ok.control.type, 'response');
+  assert.equal(ok.header.response_code, 202);
+  for (const code of [180, 200]) {
+    req.report(code);
+    const m = ws.last();
+    assert.equal(m.control.type, 'message');
+    assert.equal(m.header.action, 'transfer');
+    assert.equal(m.control.correlation_id, 's3');
+    assert.equal(m.header.response_code, code);
+  }
+  const sent = ws.sent.length;
+  req.report(486); // after the final status: nothing more
+  assert.equal(ws.sent.length, sent);
+  const progress = [];
+  call.on('transferprogress', (e) => progress.push(e));
+  ws.receive(serverFrame({ type: 'message', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 4, ack_sequence: 2, correlation_id: 'c9' }, { action: 'transfer', response_code: 100, reason: 'Trying' }));
+  assert.deepEqual(progress, [{ code: 100, reason: 'Trying' }]);
+});

@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,16 @@ import (
 // Kamailio. The timers are seconds, not the RFC's minutes: Min-SE 2s,
 // and the SIPp peers pick 3-4s intervals, so that a refresh or an expiry
 // happens within a test.
+
+// noLeaks fails t when goroutines started during it outlive its
+// cleanups (registered first, it runs after the gateway's Close): the
+// session timers and refreshes belong to their call.
+func noLeaks(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		until(t, "the test's goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	})
+}
 
 // shortTimers is the session_timers of these tests.
 func shortTimers(cfg *sipgw.Config) {
@@ -34,6 +45,7 @@ func expectInfoNext(t *testing.T, c *sipgw.Call) {
 // 4s session; SIPp checks the INVITE's Supported, Allow, User-Agent,
 // Session-Expires and Min-SE, and that an UPDATE comes within the 4s.
 func TestSessionRefreshUpdate(t *testing.T) {
+	noLeaks(t)
 	k := startKamailio(t)
 	g := newGateway(t, k, shortTimers)
 	uas := startSipp(t, "uas_timer_update.xml", "")
@@ -46,6 +58,7 @@ func TestSessionRefreshUpdate(t *testing.T) {
 // TestSessionRefreshReinvite: a peer whose Allow has no UPDATE is
 // refreshed by a re-INVITE carrying the offer the call runs on.
 func TestSessionRefreshReinvite(t *testing.T) {
+	noLeaks(t)
 	k := startKamailio(t)
 	g := newGateway(t, k, shortTimers)
 	uas := startSipp(t, "uas_timer_reinvite.xml", "")
@@ -58,6 +71,7 @@ func TestSessionRefreshReinvite(t *testing.T) {
 // TestSessionRefresh481: a refresh answered 481 ends the call with BYE
 // (RFC 4028 §10).
 func TestSessionRefresh481(t *testing.T) {
+	noLeaks(t)
 	k := startKamailio(t)
 	g := newGateway(t, k, shortTimers)
 	uas := startSipp(t, "uas_timer_481.xml", "")
@@ -73,6 +87,7 @@ func TestSessionRefresh481(t *testing.T) {
 // TestSessionExpires: the peer is the refresher of a 3s session and
 // never refreshes: the gateway sends BYE before the 3s are up (§10).
 func TestSessionExpires(t *testing.T) {
+	noLeaks(t)
 	k := startKamailio(t)
 	g := newGateway(t, k, shortTimers)
 	uas := startSipp(t, "uas_timer_expire.xml", "")
@@ -88,6 +103,7 @@ func TestSessionExpires(t *testing.T) {
 // TestSessionInterval422Retry: the far side answers the INVITE 422 with
 // Min-SE 60; the gateway retries once, asking for 60 (RFC 4028 §7.4).
 func TestSessionInterval422Retry(t *testing.T) {
+	noLeaks(t)
 	k := startKamailio(t)
 	g := newGateway(t, k, shortTimers)
 	uas := startSipp(t, "uas_422.xml", "")
@@ -100,6 +116,7 @@ func TestSessionInterval422Retry(t *testing.T) {
 // our Min-SE is answered 422 with our Min-SE (and a Server header); no
 // call reaches the web side.
 func TestSessionIntervalTooSmall(t *testing.T) {
+	noLeaks(t)
 	k := startKamailio(t)
 	calls := make(chan *sipgw.Call, 1)
 	g := newGateway(t, k, func(cfg *sipgw.Config) {
@@ -125,6 +142,7 @@ func TestSessionIntervalTooSmall(t *testing.T) {
 // refresh a 4s session; SIPp checks the 200's Session-Expires, Server,
 // Allow and Supported, and that an UPDATE comes within the 4s.
 func TestIncomingSessionRefresh(t *testing.T) {
+	noLeaks(t)
 	k := startKamailio(t)
 	calls := make(chan *sipgw.Call, 1)
 	g := newGateway(t, k, func(cfg *sipgw.Config) {
@@ -154,6 +172,7 @@ func TestIncomingSessionRefresh(t *testing.T) {
 // owner as a re-offer and its 200 carries the answer; an UPDATE without
 // a body is a refresh, answered 200 with Session-Expires by the gateway.
 func TestUpdateInConfirmedCall(t *testing.T) {
+	noLeaks(t)
 	k := startKamailio(t)
 	g := newGateway(t, k, nil)
 	uas := startSipp(t, "uas_update.xml", "")
@@ -217,6 +236,7 @@ func TestWebSessionRefreshUnseen(t *testing.T) {
 // gateway answers it with the SDP the call runs on, and nothing reaches
 // the call's owner, not even the ACK.
 func TestPeerRefreshByReinvite(t *testing.T) {
+	noLeaks(t)
 	k := startKamailio(t)
 	g := newGateway(t, k, func(cfg *sipgw.Config) {
 		cfg.SessionTimers = sipgw.SessionTimerConfig{Expires: 30 * time.Second, MinSE: 2 * time.Second}

@@ -668,7 +668,7 @@ func (s *Session) dispatch(f *protocol.Frame) {
 	case protocol.PackageMessageNotification:
 		s.g.notes.HandleFrame(s, f)
 	case protocol.PackageRegister:
-		s.Send(errorFor(f, protocol.CodeMethodNotAllowed, "already connected"), false)
+		s.onRegisterFrame(f)
 	default:
 		if f.Control.Type == protocol.TypeRequest {
 			s.Send(errorFor(f, protocol.CodeMethodNotAllowed, "package "+string(f.EffectivePackage())+" is not served by this gateway"), false)

@@ -90,6 +90,10 @@ type Session struct {
 	ackTimer  *time.Timer // made once, then reset: most inbound frames arm it
 	ackArmed  bool
 	lastError int // consecutive undecodable frames
+	// auths: the live digest challenges waiting for this session's
+	// answer, by correlation id (sipauth.go); authSeq numbers them.
+	auths   map[string]chan *protocol.Frame
+	authSeq uint64
 }
 
 // link is one socket attached to a session, with its send queue. The

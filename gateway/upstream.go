@@ -150,8 +150,8 @@ func (u sipPresence) Subscribe(req presence.UpstreamRequest, ev presence.Upstrea
 	return s.Stop
 }
 
-// Publish is PUBLISH Event: presence of the web user's state. A closed
-// state (the user's last session ended) is sent once and left to lapse.
+// Publish is PUBLISH Event: presence of the web user's state, for a user
+// who published (docs/protocol.md §10.3).
 func (u sipPresence) Publish(presentity string, st protocol.PresencePayload) {
 	aor, err := u.g.sip.AOR(presentity)
 	if err != nil {
@@ -165,10 +165,25 @@ func (u sipPresence) Publish(presentity string, st protocol.PresencePayload) {
 	}
 	err = u.g.sip.Publish(sipgw.PublishOptions{
 		Identity: presentity, Event: sipgw.EventPresence, ContentType: pidf.ContentType, Body: body,
-		Expiry: time.Duration(u.g.cfg.Presence.Expiry) * time.Second, Final: st.Status == pidf.StatusClosed,
+		Expiry: time.Duration(u.g.cfg.Presence.Expiry) * time.Second,
 	})
 	if err != nil && !errors.Is(err, sipgw.ErrClosed) {
 		u.g.rlog.Info("publish failed", "presence not published", "identity", presentity, "err", err)
+	}
+}
+
+// Withdraw is PUBLISH Expires: 0 with SIP-If-Match: the publication's
+// entity tag, when the user's last session ended: the presence server
+// drops the gateway's tuple instead of showing it closed until it lapses.
+func (u sipPresence) Withdraw(presentity string) {
+	if _, err := u.g.sip.AOR(presentity); err != nil {
+		return // no SIP identity: nothing was published
+	}
+	err := u.g.sip.Publish(sipgw.PublishOptions{
+		Identity: presentity, Event: sipgw.EventPresence, ContentType: pidf.ContentType, Final: true,
+	})
+	if err != nil && !errors.Is(err, sipgw.ErrClosed) {
+		u.g.log.Info("presence not withdrawn", "identity", presentity, "err", err)
 	}
 }
 

@@ -803,7 +803,12 @@ func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	case sip.BYE:
 		c.mu.Lock()
 		c.remoteBye = true
+		overtook := c.uas != nil && c.state == stateAnswered
 		c.mu.Unlock()
+		if overtook {
+			// The ACK is implied: the call was confirmed before it ends.
+			c.deliver(c.confirmAnswered)
+		}
 		var err error
 		if c.uac != nil {
 			err = c.uac.ReadBye(req, tx)

@@ -165,7 +165,7 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 	c.g.setSupported(res, true, trickle)
 	setSDP(res, sdp)
 	c.noteLocal(sdp)
-	ct := c.g.dua.ContactHDR
+	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	res.AppendHeader(&ct)
 	c.respMu.Lock()
 	select {
@@ -276,7 +276,7 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 	for _, h := range headers {
 		res.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}
-	ct := c.g.dua.ContactHDR
+	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	res.AppendHeader(&ct)
 	c.g.wg.Go(func() {
 		err := c.uas.WriteResponse(res) // returns on ACK
@@ -292,14 +292,27 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 			return
 		}
 		c.deliver(func() {
-			c.mu.Lock()
-			c.state = stateConfirmed
-			c.mu.Unlock()
 			c.armTimer(timer)
-			c.emit(Event{Kind: EventConfirmed})
+			c.confirmAnswered()
 		})
 	})
 	return nil
+}
+
+// confirmAnswered moves an answered incoming call to confirmed and says
+// so, once: on the ACK, or on a BYE that overtook it (a caller sends its
+// BYE only after its ACK, RFC 3261 section 15.1.1, but two requests over
+// UDP, or sipgo's goroutines, may swap them). On the owner goroutine.
+func (c *Call) confirmAnswered() {
+	c.mu.Lock()
+	answered := c.state == stateAnswered
+	if answered {
+		c.state = stateConfirmed
+	}
+	c.mu.Unlock()
+	if answered {
+		c.emit(Event{Kind: EventConfirmed})
+	}
 }
 
 // Reject sends a final failure (3xx-6xx) to an incoming call. The call

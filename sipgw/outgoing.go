@@ -86,7 +86,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	if g.route != nil {
 		req.AppendHeader(&sip.RouteHeader{Address: *g.route.Clone()})
 	}
-	ct := g.contactHeader("gw")
+	ct := g.dialogContact(o.Identity, g.contactHeader("gw"))
 	req.AppendHeader(&ct)
 	req.AppendHeader(sip.NewHeader("Allow", g.allow))
 	g.setSupported(req, o.Offer100rel, o.Trickle)

@@ -23,7 +23,7 @@ func (c *Call) update(ctx context.Context, hs []sip.Header) (*sip.Response, erro
 	for _, h := range hs {
 		req.AppendHeader(h)
 	}
-	ct := c.g.dua.ContactHDR
+	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	req.AppendHeader(&ct)
 	return c.request(ctx, req)
 }
@@ -51,7 +51,7 @@ func (c *Call) handleUpdate(req *sip.Request, tx sip.ServerTransaction) {
 		// A refresh: RFC 4028 §9, answered here.
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 		timer := c.timerAnswer(req, res)
-		ct := c.g.dua.ContactHDR
+		ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 		res.AppendHeader(&ct)
 		if err := tx.Respond(res); err == nil {
 			c.deliver(func() { c.armTimer(timer) })

@@ -30,18 +30,8 @@ import (
 // Authorization.
 func (k *Kamailio) seenRegisters(t *testing.T, user string) (all, authed int) {
 	t.Helper()
-	// Kamailio's one UDP worker logs requests in the order they came:
-	// once the line of an OPTIONS sent now is there, so is every earlier
-	// REGISTER's.
-	before := strings.Count(k.proc.out.String(), "SEEN OPTIONS")
-	if !optionsPing(k.Addr, 5*time.Second) {
-		t.Fatal("kamailio does not answer OPTIONS")
-	}
-	until(t, "Kamailio to log the OPTIONS", func() bool {
-		return strings.Count(k.proc.out.String(), "SEEN OPTIONS") > before
-	})
 	seen := map[string]bool{}
-	for line := range strings.SplitSeq(k.proc.out.String(), "\n") {
+	for line := range strings.SplitSeq(k.logged(t), "\n") {
 		_, rest, ok := strings.Cut(line, "SEEN REGISTER ")
 		f := strings.Fields(rest)
 		if !ok || len(f) != 4 || f[0] != user || seen[f[1]+" "+f[2]] {
@@ -54,6 +44,22 @@ func (k *Kamailio) seenRegisters(t *testing.T, user string) (all, authed int) {
 		}
 	}
 	return all, authed
+}
+
+// logged returns Kamailio's log (started with logRequests) once it has
+// every request sent before the call: Kamailio's one UDP worker logs
+// requests in the order they came, so once the line of an OPTIONS sent
+// now is there, so is every earlier REGISTER's.
+func (k *Kamailio) logged(t *testing.T) string {
+	t.Helper()
+	before := strings.Count(k.proc.out.String(), "SEEN OPTIONS")
+	if !optionsPing(k.Addr, 5*time.Second) {
+		t.Fatal("kamailio does not answer OPTIONS")
+	}
+	until(t, "Kamailio to log the OPTIONS", func() bool {
+		return strings.Count(k.proc.out.String(), "SEEN OPTIONS") > before
+	})
+	return k.proc.out.String()
 }
 
 // A wrong password the gateway holds (sip.credentials) is sent once: the

@@ -75,9 +75,36 @@ export interface SessionOptions {
     /** Trickle late candidates with `message`/`trickle` (default true). */
     trickle?: boolean;
   };
+  /**
+   * Answers the SIP registrar's digest challenge (docs/protocol.md §4.8):
+   * a connect's 401/407, and the gateway's `request`/`authenticate` when a
+   * registration refresh is challenged and the gateway holds no reusable
+   * credentials. Return `{username, realm, ha1}` (the gateway then answers
+   * later challenges itself) or a computed response.
+   */
+  authorize?: (challenge: DigestChallenge) => DigestAuthorization | Promise<DigestAuthorization>;
   clock?: Clock;
   logger?: Logger;
 }
+
+/** header.authenticate (docs/protocol.md §4.8). */
+export interface DigestChallenge {
+  scheme: string;
+  realm: string;
+  nonce: string;
+  algorithm?: string;
+  /** Comma-separated, e.g. 'auth'. */
+  qop?: string;
+  opaque?: string;
+  stale?: boolean;
+  method: string;
+  uri: string;
+}
+
+/** header.authorization: an ha1, or a response computed for one challenge. */
+export type DigestAuthorization =
+  | { username: string; realm: string; ha1: string }
+  | { username: string; realm: string; nonce: string; response: string; cnonce?: string; nc?: number | string; uri: string; qop?: string };
 
 export interface CallOptions {
   video?: boolean;

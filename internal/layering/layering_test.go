@@ -18,6 +18,8 @@ const module = "github.com/jsonrtc/jsonrtc/"
 var allowed = map[string][]string{
 	"protocol":              {},
 	"store":                 {},
+	"store/natsstore":       {"store"},
+	"store/storetest":       {"store"},
 	"session":               {"protocol"},
 	"transport/ws":          {"protocol"},
 	"transport/certs":       {},
@@ -40,7 +42,7 @@ var allowed = map[string][]string{
 	"web":                   {"sdk/js"},
 	"sdk/js":                {},
 	"gateway":               {"internal/ratelog", "protocol", "session", "transport/ws", "transport/certs", "transport/connlimit", "transport/forwarded", "auth", "limits", "store", "endpoint", "call", "messaging", "presence", "presence/pidf", "notification", "notification/mwi", "sipgw"},
-	"cmd/jsonrtcd":          {"gateway", "web", "transport/certs", "sipgw"},
+	"cmd/jsonrtcd":          {"gateway", "web", "transport/certs", "sipgw", "store", "store/natsstore"},
 	"cmd/jsonrtc-load":      {"client", "protocol", "session"},
 	"internal/layering":     {},
 	"internal/testenv":      {},

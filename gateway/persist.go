@@ -1,0 +1,285 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/session"
+	"github.com/jsonrtc/jsonrtc/store"
+)
+
+// Session records in the store (docs/protocol.md §4.6). With a store of
+// its own (Options.Store) the gateway writes ahead: a frame leaves for a
+// socket only once the state that retains it, and every peer sequence
+// its acknowledgement covers, is in the store. So a frame the gateway
+// acknowledged, and one it sent and has not seen acknowledged, survive a
+// restart, even a kill, and the client resumes as after a socket loss.
+// Without one (tests that build a gateway in code) records are kept in
+// memory, written at a socket loss, and frames go out at once.
+
+// record is what the store keeps of a session: enough to check a resume
+// against it and resend what the client missed. Calls and subscriptions
+// are not in it: after a restart a session resumes without them.
+type record struct {
+	Identity string         `json:"identity"`
+	App      string         `json:"app,omitempty"`
+	Oracle   bool           `json:"oracle,omitempty"`
+	Guest    bool           `json:"guest,omitempty"`
+	State    *session.State `json:"state"`
+}
+
+func recordKey(id string) string { return "session." + id }
+
+// snapshot is a session's state at one instant, with the frames that
+// instant released for its socket.
+type snapshot struct {
+	s      *Session
+	gen    uint64
+	st     *session.State
+	frames [][]byte
+	conn   *link
+}
+
+// snapshotLocked takes s's state; s.mu is held.
+func (s *Session) snapshotLocked() snapshot {
+	s.snapGen++
+	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), frames: s.pending, conn: s.conn}
+	s.pending = nil
+	s.dirty = false
+	return sn
+}
+
+// markDirtyLocked queues s for the writer; s.mu is held.
+func (s *Session) markDirtyLocked() {
+	if s.dirty || !s.g.wal {
+		return
+	}
+	s.dirty = true
+	g := s.g
+	g.dirtyMu.Lock()
+	g.dirty = append(g.dirty, s)
+	g.dirtyMu.Unlock()
+	select {
+	case g.dirtyKick <- struct{}{}:
+	default:
+	}
+}
+
+// writer writes dirty sessions and releases their frames, round after
+// round: what goes dirty while a round is written waits for the next,
+// so rounds grow with the load and the store sees a write per session
+// per round at most.
+func (g *Gateway) writer() {
+	refresh := time.NewTicker(g.refreshEvery())
+	defer refresh.Stop()
+	for {
+		select {
+		case <-g.dirtyKick:
+		case <-refresh.C:
+			g.markAllDirty()
+			continue
+		case <-g.ctx.Done():
+			return
+		}
+		g.writeRound()
+	}
+}
+
+// refreshEvery is how often every live record is written again, so that
+// the store's expiry (store.ttl: twice the resume timeout) never takes
+// the record of a session that is alive but quiet.
+func (g *Gateway) refreshEvery() time.Duration { return g.cfg.Session.ResumeTimeout.D() / 2 }
+
+func (g *Gateway) markAllDirty() {
+	g.mu.Lock()
+	all := make([]*Session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		all = append(all, s)
+	}
+	g.mu.Unlock()
+	for _, s := range all {
+		s.mu.Lock()
+		if !s.ended {
+			s.markDirtyLocked()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// writeRound takes a consistent cut of the dirty sessions: inbound
+// processing holds walMu shared, so no frame is half processed (its
+// sender's state not yet taken, its relay already in a peer's). A relay
+// is then never written without the sender's state that processed it,
+// and a resume after a kill never processes a frame twice.
+func (g *Gateway) writeRound() {
+	g.walMu.Lock()
+	g.dirtyMu.Lock()
+	list := g.dirty
+	g.dirty = nil
+	g.dirtyMu.Unlock()
+	snaps := make([]snapshot, 0, len(list))
+	for _, s := range list {
+		s.mu.Lock()
+		if !s.ended {
+			snaps = append(snaps, s.snapshotLocked())
+		}
+		s.mu.Unlock()
+	}
+	g.walMu.Unlock()
+	// The writes go in parallel: each is a round trip to the store.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	ok := make([]bool, len(snaps))
+	for i := range snaps {
+		sem <- struct{}{}
+		wg.Go(func() {
+			ok[i] = g.write(snaps[i])
+			<-sem
+		})
+	}
+	wg.Wait()
+	for i, sn := range snaps {
+		if !ok[i] {
+			continue // not durable: the frames stay retained, for a resume
+		}
+		s := sn.s
+		s.mu.Lock()
+		if s.conn == sn.conn && sn.conn != nil {
+			for _, d := range sn.frames {
+				if !s.pushLocked(d) {
+					break
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// write stores sn unless a later snapshot of its session was stored
+// already, and reports whether the store has sn's state (or a later one).
+func (g *Gateway) write(sn snapshot) bool {
+	s := sn.s
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	if sn.gen <= s.savedGen {
+		return true
+	}
+	s.mu.Lock()
+	ended, lost := s.ended && !s.keepRecord, s.lost
+	s.mu.Unlock()
+	if ended || lost {
+		return false
+	}
+	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, State: sn.st})
+	if err != nil {
+		s.log.Error("encoding session record", "err", err)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	var rev uint64
+	if s.rev == 0 {
+		rev, err = g.store.Create(ctx, recordKey(s.id), data)
+	} else {
+		rev, err = g.store.Update(ctx, recordKey(s.id), data, s.rev)
+	}
+	if errors.Is(err, store.ErrConflict) {
+		// Another writer owns the record now (a resume elsewhere): this
+		// copy of the session is stale, and must not write over it.
+		s.log.Warn("session record taken over; ending this copy", "err", err)
+		s.mu.Lock()
+		s.lost = true
+		s.mu.Unlock()
+		g.goTracked(func() { s.end(reasonReplaced) })
+		return false
+	}
+	if err != nil {
+		s.log.Error("saving session record", "err", err)
+		return false
+	}
+	s.rev, s.savedGen = rev, sn.gen
+	return true
+}
+
+// storeTimeout bounds one store operation.
+const storeTimeout = 5 * time.Second
+
+// save writes s's current state now (a socket loss, the start of a
+// session, Shutdown).
+func (g *Gateway) save(s *Session) {
+	s.mu.Lock()
+	sn := s.snapshotLocked()
+	frames := sn.frames
+	sn.frames = nil
+	s.mu.Unlock()
+	ok := g.write(sn)
+	if len(frames) == 0 {
+		return
+	}
+	s.mu.Lock()
+	if ok && s.conn == sn.conn && sn.conn != nil {
+		for _, d := range frames {
+			if !s.pushLocked(d) {
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+}
+
+// deleteRecord removes s's record, unless another writer owns it.
+func (g *Gateway) deleteRecord(s *Session) {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.mu.Lock()
+	lost := s.lost
+	s.mu.Unlock()
+	if lost {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := g.store.Delete(ctx, recordKey(s.id)); err != nil {
+		s.log.Error("deleting session record", "err", err)
+	}
+}
+
+// restore reads the record of a session that is not live here: one that
+// lived in this gateway's previous run (or, later, on another node). It
+// returns nil, 0 when there is none.
+func (g *Gateway) restore(id string) (*record, uint64, error) {
+	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+	defer cancel()
+	data, rev, err := g.store.Get(ctx, recordKey(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var r record
+	if err := json.Unmarshal(data, &r); err != nil || r.State == nil || r.State.ID != id {
+		return nil, 0, errors.New("gateway: unreadable session record")
+	}
+	return &r, rev, nil
+}
+
+// own takes the record of a restored session over from revision rev:
+// of two gateways resuming one record, one wins.
+func (g *Gateway) own(s *Session, r *record, rev uint64) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+	defer cancel()
+	n, err := g.store.Update(ctx, recordKey(s.id), data, rev)
+	if err != nil {
+		return err
+	}
+	s.rev = n
+	return nil
+}

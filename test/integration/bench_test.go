@@ -45,7 +45,8 @@ func startDaemon(b testing.TB) *daemon {
 	cfg := filepath.Join(dir, "bench.yaml")
 	// Every load client dials from 127.0.0.1: no per-address cap.
 	os.WriteFile(cfg, []byte("log:\n  level: warn\nsession:\n  max_sessions: 1000000\nhttp:\n  max_conns_per_address: -1\n"), 0o600)
-	cmd := exec.Command(bin, "-config", cfg, "-listen", addr, "-pprof", pprofAddr, "-metrics-listen", metricsAddr)
+	cmd := exec.Command(bin, "-config", cfg, "-listen", addr, "-pprof", pprofAddr, "-metrics-listen", metricsAddr,
+		"-data", filepath.Join(dir, "data"))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -1,0 +1,235 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/client"
+)
+
+// restartable is a jsonrtcd binary run again and again on one address
+// and one data directory.
+type restartable struct {
+	bin, addr, data, log string
+	cmd                  *exec.Cmd
+}
+
+func newRestartable(t *testing.T) *restartable {
+	t.Helper()
+	dir := t.TempDir()
+	r := &restartable{bin: filepath.Join(dir, "jsonrtcd"), addr: freeAddr(t), data: filepath.Join(dir, "data"), log: filepath.Join(dir, "jsonrtcd.log")}
+	if out, err := exec.Command("go", "build", "-o", r.bin, "github.com/jsonrtc/jsonrtc/cmd/jsonrtcd").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		r.stop(t, syscall.SIGKILL)
+		if t.Failed() {
+			out, _ := os.ReadFile(r.log)
+			t.Logf("jsonrtcd log:\n%s", out)
+		}
+	})
+	return r
+}
+
+func (r *restartable) start(t *testing.T) {
+	t.Helper()
+	lf, err := os.OpenFile(r.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	fmt.Fprintf(lf, "--- start\n")
+	r.cmd = exec.Command(r.bin, "-listen", r.addr, "-metrics-listen", "-", "-data", r.data)
+	r.cmd.Stderr = lf
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		resp, err := http.Get("http://" + r.addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if i > 400 {
+			t.Fatalf("jsonrtcd did not come up: %v", err)
+		}
+		time.Sleep(25 * time.Millisecond) // polling a process start-up: no event to wait on
+	}
+}
+
+// stop signals the process and waits for it to exit.
+func (r *restartable) stop(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if r.cmd == nil {
+		return
+	}
+	r.cmd.Process.Signal(sig)
+	done := make(chan error, 1)
+	go func() { done <- r.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if sig == syscall.SIGTERM && err != nil {
+			t.Errorf("jsonrtcd exited with %v after SIGTERM", err)
+		}
+	case <-time.After(20 * time.Second):
+		r.cmd.Process.Kill()
+		<-done
+		t.Errorf("jsonrtcd did not exit after %v", sig)
+	}
+	r.cmd = nil
+}
+
+// watcher counts a client's events: resumes, lost sessions, and the
+// messages received by body.
+type watcher struct {
+	mu       sync.Mutex
+	resumed  int
+	lost     int
+	bodies   map[string]int
+	changed  chan struct{}
+	finished chan struct{}
+}
+
+func watch(c *client.Client) *watcher {
+	w := &watcher{bodies: map[string]int{}, changed: make(chan struct{}, 1), finished: make(chan struct{})}
+	go func() {
+		defer close(w.finished)
+		for ev := range c.Events() {
+			w.mu.Lock()
+			switch ev.Kind {
+			case client.EventResumed:
+				w.resumed++
+			case client.EventSessionLost:
+				w.lost++
+			case client.EventMessage:
+				w.bodies[ev.Message.Body]++
+			}
+			w.mu.Unlock()
+			select {
+			case w.changed <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return w
+}
+
+// until waits for cond, checked at each event, for 20 s.
+func (w *watcher) until(t *testing.T, what string, cond func(w *watcher) bool) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		w.mu.Lock()
+		ok := cond(w)
+		w.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-w.changed:
+		case <-timeout:
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			t.Fatalf("no %s: resumed %d, lost %d, %d bodies", what, w.resumed, w.lost, len(w.bodies))
+		}
+	}
+}
+
+// TestRestartResumes: jsonrtcd restarted on the same data directory,
+// after a SIGTERM and after a SIGKILL, resumes both clients' sessions
+// (docs/protocol.md §4.6), and every message, sent before, during the
+// downtime (queued in the client) and right before the kill, reaches its
+// target exactly once.
+func TestRestartResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs jsonrtcd")
+	}
+	d := newRestartable(t)
+	d.start(t)
+	url := "ws://" + d.addr + "/ws/webrtc/test"
+	alice := connect(t, url, "alice@example.com", nil)
+	bob := connect(t, url, "bob@example.com", func(o *client.Options) { o.AutoAcceptMessages = true })
+	aw, bw := watch(alice), watch(bob)
+	aliceID, bobID := alice.SessionID(), bob.SessionID()
+
+	sent := 0
+	var pending sync.WaitGroup
+	// send sends n messages; wait: each gets its delivery report.
+	send := func(n int, wait bool) {
+		for range n {
+			body := fmt.Sprintf("m%d", sent)
+			sent++
+			if wait {
+				if code, err := alice.Send(ctx(t), "bob@example.com", "text/plain", body); err != nil || code != 200 {
+					t.Fatalf("send %s: %d, %v", body, code, err)
+				}
+				continue
+			}
+			// A report the gateway owed at a kill is not kept (a known
+			// gap, docs/protocol.md §4.6): such a Send times out.
+			pending.Add(1)
+			go func() {
+				defer pending.Done()
+				c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				alice.Send(c, "bob@example.com", "text/plain", body)
+			}()
+		}
+	}
+	all := func(w *watcher) bool { return len(w.bodies) == sent }
+
+	send(10, true)
+	// A clean restart: the records are written at Shutdown.
+	d.stop(t, syscall.SIGTERM)
+	send(5, false) // queued in alice's client while jsonrtcd is down
+	d.start(t)
+	aw.until(t, "resume of alice", func(w *watcher) bool { return w.resumed >= 1 })
+	bw.until(t, "resume of bob", func(w *watcher) bool { return w.resumed >= 1 })
+	bw.until(t, "message after the SIGTERM restart", all)
+	send(5, true)
+
+	// A kill while messages are in flight: what the gateway
+	// acknowledged or sent was written ahead.
+	send(20, false)
+	d.stop(t, syscall.SIGKILL)
+	send(5, false)
+	d.start(t)
+	aw.until(t, "second resume of alice", func(w *watcher) bool { return w.resumed >= 2 })
+	bw.until(t, "second resume of bob", func(w *watcher) bool { return w.resumed >= 2 })
+	bw.until(t, "every message after the SIGKILL restart", all)
+	// A last message in order behind anything resent twice.
+	send(1, true)
+	bw.until(t, "the last message", all)
+
+	bw.mu.Lock()
+	for body, n := range bw.bodies {
+		if n != 1 {
+			t.Errorf("%s delivered %d times", body, n)
+		}
+	}
+	bw.mu.Unlock()
+	for name, w := range map[string]*watcher{"alice": aw, "bob": bw} {
+		w.mu.Lock()
+		if w.lost != 0 {
+			t.Errorf("%s: %d sessions lost", name, w.lost)
+		}
+		w.mu.Unlock()
+	}
+	if alice.SessionID() != aliceID || bob.SessionID() != bobID {
+		t.Errorf("session ids changed: alice %s -> %s, bob %s -> %s", aliceID, alice.SessionID(), bobID, bob.SessionID())
+	}
+	alice.Close()
+	bob.Close()
+	<-aw.finished
+	<-bw.finished
+	d.stop(t, syscall.SIGTERM)
+	pending.Wait()
+}

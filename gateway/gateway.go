@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -169,6 +170,12 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		Upstream: g.notificationUpstream()})
 	if err := g.startSIP(); err != nil {
 		return nil, err
+	}
+	if g.wal {
+		if err := g.restoreAll(); err != nil {
+			g.Shutdown(context.Background())
+			return nil, fmt.Errorf("gateway: restoring sessions: %w", err)
+		}
 	}
 	return g, nil
 }

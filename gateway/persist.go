@@ -24,11 +24,13 @@ import (
 // against it and resend what the client missed. Calls and subscriptions
 // are not in it: after a restart a session resumes without them.
 type record struct {
-	Identity string         `json:"identity"`
-	App      string         `json:"app,omitempty"`
-	Oracle   bool           `json:"oracle,omitempty"`
-	Guest    bool           `json:"guest,omitempty"`
-	State    *session.State `json:"state"`
+	Identity string `json:"identity"`
+	App      string `json:"app,omitempty"`
+	Oracle   bool   `json:"oracle,omitempty"`
+	Guest    bool   `json:"guest,omitempty"`
+	// Profile is the limits profile the session's quota was opened with.
+	Profile string         `json:"profile,omitempty"`
+	State   *session.State `json:"state"`
 }
 
 func recordKey(id string) string { return "session." + id }
@@ -173,7 +175,7 @@ func (g *Gateway) write(sn snapshot) bool {
 	if ended || lost {
 		return false
 	}
-	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, State: sn.st})
+	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
 		return false
@@ -281,5 +283,54 @@ func (g *Gateway) own(s *Session, r *record, rev uint64) error {
 		return err
 	}
 	s.rev = n
+	return nil
+}
+
+// restoreAll brings back, at start-up, every session the store holds:
+// each waits for its client's resume as after a socket loss, and frames
+// for it (a message from a session that resumed first) are retained for
+// it meanwhile, as for any session between sockets. What a session gets
+// from its connect (principal, guest place, SIP registration) it gets at
+// its first resume (completeRestore).
+func (g *Gateway) restoreAll() error {
+	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+	keys, err := g.store.Keys(ctx, "session.")
+	cancel()
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, k := range keys {
+		id := k[len("session."):]
+		r, rev, err := g.restore(id)
+		if err != nil || r == nil {
+			g.log.Warn("session record not restored", "session_id", id, "err", err)
+			continue
+		}
+		s := g.sessionOf(r.Identity, r.Oracle, r.State)
+		s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
+		if err := g.own(s, r, rev); err != nil {
+			s.log.Warn("session record not restored", "err", err)
+			continue
+		}
+		quota, err := g.lim.OpenSession(r.App, r.Profile, r.Identity)
+		if err != nil {
+			s.log.Warn("session record not restored: limits", "err", err)
+			g.deleteRecord(s)
+			continue
+		}
+		s.quota = quota
+		if err := g.add(s); err != nil {
+			quota.Close()
+			return err
+		}
+		s.mu.Lock()
+		s.startResumeTimerLocked()
+		s.mu.Unlock()
+		n++
+	}
+	if n > 0 {
+		g.log.Info("sessions restored from the store; waiting for their clients to resume", "sessions", n)
+	}
 	return nil
 }

@@ -325,6 +325,9 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr
 				ended := old.ended
 				old.mu.Unlock()
 				if err == nil && !ended {
+					if err := g.completeRestore(old, c, f, p, addr); err != nil {
+						return nil, false, err
+					}
 					return old, true, nil
 				}
 				g.metrics.resumes.WithLabelValues("refused").Inc()
@@ -385,6 +388,38 @@ func (g *Gateway) resumeStored(c *ws.Conn, f *protocol.Frame, p *auth.Principal,
 	return g.open(c, f, p, addr, r.Guest, s)
 }
 
+// completeRestore gives a session restored at start-up what its connect
+// gave it in the previous run: the principal, the guest place, the SIP
+// registration. A no-op for any other session.
+func (g *Gateway) completeRestore(s *Session, c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr) error {
+	s.mu.Lock()
+	unbound := s.unbound
+	s.unbound = false
+	s.mu.Unlock()
+	if !unbound {
+		return nil
+	}
+	undo := func() { s.mu.Lock(); s.unbound = true; s.mu.Unlock() }
+	release, err := g.openGuest(p, addr)
+	if err != nil {
+		undo()
+		return err
+	}
+	var reg *sipgw.Registration
+	if !s.guest {
+		if reg, err = g.sipRegister(g.ctx, f, s.identity, c.RemoteAddr(), addr); err != nil {
+			release()
+			undo()
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.principal, s.releaseGuest = p, release
+	s.mu.Unlock()
+	g.keepRegistration(s, reg)
+	return nil
+}
+
 // open gives s, a new or restored session, its limits quota, its guest
 // place and SIP registration, and a place in the session tables.
 func (g *Gateway) open(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr, guest bool, s *Session) (*Session, error) {
@@ -414,7 +449,8 @@ func (g *Gateway) open(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr ne
 			return nil, err
 		}
 	}
-	s.app, s.principal, s.quota, s.guest, s.releaseGuest = app, p, quota, guest, releaseGuest
+	s.app, s.principal, s.quota, s.guest, s.releaseGuest, s.profile = app, p, quota, guest, releaseGuest, profile
+	s.unbound = false
 	if err := g.add(s); err != nil {
 		quota.Close()
 		releaseGuest()
@@ -532,6 +568,11 @@ func (s *Session) inbound(l *link, data []byte) hangUp {
 		return hangUpBehind
 	}
 	v, gap := s.st.Receive(f)
+	if v == session.Deliver {
+		// The frame's processing goes into the writer's next cut with
+		// what it relays (persist.go).
+		s.markDirtyLocked()
+	}
 	switch v {
 	case session.Duplicate:
 		s.scheduleAckLocked()

@@ -102,6 +102,10 @@ type Session struct {
 	lost       bool
 	keepRecord bool
 	restored   bool
+	// unbound: restored at start-up, its connect's bindings (principal,
+	// guest place, SIP registration) not yet made again.
+	unbound bool
+	profile string // the limits profile
 	// saveMu serialises the session's writes; rev is the record's
 	// revision and savedGen the snapshot it holds (both under saveMu).
 	saveMu   sync.Mutex

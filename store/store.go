@@ -16,6 +16,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 )
 
@@ -43,6 +44,8 @@ type Store interface {
 	Get(ctx context.Context, key string) (value []byte, rev uint64, err error)
 	// Delete removes key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
+	// Keys returns the keys that begin with prefix, in no order.
+	Keys(ctx context.Context, prefix string) ([]string, error)
 	// Len returns the number of keys, for leak checks.
 	Len(ctx context.Context) (int, error)
 }
@@ -106,6 +109,19 @@ func (s *Memory) Delete(_ context.Context, key string) error {
 	delete(s.m, key)
 	s.mu.Unlock()
 	return nil
+}
+
+// Keys implements Store.
+func (s *Memory) Keys(_ context.Context, prefix string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for k := range s.m {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
 }
 
 // Len implements Store.

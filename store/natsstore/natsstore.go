@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/store"
@@ -128,6 +129,22 @@ func (s *KV) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 // kept, so deleted sessions cost nothing.
 func (s *KV) Delete(ctx context.Context, key string) error {
 	return s.kv.Purge(ctx, key)
+}
+
+// Keys implements store.Store. It lists the bucket: for a start-up.
+func (s *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer keys.Stop()
+	var out []string
+	for k := range keys.Keys() {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
 }
 
 // Len implements store.Store. It lists the keys: for tests and leak

@@ -40,6 +40,16 @@ func createGetDelete(t *testing.T, s store.Store) {
 	if n, err := s.Len(ctx); n != 2 || err != nil {
 		t.Fatalf("Len = %d, %v", n, err)
 	}
+	if _, err := s.Create(ctx, "other.a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := s.Keys(ctx, "a"); err != nil || len(keys) != 1 || keys[0] != "a" {
+		t.Fatalf("Keys(a) = %q, %v", keys, err)
+	}
+	if keys, err := s.Keys(ctx, "other."); err != nil || len(keys) != 1 || keys[0] != "other.a" {
+		t.Fatalf("Keys(other.) = %q, %v", keys, err)
+	}
+	s.Delete(ctx, "other.a")
 	if err := s.Delete(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}

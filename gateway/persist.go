@@ -145,7 +145,7 @@ func (g *Gateway) writeRound() {
 	wg.Wait()
 	for i, sn := range snaps {
 		if !ok[i] {
-			continue // not durable: the frames stay retained, for a resume
+			continue // the session is another writer's now: it ends
 		}
 		s := sn.s
 		s.mu.Lock()
@@ -161,7 +161,10 @@ func (g *Gateway) writeRound() {
 }
 
 // write stores sn unless a later snapshot of its session was stored
-// already, and reports whether the store has sn's state (or a later one).
+// already. It reports whether sn's frames may go out: false when another
+// writer owns the record. A store that fails (down, or the record over
+// its bound) costs durability, not service: the frames go out unstored,
+// logged and counted.
 func (g *Gateway) write(sn snapshot) bool {
 	s := sn.s
 	s.saveMu.Lock()
@@ -172,13 +175,16 @@ func (g *Gateway) write(sn snapshot) bool {
 	s.mu.Lock()
 	ended, lost := s.ended && !s.keepRecord, s.lost
 	s.mu.Unlock()
-	if ended || lost {
+	if lost {
 		return false
+	}
+	if ended {
+		return true // nothing to store; no socket either
 	}
 	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
-		return false
+		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
@@ -191,6 +197,7 @@ func (g *Gateway) write(sn snapshot) bool {
 	if errors.Is(err, store.ErrConflict) {
 		// Another writer owns the record now (a resume elsewhere): this
 		// copy of the session is stale, and must not write over it.
+		g.metrics.storeWrites.WithLabelValues("conflict").Inc()
 		s.log.Warn("session record taken over; ending this copy", "err", err)
 		s.mu.Lock()
 		s.lost = true
@@ -199,9 +206,11 @@ func (g *Gateway) write(sn snapshot) bool {
 		return false
 	}
 	if err != nil {
-		s.log.Error("saving session record", "err", err)
-		return false
+		g.metrics.storeWrites.WithLabelValues("error").Inc()
+		g.rlog.Error("store write", "saving session record; frames go out unstored", "session_id", s.id, "err", err)
+		return true
 	}
+	g.metrics.storeWrites.WithLabelValues("ok").Inc()
 	s.rev, s.savedGen = rev, sn.gen
 	return true
 }

@@ -2,7 +2,9 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/client"
+	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/store"
 )
 
 // restartable is a jsonrtcd binary run again and again on one address
@@ -232,4 +236,107 @@ func TestRestartResumes(t *testing.T) {
 	<-bw.finished
 	d.stop(t, syscall.SIGTERM)
 	pending.Wait()
+}
+
+// serveOn runs g on addr ("127.0.0.1:0": a free port) until the returned
+// stop, and returns the address.
+func serveOn(t *testing.T, g *gateway.Gateway, addr string) (string, func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: g.Handler()}
+	served := make(chan struct{})
+	go func() { defer close(served); srv.Serve(ln) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := g.Shutdown(c); err != nil {
+				t.Errorf("gateway shutdown: %v", err)
+			}
+			srv.Close()
+			<-served
+		})
+	}
+	t.Cleanup(stop)
+	return ln.Addr().String(), stop
+}
+
+// TestRestartInProcessTargetNotYetResumed: after a restart, a message to
+// a session whose client has not resumed yet is retained for it and
+// delivered at its resume, as for any session between sockets (it got
+// 404 when restored sessions were only rebuilt at their own resume).
+func TestRestartInProcessTargetNotYetResumed(t *testing.T) {
+	st := store.NewMemory()
+	g1, err := gateway.New(gateway.DefaultConfig(), gateway.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, stop1 := serveOn(t, g1, "127.0.0.1:0")
+	url := "ws://" + addr + "/ws/webrtc/test"
+	alice := connect(t, url, "alice@example.com", nil)
+	// Bob comes back late: alice resumes and sends to him first.
+	bob := connect(t, url, "bob@example.com", func(o *client.Options) {
+		o.AutoAcceptMessages = true
+		o.ReconnectMin, o.ReconnectMax = time.Second, time.Second
+	})
+	aw, bw := watch(alice), watch(bob)
+	if code, err := alice.Send(ctx(t), "bob@example.com", "text/plain", "before"); err != nil || code != 200 {
+		t.Fatalf("send before the restart: %d, %v", code, err)
+	}
+	stop1()
+	g2, err := gateway.New(gateway.DefaultConfig(), gateway.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := g2.Stats().Sessions; n != 2 {
+		t.Fatalf("%d sessions restored, want 2", n)
+	}
+	serveOn(t, g2, addr)
+	aw.until(t, "resume of alice", func(w *watcher) bool { return w.resumed == 1 })
+	bw.mu.Lock()
+	early := bw.resumed == 0
+	bw.mu.Unlock()
+	if !early {
+		t.Fatal("bob resumed before alice sent: the test proves nothing")
+	}
+	if code, err := alice.Send(ctx(t), "bob@example.com", "text/plain", "after"); err != nil || code != 200 {
+		t.Fatalf("send to a restored session not yet resumed: %d, %v", code, err)
+	}
+	bw.until(t, "both messages", func(w *watcher) bool { return w.resumed == 1 && len(w.bodies) == 2 })
+	bw.mu.Lock()
+	defer bw.mu.Unlock()
+	if bw.bodies["before"] != 1 || bw.bodies["after"] != 1 || bw.lost != 0 {
+		t.Fatalf("bob got %v, lost %d", bw.bodies, bw.lost)
+	}
+}
+
+// failingStore fails every write.
+type failingStore struct{ *store.Memory }
+
+var errStoreDown = errors.New("store down")
+
+func (failingStore) Create(context.Context, string, []byte) (uint64, error) { return 0, errStoreDown }
+func (failingStore) Update(context.Context, string, []byte, uint64) (uint64, error) {
+	return 0, errStoreDown
+}
+
+// TestStoreDownCostsDurabilityNotService: with a store that fails every
+// write, frames still go out (unstored, counted) rather than waiting
+// forever.
+func TestStoreDownCostsDurabilityNotService(t *testing.T) {
+	g, err := gateway.New(gateway.DefaultConfig(), gateway.Options{Store: failingStore{store.NewMemory()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := serveOn(t, g, "127.0.0.1:0")
+	url := "ws://" + addr + "/ws/webrtc/test"
+	alice := connect(t, url, "alice@example.com", nil)
+	connect(t, url, "bob@example.com", func(o *client.Options) { o.AutoAcceptMessages = true })
+	if code, err := alice.Send(ctx(t), "bob@example.com", "text/plain", "hi"); err != nil || code != 200 {
+		t.Fatalf("send with the store down: %d, %v", code, err)
+	}
 }

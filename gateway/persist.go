@@ -115,7 +115,10 @@ func (g *Gateway) markAllDirty() {
 // processing holds walMu shared, so no frame is half processed (its
 // sender's state not yet taken, its relay already in a peer's). A relay
 // is then never written without the sender's state that processed it,
-// and a resume after a kill never processes a frame twice.
+// and a resume after a kill never processes a frame twice. Each
+// session's saveMu is taken before its snapshot and held until its
+// frames are on the socket: a session's frames go out in the order of
+// its snapshots.
 func (g *Gateway) writeRound() {
 	g.walMu.Lock()
 	g.dirtyMu.Lock()
@@ -124,51 +127,57 @@ func (g *Gateway) writeRound() {
 	g.dirtyMu.Unlock()
 	snaps := make([]snapshot, 0, len(list))
 	for _, s := range list {
+		s.saveMu.Lock()
 		s.mu.Lock()
-		if !s.ended {
-			snaps = append(snaps, s.snapshotLocked())
+		if s.ended {
+			s.mu.Unlock()
+			s.saveMu.Unlock()
+			continue
 		}
+		snaps = append(snaps, s.snapshotLocked())
 		s.mu.Unlock()
 	}
 	g.walMu.Unlock()
 	// The writes go in parallel: each is a round trip to the store.
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
-	ok := make([]bool, len(snaps))
-	for i := range snaps {
+	for _, sn := range snaps {
 		sem <- struct{}{}
 		wg.Go(func() {
-			ok[i] = g.write(snaps[i])
+			if g.writeLocked(sn) {
+				sn.release()
+			}
+			sn.s.saveMu.Unlock()
 			<-sem
 		})
 	}
 	wg.Wait()
-	for i, sn := range snaps {
-		if !ok[i] {
-			continue // the session is another writer's now: it ends
-		}
-		s := sn.s
-		s.mu.Lock()
-		if s.conn == sn.conn && sn.conn != nil {
-			for _, d := range sn.frames {
-				if !s.pushLocked(d) {
-					break
-				}
-			}
-		}
-		s.mu.Unlock()
-	}
 }
 
-// write stores sn unless a later snapshot of its session was stored
-// already. It reports whether sn's frames may go out: false when another
-// writer owns the record. A store that fails (down, or the record over
-// its bound) costs durability, not service: the frames go out unstored,
-// logged and counted.
-func (g *Gateway) write(sn snapshot) bool {
+// release hands sn's frames to the socket they were sent for, if it is
+// still the session's (else they are retained, for the resume).
+func (sn snapshot) release() {
+	if len(sn.frames) == 0 || sn.conn == nil {
+		return
+	}
 	s := sn.s
-	s.saveMu.Lock()
-	defer s.saveMu.Unlock()
+	s.mu.Lock()
+	if s.conn == sn.conn {
+		for _, d := range sn.frames {
+			if !s.pushLocked(d) {
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+}
+
+// writeLocked stores sn; s.saveMu is held. It reports whether sn's
+// frames may go out: false when another writer owns the record. A store
+// that fails (down, or the record over its bound) costs durability, not
+// service: the frames go out unstored, logged and counted.
+func (g *Gateway) writeLocked(sn snapshot) bool {
+	s := sn.s
 	if sn.gen <= s.savedGen {
 		return true
 	}
@@ -221,24 +230,14 @@ const storeTimeout = 5 * time.Second
 // save writes s's current state now (a socket loss, the start of a
 // session, Shutdown).
 func (g *Gateway) save(s *Session) {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
 	s.mu.Lock()
 	sn := s.snapshotLocked()
-	frames := sn.frames
-	sn.frames = nil
 	s.mu.Unlock()
-	ok := g.write(sn)
-	if len(frames) == 0 {
-		return
+	if g.writeLocked(sn) {
+		sn.release()
 	}
-	s.mu.Lock()
-	if ok && s.conn == sn.conn && sn.conn != nil {
-		for _, d := range frames {
-			if !s.pushLocked(d) {
-				break
-			}
-		}
-	}
-	s.mu.Unlock()
 }
 
 // deleteRecord removes s's record, unless another writer owns it.

@@ -87,3 +87,16 @@ func TestTTL(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestDirInUse: a second server on a directory in use fails at once
+// (JetStream itself would let both run, and corrupt the files).
+func TestDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	e := start(t, dir, natsstore.Options{})
+	if e2, err := natsstore.Start(context.Background(), natsstore.EmbeddedOptions{Dir: dir}); err == nil {
+		e2.Close()
+		t.Fatal("a second server started on a directory in use")
+	}
+	e.Close()
+	start(t, dir, natsstore.Options{}).Close()
+}

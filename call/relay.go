@@ -416,7 +416,11 @@ func (h relay) transferFrame(l *leg, f *protocol.Frame) {
 	}
 	out := h.frameTo(other, f.Control.Type, protocol.ActionTransfer, other.transfer.here)
 	out.Header.ResponseCode, out.Header.ErrorCode, out.Header.Reason = f.Header.ResponseCode, f.Header.ErrorCode, f.Header.Reason
-	other.transfer = nil
+	// An accepted transfer stays known until the new call's final
+	// status (message/transfer, docs/protocol.md §5.12) is relayed.
+	if f.Control.Type == protocol.TypeError || f.Control.Type == protocol.TypeMessage && f.Header.ResponseCode >= 200 {
+		other.transfer = nil
+	}
 	h.send(other, out, false)
 }
 

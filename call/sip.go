@@ -61,6 +61,8 @@ type sipCall interface {
 	SetTrickle(on bool)
 	// reoffer returns what answers the re-INVITE of an EventReoffer.
 	reoffer(ev sipgw.Event) reofferAnswer
+	// refer returns what answers the REFER of an EventRefer.
+	refer(ev sipgw.Event) referAnswer
 }
 
 type reofferAnswer interface {
@@ -71,6 +73,8 @@ type reofferAnswer interface {
 type sipgwCall struct{ *sipgw.Call }
 
 func (c sipgwCall) reoffer(ev sipgw.Event) reofferAnswer { return ev.Reoffer }
+
+func (c sipgwCall) refer(ev sipgw.Event) referAnswer { return ev.Refer }
 
 // SIPOptions connect a Handler to a SIP network ([Handler.UseSIP]).
 type SIPOptions struct {
@@ -214,6 +218,8 @@ type farLeg struct {
 	earlySDP     json.RawMessage         // the payload of the last provisional with SDP
 	completeCorr string                  // the web correlation the next ACK completes
 	webReoffer   string                  // the web's re-offer awaiting SIP's answer (its correlation)
+	referIn      *referIn                // SIP's REFER, from the transfer request to the new call's final status (transfer.go)
+	transferOut  *transferOut            // the web's transfer toward SIP, until its final NOTIFY (transfer.go)
 	sipReoffer   *sipReoffer             // SIP's re-offer awaiting the web's answer
 	local        *sdp.SessionDescription // the web side's last SDP toward SIP (trickle.go)
 	trickle      []sdp.Attribute         // web candidates not yet given to SIP (trickle.go)
@@ -698,6 +704,20 @@ func (fl *farLeg) do(act sipAction, a sipArgs) bool {
 		fl.sipInfo(a.ev)
 	case actRelayRefer:
 		fl.sipRefer(a.ev)
+	case actReferGone:
+		_ = fl.sc.refer(a.ev).Reject(481, "")
+	case actReferPending:
+		_ = fl.sc.refer(a.ev).Reject(491, "")
+	case actAnswerRefer:
+		fl.webAnswerRefer(a.l, a.f)
+	case actRejectRefer:
+		fl.webRejectRefer(a.l, a.f)
+	case actReferProgress:
+		fl.webReferProgress(a.l, a.f)
+	case actRelayTransferProgress:
+		fl.sipTransferProgress(a.ev)
+	case actRelayRemoteSDP:
+		fl.sipRemoteSDP(a.ev)
 	case actReoffer:
 		fl.webOffer(a.l, a.f)
 	case actNotEstablished:
@@ -854,18 +874,6 @@ func (fl *farLeg) sipInfo(ev sipgw.Event) {
 	fl.h.send(w, out, false)
 }
 
-// sipRefer hands a REFER to the web side as a transfer request.
-func (fl *farLeg) sipRefer(ev sipgw.Event) {
-	w := fl.web()
-	if w == nil || w.ep.Oracle() {
-		return
-	}
-	out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionTransfer, "")
-	out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
-	out.Header.ReferTo = ev.ReferTo
-	fl.h.send(w, out, true)
-}
-
 // remoteName is the SIP party as the web side names it.
 func (fl *farLeg) remoteName() string {
 	if fl.out {
@@ -887,15 +895,20 @@ func (fl *farLeg) badSIPSDP(err error) {
 	case fl.out && !fl.phase.answered():
 		h.failCaller(c, protocol.CodeNotAcceptableHere, sdpReason(err))
 	case w != nil:
-		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
-		if !fl.out {
-			out.Header.Initiator, out.Header.Target = fl.remote, w.ep.Identity()
-		}
-		h.send(w, out, true)
+		fl.sendShutdown(w)
 	}
 	fl.webGone = true
 	fl.hangup()
 	h.endFar(c)
+}
+
+// sendShutdown tells the web leg w that the call is over.
+func (fl *farLeg) sendShutdown(w *leg) {
+	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
+	if !fl.out {
+		out.Header.Initiator, out.Header.Target = fl.remote, w.ep.Identity()
+	}
+	fl.h.send(w, out, true)
 }
 
 // ended reports the end of the SIP call to the web side. c.mu is held.
@@ -1238,34 +1251,4 @@ func (fl *farLeg) forkDeclines(l *leg, f *protocol.Frame) {
 		return
 	}
 	fl.settle()
-}
-
-// webTransfer: a blind transfer (REFER) from the web side.
-func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
-	c := fl.c
-	h := fl.h
-	corr, referTo := protocol.ClientCorrelation(f), f.Header.ReferTo
-	if !fl.enqueue(func() {
-		ctx, cancel := opCtx()
-		err := fl.sc.Transfer(ctx, referTo)
-		cancel()
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.ended {
-			return
-		}
-		if err != nil {
-			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
-			out := fl.frameTo(l, protocol.TypeError, protocol.ActionTransfer, corr)
-			out.Header.ErrorCode, out.Header.Reason = code, protocol.Reason(code)
-			h.send(l, out, false)
-			return
-		}
-		out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionTransfer, corr)
-		out.Control.MessageState = protocol.StateFinal
-		out.Header.ResponseCode, out.Header.Reason = protocol.CodeAccepted, protocol.Reason(protocol.CodeAccepted)
-		h.send(l, out, false)
-	}) {
-		fl.busy(l, f, opTransfer)
-	}
 }

@@ -201,6 +201,7 @@ type fakeCall struct {
 	trickle  bool
 	ended    bool
 	ros      []*fakeReoffer // answerers of pushed EventReoffers, in order
+	refers   []*fakeRefer   // answerers of pushed EventRefers, in order
 }
 
 var callSeq atomic.Int64
@@ -251,6 +252,48 @@ func (c *fakeCall) pushReoffer(sdp string) *fakeReoffer {
 	c.mu.Unlock()
 	c.push(sipgw.Event{Kind: sipgw.EventReoffer, SDP: []byte(sdp)})
 	return ro
+}
+
+// pushRefer sends a REFER from the SIP side.
+func (c *fakeCall) pushRefer(referTo string) *fakeRefer {
+	r := &fakeRefer{c: c}
+	c.mu.Lock()
+	c.refers = append(c.refers, r)
+	c.mu.Unlock()
+	c.push(sipgw.Event{Kind: sipgw.EventRefer, ReferTo: referTo})
+	return r
+}
+
+func (c *fakeCall) refer(ev sipgw.Event) referAnswer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.refers[0]
+	c.refers = c.refers[1:]
+	return r
+}
+
+// fakeRefer records the answer to a REFER (refer-accept, refer-reject
+// with code) and its NOTIFYs (notify with code).
+type fakeRefer struct {
+	c    *fakeCall
+	once sync.Once
+}
+
+func (r *fakeRefer) Accept() error {
+	err := sipgw.ErrCallState
+	r.once.Do(func() { err = nil; r.c.record(op{name: "refer-accept"}) })
+	return err
+}
+
+func (r *fakeRefer) Reject(code int, reason string) error {
+	err := sipgw.ErrCallState
+	r.once.Do(func() { err = nil; r.c.record(op{name: "refer-reject", code: code}) })
+	return err
+}
+
+func (r *fakeRefer) Notify(ctx context.Context, code int, reason string) error {
+	r.c.record(op{name: "notify", code: code, sdp: reason})
+	return nil
 }
 
 func (c *fakeCall) ID() string                 { return c.id }

@@ -633,11 +633,50 @@ func TestSIPDTMFAndTransfer(t *testing.T) {
 	if f := a.expect(t, protocol.TypeMessage, protocol.ActionDTMF); !strings.Contains(string(f.Payload), `"5"`) {
 		t.Fatalf("dtmf %s", f.Payload)
 	}
-	fc.push(sipgw.Event{Kind: sipgw.EventRefer, ReferTo: "sip:dave@sip.example"})
-	if f := a.expect(t, protocol.TypeRequest, protocol.ActionTransfer); f.Header.ReferTo != "sip:dave@sip.example" {
+	fc.push(sipgw.Event{Kind: sipgw.EventTransferProgress, Code: 100, Reason: "Trying"})
+	if f := a.expect(t, protocol.TypeMessage, protocol.ActionTransfer); f.Header.ResponseCode != 100 || f.Control.CorrelationID != "c4" {
+		t.Fatalf("transfer progress %d correlation %q", f.Header.ResponseCode, f.Control.CorrelationID)
+	}
+	fc.pushRefer("sip:dave@sip.example")
+	f = a.expect(t, protocol.TypeRequest, protocol.ActionTransfer)
+	if f.Header.ReferTo != "sip:dave@sip.example" {
 		t.Fatalf("refer to %q", f.Header.ReferTo)
 	}
-	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 5})
+	e.send(a, wf{typ: protocol.TypeError, act: protocol.ActionTransfer, sub: "c1", seq: 5, corr: f.Control.CorrelationID, code: 603})
+	if o := fc.expectOp(t, "refer-reject"); o.code != 603 {
+		t.Fatalf("refer rejected with %d", o.code)
+	}
+	fc.pushRefer("sip:erin@sip.example")
+	f = a.expect(t, protocol.TypeRequest, protocol.ActionTransfer)
+	e.send(a, wf{typ: protocol.TypeResponse, act: protocol.ActionTransfer, sub: "c1", seq: 6, corr: f.Control.CorrelationID, state: protocol.StateFinal, code: 202})
+	fc.expectOp(t, "refer-accept")
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionTransfer, sub: "c1", seq: 7, corr: f.Control.CorrelationID, code: 180})
+	if o := fc.expectOp(t, "notify"); o.code != 180 {
+		t.Fatalf("notify %d", o.code)
+	}
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionTransfer, sub: "c1", seq: 8, corr: f.Control.CorrelationID, code: 200})
+	if o := fc.expectOp(t, "notify"); o.code != 200 || o.sdp != "OK" {
+		t.Fatalf("notify %d %q", o.code, o.sdp)
+	}
+	// The transferor's NOTIFY 200 ends the old call (RFC 5589 section 6).
+	fc.push(sipgw.Event{Kind: sipgw.EventTransferProgress, Code: 200, Reason: "OK", Final: true})
+	if f := a.expect(t, protocol.TypeMessage, protocol.ActionTransfer); f.Header.ResponseCode != 200 {
+		t.Fatalf("transfer progress %d", f.Header.ResponseCode)
+	}
+	a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	fc.expectOp(t, "hangup")
+}
+
+// A REFER toward wsc.js, which knows no transfer, is declined.
+func TestSIPReferToOracleDeclined(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	fc, eps, st := e.incoming(t, 1, func(ep *fakeEP) { ep.oracle = true })
+	e.answerIn(t, fc, eps[0], st[0])
+	fc.pushRefer("sip:dave@sip.example")
+	if o := fc.expectOp(t, "refer-reject"); o.code != 603 {
+		t.Fatalf("refer rejected with %d", o.code)
+	}
+	e.send(eps[0], wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: st[0].Control.SubsessionID, seq: 2})
 	fc.expectOp(t, "hangup")
 }
 
@@ -727,4 +766,27 @@ func TestSIPCrossingEnds(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A client that accepts a REFER with 200 reports nothing: the REFER is
+// accepted and its final NOTIFY says 200 at once. A second REFER while
+// the web side has not answered the first gets 491.
+func TestSIPReferAcceptedUnreported(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	fc, eps, st := e.incoming(t, 1)
+	b, sub := eps[0], st[0].Control.SubsessionID
+	e.answerIn(t, fc, b, st[0])
+	fc.pushRefer("sip:dave@sip.example")
+	f := b.expect(t, protocol.TypeRequest, protocol.ActionTransfer)
+	fc.pushRefer("sip:erin@sip.example")
+	if o := fc.expectOp(t, "refer-reject"); o.code != 491 {
+		t.Fatalf("second refer rejected with %d", o.code)
+	}
+	e.send(b, wf{typ: protocol.TypeResponse, act: protocol.ActionTransfer, sub: sub, seq: 2, corr: f.Control.CorrelationID, state: protocol.StateFinal, code: 200})
+	fc.expectOp(t, "refer-accept")
+	if o := fc.expectOp(t, "notify"); o.code != 200 {
+		t.Fatalf("notify %d", o.code)
+	}
+	e.send(b, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: sub, seq: 3})
+	fc.expectOp(t, "hangup")
 }

@@ -42,35 +42,41 @@ func (p sipPhase) answered() bool {
 type sipInput uint8
 
 const (
-	sipProgress      sipInput = iota // a 180/183, not reliable
-	sipProgressPrack                 // a reliable 183: the web caller PRACKs it
-	sipProgressAuto                  // another reliable provisional: the gateway PRACKs it (wsc.js PRACKs only a 183)
-	sipAnswered                      // a 2xx
-	sipConfirmed                     // the ACK of our 2xx (or of a re-INVITE's)
-	sipReoffered                     // a re-INVITE
-	sipInfo                          // an INFO (DTMF or trickle)
-	sipRefer                         // a REFER
-	sipEnded                         // the SIP call is over
-	sipOther                         // nothing for the web side (a PRACK of ours, answered by sipgw)
-	frameOffer                       // start request: an offer
-	frameRinging                     // start response, provisional, without SDP
-	frameEarlyMedia                  // start response, provisional, with SDP
-	frameAnswer                      // start response, final
-	frameReject                      // start error
-	frameComplete                    // complete
-	frameLeave                       // shutdown, or the leg's session ended
-	framePrack                       // prack request
-	frameDTMF                        // dtmf
-	frameTransfer                    // transfer request
-	frameTrickle                     // trickle
-	frameOther                       // nothing to act on (an answer to a SIP REFER or to a local PRACK)
+	sipProgress           sipInput = iota // a 180/183, not reliable
+	sipProgressPrack                      // a reliable 183: the web caller PRACKs it
+	sipProgressAuto                       // another reliable provisional: the gateway PRACKs it (wsc.js PRACKs only a 183)
+	sipAnswered                           // a 2xx
+	sipConfirmed                          // the ACK of our 2xx (or of a re-INVITE's)
+	sipReoffered                          // a re-INVITE
+	sipInfo                               // an INFO (DTMF or trickle)
+	sipRefer                              // a REFER
+	sipTransferProgress                   // a NOTIFY of our REFER: the new call's status
+	sipRemoteSDP                          // the answer in the ACK of a re-INVITE without SDP changed the peer's session
+	sipEnded                              // the SIP call is over
+	sipOther                              // nothing for the web side (a PRACK of ours, answered by sipgw)
+	frameOffer                            // start request: an offer
+	frameRinging                          // start response, provisional, without SDP
+	frameEarlyMedia                       // start response, provisional, with SDP
+	frameAnswer                           // start response, final
+	frameReject                           // start error
+	frameComplete                         // complete
+	frameLeave                            // shutdown, or the leg's session ended
+	framePrack                            // prack request
+	frameDTMF                             // dtmf
+	frameTransfer                         // transfer request
+	frameTransferAnswer                   // transfer response: accepts a transfer request
+	frameTransferReject                   // transfer error: refuses it
+	frameTransferProgress                 // transfer message: the status of the new call
+	frameTrickle                          // trickle
+	frameOther                            // nothing to act on (an answer to a SIP REFER or to a local PRACK)
 	numInputs
 )
 
 var inputNames = [numInputs]string{"sipProgress", "sipProgressPrack", "sipProgressAuto", "sipAnswered",
-	"sipConfirmed", "sipReoffered", "sipInfo", "sipRefer", "sipEnded", "sipOther",
+	"sipConfirmed", "sipReoffered", "sipInfo", "sipRefer", "sipTransferProgress", "sipRemoteSDP", "sipEnded", "sipOther",
 	"frameOffer", "frameRinging", "frameEarlyMedia", "frameAnswer", "frameReject", "frameComplete", "frameLeave",
-	"framePrack", "frameDTMF", "frameTransfer", "frameTrickle", "frameOther"}
+	"framePrack", "frameDTMF", "frameTransfer", "frameTransferAnswer", "frameTransferReject", "frameTransferProgress",
+	"frameTrickle", "frameOther"}
 
 func (in sipInput) String() string { return inputNames[in] }
 
@@ -93,39 +99,47 @@ func (r sipRole) String() string { return roleNames[r] }
 type sipAction uint8
 
 const (
-	actNone               sipAction = iota
-	actEnded                        // tell the web side the SIP call ended
-	actReofferGone                  // 481 to a re-INVITE: the web side is gone
-	actReofferPending               // 491 to a re-INVITE: nobody can answer it yet
-	actRelayProgress                // 18x to the web caller
-	actRelayProgressPrack           // 18x to the web caller, and PRACK it toward SIP
-	actRelayAnswer                  // 200 to the web caller
-	actRelayComplete                // complete to the web side, if an ACK completes its answer
-	actRelayReoffer                 // the re-INVITE's offer to the web side (or 491 on glare)
-	actRelayInfo                    // DTMF or candidates to the web side
-	actRelayRefer                   // a transfer request to the web side
-	actReoffer                      // the web side's offer as a re-INVITE
-	actNotEstablished               // 491 to a web request that needs an answered call
-	actAnswerReoffer                // the web side's answer to the re-INVITE
-	actRejectReoffer                // the web side's refusal of the re-INVITE
-	actProgress                     // a callee's provisional as a 180 or 183 toward SIP
-	actAnswer                       // a callee answers: 200 toward SIP, the other callees are told
-	actForkDeclines                 // a callee declines: its fork fails
-	actAck                          // the web caller completes: ACK toward SIP
-	actHangup                       // the web side leaves: CANCEL, reject or BYE toward SIP
-	actForkLeaves                   // a ringing callee leaves: its fork fails
-	actPrack                        // the web caller's PRACK toward SIP
-	actPrackLocal                   // nothing reliable to acknowledge: the gateway answers the PRACK
-	actDTMF                         // DTMF toward SIP
-	actTransfer                     // a REFER toward SIP
-	actTrickle                      // candidates toward SIP
-	actBufferTrickle                // a ringing callee's candidates, kept until it answers
+	actNone                  sipAction = iota
+	actEnded                           // tell the web side the SIP call ended
+	actReofferGone                     // 481 to a re-INVITE: the web side is gone
+	actReofferPending                  // 491 to a re-INVITE: nobody can answer it yet
+	actRelayProgress                   // 18x to the web caller
+	actRelayProgressPrack              // 18x to the web caller, and PRACK it toward SIP
+	actRelayAnswer                     // 200 to the web caller
+	actRelayComplete                   // complete to the web side, if an ACK completes its answer
+	actRelayReoffer                    // the re-INVITE's offer to the web side (or 491 on glare)
+	actRelayInfo                       // DTMF or candidates to the web side
+	actRelayRefer                      // a transfer request to the web side
+	actReferGone                       // 481 to a REFER: the web side is gone
+	actReferPending                    // 491 to a REFER: the call is not established
+	actAnswerRefer                     // the web side accepts the REFER: 202, NOTIFYs follow
+	actRejectRefer                     // the web side refuses the REFER: its code
+	actReferProgress                   // the web side's new call's status as a NOTIFY
+	actRelayTransferProgress           // the status of the call our REFER made, to the web side
+	actRelayRemoteSDP                  // the peer's new description to the web side
+	actReoffer                         // the web side's offer as a re-INVITE
+	actNotEstablished                  // 491 to a web request that needs an answered call
+	actAnswerReoffer                   // the web side's answer to the re-INVITE
+	actRejectReoffer                   // the web side's refusal of the re-INVITE
+	actProgress                        // a callee's provisional as a 180 or 183 toward SIP
+	actAnswer                          // a callee answers: 200 toward SIP, the other callees are told
+	actForkDeclines                    // a callee declines: its fork fails
+	actAck                             // the web caller completes: ACK toward SIP
+	actHangup                          // the web side leaves: CANCEL, reject or BYE toward SIP
+	actForkLeaves                      // a ringing callee leaves: its fork fails
+	actPrack                           // the web caller's PRACK toward SIP
+	actPrackLocal                      // nothing reliable to acknowledge: the gateway answers the PRACK
+	actDTMF                            // DTMF toward SIP
+	actTransfer                        // a REFER toward SIP
+	actTrickle                         // candidates toward SIP
+	actBufferTrickle                   // a ringing callee's candidates, kept until it answers
 	numActions
 )
 
 var actionNames = [numActions]string{"none", "ended", "reofferGone", "reofferPending",
 	"relayProgress", "relayProgressPrack", "relayAnswer", "relayComplete", "relayReoffer",
-	"relayInfo", "relayRefer", "reoffer", "notEstablished", "answerReoffer", "rejectReoffer",
+	"relayInfo", "relayRefer", "referGone", "referPending", "answerRefer", "rejectRefer", "referProgress",
+	"relayTransferProgress", "relayRemoteSDP", "reoffer", "notEstablished", "answerReoffer", "rejectReoffer",
 	"progress", "answer", "forkDeclines", "ack", "hangup", "forkLeaves", "prack", "prackLocal",
 	"dtmf", "transfer", "trickle", "bufferTrickle"}
 
@@ -140,8 +154,11 @@ func sipNext(p sipPhase, in sipInput, r sipRole) (next sipPhase, act sipAction) 
 		return phaseOver, actEnded
 	}
 	if p == phaseOver {
-		if in == sipReoffered {
+		switch in {
+		case sipReoffered:
 			return p, actReofferGone
+		case sipRefer:
+			return p, actReferGone
 		}
 		return p, actNone
 	}
@@ -181,8 +198,29 @@ func sipNext(p sipPhase, in sipInput, r sipRole) (next sipPhase, act sipAction) 
 			return p, actRelayInfo
 		}
 	case sipRefer:
+		if ringing {
+			return p, actReferPending
+		}
+		return p, actRelayRefer
+	case sipTransferProgress:
 		if !ringing {
-			return p, actRelayRefer
+			return p, actRelayTransferProgress
+		}
+	case sipRemoteSDP:
+		if !ringing {
+			return p, actRelayRemoteSDP
+		}
+	case frameTransferAnswer:
+		if r == byWeb {
+			return p, actAnswerRefer
+		}
+	case frameTransferReject:
+		if r == byWeb {
+			return p, actRejectRefer
+		}
+	case frameTransferProgress:
+		if r == byWeb {
+			return p, actReferProgress
 		}
 	case frameOffer:
 		if r == byWeb && p.answered() {
@@ -264,6 +302,10 @@ func eventInput(ev sipgw.Event) sipInput {
 		return sipInfo
 	case sipgw.EventRefer:
 		return sipRefer
+	case sipgw.EventTransferProgress:
+		return sipTransferProgress
+	case sipgw.EventRemoteSDP:
+		return sipRemoteSDP
 	case sipgw.EventEnded:
 		return sipEnded
 	}
@@ -302,8 +344,15 @@ func frameInput(f *protocol.Frame) sipInput {
 	case protocol.ActionDTMF:
 		return frameDTMF
 	case protocol.ActionTransfer:
-		if request {
+		switch f.Control.Type {
+		case protocol.TypeRequest:
 			return frameTransfer
+		case protocol.TypeResponse:
+			return frameTransferAnswer
+		case protocol.TypeError:
+			return frameTransferReject
+		case protocol.TypeMessage:
+			return frameTransferProgress
 		}
 	case protocol.ActionTrickle:
 		return frameTrickle

@@ -47,6 +47,10 @@ func TestSIPNext(t *testing.T) {
 		{talking, sipReoffered, sip, same, actRelayReoffer},
 		{talking, sipInfo, sip, same, actRelayInfo},
 		{talking, sipRefer, sip, same, actRelayRefer},
+		{ringing, sipRefer, sip, same, actReferPending},
+		{[]sipPhase{phaseOver}, sipRefer, sip, same, actReferGone},
+		{talking, sipTransferProgress, sip, same, actRelayTransferProgress},
+		{talking, sipRemoteSDP, sip, same, actRelayRemoteSDP},
 		// From the web leg that talks with SIP.
 		{answered, frameOffer, web, same, actReoffer},
 		{notAnswered, frameOffer, web, same, actNotEstablished},
@@ -59,6 +63,9 @@ func TestSIPNext(t *testing.T) {
 		{[]sipPhase{outEarly}, framePrack, web, outCalling, actPrack},
 		{[]sipPhase{outCalling, outAnswered, outConfirmed, inRinging, inRang, inAnswered, inConfirmed}, framePrack, web, same, actPrackLocal},
 		{live, frameDTMF, web, same, actDTMF},
+		{live, frameTransferAnswer, web, same, actAnswerRefer},
+		{live, frameTransferReject, web, same, actRejectRefer},
+		{live, frameTransferProgress, web, same, actReferProgress},
 		{live, frameTrickle, web, same, actTrickle},
 		// From a callee still ringing, and from the others.
 		{live, frameOffer, notWeb, same, actNotEstablished},
@@ -126,6 +133,8 @@ func TestEventInput(t *testing.T) {
 		{sipgw.Event{Kind: sipgw.EventReoffer}, sipReoffered},
 		{sipgw.Event{Kind: sipgw.EventInfo}, sipInfo},
 		{sipgw.Event{Kind: sipgw.EventRefer}, sipRefer},
+		{sipgw.Event{Kind: sipgw.EventTransferProgress, Code: 100}, sipTransferProgress},
+		{sipgw.Event{Kind: sipgw.EventRemoteSDP}, sipRemoteSDP},
 		{sipgw.Event{Kind: sipgw.EventEnded}, sipEnded},
 		{sipgw.Event{Kind: sipgw.EventPrack}, sipOther},
 	} {
@@ -153,7 +162,10 @@ func TestFrameInput(t *testing.T) {
 		{wf{typ: protocol.TypeResponse, act: protocol.ActionPrack}, frameOther},
 		{wf{typ: protocol.TypeMessage, act: protocol.ActionDTMF}, frameDTMF},
 		{wf{typ: protocol.TypeRequest, act: protocol.ActionTransfer}, frameTransfer},
-		{wf{typ: protocol.TypeResponse, act: protocol.ActionTransfer, code: 202}, frameOther},
+		{wf{typ: protocol.TypeResponse, act: protocol.ActionTransfer, code: 202}, frameTransferAnswer},
+		{wf{typ: protocol.TypeError, act: protocol.ActionTransfer, code: 603}, frameTransferReject},
+		{wf{typ: protocol.TypeMessage, act: protocol.ActionTransfer, code: 180}, frameTransferProgress},
+		{wf{typ: protocol.TypeMessage, act: protocol.ActionStart, p: sdp}, frameOther},
 		{wf{typ: protocol.TypeMessage, act: protocol.ActionTrickle}, frameTrickle},
 	} {
 		if got := frameInput(tc.w.frame()); got != tc.want {

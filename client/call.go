@@ -26,6 +26,7 @@ type Call struct {
 	reofferOut     string // our re-offer awaiting its answer
 	reofferIn      string // the peer's re-offer awaiting ours
 	transferIn     string // the peer's transfer awaiting our response
+	transferReport string // the peer's transfer we accepted, until its final report
 }
 
 // ID is the call's subsession id.
@@ -290,7 +291,28 @@ func (k *Call) RespondTransfer(ctx context.Context, code int) error {
 			f.Control.MessageState = protocol.StateFinal
 		}
 		f.Header.Reason = protocol.Reason(code)
+		if code == protocol.CodeAccepted {
+			k.transferReport = k.transferIn
+		}
 		k.transferIn = ""
+		return k.c.send(f)
+	})
+}
+
+// ReportTransfer reports the status of the call placed for a transfer
+// accepted with 202 (docs/protocol.md §5.12): 1xx while it proceeds,
+// then its final code (200 when answered). A SIP transferor gets each
+// as a NOTIFY.
+func (k *Call) ReportTransfer(ctx context.Context, code int) error {
+	return k.act(ctx, func() error {
+		if k.transferReport == "" || code < 100 || code > 699 {
+			return ErrCallState
+		}
+		f := k.frame(protocol.TypeMessage, protocol.ActionTransfer, k.transferReport, nil)
+		f.Header.ResponseCode, f.Header.Reason = code, protocol.Reason(code)
+		if code >= 200 {
+			k.transferReport = ""
+		}
 		return k.c.send(f)
 	})
 }
@@ -446,6 +468,10 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 	case t == protocol.TypeRequest && a == protocol.ActionTransfer:
 		k.transferIn = corr
 		ev.CallEvent, ev.ReferTo = CallTransfer, f.Header.ReferTo
+	case t == protocol.TypeMessage && a == protocol.ActionTransfer:
+		ev.CallEvent, ev.Code = CallTransferProgress, f.Header.ResponseCode
+	case t == protocol.TypeMessage && a == protocol.ActionStart:
+		ev.CallEvent, ev.SDP = CallRemoteSDP, p.SDP
 	case t == protocol.TypeError:
 		ev.Code = f.Header.ErrorCode
 		ev.CallEvent = CallError

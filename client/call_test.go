@@ -172,6 +172,40 @@ func TestIncomingCall(t *testing.T) {
 		if ev := wantCall(t, c, k, CallTrickle); ev.Candidates != "a=mid:0\r\n" {
 			t.Fatal(ev.Candidates)
 		}
+		// A transfer accepted with 202 is reported: 1xx, then the final
+		// status, with the request's correlation; nothing after that.
+		tf := srvCall(protocol.TypeRequest, "s1", "s5", protocol.ActionTransfer)
+		tf.Header.ReferTo = "sip:carol@example.com"
+		f.send(tf, false)
+		wantCall(t, c, k, CallTransfer)
+		if err := k.RespondTransfer(t.Context(), 202); err != nil {
+			t.Fatal(err)
+		}
+		f.next(t)
+		for _, code := range []int{180, 200} {
+			if err := k.ReportTransfer(t.Context(), code); err != nil {
+				t.Fatal(err)
+			}
+			if m := f.next(t); m.Control.Type != protocol.TypeMessage || m.Header.Action != protocol.ActionTransfer ||
+				m.Control.CorrelationID != "s5" || m.Header.ResponseCode != code {
+				t.Fatalf("report %+v %+v", m.Control, m.Header)
+			}
+		}
+		if err := k.ReportTransfer(t.Context(), 486); !errors.Is(err, ErrCallState) {
+			t.Fatalf("report after the final status: %v", err)
+		}
+		pr := srvCall(protocol.TypeMessage, "s1", "c3", protocol.ActionTransfer)
+		pr.Header.ResponseCode = 100
+		f.send(pr, false)
+		if ev := wantCall(t, c, k, CallTransferProgress); ev.Code != 100 {
+			t.Fatalf("transfer progress %d", ev.Code)
+		}
+		rs := srvCall(protocol.TypeMessage, "s1", "", protocol.ActionStart)
+		rs.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: "new answer"})
+		f.send(rs, false)
+		if ev := wantCall(t, c, k, CallRemoteSDP); ev.SDP != "new answer" {
+			t.Fatalf("remote SDP %q", ev.SDP)
+		}
 		f.send(srvCall(protocol.TypeMessage, "s1", "s7", protocol.ActionShutdown), false)
 		if ev := wantCall(t, c, k, CallEnded); ev.Reason != "shutdown" {
 			t.Fatal(ev.Reason)

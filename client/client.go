@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -724,6 +725,11 @@ func (c *Client) dispatch(f *protocol.Frame) {
 		}
 	}
 	switch f.EffectivePackage() {
+	case protocol.PackageRegister:
+		if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionAuthenticate {
+			c.onAuthenticate(f)
+			return
+		}
 	case protocol.PackageCall:
 		if c.onCallFrame(f) {
 			return
@@ -738,6 +744,44 @@ func (c *Client) dispatch(f *protocol.Frame) {
 		return
 	}
 	c.emit(Event{Kind: EventFrame, Frame: f, Header: &f.Header})
+}
+
+// onAuthenticate answers the gateway's live digest challenge (a
+// registration refresh, docs/protocol.md §4.8) with Options.Authorize, as
+// the connect's challenge is answered. Authorize runs off the loop, which
+// keeps serving the session meanwhile; without it, or when it fails, the
+// gateway gets error 401 and the registration is lost.
+func (c *Client) onAuthenticate(f *protocol.Frame) {
+	corr := f.Control.CorrelationID
+	reply := func(auth json.RawMessage, err error) *protocol.Frame {
+		out := &protocol.Frame{
+			Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageRegister,
+				CorrelationID: corr, MessageState: protocol.StateFinal},
+			Header: protocol.Header{Action: protocol.ActionAuthenticate, ResponseCode: protocol.CodeOK, Authorization: auth},
+		}
+		if err != nil {
+			out.Control.Type, out.Control.MessageState = protocol.TypeError, ""
+			out.Header.ResponseCode, out.Header.Authorization = 0, nil
+			out.Header.ErrorCode, out.Header.Reason = protocol.CodeUnauthorized, err.Error()
+		}
+		return out
+	}
+	if c.o.Authorize == nil {
+		c.send(reply(nil, errors.New("no credentials")))
+		return
+	}
+	challenge := append(json.RawMessage(nil), f.Header.Authenticate...)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, c.o.ConnectTimeout)
+		auth, err := c.o.Authorize(ctx, challenge)
+		cancel()
+		if err != nil {
+			c.log.Info("jsonrtc client: live challenge not answered", "err", err)
+		}
+		_ = c.do(c.ctx, func() error { return c.send(reply(auth, err)) })
+	}()
 }
 
 func frameResult(f *protocol.Frame) result {

@@ -126,14 +126,22 @@ const (
 	// CallDTMF: digits (Digits, Duration).
 	CallDTMF
 	// CallTransfer: the peer asks to transfer the call (ReferTo); answer
-	// with Call.RespondTransfer.
+	// with Call.RespondTransfer, then report the new call with
+	// Call.ReportTransfer.
 	CallTransfer
 	// CallError: an error frame about the call that fits no other event.
 	CallError
+	// CallTransferProgress: the status of the call the peer placed for
+	// our transfer (Code, Reason); 200-699 is the last.
+	CallTransferProgress
+	// CallRemoteSDP: the peer's description changed without an offer of
+	// ours (SDP): the new answer to our current description.
+	CallRemoteSDP
 )
 
 var callEventNames = [...]string{"", "ringing", "early-media", "answered", "established", "failed",
-	"ended", "re-offer", "re-offer-answered", "re-offer-failed", "prack", "trickle", "dtmf", "transfer", "error"}
+	"ended", "re-offer", "re-offer-answered", "re-offer-failed", "prack", "trickle", "dtmf", "transfer", "error",
+	"transfer-progress", "remote-sdp"}
 
 func (e CallEvent) String() string {
 	if int(e) < len(callEventNames) && e != 0 {

@@ -242,6 +242,13 @@ func TestClientSequenceExhausted(t *testing.T) {
 		r.Control.CorrelationID != "c"+strconv.FormatUint(protocol.MaxSequence, 10) {
 		t.Fatalf("frame 2^53-1 answered %s, want error 500", r.Marshal())
 	}
+	// The session is over by the time its last answer arrives: a resume
+	// sent at once, before the close, starts a new one.
+	b := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	b.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":` + strconv.FormatUint(protocol.MaxSequence, 10) + `,"csuw":` + strconv.FormatUint(protocol.MaxSequence, 10) + `},"payload":{}}`)
+	if rr := b.read(); rr.Control.SessionID == a.sid {
+		t.Fatalf("a session whose sequences ran out was resumed: %s", rr.Marshal())
+	}
 	if _, code := a.drain(); code != websocket.StatusNormalClosure {
 		t.Errorf("closed with %d, want 1000", code)
 	}

@@ -342,3 +342,13 @@ func (g *Gateway) restoreAll() error {
 	}
 	return nil
 }
+
+// takeRestored reports, once, whether s was restored from the store and
+// not yet announced to the handlers.
+func (s *Session) takeRestored() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.restored
+	s.restored = false
+	return r
+}

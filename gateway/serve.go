@@ -167,11 +167,14 @@ func (g *Gateway) readLoop(s *Session, l *link) {
 			// What was answered goes out before the close: the reason for
 			// it, or the burst's answers a client resuming would
 			// otherwise get again.
+			if h.exhausted {
+				// Ended before its last answer goes out: a client that
+				// reads it and resumes at once finds no session to take
+				// back. The answer is queued on l, which writes it still.
+				s.endKeepingSocket(l, reasonSequenceExhausted)
+			}
 			l.waitWritten()
 			g.hangUp(c, h)
-			if h.exhausted {
-				s.end(reasonSequenceExhausted)
-			}
 			s.detach(l, false)
 			return
 		}
@@ -252,6 +255,12 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 			writeNow(ctx, c, connectErrorFor(f, err))
 			continue
 		}
+		// A session restored from the store is new to the handlers.
+		if !resumed || s.takeRestored() {
+			// Before the client hears it is connected: a watcher who
+			// learns of it and subscribes at once must find it online.
+			g.presence.SessionStarted(s)
+		}
 		s.inMu.Lock()
 		s.mu.Lock()
 		if s.ended {
@@ -281,9 +290,6 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 		for _, d := range resend {
 			s.queueLocked(d)
 		}
-		// A session restored from the store is new to the handlers.
-		started := !resumed || s.restored
-		s.restored = false
 		s.mu.Unlock()
 		s.inMu.Unlock()
 		if !resumed {
@@ -294,9 +300,6 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 			s.log.Info("session resumed", "resent", len(resend))
 		} else {
 			s.log.Info("session started", "subprotocol", c.Subprotocol())
-		}
-		if started {
-			g.presence.SessionStarted(s)
 		}
 		return s, nil
 	}
@@ -616,8 +619,8 @@ func (s *Session) newSequence(f *protocol.Frame) bool {
 // refuse handles a frame over the budget, which is not processed. When
 // answer is set (at most once a second per socket) a request without a
 // sequence and a new sequenced frame get error 503, and the sequenced
-// frame counts as processed: the error is its outcome, as PROTOCOL.md
-// section 7 has it, and the client does not resend it. Any other denied
+// frame counts as processed: the error is its outcome, as docs/protocol.md
+// §9.3 has it, and the client does not resend it. Any other denied
 // frame gets nothing, and a new sequenced one is not acknowledged either:
 // nothing is lost, but nothing above it can be processed without
 // skipping it, so the socket is behind, and the next new sequenced frame
@@ -756,7 +759,7 @@ func (s *Session) dispatch(f *protocol.Frame) {
 	case protocol.PackageMessageNotification:
 		s.g.notes.HandleFrame(s, f)
 	case protocol.PackageRegister:
-		s.Send(errorFor(f, protocol.CodeMethodNotAllowed, "already connected"), false)
+		s.onRegisterFrame(f)
 	default:
 		if f.Control.Type == protocol.TypeRequest {
 			s.Send(errorFor(f, protocol.CodeMethodNotAllowed, "package "+string(f.EffectivePackage())+" is not served by this gateway"), false)

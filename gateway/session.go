@@ -111,6 +111,10 @@ type Session struct {
 	saveMu   sync.Mutex
 	rev      uint64
 	savedGen uint64
+	// auths: the live digest challenges waiting for this session's
+	// answer, by correlation id (sipauth.go); authSeq numbers them.
+	auths   map[string]chan *protocol.Frame
+	authSeq uint64
 }
 
 // link is one socket attached to a session, with its send queue. The
@@ -463,6 +467,17 @@ func (s *Session) detach(l *link, logout bool) {
 		s.g.authn.Logout(s.principal)
 	}
 	s.end(reasonLogout)
+}
+
+// endKeepingSocket ends the session whose reader l is, leaving l's socket
+// for that reader to close with its own code.
+func (s *Session) endKeepingSocket(l *link, r endReason) {
+	s.mu.Lock()
+	if s.conn == l {
+		s.conn = nil
+	}
+	s.mu.Unlock()
+	s.end(r)
 }
 
 // end ends the session: its calls are shut down toward their peers, its

@@ -95,7 +95,9 @@ func (g *Gateway) sipRegister(ctx context.Context, f *protocol.Frame, identity, 
 	if !g.registers(identity) {
 		return nil, nil
 	}
-	var o sipgw.RegisterOptions
+	// Refreshes and removals that the gateway cannot answer itself ask
+	// a live session of the identity (docs/protocol.md §4.8).
+	o := sipgw.RegisterOptions{Auth: g.liveAuth(identity)}
 	if len(f.Header.Authorization) > 0 {
 		a, err := parseAuthorization(f.Header.Authorization)
 		if err != nil {
@@ -134,18 +136,7 @@ func (g *Gateway) sipRegister(ctx context.Context, f *protocol.Frame, identity, 
 		if ch.Proxy {
 			code = protocol.CodeProxyAuthRequired
 		}
-		b, _ := json.Marshal(struct {
-			Scheme    string `json:"scheme"`
-			Realm     string `json:"realm"`
-			Nonce     string `json:"nonce"`
-			Algorithm string `json:"algorithm,omitempty"`
-			QOP       string `json:"qop,omitempty"`
-			Opaque    string `json:"opaque,omitempty"`
-			Stale     bool   `json:"stale,omitempty"`
-			Method    string `json:"method"`
-			URI       string `json:"uri"`
-		}{ch.Scheme, ch.Realm, ch.Nonce, ch.Algorithm, strings.Join(ch.QOP, ","), ch.Opaque, ch.Stale, ch.Method, ch.URI})
-		return nil, &challengeError{code: code, authenticate: b}
+		return nil, &challengeError{code: code, authenticate: challengeJSON(ch)}
 	}
 	if errors.Is(err, sipgw.ErrCredentialsRejected) {
 		// The gateway's own credentials (sip.credentials): nothing the

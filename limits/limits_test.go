@@ -431,9 +431,9 @@ profiles:
     identity:
       sessions: 1
       calls: 1
-      subscriptions: -1
+      subscriptions: 2
       frames: {rate: 20, per: 1s, burst: 40}
-      messages: {rate: 0}
+      messages: {rate: 1, per: 1m, burst: 2}
     application:
       calls: 50
 `

@@ -23,6 +23,10 @@ type Config struct {
 	// PendingTimeout, in seconds, bounds the wait for the Upstream to
 	// accept or reject a subscription; then the watcher gets 408.
 	PendingTimeout int `yaml:"pending_timeout"`
+	// PublishWhenWatching: a web identity that watches anyone also has
+	// its own state published upstream (PUBLISH), as one that publishes
+	// has. Default false: only a `publish` makes the gateway publish.
+	PublishWhenWatching bool `yaml:"publish_when_watching"`
 }
 
 // DefaultConfig returns the defaults.

@@ -48,6 +48,11 @@ type entity struct {
 	// guest: a session of a guest (see Guest) made it: its state is for
 	// web watchers only, never published upstream.
 	guest bool
+	// upstream: a session of it published (or watched, with
+	// Config.PublishWhenWatching), so its state goes to the Upstream
+	// until its last session ends. A user who never set a state gets no
+	// tuple from the gateway next to those of her SIP phone.
+	upstream bool
 }
 
 // Guest is implemented by endpoints that may be anonymous guests. A
@@ -201,6 +206,9 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 
 	h.mu.Lock()
 	h.touchLocked(ep)
+	if h.cfg.PublishWhenWatching {
+		h.publishUpstreamLocked(h.ents[ep.Identity()])
+	}
 	if s, _ := h.subs.Get(key); s != nil {
 		h.refreshLocked(s, f, expiry)
 		h.mu.Unlock()
@@ -364,7 +372,25 @@ func (h *Handler) publish(ep endpoint.Endpoint, f *protocol.Frame) {
 	h.pubSeq++
 	e.pubs[ep.ID()] = publication{state: p, seq: h.pubSeq}
 	ep.Send(reply(f, protocol.TypeResponse, protocol.CodeOK, ""), false)
-	h.changedLocked(e)
+	if e.upstream {
+		h.changedLocked(e)
+	} else {
+		h.publishUpstreamLocked(e)
+	}
+}
+
+// publishUpstreamLocked starts sending e's state to the Upstream, unless
+// it already does, and notifies a change of it.
+func (h *Handler) publishUpstreamLocked(e *entity) {
+	if e.upstream {
+		return
+	}
+	e.upstream = true
+	if !h.changedLocked(e) && h.up != nil && !e.guest {
+		st := e.last
+		st.Presentity = e.id
+		h.up.Publish(e.id, st)
+	}
 }
 
 func (h *Handler) unsubscribe(ep endpoint.Endpoint, f *protocol.Frame) {
@@ -448,21 +474,32 @@ func (e *entity) state() protocol.PresencePayload {
 	return protocol.PresencePayload{Status: pidf.StatusOpen}
 }
 
-// changedLocked notifies e's watchers, and the Upstream, when e's state
-// differs from the one last notified.
-func (h *Handler) changedLocked(e *entity) {
+// changedLocked notifies e's watchers, and the Upstream when e publishes
+// there, when e's state differs from the one last notified; it reports
+// whether it did. The last session's end withdraws e's publication
+// upstream (watchers here see closed); e publishes upstream again only
+// when a new session asks.
+func (h *Handler) changedLocked(e *entity) bool {
 	st := e.state()
 	if st == e.last {
-		return
+		return false
 	}
 	e.last = st
 	for s := range e.watchers {
 		h.notifyLocked(s, st)
 	}
-	if h.up != nil && !e.guest {
-		st.Presentity = e.id
-		h.up.Publish(e.id, st)
+	if h.up != nil && !e.guest && e.upstream {
+		if len(e.sessions) == 0 {
+			h.up.Withdraw(e.id)
+		} else {
+			st.Presentity = e.id
+			h.up.Publish(e.id, st)
+		}
 	}
+	if len(e.sessions) == 0 {
+		e.upstream = false
+	}
+	return true
 }
 
 // endLocked forgets s and returns the upstream stop to call, if any,

@@ -23,11 +23,16 @@ type Upstream interface {
 	// expiry. stop is called without the Handler's lock, at most once,
 	// and must be harmless after Rejected or Terminated.
 	Subscribe(req UpstreamRequest, ev UpstreamEvents) (stop func())
-	// Publish reports the state of a web user whenever it changes;
-	// Status "closed" after the user's last session ended. It is called
-	// with the Handler's lock held, in the order of changes: it must only
-	// record the state (coalescing per presentity) and return.
+	// Publish reports the state of a web user whenever it changes, once
+	// a session of the user published (or watched, with
+	// Config.PublishWhenWatching). It is called with the Handler's lock
+	// held, in the order of changes: it must only record the state
+	// (coalescing per presentity) and return.
 	Publish(presentity string, state protocol.PresencePayload)
+	// Withdraw ends the publication of a web user whose last session
+	// ended (PUBLISH Expires: 0), with the same rules as Publish, whose
+	// next call publishes anew.
+	Withdraw(presentity string)
 }
 
 // UpstreamRequest is a subscription the Handler asks the Upstream for.

@@ -46,6 +46,15 @@ func (u *fakeUpstream) Publish(presentity string, st protocol.PresencePayload) {
 	u.pubs = append(u.pubs, st)
 }
 
+// Withdraw is recorded among the publications as status "withdrawn".
+func (u *fakeUpstream) Withdraw(presentity string) {
+	u.Publish(presentity, withdrawn(presentity))
+}
+
+func withdrawn(id string) protocol.PresencePayload {
+	return protocol.PresencePayload{Presentity: id, Status: "withdrawn"}
+}
+
 func (u *fakeUpstream) ev(i int) UpstreamEvents {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -193,21 +202,35 @@ func TestUpstreamTimeoutsAndExpiry(t *testing.T) {
 	})
 }
 
+// TestPublishesWebUsersUpstream: a web user's state goes upstream once
+// she published, until her last session ends (closed: the Upstream
+// withdraws it); a user who never published sends nothing, so her SIP
+// phone's tuples are the only ones the presence server holds.
 func TestPublishesWebUsersUpstream(t *testing.T) {
 	up := &fakeUpstream{}
 	w := newWorld(t, Options{Upstream: up})
 	b1 := w.connect("bob@example.com")
 	b2 := w.connect("bob@example.com")
+	if p := up.takePubs(); len(p) != 0 {
+		t.Fatalf("published before bob asked: %+v", p)
+	}
 	w.publish(b2, `{"status":"open","activity":"on-the-phone"}`)
 	w.end(b2)
 	w.end(b1)
+	// Back without publishing: nothing goes upstream.
+	b3 := w.connect("bob@example.com")
+	w.end(b3)
 	got := up.takePubs()
 	want := []protocol.PresencePayload{
-		open("bob@example.com"),
 		{Presentity: "bob@example.com", Status: "open", Activity: "on-the-phone"},
 		open("bob@example.com"),
-		closed("bob@example.com"),
+		withdrawn("bob@example.com"),
 	}
+	expectPubs(t, got, want)
+}
+
+func expectPubs(t *testing.T, got, want []protocol.PresencePayload) {
+	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("publications %+v", got)
 	}
@@ -216,6 +239,23 @@ func TestPublishesWebUsersUpstream(t *testing.T) {
 			t.Errorf("publication %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
+}
+
+// TestPublishWhenWatching: with presence.publish_when_watching a watch
+// publishes the watcher's state (open) upstream, as a publish would; a
+// publish of the state already shown still publishes it.
+func TestPublishWhenWatching(t *testing.T) {
+	up := &fakeUpstream{}
+	w := newWorld(t, Options{Upstream: up, Config: Config{PublishWhenWatching: true}})
+	a := w.connect("alice@example.com")
+	b := w.connect("bob@example.com")
+	w.watch(a, "c1", "bob@example.com", 0)
+	w.publish(b, `{"status":"open"}`)
+	w.end(a)
+	w.end(b)
+	got := up.takePubs()
+	want := []protocol.PresencePayload{open("alice@example.com"), open("bob@example.com"), withdrawn("alice@example.com"), withdrawn("bob@example.com")}
+	expectPubs(t, got, want)
 }
 
 // TestGuestsPublishNothing: a guest's session start and end, and what it

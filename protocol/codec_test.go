@@ -166,7 +166,7 @@ func TestValidate(t *testing.T) {
 		{"bad package", `{"control":{"type":"request","package_type":"fax","subsession_id":"a"},"header":{"action":"start"}}`, 400},
 		{"unknown action", `{"control":{"type":"request","package_type":"call","subsession_id":"a"},"header":{"action":"fly"}}`, 405},
 		{"action wrong package", `{"control":{"type":"request","package_type":"messaging"},"header":{"action":"start"}}`, 405},
-		{"action wrong type", `{"control":{"type":"message","package_type":"call","subsession_id":"a"},"header":{"action":"start"}}`, 405},
+		{"action wrong type", `{"control":{"type":"message","package_type":"call","subsession_id":"a"},"header":{"action":"prack"}}`, 405},
 		{"error without code", `{"control":{"type":"error","package_type":"call","subsession_id":"a"},"header":{"action":"start"}}`, 400},
 		{"no action", `{"control":{"type":"request","package_type":"call","subsession_id":"a"}}`, 400},
 		{"no subsession", `{"control":{"type":"request","package_type":"call"},"header":{"action":"start"}}`, 400},

@@ -6,6 +6,7 @@ import "errors"
 // follow SIP response codes so that the gateway can pass SIP failures
 // through unchanged.
 const (
+	CodeTrying               = 100
 	CodeOK                   = 200
 	CodeAccepted             = 202
 	CodeRinging              = 180
@@ -35,6 +36,8 @@ const (
 // Reason returns the standard reason phrase for code, or "" when it has none.
 func Reason(code int) string {
 	switch code {
+	case 100:
+		return "Trying"
 	case 180:
 		return "Ringing"
 	case 183:

@@ -51,17 +51,20 @@ const (
 type Action string
 
 const (
-	ActionConnect  Action = "connect"
-	ActionStart    Action = "start"
-	ActionComplete Action = "complete"
-	ActionPrack    Action = "prack"
-	ActionShutdown Action = "shutdown"
-	ActionTrickle  Action = "trickle"
-	ActionDTMF     Action = "dtmf"
-	ActionTransfer Action = "transfer"
-	ActionNotify   Action = "notify"
-	ActionPublish  Action = "publish"
-	ActionSend     Action = "send"
+	ActionConnect Action = "connect"
+	// ActionAuthenticate: the gateway asks a live session to answer a
+	// registrar challenge (docs/protocol.md §4.8).
+	ActionAuthenticate Action = "authenticate"
+	ActionStart        Action = "start"
+	ActionComplete     Action = "complete"
+	ActionPrack        Action = "prack"
+	ActionShutdown     Action = "shutdown"
+	ActionTrickle      Action = "trickle"
+	ActionDTMF         Action = "dtmf"
+	ActionTransfer     Action = "transfer"
+	ActionNotify       Action = "notify"
+	ActionPublish      Action = "publish"
+	ActionSend         Action = "send"
 )
 
 // MessageState is control.message_state.

@@ -27,15 +27,15 @@ func bit(t Type) typeSet {
 // actions lists, per package, the actions it knows and the frame types
 // each may travel in.
 var actions = map[Package]map[Action]typeSet{
-	PackageRegister: {ActionConnect: tReq | tResp | tErr},
+	PackageRegister: {ActionConnect: tReq | tResp | tErr, ActionAuthenticate: tReq | tResp | tErr},
 	PackageCall: {
-		ActionStart:    tReq | tResp | tErr,
+		ActionStart:    tReq | tResp | tMsg | tErr,
 		ActionComplete: tMsg,
 		ActionPrack:    tReq | tResp | tErr,
 		ActionShutdown: tMsg,
 		ActionTrickle:  tMsg,
 		ActionDTMF:     tMsg,
-		ActionTransfer: tReq | tResp | tErr,
+		ActionTransfer: tReq | tResp | tMsg | tErr,
 	},
 	PackagePresence: {
 		ActionStart:    tReq | tResp | tErr,

@@ -46,15 +46,24 @@ const (
 	// Duration for application/dtmf-relay). Already answered 200; one of
 	// an Info Package we never announced was refused with 469 instead.
 	EventInfo
-	// EventRefer: the peer asks us to transfer the call (ReferTo). Already
-	// answered 202.
+	// EventRefer: the peer asks us to transfer the call (ReferTo). Answer
+	// with Event.Refer.Accept or Reject; unanswered it is refused (480).
 	EventRefer
+	// EventTransferProgress: a NOTIFY of the REFER we sent ([Call.Transfer])
+	// with the status line of the new call (Code, Reason); Final on the
+	// last one (Subscription-State: terminated).
+	EventTransferProgress
+	// EventRemoteSDP: the peer's description changed without a new offer
+	// from the web side (SDP): the answer in the ACK of a re-INVITE
+	// without SDP, which the gateway answered with our current offer.
+	EventRemoteSDP
 	// EventEnded is the last event: the call is over (End, Code, Reason).
 	// The Events channel is closed after it.
 	EventEnded
 )
 
-var eventNames = [...]string{"", "progress", "answered", "confirmed", "prack", "reoffer", "info", "refer", "ended"}
+var eventNames = [...]string{"", "progress", "answered", "confirmed", "prack", "reoffer", "info", "refer",
+	"transfer-progress", "remote-sdp", "ended"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -108,6 +117,9 @@ type Event struct {
 	Duration    int // milliseconds
 	// EventRefer
 	ReferTo string
+	Refer   *Refer
+	// EventTransferProgress
+	Final bool
 	// EventReoffer
 	Reoffer *Reoffer
 	// EventEnded
@@ -201,6 +213,9 @@ type Call struct {
 	finalCode   int
 	reinviteOut bool
 	reinviteIn  bool
+	localSDP    []byte                   // the SDP we sent last (sdpstate.go)
+	remoteSDP   []byte                   // the SDP the peer sent last
+	lateOffer   bool                     // our 200 to a re-INVITE without SDP offered; its ACK answers
 	peerInfo    map[string]bool          // Info Packages the peer takes (info.go)
 	trickle     bool                     // incoming: our responses announce trickle-ice
 	rseq        uint32                   // outgoing: RSeq awaiting our PRACK; incoming: last sent
@@ -495,6 +510,8 @@ func (c *Call) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
 	if !res.IsSuccess() {
 		return nil, &ResponseError{Code: res.StatusCode, Reason: res.Reason}
 	}
+	c.noteLocal(sdp)
+	c.noteRemote(res.Body())
 	ack := sip.NewRequest(sip.ACK, c.remoteTarget())
 	if err := c.dialog().WriteRequest(ack); err != nil {
 		return nil, err
@@ -515,7 +532,8 @@ func (c *Call) SendDTMF(ctx context.Context, digit string, duration time.Duratio
 }
 
 // Transfer sends a REFER for a blind transfer to target (validated like
-// a Dial target) and returns when the peer accepted it (202).
+// a Dial target) and returns when the peer accepted it (202). The
+// peer's NOTIFYs of the new call follow as EventTransferProgress.
 func (c *Call) Transfer(ctx context.Context, target string) error {
 	u, err := c.g.ParseTarget(target)
 	if err != nil {
@@ -582,7 +600,12 @@ func (r *Reoffer) Accept(sdp []byte) error {
 	}
 	ct := r.c.g.dua.ContactHDR
 	res.AppendHeader(&ct)
-	return r.finish(res)
+	err := r.finish(res)
+	if err == nil {
+		r.c.noteRemote(r.req.Body())
+		r.c.noteLocal(sdp)
+	}
+	return err
 }
 
 // Reject answers the re-INVITE with a failure code (488, 491, ...).
@@ -639,6 +662,14 @@ func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 	c.notePeer(req)
+	if len(req.Body()) == 0 {
+		// Not the web side's business: nothing changes unless the
+		// answer in the ACK does (handleAck).
+		if !c.answerLateOffer(req, tx) {
+			c.g.respond(tx, req, 488, "Not Acceptable Here")
+		}
+		return
+	}
 	ro := &Reoffer{c: c, req: req, tx: tx, done: make(chan struct{})}
 	if !c.deliver(func() { c.emit(Event{Kind: EventReoffer, SDP: req.Body(), Reoffer: ro}) }) {
 		_ = ro.Reject(481, "Call/Transaction Does Not Exist")
@@ -666,6 +697,10 @@ func (c *Call) handleAck(req *sip.Request) {
 	}
 	if !initial {
 		body := req.Body()
+		if sdp := c.lateAnswer(body); sdp != nil {
+			c.deliver(func() { c.emit(Event{Kind: EventRemoteSDP, SDP: sdp}) })
+			return
+		}
 		c.deliver(func() { c.emit(Event{Kind: EventConfirmed, SDP: body}) })
 	}
 }
@@ -677,7 +712,12 @@ func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	case sip.BYE:
 		c.mu.Lock()
 		c.remoteBye = true
+		overtook := c.uas != nil && c.state == stateAnswered
 		c.mu.Unlock()
+		if overtook {
+			// The ACK is implied: the call was confirmed before it ends.
+			c.deliver(c.confirmAnswered)
+		}
 		var err error
 		if c.uac != nil {
 			err = c.uac.ReadBye(req, tx)
@@ -692,21 +732,9 @@ func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	case sip.INFO:
 		c.handleInfo(req, tx)
 	case sip.REFER:
-		h := req.GetHeader("Refer-To")
-		if h == nil {
-			c.g.respond(tx, req, 400, "Missing Refer-To")
-			return
-		}
-		var u sip.Uri
-		v := strings.Trim(strings.TrimSpace(h.Value()), "<>")
-		if err := sip.ParseUri(v, &u); err != nil {
-			c.g.respond(tx, req, 400, "Bad Refer-To")
-			return
-		}
-		c.g.respond(tx, req, 202, "Accepted")
-		c.deliver(func() { c.emit(Event{Kind: EventRefer, ReferTo: u.String()}) })
+		c.handleRefer(req, tx)
 	default: // NOTIFY of a REFER we sent
-		c.g.respond(tx, req, 200, "OK")
+		c.handleReferNotify(req, tx)
 	}
 }
 

@@ -49,6 +49,14 @@ type Config struct {
 	// restarts so the registrar replaces rather than adds our bindings.
 	// Default: a random one per process.
 	InstanceID string `yaml:"instance_id"`
+	// InstanceSecret is the deployment secret from which each web
+	// identity's +sip.instance and Contact user derive (instance.go),
+	// stable across restarts. At least 16 bytes. Default: the content of
+	// InstanceSecretFile, else InstanceID, else a random one per process.
+	InstanceSecret string `yaml:"instance_secret"`
+	// InstanceSecretFile holds the secret, one line; it is created with
+	// a random secret (mode 0600) when it does not exist.
+	InstanceSecretFile string `yaml:"instance_secret_file"`
 	// MaxCalls bounds live calls (both directions). Default 10000.
 	MaxCalls int `yaml:"max_calls"`
 	// EventQueue is the size of each call's event queue; when it is full
@@ -211,6 +219,12 @@ func (c Config) Validate() error {
 	}
 	if c.InstanceID != "" && (!strings.HasPrefix(c.InstanceID, "urn:") || strings.ContainsAny(c.InstanceID, "\"<>\r\n\x00 ")) {
 		bad("instance_id", "%q is not a URN", c.InstanceID)
+	}
+	switch {
+	case c.InstanceSecret != "" && c.InstanceSecretFile != "":
+		bad("instance_secret", "set with instance_secret_file: choose one")
+	case c.InstanceSecret != "" && len(c.InstanceSecret) < minInstanceSecret:
+		bad("instance_secret", "shorter than %d bytes", minInstanceSecret)
 	}
 	if c.MaxCalls < 0 {
 		bad("max_calls", "negative")

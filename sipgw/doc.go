@@ -22,8 +22,13 @@
 //     waits for the PRACK of a reliable 1xx that carried SDP.
 //   - either way: [Call.Reoffer] (re-INVITE, 491 glare as [ErrGlare]),
 //     EventReoffer (answer with [Reoffer.Accept]/[Reoffer.Reject]),
-//     [Call.SendDTMF], [Call.Transfer], [Call.Hangup] (CANCEL or BYE),
-//     EventEnded last.
+//     [Call.SendDTMF], [Call.Hangup] (CANCEL or BYE), EventEnded last. A
+//     re-INVITE without SDP is answered here with the SDP we last sent;
+//     a changed session in its ACK is EventRemoteSDP (sdpstate.go).
+//   - REFER (RFC 3515, refer.go): [Call.Transfer] sends one, whose
+//     NOTIFYs come as EventTransferProgress; EventRefer carries one
+//     received, answered by [Refer.Accept] (202, NOTIFY 100) or
+//     [Refer.Reject], then [Refer.Notify] with the new call's status.
 //   - INFO (RFC 6086), either way: [Call.SendInfo] sends one in the
 //     confirmed dialog over its route set; EventInfo reports one received
 //     (answered 200; an Info-Package we never announced gets 469).

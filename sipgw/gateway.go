@@ -34,8 +34,8 @@ type UserAgent struct {
 	cfg Config
 	log *slog.Logger
 	// rlog: lines that frames and SIP messages from outside cause (ratelog).
-	rlog     *ratelog.Logger
-	instance string
+	rlog   *ratelog.Logger
+	secret []byte // instance.go
 
 	ua      *sipgo.UserAgent
 	srv     *sipgo.Server
@@ -60,6 +60,7 @@ type UserAgent struct {
 	calls    map[*Call]struct{}
 	dialogs  map[string]*Call // by sipgo dialog ID
 	regs     map[string]*registration
+	leaving  map[string]*registration // released, removal in progress
 	contacts map[string]*registration // by contact user token
 	ev       eventState               // subscriptions, publications, messages: events.go
 
@@ -95,17 +96,17 @@ func New(cfg Config, opts Options) (*UserAgent, error) {
 		cfg:      cfg,
 		log:      logger,
 		rlog:     ratelog.New(logger, nil),
-		instance: cfg.InstanceID,
 		addrs:    map[string]string{},
 		calls:    map[*Call]struct{}{},
 		dialogs:  map[string]*Call{},
 		regs:     map[string]*registration{},
+		leaving:  map[string]*registration{},
 		contacts: map[string]*registration{},
 	}
-	if g.instance == "" {
-		g.instance = "urn:uuid:" + randUUID()
-	}
 	var err error
+	if g.secret, err = loadInstanceSecret(cfg); err != nil {
+		return nil, err
+	}
 	if g.regURI, err = parseServerURI(cfg.Registrar); err != nil {
 		return nil, fmt.Errorf("sipgw: registrar: %w", err)
 	}

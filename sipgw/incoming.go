@@ -34,6 +34,7 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 		c.remote, c.display = *f.Address.Clone(), f.DisplayName
 	}
 	c.offer = req.Body()
+	c.remoteSDP = c.offer
 	c.inviteDone = make(chan struct{})
 	c.state = stateRinging
 	c.peer100rel = headerHasToken(req, "Supported", "100rel") || headerHasToken(req, "Require", "100rel")
@@ -156,7 +157,8 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 		advertiseTrickle(res)
 	}
 	setSDP(res, sdp)
-	ct := c.g.dua.ContactHDR
+	c.noteLocal(sdp)
+	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	res.AppendHeader(&ct)
 	c.respMu.Lock()
 	select {
@@ -261,6 +263,7 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 	}
 	res := sip.NewResponseFromRequest(c.uas.InviteRequest, 200, "OK", nil)
 	setSDP(res, sdp)
+	c.noteLocal(sdp)
 	res.AppendHeader(sip.NewHeader("Allow", allowed))
 	if c.trickles() {
 		advertiseTrickle(res)
@@ -268,7 +271,7 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 	for _, h := range headers {
 		res.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}
-	ct := c.g.dua.ContactHDR
+	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	res.AppendHeader(&ct)
 	c.g.wg.Go(func() {
 		err := c.uas.WriteResponse(res) // returns on ACK
@@ -283,14 +286,25 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 			})
 			return
 		}
-		c.deliver(func() {
-			c.mu.Lock()
-			c.state = stateConfirmed
-			c.mu.Unlock()
-			c.emit(Event{Kind: EventConfirmed})
-		})
+		c.deliver(c.confirmAnswered)
 	})
 	return nil
+}
+
+// confirmAnswered moves an answered incoming call to confirmed and says
+// so, once: on the ACK, or on a BYE that overtook it (a caller sends its
+// BYE only after its ACK, RFC 3261 section 15.1.1, but two requests over
+// UDP, or sipgo's goroutines, may swap them). On the owner goroutine.
+func (c *Call) confirmAnswered() {
+	c.mu.Lock()
+	answered := c.state == stateAnswered
+	if answered {
+		c.state = stateConfirmed
+	}
+	c.mu.Unlock()
+	if answered {
+		c.emit(Event{Kind: EventConfirmed})
+	}
 }
 
 // Reject sends a final failure (3xx-6xx) to an incoming call. The call

@@ -86,7 +86,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	if g.route != nil {
 		req.AppendHeader(&sip.RouteHeader{Address: *g.route.Clone()})
 	}
-	ct := g.contactHeader("gw")
+	ct := g.dialogContact(o.Identity, g.contactHeader("gw"))
 	req.AppendHeader(&ct)
 	req.AppendHeader(sip.NewHeader("Allow", allowed))
 	if o.Offer100rel {
@@ -100,6 +100,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 		req.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}
 	setSDP(req, o.SDP)
+	c.localSDP = o.SDP
 
 	c.inviteCtx, c.inviteCancel = context.WithCancel(context.Background())
 	g.track()
@@ -168,6 +169,7 @@ func (c *Call) runOutgoing() {
 	c.g.setDialog(c.uac.ID, c)
 	res := c.uac.InviteResponse
 	c.notePeer(res)
+	c.noteRemote(res.Body())
 	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body()})
 	c.loop(c.uac.Context())
 }
@@ -207,6 +209,7 @@ func (c *Call) onResponse(r *sip.Response) error {
 	c.mu.Lock()
 	c.rseq = rseq
 	c.mu.Unlock()
+	c.noteRemote(r.Body())
 	c.emit(Event{Kind: EventProgress, Code: r.StatusCode, Reason: r.Reason, SDP: r.Body(), Reliable: reliable, RSeq: rseq})
 	if !reliable {
 		return nil
@@ -266,6 +269,7 @@ func (c *Call) sendPrack(r *sip.Response, rseq uint32, sdp []byte) error {
 	req := sip.NewRequest(sip.PRACK, target)
 	req.AppendHeader(sip.NewHeader("RAck", fmt.Sprintf("%d %d INVITE", rseq, c.uac.InviteRequest.CSeq().SeqNo)))
 	setSDP(req, sdp)
+	c.noteLocal(sdp)
 	ctx, cancel := context.WithTimeout(c.inviteCtx, sip.Timer_F)
 	defer cancel()
 	res, err := c.request(ctx, req)
@@ -317,6 +321,7 @@ func (c *Call) Ack(ctx context.Context, sdp []byte) error {
 	}
 	ack.AppendHeader(sip.HeaderClone(inv.Contact()))
 	setSDP(ack, sdp)
+	c.noteLocal(sdp)
 	ack.SetTransport(inv.Transport())
 	return c.g.cli.WriteRequest(ack)
 }

@@ -22,9 +22,11 @@ type PublishOptions struct {
 	Body        []byte
 	// Expiry is the lifetime asked for. Default one hour.
 	Expiry time.Duration
-	// Final: the identity went away. The document is sent once and then
-	// not refreshed: it lapses at its expiry unless a newer one replaces
-	// it first.
+	// Final: the identity went away. The publication is withdrawn
+	// (PUBLISH Expires: 0 with SIP-If-Match: its entity tag, RFC 3903
+	// section 4.5) instead of left to lapse: the presence server then
+	// shows only the identity's other sources (its SIP phone). The
+	// document is not sent.
 	Final bool
 }
 
@@ -108,7 +110,6 @@ func (p *publication) run() {
 	defer close(p.done)
 	var timer *time.Timer
 	var timerC <-chan time.Time
-	var final bool         // the state held by the server is final
 	var cur PublishOptions // the document the server holds
 	arm := func(d time.Duration) {
 		if timer != nil {
@@ -132,28 +133,28 @@ func (p *publication) run() {
 			if o == nil {
 				continue
 			}
-			cur, final = *o, o.Final
+			if o.Final {
+				timerC = nil
+				if p.getETag() != "" {
+					p.remove()
+				}
+				if p.exit() {
+					return
+				}
+				continue
+			}
+			cur = *o
 			granted, ok := p.send(&cur, true)
 			switch {
 			case !ok && p.exit():
 				return
 			case !ok:
 				timerC = nil
-			case final:
-				// Not refreshed: the server drops it at expiry.
-				arm(granted)
 			default:
 				arm(max(granted*4/5, 500*time.Millisecond))
 			}
 		case <-timerC:
 			timerC = nil
-			if final {
-				p.setETag("")
-				if p.exit() {
-					return
-				}
-				continue
-			}
 			granted, ok := p.send(&cur, false)
 			if !ok {
 				// Refresh failed (412 included): publish the whole state

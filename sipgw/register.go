@@ -83,8 +83,15 @@ func (e *ChallengeError) Error() string {
 }
 
 // AuthFunc answers a challenge synchronously (e.g. from a credential
-// store); it is also used to answer the challenges of refreshes.
+// store, or by asking a live web session); it is also used to answer the
+// challenges of refreshes and removals. It returns an error matching
+// ErrNoAnswer when nothing could answer: during Register that fails with
+// *ChallengeError (the web client may answer with its next connect).
 type AuthFunc func(ctx context.Context, ch Challenge) (Authorization, error)
+
+// ErrNoAnswer is matched by an AuthFunc's error when nothing could answer
+// the challenge (no live session to ask).
+var ErrNoAnswer = errors.New("sipgw: nothing can answer the challenge")
 
 // RegisterOptions say how to answer the registrar's challenges. UserAgent
 // credentials for the identity (config `credentials`) come first, then
@@ -113,27 +120,35 @@ type registration struct {
 	g        *UserAgent
 	identity string
 	aor      sip.Uri
-	token    string
+	token    string // the Contact user (identityInstance)
+	instance string // +sip.instance
 	callID   string
 	fromTag  string
 
 	ready chan struct{} // closed when the first REGISTER is decided
 	err   error         // set before ready closes
 
-	mu      sync.Mutex // guards below
-	cseq    uint32
-	refs    int
-	auth    AuthFunc
-	cred    *Authorization // reusable (HA1 or password)
-	lastCh  *Challenge     // the challenge cred last answered, with qop=auth
-	nc      int            // the nonce-count last used with lastCh's nonce
-	granted time.Duration
-	lostErr error
+	mu     sync.Mutex // guards below
+	cseq   uint32
+	refs   int
+	auth   AuthFunc
+	cred   *Authorization // reusable (HA1 or password)
+	lastCh *Challenge     // the challenge cred last answered, with qop=auth
+	nc     int            // the nonce-count last used with lastCh's nonce
+	// computed is the last client-computed answer the registrar
+	// accepted, for the challenge computedCh: the removal sends it again
+	// when no reusable credentials are held (see reuseNonce).
+	computed   *Authorization
+	computedCh Challenge
+	granted    time.Duration
+	lostErr    error
+	gruu       *sip.Uri // the registrar\'s pub-gruu for our binding, if any
 
 	lost     chan struct{}
 	stopCh   chan struct{}
 	stopOnce sync.Once
 	loopDone chan struct{}
+	removed  chan struct{} // closed when stop is over
 }
 
 // Register binds identity at the registrar (REGISTER with this node's
@@ -157,6 +172,17 @@ func (g *UserAgent) Register(ctx context.Context, identity string, o *RegisterOp
 		if g.closed {
 			g.mu.Unlock()
 			return nil, ErrClosed
+		}
+		if old := g.leaving[identity]; old != nil {
+			// Its removal carries the same Contact as our REGISTER
+			// would: sent after it, it would remove our binding.
+			g.mu.Unlock()
+			select {
+			case <-old.removed:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
 		}
 		r := g.regs[identity]
 		if r != nil {
@@ -184,11 +210,12 @@ func (g *UserAgent) Register(ctx context.Context, identity string, o *RegisterOp
 			}
 			continue
 		}
+		instance, token := g.identityInstance(identity)
 		r = &registration{
-			g: g, identity: identity, aor: aor, token: "r" + randHex(8),
+			g: g, identity: identity, aor: aor, token: token, instance: instance,
 			callID: randUUID(), fromTag: sip.GenerateTagN(16), refs: 1, auth: o.Auth,
 			ready: make(chan struct{}), lost: make(chan struct{}),
-			stopCh: make(chan struct{}), loopDone: make(chan struct{}),
+			stopCh: make(chan struct{}), loopDone: make(chan struct{}), removed: make(chan struct{}),
 		}
 		g.regs[identity] = r
 		g.contacts[r.token] = r
@@ -267,6 +294,7 @@ func (h *Registration) Release(ctx context.Context) error {
 		if last {
 			if g.regs[r.identity] == r {
 				delete(g.regs, r.identity)
+				g.leaving[r.identity] = r
 			}
 			if g.contacts[r.token] == r {
 				delete(g.contacts, r.token)
@@ -284,6 +312,15 @@ func (h *Registration) Release(ctx context.Context) error {
 func (r *registration) stop(ctx context.Context) error {
 	var err error
 	r.stopOnce.Do(func() {
+		defer func() {
+			g := r.g
+			g.mu.Lock()
+			if g.leaving[r.identity] == r {
+				delete(g.leaving, r.identity)
+			}
+			g.mu.Unlock()
+			close(r.removed)
+		}()
 		close(r.stopCh)
 		<-r.loopDone
 		select {
@@ -354,9 +391,14 @@ func (r *registration) newRequest(expires time.Duration) *sip.Request {
 		req.AppendHeader(&sip.RouteHeader{Address: *g.route.Clone()})
 	}
 	ct := g.contactHeader(r.token)
-	ct.Params.Add("+sip.instance", `"<`+g.instance+`>"`)
+	ct.Params.Add("+sip.instance", `"<`+r.instance+`>"`)
 	req.AppendHeader(&ct)
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
+	// RFC 5627: with our +sip.instance, a registrar that assigns GRUUs
+	// returns them in the 200 (keepGRUU). No "outbound" (RFC 5626): the
+	// gateway keeps no flows alive (no CRLF or STUN keepalives), so it
+	// sends no reg-id either.
+	req.AppendHeader(sip.NewHeader("Supported", "gruu"))
 	req.AppendHeader(sip.NewHeader("User-Agent", g.cfg.UserAgent))
 	return req
 }
@@ -369,14 +411,17 @@ func (r *registration) newRequest(expires time.Duration) *sip.Request {
 func (r *registration) send(ctx context.Context, expires time.Duration, preset *Authorization) (time.Duration, error) {
 	g := r.g
 	req := r.newRequest(expires)
-	authed := false // req carries credentials computed for the last challenge
+	authed := false             // req carries credentials computed for the last challenge
+	var computed *Authorization // the client-computed answer req carries
+	var computedCh Challenge
 	if preset != nil && preset.Response != "" {
 		ch := Challenge{Proxy: preset.Proxy, Realm: preset.Realm, Nonce: preset.Nonce, Method: "REGISTER", URI: g.regURI.String()}
 		if err := applyAuth(req, ch, *preset); err != nil {
 			return 0, err
 		}
 		authed = true
-	} else if err := r.reuseNonce(req); err != nil {
+		computed, computedCh = preset, ch
+	} else if err := r.reuseNonce(req, expires); err != nil {
 		return 0, err
 	}
 	for attempt := 0; ; attempt++ {
@@ -392,6 +437,11 @@ func (r *registration) send(ctx context.Context, expires time.Duration, preset *
 			return 0, fmt.Errorf("sipgw: REGISTER %s: %w", r.identity, err)
 		}
 		if res.IsSuccess() {
+			if computed != nil {
+				r.mu.Lock()
+				r.computed, r.computedCh = computed, computedCh
+				r.mu.Unlock()
+			}
 			return r.grantedExpiry(res, expires), nil
 		}
 		if res.StatusCode != 401 && res.StatusCode != 407 {
@@ -432,6 +482,10 @@ func (r *registration) send(ctx context.Context, expires time.Duration, preset *
 			return 0, err
 		}
 		authed = true
+		computed = nil
+		if a.Response != "" {
+			computed, computedCh = &a, ch
+		}
 		if a.HA1 != "" || a.Password != "" {
 			r.mu.Lock()
 			r.cred, r.lastCh, r.nc = &a, nil, 1
@@ -450,10 +504,24 @@ func (r *registration) send(ctx context.Context, expires time.Duration, preset *
 // REGISTER instead of two. A registrar that no longer takes the nonce
 // challenges anew, which send answers as it would a first challenge:
 // the credentials went with an old nonce, not rejected.
-func (r *registration) reuseNonce(req *sip.Request) error {
+//
+// Without such credentials (the web client computed each response), the
+// removal (expires 0) carries the last computed answer the registrar
+// accepted, unchanged: a registrar that still takes its nonce and does not
+// track nonce-counts (Kamailio's default) removes the binding with it,
+// when no web session is left to answer a new challenge. Refreshes never
+// resend it: they ask a live session (the AuthFunc).
+func (r *registration) reuseNonce(req *sip.Request, expires time.Duration) error {
 	r.mu.Lock()
 	if r.cred == nil || r.lastCh == nil {
+		last, ch := r.computed, r.computedCh
+		if r.cred != nil {
+			last = nil
+		}
 		r.mu.Unlock()
+		if expires == 0 && last != nil {
+			return applyAuth(req, ch, *last)
+		}
 		return nil
 	}
 	r.nc++
@@ -483,6 +551,9 @@ func (r *registration) answer(ctx context.Context, ch Challenge, preset *Authori
 	}
 	if auth != nil {
 		a, err := auth(ctx, ch)
+		if errors.Is(err, ErrNoAnswer) {
+			return a, &ChallengeError{Challenge: ch}
+		}
 		if err != nil {
 			return a, fmt.Errorf("sipgw: answering challenge: %w", err)
 		}
@@ -570,6 +641,7 @@ func (r *registration) grantedExpiry(res *sip.Response, asked time.Duration) tim
 		if !ok || ct.Address.User != r.token {
 			continue
 		}
+		r.keepGRUU(ct)
 		if v, ok := ct.Params.Get("expires"); ok {
 			if n, err := strconv.Atoi(v); err == nil {
 				return time.Duration(n) * time.Second
@@ -582,4 +654,81 @@ func (r *registration) grantedExpiry(res *sip.Response, asked time.Duration) tim
 		}
 	}
 	return asked
+}
+
+// keepGRUU records the public GRUU (RFC 5627 section 5) the registrar
+// assigned to our binding, from its Contact in the 200; the binding's
+// dialogs then use it as their Contact (UserAgent.dialogContact). The
+// temp-gruu is not used: the web identity is no secret to its peers.
+func (r *registration) keepGRUU(ct *sip.ContactHeader) {
+	v, ok := quotedParam(ct.Params, "pub-gruu")
+	if !ok {
+		return
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(v, &u); err != nil || (u.Scheme != "sip" && u.Scheme != "sips") || hasCtl(v) {
+		r.g.log.Debug("sipgw: pub-gruu ignored", "identity", r.identity, "value", v)
+		return
+	}
+	r.mu.Lock()
+	r.gruu = &u
+	r.mu.Unlock()
+}
+
+// GRUU is the registrar's public GRUU for the identity's binding, or ""
+// when it assigned none.
+func (h *Registration) GRUU() string {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	if h.r.gruu == nil {
+		return ""
+	}
+	return h.r.gruu.String()
+}
+
+// dialogContact is the Contact of identity's dialogs: its binding's
+// GRUU when the registrar assigned one (RFC 5627 section 4.4: requests
+// to it reach this binding, through the registrar's domain), else def.
+func (g *UserAgent) dialogContact(identity string, def sip.ContactHeader) sip.ContactHeader {
+	g.mu.Lock()
+	r := g.regs[identity]
+	g.mu.Unlock()
+	if r == nil {
+		return def
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gruu == nil {
+		return def
+	}
+	return sip.ContactHeader{Address: *r.gruu.Clone(), Params: sip.NewParams()}
+}
+
+// quotedParam returns the value of a header parameter that is a quoted
+// string, unquoted. sipgo splits parameters at every ';', also inside
+// quotes (a GRUU's own ";gr=..."): the pieces are joined back.
+func quotedParam(params sip.HeaderParams, name string) (string, bool) {
+	for i, kv := range params {
+		if !strings.EqualFold(kv.K, name) {
+			continue
+		}
+		v := kv.V
+		if !strings.HasPrefix(v, `"`) {
+			return v, true
+		}
+		for _, next := range params[i+1:] {
+			if len(v) > 1 && strings.HasSuffix(v, `"`) {
+				break
+			}
+			v += ";" + next.K
+			if next.V != "" {
+				v += "=" + next.V
+			}
+		}
+		if len(v) < 2 || !strings.HasSuffix(v, `"`) {
+			return "", false
+		}
+		return v[1 : len(v)-1], true
+	}
+	return "", false
 }

@@ -73,6 +73,7 @@ func TestConfigValidateNamesKey(t *testing.T) {
 		"register_expiry": {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", RegisterExpiry: 1},
 		"credentials.a@b": {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Credentials: map[string]Credential{"a@b": {}}},
 		"listen.tls_cert": {Listen: ListenConfig{TLS: "127.0.0.1:0"}, Domain: "example.com"},
+		"instance_secret": {Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", InstanceSecret: "short"},
 	}
 	for key, cfg := range cases {
 		err := cfg.Validate()

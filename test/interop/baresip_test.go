@@ -199,14 +199,14 @@ func (b *baresip) expectPeer(t *testing.T, typ, peer string) baresipEvent {
 }
 
 // A web user transfers baresip (blind, REFER): baresip calls the target,
-// another web user, who answers. The gateway answers REFER with 202 and
-// sends no NOTIFY of the new call's progress either way yet, so the
-// transferor hangs up on the 202 rather than on a NOTIFY 200 (RFC 5589
-// section 6).
+// another web user, who answers. baresip's NOTIFYs of the new call reach
+// the transferring web user as transfer progress, and the last, 200,
+// ends the old call: the gateway sends baresip the BYE (RFC 5589 section
+// 6) and the web user a shutdown.
 func TestBaresipTransferredByWebUser(t *testing.T) {
 	w, b := baresipCarol(t)
 	bob := w.connect(t, "open@"+domain, nil)
-	_, out := webCallsBaresip(t, w, b, offer)
+	a, out := webCallsBaresip(t, w, b, offer)
 	if code, err := out.Transfer(ctxT(t), "sip:open@"+domain); err != nil || code != 202 {
 		t.Fatalf("transfer: %d %v", code, err)
 	}
@@ -219,9 +219,16 @@ func TestBaresipTransferredByWebUser(t *testing.T) {
 	}
 	webExpect(t, bob, client.CallEstablished)
 	b.expectPeer(t, "CALL_ESTABLISHED", "open")
-	if err := out.Hangup(ctxT(t)); err != nil {
-		t.Fatal(err)
+	for {
+		ev := webExpect(t, a, client.CallTransferProgress)
+		if ev.Code >= 200 {
+			if ev.Code != 200 {
+				t.Fatalf("transfer ended with %d %s", ev.Code, ev.Reason)
+			}
+			break
+		}
 	}
+	webExpect(t, a, client.CallEnded)
 	b.expectPeer(t, "CALL_CLOSED", "alice")
 	if err := in.Call.Hangup(ctxT(t)); err != nil {
 		t.Fatal(err)
@@ -230,9 +237,9 @@ func TestBaresipTransferredByWebUser(t *testing.T) {
 }
 
 // baresip transfers a web user (blind, REFER): the web user is asked to
-// transfer, with the target, accepts and calls it. baresip, which gets no
-// NOTIFY from the gateway yet, keeps its leg until the web user hangs it
-// up.
+// transfer, with the target, accepts and calls it, and reports the new
+// call's answer: baresip gets it as NOTIFY 200 and ends the old call
+// itself (RFC 5589 section 6).
 func TestBaresipTransfersWebUser(t *testing.T) {
 	w, b := baresipCarol(t)
 	bob := w.connect(t, "open@"+domain, nil)
@@ -254,10 +261,16 @@ func TestBaresipTransfersWebUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	webAnswered(t, a)
-	if err := out.Hangup(ctxT(t)); err != nil {
+	if err := out.ReportTransfer(ctxT(t), 200); err != nil {
 		t.Fatal(err)
 	}
 	b.expectPeer(t, "CALL_CLOSED", "alice")
+	for {
+		ev := webNext(t, a, client.EventCall)
+		if ev.Call == out && ev.CallEvent == client.CallEnded {
+			break
+		}
+	}
 	if err := next.Hangup(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,14 @@ func TestOutgoingCancelled(t *testing.T) {
 func TestOutgoingFarEndBye(t *testing.T) {
 	k := startKamailio(t)
 	g := newGateway(t, k, nil)
-	uas := startSipp(t, "uas_farbye.xml", "")
+	farEndBye(t, g)
+}
+
+// farEndBye runs a call from alice that the SIPp UAS answers and hangs
+// up, and returns the UAS (its -trace_msg log in its Dir).
+func farEndBye(t *testing.T, g *sipgw.UserAgent) *Sipp {
+	t.Helper()
+	uas := startSipp(t, "uas_farbye.xml", "", "-trace_msg")
 	c := dial(t, g, uas.Port, sipgw.DialOptions{})
 	answeredAcked(t, c)
 	if ev := ended(t, c); ev.End != sipgw.EndRemoteBye {
@@ -91,6 +98,7 @@ func TestOutgoingFarEndBye(t *testing.T) {
 	}
 	uas.expectSuccess(t)
 	assertIdle(t, g)
+	return uas
 }
 
 func TestOutgoingEarlyMedia(t *testing.T) {

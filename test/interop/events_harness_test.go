@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"text/template"
 	"time"
@@ -152,6 +153,7 @@ type eventsEnv struct {
 	K   *Kamailio
 	G   *gateway.Gateway
 	URL string
+	DB  string // Kamailio's SQLite database (the presentity table)
 }
 
 func startEventsEnv(t *testing.T) *eventsEnv {
@@ -187,17 +189,22 @@ func startEventsEnv(t *testing.T) *eventsEnv {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(g.Handler())
-	t.Cleanup(func() {
+	// The gateway shuts down before Kamailio stops (its un-REGISTERs and
+	// PUBLISH withdrawals need Kamailio's answers), so the shutdown is
+	// registered again once Kamailio runs; the first registration only
+	// covers a failure to start it.
+	stop := sync.OnceFunc(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		if err := g.Shutdown(ctx); err != nil {
-			t.Errorf("gateway shutdown: %v", err)
+			t.Errorf("gateway shutdown: %v\n%s", err, goroutines())
 		}
 		srv.Close()
 		if st := g.SIPEventStats(); st != (sipgw.EventStats{}) {
 			t.Errorf("SIP events left after shutdown: %+v", st)
 		}
 	})
+	t.Cleanup(stop)
 
 	var kc bytes.Buffer
 	if err := presenceCfg.Execute(&kc, map[string]any{"Domain": domain, "Port": kport, "ModPath": modPath,
@@ -222,7 +229,21 @@ func startEventsEnv(t *testing.T) *eventsEnv {
 			t.Fatalf("kamailio not answering on %s", k.Addr)
 		}
 	}
-	return &eventsEnv{K: k, G: g, URL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/webrtc/test"}
+	t.Cleanup(stop)
+	return &eventsEnv{K: k, G: g, URL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/webrtc/test", DB: db}
+}
+
+// presentity returns the entity tags of user's unexpired presence
+// publications that Kamailio's presence server holds.
+func (e *eventsEnv) presentity(t *testing.T, user string) []string {
+	t.Helper()
+	q := "select etag from presentity where username='" + user + "' and expires > strftime('%s','now');"
+	// Kamailio writes the database meanwhile: wait out its locks.
+	out, err := exec.Command("sqlite3", "-cmd", ".timeout 5000", e.DB, q).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3: %v\n%s", err, out)
+	}
+	return strings.Fields(string(out))
 }
 
 func testLogger(t *testing.T) *slog.Logger {

@@ -257,3 +257,43 @@ func TestMalformedPIDFRefused(t *testing.T) {
 	notifier.expectSuccess(t)
 	until(t, "the SIP subscription to end", func() bool { return env.G.SIPEventStats().Subscriptions == 0 })
 }
+
+// The gateway publishes a web user's presence only once she published
+// (docs/protocol.md §6.3): carol, who only watches, puts no tuple next to
+// those of her SIP phone. dave publishes; when his session ends the
+// gateway withdraws his publication (PUBLISH Expires: 0 with SIP-If-Match:
+// the entity tag, which Kamailio needs to find it) instead of leaving a
+// closed tuple to lapse.
+func TestPresencePublishedOnlyWhenAsked(t *testing.T) {
+	env := startEventsEnv(t)
+	carol := env.web(t, "carol@"+domain)
+	dave := env.web(t, "dave@"+domain)
+	pub := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackagePresence, SubsessionID: "p1"},
+		Header:  protocol.Header{Action: protocol.ActionPublish},
+		Payload: protocol.EncodePayload(protocol.PresencePayload{Status: "open", Note: "at the desk"}),
+	}
+	if _, err := dave.SendFrame(ctxT(t), pub); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "dave's publication at the presence server", func() bool { return len(env.presentity(t, "dave")) == 1 })
+	// carol's watch of dave is answered after her session start was
+	// handled, which is when the gateway used to publish her.
+	if _, err := carol.SendFrame(ctxT(t), startFrame(protocol.PackagePresence, "w1", "carol@"+domain, "dave@"+domain)); err != nil {
+		t.Fatal(err)
+	}
+	if r := response(t, carol, protocol.PackagePresence, "w1"); r.Header.ResponseCode != 200 {
+		t.Fatalf("watch answered %s %d", r.Control.Type, r.Header.ErrorCode)
+	}
+	if st := env.G.SIPEventStats(); st.Publications != 1 {
+		t.Fatalf("SIP publications %+v, want dave's only", st)
+	}
+	if tags := env.presentity(t, "carol"); len(tags) != 0 {
+		t.Fatalf("carol published %v without asking", tags)
+	}
+	if err := dave.Close(); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "dave's publication to be withdrawn", func() bool { return len(env.presentity(t, "dave")) == 0 })
+	until(t, "the SIP publication to end", func() bool { return env.G.SIPEventStats().Publications == 0 })
+}

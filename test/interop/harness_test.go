@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,7 @@ request_route {
 		} else {
 			xlog("L_NOTICE", "SEEN REGISTER $fU $ci $cs noauth\n");
 		}
+		xlog("L_NOTICE", "SEEN CONTACT $fU $hdr(Contact)\n");
 	} else if (is_method("OPTIONS")) {
 		xlog("L_NOTICE", "SEEN OPTIONS $ci\n");
 	}
@@ -103,6 +105,12 @@ request_route {
 	}
 	if (has_totag()) {
 		if (loose_route()) {
+			# An in-dialog request to a GRUU (RFC 5627 section 7): the
+			# binding it names.
+			if (uri==myself && $rU!=$null && !lookup("location")) {
+				send_reply("404", "Not Found");
+				exit;
+			}
 			route(RELAY);
 			exit;
 		}
@@ -146,7 +154,7 @@ request_route {
 		exit;
 	}
 	if (!lookup("location")) {
-		t_reply("404", "Not Found");
+		send_reply("404", "Not Found");
 		exit;
 	}
 	route(RELAY);
@@ -364,29 +372,57 @@ func startKamailioWith(t testing.TB, workers int, logRequests bool) *Kamailio {
 
 // optionsPing sends one OPTIONS over UDP and reports a 200 within timeout.
 func optionsPing(addr string, timeout time.Duration) bool {
+	code, err := optionsStatus(addr, "sip:"+addr, timeout)
+	return err == nil && code == 200
+}
+
+// optionsStatus sends one OPTIONS for ruri to addr over UDP and returns
+// the status code of the final response that arrives within timeout.
+// Sent to Kamailio for sip:user@domain, 404 says user has no binding.
+func optionsStatus(addr, ruri string, timeout time.Duration) (int, error) {
 	c, err := net.Dial("udp", addr)
 	if err != nil {
-		return false
+		return 0, err
 	}
 	defer c.Close()
 	la := c.LocalAddr().String()
-	msg := "OPTIONS sip:" + addr + " SIP/2.0\r\n" +
+	msg := "OPTIONS " + ruri + " SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP " + la + ";branch=z9hG4bK" + strconv.FormatInt(time.Now().UnixNano(), 36) + ";rport\r\n" +
-		"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:" + addr + ">\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <" + ruri + ">\r\n" +
 		"Call-ID: probe-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
 	if _, err := c.Write([]byte(msg)); err != nil {
-		return false
+		return 0, err
 	}
 	_ = c.SetReadDeadline(time.Now().Add(timeout))
 	buf := make([]byte, 4096)
-	n, err := c.Read(buf)
-	return err == nil && bytes.HasPrefix(buf[:n], []byte("SIP/2.0 200"))
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return 0, err
+		}
+		line := buf[:n]
+		if i := bytes.IndexByte(line, '\r'); i > 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(string(line))
+		if len(f) < 2 || f[0] != "SIP/2.0" {
+			return 0, fmt.Errorf("not a response: %q", line)
+		}
+		code, err := strconv.Atoi(f[1])
+		if err != nil {
+			return 0, err
+		}
+		if code >= 200 {
+			return code, nil
+		}
+	}
 }
 
 // Sipp is one SIPp run.
 type Sipp struct {
 	*proc
 	Port int
+	Dir  string // where it runs and writes its logs
 }
 
 // startSipp runs SIPp with scenario (under scenarios/) on a free port.
@@ -411,7 +447,7 @@ func startSipp(t *testing.T, scenario string, remote string, extra ...string) *S
 	if remote != "" {
 		args = append(args, remote)
 	}
-	s := &Sipp{proc: start(t, "sipp "+scenario, dir, args...), Port: port}
+	s := &Sipp{proc: start(t, "sipp "+scenario, dir, args...), Port: port, Dir: dir}
 	t.Cleanup(func() {
 		if t.Failed() {
 			if b, err := readLog(dir, "*errors.log"); err == nil {
@@ -581,3 +617,10 @@ func ended(t *testing.T, c *sipgw.Call) sipgw.Event {
 }
 
 const offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+
+// goroutines is every goroutine's stack, for a shutdown that hangs.
+func goroutines() string {
+	var b strings.Builder
+	pprof.Lookup("goroutine").WriteTo(&b, 1)
+	return b.String()
+}

@@ -5,8 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,18 +30,8 @@ import (
 // Authorization.
 func (k *Kamailio) seenRegisters(t *testing.T, user string) (all, authed int) {
 	t.Helper()
-	// Kamailio's one UDP worker logs requests in the order they came:
-	// once the line of an OPTIONS sent now is there, so is every earlier
-	// REGISTER's.
-	before := strings.Count(k.proc.out.String(), "SEEN OPTIONS")
-	if !optionsPing(k.Addr, 5*time.Second) {
-		t.Fatal("kamailio does not answer OPTIONS")
-	}
-	until(t, "Kamailio to log the OPTIONS", func() bool {
-		return strings.Count(k.proc.out.String(), "SEEN OPTIONS") > before
-	})
 	seen := map[string]bool{}
-	for line := range strings.SplitSeq(k.proc.out.String(), "\n") {
+	for line := range strings.SplitSeq(k.logged(t), "\n") {
 		_, rest, ok := strings.Cut(line, "SEEN REGISTER ")
 		f := strings.Fields(rest)
 		if !ok || len(f) != 4 || f[0] != user || seen[f[1]+" "+f[2]] {
@@ -55,6 +44,22 @@ func (k *Kamailio) seenRegisters(t *testing.T, user string) (all, authed int) {
 		}
 	}
 	return all, authed
+}
+
+// logged returns Kamailio's log (started with logRequests) once it has
+// every request sent before the call: Kamailio's one UDP worker logs
+// requests in the order they came, so once the line of an OPTIONS sent
+// now is there, so is every earlier REGISTER's.
+func (k *Kamailio) logged(t *testing.T) string {
+	t.Helper()
+	before := strings.Count(k.proc.out.String(), "SEEN OPTIONS")
+	if !optionsPing(k.Addr, 5*time.Second) {
+		t.Fatal("kamailio does not answer OPTIONS")
+	}
+	until(t, "Kamailio to log the OPTIONS", func() bool {
+		return strings.Count(k.proc.out.String(), "SEEN OPTIONS") > before
+	})
+	return k.proc.out.String()
 }
 
 // A wrong password the gateway holds (sip.credentials) is sent once: the
@@ -155,18 +160,13 @@ func retryAfter(t *testing.T, f *protocol.Frame) string {
 	return e.Value
 }
 
-// metric returns the value of the sample line of name{labels} at the
-// gateway's /metrics.
+// metric returns the value of the sample line of name{labels} on the
+// gateway's metrics listener (its handler, served here in-process).
 func (w *webGW) metric(t *testing.T, sample string) string {
 	t.Helper()
-	base := "http" + strings.TrimPrefix(strings.TrimSuffix(w.url, "/ws/webrtc/test"), "ws")
-	res, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	for line := range strings.SplitSeq(string(b), "\n") {
+	rec := httptest.NewRecorder()
+	w.g.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for line := range strings.SplitSeq(rec.Body.String(), "\n") {
 		if v, ok := strings.CutPrefix(line, sample+" "); ok {
 			return v
 		}

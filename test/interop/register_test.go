@@ -47,9 +47,10 @@ func TestRegisterWithoutChallenge(t *testing.T) {
 	}
 }
 
-func TestRegisterChallengeHA1(t *testing.T) {
-	k := startKamailio(t)
-	g := newGateway(t, k, nil)
+// registerAlice registers alice with her ha1, answering Kamailio's
+// challenge.
+func registerAlice(t *testing.T, g *sipgw.UserAgent) *sipgw.Registration {
+	t.Helper()
 	ha1 := md5hex("alice", domain, users["alice"])
 	r, err := g.Register(ctxT(t), "alice@"+domain, &sipgw.RegisterOptions{
 		Authorization: &sipgw.Authorization{Username: "alice", Realm: domain, HA1: ha1},
@@ -57,6 +58,13 @@ func TestRegisterChallengeHA1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+func TestRegisterChallengeHA1(t *testing.T) {
+	k := startKamailio(t)
+	g := newGateway(t, k, nil)
+	r := registerAlice(t, g)
 	if err := r.Release(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}

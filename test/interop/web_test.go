@@ -66,7 +66,7 @@ func startWebGateway(t testing.TB, k *Kamailio, mods ...func(*gateway.Config)) *
 			t.Errorf("SIP side left behind: %+v", st)
 		}
 		if err := g.Shutdown(ctx); err != nil {
-			t.Errorf("gateway shutdown: %v", err)
+			t.Errorf("gateway shutdown: %v\n%s", err, goroutines())
 		}
 		srv.Close()
 		if st := g.Stats(); st.Calls != 0 || st.Sessions != 0 {
@@ -104,11 +104,41 @@ func ha1Authorizer(user, pw string, calls *atomic.Int32) func(context.Context, j
 
 // webCallToUAS starts Kamailio, a gateway and a SIPp UAS playing
 // scenario, and places a call to the UAS from a web session.
+// computedAuthorizer answers a challenge with a digest response it
+// computes itself (never an ha1), counting its calls in n.
+func computedAuthorizer(user, pw string, n *atomic.Int32) func(context.Context, json.RawMessage) (json.RawMessage, error) {
+	return func(_ context.Context, raw json.RawMessage) (json.RawMessage, error) {
+		n.Add(1)
+		var ch struct{ Realm, Nonce, QOP, Method, URI string }
+		if err := json.Unmarshal(raw, &ch); err != nil || ch.Method != "REGISTER" || ch.URI == "" {
+			return nil, errors.New("unexpected challenge " + string(raw))
+		}
+		var qop []string
+		if ch.QOP != "" {
+			qop = strings.Split(ch.QOP, ",")
+		}
+		a := clientDigest(sipgw.Challenge{Realm: ch.Realm, Nonce: ch.Nonce, QOP: qop, Method: ch.Method, URI: ch.URI}, user, pw)
+		return json.Marshal(map[string]string{"username": a.Username, "realm": a.Realm, "nonce": a.Nonce,
+			"response": a.Response, "cnonce": a.CNonce, "nc": fmt.Sprintf("%08x", a.NC), "uri": a.URI, "qop": a.QOP})
+	}
+}
+
 func webCallToUAS(t *testing.T, scenario string) (*client.Client, *client.Call, *Sipp) {
 	t.Helper()
+	return webCallToUASKeys(t, scenario)
+}
+
+// webCallToUASKeys is webCallToUAS with SIPp keywords (-key name value,
+// [name] in the scenario), given as name, value pairs.
+func webCallToUASKeys(t *testing.T, scenario string, keys ...string) (*client.Client, *client.Call, *Sipp) {
+	t.Helper()
+	var extra []string
+	for i := 0; i+1 < len(keys); i += 2 {
+		extra = append(extra, "-key", keys[i], keys[i+1])
+	}
 	k := startKamailio(t)
 	w := startWebGateway(t, k)
-	uas := startSipp(t, scenario, "")
+	uas := startSipp(t, scenario, "", extra...)
 	a := w.connect(t, "open@"+domain, nil)
 	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
 	if err != nil {
@@ -235,20 +265,8 @@ func TestWebRegisterChallenge(t *testing.T) {
 	var cn atomic.Int32
 	var c *client.Client
 	until(t, "carol's back-off to end", func() bool {
-		c, err = client.Dial(ctxT(t), client.Options{URL: w.url, Identity: "carol@" + domain, Authorize: func(_ context.Context, raw json.RawMessage) (json.RawMessage, error) {
-			cn.Add(1)
-			var ch struct{ Realm, Nonce, QOP, Method, URI string }
-			if err := json.Unmarshal(raw, &ch); err != nil || ch.Method != "REGISTER" || ch.URI == "" {
-				return nil, errors.New("unexpected challenge " + string(raw))
-			}
-			var qop []string
-			if ch.QOP != "" {
-				qop = strings.Split(ch.QOP, ",")
-			}
-			a := clientDigest(sipgw.Challenge{Realm: ch.Realm, Nonce: ch.Nonce, QOP: qop, Method: ch.Method, URI: ch.URI}, "carol", users["carol"])
-			return json.Marshal(map[string]string{"username": a.Username, "realm": a.Realm, "nonce": a.Nonce,
-				"response": a.Response, "cnonce": a.CNonce, "nc": fmt.Sprintf("%08x", a.NC), "uri": a.URI, "qop": a.QOP})
-		}})
+		c, err = client.Dial(ctxT(t), client.Options{URL: w.url, Identity: "carol@" + domain,
+			Authorize: computedAuthorizer("carol", users["carol"], &cn)})
 		if errors.As(err, &fe) && fe.Code == 503 {
 			return false
 		}

@@ -100,8 +100,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		key, keyed := l.key(c.RemoteAddr())
 		if r, ok := l.take(key, keyed); !ok {
-			c.Close()
+			// Counted before the close, so that whoever sees the close
+			// also sees the count.
 			l.refuse(r, key)
+			c.Close()
 			continue
 		}
 		return &conn{Conn: c, l: l, key: key, keyed: keyed}, nil

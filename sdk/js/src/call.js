@@ -23,6 +23,9 @@ export const CallState = Object.freeze({
 
 const DTMF_DIGITS = /^[0-9A-D#*,]+$/i;
 
+/** Reason phrases of the usual statuses of a transferred call. */
+const TRANSFER_PHRASES = { 100: 'Trying', 180: 'Ringing', 183: 'Session Progress', 200: 'OK', 486: 'Busy Here', 480: 'Temporarily Unavailable', 487: 'Request Terminated', 603: 'Decline' };
+
 /**
  * One call (one subsession of the call package). Created by
  * `session.call()` (outgoing) or delivered by the session's `incomingcall`
@@ -31,7 +34,9 @@ const DTMF_DIGITS = /^[0-9A-D#*,]+$/i;
  * Events: `state` ({state, previous, code?, reason?, by?}), `localstream`
  * (MediaStream), `remotestream` (MediaStream), `hold` ({held, remoteHeld}),
  * `mute` (boolean), `dtmf` ({digits, duration}), `transfer`
- * (TransferRequest), `ice` (RTCIceConnectionState), `error` (Error),
+ * (TransferRequest), `transferprogress` ({code, reason}: the status of
+ * the call the peer placed for our transfer), `ice`
+ * (RTCIceConnectionState), `error` (Error),
  * `ended` ({state, code?, reason?, by?}).
  */
 export class Call extends Emitter {
@@ -442,6 +447,12 @@ export class Call extends Emitter {
       case 'request/transfer':
         this._onTransferRequest(frame);
         return;
+      case 'message/transfer':
+        this.emit('transferprogress', { code: Number(h.response_code ?? 0), reason: h.reason ?? '' });
+        return;
+      case 'message/start':
+        this._onRemoteAnswer(frame);
+        return;
       default:
         if (c.type === 'request') this.session._reject(frame, 405, `${h.action} not allowed`);
     }
@@ -464,12 +475,52 @@ export class Call extends Emitter {
         header: ok ? { response_code: code, reason: 'Accepted' } : { error_code: code, reason: 'Declined' },
       });
     };
-    const req = { referTo: h.refer_to, accept: () => respond(202), reject: (code = 603) => respond(code) };
+    // docs/protocol.md §5.12: after 202 the new call's status is reported
+    // (message/transfer, same correlation), the last one from 200 on.
+    let reporting = false;
+    const report = (code, reason) => {
+      if (!reporting || this.ended) return;
+      if (code >= 200) reporting = false;
+      this.session._send({
+        type: 'message',
+        pkg: 'call',
+        action: 'transfer',
+        subsession: this.id,
+        correlation: frame.control.correlation_id,
+        header: { response_code: code, reason: reason ?? TRANSFER_PHRASES[code] ?? '' },
+      });
+    };
+    const req = {
+      referTo: h.refer_to,
+      accept: () => {
+        if (!answered) reporting = true;
+        respond(202);
+      },
+      reject: (code = 603) => respond(code),
+      report,
+    };
     if (this.listenerCount('transfer') === 0) {
       req.reject(603);
       return;
     }
     this.emit('transfer', req);
+  }
+
+  /**
+   * docs/protocol.md §5.9: the peer's changed answer to our current
+   * description (a SIP re-INVITE without SDP, answered in its ACK). A
+   * browser takes an answer only after an offer of its own: a fresh
+   * offer, the same session, goes nowhere.
+   */
+  _onRemoteAnswer(frame) {
+    const sdp = frame.payload?.sdp;
+    if (!sdp) return;
+    this._serial(async () => {
+      const pc = this.peerConnection;
+      if (!pc || this.ended) return;
+      await pc.setLocalDescription(await pc.createOffer());
+      await pc.setRemoteDescription({ type: 'answer', sdp });
+    }).catch((err) => this.emit('error', err));
   }
 
   async _onRemoteOffer(frame) {

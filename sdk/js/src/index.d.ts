@@ -75,9 +75,36 @@ export interface SessionOptions {
     /** Trickle late candidates with `message`/`trickle` (default true). */
     trickle?: boolean;
   };
+  /**
+   * Answers the SIP registrar's digest challenge (docs/protocol.md §4.8):
+   * a connect's 401/407, and the gateway's `request`/`authenticate` when a
+   * registration refresh is challenged and the gateway holds no reusable
+   * credentials. Return `{username, realm, ha1}` (the gateway then answers
+   * later challenges itself) or a computed response.
+   */
+  authorize?: (challenge: DigestChallenge) => DigestAuthorization | Promise<DigestAuthorization>;
   clock?: Clock;
   logger?: Logger;
 }
+
+/** header.authenticate (docs/protocol.md §4.8). */
+export interface DigestChallenge {
+  scheme: string;
+  realm: string;
+  nonce: string;
+  algorithm?: string;
+  /** Comma-separated, e.g. 'auth'. */
+  qop?: string;
+  opaque?: string;
+  stale?: boolean;
+  method: string;
+  uri: string;
+}
+
+/** header.authorization: an ha1, or a response computed for one challenge. */
+export type DigestAuthorization =
+  | { username: string; realm: string; ha1: string }
+  | { username: string; realm: string; nonce: string; response: string; cnonce?: string; nc?: number | string; uri: string; qop?: string };
 
 export interface CallOptions {
   video?: boolean;
@@ -140,10 +167,12 @@ export declare class Session extends Emitter {
 
 export interface TransferRequest {
   referTo: string;
-  /** Answers 202 Accepted. */
+  /** Answers 202 Accepted; then report the new call with report(). */
   accept(): void;
   /** Answers with an error (default 603). */
   reject(code?: number): void;
+  /** After accept(): the new call's status, 1xx, then its final code (200 when answered). */
+  report(code: number, reason?: string): void;
 }
 
 export declare class Call extends Emitter {
@@ -184,6 +213,7 @@ export declare class Call extends Emitter {
   on(event: 'mute', fn: (muted: boolean) => void): () => void;
   on(event: 'dtmf', fn: (e: { digits: string; duration: number }) => void): () => void;
   on(event: 'transfer', fn: (req: TransferRequest) => void): () => void;
+  on(event: 'transferprogress', fn: (e: { code: number; reason: string }) => void): () => void;
   on(event: 'ice', fn: (s: RTCIceConnectionState) => void): () => void;
   on(event: 'error', fn: (err: Error) => void): () => void;
 }

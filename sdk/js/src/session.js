@@ -510,10 +510,12 @@ export class Session extends Emitter {
     const h = frame.header || {};
     this._clock.clearTimeout(this._attemptTimer);
     if (c.type === 'error') {
+      if ((h.error_code === 401 || h.error_code === 407) && this._answerConnectChallenge(frame)) return;
       const err = JsonRtcError.fromFrame(frame);
       this._fail(err);
       return;
     }
+    this._authTries = 0;
     const wasReload = this._reloading;
     this._reloading = null;
     if (this._resuming && c.session_id === this.id) {
@@ -697,6 +699,81 @@ export class Session extends Emitter {
     for (const x of w) x.reject(err);
   }
 
+  // ---- Registrar digest challenges (docs/protocol.md §4.8) ---------------
+
+  /**
+   * Answers a connect's 401/407 with `options.authorize`: a new connect
+   * (the next sequence, or none while resuming) carrying its result as
+   * header.authorization. At most three tries per connect.
+   * @returns {boolean} whether an answer is on its way
+   */
+  _answerConnectChallenge(frame) {
+    const authorize = this.options.authorize;
+    const h = frame.header || {};
+    if (typeof authorize !== 'function' || !h.authenticate || (this._authTries ?? 0) >= 3) return false;
+    this._authTries = (this._authTries ?? 0) + 1;
+    const ws = this._ws;
+    Promise.resolve()
+      .then(() => authorize(h.authenticate))
+      .then(
+        (authorization) => {
+          if (ws !== this._ws || this.connected) return;
+          const header = { action: 'connect', authorization };
+          if (this.options.identity) {
+            header.initiator = this.options.identity;
+            header.target = this.options.identity;
+          }
+          const f = { control: { type: 'request', package_type: 'register', version: VERSION }, header };
+          if (this._resuming) f.control.session_id = this.id;
+          else this._rel.stamp(f);
+          const text = JSON.stringify(f);
+          this.log.debug('jsonrtc >', text);
+          ws.send(text);
+          this._clock.clearTimeout(this._attemptTimer);
+          this._attemptTimer = this._clock.setTimeout(() => {
+            if (this._ws === ws && !this.connected) this._abandon(ws, 'attempt timeout');
+          }, this._attemptTimeout);
+        },
+        (err) => this._fail(new JsonRtcError(h.error_code, `authorize: ${err?.message ?? err}`, frame)),
+      );
+    return true;
+  }
+
+  /**
+   * Answers the gateway's live challenge (request/authenticate: a
+   * registration refresh the gateway cannot answer itself) with
+   * `options.authorize`, as the connect's; without it, or when it fails,
+   * with error 401, and the gateway's registration is lost.
+   */
+  _onAuthenticate(frame) {
+    const c = frame.control;
+    const h = frame.header || {};
+    const authorize = this.options.authorize;
+    const answer = (authorization) => {
+      if (this.id !== c.session_id && c.session_id) return;
+      this._send({
+        type: 'response',
+        pkg: 'register',
+        action: 'authenticate',
+        correlation: c.correlation_id,
+        state: 'final',
+        header: { response_code: 200, authorization },
+      });
+    };
+    const refuse = (reason) => {
+      if (this.id !== c.session_id && c.session_id) return;
+      this._reject(frame, 401, reason);
+    };
+    if (typeof authorize !== 'function') {
+      refuse('no credentials');
+      return;
+    }
+    Promise.resolve()
+      .then(() => authorize(h.authenticate))
+      .then(answer, (err) => refuse(`authorize: ${err?.message ?? err}`))
+      .catch((err) => this.log.warn('jsonrtc: answering the challenge', err));
+  }
+
   // ---- Inbound dispatch ---------------------------------------------------
 
   _dispatch(frame) {
@@ -734,6 +811,10 @@ export class Session extends Emitter {
       }
       case 'messaging':
         return this._dispatchMessaging(frame);
+      case 'register':
+        if (c.type === 'request' && h.action === 'authenticate') return this._onAuthenticate(frame);
+        if (c.type === 'request') this._reject(frame, 405, 'already connected');
+        return;
       default:
         if (c.type === 'request') this._reject(frame, 405, 'unknown package');
     }

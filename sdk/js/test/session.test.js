@@ -88,6 +88,57 @@ test('connect error fails the session and rejects connect()', async () => {
   assert.equal(env.sockets[0].closed.code, 1000);
 });
 
+test('connect challenge: authorize answers a 401 with a new connect (sequence 2) carrying its authorization', async () => {
+  const seen = [];
+  const env = setup({ session: { authorize: (ch) => (seen.push(ch), { username: 'alice', realm: ch.realm, ha1: 'deadbeef' }) } });
+  const p = env.session.connect();
+  await flush();
+  const ws = env.sockets[0];
+  ws.open();
+  const authenticate = { scheme: 'Digest', realm: 'example.com', nonce: 'n1', qop: 'auth', method: 'REGISTER', uri: 'sip:example.com' };
+  ws.receive(serverFrame({ type: 'error', package_type: 'register', ack_sequence: 1, correlation_id: 'c1' }, { action: 'connect', error_code: 401, reason: 'Unauthorized', authenticate }));
+  await flush();
+  assert.deepEqual(seen, [authenticate]);
+  assert.deepEqual(ws.last(), {
+    control: { type: 'request', package_type: 'register', version: '1.0', sequence: 2 },
+    header: { action: 'connect', authorization: { username: 'alice', realm: 'example.com', ha1: 'deadbeef' }, initiator: 'alice', target: 'alice' },
+  });
+  ws.receive(
+    serverFrame(
+      { type: 'response', package_type: 'register', session_id: 'S1', sequence: 1, ack_sequence: 2, message_state: 'final' },
+      { action: 'connect', initiator: 'alice@example.com', response_code: 200 },
+    ),
+  );
+  await p;
+  assert.equal(env.session.state, 'connected');
+});
+
+test('live challenge: request/authenticate is answered by authorize with response/authenticate, same correlation_id', async () => {
+  const seen = [];
+  const env = await connected({ session: { authorize: async (ch) => (seen.push(ch), { username: 'alice', realm: ch.realm, nonce: ch.nonce, response: 'r1', cnonce: 'cn', nc: '00000001', uri: ch.uri, qop: 'auth' }) } });
+  const authenticate = { scheme: 'Digest', realm: 'example.com', nonce: 'n2', qop: 'auth', method: 'REGISTER', uri: 'sip:example.com' };
+  env.ws.receive(serverFrame({ type: 'request', package_type: 'register', session_id: 'S1', sequence: 2, correlation_id: 'auth1' }, { action: 'authenticate', initiator: 'alice@example.com', target: 'alice@example.com', authenticate }));
+  await flush();
+  assert.deepEqual(seen, [authenticate]);
+  const out = env.ws.last();
+  assert.equal(out.control.type, 'response');
+  assert.equal(out.control.package_type, 'register');
+  assert.equal(out.control.correlation_id, 'auth1');
+  assert.equal(out.control.message_state, 'final');
+  assert.deepEqual(out.header, { action: 'authenticate', response_code: 200, authorization: { username: 'alice', realm: 'example.com', nonce: 'n2', response: 'r1', cnonce: 'cn', nc: '00000001', uri: 'sip:example.com', qop: 'auth' } });
+  assert.equal(env.session.state, 'connected');
+});
+
+test('live challenge without authorize: error/authenticate 401', async () => {
+  const env = await connected();
+  env.ws.receive(serverFrame({ type: 'request', package_type: 'register', session_id: 'S1', sequence: 2, correlation_id: 'auth1' }, { action: 'authenticate', authenticate: { realm: 'example.com', nonce: 'n' } }));
+  await flush();
+  const out = env.ws.last();
+  assert.equal(out.control.type, 'error');
+  assert.equal(out.control.correlation_id, 'auth1');
+  assert.deepEqual(out.header, { action: 'authenticate', error_code: 401, reason: 'no credentials' });
+});
+
 test('messaging: request/send, resolved by the response; incoming send answered 200', async () => {
   const { session, ws } = await connected();
   const p = session.sendMessage('bob', 'hello');
@@ -500,4 +551,34 @@ test('message summary: a 404 (no voicemail service) rejects ready with the code 
   assert.equal(ended[0].code, 404);
   assert.equal(session.subscriptions.size, 0);
   assert.equal(session.state, 'connected', 'the session goes on');
+});
+
+test('transfer: an accepted request reports the new call (message/transfer, 1xx then final); progress of our own transfer is an event', async () => {
+  const { session, ws } = await connected();
+  let call;
+  session.on('incomingcall', (c) => (call = c));
+  ws.receive(serverFrame({ type: 'request', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 2, ack_sequence: 1, correlation_id: 's2' }, { action: 'start', initiator: 'bob', target: 'alice' }, { sdp: 'v=0\r\n' }));
+  let req;
+  call.on('transfer', (r) => (req = r));
+  ws.receive(serverFrame({ type: 'request', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 3, ack_sequence: 2, correlation_id: 's3' }, { action: 'transfer', refer_to: 'sip:carol@example.com' }));
+  assert.equal(req.referTo, 'sip:carol@example.com');
+  req.accept();
+  const ok = ws.last();
+  assert.equal(ok.control.type, 'response');
+  assert.equal(ok.header.response_code, 202);
+  for (const code of [180, 200]) {
+    req.report(code);
+    const m = ws.last();
+    assert.equal(m.control.type, 'message');
+    assert.equal(m.header.action, 'transfer');
+    assert.equal(m.control.correlation_id, 's3');
+    assert.equal(m.header.response_code, code);
+  }
+  const sent = ws.sent.length;
+  req.report(486); // after the final status: nothing more
+  assert.equal(ws.sent.length, sent);
+  const progress = [];
+  call.on('transferprogress', (e) => progress.push(e));
+  ws.receive(serverFrame({ type: 'message', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 4, ack_sequence: 2, correlation_id: 'c9' }, { action: 'transfer', response_code: 100, reason: 'Trying' }));
+  assert.deepEqual(progress, [{ code: 100, reason: 'Trying' }]);
 });

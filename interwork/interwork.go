@@ -1,0 +1,246 @@
+// Package interwork makes the SIP user agent (sipgw) the upstream of the
+// web-side handlers: presence watches and publications become SUBSCRIBE,
+// NOTIFY (PIDF) and PUBLISH, voicemail subscriptions SUBSCRIBE/NOTIFY of
+// message-summary, and instant messages MESSAGE, both ways
+// (docs/protocol.md §10.3-§10.5). The handlers know only their Upstream
+// interfaces; the gateway plugs these in when its sip section is
+// configured. Subscriptions and publications hang on sessions, never on
+// sockets, so a resume touches nothing SIP-side.
+package interwork
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jsonrtc/jsonrtc/internal/ratelog"
+	"github.com/jsonrtc/jsonrtc/messaging"
+	"github.com/jsonrtc/jsonrtc/notification"
+	"github.com/jsonrtc/jsonrtc/notification/mwi"
+	"github.com/jsonrtc/jsonrtc/presence"
+	"github.com/jsonrtc/jsonrtc/presence/pidf"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// PresenceOptions are what presence on SIP needs beyond the user agent.
+type PresenceOptions struct {
+	// Expiry is the lifetime of the PUBLISHes (presence.expiry).
+	Expiry time.Duration
+	Logger *slog.Logger
+}
+
+// Presence returns the presence handler's upstream on ua.
+func Presence(ua *sipgw.UserAgent, o PresenceOptions) presence.Upstream {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return sipPresence{ua: ua, expiry: o.Expiry, log: log, rlog: ratelog.New(log, nil)}
+}
+
+// Notification returns the message-notification handler's upstream on ua.
+func Notification(ua *sipgw.UserAgent) notification.Upstream { return sipNotification{ua} }
+
+// Messaging returns the messaging handler's upstream on ua.
+func Messaging(ua *sipgw.UserAgent) messaging.Upstream { return sipMessaging{ua} }
+
+// rejectCode maps a sipgw error to the code a web start gets.
+func rejectCode(err error) (int, string) {
+	switch {
+	case errors.Is(err, sipgw.ErrInvalidInput):
+		return protocol.CodeBadRequest, err.Error()
+	default:
+		return protocol.CodeServiceUnavailable, "SIP side unavailable"
+	}
+}
+
+// sipTarget turns a pres: URI into the sip: one ParseTarget knows.
+func sipTarget(t string) string {
+	if len(t) > 5 && strings.EqualFold(t[:5], "pres:") {
+		return "sip:" + t[5:]
+	}
+	return t
+}
+
+// contentType is the media type of a Content-Type value, lower case.
+func contentType(v string) string {
+	mt, _, err := mime.ParseMediaType(v)
+	if err != nil {
+		return strings.ToLower(strings.TrimSpace(v))
+	}
+	return mt
+}
+
+// sipPresence is presence.Upstream on the user agent.
+type sipPresence struct {
+	ua     *sipgw.UserAgent
+	expiry time.Duration
+	log    *slog.Logger
+	rlog   *ratelog.Logger
+}
+
+// Subscribe is SUBSCRIBE Event: presence (RFC 3856).
+func (u sipPresence) Subscribe(req presence.UpstreamRequest, ev presence.UpstreamEvents) func() {
+	s, err := u.ua.Subscribe(sipgw.SubscribeOptions{
+		Identity: req.Subscriber, Target: sipTarget(req.Presentity), Event: sipgw.EventPresence,
+		Accept: pidf.ContentType, Expiry: req.Expiry,
+	}, pidfEvents{ev})
+	if err != nil {
+		ev.Rejected(rejectCode(err))
+		return func() {}
+	}
+	return s.Stop
+}
+
+// Publish is PUBLISH Event: presence of the web user's state, for a user
+// who published (docs/protocol.md §10.3).
+func (u sipPresence) Publish(presentity string, st protocol.PresencePayload) {
+	aor, err := u.ua.AOR(presentity)
+	if err != nil {
+		return // no SIP identity: nothing to publish
+	}
+	st.Presentity = aor.String()
+	body, err := pidf.Marshal(st)
+	if err != nil {
+		u.rlog.Warn("publish state", "presence state not publishable", "identity", presentity, "err", err)
+		return
+	}
+	err = u.ua.Publish(sipgw.PublishOptions{
+		Identity: presentity, Event: sipgw.EventPresence, ContentType: pidf.ContentType, Body: body,
+		Expiry: u.expiry,
+	})
+	if err != nil && !errors.Is(err, sipgw.ErrClosed) {
+		u.rlog.Info("publish failed", "presence not published", "identity", presentity, "err", err)
+	}
+}
+
+// Withdraw is PUBLISH Expires: 0 with SIP-If-Match: the publication's
+// entity tag, when the user's last session ended: the presence server
+// drops the gateway's tuple instead of showing it closed until it lapses.
+func (u sipPresence) Withdraw(presentity string) {
+	if _, err := u.ua.AOR(presentity); err != nil {
+		return // no SIP identity: nothing was published
+	}
+	err := u.ua.Publish(sipgw.PublishOptions{
+		Identity: presentity, Event: sipgw.EventPresence, ContentType: pidf.ContentType, Final: true,
+	})
+	if err != nil && !errors.Is(err, sipgw.ErrClosed) {
+		u.log.Info("presence not withdrawn", "identity", presentity, "err", err)
+	}
+}
+
+// pidfEvents reads NOTIFY bodies with pidf.Parse.
+type pidfEvents struct{ ev presence.UpstreamEvents }
+
+func (p pidfEvents) Accepted()                        { p.ev.Accepted() }
+func (p pidfEvents) Rejected(code int, reason string) { p.ev.Rejected(code, reason) }
+func (p pidfEvents) Terminated(reason string)         { p.ev.Terminated(reason) }
+
+func (p pidfEvents) Notify(ct string, body []byte) (func(), error) {
+	if len(body) == 0 {
+		// No state known (RFC 3856 section 6.6.2): shown as closed.
+		return func() { p.ev.Notify(protocol.PresencePayload{Status: pidf.StatusClosed}) }, nil
+	}
+	if contentType(ct) != pidf.ContentType {
+		return nil, fmt.Errorf("content type %q is not %s", ct, pidf.ContentType)
+	}
+	st, err := pidf.Parse(body)
+	if err != nil {
+		return nil, err
+	}
+	return func() { p.ev.Notify(st) }, nil
+}
+
+// sipNotification is notification.Upstream on the user agent.
+type sipNotification struct{ ua *sipgw.UserAgent }
+
+// Subscribe is SUBSCRIBE Event: message-summary (RFC 3842).
+func (u sipNotification) Subscribe(req notification.Request, ev notification.Events) func() {
+	s, err := u.ua.Subscribe(sipgw.SubscribeOptions{
+		Identity: req.Subscriber, Target: req.Mailbox, Event: sipgw.EventMessageSummary,
+		Accept: mwi.ContentType, Expiry: req.Expiry,
+	}, mwiEvents{ev})
+	if err != nil {
+		ev.Rejected(rejectCode(err))
+		return func() {}
+	}
+	return s.Stop
+}
+
+// mwiEvents reads NOTIFY bodies with mwi.Parse.
+type mwiEvents struct{ ev notification.Events }
+
+func (m mwiEvents) Accepted()                        { m.ev.Accepted() }
+func (m mwiEvents) Rejected(code int, reason string) { m.ev.Rejected(code, reason) }
+func (m mwiEvents) Terminated(reason string)         { m.ev.Terminated(reason) }
+
+func (m mwiEvents) Notify(ct string, body []byte) (func(), error) {
+	if len(body) == 0 {
+		return nil, nil // no summary yet
+	}
+	if contentType(ct) != mwi.ContentType {
+		return nil, fmt.Errorf("content type %q is not %s", ct, mwi.ContentType)
+	}
+	sum, err := mwi.Parse(body)
+	if err != nil {
+		return nil, err
+	}
+	if sum.Payload() == nil {
+		return nil, errors.New("message summary has nothing to report")
+	}
+	return func() { m.ev.Notify(sum) }, nil
+}
+
+// sipMessaging is messaging.Upstream on the user agent.
+type sipMessaging struct{ ua *sipgw.UserAgent }
+
+// Routes: every target SIP can address (sip:, sips:, tel:, a number, a
+// user@domain that is no web identity).
+func (u sipMessaging) Routes(target string) bool {
+	_, err := u.ua.ParseTarget(target)
+	return err == nil
+}
+
+// Send is MESSAGE (RFC 3428); the final response is the delivery report.
+func (u sipMessaging) Send(m messaging.Outgoing, report func(code int, reason string)) error {
+	return u.ua.SendMessage(sipgw.MessageOptions{
+		Identity: m.From, Target: m.To, ContentType: m.Payload.ContentType, Body: []byte(m.Payload.Body),
+	}, report)
+}
+
+// IncomingMessages returns the user agent's handler of MESSAGE requests:
+// it delivers each to the live sessions of its web identity through h,
+// and their first answer is the SIP response.
+func IncomingMessages(h *messaging.Handler) func(context.Context, *sipgw.IncomingMessage) (int, string) {
+	return func(ctx context.Context, m *sipgw.IncomingMessage) (int, string) { return incomingMessage(ctx, h, m) }
+}
+
+func incomingMessage(ctx context.Context, h *messaging.Handler, m *sipgw.IncomingMessage) (int, string) {
+	if !utf8.Valid(m.Body) {
+		return 415, "Unsupported Media Type"
+	}
+	type answer struct {
+		code   int
+		reason string
+	}
+	ch := make(chan answer, 1)
+	h.Deliver(m.From, m.Identity, protocol.MessagePayload{ContentType: m.ContentType, Body: string(m.Body)},
+		func(code int, reason string) {
+			select {
+			case ch <- answer{code, reason}:
+			default:
+			}
+		})
+	select {
+	case a := <-ch:
+		return a.code, a.reason
+	case <-ctx.Done():
+		return 408, "Request Timeout"
+	}
+}

@@ -46,7 +46,11 @@ type Handler struct {
 type legKey struct{ session, subsession string }
 
 // NewHandler returns a Handler that finds callees in dir.
-func NewHandler(dir Directory, opts Options) *Handler {
+func NewHandler(dir Directory, o *Options) *Handler {
+	var opts Options // nil: the defaults
+	if o != nil {
+		opts = *o
+	}
 	if opts.RingTimeout <= 0 {
 		opts.RingTimeout = 60 * time.Second
 	}

@@ -436,7 +436,7 @@ type env struct {
 func newEnv(t *testing.T, ring time.Duration) *env {
 	t.Helper()
 	e := &env{dir: &fakeDir{m: map[string][]Endpoint{}}, dials: make(chan *fakeCall, 8)}
-	e.h = NewHandler(e.dir, Options{RingTimeout: ring})
+	e.h = NewHandler(e.dir, &Options{RingTimeout: ring})
 	e.h.useSIP(func(ctx context.Context, o sipgw.DialOptions) (sipCall, error) {
 		if p := e.dialErr.Load(); p != nil {
 			return nil, *p

@@ -682,7 +682,7 @@ func TestSIPReferToOracleDeclined(t *testing.T) {
 
 // Without a SIP side, an incoming SIP call is refused with 480.
 func TestSIPNotConfigured(t *testing.T) {
-	h := NewHandler(&fakeDir{m: map[string][]Endpoint{}}, Options{})
+	h := NewHandler(&fakeDir{m: map[string][]Endpoint{}}, nil)
 	fc := newFakeCall("bob@web.example", "sip:carol@sip.example")
 	h.incomingSIP(fc)
 	if o := fc.expectOp(t, "reject"); o.code != 480 {

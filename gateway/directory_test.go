@@ -29,7 +29,7 @@ func TestDirectoryKnownLeavesSIPIdentitiesToSIP(t *testing.T) {
 	}
 
 	// Without a SIP side every identity that had a session is Known.
-	w, err := New(DefaultConfig(), Options{})
+	w, err := New(DefaultConfig(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func newSIPGateway(t *testing.T) *Gateway {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.SIP.Listen.UDP, cfg.SIP.Domain = "127.0.0.1:0", "example.com"
-	g, err := New(cfg, Options{})
+	g, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

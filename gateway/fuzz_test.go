@@ -60,7 +60,7 @@ func fuzzGateway(f *testing.F) (*Gateway, string) {
 	def := cfg.Limits.Profiles["default"]
 	def.Identity.Sessions, def.Application.Sessions = -1, -1
 	cfg.Limits.Profiles["default"] = def
-	g, err := New(cfg, Options{})
+	g, err := New(cfg, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -101,7 +101,11 @@ type Options struct {
 
 // New returns a gateway for cfg, with [Config.WithDefaults] applied (a
 // Config built in code needs not have gone through LoadConfig).
-func New(cfg Config, opts Options) (*Gateway, error) {
+func New(cfg Config, o *Options) (*Gateway, error) {
+	var opts Options // nil: the defaults
+	if o != nil {
+		opts = *o
+	}
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -158,15 +162,15 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	if err := g.newSIP(); err != nil {
 		return nil, err
 	}
-	g.calls = call.NewHandler(directory{g}, call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
+	g.calls = call.NewHandler(directory{g}, &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
 	g.metrics.reg.MustRegister(g.calls.Collector())
 	g.sipCalls()
-	g.msgs = messaging.NewHandler(directory{g}, messaging.Options{
+	g.msgs = messaging.NewHandler(directory{g}, &messaging.Options{
 		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log,
 		Upstream: g.messagingUpstream()})
-	g.presence = presence.NewHandler(directory{g}, presence.Options{Config: cfg.Presence, Logger: log,
+	g.presence = presence.NewHandler(directory{g}, &presence.Options{Config: cfg.Presence, Logger: log,
 		Upstream: g.presenceUpstream()})
-	g.notes = notification.NewHandler(notification.Options{Config: cfg.MessageNotification, Logger: log,
+	g.notes = notification.NewHandler(&notification.Options{Config: cfg.MessageNotification, Logger: log,
 		Upstream: g.notificationUpstream()})
 	if err := g.startSIP(); err != nil {
 		return nil, err

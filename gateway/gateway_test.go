@@ -38,7 +38,7 @@ func newGatewayOpts(t *testing.T, mod func(*Config), opts Options) (*Gateway, st
 	if mod != nil {
 		mod(&cfg)
 	}
-	g, err := New(cfg, opts)
+	g, err := New(cfg, &opts)
 	if err != nil {
 		t.Fatal(err)
 	}

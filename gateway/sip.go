@@ -154,8 +154,8 @@ func (g *Gateway) sipRegister(ctx context.Context, f *protocol.Frame, identity, 
 	return nil, &protocol.Error{Code: code, Reason: "registrar: " + protocol.Reason(code)}
 }
 
-// retryError is a connect refused for a while: error 503 (PROTOCOL.md
-// section 7: overloaded or rate-limited), with the wait in the reason and
+// retryError is a connect refused for a while: error 503 (docs/protocol.md
+// §9.2: overloaded or rate-limited), with the wait in the reason and
 // in the extension header retry_after (whole seconds).
 type retryError struct {
 	reason string

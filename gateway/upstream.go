@@ -27,7 +27,7 @@ func (g *Gateway) newSIP() error {
 	if !g.cfg.sipConfigured() {
 		return nil
 	}
-	s, err := sipgw.New(g.cfg.SIP, sipgw.Options{Logger: g.log.With("component", "sip")})
+	s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip")})
 	if err != nil {
 		return err
 	}

@@ -109,7 +109,7 @@ func (r RegisterReason) String() string {
 }
 
 // RegisterDenied is a refused registration attempt. The gateway answers
-// the connect with error 503 (PROTOCOL.md section 7: rate-limited) and
+// the connect with error 503 (docs/protocol.md §9.2: rate-limited) and
 // the time to wait.
 type RegisterDenied struct {
 	Reason RegisterReason

@@ -62,8 +62,8 @@ const (
 	FloodWindow = 10 * time.Second
 	floodFactor = 4
 	// MaxMalformed malformed frames close the socket, in a bucket that
-	// refills one every MalformedWindow/MaxMalformed (PROTOCOL.md
-	// section 7 says 10 in a row; counting in time also catches bad
+	// refills one every MalformedWindow/MaxMalformed (docs/protocol.md
+	// §9.3 says 10 in a row; counting in time also catches bad
 	// frames interleaved with good ones).
 	MaxMalformed    = 10
 	MalformedWindow = time.Minute

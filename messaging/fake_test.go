@@ -126,7 +126,7 @@ func (u *fakeUpstream) Send(m Outgoing, report func(int, string)) error {
 func newHandler(t testing.TB, opts Options) (*Handler, *fakeDir) {
 	t.Helper()
 	d := &fakeDir{sessions: map[string][]endpoint.Endpoint{}, known: map[string]bool{}}
-	return NewHandler(d, opts), d
+	return NewHandler(d, &opts), d
 }
 
 // aliceAndBob returns a handler whose directory has a session of

@@ -145,7 +145,11 @@ type delivery struct {
 }
 
 // NewHandler returns a Handler that finds targets in dir.
-func NewHandler(dir endpoint.Directory, opts Options) *Handler {
+func NewHandler(dir endpoint.Directory, o *Options) *Handler {
+	var opts Options // nil: the defaults
+	if o != nil {
+		opts = *o
+	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 90 * time.Second
 	}

@@ -186,7 +186,11 @@ func (s *sub) frames() subscription.Frames {
 }
 
 // NewHandler returns a Handler.
-func NewHandler(opts Options) *Handler {
+func NewHandler(o *Options) *Handler {
+	var opts Options // nil: the defaults
+	if o != nil {
+		opts = *o
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

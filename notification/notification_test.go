@@ -115,7 +115,7 @@ func (u *fakeUpstream) stopped() []int {
 
 func setup(t *testing.T, opts Options) (*Handler, *fakeEP) {
 	t.Helper()
-	h := NewHandler(opts)
+	h := NewHandler(&opts)
 	bob := &fakeEP{id: "SESS-bob", identity: "bob@example.com"}
 	t.Cleanup(func() {
 		h.SessionEnded(bob)

@@ -132,7 +132,7 @@ type world struct {
 func newWorld(t *testing.T, opts Options) *world {
 	t.Helper()
 	w := &world{t: t, dir: &fakeDir{live: map[string][]*fakeEP{}, known: map[string]bool{}}}
-	w.h = NewHandler(w.dir, opts)
+	w.h = NewHandler(w.dir, &opts)
 	t.Cleanup(func() {
 		for _, eps := range w.dir.live {
 			for _, e := range eps {

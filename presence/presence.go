@@ -98,7 +98,11 @@ func (s *sub) frames() subscription.Frames {
 }
 
 // NewHandler returns a Handler that finds web users in dir.
-func NewHandler(dir endpoint.Directory, opts Options) *Handler {
+func NewHandler(dir endpoint.Directory, o *Options) *Handler {
+	var opts Options // nil: the defaults
+	if o != nil {
+		opts = *o
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -25,7 +25,7 @@ type Destination struct {
 //     presentity of a presence start, the mailbox of a
 //     message_notification start, the recipient of a messaging send. In
 //     other frames the gateway takes the target from its own state
-//     (PROTOCOL.md section 2), so a client's value there reaches no one.
+//     (docs/protocol.md §2.3), so a client's value there reaches no one.
 //   - header.refer_to of any frame: a transfer's new destination, which
 //     becomes the Request-URI of the transferee's INVITE. Only a transfer
 //     request uses it today; the answers of a client never carry one, so

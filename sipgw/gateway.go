@@ -83,7 +83,11 @@ type Options struct {
 }
 
 // New checks cfg and builds a user agent. Nothing listens before Start.
-func New(cfg Config, opts Options) (*UserAgent, error) {
+func New(cfg Config, o *Options) (*UserAgent, error) {
+	var opts Options // nil: the defaults
+	if o != nil {
+		opts = *o
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

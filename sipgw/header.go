@@ -84,7 +84,7 @@ var reservedHeaders = map[string]bool{
 
 // ValidateHeaderName checks the name of an extension header to be
 // mapped to SIP: a token of letters, digits and '-' that starts with a
-// letter (the intersection of RFC 3261's token and PROTOCOL.md's
+// letter (the intersection of RFC 3261's token and docs/protocol.md §2.4's
 // extension header names), and not one that sipgw owns. The error is a
 // *HeaderError.
 func ValidateHeaderName(name string) error {

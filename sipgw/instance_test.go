@@ -16,7 +16,7 @@ func TestIdentityInstanceStable(t *testing.T) {
 	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", InstanceSecretFile: file}
 	ua := func(c Config) *UserAgent {
 		t.Helper()
-		g, err := New(c, Options{})
+		g, err := New(c, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +43,7 @@ func TestIdentityInstanceStable(t *testing.T) {
 	if err := os.WriteFile(file, []byte("short\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "instance_secret_file") {
+	if _, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), "instance_secret_file") {
 		t.Fatalf("short secret file: %v", err)
 	}
 }

@@ -18,7 +18,7 @@ func TestMain(m *testing.M) {
 // startTest starts a gateway with cfg and closes it in Cleanup.
 func startTest(t *testing.T, cfg Config, log *slog.Logger) *UserAgent {
 	t.Helper()
-	g, err := New(cfg, Options{Logger: log})
+	g, err := New(cfg, &Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

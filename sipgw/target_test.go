@@ -9,7 +9,7 @@ import (
 func testGateway(t *testing.T) *UserAgent {
 	t.Helper()
 	g, err := New(Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", TelDomain: "trunk.example.net",
-		IdentityDomains: map[string]string{"corp.example": "sip.corp.example"}}, Options{})
+		IdentityDomains: map[string]string{"corp.example": "sip.corp.example"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func FuzzParseTarget(f *testing.F) {
 	for _, s := range []string{"bob@example.com", "sip:bob@example.com", "tel:+1555", "a\r\nb", "sip:a@b;x=y"} {
 		f.Add(s)
 	}
-	g, err := New(Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com"}, Options{})
+	g, err := New(Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com"}, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

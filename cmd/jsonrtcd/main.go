@@ -101,7 +101,7 @@ func run(args []string) error {
 	// Deferred first, so it runs last: after the gateway's Shutdown has
 	// written every session's record.
 	defer closeStore()
-	g, err := gateway.New(cfg, gateway.Options{Logger: log, Web: webHandler(), Store: st})
+	g, err := gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler(), Store: st})
 	if err != nil {
 		return err
 	}

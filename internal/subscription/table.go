@@ -21,7 +21,7 @@ type Quota interface {
 }
 
 // LimitReached is the error code and reason a subscribe over its quota
-// gets: 503, the code PROTOCOL.md section 7 gives to "overloaded or
+// gets: 503, the code docs/protocol.md §9.2 gives to "overloaded or
 // rate-limited" and the one every other limits refusal uses. (486 would
 // tell an SDK the watched party is busy, which it is not.)
 const (

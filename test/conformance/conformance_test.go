@@ -31,7 +31,7 @@ func startGateway(t *testing.T, mod func(*gateway.Config)) string {
 	if mod != nil {
 		mod(&cfg)
 	}
-	g, err := gateway.New(cfg, gateway.Options{})
+	g, err := gateway.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

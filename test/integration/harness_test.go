@@ -32,7 +32,7 @@ func newGatewayOpts(t testing.TB, mod func(*gateway.Config), opts gateway.Option
 	if mod != nil {
 		mod(&cfg)
 	}
-	g, err := gateway.New(cfg, opts)
+	g, err := gateway.New(cfg, &opts)
 	if err != nil {
 		t.Fatal(err)
 	}

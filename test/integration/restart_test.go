@@ -271,7 +271,7 @@ func serveOn(t *testing.T, g *gateway.Gateway, addr string) (string, func()) {
 // 404 when restored sessions were only rebuilt at their own resume).
 func TestRestartInProcessTargetNotYetResumed(t *testing.T) {
 	st := store.NewMemory()
-	g1, err := gateway.New(gateway.DefaultConfig(), gateway.Options{Store: st})
+	g1, err := gateway.New(gateway.DefaultConfig(), &gateway.Options{Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +288,7 @@ func TestRestartInProcessTargetNotYetResumed(t *testing.T) {
 		t.Fatalf("send before the restart: %d, %v", code, err)
 	}
 	stop1()
-	g2, err := gateway.New(gateway.DefaultConfig(), gateway.Options{Store: st})
+	g2, err := gateway.New(gateway.DefaultConfig(), &gateway.Options{Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func (failingStore) Update(context.Context, string, []byte, uint64) (uint64, err
 // write, frames still go out (unstored, counted) rather than waiting
 // forever.
 func TestStoreDownCostsDurabilityNotService(t *testing.T) {
-	g, err := gateway.New(gateway.DefaultConfig(), gateway.Options{Store: failingStore{store.NewMemory()}})
+	g, err := gateway.New(gateway.DefaultConfig(), &gateway.Options{Store: failingStore{store.NewMemory()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ func TestWSSWithCertificateRenewal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(gateway.DefaultConfig(), gateway.Options{})
+	g, err := gateway.New(gateway.DefaultConfig(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -184,7 +184,7 @@ func startEventsEnv(t *testing.T) *eventsEnv {
 		OutboundProxy: "sip:" + kaddr,
 		UserAgent:     "jsonrtc-interop",
 	}
-	g, err := gateway.New(cfg, gateway.Options{Logger: testLogger(t)})
+	g, err := gateway.New(cfg, &gateway.Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -536,7 +536,7 @@ func newGateway(t *testing.T, k *Kamailio, mod func(*sipgw.Config), onCall ...fu
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
-	g, err := sipgw.New(cfg, sipgw.Options{Logger: log})
+	g, err := sipgw.New(cfg, &sipgw.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

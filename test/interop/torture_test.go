@@ -105,7 +105,7 @@ func TestTorture(t *testing.T) {
 		Domain:    domain,
 		UserAgent: "jsonrtc-torture",
 	}
-	g, err := gateway.New(cfg, gateway.Options{Logger: newTestLogger(t)})
+	g, err := gateway.New(cfg, &gateway.Options{Logger: newTestLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

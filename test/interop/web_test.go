@@ -47,7 +47,7 @@ func startWebGateway(t testing.TB, k *Kamailio, mods ...func(*gateway.Config)) *
 		m(&cfg)
 	}
 	w := &webGW{incoming: make(chan string, 4)}
-	g, err := gateway.New(cfg, gateway.Options{Logger: newTestLogger(t)})
+	g, err := gateway.New(cfg, &gateway.Options{Logger: newTestLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -518,7 +518,7 @@ test('page reload: a restored subscription keeps its refresh schedule and subses
   assert.equal(starts[0].control.subsession_id, pres.id);
 });
 
-test('message summary: the PROTOCOL.md payload, verbatim, through a message_notification notify', async () => {
+test('message summary: the docs/protocol.md §7.2 payload, verbatim, through a message_notification notify', async () => {
   const text = '{"messages_waiting":"yes","message_account":"sip:bob@example.com","voice-message":"2/8 (0/2)"}';
   assert.deepEqual(parseMessageSummary(JSON.parse(text)), {
     waiting: true,

@@ -340,3 +340,46 @@ func TestStoreDownCostsDurabilityNotService(t *testing.T) {
 		t.Fatalf("send with the store down: %d, %v", code, err)
 	}
 }
+
+// TestRecordTakenOver: when another gateway takes a session's record
+// over (compare-and-set), the stale copy stops at its next write: it
+// neither sends what it could not store nor deletes the record, and the
+// client resumes from the record (resumeStored), taking it back.
+func TestRecordTakenOver(t *testing.T) {
+	st := store.NewMemory()
+	g1, err := gateway.New(gateway.DefaultConfig(), &gateway.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := serveOn(t, g1, "127.0.0.1:0")
+	alice := connect(t, "ws://"+addr+"/ws/webrtc/test", "alice@example.com", nil)
+	aw := watch(alice)
+	id := alice.SessionID()
+	// A second gateway on the same store restores the session: it owns
+	// the record now.
+	g2, err := gateway.New(gateway.DefaultConfig(), &gateway.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g2.Shutdown(context.Background()) })
+	if n := g2.Stats().Sessions; n != 1 {
+		t.Fatalf("g2 restored %d sessions, want 1", n)
+	}
+	// g1's answer to this cannot be stored: g1's copy ends (1001), and
+	// alice resumes on g1 from the record and sends the request again.
+	_, err = alice.Send(ctx(t), "nobody@example.com", "text/plain", "x")
+	var fe *client.FrameError
+	if !errors.As(err, &fe) || fe.Code != 404 {
+		t.Fatalf("send: %v, want error 404", err)
+	}
+	aw.until(t, "resume", func(w *watcher) bool { return w.resumed == 1 })
+	aw.mu.Lock()
+	lost := aw.lost
+	aw.mu.Unlock()
+	if lost != 0 || alice.SessionID() != id {
+		t.Fatalf("session lost %d times, id %s -> %s", lost, id, alice.SessionID())
+	}
+	if n, _ := st.Len(context.Background()); n != 1 {
+		t.Fatalf("%d records, want 1: the stale copy deleted or duplicated it", n)
+	}
+}

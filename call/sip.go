@@ -931,7 +931,9 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 		}
 		h.failCaller(c, code, reason)
 	case fl.out:
-		h.send(c.caller, fl.frameTo(c.caller, protocol.TypeMessage, protocol.ActionShutdown, ""), true)
+		out := fl.frameTo(c.caller, protocol.TypeMessage, protocol.ActionShutdown, "")
+		out.Header.Reason = endReason(ev)
+		h.send(c.caller, out, true)
 	case c.winner != nil:
 		w := c.winner
 		if ev.End == sipgw.EndRemoteBye && fl.completeCorr != "" {
@@ -942,12 +944,23 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 		}
 		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
 		out.Header.Initiator, out.Header.Target = fl.remote, w.ep.Identity()
+		out.Header.Reason = endReason(ev)
 		h.send(w, out, true)
 	default:
 		// A CANCEL, or our own reject: stop every fork still ringing.
 		fl.cancelLegs(nil)
 	}
 	h.endFar(c)
+}
+
+// endReason is the reason of the shutdown that reports ev after the
+// answer: only an end the web side could not guess from a BYE has one
+// (a session timer that ran out, docs/protocol.md §5.8).
+func endReason(ev sipgw.Event) string {
+	if ev.End == sipgw.EndSessionExpired {
+		return ev.Reason
+	}
+	return ""
 }
 
 // frame handles a web frame on a SIP call. c.mu is held.

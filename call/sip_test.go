@@ -67,6 +67,14 @@ func TestSIPOutgoingEnds(t *testing.T) {
 		{name: "sip bye", answered: true, end: sipEnd(sipgw.EndRemoteBye, 200), web: webShutdown},
 		{name: "sip timeout answered", answered: true, end: sipEnd(sipgw.EndTimeout, 408), web: webShutdown},
 		{name: "sip shutdown answered", answered: true, end: sipEnd(sipgw.EndShutdown, 503), web: webShutdown},
+		{name: "sip session expired", answered: true, end: func(t *testing.T, e *env, a *fakeEP, fc *fakeCall) {
+			fc.end(sipgw.Event{End: sipgw.EndSessionExpired, Code: 481, Reason: "Session refresh failed: 481"})
+		}, web: func(t *testing.T, a *fakeEP) {
+			// The web side learns why: no BYE came from the peer.
+			if f := a.expect(t, protocol.TypeMessage, protocol.ActionShutdown); f.Header.Reason != "Session refresh failed: 481" {
+				t.Fatalf("shutdown reason %q", f.Header.Reason)
+			}
+		}},
 		{name: "sip events closed without end", end: func(t *testing.T, e *env, a *fakeEP, fc *fakeCall) {
 			fc.mu.Lock()
 			fc.ended = true

@@ -136,6 +136,11 @@ func TestEventInput(t *testing.T) {
 		{sipgw.Event{Kind: sipgw.EventTransferProgress, Code: 100}, sipTransferProgress},
 		{sipgw.Event{Kind: sipgw.EventRemoteSDP}, sipRemoteSDP},
 		{sipgw.Event{Kind: sipgw.EventEnded}, sipEnded},
+		// A session timer that ran out ends the call as a BYE would; the
+		// shutdown carries its reason (endReason).
+		{sipgw.Event{Kind: sipgw.EventEnded, End: sipgw.EndSessionExpired, Code: 408, Reason: "Session expired"}, sipEnded},
+		// An UPDATE's offer is a re-offer like a re-INVITE's.
+		{sipgw.Event{Kind: sipgw.EventReoffer, SDP: []byte("v=0")}, sipReoffered},
 		{sipgw.Event{Kind: sipgw.EventPrack}, sipOther},
 	} {
 		if got := eventInput(tc.ev); got != tc.want {

@@ -53,6 +53,39 @@ type Config struct {
 	// Limits are the service levels the applications refer to. With no
 	// applications and no profiles, nothing is limited.
 	Limits limits.Config `yaml:"limits"`
+	// Store keeps session records, so that clients resume across a
+	// restart (docs/protocol.md §4.6). jsonrtcd builds it; a gateway
+	// built in code takes Options.Store.
+	Store StoreConfig `yaml:"store"`
+}
+
+// StoreConfig configures where session records are kept.
+type StoreConfig struct {
+	// Backend is nats (default: an embedded NATS server with JetStream
+	// file storage under Dir, on no network port) or memory (records
+	// go with the process: a restart loses every session).
+	Backend string `yaml:"backend"`
+	// Dir is the nats backend's data directory; default jsonrtcd-data,
+	// relative to the working directory.
+	Dir string `yaml:"dir"`
+}
+
+// Store backends.
+const (
+	StoreNATS   = "nats"
+	StoreMemory = "memory"
+)
+
+// RecordTTL is how long a session record outlives its last write: twice
+// the resume timeout. The gateway writes every live record again each
+// half resume timeout, so a record is there for at least a resume
+// timeout after its gateway died.
+func (c Config) RecordTTL() time.Duration { return 2 * c.Session.ResumeTimeout.D() }
+
+// MaxRecordBytes bounds a session record: the retained window (whose
+// frames a record holds in base64) with room for its framing.
+func (c Config) MaxRecordBytes() int {
+	return c.Session.WindowBytes*4/3 + c.Session.WindowFrames*64 + 64<<10
 }
 
 // WebSocketConfig configures the WebSocket front.
@@ -161,6 +194,7 @@ func DefaultConfig() Config {
 		Calls:     CallsConfig{RingTimeout: Duration(60 * time.Second)},
 		Messaging: MessagingConfig{ReportTimeout: Duration(90 * time.Second), MaxPending: 100000},
 		Log:       LogConfig{Level: "info", Format: "text"},
+		Store:     StoreConfig{Backend: StoreNATS, Dir: "jsonrtcd-data"},
 
 		// Zero values: those packages apply their defaults field by
 		// field, so that setting one key (say presence.expiry) keeps the
@@ -264,6 +298,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Messaging.MaxPending < 1 {
 		bad("messaging.max_pending", "must be at least 1")
+	}
+	switch c.Store.Backend {
+	case StoreNATS:
+		if c.Store.Dir == "" {
+			bad("store.dir", "must not be empty with store.backend nats")
+		}
+	case StoreMemory:
+	default:
+		bad("store.backend", "%q is not one of nats, memory", c.Store.Backend)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

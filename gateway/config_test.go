@@ -46,6 +46,9 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"http:\n  trusted_proxies: [10.0.0.0/33]\n", "http.trusted_proxies"},
 		{"http:\n  read_timeout: 2s\n  read_header_timeout: 5s\n", "http.read_timeout"},
 		{"metrics:\n  listen: nowhere\n", "metrics.listen"},
+		{"store:\n  backend: redis\n", "store.backend"},
+		{"store:\n  dir: \"\"\n", "store.dir"},
+		{"store:\n  directory: x\n", "directory"},
 	}
 	for _, c := range cases {
 		_, err := LoadConfig(writeConfig(t, c.body))

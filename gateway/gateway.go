@@ -11,8 +11,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -27,7 +27,6 @@ import (
 	"github.com/jsonrtc/jsonrtc/messaging"
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
-	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/transport/forwarded"
@@ -55,6 +54,14 @@ type Gateway struct {
 	guests            *limits.GuestSessions // guest sessions per address: guest.go
 	regLim            *limits.Registers     // REGISTERs that connects cause: sip.go
 	store             store.Store
+	// wal: the gateway writes ahead to a store of its own (persist.go).
+	// Inbound processing holds walMu shared; the writer takes its cut of
+	// the dirty sessions holding it alone.
+	wal       bool
+	walMu     sync.RWMutex
+	dirtyMu   sync.Mutex
+	dirty     []*Session
+	dirtyKick chan struct{}
 	// proxies are the trusted reverse proxies (http.trusted_proxies).
 	proxies forwarded.Proxies
 
@@ -85,8 +92,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Web serves everything outside /ws/ (the demo page); nil serves 404.
 	Web http.Handler
-	// Store keeps session records for resumes across nodes; nil keeps
-	// them in memory.
+	// Store keeps session records, for resumes across restarts (and
+	// nodes). With one, the gateway writes ahead to it: a frame goes out
+	// once the state that retains it is stored (persist.go). Nil keeps
+	// records in memory, written at socket losses only.
 	Store store.Store
 }
 
@@ -117,11 +126,16 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		shutdown:   make(chan struct{}),
 		metrics:    newMetrics(),
 		store:      opts.Store,
+		wal:        opts.Store != nil,
+		dirtyKick:  make(chan struct{}, 1),
 	}
 	if g.store == nil {
 		g.store = store.NewMemory()
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	if g.wal {
+		g.goTracked(g.writer)
+	}
 	proxies, err := forwarded.Parse(cfg.HTTP.TrustedProxies)
 	if err != nil {
 		return nil, err // Validate has checked it
@@ -161,6 +175,12 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	if err := g.startSIP(); err != nil {
 		return nil, err
 	}
+	if g.wal {
+		if err := g.restoreAll(); err != nil {
+			g.Shutdown(context.Background())
+			return nil, fmt.Errorf("gateway: restoring sessions: %w", err)
+		}
+	}
 	return g, nil
 }
 
@@ -193,8 +213,17 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		all = append(all, s)
 	}
 	g.mu.Unlock()
+	// With a store of its own the records stay, for the clients to
+	// resume on the next run; no frame is half processed meanwhile
+	// (persist.go's cut).
+	if g.wal {
+		g.walMu.Lock()
+	}
 	for _, s := range all {
 		s.end(reasonShutdown)
+	}
+	if g.wal {
+		g.walMu.Unlock()
 	}
 	// Each step gives up when ctx ends, and the next still runs: the SIP
 	// side is closed even when the unregistrations took too long.
@@ -248,33 +277,6 @@ func (g *Gateway) Stats() Stats {
 	stored, _ := g.store.Len(context.Background())
 	return Stats{Sessions: n, Calls: g.calls.Active(), PendingMessages: g.msgs.Pending(), StoredSessions: stored,
 		Subscriptions: g.presence.Subscriptions() + g.notes.Subscriptions()}
-}
-
-// record is what the store keeps of a session: enough for another node
-// to check a resume against it and resend what the client missed.
-type record struct {
-	Identity string         `json:"identity"`
-	App      string         `json:"app,omitempty"`
-	Oracle   bool           `json:"oracle,omitempty"`
-	State    *session.State `json:"state"`
-}
-
-// save writes s's record; st is a snapshot taken under s.mu.
-func (g *Gateway) save(s *Session, st *session.State) {
-	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, State: st})
-	if err == nil {
-		err = g.store.Put(context.Background(), "session."+s.id, data)
-	}
-	if err != nil {
-		s.log.Error("saving session record", "err", err)
-	}
-	// The session may have ended while the record was written.
-	s.mu.Lock()
-	ended := s.ended
-	s.mu.Unlock()
-	if ended {
-		g.store.Delete(context.Background(), "session."+s.id)
-	}
 }
 
 // newID returns 128 random bits, URL-safe: session ids must be

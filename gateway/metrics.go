@@ -22,6 +22,9 @@ type metrics struct {
 	// (target, refer_to, header): the sign of a guest probing for toll
 	// fraud.
 	refused *prometheus.CounterVec
+	// storeWrites counts session record writes by outcome (ok, error,
+	// conflict): an error sends the frames unstored (persist.go).
+	storeWrites *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -43,8 +46,10 @@ func newMetrics() *metrics {
 			Name: "jsonrtc_bad_frames_total", Help: "Frames that could not be decoded."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jsonrtc_destinations_refused_total", Help: "Destinations in client frames refused by the target policy, by field."}, []string{"field"}),
+		storeWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jsonrtc_store_writes_total", Help: "Session record writes, by outcome."}, []string{"outcome"}),
 	}
-	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.refused,
+	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.refused, m.storeWrites,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

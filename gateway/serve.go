@@ -255,7 +255,8 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 			writeNow(ctx, c, connectErrorFor(f, err))
 			continue
 		}
-		if !resumed {
+		// A session restored from the store is new to the handlers.
+		if !resumed || s.takeRestored() {
 			// Before the client hears it is connected: a watcher who
 			// learns of it and subscribes at once must find it online.
 			g.presence.SessionStarted(s)
@@ -289,14 +290,10 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 		for _, d := range resend {
 			s.queueLocked(d)
 		}
-		var snap *session.State
-		if !resumed {
-			snap = s.st.Clone()
-		}
 		s.mu.Unlock()
 		s.inMu.Unlock()
-		if snap != nil {
-			g.save(s, snap)
+		if !resumed {
+			g.save(s)
 		}
 		if resumed {
 			g.metrics.resumes.WithLabelValues("ok").Inc()
@@ -331,14 +328,17 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr
 				ended := old.ended
 				old.mu.Unlock()
 				if err == nil && !ended {
+					if err := g.completeRestore(old, c, f, p, addr); err != nil {
+						return nil, false, err
+					}
 					return old, true, nil
 				}
 				g.metrics.resumes.WithLabelValues("refused").Inc()
 				old.rlog.Info("resume refused", "resume refused; starting anew", "err", err)
 				old.end(reasonReplaced)
 			}
-		} else {
-			g.metrics.resumes.WithLabelValues("unknown").Inc()
+		} else if s, err := g.resumeStored(c, f, p, addr, identity, app, oracle); s != nil || err != nil {
+			return s, err == nil, err
 		}
 		if processed == 0 {
 			// The SDK numbers its next frame 2 after a failed resume: the
@@ -346,44 +346,125 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr
 			processed = 1
 		}
 	}
+	// A guest costs the SIP network nothing until it calls: it neither
+	// registers nor (presence.Guest) publishes.
+	guest := (p != nil && p.Guest) || (p == nil && f.Header.Initiator == "")
+	s, err := g.open(c, f, p, addr, guest, g.newSession(identity, oracle, processed))
+	return s, false, err
+}
+
+// resumeStored applies docs/protocol.md §4.4 to the record of a session
+// that is not live here (§4.6: it lived in this gateway's previous run).
+// When the record exists, names the connect's identity and application,
+// and passes the resume criteria, the session is rebuilt from it and owned
+// by compare-and-set; nil, nil otherwise: the connect starts anew.
+func (g *Gateway) resumeStored(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr, identity, app string, oracle bool) (*Session, error) {
+	id := f.Control.SessionID
+	r, rev, err := g.restore(id)
+	switch {
+	case err != nil:
+		g.metrics.resumes.WithLabelValues("store_error").Inc()
+		g.rlog.Warn("resume store", "reading a session record", "session_id", id, "err", err)
+		return nil, nil
+	case r == nil:
+		g.metrics.resumes.WithLabelValues("unknown").Inc()
+		return nil, nil
+	case r.Identity != identity || r.App != app:
+		g.metrics.resumes.WithLabelValues("identity_mismatch").Inc()
+		g.rlog.Warn("resume identity mismatch", "resume refused: another identity", "session_id", id, "identity", identity, "remote", c.RemoteAddr())
+		return nil, nil
+	}
+	if err := r.State.CheckResume(&f.Header); err != nil {
+		g.metrics.resumes.WithLabelValues("refused").Inc()
+		g.rlog.Info("resume refused", "resume refused; starting anew", "session_id", id, "err", err)
+		return nil, nil
+	}
+	s := g.sessionOf(identity, r.Oracle || oracle, r.State)
+	s.restored = true
+	if err := g.own(s, r, rev); err != nil {
+		// Another connect took the record first (or it expired).
+		g.metrics.resumes.WithLabelValues("refused").Inc()
+		g.rlog.Info("resume refused", "session record taken by another resume", "session_id", id, "err", err)
+		return nil, nil
+	}
+	s.log.Info("session restored from the store")
+	return g.open(c, f, p, addr, r.Guest, s)
+}
+
+// completeRestore gives a session restored at start-up what its connect
+// gave it in the previous run: the principal, the guest place, the SIP
+// registration. A no-op for any other session.
+func (g *Gateway) completeRestore(s *Session, c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr) error {
+	s.mu.Lock()
+	unbound := s.unbound
+	s.unbound = false
+	s.mu.Unlock()
+	if !unbound {
+		return nil
+	}
+	undo := func() { s.mu.Lock(); s.unbound = true; s.mu.Unlock() }
+	release, err := g.openGuest(p, addr)
+	if err != nil {
+		undo()
+		return err
+	}
+	var reg *sipgw.Registration
+	if !s.guest {
+		if reg, err = g.sipRegister(g.ctx, f, s.identity, c.RemoteAddr(), addr); err != nil {
+			release()
+			undo()
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.principal, s.releaseGuest = p, release
+	s.mu.Unlock()
+	g.keepRegistration(s, reg)
+	return nil
+}
+
+// open gives s, a new or restored session, its limits quota, its guest
+// place and SIP registration, and a place in the session tables.
+func (g *Gateway) open(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr, guest bool, s *Session) (*Session, error) {
+	identity, app := s.identity, ""
+	if p != nil {
+		app = p.Application
+	}
 	profile := ""
 	if p != nil {
 		profile = p.Limits
 	}
 	releaseGuest, err := g.openGuest(p, addr)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	quota, err := g.lim.OpenSession(app, profile, identity)
 	if err != nil {
 		releaseGuest()
 		g.rlog.Info("session limits", "session refused by limits", "identity", identity, "err", err)
-		return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "limit reached: " + err.Error()}
+		return nil, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "limit reached: " + err.Error()}
 	}
-	// A guest costs the SIP network nothing until it calls: it neither
-	// registers nor (presence.Guest) publishes.
-	guest := (p != nil && p.Guest) || (p == nil && f.Header.Initiator == "")
 	var reg *sipgw.Registration
 	if !guest {
 		if reg, err = g.sipRegister(g.ctx, f, identity, c.RemoteAddr(), addr); err != nil {
 			quota.Close()
 			releaseGuest()
-			return nil, false, err
+			return nil, err
 		}
 	}
-	s := g.newSession(identity, oracle, processed)
-	s.app, s.principal, s.quota, s.guest, s.releaseGuest = app, p, quota, guest, releaseGuest
+	s.app, s.principal, s.quota, s.guest, s.releaseGuest, s.profile = app, p, quota, guest, releaseGuest, profile
+	s.unbound = false
 	if err := g.add(s); err != nil {
 		quota.Close()
 		releaseGuest()
 		g.releaseRegistration(reg)
 		if errors.Is(err, errTooMany) {
-			return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "too many sessions"}
+			return nil, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "too many sessions"}
 		}
-		return nil, false, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "shutting down"}
+		return nil, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "shutting down"}
 	}
 	g.keepRegistration(s, reg)
-	return s, false, nil
+	return s, nil
 }
 
 // identify names the identity and application a connect runs as. For a
@@ -451,6 +532,11 @@ func writeNow(ctx context.Context, c *ws.Conn, data []byte) {
 // application's) before anything else is done with it. A non-zero hangUp
 // closes the socket.
 func (s *Session) inbound(l *link, data []byte) hangUp {
+	if s.g.wal {
+		// No frame is half processed in the writer's cut (persist.go).
+		s.g.walMu.RLock()
+		defer s.g.walMu.RUnlock()
+	}
 	s.inMu.Lock()
 	defer s.inMu.Unlock()
 	verdict := l.budget.Frame(s.quota)
@@ -485,6 +571,11 @@ func (s *Session) inbound(l *link, data []byte) hangUp {
 		return hangUpBehind
 	}
 	v, gap := s.st.Receive(f)
+	if v == session.Deliver {
+		// The frame's processing goes into the writer's next cut with
+		// what it relays (persist.go).
+		s.markDirtyLocked()
+	}
 	switch v {
 	case session.Duplicate:
 		s.scheduleAckLocked()

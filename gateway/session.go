@@ -90,6 +90,27 @@ type Session struct {
 	ackTimer  *time.Timer // made once, then reset: most inbound frames arm it
 	ackArmed  bool
 	lastError int // consecutive undecodable frames
+
+	// The store (persist.go). pending: frames sent but not yet written
+	// ahead; dirty: queued for the writer; snapGen numbers snapshots;
+	// lost: another writer owns the record; keepRecord: the session
+	// ended for a shutdown and its record stays for the next run;
+	// restored: resumed from a record, not yet announced to presence.
+	pending    [][]byte
+	dirty      bool
+	snapGen    uint64
+	lost       bool
+	keepRecord bool
+	restored   bool
+	// unbound: restored at start-up, its connect's bindings (principal,
+	// guest place, SIP registration) not yet made again.
+	unbound bool
+	profile string // the limits profile
+	// saveMu serialises the session's writes; rev is the record's
+	// revision and savedGen the snapshot it holds (both under saveMu).
+	saveMu   sync.Mutex
+	rev      uint64
+	savedGen uint64
 	// auths: the live digest challenges waiting for this session's
 	// answer, by correlation id (sipauth.go); authSeq numbers them.
 	auths   map[string]chan *protocol.Frame
@@ -233,9 +254,15 @@ func (l *link) stop() {
 
 func (g *Gateway) newSession(identity string, oracle bool, processed uint64) *Session {
 	id := newID()
+	return g.sessionOf(identity, oracle, session.New(id, processed))
+}
+
+// sessionOf returns a session of st (new, or read from the store).
+func (g *Gateway) sessionOf(identity string, oracle bool, st *session.State) *Session {
+	id := st.ID
 	return &Session{
 		g: g, id: id, identity: identity, oracle: oracle,
-		st:   session.New(id, processed),
+		st:   st,
 		gone: make(chan struct{}),
 		log:  g.log.With("session_id", id, "identity", identity),
 		// connect sets the guest's own.
@@ -308,12 +335,27 @@ func (s *Session) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
 	return f.Control.Sequence, nil
 }
 
-// queueLocked hands data to the current socket's writer. A writer that
-// cannot keep up has its socket dropped: the frames stay retained and
-// the client gets them when it resumes, so nothing is lost.
+// queueLocked hands data to the current socket's writer, or, when the
+// gateway writes ahead (persist.go), to the store's writer, which hands
+// it on once the state that retains it is stored.
 func (s *Session) queueLocked(data []byte) {
-	if s.conn == nil {
+	if s.g.wal {
+		if s.conn != nil {
+			s.pending = append(s.pending, data)
+		}
+		s.markDirtyLocked()
 		return
+	}
+	s.pushLocked(data)
+}
+
+// pushLocked queues data on the socket. A writer that cannot keep up has
+// its socket dropped: the frames stay retained and the client gets them
+// when it resumes, so nothing is lost. False: there is no socket (any
+// more).
+func (s *Session) pushLocked(data []byte) bool {
+	if s.conn == nil {
+		return false
 	}
 	if !s.conn.push(data) {
 		s.log.Warn("socket too slow or gone; dropping it for a resume")
@@ -321,7 +363,9 @@ func (s *Session) queueLocked(data []byte) {
 		s.conn.kill()
 		s.conn = nil
 		s.startResumeTimerLocked()
+		return false
 	}
+	return true
 }
 
 // sendAckLocked queues an acknowledgement of what the peer sent, when
@@ -409,9 +453,8 @@ func (s *Session) detach(l *link, logout bool) {
 	s.conn = nil
 	if !logout {
 		s.startResumeTimerLocked()
-		snap := s.st.Clone()
 		s.mu.Unlock()
-		s.g.save(s, snap)
+		s.g.save(s)
 		s.log.Info("socket lost; waiting for resume")
 		if s.g.onSocketLost != nil {
 			s.g.onSocketLost(s)
@@ -448,6 +491,7 @@ func (s *Session) end(r endReason) {
 		return
 	}
 	s.ended = true
+	s.keepRecord = r == reasonShutdown && s.g.wal
 	// The address's guest place goes first: whoever hears of the end
 	// may connect again from there.
 	s.releaseGuest()
@@ -460,9 +504,12 @@ func (s *Session) end(r endReason) {
 	s.conn = nil
 	s.mu.Unlock()
 	s.g.remove(s)
-	// The record goes first: whoever hears of the end finds it gone.
-	if err := s.g.store.Delete(context.Background(), "session."+s.id); err != nil {
-		s.log.Error("deleting session record", "err", err)
+	if s.keepRecord {
+		// The last state, with the frames not yet written ahead.
+		s.g.save(s)
+	} else {
+		// The record goes first: whoever hears of the end finds it gone.
+		s.g.deleteRecord(s)
 	}
 	s.g.calls.SessionEnded(s)
 	s.g.msgs.SessionEnded(s)

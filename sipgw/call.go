@@ -35,12 +35,15 @@ const (
 	// with [Call.Ack] when the web caller sends complete.
 	EventAnswered
 	// EventConfirmed: the ACK for our 2xx arrived (SDP when it carried
-	// one): for an incoming call's answer, or for a re-INVITE we accepted.
+	// one): for an incoming call's answer, or for a re-INVITE we accepted;
+	// or our 200 to an UPDATE's offer went (no ACK follows one).
 	EventConfirmed
 	// EventPrack: the peer acknowledged our reliable provisional (RSeq, SDP).
 	EventPrack
-	// EventReoffer: the peer sent a re-INVITE (SDP). Answer with
-	// Event.Reoffer.Accept or Reject; unanswered it fails after Timer B.
+	// EventReoffer: the peer sent a re-INVITE or an UPDATE with a new
+	// offer (SDP). Answer with Event.Reoffer.Accept or Reject; unanswered
+	// it fails after Timer B. An offer that repeats the peer's SDP
+	// unchanged (a session refresh) is answered without this event.
 	EventReoffer
 	// EventInfo: an INFO arrived (InfoPackage, ContentType, Body; Digit and
 	// Duration for application/dtmf-relay). Already answered 200; one of
@@ -90,9 +93,13 @@ const (
 	EndError
 	// EndShutdown: the gateway closed.
 	EndShutdown
+	// EndSessionExpired: the session timer ran out (RFC 4028): the peer
+	// did not refresh in time (Code 408), or our refresh failed (Code
+	// its failure: 481, 408...). We sent BYE; Reason says which.
+	EndSessionExpired
 )
 
-var endNames = [...]string{"", "rejected", "cancelled", "remote-bye", "local-bye", "timeout", "error", "shutdown"}
+var endNames = [...]string{"", "rejected", "cancelled", "remote-bye", "local-bye", "timeout", "error", "shutdown", "session-expired"}
 
 func (e EndCause) String() string {
 	if int(e) < len(endNames) {
@@ -190,6 +197,12 @@ type Call struct {
 	in     chan func() // work for the owner goroutine
 	done   chan struct{}
 	slot   chan struct{} // serialises our in-dialog requests (CSeq order)
+	// life is cancelled when the call ends: it bounds what the call's
+	// own goroutines (a session refresh) wait for.
+	life       context.Context
+	lifeCancel context.CancelFunc
+	st         sessionTimer // owner goroutine only (timer.go)
+	stTimer    *time.Timer  // owner goroutine only; nil when not armed
 
 	// outgoing
 	uac          *sipgo.DialogClientSession
@@ -216,6 +229,7 @@ type Call struct {
 	localSDP    []byte                   // the SDP we sent last (sdpstate.go)
 	remoteSDP   []byte                   // the SDP the peer sent last
 	lateOffer   bool                     // our 200 to a re-INVITE without SDP offered; its ACK answers
+	quietAck    uint32                   // CSeq of a re-INVITE answered without the owner (update.go)
 	peerInfo    map[string]bool          // Info Packages the peer takes (info.go)
 	trickle     bool                     // incoming: our responses announce trickle-ice
 	rseq        uint32                   // outgoing: RSeq awaiting our PRACK; incoming: last sent
@@ -250,6 +264,7 @@ func (g *UserAgent) newCall(dir Direction) *Call {
 		slot:    make(chan struct{}, 1),
 		finalCh: make(chan struct{}),
 	}
+	c.life, c.lifeCancel = context.WithCancel(context.Background())
 	return c
 }
 
@@ -323,6 +338,8 @@ func (c *Call) finish(ev Event) {
 	}
 	c.emit(ev)
 	close(c.events)
+	c.stopTimer()
+	c.lifeCancel()
 	if c.inviteCancel != nil {
 		c.inviteCancel()
 	}
@@ -492,14 +509,55 @@ func (c *Call) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
 		})
 	}
 	defer done()
+	res, err := c.sendReinvite(ctx, sdp, c.g.cfg.SessionTimers.uacHeaders(0, 0, false), done)
+	if err != nil {
+		return nil, err
+	}
+	if !res.IsSuccess() {
+		return nil, &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+	}
+	// A re-INVITE refreshes the session too (RFC 4028 §7.4).
+	if st := c.g.cfg.SessionTimers.uacTimer(res); st.interval > 0 {
+		c.deliver(func() { c.armTimer(st) })
+	}
+	return res.Body(), nil
+}
+
+// reinvite sends a re-INVITE with sdp and the headers hs unless one is
+// already outstanding either way (ErrGlare), and returns its final
+// response, ACKed when a 2xx.
+func (c *Call) reinvite(ctx context.Context, sdp []byte, hs []sip.Header) (*sip.Response, error) {
+	c.mu.Lock()
+	if c.reinviteIn || c.reinviteOut {
+		c.mu.Unlock()
+		return nil, ErrGlare
+	}
+	c.reinviteOut = true
+	c.mu.Unlock()
+	done := func() {
+		c.mu.Lock()
+		c.reinviteOut = false
+		c.mu.Unlock()
+	}
+	defer done()
+	return c.sendReinvite(ctx, sdp, hs, done)
+}
+
+// sendReinvite sends the re-INVITE; done is called at its final response.
+func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, done func()) (*sip.Response, error) {
 	if err := c.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer c.release()
 	req := sip.NewRequest(sip.INVITE, c.remoteTarget())
 	setSDP(req, sdp)
-	if c.trickles() {
+	trickle := c.trickles()
+	if trickle {
 		advertiseTrickle(req)
+	}
+	c.g.setSupported(req, true, trickle)
+	for _, h := range hs {
+		req.AppendHeader(h)
 	}
 	res, err := c.request(ctx, req)
 	done()
@@ -508,7 +566,7 @@ func (c *Call) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
 	}
 	c.notePeer(res)
 	if !res.IsSuccess() {
-		return nil, &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+		return res, nil
 	}
 	c.noteLocal(sdp)
 	c.noteRemote(res.Body())
@@ -516,7 +574,7 @@ func (c *Call) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
 	if err := c.dialog().WriteRequest(ack); err != nil {
 		return nil, err
 	}
-	return res.Body(), nil
+	return res, nil
 }
 
 // SendDTMF sends one digit (0-9, *, #, A-D) as INFO application/dtmf-relay.
@@ -579,13 +637,16 @@ func setSDP(m interface {
 	m.SetBody(sdp)
 }
 
-// Reoffer is a re-INVITE from the peer waiting for the web side's answer.
+// Reoffer is a re-INVITE or an UPDATE from the peer with an offer,
+// waiting for the web side's answer.
 type Reoffer struct {
-	c    *Call
-	req  *sip.Request
-	tx   sip.ServerTransaction
-	once sync.Once
-	done chan struct{}
+	c        *Call
+	req      *sip.Request
+	tx       sip.ServerTransaction
+	once     sync.Once
+	done     chan struct{}
+	accepted bool         // set before done is closed
+	timer    sessionTimer // what the accepted offer's 200 negotiated
 }
 
 // Accept answers the re-INVITE with 200 and sdp.
@@ -595,17 +656,29 @@ func (r *Reoffer) Accept(sdp []byte) error {
 	}
 	res := sip.NewResponseFromRequest(r.req, 200, "OK", nil)
 	setSDP(res, sdp)
-	if r.c.trickles() {
-		advertiseTrickle(res)
-	}
+	st := r.c.timerAnswer(r.req, res)
 	ct := r.c.g.dua.ContactHDR
 	res.AppendHeader(&ct)
-	err := r.finish(res)
-	if err == nil {
-		r.c.noteRemote(r.req.Body())
-		r.c.noteLocal(sdp)
+	if err := r.finish(res, func() { r.accepted, r.timer = true, st }); err != nil {
+		return err
 	}
-	return err
+	r.c.noteRemote(r.req.Body())
+	r.c.noteLocal(sdp)
+	return nil
+}
+
+// settled runs on the goroutine of the request once it is answered:
+// an accepted offer restarts the session timer (never from Accept, whose
+// caller may hold locks the owner goroutine waits for).
+func (r *Reoffer) settled() {
+	if !r.accepted {
+		return
+	}
+	r.c.deliver(func() { r.c.armTimer(r.timer) })
+	if r.req.Method == sip.UPDATE {
+		// No ACK follows a 200 to an UPDATE: the answer is complete.
+		r.c.deliver(func() { r.c.emit(Event{Kind: EventConfirmed}) })
+	}
 }
 
 // Reject answers the re-INVITE with a failure code (488, 491, ...).
@@ -616,12 +689,17 @@ func (r *Reoffer) Reject(code int, reason string) error {
 	if reason == "" {
 		reason = statusText(code)
 	}
-	return r.finish(sip.NewResponseFromRequest(r.req, code, reason, nil))
+	return r.finish(sip.NewResponseFromRequest(r.req, code, reason, nil), nil)
 }
 
-func (r *Reoffer) finish(res *sip.Response) error {
+// finish sends res, the only answer; accepted, when not nil, first
+// records what an accepted answer settles.
+func (r *Reoffer) finish(res *sip.Response, accepted func()) error {
 	err := ErrCallState
 	r.once.Do(func() {
+		if accepted != nil {
+			accepted()
+		}
 		err = r.tx.Respond(res)
 		close(r.done)
 	})
@@ -655,12 +733,21 @@ func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.reinviteIn = false
 		c.mu.Unlock()
 	}()
+	if c.g.refuseShortTimer(req, tx) { // RFC 4028 §9: 422
+		return
+	}
 	if c.uas != nil {
 		if err := c.uas.ReadRequest(req, tx); err != nil {
 			c.g.respond(tx, req, 500, "Server Internal Error")
 			return
 		}
 	}
+	c.relayOffer(req, tx)
+}
+
+// relayOffer hands the offer of a re-INVITE or UPDATE to the web side as
+// EventReoffer and waits for its answer.
+func (c *Call) relayOffer(req *sip.Request, tx sip.ServerTransaction) {
 	c.notePeer(req)
 	if len(req.Body()) == 0 {
 		// Not the web side's business: nothing changes unless the
@@ -668,6 +755,9 @@ func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		if !c.answerLateOffer(req, tx) {
 			c.g.respond(tx, req, 488, "Not Acceptable Here")
 		}
+		return
+	}
+	if c.answerUnchanged(req, tx) { // a refresh: update.go
 		return
 	}
 	ro := &Reoffer{c: c, req: req, tx: tx, done: make(chan struct{})}
@@ -679,6 +769,7 @@ func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	defer t.Stop()
 	select {
 	case <-ro.done:
+		ro.settled()
 	case <-tx.Done():
 	case <-c.done:
 		_ = ro.Reject(481, "Call/Transaction Does Not Exist")
@@ -695,7 +786,7 @@ func (c *Call) handleAck(req *sip.Request) {
 	if c.uas != nil {
 		_ = c.uas.ReadAck(req, nil)
 	}
-	if !initial {
+	if !initial && !c.quietAcked(req) {
 		body := req.Body()
 		if sdp := c.lateAnswer(body); sdp != nil {
 			c.deliver(func() { c.emit(Event{Kind: EventRemoteSDP, SDP: sdp}) })
@@ -705,8 +796,8 @@ func (c *Call) handleAck(req *sip.Request) {
 	}
 }
 
-// handleInDialog runs on the sipgo goroutine of BYE, PRACK, INFO, REFER
-// and NOTIFY.
+// handleInDialog runs on the sipgo goroutine of BYE, PRACK, INFO, UPDATE,
+// REFER and NOTIFY.
 func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	switch req.Method {
 	case sip.BYE:
@@ -731,6 +822,8 @@ func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		c.handlePrack(req, tx)
 	case sip.INFO:
 		c.handleInfo(req, tx)
+	case sip.UPDATE:
+		c.handleUpdate(req, tx) // update.go
 	case sip.REFER:
 		c.handleRefer(req, tx)
 	default: // NOTIFY of a REFER we sent

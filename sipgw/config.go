@@ -43,7 +43,8 @@ type Config struct {
 	RegisterExpiry time.Duration `yaml:"register_expiry"`
 	// Credentials are gateway-held digest credentials, by web identity.
 	Credentials map[string]Credential `yaml:"credentials"`
-	// UserAgent is the User-Agent header value. Default "jsonrtc".
+	// UserAgent is the User-Agent of our requests and the Server of our
+	// responses. Default "jsonrtc/<version>" ([Version]).
 	UserAgent string `yaml:"user_agent"`
 	// InstanceID is this node's +sip.instance (urn:uuid:...), stable across
 	// restarts so the registrar replaces rather than adds our bindings.
@@ -92,6 +93,8 @@ type Config struct {
 	// ([SetProcessDefaults]). Default 65507, the most IPv4 carries; at
 	// least 1300.
 	UDPMaxDatagram int `yaml:"udp_max_datagram"`
+	// SessionTimers are RFC 4028 session timers (timer.go).
+	SessionTimers SessionTimerConfig `yaml:"session_timers"`
 }
 
 // ListenConfig lists the listeners. Each address is host:port; port 0
@@ -146,12 +149,13 @@ func (c Config) WithDefaults() Config {
 		c.RegisterExpiry = 600 * time.Second
 	}
 	if c.UserAgent == "" {
-		c.UserAgent = "jsonrtc"
+		c.UserAgent = "jsonrtc/" + Version
 	}
 	if c.Outbound == "" {
 		c.Outbound = OutboundAuto
 	}
 	c.Outbound = strings.ToLower(c.Outbound)
+	c.SessionTimers = c.SessionTimers.withDefaults()
 	if c.MaxCalls == 0 {
 		c.MaxCalls = 10000
 	}
@@ -268,6 +272,7 @@ func (c Config) Validate() error {
 	if c.UDPMaxDatagram < udpRequestMax || c.UDPMaxDatagram > DefaultUDPMaxDatagram {
 		bad("udp_max_datagram", "%d is not between %d and %d", c.UDPMaxDatagram, udpRequestMax, DefaultUDPMaxDatagram)
 	}
+	c.SessionTimers.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -2,7 +2,8 @@
 // web identities and INVITE dialogs, on github.com/emiago/sipgo. It knows
 // nothing of WebSocket or JSON; the gateway's handlers drive it through
 // this API and receive SIP happenings as [Event]s, one [Call] per web
-// call subsession (docs/protocol.md §10).
+// call subsession (docs/protocol.md §10). docs/sip.md lists every SIP
+// method, option tag and header it handles and what it does with each.
 //
 // Start with [New], [UserAgent.OnIncomingCall], [UserAgent.Start]. Then:
 //
@@ -31,6 +32,16 @@
 //     NOTIFYs come as EventTransferProgress; EventRefer carries one
 //     received, answered by [Refer.Accept] (202, NOTIFY 100) or
 //     [Refer.Reject], then [Refer.Notify] with the new call's status.
+//   - UPDATE (RFC 3311, update.go): one with SDP is an EventReoffer like
+//     a re-INVITE's (its 200 carries the answer, then EventConfirmed, as
+//     no ACK follows); one without is a session refresh, answered here.
+//   - session timers (RFC 4028, timer.go; config session_timers): the
+//     refresher refreshes at half the interval (UPDATE when the peer
+//     allows it, else a re-INVITE with the current SDP: no event); a
+//     refresh that fails, or none from the peer before the interval less
+//     min(32s, interval/3), sends BYE and ends the call with
+//     EndSessionExpired. A Session-Expires below min_se gets 422; a 422
+//     to our INVITE is retried once with its Min-SE.
 //   - INFO (RFC 6086), either way: [Call.SendInfo] sends one in the
 //     confirmed dialog over its route set; EventInfo reports one received
 //     (answered 200; an Info-Package we never announced gets 469).
@@ -82,7 +93,7 @@
 //     refuses after the check passed it (its field named);
 //   - 505 for a SIP version other than 2.0, 416 for a Request-URI scheme
 //     other than sip, sips, tel, 420 with Unsupported for a Require
-//     naming more than 100rel and replaces, 513 for a stream message
+//     naming a tag we do not put in Supported, 513 for a stream message
 //     over 64 KB.
 //
 // Dropped without an answer: responses sipgo does not match (a UA never

@@ -43,6 +43,7 @@ type UserAgent struct {
 	dua     *sipgo.DialogUA
 	route   *sip.Uri // outbound proxy, as a loose route
 	regURI  sip.Uri
+	allow   string // the Allow value: the methods routes handles
 	onCall  func(*Call)
 	started atomic.Bool
 	guard   *guard // malformed requests: guard.go
@@ -231,8 +232,10 @@ func (g *UserAgent) Start(ctx context.Context) error {
 		g.closeListeners()
 		return fmt.Errorf("sipgw: client: %w", err)
 	}
+	// Without a UDP transport the requester moves nothing (no tcpPort):
+	// it is there for the User-Agent every request gets.
+	r := &sizedRequester{txl: g.ua.TransactionLayer(), tpl: g.ua.TransportLayer(), log: g.rlog, udpPort: pn}
 	if g.cfg.Transport == "udp" {
-		r := &sizedRequester{txl: g.ua.TransactionLayer(), tpl: g.ua.TransportLayer(), log: g.rlog, udpPort: pn}
 		// The address WithClientConnectionAddr gives every request.
 		h, _, _ := net.SplitHostPort(g.addrs["udp"])
 		r.udpLaddr = sip.Addr{IP: net.ParseIP(h), Port: pn, Hostname: h}
@@ -242,8 +245,8 @@ func (g *UserAgent) Start(ctx context.Context) error {
 			g.log.Warn("sipgw: no TCP listener: requests over 1300 bytes (a browser's SDP offer) go over UDP, as IP fragments, where RFC 3261 18.1.1 wants TCP; set listen.tcp",
 				"key", "listen.tcp")
 		}
-		g.cli.TxRequester = r
 	}
+	g.cli.TxRequester = stampRequester{next: r, ua: g.cfg.UserAgent}
 	if g.srv, err = sipgo.NewServer(g.ua, sipgo.WithServerLogger(g.sipgoLog())); err != nil {
 		g.closeListeners()
 		return fmt.Errorf("sipgw: server: %w", err)
@@ -380,7 +383,7 @@ func (g *UserAgent) routes() {
 		return func(req *sip.Request, tx sip.ServerTransaction) {
 			g.track()
 			defer g.untrack()
-			h(req, tx)
+			h(req, stampedTx{ServerTransaction: tx, server: g.cfg.UserAgent})
 		}
 	}
 	g.srv.OnInvite(wrap(g.handleInvite))
@@ -389,6 +392,7 @@ func (g *UserAgent) routes() {
 	g.srv.OnPrack(wrap(g.inDialog))
 	g.srv.OnInfo(wrap(g.inDialog))
 	g.srv.OnRefer(wrap(g.inDialog))
+	g.srv.OnUpdate(wrap(g.inDialog))
 	g.eventRoutes(wrap) // NOTIFY (then calls' inDialog), MESSAGE: events.go
 	g.srv.OnCancel(wrap(func(req *sip.Request, tx sip.ServerTransaction) {
 		// Matched CANCELs are absorbed by the transaction layer.
@@ -396,18 +400,17 @@ func (g *UserAgent) routes() {
 	}))
 	g.srv.OnOptions(wrap(func(req *sip.Request, tx sip.ServerTransaction) {
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		res.AppendHeader(sip.NewHeader("Allow", allowed))
-		res.AppendHeader(sip.NewHeader("Supported", supportedExtensions))
+		res.AppendHeader(sip.NewHeader("Allow", g.allow))
+		g.setSupported(res, true, true)
 		_ = tx.Respond(res)
 	}))
 	g.srv.OnNoRoute(wrap(func(req *sip.Request, tx sip.ServerTransaction) {
 		res := sip.NewResponseFromRequest(req, 405, "Method Not Allowed", nil)
-		res.AppendHeader(sip.NewHeader("Allow", allowed))
+		res.AppendHeader(sip.NewHeader("Allow", g.allow))
 		_ = tx.Respond(res)
 	}))
+	g.allow = allowList(g.srv.RegisteredMethods())
 }
-
-const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, INFO, REFER, NOTIFY"
 
 func (g *UserAgent) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string) {
 	if err := tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil)); err != nil {

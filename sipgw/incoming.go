@@ -18,6 +18,9 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 		g.respond(tx, req, 404, "Not Found")
 		return
 	}
+	if g.refuseShortTimer(req, tx) { // RFC 4028 §9: 422
+		return
+	}
 	if g.onCall == nil {
 		g.respond(tx, req, 480, "Temporarily Unavailable")
 		return
@@ -83,6 +86,8 @@ func (c *Call) loop(dctx context.Context) {
 		case <-c.g.ctx.Done():
 			c.finish(Event{End: EndShutdown, Code: 503})
 			return
+		case <-c.timerC():
+			c.onTimer()
 		}
 	}
 }
@@ -153,9 +158,11 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 		res.AppendHeader(sip.NewHeader("Require", "100rel"))
 		res.AppendHeader(sip.NewHeader("RSeq", strconv.FormatUint(uint64(rseq), 10)))
 	}
-	if c.trickles() {
+	trickle := c.trickles()
+	if trickle {
 		advertiseTrickle(res)
 	}
+	c.g.setSupported(res, true, trickle)
 	setSDP(res, sdp)
 	c.noteLocal(sdp)
 	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
@@ -264,10 +271,8 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 	res := sip.NewResponseFromRequest(c.uas.InviteRequest, 200, "OK", nil)
 	setSDP(res, sdp)
 	c.noteLocal(sdp)
-	res.AppendHeader(sip.NewHeader("Allow", allowed))
-	if c.trickles() {
-		advertiseTrickle(res)
-	}
+	res.AppendHeader(sip.NewHeader("Allow", c.g.allow))
+	timer := c.timerAnswer(c.uas.InviteRequest, res)
 	for _, h := range headers {
 		res.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}
@@ -286,7 +291,10 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 			})
 			return
 		}
-		c.deliver(c.confirmAnswered)
+		c.deliver(func() {
+			c.armTimer(timer)
+			c.confirmAnswered()
+		})
 	})
 	return nil
 }

@@ -118,7 +118,7 @@ func (c *Call) notePeer(m interface{ GetHeaders(string) []sip.Header }) {
 // advertiseTrickle adds what tells the peer we take trickle-ice INFOs.
 func advertiseTrickle(m interface{ AppendHeader(sip.Header) }) {
 	m.AppendHeader(sip.NewHeader("Recv-Info", InfoPackageTrickleICE))
-	m.AppendHeader(sip.NewHeader("Supported", InfoPackageTrickleICE))
+	// Supported: trickle-ice goes in our one Supported (supported).
 }
 
 // handleInfo answers an INFO in the dialog and reports it. An Info

@@ -20,10 +20,6 @@ import (
 // (sip.ParseMaxMessageLength).
 const maxMessage = 65535
 
-// supportedExtensions are the option tags a Require may name (RFC 3261
-// 8.2.2.3); OPTIONS advertises the same list.
-const supportedExtensions = "100rel, replaces"
-
 type verdictKind uint8
 
 const (
@@ -464,7 +460,9 @@ func unsupported(msg []byte) (tags string, ok bool) {
 }
 
 func isSupported(tag []byte) bool {
-	for s := range strings.SplitSeq(supportedExtensions, ", ") {
+	// The option tags a Require may name (RFC 3261 8.2.2.3): those we
+	// advertise.
+	for s := range strings.SplitSeq(supported(true, true), ", ") {
 		if foldEq(tag, s) {
 			return true
 		}

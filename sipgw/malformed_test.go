@@ -242,9 +242,9 @@ func TestCheckCases(t *testing.T) {
 		{name: "SIP/3.0", old: "INVITE sip:bob@example.com SIP/2.0", new: "INVITE sip:bob@example.com SIP/3.0", want: 505},
 		{name: "version garbage", old: "INVITE sip:bob@example.com SIP/2.0", new: "INVITE sip:bob@example.com HTTP/1.1", want: 400, reason: "malformed Request-Line"},
 		{name: "Require supported", old: "User-Agent: test\r\n", new: "Require: 100rel\r\n", want: 0},
-		{name: "Require unsupported", old: "User-Agent: test\r\n", new: "Require: 100rel, timer\r\n", want: 420},
+		{name: "Require unsupported", old: "User-Agent: test\r\n", new: "Require: 100rel, replaces\r\n", want: 420},
 		{name: "Require not a token", old: "User-Agent: test\r\n", new: "Require: 100rel, a b\r\n", want: 400, reason: "malformed Require"},
-		{name: "Require with an empty element", old: "User-Agent: test\r\n", new: "Require: 100rel, , replaces\r\n", want: 0},
+		{name: "Require with an empty element", old: "User-Agent: test\r\n", new: "Require: 100rel, , timer\r\n", want: 0},
 		{name: "empty Call-ID", old: "Call-ID: a84b4c76e66710@pc33.example.com", new: "Call-ID:", want: 400, reason: "empty Call-ID"},
 		{name: "garbage", old: "INVITE sip:bob@example.com SIP/2.0", new: "\x00\x01\x02 binary", want: -1},
 		{name: "response", old: "INVITE sip:bob@example.com SIP/2.0", new: "SIP/2.0 200 OK", want: 0},
@@ -289,7 +289,7 @@ func TestCheckCases(t *testing.T) {
 // others are copied as they came, To gets a tag, a 420 names what is
 // not supported.
 func TestAnswerRouting(t *testing.T) {
-	msg := []byte(strings.Replace(testInvite, "User-Agent: test\r\n", "Require: timer, 100rel\r\n", 1))
+	msg := []byte(strings.Replace(testInvite, "User-Agent: test\r\n", "Require: replaces, 100rel\r\n", 1))
 	var h head
 	h.parse(msg)
 	v := h.judge(msg, len(msg))
@@ -305,7 +305,7 @@ func TestAnswerRouting(t *testing.T) {
 		"To: Bob <sip:bob@example.com>;tag=",
 		"Call-ID: a84b4c76e66710@pc33.example.com\r\n",
 		"CSeq: 314159 INVITE\r\n",
-		"Unsupported: timer\r\n",
+		"Unsupported: replaces\r\n",
 	} {
 		if !strings.Contains(res, want) {
 			t.Errorf("no %q in\n%s", want, res)

@@ -88,12 +88,13 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	}
 	ct := g.dialogContact(o.Identity, g.contactHeader("gw"))
 	req.AppendHeader(&ct)
-	req.AppendHeader(sip.NewHeader("Allow", allowed))
-	if o.Offer100rel {
-		req.AppendHeader(sip.NewHeader("Supported", "100rel"))
-	}
+	req.AppendHeader(sip.NewHeader("Allow", g.allow))
+	g.setSupported(req, o.Offer100rel, o.Trickle)
 	if o.Trickle {
 		advertiseTrickle(req)
+	}
+	for _, h := range g.cfg.SessionTimers.uacHeaders(0, 0, false) {
+		req.AppendHeader(h)
 	}
 	req.AppendHeader(sip.NewHeader("User-Agent", g.cfg.UserAgent))
 	for _, h := range o.Headers {
@@ -123,11 +124,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 // runOutgoing owns the call; the INVITE's transaction is counted (track)
 // until its final response.
 func (c *Call) runOutgoing() {
-	err := c.uac.WaitAnswer(c.inviteCtx, sipgo.AnswerOptions{
-		OnResponse: c.onResponse,
-		Username:   c.password.Username,
-		Password:   c.password.Password,
-	})
+	err := c.waitAnswer()
 	c.g.untrack()
 	if err != nil {
 		var dr *sipgo.ErrDialogResponse
@@ -170,8 +167,41 @@ func (c *Call) runOutgoing() {
 	res := c.uac.InviteResponse
 	c.notePeer(res)
 	c.noteRemote(res.Body())
+	c.armTimer(c.g.cfg.SessionTimers.uacTimer(res))
 	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body()})
 	c.loop(c.uac.Context())
+}
+
+// waitAnswer waits for the INVITE's final response. A 422 (RFC 4028
+// §7.4: our Session-Expires is below the peer's Min-SE) is retried once,
+// as a new INVITE of the same Call-ID with the next CSeq, asking for the
+// peer's Min-SE.
+func (c *Call) waitAnswer() error {
+	for retried := false; ; retried = true {
+		err := c.uac.WaitAnswer(c.inviteCtx, sipgo.AnswerOptions{
+			OnResponse: c.onResponse,
+			Username:   c.password.Username,
+			Password:   c.password.Password,
+		})
+		var dr *sipgo.ErrDialogResponse
+		if retried || !errors.As(err, &dr) || dr.Res.StatusCode != 422 || minSE(dr.Res) == 0 {
+			return err
+		}
+		req := c.uac.InviteRequest.Clone()
+		req.RemoveHeader("Via")
+		req.CSeq().SeqNo++
+		req.RemoveHeader("Session-Expires")
+		req.RemoveHeader("Min-SE")
+		for _, h := range c.g.cfg.SessionTimers.uacHeaders(time.Duration(minSE(dr.Res))*time.Second, minSE(dr.Res), false) {
+			req.AppendHeader(h)
+		}
+		uac, err := c.g.dua.WriteInvite(c.inviteCtx, req)
+		if err != nil {
+			return err
+		}
+		_ = c.uac.Close()
+		c.uac = uac
+	}
 }
 
 func (c *Call) ackAndBye() {

@@ -446,19 +446,17 @@ func (r *registration) newRequest(expires time.Duration) *sip.Request {
 	}
 	ct := g.contactHeader(r.token)
 	ct.Params.Add("+sip.instance", `"<`+r.instance+`>"`)
-	supported := "gruu"
 	if g.outbound {
 		// RFC 5626 section 4.2: reg-id with +sip.instance asks for
 		// the binding to be tied to this flow, which outbound.go
 		// keeps alive.
 		ct.Params.Add("reg-id", regID)
-		supported = "outbound, gruu"
 	}
 	req.AppendHeader(&ct)
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
 	// RFC 5627: with our +sip.instance, a registrar that assigns GRUUs
 	// returns them in the 200 (keepGRUU).
-	req.AppendHeader(sip.NewHeader("Supported", supported))
+	req.AppendHeader(sip.NewHeader("Supported", registerSupported(g.outbound)))
 	req.AppendHeader(sip.NewHeader("User-Agent", g.cfg.UserAgent))
 	return req
 }

@@ -49,9 +49,7 @@ func (c *Call) answerLateOffer(req *sip.Request, tx sip.ServerTransaction) bool 
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	setSDP(res, local)
-	if c.trickles() {
-		advertiseTrickle(res)
-	}
+	st := c.timerAnswer(req, res) // a refresh (RFC 4028): timer.go
 	ct := c.g.dua.ContactHDR
 	res.AppendHeader(&ct)
 	if err := tx.Respond(res); err != nil {
@@ -59,7 +57,9 @@ func (c *Call) answerLateOffer(req *sip.Request, tx sip.ServerTransaction) bool 
 		c.lateOffer = false
 		c.mu.Unlock()
 		c.g.log.Debug("sipgw: answer to a re-INVITE without SDP failed", "call", c.id, "err", err)
+		return true
 	}
+	c.deliver(func() { c.armTimer(st) })
 	return true
 }
 

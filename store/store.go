@@ -1,7 +1,13 @@
 // Package store keeps replicated state: session records that let a
-// client resume on another node when its node dies. [Memory] serves one
-// node; a NATS JetStream key-value implementation serves a cluster. Both
-// pass the contract suite in store_test.go.
+// client resume after its node restarted (and, with a cluster, on another
+// node). [Memory] serves one process; store/natsstore keeps the records in
+// a NATS JetStream key-value bucket, on disk. Both pass the contract
+// suite in store/storetest.
+//
+// Every value has a revision that grows with each write. Ownership of a
+// record changes by compare-and-set: [Store.Create] only where there is
+// no value, [Store.Update] only over the revision last read or written,
+// so that two writers cannot both own one session.
 //
 // Values are opaque bytes: the store knows nothing of sessions, so it
 // stays at the bottom of the import graph.
@@ -10,51 +16,91 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 )
 
-// ErrNotFound is returned by Get for a key that is not there.
-var ErrNotFound = errors.New("store: not found")
+var (
+	// ErrNotFound is returned by Get for a key that is not there.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict is returned by Create for a key that is there and by
+	// Update for a key whose revision is not the one given: another
+	// writer got there first.
+	ErrConflict = errors.New("store: revision conflict")
+	// ErrTooLarge is returned for a value over the store's size bound.
+	ErrTooLarge = errors.New("store: value too large")
+)
 
-// Store is a key-value store of records.
+// Store is a key-value store of records with revisions.
 type Store interface {
-	// Put stores value under key, replacing what was there.
-	Put(ctx context.Context, key string, value []byte) error
-	// Get returns the value under key, or ErrNotFound.
-	Get(ctx context.Context, key string) ([]byte, error)
+	// Create stores value under key if there is none, and returns its
+	// revision; ErrConflict if key is there.
+	Create(ctx context.Context, key string, value []byte) (rev uint64, err error)
+	// Update stores value under key if the key's revision is rev, and
+	// returns the new revision; ErrConflict otherwise (a missing key
+	// included: it was deleted or expired).
+	Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error)
+	// Get returns the value under key and its revision, or ErrNotFound.
+	Get(ctx context.Context, key string) (value []byte, rev uint64, err error)
 	// Delete removes key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
+	// Keys returns the keys that begin with prefix, in no order.
+	Keys(ctx context.Context, prefix string) ([]string, error)
 	// Len returns the number of keys, for leak checks.
 	Len(ctx context.Context) (int, error)
 }
 
-// Memory is a Store in this process's memory.
+// Memory is a Store in this process's memory. It has no expiry and no
+// size bound: what it holds goes with the process.
 type Memory struct {
-	mu sync.Mutex
-	m  map[string][]byte
+	mu  sync.Mutex
+	m   map[string]entry
+	rev uint64 // the last revision given out, over all keys as JetStream's
+}
+
+type entry struct {
+	value []byte
+	rev   uint64
 }
 
 // NewMemory returns an empty Memory store.
-func NewMemory() *Memory { return &Memory{m: map[string][]byte{}} }
+func NewMemory() *Memory { return &Memory{m: map[string]entry{}} }
 
-// Put implements Store. It keeps its own copy of value.
-func (s *Memory) Put(_ context.Context, key string, value []byte) error {
-	v := append([]byte(nil), value...)
+// Create implements Store. It keeps its own copy of value.
+func (s *Memory) Create(_ context.Context, key string, value []byte) (uint64, error) {
 	s.mu.Lock()
-	s.m[key] = v
-	s.mu.Unlock()
-	return nil
+	defer s.mu.Unlock()
+	if _, ok := s.m[key]; ok {
+		return 0, ErrConflict
+	}
+	return s.putLocked(key, value), nil
+}
+
+// Update implements Store. It keeps its own copy of value.
+func (s *Memory) Update(_ context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[key]; !ok || e.rev != rev {
+		return 0, ErrConflict
+	}
+	return s.putLocked(key, value), nil
+}
+
+func (s *Memory) putLocked(key string, value []byte) uint64 {
+	s.rev++
+	s.m[key] = entry{value: append([]byte(nil), value...), rev: s.rev}
+	return s.rev
 }
 
 // Get implements Store.
-func (s *Memory) Get(_ context.Context, key string) ([]byte, error) {
+func (s *Memory) Get(_ context.Context, key string) ([]byte, uint64, error) {
 	s.mu.Lock()
-	v, ok := s.m[key]
+	e, ok := s.m[key]
 	s.mu.Unlock()
 	if !ok {
-		return nil, ErrNotFound
+		return nil, 0, ErrNotFound
 	}
-	return append([]byte(nil), v...), nil
+	return append([]byte(nil), e.value...), e.rev, nil
 }
 
 // Delete implements Store.
@@ -63,6 +109,19 @@ func (s *Memory) Delete(_ context.Context, key string) error {
 	delete(s.m, key)
 	s.mu.Unlock()
 	return nil
+}
+
+// Keys implements Store.
+func (s *Memory) Keys(_ context.Context, prefix string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for k := range s.m {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
 }
 
 // Len implements Store.

@@ -1,10 +1,12 @@
 // Command jsonrtcd is the jsonrtc gateway: it terminates JSONrtc sessions
 // over WebSocket and relays calls and messages between web users.
 //
-//	jsonrtcd [-config FILE] [-listen ADDR] [-insecure-open] [-t]
+//	jsonrtcd [-config FILE] [-listen ADDR] [-data DIR] [-insecure-open] [-t]
 //
 // With no flags it listens on 127.0.0.1:8080 in open identity mode and
-// serves the demo softphone at /. A configuration file with
+// serves the demo softphone at /. Session records are kept by an embedded
+// NATS server (JetStream, on no network port) under ./jsonrtcd-data, so
+// that clients resume their sessions across a restart. A configuration file with
 // auth.applications turns on authentication (JWT, guest) and limits.
 package main
 
@@ -24,6 +26,8 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/gateway"
 	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/jsonrtc/jsonrtc/store/natsstore"
 	"github.com/jsonrtc/jsonrtc/transport/certs"
 )
 
@@ -41,6 +45,7 @@ func run(args []string) error {
 	insecureOpen := fs.Bool("insecure-open", false, "allow open identity mode on a non-loopback address")
 	check := fs.Bool("t", false, "check the configuration and exit")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback `address` (profiling)")
+	dataDir := fs.String("data", "", "session store `directory` (overrides the config's store.dir)")
 	metricsListen := fs.String("metrics-listen", "", "serve /metrics on this `address` (overrides the config's metrics.listen; \"-\": none)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -61,6 +66,9 @@ func run(args []string) error {
 		cfg.Metrics.Listen = ""
 	default:
 		cfg.Metrics.Listen = *metricsListen
+	}
+	if *dataDir != "" {
+		cfg.Store.Dir = *dataDir
 	}
 	if *insecureOpen {
 		cfg.InsecureOpen = true
@@ -86,7 +94,14 @@ func run(args []string) error {
 	// sipgo keeps its timers and UDP size limit in package globals: set
 	// them once, here, before the SIP side starts.
 	sipgw.SetProcessDefaults(cfg.SIP)
-	g, err := gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler()})
+	st, closeStore, err := openStore(cfg, log)
+	if err != nil {
+		return err
+	}
+	// Deferred first, so it runs last: after the gateway's Shutdown has
+	// written every session's record.
+	defer closeStore()
+	g, err := gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler(), Store: st})
 	if err != nil {
 		return err
 	}
@@ -156,4 +171,24 @@ func newLogger(c gateway.LogConfig) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// openStore starts the configured session store. The memory backend
+// gives the gateway none of its own: records then go with the process.
+func openStore(cfg gateway.Config, log *slog.Logger) (store.Store, func(), error) {
+	if cfg.Store.Backend == gateway.StoreMemory {
+		return nil, func() {}, nil
+	}
+	if err := os.MkdirAll(cfg.Store.Dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("store.dir: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, err := natsstore.Start(ctx, natsstore.EmbeddedOptions{Dir: cfg.Store.Dir, Store: natsstore.Options{
+		TTL: cfg.RecordTTL(), MaxValueBytes: cfg.MaxRecordBytes()}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("store.dir %s: %w", cfg.Store.Dir, err)
+	}
+	log.Info("session store", "backend", "nats", "dir", cfg.Store.Dir)
+	return e, e.Close, nil
 }

@@ -18,6 +18,8 @@ const module = "github.com/jsonrtc/jsonrtc/"
 var allowed = map[string][]string{
 	"protocol":              {},
 	"store":                 {},
+	"store/natsstore":       {"store"},
+	"store/storetest":       {"store"},
 	"session":               {"protocol"},
 	"transport/ws":          {"protocol"},
 	"transport/certs":       {},
@@ -41,7 +43,7 @@ var allowed = map[string][]string{
 	"sdk/js":                {},
 	"interwork":             {"internal/ratelog", "protocol", "messaging", "presence", "presence/pidf", "notification", "notification/mwi", "sipgw"},
 	"gateway":               {"internal/ratelog", "protocol", "session", "transport/ws", "transport/certs", "transport/connlimit", "transport/forwarded", "auth", "limits", "store", "endpoint", "call", "interwork", "messaging", "presence", "notification", "sipgw"},
-	"cmd/jsonrtcd":          {"gateway", "web", "transport/certs", "sipgw"},
+	"cmd/jsonrtcd":          {"gateway", "web", "transport/certs", "sipgw", "store", "store/natsstore"},
 	"cmd/jsonrtc-load":      {"client", "protocol", "session"},
 	"internal/layering":     {},
 	"internal/testenv":      {},

@@ -34,7 +34,9 @@ type daemon struct {
 	metricsAddr string
 }
 
-func startDaemon(b testing.TB) *daemon {
+// startDaemon runs jsonrtcd; extra is YAML appended to its configuration
+// (store: backend: memory, say).
+func startDaemon(b testing.TB, extra ...string) *daemon {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "jsonrtcd")
@@ -44,8 +46,9 @@ func startDaemon(b testing.TB) *daemon {
 	addr, pprofAddr, metricsAddr := freeAddr(b), freeAddr(b), freeAddr(b)
 	cfg := filepath.Join(dir, "bench.yaml")
 	// Every load client dials from 127.0.0.1: no per-address cap.
-	os.WriteFile(cfg, []byte("log:\n  level: warn\nsession:\n  max_sessions: 1000000\nhttp:\n  max_conns_per_address: -1\n"), 0o600)
-	cmd := exec.Command(bin, "-config", cfg, "-listen", addr, "-pprof", pprofAddr, "-metrics-listen", metricsAddr)
+	os.WriteFile(cfg, []byte("log:\n  level: warn\nsession:\n  max_sessions: 1000000\nhttp:\n  max_conns_per_address: -1\n"+strings.Join(extra, "")), 0o600)
+	cmd := exec.Command(bin, "-config", cfg, "-listen", addr, "-pprof", pprofAddr, "-metrics-listen", metricsAddr,
+		"-data", filepath.Join(dir, "data"))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -261,8 +264,16 @@ func idleSession(addr string, i int, acking bool) (*websocket.Conn, error) {
 // daemon (round-trips/..., relayed-msgs/...) and the sender's round-trip
 // latency percentiles.
 func BenchmarkRelay(b *testing.B) {
+	// The store's cost: with nats (jsonrtcd's default) every frame is
+	// written ahead before it leaves (docs/protocol.md §4.6).
+	for _, backend := range []string{"memory", "nats"} {
+		b.Run("store="+backend, func(b *testing.B) { benchmarkRelay(b, "store:\n  backend: "+backend+"\n") })
+	}
+}
+
+func benchmarkRelay(b *testing.B, config string) {
 	const relayedPerTrip = 2 // the send and its 200
-	d := startDaemon(b)
+	d := startDaemon(b, config)
 	const pairs = 50
 	url := "ws://" + d.addr + "/ws/webrtc/bench"
 	senders := make([]*client.Client, pairs)

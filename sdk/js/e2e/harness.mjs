@@ -54,7 +54,9 @@ export async function startGateway({ config } = {}) {
   const reserved = await reservePort();
   const { port } = reserved;
   // No metrics listener: its default loopback port would collide between gateways.
-  const args = ['-listen', `127.0.0.1:${port}`, '-metrics-listen', '-'];
+  // Its own session store (data directory) too: jsonrtcd locks the one it
+  // uses, and several gateways run at once.
+  const args = ['-listen', `127.0.0.1:${port}`, '-metrics-listen', '-', '-data', join(dir, 'data')];
   if (config) {
     const file = join(dir, 'jsonrtcd.yaml');
     await writeFile(file, config);

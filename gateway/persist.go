@@ -1,0 +1,354 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/session"
+	"github.com/jsonrtc/jsonrtc/store"
+)
+
+// Session records in the store (docs/protocol.md §4.6). With a store of
+// its own (Options.Store) the gateway writes ahead: a frame leaves for a
+// socket only once the state that retains it, and every peer sequence
+// its acknowledgement covers, is in the store. So a frame the gateway
+// acknowledged, and one it sent and has not seen acknowledged, survive a
+// restart, even a kill, and the client resumes as after a socket loss.
+// Without one (tests that build a gateway in code) records are kept in
+// memory, written at a socket loss, and frames go out at once.
+
+// record is what the store keeps of a session: enough to check a resume
+// against it and resend what the client missed. Calls and subscriptions
+// are not in it: after a restart a session resumes without them.
+type record struct {
+	Identity string `json:"identity"`
+	App      string `json:"app,omitempty"`
+	Oracle   bool   `json:"oracle,omitempty"`
+	Guest    bool   `json:"guest,omitempty"`
+	// Profile is the limits profile the session's quota was opened with.
+	Profile string         `json:"profile,omitempty"`
+	State   *session.State `json:"state"`
+}
+
+func recordKey(id string) string { return "session." + id }
+
+// snapshot is a session's state at one instant, with the frames that
+// instant released for its socket.
+type snapshot struct {
+	s      *Session
+	gen    uint64
+	st     *session.State
+	frames [][]byte
+	conn   *link
+}
+
+// snapshotLocked takes s's state; s.mu is held.
+func (s *Session) snapshotLocked() snapshot {
+	s.snapGen++
+	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), frames: s.pending, conn: s.conn}
+	s.pending = nil
+	s.dirty = false
+	return sn
+}
+
+// markDirtyLocked queues s for the writer; s.mu is held.
+func (s *Session) markDirtyLocked() {
+	if s.dirty || !s.g.wal {
+		return
+	}
+	s.dirty = true
+	g := s.g
+	g.dirtyMu.Lock()
+	g.dirty = append(g.dirty, s)
+	g.dirtyMu.Unlock()
+	select {
+	case g.dirtyKick <- struct{}{}:
+	default:
+	}
+}
+
+// writer writes dirty sessions and releases their frames, round after
+// round: what goes dirty while a round is written waits for the next,
+// so rounds grow with the load and the store sees a write per session
+// per round at most.
+func (g *Gateway) writer() {
+	refresh := time.NewTicker(g.refreshEvery())
+	defer refresh.Stop()
+	for {
+		select {
+		case <-g.dirtyKick:
+		case <-refresh.C:
+			g.markAllDirty()
+			continue
+		case <-g.ctx.Done():
+			return
+		}
+		g.writeRound()
+	}
+}
+
+// refreshEvery is how often every live record is written again, so that
+// the store's expiry (store.ttl: twice the resume timeout) never takes
+// the record of a session that is alive but quiet.
+func (g *Gateway) refreshEvery() time.Duration { return g.cfg.Session.ResumeTimeout.D() / 2 }
+
+func (g *Gateway) markAllDirty() {
+	g.mu.Lock()
+	all := make([]*Session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		all = append(all, s)
+	}
+	g.mu.Unlock()
+	for _, s := range all {
+		s.mu.Lock()
+		if !s.ended {
+			s.markDirtyLocked()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// writeRound takes a consistent cut of the dirty sessions: inbound
+// processing holds walMu shared, so no frame is half processed (its
+// sender's state not yet taken, its relay already in a peer's). A relay
+// is then never written without the sender's state that processed it,
+// and a resume after a kill never processes a frame twice. Each
+// session's saveMu is taken before its snapshot and held until its
+// frames are on the socket: a session's frames go out in the order of
+// its snapshots.
+func (g *Gateway) writeRound() {
+	g.walMu.Lock()
+	g.dirtyMu.Lock()
+	list := g.dirty
+	g.dirty = nil
+	g.dirtyMu.Unlock()
+	snaps := make([]snapshot, 0, len(list))
+	for _, s := range list {
+		s.saveMu.Lock()
+		s.mu.Lock()
+		if s.ended {
+			s.mu.Unlock()
+			s.saveMu.Unlock()
+			continue
+		}
+		snaps = append(snaps, s.snapshotLocked())
+		s.mu.Unlock()
+	}
+	g.walMu.Unlock()
+	// The writes go in parallel: each is a round trip to the store.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, sn := range snaps {
+		sem <- struct{}{}
+		wg.Go(func() {
+			if g.writeLocked(sn) {
+				sn.release()
+			}
+			sn.s.saveMu.Unlock()
+			<-sem
+		})
+	}
+	wg.Wait()
+}
+
+// release hands sn's frames to the socket they were sent for, if it is
+// still the session's (else they are retained, for the resume).
+func (sn snapshot) release() {
+	if len(sn.frames) == 0 || sn.conn == nil {
+		return
+	}
+	s := sn.s
+	s.mu.Lock()
+	if s.conn == sn.conn {
+		for _, d := range sn.frames {
+			if !s.pushLocked(d) {
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+}
+
+// writeLocked stores sn; s.saveMu is held. It reports whether sn's
+// frames may go out: false when another writer owns the record. A store
+// that fails (down, or the record over its bound) costs durability, not
+// service: the frames go out unstored, logged and counted.
+func (g *Gateway) writeLocked(sn snapshot) bool {
+	s := sn.s
+	if sn.gen <= s.savedGen {
+		return true
+	}
+	s.mu.Lock()
+	ended, lost := s.ended && !s.keepRecord, s.lost
+	s.mu.Unlock()
+	if lost {
+		return false
+	}
+	if ended {
+		return true // nothing to store; no socket either
+	}
+	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st})
+	if err != nil {
+		s.log.Error("encoding session record", "err", err)
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	var rev uint64
+	if s.rev == 0 {
+		rev, err = g.store.Create(ctx, recordKey(s.id), data)
+	} else {
+		rev, err = g.store.Update(ctx, recordKey(s.id), data, s.rev)
+	}
+	if errors.Is(err, store.ErrConflict) {
+		// Another writer owns the record now (a resume elsewhere): this
+		// copy of the session is stale, and must not write over it.
+		g.metrics.storeWrites.WithLabelValues("conflict").Inc()
+		s.log.Warn("session record taken over; ending this copy", "err", err)
+		s.mu.Lock()
+		s.lost = true
+		s.mu.Unlock()
+		g.goTracked(func() { s.end(reasonReplaced) })
+		return false
+	}
+	if err != nil {
+		g.metrics.storeWrites.WithLabelValues("error").Inc()
+		g.rlog.Error("store write", "saving session record; frames go out unstored", "session_id", s.id, "err", err)
+		return true
+	}
+	g.metrics.storeWrites.WithLabelValues("ok").Inc()
+	s.rev, s.savedGen = rev, sn.gen
+	return true
+}
+
+// storeTimeout bounds one store operation.
+const storeTimeout = 5 * time.Second
+
+// save writes s's current state now (a socket loss, the start of a
+// session, Shutdown).
+func (g *Gateway) save(s *Session) {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.mu.Lock()
+	sn := s.snapshotLocked()
+	s.mu.Unlock()
+	if g.writeLocked(sn) {
+		sn.release()
+	}
+}
+
+// deleteRecord removes s's record, unless another writer owns it.
+func (g *Gateway) deleteRecord(s *Session) {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.mu.Lock()
+	lost := s.lost
+	s.mu.Unlock()
+	if lost {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := g.store.Delete(ctx, recordKey(s.id)); err != nil {
+		s.log.Error("deleting session record", "err", err)
+	}
+}
+
+// restore reads the record of a session that is not live here: one that
+// lived in this gateway's previous run (or, later, on another node). It
+// returns nil, 0 when there is none.
+func (g *Gateway) restore(id string) (*record, uint64, error) {
+	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+	defer cancel()
+	data, rev, err := g.store.Get(ctx, recordKey(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var r record
+	if err := json.Unmarshal(data, &r); err != nil || r.State == nil || r.State.ID != id {
+		return nil, 0, errors.New("gateway: unreadable session record")
+	}
+	return &r, rev, nil
+}
+
+// own takes the record of a restored session over from revision rev:
+// of two gateways resuming one record, one wins.
+func (g *Gateway) own(s *Session, r *record, rev uint64) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+	defer cancel()
+	n, err := g.store.Update(ctx, recordKey(s.id), data, rev)
+	if err != nil {
+		return err
+	}
+	s.rev = n
+	return nil
+}
+
+// restoreAll brings back, at start-up, every session the store holds:
+// each waits for its client's resume as after a socket loss, and frames
+// for it (a message from a session that resumed first) are retained for
+// it meanwhile, as for any session between sockets. What a session gets
+// from its connect (principal, guest place, SIP registration) it gets at
+// its first resume (completeRestore).
+func (g *Gateway) restoreAll() error {
+	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+	keys, err := g.store.Keys(ctx, "session.")
+	cancel()
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, k := range keys {
+		id := k[len("session."):]
+		r, rev, err := g.restore(id)
+		if err != nil || r == nil {
+			g.log.Warn("session record not restored", "session_id", id, "err", err)
+			continue
+		}
+		s := g.sessionOf(r.Identity, r.Oracle, r.State)
+		s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
+		if err := g.own(s, r, rev); err != nil {
+			s.log.Warn("session record not restored", "err", err)
+			continue
+		}
+		quota, err := g.lim.OpenSession(r.App, r.Profile, r.Identity)
+		if err != nil {
+			s.log.Warn("session record not restored: limits", "err", err)
+			g.deleteRecord(s)
+			continue
+		}
+		s.quota = quota
+		if err := g.add(s); err != nil {
+			quota.Close()
+			return err
+		}
+		s.mu.Lock()
+		s.startResumeTimerLocked()
+		s.mu.Unlock()
+		n++
+	}
+	if n > 0 {
+		g.log.Info("sessions restored from the store; waiting for their clients to resume", "sessions", n)
+	}
+	return nil
+}
+
+// takeRestored reports, once, whether s was restored from the store and
+// not yet announced to the handlers.
+func (s *Session) takeRestored() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.restored
+	s.restored = false
+	return r
+}

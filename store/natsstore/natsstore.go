@@ -1,0 +1,163 @@
+// Package natsstore keeps store records in a NATS JetStream key-value
+// bucket: one value per key, whose revision is the stream sequence of its
+// last write, so that Create and Update are compare-and-set as the store
+// contract requires. [Start] runs a single-node NATS server inside the
+// process, with file storage and no network listener, for a gateway that
+// must survive its own restart; [New] opens a bucket over any JetStream
+// connection (the cluster's, later).
+package natsstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultBucket is the bucket of session records.
+const DefaultBucket = "jsonrtc_sessions"
+
+// Options configure a bucket. A bucket that exists is updated to them.
+type Options struct {
+	// Bucket names the bucket; default DefaultBucket.
+	Bucket string
+	// TTL is how long a value lives after its last write (the bucket's
+	// max age): nothing the store holds outlives its writer by more.
+	// Zero: no expiry.
+	TTL time.Duration
+	// MaxValueBytes bounds each value; writes over it fail with
+	// store.ErrTooLarge. Zero: no bound beyond the server's max payload.
+	MaxValueBytes int
+	// Memory keeps the bucket in the server's memory rather than on disk.
+	Memory bool
+}
+
+// KV is a store.Store on a JetStream key-value bucket.
+type KV struct {
+	kv  jetstream.KeyValue
+	max int
+}
+
+var _ store.Store = (*KV)(nil)
+
+// New creates or updates the bucket and returns a store on it.
+func New(ctx context.Context, js jetstream.JetStream, o Options) (*KV, error) {
+	if o.Bucket == "" {
+		o.Bucket = DefaultBucket
+	}
+	if o.MaxValueBytes < 0 || o.MaxValueBytes > 1<<30 {
+		return nil, fmt.Errorf("natsstore: max value size %d out of range", o.MaxValueBytes)
+	}
+	cfg := jetstream.KeyValueConfig{
+		Bucket:      o.Bucket,
+		Description: "jsonrtc session records (resume across restarts)",
+		TTL:         o.TTL,
+		History:     1,
+		Storage:     jetstream.FileStorage,
+	}
+	if o.MaxValueBytes > 0 {
+		// The server counts the key and headers in: the exact bound is
+		// check's, the server's a backstop.
+		cfg.MaxValueSize = int32(o.MaxValueBytes + 1024)
+	}
+	if o.Memory {
+		cfg.Storage = jetstream.MemoryStorage
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("natsstore: bucket %s: %w", o.Bucket, err)
+	}
+	return &KV{kv: kv, max: o.MaxValueBytes}, nil
+}
+
+func (s *KV) check(value []byte) error {
+	if s.max > 0 && len(value) > s.max {
+		return fmt.Errorf("%w: %d bytes, the bound is %d", store.ErrTooLarge, len(value), s.max)
+	}
+	return nil
+}
+
+// conflict maps JetStream's compare-and-set failures to store.ErrConflict.
+func conflict(err error) error {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("%w: %v", store.ErrConflict, err)
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164) {
+		// 10164: the replicated streams' code for the same (see
+		// jetstream.ErrKeyExists).
+		return fmt.Errorf("%w: %v", store.ErrConflict, err)
+	}
+	return err
+}
+
+// Create implements store.Store.
+func (s *KV) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	if err := s.check(value); err != nil {
+		return 0, err
+	}
+	rev, err := s.kv.Create(ctx, key, value)
+	return rev, conflict(err)
+}
+
+// Update implements store.Store.
+func (s *KV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if err := s.check(value); err != nil {
+		return 0, err
+	}
+	n, err := s.kv.Update(ctx, key, value, rev)
+	return n, conflict(err)
+}
+
+// Get implements store.Store.
+func (s *KV) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, 0, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+// Delete implements store.Store. The key is purged: no delete marker is
+// kept, so deleted sessions cost nothing.
+func (s *KV) Delete(ctx context.Context, key string) error {
+	return s.kv.Purge(ctx, key)
+}
+
+// Keys implements store.Store. It lists the bucket: for a start-up.
+func (s *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer keys.Stop()
+	var out []string
+	for k := range keys.Keys() {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// Len implements store.Store. It lists the keys: for tests and leak
+// checks, not for a hot path.
+func (s *KV) Len(ctx context.Context) (int, error) {
+	keys, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer keys.Stop()
+	n := 0
+	for range keys.Keys() {
+		n++
+	}
+	return n, nil
+}

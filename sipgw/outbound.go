@@ -163,30 +163,38 @@ func (p *pongs) filter(info sip.TransportReadProps, data []byte) ([]byte, error)
 // errFlowDead: a ping went unanswered, or the flow's connection is gone.
 var errFlowDead = errors.New("sipgw: outbound flow dead")
 
-// ping sends a CRLF keepalive on the connection of flow (network and
-// remote address, as the registrar's 200 came) and waits for its pong.
-// A connection that is gone, a failed write or a missing pong is
-// errFlowDead, and the connection is closed, so that the REGISTER that
+// flow is the connection a registration's last accepted REGISTER came
+// back on: its network, remote address and sipgo connection.
+type flow struct {
+	network, raddr string
+	conn           sip.Connection
+}
+
+// ping sends a CRLF keepalive on f's connection and waits for its pong.
+// A connection that is gone or replaced (another registration on the same
+// flow found it dead and recovered on a new one: the registrar still ties
+// this binding to the old one), a failed write or a missing pong is
+// errFlowDead; a dead connection is closed, so that the REGISTER that
 // recovers the flow dials a new one.
-func (g *UserAgent) ping(ctx context.Context, network, raddr string) error {
-	pool := g.ua.TransportLayer().Pool(network)
+func (g *UserAgent) ping(ctx context.Context, f flow) error {
+	pool := g.ua.TransportLayer().Pool(f.network)
 	if pool == nil {
-		return fmt.Errorf("%w: no %s transport", errFlowDead, network)
+		return fmt.Errorf("%w: no %s transport", errFlowDead, f.network)
 	}
-	c := pool.Get(raddr)
+	c := pool.Get(f.raddr)
 	if c == nil {
-		return fmt.Errorf("%w: no %s connection to %s", errFlowDead, network, raddr)
+		return fmt.Errorf("%w: no %s connection to %s", errFlowDead, f.network, f.raddr)
 	}
 	w, ok := c.(io.Writer)
-	if !ok {
+	if c != f.conn || !ok {
 		_, _ = c.TryClose()
-		return fmt.Errorf("%w: %s connection takes no raw write", errFlowDead, network)
+		return fmt.Errorf("%w: the %s connection to %s was replaced", errFlowDead, f.network, f.raddr)
 	}
-	err := pingFlow(ctx, w, g.pongs.next(flowKey(network, raddr)))
+	err := pingFlow(ctx, w, g.pongs.next(flowKey(f.network, f.raddr)))
 	if err != nil && ctx.Err() == nil {
 		// Closing drops every reference, ours (Get) included.
-		_ = pool.CloseAndDelete(c, raddr)
-		return fmt.Errorf("%w (%s %s)", err, network, raddr)
+		_ = pool.CloseAndDelete(c, f.raddr)
+		return fmt.Errorf("%w (%s %s)", err, f.network, f.raddr)
 	}
 	_, _ = c.TryClose()
 	return err
@@ -216,23 +224,29 @@ func pingFlow(ctx context.Context, w io.Writer, pong <-chan struct{}) error {
 // Flow-Timer if any).
 func (r *registration) noteFlow(res *sip.Response) {
 	ft, _ := parseFlowTimer(res)
+	f := flow{network: strings.ToLower(res.Transport()), raddr: res.Source()}
+	on := r.g.outbound && requiresOutbound(res) && (f.network == "tcp" || f.network == "tls")
+	if on {
+		if pool := r.g.ua.TransportLayer().Pool(f.network); pool != nil {
+			if f.conn = pool.Get(f.raddr); f.conn != nil {
+				_, _ = f.conn.TryClose()
+			}
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.flowNet, r.flowAddr = strings.ToLower(res.Transport()), res.Source()
-	r.outbound = r.g.outbound && requiresOutbound(res) && (r.flowNet == "tcp" || r.flowNet == "tls")
-	r.flowTimer = ft
-	r.okAt = time.Now()
+	r.flow, r.outbound, r.flowTimer, r.okAt = f, on, ft, time.Now()
 }
 
 // keepaliveIn is the wait before the next ping of the registration's
 // flow, and the flow; 0 when the flow is not kept alive.
-func (r *registration) keepaliveIn() (time.Duration, string, string) {
+func (r *registration) keepaliveIn() (time.Duration, flow) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.outbound {
-		return 0, "", ""
+		return 0, flow{}
 	}
-	return keepaliveInterval(r.flowTimer, r.g.cfg.KeepaliveInterval, rand.Float64), r.flowNet, r.flowAddr
+	return keepaliveInterval(r.flowTimer, r.g.cfg.KeepaliveInterval, rand.Float64), r.flow
 }
 
 // recoverFlow registers again after the flow died (RFC 5626 section

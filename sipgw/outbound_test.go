@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -176,5 +177,72 @@ func TestRegisterOutboundHeaders(t *testing.T) {
 		if _, ok := ct.Params.Get("+sip.instance"); !ok {
 			t.Errorf("no +sip.instance: %s", ct.Value())
 		}
+	}
+}
+
+// fakeConn is a sipgo stream connection that records raw writes.
+type fakeConn struct {
+	mu     sync.Mutex
+	wrote  []byte
+	closed bool
+}
+
+func (c *fakeConn) LocalAddr() net.Addr        { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000} }
+func (c *fakeConn) WriteMsg(sip.Message) error { return nil }
+func (c *fakeConn) Ref(int) int                { return 1 }
+func (c *fakeConn) TryClose() (int, error)     { return 1, nil }
+func (c *fakeConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wrote = append(c.wrote, p...)
+	return len(p), nil
+}
+func (c *fakeConn) Close() error { c.mu.Lock(); defer c.mu.Unlock(); c.closed = true; return nil }
+
+func (c *fakeConn) state() (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return string(c.wrote), c.closed
+}
+
+// A ping goes on the very connection the registration's REGISTER came
+// back on. When the pool holds another one for the registrar's address
+// (another registration sharing the flow found it dead and recovered on
+// a new connection), this binding's flow is dead too: the registrar ties
+// it to the old connection. The new connection gets no ping and is
+// left open.
+func TestPingReplacedConnection(t *testing.T) {
+	g := startTest(t, Config{Listen: ListenConfig{TCP: "127.0.0.1:0"}, Domain: "example.com"}, nil)
+	const raddr = "127.0.0.1:5999"
+	pool := g.ua.TransportLayer().Pool("tcp")
+	old, cur := &fakeConn{}, &fakeConn{}
+	pool.Add(raddr, cur)
+	t.Cleanup(func() { pool.Delete(raddr) })
+
+	err := g.ping(context.Background(), flow{network: "tcp", raddr: raddr, conn: old})
+	if !errors.Is(err, errFlowDead) {
+		t.Fatalf("ping on a replaced connection: %v", err)
+	}
+	if wrote, closed := cur.state(); wrote != "" || closed {
+		t.Errorf("the new connection got %q, closed %v", wrote, closed)
+	}
+
+	// On its own connection, answered: alive.
+	done := make(chan error, 1)
+	go func() { done <- g.ping(context.Background(), flow{network: "tcp", raddr: raddr, conn: cur}) }()
+	props := sip.TransportReadProps{Transport: "TCP", RemoteAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5999}}
+	for {
+		if wrote, _ := cur.state(); wrote == "\r\n\r\n" {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("ping ended before its pong: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	_, _ = g.pongs.filter(props, []byte("\r\n"))
+	if err := <-done; err != nil {
+		t.Fatalf("answered ping: %v", err)
 	}
 }

@@ -143,14 +143,14 @@ type registration struct {
 	granted    time.Duration
 	lostErr    error
 	gruu       *sip.Uri // the registrar\'s pub-gruu for our binding, if any
-	// The flow of the last accepted REGISTER (outbound.go): its network
-	// and remote address, the registrar's Flow-Timer, and whether it
-	// said Require: outbound (then the flow is kept alive), and when.
-	flowNet, flowAddr string
-	flowTimer         time.Duration
-	outbound          bool
-	okAt              time.Time
-	flowStats         FlowStats
+	// The flow of the last accepted REGISTER (outbound.go), the
+	// registrar's Flow-Timer, whether it said Require: outbound (then
+	// the flow is kept alive), and when.
+	flow      flow
+	flowTimer time.Duration
+	outbound  bool
+	okAt      time.Time
+	flowStats FlowStats
 
 	lost     chan struct{}
 	stopCh   chan struct{}
@@ -350,7 +350,7 @@ func (r *registration) refreshLoop() {
 	refreshAt := time.Now().Add(r.refreshIn())
 	for {
 		wait := time.Until(refreshAt)
-		ka, flowNet, flowAddr := r.keepaliveIn()
+		ka, f := r.keepaliveIn()
 		ping := ka > 0 && ka < wait
 		if ping {
 			wait = ka
@@ -359,7 +359,7 @@ func (r *registration) refreshLoop() {
 			return
 		}
 		if ping {
-			err := r.g.ping(r.g.ctx, flowNet, flowAddr)
+			err := r.g.ping(r.g.ctx, f)
 			if r.g.ctx.Err() != nil {
 				continue
 			}

@@ -253,14 +253,15 @@ func (r *registration) keepaliveIn() (time.Duration, flow) {
 // 4.4.1): at once, then, while that fails, after the waits of section
 // 4.5, as long as the binding the registrar holds lasts; past it, or
 // when the registrar refuses, the registration is lost. It reports
-// whether the registration goes on (false also when it is stopped).
-func (r *registration) recoverFlow() bool {
+// whether the registration goes on (false also when it is stopped: ctx
+// ends).
+func (r *registration) recoverFlow(ctx context.Context) bool {
 	r.mu.Lock()
 	expiresAt := r.okAt.Add(r.granted)
 	r.mu.Unlock()
 	for failures := 0; ; failures++ {
-		ctx, cancel := context.WithTimeout(r.g.ctx, sip.Timer_F)
-		granted, err := r.send(ctx, r.g.cfg.RegisterExpiry, nil)
+		tctx, cancel := context.WithTimeout(ctx, sip.Timer_F)
+		granted, err := r.send(tctx, r.g.cfg.RegisterExpiry, nil)
 		cancel()
 		if err == nil {
 			r.mu.Lock()
@@ -270,7 +271,7 @@ func (r *registration) recoverFlow() bool {
 			r.g.log.Info("sipgw: outbound flow recovered", "identity", r.identity, "attempts", failures+1)
 			return true
 		}
-		if r.g.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return false
 		}
 		var re *ResponseError

@@ -347,6 +347,22 @@ func (r *registration) stop(ctx context.Context) error {
 // outbound flow, pings it between refreshes (outbound.go).
 func (r *registration) refreshLoop() {
 	defer close(r.loopDone)
+	// ctx ends keepalives and flow recovery when the registration stops,
+	// so that Release does not wait out a pong or a REGISTER's timeout.
+	ctx, cancel := context.WithCancel(r.g.ctx)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case <-r.stopCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	defer func() {
+		cancel()
+		<-stopped
+	}()
 	refreshAt := time.Now().Add(r.refreshIn())
 	for {
 		wait := time.Until(refreshAt)
@@ -359,9 +375,9 @@ func (r *registration) refreshLoop() {
 			return
 		}
 		if ping {
-			err := r.g.ping(r.g.ctx, f)
-			if r.g.ctx.Err() != nil {
-				continue
+			err := r.g.ping(ctx, f)
+			if ctx.Err() != nil {
+				return
 			}
 			r.mu.Lock()
 			if err == nil {
@@ -374,7 +390,7 @@ func (r *registration) refreshLoop() {
 				continue
 			}
 			r.g.rlog.Info("outbound flow", "sipgw: outbound flow failed, registering again", "identity", r.identity, "err", err)
-			if !r.recoverFlow() {
+			if !r.recoverFlow(ctx) {
 				return
 			}
 			refreshAt = time.Now().Add(r.refreshIn())

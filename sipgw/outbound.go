@@ -268,7 +268,7 @@ func (r *registration) recoverFlow(ctx context.Context) bool {
 			r.granted = granted
 			r.flowStats.Recovered++
 			r.mu.Unlock()
-			r.g.log.Info("sipgw: outbound flow recovered", "identity", r.identity, "attempts", failures+1)
+			r.g.rlog.Info("outbound recovered", "sipgw: outbound flow recovered", "identity", r.identity, "attempts", failures+1)
 			return true
 		}
 		if ctx.Err() != nil {
@@ -286,7 +286,7 @@ func (r *registration) recoverFlow(ctx context.Context) bool {
 			r.lose(err)
 			return false
 		}
-		r.g.rlog.Info("outbound flow", "sipgw: outbound flow recovery failed, retrying", "identity", r.identity, "in", wait, "err", err)
+		r.g.rlog.Info("outbound recovery failed", "sipgw: outbound flow recovery failed, retrying", "identity", r.identity, "in", wait, "err", err)
 		if !r.sleep(wait) {
 			return false
 		}

@@ -1,0 +1,186 @@
+package interop
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/internal/testenv"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
+)
+
+// startRTPEngine runs rtpengine in userspace (no kernel module, no
+// Redis) with its ng listener and media ports in testenv's reserved range,
+// and returns a client once it answers a ping.
+func startRTPEngine(t *testing.T) *rtpengine.Client {
+	t.Helper()
+	bin := testenv.Tool(t, "rtpengine", install("rtpengine"))
+	ng := testenv.Port(t)
+	media := testenv.Ports(t, 40)
+	start(t, "rtpengine", t.TempDir(), bin,
+		"--interface=127.0.0.1",
+		"--listen-ng=127.0.0.1:"+strconv.Itoa(ng),
+		"--table=-1", "--foreground", "--log-stderr", "--log-level=6",
+		"--port-min="+strconv.Itoa(media), "--port-max="+strconv.Itoa(media+39),
+	)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, err := rtpengine.Dial(ctx, "127.0.0.1:"+strconv.Itoa(ng), &rtpengine.Options{Retransmit: 100 * time.Millisecond, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	// The first pings go out before rtpengine listens; the client
+	// retransmits until it answers.
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("rtpengine does not answer ping: %v", err)
+	}
+	return c
+}
+
+// phoneAnswer is what a plain SIP phone answers to rtpengine's RTP/AVP
+// offer: PCMU on its own port, RTCP on the next.
+const phoneAnswer = "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+	"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+
+// TestRTPEngineWebToPhone: a real Chrome offer (UDP/TLS/RTP/SAVPF, ICE,
+// BUNDLE, rtcp-mux) goes through rtpengine to a plain phone as RTP/AVP
+// without ICE or DTLS; the phone's plain answer comes back as a WebRTC
+// answer with ICE candidates and a DTLS fingerprint; delete leaves nothing.
+func TestRTPEngineWebToPhone(t *testing.T) {
+	c := startRTPEngine(t)
+	a, err := rtpengine.NewAdapter(c, rtpengine.PolicyAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	keys := rtpengine.Keys{CallID: "web2phone@test", FromTag: "ft1", ViaBranch: "z9hG4bK-1"}
+	s, offer, err := a.Offer(ctx, rtpengine.WebToSIP, keys, chromeSDP(t, "chrome_offer.sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Anchored() {
+		t.Fatal("auto policy did not anchor a web-to-SIP call")
+	}
+	m := mline(t, offer, "audio")
+	if !strings.Contains(m, " RTP/AVP ") {
+		t.Errorf("SIP offer's audio is %q, want RTP/AVP", m)
+	}
+	for _, bad := range []string{"a=ice-", "a=candidate:", "a=fingerprint:", "a=setup:", "SAVPF"} {
+		if strings.Contains(offer, bad) {
+			t.Errorf("SIP offer still has %q:\n%s", bad, offer)
+		}
+	}
+	if !strings.Contains(offer, "c=IN IP4 127.0.0.1") {
+		t.Errorf("SIP offer has no c= line for rtpengine's 127.0.0.1:\n%s", offer)
+	}
+
+	answer, err := s.Answer(ctx, "tt1", phoneAnswer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = mline(t, answer, "audio")
+	if !strings.Contains(m, "UDP/TLS/RTP/SAVPF") {
+		t.Errorf("web answer's audio is %q, want UDP/TLS/RTP/SAVPF", m)
+	}
+	for _, want := range []string{"a=ice-ufrag:", "a=ice-pwd:", "a=candidate:", "a=fingerprint:sha-", "a=rtcp-mux", "a=setup:"} {
+		if !strings.Contains(answer, want) {
+			t.Errorf("web answer lacks %q:\n%s", want, answer)
+		}
+	}
+
+	if _, err := c.Query(ctx, &rtpengine.Request{CallID: keys.CallID, FromTag: keys.FromTag}); err != nil {
+		t.Fatalf("query of a live call: %v", err)
+	}
+	if err := s.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertNoCalls(t, c, keys.CallID)
+}
+
+// TestRTPEnginePhoneToWeb: a plain phone's offer reaches the browser as
+// WebRTC (auto anchors it: no ICE, no fingerprint), and the browser's
+// answer reaches the phone as RTP/AVP.
+func TestRTPEnginePhoneToWeb(t *testing.T) {
+	c := startRTPEngine(t)
+	a, err := rtpengine.NewAdapter(c, rtpengine.PolicyAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	keys := rtpengine.Keys{CallID: "phone2web@test", FromTag: "ft2", ViaBranch: "z9hG4bK-2"}
+	phoneOffer := strings.Replace(phoneAnswer, "o=phone 1 1", "o=phone 2 2", 1)
+	s, offer, err := a.Offer(ctx, rtpengine.SIPToWeb, keys, phoneOffer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Anchored() {
+		t.Fatal("auto policy did not anchor a plain SIP offer")
+	}
+	for _, want := range []string{"UDP/TLS/RTP/SAVPF", "a=ice-ufrag:", "a=candidate:", "a=fingerprint:", "a=rtcp-mux"} {
+		if !strings.Contains(offer, want) {
+			t.Errorf("web offer lacks %q:\n%s", want, offer)
+		}
+	}
+	// The recorded answer is to another offer: give it the mid rtpengine
+	// offered, as the browser would.
+	mid := between(offer, "a=mid:", "\r\n")
+	web := strings.Replace(chromeSDP(t, "chrome_answer.sdp"), "a=mid:0\r\n", "a=mid:"+mid+"\r\n", 1)
+	web = strings.Replace(web, "a=group:BUNDLE 0", "a=group:BUNDLE "+mid, 1)
+	answer, err := s.Answer(ctx, "tt2", web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := mline(t, answer, "audio"); !strings.Contains(m, " RTP/AVP ") {
+		t.Errorf("SIP answer's audio is %q, want RTP/AVP", m)
+	}
+	for _, bad := range []string{"a=ice-", "a=candidate:", "a=fingerprint:"} {
+		if strings.Contains(answer, bad) {
+			t.Errorf("SIP answer still has %q:\n%s", bad, answer)
+		}
+	}
+	if err := s.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertNoCalls(t, c, keys.CallID)
+}
+
+// assertNoCalls checks that rtpengine no longer knows callID and lists no
+// call at all.
+func assertNoCalls(t *testing.T, c *rtpengine.Client, callID string) {
+	t.Helper()
+	_, err := c.Query(t.Context(), &rtpengine.Request{CallID: callID})
+	var re *rtpengine.Error
+	if !errors.As(err, &re) || !strings.Contains(strings.ToLower(re.Reason), "unknown call") {
+		t.Errorf("query after delete: %v, want rtpengine's unknown call-id error", err)
+	}
+	ids, err := c.List(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 0 {
+		t.Errorf("rtpengine still lists calls %v", ids)
+	}
+}
+
+// mline returns the first m= line of the given media.
+func mline(t *testing.T, sdp, media string) string {
+	t.Helper()
+	for l := range strings.SplitSeq(sdp, "\r\n") {
+		if strings.HasPrefix(l, "m="+media+" ") {
+			return l
+		}
+	}
+	t.Fatalf("no m=%s in:\n%s", media, sdp)
+	return ""
+}
+
+
+func between(s, from, to string) string {
+	_, after, _ := strings.Cut(s, from)
+	v, _, _ := strings.Cut(after, to)
+	return v
+}

@@ -178,7 +178,6 @@ func mline(t *testing.T, sdp, media string) string {
 	return ""
 }
 
-
 func between(s, from, to string) string {
 	_, after, _ := strings.Cut(s, from)
 	v, _, _ := strings.Cut(after, to)

@@ -87,7 +87,10 @@ func NewAdapter(ctl Controller, policy Policy) (*Adapter, error) {
 	return &Adapter{ctl: ctl, policy: policy}, nil
 }
 
-// Session is one call's (or fork's) media as the Adapter set it up.
+// Session is one call's media as the Adapter set it up: the first offer's
+// keys, and whether rtpengine anchors it. rtpengine tells the forks of the
+// call apart by the to-tag of their answers (Answer, DeleteFork). A
+// Session is used by one goroutine at a time, the call's owner.
 type Session struct {
 	a        *Adapter
 	dir      Direction

@@ -42,9 +42,11 @@ func startRTPEngine(t *testing.T) *rtpengine.Client {
 }
 
 // phoneAnswer is what a plain SIP phone answers to rtpengine's RTP/AVP
-// offer: PCMU on its own port, RTCP on the next.
+// offer of Chrome's audio and video: PCMU on its own port, RTCP on the
+// next, video refused.
 const phoneAnswer = "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
-	"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+	"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n" +
+	"m=video 0 RTP/AVP 96\r\n"
 
 // TestRTPEngineWebToPhone: a real Chrome offer (UDP/TLS/RTP/SAVPF, ICE,
 // BUNDLE, rtcp-mux) goes through rtpengine to a plain phone as RTP/AVP
@@ -65,6 +67,7 @@ func TestRTPEngineWebToPhone(t *testing.T) {
 	if !s.Anchored() {
 		t.Fatal("auto policy did not anchor a web-to-SIP call")
 	}
+	t.Logf("SIP offer:\n%s", offer)
 	m := mline(t, offer, "audio")
 	if !strings.Contains(m, " RTP/AVP ") {
 		t.Errorf("SIP offer's audio is %q, want RTP/AVP", m)
@@ -82,9 +85,14 @@ func TestRTPEngineWebToPhone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("web answer:\n%s", answer)
 	m = mline(t, answer, "audio")
 	if !strings.Contains(m, "UDP/TLS/RTP/SAVPF") {
 		t.Errorf("web answer's audio is %q, want UDP/TLS/RTP/SAVPF", m)
+	}
+	// The phone refused video (port 0); the browser must see it refused.
+	if m := mline(t, answer, "video"); !strings.HasPrefix(m, "m=video 0 ") {
+		t.Errorf("web answer's video is %q, want it refused", m)
 	}
 	for _, want := range []string{"a=ice-ufrag:", "a=ice-pwd:", "a=candidate:", "a=fingerprint:sha-", "a=rtcp-mux", "a=setup:"} {
 		if !strings.Contains(answer, want) {

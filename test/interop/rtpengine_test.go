@@ -120,7 +120,8 @@ func TestRTPEnginePhoneToWeb(t *testing.T) {
 	}
 	ctx := t.Context()
 	keys := rtpengine.Keys{CallID: "phone2web@test", FromTag: "ft2", ViaBranch: "z9hG4bK-2"}
-	phoneOffer := strings.Replace(phoneAnswer, "o=phone 1 1", "o=phone 2 2", 1)
+	phoneOffer := "v=0\r\no=phone 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 40002 RTP/AVP 111 0\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
 	s, offer, err := a.Offer(ctx, rtpengine.SIPToWeb, keys, phoneOffer)
 	if err != nil {
 		t.Fatal(err)

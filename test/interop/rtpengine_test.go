@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,7 +68,6 @@ func TestRTPEngineWebToPhone(t *testing.T) {
 	if !s.Anchored() {
 		t.Fatal("auto policy did not anchor a web-to-SIP call")
 	}
-	t.Logf("SIP offer:\n%s", offer)
 	m := mline(t, offer, "audio")
 	if !strings.Contains(m, " RTP/AVP ") {
 		t.Errorf("SIP offer's audio is %q, want RTP/AVP", m)
@@ -85,7 +85,6 @@ func TestRTPEngineWebToPhone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("web answer:\n%s", answer)
 	m = mline(t, answer, "audio")
 	if !strings.Contains(m, "UDP/TLS/RTP/SAVPF") {
 		t.Errorf("web answer's audio is %q, want UDP/TLS/RTP/SAVPF", m)
@@ -191,4 +190,67 @@ func between(s, from, to string) string {
 	_, after, _ := strings.Cut(s, from)
 	v, _, _ := strings.Cut(after, to)
 	return v
+}
+
+// TestRTPEngineForksAndReoffer: answers from two forks of one INVITE (one
+// via-branch, two To-tags): rtpengine keeps the call's media on the latest
+// answer only, which is the fork whose 200 OK comes last; a re-offer (hold)
+// and its answer then go through the same call, and delete clears it.
+func TestRTPEngineForksAndReoffer(t *testing.T) {
+	c := startRTPEngine(t)
+	a, err := rtpengine.NewAdapter(c, rtpengine.PolicyAlways)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	keys := rtpengine.Keys{CallID: "forks@test", FromTag: "ft3", ViaBranch: "z9hG4bK-3"}
+	s, _, err := a.Offer(ctx, rtpengine.WebToSIP, keys, chromeSDP(t, "chrome_offer.sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"fork-a", "fork-b"} {
+		if _, err := s.Answer(ctx, tag, phoneAnswer); err != nil {
+			t.Fatalf("answer of %s: %v", tag, err)
+		}
+	}
+	if got := tags(t, c, keys.CallID); got != "fork-b ft3" {
+		t.Errorf("rtpengine's monologues after two forks answered: %q, want the caller's and the last fork's", got)
+	}
+
+	hold := strings.ReplaceAll(chromeSDP(t, "chrome_offer.sdp"), "a=sendrecv", "a=sendonly")
+	offer, err := s.Reoffer(ctx, hold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(offer, "a=sendonly") || !strings.Contains(mline(t, offer, "audio"), " RTP/AVP ") {
+		t.Errorf("hold re-offer toward the phone:\n%s", offer)
+	}
+	answer, err := s.Answer(ctx, "fork-b", strings.ReplaceAll(phoneAnswer, "a=sendrecv", "a=recvonly"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(answer, "a=recvonly") || !strings.Contains(answer, "a=fingerprint:") {
+		t.Errorf("hold answer toward the browser:\n%s", answer)
+	}
+	if err := s.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertNoCalls(t, c, keys.CallID)
+}
+
+// tags returns the sorted tags of rtpengine's monologues in a call, from
+// its query answer.
+func tags(t *testing.T, c *rtpengine.Client, callID string) string {
+	t.Helper()
+	q, err := c.Query(t.Context(), &rtpengine.Request{CallID: callID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := q.Raw["tags"].(map[string]any)
+	var ts []string
+	for k := range m {
+		ts = append(ts, k)
+	}
+	slices.Sort(ts)
+	return strings.Join(ts, " ")
 }

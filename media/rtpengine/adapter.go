@@ -52,12 +52,14 @@ type Keys struct {
 // The flags for each side, from rtpengine's ng documentation: toward a
 // browser, ICE forced, DTLS-SRTP (UDP/TLS/RTP/SAVPF) and rtcp-mux required;
 // toward a phone, plain RTP/AVP without ICE, RTCP demultiplexed onto its
-// own port, SDES not offered (a later option: RTP/SAVP with SDES).
+// own port, SDES not offered (a later option: RTP/SAVP with SDES). Offers
+// use them whole; answers without transport-protocol and SDES (flags).
 var (
 	toWeb = Request{
 		TransportProtocol: "UDP/TLS/RTP/SAVPF",
 		ICE:               "force",
 		RTCPMux:           []string{"offer", "require"},
+		SDES:              []string{"off"},
 		Flags:             []string{"trust-address", "generate-mid"},
 		Replace:           []string{"origin", "session-connection"},
 	}
@@ -139,7 +141,7 @@ func (s *Session) Reoffer(ctx context.Context, sdp string) (string, error) {
 	if !s.anchored {
 		return sdp, nil
 	}
-	r := s.flags(s.dir)
+	r := s.flags(s.dir, false)
 	r.SDP = sdp
 	res, err := s.a.ctl.Offer(ctx, &r)
 	if err != nil {
@@ -157,7 +159,7 @@ func (s *Session) Answer(ctx context.Context, toTag, sdp string) (string, error)
 	s.keys.ToTag = toTag
 	// The answer goes back toward the offerer: the flags of the opposite
 	// direction.
-	r := s.flags(1 - s.dir)
+	r := s.flags(1-s.dir, true)
 	r.SDP = sdp
 	res, err := s.a.ctl.Answer(ctx, &r)
 	if err != nil {
@@ -191,11 +193,17 @@ func (s *Session) keysRequest() Request {
 }
 
 // flags returns the request for SDP going in direction dir (WebToSIP: to
-// the phone).
-func (s *Session) flags(dir Direction) Request {
+// the phone). An answer goes back in the protocol its offerer chose, so
+// it forces neither transport-protocol nor SDES: forcing RTP/AVP on the
+// answer to an SDES phone's RTP/SAVP offer strips its crypto, and the
+// phone refuses the call (TestRTPEngineSDESPhoneToWeb).
+func (s *Session) flags(dir Direction, answer bool) Request {
 	r := toWeb
 	if dir == WebToSIP {
 		r = toSIP
+	}
+	if answer {
+		r.TransportProtocol, r.SDES = "", nil
 	}
 	k := s.keysRequest()
 	r.CallID, r.FromTag, r.ToTag, r.ViaBranch = k.CallID, k.FromTag, k.ToTag, k.ViaBranch

@@ -92,7 +92,9 @@ func TestAdapterFlags(t *testing.T) {
 		}
 		r := f.requests()
 		offer, reoffer, answer, del := r[0], r[1], r[2], r[3]
-		if offer["transport-protocol"] != tc.offerProto || reoffer["transport-protocol"] != tc.offerProto || answer["transport-protocol"] != tc.ansProto {
+		// The answer keeps the offerer's protocol: no transport-protocol,
+		// no SDES.
+		if offer["transport-protocol"] != tc.offerProto || reoffer["transport-protocol"] != tc.offerProto || answer["transport-protocol"] != nil || answer["SDES"] != nil {
 			t.Errorf("%v: offer %v, re-offer %v, answer %v", tc.dir, offer["transport-protocol"], reoffer["transport-protocol"], answer["transport-protocol"])
 		}
 		toPhone, toWeb := offer, answer
@@ -101,6 +103,9 @@ func TestAdapterFlags(t *testing.T) {
 		}
 		if toPhone["ICE"] != "remove" || toPhone["DTLS"] != "off" || !reflect.DeepEqual(toPhone["rtcp-mux"], []any{"demux"}) {
 			t.Errorf("%v: toward the phone %#v", tc.dir, toPhone)
+		}
+		if tc.dir == SIPToWeb && !reflect.DeepEqual(offer["SDES"], []any{"off"}) {
+			t.Errorf("offer toward the browser keeps SDES: %#v", offer)
 		}
 		if toWeb["ICE"] != "force" || !reflect.DeepEqual(toWeb["rtcp-mux"], []any{"offer", "require"}) {
 			t.Errorf("%v: toward the browser %#v", tc.dir, toWeb)

@@ -133,12 +133,10 @@ func TestRTPEnginePhoneToWeb(t *testing.T) {
 			t.Errorf("web offer lacks %q:\n%s", want, offer)
 		}
 	}
-	// The recorded answer is to another offer: give it the mid rtpengine
-	// offered, as the browser would.
-	mid := between(offer, "a=mid:", "\r\n")
-	web := strings.Replace(chromeSDP(t, "chrome_answer.sdp"), "a=mid:0\r\n", "a=mid:"+mid+"\r\n", 1)
-	web = strings.Replace(web, "a=group:BUNDLE 0", "a=group:BUNDLE "+mid, 1)
-	answer, err := s.Answer(ctx, "tt2", web)
+	if strings.Contains(offer, "a=crypto:") {
+		t.Errorf("web offer has SDES, which browsers do not implement:\n%s", offer)
+	}
+	answer, err := s.Answer(ctx, "tt2", browserAnswer(t, offer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +147,42 @@ func TestRTPEnginePhoneToWeb(t *testing.T) {
 		if strings.Contains(answer, bad) {
 			t.Errorf("SIP answer still has %q:\n%s", bad, answer)
 		}
+	}
+	if err := s.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertNoCalls(t, c, keys.CallID)
+}
+
+// TestRTPEngineSDESPhoneToWeb: a phone offering SDES-SRTP (RTP/SAVP with
+// a=crypto) reaches the browser as WebRTC, and the browser's answer
+// reaches the phone as RTP/SAVP with rtpengine's crypto: an answer in the
+// phone's own protocol (with RTP/AVP forced, the phone would get a plain
+// answer to its SRTP offer and refuse the call).
+func TestRTPEngineSDESPhoneToWeb(t *testing.T) {
+	c := startRTPEngine(t)
+	a, err := rtpengine.NewAdapter(c, rtpengine.PolicyAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	keys := rtpengine.Keys{CallID: "sdes@test", FromTag: "ft4", ViaBranch: "z9hG4bK-4"}
+	phoneOffer := "v=0\r\no=phone 4 4 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 40004 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n" +
+		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\na=sendrecv\r\n"
+	s, offer, err := a.Offer(ctx, rtpengine.SIPToWeb, keys, phoneOffer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := mline(t, offer, "audio"); !strings.Contains(m, "UDP/TLS/RTP/SAVPF") || strings.Contains(offer, "a=crypto:") {
+		t.Errorf("web offer from an SDES phone:\n%s", offer)
+	}
+	answer, err := s.Answer(ctx, "tt4", browserAnswer(t, offer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := mline(t, answer, "audio"); !strings.Contains(m, " RTP/SAVP ") || !strings.Contains(answer, "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:") {
+		t.Errorf("SIP answer to an SDES offer is not SDES-SRTP:\n%s", answer)
 	}
 	if err := s.Delete(ctx); err != nil {
 		t.Fatal(err)
@@ -184,6 +218,14 @@ func mline(t *testing.T, sdp, media string) string {
 	}
 	t.Fatalf("no m=%s in:\n%s", media, sdp)
 	return ""
+}
+
+// browserAnswer is Chrome's recorded answer, given the mid of offer as
+// the browser would (it was recorded for another offer).
+func browserAnswer(t *testing.T, offer string) string {
+	t.Helper()
+	mid := between(offer, "a=mid:", "\r\n")
+	return strings.Replace(chromeSDP(t, "chrome_answer.sdp"), "a=mid:0\r\n", "a=mid:"+mid+"\r\n", 1)
 }
 
 func between(s, from, to string) string {

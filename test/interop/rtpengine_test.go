@@ -49,145 +49,107 @@ const phoneAnswer = "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.
 	"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n" +
 	"m=video 0 RTP/AVP 96\r\n"
 
-// TestRTPEngineWebToPhone: a real Chrome offer (UDP/TLS/RTP/SAVPF, ICE,
-// BUNDLE, rtcp-mux) goes through rtpengine to a plain phone as RTP/AVP
-// without ICE or DTLS; the phone's plain answer comes back as a WebRTC
-// answer with ICE candidates and a DTLS fingerprint; delete leaves nothing.
-func TestRTPEngineWebToPhone(t *testing.T) {
+// anchoredCall runs one call through a fresh rtpengine under the auto
+// policy: offer from dir (which must be anchored), the answer that answer
+// makes of the rewritten offer, delete, and checks that nothing is left.
+// It returns the rewritten offer and answer.
+func anchoredCall(t *testing.T, dir rtpengine.Direction, offer string, answer func(offer string) string) (string, string) {
+	t.Helper()
 	c := startRTPEngine(t)
 	a, err := rtpengine.NewAdapter(c, rtpengine.PolicyAuto)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	keys := rtpengine.Keys{CallID: "web2phone@test", FromTag: "ft1", ViaBranch: "z9hG4bK-1"}
-	s, offer, err := a.Offer(ctx, rtpengine.WebToSIP, keys, chromeSDP(t, "chrome_offer.sdp"))
+	keys := rtpengine.Keys{CallID: t.Name() + "@test", FromTag: "ft", ViaBranch: "z9hG4bK-" + t.Name()}
+	s, out, err := a.Offer(ctx, dir, keys, offer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !s.Anchored() {
-		t.Fatal("auto policy did not anchor a web-to-SIP call")
+		t.Fatal("the auto policy did not anchor the call")
 	}
-	m := mline(t, offer, "audio")
-	if !strings.Contains(m, " RTP/AVP ") {
-		t.Errorf("SIP offer's audio is %q, want RTP/AVP", m)
-	}
-	for _, bad := range []string{"a=ice-", "a=candidate:", "a=fingerprint:", "a=setup:", "SAVPF"} {
-		if strings.Contains(offer, bad) {
-			t.Errorf("SIP offer still has %q:\n%s", bad, offer)
-		}
-	}
-	if !strings.Contains(offer, "c=IN IP4 127.0.0.1") {
-		t.Errorf("SIP offer has no c= line for rtpengine's 127.0.0.1:\n%s", offer)
-	}
-
-	answer, err := s.Answer(ctx, "tt1", phoneAnswer)
+	back, err := s.Answer(ctx, "tt", answer(out))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m = mline(t, answer, "audio")
-	if !strings.Contains(m, "UDP/TLS/RTP/SAVPF") {
+	if err := s.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertNoCalls(t, c, keys.CallID)
+	return out, back
+}
+
+// has checks that sdp has every line prefix in want and none in bad.
+func has(t *testing.T, what, sdp string, want, bad []string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(sdp, w) {
+			t.Errorf("%s lacks %q:\n%s", what, w, sdp)
+		}
+	}
+	for _, b := range bad {
+		if strings.Contains(sdp, b) {
+			t.Errorf("%s has %q:\n%s", what, b, sdp)
+		}
+	}
+}
+
+// What SDP toward a browser must have, and SDP toward a phone must not.
+var (
+	webRTCLines = []string{"a=ice-ufrag:", "a=ice-pwd:", "a=candidate:", "a=fingerprint:sha-", "a=rtcp-mux", "a=setup:"}
+	phoneLines  = []string{"a=ice-", "a=candidate:", "a=fingerprint:", "a=setup:", "SAVPF"}
+)
+
+// TestRTPEngineWebToPhone: a real Chrome offer (UDP/TLS/RTP/SAVPF, ICE,
+// BUNDLE, rtcp-mux) goes through rtpengine to a plain phone as RTP/AVP
+// without ICE or DTLS; the phone's plain answer comes back as a WebRTC
+// answer with ICE candidates and a DTLS fingerprint; delete leaves nothing.
+func TestRTPEngineWebToPhone(t *testing.T) {
+	offer, answer := anchoredCall(t, rtpengine.WebToSIP, chromeSDP(t, "chrome_offer.sdp"), func(string) string { return phoneAnswer })
+	if m := mline(t, offer, "audio"); !strings.Contains(m, " RTP/AVP ") {
+		t.Errorf("SIP offer's audio is %q, want RTP/AVP", m)
+	}
+	has(t, "SIP offer", offer, []string{"c=IN IP4 127.0.0.1"}, phoneLines)
+	if m := mline(t, answer, "audio"); !strings.Contains(m, "UDP/TLS/RTP/SAVPF") {
 		t.Errorf("web answer's audio is %q, want UDP/TLS/RTP/SAVPF", m)
 	}
 	// The phone refused video (port 0); the browser must see it refused.
 	if m := mline(t, answer, "video"); !strings.HasPrefix(m, "m=video 0 ") {
 		t.Errorf("web answer's video is %q, want it refused", m)
 	}
-	for _, want := range []string{"a=ice-ufrag:", "a=ice-pwd:", "a=candidate:", "a=fingerprint:sha-", "a=rtcp-mux", "a=setup:"} {
-		if !strings.Contains(answer, want) {
-			t.Errorf("web answer lacks %q:\n%s", want, answer)
-		}
-	}
-
-	if _, err := c.Query(ctx, &rtpengine.Request{CallID: keys.CallID, FromTag: keys.FromTag}); err != nil {
-		t.Fatalf("query of a live call: %v", err)
-	}
-	if err := s.Delete(ctx); err != nil {
-		t.Fatal(err)
-	}
-	assertNoCalls(t, c, keys.CallID)
+	has(t, "web answer", answer, webRTCLines, []string{"a=crypto:"})
 }
 
 // TestRTPEnginePhoneToWeb: a plain phone's offer reaches the browser as
 // WebRTC (auto anchors it: no ICE, no fingerprint), and the browser's
 // answer reaches the phone as RTP/AVP.
 func TestRTPEnginePhoneToWeb(t *testing.T) {
-	c := startRTPEngine(t)
-	a, err := rtpengine.NewAdapter(c, rtpengine.PolicyAuto)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := t.Context()
-	keys := rtpengine.Keys{CallID: "phone2web@test", FromTag: "ft2", ViaBranch: "z9hG4bK-2"}
 	phoneOffer := "v=0\r\no=phone 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
 		"m=audio 40002 RTP/AVP 111 0\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
-	s, offer, err := a.Offer(ctx, rtpengine.SIPToWeb, keys, phoneOffer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !s.Anchored() {
-		t.Fatal("auto policy did not anchor a plain SIP offer")
-	}
-	for _, want := range []string{"UDP/TLS/RTP/SAVPF", "a=ice-ufrag:", "a=candidate:", "a=fingerprint:", "a=rtcp-mux"} {
-		if !strings.Contains(offer, want) {
-			t.Errorf("web offer lacks %q:\n%s", want, offer)
-		}
-	}
-	if strings.Contains(offer, "a=crypto:") {
-		t.Errorf("web offer has SDES, which browsers do not implement:\n%s", offer)
-	}
-	answer, err := s.Answer(ctx, "tt2", browserAnswer(t, offer))
-	if err != nil {
-		t.Fatal(err)
-	}
+	offer, answer := anchoredCall(t, rtpengine.SIPToWeb, phoneOffer, func(o string) string { return browserAnswer(t, o) })
+	has(t, "web offer", offer, append([]string{"UDP/TLS/RTP/SAVPF"}, webRTCLines...), []string{"a=crypto:"})
 	if m := mline(t, answer, "audio"); !strings.Contains(m, " RTP/AVP ") {
 		t.Errorf("SIP answer's audio is %q, want RTP/AVP", m)
 	}
-	for _, bad := range []string{"a=ice-", "a=candidate:", "a=fingerprint:"} {
-		if strings.Contains(answer, bad) {
-			t.Errorf("SIP answer still has %q:\n%s", bad, answer)
-		}
-	}
-	if err := s.Delete(ctx); err != nil {
-		t.Fatal(err)
-	}
-	assertNoCalls(t, c, keys.CallID)
+	has(t, "SIP answer", answer, nil, phoneLines)
 }
 
 // TestRTPEngineSDESPhoneToWeb: a phone offering SDES-SRTP (RTP/SAVP with
-// a=crypto) reaches the browser as WebRTC, and the browser's answer
-// reaches the phone as RTP/SAVP with rtpengine's crypto: an answer in the
-// phone's own protocol (with RTP/AVP forced, the phone would get a plain
-// answer to its SRTP offer and refuse the call).
+// a=crypto) reaches the browser as WebRTC without SDES, and the browser's
+// answer reaches the phone as RTP/SAVP with rtpengine's crypto: an answer
+// in the phone's own protocol (with RTP/AVP forced, the phone would get a
+// plain answer to its SRTP offer and refuse the call).
 func TestRTPEngineSDESPhoneToWeb(t *testing.T) {
-	c := startRTPEngine(t)
-	a, err := rtpengine.NewAdapter(c, rtpengine.PolicyAuto)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := t.Context()
-	keys := rtpengine.Keys{CallID: "sdes@test", FromTag: "ft4", ViaBranch: "z9hG4bK-4"}
 	phoneOffer := "v=0\r\no=phone 4 4 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
 		"m=audio 40004 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n" +
 		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\na=sendrecv\r\n"
-	s, offer, err := a.Offer(ctx, rtpengine.SIPToWeb, keys, phoneOffer)
-	if err != nil {
-		t.Fatal(err)
+	offer, answer := anchoredCall(t, rtpengine.SIPToWeb, phoneOffer, func(o string) string { return browserAnswer(t, o) })
+	has(t, "web offer", offer, []string{"UDP/TLS/RTP/SAVPF", "a=fingerprint:"}, []string{"a=crypto:"})
+	if m := mline(t, answer, "audio"); !strings.Contains(m, " RTP/SAVP ") {
+		t.Errorf("SIP answer's audio to an SDES offer is %q, want RTP/SAVP", m)
 	}
-	if m := mline(t, offer, "audio"); !strings.Contains(m, "UDP/TLS/RTP/SAVPF") || strings.Contains(offer, "a=crypto:") {
-		t.Errorf("web offer from an SDES phone:\n%s", offer)
-	}
-	answer, err := s.Answer(ctx, "tt4", browserAnswer(t, offer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m := mline(t, answer, "audio"); !strings.Contains(m, " RTP/SAVP ") || !strings.Contains(answer, "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:") {
-		t.Errorf("SIP answer to an SDES offer is not SDES-SRTP:\n%s", answer)
-	}
-	if err := s.Delete(ctx); err != nil {
-		t.Fatal(err)
-	}
-	assertNoCalls(t, c, keys.CallID)
+	has(t, "SIP answer to an SDES offer", answer, []string{"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"}, []string{"a=fingerprint:", "a=ice-"})
 }
 
 // assertNoCalls checks that rtpengine no longer knows callID and lists no

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -78,6 +79,25 @@ type Client struct {
 	mu      sync.Mutex
 	pending map[string]chan map[string]any // by cookie
 	closed  bool
+
+	retransmits, timeouts, stray atomic.Uint64
+}
+
+// Stats counts what a Client saw: a pool's health check and the
+// gateway's metrics read them.
+type Stats struct {
+	// Retransmits: copies of requests sent again, unanswered.
+	Retransmits uint64
+	// Timeouts: requests that got no answer at all (ErrTimeout).
+	Timeouts uint64
+	// Stray: datagrams dropped because no request waited for them: late
+	// answers to copies of an answered request, or garbage.
+	Stray uint64
+}
+
+// Stats returns the counters so far.
+func (c *Client) Stats() Stats {
+	return Stats{Retransmits: c.retransmits.Load(), Timeouts: c.timeouts.Load(), Stray: c.stray.Load()}
 }
 
 // Dial opens a Client to the ng listener at addr ("host:port"). Close it
@@ -111,8 +131,8 @@ func (c *Client) Close() error {
 
 // readLoop hands each reply to the request waiting for its cookie. A
 // reply nobody waits for (a late answer to a retransmission, or garbage)
-// is dropped: the request it belonged to has already been answered or
-// has given up.
+// is dropped and counted (Stats.Stray): the request it belonged to has
+// already been answered or has given up.
 func (c *Client) readLoop() {
 	defer close(c.done)
 	buf := make([]byte, maxReply)
@@ -128,21 +148,21 @@ func (c *Client) readLoop() {
 			continue
 		}
 		cookie, body, ok := bytes.Cut(buf[:n], []byte(" "))
-		if !ok {
-			continue
-		}
 		v, err := decode(body)
 		dict, isDict := v.(map[string]any)
-		if err != nil || !isDict {
+		if !ok || err != nil || !isDict {
+			c.stray.Add(1)
 			continue
 		}
 		c.mu.Lock()
 		ch := c.pending[string(cookie)]
 		delete(c.pending, string(cookie))
 		c.mu.Unlock()
-		if ch != nil {
-			ch <- dict // buffered, one reply per cookie
+		if ch == nil {
+			c.stray.Add(1)
+			continue
 		}
+		ch <- dict // buffered, one reply per cookie
 	}
 }
 
@@ -172,7 +192,10 @@ func (c *Client) do(ctx context.Context, command string, req map[string]any) (ma
 	defer cancel()
 	tick := time.NewTicker(c.opt.Retransmit)
 	defer tick.Stop()
-	for {
+	for first := true; ; first = false {
+		if !first {
+			c.retransmits.Add(1)
+		}
 		// The same cookie each time: rtpengine executes it once and
 		// answers copies from its cache.
 		if _, err := c.conn.Write(msg); err != nil && errors.Is(err, net.ErrClosed) {
@@ -187,6 +210,7 @@ func (c *Client) do(ctx context.Context, command string, req map[string]any) (ma
 			return r, nil
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				c.timeouts.Add(1)
 				return nil, fmt.Errorf("%w to %s after %v", ErrTimeout, command, c.opt.Timeout)
 			}
 			return nil, ctx.Err()

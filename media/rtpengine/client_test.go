@@ -62,14 +62,19 @@ func TestRetransmit(t *testing.T) {
 	if err := c.Ping(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	// At least two copies went again (more if the machine is slow enough
+	// for another tick before the reply).
+	if st := c.Stats(); st.Retransmits < 2 || st.Timeouts != 0 {
+		t.Errorf("stats %+v, want 2 retransmits or more", st)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.seen) != 1 {
-		t.Fatalf("cookies %v, want one cookie sent three times", f.seen)
+		t.Fatalf("cookies %v, want one cookie for every copy", f.seen)
 	}
 	for _, n := range f.seen {
-		if n != 3 {
-			t.Fatalf("request sent %d times, want 3", n)
+		if n < 3 {
+			t.Fatalf("request received %d times, want 3 or more", n)
 		}
 	}
 }
@@ -79,6 +84,9 @@ func TestTimeout(t *testing.T) {
 	c := dialFake(t, f, &Options{Retransmit: 10 * time.Millisecond, Timeout: 100 * time.Millisecond})
 	if err := c.Ping(t.Context()); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("ping of a silent server: %v, want ErrTimeout", err)
+	}
+	if st := c.Stats(); st.Timeouts != 1 || st.Retransmits == 0 {
+		t.Errorf("stats %+v, want one timeout after retransmits", st)
 	}
 }
 
@@ -139,6 +147,11 @@ func TestCookieMatching(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
+	}
+	// The garbage and the unknown cookie were sent before the replies,
+	// so they have been read (the socket keeps order from one sender).
+	if st := c.Stats(); st.Stray != 2 {
+		t.Errorf("stats %+v, want the 2 stray datagrams counted", st)
 	}
 }
 

@@ -143,9 +143,17 @@ func (s *Session) Reoffer(ctx context.Context, sdp string) (string, error) {
 	}
 	r := s.flags(s.dir, false)
 	r.SDP = sdp
-	res, err := s.a.ctl.Offer(ctx, &r)
+	return sdpOf(s.a.ctl.Offer(ctx, &r))
+}
+
+// sdpOf returns the rewritten SDP of an offer or answer: a reply without
+// one is an error, never an empty body handed on to a peer.
+func sdpOf(res *Response, err error) (string, error) {
 	if err != nil {
 		return "", err
+	}
+	if res.SDP == "" {
+		return "", fmt.Errorf("rtpengine: %q reply without SDP", res.Result)
 	}
 	return res.SDP, nil
 }
@@ -161,11 +169,7 @@ func (s *Session) Answer(ctx context.Context, toTag, sdp string) (string, error)
 	// direction.
 	r := s.flags(1-s.dir, true)
 	r.SDP = sdp
-	res, err := s.a.ctl.Answer(ctx, &r)
-	if err != nil {
-		return "", err
-	}
-	return res.SDP, nil
+	return sdpOf(s.a.ctl.Answer(ctx, &r))
 }
 
 // Delete ends the call's media in rtpengine, every fork of it, at once

@@ -119,6 +119,18 @@ func TestAdapterFlags(t *testing.T) {
 	}
 }
 
+// TestAdapterNoSDP: an "ok" without SDP is an error, not an empty body
+// for the other side.
+func TestAdapterNoSDP(t *testing.T) {
+	f := newFakeNG(t, func(*fakeNG, string, map[string]any, int) map[string]any {
+		return map[string]any{"result": "ok"}
+	})
+	a, _ := NewAdapter(dialFake(t, f, nil), PolicyAlways)
+	if _, out, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: "c", FromTag: "f"}, webrtcSDP); err == nil {
+		t.Fatalf("offer answered without SDP gave %q and no error", out)
+	}
+}
+
 func TestPolicyValidate(t *testing.T) {
 	if _, err := NewAdapter(nil, "sometimes"); err == nil {
 		t.Fatal("unknown policy accepted")

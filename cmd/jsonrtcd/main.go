@@ -43,6 +43,10 @@ func run(args []string) error {
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback `address` (profiling)")
 	metricsListen := fs.String("metrics-listen", "", "serve /metrics on this `address` (overrides the config's metrics.listen; \"-\": none)")
 	if err := fs.Parse(args); err != nil {
+		// -h asked for the usage, which Parse has printed: not a failure.
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	cfg := gateway.DefaultConfig()

@@ -53,6 +53,8 @@ type Config struct {
 	// Limits are the service levels the applications refer to. With no
 	// applications and no profiles, nothing is limited.
 	Limits limits.Config `yaml:"limits"`
+	// Web configures the demo page (STUN/TURN servers for its browsers).
+	Web WebConfig `yaml:"web"`
 }
 
 // WebSocketConfig configures the WebSocket front.
@@ -265,6 +267,7 @@ func (c *Config) Validate() error {
 	if c.Messaging.MaxPending < 1 {
 		bad("messaging.max_pending", "must be at least 1")
 	}
+	c.Web.validate(bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

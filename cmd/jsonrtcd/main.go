@@ -90,7 +90,7 @@ func run(args []string) error {
 	// sipgo keeps its timers and UDP size limit in package globals: set
 	// them once, here, before the SIP side starts.
 	sipgw.SetProcessDefaults(cfg.SIP)
-	g, err := gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler()})
+	g, err := gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler(&cfg)})
 	if err != nil {
 		return err
 	}

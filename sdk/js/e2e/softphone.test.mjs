@@ -392,3 +392,26 @@ e2e('no sideways scrolling at 390 and 1366 px: signed out, failed sign-in, idle,
     await signedOut.close();
   }
 });
+
+e2e('web.ice_servers reach the page and its RTCPeerConnections', async () => {
+  const stun = { urls: ['stun:127.0.0.1:3478'] };
+  const turn = { urls: ['turn:127.0.0.1:3478?transport=udp'], username: 'u', credential: 'p' };
+  const gw2 = await startGateway({
+    config: `web:\n  ice_servers:\n    - urls: [${stun.urls[0]}]\n    - urls: ["${turn.urls[0]}"]\n      username: u\n      credential: p\n`,
+  });
+  const b2 = await launchBrowser(gw2);
+  try {
+    const erin = await openPhone(b2, gw2, 'erin');
+    const frank = await openPhone(b2, gw2, 'frank');
+    assert.deepEqual(await erin.evaluate(() => window.softphone.session.rtc.iceServers), [stun, turn]);
+    await erin.fill('#address', frank.identity);
+    await erin.click('#call-btn');
+    await frank.locator('#incoming').waitFor({ state: 'visible' });
+    const used = await erin.evaluate(() => window.softphone.call.peerConnection.getConfiguration().iceServers);
+    assert.deepEqual(used.map((s) => s.urls.flat()), [stun.urls, turn.urls]);
+    await erin.evaluate(() => window.softphone.call.end());
+  } finally {
+    await b2.close();
+    await gw2.stop();
+  }
+});

@@ -467,9 +467,11 @@ function onIncomingCall(call) {
     return;
   }
   state.incoming = call;
+  $('incoming-title').textContent = call.video ? 'Incoming video call' : 'Incoming call';
+  $('incoming').dataset.video = String(call.video);
   $('incoming-from').textContent = call.remoteIdentity;
   $('incoming').hidden = false;
-  logEvent(`incoming call from ${call.remoteIdentity}`);
+  logEvent(`incoming ${call.video ? 'video ' : ''}call from ${call.remoteIdentity} (${call.kinds.join(', ')})`);
   call.on('ended', () => {
     if (state.incoming === call) hideIncoming();
   });
@@ -485,6 +487,7 @@ $('accept-btn').addEventListener('click', () => {
   if (!call) return;
   hideIncoming();
   showCall(call);
+  // A video offer is answered with the camera too, so video goes both ways.
   call.accept({ video: call.video }).catch((err) => logEvent(`accept failed: ${err.message}`));
 });
 

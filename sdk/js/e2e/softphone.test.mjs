@@ -415,3 +415,48 @@ e2e('web.ice_servers reach the page and its RTCPeerConnections', async () => {
     await gw2.stop();
   }
 });
+
+/** Video frames decoded by the page's current call. */
+function framesDecoded(page) {
+  return page.evaluate(async () => {
+    const pc = window.softphone.call?.peerConnection;
+    if (!pc) return -1;
+    let n = 0;
+    for (const s of (await pc.getStats()).values()) {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') n += s.framesDecoded ?? 0;
+    }
+    return n;
+  });
+}
+
+e2e('a video call: the incoming dialog says so, and video is decoded both ways', async () => {
+  await alice.check('#video');
+  try {
+    await alice.fill('#address', bob.identity);
+    await alice.click('#call-btn');
+    await bob.locator('#incoming').waitFor({ state: 'visible' });
+    assert.equal(await bob.textContent('#incoming-title'), 'Incoming video call');
+    assert.deepEqual(await bob.evaluate(() => window.softphone.incoming.kinds), ['audio', 'video']);
+    await bob.click('#accept-btn');
+    await waitCall(alice, 'state', 'established');
+    await waitCall(bob, 'state', 'established');
+    for (const p of [alice, bob]) {
+      await poll(() => framesDecoded(p), (n) => n > 0, { message: `video frames decoded on ${p.identity}` });
+      assert.equal(await p.isVisible('#videos'), true);
+    }
+    await alice.click('#hangup-btn');
+    await waitIdle(bob);
+  } finally {
+    await alice.uncheck('#video');
+  }
+});
+
+e2e('an audio call: the incoming dialog says call, not video call', async () => {
+  await alice.fill('#address', bob.identity);
+  await alice.click('#call-btn');
+  await bob.locator('#incoming').waitFor({ state: 'visible' });
+  assert.equal(await bob.textContent('#incoming-title'), 'Incoming call');
+  assert.deepEqual(await bob.evaluate(() => window.softphone.incoming.kinds), ['audio']);
+  await bob.click('#decline-btn');
+  await waitIdle(alice);
+});

@@ -3,13 +3,12 @@ package client
 import (
 	"slices"
 	"testing"
-	"testing/synctest"
-
-	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
+const sdpHead = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+
 func TestMediaKinds(t *testing.T) {
-	const head = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+	const head = sdpHead
 	for _, tc := range []struct {
 		sdp  string
 		want []string
@@ -26,21 +25,3 @@ func TestMediaKinds(t *testing.T) {
 	}
 }
 
-// An incoming video offer makes a video call: Kinds and Video say so.
-func TestIncomingVideoCall(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		f := newFake(t)
-		f.identity = "bob@example.com"
-		c := dial(t, f, nil)
-		start := srvCall(protocol.TypeRequest, "s1", "s2", protocol.ActionStart)
-		start.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\nm=video 9 RTP/AVP 96\r\n"})
-		f.send(start, false)
-		ev := nextEvent(t, c)
-		if ev.Kind != EventIncomingCall {
-			t.Fatalf("event %v", ev)
-		}
-		if k := ev.Call; !slices.Equal(k.Kinds(), []string{"audio", "video"}) || !k.Video() {
-			t.Fatalf("kinds %v video %v", k.Kinds(), k.Video())
-		}
-	})
-}

@@ -11,6 +11,8 @@
 //
 // With -burn N a neighbour process spins N goroutines on the same cores
 // during the window, and the report gives its CPU and the load average.
+// -mode flood is an attacker instead (flood.go): raw sockets flooded with
+// one kind of frame (-flood) until the gateway closes each.
 package main
 
 import (
@@ -54,6 +56,7 @@ type config struct {
 	dialTimeout time.Duration
 	burn        int
 	burner      int
+	flood       string
 }
 
 func main() {
@@ -71,7 +74,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.sessions, "sessions", 100, "number of sessions to hold (even for relay and calls)")
 	fs.Float64Var(&cfg.rate, "rate", 100, "target aggregate rate: messages/s (relay) or calls/s (calls)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to run once every session is up")
-	fs.StringVar(&cfg.mode, "mode", "idle", "idle, relay or calls")
+	fs.StringVar(&cfg.mode, "mode", "idle", "idle, relay, calls or flood")
+	fs.StringVar(&cfg.flood, "flood", "valid", "flood mode: the frames it sends (valid, gaps, pings, duplicates, malformed)")
 	fs.IntVar(&cfg.pid, "pid", 0, "`pid` of the gateway, to report its RSS (VmRSS) and CPU time")
 	fs.Float64Var(&cfg.dialRate, "dial-rate", 500, "sessions opened per second during ramp-up")
 	fs.IntVar(&cfg.inflight, "inflight", 1000, "bound on requests or calls in flight; beyond it a tick counts as an overload error")
@@ -98,6 +102,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.mode == "flood" {
+		flood(ctx, cfg.url, cfg.prefix, cfg.flood, cfg.duration).print(stdout, cfg.flood, cfg.duration)
+		return nil
+	}
 	r := newRunner(cfg, stderr)
 	rep, err := r.run(ctx)
 	if err != nil {
@@ -110,19 +118,23 @@ func run(args []string, stdout, stderr io.Writer) error {
 func (c *config) validate() error {
 	switch c.mode {
 	case "idle", "relay", "calls":
+	case "flood":
+		if floodKinds[c.flood] == nil {
+			return fmt.Errorf("-flood %q: want valid, gaps, pings, duplicates or malformed", c.flood)
+		}
 	default:
-		return fmt.Errorf("-mode %q: want idle, relay or calls", c.mode)
+		return fmt.Errorf("-mode %q: want idle, relay, calls or flood", c.mode)
 	}
 	if c.sessions < 1 || c.sessions > maxSessions {
 		return fmt.Errorf("-sessions %d: want 1..%d", c.sessions, maxSessions)
 	}
-	if c.mode != "idle" && c.sessions%2 != 0 {
+	if c.mode != "idle" && c.mode != "flood" && c.sessions%2 != 0 {
 		return fmt.Errorf("-sessions %d: %s mode pairs sessions, want an even number", c.sessions, c.mode)
 	}
 	if c.duration <= 0 || c.duration > maxDuration {
 		return fmt.Errorf("-duration %v: want 0..%v", c.duration, maxDuration)
 	}
-	if c.mode != "idle" && (c.rate <= 0 || c.rate > 1e6) {
+	if (c.mode == "relay" || c.mode == "calls") && (c.rate <= 0 || c.rate > 1e6) {
 		return fmt.Errorf("-rate %v: want 0..1e6", c.rate)
 	}
 	if c.burn < 0 || c.burn > maxBurn {

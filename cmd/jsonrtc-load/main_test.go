@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"os"
 	"strings"
@@ -67,7 +68,8 @@ func TestValidate(t *testing.T) {
 		"too many":       func(c *config) { c.sessions = maxSessions + 1 },
 		"unbounded time": func(c *config) { c.duration = 2 * maxDuration },
 		"no rate":        func(c *config) { c.rate = 0 },
-		"mode":           func(c *config) { c.mode = "flood" },
+		"mode":           func(c *config) { c.mode = "storm" },
+		"flood kind":     func(c *config) { c.mode, c.flood = "flood", "everything" },
 		"burn":           func(c *config) { c.burn = maxBurn + 1 },
 	} {
 		c := good
@@ -75,6 +77,21 @@ func TestValidate(t *testing.T) {
 		if c.validate() == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// The flood mode floods raw sockets until the gateway closes each
+// (docs/security.md runs it against jsonrtcd); here, its configuration
+// and its count of refused handshakes.
+func TestFloodConfigAndRefusals(t *testing.T) {
+	c := config{url: "ws://127.0.0.1/ws/", sessions: 1, duration: time.Second, mode: "flood", flood: "pings", dialRate: 1, inflight: 1}
+	if err := c.validate(); err != nil {
+		t.Fatalf("flood config refused: %v", err)
+	}
+	// Nothing listens there: every handshake is refused and counted.
+	rep := flood(context.Background(), "ws://127.0.0.1:1/ws/load", "t", "pings", 100*time.Millisecond)
+	if rep.sockets != 0 || rep.refused == 0 {
+		t.Fatalf("flood with no gateway: %+v", rep)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -107,6 +108,9 @@ type sock struct {
 	rmu     sync.Mutex
 	pending []byte  // read but not yet consumed, within buf or pre
 	buf     *[]byte // pooled, held only while pending is not empty
+	// deafUntil, once set (muteReads), makes every read wait until then
+	// and fail: a socket being hung up for abuse reads nothing more.
+	deafUntil time.Time
 
 	// wmu serialises writes to the socket, including the system call: it is
 	// the lock that keeps frames whole on the wire, and a write holding it
@@ -138,6 +142,12 @@ func (s *sock) Read(p []byte) (int, error) {
 	}
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	if !s.deafUntil.IsZero() {
+		// What a flooder sends meanwhile stays in the kernel, where flow
+		// control stops it, instead of costing a read and a parse each.
+		time.Sleep(time.Until(s.deafUntil))
+		return 0, os.ErrDeadlineExceeded
+	}
 	if len(s.pending) == 0 {
 		if s.raw == nil {
 			return s.Conn.Read(p)
@@ -147,6 +157,14 @@ func (s *sock) Read(p []byte) (int, error) {
 		}
 	}
 	return s.take(p), nil
+}
+
+// muteReads makes reads read nothing more: each waits until until, then
+// fails. A read under way finishes first (rmu).
+func (s *sock) muteReads(until time.Time) {
+	s.rmu.Lock()
+	s.deafUntil = until
+	s.rmu.Unlock()
 }
 
 func (s *sock) take(p []byte) int {

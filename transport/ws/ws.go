@@ -382,13 +382,18 @@ func (c *Conn) Close(code websocket.StatusCode, reason string) error {
 	return c.c.Close(code, reason)
 }
 
-// CloseWithin closes the socket as Close does, but waits at most wait for
-// the peer's close frame, not coder/websocket's 5 s: a flooder that does
-// not stop sending would otherwise have its frames read, and dropped, for
-// all that time.
+// CloseWithin sends the close frame as Close does, then reads nothing
+// more and drops the connection after wait, instead of reading for up to
+// coder/websocket's 5 s until the peer's close frame: a flooder that does
+// not stop sending would otherwise have its frames read, parsed and
+// dropped for all that time.
 func (c *Conn) CloseWithin(code websocket.StatusCode, reason string, wait time.Duration) error {
-	// A read past the deadline fails even with bytes waiting.
-	c.sock.SetReadDeadline(time.Now().Add(wait))
+	// The close frame goes out, then nothing more is read: the peer's
+	// close frame is not awaited (a flooder's stream would have to be
+	// read and parsed up to it, which is what a flood wants), and after
+	// wait the connection is dropped. A peer that reads what it is sent
+	// has seen the close frame by then.
+	c.sock.muteReads(time.Now().Add(wait))
 	return c.Close(code, reason)
 }
 

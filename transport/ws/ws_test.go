@@ -518,3 +518,19 @@ func TestIdleAfter(t *testing.T) {
 		t.Fatalf("%q %v", b, err)
 	}
 }
+
+// A muted socket reads nothing more, whatever is waiting: a socket hung
+// up for abuse leaves the flood in the kernel, where flow control stops
+// it, instead of reading and parsing it until the peer's close frame.
+func TestMutedSocketReadsNothing(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	s := newSock(a, nil, 0)
+	go b.Write([]byte("flood flood flood"))
+	s.muteReads(time.Now().Add(10 * time.Millisecond))
+	n, err := s.Read(make([]byte, 64))
+	if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("muted read: %d bytes, %v", n, err)
+	}
+}

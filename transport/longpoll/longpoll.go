@@ -273,9 +273,15 @@ func (c *Conn) CloseWithin(code websocket.StatusCode, reason string, _ time.Dura
 }
 
 // CloseNow drops the Conn: its token opens nothing any more, what was
-// queued is dropped, a held GET ends with 410.
+// queued is dropped, a held GET ends with 410. After Close it leaves the
+// close for the next GET, as a WebSocket's close frame, once sent, is
+// not taken back by closing the TCP connection.
 func (c *Conn) CloseNow() error {
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
 	c.endLocked(ErrLost)
 	c.closed, c.drained, c.out = true, true, nil
 	c.idle.Stop()

@@ -282,11 +282,11 @@ func (c *Conn) CloseNow() error {
 		c.mu.Unlock()
 		return nil
 	}
+	c.srv.forget(c)
 	c.endLocked(ErrLost)
 	c.closed, c.drained, c.out = true, true, nil
 	c.idle.Stop()
 	c.mu.Unlock()
-	c.srv.forget(c)
 	c.wake()
 	return nil
 }
@@ -307,10 +307,12 @@ func (c *Conn) onIdle() {
 		c.mu.Unlock()
 		return
 	}
+	// Forgotten before Read fails: whoever hears of the loss finds the
+	// token gone. (Lock order: Conn.mu, then Server.mu.)
+	c.srv.forget(c)
 	c.endLocked(ErrLost)
 	c.closed, c.drained, c.out = true, true, nil
 	c.mu.Unlock()
-	c.srv.forget(c)
 }
 
 // Deliver hands frames to Read, waiting for room while ctx lasts. It is
@@ -388,6 +390,7 @@ func (c *Conn) ServePost(w http.ResponseWriter, r *http.Request) {
 // ServeDelete is the client's logout: Read fails with close code 1000.
 func (c *Conn) ServeDelete(w http.ResponseWriter, _ *http.Request) {
 	c.mu.Lock()
+	c.srv.forget(c)
 	c.endLocked(websocket.CloseError{Code: websocket.StatusNormalClosure, Reason: "logout"})
 	c.mu.Unlock()
 	c.CloseNow()

@@ -32,6 +32,7 @@ var errPollLost = errors.New("client: long-poll connection lost")
 // ends a WebSocket: the client resumes.
 type pollSocket struct {
 	hc     *http.Client
+	owned  *http.Transport // hc's, when this socket made it
 	url    string
 	header http.Header
 	limit  int64
@@ -64,19 +65,11 @@ func dialPoll(ctx context.Context, o *Options) (*conn, error) {
 		if d == nil {
 			d = (&net.Dialer{}).DialContext
 		}
-		// Keep-alives on: a POST and the held GET each keep theirs.
-		hc = &http.Client{Transport: &http.Transport{
-			MaxConnsPerHost: 2,
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				nc, err := d(ctx, network, addr)
-				if err == nil {
-					c.rawMu.Lock()
-					c.raw = nc // Kill cuts the latest
-					c.rawMu.Unlock()
-				}
-				return nc, err
-			},
-		}}
+		// Keep-alives on: a POST and the held GET each keep theirs. The
+		// conn keeps no raw connection: its kill is CloseNow, which
+		// cancels both requests, and so cuts both connections.
+		p.owned = &http.Transport{MaxConnsPerHost: 2, DialContext: d}
+		hc = &http.Client{Transport: p.owned}
 	}
 	p.hc = hc
 	return c, nil
@@ -88,6 +81,10 @@ func (p *pollSocket) fail(err error) {
 		p.err = err
 		close(p.done)
 		p.cancel()
+		if p.owned != nil {
+			// A transport per socket: its kept-alive connections go with it.
+			p.owned.CloseIdleConnections()
+		}
 	})
 }
 

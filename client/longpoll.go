@@ -15,7 +15,7 @@ import (
 	"github.com/coder/websocket"
 )
 
-// The long-poll headers (docs/protocol.md §1.3; transport/longpoll).
+// The long-poll headers (docs/protocol.md §1.6; transport/longpoll).
 const (
 	pollTokenHeader   = "Jsonrtc-Poll-Token"
 	pollCloseCode     = "Jsonrtc-Close-Code"

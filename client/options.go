@@ -22,7 +22,7 @@ type Options struct {
 	// Header is sent with every handshake (Authorization, Origin...).
 	Header http.Header
 	// Transports lists the transports to try, in order of preference:
-	// TransportWebSocket, TransportLongPoll (docs/protocol.md §1.3). Each
+	// TransportWebSocket, TransportLongPoll (docs/protocol.md §1.6). Each
 	// connect and resume tries them in turn until one opens. Default
 	// WebSocket only.
 	Transports []string

@@ -106,7 +106,7 @@ type WebSocketConfig struct {
 }
 
 // LongPollConfig configures the HTTP long-poll front at /poll/<app>
-// (docs/protocol.md §1.3). Frames are bounded by
+// (docs/protocol.md §1.6). Frames are bounded by
 // websocket.max_frame_bytes and allowed origins are websocket's.
 type LongPollConfig struct {
 	// Disabled turns the long-poll front off (404).

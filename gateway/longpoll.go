@@ -9,7 +9,7 @@ import (
 )
 
 // servePoll serves the long-poll transport at /poll/<app> and
-// /poll/webrtc/<app> (docs/protocol.md §1.3), the paths of /ws/. A request
+// /poll/webrtc/<app> (docs/protocol.md §1.6), the paths of /ws/. A request
 // without a token opens a connection: it is a POST whose frames start
 // with the connect, authenticated and limited as a WebSocket handshake
 // is; the answer carries the token. Every later request carries it, and

@@ -32,7 +32,7 @@ func TestChaos(t *testing.T) {
 }
 
 // TestChaosMixed is TestChaos with every other session on long-poll
-// (docs/protocol.md §1.3), at a fifth of its sessions: each long-poll
+// (docs/protocol.md §1.6), at a fifth of its sessions: each long-poll
 // session holds a GET and makes a POST per frame, which the race
 // detector and a shared machine make slow at full scale.
 func TestChaosMixed(t *testing.T) {

@@ -1,5 +1,5 @@
 // Package longpoll carries JSONrtc frames over plain HTTP for clients
-// whose proxies block WebSocket (docs/protocol.md §1.3). A [Conn] stands
+// whose proxies block WebSocket (docs/protocol.md §1.6). A [Conn] stands
 // for one WebSocket: the client POSTs its frames (one, or a batch as a
 // JSON array), and a held GET returns the server's frames as a JSON
 // array. Both are bound to the Conn by a random 128-bit token, issued in
@@ -28,7 +28,7 @@ import (
 	"github.com/coder/websocket"
 )
 
-// Headers of the long-poll exchange (docs/protocol.md §1.3).
+// Headers of the long-poll exchange (docs/protocol.md §1.6).
 const (
 	// HeaderToken carries the Conn's token: set on the first POST's
 	// response, required on every later request.

@@ -285,8 +285,11 @@ func (c *Config) Validate() error {
 	if c.WebSocket.PingTimeout.D() < 100*time.Millisecond || c.WebSocket.PingTimeout > c.WebSocket.PingInterval {
 		bad("websocket.ping_timeout", "must be between 100ms and websocket.ping_interval")
 	}
-	if c.LongPoll.Hold.D() < time.Second || c.LongPoll.Hold.D() > 5*time.Minute {
-		bad("longpoll.hold", "must be between 1s and 5m")
+	if c.LongPoll.Hold.D() < time.Second {
+		bad("longpoll.hold", "must be at least 1s")
+	} else if !c.LongPoll.Disabled && (c.LongPoll.Hold >= c.HTTP.ReadTimeout || c.LongPoll.Hold >= c.HTTP.WriteTimeout) {
+		// net/http cuts a held GET at either deadline.
+		bad("longpoll.hold", "must be under http.read_timeout and http.write_timeout (or set longpoll.disabled)")
 	}
 	if c.LongPoll.IdleTimeout.D() < time.Second {
 		bad("longpoll.idle_timeout", "must be at least 1s")

@@ -306,3 +306,40 @@ func TestPollOrigin(t *testing.T) {
 		}
 	}
 }
+
+// TestPollIdleIsSocketLoss: a poller that stops polling loses its
+// connection after longpoll.idle_timeout, but not its session, which a
+// resume over WebSocket takes back.
+func TestPollIdleIsSocketLoss(t *testing.T) {
+	lost := make(chan string, 1)
+	g, url := newGateway(t, func(c *Config) { c.LongPoll.IdleTimeout = Duration(time.Second) })
+	g.onSocketLost = func(s *Session) { lost <- s.id }
+	a := &poller{t: t, url: pollURL(url)}
+	a.connect("alice@example.com")
+	select {
+	case id := <-lost:
+		if id != a.sid {
+			t.Fatalf("lost connection of %s", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("idle long-poll connection not dropped")
+	}
+	if g.lookup(a.sid) == nil {
+		t.Fatal("session ended with its connection")
+	}
+	resp := a.do(http.MethodGet, "")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("GET with the lost connection's token: %s", resp.Status)
+	}
+	w := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	w.sid, w.seq = a.sid, a.seq-1
+	w.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageRegister},
+		Header: protocol.Header{Action: protocol.ActionConnect, Initiator: "alice@example.com", Target: "alice@example.com",
+			CSLR: protocol.Seq(a.last)},
+	})
+	if r := w.read(); r.Header.Action != protocol.ActionConnect || r.Control.SessionID != a.sid {
+		t.Fatalf("resume: %s", r.Marshal())
+	}
+}

@@ -43,6 +43,13 @@ type socket interface {
 	CloseNow() error
 }
 
+// batchWriter is a socket that sends several frames at once (long-poll:
+// a POST of a JSON array), up to maxBatch.
+type batchWriter interface {
+	maxBatch() int
+	writeBatch(frames [][]byte) error
+}
+
 // inbound is what a conn's reader hands to the loop: one text frame, or
 // the error that ended the socket.
 type inbound struct {
@@ -192,12 +199,31 @@ func (c *conn) writer(timeout time.Duration, onFrame func(bool, []byte)) {
 		c.queue = spare
 		c.qmu.Unlock()
 		spare = nil
-		for _, data := range batch {
-			if onFrame != nil {
-				onFrame(true, data)
-			}
+		// A long-poll socket takes what queued as few POSTs; a WebSocket
+		// a frame at a time.
+		n := 1
+		bw, batches := c.ws.(batchWriter)
+		if batches {
+			n = bw.maxBatch()
+		}
+		var k int
+		for rest := batch; len(rest) > 0; rest = rest[k:] {
+			k = min(n, len(rest))
+			var err error
 			stuck.Reset(timeout)
-			err := c.ws.Write(context.Background(), websocket.MessageText, data)
+			if k == 1 {
+				if onFrame != nil {
+					onFrame(true, rest[0])
+				}
+				err = c.ws.Write(context.Background(), websocket.MessageText, rest[0])
+			} else {
+				for _, data := range rest[:k] {
+					if onFrame != nil {
+						onFrame(true, data)
+					}
+				}
+				err = bw.writeBatch(rest[:k])
+			}
 			if !stuck.Stop() && err == nil {
 				err = errWriteTimeout // closed as the write finished
 			}

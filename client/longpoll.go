@@ -107,10 +107,26 @@ func (p *pollSocket) request(method string, body []byte) (*http.Response, error)
 	return p.hc.Do(req)
 }
 
-// Write POSTs data. The first POST opens the connection: its answer
-// carries the token, and the poller starts. A refusal of it is a
-// *HandshakeError, as a refused WebSocket upgrade is.
+// pollMaxBatch is the most frames a POST carries: the gateway's
+// longpoll.max_batch default.
+const pollMaxBatch = 32
+
+func (p *pollSocket) maxBatch() int { return pollMaxBatch }
+
+// writeBatch POSTs frames as one JSON array.
+func (p *pollSocket) writeBatch(frames [][]byte) error {
+	return p.post(append(append([]byte{'['}, bytes.Join(frames, []byte{','})...), ']'))
+}
+
+// Write POSTs one frame.
 func (p *pollSocket) Write(_ context.Context, _ websocket.MessageType, data []byte) error {
+	return p.post(data)
+}
+
+// post sends a POST. The first opens the connection: its answer carries
+// the token, and the poller starts. A refusal of it is a
+// *HandshakeError, as a refused WebSocket upgrade is.
+func (p *pollSocket) post(data []byte) error {
 	select {
 	case <-p.done:
 		return p.err

@@ -16,13 +16,14 @@ import (
 
 // poller is a long-poll client made of raw HTTP requests.
 type poller struct {
-	t     *testing.T
-	url   string
-	token string
-	seq   uint64
-	sid   string
-	last  uint64
-	ready []*protocol.Frame // fetched, not yet read
+	t      *testing.T
+	url    string
+	header http.Header // sent on every request
+	token  string
+	seq    uint64
+	sid    string
+	last   uint64
+	ready  []*protocol.Frame // fetched, not yet read
 }
 
 // pollURL is the long-poll URL of the gateway newGateway served at wsURL.
@@ -37,6 +38,9 @@ func (p *poller) do(method, body string) *http.Response {
 	req, err := http.NewRequestWithContext(ctx, method, p.url, strings.NewReader(body))
 	if err != nil {
 		p.t.Fatal(err)
+	}
+	for k, v := range p.header {
+		req.Header[k] = v
 	}
 	if p.token != "" {
 		req.Header.Set(longpoll.HeaderToken, p.token)
@@ -341,5 +345,48 @@ func TestPollIdleIsSocketLoss(t *testing.T) {
 	})
 	if r := w.read(); r.Header.Action != protocol.ActionConnect || r.Control.SessionID != a.sid {
 		t.Fatalf("resume: %s", r.Marshal())
+	}
+}
+
+// TestPollAuthenticated: the opening POST is authenticated as a
+// handshake is (401 without a token, the application's origins), the
+// identity is the token's, and a DELETE is the logout that ends the
+// session.
+func TestPollAuthenticated(t *testing.T) {
+	g, url := newGateway(t, secured)
+	purl := pollURL(appURL(url, "web"))
+	connect := `{"control":{"type":"request","package_type":"register","sequence":1},"header":{"action":"connect","initiator":"alice@example.com","target":"alice@example.com"}}`
+	anon := &poller{t: t, url: purl}
+	if resp := anon.post(connect); resp.StatusCode != http.StatusUnauthorized || anon.token != "" {
+		t.Fatalf("connect without credentials: %s, token %q", resp.Status, anon.token)
+	}
+	foreign := &poller{t: t, url: purl, header: http.Header{"Origin": {"https://evil.example.net"}}}
+	foreign.header.Set("Authorization", "Bearer "+token(t, "alice@example.com", time.Now().Add(time.Hour)))
+	if resp := foreign.post(connect); resp.StatusCode != http.StatusForbidden || foreign.token != "" {
+		t.Fatalf("connect from a foreign origin: %s", resp.Status)
+	}
+	a := &poller{t: t, url: purl, header: bearer(token(t, "alice@example.com", time.Now().Add(time.Hour)))}
+	a.header.Set("Origin", "https://app.example.com")
+	a.connect("alice@example.com")
+	s := g.lookup(a.sid)
+	if s == nil || s.identity != "alice@example.com" {
+		t.Fatalf("session %+v", s)
+	}
+	// The token is bound to the origin that opened the connection.
+	other := &poller{t: t, url: purl, token: a.token}
+	resp := other.do(http.MethodGet, "")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("token from another origin: %s", resp.Status)
+	}
+	resp = a.do(http.MethodDelete, "")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %s", resp.Status)
+	}
+	select {
+	case <-s.gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("logout did not end the session")
 	}
 }

@@ -24,7 +24,7 @@ var allowed = map[string][]string{
 	"transport/ws":          {"protocol"},
 	"transport/certs":       {},
 	"transport/connlimit":   {},
-	"transport/longpoll":    {},
+	"transport/longpoll":    {"protocol"},
 	"transport/forwarded":   {},
 	"auth":                  {},
 	"limits":                {},

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
 // Headers of the long-poll exchange (docs/protocol.md §1.6).
@@ -197,7 +198,7 @@ func (c *Conn) Token() string { return c.token }
 func (c *Conn) RemoteAddr() string { return c.remote }
 
 // Subprotocol is always JSONrtc's own: long-poll has no wsc.js clients.
-func (c *Conn) Subprotocol() string { return "jsonrtc" }
+func (c *Conn) Subprotocol() string { return protocol.SubprotocolJSONrtc }
 
 // Read returns the next frame a client POSTed. It fails once the Conn is
 // gone: with a websocket.CloseError of 1000 after the client's DELETE (a
@@ -421,6 +422,8 @@ func (c *Conn) ServeGet(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		if c.poll != p {
 			c.mu.Unlock()
+			// The wake-up this GET may have taken was the newer one's.
+			c.wake()
 			http.Error(w, "longpoll: replaced by a newer poll", http.StatusConflict)
 			return
 		}

@@ -224,3 +224,33 @@ func TestSlowPoller(t *testing.T) {
 		t.Fatalf("write over MaxPending: %v", err)
 	}
 }
+
+// TestReplacedGetLosesNoFrame: frames written as a newer GET replaces the
+// held one reach the newer at once, even when the replaced one took the
+// wake-up (which of the two it takes is the scheduler's choice: many
+// rounds).
+func TestReplacedGetLosesNoFrame(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := NewServer(&Options{Hold: 25 * time.Second})
+		for range 300 {
+			c := s.Open("r", "")
+			first, done1 := get(c)
+			synctest.Wait()
+			start := time.Now()
+			second, done2 := get(c)
+			c.Write(context.Background(), []byte(`{}`))
+			<-done1
+			if first.Code == http.StatusOK {
+				// It had the frame before it was replaced.
+				<-done2
+				c.CloseNow()
+				continue
+			}
+			<-done2
+			if second.Code != http.StatusOK || time.Since(start) != 0 {
+				t.Fatalf("replaced GET %d; newer GET %d after %v", first.Code, second.Code, time.Since(start))
+			}
+			c.CloseNow()
+		}
+	})
+}

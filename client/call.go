@@ -15,6 +15,7 @@ type Call struct {
 	id       string
 	peer     string
 	incoming bool
+	kinds    []string // of the initial offer; set before the Call is shared
 
 	// Owned by the loop.
 	caller, callee string
@@ -46,7 +47,7 @@ func (c *Client) StartCall(ctx context.Context, target, sdp string, ext ...proto
 	var k *Call
 	err := c.do(ctx, func() error {
 		corr := c.nextCorr()
-		call := &Call{c: c, id: corr, peer: target, caller: c.identity(), callee: target, startCorr: corr}
+		call := &Call{c: c, id: corr, peer: target, caller: c.identity(), callee: target, startCorr: corr, kinds: mediaKinds(sdp)}
 		f := call.frame(protocol.TypeRequest, protocol.ActionStart, corr, ext)
 		f.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: sdp})
 		if err := c.send(f); err != nil {
@@ -363,7 +364,7 @@ func (c *Client) badCallPayload(f *protocol.Frame, err error) {
 // onIncomingCall makes a Call of the start f of an unknown subsession.
 func (c *Client) onIncomingCall(f *protocol.Frame, p protocol.CallPayload) {
 	k := &Call{c: c, id: f.Control.SubsessionID, peer: f.Header.Initiator, incoming: true,
-		caller: f.Header.Initiator, callee: f.Header.Target, startCorr: f.Control.CorrelationID}
+		caller: f.Header.Initiator, callee: f.Header.Target, startCorr: f.Control.CorrelationID, kinds: mediaKinds(p.SDP)}
 	if k.callee == "" {
 		k.callee = c.identity()
 	}

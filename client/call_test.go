@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
 	"testing/synctest"
@@ -140,11 +141,16 @@ func TestIncomingCall(t *testing.T) {
 		f.identity = "bob@example.com"
 		c := dial(t, f, nil)
 		start := srvCall(protocol.TypeRequest, "s1", "s2", protocol.ActionStart)
-		start.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: "offer"})
+		offer := sdpHead + "m=audio 9 RTP/AVP 0\r\nm=video 9 RTP/AVP 96\r\n"
+		start.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: offer})
 		f.send(start, false)
 		ev := nextEvent(t, c)
-		if ev.Kind != EventIncomingCall || ev.SDP != "offer" || ev.Call.Peer() != "alice@example.com" || !ev.Call.Incoming() {
+		if ev.Kind != EventIncomingCall || ev.SDP != offer || ev.Call.Peer() != "alice@example.com" || !ev.Call.Incoming() {
 			t.Fatalf("incoming %v", ev)
+		}
+		// A video offer makes a video call.
+		if !slices.Equal(ev.Call.Kinds(), []string{"audio", "video"}) || !ev.Call.Video() {
+			t.Fatalf("kinds %v video %v", ev.Call.Kinds(), ev.Call.Video())
 		}
 		k := ev.Call
 		if err := k.Ring(t.Context()); err != nil {

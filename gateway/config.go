@@ -58,6 +58,8 @@ type Config struct {
 	// restart (docs/protocol.md §4.6). jsonrtcd builds it; a gateway
 	// built in code takes Options.Store.
 	Store StoreConfig `yaml:"store"`
+	// Web configures the demo page (STUN/TURN servers for its browsers).
+	Web WebConfig `yaml:"web"`
 }
 
 // StoreConfig configures where session records are kept.
@@ -341,6 +343,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("store.backend", "%q is not one of nats, memory", c.Store.Backend)
 	}
+	c.Web.validate(bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -53,12 +53,26 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"store:\n  backend: redis\n", "store.backend"},
 		{"store:\n  dir: \"\"\n", "store.dir"},
 		{"store:\n  directory: x\n", "directory"},
+		{"web:\n  ice_servers:\n    - urls: [http://stun.example.com]\n", "web.ice_servers[0].urls[0]"},
+		{"web:\n  ice_servers:\n    - urls: [turn:turn.example.com]\n", "web.ice_servers[0]"},
+		{"web:\n  ice_servers:\n    - {}\n", "web.ice_servers[0].urls"},
+		{"web:\n  ice_server: []\n", "ice_server"},
 	}
 	for _, c := range cases {
 		_, err := LoadConfig(writeConfig(t, c.body))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: err = %v, want one naming %q", c.body, err, c.want)
 		}
+	}
+}
+
+func TestWebICEServers(t *testing.T) {
+	cfg, err := LoadConfig(writeConfig(t, "web:\n  ice_servers:\n    - urls: [stun:stun.example.com:3478]\n    - urls: [turn:turn.example.com, turns:turn.example.com:443]\n      username: u\n      credential: p\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Web.ICEServers; len(s) != 2 || s[1].URLs[1] != "turns:turn.example.com:443" || s[1].Username != "u" || s[1].Credential != "p" {
+		t.Fatalf("ice_servers %+v", s)
 	}
 }
 

@@ -4,11 +4,13 @@
 // The page lives in static/; the SDK's modules come from package sdkjs,
 // which embeds sdk/js/src itself, so `go build` needs no npm. Mount
 // [Handler] at "/": it serves the page at "/" and the SDK's ES modules
-// under "/sdk/".
+// under "/sdk/", and the page's settings (the ICE servers, open mode) at
+// "/config.json".
 package web
 
 import (
 	"embed"
+	"encoding/json"
 	"io/fs"
 	"net/http"
 
@@ -18,10 +20,45 @@ import (
 //go:embed static
 var static embed.FS
 
+// Options configure the page. Nil means the defaults.
+type Options struct {
+	// ICEServers are the STUN and TURN servers the page hands to its
+	// RTCPeerConnections. Default: none (host candidates only).
+	ICEServers []ICEServer
+	// OpenMode tells the page that the gateway runs in open identity
+	// mode, where an access token is ignored: the page says so when one
+	// signs in with a token.
+	OpenMode bool
+}
+
+// ICEServer is WebRTC's RTCIceServer, as the page reads it.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// pageConfig is what /config.json tells the page.
+type pageConfig struct {
+	ICEServers []ICEServer `json:"iceServers"`
+	OpenMode   bool        `json:"openMode"`
+}
+
 // Handler returns the handler of the demo page and the SDK. It only
 // answers GET and HEAD, and asks browsers to revalidate (the files change
 // with the binary).
-func Handler() http.Handler {
+func Handler(opts *Options) http.Handler {
+	if opts == nil {
+		opts = &Options{}
+	}
+	pc := pageConfig{ICEServers: opts.ICEServers, OpenMode: opts.OpenMode}
+	if pc.ICEServers == nil {
+		pc.ICEServers = []ICEServer{}
+	}
+	configJSON, err := json.Marshal(pc)
+	if err != nil {
+		panic("web: " + err.Error()) // plain strings always marshal
+	}
 	sub, err := fs.Sub(static, "static")
 	if err != nil {
 		// The embed pattern guarantees the directory exists.
@@ -29,6 +66,10 @@ func Handler() http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", http.FileServerFS(sub))
+	mux.HandleFunc("/config.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(configJSON)
+	})
 	mux.Handle("/sdk/", http.StripPrefix("/sdk", http.FileServerFS(sdkjs.Files())))
 	files := mux
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -15,13 +15,14 @@ func get(t *testing.T, h http.Handler, method, path string) *httptest.ResponseRe
 }
 
 func TestHandlerServesPageAndSDK(t *testing.T) {
-	h := Handler()
+	h := Handler(nil)
 	for _, tc := range []struct{ path, ctype, contains string }{
 		{"/", "text/html", "<script type=\"module\""},
 		{"/app.js", "text/javascript", "from './sdk/index.js'"},
 		{"/style.css", "text/css", ""},
 		{"/sdk/index.js", "text/javascript", "export { Session"},
 		{"/sdk/session.js", "text/javascript", "class Session"},
+		{"/config.json", "application/json", `{"iceServers":[],"openMode":false}`},
 	} {
 		rec := get(t, h, http.MethodGet, tc.path)
 		if rec.Code != http.StatusOK {
@@ -39,5 +40,19 @@ func TestHandlerServesPageAndSDK(t *testing.T) {
 	}
 	if rec := get(t, h, http.MethodPost, "/"); rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /: %d, want 405", rec.Code)
+	}
+}
+
+// The configured ICE servers reach the page as RTCIceServer dictionaries,
+// and open mode as a flag.
+func TestConfigJSON(t *testing.T) {
+	h := Handler(&Options{ICEServers: []ICEServer{
+		{URLs: []string{"stun:stun.example.com"}},
+		{URLs: []string{"turn:turn.example.com"}, Username: "u", Credential: "p"},
+	}, OpenMode: true})
+	rec := get(t, h, http.MethodGet, "/config.json")
+	want := `{"iceServers":[{"urls":["stun:stun.example.com"]},{"urls":["turn:turn.example.com"],"username":"u","credential":"p"}],"openMode":true}`
+	if rec.Code != http.StatusOK || rec.Body.String() != want {
+		t.Fatalf("GET /config.json: %d %s, want %s", rec.Code, rec.Body.String(), want)
 	}
 }

@@ -84,6 +84,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.burn, "burn", 0, "run a neighbour process spinning `N` goroutines during the window (contention runs); its CPU is reported")
 	fs.IntVar(&cfg.burner, "burner", 0, "internal: be the -burn neighbour, spinning `N` goroutines until stdin closes")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	if cfg.burner > 0 {

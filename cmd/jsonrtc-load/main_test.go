@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -97,5 +100,37 @@ func TestProcessCPU(t *testing.T) {
 	}
 	if d < 10*time.Millisecond {
 		t.Fatalf("CPU time %v after spinning", d)
+	}
+}
+
+// With no gateway listening, nothing connects: the run fails and names
+// the first dial error's cause instead of printing a report of zeros.
+func TestNoGateway(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var stdout, stderr bytes.Buffer
+	err = run([]string{"-url", "ws://" + addr + "/ws/load", "-sessions", "2", "-duration", "1s", "-progress=false", "-dial-timeout", "2s"}, &stdout, &stderr)
+	if err == nil {
+		t.Fatalf("no error; stdout:\n%s", stdout.String())
+	}
+	if !strings.Contains(err.Error(), "no session connected") || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("error %q does not name the cause", err)
+	}
+	if stdout.Len() != 0 {
+		t.Fatalf("a report was printed:\n%s", stdout.String())
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run([]string{"-h"}, &stdout, &stderr); err != nil {
+		t.Fatalf("-h: %v", err)
+	}
+	if !strings.Contains(stderr.String(), "-sessions") {
+		t.Fatalf("no usage: %q", stderr.String())
 	}
 }

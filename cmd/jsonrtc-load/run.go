@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/client"
@@ -42,13 +43,14 @@ func (s *loadSession) forget(id string) {
 }
 
 type runner struct {
-	cfg      config
-	out      io.Writer
-	cnt      counters
-	lat      latencies
-	runID    string
-	sessions []*loadSession
-	tasks    sync.WaitGroup // requests, calls and answers in flight
+	cfg          config
+	out          io.Writer
+	cnt          counters
+	lat          latencies
+	runID        string
+	sessions     []*loadSession
+	firstDialErr atomic.Pointer[error] // why the first session that failed to connect failed
+	tasks        sync.WaitGroup        // requests, calls and answers in flight
 }
 
 func newRunner(cfg config, progress io.Writer) *runner {
@@ -74,6 +76,7 @@ type report struct {
 	burnPid                  int
 	selfCPU                  time.Duration // this process's, over the window
 	load0, load1             float64       // 1-minute load average at the start and end of the window
+	firstDialErr             error
 }
 
 func (r *runner) run(ctx context.Context) (*report, error) {
@@ -94,6 +97,18 @@ func (r *runner) run(ctx context.Context) (*report, error) {
 	r.rampUp(ctx)
 	rep.ramp = time.Since(start)
 	rep.maxHeld = r.cnt.held.Load()
+	if p := r.firstDialErr.Load(); p != nil {
+		rep.firstDialErr = *p
+	}
+	if rep.maxHeld == 0 && ctx.Err() == nil {
+		// Nothing to load: say why instead of a report of zeros.
+		stopProg()
+		<-progDone
+		if rep.firstDialErr != nil {
+			return nil, fmt.Errorf("no session connected to %s (%d dial errors), the first: %w", r.cfg.url, r.cnt.errDial.Load(), rep.firstDialErr)
+		}
+		return nil, fmt.Errorf("no session connected to %s", r.cfg.url)
+	}
 	if r.cfg.pid != 0 {
 		rep.rssHeld, _ = vmRSS(r.cfg.pid)
 	}
@@ -214,6 +229,7 @@ func (r *runner) open(ctx context.Context, i int) *loadSession {
 	})
 	if err != nil {
 		r.cnt.errDial.Add(1)
+		r.firstDialErr.CompareAndSwap(nil, &err)
 		return nil
 	}
 	s.c = c
@@ -452,6 +468,9 @@ func (rep *report) print(w io.Writer) {
 	c := rep.cnt
 	fmt.Fprintf(w, "errors: %d (dial %d, request %d, overload %d, session lost %d, closed early %d, error frames %d); reconnects %d\n",
 		c.errors(), c.errDial.Load(), c.errRequest.Load(), c.errOverload.Load(), c.sessionsLost.Load(), c.closedEarly.Load(), c.errFrames.Load(), c.reconnects.Load())
+	if rep.firstDialErr != nil {
+		fmt.Fprintf(w, "first dial error: %v\n", rep.firstDialErr)
+	}
 	if rep.cfg.pid != 0 {
 		fmt.Fprintf(w, "gateway RSS (pid %d): before %d KiB, sessions held %d KiB, end %d KiB\n", rep.cfg.pid, rep.rssBase, rep.rssHeld, rep.rssEnd)
 		if rep.maxHeld > 0 {

@@ -48,6 +48,10 @@ func run(args []string) error {
 	dataDir := fs.String("data", "", "session store `directory` (overrides the config's store.dir)")
 	metricsListen := fs.String("metrics-listen", "", "serve /metrics on this `address` (overrides the config's metrics.listen; \"-\": none)")
 	if err := fs.Parse(args); err != nil {
+		// -h asked for the usage, which Parse has printed: not a failure.
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	cfg := gateway.DefaultConfig()
@@ -101,7 +105,7 @@ func run(args []string) error {
 	// Deferred first, so it runs last: after the gateway's Shutdown has
 	// written every session's record.
 	defer closeStore()
-	g, err := gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler(), Store: st})
+	g, err := gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler(&cfg), Store: st})
 	if err != nil {
 		return err
 	}

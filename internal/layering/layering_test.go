@@ -18,6 +18,7 @@ const module = "github.com/jsonrtc/jsonrtc/"
 var allowed = map[string][]string{
 	"protocol":              {},
 	"store":                 {},
+	"media/rtpengine":       {},
 	"store/natsstore":       {"store"},
 	"store/storetest":       {"store"},
 	"session":               {"protocol"},

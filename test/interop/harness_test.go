@@ -191,6 +191,7 @@ var packages = map[string]string{
 	"presence.so":     "kamailio-presence-modules",
 	"presence_xml.so": "kamailio-presence-modules",
 	"baresip":         "baresip-core",
+	"rtpengine":       "rtpengine-daemon",
 }
 
 // install says how to get an executable or a Kamailio module: the

@@ -1,6 +1,7 @@
 // The demo softphone: plain ES modules on the jsonrtc SDK (served under
 // ./sdk/). Query parameters for tests and tinkering: ws (WebSocket path),
-// ping and pingPeriod (keepalive, ms), log=1 (frames to the console),
+// ping and pingPeriod (keepalive, ms), reconnectTimeout (ms the session
+// tries to resume before it gives up), log=1 (frames to the console),
 // mailbox (the voicemail box to watch; default: the user's own, e.g.
 // mailbox=sip:vm-alice@example.com).
 import { Session } from './sdk/index.js';
@@ -16,6 +17,7 @@ const state = {
   /** @type {import('./sdk/call.js').Call|null} */ call: null,
   /** @type {import('./sdk/call.js').Call|null} */ incoming: null,
   timer: null,
+  noticeTimer: null,
   /** Every connection state shown, in order (the tests read it). */
   connHistory: [],
   watched: new Map(),
@@ -25,10 +27,37 @@ const state = {
 // For the browser tests and the console.
 window.softphone = state;
 
+/**
+ * The gateway's settings for this page (/config.json): the STUN/TURN
+ * servers (web.ice_servers) and whether it runs in open identity mode.
+ * A gateway without it (an older one) means no ICE servers.
+ */
+const pageConfig = fetch('config.json')
+  .then((r) => (r.ok ? r.json() : {}))
+  .catch(() => ({}));
+
 function wsUrl() {
   const path = params.get('ws') || '/ws/demo';
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`;
 }
+
+/**
+ * Shows the banner: what happened (text) and what to do next (hint).
+ * kind is error or info; the banner stays until dismissed or replaced.
+ */
+function showBanner(kind, text, hint) {
+  const el = $('banner');
+  el.dataset.kind = kind;
+  $('banner-text').textContent = text;
+  $('banner-hint').textContent = hint ?? '';
+  el.hidden = false;
+}
+
+function hideBanner() {
+  $('banner').hidden = true;
+}
+
+$('banner-close').addEventListener('click', hideBanner);
 
 function logEvent(text) {
   const li = document.createElement('li');
@@ -75,15 +104,19 @@ $('signin-form').addEventListener('submit', (ev) => {
 
 async function signIn(creds) {
   $('signin-error').textContent = '';
+  hideBanner();
   $('signin-btn').disabled = true;
   sessionStorage.setItem(SIGNIN_KEY, JSON.stringify(creds));
   restorePresenceChoice();
   const ping = Number(params.get('ping')) || undefined;
+  const conf = await pageConfig;
   const session = new Session({
     url: wsUrl(),
     identity: creds.mode === 'name' ? creds.name : undefined,
     token: creds.mode === 'token' ? creds.token : undefined,
     keepalive: { interval: ping, busyInterval: ping, period: Number(params.get('pingPeriod')) || undefined },
+    reconnect: { timeout: Number(params.get('reconnectTimeout')) || undefined },
+    rtc: { iceServers: Array.isArray(conf.iceServers) ? conf.iceServers : [] },
     logger: params.get('log') ? { debug: console.debug, info: console.info, warn: console.warn, error: console.error } : undefined,
   });
   state.session = session;
@@ -105,11 +138,20 @@ async function signIn(creds) {
     await session.connect();
   } catch (err) {
     $('signin-error').textContent = `Cannot sign in: ${err.message}`;
+    showBanner('error', `Cannot sign in: ${err.message}`, signInHint(err, creds));
     $('signin-btn').disabled = false;
     sessionStorage.removeItem(SIGNIN_KEY);
     return;
   }
   $('signin-btn').disabled = false;
+  if (creds.mode === 'token' && conf.openMode) {
+    // An open-mode gateway reads no token: it made this a guest session.
+    showBanner(
+      'info',
+      `This gateway runs in open mode: it ignored the token and signed you in as ${session.identity}.`,
+      'Sign in with a name to choose your identity; tokens only count on a gateway with auth.applications.',
+    );
+  }
   $('me').textContent = session.identity;
   $('signin').hidden = true;
   $('phone').hidden = false;
@@ -127,7 +169,19 @@ function signedOut(error) {
   $('signin').hidden = false;
   $('presence-list').replaceChildren();
   state.watched.clear();
-  if (error) $('signin-error').textContent = `Signed out: ${error.message}`;
+  if (error) {
+    $('signin-error').textContent = `Signed out: ${error.message}`;
+    showBanner('error', `Signed out: ${error.message}`, 'Check your network connection, then sign in again.');
+  }
+}
+
+/** What to do after a failed sign-in. */
+function signInHint(err, creds) {
+  if (err.code === 401 || err.code === 403) {
+    return creds.mode === 'token' ? 'The token was refused: get a new one and try again.' : 'This gateway wants a token: choose Token and paste one.';
+  }
+  if (err.code === 400) return 'The gateway refused this name: use letters, digits and ., -, _ or @, without spaces.';
+  return 'Check that the gateway is running and reachable, then try again.';
 }
 
 $('signout-btn').addEventListener('click', () => {
@@ -161,14 +215,27 @@ function startServices(session) {
   for (const sub of session.subscriptions.values()) if (sub.package === 'presence') addContact(sub);
 }
 
-/** The voicemail indicator: waiting is yes, no, none (no service) or unknown. */
-function showVoicemail(waiting, text, title) {
+/**
+ * The voicemail indicator: waiting is yes, no, none (no service) or
+ * unknown. With the mailbox's account (the summary's Message-Account,
+ * RFC 3842) a click calls it; without one the button is disabled, as
+ * there is nothing to call.
+ */
+function showVoicemail(waiting, text, title, account) {
   const vm = $('vm');
   vm.dataset.waiting = waiting;
   $('vm-text').textContent = text;
-  vm.title = title;
-  vm.setAttribute('aria-label', title);
+  vm.dataset.account = account ?? '';
+  vm.disabled = !account;
+  const full = account ? `${title}. Call ${account} to listen` : title;
+  vm.title = full;
+  vm.setAttribute('aria-label', full);
 }
+
+$('vm').addEventListener('click', () => {
+  const account = $('vm').dataset.account;
+  if (account) placeCall(account);
+});
 
 function wireVoicemail(sub) {
   if (sub._wired) return;
@@ -185,7 +252,7 @@ function wireVoicemail(sub) {
     const urgent = (n) => (n ? ` (${n} urgent)` : '');
     const news = s.waiting ? `${s.newMessages} new${urgent(urgentNew)}` : 'no new messages';
     const title = `Voicemail: ${news}, ${s.oldMessages} old${urgent(urgentOld)}`;
-    showVoicemail(s.waiting ? 'yes' : 'no', s.waiting ? `${s.newMessages} new` : '0', title);
+    showVoicemail(s.waiting ? 'yes' : 'no', s.waiting ? `${s.newMessages} new` : '0', title, s.account);
   };
   if (sub.last) show(sub.last);
   sub.on('notify', show);
@@ -400,9 +467,11 @@ function onIncomingCall(call) {
     return;
   }
   state.incoming = call;
+  $('incoming-title').textContent = call.video ? 'Incoming video call' : 'Incoming call';
+  $('incoming').dataset.video = String(call.video);
   $('incoming-from').textContent = call.remoteIdentity;
   $('incoming').hidden = false;
-  logEvent(`incoming call from ${call.remoteIdentity}`);
+  logEvent(`incoming ${call.video ? 'video ' : ''}call from ${call.remoteIdentity} (${call.kinds.join(', ')})`);
   call.on('ended', () => {
     if (state.incoming === call) hideIncoming();
   });
@@ -418,6 +487,7 @@ $('accept-btn').addEventListener('click', () => {
   if (!call) return;
   hideIncoming();
   showCall(call);
+  // A video offer is answered with the camera too, so video goes both ways.
   call.accept({ video: call.video }).catch((err) => logEvent(`accept failed: ${err.message}`));
 });
 
@@ -442,6 +512,8 @@ const stateText = {
 
 function showCall(call) {
   state.call = call;
+  clearTimeout(state.noticeTimer);
+  $('call-notice').hidden = true;
   state.dtmfSent = '';
   state.dtmfReceived = '';
   $('dtmf-sent').textContent = '';
@@ -483,10 +555,50 @@ function showCall(call) {
     el.textContent = `${stateText[s]}${code ? ` (${code}${reason ? ' ' + reason : ''})` : ''}`;
     el.dataset.state = s;
     hideCall();
+    const outcome = code >= 300 ? callOutcome(code, call.remoteIdentity) : null;
+    if (outcome) showCallNotice(outcome, code);
   });
   if (call.remoteStream) {
     $('remote-audio').srcObject = call.remoteStream;
   }
+}
+
+/** Why a call failed, in words, by its final response (RFC 3261 §21). */
+function callOutcome(code, peer) {
+  switch (code) {
+    case 404:
+    case 604:
+      return 'no such user';
+    case 480:
+      return `${peer} is unreachable`;
+    case 486:
+    case 600:
+      return `${peer} is busy`;
+    case 603:
+      return `${peer} declined`;
+    case 408:
+      return 'no answer';
+    case 487:
+      return 'cancelled';
+    case 503:
+      return 'service unavailable';
+    default:
+      return `call failed (${code})`;
+  }
+}
+
+/** How long a failed call's reason stays on screen. */
+const CALL_NOTICE_MS = 6000;
+
+function showCallNotice(text, code) {
+  const el = $('call-notice');
+  el.textContent = text;
+  el.dataset.code = String(code);
+  el.hidden = false;
+  clearTimeout(state.noticeTimer);
+  state.noticeTimer = setTimeout(() => {
+    el.hidden = true;
+  }, CALL_NOTICE_MS);
 }
 
 function hideCall() {

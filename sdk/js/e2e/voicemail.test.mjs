@@ -69,7 +69,10 @@ test('the voicemail indicator shows the SIP mailbox: 2 new, then none; signing o
     assert.equal(resp.frame.header.expiry, 3600);
 
     // First summary: 2 new and 8 old voice messages, 2 of the old urgent.
-    await waitIndicator(alice, 'yes', '2 new', 'Voicemail: 2 new, 8 old (2 urgent)');
+    await waitIndicator(alice, 'yes', '2 new', 'Voicemail: 2 new, 8 old (2 urgent). Call sip:alice@example.com to listen');
+    // The summary names the mailbox's account: the button calls it.
+    assert.equal(await alice.isEnabled('#vm'), true);
+    assert.equal(await alice.getAttribute('#vm', 'data-account'), 'sip:alice@example.com');
     // The voicemail server sent it and waits for the cue to send the next.
     const sent = await notifier.command();
     const callId = sent.headers['call-id'];
@@ -77,7 +80,7 @@ test('the voicemail indicator shows the SIP mailbox: 2 new, then none; signing o
 
     // Second summary: the messages were listened to.
     notifier.cue(callId);
-    await waitIndicator(alice, 'no', '0', 'Voicemail: no new messages, 10 old (2 urgent)');
+    await waitIndicator(alice, 'no', '0', 'Voicemail: no new messages, 10 old (2 urgent). Call sip:alice@example.com to listen');
 
     const notifies = alice.wire.filter((x) => x.dir === 'in' && isMWI(x) && x.frame.header?.action === 'notify');
     assert.deepEqual(

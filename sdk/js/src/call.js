@@ -1,6 +1,6 @@
 import { Emitter } from './emitter.js';
 import { JsonRtcError, ErrorCode } from './errors.js';
-import { originSessionId, isHoldOffer, candidatesToFragment, fragmentToCandidates } from './sdp.js';
+import { originSessionId, isHoldOffer, candidatesToFragment, fragmentToCandidates, mediaKinds } from './sdp.js';
 
 /** The states a Call goes through (its `state` event). */
 export const CallState = Object.freeze({
@@ -57,7 +57,13 @@ export class Call extends Emitter {
     this.state = init.direction === 'outgoing' ? CallState.NEW : CallState.RINGING;
     /** The other party. */
     this.remoteIdentity = init.direction === 'outgoing' ? init.callee : init.caller;
-    this.video = !!this.options.video;
+    /**
+     * The media kinds of the call: what we offer on an outgoing call,
+     * what the caller's offer carries on an incoming one.
+     */
+    this.kinds = init.offer?.payload?.sdp ? mediaKinds(init.offer.payload.sdp) : this.options.video ? ['audio', 'video'] : ['audio'];
+    /** Video is offered: ours on an outgoing call, the caller's on an incoming one (answer with accept({video: true})). */
+    this.video = this.options.video ?? this.kinds.includes('video');
     /** We put the call on hold. */
     this.held = false;
     /** The other party put the call on hold. */

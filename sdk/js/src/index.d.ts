@@ -184,7 +184,13 @@ export declare class Call extends Emitter {
   readonly remoteIdentity: string;
   readonly state: CallStateName;
   readonly ended: boolean;
+  /**
+   * Video is offered: by us on an outgoing call, by the caller on an
+   * incoming one (answer it with `accept({video: true})`).
+   */
   readonly video: boolean;
+  /** The media kinds offered, e.g. ['audio', 'video'] (m= lines with a non-zero port). */
+  readonly kinds: string[];
   readonly held: boolean;
   readonly remoteHeld: boolean;
   readonly muted: boolean;

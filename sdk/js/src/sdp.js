@@ -16,6 +16,21 @@ export function originSessionId(sdp) {
 }
 
 /**
+ * The media kinds an SDP offers: the media of its m= lines whose port is
+ * not 0 (a rejected or removed stream, RFC 3264 section 5.1), each once,
+ * in order of appearance (e.g. ['audio', 'video']).
+ * @param {string} sdp
+ * @returns {string[]}
+ */
+export function mediaKinds(sdp) {
+  const kinds = [];
+  for (const m of (sdp || '').matchAll(/^m=(\S+) (\d+)/gm)) {
+    if (m[2] !== '0' && !kinds.includes(m[1])) kinds.push(m[1]);
+  }
+  return kinds;
+}
+
+/**
  * The media directions of an SDP, one per m= section (the session-level
  * direction applies where a section has none).
  * @param {string} sdp

@@ -400,6 +400,8 @@ test('an incoming call rings (response subsequent 180) and a decline is an error
   const call = calls[0];
   assert.equal(call.state, 'ringing');
   assert.equal(call.remoteIdentity, 'bob@example.com');
+  assert.deepEqual(call.kinds, ['audio']);
+  assert.equal(call.video, false);
   const ring = ws.last();
   assert.equal(ring.control.type, 'response');
   assert.equal(ring.control.message_state, 'subsequent');
@@ -413,6 +415,17 @@ test('an incoming call rings (response subsequent 180) and a decline is an error
   assert.equal(err.control.correlation_id, 's2');
   assert.equal(call.state, 'ended');
   assert.equal(session.calls.size, 0);
+});
+
+test('an incoming video offer is a video call: kinds and video say so', async () => {
+  const { session, ws } = await connected();
+  let call;
+  session.on('incomingcall', (c) => (call = c));
+  const sdp = 'v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n';
+  ws.receive(serverFrame({ type: 'request', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 2, ack_sequence: 1, correlation_id: 's2' }, { action: 'start', initiator: 'bob@example.com', target: 'alice@example.com' }, { sdp }));
+  assert.deepEqual(call.kinds, ['audio', 'video']);
+  assert.equal(call.video, true);
+  call.decline();
 });
 
 test('a caller cancel (shutdown while ringing) ends the incoming call', async () => {

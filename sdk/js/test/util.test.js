@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Backoff } from '../src/backoff.js';
 import { Keepalive } from '../src/keepalive.js';
 import { parseMessageSummary, parseCounts } from '../src/summary.js';
-import { candidatesToFragment, fragmentToCandidates, mediaDirections, isHoldOffer, originSessionId } from '../src/sdp.js';
+import { candidatesToFragment, fragmentToCandidates, mediaDirections, mediaKinds, isHoldOffer, originSessionId } from '../src/sdp.js';
 import { FakeClock } from './fakes.js';
 
 test('backoff: immediate first attempt, then doubling up to the cap', () => {
@@ -117,4 +117,10 @@ test('SDP directions, hold offers and origin', () => {
   assert.equal(isHoldOffer(sdp.replace('a=sendonly', 'a=sendrecv')), false);
   assert.equal(isHoldOffer('v=0\r\na=inactive\r\nm=audio 9 RTP/AVP 0\r\n'), true, 'session-level direction');
   assert.equal(originSessionId(sdp), '4611731400430051336');
+});
+
+test('sdp: mediaKinds lists the offered kinds once each, without rejected streams', () => {
+  assert.deepEqual(mediaKinds('v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n'), ['audio', 'video']);
+  assert.deepEqual(mediaKinds('v=0\nm=audio 49170 RTP/AVP 0\nm=audio 49172 RTP/AVP 8\nm=video 0 RTP/AVP 31\n'), ['audio']);
+  assert.deepEqual(mediaKinds(''), []);
 });

@@ -1,0 +1,215 @@
+package rtpengine
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// Policy says when a call's media goes through rtpengine.
+type Policy string
+
+const (
+	// PolicyAuto anchors a call when the SIP side cannot do WebRTC media:
+	// an incoming SIP offer without ICE or a DTLS fingerprint; an
+	// outgoing call always (the far side's SDP is unknown when the web
+	// offer must be sent, and a plain phone refuses a UDP/TLS/RTP/SAVPF
+	// offer with 488).
+	PolicyAuto Policy = "auto"
+	// PolicyAlways anchors every call with a SIP side.
+	PolicyAlways Policy = "always"
+	// PolicyNever never anchors: browsers and SIP exchange SDP unchanged.
+	PolicyNever Policy = "never"
+)
+
+// Validate reports an unknown policy, naming the config key.
+func (p Policy) Validate() error {
+	switch p {
+	case PolicyAuto, PolicyAlways, PolicyNever:
+		return nil
+	}
+	return fmt.Errorf("media.policy: %q is not one of auto, always, never", string(p))
+}
+
+// Direction is where a call's offer comes from.
+type Direction int
+
+const (
+	// WebToSIP: a browser calls a SIP user; the web offer becomes the
+	// SIP offer, the SIP answer becomes the web answer.
+	WebToSIP Direction = iota
+	// SIPToWeb: a SIP user calls a browser.
+	SIPToWeb
+)
+
+// Keys identify a call (and a fork of it) to rtpengine: the SIP dialog's
+// Call-ID and From-tag; the To-tag of the answering fork; the Via branch
+// of the INVITE that carried the offer.
+type Keys struct {
+	CallID, FromTag, ToTag, ViaBranch string
+}
+
+// The flags for each side, from rtpengine's ng documentation: toward a
+// browser, ICE forced, DTLS-SRTP (UDP/TLS/RTP/SAVPF) and rtcp-mux required;
+// toward a phone, plain RTP/AVP without ICE, RTCP demultiplexed onto its
+// own port, SDES not offered (a later option: RTP/SAVP with SDES). Offers
+// use them whole; answers without transport-protocol and SDES (flags).
+var (
+	toWeb = Request{
+		TransportProtocol: "UDP/TLS/RTP/SAVPF",
+		ICE:               "force",
+		RTCPMux:           []string{"offer", "require"},
+		SDES:              []string{"off"},
+		Flags:             []string{"trust-address", "generate-mid"},
+		Replace:           []string{"origin", "session-connection"},
+	}
+	toSIP = Request{
+		TransportProtocol: "RTP/AVP",
+		ICE:               "remove",
+		DTLS:              "off",
+		RTCPMux:           []string{"demux"},
+		SDES:              []string{"off"},
+		Flags:             []string{"trust-address"},
+		Replace:           []string{"origin", "session-connection"},
+	}
+)
+
+// Adapter decides, per call, whether media goes through rtpengine and
+// rewrites the SDP both ways through a Controller.
+type Adapter struct {
+	ctl    Controller
+	policy Policy
+}
+
+// NewAdapter returns an Adapter applying policy through ctl.
+func NewAdapter(ctl Controller, policy Policy) (*Adapter, error) {
+	if err := policy.Validate(); err != nil {
+		return nil, err
+	}
+	return &Adapter{ctl: ctl, policy: policy}, nil
+}
+
+// Session is one call's media as the Adapter set it up: the first offer's
+// keys, and whether rtpengine anchors it. rtpengine tells the forks of the
+// call apart by the to-tag of their answers (Answer, DeleteFork). A
+// Session is used by one goroutine at a time, the call's owner.
+type Session struct {
+	a        *Adapter
+	dir      Direction
+	keys     Keys
+	anchored bool
+}
+
+// Anchored reports whether the session's media goes through rtpengine.
+func (s *Session) Anchored() bool { return s.anchored }
+
+// anchor applies the policy to an offer coming from dir.
+func (a *Adapter) anchor(dir Direction, offer string) bool {
+	switch a.policy {
+	case PolicyAlways:
+		return true
+	case PolicyNever:
+		return false
+	}
+	if dir == WebToSIP {
+		return true
+	}
+	return !webRTC(offer)
+}
+
+// webRTC reports whether an SDP has what a browser needs: ICE credentials
+// and a DTLS fingerprint (at session or media level).
+func webRTC(sdp string) bool {
+	return strings.Contains(sdp, "a=ice-ufrag:") && strings.Contains(sdp, "a=fingerprint:")
+}
+
+// Offer applies the policy to an offer from dir and returns the SDP to
+// hand the other side: rewritten by rtpengine if the call is anchored,
+// unchanged otherwise. keys.ToTag is empty for an initial offer.
+func (a *Adapter) Offer(ctx context.Context, dir Direction, keys Keys, sdp string) (*Session, string, error) {
+	s := &Session{a: a, dir: dir, keys: keys, anchored: a.anchor(dir, sdp)}
+	if !s.anchored {
+		return s, sdp, nil
+	}
+	out, err := s.Reoffer(ctx, sdp)
+	return s, out, err
+}
+
+// Reoffer passes a re-offer of an anchored session (hold, codec change,
+// ICE restart) from the side that made the first offer.
+func (s *Session) Reoffer(ctx context.Context, sdp string) (string, error) {
+	if !s.anchored {
+		return sdp, nil
+	}
+	r := s.flags(s.dir, false)
+	r.SDP = sdp
+	return sdpOf(s.a.ctl.Offer(ctx, &r))
+}
+
+// sdpOf returns the rewritten SDP of an offer or answer: a reply without
+// one is an error, never an empty body handed on to a peer.
+func sdpOf(res *Response, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	if res.SDP == "" {
+		return "", fmt.Errorf("rtpengine: %q reply without SDP", res.Result)
+	}
+	return res.SDP, nil
+}
+
+// Answer passes the answer of the fork with toTag (from the side the offer
+// went to) and returns the SDP for the offerer.
+func (s *Session) Answer(ctx context.Context, toTag, sdp string) (string, error) {
+	if !s.anchored {
+		return sdp, nil
+	}
+	s.keys.ToTag = toTag
+	// The answer goes back toward the offerer: the flags of the opposite
+	// direction.
+	r := s.flags(1-s.dir, true)
+	r.SDP = sdp
+	return sdpOf(s.a.ctl.Answer(ctx, &r))
+}
+
+// Delete ends the call's media in rtpengine, every fork of it, at once
+// (nothing if not anchored).
+func (s *Session) Delete(ctx context.Context) error {
+	if !s.anchored {
+		return nil
+	}
+	_, err := s.a.ctl.Delete(ctx, &Request{CallID: s.keys.CallID, FromTag: s.keys.FromTag, DeleteNow: true})
+	return err
+}
+
+// DeleteFork ends the media of the fork answered with toTag only (a fork
+// that lost to another's 200 OK, or was refused), leaving the others.
+func (s *Session) DeleteFork(ctx context.Context, toTag string) error {
+	if !s.anchored {
+		return nil
+	}
+	_, err := s.a.ctl.Delete(ctx, &Request{CallID: s.keys.CallID, FromTag: s.keys.FromTag, ToTag: toTag, DeleteNow: true})
+	return err
+}
+
+func (s *Session) keysRequest() Request {
+	return Request{CallID: s.keys.CallID, FromTag: s.keys.FromTag, ToTag: s.keys.ToTag, ViaBranch: s.keys.ViaBranch}
+}
+
+// flags returns the request for SDP going in direction dir (WebToSIP: to
+// the phone). An answer goes back in the protocol its offerer chose, so
+// it forces neither transport-protocol nor SDES: forcing RTP/AVP on the
+// answer to an SDES phone's RTP/SAVP offer strips its crypto, and the
+// phone refuses the call (TestRTPEngineSDESPhoneToWeb).
+func (s *Session) flags(dir Direction, answer bool) Request {
+	r := toWeb
+	if dir == WebToSIP {
+		r = toSIP
+	}
+	if answer {
+		r.TransportProtocol, r.SDES = "", nil
+	}
+	k := s.keysRequest()
+	r.CallID, r.FromTag, r.ToTag, r.ViaBranch = k.CallID, k.FromTag, k.ToTag, k.ViaBranch
+	return r
+}

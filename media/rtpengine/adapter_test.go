@@ -1,0 +1,138 @@
+package rtpengine
+
+import (
+	"reflect"
+	"testing"
+)
+
+const (
+	plainSDP  = "v=0\r\nm=audio 4000 RTP/AVP 0\r\n"
+	webrtcSDP = "v=0\r\na=fingerprint:sha-256 AA\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:x\r\n"
+)
+
+// TestAdapterPolicy: which calls go through rtpengine, and that a call
+// that does not leaves its SDP untouched and sends rtpengine nothing.
+func TestAdapterPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		policy Policy
+		dir    Direction
+		offer  string
+		anchor bool
+	}{
+		{PolicyNever, WebToSIP, webrtcSDP, false},
+		{PolicyNever, SIPToWeb, plainSDP, false},
+		{PolicyAlways, WebToSIP, webrtcSDP, true},
+		{PolicyAlways, SIPToWeb, webrtcSDP, true},
+		{PolicyAuto, WebToSIP, webrtcSDP, true},
+		{PolicyAuto, SIPToWeb, plainSDP, true},
+		{PolicyAuto, SIPToWeb, webrtcSDP, false},
+		// ICE without DTLS (or the reverse) is no WebRTC media.
+		{PolicyAuto, SIPToWeb, "v=0\r\na=ice-ufrag:x\r\nm=audio 4000 RTP/SAVP 0\r\n", true},
+		{PolicyAuto, SIPToWeb, "v=0\r\na=fingerprint:sha-256 AA\r\nm=audio 4000 UDP/TLS/RTP/SAVP 0\r\n", true},
+	} {
+		f := newFakeNG(t, ok)
+		c := dialFake(t, f, nil)
+		a, err := NewAdapter(c, tc.policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, out, err := a.Offer(t.Context(), tc.dir, Keys{CallID: "c", FromTag: "f"}, tc.offer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ans, err := s.Answer(t.Context(), "t", "answer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		var cmds []string
+		for _, r := range f.requests() {
+			cmds = append(cmds, r["command"].(string))
+		}
+		if s.Anchored() != tc.anchor {
+			t.Errorf("%s %v %q: anchored %v, want %v", tc.policy, tc.dir, tc.offer, s.Anchored(), tc.anchor)
+		}
+		if tc.anchor {
+			if out != "rewritten offer" || ans != "rewritten answer" || !reflect.DeepEqual(cmds, []string{"offer", "answer", "delete"}) {
+				t.Errorf("%s %v: offer %q answer %q commands %v", tc.policy, tc.dir, out, ans, cmds)
+			}
+		} else if out != tc.offer || ans != "answer" || len(cmds) != 0 {
+			t.Errorf("%s %v: not anchored but offer %q answer %q commands %v", tc.policy, tc.dir, out, ans, cmds)
+		}
+	}
+}
+
+// TestAdapterFlags: the offer is converted for the side it goes to, the
+// answer for the side it returns to, with the fork's keys.
+func TestAdapterFlags(t *testing.T) {
+	for _, tc := range []struct {
+		dir                  Direction
+		offerProto, ansProto string
+	}{
+		{WebToSIP, "RTP/AVP", "UDP/TLS/RTP/SAVPF"},
+		{SIPToWeb, "UDP/TLS/RTP/SAVPF", "RTP/AVP"},
+	} {
+		f := newFakeNG(t, ok)
+		a, _ := NewAdapter(dialFake(t, f, nil), PolicyAlways)
+		keys := Keys{CallID: "c", FromTag: "f", ViaBranch: "z9hG4bK1"}
+		s, _, err := a.Offer(t.Context(), tc.dir, keys, webrtcSDP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Reoffer(t.Context(), webrtcSDP); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Answer(t.Context(), "fork2", plainSDP); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteFork(t.Context(), "fork1"); err != nil {
+			t.Fatal(err)
+		}
+		r := f.requests()
+		offer, reoffer, answer, del := r[0], r[1], r[2], r[3]
+		// The answer keeps the offerer's protocol: no transport-protocol,
+		// no SDES.
+		if offer["transport-protocol"] != tc.offerProto || reoffer["transport-protocol"] != tc.offerProto || answer["transport-protocol"] != nil || answer["SDES"] != nil {
+			t.Errorf("%v: offer %v, re-offer %v, answer %v", tc.dir, offer["transport-protocol"], reoffer["transport-protocol"], answer["transport-protocol"])
+		}
+		toPhone, toWeb := offer, answer
+		if tc.dir == SIPToWeb {
+			toPhone, toWeb = answer, offer
+		}
+		if toPhone["ICE"] != "remove" || toPhone["DTLS"] != "off" || !reflect.DeepEqual(toPhone["rtcp-mux"], []any{"demux"}) {
+			t.Errorf("%v: toward the phone %#v", tc.dir, toPhone)
+		}
+		if tc.dir == SIPToWeb && !reflect.DeepEqual(offer["SDES"], []any{"off"}) {
+			t.Errorf("offer toward the browser keeps SDES: %#v", offer)
+		}
+		if toWeb["ICE"] != "force" || !reflect.DeepEqual(toWeb["rtcp-mux"], []any{"offer", "require"}) {
+			t.Errorf("%v: toward the browser %#v", tc.dir, toWeb)
+		}
+		if offer["via-branch"] != "z9hG4bK1" || offer["to-tag"] != nil || answer["to-tag"] != "fork2" || answer["from-tag"] != "f" {
+			t.Errorf("%v: keys offer %#v answer %#v", tc.dir, offer, answer)
+		}
+		if del["command"] != "delete" || del["to-tag"] != "fork1" || del["delete-delay"] != int64(0) {
+			t.Errorf("%v: fork delete %#v", tc.dir, del)
+		}
+	}
+}
+
+// TestAdapterNoSDP: an "ok" without SDP is an error, not an empty body
+// for the other side.
+func TestAdapterNoSDP(t *testing.T) {
+	f := newFakeNG(t, func(*fakeNG, string, map[string]any, int) map[string]any {
+		return map[string]any{"result": "ok"}
+	})
+	a, _ := NewAdapter(dialFake(t, f, nil), PolicyAlways)
+	if _, out, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: "c", FromTag: "f"}, webrtcSDP); err == nil {
+		t.Fatalf("offer answered without SDP gave %q and no error", out)
+	}
+}
+
+func TestPolicyValidate(t *testing.T) {
+	if _, err := NewAdapter(nil, "sometimes"); err == nil {
+		t.Fatal("unknown policy accepted")
+	}
+}

@@ -15,7 +15,7 @@ import (
 // conn is one WebSocket with its reader and writer goroutines. The loop
 // owns it; the goroutines report to the loop through in.
 type conn struct {
-	ws     *websocket.Conn
+	ws     socket
 	ctx    context.Context
 	cancel context.CancelFunc
 	// The write queue: a slice rather than a channel, so that a socket
@@ -32,6 +32,22 @@ type conn struct {
 
 	rawMu sync.Mutex
 	raw   net.Conn // the TCP connection, when NetDial made it
+}
+
+// socket is what a conn needs of its transport: a *websocket.Conn, or a
+// long-poll connection (pollSocket) that behaves as one.
+type socket interface {
+	Read(ctx context.Context) (websocket.MessageType, []byte, error)
+	Write(ctx context.Context, typ websocket.MessageType, data []byte) error
+	Close(code websocket.StatusCode, reason string) error
+	CloseNow() error
+}
+
+// batchWriter is a socket that sends several frames at once (long-poll:
+// a POST of a JSON array), up to maxBatch.
+type batchWriter interface {
+	maxBatch() int
+	writeBatch(frames [][]byte) error
 }
 
 // inbound is what a conn's reader hands to the loop: one text frame, or
@@ -51,8 +67,42 @@ var errWriteTimeout = errors.New("client: write timed out")
 // frames that are not retained (acknowledgements, pings, raw frames).
 const queueSlack = 256
 
-// dialConn performs the handshake. It starts no goroutine.
+// dialConn opens a transport: each of Options.Transports in turn, until
+// one opens. Every reconnect starts again from the first, so a client
+// that fell back to long-poll goes back to WebSocket once it opens.
 func dialConn(ctx context.Context, o *Options) (*conn, error) {
+	var err error
+	for _, t := range o.Transports {
+		var c *conn
+		switch t {
+		case TransportLongPoll:
+			c, err = dialPoll(ctx, o)
+		default:
+			c, err = dialWebSocket(ctx, o)
+		}
+		if err == nil || ctx.Err() != nil {
+			return c, err
+		}
+		o.Logger.Info("jsonrtc client: transport did not open", "transport", t, "err", err)
+	}
+	return nil, err
+}
+
+// newConn sets up a conn over sock; it starts no goroutine.
+func newConn(sock socket, o *Options) *conn {
+	c := &conn{ws: sock}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.wake = make(chan struct{}, 1)
+	c.maxQueue = o.Limits.WindowFrames + queueSlack
+	if o.Limits.WindowFrames <= 0 {
+		c.maxQueue = 1024 + queueSlack
+	}
+	c.writerDone = make(chan struct{})
+	return c
+}
+
+// dialWebSocket performs the WebSocket handshake. It starts no goroutine.
+func dialWebSocket(ctx context.Context, o *Options) (*conn, error) {
 	c := &conn{}
 	hc := o.HTTPClient
 	if hc == nil {
@@ -92,15 +142,11 @@ func dialConn(ctx context.Context, o *Options) (*conn, error) {
 		return nil, fmt.Errorf("client: gateway chose subprotocol %q, want %q", got, o.Subprotocol)
 	}
 	ws.SetReadLimit(o.ReadLimit)
-	c.ws = ws
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.wake = make(chan struct{}, 1)
-	c.maxQueue = o.Limits.WindowFrames + queueSlack
-	if o.Limits.WindowFrames <= 0 {
-		c.maxQueue = 1024 + queueSlack
-	}
-	c.writerDone = make(chan struct{})
-	return c, nil
+	nc := newConn(ws, o)
+	c.rawMu.Lock()
+	nc.raw = c.raw
+	c.rawMu.Unlock()
+	return nc, nil
 }
 
 // start runs the reader and writer; they report to in until stopped.
@@ -153,12 +199,31 @@ func (c *conn) writer(timeout time.Duration, onFrame func(bool, []byte)) {
 		c.queue = spare
 		c.qmu.Unlock()
 		spare = nil
-		for _, data := range batch {
-			if onFrame != nil {
-				onFrame(true, data)
-			}
+		// A long-poll socket takes what queued as few POSTs; a WebSocket
+		// a frame at a time.
+		n := 1
+		bw, batches := c.ws.(batchWriter)
+		if batches {
+			n = bw.maxBatch()
+		}
+		var k int
+		for rest := batch; len(rest) > 0; rest = rest[k:] {
+			k = min(n, len(rest))
+			var err error
 			stuck.Reset(timeout)
-			err := c.ws.Write(context.Background(), websocket.MessageText, data)
+			if k == 1 {
+				if onFrame != nil {
+					onFrame(true, rest[0])
+				}
+				err = c.ws.Write(context.Background(), websocket.MessageText, rest[0])
+			} else {
+				for _, data := range rest[:k] {
+					if onFrame != nil {
+						onFrame(true, data)
+					}
+				}
+				err = bw.writeBatch(rest[:k])
+			}
 			if !stuck.Stop() && err == nil {
 				err = errWriteTimeout // closed as the write finished
 			}

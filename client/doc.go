@@ -12,12 +12,23 @@
 // [EventSessionLost], fails every call and pending request, and carries
 // on in the new session.
 //
+// # Transports
+//
+// Options.Transports lists, in order of preference, WebSocket and the
+// HTTP long-poll of docs/protocol.md §1.6, for networks whose proxies
+// block WebSocket. Every connect and resume tries them in turn: a client
+// that fell back to long-poll tries the WebSocket again on its next
+// reconnect, and the session moves between them with nothing lost. A
+// long-poll connection opens with its connect, so its refusal shows as a
+// lost socket, not a failed dial: put long-poll last.
+//
 // # Goroutines and ownership
 //
 // One goroutine (the loop) owns the session state, the calls and the
 // pending requests; the API methods hand it closures and wait for their
 // result. Each socket has a reader and a writer goroutine, and a
-// reconnect dials in a goroutine of its own. [Client.Close] returns only
+// reconnect dials in a goroutine of its own; a long-poll socket has
+// one more, the poller, which keeps its GET held. [Client.Close] returns only
 // after all of them have exited.
 //
 // # Queues and slow applications

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -19,6 +21,14 @@ type Options struct {
 	URL string
 	// Header is sent with every handshake (Authorization, Origin...).
 	Header http.Header
+	// Transports lists the transports to try, in order of preference:
+	// TransportWebSocket, TransportLongPoll (docs/protocol.md §1.6). Each
+	// connect and resume tries them in turn until one opens. Default
+	// WebSocket only.
+	Transports []string
+	// PollURL is the long-poll endpoint. Default: URL with http(s) for
+	// ws(s) and /poll/ for /ws/.
+	PollURL string
 	// Subprotocol offered: protocol.SubprotocolJSONrtc (default) or
 	// protocol.SubprotocolOracle.
 	Subprotocol string
@@ -97,6 +107,23 @@ type Options struct {
 	HTTPClient *http.Client
 }
 
+// The transports of Options.Transports.
+const (
+	TransportWebSocket = "websocket"
+	TransportLongPoll  = "longpoll"
+)
+
+// pollURL is the long-poll URL of the gateway whose WebSocket URL is u.
+func pollURL(u string) string {
+	switch {
+	case strings.HasPrefix(u, "wss://"):
+		u = "https://" + u[len("wss://"):]
+	case strings.HasPrefix(u, "ws://"):
+		u = "http://" + u[len("ws://"):]
+	}
+	return strings.Replace(u, "/ws/", "/poll/", 1)
+}
+
 func (o Options) withDefaults() (Options, error) {
 	if o.URL == "" {
 		return o, errors.New("client: Options.URL is empty")
@@ -106,6 +133,20 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Subprotocol != protocol.SubprotocolJSONrtc && o.Subprotocol != protocol.SubprotocolOracle {
 		return o, errors.New("client: Options.Subprotocol must be jsonrtc or webrtc.oracle.com")
+	}
+	if len(o.Transports) == 0 {
+		o.Transports = []string{TransportWebSocket}
+	}
+	for _, t := range o.Transports {
+		if t != TransportWebSocket && t != TransportLongPoll {
+			return o, fmt.Errorf("client: Options.Transports: unknown transport %q", t)
+		}
+		if t == TransportLongPoll && o.Subprotocol == protocol.SubprotocolOracle {
+			return o, errors.New("client: Options.Transports: long-poll speaks only the jsonrtc subprotocol")
+		}
+	}
+	if o.PollURL == "" {
+		o.PollURL = pollURL(o.URL)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

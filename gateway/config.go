@@ -35,6 +35,7 @@ type Config struct {
 	// Domain is the domain of generated guest identities.
 	Domain    string          `yaml:"domain"`
 	WebSocket WebSocketConfig `yaml:"websocket"`
+	LongPoll  LongPollConfig  `yaml:"longpoll"`
 	Session   SessionConfig   `yaml:"session"`
 	Calls     CallsConfig     `yaml:"calls"`
 	Messaging MessagingConfig `yaml:"messaging"`
@@ -104,6 +105,21 @@ type WebSocketConfig struct {
 	PingTimeout Duration `yaml:"ping_timeout"`
 	// HandshakeTimeout bounds the wait for the first connect frame.
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+}
+
+// LongPollConfig configures the HTTP long-poll front at /poll/<app>
+// (docs/protocol.md §1.6). Frames are bounded by
+// websocket.max_frame_bytes and allowed origins are websocket's.
+type LongPollConfig struct {
+	// Disabled turns the long-poll front off (404).
+	Disabled bool `yaml:"disabled"`
+	// Hold is how long a GET is held before an empty 204.
+	Hold Duration `yaml:"hold"`
+	// IdleTimeout is how long a connection may have no GET held before
+	// it counts as a lost socket (the session waits for a resume).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxBatch is the most frames one POST may carry.
+	MaxBatch int `yaml:"max_batch"`
 }
 
 // TLSConfig names a certificate and key in PEM files.
@@ -186,6 +202,11 @@ func DefaultConfig() Config {
 			PingTimeout:      Duration(10 * time.Second),
 			HandshakeTimeout: Duration(30 * time.Second),
 		},
+		LongPoll: LongPollConfig{
+			Hold:        Duration(25 * time.Second),
+			IdleTimeout: Duration(15 * time.Second),
+			MaxBatch:    32,
+		},
 		Session: SessionConfig{
 			ResumeTimeout: Duration(60 * time.Second),
 			WindowFrames:  1024,
@@ -265,6 +286,18 @@ func (c *Config) Validate() error {
 	}
 	if c.WebSocket.PingTimeout.D() < 100*time.Millisecond || c.WebSocket.PingTimeout > c.WebSocket.PingInterval {
 		bad("websocket.ping_timeout", "must be between 100ms and websocket.ping_interval")
+	}
+	if c.LongPoll.Hold.D() < time.Second {
+		bad("longpoll.hold", "must be at least 1s")
+	} else if !c.LongPoll.Disabled && (c.LongPoll.Hold >= c.HTTP.ReadTimeout || c.LongPoll.Hold >= c.HTTP.WriteTimeout) {
+		// net/http cuts a held GET at either deadline.
+		bad("longpoll.hold", "must be under http.read_timeout and http.write_timeout (or set longpoll.disabled)")
+	}
+	if c.LongPoll.IdleTimeout.D() < time.Second {
+		bad("longpoll.idle_timeout", "must be at least 1s")
+	}
+	if c.LongPoll.MaxBatch < 1 || c.LongPoll.MaxBatch > 1024 {
+		bad("longpoll.max_batch", "must be between 1 and 1024")
 	}
 	if c.WebSocket.HandshakeTimeout.D() < time.Second {
 		bad("websocket.handshake_timeout", "must be at least 1s")

@@ -30,6 +30,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/transport/forwarded"
+	"github.com/jsonrtc/jsonrtc/transport/longpoll"
 )
 
 // Gateway terminates JSONrtc sessions.
@@ -83,8 +84,10 @@ type Gateway struct {
 	ctx      context.Context // cancelled by Shutdown
 	// flushWork hands a link to an idle writer goroutine (session.go).
 	flushWork chan *link
-	cancel    context.CancelFunc
-	metrics   *metrics
+	// polls holds the long-poll connections by token (longpoll.go).
+	polls   *longpoll.Server
+	cancel  context.CancelFunc
+	metrics *metrics
 }
 
 // Options are the parts of a gateway that are not configuration.
@@ -115,7 +118,12 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{
-		flushWork:  make(chan *link),
+		flushWork: make(chan *link),
+		polls: longpoll.NewServer(&longpoll.Options{
+			Hold: cfg.LongPoll.Hold.D(), IdleTimeout: cfg.LongPoll.IdleTimeout.D(),
+			MaxFrameBytes: cfg.WebSocket.MaxFrameBytes, MaxBatch: cfg.LongPoll.MaxBatch,
+			MaxPending: cfg.Session.WindowFrames + 16,
+		}),
 		cfg:        cfg,
 		log:        log,
 		rlog:       ratelog.New(log, nil),
@@ -190,6 +198,9 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws/", g.serveWS)
+	if !g.cfg.LongPoll.Disabled {
+		mux.HandleFunc("/poll/", g.servePoll)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	if g.web != nil {
 		mux.Handle("/", g.web)

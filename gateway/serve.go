@@ -46,17 +46,8 @@ var (
 var errFlood = errors.New("gateway: frame flood")
 
 func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
-	select {
-	case <-g.shutdown:
-		http.Error(w, "jsonrtc: shutting down", http.StatusServiceUnavailable)
-		return
-	default:
-	}
-	addr, https := g.clientAddr(r)
-	if addr.IsValid() && !g.lim.AllowHandshake(addr) {
-		g.metrics.handshakes.WithLabelValues("throttled").Inc()
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "jsonrtc: too many handshakes from this address", http.StatusTooManyRequests)
+	p, addr, ok := g.admit(w, r, g.authenticateWS)
+	if !ok {
 		return
 	}
 	opts := &ws.Options{
@@ -66,27 +57,9 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		PingTimeout:    g.cfg.WebSocket.PingTimeout.D(),
 		IdleAfter:      readerIdleAfter,
 	}
-	var p *auth.Principal
-	if g.authn != nil {
-		var err error
-		if p, err = g.authn.Authenticate(r); err != nil {
-			g.metrics.handshakes.WithLabelValues("unauthenticated").Inc()
-			g.rlog.Info("handshake unauthenticated", "handshake refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "path", r.URL.Path, "err", err)
-			auth.WriteError(w, err)
-			return
-		}
-		// The application's own origin rules were applied above.
+	if p != nil {
+		// The application's own origin rules were applied by admit.
 		opts.OriginPatterns, opts.InsecureSkipVerify = nil, true
-		if p.SetCookie != nil {
-			// A page served over https, directly or through a
-			// TLS-terminating proxy, gets a Secure cookie.
-			ck := *p.SetCookie
-			ck.Secure = ck.Secure || https
-			http.SetCookie(w, &ck)
-		}
-		if g.refuseBeforeUpgrade(w, p) {
-			return
-		}
 	}
 	c, err := ws.Accept(w, r, opts)
 	if err != nil {
@@ -103,20 +76,67 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+func (g *Gateway) authenticateWS(r *http.Request) (*auth.Principal, error) {
+	return g.authn.Authenticate(r)
+}
+
+// admit applies to a transport's opening request (a WebSocket handshake,
+// a long-poll connect) what every one gets before a session can start:
+// shutdown, the address's handshake rate, authentication with its
+// cookie, and the session limits. False: it has answered.
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, authenticate func(*http.Request) (*auth.Principal, error)) (*auth.Principal, netip.Addr, bool) {
+	select {
+	case <-g.shutdown:
+		http.Error(w, "jsonrtc: shutting down", http.StatusServiceUnavailable)
+		return nil, netip.Addr{}, false
+	default:
+	}
+	addr, https := g.clientAddr(r)
+	if addr.IsValid() && !g.lim.AllowHandshake(addr) {
+		g.metrics.handshakes.WithLabelValues("throttled").Inc()
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "jsonrtc: too many handshakes from this address", http.StatusTooManyRequests)
+		return nil, addr, false
+	}
+	if g.authn == nil {
+		return nil, addr, true
+	}
+	p, err := authenticate(r)
+	if err != nil {
+		g.metrics.handshakes.WithLabelValues("unauthenticated").Inc()
+		g.rlog.Info("handshake unauthenticated", "handshake refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "path", r.URL.Path, "err", err)
+		auth.WriteError(w, err)
+		return nil, addr, false
+	}
+	if p.SetCookie != nil {
+		// A page served over https, directly or through a
+		// TLS-terminating proxy, gets a Secure cookie.
+		ck := *p.SetCookie
+		ck.Secure = ck.Secure || https
+		http.SetCookie(w, &ck)
+	}
+	if g.refuseBeforeUpgrade(w, p) {
+		return nil, addr, false
+	}
+	return p, addr, true
+}
+
 // serveConn runs one socket's connect exchange, then hands the socket to
 // a goroutine of its own that reads it until it is gone. The handshake
 // (session set-up, logging, the store) needs a deep stack; a goroutine's
 // stack only shrinks at garbage collection, and only while less than a
 // quarter of it is in use, so the reader, which an idle session parks for
 // its whole life, starts afresh with the runtime's small initial stack.
-func (g *Gateway) serveConn(c *ws.Conn, p *auth.Principal, addr netip.Addr) {
+func (g *Gateway) serveConn(c conn, p *auth.Principal, addr netip.Addr) {
 	profile := ""
 	if p != nil {
 		profile = p.Limits
 	}
 	l := &link{g: g, c: c, addr: addr, max: g.cfg.Session.WindowFrames + 16, budget: g.lim.NewSocket(profile)}
 	l.idle.L = &l.mu
-	c.SetTextPing(l.textPing)
+	if wc, ok := c.(*ws.Conn); ok {
+		wc.SetTextPing(l.textPing)
+	}
 	s, err := g.handshake(g.ctx, c, l, p)
 	if err != nil {
 		c.CloseNow()
@@ -184,7 +204,7 @@ func (g *Gateway) readLoop(s *Session, l *link) {
 // hangUp closes c for h and counts it. A flooder does not get the close
 // handshake's seconds of reading: a client that means well has read the
 // close frame within hangUpWait.
-func (g *Gateway) hangUp(c *ws.Conn, h hangUp) {
+func (g *Gateway) hangUp(c conn, h hangUp) {
 	g.metrics.closes.WithLabelValues(h.metric).Inc()
 	c.CloseWithin(h.code, h.reason, hangUpWait)
 }
@@ -211,7 +231,7 @@ func (l *link) textPing() (bool, error) {
 const readerIdleAfter = 3 * time.Second
 
 // handshake waits for the connect request and starts or resumes a session.
-func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Principal) (*Session, error) {
+func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Principal) (*Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.WebSocket.HandshakeTimeout.D())
 	defer cancel()
 	for {
@@ -308,7 +328,7 @@ func (g *Gateway) handshake(ctx context.Context, c *ws.Conn, l *link, p *auth.Pr
 // connect applies docs/protocol.md §4.4 and §4.5 to a connect request:
 // resume the named session if all three criteria hold, else start a new
 // one.
-func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr) (*Session, bool, error) {
+func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr) (*Session, bool, error) {
 	oracle := c.Subprotocol() == protocol.SubprotocolOracle
 	identity, app, err := g.identify(f, p)
 	if err != nil {
@@ -358,7 +378,7 @@ func (g *Gateway) connect(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr
 // When the record exists, names the connect's identity and application,
 // and passes the resume criteria, the session is rebuilt from it and owned
 // by compare-and-set; nil, nil otherwise: the connect starts anew.
-func (g *Gateway) resumeStored(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr, identity, app string, oracle bool) (*Session, error) {
+func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr, identity, app string, oracle bool) (*Session, error) {
 	id := f.Control.SessionID
 	r, rev, err := g.restore(id)
 	switch {
@@ -394,7 +414,7 @@ func (g *Gateway) resumeStored(c *ws.Conn, f *protocol.Frame, p *auth.Principal,
 // completeRestore gives a session restored at start-up what its connect
 // gave it in the previous run: the principal, the guest place, the SIP
 // registration. A no-op for any other session.
-func (g *Gateway) completeRestore(s *Session, c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr) error {
+func (g *Gateway) completeRestore(s *Session, c conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr) error {
 	s.mu.Lock()
 	unbound := s.unbound
 	s.unbound = false
@@ -425,7 +445,7 @@ func (g *Gateway) completeRestore(s *Session, c *ws.Conn, f *protocol.Frame, p *
 
 // open gives s, a new or restored session, its limits quota, its guest
 // place and SIP registration, and a place in the session tables.
-func (g *Gateway) open(c *ws.Conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr, guest bool, s *Session) (*Session, error) {
+func (g *Gateway) open(c conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr, guest bool, s *Session) (*Session, error) {
 	identity, app := s.identity, ""
 	if p != nil {
 		app = p.Application
@@ -523,7 +543,7 @@ func connectError(f *protocol.Frame, code int, reason string) []byte {
 	return out.Marshal()
 }
 
-func writeNow(ctx context.Context, c *ws.Conn, data []byte) {
+func writeNow(ctx context.Context, c conn, data []byte) {
 	c.Write(ctx, data)
 }
 

@@ -117,13 +117,28 @@ type Session struct {
 	authSeq uint64
 }
 
+// conn is what a link needs of its transport: a WebSocket
+// (transport/ws) or a long-poll connection (transport/longpoll). Read
+// fails once the transport is gone; ws.CloseStatus of that error is 1000
+// for a client's logout.
+type conn interface {
+	Read(ctx context.Context) ([]byte, error)
+	Write(ctx context.Context, data []byte) error
+	WriteFrames(ctx context.Context, frames [][]byte) error
+	Close(code websocket.StatusCode, reason string) error
+	CloseWithin(code websocket.StatusCode, reason string, wait time.Duration) error
+	CloseNow() error
+	RemoteAddr() string
+	Subprotocol() string
+}
+
 // link is one socket attached to a session, with its send queue. The
 // queue is flushed by a writer goroutine that the link has only while
 // there is something to write (see startFlush), so an idle session costs
 // one goroutine: its reader.
 type link struct {
 	g    *Gateway
-	c    *ws.Conn
+	c    conn
 	addr netip.Addr // the handshake's source (clientAddr)
 	max  int        // queue bound
 

@@ -267,23 +267,39 @@ func BenchmarkRelay(b *testing.B) {
 	// The store's cost: with nats (jsonrtcd's default) every frame is
 	// written ahead before it leaves (docs/protocol.md §4.6).
 	for _, backend := range []string{"memory", "nats"} {
-		b.Run("store="+backend, func(b *testing.B) { benchmarkRelay(b, "store:\n  backend: "+backend+"\n") })
+		b.Run("store="+backend, func(b *testing.B) { benchmarkRelay(b, "store:\n  backend: "+backend+"\n", nil) })
 	}
 }
 
-func benchmarkRelay(b *testing.B, config string) {
+// BenchmarkRelayTransport is BenchmarkRelay (memory store) with every
+// session on WebSocket, then on long-poll (docs/protocol.md §1.6): what
+// a relayed message costs the gateway over each.
+func BenchmarkRelayTransport(b *testing.B) {
+	for _, t := range []string{client.TransportWebSocket, client.TransportLongPoll} {
+		b.Run("transport="+t, func(b *testing.B) {
+			benchmarkRelay(b, "store:\n  backend: memory\n", func(o *client.Options) { o.Transports = []string{t} })
+		})
+	}
+}
+
+func benchmarkRelay(b *testing.B, config string, mod func(*client.Options)) {
 	const relayedPerTrip = 2 // the send and its 200
 	d := startDaemon(b, config)
 	const pairs = 50
 	url := "ws://" + d.addr + "/ws/webrtc/bench"
 	senders := make([]*client.Client, pairs)
 	for i := range senders {
-		rx := connect(b, url, "rx"+strconv.Itoa(i)+"@example.com", func(o *client.Options) { o.AutoAcceptMessages = true })
+		rx := connect(b, url, "rx"+strconv.Itoa(i)+"@example.com", func(o *client.Options) {
+			o.AutoAcceptMessages = true
+			if mod != nil {
+				mod(o)
+			}
+		})
 		go func() {
 			for range rx.Events() {
 			}
 		}()
-		senders[i] = connect(b, url, "tx"+strconv.Itoa(i)+"@example.com", nil)
+		senders[i] = connect(b, url, "tx"+strconv.Itoa(i)+"@example.com", mod)
 	}
 	var next atomic.Int64
 	lat := make([][]time.Duration, pairs)

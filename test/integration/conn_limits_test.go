@@ -223,6 +223,7 @@ func TestIdleKeepAliveClosed(t *testing.T) {
 		c.HTTP.ReadHeaderTimeout = gateway.Duration(time.Second)
 		c.HTTP.ReadTimeout = gateway.Duration(time.Second)
 		c.HTTP.WriteTimeout = gateway.Duration(time.Second)
+		c.LongPoll.Disabled = true // a GET is held longer than these
 	})
 	a := connectFrom(t, addr, clientAddr, "alice@example.com")
 	b := connectFrom(t, addr, clientAddr, "bob@example.com")

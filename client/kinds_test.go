@@ -24,4 +24,3 @@ func TestMediaKinds(t *testing.T) {
 		}
 	}
 }
-

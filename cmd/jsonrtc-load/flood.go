@@ -31,6 +31,15 @@ var floodKinds = map[string]func(sid string, i int) string{
 	"duplicates": func(sid string, _ int) string {
 		return floodSend(sid, 1)
 	},
+	// Connects of an identity at its session limit (one session, held by
+	// the flood itself): each is refused before a session exists.
+	"connects": nil,
+}
+
+// floodConnect is the connect of the flood's held identity.
+func floodConnect(prefix string) string {
+	return `{"control":{"type":"request","package_type":"register","sequence":1},"header":{"action":"connect","initiator":"` +
+		prefix + `-held@load.test"}}`
 }
 
 func floodSend(sid string, seq int) string {
@@ -60,6 +69,26 @@ func flood(ctx context.Context, url, prefix, kind string, d time.Duration) *floo
 	frame := floodKinds[kind]
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
+	presession := kind == "connects"
+	if presession {
+		// The identity's one session (limits: sessions 1), held for the
+		// whole flood, so that every other connect of it is refused.
+		held, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{protocol.SubprotocolJSONrtc}})
+		if err == nil {
+			defer held.CloseNow()
+			held.Write(ctx, websocket.MessageText, []byte(floodConnect(prefix)))
+			held.Read(ctx)
+			go func() {
+				for {
+					if _, _, err := held.Read(context.Background()); err != nil {
+						return
+					}
+				}
+			}()
+		}
+		connect := floodConnect(prefix)
+		frame = func(string, int) string { return connect }
+	}
 	for n := 0; ctx.Err() == nil; n++ {
 		c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{protocol.SubprotocolJSONrtc}})
 		if err != nil {
@@ -74,12 +103,14 @@ func flood(ctx context.Context, url, prefix, kind string, d time.Duration) *floo
 		}
 		rep.sockets++
 		c.SetReadLimit(1 << 20)
-		id := fmt.Sprintf("%s-flood-%d@load.test", prefix, n)
-		c.Write(ctx, websocket.MessageText, []byte(`{"control":{"type":"request","package_type":"register","sequence":1},"header":{"action":"connect","initiator":"`+id+`"}}`))
 		sid := ""
-		if _, data, err := c.Read(ctx); err == nil {
-			if f, err := protocol.Decode(data); err == nil {
-				sid = f.Control.SessionID
+		if !presession {
+			id := fmt.Sprintf("%s-flood-%d@load.test", prefix, n)
+			c.Write(ctx, websocket.MessageText, []byte(`{"control":{"type":"request","package_type":"register","sequence":1},"header":{"action":"connect","initiator":"`+id+`"}}`))
+			if _, data, err := c.Read(ctx); err == nil {
+				if f, err := protocol.Decode(data); err == nil {
+					sid = f.Control.SessionID
+				}
 			}
 		}
 		var answered atomic.Int64

@@ -75,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.rate, "rate", 100, "target aggregate rate: messages/s (relay) or calls/s (calls)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to run once every session is up")
 	fs.StringVar(&cfg.mode, "mode", "idle", "idle, relay, calls or flood")
-	fs.StringVar(&cfg.flood, "flood", "valid", "flood mode: the frames it sends (valid, gaps, pings, duplicates, malformed)")
+	fs.StringVar(&cfg.flood, "flood", "valid", "flood mode: the frames it sends (valid, gaps, pings, duplicates, malformed, connects)")
 	fs.IntVar(&cfg.pid, "pid", 0, "`pid` of the gateway, to report its RSS (VmRSS) and CPU time")
 	fs.Float64Var(&cfg.dialRate, "dial-rate", 500, "sessions opened per second during ramp-up")
 	fs.IntVar(&cfg.inflight, "inflight", 1000, "bound on requests or calls in flight; beyond it a tick counts as an overload error")
@@ -119,8 +119,8 @@ func (c *config) validate() error {
 	switch c.mode {
 	case "idle", "relay", "calls":
 	case "flood":
-		if floodKinds[c.flood] == nil {
-			return fmt.Errorf("-flood %q: want valid, gaps, pings, duplicates or malformed", c.flood)
+		if _, ok := floodKinds[c.flood]; !ok {
+			return fmt.Errorf("-flood %q: want valid, gaps, pings, duplicates, malformed or connects", c.flood)
 		}
 	default:
 		return fmt.Errorf("-mode %q: want idle, relay, calls or flood", c.mode)

@@ -41,83 +41,59 @@ func expectInfoNext(t *testing.T, c *sipgw.Call) {
 	}
 }
 
-// TestSessionRefreshUpdate: the 200 makes the gateway the refresher of a
-// 4s session; SIPp checks the INVITE's Supported, Allow, User-Agent,
-// Session-Expires and Min-SE, and that an UPDATE comes within the 4s.
-func TestSessionRefreshUpdate(t *testing.T) {
-	noLeaks(t)
-	k := startKamailio(t)
-	g := newGateway(t, k, shortTimers)
-	uas := startSipp(t, "uas_timer_update.xml", "")
-	c := dial(t, g, uas.Port, sipgw.DialOptions{})
-	answeredAcked(t, c)
-	expectInfoNext(t, c)
-	hangUpClean(t, g, c, uas)
-}
-
-// TestSessionRefreshReinvite: a peer whose Allow has no UPDATE is
-// refreshed by a re-INVITE carrying the offer the call runs on.
-func TestSessionRefreshReinvite(t *testing.T) {
-	noLeaks(t)
-	k := startKamailio(t)
-	g := newGateway(t, k, shortTimers)
-	uas := startSipp(t, "uas_timer_reinvite.xml", "")
-	c := dial(t, g, uas.Port, sipgw.DialOptions{})
-	answeredAcked(t, c)
-	expectInfoNext(t, c)
-	hangUpClean(t, g, c, uas)
-}
-
-// TestSessionRefresh481: a refresh answered 481 ends the call with BYE
-// (RFC 4028 §10).
-func TestSessionRefresh481(t *testing.T) {
-	noLeaks(t)
-	k := startKamailio(t)
-	g := newGateway(t, k, shortTimers)
-	uas := startSipp(t, "uas_timer_481.xml", "")
-	c := dial(t, g, uas.Port, sipgw.DialOptions{})
-	answeredAcked(t, c)
-	if ev := ended(t, c); ev.End != sipgw.EndSessionExpired || ev.Code != 481 || !strings.Contains(ev.Reason, "481") {
-		t.Fatalf("end %v %d %q", ev.End, ev.Code, ev.Reason)
+// TestSessionTimerOutgoing: calls the gateway places, with 3-4 s
+// sessions, each against a SIPp far end that checks the headers (Supported,
+// Allow, User-Agent, Session-Expires, Min-SE) of what it gets:
+//   - Update: the 200 makes the gateway the refresher; an UPDATE comes
+//     within the interval.
+//   - Reinvite: a peer whose Allow has no UPDATE is refreshed by a
+//     re-INVITE carrying the offer the call runs on.
+//   - 422Retry: the INVITE is answered 422 with Min-SE 60; the gateway
+//     retries once, asking for 60 (RFC 4028 §7.4).
+//   - Refresh481: a refresh answered 481 ends the call with BYE (§10).
+//   - Expires: the peer is the refresher and never refreshes: the gateway
+//     sends BYE before the interval is up (§10).
+func TestSessionTimerOutgoing(t *testing.T) {
+	for _, tc := range []struct {
+		name, scenario string
+		info           bool           // the scenario sends an INFO once it has seen the refresh
+		end            sipgw.EndCause // 0: the call stays up and is hung up cleanly
+		code           int
+		reason         string // in the end event's reason
+	}{
+		{name: "Update", scenario: "uas_timer_update.xml", info: true},
+		{name: "Reinvite", scenario: "uas_timer_reinvite.xml", info: true},
+		{name: "422Retry", scenario: "uas_422.xml"},
+		{name: "Refresh481", scenario: "uas_timer_481.xml", end: sipgw.EndSessionExpired, code: 481, reason: "481"},
+		{name: "Expires", scenario: "uas_timer_expire.xml", end: sipgw.EndSessionExpired, code: 408},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			noLeaks(t)
+			k := startKamailio(t)
+			g := newGateway(t, k, shortTimers)
+			uas := startSipp(t, tc.scenario, "")
+			c := dial(t, g, uas.Port, sipgw.DialOptions{})
+			answeredAcked(t, c)
+			if tc.end == 0 {
+				if tc.info {
+					expectInfoNext(t, c)
+				}
+				hangUpClean(t, g, c, uas)
+				return
+			}
+			if ev := ended(t, c); ev.End != tc.end || ev.Code != tc.code || !strings.Contains(ev.Reason, tc.reason) {
+				t.Fatalf("end %v %d %q", ev.End, ev.Code, ev.Reason)
+			}
+			uas.expectSuccess(t)
+			assertIdle(t, g)
+		})
 	}
-	uas.expectSuccess(t)
-	assertIdle(t, g)
 }
 
-// TestSessionExpires: the peer is the refresher of a 3s session and
-// never refreshes: the gateway sends BYE before the 3s are up (§10).
-func TestSessionExpires(t *testing.T) {
-	noLeaks(t)
-	k := startKamailio(t)
-	g := newGateway(t, k, shortTimers)
-	uas := startSipp(t, "uas_timer_expire.xml", "")
-	c := dial(t, g, uas.Port, sipgw.DialOptions{})
-	answeredAcked(t, c)
-	if ev := ended(t, c); ev.End != sipgw.EndSessionExpired || ev.Code != 408 {
-		t.Fatalf("end %v %d %q", ev.End, ev.Code, ev.Reason)
-	}
-	uas.expectSuccess(t)
-	assertIdle(t, g)
-}
-
-// TestSessionInterval422Retry: the far side answers the INVITE 422 with
-// Min-SE 60; the gateway retries once, asking for 60 (RFC 4028 §7.4).
-func TestSessionInterval422Retry(t *testing.T) {
-	noLeaks(t)
-	k := startKamailio(t)
-	g := newGateway(t, k, shortTimers)
-	uas := startSipp(t, "uas_422.xml", "")
-	c := dial(t, g, uas.Port, sipgw.DialOptions{})
-	answeredAcked(t, c)
-	hangUpClean(t, g, c, uas)
-}
-
-// TestSessionIntervalTooSmall: an INVITE whose Session-Expires is below
-// our Min-SE is answered 422 with our Min-SE (and a Server header); no
-// call reaches the web side.
-func TestSessionIntervalTooSmall(t *testing.T) {
-	noLeaks(t)
-	k := startKamailio(t)
+// registeredShortTimers is a gateway with short session timers, alice
+// registered at k, and the calls offered to her.
+func registeredShortTimers(t *testing.T, k *Kamailio) (*sipgw.UserAgent, chan *sipgw.Call) {
+	t.Helper()
 	calls := make(chan *sipgw.Call, 1)
 	g := newGateway(t, k, func(cfg *sipgw.Config) {
 		shortTimers(cfg)
@@ -128,6 +104,16 @@ func TestSessionIntervalTooSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Release(ctxT(t)) })
+	return g, calls
+}
+
+// TestSessionIntervalTooSmall: an INVITE whose Session-Expires is below
+// our Min-SE is answered 422 with our Min-SE (and a Server header); no
+// call reaches the web side.
+func TestSessionIntervalTooSmall(t *testing.T) {
+	noLeaks(t)
+	k := startKamailio(t)
+	g, calls := registeredShortTimers(t, k)
 	uac := startSipp(t, "uac_timer_422.xml", k.Addr)
 	uac.expectSuccess(t)
 	select {
@@ -144,16 +130,7 @@ func TestSessionIntervalTooSmall(t *testing.T) {
 func TestIncomingSessionRefresh(t *testing.T) {
 	noLeaks(t)
 	k := startKamailio(t)
-	calls := make(chan *sipgw.Call, 1)
-	g := newGateway(t, k, func(cfg *sipgw.Config) {
-		shortTimers(cfg)
-		cfg.Credentials = map[string]sipgw.Credential{"alice@" + domain: {Username: "alice", Password: users["alice"]}}
-	}, func(c *sipgw.Call) { calls <- c })
-	r, err := g.Register(ctxT(t), "alice@"+domain, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = r.Release(ctxT(t)) })
+	g, calls := registeredShortTimers(t, k)
 	uac := startSipp(t, "uac_timer.xml", k.Addr)
 	c := incoming(t, calls)
 	if err := c.Answer(ctxT(t), []byte(offer)); err != nil {

@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"context"
+	"strings"
 	"testing"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
 // TestDirectoryKnownLeavesSIPIdentitiesToSIP: an identity of the SIP
@@ -55,4 +58,24 @@ func newSIPGateway(t *testing.T) *Gateway {
 	}
 	t.Cleanup(func() { g.Shutdown(context.Background()) })
 	return g
+}
+
+// Generated guest identities are not remembered: each visitor brings a
+// new one, and a table of them would only grow.
+func TestGuestIdentitiesNotRemembered(t *testing.T) {
+	g, url := newGateway(t, nil)
+	for range 3 {
+		p := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+		r := p.connect("") // open mode: a generated guest identity
+		if !strings.HasPrefix(r.Header.Initiator, "guest-") {
+			t.Fatalf("connect without an initiator ran as %q", r.Header.Initiator)
+		}
+	}
+	p := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	p.connect("alice@example.com")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.known["alice@example.com"]; !ok || len(g.known) != 1 {
+		t.Fatalf("known identities %v, want alice alone", g.known)
+	}
 }

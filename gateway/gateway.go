@@ -318,7 +318,12 @@ func (g *Gateway) add(s *Session) error {
 	}
 	g.sessions[s.id] = s
 	g.byIdentity[s.identity] = append(g.byIdentity[s.identity], s)
-	g.known[s.identity] = struct{}{}
+	if !s.guest {
+		// Generated guest identities are new with every visitor: kept
+		// here they would grow the table without bound. A call to a guest
+		// who left gets 404 rather than 480.
+		g.known[s.identity] = struct{}{}
+	}
 	g.metrics.sessions.Inc()
 	return nil
 }

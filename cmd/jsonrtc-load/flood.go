@@ -6,10 +6,10 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/jsonrtc/jsonrtc/internal/flood"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -37,10 +37,7 @@ var floodKinds = map[string]func(sid string, i int) string{
 }
 
 // floodConnect is the connect of the flood's held identity.
-func floodConnect(prefix string) string {
-	return `{"control":{"type":"request","package_type":"register","sequence":1},"header":{"action":"connect","initiator":"` +
-		prefix + `-held@load.test"}}`
-}
+func floodConnect(prefix string) string { return flood.Connect(prefix + "-held@load.test") }
 
 func floodSend(sid string, seq int) string {
 	return `{"control":{"type":"request","package_type":"messaging","session_id":"` + sid + `","sequence":` + strconv.Itoa(seq) +
@@ -63,8 +60,8 @@ func (r *floodReport) print(w io.Writer, kind string, d time.Duration) {
 		kind, d.Round(time.Millisecond), r.sockets, r.refused, r.sent, r.answered, strings.Join(closes, ", "))
 }
 
-// flood runs kind's flood against url for d.
-func flood(ctx context.Context, url, prefix, kind string, d time.Duration) *floodReport {
+// runFlood runs kind's flood against url for d.
+func runFlood(ctx context.Context, url, prefix, kind string, d time.Duration) *floodReport {
 	rep := &floodReport{closes: map[websocket.StatusCode]int{}}
 	frame := floodKinds[kind]
 	ctx, cancel := context.WithTimeout(ctx, d)
@@ -90,7 +87,11 @@ func flood(ctx context.Context, url, prefix, kind string, d time.Duration) *floo
 		frame = func(string, int) string { return connect }
 	}
 	for n := 0; ctx.Err() == nil; n++ {
-		c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{protocol.SubprotocolJSONrtc}})
+		connect := ""
+		if !presession {
+			connect = flood.Connect(fmt.Sprintf("%s-flood-%d@load.test", prefix, n))
+		}
+		res, err := flood.Socket(ctx, url, connect, frame)
 		if err != nil {
 			// Refused (429): retrying at once would turn this into a
 			// handshake flood, which is another measurement.
@@ -102,47 +103,9 @@ func flood(ctx context.Context, url, prefix, kind string, d time.Duration) *floo
 			continue
 		}
 		rep.sockets++
-		c.SetReadLimit(1 << 20)
-		sid := ""
-		if !presession {
-			id := fmt.Sprintf("%s-flood-%d@load.test", prefix, n)
-			c.Write(ctx, websocket.MessageText, []byte(`{"control":{"type":"request","package_type":"register","sequence":1},"header":{"action":"connect","initiator":"`+id+`"}}`))
-			if _, data, err := c.Read(ctx); err == nil {
-				if f, err := protocol.Decode(data); err == nil {
-					sid = f.Control.SessionID
-				}
-			}
-		}
-		var answered atomic.Int64
-		closed := make(chan websocket.StatusCode, 1)
-		go func() {
-			for {
-				if _, _, err := c.Read(context.Background()); err != nil {
-					closed <- websocket.CloseStatus(err)
-					return
-				}
-				answered.Add(1)
-			}
-		}()
-		code := websocket.StatusCode(-1)
-	send:
-		for i := 0; ; i++ {
-			if err := c.Write(ctx, websocket.MessageText, []byte(frame(sid, i))); err != nil {
-				break
-			}
-			rep.sent++
-			select {
-			case code = <-closed:
-				break send
-			default:
-			}
-		}
-		c.CloseNow()
-		if code == -1 {
-			code = <-closed
-		}
-		rep.closes[code]++
-		rep.answered += answered.Load()
+		rep.sent += res.Sent
+		rep.answered += res.Answered
+		rep.closes[res.Code]++
 	}
 	return rep
 }

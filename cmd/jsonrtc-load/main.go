@@ -103,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if cfg.mode == "flood" {
-		flood(ctx, cfg.url, cfg.prefix, cfg.flood, cfg.duration).print(stdout, cfg.flood, cfg.duration)
+		runFlood(ctx, cfg.url, cfg.prefix, cfg.flood, cfg.duration).print(stdout, cfg.flood, cfg.duration)
 		return nil
 	}
 	r := newRunner(cfg, stderr)

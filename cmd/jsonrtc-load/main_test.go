@@ -89,7 +89,7 @@ func TestFloodConfigAndRefusals(t *testing.T) {
 		t.Fatalf("flood config refused: %v", err)
 	}
 	// Nothing listens there: every handshake is refused and counted.
-	rep := flood(context.Background(), "ws://127.0.0.1:1/ws/load", "t", "pings", 100*time.Millisecond)
+	rep := runFlood(context.Background(), "ws://127.0.0.1:1/ws/load", "t", "pings", 100*time.Millisecond)
 	if rep.sockets != 0 || rep.refused == 0 {
 		t.Fatalf("flood with no gateway: %+v", rep)
 	}

@@ -8,16 +8,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/internal/flood"
 	"github.com/jsonrtc/jsonrtc/internal/logtest"
 	"github.com/jsonrtc/jsonrtc/limits"
-	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
 // floodFor is how long each mode floods.
@@ -99,58 +98,27 @@ func flooder(t *testing.T, url string, m floodMode, d time.Duration) floodResult
 	end := time.Now().Add(d)
 	for n := 0; time.Now().Before(end); n++ {
 		ctx, cancel := context.WithDeadline(context.Background(), end)
-		c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{protocol.SubprotocolJSONrtc}})
+		connect := ""
+		if m.session {
+			connect = flood.Connect("mallory-" + strconv.Itoa(n) + "@example.com")
+		}
+		t0 := time.Now()
+		r, err := flood.Socket(ctx, url, connect, m.frame)
 		if err != nil {
 			// A refused handshake (429: 10 a second from one address).
 			// Retrying at once would make this a handshake flood, which
 			// is not what is measured here.
-			cancel()
 			select {
 			case <-time.After(20 * time.Millisecond):
 			case <-ctx.Done():
 			}
+			cancel()
 			continue
 		}
-		res.sockets++
-		t0 := time.Now()
-		sid := ""
-		if m.session {
-			id := "mallory-" + strconv.Itoa(n) + "@example.com"
-			c.Write(ctx, websocket.MessageText, []byte(`{"control":{"type":"request","package_type":"register","sequence":1},"header":{"action":"connect","initiator":"`+id+`"}}`))
-			_, data, err := c.Read(ctx)
-			if f, derr := protocol.Decode(data); err == nil && derr == nil {
-				sid = f.Control.SessionID
-			}
-		}
-		var answered atomic.Int64
-		closed := make(chan websocket.StatusCode, 1)
-		go func() {
-			for {
-				if _, _, err := c.Read(context.Background()); err != nil {
-					closed <- websocket.CloseStatus(err)
-					return
-				}
-				answered.Add(1)
-			}
-		}()
-		var code websocket.StatusCode
-	write:
-		for i := 0; ; i++ {
-			select {
-			case code = <-closed:
-				break write
-			default:
-			}
-			if c.Write(ctx, websocket.MessageText, []byte(m.frame(sid, i))) != nil {
-				c.CloseNow()
-				code = <-closed
-				break
-			}
-		}
 		cancel()
-		c.CloseNow()
-		res.answered += answered.Load()
-		res.closes[code]++
+		res.sockets++
+		res.answered += r.Answered
+		res.closes[r.Code]++
 		// The connect response, then the budget (default profile: 50/s,
 		// burst 100) over the socket's life.
 		res.most += 1 + mostAnswers(100, 50, time.Since(t0))

@@ -40,6 +40,22 @@ export interface SessionOptions {
   /** Resume a session stored in sessionStorage by an earlier page (default true). */
   resume?: boolean;
   WebSocket?: typeof WebSocket;
+  /**
+   * Transports in order of preference (default `['websocket', 'longpoll']`).
+   * Each connect and resume tries them in turn until one carries the
+   * connect response; the next resume starts again from the first.
+   */
+  transports?: Array<'websocket' | 'longpoll'>;
+  /** The long-poll transport (docs/protocol.md §1.6). */
+  longpoll?: {
+    /** The /poll/ URL (default: `url` with http(s) for ws(s) and /poll/ for /ws/). */
+    url?: string;
+    /** Most frames in one POST (default 32, the gateway's longpoll.max_batch). */
+    maxBatch?: number;
+    fetch?: typeof fetch;
+  };
+  /** fetch for the long-poll transport (default globalThis.fetch). */
+  fetch?: typeof fetch;
   /** Where the session is kept across page reloads (default sessionStorage; null: nowhere). */
   storage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'> | null;
   storageKey?: string;
@@ -61,6 +77,8 @@ export interface SessionOptions {
     timeout?: number;
     /** Abandon one attempt after this long (default 10000 ms). */
     attemptTimeout?: number;
+    /** A WebSocket not open after this long is given up for the next transport (default 5000 ms). */
+    openTimeout?: number;
   };
   /** ms with nothing to send before a standalone acknowledgement (default 200). */
   ackDelay?: number;
@@ -144,6 +162,10 @@ export declare class Session extends Emitter {
   constructor(options: SessionOptions);
   static hasStored(opts?: { storage?: SessionOptions['storage']; storageKey?: string }): boolean;
   readonly url: string;
+  /** The long-poll URL. */
+  readonly pollUrl: string;
+  /** The transport of the current (or last) socket. */
+  readonly transport: 'websocket' | 'longpoll' | null;
   readonly id: string | null;
   readonly identity: string | null;
   readonly state: SessionStateName;
@@ -164,6 +186,21 @@ export declare class Session extends Emitter {
   on(event: 'resumefailed', fn: (e: { previousId: string }) => void): () => void;
   on(event: 'error', fn: (err: Error) => void): () => void;
 }
+
+/** The long-poll transport as a WebSocket-like socket (docs/protocol.md §1.6). */
+export declare class LongPollSocket {
+  constructor(url: string, opts?: { fetch?: typeof fetch; maxBatch?: number });
+  readonly url: string;
+  readonly protocol: 'jsonrtc';
+  readonly readyState: 0 | 1 | 3;
+  onopen: ((ev: object) => void) | null;
+  onmessage: ((ev: { data: string }) => void) | null;
+  onclose: ((ev: { code: number; reason: string; wasClean: boolean }) => void) | null;
+  onerror: ((ev: object) => void) | null;
+  send(text: string): void;
+  close(code?: number, reason?: string): void;
+}
+export declare function pollUrlOf(url: string): string;
 
 export interface TransferRequest {
   referTo: string;

@@ -1,6 +1,7 @@
 /**
  * jsonrtc JavaScript SDK: JSONrtc 1.0 sessions, calls, subscriptions and
- * messaging over a WebSocket (subprotocol `jsonrtc`). Start with
+ * messaging over a WebSocket (subprotocol `jsonrtc`), or HTTP long-poll
+ * where the WebSocket cannot open. Start with
  * `new Session({url})` and `session.connect()`; see README.md.
  */
 export { Session, SessionState, SUBPROTOCOL, VERSION } from './session.js';
@@ -13,3 +14,4 @@ export { Keepalive } from './keepalive.js';
 export { parseMessageSummary, parseCounts } from './summary.js';
 export { originSessionId, mediaDirections, isHoldOffer, candidatesToFragment, fragmentToCandidates } from './sdp.js';
 export { Emitter } from './emitter.js';
+export { LongPollSocket, pollUrlOf } from './longpoll.js';

@@ -5,6 +5,7 @@ import { Backoff } from './backoff.js';
 import { Keepalive, defaultClock } from './keepalive.js';
 import { Call } from './call.js';
 import { Subscription } from './subscription.js';
+import { LongPollSocket, pollUrlOf } from './longpoll.js';
 
 /** The states a Session goes through (its `state` event). */
 export const SessionState = Object.freeze({
@@ -62,6 +63,17 @@ export class Session extends Emitter {
     this.subscriptions = new Map();
 
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this._transports = options.transports ?? ['websocket', 'longpoll'];
+    for (const t of this._transports) {
+      if (t !== 'websocket' && t !== 'longpoll') throw new TypeError(`Session: unknown transport ${JSON.stringify(t)}`);
+    }
+    if (this._transports.length === 0) throw new TypeError('Session: options.transports is empty');
+    this.pollUrl = options.longpoll?.url ?? pollUrlOf(this.url);
+    this._fetch = options.longpoll?.fetch ?? options.fetch;
+    this._maxBatch = options.longpoll?.maxBatch;
+    /** The transport of the current (or last) socket: 'websocket' or 'longpoll'. */
+    this.transport = null;
+    this._transportIndex = 0;
     this._clock = options.clock ?? defaultClock;
     this._storage = options.storage === undefined ? globalThis.sessionStorage ?? null : options.storage;
     this._storageKey = options.storageKey ?? 'jsonrtc.session';
@@ -72,6 +84,9 @@ export class Session extends Emitter {
     const rc = options.reconnect ?? {};
     this._reconnectTimeout = rc.timeout ?? 60000;
     this._attemptTimeout = rc.attemptTimeout ?? 10000;
+    // A WebSocket that has not opened by then is given up for the next
+    // transport: a proxy that swallows the upgrade never refuses it.
+    this._openTimeout = rc.openTimeout ?? 5000;
     this._backoff = new Backoff({ ...rc, random: rc.random });
     this._rel = new Reliability(options.window);
     this._keepalive = new Keepalive({
@@ -97,6 +112,7 @@ export class Session extends Emitter {
     this._pending = new Map();
     this._ackTimer = null;
     this._attemptTimer = null;
+    this._openTimer = null;
     this._retryTimer = null;
     this._aheadTimer = null;
     this._deadline = 0;
@@ -383,10 +399,22 @@ export class Session extends Emitter {
 
   // ---- Socket -------------------------------------------------------------
 
-  async _open() {
+  /**
+   * One connect or resume attempt: the transports in order of preference,
+   * each tried once, until one carries the connect response. Every
+   * attempt starts again from the first, so a session that fell back to
+   * long-poll moves back to the WebSocket at its next resume.
+   */
+  _open() {
+    this._transportIndex = 0;
+    this._openTransport();
+  }
+
+  async _openTransport() {
+    const kind = this._transports[this._transportIndex];
     let url;
     try {
-      url = await this._urlWithToken();
+      url = await this._urlWithToken(kind === 'longpoll' ? this.pollUrl : this.url);
     } catch (err) {
       this._socketFailed(err);
       return;
@@ -394,12 +422,15 @@ export class Session extends Emitter {
     if (this._closing) return;
     let ws;
     try {
-      ws = new this._WebSocket(url, [this.subprotocol]);
+      if (kind === 'longpoll') ws = new LongPollSocket(url, { fetch: this._fetch, maxBatch: this._maxBatch });
+      else if (typeof this._WebSocket !== 'function') throw new Error('no WebSocket in this environment');
+      else ws = new this._WebSocket(url, [this.subprotocol]);
     } catch (err) {
       this._socketFailed(err);
       return;
     }
     this._ws = ws;
+    this.transport = kind;
     ws.onopen = () => this._onOpen(ws);
     ws.onmessage = (ev) => this._onMessage(ws, ev.data);
     ws.onclose = (ev) => this._onClose(ws, ev);
@@ -409,13 +440,32 @@ export class Session extends Emitter {
       // An attempt that does not complete in time is abandoned.
       if (this._ws === ws && !this.connected) this._abandon(ws, 'attempt timeout');
     }, this._attemptTimeout);
+    if (kind === 'websocket' && this._transportIndex + 1 < this._transports.length) {
+      this._clock.clearTimeout(this._openTimer);
+      this._openTimer = this._clock.setTimeout(() => {
+        this._openTimer = null;
+        if (this._ws === ws && ws.readyState === 0) this._abandon(ws, 'open timeout');
+      }, this._openTimeout);
+    }
   }
 
-  async _urlWithToken() {
+  /**
+   * Whether a socket that failed before the connect response leaves
+   * another transport to try in this attempt; if so it is tried now.
+   */
+  _nextTransport() {
+    if (this.connected || this._closing || this._transportIndex + 1 >= this._transports.length) return false;
+    this.log.info('jsonrtc: transport did not open:', this._transports[this._transportIndex]);
+    this._transportIndex++;
+    this._openTransport();
+    return true;
+  }
+
+  async _urlWithToken(base) {
     let token = this.options.token;
     if (typeof token === 'function') token = await token();
-    if (!token) return this.url;
-    const u = new URL(this.url, globalThis.location?.href);
+    if (!token) return base;
+    const u = new URL(base, globalThis.location?.href);
     u.searchParams.set('access_token', token);
     return u.toString();
   }
@@ -432,11 +482,14 @@ export class Session extends Emitter {
       /* ignore */
     }
     if (this._ws === ws) this._ws = null;
+    if (this._nextTransport()) return;
     this._onLinkLost();
   }
 
   _onOpen(ws) {
     if (ws !== this._ws) return;
+    this._clock.clearTimeout(this._openTimer);
+    this._openTimer = null;
     if (ws.protocol && ws.protocol !== this.subprotocol) {
       this.log.warn('jsonrtc: server chose subprotocol', ws.protocol);
     }
@@ -589,11 +642,13 @@ export class Session extends Emitter {
       this._fail(new JsonRtcError(ErrorCode.WEBSOCKET_ERROR, `closed by the server: ${ev.code} ${ev.reason || ''}`.trim()));
       return;
     }
+    if (this._nextTransport()) return;
     this._onLinkLost();
   }
 
   _socketFailed(err) {
     this._ws = null;
+    if (this._nextTransport()) return;
     if (this.state === SessionState.CONNECTING && !this._resuming) {
       this._fail(new JsonRtcError(ErrorCode.WEBSOCKET_ERROR, err?.message || 'cannot open the WebSocket'));
       return;
@@ -645,7 +700,7 @@ export class Session extends Emitter {
   }
 
   _clearTimers() {
-    for (const t of ['_ackTimer', '_attemptTimer', '_retryTimer', '_aheadTimer']) {
+    for (const t of ['_ackTimer', '_attemptTimer', '_retryTimer', '_aheadTimer', '_openTimer']) {
       if (this[t] !== null) this._clock.clearTimeout(this[t]);
       this[t] = null;
     }

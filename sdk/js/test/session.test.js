@@ -15,6 +15,8 @@ function setup(opts = {}) {
     url: 'ws://127.0.0.1:1/ws/',
     identity: 'alice',
     WebSocket: FakeWebSocket,
+    // These tests are of the WebSocket path; longpoll.test.js has the fallback.
+    transports: ['websocket'],
     clock: fc.clock,
     storage,
     keepalive: { interval: 1000, period: 4000 },

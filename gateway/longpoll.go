@@ -14,7 +14,8 @@ import (
 // with the connect, authenticated and limited as a WebSocket handshake
 // is; the answer carries the token. Every later request carries it, and
 // is refused 403 unless it names a live connection opened on the same
-// path from the same Origin.
+// path, and carries the Origin that opened it or none (a browser's
+// same-origin GET: longpoll.Conn.OriginAllowed).
 func (g *Gateway) servePoll(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !g.pollOrigin(r) {
@@ -30,10 +31,10 @@ func (g *Gateway) servePoll(w http.ResponseWriter, r *http.Request) {
 	longpoll.AllowOrigin(w, r)
 	// The token opens nothing on another application's path, nor for a
 	// page of another origin.
-	scope := r.URL.Path + "\x00" + r.Header.Get("Origin")
+	scope, origin := r.URL.Path, r.Header.Get("Origin")
 	if token := r.Header.Get(longpoll.HeaderToken); token != "" {
 		c := g.polls.Lookup(token, scope)
-		if c == nil {
+		if c == nil || !c.OriginAllowed(origin) {
 			g.rlog.Info("poll token", "long-poll request refused: unknown token", "remote", r.RemoteAddr)
 			http.Error(w, "jsonrtc: unknown poll token", http.StatusForbidden)
 			return
@@ -65,6 +66,7 @@ func (g *Gateway) servePoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := g.polls.Open(r.RemoteAddr, scope)
+	c.BindOrigin(origin)
 	// The channel holds a whole batch: this does not wait.
 	if c.Deliver(r.Context(), frames) != nil {
 		c.CloseNow()

@@ -373,11 +373,17 @@ func TestPollAuthenticated(t *testing.T) {
 		t.Fatalf("session %+v", s)
 	}
 	// The token is bound to the origin that opened the connection.
-	other := &poller{t: t, url: purl, token: a.token}
+	other := &poller{t: t, url: purl, token: a.token, header: http.Header{"Origin": {"https://other.example.com"}}}
 	resp := other.do(http.MethodGet, "")
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("token from another origin: %s", resp.Status)
+	}
+	// A browser's same-origin GET carries no Origin: the token serves it.
+	same := &poller{t: t, url: purl, token: a.token}
+	resp = same.post(`{"control":{"type":"acknowledgement","package_type":"register","session_id":"` + a.sid + `","ack_sequence":1}}`)
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("request without an Origin (a same-origin page's): %s", resp.Status)
 	}
 	resp = a.do(http.MethodDelete, "")
 	resp.Body.Close()

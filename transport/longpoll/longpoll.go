@@ -166,6 +166,7 @@ type Conn struct {
 	token  string
 	remote string
 	scope  string
+	origin string // BindOrigin's; set before the token is handed out
 
 	// in carries POSTed frames to Read; its bound, with POSTs that wait
 	// for room, is the back-pressure a TCP window gives a WebSocket.
@@ -196,6 +197,19 @@ func (c *Conn) Token() string { return c.token }
 
 // RemoteAddr is the address of the request that opened the Conn.
 func (c *Conn) RemoteAddr() string { return c.remote }
+
+// BindOrigin binds the Conn to the Origin of the request that opened
+// it. Call it before the token is handed out.
+func (c *Conn) BindOrigin(origin string) { c.origin = origin }
+
+// OriginAllowed reports whether a request with this Origin header may
+// use the Conn's token: the bound origin, or none. A browser sends no
+// Origin on a same-origin GET (Fetch: only CORS requests and methods
+// other than GET and HEAD carry one), and a page of another origin can
+// send the token header only in a CORS request, which carries its
+// Origin: the binding still keeps every other origin out. A client that
+// is not a browser could name any origin anyway.
+func (c *Conn) OriginAllowed(origin string) bool { return origin == "" || origin == c.origin }
 
 // Subprotocol is always JSONrtc's own: long-poll has no wsc.js clients.
 func (c *Conn) Subprotocol() string { return protocol.SubprotocolJSONrtc }

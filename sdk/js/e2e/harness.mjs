@@ -274,3 +274,76 @@ export function waitWire(page, match, { from = 0, timeout = 15000, message = 'a 
     page.wireWaiters.add(waiter);
   });
 }
+
+/**
+ * A proxy in front of the gateway that, as many corporate proxies do,
+ * refuses WebSocket upgrades (403) and passes plain HTTP through: the
+ * page loaded from it can only reach the gateway over long-poll. The
+ * Host header goes through unchanged, so the page's origin is the
+ * proxy's own host, which the gateway accepts as its own.
+ *
+ * `blockUpgrades` lets upgrades through when false; `setDown(true)`
+ * cuts every connection and refuses new ones (a network loss), `drop()`
+ * only cuts the connections open now.
+ */
+export async function startBlockingProxy(gw) {
+  const { createServer: httpServer, request } = await import('node:http');
+  const net = await import('node:net');
+  const sockets = new Set();
+  const track = (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  };
+  const proxy = { blockUpgrades: true, down: false, upgrades: { refused: 0, passed: 0 } };
+  const server = httpServer((req, res) => {
+    const up = request({ host: '127.0.0.1', port: gw.port, method: req.method, path: req.url, headers: req.headers, agent: false }, (r) => {
+      res.writeHead(r.statusCode, r.headers);
+      r.pipe(res);
+    });
+    up.on('socket', track);
+    up.on('error', () => res.destroy());
+    res.on('close', () => up.destroy());
+    req.pipe(up);
+  });
+  server.on('connection', (s) => {
+    if (proxy.down) return s.destroy();
+    track(s);
+  });
+  server.on('upgrade', (req, sock, head) => {
+    track(sock);
+    if (proxy.blockUpgrades || proxy.down) {
+      proxy.upgrades.refused++;
+      sock.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    proxy.upgrades.passed++;
+    const up = net.connect(gw.port, '127.0.0.1', () => {
+      let raw = `${req.method} ${req.url} HTTP/1.1\r\n`;
+      for (let i = 0; i < req.rawHeaders.length; i += 2) raw += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+      up.write(raw + '\r\n');
+      if (head?.length) up.write(head);
+      sock.pipe(up);
+      up.pipe(sock);
+    });
+    track(up);
+    up.on('error', () => sock.destroy());
+    sock.on('error', () => up.destroy());
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const port = server.address().port;
+  proxy.url = `http://127.0.0.1:${port}`;
+  proxy.port = port;
+  proxy.drop = () => {
+    for (const s of sockets) s.destroy();
+  };
+  proxy.setDown = (down) => {
+    proxy.down = down;
+    if (down) proxy.drop();
+  };
+  proxy.close = () =>
+    new Promise((r) => {
+      proxy.drop();
+      server.close(() => r());
+    });
+  return proxy;
+}

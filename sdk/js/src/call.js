@@ -320,6 +320,16 @@ export class Call extends Emitter {
       } catch (err) {
         this._localOfferPending = false;
         if (this.ended) return;
+        if (err.timedOut) {
+          // The gateway may hold the call still: cancel it there too.
+          try {
+            this.session._send({ type: 'message', pkg: 'call', action: 'shutdown', subsession: this.id, correlation: this._startCorrelation });
+          } catch {
+            /* the session is gone: so is the call */
+          }
+          this._terminate(CallState.FAILED, { code: err.code, reason: err.reason, by: 'local' });
+          return;
+        }
         const code = err.code ?? ErrorCode.SERVER_ERROR;
         this._terminate(code === ErrorCode.REQUEST_TERMINATED ? CallState.ENDED : CallState.FAILED, {
           code,

@@ -80,6 +80,14 @@ export interface SessionOptions {
     /** A WebSocket not open after this long is given up for the next transport (default 5000 ms). */
     openTimeout?: number;
   };
+  /**
+   * How long a request waits for its answer before it fails with 408
+   * (ms), by `'package.action'` (e.g. `'messaging.send'`), by action
+   * (`'start'`), or `default` (30000); `progress` (180000) bounds the wait
+   * for the final answer once a provisional one came (a ringing call).
+   * The connect is bounded by `reconnect.attemptTimeout`.
+   */
+  requestTimeouts?: { default?: number; progress?: number; [action: string]: number | undefined };
   /** ms with nothing to send before a standalone acknowledgement (default 200). */
   ackDelay?: number;
   /** Retained window bounds (default 1024 frames, 1 MiB). */
@@ -172,6 +180,10 @@ export declare class Session extends Emitter {
   readonly connected: boolean;
   readonly calls: Map<string, Call>;
   readonly subscriptions: Map<string, Subscription>;
+  /** Counters: requests that got no answer within their bound. */
+  readonly stats: { requestTimeouts: number };
+  /** The bound on the first answer to a request of pkg/action (ms). */
+  requestTimeout(pkg: string, action: string): number;
   connect(): Promise<Session>;
   close(): void;
   call(target: string, opts?: CallOptions): Call;
@@ -184,6 +196,7 @@ export declare class Session extends Emitter {
   on(event: 'subscriptionrestored', fn: (sub: Subscription) => void): () => void;
   on(event: 'message', fn: (msg: IncomingMessage) => void): () => void;
   on(event: 'resumefailed', fn: (e: { previousId: string }) => void): () => void;
+  on(event: 'requesttimeout', fn: (e: { package: string; action: string; timeout: number; frame: object }) => void): () => void;
   on(event: 'error', fn: (err: Error) => void): () => void;
 }
 

@@ -23,6 +23,14 @@ export const SUBPROTOCOL = 'jsonrtc';
 
 const STORAGE_FORMAT = 1;
 
+/**
+ * How long a request waits for its answer (ms), by `package.action`, by
+ * action, or `default`; `progress` is the wait for the final answer once
+ * a provisional one came (a call ringing: SIP's Timer C, 3 minutes). The
+ * connect is bounded by `reconnect.attemptTimeout` instead.
+ */
+export const DEFAULT_REQUEST_TIMEOUTS = Object.freeze({ default: 30000, progress: 180000 });
+
 function randomId() {
   const b = new Uint8Array(16);
   globalThis.crypto.getRandomValues(b);
@@ -40,7 +48,8 @@ function randomId() {
  *
  * Events: `state` ({state, previous, error?}), `incomingcall` (Call),
  * `callrestored` (Call), `subscriptionrestored` (Subscription), `message`
- * (IncomingMessage), `resumefailed` ({previousId}), `error` (Error).
+ * (IncomingMessage), `resumefailed` ({previousId}), `requesttimeout`
+ * ({package, action, timeout, frame}), `error` (Error).
  */
 export class Session extends Emitter {
   /**
@@ -89,6 +98,9 @@ export class Session extends Emitter {
     this._openTimeout = rc.openTimeout ?? 5000;
     this._backoff = new Backoff({ ...rc, random: rc.random });
     this._rel = new Reliability(options.window);
+    this._requestTimeouts = { ...DEFAULT_REQUEST_TIMEOUTS, ...(options.requestTimeouts || {}) };
+    /** Counters: requests that got no answer within their bound. */
+    this.stats = { requestTimeouts: 0 };
     this._keepalive = new Keepalive({
       interval: this._idleInterval,
       period: ka.period ?? 30000,
@@ -363,8 +375,47 @@ export class Session extends Emitter {
         reject(err);
         return;
       }
-      this._pending.set(frame.control.correlation_id, { resolve, reject, onProgress, frame });
+      const corr = frame.control.correlation_id;
+      const p = { onProgress, frame, timer: null };
+      const settle = (fn) => (v) => {
+        this._clock.clearTimeout(p.timer);
+        fn(v);
+      };
+      p.resolve = settle(resolve);
+      p.reject = settle(reject);
+      p.arm = (ms) => {
+        this._clock.clearTimeout(p.timer);
+        p.timer = this._clock.setTimeout(() => this._requestTimedOut(corr, ms), ms);
+      };
+      p.arm(this.requestTimeout(f.pkg, f.action));
+      this._pending.set(corr, p);
     });
+  }
+
+  /**
+   * The bound on the first answer to a request of pkg/action (ms).
+   * @param {string} pkg
+   * @param {string} action
+   * @returns {number}
+   */
+  requestTimeout(pkg, action) {
+    const t = this._requestTimeouts;
+    return t[`${pkg}.${action}`] ?? t[action] ?? t.default;
+  }
+
+  /** A request got no (final) answer in time: it fails with 408, counted. */
+  _requestTimedOut(corr, ms) {
+    const p = this._pending.get(corr);
+    if (!p) return;
+    this._pending.delete(corr);
+    const c = p.frame.control;
+    const what = `${c.package_type}/${p.frame.header.action}`;
+    this.stats.requestTimeouts++;
+    this.log.warn('jsonrtc: no answer to', what, 'within', ms, 'ms');
+    const err = new JsonRtcError(ErrorCode.TIMEOUT, `no answer to ${what} within ${ms / 1000} s`);
+    err.timedOut = true;
+    this.emit('requesttimeout', { package: c.package_type, action: p.frame.header.action, timeout: ms, frame: p.frame });
+    p.reject(err);
   }
 
   _transmit(frame) {
@@ -837,6 +888,8 @@ export class Session extends Emitter {
     if ((c.type === 'response' || c.type === 'error') && c.correlation_id && this._pending.has(c.correlation_id)) {
       const p = this._pending.get(c.correlation_id);
       if (c.type === 'response' && c.message_state === 'subsequent') {
+        // An answer is coming: the final one may take as long as a ringing phone.
+        p.arm(this._requestTimeouts.progress);
         p.onProgress?.(frame);
         return;
       }

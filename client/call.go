@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
@@ -28,6 +29,8 @@ type Call struct {
 	reofferIn      string // the peer's re-offer awaiting ours
 	transferIn     string // the peer's transfer awaiting our response
 	transferReport string // the peer's transfer we accepted, until its final report
+	answerT        *time.Timer
+	answerGen      int // which arming of answerT is current
 }
 
 // ID is the call's subsession id.
@@ -54,10 +57,46 @@ func (c *Client) StartCall(ctx context.Context, target, sdp string, ext ...proto
 			return err
 		}
 		c.calls[call.id] = call
+		call.armAnswer(c.o.requestTimeout(protocol.PackageCall, protocol.ActionStart))
 		k = call
 		return nil
 	})
 	return k, err
+}
+
+// armAnswer bounds the wait for the answer to our start: past d the call
+// fails (answerTimedOut). Loop only.
+func (k *Call) armAnswer(d time.Duration) {
+	k.stopAnswer()
+	k.answerGen++
+	gen, c := k.answerGen, k.c
+	k.answerT = time.AfterFunc(d, func() {
+		select {
+		case c.cmds <- func() { k.answerTimedOut(gen, d) }:
+		case <-c.done:
+		}
+	})
+}
+
+func (k *Call) stopAnswer() {
+	if k.answerT != nil {
+		k.answerT.Stop()
+		k.answerT = nil
+	}
+}
+
+// answerTimedOut fails a call whose start got no answer in time, and
+// cancels it at the gateway, which may hold it still.
+func (k *Call) answerTimedOut(gen int, d time.Duration) {
+	if k.ended || k.answered || gen != k.answerGen {
+		return
+	}
+	c := k.c
+	err := c.timedOut(protocol.PackageCall, protocol.ActionStart, d)
+	// Retained while the socket is down: the resume carries it.
+	c.send(k.frame(protocol.TypeMessage, protocol.ActionShutdown, k.startCorr, nil))
+	k.end()
+	c.emit(Event{Kind: EventCall, Call: k, CallEvent: CallFailed, Code: protocol.CodeRequestTimeout, Reason: "no answer", Err: err})
 }
 
 // frame builds a call frame with the initiator/target conventions of the
@@ -319,6 +358,7 @@ func (k *Call) ReportTransfer(ctx context.Context, code int) error {
 }
 
 func (k *Call) end() {
+	k.stopAnswer()
 	k.ended = true
 	delete(k.c.calls, k.id)
 }
@@ -407,6 +447,10 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 		return true
 	case t == protocol.TypeResponse && a == protocol.ActionStart && !k.incoming:
 		if f.Control.MessageState == protocol.StateSubsequent || (ev.Code >= 100 && ev.Code < 200) {
+			if !k.answered {
+				// An answer is coming: it may take as long as a phone rings.
+				k.armAnswer(c.o.ProgressTimeout)
+			}
 			ev.CallEvent = CallRinging
 			if ev.Code == 0 {
 				ev.Code = protocol.CodeRinging
@@ -420,6 +464,7 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 			ev.Code = protocol.CodeOK
 		}
 		k.answered = true
+		k.stopAnswer()
 		ev.CallEvent = CallAnswered
 		c.emit(ev)
 		k.completeCorr = k.startCorr

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -62,6 +63,8 @@ type Client struct {
 	cause    error
 	closeErr error
 	killable *conn
+
+	timeouts atomic.Uint64 // requests that got no answer in time
 
 	// Owned by the loop goroutine.
 	st            *session.State
@@ -795,10 +798,24 @@ func frameResult(f *protocol.Frame) result {
 	return result{code: code}
 }
 
-// request sends f as a request awaiting its response and waits for it.
+// RequestTimeouts is how many requests got no answer within their
+// bound (Options.RequestTimeout): failed with ErrRequestTimeout.
+func (c *Client) RequestTimeouts() uint64 { return c.timeouts.Load() }
+
+// timedOut counts a request that got no answer and says which.
+func (c *Client) timedOut(pkg protocol.Package, action protocol.Action, after time.Duration) error {
+	c.timeouts.Add(1)
+	c.log.Info("jsonrtc client: no answer to a request", "package", pkg, "action", action, "after", after)
+	return fmt.Errorf("%w: %s/%s, none within %s", ErrRequestTimeout, pkg, action, after)
+}
+
+// request sends f as a request awaiting its response and waits for it,
+// at most the action's bound (Options.RequestTimeout).
 func (c *Client) request(ctx context.Context, build func() *protocol.Frame) (int, error) {
 	var ch chan result
 	var corr string
+	var pkg protocol.Package
+	var action protocol.Action
 	err := c.do(ctx, func() error {
 		if len(c.pending) >= c.o.MaxPending {
 			return ErrTooManyPending
@@ -809,6 +826,7 @@ func (c *Client) request(ctx context.Context, build func() *protocol.Frame) (int
 		}
 		corr = c.nextCorr()
 		f.Control.CorrelationID = corr
+		pkg, action = f.EffectivePackage(), f.Header.Action
 		if err := c.send(f); err != nil {
 			return err
 		}
@@ -819,9 +837,29 @@ func (c *Client) request(ctx context.Context, build func() *protocol.Frame) (int
 	if err != nil {
 		return 0, err
 	}
+	bound := c.o.requestTimeout(pkg, action)
+	timer := time.NewTimer(bound)
+	defer timer.Stop()
 	select {
 	case r := <-ch:
 		return r.code, r.err
+	case <-timer.C:
+		// Forgotten on the loop, unless the answer won the race: then it
+		// is in ch (as is the failure finish sends everything pending).
+		forgot := false
+		if c.do(context.Background(), func() error {
+			if _, ok := c.pending[corr]; ok {
+				delete(c.pending, corr)
+				forgot = true
+			}
+			return nil
+		}) == nil && forgot {
+			return 0, c.timedOut(pkg, action, bound)
+		}
+		if r, ok := <-ch; ok {
+			return r.code, r.err
+		}
+		return 0, ErrClosed
 	case <-ctx.Done():
 		// Forget the request if the loop has a moment; its answer, if it
 		// comes, then goes to EventFrame/EventError.

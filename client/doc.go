@@ -45,7 +45,11 @@
 //     fails with [ErrWindowFull] and nothing is sent; the application may
 //     retry once the gateway has acknowledged.
 //   - Pending requests (Options.MaxPending): beyond it, Send and Transfer
-//     fail with [ErrTooManyPending].
+//     fail with [ErrTooManyPending]. None waits forever: Send, Transfer
+//     and a call's start fail with [ErrRequestTimeout] when no answer
+//     comes within Options.RequestTimeout (30 s, per action in
+//     RequestTimeouts; a ringing call waits ProgressTimeout, 180 s), and
+//     [Client.RequestTimeouts] counts them.
 //   - A socket's write queue: a full retained window plus 256 frames.
 //     When it fills (the gateway stopped reading), the socket is treated
 //     as dead and the session resumes on a new one; the frames are

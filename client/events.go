@@ -26,6 +26,9 @@ var (
 	ErrWindowFull = session.ErrWindowFull
 	// ErrTooManyPending: Options.MaxPending requests await a response.
 	ErrTooManyPending = errors.New("client: too many pending requests")
+	// ErrRequestTimeout: a request got no answer within its bound
+	// (Options.RequestTimeout, RequestTimeouts, ProgressTimeout).
+	ErrRequestTimeout = errors.New("client: no answer to the request in time")
 	// ErrCallState: the call is not in a state that allows this action.
 	ErrCallState = errors.New("client: not allowed in this call state")
 )

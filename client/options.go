@@ -66,6 +66,18 @@ type Options struct {
 	// PingGiveUp is how long pings may go unanswered before the socket is
 	// declared dead and the client reconnects. Default 15 s.
 	PingGiveUp time.Duration
+	// RequestTimeout bounds the wait for the answer to a request: Send,
+	// Transfer, and the first answer to a call's start (StartCall). Past
+	// it the request fails with ErrRequestTimeout (a call with
+	// CallFailed, and a cancel goes to the gateway), and
+	// Client.RequestTimeouts counts it. Default 30 s. RequestTimeouts
+	// overrides it per "package/action" (e.g. "messaging/send",
+	// "call/start"). The connect is bounded by ConnectTimeout.
+	RequestTimeout  time.Duration
+	RequestTimeouts map[string]time.Duration
+	// ProgressTimeout bounds the wait for a call's final answer once a
+	// provisional one came (ringing): SIP's Timer C. Default 180 s.
+	ProgressTimeout time.Duration
 	// AckDelay: after receiving frames, an acknowledgement frame is sent
 	// when nothing else has carried the ack for this long. Default 200 ms.
 	AckDelay time.Duration
@@ -105,6 +117,14 @@ type Options struct {
 	// closes the WebSocket without a close frame instead.
 	NetDial    func(ctx context.Context, network, addr string) (net.Conn, error)
 	HTTPClient *http.Client
+}
+
+// requestTimeout is the bound on the answer to a request of pkg/action.
+func (o *Options) requestTimeout(pkg protocol.Package, action protocol.Action) time.Duration {
+	if d, ok := o.RequestTimeouts[string(pkg)+"/"+string(action)]; ok {
+		return d
+	}
+	return o.RequestTimeout
 }
 
 // The transports of Options.Transports.
@@ -168,6 +188,13 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.PongTimeout, 2*time.Second)
 	def(&o.PingGiveUp, 15*time.Second)
 	def(&o.AckDelay, 200*time.Millisecond)
+	def(&o.RequestTimeout, 30*time.Second)
+	def(&o.ProgressTimeout, 180*time.Second)
+	for k, d := range o.RequestTimeouts {
+		if d <= 0 {
+			return o, fmt.Errorf("client: Options.RequestTimeouts[%q] must be positive", k)
+		}
+	}
 	def(&o.SlowConsumerTimeout, 5*time.Second)
 	if o.EventBuffer <= 0 {
 		o.EventBuffer = 256

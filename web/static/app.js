@@ -132,7 +132,10 @@ async function signIn(creds) {
   });
   session.on('subscriptionrestored', onSubscriptionRestored);
   session.on('message', onChatMessage);
-  session.on('resumefailed', () => logEvent('the session could not be resumed: new session'));
+  session.on('resumefailed', ({ endedCalls, resubscribed }) => {
+    logEvent(`the session could not be resumed: new session; ${endedCalls.length} call(s) lost, ${resubscribed.length} subscription(s) made again`);
+    for (const { call, reason } of endedCalls) logEvent(`call with ${call.remoteIdentity} ended: ${reason}`);
+  });
   session.on('error', (err) => logEvent(`error: ${err.message}`));
   try {
     await session.connect();
@@ -582,6 +585,8 @@ function callOutcome(code, peer) {
       return 'cancelled';
     case 503:
       return 'service unavailable';
+    case 1002:
+      return 'call lost: the gateway could not resume the session (it restarted, or the connection came back too late)';
     default:
       return `call failed (${code})`;
   }

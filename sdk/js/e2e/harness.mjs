@@ -62,25 +62,33 @@ export async function startGateway({ config } = {}) {
     await writeFile(file, config);
     args.push('-config', file);
   }
-  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs = [];
   const keep = (buf) => {
     for (const line of buf.toString().split('\n')) if (line) logs.push(line);
     if (logs.length > 4000) logs.splice(0, logs.length - 4000);
   };
-  proc.stdout.on('data', keep);
-  proc.stderr.on('data', keep);
+  let proc;
   let exited = null;
-  const exit = new Promise((r) => proc.on('exit', (code, sig) => r((exited = { code, sig }))));
-  // Wait until it accepts connections (or dies).
-  for (;;) {
-    if (exited) {
-      await rm(dir, { recursive: true, force: true });
-      await reserved.release();
-      throw new Error(`jsonrtcd exited early: ${JSON.stringify(exited)}\n${logs.join('\n')}`);
+  let exit;
+  // Starts the process and waits until it accepts connections.
+  const launch = async () => {
+    exited = null;
+    proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    proc.stdout.on('data', keep);
+    proc.stderr.on('data', keep);
+    exit = new Promise((r) => proc.on('exit', (code, sig) => r((exited = { code, sig }))));
+    for (;;) {
+      if (exited) throw new Error(`jsonrtcd exited early: ${JSON.stringify(exited)}\n${logs.join('\n')}`);
+      if (await accepts(port)) break;
+      await Promise.race([exit, new Promise((r) => setTimeout(r, 50))]);
     }
-    if (await accepts(port)) break;
-    await Promise.race([exit, new Promise((r) => setTimeout(r, 50))]);
+  };
+  try {
+    await launch();
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    await reserved.release();
+    throw err;
   }
   const url = `http://127.0.0.1:${port}`;
   const stop = async () => {
@@ -93,6 +101,14 @@ export async function startGateway({ config } = {}) {
     await rm(dir, { recursive: true, force: true });
     await reserved.release();
   };
+  /** Kills the gateway (SIGKILL: a crash) and starts it again on the same port, configuration and data directory. */
+  const restart = async () => {
+    if (!exited) {
+      proc.kill('SIGKILL');
+      await exit;
+    }
+    await launch();
+  };
   // cmd/jsonrtcd serves the demo page (web.Handler) at /: the tests load it from there.
   const home = await fetch(url + '/').then((r) => (r.ok ? r.text() : `HTTP ${r.status}`), (e) => String(e));
   if (!home.includes('jsonrtc softphone')) {
@@ -104,6 +120,7 @@ export async function startGateway({ config } = {}) {
     port,
     logs,
     stop,
+    restart,
   };
 }
 

@@ -195,7 +195,15 @@ export declare class Session extends Emitter {
   on(event: 'incomingcall' | 'callrestored', fn: (call: Call) => void): () => void;
   on(event: 'subscriptionrestored', fn: (sub: Subscription) => void): () => void;
   on(event: 'message', fn: (msg: IncomingMessage) => void): () => void;
-  on(event: 'resumefailed', fn: (e: { previousId: string }) => void): () => void;
+  /**
+   * The gateway could not resume the session: a new one runs already.
+   * Subscriptions were made again (the same objects, on new subsessions),
+   * presence published again; each call ended (`failed`, 1002, reason).
+   */
+  on(
+    event: 'resumefailed',
+    fn: (e: { previousId: string; endedCalls: Array<{ call: Call; code: number; reason: string }>; resubscribed: Subscription[] }) => void,
+  ): () => void;
   on(event: 'requesttimeout', fn: (e: { package: string; action: string; timeout: number; frame: object }) => void): () => void;
   on(event: 'error', fn: (err: Error) => void): () => void;
 }
@@ -309,6 +317,8 @@ export declare class Subscription extends Emitter {
   on(event: 'notify', fn: (n: any, payload: Record<string, unknown>) => void): () => void;
   on(event: 'state', fn: (e: { state: string; previous: string }) => void): () => void;
   on(event: 'ended', fn: (err?: JsonRtcError) => void): () => void;
+  /** Made again in a new session after a failed resume (a new `id`; state back to pending). */
+  on(event: 'resubscribed', fn: (sub: Subscription) => void): () => void;
 }
 
 export declare const ErrorCode: Readonly<Record<string, number>>;

@@ -209,6 +209,7 @@ export class Session extends Emitter {
         /* already closed */
       }
     }
+    this._published = null;
     this._endAll(new JsonRtcError(ErrorCode.NOT_CONNECTED, 'logged out'), 'ended');
     this._clearStored();
     this._rejectWaiters(new JsonRtcError(ErrorCode.NOT_CONNECTED, 'closed'));
@@ -258,6 +259,8 @@ export class Session extends Emitter {
    */
   async publishPresence(state) {
     this._requireSession();
+    // Published again if the session is lost (a failed resume).
+    this._published = { ...state };
     const payload = { presentity: this.identity, status: state.status };
     if (state.activity) payload.activity = state.activity;
     if (state.note) payload.note = state.note;
@@ -649,18 +652,7 @@ export class Session extends Emitter {
       return;
     }
     if (this._resuming) {
-      // A new session id: the resume failed (docs/protocol.md §4.5).
-      const previousId = this.id;
-      this._resuming = false;
-      this._endAll(new JsonRtcError(ErrorCode.SESSION_LOST, 'the session could not be resumed'), 'failed');
-      this.id = c.session_id;
-      this.identity = h.initiator || this.identity;
-      this._rel.restartAfterFailedResume(typeof c.sequence === 'number' ? c.sequence : 0);
-      this._setState(SessionState.CONNECTED);
-      this._afterConnect();
-      this.emit('resumefailed', { previousId });
-      this._save();
-      this._resolveWaiters();
+      this._onResumeFailed(frame);
       return;
     }
     this.id = c.session_id;
@@ -669,6 +661,49 @@ export class Session extends Emitter {
     this._setState(SessionState.CONNECTED);
     this._afterConnect();
     this._scheduleAck();
+    this._save();
+    this._resolveWaiters();
+  }
+
+  /**
+   * A new session id answered our resume: the gateway could not resume
+   * the session (docs/protocol.md §4.5). The new session starts clean and
+   * works at once; what the SDK can restore it restores: the
+   * subscriptions (the same Subscription objects, re-subscribed on new
+   * subsessions: watched contacts stay watched, voicemail stays
+   * subscribed) and the published presence. Calls cannot be restored:
+   * each ends (`failed`, code 1002) with the reason, and `resumefailed`
+   * lists them.
+   */
+  _onResumeFailed(frame) {
+    const c = frame.control;
+    const h = frame.header || {};
+    const previousId = this.id;
+    this._resuming = false;
+    const subs = [...this.subscriptions.values()].filter((sub) => sub.state !== 'ended');
+    this.subscriptions.clear();
+    this.id = c.session_id;
+    this.identity = h.initiator || this.identity;
+    this._rel.restartAfterFailedResume(typeof c.sequence === 'number' ? c.sequence : 0);
+    const lost = new JsonRtcError(ErrorCode.SESSION_LOST, 'the session could not be resumed');
+    // Requests of the old session never get their answer. (A subscription's
+    // own start fails too, and is made again below.)
+    for (const p of this._pending.values()) p.reject(lost);
+    this._pending.clear();
+    const reason = 'the gateway could not resume the session (restarted, or the resume came too late): the call was lost';
+    const endedCalls = [];
+    for (const call of [...this.calls.values()]) {
+      endedCalls.push({ call, code: ErrorCode.SESSION_LOST, reason });
+      call._terminate('failed', { code: ErrorCode.SESSION_LOST, reason, by: 'session' });
+    }
+    this._setState(SessionState.CONNECTED);
+    this._afterConnect();
+    for (const sub of subs) {
+      sub._resubscribe(randomId());
+      this.subscriptions.set(sub.id, sub);
+    }
+    if (this._published) this.publishPresence(this._published).catch((err) => this.log.warn('jsonrtc: presence not published again', err));
+    this.emit('resumefailed', { previousId, endedCalls, resubscribed: subs });
     this._save();
     this._resolveWaiters();
   }

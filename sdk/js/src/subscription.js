@@ -8,7 +8,8 @@ import { parseMessageSummary } from './summary.js';
  *
  * Events: `state` ({state, previous}), `notify` (PresenceStatus for
  * presence, MessageSummary for message_notification; the raw payload is
- * the second argument), `ended` (Error|undefined).
+ * the second argument), `ended` (Error|undefined), `resubscribed` (made
+ * again in a new session after a failed resume, on a new subsession).
  */
 export class Subscription extends Emitter {
   /**
@@ -41,6 +42,7 @@ export class Subscription extends Emitter {
     // The gateway counts the expiry from when it processes the start, which
     // is after it is sent: timing refreshes from here errs on the safe side.
     const sentAt = this.session._clock.now();
+    const id = this.id;
     try {
       const resp = await this.session._request({
         type: 'request',
@@ -58,9 +60,28 @@ export class Subscription extends Emitter {
       this._setState('active');
       this._ready.resolve();
     } catch (err) {
+      // A start of a session whose resume failed: _resubscribe made a new one.
+      if (this.id !== id) return;
       this._ready.reject(err);
       this._ended(err);
     }
+  }
+
+  /**
+   * Subscribes again in a new session (after a failed resume), on a new
+   * subsession: the same object, so the application's listeners stay.
+   * State goes back to `pending`, then `active` with the first notify.
+   * @param {string} id the new subsession id
+   */
+  _resubscribe(id) {
+    this.session._clock.clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    this.id = id;
+    this.expiry = null;
+    this.refreshedAt = null;
+    this._setState('pending');
+    this.emit('resubscribed', this);
+    this._start();
   }
 
   /**

@@ -286,6 +286,68 @@ test('failed resume: a new session id ends the calls and restarts the numbering 
   assert.equal(sockets[1].last().control.session_id, 'S2');
 });
 
+test('failed resume restores what it can: subscriptions re-made on new subsessions, presence published again, each call ended with its reason', async () => {
+  const { session, ws, fc, sockets } = await connected();
+  const pres = session.watchPresence('bob@example.com');
+  const preq = ws.last();
+  ws.receive(serverFrame({ type: 'response', package_type: 'presence', session_id: 'S1', subsession_id: pres.id, sequence: 2, ack_sequence: 2, correlation_id: preq.control.correlation_id, message_state: 'final' }, { action: 'start', response_code: 200, expiry: 3600 }));
+  await pres.ready;
+  const mwi = session.subscribeMessageSummary('alice@example.com'); // its start is still unanswered
+  session.publishPresence({ status: 'open', activity: 'busy' }).catch(() => {});
+  let call;
+  session.on('incomingcall', (c) => (call = c));
+  ws.receive(serverFrame({ type: 'request', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 3, correlation_id: 's3' }, { action: 'start', initiator: 'carol', target: 'alice' }, { sdp: 'v=0\r\n' }));
+  const callEnded = [];
+  call.on('ended', (e) => callEnded.push(e));
+  const presEvents = [];
+  pres.on('ended', () => presEvents.push('ended'));
+  pres.on('state', (e) => presEvents.push(e.state));
+  const oldPresId = pres.id;
+  const failed = [];
+  session.on('resumefailed', (e) => failed.push(e));
+
+  ws.drop();
+  fc.advance(0);
+  await flush();
+  const ws2 = sockets[1];
+  ws2.open();
+  ws2.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S2', sequence: 1 }, { action: 'connect', initiator: 'alice@example.com' }));
+  await flush();
+
+  assert.equal(session.state, 'connected');
+  assert.equal(callEnded.length, 1);
+  assert.equal(callEnded[0].code, 1002);
+  assert.match(callEnded[0].reason, /could not resume the session/);
+  assert.equal(failed.length, 1);
+  assert.equal(failed[0].previousId, 'S1');
+  assert.deepEqual(failed[0].endedCalls.map((e) => [e.call, e.code]), [[call, 1002]]);
+  assert.deepEqual(new Set(failed[0].resubscribed), new Set([pres, mwi]));
+
+  // The new session's frames, numbered from 2, carry the new session id.
+  const out = ws2.frames().filter((f) => f.control.type === 'request' && f.header.action !== 'connect');
+  assert.deepEqual(out.map((f) => f.control.sequence), [2, 3, 4]);
+  assert.ok(out.every((f) => f.control.session_id === 'S2'));
+  const starts = out.filter((f) => f.header.action === 'start');
+  assert.deepEqual(new Set(starts.map((f) => f.control.package_type)), new Set(['presence', 'message_notification']));
+  const pstart = starts.find((f) => f.control.package_type === 'presence');
+  assert.equal(pstart.header.target, 'bob@example.com');
+  assert.equal(pstart.control.subsession_id, pres.id);
+  assert.notEqual(pres.id, oldPresId, 'a new subsession');
+  assert.equal(session.subscriptions.get(pres.id), pres, 'the same object, under its new id');
+  const pub = out.find((f) => f.header.action === 'publish');
+  assert.equal(pub.payload.activity, 'busy', 'presence published again');
+
+  // The watch goes on: the same object gets the new session's notify.
+  assert.deepEqual(presEvents, ['pending'], 'not ended');
+  ws2.receive(serverFrame({ type: 'response', package_type: 'presence', session_id: 'S2', subsession_id: pres.id, sequence: 2, ack_sequence: 2, correlation_id: pstart.control.correlation_id, message_state: 'final' }, { action: 'start', response_code: 200, expiry: 3600 }));
+  await flush();
+  assert.equal(pres.state, 'active');
+  const notes = [];
+  pres.on('notify', (n) => notes.push(n.status));
+  ws2.receive(serverFrame({ type: 'message', package_type: 'presence', session_id: 'S2', subsession_id: pres.id, sequence: 3 }, { action: 'notify' }, { presentity: 'bob@example.com', status: 'open' }));
+  assert.deepEqual(notes, ['open']);
+});
+
 test('keepalive: text ping, and a reconnect when pongs stop', async () => {
   const { session, ws, fc, sockets } = await connected();
   fc.advance(1000);

@@ -364,3 +364,27 @@ export async function startBlockingProxy(gw) {
     });
   return proxy;
 }
+
+/** caller calls callee with the dial form; callee accepts; both established. */
+export async function answeredCall(caller, callee) {
+  await caller.fill('#address', callee.identity);
+  await caller.click('#call-btn');
+  await callee.locator('#incoming').waitFor({ state: 'visible' });
+  await callee.click('#accept-btn');
+  await waitCall(caller, 'state', 'established');
+  await waitCall(callee, 'state', 'established');
+}
+
+/**
+ * Runs fn; when it fails, prints the pages' consoles (pages: {name: page})
+ * and the gateway's log before rethrowing.
+ */
+export async function printOnFailure(pages, gw, fn) {
+  try {
+    await fn();
+  } catch (err) {
+    for (const [n, p] of Object.entries(pages)) console.log(`--- ${n} console\n` + (p?.consoleLines ?? []).slice(-40).join('\n'));
+    console.log('--- jsonrtcd\n' + gw.logs.slice(-60).join('\n'));
+    throw err;
+  }
+}

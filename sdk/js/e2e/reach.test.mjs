@@ -4,7 +4,7 @@
 // loss, and moves back to the WebSocket once upgrades pass again.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, launchBrowser, openPhone, waitConn, waitConnSeen, connMark, waitCall, audioFlows, startBlockingProxy } from './harness.mjs';
+import { startGateway, launchBrowser, openPhone, waitConn, waitConnSeen, connMark, waitCall, audioFlows, startBlockingProxy, answeredCall, printOnFailure } from './harness.mjs';
 
 let gw;
 let proxy;
@@ -44,18 +44,13 @@ async function received(page, text) {
 }
 
 test('WebSocket blocked: long-poll sign-in, a call with audio to a WebSocket page, chat, a network loss, and back to the WebSocket', async () => {
-  try {
+  await printOnFailure({ alice, bob }, gw, async () => {
     assert.equal(await transport(alice), 'longpoll');
     assert.equal(await transport(bob), 'websocket');
     assert.ok(proxy.upgrades.refused >= 1, 'the proxy refused the upgrade');
 
     // A call both ways of the transports, audio flowing.
-    await alice.fill('#address', bob.identity);
-    await alice.click('#call-btn');
-    await bob.locator('#incoming').waitFor({ state: 'visible' });
-    await bob.click('#accept-btn');
-    await waitCall(alice, 'state', 'established');
-    await waitCall(bob, 'state', 'established');
+    await answeredCall(alice, bob);
     await audioFlows(alice);
     await audioFlows(bob);
 
@@ -98,10 +93,5 @@ test('WebSocket blocked: long-poll sign-in, a call with audio to a WebSocket pag
     await audioFlows(bob);
     await alice.click('#hangup-btn');
     await bob.locator('#incall').waitFor({ state: 'hidden' });
-  } catch (err) {
-    console.log('--- alice console\n' + (alice?.consoleLines ?? []).slice(-40).join('\n'));
-    console.log('--- bob console\n' + (bob?.consoleLines ?? []).slice(-40).join('\n'));
-    console.log('--- jsonrtcd\n' + gw.logs.slice(-60).join('\n'));
-    throw err;
-  }
+  });
 });

@@ -5,7 +5,7 @@
 // says why the call ended.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, launchBrowser, openPhone, waitConnSeen, connMark, waitCall, audioFlows } from './harness.mjs';
+import { startGateway, launchBrowser, openPhone, waitConnSeen, connMark, waitCall, audioFlows, answeredCall, printOnFailure } from './harness.mjs';
 
 let gw;
 let browser;
@@ -37,16 +37,12 @@ async function waitContact(page, who, status, text) {
 }
 
 test('gateway restarted without its sessions: new sessions at once, contacts watched again, the call card says why the call ended', async () => {
-  try {
+  await printOnFailure({ alice, bob }, gw, async () => {
     await alice.fill('#watch-to', bob.identity);
     await alice.click('#watch-btn');
     await waitContact(alice, bob.identity, 'open', 'available');
 
-    await alice.fill('#address', bob.identity);
-    await alice.click('#call-btn');
-    await bob.locator('#incoming').waitFor({ state: 'visible' });
-    await bob.click('#accept-btn');
-    await waitCall(alice, 'state', 'established');
+    await answeredCall(alice, bob);
     await audioFlows(alice);
     const oldId = await alice.evaluate(() => window.softphone.session.id);
 
@@ -73,18 +69,9 @@ test('gateway restarted without its sessions: new sessions at once, contacts wat
 
     // The new sessions work at once: a call placed now is answered (the
     // first call after a failed resume once hung on "calling…").
-    await alice.fill('#address', bob.identity);
-    await alice.click('#call-btn');
-    await bob.locator('#incoming').waitFor({ state: 'visible' });
-    await bob.click('#accept-btn');
-    await waitCall(alice, 'state', 'established');
+    await answeredCall(alice, bob);
     await audioFlows(bob);
     await alice.click('#hangup-btn');
     await bob.locator('#incall').waitFor({ state: 'hidden' });
-  } catch (err) {
-    console.log('--- alice console\n' + (alice?.consoleLines ?? []).slice(-40).join('\n'));
-    console.log('--- bob console\n' + (bob?.consoleLines ?? []).slice(-40).join('\n'));
-    console.log('--- jsonrtcd\n' + gw.logs.slice(-60).join('\n'));
-    throw err;
-  }
+  });
 });

@@ -674,7 +674,7 @@ func (c *Client) onConnectResponse(f *protocol.Frame) {
 		c.st.NextSeq = 2
 		c.st.ReceivedOutOfBand(f.Control.Sequence)
 		c.log.Info("jsonrtc client: resume refused, new session", "session_id", sid, "prev_session_id", prev)
-		c.failAll(ErrSessionLost)
+		c.failAll(ErrSessionLost, lostCallReason)
 		ev = Event{Kind: EventSessionLost, SessionID: sid, PrevSessionID: prev, Identity: f.Header.Initiator, Err: ErrSessionLost}
 	}
 	if c.cur == nil || c.stopErr != nil {
@@ -699,16 +699,22 @@ func (c *Client) onConnectResponse(f *protocol.Frame) {
 	c.emit(ev)
 }
 
-// failAll ends every call and fails every pending request.
-func (c *Client) failAll(err error) {
+// lostCallReason is why a call ended when its session could not be
+// resumed: what the application may show its user.
+const lostCallReason = "the gateway could not resume the session (it restarted, or the resume came too late): the call was lost"
+
+// failAll ends every call, saying why (reason), and fails every pending
+// request with err.
+func (c *Client) failAll(err error, reason string) {
 	for corr, ch := range c.pending {
 		ch <- result{err: err}
 		delete(c.pending, corr)
 	}
 	for id, k := range c.calls {
 		delete(c.calls, id)
+		k.stopAnswer()
 		k.ended = true
-		c.emit(Event{Kind: EventCall, Call: k, CallEvent: CallFailed, Err: err, Reason: err.Error()})
+		c.emit(Event{Kind: EventCall, Call: k, CallEvent: CallFailed, Err: err, Reason: reason})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -382,4 +383,60 @@ func TestRecordTakenOver(t *testing.T) {
 	if n, _ := st.Len(context.Background()); n != 1 {
 		t.Fatalf("%d records, want 1: the stale copy deleted or duplicated it", n)
 	}
+}
+
+// TestFailedResumeStartsClean: a gateway restarted without its sessions
+// (no store: nothing survives) refuses every resume. Each client tells
+// the application (EventSessionLost), fails each call with the reason,
+// and its new session works at once: a message and a new call go
+// through, numbered from 2 (issue 13: the first call afterwards hung).
+func TestFailedResumeStartsClean(t *testing.T) {
+	g1, err := gateway.New(gateway.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, stop1 := serveOn(t, g1, "127.0.0.1:0")
+	url := "ws://" + addr + "/ws/webrtc/test"
+	a := connect(t, url, "alice@example.com", nil)
+	b := connect(t, url, "bob@example.com", func(o *client.Options) { o.AutoAcceptMessages = true })
+	out, in := call(t, a, b)
+	oldA := a.SessionID()
+	stop1()
+	g2, err := gateway.New(gateway.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveOn(t, g2, addr)
+	// The shutdown ends the sessions one by one: the peer of the first one
+	// ended may hear its call end while its own socket is still up. The
+	// other hears nothing, and learns at its failed resume.
+	failed := 0
+	for _, c := range []struct {
+		cl *client.Client
+		k  *client.Call
+	}{{a, out}, {b, in}} {
+		ev := next(t, c.cl, client.EventCall)
+		switch {
+		case ev.Call != c.k:
+			t.Fatalf("%s: event of another call", c.cl.Identity())
+		case ev.CallEvent == client.CallEnded:
+		case ev.CallEvent == client.CallFailed && errors.Is(ev.Err, client.ErrSessionLost) && strings.Contains(ev.Reason, "could not resume the session"):
+			failed++
+		default:
+			t.Fatalf("%s: call event %v %q %v", c.cl.Identity(), ev.CallEvent, ev.Reason, ev.Err)
+		}
+		if lost := next(t, c.cl, client.EventSessionLost); lost.SessionID == "" {
+			t.Fatalf("%s: session lost %+v", c.cl.Identity(), lost)
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no call failed for the lost session")
+	}
+	if a.SessionID() == oldA {
+		t.Fatal("alice kept her old session id")
+	}
+	if code, err := a.Send(ctx(t), "bob@example.com", "text/plain", "after"); err != nil || code != 200 {
+		t.Fatalf("send in the new session: %d, %v", code, err)
+	}
+	call(t, a, b)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -113,14 +114,59 @@ const pollMaxBatch = 32
 
 func (p *pollSocket) maxBatch() int { return pollMaxBatch }
 
-// writeBatch POSTs frames as one JSON array.
+func isPing(data []byte) bool { return string(data) == "ping" }
+
+// writeBatch POSTs frames as one JSON array; a keepalive ping among them
+// goes on its own afterwards (it is no frame).
 func (p *pollSocket) writeBatch(frames [][]byte) error {
-	return p.post(append(append([]byte{'['}, bytes.Join(frames, []byte{','})...), ']'))
+	ping := slices.ContainsFunc(frames, isPing)
+	if ping {
+		frames = slices.DeleteFunc(slices.Clone(frames), isPing)
+	}
+	if len(frames) > 0 {
+		if err := p.post(append(append([]byte{'['}, bytes.Join(frames, []byte{','})...), ']')); err != nil {
+			return err
+		}
+	}
+	if ping {
+		return p.ping()
+	}
+	return nil
 }
 
-// Write POSTs one frame.
+// Write POSTs one frame, or the keepalive ping.
 func (p *pollSocket) Write(_ context.Context, _ websocket.MessageType, data []byte) error {
+	if isPing(data) {
+		return p.ping()
+	}
 	return p.post(data)
+}
+
+// ping POSTs the keepalive ping (docs/protocol.md §1.6): its 204 is the
+// pong, handed to Read as a WebSocket's would be. A 429 (over the frame
+// budget) gets no pong, as a denied ping on a WebSocket gets none.
+func (p *pollSocket) ping() error {
+	resp, err := p.request(http.MethodPost, []byte("ping"))
+	if err != nil {
+		p.fail(err)
+		return err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNoContent:
+		select {
+		case p.in <- []byte("pong"):
+			return nil
+		case <-p.done:
+			return p.err
+		}
+	case http.StatusTooManyRequests:
+		return nil
+	}
+	err = fmt.Errorf("client: long-poll ping: %s", resp.Status)
+	p.fail(err)
+	return err
 }
 
 // post sends a POST. The first opens the connection: its answer carries

@@ -15,6 +15,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/jsonrtc/jsonrtc/transport/longpoll"
 	"github.com/jsonrtc/jsonrtc/transport/ws"
 )
 
@@ -144,6 +145,19 @@ func (g *Gateway) serveConn(c conn, p *auth.Principal, addr netip.Addr) {
 		return
 	}
 	l.quota = s.quota
+	if pc, ok := c.(*longpoll.Conn); ok {
+		// Pings come on HTTP requests, not on the reader: set from here on,
+		// as l.quota is read by the hook (the budget is safe for
+		// concurrent use). Until then pings are answered uncharged.
+		pc.SetTextPing(func() (bool, error) {
+			ok, err := l.textPing()
+			if err != nil {
+				// transport/longpoll closes the connection 1008 itself.
+				g.metrics.closes.WithLabelValues(hangUpFlood.metric).Inc()
+			}
+			return ok, err
+		})
+	}
 	if !g.goTracked(func() { g.readLoop(s, l) }) {
 		// Shutdown has begun: it ends every session, this one included.
 		c.CloseNow()

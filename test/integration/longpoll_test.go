@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/gateway"
@@ -173,5 +174,43 @@ func TestTransportMoves(t *testing.T) {
 	}()
 	if ev := next(t, a, client.EventMessage); ev.Message.Body != "end" {
 		t.Fatalf("after the stream: %q", ev.Message.Body)
+	}
+}
+
+// TestLongPollKeepalive: the client's keepalive pings over long-poll are
+// POSTs answered 204, the pong (docs/protocol.md §1.6), not frames: the
+// gateway counts no malformed frame and sends no error for them, and a
+// session whose GET is held far longer than the client's give-up keeps
+// its connection. (A ping was POSTed as a frame and answered with error
+// 400, whose arrival alone kept the link alive.)
+func TestLongPollKeepalive(t *testing.T) {
+	g, _, url := startProxied(t, nil)
+	pongs := make(chan struct{}, 64)
+	a := connect(t, url, "alice@example.com", func(o *client.Options) {
+		longPollOnly(o)
+		o.PingInterval, o.PongTimeout, o.PingGiveUp = 20*time.Millisecond, 20*time.Millisecond, 200*time.Millisecond
+		o.OnFrame = func(out bool, data []byte) {
+			if !out && string(data) == "pong" {
+				select {
+				case pongs <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
+	next(t, a, client.EventConnected)
+	timeout := time.After(10 * time.Second)
+	for n := 0; n < 20; {
+		select {
+		case <-pongs:
+			n++
+		case ev := <-a.Events():
+			t.Fatalf("event during the keepalive: %v %v", ev.Kind, ev.Err)
+		case <-timeout:
+			t.Fatalf("%d pongs", n)
+		}
+	}
+	if m := scrape(g); !strings.Contains(m, "jsonrtc_bad_frames_total 0\n") {
+		t.Errorf("pings counted as bad frames:\n%s", grepLines(m, "bad_frames"))
 	}
 }

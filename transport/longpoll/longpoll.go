@@ -187,6 +187,9 @@ type Conn struct {
 	ended   bool // gone is closed
 	err     error
 	drained bool // the close was delivered
+	// textPing is SetTextPing's hook; nil answers every ping. (Set by the
+	// gateway's reader, which may start after the token went out.)
+	textPing func() (answer bool, err error)
 }
 
 // poll is one held GET; replaced is closed when a newer GET takes over.
@@ -197,6 +200,16 @@ func (c *Conn) Token() string { return c.token }
 
 // RemoteAddr is the address of the request that opened the Conn.
 func (c *Conn) RemoteAddr() string { return c.remote }
+
+// SetTextPing has f called for every keepalive ping POSTed (the body
+// "ping", docs/protocol.md §1.4 and §1.6), as transport/ws.Conn's: f says
+// whether to answer (204; otherwise 429), and an error (a flood) closes
+// the Conn with 1008.
+func (c *Conn) SetTextPing(f func() (answer bool, err error)) {
+	c.mu.Lock()
+	c.textPing = f
+	c.mu.Unlock()
+}
 
 // BindOrigin binds the Conn to the Origin of the request that opened
 // it. Call it before the token is handed out.
@@ -395,8 +408,32 @@ func (c *Conn) ServePost(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
+	if len(frames) == 1 && string(frames[0]) == "ping" {
+		c.servePing(w)
+		return
+	}
 	if err := c.Deliver(r.Context(), frames); err != nil {
 		WriteError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// servePing answers a keepalive ping: the 204 is the pong. It is no
+// frame and never reaches Read.
+func (c *Conn) servePing(w http.ResponseWriter) {
+	c.mu.Lock()
+	f := c.textPing
+	c.mu.Unlock()
+	answer, err := true, error(nil)
+	if f != nil {
+		answer, err = f()
+	}
+	if err != nil {
+		c.Close(websocket.StatusPolicyViolation, "frame flood")
+	}
+	if !answer || err != nil {
+		http.Error(w, "longpoll: ping over the frame budget", http.StatusTooManyRequests)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -254,3 +254,49 @@ func TestReplacedGetLosesNoFrame(t *testing.T) {
 		}
 	})
 }
+
+// TestPing: a POSTed "ping" is answered 204 (the pong) and never read as
+// a frame; the hook may deny it (429) or end the Conn for a flood (1008
+// on the next GET).
+func TestPing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := NewServer(nil)
+		c := s.Open("r", "")
+		ping := func() int {
+			rec := httptest.NewRecorder()
+			c.ServePost(rec, httptest.NewRequest(http.MethodPost, "/poll/x", strings.NewReader("ping")))
+			return rec.Code
+		}
+		if code := ping(); code != http.StatusNoContent {
+			t.Fatalf("ping: %d", code)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		read := make(chan []byte, 1)
+		go func() {
+			data, _ := c.Read(ctx)
+			read <- data
+		}()
+		synctest.Wait()
+		select {
+		case data := <-read:
+			t.Fatalf("the ping was read as a frame: %q", data)
+		default:
+		}
+		cancel()
+		<-read
+		answer, flood := false, error(nil)
+		c.SetTextPing(func() (bool, error) { return answer, flood })
+		if code := ping(); code != http.StatusTooManyRequests {
+			t.Fatalf("denied ping: %d", code)
+		}
+		flood = errors.New("flood")
+		if code := ping(); code != http.StatusTooManyRequests {
+			t.Fatalf("flooding ping: %d", code)
+		}
+		rec, done := get(c)
+		<-done
+		if rec.Code != http.StatusOK || rec.Header().Get(HeaderCloseCode) != "1008" {
+			t.Fatalf("GET after a flood: %d, close %q", rec.Code, rec.Header().Get(HeaderCloseCode))
+		}
+	})
+}

@@ -9,8 +9,7 @@ import { Session } from '../src/index.js';
 
 let gw;
 before(async () => {
-  // A short hold: the GETs' answers are the long-poll keepalive.
-  gw = await startGateway({ config: 'longpoll:\n  hold: 2s\n' });
+  gw = await startGateway();
 });
 after(() => gw?.stop());
 

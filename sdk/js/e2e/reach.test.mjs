@@ -13,9 +13,9 @@ let alice; // behind the proxy: long-poll
 let bob; // straight to the gateway: WebSocket
 
 before(async () => {
-  // A short hold: the GET's answers are the long-poll keepalive, and the
-  // pages ping fast (harness openPhone) to notice losses quickly.
-  gw = await startGateway({ config: 'longpoll:\n  hold: 1s\n' });
+  // The default hold (25 s): the pages ping fast (harness openPhone),
+  // and over long-poll each ping is a POST whose 204 is the pong.
+  gw = await startGateway();
   proxy = await startBlockingProxy(gw);
   browser = await launchBrowser(gw);
   await browser.context.grantPermissions(['microphone', 'camera'], { origin: proxy.url });

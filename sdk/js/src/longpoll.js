@@ -7,7 +7,8 @@
  * The first POST carries the connect and takes the connection's token
  * (`Jsonrtc-Poll-Token`); every later request carries it. Frames sent
  * while a POST is under way go, in order, in the next one: a JSON array
- * of at most `maxBatch` frames. One GET is held at a time; its frames are
+ * of at most `maxBatch` frames; the keepalive `ping` goes in a POST of its
+ * own, whose 204 is the `pong`. One GET is held at a time; its frames are
  * handed to onmessage one by one, and a `Jsonrtc-Close-Code` header on it
  * closes the socket with that code. Any failed request, or an answer that
  * §1.6 does not list, closes it with 1006, as a broken TCP connection
@@ -62,10 +63,8 @@ export class LongPollSocket {
   /** Queues a frame for the next POST. */
   send(text) {
     if (this.readyState !== 1) throw new Error('long-poll socket is not open');
-    // The held GET is the liveness check: its answers (at most every
-    // longpoll.hold) are what the keepalive hears. A text ping is no frame
-    // and the gateway would take it for a malformed one.
-    if (text === 'ping') return;
+    // A keepalive ping is POSTed on its own, in its turn: its 204 is the
+    // pong (docs/protocol.md §1.6).
     this._queue.push(text);
     if (!this._posting) {
       this._posting = true;
@@ -112,13 +111,16 @@ export class LongPollSocket {
 
   async _post() {
     while (this.readyState === 1 && this._queue.length > 0) {
-      const batch = this._queue.splice(0, this._maxBatch);
+      const ping = this._queue[0] === 'ping';
+      let n = 1;
+      if (!ping) while (n < this._queue.length && n < this._maxBatch && this._queue[n] !== 'ping') n++;
+      const batch = this._queue.splice(0, n);
       const opening = this._token === null;
       let resp;
       try {
         resp = await this._fetch(this.url, {
           method: 'POST',
-          headers: this._headers(true),
+          headers: this._headers(!ping),
           body: batch.length === 1 ? batch[0] : '[' + batch.join(',') + ']',
           credentials: 'include',
           cache: 'no-store',
@@ -130,6 +132,11 @@ export class LongPollSocket {
         return;
       }
       if (this.readyState !== 1) return;
+      if (ping && (resp.status === 204 || resp.status === 429)) {
+        // 429: over the frame budget, no pong (as a WebSocket gives none).
+        if (resp.status === 204) this.onmessage?.({ data: 'pong' });
+        continue;
+      }
       if (resp.status === 413) {
         // A frame or a batch over the limits: what a WebSocket closes 1009.
         this._end(1009, 'request too large', false);
@@ -172,10 +179,7 @@ export class LongPollSocket {
         return;
       }
       if (this.readyState !== 1) return;
-      if (resp.status === 204) {
-        this.onmessage?.({ data: 'pong' });
-        continue;
-      }
+      if (resp.status === 204) continue;
       if (resp.status !== 200) {
         // 409 (another GET took this one's place: not ours, we poll from
         // one loop), 410 (gone) or anything else: the connection is lost.
@@ -190,7 +194,6 @@ export class LongPollSocket {
         this._lost(`GET: the answer is not a JSON array: ${err.message}`);
         return;
       }
-      if (frames.length === 0) this.onmessage?.({ data: 'pong' });
       for (const f of frames) {
         if (this.readyState !== 1) return;
         this.onmessage?.({ data: JSON.stringify(f) });

@@ -134,19 +134,36 @@ test('longpoll: frames sent together share a POST of at most max_batch; one POST
   );
 });
 
-test('longpoll: no text ping is POSTed; a GET answered 204 counts as life', async () => {
+test('longpoll: the keepalive ping is a POST of its own, never in a batch; its 204 is the pong', async () => {
   const env = await overLongPoll();
-  for (let i = 0; i < 3; i++) {
+  for (const post of env.ff.pending('POST')) post.answer(204); // the connect response's ack
+  await flush();
+  env.session.sendMessage('bob', 'x').catch(() => {});
+  env.fc.advance(1000); // the ping is due while the message's POST is out
+  await flush();
+  let posts = env.ff.pending('POST');
+  assert.equal(posts.length, 1);
+  assert.equal(JSON.parse(posts[0].body).header.action, 'send');
+  posts[0].answer(204);
+  await flush();
+  posts = env.ff.pending('POST');
+  assert.equal(posts.length, 1);
+  assert.equal(posts[0].body, 'ping', 'alone, after the frames queued before it');
+  // The GET is held the whole time: only the ping's answer keeps the link.
+  for (let i = 0; i < 10; i++) {
+    for (const post of env.ff.pending('POST')) {
+      assert.equal(post.body, 'ping');
+      post.answer(204);
+    }
+    await flush();
     env.fc.advance(1000);
     await flush();
-    const [get] = env.ff.pending('GET');
-    get.answer(204);
-    for (const post of env.ff.pending('POST')) post.answer(204);
-    await flush();
   }
-  const bodies = env.ff.calls.filter((c) => c.method === 'POST').map((c) => c.body);
-  assert.ok(bodies.every((b) => b !== 'ping' && JSON.parse(b)), `every POST carries frames: ${bodies}`);
-  assert.equal(env.session.state, 'connected');
+  assert.equal(env.session.state, 'connected', 'pongs keep the session up with the GET held for 10 s');
+  // Unanswered pings: the keepalive gives up (period 4 s) and resumes.
+  env.fc.advance(5000);
+  await flush();
+  assert.equal(env.session.state, 'reconnecting');
 });
 
 test('longpoll: a GET answered 410 is a lost socket; the resume tries the WebSocket again first', async () => {

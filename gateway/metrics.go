@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 
+	"github.com/jsonrtc/jsonrtc/transport/longpoll"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -16,8 +17,13 @@ type metrics struct {
 	resumes    *prometheus.CounterVec
 	ended      *prometheus.CounterVec
 	closes     *prometheus.CounterVec
-	frames     prometheus.Counter
-	badFrames  prometheus.Counter
+	// frames counts the frames processed by the transport of the
+	// connection they came on (transportWebSocket, transportLongPoll).
+	frames    *prometheus.CounterVec
+	badFrames prometheus.Counter
+	// attached is the sessions whose connection is up, by its transport
+	// (the others wait for a resume).
+	attached *prometheus.GaugeVec
 	// refused counts destinations refused by the target policy, by field
 	// (target, refer_to, header): the sign of a guest probing for toll
 	// fraud.
@@ -40,8 +46,10 @@ func newMetrics() *metrics {
 			Name: "jsonrtc_sessions_ended_total", Help: "Sessions ended, by reason."}, []string{"reason"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jsonrtc_socket_drops_total", Help: "Sockets the gateway dropped, by reason."}, []string{"reason"}),
-		frames: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "jsonrtc_frames_in_total", Help: "Frames received and processed."}),
+		frames: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jsonrtc_frames_in_total", Help: "Frames received and processed, by transport."}, []string{"transport"}),
+		attached: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "jsonrtc_sessions_attached", Help: "Sessions with a connection up, by its transport (websocket, longpoll)."}, []string{"transport"}),
 		badFrames: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jsonrtc_bad_frames_total", Help: "Frames that could not be decoded."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -49,9 +57,23 @@ func newMetrics() *metrics {
 		storeWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jsonrtc_store_writes_total", Help: "Session record writes, by outcome."}, []string{"outcome"}),
 	}
-	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.refused, m.storeWrites,
+	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.attached, m.refused, m.storeWrites,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
+}
+
+// The transport label of a connection.
+const (
+	transportWebSocket = "websocket"
+	transportLongPoll  = "longpoll"
+)
+
+// transportOf names c's transport for the metrics.
+func transportOf(c conn) string {
+	if _, ok := c.(*longpoll.Conn); ok {
+		return transportLongPoll
+	}
+	return transportWebSocket
 }
 
 func (m *metrics) handler() http.Handler {

@@ -133,7 +133,8 @@ func (g *Gateway) serveConn(c conn, p *auth.Principal, addr netip.Addr) {
 	if p != nil {
 		profile = p.Limits
 	}
-	l := &link{g: g, c: c, addr: addr, max: g.cfg.Session.WindowFrames + 16, budget: g.lim.NewSocket(profile)}
+	l := &link{g: g, c: c, addr: addr, max: g.cfg.Session.WindowFrames + 16, budget: g.lim.NewSocket(profile), transport: transportOf(c)}
+	l.frames = g.metrics.frames.WithLabelValues(l.transport)
 	l.idle.L = &l.mu
 	if wc, ok := c.(*ws.Conn); ok {
 		wc.SetTextPing(l.textPing)
@@ -632,7 +633,7 @@ func (s *Session) inbound(l *link, data []byte) hangUp {
 	if gap > 0 {
 		s.rlog.Info("sequence gap", "sequence gap", "missing", gap, "sequence", f.Control.Sequence)
 	}
-	s.g.metrics.frames.Inc()
+	l.frames.Inc()
 	if f.Control.Sequence == protocol.MaxSequence {
 		return s.exhausted(f.Control.Sequence, errorFor(f, 0, ""))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/transport/ws"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // endReason says why a session ended.
@@ -137,10 +138,14 @@ type conn interface {
 // there is something to write (see startFlush), so an idle session costs
 // one goroutine: its reader.
 type link struct {
-	g    *Gateway
-	c    conn
-	addr netip.Addr // the handshake's source (clientAddr)
-	max  int        // queue bound
+	g *Gateway
+	c conn
+	// transport names c's transport for the metrics; frames counts the
+	// frames processed on it.
+	transport string
+	frames    prometheus.Counter
+	addr      netip.Addr // the handshake's source (clientAddr)
+	max       int        // queue bound
 
 	mu      sync.Mutex
 	queue   [][]byte
@@ -376,7 +381,7 @@ func (s *Session) pushLocked(data []byte) bool {
 		s.log.Warn("socket too slow or gone; dropping it for a resume")
 		s.g.metrics.closes.WithLabelValues("slow_socket").Inc()
 		s.conn.kill()
-		s.conn = nil
+		s.setConnLocked(nil)
 		s.startResumeTimerLocked()
 		return false
 	}
@@ -450,11 +455,23 @@ func (s *Session) attachLocked(l *link) {
 			old.c.CloseNow()
 		}
 	}
-	s.conn = l
+	s.setConnLocked(l)
 	if s.resume != nil {
 		s.resume.Stop()
 		s.resume = nil
 	}
+}
+
+// setConnLocked makes l (nil: none) the session's connection, and
+// keeps jsonrtc_sessions_attached counting it; s.mu is held.
+func (s *Session) setConnLocked(l *link) {
+	if s.conn != nil {
+		s.g.metrics.attached.WithLabelValues(s.conn.transport).Dec()
+	}
+	if l != nil {
+		s.g.metrics.attached.WithLabelValues(l.transport).Inc()
+	}
+	s.conn = l
 }
 
 // detach is called when l's reader ends. A logout (close 1000) ends the
@@ -465,7 +482,7 @@ func (s *Session) detach(l *link, logout bool) {
 		s.mu.Unlock()
 		return
 	}
-	s.conn = nil
+	s.setConnLocked(nil)
 	if !logout {
 		s.startResumeTimerLocked()
 		s.mu.Unlock()
@@ -489,7 +506,7 @@ func (s *Session) detach(l *link, logout bool) {
 func (s *Session) endKeepingSocket(l *link, r endReason) {
 	s.mu.Lock()
 	if s.conn == l {
-		s.conn = nil
+		s.setConnLocked(nil)
 	}
 	s.mu.Unlock()
 	s.end(r)
@@ -516,7 +533,7 @@ func (s *Session) end(r endReason) {
 	}
 	s.stopAckTimerLocked()
 	conn := s.conn
-	s.conn = nil
+	s.setConnLocked(nil)
 	s.mu.Unlock()
 	s.g.remove(s)
 	if s.keepRecord {

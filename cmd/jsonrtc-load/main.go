@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/jsonrtc/jsonrtc/client"
 	"io"
 	"net"
 	"net/url"
@@ -57,6 +58,7 @@ type config struct {
 	burn        int
 	burner      int
 	flood       string
+	transport   string
 }
 
 func main() {
@@ -75,6 +77,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.rate, "rate", 100, "target aggregate rate: messages/s (relay) or calls/s (calls)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to run once every session is up")
 	fs.StringVar(&cfg.mode, "mode", "idle", "idle, relay, calls or flood")
+	fs.StringVar(&cfg.transport, "transport", client.TransportWebSocket, "the sessions' transport: websocket, or longpoll (HTTP long-poll at /poll/, docs/protocol.md §1.6)")
 	fs.StringVar(&cfg.flood, "flood", "valid", "flood mode: the frames it sends (valid, gaps, pings, duplicates, malformed, connects)")
 	fs.IntVar(&cfg.pid, "pid", 0, "`pid` of the gateway, to report its RSS (VmRSS) and CPU time")
 	fs.Float64Var(&cfg.dialRate, "dial-rate", 500, "sessions opened per second during ramp-up")
@@ -116,6 +119,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 func (c *config) validate() error {
+	if c.transport != client.TransportWebSocket && c.transport != client.TransportLongPoll {
+		return fmt.Errorf("-transport %q: want websocket or longpoll", c.transport)
+	}
+	if c.transport != client.TransportWebSocket && c.mode == "flood" {
+		return fmt.Errorf("-transport %s: the flood mode speaks WebSocket only", c.transport)
+	}
 	switch c.mode {
 	case "idle", "relay", "calls":
 	case "flood":

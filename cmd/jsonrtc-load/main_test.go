@@ -59,8 +59,13 @@ func TestCheckLoopback(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	good := config{url: "ws://127.0.0.1/ws/", sessions: 10, rate: 5, duration: time.Second, mode: "relay", dialRate: 1, inflight: 1}
+	good := config{url: "ws://127.0.0.1/ws/", sessions: 10, rate: 5, duration: time.Second, mode: "relay", dialRate: 1, inflight: 1, transport: "websocket"}
 	if err := good.validate(); err != nil {
+		t.Fatal(err)
+	}
+	poll := good
+	poll.transport = "longpoll"
+	if err := poll.validate(); err != nil {
 		t.Fatal(err)
 	}
 	for name, mod := range map[string]func(*config){
@@ -71,6 +76,8 @@ func TestValidate(t *testing.T) {
 		"mode":           func(c *config) { c.mode = "storm" },
 		"flood kind":     func(c *config) { c.mode, c.flood = "flood", "everything" },
 		"burn":           func(c *config) { c.burn = maxBurn + 1 },
+		"transport":      func(c *config) { c.transport = "carrier-pigeon" },
+		"flood poll":     func(c *config) { c.mode, c.flood, c.transport = "flood", "valid", "longpoll" },
 	} {
 		c := good
 		mod(&c)
@@ -84,7 +91,7 @@ func TestValidate(t *testing.T) {
 // (docs/security.md runs it against jsonrtcd); here, its configuration
 // and its count of refused handshakes.
 func TestFloodConfigAndRefusals(t *testing.T) {
-	c := config{url: "ws://127.0.0.1/ws/", sessions: 1, duration: time.Second, mode: "flood", flood: "pings", dialRate: 1, inflight: 1}
+	c := config{url: "ws://127.0.0.1/ws/", sessions: 1, duration: time.Second, mode: "flood", flood: "pings", dialRate: 1, inflight: 1, transport: "websocket"}
 	if err := c.validate(); err != nil {
 		t.Fatalf("flood config refused: %v", err)
 	}

@@ -214,6 +214,7 @@ func (r *runner) open(ctx context.Context, i int) *loadSession {
 	defer cancel()
 	c, err := client.Dial(dctx, client.Options{
 		URL:                r.cfg.url,
+		Transports:         []string{r.cfg.transport},
 		Identity:           s.identity,
 		AutoAcceptMessages: true,
 		EventBuffer:        64, // allocated up front: keep sessions cheap
@@ -444,7 +445,7 @@ func (r *runner) progress(ctx context.Context, done chan<- struct{}, phase <-cha
 
 func (rep *report) print(w io.Writer) {
 	secs := rep.window.Seconds()
-	fmt.Fprintf(w, "mode %s, target %s\n", rep.cfg.mode, rep.cfg.url)
+	fmt.Fprintf(w, "mode %s, transport %s, target %s\n", rep.cfg.mode, rep.cfg.transport, rep.cfg.url)
 	fmt.Fprintf(w, "sessions held: %d of %d (at end of ramp %d, ramp %.1fs)\n", rep.held, rep.wanted, rep.maxHeld, rep.ramp.Seconds())
 	fmt.Fprintf(w, "window: %.1fs\n", secs)
 	fmt.Fprintf(w, "frames/s: %.0f (in %.0f, out %.0f)\n", float64(rep.framesIn+rep.framesOut)/secs, float64(rep.framesIn)/secs, float64(rep.framesOut)/secs)

@@ -64,8 +64,9 @@ func (c *Client) StartCall(ctx context.Context, target, sdp string, ext ...proto
 	return k, err
 }
 
-// armAnswer bounds the wait for the answer to our start: past d the call
-// fails (answerTimedOut). Loop only.
+// armAnswer bounds the wait for the answer to our start or re-offer:
+// past d the call fails, or the re-offer does (answerTimedOut). Loop
+// only.
 func (k *Call) armAnswer(d time.Duration) {
 	k.stopAnswer()
 	k.answerGen++
@@ -86,12 +87,22 @@ func (k *Call) stopAnswer() {
 }
 
 // answerTimedOut fails a call whose start got no answer in time, and
-// cancels it at the gateway, which may hold it still.
+// cancels it at the gateway, which may hold it still; or fails a
+// re-offer that got none (the call goes on with the media it had).
 func (k *Call) answerTimedOut(gen int, d time.Duration) {
-	if k.ended || k.answered || gen != k.answerGen {
+	if k.ended || gen != k.answerGen {
 		return
 	}
 	c := k.c
+	if k.answered {
+		if k.reofferOut == "" {
+			return
+		}
+		k.reofferOut = ""
+		c.emit(Event{Kind: EventCall, Call: k, CallEvent: CallReOfferFailed, Code: protocol.CodeRequestTimeout, Reason: "no answer",
+			Err: c.timedOut(protocol.PackageCall, protocol.ActionStart, d)})
+		return
+	}
 	err := c.timedOut(protocol.PackageCall, protocol.ActionStart, d)
 	// Retained while the socket is down: the resume carries it.
 	c.send(k.frame(protocol.TypeMessage, protocol.ActionShutdown, k.startCorr, nil))
@@ -243,6 +254,7 @@ func (k *Call) ReOffer(ctx context.Context, sdp string, ext ...protocol.Ext) err
 			return err
 		}
 		k.reofferOut = corr
+		k.armAnswer(k.c.o.requestTimeout(protocol.PackageCall, protocol.ActionStart))
 		return nil
 	})
 }
@@ -431,9 +443,11 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 		ev.CallEvent = CallReOffer
 	case t == protocol.TypeResponse && a == protocol.ActionStart && corr != "" && corr == k.reofferOut:
 		if f.Control.MessageState == protocol.StateSubsequent {
+			k.armAnswer(c.o.ProgressTimeout)
 			ev.CallEvent = CallRinging
 			break
 		}
+		k.stopAnswer()
 		k.reofferOut = ""
 		ev.CallEvent = CallReOfferAnswered
 		if ev.Code == 0 {
@@ -476,6 +490,7 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 	case t == protocol.TypeError && a == protocol.ActionStart:
 		ev.Code = f.Header.ErrorCode
 		if corr != "" && corr == k.reofferOut {
+			k.stopAnswer()
 			k.reofferOut = ""
 			ev.CallEvent = CallReOfferFailed
 			break

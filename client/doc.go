@@ -48,7 +48,8 @@
 //     fail with [ErrTooManyPending]. None waits forever: Send, Transfer
 //     and a call's start fail with [ErrRequestTimeout] when no answer
 //     comes within Options.RequestTimeout (30 s, per action in
-//     RequestTimeouts; a ringing call waits ProgressTimeout, 180 s), and
+//     RequestTimeouts; a ringing call waits ProgressTimeout, 180 s; a
+//     re-offer fails with CallReOfferFailed), and
 //     [Client.RequestTimeouts] counts them.
 //   - A socket's write queue: a full retained window plus 256 frames.
 //     When it fills (the gateway stopped reading), the socket is treated

@@ -108,3 +108,36 @@ func TestCallStartTimeout(t *testing.T) {
 		}
 	})
 }
+
+// TestReOfferTimeout: a re-offer with no answer fails (CallReOfferFailed,
+// 408) and the call goes on: a new re-offer may follow.
+func TestReOfferTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake(t)
+		c := dial(t, f, func(o *Options) { o.PingInterval = -1 })
+		k, err := c.StartCall(t.Context(), "bob@example.com", sdpA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := f.next(t)
+		ans := srvCall(protocol.TypeResponse, st.Control.SubsessionID, st.Control.CorrelationID, protocol.ActionStart)
+		ans.Control.MessageState, ans.Header.ResponseCode = protocol.StateFinal, 200
+		ans.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: "answer"})
+		f.send(ans, false)
+		wantCall(t, c, k, CallAnswered)
+		wantCall(t, c, k, CallEstablished)
+		f.next(t) // complete
+		if err := k.ReOffer(t.Context(), sdpA); err != nil {
+			t.Fatal(err)
+		}
+		f.next(t)
+		start := time.Now()
+		ev := wantCall(t, c, k, CallReOfferFailed)
+		if !errors.Is(ev.Err, ErrRequestTimeout) || ev.Code != protocol.CodeRequestTimeout || time.Since(start) != 30*time.Second {
+			t.Fatalf("re-offer failed %+v after %s", ev, time.Since(start))
+		}
+		if err := k.ReOffer(t.Context(), sdpA); err != nil {
+			t.Fatalf("a new re-offer after the timeout: %v", err)
+		}
+	})
+}

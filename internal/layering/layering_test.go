@@ -51,6 +51,7 @@ var allowed = map[string][]string{
 	"internal/layering":     {},
 	"internal/testenv":      {},
 	"internal/testreport":   {"internal/testenv"},
+	"push":                  {},
 }
 
 func TestImportsGoDownward(t *testing.T) {

@@ -60,6 +60,8 @@ type Config struct {
 	Store StoreConfig `yaml:"store"`
 	// Web configures the demo page (STUN/TURN servers for its browsers).
 	Web WebConfig `yaml:"web"`
+	// Push configures standby and push wake-up (push.go).
+	Push PushConfig `yaml:"push"`
 }
 
 // StoreConfig configures where session records are kept.
@@ -278,6 +280,7 @@ func (c *Config) Validate() error {
 		bad("domain", "must not be empty")
 	}
 	c.validateHTTP(bad)
+	c.validatePush(bad)
 	if c.WebSocket.MaxFrameBytes < 1024 || c.WebSocket.MaxFrameBytes > 16<<20 {
 		bad("websocket.max_frame_bytes", "must be between 1024 and 16777216")
 	}

@@ -88,6 +88,8 @@ type Gateway struct {
 	polls   *longpoll.Server
 	cancel  context.CancelFunc
 	metrics *metrics
+	// push wakes sessions in standby (push.go); nil when not configured.
+	push *pusher
 }
 
 // Options are the parts of a gateway that are not configuration.
@@ -117,6 +119,10 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	pushr, err := newPusher(cfg.Push)
+	if err != nil {
+		return nil, err
+	}
 	g := &Gateway{
 		flushWork: make(chan *link),
 		polls: longpoll.NewServer(&longpoll.Options{
@@ -133,6 +139,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		known:      map[string]struct{}{},
 		shutdown:   make(chan struct{}),
 		metrics:    newMetrics(),
+		push:       pushr,
 		store:      opts.Store,
 		wal:        opts.Store != nil,
 		dirtyKick:  make(chan struct{}, 1),

@@ -52,6 +52,10 @@ func (g *Gateway) openGuest(p *auth.Principal, addr netip.Addr) (release func(),
 // application's short idle timeout.
 func (s *Session) resumeTimeout() time.Duration {
 	d := s.g.cfg.Session.ResumeTimeout.D()
+	if s.standby != nil {
+		// Asleep on purpose, with a way to be woken (push.go).
+		return s.g.cfg.Push.standbyTimeout()
+	}
 	if p := s.principal; p != nil && p.Guest && p.GuestPolicy.IdleResumeTimeout > 0 && !s.engaged.Load() {
 		d = min(d, p.GuestPolicy.IdleResumeTimeout)
 	}

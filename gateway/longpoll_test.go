@@ -242,11 +242,9 @@ func TestPollResumeMovesTransport(t *testing.T) {
 	b.send(message("alice@example.com", "one"))
 	b.pingPong()
 	resume := func(cslr uint64) *protocol.Frame {
-		return &protocol.Frame{
-			Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageRegister, SessionID: a.sid},
-			Header: protocol.Header{Action: protocol.ActionConnect, Initiator: "alice@example.com", Target: "alice@example.com",
-				CSLR: protocol.Seq(cslr)},
-		}
+		f := resumeConnect("alice@example.com", cslr)
+		f.Control.SessionID = a.sid
+		return f
 	}
 	// Alice has not read "one": it is resent on the poll.
 	p := &poller{t: t, url: pollURL(url), seq: a.seq, sid: a.sid}
@@ -336,16 +334,30 @@ func TestPollIdleIsSocketLoss(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("GET with the lost connection's token: %s", resp.Status)
 	}
-	w := dial(t, url, protocol.SubprotocolJSONrtc, nil)
-	w.sid, w.seq = a.sid, a.seq-1
-	w.send(&protocol.Frame{
+	resumeWS(t, url, "alice@example.com", a.sid, a.seq, a.last)
+}
+
+// resumeConnect is a reconnect connect (docs/protocol.md §4.4) of
+// identity, having processed the gateway's frames up to cslr.
+func resumeConnect(identity string, cslr uint64) *protocol.Frame {
+	return &protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageRegister},
-		Header: protocol.Header{Action: protocol.ActionConnect, Initiator: "alice@example.com", Target: "alice@example.com",
-			CSLR: protocol.Seq(a.last)},
-	})
-	if r := w.read(); r.Header.Action != protocol.ActionConnect || r.Control.SessionID != a.sid {
+		Header: protocol.Header{Action: protocol.ActionConnect, Initiator: identity, Target: identity,
+			CSLR: protocol.Seq(cslr)},
+	}
+}
+
+// resumeWS resumes session sid of identity on a new WebSocket, for a
+// client whose last sequence was seq and that processed up to last.
+func resumeWS(t *testing.T, url, identity, sid string, seq, last uint64) *peer {
+	t.Helper()
+	w := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	w.sid, w.seq = sid, seq-1
+	w.send(resumeConnect(identity, last))
+	if r := w.read(); r.Header.Action != protocol.ActionConnect || r.Control.SessionID != sid {
 		t.Fatalf("resume: %s", r.Marshal())
 	}
+	return w
 }
 
 // TestPollAuthenticated: the opening POST is authenticated as a

@@ -31,6 +31,9 @@ type metrics struct {
 	// storeWrites counts session record writes by outcome (ok, error,
 	// conflict): an error sends the frames unstored (persist.go).
 	storeWrites *prometheus.CounterVec
+	// pushes counts the pushes that woke sessions in standby, by channel
+	// (webpush, webhook) and outcome (ok, gone, error).
+	pushes *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -48,6 +51,8 @@ func newMetrics() *metrics {
 			Name: "jsonrtc_socket_drops_total", Help: "Sockets the gateway dropped, by reason."}, []string{"reason"}),
 		frames: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jsonrtc_frames_in_total", Help: "Frames received and processed, by transport."}, []string{"transport"}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jsonrtc_pushes_total", Help: "Pushes sent to wake sessions in standby, by channel and outcome."}, []string{"channel", "outcome"}),
 		attached: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "jsonrtc_sessions_attached", Help: "Sessions with a connection up, by its transport (websocket, longpoll)."}, []string{"transport"}),
 		badFrames: prometheus.NewCounter(prometheus.CounterOpts{
@@ -57,7 +62,7 @@ func newMetrics() *metrics {
 		storeWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jsonrtc_store_writes_total", Help: "Session record writes, by outcome."}, []string{"outcome"}),
 	}
-	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.attached, m.refused, m.storeWrites,
+	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.attached, m.pushes, m.refused, m.storeWrites,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

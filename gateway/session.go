@@ -91,6 +91,10 @@ type Session struct {
 	ackTimer  *time.Timer // made once, then reset: most inbound frames arm it
 	ackArmed  bool
 	lastError int // consecutive undecodable frames
+	// standby: how to wake the client, which went to standby (push.go);
+	// nil when awake. woken: a push went since the socket closed.
+	standby *protocol.PushChannel
+	woken   bool
 
 	// The store (persist.go). pending: frames sent but not yet written
 	// ahead; dirty: queued for the writer; snapGen numbers snapshots;
@@ -352,6 +356,7 @@ func (s *Session) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
 	}
 	s.queueLocked(data)
 	s.stopAckTimerLocked()
+	s.wakeLocked(f)
 	return f.Control.Sequence, nil
 }
 
@@ -456,6 +461,7 @@ func (s *Session) attachLocked(l *link) {
 		}
 	}
 	s.setConnLocked(l)
+	s.standby = nil // awake again
 	if s.resume != nil {
 		s.resume.Stop()
 		s.resume = nil

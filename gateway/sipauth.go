@@ -135,6 +135,10 @@ func (s *Session) sendAuthRequest(f *protocol.Frame, answer chan *protocol.Frame
 // onRegisterFrame handles a register-package frame on a live session:
 // the answer to an authenticate request, or a connect (405).
 func (s *Session) onRegisterFrame(f *protocol.Frame) {
+	if f.Header.Action == protocol.ActionStandby && f.Control.Type == protocol.TypeRequest {
+		s.onStandby(f)
+		return
+	}
 	if f.Header.Action != protocol.ActionAuthenticate {
 		s.Send(errorFor(f, protocol.CodeMethodNotAllowed, "already connected"), false)
 		return

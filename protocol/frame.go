@@ -55,6 +55,9 @@ const (
 	// ActionAuthenticate: the gateway asks a live session to answer a
 	// registrar challenge (docs/protocol.md §4.8).
 	ActionAuthenticate Action = "authenticate"
+	// ActionStandby: a client about to close its socket for standby
+	// registers how to wake it (docs/protocol.md §4.9).
+	ActionStandby Action = "standby"
 	ActionStart        Action = "start"
 	ActionComplete     Action = "complete"
 	ActionPrack        Action = "prack"

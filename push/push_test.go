@@ -3,15 +3,10 @@ package push
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net/http"
@@ -60,48 +55,10 @@ func TestRFC8291Example(t *testing.T) {
 		t.Fatalf("body\n got %s\nwant %s", got, rfcBody)
 	}
 	// And the user agent's side, written here from RFC 8291 §3.4, reads it.
-	plain, err := decrypt(unb64(t, rfcBody), unb64(t, rfcUAPrivate), unb64(t, rfcAuth))
+	plain, err := Decrypt(unb64(t, rfcBody), unb64(t, rfcUAPrivate), unb64(t, rfcAuth))
 	if err != nil || string(plain) != rfcPlaintext {
 		t.Fatalf("decrypt: %q, %v", plain, err)
 	}
-}
-
-// decrypt is what a browser does with a push message (RFC 8291 §3.4,
-// RFC 8188 §2): the test's push service uses it too.
-func decrypt(body, uaPrivate, auth []byte) ([]byte, error) {
-	if len(body) < headerLen || body[saltLen+4] != keyLen {
-		return nil, errors.New("short or odd header")
-	}
-	salt, asPublic, ct := body[:saltLen], body[saltLen+5:headerLen], body[headerLen:]
-	if rs := binary.BigEndian.Uint32(body[saltLen:]); int(rs) < len(ct) {
-		return nil, errors.New("more than one record")
-	}
-	ua, err := ecdh.P256().NewPrivateKey(uaPrivate)
-	if err != nil {
-		return nil, err
-	}
-	as, err := ecdh.P256().NewPublicKey(asPublic)
-	if err != nil {
-		return nil, err
-	}
-	secret, err := ua.ECDH(as)
-	if err != nil {
-		return nil, err
-	}
-	ikm, _ := hkdf.Key(sha256.New, secret, auth, "WebPush: info\x00"+string(ua.PublicKey().Bytes())+string(asPublic), 32)
-	cek, _ := hkdf.Key(sha256.New, ikm, salt, "Content-Encoding: aes128gcm\x00", 16)
-	nonce, _ := hkdf.Key(sha256.New, ikm, salt, "Content-Encoding: nonce\x00", 12)
-	block, _ := aes.NewCipher(cek)
-	gcm, _ := cipher.NewGCM(block)
-	rec, err := gcm.Open(nil, nonce, ct, nil)
-	if err != nil {
-		return nil, err
-	}
-	i := bytes.LastIndexByte(rec, 2)
-	if i < 0 || len(bytes.Trim(rec[i+1:], "\x00")) != 0 {
-		return nil, errors.New("no last-record delimiter")
-	}
-	return rec[:i], nil
 }
 
 // browser is a subscription's user agent: its keys.
@@ -135,7 +92,7 @@ func TestEncryptRoundTripAndLimits(t *testing.T) {
 		if len(body) > recordSize {
 			t.Fatalf("%d octets: a body of %d", n, len(body))
 		}
-		got, err := decrypt(body, b.key.Bytes(), b.auth)
+		got, err := Decrypt(body, b.key.Bytes(), b.auth)
 		if err != nil || !bytes.Equal(got, p) {
 			t.Fatalf("%d octets: round trip %v", n, err)
 		}
@@ -230,7 +187,7 @@ func TestSendToPushService(t *testing.T) {
 		}
 		checkVAPID(t, r.Header.Get("Authorization"), "http://"+r.Host, now)
 		body, _ := io.ReadAll(r.Body)
-		plain, err := decrypt(body, b.key.Bytes(), b.auth)
+		plain, err := Decrypt(body, b.key.Bytes(), b.auth)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

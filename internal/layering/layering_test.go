@@ -45,7 +45,7 @@ var allowed = map[string][]string{
 	"web":                   {"sdk/js"},
 	"sdk/js":                {},
 	"interwork":             {"internal/ratelog", "protocol", "messaging", "presence", "presence/pidf", "notification", "notification/mwi", "sipgw"},
-	"gateway":               {"internal/ratelog", "protocol", "session", "transport/ws", "transport/longpoll", "transport/certs", "transport/connlimit", "transport/forwarded", "auth", "limits", "store", "endpoint", "call", "interwork", "messaging", "presence", "notification", "sipgw"},
+	"gateway":               {"internal/ratelog", "protocol", "session", "transport/ws", "transport/longpoll", "transport/certs", "transport/connlimit", "transport/forwarded", "auth", "limits", "store", "endpoint", "call", "interwork", "messaging", "presence", "notification", "sipgw", "push"},
 	"cmd/jsonrtcd":          {"gateway", "web", "transport/certs", "sipgw", "store", "store/natsstore"},
 	"cmd/jsonrtc-load":      {"client", "internal/flood", "protocol", "session"},
 	"internal/layering":     {},

@@ -1,0 +1,289 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/push"
+)
+
+// PushConfig configures standby and push wake-up (docs/protocol.md §4.9):
+// a client may register how to wake it and close its socket; an incoming
+// call or message for it then sends a push. Off unless a VAPID key or a
+// webhook is set.
+type PushConfig struct {
+	// VAPIDPrivateKey is the application server's P-256 key, base64url of
+	// its 32-octet scalar (as web-push tools print it); browsers subscribe
+	// with its public half. Set: Web Push is on.
+	VAPIDPrivateKey string `yaml:"vapid_private_key"`
+	// Subject is the contact push services may use (mailto: or https:),
+	// required with the key.
+	Subject string `yaml:"subject"`
+	// AllowedEndpoints are the host[:port] patterns (path.Match) of the
+	// push services a subscription may name, since the gateway POSTs to
+	// whatever a client names. Default: the browsers' push services.
+	// Only https endpoints are used, but for loopback hosts.
+	AllowedEndpoints []string `yaml:"allowed_endpoints"`
+	// Webhook is a native apps' push relay, which gets the device token
+	// with the event, signed (push.VerifyWebhook).
+	Webhook WebhookConfig `yaml:"webhook"`
+	// StandbyTimeout is how long a session in standby stays resumable
+	// (session.resume_timeout otherwise). Default 1h; at most 24h.
+	StandbyTimeout Duration `yaml:"standby_timeout"`
+}
+
+// WebhookConfig is the push relay of native apps.
+type WebhookConfig struct {
+	URL    string `yaml:"url"`
+	Secret string `yaml:"secret"`
+}
+
+// defaultPushEndpoints are the push services of the major browsers.
+var defaultPushEndpoints = []string{"fcm.googleapis.com", "*.push.services.mozilla.com", "*.notify.windows.com", "*.push.apple.com"}
+
+func (p PushConfig) enabled() bool { return p.VAPIDPrivateKey != "" || p.Webhook.URL != "" }
+
+func (p PushConfig) standbyTimeout() time.Duration {
+	if p.StandbyTimeout == 0 {
+		return time.Hour
+	}
+	return p.StandbyTimeout.D()
+}
+
+// vapidKey decodes VAPIDPrivateKey.
+func (p PushConfig) vapidKey() (*ecdsa.PrivateKey, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(p.VAPIDPrivateKey, "="))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ecdh.P256().NewPrivateKey(raw); err != nil {
+		return nil, err
+	}
+	return ecdsa.ParseRawPrivateKey(elliptic.P256(), raw)
+}
+
+func (c *Config) validatePush(bad func(key, format string, args ...any)) {
+	p := c.Push
+	if p.VAPIDPrivateKey != "" {
+		if _, err := p.vapidKey(); err != nil {
+			bad("push.vapid_private_key", "not a base64url P-256 private key: %v", err)
+		}
+		if !strings.HasPrefix(p.Subject, "mailto:") && !strings.HasPrefix(p.Subject, "https:") {
+			bad("push.subject", "must be a mailto: or https: URI with push.vapid_private_key")
+		}
+	}
+	if (p.Webhook.URL == "") != (p.Webhook.Secret == "") {
+		bad("push.webhook", "url and secret go together")
+	}
+	if p.Webhook.URL != "" {
+		if u, err := url.Parse(p.Webhook.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("push.webhook.url", "%q is not an http(s) URL", p.Webhook.URL)
+		}
+		if len(p.Webhook.Secret) < 16 {
+			bad("push.webhook.secret", "must be at least 16 characters")
+		}
+	}
+	for _, pat := range p.AllowedEndpoints {
+		if _, err := path.Match(pat, ""); err != nil {
+			bad("push.allowed_endpoints", "%q: %v", pat, err)
+		}
+	}
+	if p.StandbyTimeout != 0 && (p.StandbyTimeout < c.Session.ResumeTimeout || p.StandbyTimeout.D() > 24*time.Hour) {
+		bad("push.standby_timeout", "must be between session.resume_timeout and 24h")
+	}
+}
+
+// pusher wakes sessions in standby.
+type pusher struct {
+	cfg     PushConfig
+	sender  *push.Sender // nil: no Web Push
+	webhook *push.Webhook
+	allowed []string
+}
+
+func newPusher(cfg PushConfig) (*pusher, error) {
+	if !cfg.enabled() {
+		return nil, nil
+	}
+	p := &pusher{cfg: cfg, allowed: cfg.AllowedEndpoints}
+	if len(p.allowed) == 0 {
+		p.allowed = defaultPushEndpoints
+	}
+	if cfg.VAPIDPrivateKey != "" {
+		k, err := cfg.vapidKey()
+		if err != nil {
+			return nil, err
+		}
+		if p.sender, err = push.NewSender(push.Options{VAPID: push.VAPID{Key: k, Subject: cfg.Subject}}); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Webhook.URL != "" {
+		p.webhook = &push.Webhook{URL: cfg.Webhook.URL, Secret: []byte(cfg.Webhook.Secret)}
+	}
+	return p, nil
+}
+
+// check says why ch cannot be used, or nil.
+func (p *pusher) check(ch *protocol.PushChannel) error {
+	switch {
+	case ch == nil:
+		return errors.New("payload.push is missing")
+	case ch.Type == protocol.PushWebhook:
+		if p.webhook == nil {
+			return errors.New("no webhook push on this gateway")
+		}
+		if ch.Token == "" || len(ch.Token) > 4096 {
+			return errors.New("push.token must be 1 to 4096 characters")
+		}
+		return nil
+	case ch.Type != protocol.PushWebPush:
+		return errors.New("push.type must be webpush or webhook")
+	case p.sender == nil:
+		return errors.New("no Web Push on this gateway")
+	}
+	u, err := url.Parse(ch.Endpoint)
+	if err != nil || u.Host == "" {
+		return errors.New("push.endpoint is not a URL")
+	}
+	host := u.Hostname()
+	loopback := host == "localhost" || net.ParseIP(host).IsLoopback()
+	if u.Scheme != "https" && !(u.Scheme == "http" && loopback) {
+		return errors.New("push.endpoint must be https")
+	}
+	allowed := false
+	for _, pat := range p.allowed {
+		if ok, _ := path.Match(strings.ToLower(pat), strings.ToLower(u.Host)); ok {
+			allowed = true
+			break
+		}
+	}
+	if !allowed {
+		return errors.New("push.endpoint is not a push service this gateway uses")
+	}
+	var sub push.Subscription
+	sub.Keys.P256DH, sub.Keys.Auth = ch.Keys.P256DH, ch.Keys.Auth
+	if _, err := push.Encrypt(sub, nil); err != nil {
+		return err
+	}
+	return nil
+}
+
+// wakeEvent is what a push says: no more than a notification needs.
+type wakeEvent struct {
+	Kind string `json:"kind"` // "call" or "message"
+	From string `json:"from"`
+}
+
+// wakes reports the event of a frame that wakes a session in standby:
+// a new call, or a message.
+func wakes(f *protocol.Frame) (wakeEvent, bool) {
+	if f.Control.Type != protocol.TypeRequest {
+		return wakeEvent{}, false
+	}
+	switch {
+	case f.EffectivePackage() == protocol.PackageCall && f.Header.Action == protocol.ActionStart:
+		return wakeEvent{Kind: "call", From: f.Header.Initiator}, true
+	case f.EffectivePackage() == protocol.PackageMessaging && f.Header.Action == protocol.ActionSend:
+		return wakeEvent{Kind: "message", From: f.Header.Initiator}, true
+	}
+	return wakeEvent{}, false
+}
+
+// send delivers ev to the channel ch of session s; the outcome is
+// counted. A call's push lives as long as the call rings.
+func (p *pusher) send(ctx context.Context, g *Gateway, s *Session, ch protocol.PushChannel, ev wakeEvent) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var err error
+	switch ch.Type {
+	case protocol.PushWebhook:
+		body, _ := json.Marshal(struct {
+			wakeEvent
+			Identity string `json:"identity"`
+			Token    string `json:"token"`
+		}{ev, s.identity, ch.Token})
+		err = p.webhook.Send(ctx, body)
+	default:
+		var sub push.Subscription
+		sub.Endpoint, sub.Keys.P256DH, sub.Keys.Auth = ch.Endpoint, ch.Keys.P256DH, ch.Keys.Auth
+		payload, _ := json.Marshal(ev)
+		m := push.Message{Payload: payload, Urgency: push.UrgencyNormal, TTL: p.cfg.standbyTimeout()}
+		if ev.Kind == "call" {
+			m.Urgency, m.TTL = push.UrgencyHigh, g.cfg.Calls.RingTimeout.D()
+		}
+		err = p.sender.Send(ctx, sub, m)
+	}
+	outcome := "ok"
+	switch {
+	case errors.Is(err, push.ErrGone):
+		outcome = "gone"
+		s.mu.Lock()
+		s.standby = nil // the subscription is dead: nothing to wake it with
+		s.mu.Unlock()
+	case err != nil:
+		outcome = "error"
+	}
+	g.metrics.pushes.WithLabelValues(ch.Type, outcome).Inc()
+	if err != nil {
+		s.rlog.Info("push", "push failed", "channel", ch.Type, "err", err)
+		return
+	}
+	s.log.Info("woke the session in standby", "channel", ch.Type, "kind", ev.Kind)
+}
+
+// onStandby answers request/standby: the session keeps ch to wake the
+// client with once its socket is gone, and waits push.standby_timeout
+// for its resume instead of session.resume_timeout. A resume ends the
+// standby.
+func (s *Session) onStandby(f *protocol.Frame) {
+	p := s.g.push
+	if p == nil {
+		s.Send(errorFor(f, protocol.CodeMethodNotAllowed, "standby is not configured on this gateway"), false)
+		return
+	}
+	var pl protocol.StandbyPayload
+	if err := protocol.DecodePayload(f.Payload, &pl); err != nil {
+		s.Send(errorFor(f, protocol.CodeBadRequest, err.Error()), false)
+		return
+	}
+	if err := p.check(pl.Push); err != nil {
+		s.Send(errorFor(f, protocol.CodeBadRequest, err.Error()), false)
+		return
+	}
+	s.mu.Lock()
+	s.standby, s.woken = pl.Push, false
+	s.mu.Unlock()
+	s.Send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageRegister,
+			CorrelationID: f.Control.CorrelationID, MessageState: protocol.StateFinal},
+		Header: protocol.Header{Action: protocol.ActionStandby, ResponseCode: protocol.CodeOK,
+			Expiry: int(p.cfg.standbyTimeout() / time.Second)},
+	}, false)
+}
+
+// wakeLocked sends a push for f when the session sleeps in standby: the
+// first call or message since its socket went; s.mu is held.
+func (s *Session) wakeLocked(f *protocol.Frame) {
+	if s.conn != nil || s.standby == nil || s.woken {
+		return
+	}
+	ev, ok := wakes(f)
+	if !ok {
+		return
+	}
+	s.woken = true
+	ch := *s.standby
+	s.g.goTracked(func() { s.g.push.send(s.g.ctx, s.g, s, ch, ev) })
+}

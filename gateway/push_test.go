@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/push"
+)
+
+// pushService is an RFC 8030 push service written for the test: it
+// decrypts what it gets for its one subscription, as the browser would.
+type pushService struct {
+	url  string
+	key  *ecdh.PrivateKey
+	auth []byte
+	got  chan []byte
+}
+
+func newPushService(t *testing.T) *pushService {
+	t.Helper()
+	k, _ := ecdh.P256().GenerateKey(rand.Reader)
+	ps := &pushService{key: k, auth: make([]byte, 16), got: make(chan []byte, 8)}
+	rand.Read(ps.auth)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.Header.Get("Authorization"), "vapid t=") || r.Header.Get("Content-Encoding") != "aes128gcm" {
+			http.Error(w, "not a Web Push request", http.StatusBadRequest)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		plain, err := push.Decrypt(body, ps.key.Bytes(), ps.auth)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		ps.got <- plain
+		w.WriteHeader(http.StatusCreated)
+	}))
+	t.Cleanup(srv.Close)
+	ps.url = srv.URL + "/push/sub-1"
+	return ps
+}
+
+func (ps *pushService) channel() *protocol.PushChannel {
+	b := base64.RawURLEncoding
+	return &protocol.PushChannel{Type: protocol.PushWebPush, Endpoint: ps.url,
+		Keys: protocol.PushKeys{P256DH: b.EncodeToString(ps.key.PublicKey().Bytes()), Auth: b.EncodeToString(ps.auth)}}
+}
+
+func withPush(t *testing.T) func(*Config) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := k.Bytes()
+	return func(c *Config) {
+		c.Push = PushConfig{VAPIDPrivateKey: base64.RawURLEncoding.EncodeToString(raw), Subject: "mailto:ops@example.com",
+			AllowedEndpoints: []string{"127.0.0.1:*"}, StandbyTimeout: Duration(time.Hour)}
+	}
+}
+
+func standby(ch *protocol.PushChannel) *protocol.Frame {
+	return &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageRegister, CorrelationID: "c9"},
+		Header:  protocol.Header{Action: protocol.ActionStandby},
+		Payload: protocol.EncodePayload(protocol.StandbyPayload{Push: ch}),
+	}
+}
+
+// TestStandbyWakesWithWebPush: a client registers its Web Push
+// subscription and closes its socket; a message for it sends one push
+// (only what a notification needs: kind and sender), which the push
+// service decrypts; the client resumes, past session.resume_timeout, and
+// gets the message.
+func TestStandbyWakesWithWebPush(t *testing.T) {
+	ps := newPushService(t)
+	g, url := newGateway(t, func(c *Config) {
+		withPush(t)(c)
+		c.Session.ResumeTimeout = Duration(time.Second)
+	})
+	lost := make(chan struct{}, 1)
+	g.onSocketLost = func(*Session) {
+		select {
+		case lost <- struct{}{}:
+		default:
+		}
+	}
+	bob := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	bob.connect("bob@example.com")
+	bob.send(standby(ps.channel()))
+	r := bob.read()
+	if r.Control.Type != protocol.TypeResponse || r.Header.Action != protocol.ActionStandby || r.Header.Expiry != 3600 {
+		t.Fatalf("standby answer %s", r.Marshal())
+	}
+	bob.c.CloseNow()
+	<-lost
+
+	alice := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	alice.connect("alice@example.com")
+	alice.send(message("bob@example.com", "wake up"))
+	alice.send(message("bob@example.com", "again"))
+	var ev struct{ Kind, From string }
+	select {
+	case p := <-ps.got:
+		if err := json.Unmarshal(p, &ev); err != nil || ev.Kind != "message" || ev.From != "alice@example.com" || strings.Contains(string(p), "wake up") {
+			t.Fatalf("push payload %s", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no push")
+	}
+	// Past session.resume_timeout (1 s): the standby keeps the session.
+	time.Sleep(1500 * time.Millisecond) // the timeout being tested has no event to wait on
+	b2 := resumeWS(t, url, "bob@example.com", bob.sid, bob.seq, bob.last)
+	for _, want := range []string{"wake up", "again"} {
+		f := b2.read()
+		var m protocol.MessagePayload
+		protocol.DecodePayload(f.Payload, &m)
+		if f.Header.Action != protocol.ActionSend || m.Body != want {
+			t.Fatalf("after the resume: %s", f.Marshal())
+		}
+	}
+	if m := scrape(t, g); !strings.Contains(m, `jsonrtc_pushes_total{channel="webpush",outcome="ok"} 1`+"\n") {
+		t.Errorf("one push counted:\n%s", m[strings.Index(m, "jsonrtc_pushes"):][:200])
+	}
+	select {
+	case p := <-ps.got:
+		t.Fatalf("a second push for the same standby: %s", p)
+	default:
+	}
+}
+
+// TestStandbyRefusals: a channel the gateway cannot or must not use is
+// refused with 400 (another host than the allowed push services, plain
+// http elsewhere than loopback, bad keys), and standby without push
+// configured with 405.
+func TestStandbyRefusals(t *testing.T) {
+	ps := newPushService(t)
+	_, url := newGateway(t, withPush(t))
+	a := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	a.connect("alice@example.com")
+	for name, mod := range map[string]func(*protocol.PushChannel){
+		"foreign host":  func(c *protocol.PushChannel) { c.Endpoint = "https://attacker.example/x" },
+		"plain http":    func(c *protocol.PushChannel) { c.Endpoint = "http://fcm.googleapis.com/x" },
+		"bad key":       func(c *protocol.PushChannel) { c.Keys.P256DH = "AAAA" },
+		"no type":       func(c *protocol.PushChannel) { c.Type = "" },
+		"no webhook":    func(c *protocol.PushChannel) { c.Type, c.Token = protocol.PushWebhook, "tok" },
+		"internal host": func(c *protocol.PushChannel) { c.Endpoint = "https://169.254.169.254/latest" },
+	} {
+		ch := ps.channel()
+		mod(ch)
+		a.send(standby(ch))
+		if r := a.read(); r.Control.Type != protocol.TypeError || r.Header.ErrorCode != protocol.CodeBadRequest {
+			t.Errorf("%s: %s", name, r.Marshal())
+		}
+	}
+	_, plain := newGateway(t, nil)
+	b := dial(t, plain, protocol.SubprotocolJSONrtc, nil)
+	b.connect("bob@example.com")
+	b.send(standby(ps.channel()))
+	if r := b.read(); r.Control.Type != protocol.TypeError || r.Header.ErrorCode != protocol.CodeMethodNotAllowed {
+		t.Errorf("standby without push: %s", r.Marshal())
+	}
+}
+
+// TestPushConfigValidate names the bad keys.
+func TestPushConfigValidate(t *testing.T) {
+	for key, mod := range map[string]func(*Config){
+		"push.vapid_private_key": func(c *Config) { c.Push.VAPIDPrivateKey, c.Push.Subject = "bm90IGEga2V5", "mailto:a@b" },
+		"push.subject":           func(c *Config) { withPush(t)(c); c.Push.Subject = "ops" },
+		"push.webhook":           func(c *Config) { c.Push.Webhook.URL = "https://relay.example/" },
+		"push.webhook.secret":    func(c *Config) { c.Push.Webhook = WebhookConfig{URL: "https://relay.example/", Secret: "short"} },
+		"push.standby_timeout":   func(c *Config) { withPush(t)(c); c.Push.StandbyTimeout = Duration(time.Millisecond) },
+	} {
+		c := DefaultConfig()
+		mod(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), key+":") {
+			t.Errorf("%s: %v", key, err)
+		}
+	}
+}

@@ -77,6 +77,28 @@ func standby(ch *protocol.PushChannel) *protocol.Frame {
 	}
 }
 
+// asleep connects identity, puts it in standby with ch (checking the
+// answer: 200, the standby timeout of withPush) and closes its socket.
+func asleep(t *testing.T, g *Gateway, url, identity string, ch *protocol.PushChannel) *peer {
+	t.Helper()
+	lost := make(chan struct{}, 1)
+	g.onSocketLost = func(*Session) {
+		select {
+		case lost <- struct{}{}:
+		default:
+		}
+	}
+	p := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	p.connect(identity)
+	p.send(standby(ch))
+	if r := p.read(); r.Control.Type != protocol.TypeResponse || r.Header.Action != protocol.ActionStandby || r.Header.Expiry != 3600 {
+		t.Fatalf("standby answer %s", r.Marshal())
+	}
+	p.c.CloseNow()
+	<-lost
+	return p
+}
+
 // TestStandbyWakesWithWebPush: a client registers its Web Push
 // subscription and closes its socket; a message for it sends one push
 // (only what a notification needs: kind and sender), which the push
@@ -88,22 +110,7 @@ func TestStandbyWakesWithWebPush(t *testing.T) {
 		withPush(t)(c)
 		c.Session.ResumeTimeout = Duration(time.Second)
 	})
-	lost := make(chan struct{}, 1)
-	g.onSocketLost = func(*Session) {
-		select {
-		case lost <- struct{}{}:
-		default:
-		}
-	}
-	bob := dial(t, url, protocol.SubprotocolJSONrtc, nil)
-	bob.connect("bob@example.com")
-	bob.send(standby(ps.channel()))
-	r := bob.read()
-	if r.Control.Type != protocol.TypeResponse || r.Header.Action != protocol.ActionStandby || r.Header.Expiry != 3600 {
-		t.Fatalf("standby answer %s", r.Marshal())
-	}
-	bob.c.CloseNow()
-	<-lost
+	bob := asleep(t, g, url, "bob@example.com", ps.channel())
 
 	alice := dial(t, url, protocol.SubprotocolJSONrtc, nil)
 	alice.connect("alice@example.com")
@@ -187,4 +194,43 @@ func TestPushConfigValidate(t *testing.T) {
 			t.Errorf("%s: %v", key, err)
 		}
 	}
+}
+
+// TestStandbyWakesWithWebhook: a native app's session in standby is
+// woken through the application's push relay: a signed POST naming the
+// event, the caller, the identity and the device's token; the call
+// waits, retained, for the app to resume and ring.
+func TestStandbyWakesWithWebhook(t *testing.T) {
+	secret := "0123456789abcdef-relay"
+	got := make(chan []byte, 4)
+	relay := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := push.VerifyWebhook([]byte(secret), r.Header, body, time.Now(), time.Minute); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		got <- body
+	}))
+	t.Cleanup(relay.Close)
+	g, url := newGateway(t, func(c *Config) { c.Push.Webhook = WebhookConfig{URL: relay.URL, Secret: secret} })
+	// (The default standby timeout, 1 h, is what asleep checks.)
+	bob := asleep(t, g, url, "bob@example.com", &protocol.PushChannel{Type: protocol.PushWebhook, Token: "device-1"})
+	alice := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	alice.connect("alice@example.com")
+	alice.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: "call-1", CorrelationID: "c2"},
+		Header:  protocol.Header{Action: protocol.ActionStart, Initiator: "alice@example.com", Target: "bob@example.com"},
+		Payload: sdpPayload(sdpOffer),
+	})
+	select {
+	case body := <-got:
+		var ev struct{ Kind, From, Identity, Token string }
+		if err := json.Unmarshal(body, &ev); err != nil || ev != (struct{ Kind, From, Identity, Token string }{"call", "alice@example.com", "bob@example.com", "device-1"}) {
+			t.Fatalf("webhook body %s", body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook")
+	}
+	b2 := resumeWS(t, url, "bob@example.com", bob.sid, bob.seq, bob.last)
+	expect(t, b2.read(), protocol.TypeRequest, protocol.ActionStart)
 }

@@ -3,10 +3,10 @@
 export declare const VERSION: '1.0';
 export declare const SUBPROTOCOL: 'jsonrtc';
 
-export type SessionStateName = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'resumed' | 'failed' | 'closed';
+export type SessionStateName = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'resumed' | 'standby' | 'failed' | 'closed';
 export declare const SessionState: Readonly<{
   IDLE: 'idle'; CONNECTING: 'connecting'; CONNECTED: 'connected'; RECONNECTING: 'reconnecting';
-  RESUMED: 'resumed'; FAILED: 'failed'; CLOSED: 'closed';
+  RESUMED: 'resumed'; STANDBY: 'standby'; FAILED: 'failed'; CLOSED: 'closed';
 }>;
 
 export type CallStateName = 'new' | 'calling' | 'alerting' | 'ringing' | 'connecting' | 'established' | 'ended' | 'failed';
@@ -54,6 +54,12 @@ export interface SessionOptions {
     maxBatch?: number;
     fetch?: typeof fetch;
   };
+  /**
+   * Automatic standby (docs/protocol.md §4.9): with `auto`, the session
+   * sleeps while the page is hidden and nothing is under way, with the
+   * channel `push()` returns, and wakes when the page shows again.
+   */
+  standby?: { auto?: boolean; push: () => PushChannel | null | Promise<PushChannel | null>; document?: Document };
   /** fetch for the long-poll transport (default globalThis.fetch). */
   fetch?: typeof fetch;
   /** Where the session is kept across page reloads (default sessionStorage; null: nowhere). */
@@ -132,6 +138,11 @@ export type DigestAuthorization =
   | { username: string; realm: string; ha1: string }
   | { username: string; realm: string; nonce: string; response: string; cnonce?: string; nc?: number | string; uri: string; qop?: string };
 
+/** How the gateway wakes a client in standby: a Web Push subscription (toJSON()) or a native app's webhook token. */
+export type PushChannel =
+  | { type?: 'webpush'; endpoint: string; keys: { p256dh: string; auth: string } }
+  | { type?: 'webhook'; token: string };
+
 export interface CallOptions {
   video?: boolean;
   /** Use this stream instead of getUserMedia (the SDK does not stop it). */
@@ -185,6 +196,14 @@ export declare class Session extends Emitter {
   /** The bound on the first answer to a request of pkg/action (ms). */
   requestTimeout(pkg: string, action: string): number;
   connect(): Promise<Session>;
+  /**
+   * Sleeps: registers how the gateway wakes this client, then closes the
+   * socket (state 'standby'). Resolves with the gateway's standby timeout
+   * (s). Refused (405) while a call is up.
+   */
+  standby(push: PushChannel | PushSubscription): Promise<number>;
+  /** Resumes a session in standby (so do connect() and any send). */
+  wake(): void;
   close(): void;
   call(target: string, opts?: CallOptions): Call;
   watchPresence(target: string): Subscription;

@@ -14,6 +14,8 @@ export const SessionState = Object.freeze({
   CONNECTED: 'connected',
   RECONNECTING: 'reconnecting',
   RESUMED: 'resumed',
+  /** Asleep on purpose: no socket, the gateway wakes it with a push (standby()). */
+  STANDBY: 'standby',
   FAILED: 'failed',
   CLOSED: 'closed',
 });
@@ -133,6 +135,20 @@ export class Session extends Emitter {
     this._closing = false;
     this._connectWaiters = [];
     this._onPageHide = () => this._save();
+    // Automatic standby (options.standby.auto): asleep while the page is
+    // hidden with nothing under way, awake when it shows again.
+    this._doc = options.standby?.document ?? globalThis.document;
+    this._onVisibility = () => {
+      if (this._doc?.visibilityState === 'visible') {
+        this.wake();
+        return;
+      }
+      if (!this.connected || this.calls.size > 0) return;
+      Promise.resolve()
+        .then(() => this.options.standby.push())
+        .then((push) => push && this.standby(push))
+        .catch((err) => this.log.warn('jsonrtc: no standby', err));
+    };
     this._onOnline = () => {
       if (this.state === SessionState.RECONNECTING && !this._ws) this._attemptNow();
     };
@@ -164,11 +180,19 @@ export class Session extends Emitter {
    */
   connect() {
     if (this.connected) return Promise.resolve(this);
+    if (this.state === SessionState.STANDBY) {
+      const p = new Promise((resolve, reject) => this._connectWaiters.push({ resolve, reject }));
+      this.wake();
+      return p;
+    }
     const p = new Promise((resolve, reject) => this._connectWaiters.push({ resolve, reject }));
     if (this.state === SessionState.CONNECTING || this.state === SessionState.RECONNECTING) return p;
     this._closing = false;
     globalThis.addEventListener?.('pagehide', this._onPageHide);
     globalThis.addEventListener?.('online', this._onOnline);
+    if (this.options.standby?.auto && typeof this.options.standby.push === 'function') {
+      this._doc?.addEventListener?.('visibilitychange', this._onVisibility);
+    }
     const stored = this.options.resume === false ? null : this._load();
     if (stored) {
       this.id = stored.id;
@@ -216,6 +240,56 @@ export class Session extends Emitter {
     this._setState(SessionState.CLOSED);
     globalThis.removeEventListener?.('pagehide', this._onPageHide);
     globalThis.removeEventListener?.('online', this._onOnline);
+    this._doc?.removeEventListener?.('visibilitychange', this._onVisibility);
+  }
+
+  // ---- Standby (docs/protocol.md §4.9) --------------------------------------
+
+  /**
+   * Goes to sleep: tells the gateway how to wake this client (`push`: a
+   * Web Push subscription, its toJSON(), or `{type: 'webhook', token}`),
+   * then closes the socket. The session stays resumable for the gateway's
+   * push.standby_timeout; the first call or message for it sends a push.
+   * `wake()` (or `connect()`, or sending anything) resumes it. Refused
+   * while a call is up.
+   * @param {{type?: string, endpoint?: string, keys?: {p256dh: string, auth: string}, token?: string}} push
+   * @returns {Promise<number>} how long the gateway keeps the session asleep (s)
+   */
+  async standby(push) {
+    this._requireSession();
+    if (!this.connected) throw new JsonRtcError(ErrorCode.NOT_CONNECTED, 'the session is not connected');
+    if (this.calls.size > 0) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'a call is up: no standby');
+    const channel = push?.toJSON ? push.toJSON() : { ...push };
+    if (!channel.type) channel.type = channel.token ? 'webhook' : 'webpush';
+    const resp = await this._request({ type: 'request', pkg: 'register', action: 'standby', payload: { push: channel } });
+    const expiry = resp.header?.expiry ?? 0;
+    if (!this.connected || this.calls.size > 0) return expiry; // things moved on meanwhile
+    // Nothing owed to the gateway stays behind: it is in the retained window.
+    this._clearTimers();
+    this._keepalive.stop();
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) {
+      this._detach(ws);
+      try {
+        ws.close(4100, 'standby');
+      } catch {
+        /* already closed */
+      }
+    }
+    this._setState(SessionState.STANDBY);
+    this._save();
+    return expiry;
+  }
+
+  /** Wakes a session in standby: it resumes at once. */
+  wake() {
+    if (this.state !== SessionState.STANDBY) return;
+    this._resuming = true;
+    this._deadline = this._clock.now() + this._reconnectTimeout;
+    this._backoff.reset();
+    this._setState(SessionState.RECONNECTING);
+    this._attemptNow();
   }
 
   // ---- Calls, subscriptions, messaging ------------------------------------
@@ -359,6 +433,7 @@ export class Session extends Emitter {
       throw err;
     }
     if (this.connected) this._transmit(frame);
+    else if (this.state === SessionState.STANDBY) this.wake();
     this._save();
     return frame;
   }

@@ -1,0 +1,113 @@
+// Standby (docs/protocol.md §4.9): the client registers how to wake it,
+// closes its socket, and resumes when woken.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Session } from '../src/session.js';
+import { FakeClock, FakeStorage, fakeWebSocketClass, serverFrame } from './fakes.js';
+
+const flush = async () => {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+};
+
+const sub = { endpoint: 'https://fcm.googleapis.com/fcm/send/x', keys: { p256dh: 'BCVx', auth: 'BTBZ' } };
+
+class FakeDocument extends EventTarget {
+  constructor() {
+    super();
+    this.visibilityState = 'visible';
+  }
+  show(state) {
+    this.visibilityState = state;
+    this.dispatchEvent(new Event('visibilitychange'));
+  }
+}
+
+async function connected(session = {}) {
+  const fc = new FakeClock();
+  const { FakeWebSocket, sockets } = fakeWebSocketClass();
+  const storage = new FakeStorage();
+  const s = new Session({
+    url: 'ws://127.0.0.1:1/ws/',
+    identity: 'alice',
+    WebSocket: FakeWebSocket,
+    transports: ['websocket'],
+    clock: fc.clock,
+    storage,
+    keepalive: { interval: 1000, period: 4000 },
+    reconnect: { initial: 100, max: 1000, jitter: 0 },
+    ...session,
+  });
+  const p = s.connect();
+  await flush();
+  sockets[0].open();
+  sockets[0].receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 1, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com' }));
+  await p;
+  return { fc, sockets, storage, session: s };
+}
+
+/** Answers the standby request on ws with 200 and the expiry. */
+function answerStandby(ws, seq = 2) {
+  const req = ws.last();
+  assert.equal(req.header.action, 'standby');
+  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: seq, correlation_id: req.control.correlation_id, message_state: 'final' }, { action: 'standby', response_code: 200, expiry: 3600 }));
+  return req;
+}
+
+test('standby: request/standby with the push channel, then the socket closes (4100) and nothing runs until wake()', async () => {
+  const { fc, sockets, storage, session } = await connected();
+  const p = session.standby({ toJSON: () => sub });
+  const req = answerStandby(sockets[0]);
+  assert.deepEqual(req.payload, { push: { type: 'webpush', ...sub } });
+  assert.equal(req.control.package_type, 'register');
+  assert.equal(await p, 3600);
+  assert.equal(sockets[0].closed.code, 4100);
+  assert.equal(session.state, 'standby');
+  assert.ok(storage.getItem('jsonrtc.session'), 'kept for a page the push reopens');
+  const sent = sockets[0].sent.length;
+  fc.advance(60000);
+  await flush();
+  assert.equal(sockets.length, 1, 'no reconnect while asleep');
+  assert.equal(sockets[0].sent.length, sent, 'no ping while asleep');
+
+  session.wake();
+  await flush();
+  assert.equal(session.state, 'reconnecting');
+  const ws = sockets[1];
+  ws.open();
+  const resume = ws.last();
+  assert.equal(resume.control.session_id, 'S1');
+  assert.equal(resume.header.action, 'connect');
+  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 3 }, { action: 'connect', initiator: 'alice@example.com', sslr: 2 }));
+  await flush();
+  assert.equal(session.state, 'resumed');
+});
+
+test('standby: refused while a call is up; sending a message wakes the session; a webhook token is a webhook channel', async () => {
+  const { sockets, session } = await connected();
+  sockets[0].receive(serverFrame({ type: 'request', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 2, correlation_id: 's2' }, { action: 'start', initiator: 'bob', target: 'alice' }, { sdp: 'v=0\r\n' }));
+  await assert.rejects(session.standby(sub), (e) => e.code === 405);
+  for (const c of [...session.calls.values()]) c.decline();
+
+  const p = session.standby({ token: 'device-1' });
+  const req = answerStandby(sockets[0], 3);
+  assert.deepEqual(req.payload.push, { type: 'webhook', token: 'device-1' });
+  await p;
+  session.sendMessage('bob', 'hi').catch(() => {});
+  await flush();
+  assert.equal(session.state, 'reconnecting', 'a send wakes it');
+  assert.equal(sockets.length, 2);
+});
+
+test('standby: automatic with the page hidden and nothing under way; awake when it shows', async () => {
+  const doc = new FakeDocument();
+  const { sockets, session } = await connected({ standby: { auto: true, push: async () => sub, document: doc } });
+  doc.show('hidden');
+  await flush();
+  answerStandby(sockets[0]);
+  await flush();
+  assert.equal(session.state, 'standby');
+  doc.show('visible');
+  await flush();
+  assert.equal(session.state, 'reconnecting');
+  assert.equal(sockets.length, 2);
+});

@@ -221,18 +221,7 @@ export class Session extends Emitter {
   close() {
     if (this.state === SessionState.CLOSED) return;
     this._closing = true;
-    this._clearTimers();
-    this._keepalive.stop();
-    const ws = this._ws;
-    this._ws = null;
-    if (ws) {
-      this._detach(ws);
-      try {
-        ws.close(1000, 'logout');
-      } catch {
-        /* already closed */
-      }
-    }
+    this._dropSocket(1000, 'logout');
     this._published = null;
     this._endAll(new JsonRtcError(ErrorCode.NOT_CONNECTED, 'logged out'), 'ended');
     this._clearStored();
@@ -265,18 +254,7 @@ export class Session extends Emitter {
     const expiry = resp.header?.expiry ?? 0;
     if (!this.connected || this.calls.size > 0) return expiry; // things moved on meanwhile
     // Nothing owed to the gateway stays behind: it is in the retained window.
-    this._clearTimers();
-    this._keepalive.stop();
-    const ws = this._ws;
-    this._ws = null;
-    if (ws) {
-      this._detach(ws);
-      try {
-        ws.close(4100, 'standby');
-      } catch {
-        /* already closed */
-      }
-    }
+    this._dropSocket(4100, 'standby');
     this._setState(SessionState.STANDBY);
     this._save();
     return expiry;
@@ -869,24 +847,28 @@ export class Session extends Emitter {
 
   _fail(err) {
     if (this.state === SessionState.FAILED || this.state === SessionState.CLOSED) return;
-    this._clearTimers();
-    this._keepalive.stop();
-    const ws = this._ws;
-    this._ws = null;
     this._closing = true;
-    if (ws) {
-      this._detach(ws);
-      try {
-        // The session is over: close 1000 so that the gateway ends it too.
-        ws.close(1000, 'session failed');
-      } catch {
-        /* ignore */
-      }
-    }
+    // The session is over: close 1000 so that the gateway ends it too.
+    this._dropSocket(1000, 'session failed');
     this._endAll(err, 'failed');
     this._clearStored();
     this._rejectWaiters(err);
     this._setState(SessionState.FAILED, err);
+  }
+
+  /** Stops the timers and the keepalive, and closes the socket with code. */
+  _dropSocket(code, reason) {
+    this._clearTimers();
+    this._keepalive.stop();
+    const ws = this._ws;
+    this._ws = null;
+    if (!ws) return;
+    this._detach(ws);
+    try {
+      ws.close(code, reason);
+    } catch {
+      /* already closed */
+    }
   }
 
   _endAll(err, how) {

@@ -101,3 +101,38 @@ export function serverFrame(control, header = {}, payload) {
   if (payload) f.payload = payload;
   return f;
 }
+
+/**
+ * A Session (class S) over fake WebSockets, a fake clock and storage
+ * (options.storage, or a new one); options are merged over the defaults.
+ */
+export function newSession(S, options = {}) {
+  const fc = new FakeClock();
+  const { FakeWebSocket, sockets } = fakeWebSocketClass();
+  const storage = options.storage ?? new FakeStorage();
+  const session = new S({
+    url: 'ws://127.0.0.1:1/ws/',
+    identity: 'alice',
+    WebSocket: FakeWebSocket,
+    // The WebSocket path; test/longpoll.test.js has the fallback.
+    transports: ['websocket'],
+    clock: fc.clock,
+    keepalive: { interval: 1000, period: 4000 },
+    reconnect: { initial: 100, max: 1000, jitter: 0 },
+    ...options,
+    storage,
+  });
+  return { fc, sockets, storage, session };
+}
+
+/** newSession, connected as session S1. */
+export async function connectedSession(S, options = {}) {
+  const env = newSession(S, options);
+  const p = env.session.connect();
+  await new Promise((r) => setImmediate(r));
+  const ws = env.sockets[0];
+  ws.open();
+  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 1, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com' }));
+  await p;
+  return { ...env, ws };
+}

@@ -3,27 +3,16 @@ import assert from 'node:assert/strict';
 import { Session } from '../src/session.js';
 import { Subscription } from '../src/subscription.js';
 import { parseMessageSummary } from '../src/summary.js';
-import { FakeClock, FakeStorage, fakeWebSocketClass, serverFrame } from './fakes.js';
+import { newSession, serverFrame } from './fakes.js';
 
 const flush = () => new Promise((r) => setImmediate(r));
 
 function setup(opts = {}) {
-  const fc = new FakeClock();
-  const { FakeWebSocket, sockets } = fakeWebSocketClass();
-  const storage = opts.storage ?? new FakeStorage();
-  const session = new Session({
-    url: 'ws://127.0.0.1:1/ws/',
-    identity: 'alice',
-    WebSocket: FakeWebSocket,
-    // These tests are of the WebSocket path; longpoll.test.js has the fallback.
-    transports: ['websocket'],
-    clock: fc.clock,
-    storage,
-    keepalive: { interval: 1000, period: 4000 },
+  return newSession(Session, {
+    storage: opts.storage,
     reconnect: { initial: 100, max: 1000, jitter: 0, timeout: 10000, attemptTimeout: 3000 },
     ...opts.session,
   });
-  return { fc, sockets, storage, session };
 }
 
 /** Connects the session: the server answers connect with session S1. */

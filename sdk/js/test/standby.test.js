@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Session } from '../src/session.js';
-import { FakeClock, FakeStorage, fakeWebSocketClass, serverFrame } from './fakes.js';
+import { connectedSession, serverFrame } from './fakes.js';
 
 const flush = async () => {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
@@ -22,28 +22,7 @@ class FakeDocument extends EventTarget {
   }
 }
 
-async function connected(session = {}) {
-  const fc = new FakeClock();
-  const { FakeWebSocket, sockets } = fakeWebSocketClass();
-  const storage = new FakeStorage();
-  const s = new Session({
-    url: 'ws://127.0.0.1:1/ws/',
-    identity: 'alice',
-    WebSocket: FakeWebSocket,
-    transports: ['websocket'],
-    clock: fc.clock,
-    storage,
-    keepalive: { interval: 1000, period: 4000 },
-    reconnect: { initial: 100, max: 1000, jitter: 0 },
-    ...session,
-  });
-  const p = s.connect();
-  await flush();
-  sockets[0].open();
-  sockets[0].receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 1, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com' }));
-  await p;
-  return { fc, sockets, storage, session: s };
-}
+const connected = (session) => connectedSession(Session, session);
 
 /** Answers the standby request on ws with 200 and the expiry. */
 function answerStandby(ws, seq = 2) {

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Session } from '../src/session.js';
-import { FakeClock, FakeStorage, fakeWebSocketClass, serverFrame } from './fakes.js';
+import { connectedSession, serverFrame } from './fakes.js';
 
 const flush = async () => {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
@@ -36,33 +36,12 @@ class FakePC {
   }
 }
 
-async function connected(session = {}) {
-  const fc = new FakeClock();
-  const { FakeWebSocket, sockets } = fakeWebSocketClass();
-  const s = new Session({
-    url: 'ws://127.0.0.1:1/ws/',
-    identity: 'alice',
-    WebSocket: FakeWebSocket,
-    transports: ['websocket'],
-    clock: fc.clock,
-    storage: new FakeStorage(),
+const connected = (session) =>
+  connectedSession(Session, {
     keepalive: { interval: 100000, period: 400000 },
     rtc: { RTCPeerConnection: FakePC, getUserMedia: async () => ({ getTracks: () => [] }) },
     ...session,
   });
-  const p = s.connect();
-  await flush();
-  const ws = sockets[0];
-  ws.open();
-  ws.receive(
-    serverFrame(
-      { type: 'response', package_type: 'register', session_id: 'S1', sequence: 1, ack_sequence: 1, message_state: 'final' },
-      { action: 'connect', initiator: 'alice@example.com', response_code: 200 },
-    ),
-  );
-  await p;
-  return { fc, ws, session: s };
-}
 
 test('timeout: a message send with no answer fails with 408 after the default 30 s, counted, with an event', async () => {
   const { fc, session } = await connected();

@@ -73,6 +73,19 @@ func (p PushConfig) vapidKey() (*ecdsa.PrivateKey, error) {
 	return ecdsa.ParseRawPrivateKey(elliptic.P256(), raw)
 }
 
+// VAPIDPublicKey is the public half of the VAPID key (base64url of the
+// uncompressed point), which browsers subscribe with; "" without Web Push.
+func (p PushConfig) VAPIDPublicKey() (string, error) {
+	if p.VAPIDPrivateKey == "" {
+		return "", nil
+	}
+	k, err := p.vapidKey()
+	if err != nil {
+		return "", err
+	}
+	return push.VAPID{Key: k}.PublicKey()
+}
+
 func (c *Config) validatePush(bad func(key, format string, args ...any)) {
 	p := c.Push
 	if p.VAPIDPrivateKey != "" {

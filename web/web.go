@@ -29,6 +29,10 @@ type Options struct {
 	// mode, where an access token is ignored: the page says so when one
 	// signs in with a token.
 	OpenMode bool
+	// VAPIDPublicKey is the gateway's Web Push key (base64url), which the
+	// page subscribes with to go to standby (docs/protocol.md §4.9);
+	// empty: no Web Push.
+	VAPIDPublicKey string
 }
 
 // ICEServer is WebRTC's RTCIceServer, as the page reads it.
@@ -40,8 +44,9 @@ type ICEServer struct {
 
 // pageConfig is what /config.json tells the page.
 type pageConfig struct {
-	ICEServers []ICEServer `json:"iceServers"`
-	OpenMode   bool        `json:"openMode"`
+	ICEServers     []ICEServer `json:"iceServers"`
+	OpenMode       bool        `json:"openMode"`
+	VAPIDPublicKey string      `json:"vapidPublicKey,omitempty"`
 }
 
 // Handler returns the handler of the demo page and the SDK. It only
@@ -51,7 +56,7 @@ func Handler(opts *Options) http.Handler {
 	if opts == nil {
 		opts = &Options{}
 	}
-	pc := pageConfig{ICEServers: opts.ICEServers, OpenMode: opts.OpenMode}
+	pc := pageConfig{ICEServers: opts.ICEServers, OpenMode: opts.OpenMode, VAPIDPublicKey: opts.VAPIDPublicKey}
 	if pc.ICEServers == nil {
 		pc.ICEServers = []ICEServer{}
 	}

@@ -56,3 +56,14 @@ func TestConfigJSON(t *testing.T) {
 		t.Fatalf("GET /config.json: %d %s, want %s", rec.Code, rec.Body.String(), want)
 	}
 }
+
+// With Web Push, /config.json hands the page the VAPID public key.
+func TestConfigJSONVAPID(t *testing.T) {
+	rec := get(t, Handler(&Options{VAPIDPublicKey: "BCVx"}), http.MethodGet, "/config.json")
+	if want := `{"iceServers":[],"openMode":false,"vapidPublicKey":"BCVx"}`; rec.Body.String() != want {
+		t.Fatalf("GET /config.json: %s, want %s", rec.Body.String(), want)
+	}
+	if rec := get(t, Handler(nil), http.MethodGet, "/sw.js"); rec.Code != http.StatusOK {
+		t.Fatalf("GET /sw.js: %d", rec.Code)
+	}
+}

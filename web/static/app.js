@@ -5,6 +5,7 @@
 // mailbox (the voicemail box to watch; default: the user's own, e.g.
 // mailbox=sip:vm-alice@example.com).
 import { Session } from './sdk/index.js';
+import { Tones } from './tones.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -22,6 +23,10 @@ const state = {
   /** Every connection state shown, in order (the tests read it). */
   connHistory: [],
   watched: new Map(),
+  /** Ring, call-waiting beep and ringback. */
+  tones: new Tones(),
+  /** The browser notification of the ringing call, while the tab is hidden. */
+  notification: null,
 };
 // For the browser tests and the console.
 window.softphone = state;
@@ -82,6 +87,7 @@ for (const r of document.querySelectorAll('input[name="mode"]')) r.addEventListe
 
 $('signin-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
+  askNotifications();
   const mode = selectedMode();
   const creds = { mode };
   if (mode === 'name') {
@@ -166,6 +172,7 @@ function signedOut(error) {
   hideCall();
   state.calls = [];
   renderCallList();
+  updateTone();
   $('phone').hidden = true;
   $('signin').hidden = false;
   $('presence-list').replaceChildren();
@@ -483,6 +490,8 @@ function onIncomingCall(call) {
   $('accept-btn').textContent = waiting ? 'Hold & accept' : 'Accept';
   $('incoming-from').textContent = call.remoteIdentity;
   $('incoming').hidden = false;
+  updateTone();
+  notifyIncoming(call);
   logEvent(`incoming ${call.video ? 'video ' : ''}call from ${call.remoteIdentity} (${call.kinds.join(', ')})`);
   call.on('ended', () => {
     if (state.incoming === call) hideIncoming();
@@ -492,7 +501,68 @@ function onIncomingCall(call) {
 function hideIncoming() {
   state.incoming = null;
   $('incoming').hidden = true;
+  state.notification?.close();
+  state.notification = null;
+  document.title = PAGE_TITLE;
+  updateTone();
 }
+
+// ---- Tones and notifications ------------------------------------------------
+
+const PAGE_TITLE = document.title;
+
+/**
+ * The tone the page should play now: the incoming call's ring (a soft beep
+ * when it waits behind another call), else the ringback of an outgoing
+ * call the far end is alerting, else none.
+ */
+function updateTone() {
+  let kind = '';
+  if (state.incoming) kind = state.calls.length > 0 ? 'waiting' : 'ring';
+  else if (state.calls.some((c) => c.direction === 'outgoing' && c.state === 'alerting')) kind = 'ringback';
+  state.tones.play(kind);
+  document.documentElement.dataset.tone = kind;
+}
+
+// Browsers let an AudioContext play only after a user gesture: any click
+// or key unlocks it, so a later call can ring.
+for (const ev of ['pointerdown', 'keydown']) document.addEventListener(ev, () => state.tones.unlock(), { passive: true });
+
+/**
+ * Asks for notification permission, from the sign-in click: browsers
+ * ignore (or hold against the site) a request without a user gesture.
+ */
+function askNotifications() {
+  if ('Notification' in window && Notification.permission === 'default') {
+    Notification.requestPermission().catch(() => {});
+  }
+}
+
+/** While the tab is hidden, a ringing call changes the title and shows a notification. */
+function notifyIncoming(call) {
+  if (!document.hidden) return;
+  document.title = `☎ ${call.remoteIdentity} is calling`;
+  if (!('Notification' in window) || Notification.permission !== 'granted') return;
+  try {
+    const n = new Notification(call.video ? 'Incoming video call' : 'Incoming call', {
+      body: `${call.remoteIdentity} is calling`,
+      tag: `call-${call.id}`,
+      requireInteraction: true,
+    });
+    n.onclick = () => {
+      window.focus();
+      n.close();
+    };
+    state.notification = n;
+  } catch (err) {
+    // Some browsers (Android Chrome) allow notifications only from a service worker.
+    logEvent(`notification failed: ${err.message}`);
+  }
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden) document.title = PAGE_TITLE;
+});
 
 $('accept-btn').addEventListener('click', async () => {
   const call = state.incoming;
@@ -550,6 +620,7 @@ function wireCall(call) {
     logEvent(`call ${s}${code ? ` ${code}` : ''}${reason ? ` (${reason})` : ''}`);
     if (current()) renderCall();
     renderCallList();
+    updateTone();
   });
   for (const ev of ['hold', 'mute']) {
     call.on(ev, () => {
@@ -588,6 +659,7 @@ function wireCall(call) {
       else hideCall();
     }
     renderCallList();
+    updateTone();
     const outcome = code >= 300 ? callOutcome(code, call.remoteIdentity) : null;
     if (outcome) showCallNotice(outcome, code);
   });

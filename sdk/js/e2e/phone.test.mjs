@@ -149,3 +149,71 @@ e2e('call waiting: declining the second call leaves the first as it was', async 
   assert.equal((await bob.textContent('#call-peer')).trim(), alice.identity);
   await audioFlows(bob);
 });
+
+/** Waits until page plays tone kind ('' for silence), and for a ringing tone, until it is heard. */
+async function waitTone(page, kind) {
+  await page.waitForFunction((k) => (document.documentElement.dataset.tone ?? '') === k && window.softphone.tones.kind === k, kind, { polling: 100 });
+  if (kind) await page.waitForFunction(() => window.softphone.tones.level() > 0.005, null, { polling: 50, timeout: 10000 });
+}
+
+e2e('tones: the callee rings and the caller hears ringback until the answer; a waiting call beeps; decline and cancel stop them', async () => {
+  await dial(alice, bob);
+  await waitTone(bob, 'ring');
+  await waitTone(alice, 'ringback');
+  await bob.click('#accept-btn');
+  await waitCall(alice, 'state', 'established');
+  await waitTone(bob, '');
+  await waitTone(alice, '');
+
+  // A second call: the softer call-waiting beep, not the ring; declining it stops it.
+  await carol.fill('#address', bob.identity);
+  await carol.click('#call-btn');
+  await bob.locator('#incoming[data-waiting="true"]').waitFor({ state: 'visible' });
+  await waitTone(bob, 'waiting');
+  await waitTone(carol, 'ringback');
+  await bob.click('#decline-btn');
+  await waitTone(bob, '');
+  await waitTone(carol, '');
+  await alice.click('#hangup-btn');
+  await waitIdle(bob);
+
+  // The caller gives up: the callee's ring stops with the dialog.
+  await dial(carol, bob);
+  await waitTone(bob, 'ring');
+  await carol.click('#hangup-btn');
+  await bob.locator('#incoming').waitFor({ state: 'hidden' });
+  await waitTone(bob, '');
+  await waitTone(carol, '');
+});
+
+e2e('a call while the tab is hidden: the title changes and a notification shows; both go when it is answered', async () => {
+  // The tab is "hidden", and Notification records what the page shows.
+  await bob.evaluate(() => {
+    Object.defineProperty(document, 'hidden', { value: true, configurable: true });
+    window.__notes = [];
+    window.Notification = class {
+      static permission = 'granted';
+      constructor(title, opts) {
+        this.title = title;
+        this.opts = opts;
+        this.closed = false;
+        window.__notes.push(this);
+      }
+      close() {
+        this.closed = true;
+      }
+    };
+  });
+  try {
+    await dial(alice, bob);
+    assert.equal(await bob.title(), `☎ ${alice.identity} is calling`);
+    const note = await bob.evaluate(() => window.__notes.map((n) => ({ title: n.title, body: n.opts.body, closed: n.closed })));
+    assert.deepEqual(note, [{ title: 'Incoming call', body: `${alice.identity} is calling`, closed: false }]);
+    await bob.click('#accept-btn');
+    await waitCall(alice, 'state', 'established');
+    assert.equal(await bob.title(), 'jsonrtc softphone');
+    assert.equal(await bob.evaluate(() => window.__notes[0].closed), true);
+  } finally {
+    await bob.evaluate(() => delete document.hidden);
+  }
+});

@@ -6,6 +6,7 @@
 // mailbox=sip:vm-alice@example.com).
 import { Session } from './sdk/index.js';
 import { Tones } from './tones.js';
+import { chosenDevices, chooseDevice, getUserMedia, LevelMeter, callQuality } from './media.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -121,7 +122,7 @@ async function signIn(creds) {
     token: creds.mode === 'token' ? creds.token : undefined,
     keepalive: { interval: ping, busyInterval: ping, period: Number(params.get('pingPeriod')) || undefined },
     reconnect: { timeout: Number(params.get('reconnectTimeout')) || undefined },
-    rtc: { iceServers: Array.isArray(conf.iceServers) ? conf.iceServers : [] },
+    rtc: { iceServers: Array.isArray(conf.iceServers) ? conf.iceServers : [], getUserMedia },
     logger: params.get('log') ? { debug: console.debug, info: console.info, warn: console.warn, error: console.error } : undefined,
   });
   state.session = session;
@@ -219,6 +220,7 @@ function startServices(session) {
   showVoicemail('unknown', '–', 'Voicemail: waiting for the gateway');
   wireVoicemail(session.subscribeMessageSummary(mailbox));
   publishStatus();
+  refreshDevices();
   // Re-attach the contacts kept across a reload.
   for (const sub of session.subscriptions.values()) if (sub.package === 'presence') addContact(sub);
 }
@@ -636,7 +638,7 @@ function wireCall(call) {
   });
   call.on('dtmf', ({ digits }) => {
     callInfo.get(call).dtmfReceived += digits;
-    if (current()) $('dtmf-received').textContent = callInfo.get(call).dtmfReceived;
+    if (current()) showDigits(call);
     logEvent(`DTMF received: ${digits}`);
   });
   call.on('transfer', (req) => {
@@ -670,9 +672,8 @@ function focusCall(call) {
   state.call = call;
   clearTimeout(state.noticeTimer);
   $('call-notice').hidden = true;
-  const info = callInfo.get(call);
-  $('dtmf-sent').textContent = info.dtmfSent;
-  $('dtmf-received').textContent = info.dtmfReceived;
+  showDigits(call);
+  $('call-quality').textContent = 'Quality: measuring…';
   $('call-peer').textContent = call.remoteIdentity;
   $('incall').hidden = false;
   $('dialer').hidden = true;
@@ -683,10 +684,145 @@ function focusCall(call) {
 
 function attachMedia(call) {
   const stream = call.remoteStream;
-  $('remote-audio').srcObject = stream;
-  $('remote-video').srcObject = stream;
+  if ($('remote-audio').srcObject !== stream) {
+    $('remote-audio').srcObject = stream;
+    $('remote-video').srcObject = stream;
+  }
   $('local-video').srcObject = call.localStream;
   $('videos').hidden = !stream || stream.getVideoTracks().length === 0;
+  startMeters(call);
+}
+
+/** The DTMF digits of the call on the card; the line shows once there are some. */
+function showDigits(call) {
+  const info = callInfo.get(call);
+  $('dtmf-sent').textContent = info.dtmfSent || '–';
+  $('dtmf-received').textContent = info.dtmfReceived || '–';
+  $('dtmf-line').hidden = !info.dtmfSent && !info.dtmfReceived;
+}
+
+// ---- Devices, levels and quality ---------------------------------------------
+
+const meters = { mic: null, remote: null, device: null };
+
+function stopMeter(name) {
+  meters[name]?.stop();
+  meters[name] = null;
+}
+
+/** A meter on stream's audio, or none when it has no audio (or audio cannot be analysed). */
+function startMeter(name, stream, el) {
+  stopMeter(name);
+  state.tones.unlock();
+  const ctx = state.tones.ctx;
+  if (!ctx || !stream || stream.getAudioTracks().length === 0) return;
+  meters[name] = new LevelMeter(ctx, stream, el);
+}
+
+/** The card's meters: this side's microphone and the other party. */
+function startMeters(call) {
+  startMeter('mic', call.localStream, $('mic-level'));
+  startMeter('remote', call.remoteStream, $('remote-level'));
+}
+
+/** Fills the device lists (labels show once the page may use the microphone). */
+async function refreshDevices() {
+  if (!navigator.mediaDevices?.enumerateDevices) return;
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const chosen = chosenDevices();
+  const noun = { audioinput: 'Microphone', videoinput: 'Camera', audiooutput: 'Speaker' };
+  for (const sel of [$('mic-select'), $('cam-select'), $('speaker-select')]) {
+    const kind = sel.dataset.kind;
+    const opts = [new Option('Default', '')];
+    let n = 0;
+    for (const d of devices) {
+      if (d.kind !== kind || d.deviceId === 'default' || !d.deviceId) continue;
+      opts.push(new Option(d.label || `${noun[kind]} ${++n}`, d.deviceId));
+    }
+    sel.replaceChildren(...opts);
+    sel.value = opts.some((o) => o.value === chosen[kind]) ? chosen[kind] : '';
+  }
+  // Choosing the speaker needs setSinkId (not in every browser).
+  $('speaker-field').hidden = !('setSinkId' in HTMLMediaElement.prototype);
+  applySpeaker();
+}
+
+function applySpeaker() {
+  const id = chosenDevices().audiooutput ?? '';
+  const el = $('remote-audio');
+  if (el.setSinkId && el.sinkId !== id) el.setSinkId(id).catch((err) => logEvent(`speaker: ${err.message}`));
+  // The ring goes to the chosen speaker too, where the browser allows it.
+  const ctx = state.tones.ctx;
+  if (ctx?.setSinkId && ctx.sinkId !== id) ctx.setSinkId(id).catch(() => {});
+}
+
+navigator.mediaDevices?.addEventListener?.('devicechange', () => {
+  if (state.session) refreshDevices();
+});
+
+for (const sel of [$('mic-select'), $('cam-select'), $('speaker-select')]) {
+  sel.addEventListener('change', async () => {
+    const kind = sel.dataset.kind;
+    chooseDevice(kind, sel.value);
+    logEvent(`${kind} set to ${sel.selectedOptions[0]?.textContent ?? 'default'}`);
+    if (kind === 'audiooutput') return applySpeaker();
+    const audio = kind === 'audioinput';
+    if (audio && meters.device) startPreview();
+    // Calls switch their track in place: no re-offer, the other party hears the new microphone.
+    for (const call of state.calls) {
+      const has = audio ? call.localStream?.getAudioTracks().length : call.localStream?.getVideoTracks().length;
+      if (!has) continue;
+      try {
+        const stream = await getUserMedia({ audio, video: !audio });
+        await call.replaceTrack(audio ? stream.getAudioTracks()[0] : stream.getVideoTracks()[0]);
+      } catch (err) {
+        logEvent(`switching ${kind} failed: ${err.message}`);
+      }
+    }
+  });
+}
+
+/** The devices panel's meter: the chosen microphone, while the panel is open. */
+let preview = null;
+async function startPreview() {
+  stopPreview();
+  try {
+    const stream = await getUserMedia({ audio: true, video: false });
+    if (!$('devices').open) return stream.getTracks().forEach((t) => t.stop());
+    preview = stream;
+    startMeter('device', stream, $('device-level'));
+    refreshDevices();
+  } catch (err) {
+    logEvent(`microphone: ${err.message}`);
+  }
+}
+
+function stopPreview() {
+  stopMeter('device');
+  for (const t of preview?.getTracks() ?? []) t.stop();
+  preview = null;
+}
+
+$('devices').addEventListener('toggle', () => ($('devices').open ? startPreview() : stopPreview()));
+
+/** Reads the card's call quality from getStats (called each second while the call is up). */
+async function updateQuality() {
+  const call = state.call;
+  const pc = call?.peerConnection;
+  if (!pc || call.state !== 'established') return;
+  const info = callInfo.get(call);
+  const q = callQuality(await pc.getStats(), info.stats ?? null);
+  info.stats = q.mark;
+  if (state.call !== call) return;
+  const el = $('call-quality');
+  const ms = (x) => (x == null ? '–' : `${Math.round(x)} ms`);
+  const kbps = (x) => (x == null ? '–' : `${Math.round(x)}`);
+  el.textContent = `Round trip ${ms(q.rtt)} · jitter ${ms(q.jitter)} · loss ${q.loss == null ? '–' : `${q.loss.toFixed(1)} %`} · ↑${kbps(q.sendKbps)} ↓${kbps(q.recvKbps)} kbit/s`;
+  el.dataset.rtt = q.rtt == null ? '' : String(q.rtt);
+  el.dataset.jitter = q.jitter == null ? '' : String(q.jitter);
+  el.dataset.loss = q.loss == null ? '' : String(q.loss);
+  el.dataset.recv = q.recvKbps == null ? '' : String(q.recvKbps);
+  el.dataset.send = q.sendKbps == null ? '' : String(q.sendKbps);
 }
 
 /** The calls not on the card (on hold, or still connecting), each with Switch and End. */
@@ -790,6 +926,8 @@ function hideCall() {
   $('dialer').hidden = false;
   $('dtmf-pad').hidden = true;
   $('dtmf-btn').setAttribute('aria-pressed', 'false');
+  stopMeter('mic');
+  stopMeter('remote');
   $('remote-audio').srcObject = null;
   $('remote-video').srcObject = null;
   $('local-video').srcObject = null;
@@ -822,6 +960,7 @@ function renderCall() {
 }
 
 function tick() {
+  updateQuality().catch(() => {});
   const s = state.call?.duration ?? 0;
   $('call-timer').textContent = `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
 }
@@ -859,7 +998,7 @@ for (const b of $('dtmf-pad').querySelectorAll('button')) {
     try {
       call.sendDTMF(b.dataset.dtmf);
       callInfo.get(call).dtmfSent += b.dataset.dtmf;
-      $('dtmf-sent').textContent = callInfo.get(call).dtmfSent;
+      showDigits(call);
     } catch (err) {
       logEvent(`DTMF failed: ${err.message}`);
     }

@@ -217,3 +217,51 @@ e2e('a call while the tab is hidden: the title changes and a notification shows;
     await bob.evaluate(() => delete document.hidden);
   }
 });
+
+/** Waits until the meter id reads more than a whisper. */
+const meterMoves = (page, id) => page.waitForFunction((x) => document.getElementById(x).value > 0.01, id, { polling: 50, timeout: 15000 });
+
+e2e('devices: listed and remembered; a microphone switched mid-call goes to the other side; meters move; call quality shows', async () => {
+  await bob.click('#devices summary');
+  await bob.waitForFunction(() => [...document.querySelectorAll('#mic-select option')].some((o) => o.textContent === 'Fake Audio Input 1'), null, { polling: 100 });
+  const labels = (sel) => bob.evaluate((s) => [...document.querySelectorAll(`${s} option`)].map((o) => o.textContent), sel);
+  assert.deepEqual(await labels('#mic-select'), ['Default', 'Fake Audio Input 1', 'Fake Audio Input 2']);
+  assert.deepEqual(await labels('#cam-select'), ['Default', 'fake_device_0']);
+  assert.deepEqual(await labels('#speaker-select'), ['Default', 'Fake Audio Output 1', 'Fake Audio Output 2']);
+  await meterMoves(bob, 'device-level');
+  try {
+    await establishCall(alice, bob);
+    await meterMoves(bob, 'mic-level');
+    await meterMoves(bob, 'remote-level');
+    // Live quality from getStats: a round trip, a loss figure and a bitrate.
+    await bob.waitForFunction(() => {
+      const d = document.getElementById('call-quality').dataset;
+      return d.rtt !== '' && d.loss !== '' && d.jitter !== '' && Number(d.recv) > 0 && Number(d.send) > 0;
+    }, null, { polling: 200, timeout: 15000 });
+    assert.match(await bob.textContent('#call-quality'), /^Round trip \d+ ms · jitter \d+ ms · loss \d+\.\d % · ↑\d+ ↓\d+ kbit\/s$/);
+
+    // A new microphone mid-call: the sender's track changes, with no re-offer, and audio still flows.
+    const sdps = await bob.evaluate(() => window.softphone.call.peerConnection.localDescription.sdp);
+    await bob.selectOption('#mic-select', { label: 'Fake Audio Input 1' });
+    await bob.waitForFunction(() => window.softphone.call.peerConnection.getSenders().find((s) => s.track?.kind === 'audio')?.track.label === 'Fake Audio Input 1', null, { polling: 100 });
+    assert.equal(await bob.evaluate(() => window.softphone.call.localStream.getAudioTracks().map((t) => t.label).join()), 'Fake Audio Input 1');
+    assert.equal(await bob.evaluate(() => window.softphone.call.peerConnection.localDescription.sdp), sdps);
+    await audioFlows(alice);
+    await meterMoves(bob, 'mic-level');
+
+    // The speaker: the remote audio element plays on the chosen output.
+    await bob.selectOption('#speaker-select', { label: 'Fake Audio Output 2' });
+    const out = await bob.inputValue('#speaker-select');
+    await bob.waitForFunction((id) => document.getElementById('remote-audio').sinkId === id, out, { polling: 100 });
+
+    // Remembered across a reload of the page's settings.
+    const saved = await bob.evaluate(() => JSON.parse(localStorage.getItem('softphone.devices')));
+    assert.equal(saved.audiooutput, out);
+    assert.equal(saved.audioinput, await bob.inputValue('#mic-select'));
+    await alice.click('#hangup-btn');
+    await waitIdle(bob);
+  } finally {
+    await bob.evaluate(() => localStorage.removeItem('softphone.devices'));
+    await bob.click('#devices summary');
+  }
+});

@@ -222,6 +222,29 @@ export class Call extends Emitter {
   }
 
   /**
+   * Switches a local device during the call: track takes the place of
+   * the local track of its kind, on the RTCPeerConnection's sender (no
+   * re-offer: RTCRtpSender.replaceTrack keeps the negotiated codec and
+   * direction) and in localStream. The mute state carries over. The old
+   * track is stopped when the SDK opened it (not one from
+   * `CallOptions.localStream`).
+   * @param {MediaStreamTrack} track
+   */
+  async replaceTrack(track) {
+    const stream = this.localStream;
+    const old = stream?.getTracks().find((t) => t.kind === track.kind) ?? null;
+    track.enabled = !this.muted;
+    const sender = this.peerConnection?.getSenders().find((s) => (old && s.track === old) || s.track?.kind === track.kind);
+    if (sender) await sender.replaceTrack(track);
+    if (stream) {
+      if (old) stream.removeTrack(old);
+      stream.addTrack(track);
+    }
+    if (old && this._ownStream) old.stop();
+    this.emit('localstream', stream);
+  }
+
+  /**
    * Sends DTMF digits: a `message`/`dtmf` frame (SIP INFO on the far side)
    * and, unless `inband` is false, RFC 4733 tones through RTCDTMFSender
    * when the browser has one.

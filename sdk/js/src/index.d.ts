@@ -208,6 +208,8 @@ export declare class Call extends Emitter {
   resume(): Promise<void>;
   mute(muted?: boolean): void;
   unmute(): void;
+  /** Switches a local device mid-call: replaces the sender's track of its kind without a re-offer. */
+  replaceTrack(track: MediaStreamTrack): Promise<void>;
   sendDTMF(digits: string, opts?: { duration?: number; gap?: number; inband?: boolean }): void;
   transfer(target: string): Promise<number>;
   restartIce(): Promise<void>;

@@ -6,6 +6,7 @@
 // mailbox=sip:vm-alice@example.com).
 import { Session } from './sdk/index.js';
 import { Tones } from './tones.js';
+import { PhoneStore } from './store.js';
 import { chosenDevices, chooseDevice, getUserMedia, LevelMeter, callQuality } from './media.js';
 
 const $ = (id) => document.getElementById(id);
@@ -26,6 +27,10 @@ const state = {
   watched: new Map(),
   /** Ring, call-waiting beep and ringback. */
   tones: new Tones(),
+  /** What this identity keeps in localStorage (history, contacts, chats). @type {PhoneStore|null} */
+  store: null,
+  /** Whether the page published "on the phone" for a call (and restores the user's status after). */
+  onPhone: false,
   /** The browser notification of the ringing call, while the tab is hidden. */
   notification: null,
 };
@@ -126,6 +131,7 @@ async function signIn(creds) {
     logger: params.get('log') ? { debug: console.debug, info: console.info, warn: console.warn, error: console.error } : undefined,
   });
   state.session = session;
+  state.store = null;
   session.on('state', ({ state: s, error }) => {
     setConnState(s);
     logEvent(`session ${s}${error ? `: ${error.message}` : ''}`);
@@ -134,11 +140,16 @@ async function signIn(creds) {
   session.on('incomingcall', onIncomingCall);
   session.on('callrestored', (call) => {
     logEvent(`call with ${call.remoteIdentity} restored`);
+    recordHistory(call);
     showCall(call);
   });
   session.on('subscriptionrestored', onSubscriptionRestored);
   session.on('message', onChatMessage);
-  session.on('resumefailed', () => logEvent('the session could not be resumed: new session'));
+  session.on('resumefailed', () => {
+    logEvent('the session could not be resumed: new session');
+    // A new session has none of the old one's subscriptions: watch again.
+    startServices(session);
+  });
   session.on('error', (err) => logEvent(`error: ${err.message}`));
   try {
     await session.connect();
@@ -178,6 +189,10 @@ function signedOut(error) {
   $('signin').hidden = false;
   $('presence-list').replaceChildren();
   state.watched.clear();
+  $('chat-log').replaceChildren();
+  $('chat-to').value = '';
+  $('history-list').replaceChildren();
+  state.onPhone = false;
   if (error) {
     $('signin-error').textContent = `Signed out: ${error.message}`;
     showBanner('error', `Signed out: ${error.message}`, 'Check your network connection, then sign in again.');
@@ -221,8 +236,12 @@ function startServices(session) {
   wireVoicemail(session.subscribeMessageSummary(mailbox));
   publishStatus();
   refreshDevices();
-  // Re-attach the contacts kept across a reload.
-  for (const sub of session.subscriptions.values()) if (sub.package === 'presence') addContact(sub);
+  // Re-attach the contacts kept across a reload, then watch the saved ones
+  // (after a new sign-in or a failed resume they have no subscription).
+  for (const sub of session.subscriptions.values()) if (sub.package === 'presence' && sub.state !== 'ended') bindContact(sub);
+  for (const target of phoneStore().contacts()) bindContact(session.watchPresence(target));
+  renderThread();
+  renderHistory();
 }
 
 /**
@@ -318,8 +337,10 @@ async function publishStatus() {
   sessionStorage.setItem(PRESENCE_KEY, JSON.stringify({ status, note }));
   const form = $('note-form');
   form.dataset.published = 'pending';
+  // During a call the activity stays "on the phone"; the new choice counts after it.
+  const activity = state.onPhone && status !== 'offline' ? { status: 'open', activity: 'on-the-phone' } : statusMap[status];
   try {
-    await session.publishPresence({ ...statusMap[status], note: note || undefined });
+    await session.publishPresence({ ...activity, note: note || undefined });
     if (state.session !== session) return;
     form.dataset.published = JSON.stringify({ status, note });
     logEvent(`published ${status}${note ? ` (${note})` : ''}`);
@@ -340,44 +361,64 @@ $('watch-form').addEventListener('submit', (ev) => {
   const target = $('watch-to').value.trim();
   if (!target || !state.session) return;
   $('watch-to').value = '';
-  addContact(state.session.watchPresence(target));
+  bindContact(state.session.watchPresence(target));
 });
 
-function addContact(sub) {
-  if (state.watched.has(sub.target)) return;
-  const li = document.createElement('li');
-  li.dataset.target = sub.target;
+/** A button with a visible text and a name that says whom it acts on. */
+function button(text, label, onClick, className) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = text;
+  b.setAttribute('aria-label', label);
+  if (className) b.className = className;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+/** The contact row of target, made (and saved) on first use. */
+function contactRow(target) {
+  let li = state.watched.get(target);
+  if (li) return li;
+  phoneStore().addContact(target);
+  li = document.createElement('li');
+  li.dataset.target = target;
   li.dataset.status = 'unknown';
   const dot = document.createElement('span');
   dot.className = 'status';
   const who = document.createElement('span');
   who.className = 'who';
-  who.textContent = sub.target;
+  who.textContent = target;
   const what = document.createElement('span');
   what.className = 'what';
   what.textContent = 'pending';
-  const callBtn = document.createElement('button');
-  callBtn.type = 'button';
-  callBtn.textContent = 'Call';
-  callBtn.addEventListener('click', () => placeCall(sub.target));
-  const chatBtn = document.createElement('button');
-  chatBtn.type = 'button';
-  chatBtn.textContent = 'Chat';
-  chatBtn.addEventListener('click', () => {
-    $('chat-to').value = sub.target;
-    $('chat-input').focus();
-  });
-  const stopBtn = document.createElement('button');
-  stopBtn.type = 'button';
-  stopBtn.textContent = '✕';
-  stopBtn.title = 'Stop watching';
-  stopBtn.addEventListener('click', () => sub.end());
   const info = document.createElement('span');
   info.className = 'info';
   info.append(who, what);
-  li.append(dot, info, callBtn, chatBtn, stopBtn);
+  const stop = button('✕', `Stop watching ${target}`, () => {
+    li.sub?.end();
+    li.remove();
+    state.watched.delete(target);
+    phoneStore().removeContact(target);
+  });
+  stop.title = 'Stop watching';
+  li.append(
+    dot,
+    info,
+    button('Call', `Call ${target}`, () => placeCall(target)),
+    button('Chat', `Chat with ${target}`, () => openThread(target), 'chat'),
+    stop,
+  );
   $('presence-list').append(li);
-  state.watched.set(sub.target, li);
+  state.watched.set(target, li);
+  return li;
+}
+
+/** Shows sub's notifications on its contact's row. */
+function bindContact(sub) {
+  const li = contactRow(sub.target);
+  if (li.sub === sub) return;
+  li.sub = sub;
+  const what = li.querySelector('.what');
   const show = (p) => {
     const busy = p.activity === 'busy' || p.activity === 'on-the-phone';
     li.dataset.status = p.status !== 'open' ? 'closed' : busy ? 'busy' : p.activity === 'away' ? 'away' : 'open';
@@ -385,45 +426,101 @@ function addContact(sub) {
     what.title = what.textContent;
   };
   if (sub.last) show(sub.last);
-  sub.on('notify', show);
+  sub.on('notify', (p) => {
+    if (li.sub === sub) show(p);
+  });
   sub.ready.then(
     () => {
-      if (!sub.last) what.textContent = 'watching';
+      if (li.sub === sub && !sub.last) what.textContent = 'watching';
     },
     () => {},
   );
-  stopBtn.addEventListener('click', () => {
-    li.remove();
-    state.watched.delete(sub.target);
-  });
   sub.on('ended', (err) => {
     // Ended by the gateway or by an error: keep the contact, say so.
-    if (!li.isConnected) return;
+    if (!li.isConnected || li.sub !== sub) return;
     li.dataset.status = 'error';
     what.textContent = err ? `unavailable (${err.code ?? ''})` : 'ended';
   });
 }
 
+/**
+ * The signed-in identity's store. Made on first use: a resumed session
+ * may hand over calls and messages before connect() returns.
+ */
+function phoneStore() {
+  if (!state.store) state.store = new PhoneStore(state.session.identity);
+  return state.store;
+}
+
 // ---- Chat -------------------------------------------------------------------
 
-function chatLine(cls, from, body) {
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+
+/** A line of the chat log for a stored message (see PhoneStore.addChat). */
+function chatLine(msg, from) {
   const li = document.createElement('li');
-  li.className = cls;
-  if (from) {
+  li.className = msg.dir + (msg.state === 'pending' ? ' pending' : '');
+  if (msg.state === 'delivered') li.dataset.delivered = 'true';
+  if (from && msg.dir === 'in') {
     const f = document.createElement('span');
     f.className = 'from';
     f.textContent = from;
     li.append(f);
   }
-  li.append(document.createTextNode(body));
+  li.append(document.createTextNode(msg.body));
+  if (msg.dir !== 'system') {
+    const t = document.createElement('time');
+    t.dateTime = new Date(msg.at).toISOString();
+    t.textContent = timeFmt.format(msg.at);
+    li.append(t);
+  }
+  return li;
+}
+
+function appendChat(msg, from) {
+  const li = chatLine(msg, from);
   $('chat-log').append(li);
   $('chat-log').scrollTop = $('chat-log').scrollHeight;
   return li;
 }
 
+/** Shows the thread with the peer in the To field. */
+function renderThread() {
+  const peer = $('chat-to').value.trim();
+  $('chat-log').dataset.peer = peer;
+  $('chat-log').replaceChildren(...(peer && state.session?.identity ? phoneStore().thread(peer).map((m) => chatLine(m, peer)) : []));
+  $('chat-log').scrollTop = $('chat-log').scrollHeight;
+  const li = state.watched.get(peer);
+  if (li) setUnread(li, 0);
+}
+
+function openThread(peer) {
+  $('chat-to').value = peer;
+  renderThread();
+  $('chat-input').focus();
+}
+
+/** A contact's count of messages not yet seen, on its Chat button. */
+function setUnread(li, n) {
+  li.dataset.unread = String(n);
+  const chat = li.querySelector('button.chat');
+  chat.textContent = n ? `Chat (${n})` : 'Chat';
+  chat.setAttribute('aria-label', `Chat with ${li.dataset.target}${n ? `, ${n} new` : ''}`);
+}
+
+$('chat-to').addEventListener('input', renderThread);
+
 function onChatMessage(msg) {
-  if (!$('chat-to').value) $('chat-to').value = msg.from;
-  chatLine('in', msg.from, msg.body);
+  const entry = phoneStore().addChat(msg.from, { dir: 'in', body: msg.body, at: Date.now() });
+  if (!$('chat-to').value) {
+    $('chat-to').value = msg.from;
+    renderThread();
+  } else if ($('chat-log').dataset.peer === msg.from) {
+    appendChat(entry, msg.from);
+  } else {
+    const li = state.watched.get(msg.from);
+    if (li) setUnread(li, Number(li.dataset.unread || 0) + 1);
+  }
   logEvent(`message from ${msg.from}`);
 }
 
@@ -433,16 +530,107 @@ $('chat-form').addEventListener('submit', async (ev) => {
   const body = $('chat-input').value;
   if (!to || !body || !state.session) return;
   $('chat-input').value = '';
-  const li = chatLine('out pending', null, body);
+  if ($('chat-log').dataset.peer !== to) renderThread();
+  const store = phoneStore();
+  const entry = store.addChat(to, { dir: 'out', body, at: Date.now(), state: 'pending' });
+  const li = appendChat(entry);
+  let failure = null;
   try {
     await state.session.sendMessage(to, body);
-    li.classList.remove('pending');
-    li.dataset.delivered = 'true';
+    entry.state = 'delivered';
   } catch (err) {
-    li.classList.remove('pending');
-    chatLine('system', null, `not delivered to ${to}: ${err.reason ?? err.message}`);
+    entry.state = 'failed';
+    failure = store.addChat(to, { dir: 'system', body: `not delivered to ${to}: ${err.reason ?? err.message}`, at: Date.now() });
   }
+  store.saveChat();
+  if (!li.isConnected) return;
+  li.classList.remove('pending');
+  if (entry.state === 'delivered') li.dataset.delivered = 'true';
+  if (failure) appendChat(failure);
 });
+
+// ---- History ----------------------------------------------------------------
+
+/** Incoming calls this page declined (the rest that end unanswered were missed). */
+const declined = new WeakSet();
+
+function decline(call, code) {
+  declined.add(call);
+  call.decline(code);
+}
+
+/** Adds call to the history when it ends, with what became of it. */
+function recordHistory(call) {
+  const at = Date.now();
+  call.on('ended', ({ code }) => {
+    const store = phoneStore();
+    const answered = call.establishedAt != null;
+    let outcome;
+    if (answered) outcome = 'answered';
+    else if (call.direction === 'incoming') outcome = declined.has(call) ? 'declined' : 'missed';
+    else outcome = code >= 300 && code !== 487 ? 'failed' : 'cancelled';
+    store.addHistory({ peer: call.remoteIdentity, direction: call.direction === 'incoming' ? 'in' : 'out', outcome, code, at, duration: call.duration, video: call.video });
+    if (outcome === 'missed') store.setMissed(store.missed() + 1);
+    if (state.store === store) renderHistory();
+  });
+}
+
+const durationText = (s) => `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+const dateFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+
+function renderHistory() {
+  if (!state.session?.identity) return;
+  const store = phoneStore();
+  const missed = store.missed();
+  const badge = $('missed-badge');
+  badge.hidden = missed === 0;
+  badge.textContent = `${missed} missed`;
+  $('history-list').replaceChildren(
+    ...store.history().map((h) => {
+      const li = document.createElement('li');
+      li.dataset.peer = h.peer;
+      li.dataset.direction = h.direction;
+      li.dataset.outcome = h.outcome;
+      li.dataset.duration = String(h.duration);
+      const arrow = document.createElement('span');
+      arrow.className = 'dir';
+      arrow.textContent = h.direction === 'in' ? '↙' : '↗';
+      arrow.title = h.direction === 'in' ? 'received' : 'placed';
+      const who = document.createElement('span');
+      who.className = 'who';
+      who.textContent = h.peer;
+      const what = document.createElement('span');
+      what.className = 'what';
+      const how = h.outcome === 'answered' ? durationText(h.duration) : h.outcome === 'failed' ? callOutcome(h.code, h.peer) : h.outcome;
+      what.textContent = `${h.direction === 'in' ? 'received' : 'placed'} · ${how} · ${dateFmt.format(h.at)}`;
+      const info = document.createElement('span');
+      info.className = 'info';
+      info.append(who, what);
+      li.append(arrow, info, button('Call', `Call ${h.peer}`, () => placeCall(h.peer)));
+      return li;
+    }),
+  );
+}
+
+$('history').addEventListener('toggle', () => {
+  // Opening the history is seeing the missed calls.
+  if (!$('history').open || !state.session?.identity) return;
+  phoneStore().setMissed(0);
+  renderHistory();
+});
+
+// ---- On the phone -----------------------------------------------------------
+
+/**
+ * Publishes "on the phone" while a call is up, and the user's own status
+ * once the last call ends (an offline user stays offline throughout).
+ */
+function updateOnPhone() {
+  const busy = state.calls.some((c) => c.state === 'established');
+  if (busy === state.onPhone || !state.session?.id) return;
+  state.onPhone = busy;
+  publishStatus();
+}
 
 // ---- Dialing ----------------------------------------------------------------
 
@@ -465,6 +653,7 @@ function placeCall(target) {
     return;
   }
   const call = state.session.call(target, { video: $('video').checked });
+  recordHistory(call);
   logEvent(`calling ${target}`);
   showCall(call);
 }
@@ -478,6 +667,7 @@ function placeCall(target) {
 const MAX_CALLS = 4;
 
 function onIncomingCall(call) {
+  recordHistory(call);
   if ((state.incoming && state.incoming !== call) || state.calls.length >= MAX_CALLS) {
     call.decline(486);
     return;
@@ -587,7 +777,7 @@ $('accept-btn').addEventListener('click', async () => {
 $('decline-btn').addEventListener('click', () => {
   const call = state.incoming;
   hideIncoming();
-  call?.decline();
+  if (call) decline(call);
 });
 
 // ---- In call ----------------------------------------------------------------
@@ -623,6 +813,7 @@ function wireCall(call) {
     if (current()) renderCall();
     renderCallList();
     updateTone();
+    updateOnPhone();
   });
   for (const ev of ['hold', 'mute']) {
     call.on(ev, () => {
@@ -662,6 +853,7 @@ function wireCall(call) {
     }
     renderCallList();
     updateTone();
+    updateOnPhone();
     const outcome = code >= 300 ? callOutcome(code, call.remoteIdentity) : null;
     if (outcome) showCallNotice(outcome, code);
   });

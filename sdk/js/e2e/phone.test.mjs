@@ -265,3 +265,125 @@ e2e('devices: listed and remembered; a microphone switched mid-call goes to the 
     await bob.click('#devices summary');
   }
 });
+
+/** The newest n history entries of page, as shown. */
+const history = (page, n) =>
+  page.evaluate((k) => [...document.querySelectorAll('#history-list li')].slice(0, k).map((li) => ({ peer: li.dataset.peer, direction: li.dataset.direction, outcome: li.dataset.outcome })), n);
+
+e2e('history: placed, received, declined, missed and answered calls, with a missed-call notice; bounded', async () => {
+  await bob.evaluate(() => {
+    localStorage.removeItem('softphone.bob.history');
+    localStorage.removeItem('softphone.bob.missed');
+  });
+  // Declined by bob.
+  await dial(alice, bob);
+  await bob.click('#decline-btn');
+  await waitIdle(alice);
+  // Missed: alice gives up.
+  await dial(alice, bob);
+  await alice.click('#hangup-btn');
+  await bob.locator('#incoming').waitFor({ state: 'hidden' });
+  await bob.locator('#missed-badge', { hasText: '1 missed' }).waitFor();
+  // Answered.
+  await establishCall(alice, bob);
+  await bob.waitForFunction(() => window.softphone.call?.duration >= 1, null, { polling: 100 });
+  await bob.click('#hangup-btn');
+  await waitIdle(alice);
+  await bob.locator('#history-list li[data-outcome="answered"]').first().waitFor({ state: 'attached' });
+  assert.deepEqual(await history(bob, 3), [
+    { peer: 'alice', direction: 'in', outcome: 'answered' },
+    { peer: 'alice', direction: 'in', outcome: 'missed' },
+    { peer: 'alice', direction: 'in', outcome: 'declined' },
+  ]);
+  assert.deepEqual(await history(alice, 3), [
+    { peer: 'bob', direction: 'out', outcome: 'answered' },
+    { peer: 'bob', direction: 'out', outcome: 'cancelled' },
+    { peer: 'bob', direction: 'out', outcome: 'failed' },
+  ]);
+  assert.match(await alice.textContent('#history-list li:nth-child(3) .what'), /^placed · bob declined · /);
+  assert.ok(Number(await bob.getAttribute('#history-list li:first-child', 'data-duration')) >= 1);
+  // Opening the history is seeing the missed call.
+  await bob.click('#history summary');
+  await bob.locator('#missed-badge').waitFor({ state: 'hidden' });
+  // Call back from the history.
+  await bob.getByRole('button', { name: 'Call alice' }).first().click();
+  await alice.locator('#incoming').waitFor({ state: 'visible' });
+  await alice.click('#decline-btn');
+  await waitIdle(bob);
+  await bob.click('#history summary');
+  // Bounded: the oldest go.
+  const n = await bob.evaluate(() => {
+    const h = JSON.parse(localStorage.getItem('softphone.bob.history'));
+    localStorage.setItem('softphone.bob.history', JSON.stringify(Array.from({ length: 80 }, () => h[0])));
+    return h.length;
+  });
+  assert.equal(n, 4);
+  await dial(alice, bob);
+  await bob.click('#decline-btn');
+  await waitIdle(alice);
+  await bob.locator('#history-list li').nth(49).waitFor({ state: 'attached' });
+  assert.equal(await bob.evaluate(() => JSON.parse(localStorage.getItem('softphone.bob.history')).length), 50);
+});
+
+/** Waits until page's contact who reads text. */
+const contactSays = (page, who, text) =>
+  page.waitForFunction(([w, x]) => document.querySelector(`#presence-list li[data-target="${w}"] .what`)?.textContent === x, [who, text], { polling: 100 });
+
+e2e('presence: "on the phone" during a call, the chosen status after it', async () => {
+  await carol.fill('#watch-to', alice.identity);
+  await carol.click('#watch-btn');
+  await contactSays(carol, 'alice', 'available');
+  await establishCall(alice, bob);
+  await contactSays(carol, 'alice', 'on-the-phone');
+  await carol.locator('#presence-list li[data-target="alice"][data-status="busy"]').waitFor();
+  await alice.click('#hangup-btn');
+  await waitIdle(bob);
+  await contactSays(carol, 'alice', 'available');
+});
+
+e2e('contacts are kept and watched again after a new session; chat threads per contact with times, kept', async () => {
+  // carol watches alice (from the test before, or now) and chats with alice and bob.
+  await carol.fill('#watch-to', bob.identity);
+  await carol.click('#watch-btn');
+  await contactSays(carol, 'bob', 'available');
+  for (const [to, body] of [[alice, 'hi alice'], [bob, 'hi bob']]) {
+    await carol.fill('#chat-to', to.identity);
+    await carol.fill('#chat-input', body);
+    await carol.click('#chat-send');
+    await carol.locator('#chat-log li.out[data-delivered="true"]', { hasText: body }).waitFor();
+  }
+  await bob.fill('#chat-to', carol.identity);
+  await bob.fill('#chat-input', 'hello carol');
+  await bob.click('#chat-send');
+  await carol.locator('#chat-log li.in', { hasText: 'hello carol' }).waitFor();
+  // Per contact: alice's thread has none of bob's lines.
+  await carol.fill('#chat-to', alice.identity);
+  const thread = () => carol.evaluate(() => [...document.querySelectorAll('#chat-log li')].map((li) => `${li.className} ${li.childNodes[li.className === 'in' ? 1 : 0].textContent}`));
+  assert.deepEqual((await thread()).slice(-1), ['out hi alice']);
+  assert.ok(!(await thread()).some((l) => l.includes('bob')));
+  assert.match(await carol.getAttribute('#chat-log li:last-child time', 'datetime'), /^\d{4}-\d\d-\d\dT/);
+
+  // A new session: sign out, sign in again. The contacts come back and are watched anew.
+  const starts = () => carol.wire.filter((x) => x.dir === 'out' && x.frame.control?.package_type === 'presence' && x.frame.header?.action === 'start').length;
+  await carol.click('#signout-btn');
+  await carol.locator('#signin').waitFor({ state: 'visible' });
+  const before = starts();
+  await carol.fill('#name', 'carol');
+  await carol.click('#signin-btn');
+  await carol.locator('#phone').waitFor({ state: 'visible' });
+  await contactSays(carol, 'alice', 'available');
+  await contactSays(carol, 'bob', 'available');
+  assert.ok(starts() >= before + 2, 'new subscriptions');
+  // The threads are kept, per contact.
+  await carol.fill('#chat-to', bob.identity);
+  await carol.locator('#chat-log li.in', { hasText: 'hello carol' }).waitFor();
+  await carol.locator('#chat-log li.out', { hasText: 'hi bob' }).waitFor();
+  // A message from a contact whose thread is not open: counted on the contact.
+  await alice.fill('#chat-to', carol.identity);
+  await alice.fill('#chat-input', 'are you there?');
+  await alice.click('#chat-send');
+  await carol.getByRole('button', { name: 'Chat with alice, 1 new' }).waitFor();
+  await carol.getByRole('button', { name: 'Chat with alice, 1 new' }).click();
+  await carol.locator('#chat-log li.in', { hasText: 'are you there?' }).waitFor();
+  await carol.getByRole('button', { name: 'Chat with alice', exact: true }).waitFor();
+});

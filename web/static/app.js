@@ -31,6 +31,8 @@ const state = {
   store: null,
   /** Whether the page published "on the phone" for a call (and restores the user's status after). */
   onPhone: false,
+  /** Where the focus was before the incoming dialog took it. */
+  returnFocus: null,
   /** The browser notification of the ringing call, while the tab is hidden. */
   notification: null,
 };
@@ -681,7 +683,11 @@ function onIncomingCall(call) {
   $('incoming').dataset.waiting = String(waiting);
   $('accept-btn').textContent = waiting ? 'Hold & accept' : 'Accept';
   $('incoming-from').textContent = call.remoteIdentity;
+  // The dialog takes the focus (and gives it back when it closes): a
+  // keyboard or screen-reader user lands on it, Tab stays inside, Escape declines.
+  if (!state.returnFocus) state.returnFocus = document.activeElement;
   $('incoming').hidden = false;
+  $('incoming-box').focus();
   updateTone();
   notifyIncoming(call);
   logEvent(`incoming ${call.video ? 'video ' : ''}call from ${call.remoteIdentity} (${call.kinds.join(', ')})`);
@@ -692,7 +698,15 @@ function onIncomingCall(call) {
 
 function hideIncoming() {
   state.incoming = null;
+  const hadFocus = $('incoming').contains(document.activeElement) || document.activeElement === document.body;
   $('incoming').hidden = true;
+  const back = state.returnFocus;
+  state.returnFocus = null;
+  if (hadFocus) {
+    // Back where the user was; when that is gone (the dialer hides during a call), to the call card.
+    if (back?.isConnected && back !== document.body && back.checkVisibility?.() !== false) back.focus();
+    else if (!$('incall').hidden) $('hangup-btn').focus();
+  }
   state.notification?.close();
   state.notification = null;
   document.title = PAGE_TITLE;
@@ -770,8 +784,24 @@ $('accept-btn').addEventListener('click', async () => {
   }
   if (call.ended) return;
   showCall(call);
+  // The dialer the focus may have come from is hidden now: the call card takes it.
+  if (document.activeElement === document.body || !document.activeElement?.checkVisibility()) $('hangup-btn').focus();
   // A video offer is answered with the camera too, so video goes both ways.
   call.accept({ video: call.video }).catch((err) => logEvent(`accept failed: ${err.message}`));
+});
+
+$('incoming').addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape') {
+    ev.preventDefault();
+    $('decline-btn').click();
+  } else if (ev.key === 'Tab') {
+    // A modal dialog keeps the focus on its own buttons.
+    const order = [$('decline-btn'), $('accept-btn')];
+    const i = order.indexOf(document.activeElement);
+    ev.preventDefault();
+    const next = i < 0 ? (ev.shiftKey ? order.length - 1 : 0) : (i + (ev.shiftKey ? -1 : 1) + order.length) % order.length;
+    order[next].focus();
+  }
 });
 
 $('decline-btn').addEventListener('click', () => {
@@ -1183,19 +1213,39 @@ $('dtmf-btn').addEventListener('click', () => {
   $('dtmf-btn').setAttribute('aria-pressed', String(!pad.hidden));
 });
 
-for (const b of $('dtmf-pad').querySelectorAll('button')) {
-  b.addEventListener('click', () => {
-    const call = state.call;
-    if (!call) return;
-    try {
-      call.sendDTMF(b.dataset.dtmf);
-      callInfo.get(call).dtmfSent += b.dataset.dtmf;
-      showDigits(call);
-    } catch (err) {
-      logEvent(`DTMF failed: ${err.message}`);
-    }
-  });
+function sendDigit(d) {
+  const call = state.call;
+  if (!call) return;
+  try {
+    call.sendDTMF(d);
+    callInfo.get(call).dtmfSent += d;
+    showDigits(call);
+  } catch (err) {
+    logEvent(`DTMF failed: ${err.message}`);
+  }
 }
+
+for (const b of $('dtmf-pad').querySelectorAll('button')) b.addEventListener('click', () => sendDigit(b.dataset.dtmf));
+
+// The keyboard's digits, * and #: DTMF during a call, the number to dial
+// otherwise. Not while typing in a field, nor with a modifier (shortcuts).
+document.addEventListener('keydown', (ev) => {
+  if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.defaultPrevented || !$('incoming').hidden) return;
+  const t = ev.target;
+  if (t instanceof HTMLElement && (t.isContentEditable || ['INPUT', 'SELECT', 'TEXTAREA'].includes(t.tagName))) return;
+  if (ev.key === 'Escape' && !$('dtmf-pad').hidden) {
+    $('dtmf-btn').click();
+    return;
+  }
+  if (!/^[0-9*#]$/.test(ev.key)) return;
+  if (state.call?.state === 'established') {
+    ev.preventDefault();
+    sendDigit(ev.key);
+  } else if (!state.call && !$('dialer').hidden && state.session) {
+    ev.preventDefault();
+    $('address').value += ev.key;
+  }
+});
 
 $('transfer-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();

@@ -3,6 +3,8 @@
 // and contacts, the keyboard and an accessibility check of each state.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { startGateway, launchBrowser, openPhone, waitCall, audioFlows } from './harness.mjs';
 
 let gw;
@@ -386,4 +388,117 @@ e2e('contacts are kept and watched again after a new session; chat threads per c
   await carol.getByRole('button', { name: 'Chat with alice, 1 new' }).click();
   await carol.locator('#chat-log li.in', { hasText: 'are you there?' }).waitFor();
   await carol.getByRole('button', { name: 'Chat with alice', exact: true }).waitFor();
+});
+
+const focused = (page) => page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
+
+e2e('keyboard: the incoming dialog takes the focus, keeps Tab inside, Escape declines and the focus goes back; digits send DTMF', async () => {
+  await bob.focus('#watch-to');
+  await dial(alice, bob);
+  assert.equal(await focused(bob), 'incoming-box');
+  assert.equal(await bob.getAttribute('#incoming-box', 'role'), 'alertdialog');
+  await bob.keyboard.press('Tab');
+  assert.equal(await focused(bob), 'decline-btn');
+  await bob.keyboard.press('Tab');
+  assert.equal(await focused(bob), 'accept-btn');
+  await bob.keyboard.press('Tab');
+  assert.equal(await focused(bob), 'decline-btn');
+  await bob.keyboard.press('Shift+Tab');
+  assert.equal(await focused(bob), 'accept-btn');
+  await bob.keyboard.press('Escape');
+  await alice.locator('#call-notice', { hasText: 'bob declined' }).waitFor();
+  await bob.locator('#incoming').waitFor({ state: 'hidden' });
+  assert.equal(await focused(bob), 'watch-to');
+
+  // Accepted with the keyboard: the focus goes to the call card (the dialer it came from is hidden).
+  await bob.evaluate(() => document.activeElement.blur());
+  await dial(alice, bob);
+  await bob.keyboard.press('Tab');
+  await bob.keyboard.press('Tab');
+  await bob.keyboard.press('Enter');
+  await waitCall(alice, 'state', 'established');
+  await waitCall(bob, 'state', 'established');
+  assert.equal(await focused(bob), 'hangup-btn');
+
+  // Digits typed on the page (not in a field) go out as DTMF.
+  await alice.evaluate(() => document.activeElement.blur());
+  for (const k of ['1', '2', '#']) await alice.keyboard.press(k);
+  await bob.waitForFunction(() => document.getElementById('dtmf-received').textContent === '12#', null, { polling: 100 });
+  assert.equal(await alice.textContent('#dtmf-sent'), '12#');
+  // Not while typing in a field.
+  await alice.fill('#transfer-to', '');
+  await alice.focus('#transfer-to');
+  await alice.keyboard.type('42');
+  assert.equal(await alice.inputValue('#transfer-to'), '42');
+  assert.equal(await alice.textContent('#dtmf-sent'), '12#');
+  await alice.fill('#transfer-to', '');
+  await alice.click('#hangup-btn');
+  await waitIdle(bob);
+});
+
+// axe-core is evaluated in the page (the DevTools protocol is not bound by
+// the page's Content-Security-Policy, which refuses inline scripts).
+const axeSource = readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/** Runs axe-core on page: no serious or critical violation in state what. */
+async function axe(page, what) {
+  if (!(await page.evaluate(() => !!window.axe))) await page.evaluate(await axeSource);
+  const res = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = res.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(
+    bad.map((v) => `${v.impact} ${v.id} (${v.help}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`),
+    [],
+    `accessibility of the page ${what}`,
+  );
+}
+
+e2e('accessibility (axe-core): no serious or critical violation in any state of the page', async () => {
+  const page = await browser.context.newPage();
+  try {
+    await page.goto(`${gw.url}/`);
+    await axe(page, 'signed out');
+    await page.fill('#name', 'not a name');
+    await page.click('#signin-btn');
+    await page.locator('#banner').waitFor({ state: 'visible' });
+    await axe(page, 'after a failed sign-in (banner)');
+  } finally {
+    await page.close();
+  }
+  await alice.fill('#watch-to', bob.identity);
+  await alice.click('#watch-btn');
+  await contactSays(alice, 'bob', 'available');
+  await axe(alice, 'idle, with a contact');
+  await alice.fill('#chat-to', bob.identity);
+  await alice.fill('#chat-input', 'accessible?');
+  await alice.click('#chat-send');
+  await alice.locator('#chat-log li.out[data-delivered="true"]', { hasText: 'accessible?' }).waitFor();
+  await axe(alice, 'chatting');
+  await alice.click('#history summary');
+  await alice.click('#devices summary');
+  await alice.waitForFunction(() => document.querySelectorAll('#mic-select option').length > 1, null, { polling: 100 });
+  await axe(alice, 'with the history and the devices open');
+  await alice.click('#history summary');
+  await alice.click('#devices summary');
+
+  await dial(alice, bob);
+  await axe(bob, 'ringing');
+  await axe(alice, 'calling (ringback)');
+  await bob.click('#accept-btn');
+  await waitCall(alice, 'state', 'established');
+  await alice.click('#dtmf-btn');
+  await alice.fill('#transfer-to', carol.identity);
+  await axe(alice, 'in a call, keypad open, a transfer target typed');
+  await alice.fill('#transfer-to', '');
+  await carol.fill('#address', bob.identity);
+  await carol.click('#call-btn');
+  await bob.locator('#incoming[data-waiting="true"]').waitFor({ state: 'visible' });
+  await axe(bob, 'a call waiting');
+  await bob.click('#accept-btn');
+  await row(bob, alice.identity, '[data-held="true"]').waitFor();
+  await axe(bob, 'two calls, one held');
+  await alice.click('#hangup-btn');
+  await carol.click('#hangup-btn');
+  await waitIdle(bob);
+  await alice.locator('#call-notice').waitFor({ state: 'hidden', timeout: 10000 }).catch(() => {});
+  await axe(carol, 'after a call, with history');
 });

@@ -502,3 +502,31 @@ e2e('accessibility (axe-core): no serious or critical violation in any state of 
   await alice.locator('#call-notice').waitFor({ state: 'hidden', timeout: 10000 }).catch(() => {});
   await axe(carol, 'after a call, with history');
 });
+
+e2e('SDK extension headers go through the gateway: on a call both ways and on a message', async () => {
+  await bob.evaluate(() => {
+    window.__hdr = {};
+    window.softphone.session.once('incomingcall', (c) => {
+      window.__hdr.start = c.remoteHeaders;
+      c.accept({ headers: { 'x-agent': 7 } });
+      window.__hdr.call = c;
+    });
+    window.softphone.session.once('message', (m) => (window.__hdr.message = m.headers));
+  });
+  // The SDK answers for bob: the page's dialog shows until the call ends.
+  const remote = await alice.evaluate(async () => {
+    const call = window.softphone.session.call('bob', { headers: { 'x-tenant': 'acme', 'x-priority': 2, 'x-vip': true } });
+    await new Promise((resolve, reject) => {
+      call.on('state', ({ state }) => state === 'established' && resolve());
+      call.on('ended', reject);
+    });
+    const answer = call.remoteHeaders;
+    await window.softphone.session.sendMessage('bob', 'with headers', { headers: { 'x-thread': 'T1' } });
+    call.end();
+    return answer;
+  });
+  assert.deepEqual(remote, { 'x-agent': 7 });
+  const got = await bob.evaluate(() => ({ start: window.__hdr.start, message: window.__hdr.message }));
+  assert.deepEqual(got, { start: { 'x-tenant': 'acme', 'x-priority': 2, 'x-vip': true }, message: { 'x-thread': 'T1' } });
+  await bob.locator('#incoming').waitFor({ state: 'hidden' });
+});

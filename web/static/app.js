@@ -895,7 +895,9 @@ function focusCall(call) {
   clearTimeout(state.noticeTimer);
   $('call-notice').hidden = true;
   showDigits(call);
+  // The figures are the card's call's: none until its own first reading.
   $('call-quality').textContent = 'Quality: measuring…';
+  for (const k of ['rtt', 'jitter', 'loss', 'recv', 'send']) $('call-quality').dataset[k] = '';
   $('call-peer').textContent = call.remoteIdentity;
   $('incall').hidden = false;
   $('dialer').hidden = true;

@@ -440,8 +440,13 @@ e2e('keyboard: the incoming dialog takes the focus, keeps Tab inside, Escape dec
 // the page's Content-Security-Policy, which refuses inline scripts).
 const axeSource = readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
-/** Runs axe-core on page: no serious or critical violation in state what. */
+/**
+ * Runs axe-core on page: no serious or critical violation in state what.
+ * And no sideways scrolling in it (the tabs are 390 px wide, a phone).
+ */
 async function axe(page, what) {
+  const width = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, view: window.innerWidth }));
+  assert.ok(width.scroll <= width.view, `${what}: the page is ${width.scroll} px wide in a ${width.view} px viewport`);
   if (!(await page.evaluate(() => !!window.axe))) await page.evaluate(await axeSource);
   const res = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
   const bad = res.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');

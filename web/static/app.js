@@ -834,6 +834,8 @@ function showCall(call) {
     wireCall(call);
   }
   focusCall(call);
+  // A call restored after a reload is up already: say "on the phone" again.
+  updateOnPhone();
 }
 
 function wireCall(call) {
@@ -856,6 +858,8 @@ function wireCall(call) {
   });
   call.on('localstream', () => {
     if (current()) attachMedia(call);
+    // The devices' names are readable once the page may use them.
+    refreshDevices();
   });
   call.on('dtmf', ({ digits }) => {
     callInfo.get(call).dtmfReceived += digits;

@@ -5,7 +5,7 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { startGateway, launchBrowser, openPhone, waitCall, audioFlows } from './harness.mjs';
+import { startGateway, launchBrowser, openPhone, waitCall, waitConn, audioFlows, poll } from './harness.mjs';
 
 let gw;
 let browser;
@@ -338,6 +338,15 @@ e2e('presence: "on the phone" during a call, the chosen status after it', async 
   await establishCall(alice, bob);
   await contactSays(carol, 'alice', 'on-the-phone');
   await carol.locator('#presence-list li[data-target="alice"][data-status="busy"]').waitFor();
+  // A reload mid-call: the restored call keeps the status, every publish says so.
+  const mark = alice.wire.length;
+  await alice.reload();
+  await waitConn(alice, /^resumed$/);
+  await waitCall(alice, 'state', 'established');
+  const publishes = () => alice.wire.slice(mark).filter((x) => x.dir === 'out' && x.frame.header?.action === 'publish').map((x) => x.frame.payload.activity);
+  await poll(publishes, (p) => p.length > 0, { message: 'a publish after the reload' });
+  assert.deepEqual([...new Set(publishes())], ['on-the-phone']);
+  await contactSays(carol, 'alice', 'on-the-phone');
   await alice.click('#hangup-btn');
   await waitIdle(bob);
   await contactSays(carol, 'alice', 'available');

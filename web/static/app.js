@@ -5,39 +5,15 @@
 // mailbox (the voicemail box to watch; default: the user's own, e.g.
 // mailbox=sip:vm-alice@example.com).
 import { Session } from './sdk/index.js';
-import { Tones } from './tones.js';
-import { PhoneStore } from './store.js';
-import { chosenDevices, chooseDevice, getUserMedia, LevelMeter, callQuality } from './media.js';
+import { getUserMedia } from './media.js';
+import { $, state, logEvent, button, phoneStore, callInfo, callOutcome } from './page.js';
+import { refreshDevices, startMeters, stopMeter, updateQuality } from './devices.js';
+import { decline, recordHistory, renderHistory, setCallBack } from './history.js';
 
-const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const SIGNIN_KEY = 'softphone.signin';
 /** This tab's published status and note, so that a reload publishes the same. */
 const PRESENCE_KEY = 'softphone.presence';
-
-const state = {
-  /** @type {Session|null} */ session: null,
-  /** The call the call card shows (the others wait on hold in the call list). @type {import('./sdk/call.js').Call|null} */ call: null,
-  /** Every call of this page not yet ended, oldest first: call waiting. @type {import('./sdk/call.js').Call[]} */ calls: [],
-  /** The call the incoming dialog shows. @type {import('./sdk/call.js').Call|null} */ incoming: null,
-  timer: null,
-  noticeTimer: null,
-  /** Every connection state shown, in order (the tests read it). */
-  connHistory: [],
-  watched: new Map(),
-  /** Ring, call-waiting beep and ringback. */
-  tones: new Tones(),
-  /** What this identity keeps in localStorage (history, contacts, chats). @type {PhoneStore|null} */
-  store: null,
-  /** Whether the page published "on the phone" for a call (and restores the user's status after). */
-  onPhone: false,
-  /** Where the focus was before the incoming dialog took it. */
-  returnFocus: null,
-  /** The browser notification of the ringing call, while the tab is hidden. */
-  notification: null,
-};
-// For the browser tests and the console.
-window.softphone = state;
 
 /**
  * The gateway's settings for this page (/config.json): the STUN/TURN
@@ -70,14 +46,6 @@ function hideBanner() {
 }
 
 $('banner-close').addEventListener('click', hideBanner);
-
-function logEvent(text) {
-  const li = document.createElement('li');
-  li.textContent = `${new Date().toLocaleTimeString()} ${text}`;
-  const ol = $('events');
-  ol.prepend(li);
-  while (ol.children.length > 60) ol.lastChild.remove();
-}
 
 // ---- Sign in / out ----------------------------------------------------------
 
@@ -366,17 +334,6 @@ $('watch-form').addEventListener('submit', (ev) => {
   bindContact(state.session.watchPresence(target));
 });
 
-/** A button with a visible text and a name that says whom it acts on. */
-function button(text, label, onClick, className) {
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.textContent = text;
-  b.setAttribute('aria-label', label);
-  if (className) b.className = className;
-  b.addEventListener('click', onClick);
-  return b;
-}
-
 /** The contact row of target, made (and saved) on first use. */
 function contactRow(target) {
   let li = state.watched.get(target);
@@ -443,15 +400,6 @@ function bindContact(sub) {
     li.dataset.status = 'error';
     what.textContent = err ? `unavailable (${err.code ?? ''})` : 'ended';
   });
-}
-
-/**
- * The signed-in identity's store. Made on first use: a resumed session
- * may hand over calls and messages before connect() returns.
- */
-function phoneStore() {
-  if (!state.store) state.store = new PhoneStore(state.session.identity);
-  return state.store;
 }
 
 // ---- Chat -------------------------------------------------------------------
@@ -549,76 +497,6 @@ $('chat-form').addEventListener('submit', async (ev) => {
   li.classList.remove('pending');
   if (entry.state === 'delivered') li.dataset.delivered = 'true';
   if (failure) appendChat(failure);
-});
-
-// ---- History ----------------------------------------------------------------
-
-/** Incoming calls this page declined (the rest that end unanswered were missed). */
-const declined = new WeakSet();
-
-function decline(call, code) {
-  declined.add(call);
-  call.decline(code);
-}
-
-/** Adds call to the history when it ends, with what became of it. */
-function recordHistory(call) {
-  const at = Date.now();
-  call.on('ended', ({ code }) => {
-    const store = phoneStore();
-    const answered = call.establishedAt != null;
-    let outcome;
-    if (answered) outcome = 'answered';
-    else if (call.direction === 'incoming') outcome = declined.has(call) ? 'declined' : 'missed';
-    else outcome = code >= 300 && code !== 487 ? 'failed' : 'cancelled';
-    store.addHistory({ peer: call.remoteIdentity, direction: call.direction === 'incoming' ? 'in' : 'out', outcome, code, at, duration: call.duration, video: call.video });
-    if (outcome === 'missed') store.setMissed(store.missed() + 1);
-    if (state.store === store) renderHistory();
-  });
-}
-
-const durationText = (s) => `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
-const dateFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
-
-function renderHistory() {
-  if (!state.session?.identity) return;
-  const store = phoneStore();
-  const missed = store.missed();
-  const badge = $('missed-badge');
-  badge.hidden = missed === 0;
-  badge.textContent = `${missed} missed`;
-  $('history-list').replaceChildren(
-    ...store.history().map((h) => {
-      const li = document.createElement('li');
-      li.dataset.peer = h.peer;
-      li.dataset.direction = h.direction;
-      li.dataset.outcome = h.outcome;
-      li.dataset.duration = String(h.duration);
-      const arrow = document.createElement('span');
-      arrow.className = 'dir';
-      arrow.textContent = h.direction === 'in' ? '↙' : '↗';
-      arrow.title = h.direction === 'in' ? 'received' : 'placed';
-      const who = document.createElement('span');
-      who.className = 'who';
-      who.textContent = h.peer;
-      const what = document.createElement('span');
-      what.className = 'what';
-      const how = h.outcome === 'answered' ? durationText(h.duration) : h.outcome === 'failed' ? callOutcome(h.code, h.peer) : h.outcome;
-      what.textContent = `${h.direction === 'in' ? 'received' : 'placed'} · ${how} · ${dateFmt.format(h.at)}`;
-      const info = document.createElement('span');
-      info.className = 'info';
-      info.append(who, what);
-      li.append(arrow, info, button('Call', `Call ${h.peer}`, () => placeCall(h.peer)));
-      return li;
-    }),
-  );
-}
-
-$('history').addEventListener('toggle', () => {
-  // Opening the history is seeing the missed calls.
-  if (!$('history').open || !state.session?.identity) return;
-  phoneStore().setMissed(0);
-  renderHistory();
 });
 
 // ---- On the phone -----------------------------------------------------------
@@ -823,9 +701,6 @@ const stateText = {
   failed: 'call failed',
 };
 
-/** What the page keeps per call: the DTMF digits sent and received. */
-const callInfo = new WeakMap();
-
 /** Shows call on the call card; a call not seen before joins the call list. */
 function showCall(call) {
   if (!state.calls.includes(call)) {
@@ -929,130 +804,6 @@ function showDigits(call) {
   $('dtmf-line').hidden = !info.dtmfSent && !info.dtmfReceived;
 }
 
-// ---- Devices, levels and quality ---------------------------------------------
-
-const meters = { mic: null, remote: null, device: null };
-
-function stopMeter(name) {
-  meters[name]?.stop();
-  meters[name] = null;
-}
-
-/** A meter on stream's audio, or none when it has no audio (or audio cannot be analysed). */
-function startMeter(name, stream, el) {
-  stopMeter(name);
-  state.tones.unlock();
-  const ctx = state.tones.ctx;
-  if (!ctx || !stream || stream.getAudioTracks().length === 0) return;
-  meters[name] = new LevelMeter(ctx, stream, el);
-}
-
-/** The card's meters: this side's microphone and the other party. */
-function startMeters(call) {
-  startMeter('mic', call.localStream, $('mic-level'));
-  startMeter('remote', call.remoteStream, $('remote-level'));
-}
-
-/** Fills the device lists (labels show once the page may use the microphone). */
-async function refreshDevices() {
-  if (!navigator.mediaDevices?.enumerateDevices) return;
-  const devices = await navigator.mediaDevices.enumerateDevices();
-  const chosen = chosenDevices();
-  const noun = { audioinput: 'Microphone', videoinput: 'Camera', audiooutput: 'Speaker' };
-  for (const sel of [$('mic-select'), $('cam-select'), $('speaker-select')]) {
-    const kind = sel.dataset.kind;
-    const opts = [new Option('Default', '')];
-    let n = 0;
-    for (const d of devices) {
-      if (d.kind !== kind || d.deviceId === 'default' || !d.deviceId) continue;
-      opts.push(new Option(d.label || `${noun[kind]} ${++n}`, d.deviceId));
-    }
-    sel.replaceChildren(...opts);
-    sel.value = opts.some((o) => o.value === chosen[kind]) ? chosen[kind] : '';
-  }
-  // Choosing the speaker needs setSinkId (not in every browser).
-  $('speaker-field').hidden = !('setSinkId' in HTMLMediaElement.prototype);
-  applySpeaker();
-}
-
-function applySpeaker() {
-  const id = chosenDevices().audiooutput ?? '';
-  const el = $('remote-audio');
-  if (el.setSinkId && el.sinkId !== id) el.setSinkId(id).catch((err) => logEvent(`speaker: ${err.message}`));
-  // The ring goes to the chosen speaker too, where the browser allows it.
-  const ctx = state.tones.ctx;
-  if (ctx?.setSinkId && ctx.sinkId !== id) ctx.setSinkId(id).catch(() => {});
-}
-
-navigator.mediaDevices?.addEventListener?.('devicechange', () => {
-  if (state.session) refreshDevices();
-});
-
-for (const sel of [$('mic-select'), $('cam-select'), $('speaker-select')]) {
-  sel.addEventListener('change', async () => {
-    const kind = sel.dataset.kind;
-    chooseDevice(kind, sel.value);
-    logEvent(`${kind} set to ${sel.selectedOptions[0]?.textContent ?? 'default'}`);
-    if (kind === 'audiooutput') return applySpeaker();
-    const audio = kind === 'audioinput';
-    if (audio && meters.device) startPreview();
-    // Calls switch their track in place: no re-offer, the other party hears the new microphone.
-    for (const call of state.calls) {
-      const has = audio ? call.localStream?.getAudioTracks().length : call.localStream?.getVideoTracks().length;
-      if (!has) continue;
-      try {
-        const stream = await getUserMedia({ audio, video: !audio });
-        await call.replaceTrack(audio ? stream.getAudioTracks()[0] : stream.getVideoTracks()[0]);
-      } catch (err) {
-        logEvent(`switching ${kind} failed: ${err.message}`);
-      }
-    }
-  });
-}
-
-/** The devices panel's meter: the chosen microphone, while the panel is open. */
-let preview = null;
-async function startPreview() {
-  stopPreview();
-  try {
-    const stream = await getUserMedia({ audio: true, video: false });
-    if (!$('devices').open) return stream.getTracks().forEach((t) => t.stop());
-    preview = stream;
-    startMeter('device', stream, $('device-level'));
-    refreshDevices();
-  } catch (err) {
-    logEvent(`microphone: ${err.message}`);
-  }
-}
-
-function stopPreview() {
-  stopMeter('device');
-  for (const t of preview?.getTracks() ?? []) t.stop();
-  preview = null;
-}
-
-$('devices').addEventListener('toggle', () => ($('devices').open ? startPreview() : stopPreview()));
-
-/** Reads the card's call quality from getStats (called each second while the call is up). */
-async function updateQuality() {
-  const call = state.call;
-  const pc = call?.peerConnection;
-  if (!pc || call.state !== 'established') return;
-  const info = callInfo.get(call);
-  const q = callQuality(await pc.getStats(), info.stats ?? null);
-  info.stats = q.mark;
-  if (state.call !== call) return;
-  const el = $('call-quality');
-  const ms = (x) => (x == null ? '–' : `${Math.round(x)} ms`);
-  const kbps = (x) => (x == null ? '–' : `${Math.round(x)}`);
-  el.textContent = `Round trip ${ms(q.rtt)} · jitter ${ms(q.jitter)} · loss ${q.loss == null ? '–' : `${q.loss.toFixed(1)} %`} · ↑${kbps(q.sendKbps)} ↓${kbps(q.recvKbps)} kbit/s`;
-  el.dataset.rtt = q.rtt == null ? '' : String(q.rtt);
-  el.dataset.jitter = q.jitter == null ? '' : String(q.jitter);
-  el.dataset.loss = q.loss == null ? '' : String(q.loss);
-  el.dataset.recv = q.recvKbps == null ? '' : String(q.recvKbps);
-  el.dataset.send = q.sendKbps == null ? '' : String(q.sendKbps);
-}
-
 /** The calls not on the card (on hold, or still connecting), each with Switch and End. */
 function renderCallList() {
   const list = $('call-list');
@@ -1105,30 +856,6 @@ async function switchTo(call) {
   } finally {
     if (state.call) renderCall();
     renderCallList();
-  }
-}
-
-/** Why a call failed, in words, by its final response (RFC 3261 §21). */
-function callOutcome(code, peer) {
-  switch (code) {
-    case 404:
-    case 604:
-      return 'no such user';
-    case 480:
-      return `${peer} is unreachable`;
-    case 486:
-    case 600:
-      return `${peer} is busy`;
-    case 603:
-      return `${peer} declined`;
-    case 408:
-      return 'no answer';
-    case 487:
-      return 'cancelled';
-    case 503:
-      return 'service unavailable';
-    default:
-      return `call failed (${code})`;
   }
 }
 
@@ -1267,6 +994,8 @@ $('transfer-form').addEventListener('submit', async (ev) => {
     logEvent(`transfer failed: ${err.message}`);
   }
 });
+
+setCallBack((peer) => placeCall(peer));
 
 // ---- Start ------------------------------------------------------------------
 

@@ -13,3 +13,4 @@ export { Keepalive } from './keepalive.js';
 export { parseMessageSummary, parseCounts } from './summary.js';
 export { originSessionId, mediaDirections, isHoldOffer, candidatesToFragment, fragmentToCandidates } from './sdp.js';
 export { Emitter } from './emitter.js';
+export { extensionHeaders, extensionsOf, MAX_EXTENSION_HEADERS } from './headers.js';

@@ -114,10 +114,10 @@ func TestSIPDefaultsDecideRegistration(t *testing.T) {
 	}
 	// A Config built in code, as tests and embedders do, gets them in New.
 	g := newSIPGateway(t)
-	if !g.registers("alice@example.com") {
+	if !g.regs.Registers("alice@example.com") {
 		t.Fatal("alice@example.com is not registered without a registrar key")
 	}
-	if g.registers("alice@elsewhere.example") {
+	if g.regs.Registers("alice@elsewhere.example") {
 		t.Fatal("an identity of another domain registers")
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
@@ -27,7 +26,6 @@ import (
 	"github.com/jsonrtc/jsonrtc/messaging"
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
-	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/transport/forwarded"
 	"github.com/jsonrtc/jsonrtc/transport/longpoll"
@@ -45,16 +43,13 @@ type Gateway struct {
 	msgs     *messaging.Handler
 	presence *presence.Handler
 	notes    *notification.Handler
-	sip      *sipgw.UserAgent // nil without a sip section: upstream.go
-	regs     *sipRegs         // SIP registrations of sessions: sip.go
-	// onIncomingSIPCall is a test's hook (fortest.go).
-	onIncomingSIPCall atomic.Pointer[func(identity string)]
-	web               http.Handler
-	authn             *auth.Authenticator // nil: the built-in open application
-	lim               *limits.Limiter
-	guests            *limits.GuestSessions // guest sessions per address: guest.go
-	regLim            *limits.Registers     // REGISTERs that connects cause: sip.go
-	store             store.Store
+	sipSide  // the SIP user agent and the sessions' registrations: sip.go
+	web      http.Handler
+	authn    *auth.Authenticator // nil: the built-in open application
+	lim      *limits.Limiter
+	guests   *limits.GuestSessions // guest sessions per address: guest.go
+	regLim   *limits.Registers     // REGISTERs that connects cause (interwork.Registrations)
+	store    store.Store
 	// wal: the gateway writes ahead to a store of its own (persist.go).
 	// Inbound processing holds walMu shared; the writer takes its cut of
 	// the dirty sessions holding it alone.
@@ -243,9 +238,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if g.wal {
 		g.walMu.Unlock()
 	}
-	// Each step gives up when ctx ends, and the next still runs: the SIP
-	// side is closed even when the unregistrations took too long.
-	_ = g.waitRegistrations(ctx)
+	// Each step gives up when ctx ends, and the next still runs.
 	g.closeSIP(ctx)
 	_ = g.calls.WaitSIP(ctx)
 	// Sockets still in their handshake close with the context.
@@ -281,6 +274,10 @@ func (g *Gateway) goTracked(f func()) bool {
 	g.wg.Go(f)
 	return true
 }
+
+// WaitIdle returns once no call is in progress, SIP legs included (both
+// sides over), or with ctx's error. Tests use it before leak checks.
+func (g *Gateway) WaitIdle(ctx context.Context) error { return g.calls.WaitIdle(ctx) }
 
 // Stats reports what is live, for tests and leak checks.
 type Stats struct {
@@ -401,5 +398,5 @@ func (d directory) Known(identity string) bool {
 // that a connect registers) when it has no live web session. Bare names
 // are left to the web side, as call routing leaves them.
 func (g *Gateway) sipReaches(identity string) bool {
-	return strings.Contains(identity, "@") && g.registers(identity)
+	return strings.Contains(identity, "@") && g.regs.Registers(identity)
 }

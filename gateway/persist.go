@@ -50,11 +50,13 @@ func (s *Session) snapshotLocked() snapshot {
 	s.snapGen++
 	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), frames: s.pending, conn: s.conn}
 	s.pending = nil
-	s.dirty = false
 	return sn
 }
 
-// markDirtyLocked queues s for the writer; s.mu is held.
+// markDirtyLocked queues s for the writer; s.mu is held. s.dirty says s
+// is in g.dirty, and only the writer, taking it off, clears it: a save
+// meanwhile leaves it queued once (twice, the round would take its
+// saveMu twice).
 func (s *Session) markDirtyLocked() {
 	if s.dirty || !s.g.wal {
 		return
@@ -129,6 +131,7 @@ func (g *Gateway) writeRound() {
 	for _, s := range list {
 		s.saveMu.Lock()
 		s.mu.Lock()
+		s.dirty = false
 		if s.ended {
 			s.mu.Unlock()
 			s.saveMu.Unlock()

@@ -11,10 +11,10 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/auth"
+	"github.com/jsonrtc/jsonrtc/interwork"
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
-	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/transport/longpoll"
 	"github.com/jsonrtc/jsonrtc/transport/ws"
 )
@@ -443,9 +443,9 @@ func (g *Gateway) completeRestore(s *Session, c conn, f *protocol.Frame, p *auth
 		undo()
 		return err
 	}
-	var reg *sipgw.Registration
+	var reg *interwork.Binding
 	if !s.guest {
-		if reg, err = g.sipRegister(g.ctx, f, s.identity, c.RemoteAddr(), addr); err != nil {
+		if reg, err = g.register(f, s.identity, c, addr); err != nil {
 			release()
 			undo()
 			return err
@@ -454,7 +454,7 @@ func (g *Gateway) completeRestore(s *Session, c conn, f *protocol.Frame, p *auth
 	s.mu.Lock()
 	s.principal, s.releaseGuest = p, release
 	s.mu.Unlock()
-	g.keepRegistration(s, reg)
+	g.regs.Attach(regSession{s}, reg)
 	return nil
 }
 
@@ -479,9 +479,9 @@ func (g *Gateway) open(c conn, f *protocol.Frame, p *auth.Principal, addr netip.
 		g.rlog.Info("session limits", "session refused by limits", "identity", identity, "err", err)
 		return nil, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "limit reached: " + err.Error()}
 	}
-	var reg *sipgw.Registration
+	var reg *interwork.Binding
 	if !guest {
-		if reg, err = g.sipRegister(g.ctx, f, identity, c.RemoteAddr(), addr); err != nil {
+		if reg, err = g.register(f, identity, c, addr); err != nil {
 			quota.Close()
 			releaseGuest()
 			return nil, err
@@ -492,13 +492,13 @@ func (g *Gateway) open(c conn, f *protocol.Frame, p *auth.Principal, addr netip.
 	if err := g.add(s); err != nil {
 		quota.Close()
 		releaseGuest()
-		g.releaseRegistration(reg)
+		g.regs.Release(reg)
 		if errors.Is(err, errTooMany) {
 			return nil, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "too many sessions"}
 		}
 		return nil, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "shutting down"}
 	}
-	g.keepRegistration(s, reg)
+	g.regs.Attach(regSession{s}, reg)
 	return s, nil
 }
 
@@ -545,6 +545,39 @@ func validIdentity(s string) bool {
 		}
 	}
 	return true
+}
+
+// connectErrorFor answers a failed connect, with header.authenticate for
+// a registrar challenge and header.retry_after for a connect refused for
+// a while.
+func connectErrorFor(f *protocol.Frame, err error) []byte {
+	var ce *interwork.ChallengeError
+	var re *interwork.RetryError
+	switch {
+	case errors.As(err, &ce):
+		out := registerError(f, ce.Code, protocol.Reason(ce.Code))
+		out.Header.Authenticate = ce.Authenticate
+		return out.Marshal()
+	case errors.As(err, &re):
+		out := registerError(f, protocol.CodeServiceUnavailable, re.Reason)
+		out.Header.Ext = []protocol.Ext{{Name: "retry_after", Kind: protocol.ExtNumber,
+			Value: strconv.FormatInt(int64(re.After/time.Second), 10)}}
+		return out.Marshal()
+	}
+	return connectError(f, protocol.CodeOf(err), protocol.ReasonOf(err))
+}
+
+// registerError is the error frame answering connect f.
+func registerError(f *protocol.Frame, code int, reason string) *protocol.Frame {
+	out := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageRegister},
+		Header:  protocol.Header{Action: protocol.ActionConnect, ErrorCode: code, Reason: reason},
+	}
+	if f != nil {
+		out.Control.AckSequence = f.Control.Sequence
+		out.Control.CorrelationID = protocol.ClientCorrelation(f)
+	}
+	return out
 }
 
 // connectError answers a connect that failed. wsc.js needs package_type
@@ -799,5 +832,27 @@ func (s *Session) dispatch(f *protocol.Frame) {
 		if f.Control.Type == protocol.TypeRequest {
 			s.Send(errorFor(f, protocol.CodeMethodNotAllowed, "package "+string(f.EffectivePackage())+" is not served by this gateway"), false)
 		}
+	}
+}
+
+// onRegisterFrame handles a register-package frame on a live session:
+// the answer to an authenticate request (interwork.Registrations asked
+// it), a standby request (push.go), or a connect (405).
+func (s *Session) onRegisterFrame(f *protocol.Frame) {
+	if f.Header.Action == protocol.ActionStandby && f.Control.Type == protocol.TypeRequest {
+		s.onStandby(f)
+		return
+	}
+	if f.Header.Action != protocol.ActionAuthenticate {
+		s.Send(errorFor(f, protocol.CodeMethodNotAllowed, "already connected"), false)
+		return
+	}
+	if f.Control.Type == protocol.TypeRequest {
+		s.Send(errorFor(f, protocol.CodeMethodNotAllowed, "only the gateway sends authenticate"), false)
+		return
+	}
+	if !s.g.regs.Answered(s.id, f) {
+		// Late (after the bound) or unsolicited: nothing waits for it.
+		s.log.Debug("authenticate answer nobody waits for", "correlation_id", f.Control.CorrelationID)
 	}
 }

@@ -116,10 +116,6 @@ type Session struct {
 	saveMu   sync.Mutex
 	rev      uint64
 	savedGen uint64
-	// auths: the live digest challenges waiting for this session's
-	// answer, by correlation id (sipauth.go); authSeq numbers them.
-	auths   map[string]chan *protocol.Frame
-	authSeq uint64
 }
 
 // conn is what a link needs of its transport: a WebSocket
@@ -325,6 +321,10 @@ func (s *Session) limits() session.Limits {
 }
 
 var errEnded = errors.New("gateway: session ended")
+
+// errDetached: the session has no socket, and the frame is not one that
+// a resume resends.
+var errDetached = errors.New("gateway: session detached")
 
 // Send implements endpoint.Endpoint: it stamps, retains and queues f.
 func (s *Session) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
@@ -553,7 +553,7 @@ func (s *Session) end(r endReason) {
 	s.g.msgs.SessionEnded(s)
 	s.g.presence.SessionEnded(s)
 	s.g.notes.SessionEnded(s)
-	s.g.sipSessionEnded(s)
+	s.g.regs.Ended(s.id)
 	s.quota.Close()
 	s.inMu.Unlock()
 	if conn != nil {

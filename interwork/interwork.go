@@ -1,11 +1,18 @@
-// Package interwork makes the SIP user agent (sipgw) the upstream of the
-// web-side handlers: presence watches and publications become SUBSCRIBE,
-// NOTIFY (PIDF) and PUBLISH, voicemail subscriptions SUBSCRIBE/NOTIFY of
-// message-summary, and instant messages MESSAGE, both ways
-// (docs/protocol.md §10.3-§10.5). The handlers know only their Upstream
-// interfaces; the gateway plugs these in when its sip section is
-// configured. Subscriptions and publications hang on sessions, never on
-// sockets, so a resume touches nothing SIP-side.
+// Package interwork puts the web sessions on the SIP user agent (sipgw).
+//
+// It makes the user agent the upstream of the web-side handlers: presence
+// watches and publications become SUBSCRIBE, NOTIFY (PIDF) and PUBLISH,
+// voicemail subscriptions SUBSCRIBE/NOTIFY of message-summary, and
+// instant messages MESSAGE, both ways (docs/protocol.md §10.3-§10.5). The
+// handlers know only their Upstream interfaces; the gateway plugs these
+// in when its sip section is configured.
+//
+// [Registrations] registers the identities of sessions (registration.go,
+// docs/protocol.md §10.1), and relays the registrar's challenges to the
+// web clients (§4.8); the gateway calls it at each session's life events.
+//
+// Registrations, subscriptions and publications hang on sessions, never
+// on sockets, so a resume touches nothing SIP-side.
 package interwork
 
 import (

@@ -2,6 +2,8 @@ package layering
 
 import (
 	"go/build"
+	"go/parser"
+	"go/token"
 	"io/fs"
 	"path/filepath"
 	"runtime"
@@ -44,7 +46,7 @@ var allowed = map[string][]string{
 	"client":                {"protocol", "session"},
 	"web":                   {"sdk/js"},
 	"sdk/js":                {},
-	"interwork":             {"internal/ratelog", "protocol", "messaging", "presence", "presence/pidf", "notification", "notification/mwi", "sipgw"},
+	"interwork":             {"internal/ratelog", "limits", "protocol", "messaging", "presence", "presence/pidf", "notification", "notification/mwi", "sipgw"},
 	"gateway":               {"internal/ratelog", "protocol", "session", "transport/ws", "transport/longpoll", "transport/certs", "transport/connlimit", "transport/forwarded", "auth", "limits", "store", "endpoint", "call", "interwork", "messaging", "presence", "notification", "sipgw", "push"},
 	"cmd/jsonrtcd":          {"gateway", "web", "transport/certs", "sipgw", "store", "store/natsstore"},
 	"cmd/jsonrtc-load":      {"client", "internal/flood", "protocol", "session"},
@@ -54,9 +56,22 @@ var allowed = map[string][]string{
 	"push":                  {},
 }
 
-func TestImportsGoDownward(t *testing.T) {
+// onlyIn narrows allowed: a package of ours may import the named package
+// from these files only. The gateway is the session controller; the SIP
+// side is wired in one file (registrations, calls and the handlers'
+// upstreams live in interwork and call), besides the sip section of its
+// configuration.
+var onlyIn = map[string]map[string][]string{
+	"gateway": {"sipgw": {"config.go", "sip.go"}},
+}
+
+func moduleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func TestImportsGoDownward(t *testing.T) {
+	root := moduleRoot()
 	// Every package of ours must have its place in the table.
 	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
@@ -109,6 +124,30 @@ func TestHandlersStandAlone(t *testing.T) {
 		for _, imp := range allowed[h] {
 			if slices.Contains(handlers, imp) || (imp == "sipgw" && h != "call") {
 				t.Errorf("%s may import %s", h, imp)
+			}
+		}
+	}
+}
+
+// TestImportsOnlyIn checks onlyIn, file by file (tests excluded, as in
+// TestImportsGoDownward).
+func TestImportsOnlyIn(t *testing.T) {
+	root := moduleRoot()
+	for pkg, imports := range onlyIn {
+		p, err := build.ImportDir(filepath.Join(root, pkg), 0)
+		if err != nil {
+			t.Fatalf("%s: %v", pkg, err)
+		}
+		for _, name := range p.GoFiles {
+			f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(p.Dir, name), nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, imp := range f.Imports {
+				rest, ours := strings.CutPrefix(strings.Trim(imp.Path.Value, `"`), module)
+				if files, narrowed := imports[rest]; ours && narrowed && !slices.Contains(files, name) {
+					t.Errorf("%s/%s imports %s, which only %v may", pkg, name, rest, files)
+				}
 			}
 		}
 	}

@@ -5,27 +5,15 @@
 // mailbox (the voicemail box to watch; default: the user's own, e.g.
 // mailbox=sip:vm-alice@example.com).
 import { Session } from './sdk/index.js';
+import { getUserMedia } from './media.js';
+import { $, state, logEvent, button, phoneStore, callInfo, callOutcome } from './page.js';
+import { refreshDevices, startMeters, stopMeter, updateQuality } from './devices.js';
+import { decline, recordHistory, renderHistory, setCallBack } from './history.js';
 
-const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const SIGNIN_KEY = 'softphone.signin';
 /** This tab's published status and note, so that a reload publishes the same. */
 const PRESENCE_KEY = 'softphone.presence';
-
-const state = {
-  /** @type {Session|null} */ session: null,
-  /** @type {import('./sdk/call.js').Call|null} */ call: null,
-  /** @type {import('./sdk/call.js').Call|null} */ incoming: null,
-  timer: null,
-  noticeTimer: null,
-  /** Every connection state shown, in order (the tests read it). */
-  connHistory: [],
-  watched: new Map(),
-  dtmfSent: '',
-  dtmfReceived: '',
-};
-// For the browser tests and the console.
-window.softphone = state;
 
 /**
  * The gateway's settings for this page (/config.json): the STUN/TURN
@@ -59,14 +47,6 @@ function hideBanner() {
 
 $('banner-close').addEventListener('click', hideBanner);
 
-function logEvent(text) {
-  const li = document.createElement('li');
-  li.textContent = `${new Date().toLocaleTimeString()} ${text}`;
-  const ol = $('events');
-  ol.prepend(li);
-  while (ol.children.length > 60) ol.lastChild.remove();
-}
-
 // ---- Sign in / out ----------------------------------------------------------
 
 function selectedMode() {
@@ -83,6 +63,7 @@ for (const r of document.querySelectorAll('input[name="mode"]')) r.addEventListe
 
 $('signin-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
+  askNotifications();
   const mode = selectedMode();
   const creds = { mode };
   if (mode === 'name') {
@@ -116,13 +97,14 @@ async function signIn(creds) {
     token: creds.mode === 'token' ? creds.token : undefined,
     keepalive: { interval: ping, busyInterval: ping, period: Number(params.get('pingPeriod')) || undefined },
     reconnect: { timeout: Number(params.get('reconnectTimeout')) || undefined },
-    rtc: { iceServers: Array.isArray(conf.iceServers) ? conf.iceServers : [] },
+    rtc: { iceServers: Array.isArray(conf.iceServers) ? conf.iceServers : [], getUserMedia },
     logger: params.get('log') ? { debug: console.debug, info: console.info, warn: console.warn, error: console.error } : undefined,
     // Standby while the page is hidden with no call, woken by a push
     // (docs/protocol.md §4.9), when the gateway has Web Push.
     standby: conf.vapidPublicKey && params.get('standby') !== 'off' ? { auto: true, push: () => pushChannel(conf.vapidPublicKey) } : undefined,
   });
   state.session = session;
+  state.store = null;
   session.on('state', ({ state: s, error }) => {
     setConnState(s);
     logEvent(`session ${s}${error ? `: ${error.message}` : ''}`);
@@ -131,6 +113,7 @@ async function signIn(creds) {
   session.on('incomingcall', onIncomingCall);
   session.on('callrestored', (call) => {
     logEvent(`call with ${call.remoteIdentity} restored`);
+    recordHistory(call);
     showCall(call);
   });
   session.on('subscriptionrestored', onSubscriptionRestored);
@@ -138,6 +121,8 @@ async function signIn(creds) {
   session.on('resumefailed', ({ endedCalls, resubscribed }) => {
     logEvent(`the session could not be resumed: new session; ${endedCalls.length} call(s) lost, ${resubscribed.length} subscription(s) made again`);
     for (const { call, reason } of endedCalls) logEvent(`call with ${call.remoteIdentity} ended: ${reason}`);
+    // The SDK subscribed again to what it held; watch what it did not.
+    startServices(session);
   });
   session.on('error', (err) => logEvent(`error: ${err.message}`));
   try {
@@ -201,10 +186,17 @@ function signedOut(error) {
   $('my-note').value = '';
   hideIncoming();
   hideCall();
+  state.calls = [];
+  renderCallList();
+  updateTone();
   $('phone').hidden = true;
   $('signin').hidden = false;
   $('presence-list').replaceChildren();
   state.watched.clear();
+  $('chat-log').replaceChildren();
+  $('chat-to').value = '';
+  $('history-list').replaceChildren();
+  state.onPhone = false;
   if (error) {
     $('signin-error').textContent = `Signed out: ${error.message}`;
     showBanner('error', `Signed out: ${error.message}`, 'Check your network connection, then sign in again.');
@@ -248,8 +240,13 @@ function startServices(session) {
   showVoicemail('unknown', '–', 'Voicemail: waiting for the gateway');
   wireVoicemail(session.subscribeMessageSummary(mailbox));
   publishStatus();
-  // Re-attach the contacts kept across a reload.
-  for (const sub of session.subscriptions.values()) if (sub.package === 'presence') addContact(sub);
+  refreshDevices();
+  // Re-attach the contacts kept across a reload, then watch the saved ones
+  // (after a new sign-in or a failed resume they have no subscription).
+  for (const sub of session.subscriptions.values()) if (sub.package === 'presence' && sub.state !== 'ended') bindContact(sub);
+  for (const target of phoneStore().contacts()) bindContact(session.watchPresence(target));
+  renderThread();
+  renderHistory();
 }
 
 /**
@@ -345,8 +342,10 @@ async function publishStatus() {
   sessionStorage.setItem(PRESENCE_KEY, JSON.stringify({ status, note }));
   const form = $('note-form');
   form.dataset.published = 'pending';
+  // During a call the activity stays "on the phone"; the new choice counts after it.
+  const activity = state.onPhone && status !== 'offline' ? { status: 'open', activity: 'on-the-phone' } : statusMap[status];
   try {
-    await session.publishPresence({ ...statusMap[status], note: note || undefined });
+    await session.publishPresence({ ...activity, note: note || undefined });
     if (state.session !== session) return;
     form.dataset.published = JSON.stringify({ status, note });
     logEvent(`published ${status}${note ? ` (${note})` : ''}`);
@@ -367,44 +366,53 @@ $('watch-form').addEventListener('submit', (ev) => {
   const target = $('watch-to').value.trim();
   if (!target || !state.session) return;
   $('watch-to').value = '';
-  addContact(state.session.watchPresence(target));
+  bindContact(state.session.watchPresence(target));
 });
 
-function addContact(sub) {
-  if (state.watched.has(sub.target)) return;
-  const li = document.createElement('li');
-  li.dataset.target = sub.target;
+/** The contact row of target, made (and saved) on first use. */
+function contactRow(target) {
+  let li = state.watched.get(target);
+  if (li) return li;
+  phoneStore().addContact(target);
+  li = document.createElement('li');
+  li.dataset.target = target;
   li.dataset.status = 'unknown';
   const dot = document.createElement('span');
   dot.className = 'status';
   const who = document.createElement('span');
   who.className = 'who';
-  who.textContent = sub.target;
+  who.textContent = target;
   const what = document.createElement('span');
   what.className = 'what';
   what.textContent = 'pending';
-  const callBtn = document.createElement('button');
-  callBtn.type = 'button';
-  callBtn.textContent = 'Call';
-  callBtn.addEventListener('click', () => placeCall(sub.target));
-  const chatBtn = document.createElement('button');
-  chatBtn.type = 'button';
-  chatBtn.textContent = 'Chat';
-  chatBtn.addEventListener('click', () => {
-    $('chat-to').value = sub.target;
-    $('chat-input').focus();
-  });
-  const stopBtn = document.createElement('button');
-  stopBtn.type = 'button';
-  stopBtn.textContent = '✕';
-  stopBtn.title = 'Stop watching';
-  stopBtn.addEventListener('click', () => sub.end());
   const info = document.createElement('span');
   info.className = 'info';
   info.append(who, what);
-  li.append(dot, info, callBtn, chatBtn, stopBtn);
+  const stop = button('✕', `Stop watching ${target}`, () => {
+    li.sub?.end();
+    li.remove();
+    state.watched.delete(target);
+    phoneStore().removeContact(target);
+  });
+  stop.title = 'Stop watching';
+  li.append(
+    dot,
+    info,
+    button('Call', `Call ${target}`, () => placeCall(target)),
+    button('Chat', `Chat with ${target}`, () => openThread(target), 'chat'),
+    stop,
+  );
   $('presence-list').append(li);
-  state.watched.set(sub.target, li);
+  state.watched.set(target, li);
+  return li;
+}
+
+/** Shows sub's notifications on its contact's row. */
+function bindContact(sub) {
+  const li = contactRow(sub.target);
+  if (li.sub === sub) return;
+  li.sub = sub;
+  const what = li.querySelector('.what');
   const show = (p) => {
     const busy = p.activity === 'busy' || p.activity === 'on-the-phone';
     li.dataset.status = p.status !== 'open' ? 'closed' : busy ? 'busy' : p.activity === 'away' ? 'away' : 'open';
@@ -412,20 +420,18 @@ function addContact(sub) {
     what.title = what.textContent;
   };
   if (sub.last) show(sub.last);
-  sub.on('notify', show);
+  sub.on('notify', (p) => {
+    if (li.sub === sub) show(p);
+  });
   sub.ready.then(
     () => {
-      if (!sub.last) what.textContent = 'watching';
+      if (li.sub === sub && !sub.last) what.textContent = 'watching';
     },
     () => {},
   );
-  stopBtn.addEventListener('click', () => {
-    li.remove();
-    state.watched.delete(sub.target);
-  });
   sub.on('ended', (err) => {
     // Ended by the gateway or by an error: keep the contact, say so.
-    if (!li.isConnected) return;
+    if (!li.isConnected || li.sub !== sub) return;
     li.dataset.status = 'error';
     what.textContent = err ? `unavailable (${err.code ?? ''})` : 'ended';
   });
@@ -433,24 +439,73 @@ function addContact(sub) {
 
 // ---- Chat -------------------------------------------------------------------
 
-function chatLine(cls, from, body) {
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+
+/** A line of the chat log for a stored message (see PhoneStore.addChat). */
+function chatLine(msg, from) {
   const li = document.createElement('li');
-  li.className = cls;
-  if (from) {
+  li.className = msg.dir + (msg.state === 'pending' ? ' pending' : '');
+  if (msg.state === 'delivered') li.dataset.delivered = 'true';
+  if (from && msg.dir === 'in') {
     const f = document.createElement('span');
     f.className = 'from';
     f.textContent = from;
     li.append(f);
   }
-  li.append(document.createTextNode(body));
+  li.append(document.createTextNode(msg.body));
+  if (msg.dir !== 'system') {
+    const t = document.createElement('time');
+    t.dateTime = new Date(msg.at).toISOString();
+    t.textContent = timeFmt.format(msg.at);
+    li.append(t);
+  }
+  return li;
+}
+
+function appendChat(msg, from) {
+  const li = chatLine(msg, from);
   $('chat-log').append(li);
   $('chat-log').scrollTop = $('chat-log').scrollHeight;
   return li;
 }
 
+/** Shows the thread with the peer in the To field. */
+function renderThread() {
+  const peer = $('chat-to').value.trim();
+  $('chat-log').dataset.peer = peer;
+  $('chat-log').replaceChildren(...(peer && state.session?.identity ? phoneStore().thread(peer).map((m) => chatLine(m, peer)) : []));
+  $('chat-log').scrollTop = $('chat-log').scrollHeight;
+  const li = state.watched.get(peer);
+  if (li) setUnread(li, 0);
+}
+
+function openThread(peer) {
+  $('chat-to').value = peer;
+  renderThread();
+  $('chat-input').focus();
+}
+
+/** A contact's count of messages not yet seen, on its Chat button. */
+function setUnread(li, n) {
+  li.dataset.unread = String(n);
+  const chat = li.querySelector('button.chat');
+  chat.textContent = n ? `Chat (${n})` : 'Chat';
+  chat.setAttribute('aria-label', `Chat with ${li.dataset.target}${n ? `, ${n} new` : ''}`);
+}
+
+$('chat-to').addEventListener('input', renderThread);
+
 function onChatMessage(msg) {
-  if (!$('chat-to').value) $('chat-to').value = msg.from;
-  chatLine('in', msg.from, msg.body);
+  const entry = phoneStore().addChat(msg.from, { dir: 'in', body: msg.body, at: Date.now() });
+  if (!$('chat-to').value) {
+    $('chat-to').value = msg.from;
+    renderThread();
+  } else if ($('chat-log').dataset.peer === msg.from) {
+    appendChat(entry, msg.from);
+  } else {
+    const li = state.watched.get(msg.from);
+    if (li) setUnread(li, Number(li.dataset.unread || 0) + 1);
+  }
   logEvent(`message from ${msg.from}`);
 }
 
@@ -460,16 +515,37 @@ $('chat-form').addEventListener('submit', async (ev) => {
   const body = $('chat-input').value;
   if (!to || !body || !state.session) return;
   $('chat-input').value = '';
-  const li = chatLine('out pending', null, body);
+  if ($('chat-log').dataset.peer !== to) renderThread();
+  const store = phoneStore();
+  const entry = store.addChat(to, { dir: 'out', body, at: Date.now(), state: 'pending' });
+  const li = appendChat(entry);
+  let failure = null;
   try {
     await state.session.sendMessage(to, body);
-    li.classList.remove('pending');
-    li.dataset.delivered = 'true';
+    entry.state = 'delivered';
   } catch (err) {
-    li.classList.remove('pending');
-    chatLine('system', null, `not delivered to ${to}: ${err.reason ?? err.message}`);
+    entry.state = 'failed';
+    failure = store.addChat(to, { dir: 'system', body: `not delivered to ${to}: ${err.reason ?? err.message}`, at: Date.now() });
   }
+  store.saveChat();
+  if (!li.isConnected) return;
+  li.classList.remove('pending');
+  if (entry.state === 'delivered') li.dataset.delivered = 'true';
+  if (failure) appendChat(failure);
 });
+
+// ---- On the phone -----------------------------------------------------------
+
+/**
+ * Publishes "on the phone" while a call is up, and the user's own status
+ * once the last call ends (an offline user stays offline throughout).
+ */
+function updateOnPhone() {
+  const busy = state.calls.some((c) => c.state === 'established');
+  if (busy === state.onPhone || !state.session?.id) return;
+  state.onPhone = busy;
+  publishStatus();
+}
 
 // ---- Dialing ----------------------------------------------------------------
 
@@ -487,27 +563,46 @@ $('dial-form').addEventListener('submit', (ev) => {
 
 function placeCall(target) {
   if (!state.session?.connected) return;
-  if (state.call) {
-    logEvent('already in a call');
+  if (state.call && !state.call.held) {
+    logEvent('already in a call: hold it first');
     return;
   }
   const call = state.session.call(target, { video: $('video').checked });
+  recordHistory(call);
   logEvent(`calling ${target}`);
   showCall(call);
 }
 
 // ---- Incoming ---------------------------------------------------------------
 
+/**
+ * Calls this page takes at once: one shown, the others on hold. Beyond
+ * that a new call is busy (486): the page's choice, not the SDK's.
+ */
+const MAX_CALLS = 4;
+
 function onIncomingCall(call) {
-  if (state.call || (state.incoming && state.incoming !== call)) {
+  recordHistory(call);
+  if ((state.incoming && state.incoming !== call) || state.calls.length >= MAX_CALLS) {
     call.decline(486);
     return;
   }
   state.incoming = call;
-  $('incoming-title').textContent = call.video ? 'Incoming video call' : 'Incoming call';
+  // Call waiting: another call is up, so accepting holds it first.
+  const waiting = state.calls.length > 0;
+  const kind = call.video ? 'video call' : 'call';
+  $('incoming-title').textContent = waiting ? `Call waiting: ${kind}` : `Incoming ${kind}`;
   $('incoming').dataset.video = String(call.video);
+  $('incoming').dataset.waiting = String(waiting);
+  $('accept-btn').textContent = waiting ? 'Hold & accept' : 'Accept';
   $('incoming-from').textContent = call.remoteIdentity;
+  // The dialog takes the focus (and gives it back when it closes): a
+  // keyboard or screen-reader user lands on it, Tab stays inside, Escape declines.
+  if (!state.returnFocus) state.returnFocus = document.activeElement;
   $('incoming').hidden = false;
+  $('incoming-box').focus();
+  updateTone();
+  notifyIncoming(call);
   logEvent(`incoming ${call.video ? 'video ' : ''}call from ${call.remoteIdentity} (${call.kinds.join(', ')})`);
   call.on('ended', () => {
     if (state.incoming === call) hideIncoming();
@@ -516,22 +611,116 @@ function onIncomingCall(call) {
 
 function hideIncoming() {
   state.incoming = null;
+  const hadFocus = $('incoming').contains(document.activeElement) || document.activeElement === document.body;
   $('incoming').hidden = true;
+  const back = state.returnFocus;
+  state.returnFocus = null;
+  if (hadFocus) {
+    // Back where the user was; when that is gone (the dialer hides during a call), to the call card.
+    if (back?.isConnected && back !== document.body && back.checkVisibility?.() !== false) back.focus();
+    else if (!$('incall').hidden) $('hangup-btn').focus();
+  }
+  state.notification?.close();
+  state.notification = null;
+  document.title = PAGE_TITLE;
+  updateTone();
 }
 
-$('accept-btn').addEventListener('click', () => {
+// ---- Tones and notifications ------------------------------------------------
+
+const PAGE_TITLE = document.title;
+
+/**
+ * The tone the page should play now: the incoming call's ring (a soft beep
+ * when it waits behind another call), else the ringback of an outgoing
+ * call the far end is alerting, else none.
+ */
+function updateTone() {
+  let kind = '';
+  if (state.incoming) kind = state.calls.length > 0 ? 'waiting' : 'ring';
+  else if (state.calls.some((c) => c.direction === 'outgoing' && c.state === 'alerting')) kind = 'ringback';
+  state.tones.play(kind);
+  document.documentElement.dataset.tone = kind;
+}
+
+// Browsers let an AudioContext play only after a user gesture: any click
+// or key unlocks it, so a later call can ring.
+for (const ev of ['pointerdown', 'keydown']) document.addEventListener(ev, () => state.tones.unlock(), { passive: true });
+
+/**
+ * Asks for notification permission, from the sign-in click: browsers
+ * ignore (or hold against the site) a request without a user gesture.
+ */
+function askNotifications() {
+  if ('Notification' in window && Notification.permission === 'default') {
+    Notification.requestPermission().catch(() => {});
+  }
+}
+
+/** While the tab is hidden, a ringing call changes the title and shows a notification. */
+function notifyIncoming(call) {
+  if (!document.hidden) return;
+  document.title = `☎ ${call.remoteIdentity} is calling`;
+  if (!('Notification' in window) || Notification.permission !== 'granted') return;
+  try {
+    const n = new Notification(call.video ? 'Incoming video call' : 'Incoming call', {
+      body: `${call.remoteIdentity} is calling`,
+      tag: `call-${call.id}`,
+      requireInteraction: true,
+    });
+    n.onclick = () => {
+      window.focus();
+      n.close();
+    };
+    state.notification = n;
+  } catch (err) {
+    // Some browsers (Android Chrome) allow notifications only from a service worker.
+    logEvent(`notification failed: ${err.message}`);
+  }
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden) document.title = PAGE_TITLE;
+});
+
+$('accept-btn').addEventListener('click', async () => {
   const call = state.incoming;
   if (!call) return;
   hideIncoming();
+  // Call waiting: every other call goes on hold before this one is answered.
+  for (const other of state.calls) {
+    if (other.state === 'established' && !other.held) {
+      await other.hold().catch((err) => logEvent(`hold failed: ${err.message}`));
+    } else if (other.direction === 'outgoing' && other.state !== 'established') {
+      other.end();
+    }
+  }
+  if (call.ended) return;
   showCall(call);
+  // The dialer the focus may have come from is hidden now: the call card takes it.
+  if (document.activeElement === document.body || !document.activeElement?.checkVisibility()) $('hangup-btn').focus();
   // A video offer is answered with the camera too, so video goes both ways.
   call.accept({ video: call.video }).catch((err) => logEvent(`accept failed: ${err.message}`));
+});
+
+$('incoming').addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape') {
+    ev.preventDefault();
+    $('decline-btn').click();
+  } else if (ev.key === 'Tab') {
+    // A modal dialog keeps the focus on its own buttons.
+    const order = [$('decline-btn'), $('accept-btn')];
+    const i = order.indexOf(document.activeElement);
+    ev.preventDefault();
+    const next = i < 0 ? (ev.shiftKey ? order.length - 1 : 0) : (i + (ev.shiftKey ? -1 : 1) + order.length) % order.length;
+    order[next].focus();
+  }
 });
 
 $('decline-btn').addEventListener('click', () => {
   const call = state.incoming;
   hideIncoming();
-  call?.decline();
+  if (call) decline(call);
 });
 
 // ---- In call ----------------------------------------------------------------
@@ -547,35 +736,44 @@ const stateText = {
   failed: 'call failed',
 };
 
+/** Shows call on the call card; a call not seen before joins the call list. */
 function showCall(call) {
-  state.call = call;
-  clearTimeout(state.noticeTimer);
-  $('call-notice').hidden = true;
-  state.dtmfSent = '';
-  state.dtmfReceived = '';
-  $('dtmf-sent').textContent = '';
-  $('dtmf-received').textContent = '';
-  $('call-peer').textContent = call.remoteIdentity;
-  $('incall').hidden = false;
-  $('dialer').hidden = true;
-  renderCall();
+  if (!state.calls.includes(call)) {
+    state.calls.push(call);
+    callInfo.set(call, { dtmfSent: '', dtmfReceived: '' });
+    wireCall(call);
+  }
+  focusCall(call);
+  // A call restored after a reload is up already: say "on the phone" again.
+  updateOnPhone();
+}
+
+function wireCall(call) {
+  const current = () => state.call === call;
   call.on('state', ({ state: s, code, reason }) => {
     logEvent(`call ${s}${code ? ` ${code}` : ''}${reason ? ` (${reason})` : ''}`);
-    renderCall();
+    if (current()) renderCall();
+    renderCallList();
+    updateTone();
+    updateOnPhone();
   });
-  call.on('hold', renderCall);
-  call.on('mute', renderCall);
-  call.on('remotestream', (stream) => {
-    $('remote-audio').srcObject = stream;
-    $('remote-video').srcObject = stream;
-    $('videos').hidden = stream.getVideoTracks().length === 0;
+  for (const ev of ['hold', 'mute']) {
+    call.on(ev, () => {
+      if (current()) renderCall();
+      renderCallList();
+    });
+  }
+  call.on('remotestream', () => {
+    if (current()) attachMedia(call);
   });
-  call.on('localstream', (stream) => {
-    $('local-video').srcObject = stream;
+  call.on('localstream', () => {
+    if (current()) attachMedia(call);
+    // The devices' names are readable once the page may use them.
+    refreshDevices();
   });
   call.on('dtmf', ({ digits }) => {
-    state.dtmfReceived += digits;
-    $('dtmf-received').textContent = state.dtmfReceived;
+    callInfo.get(call).dtmfReceived += digits;
+    if (current()) showDigits(call);
     logEvent(`DTMF received: ${digits}`);
   });
   call.on('transfer', (req) => {
@@ -587,42 +785,112 @@ function showCall(call) {
   call.on('ice', (s) => logEvent(`ICE ${s}`));
   call.on('error', (err) => logEvent(`call error: ${err.message}`));
   call.on('ended', ({ state: s, code, reason }) => {
-    if (state.call !== call) return;
-    const el = $('call-status');
-    el.textContent = `${stateText[s]}${code ? ` (${code}${reason ? ' ' + reason : ''})` : ''}`;
-    el.dataset.state = s;
-    hideCall();
+    state.calls = state.calls.filter((c) => c !== call);
+    if (current()) {
+      const el = $('call-status');
+      el.textContent = `${stateText[s]}${code ? ` (${code}${reason ? ' ' + reason : ''})` : ''}`;
+      el.dataset.state = s;
+      // A waiting call takes the card, still on hold: resuming it is the user's choice.
+      const next = state.calls[state.calls.length - 1];
+      if (next) focusCall(next);
+      else hideCall();
+    }
+    renderCallList();
+    updateTone();
+    updateOnPhone();
     const outcome = code >= 300 ? callOutcome(code, call.remoteIdentity) : null;
     if (outcome) showCallNotice(outcome, code);
   });
-  if (call.remoteStream) {
-    $('remote-audio').srcObject = call.remoteStream;
-  }
 }
 
-/** Why a call failed, in words, by its final response (RFC 3261 §21). */
-function callOutcome(code, peer) {
-  switch (code) {
-    case 404:
-    case 604:
-      return 'no such user';
-    case 480:
-      return `${peer} is unreachable`;
-    case 486:
-    case 600:
-      return `${peer} is busy`;
-    case 603:
-      return `${peer} declined`;
-    case 408:
-      return 'no answer';
-    case 487:
-      return 'cancelled';
-    case 503:
-      return 'service unavailable';
-    case 1002:
-      return 'call lost: the gateway could not resume the session (it restarted, or the connection came back too late)';
-    default:
-      return `call failed (${code})`;
+/** Puts call on the call card, with its media and digits. */
+function focusCall(call) {
+  state.call = call;
+  clearTimeout(state.noticeTimer);
+  $('call-notice').hidden = true;
+  showDigits(call);
+  // The figures are the card's call's: none until its own first reading.
+  $('call-quality').textContent = 'Quality: measuring…';
+  for (const k of ['rtt', 'jitter', 'loss', 'recv', 'send']) $('call-quality').dataset[k] = '';
+  $('call-peer').textContent = call.remoteIdentity;
+  $('incall').hidden = false;
+  $('dialer').hidden = true;
+  attachMedia(call);
+  renderCall();
+  renderCallList();
+}
+
+function attachMedia(call) {
+  const stream = call.remoteStream;
+  if ($('remote-audio').srcObject !== stream) {
+    $('remote-audio').srcObject = stream;
+    $('remote-video').srcObject = stream;
+  }
+  $('local-video').srcObject = call.localStream;
+  $('videos').hidden = !stream || stream.getVideoTracks().length === 0;
+  startMeters(call);
+}
+
+/** The DTMF digits of the call on the card; the line shows once there are some. */
+function showDigits(call) {
+  const info = callInfo.get(call);
+  $('dtmf-sent').textContent = info.dtmfSent || '–';
+  $('dtmf-received').textContent = info.dtmfReceived || '–';
+  $('dtmf-line').hidden = !info.dtmfSent && !info.dtmfReceived;
+}
+
+/** The calls not on the card (on hold, or still connecting), each with Switch and End. */
+function renderCallList() {
+  const list = $('call-list');
+  const others = state.calls.filter((c) => c !== state.call);
+  list.hidden = others.length === 0;
+  list.replaceChildren(
+    ...others.map((call) => {
+      const li = document.createElement('li');
+      li.dataset.peer = call.remoteIdentity;
+      li.dataset.state = call.state;
+      li.dataset.held = String(call.held);
+      const who = document.createElement('span');
+      who.className = 'who';
+      who.textContent = call.remoteIdentity;
+      const what = document.createElement('span');
+      what.className = 'what';
+      what.textContent = call.state === 'established' && call.held ? 'on hold' : (stateText[call.state] ?? call.state);
+      const info = document.createElement('span');
+      info.className = 'info';
+      info.append(who, what);
+      const sw = document.createElement('button');
+      sw.type = 'button';
+      sw.className = 'switch';
+      sw.textContent = 'Switch';
+      sw.setAttribute('aria-label', `Switch to the call with ${call.remoteIdentity}`);
+      sw.disabled = call.state !== 'established';
+      sw.addEventListener('click', () => switchTo(call));
+      const end = document.createElement('button');
+      end.type = 'button';
+      end.className = 'danger end';
+      end.textContent = 'End';
+      end.setAttribute('aria-label', `End the call with ${call.remoteIdentity}`);
+      end.addEventListener('click', () => call.end());
+      li.append(info, sw, end);
+      return li;
+    }),
+  );
+}
+
+/** Holds the call on the card and resumes call in its place. */
+async function switchTo(call) {
+  const cur = state.call;
+  try {
+    if (cur && cur !== call && cur.state === 'established' && !cur.held) await cur.hold();
+    if (call.ended) return;
+    focusCall(call);
+    if (call.held) await call.resume();
+  } catch (err) {
+    logEvent(`switch failed: ${err.message}`);
+  } finally {
+    if (state.call) renderCall();
+    renderCallList();
   }
 }
 
@@ -648,6 +916,8 @@ function hideCall() {
   $('dialer').hidden = false;
   $('dtmf-pad').hidden = true;
   $('dtmf-btn').setAttribute('aria-pressed', 'false');
+  stopMeter('mic');
+  stopMeter('remote');
   $('remote-audio').srcObject = null;
   $('remote-video').srcObject = null;
   $('local-video').srcObject = null;
@@ -680,6 +950,7 @@ function renderCall() {
 }
 
 function tick() {
+  updateQuality().catch(() => {});
   const s = state.call?.duration ?? 0;
   $('call-timer').textContent = `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
 }
@@ -710,19 +981,39 @@ $('dtmf-btn').addEventListener('click', () => {
   $('dtmf-btn').setAttribute('aria-pressed', String(!pad.hidden));
 });
 
-for (const b of $('dtmf-pad').querySelectorAll('button')) {
-  b.addEventListener('click', () => {
-    const call = state.call;
-    if (!call) return;
-    try {
-      call.sendDTMF(b.dataset.dtmf);
-      state.dtmfSent += b.dataset.dtmf;
-      $('dtmf-sent').textContent = state.dtmfSent;
-    } catch (err) {
-      logEvent(`DTMF failed: ${err.message}`);
-    }
-  });
+function sendDigit(d) {
+  const call = state.call;
+  if (!call) return;
+  try {
+    call.sendDTMF(d);
+    callInfo.get(call).dtmfSent += d;
+    showDigits(call);
+  } catch (err) {
+    logEvent(`DTMF failed: ${err.message}`);
+  }
 }
+
+for (const b of $('dtmf-pad').querySelectorAll('button')) b.addEventListener('click', () => sendDigit(b.dataset.dtmf));
+
+// The keyboard's digits, * and #: DTMF during a call, the number to dial
+// otherwise. Not while typing in a field, nor with a modifier (shortcuts).
+document.addEventListener('keydown', (ev) => {
+  if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.defaultPrevented || !$('incoming').hidden) return;
+  const t = ev.target;
+  if (t instanceof HTMLElement && (t.isContentEditable || ['INPUT', 'SELECT', 'TEXTAREA'].includes(t.tagName))) return;
+  if (ev.key === 'Escape' && !$('dtmf-pad').hidden) {
+    $('dtmf-btn').click();
+    return;
+  }
+  if (!/^[0-9*#]$/.test(ev.key)) return;
+  if (state.call?.state === 'established') {
+    ev.preventDefault();
+    sendDigit(ev.key);
+  } else if (!state.call && !$('dialer').hidden && state.session) {
+    ev.preventDefault();
+    $('address').value += ev.key;
+  }
+});
 
 $('transfer-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
@@ -738,6 +1029,8 @@ $('transfer-form').addEventListener('submit', async (ev) => {
     logEvent(`transfer failed: ${err.message}`);
   }
 });
+
+setCallBack((peer) => placeCall(peer));
 
 // ---- Start ------------------------------------------------------------------
 

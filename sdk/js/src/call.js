@@ -1,4 +1,5 @@
 import { Emitter } from './emitter.js';
+import { extensionHeaders, extensionsOf } from './headers.js';
 import { JsonRtcError, ErrorCode } from './errors.js';
 import { originSessionId, isHoldOffer, candidatesToFragment, fragmentToCandidates, mediaKinds } from './sdp.js';
 
@@ -81,6 +82,11 @@ export class Call extends Emitter {
     this.remoteStream = null;
     this._ownStream = !this.options.localStream;
     this._offerFrame = init.offer ?? null;
+    /**
+     * The other side's extension headers (docs/protocol.md §2.4): the
+     * caller's start on an incoming call, the answer on an outgoing one.
+     */
+    this.remoteHeaders = extensionsOf(init.offer?.header);
     this._startCorrelation = init.offer?.control?.correlation_id ?? null;
     this._remoteOrigin = null;
     this._localOfferPending = false;
@@ -112,6 +118,7 @@ export class Call extends Emitter {
    * @returns {Promise<void>} once the answer is sent
    */
   async accept(opts = {}) {
+    const headers = extensionHeaders(opts.headers);
     if (this.state !== CallState.RINGING) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, `cannot accept in state ${this.state}`);
     Object.assign(this.options, opts);
     if (opts.localStream) {
@@ -140,7 +147,7 @@ export class Call extends Emitter {
         subsession: this.id,
         correlation: offer.control.correlation_id,
         state: 'final',
-        header: { initiator: this.caller, target: this.callee, response_code: 200, reason: 'OK' },
+        header: { initiator: this.caller, target: this.callee, response_code: 200, reason: 'OK', ...headers },
         payload: { sdp },
       });
       this._sdpSent = true;
@@ -156,7 +163,8 @@ export class Call extends Emitter {
    * @param {number} [code]
    * @param {string} [reason]
    */
-  decline(code = ErrorCode.DECLINED, reason) {
+  decline(code = ErrorCode.DECLINED, reason, opts = {}) {
+    const headers = extensionHeaders(opts.headers);
     if (this.state !== CallState.RINGING) return;
     this.session._send({
       type: 'error',
@@ -164,7 +172,7 @@ export class Call extends Emitter {
       action: 'start',
       subsession: this.id,
       correlation: this._offerFrame?.control?.correlation_id,
-      header: { initiator: this.caller, target: this.callee, error_code: code, reason: reason ?? (code === 486 ? 'Busy Here' : 'Declined') },
+      header: { initiator: this.caller, target: this.callee, error_code: code, reason: reason ?? (code === 486 ? 'Busy Here' : 'Declined'), ...headers },
     });
     this._terminate(CallState.ENDED, { code, reason: 'declined', by: 'local' });
   }
@@ -173,10 +181,11 @@ export class Call extends Emitter {
    * Ends the call: a cancel before the answer, a hang-up after it, a
    * decline (603) for an unanswered incoming call.
    */
-  end() {
+  end(opts = {}) {
+    const headers = extensionHeaders(opts.headers);
     if (this.ended) return;
     if (this.state === CallState.RINGING) {
-      this.decline();
+      this.decline(undefined, undefined, opts);
       return;
     }
     if (this.state !== CallState.NEW && this.session.id) {
@@ -188,6 +197,7 @@ export class Call extends Emitter {
           action: 'shutdown',
           subsession: this.id,
           correlation: cancel ? this._startCorrelation : true,
+          header: headers,
         });
       } catch (err) {
         this.session.log.warn('jsonrtc: cannot send shutdown', err);
@@ -197,13 +207,13 @@ export class Call extends Emitter {
   }
 
   /** Puts the call on hold (re-offer with sendonly). */
-  hold() {
-    return this._setHold(true);
+  hold(opts = {}) {
+    return this._setHold(true, opts);
   }
 
   /** Takes the call off hold (re-offer with sendrecv). */
-  resume() {
-    return this._setHold(false);
+  resume(opts = {}) {
+    return this._setHold(false, opts);
   }
 
   /**
@@ -222,6 +232,29 @@ export class Call extends Emitter {
   }
 
   /**
+   * Switches a local device during the call: track takes the place of
+   * the local track of its kind, on the RTCPeerConnection's sender (no
+   * re-offer: RTCRtpSender.replaceTrack keeps the negotiated codec and
+   * direction) and in localStream. The mute state carries over. The old
+   * track is stopped when the SDK opened it (not one from
+   * `CallOptions.localStream`).
+   * @param {MediaStreamTrack} track
+   */
+  async replaceTrack(track) {
+    const stream = this.localStream;
+    const old = stream?.getTracks().find((t) => t.kind === track.kind) ?? null;
+    track.enabled = !this.muted;
+    const sender = this.peerConnection?.getSenders().find((s) => (old && s.track === old) || s.track?.kind === track.kind);
+    if (sender) await sender.replaceTrack(track);
+    if (stream) {
+      if (old) stream.removeTrack(old);
+      stream.addTrack(track);
+    }
+    if (old && this._ownStream) old.stop();
+    this.emit('localstream', stream);
+  }
+
+  /**
    * Sends DTMF digits: a `message`/`dtmf` frame (SIP INFO on the far side)
    * and, unless `inband` is false, RFC 4733 tones through RTCDTMFSender
    * when the browser has one.
@@ -229,6 +262,7 @@ export class Call extends Emitter {
    * @param {{duration?: number, gap?: number, inband?: boolean}} [opts]
    */
   sendDTMF(digits, opts = {}) {
+    const headers = extensionHeaders(opts.headers);
     if (this.state !== CallState.ESTABLISHED) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'the call is not established');
     if (typeof digits !== 'string' || !DTMF_DIGITS.test(digits)) throw new TypeError('invalid DTMF digits');
     const duration = opts.duration ?? 100;
@@ -238,6 +272,7 @@ export class Call extends Emitter {
       action: 'dtmf',
       subsession: this.id,
       correlation: true,
+      header: headers,
       payload: { digits, duration },
     });
     if (opts.inband !== false) {
@@ -257,14 +292,15 @@ export class Call extends Emitter {
    * @param {string} target
    * @returns {Promise<number>} the response code (200/202)
    */
-  async transfer(target) {
+  async transfer(target, opts = {}) {
+    const headers = extensionHeaders(opts.headers);
     if (this.state !== CallState.ESTABLISHED) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'the call is not established');
     const resp = await this.session._request({
       type: 'request',
       pkg: 'call',
       action: 'transfer',
       subsession: this.id,
-      header: { refer_to: target },
+      header: { refer_to: target, ...headers },
     });
     return resp.header?.response_code ?? 202;
   }
@@ -306,7 +342,7 @@ export class Call extends Emitter {
           pkg: 'call',
           action: 'start',
           subsession: this.id,
-          header: { initiator: this.caller, target: this.callee },
+          header: { initiator: this.caller, target: this.callee, ...extensionHeaders(this.options.headers) },
           payload: { sdp },
         },
         (f) => this._onProvisional(f),
@@ -339,6 +375,7 @@ export class Call extends Emitter {
         return;
       }
       if (this.ended) return;
+      this.remoteHeaders = extensionsOf(resp.header);
       await this._onFinalAnswer(resp);
     } catch (err) {
       this._fatal(err);
@@ -609,12 +646,13 @@ export class Call extends Emitter {
 
   // ---- Re-offers ----------------------------------------------------------
 
-  _setHold(held) {
+  _setHold(held, opts) {
+    const headers = extensionHeaders(opts.headers);
     return this._serial(async () => {
       if (this.held === held) return;
       this.held = held;
       try {
-        await this._reofferNow({});
+        await this._reofferNow({ headers });
       } catch (err) {
         this.held = !held;
         throw err;
@@ -625,7 +663,8 @@ export class Call extends Emitter {
   }
 
   _reoffer(opts) {
-    return this._serial(() => this._reofferNow(opts));
+    const headers = extensionHeaders(opts.headers);
+    return this._serial(() => this._reofferNow({ ...opts, headers }));
   }
 
   _serial(fn) {
@@ -634,7 +673,7 @@ export class Call extends Emitter {
     return run;
   }
 
-  async _reofferNow({ iceRestart = false, newPeerConnection = false }, attempt = 0) {
+  async _reofferNow({ iceRestart = false, newPeerConnection = false, headers = {} }, attempt = 0) {
     if (this.ended) return;
     if (this.state !== CallState.ESTABLISHED) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'the call is not established');
     let pc = this.peerConnection;
@@ -655,6 +694,7 @@ export class Call extends Emitter {
         pkg: 'call',
         action: 'start',
         subsession: this.id,
+        header: headers,
         payload: { sdp },
       });
       if (this.ended) return;
@@ -674,7 +714,7 @@ export class Call extends Emitter {
       if (err instanceof JsonRtcError && err.code === ErrorCode.GLARE && attempt < 3) {
         // RFC 3261 section 14.1: wait a random while, then try again.
         await new Promise((r) => setTimeout(r, 200 + Math.random() * 1800));
-        return this._reofferNow({ iceRestart, newPeerConnection: false }, attempt + 1);
+        return this._reofferNow({ iceRestart, newPeerConnection: false, headers }, attempt + 1);
       }
       throw err;
     }

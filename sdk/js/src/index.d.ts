@@ -143,7 +143,20 @@ export type PushChannel =
   | { type?: 'webpush'; endpoint: string; keys: { p256dh: string; auth: string } }
   | { type?: 'webhook'; token: string };
 
-export interface CallOptions {
+/**
+ * Extension headers (docs/protocol.md §2.4): names `^[A-Za-z][A-Za-z0-9_-]{0,63}$`
+ * other than the protocol's, values a string (at most 1024 bytes, no
+ * control characters), a number or a boolean; at most 32. The SDK throws a
+ * JsonRtcError 400 naming a bad one before sending anything.
+ */
+export type ExtensionHeaders = Record<string, string | number | boolean>;
+
+/** Extension headers for the request (or response) a method sends. */
+export interface HeaderOptions {
+  headers?: ExtensionHeaders;
+}
+
+export interface CallOptions extends HeaderOptions {
   video?: boolean;
   /** Use this stream instead of getUserMedia (the SDK does not stop it). */
   localStream?: MediaStream;
@@ -154,6 +167,8 @@ export interface IncomingMessage {
   to: string;
   contentType: string;
   body: string;
+  /** The sender's extension headers. */
+  headers: ExtensionHeaders;
   frame: object;
 }
 
@@ -177,6 +192,13 @@ export declare class Emitter {
   listenerCount(event: string): number;
 }
 
+/**
+ * A JSONrtc session with the gateway: connect, reliability (sequence and
+ * acknowledgement), keepalive, reconnect and resume, and a reload of the
+ * page that resumes it (sessionStorage). Calls, subscriptions and messages
+ * start here. Events: state, incomingcall, callrestored,
+ * subscriptionrestored, message, resumefailed, error.
+ */
 export declare class Session extends Emitter {
   constructor(options: SessionOptions);
   static hasStored(opts?: { storage?: SessionOptions['storage']; storageKey?: string }): boolean;
@@ -206,10 +228,11 @@ export declare class Session extends Emitter {
   wake(): void;
   close(): void;
   call(target: string, opts?: CallOptions): Call;
-  watchPresence(target: string): Subscription;
-  subscribeMessageSummary(target: string): Subscription;
-  publishPresence(state: { status: 'open' | 'closed'; activity?: string; note?: string }): Promise<number>;
-  sendMessage(target: string, body: string, opts?: { contentType?: string }): Promise<number>;
+  /** The headers go on the subscribe and on every refresh. */
+  watchPresence(target: string, opts?: HeaderOptions): Subscription;
+  subscribeMessageSummary(target: string, opts?: HeaderOptions): Subscription;
+  publishPresence(state: { status: 'open' | 'closed'; activity?: string; note?: string }, opts?: HeaderOptions): Promise<number>;
+  sendMessage(target: string, body: string, opts?: { contentType?: string } & HeaderOptions): Promise<number>;
   on(event: 'state', fn: (e: StateChange<SessionStateName>) => void): () => void;
   on(event: 'incomingcall' | 'callrestored', fn: (call: Call) => void): () => void;
   on(event: 'subscriptionrestored', fn: (sub: Subscription) => void): () => void;
@@ -252,6 +275,12 @@ export interface TransferRequest {
   report(code: number, reason?: string): void;
 }
 
+/**
+ * A call: one subsession of the `call` package with its RTCPeerConnection.
+ * Made by `Session.call` (outgoing) or handed over by the session's
+ * `incomingcall` event (already ringing: the SDK sent 180). A session
+ * holds several at once (call waiting: hold one, accept another).
+ */
 export declare class Call extends Emitter {
   readonly session: Session;
   readonly id: string;
@@ -278,17 +307,22 @@ export declare class Call extends Emitter {
   readonly peerConnection: RTCPeerConnection | null;
   readonly localStream: MediaStream | null;
   readonly remoteStream: MediaStream | null;
+  /** The other side's extension headers: the caller's start, or the answer of an outgoing call. */
+  readonly remoteHeaders: ExtensionHeaders;
+  /** Answers; opts.headers go on the answer. */
   accept(opts?: CallOptions): Promise<void>;
-  decline(code?: number, reason?: string): void;
-  end(): void;
-  hold(): Promise<void>;
-  resume(): Promise<void>;
+  decline(code?: number, reason?: string, opts?: HeaderOptions): void;
+  end(opts?: HeaderOptions): void;
+  hold(opts?: HeaderOptions): Promise<void>;
+  resume(opts?: HeaderOptions): Promise<void>;
   mute(muted?: boolean): void;
   unmute(): void;
-  sendDTMF(digits: string, opts?: { duration?: number; gap?: number; inband?: boolean }): void;
-  transfer(target: string): Promise<number>;
+  /** Switches a local device mid-call: replaces the sender's track of its kind without a re-offer. */
+  replaceTrack(track: MediaStreamTrack): Promise<void>;
+  sendDTMF(digits: string, opts?: { duration?: number; gap?: number; inband?: boolean } & HeaderOptions): void;
+  transfer(target: string, opts?: HeaderOptions): Promise<number>;
   restartIce(): Promise<void>;
-  reoffer(opts?: { iceRestart?: boolean; newPeerConnection?: boolean }): Promise<void>;
+  reoffer(opts?: { iceRestart?: boolean; newPeerConnection?: boolean } & HeaderOptions): Promise<void>;
   on(event: 'state', fn: (e: CallStateChange) => void): () => void;
   on(event: 'ended', fn: (e: { state: CallStateName; code?: number; reason?: string; by?: string }) => void): () => void;
   on(event: 'localstream' | 'remotestream', fn: (s: MediaStream) => void): () => void;
@@ -318,10 +352,16 @@ export interface MessageSummary {
   oldMessages: number;
 }
 
+/**
+ * A presence or message-summary subscription, refreshed before its expiry
+ * on the same subsession, kept across a resume and a page reload.
+ */
 export declare class Subscription extends Emitter {
   readonly id: string;
   readonly package: 'presence' | 'message_notification';
   readonly target: string;
+  /** Sent on the subscribe and every refresh. */
+  readonly headers: ExtensionHeaders;
   readonly state: 'pending' | 'active' | 'ended';
   /** Seconds the gateway granted; refreshed `Subscription.refreshLead(expiry)` ms before it runs out. */
   readonly expiry: number | null;
@@ -341,6 +381,11 @@ export declare class Subscription extends Emitter {
 }
 
 export declare const ErrorCode: Readonly<Record<string, number>>;
+export declare const MAX_EXTENSION_HEADERS: 32;
+/** Checks headers against docs/protocol.md §2.4 and returns a copy; throws JsonRtcError 400. */
+export declare function extensionHeaders(headers?: ExtensionHeaders | null): ExtensionHeaders;
+/** The extension headers of a received frame's header. */
+export declare function extensionsOf(header?: Record<string, unknown>): ExtensionHeaders;
 export declare function reasonOf(code: number): string;
 export declare class JsonRtcError extends Error {
   constructor(code: number, reason?: string, frame?: object);
@@ -367,6 +412,8 @@ export declare class Reliability {
   processed: number;
   acked: number;
   reset(processed: number): void;
+  /** Numbering of the session that replaced one whose resume failed: the next frame is 2 (docs/protocol.md §4.5). */
+  restartAfterFailedResume(processed: number): void;
   stamp<F extends { control: Record<string, unknown> }>(frame: F): F;
   receive(frame: object): { verdict: string; gap: number };
   receivedOutOfBand(seq: number): void;

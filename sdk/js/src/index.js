@@ -14,4 +14,5 @@ export { Keepalive } from './keepalive.js';
 export { parseMessageSummary, parseCounts } from './summary.js';
 export { originSessionId, mediaDirections, isHoldOffer, candidatesToFragment, fragmentToCandidates } from './sdp.js';
 export { Emitter } from './emitter.js';
+export { extensionHeaders, extensionsOf, MAX_EXTENSION_HEADERS } from './headers.js';
 export { LongPollSocket, pollUrlOf } from './longpoll.js';

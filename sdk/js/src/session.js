@@ -1,4 +1,5 @@
 import { Emitter } from './emitter.js';
+import { extensionHeaders, extensionsOf } from './headers.js';
 import { JsonRtcError, ErrorCode } from './errors.js';
 import { Reliability, Verdict, WindowFullError } from './reliability.js';
 import { Backoff } from './backoff.js';
@@ -280,6 +281,7 @@ export class Session extends Emitter {
    */
   call(target, opts = {}) {
     this._requireSession();
+    extensionHeaders(opts.headers);
     const call = new Call(this, { id: randomId(), direction: 'outgoing', caller: this.identity, callee: target, options: opts });
     this._addCall(call);
     call._startOutgoing();
@@ -289,27 +291,31 @@ export class Session extends Emitter {
   /**
    * Watches a presentity (presence package).
    * @param {string} target
+   * @param {{headers?: Record<string, string|number|boolean>}} [opts] extension headers of every (re)subscribe
    * @returns {Subscription}
    */
-  watchPresence(target) {
-    return this._subscribe('presence', target);
+  watchPresence(target, opts = {}) {
+    return this._subscribe('presence', target, opts);
   }
 
   /**
    * Subscribes to a mailbox's message summary (message_notification).
    * @param {string} target
+   * @param {{headers?: Record<string, string|number|boolean>}} [opts] extension headers of every (re)subscribe
    * @returns {Subscription}
    */
-  subscribeMessageSummary(target) {
-    return this._subscribe('message_notification', target);
+  subscribeMessageSummary(target, opts = {}) {
+    return this._subscribe('message_notification', target, opts);
   }
 
   /**
    * Publishes this user's presence.
    * @param {{status: 'open'|'closed', activity?: string, note?: string}} state
+   * @param {{headers?: Record<string, string|number|boolean>}} [opts]
    * @returns {Promise<number>} the response code
    */
-  async publishPresence(state) {
+  async publishPresence(state, opts = {}) {
+    const headers = extensionHeaders(opts.headers);
     this._requireSession();
     // Published again if the session is lost (a failed resume).
     this._published = { ...state };
@@ -321,7 +327,7 @@ export class Session extends Emitter {
       pkg: 'presence',
       action: 'publish',
       subsession: randomId(),
-      header: { initiator: this.identity, target: this.identity },
+      header: { initiator: this.identity, target: this.identity, ...headers },
       payload,
     });
     return resp.header?.response_code ?? 200;
@@ -331,28 +337,30 @@ export class Session extends Emitter {
    * Sends an instant message (messaging package).
    * @param {string} target
    * @param {string} body
-   * @param {{contentType?: string}} [opts]
+   * @param {{contentType?: string, headers?: Record<string, string|number|boolean>}} [opts]
    * @returns {Promise<number>} the response code (200 or 202)
    */
   async sendMessage(target, body, opts = {}) {
+    const headers = extensionHeaders(opts.headers);
     this._requireSession();
     const resp = await this._request({
       type: 'request',
       pkg: 'messaging',
       action: 'send',
       subsession: randomId(),
-      header: { initiator: this.identity, target },
+      header: { initiator: this.identity, target, ...headers },
       payload: { content_type: opts.contentType ?? 'text/plain', body },
     });
     return resp.header?.response_code ?? 200;
   }
 
-  _subscribe(pkg, target) {
+  _subscribe(pkg, target, opts) {
+    const headers = extensionHeaders(opts.headers);
     this._requireSession();
     for (const s of this.subscriptions.values()) {
       if (s.package === pkg && s.target === target && s.state !== 'ended') return s;
     }
-    const sub = new Subscription(this, { id: randomId(), package: pkg, target });
+    const sub = new Subscription(this, { id: randomId(), package: pkg, target, headers });
     this.subscriptions.set(sub.id, sub);
     sub._start();
     return sub;
@@ -1055,6 +1063,7 @@ export class Session extends Emitter {
       to: h.target,
       contentType: p.content_type ?? 'text/plain',
       body: p.body ?? '',
+      headers: extensionsOf(h),
       frame,
     };
     this._send({

@@ -14,7 +14,7 @@ import { parseMessageSummary } from './summary.js';
 export class Subscription extends Emitter {
   /**
    * @param {import('./session.js').Session} session
-   * @param {{id: string, package: 'presence'|'message_notification', target: string}} init
+   * @param {{id: string, package: 'presence'|'message_notification', target: string, headers?: Record<string, string|number|boolean>}} init
    */
   constructor(session, init) {
     super();
@@ -22,6 +22,8 @@ export class Subscription extends Emitter {
     this.id = init.id;
     this.package = init.package;
     this.target = init.target;
+    /** Extension headers sent on every (re)subscribe (docs/protocol.md §2.4). */
+    this.headers = init.headers ?? {};
     /** 'pending' | 'active' | 'ended' */
     this.state = 'pending';
     /** Seconds the subscription lasts, from the gateway's response. */
@@ -49,7 +51,7 @@ export class Subscription extends Emitter {
         pkg: this.package,
         action: 'start',
         subsession: this.id,
-        header: { initiator: this.session.identity, target: this.target },
+        header: { initiator: this.session.identity, target: this.target, ...this.headers },
       });
       if (this.state === 'ended') return;
       const expiry = resp.header?.expiry;
@@ -174,7 +176,7 @@ export class Subscription extends Emitter {
 
   _snapshot() {
     if (this.state === 'ended') return null;
-    return { id: this.id, package: this.package, target: this.target, expiry: this.expiry, refreshedAt: this.refreshedAt, last: this.last };
+    return { id: this.id, package: this.package, target: this.target, headers: this.headers, expiry: this.expiry, refreshedAt: this.refreshedAt, last: this.last };
   }
 
   /**

@@ -648,3 +648,63 @@ test('transfer: an accepted request reports the new call (message/transfer, 1xx 
   ws.receive(serverFrame({ type: 'message', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 4, ack_sequence: 2, correlation_id: 'c9' }, { action: 'transfer', response_code: 100, reason: 'Trying' }));
   assert.deepEqual(progress, [{ code: 100, reason: 'Trying' }]);
 });
+
+test('extension headers (docs/protocol.md §2.4): on every request, after the protocol headers, kept for refreshes; received ones exposed', async () => {
+  const { session, ws, fc } = await connected(quiet);
+  const x = { 'x-tenant': 'acme', 'X-Priority': 2, x_flag: true };
+  session.sendMessage('bob', 'hi', { headers: x }).catch(() => {});
+  assert.deepEqual(Object.entries(ws.last().header), [['action', 'send'], ['initiator', 'alice@example.com'], ['target', 'bob'], ...Object.entries(x)]);
+  session.publishPresence({ status: 'open' }, { headers: { 'x-p': 'a' } }).catch(() => {});
+  assert.equal(ws.last().header['x-p'], 'a');
+  const pres = session.watchPresence('carol', { headers: { 'x-w': 'w' } });
+  assert.equal(ws.last().header['x-w'], 'w');
+  acceptStart(ws, pres, 2, 10);
+  await pres.ready;
+  fc.advance(5000);
+  const starts = startsOf(ws, pres);
+  assert.equal(starts.length, 2);
+  assert.equal(starts[1].header['x-w'], 'w', 'the refresh carries them too');
+  session.subscribeMessageSummary('sip:vm@example.com', { headers: { 'x-m': 1 } });
+  assert.equal(ws.last().header['x-m'], 1);
+
+  // Received: a message's and a call's extension headers, not the protocol's.
+  const msgs = [];
+  session.on('message', (m) => msgs.push(m));
+  ws.receive(serverFrame({ type: 'request', package_type: 'messaging', session_id: 'S1', subsession_id: 'm1', sequence: 3, correlation_id: 's3' }, { action: 'send', initiator: 'bob', target: 'alice', 'x-a': 'b' }, { content_type: 'text/plain', body: 'x' }));
+  assert.deepEqual(msgs[0].headers, { 'x-a': 'b' });
+  const calls = [];
+  session.on('incomingcall', (c) => calls.push(c));
+  ws.receive(serverFrame({ type: 'request', package_type: 'call', session_id: 'S1', subsession_id: 'c1', sequence: 4, correlation_id: 's4' }, { action: 'start', initiator: 'bob', target: 'alice', 'x-room': 7 }, { sdp: 'v=0\r\nm=audio 9 RTP/AVP 0\r\n' }));
+  assert.deepEqual(calls[0].remoteHeaders, { 'x-room': 7 });
+  calls[0].end({ headers: { 'x-why': 'dnd' } });
+  assert.equal(ws.last().control.type, 'error');
+  assert.equal(ws.last().header.error_code, 603);
+  assert.equal(ws.last().header['x-why'], 'dnd', 'end() of a ringing call declines with them');
+});
+
+test('extension headers that break §2.4 throw 400 naming the header, and nothing is sent', async () => {
+  const { session, ws } = await connected(quiet);
+  const sent = ws.sent.length;
+  const many = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`x-${i}`, i]));
+  for (const [headers, name] of [
+    [{ '1bad': 'x' }, '1bad'],
+    [{ target: 'evil' }, 'target'],
+    [{ 'x-h': 'a\r\nVia: evil' }, 'x-h'],
+    [{ 'x-o': { a: 1 } }, 'x-o'],
+    [{ 'x-n': null }, 'x-n'],
+    [{ 'x-l': 'x'.repeat(1025) }, 'x-l'],
+    [many, 'more than 32'],
+  ]) {
+    for (const send of [
+      () => session.call('bob', { headers }),
+      () => session.watchPresence('bob', { headers }),
+      () => session.sendMessage('bob', 'hi', { headers }),
+      () => session.publishPresence({ status: 'open' }, { headers }),
+    ]) {
+      await assert.rejects(async () => send(), (err) => err.code === 400 && err.message.includes(name), JSON.stringify(Object.keys(headers).slice(0, 1)));
+    }
+  }
+  assert.equal(ws.sent.length, sent);
+  assert.equal(session.calls.size, 0);
+  assert.equal(session.subscriptions.size, 0);
+});

@@ -30,7 +30,7 @@ func TestLiveAuthAsksJSONrtcSessionsOnly(t *testing.T) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			auth, err := g.liveAuth("alice@example.com")(ctx, ch)
+			auth, err := g.regs.Authenticate(ctx, "alice@example.com", ch)
 			out <- result{auth, err}
 		}()
 		return out

@@ -35,6 +35,7 @@ const (
 	phaseConnecting              // new-session connect sent, awaiting its response
 	phaseResuming                // reconnect connect sent, awaiting its response
 	phaseUp                      // the session runs on cur
+	phaseAsleep                  // in standby: no socket, no retry until Wake or a send
 )
 
 // Client is one JSONrtc session. Its methods are safe for concurrent use.
@@ -93,8 +94,9 @@ type dialResult struct {
 
 // result answers a pending request.
 type result struct {
-	code int
-	err  error
+	code   int
+	expiry int // header.expiry of a response
+	err    error
 }
 
 // Dial connects to the gateway and establishes a new session. It returns
@@ -417,16 +419,7 @@ func (c *Client) sendConnect(authorization []byte) {
 // lost handles the end of a socket or of an attempt: schedule the next
 // attempt, or give up.
 func (c *Client) lost(err error) {
-	if c.cur != nil {
-		c.cur.stop()
-		c.cur = nil
-		c.setKillable(nil)
-	}
-	c.connectT.Stop()
-	c.ackT.Stop()
-	c.ackArmed = false
-	c.pingT.Stop()
-	c.awaitingPong = false
+	c.dropSocket()
 	if !c.everConnected {
 		c.fail(err)
 		return
@@ -454,6 +447,20 @@ func (c *Client) lost(err error) {
 	d := backoff(c.o.ReconnectMin, c.o.ReconnectMax, c.attempt)
 	c.attempt++
 	c.retryT.Reset(d)
+}
+
+// dropSocket stops the current socket, if any, and its timers.
+func (c *Client) dropSocket() {
+	if c.cur != nil {
+		c.cur.stop()
+		c.cur = nil
+		c.setKillable(nil)
+	}
+	c.connectT.Stop()
+	c.ackT.Stop()
+	c.ackArmed = false
+	c.pingT.Stop()
+	c.awaitingPong = false
 }
 
 // backoff is the delay before attempt n (n >= 1): min doubling up to
@@ -499,6 +506,10 @@ func (c *Client) send(f *protocol.Frame) error {
 		return err
 	}
 	c.writeUp(data)
+	if c.phase == phaseAsleep && f.Control.Type != protocol.TypeAcknowledgement {
+		// Retained: the resume it starts delivers it.
+		c.wakeUp()
+	}
 	return nil
 }
 
@@ -801,7 +812,7 @@ func frameResult(f *protocol.Frame) result {
 	if code == 0 {
 		code = protocol.CodeOK
 	}
-	return result{code: code}
+	return result{code: code, expiry: f.Header.Expiry}
 }
 
 // RequestTimeouts is how many requests got no answer within their
@@ -818,6 +829,12 @@ func (c *Client) timedOut(pkg protocol.Package, action protocol.Action, after ti
 // request sends f as a request awaiting its response and waits for it,
 // at most the action's bound (Options.RequestTimeout).
 func (c *Client) request(ctx context.Context, build func() *protocol.Frame) (int, error) {
+	r, err := c.requestResult(ctx, build)
+	return r.code, err
+}
+
+// requestResult is request, with the whole result.
+func (c *Client) requestResult(ctx context.Context, build func() *protocol.Frame) (result, error) {
 	var ch chan result
 	var corr string
 	var pkg protocol.Package
@@ -841,14 +858,14 @@ func (c *Client) request(ctx context.Context, build func() *protocol.Frame) (int
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return result{}, err
 	}
 	bound := c.o.requestTimeout(pkg, action)
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
 	select {
 	case r := <-ch:
-		return r.code, r.err
+		return r, r.err
 	case <-timer.C:
 		// Forgotten on the loop, unless the answer won the race: then it
 		// is in ch (as is the failure finish sends everything pending).
@@ -860,12 +877,12 @@ func (c *Client) request(ctx context.Context, build func() *protocol.Frame) (int
 			}
 			return nil
 		}) == nil && forgot {
-			return 0, c.timedOut(pkg, action, bound)
+			return result{}, c.timedOut(pkg, action, bound)
 		}
 		if r, ok := <-ch; ok {
-			return r.code, r.err
+			return r, r.err
 		}
-		return 0, ErrClosed
+		return result{}, ErrClosed
 	case <-ctx.Done():
 		// Forget the request if the loop has a moment; its answer, if it
 		// comes, then goes to EventFrame/EventError.
@@ -873,7 +890,7 @@ func (c *Client) request(ctx context.Context, build func() *protocol.Frame) (int
 		case c.cmds <- func() { delete(c.pending, corr) }:
 		default:
 		}
-		return 0, ctx.Err()
+		return result{}, ctx.Err()
 	}
 }
 

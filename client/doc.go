@@ -22,6 +22,15 @@
 // long-poll connection opens with its connect, so its refusal shows as a
 // lost socket, not a failed dial: put long-poll last.
 //
+// # Standby
+//
+// [Client.Standby] puts a session to sleep (docs/protocol.md §4.9): it
+// tells the gateway how to wake the app (a webhook token for the app's
+// push relay), then drops the socket and reconnects no more; the gateway
+// keeps the session for its standby timeout and sends the first call or
+// message for it to the relay as a push. [Client.Wake], or any send,
+// resumes the session, with what came meanwhile.
+//
 // # Goroutines and ownership
 //
 // One goroutine (the loop) owns the session state, the calls and the

@@ -86,10 +86,13 @@ const (
 	// EventFrame: an inbound frame the client does not interpret (Frame):
 	// presence, message_notification, or a frame for an unknown call.
 	EventFrame
+	// EventStandby: the session sleeps (Client.Standby): no socket until
+	// Wake, a send, or the app's push relay wakes the app, which calls Wake.
+	EventStandby
 )
 
 var eventNames = [...]string{"", "connected", "reconnecting", "resumed", "session-lost", "closed",
-	"incoming-call", "call", "message", "error", "frame"}
+	"incoming-call", "call", "message", "error", "frame", "standby"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) && k != 0 {

@@ -276,7 +276,7 @@ func (s *Session) onStandby(f *protocol.Frame) {
 		return
 	}
 	s.mu.Lock()
-	s.standby, s.woken = pl.Push, false
+	s.standby, s.woken, s.pendingWake = pl.Push, false, nil
 	s.mu.Unlock()
 	s.Send(&protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageRegister,
@@ -298,13 +298,34 @@ func (s *Session) Asleep() bool {
 // wakeLocked sends a push for f when the session sleeps in standby: the
 // first call or message since its socket went; s.mu is held.
 func (s *Session) wakeLocked(f *protocol.Frame) {
-	if s.conn != nil || s.standby == nil || s.woken {
+	if s.standby == nil || s.woken {
 		return
 	}
 	ev, ok := wakes(f)
 	if !ok {
 		return
 	}
+	if s.conn != nil {
+		// The client asked for standby and is closing its socket: what
+		// reaches the socket now may never be read. Pushed if the socket
+		// goes (wakePendingLocked).
+		s.pendingWake = &ev
+		return
+	}
+	s.pushWakeLocked(ev)
+}
+
+// wakePendingLocked pushes the event that went to the socket of a client
+// going to standby, once that socket is gone; s.mu is held.
+func (s *Session) wakePendingLocked() {
+	if ev := s.pendingWake; ev != nil && s.standby != nil && !s.woken {
+		s.pendingWake = nil
+		s.pushWakeLocked(*ev)
+	}
+}
+
+// pushWakeLocked sends the one push of this standby; s.mu is held.
+func (s *Session) pushWakeLocked(ev wakeEvent) {
 	s.woken = true
 	ch := *s.standby
 	s.g.goTracked(func() { s.g.push.send(s.g.ctx, s.g, s, ch, ev) })

@@ -77,10 +77,9 @@ func standby(ch *protocol.PushChannel) *protocol.Frame {
 	}
 }
 
-// asleep connects identity, puts it in standby with ch (checking the
-// answer: 200, the standby timeout of withPush) and closes its socket.
-func asleep(t *testing.T, g *Gateway, url, identity string, ch *protocol.PushChannel) *peer {
-	t.Helper()
+// socketLost signals each socket loss of g (not blocking g: the signal is
+// dropped while one waits unread).
+func socketLost(g *Gateway) chan struct{} {
 	lost := make(chan struct{}, 1)
 	g.onSocketLost = func(*Session) {
 		select {
@@ -88,6 +87,14 @@ func asleep(t *testing.T, g *Gateway, url, identity string, ch *protocol.PushCha
 		default:
 		}
 	}
+	return lost
+}
+
+// asleep connects identity, puts it in standby with ch (checking the
+// answer: 200, the standby timeout of withPush) and closes its socket.
+func asleep(t *testing.T, g *Gateway, url, identity string, ch *protocol.PushChannel) *peer {
+	t.Helper()
+	lost := socketLost(g)
 	p := dial(t, url, protocol.SubprotocolJSONrtc, nil)
 	p.connect(identity)
 	p.send(standby(ch))
@@ -233,4 +240,36 @@ func TestStandbyWakesWithWebhook(t *testing.T) {
 	}
 	b2 := resumeWS(t, url, "bob@example.com", bob.sid, bob.seq, bob.last)
 	expect(t, b2.read(), protocol.TypeRequest, protocol.ActionStart)
+}
+
+// TestStandbyPushesWhatReachedTheClosingSocket: a message that reaches a
+// client between its standby and the close of its socket may never be
+// read: it is pushed once the socket goes.
+func TestStandbyPushesWhatReachedTheClosingSocket(t *testing.T) {
+	ps := newPushService(t)
+	g, url := newGateway(t, withPush(t))
+	lost := socketLost(g)
+	bob := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	bob.connect("bob@example.com")
+	bob.send(standby(ps.channel()))
+	expect(t, bob.read(), protocol.TypeResponse, protocol.ActionStandby)
+	alice := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	alice.connect("alice@example.com")
+	alice.send(message("bob@example.com", "just in time"))
+	expect(t, bob.read(), protocol.TypeRequest, protocol.ActionSend) // on the socket, but bob sleeps
+	select {
+	case p := <-ps.got:
+		t.Fatalf("a push while the socket is up: %s", p)
+	default:
+	}
+	bob.c.CloseNow()
+	<-lost
+	select {
+	case p := <-ps.got:
+		if !strings.Contains(string(p), `"kind":"message"`) {
+			t.Fatalf("push %s", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no push for the message the closing socket got")
+	}
 }

@@ -95,6 +95,9 @@ type Session struct {
 	// nil when awake. woken: a push went since the socket closed.
 	standby *protocol.PushChannel
 	woken   bool
+	// pendingWake: a call or message went to the socket of a client gone
+	// to standby, which may close before reading it (push.go).
+	pendingWake *wakeEvent
 
 	// The store (persist.go). pending: frames sent but not yet written
 	// ahead; dirty: queued for the writer; snapGen numbers snapshots;
@@ -388,6 +391,7 @@ func (s *Session) pushLocked(data []byte) bool {
 		s.conn.kill()
 		s.setConnLocked(nil)
 		s.startResumeTimerLocked()
+		s.wakePendingLocked()
 		return false
 	}
 	return true
@@ -461,7 +465,7 @@ func (s *Session) attachLocked(l *link) {
 		}
 	}
 	s.setConnLocked(l)
-	s.standby = nil // awake again
+	s.standby, s.pendingWake = nil, nil // awake again
 	if s.resume != nil {
 		s.resume.Stop()
 		s.resume = nil
@@ -491,6 +495,7 @@ func (s *Session) detach(l *link, logout bool) {
 	s.setConnLocked(nil)
 	if !logout {
 		s.startResumeTimerLocked()
+		s.wakePendingLocked()
 		s.mu.Unlock()
 		s.g.save(s)
 		s.log.Info("socket lost; waiting for resume")

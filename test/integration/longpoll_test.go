@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/push"
 	"github.com/jsonrtc/jsonrtc/transport/longpoll"
 )
 
@@ -212,5 +215,43 @@ func TestLongPollKeepalive(t *testing.T) {
 	}
 	if m := scrape(g); !strings.Contains(m, "jsonrtc_bad_frames_total 0\n") {
 		t.Errorf("pings counted as bad frames:\n%s", grepLines(m, "bad_frames"))
+	}
+}
+
+// TestStandbyWebhookWakesGoClient: a native app (the Go client) goes to
+// standby with its device token; a message for it reaches the app's push
+// relay as a signed webhook, the relay wakes the app (Wake), and the app
+// gets the message from its resumed session.
+func TestStandbyWebhookWakesGoClient(t *testing.T) {
+	secret := "0123456789abcdef-relay"
+	var bob atomic.Pointer[client.Client]
+	woke := make(chan string, 1)
+	relay := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := push.VerifyWebhook([]byte(secret), r.Header, body, time.Now(), time.Minute); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		woke <- string(body)
+		bob.Load().Wake(r.Context())
+	}))
+	t.Cleanup(relay.Close)
+	_, url := startGateway(t, func(c *gateway.Config) { c.Push.Webhook = gateway.WebhookConfig{URL: relay.URL, Secret: secret} })
+	a := connect(t, url, "alice@example.com", nil)
+	b := connect(t, url, "bob@example.com", func(o *client.Options) { o.AutoAcceptMessages = true })
+	bob.Store(b)
+	if _, err := b.Standby(ctx(t), protocol.PushChannel{Type: protocol.PushWebhook, Token: "device-1"}); err != nil {
+		t.Fatal(err)
+	}
+	next(t, b, client.EventStandby)
+	if code, err := a.Send(ctx(t), "bob@example.com", "text/plain", "wake up"); err != nil || code != 200 {
+		t.Fatalf("send to the app in standby: %d, %v", code, err)
+	}
+	if body := <-woke; !strings.Contains(body, `"token":"device-1"`) || strings.Contains(body, "wake up") {
+		t.Fatalf("webhook body %s", body)
+	}
+	next(t, b, client.EventResumed)
+	if m := next(t, b, client.EventMessage); m.Message.Body != "wake up" {
+		t.Fatalf("message %q", m.Message.Body)
 	}
 }

@@ -131,19 +131,53 @@ func (a *Adapter) Offer(ctx context.Context, dir Direction, keys Keys, sdp strin
 	if !s.anchored {
 		return s, sdp, nil
 	}
-	out, err := s.Reoffer(ctx, sdp)
+	r := s.flags(dir, false)
+	r.SDP = sdp
+	out, err := sdpOf(a.ctl.Offer(ctx, &r))
 	return s, out, err
 }
 
 // Reoffer passes a re-offer of an anchored session (hold, codec change,
 // ICE restart) from the side that made the first offer.
 func (s *Session) Reoffer(ctx context.Context, sdp string) (string, error) {
+	return s.OfferFrom(ctx, s.dir, sdp)
+}
+
+// OfferFrom passes a re-offer travelling in dir, from either side: a
+// phone's re-INVITE in a call a browser made travels SIPToWeb. Its answer
+// goes through AnswerTo with the same dir. The first Answer must have
+// been passed: a re-offer from the answerer's side carries the dialog's
+// tags the other way round (its From-tag is the first answer's To-tag).
+func (s *Session) OfferFrom(ctx context.Context, dir Direction, sdp string) (string, error) {
 	if !s.anchored {
 		return sdp, nil
 	}
-	r := s.flags(s.dir, false)
+	r := s.flags(dir, false)
+	s.turn(&r, dir)
 	r.SDP = sdp
 	return sdpOf(s.a.ctl.Offer(ctx, &r))
+}
+
+// AnswerTo passes the answer to a re-offer that travelled in dir
+// (OfferFrom) and returns the SDP for the side that made it.
+func (s *Session) AnswerTo(ctx context.Context, dir Direction, sdp string) (string, error) {
+	if !s.anchored {
+		return sdp, nil
+	}
+	r := s.flags(1-dir, true)
+	s.turn(&r, dir)
+	r.SDP = sdp
+	return sdpOf(s.a.ctl.Answer(ctx, &r))
+}
+
+// turn swaps the tags of r for a re-offer travelling in dir against the
+// first offer: rtpengine names the offerer by from-tag. The Via branch
+// is the first INVITE's, which a re-INVITE does not share.
+func (s *Session) turn(r *Request, dir Direction) {
+	r.ViaBranch = ""
+	if dir != s.dir {
+		r.FromTag, r.ToTag = r.ToTag, r.FromTag
+	}
 }
 
 // sdpOf returns the rewritten SDP of an offer or answer: a reply without

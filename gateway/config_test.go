@@ -57,6 +57,11 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"web:\n  ice_servers:\n    - urls: [turn:turn.example.com]\n", "web.ice_servers[0]"},
 		{"web:\n  ice_servers:\n    - {}\n", "web.ice_servers[0].urls"},
 		{"web:\n  ice_server: []\n", "ice_server"},
+		{"media:\n  rtpengine: [127.0.0.1:2223]\n", "media.rtpengine: needs the sip section"},
+		{"sip:\n  domain: example.com\nmedia:\n  rtpengine: [nowhere]\n", "media.rtpengine[0]"},
+		{"sip:\n  domain: example.com\nmedia:\n  policy: sometimes\n", "media.policy"},
+		{"media:\n  timeout: 100ms\n", "media.retransmit"},
+		{"media:\n  rtpengines: []\n", "rtpengines"},
 	}
 	for _, c := range cases {
 		_, err := LoadConfig(writeConfig(t, c.body))

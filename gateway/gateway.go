@@ -24,6 +24,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/limits"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/messaging"
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
@@ -45,8 +46,9 @@ type Gateway struct {
 	msgs     *messaging.Handler
 	presence *presence.Handler
 	notes    *notification.Handler
-	sip      *sipgw.UserAgent // nil without a sip section: upstream.go
-	regs     *sipRegs         // SIP registrations of sessions: sip.go
+	sip      *sipgw.UserAgent  // nil without a sip section: upstream.go
+	rtp      *rtpengine.Client // nil without media.rtpengine: sip.go
+	regs     *sipRegs          // SIP registrations of sessions: sip.go
 	// onIncomingSIPCall is a test's hook (fortest.go).
 	onIncomingSIPCall atomic.Pointer[func(identity string)]
 	web               http.Handler
@@ -172,7 +174,9 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	}
 	g.calls = call.NewHandler(directory{g}, &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
 	g.metrics.reg.MustRegister(g.calls.Collector())
-	g.sipCalls()
+	if err := g.sipCalls(); err != nil {
+		return nil, err
+	}
 	g.msgs = messaging.NewHandler(directory{g}, &messaging.Options{
 		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log,
 		Upstream: g.messagingUpstream()})
@@ -241,6 +245,10 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	_ = g.waitRegistrations(ctx)
 	g.closeSIP(ctx)
 	_ = g.calls.WaitSIP(ctx)
+	// After the calls, whose ends delete their media in rtpengine.
+	if g.rtp != nil {
+		_ = g.rtp.Close()
+	}
 	// Sockets still in their handshake close with the context.
 	g.cancel()
 	g.mu.Lock()

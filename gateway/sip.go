@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/call"
 	"github.com/jsonrtc/jsonrtc/limits"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
@@ -34,25 +36,57 @@ type sipRegs struct {
 	wg     sync.WaitGroup // releases in flight; Add under mu, before closed
 }
 
-// sipCalls connects the call handler to the SIP side. It runs in New,
-// after the handlers exist and before the SIP side starts.
-func (g *Gateway) sipCalls() {
+// sipCalls connects the call handler to the SIP side, and to rtpengine
+// when media.rtpengine is set. It runs in New, after the handlers exist
+// and before the SIP side starts.
+func (g *Gateway) sipCalls() error {
 	g.regs = &sipRegs{m: map[string]*sipgw.Registration{}}
 	if g.sip == nil {
-		return
+		return nil
+	}
+	media, err := g.newMedia()
+	if err != nil {
+		return err
 	}
 	c := g.cfg.SIP
 	domains := []string{c.Domain, c.TelDomain}
 	for k, v := range c.IdentityDomains {
 		domains = append(domains, k, v)
 	}
-	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders})
+	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media})
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
 		if f := g.onIncomingSIPCall.Load(); f != nil {
 			(*f)(sc.Identity())
 		}
 		g.calls.IncomingSIP(sc)
 	})
+	return nil
+}
+
+// newMedia dials rtpengine's ng port (UDP: nothing goes out) and pings it
+// once. An rtpengine that does not answer yet is logged, not fatal: calls
+// fail with 503 until it answers (docs/media.md, "Failures").
+func (g *Gateway) newMedia() (*rtpengine.Adapter, error) {
+	mc := g.cfg.Media
+	if len(mc.RTPEngine) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), mc.Timeout)
+	defer cancel()
+	c, err := rtpengine.Dial(ctx, mc.RTPEngine[0], mc.Options())
+	if err != nil {
+		return nil, fmt.Errorf("media.rtpengine: %w", err)
+	}
+	a, err := rtpengine.NewAdapter(c, mc.Policy)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := c.Ping(ctx); err != nil {
+		g.log.Warn("rtpengine does not answer; SIP calls fail until it does", "addr", mc.RTPEngine[0], "err", err)
+	}
+	g.rtp = c
+	return a, nil
 }
 
 // registers reports whether a connect of identity registers it: when the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // Policy says when a call's media goes through rtpengine.
@@ -91,13 +92,16 @@ func NewAdapter(ctl Controller, policy Policy) (*Adapter, error) {
 
 // Session is one call's media as the Adapter set it up: the first offer's
 // keys, and whether rtpengine anchors it. rtpengine tells the forks of the
-// call apart by the to-tag of their answers (Answer, DeleteFork). A
-// Session is used by one goroutine at a time, the call's owner.
+// call apart by the to-tag of their answers (Answer, DeleteFork). Its
+// methods may be called from several goroutines (a call's SIP reader and
+// its worker); the caller orders the commands it needs ordered.
 type Session struct {
 	a        *Adapter
 	dir      Direction
-	keys     Keys
 	anchored bool
+
+	mu   sync.Mutex // guards keys, never held across a command
+	keys Keys
 }
 
 // Anchored reports whether the session's media goes through rtpengine.
@@ -198,7 +202,9 @@ func (s *Session) Answer(ctx context.Context, toTag, sdp string) (string, error)
 	if !s.anchored {
 		return sdp, nil
 	}
+	s.mu.Lock()
 	s.keys.ToTag = toTag
+	s.mu.Unlock()
 	// The answer goes back toward the offerer: the flags of the opposite
 	// direction.
 	r := s.flags(1-s.dir, true)
@@ -212,7 +218,8 @@ func (s *Session) Delete(ctx context.Context) error {
 	if !s.anchored {
 		return nil
 	}
-	_, err := s.a.ctl.Delete(ctx, &Request{CallID: s.keys.CallID, FromTag: s.keys.FromTag, DeleteNow: true})
+	k := s.keysRequest()
+	_, err := s.a.ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, DeleteNow: true})
 	return err
 }
 
@@ -222,11 +229,14 @@ func (s *Session) DeleteFork(ctx context.Context, toTag string) error {
 	if !s.anchored {
 		return nil
 	}
-	_, err := s.a.ctl.Delete(ctx, &Request{CallID: s.keys.CallID, FromTag: s.keys.FromTag, ToTag: toTag, DeleteNow: true})
+	k := s.keysRequest()
+	_, err := s.a.ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, ToTag: toTag, DeleteNow: true})
 	return err
 }
 
 func (s *Session) keysRequest() Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return Request{CallID: s.keys.CallID, FromTag: s.keys.FromTag, ToTag: s.keys.ToTag, ViaBranch: s.keys.ViaBranch}
 }
 

@@ -18,6 +18,13 @@ import (
 // and returns a client once it answers a ping.
 func startRTPEngine(t *testing.T) *rtpengine.Client {
 	t.Helper()
+	c, _ := startRTPEngineAt(t)
+	return c
+}
+
+// startRTPEngineAt is startRTPEngine that also returns the ng address.
+func startRTPEngineAt(t *testing.T) (*rtpengine.Client, string) {
+	t.Helper()
 	bin := testenv.Tool(t, "rtpengine", install("rtpengine"))
 	ng := testenv.Port(t)
 	media := testenv.Ports(t, 40)
@@ -29,7 +36,8 @@ func startRTPEngine(t *testing.T) *rtpengine.Client {
 	)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	c, err := rtpengine.Dial(ctx, "127.0.0.1:"+strconv.Itoa(ng), &rtpengine.Options{Retransmit: 100 * time.Millisecond, Timeout: 10 * time.Second})
+	addr := "127.0.0.1:" + strconv.Itoa(ng)
+	c, err := rtpengine.Dial(ctx, addr, &rtpengine.Options{Retransmit: 100 * time.Millisecond, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +47,7 @@ func startRTPEngine(t *testing.T) *rtpengine.Client {
 	if err := c.Ping(ctx); err != nil {
 		t.Fatalf("rtpengine does not answer ping: %v", err)
 	}
-	return c
+	return c, addr
 }
 
 // phoneAnswer is what a plain SIP phone answers to rtpengine's RTP/AVP

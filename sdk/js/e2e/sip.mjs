@@ -96,11 +96,35 @@ export async function reservePort() {
 }
 
 /**
+ * Reserves n consecutive ports on 127.0.0.1 (rtpengine's media range),
+ * each free for UDP, locked as reservePort locks one. Resolves {port (the
+ * first), release}.
+ */
+export async function reservePorts(n) {
+  const first = Math.floor(Math.random() * (PORT_COUNT - n));
+  for (let i = 0; i < PORT_COUNT - n; i++) {
+    const off = (first + i) % (PORT_COUNT - n);
+    const locks = [];
+    let ok = true;
+    for (let j = 0; j < n && ok; j++) {
+      const lock = createServer();
+      ok = (await binds(lock, LOCK_BASE + off + j, true)) && (await binds(createSocket('udp4'), PORT_BASE + off + j));
+      locks.push(lock);
+      if (!ok) break;
+    }
+    const release = () => Promise.all(locks.map((l) => new Promise((r) => (l.listening ? l.close(() => r()) : r()))));
+    if (ok) return { port: PORT_BASE + off, release };
+    await release();
+  }
+  throw new Error(`no ${n} free consecutive ports in ${PORT_BASE}-${PORT_BASE + PORT_COUNT - 1}`);
+}
+
+/**
  * A child process whose output is kept (the last lines) for failure
  * reports. exited resolves with {code, signal}; stop() ends it (SIGTERM,
  * then SIGKILL after 5 s) and waits for it.
  */
-function child(name, cmd, args, { cwd } = {}) {
+export function child(name, cmd, args, { cwd } = {}) {
   const proc = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = [];
   const keep = (buf) => {
@@ -228,6 +252,12 @@ request_route {
 	}
 	if (has_totag()) {
 		if (loose_route()) {
+			# An in-dialog request to a GRUU (RFC 5627 section 7), as
+			# jsonrtcd's dialogs have: the binding it names.
+			if (uri==myself && $rU!=$null && !lookup("location")) {
+				sl_send_reply("404", "Not Found");
+				exit;
+			}
 			route(RELAY);
 		}
 		if (!is_method("ACK")) {
@@ -236,6 +266,16 @@ request_route {
 		exit;
 	}
 	remove_hf("Route");
+	if (is_method("INVITE")) {
+		# Calls between registered users (the media test's browser and
+		# baresip).
+		if (!lookup("location")) {
+			sl_send_reply("404", "Not Found");
+			exit;
+		}
+		record_route();
+		route(RELAY);
+	}
 	if (is_method("REGISTER")) {
 		if (!save("location")) {
 			sl_reply_error();

@@ -243,6 +243,7 @@ func (c Config) WithDefaults() Config {
 		c.SIP = c.SIP.WithDefaults()
 	}
 	c.Media = c.Media.WithDefaults()
+	c.Web.TURN = c.Web.TURN.withDefaults()
 	return c
 }
 

@@ -161,3 +161,21 @@ func TestRegisterLimitsConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestTURNConfig(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{"web:\n  turn:\n    secret: 0123456789abcdef\n", "web.turn.urls"},
+		{"web:\n  turn:\n    urls: [stun:x]\n    secret: 0123456789abcdef\n", "web.turn.urls[0]"},
+		{"web:\n  turn:\n    urls: [turn:x]\n    secret: short\n", "web.turn.secret"},
+		{"web:\n  turn:\n    urls: [turn:x]\n    secret: 0123456789abcdef\n    ttl: 10s\n", "web.turn.ttl"},
+		{"web:\n  turn:\n    url: [turn:x]\n", "url"},
+	} {
+		if _, err := LoadConfig(writeConfig(t, c.body)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err = %v, want one naming %q", c.body, err, c.want)
+		}
+	}
+	cfg, err := LoadConfig(writeConfig(t, "web:\n  turn:\n    urls: [turn:127.0.0.1:3478]\n    secret: 0123456789abcdef\n"))
+	if err != nil || cfg.Web.TURN.TTL.D() != defaultTURNTTL {
+		t.Fatalf("%v, ttl %v", err, cfg.Web.TURN.TTL.D())
+	}
+}

@@ -1,12 +1,12 @@
 // Media peers for the browser tests: rtpengine (userspace, driven over its
-// ng control protocol: bencoded dictionaries over UDP) and baresip, a
-// plain RTP softphone driven over its ctrl_tcp module. Both run on
+// ng control protocol: bencoded dictionaries over UDP), baresip, a plain
+// RTP softphone driven over its ctrl_tcp module, and coturn (TURN). Both run on
 // loopback ports reserved as sip.mjs reserves them.
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { child, reservePort, reservePorts } from './sip.mjs';
@@ -259,4 +259,55 @@ export async function startBaresip({ user, domain, kamailio, autoAnswer = false 
   };
   if (!(await cmd('reginfo')).includes('OK')) await event('REGISTER_OK');
   return { aor, cmd, event, lines: p.lines, stop };
+}
+
+/** Resolves once a UDP socket is bound on 127.0.0.1:port (or the process p exits). */
+async function udpBound(p, port, timeout = 15000) {
+  const want = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const end = Date.now() + timeout;
+  for (;;) {
+    const udp = await readFile('/proc/net/udp', 'utf8');
+    if (udp.split('\n').some((l) => l.trim().split(/\s+/)[1] === want)) return;
+    if (p.status || Date.now() > end) throw new Error(`${p.name} not listening on UDP ${port}: ${p.lines.slice(-20).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Starts coturn on loopback with the TURN REST scheme (use-auth-secret,
+ * static-auth-secret `secret`): UDP only, relaying between loopback
+ * addresses (the browsers' own). Returns {url, port, credential(identity,
+ * expiresAt), stop}; credential makes one as jsonrtcd does, for tests of
+ * what coturn refuses.
+ */
+export async function startCoturn({ secret, realm = 'example.com' }) {
+  const listen = await reservePort();
+  const relay = await reservePorts(20);
+  const p = child('turnserver', 'turnserver', [
+    '-n', '--listening-ip=127.0.0.1', `--listening-port=${listen.port}`, '--relay-ip=127.0.0.1',
+    `--min-port=${relay.port}`, `--max-port=${relay.port + 19}`, '--use-auth-secret', `--static-auth-secret=${secret}`,
+    `--realm=${realm}`, '--no-tls', '--no-dtls', '--no-tcp', '--allow-loopback-peers', '--no-cli', '--fingerprint',
+    '--log-file=stdout', '--simple-log', '--no-software-attribute', '--pidfile=',
+  ]);
+  const stop = async () => {
+    await p.stop();
+    await listen.release();
+    await relay.release();
+  };
+  try {
+    await udpBound(p, listen.port);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    url: `turn:127.0.0.1:${listen.port}?transport=udp`,
+    port: listen.port,
+    lines: p.lines,
+    credential(identity, expiresAt) {
+      const username = `${Math.floor(expiresAt / 1000)}:${identity}`;
+      return { username, credential: createHmac('sha1', secret).update(username).digest('base64') };
+    },
+    stop,
+  };
 }

@@ -23,16 +23,24 @@ func startRTPEngine(t *testing.T) *rtpengine.Client {
 }
 
 // startRTPEngineAt is startRTPEngine that also returns the ng address.
-func startRTPEngineAt(t *testing.T) (*rtpengine.Client, string) {
+func startRTPEngineAt(t testing.TB) (*rtpengine.Client, string) {
+	t.Helper()
+	return startRTPEnginePorts(t, 40)
+}
+
+// startRTPEnginePorts is startRTPEngineAt with n media ports: a call
+// takes two per medium and side (RTP and RTCP), eight for a browser's
+// audio and video.
+func startRTPEnginePorts(t testing.TB, n int) (*rtpengine.Client, string) {
 	t.Helper()
 	bin := testenv.Tool(t, "rtpengine", install("rtpengine"))
 	ng := testenv.Port(t)
-	media := testenv.Ports(t, 40)
+	media := testenv.Ports(t, n)
 	start(t, "rtpengine", t.TempDir(), bin,
 		"--interface=127.0.0.1",
 		"--listen-ng=127.0.0.1:"+strconv.Itoa(ng),
 		"--table=-1", "--foreground", "--log-stderr", "--log-level=6",
-		"--port-min="+strconv.Itoa(media), "--port-max="+strconv.Itoa(media+39),
+		"--port-min="+strconv.Itoa(media), "--port-max="+strconv.Itoa(media+n-1),
 	)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()

@@ -144,3 +144,29 @@ func TestRTPEngineCallUnreachable(t *testing.T) {
 		t.Fatalf("failed %d %q", ev.Code, ev.Reason)
 	}
 }
+
+// TestRTPEngineCallGatewayShutdown: the gateway shut down in the middle
+// of an anchored call hangs it up and deletes its media before it closes
+// its rtpengine client: rtpengine holds nothing after Shutdown returns.
+func TestRTPEngineCallGatewayShutdown(t *testing.T) {
+	w, _, eng := startMediaGateway(t)
+	uas := startSipp(t, "uas_answer.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	if _, err := a.StartCall(ctxT(t), uasTarget(uas), chromeSDP(t, "chrome_offer.sdp")); err != nil {
+		t.Fatal(err)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+	if ids := liveCalls(t, eng); len(ids) != 1 {
+		t.Fatalf("rtpengine calls %v, want one", ids)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := w.g.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ids := liveCalls(t, eng); len(ids) != 0 {
+		t.Fatalf("rtpengine still holds %v after Shutdown", ids)
+	}
+	uas.expectSuccess(t)
+}

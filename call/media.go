@@ -143,6 +143,11 @@ func (fl *farLeg) sipMedia(ev sipgw.Event) (sipgw.Event, error) {
 	if s == nil || !s.Anchored() || (op != mediaSIPAnswer && op != mediaSIPOffer) {
 		return ev, nil
 	}
+	if _, err := parseSDP(string(ev.SDP)); err != nil {
+		// Refused as without rtpengine (488), by the action that parses
+		// it; rtpengine never sees it.
+		return ev, nil
+	}
 	ctx, cancel := opCtx()
 	defer cancel()
 	var out string

@@ -431,3 +431,18 @@ func TestMediaUnavailable(t *testing.T) {
 		}
 	})
 }
+
+// TestMediaBadSIPSDP: an SDP from SIP that does not parse never reaches
+// rtpengine; the call fails as without it (488), and is deleted.
+func TestMediaBadSIPSDP(t *testing.T) {
+	e, eng := newMediaEnv(t, time.Minute)
+	a, fc := e.outgoing(t)
+	eng.expect(t, "offer")
+	fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte("v=0\r\nm=audio x RTP/AVP 0\r\n"), ToTag: "b"})
+	if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 488 {
+		t.Fatalf("error %d", f.Header.ErrorCode)
+	}
+	fc.expectOp(t, "hangup")
+	eng.expect(t, "delete")
+	eng.idle(t, e)
+}

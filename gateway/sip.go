@@ -16,6 +16,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // This file interworks calls and registration with SIP (docs/protocol.md
@@ -86,6 +87,17 @@ func (g *Gateway) newMedia() (*rtpengine.Adapter, error) {
 		g.log.Warn("rtpengine does not answer; SIP calls fail until it does", "addr", mc.RTPEngine[0], "err", err)
 	}
 	g.rtp = c
+	g.metrics.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_retransmits_total",
+			Help: "ng requests to rtpengine sent again, unanswered within media.retransmit."},
+			func() float64 { return float64(c.Stats().Retransmits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_timeouts_total",
+			Help: "ng requests to rtpengine that got no answer within media.timeout."},
+			func() float64 { return float64(c.Stats().Timeouts) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_stray_total",
+			Help: "Datagrams from rtpengine no request waited for (late answers to copies, garbage)."},
+			func() float64 { return float64(c.Stats().Stray) }),
+	)
 	return a, nil
 }
 

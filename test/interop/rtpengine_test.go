@@ -37,6 +37,9 @@ func startRTPEnginePorts(t testing.TB, n int) (*rtpengine.Client, string) {
 	ng := testenv.Port(t)
 	media := testenv.Ports(t, n)
 	start(t, "rtpengine", t.TempDir(), bin,
+		// Not Debian's /etc/rtpengine/rtpengine.conf, whose fixed CLI
+		// and HTTP ports two rtpengines at once would share.
+		"--config-file=none",
 		"--interface=127.0.0.1",
 		"--listen-ng=127.0.0.1:"+strconv.Itoa(ng),
 		"--table=-1", "--foreground", "--log-stderr", "--log-level=6",

@@ -57,8 +57,10 @@ export function bdecode(buf, i = 0) {
 export async function startRTPEngine() {
   const ng = await reservePort();
   const media = await reservePorts(40);
+  // Not Debian's /etc/rtpengine/rtpengine.conf, whose fixed CLI and HTTP
+  // ports two rtpengines at once (a Go suite's and ours) would share.
   const p = child('rtpengine', 'rtpengine', [
-    '--interface=127.0.0.1', `--listen-ng=127.0.0.1:${ng.port}`, '--table=-1', '--foreground', '--log-stderr', '--log-level=6',
+    '--config-file=none', '--interface=127.0.0.1', `--listen-ng=127.0.0.1:${ng.port}`, '--table=-1', '--foreground', '--log-stderr', '--log-level=6',
     `--port-min=${media.port}`, `--port-max=${media.port + 39}`,
   ]);
   const sock = createSocket('udp4');

@@ -201,10 +201,12 @@ async function kamailioModules() {
  * The proxy and registrar of `domain`: REGISTER is saved in memory; a
  * SUBSCRIBE for Event: message-summary goes, record-routed, to the
  * voicemail server at 127.0.0.1:`voicemailPort` whoever's mailbox it is
- * (as a PBX routes them); in-dialog requests follow their routes. There is
- * no presence server: PUBLISH and other SUBSCRIBEs get 489 Bad Event.
+ * (as a PBX routes them); an INVITE for echo@`domain` goes to the SIPp
+ * echo at 127.0.0.1:`echoPort`, other INVITEs to the registered user;
+ * in-dialog requests follow their routes. There is no presence server:
+ * PUBLISH and other SUBSCRIBEs get 489 Bad Event.
  */
-function kamailioConfig({ domain, port, modules, voicemailPort }) {
+function kamailioConfig({ domain, port, modules, voicemailPort, echoPort }) {
   return `#!KAMAILIO
 debug=2
 log_stderror=yes
@@ -266,6 +268,11 @@ request_route {
 		exit;
 	}
 	remove_hf("Route");
+	if (is_method("INVITE") && $rU == "echo") {
+		record_route();
+		$du = "sip:127.0.0.1:${echoPort}";
+		route(RELAY);
+	}
 	if (is_method("INVITE")) {
 		# Calls between registered users (the media test's browser and
 		# baresip).
@@ -308,13 +315,13 @@ route[RELAY] {
  * Starts Kamailio (see kamailioConfig) on a free UDP port and resolves once
  * it answers OPTIONS. Returns {port, addr, lines, stop}.
  */
-export async function startKamailio({ domain, voicemailPort }) {
+export async function startKamailio({ domain, voicemailPort, echoPort }) {
   const dir = await mkdtemp(join(tmpdir(), 'jsonrtc-kamailio-'));
   const reserved = await reservePort();
   try {
     const { port } = reserved;
     const cfg = join(dir, 'kamailio.cfg');
-    await writeFile(cfg, kamailioConfig({ domain, port, modules: await kamailioModules(), voicemailPort }));
+    await writeFile(cfg, kamailioConfig({ domain, port, modules: await kamailioModules(), voicemailPort, echoPort }));
     const k = child('kamailio', 'kamailio', ['-DD', '-E', '-f', cfg, '-P', join(dir, 'kamailio.pid'), '-Y', dir, '-w', dir, '-m', '64', '-M', '8']);
     const stop = async () => {
       await k.stop();
@@ -362,19 +369,19 @@ function commandReader(onCommand) {
 /**
  * Runs SIPp as a UAS with `scenario` (a file under scenarios/, copied to a
  * temporary directory where SIPp writes its logs) for one call, on a free
- * UDP port. A scenario with <sendCmd>/<recvCmd> (threePCC) talks to the
+ * UDP port, with `args` added to its command line. A scenario with <sendCmd>/<recvCmd> (threePCC) talks to the
  * test over SIPp's 3PCC socket: SIPp connects at startup to a TCP server
  * the test listens on (port 0). Returns {port,
  * command() (the next command SIPp sent: {text, headers}), cue(callId)
  * (sends a command to the call), result() (waits for SIPp's exit:
  * {code, signal}), report() (output and logs), stop()}.
  */
-export async function startSipp(scenario, { threePCC = false, timeout = '60s' } = {}) {
+export async function startSipp(scenario, { threePCC = false, timeout = '60s', args: extra = [] } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'jsonrtc-sipp-'));
   await copyFile(join(SCENARIOS, scenario), join(dir, scenario));
   const reserved = await reservePort();
   const { port } = reserved;
-  const args = ['-sf', scenario, '-i', '127.0.0.1', '-p', String(port), '-m', '1', '-nostdin', '-timeout', timeout, '-timeout_error', '-trace_err', '-trace_msg', '-max_recv_loops', '1000'];
+  const args = ['-sf', scenario, '-i', '127.0.0.1', '-p', String(port), '-m', '1', '-nostdin', '-timeout', timeout, '-timeout_error', '-trace_err', '-trace_msg', '-max_recv_loops', '1000', ...extra];
 
   let server = null;
   let twin = null;

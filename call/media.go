@@ -140,7 +140,7 @@ func (fl *farLeg) sipMedia(ev sipgw.Event) (sipgw.Event, error) {
 	s := fl.media
 	fl.c.mu.Unlock()
 	op := mediaOf(act)
-	if s == nil || !s.Anchored() || (op != mediaSIPAnswer && op != mediaSIPOffer) {
+	if s == nil || !s.Anchored() || (op != mediaSIPAnswer && op != mediaSIPOffer && op != mediaSIPReanswer) {
 		return ev, nil
 	}
 	if _, err := parseSDP(string(ev.SDP)); err != nil {
@@ -152,10 +152,16 @@ func (fl *farLeg) sipMedia(ev sipgw.Event) (sipgw.Event, error) {
 	defer cancel()
 	var out string
 	var err error
-	if op == mediaSIPAnswer {
+	switch op {
+	case mediaSIPAnswer:
 		out, err = s.Answer(ctx, ev.ToTag, string(ev.SDP))
-	} else {
+	case mediaSIPOffer:
 		out, err = s.OfferFrom(ctx, rtpengine.SIPToWeb, string(ev.SDP))
+	case mediaSIPReanswer:
+		// sipgw offered the phone the last SDP it had from us, which is
+		// rtpengine's: the phone's answer is to an offer from the web
+		// side's end of rtpengine.
+		out, err = s.AnswerTo(ctx, rtpengine.WebToSIP, string(ev.SDP))
 	}
 	if err != nil {
 		fl.mediaFailed(op.String(), err)

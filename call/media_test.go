@@ -446,3 +446,28 @@ func TestMediaBadSIPSDP(t *testing.T) {
 	eng.expect(t, "delete")
 	eng.idle(t, e)
 }
+
+// TestMediaRemoteSDP: the phone's answer in the ACK of its re-INVITE
+// without SDP (sipgw offered it our last SDP, rtpengine's) goes to
+// rtpengine as the answer to an offer from the web side's end, and the
+// browser gets rtpengine's WebRTC rewrite of it.
+func TestMediaRemoteSDP(t *testing.T) {
+	e, eng := newMediaEnv(t, time.Minute)
+	a, fc := e.outgoing(t)
+	off := eng.expect(t, "offer")
+	fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), ToTag: "b"})
+	eng.expect(t, "answer")
+	a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+	hold := strings.Replace(sipAnswer, "a=sendrecv", "a=sendonly", 1)
+	fc.push(sipgw.Event{Kind: sipgw.EventRemoteSDP, SDP: []byte(hold)})
+	if ra := eng.expect(t, "answer"); ra.FromTag != off.FromTag || ra.ToTag != "b" || ra.ICE != "force" || ra.SDP != hold {
+		t.Fatalf("answer to rtpengine %+v", ra)
+	}
+	if f := a.expect(t, protocol.TypeMessage, protocol.ActionStart); decodeSDP(t, f) != relayed(hold) {
+		t.Fatalf("remote SDP to the browser %q", decodeSDP(t, f))
+	}
+	fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+	a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	eng.expect(t, "delete")
+	eng.idle(t, e)
+}

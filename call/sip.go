@@ -812,6 +812,9 @@ func (fl *farLeg) sipMediaFailed(act sipAction, ev sipgw.Event) bool {
 		_ = fl.sc.reoffer(ev).Reject(protocol.CodeServiceUnavailable, "")
 		return true
 	}
+	// An answer (to the first offer, or the one in the ACK of a
+	// re-INVITE without SDP) rtpengine does not relay: nothing would
+	// carry the media as agreed.
 	fl.mediaFail()
 	return false
 }

@@ -292,10 +292,11 @@ const (
 	mediaSIPOffer          // SIP's re-offer: offer toward the web side
 	mediaWebAnswer         // a web answer toward SIP: a callee's 183 or 200, or the answer to SIP's re-offer
 	mediaWebOffer          // the web side's re-offer toward SIP, and SIP's answer back
+	mediaSIPReanswer       // SIP's answer in the ACK to the offer sipgw made for a re-INVITE without SDP
 	numMediaOps
 )
 
-var mediaOpNames = [numMediaOps]string{"none", "sip-answer", "sip-offer", "web-answer", "web-offer"}
+var mediaOpNames = [numMediaOps]string{"none", "sip-answer", "sip-offer", "web-answer", "web-offer", "sip-reanswer"}
 
 func (m mediaOp) String() string { return mediaOpNames[m] }
 
@@ -313,6 +314,8 @@ func mediaOf(act sipAction) mediaOp {
 		return mediaWebAnswer
 	case actReoffer:
 		return mediaWebOffer
+	case actRelayRemoteSDP:
+		return mediaSIPReanswer
 	}
 	return mediaNone
 }

@@ -170,3 +170,27 @@ func TestRTPEngineCallGatewayShutdown(t *testing.T) {
 	}
 	uas.expectSuccess(t)
 }
+
+// TestRTPEngineCallLateOffer: the phone's re-INVITE without SDP in an
+// anchored call is answered with rtpengine's plain RTP SDP (the scenario
+// checks it), and the phone's new answer in its ACK (a hold) reaches the
+// browser rewritten for WebRTC.
+func TestRTPEngineCallLateOffer(t *testing.T) {
+	w, _, eng := startMediaGateway(t)
+	uas := startSipp(t, "uas_rtpengine_nosdp.xml", "", "-key", "ackver", "2353687638", "-key", "ackdir", "sendonly")
+	a := w.connect(t, "open@"+domain, nil)
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), chromeSDP(t, "chrome_offer.sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+	ev := webExpect(t, a, client.CallRemoteSDP)
+	has(t, "phone's new answer", ev.SDP, append([]string{"a=sendonly"}, webRTCLines...), []string{" RTP/AVP "})
+	webExpect(t, a, client.CallDTMF)
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
+	noMediaLeft(t, w, eng)
+}

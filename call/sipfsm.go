@@ -287,12 +287,12 @@ func sipNext(p sipPhase, in sipInput, r sipRole) (next sipPhase, act sipAction) 
 type mediaOp uint8
 
 const (
-	mediaNone      mediaOp = iota
-	mediaSIPAnswer         // SIP's answer (18x, 2xx) to the web caller's offer: answer, per fork (To-tag)
-	mediaSIPOffer          // SIP's re-offer: offer toward the web side
-	mediaWebAnswer         // a web answer toward SIP: a callee's 183 or 200, or the answer to SIP's re-offer
-	mediaWebOffer          // the web side's re-offer toward SIP, and SIP's answer back
-	mediaSIPReanswer       // SIP's answer in the ACK to the offer sipgw made for a re-INVITE without SDP
+	mediaNone        mediaOp = iota
+	mediaSIPAnswer           // SIP's answer (18x, 2xx) to the web caller's offer: answer, per fork (To-tag)
+	mediaSIPOffer            // SIP's re-offer: offer toward the web side
+	mediaWebAnswer           // a web answer toward SIP: a callee's 183 or 200, or the answer to SIP's re-offer
+	mediaWebOffer            // the web side's re-offer toward SIP, and SIP's answer back
+	mediaSIPReanswer         // SIP's answer in the ACK to the offer sipgw made for a re-INVITE without SDP
 	numMediaOps
 )
 

@@ -1156,7 +1156,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 			defer c.mu.Unlock()
 			fl.webReoffer = ""
 			if !c.ended {
-				h.send(l, errorFrame(f, protocol.CodeServiceUnavailable, mediaReason), false)
+				fl.reofferFailed(l, corr, protocol.CodeServiceUnavailable, mediaReason)
 			}
 			return
 		}
@@ -1176,21 +1176,17 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 			return
 		}
 		if mediaErr != nil {
-			h.send(l, errorFrame(f, protocol.CodeServiceUnavailable, mediaReason), false)
+			fl.reofferFailed(l, corr, protocol.CodeServiceUnavailable, mediaReason)
 			fl.mediaFail()
 			return
 		}
 		if err != nil {
 			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
-			out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
-			out.Header.ErrorCode, out.Header.Reason = code, protocol.Reason(code)
-			h.send(l, out, false)
+			fl.reofferFailed(l, corr, code, protocol.Reason(code))
 			return
 		}
 		if _, err := parseSDP(string(answer)); err != nil {
-			out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
-			out.Header.ErrorCode, out.Header.Reason = protocol.CodeNotAcceptableHere, sdpReason(err)
-			h.send(l, out, false)
+			fl.reofferFailed(l, corr, protocol.CodeNotAcceptableHere, sdpReason(err))
 			fl.badSIPSDP(err)
 			return
 		}
@@ -1204,6 +1200,15 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		fl.webReoffer = ""
 		fl.busy(l, f, opReoffer)
 	}
+}
+
+// reofferFailed answers the web re-offer corr of l with an error. The
+// frame the re-offer came in is not kept past HandleFrame: its
+// correlation is. c.mu is held.
+func (fl *farLeg) reofferFailed(l *leg, corr string, code int, reason string) {
+	out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
+	out.Header.ErrorCode, out.Header.Reason = code, reason
+	fl.h.send(l, out, false)
 }
 
 // webAnswerReoffer: the web side's answer to a SIP re-offer.

@@ -43,8 +43,8 @@ func (fl *farLeg) mediaFailed(what string, err error) {
 }
 
 // dialMedia passes the web caller's offer through rtpengine before the
-// INVITE; on the worker, without c.mu. It returns the SDP for SIP, or
-// false when the call failed (the web caller heard 503).
+// INVITE; on the worker, without c.mu. It puts rtpengine's SDP in o, or
+// returns false when the call failed (the web caller heard 503).
 func (fl *farLeg) dialMedia(o *sipgw.DialOptions) bool {
 	m := fl.h.far.media
 	if m == nil {
@@ -53,23 +53,15 @@ func (fl *farLeg) dialMedia(o *sipgw.DialOptions) bool {
 	ctx, cancel := opCtx()
 	s, offer, err := m.Offer(ctx, rtpengine.WebToSIP, rtpengine.Keys{CallID: o.CallID, FromTag: o.FromTag}, string(o.SDP))
 	cancel()
-	if err != nil {
-		fl.mediaFailed("offer", err)
-		// rtpengine may have made the call before its answer was lost.
-		fl.deleteMedia(s)
-		c := fl.c
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if !c.ended {
-			fl.h.failCaller(c, protocol.CodeServiceUnavailable, mediaReason)
-		}
-		fl.h.endFar(c)
-		fl.finishLocked()
-		return false
-	}
 	fl.c.mu.Lock()
 	fl.media = s
 	fl.c.mu.Unlock()
+	if err != nil {
+		fl.mediaFailed("offer", err)
+		// rtpengine may have made the call before its answer was lost.
+		fl.failDial(protocol.CodeServiceUnavailable, mediaReason)
+		return false
+	}
 	if s.Anchored() {
 		o.SDP = []byte(offer)
 		// The browser's ICE peer is rtpengine, not the phone: see
@@ -77,6 +69,25 @@ func (fl *farLeg) dialMedia(o *sipgw.DialOptions) bool {
 		o.Trickle = false
 	}
 	return true
+}
+
+// failDial ends an outgoing call that never reached SIP (rtpengine or
+// the INVITE failed): the web caller hears code first, then the call's
+// media, if any, is deleted in rtpengine before the call is forgotten.
+// On the worker, without c.mu.
+func (fl *farLeg) failDial(code int, reason string) {
+	c := fl.c
+	c.mu.Lock()
+	if !c.ended {
+		fl.h.failCaller(c, code, reason)
+	}
+	fl.h.endFar(c)
+	s := fl.media
+	c.mu.Unlock()
+	fl.deleteMedia(s)
+	c.mu.Lock()
+	fl.finishLocked()
+	c.mu.Unlock()
 }
 
 // ringMedia passes an incoming SIP offer through rtpengine before the web

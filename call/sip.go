@@ -454,24 +454,17 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 		sc, err := h.far.dial(ctx, o)
 		cancel()
 		if err != nil {
-			fl.deleteMedia(fl.media)
+			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
+			reason := protocol.Reason(code)
+			if code == protocol.CodeBadRequest {
+				reason = "target or header refused by the SIP side"
+				fl.rlog().Warn("sip call refused", "call refused toward SIP", "target", o.Target, "err", err)
+			}
+			fl.failDial(code, reason)
+			return
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if err != nil {
-			if !c.ended {
-				code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
-				reason := protocol.Reason(code)
-				if code == protocol.CodeBadRequest {
-					reason = "target or header refused by the SIP side"
-					fl.rlog().Warn("sip call refused", "call refused toward SIP", "target", o.Target, "err", err)
-				}
-				h.failCaller(c, code, reason)
-			}
-			h.endFar(c)
-			fl.finishLocked()
-			return
-		}
 		fl.sc = sc
 		fl.logWith("call", sc.ID())
 		h.far.wg.Go(fl.read)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	sdp "github.com/pion/sdp/v3"
@@ -59,6 +60,7 @@ type sipCall interface {
 	Transfer(ctx context.Context, target string) error
 	PeerAccepts(pkg string) bool
 	SetTrickle(on bool)
+	Keys() sipgw.DialogKeys
 	// reoffer returns what answers the re-INVITE of an EventReoffer.
 	reoffer(ev sipgw.Event) reofferAnswer
 	// refer returns what answers the REFER of an EventRefer.
@@ -86,12 +88,16 @@ type SIPOptions struct {
 	// are passed to SIP as headers of the same name; others stay on the
 	// web side. Each is still checked by sipgw.ValidateHeader.
 	Headers []string
+	// Media anchors the calls' media in rtpengine (media.go); nil: SDP
+	// passes unchanged.
+	Media *rtpengine.Adapter
 }
 
 type sipSide struct {
 	dial    func(context.Context, sipgw.DialOptions) (sipCall, error)
 	domains map[string]bool
 	headers map[string]bool
+	media   *rtpengine.Adapter
 	wg      sync.WaitGroup // every far leg's goroutines
 }
 
@@ -115,7 +121,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 }
 
 func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {
-	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}}
+	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media}
 	for _, d := range o.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}
@@ -226,6 +232,7 @@ type farLeg struct {
 	trickleBytes int
 	trickleUfrag string // the ICE generation of trickle
 	finished     bool
+	media        *rtpengine.Session // the call's media in rtpengine (media.go); nil without
 }
 
 type sipReoffer struct {
@@ -422,6 +429,9 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	// wsc.js ignores trickle: its candidates come in re-offers instead.
 	o := sipgw.DialOptions{Identity: ep.Identity(), Target: f.Header.Target, SDP: []byte(p.SDP),
 		Headers: headers, Offer100rel: true, Trickle: !ep.Oracle()}
+	if h.far.media != nil {
+		o.CallID, o.FromTag = newDialogToken(), newDialogToken()
+	}
 	fl.log().Debug("SIP call started")
 	// As for web callees: an unanswered call ends after the ring timeout
 	// (CANCEL), whatever the SIP side's own timers.
@@ -437,25 +447,24 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 		h.endFar(c)
 	})
 	fl.enqueue(func() {
+		if !fl.dialMedia(&o) {
+			return
+		}
 		ctx, cancel := opCtx()
 		sc, err := h.far.dial(ctx, o)
 		cancel()
-		c.mu.Lock()
-		defer c.mu.Unlock()
 		if err != nil {
-			if !c.ended {
-				code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
-				reason := protocol.Reason(code)
-				if code == protocol.CodeBadRequest {
-					reason = "target or header refused by the SIP side"
-					fl.rlog().Warn("sip call refused", "call refused toward SIP", "target", o.Target, "err", err)
-				}
-				h.failCaller(c, code, reason)
+			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
+			reason := protocol.Reason(code)
+			if code == protocol.CodeBadRequest {
+				reason = "target or header refused by the SIP side"
+				fl.rlog().Warn("sip call refused", "call refused toward SIP", "target", o.Target, "err", err)
 			}
-			h.endFar(c)
-			fl.finishLocked()
+			fl.failDial(code, reason)
 			return
 		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		fl.sc = sc
 		fl.logWith("call", sc.ID())
 		h.far.wg.Go(fl.read)
@@ -491,7 +500,29 @@ func (h *Handler) incomingSIP(sc sipCall) {
 		fl.reject(protocol.CodeNotAcceptableHere)
 		return
 	}
-	payload := protocol.EncodePayload(protocol.CallPayload{SDP: string(sc.Offer())})
+	if h.far.media == nil {
+		fl.ring(string(sc.Offer()))
+		return
+	}
+	// rtpengine's offer for the browsers is a round trip: on the worker.
+	fl.must(func() {
+		offer, ok := fl.ringMedia(string(sc.Offer()))
+		if !ok {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.ended {
+			fl.ring(offer)
+		}
+	})
+}
+
+// ring offers an incoming call to every live session of its identity,
+// with offer as the web side's SDP. c.mu is held.
+func (fl *farLeg) ring(offer string) {
+	c, h, sc := fl.c, fl.h, fl.sc
+	payload := protocol.EncodePayload(protocol.CallPayload{SDP: offer})
 	for _, e := range h.dir.Sessions(sc.Identity()) {
 		l := &leg{call: c, ep: e, sub: "s" + strconv.FormatUint(h.next.Add(1), 10)}
 		h.mu.Lock()
@@ -616,22 +647,23 @@ func (fl *farLeg) read() {
 		if ev.Kind == sipgw.EventEnded {
 			ended = true
 		}
-		fl.onEvent(ev)
+		fl.onEvent(fl.sipMedia(ev))
 	}
 	if !ended {
 		// The SIP side closed before it could report the end.
-		fl.onEvent(sipgw.Event{Kind: sipgw.EventEnded, End: sipgw.EndShutdown, Code: protocol.CodeServiceUnavailable})
+		fl.onEvent(sipgw.Event{Kind: sipgw.EventEnded, End: sipgw.EndShutdown, Code: protocol.CodeServiceUnavailable}, nil)
 	}
 	<-fl.sc.Done()
+	fl.releaseMedia()
 	fl.c.mu.Lock()
 	fl.finishLocked()
 	fl.c.mu.Unlock()
 }
 
-func (fl *farLeg) onEvent(ev sipgw.Event) {
+func (fl *farLeg) onEvent(ev sipgw.Event, mediaErr error) {
 	fl.c.mu.Lock()
 	defer fl.c.mu.Unlock()
-	fl.step(eventInput(ev), bySIP, sipArgs{ev: ev})
+	fl.step(eventInput(ev), bySIP, sipArgs{ev: ev, mediaErr: mediaErr})
 }
 
 // sipArgs are what an action acts on: the SIP event, or the web frame
@@ -641,6 +673,8 @@ type sipArgs struct {
 	l    *leg
 	f    *protocol.Frame
 	code int
+	// mediaErr: rtpengine failed to convert the event's SDP (sipMedia).
+	mediaErr error
 }
 
 // phaseNow is the call's phase; over once the web side is done.
@@ -683,6 +717,9 @@ func (fl *farLeg) step(in sipInput, r sipRole, a sipArgs) {
 
 // do runs act; false when it failed and the phase must stay.
 func (fl *farLeg) do(act sipAction, a sipArgs) bool {
+	if a.mediaErr != nil && mediaOf(act) != mediaNone {
+		return fl.sipMediaFailed(act, a.ev)
+	}
 	switch act {
 	case actEnded:
 		fl.ended(a.ev)
@@ -757,6 +794,22 @@ func (fl *farLeg) do(act sipAction, a sipArgs) bool {
 		fl.bufferTrickle(a.l, a.f)
 	}
 	return true
+}
+
+// sipMediaFailed: rtpengine did not convert the SDP of the SIP event ev
+// that act would have handed on. A re-offer is refused (503) and the call
+// goes on as it was; an answer ends the call (503 to the web caller).
+// c.mu is held.
+func (fl *farLeg) sipMediaFailed(act sipAction, ev sipgw.Event) bool {
+	if act == actRelayReoffer {
+		_ = fl.sc.reoffer(ev).Reject(protocol.CodeServiceUnavailable, "")
+		return true
+	}
+	// An answer (to the first offer, or the one in the ACK of a
+	// re-INVITE without SDP) rtpengine does not relay: nothing would
+	// carry the media as agreed.
+	fl.mediaFail()
+	return false
 }
 
 // sipProgress relays a provisional to the web caller, and with prack
@@ -889,11 +942,18 @@ func (fl *farLeg) remoteName() string {
 // an unanswered web caller gets 488, an answered web side a shutdown.
 // c.mu is held.
 func (fl *farLeg) badSIPSDP(err error) {
-	c, h := fl.c, fl.h
 	fl.rlog().Info("sip sdp", "SIP call ended: its SDP does not parse", "err", err)
+	fl.failSIP(protocol.CodeNotAcceptableHere, sdpReason(err))
+}
+
+// failSIP ends the call because an SDP from SIP could not be handed on:
+// the web caller, unanswered, gets code and reason, an answered web side a
+// shutdown; SIP a CANCEL, or the ACK and a BYE. c.mu is held.
+func (fl *farLeg) failSIP(code int, reason string) {
+	c, h := fl.c, fl.h
 	switch w := fl.web(); {
 	case fl.out && !fl.phase.answered():
-		h.failCaller(c, protocol.CodeNotAcceptableHere, sdpReason(err))
+		h.failCaller(c, code, reason)
 	case w != nil:
 		fl.sendShutdown(w)
 	}
@@ -1081,27 +1141,45 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 	c := fl.c
 	offer := fl.foldTrickle(p.SDP, local)
 	fl.setLocalSDP(local)
+	media := fl.media
 	if !fl.enqueue(func() {
+		offer, err := fl.webOfferMedia(media, offer)
+		if err != nil {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			fl.webReoffer = ""
+			if !c.ended {
+				fl.reofferFailed(l, corr, protocol.CodeServiceUnavailable, mediaReason)
+			}
+			return
+		}
 		ctx, cancel := opCtx()
 		answer, err := fl.sc.Reoffer(ctx, []byte(offer))
 		cancel()
+		var mediaErr error
+		if err == nil {
+			if _, perr := parseSDP(string(answer)); perr == nil {
+				answer, mediaErr = fl.webReanswerMedia(media, answer)
+			}
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		fl.webReoffer = ""
 		if c.ended {
 			return
 		}
+		if mediaErr != nil {
+			fl.reofferFailed(l, corr, protocol.CodeServiceUnavailable, mediaReason)
+			fl.mediaFail()
+			return
+		}
 		if err != nil {
 			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
-			out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
-			out.Header.ErrorCode, out.Header.Reason = code, protocol.Reason(code)
-			h.send(l, out, false)
+			fl.reofferFailed(l, corr, code, protocol.Reason(code))
 			return
 		}
 		if _, err := parseSDP(string(answer)); err != nil {
-			out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
-			out.Header.ErrorCode, out.Header.Reason = protocol.CodeNotAcceptableHere, sdpReason(err)
-			h.send(l, out, false)
+			fl.reofferFailed(l, corr, protocol.CodeNotAcceptableHere, sdpReason(err))
 			fl.badSIPSDP(err)
 			return
 		}
@@ -1115,6 +1193,15 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		fl.webReoffer = ""
 		fl.busy(l, f, opReoffer)
 	}
+}
+
+// reofferFailed answers the web re-offer corr of l with an error. The
+// frame the re-offer came in is not kept past HandleFrame: its
+// correlation is. c.mu is held.
+func (fl *farLeg) reofferFailed(l *leg, corr string, code int, reason string) {
+	out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
+	out.Header.ErrorCode, out.Header.Reason = code, reason
+	fl.h.send(l, out, false)
 }
 
 // webAnswerReoffer: the web side's answer to a SIP re-offer.
@@ -1141,11 +1228,37 @@ func (fl *farLeg) webAnswerReoffer(l *leg, f *protocol.Frame) {
 		return
 	}
 	fl.completeCorr = r.corr
+	if fl.anchored() {
+		fl.answerReofferMedia(r, p.SDP)
+		return
+	}
 	if err := r.ro.Accept([]byte(p.SDP)); err != nil {
 		fl.completeCorr = ""
 		return
 	}
 	fl.setLocalSDP(local)
+}
+
+// answerReofferMedia passes the web side's answer to SIP's re-offer
+// through rtpengine, on the worker, then accepts the re-offer with it;
+// 503 when rtpengine failed (the session stays as it was). c.mu is held.
+func (fl *farLeg) answerReofferMedia(r *sipReoffer, answer string) {
+	c, media := fl.c, fl.media
+	fl.must(func() {
+		out, err := fl.webAnswerMedia(media, []byte(answer), true)
+		if err == nil {
+			err = r.ro.Accept(out)
+		} else {
+			_ = r.ro.Reject(protocol.CodeServiceUnavailable, "")
+		}
+		if err != nil {
+			c.mu.Lock()
+			if fl.completeCorr == r.corr {
+				fl.completeCorr = ""
+			}
+			c.mu.Unlock()
+		}
+	})
 }
 
 // forkProgress: a ringing callee's provisional, as a 180 (or with SDP a
@@ -1154,8 +1267,10 @@ func (fl *farLeg) forkProgress(l *leg, f *protocol.Frame) bool {
 	h := fl.h
 	sc := fl.sc
 	// Our responses announce trickle-ice when the leg that sends them
-	// can take candidates (wsc.js cannot).
-	trickle := !l.ep.Oracle()
+	// can take candidates (wsc.js cannot) and is the phone's ICE peer
+	// (not when rtpengine is).
+	trickle := !l.ep.Oracle() && !fl.anchored()
+	media := fl.media
 	var p protocol.CallPayload
 	_ = protocol.DecodePayload(f.Payload, &p)
 	early := []byte(nil)
@@ -1175,6 +1290,13 @@ func (fl *farLeg) forkProgress(l *leg, f *protocol.Frame) bool {
 		// Early media goes reliably (RFC 3262) when the caller
 		// supports 100rel: its PRACK is answered by sipgw, and our
 		// 200 waits for it.
+		if early != nil {
+			var err error
+			if early, err = fl.webAnswerMedia(media, early, false); err != nil {
+				// No early media; the 200 may still come through.
+				return
+			}
+		}
 		sc.SetTrickle(trickle)
 		if err := sc.Progress(ctx, code, early, early != nil); err != nil {
 			fl.log().Debug("SIP provisional not sent", "code", code, "err", err)
@@ -1191,7 +1313,8 @@ func (fl *farLeg) forkAnswer(l *leg, f *protocol.Frame) bool {
 	c := fl.c
 	h := fl.h
 	sc := fl.sc
-	trickle := !l.ep.Oracle()
+	trickle := !l.ep.Oracle() && !fl.anchored()
+	media := fl.media
 	var p protocol.CallPayload
 	_ = protocol.DecodePayload(f.Payload, &p)
 	if !protocol.HasSDP(p.SDP) {
@@ -1223,9 +1346,18 @@ func (fl *farLeg) forkAnswer(l *leg, f *protocol.Frame) bool {
 	}
 	fl.cancelLegs(l)
 	fl.must(func() {
+		answer, err := fl.webAnswerMedia(media, []byte(p.SDP), false)
+		if err != nil {
+			// The SIP caller hears 503; the winner a shutdown when
+			// the call's end comes back (ended).
+			ctx, cancel := opCtx()
+			defer cancel()
+			_ = sc.Reject(ctx, protocol.CodeServiceUnavailable, mediaReason)
+			return
+		}
 		ctx, cancel := opCtx()
 		sc.SetTrickle(trickle)
-		err := sc.Answer(ctx, []byte(p.SDP), headers...)
+		err = sc.Answer(ctx, answer, headers...)
 		cancel()
 		if err != nil {
 			fl.rlog().Info("sip answer", "SIP answer failed", "err", err)

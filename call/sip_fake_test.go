@@ -296,6 +296,14 @@ func (r *fakeRefer) Notify(ctx context.Context, code int, reason string) error {
 	return nil
 }
 
+func (c *fakeCall) Keys() sipgw.DialogKeys {
+	k := sipgw.DialogKeys{CallID: c.dial.CallID, LocalTag: c.dial.FromTag}
+	if c.dial.Identity == "" {
+		k = sipgw.DialogKeys{CallID: "cid-" + c.id, LocalTag: "our-tag", RemoteTag: "their-tag", ViaBranch: "z9hG4bK-" + c.id}
+	}
+	return k
+}
+
 func (c *fakeCall) ID() string                 { return c.id }
 func (c *fakeCall) Identity() string           { return c.identity }
 func (c *fakeCall) Remote() string             { return c.remote }

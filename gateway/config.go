@@ -11,6 +11,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/limits"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
 	"github.com/jsonrtc/jsonrtc/sipgw"
@@ -46,7 +47,10 @@ type Config struct {
 	MessageNotification notification.Config `yaml:"message_notification"`
 	// SIP is the SIP side (sipgw); unset (no domain, no listener): none.
 	SIP sipgw.Config `yaml:"sip"`
-	Log LogConfig    `yaml:"log"`
+	// Media anchors SIP calls' media in rtpengine (docs/media.md); no
+	// rtpengine address: SDP passes unchanged.
+	Media rtpengine.Config `yaml:"media"`
+	Log   LogConfig        `yaml:"log"`
 	// Auth lists the applications and how each authenticates. With none,
 	// the gateway runs one built-in open application on every /ws/ path
 	// (development only).
@@ -238,6 +242,8 @@ func (c Config) WithDefaults() Config {
 	if c.sipConfigured() {
 		c.SIP = c.SIP.WithDefaults()
 	}
+	c.Media = c.Media.WithDefaults()
+	c.Web.TURN = c.Web.TURN.withDefaults()
 	return c
 }
 
@@ -364,6 +370,11 @@ func (c *Config) Validate() error {
 		if err := c.SIP.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+	} else if len(c.Media.RTPEngine) > 0 {
+		bad("media.rtpengine", "needs the sip section: only SIP calls go through rtpengine")
+	}
+	if err := c.Media.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.Auth.Applications) > 0 {
 		if err := c.Auth.Validate(); err != nil {

@@ -57,6 +57,11 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"web:\n  ice_servers:\n    - urls: [turn:turn.example.com]\n", "web.ice_servers[0]"},
 		{"web:\n  ice_servers:\n    - {}\n", "web.ice_servers[0].urls"},
 		{"web:\n  ice_server: []\n", "ice_server"},
+		{"media:\n  rtpengine: [127.0.0.1:2223]\n", "media.rtpengine: needs the sip section"},
+		{"sip:\n  domain: example.com\nmedia:\n  rtpengine: [nowhere]\n", "media.rtpengine[0]"},
+		{"sip:\n  domain: example.com\nmedia:\n  policy: sometimes\n", "media.policy"},
+		{"media:\n  timeout: 100ms\n", "media.retransmit"},
+		{"media:\n  rtpengines: []\n", "rtpengines"},
 	}
 	for _, c := range cases {
 		_, err := LoadConfig(writeConfig(t, c.body))
@@ -154,5 +159,23 @@ func TestRegisterLimitsConfig(t *testing.T) {
 	}
 	if _, err := LoadConfig(writeConfig(t, "limits:\n  register:\n    per_identity: {rate: 3, per: 1m, burst: 5}\n    backoff: {initial: 2s, max: 10m}\n")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestTURNConfig(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{"web:\n  turn:\n    secret: 0123456789abcdef\n", "web.turn.urls"},
+		{"web:\n  turn:\n    urls: [stun:x]\n    secret: 0123456789abcdef\n", "web.turn.urls[0]"},
+		{"web:\n  turn:\n    urls: [turn:x]\n    secret: short\n", "web.turn.secret"},
+		{"web:\n  turn:\n    urls: [turn:x]\n    secret: 0123456789abcdef\n    ttl: 10s\n", "web.turn.ttl"},
+		{"web:\n  turn:\n    url: [turn:x]\n", "url"},
+	} {
+		if _, err := LoadConfig(writeConfig(t, c.body)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err = %v, want one naming %q", c.body, err, c.want)
+		}
+	}
+	cfg, err := LoadConfig(writeConfig(t, "web:\n  turn:\n    urls: [turn:127.0.0.1:3478]\n    secret: 0123456789abcdef\n"))
+	if err != nil || cfg.Web.TURN.TTL.D() != defaultTURNTTL {
+		t.Fatalf("%v, ttl %v", err, cfg.Web.TURN.TTL.D())
 	}
 }

@@ -167,7 +167,9 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	}
 	g.calls = call.NewHandler(directory{g}, &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
 	g.metrics.reg.MustRegister(g.calls.Collector())
-	g.sipCalls()
+	if err := g.sipCalls(); err != nil {
+		return nil, err
+	}
 	g.msgs = messaging.NewHandler(directory{g}, &messaging.Options{
 		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log,
 		Upstream: g.messagingUpstream()})
@@ -234,6 +236,10 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	// Each step gives up when ctx ends, and the next still runs.
 	g.closeSIP(ctx)
 	_ = g.calls.WaitSIP(ctx)
+	// After the calls, whose ends delete their media in rtpengine.
+	if g.rtp != nil {
+		_ = g.rtp.Close()
+	}
 	// Sockets still in their handshake close with the context.
 	g.cancel()
 	g.mu.Lock()

@@ -116,6 +116,10 @@ type Event struct {
 	SDP      []byte
 	Reliable bool   // EventProgress: sent with 100rel, needs Prack
 	RSeq     uint32 // EventProgress, EventPrack
+	// ToTag is the To-tag of the response of an EventProgress or
+	// EventAnswered: the fork that sent it, when a proxy forked our
+	// INVITE (every fork shares our Call-ID, From-tag and Via branch).
+	ToTag string
 	// EventInfo
 	InfoPackage string // lower case; "" for a legacy INFO
 	ContentType string // lower case, without parameters
@@ -192,6 +196,7 @@ type Call struct {
 	remote   sip.Uri
 	display  string
 	offer    []byte
+	keys     DialogKeys // set before the call is handed out
 
 	events chan Event
 	in     chan func() // work for the owner goroutine
@@ -267,6 +272,24 @@ func (g *UserAgent) newCall(dir Direction) *Call {
 	c.life, c.lifeCancel = context.WithCancel(context.Background())
 	return c
 }
+
+// DialogKeys name a call's SIP dialog, for whatever keys its state by
+// them (a media relay: docs/media.md).
+type DialogKeys struct {
+	CallID string
+	// LocalTag is our tag: the From-tag of our INVITE, or the To-tag of
+	// our responses to the peer's.
+	LocalTag string
+	// RemoteTag is the peer's From-tag of an incoming call; empty for an
+	// outgoing one, whose forks each answer with a To-tag of their own
+	// (Event.ToTag).
+	RemoteTag string
+	// ViaBranch is the branch of the peer's INVITE (incoming only).
+	ViaBranch string
+}
+
+// Keys returns the keys of the call's dialog.
+func (c *Call) Keys() DialogKeys { return c.keys }
 
 // ID is unique among this gateway's calls; use it in logs.
 func (c *Call) ID() string { return c.id }

@@ -34,6 +34,11 @@ type DialOptions struct {
 	// Trickle announces that we take trickle-ice INFOs (RFC 8840): set it
 	// when the web caller can use trickled candidates.
 	Trickle bool
+	// CallID and FromTag name the dialog (tokens, at most 64 bytes);
+	// empty: random ones. The caller chooses them when something must
+	// know the dialog before the INVITE leaves: the media relay that
+	// rewrites SDP keys its call by them (docs/media.md).
+	CallID, FromTag string
 }
 
 // Dial sends an INVITE and returns the call at once; responses arrive as
@@ -64,6 +69,15 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	if len(o.SDP) == 0 {
 		return nil, invalid("offer without SDP")
 	}
+	if o.CallID != "" && (len(o.CallID) > 64 || !isToken([]byte(o.CallID))) {
+		return nil, invalid("Call-ID %q is not a token of at most 64 bytes", o.CallID)
+	}
+	fromTag := o.FromTag
+	if fromTag == "" {
+		fromTag = sip.GenerateTagN(16)
+	} else if len(fromTag) > 64 || !isToken([]byte(fromTag)) {
+		return nil, invalid("From-tag %q is not a token of at most 64 bytes", fromTag)
+	}
 	c := g.newCall(Outgoing)
 	c.identity, c.local, c.remote, c.autoPrack, c.trickle = o.Identity, from, to, o.AutoPrack, o.Trickle
 	c.prackCh = make(chan prackCmd)
@@ -80,9 +94,13 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	req := sip.NewRequest(sip.INVITE, *to.Clone())
 	req.SetTransport(g.cfg.Transport)
 	fromH := &sip.FromHeader{DisplayName: o.DisplayName, Address: from, Params: sip.NewParams()}
-	fromH.Params.Add("tag", sip.GenerateTagN(16))
+	fromH.Params.Add("tag", fromTag)
 	req.AppendHeader(fromH)
 	req.AppendHeader(&sip.ToHeader{Address: *to.Clone(), Params: sip.NewParams()})
+	if o.CallID != "" {
+		cid := sip.CallIDHeader(o.CallID)
+		req.AppendHeader(&cid)
+	}
 	if g.route != nil {
 		req.AppendHeader(&sip.RouteHeader{Address: *g.route.Clone()})
 	}
@@ -113,12 +131,25 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 		close(c.done)
 		return nil, fmt.Errorf("sipgw: INVITE: %w", err)
 	}
+	c.keys = DialogKeys{LocalTag: fromTag}
+	if h := c.uac.InviteRequest.CallID(); h != nil {
+		c.keys.CallID = h.Value()
+	}
 	// Formatting both URIs costs a dozen allocations: only when logged.
 	if g.log.Enabled(ctx, slog.LevelInfo) {
 		g.rlog.Info("outgoing call", "sipgw: outgoing call", "call", c.id, "from", from.String(), "to", to.String())
 	}
 	g.wg.Go(c.runOutgoing)
 	return c, nil
+}
+
+// toTag is the To-tag of a response: which fork of a forked INVITE sent it.
+func toTag(r *sip.Response) string {
+	if to := r.To(); to != nil {
+		t, _ := to.Params.Get("tag")
+		return t
+	}
+	return ""
 }
 
 // runOutgoing owns the call; the INVITE's transaction is counted (track)
@@ -168,7 +199,7 @@ func (c *Call) runOutgoing() {
 	c.notePeer(res)
 	c.noteRemote(res.Body())
 	c.armTimer(c.g.cfg.SessionTimers.uacTimer(res))
-	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body()})
+	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body(), ToTag: toTag(res)})
 	c.loop(c.uac.Context())
 }
 
@@ -240,7 +271,7 @@ func (c *Call) onResponse(r *sip.Response) error {
 	c.rseq = rseq
 	c.mu.Unlock()
 	c.noteRemote(r.Body())
-	c.emit(Event{Kind: EventProgress, Code: r.StatusCode, Reason: r.Reason, SDP: r.Body(), Reliable: reliable, RSeq: rseq})
+	c.emit(Event{Kind: EventProgress, Code: r.StatusCode, Reason: r.Reason, SDP: r.Body(), Reliable: reliable, RSeq: rseq, ToTag: toTag(r)})
 	if !reliable {
 		return nil
 	}

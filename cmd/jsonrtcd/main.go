@@ -105,7 +105,10 @@ func run(args []string) error {
 	// Deferred first, so it runs last: after the gateway's Shutdown has
 	// written every session's record.
 	defer closeStore()
-	g, err := gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler(&cfg), Store: st})
+	// The page's TURN credentials come from the gateway, which exists
+	// only once New returns; no request is served before.
+	var g *gateway.Gateway
+	g, err = gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler(&cfg, func(r *http.Request) (gateway.TURNServer, bool) { return g.TURNFor(r) }), Store: st})
 	if err != nil {
 		return err
 	}

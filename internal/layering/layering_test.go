@@ -17,6 +17,7 @@ const module = "github.com/jsonrtc/jsonrtc/"
 // import directly. A package missing here may import nothing of ours.
 var allowed = map[string][]string{
 	"protocol":              {},
+	"routing":               {},
 	"store":                 {},
 	"media/rtpengine":       {},
 	"store/natsstore":       {"store"},
@@ -31,7 +32,7 @@ var allowed = map[string][]string{
 	"limits":                {},
 	"presence/pidf":         {"protocol"},
 	"notification/mwi":      {"protocol"},
-	"sipgw":                 {"internal/ratelog", "protocol", "presence/pidf", "notification/mwi", "transport/certs"},
+	"sipgw":                 {"internal/ratelog", "protocol", "routing", "presence/pidf", "notification/mwi", "transport/certs"},
 	"endpoint":              {"protocol"},
 	"call":                  {"internal/ratelog", "protocol", "endpoint", "sipgw"},
 	"messaging":             {"protocol", "endpoint"},

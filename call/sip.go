@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	sdp "github.com/pion/sdp/v3"
 )
@@ -393,8 +394,9 @@ func (fl *farLeg) web() *leg {
 	return fl.c.winner
 }
 
-// dialSIP starts an outgoing SIP call for the web start f. h.far is set.
-func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload) {
+// dialSIP starts an outgoing SIP call for the web start f, to the target
+// and trunk d routes it to. h.far is set.
+func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload, d routing.Decision) {
 	local, err := parseSDP(p.SDP)
 	if err != nil {
 		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
@@ -420,8 +422,9 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	fl := h.newFarLeg(c, true)
 	fl.local = local
 	// wsc.js ignores trickle: its candidates come in re-offers instead.
-	o := sipgw.DialOptions{Identity: ep.Identity(), Target: f.Header.Target, SDP: []byte(p.SDP),
-		Headers: headers, Offer100rel: true, Trickle: !ep.Oracle()}
+	o := sipgw.DialOptions{Identity: ep.Identity(), Target: d.Target, SDP: []byte(p.SDP),
+		Headers: headers, Offer100rel: true, Trickle: !ep.Oracle(),
+		Route: sipgw.Route{Trunk: d.Trunk, Sender: d.Sender}}
 	fl.log().Debug("SIP call started")
 	// As for web callees: an unanswered call ends after the ring timeout
 	// (CANCEL), whatever the SIP side's own timers.

@@ -13,6 +13,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"go.yaml.in/yaml/v3"
 )
@@ -60,6 +61,10 @@ type Config struct {
 	Store StoreConfig `yaml:"store"`
 	// Web configures the demo page (STUN/TURN servers for its browsers).
 	Web WebConfig `yaml:"web"`
+	// Routing decides where calls, messages and subscriptions go: web
+	// relay, a named SIP trunk, or a rejection (docs/routing.md). Unset:
+	// the built-in profile.
+	Routing routing.Config `yaml:"routing"`
 }
 
 // StoreConfig configures where session records are kept.
@@ -369,6 +374,12 @@ func (c *Config) Validate() error {
 		if err := c.Auth.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := c.Routing.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.Routing.Trunks) > 0 && !c.sipConfigured() {
+		bad("routing.trunks", "trunks need the sip section")
 	}
 	lim := c.Limits.WithDefaults()
 	if err := lim.Validate(); err != nil {

@@ -57,6 +57,11 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"web:\n  ice_servers:\n    - urls: [turn:turn.example.com]\n", "web.ice_servers[0]"},
 		{"web:\n  ice_servers:\n    - {}\n", "web.ice_servers[0].urls"},
 		{"web:\n  ice_server: []\n", "ice_server"},
+		{"routing:\n  rules:\n    - {name: x}\n", "routing.rules[0]: no action"},
+		{"routing:\n  rules:\n    - {trunk: pstn}\n", "routing.rules[0].trunk"},
+		{"routing:\n  trunks:\n    pstn: {proxies: ['sip:127.0.0.1:5060']}\n", "routing.trunks: trunks need the sip section"},
+		{"routing:\n  rulez: []\n", "rulez"},
+		{"auth:\n  applications:\n    - name: web\n      mode: open\n      origins: {allow_missing: true}\n      sip_identity: {assert: yes}\n", "auth.applications[0].sip_identity.assert"},
 	}
 	for _, c := range cases {
 		_, err := LoadConfig(writeConfig(t, c.body))

@@ -27,6 +27,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/messaging"
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/transport/forwarded"
@@ -41,6 +42,8 @@ type Gateway struct {
 	// at will: refused handshakes and connects, bad frames (ratelog).
 	rlog *ratelog.Logger
 
+	// router holds the routing section's rules (route.go).
+	router   *routing.Router
 	calls    *call.Handler
 	msgs     *messaging.Handler
 	presence *presence.Handler
@@ -167,6 +170,9 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.metrics.reg.MustRegister(g.regLim.Collector())
+	if g.router, err = routing.New(cfg.Routing); err != nil {
+		return nil, err // Validate has checked it
+	}
 	if err := g.newSIP(); err != nil {
 		return nil, err
 	}

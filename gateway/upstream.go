@@ -27,7 +27,7 @@ func (g *Gateway) newSIP() error {
 	if !g.cfg.sipConfigured() {
 		return nil
 	}
-	s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip")})
+	s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip"), Trunks: g.router.Trunks()})
 	if err != nil {
 		return err
 	}
@@ -66,6 +66,15 @@ func (g *Gateway) SIPAddr(transport string) string {
 		return ""
 	}
 	return g.sip.Addr(transport)
+}
+
+// TrunkStatus reports the proxies of a routing trunk and whether the
+// health checks see each up (nil without SIP or such a trunk).
+func (g *Gateway) TrunkStatus(name string) []sipgw.ProxyStatus {
+	if g.sip == nil {
+		return nil
+	}
+	return g.sip.TrunkStatus(name)
 }
 
 // SIPEventStats counts the live SIP subscriptions and publications, for

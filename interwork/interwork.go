@@ -25,6 +25,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/presence"
 	"github.com/jsonrtc/jsonrtc/presence/pidf"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
@@ -60,6 +61,12 @@ func rejectCode(err error) (int, string) {
 	}
 }
 
+// sipRoute is the SIP side's part of a routing decision: the trunk
+// ("" under the built-in profile: the outbound proxy) and the sender.
+func sipRoute(d routing.Decision) sipgw.Route {
+	return sipgw.Route{Trunk: d.Trunk, Sender: d.Sender}
+}
+
 // sipTarget turns a pres: URI into the sip: one ParseTarget knows.
 func sipTarget(t string) string {
 	if len(t) > 5 && strings.EqualFold(t[:5], "pres:") {
@@ -89,7 +96,7 @@ type sipPresence struct {
 func (u sipPresence) Subscribe(req presence.UpstreamRequest, ev presence.UpstreamEvents) func() {
 	s, err := u.ua.Subscribe(sipgw.SubscribeOptions{
 		Identity: req.Subscriber, Target: sipTarget(req.Presentity), Event: sipgw.EventPresence,
-		Accept: pidf.ContentType, Expiry: req.Expiry,
+		Accept: pidf.ContentType, Expiry: req.Expiry, Route: sipRoute(req.Route),
 	}, pidfEvents{ev})
 	if err != nil {
 		ev.Rejected(rejectCode(err))
@@ -164,7 +171,7 @@ type sipNotification struct{ ua *sipgw.UserAgent }
 func (u sipNotification) Subscribe(req notification.Request, ev notification.Events) func() {
 	s, err := u.ua.Subscribe(sipgw.SubscribeOptions{
 		Identity: req.Subscriber, Target: req.Mailbox, Event: sipgw.EventMessageSummary,
-		Accept: mwi.ContentType, Expiry: req.Expiry,
+		Accept: mwi.ContentType, Expiry: req.Expiry, Route: sipRoute(req.Route),
 	}, mwiEvents{ev})
 	if err != nil {
 		ev.Rejected(rejectCode(err))
@@ -211,6 +218,7 @@ func (u sipMessaging) Routes(target string) bool {
 func (u sipMessaging) Send(m messaging.Outgoing, report func(code int, reason string)) error {
 	return u.ua.SendMessage(sipgw.MessageOptions{
 		Identity: m.From, Target: m.To, ContentType: m.Payload.ContentType, Body: []byte(m.Payload.Body),
+		Route: sipRoute(m.Route),
 	}, report)
 }
 

@@ -114,6 +114,23 @@ type Decision struct {
 	// Steps explain the decision, rule by rule, up to the deciding one
 	// (only from [Router.Explain]).
 	Steps []Step
+	// Sender is how the SIP side presents the sender. Rules do not
+	// decide it: the gateway fills it in from the sender's application
+	// (its sip_identity).
+	Sender Sender
+}
+
+// Sender is how a request sent to SIP presents its sender. Each URI is a
+// sip: or sips: URI of user@host; the SIP side checks them again.
+type Sender struct {
+	// From is the URI of From; "": the AOR of the web identity.
+	From string
+	// AssertedIdentity, when set, goes out as P-Asserted-Identity (RFC
+	// 3325), PreferredIdentity as P-Preferred-Identity.
+	AssertedIdentity  string
+	PreferredIdentity string
+	// Privacy sends an anonymous From and Privacy: id (RFC 3323).
+	Privacy bool
 }
 
 // Step is one rule's verdict on a request.

@@ -155,7 +155,7 @@ func ResponseCode(err error) int {
 		return 408
 	case errors.Is(err, ErrInvalidInput):
 		return 400
-	case errors.Is(err, ErrClosed), errors.Is(err, ErrOverloaded):
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrOverloaded), errors.Is(err, ErrTrunkDown):
 		return 503
 	case errors.Is(err, ErrCallState):
 		return 405
@@ -236,7 +236,12 @@ type Call struct {
 	pracks      map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK; made by the first
 	sdpPrack    chan struct{}            // incoming: closed by the PRACK of the last reliable provisional with SDP
 	lastRSeq    uint32                   // owner goroutine only
-	endForced   *Event                   // owner goroutine only
+	// hops are the next hops an outgoing INVITE may still fail over to;
+	// progressed: a provisional beyond 100 came, so the request reached
+	// the callee and fails over no more (owner goroutine only).
+	hops       []nextHop
+	progressed bool
+	endForced  *Event // owner goroutine only
 
 	respMu    sync.Mutex // serialises our responses to the INVITE (sipgo stores the last one)
 	retrans   sync.WaitGroup

@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/transport/certs"
 )
 
@@ -42,6 +43,7 @@ type UserAgent struct {
 	cli     *sipgo.Client
 	dua     *sipgo.DialogUA
 	route   *sip.Uri // outbound proxy, as a loose route
+	trunks  map[string]*trunk
 	regURI  sip.Uri
 	allow   string // the Allow value: the methods routes handles
 	onCall  func(*Call)
@@ -85,6 +87,9 @@ type Stats struct {
 type Options struct {
 	// Logger receives the user agent's logs; nil discards them.
 	Logger *slog.Logger
+	// Trunks are the SIP destinations a [Route] names (routing.trunks),
+	// each an ordered failover list of proxies (trunk.go).
+	Trunks map[string]routing.TrunkConfig
 }
 
 // New checks cfg and builds a user agent. Nothing listens before Start.
@@ -131,6 +136,9 @@ func New(cfg Config, o *Options) (*UserAgent, error) {
 			u.UriParams.Add("transport", cfg.Transport)
 		}
 		g.route = &u
+	}
+	if err := g.newTrunks(opts.Trunks); err != nil {
+		return nil, err
 	}
 	return g, nil
 }
@@ -280,6 +288,7 @@ func (g *UserAgent) Start(ctx context.Context) error {
 	if tlsLn != nil {
 		serve("tls", func() error { return g.srv.ServeTLS(tlsLn) })
 	}
+	g.startHealthChecks()
 	g.log.Info("sipgw: started", "udp", g.addrs["udp"], "tcp", g.addrs["tcp"], "tls", g.addrs["tls"])
 	return nil
 }

@@ -1,0 +1,81 @@
+package call
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// routedEP is a session whose requests a fixed routing decision routes
+// (the gateway's sessions implement endpoint.Router with the rules).
+type routedEP struct {
+	*fakeEP
+	d routing.Decision
+}
+
+func (r routedEP) Route(kind routing.Kind, target string) routing.Decision {
+	if kind != routing.Call {
+		panic("routed a call as " + kind.String())
+	}
+	return r.d
+}
+
+func (e *env) routedStart(target string, d routing.Decision) routedEP {
+	a := routedEP{e.ep("alice@web.example"), d}
+	f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
+	f.Header.Target = target
+	e.h.HandleFrame(a, f)
+	return a
+}
+
+func TestRoutedCallRejected(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, time.Minute)
+		a := e.routedStart("bob@sip.example", routing.Decision{Action: routing.ActionReject, Code: 403, Reason: "guests call sales only"})
+		f := a.expect(t, protocol.TypeError, protocol.ActionStart)
+		if f.Header.ErrorCode != 403 || f.Header.Reason != "guests call sales only" {
+			t.Fatalf("error %d %q", f.Header.ErrorCode, f.Header.Reason)
+		}
+		a.quiet(t)
+	})
+}
+
+func TestRoutedCallToTrunk(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, time.Minute)
+		e.ep("bob@web.example") // a web identity: the built-in profile would relay
+		snd := routing.Sender{From: "sip:alice@ims.example", AssertedIdentity: "sip:alice@ims.example"}
+		a := e.routedStart("bob@web.example", routing.Decision{Action: routing.ActionSIP, Trunk: "pstn",
+			Target: "sip:+3312@pstn.example", Sender: snd})
+		fc := e.dialled(t)
+		if fc.dial.Target != "sip:+3312@pstn.example" || fc.dial.Route != (sipgw.Route{Trunk: "pstn", Sender: snd}) {
+			t.Fatalf("dial %+v", fc.dial)
+		}
+		fc.end(sipgw.Event{End: sipgw.EndRejected, Code: 486})
+		webFailed(486)(t, a.fakeEP)
+	})
+}
+
+func TestRoutedCallToWebWithRewrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, time.Minute)
+		bob := e.ep("bob@web.example")
+		// sip:bob@sip.example would go to SIP; the rule relays it to the
+		// web identity it rewrote it to.
+		a := e.routedStart("sip:bob@sip.example", routing.Decision{Action: routing.ActionWeb, Target: "bob@web.example"})
+		if f := bob.expect(t, protocol.TypeRequest, protocol.ActionStart); f.Header.Initiator != "alice@web.example" {
+			t.Fatalf("bob rung by %q", f.Header.Initiator)
+		}
+		select {
+		case fc := <-e.dials:
+			t.Fatalf("dialled %+v", fc.dial)
+		default:
+		}
+		e.h.SessionEnded(a)
+		bob.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	})
+}

@@ -1,0 +1,67 @@
+package gateway
+
+import (
+	"strings"
+
+	"github.com/jsonrtc/jsonrtc/routing"
+)
+
+// This file routes each session's calls, messages and subscriptions with
+// the routing section's rules (docs/routing.md): Session implements
+// endpoint.Router, which the handlers ask before they relay a request or
+// send it to SIP.
+
+// Route decides where s's request of kind to target goes, and how the
+// SIP side presents s (its application's sip_identity). With debug logs
+// on it logs the decision and why each earlier rule did not match,
+// within the rate-limited logger's budget (the client chooses targets).
+func (s *Session) Route(kind routing.Kind, target string) routing.Decision {
+	g := s.g
+	req := routing.Request{Kind: kind, Application: s.app, Identity: s.identity, Guest: s.guest,
+		Target: target, WebLive: g.live(target)}
+	s.mu.Lock()
+	if s.conn != nil {
+		req.Source = s.conn.addr
+	}
+	s.mu.Unlock()
+	var d routing.Decision
+	if s.rlog.DebugEnabled() {
+		d = g.router.Explain(req)
+		s.rlog.Debug("route", "routed", "kind", kind.String(), "target", target, "decision", d.String(),
+			"rule", d.Rule, "why", Explanation(d))
+	} else {
+		d = g.router.Decide(req)
+	}
+	d.Sender = s.principal.Sender()
+	return d
+}
+
+// live reports whether target names a web identity with a live session.
+func (g *Gateway) live(target string) bool {
+	id := target
+	if scheme, rest, ok := strings.Cut(target, ":"); ok && (strings.EqualFold(scheme, "sip") || strings.EqualFold(scheme, "sips")) {
+		id = rest
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.byIdentity[id]) > 0
+}
+
+// Explanation is a decision's steps in one line: "office: from.applications:
+// ...; uk: ...; rest: matched".
+func Explanation(d routing.Decision) string {
+	var b strings.Builder
+	for i, st := range d.Steps {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(st.Rule)
+		if st.Matched {
+			b.WriteString(": matched")
+		} else {
+			b.WriteString(": ")
+			b.WriteString(st.Why)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,69 @@
+package gateway
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
+)
+
+// syncBuffer is a log sink the gateway's goroutines write to while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A rule of the routing section refuses a web call through the real
+// gateway, and the debug log says which rule and why the earlier one did
+// not match.
+func TestRoutingRejectsAndExplains(t *testing.T) {
+	var logs syncBuffer
+	guest := false
+	_, url := newGatewayOpts(t, func(c *Config) {
+		c.Routing.Rules = []routing.RuleConfig{
+			{Name: "lan", From: routing.OriginMatch{Networks: []string{"10.0.0.0/8"}}, ActionConfig: routing.ActionConfig{Web: true}},
+			{Name: "members-no-premium", From: routing.OriginMatch{Guest: &guest}, To: routing.TargetMatch{Prefixes: []string{"0900"}},
+				ActionConfig: routing.ActionConfig{Reject: &routing.RejectConfig{Code: 403, Reason: "premium numbers are barred"}}},
+		}
+	}, Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	a := dial(t, url, protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	a.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: "c2", CorrelationID: "c2"},
+		Header:  protocol.Header{Action: protocol.ActionStart, Initiator: "alice@example.com", Target: "0900123"},
+		Payload: sdpPayload(sdpOffer),
+	})
+	f := a.read()
+	expect(t, f, protocol.TypeError, protocol.ActionStart)
+	if f.Header.ErrorCode != 403 || f.Header.Reason != "premium numbers are barred" {
+		t.Fatalf("error %s", f.Marshal())
+	}
+	line := ""
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "msg=routed") {
+			line = l
+		}
+	}
+	for _, want := range []string{"rule=members-no-premium", `lan: from.networks: 127.0.0.1 is in none of [10.0.0.0/8]`, "decision=\"reject 403 premium numbers are barred\""} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log line %q lacks %q", line, want)
+		}
+	}
+}

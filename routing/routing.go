@@ -261,6 +261,9 @@ func (rl *rule) mismatch(req *Request, t addr, explain bool) string {
 		return no("from.guest: the sender is no guest")
 	}
 	if len(rl.networks) > 0 && !inNetworks(rl.networks, req.Source) {
+		if !req.Source.IsValid() {
+			return no("from.networks: the client's address is unknown")
+		}
 		return no("from.networks: %s is in none of %v", req.Source, rl.networks)
 	}
 	if len(rl.targets) > 0 && !anyGlob(rl.targets, t.match) {

@@ -2,12 +2,16 @@
 // over WebSocket and relays calls and messages between web users.
 //
 //	jsonrtcd [-config FILE] [-listen ADDR] [-data DIR] [-insecure-open] [-t]
+//	jsonrtcd route [-config FILE] [-app APP] FROM TO
 //
 // With no flags it listens on 127.0.0.1:8080 in open identity mode and
 // serves the demo softphone at /. Session records are kept by an embedded
 // NATS server (JetStream, on no network port) under ./jsonrtcd-data, so
 // that clients resume their sessions across a restart. A configuration file with
 // auth.applications turns on authentication (JWT, guest) and limits.
+//
+// "jsonrtcd route" routes one request with the configuration's routing
+// rules and explains the decision, starting nothing (docs/routing.md).
 package main
 
 import (
@@ -39,6 +43,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "route" {
+		return runRoute(args[1:], os.Stdout)
+	}
 	fs := flag.NewFlagSet("jsonrtcd", flag.ContinueOnError)
 	configPath := fs.String("config", "", "YAML configuration `file` (every key optional)")
 	listen := fs.String("listen", "", "HTTP listen `address` (overrides the config's listen)")

@@ -47,7 +47,7 @@ var allowed = map[string][]string{
 	"sdk/js":                {},
 	"interwork":             {"internal/ratelog", "protocol", "routing", "messaging", "presence", "presence/pidf", "notification", "notification/mwi", "sipgw"},
 	"gateway":               {"internal/ratelog", "protocol", "routing", "session", "transport/ws", "transport/longpoll", "transport/certs", "transport/connlimit", "transport/forwarded", "auth", "limits", "store", "endpoint", "call", "interwork", "messaging", "presence", "notification", "sipgw"},
-	"cmd/jsonrtcd":          {"gateway", "routing", "web", "transport/certs", "sipgw", "store", "store/natsstore"},
+	"cmd/jsonrtcd":          {"gateway", "routing", "auth", "web", "transport/certs", "sipgw", "store", "store/natsstore"},
 	"cmd/jsonrtc-load":      {"client", "internal/flood", "protocol", "session"},
 	"internal/layering":     {},
 	"internal/testenv":      {},

@@ -1,0 +1,181 @@
+package interop
+
+import (
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/auth"
+	"github.com/jsonrtc/jsonrtc/client"
+	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
+)
+
+// Routing profiles end to end (docs/routing.md): a web client calls
+// through the gateway, whose routing rules pick a trunk by prefix; SIPp
+// UASes stand for the trunks' proxies (SBCs), Kamailio for a proxy that
+// answers OPTIONS and relays to SIPp.
+
+// routed configures the gateway's routing section and an open
+// application "test" whose sip_identity puts the user in the IMS domain
+// and asserts it (P-Asserted-Identity).
+func routed(trunks map[string]routing.TrunkConfig, rules ...routing.RuleConfig) func(*gateway.Config) {
+	return func(c *gateway.Config) {
+		c.Routing = routing.Config{Trunks: trunks, Rules: rules}
+		c.Auth.Applications = []auth.AppConfig{{Name: "test", Mode: auth.ModeOpen,
+			Origins:     auth.OriginConfig{AllowMissing: true},
+			SIPIdentity: auth.SIPIdentityConfig{Template: "sip:{user}@ims.example.com", Assert: auth.AssertAsserted}}}
+	}
+}
+
+func proxyOf(s *Sipp) string { return "sip:127.0.0.1:" + strconv.Itoa(s.Port) }
+
+// receivedInvite returns the INVITE SIPp's -trace_msg log shows it
+// received, once SIPp has ended.
+func receivedInvite(t *testing.T, s *Sipp) string {
+	t.Helper()
+	log, err := readLog(s.Dir, "*messages.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(log, "INVITE sip:")
+	if i < 0 {
+		t.Fatalf("no INVITE in %s's log:\n%s", s.name, tail(log, 3000))
+	}
+	end := strings.Index(log[i:], "\n\n")
+	if end < 0 {
+		end = len(log) - i
+	}
+	return log[i : i+end]
+}
+
+func callFails(t *testing.T, a *client.Client, target string, code int, ext ...protocol.Ext) {
+	t.Helper()
+	if _, err := a.StartCall(ctxT(t), target, offer, ext...); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev := webNext(t, a, client.EventCall)
+		switch ev.CallEvent {
+		case client.CallRinging, client.CallEarlyMedia:
+			continue
+		case client.CallFailed:
+			if ev.Code != code {
+				t.Fatalf("call to %s failed with %d %s, want %d", target, ev.Code, ev.Reason, code)
+			}
+			return
+		}
+		t.Fatalf("call to %s: event %v (code %d), want failed %d", target, ev.CallEvent, ev.Code, code)
+	}
+}
+
+// Calls go by prefix to two trunks; the first rule's rewrite (E.164 and
+// the trunk's domain) is what SIPp receives, with the From and
+// P-Asserted-Identity of the application's template, never the client's.
+func TestRoutingByPrefixRewriteAndIdentity(t *testing.T) {
+	k := startKamailio(t)
+	uk, fr := startSipp(t, "uas_busy.xml", ""), startSipp(t, "uas_busy.xml", "")
+	w := startWebGateway(t, k, routed(
+		map[string]routing.TrunkConfig{"uk": {Proxies: []string{proxyOf(uk)}}, "fr": {Proxies: []string{proxyOf(fr)}}},
+		routing.RuleConfig{Name: "uk", To: routing.TargetMatch{Prefixes: []string{"+44", "0044"}},
+			Rewrite: routing.RewriteConfig{E164: &routing.E164Config{CountryCode: "44", InternationalPrefix: "00", NationalPrefix: "0"},
+				Domain: "trunk-uk.example"},
+			ActionConfig: routing.ActionConfig{Trunk: "uk"}},
+		routing.RuleConfig{Name: "fr", To: routing.TargetMatch{Prefixes: []string{"+33"}}, ActionConfig: routing.ActionConfig{Trunk: "fr"}},
+	))
+	a := w.connect(t, "open@"+domain, nil)
+	callFails(t, a, "0044-20-7946", 486,
+		protocol.Ext{Name: "P-Asserted-Identity", Value: "<sip:ceo@evil.example>"},
+		protocol.Ext{Name: "X-App", Value: "kept"})
+	uk.expectSuccess(t)
+	callFails(t, a, "+331234", 486)
+	fr.expectSuccess(t)
+
+	inv := receivedInvite(t, uk)
+	for _, want := range []string{
+		"INVITE sip:+44207946@trunk-uk.example SIP/2.0",
+		"P-Asserted-Identity: <sip:open@ims.example.com>",
+		"From: <sip:open@ims.example.com>;tag=",
+		"X-App: kept",
+	} {
+		if !strings.Contains(inv, want) {
+			t.Errorf("the INVITE at trunk uk lacks %q:\n%s", want, inv)
+		}
+	}
+	if strings.Contains(inv, "evil") || strings.Count(inv, "P-Asserted-Identity") != 1 {
+		t.Errorf("the client's P-Asserted-Identity reached SIP:\n%s", inv)
+	}
+	if inv := receivedInvite(t, fr); !strings.Contains(inv, "INVITE sip:+331234@"+domain+";user=phone SIP/2.0") {
+		t.Errorf("the INVITE at trunk fr:\n%s", inv)
+	}
+}
+
+// A trunk's first proxy answers 503: the INVITE goes to the second.
+func TestRoutingFailoverOn503(t *testing.T) {
+	k := startKamailio(t)
+	down, busy := startSipp(t, "uas_unavailable.xml", ""), startSipp(t, "uas_busy.xml", "")
+	w := startWebGateway(t, k, routed(
+		map[string]routing.TrunkConfig{"pstn": {Proxies: []string{proxyOf(down), proxyOf(busy)}}},
+		routing.RuleConfig{Name: "nanp", To: routing.TargetMatch{Prefixes: []string{"+1"}}, ActionConfig: routing.ActionConfig{Trunk: "pstn"}},
+	))
+	a := w.connect(t, "open@"+domain, nil)
+	callFails(t, a, "+15551234", 486)
+	down.expectSuccess(t)
+	busy.expectSuccess(t)
+}
+
+// A trunk's first proxy does not answer OPTIONS: once the health checks
+// mark it down, calls go straight to the second, Kamailio, which relays
+// to the SIPp UAS.
+func TestRoutingSkipsProxyDownByOptions(t *testing.T) {
+	k := startKamailio(t)
+	busy := startSipp(t, "uas_busy.xml", "")
+	silent, invites := silentPeer(t)
+	dead := "sip:" + silent
+	w := startWebGateway(t, k, routed(
+		map[string]routing.TrunkConfig{"core": {Proxies: []string{dead, "sip:" + k.Addr},
+			HealthInterval: time.Second, HealthTimeout: 300 * time.Millisecond}},
+		routing.RuleConfig{Name: "uas", To: routing.TargetMatch{Target: []string{"uas-*@" + domain}}, ActionConfig: routing.ActionConfig{Trunk: "core"}},
+	))
+	until(t, "the dead proxy to be marked down", func() bool {
+		st := w.g.TrunkStatus("core")
+		return len(st) == 2 && !st[0].Up && st[1].Up
+	})
+	a := w.connect(t, "open@"+domain, nil)
+	callFails(t, a, uasTarget(busy), 486)
+	busy.expectSuccess(t)
+	if n := invites.Load(); n != 0 {
+		t.Errorf("the proxy marked down got %d INVITEs", n)
+	}
+}
+
+// silentPeer is a UDP address that reads everything and answers nothing
+// (a proxy that is down), counting the INVITEs it gets.
+func silentPeer(t *testing.T) (string, *atomic.Int32) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var invites atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65535)
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(string(buf[:n]), "INVITE ") {
+				invites.Add(1)
+			}
+		}
+	}()
+	t.Cleanup(func() { pc.Close(); <-done })
+	return pc.LocalAddr().String(), &invites
+}

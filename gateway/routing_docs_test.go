@@ -1,53 +1,18 @@
 package gateway
 
 import (
-	"bufio"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
+	"github.com/jsonrtc/jsonrtc/internal/testenv"
 	"github.com/jsonrtc/jsonrtc/routing"
 )
-
-// docsRoutingExamples returns the ```yaml blocks of docs/routing.md, read
-// from the file itself so that the examples and this test cannot drift
-// apart.
-func docsRoutingExamples(t *testing.T) []string {
-	t.Helper()
-	f, err := os.Open(filepath.Join("..", "docs", "routing.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var found []string
-	var block strings.Builder
-	in := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case !in && line == "```yaml":
-			in = true
-			block.Reset()
-		case in && line == "```":
-			in = false
-			found = append(found, block.String())
-		case in:
-			block.WriteString(line + "\n")
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return found
-}
 
 // Each example configuration of docs/routing.md loads (unknown keys
 // fail, every key is validated) and routes as the text after it says.
 func TestDocsRoutingExamples(t *testing.T) {
-	blocks := docsRoutingExamples(t)
+	blocks := testenv.FencedBlocks(t, filepath.Join("..", "docs", "routing.md"), "yaml")
 	if len(blocks) != 2 {
 		t.Fatalf("docs/routing.md has %d yaml blocks, want 2 (IMS, PBX)", len(blocks))
 	}

@@ -42,8 +42,11 @@ type Gateway struct {
 	// at will: refused handshakes and connects, bad frames (ratelog).
 	rlog *ratelog.Logger
 
-	// router holds the routing section's rules (route.go).
-	router   *routing.Router
+	// router holds the routing section's rules (route.go). A request is
+	// decided once, by the rules loaded then: a reload (the next slice
+	// of issue 16) stores a new Router, and requests in flight keep the
+	// decision they had.
+	router   atomic.Pointer[routing.Router]
 	calls    *call.Handler
 	msgs     *messaging.Handler
 	presence *presence.Handler
@@ -170,9 +173,12 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.metrics.reg.MustRegister(g.regLim.Collector())
-	if g.router, err = routing.New(cfg.Routing); err != nil {
+	router, err := routing.New(cfg.Routing)
+	if err != nil {
 		return nil, err // Validate has checked it
 	}
+	g.router.Store(router)
+	g.metrics.reg.MustRegister(newTrunkCollector(g))
 	if err := g.newSIP(); err != nil {
 		return nil, err
 	}

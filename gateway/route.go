@@ -24,14 +24,16 @@ func (s *Session) Route(kind routing.Kind, target string) routing.Decision {
 		req.Source = s.conn.addr
 	}
 	s.mu.Unlock()
+	r := g.router.Load()
 	var d routing.Decision
 	if s.rlog.DebugEnabled() {
-		d = g.router.Explain(req)
+		d = r.Explain(req)
 		s.rlog.Debug("route", "routed", "kind", kind.String(), "target", target, "decision", d.String(),
 			"rule", d.Rule, "why", Explanation(d))
 	} else {
-		d = g.router.Decide(req)
+		d = r.Decide(req)
 	}
+	g.metrics.routed.WithLabelValues(kind.String(), d.Rule, d.Action.String()).Inc()
 	d.Sender = s.principal.Sender()
 	return d
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"log/slog"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -36,7 +37,7 @@ func (s *syncBuffer) String() string {
 func TestRoutingRejectsAndExplains(t *testing.T) {
 	var logs syncBuffer
 	guest := false
-	_, url := newGatewayOpts(t, func(c *Config) {
+	g, url := newGatewayOpts(t, func(c *Config) {
 		c.Routing.Rules = []routing.RuleConfig{
 			{Name: "lan", From: routing.OriginMatch{Networks: []string{"10.0.0.0/8"}}, ActionConfig: routing.ActionConfig{Web: true}},
 			{Name: "members-no-premium", From: routing.OriginMatch{Guest: &guest}, To: routing.TargetMatch{Prefixes: []string{"0900"}},
@@ -54,6 +55,11 @@ func TestRoutingRejectsAndExplains(t *testing.T) {
 	expect(t, f, protocol.TypeError, protocol.ActionStart)
 	if f.Header.ErrorCode != 403 || f.Header.Reason != "premium numbers are barred" {
 		t.Fatalf("error %s", f.Marshal())
+	}
+	rec := httptest.NewRecorder()
+	g.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if want := `jsonrtc_routing_decisions_total{action="reject",kind="call",rule="members-no-premium"} 1`; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("/metrics lacks %s", want)
 	}
 	line := ""
 	for _, l := range strings.Split(logs.String(), "\n") {

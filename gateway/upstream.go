@@ -27,7 +27,7 @@ func (g *Gateway) newSIP() error {
 	if !g.cfg.sipConfigured() {
 		return nil
 	}
-	s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip"), Trunks: g.router.Trunks()})
+	s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip"), Trunks: g.router.Load().Trunks()})
 	if err != nil {
 		return err
 	}

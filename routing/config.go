@@ -154,11 +154,6 @@ func (c Config) Validate() error {
 	return err
 }
 
-// Empty reports whether c routes as the built-in profile alone.
-func (c Config) Empty() bool {
-	return len(c.Rules) == 0 && c.Default.set() == 0 && len(c.Trunks) == 0
-}
-
 func compile(c Config) (*Router, error) {
 	var errs []error
 	bad := func(key, format string, a ...any) {

@@ -2,6 +2,7 @@ package interop
 
 import (
 	"net"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -145,6 +146,16 @@ func TestRoutingSkipsProxyDownByOptions(t *testing.T) {
 		st := w.g.TrunkStatus("core")
 		return len(st) == 2 && !st[0].Up && st[1].Up
 	})
+	rec := httptest.NewRecorder()
+	w.g.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		`jsonrtc_sip_trunk_proxy_up{proxy="` + dead + `",trunk="core"} 0`,
+		`jsonrtc_sip_trunk_proxy_up{proxy="sip:` + k.Addr + `",trunk="core"} 1`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	a := w.connect(t, "open@"+domain, nil)
 	callFails(t, a, uasTarget(busy), 486)
 	busy.expectSuccess(t)

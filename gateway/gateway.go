@@ -47,6 +47,7 @@ type Gateway struct {
 	// of issue 16) stores a new Router, and requests in flight keep the
 	// decision they had.
 	router   atomic.Pointer[routing.Router]
+	reloadMu sync.Mutex // one Reload at a time: trunks and rules go together
 	calls    *call.Handler
 	msgs     *messaging.Handler
 	presence *presence.Handler

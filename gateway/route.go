@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"errors"
+	"reflect"
 	"strings"
 
 	"github.com/jsonrtc/jsonrtc/routing"
@@ -66,4 +68,36 @@ func Explanation(d routing.Decision) string {
 		}
 	}
 	return b.String()
+}
+
+// Reload applies the routing section of cfg (a configuration file read
+// again: jsonrtcd does on SIGHUP): the rules and the trunks change at
+// once for every request decided from then on; requests already decided
+// keep their decision and the proxies they were sent to. A cfg that does
+// not validate changes nothing and the error names the key. Other
+// sections are not reloaded: Reload reports whether cfg changes any, so
+// that the caller can say they wait for a restart.
+func (g *Gateway) Reload(cfg Config) (othersChanged bool, err error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return false, err
+	}
+	if cfg.sipConfigured() != (g.sip != nil) {
+		return false, errors.New("gateway: adding or removing the sip section takes a restart")
+	}
+	r, err := routing.New(cfg.Routing)
+	if err != nil {
+		return false, err
+	}
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	if g.sip != nil {
+		if err := g.sip.SetTrunks(r.Trunks()); err != nil {
+			return false, err
+		}
+	}
+	g.router.Store(r)
+	rest, was := cfg, g.cfg
+	rest.Routing, was.Routing = routing.Config{}, routing.Config{}
+	return !reflect.DeepEqual(rest, was), nil
 }

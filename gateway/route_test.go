@@ -73,3 +73,44 @@ func TestRoutingRejectsAndExplains(t *testing.T) {
 		}
 	}
 }
+
+// A reload applies the routing section to the next call; a bad one is
+// refused naming the key and leaves the rules as they were.
+func TestReloadRouting(t *testing.T) {
+	var base Config
+	g, url := newGatewayOpts(t, func(c *Config) { base = *c }, Options{})
+	a := dial(t, url, protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	start := func(sub string) *protocol.Frame {
+		a.send(&protocol.Frame{
+			Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: sub, CorrelationID: sub},
+			Header:  protocol.Header{Action: protocol.ActionStart, Initiator: "alice@example.com", Target: "nobody@example.com"},
+			Payload: sdpPayload(sdpOffer),
+		})
+		return a.read()
+	}
+	if f := start("c2"); f.Header.ErrorCode != 404 {
+		t.Fatalf("before the reload: %s", f.Marshal())
+	}
+	barred := base
+	barred.Routing.Rules = []routing.RuleConfig{{Name: "bar", ActionConfig: routing.ActionConfig{Reject: &routing.RejectConfig{Code: 403, Reason: "barred"}}}}
+	if others, err := g.Reload(barred); err != nil || others {
+		t.Fatalf("reload: %v (others changed %v)", err, others)
+	}
+	if f := start("c3"); f.Header.ErrorCode != 403 || f.Header.Reason != "barred" {
+		t.Fatalf("after the reload: %s", f.Marshal())
+	}
+	bad := barred
+	bad.Routing.Rules = []routing.RuleConfig{{Name: "bad", ActionConfig: routing.ActionConfig{Trunk: "nope"}}}
+	if _, err := g.Reload(bad); err == nil || !strings.Contains(err.Error(), "routing.rules[0].trunk") {
+		t.Fatalf("bad reload: %v", err)
+	}
+	if f := start("c4"); f.Header.ErrorCode != 403 {
+		t.Fatalf("after a refused reload: %s", f.Marshal())
+	}
+	other := barred
+	other.Calls.RingTimeout *= 2
+	if others, err := g.Reload(other); err != nil || !others {
+		t.Fatalf("a change outside routing: %v (others changed %v)", err, others)
+	}
+}

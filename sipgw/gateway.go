@@ -42,8 +42,8 @@ type UserAgent struct {
 	srv     *sipgo.Server
 	cli     *sipgo.Client
 	dua     *sipgo.DialogUA
-	route   *sip.Uri // outbound proxy, as a loose route
-	trunks  map[string]*trunk
+	route   *sip.Uri                 // outbound proxy, as a loose route
+	trunks  atomic.Pointer[trunkSet] // trunk.go
 	regURI  sip.Uri
 	allow   string // the Allow value: the methods routes handles
 	onCall  func(*Call)
@@ -137,9 +137,11 @@ func New(cfg Config, o *Options) (*UserAgent, error) {
 		}
 		g.route = &u
 	}
-	if err := g.newTrunks(opts.Trunks); err != nil {
+	trunks, err := g.newTrunks(opts.Trunks)
+	if err != nil {
 		return nil, err
 	}
+	g.trunks.Store(trunks)
 	return g, nil
 }
 
@@ -288,7 +290,9 @@ func (g *UserAgent) Start(ctx context.Context) error {
 	if tlsLn != nil {
 		serve("tls", func() error { return g.srv.ServeTLS(tlsLn) })
 	}
-	g.startHealthChecks()
+	g.mu.Lock()
+	g.startHealthChecks(g.trunks.Load())
+	g.mu.Unlock()
 	g.log.Info("sipgw: started", "udp", g.addrs["udp"], "tcp", g.addrs["tcp"], "tls", g.addrs["tls"])
 	return nil
 }

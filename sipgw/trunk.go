@@ -57,17 +57,24 @@ type ProxyStatus struct {
 	Up  bool
 }
 
-func (g *UserAgent) newTrunks(cfgs map[string]routing.TrunkConfig) error {
-	g.trunks = map[string]*trunk{}
+// trunkSet is the trunks of one configuration, with the stop of their
+// health checks. A reload ([UserAgent.SetTrunks]) swaps the whole set.
+type trunkSet struct {
+	m    map[string]*trunk
+	stop chan struct{}
+}
+
+func (g *UserAgent) newTrunks(cfgs map[string]routing.TrunkConfig) (*trunkSet, error) {
+	set := &trunkSet{m: map[string]*trunk{}, stop: make(chan struct{})}
 	for name, tc := range cfgs {
 		t := &trunk{name: name, cfg: tc}
 		for _, p := range tc.Proxies {
 			if err := routing.ValidateProxy(p); err != nil {
-				return fmt.Errorf("sipgw: trunk %s: %w", name, err)
+				return nil, fmt.Errorf("sipgw: trunk %s: %w", name, err)
 			}
 			u, err := parseServerURI(p)
 			if err != nil {
-				return fmt.Errorf("sipgw: trunk %s: %w", name, err)
+				return nil, fmt.Errorf("sipgw: trunk %s: %w", name, err)
 			}
 			tp := g.cfg.Transport
 			if v, ok := u.UriParams.Get("transport"); ok {
@@ -83,8 +90,42 @@ func (g *UserAgent) newTrunks(cfgs map[string]routing.TrunkConfig) error {
 			}
 			t.proxies = append(t.proxies, &proxy{nextHop: nextHop{route: &route, transport: tp}, uri: p, ping: ping})
 		}
-		g.trunks[name] = t
+		set.m[name] = t
 	}
+	return set, nil
+}
+
+// SetTrunks replaces the trunks (a reload of routing.trunks): requests
+// from now on use the new ones, requests already sent keep the proxies
+// they had. A proxy kept under the same trunk keeps its health state;
+// the old health checks stop and the new ones start at once.
+func (g *UserAgent) SetTrunks(cfgs map[string]routing.TrunkConfig) error {
+	set, err := g.newTrunks(cfgs)
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return ErrClosed
+	}
+	old := g.trunks.Load()
+	for name, t := range set.m {
+		if ot := old.m[name]; ot != nil {
+			for _, p := range t.proxies {
+				for _, op := range ot.proxies {
+					if op.uri == p.uri {
+						p.down.Store(op.down.Load())
+					}
+				}
+			}
+		}
+	}
+	g.trunks.Store(set)
+	if g.ctx != nil {
+		g.startHealthChecks(set)
+	}
+	close(old.stop)
 	return nil
 }
 
@@ -94,7 +135,7 @@ func (g *UserAgent) hops(r Route) ([]nextHop, error) {
 	if r.Trunk == "" {
 		return []nextHop{g.outboundHop()}, nil
 	}
-	t := g.trunks[r.Trunk]
+	t := g.trunks.Load().m[r.Trunk]
 	if t == nil {
 		return nil, fmt.Errorf("sipgw: no trunk %q", r.Trunk)
 	}
@@ -138,7 +179,7 @@ func failsOver(res *sip.Response, err error) bool {
 // TrunkStatus reports the proxies of a trunk, in order (nil when there is
 // no such trunk).
 func (g *UserAgent) TrunkStatus(name string) []ProxyStatus {
-	t := g.trunks[name]
+	t := g.trunks.Load().m[name]
 	if t == nil {
 		return nil
 	}
@@ -149,18 +190,18 @@ func (g *UserAgent) TrunkStatus(name string) []ProxyStatus {
 	return out
 }
 
-// startHealthChecks starts the OPTIONS probes of every trunk that has a
-// health interval; they end with the user agent.
-func (g *UserAgent) startHealthChecks() {
-	for _, t := range g.trunks {
+// startHealthChecks starts the OPTIONS probes of every trunk of set that
+// has a health interval; they end with the user agent or the set.
+func (g *UserAgent) startHealthChecks(set *trunkSet) {
+	for _, t := range set.m {
 		if t.cfg.HealthInterval <= 0 {
 			continue
 		}
-		g.wg.Go(func() { g.probeLoop(t) })
+		g.wg.Go(func() { g.probeLoop(t, set.stop) })
 	}
 }
 
-func (g *UserAgent) probeLoop(t *trunk) {
+func (g *UserAgent) probeLoop(t *trunk, stop <-chan struct{}) {
 	tick := time.NewTicker(t.cfg.HealthInterval)
 	defer tick.Stop()
 	for {
@@ -169,6 +210,8 @@ func (g *UserAgent) probeLoop(t *trunk) {
 		}
 		select {
 		case <-tick.C:
+		case <-stop:
+			return
 		case <-g.ctx.Done():
 			return
 		}

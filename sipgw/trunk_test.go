@@ -226,12 +226,36 @@ func TestSenderRefusesSmuggling(t *testing.T) {
 
 func TestRouteErrors(t *testing.T) {
 	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{"sip:127.0.0.1:9"}}})
-	g.trunks["t"].proxies[0].down.Store(true)
+	g.trunks.Load().m["t"].proxies[0].down.Store(true)
 	err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob@example.net", Route: Route{Trunk: "t"}}, func(int, string) {})
 	if ResponseCode(err) != 503 {
 		t.Errorf("every proxy down: %v, want 503", err)
 	}
 	if err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob", Route: Route{Trunk: "nope"}}, func(int, string) {}); err == nil {
 		t.Error("an unknown trunk was accepted")
+	}
+}
+
+// A reload replaces the trunks: the next request goes to the new proxy,
+// and a proxy kept keeps the health state its checks found.
+func TestSetTrunks(t *testing.T) {
+	p1 := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	p2 := newFakeProxy(t, func(sip.RequestMethod) int { return 202 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p1.uri()}}, "u": {Proxies: []string{p1.uri()}}})
+	g.trunks.Load().m["u"].proxies[0].down.Store(true)
+	if err := g.SetTrunks(map[string]routing.TrunkConfig{"t": {Proxies: []string{p2.uri()}}, "u": {Proxies: []string{p1.uri(), p2.uri()}}}); err != nil {
+		t.Fatal(err)
+	}
+	if code := sendMessage(t, g, MessageOptions{Identity: "alice@example.com", Target: "bob@example.net", Route: Route{Trunk: "t"}}); code != 202 {
+		t.Fatalf("report %d, want the new proxy's 202", code)
+	}
+	if st := g.TrunkStatus("u"); len(st) != 2 || st[0].Up || !st[1].Up {
+		t.Fatalf("status after the reload %+v: the kept proxy lost its state", st)
+	}
+	if err := g.SetTrunks(map[string]routing.TrunkConfig{"t": {Proxies: []string{"sip:a@b"}}}); err == nil {
+		t.Fatal("a bad proxy was taken")
+	}
+	if g.TrunkStatus("t")[0].URI != p2.uri() {
+		t.Fatal("a refused reload changed the trunks")
 	}
 }

@@ -61,28 +61,37 @@ func run(args []string) error {
 		}
 		return err
 	}
-	cfg := gateway.DefaultConfig()
-	if *configPath != "" {
-		var err error
-		if cfg, err = gateway.LoadConfig(*configPath); err != nil {
-			return err
+	// load reads the configuration and applies the flags over it: at
+	// start-up, and again for each SIGHUP (reload.go).
+	load := func() (gateway.Config, error) {
+		cfg := gateway.DefaultConfig()
+		if *configPath != "" {
+			var err error
+			if cfg, err = gateway.LoadConfig(*configPath); err != nil {
+				return cfg, err
+			}
 		}
+		if *listen != "" {
+			cfg.Listen = *listen
+		}
+		switch *metricsListen {
+		case "":
+		case "-":
+			cfg.Metrics.Listen = ""
+		default:
+			cfg.Metrics.Listen = *metricsListen
+		}
+		if *dataDir != "" {
+			cfg.Store.Dir = *dataDir
+		}
+		if *insecureOpen {
+			cfg.InsecureOpen = true
+		}
+		return cfg, nil
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	switch *metricsListen {
-	case "":
-	case "-":
-		cfg.Metrics.Listen = ""
-	default:
-		cfg.Metrics.Listen = *metricsListen
-	}
-	if *dataDir != "" {
-		cfg.Store.Dir = *dataDir
-	}
-	if *insecureOpen {
-		cfg.InsecureOpen = true
+	cfg, err := load()
+	if err != nil {
+		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -154,6 +163,8 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	reloads := reloadOnHUP(ctx, g, load, log)
+	defer reloads()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {

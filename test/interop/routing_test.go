@@ -190,3 +190,34 @@ func silentPeer(t *testing.T) (string, *atomic.Int32) {
 	t.Cleanup(func() { pc.Close(); <-done })
 	return pc.LocalAddr().String(), &invites
 }
+
+// A reload while a call is up drops nothing: the call goes on and ends
+// as it began (through Kamailio, by the built-in profile), the session
+// stays, and the next call follows the new rules.
+func TestRoutingReloadDuringCall(t *testing.T) {
+	k := startKamailio(t)
+	answer := startSipp(t, "uas_answer.xml", "")
+	var cfg gateway.Config
+	w := startWebGateway(t, k, routed(nil), func(c *gateway.Config) { cfg = *c })
+	a := w.connect(t, "open@"+domain, nil)
+	out, err := a.StartCall(ctxT(t), uasTarget(answer), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+
+	cfg.Routing.Rules = []routing.RuleConfig{{Name: "closed", To: routing.TargetMatch{Target: []string{"uas-*@" + domain}},
+		ActionConfig: routing.ActionConfig{Reject: &routing.RejectConfig{Code: 403, Reason: "closed for the night"}}}}
+	if others, err := w.g.Reload(cfg); err != nil || others {
+		t.Fatalf("reload: %v (others changed: %v)", err, others)
+	}
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	answer.expectSuccess(t) // the BYE of the call routed before the reload
+	callFails(t, a, uasTarget(answer), 403)
+	if st := w.g.Stats(); st.Sessions != 1 {
+		t.Fatalf("sessions %d after the reload, want 1", st.Sessions)
+	}
+}

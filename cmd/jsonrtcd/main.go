@@ -163,7 +163,7 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	reloads := reloadOnHUP(ctx, g, load, log)
+	reloads := reloadOnHUP(ctx, g, load, *configPath, watchInterval, log)
 	defer reloads()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

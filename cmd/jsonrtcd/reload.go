@@ -7,24 +7,45 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/gateway"
 )
 
-// reloadOnHUP reads the configuration again at each SIGHUP and applies
-// its routing section (gateway.Reload: docs/routing.md). A file that does
-// not load or validate changes nothing; the log says which key is wrong.
-// The returned function stops listening and waits for a reload in
-// progress; it is also stopped by ctx.
-func reloadOnHUP(ctx context.Context, g *gateway.Gateway, load func() (gateway.Config, error), log *slog.Logger) (stop func()) {
+// watchInterval is how often the configuration file is checked for a
+// change (its modification time or size).
+const watchInterval = 2 * time.Second
+
+// reloadOnHUP reads the configuration again at each SIGHUP, and when the
+// file at path (if any) changes, and applies its routing section
+// (gateway.Reload: docs/routing.md). A file that does not load or
+// validate changes nothing; the log says which key is wrong. The
+// returned function stops listening and waits for a reload in progress;
+// it is also stopped by ctx.
+func reloadOnHUP(ctx context.Context, g *gateway.Gateway, load func() (gateway.Config, error), path string, every time.Duration, log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
+		var tick <-chan time.Time
+		var last os.FileInfo
+		if path != "" {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			tick = t.C
+			last, _ = os.Stat(path)
+		}
 		for {
 			select {
 			case <-hup:
+				reload(g, load, log)
+			case <-tick:
+				fi, err := os.Stat(path)
+				if err != nil || (last != nil && fi.ModTime().Equal(last.ModTime()) && fi.Size() == last.Size()) {
+					continue // unchanged, or gone for a moment (an editor's rename)
+				}
+				last = fi
 				reload(g, load, log)
 			case <-ctx.Done():
 				return

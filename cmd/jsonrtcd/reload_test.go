@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,7 +41,7 @@ func TestReloadOnHUP(t *testing.T) {
 	next := make(chan func() (gateway.Config, error), 1)
 	load := func() (gateway.Config, error) { return (<-next)() }
 	log := make(lines, 8)
-	stop := reloadOnHUP(context.Background(), g, load, slog.New(log))
+	stop := reloadOnHUP(context.Background(), g, load, "", time.Hour, slog.New(log))
 	defer stop()
 	expect := func(want string) {
 		t.Helper()
@@ -67,4 +69,43 @@ func TestReloadOnHUP(t *testing.T) {
 	next <- func() (gateway.Config, error) { return cfg, errors.New("sesion: unknown key") }
 	syscall.Kill(syscall.Getpid(), syscall.SIGHUP)
 	expect("sesion")
+}
+
+// A change of the configuration file reloads it, as SIGHUP does.
+func TestReloadOnFileChange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "jsonrtcd.yaml")
+	write := func(body string, mtime time.Time) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Distinct times: a coarse file system clock would hide a change.
+		if err := os.Chtimes(path, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	write("store: {backend: memory}\n", now.Add(-time.Hour))
+	cfg, err := gateway.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Shutdown(context.Background()) })
+	log := make(lines, 8)
+	stop := reloadOnHUP(context.Background(), g, func() (gateway.Config, error) { return gateway.LoadConfig(path) },
+		path, 10*time.Millisecond, slog.New(log))
+	defer stop()
+	write("store: {backend: memory}\nrouting:\n  rules: [{name: x}]\n", now)
+	select {
+	case l := <-log:
+		if !strings.Contains(l, "routing.rules[0]: no action") {
+			t.Fatalf("log %q", l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the change was not noticed")
+	}
 }

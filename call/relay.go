@@ -62,7 +62,7 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, "start needs an SDP offer"), false)
 		return
 	}
-	d := endpoint.Route(ep, routing.Call, f.Header.Target)
+	d := endpoint.Route(ep, routing.Call, f.Header.Target, f.Header.Ext)
 	switch d.Action {
 	case routing.ActionReject:
 		ep.Send(errorFrame(f, d.Code, d.Reason), false)

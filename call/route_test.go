@@ -1,6 +1,7 @@
 package call
 
 import (
+	"reflect"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -17,7 +18,7 @@ type routedEP struct {
 	d routing.Decision
 }
 
-func (r routedEP) Route(kind routing.Kind, target string) routing.Decision {
+func (r routedEP) Route(kind routing.Kind, target string, _ []protocol.Ext) routing.Decision {
 	if kind != routing.Call {
 		panic("routed a call as " + kind.String())
 	}
@@ -49,10 +50,11 @@ func TestRoutedCallToTrunk(t *testing.T) {
 		e := newEnv(t, time.Minute)
 		e.ep("bob@web.example") // a web identity: the built-in profile would relay
 		snd := routing.Sender{From: "sip:alice@ims.example", AssertedIdentity: "sip:alice@ims.example"}
+		hs := []routing.Header{{Name: "X-Account", Value: "42"}}
 		a := e.routedStart("bob@web.example", routing.Decision{Action: routing.ActionSIP, Trunk: "pstn",
-			Target: "sip:+3312@pstn.example", Sender: snd})
+			Target: "sip:+3312@pstn.example", Sender: snd, Headers: hs})
 		fc := e.dialled(t)
-		if fc.dial.Target != "sip:+3312@pstn.example" || fc.dial.Route != (sipgw.Route{Trunk: "pstn", Sender: snd}) {
+		if fc.dial.Target != "sip:+3312@pstn.example" || !reflect.DeepEqual(fc.dial.Route, sipgw.Route{Trunk: "pstn", Sender: snd, Headers: hs}) {
 			t.Fatalf("dial %+v", fc.dial)
 		}
 		fc.end(sipgw.Event{End: sipgw.EndRejected, Code: 486})

@@ -424,7 +424,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	// wsc.js ignores trickle: its candidates come in re-offers instead.
 	o := sipgw.DialOptions{Identity: ep.Identity(), Target: d.Target, SDP: []byte(p.SDP),
 		Headers: headers, Offer100rel: true, Trickle: !ep.Oracle(),
-		Route: sipgw.Route{Trunk: d.Trunk, Sender: d.Sender}}
+		Route: sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers}}
 	fl.log().Debug("SIP call started")
 	// As for web callees: an unanswered call ends after the ring timeout
 	// (CANCEL), whatever the SIP side's own timers.

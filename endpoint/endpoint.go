@@ -51,14 +51,15 @@ type Directory interface {
 // message or subscription of the session goes before they relay it or
 // send it to SIP.
 type Router interface {
-	Route(kind routing.Kind, target string) routing.Decision
+	Route(kind routing.Kind, target string, ext []protocol.Ext) routing.Decision
 }
 
-// Route decides where ep's request to target goes: its Router's decision,
-// or the built-in profile for an endpoint without one.
-func Route(ep Endpoint, kind routing.Kind, target string) routing.Decision {
+// Route decides where ep's request to target, with the extension headers
+// ext, goes: its Router's decision, or the built-in profile for an
+// endpoint without one.
+func Route(ep Endpoint, kind routing.Kind, target string, ext []protocol.Ext) routing.Decision {
 	if r, ok := ep.(Router); ok {
-		return r.Route(kind, target)
+		return r.Route(kind, target, ext)
 	}
 	return routing.Decision{Action: routing.ActionBuiltin, Rule: "default", Target: target}
 }

@@ -378,6 +378,13 @@ func (c *Config) Validate() error {
 	if err := c.Routing.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	for i, h := range c.Routing.Headers {
+		// As for calls.sip_headers: never a header the gateway sets.
+		var he *sipgw.HeaderError
+		if errors.As(sipgw.ValidateHeaderName(h.Header), &he) {
+			bad(fmt.Sprintf("routing.headers[%d].header", i), "%q %s", he.Name, he.Problem)
+		}
+	}
 	if len(c.Routing.Trunks) > 0 && !c.sipConfigured() {
 		bad("routing.trunks", "trunks need the sip section")
 	}

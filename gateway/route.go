@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/routing"
 )
 
@@ -17,10 +18,16 @@ import (
 // SIP side presents s (its application's sip_identity). With debug logs
 // on it logs the decision and why each earlier rule did not match,
 // within the rate-limited logger's budget (the client chooses targets).
-func (s *Session) Route(kind routing.Kind, target string) routing.Decision {
+func (s *Session) Route(kind routing.Kind, target string, ext []protocol.Ext) routing.Decision {
 	g := s.g
 	req := routing.Request{Kind: kind, Application: s.app, Identity: s.identity, Guest: s.guest,
 		Target: target, WebLive: g.live(target)}
+	if len(ext) > 0 {
+		req.Ext = make(map[string]string, len(ext))
+		for _, e := range ext {
+			req.Ext[strings.ToLower(e.Name)] = e.Value
+		}
+	}
 	s.mu.Lock()
 	if s.conn != nil {
 		req.Source = s.conn.addr

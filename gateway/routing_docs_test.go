@@ -33,6 +33,7 @@ func TestDocsRoutingExamples(t *testing.T) {
 		{ // PBX
 			{routing.Request{Application: "staff", Target: "201"}, "sip trunk pbx, target 201@pbx.example.com"},
 			{routing.Request{Application: "staff", Target: "9-1-555-123-4567"}, "sip trunk carrier, target +15551234567"},
+			{routing.Request{Application: "staff", Target: "915551234567", Ext: map[string]string{"x-account-code": "77"}}, "sip trunk carrier, target +15551234567 [X-Account-Code: 77]"},
 			{routing.Request{Application: "staff", Target: "919005551234"}, "reject 403 premium numbers are barred"},
 			{routing.Request{Application: "staff", Target: "bob@example.com", WebLive: true}, "web, target bob@example.com"},
 			{routing.Request{Application: "staff", Target: "bob@example.com"}, "sip trunk pbx, target bob@example.com"},
@@ -49,7 +50,12 @@ func TestDocsRoutingExamples(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range checks[i] {
-			if got := r.Decide(c.req).String(); got != c.want {
+			d := r.Decide(c.req)
+			got := d.String()
+			for _, h := range d.Headers {
+				got += " [" + h.String() + "]"
+			}
+			if got != c.want {
 				t.Errorf("example %d: %s -> %q, want %q", i, c.req.Target, got, c.want)
 			}
 		}

@@ -227,7 +227,7 @@ func (h *Handler) send(ep endpoint.Endpoint, f *protocol.Frame) {
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, protocol.ReasonOf(err)), false)
 		return
 	}
-	d := endpoint.Route(ep, routing.Message, f.Header.Target)
+	d := endpoint.Route(ep, routing.Message, f.Header.Target, f.Header.Ext)
 	switch d.Action {
 	case routing.ActionReject:
 		ep.Send(reply(f, protocol.TypeError, d.Code, d.Reason), false)

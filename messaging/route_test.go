@@ -13,7 +13,7 @@ type routedEP struct {
 	d routing.Decision
 }
 
-func (r routedEP) Route(kind routing.Kind, target string) routing.Decision {
+func (r routedEP) Route(kind routing.Kind, target string, _ []protocol.Ext) routing.Decision {
 	if kind != routing.Message {
 		panic("routed a message as " + kind.String())
 	}

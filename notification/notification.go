@@ -256,7 +256,7 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 		ep.Send(reply(f, protocol.CodeBadRequest, "start needs a target"), false)
 		return
 	}
-	d := endpoint.Route(ep, routing.Subscribe, f.Header.Target)
+	d := endpoint.Route(ep, routing.Subscribe, f.Header.Target, f.Header.Ext)
 	switch d.Action {
 	case routing.ActionReject:
 		ep.Send(reply(f, d.Code, d.Reason), false)

@@ -14,7 +14,7 @@ type routedEP struct {
 	d routing.Decision
 }
 
-func (r routedEP) Route(routing.Kind, string) routing.Decision { return r.d }
+func (r routedEP) Route(routing.Kind, string, []protocol.Ext) routing.Decision { return r.d }
 
 func subscribeAs(h *Handler, e routedEP, sub, target string) {
 	e.in++

@@ -31,7 +31,7 @@ type fakeEP struct {
 	route *routing.Decision
 }
 
-func (e *fakeEP) Route(kind routing.Kind, target string) routing.Decision {
+func (e *fakeEP) Route(kind routing.Kind, target string, _ []protocol.Ext) routing.Decision {
 	if e.route == nil {
 		return routing.Decision{Action: routing.ActionBuiltin, Target: target}
 	}

@@ -203,7 +203,7 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, "target: "+err.Error()), false)
 		return
 	}
-	d := endpoint.Route(ep, routing.Subscribe, target)
+	d := endpoint.Route(ep, routing.Subscribe, target, f.Header.Ext)
 	if d.Action == routing.ActionReject {
 		ep.Send(reply(f, protocol.TypeError, d.Code, d.Reason), false)
 		return

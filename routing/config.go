@@ -22,6 +22,9 @@ type Config struct {
 	// profile (web identity -> web relay; sip:, sips:, tel:, a number or
 	// a SIP domain -> sip.outbound_proxy).
 	Default ActionConfig `yaml:"default"`
+	// Headers set SIP headers on what goes to SIP (headers.go); every
+	// matching rule applies.
+	Headers []HeaderRuleConfig `yaml:"headers"`
 }
 
 // TrunkConfig is a SIP destination: proxies tried in order.
@@ -202,6 +205,13 @@ func compile(c Config) (*Router, error) {
 		}
 		seen[rl.name] = true
 		r.rules = append(r.rules, rl)
+	}
+	for i, hc := range c.Headers {
+		hr, hdrErrs := compileHeaderRule(hc, i)
+		for _, e := range hdrErrs {
+			bad(fmt.Sprintf("headers[%d]", i)+e.key, "%s", e.msg)
+		}
+		r.hdrs = append(r.hdrs, hr)
 	}
 	r.def = rule{name: "default"}
 	if n := c.Default.set(); n > 1 {

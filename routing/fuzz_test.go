@@ -25,17 +25,27 @@ func FuzzDecide(f *testing.F) {
 		{Name: "rx", To: TargetMatch{Regex: `^ext-\d+$`, Target: []string{"*"}}, Rewrite: RewriteConfig{StripPrefix: 4, AddPrefix: "9"}, ActionConfig: ActionConfig{Trunk: "a"}},
 		{Name: "dom", To: TargetMatch{Domains: []string{"*.example.com"}, WebSession: "none"}, ActionConfig: ActionConfig{Reject: &RejectConfig{}}},
 	}
+	c.Headers = []HeaderRuleConfig{
+		{Header: "X-A", To: TargetMatch{Regex: `^(\+?\d*)(.*)$`}, Value: "{1}|{2}|{ext:x}|{user}@{domain}"},
+		{Header: "X-B", Value: "{target}"},
+	}
 	r, err := New(c)
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, target, identity string, ip []byte, kind uint8, guest bool) {
-		req := Request{Kind: Kind(kind % uint8(numKinds)), Target: target, Identity: identity, Guest: guest}
+		req := Request{Kind: Kind(kind % uint8(numKinds)), Target: target, Identity: identity, Guest: guest,
+			Ext: map[string]string{"x": identity}}
 		if a, ok := netip.AddrFromSlice(ip); ok {
 			req.Source = a
 		}
 		d := r.Decide(req)
 		e := r.Explain(req)
+		for _, h := range d.Headers {
+			if h.Name == "X-B" && h.Value != target {
+				t.Fatalf("{target} gave %q for %q", h.Value, target)
+			}
+		}
 		if d.String() != e.String() || d.Rule != e.Rule {
 			t.Fatalf("Decide %q by %s, Explain %q by %s", d, d.Rule, e, e.Rule)
 		}

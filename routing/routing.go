@@ -96,6 +96,9 @@ type Request struct {
 	Target string
 	// WebLive reports whether Target has a live web session.
 	WebLive bool
+	// Ext are the client's extension headers, by lower-case name, for
+	// header rules' {ext:NAME}.
+	Ext map[string]string
 }
 
 // Decision is the outcome of routing a request.
@@ -114,6 +117,9 @@ type Decision struct {
 	// Steps explain the decision, rule by rule, up to the deciding one
 	// (only from [Router.Explain]).
 	Steps []Step
+	// Headers are the SIP headers the header rules set (for ActionSIP
+	// and ActionBuiltin).
+	Headers []Header
 	// Sender is how the SIP side presents the sender. Rules do not
 	// decide it: the gateway fills it in from the sender's application
 	// (its sip_identity).
@@ -148,6 +154,7 @@ type Router struct {
 	trunks map[string]TrunkConfig
 	rules  []rule
 	def    rule
+	hdrs   []headerRule
 }
 
 // New compiles c; the error names every bad key.
@@ -177,10 +184,18 @@ func (r *Router) Explain(req Request) Decision { return r.decide(req, true) }
 
 func (r *Router) decide(req Request, explain bool) Decision {
 	t := parseAddr(req.Target)
+	d := r.route(&req, t, explain)
+	if len(r.hdrs) > 0 && (d.Action == ActionSIP || d.Action == ActionBuiltin) {
+		d.Headers = r.headers(&req, t)
+	}
+	return d
+}
+
+func (r *Router) route(req *Request, t addr, explain bool) Decision {
 	var steps []Step
 	for i := range r.rules {
 		rl := &r.rules[i]
-		why := rl.mismatch(&req, t, explain)
+		why := rl.mismatch(req, t, explain)
 		if why != "" {
 			if explain {
 				steps = append(steps, Step{Rule: rl.name, Why: why})

@@ -45,6 +45,7 @@ func (g *UserAgent) SendMessage(o MessageOptions, report func(code int, reason s
 	if g.ctx == nil {
 		return ErrClosed
 	}
+	o.Headers = withRouteHeaders(o.Headers, o.Route)
 	snd, err := g.senderFor(o.Identity, o.Route.Sender)
 	if err != nil {
 		return err

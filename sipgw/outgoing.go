@@ -47,6 +47,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	if g.ctx == nil {
 		return nil, ErrClosed
 	}
+	o.Headers = withRouteHeaders(o.Headers, o.Route)
 	snd, err := g.senderFor(o.Identity, o.Route.Sender)
 	if err != nil {
 		return nil, err

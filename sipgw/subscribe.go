@@ -94,6 +94,7 @@ func (g *UserAgent) Subscribe(o SubscribeOptions, ev SubscriptionEvents) (*Subsc
 	if g.ctx == nil {
 		return nil, ErrClosed
 	}
+	o.Headers = withRouteHeaders(o.Headers, o.Route)
 	snd, err := g.senderFor(o.Identity, o.Route.Sender)
 	if err != nil {
 		return nil, err

@@ -29,6 +29,34 @@ type Route struct {
 	Trunk string
 	// Sender sets From and the identity headers (identity.go).
 	Sender routing.Sender
+	// Headers are the routing section's header rules' (checked as
+	// extension headers are); one replaces a client's header of its name.
+	Headers []routing.Header
+}
+
+// withRouteHeaders is hs, the client's extension headers, with r's
+// header rules applied: a rule's header replaces the client's of the
+// same name, so that a client cannot add a second one.
+func withRouteHeaders(hs []Header, r Route) []Header {
+	if len(r.Headers) == 0 {
+		return hs
+	}
+	out := make([]Header, 0, len(hs)+len(r.Headers))
+	for _, h := range hs {
+		replaced := false
+		for _, rh := range r.Headers {
+			if strings.EqualFold(h.Name, rh.Name) {
+				replaced = true
+			}
+		}
+		if !replaced {
+			out = append(out, h)
+		}
+	}
+	for _, rh := range r.Headers {
+		out = append(out, Header{Name: rh.Name, Value: rh.Value})
+	}
+	return out
 }
 
 // nextHop is one next hop: a Route header and the transport toward it. The

@@ -259,3 +259,30 @@ func TestSetTrunks(t *testing.T) {
 		t.Fatal("a refused reload changed the trunks")
 	}
 }
+
+// Header rules' headers go out, replace a client's header of their name,
+// and are checked as a client's are.
+func TestRouteHeaders(t *testing.T) {
+	p := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p.uri()}}})
+	code := sendMessage(t, g, MessageOptions{Identity: "alice@example.com", Target: "bob@example.net",
+		Headers: []Header{{"X-Account", "forged"}, {"X-App", "kept"}},
+		Route:   Route{Trunk: "t", Headers: []routing.Header{{Name: "X-Account", Value: "42"}}}})
+	if code != 200 {
+		t.Fatalf("report %d", code)
+	}
+	r := p.next(t, sip.MESSAGE)
+	if hs := r.GetHeaders("X-Account"); len(hs) != 1 || hs[0].Value() != "42" {
+		t.Errorf("X-Account %v, want the rule's alone", hs)
+	}
+	if h := r.GetHeader("X-App"); h == nil || h.Value() != "kept" {
+		t.Errorf("X-App %v", h)
+	}
+	for _, bad := range []routing.Header{{Name: "P-Asserted-Identity", Value: "<sip:x@y>"}, {Name: "X-A", Value: "a\r\nVia: x"}} {
+		err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob@example.net",
+			Route: Route{Headers: []routing.Header{bad}}}, func(int, string) {})
+		if ResponseCode(err) != 400 {
+			t.Errorf("header %v: %v, want 400", bad, err)
+		}
+	}
+}

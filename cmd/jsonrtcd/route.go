@@ -14,7 +14,7 @@ import (
 )
 
 // routeUsage is the synopsis of the route subcommand.
-const routeUsage = "jsonrtcd route [-config FILE] [-app APP] [-kind call|message|subscribe] [-guest] [-source ADDR] [-live] FROM TO"
+const routeUsage = "jsonrtcd route [-config FILE] [-app APP] [-kind call|message|subscribe] [-guest] [-source ADDR] [-live] [-ext NAME=VALUE]... FROM TO"
 
 // runRoute is "jsonrtcd route": it loads the configuration, routes one
 // request from FROM to TO with its rules, and prints the decision, the
@@ -33,6 +33,15 @@ func runRoute(args []string, out io.Writer) error {
 	guest := fs.Bool("guest", false, "the sender is a guest (implied by a guest application)")
 	source := fs.String("source", "", "the client's `address`, for network rules")
 	live := fs.Bool("live", false, "the target has a live web session")
+	ext := map[string]string{}
+	fs.Func("ext", "an extension header of the request, `NAME=VALUE` (repeatable), for header rules", func(v string) error {
+		name, value, ok := strings.Cut(v, "=")
+		if !ok || name == "" {
+			return errors.New("want NAME=VALUE")
+		}
+		ext[strings.ToLower(name)] = value
+		return nil
+	})
 	// Flags may come before, between or after FROM and TO.
 	var pos []string
 	for {
@@ -66,7 +75,7 @@ func runRoute(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req := routing.Request{Identity: pos[0], Target: pos[1], Application: *app, Guest: *guest, WebLive: *live}
+	req := routing.Request{Identity: pos[0], Target: pos[1], Application: *app, Guest: *guest, WebLive: *live, Ext: ext}
 	k, ok := map[string]routing.Kind{"call": routing.Call, "message": routing.Message, "subscribe": routing.Subscribe}[*kind]
 	if !ok {
 		return fmt.Errorf("-kind %q: call, message or subscribe", *kind)
@@ -140,5 +149,8 @@ func printDecision(out io.Writer, req routing.Request, d routing.Decision, r *ro
 			health = fmt.Sprintf("OPTIONS every %v", t.HealthInterval)
 		}
 		fmt.Fprintf(out, "trunk %s: %s (in failover order; %s)\n", d.Trunk, strings.Join(t.Proxies, ", "), health)
+	}
+	for _, h := range d.Headers {
+		fmt.Fprintf(out, "header %s\n", h)
 	}
 }

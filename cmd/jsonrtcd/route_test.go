@@ -21,6 +21,7 @@ func TestRouteGolden(t *testing.T) {
 		args []string
 	}{
 		{"national", []string{"-config", cfg, "alice@example.com", "020-7946-0000", "-app", "web"}},
+		{"national-with-header", []string{"-config", cfg, "-ext", "X-Account=42", "alice@example.com", "020-7946-0000", "-app", "web"}},
 		{"national-message-builtin", []string{"-config", cfg, "-kind", "message", "-app", "web", "alice@example.com", "02079460000"}},
 		{"extension", []string{"-config", cfg, "-app", "web", "alice@example.com", "2001"}},
 		{"extension-uri-is-not", []string{"-config", cfg, "-app", "web", "alice@example.com", "sip:2001@example.com"}},
@@ -63,6 +64,7 @@ func TestRouteErrors(t *testing.T) {
 		{[]string{"-config", "testdata/route/config.yaml", "-app", "nope", "a", "b"}, `"nope"`},
 		{[]string{"-kind", "fax", "a", "b"}, "-kind"},
 		{[]string{"-source", "nowhere", "a", "b"}, "-source"},
+		{[]string{"-ext", "novalue", "a", "b"}, "NAME=VALUE"},
 		{[]string{"-config", "testdata/route/missing.yaml", "a", "b"}, "missing.yaml"},
 	} {
 		var out bytes.Buffer

@@ -26,7 +26,7 @@ import (
 // and asserts it (P-Asserted-Identity).
 func routed(trunks map[string]routing.TrunkConfig, rules ...routing.RuleConfig) func(*gateway.Config) {
 	return func(c *gateway.Config) {
-		c.Routing = routing.Config{Trunks: trunks, Rules: rules}
+		c.Routing.Trunks, c.Routing.Rules = trunks, rules
 		c.Auth.Applications = []auth.AppConfig{{Name: "test", Mode: auth.ModeOpen,
 			Origins:     auth.OriginConfig{AllowMissing: true},
 			SIPIdentity: auth.SIPIdentityConfig{Template: "sip:{user}@ims.example.com", Assert: auth.AssertAsserted}}}
@@ -87,11 +87,16 @@ func TestRoutingByPrefixRewriteAndIdentity(t *testing.T) {
 				Domain: "trunk-uk.example"},
 			ActionConfig: routing.ActionConfig{Trunk: "uk"}},
 		routing.RuleConfig{Name: "fr", To: routing.TargetMatch{Prefixes: []string{"+33"}}, ActionConfig: routing.ActionConfig{Trunk: "fr"}},
-	))
+	), func(c *gateway.Config) {
+		c.Routing.Headers = []routing.HeaderRuleConfig{
+			{Name: "account", Header: "X-Account", Value: "acct-{ext:x-account}"},
+			{Name: "area", To: routing.TargetMatch{Regex: `^0044-(\d+)-`}, Header: "X-Area", Value: "{1}"},
+		}
+	})
 	a := w.connect(t, "open@"+domain, nil)
 	callFails(t, a, "0044-20-7946", 486,
 		protocol.Ext{Name: "P-Asserted-Identity", Value: "<sip:ceo@evil.example>"},
-		protocol.Ext{Name: "X-App", Value: "kept"})
+		protocol.Ext{Name: "X-App", Value: "kept"}, protocol.Ext{Name: "x-account", Value: "42"})
 	uk.expectSuccess(t)
 	callFails(t, a, "+331234", 486)
 	fr.expectSuccess(t)
@@ -102,6 +107,8 @@ func TestRoutingByPrefixRewriteAndIdentity(t *testing.T) {
 		"P-Asserted-Identity: <sip:open@ims.example.com>",
 		"From: <sip:open@ims.example.com>;tag=",
 		"X-App: kept",
+		"X-Account: acct-42",
+		"X-Area: 20",
 	} {
 		if !strings.Contains(inv, want) {
 			t.Errorf("the INVITE at trunk uk lacks %q:\n%s", want, inv)

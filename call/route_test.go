@@ -81,3 +81,36 @@ func TestRoutedCallToWebWithRewrite(t *testing.T) {
 		bob.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
 	})
 }
+
+// SIP headers named by routing.to_web reach the web side as extension
+// headers: of an incoming INVITE on the start, of a provisional and of
+// the 2xx on the responses.
+func TestSIPHeadersToWeb(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, time.Minute)
+		e.h.far.toWeb = map[string]string{"x-carrier": "x-carrier", "p-asserted-identity": "x-caller-id"}
+		bob := e.ep("bob@web.example")
+		fc := newFakeCall("bob@web.example", "sip:carol@sip.example")
+		fc.offer = []byte(sipOffer)
+		fc.headers = []sipgw.Header{{Name: "P-Asserted-Identity", Value: "<sip:+15551234@sip.example>"}, {Name: "X-Other", Value: "no"}}
+		e.h.incomingSIP(fc)
+		start := bob.expect(t, protocol.TypeRequest, protocol.ActionStart)
+		if x, ok := start.Header.ExtValue("x-caller-id"); !ok || x.Value != "<sip:+15551234@sip.example>" || len(start.Header.Ext) != 1 {
+			t.Fatalf("incoming start ext %+v", start.Header.Ext)
+		}
+		e.h.SessionEnded(bob)
+		fc.expectOp(t, "reject")
+
+		a, out := e.outgoing(t)
+		out.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 180, Headers: []sipgw.Header{{Name: "X-Carrier", Value: "c1"}}})
+		if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); len(f.Header.Ext) != 1 || f.Header.Ext[0].Value != "c1" {
+			t.Fatalf("ringing ext %+v", f.Header.Ext)
+		}
+		out.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), Headers: []sipgw.Header{{Name: "X-Carrier", Value: "c2"}}})
+		if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); f.Header.ResponseCode != 200 || len(f.Header.Ext) != 1 || f.Header.Ext[0].Name != "x-carrier" || f.Header.Ext[0].Value != "c2" {
+			t.Fatalf("answer %s", f.Marshal())
+		}
+		e.h.SessionEnded(a)
+		out.expectOp(t, "hangup")
+	})
+}

@@ -46,6 +46,7 @@ type sipCall interface {
 	Identity() string
 	Remote() string
 	Offer() []byte
+	Headers() []sipgw.Header
 	Events() <-chan sipgw.Event
 	Done() <-chan struct{}
 	Hangup(ctx context.Context) error
@@ -87,13 +88,29 @@ type SIPOptions struct {
 	// are passed to SIP as headers of the same name; others stay on the
 	// web side. Each is still checked by sipgw.ValidateHeader.
 	Headers []string
+	// ToWeb maps SIP headers (lower-case names) of incoming INVITEs and
+	// of the responses to ours to the extension headers of the frames
+	// the web side gets (routing.to_web).
+	ToWeb map[string]string
 }
 
 type sipSide struct {
 	dial    func(context.Context, sipgw.DialOptions) (sipCall, error)
 	domains map[string]bool
 	headers map[string]bool
+	toWeb   map[string]string
 	wg      sync.WaitGroup // every far leg's goroutines
+}
+
+// webExt maps the SIP headers sipgw handed over to extension headers.
+func (s *sipSide) webExt(hs []sipgw.Header) []protocol.Ext {
+	var out []protocol.Ext
+	for _, h := range hs {
+		if name, ok := s.toWeb[strings.ToLower(h.Name)]; ok {
+			out = append(out, protocol.Ext{Name: name, Kind: protocol.ExtString, Value: h.Value})
+		}
+	}
+	return out
 }
 
 // opTimeout bounds one SIP operation of a far leg: a transaction's
@@ -116,7 +133,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 }
 
 func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {
-	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}}
+	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, toWeb: o.ToWeb}
 	for _, d := range o.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}
@@ -508,6 +525,7 @@ func (h *Handler) incomingSIP(sc sipCall) {
 		l.held = true
 		out := fl.frameTo(l, protocol.TypeRequest, protocol.ActionStart, "")
 		out.Payload = payload
+		out.Header.Ext = h.far.webExt(sc.Headers())
 		seq, err := e.Send(out, true)
 		if err != nil {
 			l.state, l.code = legFailed, protocol.CodeTemporarilyUnavail
@@ -769,6 +787,7 @@ func (fl *farLeg) sipProgress(ev sipgw.Event, prack bool) bool {
 	out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
 	out.Control.MessageState = protocol.StateSubsequent
 	out.Header.ResponseCode, out.Header.Reason = ev.Code, protocol.Reason(ev.Code)
+	out.Header.Ext = h.far.webExt(ev.Headers)
 	if protocol.HasSDP(string(ev.SDP)) {
 		if _, err := parseSDP(string(ev.SDP)); err != nil {
 			fl.badSIPSDP(err)
@@ -809,6 +828,7 @@ func (fl *farLeg) sipAnswered(ev sipgw.Event) bool {
 	out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
 	out.Control.MessageState = protocol.StateFinal
 	out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
+	out.Header.Ext = h.far.webExt(ev.Headers)
 	out.Payload = fl.earlySDP
 	if protocol.HasSDP(string(ev.SDP)) {
 		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})

@@ -82,7 +82,7 @@ func Explanation(d routing.Decision) string {
 // once for every request decided from then on; requests already decided
 // keep their decision and the proxies they were sent to. A cfg that does
 // not validate changes nothing and the error names the key. Other
-// sections are not reloaded: Reload reports whether cfg changes any, so
+// sections, and routing.to_web, are not reloaded: Reload reports whether cfg changes any, so
 // that the caller can say they wait for a restart.
 func (g *Gateway) Reload(cfg Config) (othersChanged bool, err error) {
 	cfg = cfg.WithDefaults()
@@ -104,7 +104,8 @@ func (g *Gateway) Reload(cfg Config) (othersChanged bool, err error) {
 		}
 	}
 	g.router.Store(r)
+	// to_web is wired into the SIP side and the call handler at start.
 	rest, was := cfg, g.cfg
-	rest.Routing, was.Routing = routing.Config{}, routing.Config{}
+	rest.Routing, was.Routing = routing.Config{ToWeb: rest.Routing.ToWeb}, routing.Config{ToWeb: was.Routing.ToWeb}
 	return !reflect.DeepEqual(rest, was), nil
 }

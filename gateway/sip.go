@@ -46,7 +46,7 @@ func (g *Gateway) sipCalls() {
 	for k, v := range c.IdentityDomains {
 		domains = append(domains, k, v)
 	}
-	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders})
+	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, ToWeb: g.router.Load().ToWeb()})
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
 		if f := g.onIncomingSIPCall.Load(); f != nil {
 			(*f)(sc.Identity())

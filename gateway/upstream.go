@@ -27,7 +27,11 @@ func (g *Gateway) newSIP() error {
 	if !g.cfg.sipConfigured() {
 		return nil
 	}
-	s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip"), Trunks: g.router.Load().Trunks()})
+	var toWeb []string
+	for _, tw := range g.cfg.Routing.ToWeb {
+		toWeb = append(toWeb, tw.Header)
+	}
+	s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip"), Trunks: g.router.Load().Trunks(), ToWeb: toWeb})
 	if err != nil {
 		return err
 	}

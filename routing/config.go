@@ -25,6 +25,19 @@ type Config struct {
 	// Headers set SIP headers on what goes to SIP (headers.go); every
 	// matching rule applies.
 	Headers []HeaderRuleConfig `yaml:"headers"`
+	// ToWeb copies SIP headers of incoming INVITEs and of the
+	// provisional and final responses to the gateway's INVITEs into
+	// extension headers of the call frames the web client gets.
+	ToWeb []ToWebConfig `yaml:"to_web"`
+}
+
+// ToWebConfig maps one SIP header to one extension header.
+type ToWebConfig struct {
+	// Header is the SIP header read (its first occurrence).
+	Header string `yaml:"header"`
+	// Ext is the extension header written: "x-" and letters, digits,
+	// '-' or '_'.
+	Ext string `yaml:"ext"`
 }
 
 // TrunkConfig is a SIP destination: proxies tried in order.
@@ -213,6 +226,20 @@ func compile(c Config) (*Router, error) {
 		}
 		r.hdrs = append(r.hdrs, hr)
 	}
+	r.toWeb = map[string]string{}
+	for i, tw := range c.ToWeb {
+		key := fmt.Sprintf("to_web[%d]", i)
+		if !validName(tw.Header) || strings.ContainsAny(tw.Header, "._") {
+			bad(key+".header", "%q is not a header name", tw.Header)
+		}
+		if !validExt(tw.Ext) {
+			bad(key+".ext", "%q: x- then letters, digits, '-' or '_', at most 64", tw.Ext)
+		}
+		if _, dup := r.toWeb[strings.ToLower(tw.Header)]; dup {
+			bad(key+".header", "%q is mapped by an earlier entry", tw.Header)
+		}
+		r.toWeb[strings.ToLower(tw.Header)] = tw.Ext
+	}
 	r.def = rule{name: "default"}
 	if n := c.Default.set(); n > 1 {
 		bad("default", "set one of web, trunk, reject")
@@ -399,6 +426,20 @@ func ValidateProxy(s string) error {
 		return fmt.Errorf("%q: bad port", s)
 	}
 	return nil
+}
+
+// validExt: an extension header name no field of the protocol has.
+func validExt(s string) bool {
+	if len(s) < 3 || len(s) > 64 || !strings.HasPrefix(s, "x-") {
+		return false
+	}
+	for i := 2; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func validName(s string) bool {

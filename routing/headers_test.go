@@ -42,6 +42,27 @@ headers:
 	}
 }
 
+func TestToWeb(t *testing.T) {
+	r := mustRouter(t, "to_web: [{header: X-Carrier, ext: x-carrier}, {header: P-Asserted-Identity, ext: x-caller-id}]\n")
+	if got := r.ToWeb(); len(got) != 2 || got["x-carrier"] != "x-carrier" || got["p-asserted-identity"] != "x-caller-id" {
+		t.Fatalf("ToWeb %v", got)
+	}
+	for _, c := range []struct{ src, want string }{
+		{"to_web: [{header: 'X C', ext: x-c}]", "routing.to_web[0].header"},
+		{"to_web: [{header: X-C, ext: target}]", "routing.to_web[0].ext"},
+		{"to_web: [{header: X-C, ext: 'x-a b'}]", "routing.to_web[0].ext"},
+		{"to_web: [{header: X-C, ext: x-c}, {header: x-c, ext: x-d}]", "routing.to_web[1].header"},
+	} {
+		var cfg Config
+		if err := yaml.Unmarshal([]byte(c.src), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error with %q", c.src, err, c.want)
+		}
+	}
+}
+
 func TestHeaderRuleErrors(t *testing.T) {
 	for _, c := range []struct{ src, want string }{
 		{"headers: [{header: X-A}]", "routing.headers[0].value: required"},

@@ -155,6 +155,7 @@ type Router struct {
 	rules  []rule
 	def    rule
 	hdrs   []headerRule
+	toWeb  map[string]string // lower-case SIP header -> extension header
 }
 
 // New compiles c; the error names every bad key.
@@ -170,6 +171,16 @@ func (r *Router) Trunk(name string) (TrunkConfig, bool) {
 func (r *Router) Trunks() map[string]TrunkConfig {
 	out := make(map[string]TrunkConfig, len(r.trunks))
 	for k, v := range r.trunks {
+		out[k] = v
+	}
+	return out
+}
+
+// ToWeb returns the SIP headers copied to the web side, by lower-case
+// name, with the extension header each becomes.
+func (r *Router) ToWeb() map[string]string {
+	out := make(map[string]string, len(r.toWeb))
+	for k, v := range r.toWeb {
 		out[k] = v
 	}
 	return out

@@ -131,6 +131,9 @@ type Event struct {
 	Reoffer *Reoffer
 	// EventEnded
 	End EndCause
+	// EventProgress, EventAnswered: the response's headers named by
+	// Options.ToWeb.
+	Headers []Header
 }
 
 // ResponseError is a final SIP failure response to one of our requests.
@@ -241,7 +244,8 @@ type Call struct {
 	// the callee and fails over no more (owner goroutine only).
 	hops       []nextHop
 	progressed bool
-	endForced  *Event // owner goroutine only
+	headers    []Header // incoming: the INVITE's, named by Options.ToWeb
+	endForced  *Event   // owner goroutine only
 
 	respMu    sync.Mutex // serialises our responses to the INVITE (sipgo stores the last one)
 	retrans   sync.WaitGroup
@@ -291,6 +295,10 @@ func (c *Call) RemoteDisplayName() string { return c.display }
 
 // Offer is the SDP of an incoming INVITE (nil for a late offer).
 func (c *Call) Offer() []byte { return c.offer }
+
+// Headers returns the headers of an incoming call's INVITE that
+// Options.ToWeb names.
+func (c *Call) Headers() []Header { return c.headers }
 
 // Events delivers the call's events in order; closed after EventEnded.
 func (c *Call) Events() <-chan Event { return c.events }

@@ -44,6 +44,7 @@ type UserAgent struct {
 	dua     *sipgo.DialogUA
 	route   *sip.Uri                 // outbound proxy, as a loose route
 	trunks  atomic.Pointer[trunkSet] // trunk.go
+	toWeb   []string                 // Options.ToWeb
 	regURI  sip.Uri
 	allow   string // the Allow value: the methods routes handles
 	onCall  func(*Call)
@@ -90,6 +91,10 @@ type Options struct {
 	// Trunks are the SIP destinations a [Route] names (routing.trunks),
 	// each an ordered failover list of proxies (trunk.go).
 	Trunks map[string]routing.TrunkConfig
+	// ToWeb names the SIP headers that incoming INVITEs ([Call.Headers])
+	// and responses to our INVITEs ([Event.Headers]) hand over
+	// (routing.to_web).
+	ToWeb []string
 }
 
 // New checks cfg and builds a user agent. Nothing listens before Start.
@@ -117,6 +122,7 @@ func New(cfg Config, o *Options) (*UserAgent, error) {
 		leaving:  map[string]*registration{},
 		contacts: map[string]*registration{},
 		outbound: cfg.outboundOn(),
+		toWeb:    opts.ToWeb,
 	}
 	var err error
 	if g.secret, err = loadInstanceSecret(cfg); err != nil {

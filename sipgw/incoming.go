@@ -37,6 +37,7 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 		c.remote, c.display = *f.Address.Clone(), f.DisplayName
 	}
 	c.offer = req.Body()
+	c.headers = g.captured(req)
 	c.remoteSDP = c.offer
 	c.inviteDone = make(chan struct{})
 	c.state = stateRinging

@@ -187,7 +187,7 @@ func (c *Call) runOutgoing() {
 	c.notePeer(res)
 	c.noteRemote(res.Body())
 	c.armTimer(c.g.cfg.SessionTimers.uacTimer(res))
-	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body()})
+	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body(), Headers: c.g.captured(res)})
 	c.loop(c.uac.Context())
 }
 
@@ -273,7 +273,8 @@ func (c *Call) onResponse(r *sip.Response) error {
 	c.rseq = rseq
 	c.mu.Unlock()
 	c.noteRemote(r.Body())
-	c.emit(Event{Kind: EventProgress, Code: r.StatusCode, Reason: r.Reason, SDP: r.Body(), Reliable: reliable, RSeq: rseq})
+	c.emit(Event{Kind: EventProgress, Code: r.StatusCode, Reason: r.Reason, SDP: r.Body(), Reliable: reliable, RSeq: rseq,
+		Headers: c.g.captured(r)})
 	if !reliable {
 		return nil
 	}

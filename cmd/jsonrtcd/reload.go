@@ -26,15 +26,19 @@ func reloadOnHUP(ctx context.Context, g *gateway.Gateway, load func() (gateway.C
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(ctx)
+	// The file as it is now, before this returns: a change made after
+	// it is a change.
+	var last os.FileInfo
+	if path != "" {
+		last, _ = os.Stat(path)
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		var tick <-chan time.Time
-		var last os.FileInfo
 		if path != "" {
 			t := time.NewTicker(every)
 			defer t.Stop()
 			tick = t.C
-			last, _ = os.Stat(path)
 		}
 		for {
 			select {

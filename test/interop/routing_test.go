@@ -228,3 +228,30 @@ func TestRoutingReloadDuringCall(t *testing.T) {
 		t.Fatalf("sessions %d after the reload, want 1", st.Sessions)
 	}
 }
+
+// A SIP header of the 200 named by routing.to_web reaches the web caller
+// as an extension header of the answer.
+func TestRoutingHeaderToWeb(t *testing.T) {
+	k := startKamailio(t)
+	uas := startSipp(t, "uas_answer_carrier.xml", "")
+	w := startWebGateway(t, k, func(c *gateway.Config) {
+		c.Routing.ToWeb = []routing.ToWebConfig{{Header: "X-Carrier", Ext: "x-carrier"}}
+	})
+	a := w.connect(t, "open@"+domain, nil)
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := webAnswered(t, a)
+	if ev.Header == nil {
+		t.Fatal("the answer event has no header")
+	}
+	if x, ok := ev.Header.ExtValue("x-carrier"); !ok || x.Value != "carrier-7" {
+		t.Errorf("answer extension headers %+v: no x-carrier: carrier-7", ev.Header.Ext)
+	}
+	webExpect(t, a, client.CallEstablished)
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
+}

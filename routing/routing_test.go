@@ -8,7 +8,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-func mustRouter(t *testing.T, src string) *Router {
+func mustRouter(t testing.TB, src string) *Router {
 	t.Helper()
 	var c Config
 	dec := yaml.NewDecoder(strings.NewReader(src))

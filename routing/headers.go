@@ -32,15 +32,20 @@ type HeaderRuleConfig struct {
 	// A placeholder with nothing to give ({ext:x} the frame lacks, a
 	// group that did not take part) sets no header at all.
 	Value string `yaml:"value"`
+	// Drop, instead of a value, keeps the client's extension header of
+	// that name (which calls.sip_headers would pass) off SIP.
+	Drop bool `yaml:"drop"`
 }
 
-// Header is a SIP header a header rule sets.
+// Header is a SIP header a header rule sets; with Drop, one it removes.
 type Header struct {
 	Name, Value string
+	Drop        bool
 }
 
 type headerRule struct {
 	rule   // matching (action unused)
+	drop   bool
 	header string
 	parts  []part // Value, compiled
 }
@@ -64,12 +69,15 @@ func compileHeaderRule(hc HeaderRuleConfig, i int) (headerRule, []keyErr) {
 	if hc.Name == "" {
 		rl.name = fmt.Sprintf("headers[%d]", i)
 	}
-	hr := headerRule{rule: rl, header: hc.Header}
+	hr := headerRule{rule: rl, header: hc.Header, drop: hc.Drop}
 	if !validName(hc.Header) || strings.ContainsAny(hc.Header, "._") {
 		bad(".header", "%q is not a header name", hc.Header)
 	}
-	if hc.Value == "" {
-		bad(".value", "required")
+	switch {
+	case hc.Drop && hc.Value != "":
+		bad(".value", "a dropped header has no value")
+	case !hc.Drop && hc.Value == "":
+		bad(".value", "required (or drop: true)")
 	}
 	groups := 0
 	if rl.regex != nil {
@@ -162,6 +170,10 @@ func (r *Router) headers(req *Request, t addr) []Header {
 		if hr.mismatch(req, t, false) != "" {
 			continue
 		}
+		if hr.drop {
+			out = append(out, Header{Name: hr.header, Drop: true})
+			continue
+		}
 		if v, ok := hr.expand(req, t); ok {
 			out = append(out, Header{Name: hr.header, Value: v})
 		}
@@ -169,5 +181,10 @@ func (r *Router) headers(req *Request, t addr) []Header {
 	return out
 }
 
-// String is "Name: value".
-func (h Header) String() string { return h.Name + ": " + h.Value }
+// String is "Name: value", or "Name dropped".
+func (h Header) String() string {
+	if h.Drop {
+		return h.Name + " dropped"
+	}
+	return h.Name + ": " + h.Value
+}

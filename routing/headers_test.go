@@ -19,6 +19,7 @@ headers:
   - {name: area, to: {regex: '^\+44(\d{2})(\d+)$'}, header: X-Area, value: "{1}/{2}"}
   - {name: rename, header: X-Account, value: "acct-{ext:x-account}"}
   - {name: staff-only, from: {identity: ["*@corp.example.com"]}, for: [call], header: X-Staff, value: "{identity}"}
+  - {name: no-debug, for: [message], header: X-Debug, drop: true}
 `)
 	cases := []struct {
 		name string
@@ -27,10 +28,10 @@ headers:
 	}{
 		{"all that match", Request{Application: "web", Identity: "alice@corp.example.com", Target: "+442079",
 			Ext: map[string]string{"x-account": "42"}}, []Header{
-			{"X-Gateway", "jsonrtc"}, {"X-Caller", "alice at corp.example.com via web"}, {"X-Area", "20/79"},
-			{"X-Account", "acct-42"}, {"X-Staff", "alice@corp.example.com"}}},
+			{"X-Gateway", "jsonrtc", false}, {"X-Caller", "alice at corp.example.com via web", false}, {"X-Area", "20/79", false},
+			{"X-Account", "acct-42", false}, {"X-Staff", "alice@corp.example.com", false}}},
 		{"missing placeholders set nothing", Request{Kind: Message, Identity: "bob", Target: "+15551234"}, []Header{
-			{"X-Gateway", "jsonrtc"}}},
+			{"X-Gateway", "jsonrtc", false}, {"X-Debug", "", true}}},
 		{"web relay gets none", Request{Identity: "alice@corp.example.com", Target: "+442079", WebLive: true}, nil},
 	}
 	for _, c := range cases {
@@ -66,6 +67,7 @@ func TestToWeb(t *testing.T) {
 func TestHeaderRuleErrors(t *testing.T) {
 	for _, c := range []struct{ src, want string }{
 		{"headers: [{header: X-A}]", "routing.headers[0].value: required"},
+		{"headers: [{header: X-A, value: v, drop: true}]", "routing.headers[0].value: a dropped header has no value"},
 		{"headers: [{header: 'X A', value: v}]", "routing.headers[0].header"},
 		{"headers: [{header: X-A, value: '{nope}'}]", "routing.headers[0].value: {nope}"},
 		{"headers: [{header: X-A, value: '{1}'}]", "to.regex has 0 groups"},

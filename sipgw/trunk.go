@@ -36,7 +36,8 @@ type Route struct {
 
 // withRouteHeaders is hs, the client's extension headers, with r's
 // header rules applied: a rule's header replaces the client's of the
-// same name, so that a client cannot add a second one.
+// same name, so that a client cannot add a second one; a dropped one
+// removes it.
 func withRouteHeaders(hs []Header, r Route) []Header {
 	if len(r.Headers) == 0 {
 		return hs
@@ -54,7 +55,9 @@ func withRouteHeaders(hs []Header, r Route) []Header {
 		}
 	}
 	for _, rh := range r.Headers {
-		out = append(out, Header{Name: rh.Name, Value: rh.Value})
+		if !rh.Drop {
+			out = append(out, Header{Name: rh.Name, Value: rh.Value})
+		}
 	}
 	return out
 }

@@ -266,8 +266,9 @@ func TestRouteHeaders(t *testing.T) {
 	p := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
 	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p.uri()}}})
 	code := sendMessage(t, g, MessageOptions{Identity: "alice@example.com", Target: "bob@example.net",
-		Headers: []Header{{"X-Account", "forged"}, {"X-App", "kept"}},
-		Route:   Route{Trunk: "t", Headers: []routing.Header{{Name: "X-Account", Value: "42"}}}})
+		Headers: []Header{{"X-Account", "forged"}, {"X-App", "kept"}, {"X-Debug", "on"}},
+		Route: Route{Trunk: "t", Headers: []routing.Header{{Name: "X-Account", Value: "42"},
+			{Name: "x-debug", Drop: true}}}})
 	if code != 200 {
 		t.Fatalf("report %d", code)
 	}
@@ -277,6 +278,9 @@ func TestRouteHeaders(t *testing.T) {
 	}
 	if h := r.GetHeader("X-App"); h == nil || h.Value() != "kept" {
 		t.Errorf("X-App %v", h)
+	}
+	if h := r.GetHeader("X-Debug"); h != nil {
+		t.Errorf("X-Debug %v went out: a rule drops it", h)
 	}
 	for _, bad := range []routing.Header{{Name: "P-Asserted-Identity", Value: "<sip:x@y>"}, {Name: "X-A", Value: "a\r\nVia: x"}} {
 		err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob@example.net",

@@ -379,6 +379,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	for i, h := range c.Routing.Headers {
+		if h.Param != "" {
+			continue // a Request-URI parameter: routing checks its name
+		}
 		// As for calls.sip_headers: never a header the gateway sets.
 		var he *sipgw.HeaderError
 		if errors.As(sipgw.ValidateHeaderName(h.Header), &he) {

@@ -26,6 +26,9 @@ type HeaderRuleConfig struct {
 	To   TargetMatch `yaml:"to"`
 	// Header is the SIP header to set.
 	Header string `yaml:"header"`
+	// Param, instead of Header, is a parameter to add to the
+	// Request-URI of the request (";cic=1234").
+	Param string `yaml:"param"`
 	// Value is a template: text, with {identity}, {user}, {domain} (of
 	// the sender), {application}, {target}, {1}..{9} (captures of
 	// to.regex), and {ext:NAME} (the client's extension header NAME).
@@ -37,15 +40,18 @@ type HeaderRuleConfig struct {
 	Drop bool `yaml:"drop"`
 }
 
-// Header is a SIP header a header rule sets; with Drop, one it removes.
+// Header is a SIP header a header rule sets; with Drop, one it removes;
+// with Param, a Request-URI parameter it adds.
 type Header struct {
 	Name, Value string
 	Drop        bool
+	Param       bool
 }
 
 type headerRule struct {
 	rule   // matching (action unused)
 	drop   bool
+	param  bool
 	header string
 	parts  []part // Value, compiled
 }
@@ -70,7 +76,18 @@ func compileHeaderRule(hc HeaderRuleConfig, i int) (headerRule, []keyErr) {
 		rl.name = fmt.Sprintf("headers[%d]", i)
 	}
 	hr := headerRule{rule: rl, header: hc.Header, drop: hc.Drop}
-	if !validName(hc.Header) || strings.ContainsAny(hc.Header, "._") {
+	switch {
+	case hc.Param != "" && hc.Header != "":
+		bad(".param", "set header or param, not both")
+	case hc.Param != "":
+		hr.header, hr.param = hc.Param, true
+		if !validName(hc.Param) || strings.ContainsAny(hc.Param, "._") || reservedParam(hc.Param) {
+			bad(".param", "%q is not a parameter name, or one that steers routing (transport, maddr, ttl, lr, method, user)", hc.Param)
+		}
+		if hc.Drop {
+			bad(".drop", "drop is for headers")
+		}
+	case !validName(hc.Header) || strings.ContainsAny(hc.Header, "._"):
 		bad(".header", "%q is not a header name", hc.Header)
 	}
 	switch {
@@ -175,16 +192,29 @@ func (r *Router) headers(req *Request, t addr) []Header {
 			continue
 		}
 		if v, ok := hr.expand(req, t); ok {
-			out = append(out, Header{Name: hr.header, Value: v})
+			out = append(out, Header{Name: hr.header, Value: v, Param: hr.param})
 		}
 	}
 	return out
 }
 
-// String is "Name: value", or "Name dropped".
+// String is "Name: value", "Name dropped", or ";name=value".
 func (h Header) String() string {
-	if h.Drop {
+	switch {
+	case h.Drop:
 		return h.Name + " dropped"
+	case h.Param:
+		return ";" + h.Name + "=" + h.Value
 	}
 	return h.Name + ": " + h.Value
+}
+
+// reservedParam: the URI parameters of RFC 3261 section 19.1.1 that
+// steer where and how a request goes, which no rule may set.
+func reservedParam(name string) bool {
+	switch strings.ToLower(name) {
+	case "transport", "maddr", "ttl", "lr", "method", "user":
+		return true
+	}
+	return false
 }

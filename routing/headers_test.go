@@ -20,6 +20,7 @@ headers:
   - {name: rename, header: X-Account, value: "acct-{ext:x-account}"}
   - {name: staff-only, from: {identity: ["*@corp.example.com"]}, for: [call], header: X-Staff, value: "{identity}"}
   - {name: no-debug, for: [message], header: X-Debug, drop: true}
+  - {name: cic, to: {prefixes: ["+1"]}, param: cic, value: "{ext:x-cic}"}
 `)
 	cases := []struct {
 		name string
@@ -28,10 +29,12 @@ headers:
 	}{
 		{"all that match", Request{Application: "web", Identity: "alice@corp.example.com", Target: "+442079",
 			Ext: map[string]string{"x-account": "42"}}, []Header{
-			{"X-Gateway", "jsonrtc", false}, {"X-Caller", "alice at corp.example.com via web", false}, {"X-Area", "20/79", false},
-			{"X-Account", "acct-42", false}, {"X-Staff", "alice@corp.example.com", false}}},
+			{Name: "X-Gateway", Value: "jsonrtc"}, {Name: "X-Caller", Value: "alice at corp.example.com via web"}, {Name: "X-Area", Value: "20/79"},
+			{Name: "X-Account", Value: "acct-42"}, {Name: "X-Staff", Value: "alice@corp.example.com"}}},
 		{"missing placeholders set nothing", Request{Kind: Message, Identity: "bob", Target: "+15551234"}, []Header{
-			{"X-Gateway", "jsonrtc", false}, {"X-Debug", "", true}}},
+			{Name: "X-Gateway", Value: "jsonrtc"}, {Name: "X-Debug", Value: "", Drop: true}}},
+		{"uri parameter", Request{Kind: Message, Identity: "bob", Target: "+15551234", Ext: map[string]string{"x-cic": "0288"}}, []Header{
+			{Name: "X-Gateway", Value: "jsonrtc"}, {Name: "X-Debug", Drop: true}, {Name: "cic", Value: "0288", Param: true}}},
 		{"web relay gets none", Request{Identity: "alice@corp.example.com", Target: "+442079", WebLive: true}, nil},
 	}
 	for _, c := range cases {
@@ -68,6 +71,8 @@ func TestHeaderRuleErrors(t *testing.T) {
 	for _, c := range []struct{ src, want string }{
 		{"headers: [{header: X-A}]", "routing.headers[0].value: required"},
 		{"headers: [{header: X-A, value: v, drop: true}]", "routing.headers[0].value: a dropped header has no value"},
+		{"headers: [{param: transport, value: tcp}]", "routing.headers[0].param"},
+		{"headers: [{param: cic, header: X-A, value: v}]", "routing.headers[0].param: set header or param"},
 		{"headers: [{header: 'X A', value: v}]", "routing.headers[0].header"},
 		{"headers: [{header: X-A, value: '{nope}'}]", "routing.headers[0].value: {nope}"},
 		{"headers: [{header: X-A, value: '{1}'}]", "to.regex has 0 groups"},

@@ -58,6 +58,10 @@ func (g *UserAgent) SendMessage(o MessageOptions, report func(code int, reason s
 	if err != nil {
 		return err
 	}
+	ruri, err := requestURI(to, o.Route)
+	if err != nil {
+		return err
+	}
 	if o.ContentType == "" {
 		o.ContentType = "text/plain;charset=UTF-8"
 	}
@@ -85,6 +89,7 @@ func (g *UserAgent) SendMessage(o MessageOptions, report func(code int, reason s
 			res, err = g.do(ctx, o.Identity, func() *sip.Request {
 				cseq++
 				req := g.requestFor(sip.MESSAGE, snd.from, to, tag, callID, cseq, h)
+				req.Recipient = *ruri.Clone()
 				snd.present(req)
 				req.AppendHeader(sip.NewHeader("Content-Type", o.ContentType))
 				for _, h := range o.Headers {

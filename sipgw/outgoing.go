@@ -67,6 +67,10 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	if err != nil {
 		return nil, err
 	}
+	ruri, err := requestURI(to, o.Route)
+	if err != nil {
+		return nil, err
+	}
 	for _, h := range o.Headers {
 		if err := ValidateHeader(h); err != nil {
 			return nil, err
@@ -89,7 +93,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 		return nil, err
 	}
 
-	req := sip.NewRequest(sip.INVITE, *to.Clone())
+	req := sip.NewRequest(sip.INVITE, ruri)
 	req.SetTransport(g.cfg.Transport)
 	fromH := &sip.FromHeader{DisplayName: o.DisplayName, Address: from, Params: sip.NewParams()}
 	fromH.Params.Add("tag", sip.GenerateTagN(16))

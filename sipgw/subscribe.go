@@ -63,6 +63,7 @@ type Subscription struct {
 	ev      SubscriptionEvents
 	local   sip.Uri
 	remote  sip.Uri
+	ruri    sip.Uri // remote with the routing rules' parameters
 	snd     sender
 	hops    []nextHop // the initial SUBSCRIBE's, in failover order
 	hop     nextHop   // the one that answered, for refreshes outside a route set
@@ -108,6 +109,10 @@ func (g *UserAgent) Subscribe(o SubscribeOptions, ev SubscriptionEvents) (*Subsc
 	if err != nil {
 		return nil, err
 	}
+	ruri, err := requestURI(remote, o.Route)
+	if err != nil {
+		return nil, err
+	}
 	if o.Event == "" || strings.ContainsAny(o.Event, " ;,\t") || hasCtl(o.Event) || hasCtl(o.Accept) || strings.ContainsAny(o.Accept, "\r\n") {
 		return nil, invalid("event %q or accept %q", o.Event, o.Accept)
 	}
@@ -118,7 +123,7 @@ func (g *UserAgent) Subscribe(o SubscribeOptions, ev SubscriptionEvents) (*Subsc
 		o.Expiry = time.Hour
 	}
 	s := &Subscription{
-		g: g, o: o, ev: ev, local: local, remote: remote, snd: snd, hops: hops, hop: hops[0],
+		g: g, o: o, ev: ev, local: local, remote: remote, ruri: ruri, snd: snd, hops: hops, hop: hops[0],
 		callID: randUUID(), fromTag: sip.GenerateTagN(16),
 		contact: g.contactHeader("s" + randHex(6)),
 		stop:    make(chan struct{}), term: make(chan struct{}), done: make(chan struct{}),
@@ -296,6 +301,7 @@ func (s *Subscription) request(expiry time.Duration) *sip.Request {
 	var req *sip.Request
 	if !established {
 		req = g.requestFor(sip.SUBSCRIBE, s.local, s.remote, s.fromTag, s.callID, cseq, h)
+		req.Recipient = *s.ruri.Clone()
 	} else {
 		req = sip.NewRequest(sip.SUBSCRIBE, *target.Clone())
 		req.SetTransport(g.cfg.Transport)

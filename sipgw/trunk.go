@@ -55,11 +55,32 @@ func withRouteHeaders(hs []Header, r Route) []Header {
 		}
 	}
 	for _, rh := range r.Headers {
-		if !rh.Drop {
+		if !rh.Drop && !rh.Param {
 			out = append(out, Header{Name: rh.Name, Value: rh.Value})
 		}
 	}
 	return out
+}
+
+// requestURI is to with the Request-URI parameters of r's header rules.
+// Each value must be of the unreserved characters of RFC 3261 section
+// 25.1 (alphanumerics and -_.!~*'()+), so that none can end the
+// parameter, start another or a header.
+func requestURI(to sip.Uri, r Route) (sip.Uri, error) {
+	u := *to.Clone()
+	for _, rh := range r.Headers {
+		if !rh.Param {
+			continue
+		}
+		if rh.Value == "" || len(rh.Value) > 64 || strings.Trim(rh.Value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()+") != "" {
+			return u, invalid("Request-URI parameter %s: value %q", rh.Name, rh.Value)
+		}
+		if u.UriParams == nil {
+			u.UriParams = sip.NewParams()
+		}
+		u.UriParams.Add(rh.Name, rh.Value)
+	}
+	return u, nil
 }
 
 // nextHop is one next hop: a Route header and the transport toward it. The

@@ -310,3 +310,28 @@ func TestCapturedHeaders(t *testing.T) {
 		t.Fatal("captured headers nobody asked for")
 	}
 }
+
+// A rule's Request-URI parameter goes on the Request-URI only, and a
+// value that could end it is refused.
+func TestRouteURIParams(t *testing.T) {
+	p := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p.uri()}}})
+	route := Route{Trunk: "t", Headers: []routing.Header{{Name: "cic", Value: "0288", Param: true}}}
+	if code := sendMessage(t, g, MessageOptions{Identity: "alice@example.com", Target: "+15551234", Route: route}); code != 200 {
+		t.Fatalf("report %d", code)
+	}
+	r := p.next(t, sip.MESSAGE)
+	if v, ok := r.Recipient.UriParams.Get("cic"); !ok || v != "0288" {
+		t.Errorf("Request-URI %s: no cic=0288", r.Recipient.String())
+	}
+	if strings.Contains(r.To().Value(), "cic") || r.GetHeader("cic") != nil {
+		t.Errorf("the parameter went elsewhere: To %s", r.To().Value())
+	}
+	for _, v := range []string{"a;transport=tcp", "a?Route=x", "a b", "", "a>"} {
+		route.Headers[0].Value = v
+		err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "+15551234", Route: route}, func(int, string) {})
+		if ResponseCode(err) != 400 {
+			t.Errorf("value %q: %v, want 400", v, err)
+		}
+	}
+}

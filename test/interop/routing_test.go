@@ -91,6 +91,7 @@ func TestRoutingByPrefixRewriteAndIdentity(t *testing.T) {
 		c.Routing.Headers = []routing.HeaderRuleConfig{
 			{Name: "account", Header: "X-Account", Value: "acct-{ext:x-account}"},
 			{Name: "area", To: routing.TargetMatch{Regex: `^0044-(\d+)-`}, Header: "X-Area", Value: "{1}"},
+			{Name: "carrier-select", To: routing.TargetMatch{Prefixes: []string{"+33"}}, Param: "cic", Value: "0033"},
 		}
 	})
 	a := w.connect(t, "open@"+domain, nil)
@@ -117,8 +118,9 @@ func TestRoutingByPrefixRewriteAndIdentity(t *testing.T) {
 	if strings.Contains(inv, "evil") || strings.Count(inv, "P-Asserted-Identity") != 1 {
 		t.Errorf("the client's P-Asserted-Identity reached SIP:\n%s", inv)
 	}
-	if inv := receivedInvite(t, fr); !strings.Contains(inv, "INVITE sip:+331234@"+domain+";user=phone SIP/2.0") {
-		t.Errorf("the INVITE at trunk fr:\n%s", inv)
+	if inv := receivedInvite(t, fr); !strings.Contains(inv, "INVITE sip:+331234@"+domain+";user=phone;cic=0033 SIP/2.0") ||
+		strings.Count(inv, "cic=") != 1 {
+		t.Errorf("the INVITE at trunk fr (the rule's cic on the Request-URI alone):\n%s", inv)
 	}
 }
 

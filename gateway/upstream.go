@@ -43,7 +43,7 @@ func (g *Gateway) startSIP() error {
 	if g.sip == nil {
 		return nil
 	}
-	g.sip.OnMessage(interwork.IncomingMessages(g.msgs))
+	g.sip.OnMessage(interwork.IncomingMessages(g.msgs, g.router.Load().ToWeb()))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := g.sip.Start(ctx); err != nil {

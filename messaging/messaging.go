@@ -400,7 +400,7 @@ func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame, d routing.Deci
 // it is unknown, 408 after the report timeout, 503 when too many
 // messages are in flight. It must not block. Deliver returns once the
 // message is queued to every session.
-func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer func(code int, reason string)) {
+func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer func(code int, reason string), ext ...protocol.Ext) {
 	id := webID(to)
 	sessions := h.dir.Sessions(id)
 	if len(sessions) == 0 {
@@ -412,7 +412,7 @@ func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer fun
 		return
 	}
 	m := &message{answerFn: answer, target: id}
-	h.relay(m, sessions, from, id, nil, protocol.EncodePayload(p))
+	h.relay(m, sessions, from, id, ext, protocol.EncodePayload(p))
 }
 
 // webID is the web identity a target names: user@domain for

@@ -67,3 +67,18 @@ func TestRoutedMessages(t *testing.T) {
 		}
 	})
 }
+
+// Extension headers given to Deliver (SIP headers named by
+// routing.to_web) are on the frame each session gets.
+func TestDeliverExt(t *testing.T) {
+	h, d := newHandler(t, Options{})
+	b := d.add("b", "bob@x")
+	h.Deliver("sip:carol@sip.example", "sip:bob@x", protocol.MessagePayload{ContentType: "text/plain", Body: "hi"},
+		func(int, string) {}, protocol.Ext{Name: "x-carrier", Kind: protocol.ExtString, Value: "c9"})
+	f := b.only(t)
+	if x, ok := f.Header.ExtValue("x-carrier"); !ok || x.Value != "c9" {
+		t.Fatalf("frame %s", f.Marshal())
+	}
+	h.HandleFrame(b, answerFrame(f, 200, ""))
+	idle(t, h)
+}

@@ -35,6 +35,8 @@ type IncomingMessage struct {
 	From        string
 	ContentType string
 	Body        []byte
+	// Headers are its headers that Options.ToWeb names.
+	Headers []Header
 }
 
 // SendMessage sends a MESSAGE and returns at once; report gets the final
@@ -144,7 +146,7 @@ func (g *UserAgent) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 		g.respond(tx, req, 413, "Request Entity Too Large")
 		return
 	}
-	m := &IncomingMessage{Identity: id, Body: append([]byte(nil), body...), ContentType: "text/plain"}
+	m := &IncomingMessage{Identity: id, Body: append([]byte(nil), body...), ContentType: "text/plain", Headers: g.captured(req)}
 	if ct := req.ContentType(); ct != nil {
 		m.ContentType = strings.TrimSpace(ct.Value())
 	}

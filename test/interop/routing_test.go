@@ -257,3 +257,22 @@ func TestRoutingHeaderToWeb(t *testing.T) {
 	}
 	uas.expectSuccess(t)
 }
+
+// A SIP header of an incoming MESSAGE named by routing.to_web reaches
+// the web user as an extension header of the message.
+func TestRoutingMessageHeaderToWeb(t *testing.T) {
+	k := startKamailio(t)
+	w := startWebGateway(t, k, func(c *gateway.Config) {
+		c.Routing.ToWeb = []routing.ToWebConfig{{Header: "X-Carrier", Ext: "x-carrier"}}
+	})
+	a := w.connect(t, "open@"+domain, nil) // registered at Kamailio
+	uac := startSipp(t, "uac_message_carrier.xml", k.Addr, "-s", "open")
+	m := webNext(t, a, client.EventMessage).Message
+	if x, ok := m.Header.ExtValue("x-carrier"); !ok || x.Value != "carrier-9" {
+		t.Errorf("message extension headers %+v: no x-carrier: carrier-9", m.Header.Ext)
+	}
+	if err := m.Reply(ctxT(t), 200); err != nil {
+		t.Fatal(err)
+	}
+	uac.expectSuccess(t)
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	sdp "github.com/pion/sdp/v3"
 )
@@ -46,6 +47,7 @@ type sipCall interface {
 	Identity() string
 	Remote() string
 	Offer() []byte
+	Headers() []sipgw.Header
 	Events() <-chan sipgw.Event
 	Done() <-chan struct{}
 	Hangup(ctx context.Context) error
@@ -91,6 +93,10 @@ type SIPOptions struct {
 	// Media anchors the calls' media in rtpengine (media.go); nil: SDP
 	// passes unchanged.
 	Media *rtpengine.Adapter
+	// ToWeb maps SIP headers (lower-case names) of incoming INVITEs and
+	// of the responses to ours to the extension headers of the frames
+	// the web side gets (routing.to_web).
+	ToWeb map[string]string
 }
 
 type sipSide struct {
@@ -98,7 +104,19 @@ type sipSide struct {
 	domains map[string]bool
 	headers map[string]bool
 	media   *rtpengine.Adapter
+	toWeb   map[string]string
 	wg      sync.WaitGroup // every far leg's goroutines
+}
+
+// webExt maps the SIP headers sipgw handed over to extension headers.
+func (s *sipSide) webExt(hs []sipgw.Header) []protocol.Ext {
+	var out []protocol.Ext
+	for _, h := range hs {
+		if name, ok := s.toWeb[strings.ToLower(h.Name)]; ok {
+			out = append(out, protocol.Ext{Name: name, Kind: protocol.ExtString, Value: h.Value})
+		}
+	}
+	return out
 }
 
 // opTimeout bounds one SIP operation of a far leg: a transaction's
@@ -121,7 +139,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 }
 
 func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {
-	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media}
+	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, toWeb: o.ToWeb}
 	for _, d := range o.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}
@@ -400,8 +418,9 @@ func (fl *farLeg) web() *leg {
 	return fl.c.winner
 }
 
-// dialSIP starts an outgoing SIP call for the web start f. h.far is set.
-func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload) {
+// dialSIP starts an outgoing SIP call for the web start f, to the target
+// and trunk d routes it to. h.far is set.
+func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload, d routing.Decision) {
 	local, err := parseSDP(p.SDP)
 	if err != nil {
 		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
@@ -427,8 +446,9 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	fl := h.newFarLeg(c, true)
 	fl.local = local
 	// wsc.js ignores trickle: its candidates come in re-offers instead.
-	o := sipgw.DialOptions{Identity: ep.Identity(), Target: f.Header.Target, SDP: []byte(p.SDP),
-		Headers: headers, Offer100rel: true, Trickle: !ep.Oracle()}
+	o := sipgw.DialOptions{Identity: ep.Identity(), Target: d.Target, SDP: []byte(p.SDP),
+		Headers: headers, Offer100rel: true, Trickle: !ep.Oracle(),
+		Route: sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers}}
 	if h.far.media != nil {
 		o.CallID, o.FromTag = newDialogToken(), newDialogToken()
 	}
@@ -536,6 +556,7 @@ func (fl *farLeg) ring(offer string) {
 		l.held = true
 		out := fl.frameTo(l, protocol.TypeRequest, protocol.ActionStart, "")
 		out.Payload = payload
+		out.Header.Ext = h.far.webExt(sc.Headers())
 		seq, err := e.Send(out, true)
 		if err != nil {
 			l.state, l.code = legFailed, protocol.CodeTemporarilyUnavail
@@ -819,6 +840,7 @@ func (fl *farLeg) sipProgress(ev sipgw.Event, prack bool) bool {
 	out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
 	out.Control.MessageState = protocol.StateSubsequent
 	out.Header.ResponseCode, out.Header.Reason = ev.Code, protocol.Reason(ev.Code)
+	out.Header.Ext = h.far.webExt(ev.Headers)
 	if protocol.HasSDP(string(ev.SDP)) {
 		if _, err := parseSDP(string(ev.SDP)); err != nil {
 			fl.badSIPSDP(err)
@@ -859,6 +881,7 @@ func (fl *farLeg) sipAnswered(ev sipgw.Event) bool {
 	out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
 	out.Control.MessageState = protocol.StateFinal
 	out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
+	out.Header.Ext = h.far.webExt(ev.Headers)
 	out.Payload = fl.earlySDP
 	if protocol.HasSDP(string(ev.SDP)) {
 		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})

@@ -187,6 +187,7 @@ type reofferResult struct {
 // fakeCall is a SIP leg. Ending it (Hangup, Reject or end) sends
 // EventEnded and closes Events and Done, as sipgw does.
 type fakeCall struct {
+	headers              []sipgw.Header // the INVITE's, for Headers
 	id, identity, remote string
 	offer                []byte
 	dial                 sipgw.DialOptions
@@ -308,6 +309,7 @@ func (c *fakeCall) ID() string                 { return c.id }
 func (c *fakeCall) Identity() string           { return c.identity }
 func (c *fakeCall) Remote() string             { return c.remote }
 func (c *fakeCall) Offer() []byte              { return c.offer }
+func (c *fakeCall) Headers() []sipgw.Header    { return c.headers }
 func (c *fakeCall) Events() <-chan sipgw.Event { return c.events }
 func (c *fakeCall) Done() <-chan struct{}      { return c.done }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"go.yaml.in/yaml/v3"
 )
@@ -64,6 +65,10 @@ type Config struct {
 	Store StoreConfig `yaml:"store"`
 	// Web configures the demo page (STUN/TURN servers for its browsers).
 	Web WebConfig `yaml:"web"`
+	// Routing decides where calls, messages and subscriptions go: web
+	// relay, a named SIP trunk, or a rejection (docs/routing.md). Unset:
+	// the built-in profile.
+	Routing routing.Config `yaml:"routing"`
 }
 
 // StoreConfig configures where session records are kept.
@@ -380,6 +385,22 @@ func (c *Config) Validate() error {
 		if err := c.Auth.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := c.Routing.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for i, h := range c.Routing.Headers {
+		if h.Param != "" {
+			continue // a Request-URI parameter: routing checks its name
+		}
+		// As for calls.sip_headers: never a header the gateway sets.
+		var he *sipgw.HeaderError
+		if errors.As(sipgw.ValidateHeaderName(h.Header), &he) {
+			bad(fmt.Sprintf("routing.headers[%d].header", i), "%q %s", he.Name, he.Problem)
+		}
+	}
+	if len(c.Routing.Trunks) > 0 && !c.sipConfigured() {
+		bad("routing.trunks", "trunks need the sip section")
 	}
 	lim := c.Limits.WithDefaults()
 	if err := lim.Validate(); err != nil {

@@ -62,6 +62,12 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"sip:\n  domain: example.com\nmedia:\n  policy: sometimes\n", "media.policy"},
 		{"media:\n  timeout: 100ms\n", "media.retransmit"},
 		{"media:\n  rtpengines: []\n", "rtpengines"},
+		{"routing:\n  rules:\n    - {name: x}\n", "routing.rules[0]: no action"},
+		{"routing:\n  rules:\n    - {trunk: pstn}\n", "routing.rules[0].trunk"},
+		{"routing:\n  trunks:\n    pstn: {proxies: ['sip:127.0.0.1:5060']}\n", "routing.trunks: trunks need the sip section"},
+		{"routing:\n  rulez: []\n", "rulez"},
+		{"routing:\n  headers:\n    - {header: P-Asserted-Identity, value: x}\n", "routing.headers[0].header: \"P-Asserted-Identity\""},
+		{"auth:\n  applications:\n    - name: web\n      mode: open\n      origins: {allow_missing: true}\n      sip_identity: {assert: yes}\n", "auth.applications[0].sip_identity.assert"},
 	}
 	for _, c := range cases {
 		_, err := LoadConfig(writeConfig(t, c.body))

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
@@ -26,6 +27,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/messaging"
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/transport/forwarded"
 	"github.com/jsonrtc/jsonrtc/transport/longpoll"
@@ -39,6 +41,12 @@ type Gateway struct {
 	// at will: refused handshakes and connects, bad frames (ratelog).
 	rlog *ratelog.Logger
 
+	// router holds the routing section's rules (route.go). A request is
+	// decided once, by the rules loaded then: a reload (the next slice
+	// of issue 16) stores a new Router, and requests in flight keep the
+	// decision they had.
+	router   atomic.Pointer[routing.Router]
+	reloadMu sync.Mutex // one Reload at a time: trunks and rules go together
 	calls    *call.Handler
 	msgs     *messaging.Handler
 	presence *presence.Handler
@@ -162,6 +170,12 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.metrics.reg.MustRegister(g.regLim.Collector())
+	router, err := routing.New(cfg.Routing)
+	if err != nil {
+		return nil, err // Validate has checked it
+	}
+	g.router.Store(router)
+	g.metrics.reg.MustRegister(newTrunkCollector(g))
 	if err := g.newSIP(); err != nil {
 		return nil, err
 	}

@@ -45,7 +45,11 @@ func (c *Config) sipConfigured() bool {
 // handlers exist.
 func (g *Gateway) newSIP() error {
 	if g.cfg.sipConfigured() {
-		s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip")})
+		var toWeb []string
+		for _, tw := range g.cfg.Routing.ToWeb {
+			toWeb = append(toWeb, tw.Header)
+		}
+		s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip"), Trunks: g.router.Load().Trunks(), ToWeb: toWeb})
 		if err != nil {
 			return err
 		}
@@ -72,7 +76,7 @@ func (g *Gateway) sipCalls() error {
 	for k, v := range c.IdentityDomains {
 		domains = append(domains, k, v)
 	}
-	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media})
+	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media, ToWeb: g.router.Load().ToWeb()})
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
 		if f := g.onIncomingSIPCall.Load(); f != nil {
 			(*f)(sc.Identity())
@@ -123,7 +127,7 @@ func (g *Gateway) startSIP() error {
 	if g.sip == nil {
 		return nil
 	}
-	g.sip.OnMessage(interwork.IncomingMessages(g.msgs))
+	g.sip.OnMessage(interwork.IncomingMessages(g.msgs, g.router.Load().ToWeb()))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := g.sip.Start(ctx); err != nil {
@@ -207,6 +211,15 @@ func (g *Gateway) SIPStats() sipgw.Stats {
 		return sipgw.Stats{}
 	}
 	return g.sip.Stats()
+}
+
+// TrunkStatus reports the proxies of a routing trunk and whether the
+// health checks see each up (nil without SIP or such a trunk).
+func (g *Gateway) TrunkStatus(name string) []sipgw.ProxyStatus {
+	if g.sip == nil {
+		return nil
+	}
+	return g.sip.TrunkStatus(name)
 }
 
 // SIPEventStats counts the live SIP subscriptions and publications, for

@@ -135,6 +135,9 @@ type Event struct {
 	Reoffer *Reoffer
 	// EventEnded
 	End EndCause
+	// EventProgress, EventAnswered: the response's headers named by
+	// Options.ToWeb.
+	Headers []Header
 }
 
 // ResponseError is a final SIP failure response to one of our requests.
@@ -159,7 +162,7 @@ func ResponseCode(err error) int {
 		return 408
 	case errors.Is(err, ErrInvalidInput):
 		return 400
-	case errors.Is(err, ErrClosed), errors.Is(err, ErrOverloaded):
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrOverloaded), errors.Is(err, ErrTrunkDown):
 		return 503
 	case errors.Is(err, ErrCallState):
 		return 405
@@ -241,7 +244,13 @@ type Call struct {
 	pracks      map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK; made by the first
 	sdpPrack    chan struct{}            // incoming: closed by the PRACK of the last reliable provisional with SDP
 	lastRSeq    uint32                   // owner goroutine only
-	endForced   *Event                   // owner goroutine only
+	// hops are the next hops an outgoing INVITE may still fail over to;
+	// progressed: a provisional beyond 100 came, so the request reached
+	// the callee and fails over no more (owner goroutine only).
+	hops       []nextHop
+	progressed bool
+	headers    []Header // incoming: the INVITE's, named by Options.ToWeb
+	endForced  *Event   // owner goroutine only
 
 	respMu    sync.Mutex // serialises our responses to the INVITE (sipgo stores the last one)
 	retrans   sync.WaitGroup
@@ -309,6 +318,10 @@ func (c *Call) RemoteDisplayName() string { return c.display }
 
 // Offer is the SDP of an incoming INVITE (nil for a late offer).
 func (c *Call) Offer() []byte { return c.offer }
+
+// Headers returns the headers of an incoming call's INVITE that
+// Options.ToWeb names.
+func (c *Call) Headers() []Header { return c.headers }
 
 // Events delivers the call's events in order; closed after EventEnded.
 func (c *Call) Events() <-chan Event { return c.events }

@@ -38,6 +38,7 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 	}
 	c.offer = req.Body()
 	c.keys = incomingKeys(dtx.InviteRequest)
+	c.headers = g.captured(req)
 	c.remoteSDP = c.offer
 	c.inviteDone = make(chan struct{})
 	c.state = stateRinging

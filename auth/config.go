@@ -76,7 +76,30 @@ type SIPIdentityConfig struct {
 	Template string `yaml:"template"`
 	// DefaultDomain fills {domain} for identities without one.
 	DefaultDomain string `yaml:"default_domain"`
+	// Assert names the identity header every request the gateway sends
+	// to SIP for the application's sessions carries, with the template's
+	// URI: "asserted" (P-Asserted-Identity, RFC 3325: for a network that
+	// trusts the gateway), "preferred" (P-Preferred-Identity), or ""
+	// (none). A client can never set either header itself.
+	Assert string `yaml:"assert"`
+	// GuestPrivacy sends guests' requests with an anonymous From and
+	// Privacy: id (RFC 3323); an asserted identity still goes, for the
+	// trusted network to strip at its edge.
+	GuestPrivacy bool `yaml:"guest_privacy"`
+
+	// defaulted: Template is the default, not configured. Only a
+	// configured template sets the From of SIP requests (the default
+	// one leaves the From that sip.identity_domains makes, as before
+	// templates were applied).
+	defaulted bool
 }
+
+// Values of SIPIdentityConfig.Assert.
+const (
+	AssertNone      = ""
+	AssertAsserted  = "asserted"
+	AssertPreferred = "preferred"
+)
 
 // JWTConfig verifies bearer tokens.
 type JWTConfig struct {
@@ -213,6 +236,7 @@ func (c Config) WithDefaults() Config {
 	for i, a := range c.Applications {
 		if a.SIPIdentity.Template == "" {
 			a.SIPIdentity.Template = defaultTemplate
+			a.SIPIdentity.defaulted = true
 		}
 		if a.JWT != nil {
 			j := *a.JWT
@@ -294,6 +318,11 @@ func compile(c Config) (map[string]*application, error) {
 		}
 		if app.sip, err = compileTemplate(ac.SIPIdentity); err != nil {
 			bad(key+".sip_identity", "%v", err)
+		}
+		switch ac.SIPIdentity.Assert {
+		case AssertNone, AssertAsserted, AssertPreferred:
+		default:
+			bad(key+".sip_identity.assert", "%q is not asserted, preferred or empty", ac.SIPIdentity.Assert)
 		}
 		switch ac.Mode {
 		case ModeJWT:

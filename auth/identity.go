@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"strings"
 )
 
@@ -77,9 +78,13 @@ func stripSIPScheme(s string) string {
 	return s
 }
 
-// sipTemplate maps identities to SIP URIs.
+// sipTemplate maps identities to SIP URIs, and says how SIP requests
+// present them.
 type sipTemplate struct {
 	template, defaultDomain string
+	setsFrom                bool // a configured template, not the default
+	assert                  string
+	guestPrivacy            bool
 }
 
 func compileTemplate(c SIPIdentityConfig) (sipTemplate, error) {
@@ -97,7 +102,8 @@ func compileTemplate(c SIPIdentityConfig) (sipTemplate, error) {
 	if c.DefaultDomain != "" && !validDomain(c.DefaultDomain) {
 		return sipTemplate{}, fmt.Errorf("default_domain %q: must be a domain name", c.DefaultDomain)
 	}
-	return sipTemplate{template: t, defaultDomain: strings.ToLower(c.DefaultDomain)}, nil
+	return sipTemplate{template: t, defaultDomain: strings.ToLower(c.DefaultDomain),
+		setsFrom: !c.defaulted, assert: c.Assert, guestPrivacy: c.GuestPrivacy}, nil
 }
 
 // apply maps a parsed identity. The values substituted were checked by
@@ -177,4 +183,28 @@ func globMatch(pattern, s string) bool {
 		px++
 	}
 	return px == len(pattern)
+}
+
+// Sender is how the requests the gateway sends to SIP for p present it
+// (docs/routing.md, "Identity"): From from its application's configured
+// sip_identity template (none configured: the zero From, the AOR), the
+// identity header the application asserts, and privacy for its guests.
+// The SIP side checks every URI again against the SIP grammar.
+func (p *Principal) Sender() routing.Sender {
+	var s routing.Sender
+	if p == nil || p.app == nil || p.SIPIdentity == "" {
+		return s
+	}
+	t := p.app.sip
+	if t.setsFrom {
+		s.From = p.SIPIdentity
+	}
+	switch t.assert {
+	case AssertAsserted:
+		s.AssertedIdentity = p.SIPIdentity
+	case AssertPreferred:
+		s.PreferredIdentity = p.SIPIdentity
+	}
+	s.Privacy = p.Guest && t.guestPrivacy
+	return s
 }

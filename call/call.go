@@ -34,6 +34,8 @@ type Handler struct {
 	// refused counts, by operation, web requests on SIP calls refused
 	// because the call's SIP operation queue was full (metrics.go).
 	refused [numQueuedOps]atomic.Uint64
+	// mediaFailed counts rtpengine commands that failed (media.go).
+	mediaFailed atomic.Uint64
 
 	mu    sync.Mutex
 	legs  map[legKey]*leg

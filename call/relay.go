@@ -4,7 +4,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // The relay: calls between web sessions, forked to every live session of
@@ -60,16 +62,29 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, "start needs an SDP offer"), false)
 		return
 	}
-	if h.routesToSIP(f.Header.Target) {
-		h.dialSIP(ep, f, p)
-		return
+	d := endpoint.Route(ep, routing.Call, f.Header.Target, f.Header.Ext)
+	switch d.Action {
+	case routing.ActionReject:
+		ep.Send(errorFrame(f, d.Code, d.Reason), false)
+	case routing.ActionSIP:
+		if h.far == nil {
+			ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "no SIP side for trunk "+d.Trunk), false)
+			return
+		}
+		h.dialSIP(ep, f, p, d)
+	case routing.ActionWeb:
+		relay{h}.start(ep, f, d.Target)
+	default:
+		if h.routesToSIP(f.Header.Target) {
+			h.dialSIP(ep, f, p, d)
+			return
+		}
+		relay{h}.start(ep, f, f.Header.Target)
 	}
-	relay{h}.start(ep, f)
 }
 
-// start rings every other live session of the target of f.
-func (h relay) start(ep Endpoint, f *protocol.Frame) {
-	target := f.Header.Target
+// start rings every other live session of target for the start f.
+func (h relay) start(ep Endpoint, f *protocol.Frame, target string) {
 	var eps []Endpoint
 	for _, e := range h.dir.Sessions(target) {
 		if e.ID() != ep.ID() {

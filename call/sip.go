@@ -12,7 +12,9 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	sdp "github.com/pion/sdp/v3"
 )
@@ -45,6 +47,7 @@ type sipCall interface {
 	Identity() string
 	Remote() string
 	Offer() []byte
+	Headers() []sipgw.Header
 	Events() <-chan sipgw.Event
 	Done() <-chan struct{}
 	Hangup(ctx context.Context) error
@@ -59,6 +62,7 @@ type sipCall interface {
 	Transfer(ctx context.Context, target string) error
 	PeerAccepts(pkg string) bool
 	SetTrickle(on bool)
+	Keys() sipgw.DialogKeys
 	// reoffer returns what answers the re-INVITE of an EventReoffer.
 	reoffer(ev sipgw.Event) reofferAnswer
 	// refer returns what answers the REFER of an EventRefer.
@@ -86,13 +90,33 @@ type SIPOptions struct {
 	// are passed to SIP as headers of the same name; others stay on the
 	// web side. Each is still checked by sipgw.ValidateHeader.
 	Headers []string
+	// Media anchors the calls' media in rtpengine (media.go); nil: SDP
+	// passes unchanged.
+	Media *rtpengine.Adapter
+	// ToWeb maps SIP headers (lower-case names) of incoming INVITEs and
+	// of the responses to ours to the extension headers of the frames
+	// the web side gets (routing.to_web).
+	ToWeb map[string]string
 }
 
 type sipSide struct {
 	dial    func(context.Context, sipgw.DialOptions) (sipCall, error)
 	domains map[string]bool
 	headers map[string]bool
+	media   *rtpengine.Adapter
+	toWeb   map[string]string
 	wg      sync.WaitGroup // every far leg's goroutines
+}
+
+// webExt maps the SIP headers sipgw handed over to extension headers.
+func (s *sipSide) webExt(hs []sipgw.Header) []protocol.Ext {
+	var out []protocol.Ext
+	for _, h := range hs {
+		if name, ok := s.toWeb[strings.ToLower(h.Name)]; ok {
+			out = append(out, protocol.Ext{Name: name, Kind: protocol.ExtString, Value: h.Value})
+		}
+	}
+	return out
 }
 
 // opTimeout bounds one SIP operation of a far leg: a transaction's
@@ -115,7 +139,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 }
 
 func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {
-	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}}
+	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, toWeb: o.ToWeb}
 	for _, d := range o.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}
@@ -226,6 +250,7 @@ type farLeg struct {
 	trickleBytes int
 	trickleUfrag string // the ICE generation of trickle
 	finished     bool
+	media        *rtpengine.Session // the call's media in rtpengine (media.go); nil without
 }
 
 type sipReoffer struct {
@@ -393,8 +418,9 @@ func (fl *farLeg) web() *leg {
 	return fl.c.winner
 }
 
-// dialSIP starts an outgoing SIP call for the web start f. h.far is set.
-func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload) {
+// dialSIP starts an outgoing SIP call for the web start f, to the target
+// and trunk d routes it to. h.far is set.
+func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload, d routing.Decision) {
 	local, err := parseSDP(p.SDP)
 	if err != nil {
 		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
@@ -420,8 +446,12 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	fl := h.newFarLeg(c, true)
 	fl.local = local
 	// wsc.js ignores trickle: its candidates come in re-offers instead.
-	o := sipgw.DialOptions{Identity: ep.Identity(), Target: f.Header.Target, SDP: []byte(p.SDP),
-		Headers: headers, Offer100rel: true, Trickle: !ep.Oracle()}
+	o := sipgw.DialOptions{Identity: ep.Identity(), Target: d.Target, SDP: []byte(p.SDP),
+		Headers: headers, Offer100rel: true, Trickle: !ep.Oracle(),
+		Route: sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers}}
+	if h.far.media != nil {
+		o.CallID, o.FromTag = newDialogToken(), newDialogToken()
+	}
 	fl.log().Debug("SIP call started")
 	// As for web callees: an unanswered call ends after the ring timeout
 	// (CANCEL), whatever the SIP side's own timers.
@@ -437,25 +467,24 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 		h.endFar(c)
 	})
 	fl.enqueue(func() {
+		if !fl.dialMedia(&o) {
+			return
+		}
 		ctx, cancel := opCtx()
 		sc, err := h.far.dial(ctx, o)
 		cancel()
-		c.mu.Lock()
-		defer c.mu.Unlock()
 		if err != nil {
-			if !c.ended {
-				code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
-				reason := protocol.Reason(code)
-				if code == protocol.CodeBadRequest {
-					reason = "target or header refused by the SIP side"
-					fl.rlog().Warn("sip call refused", "call refused toward SIP", "target", o.Target, "err", err)
-				}
-				h.failCaller(c, code, reason)
+			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
+			reason := protocol.Reason(code)
+			if code == protocol.CodeBadRequest {
+				reason = "target or header refused by the SIP side"
+				fl.rlog().Warn("sip call refused", "call refused toward SIP", "target", o.Target, "err", err)
 			}
-			h.endFar(c)
-			fl.finishLocked()
+			fl.failDial(code, reason)
 			return
 		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		fl.sc = sc
 		fl.logWith("call", sc.ID())
 		h.far.wg.Go(fl.read)
@@ -491,7 +520,29 @@ func (h *Handler) incomingSIP(sc sipCall) {
 		fl.reject(protocol.CodeNotAcceptableHere)
 		return
 	}
-	payload := protocol.EncodePayload(protocol.CallPayload{SDP: string(sc.Offer())})
+	if h.far.media == nil {
+		fl.ring(string(sc.Offer()))
+		return
+	}
+	// rtpengine's offer for the browsers is a round trip: on the worker.
+	fl.must(func() {
+		offer, ok := fl.ringMedia(string(sc.Offer()))
+		if !ok {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.ended {
+			fl.ring(offer)
+		}
+	})
+}
+
+// ring offers an incoming call to every live session of its identity,
+// with offer as the web side's SDP. c.mu is held.
+func (fl *farLeg) ring(offer string) {
+	c, h, sc := fl.c, fl.h, fl.sc
+	payload := protocol.EncodePayload(protocol.CallPayload{SDP: offer})
 	for _, e := range h.dir.Sessions(sc.Identity()) {
 		l := &leg{call: c, ep: e, sub: "s" + strconv.FormatUint(h.next.Add(1), 10)}
 		h.mu.Lock()
@@ -505,6 +556,7 @@ func (h *Handler) incomingSIP(sc sipCall) {
 		l.held = true
 		out := fl.frameTo(l, protocol.TypeRequest, protocol.ActionStart, "")
 		out.Payload = payload
+		out.Header.Ext = h.far.webExt(sc.Headers())
 		seq, err := e.Send(out, true)
 		if err != nil {
 			l.state, l.code = legFailed, protocol.CodeTemporarilyUnavail
@@ -644,22 +696,23 @@ func (fl *farLeg) read() {
 		if ev.Kind == sipgw.EventEnded {
 			ended = true
 		}
-		fl.onEvent(ev)
+		fl.onEvent(fl.sipMedia(ev))
 	}
 	if !ended {
 		// The SIP side closed before it could report the end.
-		fl.onEvent(sipgw.Event{Kind: sipgw.EventEnded, End: sipgw.EndShutdown, Code: protocol.CodeServiceUnavailable})
+		fl.onEvent(sipgw.Event{Kind: sipgw.EventEnded, End: sipgw.EndShutdown, Code: protocol.CodeServiceUnavailable}, nil)
 	}
 	<-fl.sc.Done()
+	fl.releaseMedia()
 	fl.c.mu.Lock()
 	fl.finishLocked()
 	fl.c.mu.Unlock()
 }
 
-func (fl *farLeg) onEvent(ev sipgw.Event) {
+func (fl *farLeg) onEvent(ev sipgw.Event, mediaErr error) {
 	fl.c.mu.Lock()
 	defer fl.c.mu.Unlock()
-	fl.step(eventInput(ev), bySIP, sipArgs{ev: ev})
+	fl.step(eventInput(ev), bySIP, sipArgs{ev: ev, mediaErr: mediaErr})
 }
 
 // sipArgs are what an action acts on: the SIP event, or the web frame
@@ -669,6 +722,8 @@ type sipArgs struct {
 	l    *leg
 	f    *protocol.Frame
 	code int
+	// mediaErr: rtpengine failed to convert the event's SDP (sipMedia).
+	mediaErr error
 }
 
 // phaseNow is the call's phase; over once the web side is done.
@@ -711,6 +766,9 @@ func (fl *farLeg) step(in sipInput, r sipRole, a sipArgs) {
 
 // do runs act; false when it failed and the phase must stay.
 func (fl *farLeg) do(act sipAction, a sipArgs) bool {
+	if a.mediaErr != nil && mediaOf(act) != mediaNone {
+		return fl.sipMediaFailed(act, a.ev)
+	}
 	switch act {
 	case actEnded:
 		fl.ended(a.ev)
@@ -787,6 +845,22 @@ func (fl *farLeg) do(act sipAction, a sipArgs) bool {
 	return true
 }
 
+// sipMediaFailed: rtpengine did not convert the SDP of the SIP event ev
+// that act would have handed on. A re-offer is refused (503) and the call
+// goes on as it was; an answer ends the call (503 to the web caller).
+// c.mu is held.
+func (fl *farLeg) sipMediaFailed(act sipAction, ev sipgw.Event) bool {
+	if act == actRelayReoffer {
+		_ = fl.sc.reoffer(ev).Reject(protocol.CodeServiceUnavailable, "")
+		return true
+	}
+	// An answer (to the first offer, or the one in the ACK of a
+	// re-INVITE without SDP) rtpengine does not relay: nothing would
+	// carry the media as agreed.
+	fl.mediaFail()
+	return false
+}
+
 // sipProgress relays a provisional to the web caller, and with prack
 // acknowledges it toward SIP; false when its SDP ended the call.
 func (fl *farLeg) sipProgress(ev sipgw.Event, prack bool) bool {
@@ -794,6 +868,7 @@ func (fl *farLeg) sipProgress(ev sipgw.Event, prack bool) bool {
 	out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
 	out.Control.MessageState = protocol.StateSubsequent
 	out.Header.ResponseCode, out.Header.Reason = ev.Code, protocol.Reason(ev.Code)
+	out.Header.Ext = h.far.webExt(ev.Headers)
 	if protocol.HasSDP(string(ev.SDP)) {
 		if _, err := parseSDP(string(ev.SDP)); err != nil {
 			fl.badSIPSDP(err)
@@ -834,6 +909,7 @@ func (fl *farLeg) sipAnswered(ev sipgw.Event) bool {
 	out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
 	out.Control.MessageState = protocol.StateFinal
 	out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
+	out.Header.Ext = h.far.webExt(ev.Headers)
 	out.Payload = fl.earlySDP
 	if protocol.HasSDP(string(ev.SDP)) {
 		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
@@ -917,11 +993,18 @@ func (fl *farLeg) remoteName() string {
 // an unanswered web caller gets 488, an answered web side a shutdown.
 // c.mu is held.
 func (fl *farLeg) badSIPSDP(err error) {
-	c, h := fl.c, fl.h
 	fl.rlog().Info("sip sdp", "SIP call ended: its SDP does not parse", "err", err)
+	fl.failSIP(protocol.CodeNotAcceptableHere, sdpReason(err))
+}
+
+// failSIP ends the call because an SDP from SIP could not be handed on:
+// the web caller, unanswered, gets code and reason, an answered web side a
+// shutdown; SIP a CANCEL, or the ACK and a BYE. c.mu is held.
+func (fl *farLeg) failSIP(code int, reason string) {
+	c, h := fl.c, fl.h
 	switch w := fl.web(); {
 	case fl.out && !fl.phase.answered():
-		h.failCaller(c, protocol.CodeNotAcceptableHere, sdpReason(err))
+		h.failCaller(c, code, reason)
 	case w != nil:
 		fl.sendShutdown(w)
 	}
@@ -1109,27 +1192,45 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 	c := fl.c
 	offer := fl.foldTrickle(p.SDP, local)
 	fl.setLocalSDP(local)
+	media := fl.media
 	if !fl.enqueue(func() {
+		offer, err := fl.webOfferMedia(media, offer)
+		if err != nil {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			fl.webReoffer = ""
+			if !c.ended {
+				fl.reofferFailed(l, corr, protocol.CodeServiceUnavailable, mediaReason)
+			}
+			return
+		}
 		ctx, cancel := opCtx()
 		answer, err := fl.sc.Reoffer(ctx, []byte(offer))
 		cancel()
+		var mediaErr error
+		if err == nil {
+			if _, perr := parseSDP(string(answer)); perr == nil {
+				answer, mediaErr = fl.webReanswerMedia(media, answer)
+			}
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		fl.webReoffer = ""
 		if c.ended {
 			return
 		}
+		if mediaErr != nil {
+			fl.reofferFailed(l, corr, protocol.CodeServiceUnavailable, mediaReason)
+			fl.mediaFail()
+			return
+		}
 		if err != nil {
 			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
-			out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
-			out.Header.ErrorCode, out.Header.Reason = code, protocol.Reason(code)
-			h.send(l, out, false)
+			fl.reofferFailed(l, corr, code, protocol.Reason(code))
 			return
 		}
 		if _, err := parseSDP(string(answer)); err != nil {
-			out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
-			out.Header.ErrorCode, out.Header.Reason = protocol.CodeNotAcceptableHere, sdpReason(err)
-			h.send(l, out, false)
+			fl.reofferFailed(l, corr, protocol.CodeNotAcceptableHere, sdpReason(err))
 			fl.badSIPSDP(err)
 			return
 		}
@@ -1143,6 +1244,15 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		fl.webReoffer = ""
 		fl.busy(l, f, opReoffer)
 	}
+}
+
+// reofferFailed answers the web re-offer corr of l with an error. The
+// frame the re-offer came in is not kept past HandleFrame: its
+// correlation is. c.mu is held.
+func (fl *farLeg) reofferFailed(l *leg, corr string, code int, reason string) {
+	out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
+	out.Header.ErrorCode, out.Header.Reason = code, reason
+	fl.h.send(l, out, false)
 }
 
 // webAnswerReoffer: the web side's answer to a SIP re-offer.
@@ -1169,11 +1279,37 @@ func (fl *farLeg) webAnswerReoffer(l *leg, f *protocol.Frame) {
 		return
 	}
 	fl.completeCorr = r.corr
+	if fl.anchored() {
+		fl.answerReofferMedia(r, p.SDP)
+		return
+	}
 	if err := r.ro.Accept([]byte(p.SDP)); err != nil {
 		fl.completeCorr = ""
 		return
 	}
 	fl.setLocalSDP(local)
+}
+
+// answerReofferMedia passes the web side's answer to SIP's re-offer
+// through rtpengine, on the worker, then accepts the re-offer with it;
+// 503 when rtpengine failed (the session stays as it was). c.mu is held.
+func (fl *farLeg) answerReofferMedia(r *sipReoffer, answer string) {
+	c, media := fl.c, fl.media
+	fl.must(func() {
+		out, err := fl.webAnswerMedia(media, []byte(answer), true)
+		if err == nil {
+			err = r.ro.Accept(out)
+		} else {
+			_ = r.ro.Reject(protocol.CodeServiceUnavailable, "")
+		}
+		if err != nil {
+			c.mu.Lock()
+			if fl.completeCorr == r.corr {
+				fl.completeCorr = ""
+			}
+			c.mu.Unlock()
+		}
+	})
 }
 
 // forkProgress: a ringing callee's provisional, as a 180 (or with SDP a
@@ -1182,8 +1318,10 @@ func (fl *farLeg) forkProgress(l *leg, f *protocol.Frame) bool {
 	h := fl.h
 	sc := fl.sc
 	// Our responses announce trickle-ice when the leg that sends them
-	// can take candidates (wsc.js cannot).
-	trickle := !l.ep.Oracle()
+	// can take candidates (wsc.js cannot) and is the phone's ICE peer
+	// (not when rtpengine is).
+	trickle := !l.ep.Oracle() && !fl.anchored()
+	media := fl.media
 	var p protocol.CallPayload
 	_ = protocol.DecodePayload(f.Payload, &p)
 	early := []byte(nil)
@@ -1203,6 +1341,13 @@ func (fl *farLeg) forkProgress(l *leg, f *protocol.Frame) bool {
 		// Early media goes reliably (RFC 3262) when the caller
 		// supports 100rel: its PRACK is answered by sipgw, and our
 		// 200 waits for it.
+		if early != nil {
+			var err error
+			if early, err = fl.webAnswerMedia(media, early, false); err != nil {
+				// No early media; the 200 may still come through.
+				return
+			}
+		}
 		sc.SetTrickle(trickle)
 		if err := sc.Progress(ctx, code, early, early != nil); err != nil {
 			fl.log().Debug("SIP provisional not sent", "code", code, "err", err)
@@ -1219,7 +1364,8 @@ func (fl *farLeg) forkAnswer(l *leg, f *protocol.Frame) bool {
 	c := fl.c
 	h := fl.h
 	sc := fl.sc
-	trickle := !l.ep.Oracle()
+	trickle := !l.ep.Oracle() && !fl.anchored()
+	media := fl.media
 	var p protocol.CallPayload
 	_ = protocol.DecodePayload(f.Payload, &p)
 	if !protocol.HasSDP(p.SDP) {
@@ -1251,9 +1397,18 @@ func (fl *farLeg) forkAnswer(l *leg, f *protocol.Frame) bool {
 	}
 	fl.cancelLegs(l)
 	fl.must(func() {
+		answer, err := fl.webAnswerMedia(media, []byte(p.SDP), false)
+		if err != nil {
+			// The SIP caller hears 503; the winner a shutdown when
+			// the call's end comes back (ended).
+			ctx, cancel := opCtx()
+			defer cancel()
+			_ = sc.Reject(ctx, protocol.CodeServiceUnavailable, mediaReason)
+			return
+		}
 		ctx, cancel := opCtx()
 		sc.SetTrickle(trickle)
-		err := sc.Answer(ctx, []byte(p.SDP), headers...)
+		err = sc.Answer(ctx, answer, headers...)
 		cancel()
 		if err != nil {
 			fl.rlog().Info("sip answer", "SIP answer failed", "err", err)

@@ -201,6 +201,7 @@ type reofferResult struct {
 // fakeCall is a SIP leg. Ending it (Hangup, Reject or end) sends
 // EventEnded and closes Events and Done, as sipgw does.
 type fakeCall struct {
+	headers              []sipgw.Header // the INVITE's, for Headers
 	id, identity, remote string
 	offer                []byte
 	dial                 sipgw.DialOptions
@@ -310,10 +311,19 @@ func (r *fakeRefer) Notify(ctx context.Context, code int, reason string) error {
 	return nil
 }
 
+func (c *fakeCall) Keys() sipgw.DialogKeys {
+	k := sipgw.DialogKeys{CallID: c.dial.CallID, LocalTag: c.dial.FromTag}
+	if c.dial.Identity == "" {
+		k = sipgw.DialogKeys{CallID: "cid-" + c.id, LocalTag: "our-tag", RemoteTag: "their-tag", ViaBranch: "z9hG4bK-" + c.id}
+	}
+	return k
+}
+
 func (c *fakeCall) ID() string                 { return c.id }
 func (c *fakeCall) Identity() string           { return c.identity }
 func (c *fakeCall) Remote() string             { return c.remote }
 func (c *fakeCall) Offer() []byte              { return c.offer }
+func (c *fakeCall) Headers() []sipgw.Header    { return c.headers }
 func (c *fakeCall) Events() <-chan sipgw.Event { return c.events }
 func (c *fakeCall) Done() <-chan struct{}      { return c.done }
 

@@ -280,6 +280,46 @@ func sipNext(p sipPhase, in sipInput, r sipRole) (next sipPhase, act sipAction) 
 	return p, actNone
 }
 
+// mediaOp is what a transition asks of the media relay when the call's
+// media is anchored in rtpengine (media.go, docs/media.md): the SDP the
+// action carries goes through rtpengine first, converted for the side it
+// goes to.
+type mediaOp uint8
+
+const (
+	mediaNone        mediaOp = iota
+	mediaSIPAnswer           // SIP's answer (18x, 2xx) to the web caller's offer: answer, per fork (To-tag)
+	mediaSIPOffer            // SIP's re-offer: offer toward the web side
+	mediaWebAnswer           // a web answer toward SIP: a callee's 183 or 200, or the answer to SIP's re-offer
+	mediaWebOffer            // the web side's re-offer toward SIP, and SIP's answer back
+	mediaSIPReanswer         // SIP's answer in the ACK to the offer sipgw made for a re-INVITE without SDP
+	numMediaOps
+)
+
+var mediaOpNames = [numMediaOps]string{"none", "sip-answer", "sip-offer", "web-answer", "web-offer", "sip-reanswer"}
+
+func (m mediaOp) String() string { return mediaOpNames[m] }
+
+// mediaOf is the media operation of an action. Only the actions that hand
+// SDP on have one: a fork's 18x that comes after the 200 is no
+// relayProgress (sipNext drops it), so it never replaces the winning
+// fork's answer in rtpengine.
+func mediaOf(act sipAction) mediaOp {
+	switch act {
+	case actRelayProgress, actRelayProgressPrack, actRelayAnswer:
+		return mediaSIPAnswer
+	case actRelayReoffer:
+		return mediaSIPOffer
+	case actProgress, actAnswer, actAnswerReoffer:
+		return mediaWebAnswer
+	case actReoffer:
+		return mediaWebOffer
+	case actRelayRemoteSDP:
+		return mediaSIPReanswer
+	}
+	return mediaNone
+}
+
 // eventInput classifies a SIP event.
 func eventInput(ev sipgw.Event) sipInput {
 	switch ev.Kind {

@@ -178,3 +178,39 @@ func TestFrameInput(t *testing.T) {
 		}
 	}
 }
+
+// TestMediaOf: which transitions hand their SDP to rtpengine in an
+// anchored call. A fork's 18x or a second 2xx after the call was answered
+// does nothing, so it cannot replace the answer rtpengine keeps.
+func TestMediaOf(t *testing.T) {
+	for _, tc := range []struct {
+		p    sipPhase
+		in   sipInput
+		r    sipRole
+		want mediaOp
+	}{
+		{outCalling, sipProgress, bySIP, mediaSIPAnswer},
+		{outEarly, sipProgressAuto, bySIP, mediaSIPAnswer},
+		{outEarly, sipAnswered, bySIP, mediaSIPAnswer},
+		{outAnswered, sipProgress, bySIP, mediaNone},
+		{outConfirmed, sipAnswered, bySIP, mediaNone},
+		{outConfirmed, sipReoffered, bySIP, mediaSIPOffer},
+		{inConfirmed, sipReoffered, bySIP, mediaSIPOffer},
+		{inRinging, sipReoffered, bySIP, mediaNone},
+		{phaseOver, sipReoffered, bySIP, mediaNone},
+		{outConfirmed, sipRemoteSDP, bySIP, mediaSIPReanswer},
+		{inRinging, sipRemoteSDP, bySIP, mediaNone},
+		{inRinging, frameAnswer, byFork, mediaWebAnswer},
+		{inRinging, frameEarlyMedia, byFork, mediaWebAnswer},
+		{inRinging, frameAnswer, byOther, mediaNone},
+		{inConfirmed, frameAnswer, byWeb, mediaWebAnswer},
+		{outConfirmed, frameOffer, byWeb, mediaWebOffer},
+		{outCalling, frameOffer, byWeb, mediaNone},
+		{outConfirmed, frameTrickle, byWeb, mediaNone},
+	} {
+		_, act := sipNext(tc.p, tc.in, tc.r)
+		if got := mediaOf(act); got != tc.want {
+			t.Errorf("%v %v %v: %v (action %v), want %v", tc.p, tc.in, tc.r, got, act, tc.want)
+		}
+	}
+}

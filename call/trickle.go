@@ -47,6 +47,15 @@ func (fl *farLeg) webTrickle(l *leg, f *protocol.Frame) {
 		fl.h.send(l, errorFrame(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
 		return
 	}
+	if fl.anchored() {
+		// rtpengine, the browser's ICE peer, learns the browser's
+		// later candidates from its connectivity checks (peer
+		// reflexive, RFC 8445 section 7.3.1.3): its own candidates are
+		// all in its SDP, ending with a=end-of-candidates, and the
+		// browser checks toward them from every candidate it gathers.
+		// The phone must not get them (docs/media.md, "Trickle ICE").
+		return
+	}
 	if !fl.addTrickle(p.Candidates) {
 		fl.busy(l, f, opTrickle)
 	}
@@ -68,7 +77,7 @@ func (fl *farLeg) adoptTrickle(l *leg) {
 // left out, past maxPendingTrickle.
 func (fl *farLeg) addTrickle(frag string) bool {
 	attrs := fragmentAttrs(frag)
-	if len(attrs) == 0 {
+	if len(attrs) == 0 || fl.anchored() {
 		return true
 	}
 	if len(fl.trickle) == 0 {

@@ -5,7 +5,10 @@
 // handlers know no socket and none of each other.
 package endpoint
 
-import "github.com/jsonrtc/jsonrtc/protocol"
+import (
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
+)
 
 // Endpoint is a live web session as package handlers see it.
 type Endpoint interface {
@@ -41,4 +44,22 @@ type Directory interface {
 	// the web is decided by Sessions, per request: an identity that is
 	// not Known and has no live session goes to SIP when it routes there.
 	Known(identity string) bool
+}
+
+// Router is implemented by endpoints whose requests are routed by rules
+// (package routing, docs/routing.md): the handlers ask it where a call,
+// message or subscription of the session goes before they relay it or
+// send it to SIP.
+type Router interface {
+	Route(kind routing.Kind, target string, ext []protocol.Ext) routing.Decision
+}
+
+// Route decides where ep's request to target, with the extension headers
+// ext, goes: its Router's decision, or the built-in profile for an
+// endpoint without one.
+func Route(ep Endpoint, kind routing.Kind, target string, ext []protocol.Ext) routing.Decision {
+	if r, ok := ep.(Router); ok {
+		return r.Route(kind, target, ext)
+	}
+	return routing.Decision{Action: routing.ActionBuiltin, Rule: "default", Target: target}
 }

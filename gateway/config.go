@@ -11,8 +11,10 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/limits"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"go.yaml.in/yaml/v3"
 )
@@ -46,7 +48,10 @@ type Config struct {
 	MessageNotification notification.Config `yaml:"message_notification"`
 	// SIP is the SIP side (sipgw); unset (no domain, no listener): none.
 	SIP sipgw.Config `yaml:"sip"`
-	Log LogConfig    `yaml:"log"`
+	// Media anchors SIP calls' media in rtpengine (docs/media.md); no
+	// rtpengine address: SDP passes unchanged.
+	Media rtpengine.Config `yaml:"media"`
+	Log   LogConfig        `yaml:"log"`
 	// Auth lists the applications and how each authenticates. With none,
 	// the gateway runs one built-in open application on every /ws/ path
 	// (development only).
@@ -60,6 +65,10 @@ type Config struct {
 	Store StoreConfig `yaml:"store"`
 	// Web configures the demo page (STUN/TURN servers for its browsers).
 	Web WebConfig `yaml:"web"`
+	// Routing decides where calls, messages and subscriptions go: web
+	// relay, a named SIP trunk, or a rejection (docs/routing.md). Unset:
+	// the built-in profile.
+	Routing routing.Config `yaml:"routing"`
 	// Push configures standby and push wake-up (push.go).
 	Push PushConfig `yaml:"push"`
 }
@@ -240,6 +249,8 @@ func (c Config) WithDefaults() Config {
 	if c.sipConfigured() {
 		c.SIP = c.SIP.WithDefaults()
 	}
+	c.Media = c.Media.WithDefaults()
+	c.Web.TURN = c.Web.TURN.withDefaults()
 	return c
 }
 
@@ -367,11 +378,32 @@ func (c *Config) Validate() error {
 		if err := c.SIP.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+	} else if len(c.Media.RTPEngine) > 0 {
+		bad("media.rtpengine", "needs the sip section: only SIP calls go through rtpengine")
+	}
+	if err := c.Media.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.Auth.Applications) > 0 {
 		if err := c.Auth.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := c.Routing.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for i, h := range c.Routing.Headers {
+		if h.Param != "" {
+			continue // a Request-URI parameter: routing checks its name
+		}
+		// As for calls.sip_headers: never a header the gateway sets.
+		var he *sipgw.HeaderError
+		if errors.As(sipgw.ValidateHeaderName(h.Header), &he) {
+			bad(fmt.Sprintf("routing.headers[%d].header", i), "%q %s", he.Name, he.Problem)
+		}
+	}
+	if len(c.Routing.Trunks) > 0 && !c.sipConfigured() {
+		bad("routing.trunks", "trunks need the sip section")
 	}
 	lim := c.Limits.WithDefaults()
 	if err := lim.Validate(); err != nil {

@@ -57,6 +57,17 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"web:\n  ice_servers:\n    - urls: [turn:turn.example.com]\n", "web.ice_servers[0]"},
 		{"web:\n  ice_servers:\n    - {}\n", "web.ice_servers[0].urls"},
 		{"web:\n  ice_server: []\n", "ice_server"},
+		{"media:\n  rtpengine: [127.0.0.1:2223]\n", "media.rtpengine: needs the sip section"},
+		{"sip:\n  domain: example.com\nmedia:\n  rtpengine: [nowhere]\n", "media.rtpengine[0]"},
+		{"sip:\n  domain: example.com\nmedia:\n  policy: sometimes\n", "media.policy"},
+		{"media:\n  timeout: 100ms\n", "media.retransmit"},
+		{"media:\n  rtpengines: []\n", "rtpengines"},
+		{"routing:\n  rules:\n    - {name: x}\n", "routing.rules[0]: no action"},
+		{"routing:\n  rules:\n    - {trunk: pstn}\n", "routing.rules[0].trunk"},
+		{"routing:\n  trunks:\n    pstn: {proxies: ['sip:127.0.0.1:5060']}\n", "routing.trunks: trunks need the sip section"},
+		{"routing:\n  rulez: []\n", "rulez"},
+		{"routing:\n  headers:\n    - {header: P-Asserted-Identity, value: x}\n", "routing.headers[0].header: \"P-Asserted-Identity\""},
+		{"auth:\n  applications:\n    - name: web\n      mode: open\n      origins: {allow_missing: true}\n      sip_identity: {assert: yes}\n", "auth.applications[0].sip_identity.assert"},
 	}
 	for _, c := range cases {
 		_, err := LoadConfig(writeConfig(t, c.body))
@@ -154,5 +165,23 @@ func TestRegisterLimitsConfig(t *testing.T) {
 	}
 	if _, err := LoadConfig(writeConfig(t, "limits:\n  register:\n    per_identity: {rate: 3, per: 1m, burst: 5}\n    backoff: {initial: 2s, max: 10m}\n")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestTURNConfig(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{"web:\n  turn:\n    secret: 0123456789abcdef\n", "web.turn.urls"},
+		{"web:\n  turn:\n    urls: [stun:x]\n    secret: 0123456789abcdef\n", "web.turn.urls[0]"},
+		{"web:\n  turn:\n    urls: [turn:x]\n    secret: short\n", "web.turn.secret"},
+		{"web:\n  turn:\n    urls: [turn:x]\n    secret: 0123456789abcdef\n    ttl: 10s\n", "web.turn.ttl"},
+		{"web:\n  turn:\n    url: [turn:x]\n", "url"},
+	} {
+		if _, err := LoadConfig(writeConfig(t, c.body)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err = %v, want one naming %q", c.body, err, c.want)
+		}
+	}
+	cfg, err := LoadConfig(writeConfig(t, "web:\n  turn:\n    urls: [turn:127.0.0.1:3478]\n    secret: 0123456789abcdef\n"))
+	if err != nil || cfg.Web.TURN.TTL.D() != defaultTURNTTL {
+		t.Fatalf("%v, ttl %v", err, cfg.Web.TURN.TTL.D())
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
@@ -26,6 +27,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/messaging"
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/transport/forwarded"
 	"github.com/jsonrtc/jsonrtc/transport/longpoll"
@@ -39,6 +41,12 @@ type Gateway struct {
 	// at will: refused handshakes and connects, bad frames (ratelog).
 	rlog *ratelog.Logger
 
+	// router holds the routing section's rules (route.go). A request is
+	// decided once, by the rules loaded then: a reload (the next slice
+	// of issue 16) stores a new Router, and requests in flight keep the
+	// decision they had.
+	router   atomic.Pointer[routing.Router]
+	reloadMu sync.Mutex // one Reload at a time: trunks and rules go together
 	calls    *call.Handler
 	msgs     *messaging.Handler
 	presence *presence.Handler
@@ -169,12 +177,20 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.metrics.reg.MustRegister(g.regLim.Collector())
+	router, err := routing.New(cfg.Routing)
+	if err != nil {
+		return nil, err // Validate has checked it
+	}
+	g.router.Store(router)
+	g.metrics.reg.MustRegister(newTrunkCollector(g))
 	if err := g.newSIP(); err != nil {
 		return nil, err
 	}
 	g.calls = call.NewHandler(directory{g}, &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
 	g.metrics.reg.MustRegister(g.calls.Collector())
-	g.sipCalls()
+	if err := g.sipCalls(); err != nil {
+		return nil, err
+	}
 	g.msgs = messaging.NewHandler(directory{g}, &messaging.Options{
 		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log,
 		Upstream: g.messagingUpstream()})
@@ -241,6 +257,10 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	// Each step gives up when ctx ends, and the next still runs.
 	g.closeSIP(ctx)
 	_ = g.calls.WaitSIP(ctx)
+	// After the calls, whose ends delete their media in rtpengine.
+	if g.rtp != nil {
+		_ = g.rtp.Close()
+	}
 	// Sockets still in their handshake close with the context.
 	g.cancel()
 	g.mu.Lock()

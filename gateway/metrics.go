@@ -34,6 +34,9 @@ type metrics struct {
 	// pushes counts the pushes that woke sessions in standby, by channel
 	// (webpush, webhook) and outcome (ok, gone, error).
 	pushes *prometheus.CounterVec
+	// routed counts routing decisions by kind, rule and action
+	// (route.go): which rules carry the traffic, and how much is refused.
+	routed *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -61,8 +64,11 @@ func newMetrics() *metrics {
 			Name: "jsonrtc_destinations_refused_total", Help: "Destinations in client frames refused by the target policy, by field."}, []string{"field"}),
 		storeWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jsonrtc_store_writes_total", Help: "Session record writes, by outcome."}, []string{"outcome"}),
+		routed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jsonrtc_routing_decisions_total", Help: "Calls, messages and subscriptions routed, by kind, deciding rule and action."},
+			[]string{"kind", "rule", "action"}),
 	}
-	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.attached, m.pushes, m.refused, m.storeWrites,
+	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.attached, m.pushes, m.refused, m.storeWrites, m.routed,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -83,4 +89,31 @@ func transportOf(c conn) string {
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// trunkCollector reports the health of every trunk's proxies as the SIP
+// side sees it at each scrape: jsonrtc_sip_trunk_proxy_up.
+type trunkCollector struct {
+	g  *Gateway
+	up *prometheus.Desc
+}
+
+func newTrunkCollector(g *Gateway) trunkCollector {
+	return trunkCollector{g: g, up: prometheus.NewDesc("jsonrtc_sip_trunk_proxy_up",
+		"1 while a routing trunk's proxy is taken as up (answers its OPTIONS health checks), 0 while it is skipped.",
+		[]string{"trunk", "proxy"}, nil)}
+}
+
+func (c trunkCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.up }
+
+func (c trunkCollector) Collect(ch chan<- prometheus.Metric) {
+	for name := range c.g.router.Load().Trunks() {
+		for _, p := range c.g.TrunkStatus(name) {
+			v := 0.0
+			if p.Up {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, v, name, p.URI)
+		}
+	}
 }

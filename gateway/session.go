@@ -535,9 +535,12 @@ func (s *Session) end(r endReason) {
 	}
 	s.ended = true
 	s.keepRecord = r == reasonShutdown && s.g.wal
-	// The address's guest place goes first: whoever hears of the end
-	// may connect again from there.
+	// The address's guest place and the session's share of its limits go
+	// first: whoever hears of the end may connect again at once. Calls
+	// and subscriptions released later by the handlers find the quota
+	// closed and release nothing twice.
 	s.releaseGuest()
+	s.quota.Close()
 	close(s.gone)
 	if s.resume != nil {
 		s.resume.Stop()
@@ -559,7 +562,6 @@ func (s *Session) end(r endReason) {
 	s.g.presence.SessionEnded(s)
 	s.g.notes.SessionEnded(s)
 	s.g.regs.Ended(s.id)
-	s.quota.Close()
 	s.inMu.Unlock()
 	if conn != nil {
 		code := websocket.StatusGoingAway

@@ -9,11 +9,13 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/call"
 	"github.com/jsonrtc/jsonrtc/interwork"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/messaging"
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // This file is the gateway's SIP wiring, and its only file besides
@@ -27,6 +29,7 @@ import (
 // sipSide is the SIP half of the Gateway, embedded in it.
 type sipSide struct {
 	sip  *sipgw.UserAgent         // nil without a sip section
+	rtp  *rtpengine.Client        // nil without media.rtpengine
 	regs *interwork.Registrations // SIP registrations of sessions; registers nothing without SIP
 	// onIncomingSIPCall is a test's hook (fortest.go).
 	onIncomingSIPCall atomic.Pointer[func(identity string)]
@@ -42,7 +45,11 @@ func (c *Config) sipConfigured() bool {
 // handlers exist.
 func (g *Gateway) newSIP() error {
 	if g.cfg.sipConfigured() {
-		s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip")})
+		var toWeb []string
+		for _, tw := range g.cfg.Routing.ToWeb {
+			toWeb = append(toWeb, tw.Header)
+		}
+		s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip"), Trunks: g.router.Load().Trunks(), ToWeb: toWeb})
 		if err != nil {
 			return err
 		}
@@ -53,31 +60,74 @@ func (g *Gateway) newSIP() error {
 	return nil
 }
 
-// sipCalls connects the call handler to the SIP side. It runs in New,
-// after the handlers exist and before the SIP side starts.
-func (g *Gateway) sipCalls() {
+// sipCalls connects the call handler to the SIP side, and to rtpengine
+// when media.rtpengine is set. It runs in New, after the handlers exist
+// and before the SIP side starts.
+func (g *Gateway) sipCalls() error {
 	if g.sip == nil {
-		return
+		return nil
+	}
+	media, err := g.newMedia()
+	if err != nil {
+		return err
 	}
 	c := g.cfg.SIP
 	domains := []string{c.Domain, c.TelDomain}
 	for k, v := range c.IdentityDomains {
 		domains = append(domains, k, v)
 	}
-	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders})
+	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media, ToWeb: g.router.Load().ToWeb()})
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
 		if f := g.onIncomingSIPCall.Load(); f != nil {
 			(*f)(sc.Identity())
 		}
 		g.calls.IncomingSIP(sc)
 	})
+	return nil
+}
+
+// newMedia dials rtpengine's ng port (UDP: nothing goes out) and pings it
+// once. An rtpengine that does not answer yet is logged, not fatal: calls
+// fail with 503 until it answers (docs/media.md, "Failures").
+func (g *Gateway) newMedia() (*rtpengine.Adapter, error) {
+	mc := g.cfg.Media
+	if len(mc.RTPEngine) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), mc.Timeout)
+	defer cancel()
+	c, err := rtpengine.Dial(ctx, mc.RTPEngine[0], mc.Options())
+	if err != nil {
+		return nil, fmt.Errorf("media.rtpengine: %w", err)
+	}
+	a, err := rtpengine.NewAdapter(c, mc.Policy)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := c.Ping(ctx); err != nil {
+		g.log.Warn("rtpengine does not answer; SIP calls fail until it does", "addr", mc.RTPEngine[0], "err", err)
+	}
+	g.rtp = c
+	g.metrics.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_retransmits_total",
+			Help: "ng requests to rtpengine sent again, unanswered within media.retransmit."},
+			func() float64 { return float64(c.Stats().Retransmits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_timeouts_total",
+			Help: "ng requests to rtpengine that got no answer within media.timeout."},
+			func() float64 { return float64(c.Stats().Timeouts) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_stray_total",
+			Help: "Datagrams from rtpengine no request waited for (late answers to copies, garbage)."},
+			func() float64 { return float64(c.Stats().Stray) }),
+	)
+	return a, nil
 }
 
 func (g *Gateway) startSIP() error {
 	if g.sip == nil {
 		return nil
 	}
-	g.sip.OnMessage(interwork.IncomingMessages(g.msgs))
+	g.sip.OnMessage(interwork.IncomingMessages(g.msgs, g.router.Load().ToWeb()))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := g.sip.Start(ctx); err != nil {
@@ -161,6 +211,15 @@ func (g *Gateway) SIPStats() sipgw.Stats {
 		return sipgw.Stats{}
 	}
 	return g.sip.Stats()
+}
+
+// TrunkStatus reports the proxies of a routing trunk and whether the
+// health checks see each up (nil without SIP or such a trunk).
+func (g *Gateway) TrunkStatus(name string) []sipgw.ProxyStatus {
+	if g.sip == nil {
+		return nil
+	}
+	return g.sip.TrunkStatus(name)
 }
 
 // SIPEventStats counts the live SIP subscriptions and publications, for

@@ -13,6 +13,9 @@ type WebConfig struct {
 	// /config.json, so a TURN credential here is public: use one meant
 	// to be handed out, or give short-lived ones from your own app.
 	ICEServers []ICEServer `yaml:"ice_servers"`
+	// TURN hands each authenticated page a TURN server with a
+	// credential of its own, good for a while (turn.go).
+	TURN TURNConfig `yaml:"turn"`
 }
 
 // ICEServer is one STUN or TURN server, as in WebRTC's RTCIceServer.
@@ -24,6 +27,7 @@ type ICEServer struct {
 }
 
 func (w WebConfig) validate(bad func(key, format string, args ...any)) {
+	w.TURN.validate(bad)
 	for i, s := range w.ICEServers {
 		key := fmt.Sprintf("web.ice_servers[%d]", i)
 		if len(s.URLs) == 0 {

@@ -32,6 +32,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/presence"
 	"github.com/jsonrtc/jsonrtc/presence/pidf"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
@@ -67,6 +68,12 @@ func rejectCode(err error) (int, string) {
 	}
 }
 
+// sipRoute is the SIP side's part of a routing decision: the trunk
+// ("" under the built-in profile: the outbound proxy) and the sender.
+func sipRoute(d routing.Decision) sipgw.Route {
+	return sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers}
+}
+
 // sipTarget turns a pres: URI into the sip: one ParseTarget knows.
 func sipTarget(t string) string {
 	if len(t) > 5 && strings.EqualFold(t[:5], "pres:") {
@@ -96,7 +103,7 @@ type sipPresence struct {
 func (u sipPresence) Subscribe(req presence.UpstreamRequest, ev presence.UpstreamEvents) func() {
 	s, err := u.ua.Subscribe(sipgw.SubscribeOptions{
 		Identity: req.Subscriber, Target: sipTarget(req.Presentity), Event: sipgw.EventPresence,
-		Accept: pidf.ContentType, Expiry: req.Expiry,
+		Accept: pidf.ContentType, Expiry: req.Expiry, Route: sipRoute(req.Route),
 	}, pidfEvents{ev})
 	if err != nil {
 		ev.Rejected(rejectCode(err))
@@ -171,7 +178,7 @@ type sipNotification struct{ ua *sipgw.UserAgent }
 func (u sipNotification) Subscribe(req notification.Request, ev notification.Events) func() {
 	s, err := u.ua.Subscribe(sipgw.SubscribeOptions{
 		Identity: req.Subscriber, Target: req.Mailbox, Event: sipgw.EventMessageSummary,
-		Accept: mwi.ContentType, Expiry: req.Expiry,
+		Accept: mwi.ContentType, Expiry: req.Expiry, Route: sipRoute(req.Route),
 	}, mwiEvents{ev})
 	if err != nil {
 		ev.Rejected(rejectCode(err))
@@ -218,17 +225,22 @@ func (u sipMessaging) Routes(target string) bool {
 func (u sipMessaging) Send(m messaging.Outgoing, report func(code int, reason string)) error {
 	return u.ua.SendMessage(sipgw.MessageOptions{
 		Identity: m.From, Target: m.To, ContentType: m.Payload.ContentType, Body: []byte(m.Payload.Body),
+		Route: sipRoute(m.Route),
 	}, report)
 }
 
 // IncomingMessages returns the user agent's handler of MESSAGE requests:
 // it delivers each to the live sessions of its web identity through h,
-// and their first answer is the SIP response.
-func IncomingMessages(h *messaging.Handler) func(context.Context, *sipgw.IncomingMessage) (int, string) {
-	return func(ctx context.Context, m *sipgw.IncomingMessage) (int, string) { return incomingMessage(ctx, h, m) }
+// and their first answer is the SIP response. toWeb maps the SIP headers
+// the user agent hands over (lower-case names) to the extension headers
+// of the frames (routing.to_web).
+func IncomingMessages(h *messaging.Handler, toWeb map[string]string) func(context.Context, *sipgw.IncomingMessage) (int, string) {
+	return func(ctx context.Context, m *sipgw.IncomingMessage) (int, string) {
+		return incomingMessage(ctx, h, toWeb, m)
+	}
 }
 
-func incomingMessage(ctx context.Context, h *messaging.Handler, m *sipgw.IncomingMessage) (int, string) {
+func incomingMessage(ctx context.Context, h *messaging.Handler, toWeb map[string]string, m *sipgw.IncomingMessage) (int, string) {
 	if !utf8.Valid(m.Body) {
 		return 415, "Unsupported Media Type"
 	}
@@ -237,13 +249,19 @@ func incomingMessage(ctx context.Context, h *messaging.Handler, m *sipgw.Incomin
 		reason string
 	}
 	ch := make(chan answer, 1)
+	var ext []protocol.Ext
+	for _, hd := range m.Headers {
+		if name, ok := toWeb[strings.ToLower(hd.Name)]; ok {
+			ext = append(ext, protocol.Ext{Name: name, Kind: protocol.ExtString, Value: hd.Value})
+		}
+	}
 	h.Deliver(m.From, m.Identity, protocol.MessagePayload{ContentType: m.ContentType, Body: string(m.Body)},
 		func(code int, reason string) {
 			select {
 			case ch <- answer{code, reason}:
 			default:
 			}
-		})
+		}, ext...)
 	select {
 	case a := <-ch:
 		return a.code, a.reason

@@ -22,6 +22,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // Options configure a Handler.
@@ -53,10 +54,13 @@ type Upstream interface {
 
 // Outgoing is a message for the Upstream.
 type Outgoing struct {
-	// From is the sender's web identity; To the target as written.
+	// From is the sender's web identity; To the target as routing left
+	// it (as written, or rewritten).
 	From, To string
 	Payload  protocol.MessagePayload
 	Ext      []protocol.Ext
+	// Route is the routing decision: its trunk and sender presentation.
+	Route routing.Decision
 }
 
 // Handler relays messaging frames.
@@ -223,7 +227,20 @@ func (h *Handler) send(ep endpoint.Endpoint, f *protocol.Frame) {
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, protocol.ReasonOf(err)), false)
 		return
 	}
-	id := webID(f.Header.Target)
+	d := endpoint.Route(ep, routing.Message, f.Header.Target, f.Header.Ext)
+	switch d.Action {
+	case routing.ActionReject:
+		ep.Send(reply(f, protocol.TypeError, d.Code, d.Reason), false)
+		return
+	case routing.ActionSIP:
+		if h.opts.Upstream == nil {
+			ep.Send(reply(f, protocol.TypeError, protocol.CodeServiceUnavailable, "no SIP side for trunk "+d.Trunk), false)
+			return
+		}
+		h.sendUp(ep, f, d)
+		return
+	}
+	id := webID(d.Target)
 	var to []endpoint.Endpoint
 	for _, e := range h.dir.Sessions(id) {
 		if e.ID() != ep.ID() {
@@ -232,8 +249,8 @@ func (h *Handler) send(ep endpoint.Endpoint, f *protocol.Frame) {
 	}
 	if len(to) == 0 {
 		known := h.dir.Known(id)
-		if !known && h.opts.Upstream != nil && h.opts.Upstream.Routes(f.Header.Target) {
-			h.sendUp(ep, f)
+		if d.Action == routing.ActionBuiltin && !known && h.opts.Upstream != nil && h.opts.Upstream.Routes(f.Header.Target) {
+			h.sendUp(ep, f, d)
 			return
 		}
 		code := protocol.CodeNotFound
@@ -338,9 +355,9 @@ func (h *Handler) record(sh *shard, session string, m *message, seq uint64, err 
 	return nil, false
 }
 
-// sendUp hands a send to the Upstream; its final code is the delivery
-// report.
-func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame) {
+// sendUp hands a send to the Upstream, as d routes it; its final code is
+// the delivery report.
+func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame, d routing.Decision) {
 	var p protocol.MessagePayload
 	if err := protocol.DecodePayload(f.Payload, &p); err != nil {
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, protocol.ReasonOf(err)), false)
@@ -351,7 +368,7 @@ func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame) {
 		return
 	}
 	m := &message{from: ep, corr: protocol.ClientCorrelation(f), sub: f.Control.SubsessionID, target: f.Header.Target}
-	err := h.opts.Upstream.Send(Outgoing{From: ep.Identity(), To: f.Header.Target, Payload: p, Ext: f.Header.Ext},
+	err := h.opts.Upstream.Send(Outgoing{From: ep.Identity(), To: d.Target, Payload: p, Ext: f.Header.Ext, Route: d},
 		func(code int, reason string) {
 			if !m.answer() {
 				return
@@ -383,7 +400,7 @@ func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame) {
 // it is unknown, 408 after the report timeout, 503 when too many
 // messages are in flight. It must not block. Deliver returns once the
 // message is queued to every session.
-func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer func(code int, reason string)) {
+func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer func(code int, reason string), ext ...protocol.Ext) {
 	id := webID(to)
 	sessions := h.dir.Sessions(id)
 	if len(sessions) == 0 {
@@ -395,7 +412,7 @@ func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer fun
 		return
 	}
 	m := &message{answerFn: answer, target: id}
-	h.relay(m, sessions, from, id, nil, protocol.EncodePayload(p))
+	h.relay(m, sessions, from, id, ext, protocol.EncodePayload(p))
 }
 
 // webID is the web identity a target names: user@domain for

@@ -46,6 +46,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/internal/subscription"
 	"github.com/jsonrtc/jsonrtc/notification/mwi"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // Config is the message_notification section of the gateway
@@ -133,6 +134,9 @@ type Request struct {
 	// Ext are the start's extension headers, for the gateway's mapping
 	// rules.
 	Ext []protocol.Ext
+	// Route is the routing decision: its trunk and sender presentation
+	// (Mailbox is already its target).
+	Route routing.Decision
 }
 
 // Events receives the outcome of one Upstream subscription. Its methods
@@ -252,6 +256,16 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 		ep.Send(reply(f, protocol.CodeBadRequest, "start needs a target"), false)
 		return
 	}
+	d := endpoint.Route(ep, routing.Subscribe, f.Header.Target, f.Header.Ext)
+	switch d.Action {
+	case routing.ActionReject:
+		ep.Send(reply(f, d.Code, d.Reason), false)
+		return
+	case routing.ActionWeb:
+		// Mailboxes live on the SIP side only.
+		ep.Send(reply(f, protocol.CodeNotFound, "no voicemail service on the web side"), false)
+		return
+	}
 	key := subscription.Key{Session: ep.ID(), Subsession: f.Control.SubsessionID}
 	h.mu.Lock()
 	if s, _ := h.subs.Get(key); s != nil {
@@ -288,8 +302,8 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 	s.timer = time.AfterFunc(time.Duration(h.cfg.PendingTimeout)*time.Second, func() { h.timeout(s) })
 	h.mu.Unlock()
 
-	stop := h.up.Subscribe(Request{Subscriber: id, Mailbox: s.target, Expiry: time.Duration(h.cfg.Expiry) * time.Second,
-		Ext: f.Header.Ext}, events{h, s})
+	stop := h.up.Subscribe(Request{Subscriber: id, Mailbox: d.Target, Expiry: time.Duration(h.cfg.Expiry) * time.Second,
+		Ext: f.Header.Ext, Route: d}, events{h, s})
 	h.mu.Lock()
 	ended := s.ended
 	if !ended {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"go.uber.org/goleak"
 )
 
@@ -25,6 +26,16 @@ type fakeEP struct {
 	dead   bool
 	guest  bool
 	quota  *fakeQuota
+	// route, when set, is the session's routing decision for every
+	// request (the gateway's sessions implement endpoint.Router).
+	route *routing.Decision
+}
+
+func (e *fakeEP) Route(kind routing.Kind, target string, _ []protocol.Ext) routing.Decision {
+	if e.route == nil {
+		return routing.Decision{Action: routing.ActionBuiltin, Target: target}
+	}
+	return *e.route
 }
 
 func (e *fakeEP) Guest() bool { return e.guest }

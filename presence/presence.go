@@ -11,6 +11,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/internal/subscription"
 	"github.com/jsonrtc/jsonrtc/presence/pidf"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // Handler is the presence server between web users and the web side of
@@ -202,6 +203,11 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeBadRequest, "target: "+err.Error()), false)
 		return
 	}
+	d := endpoint.Route(ep, routing.Subscribe, target, f.Header.Ext)
+	if d.Action == routing.ActionReject {
+		ep.Send(reply(f, protocol.TypeError, d.Code, d.Reason), false)
+		return
+	}
 	expiry := seconds(h.cfg.Expiry)
 	if r := seconds(f.Header.Expiry); r > 0 && r < expiry {
 		expiry = max(r, seconds(h.cfg.MinExpiry))
@@ -218,7 +224,16 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 		h.mu.Unlock()
 		return
 	}
-	id, web, found := h.resolveLocked(target)
+	var id string
+	var web, found bool
+	switch d.Action {
+	case routing.ActionSIP:
+		found = h.up != nil
+	case routing.ActionWeb:
+		id, web, found = webPresentity(d.Target), true, true
+	default:
+		id, web, found = h.resolveLocked(target)
+	}
 	switch {
 	case !found:
 		h.mu.Unlock()
@@ -266,7 +281,7 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 	}
 	h.armLocked(s, seconds(h.cfg.PendingTimeout))
 	h.mu.Unlock()
-	stop := h.up.Subscribe(UpstreamRequest{Subscriber: ep.Identity(), Presentity: target, Expiry: expiry, Ext: f.Header.Ext},
+	stop := h.up.Subscribe(UpstreamRequest{Subscriber: ep.Identity(), Presentity: d.Target, Expiry: expiry, Ext: f.Header.Ext, Route: d},
 		upstreamEvents{h, s})
 	h.mu.Lock()
 	ended := s.ended
@@ -304,6 +319,18 @@ func (h *Handler) refreshLocked(s *sub, f *protocol.Frame, expiry time.Duration)
 	case s.lastUp != nil:
 		h.notifyLocked(s, *s.lastUp)
 	}
+}
+
+// webPresentity is the web identity a target names (a sip:, sips: or
+// pres: scheme dropped), for a watch routing sends to the web side.
+func webPresentity(target string) string {
+	if scheme, rest, ok := strings.Cut(target, ":"); ok && !strings.Contains(scheme, "@") {
+		switch strings.ToLower(scheme) {
+		case "sip", "sips", "pres":
+			return rest
+		}
+	}
+	return target
 }
 
 // resolveLocked decides who serves target: a web presentity (id), the

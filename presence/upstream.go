@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // Upstream reaches presentities that are not web users, and lets others
@@ -46,6 +47,9 @@ type UpstreamRequest struct {
 	// Ext are the start's extension headers, for the gateway's mapping
 	// rules.
 	Ext []protocol.Ext
+	// Route is the routing decision: its trunk and sender presentation
+	// (Presentity is already its target).
+	Route routing.Decision
 }
 
 // UpstreamEvents receives the outcome of one Upstream subscription. Its

@@ -116,6 +116,10 @@ type Event struct {
 	SDP      []byte
 	Reliable bool   // EventProgress: sent with 100rel, needs Prack
 	RSeq     uint32 // EventProgress, EventPrack
+	// ToTag is the To-tag of the response of an EventProgress or
+	// EventAnswered: the fork that sent it, when a proxy forked our
+	// INVITE (every fork shares our Call-ID, From-tag and Via branch).
+	ToTag string
 	// EventInfo
 	InfoPackage string // lower case; "" for a legacy INFO
 	ContentType string // lower case, without parameters
@@ -131,6 +135,9 @@ type Event struct {
 	Reoffer *Reoffer
 	// EventEnded
 	End EndCause
+	// EventProgress, EventAnswered: the response's headers named by
+	// Options.ToWeb.
+	Headers []Header
 }
 
 // ResponseError is a final SIP failure response to one of our requests.
@@ -155,7 +162,7 @@ func ResponseCode(err error) int {
 		return 408
 	case errors.Is(err, ErrInvalidInput):
 		return 400
-	case errors.Is(err, ErrClosed), errors.Is(err, ErrOverloaded):
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrOverloaded), errors.Is(err, ErrTrunkDown):
 		return 503
 	case errors.Is(err, ErrCallState):
 		return 405
@@ -192,6 +199,7 @@ type Call struct {
 	remote   sip.Uri
 	display  string
 	offer    []byte
+	keys     DialogKeys // set before the call is handed out
 
 	events chan Event
 	in     chan func() // work for the owner goroutine
@@ -236,7 +244,13 @@ type Call struct {
 	pracks      map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK; made by the first
 	sdpPrack    chan struct{}            // incoming: closed by the PRACK of the last reliable provisional with SDP
 	lastRSeq    uint32                   // owner goroutine only
-	endForced   *Event                   // owner goroutine only
+	// hops are the next hops an outgoing INVITE may still fail over to;
+	// progressed: a provisional beyond 100 came, so the request reached
+	// the callee and fails over no more (owner goroutine only).
+	hops       []nextHop
+	progressed bool
+	headers    []Header // incoming: the INVITE's, named by Options.ToWeb
+	endForced  *Event   // owner goroutine only
 
 	respMu    sync.Mutex // serialises our responses to the INVITE (sipgo stores the last one)
 	retrans   sync.WaitGroup
@@ -268,6 +282,24 @@ func (g *UserAgent) newCall(dir Direction) *Call {
 	return c
 }
 
+// DialogKeys name a call's SIP dialog, for whatever keys its state by
+// them (a media relay: docs/media.md).
+type DialogKeys struct {
+	CallID string
+	// LocalTag is our tag: the From-tag of our INVITE, or the To-tag of
+	// our responses to the peer's.
+	LocalTag string
+	// RemoteTag is the peer's From-tag of an incoming call; empty for an
+	// outgoing one, whose forks each answer with a To-tag of their own
+	// (Event.ToTag).
+	RemoteTag string
+	// ViaBranch is the branch of the peer's INVITE (incoming only).
+	ViaBranch string
+}
+
+// Keys returns the keys of the call's dialog.
+func (c *Call) Keys() DialogKeys { return c.keys }
+
 // ID is unique among this gateway's calls; use it in logs.
 func (c *Call) ID() string { return c.id }
 
@@ -286,6 +318,10 @@ func (c *Call) RemoteDisplayName() string { return c.display }
 
 // Offer is the SDP of an incoming INVITE (nil for a late offer).
 func (c *Call) Offer() []byte { return c.offer }
+
+// Headers returns the headers of an incoming call's INVITE that
+// Options.ToWeb names.
+func (c *Call) Headers() []Header { return c.headers }
 
 // Events delivers the call's events in order; closed after EventEnded.
 func (c *Call) Events() <-chan Event { return c.events }

@@ -112,10 +112,9 @@ func (g *UserAgent) identityOf(req *sip.Request) (string, bool) {
 }
 
 // requestFor builds a request outside any dialog from the AOR from to
-// the URI to, routed through the outbound proxy.
-func (g *UserAgent) requestFor(method sip.RequestMethod, from, to sip.Uri, fromTag, callID string, cseq uint32) *sip.Request {
+// the URI to, routed through h.
+func (g *UserAgent) requestFor(method sip.RequestMethod, from, to sip.Uri, fromTag, callID string, cseq uint32, h nextHop) *sip.Request {
 	req := sip.NewRequest(method, *to.Clone())
-	req.SetTransport(g.cfg.Transport)
 	fromH := &sip.FromHeader{Address: *from.Clone(), Params: sip.NewParams()}
 	fromH.Params.Add("tag", fromTag)
 	req.AppendHeader(fromH)
@@ -123,9 +122,7 @@ func (g *UserAgent) requestFor(method sip.RequestMethod, from, to sip.Uri, fromT
 	cid := sip.CallIDHeader(callID)
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: method})
-	if g.route != nil {
-		req.AppendHeader(&sip.RouteHeader{Address: *g.route.Clone()})
-	}
+	h.set(req)
 	req.AppendHeader(sip.NewHeader("User-Agent", g.cfg.UserAgent))
 	return req
 }

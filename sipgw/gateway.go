@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/transport/certs"
 )
 
@@ -41,7 +42,9 @@ type UserAgent struct {
 	srv     *sipgo.Server
 	cli     *sipgo.Client
 	dua     *sipgo.DialogUA
-	route   *sip.Uri // outbound proxy, as a loose route
+	route   *sip.Uri                 // outbound proxy, as a loose route
+	trunks  atomic.Pointer[trunkSet] // trunk.go
+	toWeb   []string                 // Options.ToWeb
 	regURI  sip.Uri
 	allow   string // the Allow value: the methods routes handles
 	onCall  func(*Call)
@@ -85,6 +88,13 @@ type Stats struct {
 type Options struct {
 	// Logger receives the user agent's logs; nil discards them.
 	Logger *slog.Logger
+	// Trunks are the SIP destinations a [Route] names (routing.trunks),
+	// each an ordered failover list of proxies (trunk.go).
+	Trunks map[string]routing.TrunkConfig
+	// ToWeb names the SIP headers that incoming INVITEs ([Call.Headers])
+	// and responses to our INVITEs ([Event.Headers]) hand over
+	// (routing.to_web).
+	ToWeb []string
 }
 
 // New checks cfg and builds a user agent. Nothing listens before Start.
@@ -112,6 +122,7 @@ func New(cfg Config, o *Options) (*UserAgent, error) {
 		leaving:  map[string]*registration{},
 		contacts: map[string]*registration{},
 		outbound: cfg.outboundOn(),
+		toWeb:    opts.ToWeb,
 	}
 	var err error
 	if g.secret, err = loadInstanceSecret(cfg); err != nil {
@@ -132,6 +143,11 @@ func New(cfg Config, o *Options) (*UserAgent, error) {
 		}
 		g.route = &u
 	}
+	trunks, err := g.newTrunks(opts.Trunks)
+	if err != nil {
+		return nil, err
+	}
+	g.trunks.Store(trunks)
 	return g, nil
 }
 
@@ -280,6 +296,9 @@ func (g *UserAgent) Start(ctx context.Context) error {
 	if tlsLn != nil {
 		serve("tls", func() error { return g.srv.ServeTLS(tlsLn) })
 	}
+	g.mu.Lock()
+	g.startHealthChecks(g.trunks.Load())
+	g.mu.Unlock()
 	g.log.Info("sipgw: started", "udp", g.addrs["udp"], "tcp", g.addrs["tcp"], "tls", g.addrs["tls"])
 	return nil
 }

@@ -2,6 +2,7 @@ package sipgw
 
 import (
 	"fmt"
+	"github.com/emiago/sipgo/sip"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -82,6 +83,27 @@ var reservedHeaders = map[string]bool{
 	"request-disposition": true, "d": true,
 }
 
+// captured returns the headers of m named by Options.ToWeb (the first of
+// each), leaving out a value the extension-header grammar refuses: what
+// a SIP peer sends reaches the web side only as clean as what a client
+// may send, but for the angle brackets of a name-addr
+// (P-Asserted-Identity: <sip:...>), which harm no JSON reader.
+func (g *UserAgent) captured(m interface{ GetHeader(string) sip.Header }) []Header {
+	var out []Header
+	for _, name := range g.toWeb {
+		h := m.GetHeader(name)
+		if h == nil {
+			continue
+		}
+		v := strings.TrimSpace(h.Value())
+		if valueProblem(v, true) != "" {
+			continue
+		}
+		out = append(out, Header{Name: name, Value: v})
+	}
+	return out
+}
+
 // ValidateHeaderName checks the name of an extension header to be
 // mapped to SIP: a token of letters, digits and '-' that starts with a
 // letter (the intersection of RFC 3261's token and docs/protocol.md §2.4's
@@ -143,7 +165,11 @@ func checkHeaderValue(name, value string) error {
 //     ASCII only what unicode.IsPrint accepts;
 //   - no '<' or '>': an extension header's grammar is not known here, and
 //     in the many whose values are name-addr they would start a URI.
-func extensionValueProblem(v string) string {
+func extensionValueProblem(v string) string { return valueProblem(v, false) }
+
+// valueProblem is extensionValueProblem, with angle brackets allowed when
+// angles is set.
+func valueProblem(v string, angles bool) string {
 	if len(v) > maxHeaderValue {
 		return fmt.Sprintf("value is over %d bytes", maxHeaderValue)
 	}
@@ -155,7 +181,7 @@ func extensionValueProblem(v string) string {
 		case r == ' ' || r == '\t':
 		case r < 0x21 || r == 0x7f:
 			return fmt.Sprintf("value has the control character %U", r)
-		case r == '<' || r == '>':
+		case (r == '<' || r == '>') && !angles:
 			return fmt.Sprintf("value has %q, which is not allowed in extension headers", r)
 		case r >= 0x80 && !unicode.IsPrint(r):
 			return fmt.Sprintf("value has %U, which is not allowed in SIP header values", r)

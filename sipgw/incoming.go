@@ -37,6 +37,8 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 		c.remote, c.display = *f.Address.Clone(), f.DisplayName
 	}
 	c.offer = req.Body()
+	c.keys = incomingKeys(dtx.InviteRequest)
+	c.headers = g.captured(req)
 	c.remoteSDP = c.offer
 	c.inviteDone = make(chan struct{})
 	c.state = stateRinging
@@ -54,6 +56,25 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 	case <-c.inviteDone:
 	case <-c.done:
 	}
+}
+
+// incomingKeys reads the dialog keys of the INVITE as sipgo answers it
+// (with our To-tag).
+func incomingKeys(req *sip.Request) DialogKeys {
+	var k DialogKeys
+	if h := req.CallID(); h != nil {
+		k.CallID = h.Value()
+	}
+	if h := req.To(); h != nil {
+		k.LocalTag, _ = h.Params.Get("tag")
+	}
+	if h := req.From(); h != nil {
+		k.RemoteTag, _ = h.Params.Get("tag")
+	}
+	if h := req.Via(); h != nil {
+		k.ViaBranch, _ = h.Params.Get("branch")
+	}
+	return k
 }
 
 // loop is the owner goroutine of an established (or, for incoming calls,

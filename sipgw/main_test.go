@@ -18,7 +18,13 @@ func TestMain(m *testing.M) {
 // startTest starts a gateway with cfg and closes it in Cleanup.
 func startTest(t *testing.T, cfg Config, log *slog.Logger) *UserAgent {
 	t.Helper()
-	g, err := New(cfg, &Options{Logger: log})
+	return startWith(t, cfg, &Options{Logger: log})
+}
+
+// startWith starts a gateway with cfg and o and closes it in Cleanup.
+func startWith(t *testing.T, cfg Config, o *Options) *UserAgent {
+	t.Helper()
+	g, err := New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

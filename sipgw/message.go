@@ -23,6 +23,8 @@ type MessageOptions struct {
 	Body        []byte
 	// Headers are extension headers, each checked with ValidateHeader.
 	Headers []Header
+	// Route is the trunk and the presentation of the sender.
+	Route Route
 }
 
 // IncomingMessage is a MESSAGE for a web identity.
@@ -33,6 +35,8 @@ type IncomingMessage struct {
 	From        string
 	ContentType string
 	Body        []byte
+	// Headers are its headers that Options.ToWeb names.
+	Headers []Header
 }
 
 // SendMessage sends a MESSAGE and returns at once; report gets the final
@@ -43,11 +47,20 @@ func (g *UserAgent) SendMessage(o MessageOptions, report func(code int, reason s
 	if g.ctx == nil {
 		return ErrClosed
 	}
-	from, err := g.AOR(o.Identity)
+	o.Headers = withRouteHeaders(o.Headers, o.Route)
+	snd, err := g.senderFor(o.Identity, o.Route.Sender)
 	if err != nil {
 		return err
 	}
 	to, err := g.ParseTarget(o.Target)
+	if err != nil {
+		return err
+	}
+	hops, err := g.hops(o.Route)
+	if err != nil {
+		return err
+	}
+	ruri, err := requestURI(to, o.Route)
 	if err != nil {
 		return err
 	}
@@ -71,18 +84,29 @@ func (g *UserAgent) SendMessage(o MessageOptions, report func(code int, reason s
 	callID, tag := randUUID(), sip.GenerateTagN(16)
 	var cseq uint32
 	g.wg.Go(func() {
-		ctx, cancel := context.WithTimeout(g.ctx, sip.Timer_F)
-		defer cancel()
-		res, err := g.do(ctx, o.Identity, func() *sip.Request {
-			cseq++
-			req := g.requestFor(sip.MESSAGE, from, to, tag, callID, cseq)
-			req.AppendHeader(sip.NewHeader("Content-Type", o.ContentType))
-			for _, h := range o.Headers {
-				req.AppendHeader(sip.NewHeader(h.Name, h.Value))
+		var res *sip.Response
+		var err error
+		for i, h := range hops {
+			ctx, cancel := context.WithTimeout(g.ctx, sip.Timer_F)
+			res, err = g.do(ctx, o.Identity, func() *sip.Request {
+				cseq++
+				req := g.requestFor(sip.MESSAGE, snd.from, to, tag, callID, cseq, h)
+				req.Recipient = *ruri.Clone()
+				snd.present(req)
+				req.AppendHeader(sip.NewHeader("Content-Type", o.ContentType))
+				for _, h := range o.Headers {
+					req.AppendHeader(sip.NewHeader(h.Name, h.Value))
+				}
+				req.SetBody(o.Body)
+				return req
+			})
+			cancel()
+			if i == len(hops)-1 || g.ctx.Err() != nil || !failsOver(res, err) {
+				break
 			}
-			req.SetBody(o.Body)
-			return req
-		})
+			code, reason := failure(res, err)
+			g.rlog.Info("message failover", "sipgw: MESSAGE failed over to the next proxy", "trunk", o.Route.Trunk, "code", code, "reason", reason)
+		}
 		code, reason := failure(res, err)
 		if err != nil && g.ctx.Err() != nil {
 			code, reason = 503, "gateway closed"
@@ -122,7 +146,7 @@ func (g *UserAgent) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 		g.respond(tx, req, 413, "Request Entity Too Large")
 		return
 	}
-	m := &IncomingMessage{Identity: id, Body: append([]byte(nil), body...), ContentType: "text/plain"}
+	m := &IncomingMessage{Identity: id, Body: append([]byte(nil), body...), ContentType: "text/plain", Headers: g.captured(req)}
 	if ct := req.ContentType(); ct != nil {
 		m.ContentType = strings.TrimSpace(ct.Value())
 	}

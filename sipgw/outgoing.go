@@ -34,6 +34,13 @@ type DialOptions struct {
 	// Trickle announces that we take trickle-ice INFOs (RFC 8840): set it
 	// when the web caller can use trickled candidates.
 	Trickle bool
+	// CallID and FromTag name the dialog (tokens, at most 64 bytes);
+	// empty: random ones. The caller chooses them when something must
+	// know the dialog before the INVITE leaves: the media relay that
+	// rewrites SDP keys its call by them (docs/media.md).
+	CallID, FromTag string
+	// Route is the trunk and the presentation of the caller.
+	Route Route
 }
 
 // Dial sends an INVITE and returns the call at once; responses arrive as
@@ -45,15 +52,28 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	if g.ctx == nil {
 		return nil, ErrClosed
 	}
-	from, err := g.AOR(o.Identity)
+	o.Headers = withRouteHeaders(o.Headers, o.Route)
+	snd, err := g.senderFor(o.Identity, o.Route.Sender)
 	if err != nil {
 		return nil, err
 	}
+	from := snd.from
 	to, err := g.ParseTarget(o.Target)
 	if err != nil {
 		return nil, err
 	}
 	if err := ValidateDisplayName(o.DisplayName); err != nil {
+		return nil, err
+	}
+	if snd.privacy {
+		o.DisplayName = snd.display
+	}
+	hops, err := g.hops(o.Route)
+	if err != nil {
+		return nil, err
+	}
+	ruri, err := requestURI(to, o.Route)
+	if err != nil {
 		return nil, err
 	}
 	for _, h := range o.Headers {
@@ -64,8 +84,18 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	if len(o.SDP) == 0 {
 		return nil, invalid("offer without SDP")
 	}
+	if o.CallID != "" && (len(o.CallID) > 64 || !isToken([]byte(o.CallID))) {
+		return nil, invalid("Call-ID %q is not a token of at most 64 bytes", o.CallID)
+	}
+	fromTag := o.FromTag
+	if fromTag == "" {
+		fromTag = sip.GenerateTagN(16)
+	} else if len(fromTag) > 64 || !isToken([]byte(fromTag)) {
+		return nil, invalid("From-tag %q is not a token of at most 64 bytes", fromTag)
+	}
 	c := g.newCall(Outgoing)
 	c.identity, c.local, c.remote, c.autoPrack, c.trickle = o.Identity, from, to, o.AutoPrack, o.Trickle
+	c.hops = hops[1:]
 	c.prackCh = make(chan prackCmd)
 	if cr, ok := g.cfg.Credentials[o.Identity]; ok && cr.Password != "" {
 		c.password = DigestAuth{Username: cr.Username, Password: cr.Password}
@@ -77,15 +107,18 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 		return nil, err
 	}
 
-	req := sip.NewRequest(sip.INVITE, *to.Clone())
+	req := sip.NewRequest(sip.INVITE, ruri)
 	req.SetTransport(g.cfg.Transport)
 	fromH := &sip.FromHeader{DisplayName: o.DisplayName, Address: from, Params: sip.NewParams()}
-	fromH.Params.Add("tag", sip.GenerateTagN(16))
+	fromH.Params.Add("tag", fromTag)
 	req.AppendHeader(fromH)
 	req.AppendHeader(&sip.ToHeader{Address: *to.Clone(), Params: sip.NewParams()})
-	if g.route != nil {
-		req.AppendHeader(&sip.RouteHeader{Address: *g.route.Clone()})
+	if o.CallID != "" {
+		cid := sip.CallIDHeader(o.CallID)
+		req.AppendHeader(&cid)
 	}
+	hops[0].set(req)
+	snd.present(req)
 	ct := g.dialogContact(o.Identity, g.contactHeader("gw"))
 	req.AppendHeader(&ct)
 	req.AppendHeader(sip.NewHeader("Allow", g.allow))
@@ -106,6 +139,14 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	c.inviteCtx, c.inviteCancel = context.WithCancel(context.Background())
 	g.track()
 	c.uac, err = g.dua.WriteInvite(ctx, req)
+	for err != nil && ctx.Err() == nil && len(c.hops) > 0 {
+		// The proxy's connection was refused: the next one.
+		g.rlog.Info("invite failover", "sipgw: INVITE failed over to the next proxy", "call", c.id, "trunk", o.Route.Trunk, "err", err)
+		req.RemoveHeader("Via")
+		c.hops[0].set(req)
+		c.hops = c.hops[1:]
+		c.uac, err = g.dua.WriteInvite(ctx, req)
+	}
 	if err != nil {
 		g.untrack()
 		c.inviteCancel()
@@ -113,12 +154,25 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 		close(c.done)
 		return nil, fmt.Errorf("sipgw: INVITE: %w", err)
 	}
+	c.keys = DialogKeys{LocalTag: fromTag}
+	if h := c.uac.InviteRequest.CallID(); h != nil {
+		c.keys.CallID = h.Value()
+	}
 	// Formatting both URIs costs a dozen allocations: only when logged.
 	if g.log.Enabled(ctx, slog.LevelInfo) {
 		g.rlog.Info("outgoing call", "sipgw: outgoing call", "call", c.id, "from", from.String(), "to", to.String())
 	}
 	g.wg.Go(c.runOutgoing)
 	return c, nil
+}
+
+// toTag is the To-tag of a response: which fork of a forked INVITE sent it.
+func toTag(r *sip.Response) string {
+	if to := r.To(); to != nil {
+		t, _ := to.Params.Get("tag")
+		return t
+	}
+	return ""
 }
 
 // runOutgoing owns the call; the INVITE's transaction is counted (track)
@@ -168,32 +222,45 @@ func (c *Call) runOutgoing() {
 	c.notePeer(res)
 	c.noteRemote(res.Body())
 	c.armTimer(c.g.cfg.SessionTimers.uacTimer(res))
-	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body()})
+	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body(), ToTag: toTag(res), Headers: c.g.captured(res)})
 	c.loop(c.uac.Context())
 }
 
 // waitAnswer waits for the INVITE's final response. A 422 (RFC 4028
 // §7.4: our Session-Expires is below the peer's Min-SE) is retried once,
 // as a new INVITE of the same Call-ID with the next CSeq, asking for the
-// peer's Min-SE.
+// peer's Min-SE. A 503, a 408 or no answer before any provisional beyond
+// 100 sends the INVITE to the trunk's next proxy (RFC 3263 section 4.3).
 func (c *Call) waitAnswer() error {
-	for retried := false; ; retried = true {
+	retried := false
+	for {
 		err := c.uac.WaitAnswer(c.inviteCtx, sipgo.AnswerOptions{
 			OnResponse: c.onResponse,
 			Username:   c.password.Username,
 			Password:   c.password.Password,
 		})
 		var dr *sipgo.ErrDialogResponse
-		if retried || !errors.As(err, &dr) || dr.Res.StatusCode != 422 || minSE(dr.Res) == 0 {
+		isResponse := errors.As(err, &dr)
+		failover := err != nil && c.inviteCtx.Err() == nil && !c.progressed && len(c.hops) > 0 &&
+			((isResponse && failsOver(dr.Res, nil)) || (!isResponse && failsOver(nil, err)))
+		minSE422 := !retried && isResponse && dr.Res.StatusCode == 422 && minSE(dr.Res) != 0
+		if !failover && !minSE422 {
 			return err
 		}
 		req := c.uac.InviteRequest.Clone()
 		req.RemoveHeader("Via")
 		req.CSeq().SeqNo++
-		req.RemoveHeader("Session-Expires")
-		req.RemoveHeader("Min-SE")
-		for _, h := range c.g.cfg.SessionTimers.uacHeaders(time.Duration(minSE(dr.Res))*time.Second, minSE(dr.Res), false) {
-			req.AppendHeader(h)
+		if failover {
+			c.g.rlog.Info("invite failover", "sipgw: INVITE failed over to the next proxy", "call", c.id, "err", err)
+			c.hops[0].set(req)
+			c.hops = c.hops[1:]
+		} else {
+			retried = true
+			req.RemoveHeader("Session-Expires")
+			req.RemoveHeader("Min-SE")
+			for _, h := range c.g.cfg.SessionTimers.uacHeaders(time.Duration(minSE(dr.Res))*time.Second, minSE(dr.Res), false) {
+				req.AppendHeader(h)
+			}
 		}
 		uac, err := c.g.dua.WriteInvite(c.inviteCtx, req)
 		if err != nil {
@@ -219,6 +286,7 @@ func (c *Call) onResponse(r *sip.Response) error {
 	if r.StatusCode == 100 || !r.IsProvisional() {
 		return nil
 	}
+	c.progressed = true
 	c.notePeer(r)
 	var rseq uint32
 	reliable := false
@@ -240,7 +308,8 @@ func (c *Call) onResponse(r *sip.Response) error {
 	c.rseq = rseq
 	c.mu.Unlock()
 	c.noteRemote(r.Body())
-	c.emit(Event{Kind: EventProgress, Code: r.StatusCode, Reason: r.Reason, SDP: r.Body(), Reliable: reliable, RSeq: rseq})
+	c.emit(Event{Kind: EventProgress, Code: r.StatusCode, Reason: r.Reason, SDP: r.Body(), Reliable: reliable, RSeq: rseq,
+		ToTag: toTag(r), Headers: c.g.captured(r)})
 	if !reliable {
 		return nil
 	}

@@ -267,7 +267,7 @@ func (p *publication) do(expiry time.Duration, etag string, o *PublishOptions, f
 		p.cseq++
 		cseq := p.cseq
 		p.mu.Unlock()
-		req := p.g.requestFor(sip.PUBLISH, p.aor, p.aor, p.fromTag, p.callID, cseq)
+		req := p.g.requestFor(sip.PUBLISH, p.aor, p.aor, p.fromTag, p.callID, cseq, p.g.outboundHop())
 		req.AppendHeader(sip.NewHeader("Event", p.event))
 		req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expiry/time.Second))))
 		if etag != "" {

@@ -28,6 +28,8 @@ type SubscribeOptions struct {
 	Expiry time.Duration
 	// Headers are extension headers, each checked with ValidateHeader.
 	Headers []Header
+	// Route is the trunk and the presentation of the subscriber.
+	Route Route
 }
 
 // SubscriptionEvents receive what happens to one subscription. They are
@@ -61,6 +63,10 @@ type Subscription struct {
 	ev      SubscriptionEvents
 	local   sip.Uri
 	remote  sip.Uri
+	ruri    sip.Uri // remote with the routing rules' parameters
+	snd     sender
+	hops    []nextHop // the initial SUBSCRIBE's, in failover order
+	hop     nextHop   // the one that answered, for refreshes outside a route set
 	callID  string
 	fromTag string
 	contact sip.ContactHeader
@@ -89,11 +95,21 @@ func (g *UserAgent) Subscribe(o SubscribeOptions, ev SubscriptionEvents) (*Subsc
 	if g.ctx == nil {
 		return nil, ErrClosed
 	}
-	local, err := g.AOR(o.Identity)
+	o.Headers = withRouteHeaders(o.Headers, o.Route)
+	snd, err := g.senderFor(o.Identity, o.Route.Sender)
 	if err != nil {
 		return nil, err
 	}
+	local := snd.from
 	remote, err := g.ParseTarget(o.Target)
+	if err != nil {
+		return nil, err
+	}
+	hops, err := g.hops(o.Route)
+	if err != nil {
+		return nil, err
+	}
+	ruri, err := requestURI(remote, o.Route)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +123,7 @@ func (g *UserAgent) Subscribe(o SubscribeOptions, ev SubscriptionEvents) (*Subsc
 		o.Expiry = time.Hour
 	}
 	s := &Subscription{
-		g: g, o: o, ev: ev, local: local, remote: remote,
+		g: g, o: o, ev: ev, local: local, remote: remote, ruri: ruri, snd: snd, hops: hops, hop: hops[0],
 		callID: randUUID(), fromTag: sip.GenerateTagN(16),
 		contact: g.contactHeader("s" + randHex(6)),
 		stop:    make(chan struct{}), term: make(chan struct{}), done: make(chan struct{}),
@@ -151,6 +167,15 @@ func (s *Subscription) run() {
 	// The initial SUBSCRIBE is not cut short by Stop: a subscription the
 	// notifier accepted meanwhile must be ended properly.
 	granted, res, err := s.send(s.o.Expiry)
+	for len(s.hops) > 1 && g.ctx.Err() == nil && failsOver(res, err) {
+		s.hops = s.hops[1:]
+		s.mu.Lock()
+		s.hop = s.hops[0]
+		s.mu.Unlock()
+		code, _ := failure(res, err)
+		g.rlog.Info("subscribe failover", "sipgw: SUBSCRIBE failed over to the next proxy", "trunk", s.o.Route.Trunk, "code", code)
+		granted, res, err = s.send(s.o.Expiry)
+	}
 	if err != nil || !res.IsSuccess() {
 		code, reason := failure(res, err)
 		g.rlog.Info("subscribe refused", "sipgw: subscription refused", "event", s.o.Event, "identity", s.o.Identity, "target", s.o.Target, "code", code)
@@ -270,12 +295,13 @@ func (s *Subscription) request(expiry time.Duration) *sip.Request {
 	g := s.g
 	s.mu.Lock()
 	s.cseq++
-	cseq, established, toTag, target := s.cseq, s.established, s.toTag, s.target
+	cseq, established, toTag, target, h := s.cseq, s.established, s.toTag, s.target, s.hop
 	routes := append([]string(nil), s.routes...)
 	s.mu.Unlock()
 	var req *sip.Request
 	if !established {
-		req = g.requestFor(sip.SUBSCRIBE, s.local, s.remote, s.fromTag, s.callID, cseq)
+		req = g.requestFor(sip.SUBSCRIBE, s.local, s.remote, s.fromTag, s.callID, cseq, h)
+		req.Recipient = *s.ruri.Clone()
 	} else {
 		req = sip.NewRequest(sip.SUBSCRIBE, *target.Clone())
 		req.SetTransport(g.cfg.Transport)
@@ -290,14 +316,17 @@ func (s *Subscription) request(expiry time.Duration) *sip.Request {
 		cid := sip.CallIDHeader(s.callID)
 		req.AppendHeader(&cid)
 		req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.SUBSCRIBE})
+		if len(routes) == 0 {
+			h.set(req)
+		} else {
+			req.SetTransport(g.cfg.Transport)
+		}
 		for _, r := range routes {
 			req.AppendHeader(sip.NewHeader("Route", r))
 		}
-		if len(routes) == 0 && g.route != nil {
-			req.AppendHeader(&sip.RouteHeader{Address: *g.route.Clone()})
-		}
 		req.AppendHeader(sip.NewHeader("User-Agent", g.cfg.UserAgent))
 	}
+	s.snd.present(req)
 	ct := s.contact
 	req.AppendHeader(&ct)
 	req.AppendHeader(sip.NewHeader("Event", s.o.Event))

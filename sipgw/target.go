@@ -3,10 +3,10 @@ package sipgw
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // ErrInvalidInput wraps every rejection of a value that came from a web
@@ -115,23 +115,8 @@ func (g *UserAgent) parseURI(s string, allowTel bool) (sip.Uri, error) {
 	return u, nil
 }
 
-func looksLikeNumber(s string) bool {
-	if s == "" || len(s) > 32 {
-		return false
-	}
-	digits := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-			digits++
-		case c == '+' && i == 0, c == '-', c == '.', c == '(', c == ')', c == '*', c == '#':
-		default:
-			return false
-		}
-	}
-	return digits > 0
-}
+// looksLikeNumber: a tel: number the way routing's prefix rules see it.
+func looksLikeNumber(s string) bool { return routing.IsNumber(s) }
 
 func validUser(s string) bool {
 	if s == "" || len(s) > 128 {
@@ -148,26 +133,9 @@ func validUser(s string) bool {
 	return true
 }
 
-func validHost(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	if ip := net.ParseIP(s); ip != nil {
-		return true
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c == '-' || (c >= '0' && c <= '9') || (c|0x20 >= 'a' && c|0x20 <= 'z')) {
-				return false
-			}
-		}
-	}
-	return true
-}
+// validHost: the host rules are routing's, so that what a rewrite builds
+// and what we accept agree.
+func validHost(s string) bool { return routing.ValidHost(s) }
 
 // hasCtl reports control characters (CR, LF, NUL and the rest of C0, DEL)
 // other than tab.

@@ -33,6 +33,10 @@ type Options struct {
 	// page subscribes with to go to standby (docs/protocol.md §4.9);
 	// empty: no Web Push.
 	VAPIDPublicKey string
+	// TURN, when set, gives the page that sent r a TURN server with a
+	// credential of its own (false: none for it), added to ICEServers
+	// in its /config.json.
+	TURN func(r *http.Request) (ICEServer, bool)
 }
 
 // ICEServer is WebRTC's RTCIceServer, as the page reads it.
@@ -73,7 +77,17 @@ func Handler(opts *Options) http.Handler {
 	mux.Handle("/", http.FileServerFS(sub))
 	mux.HandleFunc("/config.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(configJSON)
+		if opts.TURN == nil {
+			w.Write(configJSON)
+			return
+		}
+		// A credential is the page's own: never cached.
+		w.Header().Set("Cache-Control", "no-store")
+		own := pc
+		if s, ok := opts.TURN(r); ok {
+			own.ICEServers = append(own.ICEServers[:len(own.ICEServers):len(own.ICEServers)], s)
+		}
+		_ = json.NewEncoder(w).Encode(own)
 	})
 	mux.Handle("/sdk/", http.StripPrefix("/sdk", http.FileServerFS(sdkjs.Files())))
 	files := mux

@@ -57,10 +57,32 @@ func TestConfigJSON(t *testing.T) {
 	}
 }
 
-// With Web Push, /config.json hands the page the VAPID public key.
+// With TURN set, each request gets the configured servers plus its own
+// TURN credential when TURN gives one, never cached; the static list is
+// not changed by it.
+func TestConfigJSONTURN(t *testing.T) {
+	n := 0
+	h := Handler(&Options{ICEServers: []ICEServer{{URLs: []string{"stun:stun.example.com"}}},
+		TURN: func(r *http.Request) (ICEServer, bool) {
+			n++
+			return ICEServer{URLs: []string{"turn:t"}, Username: "u" + r.URL.Query().Get("app"), Credential: "c"}, r.URL.Query().Get("app") != ""
+		}})
+	rec := get(t, h, http.MethodGet, "/config.json?app=demo")
+	want := `{"iceServers":[{"urls":["stun:stun.example.com"]},{"urls":["turn:t"],"username":"udemo","credential":"c"}],"openMode":false}` + "\n"
+	if rec.Body.String() != want || rec.Header().Get("Cache-Control") != "no-store" {
+		t.Fatalf("GET /config.json?app=demo: %s (Cache-Control %q), want %s", rec.Body.String(), rec.Header().Get("Cache-Control"), want)
+	}
+	rec = get(t, h, http.MethodGet, "/config.json")
+	if want := `{"iceServers":[{"urls":["stun:stun.example.com"]}],"openMode":false}` + "\n"; rec.Body.String() != want || n != 2 {
+		t.Fatalf("GET /config.json unauthenticated: %s, want %s", rec.Body.String(), want)
+	}
+}
+
+// With Web Push, /config.json hands the page the VAPID public key, and
+// the service worker is served.
 func TestConfigJSONVAPID(t *testing.T) {
 	rec := get(t, Handler(&Options{VAPIDPublicKey: "BCVx"}), http.MethodGet, "/config.json")
-	if want := `{"iceServers":[],"openMode":false,"vapidPublicKey":"BCVx"}`; rec.Body.String() != want {
+	if want := `{"iceServers":[],"openMode":false,"vapidPublicKey":"BCVx"}`; strings.TrimSpace(rec.Body.String()) != want {
 		t.Fatalf("GET /config.json: %s, want %s", rec.Body.String(), want)
 	}
 	if rec := get(t, Handler(nil), http.MethodGet, "/sw.js"); rec.Code != http.StatusOK {

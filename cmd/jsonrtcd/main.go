@@ -2,12 +2,16 @@
 // over WebSocket and relays calls and messages between web users.
 //
 //	jsonrtcd [-config FILE] [-listen ADDR] [-data DIR] [-insecure-open] [-t]
+//	jsonrtcd route [-config FILE] [-app APP] FROM TO
 //
 // With no flags it listens on 127.0.0.1:8080 in open identity mode and
 // serves the demo softphone at /. Session records are kept by an embedded
 // NATS server (JetStream, on no network port) under ./jsonrtcd-data, so
 // that clients resume their sessions across a restart. A configuration file with
 // auth.applications turns on authentication (JWT, guest) and limits.
+//
+// "jsonrtcd route" routes one request with the configuration's routing
+// rules and explains the decision, starting nothing (docs/routing.md).
 package main
 
 import (
@@ -39,6 +43,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "route" {
+		return runRoute(args[1:], os.Stdout)
+	}
 	fs := flag.NewFlagSet("jsonrtcd", flag.ContinueOnError)
 	configPath := fs.String("config", "", "YAML configuration `file` (every key optional)")
 	listen := fs.String("listen", "", "HTTP listen `address` (overrides the config's listen)")
@@ -54,28 +61,37 @@ func run(args []string) error {
 		}
 		return err
 	}
-	cfg := gateway.DefaultConfig()
-	if *configPath != "" {
-		var err error
-		if cfg, err = gateway.LoadConfig(*configPath); err != nil {
-			return err
+	// load reads the configuration and applies the flags over it: at
+	// start-up, and again for each SIGHUP (reload.go).
+	load := func() (gateway.Config, error) {
+		cfg := gateway.DefaultConfig()
+		if *configPath != "" {
+			var err error
+			if cfg, err = gateway.LoadConfig(*configPath); err != nil {
+				return cfg, err
+			}
 		}
+		if *listen != "" {
+			cfg.Listen = *listen
+		}
+		switch *metricsListen {
+		case "":
+		case "-":
+			cfg.Metrics.Listen = ""
+		default:
+			cfg.Metrics.Listen = *metricsListen
+		}
+		if *dataDir != "" {
+			cfg.Store.Dir = *dataDir
+		}
+		if *insecureOpen {
+			cfg.InsecureOpen = true
+		}
+		return cfg, nil
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	switch *metricsListen {
-	case "":
-	case "-":
-		cfg.Metrics.Listen = ""
-	default:
-		cfg.Metrics.Listen = *metricsListen
-	}
-	if *dataDir != "" {
-		cfg.Store.Dir = *dataDir
-	}
-	if *insecureOpen {
-		cfg.InsecureOpen = true
+	cfg, err := load()
+	if err != nil {
+		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -105,7 +121,10 @@ func run(args []string) error {
 	// Deferred first, so it runs last: after the gateway's Shutdown has
 	// written every session's record.
 	defer closeStore()
-	g, err := gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler(&cfg), Store: st})
+	// The page's TURN credentials come from the gateway, which exists
+	// only once New returns; no request is served before.
+	var g *gateway.Gateway
+	g, err = gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler(&cfg, func(r *http.Request) (gateway.TURNServer, bool) { return g.TURNFor(r) }), Store: st})
 	if err != nil {
 		return err
 	}
@@ -147,6 +166,8 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	reloads := reloadOnHUP(ctx, g, load, *configPath, watchInterval, log)
+	defer reloads()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {

@@ -8,8 +8,9 @@ import (
 )
 
 // webHandler serves the demo softphone, the SDK's browser build and the
-// page's settings.
-func webHandler(cfg *gateway.Config) http.Handler {
+// page's settings, with a TURN credential from turn for each page that
+// authenticates when web.turn is set.
+func webHandler(cfg *gateway.Config, turn func(*http.Request) (gateway.TURNServer, bool)) http.Handler {
 	c := cfg.Web
 	servers := make([]web.ICEServer, 0, len(c.ICEServers))
 	for _, s := range c.ICEServers {
@@ -17,5 +18,12 @@ func webHandler(cfg *gateway.Config) http.Handler {
 	}
 	// Validated at start-up: an error means no key.
 	vapid, _ := cfg.Push.VAPIDPublicKey()
-	return web.Handler(&web.Options{ICEServers: servers, OpenMode: cfg.Open(), VAPIDPublicKey: vapid})
+	o := &web.Options{ICEServers: servers, OpenMode: cfg.Open(), VAPIDPublicKey: vapid}
+	if len(c.TURN.URLs) > 0 {
+		o.TURN = func(r *http.Request) (web.ICEServer, bool) {
+			t, ok := turn(r)
+			return web.ICEServer{URLs: t.URLs, Username: t.Username, Credential: t.Credential}, ok
+		}
+	}
+	return web.Handler(o)
 }

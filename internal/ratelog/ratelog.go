@@ -98,6 +98,13 @@ func (l *Logger) With(args ...any) *Logger { return &Logger{log: l.log.With(args
 // its own attributes, such as a call's) and shares l's budgets.
 func (l *Logger) To(log *slog.Logger) *Logger { return &Logger{log: log, b: l.b} }
 
+// Debug writes msg at level Debug unless cause has used up its budget.
+func (l *Logger) Debug(cause, msg string, args ...any) { l.write(slog.LevelDebug, cause, msg, args) }
+
+// DebugEnabled reports whether Debug lines are written at all, so that a
+// caller builds their arguments only then.
+func (l *Logger) DebugEnabled() bool { return l.log.Enabled(context.Background(), slog.LevelDebug) }
+
 // Info writes msg at level Info unless cause has used up its budget.
 func (l *Logger) Info(cause, msg string, args ...any) { l.write(slog.LevelInfo, cause, msg, args) }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // Policy says when a call's media goes through rtpengine.
@@ -91,13 +92,16 @@ func NewAdapter(ctl Controller, policy Policy) (*Adapter, error) {
 
 // Session is one call's media as the Adapter set it up: the first offer's
 // keys, and whether rtpengine anchors it. rtpengine tells the forks of the
-// call apart by the to-tag of their answers (Answer, DeleteFork). A
-// Session is used by one goroutine at a time, the call's owner.
+// call apart by the to-tag of their answers (Answer, DeleteFork). Its
+// methods may be called from several goroutines (a call's SIP reader and
+// its worker); the caller orders the commands it needs ordered.
 type Session struct {
 	a        *Adapter
 	dir      Direction
-	keys     Keys
 	anchored bool
+
+	mu   sync.Mutex // guards keys, never held across a command
+	keys Keys
 }
 
 // Anchored reports whether the session's media goes through rtpengine.
@@ -131,19 +135,53 @@ func (a *Adapter) Offer(ctx context.Context, dir Direction, keys Keys, sdp strin
 	if !s.anchored {
 		return s, sdp, nil
 	}
-	out, err := s.Reoffer(ctx, sdp)
+	r := s.flags(dir, false)
+	r.SDP = sdp
+	out, err := sdpOf(a.ctl.Offer(ctx, &r))
 	return s, out, err
 }
 
 // Reoffer passes a re-offer of an anchored session (hold, codec change,
 // ICE restart) from the side that made the first offer.
 func (s *Session) Reoffer(ctx context.Context, sdp string) (string, error) {
+	return s.OfferFrom(ctx, s.dir, sdp)
+}
+
+// OfferFrom passes a re-offer travelling in dir, from either side: a
+// phone's re-INVITE in a call a browser made travels SIPToWeb. Its answer
+// goes through AnswerTo with the same dir. The first Answer must have
+// been passed: a re-offer from the answerer's side carries the dialog's
+// tags the other way round (its From-tag is the first answer's To-tag).
+func (s *Session) OfferFrom(ctx context.Context, dir Direction, sdp string) (string, error) {
 	if !s.anchored {
 		return sdp, nil
 	}
-	r := s.flags(s.dir, false)
+	r := s.flags(dir, false)
+	s.turn(&r, dir)
 	r.SDP = sdp
 	return sdpOf(s.a.ctl.Offer(ctx, &r))
+}
+
+// AnswerTo passes the answer to a re-offer that travelled in dir
+// (OfferFrom) and returns the SDP for the side that made it.
+func (s *Session) AnswerTo(ctx context.Context, dir Direction, sdp string) (string, error) {
+	if !s.anchored {
+		return sdp, nil
+	}
+	r := s.flags(1-dir, true)
+	s.turn(&r, dir)
+	r.SDP = sdp
+	return sdpOf(s.a.ctl.Answer(ctx, &r))
+}
+
+// turn swaps the tags of r for a re-offer travelling in dir against the
+// first offer: rtpengine names the offerer by from-tag. The Via branch
+// is the first INVITE's, which a re-INVITE does not share.
+func (s *Session) turn(r *Request, dir Direction) {
+	r.ViaBranch = ""
+	if dir != s.dir {
+		r.FromTag, r.ToTag = r.ToTag, r.FromTag
+	}
 }
 
 // sdpOf returns the rewritten SDP of an offer or answer: a reply without
@@ -164,7 +202,9 @@ func (s *Session) Answer(ctx context.Context, toTag, sdp string) (string, error)
 	if !s.anchored {
 		return sdp, nil
 	}
+	s.mu.Lock()
 	s.keys.ToTag = toTag
+	s.mu.Unlock()
 	// The answer goes back toward the offerer: the flags of the opposite
 	// direction.
 	r := s.flags(1-s.dir, true)
@@ -178,7 +218,8 @@ func (s *Session) Delete(ctx context.Context) error {
 	if !s.anchored {
 		return nil
 	}
-	_, err := s.a.ctl.Delete(ctx, &Request{CallID: s.keys.CallID, FromTag: s.keys.FromTag, DeleteNow: true})
+	k := s.keysRequest()
+	_, err := s.a.ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, DeleteNow: true})
 	return err
 }
 
@@ -188,11 +229,14 @@ func (s *Session) DeleteFork(ctx context.Context, toTag string) error {
 	if !s.anchored {
 		return nil
 	}
-	_, err := s.a.ctl.Delete(ctx, &Request{CallID: s.keys.CallID, FromTag: s.keys.FromTag, ToTag: toTag, DeleteNow: true})
+	k := s.keysRequest()
+	_, err := s.a.ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, ToTag: toTag, DeleteNow: true})
 	return err
 }
 
 func (s *Session) keysRequest() Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return Request{CallID: s.keys.CallID, FromTag: s.keys.FromTag, ToTag: s.keys.ToTag, ViaBranch: s.keys.ViaBranch}
 }
 

@@ -136,3 +136,51 @@ func TestPolicyValidate(t *testing.T) {
 		t.Fatal("unknown policy accepted")
 	}
 }
+
+// TestAdapterReofferFromAnswerer: a re-offer from the side that answered
+// (a phone's hold in a call a browser made) names that side's tag as the
+// from-tag, converts the offer for the first offerer's side and its
+// answer back, and carries no Via branch of the first INVITE.
+func TestAdapterReofferFromAnswerer(t *testing.T) {
+	for _, tc := range []struct {
+		dir                  Direction // of the first offer
+		offerProto, ansProto string    // of the re-offer toward the first offerer, of its answer toward the answerer
+	}{
+		{WebToSIP, "UDP/TLS/RTP/SAVPF", "RTP/AVP"},
+		{SIPToWeb, "RTP/AVP", "UDP/TLS/RTP/SAVPF"},
+	} {
+		f := newFakeNG(t, ok)
+		a, _ := NewAdapter(dialFake(t, f, nil), PolicyAlways)
+		s, _, err := a.Offer(t.Context(), tc.dir, Keys{CallID: "c", FromTag: "f", ViaBranch: "z9hG4bK1"}, webrtcSDP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Answer(t.Context(), "t", plainSDP); err != nil {
+			t.Fatal(err)
+		}
+		back := 1 - tc.dir
+		if _, err := s.OfferFrom(t.Context(), back, plainSDP); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AnswerTo(t.Context(), back, webrtcSDP); err != nil {
+			t.Fatal(err)
+		}
+		r := f.requests()
+		ro, ra := r[2], r[3]
+		if ro["command"] != "offer" || ro["from-tag"] != "t" || ro["to-tag"] != "f" || ro["via-branch"] != nil || ro["transport-protocol"] != tc.offerProto {
+			t.Errorf("%v: re-offer %#v", tc.dir, ro)
+		}
+		if ra["command"] != "answer" || ra["from-tag"] != "t" || ra["to-tag"] != "f" || ra["transport-protocol"] != nil {
+			t.Errorf("%v: its answer %#v", tc.dir, ra)
+		}
+		// The answer goes toward the side that re-offered: ICE removed
+		// toward a phone, forced toward a browser.
+		wantICE := "force"
+		if tc.ansProto == "RTP/AVP" {
+			wantICE = "remove"
+		}
+		if ra["ICE"] != wantICE {
+			t.Errorf("%v: answer ICE %v, want %v", tc.dir, ra["ICE"], wantICE)
+		}
+	}
+}

@@ -49,17 +49,17 @@ func BenchmarkSIPCallSetups(b *testing.B) {
 	}
 	// Via Kamailio and straight to the UAS (the gateway's outbound proxy
 	// set to the UAS itself), as fast as each goes.
-	run("gateway", func(b *testing.B) setupResult { return benchGateway(b, k, false, 0, benchConcurrency) })
-	run("gateway-direct", func(b *testing.B) setupResult { return benchGateway(b, k, true, 0, benchConcurrency) })
-	run("gateway-l50", func(b *testing.B) setupResult { return benchGateway(b, k, false, 0, benchWideConcurrency) })
+	run("gateway", func(b *testing.B) setupResult { return benchGateway(b, k, false, 0, benchConcurrency, offer) })
+	run("gateway-direct", func(b *testing.B) setupResult { return benchGateway(b, k, true, 0, benchConcurrency, offer) })
+	run("gateway-l50", func(b *testing.B) setupResult { return benchGateway(b, k, false, 0, benchWideConcurrency, offer) })
 	run("sipp", func(b *testing.B) setupResult { return benchSipp(b, k, false, 0, benchConcurrency) })
 	run("sipp-direct", func(b *testing.B) setupResult { return benchSipp(b, k, true, 0, benchConcurrency) })
 	run("sipp-l50", func(b *testing.B) setupResult { return benchSipp(b, k, false, 0, benchWideConcurrency) })
 	run("sipp-direct-l50", func(b *testing.B) setupResult { return benchSipp(b, k, true, 0, benchWideConcurrency) })
 	// At a fixed 500 setups/s, well below saturation, the latencies
 	// compare what the gateway adds.
-	run("gateway-500cps", func(b *testing.B) setupResult { return benchGateway(b, k, false, 500, benchConcurrency) })
-	run("gateway-direct-500cps", func(b *testing.B) setupResult { return benchGateway(b, k, true, 500, benchConcurrency) })
+	run("gateway-500cps", func(b *testing.B) setupResult { return benchGateway(b, k, false, 500, benchConcurrency, offer) })
+	run("gateway-direct-500cps", func(b *testing.B) setupResult { return benchGateway(b, k, true, 500, benchConcurrency, offer) })
 	run("sipp-500cps", func(b *testing.B) setupResult { return benchSipp(b, k, false, 500, benchConcurrency) })
 	run("sipp-direct-500cps", func(b *testing.B) setupResult { return benchSipp(b, k, true, 500, benchConcurrency) })
 	for _, base := range []string{"sipp", "sipp-l50"} {
@@ -90,11 +90,11 @@ type setupResult struct{ rate, p50, p99 float64 }
 // direct sends the INVITEs straight to the UAS rather than via Kamailio
 // (which stays the registrar). Paced runs tag each call with an X-App
 // header, which the UAS's message log shows, to split the latency into
-// its way out and back.
-func benchGateway(b *testing.B, k *Kamailio, direct bool, rate, conc int) setupResult {
+// its way out and back. Each call offers sdp; mods change the gateway's
+// configuration.
+func benchGateway(b *testing.B, k *Kamailio, direct bool, rate, conc int, sdp string, mods ...func(*gateway.Config)) setupResult {
 	traced := rate > 0
 	uas := startBenchUAS(b, traced)
-	var mods []func(*gateway.Config)
 	identity := "open@" + domain
 	if direct {
 		mods = append(mods, func(c *gateway.Config) { c.SIP.OutboundProxy = "sip:127.0.0.1:" + strconv.Itoa(uas.port) })
@@ -153,7 +153,7 @@ func benchGateway(b *testing.B, k *Kamailio, direct bool, rate, conc int) setupR
 					mu.Unlock()
 				}
 				t0 := time.Now()
-				out, err := c.StartCall(ctx, target, offer, ext...)
+				out, err := c.StartCall(ctx, target, sdp, ext...)
 				if err != nil {
 					b.Error(err)
 					return

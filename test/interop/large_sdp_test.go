@@ -18,7 +18,7 @@ import (
 
 // chromeSDP reads testdata/name, written with LF, with the CRLF a
 // browser sends.
-func chromeSDP(t *testing.T, name string) string {
+func chromeSDP(t testing.TB, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {

@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/internal/testenv"
 )
 
 // readmeSIPExample returns the README's example sip section: the ```yaml
@@ -16,32 +16,11 @@ import (
 // example and this test cannot drift apart.
 func readmeSIPExample(t *testing.T) string {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var found []string
-	var block strings.Builder
-	in := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case !in && strings.TrimSpace(line) == "```yaml":
-			in = true
-			block.Reset()
-		case in && strings.TrimSpace(line) == "```":
-			in = false
-			if strings.Contains("\n"+block.String(), "\nsip:") {
-				found = append(found, block.String())
-			}
-		case in:
-			block.WriteString(line + "\n")
+	for _, b := range testenv.FencedBlocks(t, filepath.Join("..", "..", "README.md"), "yaml") {
+		if strings.Contains("\n"+b, "\nsip:") {
+			found = append(found, b)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	if len(found) != 1 {
 		t.Fatalf("README.md has %d yaml blocks with a sip: section, want 1", len(found))

@@ -18,18 +18,37 @@ import (
 // and returns a client once it answers a ping.
 func startRTPEngine(t *testing.T) *rtpengine.Client {
 	t.Helper()
+	c, _ := startRTPEngineAt(t)
+	return c
+}
+
+// startRTPEngineAt is startRTPEngine that also returns the ng address.
+func startRTPEngineAt(t testing.TB) (*rtpengine.Client, string) {
+	t.Helper()
+	return startRTPEnginePorts(t, 40)
+}
+
+// startRTPEnginePorts is startRTPEngineAt with n media ports: a call
+// takes two per medium and side (RTP and RTCP), eight for a browser's
+// audio and video.
+func startRTPEnginePorts(t testing.TB, n int) (*rtpengine.Client, string) {
+	t.Helper()
 	bin := testenv.Tool(t, "rtpengine", install("rtpengine"))
 	ng := testenv.Port(t)
-	media := testenv.Ports(t, 40)
+	media := testenv.Ports(t, n)
 	start(t, "rtpengine", t.TempDir(), bin,
+		// Not Debian's /etc/rtpengine/rtpengine.conf, whose fixed CLI
+		// and HTTP ports two rtpengines at once would share.
+		"--config-file=none",
 		"--interface=127.0.0.1",
 		"--listen-ng=127.0.0.1:"+strconv.Itoa(ng),
 		"--table=-1", "--foreground", "--log-stderr", "--log-level=6",
-		"--port-min="+strconv.Itoa(media), "--port-max="+strconv.Itoa(media+39),
+		"--port-min="+strconv.Itoa(media), "--port-max="+strconv.Itoa(media+n-1),
 	)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	c, err := rtpengine.Dial(ctx, "127.0.0.1:"+strconv.Itoa(ng), &rtpengine.Options{Retransmit: 100 * time.Millisecond, Timeout: 10 * time.Second})
+	addr := "127.0.0.1:" + strconv.Itoa(ng)
+	c, err := rtpengine.Dial(ctx, addr, &rtpengine.Options{Retransmit: 100 * time.Millisecond, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +58,7 @@ func startRTPEngine(t *testing.T) *rtpengine.Client {
 	if err := c.Ping(ctx); err != nil {
 		t.Fatalf("rtpengine does not answer ping: %v", err)
 	}
-	return c
+	return c, addr
 }
 
 // phoneAnswer is what a plain SIP phone answers to rtpengine's RTP/AVP

@@ -24,6 +24,21 @@ const pageConfig = fetch('config.json')
   .then((r) => (r.ok ? r.json() : {}))
   .catch(() => ({}));
 
+/**
+ * The page's settings for a sign-in: with web.turn set, jsonrtcd adds a
+ * TURN server with a credential of the page's own when the request
+ * authenticates for the application (the token, else the guest cookie;
+ * anyone in open mode). Null when the fetch fails: the settings loaded
+ * with the page then serve.
+ */
+function configFor(creds) {
+  const app = wsUrl().split('/').pop();
+  const headers = creds.mode === 'token' ? { Authorization: `Bearer ${creds.token}` } : {};
+  return fetch(`config.json?app=${encodeURIComponent(app)}`, { headers, credentials: 'same-origin' })
+    .then((r) => (r.ok ? r.json() : null))
+    .catch(() => null);
+}
+
 function wsUrl() {
   const path = params.get('ws') || '/ws/demo';
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`;
@@ -90,14 +105,19 @@ async function signIn(creds) {
   sessionStorage.setItem(SIGNIN_KEY, JSON.stringify(creds));
   restorePresenceChoice();
   const ping = Number(params.get('ping')) || undefined;
-  const conf = await pageConfig;
+  const conf = (await configFor(creds)) ?? (await pageConfig);
   const session = new Session({
     url: wsUrl(),
     identity: creds.mode === 'name' ? creds.name : undefined,
     token: creds.mode === 'token' ? creds.token : undefined,
     keepalive: { interval: ping, busyInterval: ping, period: Number(params.get('pingPeriod')) || undefined },
     reconnect: { timeout: Number(params.get('reconnectTimeout')) || undefined },
-    rtc: { iceServers: Array.isArray(conf.iceServers) ? conf.iceServers : [], getUserMedia },
+    rtc: {
+      iceServers: Array.isArray(conf.iceServers) ? conf.iceServers : [],
+      getUserMedia,
+      // ?relay=1: media through the TURN relays only (a test of them).
+      iceTransportPolicy: params.get('relay') ? 'relay' : 'all',
+    },
     logger: params.get('log') ? { debug: console.debug, info: console.info, warn: console.warn, error: console.error } : undefined,
     // Standby while the page is hidden with no call, woken by a push
     // (docs/protocol.md §4.9), when the gateway has Web Push.

@@ -96,11 +96,35 @@ export async function reservePort() {
 }
 
 /**
+ * Reserves n consecutive ports on 127.0.0.1 (rtpengine's media range),
+ * each free for UDP, locked as reservePort locks one. Resolves {port (the
+ * first), release}.
+ */
+export async function reservePorts(n) {
+  const first = Math.floor(Math.random() * (PORT_COUNT - n));
+  for (let i = 0; i < PORT_COUNT - n; i++) {
+    const off = (first + i) % (PORT_COUNT - n);
+    const locks = [];
+    let ok = true;
+    for (let j = 0; j < n && ok; j++) {
+      const lock = createServer();
+      ok = (await binds(lock, LOCK_BASE + off + j, true)) && (await binds(createSocket('udp4'), PORT_BASE + off + j));
+      locks.push(lock);
+      if (!ok) break;
+    }
+    const release = () => Promise.all(locks.map((l) => new Promise((r) => (l.listening ? l.close(() => r()) : r()))));
+    if (ok) return { port: PORT_BASE + off, release };
+    await release();
+  }
+  throw new Error(`no ${n} free consecutive ports in ${PORT_BASE}-${PORT_BASE + PORT_COUNT - 1}`);
+}
+
+/**
  * A child process whose output is kept (the last lines) for failure
  * reports. exited resolves with {code, signal}; stop() ends it (SIGTERM,
  * then SIGKILL after 5 s) and waits for it.
  */
-function child(name, cmd, args, { cwd } = {}) {
+export function child(name, cmd, args, { cwd } = {}) {
   const proc = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = [];
   const keep = (buf) => {
@@ -177,10 +201,12 @@ async function kamailioModules() {
  * The proxy and registrar of `domain`: REGISTER is saved in memory; a
  * SUBSCRIBE for Event: message-summary goes, record-routed, to the
  * voicemail server at 127.0.0.1:`voicemailPort` whoever's mailbox it is
- * (as a PBX routes them); in-dialog requests follow their routes. There is
- * no presence server: PUBLISH and other SUBSCRIBEs get 489 Bad Event.
+ * (as a PBX routes them); an INVITE for echo@`domain` goes to the SIPp
+ * echo at 127.0.0.1:`echoPort`, other INVITEs to the registered user;
+ * in-dialog requests follow their routes. There is no presence server:
+ * PUBLISH and other SUBSCRIBEs get 489 Bad Event.
  */
-function kamailioConfig({ domain, port, modules, voicemailPort }) {
+function kamailioConfig({ domain, port, modules, voicemailPort, echoPort }) {
   return `#!KAMAILIO
 debug=2
 log_stderror=yes
@@ -228,6 +254,12 @@ request_route {
 	}
 	if (has_totag()) {
 		if (loose_route()) {
+			# An in-dialog request to a GRUU (RFC 5627 section 7), as
+			# jsonrtcd's dialogs have: the binding it names.
+			if (uri==myself && $rU!=$null && !lookup("location")) {
+				sl_send_reply("404", "Not Found");
+				exit;
+			}
 			route(RELAY);
 		}
 		if (!is_method("ACK")) {
@@ -236,6 +268,21 @@ request_route {
 		exit;
 	}
 	remove_hf("Route");
+	if (is_method("INVITE") && $rU == "echo") {
+		record_route();
+		$du = "sip:127.0.0.1:${echoPort}";
+		route(RELAY);
+	}
+	if (is_method("INVITE")) {
+		# Calls between registered users (the media test's browser and
+		# baresip).
+		if (!lookup("location")) {
+			sl_send_reply("404", "Not Found");
+			exit;
+		}
+		record_route();
+		route(RELAY);
+	}
 	if (is_method("REGISTER")) {
 		if (!save("location")) {
 			sl_reply_error();
@@ -268,13 +315,13 @@ route[RELAY] {
  * Starts Kamailio (see kamailioConfig) on a free UDP port and resolves once
  * it answers OPTIONS. Returns {port, addr, lines, stop}.
  */
-export async function startKamailio({ domain, voicemailPort }) {
+export async function startKamailio({ domain, voicemailPort, echoPort }) {
   const dir = await mkdtemp(join(tmpdir(), 'jsonrtc-kamailio-'));
   const reserved = await reservePort();
   try {
     const { port } = reserved;
     const cfg = join(dir, 'kamailio.cfg');
-    await writeFile(cfg, kamailioConfig({ domain, port, modules: await kamailioModules(), voicemailPort }));
+    await writeFile(cfg, kamailioConfig({ domain, port, modules: await kamailioModules(), voicemailPort, echoPort }));
     const k = child('kamailio', 'kamailio', ['-DD', '-E', '-f', cfg, '-P', join(dir, 'kamailio.pid'), '-Y', dir, '-w', dir, '-m', '64', '-M', '8']);
     const stop = async () => {
       await k.stop();
@@ -322,19 +369,19 @@ function commandReader(onCommand) {
 /**
  * Runs SIPp as a UAS with `scenario` (a file under scenarios/, copied to a
  * temporary directory where SIPp writes its logs) for one call, on a free
- * UDP port. A scenario with <sendCmd>/<recvCmd> (threePCC) talks to the
+ * UDP port, with `args` added to its command line. A scenario with <sendCmd>/<recvCmd> (threePCC) talks to the
  * test over SIPp's 3PCC socket: SIPp connects at startup to a TCP server
  * the test listens on (port 0). Returns {port,
  * command() (the next command SIPp sent: {text, headers}), cue(callId)
  * (sends a command to the call), result() (waits for SIPp's exit:
  * {code, signal}), report() (output and logs), stop()}.
  */
-export async function startSipp(scenario, { threePCC = false, timeout = '60s' } = {}) {
+export async function startSipp(scenario, { threePCC = false, timeout = '60s', args: extra = [] } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'jsonrtc-sipp-'));
   await copyFile(join(SCENARIOS, scenario), join(dir, scenario));
   const reserved = await reservePort();
   const { port } = reserved;
-  const args = ['-sf', scenario, '-i', '127.0.0.1', '-p', String(port), '-m', '1', '-nostdin', '-timeout', timeout, '-timeout_error', '-trace_err', '-trace_msg', '-max_recv_loops', '1000'];
+  const args = ['-sf', scenario, '-i', '127.0.0.1', '-p', String(port), '-m', '1', '-nostdin', '-timeout', timeout, '-timeout_error', '-trace_err', '-trace_msg', '-max_recv_loops', '1000', ...extra];
 
   let server = null;
   let twin = null;

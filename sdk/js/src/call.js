@@ -776,7 +776,7 @@ export class Call extends Emitter {
       old.close();
     }
     const RTC = this.session.rtc.RTCPeerConnection;
-    const pc = new RTC({ iceServers: this.session.rtc.iceServers });
+    const pc = new RTC({ iceServers: this.session.rtc.iceServers, iceTransportPolicy: this.session.rtc.iceTransportPolicy });
     this.peerConnection = pc;
     this._sdpSent = false;
     this._trickleQueue = [];

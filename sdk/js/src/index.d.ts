@@ -102,6 +102,8 @@ export interface SessionOptions {
     RTCPeerConnection?: typeof RTCPeerConnection;
     getUserMedia?: (c: MediaStreamConstraints) => Promise<MediaStream>;
     iceServers?: RTCIceServer[];
+    /** 'relay' uses TURN relays only (default 'all'). */
+    iceTransportPolicy?: RTCIceTransportPolicy;
     /** ms to wait for ICE gathering before sending the SDP; later candidates trickle (default 1000). */
     iceGatherTimeout?: number;
     /** Trickle late candidates with `message`/`trickle` (default true). */

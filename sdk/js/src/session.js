@@ -117,6 +117,7 @@ export class Session extends Emitter {
         options.rtc?.getUserMedia ??
         ((c) => globalThis.navigator.mediaDevices.getUserMedia(c)),
       iceServers: options.rtc?.iceServers ?? [],
+      iceTransportPolicy: options.rtc?.iceTransportPolicy ?? 'all',
       iceGatherTimeout: options.rtc?.iceGatherTimeout ?? 1000,
       trickle: options.rtc?.trickle ?? true,
     };

@@ -1,0 +1,253 @@
+package call
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// This file anchors the media of SIP calls in rtpengine (docs/media.md)
+// when SIPOptions.Media is set: every SDP between a web leg and SIP goes
+// through the Adapter, which rewrites WebRTC media (ICE, DTLS-SRTP,
+// rtcp-mux) for plain RTP phones and back. Which SDP of a transition goes
+// where is the transition table's say (mediaOf in sipfsm.go); the
+// commands are network round trips, so they run where the far leg may
+// block, never under c.mu: on the worker (web SDP) or on the reader
+// before the event is stepped (SIP SDP). The call's rtpengine session is
+// deleted when its SIP side is over, whichever way it ended.
+
+// mediaReason is the reason of a call refused because rtpengine did not
+// do its part (unreachable, or an error): 503 both ways.
+const mediaReason = "media relay unavailable"
+
+// newDialogToken returns a random Call-ID or From-tag: dialSIP chooses
+// them, because rtpengine keys the call by them before the INVITE leaves.
+func newDialogToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// anchored reports whether the call's media goes through rtpengine. c.mu
+// is held.
+func (fl *farLeg) anchored() bool { return fl.media != nil && fl.media.Anchored() }
+
+// mediaFailed counts and logs a failed rtpengine command of the call.
+func (fl *farLeg) mediaFailed(what string, err error) {
+	fl.h.mediaFailed.Add(1)
+	fl.rlog().Warn("media relay", "media relay command failed", "what", what, "err", err)
+}
+
+// dialMedia passes the web caller's offer through rtpengine before the
+// INVITE; on the worker, without c.mu. It puts rtpengine's SDP in o, or
+// returns false when the call failed (the web caller heard 503).
+func (fl *farLeg) dialMedia(o *sipgw.DialOptions) bool {
+	m := fl.h.far.media
+	if m == nil {
+		return true
+	}
+	ctx, cancel := opCtx()
+	s, offer, err := m.Offer(ctx, rtpengine.WebToSIP, rtpengine.Keys{CallID: o.CallID, FromTag: o.FromTag}, string(o.SDP))
+	cancel()
+	fl.c.mu.Lock()
+	fl.media = s
+	fl.c.mu.Unlock()
+	if err != nil {
+		fl.mediaFailed("offer", err)
+		// rtpengine may have made the call before its answer was lost.
+		fl.failDial(protocol.CodeServiceUnavailable, mediaReason)
+		return false
+	}
+	if s.Anchored() {
+		o.SDP = []byte(offer)
+		// The browser's ICE peer is rtpengine, not the phone: see
+		// webTrickle.
+		o.Trickle = false
+	}
+	return true
+}
+
+// failDial ends an outgoing call that never reached SIP (rtpengine or
+// the INVITE failed): the web caller hears code first, then the call's
+// media, if any, is deleted in rtpengine before the call is forgotten.
+// On the worker, without c.mu.
+func (fl *farLeg) failDial(code int, reason string) {
+	c := fl.c
+	c.mu.Lock()
+	if !c.ended {
+		fl.h.failCaller(c, code, reason)
+	}
+	fl.h.endFar(c)
+	s := fl.media
+	c.mu.Unlock()
+	fl.deleteMedia(s)
+	c.mu.Lock()
+	fl.finishLocked()
+	c.mu.Unlock()
+}
+
+// ringMedia passes an incoming SIP offer through rtpengine before the web
+// callees hear of it; on the worker, without c.mu. It returns the SDP for
+// the web side, or false when the call was refused (503).
+func (fl *farLeg) ringMedia(offer string) (string, bool) {
+	m := fl.h.far.media
+	if m == nil {
+		return offer, true
+	}
+	k := fl.sc.Keys()
+	ctx, cancel := opCtx()
+	s, out, err := m.Offer(ctx, rtpengine.SIPToWeb, rtpengine.Keys{CallID: k.CallID, FromTag: k.RemoteTag, ViaBranch: k.ViaBranch}, offer)
+	cancel()
+	fl.c.mu.Lock()
+	fl.media = s
+	fl.c.mu.Unlock()
+	if err != nil {
+		fl.mediaFailed("offer", err)
+		fl.c.mu.Lock()
+		fl.reject(protocol.CodeServiceUnavailable)
+		fl.c.mu.Unlock()
+		return "", false
+	}
+	return out, true
+}
+
+// webAnswerMedia passes a web callee's answer (early or final) or the web
+// side's answer to a SIP re-offer through rtpengine, toward SIP; on the
+// worker. reoffer: the answer is to a re-offer from SIP.
+func (fl *farLeg) webAnswerMedia(s *rtpengine.Session, sdp []byte, reoffer bool) ([]byte, error) {
+	if s == nil || !s.Anchored() {
+		return sdp, nil
+	}
+	ctx, cancel := opCtx()
+	defer cancel()
+	var out string
+	var err error
+	if reoffer {
+		out, err = s.AnswerTo(ctx, rtpengine.SIPToWeb, string(sdp))
+	} else {
+		out, err = s.Answer(ctx, fl.sc.Keys().LocalTag, string(sdp))
+	}
+	if err != nil {
+		fl.mediaFailed("answer", err)
+		return nil, err
+	}
+	return []byte(out), nil
+}
+
+// sipMedia passes the SDP of a SIP event through rtpengine when the
+// transition it causes carries it to the web side (mediaOf); on the
+// reader, before the event is stepped. An error is stepped with the event
+// (sipArgs.mediaErr), which then fails what the SDP was for.
+func (fl *farLeg) sipMedia(ev sipgw.Event) (sipgw.Event, error) {
+	if !protocol.HasSDP(string(ev.SDP)) {
+		return ev, nil
+	}
+	fl.c.mu.Lock()
+	_, act := sipNext(fl.phaseNow(), eventInput(ev), bySIP)
+	s := fl.media
+	fl.c.mu.Unlock()
+	op := mediaOf(act)
+	if s == nil || !s.Anchored() || (op != mediaSIPAnswer && op != mediaSIPOffer && op != mediaSIPReanswer) {
+		return ev, nil
+	}
+	if _, err := parseSDP(string(ev.SDP)); err != nil {
+		// Refused as without rtpengine (488), by the action that parses
+		// it; rtpengine never sees it.
+		return ev, nil
+	}
+	ctx, cancel := opCtx()
+	defer cancel()
+	var out string
+	var err error
+	switch op {
+	case mediaSIPAnswer:
+		out, err = s.Answer(ctx, ev.ToTag, string(ev.SDP))
+	case mediaSIPOffer:
+		out, err = s.OfferFrom(ctx, rtpengine.SIPToWeb, string(ev.SDP))
+	case mediaSIPReanswer:
+		// sipgw offered the phone the last SDP it had from us, which is
+		// rtpengine's: the phone's answer is to an offer from the web
+		// side's end of rtpengine.
+		out, err = s.AnswerTo(ctx, rtpengine.WebToSIP, string(ev.SDP))
+	}
+	if err != nil {
+		fl.mediaFailed(op.String(), err)
+		return ev, err
+	}
+	ev.SDP = []byte(out)
+	return ev, nil
+}
+
+// webOfferMedia passes the web side's re-offer to rtpengine (toward SIP);
+// webReanswerMedia SIP's answer to it (toward the web side). On the worker.
+func (fl *farLeg) webOfferMedia(s *rtpengine.Session, sdp string) (string, error) {
+	if s == nil || !s.Anchored() {
+		return sdp, nil
+	}
+	ctx, cancel := opCtx()
+	defer cancel()
+	out, err := s.OfferFrom(ctx, rtpengine.WebToSIP, sdp)
+	if err != nil {
+		fl.mediaFailed("re-offer", err)
+	}
+	return out, err
+}
+
+func (fl *farLeg) webReanswerMedia(s *rtpengine.Session, sdp []byte) ([]byte, error) {
+	if s == nil || !s.Anchored() {
+		return sdp, nil
+	}
+	ctx, cancel := opCtx()
+	defer cancel()
+	out, err := s.AnswerTo(ctx, rtpengine.WebToSIP, string(sdp))
+	if err != nil {
+		fl.mediaFailed("re-answer", err)
+		return nil, err
+	}
+	return []byte(out), nil
+}
+
+// releaseMedia deletes the call's rtpengine session once the SIP side is
+// over, on the worker after whatever command is queued there (a command
+// after the delete would make the call again). Called by the reader.
+func (fl *farLeg) releaseMedia() {
+	fl.c.mu.Lock()
+	s := fl.media
+	fl.c.mu.Unlock()
+	if s == nil || !s.Anchored() {
+		return
+	}
+	done := make(chan struct{})
+	fl.must(func() {
+		defer close(done)
+		fl.deleteMedia(s)
+	})
+	<-done
+}
+
+// deleteMedia deletes s in rtpengine now. A failure leaves it to
+// rtpengine's own timeout (docs/media.md), and is counted.
+func (fl *farLeg) deleteMedia(s *rtpengine.Session) {
+	if s == nil || !s.Anchored() {
+		return
+	}
+	ctx, cancel := opCtx()
+	defer cancel()
+	err := s.Delete(ctx)
+	var re *rtpengine.Error
+	if err != nil && !errors.As(err, &re) {
+		// rtpengine answering "Unknown call-id" knows nothing of the
+		// call: nothing is left. No answer is a failure.
+		fl.mediaFailed("delete", err)
+	}
+}
+
+// mediaFail ends a call whose media rtpengine could not set up: as a bad
+// SDP does (badSIPSDP), with 503. c.mu is held.
+func (fl *farLeg) mediaFail() {
+	fl.failSIP(protocol.CodeServiceUnavailable, mediaReason)
+}

@@ -1,0 +1,473 @@
+package call
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// The media of SIP calls anchored in rtpengine (media.go), against a fake
+// rtpengine (a Controller that records each command); the real one is in
+// test/interop (TestRTPEngineCall*).
+
+// engineCmd is one ng command the handler sent.
+type engineCmd struct {
+	name string
+	r    rtpengine.Request
+}
+
+// fakeEngine answers offer and answer with the SDP marked as rewritten
+// (relayed), keeps the calls offered until deleted, and fails the
+// commands named in fail.
+type fakeEngine struct {
+	cmds chan engineCmd
+
+	mu   sync.Mutex
+	live map[string]bool
+	fail map[string]error
+}
+
+func newFakeEngine() *fakeEngine {
+	return &fakeEngine{cmds: make(chan engineCmd, 64), live: map[string]bool{}, fail: map[string]error{}}
+}
+
+// relayed is sdp as the fake rewrites it.
+func relayed(sdp string) string { return strings.Replace(sdp, "s=-", "s=relayed", 1) }
+
+func (f *fakeEngine) do(name string, r *rtpengine.Request) (*rtpengine.Response, error) {
+	f.cmds <- engineCmd{name, *r}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail[name]; err != nil {
+		return nil, err
+	}
+	switch name {
+	case "offer":
+		f.live[r.CallID] = true
+	case "answer", "delete":
+		if !f.live[r.CallID] {
+			return nil, &rtpengine.Error{Command: name, Reason: "Unknown call-id"}
+		}
+		if name == "delete" {
+			delete(f.live, r.CallID)
+			return &rtpengine.Response{Result: "ok"}, nil
+		}
+	}
+	return &rtpengine.Response{Result: "ok", SDP: relayed(r.SDP)}, nil
+}
+
+func (f *fakeEngine) Ping(ctx context.Context) error { return nil }
+func (f *fakeEngine) Offer(ctx context.Context, r *rtpengine.Request) (*rtpengine.Response, error) {
+	return f.do("offer", r)
+}
+func (f *fakeEngine) Answer(ctx context.Context, r *rtpengine.Request) (*rtpengine.Response, error) {
+	return f.do("answer", r)
+}
+func (f *fakeEngine) Delete(ctx context.Context, r *rtpengine.Request) (*rtpengine.Response, error) {
+	return f.do("delete", r)
+}
+func (f *fakeEngine) Query(ctx context.Context, r *rtpengine.Request) (*rtpengine.Response, error) {
+	return f.do("query", r)
+}
+
+func (f *fakeEngine) failing(name string, err error) {
+	f.mu.Lock()
+	f.fail[name] = err
+	f.mu.Unlock()
+}
+
+// expect returns the next command, which must be name.
+func (f *fakeEngine) expect(t *testing.T, name string) rtpengine.Request {
+	t.Helper()
+	select {
+	case c := <-f.cmds:
+		if c.name != name {
+			t.Fatalf("rtpengine %s %+v, want %s", c.name, c.r, name)
+		}
+		return c.r
+	case <-time.After(waitFor):
+		t.Fatalf("no rtpengine %s", name)
+		return rtpengine.Request{}
+	}
+}
+
+// idle checks that no call is left in rtpengine and no command unread,
+// once the handler is idle.
+func (f *fakeEngine) idle(t *testing.T, e *env) {
+	t.Helper()
+	e.assertIdle(t)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.live) != 0 {
+		t.Errorf("calls left in rtpengine: %v", f.live)
+	}
+	select {
+	case c := <-f.cmds:
+		t.Errorf("unexpected rtpengine %s %+v", c.name, c.r)
+	default:
+	}
+}
+
+// newMediaEnv is newEnv with media anchored (policy always) in a fake
+// rtpengine.
+func newMediaEnv(t *testing.T, ring time.Duration) (*env, *fakeEngine) {
+	t.Helper()
+	e := newEnv(t, ring)
+	f := newFakeEngine()
+	a, err := rtpengine.NewAdapter(f, rtpengine.PolicyAlways)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h.far.media = a
+	return e, f
+}
+
+// TestMediaOutgoing: a browser calls SIP through rtpengine. The INVITE
+// carries rtpengine's offer under the Call-ID and From-tag rtpengine was
+// given, and announces no trickle; each fork's answer goes to rtpengine
+// under its To-tag until the 200, a fork's 18x after it does not; the
+// browser's hold and the phone's re-offer go through rtpengine with the
+// tags of their sender; the browser's candidates never reach the phone;
+// the BYE deletes the call in rtpengine.
+func TestMediaOutgoing(t *testing.T) {
+	e, eng := newMediaEnv(t, time.Minute)
+	a, fc := e.outgoing(t)
+	off := eng.expect(t, "offer")
+	if off.SDP != webOffer || off.TransportProtocol != "RTP/AVP" || off.ICE != "remove" {
+		t.Fatalf("offer to rtpengine %+v", off)
+	}
+	if fc.dial.CallID == "" || off.CallID != fc.dial.CallID || off.FromTag != fc.dial.FromTag || fc.dial.Trickle || string(fc.dial.SDP) != relayed(webOffer) {
+		t.Fatalf("dial %+v after offer %+v", fc.dial, off)
+	}
+
+	fc.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 183, SDP: []byte(sipAnswer), ToTag: "fork-a"})
+	if ans := eng.expect(t, "answer"); ans.ToTag != "fork-a" || ans.ICE != "force" || ans.SDP != sipAnswer {
+		t.Fatalf("early answer to rtpengine %+v", ans)
+	}
+	if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); f.Header.ResponseCode != 183 || decodeSDP(t, f) != relayed(sipAnswer) {
+		t.Fatalf("183 to the browser: %d %q", f.Header.ResponseCode, decodeSDP(t, f))
+	}
+	fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), ToTag: "fork-b"})
+	if ans := eng.expect(t, "answer"); ans.ToTag != "fork-b" {
+		t.Fatalf("answer to rtpengine %+v", ans)
+	}
+	if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); f.Header.ResponseCode != 200 || decodeSDP(t, f) != relayed(sipAnswer) {
+		t.Fatalf("200 to the browser: %d %q", f.Header.ResponseCode, decodeSDP(t, f))
+	}
+	// The losing fork's late 183: nothing to rtpengine, nothing to the browser.
+	fc.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 183, SDP: []byte(sipAnswer), ToTag: "fork-a"})
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionComplete, sub: "c1", seq: 2, corr: "c1"})
+	fc.expectOp(t, "ack")
+
+	// Trickled candidates: rtpengine is the browser's ICE peer.
+	fc.setPeerTrickle()
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionTrickle, sub: "c1", seq: 3, p: protocol.CallPayload{Candidates: cand1 + "\r\n"}})
+
+	// The browser holds.
+	hold := strings.Replace(webOffer, "a=sendrecv", "a=sendonly", 1)
+	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 4, p: protocol.CallPayload{SDP: hold}})
+	if ro := eng.expect(t, "offer"); ro.FromTag != off.FromTag || ro.ToTag != "fork-b" || ro.SDP != hold || ro.ICE != "remove" {
+		t.Fatalf("browser's re-offer to rtpengine %+v", ro)
+	}
+	if o := fc.expectOp(t, "reoffer"); o.sdp != relayed(hold) {
+		t.Fatalf("re-INVITE %q", o.sdp)
+	}
+	fc.reoffers <- reofferResult{answer: []byte(sipAnswer)}
+	if ra := eng.expect(t, "answer"); ra.FromTag != off.FromTag || ra.ToTag != "fork-b" || ra.ICE != "force" {
+		t.Fatalf("phone's answer to rtpengine %+v", ra)
+	}
+	if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); decodeSDP(t, f) != relayed(sipAnswer) {
+		t.Fatalf("re-offer's answer to the browser %q", decodeSDP(t, f))
+	}
+
+	// The phone re-offers: its tag is rtpengine's from-tag now.
+	fc.pushReoffer(sipOffer)
+	if ro := eng.expect(t, "offer"); ro.FromTag != "fork-b" || ro.ToTag != off.FromTag || ro.TransportProtocol != "UDP/TLS/RTP/SAVPF" {
+		t.Fatalf("phone's re-offer to rtpengine %+v", ro)
+	}
+	f := a.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	if decodeSDP(t, f) != relayed(sipOffer) {
+		t.Fatalf("phone's re-offer to the browser %q", decodeSDP(t, f))
+	}
+	e.send(a, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: "c1", seq: 5, corr: f.Control.CorrelationID,
+		state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+	if ra := eng.expect(t, "answer"); ra.FromTag != "fork-b" || ra.ToTag != off.FromTag || ra.ICE != "remove" {
+		t.Fatalf("browser's answer to rtpengine %+v", ra)
+	}
+	if o := fc.expectOp(t, "ro-accept"); o.sdp != relayed(webOffer) {
+		t.Fatalf("re-INVITE accepted with %q", o.sdp)
+	}
+
+	fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+	a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	if d := eng.expect(t, "delete"); d.CallID != off.CallID || !d.DeleteNow {
+		t.Fatalf("delete %+v", d)
+	}
+	eng.idle(t, e)
+	// No INFO with the browser's candidate went to the phone.
+	select {
+	case o := <-fc.ops:
+		t.Fatalf("unexpected SIP operation %s", o.name)
+	default:
+	}
+}
+
+// TestMediaIncoming: SIP calls two browsers through rtpengine. They ring
+// with rtpengine's WebRTC offer (one offer for both), a callee's early
+// media and the winner's answer go to rtpengine under our To-tag before
+// they reach SIP, and the hang-up deletes the call.
+func TestMediaIncoming(t *testing.T) {
+	e, eng := newMediaEnv(t, time.Minute)
+	fc, eps, st := e.incoming(t, 2)
+	off := eng.expect(t, "offer")
+	k := fc.Keys()
+	if off.CallID != k.CallID || off.FromTag != k.RemoteTag || off.ViaBranch != k.ViaBranch || off.ICE != "force" || off.SDP != sipOffer {
+		t.Fatalf("offer to rtpengine %+v, keys %+v", off, k)
+	}
+	for i, f := range st {
+		if decodeSDP(t, f) != relayed(sipOffer) {
+			t.Fatalf("start %d with %q", i, decodeSDP(t, f))
+		}
+	}
+	e.send(eps[1], wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: st[1].Control.SubsessionID, seq: 1,
+		corr: st[1].Control.CorrelationID, code: 183, p: protocol.CallPayload{SDP: webOffer}})
+	if ans := eng.expect(t, "answer"); ans.ToTag != k.LocalTag || ans.ICE != "remove" {
+		t.Fatalf("early answer to rtpengine %+v", ans)
+	}
+	if o := fc.expectOp(t, "progress"); o.code != 183 || o.sdp != relayed(webOffer) || o.trickle {
+		t.Fatalf("183 %+v", o)
+	}
+	e.send(eps[0], wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: st[0].Control.SubsessionID, seq: 1,
+		corr: st[0].Control.CorrelationID, state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+	eps[1].expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	if ans := eng.expect(t, "answer"); ans.ToTag != k.LocalTag || ans.FromTag != k.RemoteTag {
+		t.Fatalf("answer to rtpengine %+v", ans)
+	}
+	if o := fc.expectOp(t, "answer"); o.sdp != relayed(webOffer) || o.trickle {
+		t.Fatalf("200 %+v", o)
+	}
+	fc.push(sipgw.Event{Kind: sipgw.EventConfirmed})
+	eps[0].expect(t, protocol.TypeMessage, protocol.ActionComplete)
+	e.send(eps[0], wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: st[0].Control.SubsessionID, seq: 2, corr: st[0].Control.CorrelationID})
+	fc.expectOp(t, "hangup")
+	eng.expect(t, "delete")
+	eng.idle(t, e)
+}
+
+// TestMediaEnds: however an anchored call ends, its rtpengine call is
+// deleted, once.
+func TestMediaEnds(t *testing.T) {
+	webBye := func(e *env, a *fakeEP, fc *fakeCall) {
+		e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 3, corr: "c1"})
+	}
+	sipEnds := func(end sipgw.EndCause, code int) func(*env, *fakeEP, *fakeCall) {
+		return func(e *env, a *fakeEP, fc *fakeCall) { fc.end(sipgw.Event{End: end, Code: code}) }
+	}
+	for _, tc := range []struct {
+		name     string
+		answered bool
+		ring     time.Duration
+		end      func(*env, *fakeEP, *fakeCall)
+	}{
+		{name: "web cancel", end: webBye},
+		{name: "web bye", answered: true, end: webBye},
+		{name: "web session ends", answered: true, end: func(e *env, a *fakeEP, fc *fakeCall) { e.h.SessionEnded(a) }},
+		{name: "ring timeout", ring: 30 * time.Millisecond},
+		{name: "sip declines", end: sipEnds(sipgw.EndRejected, 603)},
+		{name: "sip timeout", end: sipEnds(sipgw.EndTimeout, 408)},
+		{name: "sip bye", answered: true, end: sipEnds(sipgw.EndRemoteBye, 200)},
+		{name: "sip error", answered: true, end: sipEnds(sipgw.EndError, 500)},
+		{name: "gateway shutdown", answered: true, end: sipEnds(sipgw.EndShutdown, 503)},
+	} {
+		t.Run(tc.name, inBubble(func(t *testing.T) {
+			ring := tc.ring
+			if ring == 0 {
+				ring = time.Minute
+			}
+			e, eng := newMediaEnv(t, ring)
+			a, fc := e.outgoing(t)
+			off := eng.expect(t, "offer")
+			if tc.answered {
+				fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), ToTag: "b"})
+				eng.expect(t, "answer")
+				a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+			}
+			if tc.end != nil {
+				tc.end(e, a, fc)
+			}
+			if d := eng.expect(t, "delete"); d.CallID != off.CallID {
+				t.Fatalf("delete %+v", d)
+			}
+			eng.idle(t, e)
+		}))
+	}
+	t.Run("incoming cancelled", inBubble(func(t *testing.T) {
+		e, eng := newMediaEnv(t, time.Minute)
+		fc, eps, _ := e.incoming(t, 1)
+		eng.expect(t, "offer")
+		fc.end(sipgw.Event{End: sipgw.EndCancelled, Code: 487})
+		eps[0].expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+	}))
+	t.Run("dial fails", func(t *testing.T) {
+		e, eng := newMediaEnv(t, time.Minute)
+		err := error(&sipgw.ResponseError{Code: 404})
+		e.dialErr.Store(&err)
+		a := e.ep("alice@web.example")
+		f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
+		f.Header.Target = "bob@sip.example"
+		e.h.HandleFrame(a, f)
+		webFailed(404)(t, a)
+		eng.expect(t, "offer")
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+	})
+}
+
+// TestMediaUnavailable: rtpengine does not answer. A browser's call fails
+// with 503 before any INVITE; a phone's call is refused with 503 before
+// any browser rings; an answer rtpengine could not convert ends the call
+// (503 to the browser, CANCEL to the phone; 503 to the phone); a phone's
+// re-offer is refused with 503 and the call goes on. Each failure is
+// counted, and nothing is left.
+func TestMediaUnavailable(t *testing.T) {
+	t.Run("browser calls", func(t *testing.T) {
+		e, eng := newMediaEnv(t, time.Minute)
+		eng.failing("offer", rtpengine.ErrTimeout)
+		a := e.ep("alice@web.example")
+		f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
+		f.Header.Target = "bob@sip.example"
+		e.h.HandleFrame(a, f)
+		if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 503 || f.Header.Reason != mediaReason {
+			t.Fatalf("error %d %q", f.Header.ErrorCode, f.Header.Reason)
+		}
+		eng.expect(t, "offer")
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+		select {
+		case <-e.dials:
+			t.Fatal("an INVITE went without rtpengine's offer")
+		default:
+		}
+		if n := e.h.mediaFailed.Load(); n != 1 {
+			t.Fatalf("counted %d failures", n)
+		}
+	})
+	t.Run("phone calls", func(t *testing.T) {
+		e, eng := newMediaEnv(t, time.Minute)
+		eng.failing("offer", rtpengine.ErrTimeout)
+		b := e.ep("bob@web.example")
+		fc := newFakeCall("bob@web.example", "sip:carol@sip.example")
+		fc.offer = []byte(sipOffer)
+		e.h.incomingSIP(fc)
+		eng.expect(t, "offer")
+		if o := fc.expectOp(t, "reject"); o.code != 503 {
+			t.Fatalf("rejected with %d", o.code)
+		}
+		// rtpengine may have made the call before its answer was lost.
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+		select {
+		case f := <-b.frames:
+			t.Fatalf("the browser heard %s/%s", f.Control.Type, f.Header.Action)
+		default:
+		}
+	})
+	t.Run("phone's answer", func(t *testing.T) {
+		e, eng := newMediaEnv(t, time.Minute)
+		a, fc := e.outgoing(t)
+		eng.expect(t, "offer")
+		eng.failing("answer", rtpengine.ErrTimeout)
+		fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), ToTag: "b"})
+		eng.expect(t, "answer")
+		if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 503 {
+			t.Fatalf("error %d", f.Header.ErrorCode)
+		}
+		fc.expectOp(t, "hangup")
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+	})
+	t.Run("browser's answer", func(t *testing.T) {
+		e, eng := newMediaEnv(t, time.Minute)
+		fc, eps, st := e.incoming(t, 1)
+		eng.expect(t, "offer")
+		eng.failing("answer", rtpengine.ErrTimeout)
+		e.send(eps[0], wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: st[0].Control.SubsessionID, seq: 1,
+			corr: st[0].Control.CorrelationID, state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+		eng.expect(t, "answer")
+		if o := fc.expectOp(t, "reject"); o.code != 503 {
+			t.Fatalf("rejected with %d", o.code)
+		}
+		eps[0].expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+	})
+	t.Run("phone's re-offer", func(t *testing.T) {
+		e, eng := newMediaEnv(t, time.Minute)
+		a, fc := e.outgoing(t)
+		eng.expect(t, "offer")
+		fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), ToTag: "b"})
+		eng.expect(t, "answer")
+		a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+		eng.failing("offer", rtpengine.ErrTimeout)
+		fc.pushReoffer(sipOffer)
+		eng.expect(t, "offer")
+		if o := fc.expectOp(t, "ro-reject"); o.code != 503 {
+			t.Fatalf("re-offer refused with %d", o.code)
+		}
+		e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 3, corr: "c1"})
+		fc.expectOp(t, "hangup")
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+		if n := e.h.mediaFailed.Load(); n != 1 {
+			t.Fatalf("counted %d failures", n)
+		}
+	})
+}
+
+// TestMediaBadSIPSDP: an SDP from SIP that does not parse never reaches
+// rtpengine; the call fails as without it (488), and is deleted.
+func TestMediaBadSIPSDP(t *testing.T) {
+	e, eng := newMediaEnv(t, time.Minute)
+	a, fc := e.outgoing(t)
+	eng.expect(t, "offer")
+	fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte("v=0\r\nm=audio x RTP/AVP 0\r\n"), ToTag: "b"})
+	if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 488 {
+		t.Fatalf("error %d", f.Header.ErrorCode)
+	}
+	fc.expectOp(t, "hangup")
+	eng.expect(t, "delete")
+	eng.idle(t, e)
+}
+
+// TestMediaRemoteSDP: the phone's answer in the ACK of its re-INVITE
+// without SDP (sipgw offered it our last SDP, rtpengine's) goes to
+// rtpengine as the answer to an offer from the web side's end, and the
+// browser gets rtpengine's WebRTC rewrite of it.
+func TestMediaRemoteSDP(t *testing.T) {
+	e, eng := newMediaEnv(t, time.Minute)
+	a, fc := e.outgoing(t)
+	off := eng.expect(t, "offer")
+	fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), ToTag: "b"})
+	eng.expect(t, "answer")
+	a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+	hold := strings.Replace(sipAnswer, "a=sendrecv", "a=sendonly", 1)
+	fc.push(sipgw.Event{Kind: sipgw.EventRemoteSDP, SDP: []byte(hold)})
+	if ra := eng.expect(t, "answer"); ra.FromTag != off.FromTag || ra.ToTag != "b" || ra.ICE != "force" || ra.SDP != hold {
+		t.Fatalf("answer to rtpengine %+v", ra)
+	}
+	if f := a.expect(t, protocol.TypeMessage, protocol.ActionStart); decodeSDP(t, f) != relayed(hold) {
+		t.Fatalf("remote SDP to the browser %q", decodeSDP(t, f))
+	}
+	fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+	a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	eng.expect(t, "delete")
+	eng.idle(t, e)
+}

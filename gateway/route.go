@@ -1,0 +1,111 @@
+package gateway
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
+)
+
+// This file routes each session's calls, messages and subscriptions with
+// the routing section's rules (docs/routing.md): Session implements
+// endpoint.Router, which the handlers ask before they relay a request or
+// send it to SIP.
+
+// Route decides where s's request of kind to target goes, and how the
+// SIP side presents s (its application's sip_identity). With debug logs
+// on it logs the decision and why each earlier rule did not match,
+// within the rate-limited logger's budget (the client chooses targets).
+func (s *Session) Route(kind routing.Kind, target string, ext []protocol.Ext) routing.Decision {
+	g := s.g
+	req := routing.Request{Kind: kind, Application: s.app, Identity: s.identity, Guest: s.guest,
+		Target: target, WebLive: g.live(target)}
+	if len(ext) > 0 {
+		req.Ext = make(map[string]string, len(ext))
+		for _, e := range ext {
+			req.Ext[strings.ToLower(e.Name)] = e.Value
+		}
+	}
+	s.mu.Lock()
+	if s.conn != nil {
+		req.Source = s.conn.addr
+	}
+	s.mu.Unlock()
+	r := g.router.Load()
+	var d routing.Decision
+	if s.rlog.DebugEnabled() {
+		d = r.Explain(req)
+		s.rlog.Debug("route", "routed", "kind", kind.String(), "target", target, "decision", d.String(),
+			"rule", d.Rule, "why", Explanation(d))
+	} else {
+		d = r.Decide(req)
+	}
+	g.metrics.routed.WithLabelValues(kind.String(), d.Rule, d.Action.String()).Inc()
+	d.Sender = s.principal.Sender()
+	return d
+}
+
+// live reports whether target names a web identity with a live session.
+func (g *Gateway) live(target string) bool {
+	id := target
+	if scheme, rest, ok := strings.Cut(target, ":"); ok && (strings.EqualFold(scheme, "sip") || strings.EqualFold(scheme, "sips")) {
+		id = rest
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.byIdentity[id]) > 0
+}
+
+// Explanation is a decision's steps in one line: "office: from.applications:
+// ...; uk: ...; rest: matched".
+func Explanation(d routing.Decision) string {
+	var b strings.Builder
+	for i, st := range d.Steps {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(st.Rule)
+		if st.Matched {
+			b.WriteString(": matched")
+		} else {
+			b.WriteString(": ")
+			b.WriteString(st.Why)
+		}
+	}
+	return b.String()
+}
+
+// Reload applies the routing section of cfg (a configuration file read
+// again: jsonrtcd does on SIGHUP): the rules and the trunks change at
+// once for every request decided from then on; requests already decided
+// keep their decision and the proxies they were sent to. A cfg that does
+// not validate changes nothing and the error names the key. Other
+// sections, and routing.to_web, are not reloaded: Reload reports whether cfg changes any, so
+// that the caller can say they wait for a restart.
+func (g *Gateway) Reload(cfg Config) (othersChanged bool, err error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return false, err
+	}
+	if cfg.sipConfigured() != (g.sip != nil) {
+		return false, errors.New("gateway: adding or removing the sip section takes a restart")
+	}
+	r, err := routing.New(cfg.Routing)
+	if err != nil {
+		return false, err
+	}
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	if g.sip != nil {
+		if err := g.sip.SetTrunks(r.Trunks()); err != nil {
+			return false, err
+		}
+	}
+	g.router.Store(r)
+	// to_web is wired into the SIP side and the call handler at start.
+	rest, was := cfg, g.cfg
+	rest.Routing, was.Routing = routing.Config{ToWeb: rest.Routing.ToWeb}, routing.Config{ToWeb: was.Routing.ToWeb}
+	return !reflect.DeepEqual(rest, was), nil
+}

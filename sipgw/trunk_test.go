@@ -1,0 +1,337 @@
+package sipgw
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/routing"
+)
+
+// fakeProxy is a UDP next hop that answers each request with the code
+// answer gives its method (0: no answer) and hands every request to got.
+type fakeProxy struct {
+	pc  net.PacketConn
+	got chan *sip.Request
+}
+
+func newFakeProxy(t *testing.T, answer func(m sip.RequestMethod) int) *fakeProxy {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &fakeProxy{pc: pc, got: make(chan *sip.Request, 64)}
+	done := make(chan struct{})
+	t.Cleanup(func() { pc.Close(); <-done })
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			msg, err := sip.ParseMessage(append([]byte(nil), buf[:n]...))
+			req, ok := msg.(*sip.Request)
+			if err != nil || !ok || req.Method == sip.ACK {
+				continue
+			}
+			select {
+			case p.got <- req:
+			default:
+			}
+			if code := answer(req.Method); code != 0 {
+				res := sip.NewResponseFromRequest(req, code, "Test", nil)
+				if code >= 200 && res.To() != nil {
+					if _, ok := res.To().Params.Get("tag"); !ok {
+						res.To().Params.Add("tag", "fake")
+					}
+				}
+				_, _ = pc.WriteTo([]byte(res.String()), from)
+			}
+		}
+	}()
+	return p
+}
+
+func (p *fakeProxy) uri() string { return "sip:" + p.pc.LocalAddr().String() }
+
+// next returns the next request of method the proxy got.
+func (p *fakeProxy) next(t *testing.T, m sip.RequestMethod) *sip.Request {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case r := <-p.got:
+			if r.Method == m {
+				return r
+			}
+		case <-timeout:
+			t.Fatalf("no %s at %s", m, p.uri())
+			return nil
+		}
+	}
+}
+
+func startTrunks(t *testing.T, trunks map[string]routing.TrunkConfig) *UserAgent {
+	t.Helper()
+	return startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com"}, &Options{Trunks: trunks})
+}
+
+func sendMessage(t *testing.T, g *UserAgent, o MessageOptions) int {
+	t.Helper()
+	codes := make(chan int, 1)
+	if err := g.SendMessage(o, func(code int, _ string) { codes <- code }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-codes:
+		return c
+	case <-time.After(40 * time.Second):
+		t.Fatal("no delivery report")
+		return 0
+	}
+}
+
+func TestMessageFailsOverOn503(t *testing.T) {
+	p1 := newFakeProxy(t, func(sip.RequestMethod) int { return 503 })
+	p2 := newFakeProxy(t, func(sip.RequestMethod) int { return 202 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p1.uri(), p2.uri()}}})
+	code := sendMessage(t, g, MessageOptions{Identity: "alice@example.com", Target: "tel:+4420", Body: []byte("hi"),
+		Route: Route{Trunk: "t"}})
+	if code != 202 {
+		t.Fatalf("report %d, want the second proxy's 202", code)
+	}
+	first, second := p1.next(t, sip.MESSAGE), p2.next(t, sip.MESSAGE)
+	for i, r := range []*sip.Request{first, second} {
+		route := r.GetHeader("Route")
+		want := []string{p1.uri(), p2.uri()}[i]
+		if route == nil || !strings.Contains(route.Value(), strings.TrimPrefix(want, "sip:")) {
+			t.Errorf("request %d: Route %v, want %s", i, route, want)
+		}
+	}
+	if first.CallID().Value() != second.CallID().Value() {
+		t.Errorf("the failover is a new transaction of the same message: Call-ID %s then %s", first.CallID().Value(), second.CallID().Value())
+	}
+}
+
+func TestInviteFailsOverOn503(t *testing.T) {
+	p1 := newFakeProxy(t, func(sip.RequestMethod) int { return 503 })
+	p2 := newFakeProxy(t, func(m sip.RequestMethod) int { return 486 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p1.uri(), p2.uri()}}})
+	c, err := g.Dial(context.Background(), DialOptions{Identity: "alice@example.com", Target: "+4420", SDP: []byte("v=0\r\n"),
+		Route: Route{Trunk: "t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ev := range c.Events() {
+		if ev.Kind == EventEnded {
+			if ev.Code != 486 {
+				t.Fatalf("ended with %d %+v, want the second proxy's 486", ev.Code, ev)
+			}
+			break
+		}
+	}
+	p1.next(t, sip.INVITE)
+	p2.next(t, sip.INVITE)
+}
+
+func TestHealthCheckSkipsDownProxy(t *testing.T) {
+	silent := newFakeProxy(t, func(sip.RequestMethod) int { return 0 })
+	up := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{silent.uri(), up.uri()},
+		HealthInterval: time.Second, HealthTimeout: 200 * time.Millisecond}})
+	silent.next(t, sip.OPTIONS)
+	up.next(t, sip.OPTIONS)
+	// The probes mark the silent proxy down once its OPTIONS times out:
+	// wait for that state, polling the status the probes publish.
+	deadline := time.Now().Add(10 * time.Second)
+	for st := g.TrunkStatus("t"); st[0].Up || !st[1].Up; st = g.TrunkStatus("t") {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v: the silent proxy never went down", st)
+		}
+		up.next(t, sip.OPTIONS) // the next round
+	}
+	if code := sendMessage(t, g, MessageOptions{Identity: "alice@example.com", Target: "bob@example.net", Route: Route{Trunk: "t"}}); code != 200 {
+		t.Fatalf("report %d", code)
+	}
+	up.next(t, sip.MESSAGE)
+	select {
+	case r := <-silent.got:
+		if r.Method == sip.MESSAGE {
+			t.Fatal("the MESSAGE went to the proxy marked down")
+		}
+	default:
+	}
+}
+
+func TestSenderPresentation(t *testing.T) {
+	p := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p.uri()}}})
+	cases := []struct {
+		name               string
+		s                  routing.Sender
+		from, pai, ppi, pr string
+	}{
+		{"default", routing.Sender{}, "sip:alice@example.com", "", "", ""},
+		{"template", routing.Sender{From: "sip:+15550001@ims.example.com", AssertedIdentity: "sip:+15550001@ims.example.com"},
+			"sip:+15550001@ims.example.com", "<sip:+15550001@ims.example.com>", "", ""},
+		{"preferred", routing.Sender{PreferredIdentity: "sip:alice@ims.example.com"}, "sip:alice@example.com", "", "<sip:alice@ims.example.com>", ""},
+		{"guest privacy", routing.Sender{From: "sip:guest-1@example.com", AssertedIdentity: "sip:guest-1@example.com", Privacy: true},
+			"sip:anonymous@anonymous.invalid", "<sip:guest-1@example.com>", "", "id"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if code := sendMessage(t, g, MessageOptions{Identity: "alice@example.com", Target: "bob@example.net",
+				Route: Route{Trunk: "t", Sender: c.s}}); code != 200 {
+				t.Fatalf("report %d", code)
+			}
+			r := p.next(t, sip.MESSAGE)
+			if got := r.From().Address.String(); got != c.from {
+				t.Errorf("From %s, want %s", got, c.from)
+			}
+			for name, want := range map[string]string{"P-Asserted-Identity": c.pai, "P-Preferred-Identity": c.ppi, "Privacy": c.pr} {
+				got := ""
+				if h := r.GetHeader(name); h != nil {
+					got = h.Value()
+				}
+				if got != want {
+					t.Errorf("%s %q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestSenderRefusesSmuggling(t *testing.T) {
+	g := startTrunks(t, nil)
+	for _, bad := range []string{
+		"sip:alice@example.com;lr", "sip:alice@example.com?Route=x", "sip:alice@example.com>,<sip:evil@x",
+		"sip:alice@example.com\r\nVia: x", "tel:+1555", "sip:al ice@example.com", "sip:alice:pw@example.com",
+		"sip:alice@example.com:5060", "<sip:alice@example.com>",
+	} {
+		for _, s := range []routing.Sender{{From: bad}, {AssertedIdentity: bad}, {PreferredIdentity: bad}} {
+			err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob@example.net", Route: Route{Sender: s}},
+				func(int, string) {})
+			if err == nil || ResponseCode(err) != 400 {
+				t.Errorf("sender %+v: %v, want a 400", s, err)
+			}
+		}
+	}
+}
+
+func TestRouteErrors(t *testing.T) {
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{"sip:127.0.0.1:9"}}})
+	g.trunks.Load().m["t"].proxies[0].down.Store(true)
+	err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob@example.net", Route: Route{Trunk: "t"}}, func(int, string) {})
+	if ResponseCode(err) != 503 {
+		t.Errorf("every proxy down: %v, want 503", err)
+	}
+	if err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob", Route: Route{Trunk: "nope"}}, func(int, string) {}); err == nil {
+		t.Error("an unknown trunk was accepted")
+	}
+}
+
+// A reload replaces the trunks: the next request goes to the new proxy,
+// and a proxy kept keeps the health state its checks found.
+func TestSetTrunks(t *testing.T) {
+	p1 := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	p2 := newFakeProxy(t, func(sip.RequestMethod) int { return 202 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p1.uri()}}, "u": {Proxies: []string{p1.uri()}}})
+	g.trunks.Load().m["u"].proxies[0].down.Store(true)
+	if err := g.SetTrunks(map[string]routing.TrunkConfig{"t": {Proxies: []string{p2.uri()}}, "u": {Proxies: []string{p1.uri(), p2.uri()}}}); err != nil {
+		t.Fatal(err)
+	}
+	if code := sendMessage(t, g, MessageOptions{Identity: "alice@example.com", Target: "bob@example.net", Route: Route{Trunk: "t"}}); code != 202 {
+		t.Fatalf("report %d, want the new proxy's 202", code)
+	}
+	if st := g.TrunkStatus("u"); len(st) != 2 || st[0].Up || !st[1].Up {
+		t.Fatalf("status after the reload %+v: the kept proxy lost its state", st)
+	}
+	if err := g.SetTrunks(map[string]routing.TrunkConfig{"t": {Proxies: []string{"sip:a@b"}}}); err == nil {
+		t.Fatal("a bad proxy was taken")
+	}
+	if g.TrunkStatus("t")[0].URI != p2.uri() {
+		t.Fatal("a refused reload changed the trunks")
+	}
+}
+
+// Header rules' headers go out, replace a client's header of their name,
+// and are checked as a client's are.
+func TestRouteHeaders(t *testing.T) {
+	p := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p.uri()}}})
+	code := sendMessage(t, g, MessageOptions{Identity: "alice@example.com", Target: "bob@example.net",
+		Headers: []Header{{"X-Account", "forged"}, {"X-App", "kept"}, {"X-Debug", "on"}},
+		Route: Route{Trunk: "t", Headers: []routing.Header{{Name: "X-Account", Value: "42"},
+			{Name: "x-debug", Drop: true}}}})
+	if code != 200 {
+		t.Fatalf("report %d", code)
+	}
+	r := p.next(t, sip.MESSAGE)
+	if hs := r.GetHeaders("X-Account"); len(hs) != 1 || hs[0].Value() != "42" {
+		t.Errorf("X-Account %v, want the rule's alone", hs)
+	}
+	if h := r.GetHeader("X-App"); h == nil || h.Value() != "kept" {
+		t.Errorf("X-App %v", h)
+	}
+	if h := r.GetHeader("X-Debug"); h != nil {
+		t.Errorf("X-Debug %v went out: a rule drops it", h)
+	}
+	for _, bad := range []routing.Header{{Name: "P-Asserted-Identity", Value: "<sip:x@y>"}, {Name: "X-A", Value: "a\r\nVia: x"}} {
+		err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob@example.net",
+			Route: Route{Headers: []routing.Header{bad}}}, func(int, string) {})
+		if ResponseCode(err) != 400 {
+			t.Errorf("header %v: %v, want 400", bad, err)
+		}
+	}
+}
+
+// Only the headers Options.ToWeb names are handed over, the first of
+// each, and none whose value could carry a line break to the web side.
+func TestCapturedHeaders(t *testing.T) {
+	g := &UserAgent{toWeb: []string{"P-Asserted-Identity", "X-Carrier", "X-Bad"}}
+	res := sip.NewResponse(200, "OK")
+	res.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<sip:+15551234@example.com>"))
+	res.AppendHeader(sip.NewHeader("X-Carrier", " c1 "))
+	res.AppendHeader(sip.NewHeader("X-Carrier", "c2"))
+	res.AppendHeader(sip.NewHeader("X-Bad", "a\u2028b"))
+	res.AppendHeader(sip.NewHeader("X-Other", "no"))
+	got := g.captured(res)
+	want := []Header{{"P-Asserted-Identity", "<sip:+15551234@example.com>"}, {"X-Carrier", "c1"}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("captured %v, want %v", got, want)
+	}
+	if (&UserAgent{}).captured(res) != nil {
+		t.Fatal("captured headers nobody asked for")
+	}
+}
+
+// A rule's Request-URI parameter goes on the Request-URI only, and a
+// value that could end it is refused.
+func TestRouteURIParams(t *testing.T) {
+	p := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p.uri()}}})
+	route := Route{Trunk: "t", Headers: []routing.Header{{Name: "cic", Value: "0288", Param: true}}}
+	if code := sendMessage(t, g, MessageOptions{Identity: "alice@example.com", Target: "+15551234", Route: route}); code != 200 {
+		t.Fatalf("report %d", code)
+	}
+	r := p.next(t, sip.MESSAGE)
+	if v, ok := r.Recipient.UriParams.Get("cic"); !ok || v != "0288" {
+		t.Errorf("Request-URI %s: no cic=0288", r.Recipient.String())
+	}
+	if strings.Contains(r.To().Value(), "cic") || r.GetHeader("cic") != nil {
+		t.Errorf("the parameter went elsewhere: To %s", r.To().Value())
+	}
+	for _, v := range []string{"a;transport=tcp", "a?Route=x", "a b", "", "a>"} {
+		route.Headers[0].Value = v
+		err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "+15551234", Route: route}, func(int, string) {})
+		if ResponseCode(err) != 400 {
+			t.Errorf("value %q: %v, want 400", v, err)
+		}
+	}
+}

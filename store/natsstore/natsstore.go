@@ -34,6 +34,9 @@ type Options struct {
 	MaxValueBytes int
 	// Memory keeps the bucket in the server's memory rather than on disk.
 	Memory bool
+	// Replicas is how many servers of a cluster keep the bucket (1 or
+	// 3); zero: 1.
+	Replicas int
 }
 
 // KV is a store.Store on a JetStream key-value bucket.
@@ -58,6 +61,9 @@ func New(ctx context.Context, js jetstream.JetStream, o Options) (*KV, error) {
 		TTL:         o.TTL,
 		History:     1,
 		Storage:     jetstream.FileStorage,
+	}
+	if o.Replicas > 1 {
+		cfg.Replicas = o.Replicas
 	}
 	if o.MaxValueBytes > 0 {
 		// The server counts the key and headers in: the exact bound is

@@ -188,15 +188,7 @@ func (h *Handler) failCaller(c *Call, code int, reason string) {
 
 // SessionEnded shuts down every call ep takes part in, toward the peers.
 func (h *Handler) SessionEnded(ep Endpoint) {
-	h.mu.Lock()
-	var mine []*leg
-	for k, l := range h.legs {
-		if k.session == ep.ID() {
-			mine = append(mine, l)
-		}
-	}
-	h.mu.Unlock()
-	for _, l := range mine {
+	for _, l := range h.legsOf(ep) {
 		c := l.call
 		c.mu.Lock()
 		if !c.ended {
@@ -204,6 +196,19 @@ func (h *Handler) SessionEnded(ep Endpoint) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// legsOf returns ep's legs.
+func (h *Handler) legsOf(ep Endpoint) []*leg {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var mine []*leg
+	for k, l := range h.legs {
+		if k.session == ep.ID() {
+			mine = append(mine, l)
+		}
+	}
+	return mine
 }
 
 // WaitIdle returns once no call is in progress (SIP legs included), or

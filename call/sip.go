@@ -142,6 +142,22 @@ func (h *Handler) WaitSIP(ctx context.Context) error {
 	}
 }
 
+// HasSIPCall reports whether ep takes part in a call with a SIP leg: a
+// draining gateway keeps such a session until the call ends, since SIP
+// dialogs do not move between nodes.
+func (h *Handler) HasSIPCall(ep Endpoint) bool {
+	for _, l := range h.legsOf(ep) {
+		l.call.mu.Lock()
+		_, sip := l.call.far.(*farLeg)
+		ended := l.call.ended
+		l.call.mu.Unlock()
+		if sip && !ended {
+			return true
+		}
+	}
+	return false
+}
+
 // routesToSIP says whether a start to target goes to SIP: when the
 // target is no web identity and has a SIP form.
 func (h *Handler) routesToSIP(target string) bool {

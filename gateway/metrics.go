@@ -25,6 +25,9 @@ type metrics struct {
 	// storeWrites counts session record writes by outcome (ok, error,
 	// conflict): an error sends the frames unstored (persist.go).
 	storeWrites *prometheus.CounterVec
+	// cluster counts requests between nodes by kind and outcome, and
+	// takeovers (cluster.go).
+	cluster *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -48,8 +51,10 @@ func newMetrics() *metrics {
 			Name: "jsonrtc_destinations_refused_total", Help: "Destinations in client frames refused by the target policy, by field."}, []string{"field"}),
 		storeWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jsonrtc_store_writes_total", Help: "Session record writes, by outcome."}, []string{"outcome"}),
+		cluster: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jsonrtc_cluster_requests_total", Help: "Requests between cluster nodes (deliver, inbound, ended, takeover), by outcome."}, []string{"kind", "outcome"}),
 	}
-	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.refused, m.storeWrites,
+	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.refused, m.storeWrites, m.cluster,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

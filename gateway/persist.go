@@ -31,6 +31,10 @@ type record struct {
 	// Profile is the limits profile the session's quota was opened with.
 	Profile string         `json:"profile,omitempty"`
 	State   *session.State `json:"state"`
+	// Owner is the node that owns the session (a cluster's; "" alone),
+	// Routes the hosts of its interactions (cluster.go).
+	Owner  string  `json:"owner,omitempty"`
+	Routes []route `json:"routes,omitempty"`
 }
 
 func recordKey(id string) string { return "session." + id }
@@ -41,6 +45,7 @@ type snapshot struct {
 	s      *Session
 	gen    uint64
 	st     *session.State
+	routes []route
 	frames [][]byte
 	conn   *link
 }
@@ -48,7 +53,7 @@ type snapshot struct {
 // snapshotLocked takes s's state; s.mu is held.
 func (s *Session) snapshotLocked() snapshot {
 	s.snapGen++
-	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), frames: s.pending, conn: s.conn}
+	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), frames: s.pending, conn: s.conn}
 	s.pending = nil
 	s.dirty = false
 	return sn
@@ -96,19 +101,24 @@ func (g *Gateway) writer() {
 func (g *Gateway) refreshEvery() time.Duration { return g.cfg.Session.ResumeTimeout.D() / 2 }
 
 func (g *Gateway) markAllDirty() {
-	g.mu.Lock()
-	all := make([]*Session, 0, len(g.sessions))
-	for _, s := range g.sessions {
-		all = append(all, s)
-	}
-	g.mu.Unlock()
-	for _, s := range all {
+	for _, s := range g.liveSessions() {
 		s.mu.Lock()
 		if !s.ended {
 			s.markDirtyLocked()
 		}
 		s.mu.Unlock()
 	}
+}
+
+// liveSessions returns the sessions of the tables at one instant.
+func (g *Gateway) liveSessions() []*Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	all := make([]*Session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		all = append(all, s)
+	}
+	return all
 }
 
 // writeRound takes a consistent cut of the dirty sessions: inbound
@@ -190,7 +200,8 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 	if ended {
 		return true // nothing to store; no socket either
 	}
-	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st})
+	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st,
+		Owner: g.ownerName(), Routes: sn.routes})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
 		return true
@@ -202,6 +213,15 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		rev, err = g.store.Create(ctx, recordKey(s.id), data)
 	} else {
 		rev, err = g.store.Update(ctx, recordKey(s.id), data, s.rev)
+	}
+	if errors.Is(err, store.ErrConflict) && g.node != nil {
+		// Another node took the session over, and its word did not
+		// reach us (onTakeover): this copy lets go the same way.
+		g.metrics.storeWrites.WithLabelValues("conflict").Inc()
+		if owner := g.ownerOf(s.id); owner != "" && owner != g.self() {
+			g.goTracked(func() { s.moveTo(owner) })
+			return false
+		}
 	}
 	if errors.Is(err, store.ErrConflict) {
 		// Another writer owns the record now (a resume elsewhere): this
@@ -222,6 +242,15 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 	g.metrics.storeWrites.WithLabelValues("ok").Inc()
 	s.rev, s.savedGen = rev, sn.gen
 	return true
+}
+
+// ownerName is the owner written in records: this node's name in a
+// cluster, "" alone.
+func (g *Gateway) ownerName() string {
+	if g.node == nil {
+		return ""
+	}
+	return g.self()
 }
 
 // storeTimeout bounds one store operation.
@@ -280,6 +309,7 @@ func (g *Gateway) restore(id string) (*record, uint64, error) {
 // own takes the record of a restored session over from revision rev:
 // of two gateways resuming one record, one wins.
 func (g *Gateway) own(s *Session, r *record, rev uint64) error {
+	r.Owner = g.ownerName()
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -315,8 +345,13 @@ func (g *Gateway) restoreAll() error {
 			g.log.Warn("session record not restored", "session_id", id, "err", err)
 			continue
 		}
+		if r.Owner != g.ownerName() {
+			// Another node's: it resumes where its client lands.
+			continue
+		}
 		s := g.sessionOf(r.Identity, r.Oracle, r.State)
 		s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
+		s.setRoutes(r.Routes)
 		if err := g.own(s, r, rev); err != nil {
 			s.log.Warn("session record not restored", "err", err)
 			continue
@@ -335,6 +370,7 @@ func (g *Gateway) restoreAll() error {
 		s.mu.Lock()
 		s.startResumeTimerLocked()
 		s.mu.Unlock()
+		g.publish(s)
 		n++
 	}
 	if n > 0 {

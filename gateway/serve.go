@@ -91,6 +91,13 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, authenticate fun
 		return nil, netip.Addr{}, false
 	default:
 	}
+	g.mu.Lock()
+	draining := g.draining
+	g.mu.Unlock()
+	if draining {
+		http.Error(w, "jsonrtc: draining; try another node", http.StatusServiceUnavailable)
+		return nil, netip.Addr{}, false
+	}
 	addr, https := g.clientAddr(r)
 	if addr.IsValid() && !g.lim.AllowHandshake(addr) {
 		g.metrics.handshakes.WithLabelValues("throttled").Inc()
@@ -313,6 +320,10 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 		s.mu.Unlock()
 		s.inMu.Unlock()
 		if !resumed {
+			// In the directory before the client hears it is connected
+			// (save releases the response): a peer it tells at once
+			// finds it from every node.
+			g.publish(s)
 			g.save(s)
 		}
 		if resumed {
@@ -401,14 +412,20 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	}
 	s := g.sessionOf(identity, r.Oracle || oracle, r.State)
 	s.restored = true
+	s.setRoutes(r.Routes)
+	prev := r.Owner
 	if err := g.own(s, r, rev); err != nil {
 		// Another connect took the record first (or it expired).
 		g.metrics.resumes.WithLabelValues("refused").Inc()
 		g.rlog.Info("resume refused", "session record taken by another resume", "session_id", id, "err", err)
 		return nil, nil
 	}
-	s.log.Info("session restored from the store")
-	return g.open(c, f, p, addr, r.Guest, s)
+	s.log.Info("session restored from the store", "previous_owner", prev)
+	s, err = g.open(c, f, p, addr, r.Guest, s)
+	if err == nil {
+		g.takeOver(s, prev)
+	}
+	return s, err
 }
 
 // completeRestore gives a session restored at start-up what its connect
@@ -767,6 +784,10 @@ func (s *Session) dispatch(f *protocol.Frame) {
 	}
 	if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionSend && !s.quota.AllowMessage() {
 		s.Send(errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"), false)
+		return
+	}
+	if host := s.hostOf(f); host != "" {
+		s.forward(host, f)
 		return
 	}
 	switch f.EffectivePackage() {

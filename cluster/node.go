@@ -1,0 +1,480 @@
+// Package cluster is what a gateway node needs of its peers
+// (docs/cluster.md): leases that say which nodes are alive, a directory
+// of which node owns which session of an identity, and subjects on which
+// nodes send each other requests. It runs on the NATS connection of the
+// node's embedded server (store/natsstore), whose JetStream keeps the
+// leases and the directory in key-value buckets replicated across the
+// cluster.
+//
+// Start with [Start]; [Node.Close] stops the lease and the watches and
+// waits for them.
+package cluster
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Buckets of the cluster.
+const (
+	NodesBucket     = "jsonrtc_nodes"
+	DirectoryBucket = "jsonrtc_directory"
+)
+
+// Options configure a Node.
+type Options struct {
+	// Name is the node's name (Config.Name). Required.
+	Name string
+	// Replicas of the buckets: 1 or 3.
+	Replicas int
+	// LeaseTTL: Config.LeaseTTL.
+	LeaseTTL time.Duration
+	// DirectoryTTL is how long a directory entry outlives its last
+	// write; the owner rewrites its entries (Node.Publish) well within
+	// it. Required.
+	DirectoryTTL time.Duration
+	Logger       *slog.Logger
+}
+
+// Entry is a directory entry: a session and the node that owns it.
+type Entry struct {
+	Session  string `json:"session"`
+	Identity string `json:"identity"`
+	Node     string `json:"node"`
+	Oracle   bool   `json:"oracle,omitempty"`
+}
+
+// Node is this gateway's place in the cluster.
+type Node struct {
+	o     Options
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	nodes jetstream.KeyValue
+	dir   jetstream.KeyValue
+	log   *slog.Logger
+
+	mu        sync.Mutex
+	seen      map[string]time.Time // peers' last lease refresh, by node
+	byID      map[string]Entry     // directory, by session
+	byIdent   map[string]map[string]struct{}
+	subs      []*nats.Subscription
+	dirLoaded chan struct{}
+	onDown    func(node string)
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start opens the buckets, takes this node's lease, and starts the
+// watches. It returns once the directory's current entries are loaded.
+func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
+	if !validName(o.Name) {
+		return nil, fmt.Errorf("cluster: bad node name %q", o.Name)
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 6 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{o: o, nc: nc, js: js, log: o.Logger.With("node", o.Name), seen: map[string]time.Time{},
+		byID: map[string]Entry{}, byIdent: map[string]map[string]struct{}{}, dirLoaded: make(chan struct{})}
+	// A lease's bucket keeps it a little longer than its TTL, for a
+	// node that starts meanwhile to see it: liveness is judged on the
+	// refreshes seen, not on what the bucket still holds.
+	if n.nodes, err = bucket(ctx, js, jetstream.KeyValueConfig{Bucket: NodesBucket,
+		Description: "jsonrtc node leases", TTL: 2 * o.LeaseTTL, History: 1, Replicas: o.Replicas,
+		Storage: jetstream.MemoryStorage}); err != nil {
+		return nil, err
+	}
+	if n.dir, err = bucket(ctx, js, jetstream.KeyValueConfig{Bucket: DirectoryBucket,
+		Description: "jsonrtc sessions by identity and owner", TTL: o.DirectoryTTL, History: 1, Replicas: o.Replicas,
+		Storage: jetstream.FileStorage}); err != nil {
+		return nil, err
+	}
+	if err := n.refreshLease(ctx); err != nil {
+		return nil, err
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	leases, err := n.nodes.WatchAll(n.ctx)
+	if err != nil {
+		n.cancel()
+		return nil, fmt.Errorf("cluster: watching leases: %w", err)
+	}
+	dir, err := n.dir.WatchAll(n.ctx)
+	if err != nil {
+		leases.Stop()
+		n.cancel()
+		return nil, fmt.Errorf("cluster: watching the directory: %w", err)
+	}
+	n.wg.Go(func() { n.watchLeases(leases) })
+	n.wg.Go(func() { n.watchDirectory(dir) })
+	n.wg.Go(n.leaseLoop)
+	select {
+	case <-n.dirLoaded:
+	case <-ctx.Done():
+		n.Close()
+		return nil, ctx.Err()
+	}
+	return n, nil
+}
+
+// bucket creates or updates a bucket, trying again until ctx ends: the
+// nodes of a cluster starting together create the same buckets at once,
+// and a request that raced another may go unanswered.
+func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cluster: bucket %s: %w", cfg.Bucket, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Name is this node's name.
+func (n *Node) Name() string { return n.o.Name }
+
+// Close gives up the lease (the peers see the node leave at once),
+// unsubscribes, and waits for the node's goroutines.
+func (n *Node) Close() {
+	n.cancel()
+	n.wg.Wait()
+	n.mu.Lock()
+	subs := n.subs
+	n.subs = nil
+	n.mu.Unlock()
+	for _, s := range subs {
+		s.Unsubscribe()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n.nodes.Purge(ctx, n.o.Name)
+}
+
+func (n *Node) refreshLease(ctx context.Context) error {
+	v, _ := json.Marshal(struct {
+		Time time.Time `json:"time"`
+	}{time.Now().UTC()})
+	if _, err := n.nodes.Put(ctx, n.o.Name, v); err != nil {
+		return fmt.Errorf("cluster: lease: %w", err)
+	}
+	return nil
+}
+
+// leaseLoop refreshes this node's lease and expires the peers' that
+// were not refreshed within the TTL.
+func (n *Node) leaseLoop() {
+	t := time.NewTicker(n.o.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, n.o.LeaseTTL/3)
+		if err := n.refreshLease(ctx); err != nil && n.ctx.Err() == nil {
+			n.log.Warn("lease not refreshed", "err", err)
+		}
+		cancel()
+		n.expire(time.Now())
+	}
+}
+
+// expire drops the peers whose lease is older than the TTL.
+func (n *Node) expire(now time.Time) {
+	var down []string
+	n.mu.Lock()
+	for node, at := range n.seen {
+		if now.Sub(at) > n.o.LeaseTTL {
+			delete(n.seen, node)
+			down = append(down, node)
+		}
+	}
+	n.mu.Unlock()
+	for _, node := range down {
+		n.nodeDown(node, "lease expired")
+	}
+}
+
+func (n *Node) nodeDown(node, why string) {
+	n.log.Warn("cluster node down", "peer", node, "why", why)
+	n.mu.Lock()
+	f := n.onDown
+	n.mu.Unlock()
+	if f != nil {
+		f(node)
+	}
+}
+
+// OnNodeDown makes f hear, on a goroutine of the node's, of each peer
+// whose lease expired or that left.
+func (n *Node) OnNodeDown(f func(node string)) {
+	n.mu.Lock()
+	n.onDown = f
+	n.mu.Unlock()
+}
+
+func (n *Node) watchLeases(w jetstream.KeyWatcher) {
+	defer w.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil || e.Key() == n.o.Name {
+				continue
+			}
+			n.mu.Lock()
+			_, was := n.seen[e.Key()]
+			if e.Operation() == jetstream.KeyValuePut {
+				n.seen[e.Key()] = time.Now()
+			} else {
+				delete(n.seen, e.Key())
+			}
+			n.mu.Unlock()
+			switch {
+			case e.Operation() != jetstream.KeyValuePut && was:
+				n.nodeDown(e.Key(), "left")
+			case e.Operation() == jetstream.KeyValuePut && !was:
+				n.log.Info("cluster node up", "peer", e.Key())
+			}
+		}
+	}
+}
+
+// Alive reports whether node holds a lease: this node, or a peer whose
+// lease was refreshed within the TTL.
+func (n *Node) Alive(node string) bool {
+	if node == n.o.Name {
+		return true
+	}
+	n.mu.Lock()
+	at, ok := n.seen[node]
+	n.mu.Unlock()
+	return ok && time.Since(at) <= n.o.LeaseTTL
+}
+
+// Nodes returns the live nodes, this one included, sorted.
+func (n *Node) Nodes() []string {
+	out := []string{n.o.Name}
+	n.mu.Lock()
+	for node, at := range n.seen {
+		if time.Since(at) <= n.o.LeaseTTL {
+			out = append(out, node)
+		}
+	}
+	n.mu.Unlock()
+	sort.Strings(out)
+	return out
+}
+
+// dirKey is an entry's key: the identity in base64url (an identity's
+// '@' is no key character), then the session id (already base64url).
+func dirKey(identity, session string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(identity)) + "." + session
+}
+
+// Publish writes e: the session is owned by e.Node (a new session, a
+// takeover, or the owner's periodic rewrite within DirectoryTTL).
+func (n *Node) Publish(ctx context.Context, e Entry) error {
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = n.dir.Put(ctx, dirKey(e.Identity, e.Session), v)
+	return err
+}
+
+// Unpublish removes a session that ended.
+func (n *Node) Unpublish(ctx context.Context, identity, session string) error {
+	return n.dir.Purge(ctx, dirKey(identity, session))
+}
+
+func (n *Node) watchDirectory(w jetstream.KeyWatcher) {
+	defer w.Stop()
+	loaded := false
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case kv, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if kv == nil {
+				// The watch has delivered what the bucket held.
+				if !loaded {
+					loaded = true
+					close(n.dirLoaded)
+				}
+				continue
+			}
+			n.apply(kv)
+		}
+	}
+}
+
+func (n *Node) apply(kv jetstream.KeyValueEntry) {
+	k := kv.Key()
+	dot := strings.LastIndexByte(k, '.')
+	if dot < 0 {
+		return
+	}
+	id := k[dot+1:]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if old, ok := n.byID[id]; ok {
+		delete(n.byID, id)
+		if set := n.byIdent[old.Identity]; set != nil {
+			delete(set, id)
+			if len(set) == 0 {
+				delete(n.byIdent, old.Identity)
+			}
+		}
+	}
+	if kv.Operation() != jetstream.KeyValuePut {
+		return
+	}
+	var e Entry
+	if json.Unmarshal(kv.Value(), &e) != nil || e.Session != id {
+		return
+	}
+	n.byID[id] = e
+	set := n.byIdent[e.Identity]
+	if set == nil {
+		set = map[string]struct{}{}
+		n.byIdent[e.Identity] = set
+	}
+	set[id] = struct{}{}
+}
+
+// Remote returns identity's sessions owned by other live nodes, from
+// the node's view of the directory (no request per lookup).
+func (n *Node) Remote(identity string) []Entry {
+	n.mu.Lock()
+	set := n.byIdent[identity]
+	out := make([]Entry, 0, len(set))
+	for id := range set {
+		out = append(out, n.byID[id])
+	}
+	n.mu.Unlock()
+	live := out[:0]
+	for _, e := range out {
+		if e.Node != n.o.Name && n.Alive(e.Node) {
+			live = append(live, e)
+		}
+	}
+	return live
+}
+
+// Lookup reads identity's sessions owned by other live nodes from the
+// bucket itself, not the view: for a lookup the view answered with none,
+// since a session that started elsewhere a moment ago may not have
+// reached the view yet.
+func (n *Node) Lookup(ctx context.Context, identity string) []Entry {
+	keys, err := n.dir.ListKeysFiltered(ctx, base64.RawURLEncoding.EncodeToString([]byte(identity))+".*")
+	if err != nil {
+		return nil
+	}
+	defer keys.Stop()
+	var out []Entry
+	for k := range keys.Keys() {
+		kv, err := n.dir.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var e Entry
+		if json.Unmarshal(kv.Value(), &e) == nil && e.Identity == identity && e.Node != n.o.Name && n.Alive(e.Node) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Owner returns the directory's entry of a session.
+func (n *Node) Owner(session string) (Entry, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e, ok := n.byID[session]
+	return e, ok
+}
+
+// Counts returns the directory's sessions per node, for status.
+func (n *Node) Counts() map[string]int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := map[string]int{}
+	for _, e := range n.byID {
+		out[e.Node]++
+	}
+	return out
+}
+
+// subject is the subject of requests of a kind to node.
+func subject(node, kind string) string { return "jsonrtc.node." + node + "." + kind }
+
+// Handle serves requests of a kind sent to this node: fn's result is
+// the reply. Requests of one kind are handled one at a time, in order.
+func (n *Node) Handle(kind string, fn func(data []byte) []byte) error {
+	sub, err := n.nc.Subscribe(subject(n.o.Name, kind), func(m *nats.Msg) {
+		reply := fn(m.Data)
+		if m.Reply != "" {
+			m.Respond(reply)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	// Requests wait in the connection for their handler: bound them,
+	// so that a stuck handler costs failed requests, not memory.
+	sub.SetPendingLimits(65536, 64<<20)
+	n.mu.Lock()
+	n.subs = append(n.subs, sub)
+	n.mu.Unlock()
+	return nil
+}
+
+// ErrNoNode is returned by Request when no node of that name answers.
+var ErrNoNode = errors.New("cluster: node not reachable")
+
+// Request sends data to node's handler of kind and returns its reply.
+func (n *Node) Request(ctx context.Context, node, kind string, data []byte) ([]byte, error) {
+	m, err := n.nc.RequestWithContext(ctx, subject(node, kind), data)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, fmt.Errorf("%w: %s", ErrNoNode, node)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m.Data, nil
+}

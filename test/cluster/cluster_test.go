@@ -1,0 +1,121 @@
+package cluster
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/jsonrtc/jsonrtc/client"
+)
+
+const (
+	offer  = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\n"
+	answer = "v=0\r\no=- 2 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\n"
+)
+
+// TestMessagingAcrossNodes: a message from a session on one node reaches
+// the target's session on another, and its delivery report comes back;
+// both ways, and to a target with sessions on two other nodes.
+func TestMessagingAcrossNodes(t *testing.T) {
+	nodes := newCluster(t)
+	alice := dial(t, "alice@example.com", urls(nodes, 0), func(o *client.Options) { o.AutoAcceptMessages = true })
+	bob := dial(t, "bob@example.com", urls(nodes, 1), func(o *client.Options) { o.AutoAcceptMessages = true })
+	if code, err := alice.Send(tctx(t), "bob@example.com", "text/plain", "hi bob"); err != nil || code != 200 {
+		t.Fatalf("alice (n1) to bob (n2): %d, %v", code, err)
+	}
+	if ev := event(t, bob, client.EventMessage); ev.Message.Body != "hi bob" || ev.Message.From != "alice@example.com" {
+		t.Fatalf("bob got %+v", ev.Message)
+	}
+	if code, err := bob.Send(tctx(t), "alice@example.com", "text/plain", "hi alice"); err != nil || code != 200 {
+		t.Fatalf("bob (n2) to alice (n1): %d, %v", code, err)
+	}
+	if ev := event(t, alice, client.EventMessage); ev.Message.Body != "hi alice" {
+		t.Fatalf("alice got %+v", ev.Message)
+	}
+	// Bob's second session on n3: both of his sessions get the next one.
+	bob3 := dial(t, "bob@example.com", urls(nodes, 2), func(o *client.Options) { o.AutoAcceptMessages = true })
+	if code, err := alice.Send(tctx(t), "bob@example.com", "text/plain", "both"); err != nil || code != 200 {
+		t.Fatalf("alice to bob's two sessions: %d, %v", code, err)
+	}
+	for _, c := range []*client.Client{bob, bob3} {
+		if ev := event(t, c, client.EventMessage); ev.Message.Body != "both" {
+			t.Fatalf("bob's session got %+v", ev.Message)
+		}
+	}
+	// An identity with no session anywhere is offline or unknown.
+	if _, err := alice.Send(tctx(t), "nobody@example.com", "text/plain", "x"); err == nil {
+		t.Fatal("a message to nobody was delivered")
+	}
+}
+
+// call places a call from a to b (on other nodes) and returns both ends
+// once established.
+func call(t *testing.T, a, b *client.Client) (*client.Call, *client.Call) {
+	t.Helper()
+	out, err := a.StartCall(tctx(t), b.Identity(), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := event(t, b, client.EventIncomingCall)
+	if in.SDP != offer || in.Call.Peer() != a.Identity() {
+		t.Fatalf("incoming call from %q with SDP %q", in.Call.Peer(), in.SDP)
+	}
+	if err := in.Call.Ring(tctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	callEvent(t, a, client.CallRinging)
+	if err := in.Call.Answer(tctx(t), answer); err != nil {
+		t.Fatal(err)
+	}
+	if ev := callEvent(t, a, client.CallAnswered); ev.SDP != answer {
+		t.Fatalf("answer %q", ev.SDP)
+	}
+	callEvent(t, a, client.CallEstablished)
+	callEvent(t, b, client.CallEstablished)
+	return out, in.Call
+}
+
+// TestCallAcrossNodes: a browser-to-browser call between sessions on
+// two nodes: start, ringing, answer, re-offers from both sides, and
+// shutdown from either side.
+func TestCallAcrossNodes(t *testing.T) {
+	nodes := newCluster(t)
+	alice := dial(t, "alice@example.com", urls(nodes, 0), nil)
+	bob := dial(t, "bob@example.com", urls(nodes, 1), nil)
+	out, in := call(t, alice, bob)
+	hold := strings.Replace(offer, "a=sendrecv", "a=sendonly", 1)
+	held := strings.Replace(answer, "a=sendrecv", "a=recvonly", 1)
+	// A re-offer from the callee, then one from the caller.
+	if err := in.ReOffer(tctx(t), hold); err != nil {
+		t.Fatal(err)
+	}
+	if ev := callEvent(t, alice, client.CallReOffer); ev.SDP != hold {
+		t.Fatalf("re-offer SDP %q", ev.SDP)
+	}
+	if err := out.Answer(tctx(t), held); err != nil {
+		t.Fatal(err)
+	}
+	callEvent(t, bob, client.CallReOfferAnswered)
+	callEvent(t, alice, client.CallEstablished)
+	if err := out.ReOffer(tctx(t), hold); err != nil {
+		t.Fatal(err)
+	}
+	if ev := callEvent(t, bob, client.CallReOffer); ev.SDP != hold {
+		t.Fatalf("re-offer SDP %q", ev.SDP)
+	}
+	if err := in.Answer(tctx(t), held); err != nil {
+		t.Fatal(err)
+	}
+	callEvent(t, alice, client.CallReOfferAnswered)
+	callEvent(t, bob, client.CallEstablished)
+	// The callee hangs up.
+	if err := in.Hangup(tctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	callEvent(t, alice, client.CallEnded)
+	// A second call, from bob's node to alice's, that the caller ends.
+	out, _ = call(t, bob, alice)
+	if err := out.Hangup(tctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	callEvent(t, alice, client.CallEnded)
+}

@@ -138,8 +138,15 @@ func (g *Gateway) self() string { return g.node.Name() }
 // returns the sequence and the owner that took it.
 func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate bool) (uint64, string, error) {
 	var last error
-	for try := range 4 {
+	for try := range 6 {
 		if try > 0 {
+			// A takeover under way: the new owner's compare-and-set
+			// lands within a store round trip.
+			select {
+			case <-time.After(time.Duration(try*try) * 10 * time.Millisecond):
+			case <-g.ctx.Done():
+				return 0, owner, errClosed
+			}
 			owner = g.ownerOf(id)
 			if owner == "" {
 				break
@@ -313,27 +320,32 @@ func (g *Gateway) onEnded(data []byte) []byte {
 	return nil
 }
 
-// onTakeover hears that another node took a session owned here over (a
-// resume there): this copy closes its socket with 4000 and sends nothing
-// more; what the handlers here send to it goes to the new owner.
+// onTakeover hears that another node is taking a session owned here over
+// (a resume there): this copy writes its last state, closes its socket
+// with 4000 and sends nothing more; what the handlers here send to it
+// goes to the new owner. The reply tells the new owner to read the
+// record.
 func (g *Gateway) onTakeover(data []byte) []byte {
 	var req sessionReq
 	if json.Unmarshal(data, &req) != nil {
 		return nil
 	}
 	if s := g.lookup(req.Session); s != nil {
-		s.moveTo(req.Owner)
+		s.moveTo(req.Owner, true)
 	}
-	return nil
+	return []byte("ok")
 }
 
 var errMovedAway = errors.New("gateway: session moved to another node")
 
 // moveTo makes s a session owned by another node: its socket closes with
-// 4000, its record is no longer written, and it leaves the session tables
-// for the moved ones, where the handlers' interactions hosted here find
-// it; its sends go to the new owner.
-func (s *Session) moveTo(owner string) {
+// 4000, and it leaves the session tables for the moved ones, where the
+// handlers' interactions hosted here find it; its sends go to the new
+// owner from now on. With final (a release asked by the new owner before
+// it takes the record over) the last state is written first, with every
+// frame sent so far: the new owner resumes from it. Without (the record
+// was taken already) nothing more is written.
+func (s *Session) moveTo(owner string, final bool) {
 	g := s.g
 	s.inMu.Lock()
 	s.saveMu.Lock()
@@ -344,14 +356,26 @@ func (s *Session) moveTo(owner string) {
 		s.inMu.Unlock()
 		return
 	}
-	s.movedTo, s.lost = owner, true
+	// Sends from here on go to the new owner, which answers "not owned"
+	// until its compare-and-set lands (sendVia tries again).
+	s.movedTo = owner
 	conn := s.conn
 	s.conn = nil
-	s.pending = nil
 	if s.resume != nil {
 		s.resume.Stop()
 	}
 	s.stopAckTimerLocked()
+	var sn snapshot
+	if final {
+		sn = s.snapshotLocked()
+	}
+	s.mu.Unlock()
+	if final {
+		g.writeLocked(sn) // its frames are not released: the socket goes
+	}
+	s.mu.Lock()
+	s.lost = true
+	s.pending = nil
 	hosted := len(s.routes) > 0
 	s.mu.Unlock()
 	s.saveMu.Unlock()
@@ -573,25 +597,34 @@ func (g *Gateway) republishAll() {
 	}
 }
 
-// takeOver tells the previous owner of a session taken over here, when
-// it is another node, to let go of it.
-func (g *Gateway) takeOver(s *Session, prev string) {
+// release asks prev, the owner a session record names, to let go of the
+// session before this node takes the record over (a resume here): prev
+// writes its last state and stops. An unreachable prev (dead, cut off)
+// is not waited for: its next write fails the compare-and-set, and it
+// lets go then.
+func (g *Gateway) release(prev, id string) {
+	// A node whose lease looks stale is asked all the same: a dead one
+	// has no responders, which fails at once.
+	if g.node == nil || prev == "" || prev == g.self() {
+		return
+	}
+	req, _ := json.Marshal(sessionReq{Session: id, Owner: g.self()})
+	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
+	defer cancel()
+	if _, err := g.node.Request(ctx, prev, kindTakeover, req); err != nil {
+		g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
+		g.log.Warn("previous owner did not release the session", "session_id", id, "node", prev, "err", err)
+	}
+}
+
+// tookOver completes a takeover of s here: the directory names this node,
+// and the interactions whose host is gone end.
+func (g *Gateway) tookOver(s *Session) {
 	if g.node == nil {
 		return
 	}
 	g.publish(s)
 	g.metrics.cluster.WithLabelValues(kindTakeover, "taken").Inc()
-	if prev == "" || prev == g.self() {
-		return
-	}
-	if g.node.Alive(prev) {
-		req, _ := json.Marshal(sessionReq{Session: s.id, Owner: g.self()})
-		ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
-		if _, err := g.node.Request(ctx, prev, kindTakeover, req); err != nil {
-			s.log.Warn("previous owner not told of the takeover", "node", prev, "err", err)
-		}
-		cancel()
-	}
 	s.dropDeadRoutes()
 }
 

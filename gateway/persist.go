@@ -219,7 +219,7 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		// reach us (onTakeover): this copy lets go the same way.
 		g.metrics.storeWrites.WithLabelValues("conflict").Inc()
 		if owner := g.ownerOf(s.id); owner != "" && owner != g.self() {
-			g.goTracked(func() { s.moveTo(owner) })
+			g.goTracked(func() { s.moveTo(owner, false) })
 			return false
 		}
 	}

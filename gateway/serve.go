@@ -15,6 +15,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/transport/ws"
 )
 
@@ -410,20 +411,47 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		g.rlog.Info("resume refused", "resume refused; starting anew", "session_id", id, "err", err)
 		return nil, nil
 	}
+	prev := r.Owner
+	elsewhere := g.node != nil && prev != "" && prev != g.self()
+	if elsewhere {
+		// Another node owns it: it writes its last state and lets go
+		// first (cluster.go).
+		g.release(prev, id)
+	}
 	s := g.sessionOf(identity, r.Oracle || oracle, r.State)
 	s.restored = true
 	s.setRoutes(r.Routes)
-	prev := r.Owner
-	if err := g.own(s, r, rev); err != nil {
-		// Another connect took the record first (or it expired).
-		g.metrics.resumes.WithLabelValues("refused").Inc()
-		g.rlog.Info("resume refused", "session record taken by another resume", "session_id", id, "err", err)
-		return nil, nil
+	for try := 0; ; try++ {
+		if try > 0 || elsewhere {
+			// The record as the previous owner left it. A replica may
+			// serve a read a moment behind the last write (JetStream's
+			// direct gets): a compare-and-set over it fails, and the
+			// read is made again.
+			if r, rev, err = g.restore(id); err != nil || r == nil || r.Identity != identity || r.App != app || r.State.CheckResume(&f.Header) != nil {
+				g.metrics.resumes.WithLabelValues("refused").Inc()
+				g.rlog.Info("resume refused", "session record gone or changed in the takeover", "session_id", id, "err", err)
+				return nil, nil
+			}
+			s = g.sessionOf(identity, r.Oracle || oracle, r.State)
+			s.restored = true
+			s.setRoutes(r.Routes)
+		}
+		err := g.own(s, r, rev)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrConflict) || try == 4 || g.node == nil {
+			// Another connect took the record first (or it expired).
+			g.metrics.resumes.WithLabelValues("refused").Inc()
+			g.rlog.Info("resume refused", "session record taken by another resume", "session_id", id, "err", err)
+			return nil, nil
+		}
+		time.Sleep(time.Duration(try+1) * 10 * time.Millisecond) // a replica catching up: no event to wait on
 	}
 	s.log.Info("session restored from the store", "previous_owner", prev)
 	s, err = g.open(c, f, p, addr, r.Guest, s)
 	if err == nil {
-		g.takeOver(s, prev)
+		g.tookOver(s)
 	}
 	return s, err
 }

@@ -30,7 +30,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "jsonrtcd")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/jsonrtc/jsonrtc/cmd/jsonrtcd").CombinedOutput(); err != nil {
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command("go", append(args, "github.com/jsonrtc/jsonrtc/cmd/jsonrtcd")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build jsonrtcd: %v\n%s", err, out)
 		os.Exit(1)
 	}

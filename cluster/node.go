@@ -53,6 +53,8 @@ type Entry struct {
 	Identity string `json:"identity"`
 	Node     string `json:"node"`
 	Oracle   bool   `json:"oracle,omitempty"`
+	// Alive: Node holds a lease (set by Remote and Lookup, not stored).
+	Alive bool `json:"-"`
 }
 
 // Node is this gateway's place in the cluster.
@@ -64,9 +66,16 @@ type Node struct {
 	dir   jetstream.KeyValue
 	log   *slog.Logger
 
-	mu        sync.Mutex
-	seen      map[string]time.Time // peers' last lease refresh, by node
-	byID      map[string]Entry     // directory, by session
+	mu     sync.Mutex
+	seen   map[string]time.Time // live peers: their last lease write
+	wrote  time.Time            // this node's last lease write
+	ticks  int                  // lease reads, to list the bucket now and then
+	logged time.Time            // the last lease failure logged
+	// writable: since when this node's lease writes succeed (failing:
+	// the last one failed). Peers get a TTL from then to write theirs.
+	writable  time.Time
+	failing   bool
+	byID      map[string]Entry // directory, by session
 	byIdent   map[string]map[string]struct{}
 	subs      []*nats.Subscription
 	dirLoaded chan struct{}
@@ -115,18 +124,12 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	leases, err := n.nodes.WatchAll(n.ctx)
-	if err != nil {
-		n.cancel()
-		return nil, fmt.Errorf("cluster: watching leases: %w", err)
-	}
+	n.readLeases(ctx)
 	dir, err := n.dir.WatchAll(n.ctx)
 	if err != nil {
-		leases.Stop()
 		n.cancel()
 		return nil, fmt.Errorf("cluster: watching the directory: %w", err)
 	}
-	n.wg.Go(func() { n.watchLeases(leases) })
 	n.wg.Go(func() { n.watchDirectory(dir) })
 	n.wg.Go(n.leaseLoop)
 	select {
@@ -182,13 +185,21 @@ func (n *Node) refreshLease(ctx context.Context) error {
 		Time time.Time `json:"time"`
 	}{time.Now().UTC()})
 	if _, err := n.nodes.Put(ctx, n.o.Name, v); err != nil {
+		n.mu.Lock()
+		n.failing = true
+		n.mu.Unlock()
 		return fmt.Errorf("cluster: lease: %w", err)
 	}
+	n.mu.Lock()
+	n.wrote = time.Now()
+	if n.failing || n.writable.IsZero() {
+		n.failing, n.writable = false, n.wrote
+	}
+	n.mu.Unlock()
 	return nil
 }
 
-// leaseLoop refreshes this node's lease and expires the peers' that
-// were not refreshed within the TTL.
+// leaseLoop refreshes this node's lease and reads the peers'.
 func (n *Node) leaseLoop() {
 	t := time.NewTicker(n.o.LeaseTTL / 3)
 	defer t.Stop()
@@ -200,26 +211,105 @@ func (n *Node) leaseLoop() {
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, n.o.LeaseTTL/3)
 		if err := n.refreshLease(ctx); err != nil && n.ctx.Err() == nil {
-			n.log.Warn("lease not refreshed", "err", err)
+			n.rlog("lease not refreshed", err)
 		}
 		cancel()
-		n.expire(time.Now())
+		ctx, cancel = context.WithTimeout(n.ctx, n.o.LeaseTTL/3)
+		n.readLeases(ctx)
+		cancel()
 	}
 }
 
-// expire drops the peers whose lease is older than the TTL.
-func (n *Node) expire(now time.Time) {
-	var down []string
+// readLeases reads the peers' leases from the bucket. A peer is down when
+// this node wrote its own lease more than the TTL after the peer's last
+// write: while the bucket takes no write (its leader died, another is
+// being elected, seconds) nobody refreshes, and nobody expires for it.
+// Leases are read, not watched: a watch served by a node that died
+// stalls until it is made again. A read that fails changes nothing.
+func (n *Node) readLeases(ctx context.Context) {
 	n.mu.Lock()
+	now, list := n.wrote, n.ticks%8 == 0 || len(n.seen) == 0
+	// After the bucket took no writes for a while (a leader elected
+	// after a node died), every peer has a TTL to write again.
+	grace := now.Sub(n.writable) <= n.o.LeaseTTL
+	n.ticks++
+	var names []string
+	prev := make(map[string]time.Time, len(n.seen))
 	for node, at := range n.seen {
-		if now.Sub(at) > n.o.LeaseTTL {
-			delete(n.seen, node)
+		names = append(names, node)
+		prev[node] = at
+	}
+	n.mu.Unlock()
+	if list {
+		// Now and then the bucket is listed, for nodes that joined;
+		// between listings only the known peers' leases are read.
+		keys, err := n.nodes.ListKeys(ctx)
+		if err != nil {
+			return
+		}
+		names = names[:0]
+		for k := range keys.Keys() {
+			names = append(names, k)
+		}
+		keys.Stop()
+	}
+	fresh := map[string]time.Time{}
+	for _, k := range names {
+		if k == n.o.Name {
+			continue
+		}
+		at, ok := prev[k]
+		e, err := n.nodes.Get(ctx, k)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+			continue // given up
+		case err == nil:
+			at, ok = e.Created(), true
+		}
+		// A lease that cannot be read is judged by its last write seen.
+		if ok && (now.Sub(at) <= n.o.LeaseTTL || grace && prevOK(prev, k)) {
+			fresh[k] = at
+		}
+	}
+	var up, down []string
+	n.mu.Lock()
+	for node := range n.seen {
+		if _, ok := fresh[node]; !ok {
 			down = append(down, node)
 		}
 	}
+	for node := range fresh {
+		if _, ok := n.seen[node]; !ok {
+			up = append(up, node)
+		}
+	}
+	n.seen = fresh
 	n.mu.Unlock()
+	for _, node := range up {
+		n.log.Info("cluster node up", "peer", node)
+	}
 	for _, node := range down {
-		n.nodeDown(node, "lease expired")
+		n.nodeDown(node, "lease expired or given up")
+	}
+}
+
+// prevOK reports whether node was alive at the last read.
+func prevOK(prev map[string]time.Time, node string) bool {
+	_, ok := prev[node]
+	return ok
+}
+
+// rlog logs a failure of the lease at most every LeaseTTL: a bucket
+// electing a leader fails every write for seconds.
+func (n *Node) rlog(msg string, err error) {
+	n.mu.Lock()
+	quiet := time.Since(n.logged) < n.o.LeaseTTL
+	if !quiet {
+		n.logged = time.Now()
+	}
+	n.mu.Unlock()
+	if !quiet {
+		n.log.Warn(msg, "err", err)
 	}
 }
 
@@ -241,37 +331,6 @@ func (n *Node) OnNodeDown(f func(node string)) {
 	n.mu.Unlock()
 }
 
-func (n *Node) watchLeases(w jetstream.KeyWatcher) {
-	defer w.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil || e.Key() == n.o.Name {
-				continue
-			}
-			n.mu.Lock()
-			_, was := n.seen[e.Key()]
-			if e.Operation() == jetstream.KeyValuePut {
-				n.seen[e.Key()] = time.Now()
-			} else {
-				delete(n.seen, e.Key())
-			}
-			n.mu.Unlock()
-			switch {
-			case e.Operation() != jetstream.KeyValuePut && was:
-				n.nodeDown(e.Key(), "left")
-			case e.Operation() == jetstream.KeyValuePut && !was:
-				n.log.Info("cluster node up", "peer", e.Key())
-			}
-		}
-	}
-}
-
 // Alive reports whether node holds a lease: this node, or a peer whose
 // lease was refreshed within the TTL.
 func (n *Node) Alive(node string) bool {
@@ -279,19 +338,17 @@ func (n *Node) Alive(node string) bool {
 		return true
 	}
 	n.mu.Lock()
-	at, ok := n.seen[node]
+	_, ok := n.seen[node]
 	n.mu.Unlock()
-	return ok && time.Since(at) <= n.o.LeaseTTL
+	return ok
 }
 
 // Nodes returns the live nodes, this one included, sorted.
 func (n *Node) Nodes() []string {
 	out := []string{n.o.Name}
 	n.mu.Lock()
-	for node, at := range n.seen {
-		if time.Since(at) <= n.o.LeaseTTL {
-			out = append(out, node)
-		}
+	for node := range n.seen {
+		out = append(out, node)
 	}
 	n.mu.Unlock()
 	sort.Strings(out)
@@ -378,8 +435,9 @@ func (n *Node) apply(kv jetstream.KeyValueEntry) {
 	set[id] = struct{}{}
 }
 
-// Remote returns identity's sessions owned by other live nodes, from
-// the node's view of the directory (no request per lookup).
+// Remote returns identity's sessions owned by other nodes, from the
+// node's view of the directory (no request per lookup), each marked
+// Alive when its owner holds a lease.
 func (n *Node) Remote(identity string) []Entry {
 	n.mu.Lock()
 	set := n.byIdent[identity]
@@ -388,16 +446,40 @@ func (n *Node) Remote(identity string) []Entry {
 		out = append(out, n.byID[id])
 	}
 	n.mu.Unlock()
-	live := out[:0]
+	n.knowNodes(out)
+	others := out[:0]
 	for _, e := range out {
-		if e.Node != n.o.Name && n.Alive(e.Node) {
-			live = append(live, e)
+		if e.Node != n.o.Name {
+			e.Alive = n.Alive(e.Node)
+			others = append(others, e)
 		}
 	}
-	return live
+	return others
 }
 
-// Lookup reads identity's sessions owned by other live nodes from the
+// knowNodes reads the leases again when an entry names a node whose
+// lease this node has not read yet (one that started a moment ago).
+func (n *Node) knowNodes(entries []Entry) {
+	for _, e := range entries {
+		if e.Node == n.o.Name {
+			continue
+		}
+		n.mu.Lock()
+		_, ok := n.seen[e.Node]
+		n.mu.Unlock()
+		if !ok {
+			ctx, cancel := context.WithTimeout(n.ctx, n.o.LeaseTTL/3)
+			n.mu.Lock()
+			n.ticks = 0 // a listing
+			n.mu.Unlock()
+			n.readLeases(ctx)
+			cancel()
+			return
+		}
+	}
+}
+
+// Lookup reads identity's sessions owned by other nodes from the
 // bucket itself, not the view: for a lookup the view answered with none,
 // since a session that started elsewhere a moment ago may not have
 // reached the view yet.
@@ -407,14 +489,22 @@ func (n *Node) Lookup(ctx context.Context, identity string) []Entry {
 		return nil
 	}
 	defer keys.Stop()
-	var out []Entry
+	var all []Entry
 	for k := range keys.Keys() {
 		kv, err := n.dir.Get(ctx, k)
 		if err != nil {
 			continue
 		}
 		var e Entry
-		if json.Unmarshal(kv.Value(), &e) == nil && e.Identity == identity && e.Node != n.o.Name && n.Alive(e.Node) {
+		if json.Unmarshal(kv.Value(), &e) == nil && e.Identity == identity {
+			all = append(all, e)
+		}
+	}
+	n.knowNodes(all)
+	var out []Entry
+	for _, e := range all {
+		if e.Node != n.o.Name {
+			e.Alive = n.Alive(e.Node)
 			out = append(out, e)
 		}
 	}

@@ -207,6 +207,23 @@ func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate b
 	return rep.Seq, nil
 }
 
+// restoreWaiting is restore for a resume: in a cluster, a read that
+// fails (the bucket's leader died and another is being elected, for a
+// few seconds) is made again, within the client's connect timeout,
+// rather than refusing a resume the record could honour.
+func (g *Gateway) restoreWaiting(id string) (*record, uint64, error) {
+	r, rev, err := g.restore(id)
+	for wait := 100 * time.Millisecond; err != nil && g.node != nil && wait < 5*time.Second; wait *= 2 {
+		select {
+		case <-time.After(wait):
+		case <-g.ctx.Done():
+			return nil, 0, err
+		}
+		r, rev, err = g.restore(id)
+	}
+	return r, rev, err
+}
+
 // ownerOf returns the node that owns session id: the record's owner
 // (the directory may lag a takeover).
 func (g *Gateway) ownerOf(id string) string {
@@ -567,16 +584,45 @@ func (g *Gateway) announceEnd(s *Session, routes []route) {
 	})
 }
 
-// publish writes s's directory entry: this node owns it.
+// publish writes s's directory entry: this node owns it. A write that
+// fails (the bucket electing a leader after a node died) is made again
+// for a few seconds, out of line: until it lands, other nodes find the
+// session under its previous owner, or not at all.
 func (g *Gateway) publish(s *Session) {
 	if g.node == nil {
 		return
+	}
+	if g.tryPublish(s) {
+		return
+	}
+	g.goTracked(func() {
+		for wait := 100 * time.Millisecond; wait < 10*time.Second; wait *= 2 {
+			select {
+			case <-time.After(wait):
+			case <-g.ctx.Done():
+				return
+			}
+			if g.tryPublish(s) {
+				return
+			}
+		}
+	})
+}
+
+func (g *Gateway) tryPublish(s *Session) bool {
+	s.mu.Lock()
+	gone := s.ended || s.movedTo != ""
+	s.mu.Unlock()
+	if gone {
+		return true
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
 	defer cancel()
 	if err := g.node.Publish(ctx, cluster.Entry{Session: s.id, Identity: s.identity, Node: g.self(), Oracle: s.oracle}); err != nil {
 		g.rlog.Error("cluster directory", "publishing a session in the directory", "session_id", s.id, "err", err)
+		return false
 	}
+	return true
 }
 
 // unpublish removes an ended session's directory entry.
@@ -628,18 +674,37 @@ func (g *Gateway) tookOver(s *Session) {
 	s.dropDeadRoutes()
 }
 
+// live keeps the entries whose owner is alive. An entry that names a dead
+// node may be a session its client resumed elsewhere before the
+// directory heard (its write waits out the bucket's election): the
+// record names the owner.
+func (g *Gateway) live(entries []cluster.Entry) []cluster.Entry {
+	out := entries[:0]
+	for _, e := range entries {
+		if !e.Alive {
+			owner := g.ownerOf(e.Session)
+			if owner == "" || owner == e.Node || owner == g.self() || !g.node.Alive(owner) {
+				continue
+			}
+			e.Node = owner
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
 // remoteSessions returns identity's sessions owned by other live nodes,
 // as endpoints; local are the ones here.
 func (g *Gateway) remoteSessions(identity string, local []endpoint.Endpoint) []endpoint.Endpoint {
 	if g.node == nil {
 		return local
 	}
-	remote := g.node.Remote(identity)
+	remote := g.live(g.node.Remote(identity))
 	if len(remote) == 0 && len(local) == 0 {
 		// A miss may be a session that started elsewhere a moment ago
 		// and is not in the view yet: the bucket itself is asked.
 		ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
-		remote = g.node.Lookup(ctx, identity)
+		remote = g.live(g.node.Lookup(ctx, identity))
 		cancel()
 	}
 	for _, e := range remote {

@@ -87,6 +87,10 @@ func (g *Gateway) writer() {
 		case <-g.dirtyKick:
 		case <-refresh.C:
 			g.markAllDirty()
+			if g.node != nil {
+				// The directory's entries expire as the records do.
+				g.goTracked(g.republishAll)
+			}
 			continue
 		case <-g.ctx.Done():
 			return

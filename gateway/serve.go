@@ -15,7 +15,6 @@ import (
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/sipgw"
-	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/transport/ws"
 )
 
@@ -392,7 +391,7 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 // by compare-and-set; nil, nil otherwise: the connect starts anew.
 func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr, identity, app string, oracle bool) (*Session, error) {
 	id := f.Control.SessionID
-	r, rev, err := g.restore(id)
+	r, rev, err := g.restoreWaiting(id)
 	switch {
 	case err != nil:
 		g.metrics.resumes.WithLabelValues("store_error").Inc()
@@ -427,7 +426,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 			// serve a read a moment behind the last write (JetStream's
 			// direct gets): a compare-and-set over it fails, and the
 			// read is made again.
-			if r, rev, err = g.restore(id); err != nil || r == nil || r.Identity != identity || r.App != app || r.State.CheckResume(&f.Header) != nil {
+			if r, rev, err = g.restoreWaiting(id); err != nil || r == nil || r.Identity != identity || r.App != app || r.State.CheckResume(&f.Header) != nil {
 				g.metrics.resumes.WithLabelValues("refused").Inc()
 				g.rlog.Info("resume refused", "session record gone or changed in the takeover", "session_id", id, "err", err)
 				return nil, nil
@@ -440,7 +439,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, store.ErrConflict) || try == 4 || g.node == nil {
+		if try == 8 || g.node == nil {
 			// Another connect took the record first (or it expired).
 			g.metrics.resumes.WithLabelValues("refused").Inc()
 			g.rlog.Info("resume refused", "session record taken by another resume", "session_id", id, "err", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,19 +36,50 @@ func TestMessagingAcrossNodes(t *testing.T) {
 	if ev := event(t, alice, client.EventMessage); ev.Message.Body != "hi alice" {
 		t.Fatalf("alice got %+v", ev.Message)
 	}
-	// Bob's second session on n3: both of his sessions get the next one.
+	// Bob's second session on n3: both of his sessions get the next one,
+	// once n1's view of the directory has it (a watch: milliseconds, more
+	// under the race detector). Until then a message reaches bob on n2
+	// alone: probes, until one reaches n3.
 	bob3 := dial(t, "bob@example.com", urls(nodes, 2), func(o *client.Options) { o.AutoAcceptMessages = true })
+	for i := 0; ; i++ {
+		if _, err := alice.Send(tctx(t), "bob@example.com", "text/plain", "probe"); err != nil {
+			t.Fatal(err)
+		}
+		event(t, bob, client.EventMessage)
+		if got := probed(bob3); got {
+			break
+		}
+		if i == 100 {
+			t.Fatal("bob's session on n3 never reached from n1")
+		}
+	}
 	if code, err := alice.Send(tctx(t), "bob@example.com", "text/plain", "both"); err != nil || code != 200 {
 		t.Fatalf("alice to bob's two sessions: %d, %v", code, err)
 	}
 	for _, c := range []*client.Client{bob, bob3} {
-		if ev := event(t, c, client.EventMessage); ev.Message.Body != "both" {
-			t.Fatalf("bob's session got %+v", ev.Message)
+		for {
+			ev := event(t, c, client.EventMessage)
+			if ev.Message.Body == "both" {
+				break
+			}
+			if ev.Message.Body != "probe" {
+				t.Fatalf("bob's session got %+v", ev.Message)
+			}
 		}
 	}
 	// An identity with no session anywhere is offline or unknown.
 	if _, err := alice.Send(tctx(t), "nobody@example.com", "text/plain", "x"); err == nil {
 		t.Fatal("a message to nobody was delivered")
+	}
+}
+
+// probed reports whether c has a message event waiting (a probe).
+func probed(c *client.Client) bool {
+	select {
+	case ev := <-c.Events():
+		return ev.Kind == client.EventMessage
+	case <-time.After(100 * time.Millisecond):
+		return false
 	}
 }
 
@@ -219,4 +251,43 @@ func TestResumeOnAnotherNode(t *testing.T) {
 	if r.lost != 0 || r.resumed < n/every-1 || bob.SessionID() != id {
 		t.Errorf("%d resumes, %d sessions lost, id %s -> %s", r.resumed, r.lost, id, bob.SessionID())
 	}
+}
+
+// TestNodeKilled: kill -9 of the node that owns bob's session and hosts
+// his call with carol: bob's client resumes on another node from the
+// replicated record (same session, no message lost), the call hosted on
+// the dead node ends on both sides with shutdown once its lease expires
+// (nothing waits on it forever), and messaging goes on.
+func TestNodeKilled(t *testing.T) {
+	nodes := newCluster(t)
+	alice := dial(t, "alice@example.com", urls(nodes, 0)[:1], nil)
+	bob := dial(t, "bob@example.com", urls(nodes, 1), func(o *client.Options) { o.AutoAcceptMessages = true })
+	carol := dial(t, "carol@example.com", urls(nodes, 2)[:1], nil)
+	id := bob.SessionID()
+	call(t, bob, carol) // hosted on n2, bob's node
+	if code, err := alice.Send(tctx(t), "bob@example.com", "text/plain", "m0"); err != nil || code != 200 {
+		t.Fatalf("before the kill: %d, %v", code, err)
+	}
+	if ev := event(t, bob, client.EventMessage); ev.Message.Body != "m0" {
+		t.Fatalf("bob got %q", ev.Message.Body)
+	}
+	nodes[1].stop(t, syscall.SIGKILL)
+	// Both ends of the call hosted on n2 hear it end.
+	callEvent(t, carol, client.CallEnded)
+	callEvent(t, bob, client.CallEnded)
+	if bob.SessionID() != id {
+		t.Fatalf("bob's session %s became %s: not resumed", id, bob.SessionID())
+	}
+	if code, err := alice.Send(tctx(t), "bob@example.com", "text/plain", "m1"); err != nil || code != 200 {
+		t.Fatalf("after the kill: %d, %v", code, err)
+	}
+	if ev := event(t, bob, client.EventMessage); ev.Message.Body != "m1" {
+		t.Fatalf("bob got %q", ev.Message.Body)
+	}
+	// A new call between the survivors works.
+	out, _ := call(t, alice, bob)
+	if err := out.Hangup(tctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	callEvent(t, bob, client.CallEnded)
 }

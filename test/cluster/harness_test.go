@@ -82,7 +82,7 @@ cluster:
   listen: %s
   routes: [%s]
   replicas: 3
-  lease_ttl: 3s
+  lease_ttl: 4s
   drain_timeout: 5s
 `, n.addr, n.dir, n.name, n.route, strings.Join(routes, ", "))
 		if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {

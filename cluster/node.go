@@ -457,6 +457,17 @@ func (n *Node) Remote(identity string) []Entry {
 	return others
 }
 
+// Down reports whether node holds no lease, reading the leases again
+// first when it is no peer this node knows of (one that started a moment
+// ago): for a decision that ends what a node hosts.
+func (n *Node) Down(node string) bool {
+	if n.Alive(node) {
+		return false
+	}
+	n.knowNodes([]Entry{{Node: node}})
+	return !n.Alive(node)
+}
+
 // knowNodes reads the leases again when an entry names a node whose
 // lease this node has not read yet (one that started a moment ago).
 func (n *Node) knowNodes(entries []Entry) {

@@ -532,10 +532,21 @@ func (s *Session) setRoutes(rs []route) {
 // message's answer has nobody to go to.
 func (s *Session) dropDeadRoutes() {
 	g := s.g
+	hosts := map[string]bool{}
+	s.mu.Lock()
+	for _, node := range s.routes {
+		if node != g.self() {
+			hosts[node] = false
+		}
+	}
+	s.mu.Unlock()
+	for node := range hosts {
+		hosts[node] = g.node.Down(node)
+	}
 	var calls []string
 	s.mu.Lock()
 	for k, node := range s.routes {
-		if node == g.self() || g.node.Alive(node) {
+		if !hosts[node] {
 			continue
 		}
 		delete(s.routes, k)

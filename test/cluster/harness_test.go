@@ -169,7 +169,15 @@ func (n *node) stop(t *testing.T, sig syscall.Signal) {
 	if n.cmd == nil {
 		return
 	}
-	n.cmd.Process.Signal(sig)
+	n.signal(sig)
+	n.wait(t, sig)
+}
+
+func (n *node) signal(sig syscall.Signal) { n.cmd.Process.Signal(sig) }
+
+// wait waits for the node, signalled with sig, to exit.
+func (n *node) wait(t *testing.T, sig syscall.Signal) {
+	t.Helper()
 	select {
 	case <-n.exited:
 	case <-time.After(30 * time.Second):

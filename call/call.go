@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +17,12 @@ import (
 type Options struct {
 	// RingTimeout ends an unanswered call with 480. Default 60 s.
 	RingTimeout time.Duration
-	Logger      *slog.Logger
+	// SubsessionPrefix begins the subsession ids the handler gives the
+	// callees' legs; default "s". The nodes of a cluster each have their
+	// own, so that a session in calls hosted on two nodes never gets the
+	// same id from both.
+	SubsessionPrefix string
+	Logger           *slog.Logger
 }
 
 // Handler relays calls between web sessions.
@@ -56,6 +62,9 @@ func NewHandler(dir Directory, o *Options) *Handler {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.SubsessionPrefix == "" {
+		opts.SubsessionPrefix = "s"
 	}
 	return &Handler{opts: opts, dir: dir, log: opts.Logger, rlog: ratelog.New(opts.Logger, nil), legs: map[legKey]*leg{}, calls: map[*Call]struct{}{}}
 }
@@ -154,6 +163,11 @@ func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
 		return
 	}
 	c.far.frame(l, f)
+}
+
+// newSub returns a new server subsession id.
+func (h *Handler) newSub() string {
+	return h.opts.SubsessionPrefix + strconv.FormatUint(h.next.Add(1), 10)
 }
 
 // frameTo builds a frame on l's side of the call.

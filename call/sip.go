@@ -509,7 +509,7 @@ func (h *Handler) incomingSIP(sc sipCall) {
 	}
 	payload := protocol.EncodePayload(protocol.CallPayload{SDP: string(sc.Offer())})
 	for _, e := range h.dir.Sessions(sc.Identity()) {
-		l := &leg{call: c, ep: e, sub: "s" + strconv.FormatUint(h.next.Add(1), 10)}
+		l := &leg{call: c, ep: e, sub: h.newSub()}
 		h.mu.Lock()
 		h.legs[legKey{e.ID(), l.sub}] = l
 		h.mu.Unlock()

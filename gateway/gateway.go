@@ -188,7 +188,11 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	if err := g.newSIP(); err != nil {
 		return nil, err
 	}
-	g.calls = call.NewHandler(directory{g}, &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
+	subPrefix := ""
+	if g.node != nil {
+		subPrefix = "s" + g.node.Name() + "-"
+	}
+	g.calls = call.NewHandler(directory{g}, &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), SubsessionPrefix: subPrefix, Logger: log})
 	g.metrics.reg.MustRegister(g.calls.Collector())
 	g.sipCalls()
 	g.msgs = messaging.NewHandler(directory{g}, &messaging.Options{

@@ -290,9 +290,14 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 		}
 		s.inMu.Lock()
 		s.mu.Lock()
-		if s.ended {
+		if s.ended || s.movedTo != "" {
+			moved := s.movedTo != ""
 			s.mu.Unlock()
 			s.inMu.Unlock()
+			if moved {
+				// Another resume, on another node, took it meanwhile.
+				c.Close(ws.StatusReplaced, "resumed on another node")
+			}
 			return nil, errEnded
 		}
 		s.attachLocked(l)
@@ -430,6 +435,13 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 				g.metrics.resumes.WithLabelValues("refused").Inc()
 				g.rlog.Info("resume refused", "session record gone or changed in the takeover", "session_id", id, "err", err)
 				return nil, nil
+			}
+			if r.Owner != prev && r.Owner != "" && r.Owner != g.self() {
+				// Another resume took it meanwhile (the last one wins,
+				// as on one node): that owner lets go in turn.
+				prev = r.Owner
+				g.release(prev, id)
+				continue
 			}
 			s = g.sessionOf(identity, r.Oracle || oracle, r.State)
 			s.restored = true

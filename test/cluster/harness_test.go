@@ -56,7 +56,7 @@ func (n *node) ws() string { return "ws://" + n.addr + "/ws/webrtc/test" }
 
 // newCluster writes the configuration of three nodes and starts them
 // all (a clustered JetStream needs a quorum to start).
-func newCluster(t *testing.T) []*node {
+func newCluster(t testing.TB) []*node {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs three jsonrtcd processes")
@@ -111,7 +111,7 @@ cluster:
 	return nodes
 }
 
-func (n *node) launch(t *testing.T) {
+func (n *node) launch(t testing.TB) {
 	t.Helper()
 	lf, err := os.OpenFile(n.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -131,7 +131,7 @@ func (n *node) launch(t *testing.T) {
 
 // waitUp waits for the node to serve (its JetStream ready): polled, a
 // process start-up has no event to wait on.
-func (n *node) waitUp(t *testing.T) {
+func (n *node) waitUp(t testing.TB) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get("http://" + n.addr + "/healthz")
@@ -164,7 +164,7 @@ func (n *node) start(t *testing.T) {
 }
 
 // stop signals the node and waits for it to exit.
-func (n *node) stop(t *testing.T, sig syscall.Signal) {
+func (n *node) stop(t testing.TB, sig syscall.Signal) {
 	t.Helper()
 	if n.cmd == nil {
 		return
@@ -176,7 +176,7 @@ func (n *node) stop(t *testing.T, sig syscall.Signal) {
 func (n *node) signal(sig syscall.Signal) { n.cmd.Process.Signal(sig) }
 
 // wait waits for the node, signalled with sig, to exit.
-func (n *node) wait(t *testing.T, sig syscall.Signal) {
+func (n *node) wait(t testing.TB, sig syscall.Signal) {
 	t.Helper()
 	select {
 	case <-n.exited:
@@ -193,7 +193,7 @@ func (n *node) wait(t *testing.T, sig syscall.Signal) {
 
 // dial connects identity through urls (the first, then each in turn at
 // every reconnect).
-func dial(t *testing.T, identity string, urls []string, mod func(*client.Options)) *client.Client {
+func dial(t testing.TB, identity string, urls []string, mod func(*client.Options)) *client.Client {
 	t.Helper()
 	o := client.Options{URLs: urls, Identity: identity, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 200 * time.Millisecond}
 	if mod != nil {

@@ -647,10 +647,31 @@ func (g *Gateway) unpublish(s *Session) {
 }
 
 // republishAll rewrites the directory entries of the live sessions,
-// within the directory's expiry.
+// within the directory's expiry, and forgets the moved sessions whose
+// record is gone.
 func (g *Gateway) republishAll() {
 	for _, s := range g.liveSessions() {
 		g.publish(s)
+	}
+	g.sweepMoved()
+}
+
+// sweepMoved ends, toward the interactions hosted here, the moved
+// sessions whose record is gone: their end was not heard of (their last
+// owner died, and nobody resumed them before the record expired), so
+// g.moved would keep them for good.
+func (g *Gateway) sweepMoved() {
+	g.mu.Lock()
+	ids := make([]string, 0, len(g.moved))
+	for id := range g.moved {
+		ids = append(ids, id)
+	}
+	g.mu.Unlock()
+	for _, id := range ids {
+		if r, _, err := g.restore(id); err == nil && r == nil {
+			req, _ := json.Marshal(sessionReq{Session: id})
+			g.onEnded(req)
+		}
 	}
 }
 

@@ -122,3 +122,40 @@ func TestClusterStaleOwnerLetsGo(t *testing.T) {
 		t.Fatalf("record owner %q (%v), want n2", got.Owner, err)
 	}
 }
+
+// TestClusterMovedSwept: a session taken over by another node stays
+// known here while a call hosted here names it; once its record is gone
+// without its end being heard of (its new owner died), the sweep ends
+// the call toward the other party and forgets it.
+func TestClusterMovedSwept(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	b.connect("bob@example.com")
+	establish(t, a, b) // hosted on n1
+	gs[0].lookup(a.sid).moveTo("n2", true)
+	if code := a.closeCode(); code != 4000 {
+		t.Fatalf("socket closed with %d, want 4000", code)
+	}
+	gs[0].mu.Lock()
+	moved := gs[0].moved[a.sid] != nil
+	gs[0].mu.Unlock()
+	if !moved || gs[0].Stats().Calls != 1 {
+		t.Fatalf("moved %v, %d calls: the call hosted here lost its leg", moved, gs[0].Stats().Calls)
+	}
+	gs[0].sweepMoved() // the record is there: nothing changes
+	if gs[0].Stats().Calls != 1 {
+		t.Fatal("a moved session with a record was swept")
+	}
+	if err := gs[0].store.Delete(context.Background(), recordKey(a.sid)); err != nil {
+		t.Fatal(err)
+	}
+	gs[0].sweepMoved()
+	expect(t, b.read(), protocol.TypeMessage, protocol.ActionShutdown)
+	gs[0].mu.Lock()
+	defer gs[0].mu.Unlock()
+	if gs[0].moved[a.sid] != nil {
+		t.Fatal("the swept session is still known")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +17,12 @@ import (
 type Options struct {
 	// RingTimeout ends an unanswered call with 480. Default 60 s.
 	RingTimeout time.Duration
-	Logger      *slog.Logger
+	// SubsessionPrefix begins the subsession ids the handler gives the
+	// callees' legs; default "s". The nodes of a cluster each have their
+	// own, so that a session in calls hosted on two nodes never gets the
+	// same id from both.
+	SubsessionPrefix string
+	Logger           *slog.Logger
 }
 
 // Handler relays calls between web sessions.
@@ -58,6 +64,9 @@ func NewHandler(dir Directory, o *Options) *Handler {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.SubsessionPrefix == "" {
+		opts.SubsessionPrefix = "s"
 	}
 	return &Handler{opts: opts, dir: dir, log: opts.Logger, rlog: ratelog.New(opts.Logger, nil), legs: map[legKey]*leg{}, calls: map[*Call]struct{}{}}
 }
@@ -158,6 +167,11 @@ func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
 	c.far.frame(l, f)
 }
 
+// newSub returns a new server subsession id.
+func (h *Handler) newSub() string {
+	return h.opts.SubsessionPrefix + strconv.FormatUint(h.next.Add(1), 10)
+}
+
 // frameTo builds a frame on l's side of the call.
 func (h *Handler) frameTo(l *leg, typ protocol.Type, action protocol.Action, corr string) *protocol.Frame {
 	c := l.call
@@ -190,15 +204,7 @@ func (h *Handler) failCaller(c *Call, code int, reason string) {
 
 // SessionEnded shuts down every call ep takes part in, toward the peers.
 func (h *Handler) SessionEnded(ep Endpoint) {
-	h.mu.Lock()
-	var mine []*leg
-	for k, l := range h.legs {
-		if k.session == ep.ID() {
-			mine = append(mine, l)
-		}
-	}
-	h.mu.Unlock()
-	for _, l := range mine {
+	for _, l := range h.legsOf(ep) {
 		c := l.call
 		c.mu.Lock()
 		if !c.ended {
@@ -206,6 +212,19 @@ func (h *Handler) SessionEnded(ep Endpoint) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// legsOf returns ep's legs.
+func (h *Handler) legsOf(ep Endpoint) []*leg {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var mine []*leg
+	for k, l := range h.legs {
+		if k.session == ep.ID() {
+			mine = append(mine, l)
+		}
+	}
+	return mine
 }
 
 // WaitIdle returns once no call is in progress (SIP legs included), or

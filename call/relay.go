@@ -112,7 +112,7 @@ func (h relay) start(ep Endpoint, f *protocol.Frame, target string) {
 	h.legs[legKey{ep.ID(), c.caller.sub}] = c.caller
 	h.mu.Unlock()
 	for _, e := range eps {
-		l := &leg{call: c, ep: e, sub: "s" + strconv.FormatUint(h.next.Add(1), 10)}
+		l := &leg{call: c, ep: e, sub: h.newSub()}
 		h.mu.Lock()
 		h.legs[legKey{e.ID(), l.sub}] = l
 		h.mu.Unlock()

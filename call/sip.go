@@ -166,6 +166,22 @@ func (h *Handler) WaitSIP(ctx context.Context) error {
 	}
 }
 
+// HasSIPCall reports whether ep takes part in a call with a SIP leg: a
+// draining gateway keeps such a session until the call ends, since SIP
+// dialogs do not move between nodes.
+func (h *Handler) HasSIPCall(ep Endpoint) bool {
+	for _, l := range h.legsOf(ep) {
+		l.call.mu.Lock()
+		_, sip := l.call.far.(*farLeg)
+		ended := l.call.ended
+		l.call.mu.Unlock()
+		if sip && !ended {
+			return true
+		}
+	}
+	return false
+}
+
 // routesToSIP says whether a start to target goes to SIP: when the
 // target is no web identity and has a SIP form.
 func (h *Handler) routesToSIP(target string) bool {
@@ -544,7 +560,7 @@ func (fl *farLeg) ring(offer string) {
 	c, h, sc := fl.c, fl.h, fl.sc
 	payload := protocol.EncodePayload(protocol.CallPayload{SDP: offer})
 	for _, e := range h.dir.Sessions(sc.Identity()) {
-		l := &leg{call: c, ep: e, sub: "s" + strconv.FormatUint(h.next.Add(1), 10)}
+		l := &leg{call: c, ep: e, sub: h.newSub()}
 		h.mu.Lock()
 		h.legs[legKey{e.ID(), l.sub}] = l
 		h.mu.Unlock()

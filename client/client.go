@@ -52,6 +52,9 @@ type Client struct {
 	cmds   chan func()
 	in     chan inbound
 	dialed chan dialResult
+	// dials counts the attempts, to rotate through Options.URLs; the
+	// loop's.
+	dials  int
 	events chan Event
 	quit   chan struct{} // closed by Close
 	done   chan struct{} // closed when the loop has exited
@@ -347,9 +350,16 @@ func (c *Client) startDial() {
 	ctx, cancel := context.WithTimeout(c.ctx, c.o.ConnectTimeout)
 	c.dialCancel = cancel
 	c.wg.Add(1)
+	o := c.o
+	if n := len(o.URLs); n > 0 {
+		// Each attempt goes to the next node of the cluster.
+		o.URL = o.URLs[c.dials%n]
+		o.PollURL = pollURL(o.URL)
+	}
+	c.dials++
 	go func() {
 		defer c.wg.Done()
-		cn, err := dialConn(ctx, &c.o)
+		cn, err := dialConn(ctx, &o)
 		select {
 		case c.dialed <- dialResult{cn, err}:
 		case <-c.ctx.Done():

@@ -19,6 +19,12 @@ import (
 type Options struct {
 	// URL of the gateway's WebSocket endpoint, e.g. ws://127.0.0.1:8080/ws/.
 	URL string
+	// URLs, when set, are the WebSocket endpoints of a cluster's nodes
+	// (docs/cluster.md): the first connect goes to the first, and each
+	// reconnect or resume to the next in turn, so that a client whose
+	// node drains or dies resumes on another. URL is then ignored, and
+	// each long-poll URL is derived from its WebSocket one.
+	URLs []string
 	// Header is sent with every handshake (Authorization, Origin...).
 	Header http.Header
 	// Transports lists the transports to try, in order of preference:
@@ -145,6 +151,9 @@ func pollURL(u string) string {
 }
 
 func (o Options) withDefaults() (Options, error) {
+	if len(o.URLs) > 0 {
+		o.URL, o.PollURL = o.URLs[0], ""
+	}
 	if o.URL == "" {
 		return o, errors.New("client: Options.URL is empty")
 	}
@@ -167,6 +176,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.PollURL == "" {
 		o.PollURL = pollURL(o.URL)
+	}
+	for i, u := range o.URLs {
+		if u == "" {
+			return o, fmt.Errorf("client: Options.URLs[%d] is empty", i)
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

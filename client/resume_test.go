@@ -3,8 +3,10 @@ package client
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -307,4 +309,39 @@ func TestResumeLargeWindow(t *testing.T) {
 			t.Fatalf("err = %v, want ErrWindowFull", err)
 		}
 	})
+}
+
+// TestURLsRotate: with Options.URLs, each reconnect goes to the next URL
+// in turn (a cluster's next node), and the session resumes there.
+func TestURLsRotate(t *testing.T) {
+	f := newFake(t)
+	var mu sync.Mutex
+	hits := map[string]int{}
+	var urls []string
+	for _, name := range []string{"n1", "n2", "n3"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hits[name]++
+			mu.Unlock()
+			f.srv.Handler.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		urls = append(urls, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/")
+	}
+	t.Cleanup(f.close) // runs before the servers close: ends the handlers first
+	c, err := Dial(t.Context(), Options{URLs: urls, Identity: "alice@example.com", URL: "ws://ignored.invalid/ws/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitEvent(t, c, EventConnected)
+	for range 4 {
+		c.Kill()
+		waitEvent(t, c, EventResumed)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hits["n1"] != 2 || hits["n2"] != 2 || hits["n3"] != 1 {
+		t.Fatalf("handshakes per URL %v, want n1 2, n2 2, n3 1", hits)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/auth"
+	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/notification"
@@ -63,6 +64,10 @@ type Config struct {
 	// restart (docs/protocol.md §4.6). jsonrtcd builds it; a gateway
 	// built in code takes Options.Store.
 	Store StoreConfig `yaml:"store"`
+	// Cluster makes this gateway a node of a cluster of gateways whose
+	// embedded NATS servers join through routes (docs/cluster.md);
+	// unset (no name): the gateway runs alone.
+	Cluster cluster.Config `yaml:"cluster"`
 	// Web configures the demo page (STUN/TURN servers for its browsers).
 	Web WebConfig `yaml:"web"`
 	// Routing decides where calls, messages and subscriptions go: web
@@ -251,6 +256,7 @@ func (c Config) WithDefaults() Config {
 	}
 	c.Media = c.Media.WithDefaults()
 	c.Web.TURN = c.Web.TURN.withDefaults()
+	c.Cluster = c.Cluster.WithDefaults()
 	return c
 }
 
@@ -356,6 +362,12 @@ func (c *Config) Validate() error {
 	case StoreMemory:
 	default:
 		bad("store.backend", "%q is not one of nats, memory", c.Store.Backend)
+	}
+	if err := c.Cluster.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Cluster.Enabled() && c.Store.Backend != StoreNATS {
+		bad("store.backend", "must be nats with a cluster section")
 	}
 	c.Web.validate(bad)
 	switch c.Log.Level {

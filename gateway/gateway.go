@@ -21,6 +21,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/limits"
@@ -76,6 +77,13 @@ type Gateway struct {
 	byIdentity map[string][]*Session
 	known      map[string]struct{}
 	closed     bool
+	// node is the gateway's place in a cluster (cluster.go); nil alone.
+	// moved holds the sessions other nodes took over that interactions
+	// hosted here still name.
+	node  *cluster.Node
+	moved map[string]*Session
+	// draining: Drain has begun; no new socket is accepted.
+	draining bool
 
 	// onSocketLost, when set (by tests), is called when a session's
 	// socket goes and the session waits for a resume.
@@ -105,6 +113,11 @@ type Options struct {
 	// once the state that retains it is stored (persist.go). Nil keeps
 	// records in memory, written at socket losses only.
 	Store store.Store
+	// Cluster makes the gateway a node of a cluster (docs/cluster.md):
+	// its sessions are in the cluster's directory, and frames reach
+	// sessions owned by other nodes. It needs Store, the cluster's
+	// replicated store. Nil: the gateway runs alone.
+	Cluster *cluster.Node
 }
 
 // New returns a gateway for cfg, with [Config.WithDefaults] applied (a
@@ -146,6 +159,11 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		store:      opts.Store,
 		wal:        opts.Store != nil,
 		dirtyKick:  make(chan struct{}, 1),
+		node:       opts.Cluster,
+		moved:      map[string]*Session{},
+	}
+	if g.node != nil && !g.wal {
+		return nil, errors.New("gateway: a cluster needs a store (Options.Store)")
 	}
 	if g.store == nil {
 		g.store = store.NewMemory()
@@ -186,7 +204,11 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	if err := g.newSIP(); err != nil {
 		return nil, err
 	}
-	g.calls = call.NewHandler(directory{g}, &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), Logger: log})
+	subPrefix := ""
+	if g.node != nil {
+		subPrefix = "s" + g.node.Name() + "-"
+	}
+	g.calls = call.NewHandler(directory{g}, &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), SubsessionPrefix: subPrefix, Logger: log})
 	g.metrics.reg.MustRegister(g.calls.Collector())
 	if err := g.sipCalls(); err != nil {
 		return nil, err
@@ -200,6 +222,13 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		Upstream: g.notificationUpstream()})
 	if err := g.startSIP(); err != nil {
 		return nil, err
+	}
+	if g.node != nil {
+		g.node.OnNodeDown(g.onNodeDown)
+		if err := g.startCluster(); err != nil {
+			g.Shutdown(context.Background())
+			return nil, err
+		}
 	}
 	if g.wal {
 		if err := g.restoreAll(); err != nil {
@@ -237,11 +266,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	g.closed = true
 	close(g.shutdown)
-	all := make([]*Session, 0, len(g.sessions))
-	for _, s := range g.sessions {
-		all = append(all, s)
-	}
 	g.mu.Unlock()
+	all := g.liveSessions()
 	// With a store of its own the records stay, for the clients to
 	// resume on the next run; no frame is half processed meanwhile
 	// (persist.go's cut).
@@ -385,15 +411,17 @@ func (g *Gateway) lookup(id string) *Session {
 // directory is the endpoint.Directory view of the session tables.
 type directory struct{ g *Gateway }
 
+// Sessions returns identity's sessions here and, in a cluster, those
+// other live nodes own (cluster.go).
 func (d directory) Sessions(identity string) []endpoint.Endpoint {
 	d.g.mu.Lock()
-	defer d.g.mu.Unlock()
 	list := d.g.byIdentity[identity]
 	out := make([]endpoint.Endpoint, 0, len(list))
 	for _, s := range list {
 		out = append(out, s)
 	}
-	return out
+	d.g.mu.Unlock()
+	return d.g.remoteSessions(identity, out)
 }
 
 // Known reports whether identity is a web identity that only web

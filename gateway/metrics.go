@@ -37,6 +37,9 @@ type metrics struct {
 	// routed counts routing decisions by kind, rule and action
 	// (route.go): which rules carry the traffic, and how much is refused.
 	routed *prometheus.CounterVec
+	// cluster counts requests between nodes by kind and outcome, and
+	// takeovers (cluster.go).
+	cluster *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -67,8 +70,11 @@ func newMetrics() *metrics {
 		routed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jsonrtc_routing_decisions_total", Help: "Calls, messages and subscriptions routed, by kind, deciding rule and action."},
 			[]string{"kind", "rule", "action"}),
+
+		cluster: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jsonrtc_cluster_requests_total", Help: "Requests between cluster nodes (deliver, inbound, ended, takeover), by outcome."}, []string{"kind", "outcome"}),
 	}
-	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.attached, m.pushes, m.refused, m.storeWrites, m.routed,
+	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.attached, m.pushes, m.refused, m.storeWrites, m.routed, m.cluster,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -31,6 +31,10 @@ type record struct {
 	// Profile is the limits profile the session's quota was opened with.
 	Profile string         `json:"profile,omitempty"`
 	State   *session.State `json:"state"`
+	// Owner is the node that owns the session (a cluster's; "" alone),
+	// Routes the hosts of its interactions (cluster.go).
+	Owner  string  `json:"owner,omitempty"`
+	Routes []route `json:"routes,omitempty"`
 }
 
 func recordKey(id string) string { return "session." + id }
@@ -41,6 +45,7 @@ type snapshot struct {
 	s      *Session
 	gen    uint64
 	st     *session.State
+	routes []route
 	frames [][]byte
 	conn   *link
 }
@@ -48,7 +53,7 @@ type snapshot struct {
 // snapshotLocked takes s's state; s.mu is held.
 func (s *Session) snapshotLocked() snapshot {
 	s.snapGen++
-	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), frames: s.pending, conn: s.conn}
+	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), frames: s.pending, conn: s.conn}
 	s.pending = nil
 	return sn
 }
@@ -84,6 +89,10 @@ func (g *Gateway) writer() {
 		case <-g.dirtyKick:
 		case <-refresh.C:
 			g.markAllDirty()
+			if g.node != nil {
+				// The directory's entries expire as the records do.
+				g.goTracked(g.republishAll)
+			}
 			continue
 		case <-g.ctx.Done():
 			return
@@ -98,19 +107,24 @@ func (g *Gateway) writer() {
 func (g *Gateway) refreshEvery() time.Duration { return g.cfg.Session.ResumeTimeout.D() / 2 }
 
 func (g *Gateway) markAllDirty() {
-	g.mu.Lock()
-	all := make([]*Session, 0, len(g.sessions))
-	for _, s := range g.sessions {
-		all = append(all, s)
-	}
-	g.mu.Unlock()
-	for _, s := range all {
+	for _, s := range g.liveSessions() {
 		s.mu.Lock()
 		if !s.ended {
 			s.markDirtyLocked()
 		}
 		s.mu.Unlock()
 	}
+}
+
+// liveSessions returns the sessions of the tables at one instant.
+func (g *Gateway) liveSessions() []*Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	all := make([]*Session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		all = append(all, s)
+	}
+	return all
 }
 
 // writeRound takes a consistent cut of the dirty sessions: inbound
@@ -193,7 +207,8 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 	if ended {
 		return true // nothing to store; no socket either
 	}
-	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st})
+	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st,
+		Owner: g.ownerName(), Routes: sn.routes})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
 		return true
@@ -205,6 +220,15 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		rev, err = g.store.Create(ctx, recordKey(s.id), data)
 	} else {
 		rev, err = g.store.Update(ctx, recordKey(s.id), data, s.rev)
+	}
+	if errors.Is(err, store.ErrConflict) && g.node != nil {
+		// Another node took the session over, and its word did not
+		// reach us (onTakeover): this copy lets go the same way.
+		g.metrics.storeWrites.WithLabelValues("conflict").Inc()
+		if owner := g.ownerOf(s.id); owner != "" && owner != g.self() {
+			g.goTracked(func() { s.moveTo(owner, false) })
+			return false
+		}
 	}
 	if errors.Is(err, store.ErrConflict) {
 		// Another writer owns the record now (a resume elsewhere): this
@@ -225,6 +249,15 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 	g.metrics.storeWrites.WithLabelValues("ok").Inc()
 	s.rev, s.savedGen = rev, sn.gen
 	return true
+}
+
+// ownerName is the owner written in records: this node's name in a
+// cluster, "" alone.
+func (g *Gateway) ownerName() string {
+	if g.node == nil {
+		return ""
+	}
+	return g.self()
 }
 
 // storeTimeout bounds one store operation.
@@ -283,6 +316,7 @@ func (g *Gateway) restore(id string) (*record, uint64, error) {
 // own takes the record of a restored session over from revision rev:
 // of two gateways resuming one record, one wins.
 func (g *Gateway) own(s *Session, r *record, rev uint64) error {
+	r.Owner = g.ownerName()
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -318,8 +352,13 @@ func (g *Gateway) restoreAll() error {
 			g.log.Warn("session record not restored", "session_id", id, "err", err)
 			continue
 		}
+		if r.Owner != g.ownerName() {
+			// Another node's: it resumes where its client lands.
+			continue
+		}
 		s := g.sessionOf(r.Identity, r.Oracle, r.State)
 		s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
+		s.setRoutes(r.Routes)
 		if err := g.own(s, r, rev); err != nil {
 			s.log.Warn("session record not restored", "err", err)
 			continue
@@ -338,6 +377,7 @@ func (g *Gateway) restoreAll() error {
 		s.mu.Lock()
 		s.startResumeTimerLocked()
 		s.mu.Unlock()
+		g.publish(s)
 		n++
 	}
 	if n > 0 {

@@ -54,8 +54,10 @@ func (g *Gateway) live(target string) bool {
 		id = rest
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.byIdentity[id]) > 0
+	local := len(g.byIdentity[id]) > 0
+	g.mu.Unlock()
+	// In a cluster, a session on another node is as live as one here.
+	return local || (g.node != nil && len(g.liveEntries(g.node.Remote(id))) > 0)
 }
 
 // Explanation is a decision's steps in one line: "office: from.applications:

@@ -92,6 +92,13 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, authenticate fun
 		return nil, netip.Addr{}, false
 	default:
 	}
+	g.mu.Lock()
+	draining := g.draining
+	g.mu.Unlock()
+	if draining {
+		http.Error(w, "jsonrtc: draining; try another node", http.StatusServiceUnavailable)
+		return nil, netip.Addr{}, false
+	}
 	addr, https := g.clientAddr(r)
 	if addr.IsValid() && !g.lim.AllowHandshake(addr) {
 		g.metrics.handshakes.WithLabelValues("throttled").Inc()
@@ -298,9 +305,14 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 		}
 		s.inMu.Lock()
 		s.mu.Lock()
-		if s.ended {
+		if s.ended || s.movedTo != "" {
+			moved := s.movedTo != ""
 			s.mu.Unlock()
 			s.inMu.Unlock()
+			if moved {
+				// Another resume, on another node, took it meanwhile.
+				c.Close(ws.StatusReplaced, "resumed on another node")
+			}
 			return nil, errEnded
 		}
 		s.attachLocked(l)
@@ -328,6 +340,10 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 		s.mu.Unlock()
 		s.inMu.Unlock()
 		if !resumed {
+			// In the directory before the client hears it is connected
+			// (save releases the response): a peer it tells at once
+			// finds it from every node.
+			g.publish(s)
 			g.save(s)
 		}
 		if resumed {
@@ -395,7 +411,7 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 // by compare-and-set; nil, nil otherwise: the connect starts anew.
 func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr, identity, app string, oracle bool) (*Session, error) {
 	id := f.Control.SessionID
-	r, rev, err := g.restore(id)
+	r, rev, err := g.restoreWaiting(id)
 	switch {
 	case err != nil:
 		g.metrics.resumes.WithLabelValues("store_error").Inc()
@@ -414,16 +430,56 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		g.rlog.Info("resume refused", "resume refused; starting anew", "session_id", id, "err", err)
 		return nil, nil
 	}
+	prev := r.Owner
+	elsewhere := g.node != nil && prev != "" && prev != g.self()
+	if elsewhere {
+		// Another node owns it: it writes its last state and lets go
+		// first (cluster.go).
+		g.release(prev, id)
+	}
 	s := g.sessionOf(identity, r.Oracle || oracle, r.State)
 	s.restored = true
-	if err := g.own(s, r, rev); err != nil {
-		// Another connect took the record first (or it expired).
-		g.metrics.resumes.WithLabelValues("refused").Inc()
-		g.rlog.Info("resume refused", "session record taken by another resume", "session_id", id, "err", err)
-		return nil, nil
+	s.setRoutes(r.Routes)
+	for try := 0; ; try++ {
+		if try > 0 || elsewhere {
+			// The record as the previous owner left it. A replica may
+			// serve a read a moment behind the last write (JetStream's
+			// direct gets): a compare-and-set over it fails, and the
+			// read is made again.
+			if r, rev, err = g.restoreWaiting(id); err != nil || r == nil || r.Identity != identity || r.App != app || r.State.CheckResume(&f.Header) != nil {
+				g.metrics.resumes.WithLabelValues("refused").Inc()
+				g.rlog.Info("resume refused", "session record gone or changed in the takeover", "session_id", id, "err", err)
+				return nil, nil
+			}
+			if r.Owner != prev && r.Owner != "" && r.Owner != g.self() {
+				// Another resume took it meanwhile (the last one wins,
+				// as on one node): that owner lets go in turn.
+				prev = r.Owner
+				g.release(prev, id)
+				continue
+			}
+			s = g.sessionOf(identity, r.Oracle || oracle, r.State)
+			s.restored = true
+			s.setRoutes(r.Routes)
+		}
+		err := g.own(s, r, rev)
+		if err == nil {
+			break
+		}
+		if try == 8 || g.node == nil {
+			// Another connect took the record first (or it expired).
+			g.metrics.resumes.WithLabelValues("refused").Inc()
+			g.rlog.Info("resume refused", "session record taken by another resume", "session_id", id, "err", err)
+			return nil, nil
+		}
+		time.Sleep(time.Duration(try+1) * 10 * time.Millisecond) // a replica catching up: no event to wait on
 	}
-	s.log.Info("session restored from the store")
-	return g.open(c, f, p, addr, r.Guest, s)
+	s.log.Info("session restored from the store", "previous_owner", prev)
+	s, err = g.open(c, f, p, addr, r.Guest, s)
+	if err == nil {
+		g.tookOver(s)
+	}
+	return s, err
 }
 
 // completeRestore gives a session restored at start-up what its connect
@@ -815,6 +871,10 @@ func (s *Session) dispatch(f *protocol.Frame) {
 	}
 	if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionSend && !s.quota.AllowMessage() {
 		s.Send(errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"), false)
+		return
+	}
+	if host := s.hostOf(f); host != "" {
+		s.forward(host, f)
 		return
 	}
 	switch f.EffectivePackage() {

@@ -119,6 +119,11 @@ type Session struct {
 	saveMu   sync.Mutex
 	rev      uint64
 	savedGen uint64
+	// The cluster (cluster.go). routes: the hosts of the interactions
+	// this session's frames belong to; movedTo: the node that took the
+	// session over, to which this copy's sends go.
+	routes  map[routeKey]string
+	movedTo string
 }
 
 // conn is what a link needs of its transport: a WebSocket
@@ -331,7 +336,28 @@ var errDetached = errors.New("gateway: session detached")
 
 // Send implements endpoint.Endpoint: it stamps, retains and queues f.
 func (s *Session) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
+	return s.sendFor(f, selfCorrelate, "")
+}
+
+// sendFor is Send for a handler on node host ("": this one), whose
+// interaction f belongs to (cluster.go). A session taken over by another
+// node has its new owner send f.
+func (s *Session) sendFor(f *protocol.Frame, selfCorrelate bool, host string) (uint64, error) {
 	s.mu.Lock()
+	if to := s.movedTo; to != "" {
+		s.mu.Unlock()
+		if host != "" && host != s.g.self() {
+			// A request from another node: it looks the owner up itself.
+			return 0, errMovedAway
+		}
+		seq, owner, err := s.g.sendVia(s.id, to, f, selfCorrelate)
+		s.mu.Lock()
+		if owner != "" && owner != s.g.self() {
+			s.movedTo = owner
+		}
+		s.mu.Unlock()
+		return seq, err
+	}
 	defer s.mu.Unlock()
 	if s.ended {
 		return 0, errEnded
@@ -356,6 +382,12 @@ func (s *Session) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
 		// (When Shutdown is already waiting, it has ended the session.)
 		s.g.goTracked(func() { s.end(r) })
 		return 0, err
+	}
+	if s.g.node != nil {
+		if host == "" {
+			host = s.g.self()
+		}
+		s.noteRouteLocked(f, host)
 	}
 	s.queueLocked(data)
 	s.stopAckTimerLocked()
@@ -556,6 +588,13 @@ func (s *Session) end(r endReason) {
 	} else {
 		// The record goes first: whoever hears of the end finds it gone.
 		s.g.deleteRecord(s)
+		if s.g.node != nil {
+			s.g.unpublish(s)
+			s.mu.Lock()
+			routes := s.routesSnapshotLocked()
+			s.mu.Unlock()
+			s.g.announceEnd(s, routes)
+		}
 	}
 	s.g.calls.SessionEnded(s)
 	s.g.msgs.SessionEnded(s)

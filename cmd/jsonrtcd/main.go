@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/jsonrtc/jsonrtc/gateway"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/store"
@@ -114,7 +115,7 @@ func run(args []string) error {
 	// sipgo keeps its timers and UDP size limit in package globals: set
 	// them once, here, before the SIP side starts.
 	sipgw.SetProcessDefaults(cfg.SIP)
-	st, closeStore, err := openStore(cfg, log)
+	st, node, closeStore, err := openStore(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -124,7 +125,7 @@ func run(args []string) error {
 	// The page's TURN credentials come from the gateway, which exists
 	// only once New returns; no request is served before.
 	var g *gateway.Gateway
-	g, err = gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler(&cfg, func(r *http.Request) (gateway.TURNServer, bool) { return g.TURNFor(r) }), Store: st})
+	g, err = gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler(&cfg, func(r *http.Request) (gateway.TURNServer, bool) { return g.TURNFor(r) }), Store: st, Cluster: node})
 	if err != nil {
 		return err
 	}
@@ -175,6 +176,14 @@ func run(args []string) error {
 		return err
 	case <-ctx.Done():
 	}
+	if node != nil {
+		// A node of a cluster drains: its clients resume on the others
+		// while the calls it hosts go on (docs/cluster.md, "Drain").
+		log.Info("draining", "drain_timeout", cfg.Cluster.DrainTimeout)
+		dctx, cancel := context.WithTimeout(context.Background(), cfg.Cluster.DrainTimeout)
+		g.Drain(dctx)
+		cancel()
+	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -198,22 +207,41 @@ func newLogger(c gateway.LogConfig) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
-// openStore starts the configured session store. The memory backend
-// gives the gateway none of its own: records then go with the process.
-func openStore(cfg gateway.Config, log *slog.Logger) (store.Store, func(), error) {
+// openStore starts the configured session store, and with a cluster
+// section the node's place in the cluster. The memory backend gives the
+// gateway none of its own: records then go with the process.
+func openStore(cfg gateway.Config, log *slog.Logger) (store.Store, *cluster.Node, func(), error) {
 	if cfg.Store.Backend == gateway.StoreMemory {
-		return nil, func() {}, nil
+		return nil, nil, func() {}, nil
 	}
 	if err := os.MkdirAll(cfg.Store.Dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("store.dir: %w", err)
+		return nil, nil, nil, fmt.Errorf("store.dir: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	cl := cfg.Cluster
+	o := natsstore.EmbeddedOptions{Dir: cfg.Store.Dir, Logger: log, Store: natsstore.Options{
+		TTL: cfg.RecordTTL(), MaxValueBytes: cfg.MaxRecordBytes()}}
+	wait := 30 * time.Second
+	if cl.Enabled() {
+		o.Cluster = &natsstore.ClusterOptions{Name: cl.Name, Listen: cl.Listen, Routes: cl.Routes}
+		o.Store.Replicas, o.ReadyTimeout = cl.Replicas, cl.ReadyTimeout
+		wait += cl.ReadyTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	e, err := natsstore.Start(ctx, natsstore.EmbeddedOptions{Dir: cfg.Store.Dir, Store: natsstore.Options{
-		TTL: cfg.RecordTTL(), MaxValueBytes: cfg.MaxRecordBytes()}})
+	e, err := natsstore.Start(ctx, o)
 	if err != nil {
-		return nil, nil, fmt.Errorf("store.dir %s: %w", cfg.Store.Dir, err)
+		return nil, nil, nil, fmt.Errorf("store.dir %s: %w", cfg.Store.Dir, err)
 	}
-	log.Info("session store", "backend", "nats", "dir", cfg.Store.Dir)
-	return e, e.Close, nil
+	if !cl.Enabled() {
+		log.Info("session store", "backend", "nats", "dir", cfg.Store.Dir)
+		return e, nil, e.Close, nil
+	}
+	node, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: cl.Name, Replicas: cl.Replicas,
+		LeaseTTL: cl.LeaseTTL, DirectoryTTL: cfg.RecordTTL(), Logger: log})
+	if err != nil {
+		e.Close()
+		return nil, nil, nil, fmt.Errorf("cluster: %w", err)
+	}
+	log.Info("session store", "backend", "nats", "dir", cfg.Store.Dir, "cluster_node", cl.Name, "replicas", cl.Replicas)
+	return e, node, func() { node.Close(); e.Close() }, nil
 }

@@ -2,10 +2,15 @@ package natsstore
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -14,9 +19,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Embedded is a single-node NATS server running inside this process,
-// with JetStream file storage under a directory, and a store on it. It
-// listens on no network port: the process connects to it in memory.
+// Embedded is a NATS server running inside this process, with
+// JetStream file storage under a directory, and a store on it. It
+// listens on no client port: the process connects to it in memory. With
+// EmbeddedOptions.Cluster it also listens for routes from its peers, the
+// embedded servers of the other gateways, and JetStream is clustered
+// among them.
 type Embedded struct {
 	*KV
 	srv  *server.Server
@@ -32,6 +40,76 @@ type EmbeddedOptions struct {
 	Store Options
 	// StartTimeout bounds the server's start; default 10s.
 	StartTimeout time.Duration
+	// Cluster, when set, joins the server to a NATS cluster through
+	// routes; nil: a single node.
+	Cluster *ClusterOptions
+	// ReadyTimeout bounds the wait for JetStream to take the bucket (a
+	// clustered JetStream needs a quorum of its peers up); default 60s.
+	ReadyTimeout time.Duration
+	// Logger hears of the wait for JetStream; nil: nothing is logged.
+	Logger *slog.Logger
+
+	token string // the client listener's, with a cluster
+}
+
+// ClusterOptions make the embedded server one node of a NATS cluster.
+type ClusterOptions struct {
+	// Name is the node's name, unique in the cluster (the NATS server
+	// name, and JetStream's peer name).
+	Name string
+	// Listen is the route listener's host:port.
+	Listen string
+	// Routes are the peers' route addresses (host:port); this node's own
+	// may be among them (NATS ignores a route to itself).
+	Routes []string
+}
+
+// ClusterName is the NATS cluster name the gateways' servers share.
+const ClusterName = "jsonrtc"
+
+// serverOptions builds the NATS server's options for o.
+func (o *EmbeddedOptions) serverOptions() (*server.Options, error) {
+	// A value must fit in one message, with room for the headers.
+	payload := int32(server.MAX_PAYLOAD_SIZE)
+	if p := o.Store.MaxValueBytes + 4096; o.Store.MaxValueBytes > 0 && p > int(payload) {
+		payload = int32(p)
+	}
+	so := &server.Options{
+		ServerName: "jsonrtcd",
+		DontListen: true,
+		JetStream:  true,
+		StoreDir:   o.Dir,
+		MaxPayload: payload,
+		// The gateway handles signals, and logs what matters itself.
+		NoSigs: true,
+		NoLog:  true,
+	}
+	if c := o.Cluster; c != nil {
+		host, port, err := net.SplitHostPort(c.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("natsstore: route listen address %q: %w", c.Listen, err)
+		}
+		n, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("natsstore: route listen port %q: %w", port, err)
+		}
+		so.ServerName = c.Name
+		so.Cluster = server.ClusterOpts{Name: ClusterName, Host: host, Port: n}
+		// NATS starts its routes only once its client listener is up:
+		// a cluster needs one. It takes a random loopback port and a
+		// random token that only this process knows, so that clients
+		// still are the process itself alone.
+		so.DontListen, so.Host, so.Port = false, "127.0.0.1", server.RANDOM_PORT
+		so.Authorization = o.token
+		for _, r := range c.Routes {
+			u, err := url.Parse("nats-route://" + r)
+			if err != nil {
+				return nil, fmt.Errorf("natsstore: route %q: %w", r, err)
+			}
+			so.Routes = append(so.Routes, u)
+		}
+	}
+	return so, nil
 }
 
 // Start runs the server and opens the bucket. Close stops both.
@@ -48,21 +126,15 @@ func Start(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A value must fit in one message, with room for the headers.
-	payload := int32(server.MAX_PAYLOAD_SIZE)
-	if p := o.Store.MaxValueBytes + 4096; o.Store.MaxValueBytes > 0 && p > int(payload) {
-		payload = int32(p)
+	if o.Cluster != nil {
+		o.token = rand.Text()
 	}
-	srv, err := server.NewServer(&server.Options{
-		ServerName: "jsonrtcd",
-		DontListen: true,
-		JetStream:  true,
-		StoreDir:   o.Dir,
-		MaxPayload: payload,
-		// The gateway handles signals, and logs what matters itself.
-		NoSigs: true,
-		NoLog:  true,
-	})
+	so, err := o.serverOptions()
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	srv, err := server.NewServer(so)
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("natsstore: %w", err)
@@ -73,7 +145,7 @@ func Start(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		lock.Close()
 		return nil, fmt.Errorf("natsstore: the embedded NATS server did not start within %v (data directory %s)", o.StartTimeout, o.Dir)
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("jsonrtcd"))
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("jsonrtcd"), nats.Token(o.token))
 	if err != nil {
 		srv.Shutdown()
 		lock.Close()
@@ -82,7 +154,7 @@ func Start(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 	e := &Embedded{srv: srv, nc: nc, lock: lock}
 	js, err := jetstream.New(nc)
 	if err == nil {
-		e.KV, err = New(ctx, js, o.Store)
+		e.KV, err = e.open(ctx, js, o)
 	}
 	if err != nil {
 		e.Close()
@@ -90,6 +162,50 @@ func Start(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 	}
 	return e, nil
 }
+
+// open opens the bucket. A clustered JetStream takes it only once a
+// quorum of peers is up and has a meta leader, so until ReadyTimeout
+// each failure is retried, and logged every few seconds.
+func (e *Embedded) open(ctx context.Context, js jetstream.JetStream, o EmbeddedOptions) (*KV, error) {
+	if o.Cluster == nil {
+		return New(ctx, js, o.Store)
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.ReadyTimeout)
+	defer cancel()
+	start, logged := time.Now(), time.Now()
+	for {
+		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+		kv, err := New(actx, js, o.Store)
+		acancel()
+		if err == nil {
+			if o.Logger != nil {
+				o.Logger.Info("JetStream ready", "node", o.Cluster.Name, "waited", time.Since(start).Round(time.Millisecond))
+			}
+			return kv, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("natsstore: JetStream not ready within %v (are enough of cluster.routes up?): %w", o.ReadyTimeout, err)
+		}
+		if o.Logger != nil && time.Since(logged) >= 5*time.Second {
+			logged = time.Now()
+			o.Logger.Info("waiting for JetStream: cluster peers", "node", o.Cluster.Name, "routes", e.srv.NumRoutes(), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// Conn is the in-process connection to the server, for the cluster's
+// node-to-node subjects and buckets.
+func (e *Embedded) Conn() *nats.Conn { return e.nc }
+
+// Server is the embedded NATS server.
+func (e *Embedded) Server() *server.Server { return e.srv }
 
 // Close closes the connection and shuts the server down, which writes
 // JetStream's state out to its files.

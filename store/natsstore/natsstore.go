@@ -34,6 +34,9 @@ type Options struct {
 	MaxValueBytes int
 	// Memory keeps the bucket in the server's memory rather than on disk.
 	Memory bool
+	// Replicas is how many servers of a cluster keep the bucket (1 or
+	// 3); zero: 1.
+	Replicas int
 }
 
 // KV is a store.Store on a JetStream key-value bucket.
@@ -59,6 +62,9 @@ func New(ctx context.Context, js jetstream.JetStream, o Options) (*KV, error) {
 		History:     1,
 		Storage:     jetstream.FileStorage,
 	}
+	if o.Replicas > 1 {
+		cfg.Replicas = o.Replicas
+	}
 	if o.MaxValueBytes > 0 {
 		// The server counts the key and headers in: the exact bound is
 		// check's, the server's a backstop.
@@ -71,7 +77,33 @@ func New(ctx context.Context, js jetstream.JetStream, o Options) (*KV, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsstore: bucket %s: %w", o.Bucket, err)
 	}
+	if o.Replicas > 1 {
+		if kv, err = leaderReads(ctx, js, o.Bucket); err != nil {
+			return nil, fmt.Errorf("natsstore: bucket %s: %w", o.Bucket, err)
+		}
+	}
 	return &KV{kv: kv, max: o.MaxValueBytes}, nil
+}
+
+// leaderReads turns a replicated bucket's direct gets off: a direct get
+// may be answered by a replica a moment behind the last write, and a
+// session taken over on another node must be read as its last owner
+// wrote it (a stale read refused a resume: its client had frames the
+// read state had not sent yet). Reads then go to the stream's leader;
+// they are made at resumes and start-ups only.
+func leaderReads(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, err
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return js.KeyValue(ctx, bucket)
 }
 
 func (s *KV) check(value []byte) error {

@@ -1,0 +1,581 @@
+// Package cluster is what a gateway node needs of its peers
+// (docs/cluster.md): leases that say which nodes are alive, a directory
+// of which node owns which session of an identity, and subjects on which
+// nodes send each other requests. It runs on the NATS connection of the
+// node's embedded server (store/natsstore), whose JetStream keeps the
+// leases and the directory in key-value buckets replicated across the
+// cluster.
+//
+// Start with [Start]; [Node.Close] stops the lease and the watches and
+// waits for them.
+package cluster
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Buckets of the cluster.
+const (
+	NodesBucket     = "jsonrtc_nodes"
+	DirectoryBucket = "jsonrtc_directory"
+)
+
+// Options configure a Node.
+type Options struct {
+	// Name is the node's name (Config.Name). Required.
+	Name string
+	// Replicas of the buckets: 1 or 3.
+	Replicas int
+	// LeaseTTL: Config.LeaseTTL.
+	LeaseTTL time.Duration
+	// DirectoryTTL is how long a directory entry outlives its last
+	// write; the owner rewrites its entries (Node.Publish) well within
+	// it. Required.
+	DirectoryTTL time.Duration
+	Logger       *slog.Logger
+}
+
+// Entry is a directory entry: a session and the node that owns it.
+type Entry struct {
+	Session  string `json:"session"`
+	Identity string `json:"identity"`
+	Node     string `json:"node"`
+	Oracle   bool   `json:"oracle,omitempty"`
+	// Alive: Node holds a lease (set by Remote and Lookup, not stored).
+	Alive bool `json:"-"`
+}
+
+// Node is this gateway's place in the cluster.
+type Node struct {
+	o     Options
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	nodes jetstream.KeyValue
+	dir   jetstream.KeyValue
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	seen   map[string]time.Time // live peers: their last lease write
+	wrote  time.Time            // this node's last lease write
+	ticks  int                  // lease reads, to list the bucket now and then
+	logged time.Time            // the last lease failure logged
+	// writable: since when this node's lease writes succeed (failing:
+	// the last one failed). Peers get a TTL from then to write theirs.
+	writable  time.Time
+	failing   bool
+	byID      map[string]Entry // directory, by session
+	byIdent   map[string]map[string]struct{}
+	subs      []*nats.Subscription
+	dirLoaded chan struct{}
+	onDown    func(node string)
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start opens the buckets, takes this node's lease, and starts the
+// watches. It returns once the directory's current entries are loaded.
+func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
+	if !validName(o.Name) {
+		return nil, fmt.Errorf("cluster: bad node name %q", o.Name)
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 6 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{o: o, nc: nc, js: js, log: o.Logger.With("node", o.Name), seen: map[string]time.Time{},
+		byID: map[string]Entry{}, byIdent: map[string]map[string]struct{}{}, dirLoaded: make(chan struct{})}
+	// A lease's bucket keeps it a little longer than its TTL, for a
+	// node that starts meanwhile to see it: liveness is judged on the
+	// refreshes seen, not on what the bucket still holds.
+	if n.nodes, err = bucket(ctx, js, jetstream.KeyValueConfig{Bucket: NodesBucket,
+		Description: "jsonrtc node leases", TTL: 2 * o.LeaseTTL, History: 1, Replicas: o.Replicas,
+		Storage: jetstream.MemoryStorage}); err != nil {
+		return nil, err
+	}
+	if n.dir, err = bucket(ctx, js, jetstream.KeyValueConfig{Bucket: DirectoryBucket,
+		Description: "jsonrtc sessions by identity and owner", TTL: o.DirectoryTTL, History: 1, Replicas: o.Replicas,
+		Storage: jetstream.FileStorage}); err != nil {
+		return nil, err
+	}
+	if err := n.refreshLease(ctx); err != nil {
+		return nil, err
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.readLeases(ctx)
+	dir, err := n.dir.WatchAll(n.ctx)
+	if err != nil {
+		n.cancel()
+		return nil, fmt.Errorf("cluster: watching the directory: %w", err)
+	}
+	n.wg.Go(func() { n.watchDirectory(dir) })
+	n.wg.Go(n.leaseLoop)
+	select {
+	case <-n.dirLoaded:
+	case <-ctx.Done():
+		n.Close()
+		return nil, ctx.Err()
+	}
+	return n, nil
+}
+
+// bucket creates or updates a bucket, trying again until ctx ends: the
+// nodes of a cluster starting together create the same buckets at once,
+// and a request that raced another may go unanswered.
+func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cluster: bucket %s: %w", cfg.Bucket, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Name is this node's name.
+func (n *Node) Name() string { return n.o.Name }
+
+// Close gives up the lease (the peers see the node leave at once),
+// unsubscribes, and waits for the node's goroutines.
+func (n *Node) Close() {
+	n.cancel()
+	n.wg.Wait()
+	n.mu.Lock()
+	subs := n.subs
+	n.subs = nil
+	n.mu.Unlock()
+	for _, s := range subs {
+		s.Unsubscribe()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n.nodes.Purge(ctx, n.o.Name)
+}
+
+func (n *Node) refreshLease(ctx context.Context) error {
+	v, _ := json.Marshal(struct {
+		Time time.Time `json:"time"`
+	}{time.Now().UTC()})
+	if _, err := n.nodes.Put(ctx, n.o.Name, v); err != nil {
+		n.mu.Lock()
+		n.failing = true
+		n.mu.Unlock()
+		return fmt.Errorf("cluster: lease: %w", err)
+	}
+	n.mu.Lock()
+	n.wrote = time.Now()
+	if n.failing || n.writable.IsZero() {
+		n.failing, n.writable = false, n.wrote
+	}
+	n.mu.Unlock()
+	return nil
+}
+
+// leaseLoop refreshes this node's lease and reads the peers'.
+func (n *Node) leaseLoop() {
+	t := time.NewTicker(n.o.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, n.o.LeaseTTL/3)
+		if err := n.refreshLease(ctx); err != nil && n.ctx.Err() == nil {
+			n.rlog("lease not refreshed", err)
+		}
+		cancel()
+		ctx, cancel = context.WithTimeout(n.ctx, n.o.LeaseTTL/3)
+		n.readLeases(ctx)
+		cancel()
+	}
+}
+
+// readLeases reads the peers' leases from the bucket. A peer is down when
+// this node wrote its own lease more than the TTL after the peer's last
+// write: while the bucket takes no write (its leader died, another is
+// being elected, seconds) nobody refreshes, and nobody expires for it.
+// Leases are read, not watched: a watch served by a node that died
+// stalls until it is made again. A read that fails changes nothing.
+func (n *Node) readLeases(ctx context.Context) {
+	n.mu.Lock()
+	now, list := n.wrote, n.ticks%8 == 0 || len(n.seen) == 0
+	// After the bucket took no writes for a while (a leader elected
+	// after a node died), every peer has a TTL to write again.
+	grace := now.Sub(n.writable) <= n.o.LeaseTTL
+	n.ticks++
+	var names []string
+	prev := make(map[string]time.Time, len(n.seen))
+	for node, at := range n.seen {
+		names = append(names, node)
+		prev[node] = at
+	}
+	n.mu.Unlock()
+	if list {
+		// Now and then the bucket is listed, for nodes that joined;
+		// between listings only the known peers' leases are read.
+		keys, err := n.nodes.ListKeys(ctx)
+		if err != nil {
+			return
+		}
+		names = names[:0]
+		for k := range keys.Keys() {
+			names = append(names, k)
+		}
+		keys.Stop()
+	}
+	fresh := map[string]time.Time{}
+	for _, k := range names {
+		if k == n.o.Name {
+			continue
+		}
+		at, ok := prev[k]
+		e, err := n.nodes.Get(ctx, k)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+			continue // given up
+		case err == nil:
+			at, ok = e.Created(), true
+		}
+		// A lease that cannot be read is judged by its last write seen.
+		if ok && (now.Sub(at) <= n.o.LeaseTTL || grace && prevOK(prev, k)) {
+			fresh[k] = at
+		}
+	}
+	var up, down []string
+	n.mu.Lock()
+	for node := range n.seen {
+		if _, ok := fresh[node]; !ok {
+			down = append(down, node)
+		}
+	}
+	for node := range fresh {
+		if _, ok := n.seen[node]; !ok {
+			up = append(up, node)
+		}
+	}
+	n.seen = fresh
+	n.mu.Unlock()
+	for _, node := range up {
+		n.log.Info("cluster node up", "peer", node)
+	}
+	for _, node := range down {
+		n.nodeDown(node, "lease expired or given up")
+	}
+}
+
+// prevOK reports whether node was alive at the last read.
+func prevOK(prev map[string]time.Time, node string) bool {
+	_, ok := prev[node]
+	return ok
+}
+
+// rlog logs a failure of the lease at most every LeaseTTL: a bucket
+// electing a leader fails every write for seconds.
+func (n *Node) rlog(msg string, err error) {
+	n.mu.Lock()
+	quiet := time.Since(n.logged) < n.o.LeaseTTL
+	if !quiet {
+		n.logged = time.Now()
+	}
+	n.mu.Unlock()
+	if !quiet {
+		n.log.Warn(msg, "err", err)
+	}
+}
+
+func (n *Node) nodeDown(node, why string) {
+	n.log.Warn("cluster node down", "peer", node, "why", why)
+	n.mu.Lock()
+	f := n.onDown
+	n.mu.Unlock()
+	if f != nil {
+		f(node)
+	}
+}
+
+// OnNodeDown makes f hear, on a goroutine of the node's, of each peer
+// whose lease expired or that left.
+func (n *Node) OnNodeDown(f func(node string)) {
+	n.mu.Lock()
+	n.onDown = f
+	n.mu.Unlock()
+}
+
+// Alive reports whether node holds a lease: this node, or a peer whose
+// lease was refreshed within the TTL.
+func (n *Node) Alive(node string) bool {
+	if node == n.o.Name {
+		return true
+	}
+	n.mu.Lock()
+	_, ok := n.seen[node]
+	n.mu.Unlock()
+	return ok
+}
+
+// Nodes returns the live nodes, this one included, sorted.
+func (n *Node) Nodes() []string {
+	out := []string{n.o.Name}
+	n.mu.Lock()
+	for node := range n.seen {
+		out = append(out, node)
+	}
+	n.mu.Unlock()
+	sort.Strings(out)
+	return out
+}
+
+// dirKey is an entry's key: the identity in base64url (an identity's
+// '@' is no key character), then the session id (already base64url).
+func dirKey(identity, session string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(identity)) + "." + session
+}
+
+// Publish writes e: the session is owned by e.Node (a new session, a
+// takeover, or the owner's periodic rewrite within DirectoryTTL).
+func (n *Node) Publish(ctx context.Context, e Entry) error {
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = n.dir.Put(ctx, dirKey(e.Identity, e.Session), v)
+	return err
+}
+
+// Unpublish removes a session that ended.
+func (n *Node) Unpublish(ctx context.Context, identity, session string) error {
+	return n.dir.Purge(ctx, dirKey(identity, session))
+}
+
+func (n *Node) watchDirectory(w jetstream.KeyWatcher) {
+	defer w.Stop()
+	loaded := false
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case kv, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if kv == nil {
+				// The watch has delivered what the bucket held.
+				if !loaded {
+					loaded = true
+					close(n.dirLoaded)
+				}
+				continue
+			}
+			n.apply(kv)
+		}
+	}
+}
+
+func (n *Node) apply(kv jetstream.KeyValueEntry) {
+	k := kv.Key()
+	dot := strings.LastIndexByte(k, '.')
+	if dot < 0 {
+		return
+	}
+	id := k[dot+1:]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if old, ok := n.byID[id]; ok {
+		delete(n.byID, id)
+		if set := n.byIdent[old.Identity]; set != nil {
+			delete(set, id)
+			if len(set) == 0 {
+				delete(n.byIdent, old.Identity)
+			}
+		}
+	}
+	if kv.Operation() != jetstream.KeyValuePut {
+		return
+	}
+	var e Entry
+	if json.Unmarshal(kv.Value(), &e) != nil || e.Session != id {
+		return
+	}
+	n.byID[id] = e
+	set := n.byIdent[e.Identity]
+	if set == nil {
+		set = map[string]struct{}{}
+		n.byIdent[e.Identity] = set
+	}
+	set[id] = struct{}{}
+}
+
+// Remote returns identity's sessions owned by other nodes, from the
+// node's view of the directory (no request per lookup), each marked
+// Alive when its owner holds a lease.
+func (n *Node) Remote(identity string) []Entry {
+	n.mu.Lock()
+	set := n.byIdent[identity]
+	out := make([]Entry, 0, len(set))
+	for id := range set {
+		out = append(out, n.byID[id])
+	}
+	n.mu.Unlock()
+	n.knowNodes(out)
+	others := out[:0]
+	for _, e := range out {
+		if e.Node != n.o.Name {
+			e.Alive = n.Alive(e.Node)
+			others = append(others, e)
+		}
+	}
+	return others
+}
+
+// Down reports whether node holds no lease, reading the leases again
+// first when it is no peer this node knows of (one that started a moment
+// ago): for a decision that ends what a node hosts.
+func (n *Node) Down(node string) bool {
+	if n.Alive(node) {
+		return false
+	}
+	n.knowNodes([]Entry{{Node: node}})
+	return !n.Alive(node)
+}
+
+// knowNodes reads the leases again when an entry names a node whose
+// lease this node has not read yet (one that started a moment ago).
+func (n *Node) knowNodes(entries []Entry) {
+	for _, e := range entries {
+		if e.Node == n.o.Name {
+			continue
+		}
+		n.mu.Lock()
+		_, ok := n.seen[e.Node]
+		n.mu.Unlock()
+		if !ok {
+			ctx, cancel := context.WithTimeout(n.ctx, n.o.LeaseTTL/3)
+			n.mu.Lock()
+			n.ticks = 0 // a listing
+			n.mu.Unlock()
+			n.readLeases(ctx)
+			cancel()
+			return
+		}
+	}
+}
+
+// Lookup reads identity's sessions owned by other nodes from the
+// bucket itself, not the view: for a lookup the view answered with none,
+// since a session that started elsewhere a moment ago may not have
+// reached the view yet.
+func (n *Node) Lookup(ctx context.Context, identity string) []Entry {
+	keys, err := n.dir.ListKeysFiltered(ctx, base64.RawURLEncoding.EncodeToString([]byte(identity))+".*")
+	if err != nil {
+		return nil
+	}
+	defer keys.Stop()
+	var all []Entry
+	for k := range keys.Keys() {
+		kv, err := n.dir.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var e Entry
+		if json.Unmarshal(kv.Value(), &e) == nil && e.Identity == identity {
+			all = append(all, e)
+		}
+	}
+	n.knowNodes(all)
+	var out []Entry
+	for _, e := range all {
+		if e.Node != n.o.Name {
+			e.Alive = n.Alive(e.Node)
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Owner returns the directory's entry of a session.
+func (n *Node) Owner(session string) (Entry, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e, ok := n.byID[session]
+	return e, ok
+}
+
+// Counts returns the directory's sessions per node, for status.
+func (n *Node) Counts() map[string]int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := map[string]int{}
+	for _, e := range n.byID {
+		out[e.Node]++
+	}
+	return out
+}
+
+// subject is the subject of requests of a kind to node.
+func subject(node, kind string) string { return "jsonrtc.node." + node + "." + kind }
+
+// Handle serves requests of a kind sent to this node: fn's result is
+// the reply. Requests of one kind are handled one at a time, in order.
+func (n *Node) Handle(kind string, fn func(data []byte) []byte) error {
+	sub, err := n.nc.Subscribe(subject(n.o.Name, kind), func(m *nats.Msg) {
+		reply := fn(m.Data)
+		if m.Reply != "" {
+			m.Respond(reply)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	// Requests wait in the connection for their handler: bound them,
+	// so that a stuck handler costs failed requests, not memory.
+	sub.SetPendingLimits(65536, 64<<20)
+	n.mu.Lock()
+	n.subs = append(n.subs, sub)
+	n.mu.Unlock()
+	return nil
+}
+
+// ErrNoNode is returned by Request when no node of that name answers.
+var ErrNoNode = errors.New("cluster: node not reachable")
+
+// Request sends data to node's handler of kind and returns its reply.
+func (n *Node) Request(ctx context.Context, node, kind string, data []byte) ([]byte, error) {
+	m, err := n.nc.RequestWithContext(ctx, subject(node, kind), data)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, fmt.Errorf("%w: %s", ErrNoNode, node)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m.Data, nil
+}

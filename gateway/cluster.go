@@ -1,0 +1,811 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/jsonrtc/jsonrtc/cluster"
+	"github.com/jsonrtc/jsonrtc/endpoint"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/transport/ws"
+)
+
+// A cluster of gateways (docs/cluster.md). Each session has one owner,
+// the node whose socket serves it, named in its record and in the
+// cluster's directory. An interaction (a call, a message awaiting its
+// report) lives in the handlers of the node where it started, its host;
+// a session owned elsewhere appears there as a *remote, whose Send asks
+// the owner to send (subject deliver). The owner notes, per session, the
+// host of each interaction its frames belong to (routes: a call's
+// subsession, a delivered message's correlation), forwards the session's
+// frames of those interactions to their host (subject inbound), and
+// keeps the routes in the session's record: a session taken over by
+// another node (a resume there) goes on forwarding from it, and the
+// host's *Session of it, moved, forwards its sends to the new owner.
+
+// Subjects' kinds (cluster.Node.Handle).
+const (
+	kindDeliver  = "deliver"
+	kindInbound  = "inbound"
+	kindEnded    = "ended"
+	kindTakeover = "takeover"
+)
+
+// route says which node hosts the interaction that a session's frames of
+// one package and key (a call's subsession, a message's correlation)
+// belong to.
+type route struct {
+	Pkg  protocol.Package `json:"pkg"`
+	Key  string           `json:"key"`
+	Node string           `json:"node"`
+}
+
+type routeKey struct {
+	pkg protocol.Package
+	key string
+}
+
+// maxRoutes bounds a session's routes: the oldest interactions a client
+// never closed lose theirs (their frames are then handled where the
+// session is).
+const maxRoutes = 256
+
+// clusterTimeout bounds a request to another node.
+const clusterTimeout = 3 * time.Second
+
+// deliverReq asks a session's owner to send a frame to it.
+type deliverReq struct {
+	Session       string `json:"session"`
+	Frame         []byte `json:"frame"`
+	SelfCorrelate bool   `json:"self_correlate,omitempty"`
+	Host          string `json:"host"`
+}
+
+type deliverReply struct {
+	Seq uint64 `json:"seq,omitempty"`
+	// Err: "not_owned" (look the owner up again), "ended", or another
+	// failure.
+	Err string `json:"err,omitempty"`
+}
+
+// inboundReq carries a session's frame to the host of its interaction.
+type inboundReq struct {
+	Session  string `json:"session"`
+	Identity string `json:"identity"`
+	Oracle   bool   `json:"oracle,omitempty"`
+	Owner    string `json:"owner"`
+	Frame    []byte `json:"frame"`
+}
+
+// sessionReq names a session: an end, a takeover.
+type sessionReq struct {
+	Session string `json:"session"`
+	Owner   string `json:"owner,omitempty"`
+}
+
+const errNotOwned = "not_owned"
+
+// remote is a session owned by another node, as this node's handlers see
+// it. It implements endpoint.Endpoint (and no Quota: the owner counts).
+type remote struct {
+	g        *Gateway
+	id       string
+	identity string
+	oracle   bool
+
+	mu    sync.Mutex
+	owner string
+}
+
+func (r *remote) ID() string       { return r.id }
+func (r *remote) Identity() string { return r.identity }
+func (r *remote) Oracle() bool     { return r.oracle }
+
+// Send implements endpoint.Endpoint: the owner stamps and sends f.
+func (r *remote) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
+	r.mu.Lock()
+	owner := r.owner
+	r.mu.Unlock()
+	seq, owner, err := r.g.sendVia(r.id, owner, f, selfCorrelate)
+	r.mu.Lock()
+	r.owner = owner
+	r.mu.Unlock()
+	return seq, err
+}
+
+// startCluster serves the node's subjects.
+func (g *Gateway) startCluster() error {
+	for kind, fn := range map[string]func([]byte) []byte{
+		kindDeliver: g.onDeliver, kindInbound: g.onInbound, kindEnded: g.onEnded, kindTakeover: g.onTakeover,
+	} {
+		if err := g.node.Handle(kind, fn); err != nil {
+			return fmt.Errorf("gateway: cluster subject %s: %w", kind, err)
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) self() string { return g.node.Name() }
+
+// sendVia has the owner of session id send f, looking the owner up again
+// (directory, then the record) when it says it no longer owns it. It
+// returns the sequence and the owner that took it.
+func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate bool) (uint64, string, error) {
+	var last error
+	for try := range 6 {
+		if try > 0 {
+			// A takeover under way: the new owner's compare-and-set
+			// lands within a store round trip.
+			select {
+			case <-time.After(time.Duration(try*try) * 10 * time.Millisecond):
+			case <-g.ctx.Done():
+				return 0, owner, errClosed
+			}
+			owner = g.ownerOf(id)
+			if owner == "" {
+				break
+			}
+		}
+		if owner == g.self() {
+			s := g.lookup(id)
+			if s == nil {
+				last = errEnded
+				continue
+			}
+			seq, err := s.sendFor(f, selfCorrelate, g.self())
+			return seq, owner, err
+		}
+		seq, err := g.deliverTo(owner, id, f, selfCorrelate)
+		if err == nil {
+			g.metrics.cluster.WithLabelValues(kindDeliver, "ok").Inc()
+			return seq, owner, nil
+		}
+		last = err
+		if !errors.Is(err, errMoved) {
+			break
+		}
+	}
+	g.metrics.cluster.WithLabelValues(kindDeliver, "failed").Inc()
+	g.rlog.Warn("cluster deliver", "frame for a session on another node not delivered", "session_id", id, "owner", owner, "err", last)
+	return 0, owner, fmt.Errorf("gateway: deliver to %s: %w", owner, last)
+}
+
+var errMoved = errors.New("gateway: session not owned there")
+
+func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate bool) (uint64, error) {
+	req, _ := json.Marshal(deliverReq{Session: id, Frame: f.Marshal(), SelfCorrelate: selfCorrelate, Host: g.self()})
+	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
+	defer cancel()
+	data, err := g.node.Request(ctx, owner, kindDeliver, req)
+	if errors.Is(err, cluster.ErrNoNode) {
+		return 0, errMoved // dead or gone: the session may be elsewhere now
+	}
+	if err != nil {
+		return 0, err
+	}
+	var rep deliverReply
+	if err := json.Unmarshal(data, &rep); err != nil {
+		return 0, err
+	}
+	switch rep.Err {
+	case "":
+	case errNotOwned:
+		return 0, errMoved
+	default:
+		return 0, errors.New(rep.Err)
+	}
+	if selfCorrelate {
+		f.Control.CorrelationID = "s" + strconv.FormatUint(rep.Seq, 10)
+	}
+	f.Control.Sequence = rep.Seq
+	return rep.Seq, nil
+}
+
+// restoreWaiting is restore for a resume: in a cluster, a read that
+// fails (the bucket's leader died and another is being elected, for a
+// few seconds) is made again, within the client's connect timeout,
+// rather than refusing a resume the record could honour.
+func (g *Gateway) restoreWaiting(id string) (*record, uint64, error) {
+	r, rev, err := g.restore(id)
+	for wait := 100 * time.Millisecond; err != nil && g.node != nil && wait < 5*time.Second; wait *= 2 {
+		select {
+		case <-time.After(wait):
+		case <-g.ctx.Done():
+			return nil, 0, err
+		}
+		r, rev, err = g.restore(id)
+	}
+	return r, rev, err
+}
+
+// ownerOf returns the node that owns session id: the record's owner
+// (the directory may lag a takeover).
+func (g *Gateway) ownerOf(id string) string {
+	r, _, err := g.restore(id)
+	if err == nil && r != nil && r.Owner != "" {
+		return r.Owner
+	}
+	if e, ok := g.node.Owner(id); ok {
+		return e.Node
+	}
+	return ""
+}
+
+// onDeliver sends a frame that another node's handler sends to a session
+// owned here.
+func (g *Gateway) onDeliver(data []byte) []byte {
+	var req deliverReq
+	rep := deliverReply{}
+	f, err := decodeReq(data, &req)
+	if err == nil {
+		s := g.lookup(req.Session)
+		if s == nil {
+			rep.Err = errNotOwned
+		} else if rep.Seq, err = s.sendFor(f, req.SelfCorrelate, req.Host); errors.Is(err, errMovedAway) {
+			rep.Err = errNotOwned
+		}
+	}
+	if err != nil && rep.Err == "" {
+		rep.Err = err.Error()
+	}
+	out, _ := json.Marshal(rep)
+	return out
+}
+
+// decodeReq reads a request that carries a frame.
+func decodeReq(data []byte, req any) (*protocol.Frame, error) {
+	if err := json.Unmarshal(data, req); err != nil {
+		return nil, err
+	}
+	var raw []byte
+	switch r := req.(type) {
+	case *deliverReq:
+		raw = r.Frame
+	case *inboundReq:
+		raw = r.Frame
+	}
+	return protocol.Decode(raw)
+}
+
+// onInbound dispatches, on the host of its interaction, a frame a session
+// owned elsewhere sent.
+func (g *Gateway) onInbound(data []byte) []byte {
+	var req inboundReq
+	f, err := decodeReq(data, &req)
+	if err != nil {
+		return []byte(err.Error())
+	}
+	ep := g.endpointOf(req.Session, req.Identity, req.Oracle, req.Owner)
+	if g.wal {
+		g.walMu.RLock()
+		defer g.walMu.RUnlock()
+	}
+	switch f.EffectivePackage() {
+	case protocol.PackageCall:
+		g.calls.HandleFrame(ep, f)
+	case protocol.PackageMessaging:
+		g.msgs.HandleFrame(ep, f)
+	}
+	return []byte("ok")
+}
+
+// endpointOf returns the endpoint of a session owned by owner, as this
+// node's handlers know it: this node's *Session of it when it lived here
+// (moved away since), else a *remote. The handlers know sessions by id:
+// a *remote is made per use, and costs nothing once dropped.
+func (g *Gateway) endpointOf(id, identity string, oracle bool, owner string) endpoint.Endpoint {
+	g.mu.Lock()
+	s := g.moved[id]
+	if s == nil {
+		s = g.sessions[id]
+	}
+	g.mu.Unlock()
+	if s != nil {
+		return s
+	}
+	return &remote{g: g, id: id, identity: identity, oracle: oracle, owner: owner}
+}
+
+// onEnded hears that a session owned elsewhere ended: the interactions
+// hosted here end toward their other parties.
+func (g *Gateway) onEnded(data []byte) []byte {
+	var req sessionReq
+	if json.Unmarshal(data, &req) != nil {
+		return nil
+	}
+	g.mu.Lock()
+	var ep endpoint.Endpoint
+	moved := g.moved[req.Session]
+	delete(g.moved, req.Session)
+	g.mu.Unlock()
+	if moved != nil {
+		ep = moved
+	} else {
+		ep = &remote{g: g, id: req.Session, owner: req.Owner}
+	}
+	g.calls.SessionEnded(ep)
+	g.msgs.SessionEnded(ep)
+	if moved != nil {
+		moved.quota.Close()
+	}
+	return nil
+}
+
+// onTakeover hears that another node is taking a session owned here over
+// (a resume there): this copy writes its last state, closes its socket
+// with 4000 and sends nothing more; what the handlers here send to it
+// goes to the new owner. The reply tells the new owner to read the
+// record.
+func (g *Gateway) onTakeover(data []byte) []byte {
+	var req sessionReq
+	if json.Unmarshal(data, &req) != nil {
+		return nil
+	}
+	if s := g.lookup(req.Session); s != nil {
+		s.moveTo(req.Owner, true)
+	}
+	return []byte("ok")
+}
+
+var errMovedAway = errors.New("gateway: session moved to another node")
+
+// moveTo makes s a session owned by another node: its socket closes with
+// 4000, and it leaves the session tables for the moved ones, where the
+// handlers' interactions hosted here find it; its sends go to the new
+// owner from now on. With final (a release asked by the new owner before
+// it takes the record over) the last state is written first, with every
+// frame sent so far: the new owner resumes from it. Without (the record
+// was taken already) nothing more is written.
+func (s *Session) moveTo(owner string, final bool) {
+	g := s.g
+	s.inMu.Lock()
+	s.saveMu.Lock()
+	s.mu.Lock()
+	if s.ended || s.movedTo != "" {
+		s.mu.Unlock()
+		s.saveMu.Unlock()
+		s.inMu.Unlock()
+		return
+	}
+	// Sends from here on go to the new owner, which answers "not owned"
+	// until its compare-and-set lands (sendVia tries again).
+	s.movedTo = owner
+	conn := s.conn
+	s.conn = nil
+	if s.resume != nil {
+		s.resume.Stop()
+	}
+	s.stopAckTimerLocked()
+	var sn snapshot
+	if final {
+		sn = s.snapshotLocked()
+	}
+	s.mu.Unlock()
+	if final {
+		g.writeLocked(sn) // its frames are not released: the socket goes
+	}
+	s.mu.Lock()
+	s.lost = true
+	s.pending = nil
+	hosted := len(s.routes) > 0
+	s.mu.Unlock()
+	s.saveMu.Unlock()
+	s.inMu.Unlock()
+	g.remove(s)
+	g.mu.Lock()
+	if hosted {
+		g.moved[s.id] = s
+	}
+	g.mu.Unlock()
+	if !hosted {
+		s.quota.Close()
+	}
+	s.releaseGuest()
+	g.regs.Ended(s.id)
+	if conn != nil {
+		if !g.goTracked(func() { conn.c.Close(ws.StatusReplaced, "resumed on another node") }) {
+			conn.c.CloseNow()
+		}
+	}
+	g.metrics.cluster.WithLabelValues(kindTakeover, "moved").Inc()
+	s.log.Info("session taken over by another node", "owner", owner)
+}
+
+// noteRouteLocked records the host of the interaction f, sent to s,
+// belongs to; s.mu is held.
+func (s *Session) noteRouteLocked(f *protocol.Frame, host string) {
+	if s.g.node == nil {
+		return
+	}
+	var k routeKey
+	switch f.EffectivePackage() {
+	case protocol.PackageCall:
+		k = routeKey{protocol.PackageCall, f.Control.SubsessionID}
+		if f.Header.Action == protocol.ActionShutdown || f.Control.Type == protocol.TypeError && f.Header.Action == protocol.ActionStart {
+			delete(s.routes, k)
+			return
+		}
+	case protocol.PackageMessaging:
+		if f.Control.Type != protocol.TypeRequest {
+			return
+		}
+		k = routeKey{protocol.PackageMessaging, f.Control.CorrelationID}
+	default:
+		return
+	}
+	if k.key == "" {
+		return
+	}
+	if s.routes == nil {
+		s.routes = map[routeKey]string{}
+	}
+	if _, ok := s.routes[k]; !ok && len(s.routes) >= maxRoutes {
+		for old := range s.routes {
+			delete(s.routes, old)
+			break
+		}
+	}
+	s.routes[k] = host
+}
+
+// hostOf returns the node hosting the interaction of f, a frame s's
+// client sent ("": this node), forgetting the route of one that ends.
+func (s *Session) hostOf(f *protocol.Frame) string {
+	if s.g.node == nil {
+		return ""
+	}
+	var k routeKey
+	done := false
+	switch f.EffectivePackage() {
+	case protocol.PackageCall:
+		k = routeKey{protocol.PackageCall, f.Control.SubsessionID}
+		done = f.Header.Action == protocol.ActionShutdown ||
+			f.Control.Type == protocol.TypeError && f.Header.Action == protocol.ActionStart
+	case protocol.PackageMessaging:
+		if f.Control.Type != protocol.TypeResponse && f.Control.Type != protocol.TypeError {
+			return ""
+		}
+		k, done = routeKey{protocol.PackageMessaging, f.Control.CorrelationID}, true
+	default:
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	host := s.routes[k]
+	if done {
+		delete(s.routes, k)
+	}
+	if host == s.g.self() {
+		return ""
+	}
+	return host
+}
+
+// forward hands f, from s's client, to the host of its interaction. A
+// host that is gone ends the interaction here: its calls get shutdown.
+func (s *Session) forward(host string, f *protocol.Frame) {
+	g := s.g
+	req, _ := json.Marshal(inboundReq{Session: s.id, Identity: s.identity, Oracle: s.oracle, Owner: g.self(), Frame: f.Marshal()})
+	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
+	defer cancel()
+	if _, err := g.node.Request(ctx, host, kindInbound, req); err != nil {
+		g.metrics.cluster.WithLabelValues(kindInbound, "failed").Inc()
+		s.rlog.Warn("cluster forward", "frame for an interaction on another node not forwarded", "host", host, "err", err)
+		if f.EffectivePackage() == protocol.PackageCall && f.Control.Type == protocol.TypeRequest {
+			s.Send(errorFor(f, protocol.CodeTemporarilyUnavail, "the call's node is unreachable"), false)
+		}
+		return
+	}
+	g.metrics.cluster.WithLabelValues(kindInbound, "ok").Inc()
+}
+
+// routesSnapshotLocked returns s's routes for its record; s.mu is held.
+func (s *Session) routesSnapshotLocked() []route {
+	if len(s.routes) == 0 {
+		return nil
+	}
+	out := make([]route, 0, len(s.routes))
+	for k, node := range s.routes {
+		out = append(out, route{Pkg: k.pkg, Key: k.key, Node: node})
+	}
+	return out
+}
+
+func (s *Session) setRoutes(rs []route) {
+	if len(rs) == 0 {
+		return
+	}
+	s.routes = make(map[routeKey]string, len(rs))
+	for _, r := range rs {
+		s.routes[routeKey{r.Pkg, r.Key}] = r.Node
+	}
+}
+
+// dropDeadRoutes ends the interactions of s whose host is not alive: a
+// call's client gets shutdown (nothing would ever end it otherwise), a
+// message's answer has nobody to go to.
+func (s *Session) dropDeadRoutes() {
+	g := s.g
+	hosts := map[string]bool{}
+	s.mu.Lock()
+	for _, node := range s.routes {
+		if node != g.self() {
+			hosts[node] = false
+		}
+	}
+	s.mu.Unlock()
+	for node := range hosts {
+		hosts[node] = g.node.Down(node)
+	}
+	var calls []string
+	s.mu.Lock()
+	for k, node := range s.routes {
+		if !hosts[node] {
+			continue
+		}
+		delete(s.routes, k)
+		if k.pkg == protocol.PackageCall {
+			calls = append(calls, k.key)
+		}
+	}
+	s.mu.Unlock()
+	for _, sub := range calls {
+		g.metrics.cluster.WithLabelValues("host_down", "shutdown").Inc()
+		s.Send(&protocol.Frame{
+			Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: sub},
+			Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: s.identity, Target: s.identity, Reason: "the call's node went down"},
+		}, true)
+	}
+}
+
+// onNodeDown: the interactions hosted on node end toward the sessions
+// owned here.
+func (g *Gateway) onNodeDown(node string) {
+	for _, s := range g.liveSessions() {
+		s.dropDeadRoutes()
+	}
+}
+
+// announceEnd tells the hosts of s's interactions that s ended.
+func (g *Gateway) announceEnd(s *Session, routes []route) {
+	hosts := map[string]bool{}
+	for _, r := range routes {
+		if r.Node != g.self() {
+			hosts[r.Node] = true
+		}
+	}
+	if len(hosts) == 0 {
+		return
+	}
+	req, _ := json.Marshal(sessionReq{Session: s.id, Owner: g.self()})
+	g.goTracked(func() {
+		for h := range hosts {
+			ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
+			if _, err := g.node.Request(ctx, h, kindEnded, req); err != nil {
+				g.metrics.cluster.WithLabelValues(kindEnded, "failed").Inc()
+			}
+			cancel()
+		}
+	})
+}
+
+// publish writes s's directory entry: this node owns it. A write that
+// fails (the bucket electing a leader after a node died) is made again
+// for a few seconds, out of line: until it lands, other nodes find the
+// session under its previous owner, or not at all.
+func (g *Gateway) publish(s *Session) {
+	if g.node == nil {
+		return
+	}
+	if g.tryPublish(s) {
+		return
+	}
+	g.goTracked(func() {
+		for wait := 100 * time.Millisecond; wait < 10*time.Second; wait *= 2 {
+			select {
+			case <-time.After(wait):
+			case <-g.ctx.Done():
+				return
+			}
+			if g.tryPublish(s) {
+				return
+			}
+		}
+	})
+}
+
+func (g *Gateway) tryPublish(s *Session) bool {
+	s.mu.Lock()
+	gone := s.ended || s.movedTo != ""
+	s.mu.Unlock()
+	if gone {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+	defer cancel()
+	if err := g.node.Publish(ctx, cluster.Entry{Session: s.id, Identity: s.identity, Node: g.self(), Oracle: s.oracle}); err != nil {
+		g.rlog.Error("cluster directory", "publishing a session in the directory", "session_id", s.id, "err", err)
+		return false
+	}
+	return true
+}
+
+// unpublish removes an ended session's directory entry.
+func (g *Gateway) unpublish(s *Session) {
+	if g.node == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	g.node.Unpublish(ctx, s.identity, s.id)
+}
+
+// republishAll rewrites the directory entries of the live sessions,
+// within the directory's expiry, and forgets the moved sessions whose
+// record is gone.
+func (g *Gateway) republishAll() {
+	for _, s := range g.liveSessions() {
+		g.publish(s)
+	}
+	g.sweepMoved()
+}
+
+// sweepMoved ends, toward the interactions hosted here, the moved
+// sessions whose record is gone: their end was not heard of (their last
+// owner died, and nobody resumed them before the record expired), so
+// g.moved would keep them for good.
+func (g *Gateway) sweepMoved() {
+	g.mu.Lock()
+	ids := make([]string, 0, len(g.moved))
+	for id := range g.moved {
+		ids = append(ids, id)
+	}
+	g.mu.Unlock()
+	for _, id := range ids {
+		if r, _, err := g.restore(id); err == nil && r == nil {
+			req, _ := json.Marshal(sessionReq{Session: id})
+			g.onEnded(req)
+		}
+	}
+}
+
+// release asks prev, the owner a session record names, to let go of the
+// session before this node takes the record over (a resume here): prev
+// writes its last state and stops. An unreachable prev (dead, cut off)
+// is not waited for: its next write fails the compare-and-set, and it
+// lets go then.
+func (g *Gateway) release(prev, id string) {
+	// A node whose lease looks stale is asked all the same: a dead one
+	// has no responders, which fails at once.
+	if g.node == nil || prev == "" || prev == g.self() {
+		return
+	}
+	req, _ := json.Marshal(sessionReq{Session: id, Owner: g.self()})
+	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
+	defer cancel()
+	if _, err := g.node.Request(ctx, prev, kindTakeover, req); err != nil {
+		g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
+		g.log.Warn("previous owner did not release the session", "session_id", id, "node", prev, "err", err)
+	}
+}
+
+// tookOver completes a takeover of s here: the directory names this node,
+// and the interactions whose host is gone end.
+func (g *Gateway) tookOver(s *Session) {
+	if g.node == nil {
+		return
+	}
+	g.publish(s)
+	g.metrics.cluster.WithLabelValues(kindTakeover, "taken").Inc()
+	s.dropDeadRoutes()
+}
+
+// liveEntries keeps the entries whose owner is alive. An entry that names a dead
+// node may be a session its client resumed elsewhere before the
+// directory heard (its write waits out the bucket's election): the
+// record names the owner.
+func (g *Gateway) liveEntries(entries []cluster.Entry) []cluster.Entry {
+	out := entries[:0]
+	for _, e := range entries {
+		if !e.Alive {
+			owner := g.ownerOf(e.Session)
+			if owner == "" || owner == e.Node || owner == g.self() || !g.node.Alive(owner) {
+				continue
+			}
+			e.Node = owner
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// remoteSessions returns identity's sessions owned by other live nodes,
+// as endpoints; local are the ones here.
+func (g *Gateway) remoteSessions(identity string, local []endpoint.Endpoint) []endpoint.Endpoint {
+	if g.node == nil {
+		return local
+	}
+	remote := g.liveEntries(g.node.Remote(identity))
+	if len(remote) == 0 && len(local) == 0 {
+		// A miss may be a session that started elsewhere a moment ago
+		// and is not in the view yet: the bucket itself is asked.
+		ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
+		remote = g.liveEntries(g.node.Lookup(ctx, identity))
+		cancel()
+	}
+	for _, e := range remote {
+		here := false
+		for _, l := range local {
+			if l.ID() == e.Session {
+				here = true
+				break
+			}
+		}
+		if !here {
+			local = append(local, g.endpointOf(e.Session, e.Identity, e.Oracle, e.Node))
+		}
+	}
+	return local
+}
+
+// Drain makes a node of a cluster leave without ending what its clients
+// do (docs/cluster.md, "Drain"): it accepts no new socket, closes every
+// session's socket with 1001 (the record is written: the client resumes
+// on another node, which takes the session over), and keeps running
+// while the calls it hosts go on. A session in a call with a SIP leg
+// keeps its socket until the call ends (SIP dialogs do not move). It
+// returns when no session is left here and no call is hosted here, or
+// when ctx ends (logged); Shutdown then ends what is left.
+func (g *Gateway) Drain(ctx context.Context) {
+	g.mu.Lock()
+	if g.draining {
+		g.mu.Unlock()
+		return
+	}
+	g.draining = true
+	g.mu.Unlock()
+	closed := map[*Session]bool{}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		all := g.liveSessions()
+		sip := 0
+		for _, s := range all {
+			if closed[s] {
+				continue
+			}
+			if g.calls.HasSIPCall(s) {
+				sip++
+				continue
+			}
+			closed[s] = true
+			s.mu.Lock()
+			l := s.conn
+			s.mu.Unlock()
+			if l != nil {
+				// The reader sees the close, the session waits for its
+				// resume (detach), here or, normally, elsewhere.
+				if !g.goTracked(func() { l.c.Close(websocket.StatusGoingAway, "node draining; resume on another") }) {
+					l.c.CloseNow()
+				}
+			}
+		}
+		calls := g.calls.Active()
+		if len(all) == 0 && calls == 0 {
+			g.log.Info("drained: no session and no call left")
+			return
+		}
+		select {
+		case <-t.C: // polled: sessions leave by takeovers on other nodes
+		case <-ctx.Done():
+			g.log.Warn("drain timeout: ending what is left", "sessions", len(all), "sessions_in_sip_calls", sip, "calls_hosted", calls)
+			return
+		}
+	}
+}

@@ -1,0 +1,161 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/cluster"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/store/natsstore"
+)
+
+// newClusterGateways runs n gateways in this process as the nodes of a
+// cluster: one embedded NATS server (a real JetStream, not clustered)
+// whose store and buckets they share, each with a cluster.Node of its
+// own name.
+func newClusterGateways(t *testing.T, n int) ([]*Gateway, []string) {
+	t.Helper()
+	ctx := context.Background()
+	e, err := natsstore.Start(ctx, natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close) // after the gateways' cleanups
+	var gs []*Gateway
+	var urls []string
+	for i := range n {
+		node, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: fmt.Sprintf("n%d", i+1), LeaseTTL: 3 * time.Second, DirectoryTTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(node.Close)
+		g, url := newGatewayOpts(t, nil, Options{Store: e, Cluster: node})
+		gs, urls = append(gs, g), append(urls, url)
+	}
+	return gs, urls
+}
+
+// TestClusterTakeoverRace: two resumes of one session arrive at two
+// other nodes at once. As on one node, the later one wins: ownership
+// moves by compare-and-set on the record, each owner letting go (close
+// 4000) before the next takes over, so that at the end exactly one node
+// serves the session, the one the record names.
+func TestClusterTakeoverRace(t *testing.T) {
+	gs, urls := newClusterGateways(t, 3)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	resume := `{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`
+	p2, p3 := dial(t, urls[1], protocol.SubprotocolOracle, nil), dial(t, urls[2], protocol.SubprotocolOracle, nil)
+	var wg sync.WaitGroup
+	for _, p := range []*peer{p2, p3} {
+		wg.Go(func() {
+			p.write(resume)
+			if r := p.read(); r.Control.SessionID != a.sid {
+				t.Errorf("resume answered %s", r.Marshal())
+			}
+		})
+	}
+	wg.Wait()
+	if code := a.closeCode(); code != 4000 {
+		t.Fatalf("the first owner's socket closed with %d, want 4000", code)
+	}
+	var serving []string
+	for i, g := range gs {
+		if g.lookup(a.sid) != nil {
+			serving = append(serving, fmt.Sprintf("n%d", i+1))
+		}
+	}
+	if len(serving) != 1 || serving[0] == "n1" {
+		t.Fatalf("served by %v, want one of n2, n3", serving)
+	}
+	loser := p2
+	if serving[0] == "n2" {
+		loser = p3
+	}
+	if code := loser.closeCode(); code != 4000 {
+		t.Fatalf("the overtaken resume's socket closed with %d, want 4000", code)
+	}
+	data, _, err := gs[0].store.Get(context.Background(), recordKey(a.sid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r record
+	if err := json.Unmarshal(data, &r); err != nil || r.Owner != serving[0] {
+		t.Fatalf("record owner %q (%v), want %s", r.Owner, err, serving[0])
+	}
+}
+
+// TestClusterStaleOwnerLetsGo: a node that missed a takeover (the new
+// owner took the record without its release: a partition) finds out at
+// its next write, which fails the compare-and-set: it lets go of the
+// session (socket closed with 4000) rather than write over the record or
+// end the session toward its peers.
+func TestClusterStaleOwnerLetsGo(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	// n2 takes the record over behind n1's back.
+	r, rev, err := gs[1].restore(a.sid)
+	if err != nil || r == nil {
+		t.Fatal(r, err)
+	}
+	s := gs[1].sessionOf(r.Identity, r.Oracle, r.State)
+	if err := gs[1].own(s, r, rev); err != nil {
+		t.Fatal(err)
+	}
+	// n1 sends alice a frame: its write ahead fails, and it lets go.
+	gs[0].lookup(a.sid).Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
+		Header: protocol.Header{Action: protocol.ActionShutdown}}, false)
+	if code := a.closeCode(); code != 4000 {
+		t.Fatalf("stale owner's socket closed with %d, want 4000", code)
+	}
+	data, _, err := gs[0].store.Get(context.Background(), recordKey(a.sid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got record
+	if err := json.Unmarshal(data, &got); err != nil || got.Owner != "n2" {
+		t.Fatalf("record owner %q (%v), want n2", got.Owner, err)
+	}
+}
+
+// TestClusterMovedSwept: a session taken over by another node stays
+// known here while a call hosted here names it; once its record is gone
+// without its end being heard of (its new owner died), the sweep ends
+// the call toward the other party and forgets it.
+func TestClusterMovedSwept(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	b.connect("bob@example.com")
+	establish(t, a, b) // hosted on n1
+	gs[0].lookup(a.sid).moveTo("n2", true)
+	if code := a.closeCode(); code != 4000 {
+		t.Fatalf("socket closed with %d, want 4000", code)
+	}
+	gs[0].mu.Lock()
+	moved := gs[0].moved[a.sid] != nil
+	gs[0].mu.Unlock()
+	if !moved || gs[0].Stats().Calls != 1 {
+		t.Fatalf("moved %v, %d calls: the call hosted here lost its leg", moved, gs[0].Stats().Calls)
+	}
+	gs[0].sweepMoved() // the record is there: nothing changes
+	if gs[0].Stats().Calls != 1 {
+		t.Fatal("a moved session with a record was swept")
+	}
+	if err := gs[0].store.Delete(context.Background(), recordKey(a.sid)); err != nil {
+		t.Fatal(err)
+	}
+	gs[0].sweepMoved()
+	expect(t, b.read(), protocol.TypeMessage, protocol.ActionShutdown)
+	gs[0].mu.Lock()
+	defer gs[0].mu.Unlock()
+	if gs[0].moved[a.sid] != nil {
+		t.Fatal("the swept session is still known")
+	}
+}

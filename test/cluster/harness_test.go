@@ -1,0 +1,252 @@
+// Package cluster runs three real jsonrtcd processes on loopback, their
+// embedded NATS servers joined through routes with JetStream replicas 3
+// (docs/cluster.md), and the Go client against them.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/client"
+	"github.com/jsonrtc/jsonrtc/internal/testenv"
+)
+
+// bin is jsonrtcd, built once per run (TestMain).
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "jsonrtc-cluster")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "jsonrtcd")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command("go", append(args, "github.com/jsonrtc/jsonrtc/cmd/jsonrtcd")...).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build jsonrtcd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// node is one jsonrtcd of the cluster, started and stopped at will on
+// its own addresses and data directory.
+type node struct {
+	name, addr, route, dir, config, log string
+	cmd                                 *exec.Cmd
+	exited                              chan struct{}
+}
+
+// ws is the node's WebSocket URL of the open test application.
+func (n *node) ws() string { return "ws://" + n.addr + "/ws/webrtc/test" }
+
+// newCluster writes the configuration of three nodes and starts them
+// all (a clustered JetStream needs a quorum to start).
+func newCluster(t testing.TB) []*node {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs three jsonrtcd processes")
+	}
+	dir := t.TempDir()
+	nodes := make([]*node, 3)
+	var routes []string
+	for i := range nodes {
+		n := &node{name: fmt.Sprintf("n%d", i+1), dir: filepath.Join(dir, fmt.Sprintf("n%d", i+1))}
+		n.addr = fmt.Sprintf("127.0.0.1:%d", testenv.Port(t))
+		n.route = fmt.Sprintf("127.0.0.1:%d", testenv.Port(t))
+		n.config, n.log = n.dir+".yaml", n.dir+".log"
+		routes = append(routes, n.route)
+		nodes[i] = n
+	}
+	for _, n := range nodes {
+		cfg := fmt.Sprintf(`listen: %s
+metrics: {listen: ""}
+store: {dir: %s}
+session: {resume_timeout: 30s}
+cluster:
+  name: %s
+  listen: %s
+  routes: [%s]
+  replicas: 3
+  lease_ttl: 4s
+  drain_timeout: 5s
+`, n.addr, n.dir, n.name, n.route, strings.Join(routes, ", "))
+		if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.stop(t, syscall.SIGKILL)
+		}
+		if t.Failed() {
+			for _, n := range nodes {
+				out, _ := os.ReadFile(n.log)
+				t.Logf("%s log:\n%s", n.name, out)
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		n.launch(t)
+	}
+	for _, n := range nodes {
+		wg.Go(func() { n.waitUp(t) })
+	}
+	wg.Wait()
+	return nodes
+}
+
+func (n *node) launch(t testing.TB) {
+	t.Helper()
+	lf, err := os.OpenFile(n.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	fmt.Fprintf(lf, "--- start\n")
+	n.cmd = exec.Command(bin, "-config", n.config)
+	n.cmd.Stderr = lf
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.exited = make(chan struct{})
+	cmd, exited := n.cmd, n.exited
+	go func() { cmd.Wait(); close(exited) }()
+}
+
+// waitUp waits for the node to serve (its JetStream ready): polled, a
+// process start-up has no event to wait on.
+func (n *node) waitUp(t testing.TB) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + n.addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		select {
+		case <-n.exited:
+			t.Errorf("%s exited at start-up", n.name)
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s did not come up: %v", n.name, err)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// start starts a stopped node again and waits for it.
+func (n *node) start(t *testing.T) {
+	t.Helper()
+	n.launch(t)
+	n.waitUp(t)
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// stop signals the node and waits for it to exit.
+func (n *node) stop(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if n.cmd == nil {
+		return
+	}
+	n.signal(sig)
+	n.wait(t, sig)
+}
+
+func (n *node) signal(sig syscall.Signal) { n.cmd.Process.Signal(sig) }
+
+// wait waits for the node, signalled with sig, to exit.
+func (n *node) wait(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	select {
+	case <-n.exited:
+	case <-time.After(30 * time.Second):
+		n.cmd.Process.Kill()
+		<-n.exited
+		t.Errorf("%s did not exit after %v", n.name, sig)
+	}
+	if sig == syscall.SIGTERM && n.cmd.ProcessState != nil && !n.cmd.ProcessState.Success() {
+		t.Errorf("%s exited with %v after SIGTERM", n.name, n.cmd.ProcessState)
+	}
+	n.cmd = nil
+}
+
+// dial connects identity through urls (the first, then each in turn at
+// every reconnect).
+func dial(t testing.TB, identity string, urls []string, mod func(*client.Options)) *client.Client {
+	t.Helper()
+	o := client.Options{URLs: urls, Identity: identity, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 200 * time.Millisecond}
+	if mod != nil {
+		mod(&o)
+	}
+	c, err := client.Dial(tctx(t), o)
+	if err != nil {
+		t.Fatalf("dial %s: %v", identity, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// urls lists the nodes' URLs starting at nodes[first].
+func urls(nodes []*node, first int) []string {
+	var out []string
+	for i := range nodes {
+		out = append(out, nodes[(first+i)%len(nodes)].ws())
+	}
+	return out
+}
+
+func tctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// event returns c's next event of kind k, within 15 s.
+func event(t testing.TB, c *client.Client, k client.EventKind) client.Event {
+	t.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok || ev.Kind == client.EventClosed {
+				t.Fatalf("%s: closed waiting for %s", c.Identity(), k)
+			}
+			if ev.Kind == k {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("%s: no %s event", c.Identity(), k)
+		}
+	}
+}
+
+// callEvent returns c's next call event, which must be want.
+func callEvent(t testing.TB, c *client.Client, want client.CallEvent) client.Event {
+	t.Helper()
+	ev := event(t, c, client.EventCall)
+	if ev.CallEvent != want {
+		t.Fatalf("%s: call event %v (%d %s), want %v", c.Identity(), ev.CallEvent, ev.Code, ev.Reason, want)
+	}
+	return ev
+}

@@ -482,7 +482,9 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 		fl.hangup()
 		h.endFar(c)
 	})
-	fl.enqueue(func() {
+	// The dial is the new leg's first operation: its queue is empty, and
+	// a dial the queue refused would leave the call with no far side.
+	fl.must(func() {
 		if !fl.dialMedia(&o) {
 			return
 		}

@@ -20,7 +20,7 @@ import (
 func newClusterGateways(t *testing.T, n int) ([]*Gateway, []string) {
 	t.Helper()
 	ctx := context.Background()
-	e, err := natsstore.Start(ctx, natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
+	e, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
 	if err != nil {
 		t.Fatal(err)
 	}

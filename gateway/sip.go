@@ -55,7 +55,7 @@ func (g *Gateway) newSIP() error {
 		}
 		g.sip = s
 	}
-	g.regs = interwork.NewRegistrations(g.sip, interwork.RegistrationOptions{
+	g.regs = interwork.NewRegistrations(g.sip, &interwork.RegistrationOptions{
 		Config: g.cfg.SIP, Limits: g.regLim, Peers: g.authPeers, Logger: g.log})
 	return nil
 }
@@ -237,7 +237,7 @@ func (g *Gateway) presenceUpstream() presence.Upstream {
 	if g.sip == nil {
 		return nil
 	}
-	return interwork.Presence(g.sip, interwork.PresenceOptions{
+	return interwork.Presence(g.sip, &interwork.PresenceOptions{
 		Expiry: time.Duration(g.cfg.Presence.Expiry) * time.Second, Logger: g.log})
 }
 

@@ -43,8 +43,12 @@ type PresenceOptions struct {
 	Logger *slog.Logger
 }
 
-// Presence returns the presence handler's upstream on ua.
-func Presence(ua *sipgw.UserAgent, o PresenceOptions) presence.Upstream {
+// Presence returns the presence handler's upstream on ua (a nil o: the
+// defaults).
+func Presence(ua *sipgw.UserAgent, o *PresenceOptions) presence.Upstream {
+	if o == nil {
+		o = &PresenceOptions{}
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -91,8 +91,12 @@ type askKey struct{ session, corr string }
 type Binding struct{ reg *sipgw.Registration }
 
 // NewRegistrations returns the registrations of sessions on ua; with a
-// nil ua, or no registrar configured, no identity registers.
-func NewRegistrations(ua *sipgw.UserAgent, o RegistrationOptions) *Registrations {
+// nil ua, or no registrar configured, no identity registers. A nil o
+// means the defaults.
+func NewRegistrations(ua *sipgw.UserAgent, o *RegistrationOptions) *Registrations {
+	if o == nil {
+		o = &RegistrationOptions{}
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

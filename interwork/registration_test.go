@@ -43,7 +43,7 @@ func (f *fakeSession) Request(fr *protocol.Frame) error {
 }
 
 func newRegs(ua *sipgw.UserAgent, peers ...*fakeSession) *Registrations {
-	return NewRegistrations(ua, RegistrationOptions{
+	return NewRegistrations(ua, &RegistrationOptions{
 		Config: sipgw.Config{Domain: "example.com", Registrar: "sip:example.com",
 			IdentityDomains: map[string]string{"web.example": "example.com"}},
 		Peers: func(identity string) []Session {
@@ -251,7 +251,7 @@ func TestRegisters(t *testing.T) {
 			t.Errorf("Registers(%q) = %v, want %v", id, got, want)
 		}
 	}
-	noRegistrar := NewRegistrations(ua, RegistrationOptions{Config: sipgw.Config{Domain: "example.com"}})
+	noRegistrar := NewRegistrations(ua, &RegistrationOptions{Config: sipgw.Config{Domain: "example.com"}})
 	if noRegistrar.Registers("alice@example.com") {
 		t.Fatal("registers without a registrar")
 	}

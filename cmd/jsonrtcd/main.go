@@ -228,7 +228,7 @@ func openStore(cfg gateway.Config, log *slog.Logger) (store.Store, *cluster.Node
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	e, err := natsstore.Start(ctx, o)
+	e, err := natsstore.Start(ctx, &o)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("store.dir %s: %w", cfg.Store.Dir, err)
 	}

@@ -25,7 +25,7 @@ func startCluster(t *testing.T) []*natsstore.Embedded {
 	var wg sync.WaitGroup
 	for i := range out {
 		wg.Go(func() {
-			e, err := natsstore.Start(context.Background(), natsstore.EmbeddedOptions{
+			e, err := natsstore.Start(context.Background(), &natsstore.EmbeddedOptions{
 				Dir:          filepath.Join(dir, fmt.Sprint(i)),
 				Store:        natsstore.Options{Replicas: 3},
 				Cluster:      &natsstore.ClusterOptions{Name: fmt.Sprintf("n%d", i+1), Listen: routes[i], Routes: routes},

@@ -112,11 +112,13 @@ func (o *EmbeddedOptions) serverOptions() (*server.Options, error) {
 	return so, nil
 }
 
-// Start runs the server and opens the bucket. Close stops both.
-func Start(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
-	if o.Dir == "" {
+// Start runs the server and opens the bucket. Close stops both. Options
+// are required: they name the data directory.
+func Start(ctx context.Context, opts *EmbeddedOptions) (*Embedded, error) {
+	if opts == nil || opts.Dir == "" {
 		return nil, errors.New("natsstore: no data directory")
 	}
+	o := *opts // defaults are filled in a copy
 	if o.StartTimeout <= 0 {
 		o.StartTimeout = 10 * time.Second
 	}
@@ -168,7 +170,7 @@ func Start(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 // each failure is retried, and logged every few seconds.
 func (e *Embedded) open(ctx context.Context, js jetstream.JetStream, o EmbeddedOptions) (*KV, error) {
 	if o.Cluster == nil {
-		return New(ctx, js, o.Store)
+		return New(ctx, js, &o.Store)
 	}
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 60 * time.Second
@@ -178,7 +180,7 @@ func (e *Embedded) open(ctx context.Context, js jetstream.JetStream, o EmbeddedO
 	start, logged := time.Now(), time.Now()
 	for {
 		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
-		kv, err := New(actx, js, o.Store)
+		kv, err := New(actx, js, &o.Store)
 		acancel()
 		if err == nil {
 			if o.Logger != nil {

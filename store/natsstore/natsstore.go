@@ -47,8 +47,13 @@ type KV struct {
 
 var _ store.Store = (*KV)(nil)
 
-// New creates or updates the bucket and returns a store on it.
-func New(ctx context.Context, js jetstream.JetStream, o Options) (*KV, error) {
+// New creates or updates the bucket and returns a store on it (a nil o:
+// the defaults).
+func New(ctx context.Context, js jetstream.JetStream, opts *Options) (*KV, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
 	if o.Bucket == "" {
 		o.Bucket = DefaultBucket
 	}

@@ -13,7 +13,7 @@ import (
 
 func start(t *testing.T, dir string, o natsstore.Options) *natsstore.Embedded {
 	t.Helper()
-	e, err := natsstore.Start(context.Background(), natsstore.EmbeddedOptions{Dir: dir, Store: o})
+	e, err := natsstore.Start(context.Background(), &natsstore.EmbeddedOptions{Dir: dir, Store: o})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestTTL(t *testing.T) {
 func TestDirInUse(t *testing.T) {
 	dir := t.TempDir()
 	e := start(t, dir, natsstore.Options{})
-	if e2, err := natsstore.Start(context.Background(), natsstore.EmbeddedOptions{Dir: dir}); err == nil {
+	if e2, err := natsstore.Start(context.Background(), &natsstore.EmbeddedOptions{Dir: dir}); err == nil {
 		e2.Close()
 		t.Fatal("a second server started on a directory in use")
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/netip"
 	"net/url"
 	"path"
 	"strings"
@@ -33,7 +34,10 @@ type PushConfig struct {
 	// AllowedEndpoints are the host[:port] patterns (path.Match) of the
 	// push services a subscription may name, since the gateway POSTs to
 	// whatever a client names. Default: the browsers' push services.
-	// Only https endpoints are used, but for loopback hosts.
+	// Only https endpoints are used, but for loopback hosts. Whatever the
+	// name, an internal address (loopback, private, link-local) is
+	// refused when dialed, unless a pattern names it as an IP literal
+	// ("127.0.0.1:*": a test's push service).
 	AllowedEndpoints []string `yaml:"allowed_endpoints"`
 	// Webhook is a native apps' push relay, which gets the device token
 	// with the event, signed (push.VerifyWebhook).
@@ -138,7 +142,8 @@ func newPusher(cfg PushConfig) (*pusher, error) {
 		if err != nil {
 			return nil, err
 		}
-		if p.sender, err = push.NewSender(push.Options{VAPID: push.VAPID{Key: k, Subject: cfg.Subject}}); err != nil {
+		hc := push.GuardedClient(p.allowedAddr)
+		if p.sender, err = push.NewSender(push.Options{VAPID: push.VAPID{Key: k, Subject: cfg.Subject}, HTTPClient: hc}); err != nil {
 			return nil, err
 		}
 	}
@@ -175,23 +180,28 @@ func (p *pusher) check(ch *protocol.PushChannel) error {
 	if u.Scheme != "https" && !(u.Scheme == "http" && loopback) {
 		return errors.New("push.endpoint must be https")
 	}
-	allowed := false
-	for _, pat := range p.allowed {
-		if ok, _ := path.Match(strings.ToLower(pat), strings.ToLower(u.Host)); ok {
-			allowed = true
-			break
-		}
-	}
-	if !allowed {
+	if !p.allows(u.Host) {
 		return errors.New("push.endpoint is not a push service this gateway uses")
 	}
 	var sub push.Subscription
 	sub.Keys.P256DH, sub.Keys.Auth = ch.Keys.P256DH, ch.Keys.Auth
-	if _, err := push.Encrypt(sub, nil); err != nil {
-		return err
-	}
-	return nil
+	return push.CheckSubscription(sub)
 }
+
+// allows reports whether host[:port] matches an allowed pattern.
+func (p *pusher) allows(host string) bool {
+	for _, pat := range p.allowed {
+		if ok, _ := path.Match(strings.ToLower(pat), strings.ToLower(host)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// allowedAddr is the dial-time exception to the refusal of internal
+// addresses: only an address an allowed pattern names literally, so that
+// no DNS name leads inside.
+func (p *pusher) allowedAddr(ap netip.AddrPort) bool { return p.allows(ap.String()) }
 
 // wakeEvent is what a push says: no more than a notification needs.
 type wakeEvent struct {

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -45,6 +46,11 @@ type PushConfig struct {
 	// StandbyTimeout is how long a session in standby stays resumable
 	// (session.resume_timeout otherwise). Default 1h; at most 24h.
 	StandbyTimeout Duration `yaml:"standby_timeout"`
+	// PerIdentity bounds the pushes an identity gets a minute, all its
+	// sessions together: whoever can call or message a user cannot make
+	// the gateway buzz the user's devices without end, nor spend its
+	// standing with the push services. Default 10.
+	PerIdentity int `yaml:"per_identity"`
 }
 
 // WebhookConfig is the push relay of native apps.
@@ -57,6 +63,13 @@ type WebhookConfig struct {
 var defaultPushEndpoints = []string{"fcm.googleapis.com", "*.push.services.mozilla.com", "*.notify.windows.com", "*.push.apple.com"}
 
 func (p PushConfig) enabled() bool { return p.VAPIDPrivateKey != "" || p.Webhook.URL != "" }
+
+func (p PushConfig) perIdentity() int {
+	if p.PerIdentity == 0 {
+		return 10
+	}
+	return p.PerIdentity
+}
 
 func (p PushConfig) standbyTimeout() time.Duration {
 	if p.StandbyTimeout == 0 {
@@ -116,6 +129,9 @@ func (c *Config) validatePush(bad func(key, format string, args ...any)) {
 			bad("push.allowed_endpoints", "%q: %v", pat, err)
 		}
 	}
+	if p.PerIdentity < 0 || p.PerIdentity > 1000 {
+		bad("push.per_identity", "must be between 1 and 1000 (0: the default, 10)")
+	}
 	if p.StandbyTimeout != 0 && (p.StandbyTimeout < c.Session.ResumeTimeout || p.StandbyTimeout.D() > 24*time.Hour) {
 		bad("push.standby_timeout", "must be between session.resume_timeout and 24h")
 	}
@@ -127,13 +143,50 @@ type pusher struct {
 	sender  *push.Sender // nil: no Web Push
 	webhook *push.Webhook
 	allowed []string
+
+	mu     sync.Mutex
+	minute map[string]*pushWindow // per identity, the pushes of its current minute
+}
+
+// pushWindow counts an identity's pushes in the minute from start.
+type pushWindow struct {
+	start time.Time
+	n     int
+}
+
+// maxPushWindows bounds the per-identity table; past it, the windows
+// that have ended go.
+const maxPushWindows = 4096
+
+// allow takes one of identity's pushes of the minute at now, or reports
+// that it has had them all.
+func (p *pusher) allow(identity string, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := p.minute[identity]
+	if w == nil || now.Sub(w.start) >= time.Minute {
+		if len(p.minute) >= maxPushWindows {
+			for id, o := range p.minute {
+				if now.Sub(o.start) >= time.Minute {
+					delete(p.minute, id)
+				}
+			}
+		}
+		w = &pushWindow{start: now}
+		p.minute[identity] = w
+	}
+	if w.n >= p.cfg.perIdentity() {
+		return false
+	}
+	w.n++
+	return true
 }
 
 func newPusher(cfg PushConfig) (*pusher, error) {
 	if !cfg.enabled() {
 		return nil, nil
 	}
-	p := &pusher{cfg: cfg, allowed: cfg.AllowedEndpoints}
+	p := &pusher{cfg: cfg, allowed: cfg.AllowedEndpoints, minute: map[string]*pushWindow{}}
 	if len(p.allowed) == 0 {
 		p.allowed = defaultPushEndpoints
 	}
@@ -227,6 +280,11 @@ func wakes(f *protocol.Frame) (wakeEvent, bool) {
 // send delivers ev to the channel ch of session s; the outcome is
 // counted. A call's push lives as long as the call rings.
 func (p *pusher) send(ctx context.Context, g *Gateway, s *Session, ch protocol.PushChannel, ev wakeEvent) {
+	if !p.allow(s.identity, time.Now()) {
+		g.pushed(ch.Type, "rate_limited")
+		s.rlog.Info("push rate", "push not sent: the identity had push.per_identity pushes this minute", "kind", ev.Kind)
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var err error
@@ -258,12 +316,20 @@ func (p *pusher) send(ctx context.Context, g *Gateway, s *Session, ch protocol.P
 	case err != nil:
 		outcome = "error"
 	}
-	g.metrics.pushes.WithLabelValues(ch.Type, outcome).Inc()
+	g.pushed(ch.Type, outcome)
 	if err != nil {
 		s.rlog.Info("push", "push failed", "channel", ch.Type, "err", err)
 		return
 	}
 	s.log.Info("woke the session in standby", "channel", ch.Type, "kind", ev.Kind)
+}
+
+// pushed counts a push's outcome.
+func (g *Gateway) pushed(channel, outcome string) {
+	g.metrics.pushes.WithLabelValues(channel, outcome).Inc()
+	if g.onPushed != nil {
+		g.onPushed(outcome)
+	}
 }
 
 // onStandby answers request/standby: the session keeps ch to wake the

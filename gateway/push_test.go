@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,10 +22,11 @@ import (
 // pushService is an RFC 8030 push service written for the test: it
 // decrypts what it gets for its one subscription, as the browser would.
 type pushService struct {
-	url  string
-	key  *ecdh.PrivateKey
-	auth []byte
-	got  chan []byte
+	url    string
+	key    *ecdh.PrivateKey
+	auth   []byte
+	got    chan []byte
+	status atomic.Int32 // the answer; 0: 201
 }
 
 func newPushService(t *testing.T) *pushService {
@@ -44,6 +46,10 @@ func newPushService(t *testing.T) *pushService {
 			return
 		}
 		ps.got <- plain
+		if c := ps.status.Load(); c != 0 {
+			w.WriteHeader(int(c))
+			return
+		}
 		w.WriteHeader(http.StatusCreated)
 	}))
 	t.Cleanup(srv.Close)
@@ -194,6 +200,7 @@ func TestPushConfigValidate(t *testing.T) {
 		"push.webhook":           func(c *Config) { c.Push.Webhook.URL = "https://relay.example/" },
 		"push.webhook.secret":    func(c *Config) { c.Push.Webhook = WebhookConfig{URL: "https://relay.example/", Secret: "short"} },
 		"push.standby_timeout":   func(c *Config) { withPush(t)(c); c.Push.StandbyTimeout = Duration(time.Millisecond) },
+		"push.per_identity":      func(c *Config) { withPush(t)(c); c.Push.PerIdentity = -1 },
 	} {
 		c := DefaultConfig()
 		mod(&c)
@@ -271,5 +278,98 @@ func TestStandbyPushesWhatReachedTheClosingSocket(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no push for the message the closing socket got")
+	}
+}
+
+// pushOutcomes reports the outcome of each push of g (set before the
+// gateway pushes anything).
+func pushOutcomes(g *Gateway) chan string {
+	out := make(chan string, 8)
+	g.onPushed = func(o string) { out <- o }
+	return out
+}
+
+// sessionsOf returns identity's sessions on g.
+func sessionsOf(g *Gateway, identity string) []*Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]*Session(nil), g.byIdentity[identity]...)
+}
+
+// TestStandbyPushRefusesInternalAddressAtDial: a name the allow-list
+// admits but that resolves to loopback is not dialed (SSRF): the push
+// fails, counted, and the push service hears nothing.
+func TestStandbyPushRefusesInternalAddressAtDial(t *testing.T) {
+	ps := newPushService(t)
+	g, url := newGateway(t, func(c *Config) {
+		withPush(t)(c)
+		c.Push.AllowedEndpoints = []string{"localhost:*"}
+	})
+	ch := ps.channel()
+	ch.Endpoint = strings.Replace(ch.Endpoint, "127.0.0.1", "localhost", 1)
+	outcomes := pushOutcomes(g)
+	asleep(t, g, url, "bob@example.com", ch)
+	alice := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	alice.connect("alice@example.com")
+	alice.send(message("bob@example.com", "wake up"))
+	if o := <-outcomes; o != "error" {
+		t.Fatalf("outcome %s", o)
+	}
+	select {
+	case p := <-ps.got:
+		t.Fatalf("the push service behind loopback got %s", p)
+	default:
+	}
+}
+
+// TestStandbyForgetsGoneSubscription: a push service answering 410
+// (RFC 8030 §7.3) ends the standby: the session no longer sleeps (a SIP
+// caller is not told to wait for it).
+func TestStandbyForgetsGoneSubscription(t *testing.T) {
+	ps := newPushService(t)
+	ps.status.Store(http.StatusGone)
+	g, url := newGateway(t, withPush(t))
+	outcomes := pushOutcomes(g)
+	asleep(t, g, url, "bob@example.com", ps.channel())
+	bob := sessionsOf(g, "bob@example.com")[0]
+	if !bob.Asleep() {
+		t.Fatal("bob does not sleep")
+	}
+	alice := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	alice.connect("alice@example.com")
+	alice.send(message("bob@example.com", "wake up"))
+	<-ps.got
+	if o := <-outcomes; o != "gone" {
+		t.Fatalf("outcome %s", o)
+	}
+	if bob.Asleep() {
+		t.Fatal("the gone subscription is kept")
+	}
+}
+
+// TestStandbyPushRatePerIdentity: push.per_identity bounds the pushes an
+// identity gets a minute over all its sessions; the one over is counted,
+// not sent.
+func TestStandbyPushRatePerIdentity(t *testing.T) {
+	ps := newPushService(t)
+	g, url := newGateway(t, func(c *Config) {
+		withPush(t)(c)
+		c.Push.PerIdentity = 1
+	})
+	outcomes := pushOutcomes(g)
+	asleep(t, g, url, "bob@example.com", ps.channel())
+	asleep(t, g, url, "bob@example.com", ps.channel())
+	alice := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	alice.connect("alice@example.com")
+	alice.send(message("bob@example.com", "wake up"))
+	<-ps.got
+	got := map[string]bool{<-outcomes: true, <-outcomes: true}
+	if !got["ok"] || !got["rate_limited"] {
+		t.Fatalf("outcomes %v, want one ok and one rate_limited", got)
+	}
+	select {
+	case p := <-ps.got:
+		t.Fatalf("a push over push.per_identity: %s", p)
+	default:
 	}
 }

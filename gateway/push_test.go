@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/push"
+	"github.com/jsonrtc/jsonrtc/store"
 )
 
 // pushService is an RFC 8030 push service written for the test: it
@@ -371,5 +373,45 @@ func TestStandbyPushRatePerIdentity(t *testing.T) {
 	case p := <-ps.got:
 		t.Fatalf("a push over push.per_identity: %s", p)
 	default:
+	}
+}
+
+// TestStandbyAcrossRestart: the session record keeps the standby, so a
+// client asleep when its gateway restarts is restored asleep (a SIP
+// caller hears ringing while it is woken; push.standby_timeout, not
+// session.resume_timeout), and a message for it after the restart still
+// pushes.
+func TestStandbyAcrossRestart(t *testing.T) {
+	ps := newPushService(t)
+	st := store.NewMemory()
+	mod := withPush(t) // one VAPID key for both runs
+	g1, url1 := newGatewayOpts(t, mod, Options{Store: st})
+	bob := asleep(t, g1, url1, "bob@example.com", ps.channel())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g1.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g2, url2 := newGatewayOpts(t, mod, Options{Store: st})
+	s := g2.lookup(bob.sid)
+	if s == nil || !s.Asleep() {
+		t.Fatalf("restored session %v: not asleep", s)
+	}
+	s.mu.Lock()
+	timeout := s.resumeTimeout()
+	s.mu.Unlock()
+	if timeout != time.Hour {
+		t.Fatalf("restored with a resume timeout of %s", timeout)
+	}
+	alice := dial(t, url2, protocol.SubprotocolJSONrtc, nil)
+	alice.connect("alice@example.com")
+	alice.send(message("bob@example.com", "good morning"))
+	select {
+	case p := <-ps.got:
+		if string(p) != `{"kind":"message","from":"alice@example.com"}` {
+			t.Fatalf("push %s", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no push after the restart")
 	}
 }

@@ -5,12 +5,15 @@ import (
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"path"
 	"strings"
 	"sync"
@@ -29,6 +32,11 @@ type PushConfig struct {
 	// its 32-octet scalar (as web-push tools print it); browsers subscribe
 	// with its public half. Set: Web Push is on.
 	VAPIDPrivateKey string `yaml:"vapid_private_key"`
+	// VAPIDKeyFile, instead of VAPIDPrivateKey, keeps the key in a file
+	// (base64url of the scalar), made 0600 with a new key the first time.
+	// Browsers bind their subscriptions to the key: a key that changed
+	// at a restart would orphan every one of them. Set: Web Push is on.
+	VAPIDKeyFile string `yaml:"vapid_key_file"`
 	// Subject is the contact push services may use (mailto: or https:),
 	// required with the key.
 	Subject string `yaml:"subject"`
@@ -62,7 +70,57 @@ type WebhookConfig struct {
 // defaultPushEndpoints are the push services of the major browsers.
 var defaultPushEndpoints = []string{"fcm.googleapis.com", "*.push.services.mozilla.com", "*.notify.windows.com", "*.push.apple.com"}
 
-func (p PushConfig) enabled() bool { return p.VAPIDPrivateKey != "" || p.Webhook.URL != "" }
+func (p PushConfig) enabled() bool {
+	return p.VAPIDPrivateKey != "" || p.VAPIDKeyFile != "" || p.Webhook.URL != ""
+}
+
+// LoadVAPIDKeyFile replaces VAPIDKeyFile with the key it holds (in
+// VAPIDPrivateKey; New does it, and so may a caller that needs the
+// public key before, for the page), generating
+// the key and writing the file (0600, never over another) when there is
+// none. A file others may read is refused: the key signs as the gateway
+// toward every push service. A no-op without a file or with the key set.
+func (p *PushConfig) LoadVAPIDKeyFile() error {
+	if p.VAPIDKeyFile == "" {
+		return nil
+	}
+	f, err := os.OpenFile(p.VAPIDKeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		k, err := ecdh.P256().GenerateKey(rand.Reader)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("push.vapid_key_file: %w", err)
+		}
+		_, err = f.WriteString(base64.RawURLEncoding.EncodeToString(k.Bytes()) + "\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(p.VAPIDKeyFile)
+			return fmt.Errorf("push.vapid_key_file: %w", err)
+		}
+	} else if !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("push.vapid_key_file: %w", err)
+	}
+	fi, err := os.Stat(p.VAPIDKeyFile)
+	if err != nil {
+		return fmt.Errorf("push.vapid_key_file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("push.vapid_key_file: %s is %s: others may read the key (chmod 600)", p.VAPIDKeyFile, fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(p.VAPIDKeyFile)
+	if err != nil {
+		return fmt.Errorf("push.vapid_key_file: %w", err)
+	}
+	q := *p
+	q.VAPIDPrivateKey, q.VAPIDKeyFile = strings.TrimSpace(string(data)), ""
+	if _, err := q.vapidKey(); err != nil {
+		return fmt.Errorf("push.vapid_key_file: %s holds no base64url P-256 private key: %w", p.VAPIDKeyFile, err)
+	}
+	*p = q
+	return nil
+}
 
 func (p PushConfig) perIdentity() int {
 	if p.PerIdentity == 0 {
@@ -105,12 +163,17 @@ func (p PushConfig) VAPIDPublicKey() (string, error) {
 
 func (c *Config) validatePush(bad func(key, format string, args ...any)) {
 	p := c.Push
+	if p.VAPIDPrivateKey != "" && p.VAPIDKeyFile != "" {
+		bad("push.vapid_key_file", "set it or push.vapid_private_key, not both")
+	}
 	if p.VAPIDPrivateKey != "" {
 		if _, err := p.vapidKey(); err != nil {
 			bad("push.vapid_private_key", "not a base64url P-256 private key: %v", err)
 		}
+	}
+	if p.VAPIDPrivateKey != "" || p.VAPIDKeyFile != "" {
 		if !strings.HasPrefix(p.Subject, "mailto:") && !strings.HasPrefix(p.Subject, "https:") {
-			bad("push.subject", "must be a mailto: or https: URI with push.vapid_private_key")
+			bad("push.subject", "must be a mailto: or https: URI with Web Push (push.vapid_private_key or push.vapid_key_file)")
 		}
 	}
 	if (p.Webhook.URL == "") != (p.Webhook.Secret == "") {
@@ -189,6 +252,9 @@ func newPusher(cfg PushConfig) (*pusher, error) {
 	p := &pusher{cfg: cfg, allowed: cfg.AllowedEndpoints, minute: map[string]*pushWindow{}}
 	if len(p.allowed) == 0 {
 		p.allowed = defaultPushEndpoints
+	}
+	if err := cfg.LoadVAPIDKeyFile(); err != nil {
+		return nil, err
 	}
 	if cfg.VAPIDPrivateKey != "" {
 		k, err := cfg.vapidKey()

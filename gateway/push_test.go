@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -203,6 +205,7 @@ func TestPushConfigValidate(t *testing.T) {
 		"push.webhook.secret":    func(c *Config) { c.Push.Webhook = WebhookConfig{URL: "https://relay.example/", Secret: "short"} },
 		"push.standby_timeout":   func(c *Config) { withPush(t)(c); c.Push.StandbyTimeout = Duration(time.Millisecond) },
 		"push.per_identity":      func(c *Config) { withPush(t)(c); c.Push.PerIdentity = -1 },
+		"push.vapid_key_file":    func(c *Config) { withPush(t)(c); c.Push.VAPIDKeyFile = "vapid.key" },
 	} {
 		c := DefaultConfig()
 		mod(&c)
@@ -413,5 +416,46 @@ func TestStandbyAcrossRestart(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no push after the restart")
+	}
+}
+
+// TestVAPIDKeyFile: push.vapid_key_file makes a key the first time,
+// 0600, and gives the same key at the next start (browsers' subscriptions
+// are bound to it); a file others may read is refused.
+func TestVAPIDKeyFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "vapid.key")
+	p1 := PushConfig{VAPIDKeyFile: file, Subject: "mailto:ops@example.com"}
+	if err := p1.LoadVAPIDKeyFile(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file %v, %v", fi.Mode(), err)
+	}
+	pub1, err := p1.VAPIDPublicKey()
+	if err != nil || pub1 == "" {
+		t.Fatalf("public key %q, %v", pub1, err)
+	}
+	cfg := DefaultConfig()
+	cfg.Push = PushConfig{VAPIDKeyFile: file, Subject: "mailto:ops@example.com"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(cfg, nil) // New loads it too
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Shutdown(context.Background())
+	p2 := cfg.Push
+	if err := p2.LoadVAPIDKeyFile(); err != nil {
+		t.Fatal(err)
+	}
+	if pub2, _ := p2.VAPIDPublicKey(); pub2 != pub1 {
+		t.Fatal("another key at the second start")
+	}
+	os.Chmod(file, 0o644)
+	p3 := PushConfig{VAPIDKeyFile: file}
+	if err := p3.LoadVAPIDKeyFile(); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a key file others read: %v", err)
 	}
 }

@@ -482,6 +482,27 @@ func testSIPIncomingAsleep(t *testing.T) {
 	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
 }
 
+// A SIP call for a session in standby that no push wakes in time ends
+// with 480 once the ring timeout passes: the caller hears ringing for a
+// bounded time, never forever.
+func TestSIPIncomingAsleepRingTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, time.Second)
+		fc, _, _ := e.incoming(t, 1, func(ep *fakeEP) { ep.setDown(); ep.setAsleep(true) })
+		if o := fc.expectOp(t, "progress"); o.code != 180 {
+			t.Fatalf("progress while asleep: %+v", o)
+		}
+		start := time.Now()
+		if o := fc.expectOp(t, "reject"); o.code != 480 {
+			t.Fatalf("reject %+v", o)
+		}
+		if d := time.Since(start); d != time.Second {
+			t.Errorf("rejected after %s", d)
+		}
+		e.assertIdle(t)
+	})
+}
+
 // Web early media on an incoming call goes as a reliable 183 (sipgw
 // makes it reliable when the caller supports 100rel); ringing without
 // SDP as a plain 180, once.

@@ -88,6 +88,9 @@ type Gateway struct {
 	// onSocketLost, when set (by tests), is called when a session's
 	// socket goes and the session waits for a resume.
 	onSocketLost func(*Session)
+	// onPushed, when set (by tests), hears the outcome of each push, as
+	// counted in jsonrtc_pushes_total.
+	onPushed func(outcome string)
 
 	wg       sync.WaitGroup // connection goroutines; added to by goTracked
 	waiting  bool           // Shutdown waits on wg: guarded by mu

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/store"
 )
@@ -35,6 +36,10 @@ type record struct {
 	// Routes the hosts of its interactions (cluster.go).
 	Owner  string  `json:"owner,omitempty"`
 	Routes []route `json:"routes,omitempty"`
+	// Standby is how to wake a client gone to standby (push.go): a
+	// client that sleeps across a gateway restart is still woken, and its
+	// session still waits push.standby_timeout for it.
+	Standby *protocol.PushChannel `json:"standby,omitempty"`
 }
 
 func recordKey(id string) string { return "session." + id }
@@ -199,7 +204,7 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		return true
 	}
 	s.mu.Lock()
-	ended, lost := s.ended && !s.keepRecord, s.lost
+	ended, lost, standby := s.ended && !s.keepRecord, s.lost, s.standby
 	s.mu.Unlock()
 	if lost {
 		return false
@@ -208,7 +213,8 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		return true // nothing to store; no socket either
 	}
 	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st,
-		Owner: g.ownerName(), Routes: sn.routes})
+		Owner: g.ownerName(), Routes: sn.routes,
+		Standby: standby})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
 		return true
@@ -359,6 +365,11 @@ func (g *Gateway) restoreAll() error {
 		s := g.sessionOf(r.Identity, r.Oracle, r.State)
 		s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
 		s.setRoutes(r.Routes)
+		if g.push != nil && r.Standby != nil && g.push.check(r.Standby) == nil {
+			// Asleep, with the same channel: the push config may have
+			// changed since, hence the check again.
+			s.standby = r.Standby
+		}
 		if err := g.own(s, r, rev); err != nil {
 			s.log.Warn("session record not restored", "err", err)
 			continue

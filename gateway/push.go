@@ -5,13 +5,18 @@ import (
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
+	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -27,13 +32,21 @@ type PushConfig struct {
 	// its 32-octet scalar (as web-push tools print it); browsers subscribe
 	// with its public half. Set: Web Push is on.
 	VAPIDPrivateKey string `yaml:"vapid_private_key"`
+	// VAPIDKeyFile, instead of VAPIDPrivateKey, keeps the key in a file
+	// (base64url of the scalar), made 0600 with a new key the first time.
+	// Browsers bind their subscriptions to the key: a key that changed
+	// at a restart would orphan every one of them. Set: Web Push is on.
+	VAPIDKeyFile string `yaml:"vapid_key_file"`
 	// Subject is the contact push services may use (mailto: or https:),
 	// required with the key.
 	Subject string `yaml:"subject"`
 	// AllowedEndpoints are the host[:port] patterns (path.Match) of the
 	// push services a subscription may name, since the gateway POSTs to
 	// whatever a client names. Default: the browsers' push services.
-	// Only https endpoints are used, but for loopback hosts.
+	// Only https endpoints are used, but for loopback hosts. Whatever the
+	// name, an internal address (loopback, private, link-local) is
+	// refused when dialed, unless a pattern names it as an IP literal
+	// ("127.0.0.1:*": a test's push service).
 	AllowedEndpoints []string `yaml:"allowed_endpoints"`
 	// Webhook is a native apps' push relay, which gets the device token
 	// with the event, signed (push.VerifyWebhook).
@@ -41,6 +54,11 @@ type PushConfig struct {
 	// StandbyTimeout is how long a session in standby stays resumable
 	// (session.resume_timeout otherwise). Default 1h; at most 24h.
 	StandbyTimeout Duration `yaml:"standby_timeout"`
+	// PerIdentity bounds the pushes an identity gets a minute, all its
+	// sessions together: whoever can call or message a user cannot make
+	// the gateway buzz the user's devices without end, nor spend its
+	// standing with the push services. Default 10.
+	PerIdentity int `yaml:"per_identity"`
 }
 
 // WebhookConfig is the push relay of native apps.
@@ -52,7 +70,64 @@ type WebhookConfig struct {
 // defaultPushEndpoints are the push services of the major browsers.
 var defaultPushEndpoints = []string{"fcm.googleapis.com", "*.push.services.mozilla.com", "*.notify.windows.com", "*.push.apple.com"}
 
-func (p PushConfig) enabled() bool { return p.VAPIDPrivateKey != "" || p.Webhook.URL != "" }
+func (p PushConfig) enabled() bool {
+	return p.VAPIDPrivateKey != "" || p.VAPIDKeyFile != "" || p.Webhook.URL != ""
+}
+
+// LoadVAPIDKeyFile replaces VAPIDKeyFile with the key it holds (in
+// VAPIDPrivateKey; New does it, and so may a caller that needs the
+// public key before, for the page), generating
+// the key and writing the file (0600, never over another) when there is
+// none. A file others may read is refused: the key signs as the gateway
+// toward every push service. A no-op without a file or with the key set.
+func (p *PushConfig) LoadVAPIDKeyFile() error {
+	if p.VAPIDKeyFile == "" {
+		return nil
+	}
+	f, err := os.OpenFile(p.VAPIDKeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		k, err := ecdh.P256().GenerateKey(rand.Reader)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("push.vapid_key_file: %w", err)
+		}
+		_, err = f.WriteString(base64.RawURLEncoding.EncodeToString(k.Bytes()) + "\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(p.VAPIDKeyFile)
+			return fmt.Errorf("push.vapid_key_file: %w", err)
+		}
+	} else if !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("push.vapid_key_file: %w", err)
+	}
+	fi, err := os.Stat(p.VAPIDKeyFile)
+	if err != nil {
+		return fmt.Errorf("push.vapid_key_file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("push.vapid_key_file: %s is %s: others may read the key (chmod 600)", p.VAPIDKeyFile, fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(p.VAPIDKeyFile)
+	if err != nil {
+		return fmt.Errorf("push.vapid_key_file: %w", err)
+	}
+	q := *p
+	q.VAPIDPrivateKey, q.VAPIDKeyFile = strings.TrimSpace(string(data)), ""
+	if _, err := q.vapidKey(); err != nil {
+		return fmt.Errorf("push.vapid_key_file: %s holds no base64url P-256 private key: %w", p.VAPIDKeyFile, err)
+	}
+	*p = q
+	return nil
+}
+
+func (p PushConfig) perIdentity() int {
+	if p.PerIdentity == 0 {
+		return 10
+	}
+	return p.PerIdentity
+}
 
 func (p PushConfig) standbyTimeout() time.Duration {
 	if p.StandbyTimeout == 0 {
@@ -88,12 +163,17 @@ func (p PushConfig) VAPIDPublicKey() (string, error) {
 
 func (c *Config) validatePush(bad func(key, format string, args ...any)) {
 	p := c.Push
+	if p.VAPIDPrivateKey != "" && p.VAPIDKeyFile != "" {
+		bad("push.vapid_key_file", "set it or push.vapid_private_key, not both")
+	}
 	if p.VAPIDPrivateKey != "" {
 		if _, err := p.vapidKey(); err != nil {
 			bad("push.vapid_private_key", "not a base64url P-256 private key: %v", err)
 		}
+	}
+	if p.VAPIDPrivateKey != "" || p.VAPIDKeyFile != "" {
 		if !strings.HasPrefix(p.Subject, "mailto:") && !strings.HasPrefix(p.Subject, "https:") {
-			bad("push.subject", "must be a mailto: or https: URI with push.vapid_private_key")
+			bad("push.subject", "must be a mailto: or https: URI with Web Push (push.vapid_private_key or push.vapid_key_file)")
 		}
 	}
 	if (p.Webhook.URL == "") != (p.Webhook.Secret == "") {
@@ -112,6 +192,9 @@ func (c *Config) validatePush(bad func(key, format string, args ...any)) {
 			bad("push.allowed_endpoints", "%q: %v", pat, err)
 		}
 	}
+	if p.PerIdentity < 0 || p.PerIdentity > 1000 {
+		bad("push.per_identity", "must be between 1 and 1000 (0: the default, 10)")
+	}
 	if p.StandbyTimeout != 0 && (p.StandbyTimeout < c.Session.ResumeTimeout || p.StandbyTimeout.D() > 24*time.Hour) {
 		bad("push.standby_timeout", "must be between session.resume_timeout and 24h")
 	}
@@ -123,22 +206,63 @@ type pusher struct {
 	sender  *push.Sender // nil: no Web Push
 	webhook *push.Webhook
 	allowed []string
+
+	mu     sync.Mutex
+	minute map[string]*pushWindow // per identity, the pushes of its current minute
+}
+
+// pushWindow counts an identity's pushes in the minute from start.
+type pushWindow struct {
+	start time.Time
+	n     int
+}
+
+// maxPushWindows bounds the per-identity table; past it, the windows
+// that have ended go.
+const maxPushWindows = 4096
+
+// allow takes one of identity's pushes of the minute at now, or reports
+// that it has had them all.
+func (p *pusher) allow(identity string, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := p.minute[identity]
+	if w == nil || now.Sub(w.start) >= time.Minute {
+		if len(p.minute) >= maxPushWindows {
+			for id, o := range p.minute {
+				if now.Sub(o.start) >= time.Minute {
+					delete(p.minute, id)
+				}
+			}
+		}
+		w = &pushWindow{start: now}
+		p.minute[identity] = w
+	}
+	if w.n >= p.cfg.perIdentity() {
+		return false
+	}
+	w.n++
+	return true
 }
 
 func newPusher(cfg PushConfig) (*pusher, error) {
 	if !cfg.enabled() {
 		return nil, nil
 	}
-	p := &pusher{cfg: cfg, allowed: cfg.AllowedEndpoints}
+	p := &pusher{cfg: cfg, allowed: cfg.AllowedEndpoints, minute: map[string]*pushWindow{}}
 	if len(p.allowed) == 0 {
 		p.allowed = defaultPushEndpoints
+	}
+	if err := cfg.LoadVAPIDKeyFile(); err != nil {
+		return nil, err
 	}
 	if cfg.VAPIDPrivateKey != "" {
 		k, err := cfg.vapidKey()
 		if err != nil {
 			return nil, err
 		}
-		if p.sender, err = push.NewSender(push.Options{VAPID: push.VAPID{Key: k, Subject: cfg.Subject}}); err != nil {
+		hc := push.GuardedClient(p.allowedAddr)
+		if p.sender, err = push.NewSender(push.Options{VAPID: push.VAPID{Key: k, Subject: cfg.Subject}, HTTPClient: hc}); err != nil {
 			return nil, err
 		}
 	}
@@ -175,23 +299,28 @@ func (p *pusher) check(ch *protocol.PushChannel) error {
 	if u.Scheme != "https" && !(u.Scheme == "http" && loopback) {
 		return errors.New("push.endpoint must be https")
 	}
-	allowed := false
-	for _, pat := range p.allowed {
-		if ok, _ := path.Match(strings.ToLower(pat), strings.ToLower(u.Host)); ok {
-			allowed = true
-			break
-		}
-	}
-	if !allowed {
+	if !p.allows(u.Host) {
 		return errors.New("push.endpoint is not a push service this gateway uses")
 	}
 	var sub push.Subscription
 	sub.Keys.P256DH, sub.Keys.Auth = ch.Keys.P256DH, ch.Keys.Auth
-	if _, err := push.Encrypt(sub, nil); err != nil {
-		return err
-	}
-	return nil
+	return push.CheckSubscription(sub)
 }
+
+// allows reports whether host[:port] matches an allowed pattern.
+func (p *pusher) allows(host string) bool {
+	for _, pat := range p.allowed {
+		if ok, _ := path.Match(strings.ToLower(pat), strings.ToLower(host)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// allowedAddr is the dial-time exception to the refusal of internal
+// addresses: only an address an allowed pattern names literally, so that
+// no DNS name leads inside.
+func (p *pusher) allowedAddr(ap netip.AddrPort) bool { return p.allows(ap.String()) }
 
 // wakeEvent is what a push says: no more than a notification needs.
 type wakeEvent struct {
@@ -217,6 +346,11 @@ func wakes(f *protocol.Frame) (wakeEvent, bool) {
 // send delivers ev to the channel ch of session s; the outcome is
 // counted. A call's push lives as long as the call rings.
 func (p *pusher) send(ctx context.Context, g *Gateway, s *Session, ch protocol.PushChannel, ev wakeEvent) {
+	if !p.allow(s.identity, time.Now()) {
+		g.pushed(ch.Type, "rate_limited")
+		s.rlog.Info("push rate", "push not sent: the identity had push.per_identity pushes this minute", "kind", ev.Kind)
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var err error
@@ -248,12 +382,20 @@ func (p *pusher) send(ctx context.Context, g *Gateway, s *Session, ch protocol.P
 	case err != nil:
 		outcome = "error"
 	}
-	g.metrics.pushes.WithLabelValues(ch.Type, outcome).Inc()
+	g.pushed(ch.Type, outcome)
 	if err != nil {
 		s.rlog.Info("push", "push failed", "channel", ch.Type, "err", err)
 		return
 	}
 	s.log.Info("woke the session in standby", "channel", ch.Type, "kind", ev.Kind)
+}
+
+// pushed counts a push's outcome.
+func (g *Gateway) pushed(channel, outcome string) {
+	g.metrics.pushes.WithLabelValues(channel, outcome).Inc()
+	if g.onPushed != nil {
+		g.onPushed(outcome)
+	}
 }
 
 // onStandby answers request/standby: the session keeps ch to wake the

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,21 +11,26 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/push"
+	"github.com/jsonrtc/jsonrtc/store"
 )
 
 // pushService is an RFC 8030 push service written for the test: it
 // decrypts what it gets for its one subscription, as the browser would.
 type pushService struct {
-	url  string
-	key  *ecdh.PrivateKey
-	auth []byte
-	got  chan []byte
+	url    string
+	key    *ecdh.PrivateKey
+	auth   []byte
+	got    chan []byte
+	status atomic.Int32 // the answer; 0: 201
 }
 
 func newPushService(t *testing.T) *pushService {
@@ -44,6 +50,10 @@ func newPushService(t *testing.T) *pushService {
 			return
 		}
 		ps.got <- plain
+		if c := ps.status.Load(); c != 0 {
+			w.WriteHeader(int(c))
+			return
+		}
 		w.WriteHeader(http.StatusCreated)
 	}))
 	t.Cleanup(srv.Close)
@@ -194,6 +204,8 @@ func TestPushConfigValidate(t *testing.T) {
 		"push.webhook":           func(c *Config) { c.Push.Webhook.URL = "https://relay.example/" },
 		"push.webhook.secret":    func(c *Config) { c.Push.Webhook = WebhookConfig{URL: "https://relay.example/", Secret: "short"} },
 		"push.standby_timeout":   func(c *Config) { withPush(t)(c); c.Push.StandbyTimeout = Duration(time.Millisecond) },
+		"push.per_identity":      func(c *Config) { withPush(t)(c); c.Push.PerIdentity = -1 },
+		"push.vapid_key_file":    func(c *Config) { withPush(t)(c); c.Push.VAPIDKeyFile = "vapid.key" },
 	} {
 		c := DefaultConfig()
 		mod(&c)
@@ -271,5 +283,179 @@ func TestStandbyPushesWhatReachedTheClosingSocket(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no push for the message the closing socket got")
+	}
+}
+
+// pushOutcomes reports the outcome of each push of g (set before the
+// gateway pushes anything).
+func pushOutcomes(g *Gateway) chan string {
+	out := make(chan string, 8)
+	g.onPushed = func(o string) { out <- o }
+	return out
+}
+
+// sessionsOf returns identity's sessions on g.
+func sessionsOf(g *Gateway, identity string) []*Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]*Session(nil), g.byIdentity[identity]...)
+}
+
+// TestStandbyPushRefusesInternalAddressAtDial: a name the allow-list
+// admits but that resolves to loopback is not dialed (SSRF): the push
+// fails, counted, and the push service hears nothing.
+func TestStandbyPushRefusesInternalAddressAtDial(t *testing.T) {
+	ps := newPushService(t)
+	g, url := newGateway(t, func(c *Config) {
+		withPush(t)(c)
+		c.Push.AllowedEndpoints = []string{"localhost:*"}
+	})
+	ch := ps.channel()
+	ch.Endpoint = strings.Replace(ch.Endpoint, "127.0.0.1", "localhost", 1)
+	outcomes := pushOutcomes(g)
+	asleep(t, g, url, "bob@example.com", ch)
+	alice := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	alice.connect("alice@example.com")
+	alice.send(message("bob@example.com", "wake up"))
+	if o := <-outcomes; o != "error" {
+		t.Fatalf("outcome %s", o)
+	}
+	select {
+	case p := <-ps.got:
+		t.Fatalf("the push service behind loopback got %s", p)
+	default:
+	}
+}
+
+// TestStandbyForgetsGoneSubscription: a push service answering 410
+// (RFC 8030 §7.3) ends the standby: the session no longer sleeps (a SIP
+// caller is not told to wait for it).
+func TestStandbyForgetsGoneSubscription(t *testing.T) {
+	ps := newPushService(t)
+	ps.status.Store(http.StatusGone)
+	g, url := newGateway(t, withPush(t))
+	outcomes := pushOutcomes(g)
+	asleep(t, g, url, "bob@example.com", ps.channel())
+	bob := sessionsOf(g, "bob@example.com")[0]
+	if !bob.Asleep() {
+		t.Fatal("bob does not sleep")
+	}
+	alice := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	alice.connect("alice@example.com")
+	alice.send(message("bob@example.com", "wake up"))
+	<-ps.got
+	if o := <-outcomes; o != "gone" {
+		t.Fatalf("outcome %s", o)
+	}
+	if bob.Asleep() {
+		t.Fatal("the gone subscription is kept")
+	}
+}
+
+// TestStandbyPushRatePerIdentity: push.per_identity bounds the pushes an
+// identity gets a minute over all its sessions; the one over is counted,
+// not sent.
+func TestStandbyPushRatePerIdentity(t *testing.T) {
+	ps := newPushService(t)
+	g, url := newGateway(t, func(c *Config) {
+		withPush(t)(c)
+		c.Push.PerIdentity = 1
+	})
+	outcomes := pushOutcomes(g)
+	asleep(t, g, url, "bob@example.com", ps.channel())
+	asleep(t, g, url, "bob@example.com", ps.channel())
+	alice := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	alice.connect("alice@example.com")
+	alice.send(message("bob@example.com", "wake up"))
+	<-ps.got
+	got := map[string]bool{<-outcomes: true, <-outcomes: true}
+	if !got["ok"] || !got["rate_limited"] {
+		t.Fatalf("outcomes %v, want one ok and one rate_limited", got)
+	}
+	select {
+	case p := <-ps.got:
+		t.Fatalf("a push over push.per_identity: %s", p)
+	default:
+	}
+}
+
+// TestStandbyAcrossRestart: the session record keeps the standby, so a
+// client asleep when its gateway restarts is restored asleep (a SIP
+// caller hears ringing while it is woken; push.standby_timeout, not
+// session.resume_timeout), and a message for it after the restart still
+// pushes.
+func TestStandbyAcrossRestart(t *testing.T) {
+	ps := newPushService(t)
+	st := store.NewMemory()
+	mod := withPush(t) // one VAPID key for both runs
+	g1, url1 := newGatewayOpts(t, mod, Options{Store: st})
+	bob := asleep(t, g1, url1, "bob@example.com", ps.channel())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g1.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g2, url2 := newGatewayOpts(t, mod, Options{Store: st})
+	s := g2.lookup(bob.sid)
+	if s == nil || !s.Asleep() {
+		t.Fatalf("restored session %v: not asleep", s)
+	}
+	s.mu.Lock()
+	timeout := s.resumeTimeout()
+	s.mu.Unlock()
+	if timeout != time.Hour {
+		t.Fatalf("restored with a resume timeout of %s", timeout)
+	}
+	alice := dial(t, url2, protocol.SubprotocolJSONrtc, nil)
+	alice.connect("alice@example.com")
+	alice.send(message("bob@example.com", "good morning"))
+	select {
+	case p := <-ps.got:
+		if string(p) != `{"kind":"message","from":"alice@example.com"}` {
+			t.Fatalf("push %s", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no push after the restart")
+	}
+}
+
+// TestVAPIDKeyFile: push.vapid_key_file makes a key the first time,
+// 0600, and gives the same key at the next start (browsers' subscriptions
+// are bound to it); a file others may read is refused.
+func TestVAPIDKeyFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "vapid.key")
+	p1 := PushConfig{VAPIDKeyFile: file, Subject: "mailto:ops@example.com"}
+	if err := p1.LoadVAPIDKeyFile(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file %v, %v", fi.Mode(), err)
+	}
+	pub1, err := p1.VAPIDPublicKey()
+	if err != nil || pub1 == "" {
+		t.Fatalf("public key %q, %v", pub1, err)
+	}
+	cfg := DefaultConfig()
+	cfg.Push = PushConfig{VAPIDKeyFile: file, Subject: "mailto:ops@example.com"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(cfg, nil) // New loads it too
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Shutdown(context.Background())
+	p2 := cfg.Push
+	if err := p2.LoadVAPIDKeyFile(); err != nil {
+		t.Fatal(err)
+	}
+	if pub2, _ := p2.VAPIDPublicKey(); pub2 != pub1 {
+		t.Fatal("another key at the second start")
+	}
+	os.Chmod(file, 0o644)
+	p3 := PushConfig{VAPIDKeyFile: file}
+	if err := p3.LoadVAPIDKeyFile(); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a key file others read: %v", err)
 	}
 }

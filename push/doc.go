@@ -13,11 +13,12 @@
 //     the app's own push relay with an HMAC-SHA256 signature over a
 //     timestamp and the body, which the relay checks with [VerifyWebhook].
 //
-// Everything here is built on the standard library's primitives
-// (crypto/ecdh, crypto/hkdf, AES-GCM) and golang-jwt for the VAPID
-// token: no Go Web Push library is served by the module proxy this
-// project uses, and the encryption is a page of code that the RFC's own
-// example (RFC 8291 Appendix A) pins byte for byte.
+// The encryption and the VAPID token are github.com/SherClockHolmes/webpush-go's
+// (the Go Web Push library in wide use, on golang-jwt as we are). [Sender]
+// hands it an HTTP client from [GuardedClient], whose dialer refuses
+// internal addresses after name resolution (SSRF). [Decrypt] is the
+// browser's side, for push services written for tests; its test pins it
+// to RFC 8291 Appendix A.
 //
 // Payloads carry only what a notification needs (who calls, what kind
 // of event): never SDP, message bodies or tokens.

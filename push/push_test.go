@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -39,25 +40,27 @@ func unb64(t *testing.T, s string) []byte {
 	return b
 }
 
+// TestRFC8291Example pins the test-side decrypter (what the browser
+// does, written here from RFC 8291 §3.4) to the RFC's own example record:
+// the push services of the tests below read what webpush-go sends with it.
 func TestRFC8291Example(t *testing.T) {
-	as, err := ecdh.P256().NewPrivateKey(unb64(t, rfcASPrivate))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := b64.EncodeToString(as.PublicKey().Bytes()); got != rfcASPublic {
-		t.Fatalf("as_public %s", got)
-	}
-	body, err := encrypt([]byte(rfcPlaintext), unb64(t, rfcUAPublic), unb64(t, rfcAuth), as, unb64(t, rfcSalt))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := b64.EncodeToString(body); got != rfcBody {
-		t.Fatalf("body\n got %s\nwant %s", got, rfcBody)
-	}
-	// And the user agent's side, written here from RFC 8291 §3.4, reads it.
 	plain, err := Decrypt(unb64(t, rfcBody), unb64(t, rfcUAPrivate), unb64(t, rfcAuth))
 	if err != nil || string(plain) != rfcPlaintext {
 		t.Fatalf("decrypt: %q, %v", plain, err)
+	}
+	// The record's header names the RFC's sender key and salt.
+	body := unb64(t, rfcBody)
+	if !bytes.Equal(body[:saltLen], unb64(t, rfcSalt)) || b64.EncodeToString(body[saltLen+5:headerLen]) != rfcASPublic {
+		t.Fatal("header")
+	}
+	ua, err := ecdh.P256().NewPrivateKey(unb64(t, rfcUAPrivate))
+	if err != nil || b64.EncodeToString(ua.PublicKey().Bytes()) != rfcUAPublic {
+		t.Fatalf("ua key: %v", err)
+	}
+	// One flipped bit of the ciphertext, and the record does not open.
+	body[len(body)-1] ^= 1
+	if _, err := Decrypt(body, unb64(t, rfcUAPrivate), unb64(t, rfcAuth)); err == nil {
+		t.Fatal("a tampered record decrypted")
 	}
 }
 
@@ -81,33 +84,19 @@ func newBrowser(t *testing.T, endpoint string) *browser {
 	return b
 }
 
-func TestEncryptRoundTripAndLimits(t *testing.T) {
+func TestCheckSubscription(t *testing.T) {
 	b := newBrowser(t, "https://push.example/x")
-	for _, n := range []int{0, 1, 100, MaxPayload} {
-		p := bytes.Repeat([]byte{'a'}, n)
-		body, err := Encrypt(b.sub, p)
-		if err != nil {
-			t.Fatalf("%d octets: %v", n, err)
-		}
-		if len(body) > recordSize {
-			t.Fatalf("%d octets: a body of %d", n, len(body))
-		}
-		got, err := Decrypt(body, b.key.Bytes(), b.auth)
-		if err != nil || !bytes.Equal(got, p) {
-			t.Fatalf("%d octets: round trip %v", n, err)
-		}
-	}
-	if _, err := Encrypt(b.sub, make([]byte, MaxPayload+1)); !errors.Is(err, ErrPayloadTooLarge) {
-		t.Fatalf("over the limit: %v", err)
+	if err := CheckSubscription(b.sub); err != nil {
+		t.Fatal(err)
 	}
 	bad := b.sub
 	bad.Keys.Auth = "short"
-	if _, err := Encrypt(bad, nil); !errors.Is(err, ErrBadSubscription) {
+	if err := CheckSubscription(bad); !errors.Is(err, ErrBadSubscription) {
 		t.Fatalf("bad auth: %v", err)
 	}
 	bad = b.sub
 	bad.Keys.P256DH = b64.EncodeToString([]byte("not a point"))
-	if _, err := Encrypt(bad, nil); !errors.Is(err, ErrBadSubscription) {
+	if err := CheckSubscription(bad); !errors.Is(err, ErrBadSubscription) {
 		t.Fatalf("bad p256dh: %v", err)
 	}
 }
@@ -123,7 +112,7 @@ func newVAPID(t *testing.T) VAPID {
 // checkVAPID verifies an Authorization header as a push service does
 // (RFC 8292 §3-4), with golang-jwt: ES256 by the key in k, audience the
 // endpoint's origin, expiry within 24 hours.
-func checkVAPID(t *testing.T, header, origin string, now time.Time) {
+func checkVAPID(t *testing.T, header, origin, wantK string, now time.Time) {
 	t.Helper()
 	rest, ok := strings.CutPrefix(header, "vapid ")
 	if !ok {
@@ -138,6 +127,9 @@ func checkVAPID(t *testing.T, header, origin string, now time.Time) {
 		if v, ok := strings.CutPrefix(p, "k="); ok {
 			k = v
 		}
+	}
+	if k != wantK {
+		t.Fatalf("k=%s, the VAPID key is %s", k, wantK)
 	}
 	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), unb64(t, k))
 	if err != nil {
@@ -159,25 +151,18 @@ func checkVAPID(t *testing.T, header, origin string, now time.Time) {
 	}
 }
 
-func TestVAPIDVerifiesWithJWT(t *testing.T) {
+// TestSendToPushService: a push service written for the test (RFC 8030
+// §5) checks the request's headers and the VAPID token webpush-go signed
+// (golang-jwt, against the gateway's own public key), decrypts the body
+// as the browser will, and answers 201; a dropped subscription is
+// ErrGone.
+func TestSendToPushService(t *testing.T) {
+	var b *browser
 	v := newVAPID(t)
-	now := time.Unix(1_800_000_000, 0)
-	h, err := v.Authorization("https://push.example.net:8443/wpush/v2/abc?x=1", now)
+	wantK, err := v.PublicKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkVAPID(t, h, "https://push.example.net:8443", now)
-	if _, err := v.Authorization("/relative", now); err == nil {
-		t.Fatal("a relative endpoint accepted")
-	}
-}
-
-// TestSendToPushService: a push service written for the test (RFC 8030
-// §5) checks the request's headers and VAPID token, decrypts the body as
-// the browser will, and answers 201; a dropped subscription is ErrGone.
-func TestSendToPushService(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	var b *browser
 	got := make(chan []byte, 1)
 	status := http.StatusCreated
 	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -185,7 +170,7 @@ func TestSendToPushService(t *testing.T) {
 			http.Error(w, "bad request headers", http.StatusBadRequest)
 			return
 		}
-		checkVAPID(t, r.Header.Get("Authorization"), "http://"+r.Host, now)
+		checkVAPID(t, r.Header.Get("Authorization"), "http://"+r.Host, wantK, time.Now())
 		body, _ := io.ReadAll(r.Body)
 		plain, err := Decrypt(body, b.key.Bytes(), b.auth)
 		if err != nil {
@@ -197,17 +182,25 @@ func TestSendToPushService(t *testing.T) {
 	}))
 	defer svc.Close()
 	b = newBrowser(t, svc.URL+"/push/sub-1")
-	s, err := NewSender(Options{VAPID: newVAPID(t), Now: func() time.Time { return now }})
+	s, err := NewSender(Options{VAPID: v, HTTPClient: GuardedClient(func(ap netip.AddrPort) bool { return ap.Addr().IsLoopback() })})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := Message{Payload: []byte(`{"kind":"call","from":"alice@example.com"}`), TTL: 30 * time.Second, Urgency: UrgencyHigh}
-	if err := s.Send(context.Background(), b.sub, m); err != nil {
-		t.Fatal(err)
+	m := Message{TTL: 30 * time.Second, Urgency: UrgencyHigh}
+	for _, n := range []int{0, 1, 100, MaxPayload} {
+		m.Payload = bytes.Repeat([]byte{'a'}, n)
+		if err := s.Send(context.Background(), b.sub, m); err != nil {
+			t.Fatalf("%d octets: %v", n, err)
+		}
+		if p := <-got; !bytes.Equal(p, m.Payload) {
+			t.Fatalf("%d octets: the browser read %q", n, p)
+		}
 	}
-	if p := <-got; string(p) != string(m.Payload) {
-		t.Fatalf("the browser read %q", p)
+	m.Payload = make([]byte, MaxPayload+1)
+	if err := s.Send(context.Background(), b.sub, m); !errors.Is(err, ErrPayloadTooLarge) {
+		t.Fatalf("over the limit: %v", err)
 	}
+	m.Payload = []byte(`{"kind":"call","from":"alice@example.com"}`)
 	status = http.StatusGone
 	if err := s.Send(context.Background(), b.sub, m); !errors.Is(err, ErrGone) {
 		t.Fatalf("410: %v", err)
@@ -215,6 +208,50 @@ func TestSendToPushService(t *testing.T) {
 	<-got
 	if _, err := NewSender(Options{}); err == nil {
 		t.Fatal("a sender without a VAPID key")
+	}
+}
+
+// TestGuardedClientRefusesInternal: a push endpoint whose name resolves
+// to loopback is refused when it is dialed, whatever the name; the
+// default Sender dials nothing internal, and follows no redirect.
+func TestGuardedClientRefusesInternal(t *testing.T) {
+	hits := make(chan string, 4)
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits <- r.URL.Path
+		if r.URL.Path == "/redirect" {
+			http.Redirect(w, r, "/inside", http.StatusTemporaryRedirect)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer svc.Close()
+	_, port, _ := strings.Cut(svc.Listener.Addr().String(), ":")
+	b := newBrowser(t, "http://localhost:"+port+"/push/sub-1")
+	s, err := NewSender(Options{VAPID: newVAPID(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), b.sub, Message{}); !errors.Is(err, ErrInternalAddress) {
+		t.Fatalf("a name resolving to loopback: %v", err)
+	}
+	for _, ip := range []string{"127.0.0.1", "10.1.2.3", "192.168.1.1", "169.254.169.254", "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "0.0.0.0"} {
+		if !Internal(netip.MustParseAddr(ip)) {
+			t.Errorf("%s is not internal", ip)
+		}
+	}
+	for _, ip := range []string{"8.8.8.8", "2606:4700::1111"} {
+		if Internal(netip.MustParseAddr(ip)) {
+			t.Errorf("%s is internal", ip)
+		}
+	}
+	c := GuardedClient(func(ap netip.AddrPort) bool { return ap.Addr().IsLoopback() })
+	resp, err := c.Get(svc.URL + "/redirect")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTemporaryRedirect || <-hits != "/redirect" || len(hits) != 0 {
+		t.Fatalf("redirect followed: %s", resp.Status)
 	}
 }
 

@@ -1,26 +1,19 @@
 package push
 
 import (
-	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ecdsa"
-	"crypto/hkdf"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
+	"strings"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
+	webpush "github.com/SherClockHolmes/webpush-go"
 )
 
 // Subscription is a browser's push subscription, as its
@@ -34,17 +27,18 @@ type Subscription struct {
 	} `json:"keys"`
 }
 
-// The aes128gcm layout (RFC 8188 §2.1, RFC 8291 §4): one record of
-// recordSize octets at most, whose header carries the salt, the record
-// size and the sender's public key.
+// The aes128gcm layout (RFC 8188 §2.1, RFC 8291 §4): one record, whose
+// header carries the salt, the record size and the sender's public key.
+// webpush-go pads every message to the record size, so the record is
+// kept small: what a notification says fits many times over.
 const (
-	recordSize = 4096
+	recordSize = 1024
 	saltLen    = 16
 	keyLen     = 65 // an uncompressed P-256 point
 	headerLen  = saltLen + 4 + 1 + keyLen
 	tagLen     = 16
-	// MaxPayload is the largest plaintext one message carries: a record
-	// of 4096 octets less the header, the tag and the padding delimiter.
+	// MaxPayload is the largest plaintext one message carries: the
+	// record less the header, the tag and the padding delimiter.
 	MaxPayload = recordSize - headerLen - tagLen - 1
 )
 
@@ -53,7 +47,7 @@ var (
 	// ErrPayloadTooLarge: over MaxPayload.
 	ErrPayloadTooLarge = errors.New("push: payload too large")
 	// ErrGone: the push service no longer knows the subscription (404 or
-	// 410): forget it.
+	// 410, RFC 8030 §7.3): forget it.
 	ErrGone = errors.New("push: subscription gone")
 	// ErrBadSubscription: the subscription's keys do not decode.
 	ErrBadSubscription = errors.New("push: bad subscription keys")
@@ -61,73 +55,20 @@ var (
 
 var b64 = base64.RawURLEncoding
 
-// Encrypt encrypts plaintext for the subscription (RFC 8291), with a new
-// sender key pair and salt: the body of a push message.
-func Encrypt(sub Subscription, plaintext []byte) ([]byte, error) {
-	uaPublic, err := b64.DecodeString(sub.Keys.P256DH)
+// CheckSubscription says why sub's keys cannot be encrypted for: the
+// check a gateway makes when a client registers them, before any push.
+func CheckSubscription(sub Subscription) error {
+	p, err := b64.DecodeString(strings.TrimRight(sub.Keys.P256DH, "="))
 	if err != nil {
-		return nil, fmt.Errorf("%w: p256dh: %v", ErrBadSubscription, err)
+		return fmt.Errorf("%w: p256dh: %v", ErrBadSubscription, err)
 	}
-	auth, err := b64.DecodeString(sub.Keys.Auth)
-	if err != nil || len(auth) != 16 {
-		return nil, fmt.Errorf("%w: auth must be 16 octets", ErrBadSubscription)
+	if _, err := ecdh.P256().NewPublicKey(p); err != nil {
+		return fmt.Errorf("%w: p256dh: %v", ErrBadSubscription, err)
 	}
-	as, err := ecdh.P256().GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
+	if auth, err := b64.DecodeString(strings.TrimRight(sub.Keys.Auth, "=")); err != nil || len(auth) != 16 {
+		return fmt.Errorf("%w: auth must be 16 octets", ErrBadSubscription)
 	}
-	salt := make([]byte, saltLen)
-	rand.Read(salt)
-	return encrypt(plaintext, uaPublic, auth, as, salt)
-}
-
-// encrypt is Encrypt with the sender's key and the salt given: the RFC's
-// example fixes both.
-func encrypt(plaintext, uaPublic, auth []byte, as *ecdh.PrivateKey, salt []byte) ([]byte, error) {
-	if len(plaintext) > MaxPayload {
-		return nil, ErrPayloadTooLarge
-	}
-	ua, err := ecdh.P256().NewPublicKey(uaPublic)
-	if err != nil {
-		return nil, fmt.Errorf("%w: p256dh: %v", ErrBadSubscription, err)
-	}
-	secret, err := as.ECDH(ua)
-	if err != nil {
-		return nil, err
-	}
-	asPublic := as.PublicKey().Bytes()
-	// RFC 8291 §3.4: the auth secret and both public keys go into the
-	// input keying material, then RFC 8188 §2.2-2.3 derive the content
-	// encryption key and the nonce from it and the salt.
-	keyInfo := "WebPush: info\x00" + string(uaPublic) + string(asPublic)
-	ikm, err := hkdf.Key(sha256.New, secret, auth, keyInfo, 32)
-	if err != nil {
-		return nil, err
-	}
-	cek, err := hkdf.Key(sha256.New, ikm, salt, "Content-Encoding: aes128gcm\x00", 16)
-	if err != nil {
-		return nil, err
-	}
-	nonce, err := hkdf.Key(sha256.New, ikm, salt, "Content-Encoding: nonce\x00", 12)
-	if err != nil {
-		return nil, err
-	}
-	block, err := aes.NewCipher(cek)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, headerLen, headerLen+len(plaintext)+1+tagLen)
-	copy(out, salt)
-	binary.BigEndian.PutUint32(out[saltLen:], recordSize)
-	out[saltLen+4] = keyLen
-	copy(out[saltLen+5:], asPublic)
-	// The only record is the last: its padding delimiter is 2 (RFC 8188 §2).
-	record := append(bytes.Clone(plaintext), 2)
-	return gcm.Seal(out, nonce, record, nil), nil
+	return nil
 }
 
 // VAPID is an application server's identity toward push services
@@ -148,33 +89,6 @@ func (v VAPID) PublicKey() (string, error) {
 	return b64.EncodeToString(pub.Bytes()), nil
 }
 
-// vapidTTL is how long a VAPID token is valid: at most 24 hours (RFC 8292
-// §2); tokens are made per request.
-const vapidTTL = 12 * time.Hour
-
-// Authorization is the Authorization header value for a request to
-// endpoint at now: "vapid t=<JWT>, k=<public key>" (RFC 8292 §3), the
-// JWT's audience the push resource's origin.
-func (v VAPID) Authorization(endpoint string, now time.Time) (string, error) {
-	u, err := url.Parse(endpoint)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return "", fmt.Errorf("push: endpoint %q is not an absolute URL", endpoint)
-	}
-	claims := jwt.MapClaims{"aud": u.Scheme + "://" + u.Host, "exp": now.Add(vapidTTL).Unix()}
-	if v.Subject != "" {
-		claims["sub"] = v.Subject
-	}
-	t, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(v.Key)
-	if err != nil {
-		return "", fmt.Errorf("push: VAPID token: %w", err)
-	}
-	k, err := v.PublicKey()
-	if err != nil {
-		return "", err
-	}
-	return "vapid t=" + t + ", k=" + k, nil
-}
-
 // Urgency of a push message (RFC 8030 §5.3): a call is high, a message
 // normal.
 type Urgency string
@@ -190,15 +104,18 @@ const (
 // Options configure a Sender. VAPID is required.
 type Options struct {
 	VAPID VAPID
-	// HTTPClient makes the requests. Default: a client with a 10 s timeout.
+	// HTTPClient makes the requests. Default: GuardedClient(nil), which
+	// refuses internal addresses.
 	HTTPClient *http.Client
-	// Now is the clock for VAPID tokens. Default time.Now.
-	Now func() time.Time
 }
 
-// Sender delivers Web Push messages (RFC 8030 §5).
+// Sender delivers Web Push messages (RFC 8030 §5). The encryption
+// (RFC 8291) and the VAPID token (RFC 8292) are webpush-go's.
 type Sender struct {
-	o Options
+	client  *http.Client
+	subject string
+	public  string
+	private string
 }
 
 // NewSender returns a Sender.
@@ -206,13 +123,20 @@ func NewSender(o Options) (*Sender, error) {
 	if o.VAPID.Key == nil {
 		return nil, errors.New("push: Options.VAPID.Key is required")
 	}
+	pub, err := o.VAPID.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("push: VAPID key: %w", err)
+	}
+	priv, err := o.VAPID.Key.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("push: VAPID key: %w", err)
+	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		o.HTTPClient = GuardedClient(nil)
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	return &Sender{o: o}, nil
+	// webpush-go prefixes mailto: to any subject that is not https:.
+	subject := strings.TrimPrefix(o.VAPID.Subject, "mailto:")
+	return &Sender{client: o.HTTPClient, subject: subject, public: pub, private: b64.EncodeToString(priv)}, nil
 }
 
 // Message is one push: its payload (plaintext, at most MaxPayload), how
@@ -230,30 +154,27 @@ type Message struct {
 // resource. It returns ErrGone when the push service has dropped the
 // subscription.
 func (s *Sender) Send(ctx context.Context, sub Subscription, m Message) error {
-	body, err := Encrypt(sub, m.Payload)
-	if err != nil {
+	if len(m.Payload) > MaxPayload {
+		return ErrPayloadTooLarge
+	}
+	if err := CheckSubscription(sub); err != nil {
 		return err
 	}
-	auth, err := s.o.VAPID.Authorization(sub.Endpoint, s.o.Now())
-	if err != nil {
-		return err
+	if u, err := url.Parse(sub.Endpoint); err != nil || u.Scheme == "" || u.Host == "" {
+		return fmt.Errorf("push: endpoint %q is not an absolute URL", sub.Endpoint)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sub.Endpoint, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	h := req.Header
-	h.Set("Authorization", auth)
-	h.Set("Content-Encoding", "aes128gcm")
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("TTL", strconv.Itoa(int(m.TTL/time.Second)))
-	if m.Urgency != "" {
-		h.Set("Urgency", string(m.Urgency))
-	}
-	if m.Topic != "" {
-		h.Set("Topic", m.Topic)
-	}
-	resp, err := s.o.HTTPClient.Do(req)
+	resp, err := webpush.SendNotificationWithContext(ctx, m.Payload,
+		&webpush.Subscription{Endpoint: sub.Endpoint, Keys: webpush.Keys{P256dh: sub.Keys.P256DH, Auth: sub.Keys.Auth}},
+		&webpush.Options{
+			HTTPClient:      s.client,
+			RecordSize:      recordSize,
+			Subscriber:      s.subject,
+			Topic:           m.Topic,
+			TTL:             int(m.TTL / time.Second),
+			Urgency:         webpush.Urgency(m.Urgency),
+			VAPIDPublicKey:  s.public,
+			VAPIDPrivateKey: s.private,
+		})
 	if err != nil {
 		return fmt.Errorf("push: %w", err)
 	}

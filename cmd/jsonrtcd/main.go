@@ -107,6 +107,10 @@ func run(args []string) error {
 		fmt.Println("configuration ok")
 		return nil
 	}
+	// Before the page's handler, which gives browsers the public half.
+	if err := cfg.Push.LoadVAPIDKeyFile(); err != nil {
+		return err
+	}
 	log := newLogger(cfg.Log)
 	if cfg.Open() {
 		log.Warn("open identity mode: clients choose their own identity (development only)")

@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 import { reservePort } from './sip.mjs';
 
@@ -187,6 +188,18 @@ export async function waitCall(page, attr, value, timeout = 15000) {
     [attr, value],
     { timeout, polling: 100 },
   );
+}
+
+/** caller calls callee with the dial form; callee accepts in the incoming dialog. */
+export async function establishCall(caller, callee) {
+  await caller.fill('#address', callee.identity);
+  await caller.click('#call-btn');
+  await callee.locator('#incoming').waitFor({ state: 'visible' });
+  assert.equal((await callee.textContent('#incoming-from')).trim(), caller.identity);
+  await waitCall(caller, 'state', 'alerting');
+  await callee.click('#accept-btn');
+  await waitCall(caller, 'state', 'established');
+  await waitCall(callee, 'state', 'established');
 }
 
 /** Inbound audio RTP packets of the current call's RTCPeerConnection. */

@@ -4,7 +4,7 @@
 // phone and a laptop without sideways scrolling.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, launchBrowser, openPhone, recordWire, waitConn, waitConnSeen, connMark, waitCall, audioFlows, directions, poll } from './harness.mjs';
+import { startGateway, launchBrowser, openPhone, establishCall, recordWire, waitConn, waitConnSeen, connMark, waitCall, audioFlows, directions, poll } from './harness.mjs';
 
 let gw;
 let browser;
@@ -44,18 +44,6 @@ function e2e(name, fn) {
       throw err;
     }
   });
-}
-
-/** alice calls bob with the dial form; bob accepts in the incoming dialog. */
-async function establishCall(caller, callee) {
-  await caller.fill('#address', callee.identity);
-  await caller.click('#call-btn');
-  await callee.locator('#incoming').waitFor({ state: 'visible' });
-  assert.equal((await callee.textContent('#incoming-from')).trim(), caller.identity);
-  await waitCall(caller, 'state', 'alerting');
-  await callee.click('#accept-btn');
-  await waitCall(caller, 'state', 'established');
-  await waitCall(callee, 'state', 'established');
 }
 
 async function waitIdle(page) {

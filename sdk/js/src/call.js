@@ -2,6 +2,8 @@ import { Emitter } from './emitter.js';
 import { extensionHeaders, extensionsOf } from './headers.js';
 import { JsonRtcError, ErrorCode } from './errors.js';
 import { originSessionId, isHoldOffer, candidatesToFragment, fragmentToCandidates, mediaKinds } from './sdp.js';
+import { negotiatedCodecs, preferCodecs } from './codecs.js';
+import { callCertificate, forgetCertificate } from './certificate.js';
 
 /** The states a Call goes through (its `state` event). */
 export const CallState = Object.freeze({
@@ -99,6 +101,12 @@ export class Call extends Emitter {
     this._chain = Promise.resolve();
     this._reofferWhenEstablished = false;
     this._restartOnAnswer = false;
+    /** The negotiated codecs per media kind, saved for a reload (see _warmUp). */
+    this._codecs = null;
+    /** The re-offer prepared while the session resumes after a reload. */
+    this._warm = null;
+    /** The DTLS certificate of the call's peer connections (see certificate.js). */
+    this._cert = null;
   }
 
   /** Seconds since the call was established (0 before). */
@@ -131,7 +139,7 @@ export class Call extends Emitter {
     try {
       await this._ensureMedia();
       if (this.ended) return;
-      const pc = this._newPeerConnection();
+      const pc = await this._newPeerConnection();
       await pc.setRemoteDescription({ type: 'offer', sdp: offer.payload.sdp });
       this._remoteOrigin = originSessionId(offer.payload.sdp);
       this.remoteHeld = isHoldOffer(offer.payload.sdp);
@@ -331,7 +339,7 @@ export class Call extends Emitter {
     try {
       await this._ensureMedia();
       if (this.ended) return;
-      const pc = this._newPeerConnection();
+      const pc = await this._newPeerConnection();
       this._addLocalTracks(pc);
       this._localOfferPending = true;
       const sdp = await this._offer(pc, {});
@@ -398,6 +406,7 @@ export class Call extends Emitter {
     }
     if (pc && (pc.signalingState === 'have-local-offer' || pc.signalingState === 'have-remote-pranswer')) {
       await pc.setRemoteDescription({ type: 'answer', sdp });
+      this._negotiated(pc);
     }
     this._localOfferPending = false;
     this._remoteOrigin = originSessionId(sdp);
@@ -593,7 +602,7 @@ export class Call extends Emitter {
       if (!pc || origin !== this._remoteOrigin) {
         // The peer built a new RTCPeerConnection (e.g. it reloaded): so do we.
         await this._ensureMedia();
-        pc = this._newPeerConnection();
+        pc = await this._newPeerConnection();
         await pc.setRemoteDescription({ type: 'offer', sdp });
         this._addLocalTracks(pc);
       } else {
@@ -663,13 +672,16 @@ export class Call extends Emitter {
     return run;
   }
 
-  async _reofferNow({ iceRestart = false, newPeerConnection = false, headers = {} }, attempt = 0) {
+  async _reofferNow({ iceRestart = false, newPeerConnection = false, headers = {}, prepared = null }, attempt = 0) {
     if (this.ended) return;
     if (this.state !== CallState.ESTABLISHED) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'the call is not established');
     let pc = this.peerConnection;
-    if (newPeerConnection || !pc) {
+    if (prepared) {
+      // Built while the session resumed (_warmUp): the offer is ready.
+      pc = prepared.pc;
+    } else if (newPeerConnection || !pc) {
       await this._ensureMedia();
-      pc = this._newPeerConnection();
+      pc = await this._newPeerConnection();
       this._addLocalTracks(pc);
     } else {
       this._applyDirection(pc);
@@ -677,7 +689,7 @@ export class Call extends Emitter {
     this._localOfferPending = true;
     this._idle = false;
     try {
-      const sdp = await this._offer(pc, { iceRestart });
+      const sdp = prepared ? prepared.sdp : await this._offer(pc, { iceRestart });
       if (this.ended) return;
       const resp = await this.session._request({
         type: 'request',
@@ -693,6 +705,7 @@ export class Call extends Emitter {
       await pc.setRemoteDescription({ type: 'answer', sdp: answer });
       this._remoteOrigin = originSessionId(answer);
       this._localOfferPending = false;
+      this._negotiated(pc);
       this._sendComplete(resp.control.correlation_id);
     } catch (err) {
       this._localOfferPending = false;
@@ -720,14 +733,45 @@ export class Call extends Emitter {
     }
   }
 
+  /**
+   * The call was read back from storage, before the session resumes:
+   * an established call builds its new RTCPeerConnection and its offer
+   * now (microphone, DTLS certificate, codecs, ICE gathering), so that
+   * the offer leaves as soon as the resume succeeds. Nothing is sent: a
+   * failed resume ends the call, which closes the connection.
+   */
+  _warmUp() {
+    if (this.state !== CallState.ESTABLISHED) return;
+    this._localOfferPending = true;
+    this._warm = (async () => {
+      await this._ensureMedia();
+      const pc = await this._newPeerConnection();
+      this._addLocalTracks(pc);
+      preferCodecs(pc, this._codecs, this.session.log);
+      const sdp = await this._offer(pc, {});
+      return { pc, sdp };
+    })();
+    // Failures surface when the resume uses it (_resumeAfterReload).
+    this._warm.catch(() => {});
+  }
+
   /** The session resumed after a page reload: rebuild the media. */
   _resumeAfterReload() {
+    // The application listens from its callrestored handler on: the
+    // microphone opened while the session resumed is news to it.
+    if (this.localStream) this.emit('localstream', this.localStream);
     switch (this.state) {
-      case CallState.ESTABLISHED:
-        this._reoffer({ newPeerConnection: true }).catch((err) => {
+      case CallState.ESTABLISHED: {
+        const warm = this._warm;
+        this._warm = null;
+        const run = warm
+          ? this._serial(async () => this._reofferNow({ headers: {}, prepared: await warm }))
+          : this._reoffer({ newPeerConnection: true });
+        run.catch((err) => {
           this.emit('error', err);
         });
         break;
+      }
       case CallState.CONNECTING:
         this._reofferWhenEstablished = true;
         break;
@@ -741,6 +785,17 @@ export class Call extends Emitter {
   }
 
   // ---- Media --------------------------------------------------------------
+
+  /** Keeps what an offer/answer exchange settled, for a reload. */
+  _negotiated(pc) {
+    this._codecs = negotiatedCodecs(pc);
+    this.session._save();
+  }
+
+  /** Where the call's DTLS certificate is kept: null when the session is not kept. */
+  _certKey() {
+    return this.session._storage ? `${this.session._storageKey}/${this.id}` : null;
+  }
 
   async _ensureMedia() {
     if (this.localStream) return this.localStream;
@@ -759,14 +814,17 @@ export class Call extends Emitter {
     return this.localStream;
   }
 
-  _newPeerConnection() {
+  async _newPeerConnection() {
+    const RTC = this.session.rtc.RTCPeerConnection;
+    this._cert ??= await callCertificate(RTC, this._certKey(), this.restored, this.session.log);
     const old = this.peerConnection;
     if (old) {
       old.ontrack = old.onicecandidate = old.oniceconnectionstatechange = null;
       old.close();
     }
-    const RTC = this.session.rtc.RTCPeerConnection;
-    const pc = new RTC({ iceServers: this.session.rtc.iceServers });
+    const config = { iceServers: this.session.rtc.iceServers };
+    if (this._cert) config.certificates = [this._cert];
+    const pc = new RTC(config);
     this.peerConnection = pc;
     this._sdpSent = false;
     this._trickleQueue = [];
@@ -834,6 +892,7 @@ export class Call extends Emitter {
   async _answer(pc) {
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
+    this._negotiated(pc);
     await this._gathered(pc);
     return pc.localDescription.sdp;
   }
@@ -954,6 +1013,7 @@ export class Call extends Emitter {
       }
     }
     this._stopLocal();
+    forgetCertificate(this._certKey());
     this._setState(state, info);
     this.session._removeCall(this);
     this.emit('ended', { state, ...info });
@@ -983,6 +1043,7 @@ export class Call extends Emitter {
       muted: this.muted,
       establishedAt: this.establishedAt,
       startCorrelation: this._startCorrelation,
+      codecs: this._codecs ?? undefined,
       offer: this.state === CallState.RINGING ? this._offerFrame : undefined,
     };
   }
@@ -1006,6 +1067,7 @@ export class Call extends Emitter {
     call.muted = data.muted;
     call.establishedAt = data.establishedAt;
     call._startCorrelation = data.startCorrelation;
+    call._codecs = data.codecs ?? null;
     call.restored = true;
     call._idle = data.state === CallState.ESTABLISHED;
     call._awaitingComplete = data.state === CallState.CONNECTING;

@@ -105,7 +105,11 @@ export class Call extends Emitter {
     this._codecs = null;
     /** The re-offer prepared while the session resumes after a reload. */
     this._warm = null;
-    /** The DTLS certificate of the call's peer connections (see certificate.js). */
+    /** The microphone being opened for it. */
+    this._warmMedia = null;
+    /** getUserMedia under way (_ensureMedia). */
+    this._opening = null;
+    /** The DTLS certificate of the call's peer connections, a promise (see certificate.js). */
     this._cert = null;
   }
 
@@ -736,23 +740,43 @@ export class Call extends Emitter {
   /**
    * The call was read back from storage, before the session resumes:
    * an established call builds its new RTCPeerConnection and its offer
-   * now (microphone, DTLS certificate, codecs, ICE gathering), so that
-   * the offer leaves as soon as the resume succeeds. Nothing is sent: a
-   * failed resume ends the call, which closes the connection.
+   * now (DTLS certificate, codecs, ICE gathering), so that the offer
+   * leaves as soon as the resume succeeds. The offer does not wait for
+   * the microphone either: its transceivers get their tracks when
+   * getUserMedia returns (replaceTrack, no new negotiation). Nothing is
+   * sent: a failed resume ends the call, which closes the connection.
    */
   _warmUp() {
     if (this.state !== CallState.ESTABLISHED) return;
     this._localOfferPending = true;
+    const media = this._ensureMedia();
+    this._warmMedia = media;
     this._warm = (async () => {
-      await this._ensureMedia();
       const pc = await this._newPeerConnection();
-      this._addLocalTracks(pc);
+      const label = new MediaStream();
+      for (const kind of this.video ? ['audio', 'video'] : ['audio']) {
+        pc.addTransceiver(kind, { direction: this.held ? 'sendonly' : 'sendrecv', streams: [label] });
+      }
       preferCodecs(pc, this._codecs, this.session.log);
+      media.then((stream) => this._attachTracks(pc, stream), () => {});
       const sdp = await this._offer(pc, {});
       return { pc, sdp };
     })();
-    // Failures surface when the resume uses it (_resumeAfterReload).
+    // Failures surface when the resume uses them (_resumeAfterReload).
     this._warm.catch(() => {});
+    media.catch(() => {});
+  }
+
+  /** Gives the transceivers _warmUp made the microphone's (and camera's) tracks. */
+  _attachTracks(pc, stream) {
+    if (pc !== this.peerConnection || this.ended) return;
+    for (const track of stream.getTracks()) {
+      const t = pc.getTransceivers().find((x) => x.receiver.track?.kind === track.kind && !x.sender.track);
+      if (!t) continue;
+      track.enabled = !this.muted;
+      t.sender.replaceTrack(track).catch((err) => this.emit('error', err));
+      t.sender.setStreams?.(stream);
+    }
   }
 
   /** The session resumed after a page reload: rebuild the media. */
@@ -760,6 +784,8 @@ export class Call extends Emitter {
     // The application listens from its callrestored handler on: the
     // microphone opened while the session resumed is news to it.
     if (this.localStream) this.emit('localstream', this.localStream);
+    this._warmMedia?.catch((err) => this.emit('error', err));
+    this._warmMedia = null;
     switch (this.state) {
       case CallState.ESTABLISHED: {
         const warm = this._warm;
@@ -797,8 +823,16 @@ export class Call extends Emitter {
     return this.session._storage ? `${this.session._storageKey}/${this.id}` : null;
   }
 
-  async _ensureMedia() {
-    if (this.localStream) return this.localStream;
+  /** The local stream, opened once however many ask at once. */
+  _ensureMedia() {
+    if (this.localStream) return Promise.resolve(this.localStream);
+    this._opening ??= this._openMedia().finally(() => {
+      this._opening = null;
+    });
+    return this._opening;
+  }
+
+  async _openMedia() {
     try {
       this.localStream = await this.session.rtc.getUserMedia({ audio: true, video: this.video });
     } catch (err) {
@@ -816,14 +850,15 @@ export class Call extends Emitter {
 
   async _newPeerConnection() {
     const RTC = this.session.rtc.RTCPeerConnection;
-    this._cert ??= await callCertificate(RTC, this._certKey(), this.restored, this.session.log);
+    this._cert ??= callCertificate(RTC, this._certKey(), this.restored, this.session.log);
+    const cert = await this._cert;
     const old = this.peerConnection;
     if (old) {
       old.ontrack = old.onicecandidate = old.oniceconnectionstatechange = null;
       old.close();
     }
     const config = { iceServers: this.session.rtc.iceServers };
-    if (this._cert) config.certificates = [this._cert];
+    if (cert) config.certificates = [cert];
     const pc = new RTC(config);
     this.peerConnection = pc;
     this._sdpSent = false;

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { reservePort } from './sip.mjs';
 
@@ -200,6 +201,40 @@ export async function establishCall(caller, callee) {
   await callee.click('#accept-btn');
   await waitCall(caller, 'state', 'established');
   await waitCall(callee, 'state', 'established');
+}
+
+/** Waits until the page shows no call (the dialer is back). */
+export async function waitIdle(page) {
+  await page.locator('#incall').waitFor({ state: 'hidden' });
+  await page.locator('#dialer').waitFor({ state: 'visible' });
+}
+
+/** Ends the pages' calls (an afterEach: leave no call behind for the next test). */
+export async function endCalls(pages) {
+  for (const p of pages) {
+    if (!p || p.isClosed()) continue;
+    await p.evaluate(() => window.softphone.call?.end()).catch(() => {});
+    await p.locator('#incall').waitFor({ state: 'hidden' }).catch(() => {});
+  }
+}
+
+/**
+ * Returns a test function whose tests print, when they fail, the consoles
+ * of the pages and the gateway's log; `current()` gives them as they are
+ * then ({gw, pages: {name: page}}).
+ */
+export function e2eTest(current) {
+  return (name, fn) =>
+    test(name, async (t) => {
+      try {
+        await fn(t);
+      } catch (err) {
+        const { gw, pages } = current();
+        for (const [who, p] of Object.entries(pages)) console.log(`--- ${who} console\n` + (p?.consoleLines ?? []).slice(-40).join('\n'));
+        console.log('--- jsonrtcd\n' + (gw?.logs ?? []).slice(-60).join('\n'));
+        throw err;
+      }
+    });
 }
 
 /** Inbound audio RTP packets of the current call's RTCPeerConnection. */

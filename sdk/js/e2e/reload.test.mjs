@@ -3,9 +3,9 @@
 // its new RTCPeerConnection and offer while the session resumes, offers
 // the codecs it had negotiated, keeps its DTLS certificate, and audio
 // flows again both ways; then either side hangs up cleanly.
-import { test, before, after, afterEach } from 'node:test';
+import { before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, launchBrowser, openPhone, establishCall, waitConn, waitCall, waitWire, audioFlows, poll } from './harness.mjs';
+import { startGateway, launchBrowser, openPhone, establishCall, endCalls, e2eTest, waitIdle, waitConn, waitCall, waitWire, audioFlows, poll } from './harness.mjs';
 
 let gw;
 let browser;
@@ -46,31 +46,10 @@ after(async () => {
   await gw?.stop();
 });
 
-afterEach(async () => {
-  for (const p of [alice, bob]) {
-    if (!p || p.isClosed()) continue;
-    await p.evaluate(() => window.softphone.call?.end()).catch(() => {});
-    await p.locator('#incall').waitFor({ state: 'hidden' }).catch(() => {});
-  }
-});
+afterEach(() => endCalls([alice, bob]));
 
-function e2e(name, fn) {
-  test(name, async (t) => {
-    try {
-      await fn(t);
-    } catch (err) {
-      console.log('--- alice console\n' + (alice?.consoleLines ?? []).slice(-40).join('\n'));
-      console.log('--- bob console\n' + (bob?.consoleLines ?? []).slice(-40).join('\n'));
-      console.log('--- jsonrtcd\n' + gw.logs.slice(-60).join('\n'));
-      throw err;
-    }
-  });
-}
-
-async function waitIdle(page) {
-  await page.locator('#incall').waitFor({ state: 'hidden' });
-  await page.locator('#dialer').waitFor({ state: 'visible' });
-}
+/** A test that prints the pages' consoles and the gateway's log when it fails. */
+const e2e = e2eTest(() => ({ gw, pages: { alice, bob } }));
 
 const fingerprint = (sdp) => /^a=fingerprint:(.+)$/m.exec(sdp)?.[1].trim();
 const audioPayloads = (sdp) => /^m=audio \S+ \S+ (.+)$/m.exec(sdp)?.[1].trim().split(' ').map(Number);

@@ -2,9 +2,9 @@
 // what the page tells its user (why a call failed, why a sign-in failed or
 // a session ended, that a token was ignored) and a layout that fits a
 // phone and a laptop without sideways scrolling.
-import { test, before, after, afterEach } from 'node:test';
+import { before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, launchBrowser, openPhone, establishCall, recordWire, waitConn, waitConnSeen, connMark, waitCall, audioFlows, directions, poll } from './harness.mjs';
+import { startGateway, launchBrowser, openPhone, establishCall, endCalls, e2eTest, waitIdle, recordWire, waitConn, waitConnSeen, connMark, waitCall, audioFlows, directions, poll } from './harness.mjs';
 
 let gw;
 let browser;
@@ -23,33 +23,10 @@ after(async () => {
   await gw?.stop();
 });
 
-afterEach(async () => {
-  // Leave no call behind for the next test.
-  for (const p of [alice, bob]) {
-    if (!p || p.isClosed()) continue;
-    await p.evaluate(() => window.softphone.call?.end()).catch(() => {});
-    await p.locator('#incall').waitFor({ state: 'hidden' }).catch(() => {});
-  }
-});
+afterEach(() => endCalls([alice, bob]));
 
 /** A test that prints the pages' consoles and the gateway's log when it fails. */
-function e2e(name, fn) {
-  test(name, async (t) => {
-    try {
-      await fn(t);
-    } catch (err) {
-      console.log('--- alice console\n' + (alice?.consoleLines ?? []).slice(-40).join('\n'));
-      console.log('--- bob console\n' + (bob?.consoleLines ?? []).slice(-40).join('\n'));
-      console.log('--- jsonrtcd\n' + gw.logs.slice(-60).join('\n'));
-      throw err;
-    }
-  });
-}
-
-async function waitIdle(page) {
-  await page.locator('#incall').waitFor({ state: 'hidden' });
-  await page.locator('#dialer').waitFor({ state: 'visible' });
-}
+const e2e = e2eTest(() => ({ gw, pages: { alice, bob } }));
 
 e2e('a call between two pages: ICE connects and audio flows both ways; hang up ends both', async () => {
   await establishCall(alice, bob);

@@ -268,6 +268,19 @@ export async function audioFlows(page, by = 25) {
   return poll(() => inboundPackets(page), (n) => n >= start + by, { message: `inbound audio on ${page.identity}` });
 }
 
+/** Video frames decoded on the current call's RTCPeerConnection. */
+export function framesDecoded(page) {
+  return page.evaluate(async () => {
+    const pc = window.softphone.call?.peerConnection;
+    if (!pc) return -1;
+    let n = 0;
+    for (const s of (await pc.getStats()).values()) {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') n += s.framesDecoded ?? 0;
+    }
+    return n;
+  });
+}
+
 /** The current directions of the call's transceivers. */
 export function directions(page) {
   return page.evaluate(() => window.softphone.call?.peerConnection?.getTransceivers().map((t) => t.currentDirection) ?? []);

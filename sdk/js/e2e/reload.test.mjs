@@ -5,7 +5,7 @@
 // flows again both ways; then either side hangs up cleanly.
 import { before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, launchBrowser, openPhone, establishCall, endCalls, e2eTest, waitIdle, waitConn, waitCall, waitWire, audioFlows, poll } from './harness.mjs';
+import { startGateway, launchBrowser, openPhone, establishCall, endCalls, e2eTest, waitIdle, framesDecoded, waitConn, waitCall, waitWire, audioFlows, poll } from './harness.mjs';
 
 let gw;
 let browser;
@@ -140,4 +140,23 @@ e2e('the saved codecs are the ones offered after a reload: PCMU alone, and audio
   await bob.click('#hangup-btn');
   await waitIdle(alice);
   await waitIdle(bob);
+});
+
+e2e('a video call: the caller reloads, audio and video come back both ways', async () => {
+  await alice.check('#video');
+  try {
+    await establishCall(alice, bob);
+    await poll(() => framesDecoded(bob), (n) => n > 0, { message: 'video frames decoded on bob' });
+    await reloadDuringCall(alice, bob);
+    for (const p of [alice, bob]) {
+      // Counted on the new peer connections: frames of the video track
+      // that joined the transceiver after the offer (replaceTrack).
+      await poll(() => framesDecoded(p), (n) => n > 0, { message: `video frames decoded on ${p.identity} after the reload` });
+    }
+    await bob.click('#hangup-btn');
+    await waitIdle(alice);
+    await waitIdle(bob);
+  } finally {
+    await alice.uncheck('#video');
+  }
 });

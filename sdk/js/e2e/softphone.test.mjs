@@ -4,7 +4,7 @@
 // phone and a laptop without sideways scrolling.
 import { before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, launchBrowser, openPhone, establishCall, endCalls, e2eTest, waitIdle, recordWire, waitConn, waitConnSeen, connMark, waitCall, audioFlows, directions, poll } from './harness.mjs';
+import { startGateway, launchBrowser, openPhone, establishCall, endCalls, e2eTest, waitIdle, framesDecoded, recordWire, waitConn, waitConnSeen, connMark, waitCall, audioFlows, directions, poll } from './harness.mjs';
 
 let gw;
 let browser;
@@ -380,19 +380,6 @@ e2e('web.ice_servers reach the page and its RTCPeerConnections', async () => {
     await gw2.stop();
   }
 });
-
-/** Video frames decoded by the page's current call. */
-function framesDecoded(page) {
-  return page.evaluate(async () => {
-    const pc = window.softphone.call?.peerConnection;
-    if (!pc) return -1;
-    let n = 0;
-    for (const s of (await pc.getStats()).values()) {
-      if (s.type === 'inbound-rtp' && s.kind === 'video') n += s.framesDecoded ?? 0;
-    }
-    return n;
-  });
-}
 
 e2e('a video call: the incoming dialog says so, and video is decoded both ways', async () => {
   await alice.check('#video');

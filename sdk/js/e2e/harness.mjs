@@ -237,17 +237,27 @@ export function e2eTest(current) {
     });
 }
 
-/** Inbound audio RTP packets of the current call's RTCPeerConnection. */
-export function inboundPackets(page) {
-  return page.evaluate(async () => {
+/** The sum of field over the inbound-rtp stats of kind on the current call's RTCPeerConnection (-1: none). */
+function inboundSum(page, kind, field) {
+  return page.evaluate(async ([k, f]) => {
     const pc = window.softphone.call?.peerConnection;
     if (!pc) return -1;
     let n = 0;
     for (const s of (await pc.getStats()).values()) {
-      if (s.type === 'inbound-rtp' && (s.kind === 'audio' || s.mediaType === 'audio')) n += s.packetsReceived ?? 0;
+      if (s.type === 'inbound-rtp' && (s.kind === k || s.mediaType === k)) n += s[f] ?? 0;
     }
     return n;
-  });
+  }, [kind, field]);
+}
+
+/** Inbound audio RTP packets of the current call's RTCPeerConnection. */
+export function inboundPackets(page) {
+  return inboundSum(page, 'audio', 'packetsReceived');
+}
+
+/** Video frames decoded on the current call's RTCPeerConnection. */
+export function framesDecoded(page) {
+  return inboundSum(page, 'video', 'framesDecoded');
 }
 
 /** Polls fn until check(value) holds (like Playwright Test's expect.poll). */
@@ -266,19 +276,6 @@ export async function poll(fn, check, { timeout = 15000, interval = 100, message
 export async function audioFlows(page, by = 25) {
   const start = await poll(() => inboundPackets(page), (n) => n >= 0, { message: 'a peer connection' });
   return poll(() => inboundPackets(page), (n) => n >= start + by, { message: `inbound audio on ${page.identity}` });
-}
-
-/** Video frames decoded on the current call's RTCPeerConnection. */
-export function framesDecoded(page) {
-  return page.evaluate(async () => {
-    const pc = window.softphone.call?.peerConnection;
-    if (!pc) return -1;
-    let n = 0;
-    for (const s of (await pc.getStats()).values()) {
-      if (s.type === 'inbound-rtp' && s.kind === 'video') n += s.framesDecoded ?? 0;
-    }
-    return n;
-  });
 }
 
 /** The current directions of the call's transceivers. */

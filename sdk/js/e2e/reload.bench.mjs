@@ -3,7 +3,9 @@
 // media; one page is reloaded RELOADS times (default 20) as the caller, then
 // as the callee, and each time the milliseconds from the reload's
 // navigation start to the first inbound audio packet are measured on the
-// reloaded page and on the page that stayed. Not part of npm run test:e2e.
+// reloaded page and on the page that stayed, with two parts of the first:
+// until the connect request leaves (the page loading, before the SDK
+// runs), and from the resume response on. Not part of npm run test:e2e.
 import { startGateway, launchBrowser, openPhone, establishCall, waitCall } from './harness.mjs';
 import { timedReload } from './reload.mjs';
 
@@ -42,15 +44,21 @@ try {
   for (const [role, page, other] of [['caller', alice, bob], ['callee', bob, alice]]) {
     const reloaded = [];
     const stayed = [];
+    const toConnect = [];
+    const afterResume = [];
     for (let i = 0; i < reloads; i++) {
       const t = await timedReload(page, other);
       await waitCall(page, 'state', 'established');
       reloaded.push(t.reloaded);
       stayed.push(t.other);
+      toConnect.push(t.connectSent);
+      afterResume.push(t.reloaded - t.resumed);
       if (process.env.VERBOSE) console.log(role, i, JSON.stringify(t), timeline(page, other));
     }
     summary(`${role} reloaded, audio on the reloaded page`, reloaded);
     summary(`${role} reloaded, audio on the other page`, stayed);
+    summary(`${role} reloaded, navigation to the connect request (the page loading)`, toConnect);
+    summary(`${role} reloaded, resume response to audio on the reloaded page`, afterResume);
   }
   await alice.evaluate(() => window.softphone.call?.end());
 } finally {

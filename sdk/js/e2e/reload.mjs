@@ -32,7 +32,8 @@ function watchAudio() {
  * Reloads `page` while `other` stays, and resolves with the milliseconds
  * from the reload's navigation start to the first inbound audio packet on
  * the reloaded page (`reloaded`) and on the other page's new peer
- * connection (`other`).
+ * connection (`other`), and to the connect request's sending
+ * (`connectSent`) and its response's arrival (`resumed`).
  */
 export async function timedReload(page, other) {
   await other.evaluate(watchAudio);
@@ -45,5 +46,7 @@ export async function timedReload(page, other) {
   page.reloadStart = start;
   const first = (p) => p.waitForFunction(() => window.__firstAudio, null, { timeout: 20000, polling: 10 }).then((h) => h.jsonValue());
   const [a, b] = await Promise.all([first(page), first(other)]);
-  return { reloaded: a - start, other: b - start };
+  // The connect exchange as the DevTools protocol saw it (recordWire).
+  const connect = (dir) => page.wire.find((e) => e.at >= start && e.dir === dir && e.frame.header?.action === 'connect')?.at;
+  return { reloaded: a - start, other: b - start, connectSent: connect('out') - start, resumed: connect('in') - start };
 }

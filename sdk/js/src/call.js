@@ -576,6 +576,7 @@ export class Call extends Emitter {
       if (!pc || this.ended) return;
       await pc.setLocalDescription(await pc.createOffer());
       await pc.setRemoteDescription({ type: 'answer', sdp });
+      this._negotiated(pc);
     }).catch((err) => this.emit('error', err));
   }
 

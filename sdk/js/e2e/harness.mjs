@@ -7,6 +7,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { reservePort } from './sip.mjs';
 
@@ -206,17 +208,73 @@ export async function waitCall(page, attr, value, timeout = 15000) {
   );
 }
 
-/** Inbound audio RTP packets of the current call's RTCPeerConnection. */
-export function inboundPackets(page) {
-  return page.evaluate(async () => {
+/** caller calls callee with the dial form; callee accepts in the incoming dialog. */
+export async function establishCall(caller, callee) {
+  await caller.fill('#address', callee.identity);
+  await caller.click('#call-btn');
+  await callee.locator('#incoming').waitFor({ state: 'visible' });
+  assert.equal((await callee.textContent('#incoming-from')).trim(), caller.identity);
+  await waitCall(caller, 'state', 'alerting');
+  await callee.click('#accept-btn');
+  await waitCall(caller, 'state', 'established');
+  await waitCall(callee, 'state', 'established');
+}
+
+/** Waits until the page shows no call (the dialer is back). */
+export async function waitIdle(page) {
+  await page.locator('#incall').waitFor({ state: 'hidden' });
+  await page.locator('#dialer').waitFor({ state: 'visible' });
+}
+
+/** Ends the pages' calls (an afterEach: leave no call behind for the next test). */
+export async function endCalls(pages) {
+  for (const p of pages) {
+    if (!p || p.isClosed()) continue;
+    await p.evaluate(() => window.softphone.call?.end()).catch(() => {});
+    await p.locator('#incall').waitFor({ state: 'hidden' }).catch(() => {});
+  }
+}
+
+/**
+ * Returns a test function whose tests print, when they fail, the consoles
+ * of the pages and the gateway's log; `current()` gives them as they are
+ * then ({gw, pages: {name: page}}).
+ */
+export function e2eTest(current) {
+  return (name, fn) =>
+    test(name, async (t) => {
+      try {
+        await fn(t);
+      } catch (err) {
+        const { gw, pages } = current();
+        for (const [who, p] of Object.entries(pages)) console.log(`--- ${who} console\n` + (p?.consoleLines ?? []).slice(-40).join('\n'));
+        console.log('--- jsonrtcd\n' + (gw?.logs ?? []).slice(-60).join('\n'));
+        throw err;
+      }
+    });
+}
+
+/** The sum of field over the inbound-rtp stats of kind on the current call's RTCPeerConnection (-1: none). */
+function inboundSum(page, kind, field) {
+  return page.evaluate(async ([k, f]) => {
     const pc = window.softphone.call?.peerConnection;
     if (!pc) return -1;
     let n = 0;
     for (const s of (await pc.getStats()).values()) {
-      if (s.type === 'inbound-rtp' && (s.kind === 'audio' || s.mediaType === 'audio')) n += s.packetsReceived ?? 0;
+      if (s.type === 'inbound-rtp' && (s.kind === k || s.mediaType === k)) n += s[f] ?? 0;
     }
     return n;
-  });
+  }, [kind, field]);
+}
+
+/** Inbound audio RTP packets of the current call's RTCPeerConnection. */
+export function inboundPackets(page) {
+  return inboundSum(page, 'audio', 'packetsReceived');
+}
+
+/** Video frames decoded on the current call's RTCPeerConnection. */
+export function framesDecoded(page) {
+  return inboundSum(page, 'video', 'framesDecoded');
 }
 
 /** Polls fn until check(value) holds (like Playwright Test's expect.poll). */

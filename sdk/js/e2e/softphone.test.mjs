@@ -2,9 +2,9 @@
 // what the page tells its user (why a call failed, why a sign-in failed or
 // a session ended, that a token was ignored) and a layout that fits a
 // phone and a laptop without sideways scrolling.
-import { test, before, after, afterEach } from 'node:test';
+import { before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, launchBrowser, openPhone, recordWire, waitConn, waitConnSeen, connMark, waitCall, audioFlows, directions, poll } from './harness.mjs';
+import { startGateway, launchBrowser, openPhone, establishCall, endCalls, e2eTest, waitIdle, framesDecoded, recordWire, waitConn, waitConnSeen, connMark, waitCall, audioFlows, directions, poll } from './harness.mjs';
 
 let gw;
 let browser;
@@ -23,45 +23,10 @@ after(async () => {
   await gw?.stop();
 });
 
-afterEach(async () => {
-  // Leave no call behind for the next test.
-  for (const p of [alice, bob]) {
-    if (!p || p.isClosed()) continue;
-    await p.evaluate(() => window.softphone.call?.end()).catch(() => {});
-    await p.locator('#incall').waitFor({ state: 'hidden' }).catch(() => {});
-  }
-});
+afterEach(() => endCalls([alice, bob]));
 
 /** A test that prints the pages' consoles and the gateway's log when it fails. */
-function e2e(name, fn) {
-  test(name, async (t) => {
-    try {
-      await fn(t);
-    } catch (err) {
-      console.log('--- alice console\n' + (alice?.consoleLines ?? []).slice(-40).join('\n'));
-      console.log('--- bob console\n' + (bob?.consoleLines ?? []).slice(-40).join('\n'));
-      console.log('--- jsonrtcd\n' + gw.logs.slice(-60).join('\n'));
-      throw err;
-    }
-  });
-}
-
-/** alice calls bob with the dial form; bob accepts in the incoming dialog. */
-async function establishCall(caller, callee) {
-  await caller.fill('#address', callee.identity);
-  await caller.click('#call-btn');
-  await callee.locator('#incoming').waitFor({ state: 'visible' });
-  assert.equal((await callee.textContent('#incoming-from')).trim(), caller.identity);
-  await waitCall(caller, 'state', 'alerting');
-  await callee.click('#accept-btn');
-  await waitCall(caller, 'state', 'established');
-  await waitCall(callee, 'state', 'established');
-}
-
-async function waitIdle(page) {
-  await page.locator('#incall').waitFor({ state: 'hidden' });
-  await page.locator('#dialer').waitFor({ state: 'visible' });
-}
+const e2e = e2eTest(() => ({ gw, pages: { alice, bob } }));
 
 e2e('a call between two pages: ICE connects and audio flows both ways; hang up ends both', async () => {
   await establishCall(alice, bob);
@@ -415,19 +380,6 @@ e2e('web.ice_servers reach the page and its RTCPeerConnections', async () => {
     await gw2.stop();
   }
 });
-
-/** Video frames decoded by the page's current call. */
-function framesDecoded(page) {
-  return page.evaluate(async () => {
-    const pc = window.softphone.call?.peerConnection;
-    if (!pc) return -1;
-    let n = 0;
-    for (const s of (await pc.getStats()).values()) {
-      if (s.type === 'inbound-rtp' && s.kind === 'video') n += s.framesDecoded ?? 0;
-    }
-    return n;
-  });
-}
 
 e2e('a video call: the incoming dialog says so, and video is decoded both ways', async () => {
   await alice.check('#video');

@@ -2,6 +2,8 @@ import { Emitter } from './emitter.js';
 import { extensionHeaders, extensionsOf } from './headers.js';
 import { JsonRtcError, ErrorCode } from './errors.js';
 import { originSessionId, isHoldOffer, candidatesToFragment, fragmentToCandidates, mediaKinds } from './sdp.js';
+import { negotiatedCodecs, preferCodecs } from './codecs.js';
+import { callCertificate, forgetCertificate } from './certificate.js';
 
 /** The states a Call goes through (its `state` event). */
 export const CallState = Object.freeze({
@@ -99,6 +101,16 @@ export class Call extends Emitter {
     this._chain = Promise.resolve();
     this._reofferWhenEstablished = false;
     this._restartOnAnswer = false;
+    /** The negotiated codecs per media kind, saved for a reload (see _warmUp). */
+    this._codecs = null;
+    /** The re-offer prepared while the session resumes after a reload. */
+    this._warm = null;
+    /** The microphone being opened for it. */
+    this._warmMedia = null;
+    /** getUserMedia under way (_ensureMedia). */
+    this._opening = null;
+    /** The DTLS certificate of the call's peer connections, a promise (see certificate.js). */
+    this._cert = null;
   }
 
   /** Seconds since the call was established (0 before). */
@@ -131,7 +143,7 @@ export class Call extends Emitter {
     try {
       await this._ensureMedia();
       if (this.ended) return;
-      const pc = this._newPeerConnection();
+      const pc = await this._newPeerConnection();
       await pc.setRemoteDescription({ type: 'offer', sdp: offer.payload.sdp });
       this._remoteOrigin = originSessionId(offer.payload.sdp);
       this.remoteHeld = isHoldOffer(offer.payload.sdp);
@@ -331,7 +343,7 @@ export class Call extends Emitter {
     try {
       await this._ensureMedia();
       if (this.ended) return;
-      const pc = this._newPeerConnection();
+      const pc = await this._newPeerConnection();
       this._addLocalTracks(pc);
       this._localOfferPending = true;
       const sdp = await this._offer(pc, {});
@@ -408,6 +420,7 @@ export class Call extends Emitter {
     }
     if (pc && (pc.signalingState === 'have-local-offer' || pc.signalingState === 'have-remote-pranswer')) {
       await pc.setRemoteDescription({ type: 'answer', sdp });
+      this._negotiated(pc);
     }
     this._localOfferPending = false;
     this._remoteOrigin = originSessionId(sdp);
@@ -573,6 +586,7 @@ export class Call extends Emitter {
       if (!pc || this.ended) return;
       await pc.setLocalDescription(await pc.createOffer());
       await pc.setRemoteDescription({ type: 'answer', sdp });
+      this._negotiated(pc);
     }).catch((err) => this.emit('error', err));
   }
 
@@ -603,7 +617,7 @@ export class Call extends Emitter {
       if (!pc || origin !== this._remoteOrigin) {
         // The peer built a new RTCPeerConnection (e.g. it reloaded): so do we.
         await this._ensureMedia();
-        pc = this._newPeerConnection();
+        pc = await this._newPeerConnection();
         await pc.setRemoteDescription({ type: 'offer', sdp });
         this._addLocalTracks(pc);
       } else {
@@ -673,13 +687,16 @@ export class Call extends Emitter {
     return run;
   }
 
-  async _reofferNow({ iceRestart = false, newPeerConnection = false, headers = {} }, attempt = 0) {
+  async _reofferNow({ iceRestart = false, newPeerConnection = false, headers = {}, prepared = null }, attempt = 0) {
     if (this.ended) return;
     if (this.state !== CallState.ESTABLISHED) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'the call is not established');
     let pc = this.peerConnection;
-    if (newPeerConnection || !pc) {
+    if (prepared) {
+      // Built while the session resumed (_warmUp): the offer is ready.
+      pc = prepared.pc;
+    } else if (newPeerConnection || !pc) {
       await this._ensureMedia();
-      pc = this._newPeerConnection();
+      pc = await this._newPeerConnection();
       this._addLocalTracks(pc);
     } else {
       this._applyDirection(pc);
@@ -687,7 +704,7 @@ export class Call extends Emitter {
     this._localOfferPending = true;
     this._idle = false;
     try {
-      const sdp = await this._offer(pc, { iceRestart });
+      const sdp = prepared ? prepared.sdp : await this._offer(pc, { iceRestart });
       if (this.ended) return;
       const resp = await this.session._request({
         type: 'request',
@@ -703,6 +720,7 @@ export class Call extends Emitter {
       await pc.setRemoteDescription({ type: 'answer', sdp: answer });
       this._remoteOrigin = originSessionId(answer);
       this._localOfferPending = false;
+      this._negotiated(pc);
       this._sendComplete(resp.control.correlation_id);
     } catch (err) {
       this._localOfferPending = false;
@@ -730,14 +748,67 @@ export class Call extends Emitter {
     }
   }
 
+  /**
+   * The call was read back from storage, before the session resumes:
+   * an established call builds its new RTCPeerConnection and its offer
+   * now (DTLS certificate, codecs, ICE gathering), so that the offer
+   * leaves as soon as the resume succeeds. The offer does not wait for
+   * the microphone either: its transceivers get their tracks when
+   * getUserMedia returns (replaceTrack, no new negotiation). Nothing is
+   * sent: a failed resume ends the call, which closes the connection.
+   */
+  _warmUp() {
+    if (this.state !== CallState.ESTABLISHED) return;
+    this._localOfferPending = true;
+    const media = this._ensureMedia();
+    this._warmMedia = media;
+    this._warm = (async () => {
+      const pc = await this._newPeerConnection();
+      const label = new MediaStream();
+      for (const kind of this.video ? ['audio', 'video'] : ['audio']) {
+        pc.addTransceiver(kind, { direction: this.held ? 'sendonly' : 'sendrecv', streams: [label] });
+      }
+      preferCodecs(pc, this._codecs, this.session.log);
+      media.then((stream) => this._attachTracks(pc, stream), () => {});
+      const sdp = await this._offer(pc, {});
+      return { pc, sdp };
+    })();
+    // Failures surface when the resume uses them (_resumeAfterReload).
+    this._warm.catch(() => {});
+    media.catch(() => {});
+  }
+
+  /** Gives the transceivers _warmUp made the microphone's (and camera's) tracks. */
+  _attachTracks(pc, stream) {
+    if (pc !== this.peerConnection || this.ended) return;
+    for (const track of stream.getTracks()) {
+      const t = pc.getTransceivers().find((x) => x.receiver.track?.kind === track.kind && !x.sender.track);
+      if (!t) continue;
+      track.enabled = !this.muted;
+      t.sender.replaceTrack(track).catch((err) => this.emit('error', err));
+      t.sender.setStreams?.(stream);
+    }
+  }
+
   /** The session resumed after a page reload: rebuild the media. */
   _resumeAfterReload() {
+    // The application listens from its callrestored handler on: the
+    // microphone opened while the session resumed is news to it.
+    if (this.localStream) this.emit('localstream', this.localStream);
+    this._warmMedia?.catch((err) => this.emit('error', err));
+    this._warmMedia = null;
     switch (this.state) {
-      case CallState.ESTABLISHED:
-        this._reoffer({ newPeerConnection: true }).catch((err) => {
+      case CallState.ESTABLISHED: {
+        const warm = this._warm;
+        this._warm = null;
+        const run = warm
+          ? this._serial(async () => this._reofferNow({ headers: {}, prepared: await warm }))
+          : this._reoffer({ newPeerConnection: true });
+        run.catch((err) => {
           this.emit('error', err);
         });
         break;
+      }
       case CallState.CONNECTING:
         this._reofferWhenEstablished = true;
         break;
@@ -752,8 +823,27 @@ export class Call extends Emitter {
 
   // ---- Media --------------------------------------------------------------
 
-  async _ensureMedia() {
-    if (this.localStream) return this.localStream;
+  /** Keeps what an offer/answer exchange settled, for a reload. */
+  _negotiated(pc) {
+    this._codecs = negotiatedCodecs(pc);
+    this.session._save();
+  }
+
+  /** Where the call's DTLS certificate is kept: null when the session is not kept. */
+  _certKey() {
+    return this.session._storage ? `${this.session._storageKey}/${this.id}` : null;
+  }
+
+  /** The local stream, opened once however many ask at once. */
+  _ensureMedia() {
+    if (this.localStream) return Promise.resolve(this.localStream);
+    this._opening ??= this._openMedia().finally(() => {
+      this._opening = null;
+    });
+    return this._opening;
+  }
+
+  async _openMedia() {
     try {
       this.localStream = await this.session.rtc.getUserMedia({ audio: true, video: this.video });
     } catch (err) {
@@ -769,14 +859,18 @@ export class Call extends Emitter {
     return this.localStream;
   }
 
-  _newPeerConnection() {
+  async _newPeerConnection() {
+    const RTC = this.session.rtc.RTCPeerConnection;
+    this._cert ??= callCertificate(RTC, this._certKey(), this.restored, this.session.log);
+    const cert = await this._cert;
     const old = this.peerConnection;
     if (old) {
       old.ontrack = old.onicecandidate = old.oniceconnectionstatechange = null;
       old.close();
     }
-    const RTC = this.session.rtc.RTCPeerConnection;
-    const pc = new RTC({ iceServers: this.session.rtc.iceServers, iceTransportPolicy: this.session.rtc.iceTransportPolicy });
+    const config = { iceServers: this.session.rtc.iceServers, iceTransportPolicy: this.session.rtc.iceTransportPolicy };
+    if (cert) config.certificates = [cert];
+    const pc = new RTC(config);
     this.peerConnection = pc;
     this._sdpSent = false;
     this._trickleQueue = [];
@@ -844,6 +938,7 @@ export class Call extends Emitter {
   async _answer(pc) {
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
+    this._negotiated(pc);
     await this._gathered(pc);
     return pc.localDescription.sdp;
   }
@@ -964,6 +1059,7 @@ export class Call extends Emitter {
       }
     }
     this._stopLocal();
+    forgetCertificate(this._certKey());
     this._setState(state, info);
     this.session._removeCall(this);
     this.emit('ended', { state, ...info });
@@ -993,6 +1089,7 @@ export class Call extends Emitter {
       muted: this.muted,
       establishedAt: this.establishedAt,
       startCorrelation: this._startCorrelation,
+      codecs: this._codecs ?? undefined,
       offer: this.state === CallState.RINGING ? this._offerFrame : undefined,
     };
   }
@@ -1016,6 +1113,7 @@ export class Call extends Emitter {
     call.muted = data.muted;
     call.establishedAt = data.establishedAt;
     call._startCorrelation = data.startCorrelation;
+    call._codecs = data.codecs ?? null;
     call.restored = true;
     call._idle = data.state === CallState.ESTABLISHED;
     call._awaitingComplete = data.state === CallState.CONNECTING;

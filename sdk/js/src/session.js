@@ -201,6 +201,14 @@ export class Session extends Emitter {
       this.identity = stored.identity;
       this._rel = Reliability.fromJSON(stored.rel, this.options.window);
       this._reloading = stored;
+      // The calls rebuild their media while the socket opens (Call._warmUp);
+      // they are announced once the resume succeeds (_rehydrate), and a
+      // failed one ends them with the session's other calls.
+      for (const data of stored.calls || []) {
+        const call = Call.restore(this, data);
+        this._addCall(call);
+        call._warmUp();
+      }
       this._resuming = true;
       this._deadline = this._clock.now() + this._reconnectTimeout;
       this._setState(SessionState.CONNECTING);
@@ -1150,7 +1158,7 @@ export class Session extends Emitter {
       this.emit('subscriptionrestored', sub);
     }
     for (const data of stored.calls || []) {
-      const call = Call.restore(this, data);
+      const call = this.calls.get(data.id) ?? Call.restore(this, data);
       this._addCall(call);
       if (call.state === 'ringing') this.emit('incomingcall', call);
       else this.emit('callrestored', call);

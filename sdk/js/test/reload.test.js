@@ -1,0 +1,164 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Session } from '../src/session.js';
+import { FakeClock, FakeStorage, fakeWebSocketClass, serverFrame } from './fakes.js';
+
+// A page reload during an established call (sdk/js README, "Calls across
+// a page reload"), with a fake RTCPeerConnection and microphone.
+
+const flush = () => new Promise((r) => setImmediate(r));
+
+const OFFER = 'v=0\r\no=- 42 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=sendrecv\r\n';
+
+class FakeTrack {
+  constructor(kind) {
+    this.kind = kind;
+    this.enabled = true;
+    this.readyState = 'live';
+  }
+  stop() {
+    this.readyState = 'ended';
+  }
+}
+
+class FakeStream {
+  constructor(tracks = []) {
+    this.tracks = tracks;
+  }
+  getTracks() {
+    return this.tracks;
+  }
+}
+
+class FakePeerConnection {
+  static made = [];
+  constructor(config) {
+    this.config = config;
+    this.transceivers = [];
+    this.closed = false;
+    this.signalingState = 'stable';
+    this.iceGatheringState = 'new';
+    this.localDescription = null;
+    this.remoteDescription = null;
+    FakePeerConnection.made.push(this);
+  }
+  addTransceiver(kind, init) {
+    const t = {
+      mid: String(this.transceivers.length),
+      direction: init.direction,
+      receiver: { track: { kind } },
+      sender: {
+        track: null,
+        async replaceTrack(track) {
+          this.track = track;
+        },
+        getParameters: () => ({ codecs: [] }),
+      },
+    };
+    this.transceivers.push(t);
+    return t;
+  }
+  getTransceivers() {
+    return this.transceivers;
+  }
+  getSenders() {
+    return this.transceivers.map((t) => t.sender);
+  }
+  async createOffer() {
+    return { type: 'offer', sdp: OFFER };
+  }
+  async setLocalDescription(d) {
+    this.localDescription = d;
+    this.signalingState = 'have-local-offer';
+    this.iceGatheringState = 'complete';
+  }
+  async setRemoteDescription(d) {
+    this.remoteDescription = d;
+    this.signalingState = 'stable';
+  }
+  addEventListener() {}
+  removeEventListener() {}
+  close() {
+    this.closed = true;
+  }
+}
+
+/**
+ * A page with an established call to bob went away (stored session S1);
+ * a new page builds its Session on the same storage, with a microphone
+ * that answers when the test says.
+ */
+async function reloadedPage() {
+  FakePeerConnection.made = [];
+  globalThis.MediaStream ??= FakeStream;
+  const storage = new FakeStorage();
+  const { FakeWebSocket: WS1, sockets: s1 } = fakeWebSocketClass();
+  const common = { url: 'ws://127.0.0.1:1/ws/', identity: 'alice', clock: new FakeClock().clock, storage };
+  const first = new Session({ ...common, WebSocket: WS1 });
+  const p1 = first.connect();
+  await flush();
+  s1[0].open();
+  s1[0].receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 1, ack_sequence: 1, message_state: 'final' }, { action: 'connect', initiator: 'alice@example.com', response_code: 200 }));
+  await p1;
+  const stored = JSON.parse(storage.getItem('jsonrtc.session'));
+  stored.calls = [
+    { id: 'call-1', direction: 'outgoing', caller: 'alice@example.com', callee: 'bob', state: 'established', video: false, held: false, remoteHeld: false, muted: false, establishedAt: 1, startCorrelation: 'c2' },
+  ];
+  storage.setItem('jsonrtc.session', JSON.stringify(stored));
+
+  let answerMic;
+  const mic = new Promise((r) => (answerMic = r));
+  const { FakeWebSocket, sockets } = fakeWebSocketClass();
+  const session = new Session({ ...common, WebSocket: FakeWebSocket, rtc: { RTCPeerConnection: FakePeerConnection, getUserMedia: () => mic } });
+  const restored = [];
+  session.on('callrestored', (c) => restored.push(c));
+  const connected = session.connect();
+  await flush();
+  return { session, sockets, restored, connected, answerMic };
+}
+
+const callFrames = (ws) => ws.frames().filter((f) => f.control.package_type === 'call');
+
+test('page reload: the call\'s offer is built while the session resumes and leaves with the resume, before the microphone answers', async () => {
+  const page = await reloadedPage();
+  assert.equal(FakePeerConnection.made.length, 1, 'the peer connection is built before the socket opens');
+  const pc = FakePeerConnection.made[0];
+  assert.deepEqual(pc.transceivers.map((t) => [t.receiver.track.kind, t.direction]), [['audio', 'sendrecv']]);
+  const ws = page.sockets[0];
+  ws.open();
+  assert.equal(ws.last().header.action, 'connect');
+  assert.deepEqual(callFrames(ws), [], 'nothing of the call before the resume');
+  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 2, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com', sslr: 1 }));
+  await page.connected;
+  await flush();
+  assert.equal(page.restored.length, 1);
+  const [offer] = callFrames(ws);
+  assert.equal(offer?.header.action, 'start', 'the re-offer leaves with the resume');
+  assert.equal(offer.control.subsession_id, 'call-1');
+  assert.equal(offer.payload.sdp, OFFER);
+  assert.equal(pc.transceivers[0].sender.track, null, 'the microphone has not answered yet');
+  const track = new FakeTrack('audio');
+  page.answerMic(new FakeStream([track]));
+  await flush();
+  assert.equal(pc.transceivers[0].sender.track, track, 'the microphone joins the offered transceiver');
+  assert.equal(page.restored[0].localStream.getTracks()[0], track);
+});
+
+test('page reload: a failed resume ends the prepared call, closes its peer connection and its microphone', async () => {
+  const page = await reloadedPage();
+  const pc = FakePeerConnection.made[0];
+  const track = new FakeTrack('audio');
+  page.answerMic(new FakeStream([track]));
+  await flush();
+  const ws = page.sockets[0];
+  ws.open();
+  // A new session id: the gateway no longer had S1 (docs/protocol.md §4.5).
+  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S2', sequence: 1, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com', response_code: 200 }));
+  await page.connected;
+  await flush();
+  assert.equal(page.restored.length, 0);
+  assert.equal(page.session.calls.size, 0);
+  assert.equal(pc.closed, true);
+  assert.equal(track.readyState, 'ended');
+  assert.deepEqual(callFrames(ws), []);
+});

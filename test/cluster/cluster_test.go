@@ -92,7 +92,7 @@ func call(t *testing.T, a, b *client.Client) (*client.Call, *client.Call) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := event(t, b, client.EventIncomingCall)
+	in := incoming(t, a, b)
 	if in.SDP != offer || in.Call.Peer() != a.Identity() {
 		t.Fatalf("incoming call from %q with SDP %q", in.Call.Peer(), in.SDP)
 	}

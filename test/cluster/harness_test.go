@@ -241,6 +241,34 @@ func event(t testing.TB, c *client.Client, k client.EventKind) client.Event {
 	}
 }
 
+// incoming waits for b's incoming call from a; a call event at a first
+// (the call failed: an unknown target, a node not answering) fails the
+// test with its code, rather than a silent wait.
+func incoming(t testing.TB, a, b *client.Client) client.Event {
+	t.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case ev, ok := <-b.Events():
+			if !ok || ev.Kind == client.EventClosed {
+				t.Fatalf("%s: closed waiting for the call", b.Identity())
+			}
+			if ev.Kind == client.EventIncomingCall {
+				return ev
+			}
+		case ev, ok := <-a.Events():
+			if !ok || ev.Kind == client.EventClosed {
+				t.Fatalf("%s: closed while calling", a.Identity())
+			}
+			if ev.Kind == client.EventCall {
+				t.Fatalf("%s: call event %v (%d %s) before %s heard of the call", a.Identity(), ev.CallEvent, ev.Code, ev.Reason, b.Identity())
+			}
+		case <-timeout:
+			t.Fatalf("%s: no incoming call within 15 s", b.Identity())
+		}
+	}
+}
+
 // callEvent returns c's next call event, which must be want.
 func callEvent(t testing.TB, c *client.Client, want client.CallEvent) client.Event {
 	t.Helper()

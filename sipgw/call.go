@@ -509,6 +509,13 @@ func (c *Call) bye(ctx context.Context) error {
 	}
 	defer c.release()
 	c.mu.Lock()
+	if c.localBye || c.remoteBye || c.state == stateEnded {
+		// Another hang-up's BYE went while this one waited for the
+		// transaction slot (Shutdown hangs up every call as their
+		// sessions end them), or the far end's came: one BYE per dialog.
+		c.mu.Unlock()
+		return nil
+	}
 	c.localBye = true
 	c.mu.Unlock()
 	res, err := c.request(ctx, sip.NewRequest(sip.BYE, c.remoteTarget()))

@@ -284,9 +284,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.closeSIP(ctx)
 	_ = g.calls.WaitSIP(ctx)
 	// After the calls, whose ends delete their media in rtpengine.
-	if g.rtp != nil {
-		_ = g.rtp.Close()
-	}
+	g.closeMedia()
 	// Sockets still in their handshake close with the context.
 	g.cancel()
 	g.mu.Lock()

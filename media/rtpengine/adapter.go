@@ -3,6 +3,7 @@ package rtpengine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -254,23 +255,35 @@ func (s *Session) Answer(ctx context.Context, toTag, sdp string) (string, error)
 }
 
 // Delete ends the call's media in rtpengine, every fork of it, at once
-// (nothing if not anchored). The call no longer counts on its instance,
-// whatever the outcome: one that did not answer ends it at its own
-// timeout.
-func (s *Session) Delete(ctx context.Context) error {
+// (nothing if not anchored), and returns what rtpengine received from
+// each leg over the call's life (its delete answer), the browser's leg
+// first. The call no longer counts on its instance, whatever the
+// outcome: one that did not answer ends it at its own timeout.
+func (s *Session) Delete(ctx context.Context) ([]LegStats, error) {
 	if !s.anchored {
-		return nil
+		return nil, nil
 	}
 	ctl, err := s.ctl()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !s.deleted.Swap(true) {
 		s.m.calls.Add(-1)
 	}
 	k := s.keysRequest()
-	_, err = ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, DeleteNow: true})
-	return err
+	res, err := ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, DeleteNow: true})
+	if err != nil {
+		return nil, err
+	}
+	// The browser's tag: ours as the caller's From-tag when it called,
+	// the answer's To-tag when SIP called it.
+	web := k.FromTag
+	if s.dir == SIPToWeb {
+		web = k.ToTag
+	}
+	legs := legStats(res.Raw, web)
+	slices.SortFunc(legs, func(a, b LegStats) int { return strings.Compare(string(b.Side), string(a.Side)) })
+	return legs, nil
 }
 
 // DeleteFork ends the media of the fork answered with toTag only (a fork

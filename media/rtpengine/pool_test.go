@@ -66,10 +66,10 @@ func TestPoolAffinity(t *testing.T) {
 		if _, err := s.AnswerTo(t.Context(), SIPToWeb, "held"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Delete(t.Context()); err != nil {
+		if _, err := s.Delete(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Delete(t.Context()); err != nil { // counted once
+		if _, err := s.Delete(t.Context()); err != nil { // counted once
 			t.Fatal(err)
 		}
 	}

@@ -100,7 +100,7 @@ func anchoredCall(t *testing.T, dir rtpengine.Direction, offer string, answer fu
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx); err != nil {
+	if _, err := s.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
 	assertNoCalls(t, c, keys.CallID)
@@ -263,7 +263,7 @@ func TestRTPEngineForksAndReoffer(t *testing.T) {
 	if !strings.Contains(answer, "a=recvonly") || !strings.Contains(answer, "a=fingerprint:") {
 		t.Errorf("hold answer toward the browser:\n%s", answer)
 	}
-	if err := s.Delete(ctx); err != nil {
+	if _, err := s.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
 	assertNoCalls(t, c, keys.CallID)

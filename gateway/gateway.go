@@ -221,6 +221,8 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	g.notes = notification.NewHandler(&notification.Options{Config: cfg.MessageNotification, Logger: log,
 		Upstream: g.notificationUpstream()})
 	if err := g.startSIP(); err != nil {
+		// The pool's pings run from sipCalls on.
+		g.closeMedia()
 		return nil, err
 	}
 	if g.node != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
+	"go.uber.org/goleak"
 )
 
 // TestRTPEngineMetrics: with media.rtpengine set, each instance's ng
@@ -82,4 +83,29 @@ func grepLines(s string, subs ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestRTPEngineSIPStartFails: a gateway whose SIP side cannot start
+// (its UDP port taken) stops its rtpengine pool's pings and closes its
+// ng clients before New returns the error: nothing is left running.
+func TestRTPEngineSIPStartFails(t *testing.T) {
+	taken, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	live, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	go pong(live)
+	cfg := DefaultConfig()
+	cfg.SIP.Listen.UDP, cfg.SIP.Domain = taken.LocalAddr().String(), "example.com"
+	cfg.Media = rtpengine.Config{RTPEngine: []string{live.LocalAddr().String()}, PingInterval: time.Millisecond}
+	before := goleak.IgnoreCurrent() // pong, and the test's own
+	if _, err := New(cfg, nil); err == nil {
+		t.Fatal("New with the SIP port taken succeeded")
+	}
+	goleak.VerifyNone(t, before)
 }

@@ -42,6 +42,9 @@ type Handler struct {
 	refused [numQueuedOps]atomic.Uint64
 	// mediaFailed counts rtpengine commands that failed (media.go).
 	mediaFailed atomic.Uint64
+	// quality: what rtpengine received from each leg of anchored calls
+	// (metrics.go).
+	quality mediaQuality
 
 	mu    sync.Mutex
 	legs  map[legKey]*leg
@@ -68,7 +71,7 @@ func NewHandler(dir Directory, o *Options) *Handler {
 	if opts.SubsessionPrefix == "" {
 		opts.SubsessionPrefix = "s"
 	}
-	return &Handler{opts: opts, dir: dir, log: opts.Logger, rlog: ratelog.New(opts.Logger, nil), legs: map[legKey]*leg{}, calls: map[*Call]struct{}{}}
+	return &Handler{opts: opts, dir: dir, log: opts.Logger, rlog: ratelog.New(opts.Logger, nil), quality: newMediaQuality(), legs: map[legKey]*leg{}, calls: map[*Call]struct{}{}}
 }
 
 // Call is one call: a caller leg and one callee leg per ringing session.

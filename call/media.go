@@ -229,7 +229,8 @@ func (fl *farLeg) releaseMedia() {
 	<-done
 }
 
-// deleteMedia deletes s in rtpengine now. A failure leaves it to
+// deleteMedia deletes s in rtpengine now and records what rtpengine
+// received from each leg (jsonrtc_media_*). A failure leaves it to
 // rtpengine's own timeout (docs/media.md), and is counted.
 func (fl *farLeg) deleteMedia(s *rtpengine.Session) {
 	if s == nil || !s.Anchored() {
@@ -237,7 +238,11 @@ func (fl *farLeg) deleteMedia(s *rtpengine.Session) {
 	}
 	ctx, cancel := opCtx()
 	defer cancel()
-	err := s.Delete(ctx)
+	legs, err := s.Delete(ctx)
+	fl.h.quality.observe(legs)
+	for _, l := range legs {
+		fl.log().Debug("media of the call", "side", l.Side, "packets", l.Packets, "bytes", l.Bytes, "errors", l.Errors)
+	}
 	var re *rtpengine.Error
 	if err != nil && !errors.As(err, &re) {
 		// rtpengine answering "Unknown call-id" knows nothing of the

@@ -10,6 +10,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The media of SIP calls anchored in rtpengine (media.go), against a fake
@@ -56,10 +57,49 @@ func (f *fakeEngine) do(name string, r *rtpengine.Request) (*rtpengine.Response,
 		}
 		if name == "delete" {
 			delete(f.live, r.CallID)
-			return &rtpengine.Response{Result: "ok"}, nil
+			return &rtpengine.Response{Result: "ok", Raw: deleteFigures(r.FromTag)}, nil
 		}
 	}
 	return &rtpengine.Response{Result: "ok", SDP: relayed(r.SDP)}, nil
+}
+
+// deleteFigures is a delete answer as rtpengine 10.5 shapes it (checked
+// by test/interop TestRTPEngineQuality): the first offer's tag (from) sent
+// 100 RTP packets and 3 RTCP, the other leg 80 packets, and 2 could
+// not be relayed toward it.
+func deleteFigures(from string) map[string]any {
+	leg := func(packets, bytes, errors, rtcp int64) map[string]any {
+		return map[string]any{"medias": []any{map[string]any{"streams": []any{
+			map[string]any{"flags": []any{"RTP", "filled"}, "stats": map[string]any{"packets": packets, "bytes": bytes, "errors": errors}},
+			map[string]any{"flags": []any{"RTCP", "filled"}, "stats": map[string]any{"packets": rtcp, "bytes": rtcp * 80, "errors": int64(0)}},
+		}}}}
+	}
+	return map[string]any{"result": "ok", "tags": map[string]any{from: leg(100, 17200, 0, 3), "other-leg": leg(80, 13760, 2, 0)}}
+}
+
+// mediaFigure returns the sample count and sum of histogram name{side}
+// in h's metrics.
+func mediaFigure(t *testing.T, h *Handler, name, side string) (uint64, float64) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(h.Collector())
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "side" && l.GetValue() == side {
+					return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+	}
+	return 0, 0
 }
 
 func (f *fakeEngine) Ping(ctx context.Context) error { return nil }
@@ -210,6 +250,19 @@ func TestMediaOutgoing(t *testing.T) {
 		t.Fatalf("delete %+v", d)
 	}
 	eng.idle(t, e)
+	// The delete's figures: one observation per leg, the browser's leg
+	// (our From-tag) as web, RTCP left out.
+	for _, f := range []struct {
+		name, side string
+		sum        float64
+	}{
+		{"jsonrtc_media_packets", "web", 100}, {"jsonrtc_media_bytes", "web", 17200}, {"jsonrtc_media_errors", "web", 0},
+		{"jsonrtc_media_packets", "sip", 80}, {"jsonrtc_media_bytes", "sip", 13760}, {"jsonrtc_media_errors", "sip", 2},
+	} {
+		if n, sum := mediaFigure(t, e.h, f.name, f.side); n != 1 || sum != f.sum {
+			t.Errorf("%s{side=%s}: %d observations summing %v, want 1 of %v", f.name, f.side, n, sum, f.sum)
+		}
+	}
 	// No INFO with the browser's candidate went to the phone.
 	select {
 	case o := <-fc.ops:

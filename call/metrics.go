@@ -1,6 +1,9 @@
 package call
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // queuedOp names what a peer asked of a SIP call that waits in the call's
 // operation queue, for the count of those refused when it was full.
@@ -26,14 +29,55 @@ var mediaFailedDesc = prometheus.NewDesc("jsonrtc_call_media_failed_total",
 	"rtpengine commands of SIP calls that failed (no answer, or an error): the call was refused or ended with 503, or a delete was left to rtpengine's timeout.",
 	nil, nil)
 
+// mediaQuality holds what rtpengine counted on each leg of the calls it
+// anchored, observed once per leg at the call's delete (media.go).
+type mediaQuality struct {
+	packets, bytes, errors *prometheus.HistogramVec
+}
+
+func newMediaQuality() mediaQuality {
+	h := func(name, help string, buckets []float64) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, []string{"side"})
+	}
+	return mediaQuality{
+		packets: h("jsonrtc_media_packets",
+			"RTP packets rtpengine received from a leg (side: web or sip) of an anchored SIP call over its life, from its delete answer.",
+			prometheus.ExponentialBuckets(10, 4, 9)),
+		bytes: h("jsonrtc_media_bytes",
+			"RTP bytes rtpengine received from a leg (side: web or sip) of an anchored SIP call over its life.",
+			prometheus.ExponentialBuckets(1000, 4, 10)),
+		errors: h("jsonrtc_media_errors",
+			"Packets rtpengine could not relay toward a leg (side: web or sip) of an anchored SIP call (no DTLS with the browser yet, failed encryption).",
+			[]float64{0, 1, 10, 100, 1000}),
+	}
+}
+
+// observe records the legs of one call.
+func (q mediaQuality) observe(legs []rtpengine.LegStats) {
+	for _, l := range legs {
+		q.packets.WithLabelValues(string(l.Side)).Observe(float64(l.Packets))
+		q.bytes.WithLabelValues(string(l.Side)).Observe(float64(l.Bytes))
+		q.errors.WithLabelValues(string(l.Side)).Observe(float64(l.Errors))
+	}
+}
+
 // Collector returns a Prometheus collector of h's counters
-// (jsonrtc_call_sip_refused_total{op}, jsonrtc_call_media_failed_total). Register it once, e.g.
+// (jsonrtc_call_sip_refused_total{op}, jsonrtc_call_media_failed_total)
+// and of the media figures of anchored calls (jsonrtc_media_packets,
+// _bytes, _errors by side). Register it once, e.g.
 // reg.MustRegister(h.Collector()).
 func (h *Handler) Collector() prometheus.Collector { return collector{h} }
 
 type collector struct{ h *Handler }
 
-func (c collector) Describe(ch chan<- *prometheus.Desc) { ch <- refusedDesc; ch <- mediaFailedDesc }
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- refusedDesc
+	ch <- mediaFailedDesc
+	q := c.h.quality
+	q.packets.Describe(ch)
+	q.bytes.Describe(ch)
+	q.errors.Describe(ch)
+}
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for op, name := range queuedOpNames {
@@ -41,4 +85,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			float64(c.h.refused[op].Load()), name)
 	}
 	ch <- prometheus.MustNewConstMetric(mediaFailedDesc, prometheus.CounterValue, float64(c.h.mediaFailed.Load()))
+	q := c.h.quality
+	q.packets.Collect(ch)
+	q.bytes.Collect(ch)
+	q.errors.Collect(ch)
 }

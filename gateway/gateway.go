@@ -224,6 +224,8 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	g.notes = notification.NewHandler(&notification.Options{Config: cfg.MessageNotification, Logger: log,
 		Upstream: g.notificationUpstream()})
 	if err := g.startSIP(); err != nil {
+		// The pool's pings run from sipCalls on.
+		g.closeMedia()
 		return nil, err
 	}
 	if g.node != nil {
@@ -287,9 +289,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.closeSIP(ctx)
 	_ = g.calls.WaitSIP(ctx)
 	// After the calls, whose ends delete their media in rtpengine.
-	if g.rtp != nil {
-		_ = g.rtp.Close()
-	}
+	g.closeMedia()
 	// Sockets still in their handshake close with the context.
 	g.cancel()
 	g.mu.Lock()

@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
+	"go.uber.org/goleak"
 )
 
-// TestRTPEngineMetrics: with media.rtpengine set, the ng client's
-// counters are served; an rtpengine that never answers shows as
-// retransmissions and a timeout (the start-up ping).
+// TestRTPEngineMetrics: with media.rtpengine set, each instance's ng
+// counters, health and calls are served under its address; an rtpengine
+// that never answers shows as down, with retransmissions and a timeout
+// (the pool's first ping), one that answers as up.
 func TestRTPEngineMetrics(t *testing.T) {
 	dead, err := net.ListenPacket("udp", "127.0.0.1:0") // takes datagrams, answers none
 	if err != nil {
@@ -22,7 +24,14 @@ func TestRTPEngineMetrics(t *testing.T) {
 	defer dead.Close()
 	cfg := DefaultConfig()
 	cfg.SIP.Listen.UDP, cfg.SIP.Domain = "127.0.0.1:0", "example.com"
-	cfg.Media = rtpengine.Config{RTPEngine: []string{dead.LocalAddr().String()}, Timeout: 300 * time.Millisecond, Retransmit: 100 * time.Millisecond}
+	live, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	go pong(live)
+	da, la := dead.LocalAddr().String(), live.LocalAddr().String()
+	cfg.Media = rtpengine.Config{RTPEngine: []string{da, la}, Timeout: 300 * time.Millisecond, Retransmit: 100 * time.Millisecond, PingInterval: time.Hour}
 	g, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -31,9 +40,35 @@ func TestRTPEngineMetrics(t *testing.T) {
 	rec := httptest.NewRecorder()
 	g.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body := rec.Body.String()
-	if !strings.Contains(body, "jsonrtc_rtpengine_timeouts_total 1") || !strings.Contains(body, "jsonrtc_rtpengine_stray_total 0") ||
-		!strings.Contains(body, "jsonrtc_call_media_failed_total 0") || strings.Contains(body, "jsonrtc_rtpengine_retransmits_total 0") {
-		t.Fatalf("metrics:\n%s", grepLines(body, "rtpengine", "media"))
+	for _, want := range []string{
+		`jsonrtc_rtpengine_timeouts_total{instance="` + da + `"} 1`,
+		`jsonrtc_rtpengine_stray_total{instance="` + da + `"} 0`,
+		`jsonrtc_rtpengine_up{instance="` + da + `"} 0`,
+		`jsonrtc_rtpengine_calls{instance="` + da + `"} 0`,
+		`jsonrtc_rtpengine_timeouts_total{instance="` + la + `"} 0`,
+		`jsonrtc_rtpengine_up{instance="` + la + `"} 1`,
+		"jsonrtc_call_media_failed_total 0",
+	} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("no %s in the metrics:\n%s", want, grepLines(body, "rtpengine", "media"))
+		}
+	}
+	if strings.Contains(body, `jsonrtc_rtpengine_retransmits_total{instance="`+da+`"} 0`) {
+		t.Fatalf("no retransmissions to the silent instance:\n%s", grepLines(body, "rtpengine"))
+	}
+}
+
+// pong answers every ng request on c with "pong", as rtpengine does a
+// ping, until c is closed.
+func pong(c net.PacketConn) {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		cookie, _, _ := strings.Cut(string(buf[:n]), " ")
+		_, _ = c.WriteTo([]byte(cookie+" d6:result4:ponge"), from)
 	}
 }
 
@@ -48,4 +83,29 @@ func grepLines(s string, subs ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestRTPEngineSIPStartFails: a gateway whose SIP side cannot start
+// (its UDP port taken) stops its rtpengine pool's pings and closes its
+// ng clients before New returns the error: nothing is left running.
+func TestRTPEngineSIPStartFails(t *testing.T) {
+	taken, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	live, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	go pong(live)
+	cfg := DefaultConfig()
+	cfg.SIP.Listen.UDP, cfg.SIP.Domain = taken.LocalAddr().String(), "example.com"
+	cfg.Media = rtpengine.Config{RTPEngine: []string{live.LocalAddr().String()}, PingInterval: time.Millisecond}
+	before := goleak.IgnoreCurrent() // pong, and the test's own
+	if _, err := New(cfg, nil); err == nil {
+		t.Fatal("New with the SIP port taken succeeded")
+	}
+	goleak.VerifyNone(t, before)
 }

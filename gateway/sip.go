@@ -29,7 +29,8 @@ import (
 // sipSide is the SIP half of the Gateway, embedded in it.
 type sipSide struct {
 	sip  *sipgw.UserAgent         // nil without a sip section
-	rtp  *rtpengine.Client        // nil without media.rtpengine
+	rtp  []*rtpengine.Client      // one per instance of media.rtpengine
+	pool *rtpengine.Pool          // nil without media.rtpengine
 	regs *interwork.Registrations // SIP registrations of sessions; registers nothing without SIP
 	// onIncomingSIPCall is a test's hook (fortest.go).
 	onIncomingSIPCall atomic.Pointer[func(identity string)]
@@ -86,41 +87,78 @@ func (g *Gateway) sipCalls() error {
 	return nil
 }
 
-// newMedia dials rtpengine's ng port (UDP: nothing goes out) and pings it
-// once. An rtpengine that does not answer yet is logged, not fatal: calls
-// fail with 503 until it answers (docs/media.md, "Failures").
+// newMedia dials each rtpengine of media.rtpengine (UDP: nothing goes
+// out) and starts their pool, which pings each once before it returns.
+// An rtpengine that does not answer yet is logged, not fatal: new calls
+// avoid it, and fail with 503 while none answers (docs/media.md,
+// "Failures").
 func (g *Gateway) newMedia() (*rtpengine.Adapter, error) {
 	mc := g.cfg.Media
 	if len(mc.RTPEngine) == 0 {
 		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), mc.Timeout)
-	defer cancel()
-	c, err := rtpengine.Dial(ctx, mc.RTPEngine[0], mc.Options())
-	if err != nil {
-		return nil, fmt.Errorf("media.rtpengine: %w", err)
+	var insts []rtpengine.Instance
+	for _, addr := range mc.RTPEngine {
+		ctx, cancel := context.WithTimeout(context.Background(), mc.Timeout)
+		c, err := rtpengine.Dial(ctx, addr, mc.Options())
+		cancel()
+		if err != nil {
+			g.closeMedia()
+			return nil, fmt.Errorf("media.rtpengine: %w", err)
+		}
+		g.rtp = append(g.rtp, c)
+		insts = append(insts, rtpengine.Instance{Addr: addr, Ctl: c})
 	}
-	a, err := rtpengine.NewAdapter(c, mc.Policy)
+	g.pool = rtpengine.NewPool(insts, &rtpengine.PoolOptions{Interval: mc.PingInterval, Logger: g.log.With("component", "rtpengine")})
+	a, err := rtpengine.NewPoolAdapter(g.pool, mc.Policy)
 	if err != nil {
-		c.Close()
+		g.closeMedia()
 		return nil, err
 	}
-	if err := c.Ping(ctx); err != nil {
-		g.log.Warn("rtpengine does not answer; SIP calls fail until it does", "addr", mc.RTPEngine[0], "err", err)
-	}
-	g.rtp = c
-	g.metrics.reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_retransmits_total",
-			Help: "ng requests to rtpengine sent again, unanswered within media.retransmit."},
-			func() float64 { return float64(c.Stats().Retransmits) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_timeouts_total",
-			Help: "ng requests to rtpengine that got no answer within media.timeout."},
-			func() float64 { return float64(c.Stats().Timeouts) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_stray_total",
-			Help: "Datagrams from rtpengine no request waited for (late answers to copies, garbage)."},
-			func() float64 { return float64(c.Stats().Stray) }),
-	)
+	g.pool.Start()
+	g.mediaMetrics()
 	return a, nil
+}
+
+// mediaMetrics serves each instance's health, calls and ng counters,
+// labelled by its address.
+func (g *Gateway) mediaMetrics() {
+	for i, c := range g.rtp {
+		lbl := prometheus.Labels{"instance": g.cfg.Media.RTPEngine[i]}
+		state := func() rtpengine.InstanceState { return g.pool.Instances()[i] }
+		g.metrics.reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jsonrtc_rtpengine_up", ConstLabels: lbl,
+				Help: "1 while the rtpengine instance answers its pings (new calls avoid it otherwise)."},
+				func() float64 {
+					if state().Up {
+						return 1
+					}
+					return 0
+				}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jsonrtc_rtpengine_calls", ConstLabels: lbl,
+				Help: "Anchored calls held by the rtpengine instance, from their first offer to their delete."},
+				func() float64 { return float64(state().Calls) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_retransmits_total", ConstLabels: lbl,
+				Help: "ng requests to rtpengine sent again, unanswered within media.retransmit."},
+				func() float64 { return float64(c.Stats().Retransmits) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_timeouts_total", ConstLabels: lbl,
+				Help: "ng requests to rtpengine that got no answer within media.timeout."},
+				func() float64 { return float64(c.Stats().Timeouts) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_stray_total", ConstLabels: lbl,
+				Help: "Datagrams from rtpengine no request waited for (late answers to copies, garbage)."},
+				func() float64 { return float64(c.Stats().Stray) }),
+		)
+	}
+}
+
+// closeMedia stops the pool's pings and closes each ng client.
+func (g *Gateway) closeMedia() {
+	if g.pool != nil {
+		g.pool.Close()
+	}
+	for _, c := range g.rtp {
+		_ = c.Close()
+	}
 }
 
 func (g *Gateway) startSIP() error {

@@ -3,8 +3,10 @@ package rtpengine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Policy says when a call's media goes through rtpengine.
@@ -76,18 +78,25 @@ var (
 )
 
 // Adapter decides, per call, whether media goes through rtpengine and
-// rewrites the SDP both ways through a Controller.
+// rewrites the SDP both ways through a Pool of instances.
 type Adapter struct {
-	ctl    Controller
+	pool   *Pool
 	policy Policy
 }
 
-// NewAdapter returns an Adapter applying policy through ctl.
+// NewAdapter returns an Adapter applying policy through one instance, ctl
+// (a pool of one that is never pinged).
 func NewAdapter(ctl Controller, policy Policy) (*Adapter, error) {
+	return NewPoolAdapter(NewPool([]Instance{{Ctl: ctl}}, nil), policy)
+}
+
+// NewPoolAdapter returns an Adapter applying policy through the instances
+// of p: each call on the one that took its first offer.
+func NewPoolAdapter(p *Pool, policy Policy) (*Adapter, error) {
 	if err := policy.Validate(); err != nil {
 		return nil, err
 	}
-	return &Adapter{ctl: ctl, policy: policy}, nil
+	return &Adapter{pool: p, policy: policy}, nil
 }
 
 // Session is one call's media as the Adapter set it up: the first offer's
@@ -99,6 +108,10 @@ type Session struct {
 	a        *Adapter
 	dir      Direction
 	anchored bool
+	// m is the instance that holds the call (nil until its first offer
+	// was answered): every later command goes there.
+	m       *member
+	deleted atomic.Bool // the call's share of m's calls is given back
 
 	mu   sync.Mutex // guards keys, never held across a command
 	keys Keys
@@ -137,8 +150,25 @@ func (a *Adapter) Offer(ctx context.Context, dir Direction, keys Keys, sdp strin
 	}
 	r := s.flags(dir, false)
 	r.SDP = sdp
-	out, err := sdpOf(a.ctl.Offer(ctx, &r))
+	m, res, err := a.pool.offer(ctx, &r)
+	out, err := sdpOf(res, err)
+	// The instance that was asked last holds the call even when the
+	// offer failed: its answer may have been lost after it made the call,
+	// and the caller deletes it there.
+	s.m = m
+	if m != nil {
+		m.calls.Add(1)
+	}
 	return s, out, err
+}
+
+// ctl returns the instance of the call, or an error for a session whose
+// first offer found none.
+func (s *Session) ctl() (Controller, error) {
+	if s.m == nil {
+		return nil, ErrNoInstance
+	}
+	return s.m.ctl, nil
 }
 
 // Reoffer passes a re-offer of an anchored session (hold, codec change,
@@ -156,10 +186,14 @@ func (s *Session) OfferFrom(ctx context.Context, dir Direction, sdp string) (str
 	if !s.anchored {
 		return sdp, nil
 	}
+	ctl, err := s.ctl()
+	if err != nil {
+		return "", err
+	}
 	r := s.flags(dir, false)
 	s.turn(&r, dir)
 	r.SDP = sdp
-	return sdpOf(s.a.ctl.Offer(ctx, &r))
+	return sdpOf(ctl.Offer(ctx, &r))
 }
 
 // AnswerTo passes the answer to a re-offer that travelled in dir
@@ -168,10 +202,14 @@ func (s *Session) AnswerTo(ctx context.Context, dir Direction, sdp string) (stri
 	if !s.anchored {
 		return sdp, nil
 	}
+	ctl, err := s.ctl()
+	if err != nil {
+		return "", err
+	}
 	r := s.flags(1-dir, true)
 	s.turn(&r, dir)
 	r.SDP = sdp
-	return sdpOf(s.a.ctl.Answer(ctx, &r))
+	return sdpOf(ctl.Answer(ctx, &r))
 }
 
 // turn swaps the tags of r for a re-offer travelling in dir against the
@@ -202,6 +240,10 @@ func (s *Session) Answer(ctx context.Context, toTag, sdp string) (string, error)
 	if !s.anchored {
 		return sdp, nil
 	}
+	ctl, err := s.ctl()
+	if err != nil {
+		return "", err
+	}
 	s.mu.Lock()
 	s.keys.ToTag = toTag
 	s.mu.Unlock()
@@ -209,18 +251,39 @@ func (s *Session) Answer(ctx context.Context, toTag, sdp string) (string, error)
 	// direction.
 	r := s.flags(1-s.dir, true)
 	r.SDP = sdp
-	return sdpOf(s.a.ctl.Answer(ctx, &r))
+	return sdpOf(ctl.Answer(ctx, &r))
 }
 
 // Delete ends the call's media in rtpengine, every fork of it, at once
-// (nothing if not anchored).
-func (s *Session) Delete(ctx context.Context) error {
+// (nothing if not anchored), and returns what rtpengine received from
+// each leg over the call's life (its delete answer), the browser's leg
+// first. The call no longer counts on its instance, whatever the
+// outcome: one that did not answer ends it at its own timeout.
+func (s *Session) Delete(ctx context.Context) ([]LegStats, error) {
 	if !s.anchored {
-		return nil
+		return nil, nil
+	}
+	ctl, err := s.ctl()
+	if err != nil {
+		return nil, err
+	}
+	if !s.deleted.Swap(true) {
+		s.m.calls.Add(-1)
 	}
 	k := s.keysRequest()
-	_, err := s.a.ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, DeleteNow: true})
-	return err
+	res, err := ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, DeleteNow: true})
+	if err != nil {
+		return nil, err
+	}
+	// The browser's tag: ours as the caller's From-tag when it called,
+	// the answer's To-tag when SIP called it.
+	web := k.FromTag
+	if s.dir == SIPToWeb {
+		web = k.ToTag
+	}
+	legs := legStats(res.Raw, web)
+	slices.SortFunc(legs, func(a, b LegStats) int { return strings.Compare(string(b.Side), string(a.Side)) })
+	return legs, nil
 }
 
 // DeleteFork ends the media of the fork answered with toTag only (a fork
@@ -229,8 +292,12 @@ func (s *Session) DeleteFork(ctx context.Context, toTag string) error {
 	if !s.anchored {
 		return nil
 	}
+	ctl, err := s.ctl()
+	if err != nil {
+		return err
+	}
 	k := s.keysRequest()
-	_, err := s.a.ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, ToTag: toTag, DeleteNow: true})
+	_, err = ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, ToTag: toTag, DeleteNow: true})
 	return err
 }
 

@@ -44,7 +44,7 @@ func TestAdapterPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Delete(t.Context()); err != nil {
+		if _, err := s.Delete(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		var cmds []string

@@ -10,10 +10,11 @@ import (
 // Config is the `media` section of jsonrtcd's configuration:
 //
 //	media:
-//	  rtpengine: ["127.0.0.1:2223"]   # ng listeners; one is used for now
+//	  rtpengine: ["127.0.0.1:2223", "127.0.0.1:2224"]   # a pool of ng listeners
 //	  policy: auto                    # auto, always, never
 //	  timeout: 3s                     # per request, retransmissions included
 //	  retransmit: 500ms
+//	  ping_interval: 2s               # health of each instance
 //
 // An empty rtpengine list leaves media alone (SDP passes unchanged), which
 // is the behaviour before this package existed.
@@ -22,6 +23,9 @@ type Config struct {
 	Policy     Policy        `yaml:"policy"`
 	Timeout    time.Duration `yaml:"timeout"`
 	Retransmit time.Duration `yaml:"retransmit"`
+	// PingInterval is how often each instance of the pool is pinged;
+	// one that does not answer gets no new calls until it does.
+	PingInterval time.Duration `yaml:"ping_interval"`
 }
 
 // WithDefaults fills the unset keys.
@@ -31,6 +35,9 @@ func (c Config) WithDefaults() Config {
 	}
 	o := (&Options{Timeout: c.Timeout, Retransmit: c.Retransmit}).withDefaults()
 	c.Timeout, c.Retransmit = o.Timeout, o.Retransmit
+	if c.PingInterval == 0 {
+		c.PingInterval = 2 * time.Second
+	}
 	return c
 }
 
@@ -49,8 +56,15 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("media.rtpengine[%d]: %v", i, err))
 		}
 	}
-	if len(c.RTPEngine) > 1 {
-		errs = append(errs, fmt.Errorf("media.rtpengine: %d instances given; one is supported until the pool exists", len(c.RTPEngine)))
+	seen := map[string]bool{}
+	for i, a := range c.RTPEngine {
+		if seen[a] {
+			errs = append(errs, fmt.Errorf("media.rtpengine[%d]: %s is listed twice", i, a))
+		}
+		seen[a] = true
+	}
+	if c.PingInterval < 0 {
+		errs = append(errs, fmt.Errorf("media.ping_interval: %v is negative", c.PingInterval))
 	}
 	if err := c.Policy.Validate(); err != nil {
 		errs = append(errs, err)

@@ -10,14 +10,15 @@ func TestConfigValidate(t *testing.T) {
 	if err := (Config{}).Validate(); err != nil {
 		t.Fatalf("empty config: %v", err)
 	}
-	if err := (Config{RTPEngine: []string{"127.0.0.1:2223"}, Policy: PolicyAlways}).Validate(); err != nil {
+	if err := (Config{RTPEngine: []string{"127.0.0.1:2223", "127.0.0.1:2224"}, Policy: PolicyAlways}).Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
 	for key, c := range map[string]Config{
-		"media.rtpengine[0]": {RTPEngine: []string{"nohostport"}},
-		"media.rtpengine:":   {RTPEngine: []string{"a:1", "b:2"}},
-		"media.policy":       {Policy: "sometimes"},
-		"media.retransmit":   {Timeout: time.Second, Retransmit: 2 * time.Second},
+		"media.rtpengine[0]":  {RTPEngine: []string{"nohostport"}},
+		"media.rtpengine[1]":  {RTPEngine: []string{"a:1", "a:1"}},
+		"media.ping_interval": {PingInterval: -time.Second},
+		"media.policy":        {Policy: "sometimes"},
+		"media.retransmit":    {Timeout: time.Second, Retransmit: 2 * time.Second},
 	} {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("%+v: %v, want an error naming %s", c, err, key)

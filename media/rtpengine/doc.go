@@ -5,9 +5,10 @@
 //
 // Start with Dial, which returns a *Client for one rtpengine instance, and
 // NewAdapter, which decides per call whether media goes through rtpengine
-// (the Policy) and rewrites offers and answers. The Adapter talks to a
-// Controller, so a pool of instances (health by ping, call-id affinity)
-// can later stand in front of several Clients.
+// (the Policy) and rewrites offers and answers. With several instances,
+// NewPool puts their Clients behind one Adapter (NewPoolAdapter): health
+// by ping, new calls on the least busy instance that is up, every later
+// command of a call on the instance that took its first offer.
 //
 // The ng protocol (rtpengine's docs, "ng Control Protocol"): each request
 // is a datagram "cookie bencoded-dictionary"; the reply carries the same

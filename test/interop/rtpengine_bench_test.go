@@ -72,7 +72,7 @@ func BenchmarkRTPEngineCommands(b *testing.B) {
 			b.Fatal(err)
 		}
 		t2 := time.Now()
-		if err := s.Delete(ctx); err != nil {
+		if _, err := s.Delete(ctx); err != nil {
 			b.Fatal(err)
 		}
 		t3 := time.Now()

@@ -33,10 +33,18 @@ func startRTPEngineAt(t testing.TB) (*rtpengine.Client, string) {
 // audio and video.
 func startRTPEnginePorts(t testing.TB, n int) (*rtpengine.Client, string) {
 	t.Helper()
+	c, addr, _ := startRTPEngineProc(t, n)
+	return c, addr
+}
+
+// startRTPEngineProc is startRTPEnginePorts that also returns the process,
+// for a test that kills it.
+func startRTPEngineProc(t testing.TB, n int) (*rtpengine.Client, string, *proc) {
+	t.Helper()
 	bin := testenv.Tool(t, "rtpengine", install("rtpengine"))
 	ng := testenv.Port(t)
 	media := testenv.Ports(t, n)
-	start(t, "rtpengine", t.TempDir(), bin,
+	p := start(t, "rtpengine", t.TempDir(), bin,
 		// Not Debian's /etc/rtpengine/rtpengine.conf, whose fixed CLI
 		// and HTTP ports two rtpengines at once would share.
 		"--config-file=none",
@@ -58,7 +66,7 @@ func startRTPEnginePorts(t testing.TB, n int) (*rtpengine.Client, string) {
 	if err := c.Ping(ctx); err != nil {
 		t.Fatalf("rtpengine does not answer ping: %v", err)
 	}
-	return c, addr
+	return c, addr, p
 }
 
 // phoneAnswer is what a plain SIP phone answers to rtpengine's RTP/AVP
@@ -92,7 +100,7 @@ func anchoredCall(t *testing.T, dir rtpengine.Direction, offer string, answer fu
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx); err != nil {
+	if _, err := s.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
 	assertNoCalls(t, c, keys.CallID)
@@ -255,7 +263,7 @@ func TestRTPEngineForksAndReoffer(t *testing.T) {
 	if !strings.Contains(answer, "a=recvonly") || !strings.Contains(answer, "a=fingerprint:") {
 		t.Errorf("hold answer toward the browser:\n%s", answer)
 	}
-	if err := s.Delete(ctx); err != nil {
+	if _, err := s.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
 	assertNoCalls(t, c, keys.CallID)

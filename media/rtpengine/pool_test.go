@@ -1,0 +1,220 @@
+package rtpengine
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// calls lists the call-id of each command f got, by command.
+func calls(f *fakeNG) map[string][]string {
+	out := map[string][]string{}
+	for _, r := range f.requests() {
+		cmd := r["command"].(string)
+		id, _ := r["call-id"].(string)
+		out[cmd] = append(out[cmd], id)
+	}
+	return out
+}
+
+// switchable answers as ok while on is set, and not at all otherwise.
+func switchable(on *atomic.Bool) func(*fakeNG, string, map[string]any, int) map[string]any {
+	return func(f *fakeNG, cookie string, req map[string]any, n int) map[string]any {
+		if !on.Load() {
+			return nil
+		}
+		return ok(f, cookie, req, n)
+	}
+}
+
+func state(t *testing.T, p *Pool, i int) InstanceState {
+	t.Helper()
+	return p.Instances()[i]
+}
+
+// TestPoolAffinity: new calls are spread by their number of calls, and
+// every later command of a call (answer, re-offer, its answer, delete)
+// reaches the instance that took its first offer; a deleted call no
+// longer counts there.
+func TestPoolAffinity(t *testing.T) {
+	fa, fb := newFakeNG(t, ok), newFakeNG(t, ok)
+	p := NewPool([]Instance{{Addr: "a", Ctl: dialFake(t, fa, nil)}, {Addr: "b", Ctl: dialFake(t, fb, nil)}}, nil)
+	a, err := NewPoolAdapter(p, PolicyAlways)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ss []*Session
+	for i := range 4 {
+		s, _, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: fmt.Sprint("c", i), FromTag: "f"}, webrtcSDP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss = append(ss, s)
+	}
+	if sa, sb := state(t, p, 0), state(t, p, 1); sa.Calls != 2 || sb.Calls != 2 {
+		t.Fatalf("calls per instance %+v %+v, want 2 and 2", sa, sb)
+	}
+	for _, s := range ss {
+		if _, err := s.Answer(t.Context(), "t", "answer"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.OfferFrom(t.Context(), SIPToWeb, "hold"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AnswerTo(t.Context(), SIPToWeb, "held"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Delete(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Delete(t.Context()); err != nil { // counted once
+			t.Fatal(err)
+		}
+	}
+	where := map[string]string{} // call-id: the instance that got its first offer
+	for _, f := range []*fakeNG{fa, fb} {
+		got := calls(f)
+		if len(got["offer"]) != 4 || len(got["answer"]) != 4 || len(got["delete"]) != 4 {
+			t.Fatalf("%s got %v: want two calls, each with two offers, two answers and two deletes", f.addr(), got)
+		}
+		for _, id := range got["offer"][:2] {
+			if where[id] != "" {
+				t.Fatalf("%s offered to both instances", id)
+			}
+			where[id] = f.addr()
+		}
+		for _, cmd := range []string{"offer", "answer", "delete"} {
+			for _, id := range got[cmd] {
+				if where[id] != f.addr() {
+					t.Fatalf("%s: %s of %s, whose offer went elsewhere (%v)", f.addr(), cmd, id, got)
+				}
+			}
+		}
+	}
+	if sa, sb := state(t, p, 0), state(t, p, 1); sa.Calls != 0 || sb.Calls != 0 {
+		t.Fatalf("calls after the deletes %+v %+v", sa, sb)
+	}
+}
+
+// TestPoolFailover: an instance that does not answer a call's first offer
+// is marked down and the offer goes to the other, which then holds the
+// call; later calls skip the down instance without trying it, until a
+// ping finds it back.
+func TestPoolFailover(t *testing.T) {
+	var aOn atomic.Bool
+	fa, fb := newFakeNG(t, switchable(&aOn)), newFakeNG(t, ok)
+	opt := &Options{Retransmit: 20 * time.Millisecond, Timeout: 200 * time.Millisecond}
+	p := NewPool([]Instance{{Addr: "a", Ctl: dialFake(t, fa, opt)}, {Addr: "b", Ctl: dialFake(t, fb, opt)}}, nil)
+	a, _ := NewPoolAdapter(p, PolicyAlways)
+	// b takes a call first, so that a, with none, is the next pick.
+	first, _, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: "c0", FromTag: "f"}, webrtcSDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls(fb)["offer"]) != 1 {
+		t.Fatalf("first call went to a: %v", calls(fa))
+	}
+	s, out, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: "c1", FromTag: "f"}, webrtcSDP)
+	if err != nil || out != "rewritten offer" {
+		t.Fatalf("offer after failover: %q %v", out, err)
+	}
+	if got := calls(fa)["offer"]; len(got) != 1 || got[0] != "c1" {
+		t.Fatalf("a got offers %v, want c1 once", got)
+	}
+	if st := state(t, p, 0); st.Up || st.Calls != 0 {
+		t.Fatalf("a after its timeout: %+v", st)
+	}
+	if _, err := s.Answer(t.Context(), "t", "answer"); err != nil {
+		t.Fatal(err)
+	}
+	if got := calls(fb); len(got["offer"]) != 2 || len(got["answer"]) != 1 || got["answer"][0] != "c1" {
+		t.Fatalf("b got %v, want c0 and c1 and c1's answer", got)
+	}
+	// a is down: the next calls go to b without trying a.
+	for i := range 2 {
+		if _, _, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: fmt.Sprint("n", i), FromTag: "f"}, webrtcSDP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := calls(fa)["offer"]; len(got) != 1 {
+		t.Fatalf("a, down, got offers %v", got)
+	}
+	if st := state(t, p, 1); st.Calls != 4 {
+		t.Fatalf("b %+v, want 4 calls", st)
+	}
+	// a answers again: its pings find it up.
+	aOn.Store(true)
+	p.opt.Interval = 10 * time.Millisecond
+	p.Start()
+	defer p.Close()
+	for !state(t, p, 0).Up {
+		<-fa.got
+	}
+	next, _, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: "back", FromTag: "f"}, webrtcSDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.m.addr != "a" {
+		t.Fatalf("a call after a came back went to %s", next.m.addr)
+	}
+	_ = first
+}
+
+// TestPoolStartSkipsSilent: the pings of Start find a silent instance
+// before any call: calls never try it. With every instance silent, a new
+// call tries two and fails.
+func TestPoolStartSkipsSilent(t *testing.T) {
+	var off atomic.Bool
+	fa, fb := newFakeNG(t, switchable(&off)), newFakeNG(t, ok)
+	opt := &Options{Retransmit: 20 * time.Millisecond, Timeout: 200 * time.Millisecond}
+	p := NewPool([]Instance{{Addr: "a", Ctl: dialFake(t, fa, opt)}, {Addr: "b", Ctl: dialFake(t, fb, opt)}}, &PoolOptions{Interval: time.Hour})
+	p.Start()
+	defer p.Close()
+	if sa, sb := state(t, p, 0), state(t, p, 1); sa.Up || !sb.Up {
+		t.Fatalf("after Start: %+v %+v", sa, sb)
+	}
+	a, _ := NewPoolAdapter(p, PolicyAlways)
+	for i := range 3 {
+		if _, _, err := a.Offer(t.Context(), SIPToWeb, Keys{CallID: fmt.Sprint("c", i), FromTag: "f"}, plainSDP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := calls(fa)["offer"]; len(got) != 0 {
+		t.Fatalf("a, down, got offers %v", got)
+	}
+
+	dead := newFakeNG(t, switchable(&off))
+	p2 := NewPool([]Instance{{Addr: "x", Ctl: dialFake(t, dead, opt)}, {Addr: "y", Ctl: dialFake(t, fa, opt)}}, nil)
+	a2, _ := NewPoolAdapter(p2, PolicyAlways)
+	if _, _, err := a2.Offer(t.Context(), WebToSIP, Keys{CallID: "d", FromTag: "f"}, webrtcSDP); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("offer with every instance silent: %v", err)
+	}
+	if n := len(calls(dead)["offer"]) + len(calls(fa)["offer"]); n != 2 {
+		t.Fatalf("%d offers, want one to each", n)
+	}
+}
+
+// TestPoolErrorKeepsUp: an instance answering an offer with an error is
+// answering: the offer is tried on another, but the first stays up.
+func TestPoolErrorKeepsUp(t *testing.T) {
+	refuse := func(f *fakeNG, c string, req map[string]any, n int) map[string]any {
+		if req["command"] == "offer" {
+			return map[string]any{"result": "error", "error-reason": "Ran out of ports"}
+		}
+		return ok(f, c, req, n)
+	}
+	fa, fb := newFakeNG(t, refuse), newFakeNG(t, ok)
+	p := NewPool([]Instance{{Addr: "a", Ctl: dialFake(t, fa, nil)}, {Addr: "b", Ctl: dialFake(t, fb, nil)}}, nil)
+	a, _ := NewPoolAdapter(p, PolicyAlways)
+	for i := range 2 {
+		s, _, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: fmt.Sprint("c", i), FromTag: "f"}, webrtcSDP)
+		if err != nil || s.m.addr != "b" {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if st := state(t, p, 0); !st.Up || st.Calls != 0 {
+		t.Fatalf("a after refusing: %+v", st)
+	}
+}

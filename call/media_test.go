@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
@@ -32,6 +33,7 @@ type fakeEngine struct {
 	mu   sync.Mutex
 	live map[string]bool
 	fail map[string]error
+	gate map[string]chan struct{} // a command of this name waits for the channel to close
 }
 
 func newFakeEngine() *fakeEngine {
@@ -43,6 +45,12 @@ func relayed(sdp string) string { return strings.Replace(sdp, "s=-", "s=relayed"
 
 func (f *fakeEngine) do(name string, r *rtpengine.Request) (*rtpengine.Response, error) {
 	f.cmds <- engineCmd{name, *r}
+	f.mu.Lock()
+	gate := f.gate[name]
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.fail[name]; err != nil {
@@ -523,4 +531,56 @@ func TestMediaRemoteSDP(t *testing.T) {
 	a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
 	eng.expect(t, "delete")
 	eng.idle(t, e)
+}
+
+// TestMediaReofferRightAfterOurs: the phone re-offers the moment it has
+// ACKed our re-INVITE, while rtpengine still works on the answer for the
+// browser. That is no glare (RFC 3261 section 14.2: our transaction is
+// over), so the phone's re-offer is not refused with 491: it waits, and
+// reaches the browser right after the browser's own answer.
+func TestMediaReofferRightAfterOurs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, eng := newMediaEnv(t, time.Minute)
+		a, fc := e.outgoing(t)
+		eng.expect(t, "offer")
+		fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), ToTag: "fork-b"})
+		eng.expect(t, "answer")
+		a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+		e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionComplete, sub: "c1", seq: 2, corr: "c1"})
+		fc.expectOp(t, "ack")
+
+		gate := make(chan struct{})
+		eng.mu.Lock()
+		eng.gate = map[string]chan struct{}{"answer": gate}
+		eng.mu.Unlock()
+		hold := strings.Replace(webOffer, "a=sendrecv", "a=sendonly", 1)
+		e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 3, p: protocol.CallPayload{SDP: hold}})
+		eng.expect(t, "offer")
+		fc.expectOp(t, "reoffer")
+		fc.reoffers <- reofferResult{answer: []byte(sipAnswer)}
+		eng.expect(t, "answer") // and held there
+		fc.pushReoffer(sipOffer)
+		synctest.Wait() // the phone's re-offer is taken, the answer still held
+		eng.mu.Lock()
+		eng.gate = nil
+		eng.mu.Unlock()
+		close(gate)
+
+		if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); f.Control.CorrelationID != "c3" || decodeSDP(t, f) != relayed(sipAnswer) {
+			t.Fatalf("the browser's re-offer answered %q on %q", decodeSDP(t, f), f.Control.CorrelationID)
+		}
+		eng.expect(t, "offer") // the phone's, after the answer
+		f := a.expect(t, protocol.TypeRequest, protocol.ActionStart)
+		if decodeSDP(t, f) != relayed(sipOffer) {
+			t.Fatalf("phone's re-offer to the browser %q", decodeSDP(t, f))
+		}
+		e.send(a, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: "c1", seq: 4, corr: f.Control.CorrelationID,
+			state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+		eng.expect(t, "answer")
+		if o := fc.expectOp(t, "ro-accept"); o.sdp == "" {
+			t.Fatalf("the phone's re-offer answered with %+v", o)
+		}
+		fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+		webShutdown(t, a)
+	})
 }

@@ -258,6 +258,8 @@ type farLeg struct {
 	earlySDP     json.RawMessage         // the payload of the last provisional with SDP
 	completeCorr string                  // the web correlation the next ACK completes
 	webReoffer   string                  // the web's re-offer awaiting SIP's answer (its correlation)
+	laterReoffer *sipgw.Event            // SIP's re-offer that came while the web's was finishing (deferReoffer)
+	reanswered   bool                    // SIP answered webReoffer: the answer only has to reach the web
 	referIn      *referIn                // SIP's REFER, from the transfer request to the new call's final status (transfer.go)
 	transferOut  *transferOut            // the web's transfer toward SIP, until its final NOTIFY (transfer.go)
 	sipReoffer   *sipReoffer             // SIP's re-offer awaiting the web's answer
@@ -714,6 +716,9 @@ func (fl *farLeg) read() {
 		if ev.Kind == sipgw.EventEnded {
 			ended = true
 		}
+		if fl.deferReoffer(ev) {
+			continue
+		}
 		fl.onEvent(fl.sipMedia(ev))
 	}
 	if !ended {
@@ -725,6 +730,42 @@ func (fl *farLeg) read() {
 	fl.c.mu.Lock()
 	fl.finishLocked()
 	fl.c.mu.Unlock()
+}
+
+// deferReoffer keeps SIP's re-offer that arrives once our re-INVITE for
+// the web's re-offer is answered and ACKed but its answer is still on
+// its way to the web side (through rtpengine): the phone may re-offer
+// at once, and RFC 3261 section 14.2 makes that no glare, so it must
+// not get 491. It is handed on once the web side has had its answer.
+// While our re-INVITE is outstanding the glare rules apply as before.
+// One waits at most; a second one gets 491.
+func (fl *farLeg) deferReoffer(ev sipgw.Event) bool {
+	if ev.Kind != sipgw.EventReoffer {
+		return false
+	}
+	fl.c.mu.Lock()
+	defer fl.c.mu.Unlock()
+	if !fl.reanswered || fl.laterReoffer != nil || fl.c.ended {
+		return false
+	}
+	fl.laterReoffer = &ev
+	return true
+}
+
+// laterReofferLocked hands on the re-offer deferReoffer kept, after the
+// web's re-offer finished; c.mu is held. Its media and its step run as
+// the next operation, as if it had just come.
+func (fl *farLeg) laterReofferLocked() {
+	ev := fl.laterReoffer
+	if ev == nil {
+		return
+	}
+	fl.laterReoffer = nil
+	if fl.c.ended {
+		_ = fl.sc.reoffer(*ev).Reject(481, "")
+		return
+	}
+	fl.must(func() { fl.onEvent(fl.sipMedia(*ev)) })
 }
 
 func (fl *farLeg) onEvent(ev sipgw.Event, mediaErr error) {
@@ -1217,6 +1258,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			fl.webReoffer = ""
+			defer fl.laterReofferLocked()
 			if !c.ended {
 				fl.reofferFailed(l, corr, protocol.CodeServiceUnavailable, mediaReason)
 			}
@@ -1225,6 +1267,9 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		ctx, cancel := opCtx()
 		answer, err := fl.sc.Reoffer(ctx, []byte(offer))
 		cancel()
+		c.mu.Lock()
+		fl.reanswered = fl.webReoffer != ""
+		c.mu.Unlock()
 		var mediaErr error
 		if err == nil {
 			if _, perr := parseSDP(string(answer)); perr == nil {
@@ -1233,7 +1278,9 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		fl.webReoffer = ""
+		fl.webReoffer, fl.reanswered = "", false
+		// After the answer below has gone to the web side.
+		defer fl.laterReofferLocked()
 		if c.ended {
 			return
 		}

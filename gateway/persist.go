@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -225,7 +226,7 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 	if s.rev == 0 {
 		rev, err = g.store.Create(ctx, recordKey(s.id), data)
 	} else {
-		rev, err = g.store.Update(ctx, recordKey(s.id), data, s.rev)
+		rev, err = g.update(ctx, recordKey(s.id), data, s.rev)
 	}
 	if errors.Is(err, store.ErrConflict) && g.node != nil {
 		// Another node took the session over, and its word did not
@@ -329,12 +330,32 @@ func (g *Gateway) own(s *Session, r *record, rev uint64) error {
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
 	defer cancel()
-	n, err := g.store.Update(ctx, recordKey(s.id), data, rev)
+	n, err := g.update(ctx, recordKey(s.id), data, rev)
 	if err != nil {
 		return err
 	}
 	s.rev = n
 	return nil
+}
+
+// update is the store's compare-and-set, telling our own write from
+// another writer's. A replicated store may apply a write whose answer
+// is lost (its leader changed under load) and refuse the client's retry
+// as a revision conflict: the record then holds exactly what we wrote,
+// and the write succeeded. Taken for a takeover, it ended a session
+// whose frame had been relayed but not yet acknowledged, and the client
+// sent that frame again on its resume: a duplicate.
+func (g *Gateway) update(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
+	n, err := g.store.Update(ctx, key, data, rev)
+	if !errors.Is(err, store.ErrConflict) {
+		return n, err
+	}
+	cur, curRev, gerr := g.store.Get(ctx, key)
+	if gerr == nil && curRev > rev && bytes.Equal(cur, data) {
+		g.metrics.storeWrites.WithLabelValues("retried").Inc()
+		return curRev, nil
+	}
+	return n, err
 }
 
 // restoreAll brings back, at start-up, every session the store holds:

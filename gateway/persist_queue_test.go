@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,5 +47,43 @@ func TestSavedSessionQueuedOnce(t *testing.T) {
 	case <-saved:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the session's record cannot be written: saveMu held")
+	}
+}
+
+// lostAnswerStore applies an update and then, once, answers it with a
+// revision conflict: what a replicated store does when the answer to a
+// write was lost in a leader change and the client's retry is refused.
+type lostAnswerStore struct {
+	store.Store
+	armed atomic.Bool
+}
+
+func (l *lostAnswerStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	n, err := l.Store.Update(ctx, key, value, rev)
+	if err == nil && l.armed.CompareAndSwap(true, false) {
+		return 0, store.ErrConflict
+	}
+	return n, err
+}
+
+// TestOwnWriteNotATakeover: a write the store applied but answered with
+// a conflict is ours (the record holds what we wrote): the session goes
+// on, with the record's revision, instead of ending as taken over (which
+// made its client send an already relayed frame again on its resume: a
+// duplicate, seen in test/cluster).
+func TestOwnWriteNotATakeover(t *testing.T) {
+	st := &lostAnswerStore{Store: store.NewMemory()}
+	g, url := newGatewayOpts(t, nil, Options{Store: st})
+	a := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	sid := a.connect("alice@example.com").Control.SessionID
+	st.armed.Store(true)
+	g.save(g.lookup(sid)) // a record write the store answers with a conflict
+	if st.armed.Load() {
+		t.Fatal("no record update was made")
+	}
+	a.pingPong()
+	g.save(g.lookup(sid)) // and the next write goes on from the record's revision
+	if s := g.lookup(sid); s == nil || s.lost {
+		t.Fatal("the session ended as taken over after its own write")
 	}
 }

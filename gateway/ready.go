@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -45,4 +46,18 @@ func (g *Gateway) notReady(ctx context.Context) error {
 		return errors.New("sip: no listener up")
 	}
 	return nil
+}
+
+// ClusterStatusHandler serves this node's view of the cluster as JSON
+// ([cluster.Node.Status]: nodes, their leases, sessions per node), for
+// the metrics listener; nil when the gateway runs alone.
+func (g *Gateway) ClusterStatusHandler() http.Handler {
+	if g.node == nil {
+		return nil
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(g.node.Status())
+	})
 }

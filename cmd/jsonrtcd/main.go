@@ -153,7 +153,7 @@ func run(args []string) error {
 	}
 	srv := g.HTTPServer()
 	log.Info("jsonrtcd listening", "addr", ln.Addr().String(), "demo", scheme+"://"+ln.Addr().String()+"/")
-	msrv, err := serveMetrics(cfg.Metrics.Listen, g.MetricsHandler(), log)
+	msrv, err := serveMetrics(cfg.Metrics.Listen, g.MetricsHandler(), g.ClusterStatusHandler(), log)
 	if err != nil {
 		ln.Close()
 		return err

@@ -159,3 +159,42 @@ func TestClusterMovedSwept(t *testing.T) {
 		t.Fatal("the swept session is still known")
 	}
 }
+
+// TestClusterStaleResumeRefused: a takeover asked for a connect that the
+// owner's live session has outgrown (the client sent more since: a
+// connect it gave up on, read late by another node) is refused, and the
+// socket the client uses stays open; a takeover for a connect that
+// matches the live state is honoured (4000). Without the check the
+// stale connect closed the live socket with 4000, which ends the
+// session at the client (TestClusterChaos found it).
+func TestClusterStaleResumeRefused(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	stale := protocol.Header{Action: protocol.ActionConnect, Initiator: "alice@example.com",
+		CSLR: protocol.Seq(1), CSLW: protocol.Seq(2), CSUW: protocol.Seq(1)}
+	// A request processed after the stale connect was sent.
+	a.write(`{"control":{"type":"request","package_type":"messaging","session_id":"` + a.sid + `","sequence":2,"correlation_id":"c2"},"header":{"action":"send","target":"nobody@example.com"},"payload":{"body":"hi"}}`)
+	if r := a.read(); r.Control.CorrelationID != "c2" {
+		t.Fatalf("send answered %s", r.Marshal())
+	}
+	take := func(h protocol.Header) string {
+		req, _ := json.Marshal(sessionReq{Session: a.sid, Owner: "n2", Resume: &h})
+		return string(gs[0].onTakeover(req))
+	}
+	if got := take(stale); got != refusedStale {
+		t.Fatalf("stale takeover answered %q", got)
+	}
+	a.pingPong() // still open
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("n1 let go of the session on a stale takeover")
+	}
+	fresh := stale
+	fresh.CSUW = protocol.Seq(2)
+	if got := take(fresh); got != "ok" {
+		t.Fatalf("takeover answered %q", got)
+	}
+	if code := a.closeCode(); code != 4000 {
+		t.Fatalf("socket closed with %d, want 4000", code)
+	}
+}

@@ -434,8 +434,11 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	elsewhere := g.node != nil && prev != "" && prev != g.self()
 	if elsewhere {
 		// Another node owns it: it writes its last state and lets go
-		// first (cluster.go).
-		g.release(prev, id)
+		// first (cluster.go), unless its live state says this connect
+		// is stale.
+		if g.release(prev, id, &f.Header) != nil {
+			return nil, nil
+		}
 	}
 	s := g.sessionOf(identity, r.Oracle || oracle, r.State)
 	s.restored = true
@@ -455,7 +458,9 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 				// Another resume took it meanwhile (the last one wins,
 				// as on one node): that owner lets go in turn.
 				prev = r.Owner
-				g.release(prev, id)
+				if g.release(prev, id, &f.Header) != nil {
+					return nil, nil
+				}
 				continue
 			}
 			s = g.sessionOf(identity, r.Oracle || oracle, r.State)

@@ -373,9 +373,38 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 				return []byte(refusedStale)
 			}
 		}
+		if s.answers() {
+			// The client holds its socket here and answers on it: it
+			// drops a socket before it dials another, so the connect is
+			// one it gave up on (cut by it while the other node was
+			// slow to read it).
+			g.rlog.Info("takeover refused", "takeover refused: the session's socket here answers", "session_id", s.id, "node", req.Owner)
+			return []byte(refusedStale)
+		}
 		s.moveTo(req.Owner, true)
 	}
 	return []byte("ok")
+}
+
+// livenessTimeout bounds answers' ping: within the asker's clusterTimeout.
+const livenessTimeout = time.Second
+
+// answers reports whether s's socket answers a WebSocket ping now.
+// Long-poll sockets are not probed (they report false).
+func (s *Session) answers() bool {
+	s.mu.Lock()
+	l := s.conn
+	s.mu.Unlock()
+	if l == nil {
+		return false
+	}
+	p, ok := l.c.(interface{ Ping(context.Context) error })
+	if !ok {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(s.g.ctx, livenessTimeout)
+	defer cancel()
+	return p.Ping(ctx) == nil
 }
 
 var errMovedAway = errors.New("gateway: session moved to another node")

@@ -198,3 +198,35 @@ func TestClusterStaleResumeRefused(t *testing.T) {
 		t.Fatalf("socket closed with %d, want 4000", code)
 	}
 }
+
+// TestClusterLiveSocketKeepsSession: a takeover asked while the
+// session's socket here answers a WebSocket ping is refused, even for a
+// connect that matches the live state: the client drops a socket before
+// it dials another, so the connect is one it gave up on (the socket
+// killed mid-resume, the other node slow to read it). Honoured, it
+// closed the socket the client uses with 4000 (TestClusterChaos).
+func TestClusterLiveSocketKeepsSession(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	// The client reads, as every client does: it answers pings.
+	ctx, cancel := context.WithCancel(context.Background())
+	read := make(chan error, 1)
+	go func() { _, _, err := a.c.Read(ctx); read <- err }()
+	h := protocol.Header{Action: protocol.ActionConnect, Initiator: "alice@example.com",
+		CSLR: protocol.Seq(1), CSLW: protocol.Seq(2), CSUW: protocol.Seq(1)}
+	req, _ := json.Marshal(sessionReq{Session: a.sid, Owner: "n2", Resume: &h})
+	if got := string(gs[0].onTakeover(req)); got != refusedStale {
+		t.Fatalf("takeover of a session whose socket answers: %q", got)
+	}
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("n1 let go of a session whose socket answers")
+	}
+	select {
+	case err := <-read:
+		t.Fatalf("the client's socket: %v", err)
+	default:
+	}
+	cancel()
+	<-read
+}

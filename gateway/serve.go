@@ -310,8 +310,14 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 			s.mu.Unlock()
 			s.inMu.Unlock()
 			if moved {
-				// Another resume, on another node, took it meanwhile.
-				c.Close(ws.StatusReplaced, "resumed on another node")
+				// Another resume, on another node, took it between this
+				// connect's read and its attach. One client has one
+				// socket: one of the two connects is one it gave up on,
+				// and it may be the other. 1013 has this client resume
+				// again (where the other's socket, dead, lets go, and a
+				// live one refuses: cluster.go onTakeover); 4000 ended
+				// the session of a client that was still here.
+				c.Close(websocket.StatusTryAgainLater, "resumed on another node meanwhile; resume again")
 			}
 			return nil, errEnded
 		}

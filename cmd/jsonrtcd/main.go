@@ -3,6 +3,7 @@
 //
 //	jsonrtcd [-config FILE] [-listen ADDR] [-data DIR] [-insecure-open] [-t]
 //	jsonrtcd route [-config FILE] [-app APP] FROM TO
+//	jsonrtcd cluster status [-config FILE] [-metrics ADDR] [-json]
 //
 // With no flags it listens on 127.0.0.1:8080 in open identity mode and
 // serves the demo softphone at /. Session records are kept by an embedded
@@ -12,6 +13,8 @@
 //
 // "jsonrtcd route" routes one request with the configuration's routing
 // rules and explains the decision, starting nothing (docs/routing.md).
+// "jsonrtcd cluster status" prints a running node's view of its cluster
+// (docs/cluster.md "Operations").
 package main
 
 import (
@@ -46,6 +49,9 @@ func main() {
 func run(args []string) error {
 	if len(args) > 0 && args[0] == "route" {
 		return runRoute(args[1:], os.Stdout)
+	}
+	if len(args) > 0 && args[0] == "cluster" {
+		return runClusterStatus(args[1:], os.Stdout)
 	}
 	fs := flag.NewFlagSet("jsonrtcd", flag.ContinueOnError)
 	configPath := fs.String("config", "", "YAML configuration `file` (every key optional)")

@@ -23,8 +23,8 @@ func readyz(t *testing.T, n *node) (int, string) {
 
 // TestReadyz: /readyz is 200 on every node of a whole cluster; once both
 // peers of n1 are killed JetStream has no quorum, and n1's /readyz says
-// 503 with the reason while /healthz (the process lives) stays 200; a
-// peer back restores the quorum and n1 is ready again.
+// 503 with the reason while /healthz (the process lives) stays 200; the
+// peers back restore the quorum and n1 is ready again.
 func TestReadyz(t *testing.T) {
 	nodes := newCluster(t)
 	for _, n := range nodes {
@@ -54,7 +54,16 @@ func TestReadyz(t *testing.T) {
 	if resp, err := http.Get("http://" + nodes[0].addr + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthz: %v %v", resp, err)
 	}
-	nodes[1].start(t)
+	// Both peers back, started together as at the cluster's start (a
+	// JetStream meta group that lost two of three peers may wait on
+	// both to elect).
+	nodes[1].launch(t)
+	nodes[2].launch(t)
+	nodes[1].waitUp(t)
+	nodes[2].waitUp(t)
+	if t.Failed() {
+		t.FailNow()
+	}
 	deadline = time.Now().Add(30 * time.Second)
 	for {
 		code, body := readyz(t, nodes[0])

@@ -3,6 +3,8 @@ package cluster
 import (
 	"encoding/json"
 	"net/http"
+	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -81,6 +83,17 @@ func TestClusterStatus(t *testing.T) {
 			t.Fatalf("%s: lease %v", n.Name, n.Lease)
 		}
 	}
+	// jsonrtcd cluster status reads the same from the node's file.
+	out, err := exec.Command(bin, "cluster", "status", "-config", nodes[1].config).CombinedOutput()
+	if err != nil {
+		t.Fatalf("jsonrtcd cluster status: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 5 || lines[0] != "node n2 (lease ttl 4s)" || !strings.HasPrefix(lines[2], "n1 ") || !strings.HasSuffix(lines[2], " 2") ||
+		!strings.HasSuffix(lines[4], " 1") || strings.Fields(lines[3])[1] != "yes" {
+		t.Fatalf("jsonrtcd cluster status printed:\n%s", out)
+	}
+	t.Logf("jsonrtcd cluster status:\n%s", out)
 	nodes[2].stop(t, syscall.SIGKILL)
 	untilStatus(t, nodes[0], map[string]string{"n1": "up/2", "n2": "up/0", "n3": "down/1"})
 }

@@ -87,7 +87,17 @@ type inboundReq struct {
 type sessionReq struct {
 	Session string `json:"session"`
 	Owner   string `json:"owner,omitempty"`
+	// Resume is the header of the connect a takeover is asked for, which
+	// the owner checks against its live state (onTakeover).
+	Resume *protocol.Header `json:"resume,omitempty"`
 }
+
+// errStaleResume: the owner refused a takeover whose connect its live
+// state has outgrown.
+var errStaleResume = errors.New("gateway: the owner's live session has moved past this resume")
+
+// refusedStale is onTakeover's answer to a stale resume.
+const refusedStale = "stale"
 
 const errNotOwned = "not_owned"
 
@@ -348,9 +358,53 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 		return nil
 	}
 	if s := g.lookup(req.Session); s != nil {
+		// The connect is checked against the live state, as a resume of
+		// a session live on one node is (§4.4): a connect sent before
+		// the client's last socket here but read late by the other node
+		// (its socket cut by the client meanwhile, the node slow in a
+		// JetStream election) would otherwise close the socket the
+		// client now uses, with 4000, which ends the session.
+		if req.Resume != nil {
+			s.mu.Lock()
+			err := s.st.CheckResume(req.Resume)
+			s.mu.Unlock()
+			if err != nil {
+				g.rlog.Info("takeover refused", "takeover refused: a stale resume", "session_id", s.id, "node", req.Owner, "err", err)
+				return []byte(refusedStale)
+			}
+		}
+		if s.answers() {
+			// The client holds its socket here and answers on it: it
+			// drops a socket before it dials another, so the connect is
+			// one it gave up on (cut by it while the other node was
+			// slow to read it).
+			g.rlog.Info("takeover refused", "takeover refused: the session's socket here answers", "session_id", s.id, "node", req.Owner)
+			return []byte(refusedStale)
+		}
 		s.moveTo(req.Owner, true)
 	}
 	return []byte("ok")
+}
+
+// livenessTimeout bounds answers' ping: within the asker's clusterTimeout.
+const livenessTimeout = time.Second
+
+// answers reports whether s's socket answers a WebSocket ping now.
+// Long-poll sockets are not probed (they report false).
+func (s *Session) answers() bool {
+	s.mu.Lock()
+	l := s.conn
+	s.mu.Unlock()
+	if l == nil {
+		return false
+	}
+	p, ok := l.c.(interface{ Ping(context.Context) error })
+	if !ok {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(s.g.ctx, livenessTimeout)
+	defer cancel()
+	return p.Ping(ctx) == nil
 }
 
 var errMovedAway = errors.New("gateway: session moved to another node")
@@ -677,22 +731,32 @@ func (g *Gateway) sweepMoved() {
 
 // release asks prev, the owner a session record names, to let go of the
 // session before this node takes the record over (a resume here): prev
-// writes its last state and stops. An unreachable prev (dead, cut off)
+// writes its last state and stops, or refuses a connect (header h) that
+// its live state has outgrown (errStaleResume: the resume fails). An unreachable prev (dead, cut off)
 // is not waited for: its next write fails the compare-and-set, and it
 // lets go then.
-func (g *Gateway) release(prev, id string) {
+func (g *Gateway) release(prev, id string, h *protocol.Header) error {
 	// A node whose lease looks stale is asked all the same: a dead one
 	// has no responders, which fails at once.
 	if g.node == nil || prev == "" || prev == g.self() {
-		return
+		return nil
 	}
-	req, _ := json.Marshal(sessionReq{Session: id, Owner: g.self()})
+	req, _ := json.Marshal(sessionReq{Session: id, Owner: g.self(), Resume: h})
 	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
 	defer cancel()
-	if _, err := g.node.Request(ctx, prev, kindTakeover, req); err != nil {
+	resp, err := g.node.Request(ctx, prev, kindTakeover, req)
+	if err != nil {
 		g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
 		g.log.Warn("previous owner did not release the session", "session_id", id, "node", prev, "err", err)
+		return nil
 	}
+	if string(resp) == refusedStale {
+		g.metrics.cluster.WithLabelValues(kindTakeover, "stale").Inc()
+		g.metrics.resumes.WithLabelValues("refused").Inc()
+		g.rlog.Info("resume refused", "resume refused by the owner: stale", "session_id", id, "owner", prev)
+		return errStaleResume
+	}
+	return nil
 }
 
 // tookOver completes a takeover of s here: the directory names this node,

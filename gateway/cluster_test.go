@@ -182,3 +182,74 @@ func TestClusterMovedSwept(t *testing.T) {
 		t.Fatal("the swept session is still known")
 	}
 }
+
+// TestClusterStaleResumeRefused: a takeover asked for a connect that the
+// owner's live session has outgrown (the client sent more since: a
+// connect it gave up on, read late by another node) is refused, and the
+// socket the client uses stays open; a takeover for a connect that
+// matches the live state is honoured (4000). Without the check the
+// stale connect closed the live socket with 4000, which ends the
+// session at the client (TestClusterChaos found it).
+func TestClusterStaleResumeRefused(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	stale := protocol.Header{Action: protocol.ActionConnect, Initiator: "alice@example.com",
+		CSLR: protocol.Seq(1), CSLW: protocol.Seq(2), CSUW: protocol.Seq(1)}
+	// A request processed after the stale connect was sent.
+	a.write(`{"control":{"type":"request","package_type":"messaging","session_id":"` + a.sid + `","sequence":2,"correlation_id":"c2"},"header":{"action":"send","target":"nobody@example.com"},"payload":{"body":"hi"}}`)
+	if r := a.read(); r.Control.CorrelationID != "c2" {
+		t.Fatalf("send answered %s", r.Marshal())
+	}
+	take := func(h protocol.Header) string {
+		req, _ := json.Marshal(sessionReq{Session: a.sid, Owner: "n2", Resume: &h})
+		return string(gs[0].onTakeover(req))
+	}
+	if got := take(stale); got != refusedStale {
+		t.Fatalf("stale takeover answered %q", got)
+	}
+	a.pingPong() // still open
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("n1 let go of the session on a stale takeover")
+	}
+	fresh := stale
+	fresh.CSUW = protocol.Seq(2)
+	if got := take(fresh); got != "ok" {
+		t.Fatalf("takeover answered %q", got)
+	}
+	if code := a.closeCode(); code != 4000 {
+		t.Fatalf("socket closed with %d, want 4000", code)
+	}
+}
+
+// TestClusterLiveSocketKeepsSession: a takeover asked while the
+// session's socket here answers a WebSocket ping is refused, even for a
+// connect that matches the live state: the client drops a socket before
+// it dials another, so the connect is one it gave up on (the socket
+// killed mid-resume, the other node slow to read it). Honoured, it
+// closed the socket the client uses with 4000 (TestClusterChaos).
+func TestClusterLiveSocketKeepsSession(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	// The client reads, as every client does: it answers pings.
+	ctx, cancel := context.WithCancel(context.Background())
+	read := make(chan error, 1)
+	go func() { _, _, err := a.c.Read(ctx); read <- err }()
+	h := protocol.Header{Action: protocol.ActionConnect, Initiator: "alice@example.com",
+		CSLR: protocol.Seq(1), CSLW: protocol.Seq(2), CSUW: protocol.Seq(1)}
+	req, _ := json.Marshal(sessionReq{Session: a.sid, Owner: "n2", Resume: &h})
+	if got := string(gs[0].onTakeover(req)); got != refusedStale {
+		t.Fatalf("takeover of a session whose socket answers: %q", got)
+	}
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("n1 let go of a session whose socket answers")
+	}
+	select {
+	case err := <-read:
+		t.Fatalf("the client's socket: %v", err)
+	default:
+	}
+	cancel()
+	<-read
+}

@@ -104,6 +104,8 @@ type Gateway struct {
 	metrics *metrics
 	// push wakes sessions in standby (push.go); nil when not configured.
 	push *pusher
+	// ready is Options.Ready (ready.go).
+	ready func(ctx context.Context) error
 }
 
 // Options are the parts of a gateway that are not configuration.
@@ -121,6 +123,9 @@ type Options struct {
 	// sessions owned by other nodes. It needs Store, the cluster's
 	// replicated store. Nil: the gateway runs alone.
 	Cluster *cluster.Node
+	// Ready reports why the store cannot serve sessions now (its
+	// connection or its quorum gone), for /readyz; nil: always ready.
+	Ready func(ctx context.Context) error
 }
 
 // New returns a gateway for cfg, with [Config.WithDefaults] applied (a
@@ -163,6 +168,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		wal:        opts.Store != nil,
 		dirtyKick:  make(chan struct{}, 1),
 		node:       opts.Cluster,
+		ready:      opts.Ready,
 		moved:      map[string]*Session{},
 	}
 	if g.node != nil && !g.wal {
@@ -254,6 +260,7 @@ func (g *Gateway) Handler() http.Handler {
 		mux.HandleFunc("/poll/", g.servePoll)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", g.serveReady)
 	if g.web != nil {
 		mux.Handle("/", g.web)
 	}

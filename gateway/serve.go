@@ -310,8 +310,14 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 			s.mu.Unlock()
 			s.inMu.Unlock()
 			if moved {
-				// Another resume, on another node, took it meanwhile.
-				c.Close(ws.StatusReplaced, "resumed on another node")
+				// Another resume, on another node, took it between this
+				// connect's read and its attach. One client has one
+				// socket: one of the two connects is one it gave up on,
+				// and it may be the other. 1013 has this client resume
+				// again (where the other's socket, dead, lets go, and a
+				// live one refuses: cluster.go onTakeover); 4000 ended
+				// the session of a client that was still here.
+				c.Close(websocket.StatusTryAgainLater, "resumed on another node meanwhile; resume again")
 			}
 			return nil, errEnded
 		}
@@ -434,8 +440,11 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	elsewhere := g.node != nil && prev != "" && prev != g.self()
 	if elsewhere {
 		// Another node owns it: it writes its last state and lets go
-		// first (cluster.go).
-		g.release(prev, id)
+		// first (cluster.go), unless its live state says this connect
+		// is stale.
+		if g.release(prev, id, &f.Header) != nil {
+			return nil, nil
+		}
 	}
 	s := g.sessionOf(identity, r.Oracle || oracle, r.State)
 	s.restored = true
@@ -455,7 +464,9 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 				// Another resume took it meanwhile (the last one wins,
 				// as on one node): that owner lets go in turn.
 				prev = r.Owner
-				g.release(prev, id)
+				if g.release(prev, id, &f.Header) != nil {
+					return nil, nil
+				}
 				continue
 			}
 			s = g.sessionOf(identity, r.Oracle || oracle, r.State)

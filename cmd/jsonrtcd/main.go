@@ -3,6 +3,7 @@
 //
 //	jsonrtcd [-config FILE] [-listen ADDR] [-data DIR] [-insecure-open] [-t]
 //	jsonrtcd route [-config FILE] [-app APP] FROM TO
+//	jsonrtcd cluster status [-config FILE] [-metrics ADDR] [-json]
 //
 // With no flags it listens on 127.0.0.1:8080 in open identity mode and
 // serves the demo softphone at /. Session records are kept by an embedded
@@ -12,6 +13,8 @@
 //
 // "jsonrtcd route" routes one request with the configuration's routing
 // rules and explains the decision, starting nothing (docs/routing.md).
+// "jsonrtcd cluster status" prints a running node's view of its cluster
+// (docs/cluster.md "Operations").
 package main
 
 import (
@@ -46,6 +49,9 @@ func main() {
 func run(args []string) error {
 	if len(args) > 0 && args[0] == "route" {
 		return runRoute(args[1:], os.Stdout)
+	}
+	if len(args) > 0 && args[0] == "cluster" {
+		return runClusterStatus(args[1:], os.Stdout)
 	}
 	fs := flag.NewFlagSet("jsonrtcd", flag.ContinueOnError)
 	configPath := fs.String("config", "", "YAML configuration `file` (every key optional)")
@@ -119,7 +125,7 @@ func run(args []string) error {
 	// sipgo keeps its timers and UDP size limit in package globals: set
 	// them once, here, before the SIP side starts.
 	sipgw.SetProcessDefaults(cfg.SIP)
-	st, node, closeStore, err := openStore(cfg, log)
+	st, node, ready, closeStore, err := openStore(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -129,7 +135,7 @@ func run(args []string) error {
 	// The page's TURN credentials come from the gateway, which exists
 	// only once New returns; no request is served before.
 	var g *gateway.Gateway
-	g, err = gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler(&cfg, func(r *http.Request) (gateway.TURNServer, bool) { return g.TURNFor(r) }), Store: st, Cluster: node})
+	g, err = gateway.New(cfg, &gateway.Options{Logger: log, Web: webHandler(&cfg, func(r *http.Request) (gateway.TURNServer, bool) { return g.TURNFor(r) }), Store: st, Cluster: node, Ready: ready})
 	if err != nil {
 		return err
 	}
@@ -157,7 +163,7 @@ func run(args []string) error {
 	}
 	srv := g.HTTPServer()
 	log.Info("jsonrtcd listening", "addr", ln.Addr().String(), "demo", scheme+"://"+ln.Addr().String()+"/")
-	msrv, err := serveMetrics(cfg.Metrics.Listen, g.MetricsHandler(), log)
+	msrv, err := serveMetrics(cfg.Metrics.Listen, g.MetricsHandler(), g.ClusterStatusHandler(), log)
 	if err != nil {
 		ln.Close()
 		return err
@@ -214,12 +220,12 @@ func newLogger(c gateway.LogConfig) *slog.Logger {
 // openStore starts the configured session store, and with a cluster
 // section the node's place in the cluster. The memory backend gives the
 // gateway none of its own: records then go with the process.
-func openStore(cfg gateway.Config, log *slog.Logger) (store.Store, *cluster.Node, func(), error) {
+func openStore(cfg gateway.Config, log *slog.Logger) (store.Store, *cluster.Node, func(context.Context) error, func(), error) {
 	if cfg.Store.Backend == gateway.StoreMemory {
-		return nil, nil, func() {}, nil
+		return nil, nil, nil, func() {}, nil
 	}
 	if err := os.MkdirAll(cfg.Store.Dir, 0o700); err != nil {
-		return nil, nil, nil, fmt.Errorf("store.dir: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("store.dir: %w", err)
 	}
 	cl := cfg.Cluster
 	o := natsstore.EmbeddedOptions{Dir: cfg.Store.Dir, Logger: log, Store: natsstore.Options{
@@ -234,18 +240,18 @@ func openStore(cfg gateway.Config, log *slog.Logger) (store.Store, *cluster.Node
 	defer cancel()
 	e, err := natsstore.Start(ctx, &o)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("store.dir %s: %w", cfg.Store.Dir, err)
+		return nil, nil, nil, nil, fmt.Errorf("store.dir %s: %w", cfg.Store.Dir, err)
 	}
 	if !cl.Enabled() {
 		log.Info("session store", "backend", "nats", "dir", cfg.Store.Dir)
-		return e, nil, e.Close, nil
+		return e, nil, e.Ready, e.Close, nil
 	}
 	node, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: cl.Name, Replicas: cl.Replicas,
 		LeaseTTL: cl.LeaseTTL, DirectoryTTL: cfg.RecordTTL(), Logger: log})
 	if err != nil {
 		e.Close()
-		return nil, nil, nil, fmt.Errorf("cluster: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("cluster: %w", err)
 	}
 	log.Info("session store", "backend", "nats", "dir", cfg.Store.Dir, "cluster_node", cl.Name, "replicas", cl.Replicas)
-	return e, node, func() { node.Close(); e.Close() }, nil
+	return e, node, e.Ready, func() { node.Close(); e.Close() }, nil
 }

@@ -9,10 +9,11 @@ import (
 )
 
 // serveMetrics serves h (the Prometheus metrics) on addr, a listener of
-// its own apart from the public one; "" serves nothing (nil server). A
+// its own apart from the public one, and with a cluster the node's view
+// of it at /cluster/status (admin); "" serves nothing (nil server). A
 // non-loopback address is allowed (a scraper on another host) and
 // logged, since the metrics then reach whoever reaches that address.
-func serveMetrics(addr string, h http.Handler, log *slog.Logger) (*http.Server, error) {
+func serveMetrics(addr string, h, status http.Handler, log *slog.Logger) (*http.Server, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -25,6 +26,9 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (*http.Server, 
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", h)
+	if status != nil {
+		mux.Handle("/cluster/status", status)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	log.Info("metrics listening", "addr", ln.Addr().String())
 	go srv.Serve(ln)

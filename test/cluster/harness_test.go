@@ -46,9 +46,9 @@ func TestMain(m *testing.M) {
 // node is one jsonrtcd of the cluster, started and stopped at will on
 // its own addresses and data directory.
 type node struct {
-	name, addr, route, dir, config, log string
-	cmd                                 *exec.Cmd
-	exited                              chan struct{}
+	name, addr, route, metrics, dir, config, log string
+	cmd                                          *exec.Cmd
+	exited                                       chan struct{}
 }
 
 // ws is the node's WebSocket URL of the open test application.
@@ -68,13 +68,14 @@ func newCluster(t testing.TB) []*node {
 		n := &node{name: fmt.Sprintf("n%d", i+1), dir: filepath.Join(dir, fmt.Sprintf("n%d", i+1))}
 		n.addr = fmt.Sprintf("127.0.0.1:%d", testenv.Port(t))
 		n.route = fmt.Sprintf("127.0.0.1:%d", testenv.Port(t))
+		n.metrics = fmt.Sprintf("127.0.0.1:%d", testenv.Port(t))
 		n.config, n.log = n.dir+".yaml", n.dir+".log"
 		routes = append(routes, n.route)
 		nodes[i] = n
 	}
 	for _, n := range nodes {
 		cfg := fmt.Sprintf(`listen: %s
-metrics: {listen: ""}
+metrics: {listen: %s}
 store: {dir: %s}
 session: {resume_timeout: 30s}
 cluster:
@@ -84,7 +85,7 @@ cluster:
   replicas: 3
   lease_ttl: 4s
   drain_timeout: 5s
-`, n.addr, n.dir, n.name, n.route, strings.Join(routes, ", "))
+`, n.addr, n.metrics, n.dir, n.name, n.route, strings.Join(routes, ", "))
 		if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -200,6 +200,11 @@ func (c *Conn) ping() {
 	c.mu.Unlock()
 }
 
+// Ping sends a WebSocket ping and waits for its pong: the peer holds
+// this socket and reads it. It needs the socket's reader running (the
+// session's), which takes the pong.
+func (c *Conn) Ping(ctx context.Context) error { return c.c.Ping(ctx) }
+
 // stopPinging stops the liveness timer and waits for a ping under way.
 func (c *Conn) stopPinging() {
 	c.mu.Lock()

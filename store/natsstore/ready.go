@@ -1,0 +1,28 @@
+package natsstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/nats-io/nats.go"
+)
+
+// readyKey is read by Ready; no record has it (session ids are base64).
+const readyKey = "readyz"
+
+// Ready reports why the store cannot take a session now, or nil: the
+// in-process connection must be up and the bucket's leader must answer
+// a read (a clustered JetStream without a quorum, its peers gone, does
+// not). It asks for no write: a probe every few seconds costs the
+// cluster nothing.
+func (e *Embedded) Ready(ctx context.Context) error {
+	if s := e.nc.Status(); s != nats.CONNECTED {
+		return fmt.Errorf("nats: connection %s", s)
+	}
+	if _, _, err := e.KV.Get(ctx, readyKey); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
@@ -15,41 +16,19 @@ import (
 // dialog ending. A second BYE after the first was answered is a request
 // in a dialog that no longer exists (481 at best).
 func TestHangupOneBye(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	byes := make(chan struct{}, 8)
-	done := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-done })
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			msg, err := sip.ParseMessage(append([]byte(nil), buf[:n]...))
-			req, ok := msg.(*sip.Request)
-			if err != nil || !ok || req.Method == sip.ACK {
-				continue
-			}
-			res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-			switch req.Method {
-			case sip.INVITE:
-				res.To().Params.Add("tag", "far")
-				res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: pc.LocalAddr().(*net.UDPAddr).Port}})
-				res.SetBody([]byte("v=0\r\n"))
-				res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-			case sip.BYE:
-				byes <- struct{}{}
-			}
-			_, _ = pc.WriteTo([]byte(res.String()), from)
+	var port atomic.Int64 // set once the peer listens, read at its first INVITE
+	bob := newFakePeer(t, func(req *sip.Request) *sip.Response {
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		if req.Method == sip.INVITE {
+			res.To().Params.Add("tag", "far")
+			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: int(port.Load())}})
+			res.SetBody([]byte("v=0\r\n"))
+			res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 		}
-	}()
-	g := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com",
-		OutboundProxy: "sip:" + pc.LocalAddr().String()}, nil)
+		return res
+	})
+	port.Store(int64(bob.pc.LocalAddr().(*net.UDPAddr).Port))
+	g := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}, nil)
 	ctx := context.Background()
 	c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\n")})
 	if err != nil {
@@ -71,9 +50,15 @@ func TestHangupOneBye(t *testing.T) {
 		wg.Go(func() { _ = c.Hangup(ctx) })
 	}
 	wg.Wait()
-	// Each BYE was counted before it was answered, and each hang-up
+	// Each BYE reached got before it was answered, and each hang-up
 	// returned only once its own BYE (if any) was answered.
-	if n := len(byes); n != 1 {
-		t.Fatalf("%d BYEs for one dialog, want 1", n)
+	byes := 0
+	for len(bob.got) > 0 {
+		if r := <-bob.got; r.Method == sip.BYE {
+			byes++
+		}
+	}
+	if byes != 1 {
+		t.Fatalf("%d BYEs for one dialog, want 1", byes)
 	}
 }

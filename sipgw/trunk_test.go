@@ -20,6 +20,25 @@ type fakeProxy struct {
 
 func newFakeProxy(t *testing.T, answer func(m sip.RequestMethod) int) *fakeProxy {
 	t.Helper()
+	return newFakePeer(t, func(req *sip.Request) *sip.Response {
+		code := answer(req.Method)
+		if code == 0 {
+			return nil
+		}
+		res := sip.NewResponseFromRequest(req, code, "Test", nil)
+		if code >= 200 && res.To() != nil {
+			if _, ok := res.To().Params.Get("tag"); !ok {
+				res.To().Params.Add("tag", "fake")
+			}
+		}
+		return res
+	})
+}
+
+// newFakePeer is a UDP SIP peer that hands every request but ACK to got
+// and answers it with what respond makes of it (nil: no answer).
+func newFakePeer(t *testing.T, respond func(*sip.Request) *sip.Response) *fakeProxy {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -44,13 +63,7 @@ func newFakeProxy(t *testing.T, answer func(m sip.RequestMethod) int) *fakeProxy
 			case p.got <- req:
 			default:
 			}
-			if code := answer(req.Method); code != 0 {
-				res := sip.NewResponseFromRequest(req, code, "Test", nil)
-				if code >= 200 && res.To() != nil {
-					if _, ok := res.To().Params.Get("tag"); !ok {
-						res.To().Params.Add("tag", "fake")
-					}
-				}
+			if res := respond(req); res != nil {
 				_, _ = pc.WriteTo([]byte(res.String()), from)
 			}
 		}

@@ -111,6 +111,23 @@ func call(t *testing.T, a, b *client.Client) (*client.Call, *client.Call) {
 	return out, in.Call
 }
 
+// reOffer has by (the call of byC) re-offer sdp and its peer (of peerC)
+// answer it with answer, across the nodes.
+func reOffer(t *testing.T, by *client.Call, byC *client.Client, peer *client.Call, peerC *client.Client, sdp, answer string) {
+	t.Helper()
+	if err := by.ReOffer(tctx(t), sdp); err != nil {
+		t.Fatal(err)
+	}
+	if ev := callEvent(t, peerC, client.CallReOffer); ev.SDP != sdp {
+		t.Fatalf("re-offer SDP %q", ev.SDP)
+	}
+	if err := peer.Answer(tctx(t), answer); err != nil {
+		t.Fatal(err)
+	}
+	callEvent(t, byC, client.CallReOfferAnswered)
+	callEvent(t, peerC, client.CallEstablished)
+}
+
 // TestCallAcrossNodes: a browser-to-browser call between sessions on
 // two nodes: start, ringing, answer, re-offers from both sides, and
 // shutdown from either side.
@@ -122,28 +139,8 @@ func TestCallAcrossNodes(t *testing.T) {
 	hold := strings.Replace(offer, "a=sendrecv", "a=sendonly", 1)
 	held := strings.Replace(answer, "a=sendrecv", "a=recvonly", 1)
 	// A re-offer from the callee, then one from the caller.
-	if err := in.ReOffer(tctx(t), hold); err != nil {
-		t.Fatal(err)
-	}
-	if ev := callEvent(t, alice, client.CallReOffer); ev.SDP != hold {
-		t.Fatalf("re-offer SDP %q", ev.SDP)
-	}
-	if err := out.Answer(tctx(t), held); err != nil {
-		t.Fatal(err)
-	}
-	callEvent(t, bob, client.CallReOfferAnswered)
-	callEvent(t, alice, client.CallEstablished)
-	if err := out.ReOffer(tctx(t), hold); err != nil {
-		t.Fatal(err)
-	}
-	if ev := callEvent(t, bob, client.CallReOffer); ev.SDP != hold {
-		t.Fatalf("re-offer SDP %q", ev.SDP)
-	}
-	if err := in.Answer(tctx(t), held); err != nil {
-		t.Fatal(err)
-	}
-	callEvent(t, alice, client.CallReOfferAnswered)
-	callEvent(t, bob, client.CallEstablished)
+	reOffer(t, in, bob, out, alice, hold, held)
+	reOffer(t, out, alice, in, bob, hold, held)
 	// The callee hangs up.
 	if err := in.Hangup(tctx(t)); err != nil {
 		t.Fatal(err)

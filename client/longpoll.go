@@ -205,11 +205,26 @@ func (p *pollSocket) post(data []byte) error {
 		}
 		p.mu.Lock()
 		p.token = token
+		// Under mu, and only while the socket is open: a CloseNow from
+		// another goroutine waits on wg after fail and a pass through mu
+		// (settle), so this Add never races its Wait.
+		select {
+		case <-p.done:
+		default:
+			p.wg.Add(1)
+			go p.poll()
+		}
 		p.mu.Unlock()
-		p.wg.Add(1)
-		go p.poll()
 	}
 	return nil
+}
+
+// settle waits for the goroutines of a failed socket. Passing through mu
+// after fail orders it after any post that started the poller.
+func (p *pollSocket) settle() {
+	p.mu.Lock()
+	p.mu.Unlock()
+	p.wg.Wait()
 }
 
 // poll keeps a GET held until the socket ends.
@@ -295,13 +310,13 @@ func (p *pollSocket) Close(code websocket.StatusCode, reason string) error {
 		}
 	}
 	p.fail(websocket.CloseError{Code: code, Reason: reason})
-	p.wg.Wait()
+	p.settle()
 	return err
 }
 
 // CloseNow drops the socket: the requests under way are cancelled.
 func (p *pollSocket) CloseNow() error {
 	p.fail(errPollLost)
-	p.wg.Wait()
+	p.settle()
 	return nil
 }

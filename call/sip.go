@@ -16,6 +16,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/jsonrtc/jsonrtc/templates"
 	sdp "github.com/pion/sdp/v3"
 )
 
@@ -59,6 +60,7 @@ type sipCall interface {
 	Reoffer(ctx context.Context, sdp []byte) ([]byte, error)
 	SendDTMF(ctx context.Context, digit string, duration time.Duration) error
 	SendInfo(ctx context.Context, in sipgw.Info) error
+	Request(ctx context.Context, r sipgw.Request) (sipgw.Answer, error)
 	Transfer(ctx context.Context, target string) error
 	PeerAccepts(pkg string) bool
 	SetTrickle(on bool)
@@ -97,6 +99,10 @@ type SIPOptions struct {
 	// of the responses to ours to the extension headers of the frames
 	// the web side gets (routing.to_web).
 	ToWeb map[string]string
+	// Templates returns the declared actions in force (a reload swaps
+	// them): an INFO of a declared Info Package reaches the web side as
+	// a request of its action (template.go). Nil: none.
+	Templates func() *templates.Set
 }
 
 type sipSide struct {
@@ -105,6 +111,7 @@ type sipSide struct {
 	headers map[string]bool
 	media   *rtpengine.Adapter
 	toWeb   map[string]string
+	tmpl    func() *templates.Set
 	wg      sync.WaitGroup // every far leg's goroutines
 }
 
@@ -139,7 +146,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 }
 
 func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {
-	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, toWeb: o.ToWeb}
+	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, toWeb: o.ToWeb, tmpl: o.Templates}
 	for _, d := range o.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}
@@ -268,7 +275,8 @@ type farLeg struct {
 	trickleBytes int
 	trickleUfrag string // the ICE generation of trickle
 	finished     bool
-	media        *rtpengine.Session // the call's media in rtpengine (media.go); nil without
+	declared     map[string]pendingInfo // SIP's INFOs of declared packages the web has not answered, by correlation (template.go)
+	media        *rtpengine.Session     // the call's media in rtpengine (media.go); nil without
 }
 
 type sipReoffer struct {
@@ -1021,6 +1029,10 @@ func (fl *farLeg) sipReoffered(ev sipgw.Event) {
 // wsc.js, which knows neither).
 func (fl *farLeg) sipInfo(ev sipgw.Event) {
 	w := fl.web()
+	if ev.InfoRequest != nil {
+		fl.sipDeclared(w, ev)
+		return
+	}
 	if w == nil || w.ep.Oracle() {
 		return
 	}
@@ -1135,6 +1147,10 @@ func endReason(ev sipgw.Event) string {
 
 // frame handles a web frame on a SIP call. c.mu is held.
 func (fl *farLeg) frame(l *leg, f *protocol.Frame) {
+	if !protocol.KnownAction(protocol.PackageCall, f.Header.Action) {
+		fl.declaredAnswer(f) // a declared action's (template.go)
+		return
+	}
 	fl.step(frameInput(f), fl.roleOf(l), sipArgs{l: l, f: f, code: protocol.CodeDecline})
 }
 

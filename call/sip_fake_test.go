@@ -626,3 +626,7 @@ func (e *env) answerIn(t *testing.T, fc *fakeCall, ep *fakeEP, start *protocol.F
 	fc.push(sipgw.Event{Kind: sipgw.EventConfirmed})
 	ep.expect(t, protocol.TypeMessage, protocol.ActionComplete)
 }
+
+func (c *fakeCall) Request(ctx context.Context, r sipgw.Request) (sipgw.Answer, error) {
+	return sipgw.Answer{Code: 200, Reason: "OK"}, nil
+}

@@ -737,7 +737,7 @@ func (s *Session) inbound(l *link, data []byte) hangUp {
 	if f.Control.Sequence == protocol.MaxSequence {
 		return s.exhausted(f.Control.Sequence, errorFor(f, 0, ""))
 	}
-	if err := protocol.Validate(f); err != nil {
+	if err := protocol.ValidateDeclared(f, s.g.tmpl.Load().Declared); err != nil {
 		s.Send(errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
 		return hangUp{}
 	}
@@ -886,6 +886,9 @@ func (s *Session) dispatch(f *protocol.Frame) {
 	}
 	if host := s.hostOf(f); host != "" {
 		s.forward(host, f)
+		return
+	}
+	if f.Control.Type == protocol.TypeRequest && s.declared(f) {
 		return
 	}
 	switch f.EffectivePackage() {

@@ -37,7 +37,7 @@ var allowed = map[string][]string{
 	"notification/mwi":      {"protocol"},
 	"sipgw":                 {"internal/ratelog", "protocol", "routing", "presence/pidf", "notification/mwi", "transport/certs"},
 	"endpoint":              {"protocol", "routing"},
-	"call":                  {"internal/ratelog", "protocol", "routing", "endpoint", "sipgw", "media/rtpengine"},
+	"call":                  {"internal/ratelog", "protocol", "routing", "endpoint", "sipgw", "media/rtpengine", "templates"},
 	"messaging":             {"protocol", "routing", "endpoint"},
 	"internal/subscription": {"protocol"},
 	"internal/ratelog":      {},
@@ -56,7 +56,7 @@ var allowed = map[string][]string{
 	"internal/testenv":      {},
 	"internal/testreport":   {"internal/testenv"},
 	"push":                  {},
-	"templates":             {"protocol", "push", "sipgw"},
+	"templates":             {"protocol", "push", "routing", "sipgw"},
 }
 
 // onlyIn narrows allowed: a package of ours may import the named package

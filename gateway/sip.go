@@ -78,7 +78,7 @@ func (g *Gateway) sipCalls() error {
 		domains = append(domains, k, v)
 	}
 	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media, ToWeb: g.router.Load().ToWeb(), Templates: g.tmpl.Load})
-	g.sip.SetInfoPackages(func(pkg string) bool { return g.tmpl.Load().ForInfo(pkg) != nil })
+	g.sip.SetInfoPackages(func() []string { return g.tmpl.Load().InfoPackages() })
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
 		if f := g.onIncomingSIPCall.Load(); f != nil {
 			(*f)(sc.Identity())

@@ -45,7 +45,7 @@ type UserAgent struct {
 	route  *sip.Uri                 // outbound proxy, as a loose route
 	trunks atomic.Pointer[trunkSet] // trunk.go
 	// infoPkgs: the declared Info Packages (request.go).
-	infoPkgs atomic.Pointer[func(string) bool]
+	infoPkgs atomic.Pointer[func() []string]
 	toWeb    []string // Options.ToWeb
 	regURI   sip.Uri
 	allow    string // the Allow value: the methods routes handles

@@ -2,6 +2,7 @@ package sipgw
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -218,14 +219,21 @@ func (r *InfoRequest) Respond(a Answer) {
 	}
 }
 
-// SetInfoPackages sets which Info Packages besides trickle-ice the
-// gateway takes in a call (the templates' info_package; a reload calls
-// it again). An INFO of another package gets 469.
-func (g *UserAgent) SetInfoPackages(accept func(pkg string) bool) {
-	g.infoPkgs.Store(&accept)
+// SetInfoPackages sets what lists the Info Packages, in lower case,
+// that the gateway takes in a call besides trickle-ice (the templates'
+// info_package; it is asked each time, so a reload applies to the next
+// message). An INFO of another package gets 469.
+func (g *UserAgent) SetInfoPackages(list func() []string) {
+	g.infoPkgs.Store(&list)
+}
+
+func (g *UserAgent) infoPackages() []string {
+	if f := g.infoPkgs.Load(); f != nil {
+		return (*f)()
+	}
+	return nil
 }
 
 func (g *UserAgent) acceptsInfo(pkg string) bool {
-	f := g.infoPkgs.Load()
-	return f != nil && (*f)(pkg)
+	return slices.Contains(g.infoPackages(), pkg)
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -326,5 +327,6 @@ func (s *Set) InfoPackages() []string {
 	for p := range s.byInfo {
 		out = append(out, p)
 	}
+	slices.Sort(out)
 	return out
 }

@@ -884,11 +884,11 @@ func (s *Session) dispatch(f *protocol.Frame) {
 		s.Send(errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"), false)
 		return
 	}
-	if host := s.hostOf(f); host != "" {
-		s.forward(host, f)
+	if f.Control.Type == protocol.TypeRequest && s.declared(f) {
 		return
 	}
-	if f.Control.Type == protocol.TypeRequest && s.declared(f) {
+	if host := s.hostOf(f); host != "" {
+		s.forward(host, f)
 		return
 	}
 	switch f.EffectivePackage() {

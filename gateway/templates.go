@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/routing"
+	"github.com/jsonrtc/jsonrtc/templates"
 )
 
 // Declared actions (the templates section, docs/protocol.md §2.8): a
@@ -13,7 +15,9 @@ import (
 // come the other way through the call handler (call/template.go).
 
 // declared handles f, a request, when its action is a declared one, and
-// reports whether it was.
+// reports whether it was. It is checked and counted here, on the
+// session's owner; a call action whose call another node hosts is
+// forwarded there (onInbound, declaredInbound).
 func (s *Session) declared(f *protocol.Frame) bool {
 	a := s.g.tmpl.Load().Lookup(f.EffectivePackage(), f.Header.Action)
 	if a == nil {
@@ -29,12 +33,16 @@ func (s *Session) declared(f *protocol.Frame) bool {
 		s.Send(errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"), false)
 		return true
 	}
-	send := func(out *protocol.Frame) { s.Send(out, false) }
 	if a.Package == protocol.PackageCall && !a.IsWebhook() {
-		s.g.calls.Request(s, f.Control.SubsessionID, a.SIPRequest(f), a.Done(f, send))
+		if host := s.hostOf(f); host != "" {
+			s.forward(host, f)
+			return true
+		}
+		s.g.inDialog(s, a, f)
 		return true
 	}
 	g := s.g
+	send := func(out *protocol.Frame) { s.Send(out, false) }
 	if !g.goTracked(func() {
 		switch {
 		case a.IsWebhook():
@@ -47,5 +55,31 @@ func (s *Session) declared(f *protocol.Frame) bool {
 	}) {
 		send(errorFor(f, protocol.CodeServiceUnavailable, "gateway closing"))
 	}
+	return true
+}
+
+// inDialog sends the checked request f of a call action a in the dialog
+// of ep's call; the answer goes to ep.
+func (g *Gateway) inDialog(ep endpoint.Endpoint, a *templates.Action, f *protocol.Frame) {
+	g.calls.Request(ep, f.Control.SubsessionID, a.SIPRequest(f), a.Done(f, func(out *protocol.Frame) { ep.Send(out, false) }))
+}
+
+// declaredInbound handles, on the node that hosts the call, a request of
+// a declared call action that its session's owner forwarded; false when
+// f is none.
+func (g *Gateway) declaredInbound(ep endpoint.Endpoint, f *protocol.Frame) bool {
+	if f.Control.Type != protocol.TypeRequest {
+		return false
+	}
+	a := g.tmpl.Load().Lookup(f.EffectivePackage(), f.Header.Action)
+	if a == nil || a.Package != protocol.PackageCall || a.IsWebhook() {
+		return false
+	}
+	if err := a.Check(f); err != nil {
+		// This node's templates differ from the owner's (a reload on one).
+		ep.Send(errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
+		return true
+	}
+	g.inDialog(ep, a, f)
 	return true
 }

@@ -69,6 +69,9 @@ type sipCall interface {
 	reoffer(ev sipgw.Event) reofferAnswer
 	// refer returns what answers the REFER of an EventRefer.
 	refer(ev sipgw.Event) referAnswer
+	// declaredInfo returns what answers the INFO of an EventInfo of a
+	// declared package (template.go).
+	declaredInfo(ev sipgw.Event) infoAnswer
 }
 
 type reofferAnswer interface {
@@ -81,6 +84,8 @@ type sipgwCall struct{ *sipgw.Call }
 func (c sipgwCall) reoffer(ev sipgw.Event) reofferAnswer { return ev.Reoffer }
 
 func (c sipgwCall) refer(ev sipgw.Event) referAnswer { return ev.Refer }
+
+func (c sipgwCall) declaredInfo(ev sipgw.Event) infoAnswer { return ev.InfoRequest }
 
 // SIPOptions connect a Handler to a SIP network ([Handler.UseSIP]).
 type SIPOptions struct {

@@ -23,8 +23,14 @@ const maxDeclaredPending = 16
 // INFO gets 408: well inside the peer's Timer F (32 s).
 var declaredWait = 20 * time.Second
 
+// infoAnswer answers an INFO of a declared package: a *sipgw.InfoRequest,
+// or a fake in the unit tests.
+type infoAnswer interface {
+	Respond(sipgw.Answer)
+}
+
 type pendingInfo struct {
-	ir    *sipgw.InfoRequest
+	ir    infoAnswer
 	a     *templates.Action
 	timer *time.Timer
 }
@@ -64,7 +70,7 @@ func (h *Handler) Request(ep Endpoint, sub string, r sipgw.Request, done func(si
 // sipDeclared hands the peer's INFO of a declared package to the web
 // side w as a request of its action. c.mu is held.
 func (fl *farLeg) sipDeclared(w *leg, ev sipgw.Event) {
-	ir := ev.InfoRequest
+	ir := fl.sc.declaredInfo(ev)
 	var a *templates.Action
 	if fl.h.far.tmpl != nil {
 		a = fl.h.far.tmpl().ForInfo(ev.InfoPackage)
@@ -81,7 +87,7 @@ func (fl *farLeg) sipDeclared(w *leg, ev sipgw.Event) {
 		ir.Respond(sipgw.Answer{Code: protocol.CodeServiceUnavailable, Reason: "too many pending requests"})
 		return
 	}
-	out := a.IncomingFrame(ev.ContentType, ev.Body, ir.Headers)
+	out := a.IncomingFrame(ev.ContentType, ev.Body, ev.InfoRequest.Headers)
 	out.Control.SubsessionID = w.sub
 	out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
 	seq, err := w.ep.Send(out, true)

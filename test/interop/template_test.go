@@ -20,6 +20,10 @@ actions:
     headers: {required: [X-Game], optional: [X-Round]}
     schema: {type: object, required: [points], properties: {points: {type: integer}}}
     sip: {method: INFO, info_package: x-score, content_type: application/json}
+  - action: x-page
+    package: messaging
+    headers: {required: [X-Desk]}
+    sip: {method: MESSAGE, content_type: text/plain}
 `
 
 // TestTemplateInfo: a declared action of package call goes to SIPp as an
@@ -30,13 +34,7 @@ actions:
 // checks.
 func TestTemplateInfo(t *testing.T) {
 	k := startKamailio(t)
-	var tc templates.Config
-	dec := yaml.NewDecoder(strings.NewReader(scoreTemplate))
-	dec.KnownFields(true)
-	if err := dec.Decode(&tc); err != nil {
-		t.Fatal(err)
-	}
-	w := startWebGateway(t, k, func(c *gateway.Config) { c.Templates = tc })
+	w := startTemplateGateway(t, k)
 	uas := startSipp(t, "uas_template.xml", "")
 	a := w.connect(t, "open@"+domain, nil)
 	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
@@ -64,6 +62,37 @@ func TestTemplateInfo(t *testing.T) {
 	}
 	if err := out.Hangup(ctxT(t)); err != nil {
 		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
+}
+
+func startTemplateGateway(t *testing.T, k *Kamailio) *webGW {
+	t.Helper()
+	var tc templates.Config
+	dec := yaml.NewDecoder(strings.NewReader(scoreTemplate))
+	dec.KnownFields(true)
+	if err := dec.Decode(&tc); err != nil {
+		t.Fatal(err)
+	}
+	return startWebGateway(t, k, func(c *gateway.Config) { c.Templates = tc })
+}
+
+// TestTemplateMessage: a declared messaging action goes out of dialog,
+// routed through Kamailio to SIPp, as the MESSAGE its template says (the
+// payload's body, the content type, the header, checked there); SIPp's
+// 202 is the response.
+func TestTemplateMessage(t *testing.T) {
+	k := startKamailio(t)
+	w := startTemplateGateway(t, k)
+	uas := startSipp(t, "uas_template_message.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	res, err := a.Request(ctxT(t), protocol.PackageMessaging, "x-page", uasTarget(uas), []protocol.Ext{{Name: "X-Desk", Value: "12"}},
+		json.RawMessage(`{"body":"page desk 12"}`))
+	if err != nil {
+		t.Fatalf("x-page: %v", err)
+	}
+	if res.Header.ResponseCode != 202 {
+		t.Fatalf("x-page response: %s", res.Marshal())
 	}
 	uas.expectSuccess(t)
 }

@@ -63,6 +63,7 @@ func (h *Handler) Request(ep Endpoint, sub string, r sipgw.Request, done func(si
 	})
 	c.mu.Unlock()
 	if !queued {
+		h.refused[opDeclared].Add(1)
 		done(sipgw.Answer{}, sipgw.ErrOverloaded)
 	}
 }
@@ -84,6 +85,7 @@ func (fl *farLeg) sipDeclared(w *leg, ev sipgw.Event) {
 		ir.Respond(sipgw.Answer{Code: protocol.CodeTemporarilyUnavail})
 		return
 	case len(fl.declared) >= maxDeclaredPending:
+		fl.rlog().Info("declared info", "INFO of a declared package refused: too many wait for the web side", "package", ev.InfoPackage)
 		ir.Respond(sipgw.Answer{Code: protocol.CodeServiceUnavailable, Reason: "too many pending requests"})
 		return
 	}

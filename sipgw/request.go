@@ -215,7 +215,7 @@ func (r *InfoRequest) Respond(a Answer) {
 		res.SetBody(a.Body)
 	}
 	if err := r.tx.Respond(res); err != nil {
-		r.c.g.log.Debug("sipgw: respond failed", "code", a.Code, "err", err)
+		r.c.g.rlog.Debug("info respond", "sipgw: respond failed", "code", a.Code, "err", err)
 	}
 }
 

@@ -87,3 +87,30 @@ test('request event: without a listener an unknown action is refused with 405', 
   assert.equal(resp.control.correlation_id, 's2');
   assert.equal(resp.header.error_code, 405);
 });
+
+test("request event: a call's unknown request goes to the call's listeners; call.request waits for the established call", async () => {
+  const { session, ws } = await connectedSession(Session);
+  const { Call } = await import('../src/call.js');
+  const call = new Call(session, { id: 'k1', direction: 'outgoing', caller: 'alice@example.com', callee: 'sip:bob@example.com', options: {} });
+  session._addCall(call);
+  await assert.rejects(call.request('x-score', {}, { points: 1 }), (e) => e.code === 405);
+  const onCall = [];
+  const onSession = [];
+  call.on('request', (r) => onCall.push(r));
+  session.on('request', (r) => onSession.push(r));
+  ws.receive(
+    serverFrame(
+      { type: 'request', package_type: 'call', session_id: 'S1', subsession_id: 'k1', sequence: 2, ack_sequence: 1, correlation_id: 's2' },
+      { action: 'x-score', initiator: 'sip:bob@example.com', target: 'alice@example.com' },
+      { points: 9 },
+    ),
+  );
+  assert.equal(onCall.length, 1);
+  assert.equal(onSession.length, 0);
+  assert.equal(onCall[0].call, call);
+  onCall[0].reject(486, 'busy');
+  const resp = ws.last();
+  assert.equal(resp.control.type, 'error');
+  assert.equal(resp.control.subsession_id, 'k1');
+  assert.equal(resp.header.error_code, 486);
+});

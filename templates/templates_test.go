@@ -17,7 +17,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
-func parse(t *testing.T, src string) Config {
+func parse(t testing.TB, src string) Config {
 	t.Helper()
 	var c Config
 	dec := yaml.NewDecoder(strings.NewReader(src))

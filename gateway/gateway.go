@@ -51,18 +51,21 @@ type Gateway struct {
 	reloadMu sync.Mutex // one Reload at a time: trunks and rules go together
 	// tmpl holds the declared actions (templates.go), swapped whole by
 	// a reload: a request keeps the action it was checked against.
-	tmpl     atomic.Pointer[templates.Set]
-	calls    *call.Handler
-	msgs     *messaging.Handler
-	presence *presence.Handler
-	notes    *notification.Handler
-	sipSide  // the SIP user agent and the sessions' registrations: sip.go
-	web      http.Handler
-	authn    *auth.Authenticator // nil: the built-in open application
-	lim      *limits.Limiter
-	guests   *limits.GuestSessions // guest sessions per address: guest.go
-	regLim   *limits.Registers     // REGISTERs that connects cause (interwork.Registrations)
-	store    store.Store
+	tmpl atomic.Pointer[templates.Set]
+	// declaredAnswers counts the answers to declared actions' requests
+	// (templates.go).
+	declaredAnswers declaredAnswers
+	calls           *call.Handler
+	msgs            *messaging.Handler
+	presence        *presence.Handler
+	notes           *notification.Handler
+	sipSide         // the SIP user agent and the sessions' registrations: sip.go
+	web             http.Handler
+	authn           *auth.Authenticator // nil: the built-in open application
+	lim             *limits.Limiter
+	guests          *limits.GuestSessions // guest sessions per address: guest.go
+	regLim          *limits.Registers     // REGISTERs that connects cause (interwork.Registrations)
+	store           store.Store
 	// wal: the gateway writes ahead to a store of its own (persist.go).
 	// Inbound processing holds walMu shared; the writer takes its cut of
 	// the dirty sessions holding it alone.
@@ -218,6 +221,8 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		return nil, err // Validate has checked it
 	}
 	g.tmpl.Store(tmpl)
+	g.declaredAnswers = newDeclaredAnswers()
+	g.metrics.reg.MustRegister(g.declaredAnswers)
 	g.metrics.reg.MustRegister(newTrunkCollector(g))
 	if err := g.newSIP(); err != nil {
 		return nil, err

@@ -1,6 +1,10 @@
 package gateway
 
 import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/routing"
@@ -24,13 +28,13 @@ func (s *Session) declared(f *protocol.Frame) bool {
 		return false
 	}
 	if err := a.Check(f); err != nil {
-		s.Send(errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
+		s.g.answerDeclared(s, errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)))
 		return true
 	}
 	// Each costs the gateway a SIP transaction or an HTTP request: it
 	// counts as a message against the session's quota.
 	if !s.quota.AllowMessage() {
-		s.Send(errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"), false)
+		s.g.answerDeclared(s, errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"))
 		return true
 	}
 	if a.Package == protocol.PackageCall && !a.IsWebhook() {
@@ -42,7 +46,7 @@ func (s *Session) declared(f *protocol.Frame) bool {
 		return true
 	}
 	g := s.g
-	send := func(out *protocol.Frame) { s.Send(out, false) }
+	send := func(out *protocol.Frame) { g.answerDeclared(s, out) }
 	if !g.goTracked(func() {
 		switch {
 		case a.IsWebhook():
@@ -61,7 +65,28 @@ func (s *Session) declared(f *protocol.Frame) bool {
 // inDialog sends the checked request f of a call action a in the dialog
 // of ep's call; the answer goes to ep.
 func (g *Gateway) inDialog(ep endpoint.Endpoint, a *templates.Action, f *protocol.Frame) {
-	g.calls.Request(ep, f.Control.SubsessionID, a.SIPRequest(f), a.Done(f, func(out *protocol.Frame) { ep.Send(out, false) }))
+	g.calls.Request(ep, f.Control.SubsessionID, a.SIPRequest(f), a.Done(f, func(out *protocol.Frame) { g.answerDeclared(ep, out) }))
+}
+
+// declaredAnswers counts answers by action and class of code.
+type declaredAnswers struct{ *prometheus.CounterVec }
+
+func newDeclaredAnswers() declaredAnswers {
+	return declaredAnswers{prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jsonrtc_declared_answers_total",
+		Help: "Answers to requests of declared actions (templates), by action and class of code (2xx ... 6xx), the gateway's own refusals included."},
+		[]string{"action", "class"})}
+}
+
+// answerDeclared sends out, the answer to a declared action's request,
+// to ep and counts it.
+func (g *Gateway) answerDeclared(ep endpoint.Endpoint, out *protocol.Frame) {
+	code := out.Header.ResponseCode
+	if out.Control.Type == protocol.TypeError {
+		code = out.Header.ErrorCode
+	}
+	g.declaredAnswers.WithLabelValues(string(out.Header.Action), strconv.Itoa(code/100)+"xx").Inc()
+	ep.Send(out, false)
 }
 
 // declaredInbound handles, on the node that hosts the call, a request of
@@ -77,7 +102,7 @@ func (g *Gateway) declaredInbound(ep endpoint.Endpoint, f *protocol.Frame) bool 
 	}
 	if err := a.Check(f); err != nil {
 		// This node's templates differ from the owner's (a reload on one).
-		ep.Send(errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
+		g.answerDeclared(ep, errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)))
 		return true
 	}
 	g.inDialog(ep, a, f)

@@ -77,7 +77,7 @@ func declaredRequest(p *peer, action, payload string) *protocol.Frame {
 // field, and an undeclared action is still 405.
 func TestTemplateWebhook(t *testing.T) {
 	srv := hookServer(t)
-	_, url := newGateway(t, func(c *Config) { c.Templates = templatesConfig(t, lookupTemplate(srv.URL, "x-lookup")) })
+	g, url := newGateway(t, func(c *Config) { c.Templates = templatesConfig(t, lookupTemplate(srv.URL, "x-lookup")) })
 	a := dial(t, url, protocol.SubprotocolJSONrtc, nil)
 	a.connect("alice@example.com")
 	f := declaredRequest(a, "x-lookup", `{"q":"bob"}`)
@@ -94,6 +94,12 @@ func TestTemplateWebhook(t *testing.T) {
 	f = declaredRequest(a, "x-other", `{"q":"bob"}`)
 	if f.Control.Type != protocol.TypeError || f.Header.ErrorCode != 405 {
 		t.Fatalf("undeclared action = %s", f.Marshal())
+	}
+	m := scrape(t, g)
+	for _, want := range []string{`jsonrtc_declared_answers_total{action="x-lookup",class="2xx"} 1`, `jsonrtc_declared_answers_total{action="x-lookup",class="4xx"} 1`} {
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("/metrics has no %s", want)
+		}
 	}
 }
 

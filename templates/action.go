@@ -125,13 +125,23 @@ func payloadOf(ct string, body []byte) json.RawMessage {
 	if len(body) == 0 {
 		return nil
 	}
-	if (&SIPConfig{ContentType: ct}).jsonBody() {
-		var obj map[string]json.RawMessage
-		if json.Unmarshal(body, &obj) == nil {
-			return body
-		}
+	if (&SIPConfig{ContentType: ct}).jsonBody() && wireSafe(body) {
+		return body
 	}
 	return protocol.EncodePayload(bodyPayload{Body: string(body)})
+}
+
+// wireSafe reports whether raw is a JSON object that can travel as a
+// frame's payload as it is: one protocol.Decode, which the clients apply,
+// takes (valid UTF-8 and escapes, nesting within bounds). What a SIP peer
+// or a webhook sends must not make the client refuse the frame.
+func wireSafe(raw []byte) bool {
+	if !isObject(raw) {
+		return false
+	}
+	f := append([]byte(`{"control":{"type":"message"},"payload":`), raw...)
+	_, err := protocol.Decode(append(f, '}'))
+	return err == nil
 }
 
 // answerTo is the response or error frame that answers f.

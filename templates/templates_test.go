@@ -265,3 +265,23 @@ func TestVerifyRefusesReplay(t *testing.T) {
 		t.Fatal("a changed body verified")
 	}
 }
+
+// TestPayloadOfUnsafeBody: a SIP body the clients' decoder would refuse
+// (invalid UTF-8, nesting too deep) reaches them as a string, not as
+// the payload.
+func TestPayloadOfUnsafeBody(t *testing.T) {
+	deep := strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat(`}`, 40)
+	for _, body := range []string{"{\"a\":\"\xff\"}", deep, `{"a":1} x`, `[1]`} {
+		p := payloadOf("application/json", []byte(body))
+		var bp bodyPayload
+		if err := json.Unmarshal(p, &bp); err != nil || bp.Body == "" {
+			t.Errorf("%q: payload %s", body, p)
+		}
+		if _, err := protocol.Decode(append(append([]byte(`{"control":{"type":"message"},"payload":`), p...), '}')); err != nil {
+			t.Errorf("%q: the frame does not decode: %v", body, err)
+		}
+	}
+	if p := payloadOf("application/json", []byte(`{"ok":true}`)); string(p) != `{"ok":true}` {
+		t.Errorf("a plain object: %s", p)
+	}
+}

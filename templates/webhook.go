@@ -161,7 +161,7 @@ func (a *Action) post(ctx context.Context, body []byte) (int, WebhookAnswer, boo
 	case resp.StatusCode >= 500:
 		return resp.StatusCode, ans, true
 	case resp.StatusCode/100 == 2:
-		if len(raw) > maxAnswer || json.Unmarshal(raw, &ans) != nil || !isObject(ans.Payload) {
+		if len(raw) > maxAnswer || json.Unmarshal(raw, &ans) != nil || !wireSafe(ans.Payload) {
 			return http.StatusBadGateway, WebhookAnswer{Reason: "webhook answer is not {\"payload\": {...}}"}, false
 		}
 		return resp.StatusCode, ans, false

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -170,12 +171,39 @@ func (a *Action) SIPAnswer(f *protocol.Frame, ans sipgw.Answer, err error) *prot
 	}
 	out := answerTo(f, ans.Code, ans.Reason)
 	out.Payload = payloadOf(ans.ContentType, ans.Body)
-	for _, h := range ans.Headers {
-		if _, ok := a.headers[h.Name]; ok {
-			out.Header.Ext = append(out.Header.Ext, protocol.Ext{Name: h.Name, Value: h.Value})
+	out.Header.Ext = a.extOf(ans.Headers)
+	return out
+}
+
+// extOf is the extension headers of the SIP headers hs the action
+// declares (names matched without case, written as declared), leaving
+// out a value docs/protocol.md §2.4 refuses: what a SIP peer sends
+// reaches the client only as clean as what a client may send.
+func (a *Action) extOf(hs []sipgw.Header) []protocol.Ext {
+	var out []protocol.Ext
+	for _, h := range hs {
+		for name := range a.headers {
+			if strings.EqualFold(name, h.Name) && extValueOK(h.Value) && len(out) < maxExt {
+				out = append(out, protocol.Ext{Name: name, Value: h.Value})
+			}
 		}
 	}
 	return out
+}
+
+// maxExt is the extension headers a frame may carry (docs/protocol.md §2.4).
+const maxExt = 32
+
+func extValueOK(v string) bool {
+	if len(v) > 1024 || !utf8.ValidString(v) {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // IncomingFrame is the request frame (without control ids) that hands an
@@ -187,13 +215,7 @@ func (a *Action) IncomingFrame(contentType string, body []byte, headers []sipgw.
 		Header:  protocol.Header{Action: a.Name},
 		Payload: payloadOf(contentType, body),
 	}
-	for _, h := range headers {
-		for name := range a.headers {
-			if strings.EqualFold(name, h.Name) {
-				f.Header.Ext = append(f.Header.Ext, protocol.Ext{Name: name, Value: h.Value})
-			}
-		}
-	}
+	f.Header.Ext = a.extOf(headers)
 	return f
 }
 

@@ -170,7 +170,8 @@ func TestSIPMapping(t *testing.T) {
 	if r := note.SIPRequest(frame(`{"body":"hello"}`)); string(r.Body) != "hello" || r.ContentType != "text/plain" {
 		t.Fatalf("note = %+v", r)
 	}
-	in := a.IncomingFrame("application/json", []byte(`{"points":9}`), []sipgw.Header{{Name: "x-game", Value: "go"}, {Name: "Via", Value: "x"}})
+	in := a.IncomingFrame("application/json", []byte(`{"points":9}`), []sipgw.Header{{Name: "x-game", Value: "go"}, {Name: "Via", Value: "x"},
+		{Name: "X-Round", Value: strings.Repeat("9", 1025)}, {Name: "X-Round", Value: "a\x01b"}})
 	if in.Header.Action != "x-score" || string(in.Payload) != `{"points":9}` || len(in.Header.Ext) != 1 || in.Header.Ext[0] != (protocol.Ext{Name: "X-Game", Value: "go"}) {
 		t.Fatalf("incoming = %+v", in)
 	}

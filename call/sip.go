@@ -280,8 +280,10 @@ type farLeg struct {
 	trickleBytes int
 	trickleUfrag string // the ICE generation of trickle
 	finished     bool
-	declared     map[string]pendingInfo // SIP's INFOs of declared packages the web has not answered, by correlation (template.go)
-	media        *rtpengine.Session     // the call's media in rtpengine (media.go); nil without
+	media        *rtpengine.Session // the call's media in rtpengine (media.go); nil without
+	// declared: SIP's INFOs of declared packages the web side has not
+	// answered, by correlation (template.go).
+	declared map[string]pendingInfo
 }
 
 type sipReoffer struct {

@@ -55,17 +55,18 @@ type Gateway struct {
 	// declaredAnswers counts the answers to declared actions' requests
 	// (templates.go).
 	declaredAnswers declaredAnswers
-	calls           *call.Handler
-	msgs            *messaging.Handler
-	presence        *presence.Handler
-	notes           *notification.Handler
-	sipSide         // the SIP user agent and the sessions' registrations: sip.go
-	web             http.Handler
-	authn           *auth.Authenticator // nil: the built-in open application
-	lim             *limits.Limiter
-	guests          *limits.GuestSessions // guest sessions per address: guest.go
-	regLim          *limits.Registers     // REGISTERs that connects cause (interwork.Registrations)
-	store           store.Store
+
+	calls    *call.Handler
+	msgs     *messaging.Handler
+	presence *presence.Handler
+	notes    *notification.Handler
+	sipSide  // the SIP user agent and the sessions' registrations: sip.go
+	web      http.Handler
+	authn    *auth.Authenticator // nil: the built-in open application
+	lim      *limits.Limiter
+	guests   *limits.GuestSessions // guest sessions per address: guest.go
+	regLim   *limits.Registers     // REGISTERs that connects cause (interwork.Registrations)
+	store    store.Store
 	// wal: the gateway writes ahead to a store of its own (persist.go).
 	// Inbound processing holds walMu shared; the writer takes its cut of
 	// the dirty sessions holding it alone.

@@ -38,20 +38,21 @@ type UserAgent struct {
 	rlog   *ratelog.Logger
 	secret []byte // instance.go
 
-	ua     *sipgo.UserAgent
-	srv    *sipgo.Server
-	cli    *sipgo.Client
-	dua    *sipgo.DialogUA
-	route  *sip.Uri                 // outbound proxy, as a loose route
-	trunks atomic.Pointer[trunkSet] // trunk.go
+	ua      *sipgo.UserAgent
+	srv     *sipgo.Server
+	cli     *sipgo.Client
+	dua     *sipgo.DialogUA
+	route   *sip.Uri                 // outbound proxy, as a loose route
+	trunks  atomic.Pointer[trunkSet] // trunk.go
+	toWeb   []string                 // Options.ToWeb
+	regURI  sip.Uri
+	allow   string // the Allow value: the methods routes handles
+	onCall  func(*Call)
+	started atomic.Bool
+	guard   *guard // malformed requests: guard.go
+
 	// infoPkgs: the declared Info Packages (request.go).
 	infoPkgs atomic.Pointer[func() []string]
-	toWeb    []string // Options.ToWeb
-	regURI   sip.Uri
-	allow    string // the Allow value: the methods routes handles
-	onCall   func(*Call)
-	started  atomic.Bool
-	guard    *guard // malformed requests: guard.go
 	// outbound: REGISTERs use RFC 5626 (Config.Outbound); pongs wakes
 	// the keepalives of their flows (outbound.go).
 	outbound bool

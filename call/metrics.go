@@ -16,10 +16,11 @@ const (
 	opDTMF
 	opProgress
 	opTrickle
+	opDeclared // a declared action's request (template.go)
 	numQueuedOps
 )
 
-var queuedOpNames = [numQueuedOps]string{"reoffer", "transfer", "prack", "dtmf", "progress", "trickle"}
+var queuedOpNames = [numQueuedOps]string{"reoffer", "transfer", "prack", "dtmf", "progress", "trickle", "declared"}
 
 var refusedDesc = prometheus.NewDesc("jsonrtc_call_sip_refused_total",
 	"Web requests on a SIP call refused with 503 because too much waited toward SIP (the call's operation queue, or for trickle its pending candidates), by operation.",

@@ -16,6 +16,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/jsonrtc/jsonrtc/templates"
 	sdp "github.com/pion/sdp/v3"
 )
 
@@ -59,6 +60,7 @@ type sipCall interface {
 	Reoffer(ctx context.Context, sdp []byte) ([]byte, error)
 	SendDTMF(ctx context.Context, digit string, duration time.Duration) error
 	SendInfo(ctx context.Context, in sipgw.Info) error
+	Request(ctx context.Context, r sipgw.Request) (sipgw.Answer, error)
 	Transfer(ctx context.Context, target string) error
 	PeerAccepts(pkg string) bool
 	SetTrickle(on bool)
@@ -67,6 +69,9 @@ type sipCall interface {
 	reoffer(ev sipgw.Event) reofferAnswer
 	// refer returns what answers the REFER of an EventRefer.
 	refer(ev sipgw.Event) referAnswer
+	// declaredInfo returns what answers the INFO of an EventInfo of a
+	// declared package (template.go).
+	declaredInfo(ev sipgw.Event) infoAnswer
 }
 
 type reofferAnswer interface {
@@ -79,6 +84,8 @@ type sipgwCall struct{ *sipgw.Call }
 func (c sipgwCall) reoffer(ev sipgw.Event) reofferAnswer { return ev.Reoffer }
 
 func (c sipgwCall) refer(ev sipgw.Event) referAnswer { return ev.Refer }
+
+func (c sipgwCall) declaredInfo(ev sipgw.Event) infoAnswer { return ev.InfoRequest }
 
 // SIPOptions connect a Handler to a SIP network ([Handler.UseSIP]).
 type SIPOptions struct {
@@ -97,6 +104,10 @@ type SIPOptions struct {
 	// of the responses to ours to the extension headers of the frames
 	// the web side gets (routing.to_web).
 	ToWeb map[string]string
+	// Templates returns the declared actions in force (a reload swaps
+	// them): an INFO of a declared Info Package reaches the web side as
+	// a request of its action (template.go). Nil: none.
+	Templates func() *templates.Set
 }
 
 type sipSide struct {
@@ -105,6 +116,7 @@ type sipSide struct {
 	headers map[string]bool
 	media   *rtpengine.Adapter
 	toWeb   map[string]string
+	tmpl    func() *templates.Set
 	wg      sync.WaitGroup // every far leg's goroutines
 }
 
@@ -139,7 +151,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 }
 
 func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {
-	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, toWeb: o.ToWeb}
+	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, toWeb: o.ToWeb, tmpl: o.Templates}
 	for _, d := range o.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}
@@ -269,6 +281,9 @@ type farLeg struct {
 	trickleUfrag string // the ICE generation of trickle
 	finished     bool
 	media        *rtpengine.Session // the call's media in rtpengine (media.go); nil without
+	// declared: SIP's INFOs of declared packages the web side has not
+	// answered, by correlation (template.go).
+	declared map[string]pendingInfo
 }
 
 type sipReoffer struct {
@@ -1021,6 +1036,10 @@ func (fl *farLeg) sipReoffered(ev sipgw.Event) {
 // wsc.js, which knows neither).
 func (fl *farLeg) sipInfo(ev sipgw.Event) {
 	w := fl.web()
+	if ev.InfoRequest != nil {
+		fl.sipDeclared(w, ev)
+		return
+	}
 	if w == nil || w.ep.Oracle() {
 		return
 	}
@@ -1135,6 +1154,10 @@ func endReason(ev sipgw.Event) string {
 
 // frame handles a web frame on a SIP call. c.mu is held.
 func (fl *farLeg) frame(l *leg, f *protocol.Frame) {
+	if !protocol.KnownAction(protocol.PackageCall, f.Header.Action) {
+		fl.declaredAnswer(f) // a declared action's (template.go)
+		return
+	}
 	fl.step(frameInput(f), fl.roleOf(l), sipArgs{l: l, f: f, code: protocol.CodeDecline})
 }
 

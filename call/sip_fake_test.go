@@ -217,6 +217,7 @@ type fakeCall struct {
 	ended    bool
 	ros      []*fakeReoffer // answerers of pushed EventReoffers, in order
 	refers   []*fakeRefer   // answerers of pushed EventRefers, in order
+	infos    []*fakeInfo    // answerers of pushed declared INFOs, in order
 }
 
 var callSeq atomic.Int64
@@ -625,4 +626,40 @@ func (e *env) answerIn(t *testing.T, fc *fakeCall, ep *fakeEP, start *protocol.F
 	fc.expectOp(t, "answer")
 	fc.push(sipgw.Event{Kind: sipgw.EventConfirmed})
 	ep.expect(t, protocol.TypeMessage, protocol.ActionComplete)
+}
+
+func (c *fakeCall) Request(ctx context.Context, r sipgw.Request) (sipgw.Answer, error) {
+	c.record(op{name: "request", sdp: string(r.Body), info: sipgw.Info{Package: r.InfoPackage, ContentType: r.ContentType}})
+	return sipgw.Answer{Code: 200, Reason: "OK", ContentType: "application/json", Body: []byte(`{"rank":1}`)}, nil
+}
+
+// pushDeclared sends an INFO of a declared package from the SIP side.
+func (c *fakeCall) pushDeclared(pkg, body string, hs ...sipgw.Header) *fakeInfo {
+	fi := &fakeInfo{answered: make(chan sipgw.Answer, 1)}
+	c.mu.Lock()
+	c.infos = append(c.infos, fi)
+	c.mu.Unlock()
+	c.push(sipgw.Event{Kind: sipgw.EventInfo, InfoPackage: pkg, ContentType: "application/json", Body: []byte(body),
+		InfoRequest: &sipgw.InfoRequest{Headers: hs}})
+	return fi
+}
+
+func (c *fakeCall) declaredInfo(ev sipgw.Event) infoAnswer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fi := c.infos[0]
+	c.infos = c.infos[1:]
+	return fi
+}
+
+// fakeInfo records the answer to a declared INFO.
+type fakeInfo struct {
+	answered chan sipgw.Answer
+	n        atomic.Int32
+}
+
+func (fi *fakeInfo) Respond(a sipgw.Answer) {
+	if fi.n.Add(1) == 1 {
+		fi.answered <- a
+	}
 }

@@ -100,6 +100,7 @@ type result struct {
 	code   int
 	expiry int // header.expiry of a response
 	err    error
+	frame  *protocol.Frame // the answer (nil when none came)
 }
 
 // Dial connects to the gateway and establishes a new session. It returns
@@ -754,6 +755,10 @@ func (c *Client) dispatch(f *protocol.Frame) {
 			return
 		}
 	}
+	if f.Control.Type == protocol.TypeRequest && !protocol.KnownAction(f.EffectivePackage(), f.Header.Action) {
+		c.onDeclaredRequest(f) // declared.go
+		return
+	}
 	switch f.EffectivePackage() {
 	case protocol.PackageRegister:
 		if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionAuthenticate {
@@ -816,13 +821,13 @@ func (c *Client) onAuthenticate(f *protocol.Frame) {
 
 func frameResult(f *protocol.Frame) result {
 	if f.Control.Type == protocol.TypeError {
-		return result{code: f.Header.ErrorCode, err: &FrameError{Code: f.Header.ErrorCode, Reason: f.Header.Reason}}
+		return result{code: f.Header.ErrorCode, err: &FrameError{Code: f.Header.ErrorCode, Reason: f.Header.Reason}, frame: f}
 	}
 	code := f.Header.ResponseCode
 	if code == 0 {
 		code = protocol.CodeOK
 	}
-	return result{code: code, expiry: f.Header.Expiry}
+	return result{code: code, expiry: f.Header.Expiry, frame: f}
 }
 
 // RequestTimeouts is how many requests got no answer within their

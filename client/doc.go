@@ -31,6 +31,14 @@
 // message for it to the relay as a push. [Client.Wake], or any send,
 // resumes the session, with what came meanwhile.
 //
+// # Declared actions
+//
+// A gateway may declare actions of its own in its configuration
+// (docs/protocol.md §2.8): [Client.Request] sends one outside any call
+// and [Call.Request] inside a call, each returning the answer frame; a
+// request of an action the client does not know arrives as
+// [EventRequest], answered with [Request.Respond].
+//
 // # Goroutines and ownership
 //
 // One goroutine (the loop) owns the session state, the calls and the
@@ -53,8 +61,8 @@
 //   - The retained window (Options.Limits): a send that would overflow it
 //     fails with [ErrWindowFull] and nothing is sent; the application may
 //     retry once the gateway has acknowledged.
-//   - Pending requests (Options.MaxPending): beyond it, Send and Transfer
-//     fail with [ErrTooManyPending]. None waits forever: Send, Transfer
+//   - Pending requests (Options.MaxPending): beyond it, Send, Transfer
+//     and Request fail with [ErrTooManyPending]. None waits forever: Send, Transfer
 //     and a call's start fail with [ErrRequestTimeout] when no answer
 //     comes within Options.RequestTimeout (30 s, per action in
 //     RequestTimeouts; a ringing call waits ProgressTimeout, 180 s; a

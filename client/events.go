@@ -89,10 +89,14 @@ const (
 	// EventStandby: the session sleeps (Client.Standby): no socket until
 	// Wake, a send, or the app's push relay wakes the app, which calls Wake.
 	EventStandby
+	// EventRequest: a request of an action the client does not know, one
+	// the gateway's configuration declares (Request, Frame, Header); answer
+	// it with Request.Respond.
+	EventRequest
 )
 
 var eventNames = [...]string{"", "connected", "reconnecting", "resumed", "session-lost", "closed",
-	"incoming-call", "call", "message", "error", "frame", "standby"}
+	"incoming-call", "call", "message", "error", "frame", "standby", "request"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) && k != 0 {
@@ -181,6 +185,7 @@ type Event struct {
 
 	Message *Message
 	Frame   *protocol.Frame
+	Request *Request
 }
 
 func (e Event) String() string {

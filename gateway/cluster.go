@@ -298,7 +298,9 @@ func (g *Gateway) onInbound(data []byte) []byte {
 	}
 	switch f.EffectivePackage() {
 	case protocol.PackageCall:
-		g.calls.HandleFrame(ep, f)
+		if !g.declaredInbound(ep, f) {
+			g.calls.HandleFrame(ep, f)
+		}
 	case protocol.PackageMessaging:
 		g.msgs.HandleFrame(ep, f)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/presence"
 	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/jsonrtc/jsonrtc/templates"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -76,6 +77,9 @@ type Config struct {
 	Routing routing.Config `yaml:"routing"`
 	// Push configures standby and push wake-up (push.go).
 	Push PushConfig `yaml:"push"`
+	// Templates declare actions of the operator's own: a SIP request or
+	// a webhook each (templates.go, docs/routing.md "Templates").
+	Templates templates.Config `yaml:"templates"`
 }
 
 // StoreConfig configures where session records are kept.
@@ -413,6 +417,9 @@ func (c *Config) Validate() error {
 		if errors.As(sipgw.ValidateHeaderName(h.Header), &he) {
 			bad(fmt.Sprintf("routing.headers[%d].header", i), "%q %s", he.Name, he.Problem)
 		}
+	}
+	if err := c.Templates.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.Routing.Trunks) > 0 && !c.sipConfigured() {
 		bad("routing.trunks", "trunks need the sip section")

@@ -30,6 +30,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/presence"
 	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/jsonrtc/jsonrtc/templates"
 	"github.com/jsonrtc/jsonrtc/transport/forwarded"
 	"github.com/jsonrtc/jsonrtc/transport/longpoll"
 )
@@ -48,6 +49,13 @@ type Gateway struct {
 	// decision they had.
 	router   atomic.Pointer[routing.Router]
 	reloadMu sync.Mutex // one Reload at a time: trunks and rules go together
+	// tmpl holds the declared actions (templates.go), swapped whole by
+	// a reload: a request keeps the action it was checked against.
+	tmpl atomic.Pointer[templates.Set]
+	// declaredAnswers counts the answers to declared actions' requests
+	// (templates.go).
+	declaredAnswers declaredAnswers
+
 	calls    *call.Handler
 	msgs     *messaging.Handler
 	presence *presence.Handler
@@ -209,6 +217,13 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		return nil, err // Validate has checked it
 	}
 	g.router.Store(router)
+	tmpl, err := templates.New(cfg.Templates)
+	if err != nil {
+		return nil, err // Validate has checked it
+	}
+	g.tmpl.Store(tmpl)
+	g.declaredAnswers = newDeclaredAnswers()
+	g.metrics.reg.MustRegister(g.declaredAnswers)
 	g.metrics.reg.MustRegister(newTrunkCollector(g))
 	if err := g.newSIP(); err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/routing"
+	"github.com/jsonrtc/jsonrtc/templates"
 )
 
 // This file routes each session's calls, messages and subscriptions with
@@ -98,6 +99,10 @@ func (g *Gateway) Reload(cfg Config) (othersChanged bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	tmpl, err := templates.New(cfg.Templates)
+	if err != nil {
+		return false, err
+	}
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	if g.sip != nil {
@@ -106,8 +111,10 @@ func (g *Gateway) Reload(cfg Config) (othersChanged bool, err error) {
 		}
 	}
 	g.router.Store(r)
+	g.tmpl.Store(tmpl)
 	// to_web is wired into the SIP side and the call handler at start.
 	rest, was := cfg, g.cfg
 	rest.Routing, was.Routing = routing.Config{ToWeb: rest.Routing.ToWeb}, routing.Config{ToWeb: was.Routing.ToWeb}
+	rest.Templates, was.Templates = templates.Config{}, templates.Config{}
 	return !reflect.DeepEqual(rest, was), nil
 }

@@ -737,7 +737,7 @@ func (s *Session) inbound(l *link, data []byte) hangUp {
 	if f.Control.Sequence == protocol.MaxSequence {
 		return s.exhausted(f.Control.Sequence, errorFor(f, 0, ""))
 	}
-	if err := protocol.Validate(f); err != nil {
+	if err := protocol.ValidateDeclared(f, s.g.tmpl.Load().Declared); err != nil {
 		s.Send(errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)), false)
 		return hangUp{}
 	}
@@ -882,6 +882,9 @@ func (s *Session) dispatch(f *protocol.Frame) {
 	}
 	if f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionSend && !s.quota.AllowMessage() {
 		s.Send(errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"), false)
+		return
+	}
+	if f.Control.Type == protocol.TypeRequest && s.declared(f) {
 		return
 	}
 	if host := s.hostOf(f); host != "" {

@@ -54,11 +54,19 @@ var actions = map[Package]map[Action]typeSet{
 // KnownPackage reports whether p is a package this protocol defines.
 func KnownPackage(p Package) bool { _, ok := actions[p]; return ok }
 
+// KnownAction reports whether a is an action this protocol defines in p.
+func KnownAction(p Package, a Action) bool { _, ok := actions[p][a]; return ok }
+
 // Validate checks what can be checked of a frame without any session
 // state: a known type, package and action, the action allowed in that
 // package and type, the fields each type needs. It returns an *Error
 // whose code is the one docs/protocol.md §2.7 names.
-func Validate(f *Frame) error {
+func Validate(f *Frame) error { return ValidateDeclared(f, nil) }
+
+// ValidateDeclared is Validate that also takes the actions declared
+// reports (the configuration's templates, docs/protocol.md §2.8) as
+// actions of their package, in requests, responses and errors.
+func ValidateDeclared(f *Frame, declared func(Package, Action) bool) error {
 	c := &f.Control
 	if c.Type == "" {
 		return newError(CodeBadRequest, "control.type is missing")
@@ -88,6 +96,9 @@ func Validate(f *Frame) error {
 		return newError(CodeBadRequest, "header.action is missing")
 	}
 	allowed, ok := acts[h.Action]
+	if !ok && declared != nil && declared(pkg, h.Action) {
+		allowed, ok = tReq|tResp|tErr, true
+	}
 	if !ok {
 		return newError(CodeMethodNotAllowed, "action "+quoteTrunc([]byte(h.Action))+" is not allowed in package "+string(pkg))
 	}

@@ -46,8 +46,9 @@ const (
 	// unchanged (a session refresh) is answered without this event.
 	EventReoffer
 	// EventInfo: an INFO arrived (InfoPackage, ContentType, Body; Digit and
-	// Duration for application/dtmf-relay). Already answered 200; one of
-	// an Info Package we never announced was refused with 469 instead.
+	// Duration for application/dtmf-relay). Already answered 200, but for
+	// one of a declared package (InfoRequest); one of an Info Package we
+	// never announced was refused with 469 instead.
 	EventInfo
 	// EventRefer: the peer asks us to transfer the call (ReferTo). Answer
 	// with Event.Refer.Accept or Reject; unanswered it is refused (480).
@@ -126,6 +127,9 @@ type Event struct {
 	Body        []byte
 	Digit       string
 	Duration    int // milliseconds
+	// InfoRequest: an INFO of a declared Info Package (SetInfoPackages),
+	// not answered yet: answer it with InfoRequest.Respond.
+	InfoRequest *InfoRequest
 	// EventRefer
 	ReferTo string
 	Refer   *Refer

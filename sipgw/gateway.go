@@ -50,6 +50,9 @@ type UserAgent struct {
 	onCall  func(*Call)
 	started atomic.Bool
 	guard   *guard // malformed requests: guard.go
+
+	// infoPkgs: the declared Info Packages (request.go).
+	infoPkgs atomic.Pointer[func() []string]
 	// outbound: REGISTERs use RFC 5626 (Config.Outbound); pongs wakes
 	// the keepalives of their flows (outbound.go).
 	outbound bool

@@ -129,7 +129,8 @@ func (c *Call) handleInfo(req *sip.Request, tx sip.ServerTransaction) {
 	if h := req.GetHeader("Info-Package"); h != nil {
 		ev.InfoPackage = strings.ToLower(strings.TrimSpace(h.Value()))
 	}
-	if ev.InfoPackage != "" && ev.InfoPackage != InfoPackageTrickleICE {
+	declared := ev.InfoPackage != "" && ev.InfoPackage != InfoPackageTrickleICE && c.g.acceptsInfo(ev.InfoPackage)
+	if ev.InfoPackage != "" && ev.InfoPackage != InfoPackageTrickleICE && !declared {
 		res := sip.NewResponseFromRequest(req, 469, "Bad Info Package", nil)
 		res.AppendHeader(sip.NewHeader("Recv-Info", InfoPackageTrickleICE))
 		if err := tx.Respond(res); err != nil {
@@ -142,6 +143,16 @@ func (c *Call) handleInfo(req *sip.Request, tx sip.ServerTransaction) {
 		if i := strings.IndexByte(ev.ContentType, ';'); i >= 0 {
 			ev.ContentType = strings.TrimSpace(ev.ContentType[:i])
 		}
+	}
+	if declared {
+		// Answered by the web client (Event.InfoRequest), or by the
+		// call's handler when it cannot be.
+		ev.InfoRequest = &InfoRequest{c: c, req: req, tx: tx}
+		for _, h := range req.Headers() {
+			ev.InfoRequest.Headers = append(ev.InfoRequest.Headers, Header{Name: h.Name(), Value: h.Value()})
+		}
+		c.deliver(func() { c.emit(ev) })
+		return
 	}
 	if ev.ContentType == "application/dtmf-relay" {
 		ev.Digit, ev.Duration = parseDTMFRelay(req.Body())

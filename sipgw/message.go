@@ -81,32 +81,16 @@ func (g *UserAgent) SendMessage(o MessageOptions, report func(code int, reason s
 	if g.closed {
 		return ErrClosed
 	}
-	callID, tag := randUUID(), sip.GenerateTagN(16)
-	var cseq uint32
 	g.wg.Go(func() {
-		var res *sip.Response
-		var err error
-		for i, h := range hops {
-			ctx, cancel := context.WithTimeout(g.ctx, sip.Timer_F)
-			res, err = g.do(ctx, o.Identity, func() *sip.Request {
-				cseq++
-				req := g.requestFor(sip.MESSAGE, snd.from, to, tag, callID, cseq, h)
-				req.Recipient = *ruri.Clone()
-				snd.present(req)
-				req.AppendHeader(sip.NewHeader("Content-Type", o.ContentType))
-				for _, h := range o.Headers {
-					req.AppendHeader(sip.NewHeader(h.Name, h.Value))
-				}
-				req.SetBody(o.Body)
-				return req
-			})
-			cancel()
-			if i == len(hops)-1 || g.ctx.Err() != nil || !failsOver(res, err) {
-				break
+		res, err := g.outOfDialog(sip.MESSAGE, o.Identity, o.Route.Trunk, hops, func(req *sip.Request) {
+			req.Recipient = *ruri.Clone()
+			snd.present(req)
+			req.AppendHeader(sip.NewHeader("Content-Type", o.ContentType))
+			for _, h := range o.Headers {
+				req.AppendHeader(sip.NewHeader(h.Name, h.Value))
 			}
-			code, reason := failure(res, err)
-			g.rlog.Info("message failover", "sipgw: MESSAGE failed over to the next proxy", "trunk", o.Route.Trunk, "code", code, "reason", reason)
-		}
+			req.SetBody(o.Body)
+		}, snd.from, to)
 		code, reason := failure(res, err)
 		if err != nil && g.ctx.Err() != nil {
 			code, reason = 503, "gateway closed"
@@ -115,6 +99,34 @@ func (g *UserAgent) SendMessage(o MessageOptions, report func(code int, reason s
 		report(code, reason)
 	})
 	return nil
+}
+
+// outOfDialog sends a request outside any dialog to each hop in turn
+// until one answers with other than a failover response (failsOver), and
+// returns the last answer. fill completes the request requestFor built
+// for a hop. It blocks for at most Timer F a hop; the caller holds a
+// g.wg slot or its own.
+func (g *UserAgent) outOfDialog(method sip.RequestMethod, identity, trunk string, hops []nextHop, fill func(*sip.Request), from, to sip.Uri) (*sip.Response, error) {
+	callID, tag := randUUID(), sip.GenerateTagN(16)
+	var cseq uint32
+	var res *sip.Response
+	var err error
+	for i, h := range hops {
+		ctx, cancel := context.WithTimeout(g.ctx, sip.Timer_F)
+		res, err = g.do(ctx, identity, func() *sip.Request {
+			cseq++
+			req := g.requestFor(method, from, to, tag, callID, cseq, h)
+			fill(req)
+			return req
+		})
+		cancel()
+		if i == len(hops)-1 || g.ctx.Err() != nil || !failsOver(res, err) {
+			break
+		}
+		code, reason := failure(res, err)
+		g.rlog.Info("out-of-dialog failover", "sipgw: "+string(method)+" failed over to the next proxy", "trunk", trunk, "code", code, "reason", reason)
+	}
+	return res, err
 }
 
 // OnMessage sets the function that delivers an incoming MESSAGE to a web

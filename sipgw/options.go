@@ -42,9 +42,14 @@ func registerSupported(outbound bool) string {
 	return "gruu"
 }
 
-// setSupported puts our one Supported header on m.
+// setSupported puts our one Supported header on m, and a Recv-Info of
+// the declared Info Packages when there are any (RFC 6086 section 4.2.2:
+// a peer sends INFO only of packages we listed).
 func (g *UserAgent) setSupported(m interface{ AppendHeader(sip.Header) }, rel100, trickle bool) {
 	m.AppendHeader(sip.NewHeader("Supported", supported(rel100, trickle)))
+	if pkgs := g.infoPackages(); len(pkgs) > 0 {
+		m.AppendHeader(sip.NewHeader("Recv-Info", strings.Join(pkgs, ", ")))
+	}
 }
 
 // allowOrder is the order Allow lists methods in.

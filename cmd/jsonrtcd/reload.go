@@ -68,9 +68,9 @@ func reload(g *gateway.Gateway, load func() (gateway.Config, error), log *slog.L
 	if err == nil {
 		var others bool
 		if others, err = g.Reload(cfg); err == nil {
-			log.Info("configuration reloaded: routing applies to new requests")
+			log.Info("configuration reloaded: routing and templates apply to new requests")
 			if others {
-				log.Warn("configuration reloaded: sections other than routing changed and take effect at the next restart")
+				log.Warn("configuration reloaded: sections other than routing and templates changed and take effect at the next restart")
 			}
 			return
 		}

@@ -37,7 +37,7 @@ var allowed = map[string][]string{
 	"notification/mwi":      {"protocol"},
 	"sipgw":                 {"internal/ratelog", "protocol", "routing", "presence/pidf", "notification/mwi", "transport/certs"},
 	"endpoint":              {"protocol", "routing"},
-	"call":                  {"internal/ratelog", "protocol", "routing", "endpoint", "sipgw", "media/rtpengine"},
+	"call":                  {"internal/ratelog", "protocol", "routing", "endpoint", "sipgw", "media/rtpengine", "templates"},
 	"messaging":             {"protocol", "routing", "endpoint"},
 	"internal/subscription": {"protocol"},
 	"internal/ratelog":      {},
@@ -49,13 +49,14 @@ var allowed = map[string][]string{
 	"web":                   {"sdk/js"},
 	"sdk/js":                {},
 	"interwork":             {"internal/ratelog", "limits", "protocol", "routing", "messaging", "presence", "presence/pidf", "notification", "notification/mwi", "sipgw"},
-	"gateway":               {"internal/ratelog", "protocol", "routing", "session", "transport/ws", "transport/longpoll", "transport/certs", "transport/connlimit", "transport/forwarded", "auth", "limits", "store", "cluster", "endpoint", "call", "interwork", "messaging", "presence", "notification", "sipgw", "media/rtpengine", "push"},
-	"cmd/jsonrtcd":          {"gateway", "routing", "auth", "web", "transport/certs", "sipgw", "store", "store/natsstore", "cluster"},
+	"gateway":               {"internal/ratelog", "protocol", "routing", "session", "transport/ws", "transport/longpoll", "transport/certs", "transport/connlimit", "transport/forwarded", "auth", "limits", "store", "cluster", "endpoint", "call", "interwork", "messaging", "presence", "notification", "sipgw", "media/rtpengine", "push", "templates"},
+	"cmd/jsonrtcd":          {"gateway", "routing", "templates", "auth", "web", "transport/certs", "sipgw", "store", "store/natsstore", "cluster"},
 	"cmd/jsonrtc-load":      {"client", "internal/flood", "protocol", "session"},
 	"internal/layering":     {},
 	"internal/testenv":      {},
 	"internal/testreport":   {"internal/testenv"},
 	"push":                  {},
+	"templates":             {"protocol", "push", "routing", "sipgw"},
 }
 
 // onlyIn narrows allowed: a package of ours may import the named package

@@ -1,5 +1,6 @@
 import { Emitter } from './emitter.js';
 import { extensionHeaders, extensionsOf } from './headers.js';
+import { declaredRequest, declaredResponse } from './declared.js';
 import { JsonRtcError, ErrorCode } from './errors.js';
 import { originSessionId, isHoldOffer, candidatesToFragment, fragmentToCandidates, mediaKinds } from './sdp.js';
 import { negotiatedCodecs, preferCodecs } from './codecs.js';
@@ -315,6 +316,24 @@ export class Call extends Emitter {
       header: { refer_to: target, ...headers },
     });
     return resp.header?.response_code ?? 202;
+  }
+
+  /**
+   * Sends a request of a `call` action the gateway's configuration
+   * declares (docs/protocol.md §2.8) in this call: its SIP request goes
+   * in the call's dialog. Resolves with the response; rejects with a
+   * JsonRtcError on an error frame.
+   * @param {string} action
+   * @param {Record<string, string|number|boolean>} [headers]
+   * @param {object} [payload]
+   * @returns {Promise<import('./index.js').DeclaredResponse>}
+   */
+  async request(action, headers, payload) {
+    const f = declaredRequest('call', action, headers, payload);
+    if (this.state !== CallState.ESTABLISHED) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'the call is not established');
+    f.subsession = this.id;
+    f.header = { initiator: this.session.identity, target: this.remoteIdentity, ...f.header };
+    return declaredResponse(await this.session._request(f));
   }
 
   /**

@@ -235,10 +235,17 @@ export declare class Session extends Emitter {
   subscribeMessageSummary(target: string, opts?: HeaderOptions): Subscription;
   publishPresence(state: { status: 'open' | 'closed'; activity?: string; note?: string }, opts?: HeaderOptions): Promise<number>;
   sendMessage(target: string, body: string, opts?: { contentType?: string } & HeaderOptions): Promise<number>;
+  /**
+   * Sends a request of an action the gateway's configuration declares,
+   * outside any call; rejects with a JsonRtcError on an error frame.
+   */
+  request(pkg: string, action: string, headers?: ExtensionHeaders, payload?: Record<string, unknown>, opts?: { target?: string }): Promise<DeclaredResponse>;
   on(event: 'state', fn: (e: StateChange<SessionStateName>) => void): () => void;
   on(event: 'incomingcall' | 'callrestored', fn: (call: Call) => void): () => void;
   on(event: 'subscriptionrestored', fn: (sub: Subscription) => void): () => void;
   on(event: 'message', fn: (msg: IncomingMessage) => void): () => void;
+  /** A request of an action the SDK does not know (a call's goes to the call's listeners first); 405 when nobody listens. */
+  on(event: 'request', fn: (req: IncomingRequest) => void): () => void;
   /**
    * The gateway could not resume the session: a new one runs already.
    * Subscriptions were made again (the same objects, on new subsessions),
@@ -266,6 +273,35 @@ export declare class LongPollSocket {
   close(code?: number, reason?: string): void;
 }
 export declare function pollUrlOf(url: string): string;
+
+/** The response to a declared action's request (Session.request, Call.request). */
+export interface DeclaredResponse {
+  code: number;
+  reason: string;
+  headers: ExtensionHeaders;
+  payload: Record<string, unknown>;
+  frame: object;
+}
+
+/**
+ * A request of an action the SDK does not know: one the gateway's
+ * configuration declares (docs/protocol.md §2.8), such as a SIP INFO of
+ * a declared Info Package inside a call. Answer it once.
+ */
+export declare class IncomingRequest {
+  readonly package: string;
+  readonly action: string;
+  /** The call it belongs to (package call), else null. */
+  readonly call: Call | null;
+  readonly from: string | undefined;
+  readonly headers: ExtensionHeaders;
+  readonly payload: Record<string, unknown>;
+  readonly frame: object;
+  /** Answers with a response (code 2xx, default 200). */
+  respond(opts?: { code?: number; reason?: string; headers?: ExtensionHeaders; payload?: Record<string, unknown> }): void;
+  /** Answers with an error frame (default 603). */
+  reject(code?: number, reason?: string): void;
+}
 
 export interface TransferRequest {
   referTo: string;
@@ -323,6 +359,8 @@ export declare class Call extends Emitter {
   replaceTrack(track: MediaStreamTrack): Promise<void>;
   sendDTMF(digits: string, opts?: { duration?: number; gap?: number; inband?: boolean } & HeaderOptions): void;
   transfer(target: string, opts?: HeaderOptions): Promise<number>;
+  /** Sends a request of a declared `call` action in this call (its SIP request goes in the dialog). */
+  request(action: string, headers?: ExtensionHeaders, payload?: Record<string, unknown>): Promise<DeclaredResponse>;
   restartIce(): Promise<void>;
   reoffer(opts?: { iceRestart?: boolean; newPeerConnection?: boolean } & HeaderOptions): Promise<void>;
   on(event: 'state', fn: (e: CallStateChange) => void): () => void;
@@ -332,6 +370,8 @@ export declare class Call extends Emitter {
   on(event: 'mute', fn: (muted: boolean) => void): () => void;
   on(event: 'dtmf', fn: (e: { digits: string; duration: number }) => void): () => void;
   on(event: 'transfer', fn: (req: TransferRequest) => void): () => void;
+  /** A request of a declared action in this call (an INFO of a declared package). */
+  on(event: 'request', fn: (req: IncomingRequest) => void): () => void;
   on(event: 'transferprogress', fn: (e: { code: number; reason: string }) => void): () => void;
   on(event: 'ice', fn: (s: RTCIceConnectionState) => void): () => void;
   on(event: 'error', fn: (err: Error) => void): () => void;

@@ -16,3 +16,4 @@ export { originSessionId, mediaDirections, isHoldOffer, candidatesToFragment, fr
 export { Emitter } from './emitter.js';
 export { extensionHeaders, extensionsOf, MAX_EXTENSION_HEADERS } from './headers.js';
 export { LongPollSocket, pollUrlOf } from './longpoll.js';
+export { IncomingRequest } from './declared.js';

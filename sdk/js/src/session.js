@@ -7,6 +7,7 @@ import { Keepalive, defaultClock } from './keepalive.js';
 import { Call } from './call.js';
 import { Subscription } from './subscription.js';
 import { LongPollSocket, pollUrlOf } from './longpoll.js';
+import { knownAction, declaredRequest, declaredResponse, IncomingRequest } from './declared.js';
 
 /** The states a Session goes through (its `state` event). */
 export const SessionState = Object.freeze({
@@ -361,6 +362,40 @@ export class Session extends Emitter {
       payload: { content_type: opts.contentType ?? 'text/plain', body },
     });
     return resp.header?.response_code ?? 200;
+  }
+
+  /**
+   * Sends a request of an action the gateway's configuration declares
+   * (docs/protocol.md §2.8) outside any call, and resolves with its
+   * response (rejects with a JsonRtcError on an error frame: a 400 names
+   * the header or payload field the gateway's template refused).
+   * @param {string} pkg the action's package (usually 'messaging')
+   * @param {string} action
+   * @param {Record<string, string|number|boolean>} [headers] extension headers
+   * @param {object} [payload]
+   * @param {{target?: string}} [opts] header.target: where an action mapped to SIP goes
+   * @returns {Promise<import('./index.js').DeclaredResponse>}
+   */
+  async request(pkg, action, headers, payload, opts = {}) {
+    const f = declaredRequest(pkg, action, headers, payload);
+    this._requireSession();
+    f.header = { initiator: this.identity, target: opts.target, ...f.header };
+    return declaredResponse(await this._request(f));
+  }
+
+  /**
+   * A request of an action the SDK does not know: the call's `request`
+   * event, else the session's; 405 when nobody listens.
+   */
+  _onUnknownRequest(frame) {
+    const c = frame.control;
+    const call = (c.package_type || 'call') === 'call' ? (this.calls.get(c.subsession_id) ?? null) : null;
+    const target = call && call.listenerCount('request') > 0 ? call : this.listenerCount('request') > 0 ? this : null;
+    if (!target) {
+      this._reject(frame, 405, `action ${frame.header?.action} is not handled`);
+      return;
+    }
+    target.emit('request', new IncomingRequest(this, frame, call));
   }
 
   _subscribe(pkg, target, opts) {
@@ -1016,6 +1051,7 @@ export class Session extends Emitter {
       return;
     }
     const pkg = c.package_type || 'call';
+    if (c.type === 'request' && !knownAction(pkg, h.action)) return this._onUnknownRequest(frame);
     switch (pkg) {
       case 'call':
         return this._dispatchCall(frame);

@@ -10,7 +10,7 @@ import {
   candidatesToFragment, fragmentToCandidates, Reliability, Backoff, Keepalive, Emitter,
   type CallStateName, type SessionStateName, type ExtensionHeaders, type PresenceStatus,
   type MessageSummary, type DigestChallenge, type DigestAuthorization, type IncomingMessage,
-  type TransferRequest,
+  type TransferRequest, type DeclaredResponse, IncomingRequest,
 } from '@jsonrtc/sdk';
 
 const v: '1.0' = VERSION;
@@ -58,6 +58,9 @@ async function main(): Promise<void> {
   call.unmute();
   call.sendDTMF('12#', { duration: 100, headers });
   const code: number = await call.transfer('carol', { headers });
+  const score: DeclaredResponse = await call.request('x-score', { 'X-Game': 'chess' }, { points: 3 });
+  console.log(score.code, score.reason, score.headers, score.payload, score.frame);
+  call.on('request', (req: IncomingRequest) => req.respond({ payload: { ok: true }, headers }));
   await call.reoffer({ iceRestart: true, headers });
   await call.restartIce();
   const mic = (await navigator.mediaDevices.getUserMedia({ audio: true })).getAudioTracks()[0];
@@ -79,6 +82,12 @@ async function main(): Promise<void> {
   vm.on('notify', (s: MessageSummary) => console.log(s.waiting, s.newMessages, s.classes['voice-message']?.urgentOld));
   const published: number = await session.publishPresence({ status: 'open', activity: 'busy', note: 'x' }, { headers });
   const sent: number = await session.sendMessage('bob', 'hi', { contentType: 'text/plain', headers });
+  const found: DeclaredResponse = await session.request('messaging', 'x-lookup', headers, { q: 'bob' }, { target: 'sip:dir@example.com' });
+  session.on('request', (req: IncomingRequest) => {
+    if (req.call === null) req.reject(ErrorCode.NOT_FOUND, req.action);
+    else req.respond({ code: 200 });
+  });
+  console.log(found.payload);
   console.log(code, published, sent);
 
   // Errors and helpers.
@@ -98,6 +107,8 @@ async function main(): Promise<void> {
   session.sendMessage('bob', 'hi', { headers: { 'x-o': { nested: 1 } } });
   // @ts-expect-error a call's target is a string
   session.call(42);
+  // @ts-expect-error a declared request's payload is an object
+  session.request('messaging', 'x-lookup', {}, 'q');
   // @ts-expect-error publishPresence needs a status
   session.publishPresence({ note: 'x' });
   // @ts-expect-error remoteHeaders is read-only

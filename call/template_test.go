@@ -1,0 +1,130 @@
+package call
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/jsonrtc/jsonrtc/templates"
+)
+
+func scoreTemplates(t *testing.T) func() *templates.Set {
+	t.Helper()
+	s, err := templates.New(templates.Config{Actions: []templates.ActionConfig{{
+		Action: "x-score", Package: "call", Headers: templates.HeadersConfig{Optional: []string{"X-Game"}},
+		SIP: &templates.SIPConfig{Method: "INFO", InfoPackage: "x-score"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() *templates.Set { return s }
+}
+
+func answerOf(t *testing.T, fi *fakeInfo) sipgw.Answer {
+	t.Helper()
+	select {
+	case a := <-fi.answered:
+		return a
+	case <-time.After(waitFor):
+		t.Fatal("the INFO got no answer")
+		return sipgw.Answer{}
+	}
+}
+
+// TestSIPDeclared: the web caller's declared request goes in the dialog
+// and its answer comes back; the peer's INFO of the declared package
+// reaches the web side as a request whose answer is the INFO's; a second
+// answer, and one to nothing pending, change nothing.
+func TestSIPDeclared(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	e.h.far.tmpl = scoreTemplates(t)
+	a, fc := e.outgoing(t)
+	e.answerOut(t, a, fc)
+
+	got := make(chan sipgw.Answer, 1)
+	e.h.Request(a, "c1", sipgw.Request{Method: "INFO", InfoPackage: "x-score", ContentType: "application/json", Body: []byte(`{"points":3}`)},
+		func(ans sipgw.Answer, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			got <- ans
+		})
+	if o := fc.expectOp(t, "request"); o.info.Package != "x-score" || o.sdp != `{"points":3}` {
+		t.Fatalf("request %+v", o)
+	}
+	if ans := <-got; ans.Code != 200 || string(ans.Body) != `{"rank":1}` {
+		t.Fatalf("answer %+v", ans)
+	}
+
+	fi := fc.pushDeclared("x-score", `{"points":9}`, sipgw.Header{Name: "X-Game", Value: "go"}, sipgw.Header{Name: "Via", Value: "v"})
+	f := a.expect(t, protocol.TypeRequest, "x-score")
+	if game, _ := f.Header.ExtValue("X-Game"); string(f.Payload) != `{"points":9}` || game.Value != "go" || len(f.Header.Ext) != 1 || f.Control.SubsessionID != "c1" {
+		t.Fatalf("request to the web: %s", f.Marshal())
+	}
+	resp := wf{typ: protocol.TypeResponse, act: "x-score", sub: "c1", seq: 3, corr: f.Control.CorrelationID, code: 200}.frame()
+	resp.Payload = []byte(`{"ok":true}`)
+	e.h.HandleFrame(a, resp)
+	if ans := answerOf(t, fi); ans.Code != 200 || string(ans.Body) != `{"ok":true}` {
+		t.Fatalf("INFO answer %+v", ans)
+	}
+	e.send(a, wf{typ: protocol.TypeError, act: "x-score", sub: "c1", seq: 4, corr: f.Control.CorrelationID, code: 486})
+	if fi.n.Load() != 1 {
+		t.Fatal("a second answer was sent")
+	}
+
+	// An INFO of a package that a reload took away since it came.
+	e.h.far.tmpl = func() *templates.Set { return nil }
+	gone := fc.pushDeclared("x-score", `{}`)
+	if ans := answerOf(t, gone); ans.Code != 469 {
+		t.Fatalf("undeclared INFO answer %+v", ans)
+	}
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 5})
+	fc.expectOp(t, "hangup")
+}
+
+// TestSIPDeclaredUnanswered: an INFO the web side does not answer gets
+// 408 after declaredWait, within the peer's transaction.
+func TestSIPDeclaredUnanswered(t *testing.T) {
+	run := inBubble(func(t *testing.T) {
+		e := newEnv(t, time.Minute)
+		e.h.far.tmpl = scoreTemplates(t)
+		a, fc := e.outgoing(t)
+		e.answerOut(t, a, fc)
+		fi := fc.pushDeclared("x-score", `{"points":1}`)
+		a.expect(t, protocol.TypeRequest, "x-score")
+		// The bubble's clock: no real wait.
+		time.Sleep(declaredWait - time.Second)
+		synctest.Wait()
+		if fi.n.Load() != 0 {
+			t.Fatal("answered before declaredWait")
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if ans := answerOf(t, fi); ans.Code != 408 {
+			t.Fatalf("answer %+v", ans)
+		}
+		e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 3})
+		fc.expectOp(t, "hangup")
+	})
+	run(t)
+}
+
+// TestSIPDeclaredBeforeAnswer: a declared request before the call is
+// answered fails with ErrCallState (405 to the client).
+func TestSIPDeclaredBeforeAnswer(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	a, fc := e.outgoing(t)
+	var err error
+	e.h.Request(a, "c1", sipgw.Request{Method: "INFO"}, func(_ sipgw.Answer, e error) { err = e })
+	if code, _ := sipgw.ErrorCode(err); code != 405 {
+		t.Fatalf("err %v (%d)", err, code)
+	}
+	e.h.Request(a, "c9", sipgw.Request{Method: "INFO"}, func(_ sipgw.Answer, e error) { err = e })
+	if code, _ := sipgw.ErrorCode(err); code != 481 {
+		t.Fatalf("no such call: %v (%d)", err, code)
+	}
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 2})
+	fc.expectOp(t, "hangup")
+}

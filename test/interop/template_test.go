@@ -1,0 +1,98 @@
+package interop
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/jsonrtc/jsonrtc/client"
+	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/templates"
+)
+
+const scoreTemplate = `
+actions:
+  - action: x-score
+    package: call
+    headers: {required: [X-Game], optional: [X-Round]}
+    schema: {type: object, required: [points], properties: {points: {type: integer}}}
+    sip: {method: INFO, info_package: x-score, content_type: application/json}
+  - action: x-page
+    package: messaging
+    headers: {required: [X-Desk]}
+    sip: {method: MESSAGE, content_type: text/plain}
+`
+
+// TestTemplateInfo: a declared action of package call goes to SIPp as an
+// INFO of its Info Package (checked there: Info-Package, Content-Type,
+// the header and the body) and SIPp's 200 comes back as the response
+// with its JSON body and declared header; SIPp's INFO of the package
+// reaches the web client as a request, whose answer is the 200 SIPp
+// checks.
+func TestTemplateInfo(t *testing.T) {
+	k := startKamailio(t)
+	w := startTemplateGateway(t, k)
+	uas := startSipp(t, "uas_template.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+	res, err := out.Request(ctxT(t), "x-score", []protocol.Ext{{Name: "X-Game", Value: "chess"}}, json.RawMessage(`{"points":3}`))
+	if err != nil {
+		t.Fatalf("x-score: %v", err)
+	}
+	if round, _ := res.Header.ExtValue("X-Round"); res.Header.ResponseCode != 200 || string(res.Payload) != `{"rank":1}` || round.Value != "2" {
+		t.Fatalf("x-score response: %s", res.Marshal())
+	}
+	ev := webNext(t, a, client.EventRequest)
+	in := ev.Request.Frame
+	if game, _ := in.Header.ExtValue("X-Game"); in.Header.Action != "x-score" || in.Control.SubsessionID != out.ID() ||
+		string(in.Payload) != `{"points":9}` || game.Value != "go" {
+		t.Fatalf("incoming x-score: %s", in.Marshal())
+	}
+	t.Logf("incoming request: %s", in.Marshal())
+	if err := ev.Request.Respond(ctxT(t), 200, "", nil, json.RawMessage(`{"ok":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
+}
+
+func startTemplateGateway(t *testing.T, k *Kamailio) *webGW {
+	t.Helper()
+	var tc templates.Config
+	dec := yaml.NewDecoder(strings.NewReader(scoreTemplate))
+	dec.KnownFields(true)
+	if err := dec.Decode(&tc); err != nil {
+		t.Fatal(err)
+	}
+	return startWebGateway(t, k, func(c *gateway.Config) { c.Templates = tc })
+}
+
+// TestTemplateMessage: a declared messaging action goes out of dialog,
+// routed through Kamailio to SIPp, as the MESSAGE its template says (the
+// payload's body, the content type, the header, checked there); SIPp's
+// 202 is the response.
+func TestTemplateMessage(t *testing.T) {
+	k := startKamailio(t)
+	w := startTemplateGateway(t, k)
+	uas := startSipp(t, "uas_template_message.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	res, err := a.Request(ctxT(t), protocol.PackageMessaging, "x-page", uasTarget(uas), []protocol.Ext{{Name: "X-Desk", Value: "12"}},
+		json.RawMessage(`{"body":"page desk 12"}`))
+	if err != nil {
+		t.Fatalf("x-page: %v", err)
+	}
+	if res.Header.ResponseCode != 202 {
+		t.Fatalf("x-page response: %s", res.Marshal())
+	}
+	uas.expectSuccess(t)
+}

@@ -113,8 +113,10 @@ type Session struct {
 	m       *member
 	deleted atomic.Bool // the call's share of m's calls is given back
 
-	mu   sync.Mutex // guards keys, never held across a command
-	keys Keys
+	mu     sync.Mutex // guards keys, lost, onLost; never held across a command
+	keys   Keys
+	lost   bool   // its instance was lost (Pool.lose)
+	onLost func() // run once if it is
 }
 
 // Anchored reports whether the session's media goes through rtpengine.
@@ -158,8 +160,45 @@ func (a *Adapter) Offer(ctx context.Context, dir Direction, keys Keys, sdp strin
 	s.m = m
 	if m != nil {
 		m.calls.Add(1)
+		m.mu.Lock()
+		m.sessions[s] = struct{}{}
+		m.mu.Unlock()
 	}
 	return s, out, err
+}
+
+// OnLost arranges for f to run, once, if the session's instance is lost
+// before the session is deleted (it failed PoolOptions.LostAfter pings in
+// a row): the call's media is gone, and its owner should end it. f runs
+// on the pool's goroutine and must not block for long; it runs at once,
+// on the caller's, if the instance is lost already. Later commands of
+// the session fail with ErrLost, and its Delete is owed to the instance
+// for when it answers again.
+func (s *Session) OnLost(f func()) {
+	s.mu.Lock()
+	if s.lost {
+		s.mu.Unlock()
+		f()
+		return
+	}
+	s.onLost = f
+	s.mu.Unlock()
+}
+
+// lose marks s lost and returns its OnLost function. m.mu is held.
+func (s *Session) lose() func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost = true
+	f := s.onLost
+	s.onLost = nil
+	return f
+}
+
+func (s *Session) isLost() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lost
 }
 
 // ctl returns the instance of the call, or an error for a session whose
@@ -167,6 +206,9 @@ func (a *Adapter) Offer(ctx context.Context, dir Direction, keys Keys, sdp strin
 func (s *Session) ctl() (Controller, error) {
 	if s.m == nil {
 		return nil, ErrNoInstance
+	}
+	if s.isLost() {
+		return nil, ErrLost
 	}
 	return s.m.ctl, nil
 }
@@ -258,20 +300,32 @@ func (s *Session) Answer(ctx context.Context, toTag, sdp string) (string, error)
 // (nothing if not anchored), and returns what rtpengine received from
 // each leg over the call's life (its delete answer), the browser's leg
 // first. The call no longer counts on its instance, whatever the
-// outcome: one that did not answer ends it at its own timeout.
+// outcome: one that did not answer ends it at its own timeout. A lost
+// session's delete is owed to its instance, sent when it answers a ping
+// again, and Delete returns no figures and no error.
 func (s *Session) Delete(ctx context.Context) ([]LegStats, error) {
 	if !s.anchored {
 		return nil, nil
 	}
-	ctl, err := s.ctl()
-	if err != nil {
-		return nil, err
+	if s.m == nil {
+		return nil, ErrNoInstance
 	}
-	if !s.deleted.Swap(true) {
+	first := !s.deleted.Swap(true)
+	if first {
 		s.m.calls.Add(-1)
 	}
 	k := s.keysRequest()
-	res, err := ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, DeleteNow: true})
+	del := Request{CallID: k.CallID, FromTag: k.FromTag, DeleteNow: true}
+	s.m.mu.Lock()
+	delete(s.m.sessions, s)
+	s.m.mu.Unlock()
+	if s.isLost() {
+		if first {
+			s.m.owe(del)
+		}
+		return nil, nil
+	}
+	res, err := s.m.ctl.Delete(ctx, &del)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,8 @@ import (
 //	  timeout: 3s                     # per request, retransmissions included
 //	  retransmit: 500ms
 //	  ping_interval: 2s               # health of each instance
+//	  weights: {"127.0.0.1:2224": 2}  # share of new calls; unlisted: 1
+//	  lost_after: 2                   # failed pings that end an instance's calls
 //
 // An empty rtpengine list leaves media alone (SDP passes unchanged), which
 // is the behaviour before this package existed.
@@ -26,7 +28,20 @@ type Config struct {
 	// PingInterval is how often each instance of the pool is pinged;
 	// one that does not answer gets no new calls until it does.
 	PingInterval time.Duration `yaml:"ping_interval"`
+	// Weights gives instances of RTPEngine (by address as listed) a
+	// share of the new calls in proportion to their weight, 1 to
+	// maxWeight; an instance not named weighs 1.
+	Weights map[string]int `yaml:"weights"`
+	// LostAfter is how many pings in a row an instance must fail before
+	// the calls it holds are ended (default 2). The first failed ping
+	// only keeps new calls away: one lost datagram burst is not death.
+	LostAfter int `yaml:"lost_after"`
 }
+
+// maxWeight bounds a weight: beyond it the arithmetic of the pick could
+// overflow nothing, but a ratio of a thousand to one is a typo, not a
+// deployment.
+const maxWeight = 1000
 
 // WithDefaults fills the unset keys.
 func (c Config) WithDefaults() Config {
@@ -38,7 +53,18 @@ func (c Config) WithDefaults() Config {
 	if c.PingInterval == 0 {
 		c.PingInterval = 2 * time.Second
 	}
+	if c.LostAfter == 0 {
+		c.LostAfter = 2
+	}
 	return c
+}
+
+// Weight returns the weight of the instance at addr (1 when unset).
+func (c Config) Weight(addr string) int {
+	if w := c.Weights[addr]; w > 0 {
+		return w
+	}
+	return 1
 }
 
 // Options returns the Client options the config asks for.
@@ -62,6 +88,17 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("media.rtpengine[%d]: %s is listed twice", i, a))
 		}
 		seen[a] = true
+	}
+	for a, w := range c.Weights {
+		if !seen[a] {
+			errs = append(errs, fmt.Errorf("media.weights: %s is not in media.rtpengine", a))
+		}
+		if w < 1 || w > maxWeight {
+			errs = append(errs, fmt.Errorf("media.weights: %s: %d is not within 1..%d", a, w, maxWeight))
+		}
+	}
+	if c.LostAfter < 0 {
+		errs = append(errs, fmt.Errorf("media.lost_after: %d is negative", c.LostAfter))
 	}
 	if c.PingInterval < 0 {
 		errs = append(errs, fmt.Errorf("media.ping_interval: %v is negative", c.PingInterval))

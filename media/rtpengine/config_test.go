@@ -10,7 +10,8 @@ func TestConfigValidate(t *testing.T) {
 	if err := (Config{}).Validate(); err != nil {
 		t.Fatalf("empty config: %v", err)
 	}
-	if err := (Config{RTPEngine: []string{"127.0.0.1:2223", "127.0.0.1:2224"}, Policy: PolicyAlways}).Validate(); err != nil {
+	if err := (Config{RTPEngine: []string{"127.0.0.1:2223", "127.0.0.1:2224"}, Policy: PolicyAlways,
+		Weights: map[string]int{"127.0.0.1:2224": 3}, LostAfter: 3}).Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
 	for key, c := range map[string]Config{
@@ -19,6 +20,9 @@ func TestConfigValidate(t *testing.T) {
 		"media.ping_interval": {PingInterval: -time.Second},
 		"media.policy":        {Policy: "sometimes"},
 		"media.retransmit":    {Timeout: time.Second, Retransmit: 2 * time.Second},
+		"media.weights: b:1":  {RTPEngine: []string{"a:1"}, Weights: map[string]int{"b:1": 2}},
+		"media.weights: a:1":  {RTPEngine: []string{"a:1"}, Weights: map[string]int{"a:1": 0}},
+		"media.lost_after":    {LostAfter: -1},
 	} {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("%+v: %v, want an error naming %s", c, err, key)

@@ -110,7 +110,13 @@ func mediaFigure(t *testing.T, h *Handler, name, side string) (uint64, float64) 
 	return 0, 0
 }
 
-func (f *fakeEngine) Ping(ctx context.Context) error { return nil }
+// Ping fails as failing("ping", err) says; it is not recorded (a pool
+// pings all the time).
+func (f *fakeEngine) Ping(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fail["ping"]
+}
 func (f *fakeEngine) Offer(ctx context.Context, r *rtpengine.Request) (*rtpengine.Response, error) {
 	return f.do("offer", r)
 }
@@ -583,4 +589,100 @@ func TestMediaReofferRightAfterOurs(t *testing.T) {
 		fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
 		webShutdown(t, a)
 	})
+}
+
+// newPooledMediaEnv is newMediaEnv with the fake in a pool that pings it
+// every second and loses its calls at the second failed ping.
+func newPooledMediaEnv(t *testing.T) (*env, *fakeEngine, *rtpengine.Pool) {
+	t.Helper()
+	e := newEnv(t, time.Minute)
+	f := newFakeEngine()
+	p := rtpengine.NewPool([]rtpengine.Instance{{Addr: "fake", Ctl: f}}, &rtpengine.PoolOptions{Interval: time.Second, LostAfter: 2})
+	p.Start()
+	t.Cleanup(p.Close)
+	a, err := rtpengine.NewPoolAdapter(p, rtpengine.PolicyAlways)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h.far.media = a
+	return e, f, p
+}
+
+// TestMediaLost: the rtpengine instance holding a call stops answering
+// its pings: at the second failed one the call ends with "media relay
+// lost" on both sides (the web side's shutdown reason, or 503 before the
+// answer; SIP's BYE Reason, CANCEL or 503), whatever its state. Its
+// delete is not sent to the silent instance but when it answers again.
+func TestMediaLost(t *testing.T) {
+	// Each case sets a call up and returns it, its call-id, and what the
+	// web side must then hear.
+	for _, tc := range []struct {
+		name string
+		call func(t *testing.T, e *env, eng *fakeEngine) (*fakeCall, string, func())
+	}{
+		{"answered outgoing", func(t *testing.T, e *env, eng *fakeEngine) (*fakeCall, string, func()) {
+			a, fc := e.outgoing(t)
+			off := eng.expect(t, "offer")
+			fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), ToTag: "b"})
+			eng.expect(t, "answer")
+			a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+			return fc, off.CallID, func() {
+				if f := a.expect(t, protocol.TypeMessage, protocol.ActionShutdown); f.Header.Reason != lostReason {
+					t.Fatalf("shutdown reason %q", f.Header.Reason)
+				}
+			}
+		}},
+		{"ringing outgoing", func(t *testing.T, e *env, eng *fakeEngine) (*fakeCall, string, func()) {
+			a, fc := e.outgoing(t)
+			return fc, eng.expect(t, "offer").CallID, func() {
+				if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 503 || f.Header.Reason != lostReason {
+					t.Fatalf("error %d %q", f.Header.ErrorCode, f.Header.Reason)
+				}
+			}
+		}},
+		{"answered incoming", func(t *testing.T, e *env, eng *fakeEngine) (*fakeCall, string, func()) {
+			fc, eps, st := e.incoming(t, 1)
+			off := eng.expect(t, "offer")
+			e.answerIn(t, fc, eps[0], st[0])
+			eng.expect(t, "answer")
+			return fc, off.CallID, func() {
+				f := eps[0].expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+				if f.Header.Reason != lostReason || f.Header.Target != "bob@web.example" {
+					t.Fatalf("shutdown %+v", f.Header)
+				}
+			}
+		}},
+		{"ringing incoming", func(t *testing.T, e *env, eng *fakeEngine) (*fakeCall, string, func()) {
+			fc, eps, _ := e.incoming(t, 2)
+			return fc, eng.expect(t, "offer").CallID, func() {
+				for _, ep := range eps {
+					ep.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, inBubble(func(t *testing.T) {
+			e, eng, p := newPooledMediaEnv(t)
+			fc, callID, webHears := tc.call(t, e, eng)
+			eng.failing("ping", rtpengine.ErrTimeout)
+			webHears()
+			if o := fc.expectOp(t, "hangup"); o.code != 503 || o.sdp != lostReason {
+				t.Fatalf("SIP hang-up %+v, want 503 %q", o, lostReason)
+			}
+			e.assertIdle(t)
+			select {
+			case c := <-eng.cmds:
+				t.Fatalf("rtpengine %s %+v sent to the silent instance", c.name, c.r)
+			default:
+			}
+			if st := p.Instances()[0]; st.Lost != 1 || st.Calls != 0 {
+				t.Fatalf("instance %+v, want 1 call lost", st)
+			}
+			eng.failing("ping", nil)
+			if d := eng.expect(t, "delete"); d.CallID != callID || !d.DeleteNow {
+				t.Fatalf("delete %+v", d)
+			}
+			eng.idle(t, e)
+		}))
+	}
 }

@@ -57,7 +57,16 @@ func (fl *farLeg) dialMedia(o *sipgw.DialOptions) bool {
 		return true
 	}
 	ctx, cancel := opCtx()
-	s, offer, err := m.Offer(ctx, rtpengine.WebToSIP, rtpengine.Keys{CallID: o.CallID, FromTag: o.FromTag}, string(o.SDP))
+	keys := rtpengine.Keys{CallID: o.CallID, FromTag: o.FromTag}
+	var s *rtpengine.Session
+	var sdp string
+	var err error
+	if fl.h.far.sdes.Match(o.Target, o.Route.Trunk) {
+		// The target's phones require SDES-SRTP (media.sdes).
+		s, sdp, err = m.OfferSDES(ctx, keys, string(o.SDP))
+	} else {
+		s, sdp, err = m.Offer(ctx, rtpengine.WebToSIP, keys, string(o.SDP))
+	}
 	cancel()
 	fl.c.mu.Lock()
 	fl.media = s
@@ -72,7 +81,7 @@ func (fl *farLeg) dialMedia(o *sipgw.DialOptions) bool {
 		return false
 	}
 	if s.Anchored() {
-		o.SDP = []byte(offer)
+		o.SDP = []byte(sdp)
 		// The browser's ICE peer is rtpengine, not the phone: see
 		// webTrickle.
 		o.Trickle = false

@@ -686,3 +686,28 @@ func TestMediaLost(t *testing.T) {
 		}))
 	}
 }
+
+// TestMediaSDESTarget: a browser's call to a target of media.sdes is
+// offered to rtpengine for an SDES-SRTP phone (RTP/SAVP, crypto not
+// turned off); a call to another target stays RTP/AVP.
+func TestMediaSDESTarget(t *testing.T) {
+	for _, tc := range []struct {
+		sdes  rtpengine.Targets
+		proto string
+	}{
+		{rtpengine.Targets{"sip.example"}, "RTP/SAVP"},
+		{rtpengine.Targets{"other.example"}, "RTP/AVP"},
+	} {
+		e, eng := newMediaEnv(t, time.Minute)
+		e.h.far.sdes = tc.sdes
+		a, fc := e.outgoing(t)
+		off := eng.expect(t, "offer")
+		if off.TransportProtocol != tc.proto || (len(off.SDES) == 0) != (tc.proto == "RTP/SAVP") {
+			t.Errorf("sdes %v: offer to rtpengine %s SDES %v, want %s", tc.sdes, off.TransportProtocol, off.SDES, tc.proto)
+		}
+		e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 2, corr: "c1"})
+		fc.expectOp(t, "hangup")
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+	}
+}

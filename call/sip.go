@@ -94,6 +94,9 @@ type SIPOptions struct {
 	// Media anchors the calls' media in rtpengine (media.go); nil: SDP
 	// passes unchanged.
 	Media *rtpengine.Adapter
+	// SDES names the targets whose media is SDES-SRTP (media.sdes): a
+	// browser's call to one is offered as RTP/SAVP with crypto.
+	SDES rtpengine.Targets
 	// ToWeb maps SIP headers (lower-case names) of incoming INVITEs and
 	// of the responses to ours to the extension headers of the frames
 	// the web side gets (routing.to_web).
@@ -105,6 +108,7 @@ type sipSide struct {
 	domains map[string]bool
 	headers map[string]bool
 	media   *rtpengine.Adapter
+	sdes    rtpengine.Targets
 	toWeb   map[string]string
 	wg      sync.WaitGroup // every far leg's goroutines
 }
@@ -140,7 +144,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 }
 
 func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {
-	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, toWeb: o.ToWeb}
+	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, sdes: o.SDES, toWeb: o.ToWeb}
 	for _, d := range o.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}

@@ -55,8 +55,9 @@ type Keys struct {
 // The flags for each side, from rtpengine's ng documentation: toward a
 // browser, ICE forced, DTLS-SRTP (UDP/TLS/RTP/SAVPF) and rtcp-mux required;
 // toward a phone, plain RTP/AVP without ICE, RTCP demultiplexed onto its
-// own port, SDES not offered (a later option: RTP/SAVP with SDES). Offers
-// use them whole; answers without transport-protocol and SDES (flags).
+// own port, SDES not offered (RTP/SAVP with rtpengine's default crypto
+// suites instead for an SDES session, Session.flags). Offers use them
+// whole; answers without transport-protocol and SDES (flags).
 var (
 	toWeb = Request{
 		TransportProtocol: "UDP/TLS/RTP/SAVPF",
@@ -108,6 +109,9 @@ type Session struct {
 	a        *Adapter
 	dir      Direction
 	anchored bool
+	// sdes: the SIP side speaks SDES-SRTP (RTP/SAVP with a=crypto), and
+	// offers toward it say so.
+	sdes bool
 	// m is the instance that holds the call (nil until its first offer
 	// was answered): every later command goes there.
 	m       *member
@@ -144,9 +148,31 @@ func webRTC(sdp string) bool {
 
 // Offer applies the policy to an offer from dir and returns the SDP to
 // hand the other side: rewritten by rtpengine if the call is anchored,
-// unchanged otherwise. keys.ToTag is empty for an initial offer.
+// unchanged otherwise. keys.ToTag is empty for an initial offer. A SIP
+// offer in SDES-SRTP (an RTP/SAVP m= line with a=crypto) makes the
+// session's later offers toward SIP SDES-SRTP too (a phone that called
+// with SRTP and is put on hold by the browser wants SRTP still).
 func (a *Adapter) Offer(ctx context.Context, dir Direction, keys Keys, sdp string) (*Session, string, error) {
-	s := &Session{a: a, dir: dir, keys: keys, anchored: a.anchor(dir, sdp)}
+	return a.offer(ctx, dir, keys, sdp, dir == SIPToWeb && sdesOffer(sdp))
+}
+
+// OfferSDES is Offer for a browser's first offer toward a SIP target that
+// requires SDES-SRTP (media.sdes): the SIP side gets RTP/SAVP with
+// rtpengine's a=crypto suites instead of RTP/AVP, and so does every later
+// offer toward it. The policy still decides whether the call is anchored.
+func (a *Adapter) OfferSDES(ctx context.Context, keys Keys, sdp string) (*Session, string, error) {
+	return a.offer(ctx, WebToSIP, keys, sdp, true)
+}
+
+// sdesOffer reports whether an SDP offers SDES-SRTP: an RTP/SAVP (or
+// RTP/SAVPF) m= line and a crypto attribute (RFC 4568).
+func sdesOffer(sdp string) bool {
+	return strings.Contains(sdp, "a=crypto:") &&
+		(strings.Contains(sdp, " RTP/SAVP ") || strings.Contains(sdp, " RTP/SAVPF "))
+}
+
+func (a *Adapter) offer(ctx context.Context, dir Direction, keys Keys, sdp string, sdes bool) (*Session, string, error) {
+	s := &Session{a: a, dir: dir, keys: keys, anchored: a.anchor(dir, sdp), sdes: sdes}
 	if !s.anchored {
 		return s, sdp, nil
 	}
@@ -370,6 +396,9 @@ func (s *Session) flags(dir Direction, answer bool) Request {
 	r := toWeb
 	if dir == WebToSIP {
 		r = toSIP
+		if s.sdes {
+			r.TransportProtocol, r.SDES = "RTP/SAVP", nil
+		}
 	}
 	if answer {
 		r.TransportProtocol, r.SDES = "", nil

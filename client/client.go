@@ -64,6 +64,7 @@ type Client struct {
 	mu       sync.Mutex // guards the fields below, read by getters
 	sid      string
 	ident    string
+	ice      iceServers // from the last connect or ice_servers response
 	cause    error
 	closeErr error
 	killable *conn
@@ -99,6 +100,7 @@ type dialResult struct {
 type result struct {
 	code   int
 	expiry int // header.expiry of a response
+	f      *protocol.Frame
 	err    error
 }
 
@@ -709,6 +711,7 @@ func (c *Client) onConnectResponse(f *protocol.Frame) {
 	if f.Header.Initiator != "" {
 		c.ident = f.Header.Initiator
 	}
+	c.setICELocked(f)
 	c.mu.Unlock()
 	if !c.everConnected {
 		c.everConnected = true
@@ -822,7 +825,7 @@ func frameResult(f *protocol.Frame) result {
 	if code == 0 {
 		code = protocol.CodeOK
 	}
-	return result{code: code, expiry: f.Header.Expiry}
+	return result{code: code, expiry: f.Header.Expiry, f: f}
 }
 
 // RequestTimeouts is how many requests got no answer within their

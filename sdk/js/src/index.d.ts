@@ -101,7 +101,7 @@ export interface SessionOptions {
   rtc?: {
     RTCPeerConnection?: typeof RTCPeerConnection;
     getUserMedia?: (c: MediaStreamConstraints) => Promise<MediaStream>;
-    /** STUN/TURN servers; default: those the gateway hands the session (docs/protocol.md §4.10), else none. */
+    /** STUN/TURN servers; unset or empty: those the gateway hands the session (docs/protocol.md §4.10), else none. */
     iceServers?: RTCIceServer[];
     /** 'relay' uses TURN relays only (default 'all'). */
     iceTransportPolicy?: RTCIceTransportPolicy;

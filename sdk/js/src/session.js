@@ -132,8 +132,9 @@ export class Session extends Emitter {
     this._retryTimer = null;
     this._aheadTimer = null;
     this._iceTimer = null;
-    // The application's own iceServers win over the gateway's (§4.10).
-    this._ownIceServers = options.rtc?.iceServers !== undefined;
+    // The application's own iceServers win over the gateway's (§4.10);
+    // an empty list is none (the demo page passes [] without config).
+    this._ownIceServers = (options.rtc?.iceServers?.length ?? 0) > 0;
     /**
      * The ICE servers the gateway handed the session (connect response or
      * renewal, docs/protocol.md §4.10); null when it handed none.

@@ -67,3 +67,9 @@ test('ice servers: the application\'s own rtc.iceServers win; the gateway\'s are
   assert.deepEqual(session.gatewayIceServers, turn('100:alice'));
   session.close();
 });
+
+test('ice servers: an empty rtc.iceServers is none: the gateway\'s are used', async () => {
+  const { session } = await connectedWithIce({ rtc: { iceServers: [] } }, turn('100:alice'), 100);
+  assert.deepEqual(session.rtc.iceServers, turn('100:alice'));
+  session.close();
+});

@@ -229,3 +229,31 @@ func TestRTPEngineCallWebToSDESPhone(t *testing.T) {
 	uas.expectSuccess(t)
 	noMediaLeft(t, w, eng)
 }
+
+// TestRTPEngineCallSDESPhoneToWeb: an SDES-SRTP phone (RTP/SAVP with
+// a=crypto) calls a browser: the browser gets WebRTC without SDES, the
+// phone an SDES answer, and the browser's hold reaches the phone as
+// RTP/SAVP with crypto too (the SIPp scenario checks both; the hold went
+// as RTP/AVP before, stripping the phone's crypto); the browser hangs
+// up and rtpengine holds nothing after.
+func TestRTPEngineCallSDESPhoneToWeb(t *testing.T) {
+	w, k, eng := startMediaGateway(t)
+	a := w.alice(t, nil)
+	uac := startSipp(t, "uac_call_sdes.xml", k.Addr)
+	in := webNext(t, a, client.EventIncomingCall)
+	has(t, "browser's offer", in.SDP, webRTCLines, []string{"a=crypto:", " RTP/SAVP "})
+	if err := in.Call.Answer(ctxT(t), browserAnswer(t, in.SDP)); err != nil {
+		t.Fatal(err)
+	}
+	webExpect(t, a, client.CallEstablished)
+	if err := in.Call.ReOffer(ctxT(t), strings.ReplaceAll(chromeSDP(t, "chrome_offer.sdp"), "a=sendrecv", "a=sendonly")); err != nil {
+		t.Fatal(err)
+	}
+	ev := webExpect(t, a, client.CallReOfferAnswered)
+	has(t, "hold's answer", ev.SDP, webRTCLines, []string{"a=crypto:"})
+	if err := in.Call.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uac.expectSuccess(t)
+	noMediaLeft(t, w, eng)
+}

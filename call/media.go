@@ -262,7 +262,11 @@ func (fl *farLeg) deleteMedia(s *rtpengine.Session) {
 	legs, err := s.Delete(ctx)
 	fl.h.quality.observe(legs)
 	for _, l := range legs {
-		fl.log().Debug("media of the call", "side", l.Side, "packets", l.Packets, "bytes", l.Bytes, "errors", l.Errors)
+		args := []any{"side", l.Side, "packets", l.Packets, "bytes", l.Bytes, "errors", l.Errors}
+		if q := l.Quality; q != nil {
+			args = append(args, "mos", q.MOS, "jitter", q.Jitter, "loss_percent", q.Loss, "lost", q.CumulativeLoss, "rtt", q.RTT)
+		}
+		fl.log().Debug("media of the call", args...)
 	}
 	var re *rtpengine.Error
 	if err != nil && !errors.As(err, &re) {

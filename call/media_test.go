@@ -2,6 +2,7 @@ package call
 
 import (
 	"context"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -74,15 +75,18 @@ func (f *fakeEngine) do(name string, r *rtpengine.Request) (*rtpengine.Response,
 // deleteFigures is a delete answer as rtpengine 10.5 shapes it (checked
 // by test/interop TestRTPEngineQuality): the first offer's tag (from) sent
 // 100 RTP packets and 3 RTCP, the other leg 80 packets, and 2 could
-// not be relayed toward it.
+// not be relayed toward it; the first leg's media has a MOS of 4.3 from
+// its receiver's reports (sdk/js/e2e media.test.mjs saw the shape), the
+// other's none.
 func deleteFigures(from string) map[string]any {
-	leg := func(packets, bytes, errors, rtcp int64) map[string]any {
+	leg := func(packets, bytes, errors, rtcp, ssrc int64) map[string]any {
 		return map[string]any{"medias": []any{map[string]any{"streams": []any{
-			map[string]any{"flags": []any{"RTP", "filled"}, "stats": map[string]any{"packets": packets, "bytes": bytes, "errors": errors}},
-			map[string]any{"flags": []any{"RTCP", "filled"}, "stats": map[string]any{"packets": rtcp, "bytes": rtcp * 80, "errors": int64(0)}},
+			map[string]any{"flags": []any{"RTP", "filled"}, "SSRC": ssrc, "stats": map[string]any{"packets": packets, "bytes": bytes, "errors": errors}},
+			map[string]any{"flags": []any{"RTCP", "filled"}, "SSRC": ssrc, "stats": map[string]any{"packets": rtcp, "bytes": rtcp * 80, "errors": int64(0)}},
 		}}}}
 	}
-	return map[string]any{"result": "ok", "tags": map[string]any{from: leg(100, 17200, 0, 3), "other-leg": leg(80, 13760, 2, 0)}}
+	return map[string]any{"result": "ok", "tags": map[string]any{from: leg(100, 17200, 0, 3, 1111), "other-leg": leg(80, 13760, 2, 0, 2222)},
+		"SSRC": map[string]any{"1111": map[string]any{"cumulative loss": int64(0), "average MOS": map[string]any{"MOS": int64(43), "jitter": int64(8), "packet loss": int64(0), "round-trip time": int64(2330)}}}}
 }
 
 // mediaFigure returns the sample count and sum of histogram name{side}
@@ -272,10 +276,15 @@ func TestMediaOutgoing(t *testing.T) {
 	}{
 		{"jsonrtc_media_packets", "web", 100}, {"jsonrtc_media_bytes", "web", 17200}, {"jsonrtc_media_errors", "web", 0},
 		{"jsonrtc_media_packets", "sip", 80}, {"jsonrtc_media_bytes", "sip", 13760}, {"jsonrtc_media_errors", "sip", 2},
+		{"jsonrtc_media_mos", "web", 4.3}, {"jsonrtc_media_jitter_seconds", "web", 0.008}, {"jsonrtc_media_loss_percent", "web", 0},
 	} {
-		if n, sum := mediaFigure(t, e.h, f.name, f.side); n != 1 || sum != f.sum {
+		if n, sum := mediaFigure(t, e.h, f.name, f.side); n != 1 || math.Abs(sum-f.sum) > 1e-9 {
 			t.Errorf("%s{side=%s}: %d observations summing %v, want 1 of %v", f.name, f.side, n, sum, f.sum)
 		}
+	}
+	// The phone's leg had no reports: no quality observed.
+	if n, _ := mediaFigure(t, e.h, "jsonrtc_media_mos", "sip"); n != 0 {
+		t.Errorf("jsonrtc_media_mos{side=sip}: %d observations of a leg without reports", n)
 	}
 	// No INFO with the browser's candidate went to the phone.
 	select {
@@ -682,6 +691,9 @@ func TestMediaLost(t *testing.T) {
 			if d := eng.expect(t, "delete"); d.CallID != callID || !d.DeleteNow {
 				t.Fatalf("delete %+v", d)
 			}
+			// The pool's goroutine sent it, which WaitIdle does not
+			// wait for: until it is done with the answer.
+			synctest.Wait()
 			eng.idle(t, e)
 		}))
 	}

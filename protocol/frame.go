@@ -57,21 +57,22 @@ const (
 	ActionAuthenticate Action = "authenticate"
 	// ActionStandby: a client about to close its socket for standby
 	// registers how to wake it (docs/protocol.md §4.9).
-	ActionStandby Action = "standby"
-	// ActionICEServers: a client asks for fresh ICE servers (a TURN
-	// credential about to expire, docs/protocol.md §4.10).
-	ActionICEServers Action = "ice_servers"
-	ActionStart      Action = "start"
-	ActionComplete   Action = "complete"
-	ActionPrack      Action = "prack"
-	ActionShutdown   Action = "shutdown"
-	ActionTrickle    Action = "trickle"
-	ActionDTMF       Action = "dtmf"
-	ActionTransfer   Action = "transfer"
-	ActionNotify     Action = "notify"
-	ActionPublish    Action = "publish"
-	ActionSend       Action = "send"
+	ActionStandby  Action = "standby"
+	ActionStart    Action = "start"
+	ActionComplete Action = "complete"
+	ActionPrack    Action = "prack"
+	ActionShutdown Action = "shutdown"
+	ActionTrickle  Action = "trickle"
+	ActionDTMF     Action = "dtmf"
+	ActionTransfer Action = "transfer"
+	ActionNotify   Action = "notify"
+	ActionPublish  Action = "publish"
+	ActionSend     Action = "send"
 )
+
+// ActionICEServers: a client asks for fresh ICE servers (a TURN
+// credential about to expire, docs/protocol.md §4.10).
+const ActionICEServers Action = "ice_servers"
 
 // MessageState is control.message_state.
 type MessageState string

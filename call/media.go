@@ -24,6 +24,12 @@ import (
 // do its part (unreachable, or an error): 503 both ways.
 const mediaReason = "media relay unavailable"
 
+// lostReason ends a call whose rtpengine instance was lost mid-call
+// (docs/media.md, "Calls on a dead instance"): toward the web side as a
+// shutdown's reason (503 before the answer), toward SIP in the BYE's
+// Reason header (503 before the answer).
+const lostReason = "media relay lost"
+
 // newDialogToken returns a random Call-ID or From-tag: dialSIP chooses
 // them, because rtpengine keys the call by them before the INVITE leaves.
 func newDialogToken() string {
@@ -51,11 +57,23 @@ func (fl *farLeg) dialMedia(o *sipgw.DialOptions) bool {
 		return true
 	}
 	ctx, cancel := opCtx()
-	s, offer, err := m.Offer(ctx, rtpengine.WebToSIP, rtpengine.Keys{CallID: o.CallID, FromTag: o.FromTag}, string(o.SDP))
+	keys := rtpengine.Keys{CallID: o.CallID, FromTag: o.FromTag}
+	var s *rtpengine.Session
+	var sdp string
+	var err error
+	if fl.h.far.sdes.Match(o.Target, o.Route.Trunk) {
+		// The target's phones require SDES-SRTP (media.sdes).
+		s, sdp, err = m.OfferSDES(ctx, keys, string(o.SDP))
+	} else {
+		s, sdp, err = m.Offer(ctx, rtpengine.WebToSIP, keys, string(o.SDP))
+	}
 	cancel()
 	fl.c.mu.Lock()
 	fl.media = s
 	fl.c.mu.Unlock()
+	if err == nil {
+		s.OnLost(fl.mediaLost)
+	}
 	if err != nil {
 		fl.mediaFailed("offer", err)
 		// rtpengine may have made the call before its answer was lost.
@@ -63,7 +81,7 @@ func (fl *farLeg) dialMedia(o *sipgw.DialOptions) bool {
 		return false
 	}
 	if s.Anchored() {
-		o.SDP = []byte(offer)
+		o.SDP = []byte(sdp)
 		// The browser's ICE peer is rtpengine, not the phone: see
 		// webTrickle.
 		o.Trickle = false
@@ -105,6 +123,9 @@ func (fl *farLeg) ringMedia(offer string) (string, bool) {
 	fl.c.mu.Lock()
 	fl.media = s
 	fl.c.mu.Unlock()
+	if err == nil {
+		s.OnLost(fl.mediaLost)
+	}
 	if err != nil {
 		fl.mediaFailed("offer", err)
 		fl.c.mu.Lock()
@@ -241,7 +262,11 @@ func (fl *farLeg) deleteMedia(s *rtpengine.Session) {
 	legs, err := s.Delete(ctx)
 	fl.h.quality.observe(legs)
 	for _, l := range legs {
-		fl.log().Debug("media of the call", "side", l.Side, "packets", l.Packets, "bytes", l.Bytes, "errors", l.Errors)
+		args := []any{"side", l.Side, "packets", l.Packets, "bytes", l.Bytes, "errors", l.Errors}
+		if q := l.Quality; q != nil {
+			args = append(args, "mos", q.MOS, "jitter", q.Jitter, "loss_percent", q.Loss, "lost", q.CumulativeLoss, "rtt", q.RTT)
+		}
+		fl.log().Debug("media of the call", args...)
 	}
 	var re *rtpengine.Error
 	if err != nil && !errors.As(err, &re) {
@@ -249,6 +274,34 @@ func (fl *farLeg) deleteMedia(s *rtpengine.Session) {
 		// call: nothing is left. No answer is a failure.
 		fl.mediaFailed("delete", err)
 	}
+}
+
+// mediaLost ends the call when the rtpengine instance holding its media
+// is lost (Session.OnLost): no media flows, and none can be moved to
+// another instance. The web side hears lostReason (error/start 503 to an
+// unanswered caller, shutdown with the reason once answered; ringing
+// callees a shutdown), SIP a CANCEL, a 503, or a BYE with a Reason
+// header. The pool logs the loss once per instance and counts the calls;
+// the line here is the call's own, at debug. On the pool's goroutine.
+func (fl *farLeg) mediaLost() {
+	c, h := fl.c, fl.h
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended || fl.webGone || fl.finished {
+		return
+	}
+	fl.log().Debug("call ended: its media relay was lost")
+	switch w := fl.web(); {
+	case fl.out && !fl.phase.answered():
+		h.failCaller(c, protocol.CodeServiceUnavailable, lostReason)
+	case w != nil:
+		fl.shutdownWith(w, lostReason)
+	default:
+		fl.cancelLegs(nil)
+	}
+	fl.webGone = true
+	fl.hangupWith(protocol.CodeServiceUnavailable, lostReason)
+	h.endFar(c)
 }
 
 // mediaFail ends a call whose media rtpengine could not set up: as a bad

@@ -2,6 +2,7 @@ package call
 
 import (
 	"context"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -74,15 +75,18 @@ func (f *fakeEngine) do(name string, r *rtpengine.Request) (*rtpengine.Response,
 // deleteFigures is a delete answer as rtpengine 10.5 shapes it (checked
 // by test/interop TestRTPEngineQuality): the first offer's tag (from) sent
 // 100 RTP packets and 3 RTCP, the other leg 80 packets, and 2 could
-// not be relayed toward it.
+// not be relayed toward it; the first leg's media has a MOS of 4.3 from
+// its receiver's reports (sdk/js/e2e media.test.mjs saw the shape), the
+// other's none.
 func deleteFigures(from string) map[string]any {
-	leg := func(packets, bytes, errors, rtcp int64) map[string]any {
+	leg := func(packets, bytes, errors, rtcp, ssrc int64) map[string]any {
 		return map[string]any{"medias": []any{map[string]any{"streams": []any{
-			map[string]any{"flags": []any{"RTP", "filled"}, "stats": map[string]any{"packets": packets, "bytes": bytes, "errors": errors}},
-			map[string]any{"flags": []any{"RTCP", "filled"}, "stats": map[string]any{"packets": rtcp, "bytes": rtcp * 80, "errors": int64(0)}},
+			map[string]any{"flags": []any{"RTP", "filled"}, "SSRC": ssrc, "stats": map[string]any{"packets": packets, "bytes": bytes, "errors": errors}},
+			map[string]any{"flags": []any{"RTCP", "filled"}, "SSRC": ssrc, "stats": map[string]any{"packets": rtcp, "bytes": rtcp * 80, "errors": int64(0)}},
 		}}}}
 	}
-	return map[string]any{"result": "ok", "tags": map[string]any{from: leg(100, 17200, 0, 3), "other-leg": leg(80, 13760, 2, 0)}}
+	return map[string]any{"result": "ok", "tags": map[string]any{from: leg(100, 17200, 0, 3, 1111), "other-leg": leg(80, 13760, 2, 0, 2222)},
+		"SSRC": map[string]any{"1111": map[string]any{"cumulative loss": int64(0), "average MOS": map[string]any{"MOS": int64(43), "jitter": int64(8), "packet loss": int64(0), "round-trip time": int64(2330)}}}}
 }
 
 // mediaFigure returns the sample count and sum of histogram name{side}
@@ -110,7 +114,13 @@ func mediaFigure(t *testing.T, h *Handler, name, side string) (uint64, float64) 
 	return 0, 0
 }
 
-func (f *fakeEngine) Ping(ctx context.Context) error { return nil }
+// Ping fails as failing("ping", err) says; it is not recorded (a pool
+// pings all the time).
+func (f *fakeEngine) Ping(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fail["ping"]
+}
 func (f *fakeEngine) Offer(ctx context.Context, r *rtpengine.Request) (*rtpengine.Response, error) {
 	return f.do("offer", r)
 }
@@ -266,10 +276,15 @@ func TestMediaOutgoing(t *testing.T) {
 	}{
 		{"jsonrtc_media_packets", "web", 100}, {"jsonrtc_media_bytes", "web", 17200}, {"jsonrtc_media_errors", "web", 0},
 		{"jsonrtc_media_packets", "sip", 80}, {"jsonrtc_media_bytes", "sip", 13760}, {"jsonrtc_media_errors", "sip", 2},
+		{"jsonrtc_media_mos", "web", 4.3}, {"jsonrtc_media_jitter_seconds", "web", 0.008}, {"jsonrtc_media_loss_percent", "web", 0},
 	} {
-		if n, sum := mediaFigure(t, e.h, f.name, f.side); n != 1 || sum != f.sum {
+		if n, sum := mediaFigure(t, e.h, f.name, f.side); n != 1 || math.Abs(sum-f.sum) > 1e-9 {
 			t.Errorf("%s{side=%s}: %d observations summing %v, want 1 of %v", f.name, f.side, n, sum, f.sum)
 		}
+	}
+	// The phone's leg had no reports: no quality observed.
+	if n, _ := mediaFigure(t, e.h, "jsonrtc_media_mos", "sip"); n != 0 {
+		t.Errorf("jsonrtc_media_mos{side=sip}: %d observations of a leg without reports", n)
 	}
 	// No INFO with the browser's candidate went to the phone.
 	select {
@@ -583,4 +598,128 @@ func TestMediaReofferRightAfterOurs(t *testing.T) {
 		fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
 		webShutdown(t, a)
 	})
+}
+
+// newPooledMediaEnv is newMediaEnv with the fake in a pool that pings it
+// every second and loses its calls at the second failed ping.
+func newPooledMediaEnv(t *testing.T) (*env, *fakeEngine, *rtpengine.Pool) {
+	t.Helper()
+	e := newEnv(t, time.Minute)
+	f := newFakeEngine()
+	p := rtpengine.NewPool([]rtpengine.Instance{{Addr: "fake", Ctl: f}}, &rtpengine.PoolOptions{Interval: time.Second, LostAfter: 2})
+	p.Start()
+	t.Cleanup(p.Close)
+	a, err := rtpengine.NewPoolAdapter(p, rtpengine.PolicyAlways)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h.far.media = a
+	return e, f, p
+}
+
+// TestMediaLost: the rtpengine instance holding a call stops answering
+// its pings: at the second failed one the call ends with "media relay
+// lost" on both sides (the web side's shutdown reason, or 503 before the
+// answer; SIP's BYE Reason, CANCEL or 503), whatever its state. Its
+// delete is not sent to the silent instance but when it answers again.
+func TestMediaLost(t *testing.T) {
+	// Each case sets a call up and returns it, its call-id, and what the
+	// web side must then hear.
+	for _, tc := range []struct {
+		name string
+		call func(t *testing.T, e *env, eng *fakeEngine) (*fakeCall, string, func())
+	}{
+		{"answered outgoing", func(t *testing.T, e *env, eng *fakeEngine) (*fakeCall, string, func()) {
+			a, fc := e.outgoing(t)
+			off := eng.expect(t, "offer")
+			fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), ToTag: "b"})
+			eng.expect(t, "answer")
+			a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+			return fc, off.CallID, func() {
+				if f := a.expect(t, protocol.TypeMessage, protocol.ActionShutdown); f.Header.Reason != lostReason {
+					t.Fatalf("shutdown reason %q", f.Header.Reason)
+				}
+			}
+		}},
+		{"ringing outgoing", func(t *testing.T, e *env, eng *fakeEngine) (*fakeCall, string, func()) {
+			a, fc := e.outgoing(t)
+			return fc, eng.expect(t, "offer").CallID, func() {
+				if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 503 || f.Header.Reason != lostReason {
+					t.Fatalf("error %d %q", f.Header.ErrorCode, f.Header.Reason)
+				}
+			}
+		}},
+		{"answered incoming", func(t *testing.T, e *env, eng *fakeEngine) (*fakeCall, string, func()) {
+			fc, eps, st := e.incoming(t, 1)
+			off := eng.expect(t, "offer")
+			e.answerIn(t, fc, eps[0], st[0])
+			eng.expect(t, "answer")
+			return fc, off.CallID, func() {
+				f := eps[0].expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+				if f.Header.Reason != lostReason || f.Header.Target != "bob@web.example" {
+					t.Fatalf("shutdown %+v", f.Header)
+				}
+			}
+		}},
+		{"ringing incoming", func(t *testing.T, e *env, eng *fakeEngine) (*fakeCall, string, func()) {
+			fc, eps, _ := e.incoming(t, 2)
+			return fc, eng.expect(t, "offer").CallID, func() {
+				for _, ep := range eps {
+					ep.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, inBubble(func(t *testing.T) {
+			e, eng, p := newPooledMediaEnv(t)
+			fc, callID, webHears := tc.call(t, e, eng)
+			eng.failing("ping", rtpengine.ErrTimeout)
+			webHears()
+			if o := fc.expectOp(t, "hangup"); o.code != 503 || o.sdp != lostReason {
+				t.Fatalf("SIP hang-up %+v, want 503 %q", o, lostReason)
+			}
+			e.assertIdle(t)
+			select {
+			case c := <-eng.cmds:
+				t.Fatalf("rtpengine %s %+v sent to the silent instance", c.name, c.r)
+			default:
+			}
+			if st := p.Instances()[0]; st.Lost != 1 || st.Calls != 0 {
+				t.Fatalf("instance %+v, want 1 call lost", st)
+			}
+			eng.failing("ping", nil)
+			if d := eng.expect(t, "delete"); d.CallID != callID || !d.DeleteNow {
+				t.Fatalf("delete %+v", d)
+			}
+			// The pool's goroutine sent it, which WaitIdle does not
+			// wait for: until it is done with the answer.
+			synctest.Wait()
+			eng.idle(t, e)
+		}))
+	}
+}
+
+// TestMediaSDESTarget: a browser's call to a target of media.sdes is
+// offered to rtpengine for an SDES-SRTP phone (RTP/SAVP, crypto not
+// turned off); a call to another target stays RTP/AVP.
+func TestMediaSDESTarget(t *testing.T) {
+	for _, tc := range []struct {
+		sdes  rtpengine.Targets
+		proto string
+	}{
+		{rtpengine.Targets{"sip.example"}, "RTP/SAVP"},
+		{rtpengine.Targets{"other.example"}, "RTP/AVP"},
+	} {
+		e, eng := newMediaEnv(t, time.Minute)
+		e.h.far.sdes = tc.sdes
+		a, fc := e.outgoing(t)
+		off := eng.expect(t, "offer")
+		if off.TransportProtocol != tc.proto || (len(off.SDES) == 0) != (tc.proto == "RTP/SAVP") {
+			t.Errorf("sdes %v: offer to rtpengine %s SDES %v, want %s", tc.sdes, off.TransportProtocol, off.SDES, tc.proto)
+		}
+		e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 2, corr: "c1"})
+		fc.expectOp(t, "hangup")
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+	}
 }

@@ -34,6 +34,13 @@ var mediaFailedDesc = prometheus.NewDesc("jsonrtc_call_media_failed_total",
 // anchored, observed once per leg at the call's delete (media.go).
 type mediaQuality struct {
 	packets, bytes, errors *prometheus.HistogramVec
+	// Of the legs rtpengine had RTCP reports on (rtpengine.Quality).
+	mos, jitter, loss *prometheus.HistogramVec
+}
+
+// vecs lists q's histograms, for Describe and Collect.
+func (q mediaQuality) vecs() []*prometheus.HistogramVec {
+	return []*prometheus.HistogramVec{q.packets, q.bytes, q.errors, q.mos, q.jitter, q.loss}
 }
 
 func newMediaQuality() mediaQuality {
@@ -50,6 +57,15 @@ func newMediaQuality() mediaQuality {
 		errors: h("jsonrtc_media_errors",
 			"Packets rtpengine could not relay toward a leg (side: web or sip) of an anchored SIP call (no DTLS with the browser yet, failed encryption).",
 			[]float64{0, 1, 10, 100, 1000}),
+		mos: h("jsonrtc_media_mos",
+			"rtpengine's average MOS (1 to 5) of the media a leg (side: web or sip) of an anchored SIP call sent, from its receiver's RTCP reports; legs without reports are not observed.",
+			[]float64{1, 2, 3, 3.5, 4, 4.2, 4.4}),
+		jitter: h("jsonrtc_media_jitter_seconds",
+			"rtpengine's average interarrival jitter of the media a leg (side: web or sip) of an anchored SIP call sent, from its receiver's RTCP reports.",
+			[]float64{0.001, 0.005, 0.01, 0.02, 0.05, 0.1}),
+		loss: h("jsonrtc_media_loss_percent",
+			"rtpengine's average packet loss (percent) of the media a leg (side: web or sip) of an anchored SIP call sent, from its receiver's RTCP reports.",
+			[]float64{0, 0.5, 1, 2, 5, 10, 20}),
 	}
 }
 
@@ -59,13 +75,18 @@ func (q mediaQuality) observe(legs []rtpengine.LegStats) {
 		q.packets.WithLabelValues(string(l.Side)).Observe(float64(l.Packets))
 		q.bytes.WithLabelValues(string(l.Side)).Observe(float64(l.Bytes))
 		q.errors.WithLabelValues(string(l.Side)).Observe(float64(l.Errors))
+		if l.Quality != nil {
+			q.mos.WithLabelValues(string(l.Side)).Observe(l.Quality.MOS)
+			q.jitter.WithLabelValues(string(l.Side)).Observe(l.Quality.Jitter.Seconds())
+			q.loss.WithLabelValues(string(l.Side)).Observe(l.Quality.Loss)
+		}
 	}
 }
 
 // Collector returns a Prometheus collector of h's counters
 // (jsonrtc_call_sip_refused_total{op}, jsonrtc_call_media_failed_total)
 // and of the media figures of anchored calls (jsonrtc_media_packets,
-// _bytes, _errors by side). Register it once, e.g.
+// _bytes, _errors, _mos, _jitter_seconds, _loss_percent by side). Register it once, e.g.
 // reg.MustRegister(h.Collector()).
 func (h *Handler) Collector() prometheus.Collector { return collector{h} }
 
@@ -74,10 +95,9 @@ type collector struct{ h *Handler }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- refusedDesc
 	ch <- mediaFailedDesc
-	q := c.h.quality
-	q.packets.Describe(ch)
-	q.bytes.Describe(ch)
-	q.errors.Describe(ch)
+	for _, v := range c.h.quality.vecs() {
+		v.Describe(ch)
+	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -86,8 +106,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			float64(c.h.refused[op].Load()), name)
 	}
 	ch <- prometheus.MustNewConstMetric(mediaFailedDesc, prometheus.CounterValue, float64(c.h.mediaFailed.Load()))
-	q := c.h.quality
-	q.packets.Collect(ch)
-	q.bytes.Collect(ch)
-	q.errors.Collect(ch)
+	for _, v := range c.h.quality.vecs() {
+		v.Collect(ch)
+	}
 }

@@ -52,6 +52,7 @@ type sipCall interface {
 	Events() <-chan sipgw.Event
 	Done() <-chan struct{}
 	Hangup(ctx context.Context) error
+	HangupWith(ctx context.Context, code int, reason string) error
 	Reject(ctx context.Context, code int, reason string) error
 	Progress(ctx context.Context, code int, sdp []byte, reliable bool) error
 	Answer(ctx context.Context, sdp []byte, headers ...sipgw.Header) error
@@ -100,6 +101,9 @@ type SIPOptions struct {
 	// Media anchors the calls' media in rtpengine (media.go); nil: SDP
 	// passes unchanged.
 	Media *rtpengine.Adapter
+	// SDES names the targets whose media is SDES-SRTP (media.sdes): a
+	// browser's call to one is offered as RTP/SAVP with crypto.
+	SDES rtpengine.Targets
 	// ToWeb maps SIP headers (lower-case names) of incoming INVITEs and
 	// of the responses to ours to the extension headers of the frames
 	// the web side gets (routing.to_web).
@@ -115,6 +119,7 @@ type sipSide struct {
 	domains map[string]bool
 	headers map[string]bool
 	media   *rtpengine.Adapter
+	sdes    rtpengine.Targets
 	toWeb   map[string]string
 	tmpl    func() *templates.Set
 	wg      sync.WaitGroup // every far leg's goroutines
@@ -151,7 +156,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 }
 
 func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {
-	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, toWeb: o.ToWeb, tmpl: o.Templates}
+	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, sdes: o.SDES, toWeb: o.ToWeb, tmpl: o.Templates}
 	for _, d := range o.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}
@@ -412,14 +417,22 @@ func (fl *farLeg) runOrQueue(op func()) {
 }
 
 // hangup ends the SIP side: CANCEL, reject or BYE as its state requires.
-func (fl *farLeg) hangup() {
+func (fl *farLeg) hangup() { fl.hangupWith(0, "") }
+
+// hangupWith is hangup for a cause SIP should hear (code not 0): a reject
+// with it, or a BYE with a Reason header (sipgw.Call.HangupWith).
+func (fl *farLeg) hangupWith(code int, reason string) {
 	fl.must(func() {
 		if fl.sc == nil {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout())
 		defer cancel()
-		if err := fl.sc.Hangup(ctx); err != nil {
+		hang := fl.sc.Hangup
+		if code != 0 {
+			hang = func(ctx context.Context) error { return fl.sc.HangupWith(ctx, code, reason) }
+		}
+		if err := hang(ctx); err != nil {
 			fl.rlog().Info("sip hangup", "SIP hangup failed", "err", err)
 		}
 	})
@@ -1092,11 +1105,15 @@ func (fl *farLeg) failSIP(code int, reason string) {
 }
 
 // sendShutdown tells the web leg w that the call is over.
-func (fl *farLeg) sendShutdown(w *leg) {
+func (fl *farLeg) sendShutdown(w *leg) { fl.shutdownWith(w, "") }
+
+// shutdownWith is sendShutdown with a reason (docs/protocol.md §5.8).
+func (fl *farLeg) shutdownWith(w *leg, reason string) {
 	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
 	if !fl.out {
 		out.Header.Initiator, out.Header.Target = fl.remote, w.ep.Identity()
 	}
+	out.Header.Reason = reason
 	fl.h.send(w, out, true)
 }
 

@@ -187,7 +187,7 @@ func (d *fakeDir) Known(identity string) bool { return len(d.Sessions(identity))
 type op struct {
 	name     string // hangup, reject, progress, answer, ack, prack, reoffer, dtmf, info, transfer, ro-accept, ro-reject
 	code     int
-	sdp      string
+	sdp      string // or a hang-up's reason
 	reliable bool
 	info     sipgw.Info
 	trickle  bool // SetTrickle's last value when the op ran
@@ -330,6 +330,12 @@ func (c *fakeCall) Done() <-chan struct{}      { return c.done }
 
 func (c *fakeCall) Hangup(ctx context.Context) error {
 	c.record(op{name: "hangup"})
+	c.end(sipgw.Event{End: sipgw.EndLocalBye, Code: 200})
+	return nil
+}
+
+func (c *fakeCall) HangupWith(ctx context.Context, code int, reason string) error {
+	c.record(op{name: "hangup", code: code, sdp: reason})
 	c.end(sipgw.Event{End: sipgw.EndLocalBye, Code: 200})
 	return nil
 }

@@ -64,6 +64,7 @@ type Client struct {
 	mu       sync.Mutex // guards the fields below, read by getters
 	sid      string
 	ident    string
+	ice      iceServers // from the last connect or ice_servers response
 	cause    error
 	closeErr error
 	killable *conn
@@ -710,6 +711,7 @@ func (c *Client) onConnectResponse(f *protocol.Frame) {
 	if f.Header.Initiator != "" {
 		c.ident = f.Header.Initiator
 	}
+	c.setICELocked(f)
 	c.mu.Unlock()
 	if !c.everConnected {
 		c.everConnected = true

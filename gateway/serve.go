@@ -325,7 +325,7 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 		resp := &protocol.Frame{
 			Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageRegister, MessageState: protocol.StateFinal},
 			Header: protocol.Header{Action: protocol.ActionConnect, Initiator: s.identity, Target: s.identity,
-				ResponseCode: protocol.CodeOK, Reason: "OK"},
+				ResponseCode: protocol.CodeOK, Reason: "OK", Ext: g.iceExt(s.identity)},
 		}
 		var resend [][]byte
 		if resumed {
@@ -911,10 +911,15 @@ func (s *Session) dispatch(f *protocol.Frame) {
 
 // onRegisterFrame handles a register-package frame on a live session:
 // the answer to an authenticate request (interwork.Registrations asked
-// it), a standby request (push.go), or a connect (405).
+// it), a standby request (push.go), an ice_servers request (turn.go), or
+// a connect (405).
 func (s *Session) onRegisterFrame(f *protocol.Frame) {
 	if f.Header.Action == protocol.ActionStandby && f.Control.Type == protocol.TypeRequest {
 		s.onStandby(f)
+		return
+	}
+	if f.Header.Action == protocol.ActionICEServers && f.Control.Type == protocol.TypeRequest {
+		s.onICEServers(f)
 		return
 	}
 	if f.Header.Action != protocol.ActionAuthenticate {

@@ -77,7 +77,7 @@ func (g *Gateway) sipCalls() error {
 	for k, v := range c.IdentityDomains {
 		domains = append(domains, k, v)
 	}
-	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media, ToWeb: g.router.Load().ToWeb(), Templates: g.tmpl.Load})
+	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media, SDES: g.cfg.Media.SDES, ToWeb: g.router.Load().ToWeb(), Templates: g.tmpl.Load})
 	g.sip.SetInfoPackages(func() []string { return g.tmpl.Load().InfoPackages() })
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
 		if f := g.onIncomingSIPCall.Load(); f != nil {
@@ -108,9 +108,9 @@ func (g *Gateway) newMedia() (*rtpengine.Adapter, error) {
 			return nil, fmt.Errorf("media.rtpengine: %w", err)
 		}
 		g.rtp = append(g.rtp, c)
-		insts = append(insts, rtpengine.Instance{Addr: addr, Ctl: c})
+		insts = append(insts, rtpengine.Instance{Addr: addr, Ctl: c, Weight: mc.Weight(addr)})
 	}
-	g.pool = rtpengine.NewPool(insts, &rtpengine.PoolOptions{Interval: mc.PingInterval, Logger: g.log.With("component", "rtpengine")})
+	g.pool = rtpengine.NewPool(insts, &rtpengine.PoolOptions{Interval: mc.PingInterval, LostAfter: mc.LostAfter, Logger: g.log.With("component", "rtpengine")})
 	a, err := rtpengine.NewPoolAdapter(g.pool, mc.Policy)
 	if err != nil {
 		g.closeMedia()
@@ -139,6 +139,12 @@ func (g *Gateway) mediaMetrics() {
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jsonrtc_rtpengine_calls", ConstLabels: lbl,
 				Help: "Anchored calls held by the rtpengine instance, from their first offer to their delete."},
 				func() float64 { return float64(state().Calls) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_calls_lost_total", ConstLabels: lbl,
+				Help: "Calls ended because the rtpengine instance holding their media failed media.lost_after pings in a row."},
+				func() float64 { return float64(state().Lost) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_deletes_abandoned_total", ConstLabels: lbl,
+				Help: "Deletes owed to the silent rtpengine instance beyond the 1024 kept, left to its own --timeout."},
+				func() float64 { return float64(state().Abandoned) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_retransmits_total", ConstLabels: lbl,
 				Help: "ng requests to rtpengine sent again, unanswered within media.retransmit."},
 				func() float64 { return float64(c.Stats().Retransmits) }),

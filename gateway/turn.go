@@ -4,11 +4,14 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
 // TURNConfig is web.turn: a TURN server that takes time-limited
@@ -107,4 +110,65 @@ func (g *Gateway) TURNFor(r *http.Request) (TURNServer, bool) {
 	}
 	user, pass := turnCredential(t.Secret, identity, time.Now().Add(t.TTL.D()))
 	return TURNServer{URLs: t.URLs, Username: user, Credential: pass}, true
+}
+
+// The extension headers that hand a session its ICE servers
+// (docs/protocol.md §4.10): the RTCIceServer list as JSON text, and how
+// many seconds its TURN credential is good for.
+const (
+	extICEServers    = "ice_servers"
+	extICEServersTTL = "ice_servers_ttl"
+)
+
+// iceServer is WebRTC's RTCIceServer, as the ice_servers header lists it.
+type iceServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// iceExt returns the ICE servers of a session running as identity, as
+// the extension headers of its connect response and of its ice_servers
+// responses: web.ice_servers, then web.turn with a credential made now
+// for identity (none without either). A list too long for one header
+// (over protocol.MaxExtValueLen) keeps what fits, the TURN server
+// first: it is the one a browser behind a strict NAT cannot do without.
+func (g *Gateway) iceExt(identity string) []protocol.Ext {
+	w := g.cfg.Web
+	if len(w.ICEServers) == 0 && !w.TURN.enabled() {
+		return nil
+	}
+	var ss []iceServer
+	var ext []protocol.Ext
+	if w.TURN.enabled() {
+		user, pass := turnCredential(w.TURN.Secret, identity, time.Now().Add(w.TURN.TTL.D()))
+		ss = append(ss, iceServer{URLs: w.TURN.URLs, Username: user, Credential: pass})
+		ext = append(ext, protocol.Ext{Name: extICEServersTTL, Kind: protocol.ExtNumber, Value: strconv.FormatInt(int64(w.TURN.TTL.D()/time.Second), 10)})
+	}
+	for _, s := range w.ICEServers {
+		ss = append(ss, iceServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	b, _ := json.Marshal(ss)
+	for len(b) > protocol.MaxExtValueLen && len(ss) > 1 {
+		ss = ss[:len(ss)-1]
+		b, _ = json.Marshal(ss)
+	}
+	if len(b) > protocol.MaxExtValueLen {
+		// An identity of a kilobyte: the page goes without TURN.
+		return nil
+	}
+	return append([]protocol.Ext{{Name: extICEServers, Kind: protocol.ExtString, Value: string(b)}}, ext...)
+}
+
+// onICEServers answers a session's ice_servers request with fresh ICE
+// servers (docs/protocol.md §4.10): a client renews its TURN credential
+// this way before ice_servers_ttl runs out. Without web.ice_servers and
+// web.turn the answer carries none.
+func (s *Session) onICEServers(f *protocol.Frame) {
+	s.Send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageRegister,
+			CorrelationID: f.Control.CorrelationID, MessageState: protocol.StateFinal},
+		Header: protocol.Header{Action: protocol.ActionICEServers, ResponseCode: protocol.CodeOK, Reason: "OK",
+			Ext: s.g.iceExt(s.identity)},
+	}, false)
 }

@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"encoding/json"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
 // TestTURNCredential: the TURN REST scheme as coturn checks it (the
@@ -60,5 +63,76 @@ func TestTURNFor(t *testing.T) {
 	g2, _ := newGateway(t, nil)
 	if _, ok := g2.TURNFor(httptest.NewRequest("GET", "/config.json", nil)); ok {
 		t.Error("a credential without web.turn")
+	}
+}
+
+// iceServersOf decodes the ice_servers header of f, checking each TURN
+// credential against the secret: it must be good for ttl from now.
+func iceServersOf(t *testing.T, f *protocol.Frame, ttl time.Duration) []iceServer {
+	t.Helper()
+	e, ok := f.Header.ExtValue(extICEServers)
+	if !ok {
+		t.Fatalf("no %s in %s", extICEServers, f.Marshal())
+	}
+	var ss []iceServer
+	if err := json.Unmarshal([]byte(e.Value), &ss); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ss {
+		if s.Username == "" || !strings.HasPrefix(s.URLs[0], "turn:") {
+			continue
+		}
+		exp, ident, _ := strings.Cut(s.Username, ":")
+		n, _ := strconv.ParseInt(exp, 10, 64)
+		if left := time.Until(time.Unix(n, 0)); ident != "alice@example.com" || left < ttl-time.Minute || left > ttl {
+			t.Fatalf("TURN credential %q: %v left, want %v", s.Username, left, ttl)
+		}
+		if _, pass := turnCredential("0123456789abcdef-secret", ident, time.Unix(n, 0)); pass != s.Credential {
+			t.Fatalf("TURN password %q, want %q", s.Credential, pass)
+		}
+	}
+	return ss
+}
+
+// TestICEServers: the connect response hands the session its ICE servers
+// (web.turn with a credential of its identity, good for web.turn.ttl, and
+// web.ice_servers) and ice_servers_ttl; an ice_servers request gets them
+// again with a fresh credential. Without either section the connect
+// response has no such header, and the request is answered without.
+func TestICEServers(t *testing.T) {
+	_, url := newGateway(t, func(c *Config) {
+		c.Web.TURN = TURNConfig{URLs: []string{"turn:127.0.0.1:3478"}, Secret: "0123456789abcdef-secret", TTL: Duration(time.Hour)}
+		c.Web.ICEServers = []ICEServer{{URLs: []string{"stun:stun.example.com:3478"}}}
+	})
+	a := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	r := a.connect("alice@example.com")
+	ss := iceServersOf(t, r, time.Hour)
+	if len(ss) != 2 || ss[0].URLs[0] != "turn:127.0.0.1:3478" || ss[1].URLs[0] != "stun:stun.example.com:3478" || ss[1].Username != "" {
+		t.Fatalf("ice servers %+v", ss)
+	}
+	if e, _ := r.Header.ExtValue(extICEServersTTL); e.Kind != protocol.ExtNumber || e.Value != "3600" {
+		t.Fatalf("%s %+v", extICEServersTTL, e)
+	}
+	renew := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageRegister, CorrelationID: "c2"},
+		Header:  protocol.Header{Action: protocol.ActionICEServers},
+	}
+	a.send(renew)
+	res := a.read()
+	if res.Control.Type != protocol.TypeResponse || res.Control.CorrelationID != "c2" || res.Header.ResponseCode != 200 {
+		t.Fatalf("ice_servers answered %s", res.Marshal())
+	}
+	if ss := iceServersOf(t, res, time.Hour); len(ss) != 2 {
+		t.Fatalf("renewed ice servers %+v", ss)
+	}
+
+	_, url2 := newGateway(t, nil)
+	b := dial(t, url2, protocol.SubprotocolJSONrtc, nil)
+	if r := b.connect("bob@example.com"); len(r.Header.Ext) != 0 {
+		t.Fatalf("connect response without ICE servers configured: %s", r.Marshal())
+	}
+	b.send(renew)
+	if res := b.read(); res.Header.ResponseCode != 200 || len(res.Header.Ext) != 0 {
+		t.Fatalf("ice_servers answered %s", res.Marshal())
 	}
 }

@@ -70,6 +70,10 @@ const (
 	ActionSend     Action = "send"
 )
 
+// ActionICEServers: a client asks for fresh ICE servers (a TURN
+// credential about to expire, docs/protocol.md §4.10).
+const ActionICEServers Action = "ice_servers"
+
 // MessageState is control.message_state.
 type MessageState string
 

@@ -27,7 +27,7 @@ func bit(t Type) typeSet {
 // actions lists, per package, the actions it knows and the frame types
 // each may travel in.
 var actions = map[Package]map[Action]typeSet{
-	PackageRegister: {ActionConnect: tReq | tResp | tErr, ActionAuthenticate: tReq | tResp | tErr, ActionStandby: tReq | tResp | tErr},
+	PackageRegister: {ActionConnect: tReq | tResp | tErr, ActionAuthenticate: tReq | tResp | tErr, ActionStandby: tReq | tResp | tErr, ActionICEServers: tReq | tResp | tErr},
 	PackageCall: {
 		ActionStart:    tReq | tResp | tMsg | tErr,
 		ActionComplete: tMsg,

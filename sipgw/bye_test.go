@@ -10,12 +10,10 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// TestHangupOneBye: two hang-ups of one answered call at once (the web
-// side's end and the gateway's Shutdown, which hangs up every call) send
-// one BYE: the second waited for the first's transaction and found the
-// dialog ending. A second BYE after the first was answered is a request
-// in a dialog that no longer exists (481 at best).
-func TestHangupOneBye(t *testing.T) {
+// answeredCall dials a fake peer that answers everything with 200 and
+// returns the call, answered and ACKed, and the peer.
+func answeredCall(t *testing.T) (*Call, *fakeProxy) {
+	t.Helper()
 	var port atomic.Int64 // set once the peer listens, read at its first INVITE
 	bob := newFakePeer(t, func(req *sip.Request) *sip.Response {
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
@@ -45,6 +43,17 @@ func TestHangupOneBye(t *testing.T) {
 	if err := c.Ack(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
+	return c, bob
+}
+
+// TestHangupOneBye: two hang-ups of one answered call at once (the web
+// side's end and the gateway's Shutdown, which hangs up every call) send
+// one BYE: the second waited for the first's transaction and found the
+// dialog ending. A second BYE after the first was answered is a request
+// in a dialog that no longer exists (481 at best).
+func TestHangupOneBye(t *testing.T) {
+	c, bob := answeredCall(t)
+	ctx := context.Background()
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() { _ = c.Hangup(ctx) })
@@ -61,4 +70,28 @@ func TestHangupOneBye(t *testing.T) {
 	if byes != 1 {
 		t.Fatalf("%d BYEs for one dialog, want 1", byes)
 	}
+}
+
+// TestHangupWithReason: a call ended for a cause the far end should hear
+// (its media relay lost) gets a BYE with an RFC 3326 Reason header; a
+// reason that would break the quoted string is refused.
+func TestHangupWithReason(t *testing.T) {
+	c, bob := answeredCall(t)
+	if err := c.HangupWith(t.Context(), 503, `say "hi"`); err == nil {
+		t.Fatal("a quote in the reason was accepted")
+	}
+	if err := c.HangupWith(t.Context(), 503, "media relay lost"); err != nil {
+		t.Fatal(err)
+	}
+	for len(bob.got) > 0 {
+		r := <-bob.got
+		if r.Method != sip.BYE {
+			continue
+		}
+		if h := r.GetHeader("Reason"); h == nil || h.Value() != `SIP;cause=503;text="media relay lost"` {
+			t.Fatalf("BYE Reason %v", h)
+		}
+		return
+	}
+	t.Fatal("no BYE")
 }

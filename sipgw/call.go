@@ -458,7 +458,24 @@ func (c *Call) request(ctx context.Context, req *sip.Request) (*sip.Response, er
 // outgoing call (the 487 is swallowed), reject an unanswered incoming one
 // with 603, BYE an answered one (sending the ACK first if the web side
 // never confirmed). It returns when the call is over or ctx is done.
-func (c *Call) Hangup(ctx context.Context) error {
+func (c *Call) Hangup(ctx context.Context) error { return c.hangup(ctx, 0, "") }
+
+// HangupWith ends the call as Hangup does, for a cause the far end should
+// hear (RFC 3326): a ringing incoming call is refused with code and
+// reason, an answered one gets a BYE with `Reason: SIP;cause=code;text=
+// "reason"`. An unanswered outgoing one is cancelled as by Hangup.
+func (c *Call) HangupWith(ctx context.Context, code int, reason string) error {
+	if code < 300 || code > 699 {
+		return invalid("hang-up cause %d", code)
+	}
+	if hasCtl(reason) || strings.ContainsAny(reason, `"\`) || len(reason) > 128 {
+		return invalid("reason")
+	}
+	return c.hangup(ctx, code, reason)
+}
+
+// hangup is Hangup, with HangupWith's cause when code is set.
+func (c *Call) hangup(ctx context.Context, code int, reason string) error {
 	c.mu.Lock()
 	st := c.state
 	c.mu.Unlock()
@@ -471,21 +488,29 @@ func (c *Call) Hangup(ctx context.Context) error {
 		}
 		c.mu.Unlock()
 	case st == stateRinging:
-		if err := c.Reject(ctx, 603, "Decline"); err != nil && !errors.Is(err, ErrCallState) {
+		rc, rr := 603, "Decline"
+		if code != 0 {
+			rc, rr = code, reason
+		}
+		if err := c.Reject(ctx, rc, rr); err != nil && !errors.Is(err, ErrCallState) {
 			return err
 		}
 	default:
-		err := c.bye(ctx)
+		var hs []sip.Header
+		if code != 0 {
+			hs = append(hs, sip.NewHeader("Reason", "SIP;cause="+strconv.Itoa(code)+`;text="`+reason+`"`))
+		}
+		err := c.bye(ctx, hs...)
 		if err != nil {
 			c.g.rlog.Info("bye", "sipgw: BYE failed", "call", c.id, "err", err)
 		}
-		code := 200
+		end := 200
 		if err != nil {
-			code = ResponseCode(err)
+			end = ResponseCode(err)
 		}
 		c.deliver(func() {
 			if c.endForced == nil {
-				c.endForced = &Event{End: EndLocalBye, Code: code}
+				c.endForced = &Event{End: EndLocalBye, Code: end}
 			}
 		})
 	}
@@ -497,7 +522,8 @@ func (c *Call) Hangup(ctx context.Context) error {
 	}
 }
 
-func (c *Call) bye(ctx context.Context) error {
+// bye sends BYE, with the headers hs, unless one went already.
+func (c *Call) bye(ctx context.Context, hs ...sip.Header) error {
 	if c.dir == Outgoing {
 		c.mu.Lock()
 		acked := c.acked
@@ -522,7 +548,11 @@ func (c *Call) bye(ctx context.Context) error {
 	}
 	c.localBye = true
 	c.mu.Unlock()
-	res, err := c.request(ctx, sip.NewRequest(sip.BYE, c.remoteTarget()))
+	req := sip.NewRequest(sip.BYE, c.remoteTarget())
+	for _, h := range hs {
+		req.AppendHeader(h)
+	}
+	res, err := c.request(ctx, req)
 	if err == nil && !res.IsSuccess() {
 		err = &ResponseError{Code: res.StatusCode, Reason: res.Reason}
 	}

@@ -55,8 +55,9 @@ type Keys struct {
 // The flags for each side, from rtpengine's ng documentation: toward a
 // browser, ICE forced, DTLS-SRTP (UDP/TLS/RTP/SAVPF) and rtcp-mux required;
 // toward a phone, plain RTP/AVP without ICE, RTCP demultiplexed onto its
-// own port, SDES not offered (a later option: RTP/SAVP with SDES). Offers
-// use them whole; answers without transport-protocol and SDES (flags).
+// own port, SDES not offered (RTP/SAVP with rtpengine's default crypto
+// suites instead for an SDES session, Session.flags). Offers use them
+// whole; answers without transport-protocol and SDES (flags).
 var (
 	toWeb = Request{
 		TransportProtocol: "UDP/TLS/RTP/SAVPF",
@@ -108,13 +109,18 @@ type Session struct {
 	a        *Adapter
 	dir      Direction
 	anchored bool
+	// sdes: the SIP side speaks SDES-SRTP (RTP/SAVP with a=crypto), and
+	// offers toward it say so.
+	sdes bool
 	// m is the instance that holds the call (nil until its first offer
 	// was answered): every later command goes there.
 	m       *member
 	deleted atomic.Bool // the call's share of m's calls is given back
 
-	mu   sync.Mutex // guards keys, never held across a command
-	keys Keys
+	mu     sync.Mutex // guards keys, lost, onLost; never held across a command
+	keys   Keys
+	lost   bool   // its instance was lost (Pool.lose)
+	onLost func() // run once if it is
 }
 
 // Anchored reports whether the session's media goes through rtpengine.
@@ -142,9 +148,31 @@ func webRTC(sdp string) bool {
 
 // Offer applies the policy to an offer from dir and returns the SDP to
 // hand the other side: rewritten by rtpengine if the call is anchored,
-// unchanged otherwise. keys.ToTag is empty for an initial offer.
+// unchanged otherwise. keys.ToTag is empty for an initial offer. A SIP
+// offer in SDES-SRTP (an RTP/SAVP m= line with a=crypto) makes the
+// session's later offers toward SIP SDES-SRTP too (a phone that called
+// with SRTP and is put on hold by the browser wants SRTP still).
 func (a *Adapter) Offer(ctx context.Context, dir Direction, keys Keys, sdp string) (*Session, string, error) {
-	s := &Session{a: a, dir: dir, keys: keys, anchored: a.anchor(dir, sdp)}
+	return a.offer(ctx, dir, keys, sdp, dir == SIPToWeb && sdesOffer(sdp))
+}
+
+// OfferSDES is Offer for a browser's first offer toward a SIP target that
+// requires SDES-SRTP (media.sdes): the SIP side gets RTP/SAVP with
+// rtpengine's a=crypto suites instead of RTP/AVP, and so does every later
+// offer toward it. The policy still decides whether the call is anchored.
+func (a *Adapter) OfferSDES(ctx context.Context, keys Keys, sdp string) (*Session, string, error) {
+	return a.offer(ctx, WebToSIP, keys, sdp, true)
+}
+
+// sdesOffer reports whether an SDP offers SDES-SRTP: an RTP/SAVP (or
+// RTP/SAVPF) m= line and a crypto attribute (RFC 4568).
+func sdesOffer(sdp string) bool {
+	return strings.Contains(sdp, "a=crypto:") &&
+		(strings.Contains(sdp, " RTP/SAVP ") || strings.Contains(sdp, " RTP/SAVPF "))
+}
+
+func (a *Adapter) offer(ctx context.Context, dir Direction, keys Keys, sdp string, sdes bool) (*Session, string, error) {
+	s := &Session{a: a, dir: dir, keys: keys, anchored: a.anchor(dir, sdp), sdes: sdes}
 	if !s.anchored {
 		return s, sdp, nil
 	}
@@ -158,8 +186,45 @@ func (a *Adapter) Offer(ctx context.Context, dir Direction, keys Keys, sdp strin
 	s.m = m
 	if m != nil {
 		m.calls.Add(1)
+		m.mu.Lock()
+		m.sessions[s] = struct{}{}
+		m.mu.Unlock()
 	}
 	return s, out, err
+}
+
+// OnLost arranges for f to run, once, if the session's instance is lost
+// before the session is deleted (it failed PoolOptions.LostAfter pings in
+// a row): the call's media is gone, and its owner should end it. f runs
+// on the pool's goroutine and must not block for long; it runs at once,
+// on the caller's, if the instance is lost already. Later commands of
+// the session fail with ErrLost, and its Delete is owed to the instance
+// for when it answers again.
+func (s *Session) OnLost(f func()) {
+	s.mu.Lock()
+	if s.lost {
+		s.mu.Unlock()
+		f()
+		return
+	}
+	s.onLost = f
+	s.mu.Unlock()
+}
+
+// lose marks s lost and returns its OnLost function. m.mu is held.
+func (s *Session) lose() func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost = true
+	f := s.onLost
+	s.onLost = nil
+	return f
+}
+
+func (s *Session) isLost() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lost
 }
 
 // ctl returns the instance of the call, or an error for a session whose
@@ -167,6 +232,9 @@ func (a *Adapter) Offer(ctx context.Context, dir Direction, keys Keys, sdp strin
 func (s *Session) ctl() (Controller, error) {
 	if s.m == nil {
 		return nil, ErrNoInstance
+	}
+	if s.isLost() {
+		return nil, ErrLost
 	}
 	return s.m.ctl, nil
 }
@@ -258,20 +326,32 @@ func (s *Session) Answer(ctx context.Context, toTag, sdp string) (string, error)
 // (nothing if not anchored), and returns what rtpengine received from
 // each leg over the call's life (its delete answer), the browser's leg
 // first. The call no longer counts on its instance, whatever the
-// outcome: one that did not answer ends it at its own timeout.
+// outcome: one that did not answer ends it at its own timeout. A lost
+// session's delete is owed to its instance, sent when it answers a ping
+// again, and Delete returns no figures and no error.
 func (s *Session) Delete(ctx context.Context) ([]LegStats, error) {
 	if !s.anchored {
 		return nil, nil
 	}
-	ctl, err := s.ctl()
-	if err != nil {
-		return nil, err
+	if s.m == nil {
+		return nil, ErrNoInstance
 	}
-	if !s.deleted.Swap(true) {
+	first := !s.deleted.Swap(true)
+	if first {
 		s.m.calls.Add(-1)
 	}
 	k := s.keysRequest()
-	res, err := ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, DeleteNow: true})
+	del := Request{CallID: k.CallID, FromTag: k.FromTag, DeleteNow: true}
+	s.m.mu.Lock()
+	delete(s.m.sessions, s)
+	s.m.mu.Unlock()
+	if s.isLost() {
+		if first {
+			s.m.owe(del)
+		}
+		return nil, nil
+	}
+	res, err := s.m.ctl.Delete(ctx, &del)
 	if err != nil {
 		return nil, err
 	}
@@ -316,6 +396,9 @@ func (s *Session) flags(dir Direction, answer bool) Request {
 	r := toWeb
 	if dir == WebToSIP {
 		r = toSIP
+		if s.sdes {
+			r.TransportProtocol, r.SDES = "RTP/SAVP", nil
+		}
 	}
 	if answer {
 		r.TransportProtocol, r.SDES = "", nil

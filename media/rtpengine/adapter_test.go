@@ -184,3 +184,57 @@ func TestAdapterReofferFromAnswerer(t *testing.T) {
 		}
 	}
 }
+
+// TestAdapterSDES: a browser's offer toward an SDES target goes to the
+// phone as RTP/SAVP with rtpengine's crypto (no SDES: off), and so does
+// its re-offer; a phone that called with SDES gets the browser's
+// re-offer (hold) as RTP/SAVP too, not as RTP/AVP, which would strip its
+// crypto. A plain phone's call stays RTP/AVP.
+func TestAdapterSDES(t *testing.T) {
+	const sdesSDP = "v=0\r\nm=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n"
+	for _, tc := range []struct {
+		name  string
+		offer func(a *Adapter) (*Session, string, error)
+		proto string
+	}{
+		{"browser to SDES target", func(a *Adapter) (*Session, string, error) {
+			return a.OfferSDES(t.Context(), Keys{CallID: "c", FromTag: "f"}, webrtcSDP)
+		}, "RTP/SAVP"},
+		{"SDES phone to browser", func(a *Adapter) (*Session, string, error) {
+			return a.Offer(t.Context(), SIPToWeb, Keys{CallID: "c", FromTag: "f"}, sdesSDP)
+		}, "RTP/SAVP"},
+		{"plain phone to browser", func(a *Adapter) (*Session, string, error) {
+			return a.Offer(t.Context(), SIPToWeb, Keys{CallID: "c", FromTag: "f"}, plainSDP)
+		}, "RTP/AVP"},
+	} {
+		f := newFakeNG(t, ok)
+		a, _ := NewAdapter(dialFake(t, f, nil), PolicyAlways)
+		s, _, err := tc.offer(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Answer(t.Context(), "t", plainSDP); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.OfferFrom(t.Context(), WebToSIP, webrtcSDP); err != nil {
+			t.Fatal(err)
+		}
+		var toPhone []map[string]any
+		for _, r := range f.requests() {
+			if r["command"] == "offer" && r["ICE"] == "remove" {
+				toPhone = append(toPhone, r)
+			}
+		}
+		if len(toPhone) == 0 {
+			t.Fatalf("%s: no offer toward the phone", tc.name)
+		}
+		for _, r := range toPhone {
+			if r["transport-protocol"] != tc.proto {
+				t.Errorf("%s: offer toward the phone as %v, want %s", tc.name, r["transport-protocol"], tc.proto)
+			}
+			if sdesOff := reflect.DeepEqual(r["SDES"], []any{"off"}); sdesOff != (tc.proto == "RTP/AVP") {
+				t.Errorf("%s: SDES %v toward a %s phone", tc.name, r["SDES"], tc.proto)
+			}
+		}
+	}
+}

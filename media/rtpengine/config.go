@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -15,6 +16,9 @@ import (
 //	  timeout: 3s                     # per request, retransmissions included
 //	  retransmit: 500ms
 //	  ping_interval: 2s               # health of each instance
+//	  weights: {"127.0.0.1:2224": 2}  # share of new calls; unlisted: 1
+//	  lost_after: 2                   # failed pings that end an instance's calls
+//	  sdes: [srtp.example.com, trunk:carrier]   # targets requiring SDES-SRTP
 //
 // An empty rtpengine list leaves media alone (SDP passes unchanged), which
 // is the behaviour before this package existed.
@@ -26,7 +30,56 @@ type Config struct {
 	// PingInterval is how often each instance of the pool is pinged;
 	// one that does not answer gets no new calls until it does.
 	PingInterval time.Duration `yaml:"ping_interval"`
+	// Weights gives instances of RTPEngine (by address as listed) a
+	// share of the new calls in proportion to their weight, 1 to
+	// maxWeight; an instance not named weighs 1.
+	Weights map[string]int `yaml:"weights"`
+	// LostAfter is how many pings in a row an instance must fail before
+	// the calls it holds are ended (default 2). The first failed ping
+	// only keeps new calls away: one lost datagram burst is not death.
+	LostAfter int `yaml:"lost_after"`
+	// SDES lists the SIP targets whose phones require SDES-SRTP
+	// (RTP/SAVP with a=crypto, RFC 4568): a browser's call to one is
+	// offered so (Adapter.OfferSDES). Phones that call with SDES need no
+	// entry: their offer says so.
+	SDES Targets `yaml:"sdes"`
 }
+
+// Targets names SIP targets: each entry a domain, matched against the
+// host of the call's target URI, or "trunk:NAME", matched against the
+// routing trunk the call leaves by (docs/routing.md).
+type Targets []string
+
+// Match reports whether a call to target (a SIP URI or user@host) leaving
+// by trunk ("" for none) is one of ts.
+func (ts Targets) Match(target, trunk string) bool {
+	host := target
+	if i := strings.LastIndexByte(host, '@'); i >= 0 {
+		host = host[i+1:]
+	} else if _, rest, ok := strings.Cut(host, ":"); ok {
+		host = rest // sip:host without a user
+	}
+	if i := strings.IndexAny(host, ";:>?"); i >= 0 {
+		host = host[:i]
+	}
+	for _, t := range ts {
+		if name, ok := strings.CutPrefix(t, "trunk:"); ok {
+			if trunk != "" && name == trunk {
+				return true
+			}
+			continue
+		}
+		if strings.EqualFold(t, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxWeight bounds a weight: beyond it the arithmetic of the pick could
+// overflow nothing, but a ratio of a thousand to one is a typo, not a
+// deployment.
+const maxWeight = 1000
 
 // WithDefaults fills the unset keys.
 func (c Config) WithDefaults() Config {
@@ -38,7 +91,18 @@ func (c Config) WithDefaults() Config {
 	if c.PingInterval == 0 {
 		c.PingInterval = 2 * time.Second
 	}
+	if c.LostAfter == 0 {
+		c.LostAfter = 2
+	}
 	return c
+}
+
+// Weight returns the weight of the instance at addr (1 when unset).
+func (c Config) Weight(addr string) int {
+	if w := c.Weights[addr]; w > 0 {
+		return w
+	}
+	return 1
 }
 
 // Options returns the Client options the config asks for.
@@ -62,6 +126,22 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("media.rtpengine[%d]: %s is listed twice", i, a))
 		}
 		seen[a] = true
+	}
+	for a, w := range c.Weights {
+		if !seen[a] {
+			errs = append(errs, fmt.Errorf("media.weights: %s is not in media.rtpengine", a))
+		}
+		if w < 1 || w > maxWeight {
+			errs = append(errs, fmt.Errorf("media.weights: %s: %d is not within 1..%d", a, w, maxWeight))
+		}
+	}
+	for i, t := range c.SDES {
+		if name := strings.TrimPrefix(t, "trunk:"); name == "" || strings.ContainsAny(name, " @;:<>") {
+			errs = append(errs, fmt.Errorf("media.sdes[%d]: %q is neither a domain nor trunk:NAME", i, t))
+		}
+	}
+	if c.LostAfter < 0 {
+		errs = append(errs, fmt.Errorf("media.lost_after: %d is negative", c.LostAfter))
 	}
 	if c.PingInterval < 0 {
 		errs = append(errs, fmt.Errorf("media.ping_interval: %v is negative", c.PingInterval))

@@ -13,17 +13,32 @@ import (
 // to try.
 var ErrNoInstance = errors.New("rtpengine: no instance in the pool")
 
+// ErrLost is returned by the commands of a Session whose instance was
+// lost (Session.OnLost): its media is gone.
+var ErrLost = errors.New("rtpengine: the call's instance was lost")
+
+// maxOrphans bounds the deletes an instance owes while it does not
+// answer; beyond it the oldest is left to rtpengine's own --timeout.
+const maxOrphans = 1024
+
 // Instance is one rtpengine of a Pool: its ng address (a name for logs and
 // metrics) and the Controller that reaches it.
 type Instance struct {
 	Addr string
 	Ctl  Controller
+	// Weight is the instance's share of new calls against the others'
+	// weights (0 means 1).
+	Weight int
 }
 
 // PoolOptions tunes a Pool; nil means the defaults.
 type PoolOptions struct {
 	// Interval between two pings of each instance (default 2s).
 	Interval time.Duration
+	// LostAfter is how many pings in a row an instance fails before the
+	// calls it holds are lost (default 2): their OnLost functions run.
+	// The first failure only keeps new calls away.
+	LostAfter int
 	// Logger gets an instance's going down and coming back (default:
 	// discarded). The pings are the pool's own: nothing an outsider
 	// sends triggers these lines.
@@ -37,8 +52,11 @@ type PoolOptions struct {
 // does not answer is skipped by new calls until it answers again, and
 // one that fails a call's first offer is marked down at once and the
 // offer tried once on another (Adapter.Offer). Calls already on an
-// instance that dies are not moved: their commands fail, as with a single
-// instance (docs/media.md, "Failures").
+// instance that dies cannot be moved (rtpengine hands none over): once it
+// has failed LostAfter pings in a row they are lost, and their owners
+// end them (Session.OnLost). The deletes an instance could not be sent
+// (a first offer it did not answer in time, a lost call's) wait until
+// it answers a ping again.
 type Pool struct {
 	members []*member
 	opt     PoolOptions
@@ -51,10 +69,19 @@ type Pool struct {
 
 // member is one instance with its health and its share of the calls.
 type member struct {
-	addr  string
-	ctl   Controller
-	up    atomic.Bool
-	calls atomic.Int64 // anchored sessions made on it and not yet deleted
+	addr   string
+	ctl    Controller
+	weight int64
+	up     atomic.Bool
+	calls  atomic.Int64 // anchored sessions made on it and not yet deleted
+	// lost counts calls ended because the instance was lost; abandoned
+	// the deletes it owed beyond maxOrphans.
+	lost, abandoned atomic.Uint64
+	fails           int // pings failed in a row: watch's own
+
+	mu       sync.Mutex // guards sessions and orphans, never held across a command
+	sessions map[*Session]struct{}
+	orphans  []Request // deletes owed, sent once it answers a ping
 }
 
 // NewPool returns a Pool of the instances, all taken as up until a ping
@@ -67,11 +94,14 @@ func NewPool(instances []Instance, opt *PoolOptions) *Pool {
 	if p.opt.Interval <= 0 {
 		p.opt.Interval = 2 * time.Second
 	}
+	if p.opt.LostAfter <= 0 {
+		p.opt.LostAfter = 2
+	}
 	if p.opt.Logger == nil {
 		p.opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	for _, in := range instances {
-		m := &member{addr: in.Addr, ctl: in.Ctl}
+		m := &member{addr: in.Addr, ctl: in.Ctl, weight: int64(max(in.Weight, 1)), sessions: map[*Session]struct{}{}}
 		m.up.Store(true)
 		p.members = append(p.members, m)
 	}
@@ -124,6 +154,15 @@ func (p *Pool) watch(ctx context.Context, m *member, pinged func()) {
 		p.mark(m, err)
 		pinged()
 		pinged = func() {}
+		if err != nil {
+			m.fails++
+			if m.fails >= p.opt.LostAfter {
+				p.lose(m, err)
+			}
+		} else {
+			m.fails = 0
+			p.settle(ctx, m)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -146,8 +185,75 @@ func (p *Pool) mark(m *member, err error) {
 	}
 }
 
+// lose ends the calls m holds: it failed LostAfter pings in a row, and
+// rtpengine keeps a call's media in one process. Each lost session's
+// OnLost runs here, on m's ping goroutine; its delete is owed to m for
+// when it answers again (a partition, not a crash, leaves the call
+// there). Logged once per loss of the instance, not per call.
+func (p *Pool) lose(m *member, err error) {
+	// Marked under m.mu, so that a Delete racing with the loss either
+	// took its session out first or finds it lost (Session.Delete).
+	m.mu.Lock()
+	fs := make([]func(), 0, len(m.sessions))
+	for s := range m.sessions {
+		fs = append(fs, s.lose())
+	}
+	clear(m.sessions)
+	m.mu.Unlock()
+	if m.fails == p.opt.LostAfter || len(fs) > 0 {
+		p.opt.Logger.Warn("rtpengine instance lost: its calls end", "addr", m.addr, "calls", len(fs), "failed_pings", m.fails, "err", err)
+	}
+	m.lost.Add(uint64(len(fs)))
+	for _, f := range fs {
+		if f != nil {
+			f()
+		}
+	}
+}
+
+// owe records a delete m could not be sent, for settle.
+func (m *member) owe(r Request) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.orphans) == maxOrphans {
+		m.orphans = m.orphans[1:]
+		m.abandoned.Add(1)
+	}
+	m.orphans = append(m.orphans, r)
+}
+
+// settle sends m the deletes it owes, now that it answers: a call made
+// there by an offer whose answer came too late (the call went to
+// another instance), or a lost call's. One it does not answer waits for
+// the next ping; "Unknown call-id" means nothing was left.
+func (p *Pool) settle(ctx context.Context, m *member) {
+	for {
+		m.mu.Lock()
+		if len(m.orphans) == 0 {
+			m.mu.Unlock()
+			return
+		}
+		r := m.orphans[0]
+		m.orphans = m.orphans[1:]
+		m.mu.Unlock()
+		_, err := m.ctl.Delete(ctx, &r)
+		var re *Error
+		if err != nil && !errors.As(err, &re) {
+			m.owe(r)
+			return
+		}
+	}
+}
+
+// lighter reports whether a new call weighs less on a than on b: the
+// fewest calls per weight after it, (calls+1)/weight, which spreads calls
+// in proportion to the weights (ties broken by the caller's order).
+func lighter(a, b *member) bool {
+	return (a.calls.Load()+1)*b.weight < (b.calls.Load()+1)*a.weight
+}
+
 // pick returns the instance for a new call: among those up, the one with
-// the fewest calls, ties broken round robin; skip (an instance that just
+// the fewest calls per weight (lighter), ties broken round robin; skip (an instance that just
 // failed this call) is never picked. With none up it picks among those
 // down rather than fail outright: a ping may be stale, and the offer
 // itself is a health check.
@@ -164,12 +270,12 @@ func (p *Pool) pick(skip *member) *member {
 			continue
 		}
 		if !m.up.Load() {
-			if fallback == nil || m.calls.Load() < fallback.calls.Load() {
+			if fallback == nil || lighter(m, fallback) {
 				fallback = m
 			}
 			continue
 		}
-		if best == nil || m.calls.Load() < best.calls.Load() {
+		if best == nil || lighter(m, best) {
 			best = m
 		}
 	}
@@ -181,9 +287,13 @@ func (p *Pool) pick(skip *member) *member {
 
 // InstanceState is what Pool.Instances reports of one instance.
 type InstanceState struct {
-	Addr  string
-	Up    bool
-	Calls int64 // anchored calls made on it and not deleted yet
+	Addr   string
+	Weight int
+	Up     bool
+	Calls  int64 // anchored calls made on it and not deleted yet
+	// Lost counts the calls ended because the instance was lost;
+	// Abandoned the deletes it owed that were left to its own timeout.
+	Lost, Abandoned uint64
 }
 
 // Instances reports each instance's health and calls, in the pool's
@@ -191,7 +301,8 @@ type InstanceState struct {
 func (p *Pool) Instances() []InstanceState {
 	out := make([]InstanceState, len(p.members))
 	for i, m := range p.members {
-		out[i] = InstanceState{Addr: m.addr, Up: m.up.Load(), Calls: m.calls.Load()}
+		out[i] = InstanceState{Addr: m.addr, Weight: int(m.weight), Up: m.up.Load(), Calls: m.calls.Load(),
+			Lost: m.lost.Load(), Abandoned: m.abandoned.Load()}
 	}
 	return out
 }
@@ -217,6 +328,11 @@ func (p *Pool) offer(ctx context.Context, r *Request) (*member, *Response, error
 	next := p.pick(m)
 	if next == nil {
 		return m, res, err
+	}
+	if re == nil {
+		// m may have made the call and its answer be late or lost: the
+		// call goes on elsewhere, so m owes it a delete.
+		m.owe(Request{CallID: r.CallID, FromTag: r.FromTag, DeleteNow: true})
 	}
 	res, err = next.ctl.Offer(ctx, r)
 	return next, res, err

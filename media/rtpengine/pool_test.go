@@ -3,6 +3,7 @@ package rtpengine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -217,4 +218,177 @@ func TestPoolErrorKeepsUp(t *testing.T) {
 	if st := state(t, p, 0); !st.Up || st.Calls != 0 {
 		t.Fatalf("a after refusing: %+v", st)
 	}
+}
+
+// TestPoolWeights: new calls spread in proportion to the weights (the
+// fewest calls per weight), refill an instance whose calls ended, and
+// leave out an instance that is down.
+func TestPoolWeights(t *testing.T) {
+	var ins []Instance
+	for i, w := range []int{1, 2, 3} {
+		ins = append(ins, Instance{Addr: fmt.Sprint(i), Ctl: dialFake(t, newFakeNG(t, ok), nil), Weight: w})
+	}
+	p := NewPool(ins, nil)
+	a, _ := NewPoolAdapter(p, PolicyAlways)
+	on := map[string][]*Session{}
+	offer := func(n int) {
+		t.Helper()
+		for i := range n {
+			s, _, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: fmt.Sprint("c", len(on), i), FromTag: "f"}, webrtcSDP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			on[s.m.addr] = append(on[s.m.addr], s)
+		}
+	}
+	want := func(calls ...int64) {
+		t.Helper()
+		for i, st := range p.Instances() {
+			if st.Calls != calls[i] || st.Weight != i+1 {
+				t.Fatalf("instances %+v, want calls %v", p.Instances(), calls)
+			}
+		}
+	}
+	offer(60)
+	want(10, 20, 30)
+	for _, s := range on["1"] {
+		if _, err := s.Delete(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want(10, 0, 30)
+	offer(20)
+	want(10, 20, 30)
+	p.mark(p.members[2], errors.New("down"))
+	offer(30)
+	want(20, 40, 30)
+}
+
+// waitFor reads f's datagrams until cond holds, failing after 10s.
+func waitFor(t *testing.T, f *fakeNG, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for !cond() {
+		select {
+		case <-f.got:
+		case <-deadline:
+			t.Fatalf("%s: not within 10s; %s got %v", what, f.addr(), calls(f))
+		}
+	}
+}
+
+// TestPoolLostEndsCalls: an instance that fails LostAfter pings in a row
+// (not one) loses its calls: each one's OnLost runs, its commands fail
+// with ErrLost, its Delete returns at once and is sent when the instance
+// answers again. The other instance's calls are untouched.
+func TestPoolLostEndsCalls(t *testing.T) {
+	var aOn atomic.Bool
+	var silent atomic.Int64 // pings a left unanswered
+	aOn.Store(true)
+	fa := newFakeNG(t, func(f *fakeNG, c string, req map[string]any, n int) map[string]any {
+		if !aOn.Load() {
+			if req["command"] == "ping" && n == 1 {
+				silent.Add(1)
+			}
+			return nil
+		}
+		return ok(f, c, req, n)
+	})
+	fb := newFakeNG(t, ok)
+	opt := &Options{Retransmit: 10 * time.Millisecond, Timeout: 50 * time.Millisecond}
+	p := NewPool([]Instance{{Addr: "a", Ctl: dialFake(t, fa, opt)}, {Addr: "b", Ctl: dialFake(t, fb, opt)}},
+		&PoolOptions{Interval: 10 * time.Millisecond, LostAfter: 2})
+	p.Start()
+	defer p.Close()
+	a, _ := NewPoolAdapter(p, PolicyAlways)
+	lost := make(chan *Session, 4)
+	on := map[string][]*Session{}
+	for i := range 4 {
+		s, _, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: fmt.Sprint("c", i), FromTag: "f"}, webrtcSDP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.OnLost(func() {
+			if n := silent.Load(); n < 2 {
+				t.Errorf("call lost after %d failed pings, want 2", n)
+			}
+			lost <- s
+		})
+		on[s.m.addr] = append(on[s.m.addr], s)
+	}
+	aOn.Store(false)
+	got := map[*Session]bool{}
+	for range 2 {
+		select {
+		case s := <-lost:
+			got[s] = true
+		case <-time.After(10 * time.Second):
+			t.Fatal("a's calls not lost within 10s")
+		}
+	}
+	for _, s := range on["a"] {
+		if !got[s] {
+			t.Fatalf("lost %v, want a's calls", got)
+		}
+		if _, err := s.Answer(t.Context(), "t", "answer"); !errors.Is(err, ErrLost) {
+			t.Fatalf("answer on a lost call: %v", err)
+		}
+		if _, err := s.Delete(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range on["b"] {
+		if _, err := s.Answer(t.Context(), "t", "answer"); err != nil {
+			t.Fatalf("b's call: %v", err)
+		}
+	}
+	if st := state(t, p, 0); st.Lost != 2 || st.Calls != 0 || st.Up {
+		t.Fatalf("a %+v, want down, 2 lost, no calls", st)
+	}
+	aOn.Store(true)
+	waitFor(t, fa, "the lost calls' deletes", func() bool {
+		del := calls(fa)["delete"]
+		return slices.Contains(del, on["a"][0].keys.CallID) && slices.Contains(del, on["a"][1].keys.CallID)
+	})
+	select {
+	case s := <-lost:
+		t.Fatalf("%+v lost too", s.keys)
+	default:
+	}
+}
+
+// TestPoolLateOfferDeleted: an instance that did not answer a first offer
+// in time may have made the call all the same; the call goes on
+// elsewhere, so the instance gets its delete once it answers a ping.
+func TestPoolLateOfferDeleted(t *testing.T) {
+	fa := newFakeNG(t, func(f *fakeNG, c string, req map[string]any, n int) map[string]any {
+		if req["command"] == "offer" {
+			return nil
+		}
+		return ok(f, c, req, n)
+	})
+	fb := newFakeNG(t, ok)
+	opt := &Options{Retransmit: 10 * time.Millisecond, Timeout: 50 * time.Millisecond}
+	// a's weight makes it the first pick.
+	p := NewPool([]Instance{{Addr: "a", Ctl: dialFake(t, fa, opt), Weight: 1000}, {Addr: "b", Ctl: dialFake(t, fb, opt)}},
+		&PoolOptions{Interval: 10 * time.Millisecond})
+	p.Start()
+	defer p.Close()
+	a, _ := NewPoolAdapter(p, PolicyAlways)
+	s, _, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: "c", FromTag: "f"}, webrtcSDP)
+	if err != nil || s.m.addr != "b" {
+		t.Fatalf("offer: %v", err)
+	}
+	offered := calls(fa)["offer"]
+	if len(offered) != 1 {
+		t.Fatalf("a got offers %v, want one", offered)
+	}
+	waitFor(t, fa, "the delete of the offer a did not answer", func() bool {
+		for _, r := range fa.requests() {
+			if r["command"] == "delete" && r["call-id"] == offered[0] && r["from-tag"] == "f" && r["delete-delay"] == int64(0) {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -19,15 +19,33 @@ import (
 // media.test.mjs).
 
 // startMediaGateway starts rtpengine, Kamailio and a gateway that anchors
-// media in that rtpengine.
-func startMediaGateway(t *testing.T) (*webGW, *Kamailio, *rtpengine.Client) {
+// media in that rtpengine, its media section changed by mod if any.
+func startMediaGateway(t *testing.T, mod ...func(*rtpengine.Config)) (*webGW, *Kamailio, *rtpengine.Client) {
 	t.Helper()
 	eng, addr := startRTPEngineAt(t)
 	k := startKamailio(t)
 	w := startWebGateway(t, k, func(c *gateway.Config) {
 		c.Media = rtpengine.Config{RTPEngine: []string{addr}, Policy: rtpengine.PolicyAuto}
+		for _, m := range mod {
+			m(&c.Media)
+		}
 	})
 	return w, k, eng
+}
+
+// callPhone starts a SIPp phone with scenario and has a browser (the Go
+// client with Chrome's offer) call it through w; it returns the client,
+// its call, the phone, the offer, and the answer the browser got.
+func callPhone(t *testing.T, w *webGW, scenario string) (*client.Client, *client.Call, *Sipp, string, client.Event) {
+	t.Helper()
+	uas := startSipp(t, scenario, "")
+	a := w.connect(t, "open@"+domain, nil)
+	chrome := chromeSDP(t, "chrome_offer.sdp")
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), chrome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, out, uas, chrome, webAnswered(t, a)
 }
 
 // noMediaLeft waits until the gateway has no call left (a call's media is
@@ -65,14 +83,7 @@ func liveCalls(t *testing.T, eng *rtpengine.Client) []string {
 // offer; one rtpengine call while it lasts, none after the hang-up.
 func TestRTPEngineCallWebToPhone(t *testing.T) {
 	w, _, eng := startMediaGateway(t)
-	uas := startSipp(t, "uas_rtpengine.xml", "")
-	a := w.connect(t, "open@"+domain, nil)
-	chrome := chromeSDP(t, "chrome_offer.sdp")
-	out, err := a.StartCall(ctxT(t), uasTarget(uas), chrome)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := webAnswered(t, a)
+	a, out, uas, chrome, ev := callPhone(t, w, "uas_rtpengine.xml")
 	has(t, "web answer", ev.SDP, webRTCLines, []string{" RTP/AVP "})
 	webExpect(t, a, client.CallEstablished)
 	if ids := liveCalls(t, eng); len(ids) != 1 {
@@ -194,5 +205,55 @@ func TestRTPEngineCallLateOffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	uas.expectSuccess(t)
+	noMediaLeft(t, w, eng)
+}
+
+// TestRTPEngineCallWebToSDESPhone: a browser calls a target of
+// media.sdes: the phone gets RTP/SAVP with rtpengine's a=crypto, without
+// ICE or DTLS, in the INVITE and in the browser's hold (which the SIPp
+// scenario checks), answers in SDES-SRTP, and the browser gets WebRTC
+// answers; nothing is left in rtpengine after the hang-up.
+func TestRTPEngineCallWebToSDESPhone(t *testing.T) {
+	w, _, eng := startMediaGateway(t, func(c *rtpengine.Config) { c.SDES = rtpengine.Targets{domain} })
+	a, out, uas, chrome, ev := callPhone(t, w, "uas_rtpengine_sdes.xml")
+	has(t, "web answer", ev.SDP, webRTCLines, []string{" RTP/SAVP ", "a=crypto:"})
+	webExpect(t, a, client.CallEstablished)
+	if err := out.ReOffer(ctxT(t), strings.ReplaceAll(chrome, "a=sendrecv", "a=sendonly")); err != nil {
+		t.Fatal(err)
+	}
+	ev = webExpect(t, a, client.CallReOfferAnswered)
+	has(t, "hold's answer", ev.SDP, webRTCLines, []string{"a=crypto:"})
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
+	noMediaLeft(t, w, eng)
+}
+
+// TestRTPEngineCallSDESPhoneToWeb: an SDES-SRTP phone (RTP/SAVP with
+// a=crypto) calls a browser: the browser gets WebRTC without SDES, the
+// phone an SDES answer, and the browser's hold reaches the phone as
+// RTP/SAVP with crypto too (the SIPp scenario checks both; the hold went
+// as RTP/AVP before, stripping the phone's crypto); the browser hangs
+// up and rtpengine holds nothing after.
+func TestRTPEngineCallSDESPhoneToWeb(t *testing.T) {
+	w, k, eng := startMediaGateway(t)
+	a := w.alice(t, nil)
+	uac := startSipp(t, "uac_call_sdes.xml", k.Addr)
+	in := webNext(t, a, client.EventIncomingCall)
+	has(t, "browser's offer", in.SDP, webRTCLines, []string{"a=crypto:", " RTP/SAVP "})
+	if err := in.Call.Answer(ctxT(t), browserAnswer(t, in.SDP)); err != nil {
+		t.Fatal(err)
+	}
+	webExpect(t, a, client.CallEstablished)
+	if err := in.Call.ReOffer(ctxT(t), strings.ReplaceAll(chromeSDP(t, "chrome_offer.sdp"), "a=sendrecv", "a=sendonly")); err != nil {
+		t.Fatal(err)
+	}
+	ev := webExpect(t, a, client.CallReOfferAnswered)
+	has(t, "hold's answer", ev.SDP, webRTCLines, []string{"a=crypto:"})
+	if err := in.Call.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uac.expectSuccess(t)
 	noMediaLeft(t, w, eng)
 }

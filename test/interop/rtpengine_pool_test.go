@@ -12,11 +12,13 @@ import (
 )
 
 // TestRTPEnginePool: a gateway with a pool of two real rtpengines.
-// Two calls go one to each; the one holding the second is killed; a
-// third call, once the pings found it down, goes to the survivor,
-// and the first call, on the survivor, goes on
-// and ends cleanly there; the killed instance shows down in the metrics,
-// and the call it held still hangs up (its delete unanswered).
+// Two calls go one to each; the one holding the second is killed
+// (SIGKILL); at its second failed ping (media.lost_after) the call it
+// held ends on both sides with "media relay lost" (the browser's
+// shutdown reason, the BYE's Reason header, which the SIPp phone checks),
+// within a few pings, and without a delete sent to the dead instance; a
+// third call goes to the survivor, and the first call, on the survivor,
+// goes on and ends cleanly there.
 func TestRTPEnginePool(t *testing.T) {
 	e1, addr1, p1 := startRTPEngineProc(t, 40)
 	e2, addr2, p2 := startRTPEngineProc(t, 40)
@@ -30,9 +32,9 @@ func TestRTPEnginePool(t *testing.T) {
 	dead := ""
 	// dial makes an anchored call to a fresh SIPp UAS and returns the
 	// caller, its call, the UAS, and the instance that holds the call.
-	dial := func() (*client.Client, *client.Call, *Sipp, string) {
+	dial := func(scenario string) (*client.Client, *client.Call, *Sipp, string) {
 		t.Helper()
-		uas := startSipp(t, "uas_answer.xml", "")
+		uas := startSipp(t, scenario, "")
 		a := w.connect(t, "open@"+domain, nil)
 		before := map[string][]string{}
 		for addr, e := range engines {
@@ -54,8 +56,8 @@ func TestRTPEnginePool(t *testing.T) {
 		t.Fatal("no rtpengine took the call")
 		return nil, nil, nil, ""
 	}
-	_, c1, uas1, on1 := dial()
-	_, c2, uas2, on2 := dial()
+	_, c1, uas1, on1 := dial("uas_answer.xml")
+	a2, _, uas2, on2 := dial("uas_answer_lost.xml")
 	if on1 == on2 {
 		t.Fatalf("both calls on %s: the pool puts a new call on the least busy", on1)
 	}
@@ -63,7 +65,22 @@ func TestRTPEnginePool(t *testing.T) {
 	if err := procs[dead].cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	killed := time.Now()
 	<-procs[dead].done
+
+	// Two pings, each given up after media.timeout (1s), find it lost:
+	// its call ends on both sides with the reason.
+	if ev := webExpect(t, a2, client.CallEnded); ev.Reason != "media relay lost" {
+		t.Fatalf("the lost call ended with %q", ev.Reason)
+	}
+	t.Logf("the call on the killed instance ended %v after the kill", time.Since(killed).Round(time.Millisecond))
+	if d := time.Since(killed); d > 5*time.Second {
+		t.Errorf("the lost call ended %v after the kill, want within 5s (two pings of 1s)", d)
+	}
+	uas2.expectSuccess(t)
+	if got := w.metric(t, `jsonrtc_rtpengine_calls_lost_total{instance="`+dead+`"}`); got != "1" {
+		t.Errorf("calls lost on the killed instance = %s, want 1", got)
+	}
 
 	// Its pings (every 100ms, each given up after 1s) find it down.
 	for deadline := time.Now().Add(10 * time.Second); w.metric(t, `jsonrtc_rtpengine_up{instance="`+dead+`"}`) != "0"; {
@@ -72,7 +89,7 @@ func TestRTPEnginePool(t *testing.T) {
 		}
 		<-time.After(50 * time.Millisecond)
 	}
-	_, c3, uas3, on3 := dial()
+	_, c3, uas3, on3 := dial("uas_answer.xml")
 	if on3 != on1 {
 		t.Fatalf("third call on %s, want the survivor %s", on3, on1)
 	}
@@ -98,19 +115,15 @@ func TestRTPEnginePool(t *testing.T) {
 	if slices.ContainsFunc(ids, func(id string) bool { return slices.Contains(left, id) }) {
 		t.Fatalf("survivor still holds %v after the hang-ups", left)
 	}
-	// The call on the killed instance ends too: its delete goes
-	// unanswered (counted), the SIP side hangs up all the same.
-	if err := c2.Hangup(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	uas2.expectSuccess(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	if err := w.g.WaitIdle(ctx); err != nil {
 		t.Fatalf("calls left: %+v", w.g.Stats())
 	}
-	if got := w.metric(t, "jsonrtc_call_media_failed_total"); got != "1" {
-		t.Errorf("media commands failed: %s, want 1 (the killed instance's delete)", got)
+	// The lost call's delete waits for the dead instance to answer
+	// again: no command failed.
+	if got := w.metric(t, "jsonrtc_call_media_failed_total"); got != "0" {
+		t.Errorf("media commands failed: %s, want 0", got)
 	}
 	if got := w.metric(t, `jsonrtc_rtpengine_calls{instance="`+on1+`"}`); got != "0" {
 		t.Errorf("survivor calls after the hang-ups = %s", got)

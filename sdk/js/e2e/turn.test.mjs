@@ -2,7 +2,8 @@
 // hands each signed-in page a TURN REST credential for a real coturn
 // (use-auth-secret) in /config.json; two pages forced to relay-only ICE
 // (iceTransportPolicy "relay") call each other through it and hear each
-// other; coturn refuses an expired credential made the same way.
+// other; coturn refuses an expired credential made the same way, and
+// takes the one the connect response handed the session.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startGateway, launchBrowser, openPhone, waitCall, audioFlows } from './harness.mjs';
@@ -90,6 +91,13 @@ test('two pages call through coturn with relay-only ICE, on TURN credentials fro
     assert.equal(await tryRelay(alice, { urls: turn.url, ...fresh }), 'relay');
     const expired = turn.credential('carol', Date.now() - 60000);
     assert.equal(await tryRelay(alice, { urls: turn.url, ...expired }), 'error 401');
+
+    // The connect response handed alice's session a TURN credential of
+    // its own too (docs/protocol.md §4.10), which the SDK uses when the
+    // application gives none: coturn takes it.
+    const fromConnect = await alice.evaluate(() => window.softphone.session.gatewayIceServers?.find((s) => s.urls[0].startsWith('turn:')));
+    assert.ok(fromConnect?.username?.includes(':') && fromConnect.credential, `connect response's TURN server: ${JSON.stringify(fromConnect)}`);
+    assert.equal(await tryRelay(alice, fromConnect), 'relay');
   } catch (err) {
     console.log('--- alice console\n' + (alice?.consoleLines ?? []).slice(-40).join('\n'));
     console.log('--- jsonrtcd\n' + gw.logs.slice(-40).join('\n'));

@@ -101,6 +101,7 @@ export interface SessionOptions {
   rtc?: {
     RTCPeerConnection?: typeof RTCPeerConnection;
     getUserMedia?: (c: MediaStreamConstraints) => Promise<MediaStream>;
+    /** STUN/TURN servers; unset or empty: those the gateway hands the session (docs/protocol.md §4.10), else none. */
     iceServers?: RTCIceServer[];
     /** 'relay' uses TURN relays only (default 'all'). */
     iceTransportPolicy?: RTCIceTransportPolicy;
@@ -228,6 +229,17 @@ export declare class Session extends Emitter {
   standby(push: PushChannel | PushSubscription): Promise<number>;
   /** Resumes a session in standby (so do connect() and any send). */
   wake(): void;
+  /**
+   * The ICE servers the gateway handed the session (its connect response,
+   * or the last renewal; docs/protocol.md §4.10), null when it handed
+   * none. Calls use them unless rtc.iceServers was given.
+   */
+  readonly gatewayIceServers: RTCIceServer[] | null;
+  /**
+   * Asks the gateway for fresh ICE servers (a new TURN credential). The
+   * SDK does it by itself once 80% of their ttl has passed.
+   */
+  renewIceServers(): Promise<RTCIceServer[] | null>;
   close(): void;
   call(target: string, opts?: CallOptions): Call;
   /** The headers go on the subscribe and on every refresh. */

@@ -132,6 +132,16 @@ export class Session extends Emitter {
     this._openTimer = null;
     this._retryTimer = null;
     this._aheadTimer = null;
+    this._iceTimer = null;
+    // The application's own iceServers win over the gateway's (§4.10);
+    // an empty list is none (the demo page passes [] without config).
+    this._ownIceServers = (options.rtc?.iceServers?.length ?? 0) > 0;
+    /**
+     * The ICE servers the gateway handed the session (connect response or
+     * renewal, docs/protocol.md §4.10); null when it handed none.
+     * @type {RTCIceServer[] | null}
+     */
+    this.gatewayIceServers = null;
     this._deadline = 0;
     this._resuming = false;
     this._reloading = null;
@@ -743,7 +753,7 @@ export class Session extends Emitter {
       this._rel.receivedOutOfBand(c.sequence);
       if (h.initiator) this.identity = h.initiator;
       this._setState(SessionState.RESUMED);
-      this._afterConnect();
+      this._afterConnect(h);
       for (const f of resend) this._transmit(f);
       if (this._rel.ahead.length > 0) {
         this._clock.clearTimeout(this._aheadTimer);
@@ -764,7 +774,7 @@ export class Session extends Emitter {
     this.identity = h.initiator || this.identity;
     this._rel.receive(frame);
     this._setState(SessionState.CONNECTED);
-    this._afterConnect();
+    this._afterConnect(h);
     this._scheduleAck();
     this._save();
     this._resolveWaiters();
@@ -802,7 +812,7 @@ export class Session extends Emitter {
       call._terminate('failed', { code: ErrorCode.SESSION_LOST, reason, by: 'session' });
     }
     this._setState(SessionState.CONNECTED);
-    this._afterConnect();
+    this._afterConnect(h);
     for (const sub of subs) {
       sub._resubscribe(randomId());
       this.subscriptions.set(sub.id, sub);
@@ -813,10 +823,54 @@ export class Session extends Emitter {
     this._resolveWaiters();
   }
 
-  _afterConnect() {
+  _afterConnect(h) {
+    this._takeIceServers(h);
     this._backoff.reset();
     this._keepalive.setInterval(this.calls.size > 0 ? this._busyInterval : this._idleInterval);
     this._keepalive.start();
+  }
+
+  /**
+   * Keeps the ICE servers of a connect or ice_servers response header h
+   * (docs/protocol.md §4.10): the peer connections use them unless the
+   * application gave rtc.iceServers, and they are renewed once 80% of
+   * ice_servers_ttl has passed (a resume's connect response renews them
+   * too), so that a TURN credential never runs out under a call.
+   */
+  _takeIceServers(h) {
+    if (typeof h?.ice_servers !== 'string') return;
+    let servers;
+    try {
+      servers = JSON.parse(h.ice_servers);
+    } catch (err) {
+      this.log.warn('jsonrtc: ice_servers header undecodable', err);
+      return;
+    }
+    if (!Array.isArray(servers)) return;
+    this.gatewayIceServers = servers;
+    if (!this._ownIceServers) this.rtc.iceServers = servers;
+    this._clock.clearTimeout(this._iceTimer);
+    this._iceTimer = null;
+    if (typeof h.ice_servers_ttl === 'number' && h.ice_servers_ttl > 0) {
+      this._iceTimer = this._clock.setTimeout(() => {
+        this._iceTimer = null;
+        this.renewIceServers().catch((err) => this.log.warn('jsonrtc: ICE servers not renewed', err));
+      }, h.ice_servers_ttl * 800);
+    }
+  }
+
+  /**
+   * Asks the gateway for fresh ICE servers (a new TURN credential) with
+   * request/ice_servers (docs/protocol.md §4.10); the SDK does it by
+   * itself before the credential expires.
+   * @returns {Promise<RTCIceServer[] | null>}
+   */
+  async renewIceServers() {
+    this._requireSession();
+    if (!this.connected) throw new JsonRtcError(ErrorCode.NOT_CONNECTED, 'the session is not connected');
+    const resp = await this._request({ type: 'request', pkg: 'register', action: 'ice_servers' });
+    this._takeIceServers(resp.header);
+    return this.gatewayIceServers;
   }
 
   _onClose(ws, ev) {
@@ -891,7 +945,7 @@ export class Session extends Emitter {
   }
 
   _clearTimers() {
-    for (const t of ['_ackTimer', '_attemptTimer', '_retryTimer', '_aheadTimer', '_openTimer']) {
+    for (const t of ['_ackTimer', '_attemptTimer', '_retryTimer', '_aheadTimer', '_openTimer', '_iceTimer']) {
       if (this[t] !== null) this._clock.clearTimeout(this[t]);
       this[t] = null;
     }

@@ -136,3 +136,51 @@ test('a page in standby is woken by a push: notification, resume, ringing, answe
     await bob.locator('#incall').waitFor({ state: 'hidden' });
   });
 });
+
+test('signing out in standby logs out at the gateway: a caller hears 480 at once, no push, the old id resumes nothing', async () => {
+  await printOnFailure({ alice, bob }, gw, async () => {
+    const ecdh = crypto.createECDH('prime256v1');
+    ecdh.generateKeys();
+    const channel = { endpoint: `http://127.0.0.1:${pushService.address().port}/push/bob2`, keys: { p256dh: b64u(ecdh.getPublicKey()), auth: b64u(crypto.randomBytes(16)) } };
+    await waitConn(bob, /^(connected|resumed)$/);
+    await bob.evaluate((ch) => window.softphone.session.standby(ch), channel);
+    await waitConn(bob, /^standby$/);
+    const oldId = await bob.evaluate(() => window.softphone.session.id);
+    const pushed = pushes.length;
+    onPush = () => {};
+
+    // Without a socket the close had nothing to send 1000 on: the session
+    // slept on at the gateway until push.standby_timeout.
+    await bob.evaluate(() => window.softphone.session.close());
+    await waitConn(bob, /^closed$/);
+
+    await alice.evaluate(() => document.getElementById('events').replaceChildren());
+    const t0 = Date.now();
+    await alice.fill('#address', bob.identity);
+    await alice.click('#call-btn');
+    await alice.waitForFunction(() => !document.getElementById('call-notice').hidden, null, { timeout: 5000, polling: 50 });
+    const code = await alice.evaluate(() => document.getElementById('call-notice').dataset.code);
+    const took = Date.now() - t0;
+    assert.ok(code === '480' || code === '404', `the call to a logged-out identity fails 480 or 404 (got ${code})`);
+    assert.ok(took < 3000, `at once, not at the ring timeout (${took} ms)`);
+    assert.equal(pushes.length, pushed, 'no push for a logged-out session');
+
+    // A resume of the old id gets a new session (docs/protocol.md §4.5).
+    const resumed = await alice.evaluate(
+      ({ id, identity }) =>
+        new Promise((resolve, reject) => {
+          const ws = new WebSocket(window.softphone.session.url, ['jsonrtc']);
+          ws.onopen = () => ws.send(JSON.stringify({ control: { type: 'request', package_type: 'register', session_id: id, version: '1.0' }, header: { action: 'connect', initiator: identity, cslr: 0, cslw: 0, csuw: 0 } }));
+          ws.onmessage = (ev) => {
+            const f = JSON.parse(ev.data);
+            if (f.header?.action !== 'connect') return;
+            ws.close(1000);
+            resolve(f.control.session_id);
+          };
+          ws.onerror = () => reject(new Error('websocket error'));
+        }),
+      { id: oldId, identity: bob.identity },
+    );
+    assert.ok(resumed && resumed !== oldId, `the old session is gone: its resume opened ${resumed}, not ${oldId}`);
+  });
+});

@@ -3,7 +3,6 @@ import { extensionHeaders, extensionsOf } from './headers.js';
 import { JsonRtcError, ErrorCode } from './errors.js';
 import { originSessionId, isHoldOffer, candidatesToFragment, fragmentToCandidates, mediaKinds } from './sdp.js';
 import { negotiatedCodecs, preferCodecs } from './codecs.js';
-import { callCertificate, forgetCertificate } from './certificate.js';
 
 /** The states a Call goes through (its `state` event). */
 export const CallState = Object.freeze({
@@ -109,8 +108,6 @@ export class Call extends Emitter {
     this._warmMedia = null;
     /** getUserMedia under way (_ensureMedia). */
     this._opening = null;
-    /** The DTLS certificate of the call's peer connections, a promise (see certificate.js). */
-    this._cert = null;
   }
 
   /** Seconds since the call was established (0 before). */
@@ -751,7 +748,7 @@ export class Call extends Emitter {
   /**
    * The call was read back from storage, before the session resumes:
    * an established call builds its new RTCPeerConnection and its offer
-   * now (DTLS certificate, codecs, ICE gathering), so that the offer
+   * now (codecs, ICE gathering), so that the offer
    * leaves as soon as the resume succeeds. The offer does not wait for
    * the microphone either: its transceivers get their tracks when
    * getUserMedia returns (replaceTrack, no new negotiation). Nothing is
@@ -829,11 +826,6 @@ export class Call extends Emitter {
     this.session._save();
   }
 
-  /** Where the call's DTLS certificate is kept: null when the session is not kept. */
-  _certKey() {
-    return this.session._storage ? `${this.session._storageKey}/${this.id}` : null;
-  }
-
   /** The local stream, opened once however many ask at once. */
   _ensureMedia() {
     if (this.localStream) return Promise.resolve(this.localStream);
@@ -861,16 +853,17 @@ export class Call extends Emitter {
 
   async _newPeerConnection() {
     const RTC = this.session.rtc.RTCPeerConnection;
-    this._cert ??= callCertificate(RTC, this._certKey(), this.restored, this.session.log);
-    const cert = await this._cert;
     const old = this.peerConnection;
     if (old) {
       old.ontrack = old.onicecandidate = old.oniceconnectionstatechange = null;
       old.close();
     }
-    const config = { iceServers: this.session.rtc.iceServers, iceTransportPolicy: this.session.rtc.iceTransportPolicy };
-    if (cert) config.certificates = [cert];
-    const pc = new RTC(config);
+    // Each peer connection makes its own DTLS certificate, so a re-offer
+    // after a reload carries a new a=fingerprint: the DTLS association
+    // died with the page, and a same fingerprint, setup role and
+    // transport tell the far end to keep the old one (RFC 8842 §5), which
+    // rtpengine does (its packets then never decrypt).
+    const pc = new RTC({ iceServers: this.session.rtc.iceServers, iceTransportPolicy: this.session.rtc.iceTransportPolicy });
     this.peerConnection = pc;
     this._sdpSent = false;
     this._trickleQueue = [];
@@ -1059,7 +1052,6 @@ export class Call extends Emitter {
       }
     }
     this._stopLocal();
-    forgetCertificate(this._certKey());
     this._setState(state, info);
     this.session._removeCall(this);
     this.emit('ended', { state, ...info });

@@ -144,6 +144,32 @@ e2e('the saved codecs are the ones offered after a reload: PCMU alone, and audio
   await waitIdle(bob);
 });
 
+e2e('the caller reloads while the call rings: its re-offer is ready when the callee answers, and audio flows both ways', async () => {
+  await alice.fill('#address', bob.identity);
+  await alice.click('#call-btn');
+  await bob.locator('#incoming').waitFor({ state: 'visible' });
+  await waitCall(alice, 'state', 'alerting');
+  await alice.reload();
+  await waitConn(alice, /^resumed$/);
+  await waitCall(alice, 'state', 'alerting');
+  // Built while it rings (the page's timeline): the microphone was asked
+  // for before the resume response came.
+  const times = await alice.evaluate(() => window.__reload);
+  assert.ok(times.media !== null && times.media < times.resumed, `the microphone was asked for before the resume response (${JSON.stringify(times)})`);
+  const from = alice.wire.length;
+  await bob.click('#accept-btn');
+  const complete = await waitWire(alice, (e) => e.dir === 'out' && e.frame.header?.action === 'complete', { from, message: 'the complete' });
+  const reoffer = await waitWire(alice, (e) => e.dir === 'out' && e.frame.control.type === 'request' && e.frame.header?.action === 'start', { from, message: 'the re-offer' });
+  assert.ok(reoffer.at - complete.at < 100, `the re-offer leaves with the complete (${reoffer.at - complete.at} ms after it)`);
+  await waitCall(alice, 'state', 'established');
+  await waitCall(bob, 'state', 'established');
+  await audioFlows(alice);
+  await audioFlows(bob);
+  await bob.click('#hangup-btn');
+  await waitIdle(alice);
+  await waitIdle(bob);
+});
+
 e2e('a video call: the caller reloads, audio and video come back both ways', async () => {
   await alice.check('#video');
   try {

@@ -471,10 +471,13 @@ export class Call extends Emitter {
       case 'response/start':
         // Only answers to requests made before a page reload get here.
         if (this._restartOnAnswer && c.message_state !== 'subsequent' && frame.payload?.sdp) {
+          // The answer is to the offer of the page before the reload: its
+          // connection is gone, so the re-offer _warmUp built while the
+          // call rang leaves with the complete.
           this._restartOnAnswer = false;
           this._sendComplete(c.correlation_id);
           this._establish();
-          this._reoffer({ newPeerConnection: true }).catch((err) => this.emit('error', err));
+          this._sendRestoredOffer();
         } else if (c.message_state === 'subsequent' && this.state === CallState.CALLING) {
           this._setState(CallState.ALERTING, { code: h.response_code ?? 180 });
         }
@@ -749,13 +752,15 @@ export class Call extends Emitter {
    * The call was read back from storage, before the session resumes:
    * an established call builds its new RTCPeerConnection and its offer
    * now (codecs, ICE gathering), so that the offer
-   * leaves as soon as the resume succeeds. The offer does not wait for
+   * leaves as soon as the resume succeeds; so does an outgoing call still
+   * ringing, whose offer leaves as soon as the far end answers. The offer does not wait for
    * the microphone either: its transceivers get their tracks when
    * getUserMedia returns (replaceTrack, no new negotiation). Nothing is
    * sent: a failed resume ends the call, which closes the connection.
    */
   _warmUp() {
-    if (this.state !== CallState.ESTABLISHED) return;
+    const ringing = this.direction === 'outgoing' && (this.state === CallState.CALLING || this.state === CallState.ALERTING);
+    if (this.state !== CallState.ESTABLISHED && !ringing) return;
     this._localOfferPending = true;
     const media = this._ensureMedia();
     this._warmMedia = media;
@@ -795,17 +800,9 @@ export class Call extends Emitter {
     this._warmMedia?.catch((err) => this.emit('error', err));
     this._warmMedia = null;
     switch (this.state) {
-      case CallState.ESTABLISHED: {
-        const warm = this._warm;
-        this._warm = null;
-        const run = warm
-          ? this._serial(async () => this._reofferNow({ headers: {}, prepared: await warm }))
-          : this._reoffer({ newPeerConnection: true });
-        run.catch((err) => {
-          this.emit('error', err);
-        });
+      case CallState.ESTABLISHED:
+        this._sendRestoredOffer();
         break;
-      }
       case CallState.CONNECTING:
         this._reofferWhenEstablished = true;
         break;
@@ -816,6 +813,14 @@ export class Call extends Emitter {
       default:
         break;
     }
+  }
+
+  /** Sends the re-offer of a restored call: the one _warmUp prepared, else a new one. */
+  _sendRestoredOffer() {
+    const warm = this._warm;
+    this._warm = null;
+    const run = warm ? this._serial(async () => this._reofferNow({ headers: {}, prepared: await warm })) : this._reoffer({ newPeerConnection: true });
+    run.catch((err) => this.emit('error', err));
   }
 
   // ---- Media --------------------------------------------------------------

@@ -88,7 +88,7 @@ class FakePeerConnection {
  * a new page builds its Session on the same storage, with a microphone
  * that answers when the test says.
  */
-async function reloadedPage() {
+async function reloadedPage(state = 'established') {
   FakePeerConnection.made = [];
   globalThis.MediaStream ??= FakeStream;
   const storage = new FakeStorage();
@@ -102,7 +102,7 @@ async function reloadedPage() {
   await p1;
   const stored = JSON.parse(storage.getItem('jsonrtc.session'));
   stored.calls = [
-    { id: 'call-1', direction: 'outgoing', caller: 'alice@example.com', callee: 'bob', state: 'established', video: false, held: false, remoteHeld: false, muted: false, establishedAt: 1, startCorrelation: 'c2' },
+    { id: 'call-1', direction: 'outgoing', caller: 'alice@example.com', callee: 'bob', state, video: false, held: false, remoteHeld: false, muted: false, establishedAt: state === 'established' ? 1 : null, startCorrelation: 'c2' },
   ];
   storage.setItem('jsonrtc.session', JSON.stringify(stored));
 
@@ -161,4 +161,30 @@ test('page reload: a failed resume ends the prepared call, closes its peer conne
   assert.equal(pc.closed, true);
   assert.equal(track.readyState, 'ended');
   assert.deepEqual(callFrames(ws), []);
+});
+
+test('page reload while an outgoing call rings: its re-offer is built while it rings and leaves with the complete of the answer', async () => {
+  const page = await reloadedPage('alerting');
+  assert.equal(FakePeerConnection.made.length, 1, 'the peer connection is built at once, not after the answer');
+  const pc = FakePeerConnection.made[0];
+  page.answerMic(new FakeStream([new FakeTrack('audio')]));
+  const ws = page.sockets[0];
+  ws.open();
+  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 2, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com', sslr: 1 }));
+  await page.connected;
+  await flush();
+  assert.deepEqual(callFrames(ws), [], 'nothing while it rings');
+  const call = page.session.calls.get('call-1');
+  assert.equal(call.state, 'alerting');
+  // bob answers the offer of the page that went.
+  ws.receive(serverFrame({ type: 'response', package_type: 'call', session_id: 'S1', subsession_id: 'call-1', sequence: 3, correlation_id: 'c2', message_state: 'final' }, { action: 'start', response_code: 200 }, { sdp: OFFER }));
+  await flush();
+  await flush();
+  const frames = callFrames(ws);
+  assert.deepEqual(frames.map((f) => [f.control.type, f.header.action ?? null]), [['message', 'complete'], ['request', 'start']], 'the complete, then the prepared re-offer at once');
+  assert.equal(frames[0].control.correlation_id, 'c2');
+  assert.equal(frames[1].payload.sdp, OFFER);
+  assert.equal(call.state, 'established');
+  assert.equal(FakePeerConnection.made.length, 1, 'no other peer connection');
+  assert.equal(call.peerConnection, pc);
 });

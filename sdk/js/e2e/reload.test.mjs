@@ -82,6 +82,10 @@ function inboundCodec(page) {
  */
 async function reloadDuringCall(page, other, pts) {
   const before = await callMedia(page);
+  // A browser's SDP announces trickle ICE: after the reload the re-offer
+  // leaves without waiting for gathering to end.
+  const saved = await page.evaluate(() => JSON.parse(sessionStorage.getItem('jsonrtc.session')).calls[0]);
+  assert.equal(saved.trickles, true, 'the far end trickles, as saved with the call');
   await other.evaluate(() => {
     window.__oldPc = window.softphone.call.peerConnection;
   });

@@ -102,6 +102,8 @@ export class Call extends Emitter {
     this._restartOnAnswer = false;
     /** The negotiated codecs per media kind, saved for a reload (see _warmUp). */
     this._codecs = null;
+    /** Whether the far end's last SDP announced trickle ICE (RFC 8840 a=ice-options:trickle), saved for a reload. */
+    this._remoteTrickles = false;
     /** The re-offer prepared while the session resumes after a reload. */
     this._warm = null;
     /** The microphone being opened for it. */
@@ -762,6 +764,9 @@ export class Call extends Emitter {
     const ringing = this.direction === 'outgoing' && (this.state === CallState.CALLING || this.state === CallState.ALERTING);
     if (this.state !== CallState.ESTABLISHED && !ringing) return;
     this._localOfferPending = true;
+    // Candidates gathered after the offer was read wait for its exchange
+    // to end (_sendComplete) before they trickle.
+    this._idle = false;
     const media = this._ensureMedia();
     this._warmMedia = media;
     this._warm = (async () => {
@@ -772,7 +777,11 @@ export class Call extends Emitter {
       }
       preferCodecs(pc, this._codecs, this.session.log);
       media.then((stream) => this._attachTracks(pc, stream), () => {});
-      const sdp = await this._offer(pc, {});
+      // A far end that trickles takes the offer before gathering ends
+      // (Chromium spaces its gathering phases 50 ms apart, 100-150 ms in
+      // all): it answers with its own candidates and the checks start;
+      // ours follow as trickle messages once the exchange is over.
+      const sdp = await this._offer(pc, { trickled: this._remoteTrickles && this.session.rtc.trickle });
       return { pc, sdp };
     })();
     // Failures surface when the resume uses them (_resumeAfterReload).
@@ -828,6 +837,7 @@ export class Call extends Emitter {
   /** Keeps what an offer/answer exchange settled, for a reload. */
   _negotiated(pc) {
     this._codecs = negotiatedCodecs(pc);
+    this._remoteTrickles = /^a=ice-options:.*\btrickle\b/m.test(pc.remoteDescription?.sdp ?? '');
     this.session._save();
   }
 
@@ -925,10 +935,10 @@ export class Call extends Emitter {
     }
   }
 
-  async _offer(pc, { iceRestart }) {
+  async _offer(pc, { iceRestart, trickled = false }) {
     const offer = await pc.createOffer({ iceRestart });
     await pc.setLocalDescription(offer);
-    await this._gathered(pc);
+    if (!trickled) await this._gathered(pc);
     this._sdpSent = true;
     return pc.localDescription.sdp;
   }
@@ -1087,6 +1097,7 @@ export class Call extends Emitter {
       establishedAt: this.establishedAt,
       startCorrelation: this._startCorrelation,
       codecs: this._codecs ?? undefined,
+      trickles: this._remoteTrickles || undefined,
       offer: this.state === CallState.RINGING ? this._offerFrame : undefined,
     };
   }
@@ -1111,6 +1122,7 @@ export class Call extends Emitter {
     call.establishedAt = data.establishedAt;
     call._startCorrelation = data.startCorrelation;
     call._codecs = data.codecs ?? null;
+    call._remoteTrickles = !!data.trickles;
     call.restored = true;
     call._idle = data.state === CallState.ESTABLISHED;
     call._awaitingComplete = data.state === CallState.CONNECTING;

@@ -70,7 +70,8 @@ class FakePeerConnection {
   async setLocalDescription(d) {
     this.localDescription = d;
     this.signalingState = 'have-local-offer';
-    this.iceGatheringState = 'complete';
+    // FakePeerConnection.gathering: gathering goes on until the test ends it.
+    this.iceGatheringState = FakePeerConnection.gathering ? 'gathering' : 'complete';
   }
   async setRemoteDescription(d) {
     this.remoteDescription = d;
@@ -88,7 +89,7 @@ class FakePeerConnection {
  * a new page builds its Session on the same storage, with a microphone
  * that answers when the test says.
  */
-async function reloadedPage(state = 'established') {
+async function reloadedPage(state = 'established', saved = {}) {
   FakePeerConnection.made = [];
   globalThis.MediaStream ??= FakeStream;
   const storage = new FakeStorage();
@@ -102,7 +103,7 @@ async function reloadedPage(state = 'established') {
   await p1;
   const stored = JSON.parse(storage.getItem('jsonrtc.session'));
   stored.calls = [
-    { id: 'call-1', direction: 'outgoing', caller: 'alice@example.com', callee: 'bob', state, video: false, held: false, remoteHeld: false, muted: false, establishedAt: state === 'established' ? 1 : null, startCorrelation: 'c2' },
+    { id: 'call-1', direction: 'outgoing', caller: 'alice@example.com', callee: 'bob', state, video: false, held: false, remoteHeld: false, muted: false, establishedAt: state === 'established' ? 1 : null, startCorrelation: 'c2', ...saved },
   ];
   storage.setItem('jsonrtc.session', JSON.stringify(stored));
 
@@ -187,4 +188,48 @@ test('page reload while an outgoing call rings: its re-offer is built while it r
   assert.equal(call.state, 'established');
   assert.equal(FakePeerConnection.made.length, 1, 'no other peer connection');
   assert.equal(call.peerConnection, pc);
+});
+
+test('page reload: toward a far end that trickles, the re-offer leaves with the resume without waiting for ICE gathering; the later candidates trickle after the exchange', async () => {
+  FakePeerConnection.gathering = true;
+  try {
+    const page = await reloadedPage('established', { trickles: true });
+    const pc = FakePeerConnection.made[0];
+    const ws = page.sockets[0];
+    ws.open();
+    ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 2, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com', sslr: 1 }));
+    await page.connected;
+    await flush();
+    assert.equal(pc.iceGatheringState, 'gathering');
+    const [offer] = callFrames(ws);
+    assert.equal(offer?.header.action, 'start', 'the re-offer left while gathering went on');
+    // A candidate gathered now waits for the end of the exchange.
+    pc.onicecandidate({ candidate: { candidate: 'candidate:1 1 udp 2122260223 192.0.2.1 50000 typ host', sdpMid: '0' } });
+    assert.equal(callFrames(ws).length, 1, 'no trickle before the answer');
+    const answer = 'v=0\r\no=- 7 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=sendrecv\r\n';
+    ws.receive(serverFrame({ type: 'response', package_type: 'call', session_id: 'S1', subsession_id: 'call-1', sequence: 3, correlation_id: offer.control.correlation_id, message_state: 'final' }, { action: 'start', response_code: 200 }, { sdp: answer }));
+    await flush();
+    await flush();
+    const after = callFrames(ws).slice(1).map((f) => f.header.action);
+    assert.deepEqual(after, ['complete', 'trickle'], 'the candidate trickles once the exchange is over');
+    assert.match(callFrames(ws)[2].payload.candidates, /192\.0\.2\.1 50000/);
+  } finally {
+    FakePeerConnection.gathering = false;
+  }
+});
+
+test('page reload: toward a far end that does not trickle (a SIP phone), the re-offer waits for ICE gathering', async () => {
+  FakePeerConnection.gathering = true;
+  try {
+    const page = await reloadedPage('established');
+    const ws = page.sockets[0];
+    ws.open();
+    ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 2, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com', sslr: 1 }));
+    await page.connected;
+    await flush();
+    assert.deepEqual(callFrames(ws), [], 'the offer waits for its candidates');
+    page.session.close();
+  } finally {
+    FakePeerConnection.gathering = false;
+  }
 });

@@ -1,7 +1,7 @@
 import { Emitter } from './emitter.js';
 import { extensionHeaders, extensionsOf } from './headers.js';
 import { JsonRtcError, ErrorCode } from './errors.js';
-import { originSessionId, isHoldOffer, candidatesToFragment, fragmentToCandidates, mediaKinds } from './sdp.js';
+import { originSessionId, isHoldOffer, candidatesToFragment, fragmentToCandidates, mediaKinds, announcesTrickle } from './sdp.js';
 import { negotiatedCodecs, preferCodecs } from './codecs.js';
 
 /** The states a Call goes through (its `state` event). */
@@ -616,7 +616,8 @@ export class Call extends Emitter {
     try {
       let pc = pc0;
       const origin = originSessionId(sdp);
-      if (!pc || origin !== this._remoteOrigin) {
+      const rebuilt = !pc || origin !== this._remoteOrigin;
+      if (rebuilt) {
         // The peer built a new RTCPeerConnection (e.g. it reloaded): so do we.
         await this._ensureMedia();
         pc = await this._newPeerConnection();
@@ -628,7 +629,11 @@ export class Call extends Emitter {
       }
       this._remoteOrigin = origin;
       this._flushRemoteCandidates();
-      const answer = await this._answer(pc);
+      // A peer that rebuilt its connection (it reloaded: its media is
+      // down) and trickles gets the answer before our gathering ends; the
+      // later candidates trickle once it confirms.
+      const answer = await this._answer(pc, { trickled: rebuilt && this.session.rtc.trickle && announcesTrickle(sdp) });
+      this._sdpSent = true;
       if (this.ended) return;
       this.session._send({
         type: 'response',
@@ -837,7 +842,7 @@ export class Call extends Emitter {
   /** Keeps what an offer/answer exchange settled, for a reload. */
   _negotiated(pc) {
     this._codecs = negotiatedCodecs(pc);
-    this._remoteTrickles = /^a=ice-options:.*\btrickle\b/m.test(pc.remoteDescription?.sdp ?? '');
+    this._remoteTrickles = announcesTrickle(pc.remoteDescription?.sdp);
     this.session._save();
   }
 
@@ -943,11 +948,11 @@ export class Call extends Emitter {
     return pc.localDescription.sdp;
   }
 
-  async _answer(pc) {
+  async _answer(pc, { trickled = false } = {}) {
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     this._negotiated(pc);
-    await this._gathered(pc);
+    if (!trickled) await this._gathered(pc);
     return pc.localDescription.sdp;
   }
 

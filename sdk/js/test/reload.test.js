@@ -58,6 +58,11 @@ class FakePeerConnection {
     this.transceivers.push(t);
     return t;
   }
+  addTrack(track) {
+    const t = this.addTransceiver(track.kind, { direction: 'sendrecv' });
+    t.sender.track = track;
+    return t.sender;
+  }
   getTransceivers() {
     return this.transceivers;
   }
@@ -67,9 +72,12 @@ class FakePeerConnection {
   async createOffer() {
     return { type: 'offer', sdp: OFFER };
   }
+  async createAnswer() {
+    return { type: 'answer', sdp: OFFER };
+  }
   async setLocalDescription(d) {
     this.localDescription = d;
-    this.signalingState = 'have-local-offer';
+    this.signalingState = d.type === 'answer' ? 'stable' : 'have-local-offer';
     // FakePeerConnection.gathering: gathering goes on until the test ends it.
     this.iceGatheringState = FakePeerConnection.gathering ? 'gathering' : 'complete';
   }
@@ -231,5 +239,33 @@ test('page reload: toward a far end that does not trickle (a SIP phone), the re-
     page.session.close();
   } finally {
     FakePeerConnection.gathering = false;
+  }
+});
+
+test('the far end reloaded: its re-offer from a new connection that trickles is answered before our ICE gathering ends', async () => {
+  const page = await reloadedPage('established');
+  page.answerMic(new FakeStream([new FakeTrack('audio')]));
+  const ws = page.sockets[0];
+  ws.open();
+  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 2, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com', sslr: 1 }));
+  await page.connected;
+  await flush();
+  const [offer] = callFrames(ws);
+  const sdp = (origin, trickle) => `v=0\r\no=- ${origin} 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n${trickle ? 'a=ice-options:trickle\r\n' : ''}m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=sendrecv\r\n`;
+  ws.receive(serverFrame({ type: 'response', package_type: 'call', session_id: 'S1', subsession_id: 'call-1', sequence: 3, correlation_id: offer.control.correlation_id, message_state: 'final' }, { action: 'start', response_code: 200 }, { sdp: sdp(7, true) }));
+  await flush();
+  await flush();
+  FakePeerConnection.gathering = true;
+  try {
+    // bob reloads: his re-offer comes from a new connection (o= 8).
+    ws.receive(serverFrame({ type: 'request', package_type: 'call', session_id: 'S1', subsession_id: 'call-1', sequence: 4, correlation_id: 's4' }, { action: 'start' }, { sdp: sdp(8, true) }));
+    for (let i = 0; i < 4; i++) await flush();
+    const answer = callFrames(ws).find((f) => f.control.type === 'response' && f.control.correlation_id === 's4');
+    assert.ok(answer, 'answered while gathering goes on');
+    assert.equal(FakePeerConnection.made.length, 2, 'a new connection for his');
+    assert.equal(FakePeerConnection.made[1].iceGatheringState, 'gathering');
+  } finally {
+    FakePeerConnection.gathering = false;
+    page.session.close();
   }
 });

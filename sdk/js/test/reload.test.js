@@ -126,6 +126,16 @@ async function reloadedPage(state = 'established', saved = {}) {
   return { session, sockets, restored, connected, answerMic };
 }
 
+/** Opens the reloaded page's socket and answers its resume; returns the socket. */
+async function resumed(page) {
+  const ws = page.sockets[0];
+  ws.open();
+  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 2, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com', sslr: 1 }));
+  await page.connected;
+  await flush();
+  return ws;
+}
+
 const callFrames = (ws) => ws.frames().filter((f) => f.control.package_type === 'call');
 
 test('page reload: the call\'s offer is built while the session resumes and leaves with the resume, before the microphone answers', async () => {
@@ -177,11 +187,7 @@ test('page reload while an outgoing call rings: its re-offer is built while it r
   assert.equal(FakePeerConnection.made.length, 1, 'the peer connection is built at once, not after the answer');
   const pc = FakePeerConnection.made[0];
   page.answerMic(new FakeStream([new FakeTrack('audio')]));
-  const ws = page.sockets[0];
-  ws.open();
-  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 2, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com', sslr: 1 }));
-  await page.connected;
-  await flush();
+  const ws = await resumed(page);
   assert.deepEqual(callFrames(ws), [], 'nothing while it rings');
   const call = page.session.calls.get('call-1');
   assert.equal(call.state, 'alerting');
@@ -203,11 +209,7 @@ test('page reload: toward a far end that trickles, the re-offer leaves with the 
   try {
     const page = await reloadedPage('established', { trickles: true });
     const pc = FakePeerConnection.made[0];
-    const ws = page.sockets[0];
-    ws.open();
-    ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 2, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com', sslr: 1 }));
-    await page.connected;
-    await flush();
+    const ws = await resumed(page);
     assert.equal(pc.iceGatheringState, 'gathering');
     const [offer] = callFrames(ws);
     assert.equal(offer?.header.action, 'start', 'the re-offer left while gathering went on');
@@ -230,11 +232,7 @@ test('page reload: toward a far end that does not trickle (a SIP phone), the re-
   FakePeerConnection.gathering = true;
   try {
     const page = await reloadedPage('established');
-    const ws = page.sockets[0];
-    ws.open();
-    ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 2, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com', sslr: 1 }));
-    await page.connected;
-    await flush();
+    const ws = await resumed(page);
     assert.deepEqual(callFrames(ws), [], 'the offer waits for its candidates');
     page.session.close();
   } finally {
@@ -245,11 +243,7 @@ test('page reload: toward a far end that does not trickle (a SIP phone), the re-
 test('the far end reloaded: its re-offer from a new connection that trickles is answered before our ICE gathering ends', async () => {
   const page = await reloadedPage('established');
   page.answerMic(new FakeStream([new FakeTrack('audio')]));
-  const ws = page.sockets[0];
-  ws.open();
-  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 2, ack_sequence: 1 }, { action: 'connect', initiator: 'alice@example.com', sslr: 1 }));
-  await page.connected;
-  await flush();
+  const ws = await resumed(page);
   const [offer] = callFrames(ws);
   const sdp = (origin, trickle) => `v=0\r\no=- ${origin} 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n${trickle ? 'a=ice-options:trickle\r\n' : ''}m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=sendrecv\r\n`;
   ws.receive(serverFrame({ type: 'response', package_type: 'call', session_id: 'S1', subsession_id: 'call-1', sequence: 3, correlation_id: offer.control.correlation_id, message_state: 'final' }, { action: 'start', response_code: 200 }, { sdp: sdp(7, true) }));

@@ -48,6 +48,10 @@ type pollSocket struct {
 
 	mu    sync.Mutex
 	token string
+	// ended is set by fail, under mu: no poller starts after it, so that
+	// the Wait of Close and CloseNow never runs beside the poller's Add
+	// (sync.WaitGroup: an Add from zero must happen before the Wait).
+	ended bool
 }
 
 // dialPoll makes a long-poll conn. Nothing is sent before the connect:
@@ -79,6 +83,9 @@ func dialPoll(ctx context.Context, o *Options) (*conn, error) {
 // fail ends the socket with err (the first one stays).
 func (p *pollSocket) fail(err error) {
 	p.once.Do(func() {
+		p.mu.Lock()
+		p.ended = true
+		p.mu.Unlock()
 		p.err = err
 		close(p.done)
 		p.cancel()
@@ -205,8 +212,16 @@ func (p *pollSocket) post(data []byte) error {
 		}
 		p.mu.Lock()
 		p.token = token
+		ended := p.ended
+		if !ended {
+			p.wg.Add(1)
+		}
 		p.mu.Unlock()
-		p.wg.Add(1)
+		if ended {
+			// Closed while the connect was answered.
+			<-p.done
+			return p.err
+		}
 		go p.poll()
 	}
 	return nil

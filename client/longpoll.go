@@ -48,6 +48,10 @@ type pollSocket struct {
 
 	mu    sync.Mutex
 	token string
+	// ended is set by fail, under mu: no poller starts after it, so that
+	// the Wait of Close and CloseNow never runs beside the poller's Add
+	// (sync.WaitGroup: an Add from zero must happen before the Wait).
+	ended bool
 }
 
 // dialPoll makes a long-poll conn. Nothing is sent before the connect:
@@ -79,6 +83,9 @@ func dialPoll(ctx context.Context, o *Options) (*conn, error) {
 // fail ends the socket with err (the first one stays).
 func (p *pollSocket) fail(err error) {
 	p.once.Do(func() {
+		p.mu.Lock()
+		p.ended = true
+		p.mu.Unlock()
 		p.err = err
 		close(p.done)
 		p.cancel()
@@ -205,26 +212,19 @@ func (p *pollSocket) post(data []byte) error {
 		}
 		p.mu.Lock()
 		p.token = token
-		// Under mu, and only while the socket is open: a CloseNow from
-		// another goroutine waits on wg after fail and a pass through mu
-		// (settle), so this Add never races its Wait.
-		select {
-		case <-p.done:
-		default:
+		ended := p.ended
+		if !ended {
 			p.wg.Add(1)
-			go p.poll()
 		}
 		p.mu.Unlock()
+		if ended {
+			// Closed while the connect was answered.
+			<-p.done
+			return p.err
+		}
+		go p.poll()
 	}
 	return nil
-}
-
-// settle waits for the goroutines of a failed socket. Passing through mu
-// after fail orders it after any post that started the poller.
-func (p *pollSocket) settle() {
-	p.mu.Lock()
-	p.mu.Unlock()
-	p.wg.Wait()
 }
 
 // poll keeps a GET held until the socket ends.
@@ -310,13 +310,13 @@ func (p *pollSocket) Close(code websocket.StatusCode, reason string) error {
 		}
 	}
 	p.fail(websocket.CloseError{Code: code, Reason: reason})
-	p.settle()
+	p.wg.Wait()
 	return err
 }
 
 // CloseNow drops the socket: the requests under way are cancelled.
 func (p *pollSocket) CloseNow() error {
 	p.fail(errPollLost)
-	p.settle()
+	p.wg.Wait()
 	return nil
 }

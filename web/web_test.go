@@ -3,6 +3,8 @@ package web
 import (
 	"net/http"
 	"net/http/httptest"
+	"path"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -87,5 +89,48 @@ func TestConfigJSONVAPID(t *testing.T) {
 	}
 	if rec := get(t, Handler(nil), http.MethodGet, "/sw.js"); rec.Code != http.StatusOK {
 		t.Fatalf("GET /sw.js: %d", rec.Code)
+	}
+}
+
+// index.html preloads exactly the modules the page imports (app.js and,
+// through it, the SDK), so that a module added or dropped cannot leave the
+// list behind: each one missing would be fetched a level later again.
+func TestIndexPreloadsEveryModule(t *testing.T) {
+	h := Handler(nil)
+	page := get(t, h, http.MethodGet, "/").Body.String()
+	preloaded := map[string]bool{}
+	for _, m := range regexp.MustCompile(`<link rel="modulepreload" href="([^"]+)">`).FindAllStringSubmatch(page, -1) {
+		preloaded["/"+m[1]] = true
+	}
+	imports := regexp.MustCompile(`(?m)^(?:import|export)\b[^;]*?from '(\./[^']+)'`)
+	imported := map[string]bool{}
+	queue := []string{"/app.js"}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		if imported[p] {
+			continue
+		}
+		imported[p] = true
+		rec := get(t, h, http.MethodGet, p)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d", p, rec.Code)
+		}
+		for _, m := range imports.FindAllStringSubmatch(rec.Body.String(), -1) {
+			queue = append(queue, path.Join(path.Dir(p), m[1]))
+		}
+	}
+	for p := range imported {
+		if !preloaded[p] {
+			t.Errorf("index.html does not preload %s", p)
+		}
+	}
+	for p := range preloaded {
+		if !imported[p] {
+			t.Errorf("index.html preloads %s, which the page does not import", p)
+		}
+	}
+	if len(imported) < 10 {
+		t.Errorf("found only %d modules: %v", len(imported), imported)
 	}
 }

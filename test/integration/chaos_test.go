@@ -48,6 +48,17 @@ func TestChaosMixed(t *testing.T) {
 	})
 }
 
+// TestChaosLongPoll is TestChaosMixed with every session on long-poll:
+// each resume opens a new long-poll connection, and a GET or POST cut by
+// a kill is one the client resends or the gateway retains.
+func TestChaosLongPoll(t *testing.T) {
+	perSession := 500
+	if testing.Short() || raceEnabled {
+		perSession = 50
+	}
+	chaos(t, 40, perSession, func(int) []string { return []string{client.TransportLongPoll} })
+}
+
 // chaos runs the chaos test with sessions sessions sending perSession
 // messages each; transports, when set, picks each session's transports.
 func chaos(t *testing.T, sessions, perSession int, transports func(i int) []string) {
@@ -141,7 +152,8 @@ func chaos(t *testing.T, sessions, perSession int, transports func(i int) []stri
 				cancel()
 				if err != nil || code != 200 {
 					failures.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("%s message %d: code %d err %v", me, k, code, err))
+					// c.Err says why a client that stopped on its own did.
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%s message %d: code %d err %v (client: %v)", me, k, code, err, c.Err()))
 					return
 				}
 			}

@@ -193,6 +193,9 @@ state.serviceWorker = navigator.serviceWorker?.register('sw.js').catch((err) => 
 navigator.serviceWorker?.addEventListener('message', (ev) => {
   if (ev.data?.type !== 'wake' || !state.session) return;
   state.lastPush = ev.data;
+  // The worker showed this call's notification (or failed to): the page
+  // shows none of its own for it (notifyIncoming).
+  state.wokenFor = ev.data.kind === 'call' && !ev.data.notificationError ? { from: ev.data.from, at: Date.now() } : null;
   if (ev.data.notificationError) logEvent(`notification not shown: ${ev.data.notificationError}`);
   logEvent(`woken by a push${ev.data.kind ? `: ${ev.data.kind} from ${ev.data.from}` : ''}`);
   state.session.wake();
@@ -642,6 +645,7 @@ function hideIncoming() {
   }
   state.notification?.close();
   state.notification = null;
+  closeWakeNotification();
   document.title = PAGE_TITLE;
   updateTone();
 }
@@ -677,10 +681,21 @@ function askNotifications() {
   }
 }
 
-/** While the tab is hidden, a ringing call changes the title and shows a notification. */
+/**
+ * While the tab is hidden, a ringing call changes the title and shows a
+ * notification, unless the push that woke the page for this call already
+ * shows the service worker's: one notification per call. The page then
+ * closes the worker's when the call stops ringing (closeWakeNotification).
+ */
 function notifyIncoming(call) {
+  const woken = state.wokenFor;
+  state.wokenFor = null;
+  // The push says who calls, not which call: a call from that caller
+  // soon after the push is the one it announced.
+  state.wakeNotified = !!woken && woken.from === call.remoteIdentity && Date.now() - woken.at < 60000;
   if (!document.hidden) return;
   document.title = `☎ ${call.remoteIdentity} is calling`;
+  if (state.wakeNotified) return;
   if (!('Notification' in window) || Notification.permission !== 'granted') return;
   try {
     const n = new Notification(call.video ? 'Incoming video call' : 'Incoming call', {
@@ -697,6 +712,18 @@ function notifyIncoming(call) {
     // Some browsers (Android Chrome) allow notifications only from a service worker.
     logEvent(`notification failed: ${err.message}`);
   }
+}
+
+/** Closes the service worker's notification of the push that woke the page for the ringing call. */
+function closeWakeNotification() {
+  if (!state.wakeNotified) return;
+  state.wakeNotified = false;
+  Promise.resolve(state.serviceWorker)
+    .then((reg) => reg?.getNotifications({ tag: 'jsonrtc-wake' }))
+    .then((ns) => {
+      for (const n of ns ?? []) if (n.data?.kind === 'call') n.close();
+    })
+    .catch(() => {});
 }
 
 document.addEventListener('visibilitychange', () => {

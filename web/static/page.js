@@ -26,6 +26,10 @@ export const state = {
   returnFocus: null,
   /** The browser notification of the ringing call, while the tab is hidden. */
   notification: null,
+  /** The caller a push woke the page for, and when: {from, at} (its call rings next). */
+  wokenFor: null,
+  /** Whether the ringing call's notification is the service worker's (of the push that woke the page). */
+  wakeNotified: false,
 };
 // For the browser tests and the console.
 window.softphone = state;

@@ -9,7 +9,8 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { child, reservePort, reservePorts } from './sip.mjs';
+import { child, reservePort, reservePorts, startKamailio } from './sip.mjs';
+import { startGateway, launchBrowser, waitCall, audioFlows, poll } from './harness.mjs';
 
 /** Bencodes v: strings, integers, arrays and plain objects (ng's types). */
 export function bencode(v) {
@@ -312,4 +313,57 @@ export async function startCoturn({ secret, realm = 'example.com' }) {
     },
     stop,
   };
+}
+
+/**
+ * What a browser call with a plain RTP phone needs: rtpengine, Kamailio as
+ * registrar and proxy of domain, jsonrtcd anchoring its SIP calls' media
+ * in that rtpengine, baresip registered as phone@domain, and Chromium.
+ * Each one's stop goes on `running` as it starts (stop them in reverse).
+ */
+export async function startPhoneRig(running, { domain = 'example.com', autoAnswer = true } = {}) {
+  const engine = await startRTPEngine();
+  running.push(engine.stop);
+  const kamailio = await startKamailio({ domain });
+  running.push(kamailio.stop);
+  const gw = await startGateway({ config: anchoredConfig(domain, kamailio, engine) });
+  running.push(gw.stop);
+  const phone = await startBaresip({ user: 'phone', domain, kamailio, autoAnswer });
+  running.push(phone.stop);
+  const browser = await launchBrowser(gw);
+  running.push(() => browser.close());
+  return { engine, kamailio, gw, phone, browser };
+}
+
+/** jsonrtcd's configuration: SIP through kamailio for domain, media anchored in engine. */
+export function anchoredConfig(domain, kamailio, engine) {
+  return (
+    `sip:\n  listen:\n    udp: 127.0.0.1:0\n  domain: ${domain}\n  outbound_proxy: sip:${kamailio.addr}\n  registrar: sip:${kamailio.addr}\n  user_agent: jsonrtc-e2e\n` +
+    `media:\n  rtpengine: [${engine.ng}]\n`
+  );
+}
+
+/**
+ * The page calls the rig's phone (startPhoneRig, answering at once);
+ * resolves with the call's rtpengine id once audio flows on the page.
+ */
+export async function callPhone(page, { phone, engine }, domain = 'example.com') {
+  await page.fill('#address', `phone@${domain}`);
+  await page.click('#call-btn');
+  await waitCall(page, 'state', 'established');
+  await phone.event('CALL_ESTABLISHED');
+  const [id] = await poll(() => engine.list(), (ids) => ids.length === 1, { message: 'one rtpengine call' });
+  await audioFlows(page);
+  return id;
+}
+
+/** The audio energy the page's current call has received so far (inbound-rtp totalAudioEnergy). */
+export function inboundEnergy(page) {
+  return page.evaluate(async () => {
+    let e = 0;
+    for (const s of (await window.softphone.call.peerConnection.getStats()).values()) {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') e += s.totalAudioEnergy ?? 0;
+    }
+    return e;
+  });
 }

@@ -11,7 +11,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startGateway, launchBrowser, openPhone, waitCall, audioFlows, directions, poll } from './harness.mjs';
 import { needTools, reservePorts, startKamailio, startSipp } from './sip.mjs';
-import { startRTPEngine, startBaresip } from './media.mjs';
+import { startRTPEngine, startPhoneRig, anchoredConfig, callPhone, inboundEnergy } from './media.mjs';
 
 const DOMAIN = 'example.com';
 const tools = needTools(['kamailio', 'rtpengine', 'baresip'], 'apt-get install kamailio rtpengine-daemon baresip-core');
@@ -25,17 +25,6 @@ after(async () => {
 /** Waits until rtpengine holds exactly n calls; returns their ids. */
 function calls(engine, n) {
   return poll(() => engine.list(), (ids) => ids.length === n, { timeout: 15000, message: `${n} rtpengine call(s)` });
-}
-
-/** The audio energy the page's call has received so far (inbound-rtp totalAudioEnergy). */
-function inboundEnergy(page) {
-  return page.evaluate(async () => {
-    let e = 0;
-    for (const s of (await window.softphone.call.peerConnection.getStats()).values()) {
-      if (s.type === 'inbound-rtp' && s.kind === 'audio') e += s.totalAudioEnergy ?? 0;
-    }
-    return e;
-  });
 }
 
 /** Waits until the page has heard sound (non-zero audio energy) in its call. */
@@ -55,31 +44,14 @@ async function bothWays(engine, callId) {
 
 test('the page and a plain RTP phone talk through rtpengine, each calling the other; hold, resume, hang-up from each side', { skip: tools.skip }, async () => {
   tools.check();
-  const engine = await startRTPEngine();
-  running.push(engine.stop);
-  const kamailio = await startKamailio({ domain: DOMAIN });
-  running.push(kamailio.stop);
-  const gw = await startGateway({
-    config:
-      `sip:\n  listen:\n    udp: 127.0.0.1:0\n  domain: ${DOMAIN}\n  outbound_proxy: sip:${kamailio.addr}\n  registrar: sip:${kamailio.addr}\n  user_agent: jsonrtc-e2e\n` +
-      `media:\n  rtpengine: [${engine.ng}]\n`,
-  });
-  running.push(gw.stop);
-  const phone = await startBaresip({ user: 'phone', domain: DOMAIN, kamailio, autoAnswer: true });
-  running.push(phone.stop);
-  const browser = await launchBrowser(gw);
-  running.push(() => browser.close());
+  const rig = await startPhoneRig(running, { domain: DOMAIN });
+  const { engine, gw, phone, browser } = rig;
   let alice;
   try {
     alice = await openPhone(browser, gw, 'alice');
 
     // The page calls the phone, which answers at once.
-    await alice.fill('#address', `phone@${DOMAIN}`);
-    await alice.click('#call-btn');
-    await waitCall(alice, 'state', 'established');
-    await phone.event('CALL_ESTABLISHED');
-    const [out] = await calls(engine, 1);
-    await audioFlows(alice);
+    const out = await callPhone(alice, rig, DOMAIN);
     await hearsSound(alice); // baresip's 440 Hz tone
     const first = await bothWays(engine, out);
     // The page holds: sendonly toward rtpengine, the phone's answer
@@ -138,11 +110,7 @@ test('the page calls a plain RTP phone that echoes (SIPp -rtp_echo) through rtpe
   running.push(engine.stop);
   const kamailio = await startKamailio({ domain: DOMAIN, echoPort: echo.port });
   running.push(kamailio.stop);
-  const gw = await startGateway({
-    config:
-      `sip:\n  listen:\n    udp: 127.0.0.1:0\n  domain: ${DOMAIN}\n  outbound_proxy: sip:${kamailio.addr}\n  registrar: sip:${kamailio.addr}\n  user_agent: jsonrtc-e2e\n` +
-      `media:\n  rtpengine: [${engine.ng}]\n`,
-  });
+  const gw = await startGateway({ config: anchoredConfig(DOMAIN, kamailio, engine) });
   running.push(gw.stop);
   const browser = await launchBrowser(gw);
   running.push(() => browser.close());

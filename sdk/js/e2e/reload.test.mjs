@@ -1,7 +1,7 @@
 // Browser tests: a page reloaded during a call gets its media back fast
 // (sdk/js README, "Calls across a page reload"): the restored call builds
 // its new RTCPeerConnection and offer while the session resumes, offers
-// the codecs it had negotiated, keeps its DTLS certificate, and audio
+// the codecs it had negotiated with a new DTLS fingerprint, and audio
 // flows again both ways; then either side hangs up cleanly.
 import { before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -77,11 +77,15 @@ function inboundCodec(page) {
 /**
  * Reloads page during its call with other and checks what comes back:
  * the call card, a re-offer created before the resume response arrived,
- * sent with the DTLS fingerprint of before and the payload types `pts`,
+ * sent with a new DTLS fingerprint and the payload types `pts`,
  * a new peer connection on the other side, and audio both ways.
  */
 async function reloadDuringCall(page, other, pts) {
   const before = await callMedia(page);
+  // A browser's SDP announces trickle ICE: after the reload the re-offer
+  // leaves without waiting for gathering to end.
+  const saved = await page.evaluate(() => JSON.parse(sessionStorage.getItem('jsonrtc.session')).calls[0]);
+  assert.equal(saved.trickles, true, 'the far end trickles, as saved with the call');
   await other.evaluate(() => {
     window.__oldPc = window.softphone.call.peerConnection;
   });
@@ -96,7 +100,9 @@ async function reloadDuringCall(page, other, pts) {
   assert.ok(times.media < times.resumed, `the microphone was asked for before the resume response (${JSON.stringify(times)})`);
   const reoffer = await waitWire(page, (e) => e.dir === 'out' && e.frame.control.package_type === 'call' && e.frame.header?.action === 'start' && e.frame.control.type === 'request', { from, message: 'the re-offer' });
   const sdp = reoffer.frame.payload.sdp;
-  assert.equal(fingerprint(sdp), fingerprint(before.sdp), 'the DTLS certificate is kept across the reload');
+  // The DTLS association died with the page: a new fingerprint says so
+  // (RFC 8842 §5); rtpengine kept the dead one for the same fingerprint.
+  assert.notEqual(fingerprint(sdp), fingerprint(before.sdp), 'a new DTLS certificate after the reload');
   assert.deepEqual(audioPayloads(sdp), pts ?? before.codecs.map((c) => c.payloadType), 'the re-offer offers the negotiated codecs');
   await poll(() => other.evaluate(() => window.softphone.call?.peerConnection !== window.__oldPc), (x) => x, { message: `a new peer connection on ${other.identity}` });
   await audioFlows(page);
@@ -137,6 +143,32 @@ e2e('the saved codecs are the ones offered after a reload: PCMU alone, and audio
   await reloadDuringCall(alice, bob, pts);
   assert.equal(await inboundCodec(alice), 'audio/PCMU');
   assert.equal(await inboundCodec(bob), 'audio/PCMU');
+  await bob.click('#hangup-btn');
+  await waitIdle(alice);
+  await waitIdle(bob);
+});
+
+e2e('the caller reloads while the call rings: its re-offer is ready when the callee answers, and audio flows both ways', async () => {
+  await alice.fill('#address', bob.identity);
+  await alice.click('#call-btn');
+  await bob.locator('#incoming').waitFor({ state: 'visible' });
+  await waitCall(alice, 'state', 'alerting');
+  await alice.reload();
+  await waitConn(alice, /^resumed$/);
+  await waitCall(alice, 'state', 'alerting');
+  // Built while it rings (the page's timeline): the microphone was asked
+  // for before the resume response came.
+  const times = await alice.evaluate(() => window.__reload);
+  assert.ok(times.media !== null && times.media < times.resumed, `the microphone was asked for before the resume response (${JSON.stringify(times)})`);
+  const from = alice.wire.length;
+  await bob.click('#accept-btn');
+  const complete = await waitWire(alice, (e) => e.dir === 'out' && e.frame.header?.action === 'complete', { from, message: 'the complete' });
+  const reoffer = await waitWire(alice, (e) => e.dir === 'out' && e.frame.control.type === 'request' && e.frame.header?.action === 'start', { from, message: 'the re-offer' });
+  assert.ok(reoffer.at - complete.at < 100, `the re-offer leaves with the complete (${reoffer.at - complete.at} ms after it)`);
+  await waitCall(alice, 'state', 'established');
+  await waitCall(bob, 'state', 'established');
+  await audioFlows(alice);
+  await audioFlows(bob);
   await bob.click('#hangup-btn');
   await waitIdle(alice);
   await waitIdle(bob);

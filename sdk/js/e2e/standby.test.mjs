@@ -66,50 +66,74 @@ after(async () => {
   pushService?.close();
 });
 
+/** Bob's service worker registration id, read through the DevTools protocol (once). */
+let worker;
+async function bobWorker() {
+  if (worker) return worker;
+  await bob.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+  const cdp = await browser.context.newCDPSession(bob);
+  const regs = new Map();
+  cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
+    for (const r of registrations) regs.set(r.scopeURL, r.registrationId);
+  });
+  await cdp.send('ServiceWorker.enable');
+  const scope = `${gw.url}/`;
+  const end = Date.now() + 10000;
+  while (!regs.has(scope) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(regs.has(scope), `service worker registered at ${scope}: ${[...regs.keys()]}`);
+  worker = { cdp, id: regs.get(scope) };
+  return worker;
+}
+
+/**
+ * Puts bob's page to standby with a push channel of the test's push
+ * service (keys it can decrypt with). Resolves with the standby's expiry
+ * and `delivered`: the next push, checked, decrypted and handed to bob's
+ * service worker (ServiceWorker.deliverPushMessage); it resolves with the
+ * push's plaintext.
+ */
+async function sleepBob(name) {
+  const { cdp, id } = await bobWorker();
+  const ecdh = crypto.createECDH('prime256v1');
+  ecdh.generateKeys();
+  const auth = crypto.randomBytes(16);
+  const channel = { endpoint: `http://127.0.0.1:${pushService.address().port}/push/${name}`, keys: { p256dh: b64u(ecdh.getPublicKey()), auth: b64u(auth) } };
+  const delivered = new Promise((resolve, reject) => {
+    onPush = () => {
+      onPush = () => {};
+      const p = pushes[pushes.length - 1];
+      let data;
+      try {
+        assert.match(p.headers.authorization, /^vapid t=.+, k=B/);
+        assert.equal(p.headers.urgency, 'high');
+        data = decrypt(p.body, ecdh, auth);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      cdp.send('ServiceWorker.deliverPushMessage', { origin: gw.url, registrationId: id, data }).then(() => resolve(data), reject);
+    };
+  });
+  delivered.catch(() => {});
+  await waitConn(bob, /^(connected|resumed)$/);
+  const expiry = await bob.evaluate(async (ch) => {
+    window.softphone.pushChannel = ch;
+    return window.softphone.session.standby(ch);
+  }, channel);
+  await waitConn(bob, /^standby$/);
+  return { expiry, delivered };
+}
+
+/** The titles of the notifications bob's service worker shows. */
+const workerNotifications = () => bob.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications()).map((n) => n.title));
+
 test('a page in standby is woken by a push: notification, resume, ringing, answered, audio', async () => {
   await printOnFailure({ alice, bob }, gw, async () => {
     // The page got the gateway's VAPID key and registered its worker.
     assert.match(await bob.evaluate(async () => (await fetch('config.json').then((r) => r.json())).vapidPublicKey), /^B[A-Za-z0-9_-]{86}$/);
-    await bob.evaluate(() => navigator.serviceWorker.ready.then(() => true));
-    const cdp = await browser.context.newCDPSession(bob);
-    const regs = new Map();
-    cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
-      for (const r of registrations) regs.set(r.scopeURL, r.registrationId);
-    });
-    await cdp.send('ServiceWorker.enable');
-    const scope = `${gw.url}/`;
-    const end = Date.now() + 10000;
-    while (!regs.has(scope) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(regs.has(scope), `service worker registered at ${scope}: ${[...regs.keys()]}`);
-
-    // Bob's push channel: keys the test's push service can decrypt with.
-    const ecdh = crypto.createECDH('prime256v1');
-    ecdh.generateKeys();
-    const auth = crypto.randomBytes(16);
-    const channel = { endpoint: `http://127.0.0.1:${pushService.address().port}/push/bob`, keys: { p256dh: b64u(ecdh.getPublicKey()), auth: b64u(auth) } };
-    const expiry = await bob.evaluate(async (ch) => {
-      window.softphone.pushChannel = ch;
-      return window.softphone.session.standby(ch);
-    }, channel);
+    const { expiry, delivered } = await sleepBob('bob');
     assert.equal(expiry, 3600);
-    await waitConn(bob, /^standby$/);
 
-    // The push service hands what it gets to bob's service worker.
-    const delivered = new Promise((resolve, reject) => {
-      onPush = () => {
-        const p = pushes[pushes.length - 1];
-        let data;
-        try {
-          assert.match(p.headers.authorization, /^vapid t=.+, k=B/);
-          assert.equal(p.headers.urgency, 'high');
-          data = decrypt(p.body, ecdh, auth);
-        } catch (err) {
-          reject(err);
-          return;
-        }
-        cdp.send('ServiceWorker.deliverPushMessage', { origin: gw.url, registrationId: regs.get(scope), data }).then(() => resolve(data), reject);
-      };
-    });
     await alice.fill('#address', bob.identity);
     await alice.click('#call-btn');
     const data = JSON.parse(await delivered);
@@ -118,11 +142,7 @@ test('a page in standby is woken by a push: notification, resume, ringing, answe
     // the page whether it could show the notification.
     const push = await poll(() => bob.evaluate(() => window.softphone.lastPush ?? null), (p) => p !== null, { message: 'the wake-up message' });
     assert.equal(push.notificationError, null);
-    await poll(
-      () => bob.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications()).map((n) => n.title)),
-      (titles) => titles.includes(`Incoming call from ${alice.identity}`),
-      { message: 'the notification' },
-    );
+    await poll(workerNotifications, (titles) => titles.includes(`Incoming call from ${alice.identity}`), { message: 'the notification' });
 
     await waitConn(bob, /^resumed$/);
     await bob.locator('#incoming').waitFor({ state: 'visible' });
@@ -132,7 +152,91 @@ test('a page in standby is woken by a push: notification, resume, ringing, answe
     await audioFlows(alice);
     await audioFlows(bob);
     assert.equal(pushes.length, 1, 'one push');
+    // Answered: the worker's notification of the call goes.
+    await poll(workerNotifications, (titles) => titles.length === 0, { message: "the worker's notification closed" });
     await alice.click('#hangup-btn');
     await bob.locator('#incall').waitFor({ state: 'hidden' });
+  });
+});
+
+test('a hidden page woken by a push for a call shows one notification, the worker\'s, not its own as well', async () => {
+  await printOnFailure({ alice, bob }, gw, async () => {
+    // The tab is "hidden" (as phone.test.mjs makes it), and the page's
+    // own notifications are recorded.
+    await bob.evaluate(() => {
+      Object.defineProperty(document, 'hidden', { value: true, configurable: true });
+      window.__notes = [];
+      window.__Notification = window.Notification;
+      window.Notification = class {
+        static permission = 'granted';
+        constructor(title, opts) {
+          window.__notes.push({ title, opts, closed: false });
+        }
+        close() {}
+      };
+    });
+    try {
+      const { delivered } = await sleepBob('bob-hidden');
+      await alice.fill('#address', bob.identity);
+      await alice.click('#call-btn');
+      await delivered;
+      await waitConn(bob, /^resumed$/);
+      await bob.locator('#incoming').waitFor({ state: 'visible' });
+      assert.equal(await bob.title(), `☎ ${alice.identity} is calling`, 'the title still says so');
+      assert.deepEqual(await workerNotifications(), [`Incoming call from ${alice.identity}`]);
+      assert.deepEqual(await bob.evaluate(() => window.__notes.map((n) => n.title)), [], "no page notification besides the worker's");
+      await bob.click('#accept-btn');
+      await waitCall(alice, 'state', 'established');
+      await poll(workerNotifications, (titles) => titles.length === 0, { message: "the worker's notification closed on the answer" });
+      await alice.click('#hangup-btn');
+      await bob.locator('#incall').waitFor({ state: 'hidden' });
+    } finally {
+      await bob.evaluate(() => {
+        delete document.hidden;
+        window.Notification = window.__Notification;
+      });
+    }
+  });
+});
+
+test('signing out in standby logs out at the gateway: a caller hears 480 at once, no push, the old id resumes nothing', async () => {
+  await printOnFailure({ alice, bob }, gw, async () => {
+    await sleepBob('bob-signout');
+    const oldId = await bob.evaluate(() => window.softphone.session.id);
+    const pushed = pushes.length;
+
+    // Without a socket the close had nothing to send 1000 on: the session
+    // slept on at the gateway until push.standby_timeout.
+    await bob.evaluate(() => window.softphone.session.close());
+    await waitConn(bob, /^closed$/);
+
+    await alice.evaluate(() => document.getElementById('events').replaceChildren());
+    const t0 = Date.now();
+    await alice.fill('#address', bob.identity);
+    await alice.click('#call-btn');
+    await alice.waitForFunction(() => !document.getElementById('call-notice').hidden, null, { timeout: 5000, polling: 50 });
+    const code = await alice.evaluate(() => document.getElementById('call-notice').dataset.code);
+    const took = Date.now() - t0;
+    assert.ok(code === '480' || code === '404', `the call to a logged-out identity fails 480 or 404 (got ${code})`);
+    assert.ok(took < 3000, `at once, not at the ring timeout (${took} ms)`);
+    assert.equal(pushes.length, pushed, 'no push for a logged-out session');
+
+    // A resume of the old id gets a new session (docs/protocol.md §4.5).
+    const resumed = await alice.evaluate(
+      ({ id, identity }) =>
+        new Promise((resolve, reject) => {
+          const ws = new WebSocket(window.softphone.session.url, ['jsonrtc']);
+          ws.onopen = () => ws.send(JSON.stringify({ control: { type: 'request', package_type: 'register', session_id: id, version: '1.0' }, header: { action: 'connect', initiator: identity, cslr: 0, cslw: 0, csuw: 0 } }));
+          ws.onmessage = (ev) => {
+            const f = JSON.parse(ev.data);
+            if (f.header?.action !== 'connect') return;
+            ws.close(1000);
+            resolve(f.control.session_id);
+          };
+          ws.onerror = () => reject(new Error('websocket error'));
+        }),
+      { id: oldId, identity: bob.identity },
+    );
+    assert.ok(resumed && resumed !== oldId, `the old session is gone: its resume opened ${resumed}, not ${oldId}`);
   });
 });

@@ -2,9 +2,8 @@ import { Emitter } from './emitter.js';
 import { extensionHeaders, extensionsOf } from './headers.js';
 import { declaredRequest, declaredResponse } from './declared.js';
 import { JsonRtcError, ErrorCode } from './errors.js';
-import { originSessionId, isHoldOffer, candidatesToFragment, fragmentToCandidates, mediaKinds } from './sdp.js';
+import { originSessionId, isHoldOffer, candidatesToFragment, fragmentToCandidates, mediaKinds, announcesTrickle } from './sdp.js';
 import { negotiatedCodecs, preferCodecs } from './codecs.js';
-import { callCertificate, forgetCertificate } from './certificate.js';
 
 /** The states a Call goes through (its `state` event). */
 export const CallState = Object.freeze({
@@ -104,14 +103,14 @@ export class Call extends Emitter {
     this._restartOnAnswer = false;
     /** The negotiated codecs per media kind, saved for a reload (see _warmUp). */
     this._codecs = null;
+    /** Whether the far end's last SDP announced trickle ICE (RFC 8840 a=ice-options:trickle), saved for a reload. */
+    this._remoteTrickles = false;
     /** The re-offer prepared while the session resumes after a reload. */
     this._warm = null;
     /** The microphone being opened for it. */
     this._warmMedia = null;
     /** getUserMedia under way (_ensureMedia). */
     this._opening = null;
-    /** The DTLS certificate of the call's peer connections, a promise (see certificate.js). */
-    this._cert = null;
   }
 
   /** Seconds since the call was established (0 before). */
@@ -493,10 +492,13 @@ export class Call extends Emitter {
       case 'response/start':
         // Only answers to requests made before a page reload get here.
         if (this._restartOnAnswer && c.message_state !== 'subsequent' && frame.payload?.sdp) {
+          // The answer is to the offer of the page before the reload: its
+          // connection is gone, so the re-offer _warmUp built while the
+          // call rang leaves with the complete.
           this._restartOnAnswer = false;
           this._sendComplete(c.correlation_id);
           this._establish();
-          this._reoffer({ newPeerConnection: true }).catch((err) => this.emit('error', err));
+          this._sendRestoredOffer();
         } else if (c.message_state === 'subsequent' && this.state === CallState.CALLING) {
           this._setState(CallState.ALERTING, { code: h.response_code ?? 180 });
         }
@@ -633,7 +635,8 @@ export class Call extends Emitter {
     try {
       let pc = pc0;
       const origin = originSessionId(sdp);
-      if (!pc || origin !== this._remoteOrigin) {
+      const rebuilt = !pc || origin !== this._remoteOrigin;
+      if (rebuilt) {
         // The peer built a new RTCPeerConnection (e.g. it reloaded): so do we.
         await this._ensureMedia();
         pc = await this._newPeerConnection();
@@ -645,7 +648,11 @@ export class Call extends Emitter {
       }
       this._remoteOrigin = origin;
       this._flushRemoteCandidates();
-      const answer = await this._answer(pc);
+      // A peer that rebuilt its connection (it reloaded: its media is
+      // down) and trickles gets the answer before our gathering ends; the
+      // later candidates trickle once it confirms.
+      const answer = await this._answer(pc, { trickled: rebuilt && this.session.rtc.trickle && announcesTrickle(sdp) });
+      this._sdpSent = true;
       if (this.ended) return;
       this.session._send({
         type: 'response',
@@ -770,15 +777,20 @@ export class Call extends Emitter {
   /**
    * The call was read back from storage, before the session resumes:
    * an established call builds its new RTCPeerConnection and its offer
-   * now (DTLS certificate, codecs, ICE gathering), so that the offer
-   * leaves as soon as the resume succeeds. The offer does not wait for
+   * now (codecs, ICE gathering), so that the offer
+   * leaves as soon as the resume succeeds; so does an outgoing call still
+   * ringing, whose offer leaves as soon as the far end answers. The offer does not wait for
    * the microphone either: its transceivers get their tracks when
    * getUserMedia returns (replaceTrack, no new negotiation). Nothing is
    * sent: a failed resume ends the call, which closes the connection.
    */
   _warmUp() {
-    if (this.state !== CallState.ESTABLISHED) return;
+    const ringing = this.direction === 'outgoing' && (this.state === CallState.CALLING || this.state === CallState.ALERTING);
+    if (this.state !== CallState.ESTABLISHED && !ringing) return;
     this._localOfferPending = true;
+    // Candidates gathered after the offer was read wait for its exchange
+    // to end (_sendComplete) before they trickle.
+    this._idle = false;
     const media = this._ensureMedia();
     this._warmMedia = media;
     this._warm = (async () => {
@@ -789,7 +801,11 @@ export class Call extends Emitter {
       }
       preferCodecs(pc, this._codecs, this.session.log);
       media.then((stream) => this._attachTracks(pc, stream), () => {});
-      const sdp = await this._offer(pc, {});
+      // A far end that trickles takes the offer before gathering ends
+      // (Chromium spaces its gathering phases 50 ms apart, 100-150 ms in
+      // all): it answers with its own candidates and the checks start;
+      // ours follow as trickle messages once the exchange is over.
+      const sdp = await this._offer(pc, { trickled: this._remoteTrickles && this.session.rtc.trickle });
       return { pc, sdp };
     })();
     // Failures surface when the resume uses them (_resumeAfterReload).
@@ -817,17 +833,9 @@ export class Call extends Emitter {
     this._warmMedia?.catch((err) => this.emit('error', err));
     this._warmMedia = null;
     switch (this.state) {
-      case CallState.ESTABLISHED: {
-        const warm = this._warm;
-        this._warm = null;
-        const run = warm
-          ? this._serial(async () => this._reofferNow({ headers: {}, prepared: await warm }))
-          : this._reoffer({ newPeerConnection: true });
-        run.catch((err) => {
-          this.emit('error', err);
-        });
+      case CallState.ESTABLISHED:
+        this._sendRestoredOffer();
         break;
-      }
       case CallState.CONNECTING:
         this._reofferWhenEstablished = true;
         break;
@@ -840,17 +848,21 @@ export class Call extends Emitter {
     }
   }
 
+  /** Sends the re-offer of a restored call: the one _warmUp prepared, else a new one. */
+  _sendRestoredOffer() {
+    const warm = this._warm;
+    this._warm = null;
+    const run = warm ? this._serial(async () => this._reofferNow({ headers: {}, prepared: await warm })) : this._reoffer({ newPeerConnection: true });
+    run.catch((err) => this.emit('error', err));
+  }
+
   // ---- Media --------------------------------------------------------------
 
   /** Keeps what an offer/answer exchange settled, for a reload. */
   _negotiated(pc) {
     this._codecs = negotiatedCodecs(pc);
+    this._remoteTrickles = announcesTrickle(pc.remoteDescription?.sdp);
     this.session._save();
-  }
-
-  /** Where the call's DTLS certificate is kept: null when the session is not kept. */
-  _certKey() {
-    return this.session._storage ? `${this.session._storageKey}/${this.id}` : null;
   }
 
   /** The local stream, opened once however many ask at once. */
@@ -880,16 +892,17 @@ export class Call extends Emitter {
 
   async _newPeerConnection() {
     const RTC = this.session.rtc.RTCPeerConnection;
-    this._cert ??= callCertificate(RTC, this._certKey(), this.restored, this.session.log);
-    const cert = await this._cert;
     const old = this.peerConnection;
     if (old) {
       old.ontrack = old.onicecandidate = old.oniceconnectionstatechange = null;
       old.close();
     }
-    const config = { iceServers: this.session.rtc.iceServers, iceTransportPolicy: this.session.rtc.iceTransportPolicy };
-    if (cert) config.certificates = [cert];
-    const pc = new RTC(config);
+    // Each peer connection makes its own DTLS certificate, so a re-offer
+    // after a reload carries a new a=fingerprint: the DTLS association
+    // died with the page, and a same fingerprint, setup role and
+    // transport tell the far end to keep the old one (RFC 8842 §5), which
+    // rtpengine does (its packets then never decrypt).
+    const pc = new RTC({ iceServers: this.session.rtc.iceServers, iceTransportPolicy: this.session.rtc.iceTransportPolicy });
     this.peerConnection = pc;
     this._sdpSent = false;
     this._trickleQueue = [];
@@ -946,19 +959,19 @@ export class Call extends Emitter {
     }
   }
 
-  async _offer(pc, { iceRestart }) {
+  async _offer(pc, { iceRestart, trickled = false }) {
     const offer = await pc.createOffer({ iceRestart });
     await pc.setLocalDescription(offer);
-    await this._gathered(pc);
+    if (!trickled) await this._gathered(pc);
     this._sdpSent = true;
     return pc.localDescription.sdp;
   }
 
-  async _answer(pc) {
+  async _answer(pc, { trickled = false } = {}) {
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     this._negotiated(pc);
-    await this._gathered(pc);
+    if (!trickled) await this._gathered(pc);
     return pc.localDescription.sdp;
   }
 
@@ -1078,7 +1091,6 @@ export class Call extends Emitter {
       }
     }
     this._stopLocal();
-    forgetCertificate(this._certKey());
     this._setState(state, info);
     this.session._removeCall(this);
     this.emit('ended', { state, ...info });
@@ -1109,6 +1121,7 @@ export class Call extends Emitter {
       establishedAt: this.establishedAt,
       startCorrelation: this._startCorrelation,
       codecs: this._codecs ?? undefined,
+      trickles: this._remoteTrickles || undefined,
       offer: this.state === CallState.RINGING ? this._offerFrame : undefined,
     };
   }
@@ -1133,6 +1146,7 @@ export class Call extends Emitter {
     call.establishedAt = data.establishedAt;
     call._startCorrelation = data.startCorrelation;
     call._codecs = data.codecs ?? null;
+    call._remoteTrickles = !!data.trickles;
     call.restored = true;
     call._idle = data.state === CallState.ESTABLISHED;
     call._awaitingComplete = data.state === CallState.CONNECTING;

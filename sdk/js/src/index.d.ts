@@ -240,7 +240,12 @@ export declare class Session extends Emitter {
    * SDK does it by itself once 80% of their ttl has passed.
    */
   renewIceServers(): Promise<RTCIceServer[] | null>;
-  close(): void;
+  /**
+   * Logs out (close 1000). A session with no socket (standby, between
+   * reconnects) is resumed on a socket of its own and closed at once, so
+   * the gateway ends it now; resolves when done or given up.
+   */
+  close(): Promise<void>;
   call(target: string, opts?: CallOptions): Call;
   /** The headers go on the subscribe and on every refresh. */
   watchPresence(target: string, opts?: HeaderOptions): Subscription;

@@ -16,6 +16,15 @@ export function originSessionId(sdp) {
 }
 
 /**
+ * Whether the SDP announces trickle ICE (RFC 8840, a=ice-options:trickle):
+ * its sender takes candidates after the offer or answer.
+ * @param {string|undefined|null} sdp
+ */
+export function announcesTrickle(sdp) {
+  return /^a=ice-options:.*\btrickle\b/m.test(sdp ?? '');
+}
+
+/**
  * The media kinds an SDP offers: the media of its m= lines whose port is
  * not 0 (a rejected or removed stream, RFC 3264 section 5.1), each once,
  * in order of appearance (e.g. ['audio', 'video']).

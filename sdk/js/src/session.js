@@ -237,10 +237,20 @@ export class Session extends Emitter {
   /**
    * Logs out: closes the WebSocket with code 1000, which ends the session
    * on the gateway with its calls and subscriptions, and forgets the
-   * stored session.
+   * stored session. A session with no socket attached (standby, or between
+   * reconnects) is resumed on a socket of its own only to close it with
+   * 1000, so that the gateway ends it now rather than at its standby or
+   * resume timeout. Resolves once the gateway has the logout, or the
+   * attempt gave up (then the session ends at its timeout).
+   * @returns {Promise<void>}
    */
   close() {
-    if (this.state === SessionState.CLOSED) return;
+    if (this.state === SessionState.CLOSED) return Promise.resolve();
+    // The resume headers are read before the session forgets its state.
+    const detached =
+      this.id && !this.connected && this.state !== SessionState.FAILED
+        ? { id: this.id, identity: this.identity, headers: this._rel.resumeHeaders() }
+        : null;
     this._closing = true;
     this._dropSocket(1000, 'logout');
     this._published = null;
@@ -251,6 +261,71 @@ export class Session extends Emitter {
     globalThis.removeEventListener?.('pagehide', this._onPageHide);
     globalThis.removeEventListener?.('online', this._onOnline);
     this._doc?.removeEventListener?.('visibilitychange', this._onVisibility);
+    return detached ? this._logoutDetached(detached) : Promise.resolve();
+  }
+
+  /**
+   * The logout of a session with no socket: a resume (docs/protocol.md
+   * §4.4, with the same credentials as any connect: a session id alone
+   * opens nothing) over the transports in order, closed with 1000 as soon
+   * as the gateway answers it. A resume it refuses answered with a new
+   * session, which the close ends as well. Each transport gets
+   * reconnect.attemptTimeout.
+   */
+  async _logoutDetached(detached) {
+    for (const [i, kind] of this._transports.entries()) {
+      let url;
+      try {
+        url = await this._urlOf(kind);
+      } catch (err) {
+        this.log.warn('jsonrtc: logout:', kind, err);
+        continue;
+      }
+      const answered = await new Promise((resolve) => {
+        // Built with its handlers in one turn: a long-poll socket opens on
+        // the next microtask.
+        let ws;
+        try {
+          ws = this._socketTo(kind, url);
+        } catch (err) {
+          this.log.warn('jsonrtc: logout:', kind, err);
+          resolve(false);
+          return;
+        }
+        // As in a resume, a WebSocket that does not open leaves it to the
+        // next transport after reconnect.openTimeout.
+        const fallback = kind === 'websocket' && i + 1 < this._transports.length;
+        let timer = this._clock.setTimeout(() => done(false), fallback ? this._openTimeout : this._attemptTimeout);
+        const done = (ok) => {
+          this._clock.clearTimeout(timer);
+          this._detach(ws);
+          try {
+            ws.close(ok ? 1000 : 4001, ok ? 'logout' : 'logout attempt failed');
+          } catch {
+            /* already closed */
+          }
+          resolve(ok);
+        };
+        ws.onopen = () => {
+          this._clock.clearTimeout(timer);
+          timer = this._clock.setTimeout(() => done(false), this._attemptTimeout);
+          ws.send(JSON.stringify(this._resumeFrame(detached.id, detached.identity, detached.headers)));
+        };
+        ws.onmessage = (ev) => {
+          let f;
+          try {
+            f = JSON.parse(ev.data);
+          } catch {
+            return;
+          }
+          if (f?.header?.action === 'connect' && f.control?.type !== 'request') done(true);
+        };
+        ws.onclose = () => done(false);
+        ws.onerror = () => {};
+      });
+      if (answered) return;
+    }
+    this.log.warn('jsonrtc: logout did not reach the gateway: the session ends at its timeout');
   }
 
   // ---- Standby (docs/protocol.md §4.9) --------------------------------------
@@ -579,11 +654,22 @@ export class Session extends Emitter {
     this._openTransport();
   }
 
+  /** A socket of the transport kind to url (which carries the token). */
+  _socketTo(kind, url) {
+    if (kind === 'longpoll') return new LongPollSocket(url, { fetch: this._fetch, maxBatch: this._maxBatch });
+    if (typeof this._WebSocket !== 'function') throw new Error('no WebSocket in this environment');
+    return new this._WebSocket(url, [this.subprotocol]);
+  }
+
+  _urlOf(kind) {
+    return this._urlWithToken(kind === 'longpoll' ? this.pollUrl : this.url);
+  }
+
   async _openTransport() {
     const kind = this._transports[this._transportIndex];
     let url;
     try {
-      url = await this._urlWithToken(kind === 'longpoll' ? this.pollUrl : this.url);
+      url = await this._urlOf(kind);
     } catch (err) {
       this._socketFailed(err);
       return;
@@ -591,9 +677,7 @@ export class Session extends Emitter {
     if (this._closing) return;
     let ws;
     try {
-      if (kind === 'longpoll') ws = new LongPollSocket(url, { fetch: this._fetch, maxBatch: this._maxBatch });
-      else if (typeof this._WebSocket !== 'function') throw new Error('no WebSocket in this environment');
-      else ws = new this._WebSocket(url, [this.subprotocol]);
+      ws = this._socketTo(kind, url);
     } catch (err) {
       this._socketFailed(err);
       return;
@@ -663,13 +747,7 @@ export class Session extends Emitter {
       this.log.warn('jsonrtc: server chose subprotocol', ws.protocol);
     }
     if (this._resuming) {
-      const h = this._rel.resumeHeaders();
-      const frame = {
-        control: { type: 'request', package_type: 'register', session_id: this.id, version: VERSION },
-        header: { action: 'connect', initiator: this.identity ?? undefined, cslr: h.cslr, cslw: h.cslw, csuw: h.csuw },
-      };
-      if (frame.header.initiator === undefined) delete frame.header.initiator;
-      const text = JSON.stringify(frame);
+      const text = JSON.stringify(this._resumeFrame(this.id, this.identity, this._rel.resumeHeaders()));
       this.log.debug('jsonrtc >', text);
       ws.send(text);
     } else {
@@ -685,6 +763,16 @@ export class Session extends Emitter {
       this.log.debug('jsonrtc >', text);
       ws.send(text);
     }
+  }
+
+  /** The resume connect of docs/protocol.md §4.4. */
+  _resumeFrame(id, identity, h) {
+    const frame = {
+      control: { type: 'request', package_type: 'register', session_id: id, version: VERSION },
+      header: { action: 'connect', initiator: identity ?? undefined, cslr: h.cslr, cslw: h.cslw, csuw: h.csuw },
+    };
+    if (frame.header.initiator === undefined) delete frame.header.initiator;
+    return frame;
   }
 
   _onMessage(ws, data) {

@@ -246,3 +246,42 @@ test('longpoll: transports ["longpoll"] never opens a WebSocket; an unknown tran
   assert.equal(env.ff.pending('POST').length, 1);
   assert.throws(() => setup({ transports: ['carrier-pigeon'] }), TypeError);
 });
+
+test('longpoll: close() in standby with the WebSocket refused logs out over long-poll: the resume POSTed, DELETE once answered', async () => {
+  const env = await overLongPoll();
+  for (const post of env.ff.pending('POST')) post.answer(204);
+  await flush();
+  const sp = env.session.standby({ token: 'device-1' });
+  await flush();
+  const [req] = env.ff.pending('POST');
+  const standby = JSON.parse(req.body);
+  assert.equal(standby.header.action, 'standby');
+  req.answer(204);
+  const [get] = env.ff.pending('GET');
+  get.answer(200, { body: JSON.stringify([serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 2, correlation_id: standby.control.correlation_id, message_state: 'final' }, { action: 'standby', response_code: 200, expiry: 3600 })]) });
+  await sp;
+  assert.equal(env.session.state, 'standby');
+  await flush();
+  for (const c of env.ff.pending('GET')) c.fail();
+
+  const done = env.session.close();
+  await flush();
+
+  env.sockets[env.sockets.length - 1].drop(1006); // the upgrade refused again
+  await flush();
+  const [open] = env.ff.pending('POST');
+  assert.equal(open.headers['Jsonrtc-Poll-Token'], undefined, 'a new connection: the old token is gone with its socket');
+  const resume = JSON.parse(open.body);
+  assert.equal(resume.header.action, 'connect');
+  assert.equal(resume.control.session_id, 'S1');
+  open.answer(204, { headers: { 'Jsonrtc-Poll-Token': 'tok2' } });
+  await flush();
+  assert.equal(env.ff.pending('DELETE').length, 0, 'no DELETE before the resume is answered');
+  const [rget] = env.ff.pending('GET');
+  rget.answer(200, { body: JSON.stringify([connectResponse('S1', 3, 2, { sslr: 2 })]) });
+  await done;
+  const [del] = env.ff.pending('DELETE');
+  assert.ok(del, 'the logout DELETE');
+  assert.equal(del.headers['Jsonrtc-Poll-Token'], 'tok2');
+  del.answer(204);
+});

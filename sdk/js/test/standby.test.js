@@ -90,3 +90,71 @@ test('standby: automatic with the page hidden and nothing under way; awake when 
   assert.equal(session.state, 'reconnecting');
   assert.equal(sockets.length, 2);
 });
+
+/** Puts a connected session to standby (socket 0 closed 4100). */
+async function asleep(options) {
+  const env = await connected(options);
+  const p = env.session.standby({ toJSON: () => sub });
+  answerStandby(env.sockets[0]);
+  await p;
+  return env;
+}
+
+test('close() in standby logs out at the gateway: a resume on a socket of its own, closed 1000 once answered', async () => {
+  const { sockets, storage, session } = await asleep();
+  let done = false;
+  const p = session.close().then(() => (done = true));
+  assert.equal(session.state, 'closed', 'closed for the application at once');
+  assert.equal(storage.getItem('jsonrtc.session'), null);
+  await flush();
+  assert.equal(sockets.length, 2, 'one socket for the logout');
+  const ws = sockets[1];
+  ws.open();
+  const resume = ws.last();
+  assert.equal(resume.header.action, 'connect');
+  assert.equal(resume.control.session_id, 'S1');
+  assert.equal(resume.header.cslr, 2, 'the resume carries the session state, as any resume');
+  assert.equal(ws.closed, null, 'nothing closed before the gateway answers: a close before the attach logs nothing out');
+  // What the gateway retained for the session (an incoming call) comes
+  // after the answer; the logout closes anyway and the gateway ends it.
+  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 3 }, { action: 'connect', initiator: 'alice@example.com', sslr: 2 }));
+  ws.receive(serverFrame({ type: 'request', package_type: 'call', session_id: 'S1', subsession_id: 's1', sequence: 4, correlation_id: 's4' }, { action: 'start', initiator: 'bob', target: 'alice' }, { sdp: 'v=0\r\n' }));
+  await p;
+  assert.ok(done);
+  assert.deepEqual(ws.closed, { code: 1000, reason: 'logout' });
+  assert.equal(session.calls.size, 0, 'the retained call never rang');
+  assert.equal(sockets.length, 2, 'no reconnect after the logout');
+});
+
+test('close() in standby: a refused resume (a new session) is closed 1000 too; an unreachable gateway is given up after the attempt timeout', async () => {
+  {
+    const { sockets, session } = await asleep();
+    const p = session.close();
+    await flush();
+    sockets[1].open();
+    sockets[1].receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S2', sequence: 1 }, { action: 'connect', initiator: 'alice@example.com' }));
+    await p;
+    assert.equal(sockets[1].closed.code, 1000, 'the new session the gateway opened ends as well');
+  }
+  {
+    const { fc, sockets, session } = await asleep({ reconnect: { attemptTimeout: 3000 } });
+    let done = false;
+    const p = session.close().then(() => (done = true));
+    await flush();
+    sockets[1].open();
+    fc.advance(2999);
+    await flush();
+    assert.equal(done, false);
+    fc.advance(1);
+    await p;
+    assert.equal(sockets[1].closed.code, 4001, 'given up: not a logout of anything');
+    assert.equal(sockets.length, 2);
+  }
+});
+
+test('close() of a connected session closes its socket 1000 and opens no other', async () => {
+  const { sockets, session } = await connected();
+  await session.close();
+  assert.equal(sockets[0].closed.code, 1000);
+  assert.equal(sockets.length, 1);
+});

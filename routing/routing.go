@@ -120,6 +120,10 @@ type Decision struct {
 	// Headers are the SIP headers the header rules set (for ActionSIP
 	// and ActionBuiltin).
 	Headers []Header
+	// Transform is the transformations of the later requests and
+	// responses of what is decided (for ActionSIP and ActionBuiltin; nil
+	// when there are none), under this configuration.
+	Transform *Transform
 	// Sender is how the SIP side presents the sender. Rules do not
 	// decide it: the gateway fills it in from the sender's application
 	// (its sip_identity).
@@ -155,7 +159,7 @@ type Router struct {
 	rules  []rule
 	def    rule
 	hdrs   []headerRule
-	toWeb  map[string]string // lower-case SIP header -> extension header
+	toWeb  []toWebRule
 }
 
 // New compiles c; the error names every bad key.
@@ -176,16 +180,6 @@ func (r *Router) Trunks() map[string]TrunkConfig {
 	return out
 }
 
-// ToWeb returns the SIP headers copied to the web side, by lower-case
-// name, with the extension header each becomes.
-func (r *Router) ToWeb() map[string]string {
-	out := make(map[string]string, len(r.toWeb))
-	for k, v := range r.toWeb {
-		out[k] = v
-	}
-	return out
-}
-
 // Decide routes req.
 func (r *Router) Decide(req Request) Decision { return r.decide(req, false) }
 
@@ -196,8 +190,11 @@ func (r *Router) Explain(req Request) Decision { return r.decide(req, true) }
 func (r *Router) decide(req Request, explain bool) Decision {
 	t := parseAddr(req.Target)
 	d := r.route(&req, t, explain)
-	if len(r.hdrs) > 0 && (d.Action == ActionSIP || d.Action == ActionBuiltin) {
-		d.Headers = r.headers(&req, t)
+	if d.Action == ActionSIP || d.Action == ActionBuiltin {
+		if len(r.hdrs) > 0 {
+			d.Headers = r.headers(&req, t, req.Kind.initial(), false)
+		}
+		d.Transform = r.Bind(req)
 	}
 	return d
 }

@@ -304,26 +304,6 @@ func TestRouteHeaders(t *testing.T) {
 	}
 }
 
-// Only the headers Options.ToWeb names are handed over, the first of
-// each, and none whose value could carry a line break to the web side.
-func TestCapturedHeaders(t *testing.T) {
-	g := &UserAgent{toWeb: []string{"P-Asserted-Identity", "X-Carrier", "X-Bad"}}
-	res := sip.NewResponse(200, "OK")
-	res.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<sip:+15551234@example.com>"))
-	res.AppendHeader(sip.NewHeader("X-Carrier", " c1 "))
-	res.AppendHeader(sip.NewHeader("X-Carrier", "c2"))
-	res.AppendHeader(sip.NewHeader("X-Bad", "a\u2028b"))
-	res.AppendHeader(sip.NewHeader("X-Other", "no"))
-	got := g.captured(res)
-	want := []Header{{"P-Asserted-Identity", "<sip:+15551234@example.com>"}, {"X-Carrier", "c1"}}
-	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
-		t.Fatalf("captured %v, want %v", got, want)
-	}
-	if (&UserAgent{}).captured(res) != nil {
-		t.Fatal("captured headers nobody asked for")
-	}
-}
-
 // A rule's Request-URI parameter goes on the Request-URI only, and a
 // value that could end it is refused.
 func TestRouteURIParams(t *testing.T) {

@@ -46,11 +46,7 @@ func (c *Config) sipConfigured() bool {
 // handlers exist.
 func (g *Gateway) newSIP() error {
 	if g.cfg.sipConfigured() {
-		var toWeb []string
-		for _, tw := range g.cfg.Routing.ToWeb {
-			toWeb = append(toWeb, tw.Header)
-		}
-		s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip"), Trunks: g.router.Load().Trunks(), ToWeb: toWeb})
+		s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip"), Trunks: g.router.Load().Trunks(), Routing: g.router.Load()})
 		if err != nil {
 			return err
 		}
@@ -77,7 +73,7 @@ func (g *Gateway) sipCalls() error {
 	for k, v := range c.IdentityDomains {
 		domains = append(domains, k, v)
 	}
-	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media, ToWeb: g.router.Load().ToWeb()})
+	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media})
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
 		if f := g.onIncomingSIPCall.Load(); f != nil {
 			(*f)(sc.Identity())
@@ -165,7 +161,7 @@ func (g *Gateway) startSIP() error {
 	if g.sip == nil {
 		return nil
 	}
-	g.sip.OnMessage(interwork.IncomingMessages(g.msgs, g.router.Load().ToWeb()))
+	g.sip.OnMessage(interwork.IncomingMessages(g.msgs))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := g.sip.Start(ctx); err != nil {

@@ -235,16 +235,15 @@ func (u sipMessaging) Send(m messaging.Outgoing, report func(code int, reason st
 
 // IncomingMessages returns the user agent's handler of MESSAGE requests:
 // it delivers each to the live sessions of its web identity through h,
-// and their first answer is the SIP response. toWeb maps the SIP headers
-// the user agent hands over (lower-case names) to the extension headers
-// of the frames (routing.to_web).
-func IncomingMessages(h *messaging.Handler, toWeb map[string]string) func(context.Context, *sipgw.IncomingMessage) (int, string) {
+// and their first answer is the SIP response. The frames carry the
+// extension headers the user agent's to_web rules made of the MESSAGE.
+func IncomingMessages(h *messaging.Handler) func(context.Context, *sipgw.IncomingMessage) (int, string) {
 	return func(ctx context.Context, m *sipgw.IncomingMessage) (int, string) {
-		return incomingMessage(ctx, h, toWeb, m)
+		return incomingMessage(ctx, h, m)
 	}
 }
 
-func incomingMessage(ctx context.Context, h *messaging.Handler, toWeb map[string]string, m *sipgw.IncomingMessage) (int, string) {
+func incomingMessage(ctx context.Context, h *messaging.Handler, m *sipgw.IncomingMessage) (int, string) {
 	if !utf8.Valid(m.Body) {
 		return 415, "Unsupported Media Type"
 	}
@@ -255,9 +254,7 @@ func incomingMessage(ctx context.Context, h *messaging.Handler, toWeb map[string
 	ch := make(chan answer, 1)
 	var ext []protocol.Ext
 	for _, hd := range m.Headers {
-		if name, ok := toWeb[strings.ToLower(hd.Name)]; ok {
-			ext = append(ext, protocol.Ext{Name: name, Kind: protocol.ExtString, Value: hd.Value})
-		}
+		ext = append(ext, protocol.Ext{Name: hd.Name, Kind: protocol.ExtString, Value: hd.Value})
 	}
 	h.Deliver(m.From, m.Identity, protocol.MessagePayload{ContentType: m.ContentType, Body: string(m.Body)},
 		func(code int, reason string) {

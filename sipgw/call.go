@@ -257,8 +257,8 @@ type Call struct {
 	byeHeaders []Header // the to_web extension headers of the peer's BYE (mu)
 	// xform is the call's transformations, under the configuration it
 	// started with; set before the call is handed out.
-	xform *routing.Transform
-	endForced  *Event   // owner goroutine only
+	xform     *routing.Transform
+	endForced *Event // owner goroutine only
 
 	respMu    sync.Mutex // serialises our responses to the INVITE (sipgo stores the last one)
 	retrans   sync.WaitGroup

@@ -38,12 +38,12 @@ type UserAgent struct {
 	rlog   *ratelog.Logger
 	secret []byte // instance.go
 
-	ua      *sipgo.UserAgent
-	srv     *sipgo.Server
-	cli     *sipgo.Client
-	dua     *sipgo.DialogUA
-	route   *sip.Uri                 // outbound proxy, as a loose route
-	trunks  atomic.Pointer[trunkSet] // trunk.go
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	cli    *sipgo.Client
+	dua    *sipgo.DialogUA
+	route  *sip.Uri                 // outbound proxy, as a loose route
+	trunks atomic.Pointer[trunkSet] // trunk.go
 	// routing is the configuration incoming calls and messages take
 	// their transformations from ([UserAgent.SetRouting]).
 	routing atomic.Pointer[routing.Router]

@@ -148,7 +148,7 @@ func (g *UserAgent) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 		g.respond(tx, req, 413, "Request Entity Too Large")
 		return
 	}
-	m := &IncomingMessage{Identity: id, Body: append([]byte(nil), body...), ContentType: "text/plain", }
+	m := &IncomingMessage{Identity: id, Body: append([]byte(nil), body...), ContentType: "text/plain"}
 	if f := req.From(); f != nil {
 		m.Headers = webHeaders(g.bindIncoming(routing.Message, id, f.Address.String()), routing.MessageMethod, false, req)
 	}

@@ -221,7 +221,9 @@ func (c *Call) handleReferNotify(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	final := strings.EqualFold(strings.TrimSpace(state), "terminated")
-	c.deliver(func() { c.emit(Event{Kind: EventTransferProgress, Code: code, Reason: reason, Final: final, Headers: c.peerHeaders(req)}) })
+	c.deliver(func() {
+		c.emit(Event{Kind: EventTransferProgress, Code: code, Reason: reason, Final: final, Headers: c.peerHeaders(req)})
+	})
 }
 
 // parseSipfrag reads the status line of a message/sipfrag body; code 0

@@ -41,6 +41,10 @@ type PresenceOptions struct {
 	// Expiry is the lifetime of the PUBLISHes (presence.expiry).
 	Expiry time.Duration
 	Logger *slog.Logger
+	// Route says where an identity's PUBLISHes go and which AOR they
+	// state (sipgw.PublishOptions.Route); an error leaves the state
+	// unpublished. Nil: sip.outbound_proxy and the identity's AOR.
+	Route func(identity string) (sipgw.Route, error)
 }
 
 // Presence returns the presence handler's upstream on ua (a nil o: the
@@ -53,7 +57,7 @@ func Presence(ua *sipgw.UserAgent, o *PresenceOptions) presence.Upstream {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return sipPresence{ua: ua, expiry: o.Expiry, log: log, rlog: ratelog.New(log, nil)}
+	return sipPresence{ua: ua, expiry: o.Expiry, route: o.Route, log: log, rlog: ratelog.New(log, nil)}
 }
 
 // Notification returns the message-notification handler's upstream on ua.
@@ -99,6 +103,7 @@ func contentType(v string) string {
 type sipPresence struct {
 	ua     *sipgw.UserAgent
 	expiry time.Duration
+	route  func(identity string) (sipgw.Route, error)
 	log    *slog.Logger
 	rlog   *ratelog.Logger
 }
@@ -123,7 +128,17 @@ func (u sipPresence) Publish(presentity string, st protocol.PresencePayload) {
 	if err != nil {
 		return // no SIP identity: nothing to publish
 	}
+	var route sipgw.Route
+	if u.route != nil {
+		if route, err = u.route(presentity); err != nil {
+			u.rlog.Info("publish refused", "presence not published: refused by routing", "identity", presentity, "err", err)
+			return
+		}
+	}
 	st.Presentity = aor.String()
+	if route.Sender.From != "" {
+		st.Presentity = route.Sender.From
+	}
 	body, err := pidf.Marshal(st)
 	if err != nil {
 		u.rlog.Warn("publish state", "presence state not publishable", "identity", presentity, "err", err)
@@ -131,7 +146,7 @@ func (u sipPresence) Publish(presentity string, st protocol.PresencePayload) {
 	}
 	err = u.ua.Publish(sipgw.PublishOptions{
 		Identity: presentity, Event: sipgw.EventPresence, ContentType: pidf.ContentType, Body: body,
-		Expiry: u.expiry,
+		Expiry: u.expiry, Route: route,
 	})
 	if err != nil && !errors.Is(err, sipgw.ErrClosed) {
 		u.rlog.Info("publish failed", "presence not published", "identity", presentity, "err", err)

@@ -70,7 +70,8 @@ type RuleConfig struct {
 	// "rule[N]".
 	Name string `yaml:"name"`
 	// For lists the kinds of request the rule applies to: call,
-	// message, subscribe. Empty: all.
+	// message, subscribe, register, publish. Empty: call, message and
+	// subscribe.
 	For  []string    `yaml:"for"`
 	From OriginMatch `yaml:"from"`
 	To   TargetMatch `yaml:"to"`
@@ -287,9 +288,12 @@ func compileRule(rc RuleConfig, i int, trunks map[string]TrunkConfig) (rule, []k
 	for j, k := range rc.For {
 		kind, ok := parseKind(k)
 		if !ok {
-			bad(fmt.Sprintf(".for[%d]", j), "%q is not call, message or subscribe", k)
+			bad(fmt.Sprintf(".for[%d]", j), "%q is not call, message, subscribe, register or publish", k)
 		}
 		rl.kinds |= 1 << kind
+	}
+	if rl.kinds == 0 {
+		rl.kinds = defaultKinds
 	}
 	rl.apps = rc.From.Applications
 	for j, p := range rc.From.Identity {

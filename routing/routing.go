@@ -29,10 +29,19 @@ const (
 	Call Kind = iota
 	Message
 	Subscribe
+	// Register and Publish are the gateway's REGISTER and PUBLISH for
+	// a web identity (its target): only rules whose for names them
+	// apply, and they take a trunk (or a rejection) only: any other
+	// decision sends them to sip.outbound_proxy.
+	Register
+	Publish
 	numKinds
 )
 
-var kindNames = [numKinds]string{"call", "message", "subscribe"}
+var kindNames = [numKinds]string{"call", "message", "subscribe", "register", "publish"}
+
+// defaultKinds are the kinds of a rule without for.
+const defaultKinds = 1<<Call | 1<<Message | 1<<Subscribe
 
 func (k Kind) String() string {
 	if k < numKinds {
@@ -190,6 +199,10 @@ func (r *Router) Explain(req Request) Decision { return r.decide(req, true) }
 func (r *Router) decide(req Request, explain bool) Decision {
 	t := parseAddr(req.Target)
 	d := r.route(&req, t, explain)
+	if (req.Kind == Register || req.Kind == Publish) && d.Action == ActionWeb {
+		// Nothing to relay on the web: the SIP side's default proxy.
+		d.Action = ActionBuiltin
+	}
 	if d.Action == ActionSIP || d.Action == ActionBuiltin {
 		if len(r.hdrs) > 0 {
 			d.Headers = r.headers(&req, t, req.Kind.initial(), false)
@@ -239,7 +252,7 @@ func (d Decision) String() string {
 
 type rule struct {
 	name  string
-	kinds uint8 // bit per Kind; 0: all
+	kinds uint8 // bit per Kind
 	// origin
 	apps     []string
 	identity []string
@@ -268,7 +281,7 @@ func (rl *rule) mismatch(req *Request, t addr, explain bool) string {
 		}
 		return fmt.Sprintf(format, a...)
 	}
-	if rl.kinds != 0 && rl.kinds&(1<<req.Kind) == 0 {
+	if rl.kinds&(1<<req.Kind) == 0 {
 		return no("for: not for %s", req.Kind)
 	}
 	if len(rl.apps) > 0 && !contains(rl.apps, req.Application) {

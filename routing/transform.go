@@ -26,7 +26,7 @@ const (
 	MessageMethod
 	SubscribeMethod
 	Notify
-	Publish
+	PublishMethod
 	Refer
 	Info
 	numMethods

@@ -39,7 +39,7 @@ headers:
 		{MessageMethod, true, []Header{gw}},
 		{SubscribeMethod, false, []Header{gw, {Name: "X-Caller", Value: "alice@example.com"}}},
 		{Notify, true, []Header{gw, {Name: "X-Area", Value: "20"}}},
-		{Publish, false, []Header{gw, {Name: "X-Caller", Value: "alice@example.com"}}},
+		{PublishMethod, false, []Header{gw, {Name: "X-Caller", Value: "alice@example.com"}}},
 		{Refer, false, []Header{gw, {Name: "X-Area", Value: "20"}}},
 		{Info, false, []Header{{Name: "X-Account", Value: "42"}, gw}},
 	}
@@ -93,7 +93,7 @@ to_web:
 		{MessageMethod, false, []Header{carrier}},
 		{MessageMethod, true, []Header{carrier, {Name: "x-receipt", Value: "r1"}}},
 		{SubscribeMethod, true, []Header{carrier, {Name: "x-receipt", Value: "r1"}}},
-		{Publish, true, []Header{carrier, {Name: "x-receipt", Value: "r1"}}},
+		{PublishMethod, true, []Header{carrier, {Name: "x-receipt", Value: "r1"}}},
 		{Info, false, []Header{carrier, {Name: "x-quality", Value: "good"}}},
 		{Refer, false, []Header{carrier, {Name: "x-quality", Value: "good"}}},
 		{Update, true, []Header{carrier, {Name: "x-quality", Value: "good"}}},
@@ -124,5 +124,28 @@ func TestTransformKeepsItsConfiguration(t *testing.T) {
 	get := func(n string) (string, bool) { return n, true }
 	if got := x.ToWeb(Bye, false, get); len(got) != 1 || got[0].Name != "x-a" {
 		t.Errorf("in flight to_web: %v", got)
+	}
+}
+
+// REGISTER and PUBLISH follow the rules that name them alone; a web
+// decision is the outbound proxy's (built-in) for them.
+func TestRegisterPublishKinds(t *testing.T) {
+	r := mustRouter(t, trunks+`
+rules:
+  - {name: all, trunk: a}
+  - {name: reg, for: [register], trunk: b}
+  - {name: pub, for: [publish], web: true}
+`)
+	for _, c := range []struct {
+		kind   Kind
+		action Action
+		rule   string
+	}{
+		{Call, ActionSIP, "all"}, {Register, ActionSIP, "reg"}, {Publish, ActionBuiltin, "pub"},
+	} {
+		d := r.Decide(Request{Kind: c.kind, Identity: "alice@example.com", Target: "alice@example.com"})
+		if d.Action != c.action || d.Rule != c.rule {
+			t.Errorf("%s: %s by %s, want %s by %s", c.kind, d.Action, d.Rule, c.action, c.rule)
+		}
 	}
 }

@@ -328,3 +328,56 @@ func TestRouteURIParams(t *testing.T) {
 		}
 	}
 }
+
+// REGISTER binds the AOR of the application's sip_identity (its Sender's
+// From), not the identity's, and goes through the route's trunk, failing
+// over from a proxy that answers 503 to the next, in the same Call-ID.
+func TestRegisterIdentityAndFailover(t *testing.T) {
+	p1 := newFakeProxy(t, func(sip.RequestMethod) int { return 503 })
+	p2 := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p1.uri(), p2.uri()}}})
+	reg, err := g.Register(context.Background(), "alice@example.com", &RegisterOptions{
+		Route: Route{Trunk: "t", Sender: routing.Sender{From: "sip:alice@ims.example.net", AssertedIdentity: "sip:alice@ims.example.net"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := p1.next(t, sip.REGISTER), p2.next(t, sip.REGISTER)
+	if first.CallID().Value() != second.CallID().Value() {
+		t.Errorf("Call-ID %s then %s", first.CallID().Value(), second.CallID().Value())
+	}
+	for _, r := range []*sip.Request{first, second} {
+		if to, from := r.To().Address.String(), r.From().Address.String(); to != "sip:alice@ims.example.net" || from != to {
+			t.Errorf("To %s, From %s: want the sip_identity's AOR", to, from)
+		}
+		if r.GetHeader("P-Asserted-Identity") != nil {
+			t.Error("a REGISTER asserts no identity")
+		}
+	}
+	if err := reg.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Register(context.Background(), "bob@example.com", &RegisterOptions{
+		Route: Route{Sender: routing.Sender{From: "sip:bob@ims.example.net;transport=tcp"}}}); ResponseCode(err) != 400 {
+		t.Errorf("a sip_identity with a parameter: %v, want 400", err)
+	}
+}
+
+// PUBLISH states the AOR of the application's sip_identity and goes
+// through the route's trunk, failing over from a proxy that answers 503.
+func TestPublishIdentityAndFailover(t *testing.T) {
+	p1 := newFakeProxy(t, func(sip.RequestMethod) int { return 503 })
+	p2 := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p1.uri(), p2.uri()}}})
+	err := g.Publish(PublishOptions{Identity: "alice@example.com", Event: EventPresence, ContentType: "application/pidf+xml",
+		Body: []byte("<presence/>"), Route: Route{Trunk: "t", Sender: routing.Sender{From: "sip:alice@ims.example.net"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := p1.next(t, sip.PUBLISH), p2.next(t, sip.PUBLISH)
+	if first.CallID().Value() != second.CallID().Value() {
+		t.Errorf("Call-ID %s then %s", first.CallID().Value(), second.CallID().Value())
+	}
+	if to, from, ruri := second.To().Address.String(), second.From().Address.String(), second.Recipient.String(); to != "sip:alice@ims.example.net" || from != to || ruri != to {
+		t.Errorf("Request-URI %s, To %s, From %s: want the sip_identity's AOR", ruri, to, from)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -379,5 +380,52 @@ func TestPublishIdentityAndFailover(t *testing.T) {
 	}
 	if to, from, ruri := second.To().Address.String(), second.From().Address.String(), second.Recipient.String(); to != "sip:alice@ims.example.net" || from != to || ruri != to {
 		t.Errorf("Request-URI %s, To %s, From %s: want the sip_identity's AOR", ruri, to, from)
+	}
+}
+
+type subEvents struct{ accepted, ended chan string }
+
+func (e subEvents) Accepted()                { e.accepted <- "" }
+func (e subEvents) Rejected(c int, r string) { e.accepted <- r }
+func (e subEvents) Notify(string, []byte) (func(), error) {
+	return func() {}, nil
+}
+func (e subEvents) Terminated(r string) { e.ended <- r }
+
+// A SUBSCRIBE refresh whose proxy answers 503 goes, within the same
+// dialog (no route set recorded), through the trunk's next proxy.
+func TestSubscribeRefreshFailsOver(t *testing.T) {
+	var n atomic.Int32
+	p1 := newFakeProxy(t, func(m sip.RequestMethod) int {
+		if m == sip.SUBSCRIBE && n.Add(1) > 1 {
+			return 503
+		}
+		return 200
+	})
+	p2 := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p1.uri(), p2.uri()}}})
+	ev := subEvents{accepted: make(chan string, 1), ended: make(chan string, 1)}
+	s, err := g.Subscribe(SubscribeOptions{Identity: "alice@example.com", Target: "bob@example.com", Event: EventPresence,
+		Expiry: time.Second, Route: Route{Trunk: "t"}}, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	if r := <-ev.accepted; r != "" {
+		t.Fatalf("rejected: %s", r)
+	}
+	initial, refresh := p1.next(t, sip.SUBSCRIBE), p1.next(t, sip.SUBSCRIBE)
+	again := p2.next(t, sip.SUBSCRIBE)
+	if again.CallID().Value() != initial.CallID().Value() || again.CallID().Value() != refresh.CallID().Value() {
+		t.Errorf("the refresh left the dialog: Call-IDs %s, %s, %s", initial.CallID().Value(), refresh.CallID().Value(), again.CallID().Value())
+	}
+	tag, _ := refresh.To().Params.Get("tag")
+	if again2, _ := again.To().Params.Get("tag"); tag == "" || again2 != tag {
+		t.Errorf("the failed-over refresh is not in the dialog: To %s, the refresh's %s", again.To().Value(), refresh.To().Value())
+	}
+	select {
+	case r := <-ev.ended:
+		t.Fatalf("the subscription ended: %s", r)
+	default:
 	}
 }

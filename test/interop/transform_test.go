@@ -119,3 +119,40 @@ func TestTransformByeAndReload(t *testing.T) {
 		}
 	}
 }
+
+// The web side's transfer: the REFER carries the rule for REFER, which
+// reads the transfer frame's extension header (SIPp's scenario checks
+// it); the X-Carrier of SIPp's NOTIFYs reaches the web side on each
+// transfer progress.
+func TestTransformReferAndNotify(t *testing.T) {
+	k := startKamailio(t)
+	uas := startSipp(t, "uas_transferee_xform.xml", "")
+	w := startWebGateway(t, k, func(c *gateway.Config) {
+		c.Routing.Headers = []routing.HeaderRuleConfig{{Header: "X-Note", Value: "note-{ext:x-note}", Methods: []string{"REFER"}}}
+		c.Routing.ToWeb = []routing.ToWebConfig{{Header: "X-Carrier", Ext: "x-carrier", Methods: []string{"NOTIFY"}}}
+	})
+	a := w.connect(t, "open@"+domain, nil)
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+	if code, err := out.Transfer(ctxT(t), "sip:carol@example.com", ext("x-note", "please")); err != nil || code != 202 {
+		t.Fatalf("transfer: %d %v", code, err)
+	}
+	for _, want := range []int{100, 200} {
+		ev := webExpect(t, a, client.CallTransferProgress)
+		if ev.Code != want {
+			t.Fatalf("transfer progress %d (%s), want %d", ev.Code, ev.Reason, want)
+		}
+		if ev.Header == nil {
+			t.Fatalf("progress %d has no header", want)
+		}
+		if x, ok := ev.Header.ExtValue("x-carrier"); !ok || x.Value != "carrier-notify" {
+			t.Errorf("progress %d: no x-carrier: carrier-notify in %+v", want, ev.Header.Ext)
+		}
+	}
+	webExpect(t, a, client.CallEnded)
+	uas.expectSuccess(t)
+}

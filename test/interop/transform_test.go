@@ -1,8 +1,11 @@
 package interop
 
 import (
+	"context"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/gateway"
@@ -155,4 +158,25 @@ func TestTransformReferAndNotify(t *testing.T) {
 	}
 	webExpect(t, a, client.CallEnded)
 	uas.expectSuccess(t)
+}
+
+// A web session's REGISTER binds the AOR of its application's
+// sip_identity (SIPp's registrar checks To and From, and that no identity
+// is asserted) and goes through the trunk a register rule names, failing
+// over from the proxy that answers 503; so does its removal.
+func TestRegisterIdentityThroughTrunk(t *testing.T) {
+	down := startSipp(t, "registrar_503.xml", "")
+	up := startSipp(t, "registrar_identity.xml", "")
+	trunks := map[string]routing.TrunkConfig{"reg": {Proxies: []string{proxyOf(down), proxyOf(up)}}}
+	w := startWebGateway(t, &Kamailio{Addr: "127.0.0.1:" + strconv.Itoa(up.Port)},
+		routed(trunks, routing.RuleConfig{Name: "registrations", For: []string{"register"}, ActionConfig: routing.ActionConfig{Trunk: "reg"}}))
+	a := w.connect(t, "open@"+domain, nil) // returns once registered
+	a.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.g.Shutdown(ctx); err != nil { // ends the session: the removal
+		t.Fatal(err)
+	}
+	down.expectSuccess(t)
+	up.expectSuccess(t)
 }

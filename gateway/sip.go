@@ -315,7 +315,7 @@ func (g *Gateway) sipRoute(kind routing.Kind, identity string, p *auth.Principal
 	if d.Action == routing.ActionReject {
 		return sipgw.Route{}, &protocol.Error{Code: d.Code, Reason: d.Reason}
 	}
-	r := sipgw.Route{Sender: p.Sender()}
+	r := sipgw.Route{Sender: p.Sender(), Transform: d.Transform}
 	if d.Action == routing.ActionSIP {
 		r.Trunk = d.Trunk
 	}

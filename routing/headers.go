@@ -81,6 +81,11 @@ func compileHeaderRule(hc HeaderRuleConfig, i int) (headerRule, []keyErr) {
 	if hc.Name == "" {
 		rl.name = fmt.Sprintf("headers[%d]", i)
 	}
+	if len(hc.For) == 0 {
+		// A header rule's methods say where it applies; without for it
+		// is for every kind (PUBLISH too), unlike a routing rule.
+		rl.kinds = 1<<numKinds - 1
+	}
 	hr := headerRule{rule: rl, header: hc.Header, drop: hc.Drop}
 	var aErrs []keyErr
 	hr.applies, aErrs = compileApplies(hc.Methods, hc.On)

@@ -204,7 +204,8 @@ func (r *Router) decide(req Request, explain bool) Decision {
 		d.Action = ActionBuiltin
 	}
 	if d.Action == ActionSIP || d.Action == ActionBuiltin {
-		if len(r.hdrs) > 0 {
+		if len(r.hdrs) > 0 && req.Kind != Register {
+			// No header rule names REGISTER: the binding is the AOR's own.
 			d.Headers = r.headers(&req, t, req.Kind.initial(), false)
 		}
 		d.Transform = r.Bind(req)

@@ -62,6 +62,8 @@ func (k Kind) initial() Method {
 		return MessageMethod
 	case Subscribe:
 		return SubscribeMethod
+	case Publish:
+		return PublishMethod
 	}
 	return Invite
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // PublishOptions are one state of a web identity to publish (RFC 3903).
@@ -44,6 +45,7 @@ type publication struct {
 	identity string
 	aor      sip.Uri
 	trunk    string
+	xform    *routing.Transform // the header rules of its PUBLISHes
 	event    string
 	callID   string
 	fromTag  string
@@ -95,7 +97,7 @@ func (g *UserAgent) Publish(o PublishOptions) error {
 		if o.Final {
 			return nil // nothing published: nothing to withdraw
 		}
-		p = &publication{g: g, identity: o.Identity, aor: aor, trunk: o.Route.Trunk, event: o.Event,
+		p = &publication{g: g, identity: o.Identity, aor: aor, trunk: o.Route.Trunk, xform: o.Route.Transform, event: o.Event,
 			callID: randUUID(), fromTag: sip.GenerateTagN(16),
 			wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 		if g.ev.pubs == nil {
@@ -304,6 +306,11 @@ func (p *publication) doVia(expiry time.Duration, etag string, o *PublishOptions
 		if full && o != nil {
 			req.AppendHeader(sip.NewHeader("Content-Type", o.ContentType))
 			req.SetBody(o.Body)
+		}
+		if err := transformOut(p.xform, routing.PublishMethod, false, req, nil); err != nil {
+			// No web frame behind a PUBLISH to refuse: the state goes
+			// without the rules' headers.
+			p.g.rlog.Info("transform", "sipgw: header rules left off a PUBLISH", "identity", p.identity, "err", err)
 		}
 		return req
 	})

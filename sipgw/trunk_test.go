@@ -364,13 +364,16 @@ func TestRegisterIdentityAndFailover(t *testing.T) {
 }
 
 // PUBLISH states the AOR of the application's sip_identity and goes
-// through the route's trunk, failing over from a proxy that answers 503.
+// through the route's trunk, failing over from a proxy that answers 503,
+// with the header rules for PUBLISH.
 func TestPublishIdentityAndFailover(t *testing.T) {
 	p1 := newFakeProxy(t, func(sip.RequestMethod) int { return 503 })
 	p2 := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
 	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p1.uri(), p2.uri()}}})
 	err := g.Publish(PublishOptions{Identity: "alice@example.com", Event: EventPresence, ContentType: "application/pidf+xml",
-		Body: []byte("<presence/>"), Route: Route{Trunk: "t", Sender: routing.Sender{From: "sip:alice@ims.example.net"}}})
+		Body: []byte("<presence/>"), Route: Route{Trunk: "t", Sender: routing.Sender{From: "sip:alice@ims.example.net"},
+			Transform: mustRouting(t, `headers: [{header: X-Source, value: "web-{user}", methods: [PUBLISH]}, {header: X-Not, value: x, methods: [MESSAGE]}]`).
+				Bind(routing.Request{Kind: routing.Publish, Identity: "alice@example.com", Target: "alice@example.com"})}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,6 +383,9 @@ func TestPublishIdentityAndFailover(t *testing.T) {
 	}
 	if to, from, ruri := second.To().Address.String(), second.From().Address.String(), second.Recipient.String(); to != "sip:alice@ims.example.net" || from != to || ruri != to {
 		t.Errorf("Request-URI %s, To %s, From %s: want the sip_identity's AOR", ruri, to, from)
+	}
+	if h := second.GetHeader("X-Source"); h == nil || h.Value() != "web-alice" || second.GetHeader("X-Not") != nil {
+		t.Errorf("PUBLISH header rules: X-Source %v, X-Not %v", h, second.GetHeader("X-Not"))
 	}
 }
 

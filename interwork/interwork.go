@@ -79,7 +79,7 @@ func rejectCode(err error) (int, string) {
 // sipRoute is the SIP side's part of a routing decision: the trunk
 // ("" under the built-in profile: the outbound proxy) and the sender.
 func sipRoute(d routing.Decision) sipgw.Route {
-	return sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers}
+	return sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers, Transform: d.Transform}
 }
 
 // sipTarget turns a pres: URI into the sip: one ParseTarget knows.

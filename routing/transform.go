@@ -167,17 +167,3 @@ func (x *Transform) ToWeb(m Method, response bool, get func(name string) (string
 	}
 	return out
 }
-
-// ToWebHeaders names the SIP headers any to_web rule reads (lower case).
-func (x *Transform) ToWebHeaders() []string {
-	if x == nil {
-		return nil
-	}
-	var out []string
-	for _, tw := range x.r.toWeb {
-		if !contains(out, tw.header) {
-			out = append(out, tw.header)
-		}
-	}
-	return out
-}

@@ -88,6 +88,14 @@ func transformOut(x *routing.Transform, m routing.Method, response bool, msg sip
 		add = append(add, sip.NewHeader(h.Name, h.Value))
 	}
 	for _, h := range add {
+		// A rule's header replaces a client's of its name (an answer's
+		// calls.sip_headers), as on the initial request: never two.
+		// Rule names are never the gateway's own (ValidateHeader).
+		if rm, ok := msg.(interface{ RemoveHeader(string) bool }); ok {
+			rm.RemoveHeader(h.Name())
+		}
+	}
+	for _, h := range add {
 		msg.AppendHeader(h)
 	}
 	return nil

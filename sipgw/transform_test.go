@@ -178,3 +178,22 @@ func TestDialogTransformsBye(t *testing.T) {
 		t.Errorf("BYE X-Leg %v", h)
 	}
 }
+
+// A rule's header replaces the one of its name already on the message
+// (a client's, through calls.sip_headers), and leaves the others.
+func TestTransformOutReplaces(t *testing.T) {
+	x := mustRouting(t, `headers: [{header: X-App, value: "{application}", methods: [INVITE], on: responses}]`).
+		Bind(routing.Request{Application: "web", Identity: "alice@example.com"})
+	res := sip.NewResponse(200, "OK")
+	res.AppendHeader(sip.NewHeader("X-App", "from-client"))
+	res.AppendHeader(sip.NewHeader("X-Other", "kept"))
+	if err := transformOut(x, routing.Invite, true, res, nil); err != nil {
+		t.Fatal(err)
+	}
+	if hs := res.GetHeaders("X-App"); len(hs) != 1 || hs[0].Value() != "web" {
+		t.Errorf("X-App %v, want the rule's alone", hs)
+	}
+	if h := res.GetHeader("X-Other"); h == nil || h.Value() != "kept" {
+		t.Errorf("X-Other %v", h)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -327,9 +328,12 @@ func (g *Gateway) sipRoute(kind routing.Kind, identity string, p *auth.Principal
 // its sip_identity, unless two applications map it apart: the first
 // session's wins).
 func (g *Gateway) publishRoute(identity string) (sipgw.Route, error) {
-	var p *auth.Principal
 	g.mu.Lock()
-	for _, s := range g.byIdentity[identity] {
+	sessions := slices.Clone(g.byIdentity[identity])
+	g.mu.Unlock()
+	// g.mu and a session's mu are never held together (gateway.go).
+	var p *auth.Principal
+	for _, s := range sessions {
 		s.mu.Lock()
 		p = s.principal
 		s.mu.Unlock()
@@ -337,6 +341,5 @@ func (g *Gateway) publishRoute(identity string) (sipgw.Route, error) {
 			break
 		}
 	}
-	g.mu.Unlock()
 	return g.sipRoute(routing.Publish, identity, p, netip.Addr{})
 }

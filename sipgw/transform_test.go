@@ -3,6 +3,7 @@ package sipgw
 import (
 	"context"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -196,4 +197,58 @@ func TestTransformOutReplaces(t *testing.T) {
 	if h := res.GetHeader("X-Other"); h == nil || h.Value() != "kept" {
 		t.Errorf("X-Other %v", h)
 	}
+}
+
+// FuzzTransformOut puts the header rules of a call on a BYE and on a
+// response with arbitrary frame extension headers, identities and
+// targets (a regex capture of it): either the message is refused, or
+// every rule header is there once, with the value the rule made, on one
+// line of its own: no input adds a header, a line or a parameter.
+func FuzzTransformOut(f *testing.F) {
+	for _, s := range []string{"ok", "a\r\nVia: x", "a\nB: c", "<sip:x>", "a;b=c", "\u2028", "x\x00", "é", ""} {
+		f.Add(s, "alice@example.com", "+4420"+s)
+	}
+	r, err := routing.New(routing.Config{Headers: []routing.HeaderRuleConfig{
+		{Header: "X-A", Value: "{ext:x-a}", Methods: []string{"BYE"}},
+		{Header: "X-B", Value: "id-{identity}-{1}", To: routing.TargetMatch{Regex: `^\+44(.*)$`}},
+		{Param: "cic", Value: "{ext:x-a}", Methods: []string{"BYE"}},
+	}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, value, identity, target string) {
+		x := r.Bind(routing.Request{Identity: identity, Target: target})
+		for _, resp := range []bool{false, true} {
+			var msg sip.Message
+			req := sip.NewRequest(sip.BYE, sip.Uri{Scheme: "sip", User: "bob", Host: "example.com"})
+			req.AppendHeader(sip.NewHeader("X-App", "kept"))
+			msg = req
+			if resp {
+				msg = sip.NewResponseFromRequest(req, 200, "OK", nil)
+			}
+			before := strings.Count(msg.String(), "\r\n")
+			if err := transformOut(x, routing.Bye, resp, msg, []Header{{Name: "X-A", Value: value}}); err != nil {
+				continue
+			}
+			want := map[string]string{}
+			for _, h := range x.ToSIP(routing.Bye, resp, map[string]string{"x-a": value}) {
+				if !h.Param && !h.Drop {
+					want[h.Name] = h.Value
+				}
+			}
+			out := msg.String()
+			if n := strings.Count(out, "\r\n"); n != before+len(want) {
+				t.Fatalf("%d lines, want %d + %d:\n%q", n, before, len(want), out)
+			}
+			for name, v := range want {
+				hs := msg.GetHeaders(name)
+				if len(hs) != 1 || hs[0].Value() != v || !strings.Contains(out, "\r\n"+name+": "+v+"\r\n") {
+					t.Fatalf("%s: %v, want one %q:\n%q", name, hs, v, out)
+				}
+			}
+			if strings.Contains(out, "cic") && !strings.Contains(value, "cic") && !strings.Contains(identity, "cic") && !strings.Contains(target, "cic") {
+				t.Fatalf("a Request-URI parameter within the dialog:\n%q", out)
+			}
+		}
+	})
 }

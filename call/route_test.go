@@ -82,17 +82,17 @@ func TestRoutedCallToWebWithRewrite(t *testing.T) {
 	})
 }
 
-// SIP headers named by routing.to_web reach the web side as extension
-// headers: of an incoming INVITE on the start, of a provisional and of
-// the 2xx on the responses.
+// The extension headers sipgw's to_web rules made of SIP messages reach
+// the web side: of an incoming INVITE on the start, of a provisional and
+// of the 2xx on the responses, of the peer's re-INVITE on its start, of
+// its BYE on the shutdown.
 func TestSIPHeadersToWeb(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t, time.Minute)
-		e.h.far.toWeb = map[string]string{"x-carrier": "x-carrier", "p-asserted-identity": "x-caller-id"}
 		bob := e.ep("bob@web.example")
 		fc := newFakeCall("bob@web.example", "sip:carol@sip.example")
 		fc.offer = []byte(sipOffer)
-		fc.headers = []sipgw.Header{{Name: "P-Asserted-Identity", Value: "<sip:+15551234@sip.example>"}, {Name: "X-Other", Value: "no"}}
+		fc.headers = []sipgw.Header{{Name: "x-caller-id", Value: "<sip:+15551234@sip.example>"}}
 		e.h.incomingSIP(fc)
 		start := bob.expect(t, protocol.TypeRequest, protocol.ActionStart)
 		if x, ok := start.Header.ExtValue("x-caller-id"); !ok || x.Value != "<sip:+15551234@sip.example>" || len(start.Header.Ext) != 1 {
@@ -102,15 +102,44 @@ func TestSIPHeadersToWeb(t *testing.T) {
 		fc.expectOp(t, "reject")
 
 		a, out := e.outgoing(t)
-		out.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 180, Headers: []sipgw.Header{{Name: "X-Carrier", Value: "c1"}}})
+		out.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 180, Headers: []sipgw.Header{{Name: "x-carrier", Value: "c1"}}})
 		if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); len(f.Header.Ext) != 1 || f.Header.Ext[0].Value != "c1" {
 			t.Fatalf("ringing ext %+v", f.Header.Ext)
 		}
-		out.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), Headers: []sipgw.Header{{Name: "X-Carrier", Value: "c2"}}})
+		out.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), Headers: []sipgw.Header{{Name: "x-carrier", Value: "c2"}}})
 		if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); f.Header.ResponseCode != 200 || len(f.Header.Ext) != 1 || f.Header.Ext[0].Name != "x-carrier" || f.Header.Ext[0].Value != "c2" {
 			t.Fatalf("answer %s", f.Marshal())
 		}
-		e.h.SessionEnded(a)
-		out.expectOp(t, "hangup")
+		e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionComplete, sub: "c1", seq: 2, corr: "c1"})
+		out.expectOp(t, "ack")
+		out.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200, Headers: []sipgw.Header{{Name: "x-reason", Value: "Q.850;cause=16"}}})
+		if f := a.expect(t, protocol.TypeMessage, protocol.ActionShutdown); len(f.Header.Ext) != 1 || f.Header.Ext[0].Name != "x-reason" || f.Header.Ext[0].Value != "Q.850;cause=16" {
+			t.Fatalf("shutdown %s", f.Marshal())
+		}
+	})
+}
+
+// The web side's frames hand their extension headers to the SIP side's
+// header rules ({ext:NAME}): the re-offer's to its re-INVITE, the end's
+// to its BYE.
+func TestFrameExtToSIP(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, time.Minute)
+		a, out := e.outgoing(t)
+		e.answerOut(t, a, out)
+		f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 3, p: protocol.CallPayload{SDP: webOffer}}.frame()
+		f.Header.Ext = []protocol.Ext{{Name: "x-plan", Kind: protocol.ExtString, Value: "gold"}}
+		e.h.HandleFrame(a, f)
+		if o := out.expectOp(t, "reoffer"); len(o.ext) != 1 || o.ext[0] != (sipgw.Header{Name: "x-plan", Value: "gold"}) {
+			t.Fatalf("re-offer ext %+v", o.ext)
+		}
+		out.reoffers <- reofferResult{answer: []byte(sipAnswer)}
+		a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+		end := wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 4}.frame()
+		end.Header.Ext = []protocol.Ext{{Name: "x-why", Kind: protocol.ExtString, Value: "done"}}
+		e.h.HandleFrame(a, end)
+		if o := out.expectOp(t, "hangup"); len(o.ext) != 1 || o.ext[0] != (sipgw.Header{Name: "x-why", Value: "done"}) {
+			t.Fatalf("hangup ext %+v", o.ext)
+		}
 	})
 }

@@ -51,18 +51,18 @@ type sipCall interface {
 	Headers() []sipgw.Header
 	Events() <-chan sipgw.Event
 	Done() <-chan struct{}
-	Hangup(ctx context.Context) error
+	Hangup(ctx context.Context, ext ...sipgw.Header) error
 	HangupWith(ctx context.Context, code int, reason string) error
 	Reject(ctx context.Context, code int, reason string) error
 	Progress(ctx context.Context, code int, sdp []byte, reliable bool) error
 	Answer(ctx context.Context, sdp []byte, headers ...sipgw.Header) error
 	Ack(ctx context.Context, sdp []byte) error
 	Prack(ctx context.Context, sdp []byte) error
-	Reoffer(ctx context.Context, sdp []byte) ([]byte, error)
+	Reoffer(ctx context.Context, sdp []byte, ext ...sipgw.Header) ([]byte, error)
 	SendDTMF(ctx context.Context, digit string, duration time.Duration) error
 	SendInfo(ctx context.Context, in sipgw.Info) error
 	Request(ctx context.Context, r sipgw.Request) (sipgw.Answer, error)
-	Transfer(ctx context.Context, target string) error
+	Transfer(ctx context.Context, target string, ext ...sipgw.Header) error
 	PeerAccepts(pkg string) bool
 	SetTrickle(on bool)
 	Keys() sipgw.DialogKeys
@@ -104,10 +104,6 @@ type SIPOptions struct {
 	// SDES names the targets whose media is SDES-SRTP (media.sdes): a
 	// browser's call to one is offered as RTP/SAVP with crypto.
 	SDES rtpengine.Targets
-	// ToWeb maps SIP headers (lower-case names) of incoming INVITEs and
-	// of the responses to ours to the extension headers of the frames
-	// the web side gets (routing.to_web).
-	ToWeb map[string]string
 	// Templates returns the declared actions in force (a reload swaps
 	// them): an INFO of a declared Info Package reaches the web side as
 	// a request of its action (template.go). Nil: none.
@@ -120,18 +116,30 @@ type sipSide struct {
 	headers map[string]bool
 	media   *rtpengine.Adapter
 	sdes    rtpengine.Targets
-	toWeb   map[string]string
 	tmpl    func() *templates.Set
 	wg      sync.WaitGroup // every far leg's goroutines
 }
 
-// webExt maps the SIP headers sipgw handed over to extension headers.
+// webExt is the extension headers the call's to_web rules made of a SIP
+// message (sipgw applied them: docs/routing.md).
 func (s *sipSide) webExt(hs []sipgw.Header) []protocol.Ext {
 	var out []protocol.Ext
 	for _, h := range hs {
-		if name, ok := s.toWeb[strings.ToLower(h.Name)]; ok {
-			out = append(out, protocol.Ext{Name: name, Kind: protocol.ExtString, Value: h.Value})
-		}
+		out = append(out, protocol.Ext{Name: h.Name, Kind: protocol.ExtString, Value: h.Value})
+	}
+	return out
+}
+
+// frameExt is the extension headers of the web frame f, which the call's
+// header rules may read ({ext:NAME}); none goes to SIP as it is. f may
+// be nil (an end the web side did not ask for).
+func frameExt(f *protocol.Frame) []sipgw.Header {
+	if f == nil || len(f.Header.Ext) == 0 {
+		return nil
+	}
+	out := make([]sipgw.Header, 0, len(f.Header.Ext))
+	for _, e := range f.Header.Ext {
+		out = append(out, sipgw.Header{Name: e.Name, Value: e.Value})
 	}
 	return out
 }
@@ -156,7 +164,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 }
 
 func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {
-	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, sdes: o.SDES, toWeb: o.ToWeb, tmpl: o.Templates}
+	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, sdes: o.SDES, tmpl: o.Templates}
 	for _, d := range o.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}
@@ -416,19 +424,20 @@ func (fl *farLeg) runOrQueue(op func()) {
 	}
 }
 
-// hangup ends the SIP side: CANCEL, reject or BYE as its state requires.
-func (fl *farLeg) hangup() { fl.hangupWith(0, "") }
+// hangup ends the SIP side: CANCEL, reject or BYE as its state requires;
+// ext: the extension headers of the web frame that ended it.
+func (fl *farLeg) hangup(ext ...sipgw.Header) { fl.hangupWith(0, "", ext...) }
 
 // hangupWith is hangup for a cause SIP should hear (code not 0): a reject
 // with it, or a BYE with a Reason header (sipgw.Call.HangupWith).
-func (fl *farLeg) hangupWith(code int, reason string) {
+func (fl *farLeg) hangupWith(code int, reason string, ext ...sipgw.Header) {
 	fl.must(func() {
 		if fl.sc == nil {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout())
 		defer cancel()
-		hang := fl.sc.Hangup
+		hang := func(ctx context.Context) error { return fl.sc.Hangup(ctx, ext...) }
 		if code != 0 {
 			hang = func(ctx context.Context) error { return fl.sc.HangupWith(ctx, code, reason) }
 		}
@@ -494,7 +503,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	// wsc.js ignores trickle: its candidates come in re-offers instead.
 	o := sipgw.DialOptions{Identity: ep.Identity(), Target: d.Target, SDP: []byte(p.SDP),
 		Headers: headers, Offer100rel: true, Trickle: !ep.Oracle(),
-		Route: sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers}}
+		Route: sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers, Transform: d.Transform}}
 	if h.far.media != nil {
 		o.CallID, o.FromTag = newDialogToken(), newDialogToken()
 	}
@@ -909,7 +918,7 @@ func (fl *farLeg) do(act sipAction, a sipArgs) bool {
 		fl.ack()
 	case actHangup:
 		fl.webGone = true
-		fl.hangup()
+		fl.hangup(frameExt(a.f)...)
 		fl.h.endFar(fl.c)
 	case actForkLeaves:
 		a.l.state, a.l.code = legFailed, a.code
@@ -1036,6 +1045,7 @@ func (fl *farLeg) sipReoffered(ev sipgw.Event) {
 	}
 	out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionStart, "")
 	out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
+	out.Header.Ext = fl.h.far.webExt(ev.Headers)
 	out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
 	seq, err := w.ep.Send(out, true)
 	if err != nil {
@@ -1065,6 +1075,7 @@ func (fl *farLeg) sipInfo(ev sipgw.Event) {
 	}
 	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionDTMF, "")
 	out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
+	out.Header.Ext = fl.h.far.webExt(ev.Headers)
 	out.Payload = protocol.EncodePayload(protocol.CallPayload{Digits: ev.Digit, Duration: ev.Duration})
 	fl.h.send(w, out, false)
 }
@@ -1139,6 +1150,7 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 	case fl.out:
 		out := fl.frameTo(c.caller, protocol.TypeMessage, protocol.ActionShutdown, "")
 		out.Header.Reason = endReason(ev)
+		out.Header.Ext = h.far.webExt(ev.Headers)
 		h.send(c.caller, out, true)
 	case c.winner != nil:
 		w := c.winner
@@ -1151,6 +1163,7 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
 		out.Header.Initiator, out.Header.Target = fl.remote, w.ep.Identity()
 		out.Header.Reason = endReason(ev)
+		out.Header.Ext = h.far.webExt(ev.Headers)
 		h.send(w, out, true)
 	default:
 		// A CANCEL, or our own reject: stop every fork still ringing.
@@ -1305,7 +1318,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 			return
 		}
 		ctx, cancel := opCtx()
-		answer, err := fl.sc.Reoffer(ctx, []byte(offer))
+		answer, err := fl.sc.Reoffer(ctx, []byte(offer), frameExt(f)...)
 		cancel()
 		c.mu.Lock()
 		fl.reanswered = fl.webReoffer != ""

@@ -190,7 +190,8 @@ type op struct {
 	sdp      string // or a hang-up's reason
 	reliable bool
 	info     sipgw.Info
-	trickle  bool // SetTrickle's last value when the op ran
+	trickle  bool           // SetTrickle's last value when the op ran
+	ext      []sipgw.Header // hangup, reoffer, transfer: the frame's extension headers
 }
 
 type reofferResult struct {
@@ -328,8 +329,8 @@ func (c *fakeCall) Headers() []sipgw.Header    { return c.headers }
 func (c *fakeCall) Events() <-chan sipgw.Event { return c.events }
 func (c *fakeCall) Done() <-chan struct{}      { return c.done }
 
-func (c *fakeCall) Hangup(ctx context.Context) error {
-	c.record(op{name: "hangup"})
+func (c *fakeCall) Hangup(ctx context.Context, ext ...sipgw.Header) error {
+	c.record(op{name: "hangup", ext: ext})
 	c.end(sipgw.Event{End: sipgw.EndLocalBye, Code: 200})
 	return nil
 }
@@ -366,8 +367,8 @@ func (c *fakeCall) Prack(ctx context.Context, sdp []byte) error {
 	return nil
 }
 
-func (c *fakeCall) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
-	c.record(op{name: "reoffer", sdp: string(sdp)})
+func (c *fakeCall) Reoffer(ctx context.Context, sdp []byte, ext ...sipgw.Header) ([]byte, error) {
+	c.record(op{name: "reoffer", sdp: string(sdp), ext: ext})
 	select {
 	case r := <-c.reoffers:
 		return r.answer, r.err
@@ -386,8 +387,8 @@ func (c *fakeCall) SendInfo(ctx context.Context, in sipgw.Info) error {
 	return nil
 }
 
-func (c *fakeCall) Transfer(ctx context.Context, target string) error {
-	c.record(op{name: "transfer", sdp: target})
+func (c *fakeCall) Transfer(ctx context.Context, target string, ext ...sipgw.Header) error {
+	c.record(op{name: "transfer", sdp: target, ext: ext})
 	return nil
 }
 

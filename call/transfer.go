@@ -65,6 +65,7 @@ func (fl *farLeg) sipRefer(ev sipgw.Event) {
 	out := fl.frameTo(w, protocol.TypeRequest, protocol.ActionTransfer, "")
 	out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
 	out.Header.ReferTo = ev.ReferTo
+	out.Header.Ext = fl.h.far.webExt(ev.Headers)
 	seq, err := w.ep.Send(out, true)
 	if err != nil {
 		_ = r.Reject(protocol.CodeTemporarilyUnavail, "")
@@ -168,7 +169,7 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 	fl.transferOut = to
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
-		err := fl.sc.Transfer(ctx, referTo)
+		err := fl.sc.Transfer(ctx, referTo, frameExt(f)...)
 		cancel()
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -216,6 +217,7 @@ func (fl *farLeg) sipTransferProgress(ev sipgw.Event) {
 	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionTransfer, to.corr)
 	out.Header.Initiator, out.Header.Target = w.ep.Identity(), fl.remoteName()
 	out.Header.ResponseCode, out.Header.Reason = ev.Code, ev.Reason
+	out.Header.Ext = fl.h.far.webExt(ev.Headers)
 	fl.h.send(w, out, false)
 	if !ev.Final && ev.Code < 200 {
 		return

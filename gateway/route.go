@@ -81,40 +81,57 @@ func Explanation(d routing.Decision) string {
 }
 
 // Reload applies the routing section of cfg (a configuration file read
-// again: jsonrtcd does on SIGHUP): the rules and the trunks change at
-// once for every request decided from then on; requests already decided
-// keep their decision and the proxies they were sent to. A cfg that does
-// not validate changes nothing and the error names the key. Other
-// sections, and routing.to_web, are not reloaded: Reload reports whether cfg changes any, so
-// that the caller can say they wait for a restart.
-func (g *Gateway) Reload(cfg Config) (othersChanged bool, err error) {
+// again: jsonrtcd does on SIGHUP): rules, trunks, header rules and to_web
+// change at once for every request decided, and every call arriving,
+// from then on; requests already decided, and calls in progress, keep
+// the configuration they started with (routing.Transform), and the
+// proxies they were sent to. A cfg that does not validate changes
+// nothing and the error names the key. The other sections need a
+// restart: restart names those cfg changes (their top-level keys), so
+// that the caller can log them as ignored until then.
+func (g *Gateway) Reload(cfg Config) (restart []string, err error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return false, err
+		return nil, err
 	}
 	if cfg.sipConfigured() != (g.sip != nil) {
-		return false, errors.New("gateway: adding or removing the sip section takes a restart")
+		return nil, errors.New("gateway: adding or removing the sip section takes a restart")
 	}
 	r, err := routing.New(cfg.Routing)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	tmpl, err := templates.New(cfg.Templates)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	if g.sip != nil {
 		if err := g.sip.SetTrunks(r.Trunks()); err != nil {
-			return false, err
+			return nil, err
 		}
+		g.sip.SetRouting(r)
 	}
 	g.router.Store(r)
 	g.tmpl.Store(tmpl)
-	// to_web is wired into the SIP side and the call handler at start.
-	rest, was := cfg, g.cfg
-	rest.Routing, was.Routing = routing.Config{ToWeb: rest.Routing.ToWeb}, routing.Config{ToWeb: was.Routing.ToWeb}
-	rest.Templates, was.Templates = templates.Config{}, templates.Config{}
-	return !reflect.DeepEqual(rest, was), nil
+	return changedSections(g.cfg, cfg), nil
+}
+
+// changedSections names the top-level keys of the sections other than
+// routing and templates that differ between was and now.
+func changedSections(was, now Config) []string {
+	var out []string
+	a, b := reflect.ValueOf(was), reflect.ValueOf(now)
+	t := a.Type()
+	for i := range t.NumField() {
+		key, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if key == "routing" || key == "templates" || key == "-" || !t.Field(i).IsExported() {
+			continue
+		}
+		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+			out = append(out, key)
+		}
+	}
+	return out
 }

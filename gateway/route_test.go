@@ -94,8 +94,8 @@ func TestReloadRouting(t *testing.T) {
 	}
 	barred := base
 	barred.Routing.Rules = []routing.RuleConfig{{Name: "bar", ActionConfig: routing.ActionConfig{Reject: &routing.RejectConfig{Code: 403, Reason: "barred"}}}}
-	if others, err := g.Reload(barred); err != nil || others {
-		t.Fatalf("reload: %v (others changed %v)", err, others)
+	if restart, err := g.Reload(barred); err != nil || len(restart) > 0 {
+		t.Fatalf("reload: %v (restart-only sections changed %v)", err, restart)
 	}
 	if f := start("c3"); f.Header.ErrorCode != 403 || f.Header.Reason != "barred" {
 		t.Fatalf("after the reload: %s", f.Marshal())
@@ -110,7 +110,8 @@ func TestReloadRouting(t *testing.T) {
 	}
 	other := barred
 	other.Calls.RingTimeout *= 2
-	if others, err := g.Reload(other); err != nil || !others {
-		t.Fatalf("a change outside routing: %v (others changed %v)", err, others)
+	other.Routing.ToWeb = []routing.ToWebConfig{{Header: "X-Carrier", Ext: "x-carrier"}}
+	if restart, err := g.Reload(other); err != nil || len(restart) != 1 || restart[0] != "calls" {
+		t.Fatalf("a change outside routing: %v (restart-only sections changed %v, want [calls])", err, restart)
 	}
 }

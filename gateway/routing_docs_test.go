@@ -59,5 +59,15 @@ func TestDocsRoutingExamples(t *testing.T) {
 				t.Errorf("example %d: %s -> %q, want %q", i, c.req.Target, got, c.want)
 			}
 		}
+		if i == 1 { // the PBX's BYE, both ways
+			x := r.Decide(routing.Request{Application: "staff", Target: "915551234567"}).Transform
+			if hs := x.ToSIP(routing.Bye, false, map[string]string{"x-cause": "busy", "x-account-code": "77"}); len(hs) != 1 || hs[0].String() != "X-Hangup-Cause: busy" {
+				t.Errorf("PBX BYE headers %v", hs)
+			}
+			get := func(name string) (string, bool) { return "Q.850;cause=16", name == "reason" }
+			if hs := x.ToWeb(routing.Bye, false, get); len(hs) != 1 || hs[0].String() != "x-reason: Q.850;cause=16" {
+				t.Errorf("PBX BYE to the web %v", hs)
+			}
+		}
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
 	"github.com/jsonrtc/jsonrtc/interwork"
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
@@ -14,6 +16,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -46,11 +49,7 @@ func (c *Config) sipConfigured() bool {
 // handlers exist.
 func (g *Gateway) newSIP() error {
 	if g.cfg.sipConfigured() {
-		var toWeb []string
-		for _, tw := range g.cfg.Routing.ToWeb {
-			toWeb = append(toWeb, tw.Header)
-		}
-		s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip"), Trunks: g.router.Load().Trunks(), ToWeb: toWeb})
+		s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip"), Trunks: g.router.Load().Trunks(), Routing: g.router.Load()})
 		if err != nil {
 			return err
 		}
@@ -77,7 +76,7 @@ func (g *Gateway) sipCalls() error {
 	for k, v := range c.IdentityDomains {
 		domains = append(domains, k, v)
 	}
-	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media, SDES: g.cfg.Media.SDES, ToWeb: g.router.Load().ToWeb(), Templates: g.tmpl.Load})
+	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media, SDES: g.cfg.Media.SDES, Templates: g.tmpl.Load})
 	g.sip.SetInfoPackages(func() []string { return g.tmpl.Load().InfoPackages() })
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
 		if f := g.onIncomingSIPCall.Load(); f != nil {
@@ -172,7 +171,7 @@ func (g *Gateway) startSIP() error {
 	if g.sip == nil {
 		return nil
 	}
-	g.sip.OnMessage(interwork.IncomingMessages(g.msgs, g.router.Load().ToWeb()))
+	g.sip.OnMessage(interwork.IncomingMessages(g.msgs))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := g.sip.Start(ctx); err != nil {
@@ -196,10 +195,19 @@ func (g *Gateway) closeSIP(ctx context.Context) {
 }
 
 // register registers the identity of a connect f from socket c (client
-// address addr); nil, nil when registration is not configured for it.
-func (g *Gateway) register(f *protocol.Frame, identity string, c conn, addr netip.Addr) (*interwork.Binding, error) {
+// address addr) by principal p (its application's sip_identity is the
+// AOR bound; routing's register rules pick the trunk); nil, nil when
+// registration is not configured for it.
+func (g *Gateway) register(f *protocol.Frame, identity string, c conn, addr netip.Addr, p *auth.Principal) (*interwork.Binding, error) {
+	if !g.regs.Registers(identity) {
+		return nil, nil
+	}
+	route, err := g.sipRoute(routing.Register, identity, p, addr)
+	if err != nil {
+		return nil, err
+	}
 	return g.regs.Register(g.ctx, interwork.Connect{Identity: identity, Authorization: f.Header.Authorization,
-		Remote: c.RemoteAddr(), Addr: addr})
+		Remote: c.RemoteAddr(), Addr: addr, Route: route})
 }
 
 // regSession is a session as the registrations see it.
@@ -283,7 +291,7 @@ func (g *Gateway) presenceUpstream() presence.Upstream {
 		return nil
 	}
 	return interwork.Presence(g.sip, &interwork.PresenceOptions{
-		Expiry: time.Duration(g.cfg.Presence.Expiry) * time.Second, Logger: g.log})
+		Expiry: time.Duration(g.cfg.Presence.Expiry) * time.Second, Logger: g.log, Route: g.publishRoute})
 }
 
 func (g *Gateway) notificationUpstream() notification.Upstream {
@@ -298,4 +306,47 @@ func (g *Gateway) messagingUpstream() messaging.Upstream {
 		return nil
 	}
 	return interwork.Messaging(g.sip)
+}
+
+// sipRoute decides where the gateway's REGISTER or PUBLISH (kind) for
+// identity goes, and which AOR it binds or states: the routing section's
+// trunk (a rule for register or publish), else sip.outbound_proxy; the
+// sip_identity of p's application (p nil: the identity's AOR). A rule's
+// rejection is an error for the connect (REGISTER) or a PUBLISH left out.
+func (g *Gateway) sipRoute(kind routing.Kind, identity string, p *auth.Principal, addr netip.Addr) (sipgw.Route, error) {
+	req := routing.Request{Kind: kind, Identity: identity, Target: identity, Source: addr}
+	if p != nil {
+		req.Application, req.Guest = p.Application, p.Guest
+	}
+	d := g.router.Load().Decide(req)
+	g.metrics.routed.WithLabelValues(kind.String(), d.Rule, d.Action.String()).Inc()
+	if d.Action == routing.ActionReject {
+		return sipgw.Route{}, &protocol.Error{Code: d.Code, Reason: d.Reason}
+	}
+	r := sipgw.Route{Sender: p.Sender(), Transform: d.Transform}
+	if d.Action == routing.ActionSIP {
+		r.Trunk = d.Trunk
+	}
+	return r, nil
+}
+
+// publishRoute is sipRoute for the PUBLISH of identity's presence, with
+// the principal of one of its sessions (they share the identity, and so
+// its sip_identity, unless two applications map it apart: the first
+// session's wins).
+func (g *Gateway) publishRoute(identity string) (sipgw.Route, error) {
+	g.mu.Lock()
+	sessions := slices.Clone(g.byIdentity[identity])
+	g.mu.Unlock()
+	// g.mu and a session's mu are never held together (gateway.go).
+	var p *auth.Principal
+	for _, s := range sessions {
+		s.mu.Lock()
+		p = s.principal
+		s.mu.Unlock()
+		if p != nil {
+			break
+		}
+	}
+	return g.sipRoute(routing.Publish, identity, p, netip.Addr{})
 }

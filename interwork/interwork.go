@@ -41,6 +41,10 @@ type PresenceOptions struct {
 	// Expiry is the lifetime of the PUBLISHes (presence.expiry).
 	Expiry time.Duration
 	Logger *slog.Logger
+	// Route says where an identity's PUBLISHes go and which AOR they
+	// state (sipgw.PublishOptions.Route); an error leaves the state
+	// unpublished. Nil: sip.outbound_proxy and the identity's AOR.
+	Route func(identity string) (sipgw.Route, error)
 }
 
 // Presence returns the presence handler's upstream on ua (a nil o: the
@@ -53,7 +57,7 @@ func Presence(ua *sipgw.UserAgent, o *PresenceOptions) presence.Upstream {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return sipPresence{ua: ua, expiry: o.Expiry, log: log, rlog: ratelog.New(log, nil)}
+	return sipPresence{ua: ua, expiry: o.Expiry, route: o.Route, log: log, rlog: ratelog.New(log, nil)}
 }
 
 // Notification returns the message-notification handler's upstream on ua.
@@ -75,7 +79,7 @@ func rejectCode(err error) (int, string) {
 // sipRoute is the SIP side's part of a routing decision: the trunk
 // ("" under the built-in profile: the outbound proxy) and the sender.
 func sipRoute(d routing.Decision) sipgw.Route {
-	return sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers}
+	return sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers, Transform: d.Transform}
 }
 
 // sipTarget turns a pres: URI into the sip: one ParseTarget knows.
@@ -99,6 +103,7 @@ func contentType(v string) string {
 type sipPresence struct {
 	ua     *sipgw.UserAgent
 	expiry time.Duration
+	route  func(identity string) (sipgw.Route, error)
 	log    *slog.Logger
 	rlog   *ratelog.Logger
 }
@@ -123,7 +128,17 @@ func (u sipPresence) Publish(presentity string, st protocol.PresencePayload) {
 	if err != nil {
 		return // no SIP identity: nothing to publish
 	}
+	var route sipgw.Route
+	if u.route != nil {
+		if route, err = u.route(presentity); err != nil {
+			u.rlog.Info("publish refused", "presence not published: refused by routing", "identity", presentity, "err", err)
+			return
+		}
+	}
 	st.Presentity = aor.String()
+	if route.Sender.From != "" {
+		st.Presentity = route.Sender.From
+	}
 	body, err := pidf.Marshal(st)
 	if err != nil {
 		u.rlog.Warn("publish state", "presence state not publishable", "identity", presentity, "err", err)
@@ -131,7 +146,7 @@ func (u sipPresence) Publish(presentity string, st protocol.PresencePayload) {
 	}
 	err = u.ua.Publish(sipgw.PublishOptions{
 		Identity: presentity, Event: sipgw.EventPresence, ContentType: pidf.ContentType, Body: body,
-		Expiry: u.expiry,
+		Expiry: u.expiry, Route: route,
 	})
 	if err != nil && !errors.Is(err, sipgw.ErrClosed) {
 		u.rlog.Info("publish failed", "presence not published", "identity", presentity, "err", err)
@@ -235,16 +250,15 @@ func (u sipMessaging) Send(m messaging.Outgoing, report func(code int, reason st
 
 // IncomingMessages returns the user agent's handler of MESSAGE requests:
 // it delivers each to the live sessions of its web identity through h,
-// and their first answer is the SIP response. toWeb maps the SIP headers
-// the user agent hands over (lower-case names) to the extension headers
-// of the frames (routing.to_web).
-func IncomingMessages(h *messaging.Handler, toWeb map[string]string) func(context.Context, *sipgw.IncomingMessage) (int, string) {
+// and their first answer is the SIP response. The frames carry the
+// extension headers the user agent's to_web rules made of the MESSAGE.
+func IncomingMessages(h *messaging.Handler) func(context.Context, *sipgw.IncomingMessage) (int, string) {
 	return func(ctx context.Context, m *sipgw.IncomingMessage) (int, string) {
-		return incomingMessage(ctx, h, toWeb, m)
+		return incomingMessage(ctx, h, m)
 	}
 }
 
-func incomingMessage(ctx context.Context, h *messaging.Handler, toWeb map[string]string, m *sipgw.IncomingMessage) (int, string) {
+func incomingMessage(ctx context.Context, h *messaging.Handler, m *sipgw.IncomingMessage) (int, string) {
 	if !utf8.Valid(m.Body) {
 		return 415, "Unsupported Media Type"
 	}
@@ -255,9 +269,7 @@ func incomingMessage(ctx context.Context, h *messaging.Handler, toWeb map[string
 	ch := make(chan answer, 1)
 	var ext []protocol.Ext
 	for _, hd := range m.Headers {
-		if name, ok := toWeb[strings.ToLower(hd.Name)]; ok {
-			ext = append(ext, protocol.Ext{Name: name, Kind: protocol.ExtString, Value: hd.Value})
-		}
+		ext = append(ext, protocol.Ext{Name: hd.Name, Kind: protocol.ExtString, Value: hd.Value})
 	}
 	h.Deliver(m.From, m.Identity, protocol.MessagePayload{ContentType: m.ContentType, Body: string(m.Body)},
 		func(code int, reason string) {

@@ -138,6 +138,9 @@ type Connect struct {
 	// (the address a trusted proxy forwards, else Remote's).
 	Remote string
 	Addr   netip.Addr
+	// Route is where the REGISTERs go and the AOR they bind
+	// (sipgw.RegisterOptions.Route).
+	Route sipgw.Route
 }
 
 // ChallengeError is a registrar challenge the gateway could not answer:
@@ -171,7 +174,7 @@ func (r *Registrations) Register(ctx context.Context, c Connect) (*Binding, erro
 	}
 	// Refreshes and removals that the gateway cannot answer itself ask
 	// a live session of the identity (docs/protocol.md §4.8).
-	o := sipgw.RegisterOptions{Auth: func(ctx context.Context, ch sipgw.Challenge) (sipgw.Authorization, error) {
+	o := sipgw.RegisterOptions{Route: c.Route, Auth: func(ctx context.Context, ch sipgw.Challenge) (sipgw.Authorization, error) {
 		return r.Authenticate(ctx, c.Identity, ch)
 	}}
 	if len(c.Authorization) > 0 {

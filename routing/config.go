@@ -25,9 +25,9 @@ type Config struct {
 	// Headers set SIP headers on what goes to SIP (headers.go); every
 	// matching rule applies.
 	Headers []HeaderRuleConfig `yaml:"headers"`
-	// ToWeb copies SIP headers of incoming INVITEs and of the
-	// provisional and final responses to the gateway's INVITEs into
-	// extension headers of the call frames the web client gets.
+	// ToWeb copies SIP headers of the requests the gateway receives and
+	// of the responses to its own into extension headers of the frames
+	// the web client gets (transform.go).
 	ToWeb []ToWebConfig `yaml:"to_web"`
 }
 
@@ -38,6 +38,13 @@ type ToWebConfig struct {
 	// Ext is the extension header written: "x-" and letters, digits,
 	// '-' or '_'.
 	Ext string `yaml:"ext"`
+	// Methods are the SIP methods whose requests (received) and
+	// responses (to the gateway's requests) are read: INVITE, re-INVITE,
+	// UPDATE, BYE, MESSAGE, SUBSCRIBE, NOTIFY, PUBLISH, REFER, INFO.
+	// Empty: all.
+	Methods []string `yaml:"methods"`
+	// On is "requests" or "responses"; empty: both.
+	On string `yaml:"on"`
 }
 
 // TrunkConfig is a SIP destination: proxies tried in order.
@@ -63,7 +70,8 @@ type RuleConfig struct {
 	// "rule[N]".
 	Name string `yaml:"name"`
 	// For lists the kinds of request the rule applies to: call,
-	// message, subscribe. Empty: all.
+	// message, subscribe, register, publish. Empty: call, message and
+	// subscribe.
 	For  []string    `yaml:"for"`
 	From OriginMatch `yaml:"from"`
 	To   TargetMatch `yaml:"to"`
@@ -226,19 +234,27 @@ func compile(c Config) (*Router, error) {
 		}
 		r.hdrs = append(r.hdrs, hr)
 	}
-	r.toWeb = map[string]string{}
 	for i, tw := range c.ToWeb {
 		key := fmt.Sprintf("to_web[%d]", i)
 		if !validName(tw.Header) || strings.ContainsAny(tw.Header, "._") {
 			bad(key+".header", "%q is not a header name", tw.Header)
+		} else if credentialHeader(tw.Header) {
+			bad(key+".header", "%q carries credentials, which never go to the web side", tw.Header)
 		}
 		if !validExt(tw.Ext) {
 			bad(key+".ext", "%q: x- then letters, digits, '-' or '_', at most 64", tw.Ext)
 		}
-		if _, dup := r.toWeb[strings.ToLower(tw.Header)]; dup {
-			bad(key+".header", "%q is mapped by an earlier entry", tw.Header)
+		a, aErrs := compileApplies(tw.Methods, tw.On)
+		for _, e := range aErrs {
+			bad(key+e.key, "%s", e.msg)
 		}
-		r.toWeb[strings.ToLower(tw.Header)] = tw.Ext
+		rl := toWebRule{applies: a, header: strings.ToLower(tw.Header), ext: tw.Ext}
+		for _, prev := range r.toWeb {
+			if prev.header == rl.header && prev.applies == rl.applies {
+				bad(key+".header", "%q is mapped by an earlier entry", tw.Header)
+			}
+		}
+		r.toWeb = append(r.toWeb, rl)
 	}
 	r.def = rule{name: "default"}
 	if n := c.Default.set(); n > 1 {
@@ -272,9 +288,12 @@ func compileRule(rc RuleConfig, i int, trunks map[string]TrunkConfig) (rule, []k
 	for j, k := range rc.For {
 		kind, ok := parseKind(k)
 		if !ok {
-			bad(fmt.Sprintf(".for[%d]", j), "%q is not call, message or subscribe", k)
+			bad(fmt.Sprintf(".for[%d]", j), "%q is not call, message, subscribe, register or publish", k)
 		}
 		rl.kinds |= 1 << kind
+	}
+	if rl.kinds == 0 {
+		rl.kinds = defaultKinds
 	}
 	rl.apps = rc.From.Applications
 	for j, p := range rc.From.Identity {
@@ -453,4 +472,14 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// credentialHeader: the headers that carry credentials or their
+// challenges (RFC 3261 section 22), which no to_web rule may read.
+func credentialHeader(name string) bool {
+	switch strings.ToLower(name) {
+	case "authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate", "authentication-info":
+		return true
+	}
+	return false
 }

@@ -28,7 +28,9 @@ func FuzzDecide(f *testing.F) {
 	c.Headers = []HeaderRuleConfig{
 		{Header: "X-A", To: TargetMatch{Regex: `^(\+?\d*)(.*)$`}, Value: "{1}|{2}|{ext:x}|{user}@{domain}"},
 		{Header: "X-B", Value: "{target}"},
+		{Header: "X-C", Value: "{ext:x}", Methods: []string{"BYE", "re-INVITE", "NOTIFY"}, On: "requests"},
 	}
+	c.ToWeb = []ToWebConfig{{Header: "X-C", Ext: "x-c", Methods: []string{"BYE"}}}
 	r, err := New(c)
 	if err != nil {
 		f.Fatal(err)
@@ -44,6 +46,25 @@ func FuzzDecide(f *testing.F) {
 		for _, h := range d.Headers {
 			if h.Name == "X-B" && h.Value != target {
 				t.Fatalf("{target} gave %q for %q", h.Value, target)
+			}
+		}
+		// Every later request and response of the dialog: the same
+		// rules, the frame's extension headers as given, nothing else.
+		for m := Method(0); m < numMethods; m++ {
+			for _, resp := range []bool{false, true} {
+				for _, h := range d.Transform.ToSIP(m, resp, map[string]string{"x": target}) {
+					if (h.Name == "X-B" || h.Name == "X-C") && h.Value != target {
+						t.Fatalf("%s: %s gave %q for %q", m, h.Name, h.Value, target)
+					}
+					if h.Name == "X-C" && (resp || (m != Bye && m != ReInvite && m != Notify)) {
+						t.Fatalf("X-C on %s response=%v", m, resp)
+					}
+				}
+				for _, h := range d.Transform.ToWeb(m, resp, func(string) (string, bool) { return identity, true }) {
+					if h.Name != "x-c" || h.Value != identity || m != Bye {
+						t.Fatalf("to_web on %s: %v", m, h)
+					}
+				}
 			}
 		}
 		if d.String() != e.String() || d.Rule != e.Rule {

@@ -24,6 +24,11 @@ type HeaderRuleConfig struct {
 	For  []string    `yaml:"for"`
 	From OriginMatch `yaml:"from"`
 	To   TargetMatch `yaml:"to"`
+	// Methods are the SIP methods whose requests and responses the
+	// gateway sends get the header (transform.go); empty: all.
+	Methods []string `yaml:"methods"`
+	// On is "requests" or "responses"; empty: both.
+	On string `yaml:"on"`
 	// Header is the SIP header to set.
 	Header string `yaml:"header"`
 	// Param, instead of Header, is a parameter to add to the
@@ -49,7 +54,8 @@ type Header struct {
 }
 
 type headerRule struct {
-	rule   // matching (action unused)
+	rule // matching (action unused)
+	applies
 	drop   bool
 	param  bool
 	header string
@@ -75,7 +81,15 @@ func compileHeaderRule(hc HeaderRuleConfig, i int) (headerRule, []keyErr) {
 	if hc.Name == "" {
 		rl.name = fmt.Sprintf("headers[%d]", i)
 	}
+	if len(hc.For) == 0 {
+		// A header rule's methods say where it applies; without for it
+		// is for every kind (PUBLISH too), unlike a routing rule.
+		rl.kinds = 1<<numKinds - 1
+	}
 	hr := headerRule{rule: rl, header: hc.Header, drop: hc.Drop}
+	var aErrs []keyErr
+	hr.applies, aErrs = compileApplies(hc.Methods, hc.On)
+	errs = append(errs, aErrs...)
 	switch {
 	case hc.Param != "" && hc.Header != "":
 		bad(".param", "set header or param, not both")
@@ -179,12 +193,13 @@ func (hr *headerRule) expand(req *Request, t addr) (string, bool) {
 	return b.String(), true
 }
 
-// headers returns the headers of every header rule matching req.
-func (r *Router) headers(req *Request, t addr) []Header {
+// headers returns the headers of every header rule matching req, on a
+// request of method m (or a response to one).
+func (r *Router) headers(req *Request, t addr, m Method, response bool) []Header {
 	var out []Header
 	for i := range r.hdrs {
 		hr := &r.hdrs[i]
-		if hr.mismatch(req, t, false) != "" {
+		if !hr.match(m, response) || hr.mismatch(req, t, false) != "" {
 			continue
 		}
 		if hr.drop {

@@ -47,15 +47,14 @@ headers:
 }
 
 func TestToWeb(t *testing.T) {
-	r := mustRouter(t, "to_web: [{header: X-Carrier, ext: x-carrier}, {header: P-Asserted-Identity, ext: x-caller-id}]\n")
-	if got := r.ToWeb(); len(got) != 2 || got["x-carrier"] != "x-carrier" || got["p-asserted-identity"] != "x-caller-id" {
-		t.Fatalf("ToWeb %v", got)
-	}
 	for _, c := range []struct{ src, want string }{
 		{"to_web: [{header: 'X C', ext: x-c}]", "routing.to_web[0].header"},
 		{"to_web: [{header: X-C, ext: target}]", "routing.to_web[0].ext"},
 		{"to_web: [{header: X-C, ext: 'x-a b'}]", "routing.to_web[0].ext"},
 		{"to_web: [{header: X-C, ext: x-c}, {header: x-c, ext: x-d}]", "routing.to_web[1].header"},
+		{"to_web: [{header: Proxy-Authorization, ext: x-c}]", "routing.to_web[0].header: \"Proxy-Authorization\" carries credentials"},
+		{"to_web: [{header: X-C, ext: x-c, methods: [BYE, FAX]}]", "routing.to_web[0].methods[1]: \"FAX\""},
+		{"to_web: [{header: X-C, ext: x-c, on: both}]", "routing.to_web[0].on"},
 	} {
 		var cfg Config
 		if err := yaml.Unmarshal([]byte(c.src), &cfg); err != nil {
@@ -79,6 +78,8 @@ func TestHeaderRuleErrors(t *testing.T) {
 		{"headers: [{header: X-A, value: 'a}b'}]", "unbalanced"},
 		{"headers: [{header: X-A, value: \"a\\x01\"}]", "control"},
 		{"headers: [{header: X-A, value: v, for: [fax]}]", "routing.headers[0].for[0]"},
+		{"headers: [{header: X-A, value: v, methods: [OPTIONS]}]", "routing.headers[0].methods[0]"},
+		{"headers: [{header: X-A, value: v, on: request}]", "routing.headers[0].on"},
 	} {
 		var cfg Config
 		if err := yaml.Unmarshal([]byte(c.src), &cfg); err != nil {

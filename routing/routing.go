@@ -29,10 +29,19 @@ const (
 	Call Kind = iota
 	Message
 	Subscribe
+	// Register and Publish are the gateway's REGISTER and PUBLISH for
+	// a web identity (its target): only rules whose for names them
+	// apply, and they take a trunk (or a rejection) only: any other
+	// decision sends them to sip.outbound_proxy.
+	Register
+	Publish
 	numKinds
 )
 
-var kindNames = [numKinds]string{"call", "message", "subscribe"}
+var kindNames = [numKinds]string{"call", "message", "subscribe", "register", "publish"}
+
+// defaultKinds are the kinds of a rule without for.
+const defaultKinds = 1<<Call | 1<<Message | 1<<Subscribe
 
 func (k Kind) String() string {
 	if k < numKinds {
@@ -120,6 +129,10 @@ type Decision struct {
 	// Headers are the SIP headers the header rules set (for ActionSIP
 	// and ActionBuiltin).
 	Headers []Header
+	// Transform is the transformations of the later requests and
+	// responses of what is decided (for ActionSIP and ActionBuiltin; nil
+	// when there are none), under this configuration.
+	Transform *Transform
 	// Sender is how the SIP side presents the sender. Rules do not
 	// decide it: the gateway fills it in from the sender's application
 	// (its sip_identity).
@@ -155,7 +168,7 @@ type Router struct {
 	rules  []rule
 	def    rule
 	hdrs   []headerRule
-	toWeb  map[string]string // lower-case SIP header -> extension header
+	toWeb  []toWebRule
 }
 
 // New compiles c; the error names every bad key.
@@ -176,16 +189,6 @@ func (r *Router) Trunks() map[string]TrunkConfig {
 	return out
 }
 
-// ToWeb returns the SIP headers copied to the web side, by lower-case
-// name, with the extension header each becomes.
-func (r *Router) ToWeb() map[string]string {
-	out := make(map[string]string, len(r.toWeb))
-	for k, v := range r.toWeb {
-		out[k] = v
-	}
-	return out
-}
-
 // Decide routes req.
 func (r *Router) Decide(req Request) Decision { return r.decide(req, false) }
 
@@ -196,8 +199,16 @@ func (r *Router) Explain(req Request) Decision { return r.decide(req, true) }
 func (r *Router) decide(req Request, explain bool) Decision {
 	t := parseAddr(req.Target)
 	d := r.route(&req, t, explain)
-	if len(r.hdrs) > 0 && (d.Action == ActionSIP || d.Action == ActionBuiltin) {
-		d.Headers = r.headers(&req, t)
+	if (req.Kind == Register || req.Kind == Publish) && d.Action == ActionWeb {
+		// Nothing to relay on the web: the SIP side's default proxy.
+		d.Action = ActionBuiltin
+	}
+	if d.Action == ActionSIP || d.Action == ActionBuiltin {
+		if len(r.hdrs) > 0 && req.Kind != Register {
+			// No header rule names REGISTER: the binding is the AOR's own.
+			d.Headers = r.headers(&req, t, req.Kind.initial(), false)
+		}
+		d.Transform = r.Bind(req)
 	}
 	return d
 }
@@ -242,7 +253,7 @@ func (d Decision) String() string {
 
 type rule struct {
 	name  string
-	kinds uint8 // bit per Kind; 0: all
+	kinds uint8 // bit per Kind
 	// origin
 	apps     []string
 	identity []string
@@ -271,7 +282,7 @@ func (rl *rule) mismatch(req *Request, t addr, explain bool) string {
 		}
 		return fmt.Sprintf(format, a...)
 	}
-	if rl.kinds != 0 && rl.kinds&(1<<req.Kind) == 0 {
+	if rl.kinds&(1<<req.Kind) == 0 {
 		return no("for: not for %s", req.Kind)
 	}
 	if len(rl.apps) > 0 && !contains(rl.apps, req.Application) {

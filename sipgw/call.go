@@ -12,6 +12,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // Direction says who sent the initial INVITE.
@@ -139,8 +140,11 @@ type Event struct {
 	Reoffer *Reoffer
 	// EventEnded
 	End EndCause
-	// EventProgress, EventAnswered: the response's headers named by
-	// Options.ToWeb.
+	// Headers are the extension headers the call's to_web rules made of
+	// the SIP message behind the event (Header.Name is the extension
+	// header's): the response of an EventProgress or EventAnswered, the
+	// request of an EventReoffer, EventInfo, EventRefer,
+	// EventTransferProgress (NOTIFY), or an EventEnded by the peer's BYE.
 	Headers []Header
 }
 
@@ -253,8 +257,12 @@ type Call struct {
 	// the callee and fails over no more (owner goroutine only).
 	hops       []nextHop
 	progressed bool
-	headers    []Header // incoming: the INVITE's, named by Options.ToWeb
-	endForced  *Event   // owner goroutine only
+	headers    []Header // incoming: the to_web extension headers of the INVITE
+	byeHeaders []Header // the to_web extension headers of the peer's BYE (mu)
+	// xform is the call's transformations, under the configuration it
+	// started with; set before the call is handed out.
+	xform     *routing.Transform
+	endForced *Event // owner goroutine only
 
 	respMu    sync.Mutex // serialises our responses to the INVITE (sipgo stores the last one)
 	retrans   sync.WaitGroup
@@ -323,8 +331,8 @@ func (c *Call) RemoteDisplayName() string { return c.display }
 // Offer is the SDP of an incoming INVITE (nil for a late offer).
 func (c *Call) Offer() []byte { return c.offer }
 
-// Headers returns the headers of an incoming call's INVITE that
-// Options.ToWeb names.
+// Headers returns the extension headers the to_web rules made of an
+// incoming call's INVITE.
 func (c *Call) Headers() []Header { return c.headers }
 
 // Events delivers the call's events in order; closed after EventEnded.
@@ -426,9 +434,22 @@ func (c *Call) remoteTarget() sip.Uri {
 	return *c.remote.Clone()
 }
 
-// request sends an in-dialog request and waits for its final response.
-// Calls are serialised by the caller holding the slot.
-func (c *Call) request(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+// request sends an in-dialog request, with the call's header rules for
+// its method (ext: the extension headers of the web frame behind it), and
+// waits for its final response. Calls are serialised by the caller
+// holding the slot.
+func (c *Call) request(ctx context.Context, req *sip.Request, ext []Header) (*sip.Response, error) {
+	if m, ok := dialogMethod(req.Method); ok {
+		if err := transformOut(c.xform, m, false, req, ext); err != nil {
+			if req.Method != sip.BYE {
+				return nil, err
+			}
+			// A hang-up goes whatever its frame brought: the rules that
+			// read the frame set nothing then.
+			c.g.rlog.Info("transform", "sipgw: BYE sent without the header rules that read its frame", "call", c.id, "err", err)
+			_ = transformOut(c.xform, m, false, req, nil)
+		}
+	}
 	c.g.track()
 	defer c.g.untrack()
 	tx, err := c.dialog().TransactionRequest(ctx, req)
@@ -457,8 +478,10 @@ func (c *Call) request(ctx context.Context, req *sip.Request) (*sip.Response, er
 // Hangup ends the call the way its state requires: CANCEL an unanswered
 // outgoing call (the 487 is swallowed), reject an unanswered incoming one
 // with 603, BYE an answered one (sending the ACK first if the web side
-// never confirmed). It returns when the call is over or ctx is done.
-func (c *Call) Hangup(ctx context.Context) error { return c.hangup(ctx, 0, "") }
+// never confirmed). It returns when the call is over or ctx is done. ext
+// are the extension headers of the web frame that ended the call, for
+// the header rules of the BYE.
+func (c *Call) Hangup(ctx context.Context, ext ...Header) error { return c.hangup(ctx, 0, "", ext) }
 
 // HangupWith ends the call as Hangup does, for a cause the far end should
 // hear (RFC 3326): a ringing incoming call is refused with code and
@@ -471,11 +494,11 @@ func (c *Call) HangupWith(ctx context.Context, code int, reason string) error {
 	if hasCtl(reason) || strings.ContainsAny(reason, `"\`) || len(reason) > 128 {
 		return invalid("reason")
 	}
-	return c.hangup(ctx, code, reason)
+	return c.hangup(ctx, code, reason, nil)
 }
 
 // hangup is Hangup, with HangupWith's cause when code is set.
-func (c *Call) hangup(ctx context.Context, code int, reason string) error {
+func (c *Call) hangup(ctx context.Context, code int, reason string, ext []Header) error {
 	c.mu.Lock()
 	st := c.state
 	c.mu.Unlock()
@@ -500,7 +523,7 @@ func (c *Call) hangup(ctx context.Context, code int, reason string) error {
 		if code != 0 {
 			hs = append(hs, sip.NewHeader("Reason", "SIP;cause="+strconv.Itoa(code)+`;text="`+reason+`"`))
 		}
-		err := c.bye(ctx, hs...)
+		err := c.bye(ctx, ext, hs...)
 		if err != nil {
 			c.g.rlog.Info("bye", "sipgw: BYE failed", "call", c.id, "err", err)
 		}
@@ -522,8 +545,9 @@ func (c *Call) hangup(ctx context.Context, code int, reason string) error {
 	}
 }
 
-// bye sends BYE, with the headers hs, unless one went already.
-func (c *Call) bye(ctx context.Context, hs ...sip.Header) error {
+// bye sends BYE, with the headers hs and the header rules reading ext,
+// unless one went already.
+func (c *Call) bye(ctx context.Context, ext []Header, hs ...sip.Header) error {
 	if c.dir == Outgoing {
 		c.mu.Lock()
 		acked := c.acked
@@ -552,7 +576,7 @@ func (c *Call) bye(ctx context.Context, hs ...sip.Header) error {
 	for _, h := range hs {
 		req.AppendHeader(h)
 	}
-	res, err := c.request(ctx, req)
+	res, err := c.request(ctx, req, ext)
 	if err == nil && !res.IsSuccess() {
 		err = &ResponseError{Code: res.StatusCode, Reason: res.Reason}
 	}
@@ -562,7 +586,9 @@ func (c *Call) bye(ctx context.Context, hs ...sip.Header) error {
 // Reoffer sends a re-INVITE with sdp (hold, resume, new media) and
 // returns the answer SDP; it sends the ACK itself. A re-INVITE that
 // crosses another one fails with ErrGlare (491), whichever side lost.
-func (c *Call) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
+// ext are the extension headers of the web frame behind it, for the
+// header rules of the re-INVITE.
+func (c *Call) Reoffer(ctx context.Context, sdp []byte, ext ...Header) ([]byte, error) {
 	c.mu.Lock()
 	if c.state != stateConfirmed {
 		c.mu.Unlock()
@@ -586,7 +612,7 @@ func (c *Call) Reoffer(ctx context.Context, sdp []byte) ([]byte, error) {
 		})
 	}
 	defer done()
-	res, err := c.sendReinvite(ctx, sdp, c.g.cfg.SessionTimers.uacHeaders(0, 0, false), done)
+	res, err := c.sendReinvite(ctx, sdp, c.g.cfg.SessionTimers.uacHeaders(0, 0, false), ext, done)
 	if err != nil {
 		return nil, err
 	}
@@ -617,11 +643,11 @@ func (c *Call) reinvite(ctx context.Context, sdp []byte, hs []sip.Header) (*sip.
 		c.mu.Unlock()
 	}
 	defer done()
-	return c.sendReinvite(ctx, sdp, hs, done)
+	return c.sendReinvite(ctx, sdp, hs, nil, done)
 }
 
 // sendReinvite sends the re-INVITE; done is called at its final response.
-func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, done func()) (*sip.Response, error) {
+func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, ext []Header, done func()) (*sip.Response, error) {
 	if err := c.acquire(ctx); err != nil {
 		return nil, err
 	}
@@ -636,7 +662,7 @@ func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, do
 	for _, h := range hs {
 		req.AppendHeader(h)
 	}
-	res, err := c.request(ctx, req)
+	res, err := c.request(ctx, req, ext)
 	done()
 	if err != nil {
 		return nil, err
@@ -668,8 +694,9 @@ func (c *Call) SendDTMF(ctx context.Context, digit string, duration time.Duratio
 
 // Transfer sends a REFER for a blind transfer to target (validated like
 // a Dial target) and returns when the peer accepted it (202). The
-// peer's NOTIFYs of the new call follow as EventTransferProgress.
-func (c *Call) Transfer(ctx context.Context, target string) error {
+// peer's NOTIFYs of the new call follow as EventTransferProgress. ext
+// are the extension headers of the web frame behind it (header rules).
+func (c *Call) Transfer(ctx context.Context, target string, ext ...Header) error {
 	u, err := c.g.ParseTarget(target)
 	if err != nil {
 		return err
@@ -677,11 +704,11 @@ func (c *Call) Transfer(ctx context.Context, target string) error {
 	req := sip.NewRequest(sip.REFER, sip.Uri{})
 	req.AppendHeader(sip.NewHeader("Refer-To", "<"+u.String()+">"))
 	req.AppendHeader(sip.NewHeader("Referred-By", "<"+c.local.String()+">"))
-	return c.simple(ctx, req)
+	return c.simple(ctx, req, ext)
 }
 
 // simple sends a non-INVITE in-dialog request to the remote target.
-func (c *Call) simple(ctx context.Context, req *sip.Request) error {
+func (c *Call) simple(ctx context.Context, req *sip.Request, ext []Header) error {
 	c.mu.Lock()
 	st := c.state
 	c.mu.Unlock()
@@ -693,7 +720,7 @@ func (c *Call) simple(ctx context.Context, req *sip.Request) error {
 	}
 	defer c.release()
 	req.Recipient = c.remoteTarget()
-	res, err := c.request(ctx, req)
+	res, err := c.request(ctx, req, ext)
 	if err != nil {
 		return err
 	}
@@ -734,6 +761,9 @@ func (r *Reoffer) Accept(sdp []byte) error {
 	res := sip.NewResponseFromRequest(r.req, 200, "OK", nil)
 	setSDP(res, sdp)
 	st := r.c.timerAnswer(r.req, res)
+	if m, ok := dialogMethod(r.req.Method); ok {
+		r.c.transformResponse(m, res)
+	}
 	ct := r.c.g.dua.ContactHDR
 	res.AppendHeader(&ct)
 	if err := r.finish(res, func() { r.accepted, r.timer = true, st }); err != nil {
@@ -838,7 +868,7 @@ func (c *Call) relayOffer(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	ro := &Reoffer{c: c, req: req, tx: tx, done: make(chan struct{})}
-	if !c.deliver(func() { c.emit(Event{Kind: EventReoffer, SDP: req.Body(), Reoffer: ro}) }) {
+	if !c.deliver(func() { c.emit(Event{Kind: EventReoffer, SDP: req.Body(), Reoffer: ro, Headers: c.peerHeaders(req)}) }) {
 		_ = ro.Reject(481, "Call/Transaction Does Not Exist")
 		return
 	}
@@ -878,8 +908,10 @@ func (c *Call) handleAck(req *sip.Request) {
 func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	switch req.Method {
 	case sip.BYE:
+		hs := webHeaders(c.xform, routing.Bye, false, req)
 		c.mu.Lock()
 		c.remoteBye = true
+		c.byeHeaders = hs
 		overtook := c.uas != nil && c.state == stateAnswered
 		c.mu.Unlock()
 		if overtook {

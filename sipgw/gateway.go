@@ -38,13 +38,15 @@ type UserAgent struct {
 	rlog   *ratelog.Logger
 	secret []byte // instance.go
 
-	ua      *sipgo.UserAgent
-	srv     *sipgo.Server
-	cli     *sipgo.Client
-	dua     *sipgo.DialogUA
-	route   *sip.Uri                 // outbound proxy, as a loose route
-	trunks  atomic.Pointer[trunkSet] // trunk.go
-	toWeb   []string                 // Options.ToWeb
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	cli    *sipgo.Client
+	dua    *sipgo.DialogUA
+	route  *sip.Uri                 // outbound proxy, as a loose route
+	trunks atomic.Pointer[trunkSet] // trunk.go
+	// routing is the configuration incoming calls and messages take
+	// their transformations from ([UserAgent.SetRouting]).
+	routing atomic.Pointer[routing.Router]
 	regURI  sip.Uri
 	allow   string // the Allow value: the methods routes handles
 	onCall  func(*Call)
@@ -94,10 +96,10 @@ type Options struct {
 	// Trunks are the SIP destinations a [Route] names (routing.trunks),
 	// each an ordered failover list of proxies (trunk.go).
 	Trunks map[string]routing.TrunkConfig
-	// ToWeb names the SIP headers that incoming INVITEs ([Call.Headers])
-	// and responses to our INVITEs ([Event.Headers]) hand over
-	// (routing.to_web).
-	ToWeb []string
+	// Routing gives the transformations (routing.headers, to_web) of
+	// incoming calls and messages; outgoing ones carry theirs in their
+	// Route. Nil: none.
+	Routing *routing.Router
 }
 
 // New checks cfg and builds a user agent. Nothing listens before Start.
@@ -125,8 +127,8 @@ func New(cfg Config, o *Options) (*UserAgent, error) {
 		leaving:  map[string]*registration{},
 		contacts: map[string]*registration{},
 		outbound: cfg.outboundOn(),
-		toWeb:    opts.ToWeb,
 	}
+	g.routing.Store(opts.Routing)
 	var err error
 	if g.secret, err = loadInstanceSecret(cfg); err != nil {
 		return nil, err
@@ -535,3 +537,18 @@ func randUUID() string {
 
 // sipgoLog is the logger sipgo gets: g's, through g's line budgets.
 func (g *UserAgent) sipgoLog() *slog.Logger { return slog.New(g.rlog.Handler("sipgo: ")) }
+
+// SetRouting replaces the configuration incoming calls and messages
+// take their transformations from (a reload): those already in progress
+// keep the one they started with.
+func (g *UserAgent) SetRouting(r *routing.Router) { g.routing.Store(r) }
+
+// bindIncoming returns the transformations of an incoming request from
+// remote to the web identity, under the configuration of now.
+func (g *UserAgent) bindIncoming(kind routing.Kind, identity, remote string) *routing.Transform {
+	r := g.routing.Load()
+	if r == nil {
+		return nil
+	}
+	return r.Bind(routing.Request{Kind: kind, Identity: identity, Target: remote})
+}

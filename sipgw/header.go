@@ -2,7 +2,6 @@ package sipgw
 
 import (
 	"fmt"
-	"github.com/emiago/sipgo/sip"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -81,27 +80,6 @@ var reservedHeaders = map[string]bool{
 	// Caller preferences steer forking (RFC 3841).
 	"accept-contact": true, "a": true, "reject-contact": true, "j": true,
 	"request-disposition": true, "d": true,
-}
-
-// captured returns the headers of m named by Options.ToWeb (the first of
-// each), leaving out a value the extension-header grammar refuses: what
-// a SIP peer sends reaches the web side only as clean as what a client
-// may send, but for the angle brackets of a name-addr
-// (P-Asserted-Identity: <sip:...>), which harm no JSON reader.
-func (g *UserAgent) captured(m interface{ GetHeader(string) sip.Header }) []Header {
-	var out []Header
-	for _, name := range g.toWeb {
-		h := m.GetHeader(name)
-		if h == nil {
-			continue
-		}
-		v := strings.TrimSpace(h.Value())
-		if valueProblem(v, true) != "" {
-			continue
-		}
-		out = append(out, Header{Name: name, Value: v})
-	}
-	return out
 }
 
 // ValidateHeaderName checks the name of an extension header to be

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // handleNewInvite runs on the sipgo goroutine of a dialog-creating
@@ -38,7 +39,8 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 	}
 	c.offer = req.Body()
 	c.keys = incomingKeys(dtx.InviteRequest)
-	c.headers = g.captured(req)
+	c.xform = g.bindIncoming(routing.Call, c.identity, c.remote.String())
+	c.headers = webHeaders(c.xform, routing.Invite, false, req)
 	c.remoteSDP = c.offer
 	c.inviteDone = make(chan struct{})
 	c.state = stateRinging
@@ -99,7 +101,10 @@ func (c *Call) loop(dctx context.Context) {
 			case st == stateRinging:
 				c.finish(Event{End: EndCancelled, Code: 487})
 			case remoteBye:
-				c.finish(Event{End: EndRemoteBye, Code: 200})
+				c.mu.Lock()
+				hs := c.byeHeaders
+				c.mu.Unlock()
+				c.finish(Event{End: EndRemoteBye, Code: 200, Headers: hs})
 			default:
 				c.finish(Event{End: EndError, Code: 500})
 			}
@@ -184,6 +189,7 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 		advertiseTrickle(res)
 	}
 	c.g.setSupported(res, true, trickle)
+	c.transformResponse(routing.Invite, res)
 	setSDP(res, sdp)
 	c.noteLocal(sdp)
 	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
@@ -297,6 +303,9 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 	for _, h := range headers {
 		res.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}
+	if err := transformOut(c.xform, routing.Invite, true, res, headers); err != nil {
+		return err
+	}
 	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	res.AppendHeader(&ct)
 	c.g.wg.Go(func() {
@@ -307,7 +316,7 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 			c.deliver(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), sip.Timer_F)
 				defer cancel()
-				_ = c.bye(ctx)
+				_ = c.bye(ctx, nil)
 				c.endForced = &Event{End: EndTimeout, Code: 408}
 			})
 			return

@@ -62,7 +62,7 @@ func (c *Call) SendInfo(ctx context.Context, in Info) error {
 		}
 	}
 	req.SetBody(in.Body)
-	return c.simple(ctx, req)
+	return c.simple(ctx, req, nil)
 }
 
 // PeerAccepts reports whether the peer said it takes INFO of package pkg
@@ -125,7 +125,7 @@ func advertiseTrickle(m interface{ AppendHeader(sip.Header) }) {
 // Package we never announced gets 469 (RFC 6086 section 4.2.2); an INFO
 // without one (DTMF relay) is taken as before RFC 6086.
 func (c *Call) handleInfo(req *sip.Request, tx sip.ServerTransaction) {
-	ev := Event{Kind: EventInfo, Body: req.Body()}
+	ev := Event{Kind: EventInfo, Body: req.Body(), Headers: c.peerHeaders(req)}
 	if h := req.GetHeader("Info-Package"); h != nil {
 		ev.InfoPackage = strings.ToLower(strings.TrimSpace(h.Value()))
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // MaxMessageBody bounds the body of a MESSAGE both ways (RFC 3428 asks
@@ -35,7 +36,8 @@ type IncomingMessage struct {
 	From        string
 	ContentType string
 	Body        []byte
-	// Headers are its headers that Options.ToWeb names.
+	// Headers are the extension headers the to_web rules made of it
+	// (Header.Name is the extension header's).
 	Headers []Header
 }
 
@@ -158,7 +160,10 @@ func (g *UserAgent) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 		g.respond(tx, req, 413, "Request Entity Too Large")
 		return
 	}
-	m := &IncomingMessage{Identity: id, Body: append([]byte(nil), body...), ContentType: "text/plain", Headers: g.captured(req)}
+	m := &IncomingMessage{Identity: id, Body: append([]byte(nil), body...), ContentType: "text/plain"}
+	if f := req.From(); f != nil {
+		m.Headers = webHeaders(g.bindIncoming(routing.Message, id, f.Address.String()), routing.MessageMethod, false, req)
+	}
 	if ct := req.ContentType(); ct != nil {
 		m.ContentType = strings.TrimSpace(ct.Value())
 	}

@@ -167,7 +167,7 @@ func TestRegisterOutboundHeaders(t *testing.T) {
 		}
 		aor, _ := g.AOR("alice")
 		r := &registration{g: g, aor: aor, token: "rtok", instance: "urn:uuid:x", callID: "c", fromTag: "f"}
-		req := r.newRequest(600 * time.Second)
+		req := r.newRequest(600*time.Second, g.outboundHop())
 		ct := req.Contact()
 		regID, hasRegID := ct.Params.Get("reg-id")
 		sup := req.GetHeader("Supported").Value()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // DialOptions describe an outgoing call. Every string comes from a web
@@ -95,6 +96,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	}
 	c := g.newCall(Outgoing)
 	c.identity, c.local, c.remote, c.autoPrack, c.trickle = o.Identity, from, to, o.AutoPrack, o.Trickle
+	c.xform = o.Route.Transform
 	c.hops = hops[1:]
 	c.prackCh = make(chan prackCmd)
 	if cr, ok := g.cfg.Credentials[o.Identity]; ok && cr.Password != "" {
@@ -222,7 +224,7 @@ func (c *Call) runOutgoing() {
 	c.notePeer(res)
 	c.noteRemote(res.Body())
 	c.armTimer(c.g.cfg.SessionTimers.uacTimer(res))
-	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body(), ToTag: toTag(res), Headers: c.g.captured(res)})
+	c.emit(Event{Kind: EventAnswered, Code: res.StatusCode, Reason: res.Reason, SDP: res.Body(), ToTag: toTag(res), Headers: webHeaders(c.xform, routing.Invite, true, res)})
 	c.loop(c.uac.Context())
 }
 
@@ -277,7 +279,7 @@ func (c *Call) ackAndBye() {
 	if err := c.Ack(ctx, nil); err != nil {
 		return
 	}
-	_ = c.bye(ctx)
+	_ = c.bye(ctx, nil)
 }
 
 // onResponse runs on the owner goroutine, inside WaitAnswer, for every
@@ -309,7 +311,7 @@ func (c *Call) onResponse(r *sip.Response) error {
 	c.mu.Unlock()
 	c.noteRemote(r.Body())
 	c.emit(Event{Kind: EventProgress, Code: r.StatusCode, Reason: r.Reason, SDP: r.Body(), Reliable: reliable, RSeq: rseq,
-		ToTag: toTag(r), Headers: c.g.captured(r)})
+		ToTag: toTag(r), Headers: webHeaders(c.xform, routing.Invite, true, r)})
 	if !reliable {
 		return nil
 	}
@@ -371,7 +373,7 @@ func (c *Call) sendPrack(r *sip.Response, rseq uint32, sdp []byte) error {
 	c.noteLocal(sdp)
 	ctx, cancel := context.WithTimeout(c.inviteCtx, sip.Timer_F)
 	defer cancel()
-	res, err := c.request(ctx, req)
+	res, err := c.request(ctx, req, nil)
 	if err != nil {
 		return err
 	}

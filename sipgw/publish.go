@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // PublishOptions are one state of a web identity to publish (RFC 3903).
@@ -28,6 +29,11 @@ type PublishOptions struct {
 	// shows only the identity's other sources (its SIP phone). The
 	// document is not sent.
 	Final bool
+	// Route is where the PUBLISHes go (its trunk, with failover; "" the
+	// outbound proxy) and, by its Sender's From, the AOR whose state
+	// they are (the application's sip_identity; unset, the identity's
+	// AOR). A publication keeps the route it started with.
+	Route Route
 }
 
 // publication is the one PUBLISH state of an identity: the latest
@@ -38,6 +44,8 @@ type publication struct {
 	g        *UserAgent
 	identity string
 	aor      sip.Uri
+	trunk    string
+	xform    *routing.Transform // the header rules of its PUBLISHes
 	event    string
 	callID   string
 	fromTag  string
@@ -64,6 +72,9 @@ func (g *UserAgent) Publish(o PublishOptions) error {
 		return ErrClosed
 	}
 	aor, err := g.AOR(o.Identity)
+	if o.Route.Sender.From != "" {
+		aor, err = parseIdentityURI("sip_identity", o.Route.Sender.From)
+	}
 	if err != nil {
 		return err
 	}
@@ -86,7 +97,7 @@ func (g *UserAgent) Publish(o PublishOptions) error {
 		if o.Final {
 			return nil // nothing published: nothing to withdraw
 		}
-		p = &publication{g: g, identity: o.Identity, aor: aor, event: o.Event,
+		p = &publication{g: g, identity: o.Identity, aor: aor, trunk: o.Route.Trunk, xform: o.Route.Transform, event: o.Event,
 			callID: randUUID(), fromTag: sip.GenerateTagN(16),
 			wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 		if g.ev.pubs == nil {
@@ -259,7 +270,26 @@ func (p *publication) remove() {
 	p.g.log.Debug("sipgw: publication removed", "identity", p.identity, "err", err)
 }
 
+// do sends one PUBLISH through the publication's trunk, failing over
+// from a proxy that answers 503 or 408, or not at all, to the next (as
+// MESSAGE does).
 func (p *publication) do(expiry time.Duration, etag string, o *PublishOptions, full bool) (*sip.Response, error) {
+	hops, err := p.g.hops(Route{Trunk: p.trunk})
+	if err != nil {
+		return nil, err
+	}
+	var res *sip.Response
+	for i, h := range hops {
+		res, err = p.doVia(expiry, etag, o, full, h)
+		if i == len(hops)-1 || p.g.ctx.Err() != nil || !failsOver(res, err) {
+			break
+		}
+		p.g.rlog.Info("publish failover", "sipgw: PUBLISH failed over to the next proxy", "trunk", p.trunk)
+	}
+	return res, err
+}
+
+func (p *publication) doVia(expiry time.Duration, etag string, o *PublishOptions, full bool, h nextHop) (*sip.Response, error) {
 	ctx, cancel := context.WithTimeout(p.g.ctx, sip.Timer_F)
 	defer cancel()
 	return p.g.do(ctx, p.identity, func() *sip.Request {
@@ -267,7 +297,7 @@ func (p *publication) do(expiry time.Duration, etag string, o *PublishOptions, f
 		p.cseq++
 		cseq := p.cseq
 		p.mu.Unlock()
-		req := p.g.requestFor(sip.PUBLISH, p.aor, p.aor, p.fromTag, p.callID, cseq, p.g.outboundHop())
+		req := p.g.requestFor(sip.PUBLISH, p.aor, p.aor, p.fromTag, p.callID, cseq, h)
 		req.AppendHeader(sip.NewHeader("Event", p.event))
 		req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expiry/time.Second))))
 		if etag != "" {
@@ -276,6 +306,11 @@ func (p *publication) do(expiry time.Duration, etag string, o *PublishOptions, f
 		if full && o != nil {
 			req.AppendHeader(sip.NewHeader("Content-Type", o.ContentType))
 			req.SetBody(o.Body)
+		}
+		if err := transformOut(p.xform, routing.PublishMethod, false, req, nil); err != nil {
+			// No web frame behind a PUBLISH to refuse: the state goes
+			// without the rules' headers.
+			p.g.rlog.Info("transform", "sipgw: header rules left off a PUBLISH", "identity", p.identity, "err", err)
 		}
 		return req
 	})

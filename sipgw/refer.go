@@ -141,7 +141,7 @@ func (r *Refer) send(ctx context.Context, code int, reason, state string) error 
 	req.AppendHeader(sip.NewHeader("Subscription-State", state))
 	req.AppendHeader(sip.NewHeader("Content-Type", "message/sipfrag;version=2.0"))
 	req.SetBody([]byte(line + "\r\n"))
-	return r.c.simple(ctx, req)
+	return r.c.simple(ctx, req, nil)
 }
 
 // handleRefer runs on the sipgo goroutine of a REFER: it hands it to the
@@ -161,7 +161,7 @@ func (c *Call) handleRefer(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	r := &Refer{c: c, req: req, tx: tx, answered: make(chan struct{}), slot: make(chan struct{}, 1), final: make(chan struct{})}
-	if !c.deliver(func() { c.emit(Event{Kind: EventRefer, ReferTo: u.String(), Refer: r}) }) {
+	if !c.deliver(func() { c.emit(Event{Kind: EventRefer, ReferTo: u.String(), Refer: r, Headers: c.peerHeaders(req)}) }) {
 		_ = r.refuse(481, "")
 		return
 	}
@@ -221,7 +221,9 @@ func (c *Call) handleReferNotify(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	final := strings.EqualFold(strings.TrimSpace(state), "terminated")
-	c.deliver(func() { c.emit(Event{Kind: EventTransferProgress, Code: code, Reason: reason, Final: final}) })
+	c.deliver(func() {
+		c.emit(Event{Kind: EventTransferProgress, Code: code, Reason: reason, Final: final, Headers: c.peerHeaders(req)})
+	})
 }
 
 // parseSipfrag reads the status line of a message/sipfrag body; code 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,6 +106,13 @@ type RegisterOptions struct {
 	// refreshes); its error fails Register with nothing sent. The
 	// gateway bounds registration attempts with it.
 	Admit func() error
+	// Route is where the REGISTERs go (its trunk, with failover; ""
+	// the outbound proxy) and, by its Sender's From, the AOR they bind
+	// (the application's sip_identity; unset, the identity's AOR).
+	// Identity headers and privacy are not for REGISTER: the binding is
+	// the AOR's own. A registration joined keeps the route it started
+	// with.
+	Route Route
 }
 
 // ErrRegistrationLost: a refresh failed; the binding is gone.
@@ -120,6 +128,7 @@ type registration struct {
 	g        *UserAgent
 	identity string
 	aor      sip.Uri
+	trunk    string // RegisterOptions.Route.Trunk
 	token    string // the Contact user (identityInstance)
 	instance string // +sip.instance
 	callID   string
@@ -168,12 +177,15 @@ func (g *UserAgent) Register(ctx context.Context, identity string, o *RegisterOp
 	if g.ctx == nil {
 		return nil, ErrClosed
 	}
-	aor, err := g.AOR(identity)
-	if err != nil {
-		return nil, err
-	}
 	if o == nil {
 		o = &RegisterOptions{}
+	}
+	aor, err := g.AOR(identity)
+	if o.Route.Sender.From != "" {
+		aor, err = parseIdentityURI("sip_identity", o.Route.Sender.From)
+	}
+	if err != nil {
+		return nil, err
 	}
 	for {
 		g.mu.Lock()
@@ -220,7 +232,7 @@ func (g *UserAgent) Register(ctx context.Context, identity string, o *RegisterOp
 		}
 		instance, token := g.identityInstance(identity)
 		r = &registration{
-			g: g, identity: identity, aor: aor, token: token, instance: instance,
+			g: g, identity: identity, aor: aor, trunk: o.Route.Trunk, token: token, instance: instance,
 			callID: randUUID(), fromTag: sip.GenerateTagN(16), refs: 1, auth: o.Auth,
 			ready: make(chan struct{}), lost: make(chan struct{}),
 			stopCh: make(chan struct{}), loopDone: make(chan struct{}), removed: make(chan struct{}),
@@ -442,10 +454,9 @@ func (r *registration) lose(err error) {
 	close(r.lost)
 }
 
-func (r *registration) newRequest(expires time.Duration) *sip.Request {
+func (r *registration) newRequest(expires time.Duration, h nextHop) *sip.Request {
 	g := r.g
 	req := sip.NewRequest(sip.REGISTER, *g.regURI.Clone())
-	req.SetTransport(g.cfg.Transport)
 	from := &sip.FromHeader{Address: *r.aor.Clone(), Params: sip.NewParams()}
 	from.Params.Add("tag", r.fromTag)
 	req.AppendHeader(from)
@@ -457,9 +468,7 @@ func (r *registration) newRequest(expires time.Duration) *sip.Request {
 	seq := r.cseq
 	r.mu.Unlock()
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.REGISTER})
-	if g.route != nil {
-		req.AppendHeader(&sip.RouteHeader{Address: *g.route.Clone()})
-	}
+	h.set(req)
 	ct := g.contactHeader(r.token)
 	ct.Params.Add("+sip.instance", `"<`+r.instance+`>"`)
 	if g.outbound {
@@ -477,14 +486,47 @@ func (r *registration) newRequest(expires time.Duration) *sip.Request {
 	return req
 }
 
-// send does one REGISTER (expires 0 removes), answering challenges, and
+// send does one REGISTER (expires 0 removes) through the registration's
+// trunk: to its first proxy up, then, after a 503, a 408 or no answer,
+// to the next, as a new transaction of the same Call-ID (RFC 3263
+// section 4.3), as INVITE and MESSAGE do (trunk.go).
+func (r *registration) send(ctx context.Context, expires time.Duration, preset *Authorization) (time.Duration, error) {
+	hops, err := r.g.hops(Route{Trunk: r.trunk})
+	if err != nil {
+		return 0, err
+	}
+	for i, h := range hops {
+		granted, err := r.sendVia(ctx, expires, preset, h)
+		if i == len(hops)-1 || ctx.Err() != nil || r.g.ctx.Err() != nil || !registerFailsOver(err) {
+			return granted, err
+		}
+		r.g.rlog.Info("register failover", "sipgw: REGISTER failed over to the next proxy", "trunk", r.trunk, "err", err)
+	}
+	return 0, ErrTrunkDown // no hops: hops returned an error instead
+}
+
+// registerFailsOver reports whether a REGISTER's failure is the proxy's
+// (no answer, 503, 408), not the registrar's verdict on the binding.
+func registerFailsOver(err error) bool {
+	var re *ResponseError
+	var ne *net.OpError
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &re):
+		return !errors.Is(err, ErrCredentialsRejected) && (re.Code == 503 || re.Code == 408)
+	}
+	return errors.Is(err, sip.ErrTransactionTimeout) || errors.Is(err, sip.ErrTransactionTransport) || errors.As(err, &ne)
+}
+
+// sendVia does one REGISTER through h, answering challenges, and
 // returns the granted expiry. Credentials the registrar refused are never
 // sent again (RFC 3261 section 22.2): only a new challenge with
 // stale=true, which says the credentials were right and the nonce old,
 // justifies a retry with them.
-func (r *registration) send(ctx context.Context, expires time.Duration, preset *Authorization) (time.Duration, error) {
+func (r *registration) sendVia(ctx context.Context, expires time.Duration, preset *Authorization, h nextHop) (time.Duration, error) {
 	g := r.g
-	req := r.newRequest(expires)
+	req := r.newRequest(expires, h)
 	authed := false             // req carries credentials computed for the last challenge
 	var computed *Authorization // the client-computed answer req carries
 	var computedCh Challenge
@@ -552,7 +594,7 @@ func (r *registration) send(ctx context.Context, expires time.Duration, preset *
 		if a.Response == "" {
 			a.NC = 0 // a fresh nonce: the count starts at 1
 		}
-		req = r.newRequest(expires)
+		req = r.newRequest(expires, h)
 		if err := applyAuth(req, ch, a); err != nil {
 			return 0, err
 		}

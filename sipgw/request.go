@@ -129,7 +129,7 @@ func (c *Call) Request(ctx context.Context, r Request) (Answer, error) {
 	defer c.release()
 	req := sip.NewRequest(sip.RequestMethod(r.Method), c.remoteTarget())
 	r.fill(req)
-	res, err := c.request(ctx, req)
+	res, err := c.request(ctx, req, nil)
 	if err != nil {
 		return Answer{}, err
 	}

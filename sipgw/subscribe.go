@@ -201,6 +201,11 @@ func (s *Subscription) run() {
 			var res *sip.Response
 			var err error
 			granted, res, err = s.send(s.o.Expiry)
+			if failsOver(res, err) && g.ctx.Err() == nil && s.refreshHop() {
+				code, _ := failure(res, err)
+				g.rlog.Info("subscribe failover", "sipgw: SUBSCRIBE refresh failed over to the next proxy", "trunk", s.o.Route.Trunk, "code", code)
+				granted, res, err = s.send(s.o.Expiry)
+			}
 			if err != nil || !res.IsSuccess() {
 				code, _ := failure(res, err)
 				g.rlog.Info("subscribe refresh", "sipgw: subscription refresh failed", "event", s.o.Event, "identity", s.o.Identity, "code", code)
@@ -219,6 +224,41 @@ func (s *Subscription) run() {
 			return
 		}
 	}
+}
+
+// refreshHop moves the refreshes to the next proxy of the trunk that is
+// up, after the one they went through failed (503, 408, no answer), and
+// reports whether there is one. Only for a dialog without a route set:
+// the proxy is then just the next hop toward the notifier's Contact. A
+// dialog whose 2xx recorded a route must follow it (RFC 3261 section
+// 12.2.1.1): no other proxy can be put in its path, and its failed
+// refresh ends the subscription (docs/routing.md, Trunks).
+func (s *Subscription) refreshHop() bool {
+	hops, err := s.g.hops(s.o.Route)
+	if err != nil || s.o.Route.Trunk == "" {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.routes) > 0 {
+		return false
+	}
+	for i, h := range hops {
+		if h.route != nil && s.hop.route != nil && h.route.String() == s.hop.route.String() {
+			if i+1 < len(hops) {
+				s.hop = hops[i+1]
+				return true
+			}
+			return false
+		}
+	}
+	// The proxy that answered is down by now (health checks): the
+	// first one up.
+	if s.hop.route != nil && hops[0].route != nil && hops[0].route.String() != s.hop.route.String() {
+		s.hop = hops[0]
+		return true
+	}
+	return false
 }
 
 // unsubscribe sends SUBSCRIBE Expires: 0 and waits briefly for the

@@ -276,7 +276,7 @@ func (c *Call) onTimer() {
 func (c *Call) endSession(code int, reason string) {
 	ctx, cancel := context.WithTimeout(c.life, sip.Timer_F)
 	defer cancel()
-	if err := c.bye(ctx); err != nil {
+	if err := c.bye(ctx, nil); err != nil {
 		c.g.log.Debug("sipgw: BYE after session expiry failed", "call", c.id, "err", err)
 	}
 	c.endForced = &Event{End: EndSessionExpired, Code: code, Reason: reason}

@@ -32,6 +32,9 @@ type Route struct {
 	// Headers are the routing section's header rules' (checked as
 	// extension headers are); one replaces a client's header of its name.
 	Headers []routing.Header
+	// Transform is the header rules and to_web of the later requests
+	// and responses of the dialog (routing.Decision.Transform).
+	Transform *routing.Transform
 }
 
 // withRouteHeaders is hs, the client's extension headers, with r's

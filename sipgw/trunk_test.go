@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,26 +305,6 @@ func TestRouteHeaders(t *testing.T) {
 	}
 }
 
-// Only the headers Options.ToWeb names are handed over, the first of
-// each, and none whose value could carry a line break to the web side.
-func TestCapturedHeaders(t *testing.T) {
-	g := &UserAgent{toWeb: []string{"P-Asserted-Identity", "X-Carrier", "X-Bad"}}
-	res := sip.NewResponse(200, "OK")
-	res.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<sip:+15551234@example.com>"))
-	res.AppendHeader(sip.NewHeader("X-Carrier", " c1 "))
-	res.AppendHeader(sip.NewHeader("X-Carrier", "c2"))
-	res.AppendHeader(sip.NewHeader("X-Bad", "a\u2028b"))
-	res.AppendHeader(sip.NewHeader("X-Other", "no"))
-	got := g.captured(res)
-	want := []Header{{"P-Asserted-Identity", "<sip:+15551234@example.com>"}, {"X-Carrier", "c1"}}
-	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
-		t.Fatalf("captured %v, want %v", got, want)
-	}
-	if (&UserAgent{}).captured(res) != nil {
-		t.Fatal("captured headers nobody asked for")
-	}
-}
-
 // A rule's Request-URI parameter goes on the Request-URI only, and a
 // value that could end it is refused.
 func TestRouteURIParams(t *testing.T) {
@@ -346,5 +327,111 @@ func TestRouteURIParams(t *testing.T) {
 		if ResponseCode(err) != 400 {
 			t.Errorf("value %q: %v, want 400", v, err)
 		}
+	}
+}
+
+// REGISTER binds the AOR of the application's sip_identity (its Sender's
+// From), not the identity's, and goes through the route's trunk, failing
+// over from a proxy that answers 503 to the next, in the same Call-ID.
+func TestRegisterIdentityAndFailover(t *testing.T) {
+	p1 := newFakeProxy(t, func(sip.RequestMethod) int { return 503 })
+	p2 := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p1.uri(), p2.uri()}}})
+	reg, err := g.Register(context.Background(), "alice@example.com", &RegisterOptions{
+		Route: Route{Trunk: "t", Sender: routing.Sender{From: "sip:alice@ims.example.net", AssertedIdentity: "sip:alice@ims.example.net"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := p1.next(t, sip.REGISTER), p2.next(t, sip.REGISTER)
+	if first.CallID().Value() != second.CallID().Value() {
+		t.Errorf("Call-ID %s then %s", first.CallID().Value(), second.CallID().Value())
+	}
+	for _, r := range []*sip.Request{first, second} {
+		if to, from := r.To().Address.String(), r.From().Address.String(); to != "sip:alice@ims.example.net" || from != to {
+			t.Errorf("To %s, From %s: want the sip_identity's AOR", to, from)
+		}
+		if r.GetHeader("P-Asserted-Identity") != nil {
+			t.Error("a REGISTER asserts no identity")
+		}
+	}
+	if err := reg.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Register(context.Background(), "bob@example.com", &RegisterOptions{
+		Route: Route{Sender: routing.Sender{From: "sip:bob@ims.example.net;transport=tcp"}}}); ResponseCode(err) != 400 {
+		t.Errorf("a sip_identity with a parameter: %v, want 400", err)
+	}
+}
+
+// PUBLISH states the AOR of the application's sip_identity and goes
+// through the route's trunk, failing over from a proxy that answers 503,
+// with the header rules for PUBLISH.
+func TestPublishIdentityAndFailover(t *testing.T) {
+	p1 := newFakeProxy(t, func(sip.RequestMethod) int { return 503 })
+	p2 := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p1.uri(), p2.uri()}}})
+	err := g.Publish(PublishOptions{Identity: "alice@example.com", Event: EventPresence, ContentType: "application/pidf+xml",
+		Body: []byte("<presence/>"), Route: Route{Trunk: "t", Sender: routing.Sender{From: "sip:alice@ims.example.net"},
+			Transform: mustRouting(t, `headers: [{header: X-Source, value: "web-{user}", methods: [PUBLISH]}, {header: X-Not, value: x, methods: [MESSAGE]}]`).
+				Bind(routing.Request{Kind: routing.Publish, Identity: "alice@example.com", Target: "alice@example.com"})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := p1.next(t, sip.PUBLISH), p2.next(t, sip.PUBLISH)
+	if first.CallID().Value() != second.CallID().Value() {
+		t.Errorf("Call-ID %s then %s", first.CallID().Value(), second.CallID().Value())
+	}
+	if to, from, ruri := second.To().Address.String(), second.From().Address.String(), second.Recipient.String(); to != "sip:alice@ims.example.net" || from != to || ruri != to {
+		t.Errorf("Request-URI %s, To %s, From %s: want the sip_identity's AOR", ruri, to, from)
+	}
+	if h := second.GetHeader("X-Source"); h == nil || h.Value() != "web-alice" || second.GetHeader("X-Not") != nil {
+		t.Errorf("PUBLISH header rules: X-Source %v, X-Not %v", h, second.GetHeader("X-Not"))
+	}
+}
+
+type subEvents struct{ accepted, ended chan string }
+
+func (e subEvents) Accepted()                { e.accepted <- "" }
+func (e subEvents) Rejected(c int, r string) { e.accepted <- r }
+func (e subEvents) Notify(string, []byte) (func(), error) {
+	return func() {}, nil
+}
+func (e subEvents) Terminated(r string) { e.ended <- r }
+
+// A SUBSCRIBE refresh whose proxy answers 503 goes, within the same
+// dialog (no route set recorded), through the trunk's next proxy.
+func TestSubscribeRefreshFailsOver(t *testing.T) {
+	var n atomic.Int32
+	p1 := newFakeProxy(t, func(m sip.RequestMethod) int {
+		if m == sip.SUBSCRIBE && n.Add(1) > 1 {
+			return 503
+		}
+		return 200
+	})
+	p2 := newFakeProxy(t, func(sip.RequestMethod) int { return 200 })
+	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{p1.uri(), p2.uri()}}})
+	ev := subEvents{accepted: make(chan string, 1), ended: make(chan string, 1)}
+	s, err := g.Subscribe(SubscribeOptions{Identity: "alice@example.com", Target: "bob@example.com", Event: EventPresence,
+		Expiry: time.Second, Route: Route{Trunk: "t"}}, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	if r := <-ev.accepted; r != "" {
+		t.Fatalf("rejected: %s", r)
+	}
+	initial, refresh := p1.next(t, sip.SUBSCRIBE), p1.next(t, sip.SUBSCRIBE)
+	again := p2.next(t, sip.SUBSCRIBE)
+	if again.CallID().Value() != initial.CallID().Value() || again.CallID().Value() != refresh.CallID().Value() {
+		t.Errorf("the refresh left the dialog: Call-IDs %s, %s, %s", initial.CallID().Value(), refresh.CallID().Value(), again.CallID().Value())
+	}
+	tag, _ := refresh.To().Params.Get("tag")
+	if again2, _ := again.To().Params.Get("tag"); tag == "" || again2 != tag {
+		t.Errorf("the failed-over refresh is not in the dialog: To %s, the refresh's %s", again.To().Value(), refresh.To().Value())
+	}
+	select {
+	case r := <-ev.ended:
+		t.Fatalf("the subscription ended: %s", r)
+	default:
 	}
 }

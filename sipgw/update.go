@@ -25,7 +25,7 @@ func (c *Call) update(ctx context.Context, hs []sip.Header) (*sip.Response, erro
 	}
 	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	req.AppendHeader(&ct)
-	return c.request(ctx, req)
+	return c.request(ctx, req, nil)
 }
 
 // handleUpdate runs on the sipgo goroutine of an UPDATE in one of our

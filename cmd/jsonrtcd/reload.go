@@ -17,7 +17,8 @@ import (
 const watchInterval = 2 * time.Second
 
 // reloadOnHUP reads the configuration again at each SIGHUP, and when the
-// file at path (if any) changes, and applies its routing section
+// file at path (if any) changes, and applies its routing section (rules,
+// trunks, header rules, to_web)
 // (gateway.Reload: docs/routing.md). A file that does not load or
 // validate changes nothing; the log says which key is wrong. The
 // returned function stops listening and waits for a reload in progress;
@@ -66,11 +67,11 @@ func reloadOnHUP(ctx context.Context, g *gateway.Gateway, load func() (gateway.C
 func reload(g *gateway.Gateway, load func() (gateway.Config, error), log *slog.Logger) {
 	cfg, err := load()
 	if err == nil {
-		var others bool
-		if others, err = g.Reload(cfg); err == nil {
-			log.Info("configuration reloaded: routing and templates apply to new requests")
-			if others {
-				log.Warn("configuration reloaded: sections other than routing and templates changed and take effect at the next restart")
+		var restart []string
+		if restart, err = g.Reload(cfg); err == nil {
+			log.Info("configuration reloaded: routing (rules, trunks, headers, to_web) and templates apply to new requests and calls")
+			if len(restart) > 0 {
+				log.Warn("configuration reloaded: changed sections ignored until the next restart", "sections", restart)
 			}
 			return
 		}

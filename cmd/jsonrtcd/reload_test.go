@@ -66,6 +66,16 @@ func TestReloadOnHUP(t *testing.T) {
 	syscall.Kill(syscall.Getpid(), syscall.SIGHUP)
 	expect("routing.rules[0]: no action")
 
+	// A restart-only key changed is logged as ignored, by section,
+	// while routing's to_web applies.
+	restart := good
+	restart.Calls.RingTimeout *= 2
+	restart.Routing.ToWeb = []routing.ToWebConfig{{Header: "X-Carrier", Ext: "x-carrier", Methods: []string{"BYE"}}}
+	next <- func() (gateway.Config, error) { return restart, nil }
+	syscall.Kill(syscall.Getpid(), syscall.SIGHUP)
+	expect("configuration reloaded")
+	expect("ignored until the next restart sections=[calls]")
+
 	next <- func() (gateway.Config, error) { return cfg, errors.New("sesion: unknown key") }
 	syscall.Kill(syscall.Getpid(), syscall.SIGHUP)
 	expect("sesion")

@@ -14,7 +14,7 @@ import (
 )
 
 // routeUsage is the synopsis of the route subcommand.
-const routeUsage = "jsonrtcd route [-config FILE] [-app APP] [-kind call|message|subscribe] [-guest] [-source ADDR] [-live] [-ext NAME=VALUE]... FROM TO"
+const routeUsage = "jsonrtcd route [-config FILE] [-app APP] [-kind call|message|subscribe|register|publish] [-guest] [-source ADDR] [-live] [-ext NAME=VALUE]... FROM TO"
 
 // runRoute is "jsonrtcd route": it loads the configuration, routes one
 // request from FROM to TO with its rules, and prints the decision, the
@@ -29,7 +29,7 @@ func runRoute(args []string, out io.Writer) error {
 	}
 	configPath := fs.String("config", "", "YAML configuration `file`")
 	app := fs.String("app", "", "the sender's `application` (default: the only one configured)")
-	kind := fs.String("kind", "call", "the request: call, message or subscribe")
+	kind := fs.String("kind", "call", "the request: call, message, subscribe, register or publish")
 	guest := fs.Bool("guest", false, "the sender is a guest (implied by a guest application)")
 	source := fs.String("source", "", "the client's `address`, for network rules")
 	live := fs.Bool("live", false, "the target has a live web session")
@@ -76,9 +76,10 @@ func runRoute(args []string, out io.Writer) error {
 		return err
 	}
 	req := routing.Request{Identity: pos[0], Target: pos[1], Application: *app, Guest: *guest, WebLive: *live, Ext: ext}
-	k, ok := map[string]routing.Kind{"call": routing.Call, "message": routing.Message, "subscribe": routing.Subscribe}[*kind]
+	k, ok := map[string]routing.Kind{"call": routing.Call, "message": routing.Message, "subscribe": routing.Subscribe,
+		"register": routing.Register, "publish": routing.Publish}[*kind]
 	if !ok {
-		return fmt.Errorf("-kind %q: call, message or subscribe", *kind)
+		return fmt.Errorf("-kind %q: call, message, subscribe, register or publish", *kind)
 	}
 	req.Kind = k
 	if *source != "" {

@@ -1,0 +1,122 @@
+package sipgw
+
+import (
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/routing"
+)
+
+// This file applies a call's transformations (routing.Transform, chosen
+// when the call started: a reload leaves the calls in flight alone) to
+// the requests and responses of its dialog: the header rules' headers on
+// what the gateway sends, the to_web rules' extension headers from what
+// it receives (docs/routing.md, Transformations).
+
+// dialogMethod is the routing method of a request within a call's
+// dialog; false for those no rule names (ACK, PRACK, CANCEL).
+func dialogMethod(m sip.RequestMethod) (routing.Method, bool) {
+	switch m {
+	case sip.INVITE:
+		return routing.ReInvite, true
+	case sip.UPDATE:
+		return routing.Update, true
+	case sip.BYE:
+		return routing.Bye, true
+	case sip.INFO:
+		return routing.Info, true
+	case sip.REFER:
+		return routing.Refer, true
+	case sip.NOTIFY:
+		return routing.Notify, true
+	case sip.MESSAGE:
+		return routing.MessageMethod, true
+	}
+	return 0, false
+}
+
+// webHeaders returns the extension headers x's to_web rules make of msg,
+// a request of method m the gateway received (response false) or a
+// response to one of its own. A value the extension-header grammar
+// refuses is left out: what a SIP peer sends reaches the web side only as
+// clean as what a client may send, but for the angle brackets of a
+// name-addr (P-Asserted-Identity: <sip:...>), which harm no JSON reader.
+func webHeaders(x *routing.Transform, m routing.Method, response bool, msg interface{ GetHeader(string) sip.Header }) []Header {
+	hs := x.ToWeb(m, response, func(name string) (string, bool) {
+		h := msg.GetHeader(name)
+		if h == nil {
+			return "", false
+		}
+		v := strings.TrimSpace(h.Value())
+		return v, valueProblem(v, true) == ""
+	})
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]Header, len(hs))
+	for i, h := range hs {
+		out[i] = Header{Name: h.Name, Value: h.Value}
+	}
+	return out
+}
+
+// transformOut adds x's header rules for method m to msg, a request
+// within a dialog the gateway sends (response false) or a response it
+// sends; ext are the extension headers of the web frame that caused it
+// ({ext:NAME}). Each value is checked as a client's extension header is
+// (ValidateHeader): one that fails fails msg, which is not sent (400).
+// Request-URI parameters are for requests outside a dialog: within one
+// the Request-URI is the peer's Contact (RFC 3261 section 12.2.1.1), and
+// a drop has no client header to drop (only the initial request carries
+// the client's).
+func transformOut(x *routing.Transform, m routing.Method, response bool, msg sip.Message, ext []Header) error {
+	var em map[string]string
+	if len(ext) > 0 {
+		em = make(map[string]string, len(ext))
+		for _, h := range ext {
+			em[strings.ToLower(h.Name)] = h.Value
+		}
+	}
+	var add []sip.Header
+	for _, h := range x.ToSIP(m, response, em) {
+		if h.Drop || h.Param {
+			continue
+		}
+		if err := ValidateHeader(Header{Name: h.Name, Value: h.Value}); err != nil {
+			return err
+		}
+		add = append(add, sip.NewHeader(h.Name, h.Value))
+	}
+	for _, h := range add {
+		// A rule's header replaces a client's of its name (an answer's
+		// calls.sip_headers), as on the initial request: never two.
+		// Rule names are never the gateway's own (ValidateHeader).
+		if rm, ok := msg.(interface{ RemoveHeader(string) bool }); ok {
+			rm.RemoveHeader(h.Name())
+		}
+	}
+	for _, h := range add {
+		msg.AppendHeader(h)
+	}
+	return nil
+}
+
+// transformResponse is transformOut for a response the gateway sends on
+// its own (no web frame behind it): when a value fails, the rules'
+// headers are left off and that is logged, since the response must go
+// all the same.
+func (c *Call) transformResponse(m routing.Method, res *sip.Response) {
+	if err := transformOut(c.xform, m, true, res, nil); err != nil {
+		c.g.rlog.Info("transform", "sipgw: a header rule's value left off a response", "call", c.id, "err", err)
+	}
+}
+
+// peerHeaders returns the extension headers the call's to_web rules make
+// of req, a request of the peer within the dialog.
+func (c *Call) peerHeaders(req *sip.Request) []Header {
+	m, ok := dialogMethod(req.Method)
+	if !ok {
+		return nil
+	}
+	return webHeaders(c.xform, m, false, req)
+}

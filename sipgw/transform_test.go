@@ -1,0 +1,254 @@
+package sipgw
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/routing"
+	"go.yaml.in/yaml/v3"
+)
+
+func mustRouting(t *testing.T, src string) *routing.Router {
+	t.Helper()
+	var c routing.Config
+	if err := yaml.Unmarshal([]byte(src), &c); err != nil {
+		t.Fatal(err)
+	}
+	r, err := routing.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestWebHeaders: the to_web rules read the first header of each name,
+// and none whose value could carry a line break to the web side.
+func TestWebHeaders(t *testing.T) {
+	x := mustRouting(t, `to_web: [{header: P-Asserted-Identity, ext: x-caller-id}, {header: X-Carrier, ext: x-carrier}, {header: X-Bad, ext: x-bad}]`).
+		Bind(routing.Request{Identity: "alice"})
+	res := sip.NewResponse(200, "OK")
+	res.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<sip:+15551234@example.com>"))
+	res.AppendHeader(sip.NewHeader("X-Carrier", " c1 "))
+	res.AppendHeader(sip.NewHeader("X-Carrier", "c2"))
+	res.AppendHeader(sip.NewHeader("X-Bad", "a\u2028b"))
+	res.AppendHeader(sip.NewHeader("X-Other", "no"))
+	got := webHeaders(x, routing.Invite, true, res)
+	want := []Header{{"x-caller-id", "<sip:+15551234@example.com>"}, {"x-carrier", "c1"}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("webHeaders %v, want %v", got, want)
+	}
+	if webHeaders(nil, routing.Invite, true, res) != nil {
+		t.Fatal("headers nobody asked for")
+	}
+}
+
+// TestDialogTransforms: a call's header rules go on its in-dialog
+// requests by method (the re-INVITE and the BYE, with the frame's
+// extension header for {ext:NAME}), its to_web rules read the responses
+// and the peer's requests; a value a frame brings that fails the header
+// grammar refuses the request (400) and nothing is sent.
+func TestDialogTransforms(t *testing.T) {
+	var port atomic.Int64
+	bob := newFakePeer(t, func(req *sip.Request) *sip.Response {
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		res.AppendHeader(sip.NewHeader("X-Carrier", "acme-"+string(req.Method)))
+		if req.Method == sip.INVITE {
+			res.To().Params.Add("tag", "far")
+			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: int(port.Load())}})
+			res.SetBody([]byte("v=0\r\n"))
+			res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		}
+		return res
+	})
+	port.Store(int64(bob.pc.LocalAddr().(*net.UDPAddr).Port))
+	g := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}, nil)
+	r := mustRouting(t, `
+headers:
+  - {header: X-Plan, value: gold, methods: [re-INVITE]}
+  - {header: X-Reason, value: "{ext:x-why}", methods: [BYE]}
+  - {header: X-Leg, value: "{application}", methods: [INVITE, BYE]}
+to_web:
+  - {header: X-Carrier, ext: x-carrier, methods: [INVITE]}
+`)
+	x := r.Bind(routing.Request{Application: "web", Identity: "alice@example.com", Target: "bob"})
+	ctx := context.Background()
+	c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\n"), Route: Route{Transform: x}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ev := range c.Events() {
+		if ev.Kind == EventAnswered {
+			if len(ev.Headers) != 1 || ev.Headers[0] != (Header{"x-carrier", "acme-INVITE"}) {
+				t.Errorf("200's web headers %v", ev.Headers)
+			}
+			break
+		}
+		if ev.Kind == EventEnded {
+			t.Fatalf("ended before the answer: %+v", ev)
+		}
+	}
+	if err := c.Ack(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if inv := bob.next(t, sip.INVITE); inv.GetHeader("X-Plan") != nil {
+		t.Errorf("the initial INVITE got the re-INVITE's rule")
+	}
+	if _, err := c.Reoffer(ctx, []byte("v=0\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	re := bob.next(t, sip.INVITE)
+	if h := re.GetHeader("X-Plan"); h == nil || h.Value() != "gold" {
+		t.Errorf("re-INVITE X-Plan %v", h)
+	}
+	if re.GetHeader("X-Leg") != nil || re.GetHeader("X-Reason") != nil {
+		t.Errorf("re-INVITE got another method's rule")
+	}
+	// A value that would smuggle a header refuses the re-INVITE...
+	if _, err := c.Reoffer(ctx, []byte("v=0\r\n"), Header{"x-plan", "x"}); err != nil {
+		t.Fatal(err)
+	}
+	bob.next(t, sip.INVITE)
+	r2 := mustRouting(t, `headers: [{header: X-Plan, value: "{ext:x-plan}", methods: [re-INVITE]}]`)
+	c.xform = r2.Bind(routing.Request{Identity: "alice@example.com", Target: "bob"})
+	if _, err := c.Reoffer(ctx, []byte("v=0\r\n"), Header{"x-plan", "a\r\nVia: smuggled"}); ResponseCode(err) != 400 {
+		t.Fatalf("re-INVITE with a smuggling value: %v, want 400", err)
+	}
+	c.xform = x
+	// ... while a hang-up goes all the same, without the header that
+	// read the frame.
+	if err := c.Hangup(ctx, Header{"x-why", "a\r\nVia: smuggled"}); err != nil {
+		t.Fatal(err)
+	}
+	bye := bob.next(t, sip.BYE)
+	if bye.GetHeader("X-Reason") != nil || bye.GetHeader("Via") == nil || len(bye.GetHeaders("Via")) != 1 {
+		t.Errorf("BYE headers: X-Reason %v, Vias %d", bye.GetHeader("X-Reason"), len(bye.GetHeaders("Via")))
+	}
+	if h := bye.GetHeader("X-Leg"); h == nil || h.Value() != "web" {
+		t.Errorf("BYE X-Leg %v", h)
+	}
+	select {
+	case r := <-bob.got:
+		t.Errorf("%s after the BYE", r.Method)
+	default:
+	}
+}
+
+// TestDialogTransformsBye: the BYE carries its rules, {ext:NAME} from the
+// frame's extension headers.
+func TestDialogTransformsBye(t *testing.T) {
+	var port atomic.Int64
+	bob := newFakePeer(t, func(req *sip.Request) *sip.Response {
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		if req.Method == sip.INVITE {
+			res.To().Params.Add("tag", "far")
+			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: int(port.Load())}})
+			res.SetBody([]byte("v=0\r\n"))
+			res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		}
+		return res
+	})
+	port.Store(int64(bob.pc.LocalAddr().(*net.UDPAddr).Port))
+	g := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}, nil)
+	x := mustRouting(t, `headers: [{header: X-Reason, value: "{ext:x-why}", methods: [BYE]}, {header: X-Leg, value: "{application}", methods: [INVITE, BYE], on: requests}]`).
+		Bind(routing.Request{Application: "web", Identity: "alice@example.com", Target: "bob"})
+	ctx := context.Background()
+	c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\n"), Route: Route{Transform: x}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ev := range c.Events() {
+		if ev.Kind == EventAnswered {
+			break
+		}
+	}
+	if err := c.Ack(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Hangup(ctx, Header{"X-Why", "user hung up"}); err != nil {
+		t.Fatal(err)
+	}
+	bye := bob.next(t, sip.BYE)
+	if h := bye.GetHeader("X-Reason"); h == nil || h.Value() != "user hung up" {
+		t.Errorf("BYE X-Reason %v", h)
+	}
+	if h := bye.GetHeader("X-Leg"); h == nil || h.Value() != "web" {
+		t.Errorf("BYE X-Leg %v", h)
+	}
+}
+
+// A rule's header replaces the one of its name already on the message
+// (a client's, through calls.sip_headers), and leaves the others.
+func TestTransformOutReplaces(t *testing.T) {
+	x := mustRouting(t, `headers: [{header: X-App, value: "{application}", methods: [INVITE], on: responses}]`).
+		Bind(routing.Request{Application: "web", Identity: "alice@example.com"})
+	res := sip.NewResponse(200, "OK")
+	res.AppendHeader(sip.NewHeader("X-App", "from-client"))
+	res.AppendHeader(sip.NewHeader("X-Other", "kept"))
+	if err := transformOut(x, routing.Invite, true, res, nil); err != nil {
+		t.Fatal(err)
+	}
+	if hs := res.GetHeaders("X-App"); len(hs) != 1 || hs[0].Value() != "web" {
+		t.Errorf("X-App %v, want the rule's alone", hs)
+	}
+	if h := res.GetHeader("X-Other"); h == nil || h.Value() != "kept" {
+		t.Errorf("X-Other %v", h)
+	}
+}
+
+// FuzzTransformOut puts the header rules of a call on a BYE and on a
+// response with arbitrary frame extension headers, identities and
+// targets (a regex capture of it): either the message is refused, or
+// every rule header is there once, with the value the rule made, on one
+// line of its own: no input adds a header, a line or a parameter.
+func FuzzTransformOut(f *testing.F) {
+	for _, s := range []string{"ok", "a\r\nVia: x", "a\nB: c", "<sip:x>", "a;b=c", "\u2028", "x\x00", "é", ""} {
+		f.Add(s, "alice@example.com", "+4420"+s)
+	}
+	r, err := routing.New(routing.Config{Headers: []routing.HeaderRuleConfig{
+		{Header: "X-A", Value: "{ext:x-a}", Methods: []string{"BYE"}},
+		{Header: "X-B", Value: "id-{identity}-{1}", To: routing.TargetMatch{Regex: `^\+44(.*)$`}},
+		{Param: "cic", Value: "{ext:x-a}", Methods: []string{"BYE"}},
+	}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, value, identity, target string) {
+		x := r.Bind(routing.Request{Identity: identity, Target: target})
+		for _, resp := range []bool{false, true} {
+			var msg sip.Message
+			req := sip.NewRequest(sip.BYE, sip.Uri{Scheme: "sip", User: "bob", Host: "example.com"})
+			req.AppendHeader(sip.NewHeader("X-App", "kept"))
+			msg = req
+			if resp {
+				msg = sip.NewResponseFromRequest(req, 200, "OK", nil)
+			}
+			before := strings.Count(msg.String(), "\r\n")
+			if err := transformOut(x, routing.Bye, resp, msg, []Header{{Name: "X-A", Value: value}}); err != nil {
+				continue
+			}
+			want := map[string]string{}
+			for _, h := range x.ToSIP(routing.Bye, resp, map[string]string{"x-a": value}) {
+				if !h.Param && !h.Drop {
+					want[h.Name] = h.Value
+				}
+			}
+			out := msg.String()
+			if n := strings.Count(out, "\r\n"); n != before+len(want) {
+				t.Fatalf("%d lines, want %d + %d:\n%q", n, before, len(want), out)
+			}
+			for name, v := range want {
+				hs := msg.GetHeaders(name)
+				if len(hs) != 1 || hs[0].Value() != v || !strings.Contains(out, "\r\n"+name+": "+v+"\r\n") {
+					t.Fatalf("%s: %v, want one %q:\n%q", name, hs, v, out)
+				}
+			}
+			if strings.Contains(out, "cic") && !strings.Contains(value, "cic") && !strings.Contains(identity, "cic") && !strings.Contains(target, "cic") {
+				t.Fatalf("a Request-URI parameter within the dialog:\n%q", out)
+			}
+		}
+	})
+}

@@ -116,7 +116,7 @@ func TestReloadTemplates(t *testing.T) {
 	}
 	next := base
 	next.Templates = templatesConfig(t, lookupTemplate(srv.URL, "x-lookup"))
-	if others, err := g.Reload(next); err != nil || others {
+	if others, err := g.Reload(next); err != nil || len(others) > 0 {
 		t.Fatalf("reload: %v (others changed %v)", err, others)
 	}
 	if f := declaredRequest(a, "x-lookup", `{"q":"bob"}`); f.Header.ResponseCode != 200 {

@@ -60,6 +60,8 @@ type sipCall interface {
 	SendDTMF(ctx context.Context, digit string, duration time.Duration) error
 	SendInfo(ctx context.Context, in sipgw.Info) error
 	Transfer(ctx context.Context, target string) error
+	TransferReplacing(ctx context.Context, target string, r sipgw.Replaces) error
+	Replaces() (sipgw.Replaces, bool)
 	PeerAccepts(pkg string) bool
 	SetTrickle(on bool)
 	Keys() sipgw.DialogKeys
@@ -269,6 +271,8 @@ type farLeg struct {
 	trickleUfrag string // the ICE generation of trickle
 	finished     bool
 	media        *rtpengine.Session // the call's media in rtpengine (media.go); nil without
+	remoteTag    string             // outgoing: the To-tag of the fork that answered
+	replacing    *leg               // incoming with Replaces: the web leg of the call it replaces (attended.go)
 }
 
 type sipReoffer struct {
@@ -439,6 +443,12 @@ func (fl *farLeg) web() *leg {
 // dialSIP starts an outgoing SIP call for the web start f, to the target
 // and trunk d routes it to. h.far is set.
 func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload, d routing.Decision) {
+	h.dialSIPReplacing(ep, f, p, d, nil)
+}
+
+// dialSIPReplacing is dialSIP for a call that takes over the callee's
+// dialog rep (an attended transfer, attended.go); rep nil: a plain call.
+func (h *Handler) dialSIPReplacing(ep Endpoint, f *protocol.Frame, p protocol.CallPayload, d routing.Decision, rep *sipgw.Replaces) {
 	local, err := parseSDP(p.SDP)
 	if err != nil {
 		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
@@ -466,7 +476,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	// wsc.js ignores trickle: its candidates come in re-offers instead.
 	o := sipgw.DialOptions{Identity: ep.Identity(), Target: d.Target, SDP: []byte(p.SDP),
 		Headers: headers, Offer100rel: true, Trickle: !ep.Oracle(),
-		Route: sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers}}
+		Route: sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers}, Replaces: rep}
 	if h.far.media != nil {
 		o.CallID, o.FromTag = newDialogToken(), newDialogToken()
 	}
@@ -507,6 +517,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 		defer c.mu.Unlock()
 		fl.sc = sc
 		fl.logWith("call", sc.ID())
+		h.addDialog(fl)
 		h.far.wg.Go(fl.read)
 	})
 }
@@ -532,7 +543,18 @@ func (h *Handler) incomingSIP(sc sipCall) {
 	h.mu.Lock()
 	h.calls[c] = struct{}{}
 	h.mu.Unlock()
+	h.addDialog(fl)
 	h.far.wg.Go(fl.read)
+	if rep, ok := sc.Replaces(); ok {
+		// An attended transfer's new call (attended.go): it rings only
+		// the session whose call it names, and nothing when it names none
+		// (RFC 3891 section 3).
+		fl.replacing = h.matchReplaces(rep)
+		if fl.replacing == nil || fl.replacing.ep.Identity() != sc.Identity() {
+			fl.reject(protocol.CodeNoSuchCall)
+			return
+		}
+	}
 	if _, err := parseSDP(string(sc.Offer())); err != nil {
 		// Browsers need the offer in the INVITE, and one they can read
 		// (RFC 3261 section 13.3.1.3).
@@ -563,7 +585,11 @@ func (h *Handler) incomingSIP(sc sipCall) {
 func (fl *farLeg) ring(offer string) {
 	c, h, sc := fl.c, fl.h, fl.sc
 	payload := protocol.EncodePayload(protocol.CallPayload{SDP: offer})
-	for _, e := range h.dir.Sessions(sc.Identity()) {
+	eps, replaces := h.dir.Sessions(sc.Identity()), ""
+	if r := fl.replacing; r != nil {
+		eps, replaces = []Endpoint{r.ep}, r.sub
+	}
+	for _, e := range eps {
 		l := &leg{call: c, ep: e, sub: h.newSub()}
 		h.mu.Lock()
 		h.legs[legKey{e.ID(), l.sub}] = l
@@ -576,6 +602,7 @@ func (fl *farLeg) ring(offer string) {
 		l.held = true
 		out := fl.frameTo(l, protocol.TypeRequest, protocol.ActionStart, "")
 		out.Payload = payload
+		out.Header.Replaces = replaces
 		out.Header.Ext = h.far.webExt(sc.Headers())
 		seq, err := e.Send(out, true)
 		if err != nil {
@@ -700,6 +727,7 @@ func (fl *farLeg) finishLocked() {
 	}
 	fl.finished = true
 	close(fl.done)
+	fl.h.dropDialog(fl)
 	if len(fl.trickle) > 0 {
 		fl.log().Debug("ICE candidates never given to SIP dropped", "lines", len(fl.trickle))
 	}
@@ -964,6 +992,7 @@ func (fl *farLeg) sipAnswered(ev sipgw.Event) bool {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	fl.remoteTag = ev.ToTag
 	c.caller.state = legAnswered
 	out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
 	out.Control.MessageState = protocol.StateFinal

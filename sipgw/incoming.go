@@ -37,6 +37,9 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 		c.remote, c.display = *f.Address.Clone(), f.DisplayName
 	}
 	c.offer = req.Body()
+	if h := req.GetHeader("Replaces"); h != nil {
+		c.replaces = h.Value()
+	}
 	c.keys = incomingKeys(dtx.InviteRequest)
 	c.headers = g.captured(req)
 	c.remoteSDP = c.offer

@@ -581,16 +581,18 @@ $('dial-form').addEventListener('submit', (ev) => {
   if (target) placeCall(target);
 });
 
-function placeCall(target) {
-  if (!state.session?.connected) return;
+/** Calls target (opts: more CallOptions); returns the call, or null. */
+function placeCall(target, opts = {}) {
+  if (!state.session?.connected) return null;
   if (state.call && !state.call.held) {
     logEvent('already in a call: hold it first');
-    return;
+    return null;
   }
-  const call = state.session.call(target, { video: $('video').checked });
+  const call = state.session.call(target, { video: $('video').checked, ...opts });
   recordHistory(call);
   logEvent(`calling ${target}`);
   showCall(call);
+  return call;
 }
 
 // ---- Incoming ---------------------------------------------------------------
@@ -603,6 +605,13 @@ const MAX_CALLS = 4;
 
 function onIncomingCall(call) {
   recordHistory(call);
+  if (call.replacedCall) {
+    // An attended transfer: this call takes over one we are in, and the
+    // SDK answers it and ends that one. No ringing, no dialog.
+    logEvent(`${call.remoteIdentity} takes over the call with ${call.replacedCall.remoteIdentity}`);
+    showCall(call);
+    return;
+  }
   if ((state.incoming && state.incoming !== call) || state.calls.length >= MAX_CALLS) {
     call.decline(486);
     return;
@@ -797,10 +806,12 @@ function wireCall(call) {
     logEvent(`DTMF received: ${digits}`);
   });
   call.on('transfer', (req) => {
-    logEvent(`transferred to ${req.referTo}`);
+    logEvent(`transferred to ${req.referTo}${req.replaces ? ' (attended)' : ''}`);
     req.accept();
     call.end();
-    setTimeout(() => placeCall(req.referTo), 0);
+    // Attended: the new call carries the token that lets it replace the
+    // transferor's call with the target.
+    setTimeout(() => placeCall(req.referTo, req.replaces ? { replaces: req.replaces } : {}), 0);
   });
   call.on('ice', (s) => logEvent(`ICE ${s}`));
   call.on('error', (err) => logEvent(`call error: ${err.message}`));
@@ -963,6 +974,10 @@ function renderCall() {
   $('mute-btn').setAttribute('aria-pressed', String(call.muted));
   $('dtmf-btn').disabled = !up;
   $('transfer-btn').disabled = !up;
+  $('consult-btn').disabled = !up || !!state.consult;
+  const x = state.consult;
+  $('complete-transfer-btn').hidden = !x;
+  $('complete-transfer-btn').disabled = !(x && x.held.state === 'established' && x.consult.state === 'established');
   if (up && !state.timer) {
     tick();
     state.timer = setInterval(tick, 1000);
@@ -1047,6 +1062,49 @@ $('transfer-form').addEventListener('submit', async (ev) => {
     call.end();
   } catch (err) {
     logEvent(`transfer failed: ${err.message}`);
+  }
+});
+
+// Attended transfer: Consult holds the call on the card and calls the
+// transfer target; Complete transfer hands the held party over to the
+// target, whose call with us it replaces (docs/protocol.md §5.12). Both
+// our calls then end: the transferee hangs up its call with us, the
+// target the consult call.
+$('consult-btn').addEventListener('click', async () => {
+  const call = state.call;
+  const to = $('transfer-to').value.trim();
+  if (!call || !to || call.state !== 'established' || state.consult) return;
+  try {
+    if (!call.held) await call.hold();
+  } catch (err) {
+    logEvent(`hold failed: ${err.message}`);
+    return;
+  }
+  const consult = placeCall(to);
+  if (!consult) return;
+  state.consult = { held: call, consult };
+  logEvent(`consulting ${to}, ${call.remoteIdentity} on hold`);
+  const over = () => {
+    if (state.consult?.consult === consult) state.consult = null;
+    if (state.call) renderCall();
+  };
+  consult.on('ended', over);
+  call.on('ended', over);
+  consult.on('state', () => state.call && renderCall());
+  renderCall();
+});
+
+$('complete-transfer-btn').addEventListener('click', async () => {
+  const x = state.consult;
+  if (!x) return;
+  $('complete-transfer-btn').disabled = true;
+  try {
+    const code = await x.held.transfer(x.consult.remoteIdentity, { replaces: x.consult });
+    logEvent(`transfer of ${x.held.remoteIdentity} to ${x.consult.remoteIdentity} accepted (${code})`);
+    $('transfer-to').value = '';
+  } catch (err) {
+    logEvent(`attended transfer failed: ${err.message}`);
+    if (state.call) renderCall();
   }
 });
 

@@ -26,6 +26,8 @@ export const state = {
   returnFocus: null,
   /** The browser notification of the ringing call, while the tab is hidden. */
   notification: null,
+  /** An attended transfer being prepared: the call on hold and the consult call. @type {{held: import('./sdk/call.js').Call, consult: import('./sdk/call.js').Call}|null} */
+  consult: null,
 };
 // For the browser tests and the console.
 window.softphone = state;

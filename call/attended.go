@@ -72,6 +72,12 @@ func (h *Handler) consultDialog(cl *leg) (sipgw.Replaces, bool) {
 	if c.ended {
 		return sipgw.Replaces{}, false
 	}
+	if c.grant != nil {
+		// Again (a transfer retried, or refused): the same token, listed
+		// again if a start already used it.
+		h.grant(c.grant)
+		return c.grant.rep, true
+	}
 	gr := &grant{call: c}
 	switch far := c.far.(type) {
 	case relay:
@@ -96,6 +102,7 @@ func (h *Handler) consultDialog(cl *leg) (sipgw.Replaces, bool) {
 	default:
 		return sipgw.Replaces{}, false
 	}
+	c.grant = gr
 	h.grant(gr)
 	return gr.rep, true
 }

@@ -342,3 +342,41 @@ func TestReferWithReplacesFromSIP(t *testing.T) {
 	hangUp(e, carol, cStart.Control.SubsessionID, 2)
 	consult.expectOp(t, "hangup")
 }
+
+// TestAttendedTransferOneGrant: transfers naming the same consult call
+// get the same token, and the handler keeps one grant for it, however
+// many come (a client cannot grow the table).
+func TestAttendedTransferOneGrant(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	a, b, c := e.ep("alice@web.example"), e.ep("bob@web.example"), e.ep("carol@web.example")
+	bStart := e.webCall(t, a, b, "c1", 1)
+	e.webCall(t, a, c, "c2", 2)
+	token := ""
+	for i := range 3 {
+		e.attended(a, "c1", "carol@web.example", "c2", uint64(3+i))
+		tr := b.expect(t, protocol.TypeRequest, protocol.ActionTransfer)
+		if token != "" && tr.Header.Replaces != token {
+			t.Fatalf("transfer %d: token %q, want %q", i, tr.Header.Replaces, token)
+		}
+		token = tr.Header.Replaces
+		e.send(b, wf{typ: protocol.TypeError, act: protocol.ActionTransfer, sub: bStart.Control.SubsessionID, seq: uint64(2 + i),
+			corr: tr.Control.CorrelationID, code: 603})
+		a.expect(t, protocol.TypeError, protocol.ActionTransfer)
+	}
+	e.h.mu.Lock()
+	n := len(e.h.grants)
+	e.h.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d grants, want 1", n)
+	}
+	hangUp(e, a, "c2", 6)
+	c.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	hangUp(e, a, "c1", 7)
+	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	e.h.mu.Lock()
+	n = len(e.h.grants)
+	e.h.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d grants left after the calls ended", n)
+	}
+}

@@ -90,6 +90,9 @@ type Call struct {
 	ended   bool
 	timer   *time.Timer
 	far     farSide // the relay (relay.go) or the SIP leg (sip.go)
+	// grant names this call to attended transfers (attended.go): one per
+	// call, however many transfers name it.
+	grant *grant
 }
 
 // farSide is the far side of a call as its web legs see it: the other

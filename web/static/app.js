@@ -265,6 +265,10 @@ function startServices(session) {
   // (after a new sign-in or a failed resume they have no subscription).
   for (const sub of session.subscriptions.values()) if (sub.package === 'presence' && sub.state !== 'ended') bindContact(sub);
   for (const target of phoneStore().contacts()) bindContact(session.watchPresence(target));
+  // No page of this one is sending yet: what is still pending was a
+  // previous page's, whose answer went with it.
+  const lost = phoneStore().failPending();
+  if (lost) logEvent(`${lost} message${lost > 1 ? 's' : ''} sent before the reload not confirmed`);
   renderThread();
   renderHistory();
 }
@@ -466,6 +470,7 @@ function chatLine(msg, from) {
   const li = document.createElement('li');
   li.className = msg.dir + (msg.state === 'pending' ? ' pending' : '');
   if (msg.state === 'delivered') li.dataset.delivered = 'true';
+  if (msg.state === 'failed') li.dataset.failed = 'true';
   if (from && msg.dir === 'in') {
     const f = document.createElement('span');
     f.className = 'from';
@@ -551,6 +556,7 @@ $('chat-form').addEventListener('submit', async (ev) => {
   if (!li.isConnected) return;
   li.classList.remove('pending');
   if (entry.state === 'delivered') li.dataset.delivered = 'true';
+  else li.dataset.failed = 'true';
   if (failure) appendChat(failure);
 });
 

@@ -399,6 +399,27 @@ e2e('contacts are kept and watched again after a new session; chat threads per c
   await carol.getByRole('button', { name: 'Chat with alice', exact: true }).waitFor();
 });
 
+e2e('a chat message still pending when the page reloads is marked failed, with a note, not left pending', async () => {
+  await alice.fill('#chat-to', bob.identity);
+  // The gateway's answer does not come before the reload.
+  await alice.evaluate(() => {
+    window.softphone.session.sendMessage = () => new Promise(() => {});
+  });
+  await alice.fill('#chat-input', 'lost in the reload');
+  await alice.click('#chat-send');
+  await alice.locator('#chat-log li.out.pending', { hasText: 'lost in the reload' }).waitFor();
+  await alice.reload();
+  await waitConn(alice, /^resumed$/);
+  await alice.fill('#chat-to', bob.identity);
+  await alice.locator('#chat-log li.out[data-failed="true"]', { hasText: 'lost in the reload' }).waitFor();
+  await alice.locator('#chat-log li.system', { hasText: 'may not have reached bob' }).waitFor();
+  assert.equal(await alice.locator('#chat-log li.pending').count(), 0);
+  // A message sent now is delivered as usual.
+  await alice.fill('#chat-input', 'after the reload');
+  await alice.click('#chat-send');
+  await alice.locator('#chat-log li.out[data-delivered="true"]', { hasText: 'after the reload' }).waitFor();
+});
+
 const focused = (page) => page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
 
 e2e('keyboard: the incoming dialog takes the focus, keeps Tab inside, Escape declines and the focus goes back; digits send DTMF', async () => {

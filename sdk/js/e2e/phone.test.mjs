@@ -5,7 +5,8 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { startGateway, launchBrowser, openPhone, waitCall, waitConn, audioFlows, poll } from './harness.mjs';
+import { chromium } from 'playwright-core';
+import { startGateway, launchBrowser, openPhone, waitCall, waitConn, audioFlows, poll, CHROMIUM } from './harness.mjs';
 
 let gw;
 let browser;
@@ -265,6 +266,33 @@ e2e('devices: listed and remembered; a microphone switched mid-call goes to the 
   } finally {
     await bob.evaluate(() => localStorage.removeItem('softphone.devices'));
     await bob.click('#devices summary');
+  }
+});
+
+e2e('devices: before the microphone is granted the lists hold only Default; once granted, the devices by name', async () => {
+  // A browser that asks before the page may use the microphone (no
+  // fake prompt that grants it), with the same fake devices.
+  const other = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--use-fake-device-for-media-stream', '--no-sandbox', '--disable-gpu'] });
+  try {
+    const context = await other.newContext();
+    const page = await context.newPage();
+    await page.goto(`${gw.url}/`);
+    assert.equal(await page.evaluate(async () => (await navigator.permissions.query({ name: 'microphone' })).state), 'prompt');
+    await page.fill('#name', 'dave');
+    await page.click('#signin-btn');
+    await waitConn(page, /^(connected|resumed)$/);
+    const labels = () => page.evaluate(() => [...document.querySelectorAll('#mic-select option')].map((o) => o.textContent));
+    // The browser names no device (nor gives its id) before the grant.
+    await page.waitForFunction(() => window.softphone.connHistory.length > 0);
+    assert.deepEqual(await labels(), ['Default']);
+    // Granted outside the page's own paths (a call, the panel's meter):
+    // the site's settings, or another tab's prompt.
+    await context.grantPermissions(['microphone', 'camera'], { origin: gw.url });
+    await poll(labels, (l) => l[1] === 'Fake Audio Input 1', { message: 'the devices\' names' });
+    assert.deepEqual(await labels(), ['Default', 'Fake Audio Input 1', 'Fake Audio Input 2']);
+    await page.evaluate(() => window.softphone.session?.close());
+  } finally {
+    await other.close();
   }
 });
 

@@ -49,7 +49,12 @@ type Handler struct {
 	mu    sync.Mutex
 	legs  map[legKey]*leg
 	calls map[*Call]struct{}
-	idle  chan struct{} // closed when a call is forgotten (WaitIdle)
+	// grants are the calls attended transfers may replace, by the
+	// Call-ID of the dialog that names them; dialogs the SIP calls, by
+	// Call-ID (attended.go).
+	grants  map[string]*grant
+	dialogs map[string][]*farLeg
+	idle    chan struct{} // closed when a call is forgotten (WaitIdle)
 
 	far *sipSide // nil without SIP (sip.go)
 }
@@ -71,7 +76,8 @@ func NewHandler(dir Directory, o *Options) *Handler {
 	if opts.SubsessionPrefix == "" {
 		opts.SubsessionPrefix = "s"
 	}
-	return &Handler{opts: opts, dir: dir, log: opts.Logger, rlog: ratelog.New(opts.Logger, nil), quality: newMediaQuality(), legs: map[legKey]*leg{}, calls: map[*Call]struct{}{}}
+	return &Handler{opts: opts, dir: dir, log: opts.Logger, rlog: ratelog.New(opts.Logger, nil), quality: newMediaQuality(), legs: map[legKey]*leg{}, calls: map[*Call]struct{}{},
+		grants: map[string]*grant{}, dialogs: map[string][]*farLeg{}}
 }
 
 // Call is one call: a caller leg and one callee leg per ringing session.
@@ -84,6 +90,9 @@ type Call struct {
 	ended   bool
 	timer   *time.Timer
 	far     farSide // the relay (relay.go) or the SIP leg (sip.go)
+	// grant names this call to attended transfers (attended.go): one per
+	// call, however many transfers name it.
+	grant *grant
 }
 
 // farSide is the far side of a call as its web legs see it: the other
@@ -160,6 +169,15 @@ func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
 		// dropped: the SDK sends shutdown without expecting an answer,
 		// and answers to an ended call have nobody to go to.
 		return
+	}
+	if f.Header.Replaces != "" && f.Control.Type == protocol.TypeRequest && f.Header.Action == protocol.ActionTransfer {
+		// An attended transfer names its consult call by the sender's
+		// subsession: resolved here, outside the call's lock, to a token
+		// only the gateway makes (attended.go).
+		var ok bool
+		if f, ok = h.resolveReplaces(ep, l, f); !ok {
+			return
+		}
 	}
 	c := l.call
 	c.mu.Lock()

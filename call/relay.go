@@ -62,6 +62,10 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, "start needs an SDP offer"), false)
 		return
 	}
+	if f.Header.Replaces != "" {
+		h.startReplacing(ep, f, p)
+		return
+	}
 	d := endpoint.Route(ep, routing.Call, f.Header.Target, f.Header.Ext)
 	switch d.Action {
 	case routing.ActionReject:
@@ -99,6 +103,13 @@ func (h relay) start(ep Endpoint, f *protocol.Frame, target string) {
 		ep.Send(errorFrame(f, code, reason), false)
 		return
 	}
+	h.ring(ep, f, target, eps, "")
+}
+
+// ring starts the call of the start f, ringing eps; replaces, when set,
+// is the subsession of the one callee's call this one replaces (an
+// attended transfer, attended.go).
+func (h relay) ring(ep Endpoint, f *protocol.Frame, target string, eps []Endpoint, replaces string) {
 	if !acquireCall(ep) {
 		ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many calls"), false)
 		return
@@ -125,7 +136,7 @@ func (h relay) start(ep Endpoint, f *protocol.Frame, target string) {
 		out := &protocol.Frame{
 			Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: l.sub},
 			Header: protocol.Header{Action: protocol.ActionStart, Initiator: ep.Identity(), Target: e.Identity(),
-				Ext: f.Header.Ext},
+				Replaces: replaces, Ext: f.Header.Ext},
 			Payload: f.Payload,
 		}
 		seq, err := e.Send(out, true)
@@ -422,6 +433,12 @@ func (h relay) transferFrame(l *leg, f *protocol.Frame) {
 		out := h.frameTo(other, protocol.TypeRequest, protocol.ActionTransfer, "")
 		out.Header.Initiator, out.Header.Target = l.ep.Identity(), other.ep.Identity()
 		out.Header.ReferTo = f.Header.ReferTo
+		if f.Header.Replaces != "" {
+			// The token HandleFrame resolved (attended.go), for this
+			// peer only.
+			out.Header.Replaces = f.Header.Replaces
+			h.grantTo(f.Header.Replaces, other.ep)
+		}
 		seq := h.send(other, out, true)
 		l.transfer = &pending{here: protocol.ClientCorrelation(f), there: "s" + strconv.FormatUint(seq, 10)}
 		return
@@ -453,6 +470,7 @@ func (h relay) end(c *Call) {
 	for _, l := range c.callees {
 		delete(h.legs, legKey{l.ep.ID(), l.sub})
 	}
+	h.dropGrantsLocked(c)
 	h.mu.Unlock()
 	for _, l := range append([]*leg{c.caller}, c.callees...) {
 		if l.held {

@@ -63,6 +63,8 @@ type sipCall interface {
 	SendInfo(ctx context.Context, in sipgw.Info) error
 	Request(ctx context.Context, r sipgw.Request) (sipgw.Answer, error)
 	Transfer(ctx context.Context, target string, ext ...sipgw.Header) error
+	TransferReplacing(ctx context.Context, target string, r sipgw.Replaces, ext ...sipgw.Header) error
+	Replaces() (sipgw.Replaces, bool)
 	PeerAccepts(pkg string) bool
 	SetTrickle(on bool)
 	Keys() sipgw.DialogKeys
@@ -296,7 +298,9 @@ type farLeg struct {
 	media        *rtpengine.Session // the call's media in rtpengine (media.go); nil without
 	// declared: SIP's INFOs of declared packages the web side has not
 	// answered, by correlation (template.go).
-	declared map[string]pendingInfo
+	declared  map[string]pendingInfo
+	remoteTag string // outgoing: the To-tag of the fork that answered
+	replacing *leg   // incoming with Replaces: the web leg of the call it replaces (attended.go)
 }
 
 type sipReoffer struct {
@@ -476,6 +480,12 @@ func (fl *farLeg) web() *leg {
 // dialSIP starts an outgoing SIP call for the web start f, to the target
 // and trunk d routes it to. h.far is set.
 func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload, d routing.Decision) {
+	h.dialSIPReplacing(ep, f, p, d, nil)
+}
+
+// dialSIPReplacing is dialSIP for a call that takes over the callee's
+// dialog rep (an attended transfer, attended.go); rep nil: a plain call.
+func (h *Handler) dialSIPReplacing(ep Endpoint, f *protocol.Frame, p protocol.CallPayload, d routing.Decision, rep *sipgw.Replaces) {
 	local, err := parseSDP(p.SDP)
 	if err != nil {
 		ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, sdpReason(err)), false)
@@ -503,7 +513,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 	// wsc.js ignores trickle: its candidates come in re-offers instead.
 	o := sipgw.DialOptions{Identity: ep.Identity(), Target: d.Target, SDP: []byte(p.SDP),
 		Headers: headers, Offer100rel: true, Trickle: !ep.Oracle(),
-		Route: sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers, Transform: d.Transform}}
+		Route: sipgw.Route{Trunk: d.Trunk, Sender: d.Sender, Headers: d.Headers, Transform: d.Transform}, Replaces: rep}
 	if h.far.media != nil {
 		o.CallID, o.FromTag = newDialogToken(), newDialogToken()
 	}
@@ -544,6 +554,7 @@ func (h *Handler) dialSIP(ep Endpoint, f *protocol.Frame, p protocol.CallPayload
 		defer c.mu.Unlock()
 		fl.sc = sc
 		fl.logWith("call", sc.ID())
+		h.addDialog(fl)
 		h.far.wg.Go(fl.read)
 	})
 }
@@ -569,7 +580,18 @@ func (h *Handler) incomingSIP(sc sipCall) {
 	h.mu.Lock()
 	h.calls[c] = struct{}{}
 	h.mu.Unlock()
+	h.addDialog(fl)
 	h.far.wg.Go(fl.read)
+	if rep, ok := sc.Replaces(); ok {
+		// An attended transfer's new call (attended.go): it rings only
+		// the session whose call it names, and nothing when it names none
+		// (RFC 3891 section 3).
+		fl.replacing = h.matchReplaces(rep)
+		if fl.replacing == nil || fl.replacing.ep.Identity() != sc.Identity() {
+			fl.reject(protocol.CodeNoSuchCall)
+			return
+		}
+	}
 	if _, err := parseSDP(string(sc.Offer())); err != nil {
 		// Browsers need the offer in the INVITE, and one they can read
 		// (RFC 3261 section 13.3.1.3).
@@ -600,7 +622,11 @@ func (h *Handler) incomingSIP(sc sipCall) {
 func (fl *farLeg) ring(offer string) {
 	c, h, sc := fl.c, fl.h, fl.sc
 	payload := protocol.EncodePayload(protocol.CallPayload{SDP: offer})
-	for _, e := range h.dir.Sessions(sc.Identity()) {
+	eps, replaces := h.dir.Sessions(sc.Identity()), ""
+	if r := fl.replacing; r != nil {
+		eps, replaces = []Endpoint{r.ep}, r.sub
+	}
+	for _, e := range eps {
 		l := &leg{call: c, ep: e, sub: h.newSub()}
 		h.mu.Lock()
 		h.legs[legKey{e.ID(), l.sub}] = l
@@ -613,6 +639,7 @@ func (fl *farLeg) ring(offer string) {
 		l.held = true
 		out := fl.frameTo(l, protocol.TypeRequest, protocol.ActionStart, "")
 		out.Payload = payload
+		out.Header.Replaces = replaces
 		out.Header.Ext = h.far.webExt(sc.Headers())
 		seq, err := e.Send(out, true)
 		if err != nil {
@@ -737,6 +764,7 @@ func (fl *farLeg) finishLocked() {
 	}
 	fl.finished = true
 	close(fl.done)
+	fl.h.dropDialog(fl)
 	if len(fl.trickle) > 0 {
 		fl.log().Debug("ICE candidates never given to SIP dropped", "lines", len(fl.trickle))
 	}
@@ -1001,6 +1029,7 @@ func (fl *farLeg) sipAnswered(ev sipgw.Event) bool {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	fl.remoteTag = ev.ToTag
 	c.caller.state = legAnswered
 	out := fl.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
 	out.Control.MessageState = protocol.StateFinal

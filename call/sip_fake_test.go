@@ -206,6 +206,7 @@ type fakeCall struct {
 	id, identity, remote string
 	offer                []byte
 	dial                 sipgw.DialOptions
+	replaces             *sipgw.Replaces // the INVITE's Replaces header, for Replaces
 
 	events   chan sipgw.Event
 	done     chan struct{}
@@ -272,12 +273,15 @@ func (c *fakeCall) pushReoffer(sdp string) *fakeReoffer {
 }
 
 // pushRefer sends a REFER from the SIP side.
-func (c *fakeCall) pushRefer(referTo string) *fakeRefer {
+func (c *fakeCall) pushRefer(referTo string) *fakeRefer { return c.pushReferReplacing(referTo, nil) }
+
+// pushReferReplacing sends a REFER whose Refer-To carries Replaces.
+func (c *fakeCall) pushReferReplacing(referTo string, rep *sipgw.Replaces) *fakeRefer {
 	r := &fakeRefer{c: c}
 	c.mu.Lock()
 	c.refers = append(c.refers, r)
 	c.mu.Unlock()
-	c.push(sipgw.Event{Kind: sipgw.EventRefer, ReferTo: referTo})
+	c.push(sipgw.Event{Kind: sipgw.EventRefer, ReferTo: referTo, ReferReplaces: rep})
 	return r
 }
 
@@ -315,6 +319,12 @@ func (r *fakeRefer) Notify(ctx context.Context, code int, reason string) error {
 
 func (c *fakeCall) Keys() sipgw.DialogKeys {
 	k := sipgw.DialogKeys{CallID: c.dial.CallID, LocalTag: c.dial.FromTag}
+	if k.CallID == "" {
+		k.CallID = "cid-" + c.id
+	}
+	if k.LocalTag == "" {
+		k.LocalTag = "our-tag"
+	}
 	if c.dial.Identity == "" {
 		k = sipgw.DialogKeys{CallID: "cid-" + c.id, LocalTag: "our-tag", RemoteTag: "their-tag", ViaBranch: "z9hG4bK-" + c.id}
 	}
@@ -390,6 +400,18 @@ func (c *fakeCall) SendInfo(ctx context.Context, in sipgw.Info) error {
 func (c *fakeCall) Transfer(ctx context.Context, target string, ext ...sipgw.Header) error {
 	c.record(op{name: "transfer", sdp: target, ext: ext})
 	return nil
+}
+
+func (c *fakeCall) TransferReplacing(ctx context.Context, target string, r sipgw.Replaces, _ ...sipgw.Header) error {
+	c.record(op{name: "transfer", sdp: target + "?Replaces=" + r.String()})
+	return nil
+}
+
+func (c *fakeCall) Replaces() (sipgw.Replaces, bool) {
+	if c.replaces == nil {
+		return sipgw.Replaces{}, false
+	}
+	return *c.replaces, true
 }
 
 func (c *fakeCall) PeerAccepts(pkg string) bool {

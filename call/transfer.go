@@ -66,6 +66,12 @@ func (fl *farLeg) sipRefer(ev sipgw.Event) {
 	out.Header.Initiator, out.Header.Target = fl.remoteName(), w.ep.Identity()
 	out.Header.ReferTo = ev.ReferTo
 	out.Header.Ext = fl.h.far.webExt(ev.Headers)
+	if ev.ReferReplaces != nil {
+		// Attended (attended.go): the web side's new call carries the
+		// dialog, which only it may use.
+		out.Header.Replaces = ev.ReferReplaces.String()
+		fl.h.grant(&grant{rep: *ev.ReferReplaces, call: fl.c, to: w.ep.ID()})
+	}
 	seq, err := w.ep.Send(out, true)
 	if err != nil {
 		_ = r.Reject(protocol.CodeTemporarilyUnavail, "")
@@ -160,6 +166,16 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 	c := fl.c
 	h := fl.h
 	corr, referTo := protocol.ClientCorrelation(f), f.Header.ReferTo
+	var rep *sipgw.Replaces
+	if f.Header.Replaces != "" {
+		// Attended: the token HandleFrame resolved (attended.go).
+		r, err := sipgw.ParseReplaces(f.Header.Replaces)
+		if err != nil {
+			h.send(l, errorFrame(f, protocol.CodeBadRequest, "bad replaces"), false)
+			return
+		}
+		rep = &r
+	}
 	if fl.transferOut != nil && !fl.transferOut.answered {
 		// An answered one whose last NOTIFY never came is superseded.
 		h.send(l, errorFrame(f, protocol.CodeRequestPending, "a transfer is in progress"), false)
@@ -169,7 +185,12 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 	fl.transferOut = to
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
-		err := fl.sc.Transfer(ctx, referTo, frameExt(f)...)
+		var err error
+		if rep != nil {
+			err = fl.sc.TransferReplacing(ctx, referTo, *rep, frameExt(f)...)
+		} else {
+			err = fl.sc.Transfer(ctx, referTo, frameExt(f)...)
+		}
 		cancel()
 		c.mu.Lock()
 		defer c.mu.Unlock()

@@ -17,6 +17,7 @@ type Call struct {
 	peer     string
 	incoming bool
 	kinds    []string // of the initial offer; set before the Call is shared
+	replaces string   // incoming: our call this one replaces (attended transfer)
 
 	// Owned by the loop.
 	caller, callee string
@@ -43,15 +44,28 @@ func (k *Call) Peer() string { return k.peer }
 // Incoming reports whether the peer placed the call.
 func (k *Call) Incoming() bool { return k.incoming }
 
+// Replaces is, for an incoming call of an attended transfer, the id of
+// our call it replaces ("" for others): answer it without ringing, then
+// end that call (docs/protocol.md §5.12).
+func (k *Call) Replaces() string { return k.replaces }
+
 // StartCall places a call to target with an SDP offer. The subsession id
 // and the start's correlation id are both c<seq>, as wsc.js makes them.
 // Progress arrives as EventCall events.
 func (c *Client) StartCall(ctx context.Context, target, sdp string, ext ...protocol.Ext) (*Call, error) {
+	return c.StartCallReplacing(ctx, target, sdp, "", ext...)
+}
+
+// StartCallReplacing is StartCall for the new call of an attended
+// transfer: replaces is the token of the transfer request (Event.Replaces
+// of CallTransfer); "" places a plain call.
+func (c *Client) StartCallReplacing(ctx context.Context, target, sdp, replaces string, ext ...protocol.Ext) (*Call, error) {
 	var k *Call
 	err := c.do(ctx, func() error {
 		corr := c.nextCorr()
 		call := &Call{c: c, id: corr, peer: target, caller: c.identity(), callee: target, startCorr: corr, kinds: mediaKinds(sdp)}
 		f := call.frame(protocol.TypeRequest, protocol.ActionStart, corr, ext)
+		f.Header.Replaces = replaces
 		f.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: sdp})
 		if err := c.send(f); err != nil {
 			return err
@@ -314,12 +328,25 @@ func (k *Call) DTMF(ctx context.Context, digits string, duration int) error {
 // Transfer asks the peer to call referTo instead (ext; SIP REFER) and
 // waits for the answer: 202 or 200, or an error code with *FrameError.
 func (k *Call) Transfer(ctx context.Context, referTo string, ext ...protocol.Ext) (int, error) {
+	return k.TransferReplacing(ctx, referTo, nil, ext...)
+}
+
+// TransferReplacing is an attended transfer: the peer's new call to
+// referTo replaces our established call consult (docs/protocol.md §5.12);
+// consult nil makes it blind.
+func (k *Call) TransferReplacing(ctx context.Context, referTo string, consult *Call, ext ...protocol.Ext) (int, error) {
+	if consult == k {
+		return 0, ErrCallState
+	}
 	return k.c.request(ctx, func() *protocol.Frame {
 		if k.ended {
 			return nil
 		}
 		f := k.frame(protocol.TypeRequest, protocol.ActionTransfer, "", ext)
 		f.Header.ReferTo = referTo
+		if consult != nil {
+			f.Header.Replaces = consult.id
+		}
 		return f
 	})
 }
@@ -416,12 +443,13 @@ func (c *Client) badCallPayload(f *protocol.Frame, err error) {
 // onIncomingCall makes a Call of the start f of an unknown subsession.
 func (c *Client) onIncomingCall(f *protocol.Frame, p protocol.CallPayload) {
 	k := &Call{c: c, id: f.Control.SubsessionID, peer: f.Header.Initiator, incoming: true,
-		caller: f.Header.Initiator, callee: f.Header.Target, startCorr: f.Control.CorrelationID, kinds: mediaKinds(p.SDP)}
+		caller: f.Header.Initiator, callee: f.Header.Target, startCorr: f.Control.CorrelationID, kinds: mediaKinds(p.SDP),
+		replaces: f.Header.Replaces}
 	if k.callee == "" {
 		k.callee = c.identity()
 	}
 	c.calls[k.id] = k
-	c.emit(Event{Kind: EventIncomingCall, Call: k, SDP: p.SDP, Header: &f.Header})
+	c.emit(Event{Kind: EventIncomingCall, Call: k, SDP: p.SDP, Header: &f.Header, Replaces: k.replaces})
 }
 
 // onCallEvent handles the frame f, with payload p, of the call k; false
@@ -528,7 +556,7 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 		ev.CallEvent, ev.Digits, ev.Duration = CallDTMF, p.Digits, p.Duration
 	case t == protocol.TypeRequest && a == protocol.ActionTransfer:
 		k.transferIn = corr
-		ev.CallEvent, ev.ReferTo = CallTransfer, f.Header.ReferTo
+		ev.CallEvent, ev.ReferTo, ev.Replaces = CallTransfer, f.Header.ReferTo, f.Header.Replaces
 	case t == protocol.TypeMessage && a == protocol.ActionTransfer:
 		ev.CallEvent, ev.Code = CallTransferProgress, f.Header.ResponseCode
 	case t == protocol.TypeMessage && a == protocol.ActionStart:

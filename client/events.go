@@ -179,6 +179,10 @@ type Event struct {
 	Digits     string
 	Duration   int
 	ReferTo    string
+	// Replaces: on CallTransfer, the token of an attended transfer, for
+	// the new call ([Client.StartCallReplacing]); on EventIncomingCall,
+	// the id of our call the new one replaces (docs/protocol.md §5.12).
+	Replaces string
 	// Header is the header of the frame behind the event; its Ext holds
 	// the extension headers.
 	Header *protocol.Header

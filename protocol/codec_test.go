@@ -173,6 +173,11 @@ func TestValidate(t *testing.T) {
 		{"ack ok", `{"control":{"type":"acknowledgement","package_type":"call","sequence":3},"header":{}}`, 0},
 		{"send ok", `{"control":{"type":"request","package_type":"messaging","sequence":3},"header":{"action":"send","target":"bob"}}`, 0},
 		{"bad state", `{"control":{"type":"response","message_state":"maybe","subsession_id":"a"},"header":{"action":"start"}}`, 400},
+		{"replaces on transfer", `{"control":{"type":"request","package_type":"call","subsession_id":"a"},"header":{"action":"transfer","refer_to":"carol","replaces":"c2"}}`, 0},
+		{"replaces on start", `{"control":{"type":"request","package_type":"call","subsession_id":"a"},"header":{"action":"start","replaces":"tok"}}`, 0},
+		{"replaces on dtmf", `{"control":{"type":"message","package_type":"call","subsession_id":"a"},"header":{"action":"dtmf","replaces":"c2"}}`, 400},
+		{"replaces on response", `{"control":{"type":"response","package_type":"call","subsession_id":"a"},"header":{"action":"transfer","replaces":"c2"}}`, 400},
+		{"replaces long", `{"control":{"type":"request","package_type":"call","subsession_id":"a"},"header":{"action":"transfer","replaces":"` + strings.Repeat("r", 257) + `"}}`, 400},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -154,6 +154,8 @@ func (s *scanner) headerField(h *Header, key []byte) error {
 		h.Expiry = int(n)
 	case "refer_to":
 		h.ReferTo, err = s.str("header.refer_to")
+	case "replaces":
+		h.Replaces, err = s.str("header.replaces")
 	case "authenticate":
 		h.Authenticate, err = s.rawObject("header.authenticate")
 	case "authorization":

@@ -47,6 +47,7 @@ func (f *Frame) Append(buf []byte) []byte {
 		buf = uintField(buf, &first, "expiry", uint64(h.Expiry))
 	}
 	buf = strField(buf, &first, "refer_to", h.ReferTo)
+	buf = strField(buf, &first, "replaces", h.Replaces)
 	buf = rawField(buf, &first, "authenticate", h.Authenticate)
 	buf = rawField(buf, &first, "authorization", h.Authorization)
 	for _, e := range h.Ext {

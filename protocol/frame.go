@@ -124,6 +124,11 @@ type Header struct {
 	CSLR, CSLW, CSUW, SSLR OptSeq
 	Expiry                 int
 	ReferTo                string
+	// Replaces names the call an attended transfer's new call replaces
+	// (docs/protocol.md §5.12): the transferor's consult subsession on a
+	// transfer request, an opaque token on the transferee's transfer and
+	// start, the replaced subsession on the start a transfer target gets.
+	Replaces string
 	// Authenticate and Authorization are JSON objects whose shape the
 	// application (or the SIP digest mapping) defines.
 	Authenticate  json.RawMessage

@@ -111,8 +111,11 @@ func ValidateDeclared(f *Frame, declared func(Package, Action) bool) error {
 	if len(c.SessionID) > 128 || len(c.SubsessionID) > 128 || len(c.CorrelationID) > 128 {
 		return newError(CodeBadRequest, "an id is too long")
 	}
-	if len(h.Initiator) > 256 || len(h.Target) > 256 || len(h.ReferTo) > 256 || len(h.Reason) > 256 {
+	if len(h.Initiator) > 256 || len(h.Target) > 256 || len(h.ReferTo) > 256 || len(h.Replaces) > 256 || len(h.Reason) > 256 {
 		return newError(CodeBadRequest, "an address or reason is too long")
+	}
+	if h.Replaces != "" && (pkg != PackageCall || h.Action != ActionTransfer && h.Action != ActionStart || c.Type != TypeRequest) {
+		return newError(CodeBadRequest, "header.replaces belongs on a call's transfer or start request")
 	}
 	if pkg != PackageRegister && c.Type != TypeAcknowledgement && c.SubsessionID == "" && pkg != PackageMessaging {
 		return newError(CodeBadRequest, "control.subsession_id is missing")

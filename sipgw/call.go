@@ -134,6 +134,9 @@ type Event struct {
 	// EventRefer
 	ReferTo string
 	Refer   *Refer
+	// ReferReplaces: the Replaces of the Refer-To URI of an attended
+	// transfer (RFC 5589 section 7), whose headers ReferTo no longer has.
+	ReferReplaces *Replaces
 	// EventTransferProgress
 	Final bool
 	// EventReoffer
@@ -207,6 +210,7 @@ type Call struct {
 	remote   sip.Uri
 	display  string
 	offer    []byte
+	replaces string     // incoming: the INVITE's Replaces header (replaces.go)
 	keys     DialogKeys // set before the call is handed out
 
 	events chan Event

@@ -38,6 +38,9 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 		c.remote, c.display = *f.Address.Clone(), f.DisplayName
 	}
 	c.offer = req.Body()
+	if h := req.GetHeader("Replaces"); h != nil {
+		c.replaces = h.Value()
+	}
 	c.keys = incomingKeys(dtx.InviteRequest)
 	c.xform = g.bindIncoming(routing.Call, c.identity, c.remote.String())
 	c.headers = webHeaders(c.xform, routing.Invite, false, req)

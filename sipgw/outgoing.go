@@ -42,6 +42,9 @@ type DialOptions struct {
 	CallID, FromTag string
 	// Route is the trunk and the presentation of the caller.
 	Route Route
+	// Replaces: the call takes over this dialog of the callee (an
+	// attended transfer's new call, RFC 3891); nil for none.
+	Replaces *Replaces
 }
 
 // Dial sends an INVITE and returns the call at once; responses arrive as
@@ -84,6 +87,11 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	}
 	if len(o.SDP) == 0 {
 		return nil, invalid("offer without SDP")
+	}
+	if o.Replaces != nil {
+		if _, err := ParseReplaces(o.Replaces.String()); err != nil {
+			return nil, err
+		}
 	}
 	if o.CallID != "" && (len(o.CallID) > 64 || !isToken([]byte(o.CallID))) {
 		return nil, invalid("Call-ID %q is not a token of at most 64 bytes", o.CallID)
@@ -134,6 +142,9 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	req.AppendHeader(sip.NewHeader("User-Agent", g.cfg.UserAgent))
 	for _, h := range o.Headers {
 		req.AppendHeader(sip.NewHeader(h.Name, h.Value))
+	}
+	if o.Replaces != nil {
+		req.AppendHeader(sip.NewHeader("Replaces", o.Replaces.String()))
 	}
 	setSDP(req, o.SDP)
 	c.localSDP = o.SDP

@@ -160,8 +160,15 @@ func (c *Call) handleRefer(req *sip.Request, tx sip.ServerTransaction) {
 		c.g.respond(tx, req, 400, "Bad Refer-To")
 		return
 	}
+	rep, rerr := referReplaces(&u)
+	if rerr != nil {
+		c.g.respond(tx, req, 400, "Bad Replaces in Refer-To")
+		return
+	}
 	r := &Refer{c: c, req: req, tx: tx, answered: make(chan struct{}), slot: make(chan struct{}, 1), final: make(chan struct{})}
-	if !c.deliver(func() { c.emit(Event{Kind: EventRefer, ReferTo: u.String(), Refer: r, Headers: c.peerHeaders(req)}) }) {
+	if !c.deliver(func() {
+		c.emit(Event{Kind: EventRefer, ReferTo: u.String(), ReferReplaces: rep, Refer: r, Headers: c.peerHeaders(req)})
+	}) {
 		_ = r.refuse(481, "")
 		return
 	}

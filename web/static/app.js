@@ -268,6 +268,10 @@ function startServices(session) {
   // (after a new sign-in or a failed resume they have no subscription).
   for (const sub of session.subscriptions.values()) if (sub.package === 'presence' && sub.state !== 'ended') bindContact(sub);
   for (const target of phoneStore().contacts()) bindContact(session.watchPresence(target));
+  // No page of this one is sending yet: what is still pending was a
+  // previous page's, whose answer went with it.
+  const lost = phoneStore().failPending();
+  if (lost) logEvent(`${lost} message${lost > 1 ? 's' : ''} sent before the reload not confirmed`);
   renderThread();
   renderHistory();
 }
@@ -469,6 +473,7 @@ function chatLine(msg, from) {
   const li = document.createElement('li');
   li.className = msg.dir + (msg.state === 'pending' ? ' pending' : '');
   if (msg.state === 'delivered') li.dataset.delivered = 'true';
+  if (msg.state === 'failed') li.dataset.failed = 'true';
   if (from && msg.dir === 'in') {
     const f = document.createElement('span');
     f.className = 'from';
@@ -554,6 +559,7 @@ $('chat-form').addEventListener('submit', async (ev) => {
   if (!li.isConnected) return;
   li.classList.remove('pending');
   if (entry.state === 'delivered') li.dataset.delivered = 'true';
+  else li.dataset.failed = 'true';
   if (failure) appendChat(failure);
 });
 
@@ -584,16 +590,18 @@ $('dial-form').addEventListener('submit', (ev) => {
   if (target) placeCall(target);
 });
 
-function placeCall(target) {
-  if (!state.session?.connected) return;
+/** Calls target (opts: more CallOptions); returns the call, or null. */
+function placeCall(target, opts = {}) {
+  if (!state.session?.connected) return null;
   if (state.call && !state.call.held) {
     logEvent('already in a call: hold it first');
-    return;
+    return null;
   }
-  const call = state.session.call(target, { video: $('video').checked });
+  const call = state.session.call(target, { video: $('video').checked, ...opts });
   recordHistory(call);
   logEvent(`calling ${target}`);
   showCall(call);
+  return call;
 }
 
 // ---- Incoming ---------------------------------------------------------------
@@ -606,6 +614,13 @@ const MAX_CALLS = 4;
 
 function onIncomingCall(call) {
   recordHistory(call);
+  if (call.replacedCall) {
+    // An attended transfer: this call takes over one we are in, and the
+    // SDK answers it and ends that one. No ringing, no dialog.
+    logEvent(`${call.remoteIdentity} takes over the call with ${call.replacedCall.remoteIdentity}`);
+    showCall(call);
+    return;
+  }
   if ((state.incoming && state.incoming !== call) || state.calls.length >= MAX_CALLS) {
     call.decline(486);
     return;
@@ -824,10 +839,12 @@ function wireCall(call) {
     logEvent(`DTMF received: ${digits}`);
   });
   call.on('transfer', (req) => {
-    logEvent(`transferred to ${req.referTo}`);
+    logEvent(`transferred to ${req.referTo}${req.replaces ? ' (attended)' : ''}`);
     req.accept();
     call.end();
-    setTimeout(() => placeCall(req.referTo), 0);
+    // Attended: the new call carries the token that lets it replace the
+    // transferor's call with the target.
+    setTimeout(() => placeCall(req.referTo, req.replaces ? { replaces: req.replaces } : {}), 0);
   });
   call.on('ice', (s) => logEvent(`ICE ${s}`));
   call.on('error', (err) => logEvent(`call error: ${err.message}`));
@@ -990,6 +1007,10 @@ function renderCall() {
   $('mute-btn').setAttribute('aria-pressed', String(call.muted));
   $('dtmf-btn').disabled = !up;
   $('transfer-btn').disabled = !up;
+  $('consult-btn').disabled = !up || !!state.consult;
+  const x = state.consult;
+  $('complete-transfer-btn').hidden = !x;
+  $('complete-transfer-btn').disabled = !(x && x.held.state === 'established' && x.consult.state === 'established');
   if (up && !state.timer) {
     tick();
     state.timer = setInterval(tick, 1000);
@@ -1074,6 +1095,49 @@ $('transfer-form').addEventListener('submit', async (ev) => {
     call.end();
   } catch (err) {
     logEvent(`transfer failed: ${err.message}`);
+  }
+});
+
+// Attended transfer: Consult holds the call on the card and calls the
+// transfer target; Complete transfer hands the held party over to the
+// target, whose call with us it replaces (docs/protocol.md §5.12). Both
+// our calls then end: the transferee hangs up its call with us, the
+// target the consult call.
+$('consult-btn').addEventListener('click', async () => {
+  const call = state.call;
+  const to = $('transfer-to').value.trim();
+  if (!call || !to || call.state !== 'established' || state.consult) return;
+  try {
+    if (!call.held) await call.hold();
+  } catch (err) {
+    logEvent(`hold failed: ${err.message}`);
+    return;
+  }
+  const consult = placeCall(to);
+  if (!consult) return;
+  state.consult = { held: call, consult };
+  logEvent(`consulting ${to}, ${call.remoteIdentity} on hold`);
+  const over = () => {
+    if (state.consult?.consult === consult) state.consult = null;
+    if (state.call) renderCall();
+  };
+  consult.on('ended', over);
+  call.on('ended', over);
+  consult.on('state', () => state.call && renderCall());
+  renderCall();
+});
+
+$('complete-transfer-btn').addEventListener('click', async () => {
+  const x = state.consult;
+  if (!x) return;
+  $('complete-transfer-btn').disabled = true;
+  try {
+    const code = await x.held.transfer(x.consult.remoteIdentity, { replaces: x.consult });
+    logEvent(`transfer of ${x.held.remoteIdentity} to ${x.consult.remoteIdentity} accepted (${code})`);
+    $('transfer-to').value = '';
+  } catch (err) {
+    logEvent(`attended transfer failed: ${err.message}`);
+    if (state.call) renderCall();
   }
 });
 

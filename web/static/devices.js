@@ -60,6 +60,20 @@ navigator.mediaDevices?.addEventListener?.('devicechange', () => {
   if (state.session) refreshDevices();
 });
 
+// The devices' names show once the page may use the microphone or the
+// camera: a grant made anywhere (a call, the panel's meter, the site's
+// settings, another tab) refreshes the lists, which said "Microphone 1".
+for (const name of ['microphone', 'camera']) {
+  navigator.permissions
+    ?.query({ name })
+    .then((p) =>
+      p.addEventListener('change', () => {
+        if (state.session) refreshDevices();
+      }),
+    )
+    .catch(() => {});
+}
+
 for (const sel of [$('mic-select'), $('cam-select'), $('speaker-select')]) {
   sel.addEventListener('change', async () => {
     const kind = sel.dataset.kind;

@@ -30,6 +30,8 @@ export const state = {
   wokenFor: null,
   /** Whether the ringing call's notification is the service worker's (of the push that woke the page). */
   wakeNotified: false,
+  /** An attended transfer being prepared: the call on hold and the consult call. @type {{held: import('./sdk/call.js').Call, consult: import('./sdk/call.js').Call}|null} */
+  consult: null,
 };
 // For the browser tests and the console.
 window.softphone = state;

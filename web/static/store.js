@@ -87,4 +87,23 @@ export class PhoneStore {
   saveChat() {
     this._save('chat', [...this.threads]);
   }
+
+  /**
+   * Marks failed the messages a previous page sent and never heard back
+   * about (it was reloaded or closed first), each with a note in its
+   * thread: left "pending" they would wait forever, and sent again they
+   * could reach the peer twice. Returns how many.
+   */
+  failPending() {
+    let n = 0;
+    for (const [peer, msgs] of [...this.threads]) {
+      for (const m of msgs.filter((x) => x.dir === 'out' && x.state === 'pending')) {
+        m.state = 'failed';
+        n++;
+        this.addChat(peer, { dir: 'system', body: `"${m.body}" may not have reached ${peer}: the page was reloaded before it was confirmed`, at: Date.now() });
+      }
+    }
+    if (n) this.saveChat();
+    return n;
+  }
 }

@@ -5,7 +5,8 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { startGateway, launchBrowser, openPhone, waitCall, waitConn, audioFlows, poll } from './harness.mjs';
+import { chromium } from 'playwright-core';
+import { startGateway, launchBrowser, openPhone, waitCall, waitConn, audioFlows, poll, CHROMIUM } from './harness.mjs';
 
 let gw;
 let browser;
@@ -268,6 +269,33 @@ e2e('devices: listed and remembered; a microphone switched mid-call goes to the 
   }
 });
 
+e2e('devices: before the microphone is granted the lists hold only Default; once granted, the devices by name', async () => {
+  // A browser that asks before the page may use the microphone (no
+  // fake prompt that grants it), with the same fake devices.
+  const other = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--use-fake-device-for-media-stream', '--no-sandbox', '--disable-gpu'] });
+  try {
+    const context = await other.newContext();
+    const page = await context.newPage();
+    await page.goto(`${gw.url}/`);
+    assert.equal(await page.evaluate(async () => (await navigator.permissions.query({ name: 'microphone' })).state), 'prompt');
+    await page.fill('#name', 'dave');
+    await page.click('#signin-btn');
+    await waitConn(page, /^(connected|resumed)$/);
+    const labels = () => page.evaluate(() => [...document.querySelectorAll('#mic-select option')].map((o) => o.textContent));
+    // The browser names no device (nor gives its id) before the grant.
+    await page.waitForFunction(() => window.softphone.connHistory.length > 0);
+    assert.deepEqual(await labels(), ['Default']);
+    // Granted outside the page's own paths (a call, the panel's meter):
+    // the site's settings, or another tab's prompt.
+    await context.grantPermissions(['microphone', 'camera'], { origin: gw.url });
+    await poll(labels, (l) => l[1] === 'Fake Audio Input 1', { message: 'the devices\' names' });
+    assert.deepEqual(await labels(), ['Default', 'Fake Audio Input 1', 'Fake Audio Input 2']);
+    await page.evaluate(() => window.softphone.session?.close());
+  } finally {
+    await other.close();
+  }
+});
+
 /** The newest n history entries of page, as shown. */
 const history = (page, n) =>
   page.evaluate((k) => [...document.querySelectorAll('#history-list li')].slice(0, k).map((li) => ({ peer: li.dataset.peer, direction: li.dataset.direction, outcome: li.dataset.outcome })), n);
@@ -397,6 +425,27 @@ e2e('contacts are kept and watched again after a new session; chat threads per c
   await carol.getByRole('button', { name: 'Chat with alice, 1 new' }).click();
   await carol.locator('#chat-log li.in', { hasText: 'are you there?' }).waitFor();
   await carol.getByRole('button', { name: 'Chat with alice', exact: true }).waitFor();
+});
+
+e2e('a chat message still pending when the page reloads is marked failed, with a note, not left pending', async () => {
+  await alice.fill('#chat-to', bob.identity);
+  // The gateway's answer does not come before the reload.
+  await alice.evaluate(() => {
+    window.softphone.session.sendMessage = () => new Promise(() => {});
+  });
+  await alice.fill('#chat-input', 'lost in the reload');
+  await alice.click('#chat-send');
+  await alice.locator('#chat-log li.out.pending', { hasText: 'lost in the reload' }).waitFor();
+  await alice.reload();
+  await waitConn(alice, /^resumed$/);
+  await alice.fill('#chat-to', bob.identity);
+  await alice.locator('#chat-log li.out[data-failed="true"]', { hasText: 'lost in the reload' }).waitFor();
+  await alice.locator('#chat-log li.system', { hasText: 'may not have reached bob' }).waitFor();
+  assert.equal(await alice.locator('#chat-log li.pending').count(), 0);
+  // A message sent now is delivered as usual.
+  await alice.fill('#chat-input', 'after the reload');
+  await alice.click('#chat-send');
+  await alice.locator('#chat-log li.out[data-delivered="true"]', { hasText: 'after the reload' }).waitFor();
 });
 
 const focused = (page) => page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);

@@ -412,3 +412,48 @@ e2e('an audio call: the incoming dialog says call, not video call', async () => 
   await bob.click('#decline-btn');
   await waitIdle(alice);
 });
+
+e2e('attended transfer: alice consults carol, then transfers bob to her: bob and carol talk, alice\'s calls end', async () => {
+  const carol = await openPhone(browser, gw, 'carol');
+  try {
+    await establishCall(bob, alice);
+    // Consult: bob goes on hold, carol is called and answers.
+    await alice.fill('#transfer-to', carol.identity);
+    await alice.click('#consult-btn');
+    await carol.locator('#incoming').waitFor({ state: 'visible' });
+    await carol.click('#accept-btn');
+    await waitCall(alice, 'state', 'established');
+    await waitCall(carol, 'state', 'established');
+    await waitCall(bob, 'remoteHeld', 'true');
+    assert.equal((await alice.textContent('#call-peer')).trim(), carol.identity);
+    await audioFlows(carol);
+    // Complete: bob's new call replaces carol's call with alice; carol's
+    // page takes it without ringing.
+    const from = carol.wire.length;
+    await alice.locator('#complete-transfer-btn').waitFor({ state: 'visible' });
+    await alice.click('#complete-transfer-btn');
+    await waitIdle(alice);
+    await poll(
+      () => carol.evaluate(() => window.softphone.call?.remoteIdentity),
+      (who) => who === bob.identity,
+      { message: 'carol in a call with bob' },
+    );
+    await waitCall(carol, 'state', 'established');
+    await waitCall(bob, 'state', 'established');
+    assert.equal((await bob.textContent('#call-peer')).trim(), carol.identity);
+    assert.equal((await carol.textContent('#call-peer')).trim(), bob.identity);
+    assert.equal(await carol.locator('#incoming').isVisible(), false, 'no incoming dialog for the replacing call');
+    const starts = carol.wire.slice(from).filter((w) => w.dir === 'in' && w.frame.header?.action === 'start' && w.frame.control.type === 'request');
+    assert.equal(starts.length, 1);
+    assert.ok(starts[0].frame.header.replaces, 'the start names the call it replaces');
+    await audioFlows(carol);
+    await audioFlows(bob);
+    assert.equal(await carol.evaluate(() => window.softphone.calls.length), 1, 'carol\'s call with alice ended');
+    await carol.click('#hangup-btn');
+    await waitIdle(bob);
+    await waitIdle(carol);
+  } finally {
+    await carol.evaluate(() => window.softphone.session?.close()).catch(() => {});
+    await carol.close();
+  }
+});

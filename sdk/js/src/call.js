@@ -89,6 +89,13 @@ export class Call extends Emitter {
      * caller's start on an incoming call, the answer on an outgoing one.
      */
     this.remoteHeaders = extensionsOf(init.offer?.header);
+    /**
+     * Incoming: the id of this session's call that this one replaces (an
+     * attended transfer, docs/protocol.md §5.12), or null. The SDK
+     * answers such a call without ringing and then ends the call it
+     * replaces; `replacedCall` is that call while it lasts.
+     */
+    this.replaces = init.offer?.header?.replaces ?? null;
     this._startCorrelation = init.offer?.control?.correlation_id ?? null;
     this._remoteOrigin = null;
     this._localOfferPending = false;
@@ -111,6 +118,12 @@ export class Call extends Emitter {
     this._warmMedia = null;
     /** getUserMedia under way (_ensureMedia). */
     this._opening = null;
+  }
+
+  /** The call this one replaces (see `replaces`), while it is not over. */
+  get replacedCall() {
+    const old = this.replaces ? this.session.calls.get(this.replaces) : null;
+    return old && !old.ended ? old : null;
   }
 
   /** Seconds since the call was established (0 before). */
@@ -300,19 +313,27 @@ export class Call extends Emitter {
   }
 
   /**
-   * Blind transfer: asks the other party to call `target` (SIP REFER).
+   * Transfers the other party to `target` (SIP REFER). Blind by default;
+   * attended with `opts.replaces`: the established consult call with
+   * `target` (a Call of this session, or its id), which the other
+   * party's new call replaces (docs/protocol.md §5.12). Once the
+   * transfer succeeds both of our calls end (the gateway and the target
+   * end them).
    * @param {string} target
+   * @param {{replaces?: Call|string, headers?: object}} [opts]
    * @returns {Promise<number>} the response code (200/202)
    */
   async transfer(target, opts = {}) {
     const headers = extensionHeaders(opts.headers);
     if (this.state !== CallState.ESTABLISHED) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'the call is not established');
+    const replaces = typeof opts.replaces === 'string' ? opts.replaces : opts.replaces?.id;
+    if (opts.replaces !== undefined && (!replaces || replaces === this.id)) throw new TypeError('replaces must be another call of this session');
     const resp = await this.session._request({
       type: 'request',
       pkg: 'call',
       action: 'transfer',
       subsession: this.id,
-      header: { refer_to: target, ...headers },
+      header: { refer_to: target, ...(replaces ? { replaces } : {}), ...headers },
     });
     return resp.header?.response_code ?? 202;
   }
@@ -372,7 +393,12 @@ export class Call extends Emitter {
           pkg: 'call',
           action: 'start',
           subsession: this.id,
-          header: { initiator: this.caller, target: this.callee, ...extensionHeaders(this.options.headers) },
+          header: {
+            initiator: this.caller,
+            target: this.callee,
+            ...(this.options.replaces ? { replaces: this.options.replaces } : {}),
+            ...extensionHeaders(this.options.headers),
+          },
           payload: { sdp },
         },
         (f) => this._onProvisional(f),
@@ -468,6 +494,13 @@ export class Call extends Emitter {
   // ---- Incoming -----------------------------------------------------------
 
   _ring() {
+    if (this.replacedCall) {
+      // An attended transfer's new call takes over one we are in: no
+      // ringing. The application hears of it first (incomingcall, with
+      // `replaces`), and may answer it itself with its own options.
+      queueMicrotask(() => this._takeOver());
+      return;
+    }
     this.session._send({
       type: 'response',
       pkg: 'call',
@@ -477,6 +510,20 @@ export class Call extends Emitter {
       state: 'subsequent',
       header: { initiator: this.caller, target: this.callee, response_code: 180, reason: 'Ringing' },
     });
+  }
+
+  /** Answers a replacing call, then ends the call it replaces. */
+  async _takeOver() {
+    const old = this.replacedCall;
+    if (this.state === CallState.RINGING) {
+      try {
+        await this.accept({ video: old?.video ?? this.video });
+      } catch (err) {
+        this.session.log.warn('jsonrtc: cannot answer a replacing call', err);
+        return;
+      }
+    }
+    if (!this.ended) old?.end();
   }
 
   // ---- Frames from the gateway --------------------------------------------
@@ -579,6 +626,8 @@ export class Call extends Emitter {
     };
     const req = {
       referTo: h.refer_to,
+      // Attended: the token the new call carries (session.call(referTo, {replaces})).
+      replaces: h.replaces,
       accept: () => {
         if (!answered) reporting = true;
         respond(202);

@@ -6,7 +6,7 @@ import { ErrorCode, JsonRtcError } from './errors.js';
 /** The protocol's own header names (§2.2, §2.3): never extension headers. */
 const RESERVED = new Set([
   'action', 'initiator', 'target', 'response_code', 'error_code', 'reason',
-  'cslr', 'cslw', 'csuw', 'sslr', 'expiry', 'refer_to', 'authenticate', 'authorization',
+  'cslr', 'cslw', 'csuw', 'sslr', 'expiry', 'refer_to', 'replaces', 'authenticate', 'authorization',
 ]);
 const NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 // eslint-disable-next-line no-control-regex

@@ -161,6 +161,8 @@ export interface HeaderOptions {
 
 export interface CallOptions extends HeaderOptions {
   video?: boolean;
+  /** The token of an attended transfer (TransferRequest.replaces): this call replaces the one it names. */
+  replaces?: string;
   /** Use this stream instead of getUserMedia (the SDK does not stop it). */
   localStream?: MediaStream;
 }
@@ -322,6 +324,8 @@ export declare class IncomingRequest {
 
 export interface TransferRequest {
   referTo: string;
+  /** Attended transfer: pass it on the new call, `session.call(referTo, { replaces })`. */
+  replaces?: string;
   /** Answers 202 Accepted; then report the new call with report(). */
   accept(): void;
   /** Answers with an error (default 603). */
@@ -364,6 +368,10 @@ export declare class Call extends Emitter {
   readonly remoteStream: MediaStream | null;
   /** The other side's extension headers: the caller's start, or the answer of an outgoing call. */
   readonly remoteHeaders: ExtensionHeaders;
+  /** Incoming: the id of this session's call this one replaces (attended transfer), or null; answered without ringing. */
+  readonly replaces: string | null;
+  /** The call this one replaces, while it lasts. */
+  readonly replacedCall: Call | null;
   /** Answers; opts.headers go on the answer. */
   accept(opts?: CallOptions): Promise<void>;
   decline(code?: number, reason?: string, opts?: HeaderOptions): void;
@@ -375,7 +383,8 @@ export declare class Call extends Emitter {
   /** Switches a local device mid-call: replaces the sender's track of its kind without a re-offer. */
   replaceTrack(track: MediaStreamTrack): Promise<void>;
   sendDTMF(digits: string, opts?: { duration?: number; gap?: number; inband?: boolean } & HeaderOptions): void;
-  transfer(target: string, opts?: HeaderOptions): Promise<number>;
+  /** Blind, or attended with `replaces`: the consult call (or its id) the other party's new call replaces. */
+  transfer(target: string, opts?: HeaderOptions & { replaces?: Call | string }): Promise<number>;
   /** Sends a request of a declared `call` action in this call (its SIP request goes in the dialog). */
   request(action: string, headers?: ExtensionHeaders, payload?: Record<string, unknown>): Promise<DeclaredResponse>;
   restartIce(): Promise<void>;

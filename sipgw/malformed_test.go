@@ -242,7 +242,8 @@ func TestCheckCases(t *testing.T) {
 		{name: "SIP/3.0", old: "INVITE sip:bob@example.com SIP/2.0", new: "INVITE sip:bob@example.com SIP/3.0", want: 505},
 		{name: "version garbage", old: "INVITE sip:bob@example.com SIP/2.0", new: "INVITE sip:bob@example.com HTTP/1.1", want: 400, reason: "malformed Request-Line"},
 		{name: "Require supported", old: "User-Agent: test\r\n", new: "Require: 100rel\r\n", want: 0},
-		{name: "Require unsupported", old: "User-Agent: test\r\n", new: "Require: 100rel, replaces\r\n", want: 420},
+		{name: "Require replaces", old: "User-Agent: test\r\n", new: "Require: replaces\r\n", want: 0}, // RFC 3891: an attended transfer's INVITE may require it
+		{name: "Require unsupported", old: "User-Agent: test\r\n", new: "Require: 100rel, precondition\r\n", want: 420},
 		{name: "Require not a token", old: "User-Agent: test\r\n", new: "Require: 100rel, a b\r\n", want: 400, reason: "malformed Require"},
 		{name: "Require with an empty element", old: "User-Agent: test\r\n", new: "Require: 100rel, , timer\r\n", want: 0},
 		{name: "empty Call-ID", old: "Call-ID: a84b4c76e66710@pc33.example.com", new: "Call-ID:", want: 400, reason: "empty Call-ID"},
@@ -289,7 +290,7 @@ func TestCheckCases(t *testing.T) {
 // others are copied as they came, To gets a tag, a 420 names what is
 // not supported.
 func TestAnswerRouting(t *testing.T) {
-	msg := []byte(strings.Replace(testInvite, "User-Agent: test\r\n", "Require: replaces, 100rel\r\n", 1))
+	msg := []byte(strings.Replace(testInvite, "User-Agent: test\r\n", "Require: precondition, 100rel\r\n", 1))
 	var h head
 	h.parse(msg)
 	v := h.judge(msg, len(msg))
@@ -305,7 +306,7 @@ func TestAnswerRouting(t *testing.T) {
 		"To: Bob <sip:bob@example.com>;tag=",
 		"Call-ID: a84b4c76e66710@pc33.example.com\r\n",
 		"CSeq: 314159 INVITE\r\n",
-		"Unsupported: replaces\r\n",
+		"Unsupported: precondition\r\n",
 	} {
 		if !strings.Contains(res, want) {
 			t.Errorf("no %q in\n%s", want, res)

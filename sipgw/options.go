@@ -21,11 +21,13 @@ var Version = "dev"
 // may leave it out); trickle announces trickle-ice (RFC 8840) on a call
 // whose web side trickles. Add a new option tag here, and to docs/sip.md.
 func supported(rel100, trickle bool) string {
-	tags := make([]string, 0, 3)
+	tags := make([]string, 0, 4)
 	if rel100 {
 		tags = append(tags, "100rel")
 	}
-	tags = append(tags, "timer")
+	// replaces: an INVITE with Replaces (RFC 3891) takes over a call
+	// (replaces.go), and peers may Require it.
+	tags = append(tags, "replaces", "timer")
 	if trickle {
 		tags = append(tags, InfoPackageTrickleICE)
 	}

@@ -16,9 +16,9 @@ func TestSupported(t *testing.T) {
 		rel100, trickle bool
 		want            string
 	}{
-		{true, false, "100rel, timer"},
-		{false, false, "timer"},
-		{true, true, "100rel, timer, trickle-ice"},
+		{true, false, "100rel, replaces, timer"},
+		{false, false, "replaces, timer"},
+		{true, true, "100rel, replaces, timer, trickle-ice"},
 	} {
 		if got := supported(tc.rel100, tc.trickle); got != tc.want {
 			t.Errorf("supported(%v, %v) = %q, want %q", tc.rel100, tc.trickle, got, tc.want)

@@ -128,7 +128,7 @@ func (h relay) start(ep Endpoint, f *protocol.Frame, target string) {
 				Ext: f.Header.Ext},
 			Payload: f.Payload,
 		}
-		seq, err := e.Send(out, true)
+		seq, err := endpoint.Relay(e, out, true, endpoint.OriginOf(ep, f))
 		if err != nil {
 			l.state, l.code = legFailed, protocol.CodeTemporarilyUnavail
 			continue

@@ -65,6 +65,9 @@ type deliverReq struct {
 	Frame         []byte `json:"frame"`
 	SelfCorrelate bool   `json:"self_correlate,omitempty"`
 	Host          string `json:"host"`
+	// From and FromSeq name the client frame f relays (relays.go).
+	From    string `json:"from,omitempty"`
+	FromSeq uint64 `json:"from_seq,omitempty"`
 }
 
 type deliverReply struct {
@@ -119,10 +122,14 @@ func (r *remote) Oracle() bool     { return r.oracle }
 
 // Send implements endpoint.Endpoint: the owner stamps and sends f.
 func (r *remote) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
+	return r.send(f, selfCorrelate, endpoint.Origin{})
+}
+
+func (r *remote) send(f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, error) {
 	r.mu.Lock()
 	owner := r.owner
 	r.mu.Unlock()
-	seq, owner, err := r.g.sendVia(r.id, owner, f, selfCorrelate)
+	seq, owner, err := r.g.sendVia(r.id, owner, f, selfCorrelate, o)
 	r.mu.Lock()
 	r.owner = owner
 	r.mu.Unlock()
@@ -145,8 +152,9 @@ func (g *Gateway) self() string { return g.node.Name() }
 
 // sendVia has the owner of session id send f, looking the owner up again
 // (directory, then the record) when it says it no longer owns it. It
-// returns the sequence and the owner that took it.
-func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate bool) (uint64, string, error) {
+// returns the sequence and the owner that took it. o names the client
+// frame f relays (relays.go).
+func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, string, error) {
 	var last error
 	for try := range 6 {
 		if try > 0 {
@@ -168,10 +176,10 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 				last = errEnded
 				continue
 			}
-			seq, err := s.sendFor(f, selfCorrelate, g.self())
+			seq, err := s.sendOrigin(f, selfCorrelate, g.self(), o)
 			return seq, owner, err
 		}
-		seq, err := g.deliverTo(owner, id, f, selfCorrelate)
+		seq, err := g.deliverTo(owner, id, f, selfCorrelate, o)
 		if err == nil {
 			g.metrics.cluster.WithLabelValues(kindDeliver, "ok").Inc()
 			return seq, owner, nil
@@ -188,8 +196,9 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 
 var errMoved = errors.New("gateway: session not owned there")
 
-func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate bool) (uint64, error) {
-	req, _ := json.Marshal(deliverReq{Session: id, Frame: f.Marshal(), SelfCorrelate: selfCorrelate, Host: g.self()})
+func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, error) {
+	req, _ := json.Marshal(deliverReq{Session: id, Frame: f.Marshal(), SelfCorrelate: selfCorrelate, Host: g.self(),
+		From: o.Session, FromSeq: o.Sequence})
 	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
 	defer cancel()
 	data, err := g.node.Request(ctx, owner, kindDeliver, req)
@@ -257,7 +266,7 @@ func (g *Gateway) onDeliver(data []byte) []byte {
 		s := g.lookup(req.Session)
 		if s == nil {
 			rep.Err = errNotOwned
-		} else if rep.Seq, err = s.sendFor(f, req.SelfCorrelate, req.Host); errors.Is(err, errMovedAway) {
+		} else if rep.Seq, err = s.sendOrigin(f, req.SelfCorrelate, req.Host, endpoint.Origin{Session: req.From, Sequence: req.FromSeq}); errors.Is(err, errMovedAway) {
 			rep.Err = errNotOwned
 		}
 	}

@@ -37,6 +37,8 @@ type record struct {
 	// Routes the hosts of its interactions (cluster.go).
 	Owner  string  `json:"owner,omitempty"`
 	Routes []route `json:"routes,omitempty"`
+	// Relays: what the session took of each sender's relays (relays.go).
+	Relays []relayMark `json:"relays,omitempty"`
 	// Standby is how to wake a client gone to standby (push.go): a
 	// client that sleeps across a gateway restart is still woken, and its
 	// session still waits push.standby_timeout for it.
@@ -52,6 +54,7 @@ type snapshot struct {
 	gen    uint64
 	st     *session.State
 	routes []route
+	relays []relayMark
 	frames [][]byte
 	conn   *link
 }
@@ -59,7 +62,7 @@ type snapshot struct {
 // snapshotLocked takes s's state; s.mu is held.
 func (s *Session) snapshotLocked() snapshot {
 	s.snapGen++
-	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), frames: s.pending, conn: s.conn}
+	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), relays: s.relaysSnapshotLocked(), frames: s.pending, conn: s.conn}
 	s.pending = nil
 	return sn
 }
@@ -214,7 +217,7 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		return true // nothing to store; no socket either
 	}
 	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st,
-		Owner: g.ownerName(), Routes: sn.routes,
+		Owner: g.ownerName(), Routes: sn.routes, Relays: sn.relays,
 		Standby: standby})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
@@ -386,6 +389,7 @@ func (g *Gateway) restoreAll() error {
 		s := g.sessionOf(r.Identity, r.Oracle, r.State)
 		s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
 		s.setRoutes(r.Routes)
+		s.setRelays(r.Relays)
 		if g.push != nil && r.Standby != nil && g.push.check(r.Standby) == nil {
 			// Asleep, with the same channel: the push config may have
 			// changed since, hence the check again.

@@ -449,6 +449,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	s := g.sessionOf(identity, r.Oracle || oracle, r.State)
 	s.restored = true
 	s.setRoutes(r.Routes)
+	s.setRelays(r.Relays)
 	for try := 0; ; try++ {
 		if try > 0 || elsewhere {
 			// The record as the previous owner left it. A replica may
@@ -472,6 +473,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 			s = g.sessionOf(identity, r.Oracle || oracle, r.State)
 			s.restored = true
 			s.setRoutes(r.Routes)
+			s.setRelays(r.Relays)
 		}
 		err := g.own(s, r, rev)
 		if err == nil {

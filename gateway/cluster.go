@@ -226,21 +226,44 @@ func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate b
 	return rep.Seq, nil
 }
 
-// restoreWaiting is restore for a resume: in a cluster, a read that
-// fails (the bucket's leader died and another is being elected, for a
-// few seconds) is made again, within the client's connect timeout,
-// rather than refusing a resume the record could honour.
-func (g *Gateway) restoreWaiting(id string) (*record, uint64, error) {
-	r, rev, err := g.restore(id)
-	for wait := 100 * time.Millisecond; err != nil && g.node != nil && wait < 5*time.Second; wait *= 2 {
-		select {
-		case <-time.After(wait):
-		case <-g.ctx.Done():
+// resumeWait bounds how long a resume waits for the store to answer:
+// a replicated bucket electing a leader (after a drain, a kill, the
+// cluster's start) answers nothing for seconds, more under load. It is
+// within the clients' connect timeout (10 s in both SDKs), so that the
+// client hears 1013 (resume again) rather than give up on the attempt.
+const resumeWait = 8 * time.Second
+
+// errResumeAgain: the store did not answer within resumeWait. The resume
+// is not refused (that would start the client anew, its session lost
+// while its record is there): the socket closes with 1013, and the
+// client resumes again, here or elsewhere.
+var errResumeAgain = errors.New("gateway: the session store does not answer; resume again")
+
+// restoreWaiting is restore for a resume: a read that fails (the
+// bucket's leader died and another is being elected) is made again,
+// backing off, until deadline, rather than refusing a resume the record
+// could honour.
+func (g *Gateway) restoreWaiting(id string, deadline time.Time) (*record, uint64, error) {
+	r, rev, err := g.restoreBy(id, deadline)
+	for wait := 50 * time.Millisecond; err != nil && time.Until(deadline) > wait; wait = min(2*wait, time.Second) {
+		if !g.pause(wait) {
 			return nil, 0, err
 		}
-		r, rev, err = g.restore(id)
+		r, rev, err = g.restoreBy(id, deadline)
 	}
 	return r, rev, err
+}
+
+// pause waits d, or less if the gateway closes (false).
+func (g *Gateway) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-g.ctx.Done():
+		return false
+	}
 }
 
 // ownerOf returns the node that owns session id: the record's owner
@@ -788,7 +811,7 @@ func (g *Gateway) liveEntries(entries []cluster.Entry) []cluster.Entry {
 	for _, e := range entries {
 		if !e.Alive {
 			owner := g.ownerOf(e.Session)
-			if owner == "" || owner == e.Node || owner == g.self() || !g.node.Alive(owner) {
+			if owner == "" || owner == e.Node || owner == g.self() || g.node.Down(owner) {
 				continue
 			}
 			e.Node = owner

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
@@ -62,11 +63,13 @@ type Gateway struct {
 	// wal: the gateway writes ahead to a store of its own (persist.go).
 	// Inbound processing holds walMu shared; the writer takes its cut of
 	// the dirty sessions holding it alone.
-	wal       bool
-	walMu     sync.RWMutex
-	dirtyMu   sync.Mutex
-	dirty     []*Session
-	dirtyKick chan struct{}
+	wal   bool
+	walMu sync.RWMutex
+	// resumeWait: how long a resume waits for the store (cluster.go).
+	resumeWait time.Duration
+	dirtyMu    sync.Mutex
+	dirty      []*Session
+	dirtyKick  chan struct{}
 	// proxies are the trusted reverse proxies (http.trusted_proxies).
 	proxies forwarded.Proxies
 
@@ -166,6 +169,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		push:       pushr,
 		store:      opts.Store,
 		wal:        opts.Store != nil,
+		resumeWait: resumeWait,
 		dirtyKick:  make(chan struct{}, 1),
 		node:       opts.Cluster,
 		ready:      opts.Ready,

@@ -273,6 +273,13 @@ func (g *Gateway) ownerName() string {
 // storeTimeout bounds one store operation.
 const storeTimeout = 5 * time.Second
 
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 // save writes s's current state now (a socket loss, the start of a
 // session, Shutdown).
 func (g *Gateway) save(s *Session) {
@@ -307,7 +314,12 @@ func (g *Gateway) deleteRecord(s *Session) {
 // lived in this gateway's previous run (or, later, on another node). It
 // returns nil, 0 when there is none.
 func (g *Gateway) restore(id string) (*record, uint64, error) {
-	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+	return g.restoreBy(id, time.Now().Add(storeTimeout))
+}
+
+// restoreBy is restore with a read bounded by deadline (and storeTimeout).
+func (g *Gateway) restoreBy(id string, deadline time.Time) (*record, uint64, error) {
+	ctx, cancel := context.WithDeadline(g.ctx, earlier(deadline, time.Now().Add(storeTimeout)))
 	defer cancel()
 	data, rev, err := g.store.Get(ctx, recordKey(id))
 	if errors.Is(err, store.ErrNotFound) {
@@ -326,12 +338,17 @@ func (g *Gateway) restore(id string) (*record, uint64, error) {
 // own takes the record of a restored session over from revision rev:
 // of two gateways resuming one record, one wins.
 func (g *Gateway) own(s *Session, r *record, rev uint64) error {
+	return g.ownBy(s, r, rev, time.Now().Add(storeTimeout))
+}
+
+// ownBy is own with a write bounded by deadline (and storeTimeout).
+func (g *Gateway) ownBy(s *Session, r *record, rev uint64, deadline time.Time) error {
 	r.Owner = g.ownerName()
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+	ctx, cancel := context.WithDeadline(g.ctx, earlier(deadline, time.Now().Add(storeTimeout)))
 	defer cancel()
 	n, err := g.update(ctx, recordKey(s.id), data, rev)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
+	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/transport/longpoll"
 	"github.com/jsonrtc/jsonrtc/transport/ws"
 )
@@ -293,6 +294,12 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 			continue
 		}
 		s, resumed, err := g.connect(c, f, p, l.addr)
+		if errors.Is(err, errResumeAgain) {
+			// The record may well be there: the client keeps its session
+			// and resumes again (docs/protocol.md §1.5, 1013).
+			c.Close(websocket.StatusTryAgainLater, "session store busy; resume again")
+			return nil, err
+		}
 		if err != nil {
 			writeNow(ctx, c, connectErrorFor(f, err))
 			continue
@@ -417,12 +424,16 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 // by compare-and-set; nil, nil otherwise: the connect starts anew.
 func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr, identity, app string, oracle bool) (*Session, error) {
 	id := f.Control.SessionID
-	r, rev, err := g.restoreWaiting(id)
+	// The store is waited for, not taken for an answer: a resume is
+	// refused only when the record is gone or does not fit (cluster.go,
+	// resumeWait).
+	deadline := time.Now().Add(g.resumeWait)
+	r, rev, err := g.restoreWaiting(id, deadline)
 	switch {
 	case err != nil:
 		g.metrics.resumes.WithLabelValues("store_error").Inc()
-		g.rlog.Warn("resume store", "reading a session record", "session_id", id, "err", err)
-		return nil, nil
+		g.rlog.Warn("resume store", "reading a session record; the client resumes again", "session_id", id, "err", err)
+		return nil, errResumeAgain
 	case r == nil:
 		g.metrics.resumes.WithLabelValues("unknown").Inc()
 		return nil, nil
@@ -456,7 +467,12 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 			// serve a read a moment behind the last write (JetStream's
 			// direct gets): a compare-and-set over it fails, and the
 			// read is made again.
-			if r, rev, err = g.restoreWaiting(id); err != nil || r == nil || r.Identity != identity || r.App != app || r.State.CheckResume(&f.Header) != nil {
+			if r, rev, err = g.restoreWaiting(id, deadline); err != nil {
+				g.metrics.resumes.WithLabelValues("store_error").Inc()
+				g.rlog.Warn("resume store", "reading a session record in a takeover; the client resumes again", "session_id", id, "err", err)
+				return nil, errResumeAgain
+			}
+			if r == nil || r.Identity != identity || r.App != app || r.State.CheckResume(&f.Header) != nil {
 				g.metrics.resumes.WithLabelValues("refused").Inc()
 				g.rlog.Info("resume refused", "session record gone or changed in the takeover", "session_id", id, "err", err)
 				return nil, nil
@@ -475,11 +491,21 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 			s.setRoutes(r.Routes)
 			s.setRelays(r.Relays)
 		}
-		err := g.own(s, r, rev)
+		err := g.ownBy(s, r, rev, deadline)
 		if err == nil {
 			break
 		}
-		if try == 8 || g.node == nil {
+		if !errors.Is(err, store.ErrConflict) {
+			// The store did not take the write (no leader, or it timed
+			// out): it is made again, from a fresh read, until deadline.
+			if time.Until(deadline) < 100*time.Millisecond || !g.pause(100*time.Millisecond) {
+				g.metrics.resumes.WithLabelValues("store_error").Inc()
+				g.rlog.Warn("resume store", "taking a session record over; the client resumes again", "session_id", id, "err", err)
+				return nil, errResumeAgain
+			}
+			continue
+		}
+		if try >= 8 || g.node == nil {
 			// Another connect took the record first (or it expired).
 			g.metrics.resumes.WithLabelValues("refused").Inc()
 			g.rlog.Info("resume refused", "session record taken by another resume", "session_id", id, "err", err)

@@ -239,6 +239,10 @@ const resumeWait = 8 * time.Second
 // client resumes again, here or elsewhere.
 var errResumeAgain = errors.New("gateway: the session store does not answer; resume again")
 
+// errStaleConnect: a resume of a session whose socket on this node
+// answers a ping (serve.go connect).
+var errStaleConnect = errors.New("gateway: the session's socket answers; a stale connect")
+
 // restoreWaiting is restore for a resume: a read that fails (the
 // bucket's leader died and another is being elected) is made again,
 // backing off, until deadline, rather than refusing a resume the record

@@ -233,9 +233,7 @@ func TestClusterLiveSocketKeepsSession(t *testing.T) {
 	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
 	a.connect("alice@example.com")
 	// The client reads, as every client does: it answers pings.
-	ctx, cancel := context.WithCancel(context.Background())
-	read := make(chan error, 1)
-	go func() { _, _, err := a.c.Read(ctx); read <- err }()
+	stillOpen := a.answering()
 	h := protocol.Header{Action: protocol.ActionConnect, Initiator: "alice@example.com",
 		CSLR: protocol.Seq(1), CSLW: protocol.Seq(2), CSUW: protocol.Seq(1)}
 	req, _ := json.Marshal(sessionReq{Session: a.sid, Owner: "n2", Resume: &h})
@@ -245,11 +243,26 @@ func TestClusterLiveSocketKeepsSession(t *testing.T) {
 	if gs[0].lookup(a.sid) == nil {
 		t.Fatal("n1 let go of a session whose socket answers")
 	}
-	select {
-	case err := <-read:
-		t.Fatalf("the client's socket: %v", err)
-	default:
+	stillOpen()
+}
+
+// answering has p read, as every client does, so that it answers
+// pings; the function it returns fails the test if p's socket closed
+// meanwhile, and stops the reading.
+func (p *peer) answering() func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	read := make(chan error, 1)
+	go func() { _, _, err := p.c.Read(ctx); read <- err }()
+	return func() {
+		p.t.Helper()
+		defer cancel()
+		select {
+		case err := <-read:
+			p.t.Errorf("the client's socket: %v", err)
+			return
+		default:
+		}
+		cancel()
+		<-read
 	}
-	cancel()
-	<-read
 }

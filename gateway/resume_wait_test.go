@@ -69,3 +69,25 @@ func TestResumeWaitsForTheStore(t *testing.T) {
 		t.Fatalf("resume answered %s, want the session %s resumed", r.Marshal(), a.sid)
 	}
 }
+
+// TestClusterLiveSocketKeepsSessionHere: the same node gets a resume of
+// a session whose socket there answers a ping: a connect its client
+// gave up on, read late (under node kills, a node slow in an election).
+// It closes with 1013 and the client's socket stays; taken, it closed
+// that socket with 4000 and the session ended (the cluster chaos test:
+// 14 of 40 sessions).
+func TestClusterLiveSocketKeepsSessionHere(t *testing.T) {
+	gs, urls := newClusterGateways(t, 1)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	stillOpen := a.answering()
+	stale := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	stale.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`)
+	if code := stale.closeCode(); code != 1013 {
+		t.Fatalf("a stale resume closed with %d, want 1013", code)
+	}
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("the session is gone")
+	}
+	stillOpen()
+}

@@ -300,6 +300,12 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 			c.Close(websocket.StatusTryAgainLater, "session store busy; resume again")
 			return nil, err
 		}
+		if errors.Is(err, errStaleConnect) {
+			// Nobody listens, most likely; if somebody does, it resumes
+			// again once its other socket is gone.
+			c.Close(websocket.StatusTryAgainLater, "the session's socket answers; resume again")
+			return nil, err
+		}
 		if err != nil {
 			writeNow(ctx, c, connectErrorFor(f, err))
 			continue
@@ -391,6 +397,18 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 				err := old.st.CheckResume(&f.Header)
 				ended := old.ended
 				old.mu.Unlock()
+				if err == nil && !ended && g.node != nil && old.answers() {
+					// The socket the session has here answers: this
+					// connect is one its client gave up on (it drops a
+					// socket before it dials another), read late (a node
+					// slow in an election, under node kills). Taken, it
+					// closed the client's live socket with 4000, which
+					// ends the session (cluster.go onTakeover refuses the
+					// same from another node).
+					g.metrics.resumes.WithLabelValues("stale").Inc()
+					old.rlog.Info("resume refused", "resume refused: the session's socket here answers")
+					return nil, false, errStaleConnect
+				}
 				if err == nil && !ended {
 					if err := g.completeRestore(old, c, f, p, addr); err != nil {
 						return nil, false, err

@@ -78,9 +78,11 @@ func TestClusterTakeoverRace(t *testing.T) {
 		t.Fatalf("the first owner's socket closed with %d, want 4000", code)
 	}
 	var serving []string
+	// Overtaken between its read and its attach, a resume closes with
+	// 1013 (resume again: serve.go handshake); after, with 4000.
 	for _, code := range closed {
-		if code != 4000 {
-			t.Fatalf("a resume's socket closed with %d before its answer, want 4000", code)
+		if code != 4000 && code != 1013 {
+			t.Fatalf("a resume's socket closed with %d before its answer, want 4000 or 1013", code)
 		}
 	}
 	for i, g := range gs {
@@ -99,8 +101,8 @@ func TestClusterTakeoverRace(t *testing.T) {
 	if !ok {
 		code = loser.closeCode()
 	}
-	if code != 4000 {
-		t.Fatalf("the overtaken resume's socket closed with %d, want 4000", code)
+	if code != 4000 && code != 1013 {
+		t.Fatalf("the overtaken resume's socket closed with %d, want 4000 or 1013", code)
 	}
 	data, _, err := gs[0].store.Get(context.Background(), recordKey(a.sid))
 	if err != nil {

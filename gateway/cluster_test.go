@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/store/natsstore"
 )
 
@@ -19,6 +20,13 @@ import (
 // whose store and buckets they share, each with a cluster.Node of its
 // own name.
 func newClusterGateways(t *testing.T, n int) ([]*Gateway, []string) {
+	t.Helper()
+	return newClusterGatewaysOn(t, n, nil)
+}
+
+// newClusterGatewaysOn is newClusterGateways with each gateway's store
+// wrapped by wrap (nil: none).
+func newClusterGatewaysOn(t *testing.T, n int, wrap func(store.Store) store.Store) ([]*Gateway, []string) {
 	t.Helper()
 	ctx := context.Background()
 	e, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
@@ -34,7 +42,11 @@ func newClusterGateways(t *testing.T, n int) ([]*Gateway, []string) {
 			t.Fatal(err)
 		}
 		t.Cleanup(node.Close)
-		g, url := newGatewayOpts(t, nil, Options{Store: e, Cluster: node})
+		var st store.Store = e
+		if wrap != nil {
+			st = wrap(e)
+		}
+		g, url := newGatewayOpts(t, nil, Options{Store: st, Cluster: node})
 		gs, urls = append(gs, g), append(urls, url)
 	}
 	return gs, urls

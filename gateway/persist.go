@@ -232,6 +232,19 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		rev, err = g.update(ctx, recordKey(s.id), data, s.rev)
 	}
 	if errors.Is(err, store.ErrConflict) && g.node != nil {
+		if r, cur, rerr := g.restore(s.id); rerr == nil && r != nil && r.Owner == g.self() && cur > s.rev {
+			// The record names this node, which only this copy writes
+			// (a takeover writes the taker's name; a copy that moved
+			// writes no more): it holds an earlier write of ours whose
+			// answer was lost (a leader change) and that went on as
+			// failed. Taken for a takeover, the session ended here with
+			// frames its peers had been told were sent (a message lost
+			// in test/cluster TestResumeOnAnotherNode).
+			g.metrics.storeWrites.WithLabelValues("retried").Inc()
+			rev, err = g.update(ctx, recordKey(s.id), data, cur)
+		}
+	}
+	if errors.Is(err, store.ErrConflict) && g.node != nil {
 		// Another node took the session over, and its word did not
 		// reach us (onTakeover): this copy lets go the same way.
 		g.metrics.storeWrites.WithLabelValues("conflict").Inc()

@@ -24,6 +24,16 @@ func newClusterGateways(t *testing.T, n int) ([]*Gateway, []string) {
 	return newClusterGatewaysOn(t, n, nil)
 }
 
+// aliceOnNode runs one node of a cluster on the store wrap makes of its
+// own and connects alice to it.
+func aliceOnNode(t *testing.T, wrap func(store.Store) store.Store) (*Gateway, *peer) {
+	t.Helper()
+	gs, urls := newClusterGatewaysOn(t, 1, wrap)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	return gs[0], a
+}
+
 // newClusterGatewaysOn is newClusterGateways with each gateway's store
 // wrapped by wrap (nil: none).
 func newClusterGatewaysOn(t *testing.T, n int, wrap func(store.Store) store.Store) ([]*Gateway, []string) {

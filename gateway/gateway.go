@@ -65,11 +65,13 @@ type Gateway struct {
 	// the dirty sessions holding it alone.
 	wal   bool
 	walMu sync.RWMutex
-	// resumeWait: how long a resume waits for the store (cluster.go).
-	resumeWait time.Duration
-	dirtyMu    sync.Mutex
-	dirty      []*Session
-	dirtyKick  chan struct{}
+	// resumeWait: how long a resume waits for the store (cluster.go);
+	// writeFailed: a record write failed this round (persist.go).
+	resumeWait  time.Duration
+	writeFailed atomic.Bool
+	dirtyMu     sync.Mutex
+	dirty       []*Session
+	dirtyKick   chan struct{}
 	// proxies are the trusted reverse proxies (http.trusted_proxies).
 	proxies forwarded.Proxies
 

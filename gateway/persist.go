@@ -178,6 +178,11 @@ func (g *Gateway) writeRound() {
 		})
 	}
 	wg.Wait()
+	if g.writeFailed.Swap(false) {
+		// The store failed a write (cluster: a leader election): the
+		// next round, which writes it again, waits a moment.
+		g.pause(100 * time.Millisecond)
+	}
 }
 
 // release hands sn's frames to the socket they were sent for, if it is
@@ -248,7 +253,17 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		// Another node took the session over, and its word did not
 		// reach us (onTakeover): this copy lets go the same way.
 		g.metrics.storeWrites.WithLabelValues("conflict").Inc()
-		if owner := g.ownerOf(s.id); owner != "" && owner != g.self() {
+		// The record is read until the store answers (an election):
+		// the directory, which ownerOf falls back on, may still name
+		// this node, and the copy would end as if superseded, toward
+		// its peers too, while the session lives on elsewhere.
+		owner := ""
+		if r, _, rerr := g.restoreWaiting(s.id, time.Now().Add(g.resumeWait)); rerr == nil && r != nil {
+			owner = r.Owner
+		} else if rerr != nil {
+			owner = g.ownerOf(s.id)
+		}
+		if owner != "" && owner != g.self() {
 			g.goTracked(func() { s.moveTo(owner, false) })
 			return false
 		}
@@ -262,6 +277,26 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		s.lost = true
 		s.mu.Unlock()
 		g.goTracked(func() { s.end(reasonReplaced) })
+		return false
+	}
+	if err != nil && g.node != nil {
+		// In a cluster the store fails while a bucket elects a leader
+		// (a node died: seconds) and the session may move to another
+		// node meanwhile: frames out unstored would be ahead of the
+		// record it resumes from there, and the resume refused. They
+		// wait for the store instead: back in the queue, written again
+		// at the writer's next round.
+		g.metrics.storeWrites.WithLabelValues("error").Inc()
+		g.rlog.Warn("store write", "saving session record; its frames wait for the store", "session_id", s.id, "err", err)
+		s.mu.Lock()
+		if s.conn == sn.conn && len(sn.frames) > 0 {
+			s.pending = append(sn.frames[:len(sn.frames):len(sn.frames)], s.pending...)
+		}
+		if !s.ended {
+			s.markDirtyLocked()
+		}
+		s.mu.Unlock()
+		g.writeFailed.Store(true)
 		return false
 	}
 	if err != nil {

@@ -113,27 +113,22 @@ func (l *lostTimeoutStore) Update(ctx context.Context, key string, value []byte,
 // conflicting write lost (a message in test/cluster
 // TestResumeOnAnotherNode).
 func TestClusterOwnLostWriteNotATakeover(t *testing.T) {
-	var st *lostTimeoutStore
-	gs, urls := newClusterGatewaysOn(t, 1, func(s store.Store) store.Store {
-		st = &lostTimeoutStore{Store: s}
-		return st
-	})
-	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
-	a.connect("alice@example.com")
-	s := gs[0].lookup(a.sid)
+	st := &lostTimeoutStore{}
+	g, a := aliceOnNode(t, func(s store.Store) store.Store { st.Store = s; return st })
+	s := g.lookup(a.sid)
 	st.armed.Store(true)
-	gs[0].save(s) // applied, answered with a timeout
+	g.save(s) // applied, answered with a timeout
 	if st.armed.Load() {
 		t.Fatal("no record update was made")
 	}
 	// A frame that changes the record, written over our own write.
 	s.Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
 		Header: protocol.Header{Action: protocol.ActionShutdown}}, false)
-	gs[0].save(s) // after the writer's round, if it took the frame first
+	g.save(s) // after the writer's round, if it took the frame first
 	s.mu.Lock()
 	lost, ended := s.lost, s.ended
 	s.mu.Unlock()
-	if lost || ended || gs[0].lookup(a.sid) != s {
+	if lost || ended || g.lookup(a.sid) != s {
 		t.Fatalf("the session let go after its own write (lost %v, ended %v)", lost, ended)
 	}
 	if f := a.read(); f.Header.Action != protocol.ActionShutdown {

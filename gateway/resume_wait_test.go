@@ -17,6 +17,7 @@ type electingStore struct {
 	store.Store
 	down        atomic.Bool
 	failUpdates atomic.Int32
+	updatesDown atomic.Bool
 }
 
 var errNoLeader = errors.New("nats: JetStream system temporarily unavailable")
@@ -29,7 +30,7 @@ func (e *electingStore) Get(ctx context.Context, key string) ([]byte, uint64, er
 }
 
 func (e *electingStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
-	if e.failUpdates.Add(-1) >= 0 {
+	if e.updatesDown.Load() || e.failUpdates.Add(-1) >= 0 {
 		return 0, errNoLeader
 	}
 	return e.Store.Update(ctx, key, value, rev)
@@ -90,4 +91,36 @@ func TestClusterLiveSocketKeepsSessionHere(t *testing.T) {
 		t.Fatal("the session is gone")
 	}
 	stillOpen()
+}
+
+// TestClusterFramesWaitForTheStore: in a cluster, a frame whose record
+// write fails (the bucket electing a leader) does not go out unstored:
+// its session may resume on another node from the record, which would
+// then be behind what its client got, and the resume refused (the
+// cluster chaos test: sessions lost under node kills). It waits in the
+// queue and goes out once written.
+func TestClusterFramesWaitForTheStore(t *testing.T) {
+	st := &electingStore{}
+	g, a := aliceOnNode(t, func(s store.Store) store.Store { st.Store = s; return st })
+	got := make(chan *protocol.Frame, 1)
+	go func() { got <- a.read() }()
+	st.updatesDown.Store(true)
+	seq, err := g.lookup(a.sid).Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
+		Header: protocol.Header{Action: protocol.ActionShutdown}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case f := <-got:
+		t.Fatalf("frame %d went out while the store failed its write", f.Control.Sequence)
+	case <-time.After(300 * time.Millisecond): // a few writer rounds
+	}
+	st.updatesDown.Store(false)
+	if f := <-got; f.Control.Sequence != seq {
+		t.Fatalf("alice read %s, want sequence %d", f.Marshal(), seq)
+	}
+	r, _, err := g.restore(a.sid)
+	if err != nil || r == nil || r.State.NextSeq <= seq {
+		t.Fatalf("the record (%v) does not hold frame %d", err, seq)
+	}
 }

@@ -472,7 +472,10 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		// first (cluster.go), unless its live state says this connect
 		// is stale.
 		if g.release(prev, id, &f.Header) != nil {
-			return nil, nil
+			// Refused as stale by a live owner: a connect the client
+			// gave up on, which a new session would not serve either;
+			// should the client be there, it resumes again.
+			return nil, errStaleConnect
 		}
 	}
 	s := g.sessionOf(identity, r.Oracle || oracle, r.State)
@@ -500,7 +503,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 				// as on one node): that owner lets go in turn.
 				prev = r.Owner
 				if g.release(prev, id, &f.Header) != nil {
-					return nil, nil
+					return nil, errStaleConnect
 				}
 				continue
 			}

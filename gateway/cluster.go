@@ -248,15 +248,21 @@ var errStaleConnect = errors.New("gateway: the session's socket answers; a stale
 // backing off, until deadline, rather than refusing a resume the record
 // could honour.
 func (g *Gateway) restoreWaiting(id string, deadline time.Time) (*record, uint64, error) {
-	r, rev, err := g.restoreBy(id, deadline)
+	// Each read gets a part of the wait: one sent to a leader that went
+	// away is not answered at all, and the next goes to its successor.
+	attempt := func() time.Time { return earlier(deadline, time.Now().Add(readAttempt)) }
+	r, rev, err := g.restoreBy(id, attempt())
 	for wait := 50 * time.Millisecond; err != nil && time.Until(deadline) > wait; wait = min(2*wait, time.Second) {
 		if !g.pause(wait) {
 			return nil, 0, err
 		}
-		r, rev, err = g.restoreBy(id, deadline)
+		r, rev, err = g.restoreBy(id, attempt())
 	}
 	return r, rev, err
 }
+
+// readAttempt bounds one read of restoreWaiting.
+const readAttempt = 2 * time.Second
 
 // pause waits d, or less if the gateway closes (false).
 func (g *Gateway) pause(d time.Duration) bool {

@@ -261,6 +261,42 @@ func (g *Gateway) restoreWaiting(id string, deadline time.Time) (*record, uint64
 	return r, rev, err
 }
 
+// idLocks is a lock per id, held by few at a time: an id's lock lives
+// while somebody holds or waits for it.
+type idLocks struct {
+	mu sync.Mutex
+	m  map[string]*idLock
+}
+
+type idLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock takes id's lock and returns its unlock.
+func (l *idLocks) lock(id string) func() {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*idLock{}
+	}
+	k := l.m[id]
+	if k == nil {
+		k = &idLock{}
+		l.m[id] = k
+	}
+	k.users++
+	l.mu.Unlock()
+	k.Lock()
+	return func() {
+		k.Unlock()
+		l.mu.Lock()
+		if k.users--; k.users == 0 {
+			delete(l.m, id)
+		}
+		l.mu.Unlock()
+	}
+}
+
 // readAttempt bounds one read of restoreWaiting.
 const readAttempt = 2 * time.Second
 

@@ -69,9 +69,11 @@ type Gateway struct {
 	// writeFailed: a record write failed this round (persist.go).
 	resumeWait  time.Duration
 	writeFailed atomic.Bool
-	dirtyMu     sync.Mutex
-	dirty       []*Session
-	dirtyKick   chan struct{}
+	// resuming serialises the resumes of a session (serve.go connect).
+	resuming  idLocks
+	dirtyMu   sync.Mutex
+	dirty     []*Session
+	dirtyKick chan struct{}
 	// proxies are the trusted reverse proxies (http.trusted_proxies).
 	proxies forwarded.Proxies
 

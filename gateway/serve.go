@@ -386,6 +386,11 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 	}
 	processed := f.Control.Sequence
 	if id := f.Control.SessionID; id != "" {
+		// One resume of a session at a time here: two at once (a connect
+		// the client gave up on and its next, read late) both found it
+		// missing from the tables, both rebuilt it from the record, and
+		// the first copy, orphaned, wrote over the second's record.
+		defer g.resuming.lock(id)()
 		if old := g.lookup(id); old != nil {
 			if old.identity != identity || old.app != app {
 				// A session id alone never grants access: the victim's

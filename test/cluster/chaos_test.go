@@ -124,6 +124,8 @@ func TestClusterChaos(t *testing.T) {
 	// delivered[i][k]: sender i's message k was reported delivered.
 	delivered := make([][]bool, n)
 	var noReport atomic.Int64
+	var whyMu sync.Mutex
+	why := map[string]int{} // the reports missing, by code or error
 	var send sync.WaitGroup
 	start := time.Now()
 	for i, c := range clients {
@@ -137,6 +139,13 @@ func TestClusterChaos(t *testing.T) {
 				cancel()
 				if err != nil || code != 200 {
 					noReport.Add(1)
+					w := strconv.Itoa(code)
+					if err != nil {
+						w = err.Error()
+					}
+					whyMu.Lock()
+					why[w]++
+					whyMu.Unlock()
 					continue
 				}
 				delivered[i][k] = true
@@ -184,6 +193,9 @@ func TestClusterChaos(t *testing.T) {
 	lostMsgs, received, dup, ooo := missing()
 	t.Logf("%d sessions, %d messages in %v with %d node kills and %d socket kills: received %d, reported delivered and not received %d, duplicated %d, out of order %d, reports missing %d, sessions lost %d",
 		n, want, elapsed.Round(time.Second), nodeKills.Load(), socketKills.Load(), received, lostMsgs, dup, ooo, noReport.Load(), lost.Load())
+	if len(why) > 0 {
+		t.Logf("reports missing, by code or error: %v", why)
+	}
 	if lostMsgs != 0 || dup != 0 || ooo != 0 || lost.Load() != 0 {
 		t.Errorf("%d messages lost, %d duplicated, %d out of order, %d sessions lost", lostMsgs, dup, ooo, lost.Load())
 	}

@@ -139,7 +139,7 @@ func (h relay) ring(ep Endpoint, f *protocol.Frame, target string, eps []Endpoin
 				Replaces: replaces, Ext: f.Header.Ext},
 			Payload: f.Payload,
 		}
-		seq, err := e.Send(out, true)
+		seq, err := endpoint.Relay(e, out, true, endpoint.OriginOf(ep, f))
 		if err != nil {
 			l.state, l.code = legFailed, protocol.CodeTemporarilyUnavail
 			continue

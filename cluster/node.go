@@ -68,6 +68,7 @@ type Node struct {
 
 	mu     sync.Mutex
 	seen   map[string]time.Time // live peers: their last lease write
+	downed map[string]bool      // peers reported down since last seen alive
 	wrote  time.Time            // this node's last lease write
 	ticks  int                  // lease reads, to list the bucket now and then
 	logged time.Time            // the last lease failure logged
@@ -105,7 +106,7 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{o: o, nc: nc, js: js, log: o.Logger.With("node", o.Name), seen: map[string]time.Time{},
+	n := &Node{o: o, nc: nc, js: js, log: o.Logger.With("node", o.Name), seen: map[string]time.Time{}, downed: map[string]bool{},
 		byID: map[string]Entry{}, byIdent: map[string]map[string]struct{}{}, dirLoaded: make(chan struct{})}
 	// A lease's bucket keeps it a little longer than its TTL, for a
 	// node that starts meanwhile to see it: liveness is judged on the
@@ -226,14 +227,21 @@ func (n *Node) leaseLoop() {
 // being elected, seconds) nobody refreshes, and nobody expires for it.
 // Leases are read, not watched: a watch served by a node that died
 // stalls until it is made again. A read that fails changes nothing.
-func (n *Node) readLeases(ctx context.Context) {
+// extra names nodes to read besides the known ones (knowNodes).
+func (n *Node) readLeases(ctx context.Context, extra ...string) {
 	n.mu.Lock()
-	now, list := n.wrote, n.ticks%8 == 0 || len(n.seen) == 0
+	// The bucket is listed once a TTL (three reads): a lease stays in it
+	// two TTLs after its last write, so every node's is listed at least
+	// once, even one that started after a listing and died before the
+	// next (it is then reported down: below).
+	now, list := n.wrote, len(extra) == 0 && (n.ticks%3 == 0 || len(n.seen) == 0)
 	// After the bucket took no writes for a while (a leader elected
 	// after a node died), every peer has a TTL to write again.
 	grace := now.Sub(n.writable) <= n.o.LeaseTTL
-	n.ticks++
-	var names []string
+	if len(extra) == 0 {
+		n.ticks++
+	}
+	names := extra
 	prev := make(map[string]time.Time, len(n.seen))
 	for node, at := range n.seen {
 		names = append(names, node)
@@ -252,8 +260,14 @@ func (n *Node) readLeases(ctx context.Context) {
 			names = append(names, k)
 		}
 		keys.Stop()
+		if ctx.Err() != nil {
+			// Cut short (a slow bucket, under load): the nodes it did
+			// not list are not down for that.
+			return
+		}
 	}
 	fresh := map[string]time.Time{}
+	var stale []string // listed, not live
 	for _, k := range names {
 		if k == n.o.Name {
 			continue
@@ -265,10 +279,16 @@ func (n *Node) readLeases(ctx context.Context) {
 			continue // given up
 		case err == nil:
 			at, ok = e.Created(), true
+		case ok:
+			// A lease that cannot be read now (a slow bucket: the
+			// read's deadline) leaves its node as it was.
+			fresh[k] = at
+			continue
 		}
-		// A lease that cannot be read is judged by its last write seen.
 		if ok && (now.Sub(at) <= n.o.LeaseTTL || grace && prevOK(prev, k)) {
 			fresh[k] = at
+		} else if ok && !grace {
+			stale = append(stale, k)
 		}
 	}
 	var up, down []string
@@ -278,10 +298,22 @@ func (n *Node) readLeases(ctx context.Context) {
 			down = append(down, node)
 		}
 	}
+	for _, node := range stale {
+		// A node this one never saw alive (it started after a listing
+		// and died before the next) may have hosted calls of sessions
+		// here: it is reported down once, as one seen would be.
+		if _, ok := n.seen[node]; !ok && !n.downed[node] {
+			down = append(down, node)
+		}
+	}
 	for node := range fresh {
 		if _, ok := n.seen[node]; !ok {
 			up = append(up, node)
 		}
+		delete(n.downed, node)
+	}
+	for _, node := range down {
+		n.downed[node] = true
 	}
 	n.seen = fresh
 	n.mu.Unlock()
@@ -479,11 +511,10 @@ func (n *Node) knowNodes(entries []Entry) {
 		_, ok := n.seen[e.Node]
 		n.mu.Unlock()
 		if !ok {
+			// Its lease is read by key: a listing (a watch) is slower,
+			// and one cut short by the deadline tells nothing.
 			ctx, cancel := context.WithTimeout(n.ctx, n.o.LeaseTTL/3)
-			n.mu.Lock()
-			n.ticks = 0 // a listing
-			n.mu.Unlock()
-			n.readLeases(ctx)
+			n.readLeases(ctx, e.Node)
 			cancel()
 			return
 		}

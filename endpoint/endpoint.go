@@ -26,6 +26,40 @@ type Endpoint interface {
 	Send(f *protocol.Frame, selfCorrelate bool) (uint64, error)
 }
 
+// Origin names the client frame whose processing relays a frame to
+// another session: the sending session and the sequence its client gave
+// that frame. A client resends a frame whose processing its gateway did
+// not make durable (in a cluster, a node that died after relaying it
+// but before writing the sender's state): the receiver recognises the
+// relay it already took by its origin (docs/cluster.md, "Delivery
+// across nodes"). The zero Origin names nothing.
+type Origin struct {
+	Session  string
+	Sequence uint64
+}
+
+// OriginOf is the origin of a relay of f, a frame from's client sent.
+func OriginOf(from Endpoint, f *protocol.Frame) Origin {
+	return Origin{Session: from.ID(), Sequence: f.Control.Sequence}
+}
+
+// Relayer is implemented by endpoints that recognise a relay sent
+// again: a Relay whose origin is one they took already sends nothing
+// and returns the sequence the frame got the first time.
+type Relayer interface {
+	Relay(f *protocol.Frame, selfCorrelate bool, o Origin) (uint64, error)
+}
+
+// Relay sends f to ep as the relay of the client frame o names: once,
+// however often o is relayed, when ep is a Relayer (one relay of an
+// origin to a session at most: a second would be taken for the first).
+func Relay(ep Endpoint, f *protocol.Frame, selfCorrelate bool, o Origin) (uint64, error) {
+	if r, ok := ep.(Relayer); ok && o.Session != "" && o.Sequence != 0 {
+		return r.Relay(f, selfCorrelate, o)
+	}
+	return ep.Send(f, selfCorrelate)
+}
+
 // Quota is implemented by endpoints whose concurrent calls are limited.
 // A caller over its quota gets 503; a callee over its quota is busy.
 type Quota interface {

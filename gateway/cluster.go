@@ -65,6 +65,9 @@ type deliverReq struct {
 	Frame         []byte `json:"frame"`
 	SelfCorrelate bool   `json:"self_correlate,omitempty"`
 	Host          string `json:"host"`
+	// From and FromSeq name the client frame f relays (relays.go).
+	From    string `json:"from,omitempty"`
+	FromSeq uint64 `json:"from_seq,omitempty"`
 }
 
 type deliverReply struct {
@@ -119,10 +122,14 @@ func (r *remote) Oracle() bool     { return r.oracle }
 
 // Send implements endpoint.Endpoint: the owner stamps and sends f.
 func (r *remote) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
+	return r.send(f, selfCorrelate, endpoint.Origin{})
+}
+
+func (r *remote) send(f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, error) {
 	r.mu.Lock()
 	owner := r.owner
 	r.mu.Unlock()
-	seq, owner, err := r.g.sendVia(r.id, owner, f, selfCorrelate)
+	seq, owner, err := r.g.sendVia(r.id, owner, f, selfCorrelate, o)
 	r.mu.Lock()
 	r.owner = owner
 	r.mu.Unlock()
@@ -145,8 +152,9 @@ func (g *Gateway) self() string { return g.node.Name() }
 
 // sendVia has the owner of session id send f, looking the owner up again
 // (directory, then the record) when it says it no longer owns it. It
-// returns the sequence and the owner that took it.
-func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate bool) (uint64, string, error) {
+// returns the sequence and the owner that took it. o names the client
+// frame f relays (relays.go).
+func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, string, error) {
 	var last error
 	for try := range 6 {
 		if try > 0 {
@@ -168,10 +176,10 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 				last = errEnded
 				continue
 			}
-			seq, err := s.sendFor(f, selfCorrelate, g.self())
+			seq, err := s.sendOrigin(f, selfCorrelate, g.self(), o)
 			return seq, owner, err
 		}
-		seq, err := g.deliverTo(owner, id, f, selfCorrelate)
+		seq, err := g.deliverTo(owner, id, f, selfCorrelate, o)
 		if err == nil {
 			g.metrics.cluster.WithLabelValues(kindDeliver, "ok").Inc()
 			return seq, owner, nil
@@ -188,8 +196,9 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 
 var errMoved = errors.New("gateway: session not owned there")
 
-func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate bool) (uint64, error) {
-	req, _ := json.Marshal(deliverReq{Session: id, Frame: f.Marshal(), SelfCorrelate: selfCorrelate, Host: g.self()})
+func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, error) {
+	req, _ := json.Marshal(deliverReq{Session: id, Frame: f.Marshal(), SelfCorrelate: selfCorrelate, Host: g.self(),
+		From: o.Session, FromSeq: o.Sequence})
 	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
 	defer cancel()
 	data, err := g.node.Request(ctx, owner, kindDeliver, req)
@@ -217,21 +226,90 @@ func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate b
 	return rep.Seq, nil
 }
 
-// restoreWaiting is restore for a resume: in a cluster, a read that
-// fails (the bucket's leader died and another is being elected, for a
-// few seconds) is made again, within the client's connect timeout,
-// rather than refusing a resume the record could honour.
-func (g *Gateway) restoreWaiting(id string) (*record, uint64, error) {
-	r, rev, err := g.restore(id)
-	for wait := 100 * time.Millisecond; err != nil && g.node != nil && wait < 5*time.Second; wait *= 2 {
-		select {
-		case <-time.After(wait):
-		case <-g.ctx.Done():
+// resumeWait bounds how long a resume waits for the store to answer:
+// a replicated bucket electing a leader (after a drain, a kill, the
+// cluster's start) answers nothing for seconds, more under load. It is
+// within the clients' connect timeout (10 s in both SDKs), so that the
+// client hears 1013 (resume again) rather than give up on the attempt.
+const resumeWait = 8 * time.Second
+
+// errResumeAgain: the store did not answer within resumeWait. The resume
+// is not refused (that would start the client anew, its session lost
+// while its record is there): the socket closes with 1013, and the
+// client resumes again, here or elsewhere.
+var errResumeAgain = errors.New("gateway: the session store does not answer; resume again")
+
+// errStaleConnect: a resume of a session whose socket on this node
+// answers a ping (serve.go connect).
+var errStaleConnect = errors.New("gateway: the session's socket answers; a stale connect")
+
+// restoreWaiting is restore for a resume: a read that fails (the
+// bucket's leader died and another is being elected) is made again,
+// backing off, until deadline, rather than refusing a resume the record
+// could honour.
+func (g *Gateway) restoreWaiting(id string, deadline time.Time) (*record, uint64, error) {
+	// Each read gets a part of the wait: one sent to a leader that went
+	// away is not answered at all, and the next goes to its successor.
+	attempt := func() time.Time { return earlier(deadline, time.Now().Add(readAttempt)) }
+	r, rev, err := g.restoreBy(id, attempt())
+	for wait := 50 * time.Millisecond; err != nil && time.Until(deadline) > wait; wait = min(2*wait, time.Second) {
+		if !g.pause(wait) {
 			return nil, 0, err
 		}
-		r, rev, err = g.restore(id)
+		r, rev, err = g.restoreBy(id, attempt())
 	}
 	return r, rev, err
+}
+
+// idLocks is a lock per id, held by few at a time: an id's lock lives
+// while somebody holds or waits for it.
+type idLocks struct {
+	mu sync.Mutex
+	m  map[string]*idLock
+}
+
+type idLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock takes id's lock and returns its unlock.
+func (l *idLocks) lock(id string) func() {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*idLock{}
+	}
+	k := l.m[id]
+	if k == nil {
+		k = &idLock{}
+		l.m[id] = k
+	}
+	k.users++
+	l.mu.Unlock()
+	k.Lock()
+	return func() {
+		k.Unlock()
+		l.mu.Lock()
+		if k.users--; k.users == 0 {
+			delete(l.m, id)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// readAttempt bounds one read of restoreWaiting.
+const readAttempt = 2 * time.Second
+
+// pause waits d, or less if the gateway closes (false).
+func (g *Gateway) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-g.ctx.Done():
+		return false
+	}
 }
 
 // ownerOf returns the node that owns session id: the record's owner
@@ -257,7 +335,7 @@ func (g *Gateway) onDeliver(data []byte) []byte {
 		s := g.lookup(req.Session)
 		if s == nil {
 			rep.Err = errNotOwned
-		} else if rep.Seq, err = s.sendFor(f, req.SelfCorrelate, req.Host); errors.Is(err, errMovedAway) {
+		} else if rep.Seq, err = s.sendOrigin(f, req.SelfCorrelate, req.Host, endpoint.Origin{Session: req.From, Sequence: req.FromSeq}); errors.Is(err, errMovedAway) {
 			rep.Err = errNotOwned
 		}
 	}
@@ -781,7 +859,7 @@ func (g *Gateway) liveEntries(entries []cluster.Entry) []cluster.Entry {
 	for _, e := range entries {
 		if !e.Alive {
 			owner := g.ownerOf(e.Session)
-			if owner == "" || owner == e.Node || owner == g.self() || !g.node.Alive(owner) {
+			if owner == "" || owner == e.Node || owner == g.self() || g.node.Down(owner) {
 				continue
 			}
 			e.Node = owner

@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/store/natsstore"
 )
 
@@ -19,6 +20,23 @@ import (
 // whose store and buckets they share, each with a cluster.Node of its
 // own name.
 func newClusterGateways(t *testing.T, n int) ([]*Gateway, []string) {
+	t.Helper()
+	return newClusterGatewaysOn(t, n, nil)
+}
+
+// aliceOnNode runs one node of a cluster on the store wrap makes of its
+// own and connects alice to it.
+func aliceOnNode(t *testing.T, wrap func(store.Store) store.Store) (*Gateway, *peer) {
+	t.Helper()
+	gs, urls := newClusterGatewaysOn(t, 1, wrap)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	return gs[0], a
+}
+
+// newClusterGatewaysOn is newClusterGateways with each gateway's store
+// wrapped by wrap (nil: none).
+func newClusterGatewaysOn(t *testing.T, n int, wrap func(store.Store) store.Store) ([]*Gateway, []string) {
 	t.Helper()
 	ctx := context.Background()
 	e, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
@@ -34,7 +52,11 @@ func newClusterGateways(t *testing.T, n int) ([]*Gateway, []string) {
 			t.Fatal(err)
 		}
 		t.Cleanup(node.Close)
-		g, url := newGatewayOpts(t, nil, Options{Store: e, Cluster: node})
+		var st store.Store = e
+		if wrap != nil {
+			st = wrap(e)
+		}
+		g, url := newGatewayOpts(t, nil, Options{Store: st, Cluster: node})
 		gs, urls = append(gs, g), append(urls, url)
 	}
 	return gs, urls
@@ -78,9 +100,11 @@ func TestClusterTakeoverRace(t *testing.T) {
 		t.Fatalf("the first owner's socket closed with %d, want 4000", code)
 	}
 	var serving []string
+	// Overtaken between its read and its attach, a resume closes with
+	// 1013 (resume again: serve.go handshake); after, with 4000.
 	for _, code := range closed {
-		if code != 4000 {
-			t.Fatalf("a resume's socket closed with %d before its answer, want 4000", code)
+		if code != 4000 && code != 1013 {
+			t.Fatalf("a resume's socket closed with %d before its answer, want 4000 or 1013", code)
 		}
 	}
 	for i, g := range gs {
@@ -99,8 +123,8 @@ func TestClusterTakeoverRace(t *testing.T) {
 	if !ok {
 		code = loser.closeCode()
 	}
-	if code != 4000 {
-		t.Fatalf("the overtaken resume's socket closed with %d, want 4000", code)
+	if code != 4000 && code != 1013 {
+		t.Fatalf("the overtaken resume's socket closed with %d, want 4000 or 1013", code)
 	}
 	data, _, err := gs[0].store.Get(context.Background(), recordKey(a.sid))
 	if err != nil {
@@ -233,9 +257,7 @@ func TestClusterLiveSocketKeepsSession(t *testing.T) {
 	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
 	a.connect("alice@example.com")
 	// The client reads, as every client does: it answers pings.
-	ctx, cancel := context.WithCancel(context.Background())
-	read := make(chan error, 1)
-	go func() { _, _, err := a.c.Read(ctx); read <- err }()
+	stillOpen := a.answering()
 	h := protocol.Header{Action: protocol.ActionConnect, Initiator: "alice@example.com",
 		CSLR: protocol.Seq(1), CSLW: protocol.Seq(2), CSUW: protocol.Seq(1)}
 	req, _ := json.Marshal(sessionReq{Session: a.sid, Owner: "n2", Resume: &h})
@@ -245,11 +267,26 @@ func TestClusterLiveSocketKeepsSession(t *testing.T) {
 	if gs[0].lookup(a.sid) == nil {
 		t.Fatal("n1 let go of a session whose socket answers")
 	}
-	select {
-	case err := <-read:
-		t.Fatalf("the client's socket: %v", err)
-	default:
+	stillOpen()
+}
+
+// answering has p read, as every client does, so that it answers
+// pings; the function it returns fails the test if p's socket closed
+// meanwhile, and stops the reading.
+func (p *peer) answering() func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	read := make(chan error, 1)
+	go func() { _, _, err := p.c.Read(ctx); read <- err }()
+	return func() {
+		p.t.Helper()
+		defer cancel()
+		select {
+		case err := <-read:
+			p.t.Errorf("the client's socket: %v", err)
+			return
+		default:
+		}
+		cancel()
+		<-read
 	}
-	cancel()
-	<-read
 }

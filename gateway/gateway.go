@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/call"
@@ -70,8 +71,14 @@ type Gateway struct {
 	// wal: the gateway writes ahead to a store of its own (persist.go).
 	// Inbound processing holds walMu shared; the writer takes its cut of
 	// the dirty sessions holding it alone.
-	wal       bool
-	walMu     sync.RWMutex
+	wal   bool
+	walMu sync.RWMutex
+	// resumeWait: how long a resume waits for the store (cluster.go);
+	// writeFailed: a record write failed this round (persist.go).
+	resumeWait  time.Duration
+	writeFailed atomic.Bool
+	// resuming serialises the resumes of a session (serve.go connect).
+	resuming  idLocks
 	dirtyMu   sync.Mutex
 	dirty     []*Session
 	dirtyKick chan struct{}
@@ -174,6 +181,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		push:       pushr,
 		store:      opts.Store,
 		wal:        opts.Store != nil,
+		resumeWait: resumeWait,
 		dirtyKick:  make(chan struct{}, 1),
 		node:       opts.Cluster,
 		ready:      opts.Ready,

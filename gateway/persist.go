@@ -37,6 +37,8 @@ type record struct {
 	// Routes the hosts of its interactions (cluster.go).
 	Owner  string  `json:"owner,omitempty"`
 	Routes []route `json:"routes,omitempty"`
+	// Relays: what the session took of each sender's relays (relays.go).
+	Relays []relayMark `json:"relays,omitempty"`
 	// Standby is how to wake a client gone to standby (push.go): a
 	// client that sleeps across a gateway restart is still woken, and its
 	// session still waits push.standby_timeout for it.
@@ -52,6 +54,7 @@ type snapshot struct {
 	gen    uint64
 	st     *session.State
 	routes []route
+	relays []relayMark
 	frames [][]byte
 	conn   *link
 }
@@ -59,7 +62,7 @@ type snapshot struct {
 // snapshotLocked takes s's state; s.mu is held.
 func (s *Session) snapshotLocked() snapshot {
 	s.snapGen++
-	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), frames: s.pending, conn: s.conn}
+	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), relays: s.relaysSnapshotLocked(), frames: s.pending, conn: s.conn}
 	s.pending = nil
 	return sn
 }
@@ -175,6 +178,11 @@ func (g *Gateway) writeRound() {
 		})
 	}
 	wg.Wait()
+	if g.writeFailed.Swap(false) {
+		// The store failed a write (cluster: a leader election): the
+		// next round, which writes it again, waits a moment.
+		g.pause(100 * time.Millisecond)
+	}
 }
 
 // release hands sn's frames to the socket they were sent for, if it is
@@ -214,7 +222,7 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		return true // nothing to store; no socket either
 	}
 	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st,
-		Owner: g.ownerName(), Routes: sn.routes,
+		Owner: g.ownerName(), Routes: sn.routes, Relays: sn.relays,
 		Standby: standby})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
@@ -229,10 +237,33 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		rev, err = g.update(ctx, recordKey(s.id), data, s.rev)
 	}
 	if errors.Is(err, store.ErrConflict) && g.node != nil {
+		if r, cur, rerr := g.restore(s.id); rerr == nil && r != nil && r.Owner == g.self() && cur > s.rev {
+			// The record names this node, which only this copy writes
+			// (a takeover writes the taker's name; a copy that moved
+			// writes no more): it holds an earlier write of ours whose
+			// answer was lost (a leader change) and that went on as
+			// failed. Taken for a takeover, the session ended here with
+			// frames its peers had been told were sent (a message lost
+			// in test/cluster TestResumeOnAnotherNode).
+			g.metrics.storeWrites.WithLabelValues("retried").Inc()
+			rev, err = g.update(ctx, recordKey(s.id), data, cur)
+		}
+	}
+	if errors.Is(err, store.ErrConflict) && g.node != nil {
 		// Another node took the session over, and its word did not
 		// reach us (onTakeover): this copy lets go the same way.
 		g.metrics.storeWrites.WithLabelValues("conflict").Inc()
-		if owner := g.ownerOf(s.id); owner != "" && owner != g.self() {
+		// The record is read until the store answers (an election):
+		// the directory, which ownerOf falls back on, may still name
+		// this node, and the copy would end as if superseded, toward
+		// its peers too, while the session lives on elsewhere.
+		owner := ""
+		if r, _, rerr := g.restoreWaiting(s.id, time.Now().Add(g.resumeWait)); rerr == nil && r != nil {
+			owner = r.Owner
+		} else if rerr != nil {
+			owner = g.ownerOf(s.id)
+		}
+		if owner != "" && owner != g.self() {
 			g.goTracked(func() { s.moveTo(owner, false) })
 			return false
 		}
@@ -246,6 +277,26 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		s.lost = true
 		s.mu.Unlock()
 		g.goTracked(func() { s.end(reasonReplaced) })
+		return false
+	}
+	if err != nil && g.node != nil {
+		// In a cluster the store fails while a bucket elects a leader
+		// (a node died: seconds) and the session may move to another
+		// node meanwhile: frames out unstored would be ahead of the
+		// record it resumes from there, and the resume refused. They
+		// wait for the store instead: back in the queue, written again
+		// at the writer's next round.
+		g.metrics.storeWrites.WithLabelValues("error").Inc()
+		g.rlog.Warn("store write", "saving session record; its frames wait for the store", "session_id", s.id, "err", err)
+		s.mu.Lock()
+		if s.conn == sn.conn && len(sn.frames) > 0 {
+			s.pending = append(sn.frames[:len(sn.frames):len(sn.frames)], s.pending...)
+		}
+		if !s.ended {
+			s.markDirtyLocked()
+		}
+		s.mu.Unlock()
+		g.writeFailed.Store(true)
 		return false
 	}
 	if err != nil {
@@ -269,6 +320,13 @@ func (g *Gateway) ownerName() string {
 
 // storeTimeout bounds one store operation.
 const storeTimeout = 5 * time.Second
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
 
 // save writes s's current state now (a socket loss, the start of a
 // session, Shutdown).
@@ -304,7 +362,12 @@ func (g *Gateway) deleteRecord(s *Session) {
 // lived in this gateway's previous run (or, later, on another node). It
 // returns nil, 0 when there is none.
 func (g *Gateway) restore(id string) (*record, uint64, error) {
-	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+	return g.restoreBy(id, time.Now().Add(storeTimeout))
+}
+
+// restoreBy is restore with a read bounded by deadline (and storeTimeout).
+func (g *Gateway) restoreBy(id string, deadline time.Time) (*record, uint64, error) {
+	ctx, cancel := context.WithDeadline(g.ctx, earlier(deadline, time.Now().Add(storeTimeout)))
 	defer cancel()
 	data, rev, err := g.store.Get(ctx, recordKey(id))
 	if errors.Is(err, store.ErrNotFound) {
@@ -323,12 +386,17 @@ func (g *Gateway) restore(id string) (*record, uint64, error) {
 // own takes the record of a restored session over from revision rev:
 // of two gateways resuming one record, one wins.
 func (g *Gateway) own(s *Session, r *record, rev uint64) error {
+	return g.ownBy(s, r, rev, time.Now().Add(storeTimeout))
+}
+
+// ownBy is own with a write bounded by deadline (and storeTimeout).
+func (g *Gateway) ownBy(s *Session, r *record, rev uint64, deadline time.Time) error {
 	r.Owner = g.ownerName()
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+	ctx, cancel := context.WithDeadline(g.ctx, earlier(deadline, time.Now().Add(storeTimeout)))
 	defer cancel()
 	n, err := g.update(ctx, recordKey(s.id), data, rev)
 	if err != nil {
@@ -386,6 +454,7 @@ func (g *Gateway) restoreAll() error {
 		s := g.sessionOf(r.Identity, r.Oracle, r.State)
 		s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
 		s.setRoutes(r.Routes)
+		s.setRelays(r.Relays)
 		if g.push != nil && r.Standby != nil && g.push.check(r.Standby) == nil {
 			// Asleep, with the same channel: the push config may have
 			// changed since, hence the check again.

@@ -87,3 +87,51 @@ func TestOwnWriteNotATakeover(t *testing.T) {
 		t.Fatal("the session ended as taken over after its own write")
 	}
 }
+
+// lostTimeoutStore applies an update and then, once, answers it with a
+// timeout: the answer to a write lost in a leader change, which the
+// gateway takes for a failed write (its frames go out unstored).
+type lostTimeoutStore struct {
+	store.Store
+	armed atomic.Bool
+}
+
+func (l *lostTimeoutStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	n, err := l.Store.Update(ctx, key, value, rev)
+	if err == nil && l.armed.CompareAndSwap(true, false) {
+		return 0, context.DeadlineExceeded
+	}
+	return n, err
+}
+
+// TestClusterOwnLostWriteNotATakeover: in a cluster, a record write the
+// store applied but answered with a timeout leaves the session's
+// revision behind, and its next write meets a conflict with a record
+// that names this node: no other node writes that (a takeover writes
+// the taker's name), so the write is ours and is made again over it. The
+// session went on as taken over before: ended, with the frames of the
+// conflicting write lost (a message in test/cluster
+// TestResumeOnAnotherNode).
+func TestClusterOwnLostWriteNotATakeover(t *testing.T) {
+	st := &lostTimeoutStore{}
+	g, a := aliceOnNode(t, func(s store.Store) store.Store { st.Store = s; return st })
+	s := g.lookup(a.sid)
+	st.armed.Store(true)
+	g.save(s) // applied, answered with a timeout
+	if st.armed.Load() {
+		t.Fatal("no record update was made")
+	}
+	// A frame that changes the record, written over our own write.
+	s.Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
+		Header: protocol.Header{Action: protocol.ActionShutdown}}, false)
+	g.save(s) // after the writer's round, if it took the frame first
+	s.mu.Lock()
+	lost, ended := s.lost, s.ended
+	s.mu.Unlock()
+	if lost || ended || g.lookup(a.sid) != s {
+		t.Fatalf("the session let go after its own write (lost %v, ended %v)", lost, ended)
+	}
+	if f := a.read(); f.Header.Action != protocol.ActionShutdown {
+		t.Fatalf("alice read %s", f.Marshal())
+	}
+}

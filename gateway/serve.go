@@ -15,6 +15,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
+	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/transport/longpoll"
 	"github.com/jsonrtc/jsonrtc/transport/ws"
 )
@@ -293,6 +294,18 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 			continue
 		}
 		s, resumed, err := g.connect(c, f, p, l.addr)
+		if errors.Is(err, errResumeAgain) {
+			// The record may well be there: the client keeps its session
+			// and resumes again (docs/protocol.md §1.5, 1013).
+			c.Close(websocket.StatusTryAgainLater, "session store busy; resume again")
+			return nil, err
+		}
+		if errors.Is(err, errStaleConnect) {
+			// Nobody listens, most likely; if somebody does, it resumes
+			// again once its other socket is gone.
+			c.Close(websocket.StatusTryAgainLater, "the session's socket answers; resume again")
+			return nil, err
+		}
 		if err != nil {
 			writeNow(ctx, c, connectErrorFor(f, err))
 			continue
@@ -373,6 +386,11 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 	}
 	processed := f.Control.Sequence
 	if id := f.Control.SessionID; id != "" {
+		// One resume of a session at a time here: two at once (a connect
+		// the client gave up on and its next, read late) both found it
+		// missing from the tables, both rebuilt it from the record, and
+		// the first copy, orphaned, wrote over the second's record.
+		defer g.resuming.lock(id)()
 		if old := g.lookup(id); old != nil {
 			if old.identity != identity || old.app != app {
 				// A session id alone never grants access: the victim's
@@ -384,6 +402,18 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 				err := old.st.CheckResume(&f.Header)
 				ended := old.ended
 				old.mu.Unlock()
+				if err == nil && !ended && g.node != nil && old.answers() {
+					// The socket the session has here answers: this
+					// connect is one its client gave up on (it drops a
+					// socket before it dials another), read late (a node
+					// slow in an election, under node kills). Taken, it
+					// closed the client's live socket with 4000, which
+					// ends the session (cluster.go onTakeover refuses the
+					// same from another node).
+					g.metrics.resumes.WithLabelValues("stale").Inc()
+					old.rlog.Info("resume refused", "resume refused: the session's socket here answers")
+					return nil, false, errStaleConnect
+				}
 				if err == nil && !ended {
 					if err := g.completeRestore(old, c, f, p, addr); err != nil {
 						return nil, false, err
@@ -417,12 +447,16 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 // by compare-and-set; nil, nil otherwise: the connect starts anew.
 func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr, identity, app string, oracle bool) (*Session, error) {
 	id := f.Control.SessionID
-	r, rev, err := g.restoreWaiting(id)
+	// The store is waited for, not taken for an answer: a resume is
+	// refused only when the record is gone or does not fit (cluster.go,
+	// resumeWait).
+	deadline := time.Now().Add(g.resumeWait)
+	r, rev, err := g.restoreWaiting(id, deadline)
 	switch {
 	case err != nil:
 		g.metrics.resumes.WithLabelValues("store_error").Inc()
-		g.rlog.Warn("resume store", "reading a session record", "session_id", id, "err", err)
-		return nil, nil
+		g.rlog.Warn("resume store", "reading a session record; the client resumes again", "session_id", id, "err", err)
+		return nil, errResumeAgain
 	case r == nil:
 		g.metrics.resumes.WithLabelValues("unknown").Inc()
 		return nil, nil
@@ -443,19 +477,28 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		// first (cluster.go), unless its live state says this connect
 		// is stale.
 		if g.release(prev, id, &f.Header) != nil {
-			return nil, nil
+			// Refused as stale by a live owner: a connect the client
+			// gave up on, which a new session would not serve either;
+			// should the client be there, it resumes again.
+			return nil, errStaleConnect
 		}
 	}
 	s := g.sessionOf(identity, r.Oracle || oracle, r.State)
 	s.restored = true
 	s.setRoutes(r.Routes)
+	s.setRelays(r.Relays)
 	for try := 0; ; try++ {
 		if try > 0 || elsewhere {
 			// The record as the previous owner left it. A replica may
 			// serve a read a moment behind the last write (JetStream's
 			// direct gets): a compare-and-set over it fails, and the
 			// read is made again.
-			if r, rev, err = g.restoreWaiting(id); err != nil || r == nil || r.Identity != identity || r.App != app || r.State.CheckResume(&f.Header) != nil {
+			if r, rev, err = g.restoreWaiting(id, deadline); err != nil {
+				g.metrics.resumes.WithLabelValues("store_error").Inc()
+				g.rlog.Warn("resume store", "reading a session record in a takeover; the client resumes again", "session_id", id, "err", err)
+				return nil, errResumeAgain
+			}
+			if r == nil || r.Identity != identity || r.App != app || r.State.CheckResume(&f.Header) != nil {
 				g.metrics.resumes.WithLabelValues("refused").Inc()
 				g.rlog.Info("resume refused", "session record gone or changed in the takeover", "session_id", id, "err", err)
 				return nil, nil
@@ -465,19 +508,30 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 				// as on one node): that owner lets go in turn.
 				prev = r.Owner
 				if g.release(prev, id, &f.Header) != nil {
-					return nil, nil
+					return nil, errStaleConnect
 				}
 				continue
 			}
 			s = g.sessionOf(identity, r.Oracle || oracle, r.State)
 			s.restored = true
 			s.setRoutes(r.Routes)
+			s.setRelays(r.Relays)
 		}
-		err := g.own(s, r, rev)
+		err := g.ownBy(s, r, rev, deadline)
 		if err == nil {
 			break
 		}
-		if try == 8 || g.node == nil {
+		if !errors.Is(err, store.ErrConflict) {
+			// The store did not take the write (no leader, or it timed
+			// out): it is made again, from a fresh read, until deadline.
+			if time.Until(deadline) < 100*time.Millisecond || !g.pause(100*time.Millisecond) {
+				g.metrics.resumes.WithLabelValues("store_error").Inc()
+				g.rlog.Warn("resume store", "taking a session record over; the client resumes again", "session_id", id, "err", err)
+				return nil, errResumeAgain
+			}
+			continue
+		}
+		if try >= 8 || g.node == nil {
 			// Another connect took the record first (or it expired).
 			g.metrics.resumes.WithLabelValues("refused").Inc()
 			g.rlog.Info("resume refused", "session record taken by another resume", "session_id", id, "err", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/auth"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -124,6 +125,10 @@ type Session struct {
 	// session over, to which this copy's sends go.
 	routes  map[routeKey]string
 	movedTo string
+	// relays: what the session took of each sender's relays
+	// (relays.go); relayUse orders them.
+	relays   map[string]*relayMark
+	relayUse uint64
 }
 
 // conn is what a link needs of its transport: a WebSocket
@@ -336,13 +341,14 @@ var errDetached = errors.New("gateway: session detached")
 
 // Send implements endpoint.Endpoint: it stamps, retains and queues f.
 func (s *Session) Send(f *protocol.Frame, selfCorrelate bool) (uint64, error) {
-	return s.sendFor(f, selfCorrelate, "")
+	return s.sendOrigin(f, selfCorrelate, "", endpoint.Origin{})
 }
 
-// sendFor is Send for a handler on node host ("": this one), whose
-// interaction f belongs to (cluster.go). A session taken over by another
-// node has its new owner send f.
-func (s *Session) sendFor(f *protocol.Frame, selfCorrelate bool, host string) (uint64, error) {
+// sendOrigin is Send for a handler on node host ("": this one), whose
+// interaction f belongs to (cluster.go), of a relay of the client frame
+// o names (relays.go; zero: not a relay). A session taken over by
+// another node has its new owner send f.
+func (s *Session) sendOrigin(f *protocol.Frame, selfCorrelate bool, host string, o endpoint.Origin) (uint64, error) {
 	s.mu.Lock()
 	if to := s.movedTo; to != "" {
 		s.mu.Unlock()
@@ -350,7 +356,7 @@ func (s *Session) sendFor(f *protocol.Frame, selfCorrelate bool, host string) (u
 			// A request from another node: it looks the owner up itself.
 			return 0, errMovedAway
 		}
-		seq, owner, err := s.g.sendVia(s.id, to, f, selfCorrelate)
+		seq, owner, err := s.g.sendVia(s.id, to, f, selfCorrelate, o)
 		s.mu.Lock()
 		if owner != "" && owner != s.g.self() {
 			s.movedTo = owner
@@ -361,6 +367,12 @@ func (s *Session) sendFor(f *protocol.Frame, selfCorrelate bool, host string) (u
 	defer s.mu.Unlock()
 	if s.ended {
 		return 0, errEnded
+	}
+	if seq, taken, err := s.takenLocked(o); taken {
+		if err == nil {
+			s.answerTakenLocked(f, selfCorrelate, host, seq)
+		}
+		return seq, err
 	}
 	if selfCorrelate {
 		f.Control.CorrelationID = "s" + strconv.FormatUint(s.st.NextSeq, 10)
@@ -389,6 +401,7 @@ func (s *Session) sendFor(f *protocol.Frame, selfCorrelate bool, host string) (u
 		}
 		s.noteRouteLocked(f, host)
 	}
+	s.noteRelayLocked(o, f.Control.Sequence)
 	s.queueLocked(data)
 	s.stopAckTimerLocked()
 	s.wakeLocked(f)

@@ -261,13 +261,14 @@ func (h *Handler) send(ep endpoint.Endpoint, f *protocol.Frame) {
 		return
 	}
 	m := &message{from: ep, corr: protocol.ClientCorrelation(f), sub: f.Control.SubsessionID, target: f.Header.Target}
-	h.relay(m, to, ep.Identity(), f.Header.Target, f.Header.Ext, f.Payload)
+	h.relay(m, to, endpoint.OriginOf(ep, f), ep.Identity(), f.Header.Target, f.Header.Ext, f.Payload)
 }
 
 // relay sends m to the sessions to, one after the other, and arms its
 // timeout. Sending in the caller's goroutine keeps the messages of one
-// sender to one session in the order the sender sent them.
-func (h *Handler) relay(m *message, to []endpoint.Endpoint, from, target string, ext []protocol.Ext, payload []byte) {
+// sender to one session in the order the sender sent them. o names the
+// client frame relayed (zero for a message from the Upstream).
+func (h *Handler) relay(m *message, to []endpoint.Endpoint, o endpoint.Origin, from, target string, ext []protocol.Ext, payload []byte) {
 	if !h.reserve(len(to)) {
 		m.answered = true
 		h.report(m, protocol.TypeError, protocol.CodeServiceUnavailable, "too many messages in flight")
@@ -288,7 +289,7 @@ func (h *Handler) relay(m *message, to []endpoint.Endpoint, from, target string,
 		sh.mu.Lock()
 		sh.inbox(e.ID()).sending++
 		sh.mu.Unlock()
-		seq, err := e.Send(out, true)
+		seq, err := endpoint.Relay(e, out, true, o)
 		if a, done := h.record(sh, e.ID(), m, seq, err); done {
 			h.copyDone(m, a)
 		}
@@ -412,7 +413,7 @@ func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer fun
 		return
 	}
 	m := &message{answerFn: answer, target: id}
-	h.relay(m, sessions, from, id, ext, protocol.EncodePayload(p))
+	h.relay(m, sessions, endpoint.Origin{}, from, id, ext, protocol.EncodePayload(p))
 }
 
 // webID is the web identity a target names: user@domain for

@@ -72,3 +72,38 @@ func TestClusterReplicates(t *testing.T) {
 		t.Fatal("a stale revision updated through another node")
 	}
 }
+
+// TestClusterRebindsDirectReads: a node whose bucket handle was bound
+// while another node's start had turned direct gets back on sends its
+// reads where nobody answers once they are off again ("no responders"):
+// its records unreadable for good, its /readyz 503 past a minute
+// (test/cluster TestReadyz), its resumes refused. A read that meets no
+// responders binds the handle again and reads from the leader.
+func TestClusterRebindsDirectReads(t *testing.T) {
+	ctx := context.Background()
+	nodes := startCluster(t)
+	rev, err := nodes[0].Create(ctx, "session.x", []byte("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[1].BindDirectForTest(ctx, nodes[1].Conn()); err != nil {
+		t.Fatal(err)
+	}
+	// A direct get nobody answers may wait out the read's deadline:
+	// the next read (as the gateway makes it, restoreWaiting) is bound
+	// again.
+	var v []byte
+	var got uint64
+	for try := range 2 {
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		v, got, err = nodes[1].Get(rctx, "session.x")
+		cancel()
+		if err == nil {
+			break
+		}
+		t.Logf("read %d: %v", try+1, err)
+	}
+	if err != nil || string(v) != "one" || got != rev {
+		t.Fatalf("through n2: %q %d %v, want one %d", v, got, err, rev)
+	}
+}

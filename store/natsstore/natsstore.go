@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -41,9 +43,17 @@ type Options struct {
 
 // KV is a store.Store on a JetStream key-value bucket.
 type KV struct {
-	kv  jetstream.KeyValue
+	kvp atomic.Pointer[jetstream.KeyValue]
 	max int
+	// js and bucket rebind a replicated bucket's handle (Get).
+	js     jetstream.JetStream
+	bucket string
 }
+
+func (s *KV) kv() jetstream.KeyValue { return *s.kvp.Load() }
+
+// rebindTimeout bounds binding a bucket's handle again (Get).
+const rebindTimeout = 2 * time.Second
 
 var _ store.Store = (*KV)(nil)
 
@@ -87,7 +97,12 @@ func New(ctx context.Context, js jetstream.JetStream, opts *Options) (*KV, error
 			return nil, fmt.Errorf("natsstore: bucket %s: %w", o.Bucket, err)
 		}
 	}
-	return &KV{kv: kv, max: o.MaxValueBytes}, nil
+	st := &KV{max: o.MaxValueBytes}
+	if o.Replicas > 1 {
+		st.js, st.bucket = js, o.Bucket
+	}
+	st.kvp.Store(&kv)
+	return st, nil
 }
 
 // leaderReads turns a replicated bucket's direct gets off: a direct get
@@ -137,7 +152,7 @@ func (s *KV) Create(ctx context.Context, key string, value []byte) (uint64, erro
 	if err := s.check(value); err != nil {
 		return 0, err
 	}
-	rev, err := s.kv.Create(ctx, key, value)
+	rev, err := s.kv().Create(ctx, key, value)
 	return rev, conflict(err)
 }
 
@@ -146,13 +161,32 @@ func (s *KV) Update(ctx context.Context, key string, value []byte, rev uint64) (
 	if err := s.check(value); err != nil {
 		return 0, err
 	}
-	n, err := s.kv.Update(ctx, key, value, rev)
+	n, err := s.kv().Update(ctx, key, value, rev)
 	return n, conflict(err)
 }
 
 // Get implements store.Store.
 func (s *KV) Get(ctx context.Context, key string) ([]byte, uint64, error) {
-	e, err := s.kv.Get(ctx, key)
+	e, err := s.kv().Get(ctx, key)
+	if s.js != nil && (errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded)) {
+		// A handle bound while direct gets were on (another node's
+		// start creates the bucket again, which turns them back on
+		// before it turns them off: leaderReads) sends its reads where
+		// nobody answers once they are off, for good: this node's
+		// records unreadable, its /readyz 503, every resume here
+		// refused or sent away. Bound again, it reads from the leader.
+		// (A direct get nobody answers may also wait out its deadline:
+		// the handle is bound again on its own bound.)
+		bctx, cancel := context.WithTimeout(context.Background(), rebindTimeout)
+		kv, rerr := leaderReads(bctx, s.js, s.bucket)
+		cancel()
+		if rerr == nil {
+			s.kvp.Store(&kv)
+			if ctx.Err() == nil {
+				e, err = kv.Get(ctx, key)
+			}
+		}
+	}
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, 0, store.ErrNotFound
 	}
@@ -165,12 +199,12 @@ func (s *KV) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 // Delete implements store.Store. The key is purged: no delete marker is
 // kept, so deleted sessions cost nothing.
 func (s *KV) Delete(ctx context.Context, key string) error {
-	return s.kv.Purge(ctx, key)
+	return s.kv().Purge(ctx, key)
 }
 
 // Keys implements store.Store. It lists the bucket: for a start-up.
 func (s *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
-	keys, err := s.kv.ListKeys(ctx)
+	keys, err := s.kv().ListKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +221,7 @@ func (s *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
 // Len implements store.Store. It lists the keys: for tests and leak
 // checks, not for a hot path.
 func (s *KV) Len(ctx context.Context) (int, error) {
-	keys, err := s.kv.ListKeys(ctx)
+	keys, err := s.kv().ListKeys(ctx)
 	if err != nil {
 		return 0, err
 	}

@@ -84,7 +84,7 @@ cluster:
   routes: [%s]
   replicas: 3
   lease_ttl: 4s
-  drain_timeout: 5s
+  drain_timeout: 20s
 `, n.addr, n.metrics, n.dir, n.name, n.route, strings.Join(routes, ", "))
 		if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)

@@ -1,0 +1,76 @@
+package cluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/cluster"
+	"github.com/jsonrtc/jsonrtc/store/natsstore"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestShortLivedNodeReportedDown: a node that starts after this one
+// listed the leases and dies before the next listing was never seen
+// alive here; it is reported down all the same, once, so that what it
+// hosted for sessions here ends (test/cluster TestNodeKilled: carol's
+// call hosted on the killed node never ended on her node, which had not
+// listed it yet).
+func TestShortLivedNodeReportedDown(t *testing.T) {
+	ctx := context.Background()
+	e, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	const ttl = 600 * time.Millisecond
+	n, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: "a", LeaseTTL: ttl, DirectoryTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	// c lives: a knows a peer, and lists the bucket only now and then.
+	c, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: "c", LeaseTTL: ttl, DirectoryTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	for deadline := time.Now().Add(10 * ttl); !n.Alive("c"); {
+		if time.Now().After(deadline) {
+			t.Fatal("c not seen alive")
+		}
+		time.Sleep(ttl / 10) // polled: a reads the leases on a ticker
+	}
+	down := make(chan string, 8)
+	n.OnNodeDown(func(node string) { down <- node })
+	// b writes one lease, after a's first listing, and dies.
+	js, err := jetstream.New(e.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, cluster.NodesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := json.Marshal(map[string]time.Time{"time": time.Now().UTC()})
+	if _, err := kv.Put(ctx, "b", v); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case node := <-down:
+		if node != "b" {
+			t.Fatalf("%s reported down, want b", node)
+		}
+	case <-time.After(10 * ttl):
+		t.Fatal("b, dead, never reported down")
+	}
+	if !n.Down("b") {
+		t.Fatal("b is not Down")
+	}
+	select {
+	case node := <-down:
+		t.Fatalf("%s reported down again", node)
+	case <-time.After(4 * ttl):
+	}
+}

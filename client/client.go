@@ -72,9 +72,12 @@ type Client struct {
 	timeouts atomic.Uint64 // requests that got no answer in time
 
 	// Owned by the loop goroutine.
-	st            *session.State
-	cur           *conn
-	phase         phase
+	st    *session.State
+	cur   *conn
+	phase phase
+	// closing: Close came while the session had no socket (standby, or
+	// between reconnects): the loop resumes it only to log out.
+	closing       bool
 	everConnected bool
 	stopErr       error // set to end the loop
 	authTries     int
@@ -169,8 +172,10 @@ func (c *Client) Identity() string { c.mu.Lock(); defer c.mu.Unlock(); return c.
 func (c *Client) Err() error { c.mu.Lock(); defer c.mu.Unlock(); return c.cause }
 
 // Close logs out (WebSocket close 1000: the gateway ends the session and
-// its calls) and waits for every goroutine of the Client to exit. It is
-// idempotent; it returns the error of the close handshake, if any.
+// its calls) and waits for every goroutine of the Client to exit. A
+// session with no socket (in standby, or between reconnects) is resumed
+// to log out, for at most ConnectTimeout. It is idempotent; it returns
+// the error of the close handshake, if any.
 func (c *Client) Close() error {
 	c.quitMu.Do(func() { close(c.quit) })
 	c.wg.Wait()
@@ -227,6 +232,7 @@ func (c *Client) run() {
 	defer c.wg.Done()
 	defer c.finish()
 	c.startDial()
+	quit := c.quit
 	for c.stopErr == nil {
 		select {
 		case fn := <-c.cmds:
@@ -246,12 +252,34 @@ func (c *Client) run() {
 				c.lost(errConnectTimeout)
 			}
 		case <-c.resumeT.C:
-			if c.phase != phaseUp {
+			switch {
+			case c.closing:
+				c.fail(ErrClosed) // gave up logging out: the gateway's timeout ends it
+			case c.phase != phaseUp:
 				c.fail(ErrResumeTimeout)
 			}
-		case <-c.quit:
-			c.stopErr = ErrClosed
+		case <-quit:
+			quit = nil
+			c.onClose()
 		}
+	}
+}
+
+// onClose ends the Client at the application's Close. A session with no
+// socket is resumed first and logged out once the resume is answered
+// (onConnected), so that the gateway ends it now rather than at its
+// standby or resume timeout, when a caller would have been kept waiting
+// (docs/protocol.md §4.9); the attempt is bounded by ConnectTimeout.
+func (c *Client) onClose() {
+	if !c.everConnected || c.phase == phaseUp || c.phase == phaseConnecting {
+		c.fail(ErrClosed)
+		return
+	}
+	c.closing = true
+	c.resumeT.Reset(c.o.ConnectTimeout)
+	if c.phase == phaseAsleep {
+		c.phase = phaseDown
+		c.startDial()
 	}
 }
 
@@ -706,6 +734,9 @@ func (c *Client) onConnectResponse(f *protocol.Frame) {
 	c.phase = phaseUp
 	c.resumeT.Stop()
 	c.attempt = 0
+	if c.closing {
+		c.fail(ErrClosed) // finish logs out, now that the session is up
+	}
 	c.mu.Lock()
 	c.sid = sid
 	if f.Header.Initiator != "" {

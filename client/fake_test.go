@@ -94,14 +94,17 @@ type fake struct {
 	got   chan *protocol.Frame // frames delivered in order, once
 	raw   chan []byte          // every text frame received
 	conns chan struct{}        // one per accepted socket
-	wg    sync.WaitGroup
+	// closes gets each socket's close status as the fake reads it (-1:
+	// no close frame).
+	closes chan websocket.StatusCode
+	wg     sync.WaitGroup
 
 	closeOnce sync.Once
 }
 
 func newFake(t testing.TB) *fake {
 	f := &fake{t: t, net: newPipeNet(), serr: make(chan error, 1), identity: "alice@example.com",
-		got: make(chan *protocol.Frame, 4096), raw: make(chan []byte, 4096), conns: make(chan struct{}, 64)}
+		got: make(chan *protocol.Frame, 4096), raw: make(chan []byte, 4096), conns: make(chan struct{}, 64), closes: make(chan websocket.StatusCode, 64)}
 	f.srv = &http.Server{Handler: http.HandlerFunc(f.handle)}
 	go func() { f.serr <- f.srv.Serve(f.net) }()
 	t.Cleanup(f.close)
@@ -144,6 +147,10 @@ func (f *fake) handle(w http.ResponseWriter, r *http.Request) {
 	for {
 		_, data, err := ws.Read(context.Background())
 		if err != nil {
+			select {
+			case f.closes <- websocket.CloseStatus(err):
+			default:
+			}
 			return
 		}
 		f.raw <- data

@@ -6,6 +6,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -85,5 +86,65 @@ func TestStandbyRefusedInCall(t *testing.T) {
 		if _, err := c.Standby(t.Context(), protocol.PushChannel{Type: protocol.PushWebhook, Token: "x"}); !errors.Is(err, ErrCallState) {
 			t.Fatalf("Standby in a call: %v", err)
 		}
+	})
+}
+
+// TestCloseInStandby: Close of a session in standby resumes it on a
+// socket of its own and logs out (close 1000) once the resume is
+// answered, so that the gateway ends it at once instead of pushing the
+// next caller to a client that is gone; a session whose resume cannot be
+// made is given up after ConnectTimeout.
+func TestCloseInStandby(t *testing.T) {
+	standby := func(t *testing.T, f *fake, c *Client) {
+		t.Helper()
+		go func() {
+			req := f.next(t)
+			f.send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageRegister,
+				CorrelationID: req.Control.CorrelationID, MessageState: protocol.StateFinal},
+				Header: protocol.Header{Action: protocol.ActionStandby, ResponseCode: 200, Expiry: 3600}}, false)
+		}()
+		if _, err := c.Standby(t.Context(), protocol.PushChannel{Type: protocol.PushWebhook, Token: "device-1"}); err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(t, c, EventStandby)
+		if code := <-f.closes; code == websocket.StatusNormalClosure {
+			t.Fatalf("standby closed the socket %v: a logout", code)
+		}
+	}
+	t.Run("logs out", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newFake(t)
+			c := dial(t, f, func(o *Options) { o.PingInterval = -1 })
+			<-f.conns
+			standby(t, f, c)
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-f.conns:
+			default:
+				t.Fatal("Close in standby opened no socket")
+			}
+			if code := <-f.closes; code != websocket.StatusNormalClosure {
+				t.Fatalf("the resumed socket closed %v, want 1000 (logout)", code)
+			}
+		})
+	})
+	t.Run("gives up", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newFake(t)
+			c := dial(t, f, func(o *Options) { o.PingInterval = -1; o.ConnectTimeout = 5 * time.Second })
+			<-f.conns
+			standby(t, f, c)
+			f.set(func(f *fake) { f.blackhole = true })
+			f.net.Close() // no gateway to resume on
+			t0 := time.Now()
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(t0); d > 5*time.Second {
+				t.Fatalf("Close took %v, want at most ConnectTimeout", d)
+			}
+		})
 	})
 }

@@ -166,7 +166,7 @@ func answerTo(f *protocol.Frame, code int, reason string) *protocol.Frame {
 // gateway closing 503; a *sipgw.ResponseError keeps its code).
 func (a *Action) SIPAnswer(f *protocol.Frame, ans sipgw.Answer, err error) *protocol.Frame {
 	if err != nil {
-		code, reason := sipgw.ErrorCode(err)
+		code, reason := failureOf(err)
 		return answerTo(f, code, reason)
 	}
 	out := answerTo(f, ans.Code, ans.Reason)
@@ -238,4 +238,19 @@ func (a *Action) IncomingAnswer(f *protocol.Frame) sipgw.Answer {
 		ans.ContentType, ans.Body = a.SIP.ContentType, f.Payload
 	}
 	return ans
+}
+
+// failureOf is the code and reason a client gets for err: a SIP
+// response's own reason, else words of ours; never the text of a Go
+// error, which names our packages and says nothing to a client.
+func failureOf(err error) (int, string) {
+	code, _ := sipgw.ErrorCode(err)
+	var re *sipgw.ResponseError
+	switch {
+	case errors.As(err, &re) && re.Reason != "":
+		return code, re.Reason
+	case errors.Is(err, sipgw.ErrCallState):
+		return code, "not in an answered SIP call"
+	}
+	return code, protocol.Reason(code)
 }

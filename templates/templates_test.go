@@ -3,6 +3,7 @@ package templates
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -284,5 +285,24 @@ func TestPayloadOfUnsafeBody(t *testing.T) {
 	}
 	if p := payloadOf("application/json", []byte(`{"ok":true}`)); string(p) != `{"ok":true}` {
 		t.Errorf("a plain object: %s", p)
+	}
+}
+
+// TestFailureOf: a declared request that fails gives the client a
+// reason in words, never a Go error's text naming our packages.
+func TestFailureOf(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		code   int
+		reason string
+	}{
+		{sipgw.ErrCallState, 405, "not in an answered SIP call"},
+		{&sipgw.ResponseError{Code: 481, Reason: "no such call"}, 481, "no such call"},
+		{fmt.Errorf("queue: %w", context.DeadlineExceeded), 408, protocol.Reason(408)},
+	} {
+		code, reason := failureOf(tc.err)
+		if code != tc.code || reason != tc.reason || strings.Contains(reason, "sipgw") {
+			t.Errorf("failureOf(%v) = %d %q, want %d %q", tc.err, code, reason, tc.code, tc.reason)
+		}
 	}
 }

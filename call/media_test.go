@@ -723,3 +723,66 @@ func TestMediaSDESTarget(t *testing.T) {
 		eng.idle(t, e)
 	}
 }
+
+// TestMediaPrackOffer: the browser's PRACK of a reliable 183 carries a new
+// offer (RFC 6337 section 3.1). It goes to rtpengine as the browser's
+// re-offer does, under the 183's To-tag, before it reaches the phone; the
+// PRACK's 200 answer goes through rtpengine back to the browser in the
+// prack's response, and a 200 to the INVITE without SDP repeats it. The
+// browser's WebRTC SDP never reaches the phone. A failed offer in
+// rtpengine ends the call with 503.
+func TestMediaPrackOffer(t *testing.T) {
+	early := func(t *testing.T) (*env, *fakeEngine, *fakeEP, *fakeCall, rtpengine.Request) {
+		e, eng := newMediaEnv(t, time.Minute)
+		a, fc := e.outgoing(t)
+		off := eng.expect(t, "offer")
+		fc.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 183, SDP: []byte(sipAnswer), ToTag: "fork-a", Reliable: true, RSeq: 1})
+		eng.expect(t, "answer")
+		a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+		return e, eng, a, fc, off
+	}
+	newOffer := strings.Replace(webOffer, "a=sendrecv", "a=sendonly", 1)
+	t.Run("offer and answer", func(t *testing.T) {
+		e, eng, a, fc, off := early(t)
+		e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 2, corr: "c1", p: protocol.CallPayload{SDP: newOffer}})
+		if ro := eng.expect(t, "offer"); ro.FromTag != off.FromTag || ro.ToTag != "fork-a" || ro.SDP != newOffer || ro.ICE != "remove" || ro.TransportProtocol != "RTP/AVP" {
+			t.Fatalf("PRACK's offer to rtpengine %+v", ro)
+		}
+		if o := fc.expectOp(t, "prack"); o.sdp != relayed(newOffer) {
+			t.Fatalf("PRACK toward SIP with %q", o.sdp)
+		}
+		prackAnswer := strings.Replace(sipAnswer, "a=sendrecv", "a=recvonly", 1)
+		fc.reoffers <- reofferResult{answer: []byte(prackAnswer)}
+		if ra := eng.expect(t, "answer"); ra.FromTag != off.FromTag || ra.ToTag != "fork-a" || ra.SDP != prackAnswer || ra.ICE != "force" {
+			t.Fatalf("PRACK's answer to rtpengine %+v", ra)
+		}
+		f := a.expect(t, protocol.TypeResponse, protocol.ActionPrack)
+		if f.Control.CorrelationID != "c1" || f.Header.ResponseCode != 0 || decodeSDP(t, f) != relayed(prackAnswer) {
+			t.Fatalf("prack's response on %q, code %d, SDP %q", f.Control.CorrelationID, f.Header.ResponseCode, decodeSDP(t, f))
+		}
+		fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, ToTag: "fork-a"})
+		if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); f.Header.ResponseCode != 200 || decodeSDP(t, f) != relayed(prackAnswer) {
+			t.Fatalf("200 to the browser: %d %q", f.Header.ResponseCode, decodeSDP(t, f))
+		}
+		e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 3})
+		fc.expectOp(t, "hangup")
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+	})
+	t.Run("rtpengine fails the offer", func(t *testing.T) {
+		e, eng, a, fc, _ := early(t)
+		eng.failing("offer", rtpengine.ErrTimeout)
+		e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 2, corr: "c1", p: protocol.CallPayload{SDP: newOffer}})
+		eng.expect(t, "offer")
+		if f := a.expect(t, protocol.TypeError, protocol.ActionPrack); f.Header.ErrorCode != 503 || f.Header.Reason != mediaReason {
+			t.Fatalf("prack's error %d %q", f.Header.ErrorCode, f.Header.Reason)
+		}
+		if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 503 {
+			t.Fatalf("start's error %d", f.Header.ErrorCode)
+		}
+		// The phone never had the PRACK: the call is cancelled.
+		fc.expectOp(t, "hangup")
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+	})
+}

@@ -3,6 +3,7 @@ package call
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -57,7 +58,7 @@ type sipCall interface {
 	Progress(ctx context.Context, code int, sdp []byte, reliable bool) error
 	Answer(ctx context.Context, sdp []byte, headers ...sipgw.Header) error
 	Ack(ctx context.Context, sdp []byte) error
-	Prack(ctx context.Context, sdp []byte) error
+	Prack(ctx context.Context, sdp []byte) ([]byte, error)
 	Reoffer(ctx context.Context, sdp []byte, ext ...sipgw.Header) ([]byte, error)
 	SendDTMF(ctx context.Context, digit string, duration time.Duration) error
 	SendInfo(ctx context.Context, in sipgw.Info) error
@@ -283,6 +284,7 @@ type farLeg struct {
 	remote       string                  // the SIP party, as the web side sees it
 	webGone      bool                    // the web side ended the call: tell it nothing more
 	earlySDP     json.RawMessage         // the payload of the last provisional with SDP
+	earlyAnswer  bool                    // a reliable provisional answered the INVITE's offer: a web PRACK may offer (webPrack)
 	completeCorr string                  // the web correlation the next ACK completes
 	webReoffer   string                  // the web's re-offer awaiting SIP's answer (its correlation)
 	laterReoffer *sipgw.Event            // SIP's re-offer that came while the web's was finishing (deferReoffer)
@@ -1000,6 +1002,7 @@ func (fl *farLeg) sipProgress(ev sipgw.Event, prack bool) bool {
 		}
 		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
 		fl.earlySDP = out.Payload
+		fl.earlyAnswer = fl.earlyAnswer || ev.Reliable
 	}
 	if prack {
 		// Queued even on a full queue: the SIP peer sends no other
@@ -1009,7 +1012,7 @@ func (fl *farLeg) sipProgress(ev sipgw.Event, prack bool) bool {
 		fl.must(func() {
 			ctx, cancel := opCtx()
 			defer cancel()
-			_ = fl.sc.Prack(ctx, nil)
+			_, _ = fl.sc.Prack(ctx, nil)
 		})
 	}
 	h.send(c.caller, out, false)
@@ -1252,37 +1255,105 @@ func (fl *farLeg) prackReply(l *leg, f *protocol.Frame, code int, reason string)
 }
 
 // webPrack sends the web caller's PRACK of a reliable 183 to SIP; false
-// when it did not go (its SDP, or a full queue) and is still owed.
+// when it did not go (its SDP, or a full queue) and is still owed. Its
+// SDP is an offer (our INVITE carried the first one, so there is nothing
+// else for it to be), allowed once a reliable provisional answered the
+// INVITE's (RFC 6337 section 3.1); the answer in the PRACK's 200 goes
+// back in the response. Both go through rtpengine when the call is
+// anchored, as a re-offer's do (docs/protocol.md §5.6).
 func (fl *farLeg) webPrack(l *leg, f *protocol.Frame) bool {
 	c := fl.c
 	var p protocol.CallPayload
 	_ = protocol.DecodePayload(f.Payload, &p)
-	if p.SDP != "" {
-		if _, err := parseSDP(p.SDP); err != nil {
+	offered := protocol.HasSDP(p.SDP)
+	if offered {
+		local, err := parseSDP(p.SDP)
+		if err != nil {
 			fl.prackReply(l, f, protocol.CodeNotAcceptableHere, sdpReason(err))
 			return false
 		}
+		if !fl.earlyAnswer {
+			// The INVITE's offer is unanswered: a second offer would
+			// cross it (RFC 3264 section 4).
+			fl.prackReply(l, f, protocol.CodeRequestPending, "the offer is not answered yet")
+			return false
+		}
+		fl.setLocalSDP(local)
 	}
+	media := fl.media
 	if !fl.enqueue(func() {
-		ctx, cancel := opCtx()
-		err := fl.sc.Prack(ctx, []byte(p.SDP))
-		cancel()
+		answer, err := fl.sendPrack(media, p.SDP)
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.ended {
 			return
 		}
-		if err != nil {
+		var se *prackSDPError
+		switch {
+		case errors.As(err, &se) && se.media:
+			fl.prackReply(l, f, protocol.CodeServiceUnavailable, mediaReason)
+			fl.mediaFail()
+		case errors.As(err, &se):
+			fl.prackReply(l, f, protocol.CodeNotAcceptableHere, sdpReason(se.err))
+			fl.badSIPSDP(se.err)
+		case err != nil:
 			fl.prackReply(l, f, protocol.ClientErrorCode(sipgw.ResponseCode(err)), "PRACK failed")
-			return
+		case offered:
+			fl.prackAnswer(l, f, answer)
+		default:
+			fl.prackReply(l, f, 0, "")
 		}
-		fl.prackReply(l, f, 0, "")
 	}) {
 		fl.h.refused[opPrack].Add(1)
 		fl.prackReply(l, f, protocol.CodeServiceUnavailable, busyReason)
 		return false
 	}
 	return true
+}
+
+// prackSDPError: the PRACK's offer or SIP's answer failed in rtpengine
+// (media), or the answer did not parse (err): the call can carry no
+// media as agreed and ends.
+type prackSDPError struct {
+	err   error
+	media bool
+}
+
+func (e *prackSDPError) Error() string { return e.err.Error() }
+
+// sendPrack sends the web caller's PRACK with its offer, if any, through
+// media, and returns SIP's answer as the web side gets it. On the worker.
+func (fl *farLeg) sendPrack(media *rtpengine.Session, offer string) (string, error) {
+	if offer != "" {
+		var err error
+		if offer, err = fl.webOfferMedia(media, offer); err != nil {
+			return "", &prackSDPError{err, true}
+		}
+	}
+	ctx, cancel := opCtx()
+	answer, err := fl.sc.Prack(ctx, []byte(offer))
+	cancel()
+	if err != nil || offer == "" {
+		return "", err
+	}
+	if _, err := parseSDP(string(answer)); err != nil {
+		return "", &prackSDPError{err, false}
+	}
+	if answer, err = fl.webReanswerMedia(media, answer); err != nil {
+		return "", &prackSDPError{err, true}
+	}
+	return string(answer), nil
+}
+
+// prackAnswer answers the web PRACK f that offered with SIP's answer, which
+// is the early session's description from now on: a 2xx without SDP
+// repeats it (sipAnswered). c.mu is held.
+func (fl *farLeg) prackAnswer(l *leg, f *protocol.Frame, answer string) {
+	out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionPrack, protocol.ClientCorrelation(f))
+	out.Control.MessageState = protocol.StateFinal
+	out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: answer})
+	fl.earlySDP = out.Payload
+	fl.h.send(l, out, false)
 }
 
 // webDTMF sends the web side's digits to SIP.

@@ -307,6 +307,20 @@ func (k *Call) Prack(ctx context.Context, ext ...protocol.Ext) error {
 	})
 }
 
+// PrackOffer acknowledges the reliable provisional response of an
+// outgoing call that answered our offer, with a new offer (RFC 6337
+// section 3.1, docs/protocol.md §5.6): the answer comes as CallPrack's SDP.
+func (k *Call) PrackOffer(ctx context.Context, sdp string, ext ...protocol.Ext) error {
+	return k.act(ctx, func() error {
+		if k.incoming {
+			return ErrCallState
+		}
+		f := k.frame(protocol.TypeRequest, protocol.ActionPrack, k.startCorr, ext)
+		f.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: sdp})
+		return k.c.send(f)
+	})
+}
+
 // Trickle sends ICE candidates as an SDP fragment (a=mid:, a=candidate:).
 func (k *Call) Trickle(ctx context.Context, candidates string) error {
 	return k.act(ctx, func() error {

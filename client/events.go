@@ -129,7 +129,8 @@ const (
 	CallReOfferAnswered
 	// CallReOfferFailed: our re-offer was rejected (Code); the call goes on.
 	CallReOfferFailed
-	// CallPrack: the peer acknowledged a provisional response.
+	// CallPrack: the peer acknowledged a provisional response (SDP: the
+	// answer to Call.PrackOffer's offer).
 	CallPrack
 	// CallTrickle: ICE candidates (Candidates).
 	CallTrickle

@@ -3,6 +3,7 @@ package call
 import (
 	"context"
 	"math"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -192,7 +193,8 @@ func newMediaEnv(t *testing.T, ring time.Duration) (*env, *fakeEngine) {
 // under its To-tag until the 200, a fork's 18x after it does not; the
 // browser's hold and the phone's re-offer go through rtpengine with the
 // tags of their sender; the browser's candidates never reach the phone;
-// the BYE deletes the call in rtpengine.
+// the BYE deletes the call in rtpengine, and the browser's shutdown
+// carries the delete's figures (docs/protocol.md §5.8).
 func TestMediaOutgoing(t *testing.T) {
 	e, eng := newMediaEnv(t, time.Minute)
 	a, fc := e.outgoing(t)
@@ -263,9 +265,21 @@ func TestMediaOutgoing(t *testing.T) {
 	}
 
 	fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
-	a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
 	if d := eng.expect(t, "delete"); d.CallID != off.CallID || !d.DeleteNow {
 		t.Fatalf("delete %+v", d)
+	}
+	// The shutdown carries the delete's figures, the browser's leg first.
+	sd := a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	var end protocol.ShutdownPayload
+	if err := protocol.DecodePayload(sd.Payload, &end); err != nil {
+		t.Fatal(err)
+	}
+	wantEnd := []protocol.MediaStats{
+		{Side: "web", Packets: 100, Bytes: 17200, Quality: &protocol.MediaQuality{MOS: 4.3, JitterMS: 8, RTTMS: 2.33}},
+		{Side: "sip", Packets: 80, Bytes: 13760, Errors: 2},
+	}
+	if !reflect.DeepEqual(end.Media, wantEnd) {
+		t.Fatalf("shutdown's media %s, want %+v", sd.Payload, wantEnd)
 	}
 	eng.idle(t, e)
 	// The delete's figures: one observation per leg, the browser's leg

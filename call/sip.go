@@ -297,7 +297,8 @@ type farLeg struct {
 	trickleBytes int
 	trickleUfrag string // the ICE generation of trickle
 	finished     bool
-	media        *rtpengine.Session // the call's media in rtpengine (media.go); nil without
+	media        *rtpengine.Session   // the call's media in rtpengine (media.go); nil without, and once deleted
+	endMedia     []rtpengine.LegStats // the delete's figures, for the web side's shutdown (endPayload)
 	// declared: SIP's INFOs of declared packages the web side has not
 	// answered, by correlation (template.go).
 	declared  map[string]pendingInfo
@@ -776,12 +777,23 @@ func (fl *farLeg) finishLocked() {
 	fl.h.mu.Unlock()
 }
 
-// read turns SIP events into web frames until the SIP call is over.
+// read turns SIP events into web frames until the SIP call is over. The
+// end of a call anchored in rtpengine is stepped once its media is
+// deleted, so that the web side's shutdown carries the delete's figures
+// (endPayload): it waits for the delete, at most media.timeout.
 func (fl *farLeg) read() {
 	ended := false
+	var held *sipgw.Event
 	for ev := range fl.sc.Events() {
 		if ev.Kind == sipgw.EventEnded {
 			ended = true
+			fl.c.mu.Lock()
+			anchored := fl.anchored()
+			fl.c.mu.Unlock()
+			if anchored {
+				held = &ev
+				continue
+			}
 		}
 		if fl.deferReoffer(ev) {
 			continue
@@ -793,7 +805,13 @@ func (fl *farLeg) read() {
 		fl.onEvent(sipgw.Event{Kind: sipgw.EventEnded, End: sipgw.EndShutdown, Code: protocol.CodeServiceUnavailable}, nil)
 	}
 	<-fl.sc.Done()
-	fl.releaseMedia()
+	legs := fl.releaseMedia()
+	if held != nil {
+		fl.c.mu.Lock()
+		fl.endMedia = legs
+		fl.c.mu.Unlock()
+		fl.onEvent(*held, nil)
+	}
 	fl.c.mu.Lock()
 	fl.finishLocked()
 	fl.c.mu.Unlock()
@@ -1183,6 +1201,7 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 		out := fl.frameTo(c.caller, protocol.TypeMessage, protocol.ActionShutdown, "")
 		out.Header.Reason = endReason(ev)
 		out.Header.Ext = h.far.webExt(ev.Headers)
+		out.Payload = fl.endPayload()
 		h.send(c.caller, out, true)
 	case c.winner != nil:
 		w := c.winner
@@ -1196,6 +1215,7 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 		out.Header.Initiator, out.Header.Target = fl.remote, w.ep.Identity()
 		out.Header.Reason = endReason(ev)
 		out.Header.Ext = h.far.webExt(ev.Headers)
+		out.Payload = fl.endPayload()
 		h.send(w, out, true)
 	default:
 		// A CANCEL, or our own reject: stop every fork still ringing.

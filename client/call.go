@@ -552,6 +552,10 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 	case t == protocol.TypeMessage && a == protocol.ActionShutdown:
 		k.end()
 		ev.CallEvent = CallEnded
+		var sp protocol.ShutdownPayload
+		if protocol.DecodePayload(f.Payload, &sp) == nil {
+			ev.Media = sp.Media
+		}
 		if ev.Reason == "" {
 			ev.Reason = "shutdown"
 			if !k.answered {

@@ -252,6 +252,22 @@ func TestRTPEngineCallPrackOffer(t *testing.T) {
 	noMediaLeft(t, w, eng)
 }
 
+// TestRTPEngineCallEndFigures: the phone hangs up a browser's call
+// through a real rtpengine; the browser's shutdown carries the figures of
+// the call's delete, one entry per leg, the browser's first
+// (docs/protocol.md §5.8); nothing is left in rtpengine.
+func TestRTPEngineCallEndFigures(t *testing.T) {
+	w, _, eng := startMediaGateway(t)
+	a, _, uas, _, _ := callPhone(t, w, "uas_farbye.xml")
+	webExpect(t, a, client.CallEstablished)
+	ev := webExpect(t, a, client.CallEnded)
+	if len(ev.Media) != 2 || ev.Media[0].Side != "web" || ev.Media[1].Side != "sip" {
+		t.Fatalf("shutdown's media figures %+v, want the web leg and the sip leg", ev.Media)
+	}
+	uas.expectSuccess(t)
+	noMediaLeft(t, w, eng)
+}
+
 // TestRTPEngineCallWebToSDESPhone: a browser calls a target of
 // media.sdes: the phone gets RTP/SAVP with rtpengine's a=crypto, without
 // ICE or DTLS, in the INVITE and in the browser's hold (which the SIPp

@@ -3,7 +3,9 @@ package call
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -234,28 +236,33 @@ func (fl *farLeg) webReanswerMedia(s *rtpengine.Session, sdp []byte) ([]byte, er
 
 // releaseMedia deletes the call's rtpengine session once the SIP side is
 // over, on the worker after whatever command is queued there (a command
-// after the delete would make the call again). Called by the reader.
-func (fl *farLeg) releaseMedia() {
+// after the delete would make the call again), and returns the delete's
+// figures; the session is forgotten, so a second call does nothing.
+// Called by the reader.
+func (fl *farLeg) releaseMedia() []rtpengine.LegStats {
 	fl.c.mu.Lock()
 	s := fl.media
+	fl.media = nil
 	fl.c.mu.Unlock()
 	if s == nil || !s.Anchored() {
-		return
+		return nil
 	}
+	var legs []rtpengine.LegStats
 	done := make(chan struct{})
 	fl.must(func() {
 		defer close(done)
-		fl.deleteMedia(s)
+		legs = fl.deleteMedia(s)
 	})
 	<-done
+	return legs
 }
 
 // deleteMedia deletes s in rtpengine now and records what rtpengine
-// received from each leg (jsonrtc_media_*). A failure leaves it to
-// rtpengine's own timeout (docs/media.md), and is counted.
-func (fl *farLeg) deleteMedia(s *rtpengine.Session) {
+// received from each leg (jsonrtc_media_*), which it returns. A failure
+// leaves it to rtpengine's own timeout (docs/media.md), and is counted.
+func (fl *farLeg) deleteMedia(s *rtpengine.Session) []rtpengine.LegStats {
 	if s == nil || !s.Anchored() {
-		return
+		return nil
 	}
 	ctx, cancel := opCtx()
 	defer cancel()
@@ -274,7 +281,28 @@ func (fl *farLeg) deleteMedia(s *rtpengine.Session) {
 		// call: nothing is left. No answer is a failure.
 		fl.mediaFailed("delete", err)
 	}
+	return legs
 }
+
+// endPayload is the payload of the shutdown that tells the web side the
+// SIP side ended the call: the figures of its media's delete, if any
+// (docs/protocol.md §5.8). c.mu is held.
+func (fl *farLeg) endPayload() json.RawMessage {
+	if len(fl.endMedia) == 0 {
+		return nil
+	}
+	out := make([]protocol.MediaStats, 0, len(fl.endMedia))
+	for _, l := range fl.endMedia {
+		m := protocol.MediaStats{Side: string(l.Side), Packets: l.Packets, Bytes: l.Bytes, Errors: l.Errors}
+		if q := l.Quality; q != nil {
+			m.Quality = &protocol.MediaQuality{MOS: q.MOS, JitterMS: ms(q.Jitter), LossPercent: q.Loss, Lost: q.CumulativeLoss, RTTMS: ms(q.RTT)}
+		}
+		out = append(out, m)
+	}
+	return protocol.EncodePayload(protocol.ShutdownPayload{Media: out})
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // mediaLost ends the call when the rtpengine instance holding its media
 // is lost (Session.OnLost): no media flows, and none can be moved to

@@ -3,6 +3,7 @@ package call
 import (
 	"context"
 	"math"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -192,7 +193,8 @@ func newMediaEnv(t *testing.T, ring time.Duration) (*env, *fakeEngine) {
 // under its To-tag until the 200, a fork's 18x after it does not; the
 // browser's hold and the phone's re-offer go through rtpengine with the
 // tags of their sender; the browser's candidates never reach the phone;
-// the BYE deletes the call in rtpengine.
+// the BYE deletes the call in rtpengine, and the browser's shutdown
+// carries the delete's figures (docs/protocol.md §5.8).
 func TestMediaOutgoing(t *testing.T) {
 	e, eng := newMediaEnv(t, time.Minute)
 	a, fc := e.outgoing(t)
@@ -263,9 +265,21 @@ func TestMediaOutgoing(t *testing.T) {
 	}
 
 	fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
-	a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
 	if d := eng.expect(t, "delete"); d.CallID != off.CallID || !d.DeleteNow {
 		t.Fatalf("delete %+v", d)
+	}
+	// The shutdown carries the delete's figures, the browser's leg first.
+	sd := a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	var end protocol.ShutdownPayload
+	if err := protocol.DecodePayload(sd.Payload, &end); err != nil {
+		t.Fatal(err)
+	}
+	wantEnd := []protocol.MediaStats{
+		{Side: "web", Packets: 100, Bytes: 17200, Quality: &protocol.MediaQuality{MOS: 4.3, JitterMS: 8, RTTMS: 2.33}},
+		{Side: "sip", Packets: 80, Bytes: 13760, Errors: 2},
+	}
+	if !reflect.DeepEqual(end.Media, wantEnd) {
+		t.Fatalf("shutdown's media %s, want %+v", sd.Payload, wantEnd)
 	}
 	eng.idle(t, e)
 	// The delete's figures: one observation per leg, the browser's leg
@@ -722,4 +736,67 @@ func TestMediaSDESTarget(t *testing.T) {
 		eng.expect(t, "delete")
 		eng.idle(t, e)
 	}
+}
+
+// TestMediaPrackOffer: the browser's PRACK of a reliable 183 carries a new
+// offer (RFC 6337 section 3.1). It goes to rtpengine as the browser's
+// re-offer does, under the 183's To-tag, before it reaches the phone; the
+// PRACK's 200 answer goes through rtpengine back to the browser in the
+// prack's response, and a 200 to the INVITE without SDP repeats it. The
+// browser's WebRTC SDP never reaches the phone. A failed offer in
+// rtpengine ends the call with 503.
+func TestMediaPrackOffer(t *testing.T) {
+	early := func(t *testing.T) (*env, *fakeEngine, *fakeEP, *fakeCall, rtpengine.Request) {
+		e, eng := newMediaEnv(t, time.Minute)
+		a, fc := e.outgoing(t)
+		off := eng.expect(t, "offer")
+		fc.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 183, SDP: []byte(sipAnswer), ToTag: "fork-a", Reliable: true, RSeq: 1})
+		eng.expect(t, "answer")
+		a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+		return e, eng, a, fc, off
+	}
+	newOffer := strings.Replace(webOffer, "a=sendrecv", "a=sendonly", 1)
+	t.Run("offer and answer", func(t *testing.T) {
+		e, eng, a, fc, off := early(t)
+		e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 2, corr: "c1", p: protocol.CallPayload{SDP: newOffer}})
+		if ro := eng.expect(t, "offer"); ro.FromTag != off.FromTag || ro.ToTag != "fork-a" || ro.SDP != newOffer || ro.ICE != "remove" || ro.TransportProtocol != "RTP/AVP" {
+			t.Fatalf("PRACK's offer to rtpengine %+v", ro)
+		}
+		if o := fc.expectOp(t, "prack"); o.sdp != relayed(newOffer) {
+			t.Fatalf("PRACK toward SIP with %q", o.sdp)
+		}
+		prackAnswer := strings.Replace(sipAnswer, "a=sendrecv", "a=recvonly", 1)
+		fc.reoffers <- reofferResult{answer: []byte(prackAnswer)}
+		if ra := eng.expect(t, "answer"); ra.FromTag != off.FromTag || ra.ToTag != "fork-a" || ra.SDP != prackAnswer || ra.ICE != "force" {
+			t.Fatalf("PRACK's answer to rtpengine %+v", ra)
+		}
+		f := a.expect(t, protocol.TypeResponse, protocol.ActionPrack)
+		if f.Control.CorrelationID != "c1" || f.Header.ResponseCode != 0 || decodeSDP(t, f) != relayed(prackAnswer) {
+			t.Fatalf("prack's response on %q, code %d, SDP %q", f.Control.CorrelationID, f.Header.ResponseCode, decodeSDP(t, f))
+		}
+		fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, ToTag: "fork-a"})
+		if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); f.Header.ResponseCode != 200 || decodeSDP(t, f) != relayed(prackAnswer) {
+			t.Fatalf("200 to the browser: %d %q", f.Header.ResponseCode, decodeSDP(t, f))
+		}
+		e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 3})
+		fc.expectOp(t, "hangup")
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+	})
+	t.Run("rtpengine fails the offer", func(t *testing.T) {
+		e, eng, a, fc, _ := early(t)
+		eng.failing("offer", rtpengine.ErrTimeout)
+		e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 2, corr: "c1", p: protocol.CallPayload{SDP: newOffer}})
+		eng.expect(t, "offer")
+		if f := a.expect(t, protocol.TypeError, protocol.ActionPrack); f.Header.ErrorCode != 503 || f.Header.Reason != mediaReason {
+			t.Fatalf("prack's error %d %q", f.Header.ErrorCode, f.Header.Reason)
+		}
+		if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 503 {
+			t.Fatalf("start's error %d", f.Header.ErrorCode)
+		}
+		// The phone never had the PRACK: the call is cancelled.
+		fc.expectOp(t, "hangup")
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+	})
 }

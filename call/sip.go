@@ -3,6 +3,7 @@ package call
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -57,7 +58,7 @@ type sipCall interface {
 	Progress(ctx context.Context, code int, sdp []byte, reliable bool) error
 	Answer(ctx context.Context, sdp []byte, headers ...sipgw.Header) error
 	Ack(ctx context.Context, sdp []byte) error
-	Prack(ctx context.Context, sdp []byte) error
+	Prack(ctx context.Context, sdp []byte) ([]byte, error)
 	Reoffer(ctx context.Context, sdp []byte, ext ...sipgw.Header) ([]byte, error)
 	SendDTMF(ctx context.Context, digit string, duration time.Duration) error
 	SendInfo(ctx context.Context, in sipgw.Info) error
@@ -283,6 +284,7 @@ type farLeg struct {
 	remote       string                  // the SIP party, as the web side sees it
 	webGone      bool                    // the web side ended the call: tell it nothing more
 	earlySDP     json.RawMessage         // the payload of the last provisional with SDP
+	earlyAnswer  bool                    // a reliable provisional answered the INVITE's offer: a web PRACK may offer (webPrack)
 	completeCorr string                  // the web correlation the next ACK completes
 	webReoffer   string                  // the web's re-offer awaiting SIP's answer (its correlation)
 	laterReoffer *sipgw.Event            // SIP's re-offer that came while the web's was finishing (deferReoffer)
@@ -295,7 +297,8 @@ type farLeg struct {
 	trickleBytes int
 	trickleUfrag string // the ICE generation of trickle
 	finished     bool
-	media        *rtpengine.Session // the call's media in rtpengine (media.go); nil without
+	media        *rtpengine.Session   // the call's media in rtpengine (media.go); nil without, and once deleted
+	endMedia     []rtpengine.LegStats // the delete's figures, for the web side's shutdown (endPayload)
 	// declared: SIP's INFOs of declared packages the web side has not
 	// answered, by correlation (template.go).
 	declared  map[string]pendingInfo
@@ -774,12 +777,23 @@ func (fl *farLeg) finishLocked() {
 	fl.h.mu.Unlock()
 }
 
-// read turns SIP events into web frames until the SIP call is over.
+// read turns SIP events into web frames until the SIP call is over. The
+// end of a call anchored in rtpengine is stepped once its media is
+// deleted, so that the web side's shutdown carries the delete's figures
+// (endPayload): it waits for the delete, at most media.timeout.
 func (fl *farLeg) read() {
 	ended := false
+	var held *sipgw.Event
 	for ev := range fl.sc.Events() {
 		if ev.Kind == sipgw.EventEnded {
 			ended = true
+			fl.c.mu.Lock()
+			anchored := fl.anchored()
+			fl.c.mu.Unlock()
+			if anchored {
+				held = &ev
+				continue
+			}
 		}
 		if fl.deferReoffer(ev) {
 			continue
@@ -791,7 +805,13 @@ func (fl *farLeg) read() {
 		fl.onEvent(sipgw.Event{Kind: sipgw.EventEnded, End: sipgw.EndShutdown, Code: protocol.CodeServiceUnavailable}, nil)
 	}
 	<-fl.sc.Done()
-	fl.releaseMedia()
+	legs := fl.releaseMedia()
+	if held != nil {
+		fl.c.mu.Lock()
+		fl.endMedia = legs
+		fl.c.mu.Unlock()
+		fl.onEvent(*held, nil)
+	}
 	fl.c.mu.Lock()
 	fl.finishLocked()
 	fl.c.mu.Unlock()
@@ -1000,6 +1020,7 @@ func (fl *farLeg) sipProgress(ev sipgw.Event, prack bool) bool {
 		}
 		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(ev.SDP)})
 		fl.earlySDP = out.Payload
+		fl.earlyAnswer = fl.earlyAnswer || ev.Reliable
 	}
 	if prack {
 		// Queued even on a full queue: the SIP peer sends no other
@@ -1009,7 +1030,7 @@ func (fl *farLeg) sipProgress(ev sipgw.Event, prack bool) bool {
 		fl.must(func() {
 			ctx, cancel := opCtx()
 			defer cancel()
-			_ = fl.sc.Prack(ctx, nil)
+			_, _ = fl.sc.Prack(ctx, nil)
 		})
 	}
 	h.send(c.caller, out, false)
@@ -1180,6 +1201,7 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 		out := fl.frameTo(c.caller, protocol.TypeMessage, protocol.ActionShutdown, "")
 		out.Header.Reason = endReason(ev)
 		out.Header.Ext = h.far.webExt(ev.Headers)
+		out.Payload = fl.endPayload()
 		h.send(c.caller, out, true)
 	case c.winner != nil:
 		w := c.winner
@@ -1193,6 +1215,7 @@ func (fl *farLeg) ended(ev sipgw.Event) {
 		out.Header.Initiator, out.Header.Target = fl.remote, w.ep.Identity()
 		out.Header.Reason = endReason(ev)
 		out.Header.Ext = h.far.webExt(ev.Headers)
+		out.Payload = fl.endPayload()
 		h.send(w, out, true)
 	default:
 		// A CANCEL, or our own reject: stop every fork still ringing.
@@ -1252,37 +1275,105 @@ func (fl *farLeg) prackReply(l *leg, f *protocol.Frame, code int, reason string)
 }
 
 // webPrack sends the web caller's PRACK of a reliable 183 to SIP; false
-// when it did not go (its SDP, or a full queue) and is still owed.
+// when it did not go (its SDP, or a full queue) and is still owed. Its
+// SDP is an offer (our INVITE carried the first one, so there is nothing
+// else for it to be), allowed once a reliable provisional answered the
+// INVITE's (RFC 6337 section 3.1); the answer in the PRACK's 200 goes
+// back in the response. Both go through rtpengine when the call is
+// anchored, as a re-offer's do (docs/protocol.md §5.6).
 func (fl *farLeg) webPrack(l *leg, f *protocol.Frame) bool {
 	c := fl.c
 	var p protocol.CallPayload
 	_ = protocol.DecodePayload(f.Payload, &p)
-	if p.SDP != "" {
-		if _, err := parseSDP(p.SDP); err != nil {
+	offered := protocol.HasSDP(p.SDP)
+	if offered {
+		local, err := parseSDP(p.SDP)
+		if err != nil {
 			fl.prackReply(l, f, protocol.CodeNotAcceptableHere, sdpReason(err))
 			return false
 		}
+		if !fl.earlyAnswer {
+			// The INVITE's offer is unanswered: a second offer would
+			// cross it (RFC 3264 section 4).
+			fl.prackReply(l, f, protocol.CodeRequestPending, "the offer is not answered yet")
+			return false
+		}
+		fl.setLocalSDP(local)
 	}
+	media := fl.media
 	if !fl.enqueue(func() {
-		ctx, cancel := opCtx()
-		err := fl.sc.Prack(ctx, []byte(p.SDP))
-		cancel()
+		answer, err := fl.sendPrack(media, p.SDP)
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.ended {
 			return
 		}
-		if err != nil {
+		var se *prackSDPError
+		switch {
+		case errors.As(err, &se) && se.media:
+			fl.prackReply(l, f, protocol.CodeServiceUnavailable, mediaReason)
+			fl.mediaFail()
+		case errors.As(err, &se):
+			fl.prackReply(l, f, protocol.CodeNotAcceptableHere, sdpReason(se.err))
+			fl.badSIPSDP(se.err)
+		case err != nil:
 			fl.prackReply(l, f, protocol.ClientErrorCode(sipgw.ResponseCode(err)), "PRACK failed")
-			return
+		case offered:
+			fl.prackAnswer(l, f, answer)
+		default:
+			fl.prackReply(l, f, 0, "")
 		}
-		fl.prackReply(l, f, 0, "")
 	}) {
 		fl.h.refused[opPrack].Add(1)
 		fl.prackReply(l, f, protocol.CodeServiceUnavailable, busyReason)
 		return false
 	}
 	return true
+}
+
+// prackSDPError: the PRACK's offer or SIP's answer failed in rtpengine
+// (media), or the answer did not parse (err): the call can carry no
+// media as agreed and ends.
+type prackSDPError struct {
+	err   error
+	media bool
+}
+
+func (e *prackSDPError) Error() string { return e.err.Error() }
+
+// sendPrack sends the web caller's PRACK with its offer, if any, through
+// media, and returns SIP's answer as the web side gets it. On the worker.
+func (fl *farLeg) sendPrack(media *rtpengine.Session, offer string) (string, error) {
+	if offer != "" {
+		var err error
+		if offer, err = fl.webOfferMedia(media, offer); err != nil {
+			return "", &prackSDPError{err, true}
+		}
+	}
+	ctx, cancel := opCtx()
+	answer, err := fl.sc.Prack(ctx, []byte(offer))
+	cancel()
+	if err != nil || offer == "" {
+		return "", err
+	}
+	if _, err := parseSDP(string(answer)); err != nil {
+		return "", &prackSDPError{err, false}
+	}
+	if answer, err = fl.webReanswerMedia(media, answer); err != nil {
+		return "", &prackSDPError{err, true}
+	}
+	return string(answer), nil
+}
+
+// prackAnswer answers the web PRACK f that offered with SIP's answer, which
+// is the early session's description from now on: a 2xx without SDP
+// repeats it (sipAnswered). c.mu is held.
+func (fl *farLeg) prackAnswer(l *leg, f *protocol.Frame, answer string) {
+	out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionPrack, protocol.ClientCorrelation(f))
+	out.Control.MessageState = protocol.StateFinal
+	out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: answer})
+	fl.earlySDP = out.Payload
+	fl.h.send(l, out, false)
 }
 
 // webDTMF sends the web side's digits to SIP.

@@ -372,9 +372,18 @@ func (c *fakeCall) Ack(ctx context.Context, sdp []byte) error {
 	return nil
 }
 
-func (c *fakeCall) Prack(ctx context.Context, sdp []byte) error {
+func (c *fakeCall) Prack(ctx context.Context, sdp []byte) ([]byte, error) {
 	c.record(op{name: "prack", sdp: string(sdp)})
-	return nil
+	if len(sdp) == 0 {
+		return nil, nil
+	}
+	// An offer: the test gives the PRACK's 200.
+	select {
+	case r := <-c.reoffers:
+		return r.answer, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (c *fakeCall) Reoffer(ctx context.Context, sdp []byte, ext ...sipgw.Header) ([]byte, error) {

@@ -844,3 +844,37 @@ func TestSIPReferAcceptedUnreported(t *testing.T) {
 	e.send(b, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: sub, seq: 3})
 	fc.expectOp(t, "hangup")
 }
+
+// TestSIPOutgoingPrackOffer: a web PRACK's SDP is an offer, allowed once a
+// reliable provisional answered the INVITE's offer: before, it is refused
+// 491 and nothing goes to SIP; after, it goes in the PRACK and the
+// answer in the PRACK's 200 comes back in the prack's response.
+func TestSIPOutgoingPrackOffer(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	a, fc := e.outgoing(t)
+	newOffer := strings.Replace(webOffer, "a=sendrecv", "a=sendonly", 1)
+	fc.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 183, Reliable: true, RSeq: 1})
+	a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 2, corr: "c1", p: protocol.CallPayload{SDP: newOffer}})
+	if f := a.expect(t, protocol.TypeError, protocol.ActionPrack); f.Header.ErrorCode != protocol.CodeRequestPending {
+		t.Fatalf("PRACK offering across the INVITE's offer: error %d", f.Header.ErrorCode)
+	}
+	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 3, corr: "c1"})
+	if o := fc.expectOp(t, "prack"); o.sdp != "" {
+		t.Fatalf("PRACK with %q", o.sdp)
+	}
+	a.expect(t, protocol.TypeResponse, protocol.ActionPrack)
+
+	fc.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 183, SDP: []byte(sipAnswer), Reliable: true, RSeq: 2})
+	a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 4, corr: "c1", p: protocol.CallPayload{SDP: newOffer}})
+	if o := fc.expectOp(t, "prack"); o.sdp != newOffer {
+		t.Fatalf("PRACK with %q", o.sdp)
+	}
+	fc.reoffers <- reofferResult{answer: []byte(sipOffer)}
+	if f := a.expect(t, protocol.TypeResponse, protocol.ActionPrack); decodeSDP(t, f) != sipOffer {
+		t.Fatalf("prack's response with %q", decodeSDP(t, f))
+	}
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 5})
+	fc.expectOp(t, "hangup")
+}

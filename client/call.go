@@ -307,6 +307,20 @@ func (k *Call) Prack(ctx context.Context, ext ...protocol.Ext) error {
 	})
 }
 
+// PrackOffer acknowledges the reliable provisional response of an
+// outgoing call that answered our offer, with a new offer (RFC 6337
+// section 3.1, docs/protocol.md §5.6): the answer comes as CallPrack's SDP.
+func (k *Call) PrackOffer(ctx context.Context, sdp string, ext ...protocol.Ext) error {
+	return k.act(ctx, func() error {
+		if k.incoming {
+			return ErrCallState
+		}
+		f := k.frame(protocol.TypeRequest, protocol.ActionPrack, k.startCorr, ext)
+		f.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: sdp})
+		return k.c.send(f)
+	})
+}
+
 // Trickle sends ICE candidates as an SDP fragment (a=mid:, a=candidate:).
 func (k *Call) Trickle(ctx context.Context, candidates string) error {
 	return k.act(ctx, func() error {
@@ -538,6 +552,10 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 	case t == protocol.TypeMessage && a == protocol.ActionShutdown:
 		k.end()
 		ev.CallEvent = CallEnded
+		var sp protocol.ShutdownPayload
+		if protocol.DecodePayload(f.Payload, &sp) == nil {
+			ev.Media = sp.Media
+		}
 		if ev.Reason == "" {
 			ev.Reason = "shutdown"
 			if !k.answered {

@@ -129,7 +129,8 @@ const (
 	CallReOfferAnswered
 	// CallReOfferFailed: our re-offer was rejected (Code); the call goes on.
 	CallReOfferFailed
-	// CallPrack: the peer acknowledged a provisional response.
+	// CallPrack: the peer acknowledged a provisional response (SDP: the
+	// answer to Call.PrackOffer's offer).
 	CallPrack
 	// CallTrickle: ICE candidates (Candidates).
 	CallTrickle
@@ -183,6 +184,10 @@ type Event struct {
 	// the new call ([Client.StartCallReplacing]); on EventIncomingCall,
 	// the id of our call the new one replaces (docs/protocol.md §5.12).
 	Replaces string
+	// Media: on CallEnded by the gateway's shutdown of a call whose
+	// media went through rtpengine, what it counted per leg
+	// (docs/protocol.md §5.8).
+	Media []protocol.MediaStats
 	// Header is the header of the frame behind the event; its Ext holds
 	// the extension headers.
 	Header *protocol.Header

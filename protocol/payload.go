@@ -13,6 +13,35 @@ type CallPayload struct {
 	Duration   int    `json:"duration,omitempty"`
 }
 
+// ShutdownPayload is the payload of the gateway's call shutdown after
+// SIP's end of a call whose media went through rtpengine: what the relay
+// counted on each leg (docs/protocol.md §5.8). An extension that old
+// clients ignore; kept out of CallPayload, which stays comparable.
+type ShutdownPayload struct {
+	Media []MediaStats `json:"media,omitempty"`
+}
+
+// MediaStats is one leg of a call as the media relay saw it over the
+// call's life: the RTP it received from the leg, the packets it could not
+// relay toward it, and the quality of what the leg sent, when known.
+type MediaStats struct {
+	Side    string        `json:"side"` // "web": the browser's leg; "sip": the phone's
+	Packets uint64        `json:"packets"`
+	Bytes   uint64        `json:"bytes"`
+	Errors  uint64        `json:"errors"`
+	Quality *MediaQuality `json:"quality,omitempty"`
+}
+
+// MediaQuality is the relay's verdict on a leg's media, from its
+// receiver's RTCP reports.
+type MediaQuality struct {
+	MOS         float64 `json:"mos"`          // mean opinion score, 1 to 5
+	JitterMS    float64 `json:"jitter_ms"`    // average interarrival jitter
+	LossPercent float64 `json:"loss_percent"` // average packet loss
+	Lost        uint64  `json:"lost"`         // packets lost over the call
+	RTTMS       float64 `json:"rtt_ms"`       // average round-trip time
+}
+
 // PresencePayload is the payload of presence notify and publish.
 type PresencePayload struct {
 	Presentity string `json:"presentity,omitempty"`

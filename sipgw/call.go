@@ -280,7 +280,12 @@ type DigestAuth struct{ Username, Password string }
 
 type prackCmd struct {
 	sdp []byte
-	res chan error
+	res chan prackResult
+}
+
+type prackResult struct {
+	answer []byte
+	err    error
 }
 
 func (g *UserAgent) newCall(dir Direction) *Call {

@@ -327,7 +327,7 @@ func (c *Call) onResponse(r *sip.Response) error {
 		return nil
 	}
 	if c.autoPrack {
-		if err := c.sendPrack(r, rseq, nil); err != nil {
+		if _, err := c.sendPrack(r, rseq, nil); err != nil {
 			c.g.rlog.Info("prack failed", "sipgw: PRACK failed", "call", c.id, "err", err)
 		}
 		return nil
@@ -336,7 +336,8 @@ func (c *Call) onResponse(r *sip.Response) error {
 	defer t.Stop()
 	select {
 	case cmd := <-c.prackCh:
-		cmd.res <- c.sendPrack(r, rseq, cmd.sdp)
+		answer, err := c.sendPrack(r, rseq, cmd.sdp)
+		cmd.res <- prackResult{answer, err}
 	case <-c.inviteCtx.Done():
 	case <-t.C:
 		c.g.rlog.Info("no prack", "sipgw: no PRACK from the web side", "call", c.id)
@@ -348,32 +349,36 @@ func (c *Call) onResponse(r *sip.Response) error {
 }
 
 // Prack acknowledges the reliable provisional of the last EventProgress
-// (RFC 3262), with sdp when the web side answers an offer in it. It
-// returns when the peer answered the PRACK.
-func (c *Call) Prack(ctx context.Context, sdp []byte) error {
+// (RFC 3262). sdp is an offer: the provisional answered the INVITE's
+// offer, and RFC 6337 section 3.1 lets the PRACK open the next exchange,
+// whose answer is in the PRACK's 200, returned. It returns when the peer
+// answered the PRACK.
+func (c *Call) Prack(ctx context.Context, sdp []byte) ([]byte, error) {
 	c.mu.Lock()
 	pending := c.dir == Outgoing && c.state == stateInviting && c.rseq != 0
 	c.mu.Unlock()
 	if !pending {
-		return ErrCallState
+		return nil, ErrCallState
 	}
-	cmd := prackCmd{sdp: sdp, res: make(chan error, 1)}
+	cmd := prackCmd{sdp: sdp, res: make(chan prackResult, 1)}
 	select {
 	case c.prackCh <- cmd:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	case <-c.done:
-		return ErrCallState
+		return nil, ErrCallState
 	}
 	select {
-	case err := <-cmd.res:
-		return err
+	case r := <-cmd.res:
+		return r.answer, r.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
-func (c *Call) sendPrack(r *sip.Response, rseq uint32, sdp []byte) error {
+// sendPrack sends the PRACK of the reliable provisional r and returns the
+// SDP of its 200, the answer to an offer in sdp.
+func (c *Call) sendPrack(r *sip.Response, rseq uint32, sdp []byte) ([]byte, error) {
 	target := *c.uac.InviteRequest.Recipient.Clone()
 	if ct := r.Contact(); ct != nil {
 		target = *ct.Address.Clone()
@@ -386,15 +391,21 @@ func (c *Call) sendPrack(r *sip.Response, rseq uint32, sdp []byte) error {
 	defer cancel()
 	res, err := c.request(ctx, req, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c.mu.Lock()
 	c.pracked = true
 	c.mu.Unlock()
 	if !res.IsSuccess() {
-		return &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+		return nil, &ResponseError{Code: res.StatusCode, Reason: res.Reason}
 	}
-	return nil
+	if len(sdp) == 0 {
+		// No offer, so no answer: what a 200 carries anyway is no
+		// description of the peer's (RFC 6337 section 3.1).
+		return nil, nil
+	}
+	c.noteRemote(res.Body())
+	return res.Body(), nil
 }
 
 // Ack confirms the 2xx of an outgoing call (the web caller's complete).

@@ -123,7 +123,7 @@ func TestOutgoing100relPrack(t *testing.T) {
 	if ev.Code != 183 || !ev.Reliable || ev.RSeq != 1 {
 		t.Fatalf("progress %+v", ev)
 	}
-	if err := c.Prack(ctxT(t), nil); err != nil {
+	if _, err := c.Prack(ctxT(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	answeredAcked(t, c)

@@ -208,6 +208,66 @@ func TestRTPEngineCallLateOffer(t *testing.T) {
 	noMediaLeft(t, w, eng)
 }
 
+// TestRTPEngineCallPrackOffer: a browser calls a plain RTP phone with
+// 100rel; the phone's reliable 183 answers the INVITE's offer, and the
+// browser's PRACK carries a new offer (hold), which reaches the phone as
+// RTP/AVP without ICE or DTLS (the scenario checks); the phone's
+// recvonly answer in the PRACK's 200 comes back to the browser as WebRTC
+// in the prack's response, and again with the 200 to the INVITE, which
+// has no SDP (docs/protocol.md §5.6). Nothing is left in rtpengine.
+func TestRTPEngineCallPrackOffer(t *testing.T) {
+	w, _, eng := startMediaGateway(t)
+	uas := startSipp(t, "uas_rtpengine_prack.xml", "")
+	a := w.connect(t, "open@"+domain, nil)
+	chrome := chromeSDP(t, "chrome_offer.sdp")
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), chrome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := webNext(t, a, client.EventCall)
+	for ev.CallEvent == client.CallRinging {
+		ev = webNext(t, a, client.EventCall)
+	}
+	if ev.CallEvent != client.CallEarlyMedia || ev.Code != 183 {
+		t.Fatalf("call event %v %d, want early media 183", ev.CallEvent, ev.Code)
+	}
+	has(t, "183's answer", ev.SDP, webRTCLines, []string{" RTP/AVP "})
+	if err := out.PrackOffer(ctxT(t), strings.ReplaceAll(chrome, "a=sendrecv", "a=sendonly")); err != nil {
+		t.Fatal(err)
+	}
+	ev = webExpect(t, a, client.CallPrack)
+	has(t, "PRACK's answer", ev.SDP, append([]string{"a=recvonly"}, webRTCLines...), []string{" RTP/AVP "})
+	prackAnswer := ev.SDP
+	if ev = webAnswered(t, a); ev.SDP != prackAnswer {
+		t.Errorf("the 200 without SDP repeats\n%s\nnot the PRACK's answer\n%s", ev.SDP, prackAnswer)
+	}
+	webExpect(t, a, client.CallEstablished)
+	if ids := liveCalls(t, eng); len(ids) != 1 {
+		t.Fatalf("rtpengine calls %v, want one", ids)
+	}
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
+	noMediaLeft(t, w, eng)
+}
+
+// TestRTPEngineCallEndFigures: the phone hangs up a browser's call
+// through a real rtpengine; the browser's shutdown carries the figures of
+// the call's delete, one entry per leg, the browser's first
+// (docs/protocol.md §5.8); nothing is left in rtpengine.
+func TestRTPEngineCallEndFigures(t *testing.T) {
+	w, _, eng := startMediaGateway(t)
+	a, _, uas, _, _ := callPhone(t, w, "uas_farbye.xml")
+	webExpect(t, a, client.CallEstablished)
+	ev := webExpect(t, a, client.CallEnded)
+	if len(ev.Media) != 2 || ev.Media[0].Side != "web" || ev.Media[1].Side != "sip" {
+		t.Fatalf("shutdown's media figures %+v, want the web leg and the sip leg", ev.Media)
+	}
+	uas.expectSuccess(t)
+	noMediaLeft(t, w, eng)
+}
+
 // TestRTPEngineCallWebToSDESPhone: a browser calls a target of
 // media.sdes: the phone gets RTP/SAVP with rtpengine's a=crypto, without
 // ICE or DTLS, in the INVITE and in the browser's hold (which the SIPp

@@ -172,6 +172,14 @@ func startEventsEnv(t *testing.T) *eventsEnv {
 			t.Fatalf("sqlite3 %s: %v\n%s", f, err, out)
 		}
 	}
+	// WAL (kept in the file): the test's reads of the presentity table
+	// no longer lock Kamailio's writes out. In the default rollback mode a
+	// read under way made Kamailio's commit of a PUBLISH fail at once
+	// ("database is locked": its db_sqlite sets no busy timeout), and the
+	// publication was lost (TestPresencePublishedOnlyWhenAsked, in CI).
+	if out, err := exec.Command("sqlite3", db, "PRAGMA journal_mode=WAL;").CombinedOutput(); err != nil || !strings.Contains(string(out), "wal") {
+		t.Fatalf("sqlite3 journal_mode=WAL: %v\n%s", err, out)
+	}
 	kport := freePort(t)
 	kaddr := "127.0.0.1:" + strconv.Itoa(kport)
 

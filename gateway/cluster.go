@@ -812,22 +812,52 @@ func (g *Gateway) sweepMoved() {
 // release asks prev, the owner a session record names, to let go of the
 // session before this node takes the record over (a resume here): prev
 // writes its last state and stops, or refuses a connect (header h) that
-// its live state has outgrown (errStaleResume: the resume fails). An unreachable prev (dead, cut off)
-// is not waited for: its next write fails the compare-and-set, and it
-// lets go then.
-func (g *Gateway) release(prev, id string, h *protocol.Header) error {
+// its live state has outgrown (errStaleResume: the resume fails). An
+// unreachable prev (dead, cut off: no responders, or its lease expired
+// while asked) is not waited for: its next write fails the
+// compare-and-set, and it lets go then.
+//
+// A live prev is waited for until deadline (the resume's budget), not a
+// fixed request timeout: its last write may wait out a JetStream leader
+// election (a drain during a rolling restart), and the record read
+// before that write lands lacks the frames prev took last, which the
+// resume would lose (issue 13, TestRollingRestart). Past deadline the
+// client resumes again (errResumeAgain, 1013) rather than from a record
+// prev may still be writing.
+func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Time) error {
 	// A node whose lease looks stale is asked all the same: a dead one
 	// has no responders, which fails at once.
 	if g.node == nil || prev == "" || prev == g.self() {
 		return nil
 	}
 	req, _ := json.Marshal(sessionReq{Session: id, Owner: g.self(), Resume: h})
-	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
+	ctx, cancel := context.WithDeadline(g.ctx, deadline)
 	defer cancel()
+	gone := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		g.watchLease(ctx, prev, func() { close(gone); cancel() })
+	}()
 	resp, err := g.node.Request(ctx, prev, kindTakeover, req)
+	cancel()
+	<-watched
+	select {
+	case <-gone:
+		if err != nil {
+			err = fmt.Errorf("its lease expired: %w", err)
+		}
+	default:
+		if err != nil && !errors.Is(err, cluster.ErrNoNode) && g.ctx.Err() == nil {
+			// Alive and silent: its last write may still land.
+			g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
+			g.rlog.Warn("takeover unanswered", "previous owner alive and did not release the session in time; the client resumes again", "session_id", id, "node", prev, "err", err)
+			return errResumeAgain
+		}
+	}
 	if err != nil {
 		g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
-		g.log.Warn("previous owner did not release the session", "session_id", id, "node", prev, "err", err)
+		g.rlog.Warn("takeover unanswered", "previous owner did not release the session", "session_id", id, "node", prev, "err", err)
 		return nil
 	}
 	if string(resp) == refusedStale {
@@ -837,6 +867,30 @@ func (g *Gateway) release(prev, id string, h *protocol.Header) error {
 		return errStaleResume
 	}
 	return nil
+}
+
+// leasePoll is how often release looks at the lease of an owner it waits
+// for: the leases are read every LeaseTTL/3.
+const leasePoll = 250 * time.Millisecond
+
+// watchLease calls expired once node's lease is gone, or returns when ctx
+// ends.
+func (g *Gateway) watchLease(ctx context.Context, node string, expired func()) {
+	t := time.NewTicker(leasePoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			// Down reads the leases again before it says so: a node
+			// started a moment ago is not in this node's view yet.
+			if g.node.Down(node) {
+				expired()
+				return
+			}
+		}
+	}
 }
 
 // tookOver completes a takeover of s here: the directory names this node,

@@ -476,11 +476,13 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		// Another node owns it: it writes its last state and lets go
 		// first (cluster.go), unless its live state says this connect
 		// is stale.
-		if g.release(prev, id, &f.Header) != nil {
+		if err := g.release(prev, id, &f.Header, deadline); err != nil {
 			// Refused as stale by a live owner: a connect the client
 			// gave up on, which a new session would not serve either;
-			// should the client be there, it resumes again.
-			return nil, errStaleConnect
+			// should the client be there, it resumes again. Or the owner
+			// is alive and has not let go within the budget: the client
+			// resumes again too.
+			return nil, releaseErr(err)
 		}
 	}
 	s := g.sessionOf(identity, r.Oracle || oracle, r.State)
@@ -507,8 +509,8 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 				// Another resume took it meanwhile (the last one wins,
 				// as on one node): that owner lets go in turn.
 				prev = r.Owner
-				if g.release(prev, id, &f.Header) != nil {
-					return nil, errStaleConnect
+				if err := g.release(prev, id, &f.Header, deadline); err != nil {
+					return nil, releaseErr(err)
 				}
 				continue
 			}
@@ -545,6 +547,15 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		g.tookOver(s)
 	}
 	return s, err
+}
+
+// releaseErr is the connect's error for release's: errResumeAgain as it
+// is, errStaleConnect for a stale resume.
+func releaseErr(err error) error {
+	if errors.Is(err, errResumeAgain) {
+		return err
+	}
+	return errStaleConnect
 }
 
 // completeRestore gives a session restored at start-up what its connect

@@ -12,11 +12,17 @@ import (
 
 // answeredCall dials a fake peer that answers everything with 200 and
 // returns the call, answered and ACKed, and the peer.
-func answeredCall(t *testing.T) (*Call, *fakeProxy) {
+// answeringPeer is a gateway whose outbound proxy is bob, a peer that
+// answers every request 200 (an INVITE with a To-tag, its Contact and
+// SDP); more, when set, adds to each response.
+func answeringPeer(t *testing.T, more func(req *sip.Request, res *sip.Response)) (*UserAgent, *fakeProxy) {
 	t.Helper()
 	var port atomic.Int64 // set once the peer listens, read at its first INVITE
 	bob := newFakePeer(t, func(req *sip.Request) *sip.Response {
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		if more != nil {
+			more(req, res)
+		}
 		if req.Method == sip.INVITE {
 			res.To().Params.Add("tag", "far")
 			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: int(port.Load())}})
@@ -26,7 +32,12 @@ func answeredCall(t *testing.T) (*Call, *fakeProxy) {
 		return res
 	})
 	port.Store(int64(bob.pc.LocalAddr().(*net.UDPAddr).Port))
-	g := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}, nil)
+	return startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}, nil), bob
+}
+
+func answeredCall(t *testing.T) (*Call, *fakeProxy) {
+	t.Helper()
+	g, bob := answeringPeer(t, nil)
 	ctx := context.Background()
 	c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\n")})
 	if err != nil {

@@ -2,9 +2,7 @@ package sipgw
 
 import (
 	"context"
-	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
@@ -52,20 +50,9 @@ func TestWebHeaders(t *testing.T) {
 // and the peer's requests; a value a frame brings that fails the header
 // grammar refuses the request (400) and nothing is sent.
 func TestDialogTransforms(t *testing.T) {
-	var port atomic.Int64
-	bob := newFakePeer(t, func(req *sip.Request) *sip.Response {
-		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	g, bob := answeringPeer(t, func(req *sip.Request, res *sip.Response) {
 		res.AppendHeader(sip.NewHeader("X-Carrier", "acme-"+string(req.Method)))
-		if req.Method == sip.INVITE {
-			res.To().Params.Add("tag", "far")
-			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: int(port.Load())}})
-			res.SetBody([]byte("v=0\r\n"))
-			res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-		}
-		return res
 	})
-	port.Store(int64(bob.pc.LocalAddr().(*net.UDPAddr).Port))
-	g := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}, nil)
 	r := mustRouting(t, `
 headers:
   - {header: X-Plan, value: gold, methods: [re-INVITE]}
@@ -140,19 +127,7 @@ to_web:
 // TestDialogTransformsBye: the BYE carries its rules, {ext:NAME} from the
 // frame's extension headers.
 func TestDialogTransformsBye(t *testing.T) {
-	var port atomic.Int64
-	bob := newFakePeer(t, func(req *sip.Request) *sip.Response {
-		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		if req.Method == sip.INVITE {
-			res.To().Params.Add("tag", "far")
-			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: int(port.Load())}})
-			res.SetBody([]byte("v=0\r\n"))
-			res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-		}
-		return res
-	})
-	port.Store(int64(bob.pc.LocalAddr().(*net.UDPAddr).Port))
-	g := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}, nil)
+	g, bob := answeringPeer(t, nil)
 	x := mustRouting(t, `headers: [{header: X-Reason, value: "{ext:x-why}", methods: [BYE]}, {header: X-Leg, value: "{application}", methods: [INVITE, BYE], on: requests}]`).
 		Bind(routing.Request{Application: "web", Identity: "alice@example.com", Target: "bob"})
 	ctx := context.Background()

@@ -16,28 +16,16 @@ const SIGNIN_KEY = 'softphone.signin';
 const PRESENCE_KEY = 'softphone.presence';
 
 /**
- * The gateway's settings for this page (/config.json): the STUN/TURN
- * servers (web.ice_servers) and whether it runs in open identity mode.
- * A gateway without it (an older one) means no ICE servers.
+ * The gateway's settings for this page (/config.json): its Web Push key
+ * and whether it runs in open identity mode. The ICE servers are not
+ * taken from here: the SDK uses those of the session's connect response
+ * (docs/protocol.md §4.10), whose TURN credential it renews before it
+ * expires, where a credential fetched with the page would run out on a
+ * long session.
  */
 const pageConfig = fetch('config.json')
   .then((r) => (r.ok ? r.json() : {}))
   .catch(() => ({}));
-
-/**
- * The page's settings for a sign-in: with web.turn set, jsonrtcd adds a
- * TURN server with a credential of the page's own when the request
- * authenticates for the application (the token, else the guest cookie;
- * anyone in open mode). Null when the fetch fails: the settings loaded
- * with the page then serve.
- */
-function configFor(creds) {
-  const app = wsUrl().split('/').pop();
-  const headers = creds.mode === 'token' ? { Authorization: `Bearer ${creds.token}` } : {};
-  return fetch(`config.json?app=${encodeURIComponent(app)}`, { headers, credentials: 'same-origin' })
-    .then((r) => (r.ok ? r.json() : null))
-    .catch(() => null);
-}
 
 function wsUrl() {
   const path = params.get('ws') || '/ws/demo';
@@ -105,7 +93,7 @@ async function signIn(creds) {
   sessionStorage.setItem(SIGNIN_KEY, JSON.stringify(creds));
   restorePresenceChoice();
   const ping = Number(params.get('ping')) || undefined;
-  const conf = (await configFor(creds)) ?? (await pageConfig);
+  const conf = await pageConfig;
   const session = new Session({
     url: wsUrl(),
     identity: creds.mode === 'name' ? creds.name : undefined,
@@ -113,7 +101,6 @@ async function signIn(creds) {
     keepalive: { interval: ping, busyInterval: ping, period: Number(params.get('pingPeriod')) || undefined },
     reconnect: { timeout: Number(params.get('reconnectTimeout')) || undefined },
     rtc: {
-      iceServers: Array.isArray(conf.iceServers) ? conf.iceServers : [],
       getUserMedia,
       // ?relay=1: media through the TURN relays only (a test of them).
       iceTransportPolicy: params.get('relay') ? 'relay' : 'all',

@@ -98,6 +98,16 @@ test('two pages call through coturn with relay-only ICE, on TURN credentials fro
     const fromConnect = await alice.evaluate(() => window.softphone.session.gatewayIceServers?.find((s) => s.urls[0].startsWith('turn:')));
     assert.ok(fromConnect?.username?.includes(':') && fromConnect.credential, `connect response's TURN server: ${JSON.stringify(fromConnect)}`);
     assert.equal(await tryRelay(alice, fromConnect), 'relay');
+    // The page gives the SDK no servers of its own, so the relay-only
+    // call above ran on the connect response's credential, and a renewal
+    // (the SDK's own at 80 % of the ttl) is what the next call uses.
+    const servers = await alice.evaluate(async () => {
+      const s = window.softphone.session;
+      const before = JSON.stringify(s.rtc.iceServers) === JSON.stringify(s.gatewayIceServers);
+      await s.renewIceServers();
+      return { before, after: s.rtc.iceServers === s.gatewayIceServers };
+    });
+    assert.deepEqual(servers, { before: true, after: true });
   } catch (err) {
     console.log('--- alice console\n' + (alice?.consoleLines ?? []).slice(-40).join('\n'));
     console.log('--- jsonrtcd\n' + gw.logs.slice(-40).join('\n'));

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,6 +258,31 @@ func (c *Client) Delete(ctx context.Context, r *Request) (*Response, error) {
 // Query reports on a call; an unknown call-id is an *Error.
 func (c *Client) Query(ctx context.Context, r *Request) (*Response, error) {
 	return c.sdpCommand(ctx, "query", r)
+}
+
+// Uptime returns how long rtpengine has run (the ng statistics
+// command's totalstatistics.uptime, in whole seconds): a Pool reads a
+// restart from it, which ping cannot show.
+func (c *Client) Uptime(ctx context.Context) (time.Duration, error) {
+	r, err := c.do(ctx, "statistics", map[string]any{})
+	if err != nil {
+		return 0, err
+	}
+	st, _ := r["statistics"].(map[string]any)
+	tot, _ := st["totalstatistics"].(map[string]any)
+	var secs int64
+	switch v := tot["uptime"].(type) {
+	case string: // rtpengine 10.5 writes it as a string
+		secs, err = strconv.ParseInt(v, 10, 64)
+	case int64:
+		secs = v
+	default:
+		err = errors.New("no uptime")
+	}
+	if err != nil || secs < 0 {
+		return 0, fmt.Errorf("rtpengine: statistics without a usable totalstatistics.uptime (%v)", tot["uptime"])
+	}
+	return time.Duration(secs) * time.Second, nil
 }
 
 // List returns the call-ids rtpengine knows (at most limit of them).

@@ -78,6 +78,9 @@ type member struct {
 	// the deletes it owed beyond maxOrphans.
 	lost, abandoned atomic.Uint64
 	fails           int // pings failed in a row: watch's own
+	// started is when the instance's process started, as its uptime
+	// last said (watch's own; zero until read).
+	started time.Time
 
 	mu       sync.Mutex // guards sessions and orphans, never held across a command
 	sessions map[*Session]struct{}
@@ -161,6 +164,7 @@ func (p *Pool) watch(ctx context.Context, m *member, pinged func()) {
 			}
 		} else {
 			m.fails = 0
+			p.checkRestart(ctx, m)
 			p.settle(ctx, m)
 		}
 		select {
@@ -191,23 +195,95 @@ func (p *Pool) mark(m *member, err error) {
 // when it answers again (a partition, not a crash, leaves the call
 // there). Logged once per loss of the instance, not per call.
 func (p *Pool) lose(m *member, err error) {
-	// Marked under m.mu, so that a Delete racing with the loss either
-	// took its session out first or finds it lost (Session.Delete).
+	n := m.drop(nil)
+	if m.fails == p.opt.LostAfter || n > 0 {
+		p.opt.Logger.Warn("rtpengine instance lost: its calls end", "addr", m.addr, "calls", n, "failed_pings", m.fails, "err", err)
+	}
+}
+
+// drop marks the sessions of m that gone names (all of them when gone is
+// nil) lost, counts them and runs their OnLost functions; it returns how
+// many it dropped. Marked under m.mu, so that a Delete racing with the
+// loss either took its session out first or finds it lost
+// (Session.Delete).
+func (m *member) drop(gone []*Session) int {
 	m.mu.Lock()
-	fs := make([]func(), 0, len(m.sessions))
-	for s := range m.sessions {
-		fs = append(fs, s.lose())
+	var fs []func()
+	if gone == nil {
+		for s := range m.sessions {
+			fs = append(fs, s.lose())
+		}
+		clear(m.sessions)
 	}
-	clear(m.sessions)
+	for _, s := range gone {
+		if _, ok := m.sessions[s]; ok {
+			delete(m.sessions, s)
+			fs = append(fs, s.lose())
+		}
+	}
 	m.mu.Unlock()
-	if m.fails == p.opt.LostAfter || len(fs) > 0 {
-		p.opt.Logger.Warn("rtpengine instance lost: its calls end", "addr", m.addr, "calls", len(fs), "failed_pings", m.fails, "err", err)
-	}
 	m.lost.Add(uint64(len(fs)))
 	for _, f := range fs {
 		if f != nil {
 			f()
 		}
+	}
+	return len(fs)
+}
+
+// uptimer is a Controller that reports how long its rtpengine has run
+// (Client.Uptime); a pool's restart check needs it.
+type uptimer interface {
+	Uptime(ctx context.Context) (time.Duration, error)
+}
+
+// restartSlack absorbs the uptime's whole seconds and the time a
+// statistics request takes: a start that moves later by more than this
+// is a new process.
+const restartSlack = 1500 * time.Millisecond
+
+// checkRestart finds the calls an instance lost by restarting between
+// two pings (a crash under a supervisor, an upgrade): ping cannot show
+// it, and rtpengine keeps calls in memory only (unless it restores them
+// from Redis). When the instance's start time has moved, each of its
+// calls is queried, and those it no longer knows are lost as if the
+// instance had died (OnLost, "media relay lost"); those it restored go
+// on. A failed statistics request is no health signal: ping is.
+func (p *Pool) checkRestart(ctx context.Context, m *member) {
+	u, ok := m.ctl.(uptimer)
+	if !ok {
+		return
+	}
+	up, err := u.Uptime(ctx)
+	if err != nil {
+		return
+	}
+	start := time.Now().Add(-up)
+	prev := m.started
+	if prev.IsZero() || start.After(prev.Add(restartSlack)) {
+		m.started = start
+	}
+	if prev.IsZero() || !start.After(prev.Add(restartSlack)) {
+		return
+	}
+	m.mu.Lock()
+	ss := make([]*Session, 0, len(m.sessions))
+	for s := range m.sessions {
+		ss = append(ss, s)
+	}
+	m.mu.Unlock()
+	var gone []*Session
+	for _, s := range ss {
+		q := s.keysRequest()
+		_, err := m.ctl.Query(ctx, &Request{CallID: q.CallID})
+		var re *Error
+		if errors.As(err, &re) {
+			gone = append(gone, s)
+		}
+	}
+	p.opt.Logger.Warn("rtpengine instance restarted: the calls it forgot end", "addr", m.addr, "calls", len(ss), "forgotten", len(gone))
+	if len(gone) > 0 {
+		m.drop(gone)
 	}
 }
 

@@ -392,3 +392,88 @@ func TestPoolLateOfferDeleted(t *testing.T) {
 		return false
 	})
 }
+
+// An instance that restarts between two pings answers them all, yet has
+// forgotten its calls: its uptime shows the restart, and the calls it no
+// longer knows end while those it restored (from Redis) go on.
+func TestPoolRestartLosesForgottenCalls(t *testing.T) {
+	var born atomic.Int64 // the fake process's start, unix nanoseconds
+	born.Store(time.Now().Add(-time.Hour).UnixNano())
+	var restarted atomic.Bool
+	f := newFakeNG(t, func(f *fakeNG, c string, req map[string]any, n int) map[string]any {
+		switch req["command"] {
+		case "statistics":
+			up := time.Since(time.Unix(0, born.Load())) / time.Second
+			return map[string]any{"result": "ok", "statistics": map[string]any{
+				"totalstatistics": map[string]any{"uptime": fmt.Sprint(int64(up))}}}
+		case "query":
+			if restarted.Load() && req["call-id"] == "forgotten" {
+				return map[string]any{"result": "error", "error-reason": "Unknown call-id"}
+			}
+		}
+		return ok(f, c, req, n)
+	})
+	p := NewPool([]Instance{{Addr: "a", Ctl: dialFake(t, f, fastRetry)}}, &PoolOptions{Interval: 10 * time.Millisecond})
+	p.Start()
+	defer p.Close()
+	a, _ := NewPoolAdapter(p, PolicyAlways)
+	lost := make(chan string, 2)
+	calls := map[string]*Session{}
+	for _, id := range []string{"forgotten", "restored"} {
+		s, _, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: id, FromTag: "f"}, webrtcSDP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.OnLost(func() { lost <- id })
+		calls[id] = s
+	}
+	seen := func(cmd string) int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		k := 0
+		for _, r := range f.reqs {
+			if r["command"] == cmd {
+				k++
+			}
+		}
+		return k
+	}
+	// Pings go on with the uptime growing: nothing is lost.
+	timeout := time.After(10 * time.Second)
+	for base := seen("statistics"); seen("statistics") < base+5; {
+		select {
+		case <-f.got:
+		case <-timeout:
+			t.Fatal("no five statistics requests within 10s")
+		}
+	}
+	if q := seen("query"); q != 0 {
+		t.Fatalf("%d queries before any restart", q)
+	}
+	born.Store(time.Now().UnixNano())
+	restarted.Store(true)
+	select {
+	case id := <-lost:
+		if id != "forgotten" {
+			t.Fatalf("lost %q, want the forgotten call", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the forgotten call not lost within 10s of the restart")
+	}
+	// Both calls were queried before the loss ran: the restored one is
+	// still the pool's.
+	if _, err := calls["restored"].Answer(t.Context(), "t", "answer"); err != nil {
+		t.Fatalf("the restored call: %v", err)
+	}
+	if _, err := calls["forgotten"].Answer(t.Context(), "t", "answer"); !errors.Is(err, ErrLost) {
+		t.Fatalf("the forgotten call: %v, want ErrLost", err)
+	}
+	if st := p.Instances()[0]; st.Lost != 1 || st.Calls != 2 {
+		t.Fatalf("instance %+v, want 1 lost and 2 calls until deleted", st)
+	}
+	select {
+	case id := <-lost:
+		t.Fatalf("%q lost too", id)
+	default:
+	}
+}

@@ -156,12 +156,12 @@ func TestRTPEngineCallUnreachable(t *testing.T) {
 	}
 }
 
-// TestRTPEngineCallGatewayShutdown: the gateway shut down in the middle
-// of an anchored call hangs it up and deletes its media before it closes
-// its rtpengine client: rtpengine holds nothing after Shutdown returns.
-func TestRTPEngineCallGatewayShutdown(t *testing.T) {
-	w, _, eng := startMediaGateway(t)
-	uas := startSipp(t, "uas_answer.xml", "")
+// webCallAnchored has a new web client call a SIPp phone playing scenario
+// through w, and returns them once the call is up and eng, rtpengine,
+// holds it (its only call).
+func webCallAnchored(t *testing.T, w *webGW, eng *rtpengine.Client, scenario string) (*client.Client, *Sipp) {
+	t.Helper()
+	uas := startSipp(t, scenario, "")
 	a := w.connect(t, "open@"+domain, nil)
 	if _, err := a.StartCall(ctxT(t), uasTarget(uas), chromeSDP(t, "chrome_offer.sdp")); err != nil {
 		t.Fatal(err)
@@ -171,6 +171,15 @@ func TestRTPEngineCallGatewayShutdown(t *testing.T) {
 	if ids := liveCalls(t, eng); len(ids) != 1 {
 		t.Fatalf("rtpengine calls %v, want one", ids)
 	}
+	return a, uas
+}
+
+// TestRTPEngineCallGatewayShutdown: the gateway shut down in the middle
+// of an anchored call hangs it up and deletes its media before it closes
+// its rtpengine client: rtpengine holds nothing after Shutdown returns.
+func TestRTPEngineCallGatewayShutdown(t *testing.T) {
+	w, _, eng := startMediaGateway(t)
+	_, uas := webCallAnchored(t, w, eng, "uas_answer.xml")
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	if err := w.g.Shutdown(ctx); err != nil {

@@ -3,11 +3,13 @@ package interop
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/gateway"
+	"github.com/jsonrtc/jsonrtc/internal/testenv"
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 )
 
@@ -127,5 +129,54 @@ func TestRTPEnginePool(t *testing.T) {
 	}
 	if got := w.metric(t, `jsonrtc_rtpengine_calls{instance="`+on1+`"}`); got != "0" {
 		t.Errorf("survivor calls after the hang-ups = %s", got)
+	}
+}
+
+// TestRTPEngineRestart: the rtpengine holding a call restarts (SIGKILL,
+// then started again on the same ports, as a supervisor would) faster
+// than media.lost_after failed pings: pings alone cannot show it, yet
+// the call's media is gone. Its uptime shows the restart; the call,
+// which the new process does not know, ends on both sides with "media
+// relay lost" (the SIPp phone checks the BYE's Reason).
+func TestRTPEngineRestart(t *testing.T) {
+	const ports = 40
+	ng, media := testenv.Port(t), testenv.Ports(t, ports)
+	eng, p := startRTPEngineOn(t, ng, media, ports)
+	addr := "127.0.0.1:" + strconv.Itoa(ng)
+	k := startKamailio(t)
+	w := startWebGateway(t, k, func(c *gateway.Config) {
+		c.Media = rtpengine.Config{RTPEngine: []string{addr}, Policy: rtpengine.PolicyAuto,
+			Timeout: time.Second, Retransmit: 200 * time.Millisecond, PingInterval: 100 * time.Millisecond,
+			LostAfter: 1000}
+	})
+	a, uas := webCallAnchored(t, w, eng, "uas_answer_lost.xml")
+	// The pool reads uptime in whole seconds: a restart shows once the
+	// first process has run past the pool's slack.
+	for {
+		up, err := eng.Uptime(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if up >= 3*time.Second {
+			break
+		}
+		<-time.After(200 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	restarted := time.Now()
+	eng2, _ := startRTPEngineOn(t, ng, media, ports)
+	if ev := webExpect(t, a, client.CallEnded); ev.Reason != "media relay lost" {
+		t.Fatalf("the call ended with %q", ev.Reason)
+	}
+	t.Logf("the call ended %v after the restart began", time.Since(restarted).Round(time.Millisecond))
+	uas.expectSuccess(t)
+	if got := w.metric(t, `jsonrtc_rtpengine_calls_lost_total{instance="`+addr+`"}`); got != "1" {
+		t.Errorf("calls lost = %s, want 1", got)
+	}
+	if ids := liveCalls(t, eng2); len(ids) != 0 {
+		t.Errorf("the restarted rtpengine holds %v", ids)
 	}
 }

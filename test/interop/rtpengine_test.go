@@ -41,9 +41,18 @@ func startRTPEnginePorts(t testing.TB, n int) (*rtpengine.Client, string) {
 // for a test that kills it.
 func startRTPEngineProc(t testing.TB, n int) (*rtpengine.Client, string, *proc) {
 	t.Helper()
-	bin := testenv.Tool(t, "rtpengine", install("rtpengine"))
 	ng := testenv.Port(t)
 	media := testenv.Ports(t, n)
+	c, p := startRTPEngineOn(t, ng, media, n)
+	return c, "127.0.0.1:" + strconv.Itoa(ng), p
+}
+
+// startRTPEngineOn starts rtpengine on the ng port and the n media ports
+// from media (reserved by the caller: a restart reuses them), and returns
+// a client that has seen it answer a ping.
+func startRTPEngineOn(t testing.TB, ng, media, n int) (*rtpengine.Client, *proc) {
+	t.Helper()
+	bin := testenv.Tool(t, "rtpengine", install("rtpengine"))
 	p := start(t, "rtpengine", t.TempDir(), bin,
 		// Not Debian's /etc/rtpengine/rtpengine.conf, whose fixed CLI
 		// and HTTP ports two rtpengines at once would share.
@@ -55,8 +64,7 @@ func startRTPEngineProc(t testing.TB, n int) (*rtpengine.Client, string, *proc) 
 	)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	addr := "127.0.0.1:" + strconv.Itoa(ng)
-	c, err := rtpengine.Dial(ctx, addr, &rtpengine.Options{Retransmit: 100 * time.Millisecond, Timeout: 10 * time.Second})
+	c, err := rtpengine.Dial(ctx, "127.0.0.1:"+strconv.Itoa(ng), &rtpengine.Options{Retransmit: 100 * time.Millisecond, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +74,7 @@ func startRTPEngineProc(t testing.TB, n int) (*rtpengine.Client, string, *proc) 
 	if err := c.Ping(ctx); err != nil {
 		t.Fatalf("rtpengine does not answer ping: %v", err)
 	}
-	return c, addr, p
+	return c, p
 }
 
 // phoneAnswer is what a plain SIP phone answers to rtpengine's RTP/AVP

@@ -60,15 +60,8 @@ func (fl *farLeg) dialMedia(o *sipgw.DialOptions) bool {
 	}
 	ctx, cancel := opCtx()
 	keys := rtpengine.Keys{CallID: o.CallID, FromTag: o.FromTag}
-	var s *rtpengine.Session
-	var sdp string
-	var err error
-	if fl.h.far.sdes.Match(o.Target, o.Route.Trunk) {
-		// The target's phones require SDES-SRTP (media.sdes).
-		s, sdp, err = m.OfferSDES(ctx, keys, string(o.SDP))
-	} else {
-		s, sdp, err = m.Offer(ctx, rtpengine.WebToSIP, keys, string(o.SDP))
-	}
+	// The target's route may anchor or not, want SDES-SRTP, change codecs.
+	s, sdp, err := m.OfferRoute(ctx, rtpengine.WebToSIP, keys, string(o.SDP), fl.h.far.mediaRoute(o.Target, o.Route.Trunk))
 	cancel()
 	fl.c.mu.Lock()
 	fl.media = s
@@ -120,7 +113,9 @@ func (fl *farLeg) ringMedia(offer string) (string, bool) {
 	}
 	k := fl.sc.Keys()
 	ctx, cancel := opCtx()
-	s, out, err := m.Offer(ctx, rtpengine.SIPToWeb, rtpengine.Keys{CallID: k.CallID, FromTag: k.RemoteTag, ViaBranch: k.ViaBranch}, offer)
+	// The caller's route: its host, as media.routes names SIP peers.
+	s, out, err := m.OfferRoute(ctx, rtpengine.SIPToWeb, rtpengine.Keys{CallID: k.CallID, FromTag: k.RemoteTag, ViaBranch: k.ViaBranch}, offer,
+		fl.h.far.mediaRoute(fl.sc.Remote(), ""))
 	cancel()
 	fl.c.mu.Lock()
 	fl.media = s

@@ -713,27 +713,49 @@ func TestMediaLost(t *testing.T) {
 	}
 }
 
-// TestMediaSDESTarget: a browser's call to a target of media.sdes is
-// offered to rtpengine for an SDES-SRTP phone (RTP/SAVP, crypto not
-// turned off); a call to another target stays RTP/AVP.
-func TestMediaSDESTarget(t *testing.T) {
+// TestMediaRoute: a browser's call goes to rtpengine as its target's
+// media route says (rtpengine.Config.RouteFor): SDES-SRTP for a target of
+// media.sdes (RTP/SAVP, crypto not turned off), RTP/AVP for another, a
+// route's codecs on the offer toward SIP, and no rtpengine at all under
+// a route's policy never.
+func TestMediaRoute(t *testing.T) {
+	yes := true
+	cfg := rtpengine.Config{
+		SDES:   rtpengine.Targets{"sip.example"},
+		Codecs: rtpengine.Codecs{Strip: []string{"G722"}},
+		Routes: []rtpengine.RouteConfig{
+			{Targets: rtpengine.Targets{"trunk.example"}, SDES: &yes, Codecs: &rtpengine.Codecs{Transcode: []string{"PCMA"}}},
+			{Targets: rtpengine.Targets{"webrtc.example"}, Policy: rtpengine.PolicyNever},
+		},
+	}
 	for _, tc := range []struct {
-		sdes  rtpengine.Targets
-		proto string
+		target string
+		proto  string // of the offer to rtpengine; "" for none
+		codecs rtpengine.Codecs
 	}{
-		{rtpengine.Targets{"sip.example"}, "RTP/SAVP"},
-		{rtpengine.Targets{"other.example"}, "RTP/AVP"},
+		{"bob@sip.example", "RTP/SAVP", rtpengine.Codecs{Strip: []string{"G722"}}},
+		{"sip:bob@other.example", "RTP/AVP", rtpengine.Codecs{Strip: []string{"G722"}}},
+		{"sip:bob@trunk.example", "RTP/SAVP", rtpengine.Codecs{Transcode: []string{"PCMA"}}},
+		{"sip:bob@webrtc.example", "", rtpengine.Codecs{}},
 	} {
 		e, eng := newMediaEnv(t, time.Minute)
-		e.h.far.sdes = tc.sdes
-		a, fc := e.outgoing(t)
-		off := eng.expect(t, "offer")
-		if off.TransportProtocol != tc.proto || (len(off.SDES) == 0) != (tc.proto == "RTP/SAVP") {
-			t.Errorf("sdes %v: offer to rtpengine %s SDES %v, want %s", tc.sdes, off.TransportProtocol, off.SDES, tc.proto)
+		e.h.far.route = cfg.RouteFor
+		a, fc := e.outgoingTo(t, tc.target)
+		if tc.proto == "" {
+			if got := string(fc.dial.SDP); got != webOffer {
+				t.Errorf("%s: the INVITE's SDP is not the browser's: %q", tc.target, got)
+			}
+		} else {
+			off := eng.expect(t, "offer")
+			if off.TransportProtocol != tc.proto || (len(off.SDES) == 0) != (tc.proto == "RTP/SAVP") || !reflect.DeepEqual(off.Codec, tc.codecs) {
+				t.Errorf("%s: offer to rtpengine %s SDES %v codecs %+v, want %s %+v", tc.target, off.TransportProtocol, off.SDES, off.Codec, tc.proto, tc.codecs)
+			}
 		}
 		e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 2, corr: "c1"})
 		fc.expectOp(t, "hangup")
-		eng.expect(t, "delete")
+		if tc.proto != "" {
+			eng.expect(t, "delete")
+		}
 		eng.idle(t, e)
 	}
 }

@@ -104,13 +104,23 @@ type SIPOptions struct {
 	// Media anchors the calls' media in rtpengine (media.go); nil: SDP
 	// passes unchanged.
 	Media *rtpengine.Adapter
-	// SDES names the targets whose media is SDES-SRTP (media.sdes): a
-	// browser's call to one is offered as RTP/SAVP with crypto.
-	SDES rtpengine.Targets
+	// MediaRoute returns the media treatment of a call whose SIP peer
+	// is target, reached by trunk (media.routes, media.sdes,
+	// media.codecs: rtpengine.Config.RouteFor); nil: the Adapter's
+	// policy, no SDES, no codec changes.
+	MediaRoute func(target, trunk string) rtpengine.Route
 	// Templates returns the declared actions in force (a reload swaps
 	// them): an INFO of a declared Info Package reaches the web side as
 	// a request of its action (template.go). Nil: none.
 	Templates func() *templates.Set
+}
+
+// mediaRoute is the media treatment of a call whose SIP peer is target.
+func (s *sipSide) mediaRoute(target, trunk string) rtpengine.Route {
+	if s.route == nil {
+		return rtpengine.Route{}
+	}
+	return s.route(target, trunk)
 }
 
 type sipSide struct {
@@ -118,7 +128,7 @@ type sipSide struct {
 	domains map[string]bool
 	headers map[string]bool
 	media   *rtpengine.Adapter
-	sdes    rtpengine.Targets
+	route   func(target, trunk string) rtpengine.Route
 	tmpl    func() *templates.Set
 	wg      sync.WaitGroup // every far leg's goroutines
 }
@@ -167,7 +177,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 }
 
 func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {
-	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, sdes: o.SDES, tmpl: o.Templates}
+	s := &sipSide{dial: dial, domains: map[string]bool{}, headers: map[string]bool{}, media: o.Media, route: o.MediaRoute, tmpl: o.Templates}
 	for _, d := range o.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}

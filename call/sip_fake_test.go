@@ -609,9 +609,15 @@ func (e *env) send(ep *fakeEP, w wf) { e.h.HandleFrame(ep, w.frame()) }
 // sides, with the INVITE sent.
 func (e *env) outgoing(t *testing.T) (*fakeEP, *fakeCall) {
 	t.Helper()
+	return e.outgoingTo(t, "bob@sip.example")
+}
+
+// outgoingTo is outgoing to target.
+func (e *env) outgoingTo(t *testing.T, target string) (*fakeEP, *fakeCall) {
+	t.Helper()
 	a := e.ep("alice@web.example")
 	f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
-	f.Header.Target = "bob@sip.example"
+	f.Header.Target = target
 	e.h.HandleFrame(a, f)
 	return a, e.dialled(t)
 }

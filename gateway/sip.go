@@ -76,7 +76,7 @@ func (g *Gateway) sipCalls() error {
 	for k, v := range c.IdentityDomains {
 		domains = append(domains, k, v)
 	}
-	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media, SDES: g.cfg.Media.SDES, Templates: g.tmpl.Load})
+	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media, MediaRoute: g.cfg.Media.RouteFor, Templates: g.tmpl.Load})
 	g.sip.SetInfoPackages(func() []string { return g.tmpl.Load().InfoPackages() })
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
 		if f := g.onIncomingSIPCall.Load(); f != nil {

@@ -112,6 +112,8 @@ type Session struct {
 	// sdes: the SIP side speaks SDES-SRTP (RTP/SAVP with a=crypto), and
 	// offers toward it say so.
 	sdes bool
+	// codecs change the offers toward SIP (media.codecs, a route's).
+	codecs Codecs
 	// m is the instance that holds the call (nil until its first offer
 	// was answered): every later command goes there.
 	m       *member
@@ -126,9 +128,13 @@ type Session struct {
 // Anchored reports whether the session's media goes through rtpengine.
 func (s *Session) Anchored() bool { return s.anchored }
 
-// anchor applies the policy to an offer coming from dir.
-func (a *Adapter) anchor(dir Direction, offer string) bool {
-	switch a.policy {
+// anchor applies policy ("" for the Adapter's) to an offer coming from
+// dir.
+func (a *Adapter) anchor(policy Policy, dir Direction, offer string) bool {
+	if policy == "" {
+		policy = a.policy
+	}
+	switch policy {
 	case PolicyAlways:
 		return true
 	case PolicyNever:
@@ -153,7 +159,15 @@ func webRTC(sdp string) bool {
 // session's later offers toward SIP SDES-SRTP too (a phone that called
 // with SRTP and is put on hold by the browser wants SRTP still).
 func (a *Adapter) Offer(ctx context.Context, dir Direction, keys Keys, sdp string) (*Session, string, error) {
-	return a.offer(ctx, dir, keys, sdp, dir == SIPToWeb && sdesOffer(sdp))
+	return a.OfferRoute(ctx, dir, keys, sdp, Route{})
+}
+
+// OfferRoute is Offer under a call's media route (Config.RouteFor): its
+// policy instead of the Adapter's when set, SDES-SRTP toward the SIP side
+// when r.SDES (OfferSDES), and r.Codecs on every offer toward SIP.
+func (a *Adapter) OfferRoute(ctx context.Context, dir Direction, keys Keys, sdp string, r Route) (*Session, string, error) {
+	sdes := r.SDES && dir == WebToSIP || dir == SIPToWeb && sdesOffer(sdp)
+	return a.offer(ctx, dir, keys, sdp, r.Policy, sdes, r.Codecs)
 }
 
 // OfferSDES is Offer for a browser's first offer toward a SIP target that
@@ -161,7 +175,7 @@ func (a *Adapter) Offer(ctx context.Context, dir Direction, keys Keys, sdp strin
 // rtpengine's a=crypto suites instead of RTP/AVP, and so does every later
 // offer toward it. The policy still decides whether the call is anchored.
 func (a *Adapter) OfferSDES(ctx context.Context, keys Keys, sdp string) (*Session, string, error) {
-	return a.offer(ctx, WebToSIP, keys, sdp, true)
+	return a.OfferRoute(ctx, WebToSIP, keys, sdp, Route{SDES: true})
 }
 
 // sdesOffer reports whether an SDP offers SDES-SRTP: an RTP/SAVP (or
@@ -171,8 +185,8 @@ func sdesOffer(sdp string) bool {
 		(strings.Contains(sdp, " RTP/SAVP ") || strings.Contains(sdp, " RTP/SAVPF "))
 }
 
-func (a *Adapter) offer(ctx context.Context, dir Direction, keys Keys, sdp string, sdes bool) (*Session, string, error) {
-	s := &Session{a: a, dir: dir, keys: keys, anchored: a.anchor(dir, sdp), sdes: sdes}
+func (a *Adapter) offer(ctx context.Context, dir Direction, keys Keys, sdp string, policy Policy, sdes bool, codecs Codecs) (*Session, string, error) {
+	s := &Session{a: a, dir: dir, keys: keys, anchored: a.anchor(policy, dir, sdp), sdes: sdes, codecs: codecs}
 	if !s.anchored {
 		return s, sdp, nil
 	}
@@ -398,6 +412,9 @@ func (s *Session) flags(dir Direction, answer bool) Request {
 		r = toSIP
 		if s.sdes {
 			r.TransportProtocol, r.SDES = "RTP/SAVP", nil
+		}
+		if !answer {
+			r.Codec = s.codecs
 		}
 	}
 	if answer {

@@ -16,6 +16,7 @@ type Request struct {
 	DTLS              string   // "DTLS": "off", "passive", "active"
 	TransportProtocol string   // "transport-protocol", e.g. "RTP/AVP", "UDP/TLS/RTP/SAVPF"
 	SDES              []string // "SDES", e.g. "off", "no-AES_CM_128_HMAC_SHA1_32"
+	Codec             Codecs   // "codec": strip, offer, transcode, mask
 
 	// DeleteNow sends "delete-delay: 0": delete frees the call at once
 	// instead of after rtpengine's delete-delay (30s by default), meant
@@ -46,6 +47,9 @@ func (r *Request) dict() map[string]any {
 	setList("replace", r.Replace)
 	setList("rtcp-mux", r.RTCPMux)
 	setList("SDES", r.SDES)
+	if !r.Codec.empty() {
+		d["codec"] = r.Codec.dict()
+	}
 	if r.DeleteNow {
 		d["delete-delay"] = int64(0)
 	}

@@ -293,3 +293,38 @@ func tags(t *testing.T, c *rtpengine.Client, callID string) string {
 	slices.Sort(ts)
 	return strings.Join(ts, " ")
 }
+
+// TestRTPEngineCodecs: a route's codecs (media.codecs, media.routes) reach
+// a real rtpengine on the offer toward the phone: stripped codecs are
+// gone from it, a masked one too, a transcoded one is added, and the
+// browser's answer still lists what the browser offered.
+func TestRTPEngineCodecs(t *testing.T) {
+	c := startRTPEngine(t)
+	a, err := rtpengine.NewAdapter(c, rtpengine.PolicyAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	keys := rtpengine.Keys{CallID: t.Name() + "@test", FromTag: "ft"}
+	route := rtpengine.Route{Codecs: rtpengine.Codecs{Strip: []string{"opus", "red", "G722"}, Mask: []string{"PCMA"}, Transcode: []string{"GSM"}}}
+	s, out, err := a.OfferRoute(ctx, rtpengine.WebToSIP, keys, chromeSDP(t, "chrome_offer.sdp"), route)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audio := out[:strings.Index(out, "m=video")]
+	has(t, "offer to the phone", audio, []string{"PCMU/8000", "GSM/8000", "telephone-event/8000"}, []string{"opus/", "red/", "G722/", "PCMA/"})
+	back, err := s.Answer(ctx, "tt", "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
+		"m=audio 40000 RTP/AVP 3\r\na=rtpmap:3 GSM/8000\r\na=sendrecv\r\nm=video 0 RTP/AVP 96\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The phone chose GSM, which the browser never offered: rtpengine
+	// transcodes, and answers the browser with one of its own codecs.
+	if strings.Contains(back, "GSM/") || !strings.Contains(back, "a=rtpmap:") {
+		t.Errorf("answer to the browser:\n%s", back)
+	}
+	if _, err := s.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertNoCalls(t, c, keys.CallID)
+}

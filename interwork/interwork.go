@@ -171,14 +171,17 @@ func (u sipPresence) Withdraw(presentity string) {
 // pidfEvents reads NOTIFY bodies with pidf.Parse.
 type pidfEvents struct{ ev presence.UpstreamEvents }
 
-func (p pidfEvents) Accepted()                        { p.ev.Accepted() }
-func (p pidfEvents) Rejected(code int, reason string) { p.ev.Rejected(code, reason) }
-func (p pidfEvents) Terminated(reason string)         { p.ev.Terminated(reason) }
+func (p pidfEvents) Accepted(hs []sipgw.Header) { p.ev.Accepted(webExt(hs)...) }
+func (p pidfEvents) Rejected(code int, reason string, hs []sipgw.Header) {
+	p.ev.Rejected(code, reason, webExt(hs)...)
+}
+func (p pidfEvents) Terminated(reason string) { p.ev.Terminated(reason) }
 
-func (p pidfEvents) Notify(ct string, body []byte) (func(), error) {
+func (p pidfEvents) Notify(ct string, body []byte, hs []sipgw.Header) (func(), error) {
+	ext := webExt(hs)
 	if len(body) == 0 {
 		// No state known (RFC 3856 section 6.6.2): shown as closed.
-		return func() { p.ev.Notify(protocol.PresencePayload{Status: pidf.StatusClosed}) }, nil
+		return func() { p.ev.Notify(protocol.PresencePayload{Status: pidf.StatusClosed}, ext...) }, nil
 	}
 	if contentType(ct) != pidf.ContentType {
 		return nil, fmt.Errorf("content type %q is not %s", ct, pidf.ContentType)
@@ -187,7 +190,7 @@ func (p pidfEvents) Notify(ct string, body []byte) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	return func() { p.ev.Notify(st) }, nil
+	return func() { p.ev.Notify(st, ext...) }, nil
 }
 
 // sipNotification is notification.Upstream on the user agent.
@@ -209,11 +212,13 @@ func (u sipNotification) Subscribe(req notification.Request, ev notification.Eve
 // mwiEvents reads NOTIFY bodies with mwi.Parse.
 type mwiEvents struct{ ev notification.Events }
 
-func (m mwiEvents) Accepted()                        { m.ev.Accepted() }
-func (m mwiEvents) Rejected(code int, reason string) { m.ev.Rejected(code, reason) }
-func (m mwiEvents) Terminated(reason string)         { m.ev.Terminated(reason) }
+func (m mwiEvents) Accepted(hs []sipgw.Header) { m.ev.Accepted(webExt(hs)...) }
+func (m mwiEvents) Rejected(code int, reason string, hs []sipgw.Header) {
+	m.ev.Rejected(code, reason, webExt(hs)...)
+}
+func (m mwiEvents) Terminated(reason string) { m.ev.Terminated(reason) }
 
-func (m mwiEvents) Notify(ct string, body []byte) (func(), error) {
+func (m mwiEvents) Notify(ct string, body []byte, hs []sipgw.Header) (func(), error) {
 	if len(body) == 0 {
 		return nil, nil // no summary yet
 	}
@@ -227,7 +232,7 @@ func (m mwiEvents) Notify(ct string, body []byte) (func(), error) {
 	if sum.Payload() == nil {
 		return nil, errors.New("message summary has nothing to report")
 	}
-	return func() { m.ev.Notify(sum) }, nil
+	return func() { m.ev.Notify(sum, webExt(hs)...) }, nil
 }
 
 // sipMessaging is messaging.Upstream on the user agent.
@@ -240,12 +245,23 @@ func (u sipMessaging) Routes(target string) bool {
 	return err == nil
 }
 
-// Send is MESSAGE (RFC 3428); the final response is the delivery report.
-func (u sipMessaging) Send(m messaging.Outgoing, report func(code int, reason string)) error {
+// Send is MESSAGE (RFC 3428); the final response is the delivery report,
+// with the extension headers the route's to_web rules made of it.
+func (u sipMessaging) Send(m messaging.Outgoing, report func(code int, reason string, ext []protocol.Ext)) error {
 	return u.ua.SendMessage(sipgw.MessageOptions{
 		Identity: m.From, Target: m.To, ContentType: m.Payload.ContentType, Body: []byte(m.Payload.Body),
 		Route: sipRoute(m.Route),
-	}, report)
+	}, func(code int, reason string, hs []sipgw.Header) { report(code, reason, webExt(hs)) })
+}
+
+// webExt is the extension headers of a frame to the web side made of
+// what the user agent's to_web rules read from a SIP message.
+func webExt(hs []sipgw.Header) []protocol.Ext {
+	var ext []protocol.Ext
+	for _, h := range hs {
+		ext = append(ext, protocol.Ext{Name: h.Name, Kind: protocol.ExtString, Value: h.Value})
+	}
+	return ext
 }
 
 // IncomingMessages returns the user agent's handler of MESSAGE requests:
@@ -267,10 +283,7 @@ func incomingMessage(ctx context.Context, h *messaging.Handler, m *sipgw.Incomin
 		reason string
 	}
 	ch := make(chan answer, 1)
-	var ext []protocol.Ext
-	for _, hd := range m.Headers {
-		ext = append(ext, protocol.Ext{Name: hd.Name, Kind: protocol.ExtString, Value: hd.Value})
-	}
+	ext := webExt(m.Headers)
 	h.Deliver(m.From, m.Identity, protocol.MessagePayload{ContentType: m.ContentType, Body: string(m.Body)},
 		func(code int, reason string) {
 			select {

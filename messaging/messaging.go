@@ -48,8 +48,9 @@ type Upstream interface {
 	// Send sends m and returns at once; report gets the final code
 	// (2xx: delivered) and reason, once, from any goroutine, never from
 	// inside Send. An error means m cannot be sent at all (the sender
-	// gets 400 with its text).
-	Send(m Outgoing, report func(code int, reason string)) error
+	// gets 400 with its text). ext are extension headers for the report
+	// frame (the to_web rules' of the SIP response).
+	Send(m Outgoing, report func(code int, reason string, ext []protocol.Ext)) error
 }
 
 // Outgoing is a message for the Upstream.
@@ -370,20 +371,20 @@ func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame, d routing.Deci
 	}
 	m := &message{from: ep, corr: protocol.ClientCorrelation(f), sub: f.Control.SubsessionID, target: f.Header.Target}
 	err := h.opts.Upstream.Send(Outgoing{From: ep.Identity(), To: d.Target, Payload: p, Ext: f.Header.Ext, Route: d},
-		func(code int, reason string) {
+		func(code int, reason string, ext []protocol.Ext) {
 			if !m.answer() {
 				return
 			}
 			h.pending.Add(-1)
 			switch {
 			case code >= 200 && code < 300:
-				h.report(m, protocol.TypeResponse, code, reason)
+				h.report(m, protocol.TypeResponse, code, reason, ext...)
 			case code == protocol.CodeServerError || code < 300 || code > 699:
 				// 500 would end the sender's whole session (docs/protocol.md
 				// §9.1).
-				h.report(m, protocol.TypeError, protocol.CodeServiceUnavailable, reason)
+				h.report(m, protocol.TypeError, protocol.CodeServiceUnavailable, reason, ext...)
 			default:
-				h.report(m, protocol.TypeError, code, reason)
+				h.report(m, protocol.TypeError, code, reason, ext...)
 			}
 		})
 	if err != nil {
@@ -521,7 +522,9 @@ func (h *Handler) forget(m *message, keys []key) {
 	}
 }
 
-func (h *Handler) report(m *message, typ protocol.Type, code int, reason string) {
+// report sends m's delivery report; ext are extension headers the
+// upstream made of its answer (a SIP response's, by the to_web rules).
+func (h *Handler) report(m *message, typ protocol.Type, code int, reason string, ext ...protocol.Ext) {
 	if reason == "" {
 		reason = protocol.Reason(code)
 	}
@@ -531,7 +534,7 @@ func (h *Handler) report(m *message, typ protocol.Type, code int, reason string)
 	}
 	out := &protocol.Frame{
 		Control: protocol.Control{Type: typ, Package: protocol.PackageMessaging, SubsessionID: m.sub, CorrelationID: m.corr},
-		Header:  protocol.Header{Action: protocol.ActionSend, Initiator: m.from.Identity(), Target: m.target, Reason: reason},
+		Header:  protocol.Header{Action: protocol.ActionSend, Initiator: m.from.Identity(), Target: m.target, Reason: reason, Ext: ext},
 	}
 	if typ == protocol.TypeError {
 		out.Header.ErrorCode = code

@@ -44,7 +44,7 @@ func TestRoutedMessages(t *testing.T) {
 			up.sent[0].Route.Sender != dec.Sender {
 			t.Fatalf("upstream got %+v", up.sent)
 		}
-		up.reports[0](200, "OK")
+		up.reports[0](200, "OK", nil)
 		wantReport(t, a.only(t), protocol.TypeResponse, 2, "bob@x", 200, "OK")
 		idle(t, h)
 	})

@@ -267,34 +267,39 @@ func webExt(hs []sipgw.Header) []protocol.Ext {
 // IncomingMessages returns the user agent's handler of MESSAGE requests:
 // it delivers each to the live sessions of its web identity through h,
 // and their first answer is the SIP response. The frames carry the
-// extension headers the user agent's to_web rules made of the MESSAGE.
-func IncomingMessages(h *messaging.Handler) func(context.Context, *sipgw.IncomingMessage) (int, string) {
-	return func(ctx context.Context, m *sipgw.IncomingMessage) (int, string) {
+// extension headers the user agent's to_web rules made of the MESSAGE;
+// the answer's go to the header rules of the response.
+func IncomingMessages(h *messaging.Handler) func(context.Context, *sipgw.IncomingMessage) (int, string, []sipgw.Header) {
+	return func(ctx context.Context, m *sipgw.IncomingMessage) (int, string, []sipgw.Header) {
 		return incomingMessage(ctx, h, m)
 	}
 }
 
-func incomingMessage(ctx context.Context, h *messaging.Handler, m *sipgw.IncomingMessage) (int, string) {
+func incomingMessage(ctx context.Context, h *messaging.Handler, m *sipgw.IncomingMessage) (int, string, []sipgw.Header) {
 	if !utf8.Valid(m.Body) {
-		return 415, "Unsupported Media Type"
+		return 415, "Unsupported Media Type", nil
 	}
 	type answer struct {
 		code   int
 		reason string
+		ext    []protocol.Ext
 	}
 	ch := make(chan answer, 1)
-	ext := webExt(m.Headers)
 	h.Deliver(m.From, m.Identity, protocol.MessagePayload{ContentType: m.ContentType, Body: string(m.Body)},
-		func(code int, reason string) {
+		func(code int, reason string, ext []protocol.Ext) {
 			select {
-			case ch <- answer{code, reason}:
+			case ch <- answer{code, reason, ext}:
 			default:
 			}
-		}, ext...)
+		}, webExt(m.Headers)...)
 	select {
 	case a := <-ch:
-		return a.code, a.reason
+		hs := make([]sipgw.Header, 0, len(a.ext))
+		for _, e := range a.ext {
+			hs = append(hs, sipgw.Header{Name: e.Name, Value: e.Value})
+		}
+		return a.code, a.reason, hs
 	case <-ctx.Done():
-		return 408, "Request Timeout"
+		return 408, "Request Timeout", nil
 	}
 }

@@ -122,6 +122,7 @@ type sessionAnswer struct {
 	typ    protocol.Type
 	code   int
 	reason string
+	ext    []protocol.Ext
 }
 
 type key struct{ session, corr string }
@@ -130,7 +131,7 @@ type key struct{ session, corr string }
 // copy of it.
 type message struct {
 	from     endpoint.Endpoint // nil for a message from the Upstream
-	answerFn func(code int, reason string)
+	answerFn func(code int, reason string, ext []protocol.Ext)
 	corr     string // the sender's id for it
 	sub      string
 	target   string
@@ -398,18 +399,19 @@ func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame, d routing.Deci
 // Deliver hands a message from the Upstream to every live session of
 // the web identity to, as request/send with initiator from. answer gets
 // the first session's answer once, from any goroutine: its code (a 2xx
-// for a response) and reason; 480 when to has no live session, 404 when
+// for a response), reason and extension headers (for the header rules of
+// the SIP response, {ext:NAME}); 480 when to has no live session, 404 when
 // it is unknown, 408 after the report timeout, 503 when too many
 // messages are in flight. It must not block. Deliver returns once the
 // message is queued to every session.
-func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer func(code int, reason string), ext ...protocol.Ext) {
+func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer func(code int, reason string, ext []protocol.Ext), ext ...protocol.Ext) {
 	id := webID(to)
 	sessions := h.dir.Sessions(id)
 	if len(sessions) == 0 {
 		if h.dir.Known(id) {
-			answer(protocol.CodeTemporarilyUnavail, protocol.Reason(protocol.CodeTemporarilyUnavail))
+			answer(protocol.CodeTemporarilyUnavail, protocol.Reason(protocol.CodeTemporarilyUnavail), nil)
 		} else {
-			answer(protocol.CodeNotFound, protocol.Reason(protocol.CodeNotFound))
+			answer(protocol.CodeNotFound, protocol.Reason(protocol.CodeNotFound), nil)
 		}
 		return
 	}
@@ -428,7 +430,7 @@ func webID(target string) string {
 }
 
 func (h *Handler) answer(ep endpoint.Endpoint, f *protocol.Frame) {
-	a := sessionAnswer{corr: f.Control.CorrelationID, typ: protocol.TypeResponse, code: f.Header.ResponseCode, reason: f.Header.Reason}
+	a := sessionAnswer{corr: f.Control.CorrelationID, typ: protocol.TypeResponse, code: f.Header.ResponseCode, reason: f.Header.Reason, ext: f.Header.Ext}
 	if f.Control.Type == protocol.TypeError {
 		a.typ, a.code = protocol.TypeError, f.Header.ErrorCode
 	} else if a.code == 0 {
@@ -473,6 +475,10 @@ func (h *Handler) copyDone(m *message, a *sessionAnswer) {
 	m.mu.Unlock()
 	switch {
 	case !report:
+	case a != nil && m.answerFn != nil:
+		// The answer's headers are for the Upstream's header rules
+		// only: between web users the report carries none.
+		h.report(m, a.typ, a.code, a.reason, a.ext...)
 	case a != nil:
 		h.report(m, a.typ, a.code, a.reason)
 	default:
@@ -529,7 +535,7 @@ func (h *Handler) report(m *message, typ protocol.Type, code int, reason string,
 		reason = protocol.Reason(code)
 	}
 	if m.answerFn != nil {
-		m.answerFn(code, reason)
+		m.answerFn(code, reason, ext)
 		return
 	}
 	out := &protocol.Frame{

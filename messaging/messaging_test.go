@@ -496,7 +496,7 @@ type answers struct {
 	got []string
 }
 
-func (a *answers) fn(code int, reason string) {
+func (a *answers) fn(code int, reason string, _ []protocol.Ext) {
 	a.mu.Lock()
 	a.got = append(a.got, fmt.Sprint(code, " ", reason))
 	a.mu.Unlock()

@@ -139,10 +139,11 @@ func (g *UserAgent) outOfDialog(method sip.RequestMethod, identity, trunk string
 
 // OnMessage sets the function that delivers an incoming MESSAGE to a web
 // identity and returns the final response to send (the first answer of
-// the web user's sessions). It runs on its own goroutine; ctx ends a
-// little before the sender's transaction would time out. Without it,
-// incoming messages get 480.
-func (g *UserAgent) OnMessage(f func(ctx context.Context, m *IncomingMessage) (code int, reason string)) {
+// the web user's sessions) and the extension headers of that answer, for
+// the header rules of the response ({ext:NAME}). It runs on its own
+// goroutine; ctx ends a little before the sender's transaction would
+// time out. Without it, incoming messages get 480.
+func (g *UserAgent) OnMessage(f func(ctx context.Context, m *IncomingMessage) (code int, reason string, ext []Header)) {
 	g.ev.mu.Lock()
 	defer g.ev.mu.Unlock()
 	g.ev.onMsg = f
@@ -183,18 +184,18 @@ func (g *UserAgent) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 		m.From = u.String()
 	}
 	if hasCtl(m.From) || hasCtl(m.ContentType) {
-		g.respondWith(x, routing.MessageMethod, tx, req, 400, "Bad Request")
+		g.respondWith(x, routing.MessageMethod, tx, req, 400, "Bad Request", nil)
 		return
 	}
 	// Answer before Timer F fires at the sender (32 s).
 	ctx, cancel := context.WithTimeout(g.ctx, 30*time.Second)
 	defer cancel()
-	code, reason := f(ctx, m)
+	code, reason, ext := f(ctx, m)
 	if code < 200 || code > 699 {
 		code, reason = 500, "Server Internal Error"
 	}
 	if reason == "" || hasCtl(reason) || len(reason) > 128 {
 		reason = "Response"
 	}
-	g.respondWith(x, routing.MessageMethod, tx, req, code, reason)
+	g.respondWith(x, routing.MessageMethod, tx, req, code, reason, ext)
 }

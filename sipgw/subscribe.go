@@ -490,7 +490,7 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 // respond answers a NOTIFY of s with the header rules of its route
 // (NOTIFY, on responses).
 func (s *Subscription) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, more ...sip.Header) {
-	s.g.respondWith(s.o.Route.Transform, routing.Notify, tx, req, code, reason, more...)
+	s.g.respondWith(s.o.Route.Transform, routing.Notify, tx, req, code, reason, nil, more...)
 }
 
 // warningText makes s safe inside a quoted Warning text.

@@ -120,13 +120,19 @@ func (g *UserAgent) transformResponse(x *routing.Transform, m routing.Method, re
 
 // respondWith answers req with code and reason plus x's header rules for
 // method m (a request outside any call the gateway answers: an incoming
-// MESSAGE, a NOTIFY of its subscription).
-func (g *UserAgent) respondWith(x *routing.Transform, m routing.Method, tx sip.ServerTransaction, req *sip.Request, code int, reason string, more ...sip.Header) {
+// MESSAGE, a NOTIFY of its subscription); ext are the extension headers
+// of the web frame behind the answer ({ext:NAME}). A value of ext the
+// header grammar refuses leaves the rules that read it off: the answer
+// goes all the same.
+func (g *UserAgent) respondWith(x *routing.Transform, m routing.Method, tx sip.ServerTransaction, req *sip.Request, code int, reason string, ext []Header, more ...sip.Header) {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	for _, h := range more {
 		res.AppendHeader(h)
 	}
-	g.transformResponse(x, m, res, "method", m.String())
+	if err := transformOut(x, m, true, res, ext); err != nil {
+		g.rlog.Info("transform", "sipgw: a response sent without the header rules that read its frame", "method", m.String(), "err", err)
+		g.transformResponse(x, m, res, "method", m.String())
+	}
 	if err := tx.Respond(res); err != nil {
 		g.log.Debug("sipgw: respond failed", "code", code, "err", err)
 	}

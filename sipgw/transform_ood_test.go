@@ -45,7 +45,9 @@ func (p *fakeProxy) rawRequest(method, ruri, from, to, callID string, cseq int, 
 
 // TestMessageTransforms: the to_web rules read the response to the
 // gateway's MESSAGE (the delivery report's headers), and the header
-// rules go on the gateway's answer to an incoming MESSAGE.
+// rules go on the gateway's answer to an incoming MESSAGE, {ext:NAME}
+// from the web user's answer; a value there that the header grammar
+// refuses leaves that rule off, and the answer goes all the same.
 func TestMessageTransforms(t *testing.T) {
 	g, bob := answeringPeer(t, func(req *sip.Request, res *sip.Response) {
 		res.AppendHeader(sip.NewHeader("X-Carrier", "acme-"+string(req.Method)))
@@ -53,6 +55,7 @@ func TestMessageTransforms(t *testing.T) {
 	r := mustRouting(t, `
 headers:
   - {header: X-Served, value: "{identity}", methods: [MESSAGE], on: responses}
+  - {header: X-Mood, value: "{ext:x-mood}", methods: [MESSAGE], on: responses}
 to_web:
   - {header: X-Carrier, ext: x-carrier, methods: [MESSAGE], on: responses}
   - {header: X-Tag, ext: x-tag, methods: [MESSAGE], on: requests}
@@ -77,15 +80,30 @@ to_web:
 	}
 
 	g.SetRouting(r)
-	in := make(chan *IncomingMessage, 1)
-	g.OnMessage(func(_ context.Context, m *IncomingMessage) (int, string) { in <- m; return 200, "OK" })
+	in := make(chan *IncomingMessage, 2)
+	mood := "glad"
+	g.OnMessage(func(_ context.Context, m *IncomingMessage) (int, string, []Header) {
+		v := mood // read before in: the test sets the next one after it
+		in <- m
+		return 200, "OK", []Header{{"x-mood", v}}
+	})
 	res := bob.send(t, g.Addr("udp"), bob.rawRequest("MESSAGE", "sip:carol@example.com", "<sip:bob@example.net>;tag=b1",
 		"<sip:carol@example.com>", "m1", 1, "X-Tag: t1\r\nContent-Type: text/plain\r\n", "hello"))
 	if h := res.GetHeader("X-Served"); res.StatusCode != 200 || h == nil || h.Value() != "carol@example.com" {
 		t.Errorf("answer %d, X-Served %v", res.StatusCode, h)
 	}
+	if h := res.GetHeader("X-Mood"); h == nil || h.Value() != "glad" {
+		t.Errorf("answer's X-Mood %v", h)
+	}
 	if m := <-in; len(m.Headers) != 1 || m.Headers[0] != (Header{"x-tag", "t1"}) {
 		t.Errorf("incoming MESSAGE headers %v", m.Headers)
+	}
+	mood = "a\r\nVia: smuggled"
+	res = bob.send(t, g.Addr("udp"), bob.rawRequest("MESSAGE", "sip:carol@example.com", "<sip:bob@example.net>;tag=b2",
+		"<sip:carol@example.com>", "m2", 1, "", "hello"))
+	<-in
+	if res.StatusCode != 200 || res.GetHeader("X-Mood") != nil || res.GetHeader("X-Served") == nil || len(res.GetHeaders("Via")) != 1 {
+		t.Errorf("answer with a smuggling value: %d\n%s", res.StatusCode, res)
 	}
 }
 

@@ -125,9 +125,9 @@ func (g gatedCall) Progress(ctx context.Context, code int, sdp []byte, reliable 
 	return g.fakeCall.Progress(ctx, code, sdp, reliable)
 }
 
-func (g gatedCall) SendDTMF(ctx context.Context, digit string, d time.Duration) error {
+func (g gatedCall) SendDTMF(ctx context.Context, digit string, d time.Duration, ext ...sipgw.Header) error {
 	g.wait()
-	return g.fakeCall.SendDTMF(ctx, digit, d)
+	return g.fakeCall.SendDTMF(ctx, digit, d, ext...)
 }
 
 // gatedIncoming rings one web callee with a gated SIP call.

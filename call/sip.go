@@ -59,12 +59,12 @@ type sipCall interface {
 	Answer(ctx context.Context, sdp []byte, headers ...sipgw.Header) error
 	Ack(ctx context.Context, sdp []byte) error
 	Prack(ctx context.Context, sdp []byte) ([]byte, error)
-	Reoffer(ctx context.Context, sdp []byte, ext ...sipgw.Header) ([]byte, error)
-	SendDTMF(ctx context.Context, digit string, duration time.Duration) error
+	Reoffer(ctx context.Context, sdp []byte, ext ...sipgw.Header) ([]byte, []sipgw.Header, error)
+	SendDTMF(ctx context.Context, digit string, duration time.Duration, ext ...sipgw.Header) error
 	SendInfo(ctx context.Context, in sipgw.Info) error
 	Request(ctx context.Context, r sipgw.Request) (sipgw.Answer, error)
-	Transfer(ctx context.Context, target string, ext ...sipgw.Header) error
-	TransferReplacing(ctx context.Context, target string, r sipgw.Replaces, ext ...sipgw.Header) error
+	Transfer(ctx context.Context, target string, ext ...sipgw.Header) ([]sipgw.Header, error)
+	TransferReplacing(ctx context.Context, target string, r sipgw.Replaces, ext ...sipgw.Header) ([]sipgw.Header, error)
 	Replaces() (sipgw.Replaces, bool)
 	PeerAccepts(pkg string) bool
 	SetTrickle(on bool)
@@ -141,6 +141,15 @@ func (s *sipSide) webExt(hs []sipgw.Header) []protocol.Ext {
 		out = append(out, protocol.Ext{Name: h.Name, Kind: protocol.ExtString, Value: h.Value})
 	}
 	return out
+}
+
+// errExt is webExt of the headers of a failure response in err.
+func (s *sipSide) errExt(err error) []protocol.Ext {
+	var re *sipgw.ResponseError
+	if errors.As(err, &re) {
+		return s.webExt(re.Headers)
+	}
+	return nil
 }
 
 // frameExt is the extension headers of the web frame f, which the call's
@@ -1402,7 +1411,7 @@ func (fl *farLeg) webDTMF(l *leg, f *protocol.Frame) {
 		ctx, cancel := opCtx()
 		defer cancel()
 		for _, d := range digits {
-			if err := fl.sc.SendDTMF(ctx, string(d), dur); err != nil {
+			if err := fl.sc.SendDTMF(ctx, string(d), dur, frameExt(f)...); err != nil {
 				fl.log().Debug("SIP DTMF", "err", err)
 				return
 			}
@@ -1448,7 +1457,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 			return
 		}
 		ctx, cancel := opCtx()
-		answer, err := fl.sc.Reoffer(ctx, []byte(offer), frameExt(f)...)
+		answer, hs, err := fl.sc.Reoffer(ctx, []byte(offer), frameExt(f)...)
 		cancel()
 		c.mu.Lock()
 		fl.reanswered = fl.webReoffer != ""
@@ -1474,7 +1483,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		}
 		if err != nil {
 			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
-			fl.reofferFailed(l, corr, code, protocol.Reason(code))
+			fl.reofferFailed(l, corr, code, protocol.Reason(code), h.far.errExt(err)...)
 			return
 		}
 		if _, err := parseSDP(string(answer)); err != nil {
@@ -1487,6 +1496,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		out.Control.MessageState = protocol.StateFinal
 		out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
 		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(answer)})
+		out.Header.Ext = h.far.webExt(hs)
 		h.send(l, out, false)
 	}) {
 		fl.webReoffer = ""
@@ -1497,9 +1507,10 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 // reofferFailed answers the web re-offer corr of l with an error. The
 // frame the re-offer came in is not kept past HandleFrame: its
 // correlation is. c.mu is held.
-func (fl *farLeg) reofferFailed(l *leg, corr string, code int, reason string) {
+func (fl *farLeg) reofferFailed(l *leg, corr string, code int, reason string, ext ...protocol.Ext) {
 	out := fl.frameTo(l, protocol.TypeError, protocol.ActionStart, corr)
 	out.Header.ErrorCode, out.Header.Reason = code, reason
+	out.Header.Ext = ext
 	fl.h.send(l, out, false)
 }
 

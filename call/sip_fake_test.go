@@ -195,8 +195,9 @@ type op struct {
 }
 
 type reofferResult struct {
-	answer []byte
-	err    error
+	answer  []byte
+	headers []sipgw.Header // Reoffer's: the to_web rules' of the 200
+	err     error
 }
 
 // fakeCall is a SIP leg. Ending it (Hangup, Reject or end) sends
@@ -212,6 +213,7 @@ type fakeCall struct {
 	done     chan struct{}
 	ops      chan op
 	reoffers chan reofferResult // what Reoffer returns, given by the test
+	referHdr []sipgw.Header     // what Transfer returns with its 202
 
 	mu       sync.Mutex
 	peerPkgs map[string]bool
@@ -386,18 +388,18 @@ func (c *fakeCall) Prack(ctx context.Context, sdp []byte) ([]byte, error) {
 	}
 }
 
-func (c *fakeCall) Reoffer(ctx context.Context, sdp []byte, ext ...sipgw.Header) ([]byte, error) {
+func (c *fakeCall) Reoffer(ctx context.Context, sdp []byte, ext ...sipgw.Header) ([]byte, []sipgw.Header, error) {
 	c.record(op{name: "reoffer", sdp: string(sdp), ext: ext})
 	select {
 	case r := <-c.reoffers:
-		return r.answer, r.err
+		return r.answer, r.headers, r.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 }
 
-func (c *fakeCall) SendDTMF(ctx context.Context, digit string, d time.Duration) error {
-	c.record(op{name: "dtmf", sdp: digit})
+func (c *fakeCall) SendDTMF(ctx context.Context, digit string, d time.Duration, ext ...sipgw.Header) error {
+	c.record(op{name: "dtmf", sdp: digit, ext: ext})
 	return nil
 }
 
@@ -406,14 +408,14 @@ func (c *fakeCall) SendInfo(ctx context.Context, in sipgw.Info) error {
 	return nil
 }
 
-func (c *fakeCall) Transfer(ctx context.Context, target string, ext ...sipgw.Header) error {
+func (c *fakeCall) Transfer(ctx context.Context, target string, ext ...sipgw.Header) ([]sipgw.Header, error) {
 	c.record(op{name: "transfer", sdp: target, ext: ext})
-	return nil
+	return c.referHdr, nil
 }
 
-func (c *fakeCall) TransferReplacing(ctx context.Context, target string, r sipgw.Replaces, _ ...sipgw.Header) error {
+func (c *fakeCall) TransferReplacing(ctx context.Context, target string, r sipgw.Replaces, _ ...sipgw.Header) ([]sipgw.Header, error) {
 	c.record(op{name: "transfer", sdp: target + "?Replaces=" + r.String()})
-	return nil
+	return c.referHdr, nil
 }
 
 func (c *fakeCall) Replaces() (sipgw.Replaces, bool) {

@@ -878,3 +878,44 @@ func TestSIPOutgoingPrackOffer(t *testing.T) {
 	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 5})
 	fc.expectOp(t, "hangup")
 }
+
+// TestSIPResponseExt: what the to_web rules made of the SIP side's
+// answers to the call's in-dialog requests rides on the web frames that
+// answer the web side (the re-offer's 200 or error, the transfer's 202
+// or error), and a dtmf frame's extension headers reach the INFO's
+// header rules.
+func TestSIPResponseExt(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	a, fc := e.outgoing(t)
+	e.answerOut(t, a, fc)
+	carrier := func(f *protocol.Frame, want string) {
+		t.Helper()
+		if x, ok := f.Header.ExtValue("x-carrier"); !ok || x.Value != want {
+			t.Errorf("%s/%s extension headers %+v, want x-carrier: %s", f.Control.Type, f.Header.Action, f.Header.Ext, want)
+		}
+	}
+	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 3, p: protocol.CallPayload{SDP: webOffer}})
+	fc.expectOp(t, "reoffer")
+	fc.reoffers <- reofferResult{answer: []byte(sipAnswer), headers: []sipgw.Header{{Name: "x-carrier", Value: "ok"}}}
+	carrier(a.expect(t, protocol.TypeResponse, protocol.ActionStart), "ok")
+	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 4, p: protocol.CallPayload{SDP: webOffer}})
+	fc.expectOp(t, "reoffer")
+	fc.reoffers <- reofferResult{err: &sipgw.ResponseError{Code: 488, Reason: "Not Acceptable Here", Headers: []sipgw.Header{{Name: "x-carrier", Value: "no"}}}}
+	carrier(a.expect(t, protocol.TypeError, protocol.ActionStart), "no")
+
+	fc.referHdr = []sipgw.Header{{Name: "x-carrier", Value: "refer"}}
+	f := wf{typ: protocol.TypeRequest, act: protocol.ActionTransfer, sub: "c1", seq: 5}.frame()
+	f.Header.ReferTo = "sip:carol@sip.example"
+	e.h.HandleFrame(a, f)
+	fc.expectOp(t, "transfer")
+	carrier(a.expect(t, protocol.TypeResponse, protocol.ActionTransfer), "refer")
+
+	d := wf{typ: protocol.TypeMessage, act: protocol.ActionDTMF, sub: "c1", seq: 6, p: protocol.CallPayload{Digits: "1", Duration: 100}}.frame()
+	d.Header.Ext = []protocol.Ext{{Name: "x-digit", Kind: protocol.ExtString, Value: "one"}}
+	e.h.HandleFrame(a, d)
+	if o := fc.expectOp(t, "dtmf"); len(o.ext) != 1 || o.ext[0] != (sipgw.Header{Name: "x-digit", Value: "one"}) {
+		t.Errorf("dtmf's extension headers %v", o.ext)
+	}
+	fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+	webShutdown(t, a)
+}

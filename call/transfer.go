@@ -185,11 +185,12 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 	fl.transferOut = to
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
+		var hs []sipgw.Header
 		var err error
 		if rep != nil {
-			err = fl.sc.TransferReplacing(ctx, referTo, *rep, frameExt(f)...)
+			hs, err = fl.sc.TransferReplacing(ctx, referTo, *rep, frameExt(f)...)
 		} else {
-			err = fl.sc.Transfer(ctx, referTo, frameExt(f)...)
+			hs, err = fl.sc.Transfer(ctx, referTo, frameExt(f)...)
 		}
 		cancel()
 		c.mu.Lock()
@@ -202,12 +203,14 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
 			out := fl.frameTo(l, protocol.TypeError, protocol.ActionTransfer, corr)
 			out.Header.ErrorCode, out.Header.Reason = code, protocol.Reason(code)
+			out.Header.Ext = h.far.errExt(err)
 			h.send(l, out, false)
 			return
 		}
 		out := fl.frameTo(l, protocol.TypeResponse, protocol.ActionTransfer, corr)
 		out.Control.MessageState = protocol.StateFinal
 		out.Header.ResponseCode, out.Header.Reason = protocol.CodeAccepted, protocol.Reason(protocol.CodeAccepted)
+		out.Header.Ext = h.far.webExt(hs)
 		h.send(l, out, false)
 		to.answered = true
 		early := to.early

@@ -171,14 +171,17 @@ func (u sipPresence) Withdraw(presentity string) {
 // pidfEvents reads NOTIFY bodies with pidf.Parse.
 type pidfEvents struct{ ev presence.UpstreamEvents }
 
-func (p pidfEvents) Accepted()                        { p.ev.Accepted() }
-func (p pidfEvents) Rejected(code int, reason string) { p.ev.Rejected(code, reason) }
-func (p pidfEvents) Terminated(reason string)         { p.ev.Terminated(reason) }
+func (p pidfEvents) Accepted(hs []sipgw.Header) { p.ev.Accepted(webExt(hs)...) }
+func (p pidfEvents) Rejected(code int, reason string, hs []sipgw.Header) {
+	p.ev.Rejected(code, reason, webExt(hs)...)
+}
+func (p pidfEvents) Terminated(reason string) { p.ev.Terminated(reason) }
 
-func (p pidfEvents) Notify(ct string, body []byte) (func(), error) {
+func (p pidfEvents) Notify(ct string, body []byte, hs []sipgw.Header) (func(), error) {
+	ext := webExt(hs)
 	if len(body) == 0 {
 		// No state known (RFC 3856 section 6.6.2): shown as closed.
-		return func() { p.ev.Notify(protocol.PresencePayload{Status: pidf.StatusClosed}) }, nil
+		return func() { p.ev.Notify(protocol.PresencePayload{Status: pidf.StatusClosed}, ext...) }, nil
 	}
 	if contentType(ct) != pidf.ContentType {
 		return nil, fmt.Errorf("content type %q is not %s", ct, pidf.ContentType)
@@ -187,7 +190,7 @@ func (p pidfEvents) Notify(ct string, body []byte) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	return func() { p.ev.Notify(st) }, nil
+	return func() { p.ev.Notify(st, ext...) }, nil
 }
 
 // sipNotification is notification.Upstream on the user agent.
@@ -209,11 +212,13 @@ func (u sipNotification) Subscribe(req notification.Request, ev notification.Eve
 // mwiEvents reads NOTIFY bodies with mwi.Parse.
 type mwiEvents struct{ ev notification.Events }
 
-func (m mwiEvents) Accepted()                        { m.ev.Accepted() }
-func (m mwiEvents) Rejected(code int, reason string) { m.ev.Rejected(code, reason) }
-func (m mwiEvents) Terminated(reason string)         { m.ev.Terminated(reason) }
+func (m mwiEvents) Accepted(hs []sipgw.Header) { m.ev.Accepted(webExt(hs)...) }
+func (m mwiEvents) Rejected(code int, reason string, hs []sipgw.Header) {
+	m.ev.Rejected(code, reason, webExt(hs)...)
+}
+func (m mwiEvents) Terminated(reason string) { m.ev.Terminated(reason) }
 
-func (m mwiEvents) Notify(ct string, body []byte) (func(), error) {
+func (m mwiEvents) Notify(ct string, body []byte, hs []sipgw.Header) (func(), error) {
 	if len(body) == 0 {
 		return nil, nil // no summary yet
 	}
@@ -227,7 +232,7 @@ func (m mwiEvents) Notify(ct string, body []byte) (func(), error) {
 	if sum.Payload() == nil {
 		return nil, errors.New("message summary has nothing to report")
 	}
-	return func() { m.ev.Notify(sum) }, nil
+	return func() { m.ev.Notify(sum, webExt(hs)...) }, nil
 }
 
 // sipMessaging is messaging.Upstream on the user agent.
@@ -240,48 +245,61 @@ func (u sipMessaging) Routes(target string) bool {
 	return err == nil
 }
 
-// Send is MESSAGE (RFC 3428); the final response is the delivery report.
-func (u sipMessaging) Send(m messaging.Outgoing, report func(code int, reason string)) error {
+// Send is MESSAGE (RFC 3428); the final response is the delivery report,
+// with the extension headers the route's to_web rules made of it.
+func (u sipMessaging) Send(m messaging.Outgoing, report func(code int, reason string, ext []protocol.Ext)) error {
 	return u.ua.SendMessage(sipgw.MessageOptions{
 		Identity: m.From, Target: m.To, ContentType: m.Payload.ContentType, Body: []byte(m.Payload.Body),
 		Route: sipRoute(m.Route),
-	}, report)
+	}, func(code int, reason string, hs []sipgw.Header) { report(code, reason, webExt(hs)) })
+}
+
+// webExt is the extension headers of a frame to the web side made of
+// what the user agent's to_web rules read from a SIP message.
+func webExt(hs []sipgw.Header) []protocol.Ext {
+	var ext []protocol.Ext
+	for _, h := range hs {
+		ext = append(ext, protocol.Ext{Name: h.Name, Kind: protocol.ExtString, Value: h.Value})
+	}
+	return ext
 }
 
 // IncomingMessages returns the user agent's handler of MESSAGE requests:
 // it delivers each to the live sessions of its web identity through h,
 // and their first answer is the SIP response. The frames carry the
-// extension headers the user agent's to_web rules made of the MESSAGE.
-func IncomingMessages(h *messaging.Handler) func(context.Context, *sipgw.IncomingMessage) (int, string) {
-	return func(ctx context.Context, m *sipgw.IncomingMessage) (int, string) {
+// extension headers the user agent's to_web rules made of the MESSAGE;
+// the answer's go to the header rules of the response.
+func IncomingMessages(h *messaging.Handler) func(context.Context, *sipgw.IncomingMessage) (int, string, []sipgw.Header) {
+	return func(ctx context.Context, m *sipgw.IncomingMessage) (int, string, []sipgw.Header) {
 		return incomingMessage(ctx, h, m)
 	}
 }
 
-func incomingMessage(ctx context.Context, h *messaging.Handler, m *sipgw.IncomingMessage) (int, string) {
+func incomingMessage(ctx context.Context, h *messaging.Handler, m *sipgw.IncomingMessage) (int, string, []sipgw.Header) {
 	if !utf8.Valid(m.Body) {
-		return 415, "Unsupported Media Type"
+		return 415, "Unsupported Media Type", nil
 	}
 	type answer struct {
 		code   int
 		reason string
+		ext    []protocol.Ext
 	}
 	ch := make(chan answer, 1)
-	var ext []protocol.Ext
-	for _, hd := range m.Headers {
-		ext = append(ext, protocol.Ext{Name: hd.Name, Kind: protocol.ExtString, Value: hd.Value})
-	}
 	h.Deliver(m.From, m.Identity, protocol.MessagePayload{ContentType: m.ContentType, Body: string(m.Body)},
-		func(code int, reason string) {
+		func(code int, reason string, ext []protocol.Ext) {
 			select {
-			case ch <- answer{code, reason}:
+			case ch <- answer{code, reason, ext}:
 			default:
 			}
-		}, ext...)
+		}, webExt(m.Headers)...)
 	select {
 	case a := <-ch:
-		return a.code, a.reason
+		hs := make([]sipgw.Header, 0, len(a.ext))
+		for _, e := range a.ext {
+			hs = append(hs, sipgw.Header{Name: e.Name, Value: e.Value})
+		}
+		return a.code, a.reason, hs
 	case <-ctx.Done():
-		return 408, "Request Timeout"
+		return 408, "Request Timeout", nil
 	}
 }

@@ -110,12 +110,12 @@ type fakeUpstream struct {
 	routes  bool
 	err     error
 	sent    []Outgoing
-	reports []func(int, string)
+	reports []func(int, string, []protocol.Ext)
 }
 
 func (u *fakeUpstream) Routes(string) bool { return u.routes }
 
-func (u *fakeUpstream) Send(m Outgoing, report func(int, string)) error {
+func (u *fakeUpstream) Send(m Outgoing, report func(int, string, []protocol.Ext)) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.sent = append(u.sent, m)

@@ -48,8 +48,9 @@ type Upstream interface {
 	// Send sends m and returns at once; report gets the final code
 	// (2xx: delivered) and reason, once, from any goroutine, never from
 	// inside Send. An error means m cannot be sent at all (the sender
-	// gets 400 with its text).
-	Send(m Outgoing, report func(code int, reason string)) error
+	// gets 400 with its text). ext are extension headers for the report
+	// frame (the to_web rules' of the SIP response).
+	Send(m Outgoing, report func(code int, reason string, ext []protocol.Ext)) error
 }
 
 // Outgoing is a message for the Upstream.
@@ -121,6 +122,7 @@ type sessionAnswer struct {
 	typ    protocol.Type
 	code   int
 	reason string
+	ext    []protocol.Ext
 }
 
 type key struct{ session, corr string }
@@ -129,7 +131,7 @@ type key struct{ session, corr string }
 // copy of it.
 type message struct {
 	from     endpoint.Endpoint // nil for a message from the Upstream
-	answerFn func(code int, reason string)
+	answerFn func(code int, reason string, ext []protocol.Ext)
 	corr     string // the sender's id for it
 	sub      string
 	target   string
@@ -370,20 +372,20 @@ func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame, d routing.Deci
 	}
 	m := &message{from: ep, corr: protocol.ClientCorrelation(f), sub: f.Control.SubsessionID, target: f.Header.Target}
 	err := h.opts.Upstream.Send(Outgoing{From: ep.Identity(), To: d.Target, Payload: p, Ext: f.Header.Ext, Route: d},
-		func(code int, reason string) {
+		func(code int, reason string, ext []protocol.Ext) {
 			if !m.answer() {
 				return
 			}
 			h.pending.Add(-1)
 			switch {
 			case code >= 200 && code < 300:
-				h.report(m, protocol.TypeResponse, code, reason)
+				h.report(m, protocol.TypeResponse, code, reason, ext...)
 			case code == protocol.CodeServerError || code < 300 || code > 699:
 				// 500 would end the sender's whole session (docs/protocol.md
 				// §9.1).
-				h.report(m, protocol.TypeError, protocol.CodeServiceUnavailable, reason)
+				h.report(m, protocol.TypeError, protocol.CodeServiceUnavailable, reason, ext...)
 			default:
-				h.report(m, protocol.TypeError, code, reason)
+				h.report(m, protocol.TypeError, code, reason, ext...)
 			}
 		})
 	if err != nil {
@@ -397,18 +399,19 @@ func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame, d routing.Deci
 // Deliver hands a message from the Upstream to every live session of
 // the web identity to, as request/send with initiator from. answer gets
 // the first session's answer once, from any goroutine: its code (a 2xx
-// for a response) and reason; 480 when to has no live session, 404 when
+// for a response), reason and extension headers (for the header rules of
+// the SIP response, {ext:NAME}); 480 when to has no live session, 404 when
 // it is unknown, 408 after the report timeout, 503 when too many
 // messages are in flight. It must not block. Deliver returns once the
 // message is queued to every session.
-func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer func(code int, reason string), ext ...protocol.Ext) {
+func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer func(code int, reason string, ext []protocol.Ext), ext ...protocol.Ext) {
 	id := webID(to)
 	sessions := h.dir.Sessions(id)
 	if len(sessions) == 0 {
 		if h.dir.Known(id) {
-			answer(protocol.CodeTemporarilyUnavail, protocol.Reason(protocol.CodeTemporarilyUnavail))
+			answer(protocol.CodeTemporarilyUnavail, protocol.Reason(protocol.CodeTemporarilyUnavail), nil)
 		} else {
-			answer(protocol.CodeNotFound, protocol.Reason(protocol.CodeNotFound))
+			answer(protocol.CodeNotFound, protocol.Reason(protocol.CodeNotFound), nil)
 		}
 		return
 	}
@@ -427,7 +430,7 @@ func webID(target string) string {
 }
 
 func (h *Handler) answer(ep endpoint.Endpoint, f *protocol.Frame) {
-	a := sessionAnswer{corr: f.Control.CorrelationID, typ: protocol.TypeResponse, code: f.Header.ResponseCode, reason: f.Header.Reason}
+	a := sessionAnswer{corr: f.Control.CorrelationID, typ: protocol.TypeResponse, code: f.Header.ResponseCode, reason: f.Header.Reason, ext: f.Header.Ext}
 	if f.Control.Type == protocol.TypeError {
 		a.typ, a.code = protocol.TypeError, f.Header.ErrorCode
 	} else if a.code == 0 {
@@ -472,6 +475,10 @@ func (h *Handler) copyDone(m *message, a *sessionAnswer) {
 	m.mu.Unlock()
 	switch {
 	case !report:
+	case a != nil && m.answerFn != nil:
+		// The answer's headers are for the Upstream's header rules
+		// only: between web users the report carries none.
+		h.report(m, a.typ, a.code, a.reason, a.ext...)
 	case a != nil:
 		h.report(m, a.typ, a.code, a.reason)
 	default:
@@ -521,17 +528,19 @@ func (h *Handler) forget(m *message, keys []key) {
 	}
 }
 
-func (h *Handler) report(m *message, typ protocol.Type, code int, reason string) {
+// report sends m's delivery report; ext are extension headers the
+// upstream made of its answer (a SIP response's, by the to_web rules).
+func (h *Handler) report(m *message, typ protocol.Type, code int, reason string, ext ...protocol.Ext) {
 	if reason == "" {
 		reason = protocol.Reason(code)
 	}
 	if m.answerFn != nil {
-		m.answerFn(code, reason)
+		m.answerFn(code, reason, ext)
 		return
 	}
 	out := &protocol.Frame{
 		Control: protocol.Control{Type: typ, Package: protocol.PackageMessaging, SubsessionID: m.sub, CorrelationID: m.corr},
-		Header:  protocol.Header{Action: protocol.ActionSend, Initiator: m.from.Identity(), Target: m.target, Reason: reason},
+		Header:  protocol.Header{Action: protocol.ActionSend, Initiator: m.from.Identity(), Target: m.target, Reason: reason, Ext: ext},
 	}
 	if typ == protocol.TypeError {
 		out.Header.ErrorCode = code

@@ -442,9 +442,9 @@ func TestUpstream(t *testing.T) {
 			if n := h.Pending(); n != 1 {
 				t.Fatalf("Pending = %d, want 1", n)
 			}
-			up.reports[0](tc.code, tc.reason)
+			up.reports[0](tc.code, tc.reason, nil)
 			wantReport(t, a.only(t), tc.typ, 2, "sip:+123@pstn", tc.want, tc.wantReason)
-			up.reports[0](200, "again")
+			up.reports[0](200, "again", nil)
 			a.none(t)
 			idle(t, h)
 		})
@@ -457,7 +457,7 @@ func TestUpstreamRefusesOrIsFull(t *testing.T) {
 	a := d.add("a", "alice@x")
 	h.HandleFrame(a, sendFrame(1, "sip:x@pstn", `{"body":"x"}`))
 	wantReport(t, a.only(t), protocol.TypeError, 1, "sip:x@pstn", protocol.CodeBadRequest, "no route to the upstream")
-	up.reports[0](200, "") // the upstream broke its word: still one report, no count under zero
+	up.reports[0](200, "", nil) // the upstream broke its word: still one report, no count under zero
 	a.none(t)
 	idle(t, h)
 
@@ -468,7 +468,7 @@ func TestUpstreamRefusesOrIsFull(t *testing.T) {
 	if len(up.sent) != 2 {
 		t.Fatalf("upstream sent %d, want 2", len(up.sent))
 	}
-	up.reports[1](200, "")
+	up.reports[1](200, "", nil)
 	a.only(t)
 	idle(t, h)
 }
@@ -496,7 +496,7 @@ type answers struct {
 	got []string
 }
 
-func (a *answers) fn(code int, reason string) {
+func (a *answers) fn(code int, reason string, _ []protocol.Ext) {
 	a.mu.Lock()
 	a.got = append(a.got, fmt.Sprint(code, " ", reason))
 	a.mu.Unlock()
@@ -655,4 +655,23 @@ func TestOrderPerPairUnderConcurrency(t *testing.T) {
 		}
 	}
 	idle(t, h)
+}
+
+// TestUpstreamReportExt: the extension headers the upstream made of its
+// answer (the to_web rules of a MESSAGE's response) ride on the
+// delivery report, a success's and a failure's.
+func TestUpstreamReportExt(t *testing.T) {
+	for _, code := range []int{200, 486} {
+		up := &fakeUpstream{routes: true}
+		h, d := newHandler(t, Options{Upstream: up})
+		a := d.add("a", "alice@x")
+		h.HandleFrame(a, sendFrame(1, "sip:+123@pstn", `{"body":"hello"}`))
+		ext := []protocol.Ext{{Name: "x-carrier", Kind: protocol.ExtString, Value: "acme"}}
+		up.reports[0](code, "", ext)
+		f := a.only(t)
+		if e, ok := f.Header.ExtValue("x-carrier"); !ok || e.Value != "acme" {
+			t.Errorf("%d: report's extension headers %v", code, f.Header.Ext)
+		}
+		idle(t, h)
+	}
 }

@@ -44,7 +44,7 @@ func TestRoutedMessages(t *testing.T) {
 			up.sent[0].Route.Sender != dec.Sender {
 			t.Fatalf("upstream got %+v", up.sent)
 		}
-		up.reports[0](200, "OK")
+		up.reports[0](200, "OK", nil)
 		wantReport(t, a.only(t), protocol.TypeResponse, 2, "bob@x", 200, "OK")
 		idle(t, h)
 	})
@@ -69,16 +69,24 @@ func TestRoutedMessages(t *testing.T) {
 }
 
 // Extension headers given to Deliver (SIP headers named by
-// routing.to_web) are on the frame each session gets.
+// routing.to_web) are on the frame each session gets, and those of the
+// session's answer go to the answer function (for the header rules of
+// the SIP response).
 func TestDeliverExt(t *testing.T) {
 	h, d := newHandler(t, Options{})
 	b := d.add("b", "bob@x")
+	got := make(chan []protocol.Ext, 1)
 	h.Deliver("sip:carol@sip.example", "sip:bob@x", protocol.MessagePayload{ContentType: "text/plain", Body: "hi"},
-		func(int, string) {}, protocol.Ext{Name: "x-carrier", Kind: protocol.ExtString, Value: "c9"})
+		func(_ int, _ string, ext []protocol.Ext) { got <- ext }, protocol.Ext{Name: "x-carrier", Kind: protocol.ExtString, Value: "c9"})
 	f := b.only(t)
 	if x, ok := f.Header.ExtValue("x-carrier"); !ok || x.Value != "c9" {
 		t.Fatalf("frame %s", f.Marshal())
 	}
-	h.HandleFrame(b, answerFrame(f, 200, ""))
+	a := answerFrame(f, 200, "")
+	a.Header.Ext = []protocol.Ext{{Name: "x-mood", Kind: protocol.ExtString, Value: "glad"}}
+	h.HandleFrame(b, a)
+	if ext := <-got; len(ext) != 1 || ext[0].Name != "x-mood" || ext[0].Value != "glad" {
+		t.Errorf("answer's extension headers %v", ext)
+	}
 	idle(t, h)
 }

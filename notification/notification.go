@@ -143,14 +143,17 @@ type Request struct {
 // are safe for concurrent use and ignore calls after the subscription
 // ended.
 type Events interface {
-	// Accepted: the subscription is in place (2xx to SUBSCRIBE).
-	Accepted()
+	// Accepted: the subscription is in place (2xx to SUBSCRIBE). ext,
+	// here as for Rejected and Notify, are extension headers for the
+	// frame the subscriber gets (what the to_web rules made of the SIP
+	// response or NOTIFY, docs/routing.md).
+	Accepted(ext ...protocol.Ext)
 	// Rejected: it failed before or instead of being accepted, with a
 	// SIP final response code.
-	Rejected(code int, reason string)
+	Rejected(code int, reason string, ext ...protocol.Ext)
 	// Notify reports the mailbox's summary. One before Accepted is kept
 	// and sent after it.
-	Notify(s mwi.Summary)
+	Notify(s mwi.Summary, ext ...protocol.Ext)
 	// Terminated: the subscription ended upstream.
 	Terminated(reason string)
 }
@@ -180,8 +183,9 @@ type sub struct {
 	ended   bool
 	timer   *time.Timer // the pending timeout
 	stop    func()
-	upEnded bool   // the Upstream ended it: stop is not called
-	last    []byte // the last summary as a payload, or nil
+	upEnded bool           // the Upstream ended it: stop is not called
+	last    []byte         // the last summary as a payload, or nil
+	lastExt []protocol.Ext // the extension headers of last's NOTIFY
 }
 
 func (s *sub) frames() subscription.Frames {
@@ -355,7 +359,7 @@ func (h *Handler) startError(s *sub, code int, reason string) *protocol.Frame {
 
 // notifyLocked sends the last summary.
 func (h *Handler) notifyLocked(s *sub) {
-	if _, err := s.ep.Send(s.frames().Notify(s.last), true); err != nil {
+	if _, err := s.ep.Send(s.frames().Notify(s.last, s.lastExt...), true); err != nil {
 		h.log.Debug("notify to ended session", "session_id", s.ep.ID(), "err", err)
 	}
 }
@@ -370,7 +374,7 @@ type events struct {
 	s *sub
 }
 
-func (e events) Accepted() {
+func (e events) Accepted(ext ...protocol.Ext) {
 	h, s := e.h, e.s
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -379,19 +383,19 @@ func (e events) Accepted() {
 	}
 	s.pending = false
 	s.timer.Stop()
-	s.ep.Send(h.accepted(s, s.corr, s.init), false)
+	s.ep.Send(s.frames().Accepted(s.corr, s.init, h.cfg.Expiry, ext...), false)
 	if s.last != nil {
 		h.notifyLocked(s)
 	}
 }
 
-func (e events) Rejected(code int, reason string) { e.fail(code, reason) }
+func (e events) Rejected(code int, reason string, ext ...protocol.Ext) { e.fail(code, reason, ext...) }
 
 func (e events) Terminated(reason string) { e.fail(protocol.CodeTemporarilyUnavail, reason) }
 
 // fail ends the subscription from the upstream side: an error to a
 // pending start, else a server shutdown.
-func (e events) fail(code int, reason string) {
+func (e events) fail(code int, reason string, ext ...protocol.Ext) {
 	h, s := e.h, e.s
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -399,7 +403,7 @@ func (e events) fail(code int, reason string) {
 		return
 	}
 	if s.pending {
-		s.ep.Send(s.frames().Rejected(s.corr, s.init, code, reason), false)
+		s.ep.Send(s.frames().Rejected(s.corr, s.init, code, reason, ext...), false)
 	} else {
 		s.ep.Send(s.frames().Shutdown("subscription terminated"), true)
 	}
@@ -407,7 +411,7 @@ func (e events) fail(code int, reason string) {
 	h.endLocked(s)
 }
 
-func (e events) Notify(sum mwi.Summary) {
+func (e events) Notify(sum mwi.Summary, ext ...protocol.Ext) {
 	h, s := e.h, e.s
 	p := sum.Payload()
 	if p == nil {
@@ -419,7 +423,7 @@ func (e events) Notify(sum mwi.Summary) {
 	if s.ended {
 		return
 	}
-	s.last = p
+	s.last, s.lastExt = p, ext
 	if !s.pending {
 		h.notifyLocked(s)
 	}

@@ -385,3 +385,37 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("negative values accepted")
 	}
 }
+
+// TestUpstreamExt: the extension headers the upstream made of its SIP
+// messages (the to_web rules) ride on the frames: the start's 200 or
+// error, and each notify, a kept one and a refresh's again.
+func TestUpstreamExt(t *testing.T) {
+	up := &fakeUpstream{}
+	h, bob := setup(t, Options{Upstream: up})
+	ext := func(v string) protocol.Ext {
+		return protocol.Ext{Name: "x-carrier", Kind: protocol.ExtString, Value: v}
+	}
+	has := func(f *protocol.Frame, v string) bool {
+		e, ok := f.Header.ExtValue("x-carrier")
+		return ok && e.Value == v
+	}
+	subscribe(h, bob, "c2", "sip:voicemail@example.com")
+	up.ev(0).Notify(summary, ext("n1"))
+	up.ev(0).Accepted(ext("ok"))
+	if f := bob.take(); len(f) != 2 || !has(f[0], "ok") || !has(f[1], "n1") {
+		t.Fatalf("got %s", dump(f))
+	}
+	up.ev(0).Notify(mwi.Summary{}, ext("n2"))
+	if f := bob.take(); len(f) != 1 || !has(f[0], "n2") {
+		t.Fatalf("second notify %s", dump(f))
+	}
+	subscribe(h, bob, "c2", "sip:voicemail@example.com")
+	if f := bob.take(); len(f) != 2 || !has(f[1], "n2") {
+		t.Fatalf("refresh %s", dump(f))
+	}
+	subscribe(h, bob, "c3", "sip:voicemail@example.com")
+	up.ev(1).Rejected(403, "Forbidden", ext("no"))
+	if f := bob.take(); len(f) != 1 || f[0].Header.ErrorCode != 403 || !has(f[0], "no") {
+		t.Fatalf("rejection %s", dump(f))
+	}
+}

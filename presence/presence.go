@@ -91,6 +91,7 @@ type sub struct {
 	startCorr string
 	startInit string
 	lastUp    *protocol.PresencePayload
+	lastExt   []protocol.Ext // the extension headers of lastUp's NOTIFY
 }
 
 func (s *sub) frames() subscription.Frames {
@@ -317,7 +318,7 @@ func (h *Handler) refreshLocked(s *sub, f *protocol.Frame, expiry time.Duration)
 	case s.ent != nil:
 		h.notifyLocked(s, s.ent.state())
 	case s.lastUp != nil:
-		h.notifyLocked(s, *s.lastUp)
+		h.notifyLocked(s, *s.lastUp, s.lastExt...)
 	}
 }
 
@@ -560,9 +561,9 @@ func (h *Handler) armLocked(s *sub, d time.Duration) {
 	s.timer = time.AfterFunc(d, func() { h.expire(s, gen) })
 }
 
-func (h *Handler) notifyLocked(s *sub, st protocol.PresencePayload) {
+func (h *Handler) notifyLocked(s *sub, st protocol.PresencePayload, ext ...protocol.Ext) {
 	st.Presentity = s.target
-	if _, err := s.ep.Send(s.frames().Notify(protocol.EncodePayload(st)), true); err != nil {
+	if _, err := s.ep.Send(s.frames().Notify(protocol.EncodePayload(st), ext...), true); err != nil {
 		// The session is ending; SessionEnded will clean up.
 		h.log.Debug("notify to ended session", "session_id", s.ep.ID(), "err", err)
 	}
@@ -599,7 +600,7 @@ type upstreamEvents struct {
 	s *sub
 }
 
-func (u upstreamEvents) Accepted() {
+func (u upstreamEvents) Accepted(ext ...protocol.Ext) {
 	h, s := u.h, u.s
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -608,14 +609,14 @@ func (u upstreamEvents) Accepted() {
 	}
 	s.pending = false
 	h.armLocked(s, s.expiry)
-	s.ep.Send(h.accepted(s, s.startCorr, s.startInit), false)
+	s.ep.Send(s.frames().Accepted(s.startCorr, s.startInit, int(s.expiry/time.Second), ext...), false)
 	if s.lastUp != nil {
-		h.notifyLocked(s, *s.lastUp)
+		h.notifyLocked(s, *s.lastUp, s.lastExt...)
 	}
 }
 
-func (u upstreamEvents) Rejected(code int, reason string) {
-	u.fail(code, reason)
+func (u upstreamEvents) Rejected(code int, reason string, ext ...protocol.Ext) {
+	u.fail(code, reason, ext...)
 }
 
 func (u upstreamEvents) Terminated(reason string) {
@@ -625,7 +626,7 @@ func (u upstreamEvents) Terminated(reason string) {
 // fail ends the subscription from the upstream side: an error to a
 // pending start, else a shutdown. The upstream has ended its side, so
 // stop is not called.
-func (u upstreamEvents) fail(code int, reason string) {
+func (u upstreamEvents) fail(code int, reason string, ext ...protocol.Ext) {
 	h, s := u.h, u.s
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -633,7 +634,7 @@ func (u upstreamEvents) fail(code int, reason string) {
 		return
 	}
 	if s.pending {
-		s.ep.Send(s.frames().Rejected(s.startCorr, s.startInit, code, reason), false)
+		s.ep.Send(s.frames().Rejected(s.startCorr, s.startInit, code, reason, ext...), false)
 	} else {
 		h.shutdownLocked(s, "subscription terminated")
 	}
@@ -641,7 +642,7 @@ func (u upstreamEvents) fail(code int, reason string) {
 	h.endLocked(s)
 }
 
-func (u upstreamEvents) Notify(st protocol.PresencePayload) {
+func (u upstreamEvents) Notify(st protocol.PresencePayload, ext ...protocol.Ext) {
 	h, s := u.h, u.s
 	if pidf.Validate(st) != nil || st.Status == "" {
 		h.rlog.Warn("upstream state", "invalid presence state from upstream", "presentity", s.target)
@@ -652,8 +653,8 @@ func (u upstreamEvents) Notify(st protocol.PresencePayload) {
 	if s.ended {
 		return
 	}
-	s.lastUp = &st
+	s.lastUp, s.lastExt = &st, ext
 	if !s.pending {
-		h.notifyLocked(s, st)
+		h.notifyLocked(s, st, ext...)
 	}
 }

@@ -56,14 +56,17 @@ type UpstreamRequest struct {
 // methods are safe for concurrent use and ignore calls after the
 // subscription ended.
 type UpstreamEvents interface {
-	// Accepted: the subscription is in place (2xx to SUBSCRIBE).
-	Accepted()
+	// Accepted: the subscription is in place (2xx to SUBSCRIBE). ext,
+	// here as for Rejected and Notify, are extension headers for the
+	// frame the subscriber gets (what the to_web rules made of the SIP
+	// response or NOTIFY, docs/routing.md).
+	Accepted(ext ...protocol.Ext)
 	// Rejected: it failed before or instead of being accepted, with a
 	// SIP final response code (a 408 for a timeout).
-	Rejected(code int, reason string)
+	Rejected(code int, reason string, ext ...protocol.Ext)
 	// Notify reports the presentity's state (a NOTIFY body through
 	// pidf.Parse). One before Accepted is kept and sent after it.
-	Notify(state protocol.PresencePayload)
+	Notify(state protocol.PresencePayload, ext ...protocol.Ext)
 	// Terminated: the subscription ended on the upstream side (NOTIFY
 	// with Subscription-State: terminated, or the dialog failed).
 	Terminated(reason string)

@@ -340,3 +340,38 @@ func TestOfflinePresentityGoesUpstream(t *testing.T) {
 	w.end(alice)
 	w.end(dave)
 }
+
+// TestUpstreamExt: the extension headers the upstream made of its SIP
+// messages (the to_web rules) ride on the frames: the start's 200 or
+// error, and each notify, a kept one and a refresh's again.
+func TestUpstreamExt(t *testing.T) {
+	up := &fakeUpstream{}
+	w := newWorld(t, Options{Upstream: up})
+	alice := w.connect("alice@example.com")
+	ext := func(v string) protocol.Ext {
+		return protocol.Ext{Name: "x-carrier", Kind: protocol.ExtString, Value: v}
+	}
+	has := func(f *protocol.Frame, v string) bool {
+		e, ok := f.Header.ExtValue("x-carrier")
+		return ok && e.Value == v
+	}
+	w.watch(alice, "c2", "sip:carol@sip.example.net", 300)
+	up.ev(0).Notify(protocol.PresencePayload{Status: "open"}, ext("n1"))
+	up.ev(0).Accepted(ext("ok"))
+	if f := alice.take(); len(f) != 2 || !has(f[0], "ok") || !has(f[1], "n1") {
+		t.Fatalf("got %s", dump(f))
+	}
+	up.ev(0).Notify(protocol.PresencePayload{Status: "closed"}, ext("n2"))
+	if f := alice.take(); len(f) != 1 || !has(f[0], "n2") {
+		t.Fatalf("second notify %s", dump(f))
+	}
+	w.watch(alice, "c2", "sip:carol@sip.example.net", 300)
+	if f := alice.take(); len(f) != 2 || !has(f[1], "n2") {
+		t.Fatalf("refresh %s", dump(f))
+	}
+	w.watch(alice, "c3", "sip:x@y", 0)
+	up.ev(1).Rejected(403, "Forbidden", ext("no"))
+	if f := alice.take(); len(f) != 1 || f[0].Header.ErrorCode != 403 || !has(f[0], "no") {
+		t.Fatalf("rejection %s", dump(f))
+	}
+}

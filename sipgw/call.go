@@ -155,6 +155,9 @@ type Event struct {
 type ResponseError struct {
 	Code   int
 	Reason string
+	// Headers are the extension headers the call's to_web rules made of
+	// the response (an in-dialog request's: re-INVITE, INFO, REFER).
+	Headers []Header
 }
 
 func (e *ResponseError) Error() string { return fmt.Sprintf("sipgw: %d %s", e.Code, e.Reason) }
@@ -596,16 +599,17 @@ func (c *Call) bye(ctx context.Context, ext []Header, hs ...sip.Header) error {
 // returns the answer SDP; it sends the ACK itself. A re-INVITE that
 // crosses another one fails with ErrGlare (491), whichever side lost.
 // ext are the extension headers of the web frame behind it, for the
-// header rules of the re-INVITE.
-func (c *Call) Reoffer(ctx context.Context, sdp []byte, ext ...Header) ([]byte, error) {
+// header rules of the re-INVITE; headers are those the to_web rules made
+// of its 2xx (of a failure: in the *ResponseError).
+func (c *Call) Reoffer(ctx context.Context, sdp []byte, ext ...Header) (answer []byte, headers []Header, err error) {
 	c.mu.Lock()
 	if c.state != stateConfirmed {
 		c.mu.Unlock()
-		return nil, ErrCallState
+		return nil, nil, ErrCallState
 	}
 	if c.reinviteIn || c.reinviteOut {
 		c.mu.Unlock()
-		return nil, ErrGlare
+		return nil, nil, ErrGlare
 	}
 	c.reinviteOut = true
 	c.mu.Unlock()
@@ -623,16 +627,16 @@ func (c *Call) Reoffer(ctx context.Context, sdp []byte, ext ...Header) ([]byte, 
 	defer done()
 	res, err := c.sendReinvite(ctx, sdp, c.g.cfg.SessionTimers.uacHeaders(0, 0, false), ext, done)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !res.IsSuccess() {
-		return nil, &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+		return nil, nil, c.responseError(routing.ReInvite, res)
 	}
 	// A re-INVITE refreshes the session too (RFC 4028 §7.4).
 	if st := c.g.cfg.SessionTimers.uacTimer(res); st.interval > 0 {
 		c.deliver(func() { c.armTimer(st) })
 	}
-	return res.Body(), nil
+	return res.Body(), webHeaders(c.xform, routing.ReInvite, true, res), nil
 }
 
 // reinvite sends a re-INVITE with sdp and the headers hs unless one is
@@ -689,8 +693,10 @@ func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, ex
 	return res, nil
 }
 
-// SendDTMF sends one digit (0-9, *, #, A-D) as INFO application/dtmf-relay.
-func (c *Call) SendDTMF(ctx context.Context, digit string, duration time.Duration) error {
+// SendDTMF sends one digit (0-9, *, #, A-D) as INFO application/dtmf-relay;
+// ext are the extension headers of the web frame behind it, for the
+// header rules of the INFO ({ext:NAME}).
+func (c *Call) SendDTMF(ctx context.Context, digit string, duration time.Duration, ext ...Header) error {
 	if len(digit) != 1 || !strings.Contains("0123456789*#ABCDabcd", digit) {
 		return invalid("dtmf digit %q", digit)
 	}
@@ -698,17 +704,19 @@ func (c *Call) SendDTMF(ctx context.Context, digit string, duration time.Duratio
 		duration = 160 * time.Millisecond
 	}
 	body := fmt.Sprintf("Signal=%s\r\nDuration=%d\r\n", strings.ToUpper(digit), duration.Milliseconds())
-	return c.SendInfo(ctx, Info{ContentType: "application/dtmf-relay", Body: []byte(body)})
+	return c.SendInfo(ctx, Info{ContentType: "application/dtmf-relay", Body: []byte(body), Ext: ext})
 }
 
 // Transfer sends a REFER for a blind transfer to target (validated like
 // a Dial target) and returns when the peer accepted it (202). The
 // peer's NOTIFYs of the new call follow as EventTransferProgress. ext
-// are the extension headers of the web frame behind it (header rules).
-func (c *Call) Transfer(ctx context.Context, target string, ext ...Header) error {
+// are the extension headers of the web frame behind it (header rules);
+// headers those the to_web rules made of the 202 (of a failure: in the
+// *ResponseError).
+func (c *Call) Transfer(ctx context.Context, target string, ext ...Header) (headers []Header, err error) {
 	u, err := c.g.ParseTarget(target)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req := sip.NewRequest(sip.REFER, sip.Uri{})
 	req.AppendHeader(sip.NewHeader("Refer-To", "<"+u.String()+">"))
@@ -716,27 +724,35 @@ func (c *Call) Transfer(ctx context.Context, target string, ext ...Header) error
 	return c.simple(ctx, req, ext)
 }
 
-// simple sends a non-INVITE in-dialog request to the remote target.
-func (c *Call) simple(ctx context.Context, req *sip.Request, ext []Header) error {
+// simple sends a non-INVITE in-dialog request to the remote target and
+// returns the extension headers the to_web rules made of its 2xx.
+func (c *Call) simple(ctx context.Context, req *sip.Request, ext []Header) ([]Header, error) {
 	c.mu.Lock()
 	st := c.state
 	c.mu.Unlock()
 	if st != stateConfirmed {
-		return ErrCallState
+		return nil, ErrCallState
 	}
 	if err := c.acquire(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	defer c.release()
 	req.Recipient = c.remoteTarget()
 	res, err := c.request(ctx, req, ext)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	m, _ := dialogMethod(req.Method)
 	if !res.IsSuccess() {
-		return &ResponseError{Code: res.StatusCode, Reason: res.Reason}
+		return nil, c.responseError(m, res)
 	}
-	return nil
+	return webHeaders(c.xform, m, true, res), nil
+}
+
+// responseError is the failure res to the call's request of method m,
+// with the extension headers the to_web rules made of it.
+func (c *Call) responseError(m routing.Method, res *sip.Response) *ResponseError {
+	return &ResponseError{Code: res.StatusCode, Reason: res.Reason, Headers: webHeaders(c.xform, m, true, res)}
 }
 
 func setSDP(m interface {

@@ -27,7 +27,7 @@ type eventState struct {
 	closing bool
 	subs    map[string]*Subscription // by Call-ID
 	pubs    map[string]*publication  // by web identity
-	onMsg   func(ctx context.Context, m *IncomingMessage) (int, string)
+	onMsg   func(ctx context.Context, m *IncomingMessage) (int, string, []Header)
 }
 
 // eventRoutes registers the handlers of this file's requests. It takes

@@ -31,6 +31,9 @@ type Info struct {
 	// ContentType of Body (type/subtype). Required with a body.
 	ContentType string
 	Body        []byte
+	// Ext are the extension headers of the web frame behind it, for the
+	// call's header rules of INFO ({ext:NAME}); none goes as it is.
+	Ext []Header
 }
 
 // SendInfo sends an INFO in the established dialog, over its route set,
@@ -62,7 +65,8 @@ func (c *Call) SendInfo(ctx context.Context, in Info) error {
 		}
 	}
 	req.SetBody(in.Body)
-	return c.simple(ctx, req, nil)
+	_, err := c.simple(ctx, req, in.Ext)
+	return err
 }
 
 // PeerAccepts reports whether the peer said it takes INFO of package pkg

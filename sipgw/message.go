@@ -44,8 +44,10 @@ type IncomingMessage struct {
 // SendMessage sends a MESSAGE and returns at once; report gets the final
 // response's code and reason (the delivery report) once, from a
 // goroutine of the UserAgent: 408 when none came, 503 when the gateway
-// closed. Invalid options fail at once with ErrInvalidInput.
-func (g *UserAgent) SendMessage(o MessageOptions, report func(code int, reason string)) error {
+// closed; and the extension headers the route's to_web rules made of
+// that response (none when no response came). Invalid options fail at
+// once with ErrInvalidInput.
+func (g *UserAgent) SendMessage(o MessageOptions, report func(code int, reason string, headers []Header)) error {
 	if g.ctx == nil {
 		return ErrClosed
 	}
@@ -97,8 +99,12 @@ func (g *UserAgent) SendMessage(o MessageOptions, report func(code int, reason s
 		if err != nil && g.ctx.Err() != nil {
 			code, reason = 503, "gateway closed"
 		}
+		var hs []Header
+		if err == nil {
+			hs = webHeaders(o.Route.Transform, routing.MessageMethod, true, res)
+		}
 		g.log.Debug("sipgw: MESSAGE answered", "identity", o.Identity, "target", o.Target, "code", code)
-		report(code, reason)
+		report(code, reason, hs)
 	})
 	return nil
 }
@@ -133,10 +139,11 @@ func (g *UserAgent) outOfDialog(method sip.RequestMethod, identity, trunk string
 
 // OnMessage sets the function that delivers an incoming MESSAGE to a web
 // identity and returns the final response to send (the first answer of
-// the web user's sessions). It runs on its own goroutine; ctx ends a
-// little before the sender's transaction would time out. Without it,
-// incoming messages get 480.
-func (g *UserAgent) OnMessage(f func(ctx context.Context, m *IncomingMessage) (code int, reason string)) {
+// the web user's sessions) and the extension headers of that answer, for
+// the header rules of the response ({ext:NAME}). It runs on its own
+// goroutine; ctx ends a little before the sender's transaction would
+// time out. Without it, incoming messages get 480.
+func (g *UserAgent) OnMessage(f func(ctx context.Context, m *IncomingMessage) (code int, reason string, ext []Header)) {
 	g.ev.mu.Lock()
 	defer g.ev.mu.Unlock()
 	g.ev.onMsg = f
@@ -161,8 +168,10 @@ func (g *UserAgent) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	m := &IncomingMessage{Identity: id, Body: append([]byte(nil), body...), ContentType: "text/plain"}
+	var x *routing.Transform
 	if f := req.From(); f != nil {
-		m.Headers = webHeaders(g.bindIncoming(routing.Message, id, f.Address.String()), routing.MessageMethod, false, req)
+		x = g.bindIncoming(routing.Message, id, f.Address.String())
+		m.Headers = webHeaders(x, routing.MessageMethod, false, req)
 	}
 	if ct := req.ContentType(); ct != nil {
 		m.ContentType = strings.TrimSpace(ct.Value())
@@ -175,18 +184,18 @@ func (g *UserAgent) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 		m.From = u.String()
 	}
 	if hasCtl(m.From) || hasCtl(m.ContentType) {
-		g.respond(tx, req, 400, "Bad Request")
+		g.respondWith(x, routing.MessageMethod, tx, req, 400, "Bad Request", nil)
 		return
 	}
 	// Answer before Timer F fires at the sender (32 s).
 	ctx, cancel := context.WithTimeout(g.ctx, 30*time.Second)
 	defer cancel()
-	code, reason := f(ctx, m)
+	code, reason, ext := f(ctx, m)
 	if code < 200 || code > 699 {
 		code, reason = 500, "Server Internal Error"
 	}
 	if reason == "" || hasCtl(reason) || len(reason) > 128 {
 		reason = "Response"
 	}
-	g.respond(tx, req, code, reason)
+	g.respondWith(x, routing.MessageMethod, tx, req, code, reason, ext)
 }

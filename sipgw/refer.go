@@ -141,7 +141,8 @@ func (r *Refer) send(ctx context.Context, code int, reason, state string) error 
 	req.AppendHeader(sip.NewHeader("Subscription-State", state))
 	req.AppendHeader(sip.NewHeader("Content-Type", "message/sipfrag;version=2.0"))
 	req.SetBody([]byte(line + "\r\n"))
-	return r.c.simple(ctx, req, nil)
+	_, err := r.c.simple(ctx, req, nil)
+	return err
 }
 
 // handleRefer runs on the sipgo goroutine of a REFER: it hands it to the

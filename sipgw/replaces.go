@@ -91,16 +91,16 @@ func escapeURIHeader(v string) string {
 // to call target with a Replaces header naming r (RFC 5589 section 7),
 // carried in the Refer-To URI. Like [Call.Transfer] it returns when the
 // peer accepted it; the NOTIFYs follow as EventTransferProgress.
-func (c *Call) TransferReplacing(ctx context.Context, target string, r Replaces, ext ...Header) error {
+func (c *Call) TransferReplacing(ctx context.Context, target string, r Replaces, ext ...Header) ([]Header, error) {
 	u, err := c.g.ParseTarget(target)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := ParseReplaces(r.String()); err != nil {
-		return err
+		return nil, err
 	}
 	if u.Scheme == "tel" {
-		return invalid("an attended transfer needs a SIP target, not %q", target)
+		return nil, invalid("an attended transfer needs a SIP target, not %q", target)
 	}
 	req := sip.NewRequest(sip.REFER, sip.Uri{})
 	req.AppendHeader(sip.NewHeader("Refer-To", "<"+u.String()+"?Replaces="+escapeURIHeader(r.String())+">"))

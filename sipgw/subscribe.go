@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // SubscribeOptions describe a subscription (RFC 6665) the gateway makes
@@ -39,17 +40,19 @@ type SubscribeOptions struct {
 // goroutine ended, except that a stopped subscription's last NOTIFY may
 // still arrive.
 type SubscriptionEvents interface {
-	// Accepted: a 2xx to the initial SUBSCRIBE.
-	Accepted()
-	// Rejected: a failure response, or 408 when none came.
-	Rejected(code int, reason string)
+	// Accepted: a 2xx to the initial SUBSCRIBE. headers are the
+	// extension headers the route's to_web rules made of it (SUBSCRIBE,
+	// on responses), as for Rejected and Notify (NOTIFY, on requests).
+	Accepted(headers []Header)
+	// Rejected: a failure response, or 408 (no headers) when none came.
+	Rejected(code int, reason string, headers []Header)
 	// Notify checks each NOTIFY body (contentType "" and nil body when
 	// it has none) and returns what to do with it, which runs once the
 	// NOTIFY has been answered 200: whoever learns of the new state (a
 	// web client that then unsubscribes, say) acts after the notifier
 	// has its answer. An error answers the NOTIFY 400 with the error's
 	// text; the subscription goes on untouched.
-	Notify(contentType string, body []byte) (deliver func(), err error)
+	Notify(contentType string, body []byte, headers []Header) (deliver func(), err error)
 	// Terminated: the notifier ended the subscription (Subscription-State:
 	// terminated) or a refresh failed.
 	Terminated(reason string)
@@ -179,10 +182,14 @@ func (s *Subscription) run() {
 	if err != nil || !res.IsSuccess() {
 		code, reason := failure(res, err)
 		g.rlog.Info("subscribe refused", "sipgw: subscription refused", "event", s.o.Event, "identity", s.o.Identity, "target", s.o.Target, "code", code)
-		s.ev.Rejected(code, reason)
+		var hs []Header
+		if err == nil {
+			hs = webHeaders(s.o.Route.Transform, routing.SubscribeMethod, true, res)
+		}
+		s.ev.Rejected(code, reason, hs)
 		return
 	}
-	s.ev.Accepted()
+	s.ev.Accepted(webHeaders(s.o.Route.Transform, routing.SubscribeMethod, true, res))
 	g.log.Debug("sipgw: subscribed", "event", s.o.Event, "identity", s.o.Identity, "target", s.o.Target, "expires", granted)
 	for {
 		select {
@@ -414,12 +421,12 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 		ev, _, _ = strings.Cut(h.Value(), ";")
 	}
 	if !strings.EqualFold(strings.TrimSpace(ev), s.o.Event) {
-		g.respond(tx, req, 489, "Bad Event")
+		s.respond(tx, req, 489, "Bad Event")
 		return
 	}
 	h := req.GetHeader("Subscription-State")
 	if h == nil {
-		g.respond(tx, req, 400, "Missing Subscription-State")
+		s.respond(tx, req, 400, "Missing Subscription-State")
 		return
 	}
 	state, params, _ := strings.Cut(h.Value(), ";")
@@ -430,7 +437,7 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 		if s.lastNotify != 0 && cs.SeqNo <= s.lastNotify {
 			// A retransmission that outran its answer, or a stale one:
 			// its state is not newer than what we have.
-			g.respond(tx, req, 200, "OK")
+			s.respond(tx, req, 200, "OK")
 			return
 		}
 		s.lastNotify = cs.SeqNo
@@ -440,10 +447,11 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 		ct = strings.TrimSpace(c.Value())
 	}
 	body := req.Body()
+	hs := webHeaders(s.o.Route.Transform, routing.Notify, false, req)
 	if state == "terminated" {
-		g.respond(tx, req, 200, "OK")
+		s.respond(tx, req, 200, "OK")
 		if len(body) > 0 {
-			deliver, err := s.ev.Notify(ct, body)
+			deliver, err := s.ev.Notify(ct, body, hs)
 			if err != nil {
 				g.rlog.Info("notify body", "sipgw: bad final NOTIFY body", "event", s.o.Event, "err", err)
 			} else if deliver != nil {
@@ -467,20 +475,22 @@ func (s *Subscription) handleNotify(req *sip.Request, tx sip.ServerTransaction) 
 	if len(body) == 0 {
 		ct = ""
 	}
-	deliver, err := s.ev.Notify(ct, body)
+	deliver, err := s.ev.Notify(ct, body, hs)
 	if err != nil {
 		g.rlog.Info("notify body", "sipgw: NOTIFY body rejected", "event", s.o.Event, "identity", s.o.Identity, "err", err)
-		res := sip.NewResponseFromRequest(req, 400, "Bad Request", nil)
-		res.AppendHeader(sip.NewHeader("Warning", `399 jsonrtc "`+warningText(err.Error())+`"`))
-		if err := tx.Respond(res); err != nil {
-			g.log.Debug("sipgw: respond failed", "err", err)
-		}
+		s.respond(tx, req, 400, "Bad Request", sip.NewHeader("Warning", `399 jsonrtc "`+warningText(err.Error())+`"`))
 		return
 	}
-	g.respond(tx, req, 200, "OK")
+	s.respond(tx, req, 200, "OK")
 	if deliver != nil {
 		deliver()
 	}
+}
+
+// respond answers a NOTIFY of s with the header rules of its route
+// (NOTIFY, on responses).
+func (s *Subscription) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, more ...sip.Header) {
+	s.g.respondWith(s.o.Route.Transform, routing.Notify, tx, req, code, reason, nil, more...)
 }
 
 // warningText makes s safe inside a quoted Warning text.

@@ -106,8 +106,35 @@ func transformOut(x *routing.Transform, m routing.Method, response bool, msg sip
 // headers are left off and that is logged, since the response must go
 // all the same.
 func (c *Call) transformResponse(m routing.Method, res *sip.Response) {
-	if err := transformOut(c.xform, m, true, res, nil); err != nil {
-		c.g.rlog.Info("transform", "sipgw: a header rule's value left off a response", "call", c.id, "err", err)
+	c.g.transformResponse(c.xform, m, res, "call", c.id)
+}
+
+// transformResponse adds x's header rules for method m to res, a
+// response the gateway sends with no web frame behind it; args name what
+// it answers in the log line of a value left off.
+func (g *UserAgent) transformResponse(x *routing.Transform, m routing.Method, res *sip.Response, args ...any) {
+	if err := transformOut(x, m, true, res, nil); err != nil {
+		g.rlog.Info("transform", "sipgw: a header rule's value left off a response", append(args, "err", err)...)
+	}
+}
+
+// respondWith answers req with code and reason plus x's header rules for
+// method m (a request outside any call the gateway answers: an incoming
+// MESSAGE, a NOTIFY of its subscription); ext are the extension headers
+// of the web frame behind the answer ({ext:NAME}). A value of ext the
+// header grammar refuses leaves the rules that read it off: the answer
+// goes all the same.
+func (g *UserAgent) respondWith(x *routing.Transform, m routing.Method, tx sip.ServerTransaction, req *sip.Request, code int, reason string, ext []Header, more ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range more {
+		res.AppendHeader(h)
+	}
+	if err := transformOut(x, m, true, res, ext); err != nil {
+		g.rlog.Info("transform", "sipgw: a response sent without the header rules that read its frame", "method", m.String(), "err", err)
+		g.transformResponse(x, m, res, "method", m.String())
+	}
+	if err := tx.Respond(res); err != nil {
+		g.log.Debug("sipgw: respond failed", "code", code, "err", err)
 	}
 }
 

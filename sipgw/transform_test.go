@@ -2,6 +2,7 @@ package sipgw
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -44,6 +45,30 @@ func TestWebHeaders(t *testing.T) {
 	}
 }
 
+// dialTransformed dials bob through g with the transformations x and
+// returns the call, answered and ACKed, and its EventAnswered.
+func dialTransformed(t *testing.T, g *UserAgent, x *routing.Transform) (*Call, Event) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\n"), Route: Route{Transform: x}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ev := range c.Events() {
+		if ev.Kind == EventEnded {
+			t.Fatalf("ended before the answer: %+v", ev)
+		}
+		if ev.Kind == EventAnswered {
+			if err := c.Ack(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+			return c, ev
+		}
+	}
+	t.Fatal("no answer")
+	return nil, Event{}
+}
+
 // TestDialogTransforms: a call's header rules go on its in-dialog
 // requests by method (the re-INVITE and the BYE, with the frame's
 // extension header for {ext:NAME}), its to_web rules read the responses
@@ -63,28 +88,14 @@ to_web:
 `)
 	x := r.Bind(routing.Request{Application: "web", Identity: "alice@example.com", Target: "bob"})
 	ctx := context.Background()
-	c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\n"), Route: Route{Transform: x}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for ev := range c.Events() {
-		if ev.Kind == EventAnswered {
-			if len(ev.Headers) != 1 || ev.Headers[0] != (Header{"x-carrier", "acme-INVITE"}) {
-				t.Errorf("200's web headers %v", ev.Headers)
-			}
-			break
-		}
-		if ev.Kind == EventEnded {
-			t.Fatalf("ended before the answer: %+v", ev)
-		}
-	}
-	if err := c.Ack(ctx, nil); err != nil {
-		t.Fatal(err)
+	c, ev := dialTransformed(t, g, x)
+	if len(ev.Headers) != 1 || ev.Headers[0] != (Header{"x-carrier", "acme-INVITE"}) {
+		t.Errorf("200's web headers %v", ev.Headers)
 	}
 	if inv := bob.next(t, sip.INVITE); inv.GetHeader("X-Plan") != nil {
 		t.Errorf("the initial INVITE got the re-INVITE's rule")
 	}
-	if _, err := c.Reoffer(ctx, []byte("v=0\r\n")); err != nil {
+	if _, _, err := c.Reoffer(ctx, []byte("v=0\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	re := bob.next(t, sip.INVITE)
@@ -95,13 +106,13 @@ to_web:
 		t.Errorf("re-INVITE got another method's rule")
 	}
 	// A value that would smuggle a header refuses the re-INVITE...
-	if _, err := c.Reoffer(ctx, []byte("v=0\r\n"), Header{"x-plan", "x"}); err != nil {
+	if _, _, err := c.Reoffer(ctx, []byte("v=0\r\n"), Header{"x-plan", "x"}); err != nil {
 		t.Fatal(err)
 	}
 	bob.next(t, sip.INVITE)
 	r2 := mustRouting(t, `headers: [{header: X-Plan, value: "{ext:x-plan}", methods: [re-INVITE]}]`)
 	c.xform = r2.Bind(routing.Request{Identity: "alice@example.com", Target: "bob"})
-	if _, err := c.Reoffer(ctx, []byte("v=0\r\n"), Header{"x-plan", "a\r\nVia: smuggled"}); ResponseCode(err) != 400 {
+	if _, _, err := c.Reoffer(ctx, []byte("v=0\r\n"), Header{"x-plan", "a\r\nVia: smuggled"}); ResponseCode(err) != 400 {
 		t.Fatalf("re-INVITE with a smuggling value: %v, want 400", err)
 	}
 	c.xform = x
@@ -130,20 +141,8 @@ func TestDialogTransformsBye(t *testing.T) {
 	g, bob := answeringPeer(t, nil)
 	x := mustRouting(t, `headers: [{header: X-Reason, value: "{ext:x-why}", methods: [BYE]}, {header: X-Leg, value: "{application}", methods: [INVITE, BYE], on: requests}]`).
 		Bind(routing.Request{Application: "web", Identity: "alice@example.com", Target: "bob"})
-	ctx := context.Background()
-	c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\n"), Route: Route{Transform: x}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for ev := range c.Events() {
-		if ev.Kind == EventAnswered {
-			break
-		}
-	}
-	if err := c.Ack(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Hangup(ctx, Header{"X-Why", "user hung up"}); err != nil {
+	c, _ := dialTransformed(t, g, x)
+	if err := c.Hangup(context.Background(), Header{"X-Why", "user hung up"}); err != nil {
 		t.Fatal(err)
 	}
 	bye := bob.next(t, sip.BYE)
@@ -226,4 +225,53 @@ func FuzzTransformOut(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDialogResponseTransforms: the to_web rules read the responses to
+// the call's in-dialog requests (the re-INVITE's 200, the REFER's 202 or
+// failure), and the INFO of a digit takes the rules that read its
+// frame's extension headers.
+func TestDialogResponseTransforms(t *testing.T) {
+	g, bob := answeringPeer(t, func(req *sip.Request, res *sip.Response) {
+		res.AppendHeader(sip.NewHeader("X-Carrier", "acme-"+string(req.Method)))
+		if h := req.GetHeader("Refer-To"); h != nil && strings.Contains(h.Value(), "nope") {
+			res.StatusCode, res.Reason = 403, "Forbidden"
+		}
+	})
+	x := mustRouting(t, `
+headers: [{header: X-Digit, value: "d-{ext:x-digit}", methods: [INFO]}]
+to_web: [{header: X-Carrier, ext: x-carrier, methods: [re-INVITE, REFER, INFO], on: responses}]
+`).Bind(routing.Request{Identity: "alice@example.com", Target: "bob"})
+	ctx := context.Background()
+	c, ev := dialTransformed(t, g, x)
+	if len(ev.Headers) != 0 {
+		t.Errorf("the INVITE's 200 got %v: the rule is for re-INVITE", ev.Headers)
+	}
+	carrier := func(what string, hs []Header, want string) {
+		t.Helper()
+		if len(hs) != 1 || hs[0] != (Header{"x-carrier", want}) {
+			t.Errorf("%s: headers %v, want x-carrier: %s", what, hs, want)
+		}
+	}
+	_, hs, err := c.Reoffer(ctx, []byte("v=0\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	carrier("re-INVITE's 200", hs, "acme-INVITE")
+	if err := c.SendDTMF(ctx, "5", 0, Header{"X-Digit", "five"}); err != nil {
+		t.Fatal(err)
+	}
+	if h := bob.next(t, sip.INFO).GetHeader("X-Digit"); h == nil || h.Value() != "d-five" {
+		t.Errorf("INFO X-Digit %v", h)
+	}
+	hs, err = c.Transfer(ctx, "sip:carol@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	carrier("REFER's 2xx", hs, "acme-REFER")
+	var re *ResponseError
+	if _, err := c.Transfer(ctx, "sip:nope@example.com"); !errors.As(err, &re) || re.Code != 403 {
+		t.Fatalf("refused REFER: %v", err)
+	}
+	carrier("REFER's 403", re.Headers, "acme-REFER")
 }

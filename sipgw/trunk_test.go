@@ -17,6 +17,7 @@ import (
 type fakeProxy struct {
 	pc  net.PacketConn
 	got chan *sip.Request
+	res chan *sip.Response // the answers to what it sent (send)
 }
 
 func newFakeProxy(t *testing.T, answer func(m sip.RequestMethod) int) *fakeProxy {
@@ -44,7 +45,7 @@ func newFakePeer(t *testing.T, respond func(*sip.Request) *sip.Response) *fakePr
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &fakeProxy{pc: pc, got: make(chan *sip.Request, 64)}
+	p := &fakeProxy{pc: pc, got: make(chan *sip.Request, 64), res: make(chan *sip.Response, 64)}
 	done := make(chan struct{})
 	t.Cleanup(func() { pc.Close(); <-done })
 	go func() {
@@ -56,6 +57,13 @@ func newFakePeer(t *testing.T, respond func(*sip.Request) *sip.Response) *fakePr
 				return
 			}
 			msg, err := sip.ParseMessage(append([]byte(nil), buf[:n]...))
+			if res, ok := msg.(*sip.Response); err == nil && ok {
+				select {
+				case p.res <- res:
+				default:
+				}
+				continue
+			}
 			req, ok := msg.(*sip.Request)
 			if err != nil || !ok || req.Method == sip.ACK {
 				continue
@@ -99,7 +107,7 @@ func startTrunks(t *testing.T, trunks map[string]routing.TrunkConfig) *UserAgent
 func sendMessage(t *testing.T, g *UserAgent, o MessageOptions) int {
 	t.Helper()
 	codes := make(chan int, 1)
-	if err := g.SendMessage(o, func(code int, _ string) { codes <- code }); err != nil {
+	if err := g.SendMessage(o, func(code int, _ string, _ []Header) { codes <- code }); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -230,7 +238,7 @@ func TestSenderRefusesSmuggling(t *testing.T) {
 	} {
 		for _, s := range []routing.Sender{{From: bad}, {AssertedIdentity: bad}, {PreferredIdentity: bad}} {
 			err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob@example.net", Route: Route{Sender: s}},
-				func(int, string) {})
+				func(int, string, []Header) {})
 			if err == nil || ResponseCode(err) != 400 {
 				t.Errorf("sender %+v: %v, want a 400", s, err)
 			}
@@ -241,11 +249,11 @@ func TestSenderRefusesSmuggling(t *testing.T) {
 func TestRouteErrors(t *testing.T) {
 	g := startTrunks(t, map[string]routing.TrunkConfig{"t": {Proxies: []string{"sip:127.0.0.1:9"}}})
 	g.trunks.Load().m["t"].proxies[0].down.Store(true)
-	err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob@example.net", Route: Route{Trunk: "t"}}, func(int, string) {})
+	err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob@example.net", Route: Route{Trunk: "t"}}, func(int, string, []Header) {})
 	if ResponseCode(err) != 503 {
 		t.Errorf("every proxy down: %v, want 503", err)
 	}
-	if err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob", Route: Route{Trunk: "nope"}}, func(int, string) {}); err == nil {
+	if err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob", Route: Route{Trunk: "nope"}}, func(int, string, []Header) {}); err == nil {
 		t.Error("an unknown trunk was accepted")
 	}
 }
@@ -298,7 +306,7 @@ func TestRouteHeaders(t *testing.T) {
 	}
 	for _, bad := range []routing.Header{{Name: "P-Asserted-Identity", Value: "<sip:x@y>"}, {Name: "X-A", Value: "a\r\nVia: x"}} {
 		err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "bob@example.net",
-			Route: Route{Headers: []routing.Header{bad}}}, func(int, string) {})
+			Route: Route{Headers: []routing.Header{bad}}}, func(int, string, []Header) {})
 		if ResponseCode(err) != 400 {
 			t.Errorf("header %v: %v, want 400", bad, err)
 		}
@@ -323,7 +331,7 @@ func TestRouteURIParams(t *testing.T) {
 	}
 	for _, v := range []string{"a;transport=tcp", "a?Route=x", "a b", "", "a>"} {
 		route.Headers[0].Value = v
-		err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "+15551234", Route: route}, func(int, string) {})
+		err := g.SendMessage(MessageOptions{Identity: "alice@example.com", Target: "+15551234", Route: route}, func(int, string, []Header) {})
 		if ResponseCode(err) != 400 {
 			t.Errorf("value %q: %v, want 400", v, err)
 		}
@@ -391,9 +399,9 @@ func TestPublishIdentityAndFailover(t *testing.T) {
 
 type subEvents struct{ accepted, ended chan string }
 
-func (e subEvents) Accepted()                { e.accepted <- "" }
-func (e subEvents) Rejected(c int, r string) { e.accepted <- r }
-func (e subEvents) Notify(string, []byte) (func(), error) {
+func (e subEvents) Accepted([]Header)                    { e.accepted <- "" }
+func (e subEvents) Rejected(c int, r string, _ []Header) { e.accepted <- r }
+func (e subEvents) Notify(string, []byte, []Header) (func(), error) {
 	return func() {}, nil
 }
 func (e subEvents) Terminated(r string) { e.ended <- r }

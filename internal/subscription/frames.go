@@ -14,8 +14,10 @@ type Frames struct {
 }
 
 // Accepted is the 200 answer to the start correlated by corr; an empty
-// initiator stands for the subscriber. expiry is in seconds.
-func (s Frames) Accepted(corr, initiator string, expiry int) *protocol.Frame {
+// initiator stands for the subscriber. expiry is in seconds. ext, here
+// and in Rejected and Notify, are the frame's extension headers (what
+// the to_web rules made of the upstream's SIP message).
+func (s Frames) Accepted(corr, initiator string, expiry int, ext ...protocol.Ext) *protocol.Frame {
 	if initiator == "" {
 		initiator = s.Subscriber
 	}
@@ -23,13 +25,13 @@ func (s Frames) Accepted(corr, initiator string, expiry int) *protocol.Frame {
 		Control: protocol.Control{Type: protocol.TypeResponse, Package: s.Package,
 			SubsessionID: s.Subsession, CorrelationID: corr, MessageState: protocol.StateFinal},
 		Header: protocol.Header{Action: protocol.ActionStart, Initiator: initiator, Target: s.Target,
-			ResponseCode: protocol.CodeOK, Reason: "OK", Expiry: expiry},
+			ResponseCode: protocol.CodeOK, Reason: "OK", Expiry: expiry, Ext: ext},
 	}
 }
 
 // StartError fails the start correlated by corr, which waited for an
 // answer; an empty initiator stands for the subscriber.
-func (s Frames) StartError(corr, initiator string, code int, reason string) *protocol.Frame {
+func (s Frames) StartError(corr, initiator string, code int, reason string, ext ...protocol.Ext) *protocol.Frame {
 	if initiator == "" {
 		initiator = s.Subscriber
 	}
@@ -37,27 +39,27 @@ func (s Frames) StartError(corr, initiator string, code int, reason string) *pro
 		Control: protocol.Control{Type: protocol.TypeError, Package: s.Package,
 			SubsessionID: s.Subsession, CorrelationID: corr},
 		Header: protocol.Header{Action: protocol.ActionStart, Initiator: initiator, Target: s.Target,
-			ErrorCode: code, Reason: reason},
+			ErrorCode: code, Reason: reason, Ext: ext},
 	}
 }
 
 // Rejected fails the start correlated by corr with what the upstream
 // answered: its SIP final response code, as the client error code it
 // maps to, and its reason, unless that is empty or too long.
-func (s Frames) Rejected(corr, initiator string, sipCode int, reason string) *protocol.Frame {
+func (s Frames) Rejected(corr, initiator string, sipCode int, reason string, ext ...protocol.Ext) *protocol.Frame {
 	code := protocol.ClientErrorCode(sipCode)
 	if reason == "" || len(reason) > 256 {
 		reason = protocol.Reason(code)
 	}
-	return s.StartError(corr, initiator, code, reason)
+	return s.StartError(corr, initiator, code, reason, ext...)
 }
 
 // Notify carries payload. The notifier is the sender (wsc.js shows
 // initiator as the sender, target as the receiver).
-func (s Frames) Notify(payload []byte) *protocol.Frame {
+func (s Frames) Notify(payload []byte, ext ...protocol.Ext) *protocol.Frame {
 	return &protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeMessage, Package: s.Package, SubsessionID: s.Subsession},
-		Header:  protocol.Header{Action: protocol.ActionNotify, Initiator: s.Target, Target: s.Subscriber},
+		Header:  protocol.Header{Action: protocol.ActionNotify, Initiator: s.Target, Target: s.Subscriber, Ext: ext},
 		Payload: payload,
 	}
 }

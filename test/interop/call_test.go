@@ -137,10 +137,10 @@ func TestReinviteHoldResume(t *testing.T) {
 	c := dial(t, g, uas.Port, sipgw.DialOptions{})
 	answeredAcked(t, c)
 	hold := strings.Replace(offer, "a=sendrecv", "a=sendonly", 1)
-	if ans, err := c.Reoffer(ctxT(t), []byte(hold)); err != nil || !strings.Contains(string(ans), "m=audio") {
+	if ans, _, err := c.Reoffer(ctxT(t), []byte(hold)); err != nil || !strings.Contains(string(ans), "m=audio") {
 		t.Fatalf("hold: %v %q", err, ans)
 	}
-	if _, err := c.Reoffer(ctxT(t), []byte(offer)); err != nil {
+	if _, _, err := c.Reoffer(ctxT(t), []byte(offer)); err != nil {
 		t.Fatalf("resume: %v", err)
 	}
 	// The far end puts us on hold.

@@ -156,7 +156,9 @@ type eventsEnv struct {
 	DB  string // Kamailio's SQLite database (the presentity table)
 }
 
-func startEventsEnv(t *testing.T) *eventsEnv {
+// startEventsEnv starts the environment; each of more changes the
+// gateway's configuration.
+func startEventsEnv(t *testing.T, more ...func(*gateway.Config)) *eventsEnv {
 	t.Helper()
 	need(t, "kamailio", "sipp", "sqlite3")
 	modPath := kamailioModules(t, "db_sqlite.so", "presence.so", "presence_xml.so")
@@ -191,6 +193,9 @@ func startEventsEnv(t *testing.T) *eventsEnv {
 		Domain:        domain,
 		OutboundProxy: "sip:" + kaddr,
 		UserAgent:     "jsonrtc-interop",
+	}
+	for _, f := range more {
+		f(&cfg)
 	}
 	g, err := gateway.New(cfg, &gateway.Options{Logger: testLogger(t)})
 	if err != nil {

@@ -180,3 +180,55 @@ func TestRegisterIdentityThroughTrunk(t *testing.T) {
 	down.expectSuccess(t)
 	up.expectSuccess(t)
 }
+
+// Outside a call, through Kamailio: the X-Carrier of SIPp's 202 to a
+// web send reaches the delivery report, and those of SIPp's 200 to a
+// voicemail SUBSCRIBE and of its NOTIFY reach the start's answer and
+// the notify frame, as extension headers; the gateway's 200 to the
+// NOTIFY carries the header rule for NOTIFY responses (SIPp checks it).
+func TestTransformMessageAndNotify(t *testing.T) {
+	env := startEventsEnv(t, func(c *gateway.Config) {
+		c.Routing.Headers = []routing.HeaderRuleConfig{{Header: "X-Served", Value: "vm-{identity}", Methods: []string{"NOTIFY"}, On: "responses"}}
+		c.Routing.ToWeb = []routing.ToWebConfig{{Header: "X-Carrier", Ext: "x-carrier", Methods: []string{"MESSAGE", "SUBSCRIBE", "NOTIFY"}, On: "responses"},
+			{Header: "X-Carrier", Ext: "x-carrier", Methods: []string{"NOTIFY"}, On: "requests"}}
+	})
+	alice := env.web(t, "alice@"+domain)
+	carrier := func(f *protocol.Frame, want string) {
+		t.Helper()
+		if x, ok := f.Header.ExtValue("x-carrier"); !ok || x.Value != want {
+			t.Errorf("%s/%s extension headers %+v: no x-carrier: %s", f.Control.Type, f.Header.Action, f.Header.Ext, want)
+		}
+	}
+
+	uas := startSipp(t, "uas_message_xform.xml", "")
+	send := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessaging},
+		Header:  protocol.Header{Action: protocol.ActionSend, Initiator: "alice@" + domain, Target: "uas-" + strconv.Itoa(uas.Port) + "@" + domain},
+		Payload: protocol.EncodePayload(protocol.MessagePayload{ContentType: "text/plain", Body: "hello sip"}),
+	}
+	if _, err := alice.SendFrame(ctxT(t), send); err != nil {
+		t.Fatal(err)
+	}
+	rep := frame(t, alice, protocol.PackageMessaging, protocol.ActionSend, func(f *protocol.Frame) bool { return f.Control.Type != protocol.TypeRequest })
+	if rep.Control.Type != protocol.TypeResponse || rep.Header.ResponseCode != 202 {
+		t.Fatalf("delivery report %s %d %d %s", rep.Control.Type, rep.Header.ResponseCode, rep.Header.ErrorCode, rep.Header.Reason)
+	}
+	carrier(rep, "carrier-msg")
+	uas.expectSuccess(t)
+
+	notifier := startSipp(t, "mwi_notifier_xform.xml", "")
+	mailbox := "sip:uas-" + strconv.Itoa(notifier.Port) + "@" + domain
+	if _, err := alice.SendFrame(ctxT(t), startFrame(protocol.PackageMessageNotification, "m1", "alice@"+domain, mailbox)); err != nil {
+		t.Fatal(err)
+	}
+	r := response(t, alice, protocol.PackageMessageNotification, "m1")
+	if r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 {
+		t.Fatalf("subscribe answered %s %d %s", r.Control.Type, r.Header.ErrorCode, r.Header.Reason)
+	}
+	carrier(r, "carrier-sub")
+	carrier(frame(t, alice, protocol.PackageMessageNotification, protocol.ActionNotify, nil), "carrier-vm")
+	if _, err := alice.SendFrame(ctxT(t), shutdownFrame(protocol.PackageMessageNotification, "m1", mailbox)); err != nil {
+		t.Fatal(err)
+	}
+	notifier.expectSuccess(t)
+}

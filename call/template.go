@@ -12,16 +12,14 @@ import (
 // Declared actions (the templates package, docs/protocol.md §2.8) inside
 // a SIP call: the web side's requests go as SIP requests in the call's
 // dialog ([Handler.Request]); the peer's INFOs of a declared Info
-// Package come to the web side as requests of their action, whose
-// answer is the INFO's response.
+// Package, and its NOTIFY, MESSAGE and UPDATE of a receiving action
+// (templates.SIPConfig.Receive), come to the web side as requests of
+// their action, whose answer is the SIP request's response.
 
-// maxDeclaredPending bounds the peer's INFOs a call holds for the web
-// side's answer; more get 503 at once.
+// maxDeclaredPending bounds the peer's requests a call holds for the
+// web side's answer; more get 503 at once. The web side has
+// templates.Set.AnswerTimeout to answer one before it gets 408.
 const maxDeclaredPending = 16
-
-// declaredWait is how long the web side has to answer one before the
-// INFO gets 408: well inside the peer's Timer F (32 s).
-var declaredWait = 20 * time.Second
 
 // infoAnswer answers an INFO of a declared package: a *sipgw.InfoRequest,
 // or a fake in the unit tests.
@@ -68,24 +66,42 @@ func (h *Handler) Request(ep Endpoint, sub string, r sipgw.Request, done func(si
 	}
 }
 
-// sipDeclared hands the peer's INFO of a declared package to the web
-// side w as a request of its action. c.mu is held.
+// goneAnswer answers a request of method whose action a reload took
+// away since it came: what the peer gets for one never declared.
+func goneAnswer(method string) sipgw.Answer {
+	switch method {
+	case "", "INFO":
+		return sipgw.Answer{Code: 469, Reason: "Bad Info Package"} // RFC 6086 section 4.2.2
+	case "NOTIFY":
+		return sipgw.Answer{Code: 489, Reason: "Bad Event"} // RFC 6665 section 4.1.3
+	}
+	return sipgw.Answer{Code: 415, Reason: "Unsupported Media Type"}
+}
+
+// sipDeclared hands the peer's request of a declared action (an INFO of
+// its package, a NOTIFY, MESSAGE or UPDATE it receives) to the web side
+// w as a request of its action. c.mu is held.
 func (fl *farLeg) sipDeclared(w *leg, ev sipgw.Event) {
 	ir := fl.sc.declaredInfo(ev)
-	var a *templates.Action
-	if fl.h.far.tmpl != nil {
-		a = fl.h.far.tmpl().ForInfo(ev.InfoPackage)
+	method, mark := ev.InfoRequest.Method, ev.InfoRequest.Mark
+	if method == "" || method == "INFO" {
+		method, mark = "INFO", ev.InfoPackage
 	}
+	var set *templates.Set
+	if fl.h.far.tmpl != nil {
+		set = fl.h.far.tmpl()
+	}
+	a := set.ForRequest(protocol.PackageCall, method, mark)
 	switch {
-	case a == nil || a.Package != protocol.PackageCall:
-		// Declared when the INFO came, gone with a reload since.
-		ir.Respond(sipgw.Answer{Code: 469, Reason: "Bad Info Package"})
+	case a == nil:
+		// Declared when the request came, gone with a reload since.
+		ir.Respond(goneAnswer(method))
 		return
 	case w == nil || w.ep.Oracle() || fl.webGone:
 		ir.Respond(sipgw.Answer{Code: protocol.CodeTemporarilyUnavail})
 		return
 	case len(fl.declared) >= maxDeclaredPending:
-		fl.rlog().Info("declared info", "INFO of a declared package refused: too many wait for the web side", "package", ev.InfoPackage)
+		fl.rlog().Info("declared info", "request of a declared action refused: too many wait for the web side", "method", method, "action", a.Name)
 		ir.Respond(sipgw.Answer{Code: protocol.CodeServiceUnavailable, Reason: "too many pending requests"})
 		return
 	}
@@ -102,7 +118,7 @@ func (fl *farLeg) sipDeclared(w *leg, ev sipgw.Event) {
 		fl.declared = map[string]pendingInfo{}
 	}
 	c := fl.c
-	fl.declared[corr] = pendingInfo{ir: ir, a: a, timer: time.AfterFunc(declaredWait, func() {
+	fl.declared[corr] = pendingInfo{ir: ir, a: a, timer: time.AfterFunc(set.AnswerTimeout(), func() {
 		c.mu.Lock()
 		delete(fl.declared, corr)
 		c.mu.Unlock()
@@ -111,7 +127,7 @@ func (fl *farLeg) sipDeclared(w *leg, ev sipgw.Event) {
 }
 
 // declaredAnswer takes the web side's response or error to a declared
-// action's request (sipDeclared) as the INFO's response; anything else
+// action's request (sipDeclared) as the SIP request's response; anything else
 // of an action the call does not know is dropped. c.mu is held.
 func (fl *farLeg) declaredAnswer(f *protocol.Frame) {
 	if f.Control.Type != protocol.TypeResponse && f.Control.Type != protocol.TypeError {

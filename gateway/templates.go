@@ -68,6 +68,17 @@ func (g *Gateway) inDialog(ep endpoint.Endpoint, a *templates.Action, f *protoco
 	g.calls.Request(ep, f.Control.SubsessionID, a.SIPRequest(f), a.Done(f, func(out *protocol.Frame) { g.answerDeclared(ep, out) }))
 }
 
+// receives reports whether a declared action receives an incoming SIP
+// request of method with its mark (sipgw.SetReceives): a call action in
+// a dialog, a messaging action outside any.
+func (g *Gateway) receives(inDialog bool, method, mark string) bool {
+	pkg := protocol.PackageMessaging
+	if inDialog {
+		pkg = protocol.PackageCall
+	}
+	return g.tmpl.Load().ForRequest(pkg, method, mark) != nil
+}
+
 // declaredAnswers counts answers by action and class of code.
 type declaredAnswers struct{ *prometheus.CounterVec }
 

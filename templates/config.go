@@ -191,9 +191,9 @@ func New(c Config) (*Set, error) {
 			s.byInfo[ip] = a
 		}
 		if a.SIP != nil && a.SIP.Receive && a.SIP.Method != "INFO" {
-			mk, field := markKey{a.Package, a.SIP.Method, Mark(a.SIP.ContentType)}, "content_type"
+			mk, field := markKey{a.Package, a.SIP.Method, sipgw.Mark(a.SIP.ContentType)}, "content_type"
 			if a.SIP.Method == "NOTIFY" {
-				mk.mark, field = Mark(a.SIP.Event), "event"
+				mk.mark, field = sipgw.Mark(a.SIP.Event), "event"
 			}
 			if o := s.byMark[mk]; o != nil {
 				bad(at+".sip."+field, "%s of %s %s is received by action %s already", mk.mark, a.Package, mk.method, o.Name)
@@ -309,7 +309,7 @@ func compileSIP(c SIPConfig, pkg protocol.Package, bad func(string, string, ...a
 		bad("sip.event", "a NOTIFY needs an Event (RFC 6665)")
 	}
 	if c.Receive {
-		switch ct := Mark(c.ContentType); {
+		switch ct := sipgw.Mark(c.ContentType); {
 		case c.Method == "OPTIONS":
 			bad("sip.receive", "an OPTIONS carries nothing that names an action")
 		case c.Method == "NOTIFY" && pkg != protocol.PackageCall:
@@ -370,18 +370,10 @@ func (s *Set) ForInfo(pkg string) *Action {
 	return s.byInfo[strings.ToLower(pkg)]
 }
 
-// Mark is the form of a Content-Type or Event value that matches an
-// incoming request to a receiving action: lower case, without
-// parameters.
-func Mark(v string) string {
-	v, _, _ = strings.Cut(v, ";")
-	return strings.ToLower(strings.TrimSpace(v))
-}
-
 // ForRequest returns the action of package pkg that receives an
 // incoming request of method whose mark is mark (the Info-Package of an
 // INFO, the Event of a NOTIFY, the Content-Type of a MESSAGE or an
-// UPDATE; see Mark), or nil.
+// UPDATE; see sipgw.Mark), or nil.
 func (s *Set) ForRequest(pkg protocol.Package, method, mark string) *Action {
 	if s == nil {
 		return nil
@@ -392,7 +384,7 @@ func (s *Set) ForRequest(pkg protocol.Package, method, mark string) *Action {
 		}
 		return nil
 	}
-	return s.byMark[markKey{pkg, method, Mark(mark)}]
+	return s.byMark[markKey{pkg, method, sipgw.Mark(mark)}]
 }
 
 // AnswerTimeout is how long the web side has to answer a declared

@@ -78,6 +78,96 @@ func goneAnswer(method string) sipgw.Answer {
 	return sipgw.Answer{Code: 415, Reason: "Unsupported Media Type"}
 }
 
+// Declared sends f, a checked request of the declared call action, to
+// the far side of ep's call f.Control.SubsessionID: in a SIP call, as
+// its SIP request in the dialog (Request); in a call between web pages,
+// to the other page as a request of the action (docs/protocol.md §2.8),
+// whose answer comes back, or 408 once wait passed. send gets the
+// answer frame, once.
+func (h *Handler) Declared(ep Endpoint, a *templates.Action, f *protocol.Frame, wait time.Duration, send func(*protocol.Frame)) {
+	if l := h.lookup(ep, f.Control.SubsessionID); l != nil {
+		c := l.call
+		c.mu.Lock()
+		if r, ok := c.far.(relay); ok && !c.ended {
+			r.declared(l, f, wait, send)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
+	h.Request(ep, f.Control.SubsessionID, a.SIPRequest(f), a.Done(f, send))
+}
+
+// relayedRequest is a declared request one page of a web-to-web call
+// sent the other, waiting for its answer.
+type relayedRequest struct {
+	f     *protocol.Frame // as its sender sent it
+	send  func(*protocol.Frame)
+	timer *time.Timer
+}
+
+// declared relays the declared request f of leg l to the other page of
+// the answered call. c.mu is held.
+func (h relay) declared(l *leg, f *protocol.Frame, wait time.Duration, send func(*protocol.Frame)) {
+	c := l.call
+	if c.winner == nil || (l != c.caller && l != c.winner) {
+		send(errorFrame(f, protocol.CodeMethodNotAllowed, "not in an answered call"))
+		return
+	}
+	peer := h.peer(l)
+	if len(peer.declared) >= maxDeclaredPending {
+		h.rlog.Info("declared relay", "request of a declared action refused: too many wait for the other page", "action", f.Header.Action)
+		send(errorFrame(f, protocol.CodeServiceUnavailable, "too many pending requests"))
+		return
+	}
+	out := h.frameTo(peer, protocol.TypeRequest, f.Header.Action, "")
+	out.Header.Initiator, out.Header.Target = l.ep.Identity(), peer.ep.Identity()
+	out.Header.Ext, out.Payload = f.Header.Ext, f.Payload
+	seq, err := peer.ep.Send(out, true)
+	if err != nil {
+		send(errorFrame(f, protocol.CodeTemporarilyUnavail, ""))
+		return
+	}
+	corr := "s" + strconv.FormatUint(seq, 10)
+	if peer.declared == nil {
+		peer.declared = map[string]*relayedRequest{}
+	}
+	// The timer outlives the call at most by wait: the sender hears 408
+	// for a request the call's end left unanswered.
+	peer.declared[corr] = &relayedRequest{f: f, send: send, timer: time.AfterFunc(wait, func() {
+		c.mu.Lock()
+		_, ok := peer.declared[corr]
+		delete(peer.declared, corr)
+		c.mu.Unlock()
+		if ok {
+			send(errorFrame(f, protocol.CodeRequestTimeout, "no answer from the other page"))
+		}
+	})}
+}
+
+// declaredAnswer takes leg l's response or error to the other page's
+// declared request (declared) back to its sender; anything else of an
+// action the relay does not know is dropped. c.mu is held.
+func (h relay) declaredAnswer(l *leg, f *protocol.Frame) {
+	if f.Control.Type != protocol.TypeResponse && f.Control.Type != protocol.TypeError {
+		return
+	}
+	p, ok := l.declared[f.Control.CorrelationID]
+	if !ok || (f.Control.Type == protocol.TypeResponse && f.Header.ResponseCode != 0 && f.Header.ResponseCode < 200) {
+		return // nothing pending, or a provisional: the final one follows
+	}
+	delete(l.declared, f.Control.CorrelationID)
+	p.timer.Stop()
+	in := p.f
+	p.send(&protocol.Frame{
+		Control: protocol.Control{Type: f.Control.Type, Package: protocol.PackageCall, SubsessionID: in.Control.SubsessionID,
+			CorrelationID: protocol.ClientCorrelation(in), MessageState: f.Control.MessageState},
+		Header: protocol.Header{Action: in.Header.Action, Initiator: in.Header.Initiator, Target: in.Header.Target,
+			ResponseCode: f.Header.ResponseCode, ErrorCode: f.Header.ErrorCode, Reason: f.Header.Reason, Ext: f.Header.Ext},
+		Payload: f.Payload,
+	})
+}
+
 // sipDeclared hands the peer's request of a declared action (an INFO of
 // its package, a NOTIFY, MESSAGE or UPDATE it receives) to the web side
 // w as a request of its action. c.mu is held.

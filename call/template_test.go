@@ -213,3 +213,78 @@ func TestSIPDeclaredBeforeAnswer(t *testing.T) {
 	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 2})
 	fc.expectOp(t, "hangup")
 }
+
+// relayedDeclared sends alice's request of x-score on her call c1 with
+// Declared; its answer goes back to her session.
+func relayedDeclared(e *env, a *fakeEP, act *templates.Action, seq uint64, wait time.Duration) {
+	f := wf{typ: protocol.TypeRequest, act: "x-score", sub: "c1", seq: seq}.frame()
+	f.Header.Ext = []protocol.Ext{{Name: "X-Game", Value: "go"}}
+	f.Payload = []byte(`{"points":3}`)
+	e.h.Declared(a, act, f, wait, func(out *protocol.Frame) { _, _ = a.Send(out, false) })
+}
+
+// TestRelayDeclared: in a call between web pages a declared request
+// goes to the other page, and its answer back to the sender with the
+// sender's correlation; before the answer it is refused 405; a second
+// answer is dropped.
+func TestRelayDeclared(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	act := scoreTemplates(t)().Lookup(protocol.PackageCall, "x-score")
+	a, b := e.ep("alice@web.example"), e.ep("bob@web.example")
+
+	f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
+	f.Header.Target = b.identity
+	e.h.HandleFrame(a, f)
+	bStart := b.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	relayedDeclared(e, a, act, 2, time.Minute)
+	if r := a.expect(t, protocol.TypeError, "x-score"); r.Header.ErrorCode != 405 {
+		t.Fatalf("before the answer: %s", r.Marshal())
+	}
+	e.send(b, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: bStart.Control.SubsessionID, seq: 1,
+		corr: bStart.Control.CorrelationID, state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+	a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+
+	relayedDeclared(e, a, act, 3, time.Minute)
+	r := b.expect(t, protocol.TypeRequest, "x-score")
+	if game, _ := r.Header.ExtValue("X-Game"); string(r.Payload) != `{"points":3}` || game.Value != "go" ||
+		r.Control.SubsessionID != bStart.Control.SubsessionID || r.Header.Initiator != a.identity || r.Header.Target != b.identity {
+		t.Fatalf("request to bob: %s", r.Marshal())
+	}
+	resp := wf{typ: protocol.TypeResponse, act: "x-score", sub: r.Control.SubsessionID, seq: 2, corr: r.Control.CorrelationID,
+		state: protocol.StateFinal, code: 200}.frame()
+	resp.Payload = []byte(`{"rank":1}`)
+	e.h.HandleFrame(b, resp)
+	got := a.expect(t, protocol.TypeResponse, "x-score")
+	if got.Header.ResponseCode != 200 || got.Control.CorrelationID != "c3" || got.Control.SubsessionID != "c1" || string(got.Payload) != `{"rank":1}` {
+		t.Fatalf("answer to alice: %s", got.Marshal())
+	}
+	e.h.HandleFrame(b, resp)
+	hangUp(e, a, "c1", 4)
+	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	select {
+	case f := <-a.frames: // Declared and HandleFrame send before they return
+		t.Fatalf("after the answer: %s", f.Marshal())
+	default:
+	}
+}
+
+// TestRelayDeclaredUnanswered: a declared request the other page does
+// not answer gets 408 once wait passed.
+func TestRelayDeclaredUnanswered(t *testing.T) {
+	run := inBubble(func(t *testing.T) {
+		e := newEnv(t, time.Minute)
+		act := scoreTemplates(t)().Lookup(protocol.PackageCall, "x-score")
+		a, b := e.ep("alice@web.example"), e.ep("bob@web.example")
+		e.webCall(t, a, b, "c1", 1)
+		relayedDeclared(e, a, act, 2, 3*time.Second)
+		b.expect(t, protocol.TypeRequest, "x-score")
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		if r := a.expect(t, protocol.TypeError, "x-score"); r.Header.ErrorCode != 408 || r.Control.CorrelationID != "c2" {
+			t.Fatalf("answer %s", r.Marshal())
+		}
+		hangUp(e, a, "c1", 3)
+		b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	})
+	run(t)
+}

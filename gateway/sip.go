@@ -78,7 +78,8 @@ func (g *Gateway) sipCalls() error {
 	}
 	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media, SDES: g.cfg.Media.SDES, Templates: g.tmpl.Load})
 	g.sip.SetInfoPackages(func() []string { return g.tmpl.Load().InfoPackages() })
-	g.sip.SetReceives(g.receives) // templates.go
+	g.sip.SetReceives(g.receives)         // templates.go
+	g.sip.OnDeclared(g.onDeclaredMessage) // declaredin.go
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
 		if f := g.onIncomingSIPCall.Load(); f != nil {
 			(*f)(sc.Identity())

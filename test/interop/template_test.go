@@ -24,6 +24,14 @@ actions:
     package: messaging
     headers: {required: [X-Desk]}
     sip: {method: MESSAGE, content_type: text/plain}
+  - action: x-alert
+    package: call
+    headers: {optional: [X-Desk]}
+    schema: {type: object}
+    sip: {method: NOTIFY, event: x-alert, receive: true}
+  - action: x-card
+    package: call
+    sip: {method: MESSAGE, content_type: application/x-card+json, receive: true}
 `
 
 // TestTemplateInfo: a declared action of package call goes to SIPp as an
@@ -63,6 +71,40 @@ func TestTemplateInfo(t *testing.T) {
 	if err := out.Hangup(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
+	uas.expectSuccess(t)
+}
+
+// TestTemplateReceive: SIPp's NOTIFY and MESSAGE in the call's dialog,
+// each of a declared action that receives (by the NOTIFY's Event, by the
+// MESSAGE's Content-Type), reach the Go client as requests of their
+// action: its answer to the NOTIFY is the 200 with the JSON body SIPp
+// checks; the MESSAGE's action is not one it handles
+// (client.Options.Requests), so its SDK answers 405 at once, which SIPp
+// checks too.
+func TestTemplateReceive(t *testing.T) {
+	k := startKamailio(t)
+	w := startTemplateGateway(t, k)
+	uas := startSipp(t, "uas_template_receive.xml", "")
+	a := w.connect(t, "open@"+domain, func(o *client.Options) { o.Requests = []string{"call/x-alert"} })
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+	ev := webNext(t, a, client.EventRequest)
+	in := ev.Request.Frame
+	if desk, _ := in.Header.ExtValue("X-Desk"); in.Header.Action != "x-alert" || in.Control.SubsessionID != out.ID() ||
+		string(in.Payload) != `{"level":2}` || desk.Value != "12" {
+		t.Fatalf("incoming x-alert: %s", in.Marshal())
+	}
+	t.Logf("incoming request: %s", in.Marshal())
+	if err := ev.Request.Respond(ctxT(t), 200, "", nil, json.RawMessage(`{"ack":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	// SIPp sends its MESSAGE once the NOTIFY's 200 came, and its BYE
+	// once the MESSAGE's 405 came.
+	webExpect(t, a, client.CallEnded)
 	uas.expectSuccess(t)
 }
 

@@ -32,6 +32,9 @@ actions:
   - action: x-card
     package: call
     sip: {method: MESSAGE, content_type: application/x-card+json, receive: true}
+  - action: x-state
+    package: call
+    sip: {method: UPDATE, content_type: application/x-state+json, receive: true}
 `
 
 // TestTemplateInfo: a declared action of package call goes to SIPp as an
@@ -80,12 +83,13 @@ func TestTemplateInfo(t *testing.T) {
 // action: its answer to the NOTIFY is the 200 with the JSON body SIPp
 // checks; the MESSAGE's action is not one it handles
 // (client.Options.Requests), so its SDK answers 405 at once, which SIPp
-// checks too.
+// checks too; its UPDATE with a body of the receiving x-state is
+// answered 202 with a JSON body by the client.
 func TestTemplateReceive(t *testing.T) {
 	k := startKamailio(t)
 	w := startTemplateGateway(t, k)
 	uas := startSipp(t, "uas_template_receive.xml", "")
-	a := w.connect(t, "open@"+domain, func(o *client.Options) { o.Requests = []string{"call/x-alert"} })
+	a := w.connect(t, "open@"+domain, func(o *client.Options) { o.Requests = []string{"call/x-alert", "call/x-state"} })
 	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
 	if err != nil {
 		t.Fatal(err)
@@ -102,8 +106,15 @@ func TestTemplateReceive(t *testing.T) {
 	if err := ev.Request.Respond(ctxT(t), 200, "", nil, json.RawMessage(`{"ack":true}`)); err != nil {
 		t.Fatal(err)
 	}
-	// SIPp sends its MESSAGE once the NOTIFY's 200 came, and its BYE
+	// SIPp sends its MESSAGE once the NOTIFY's 200 came, and its UPDATE
 	// once the MESSAGE's 405 came.
+	ev = webNext(t, a, client.EventRequest)
+	if in := ev.Request.Frame; in.Header.Action != "x-state" || string(in.Payload) != `{"held":true}` {
+		t.Fatalf("incoming x-state: %s", in.Marshal())
+	}
+	if err := ev.Request.Respond(ctxT(t), 202, "", nil, json.RawMessage(`{"state":"ok"}`)); err != nil {
+		t.Fatal(err)
+	}
 	webExpect(t, a, client.CallEnded)
 	uas.expectSuccess(t)
 }

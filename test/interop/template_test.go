@@ -35,6 +35,10 @@ actions:
   - action: x-state
     package: call
     sip: {method: UPDATE, content_type: application/x-state+json, receive: true}
+  - action: x-notice
+    package: messaging
+    headers: {optional: [X-Desk]}
+    sip: {method: MESSAGE, content_type: application/x-notice+json, receive: true}
 `
 
 // TestTemplateInfo: a declared action of package call goes to SIPp as an
@@ -117,6 +121,29 @@ func TestTemplateReceive(t *testing.T) {
 	}
 	webExpect(t, a, client.CallEnded)
 	uas.expectSuccess(t)
+}
+
+// TestTemplateReceiveMessage: SIPp's MESSAGE of the receiving messaging
+// action x-notice, through Kamailio to the registered web identity,
+// reaches both of its sessions as a request of the action: one answers
+// 405 at once (its Options.Requests lists nothing), the other 202 with
+// a JSON body, which is the MESSAGE's response SIPp checks.
+func TestTemplateReceiveMessage(t *testing.T) {
+	k := startKamailio(t)
+	w := startTemplateGateway(t, k)
+	w.connect(t, "open@"+domain, func(o *client.Options) { o.Requests = []string{} }) // refuses every one
+	u := w.connect(t, "open@"+domain, nil)
+	uac := startSipp(t, "uac_template_message.xml", k.Addr, "-s", "open")
+	ev := webNext(t, u, client.EventRequest)
+	in := ev.Request.Frame
+	if desk, _ := in.Header.ExtValue("X-Desk"); in.Header.Action != "x-notice" || in.EffectivePackage() != protocol.PackageMessaging ||
+		string(in.Payload) != `{"n":1}` || desk.Value != "7" || in.Header.Initiator != "sip:bob@"+domain {
+		t.Fatalf("incoming x-notice: %s", in.Marshal())
+	}
+	if err := ev.Request.Respond(ctxT(t), 202, "", nil, json.RawMessage(`{"seen":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	uac.expectSuccess(t)
 }
 
 func startTemplateGateway(t *testing.T, k *Kamailio) *webGW {

@@ -323,6 +323,8 @@ func Mark(v string) string {
 func (g *UserAgent) declaredMessage(req *sip.Request, tx sip.ServerTransaction) bool {
 	if to := req.To(); to != nil && to.Params.Has("tag") {
 		if c := g.findDialog(req); c != nil {
+			// In a call only a call action takes it; else it stays an
+			// instant message, as before templates.
 			return c.declared(req, tx)
 		}
 	}

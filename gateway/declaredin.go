@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
-	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/templates"
 )
 
@@ -31,12 +30,21 @@ type inboundDeclared struct {
 // correlation the gateway gave it there.
 type inboundKey struct{ session, corr string }
 
-// responder answers the peer's request: a *sipgw.InfoRequest, or a fake
-// in the tests.
-type responder interface{ Respond(sipgw.Answer) }
+// peerRequest is the peer's request as the web side sees it: what
+// sip.go (onDeclaredMessage) makes of a *sipgw.InfoRequest, or a fake in
+// the tests.
+type peerRequest struct {
+	method, mark, identity, from string
+	// frame is the request frame of action a that hands it on.
+	frame func(a *templates.Action) *protocol.Frame
+	// answer sends the SIP response that the web side's answer f to a
+	// request of a makes; refuse, one of the gateway's own.
+	answer func(a *templates.Action, f *protocol.Frame)
+	refuse func(code int, reason string)
+}
 
 type inboundRequest struct {
-	ir      responder
+	ir      peerRequest
 	a       *templates.Action
 	keys    []inboundKey
 	left    int             // copies not answered yet
@@ -45,24 +53,20 @@ type inboundRequest struct {
 	done    bool // answered: its copies are out of pending
 }
 
-// onDeclaredMessage takes the peer's MESSAGE (sipgw.OnDeclared).
-func (g *Gateway) onDeclaredMessage(ir *sipgw.InfoRequest) { g.askWeb(ir, ir) }
-
-// askWeb asks the web side the peer's request in (its fields) and
-// answers it with ir.
-func (g *Gateway) askWeb(in *sipgw.InfoRequest, ir responder) {
+// askWeb asks the web side the peer's request ir.
+func (g *Gateway) askWeb(ir peerRequest) {
 	set := g.tmpl.Load()
-	a := set.ForRequest(protocol.PackageMessaging, in.Method, in.Mark)
+	a := set.ForRequest(protocol.PackageMessaging, ir.method, ir.mark)
 	if a == nil {
 		// Receiving when sipgw asked, gone with a reload since.
-		ir.Respond(sipgw.Answer{Code: 415})
+		ir.refuse(415, "")
 		return
 	}
 	g.mu.Lock()
-	sessions := append([]*Session(nil), g.byIdentity[in.Identity]...)
+	sessions := append([]*Session(nil), g.byIdentity[ir.identity]...)
 	g.mu.Unlock()
 	if len(sessions) == 0 {
-		ir.Respond(sipgw.Answer{Code: protocol.CodeTemporarilyUnavail})
+		ir.refuse(protocol.CodeTemporarilyUnavail, "")
 		return
 	}
 	d := &g.inbound
@@ -70,7 +74,7 @@ func (g *Gateway) askWeb(in *sipgw.InfoRequest, ir responder) {
 	defer d.mu.Unlock()
 	if d.n >= maxInboundDeclared {
 		g.rlog.Info("declared inbound", "request of a declared action refused: too many wait for the web side", "action", a.Name)
-		ir.Respond(sipgw.Answer{Code: protocol.CodeServiceUnavailable, Reason: "too many pending requests"})
+		ir.refuse(protocol.CodeServiceUnavailable, "too many pending requests")
 		return
 	}
 	if d.pending == nil {
@@ -80,8 +84,8 @@ func (g *Gateway) askWeb(in *sipgw.InfoRequest, ir responder) {
 	// Sent under d.mu: an answer, which takes it, cannot come before its
 	// copy is in pending.
 	for _, s := range sessions {
-		out := a.IncomingFrame(in.ContentType, in.Body, in.Headers)
-		out.Header.Initiator, out.Header.Target = in.From, in.Identity
+		out := ir.frame(a)
+		out.Header.Initiator, out.Header.Target = ir.from, ir.identity
 		seq, err := s.Send(out, true)
 		if err != nil {
 			continue
@@ -91,7 +95,7 @@ func (g *Gateway) askWeb(in *sipgw.InfoRequest, ir responder) {
 		r.keys = append(r.keys, k)
 	}
 	if len(r.keys) == 0 {
-		ir.Respond(sipgw.Answer{Code: protocol.CodeTemporarilyUnavail})
+		ir.refuse(protocol.CodeTemporarilyUnavail, "")
 		return
 	}
 	r.left = len(r.keys)
@@ -101,7 +105,7 @@ func (g *Gateway) askWeb(in *sipgw.InfoRequest, ir responder) {
 		done := d.finish(r)
 		d.mu.Unlock()
 		if done {
-			ir.Respond(sipgw.Answer{Code: protocol.CodeRequestTimeout, Reason: "no answer from the web side"})
+			ir.refuse(protocol.CodeRequestTimeout, "no answer from the web side")
 		}
 	})
 }
@@ -151,7 +155,7 @@ func (g *Gateway) inboundAnswer(s *Session, f *protocol.Frame) bool {
 	d.mu.Unlock()
 	if answer != nil {
 		r.timer.Stop()
-		r.ir.Respond(r.a.IncomingAnswer(answer))
+		r.ir.answer(r.a, answer)
 	}
 	return true
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/jsonrtc/jsonrtc/templates"
 )
 
 // fakeResponder records the answer to the peer's request.
@@ -61,8 +62,13 @@ actions:
 	b2.connect("bob@example.com")
 	ask := func(identity string) fakeResponder {
 		r := make(fakeResponder, 1)
-		g.askWeb(&sipgw.InfoRequest{Method: "MESSAGE", Mark: "application/x-notice+json", Identity: identity, From: "sip:carol@sip.example",
-			ContentType: "application/x-notice+json", Body: []byte(`{"n":1}`), Headers: []sipgw.Header{{Name: "x-desk", Value: "12"}, {Name: "Via", Value: "v"}}}, r)
+		g.askWeb(peerRequest{method: "MESSAGE", mark: "application/x-notice+json", identity: identity, from: "sip:carol@sip.example",
+			frame: func(a *templates.Action) *protocol.Frame {
+				return a.IncomingFrame("application/x-notice+json", []byte(`{"n":1}`), []sipgw.Header{{Name: "x-desk", Value: "12"}, {Name: "Via", Value: "v"}})
+			},
+			answer: func(a *templates.Action, f *protocol.Frame) { r.Respond(a.IncomingAnswer(f)) },
+			refuse: func(code int, reason string) { r.Respond(sipgw.Answer{Code: code, Reason: reason}) },
+		})
 		return r
 	}
 	reqs := func() (*protocol.Frame, *protocol.Frame) {
@@ -90,7 +96,9 @@ actions:
 	f1, f2 = reqs()
 	answerDeclared(b2, f2, 603, "")
 	answerDeclared(b1, f1, 486, "")
-	if a := r.answer(t); a.Code != 603 {
+	// Two sessions' frames race each other into the gateway: the first
+	// it took is either.
+	if a := r.answer(t); a.Code != 603 && a.Code != 486 {
 		t.Fatalf("all refused: %+v", a)
 	}
 

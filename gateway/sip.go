@@ -18,6 +18,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/jsonrtc/jsonrtc/templates"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -87,6 +88,17 @@ func (g *Gateway) sipCalls() error {
 		g.calls.IncomingSIP(sc)
 	})
 	return nil
+}
+
+// onDeclaredMessage takes a SIP peer's MESSAGE of a receiving messaging
+// action to a web identity (sipgw.OnDeclared) to the web side
+// (declaredin.go).
+func (g *Gateway) onDeclaredMessage(ir *sipgw.InfoRequest) {
+	g.askWeb(peerRequest{method: ir.Method, mark: ir.Mark, identity: ir.Identity, from: ir.From,
+		frame:  func(a *templates.Action) *protocol.Frame { return a.IncomingFrame(ir.ContentType, ir.Body, ir.Headers) },
+		answer: func(a *templates.Action, f *protocol.Frame) { ir.Respond(a.IncomingAnswer(f)) },
+		refuse: func(code int, reason string) { ir.Respond(sipgw.Answer{Code: code, Reason: reason}) },
+	})
 }
 
 // newMedia dials each rtpengine of media.rtpengine (UDP: nothing goes

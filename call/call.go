@@ -134,6 +134,9 @@ type leg struct {
 	trickle []json.RawMessage
 	// held: this leg holds one of its endpoint's call quota.
 	held bool
+	// declared: the other page's requests of declared actions this leg
+	// has not answered, by their correlation here (template.go).
+	declared map[string]*relayedRequest
 }
 
 type pending struct{ here, there string }

@@ -49,6 +49,8 @@ func (h relay) frame(l *leg, f *protocol.Frame) {
 		h.passMessage(l, f)
 	case protocol.ActionTransfer:
 		h.transferFrame(l, f)
+	default:
+		h.declaredAnswer(l, f) // a declared action's (template.go)
 	}
 }
 

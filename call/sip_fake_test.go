@@ -690,6 +690,18 @@ func (c *fakeCall) pushDeclared(pkg, body string, hs ...sipgw.Header) *fakeInfo 
 	return fi
 }
 
+// pushRequest sends a NOTIFY, MESSAGE or UPDATE of a declared action
+// from the SIP side, whose mark (Event or Content-Type) is mark.
+func (c *fakeCall) pushRequest(method, mark, body string) *fakeInfo {
+	fi := &fakeInfo{answered: make(chan sipgw.Answer, 1)}
+	c.mu.Lock()
+	c.infos = append(c.infos, fi)
+	c.mu.Unlock()
+	c.push(sipgw.Event{Kind: sipgw.EventInfo, ContentType: "application/json", Body: []byte(body),
+		InfoRequest: &sipgw.InfoRequest{Method: method, Mark: mark}})
+	return fi
+}
+
 func (c *fakeCall) declaredInfo(ev sipgw.Event) infoAnswer {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"slices"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
@@ -55,27 +56,37 @@ type Request struct {
 // and payload, any other as an error frame with reason. It fails with
 // ErrCallState the second time.
 func (r *Request) Respond(ctx context.Context, code int, reason string, ext []protocol.Ext, payload json.RawMessage) error {
-	return r.c.do(ctx, func() error {
-		if r.replied {
-			return ErrCallState
-		}
-		r.replied = true
-		in := r.Frame
-		f := &protocol.Frame{
-			Control: protocol.Control{Type: protocol.TypeResponse, Package: in.EffectivePackage(),
-				SubsessionID: in.Control.SubsessionID, CorrelationID: in.Control.CorrelationID},
-			Header:  protocol.Header{Action: in.Header.Action, Initiator: in.Header.Initiator, Target: in.Header.Target, Reason: reason, Ext: ext},
-			Payload: payload,
-		}
-		if code >= 300 {
-			f.Control.Type, f.Header.ErrorCode = protocol.TypeError, code
-		} else {
-			f.Control.MessageState, f.Header.ResponseCode = protocol.StateFinal, code
-		}
-		return r.c.send(f)
-	})
+	return r.c.do(ctx, func() error { return r.answer(code, reason, ext, payload) })
+}
+
+// answer runs on the loop.
+func (r *Request) answer(code int, reason string, ext []protocol.Ext, payload json.RawMessage) error {
+	if r.replied {
+		return ErrCallState
+	}
+	r.replied = true
+	in := r.Frame
+	f := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeResponse, Package: in.EffectivePackage(),
+			SubsessionID: in.Control.SubsessionID, CorrelationID: in.Control.CorrelationID},
+		Header:  protocol.Header{Action: in.Header.Action, Initiator: in.Header.Initiator, Target: in.Header.Target, Reason: reason, Ext: ext},
+		Payload: payload,
+	}
+	if code >= 300 {
+		f.Control.Type, f.Header.ErrorCode = protocol.TypeError, code
+	} else {
+		f.Control.MessageState, f.Header.ResponseCode = protocol.StateFinal, code
+	}
+	return r.c.send(f)
 }
 
 func (c *Client) onDeclaredRequest(f *protocol.Frame) {
-	c.emit(Event{Kind: EventRequest, Request: &Request{c: c, Frame: f}, Frame: f, Header: &f.Header})
+	r := &Request{c: c, Frame: f}
+	if c.o.Requests != nil && !slices.Contains(c.o.Requests, string(f.EffectivePackage())+"/"+string(f.Header.Action)) {
+		// Nobody here answers it: the sender learns so now rather than
+		// after the gateway's answer timeout.
+		_ = r.answer(protocol.CodeMethodNotAllowed, "not handled by this client", nil, nil)
+		return
+	}
+	c.emit(Event{Kind: EventRequest, Request: r, Frame: f, Header: &f.Header})
 }

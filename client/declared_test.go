@@ -73,3 +73,29 @@ func TestDeclaredIncoming(t *testing.T) {
 		}
 	})
 }
+
+// TestDeclaredUnhandled: with Options.Requests set, a request of an
+// action it does not list is answered 405 at once and makes no event;
+// one it lists comes as EventRequest.
+func TestDeclaredUnhandled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake(t)
+		c := dial(t, f, func(o *Options) { o.Requests = []string{"call/x-score"} })
+		req := func(action protocol.Action, corr string) {
+			f.send(&protocol.Frame{
+				Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: "s1", CorrelationID: corr},
+				Header:  protocol.Header{Action: action, Initiator: "bob@example.com", Target: "alice@example.com"},
+			}, false)
+		}
+		req("x-alert", "s8")
+		resp := f.next(t)
+		if resp.Control.Type != protocol.TypeError || resp.Header.ErrorCode != 405 || resp.Control.CorrelationID != "s8" ||
+			resp.Control.SubsessionID != "s1" || resp.Header.Action != "x-alert" {
+			t.Fatalf("answer %s", resp.Marshal())
+		}
+		req("x-score", "s9")
+		if ev := waitEvent(t, c, EventRequest); ev.Request.Frame.Header.Action != "x-score" || ev.Request.Frame.Control.CorrelationID != "s9" {
+			t.Fatalf("event %s", ev.Request.Frame.Marshal())
+		}
+	})
+}

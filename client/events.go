@@ -91,7 +91,9 @@ const (
 	EventStandby
 	// EventRequest: a request of an action the client does not know, one
 	// the gateway's configuration declares (Request, Frame, Header); answer
-	// it with Request.Respond.
+	// it with Request.Respond, or the sender waits for the gateway's
+	// answer timeout. With Options.Requests set, only the actions it lists
+	// come as this event; the others are answered 405 at once.
 	EventRequest
 )
 

@@ -107,6 +107,13 @@ type Options struct {
 	// AutoAcceptMessages answers every incoming messaging send with 200
 	// before delivering it; otherwise the application calls Message.Reply.
 	AutoAcceptMessages bool
+	// Requests, when not nil, lists the declared actions
+	// ("package/action", e.g. "call/x-score") whose requests the
+	// application answers (EventRequest); a request of any other is
+	// answered 405 at once, without an event, rather than left for the
+	// gateway to answer 408 after its templates.answer_timeout. An empty
+	// list refuses them all. Nil: every one comes as EventRequest.
+	Requests []string
 	// Authorize answers a 401/407 challenge to connect: it receives
 	// header.authenticate and returns header.authorization. Nil: the
 	// challenge fails Dial.

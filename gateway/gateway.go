@@ -56,6 +56,9 @@ type Gateway struct {
 	// declaredAnswers counts the answers to declared actions' requests
 	// (templates.go).
 	declaredAnswers declaredAnswers
+	// inbound: a SIP peer's requests of declared messaging actions
+	// waiting for the web side (declaredin.go).
+	inbound inboundDeclared
 
 	calls    *call.Handler
 	msgs     *messaging.Handler

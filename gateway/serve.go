@@ -952,6 +952,9 @@ func (s *Session) dispatch(f *protocol.Frame) {
 	if f.Control.Type == protocol.TypeRequest && s.declared(f) {
 		return
 	}
+	if f.EffectivePackage() == protocol.PackageMessaging && s.g.inboundAnswer(s, f) {
+		return
+	}
 	if host := s.hostOf(f); host != "" {
 		s.forward(host, f)
 		return

@@ -18,6 +18,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/jsonrtc/jsonrtc/templates"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -78,6 +79,8 @@ func (g *Gateway) sipCalls() error {
 	}
 	g.calls.UseSIP(g.sip, call.SIPOptions{Domains: domains, Headers: g.cfg.Calls.SIPHeaders, Media: media, MediaRoute: g.cfg.Media.RouteFor, Templates: g.tmpl.Load})
 	g.sip.SetInfoPackages(func() []string { return g.tmpl.Load().InfoPackages() })
+	g.sip.SetReceives(g.receives)         // templates.go
+	g.sip.OnDeclared(g.onDeclaredMessage) // declaredin.go
 	g.sip.OnIncomingCall(func(sc *sipgw.Call) {
 		if f := g.onIncomingSIPCall.Load(); f != nil {
 			(*f)(sc.Identity())
@@ -85,6 +88,17 @@ func (g *Gateway) sipCalls() error {
 		g.calls.IncomingSIP(sc)
 	})
 	return nil
+}
+
+// onDeclaredMessage takes a SIP peer's MESSAGE of a receiving messaging
+// action to a web identity (sipgw.OnDeclared) to the web side
+// (declaredin.go).
+func (g *Gateway) onDeclaredMessage(ir *sipgw.InfoRequest) {
+	g.askWeb(peerRequest{method: ir.Method, mark: ir.Mark, identity: ir.Identity, from: ir.From,
+		frame:  func(a *templates.Action) *protocol.Frame { return a.IncomingFrame(ir.ContentType, ir.Body, ir.Headers) },
+		answer: func(a *templates.Action, f *protocol.Frame) { ir.Respond(a.IncomingAnswer(f)) },
+		refuse: func(code int, reason string) { ir.Respond(sipgw.Answer{Code: code, Reason: reason}) },
+	})
 }
 
 // newMedia dials each rtpengine of media.rtpengine (UDP: nothing goes

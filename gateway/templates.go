@@ -62,10 +62,22 @@ func (s *Session) declared(f *protocol.Frame) bool {
 	return true
 }
 
-// inDialog sends the checked request f of a call action a in the dialog
-// of ep's call; the answer goes to ep.
+// inDialog sends the checked request f of a call action a in ep's call:
+// in its SIP dialog, or to the other page of a web-to-web call; the
+// answer goes to ep.
 func (g *Gateway) inDialog(ep endpoint.Endpoint, a *templates.Action, f *protocol.Frame) {
-	g.calls.Request(ep, f.Control.SubsessionID, a.SIPRequest(f), a.Done(f, func(out *protocol.Frame) { g.answerDeclared(ep, out) }))
+	g.calls.Declared(ep, a, f, g.tmpl.Load().AnswerTimeout(), func(out *protocol.Frame) { g.answerDeclared(ep, out) })
+}
+
+// receives reports whether a declared action receives an incoming SIP
+// request of method with its mark (sipgw.SetReceives): a call action in
+// a dialog, a messaging action outside any.
+func (g *Gateway) receives(inDialog bool, method, mark string) bool {
+	pkg := protocol.PackageMessaging
+	if inDialog {
+		pkg = protocol.PackageCall
+	}
+	return g.tmpl.Load().ForRequest(pkg, method, mark) != nil
 }
 
 // declaredAnswers counts answers by action and class of code.

@@ -49,7 +49,9 @@ const (
 	// EventInfo: an INFO arrived (InfoPackage, ContentType, Body; Digit and
 	// Duration for application/dtmf-relay). Already answered 200, but for
 	// one of a declared package (InfoRequest); one of an Info Package we
-	// never announced was refused with 469 instead.
+	// never announced was refused with 469 instead. A NOTIFY, MESSAGE or
+	// UPDATE of a declared action (SetReceives) comes as one too, with
+	// its InfoRequest to answer (InfoRequest.Method says which).
 	EventInfo
 	// EventRefer: the peer asks us to transfer the call (ReferTo). Answer
 	// with Event.Refer.Accept or Reject; unanswered it is refused (480).
@@ -960,8 +962,10 @@ func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		c.handleUpdate(req, tx) // update.go
 	case sip.REFER:
 		c.handleRefer(req, tx)
-	default: // NOTIFY of a REFER we sent
-		c.handleReferNotify(req, tx)
+	default: // NOTIFY of a declared action (request.go) or of a REFER we sent
+		if !c.declared(req, tx) {
+			c.handleReferNotify(req, tx)
+		}
 	}
 }
 

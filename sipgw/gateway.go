@@ -55,6 +55,10 @@ type UserAgent struct {
 
 	// infoPkgs: the declared Info Packages (request.go).
 	infoPkgs atomic.Pointer[func() []string]
+	// receives and onDeclared: the declared NOTIFY, MESSAGE and UPDATE
+	// the peer sends (request.go).
+	receives   atomic.Pointer[func(inDialog bool, method, mark string) bool]
+	onDeclared atomic.Pointer[func(*InfoRequest)]
 	// outbound: REGISTERs use RFC 5626 (Config.Outbound); pongs wakes
 	// the keepalives of their flows (outbound.go).
 	outbound bool

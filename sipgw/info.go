@@ -151,10 +151,7 @@ func (c *Call) handleInfo(req *sip.Request, tx sip.ServerTransaction) {
 	if declared {
 		// Answered by the web client (Event.InfoRequest), or by the
 		// call's handler when it cannot be.
-		ev.InfoRequest = &InfoRequest{c: c, req: req, tx: tx}
-		for _, h := range req.Headers() {
-			ev.InfoRequest.Headers = append(ev.InfoRequest.Headers, Header{Name: h.Name(), Value: h.Value()})
-		}
+		ev.InfoRequest = c.g.incoming(req, tx, ev.InfoPackage)
 		c.deliver(func() { c.emit(ev) })
 		return
 	}

@@ -150,6 +150,9 @@ func (g *UserAgent) OnMessage(f func(ctx context.Context, m *IncomingMessage) (c
 }
 
 func (g *UserAgent) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
+	if g.declaredMessage(req, tx) { // request.go
+		return
+	}
 	id, ok := g.identityOf(req)
 	if !ok {
 		g.respond(tx, req, 404, "Not Found")

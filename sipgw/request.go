@@ -188,14 +188,27 @@ func (g *UserAgent) Request(identity, target string, route Route, r Request) (An
 // ResponseCode; a timeout is 408).
 func ErrorCode(err error) (int, string) { return failure(nil, err) }
 
-// InfoRequest is an incoming INFO of a declared Info Package
-// (Event.InfoRequest), waiting for its final response.
+// InfoRequest is an incoming request of a declared action, waiting for
+// its final response: an INFO of a declared Info Package
+// (Event.InfoRequest), a NOTIFY, MESSAGE or UPDATE the declared actions
+// receive in a call's dialog (Event.InfoRequest, of an EventInfo too),
+// or a MESSAGE to a web identity outside any dialog ([UserAgent.OnDeclared]).
 type InfoRequest struct {
-	c       *Call
+	g       *UserAgent
 	req     *sip.Request
 	tx      sip.ServerTransaction
-	Headers []Header // all of the INFO's
-	done    atomic.Bool
+	Headers []Header // all of the request's
+	// Method is the request's method; "" (an INFO) in the tests' fakes.
+	Method string
+	// Mark is what names its action: the Info-Package of an INFO, the
+	// Event's package of a NOTIFY, the Content-Type of a MESSAGE or an
+	// UPDATE; lower case, without parameters.
+	Mark string
+	// Out of dialog only: the web identity it is for, the sender's
+	// address (sip:bob@example.com), its content type and body.
+	Identity, From, ContentType string
+	Body                        []byte
+	done                        atomic.Bool
 }
 
 // Respond sends the final response, once; later calls do nothing.
@@ -215,8 +228,133 @@ func (r *InfoRequest) Respond(a Answer) {
 		res.SetBody(a.Body)
 	}
 	if err := r.tx.Respond(res); err != nil {
-		r.c.g.rlog.Debug("info respond", "sipgw: respond failed", "code", a.Code, "err", err)
+		r.g.rlog.Debug("info respond", "sipgw: respond failed", "code", a.Code, "err", err)
 	}
+}
+
+func (g *UserAgent) incoming(req *sip.Request, tx sip.ServerTransaction, mark string) *InfoRequest {
+	r := &InfoRequest{g: g, req: req, tx: tx, Method: string(req.Method), Mark: mark}
+	for _, h := range req.Headers() {
+		r.Headers = append(r.Headers, Header{Name: h.Name(), Value: h.Value()})
+	}
+	return r
+}
+
+// SetReceives sets what reports whether the declared actions receive an
+// incoming request of method (NOTIFY, MESSAGE or UPDATE) whose mark is
+// mark (see InfoRequest.Mark): in a call's dialog (inDialog), or to a web
+// identity outside any. It is asked for each request, so a reload
+// applies to the next one. Without it, or when it says no, a request is
+// handled as before (a NOTIFY of a REFER, an instant message, a session
+// refresh).
+func (g *UserAgent) SetReceives(f func(inDialog bool, method, mark string) bool) {
+	g.receives.Store(&f)
+}
+
+// OnDeclared sets the function that takes a MESSAGE of a declared
+// action to a web identity, outside any dialog; it must Respond, at once
+// or later (within the sender's Timer F). Without it such a MESSAGE is
+// an instant message (OnMessage).
+func (g *UserAgent) OnDeclared(f func(*InfoRequest)) {
+	g.onDeclared.Store(&f)
+}
+
+// markOf is the mark of an incoming NOTIFY, MESSAGE or UPDATE.
+func markOf(req *sip.Request) string {
+	var h sip.Header
+	if req.Method == sip.NOTIFY {
+		h = req.GetHeader("Event")
+	} else {
+		h = req.GetHeader("Content-Type")
+	}
+	if h == nil {
+		return ""
+	}
+	return Mark(h.Value())
+}
+
+func (g *UserAgent) receivesReq(inDialog bool, req *sip.Request) (string, bool) {
+	f := g.receives.Load()
+	mark := markOf(req)
+	// A NOTIFY of refer is the progress of our transfer (refer.go).
+	if f == nil || mark == "" || mark == "refer" || mark == "application/sdp" || hasCtl(mark) {
+		return "", false
+	}
+	return mark, (*f)(inDialog, string(req.Method), mark)
+}
+
+// declared hands an in-dialog NOTIFY, MESSAGE or UPDATE (with a body)
+// of a declared action to the call's handler as an EventInfo whose
+// InfoRequest it answers, and reports whether it was one.
+func (c *Call) declared(req *sip.Request, tx sip.ServerTransaction) bool {
+	mark, ok := c.g.receivesReq(true, req)
+	if !ok {
+		return false
+	}
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	switch {
+	case st == stateEnded:
+		c.g.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return true
+	case len(req.Body()) > MaxMessageBody:
+		c.g.respond(tx, req, 413, "Request Entity Too Large")
+		return true
+	}
+	ev := Event{Kind: EventInfo, Body: req.Body(), Headers: c.peerHeaders(req), InfoRequest: c.g.incoming(req, tx, mark)}
+	if ct := req.ContentType(); ct != nil {
+		ev.ContentType = Mark(ct.Value())
+	}
+	c.deliver(func() { c.emit(ev) })
+	return true
+}
+
+// Mark is v (a Content-Type or Event value) lower case, without
+// parameters.
+func Mark(v string) string {
+	v, _, _ = strings.Cut(v, ";")
+	return strings.ToLower(strings.TrimSpace(v))
+}
+
+// declaredMessage takes a MESSAGE of a declared action, in a call's
+// dialog or to a web identity (OnDeclared), and reports whether it was
+// one.
+func (g *UserAgent) declaredMessage(req *sip.Request, tx sip.ServerTransaction) bool {
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		if c := g.findDialog(req); c != nil {
+			// In a call only a call action takes it; else it stays an
+			// instant message, as before templates.
+			return c.declared(req, tx)
+		}
+	}
+	f := g.onDeclared.Load()
+	if f == nil {
+		return false
+	}
+	mark, ok := g.receivesReq(false, req)
+	if !ok {
+		return false
+	}
+	id, ok := g.identityOf(req)
+	if !ok {
+		return false
+	}
+	if len(req.Body()) > MaxMessageBody {
+		g.respond(tx, req, 413, "Request Entity Too Large")
+		return true
+	}
+	r := g.incoming(req, tx, mark)
+	r.Identity, r.ContentType, r.Body = id, mark, append([]byte(nil), req.Body()...)
+	if from := req.From(); from != nil && !hasCtl(from.Address.User) && !hasCtl(from.Address.Host) {
+		u := sip.Uri{Scheme: "sip", User: from.Address.User, Host: from.Address.Host}
+		if from.Address.Scheme == "sips" {
+			u.Scheme = "sips"
+		}
+		r.From = u.String()
+	}
+	(*f)(r)
+	return true
 }
 
 // SetInfoPackages sets what lists the Info Packages, in lower case,

@@ -47,6 +47,9 @@ func (c *Call) handleUpdate(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+	if len(req.Body()) > 0 && c.declared(req, tx) {
+		return
+	}
 	if len(req.Body()) == 0 {
 		// A refresh: RFC 4028 §9, answered here.
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)

@@ -28,7 +28,15 @@ type Config struct {
 	// webhooks are (push.GuardedClient): loopback, private and
 	// link-local addresses are refused unless listed here.
 	WebhookNetworks []string `yaml:"webhook_networks"`
+	// AnswerTimeout is how long the web side has to answer a request of
+	// a declared action that came to it (from a SIP peer or another web
+	// page) before the sender gets 408. Default 20s; from 1s to 30s:
+	// inside a SIP peer's Timer F (32 s).
+	AnswerTimeout time.Duration `yaml:"answer_timeout"`
 }
+
+// DefaultAnswerTimeout is AnswerTimeout's default.
+const DefaultAnswerTimeout = 20 * time.Second
 
 // ActionConfig declares one action.
 type ActionConfig struct {
@@ -73,6 +81,13 @@ type SIPConfig struct {
 	ContentType string `yaml:"content_type"`
 	// Event is the Event header of a NOTIFY (required with NOTIFY).
 	Event string `yaml:"event"`
+	// Receive makes the peer's requests of Method that carry this
+	// action's mark (the Event's package of a NOTIFY, the Content-Type
+	// of a MESSAGE or an UPDATE) reach the web client as requests of the
+	// action, whose answer is their response: in a call's dialog for
+	// package call, to a web identity out of dialog for package
+	// messaging (MESSAGE only). An INFO of InfoPackage always does.
+	Receive bool `yaml:"receive"`
 }
 
 // WebhookConfig is the HTTP endpoint an action maps to.
@@ -106,7 +121,16 @@ func (c Config) Validate() error {
 type Set struct {
 	byAction map[key]*Action
 	byInfo   map[string]*Action
+	byMark   map[markKey]*Action // actions that receive (SIPConfig.Receive)
 	client   *http.Client
+	wait     time.Duration
+}
+
+// markKey names what an incoming request of a receiving action carries.
+type markKey struct {
+	pkg    protocol.Package
+	method string
+	mark   string // lower case, without parameters
 }
 
 type key struct {
@@ -129,7 +153,13 @@ func New(c Config) (*Set, error) {
 		}
 		nets = append(nets, p.Masked())
 	}
-	s := &Set{byAction: map[key]*Action{}, byInfo: map[string]*Action{}}
+	s := &Set{byAction: map[key]*Action{}, byInfo: map[string]*Action{}, byMark: map[markKey]*Action{}, wait: c.AnswerTimeout}
+	switch {
+	case s.wait == 0:
+		s.wait = DefaultAnswerTimeout
+	case s.wait < time.Second || s.wait > 30*time.Second:
+		bad("answer_timeout", "%v: from 1s to 30s (inside a SIP peer's Timer F)", c.AnswerTimeout)
+	}
 	s.client = push.GuardedClient(func(ap netip.AddrPort) bool {
 		for _, p := range nets {
 			if p.Contains(ap.Addr().Unmap()) {
@@ -159,6 +189,16 @@ func New(c Config) (*Set, error) {
 				bad(at+".sip.info_package", "%s is declared twice", ip)
 			}
 			s.byInfo[ip] = a
+		}
+		if a.SIP != nil && a.SIP.Receive && a.SIP.Method != "INFO" {
+			mk, field := markKey{a.Package, a.SIP.Method, sipgw.Mark(a.SIP.ContentType)}, "content_type"
+			if a.SIP.Method == "NOTIFY" {
+				mk.mark, field = sipgw.Mark(a.SIP.Event), "event"
+			}
+			if o := s.byMark[mk]; o != nil {
+				bad(at+".sip."+field, "%s of %s %s is received by action %s already", mk.mark, a.Package, mk.method, o.Name)
+			}
+			s.byMark[mk] = a
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -268,6 +308,18 @@ func compileSIP(c SIPConfig, pkg protocol.Package, bad func(string, string, ...a
 	if c.Method == "NOTIFY" && c.Event == "" {
 		bad("sip.event", "a NOTIFY needs an Event (RFC 6665)")
 	}
+	if c.Receive {
+		switch ct := sipgw.Mark(c.ContentType); {
+		case c.Method == "OPTIONS":
+			bad("sip.receive", "an OPTIONS carries nothing that names an action")
+		case c.Method == "NOTIFY" && pkg != protocol.PackageCall:
+			bad("sip.receive", "a NOTIFY is received in a call's dialog only: package call")
+		case ct == "application/sdp":
+			bad("sip.receive", "an %s of application/sdp is the call's own (an offer or an answer)", c.Method)
+		case c.Method == "MESSAGE" && pkg == protocol.PackageMessaging && ct == "text/plain":
+			bad("sip.receive", "a MESSAGE of text/plain is an instant message: give the action a content type of its own")
+		}
+	}
 	if c.Event != "" {
 		if err := sipgw.ValidateRequest(sipgw.Request{Method: "NOTIFY", Event: c.Event}, false); err != nil {
 			bad("sip.event", "%v", err)
@@ -316,6 +368,32 @@ func (s *Set) ForInfo(pkg string) *Action {
 		return nil
 	}
 	return s.byInfo[strings.ToLower(pkg)]
+}
+
+// ForRequest returns the action of package pkg that receives an
+// incoming request of method whose mark is mark (the Info-Package of an
+// INFO, the Event of a NOTIFY, the Content-Type of a MESSAGE or an
+// UPDATE; see sipgw.Mark), or nil.
+func (s *Set) ForRequest(pkg protocol.Package, method, mark string) *Action {
+	if s == nil {
+		return nil
+	}
+	if method == "INFO" {
+		if a := s.ForInfo(mark); a != nil && a.Package == pkg {
+			return a
+		}
+		return nil
+	}
+	return s.byMark[markKey{pkg, method, sipgw.Mark(mark)}]
+}
+
+// AnswerTimeout is how long the web side has to answer a declared
+// request that came to it.
+func (s *Set) AnswerTimeout() time.Duration {
+	if s == nil {
+		return DefaultAnswerTimeout
+	}
+	return s.wait
 }
 
 // InfoPackages lists the declared Info Packages (lower case).

@@ -9,6 +9,8 @@
 // [Action.Check], and then sends it with [Action.SIPRequest] or
 // [Action.CallWebhook]; [Action.Answer] and [Action.SIPAnswer] build the
 // frame that answers the client. An incoming SIP request of a declared
-// Info Package is found with [Set.ForInfo] and becomes a request frame
-// with [Action.IncomingFrame].
+// Info Package, or a NOTIFY, MESSAGE or UPDATE of an action that
+// receives (SIPConfig.Receive), is found with [Set.ForRequest] and
+// becomes a request frame with [Action.IncomingFrame]; the web side has
+// [Set.AnswerTimeout] to answer it.
 package templates

@@ -87,6 +87,15 @@ func TestConfigInvalid(t *testing.T) {
 		{"retries", `actions: [{action: x, package: messaging, webhook: {url: "https://a", secret: 0123456789abcdef, retries: 9}}]`, "templates.actions[0].webhook.retries"},
 		{"twice", `actions: [{action: x, package: call, sip: {method: MESSAGE}}, {action: x, package: call, sip: {method: OPTIONS}}]`, "templates.actions[1].action: x is declared twice"},
 		{"network", `webhook_networks: [nope]`, "templates.webhook_networks[0]"},
+		{"answer timeout", `answer_timeout: 40s`, "templates.answer_timeout"},
+		{"receive options", `actions: [{action: x, package: call, sip: {method: OPTIONS, receive: true}}]`, "templates.actions[0].sip.receive"},
+		{"receive notify out of dialog", `actions: [{action: x, package: messaging, sip: {method: NOTIFY, event: x-e, receive: true}}]`, "templates.actions[0].sip.receive"},
+		{"receive sdp", `actions: [{action: x, package: call, sip: {method: UPDATE, content_type: application/sdp, receive: true}}]`, "templates.actions[0].sip.receive"},
+		{"receive instant message", `actions: [{action: x, package: messaging, sip: {method: MESSAGE, content_type: text/plain, receive: true}}]`, "templates.actions[0].sip.receive"},
+		{"receive twice", `actions: [{action: x, package: call, sip: {method: NOTIFY, event: x-e, receive: true}}, {action: y, package: call, sip: {method: NOTIFY, event: "X-E;id=1", receive: true}}]`,
+			"templates.actions[1].sip.event: x-e of call NOTIFY is received by action x already"},
+		{"receive content type twice", `actions: [{action: x, package: call, sip: {method: MESSAGE, receive: true}}, {action: y, package: call, sip: {method: MESSAGE, receive: true}}]`,
+			"templates.actions[1].sip.content_type"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := parse(t, tc.src).Validate()
@@ -94,6 +103,51 @@ func TestConfigInvalid(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestForRequest: a receiving action is found by its method and mark
+// (without case or parameters), in its package only; one that does not
+// receive is not.
+func TestForRequest(t *testing.T) {
+	s, err := New(parse(t, `
+answer_timeout: 5s
+actions:
+  - {action: x-score, package: call, sip: {method: INFO, info_package: x-score}}
+  - {action: x-alert, package: call, sip: {method: NOTIFY, event: x-alert, receive: true}}
+  - {action: x-card, package: call, sip: {method: MESSAGE, content_type: application/x-card+json, receive: true}}
+  - {action: x-state, package: call, sip: {method: UPDATE, content_type: application/x-state+json, receive: true}}
+  - {action: x-page, package: messaging, sip: {method: MESSAGE, content_type: application/x-page+json, receive: true}}
+  - {action: x-send, package: call, sip: {method: MESSAGE, content_type: application/x-send+json}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		pkg          protocol.Package
+		method, mark string
+		want         protocol.Action
+	}{
+		{protocol.PackageCall, "INFO", "X-Score", "x-score"},
+		{protocol.PackageMessaging, "INFO", "x-score", ""},
+		{protocol.PackageCall, "NOTIFY", "X-Alert;id=7", "x-alert"},
+		{protocol.PackageCall, "MESSAGE", "Application/X-Card+JSON; charset=utf-8", "x-card"},
+		{protocol.PackageMessaging, "MESSAGE", "application/x-card+json", ""},
+		{protocol.PackageCall, "UPDATE", "application/x-state+json", "x-state"},
+		{protocol.PackageMessaging, "MESSAGE", "application/x-page+json", "x-page"},
+		{protocol.PackageCall, "MESSAGE", "application/x-send+json", ""},
+		{protocol.PackageCall, "NOTIFY", "refer", ""},
+	} {
+		var got protocol.Action
+		if a := s.ForRequest(tc.pkg, tc.method, tc.mark); a != nil {
+			got = a.Name
+		}
+		if got != tc.want {
+			t.Errorf("%s %s %q: %q, want %q", tc.pkg, tc.method, tc.mark, got, tc.want)
+		}
+	}
+	if s.AnswerTimeout() != 5*time.Second || (*Set)(nil).AnswerTimeout() != DefaultAnswerTimeout {
+		t.Fatalf("answer timeout %v", s.AnswerTimeout())
 	}
 }
 

@@ -24,6 +24,21 @@ actions:
     package: messaging
     headers: {required: [X-Desk]}
     sip: {method: MESSAGE, content_type: text/plain}
+  - action: x-alert
+    package: call
+    headers: {optional: [X-Desk]}
+    schema: {type: object}
+    sip: {method: NOTIFY, event: x-alert, receive: true}
+  - action: x-card
+    package: call
+    sip: {method: MESSAGE, content_type: application/x-card+json, receive: true}
+  - action: x-state
+    package: call
+    sip: {method: UPDATE, content_type: application/x-state+json, receive: true}
+  - action: x-notice
+    package: messaging
+    headers: {optional: [X-Desk]}
+    sip: {method: MESSAGE, content_type: application/x-notice+json, receive: true}
 `
 
 // TestTemplateInfo: a declared action of package call goes to SIPp as an
@@ -64,6 +79,71 @@ func TestTemplateInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	uas.expectSuccess(t)
+}
+
+// TestTemplateReceive: SIPp's NOTIFY and MESSAGE in the call's dialog,
+// each of a declared action that receives (by the NOTIFY's Event, by the
+// MESSAGE's Content-Type), reach the Go client as requests of their
+// action: its answer to the NOTIFY is the 200 with the JSON body SIPp
+// checks; the MESSAGE's action is not one it handles
+// (client.Options.Requests), so its SDK answers 405 at once, which SIPp
+// checks too; its UPDATE with a body of the receiving x-state is
+// answered 202 with a JSON body by the client.
+func TestTemplateReceive(t *testing.T) {
+	k := startKamailio(t)
+	w := startTemplateGateway(t, k)
+	uas := startSipp(t, "uas_template_receive.xml", "")
+	a := w.connect(t, "open@"+domain, func(o *client.Options) { o.Requests = []string{"call/x-alert", "call/x-state"} })
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webAnswered(t, a)
+	webExpect(t, a, client.CallEstablished)
+	ev := webNext(t, a, client.EventRequest)
+	in := ev.Request.Frame
+	if desk, _ := in.Header.ExtValue("X-Desk"); in.Header.Action != "x-alert" || in.Control.SubsessionID != out.ID() ||
+		string(in.Payload) != `{"level":2}` || desk.Value != "12" {
+		t.Fatalf("incoming x-alert: %s", in.Marshal())
+	}
+	t.Logf("incoming request: %s", in.Marshal())
+	if err := ev.Request.Respond(ctxT(t), 200, "", nil, json.RawMessage(`{"ack":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	// SIPp sends its MESSAGE once the NOTIFY's 200 came, and its UPDATE
+	// once the MESSAGE's 405 came.
+	ev = webNext(t, a, client.EventRequest)
+	if in := ev.Request.Frame; in.Header.Action != "x-state" || string(in.Payload) != `{"held":true}` {
+		t.Fatalf("incoming x-state: %s", in.Marshal())
+	}
+	if err := ev.Request.Respond(ctxT(t), 202, "", nil, json.RawMessage(`{"state":"ok"}`)); err != nil {
+		t.Fatal(err)
+	}
+	webExpect(t, a, client.CallEnded)
+	uas.expectSuccess(t)
+}
+
+// TestTemplateReceiveMessage: SIPp's MESSAGE of the receiving messaging
+// action x-notice, through Kamailio to the registered web identity,
+// reaches both of its sessions as a request of the action: one answers
+// 405 at once (its Options.Requests lists nothing), the other 202 with
+// a JSON body, which is the MESSAGE's response SIPp checks.
+func TestTemplateReceiveMessage(t *testing.T) {
+	k := startKamailio(t)
+	w := startTemplateGateway(t, k)
+	w.connect(t, "open@"+domain, func(o *client.Options) { o.Requests = []string{} }) // refuses every one
+	u := w.connect(t, "open@"+domain, nil)
+	uac := startSipp(t, "uac_template_message.xml", k.Addr, "-s", "open")
+	ev := webNext(t, u, client.EventRequest)
+	in := ev.Request.Frame
+	if desk, _ := in.Header.ExtValue("X-Desk"); in.Header.Action != "x-notice" || in.EffectivePackage() != protocol.PackageMessaging ||
+		string(in.Payload) != `{"n":1}` || desk.Value != "7" || in.Header.Initiator != "sip:bob@"+domain {
+		t.Fatalf("incoming x-notice: %s", in.Marshal())
+	}
+	if err := ev.Request.Respond(ctxT(t), 202, "", nil, json.RawMessage(`{"seen":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	uac.expectSuccess(t)
 }
 
 func startTemplateGateway(t *testing.T, k *Kamailio) *webGW {

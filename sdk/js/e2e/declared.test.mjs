@@ -2,8 +2,8 @@
 // (docs/routing.md, Templates; docs/protocol.md §2.8; issue 16). A real
 // jsonrtcd whose configuration declares a webhook action, answered by a
 // tiny HTTP server of the test that checks the signature; and a call
-// action (an INFO) asked in a web-to-web call, which has no SIP dialog to
-// carry it.
+// action (an INFO over SIP) asked in a web-to-web call, which goes to the
+// other page as a request of the action.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -128,26 +128,38 @@ test('session.request of a webhook action: a signed POST, its answer the respons
   });
 });
 
-test('call.request in a web-to-web call: refused (no SIP dialog to carry the INFO), the call goes on', async () => {
+test('call.request in a web-to-web call: the other page gets the request and its answer comes back; refused by the schema on the sender\'s side; 405 when the other page does not listen', async () => {
   await printOnFailure({ alice, bob }, gw, async () => {
     await bob.evaluate(() => {
       window.requestsSeen = [];
-      window.softphone.session.on('request', (req) => window.requestsSeen.push(req.action));
+      window.stopListening = window.softphone.session.on('request', (req) => {
+        window.requestsSeen.push({ action: req.action, from: req.from, headers: req.headers, payload: req.payload });
+        req.respond({ payload: { rank: 1 } });
+      });
     });
     await answeredCall(alice, bob);
-    const r = await alice.evaluate(async () => {
-      try {
-        await window.softphone.call.request('x-score', { 'X-Game': 'chess' }, { points: 3 });
-        return { ok: true };
-      } catch (e) {
-        return { ok: false, name: e.name, code: e.code, reason: e.reason };
-      }
-    });
-    assert.equal(r.ok, false, 'a web-to-web call carried a declared call action');
-    assert.equal(r.name, 'JsonRtcError');
-    assert.equal(r.code, 405, `refused with ${r.code} ${r.reason}`);
-    // Nothing reached bob as a request, and the call is still up.
-    assert.deepEqual(await bob.evaluate(() => window.requestsSeen), []);
+    const ask = (points) =>
+      alice.evaluate(async (p) => {
+        try {
+          const r = await window.softphone.call.request('x-score', { 'X-Game': 'chess' }, { points: p });
+          return { ok: true, code: r.code, payload: r.payload };
+        } catch (e) {
+          return { ok: false, name: e.name, code: e.code, reason: e.reason };
+        }
+      }, points);
+    assert.deepEqual(await ask(3), { ok: true, code: 200, payload: { rank: 1 } });
+    assert.deepEqual(await bob.evaluate(() => window.requestsSeen), [
+      { action: 'x-score', from: alice.identity, headers: { 'X-Game': 'chess' }, payload: { points: 3 } },
+    ]);
+    // The schema is checked on alice's side: bob never sees it.
+    const bad = await ask(-1);
+    assert.equal(bad.code, 400, `refused with ${bad.code} ${bad.reason}`);
+    assert.match(bad.reason, /payload\.points/);
+    assert.equal(await bob.evaluate(() => window.requestsSeen.length), 1);
+    // Without a listener bob's SDK answers 405 at once; the call goes on.
+    await bob.evaluate(() => window.stopListening());
+    const unheard = await ask(4);
+    assert.equal(unheard.code, 405, `refused with ${unheard.code} ${unheard.reason}`);
     assert.equal(await bob.evaluate(() => window.softphone.call?.state), 'established');
     await waitCall(alice, 'state', 'established');
     await alice.click('#hangup-btn');

@@ -843,6 +843,7 @@ func (r *Reoffer) finish(res *sip.Response, accepted func()) error {
 // handleReinvite runs on the sipgo goroutine of a re-INVITE; it returns
 // once the re-INVITE is answered.
 func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
+	tx = c.ruled(req, tx)
 	c.mu.Lock()
 	switch {
 	case c.state != stateConfirmed && c.state != stateAnswered:
@@ -933,6 +934,7 @@ func (c *Call) handleAck(req *sip.Request) {
 // handleInDialog runs on the sipgo goroutine of BYE, PRACK, INFO, UPDATE,
 // REFER and NOTIFY.
 func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
+	tx = c.ruled(req, tx)
 	switch req.Method {
 	case sip.BYE:
 		hs := webHeaders(c.xform, routing.Bye, false, req)

@@ -147,3 +147,32 @@ func (c *Call) peerHeaders(req *sip.Request) []Header {
 	}
 	return webHeaders(c.xform, m, false, req)
 }
+
+// ruledTx is a server transaction of the call's dialog whose responses
+// get the header rules of its method, whoever builds them: the gateway's
+// own (a DTMF INFO's 200, a REFER's 202, a 491) and those sipgo sends
+// itself (the 200 of a BYE, in ReadBye). Responses that already carry
+// the rules (an answer with its frame's {ext:}) are unchanged by a
+// second pass: a rule's header replaces the one of its name, and a rule
+// whose placeholder has nothing to give sets none.
+type ruledTx struct {
+	sip.ServerTransaction
+	c *Call
+	m routing.Method
+}
+
+func (t ruledTx) Respond(res *sip.Response) error {
+	t.c.transformResponse(t.m, res)
+	return t.ServerTransaction.Respond(res)
+}
+
+// ruled returns tx, of req in the call's dialog, with the header rules on
+// its responses; tx itself when the call has no rules or no rule can
+// name req's method.
+func (c *Call) ruled(req *sip.Request, tx sip.ServerTransaction) sip.ServerTransaction {
+	m, ok := dialogMethod(req.Method)
+	if !ok || c.xform == nil {
+		return tx
+	}
+	return ruledTx{ServerTransaction: tx, c: c, m: m}
+}

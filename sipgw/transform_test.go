@@ -275,3 +275,31 @@ to_web: [{header: X-Carrier, ext: x-carrier, methods: [re-INVITE, REFER, INFO], 
 	}
 	carrier("REFER's 403", re.Headers, "acme-REFER")
 }
+
+// TestDialogPeerRequestResponses: the header rules `on: responses` go on
+// the gateway's answers to the peer's requests in a call, those it
+// builds itself (a DTMF INFO's 200) and
+// the BYE's 200 that sipgo sends.
+func TestDialogPeerRequestResponses(t *testing.T) {
+	g, bob := answeringPeer(t, nil)
+	x := mustRouting(t, `headers: [{header: X-Served, value: "{application}", methods: [INFO, BYE], on: responses}]`).
+		Bind(routing.Request{Application: "web", Identity: "alice@example.com", Target: "bob"})
+	c, _ := dialTransformed(t, g, x)
+	k := c.Keys()
+	from, to := "<sip:bob@example.com>;tag=far", "<sip:alice@example.com>;tag="+k.LocalTag
+	served := func(what string, res *sip.Response, code int) {
+		t.Helper()
+		if res.StatusCode != code {
+			t.Fatalf("%s: %d %s, want %d", what, res.StatusCode, res.Reason, code)
+		}
+		if h := res.GetHeader("X-Served"); h == nil || h.Value() != "web" {
+			t.Errorf("%s: X-Served %v, want web", what, h)
+		}
+	}
+	ruri := "sip:alice@" + g.Addr("udp")
+	res := bob.send(t, g.Addr("udp"), bob.rawRequest("INFO", ruri, from, to, k.CallID, 1,
+		"Content-Type: application/dtmf-relay\r\n", "Signal=5\r\nDuration=160\r\n"))
+	served("INFO's 200", res, 200)
+	res = bob.send(t, g.Addr("udp"), bob.rawRequest("BYE", ruri, from, to, k.CallID, 2, "", ""))
+	served("BYE's 200", res, 200)
+}

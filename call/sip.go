@@ -34,7 +34,10 @@ import (
 // arrive on the far leg's reader goroutine, which takes the same lock to
 // report them. Whatever blocks on the network (INVITE, PRACK, re-INVITE,
 // BYE...) runs on the far leg's worker goroutine, in the order the web
-// side asked for it, without any lock held.
+// side asked for it, without any lock held. SIP events wait on the reader
+// behind a worker operation that still owes the web side the answer of
+// an exchange SIP completed before them (read), so the web side hears of
+// the call in the order it happened.
 
 // SIP is the SIP network as the call handler uses it; *sipgw.UserAgent
 // implements it.
@@ -278,6 +281,9 @@ type farLeg struct {
 	opsBuf  [2]func()
 	running bool          // a worker (or the caller of runOrQueue) is on an op
 	done    chan struct{} // closed when the SIP call is over and reported
+	// unfenced wakes the reader when fence drops to 0 (cap 1; the reader
+	// reads fence again under c.mu, so a stale wake-up is harmless).
+	unfenced chan struct{}
 
 	// Guarded by c.mu.
 	phase        sipPhase                // where the call stands (sipfsm.go); over is c.ended
@@ -297,8 +303,13 @@ type farLeg struct {
 	trickleBytes int
 	trickleUfrag string // the ICE generation of trickle
 	finished     bool
-	media        *rtpengine.Session   // the call's media in rtpengine (media.go); nil without, and once deleted
-	endMedia     []rtpengine.LegStats // the delete's figures, for the web side's shutdown (endPayload)
+	// fence counts the worker's operations whose SIP exchange answers
+	// something the web side asked (a re-offer, a PRACK's offer): SIP's
+	// next events wait on the reader until the answer has reached the
+	// web side (read).
+	fence    int
+	media    *rtpengine.Session   // the call's media in rtpengine (media.go); nil without, and once deleted
+	endMedia []rtpengine.LegStats // the delete's figures, for the web side's shutdown (endPayload)
 	// declared: SIP's INFOs of declared packages the web side has not
 	// answered, by correlation (template.go).
 	declared  map[string]pendingInfo
@@ -312,7 +323,7 @@ type sipReoffer struct {
 }
 
 func (h *Handler) newFarLeg(c *Call, out bool) *farLeg {
-	fl := &farLeg{h: h, c: c, out: out, phase: inRinging, done: make(chan struct{})}
+	fl := &farLeg{h: h, c: c, out: out, phase: inRinging, done: make(chan struct{}), unfenced: make(chan struct{}, 1)}
 	log := h.log
 	if out {
 		fl.phase = outCalling
@@ -781,40 +792,127 @@ func (fl *farLeg) finishLocked() {
 // end of a call anchored in rtpengine is stepped once its media is
 // deleted, so that the web side's shutdown carries the delete's figures
 // (endPayload): it waits for the delete, at most media.timeout.
+//
+// Events are stepped in the order SIP sent them, and after the answer of
+// an exchange SIP completed before them: while a fenced operation is on
+// the worker (webOffer, webPrack), whose answer still has to pass
+// rtpengine or c.mu on its way to the web side, the events that come are
+// held here and stepped once it is done. Without that, a BYE right
+// behind the ACK of our re-INVITE ended the web side before it had the
+// re-offer's answer, and a 200 to the INVITE right behind the 200 of a
+// PRACK that offered reached it before the PRACK's answer. The wait is
+// bounded by the operation's own deadlines (opTimeout, media.timeout).
+// A re-offer with nothing held is stepped at once: glare is answered
+// now (491), and one after our re-INVITE's answer waits in deferReoffer.
 func (fl *farLeg) read() {
-	ended := false
-	var held *sipgw.Event
-	for ev := range fl.sc.Events() {
+	var (
+		ended bool
+		last  *sipgw.Event // an anchored call's end, stepped after the delete
+		held  []sipgw.Event
+	)
+	step := func(ev sipgw.Event) {
 		if ev.Kind == sipgw.EventEnded {
-			ended = true
 			fl.c.mu.Lock()
 			anchored := fl.anchored()
 			fl.c.mu.Unlock()
 			if anchored {
-				held = &ev
-				continue
+				last = &ev
+				return
 			}
 		}
 		if fl.deferReoffer(ev) {
-			continue
+			return
 		}
 		fl.onEvent(fl.sipMedia(ev))
 	}
+	flush := func() {
+		for _, ev := range held {
+			step(ev)
+		}
+		clear(held)
+		held = held[:0]
+	}
+	events := fl.sc.Events()
+	for events != nil {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				break
+			}
+			ended = ended || ev.Kind == sipgw.EventEnded
+			if fl.fenced() && (len(held) > 0 || ev.Kind != sipgw.EventReoffer) {
+				if len(held) < farQueue {
+					held = append(held, ev)
+					break
+				}
+				// A peer that sends this much during one exchange
+				// gets its events stepped as they come.
+				fl.rlog().Info("sip events", "SIP events stepped ahead of a pending answer", "held", len(held))
+			}
+			flush()
+			step(ev)
+		case <-fl.unfenced:
+			if !fl.fenced() {
+				flush()
+			}
+		}
+	}
+	for fl.fenced() {
+		<-fl.unfenced
+	}
+	flush()
 	if !ended {
 		// The SIP side closed before it could report the end.
 		fl.onEvent(sipgw.Event{Kind: sipgw.EventEnded, End: sipgw.EndShutdown, Code: protocol.CodeServiceUnavailable}, nil)
 	}
 	<-fl.sc.Done()
 	legs := fl.releaseMedia()
-	if held != nil {
+	if last != nil {
 		fl.c.mu.Lock()
 		fl.endMedia = legs
 		fl.c.mu.Unlock()
-		fl.onEvent(*held, nil)
+		fl.onEvent(*last, nil)
 	}
 	fl.c.mu.Lock()
 	fl.finishLocked()
 	fl.c.mu.Unlock()
+}
+
+// fenced reports whether a fenced operation is queued or running.
+func (fl *farLeg) fenced() bool {
+	fl.c.mu.Lock()
+	defer fl.c.mu.Unlock()
+	return fl.fence > 0
+}
+
+// enqueueFenced is enqueue for an operation that hands the web side the
+// answer of a SIP exchange: SIP's events wait behind it (read). c.mu is
+// held.
+func (fl *farLeg) enqueueFenced(op func()) bool {
+	fl.fence++
+	ok := fl.enqueue(func() {
+		defer fl.unfence()
+		op()
+	})
+	if !ok {
+		fl.fence--
+	}
+	return ok
+}
+
+// unfence ends a fenced operation; the reader steps what it held once
+// none is left.
+func (fl *farLeg) unfence() {
+	fl.c.mu.Lock()
+	defer fl.c.mu.Unlock()
+	fl.fence--
+	if fl.fence == 0 {
+		select {
+		case fl.unfenced <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // deferReoffer keeps SIP's re-offer that arrives once our re-INVITE for
@@ -1301,7 +1399,7 @@ func (fl *farLeg) webPrack(l *leg, f *protocol.Frame) bool {
 		fl.setLocalSDP(local)
 	}
 	media := fl.media
-	if !fl.enqueue(func() {
+	if !fl.enqueueFenced(func() {
 		answer, err := fl.sendPrack(media, p.SDP)
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -1425,7 +1523,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 	offer := fl.foldTrickle(p.SDP, local)
 	fl.setLocalSDP(local)
 	media := fl.media
-	if !fl.enqueue(func() {
+	if !fl.enqueueFenced(func() {
 		offer, err := fl.webOfferMedia(media, offer)
 		if err != nil {
 			c.mu.Lock()

@@ -310,6 +310,8 @@ type farLeg struct {
 	fence    int
 	media    *rtpengine.Session   // the call's media in rtpengine (media.go); nil without, and once deleted
 	endMedia []rtpengine.LegStats // the delete's figures, for the web side's shutdown (endPayload)
+	hungUp   *leg                 // the web leg whose shutdown ended an anchored call, owed the figures (figuresToHangup)
+	hungCorr string               // that shutdown's correlation
 	// declared: SIP's INFOs of declared packages the web side has not
 	// answered, by correlation (template.go).
 	declared  map[string]pendingInfo
@@ -868,13 +870,14 @@ func (fl *farLeg) read() {
 	}
 	<-fl.sc.Done()
 	legs := fl.releaseMedia()
+	fl.c.mu.Lock()
+	fl.endMedia = legs
+	fl.c.mu.Unlock()
 	if last != nil {
-		fl.c.mu.Lock()
-		fl.endMedia = legs
-		fl.c.mu.Unlock()
 		fl.onEvent(*last, nil)
 	}
 	fl.c.mu.Lock()
+	fl.figuresToHangup()
 	fl.finishLocked()
 	fl.c.mu.Unlock()
 }
@@ -1063,6 +1066,7 @@ func (fl *farLeg) do(act sipAction, a sipArgs) bool {
 	case actAck:
 		fl.ack()
 	case actHangup:
+		fl.noteHangup(a.l, a.f)
 		fl.webGone = true
 		fl.hangup(frameExt(a.f)...)
 		fl.h.endFar(fl.c)

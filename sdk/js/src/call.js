@@ -224,6 +224,7 @@ export class Call extends Emitter {
           correlation: cancel ? this._startCorrelation : true,
           header: headers,
         });
+        this.session._awaitFigures(this);
       } catch (err) {
         this.session.log.warn('jsonrtc: cannot send shutdown', err);
       }
@@ -564,12 +565,18 @@ export class Call extends Emitter {
           this._establish();
         }
         return;
-      case 'message/shutdown':
+      case 'message/shutdown': {
+        // Media figures, when the call's media went through rtpengine
+        // (docs/protocol.md §5.8).
+        const media = Array.isArray(frame.payload?.media) ? frame.payload.media : undefined;
         this._terminate(CallState.ENDED, {
           reason: this.state === CallState.RINGING ? 'cancelled' : 'remote hang-up',
           by: 'remote',
+          ...(media && { media }),
         });
+        if (media) this.emit('media', { media, by: 'remote' });
         return;
+      }
       case 'message/trickle':
         this._onTrickle(frame);
         return;

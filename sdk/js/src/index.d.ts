@@ -9,6 +9,16 @@ export declare const SessionState: Readonly<{
   RESUMED: 'resumed'; STANDBY: 'standby'; FAILED: 'failed'; CLOSED: 'closed';
 }>;
 
+/** What rtpengine counted on one leg of a call (docs/protocol.md §5.8). */
+export interface MediaFigures {
+  side: 'web' | 'sip';
+  packets: number;
+  bytes: number;
+  errors: number;
+  /** Absent when rtpengine had no RTCP reports for the leg. */
+  quality?: { mos: number; jitter_ms: number; loss_percent: number; lost: number; rtt_ms: number };
+}
+
 export type CallStateName = 'new' | 'calling' | 'alerting' | 'ringing' | 'connecting' | 'established' | 'ended' | 'failed';
 export declare const CallState: Readonly<{
   NEW: 'new'; CALLING: 'calling'; ALERTING: 'alerting'; RINGING: 'ringing'; CONNECTING: 'connecting';
@@ -390,7 +400,9 @@ export declare class Call extends Emitter {
   restartIce(): Promise<void>;
   reoffer(opts?: { iceRestart?: boolean; newPeerConnection?: boolean } & HeaderOptions): Promise<void>;
   on(event: 'state', fn: (e: CallStateChange) => void): () => void;
-  on(event: 'ended', fn: (e: { state: CallStateName; code?: number; reason?: string; by?: string }) => void): () => void;
+  on(event: 'ended', fn: (e: { state: CallStateName; code?: number; reason?: string; by?: string; media?: MediaFigures[] }) => void): () => void;
+  /** What rtpengine counted per leg, at the call's end (docs/protocol.md §5.8); by: who hung up. Comes after `ended`. */
+  on(event: 'media', fn: (e: { media: MediaFigures[]; by: 'local' | 'remote' }) => void): () => void;
   on(event: 'localstream' | 'remotestream', fn: (s: MediaStream) => void): () => void;
   on(event: 'hold', fn: (e: { held: boolean; remoteHeld: boolean }) => void): () => void;
   on(event: 'mute', fn: (muted: boolean) => void): () => void;

@@ -175,6 +175,8 @@ export interface CallOptions extends HeaderOptions {
   replaces?: string;
   /** Use this stream instead of getUserMedia (the SDK does not stop it). */
   localStream?: MediaStream;
+  /** Outgoing: leave 183s unacknowledged for Call.prack (a PRACK with a new offer, docs/protocol.md §5.6). */
+  manualPrack?: boolean;
 }
 
 export interface IncomingMessage {
@@ -397,6 +399,11 @@ export declare class Call extends Emitter {
   transfer(target: string, opts?: HeaderOptions & { replaces?: Call | string }): Promise<number>;
   /** Sends a request of a declared `call` action in this call (its SIP request goes in the dialog). */
   request(action: string, headers?: ExtensionHeaders, payload?: Record<string, unknown>): Promise<DeclaredResponse>;
+  /**
+   * PRACKs the last 183 of an outgoing call made with `manualPrack`; with `offer`, the PRACK carries a new
+   * offer and its response's answer is applied (docs/protocol.md §5.6).
+   */
+  prack(opts?: { offer?: boolean; iceRestart?: boolean } & HeaderOptions): Promise<void>;
   restartIce(): Promise<void>;
   reoffer(opts?: { iceRestart?: boolean; newPeerConnection?: boolean } & HeaderOptions): Promise<void>;
   on(event: 'state', fn: (e: CallStateChange) => void): () => void;

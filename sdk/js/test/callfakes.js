@@ -41,8 +41,14 @@ export class FakePC {
     this.signalingState = d.type === 'offer' ? 'have-local-offer' : 'stable';
   }
   async setRemoteDescription(d) {
+    // A browser applies it later, on its operations chain.
+    await new Promise((r) => setImmediate(r));
+    if (d.type === 'answer' && this.signalingState !== 'have-local-offer' && this.signalingState !== 'have-remote-pranswer') {
+      // As a browser: an answer needs an offer of ours.
+      throw new Error(`InvalidStateError: an answer in ${this.signalingState}`);
+    }
     this.remoteDescription = d;
-    this.signalingState = d.type === 'offer' ? 'have-remote-offer' : 'stable';
+    this.signalingState = d.type === 'offer' ? 'have-remote-offer' : d.type === 'pranswer' ? 'have-remote-pranswer' : 'stable';
   }
   async addIceCandidate() {}
   addEventListener() {}

@@ -293,8 +293,7 @@ type farLeg struct {
 	earlyAnswer  bool                    // a reliable provisional answered the INVITE's offer: a web PRACK may offer (webPrack)
 	completeCorr string                  // the web correlation the next ACK completes
 	webReoffer   string                  // the web's re-offer awaiting SIP's answer (its correlation)
-	laterReoffer *sipgw.Event            // SIP's re-offer that came while the web's was finishing (deferReoffer)
-	reanswered   bool                    // SIP answered webReoffer: the answer only has to reach the web
+	reinviting   bool                    // our re-INVITE for webReoffer went to SIP: SIP's re-offers wait on the reader (read)
 	referIn      *referIn                // SIP's REFER, from the transfer request to the new call's final status (transfer.go)
 	transferOut  *transferOut            // the web's transfer toward SIP, until its final NOTIFY (transfer.go)
 	sipReoffer   *sipReoffer             // SIP's re-offer awaiting the web's answer
@@ -804,8 +803,12 @@ func (fl *farLeg) finishLocked() {
 // re-offer's answer, and a 200 to the INVITE right behind the 200 of a
 // PRACK that offered reached it before the PRACK's answer. The wait is
 // bounded by the operation's own deadlines (opTimeout, media.timeout).
-// A re-offer with nothing held is stepped at once: glare is answered
-// now (491), and one after our re-INVITE's answer waits in deferReoffer.
+// A re-offer with nothing held is stepped at once while our re-INVITE
+// has not gone (glare: 491), and held once it has: sipgw answers 491
+// itself to a re-INVITE that crosses ours, so one that reaches us then
+// came either before ours went (which then fails with 491 at once) or
+// after its answer, which RFC 3261 section 14.2 makes no glare: it
+// reaches the web side after the answer to the web side's re-offer.
 func (fl *farLeg) read() {
 	var (
 		ended bool
@@ -821,9 +824,6 @@ func (fl *farLeg) read() {
 				last = &ev
 				return
 			}
-		}
-		if fl.deferReoffer(ev) {
-			return
 		}
 		fl.onEvent(fl.sipMedia(ev))
 	}
@@ -843,7 +843,7 @@ func (fl *farLeg) read() {
 				break
 			}
 			ended = ended || ev.Kind == sipgw.EventEnded
-			if fl.fenced() && (len(held) > 0 || ev.Kind != sipgw.EventReoffer) {
+			if fenced, reinviting := fl.fenced(); fenced && (len(held) > 0 || ev.Kind != sipgw.EventReoffer || reinviting) {
 				if len(held) < farQueue {
 					held = append(held, ev)
 					break
@@ -855,12 +855,15 @@ func (fl *farLeg) read() {
 			flush()
 			step(ev)
 		case <-fl.unfenced:
-			if !fl.fenced() {
+			if fenced, _ := fl.fenced(); !fenced {
 				flush()
 			}
 		}
 	}
-	for fl.fenced() {
+	for {
+		if fenced, _ := fl.fenced(); !fenced {
+			break
+		}
 		<-fl.unfenced
 	}
 	flush()
@@ -882,11 +885,12 @@ func (fl *farLeg) read() {
 	fl.c.mu.Unlock()
 }
 
-// fenced reports whether a fenced operation is queued or running.
-func (fl *farLeg) fenced() bool {
+// fenced reports whether a fenced operation is queued or running, and
+// whether our re-INVITE has gone to SIP.
+func (fl *farLeg) fenced() (fenced, reinviting bool) {
 	fl.c.mu.Lock()
 	defer fl.c.mu.Unlock()
-	return fl.fence > 0
+	return fl.fence > 0, fl.reinviting
 }
 
 // enqueueFenced is enqueue for an operation that hands the web side the
@@ -916,42 +920,6 @@ func (fl *farLeg) unfence() {
 		default:
 		}
 	}
-}
-
-// deferReoffer keeps SIP's re-offer that arrives once our re-INVITE for
-// the web's re-offer is answered and ACKed but its answer is still on
-// its way to the web side (through rtpengine): the phone may re-offer
-// at once, and RFC 3261 section 14.2 makes that no glare, so it must
-// not get 491. It is handed on once the web side has had its answer.
-// While our re-INVITE is outstanding the glare rules apply as before.
-// One waits at most; a second one gets 491.
-func (fl *farLeg) deferReoffer(ev sipgw.Event) bool {
-	if ev.Kind != sipgw.EventReoffer {
-		return false
-	}
-	fl.c.mu.Lock()
-	defer fl.c.mu.Unlock()
-	if !fl.reanswered || fl.laterReoffer != nil || fl.c.ended {
-		return false
-	}
-	fl.laterReoffer = &ev
-	return true
-}
-
-// laterReofferLocked hands on the re-offer deferReoffer kept, after the
-// web's re-offer finished; c.mu is held. Its media and its step run as
-// the next operation, as if it had just come.
-func (fl *farLeg) laterReofferLocked() {
-	ev := fl.laterReoffer
-	if ev == nil {
-		return
-	}
-	fl.laterReoffer = nil
-	if fl.c.ended {
-		_ = fl.sc.reoffer(*ev).Reject(481, "")
-		return
-	}
-	fl.must(func() { fl.onEvent(fl.sipMedia(*ev)) })
 }
 
 func (fl *farLeg) onEvent(ev sipgw.Event, mediaErr error) {
@@ -1533,18 +1501,17 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			fl.webReoffer = ""
-			defer fl.laterReofferLocked()
 			if !c.ended {
 				fl.reofferFailed(l, corr, protocol.CodeServiceUnavailable, mediaReason)
 			}
 			return
 		}
+		c.mu.Lock()
+		fl.reinviting = true
+		c.mu.Unlock()
 		ctx, cancel := opCtx()
 		answer, err := fl.sc.Reoffer(ctx, []byte(offer), frameExt(f)...)
 		cancel()
-		c.mu.Lock()
-		fl.reanswered = fl.webReoffer != ""
-		c.mu.Unlock()
 		var mediaErr error
 		if err == nil {
 			if _, perr := parseSDP(string(answer)); perr == nil {
@@ -1553,9 +1520,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		fl.webReoffer, fl.reanswered = "", false
-		// After the answer below has gone to the web side.
-		defer fl.laterReofferLocked()
+		fl.webReoffer, fl.reinviting = "", false
 		if c.ended {
 			return
 		}

@@ -453,6 +453,7 @@ export class Call extends Emitter {
     if (this.options.manualPrack) {
       // The application PRACKs it (prack), with a new offer or without.
       this._prackDue = true;
+      this.emit('provisional', { code, reason: h.reason, sdp });
       return;
     }
     this.session._request({ type: 'request', pkg: 'call', action: 'prack', subsession: this.id }).catch(() => {});

@@ -404,6 +404,8 @@ export declare class Call extends Emitter {
    * offer and its response's answer is applied (docs/protocol.md §5.6).
    */
   prack(opts?: { offer?: boolean; iceRestart?: boolean } & HeaderOptions): Promise<void>;
+  /** With `manualPrack`: a 183 that waits for Call.prack. */
+  on(event: 'provisional', fn: (e: { code: number; reason?: string; sdp?: string }) => void): () => void;
   restartIce(): Promise<void>;
   reoffer(opts?: { iceRestart?: boolean; newPeerConnection?: boolean } & HeaderOptions): Promise<void>;
   on(event: 'state', fn: (e: CallStateChange) => void): () => void;

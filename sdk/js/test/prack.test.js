@@ -16,16 +16,19 @@ const response = (sub, seq, corr, state, action, header, payload) =>
 async function ringing(opts) {
   const { session, ws } = await connected();
   const call = session.call('bob', opts);
+  const provisional = [];
+  call.on('provisional', (e) => provisional.push(e));
   await flush();
   const start = ws.last();
   ws.receive(response(start.control.subsession_id, 2, start.control.correlation_id, 'subsequent', 'start', { response_code: 183 }, { sdp: early }));
   await flush();
-  return { session, ws, call, start };
+  return { session, ws, call, start, provisional };
 }
 
 test('prack: with manualPrack, a PRACK offer: the 183 becomes the answer, the prack carries the new offer, its answer is applied, the 200 repeats it', async () => {
-  const { ws, call, start } = await ringing({ manualPrack: true });
+  const { ws, call, start, provisional } = await ringing({ manualPrack: true });
   assert.deepEqual(ws.last(), start, 'no PRACK of its own');
+  assert.deepEqual(provisional, [{ code: 183, reason: undefined, sdp: early }]);
   assert.equal(call.peerConnection.signalingState, 'have-remote-pranswer');
   const done = call.prack({ offer: true, headers: { 'x-why': 'hold' } });
   await flush();

@@ -280,7 +280,8 @@ func (fl *farLeg) deleteMedia(s *rtpengine.Session) []rtpengine.LegStats {
 }
 
 // endPayload is the payload of the shutdown that tells the web side the
-// SIP side ended the call: the figures of its media's delete, if any
+// SIP side ended the call, or that answers the web side's own
+// (figuresToHangup): the figures of its media's delete, if any
 // (docs/protocol.md §5.8). c.mu is held.
 func (fl *farLeg) endPayload() json.RawMessage {
 	if len(fl.endMedia) == 0 {
@@ -295,6 +296,36 @@ func (fl *farLeg) endPayload() json.RawMessage {
 		out = append(out, m)
 	}
 	return protocol.EncodePayload(protocol.ShutdownPayload{Media: out})
+}
+
+// noteHangup remembers the web leg l whose shutdown f ends an anchored
+// call: the figures of the media's delete are its due too
+// (figuresToHangup). Not for wsc.js, which expects nothing after its
+// shutdown, nor for a leg that left with its session. c.mu is held.
+func (fl *farLeg) noteHangup(l *leg, f *protocol.Frame) {
+	if f == nil || l == nil || l.ep.Oracle() || !fl.anchored() {
+		return
+	}
+	fl.hungUp, fl.hungCorr = l, protocol.ClientCorrelation(f)
+}
+
+// figuresToHangup gives the web leg that hung up the figures of the
+// media's delete: a shutdown of its own, on its subsession, with the
+// correlation of the shutdown it sent and itself as initiator, which
+// tells it from one by the far side (docs/protocol.md §5.8). A client
+// that knows no such frame finds no call on the subsession and drops
+// it. Nothing goes without figures. c.mu is held.
+func (fl *farLeg) figuresToHangup() {
+	l := fl.hungUp
+	fl.hungUp = nil
+	p := fl.endPayload()
+	if l == nil || p == nil {
+		return
+	}
+	out := fl.frameTo(l, protocol.TypeMessage, protocol.ActionShutdown, fl.hungCorr)
+	out.Header.Initiator, out.Header.Target = l.ep.Identity(), fl.remoteName()
+	out.Payload = p
+	fl.h.send(l, out, false)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

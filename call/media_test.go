@@ -797,14 +797,27 @@ func TestMediaPrackOffer(t *testing.T) {
 			t.Fatalf("prack's response on %q, code %d, SDP %q", f.Control.CorrelationID, f.Header.ResponseCode, decodeSDP(t, f))
 		}
 		fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, ToTag: "fork-a"})
-		if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); f.Header.ResponseCode != 200 || decodeSDP(t, f) != relayed(prackAnswer) {
-			t.Fatalf("200 to the browser: %d %q", f.Header.ResponseCode, decodeSDP(t, f))
-		}
-		e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 3})
-		fc.expectOp(t, "hangup")
-		eng.expect(t, "delete")
-		eng.idle(t, e)
+		answeredThenHangUp(t, e, eng, a, fc, prackAnswer)
 	})
+	// The 200 to the INVITE right behind the PRACK's, while the PRACK's
+	// answer is still in rtpengine: the browser gets the prack's
+	// response first, then the start's 200 repeating it (the reader
+	// holds the 200 behind the worker's PRACK: read in sip.go).
+	t.Run("200 right behind the PRACK's", inBubble(func(t *testing.T) {
+		e, eng, a, fc, _ := early(t)
+		e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 2, corr: "c1", p: protocol.CallPayload{SDP: newOffer}})
+		eng.expect(t, "offer")
+		fc.expectOp(t, "prack")
+		fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, ToTag: "fork-a"})
+		a.quiet(t)
+		prackAnswer := strings.Replace(sipAnswer, "a=sendrecv", "a=recvonly", 1)
+		fc.reoffers <- reofferResult{answer: []byte(prackAnswer)}
+		eng.expect(t, "answer")
+		if f := a.expect(t, protocol.TypeResponse, protocol.ActionPrack); decodeSDP(t, f) != relayed(prackAnswer) {
+			t.Fatalf("prack's response with SDP %q", decodeSDP(t, f))
+		}
+		answeredThenHangUp(t, e, eng, a, fc, prackAnswer)
+	}))
 	t.Run("rtpengine fails the offer", func(t *testing.T) {
 		e, eng, a, fc, _ := early(t)
 		eng.failing("offer", rtpengine.ErrTimeout)
@@ -821,4 +834,18 @@ func TestMediaPrackOffer(t *testing.T) {
 		eng.expect(t, "delete")
 		eng.idle(t, e)
 	})
+}
+
+// answeredThenHangUp: the browser gets the start's 200 with the early
+// answer sdp (through rtpengine), then hangs up; the call is deleted in
+// rtpengine and nothing is left.
+func answeredThenHangUp(t *testing.T, e *env, eng *fakeEngine, a *fakeEP, fc *fakeCall, sdp string) {
+	t.Helper()
+	if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); f.Header.ResponseCode != 200 || decodeSDP(t, f) != relayed(sdp) {
+		t.Fatalf("200 to the browser: %d %q", f.Header.ResponseCode, decodeSDP(t, f))
+	}
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 3})
+	fc.expectOp(t, "hangup")
+	eng.expect(t, "delete")
+	eng.idle(t, e)
 }

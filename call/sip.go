@@ -34,7 +34,10 @@ import (
 // arrive on the far leg's reader goroutine, which takes the same lock to
 // report them. Whatever blocks on the network (INVITE, PRACK, re-INVITE,
 // BYE...) runs on the far leg's worker goroutine, in the order the web
-// side asked for it, without any lock held.
+// side asked for it, without any lock held. SIP events wait on the reader
+// behind a worker operation that still owes the web side the answer of
+// an exchange SIP completed before them (read), so the web side hears of
+// the call in the order it happened.
 
 // SIP is the SIP network as the call handler uses it; *sipgw.UserAgent
 // implements it.
@@ -297,6 +300,9 @@ type farLeg struct {
 	opsBuf  [2]func()
 	running bool          // a worker (or the caller of runOrQueue) is on an op
 	done    chan struct{} // closed when the SIP call is over and reported
+	// unfenced wakes the reader when fence drops to 0 (cap 1; the reader
+	// reads fence again under c.mu, so a stale wake-up is harmless).
+	unfenced chan struct{}
 
 	// Guarded by c.mu.
 	phase        sipPhase                // where the call stands (sipfsm.go); over is c.ended
@@ -306,8 +312,7 @@ type farLeg struct {
 	earlyAnswer  bool                    // a reliable provisional answered the INVITE's offer: a web PRACK may offer (webPrack)
 	completeCorr string                  // the web correlation the next ACK completes
 	webReoffer   string                  // the web's re-offer awaiting SIP's answer (its correlation)
-	laterReoffer *sipgw.Event            // SIP's re-offer that came while the web's was finishing (deferReoffer)
-	reanswered   bool                    // SIP answered webReoffer: the answer only has to reach the web
+	reinviting   bool                    // our re-INVITE for webReoffer went to SIP: SIP's re-offers wait on the reader (read)
 	referIn      *referIn                // SIP's REFER, from the transfer request to the new call's final status (transfer.go)
 	transferOut  *transferOut            // the web's transfer toward SIP, until its final NOTIFY (transfer.go)
 	sipReoffer   *sipReoffer             // SIP's re-offer awaiting the web's answer
@@ -316,8 +321,15 @@ type farLeg struct {
 	trickleBytes int
 	trickleUfrag string // the ICE generation of trickle
 	finished     bool
-	media        *rtpengine.Session   // the call's media in rtpengine (media.go); nil without, and once deleted
-	endMedia     []rtpengine.LegStats // the delete's figures, for the web side's shutdown (endPayload)
+	// fence counts the worker's operations whose SIP exchange answers
+	// something the web side asked (a re-offer, a PRACK's offer): SIP's
+	// next events wait on the reader until the answer has reached the
+	// web side (read).
+	fence    int
+	media    *rtpengine.Session   // the call's media in rtpengine (media.go); nil without, and once deleted
+	endMedia []rtpengine.LegStats // the delete's figures, for the web side's shutdown (endPayload)
+	hungUp   *leg                 // the web leg whose shutdown ended an anchored call, owed the figures (figuresToHangup)
+	hungCorr string               // that shutdown's correlation
 	// declared: SIP's INFOs of declared packages the web side has not
 	// answered, by correlation (template.go).
 	declared  map[string]pendingInfo
@@ -331,7 +343,7 @@ type sipReoffer struct {
 }
 
 func (h *Handler) newFarLeg(c *Call, out bool) *farLeg {
-	fl := &farLeg{h: h, c: c, out: out, phase: inRinging, done: make(chan struct{})}
+	fl := &farLeg{h: h, c: c, out: out, phase: inRinging, done: make(chan struct{}), unfenced: make(chan struct{}, 1)}
 	log := h.log
 	if out {
 		fl.phase = outCalling
@@ -800,76 +812,133 @@ func (fl *farLeg) finishLocked() {
 // end of a call anchored in rtpengine is stepped once its media is
 // deleted, so that the web side's shutdown carries the delete's figures
 // (endPayload): it waits for the delete, at most media.timeout.
+//
+// Events are stepped in the order SIP sent them, and after the answer of
+// an exchange SIP completed before them: while a fenced operation is on
+// the worker (webOffer, webPrack), whose answer still has to pass
+// rtpengine or c.mu on its way to the web side, the events that come are
+// held here and stepped once it is done. Without that, a BYE right
+// behind the ACK of our re-INVITE ended the web side before it had the
+// re-offer's answer, and a 200 to the INVITE right behind the 200 of a
+// PRACK that offered reached it before the PRACK's answer. The wait is
+// bounded by the operation's own deadlines (opTimeout, media.timeout).
+// A re-offer with nothing held is stepped at once while our re-INVITE
+// has not gone (glare: 491), and held once it has: sipgw answers 491
+// itself to a re-INVITE that crosses ours, so one that reaches us then
+// came either before ours went (which then fails with 491 at once) or
+// after its answer, which RFC 3261 section 14.2 makes no glare: it
+// reaches the web side after the answer to the web side's re-offer.
 func (fl *farLeg) read() {
-	ended := false
-	var held *sipgw.Event
-	for ev := range fl.sc.Events() {
+	var (
+		ended bool
+		last  *sipgw.Event // an anchored call's end, stepped after the delete
+		held  []sipgw.Event
+	)
+	step := func(ev sipgw.Event) {
 		if ev.Kind == sipgw.EventEnded {
-			ended = true
 			fl.c.mu.Lock()
 			anchored := fl.anchored()
 			fl.c.mu.Unlock()
 			if anchored {
-				held = &ev
-				continue
+				last = &ev
+				return
 			}
-		}
-		if fl.deferReoffer(ev) {
-			continue
 		}
 		fl.onEvent(fl.sipMedia(ev))
 	}
+	flush := func() {
+		for _, ev := range held {
+			step(ev)
+		}
+		clear(held)
+		held = held[:0]
+	}
+	events := fl.sc.Events()
+	for events != nil {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				break
+			}
+			ended = ended || ev.Kind == sipgw.EventEnded
+			if fenced, reinviting := fl.fenced(); fenced && (len(held) > 0 || ev.Kind != sipgw.EventReoffer || reinviting) {
+				if len(held) < farQueue {
+					held = append(held, ev)
+					break
+				}
+				// A peer that sends this much during one exchange
+				// gets its events stepped as they come.
+				fl.rlog().Info("sip events", "SIP events stepped ahead of a pending answer", "held", len(held))
+			}
+			flush()
+			step(ev)
+		case <-fl.unfenced:
+			if fenced, _ := fl.fenced(); !fenced {
+				flush()
+			}
+		}
+	}
+	for {
+		if fenced, _ := fl.fenced(); !fenced {
+			break
+		}
+		<-fl.unfenced
+	}
+	flush()
 	if !ended {
 		// The SIP side closed before it could report the end.
 		fl.onEvent(sipgw.Event{Kind: sipgw.EventEnded, End: sipgw.EndShutdown, Code: protocol.CodeServiceUnavailable}, nil)
 	}
 	<-fl.sc.Done()
 	legs := fl.releaseMedia()
-	if held != nil {
-		fl.c.mu.Lock()
-		fl.endMedia = legs
-		fl.c.mu.Unlock()
-		fl.onEvent(*held, nil)
+	fl.c.mu.Lock()
+	fl.endMedia = legs
+	fl.c.mu.Unlock()
+	if last != nil {
+		fl.onEvent(*last, nil)
 	}
 	fl.c.mu.Lock()
+	fl.figuresToHangup()
 	fl.finishLocked()
 	fl.c.mu.Unlock()
 }
 
-// deferReoffer keeps SIP's re-offer that arrives once our re-INVITE for
-// the web's re-offer is answered and ACKed but its answer is still on
-// its way to the web side (through rtpengine): the phone may re-offer
-// at once, and RFC 3261 section 14.2 makes that no glare, so it must
-// not get 491. It is handed on once the web side has had its answer.
-// While our re-INVITE is outstanding the glare rules apply as before.
-// One waits at most; a second one gets 491.
-func (fl *farLeg) deferReoffer(ev sipgw.Event) bool {
-	if ev.Kind != sipgw.EventReoffer {
-		return false
-	}
+// fenced reports whether a fenced operation is queued or running, and
+// whether our re-INVITE has gone to SIP.
+func (fl *farLeg) fenced() (fenced, reinviting bool) {
 	fl.c.mu.Lock()
 	defer fl.c.mu.Unlock()
-	if !fl.reanswered || fl.laterReoffer != nil || fl.c.ended {
-		return false
-	}
-	fl.laterReoffer = &ev
-	return true
+	return fl.fence > 0, fl.reinviting
 }
 
-// laterReofferLocked hands on the re-offer deferReoffer kept, after the
-// web's re-offer finished; c.mu is held. Its media and its step run as
-// the next operation, as if it had just come.
-func (fl *farLeg) laterReofferLocked() {
-	ev := fl.laterReoffer
-	if ev == nil {
-		return
+// enqueueFenced is enqueue for an operation that hands the web side the
+// answer of a SIP exchange: SIP's events wait behind it (read). c.mu is
+// held.
+func (fl *farLeg) enqueueFenced(op func()) bool {
+	fl.fence++
+	ok := fl.enqueue(func() {
+		defer fl.unfence()
+		op()
+	})
+	if !ok {
+		fl.fence--
 	}
-	fl.laterReoffer = nil
-	if fl.c.ended {
-		_ = fl.sc.reoffer(*ev).Reject(481, "")
-		return
+	return ok
+}
+
+// unfence ends a fenced operation; the reader steps what it held once
+// none is left.
+func (fl *farLeg) unfence() {
+	fl.c.mu.Lock()
+	defer fl.c.mu.Unlock()
+	fl.fence--
+	if fl.fence == 0 {
+		select {
+		case fl.unfenced <- struct{}{}:
+		default:
+		}
 	}
-	fl.must(func() { fl.onEvent(fl.sipMedia(*ev)) })
 }
 
 func (fl *farLeg) onEvent(ev sipgw.Event, mediaErr error) {
@@ -984,6 +1053,7 @@ func (fl *farLeg) do(act sipAction, a sipArgs) bool {
 	case actAck:
 		fl.ack()
 	case actHangup:
+		fl.noteHangup(a.l, a.f)
 		fl.webGone = true
 		fl.hangup(frameExt(a.f)...)
 		fl.h.endFar(fl.c)
@@ -1320,7 +1390,7 @@ func (fl *farLeg) webPrack(l *leg, f *protocol.Frame) bool {
 		fl.setLocalSDP(local)
 	}
 	media := fl.media
-	if !fl.enqueue(func() {
+	if !fl.enqueueFenced(func() {
 		answer, err := fl.sendPrack(media, p.SDP)
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -1444,24 +1514,23 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 	offer := fl.foldTrickle(p.SDP, local)
 	fl.setLocalSDP(local)
 	media := fl.media
-	if !fl.enqueue(func() {
+	if !fl.enqueueFenced(func() {
 		offer, err := fl.webOfferMedia(media, offer)
 		if err != nil {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			fl.webReoffer = ""
-			defer fl.laterReofferLocked()
 			if !c.ended {
 				fl.reofferFailed(l, corr, protocol.CodeServiceUnavailable, mediaReason)
 			}
 			return
 		}
+		c.mu.Lock()
+		fl.reinviting = true
+		c.mu.Unlock()
 		ctx, cancel := opCtx()
 		answer, hs, err := fl.sc.Reoffer(ctx, []byte(offer), frameExt(f)...)
 		cancel()
-		c.mu.Lock()
-		fl.reanswered = fl.webReoffer != ""
-		c.mu.Unlock()
 		var mediaErr error
 		if err == nil {
 			if _, perr := parseSDP(string(answer)); perr == nil {
@@ -1470,9 +1539,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		fl.webReoffer, fl.reanswered = "", false
-		// After the answer below has gone to the web side.
-		defer fl.laterReofferLocked()
+		fl.webReoffer, fl.reinviting = "", false
 		if c.ended {
 			return
 		}

@@ -267,29 +267,28 @@ func testSIPIncomingWithoutOffer(t *testing.T) {
 	b.quiet(t)
 }
 
-// Glare, web first: the web side's re-offer is in flight when the SIP
-// side's re-INVITE arrives; the re-INVITE gets 491 and the web re-offer
-// still completes.
+// Glare, web first: the web side's re-INVITE has gone when the SIP
+// side's arrives. sipgw answers 491 itself to a re-INVITE that crosses
+// ours, so one that reaches the call came before ours went, which then
+// fails at once with 491 (ErrGlare): the web side hears 491, then gets
+// the SIP side's re-offer, held until then. (One that comes after our
+// re-INVITE's answer waits for the web side's answer the same way:
+// TestMediaReofferRightAfterOurs.)
 func TestSIPGlareWebFirst(t *testing.T) {
-	e := newEnv(t, time.Minute)
-	a, fc := e.outgoing(t)
-	e.answerOut(t, a, fc)
-	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 3, p: protocol.CallPayload{SDP: webOffer}})
-	fc.expectOp(t, "reoffer") // in flight: Reoffer waits for fc.reoffers
+	e, a, fc := reofferInFlight(t)
 	fc.pushReoffer(sipOffer)
-	if o := fc.expectOp(t, "ro-reject"); o.code != 491 {
-		t.Fatalf("SIP re-offer rejected with %d", o.code)
+	fc.reoffers <- reofferResult{err: sipgw.ErrGlare}
+	if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 491 || f.Control.CorrelationID != "c3" {
+		t.Fatalf("glare error %d on %q", f.Header.ErrorCode, f.Control.CorrelationID)
 	}
-	fc.reoffers <- reofferResult{answer: []byte(sipAnswer)}
-	f := a.expect(t, protocol.TypeResponse, protocol.ActionStart)
-	if f.Header.ResponseCode != 200 || f.Control.CorrelationID != "c3" || decodeSDP(t, f) != sipAnswer {
-		t.Fatalf("re-offer answer %d on %q", f.Header.ResponseCode, f.Control.CorrelationID)
-	}
+	takeSIPReoffer(t, e, a, fc, 4)
+	fc.push(sipgw.Event{Kind: sipgw.EventConfirmed})
+	a.expect(t, protocol.TypeMessage, protocol.ActionComplete)
 	// The SIP side refuses a re-offer with 491 (its own crossed ours).
-	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 4, p: protocol.CallPayload{SDP: webOffer}})
+	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 5, p: protocol.CallPayload{SDP: webOffer}})
 	fc.expectOp(t, "reoffer")
 	fc.reoffers <- reofferResult{err: sipgw.ErrGlare}
-	if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 491 || f.Control.CorrelationID != "c4" {
+	if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 491 || f.Control.CorrelationID != "c5" {
 		t.Fatalf("glare error %d on %q", f.Header.ErrorCode, f.Control.CorrelationID)
 	}
 	fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})

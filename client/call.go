@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -250,6 +251,10 @@ func (k *Call) Hangup(ctx context.Context, ext ...protocol.Ext) error {
 			return err
 		}
 		k.end()
+		k.c.hungUp = append(k.c.hungUp, k)
+		if len(k.c.hungUp) > maxHungUp {
+			k.c.hungUp = slices.Delete(k.c.hungUp, 0, 1)
+		}
 		return nil
 	})
 }
@@ -416,10 +421,38 @@ func (k *Call) end() {
 	delete(k.c.calls, k.id)
 }
 
+// maxHungUp bounds the calls we hung up that wait for their figures: a
+// call without media through rtpengine never gets any.
+const maxHungUp = 16
+
+// figuresFor finds the call we hung up whose figures f carries (a
+// shutdown of ours echoed with payload.media, docs/protocol.md §5.8),
+// and forgets it.
+func (c *Client) figuresFor(f *protocol.Frame) *Call {
+	if f.Control.Type != protocol.TypeMessage || f.Header.Action != protocol.ActionShutdown {
+		return nil
+	}
+	for i, k := range c.hungUp {
+		if k.id == f.Control.SubsessionID {
+			c.hungUp = slices.Delete(c.hungUp, i, i+1)
+			return k
+		}
+	}
+	return nil
+}
+
 // onCallFrame handles a call frame; false means it fits no known call.
 func (c *Client) onCallFrame(f *protocol.Frame) bool {
 	k := c.calls[f.Control.SubsessionID]
 	t, a := f.Control.Type, f.Header.Action
+	if k == nil {
+		if hk := c.figuresFor(f); hk != nil {
+			var sp protocol.ShutdownPayload
+			_ = protocol.DecodePayload(f.Payload, &sp)
+			c.emit(Event{Kind: EventCall, Call: hk, CallEvent: CallFigures, Media: sp.Media, Header: &f.Header})
+			return true
+		}
+	}
 	if k == nil && (t != protocol.TypeRequest || a != protocol.ActionStart || f.Control.SubsessionID == "") {
 		return false
 	}

@@ -85,6 +85,7 @@ type Client struct {
 	attempt       int
 	dialCancel    context.CancelFunc
 	calls         map[string]*Call
+	hungUp        []*Call // the last calls we hung up, owed media figures (figuresFor)
 	pending       map[string]chan result
 
 	ackT, pingT, retryT, connectT, resumeT *time.Timer

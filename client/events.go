@@ -150,11 +150,15 @@ const (
 	// CallRemoteSDP: the peer's description changed without an offer of
 	// ours (SDP): the new answer to our current description.
 	CallRemoteSDP
+	// CallFigures: after we hung up a call whose media went through
+	// rtpengine, what it counted per leg (Media; docs/protocol.md §5.8).
+	// The call is over already.
+	CallFigures
 )
 
 var callEventNames = [...]string{"", "ringing", "early-media", "answered", "established", "failed",
 	"ended", "re-offer", "re-offer-answered", "re-offer-failed", "prack", "trickle", "dtmf", "transfer", "error",
-	"transfer-progress", "remote-sdp"}
+	"transfer-progress", "remote-sdp", "figures"}
 
 func (e CallEvent) String() string {
 	if int(e) < len(callEventNames) && e != 0 {

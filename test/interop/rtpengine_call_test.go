@@ -277,6 +277,25 @@ func TestRTPEngineCallEndFigures(t *testing.T) {
 	noMediaLeft(t, w, eng)
 }
 
+// TestRTPEngineCallHangupFigures: the browser hangs up its call to a
+// phone through a real rtpengine; once the media is deleted it gets the
+// figures too, in a shutdown of its own (client.CallFigures), one entry
+// per leg, the browser's first (docs/protocol.md §5.8).
+func TestRTPEngineCallHangupFigures(t *testing.T) {
+	w, _, eng := startMediaGateway(t)
+	a, out, uas, _, _ := callPhone(t, w, "uas_answer.xml")
+	webExpect(t, a, client.CallEstablished)
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	ev := webExpect(t, a, client.CallFigures)
+	if ev.Call != out || len(ev.Media) != 2 || ev.Media[0].Side != "web" || ev.Media[1].Side != "sip" {
+		t.Fatalf("figures %+v of call %v, want the web leg and the sip leg of %v", ev.Media, ev.Call, out)
+	}
+	uas.expectSuccess(t)
+	noMediaLeft(t, w, eng)
+}
+
 // TestRTPEngineCallWebToSDESPhone: a browser calls a target of
 // media.sdes: the phone gets RTP/SAVP with rtpengine's a=crypto, without
 // ICE or DTLS, in the INVITE and in the browser's hold (which the SIPp

@@ -788,6 +788,8 @@ const stateText = {
 /** Shows call on the call card; a call not seen before joins the call list. */
 function showCall(call) {
   if (!state.calls.includes(call)) {
+    // The figures of the last call that ended give way to the new one.
+    $('call-figures').hidden = true;
     state.calls.push(call);
     callInfo.set(call, { dtmfSent: '', dtmfReceived: '' });
     wireCall(call);
@@ -833,6 +835,7 @@ function wireCall(call) {
     // transferor's call with the target.
     setTimeout(() => placeCall(req.referTo, req.replaces ? { replaces: req.replaces } : {}), 0);
   });
+  call.on('media', ({ media }) => showFigures(call, media));
   call.on('ice', (s) => logEvent(`ICE ${s}`));
   call.on('error', (err) => logEvent(`call error: ${err.message}`));
   call.on('ended', ({ state: s, code, reason }) => {
@@ -957,6 +960,26 @@ function showCallNotice(text, code) {
   state.noticeTimer = setTimeout(() => {
     el.hidden = true;
   }, CALL_NOTICE_MS);
+}
+
+/**
+ * What rtpengine counted on each leg of the call that ended
+ * (docs/protocol.md §5.8), where the call card was: the packets each side
+ * sent, and the quality its receiver reported. It stays until a new call.
+ */
+function showFigures(call, media) {
+  const el = $('call-figures');
+  const leg = (m) => {
+    let s = `${m.side === 'web' ? 'you' : 'they'} sent ${m.packets} packets`;
+    if (m.errors) s += ` (${m.errors} not relayed)`;
+    const q = m.quality;
+    if (q) s += `, MOS ${q.mos}, jitter ${q.jitter_ms} ms, loss ${q.loss_percent} %`;
+    return s;
+  };
+  el.textContent = `Media of the call with ${call.remoteIdentity}: ${media.map(leg).join('; ')}`;
+  for (const m of media) el.dataset[`${m.side}Packets`] = String(m.packets);
+  el.hidden = false;
+  logEvent(`call media: ${el.textContent}`);
 }
 
 function hideCall() {

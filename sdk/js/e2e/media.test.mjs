@@ -42,6 +42,17 @@ async function bothWays(engine, callId) {
   return got;
 }
 
+/**
+ * The page shows what rtpengine counted once the call ended
+ * (docs/protocol.md §5.8), whichever side hung up: packets from both.
+ */
+async function hasFigures(page) {
+  const el = page.locator('#call-figures');
+  await el.waitFor({ state: 'visible' });
+  const [web, sip] = await Promise.all([el.getAttribute('data-web-packets'), el.getAttribute('data-sip-packets')]);
+  assert.ok(Number(web) > 0 && Number(sip) > 0, `figures on the page: web ${web}, sip ${sip} packets`);
+}
+
 test('the page and a plain RTP phone talk through rtpengine, each calling the other; hold, resume, hang-up from each side', { skip: tools.skip }, async () => {
   tools.check();
   const rig = await startPhoneRig(running, { domain: DOMAIN });
@@ -67,12 +78,15 @@ test('the page and a plain RTP phone talk through rtpengine, each calling the ot
     await phone.event('CALL_CLOSED');
     await alice.locator('#incall').waitFor({ state: 'hidden' });
     await calls(engine, 0);
+    await hasFigures(alice);
 
     // The phone calls the page, which answers.
     await phone.cmd('dial', `sip:alice@${DOMAIN}`);
     await alice.locator('#incoming').waitFor({ state: 'visible' });
     await alice.click('#accept-btn');
     await waitCall(alice, 'state', 'established');
+    // The last call's figures gave way to this one.
+    assert.ok(await alice.locator('#call-figures').isHidden(), 'figures of the last call still shown');
     await phone.event('CALL_ESTABLISHED');
     const [inc] = await calls(engine, 1);
     await audioFlows(alice);
@@ -89,6 +103,7 @@ test('the page and a plain RTP phone talk through rtpengine, each calling the ot
     await phone.cmd('hangup');
     await alice.locator('#incall').waitFor({ state: 'hidden' });
     await calls(engine, 0);
+    await hasFigures(alice);
     console.log(`rtpengine packets by side: page calls phone ${JSON.stringify(first)}; phone calls page ${JSON.stringify(second)}`);
   } catch (err) {
     console.log('--- alice console\n' + (alice?.consoleLines ?? []).slice(-40).join('\n'));

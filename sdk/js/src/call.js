@@ -224,6 +224,7 @@ export class Call extends Emitter {
           correlation: cancel ? this._startCorrelation : true,
           header: headers,
         });
+        this.session._awaitFigures(this);
       } catch (err) {
         this.session.log.warn('jsonrtc: cannot send shutdown', err);
       }
@@ -448,15 +449,65 @@ export class Call extends Emitter {
     if (sdp && pc && pc.signalingState === 'have-local-offer') {
       pc.setRemoteDescription({ type: 'pranswer', sdp }).catch((err) => this.emit('error', err));
     }
-    if (code === 183) {
-      this.session
-        ._request({ type: 'request', pkg: 'call', action: 'prack', subsession: this.id })
-        .catch(() => {});
+    if (code !== 183) return;
+    if (this.options.manualPrack) {
+      // The application PRACKs it (prack), with a new offer or without.
+      this._prackDue = true;
+      this.emit('provisional', { code, reason: h.reason, sdp });
+      return;
     }
+    this.session._request({ type: 'request', pkg: 'call', action: 'prack', subsession: this.id }).catch(() => {});
+  }
+
+  /**
+   * PRACKs the last 183 of an outgoing call made with the `manualPrack`
+   * option, which the SDK then leaves unacknowledged (docs/protocol.md
+   * §5.6). With `offer`, the PRACK carries a new offer (RFC 6337 section
+   * 3.1: the 183's SDP answered the call's first offer, and becomes final
+   * for the peer connection), and the answer in the prack's response is
+   * applied; the call's 200 repeats it. Rejects with 405 when no 183
+   * waits for its PRACK, with 488 when an offer is asked for and the 183
+   * brought no answer, and with the gateway's error otherwise (a 491 or
+   * 503 there ends the offer, the gateway ends the call on a 503).
+   * @param {{offer?: boolean, iceRestart?: boolean, headers?: object}} [opts]
+   */
+  prack(opts = {}) {
+    const header = extensionHeaders(opts.headers);
+    if (this.ended || !this._prackDue) {
+      return Promise.reject(new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'no provisional response waits for a PRACK'));
+    }
+    this._prackDue = false;
+    const request = (payload) => this.session._request({ type: 'request', pkg: 'call', action: 'prack', subsession: this.id, header, ...(payload && { payload }) });
+    if (!opts.offer) return request().then(() => {});
+    const run = this._serial(async () => {
+      const pc = this.peerConnection;
+      const early = pc?.signalingState === 'have-remote-pranswer' ? pc.remoteDescription?.sdp : undefined;
+      if (!early) throw new JsonRtcError(ErrorCode.NOT_ACCEPTABLE_HERE, 'no early answer to offer after');
+      await pc.setRemoteDescription({ type: 'answer', sdp: early });
+      this._applyDirection(pc);
+      const sdp = await this._offer(pc, { iceRestart: !!opts.iceRestart });
+      let resp;
+      try {
+        resp = await request({ sdp });
+      } catch (err) {
+        if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+        throw err;
+      }
+      if (this.ended) return;
+      const answer = resp.payload?.sdp;
+      if (!answer) throw new JsonRtcError(ErrorCode.NOT_ACCEPTABLE_HERE, "the prack's answer has no SDP");
+      await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+      this._remoteOrigin = originSessionId(answer);
+      this._negotiated(pc);
+    });
+    // The call's 200 waits for it: it repeats the prack's answer.
+    this._prackOffer = run.catch(() => {});
+    return run;
   }
 
   async _onFinalAnswer(resp) {
     const sdp = resp.payload?.sdp;
+    await this._prackOffer;
     const pc = this.peerConnection;
     if (!sdp) {
       this._fatal(new JsonRtcError(ErrorCode.NOT_ACCEPTABLE_HERE, 'the answer has no SDP'));
@@ -564,12 +615,18 @@ export class Call extends Emitter {
           this._establish();
         }
         return;
-      case 'message/shutdown':
+      case 'message/shutdown': {
+        // Media figures, when the call's media went through rtpengine
+        // (docs/protocol.md §5.8).
+        const media = Array.isArray(frame.payload?.media) ? frame.payload.media : undefined;
         this._terminate(CallState.ENDED, {
           reason: this.state === CallState.RINGING ? 'cancelled' : 'remote hang-up',
           by: 'remote',
+          ...(media && { media }),
         });
+        if (media) this.emit('media', { media, by: 'remote' });
         return;
+      }
       case 'message/trickle':
         this._onTrickle(frame);
         return;

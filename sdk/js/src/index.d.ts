@@ -9,6 +9,16 @@ export declare const SessionState: Readonly<{
   RESUMED: 'resumed'; STANDBY: 'standby'; FAILED: 'failed'; CLOSED: 'closed';
 }>;
 
+/** What rtpengine counted on one leg of a call (docs/protocol.md §5.8). */
+export interface MediaFigures {
+  side: 'web' | 'sip';
+  packets: number;
+  bytes: number;
+  errors: number;
+  /** Absent when rtpengine had no RTCP reports for the leg. */
+  quality?: { mos: number; jitter_ms: number; loss_percent: number; lost: number; rtt_ms: number };
+}
+
 export type CallStateName = 'new' | 'calling' | 'alerting' | 'ringing' | 'connecting' | 'established' | 'ended' | 'failed';
 export declare const CallState: Readonly<{
   NEW: 'new'; CALLING: 'calling'; ALERTING: 'alerting'; RINGING: 'ringing'; CONNECTING: 'connecting';
@@ -165,6 +175,8 @@ export interface CallOptions extends HeaderOptions {
   replaces?: string;
   /** Use this stream instead of getUserMedia (the SDK does not stop it). */
   localStream?: MediaStream;
+  /** Outgoing: leave 183s unacknowledged for Call.prack (a PRACK with a new offer, docs/protocol.md §5.6). */
+  manualPrack?: boolean;
 }
 
 export interface IncomingMessage {
@@ -387,10 +399,19 @@ export declare class Call extends Emitter {
   transfer(target: string, opts?: HeaderOptions & { replaces?: Call | string }): Promise<number>;
   /** Sends a request of a declared `call` action in this call (its SIP request goes in the dialog). */
   request(action: string, headers?: ExtensionHeaders, payload?: Record<string, unknown>): Promise<DeclaredResponse>;
+  /**
+   * PRACKs the last 183 of an outgoing call made with `manualPrack`; with `offer`, the PRACK carries a new
+   * offer and its response's answer is applied (docs/protocol.md §5.6).
+   */
+  prack(opts?: { offer?: boolean; iceRestart?: boolean } & HeaderOptions): Promise<void>;
+  /** With `manualPrack`: a 183 that waits for Call.prack. */
+  on(event: 'provisional', fn: (e: { code: number; reason?: string; sdp?: string }) => void): () => void;
   restartIce(): Promise<void>;
   reoffer(opts?: { iceRestart?: boolean; newPeerConnection?: boolean } & HeaderOptions): Promise<void>;
   on(event: 'state', fn: (e: CallStateChange) => void): () => void;
-  on(event: 'ended', fn: (e: { state: CallStateName; code?: number; reason?: string; by?: string }) => void): () => void;
+  on(event: 'ended', fn: (e: { state: CallStateName; code?: number; reason?: string; by?: string; media?: MediaFigures[] }) => void): () => void;
+  /** What rtpengine counted per leg, at the call's end (docs/protocol.md §5.8); by: who hung up. Comes after `ended`. */
+  on(event: 'media', fn: (e: { media: MediaFigures[]; by: 'local' | 'remote' }) => void): () => void;
   on(event: 'localstream' | 'remotestream', fn: (s: MediaStream) => void): () => void;
   on(event: 'hold', fn: (e: { held: boolean; remoteHeld: boolean }) => void): () => void;
   on(event: 'mute', fn: (muted: boolean) => void): () => void;

@@ -72,6 +72,8 @@ export class Session extends Emitter {
     this.state = SessionState.IDLE;
     /** @type {Map<string, Call>} */
     this.calls = new Map();
+    /** Calls hung up here lately, by id, owed their media figures (_awaitFigures). */
+    this._hungUp = new Map();
     /** @type {Map<string, Subscription>} */
     this.subscriptions = new Map();
 
@@ -504,6 +506,17 @@ export class Session extends Emitter {
   _addCall(call) {
     this.calls.set(call.id, call);
     this._keepalive.setInterval(this._busyInterval);
+  }
+
+  /**
+   * Keeps a call this session hung up until the gateway's shutdown with
+   * its media figures comes (docs/protocol.md §5.8), the last 16: a call
+   * whose media did not go through rtpengine gets none.
+   */
+  _awaitFigures(call) {
+    this._hungUp.delete(call.id);
+    this._hungUp.set(call.id, call);
+    if (this._hungUp.size > 16) this._hungUp.delete(this._hungUp.keys().next().value);
   }
 
   _removeCall(call) {
@@ -1221,6 +1234,14 @@ export class Session extends Emitter {
     const call = this.calls.get(c.subsession_id);
     if (call) {
       call._onFrame(frame);
+      return;
+    }
+    if (c.type === 'message' && h.action === 'shutdown') {
+      // The gateway's answer to our own shutdown: the media's figures.
+      const ended = this._hungUp.get(c.subsession_id);
+      this._hungUp.delete(c.subsession_id);
+      const media = frame.payload?.media;
+      if (ended && Array.isArray(media)) ended.emit('media', { media, by: 'local' });
       return;
     }
     if (c.type === 'request' && h.action === 'start') {

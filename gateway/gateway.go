@@ -71,6 +71,9 @@ type Gateway struct {
 	guests   *limits.GuestSessions // guest sessions per address: guest.go
 	regLim   *limits.Registers     // REGISTERs that connects cause (interwork.Registrations)
 	store    store.Store
+	// ledger records the calls in rtpengine for a sweep after a crash
+	// (medialedger.go); nil without a lasting store or rtpengine.
+	ledger *mediaLedger
 	// wal: the gateway writes ahead to a store of its own (persist.go).
 	// Inbound processing holds walMu shared; the writer takes its cut of
 	// the dirty sessions holding it alone.

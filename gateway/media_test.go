@@ -24,13 +24,8 @@ func TestRTPEngineMetrics(t *testing.T) {
 	defer dead.Close()
 	cfg := DefaultConfig()
 	cfg.SIP.Listen.UDP, cfg.SIP.Domain = "127.0.0.1:0", "example.com"
-	live, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Close()
-	go pong(live)
-	da, la := dead.LocalAddr().String(), live.LocalAddr().String()
+	la, _ := fakeNG(t)
+	da := dead.LocalAddr().String()
 	cfg.Media = rtpengine.Config{RTPEngine: []string{da, la}, Timeout: 300 * time.Millisecond, Retransmit: 100 * time.Millisecond, PingInterval: time.Hour}
 	g, err := New(cfg, nil)
 	if err != nil {
@@ -58,20 +53,6 @@ func TestRTPEngineMetrics(t *testing.T) {
 	}
 }
 
-// pong answers every ng request on c with "pong", as rtpengine does a
-// ping, until c is closed.
-func pong(c net.PacketConn) {
-	buf := make([]byte, 2048)
-	for {
-		n, from, err := c.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		cookie, _, _ := strings.Cut(string(buf[:n]), " ")
-		_, _ = c.WriteTo([]byte(cookie+" d6:result4:ponge"), from)
-	}
-}
-
 func grepLines(s string, subs ...string) string {
 	var out []string
 	for l := range strings.SplitSeq(s, "\n") {
@@ -94,16 +75,11 @@ func TestRTPEngineSIPStartFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	live, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Close()
-	go pong(live)
+	live, _ := fakeNG(t)
 	cfg := DefaultConfig()
 	cfg.SIP.Listen.UDP, cfg.SIP.Domain = taken.LocalAddr().String(), "example.com"
-	cfg.Media = rtpengine.Config{RTPEngine: []string{live.LocalAddr().String()}, PingInterval: time.Millisecond}
-	before := goleak.IgnoreCurrent() // pong, and the test's own
+	cfg.Media = rtpengine.Config{RTPEngine: []string{live}, PingInterval: time.Millisecond}
+	before := goleak.IgnoreCurrent() // the fake rtpengine, and the test's own
 	if _, err := New(cfg, nil); err == nil {
 		t.Fatal("New with the SIP port taken succeeded")
 	}

@@ -123,7 +123,18 @@ func (g *Gateway) newMedia() (*rtpengine.Adapter, error) {
 		g.rtp = append(g.rtp, c)
 		insts = append(insts, rtpengine.Instance{Addr: addr, Ctl: c, Weight: mc.Weight(addr)})
 	}
-	g.pool = rtpengine.NewPool(insts, &rtpengine.PoolOptions{Interval: mc.PingInterval, LostAfter: mc.LostAfter, Logger: g.log.With("component", "rtpengine")})
+	po := &rtpengine.PoolOptions{Interval: mc.PingInterval, LostAfter: mc.LostAfter, Logger: g.log.With("component", "rtpengine")}
+	if g.wal {
+		// A store that outlives the process: a ledger of the calls in
+		// rtpengine lets the next life delete what a crash left there.
+		node := "local"
+		if g.node != nil {
+			node = g.self()
+		}
+		g.ledger = newMediaLedger(g, node)
+		po.Ledger = g.ledger
+	}
+	g.pool = rtpengine.NewPool(insts, po)
 	a, err := rtpengine.NewPoolAdapter(g.pool, mc.Policy)
 	if err != nil {
 		g.closeMedia()
@@ -131,6 +142,18 @@ func (g *Gateway) newMedia() (*rtpengine.Adapter, error) {
 	}
 	g.pool.Start()
 	g.mediaMetrics()
+	if l := g.ledger; l != nil {
+		g.goTracked(func() { l.run(g.ctx) })
+		g.goTracked(func() { l.sweep(g.ctx, l.node()) })
+		g.metrics.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_swept_total",
+				Help: "Calls an earlier life of this node left in rtpengine (a crash) and deleted at start-up (media ledger)."},
+				func() float64 { return float64(l.swept.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_ledger_dropped_total",
+				Help: "Calls not recorded in the media ledger because its write queue was full."},
+				func() float64 { return float64(l.dropped.Load()) }),
+		)
+	}
 	return a, nil
 }
 

@@ -203,6 +203,9 @@ func (a *Adapter) offer(ctx context.Context, dir Direction, keys Keys, sdp strin
 		m.mu.Lock()
 		m.sessions[s] = struct{}{}
 		m.mu.Unlock()
+		if l := a.pool.opt.Ledger; l != nil {
+			l.Hold(keys, m.addr)
+		}
 	}
 	return s, out, err
 }
@@ -351,10 +354,16 @@ func (s *Session) Delete(ctx context.Context) ([]LegStats, error) {
 		return nil, ErrNoInstance
 	}
 	first := !s.deleted.Swap(true)
+	k := s.keysRequest()
 	if first {
 		s.m.calls.Add(-1)
+		if l := s.a.pool.opt.Ledger; l != nil {
+			// A delete that fails from here on is owed (settle) or left
+			// to the instance's --timeout: this process no longer
+			// counts on a sweep for it.
+			l.Release(k.CallID)
+		}
 	}
-	k := s.keysRequest()
 	del := Request{CallID: k.CallID, FromTag: k.FromTag, DeleteNow: true}
 	s.m.mu.Lock()
 	delete(s.m.sessions, s)

@@ -39,6 +39,9 @@ type PoolOptions struct {
 	// calls it holds are lost (default 2): their OnLost functions run.
 	// The first failure only keeps new calls away.
 	LostAfter int
+	// Ledger, when set, is told of each call an instance takes and of
+	// its delete, for Sweep after a crash.
+	Ledger Ledger
 	// Logger gets an instance's going down and coming back (default:
 	// discarded). The pings are the pool's own: nothing an outsider
 	// sends triggers these lines.

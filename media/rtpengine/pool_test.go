@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -475,5 +476,64 @@ func TestPoolRestartLosesForgottenCalls(t *testing.T) {
 	case id := <-lost:
 		t.Fatalf("%q lost too", id)
 	default:
+	}
+}
+
+type ledgerLog struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (l *ledgerLog) Hold(k Keys, addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ops = append(l.ops, "hold "+k.CallID+" "+k.FromTag+" "+addr)
+}
+
+func (l *ledgerLog) Release(callID string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ops = append(l.ops, "release "+callID)
+}
+
+// TestPoolLedger: the pool's ledger hears of each call an instance takes
+// and of its delete (once), and Sweep deletes a call a dead process left
+// on an instance of the pool, counting "Unknown call-id" as done.
+func TestPoolLedger(t *testing.T) {
+	f := newFakeNG(t, func(f *fakeNG, c string, req map[string]any, n int) map[string]any {
+		if req["command"] == "delete" && req["call-id"] == "gone" {
+			return map[string]any{"result": "error", "error-reason": "Unknown call-id"}
+		}
+		return ok(f, c, req, n)
+	})
+	led := &ledgerLog{}
+	p := NewPool([]Instance{{Addr: "a", Ctl: dialFake(t, f, fastRetry)}}, &PoolOptions{Ledger: led})
+	a, _ := NewPoolAdapter(p, PolicyAlways)
+	s, _, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: "c1", FromTag: "f1"}, webrtcSDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := s.Delete(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"hold c1 f1 a", "release c1"}; !slices.Equal(led.ops, want) {
+		t.Fatalf("ledger %q, want %q", led.ops, want)
+	}
+	if err := p.Sweep(t.Context(), "a", Keys{CallID: "left", FromTag: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Sweep(t.Context(), "a", Keys{CallID: "gone"}); err != nil {
+		t.Fatalf("sweep of a call rtpengine no longer knows: %v", err)
+	}
+	if err := p.Sweep(t.Context(), "b", Keys{CallID: "left"}); !errors.Is(err, ErrNoInstance) {
+		t.Fatalf("sweep on an instance not in the pool: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	last := f.reqs[len(f.reqs)-2]
+	if last["command"] != "delete" || last["call-id"] != "left" || last["from-tag"] != "x" || last["delete-delay"] != int64(0) {
+		t.Fatalf("sweep sent %v", last)
 	}
 }

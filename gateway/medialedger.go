@@ -1,0 +1,209 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
+	"github.com/jsonrtc/jsonrtc/store"
+)
+
+// The media ledger: each call anchored in rtpengine has a record in the
+// store (media.<node>.<hash of its Call-ID>) from its first offer to its
+// delete, so that calls a dead process left in rtpengine are deleted
+// when the node starts again, or by another node of the cluster that
+// sees it die (docs/media.md, "A gateway that dies"), not only at
+// rtpengine's --timeout. Records live as long as session records after
+// their last write (Config.RecordTTL): the ledger writes each live one
+// again well before that.
+
+// maxLedgerQueue bounds the writes waiting for the store; beyond it a
+// call goes unrecorded (counted, logged): only a crash would then leave
+// it to rtpengine's --timeout.
+const maxLedgerQueue = 4096
+
+// ledgerRecord is a record's value: what a sweep needs to delete the
+// call, and the incarnation of the process that made it.
+type ledgerRecord struct {
+	CallID  string `json:"call_id"`
+	FromTag string `json:"from_tag"`
+	Addr    string `json:"addr"`
+	Life    string `json:"life"`
+}
+
+type ledgerOp struct {
+	rec     ledgerRecord
+	release bool
+}
+
+type mediaLedger struct {
+	g      *Gateway
+	prefix string // media.<node>.
+	life   string // this process's incarnation
+	ttl    time.Duration
+
+	mu    sync.Mutex
+	queue []ledgerOp
+	kick  chan struct{}
+	live  map[string]uint64 // key -> revision of the calls held now: run's own
+
+	dropped, swept atomic.Uint64
+}
+
+func newMediaLedger(g *Gateway, node string) *mediaLedger {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &mediaLedger{g: g, prefix: "media." + node + ".", life: hex.EncodeToString(b[:]), ttl: g.cfg.RecordTTL(),
+		kick: make(chan struct{}, 1), live: map[string]uint64{}}
+}
+
+// ledgerKey names a call's record: Call-IDs of calls from SIP may hold
+// characters a NATS key refuses.
+func ledgerKey(prefix, callID string) string {
+	h := sha256.Sum256([]byte(callID))
+	return prefix + hex.EncodeToString(h[:16])
+}
+
+// Hold and Release queue the write (rtpengine.Ledger: never block).
+func (l *mediaLedger) Hold(k rtpengine.Keys, addr string) {
+	l.push(ledgerOp{rec: ledgerRecord{CallID: k.CallID, FromTag: k.FromTag, Addr: addr, Life: l.life}})
+}
+
+func (l *mediaLedger) Release(callID string) {
+	l.push(ledgerOp{rec: ledgerRecord{CallID: callID}, release: true})
+}
+
+func (l *mediaLedger) push(op ledgerOp) {
+	l.mu.Lock()
+	if len(l.queue) >= maxLedgerQueue {
+		l.mu.Unlock()
+		l.dropped.Add(1)
+		l.g.rlog.Warn("media ledger", "media ledger full: a call's record is not written", "call_id", op.rec.CallID)
+		return
+	}
+	l.queue = append(l.queue, op)
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run writes the queued records until ctx ends, and every third of
+// their lifetime writes the live ones again.
+func (l *mediaLedger) run(ctx context.Context) {
+	refresh := time.NewTicker(max(l.ttl/3, time.Second))
+	defer refresh.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.kick:
+			l.drain(ctx)
+		case <-refresh.C:
+			l.refresh(ctx)
+		}
+	}
+}
+
+func (l *mediaLedger) drain(ctx context.Context) {
+	for {
+		l.mu.Lock()
+		q := l.queue
+		l.queue = nil
+		l.mu.Unlock()
+		if len(q) == 0 {
+			return
+		}
+		for _, op := range q {
+			key := ledgerKey(l.prefix, op.rec.CallID)
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if op.release {
+				if err := l.g.store.Delete(wctx, key); err != nil {
+					l.g.rlog.Info("media ledger", "media ledger: a record not deleted (it expires)", "err", err)
+				}
+				delete(l.live, key)
+			} else if data, err := json.Marshal(op.rec); err == nil {
+				rev, err := l.g.store.Create(wctx, key, data)
+				if errors.Is(err, store.ErrConflict) {
+					// A record of the same Call-ID from a life before:
+					// this call is the one rtpengine holds now.
+					_ = l.g.store.Delete(wctx, key)
+					rev, err = l.g.store.Create(wctx, key, data)
+				}
+				if err != nil {
+					l.g.rlog.Info("media ledger", "media ledger: a call's record not written", "err", err)
+				} else {
+					l.live[key] = rev
+				}
+			}
+			cancel()
+		}
+	}
+}
+
+// refresh writes every live record again, before the store's age limit
+// forgets it under a long call.
+func (l *mediaLedger) refresh(ctx context.Context) {
+	for key, rev := range l.live {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		data, _, err := l.g.store.Get(wctx, key)
+		if err == nil {
+			if rev, err = l.g.store.Update(wctx, key, data, rev); err == nil {
+				l.live[key] = rev
+			}
+		}
+		cancel()
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+			delete(l.live, key)
+		}
+	}
+}
+
+// sweep deletes in rtpengine the calls of node's records (this node's
+// from an earlier life, or a dead node's) and then their records.
+func (l *mediaLedger) sweep(ctx context.Context, node string) {
+	prefix := "media." + node + "."
+	keys, err := l.g.store.Keys(ctx, prefix)
+	if err != nil {
+		l.g.log.Warn("media ledger: the calls a dead process left could not be listed", "node", node, "err", err)
+		return
+	}
+	swept := 0
+	for _, key := range keys {
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		data, _, err := l.g.store.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		var rec ledgerRecord
+		if json.Unmarshal(data, &rec) != nil || (node == l.node() && rec.Life == l.life) {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, l.g.cfg.Media.WithDefaults().Timeout)
+		err = l.g.pool.Sweep(sctx, rec.Addr, rtpengine.Keys{CallID: rec.CallID, FromTag: rec.FromTag})
+		cancel()
+		if err == nil {
+			swept++
+		}
+		_ = l.g.store.Delete(ctx, key)
+	}
+	if swept > 0 {
+		l.swept.Add(uint64(swept))
+		l.g.log.Info("media ledger: calls a dead process left in rtpengine deleted", "node", node, "calls", swept)
+	}
+}
+
+func (l *mediaLedger) node() string {
+	return strings.TrimSuffix(strings.TrimPrefix(l.prefix, "media."), ".")
+}

@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
+	"github.com/jsonrtc/jsonrtc/store"
+)
+
+// fakeNG is a fake rtpengine on UDP: it answers an ng ping with pong,
+// a statistics request and every other command with ok, and hands each
+// request but pings and statistics to reqs (dropped when full), until
+// the test ends.
+func fakeNG(t *testing.T) (string, <-chan string) {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	reqs := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			cookie, body, _ := strings.Cut(string(buf[:n]), " ")
+			reply := "d6:result2:oke"
+			switch {
+			case strings.Contains(body, "7:command4:ping"):
+				reply = "d6:result4:ponge"
+			case strings.Contains(body, "7:command10:statistics"):
+			default:
+				select {
+				case reqs <- body:
+				default:
+				}
+			}
+			_, _ = c.WriteTo([]byte(cookie+" "+reply), from)
+		}
+	}()
+	return c.LocalAddr().String(), reqs
+}
+
+// TestMediaLedgerSweep: a call an earlier life of the node left in
+// rtpengine (its record in the store, made by a process that died) is
+// deleted there when the gateway starts, and its record goes; a record
+// of this life is left alone, and the ledger records and forgets the
+// calls of this life as the pool takes and deletes them.
+func TestMediaLedgerSweep(t *testing.T) {
+	addr, reqs := fakeNG(t)
+	st := store.NewMemory()
+	ctx := context.Background()
+	old, _ := json.Marshal(ledgerRecord{CallID: "left@crash", FromTag: "ft", Addr: addr, Life: "dead"})
+	oldKey := ledgerKey("media.local.", "left@crash")
+	if _, err := st.Create(ctx, oldKey, old); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.SIP.Listen.UDP, cfg.SIP.Domain = "127.0.0.1:0", "example.com"
+	cfg.Media = rtpengine.Config{RTPEngine: []string{addr}, Timeout: time.Second, Retransmit: 200 * time.Millisecond, PingInterval: time.Hour}
+	g, err := New(cfg, &Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Shutdown(context.Background()) })
+	select {
+	case r := <-reqs:
+		if !strings.Contains(r, "6:delete") || !strings.Contains(r, "7:call-id10:left@crash") || !strings.Contains(r, "8:from-tag2:ft") {
+			t.Fatalf("first request to rtpengine %q, want the left call's delete", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delete of the left call within 10s")
+	}
+	waitFor(t, "delete of the left call's record", func() bool {
+		_, _, err := st.Get(ctx, oldKey)
+		return errors.Is(err, store.ErrNotFound)
+	})
+	rec := httptest.NewRecorder()
+	g.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "jsonrtc_rtpengine_swept_total 1") {
+		t.Errorf("metrics:\n%s", grepLines(rec.Body.String(), "swept", "ledger"))
+	}
+
+	// This life's calls: recorded while held, forgotten when deleted.
+	l := g.ledger
+	keys := func() []string {
+		ks, err := st.Keys(ctx, "media.local.")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	}
+	l.Hold(rtpengine.Keys{CallID: "now@here", FromTag: "t1"}, addr)
+	waitFor(t, "the call's record", func() bool { return len(keys()) == 1 })
+	data, _, err := st.Get(ctx, ledgerKey("media.local.", "now@here"))
+	var got ledgerRecord
+	if err != nil || json.Unmarshal(data, &got) != nil || got.Life != l.life || got.Addr != addr || got.FromTag != "t1" {
+		t.Fatalf("record %s (%v)", data, err)
+	}
+	// A sweep of this node now leaves this life's record.
+	l.sweep(ctx, "local")
+	if len(keys()) != 1 {
+		t.Fatal("a sweep took this life's record")
+	}
+	l.Release("now@here")
+	waitFor(t, "the record's delete", func() bool { return len(keys()) == 0 })
+}
+
+// waitFor polls cond, which a goroutine of the gateway makes true (a
+// store write queued behind others: no event to wait on).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); <-time.After(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 10s", what)
+		}
+	}
+}

@@ -5,73 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Session } from '../src/session.js';
-import { connectedSession, serverFrame } from './fakes.js';
+import { SDP, connectedWithPC, established, serverFrame, settle as flush } from './fakes.js';
 
-const flush = async () => {
-  for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
-};
+const connected = () => connectedWithPC(Session);
 
-const SDP = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\n';
-
-/** Enough of an RTCPeerConnection to offer and answer. */
-class FakePC {
-  constructor() {
-    this.signalingState = 'stable';
-    this.iceGatheringState = 'complete';
-    this.iceConnectionState = 'new';
-    this.connectionState = 'new';
-    this.localDescription = null;
-    this.remoteDescription = null;
-  }
-  addTrack() {}
-  getSenders() {
-    return [];
-  }
-  getReceivers() {
-    return [];
-  }
-  getTransceivers() {
-    return [];
-  }
-  async createOffer() {
-    return { type: 'offer', sdp: SDP };
-  }
-  async createAnswer() {
-    return { type: 'answer', sdp: SDP };
-  }
-  async setLocalDescription(d) {
-    this.localDescription = d;
-    this.signalingState = d.type === 'offer' ? 'have-local-offer' : 'stable';
-  }
-  async setRemoteDescription(d) {
-    this.remoteDescription = d;
-    this.signalingState = d.type === 'offer' ? 'have-remote-offer' : 'stable';
-  }
-  async addIceCandidate() {}
-  addEventListener() {}
-  removeEventListener() {}
-  close() {}
-}
-
-const connected = () =>
-  connectedSession(Session, {
-    keepalive: { interval: 100000, period: 400000 },
-    rtc: { RTCPeerConnection: FakePC, getUserMedia: async () => ({ getTracks: () => [] }) },
-  });
-
-/** An incoming call on sub, answered and completed. */
-async function established(ws, session, sub, seq) {
-  let call;
-  const off = session.on('incomingcall', (c) => (call = c));
-  ws.receive(serverFrame({ type: 'request', package_type: 'call', session_id: 'S1', subsession_id: sub, sequence: seq, ack_sequence: 1, correlation_id: `s${seq}` }, { action: 'start', initiator: 'bob', target: 'alice' }, { sdp: SDP }));
-  off();
-  await call.accept();
-  await flush();
-  ws.receive(serverFrame({ type: 'message', package_type: 'call', session_id: 'S1', subsession_id: sub, sequence: seq + 1, ack_sequence: 1, correlation_id: `s${seq}` }, { action: 'complete' }));
-  await flush();
-  assert.equal(call.state, 'established');
-  return call;
-}
 
 test('attended transfer: transfer(target, {replaces}) names the consult call; a transfer request exposes the token, which the new call carries', async () => {
   const { session, ws } = await connected();

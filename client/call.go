@@ -280,19 +280,19 @@ func (k *Call) ReOffer(ctx context.Context, sdp string, ext ...protocol.Ext) err
 
 // Complete tells the peer its answer was applied (SIP ACK). Needed only
 // with Options.ManualComplete; sdp is normally empty.
-func (k *Call) Complete(ctx context.Context, sdp string) error {
+func (k *Call) Complete(ctx context.Context, sdp string, ext ...protocol.Ext) error {
 	return k.act(ctx, func() error {
 		if k.completeCorr == "" {
 			return ErrCallState
 		}
-		return k.sendComplete(sdp)
+		return k.sendComplete(sdp, ext)
 	})
 }
 
-func (k *Call) sendComplete(sdp string) error {
+func (k *Call) sendComplete(sdp string, ext []protocol.Ext) error {
 	f := &protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: k.id, CorrelationID: k.completeCorr},
-		Header:  protocol.Header{Action: protocol.ActionComplete},
+		Header:  protocol.Header{Action: protocol.ActionComplete, Ext: ext},
 	}
 	if sdp != "" {
 		f.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: sdp})
@@ -327,18 +327,18 @@ func (k *Call) PrackOffer(ctx context.Context, sdp string, ext ...protocol.Ext) 
 }
 
 // Trickle sends ICE candidates as an SDP fragment (a=mid:, a=candidate:).
-func (k *Call) Trickle(ctx context.Context, candidates string) error {
+func (k *Call) Trickle(ctx context.Context, candidates string, ext ...protocol.Ext) error {
 	return k.act(ctx, func() error {
-		f := k.frame(protocol.TypeMessage, protocol.ActionTrickle, "", nil)
+		f := k.frame(protocol.TypeMessage, protocol.ActionTrickle, "", ext)
 		f.Payload = protocol.EncodePayload(protocol.CallPayload{Candidates: candidates})
 		return k.c.send(f)
 	})
 }
 
 // DTMF sends digits (ext), duration in milliseconds (0: the gateway's).
-func (k *Call) DTMF(ctx context.Context, digits string, duration int) error {
+func (k *Call) DTMF(ctx context.Context, digits string, duration int, ext ...protocol.Ext) error {
 	return k.act(ctx, func() error {
-		f := k.frame(protocol.TypeMessage, protocol.ActionDTMF, "", nil)
+		f := k.frame(protocol.TypeMessage, protocol.ActionDTMF, "", ext)
 		f.Payload = protocol.EncodePayload(protocol.CallPayload{Digits: digits, Duration: duration})
 		return k.c.send(f)
 	})
@@ -372,7 +372,7 @@ func (k *Call) TransferReplacing(ctx context.Context, referTo string, consult *C
 
 // RespondTransfer answers the peer's transfer request (CallTransfer):
 // a 2xx accepts it, anything else refuses it.
-func (k *Call) RespondTransfer(ctx context.Context, code int) error {
+func (k *Call) RespondTransfer(ctx context.Context, code int, ext ...protocol.Ext) error {
 	return k.act(ctx, func() error {
 		if k.transferIn == "" {
 			return ErrCallState
@@ -381,7 +381,7 @@ func (k *Call) RespondTransfer(ctx context.Context, code int) error {
 		if code >= 300 {
 			typ = protocol.TypeError
 		}
-		f := k.frame(typ, protocol.ActionTransfer, k.transferIn, nil)
+		f := k.frame(typ, protocol.ActionTransfer, k.transferIn, ext)
 		if typ == protocol.TypeError {
 			f.Header.ErrorCode = code
 		} else {
@@ -401,12 +401,12 @@ func (k *Call) RespondTransfer(ctx context.Context, code int) error {
 // accepted with 202 (docs/protocol.md §5.12): 1xx while it proceeds,
 // then its final code (200 when answered). A SIP transferor gets each
 // as a NOTIFY.
-func (k *Call) ReportTransfer(ctx context.Context, code int) error {
+func (k *Call) ReportTransfer(ctx context.Context, code int, ext ...protocol.Ext) error {
 	return k.act(ctx, func() error {
 		if k.transferReport == "" || code < 100 || code > 699 {
 			return ErrCallState
 		}
-		f := k.frame(protocol.TypeMessage, protocol.ActionTransfer, k.transferReport, nil)
+		f := k.frame(protocol.TypeMessage, protocol.ActionTransfer, k.transferReport, ext)
 		f.Header.ResponseCode, f.Header.Reason = code, protocol.Reason(code)
 		if code >= 200 {
 			k.transferReport = ""
@@ -531,7 +531,7 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 		c.emit(ev)
 		k.completeCorr = corr
 		if !c.o.ManualComplete {
-			k.sendComplete("")
+			k.sendComplete("", nil)
 		}
 		return true
 	case t == protocol.TypeResponse && a == protocol.ActionStart && !k.incoming:
@@ -558,7 +558,7 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 		c.emit(ev)
 		k.completeCorr = k.startCorr
 		if !c.o.ManualComplete {
-			k.sendComplete("")
+			k.sendComplete("", nil)
 			c.emit(Event{Kind: EventCall, Call: k, CallEvent: CallEstablished})
 		}
 		return true

@@ -39,6 +39,18 @@
 // request of an action the client does not know arrives as
 // [EventRequest], answered with [Request.Respond].
 //
+// # Extension headers
+//
+// Every method that sends a frame takes extension headers
+// (docs/protocol.md §2.4) as trailing [protocol.Ext] arguments: [Client.Send],
+// [Message.Reply], [Client.StartCall] and each [Call] method that acts
+// (Ring, EarlyMedia, Answer, Decline, Hangup, ReOffer, Complete, Prack,
+// PrackOffer, Trickle, DTMF, Transfer, RespondTransfer, ReportTransfer).
+// A web peer gets them as they are; toward SIP, only what
+// calls.sip_headers lets through and what the header rules read
+// ({ext:NAME}, docs/routing.md) become SIP headers. Those a frame
+// brings come in [Event].Header.
+//
 // # Goroutines and ownership
 //
 // One goroutine (the loop) owns the session state, the calls and the

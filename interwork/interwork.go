@@ -246,7 +246,10 @@ func (u sipMessaging) Routes(target string) bool {
 }
 
 // Send is MESSAGE (RFC 3428); the final response is the delivery report,
-// with the extension headers the route's to_web rules made of it.
+// with the extension headers the route's to_web rules made of it. m.Ext
+// goes to SIP only as the route's header rules read it ({ext:NAME},
+// already in m.Route.Headers): calls.sip_headers allows headers onto a
+// call's INVITE, never onto a MESSAGE (docs/routing.md, Header rules).
 func (u sipMessaging) Send(m messaging.Outgoing, report func(code int, reason string, ext []protocol.Ext)) error {
 	return u.ua.SendMessage(sipgw.MessageOptions{
 		Identity: m.From, Target: m.To, ContentType: m.Payload.ContentType, Body: []byte(m.Payload.Body),

@@ -360,17 +360,18 @@ export class Call extends Emitter {
   /**
    * Restarts ICE (after a network change): a re-offer with new ICE
    * credentials on the same RTCPeerConnection.
+   * @param {{headers?: Record<string, string|number|boolean>}} [opts] extension headers of the re-offer
    * @returns {Promise<void>}
    */
-  restartIce() {
-    return this._reoffer({ iceRestart: true });
+  restartIce(opts = {}) {
+    return this._reoffer({ headers: opts.headers, iceRestart: true });
   }
 
   /**
    * Sends a new offer on the same subsession, optionally on a new
    * RTCPeerConnection (the peer sees a new o= session id and builds one
    * too).
-   * @param {{iceRestart?: boolean, newPeerConnection?: boolean}} [opts]
+   * @param {{iceRestart?: boolean, newPeerConnection?: boolean, headers?: Record<string, string|number|boolean>}} [opts]
    * @returns {Promise<void>}
    */
   reoffer(opts = {}) {
@@ -652,7 +653,7 @@ export class Call extends Emitter {
   _onTransferRequest(frame) {
     const h = frame.header || {};
     let answered = false;
-    const respond = (code) => {
+    const respond = (code, headers) => {
       if (answered) return;
       answered = true;
       const ok = code < 300;
@@ -663,13 +664,14 @@ export class Call extends Emitter {
         subsession: this.id,
         correlation: frame.control.correlation_id,
         state: ok ? 'final' : undefined,
-        header: ok ? { response_code: code, reason: 'Accepted' } : { error_code: code, reason: 'Declined' },
+        header: { ...(ok ? { response_code: code, reason: 'Accepted' } : { error_code: code, reason: 'Declined' }), ...headers },
       });
     };
     // docs/protocol.md §5.12: after 202 the new call's status is reported
     // (message/transfer, same correlation), the last one from 200 on.
     let reporting = false;
-    const report = (code, reason) => {
+    const report = (code, reason, opts = {}) => {
+      const headers = extensionHeaders(opts.headers);
       if (!reporting || this.ended) return;
       if (code >= 200) reporting = false;
       this.session._send({
@@ -678,18 +680,19 @@ export class Call extends Emitter {
         action: 'transfer',
         subsession: this.id,
         correlation: frame.control.correlation_id,
-        header: { response_code: code, reason: reason ?? TRANSFER_PHRASES[code] ?? '' },
+        header: { response_code: code, reason: reason ?? TRANSFER_PHRASES[code] ?? '', ...headers },
       });
     };
     const req = {
       referTo: h.refer_to,
       // Attended: the token the new call carries (session.call(referTo, {replaces})).
       replaces: h.replaces,
-      accept: () => {
+      accept: (opts = {}) => {
+        const headers = extensionHeaders(opts.headers);
         if (!answered) reporting = true;
-        respond(202);
+        respond(202, headers);
       },
-      reject: (code = 603) => respond(code),
+      reject: (code = 603, opts = {}) => respond(code, extensionHeaders(opts.headers)),
       report,
     };
     if (this.listenerCount('transfer') === 0) {

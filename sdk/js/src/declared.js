@@ -87,9 +87,10 @@ export class IncomingRequest {
    * Answers with an error frame (default 603).
    * @param {number} [code]
    * @param {string} [reason]
+   * @param {{headers?: object}} [opts] extension headers of the error frame
    */
-  reject(code = 603, reason) {
-    this._answer('error', { error_code: code, reason });
+  reject(code = 603, reason, opts = {}) {
+    this._answer('error', { error_code: code, reason, ...extensionHeaders(opts.headers) });
   }
 
   _answer(type, header, payload) {

@@ -330,20 +330,20 @@ export declare class IncomingRequest {
   readonly frame: object;
   /** Answers with a response (code 2xx, default 200). */
   respond(opts?: { code?: number; reason?: string; headers?: ExtensionHeaders; payload?: Record<string, unknown> }): void;
-  /** Answers with an error frame (default 603). */
-  reject(code?: number, reason?: string): void;
+  /** Answers with an error frame (default 603); opts.headers go on it. */
+  reject(code?: number, reason?: string, opts?: HeaderOptions): void;
 }
 
 export interface TransferRequest {
   referTo: string;
   /** Attended transfer: pass it on the new call, `session.call(referTo, { replaces })`. */
   replaces?: string;
-  /** Answers 202 Accepted; then report the new call with report(). */
-  accept(): void;
-  /** Answers with an error (default 603). */
-  reject(code?: number): void;
-  /** After accept(): the new call's status, 1xx, then its final code (200 when answered). */
-  report(code: number, reason?: string): void;
+  /** Answers 202 Accepted (opts.headers on it); then report the new call with report(). */
+  accept(opts?: HeaderOptions): void;
+  /** Answers with an error (default 603; opts.headers on it). */
+  reject(code?: number, opts?: HeaderOptions): void;
+  /** After accept(): the new call's status, 1xx, then its final code (200 when answered); opts.headers on each. */
+  report(code: number, reason?: string, opts?: HeaderOptions): void;
 }
 
 /**
@@ -406,7 +406,7 @@ export declare class Call extends Emitter {
   prack(opts?: { offer?: boolean; iceRestart?: boolean } & HeaderOptions): Promise<void>;
   /** With `manualPrack`: a 183 that waits for Call.prack. */
   on(event: 'provisional', fn: (e: { code: number; reason?: string; sdp?: string }) => void): () => void;
-  restartIce(): Promise<void>;
+  restartIce(opts?: HeaderOptions): Promise<void>;
   reoffer(opts?: { iceRestart?: boolean; newPeerConnection?: boolean } & HeaderOptions): Promise<void>;
   on(event: 'state', fn: (e: CallStateChange) => void): () => void;
   on(event: 'ended', fn: (e: { state: CallStateName; code?: number; reason?: string; by?: string; media?: MediaFigures[] }) => void): () => void;
@@ -459,7 +459,8 @@ export declare class Subscription extends Emitter {
   readonly last: PresenceStatus | MessageSummary | null;
   /** Resolves when the gateway accepted the subscription. */
   readonly ready: Promise<void>;
-  end(): void;
+  /** Ends it (`shutdown`); opts.headers go on the shutdown. */
+  end(opts?: HeaderOptions): void;
   /** How long before the expiry a refresh goes out, in ms: 15 % of it, at least 5 s, at most half. */
   static refreshLead(expirySeconds: number): number;
   on(event: 'notify', fn: (n: any, payload: Record<string, unknown>) => void): () => void;

@@ -1,4 +1,5 @@
 import { Emitter } from './emitter.js';
+import { extensionHeaders } from './headers.js';
 import { parseMessageSummary } from './summary.js';
 
 /**
@@ -118,11 +119,15 @@ export class Subscription extends Emitter {
     }, Math.max(0, at - clock.now()));
   }
 
-  /** Ends the subscription (`message`/`shutdown`). */
-  end() {
+  /**
+   * Ends the subscription (`message`/`shutdown`).
+   * @param {{headers?: Record<string, string|number|boolean>}} [opts] extension headers of the shutdown
+   */
+  end(opts = {}) {
+    const headers = extensionHeaders(opts.headers);
     if (this.state === 'ended') return;
     try {
-      this.session._send({ type: 'message', pkg: this.package, action: 'shutdown', subsession: this.id, correlation: true });
+      this.session._send({ type: 'message', pkg: this.package, action: 'shutdown', subsession: this.id, correlation: true, header: headers });
     } catch {
       /* the session is gone */
     }

@@ -136,3 +136,4 @@ export async function connectedSession(S, options = {}) {
   await p;
   return { ...env, ws };
 }
+

@@ -17,7 +17,7 @@ import (
 // it embeds holds the call and leg tables they share with SIP calls.
 type relay struct{ *Handler }
 
-func (h relay) sessionEnded(l *leg) { h.leave(l, protocol.CodeTemporarilyUnavail) }
+func (h relay) sessionEnded(l *leg) { h.leave(l, protocol.CodeTemporarilyUnavail, nil) }
 
 func (h relay) frame(l *leg, f *protocol.Frame) {
 	switch f.Header.Action {
@@ -33,7 +33,7 @@ func (h relay) frame(l *leg, f *protocol.Frame) {
 	case protocol.ActionComplete:
 		h.complete(l, f)
 	case protocol.ActionShutdown:
-		h.shutdown(l)
+		h.shutdown(l, f)
 	case protocol.ActionPrack:
 		if f.Control.Type == protocol.TypeRequest {
 			// Between browsers nothing is reliable-provisional: the
@@ -356,23 +356,25 @@ func (h relay) complete(l *leg, f *protocol.Frame) {
 	}
 	out := h.frameTo(other, protocol.TypeMessage, protocol.ActionComplete, other.answerCorr)
 	out.Payload = f.Payload
+	out.Header.Ext = f.Header.Ext
 	other.answerCorr = ""
 	h.send(other, out, false)
 }
 
-// shutdown handles a shutdown from l's side.
-func (h relay) shutdown(l *leg) {
+// shutdown handles a shutdown f from l's side.
+func (h relay) shutdown(l *leg, f *protocol.Frame) {
 	// A ringing callee that hangs up instead of declining fails its fork
 	// as a decline would.
-	h.leave(l, protocol.CodeDecline)
+	h.leave(l, protocol.CodeDecline, f.Header.Ext)
 }
 
 // leave ends l's part in its call: before the answer the caller's leaving
 // cancels every fork; after it either side's leaving ends the call toward
 // the other; a ringing callee's leaving fails its fork with code, and the
 // caller hears of it (as an error: wsc.js ignores a shutdown before the
-// answer) once no fork is left. c.mu is held.
-func (h relay) leave(l *leg, code int) {
+// answer) once no fork is left; ext are the extension headers of l's
+// shutdown, passed to the other side. c.mu is held.
+func (h relay) leave(l *leg, code int, ext []protocol.Ext) {
 	c := l.call
 	switch {
 	case l == c.caller && c.winner == nil:
@@ -382,6 +384,7 @@ func (h relay) leave(l *leg, code int) {
 		other := h.peer(l)
 		out := h.frameTo(other, protocol.TypeMessage, protocol.ActionShutdown, "")
 		out.Header.Initiator, out.Header.Target = l.ep.Identity(), other.ep.Identity()
+		out.Header.Ext = ext
 		h.end(c)
 		h.send(other, out, true)
 	case l.state == legRinging:
@@ -435,6 +438,7 @@ func (h relay) transferFrame(l *leg, f *protocol.Frame) {
 		out := h.frameTo(other, protocol.TypeRequest, protocol.ActionTransfer, "")
 		out.Header.Initiator, out.Header.Target = l.ep.Identity(), other.ep.Identity()
 		out.Header.ReferTo = f.Header.ReferTo
+		out.Header.Ext = f.Header.Ext
 		if f.Header.Replaces != "" {
 			// The token HandleFrame resolved (attended.go), for this
 			// peer only.
@@ -450,6 +454,7 @@ func (h relay) transferFrame(l *leg, f *protocol.Frame) {
 	}
 	out := h.frameTo(other, f.Control.Type, protocol.ActionTransfer, other.transfer.here)
 	out.Header.ResponseCode, out.Header.ErrorCode, out.Header.Reason = f.Header.ResponseCode, f.Header.ErrorCode, f.Header.Reason
+	out.Header.Ext = f.Header.Ext
 	// An accepted transfer stays known until the new call's final
 	// status (message/transfer, docs/protocol.md §5.12) is relayed.
 	if f.Control.Type == protocol.TypeError || f.Control.Type == protocol.TypeMessage && f.Header.ResponseCode >= 200 {

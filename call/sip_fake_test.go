@@ -191,7 +191,7 @@ type op struct {
 	reliable bool
 	info     sipgw.Info
 	trickle  bool           // SetTrickle's last value when the op ran
-	ext      []sipgw.Header // hangup, reoffer, transfer: the frame's extension headers
+	ext      []sipgw.Header // hangup, reoffer, transfer, refer-*, notify: the frame's extension headers
 }
 
 type reofferResult struct {
@@ -302,20 +302,20 @@ type fakeRefer struct {
 	once sync.Once
 }
 
-func (r *fakeRefer) Accept() error {
+func (r *fakeRefer) Accept(ext ...sipgw.Header) error {
 	err := sipgw.ErrCallState
-	r.once.Do(func() { err = nil; r.c.record(op{name: "refer-accept"}) })
+	r.once.Do(func() { err = nil; r.c.record(op{name: "refer-accept", ext: ext}) })
 	return err
 }
 
-func (r *fakeRefer) Reject(code int, reason string) error {
+func (r *fakeRefer) Reject(code int, reason string, ext ...sipgw.Header) error {
 	err := sipgw.ErrCallState
-	r.once.Do(func() { err = nil; r.c.record(op{name: "refer-reject", code: code}) })
+	r.once.Do(func() { err = nil; r.c.record(op{name: "refer-reject", code: code, ext: ext}) })
 	return err
 }
 
-func (r *fakeRefer) Notify(ctx context.Context, code int, reason string) error {
-	r.c.record(op{name: "notify", code: code, sdp: reason})
+func (r *fakeRefer) Notify(ctx context.Context, code int, reason string, ext ...sipgw.Header) error {
+	r.c.record(op{name: "notify", code: code, sdp: reason, ext: ext})
 	return nil
 }
 

@@ -918,3 +918,37 @@ func TestSIPResponseExt(t *testing.T) {
 	fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
 	webShutdown(t, a)
 }
+
+// TestSIPReferAnswerExt: the extension headers of the web side's answers
+// to a peer's REFER (the 202 or the refusal) and of its progress reports
+// (the NOTIFYs) reach sipgw, for the header rules' {ext:NAME}.
+func TestSIPReferAnswerExt(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	fc, eps, st := e.incoming(t, 1)
+	a := eps[0]
+	e.answerIn(t, fc, a, st[0])
+	sub := st[0].Control.SubsessionID
+	tagged := func(w wf, v string) *protocol.Frame {
+		f := w.frame()
+		f.Header.Ext = []protocol.Ext{{Name: "x-tag", Kind: protocol.ExtString, Value: v}}
+		return f
+	}
+	wantTag := func(o op, v string) {
+		t.Helper()
+		if len(o.ext) != 1 || o.ext[0] != (sipgw.Header{Name: "x-tag", Value: v}) {
+			t.Errorf("%s's extension headers %v, want x-tag %s", o.name, o.ext, v)
+		}
+	}
+	fc.pushRefer("sip:dave@sip.example")
+	f := a.expect(t, protocol.TypeRequest, protocol.ActionTransfer)
+	e.h.HandleFrame(a, tagged(wf{typ: protocol.TypeError, act: protocol.ActionTransfer, sub: sub, seq: 10, corr: f.Control.CorrelationID, code: 603}, "no"))
+	wantTag(fc.expectOp(t, "refer-reject"), "no")
+	fc.pushRefer("sip:erin@sip.example")
+	f = a.expect(t, protocol.TypeRequest, protocol.ActionTransfer)
+	e.h.HandleFrame(a, tagged(wf{typ: protocol.TypeResponse, act: protocol.ActionTransfer, sub: sub, seq: 11, corr: f.Control.CorrelationID, state: protocol.StateFinal, code: 202}, "yes"))
+	wantTag(fc.expectOp(t, "refer-accept"), "yes")
+	e.h.HandleFrame(a, tagged(wf{typ: protocol.TypeMessage, act: protocol.ActionTransfer, sub: sub, seq: 12, corr: f.Control.CorrelationID, code: 180}, "ringing"))
+	wantTag(fc.expectOp(t, "notify"), "ringing")
+	fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+	webShutdown(t, a)
+}

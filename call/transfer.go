@@ -18,9 +18,9 @@ import (
 
 // referAnswer answers a REFER from SIP and reports on the new call.
 type referAnswer interface {
-	Accept() error
-	Reject(code int, reason string) error
-	Notify(ctx context.Context, code int, reason string) error
+	Accept(ext ...sipgw.Header) error
+	Reject(code int, reason string, ext ...sipgw.Header) error
+	Notify(ctx context.Context, code int, reason string, ext ...sipgw.Header) error
 }
 
 // referIn is a REFER from SIP, from the transfer request to the web side
@@ -97,7 +97,7 @@ func (fl *farLeg) webAnswerRefer(l *leg, f *protocol.Frame) {
 	if ri == nil {
 		return
 	}
-	if err := ri.r.Accept(); err != nil {
+	if err := ri.r.Accept(frameExt(f)...); err != nil {
 		// Too late: the REFER was refused (480) meanwhile.
 		fl.referIn = nil
 		fl.h.send(l, errorFrame(f, protocol.CodeRequestTimeout, "the transfer request expired"), false)
@@ -106,7 +106,7 @@ func (fl *farLeg) webAnswerRefer(l *leg, f *protocol.Frame) {
 	ri.accepted = true
 	if f.Header.ResponseCode == protocol.CodeOK {
 		fl.referIn = nil
-		fl.notifyRefer(ri.r, protocol.CodeOK, "OK")
+		fl.notifyRefer(ri.r, protocol.CodeOK, "OK", frameExt(f))
 	}
 }
 
@@ -114,7 +114,7 @@ func (fl *farLeg) webAnswerRefer(l *leg, f *protocol.Frame) {
 func (fl *farLeg) webRejectRefer(l *leg, f *protocol.Frame) {
 	if ri := fl.pendingRefer(f, false); ri != nil {
 		fl.referIn = nil
-		_ = ri.r.Reject(declineCode(f), "")
+		_ = ri.r.Reject(declineCode(f), "", frameExt(f)...)
 	}
 }
 
@@ -139,16 +139,16 @@ func (fl *farLeg) webReferProgress(l *leg, f *protocol.Frame) {
 	if reason == "" {
 		reason = protocol.Reason(code)
 	}
-	fl.notifyRefer(ri.r, code, reason)
+	fl.notifyRefer(ri.r, code, reason, frameExt(f))
 }
 
 // notifyRefer queues a NOTIFY; the final one even on a full queue, as
 // it ends the peer's subscription.
-func (fl *farLeg) notifyRefer(r referAnswer, code int, reason string) {
+func (fl *farLeg) notifyRefer(r referAnswer, code int, reason string, ext []sipgw.Header) {
 	op := func() {
 		ctx, cancel := opCtx()
 		defer cancel()
-		if err := r.Notify(ctx, code, reason); err != nil {
+		if err := r.Notify(ctx, code, reason, ext...); err != nil {
 			fl.log().Debug("NOTIFY of a REFER", "code", code, "err", err)
 		}
 	}

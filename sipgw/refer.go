@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // REFER both ways (RFC 3515). A REFER from the peer waits for the web
@@ -46,14 +47,17 @@ type Refer struct {
 	ended    bool
 }
 
-// Accept answers the REFER 202; the "100 Trying" NOTIFY follows.
-func (r *Refer) Accept() error {
+// Accept answers the REFER 202; the "100 Trying" NOTIFY follows. ext
+// are the extension headers of the web answer, for the header rules'
+// {ext:NAME}.
+func (r *Refer) Accept(ext ...Header) error {
 	err := ErrCallState
 	r.once.Do(func() {
 		r.slot <- struct{}{} // free: the first NOTIFY is the 100
 		res := sip.NewResponseFromRequest(r.req, 202, "Accepted", nil)
 		ct := r.c.g.dua.ContactHDR
 		res.AppendHeader(&ct)
+		r.c.transformAnswer(routing.Refer, res, ext)
 		err = r.tx.Respond(res)
 		r.accepted = err == nil
 		if !r.accepted {
@@ -65,20 +69,22 @@ func (r *Refer) Accept() error {
 }
 
 // Reject answers the REFER with a failure code (603, 403...).
-func (r *Refer) Reject(code int, reason string) error {
+func (r *Refer) Reject(code int, reason string, ext ...Header) error {
 	if code < 300 || code > 699 {
 		return invalid("code %d", code)
 	}
-	return r.refuse(code, reason)
+	return r.refuse(code, reason, ext...)
 }
 
-func (r *Refer) refuse(code int, reason string) error {
+func (r *Refer) refuse(code int, reason string, ext ...Header) error {
 	err := ErrCallState
 	r.once.Do(func() {
 		if reason == "" {
 			reason = statusText(code)
 		}
-		err = r.tx.Respond(sip.NewResponseFromRequest(r.req, code, reason, nil))
+		res := sip.NewResponseFromRequest(r.req, code, reason, nil)
+		r.c.transformAnswer(routing.Refer, res, ext)
+		err = r.tx.Respond(res)
 		close(r.answered)
 	})
 	return err
@@ -87,7 +93,8 @@ func (r *Refer) refuse(code int, reason string) error {
 // Notify sends a NOTIFY with the status of the new call; code >= 200 is
 // the last one (Subscription-State: terminated;reason=noresource, RFC
 // 3515 section 2.4.5). It returns once the peer answered it.
-func (r *Refer) Notify(ctx context.Context, code int, reason string) error {
+// ext are the extension headers of the web frame behind it ({ext:NAME}).
+func (r *Refer) Notify(ctx context.Context, code int, reason string, ext ...Header) error {
 	if code < 100 || code > 699 {
 		return invalid("code %d", code)
 	}
@@ -101,10 +108,10 @@ func (r *Refer) Notify(ctx context.Context, code int, reason string) error {
 	if code >= 200 {
 		state = "terminated;reason=noresource"
 	}
-	return r.notify(ctx, code, reason, state)
+	return r.notify(ctx, code, reason, state, ext)
 }
 
-func (r *Refer) notify(ctx context.Context, code int, reason, state string) error {
+func (r *Refer) notify(ctx context.Context, code int, reason, state string, ext []Header) error {
 	select {
 	case r.slot <- struct{}{}:
 	case <-ctx.Done():
@@ -113,11 +120,11 @@ func (r *Refer) notify(ctx context.Context, code int, reason, state string) erro
 		return ErrCallState
 	}
 	defer func() { <-r.slot }()
-	return r.send(ctx, code, reason, state)
+	return r.send(ctx, code, reason, state, ext)
 }
 
 // send sends one NOTIFY; the caller holds r.slot.
-func (r *Refer) send(ctx context.Context, code int, reason, state string) error {
+func (r *Refer) send(ctx context.Context, code int, reason, state string, ext []Header) error {
 	r.mu.Lock()
 	if r.ended {
 		r.mu.Unlock()
@@ -141,7 +148,7 @@ func (r *Refer) send(ctx context.Context, code int, reason, state string) error 
 	req.AppendHeader(sip.NewHeader("Subscription-State", state))
 	req.AppendHeader(sip.NewHeader("Content-Type", "message/sipfrag;version=2.0"))
 	req.SetBody([]byte(line + "\r\n"))
-	_, err := r.c.simple(ctx, req, nil)
+	_, err := r.c.simple(ctx, req, ext)
 	return err
 }
 
@@ -186,7 +193,7 @@ func (c *Call) handleRefer(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sip.Timer_F)
-	err := r.send(ctx, 100, "Trying", "active;expires="+strconv.Itoa(int(referExpiry/time.Second)))
+	err := r.send(ctx, 100, "Trying", "active;expires="+strconv.Itoa(int(referExpiry/time.Second)), nil)
 	cancel()
 	<-r.slot
 	if err != nil {
@@ -203,7 +210,7 @@ func (c *Call) handleRefer(req *sip.Request, tx sip.ServerTransaction) {
 		r.mu.Unlock()
 		code, reason := parseSipfrag([]byte(last))
 		ctx, cancel := context.WithTimeout(context.Background(), sip.Timer_F)
-		_ = r.notify(ctx, code, reason, "terminated;reason=timeout")
+		_ = r.notify(ctx, code, reason, "terminated;reason=timeout", nil)
 		cancel()
 	}
 }

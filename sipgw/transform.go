@@ -176,3 +176,14 @@ func (c *Call) ruled(req *sip.Request, tx sip.ServerTransaction) sip.ServerTrans
 	}
 	return ruledTx{ServerTransaction: tx, c: c, m: m}
 }
+
+// transformAnswer adds the header rules of method m to res, the call's
+// answer to a peer's request that a web frame decided, with that frame's
+// extension headers ext ({ext:NAME}); a value the grammar refuses leaves
+// the rules that read the frame off (logged), as the answer must go.
+func (c *Call) transformAnswer(m routing.Method, res *sip.Response, ext []Header) {
+	if err := transformOut(c.xform, m, true, res, ext); err != nil {
+		c.g.rlog.Info("transform", "sipgw: an answer sent without the header rules that read its frame", "call", c.id, "err", err)
+		c.transformResponse(m, res)
+	}
+}

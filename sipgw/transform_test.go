@@ -282,7 +282,8 @@ to_web: [{header: X-Carrier, ext: x-carrier, methods: [re-INVITE, REFER, INFO], 
 // the BYE's 200 that sipgo sends.
 func TestDialogPeerRequestResponses(t *testing.T) {
 	g, bob := answeringPeer(t, nil)
-	x := mustRouting(t, `headers: [{header: X-Served, value: "{application}", methods: [INFO, BYE], on: responses}]`).
+	x := mustRouting(t, `headers: [{header: X-Served, value: "{application}", methods: [INFO, BYE, REFER], on: responses},
+  {header: X-Why, value: "{ext:x-why}", methods: [REFER], on: responses}]`).
 		Bind(routing.Request{Application: "web", Identity: "alice@example.com", Target: "bob"})
 	c, _ := dialTransformed(t, g, x)
 	k := c.Keys()
@@ -300,6 +301,20 @@ func TestDialogPeerRequestResponses(t *testing.T) {
 	res := bob.send(t, g.Addr("udp"), bob.rawRequest("INFO", ruri, from, to, k.CallID, 1,
 		"Content-Type: application/dtmf-relay\r\n", "Signal=5\r\nDuration=160\r\n"))
 	served("INFO's 200", res, 200)
-	res = bob.send(t, g.Addr("udp"), bob.rawRequest("BYE", ruri, from, to, k.CallID, 2, "", ""))
+	// A REFER the web side accepts: the 202 gets its frame's {ext:}.
+	go func() {
+		for ev := range c.Events() {
+			if ev.Kind == EventRefer {
+				_ = ev.Refer.Accept(Header{"X-Why", "agreed"})
+			}
+		}
+	}()
+	res = bob.send(t, g.Addr("udp"), bob.rawRequest("REFER", ruri, from, to, k.CallID, 2,
+		"Refer-To: <sip:carol@example.com>\r\n", ""))
+	served("REFER's 202", res, 202)
+	if h := res.GetHeader("X-Why"); h == nil || h.Value() != "agreed" {
+		t.Errorf("REFER's 202 X-Why %v, want the web answer's", h)
+	}
+	res = bob.send(t, g.Addr("udp"), bob.rawRequest("BYE", ruri, from, to, k.CallID, 3, "", ""))
 	served("BYE's 200", res, 200)
 }

@@ -18,9 +18,9 @@ func wantTag(t *testing.T, ev client.Event, want string) {
 	}
 }
 
-// Issue 16: the extension headers the Go client's Send, DTMF and Trickle
-// put on their frames reach the peer web client through the gateway
-// (docs/protocol.md §2.4).
+// Issue 16: the extension headers the Go client's Send, DTMF, Trickle,
+// Transfer, ReportTransfer and Hangup put on their frames reach the peer
+// web client through the gateway (docs/protocol.md §2.4).
 func TestExtensionHeadersWebToWeb(t *testing.T) {
 	_, url := startGateway(t, nil)
 	a := connect(t, url, "alice@example.com", nil)
@@ -50,8 +50,26 @@ func TestExtensionHeadersWebToWeb(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantTag(t, expectCall(t, a, client.CallTrickle), "trickle")
-	if err := out.Hangup(ctx(t)); err != nil {
+
+	// A transfer, its answer and its progress, and the hang-up.
+	done = make(chan error, 1)
+	go func() {
+		_, err := out.Transfer(ctx(t), "carol@example.com", tag("transfer"))
+		done <- err
+	}()
+	wantTag(t, expectCall(t, b, client.CallTransfer), "transfer")
+	if err := in.RespondTransfer(ctx(t), protocol.CodeAccepted, tag("accepted")); err != nil {
 		t.Fatal(err)
 	}
-	expectCall(t, b, client.CallEnded)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := in.ReportTransfer(ctx(t), protocol.CodeOK, tag("progress")); err != nil {
+		t.Fatal(err)
+	}
+	wantTag(t, expectCall(t, a, client.CallTransferProgress), "progress")
+	if err := out.Hangup(ctx(t), tag("bye")); err != nil {
+		t.Fatal(err)
+	}
+	wantTag(t, expectCall(t, b, client.CallEnded), "bye")
 }

@@ -159,3 +159,32 @@ func (g *Gateway) inboundAnswer(s *Session, f *protocol.Frame) bool {
 	}
 	return true
 }
+
+// inboundEnded answers for s, a session that ended with copies of the
+// peer's requests unanswered: each counts as refused, and a request that
+// no other session can still answer gets its first refusal, or 480,
+// now rather than at the timeout.
+func (g *Gateway) inboundEnded(s *Session) {
+	d := &g.inbound
+	var done []*inboundRequest
+	d.mu.Lock()
+	for k, r := range d.pending {
+		if k.session != s.ID() {
+			continue
+		}
+		delete(d.pending, k)
+		r.left--
+		if r.left == 0 && d.finish(r) {
+			done = append(done, r)
+		}
+	}
+	d.mu.Unlock()
+	for _, r := range done {
+		r.timer.Stop()
+		if r.refusal != nil {
+			r.ir.answer(r.a, r.refusal)
+		} else {
+			r.ir.refuse(protocol.CodeTemporarilyUnavail, "")
+		}
+	}
+}

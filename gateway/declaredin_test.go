@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/templates"
@@ -110,6 +111,23 @@ actions:
 	reqs()
 	if a := r.answer(t); a.Code != 408 {
 		t.Fatalf("unanswered: %+v", a)
+	}
+
+	// A session that ends refuses what it holds: with the other's
+	// refusal in, the peer gets it at once, not 408 at the timeout; the
+	// last session's end gives 480.
+	r = ask("bob@example.com")
+	f1, _ = reqs()
+	answerDeclared(b1, f1, 486, "")
+	b2.c.Close(websocket.StatusNormalClosure, "signed out")
+	if a := r.answer(t); a.Code != 486 {
+		t.Fatalf("one refused, the other signed out: %+v", a)
+	}
+	r = ask("bob@example.com")
+	b1.read()
+	b1.c.Close(websocket.StatusNormalClosure, "signed out")
+	if a := r.answer(t); a.Code != 480 {
+		t.Fatalf("the only session signed out: %+v", a)
 	}
 	g.inbound.mu.Lock()
 	defer g.inbound.mu.Unlock()

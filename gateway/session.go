@@ -613,6 +613,7 @@ func (s *Session) end(r endReason) {
 	s.g.msgs.SessionEnded(s)
 	s.g.presence.SessionEnded(s)
 	s.g.notes.SessionEnded(s)
+	s.g.inboundEnded(s)
 	s.g.regs.Ended(s.id)
 	s.inMu.Unlock()
 	if conn != nil {

@@ -301,16 +301,7 @@ func (l *idLocks) lock(id string) func() {
 const readAttempt = 2 * time.Second
 
 // pause waits d, or less if the gateway closes (false).
-func (g *Gateway) pause(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-g.ctx.Done():
-		return false
-	}
-}
+func (g *Gateway) pause(d time.Duration) bool { return sleepCtx(g.ctx, d) }
 
 // ownerOf returns the node that owns session id: the record's owner
 // (the directory may lag a takeover).
@@ -812,10 +803,19 @@ func (g *Gateway) sweepMoved() {
 // release asks prev, the owner a session record names, to let go of the
 // session before this node takes the record over (a resume here): prev
 // writes its last state and stops, or refuses a connect (header h) that
-// its live state has outgrown (errStaleResume: the resume fails). An
-// unreachable prev (dead, cut off: no responders, or its lease expired
-// while asked) is not waited for: its next write fails the
+// its live state has outgrown (errStaleResume: the resume fails). Only
+// a prev whose lease is gone (dead, or cut off long enough to lose it)
+// is not waited for: its next write, should it come, fails the
 // compare-and-set, and it lets go then.
+//
+// "No responders" is no proof of death: at the cluster's start, or as a
+// route re-forms after a restart, a live prev's subjects are not yet
+// known to this node's NATS server. Taken for dead, such a prev kept
+// its copy of the session, which ended as superseded at its next write
+// (issue 13, TestRollingRestart). While prev's lease is current it is
+// asked again, backing off, within the resume's budget; a killed prev's
+// sessions thus wait for its lease to expire (docs/cluster.md, "A dead
+// node"), their clients told to resume again (1013) past the budget.
 //
 // A live prev is waited for until deadline (the resume's budget), not a
 // fixed request timeout: its last write may wait out a JetStream leader
@@ -826,7 +826,7 @@ func (g *Gateway) sweepMoved() {
 // prev may still be writing.
 func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Time) error {
 	// A node whose lease looks stale is asked all the same: a dead one
-	// has no responders, which fails at once.
+	// has no responders, and its lease is then read again at once.
 	if g.node == nil || prev == "" || prev == g.self() {
 		return nil
 	}
@@ -840,20 +840,34 @@ func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Tim
 		g.watchLease(ctx, prev, func() { close(gone); cancel() })
 	}()
 	resp, err := g.node.Request(ctx, prev, kindTakeover, req)
+	down := false
+	for wait := noRouteWait; errors.Is(err, cluster.ErrNoNode); wait = min(2*wait, time.Second) {
+		if down = g.node.Down(prev); down {
+			break
+		}
+		g.metrics.cluster.WithLabelValues(kindTakeover, "no_route").Inc()
+		if !sleepCtx(ctx, wait) {
+			break // the budget is spent, or the lease expired meanwhile
+		}
+		resp, err = g.node.Request(ctx, prev, kindTakeover, req)
+	}
 	cancel()
 	<-watched
 	select {
 	case <-gone:
-		if err != nil {
-			err = fmt.Errorf("its lease expired: %w", err)
-		}
+		down = true
 	default:
-		if err != nil && !errors.Is(err, cluster.ErrNoNode) && g.ctx.Err() == nil {
-			// Alive and silent: its last write may still land.
-			g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
-			g.rlog.Warn("takeover unanswered", "previous owner alive and did not release the session in time; the client resumes again", "session_id", id, "node", prev, "err", err)
-			return errResumeAgain
-		}
+	}
+	switch {
+	case err == nil:
+	case down:
+		err = fmt.Errorf("its lease expired: %w", err)
+	case g.ctx.Err() == nil:
+		// Alive and silent, or not reachable from here yet: its last
+		// write may still land.
+		g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
+		g.rlog.Warn("takeover unanswered", "previous owner alive and did not release the session in time; the client resumes again", "session_id", id, "node", prev, "err", err)
+		return errResumeAgain
 	}
 	if err != nil {
 		g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
@@ -867,6 +881,22 @@ func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Tim
 		return errStaleResume
 	}
 	return nil
+}
+
+// noRouteWait is release's first pause before it asks again a live
+// owner that had no responders; it doubles up to a second.
+const noRouteWait = 50 * time.Millisecond
+
+// sleepCtx waits d, or less if ctx ends (false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // leasePoll is how often release looks at the lease of an owner it waits

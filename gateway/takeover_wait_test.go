@@ -2,12 +2,17 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/jsonrtc/jsonrtc/store/natsstore"
 )
 
 // heldStore holds its updates while held is open: a replicated bucket
@@ -141,5 +146,145 @@ func resumesWithFrame(t *testing.T, url, resume, sid string, seq uint64) {
 	}
 	if f := p.read(); f.Control.Sequence != seq {
 		t.Fatalf("alice read %s after her resume, want the frame n1 took (sequence %d)", f.Marshal(), seq)
+	}
+}
+
+// unroutedOwner connects alice to n1 of two nodes and makes n1's
+// subjects unreachable while its lease stays current, as a NATS route
+// not up yet leaves them: n1's node is replaced by one of the same name
+// that serves nothing (serve makes it serve n1's takeovers). Alice's
+// socket is cut: her resume on n2 must reach n1.
+func unroutedOwner(t *testing.T) (gs []*Gateway, urls []string, a *peer, serve func(asked chan<- struct{}), stop func()) {
+	t.Helper()
+	var e *natsstore.Embedded
+	gs, urls = newClusterGatewaysOn(t, 2, func(s store.Store) store.Store {
+		e = s.(*natsstore.Embedded)
+		return s
+	})
+	a = dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	gs[0].node.Close()
+	n1, err := cluster.Start(context.Background(), e.Conn(), cluster.Options{Name: "n1", LeaseTTL: 3 * time.Second, DirectoryTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n1.Close)
+	a.c.CloseNow()
+	serve = func(asked chan<- struct{}) {
+		err := n1.Handle(kindTakeover, func(data []byte) []byte {
+			close(asked)
+			return gs[0].onTakeover(data)
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	return gs, urls, a, serve, n1.Close
+}
+
+// aliceResume is alice's resume after her connect: it matches the live
+// state.
+func aliceResume(sid string) string {
+	return `{"control":{"type":"request","package_type":"register","session_id":"` + sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`
+}
+
+// metNoRoute reports whether g's takeover requests found no responders.
+func metNoRoute(t *testing.T, g *Gateway) bool {
+	return strings.Contains(scrape(t, g), `jsonrtc_cluster_requests_total{kind="takeover",outcome="no_route"}`)
+}
+
+// resumeAnswer sends the resume on a socket to url and hands over the
+// first frame (or the close) it gets, read on a goroutine of the test's.
+func resumeAnswer(t *testing.T, url, resume string) <-chan string {
+	t.Helper()
+	p := dial(t, url, protocol.SubprotocolOracle, nil)
+	p.write(resume)
+	out := make(chan string, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_, data, err := p.c.Read(ctx)
+		if err != nil {
+			out <- fmt.Sprintf("closed %d: %v", websocket.CloseStatus(err), err)
+			return
+		}
+		out <- string(data)
+	}()
+	return out
+}
+
+// TestTakeoverWaitsForAnUnroutedOwner: a resume on n2 of a session whose
+// owner n1 holds a current lease but whose subjects n2 cannot reach yet
+// (no responders: a route forming at the cluster's start or after a
+// restart) asks n1 again until it answers, and resumes once n1 let go.
+// Before, n2 took "no responders" for a dead n1 and took the record over
+// without n1's release: n1's copy of the session went on, and ended as
+// superseded at its next write (issue 13, TestRollingRestart).
+func TestTakeoverWaitsForAnUnroutedOwner(t *testing.T) {
+	gs, urls, a, serve, _ := unroutedOwner(t)
+	answer := resumeAnswer(t, urls[1], aliceResume(a.sid))
+	asked := make(chan struct{})
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for served := false; ; {
+		select {
+		case got := <-answer:
+			select {
+			case <-asked:
+			default:
+				t.Fatalf("resume on n2 answered %s without n1's release, n1 alive (its lease current)", got)
+			}
+			if !strings.Contains(got, `"type":"response"`) || !strings.Contains(got, a.sid) {
+				t.Fatalf("resume on n2 answered %s, want the session %s resumed", got, a.sid)
+			}
+			if gs[0].lookup(a.sid) != nil {
+				t.Fatal("n1 still serves the session n2 took over")
+			}
+			return
+		case <-tick.C:
+			// n2 met no responders: the route comes up.
+			if !served && metNoRoute(t, gs[1]) {
+				served = true
+				serve(asked)
+			}
+		}
+	}
+}
+
+// TestTakeoverUnroutedOwnerLeaseGone: the owner n2 cannot reach is not
+// waited for once its lease is gone (a killed node's, expired; here
+// given up): the resume takes the record over.
+func TestTakeoverUnroutedOwnerLeaseGone(t *testing.T) {
+	gs, urls, a, _, stop := unroutedOwner(t)
+	answer := resumeAnswer(t, urls[1], aliceResume(a.sid))
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for stopped := false; ; {
+		select {
+		case got := <-answer:
+			if !stopped {
+				t.Fatalf("resume on n2 answered %s while n1 was alive and never asked", got)
+			}
+			if !strings.Contains(got, `"type":"response"`) || !strings.Contains(got, a.sid) {
+				t.Fatalf("resume on n2 answered %s, want the session %s resumed", got, a.sid)
+			}
+			return
+		case <-tick.C:
+			if !stopped && metNoRoute(t, gs[1]) {
+				stopped = true
+				stop()
+			}
+		}
+	}
+}
+
+// TestTakeoverUnroutedOwnerPastTheBudget: an owner alive and unreachable
+// for the whole budget is not taken for dead: the client resumes again
+// (1013).
+func TestTakeoverUnroutedOwnerPastTheBudget(t *testing.T) {
+	gs, urls, a, _, _ := unroutedOwner(t)
+	gs[1].resumeWait = time.Second
+	if got := <-resumeAnswer(t, urls[1], aliceResume(a.sid)); !strings.HasPrefix(got, "closed 1013") {
+		t.Fatalf("resume on n2 while n1 was unreachable past the budget: %s, want closed 1013", got)
 	}
 }

@@ -102,6 +102,10 @@ var errStaleResume = errors.New("gateway: the owner's live session has moved pas
 // refusedStale is onTakeover's answer to a stale resume.
 const refusedStale = "stale"
 
+// refusedUnwritten is onTakeover's answer when the session's last state
+// could not be written: the owner keeps it, the client resumes again.
+const refusedUnwritten = "unwritten"
+
 const errNotOwned = "not_owned"
 
 // remote is a session owned by another node, as this node's handlers see
@@ -452,7 +456,9 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 			g.rlog.Info("takeover refused", "takeover refused: the session's socket here answers", "session_id", s.id, "node", req.Owner)
 			return []byte(refusedStale)
 		}
-		s.moveTo(req.Owner, true)
+		if !s.moveTo(req.Owner, true) {
+			return []byte(refusedUnwritten)
+		}
 	}
 	return []byte("ok")
 }
@@ -486,8 +492,9 @@ var errMovedAway = errors.New("gateway: session moved to another node")
 // owner from now on. With final (a release asked by the new owner before
 // it takes the record over) the last state is written first, with every
 // frame sent so far: the new owner resumes from it. Without (the record
-// was taken already) nothing more is written.
-func (s *Session) moveTo(owner string, final bool) {
+// was taken already) nothing more is written. It reports false when s
+// stays here: the final write failed.
+func (s *Session) moveTo(owner string, final bool) bool {
 	g := s.g
 	s.inMu.Lock()
 	s.saveMu.Lock()
@@ -496,17 +503,11 @@ func (s *Session) moveTo(owner string, final bool) {
 		s.mu.Unlock()
 		s.saveMu.Unlock()
 		s.inMu.Unlock()
-		return
+		return true
 	}
 	// Sends from here on go to the new owner, which answers "not owned"
 	// until its compare-and-set lands (sendVia tries again).
 	s.movedTo = owner
-	conn := s.conn
-	s.conn = nil
-	if s.resume != nil {
-		s.resume.Stop()
-	}
-	s.stopAckTimerLocked()
 	var sn snapshot
 	if final {
 		sn = s.snapshotLocked()
@@ -514,8 +515,29 @@ func (s *Session) moveTo(owner string, final bool) {
 	s.mu.Unlock()
 	if final {
 		g.writeLocked(sn) // its frames are not released: the socket goes
+		if s.savedGen < sn.gen {
+			// The store failed the write (not merely slow: past its
+			// timeout). Let go now and the new owner resumes from the
+			// record before, without the frames taken last: the session
+			// stays, its frames back in its queue and written again,
+			// and the new owner's client resumes again (onTakeover).
+			s.mu.Lock()
+			s.movedTo = ""
+			s.mu.Unlock()
+			s.saveMu.Unlock()
+			s.inMu.Unlock()
+			g.metrics.cluster.WithLabelValues(kindTakeover, "unwritten").Inc()
+			g.rlog.Warn("takeover unwritten", "the session's last state could not be written; it stays here, and its client resumes again", "session_id", s.id, "node", owner)
+			return false
+		}
 	}
 	s.mu.Lock()
+	conn := s.conn
+	s.conn = nil
+	if s.resume != nil {
+		s.resume.Stop()
+	}
+	s.stopAckTimerLocked()
 	s.lost = true
 	s.pending = nil
 	hosted := len(s.routes) > 0
@@ -540,6 +562,7 @@ func (s *Session) moveTo(owner string, final bool) {
 	}
 	g.metrics.cluster.WithLabelValues(kindTakeover, "moved").Inc()
 	s.log.Info("session taken over by another node", "owner", owner)
+	return true
 }
 
 // noteRouteLocked records the host of the interaction f, sent to s,
@@ -873,6 +896,10 @@ func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Tim
 		g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
 		g.rlog.Warn("takeover unanswered", "previous owner did not release the session", "session_id", id, "node", prev, "err", err)
 		return nil
+	}
+	if string(resp) == refusedUnwritten {
+		g.rlog.Warn("takeover unwritten", "previous owner could not write the session's last state; the client resumes again", "session_id", id, "node", prev)
+		return errResumeAgain
 	}
 	if string(resp) == refusedStale {
 		g.metrics.cluster.WithLabelValues(kindTakeover, "stale").Inc()

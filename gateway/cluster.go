@@ -106,6 +106,10 @@ const refusedStale = "stale"
 // could not be written: the owner keeps it, the client resumes again.
 const refusedUnwritten = "unwritten"
 
+// refusedResuming is onTakeover's answer while a resume of the session
+// is under way on the owner: the client resumes again.
+const refusedResuming = "resuming"
+
 const errNotOwned = "not_owned"
 
 // remote is a session owned by another node, as this node's handlers see
@@ -277,6 +281,13 @@ type idLock struct {
 	users int
 }
 
+// busy reports whether somebody holds or waits for id's lock.
+func (l *idLocks) busy(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m[id] != nil
+}
+
 // lock takes id's lock and returns its unlock.
 func (l *idLocks) lock(id string) func() {
 	l.mu.Lock()
@@ -432,7 +443,21 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 	if json.Unmarshal(data, &req) != nil {
 		return nil
 	}
-	if s := g.lookup(req.Session); s != nil {
+	// Looked at before the tables: a resume that ends meanwhile has its
+	// session in them.
+	resuming := g.resuming.busy(req.Session)
+	s := g.lookup(req.Session)
+	if s == nil && resuming {
+		// A resume here may have taken the record over (the record names
+		// this node) and not yet put the session in the tables: "ok"
+		// would let the asker take the record from under it, and the
+		// session here would end as superseded at its next write (two
+		// resumes at once, one a connect the client gave up on, read
+		// late; issue 13, TestRollingRestart).
+		g.metrics.cluster.WithLabelValues(kindTakeover, "resuming").Inc()
+		return []byte(refusedResuming)
+	}
+	if s != nil {
 		// The connect is checked against the live state, as a resume of
 		// a session live on one node is (§4.4): a connect sent before
 		// the client's last socket here but read late by the other node
@@ -897,8 +922,9 @@ func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Tim
 		g.rlog.Warn("takeover unanswered", "previous owner did not release the session", "session_id", id, "node", prev, "err", err)
 		return nil
 	}
-	if string(resp) == refusedUnwritten {
-		g.rlog.Warn("takeover unwritten", "previous owner could not write the session's last state; the client resumes again", "session_id", id, "node", prev)
+	switch string(resp) {
+	case refusedUnwritten, refusedResuming:
+		g.rlog.Warn("takeover refused", "previous owner did not let go (its last write failed, or it is resuming the session); the client resumes again", "session_id", id, "node", prev, "answer", string(resp))
 		return errResumeAgain
 	}
 	if string(resp) == refusedStale {

@@ -313,15 +313,7 @@ func (f *failingStore) Update(ctx context.Context, key string, value []byte, rev
 // 13, docs/cluster.md "Known defects": a draining node's last write).
 func TestTakeoverKeepsAnUnwrittenSession(t *testing.T) {
 	n1 := &failingStore{}
-	first := true
-	gs, urls := newClusterGatewaysOn(t, 2, func(s store.Store) store.Store {
-		if first {
-			first = false
-			n1.Store = s
-			return n1
-		}
-		return s
-	})
+	gs, urls := newClusterGatewaysOn(t, 2, firstWrapped(func(s store.Store) store.Store { n1.Store = s; return n1 }))
 	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
 	a.connect("alice@example.com")
 	a.c.CloseNow()
@@ -340,4 +332,78 @@ func TestTakeoverKeepsAnUnwrittenSession(t *testing.T) {
 	}
 	n1.failing.Store(false)
 	resumesWithFrame(t, urls[1], resume, a.sid, seq)
+}
+
+// casHold, once armed, holds the caller of its first successful update
+// of key after the update landed: a resume whose compare-and-set took
+// the record, its session not yet in the node's tables.
+type casHold struct {
+	store.Store
+	mu     sync.Mutex
+	key    string
+	landed chan struct{}
+	hold   chan struct{}
+}
+
+func (c *casHold) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	n, err := c.Store.Update(ctx, key, value, rev)
+	c.mu.Lock()
+	armed := err == nil && key == c.key && c.landed != nil
+	landed, hold := c.landed, c.hold
+	if armed {
+		c.landed = nil
+	}
+	c.mu.Unlock()
+	if armed {
+		close(landed)
+		<-hold
+	}
+	return n, err
+}
+
+// TestTakeoverOfASessionBeingResumed: n1 resumes alice's session and has
+// taken its record over, not yet put it in its tables, when a connect of
+// hers that she gave up on, read late by n2, asks n1 to let go: n1
+// answers "resuming" and n2 closes that socket with 1013; n1's resume
+// completes and the session lives on there. Before, n1 answered "ok" (no
+// such session here), n2 took the record from under it, and n1's copy,
+// the one the client used, ended as superseded at its next write
+// (TestRollingRestart, test/cluster).
+func TestTakeoverOfASessionBeingResumed(t *testing.T) {
+	n1 := &casHold{}
+	gs, urls := newClusterGatewaysOn(t, 2, firstWrapped(func(s store.Store) store.Store { n1.Store = s; return n1 }))
+	a := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	a.c.CloseNow()
+	landed, hold := make(chan struct{}), make(chan struct{})
+	n1.mu.Lock()
+	n1.key, n1.landed, n1.hold = recordKey(a.sid), landed, hold
+	n1.mu.Unlock()
+	resume := aliceResume(a.sid)
+	onN1 := resumeAnswer(t, urls[0], resume)
+	<-landed
+	if got := <-resumeAnswer(t, urls[1], resume); !strings.HasPrefix(got, "closed 1013") {
+		close(hold)
+		t.Fatalf("late connect on n2 while n1 resumed the session: %s, want closed 1013", got)
+	}
+	close(hold)
+	if got := <-onN1; !strings.Contains(got, `"type":"response"`) || !strings.Contains(got, a.sid) {
+		t.Fatalf("resume on n1 answered %s, want the session %s resumed", got, a.sid)
+	}
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("n1 lost the session it resumed")
+	}
+}
+
+// firstWrapped is a wrap of newClusterGatewaysOn that wraps the first
+// node's store with wrap, and no other's.
+func firstWrapped(wrap func(store.Store) store.Store) func(store.Store) store.Store {
+	first := true
+	return func(s store.Store) store.Store {
+		if first {
+			first = false
+			return wrap(s)
+		}
+		return s
+	}
 }

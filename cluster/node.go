@@ -610,3 +610,33 @@ func (n *Node) Request(ctx context.Context, node, kind string, data []byte) ([]b
 	}
 	return m.Data, nil
 }
+
+// StepDown hands the leadership of every replicated stream this node's
+// NATS server leads (the buckets' included) to another server, and
+// returns how many it handed over. A server that shuts down leading
+// them leaves the others to notice by election timeout: every write
+// waits seconds for a leader (the writes of the sessions the node just
+// drained away among them). Called as a drain ends.
+func (n *Node) StepDown(ctx context.Context) (int, error) {
+	me := n.nc.ConnectedServerName()
+	streams := n.js.ListStreams(ctx)
+	var led []string
+	for info := range streams.Info() {
+		if info.Cluster != nil && info.Cluster.Leader == me && len(info.Cluster.Replicas) > 0 {
+			led = append(led, info.Config.Name)
+		}
+	}
+	if err := streams.Err(); err != nil {
+		return 0, fmt.Errorf("cluster: listing streams: %w", err)
+	}
+	moved := 0
+	var errs []error
+	for _, name := range led {
+		if _, err := n.nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, nil); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		moved++
+	}
+	return moved, errors.Join(errs...)
+}

@@ -457,33 +457,37 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 		g.metrics.cluster.WithLabelValues(kindTakeover, "resuming").Inc()
 		return []byte(refusedResuming)
 	}
-	if s != nil {
-		// The connect is checked against the live state, as a resume of
-		// a session live on one node is (§4.4): a connect sent before
-		// the client's last socket here but read late by the other node
-		// (its socket cut by the client meanwhile, the node slow in a
-		// JetStream election) would otherwise close the socket the
-		// client now uses, with 4000, which ends the session.
-		if req.Resume != nil {
-			s.mu.Lock()
-			err := s.st.CheckResume(req.Resume)
-			s.mu.Unlock()
-			if err != nil {
-				g.rlog.Info("takeover refused", "takeover refused: a stale resume", "session_id", s.id, "node", req.Owner, "err", err)
-				return []byte(refusedStale)
-			}
-		}
-		if s.answers() {
-			// The client holds its socket here and answers on it: it
-			// drops a socket before it dials another, so the connect is
-			// one it gave up on (cut by it while the other node was
-			// slow to read it).
-			g.rlog.Info("takeover refused", "takeover refused: the session's socket here answers", "session_id", s.id, "node", req.Owner)
+	if s == nil {
+		// Said, for the log of a copy that ends as superseded on the
+		// asker's word: the asker takes the record with no release.
+		g.rlog.Info("takeover not here", "takeover of a session not here: nothing to let go", "session_id", req.Session, "node", req.Owner)
+		return []byte("ok")
+	}
+	// The connect is checked against the live state, as a resume of
+	// a session live on one node is (§4.4): a connect sent before
+	// the client's last socket here but read late by the other node
+	// (its socket cut by the client meanwhile, the node slow in a
+	// JetStream election) would otherwise close the socket the
+	// client now uses, with 4000, which ends the session.
+	if req.Resume != nil {
+		s.mu.Lock()
+		err := s.st.CheckResume(req.Resume)
+		s.mu.Unlock()
+		if err != nil {
+			g.rlog.Info("takeover refused", "takeover refused: a stale resume", "session_id", s.id, "node", req.Owner, "err", err)
 			return []byte(refusedStale)
 		}
-		if !s.moveTo(req.Owner, true) {
-			return []byte(refusedUnwritten)
-		}
+	}
+	if s.answers() {
+		// The client holds its socket here and answers on it: it
+		// drops a socket before it dials another, so the connect is
+		// one it gave up on (cut by it while the other node was
+		// slow to read it).
+		g.rlog.Info("takeover refused", "takeover refused: the session's socket here answers", "session_id", s.id, "node", req.Owner)
+		return []byte(refusedStale)
+	}
+	if !s.moveTo(req.Owner, true) {
+		return []byte(refusedUnwritten)
 	}
 	return []byte("ok")
 }
@@ -927,6 +931,7 @@ func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Tim
 		g.rlog.Warn("takeover refused", "previous owner did not let go (its last write failed, or it is resuming the session); the client resumes again", "session_id", id, "node", prev, "answer", string(resp))
 		return errResumeAgain
 	}
+	g.rlog.Info("takeover released", "previous owner answered the takeover", "session_id", id, "node", prev, "answer", string(resp))
 	if string(resp) == refusedStale {
 		g.metrics.cluster.WithLabelValues(kindTakeover, "stale").Inc()
 		g.metrics.resumes.WithLabelValues("refused").Inc()

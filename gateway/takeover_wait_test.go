@@ -407,3 +407,40 @@ func firstWrapped(wrap func(store.Store) store.Store) func(store.Store) store.St
 		return s
 	}
 }
+
+// conflictOnce, once armed, refuses the next update as a revision
+// conflict without applying it: a leader elected a moment ago that has
+// not applied the session's last write yet.
+type conflictOnce struct {
+	store.Store
+	armed atomic.Bool
+}
+
+func (c *conflictOnce) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if c.armed.CompareAndSwap(true, false) {
+		return 0, store.ErrConflict
+	}
+	return c.Store.Update(ctx, key, value, rev)
+}
+
+// TestClusterOwnConflictKeepsSession: a write refused as a conflict
+// while the record still names this node and nobody took it over is
+// made again, and the session goes on: its frame reaches the client.
+// Before, the copy took it for a takeover and ended as superseded
+// (TestRollingRestart, test/cluster, after a leader step-down).
+func TestClusterOwnConflictKeepsSession(t *testing.T) {
+	st := &conflictOnce{}
+	g, a := aliceOnNode(t, func(s store.Store) store.Store { st.Store = s; return st })
+	st.armed.Store(true)
+	seq, err := g.lookup(a.sid).Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
+		Header: protocol.Header{Action: protocol.ActionShutdown}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := a.read(); f.Control.Sequence != seq {
+		t.Fatalf("alice read %s, want the frame sent (sequence %d)", f.Marshal(), seq)
+	}
+	if g.lookup(a.sid) == nil {
+		t.Fatal("the session ended on a conflict with its own record")
+	}
+}

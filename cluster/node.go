@@ -121,7 +121,10 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 		Storage: jetstream.FileStorage}); err != nil {
 		return nil, err
 	}
-	if err := n.refreshLease(ctx); err != nil {
+	// The first lease write is made again too: a node restarted right
+	// after its drain handed the bucket's leadership over finds it
+	// electing ("no response from stream"), and exited on it.
+	if err := retry(ctx, n.refreshLease); err != nil {
 		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -146,16 +149,30 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 // nodes of a cluster starting together create the same buckets at once,
 // and a request that raced another may go unanswered.
 func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	err := retry(ctx, func(actx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(actx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// retry calls f, each call given 2 s, until it succeeds or ctx ends
+// (f's last error).
+func retry(ctx context.Context, f func(context.Context) error) error {
 	for {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
+		err := f(actx)
 		cancel()
 		if err == nil {
-			return kv, nil
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("cluster: bucket %s: %w", cfg.Bucket, err)
+			return err
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -121,7 +121,10 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 		Storage: jetstream.FileStorage}); err != nil {
 		return nil, err
 	}
-	if err := n.refreshLease(ctx); err != nil {
+	// The first lease write is made again too: a node restarted right
+	// after its drain handed the bucket's leadership over finds it
+	// electing ("no response from stream"), and exited on it.
+	if err := retry(ctx, n.refreshLease); err != nil {
 		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -146,16 +149,30 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 // nodes of a cluster starting together create the same buckets at once,
 // and a request that raced another may go unanswered.
 func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	err := retry(ctx, func(actx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(actx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// retry calls f, each call given 2 s, until it succeeds or ctx ends
+// (f's last error).
+func retry(ctx context.Context, f func(context.Context) error) error {
 	for {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
+		err := f(actx)
 		cancel()
 		if err == nil {
-			return kv, nil
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("cluster: bucket %s: %w", cfg.Bucket, err)
+			return err
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -609,4 +626,34 @@ func (n *Node) Request(ctx context.Context, node, kind string, data []byte) ([]b
 		return nil, err
 	}
 	return m.Data, nil
+}
+
+// StepDown hands the leadership of every replicated stream this node's
+// NATS server leads (the buckets' included) to another server, and
+// returns how many it handed over. A server that shuts down leading
+// them leaves the others to notice by election timeout: every write
+// waits seconds for a leader (the writes of the sessions the node just
+// drained away among them). Called as a drain ends.
+func (n *Node) StepDown(ctx context.Context) (int, error) {
+	me := n.nc.ConnectedServerName()
+	streams := n.js.ListStreams(ctx)
+	var led []string
+	for info := range streams.Info() {
+		if info.Cluster != nil && info.Cluster.Leader == me && len(info.Cluster.Replicas) > 0 {
+			led = append(led, info.Config.Name)
+		}
+	}
+	if err := streams.Err(); err != nil {
+		return 0, fmt.Errorf("cluster: listing streams: %w", err)
+	}
+	moved := 0
+	var errs []error
+	for _, name := range led {
+		if _, err := n.nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, nil); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		moved++
+	}
+	return moved, errors.Join(errs...)
 }

@@ -102,6 +102,14 @@ var errStaleResume = errors.New("gateway: the owner's live session has moved pas
 // refusedStale is onTakeover's answer to a stale resume.
 const refusedStale = "stale"
 
+// refusedUnwritten is onTakeover's answer when the session's last state
+// could not be written: the owner keeps it, the client resumes again.
+const refusedUnwritten = "unwritten"
+
+// refusedResuming is onTakeover's answer while a resume of the session
+// is under way on the owner: the client resumes again.
+const refusedResuming = "resuming"
+
 const errNotOwned = "not_owned"
 
 // remote is a session owned by another node, as this node's handlers see
@@ -273,6 +281,13 @@ type idLock struct {
 	users int
 }
 
+// busy reports whether somebody holds or waits for id's lock.
+func (l *idLocks) busy(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m[id] != nil
+}
+
 // lock takes id's lock and returns its unlock.
 func (l *idLocks) lock(id string) func() {
 	l.mu.Lock()
@@ -301,16 +316,7 @@ func (l *idLocks) lock(id string) func() {
 const readAttempt = 2 * time.Second
 
 // pause waits d, or less if the gateway closes (false).
-func (g *Gateway) pause(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-g.ctx.Done():
-		return false
-	}
-}
+func (g *Gateway) pause(d time.Duration) bool { return sleepCtx(g.ctx, d) }
 
 // ownerOf returns the node that owns session id: the record's owner
 // (the directory may lag a takeover).
@@ -437,31 +443,51 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 	if json.Unmarshal(data, &req) != nil {
 		return nil
 	}
-	if s := g.lookup(req.Session); s != nil {
-		// The connect is checked against the live state, as a resume of
-		// a session live on one node is (§4.4): a connect sent before
-		// the client's last socket here but read late by the other node
-		// (its socket cut by the client meanwhile, the node slow in a
-		// JetStream election) would otherwise close the socket the
-		// client now uses, with 4000, which ends the session.
-		if req.Resume != nil {
-			s.mu.Lock()
-			err := s.st.CheckResume(req.Resume)
-			s.mu.Unlock()
-			if err != nil {
-				g.rlog.Info("takeover refused", "takeover refused: a stale resume", "session_id", s.id, "node", req.Owner, "err", err)
-				return []byte(refusedStale)
-			}
-		}
-		if s.answers() {
-			// The client holds its socket here and answers on it: it
-			// drops a socket before it dials another, so the connect is
-			// one it gave up on (cut by it while the other node was
-			// slow to read it).
-			g.rlog.Info("takeover refused", "takeover refused: the session's socket here answers", "session_id", s.id, "node", req.Owner)
+	// Looked at before the tables: a resume that ends meanwhile has its
+	// session in them.
+	resuming := g.resuming.busy(req.Session)
+	s := g.lookup(req.Session)
+	if s == nil && resuming {
+		// A resume here may have taken the record over (the record names
+		// this node) and not yet put the session in the tables: "ok"
+		// would let the asker take the record from under it, and the
+		// session here would end as superseded at its next write (two
+		// resumes at once, one a connect the client gave up on, read
+		// late; issue 13, TestRollingRestart).
+		g.metrics.cluster.WithLabelValues(kindTakeover, "resuming").Inc()
+		return []byte(refusedResuming)
+	}
+	if s == nil {
+		// Said, for the log of a copy that ends as superseded on the
+		// asker's word: the asker takes the record with no release.
+		g.rlog.Info("takeover not here", "takeover of a session not here: nothing to let go", "session_id", req.Session, "node", req.Owner)
+		return []byte("ok")
+	}
+	// The connect is checked against the live state, as a resume of
+	// a session live on one node is (§4.4): a connect sent before
+	// the client's last socket here but read late by the other node
+	// (its socket cut by the client meanwhile, the node slow in a
+	// JetStream election) would otherwise close the socket the
+	// client now uses, with 4000, which ends the session.
+	if req.Resume != nil {
+		s.mu.Lock()
+		err := s.st.CheckResume(req.Resume)
+		s.mu.Unlock()
+		if err != nil {
+			g.rlog.Info("takeover refused", "takeover refused: a stale resume", "session_id", s.id, "node", req.Owner, "err", err)
 			return []byte(refusedStale)
 		}
-		s.moveTo(req.Owner, true)
+	}
+	if s.answers() {
+		// The client holds its socket here and answers on it: it
+		// drops a socket before it dials another, so the connect is
+		// one it gave up on (cut by it while the other node was
+		// slow to read it).
+		g.rlog.Info("takeover refused", "takeover refused: the session's socket here answers", "session_id", s.id, "node", req.Owner)
+		return []byte(refusedStale)
+	}
+	if !s.moveTo(req.Owner, true) {
+		return []byte(refusedUnwritten)
 	}
 	return []byte("ok")
 }
@@ -495,8 +521,9 @@ var errMovedAway = errors.New("gateway: session moved to another node")
 // owner from now on. With final (a release asked by the new owner before
 // it takes the record over) the last state is written first, with every
 // frame sent so far: the new owner resumes from it. Without (the record
-// was taken already) nothing more is written.
-func (s *Session) moveTo(owner string, final bool) {
+// was taken already) nothing more is written. It reports false when s
+// stays here: the final write failed.
+func (s *Session) moveTo(owner string, final bool) bool {
 	g := s.g
 	s.inMu.Lock()
 	s.saveMu.Lock()
@@ -505,17 +532,11 @@ func (s *Session) moveTo(owner string, final bool) {
 		s.mu.Unlock()
 		s.saveMu.Unlock()
 		s.inMu.Unlock()
-		return
+		return true
 	}
 	// Sends from here on go to the new owner, which answers "not owned"
 	// until its compare-and-set lands (sendVia tries again).
 	s.movedTo = owner
-	conn := s.conn
-	s.conn = nil
-	if s.resume != nil {
-		s.resume.Stop()
-	}
-	s.stopAckTimerLocked()
 	var sn snapshot
 	if final {
 		sn = s.snapshotLocked()
@@ -523,8 +544,29 @@ func (s *Session) moveTo(owner string, final bool) {
 	s.mu.Unlock()
 	if final {
 		g.writeLocked(sn) // its frames are not released: the socket goes
+		if s.savedGen < sn.gen {
+			// The store failed the write (not merely slow: past its
+			// timeout). Let go now and the new owner resumes from the
+			// record before, without the frames taken last: the session
+			// stays, its frames back in its queue and written again,
+			// and the new owner's client resumes again (onTakeover).
+			s.mu.Lock()
+			s.movedTo = ""
+			s.mu.Unlock()
+			s.saveMu.Unlock()
+			s.inMu.Unlock()
+			g.metrics.cluster.WithLabelValues(kindTakeover, "unwritten").Inc()
+			g.rlog.Warn("takeover unwritten", "the session's last state could not be written; it stays here, and its client resumes again", "session_id", s.id, "node", owner)
+			return false
+		}
 	}
 	s.mu.Lock()
+	conn := s.conn
+	s.conn = nil
+	if s.resume != nil {
+		s.resume.Stop()
+	}
+	s.stopAckTimerLocked()
 	s.lost = true
 	s.pending = nil
 	hosted := len(s.routes) > 0
@@ -549,6 +591,7 @@ func (s *Session) moveTo(owner string, final bool) {
 	}
 	g.metrics.cluster.WithLabelValues(kindTakeover, "moved").Inc()
 	s.log.Info("session taken over by another node", "owner", owner)
+	return true
 }
 
 // noteRouteLocked records the host of the interaction f, sent to s,
@@ -812,10 +855,19 @@ func (g *Gateway) sweepMoved() {
 // release asks prev, the owner a session record names, to let go of the
 // session before this node takes the record over (a resume here): prev
 // writes its last state and stops, or refuses a connect (header h) that
-// its live state has outgrown (errStaleResume: the resume fails). An
-// unreachable prev (dead, cut off: no responders, or its lease expired
-// while asked) is not waited for: its next write fails the
+// its live state has outgrown (errStaleResume: the resume fails). Only
+// a prev whose lease is gone (dead, or cut off long enough to lose it)
+// is not waited for: its next write, should it come, fails the
 // compare-and-set, and it lets go then.
+//
+// "No responders" is no proof of death: at the cluster's start, or as a
+// route re-forms after a restart, a live prev's subjects are not yet
+// known to this node's NATS server. Taken for dead, such a prev kept
+// its copy of the session, which ended as superseded at its next write
+// (issue 13, TestRollingRestart). While prev's lease is current it is
+// asked again, backing off, within the resume's budget; a killed prev's
+// sessions thus wait for its lease to expire (docs/cluster.md, "A dead
+// node"), their clients told to resume again (1013) past the budget.
 //
 // A live prev is waited for until deadline (the resume's budget), not a
 // fixed request timeout: its last write may wait out a JetStream leader
@@ -826,7 +878,7 @@ func (g *Gateway) sweepMoved() {
 // prev may still be writing.
 func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Time) error {
 	// A node whose lease looks stale is asked all the same: a dead one
-	// has no responders, which fails at once.
+	// has no responders, and its lease is then read again at once.
 	if g.node == nil || prev == "" || prev == g.self() {
 		return nil
 	}
@@ -840,26 +892,46 @@ func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Tim
 		g.watchLease(ctx, prev, func() { close(gone); cancel() })
 	}()
 	resp, err := g.node.Request(ctx, prev, kindTakeover, req)
+	down := false
+	for wait := noRouteWait; errors.Is(err, cluster.ErrNoNode); wait = min(2*wait, time.Second) {
+		if down = g.node.Down(prev); down {
+			break
+		}
+		g.metrics.cluster.WithLabelValues(kindTakeover, "no_route").Inc()
+		if !sleepCtx(ctx, wait) {
+			break // the budget is spent, or the lease expired meanwhile
+		}
+		resp, err = g.node.Request(ctx, prev, kindTakeover, req)
+	}
 	cancel()
 	<-watched
 	select {
 	case <-gone:
-		if err != nil {
-			err = fmt.Errorf("its lease expired: %w", err)
-		}
+		down = true
 	default:
-		if err != nil && !errors.Is(err, cluster.ErrNoNode) && g.ctx.Err() == nil {
-			// Alive and silent: its last write may still land.
-			g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
-			g.rlog.Warn("takeover unanswered", "previous owner alive and did not release the session in time; the client resumes again", "session_id", id, "node", prev, "err", err)
-			return errResumeAgain
-		}
+	}
+	switch {
+	case err == nil:
+	case down:
+		err = fmt.Errorf("its lease expired: %w", err)
+	case g.ctx.Err() == nil:
+		// Alive and silent, or not reachable from here yet: its last
+		// write may still land.
+		g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
+		g.rlog.Warn("takeover unanswered", "previous owner alive and did not release the session in time; the client resumes again", "session_id", id, "node", prev, "err", err)
+		return errResumeAgain
 	}
 	if err != nil {
 		g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
 		g.rlog.Warn("takeover unanswered", "previous owner did not release the session", "session_id", id, "node", prev, "err", err)
 		return nil
 	}
+	switch string(resp) {
+	case refusedUnwritten, refusedResuming:
+		g.rlog.Warn("takeover refused", "previous owner did not let go (its last write failed, or it is resuming the session); the client resumes again", "session_id", id, "node", prev, "answer", string(resp))
+		return errResumeAgain
+	}
+	g.rlog.Info("takeover released", "previous owner answered the takeover", "session_id", id, "node", prev, "answer", string(resp))
 	if string(resp) == refusedStale {
 		g.metrics.cluster.WithLabelValues(kindTakeover, "stale").Inc()
 		g.metrics.resumes.WithLabelValues("refused").Inc()
@@ -867,6 +939,22 @@ func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Tim
 		return errStaleResume
 	}
 	return nil
+}
+
+// noRouteWait is release's first pause before it asks again a live
+// owner that had no responders; it doubles up to a second.
+const noRouteWait = 50 * time.Millisecond
+
+// sleepCtx waits d, or less if ctx ends (false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // leasePoll is how often release looks at the lease of an owner it waits
@@ -997,13 +1085,38 @@ func (g *Gateway) Drain(ctx context.Context) {
 		calls := g.calls.Active()
 		if len(all) == 0 && calls == 0 {
 			g.log.Info("drained: no session and no call left")
+			g.stepDown()
 			return
 		}
 		select {
 		case <-t.C: // polled: sessions leave by takeovers on other nodes
 		case <-ctx.Done():
 			g.log.Warn("drain timeout: ending what is left", "sessions", len(all), "sessions_in_sip_calls", sip, "calls_hosted", calls)
+			g.stepDown()
 			return
 		}
 	}
+}
+
+// stepDownTimeout bounds the hand-over of a drained node's stream
+// leaderships.
+const stepDownTimeout = 3 * time.Second
+
+// stepDown hands the streams this node leads to the others before it
+// shuts down (cluster.Node.StepDown): left to election timeouts, the
+// sessions bucket took no write for about 5 s after each node of a
+// rolling restart went, and the message stream of TestRollingRestart
+// stalled.
+func (g *Gateway) stepDown() {
+	if g.node == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, stepDownTimeout)
+	defer cancel()
+	n, err := g.node.StepDown(ctx)
+	if err != nil {
+		g.log.Warn("drain: stream leaders not all handed over", "handed_over", n, "err", err)
+		return
+	}
+	g.log.Info("drain: stream leaders handed over", "streams", n)
 }

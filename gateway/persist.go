@@ -236,17 +236,30 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 	} else {
 		rev, err = g.update(ctx, recordKey(s.id), data, s.rev)
 	}
-	if errors.Is(err, store.ErrConflict) && g.node != nil {
-		if r, cur, rerr := g.restore(s.id); rerr == nil && r != nil && r.Owner == g.self() && cur > s.rev {
-			// The record names this node, which only this copy writes
-			// (a takeover writes the taker's name; a copy that moved
-			// writes no more): it holds an earlier write of ours whose
-			// answer was lost (a leader change) and that went on as
-			// failed. Taken for a takeover, the session ended here with
-			// frames its peers had been told were sent (a message lost
-			// in test/cluster TestResumeOnAnotherNode).
+	for errors.Is(err, store.ErrConflict) && g.node != nil {
+		r, cur, rerr := g.restore(s.id)
+		if rerr != nil || r == nil || r.Owner != g.self() {
+			break
+		}
+		// The record names this node, which only this copy writes (a
+		// takeover writes the taker's name; a copy that moved writes no
+		// more). Either it holds an earlier write of ours whose answer
+		// was lost (a leader change) and that went on as failed, or it
+		// is our last write, which a leader elected a moment ago has not
+		// applied yet, or the read is a replica's behind it. Taken for a
+		// takeover, the session ended here with frames its peers had
+		// been told were sent (a message lost in test/cluster
+		// TestResumeOnAnotherNode; after leader step-downs, bob's copy
+		// in TestRollingRestart, with nobody else resuming it). Written
+		// again over what the record holds, until the write's deadline.
+		if cur >= s.rev {
 			g.metrics.storeWrites.WithLabelValues("retried").Inc()
-			rev, err = g.update(ctx, recordKey(s.id), data, cur)
+			if rev, err = g.update(ctx, recordKey(s.id), data, cur); !errors.Is(err, store.ErrConflict) {
+				break
+			}
+		}
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			break
 		}
 	}
 	if errors.Is(err, store.ErrConflict) && g.node != nil {

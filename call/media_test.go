@@ -247,22 +247,7 @@ func TestMediaOutgoing(t *testing.T) {
 	}
 
 	// The phone re-offers: its tag is rtpengine's from-tag now.
-	fc.pushReoffer(sipOffer)
-	if ro := eng.expect(t, "offer"); ro.FromTag != "fork-b" || ro.ToTag != off.FromTag || ro.TransportProtocol != "UDP/TLS/RTP/SAVPF" {
-		t.Fatalf("phone's re-offer to rtpengine %+v", ro)
-	}
-	f := a.expect(t, protocol.TypeRequest, protocol.ActionStart)
-	if decodeSDP(t, f) != relayed(sipOffer) {
-		t.Fatalf("phone's re-offer to the browser %q", decodeSDP(t, f))
-	}
-	e.send(a, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: "c1", seq: 5, corr: f.Control.CorrelationID,
-		state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
-	if ra := eng.expect(t, "answer"); ra.FromTag != "fork-b" || ra.ToTag != off.FromTag || ra.ICE != "remove" {
-		t.Fatalf("browser's answer to rtpengine %+v", ra)
-	}
-	if o := fc.expectOp(t, "ro-accept"); o.sdp != relayed(webOffer) {
-		t.Fatalf("re-INVITE accepted with %q", o.sdp)
-	}
+	phoneOffers(t, e, eng, a, fc, "fork-b", off.FromTag, 5)
 
 	fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
 	if d := eng.expect(t, "delete"); d.CallID != off.CallID || !d.DeleteNow {
@@ -848,4 +833,58 @@ func answeredThenHangUp(t *testing.T, e *env, eng *fakeEngine, a *fakeEP, fc *fa
 	fc.expectOp(t, "hangup")
 	eng.expect(t, "delete")
 	eng.idle(t, e)
+}
+
+// TestMediaEarlyUpdateOffer: the callee that answered the browser's offer
+// in a reliable 183 sends UPDATE with a new offer in the early dialog
+// (RFC 3311 section 5.1): it goes through rtpengine under the 183's
+// To-tag (the phone's tag now rtpengine's from-tag, as for a re-offer),
+// reaches the browser as a re-offer, and the browser's answer goes back
+// through rtpengine as the UPDATE's 200; the call's 200 then completes
+// the call.
+func TestMediaEarlyUpdateOffer(t *testing.T) {
+	e, eng := newMediaEnv(t, time.Minute)
+	a, fc := e.outgoing(t)
+	off := eng.expect(t, "offer")
+	fc.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 183, SDP: []byte(sipAnswer), ToTag: "fork-a", Reliable: true, RSeq: 1})
+	eng.expect(t, "answer")
+	a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 2, corr: "c1"})
+	fc.expectOp(t, "prack")
+	fc.reoffers <- reofferResult{}
+	a.expect(t, protocol.TypeResponse, protocol.ActionPrack)
+
+	phoneOffers(t, e, eng, a, fc, "fork-a", off.FromTag, 3)
+	fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, ToTag: "fork-a"})
+	if f := a.expect(t, protocol.TypeResponse, protocol.ActionStart); f.Header.ResponseCode != 200 {
+		t.Fatalf("200 to the browser: %d", f.Header.ResponseCode)
+	}
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 4})
+	fc.expectOp(t, "hangup")
+	eng.expect(t, "delete")
+	eng.idle(t, e)
+}
+
+// phoneOffers has the phone (tag phone) offer sipOffer to the browser a
+// (rtpengine's to-tag web: the browser's), checks the offer and the
+// browser's answer (its frame sequence seq) go through rtpengine, and
+// that the phone's request is accepted with the converted answer.
+func phoneOffers(t *testing.T, e *env, eng *fakeEngine, a *fakeEP, fc *fakeCall, phone, web string, seq uint64) {
+	t.Helper()
+	fc.pushReoffer(sipOffer)
+	if ro := eng.expect(t, "offer"); ro.FromTag != phone || ro.ToTag != web || ro.TransportProtocol != "UDP/TLS/RTP/SAVPF" {
+		t.Fatalf("phone's offer to rtpengine %+v", ro)
+	}
+	f := a.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	if decodeSDP(t, f) != relayed(sipOffer) {
+		t.Fatalf("phone's offer to the browser %q", decodeSDP(t, f))
+	}
+	e.send(a, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: "c1", seq: seq, corr: f.Control.CorrelationID,
+		state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+	if ra := eng.expect(t, "answer"); ra.FromTag != phone || ra.ToTag != web || ra.ICE != "remove" {
+		t.Fatalf("browser's answer to rtpengine %+v", ra)
+	}
+	if o := fc.expectOp(t, "ro-accept"); o.sdp != relayed(webOffer) {
+		t.Fatalf("the phone's offer accepted with %q", o.sdp)
+	}
 }

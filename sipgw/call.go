@@ -270,7 +270,10 @@ type Call struct {
 	byeHeaders []Header // the to_web extension headers of the peer's BYE (mu)
 	// xform is the call's transformations, under the configuration it
 	// started with; set before the call is handed out.
-	xform     *routing.Transform
+	xform *routing.Transform
+	// early lists the early dialogs of an outgoing call (one per fork
+	// that sent a reliable provisional) until the answer; c.mu.
+	early     []string
 	endForced *Event // owner goroutine only
 
 	respMu    sync.Mutex // serialises our responses to the INVITE (sipgo stores the last one)
@@ -808,7 +811,14 @@ func (r *Reoffer) settled() {
 	if !r.accepted {
 		return
 	}
-	r.c.deliver(func() { r.c.armTimer(r.timer) })
+	r.c.mu.Lock()
+	early := r.c.state == stateInviting
+	r.c.mu.Unlock()
+	if !early {
+		// Before the answer there is no session to refresh: the 200's
+		// own timer starts then.
+		r.c.deliver(func() { r.c.armTimer(r.timer) })
+	}
 	if r.req.Method == sip.UPDATE {
 		// No ACK follows a 200 to an UPDATE: the answer is complete.
 		r.c.deliver(func() { r.c.emit(Event{Kind: EventConfirmed}) })
@@ -935,6 +945,15 @@ func (c *Call) handleAck(req *sip.Request) {
 // REFER and NOTIFY.
 func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	tx = c.ruled(req, tx)
+	c.mu.Lock()
+	early := c.state == stateInviting
+	c.mu.Unlock()
+	if early && req.Method != sip.UPDATE {
+		// In the early dialog of our INVITE only an UPDATE is taken
+		// (RFC 3311); what else the callee sends waits for the answer.
+		c.g.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
 	switch req.Method {
 	case sip.BYE:
 		hs := webHeaders(c.xform, routing.Bye, false, req)

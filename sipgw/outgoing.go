@@ -191,7 +191,26 @@ func toTag(r *sip.Response) string {
 // runOutgoing owns the call; the INVITE's transaction is counted (track)
 // until its final response.
 func (c *Call) runOutgoing() {
+	// While the INVITE waits for its answer, the owner is inside sipgo's
+	// WaitAnswer: the work a request in an early dialog hands the owner
+	// (an UPDATE's offer) runs on a goroutine of its own until then,
+	// and is done before anything else (the loop, or finish closing the
+	// events) runs.
+	stop, served := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(served)
+		for {
+			select {
+			case f := <-c.in:
+				f()
+			case <-stop:
+				return
+			}
+		}
+	}()
 	err := c.waitAnswer()
+	close(stop)
+	<-served
 	c.g.untrack()
 	if err != nil {
 		var dr *sipgo.ErrDialogResponse
@@ -231,6 +250,17 @@ func (c *Call) runOutgoing() {
 		return
 	}
 	c.g.setDialog(c.uac.ID, c)
+	c.mu.Lock()
+	early := c.early
+	c.early = nil
+	c.mu.Unlock()
+	for _, id := range early {
+		if id != c.uac.ID {
+			// A fork that lost to the answer: what it sends now is
+			// not this call's.
+			c.g.setDialog(id, nil)
+		}
+	}
 	res := c.uac.InviteResponse
 	c.notePeer(res)
 	c.noteRemote(res.Body())
@@ -320,6 +350,17 @@ func (c *Call) onResponse(r *sip.Response) error {
 	c.mu.Lock()
 	c.rseq = rseq
 	c.mu.Unlock()
+	if reliable {
+		// A reliable provisional makes an early dialog (RFC 3262): the
+		// callee may send UPDATE in it (RFC 3311 section 5.1), which
+		// must find the call, not 481.
+		if id, err := sip.DialogIDFromResponse(r); err == nil {
+			c.g.setDialog(id, c)
+			c.mu.Lock()
+			c.early = append(c.early, id)
+			c.mu.Unlock()
+		}
+	}
 	c.noteRemote(r.Body())
 	c.emit(Event{Kind: EventProgress, Code: r.StatusCode, Reason: r.Reason, SDP: r.Body(), Reliable: reliable, RSeq: rseq,
 		ToTag: toTag(r), Headers: webHeaders(c.xform, routing.Invite, true, r)})

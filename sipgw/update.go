@@ -50,6 +50,11 @@ func (c *Call) handleUpdate(req *sip.Request, tx sip.ServerTransaction) {
 	if len(req.Body()) > 0 && c.declared(req, tx) {
 		return
 	}
+	if len(req.Body()) == 0 && st == stateInviting {
+		// Nothing to refresh before the answer: the timer starts then.
+		c.g.respond(tx, req, 200, "OK")
+		return
+	}
 	if len(req.Body()) == 0 {
 		// A refresh: RFC 4028 §9, answered here.
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)

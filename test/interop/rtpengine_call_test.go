@@ -227,19 +227,8 @@ func TestRTPEngineCallLateOffer(t *testing.T) {
 func TestRTPEngineCallPrackOffer(t *testing.T) {
 	w, _, eng := startMediaGateway(t)
 	uas := startSipp(t, "uas_rtpengine_prack.xml", "")
-	a := w.connect(t, "open@"+domain, nil)
 	chrome := chromeSDP(t, "chrome_offer.sdp")
-	out, err := a.StartCall(ctxT(t), uasTarget(uas), chrome)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := webNext(t, a, client.EventCall)
-	for ev.CallEvent == client.CallRinging {
-		ev = webNext(t, a, client.EventCall)
-	}
-	if ev.CallEvent != client.CallEarlyMedia || ev.Code != 183 {
-		t.Fatalf("call event %v %d, want early media 183", ev.CallEvent, ev.Code)
-	}
+	a, out, ev := callTo183(t, w, uas, chrome)
 	has(t, "183's answer", ev.SDP, webRTCLines, []string{" RTP/AVP "})
 	if err := out.PrackOffer(ctxT(t), strings.ReplaceAll(chrome, "a=sendrecv", "a=sendonly")); err != nil {
 		t.Fatal(err)
@@ -250,15 +239,7 @@ func TestRTPEngineCallPrackOffer(t *testing.T) {
 	if ev = webAnswered(t, a); ev.SDP != prackAnswer {
 		t.Errorf("the 200 without SDP repeats\n%s\nnot the PRACK's answer\n%s", ev.SDP, prackAnswer)
 	}
-	webExpect(t, a, client.CallEstablished)
-	if ids := liveCalls(t, eng); len(ids) != 1 {
-		t.Fatalf("rtpengine calls %v, want one", ids)
-	}
-	if err := out.Hangup(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	uas.expectSuccess(t)
-	noMediaLeft(t, w, eng)
+	hangUpAnchored(t, w, eng, a, out, uas)
 }
 
 // TestRTPEngineCallEndFigures: the phone hangs up a browser's call
@@ -343,5 +324,69 @@ func TestRTPEngineCallSDESPhoneToWeb(t *testing.T) {
 		t.Fatal(err)
 	}
 	uac.expectSuccess(t)
+	noMediaLeft(t, w, eng)
+}
+
+// TestRTPEngineCallEarlyUpdate: a plain RTP phone answers the browser's
+// offer in a reliable 183, and after the PRACK sends UPDATE with a new
+// offer in the early dialog (RFC 3311 section 5.1; before, 481): it
+// reaches the web caller through rtpengine as a WebRTC re-offer, the
+// caller's answer goes back through rtpengine as the UPDATE's 200 (SIPp
+// checks RTP/AVP, recvonly, no ICE or DTLS), and the 200 to the INVITE
+// then completes the call.
+func TestRTPEngineCallEarlyUpdate(t *testing.T) {
+	w, _, eng := startMediaGateway(t)
+	uas := startSipp(t, "uas_rtpengine_early_update.xml", "")
+	a, out, _ := callTo183(t, w, uas, chromeSDP(t, "chrome_offer.sdp"))
+	if err := out.Prack(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	webExpect(t, a, client.CallPrack)
+	ev := webExpect(t, a, client.CallReOffer)
+	has(t, "the phone's early offer", ev.SDP, append([]string{"a=sendonly"}, webRTCLines...), []string{" RTP/AVP "})
+	answer := strings.ReplaceAll(chromeSDP(t, "chrome_answer.sdp"), "a=sendrecv", "a=recvonly")
+	if err := out.Answer(ctxT(t), answer); err != nil {
+		t.Fatal(err)
+	}
+	// The UPDATE's exchange is complete (no ACK follows its 200), then
+	// the INVITE's 200 answers the call.
+	webExpect(t, a, client.CallEstablished)
+	webAnswered(t, a)
+	hangUpAnchored(t, w, eng, a, out, uas)
+}
+
+// callTo183 has a new web client call the SIPp phone uas with offer
+// through w, and returns it, its call and the 183 with SDP the phone
+// answered with (ringing skipped).
+func callTo183(t *testing.T, w *webGW, uas *Sipp, offer string) (*client.Client, *client.Call, client.Event) {
+	t.Helper()
+	a := w.connect(t, "open@"+domain, nil)
+	out, err := a.StartCall(ctxT(t), uasTarget(uas), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := webNext(t, a, client.EventCall)
+	for ev.CallEvent == client.CallRinging {
+		ev = webNext(t, a, client.EventCall)
+	}
+	if ev.CallEvent != client.CallEarlyMedia || ev.Code != 183 {
+		t.Fatalf("call event %v %d, want early media 183", ev.CallEvent, ev.Code)
+	}
+	return a, out, ev
+}
+
+// hangUpAnchored waits for a's call out to the SIPp phone uas to be
+// established, with its media in rtpengine eng, hangs it up, and checks
+// the phone's scenario passed and nothing is left in rtpengine.
+func hangUpAnchored(t *testing.T, w *webGW, eng *rtpengine.Client, a *client.Client, out *client.Call, uas *Sipp) {
+	t.Helper()
+	webExpect(t, a, client.CallEstablished)
+	if ids := liveCalls(t, eng); len(ids) != 1 {
+		t.Fatalf("rtpengine calls %v, want one", ids)
+	}
+	if err := out.Hangup(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	uas.expectSuccess(t)
 	noMediaLeft(t, w, eng)
 }

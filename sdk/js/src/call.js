@@ -728,7 +728,17 @@ export class Call extends Emitter {
       return;
     }
     const pc0 = this.peerConnection;
-    if (this._localOfferPending || (pc0 && pc0.signalingState !== 'stable') || this._awaitingComplete) {
+    let early = false;
+    if (this._localOfferPending && pc0?.signalingState === 'have-remote-pranswer' && !this._awaitingComplete) {
+      // The callee's UPDATE in the early dialog (RFC 3311 section 5.1):
+      // its reliable 183 answered our offer, so that answer is final for
+      // the connection, and a new exchange may begin before the 200.
+      early = true;
+      const answer = pc0.remoteDescription.sdp;
+      await pc0.setRemoteDescription({ type: 'answer', sdp: answer });
+      this._remoteOrigin = originSessionId(answer);
+    }
+    if ((this._localOfferPending && !early) || (pc0 && pc0.signalingState !== 'stable') || this._awaitingComplete) {
       this.session._send({
         type: 'error',
         pkg: 'call',

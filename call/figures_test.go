@@ -60,8 +60,16 @@ func TestMediaFiguresToHangup(t *testing.T) {
 			if f.Control.SubsessionID != sub || f.Control.CorrelationID != "c5" || f.Header.Initiator != w.identity {
 				t.Fatalf("figures on %q corr %q from %q", f.Control.SubsessionID, f.Control.CorrelationID, f.Header.Initiator)
 			}
+			// The browser's leg first: the first offer's (100 packets
+			// in the fake's figures) when it called, the other's when
+			// the phone did.
+			web, sip := uint64(100), uint64(80)
+			if tc.incoming {
+				web, sip = sip, web
+			}
 			var p protocol.ShutdownPayload
-			if err := protocol.DecodePayload(f.Payload, &p); err != nil || len(p.Media) != 2 || p.Media[0].Packets != 100 || p.Media[1].Packets != 80 {
+			if err := protocol.DecodePayload(f.Payload, &p); err != nil || len(p.Media) != 2 ||
+				p.Media[0].Side != "web" || p.Media[0].Packets != web || p.Media[1].Side != "sip" || p.Media[1].Packets != sip {
 				t.Fatalf("figures %s (%v)", f.Payload, err)
 			}
 			if err := protocol.Validate(f); err != nil {

@@ -34,12 +34,16 @@ type fakeEngine struct {
 
 	mu   sync.Mutex
 	live map[string]bool
-	fail map[string]error
+	// answered is the to-tag of each call's last answer: the other
+	// leg's tag in the delete's figures.
+	answered map[string]string
+	first    map[string]string // the from-tag of each call's first offer
+	fail     map[string]error
 	gate map[string]chan struct{} // a command of this name waits for the channel to close
 }
 
 func newFakeEngine() *fakeEngine {
-	return &fakeEngine{cmds: make(chan engineCmd, 64), live: map[string]bool{}, fail: map[string]error{}}
+	return &fakeEngine{cmds: make(chan engineCmd, 64), live: map[string]bool{}, answered: map[string]string{}, first: map[string]string{}, fail: map[string]error{}}
 }
 
 // relayed is sdp as the fake rewrites it.
@@ -60,6 +64,9 @@ func (f *fakeEngine) do(name string, r *rtpengine.Request) (*rtpengine.Response,
 	}
 	switch name {
 	case "offer":
+		if !f.live[r.CallID] {
+			f.first[r.CallID] = r.FromTag
+		}
 		f.live[r.CallID] = true
 	case "answer", "delete":
 		if !f.live[r.CallID] {
@@ -67,7 +74,15 @@ func (f *fakeEngine) do(name string, r *rtpengine.Request) (*rtpengine.Response,
 		}
 		if name == "delete" {
 			delete(f.live, r.CallID)
-			return &rtpengine.Response{Result: "ok", Raw: deleteFigures(r.FromTag)}, nil
+			other := f.answered[r.CallID]
+			delete(f.answered, r.CallID)
+			delete(f.first, r.CallID)
+			return &rtpengine.Response{Result: "ok", Raw: deleteFigures(r.FromTag, other)}, nil
+		}
+		if r.FromTag == f.first[r.CallID] && r.ToTag != "" {
+			// An answer to the first offerer names the other leg (a
+			// re-answer turned the other way does not).
+			f.answered[r.CallID] = r.ToTag
 		}
 	}
 	return &rtpengine.Response{Result: "ok", SDP: relayed(r.SDP)}, nil
@@ -78,15 +93,18 @@ func (f *fakeEngine) do(name string, r *rtpengine.Request) (*rtpengine.Response,
 // 100 RTP packets and 3 RTCP, the other leg 80 packets, and 2 could
 // not be relayed toward it; the first leg's media has a MOS of 4.3 from
 // its receiver's reports (sdk/js/e2e media.test.mjs saw the shape), the
-// other's none.
-func deleteFigures(from string) map[string]any {
+// other's none. other names the other leg ("other-leg" if unknown).
+func deleteFigures(from, other string) map[string]any {
+	if other == "" {
+		other = "other-leg"
+	}
 	leg := func(packets, bytes, errors, rtcp, ssrc int64) map[string]any {
 		return map[string]any{"medias": []any{map[string]any{"streams": []any{
 			map[string]any{"flags": []any{"RTP", "filled"}, "SSRC": ssrc, "stats": map[string]any{"packets": packets, "bytes": bytes, "errors": errors}},
 			map[string]any{"flags": []any{"RTCP", "filled"}, "SSRC": ssrc, "stats": map[string]any{"packets": rtcp, "bytes": rtcp * 80, "errors": int64(0)}},
 		}}}}
 	}
-	return map[string]any{"result": "ok", "tags": map[string]any{from: leg(100, 17200, 0, 3, 1111), "other-leg": leg(80, 13760, 2, 0, 2222)},
+	return map[string]any{"result": "ok", "tags": map[string]any{from: leg(100, 17200, 0, 3, 1111), other: leg(80, 13760, 2, 0, 2222)},
 		"SSRC": map[string]any{"1111": map[string]any{"cumulative loss": int64(0), "average MOS": map[string]any{"MOS": int64(43), "jitter": int64(8), "packet loss": int64(0), "round-trip time": int64(2330)}}}}
 }
 

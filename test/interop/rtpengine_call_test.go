@@ -348,11 +348,21 @@ func TestRTPEngineCallEarlyUpdate(t *testing.T) {
 	if err := out.Answer(ctxT(t), answer); err != nil {
 		t.Fatal(err)
 	}
-	// The UPDATE's exchange is complete (no ACK follows its 200), then
-	// the INVITE's 200 answers the call.
-	webExpect(t, a, client.CallEstablished)
-	webAnswered(t, a)
-	hangUpAnchored(t, w, eng, a, out, uas)
+	// The UPDATE's exchange is complete (no ACK follows its 200: the
+	// client hears complete) and the INVITE's 200 answers the call, in
+	// either order: SIPp sends its 200 as the UPDATE's reaches it.
+	answered, established := false, 0
+	for !answered || established < 2 {
+		switch ev := webNext(t, a, client.EventCall); ev.CallEvent {
+		case client.CallAnswered:
+			answered = true
+		case client.CallEstablished:
+			established++
+		default:
+			t.Fatalf("call event %v, want answered and established twice", ev.CallEvent)
+		}
+	}
+	hangUp(t, w, eng, out, uas)
 }
 
 // callTo183 has a new web client call the SIPp phone uas with offer
@@ -375,12 +385,19 @@ func callTo183(t *testing.T, w *webGW, uas *Sipp, offer string) (*client.Client,
 	return a, out, ev
 }
 
-// hangUpAnchored waits for a's call out to the SIPp phone uas to be
-// established, with its media in rtpengine eng, hangs it up, and checks
-// the phone's scenario passed and nothing is left in rtpengine.
+// hangUpAnchored waits for a's call out to be established, then hangs
+// it up (hangUp).
 func hangUpAnchored(t *testing.T, w *webGW, eng *rtpengine.Client, a *client.Client, out *client.Call, uas *Sipp) {
 	t.Helper()
 	webExpect(t, a, client.CallEstablished)
+	hangUp(t, w, eng, out, uas)
+}
+
+// hangUp hangs up out, an established call to the SIPp phone uas with
+// its media in rtpengine eng, and checks the phone's scenario passed and
+// nothing is left in rtpengine.
+func hangUp(t *testing.T, w *webGW, eng *rtpengine.Client, out *client.Call, uas *Sipp) {
+	t.Helper()
 	if ids := liveCalls(t, eng); len(ids) != 1 {
 		t.Fatalf("rtpengine calls %v, want one", ids)
 	}

@@ -39,7 +39,7 @@ type fakeEngine struct {
 	answered map[string]string
 	first    map[string]string // the from-tag of each call's first offer
 	fail     map[string]error
-	gate map[string]chan struct{} // a command of this name waits for the channel to close
+	gate     map[string]chan struct{} // a command of this name waits for the channel to close
 }
 
 func newFakeEngine() *fakeEngine {

@@ -314,6 +314,16 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 	c.g.wg.Go(func() {
 		err := c.uas.WriteResponse(res) // returns on ACK
 		c.closeInviteDone()
+		c.mu.Lock()
+		overtaken := c.remoteBye
+		c.mu.Unlock()
+		if err != nil && overtaken {
+			// The caller's BYE overtook its ACK (two UDP datagrams, or
+			// sipgo's goroutines, swapped): the BYE confirmed the call
+			// and ended it (handleInDialog), and closing the dialog cut
+			// the wait for the ACK short. No ACK is missing.
+			return
+		}
 		if err != nil {
 			c.g.rlog.Info("no ack", "sipgw: no ACK for 200", "call", c.id, "err", err)
 			c.deliver(func() {

@@ -763,6 +763,20 @@ func TestMediaRoute(t *testing.T) {
 	}
 }
 
+// reliableEarly starts an anchored browser call whose phone answers the
+// offer in a reliable 183 (To-tag fork-a), and returns it once the
+// browser has the 183, with the first offer to rtpengine.
+func reliableEarly(t *testing.T) (*env, *fakeEngine, *fakeEP, *fakeCall, rtpengine.Request) {
+	t.Helper()
+	e, eng := newMediaEnv(t, time.Minute)
+	a, fc := e.outgoing(t)
+	off := eng.expect(t, "offer")
+	fc.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 183, SDP: []byte(sipAnswer), ToTag: "fork-a", Reliable: true, RSeq: 1})
+	eng.expect(t, "answer")
+	a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+	return e, eng, a, fc, off
+}
+
 // TestMediaPrackOffer: the browser's PRACK of a reliable 183 carries a new
 // offer (RFC 6337 section 3.1). It goes to rtpengine as the browser's
 // re-offer does, under the 183's To-tag, before it reaches the phone; the
@@ -771,18 +785,9 @@ func TestMediaRoute(t *testing.T) {
 // browser's WebRTC SDP never reaches the phone. A failed offer in
 // rtpengine ends the call with 503.
 func TestMediaPrackOffer(t *testing.T) {
-	early := func(t *testing.T) (*env, *fakeEngine, *fakeEP, *fakeCall, rtpengine.Request) {
-		e, eng := newMediaEnv(t, time.Minute)
-		a, fc := e.outgoing(t)
-		off := eng.expect(t, "offer")
-		fc.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 183, SDP: []byte(sipAnswer), ToTag: "fork-a", Reliable: true, RSeq: 1})
-		eng.expect(t, "answer")
-		a.expect(t, protocol.TypeResponse, protocol.ActionStart)
-		return e, eng, a, fc, off
-	}
 	newOffer := strings.Replace(webOffer, "a=sendrecv", "a=sendonly", 1)
 	t.Run("offer and answer", func(t *testing.T) {
-		e, eng, a, fc, off := early(t)
+		e, eng, a, fc, off := reliableEarly(t)
 		e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 2, corr: "c1", p: protocol.CallPayload{SDP: newOffer}})
 		if ro := eng.expect(t, "offer"); ro.FromTag != off.FromTag || ro.ToTag != "fork-a" || ro.SDP != newOffer || ro.ICE != "remove" || ro.TransportProtocol != "RTP/AVP" {
 			t.Fatalf("PRACK's offer to rtpengine %+v", ro)
@@ -807,7 +812,7 @@ func TestMediaPrackOffer(t *testing.T) {
 	// response first, then the start's 200 repeating it (the reader
 	// holds the 200 behind the worker's PRACK: read in sip.go).
 	t.Run("200 right behind the PRACK's", inBubble(func(t *testing.T) {
-		e, eng, a, fc, _ := early(t)
+		e, eng, a, fc, _ := reliableEarly(t)
 		e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 2, corr: "c1", p: protocol.CallPayload{SDP: newOffer}})
 		eng.expect(t, "offer")
 		fc.expectOp(t, "prack")
@@ -822,7 +827,7 @@ func TestMediaPrackOffer(t *testing.T) {
 		answeredThenHangUp(t, e, eng, a, fc, prackAnswer)
 	}))
 	t.Run("rtpengine fails the offer", func(t *testing.T) {
-		e, eng, a, fc, _ := early(t)
+		e, eng, a, fc, _ := reliableEarly(t)
 		eng.failing("offer", rtpengine.ErrTimeout)
 		e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 2, corr: "c1", p: protocol.CallPayload{SDP: newOffer}})
 		eng.expect(t, "offer")
@@ -861,12 +866,7 @@ func answeredThenHangUp(t *testing.T, e *env, eng *fakeEngine, a *fakeEP, fc *fa
 // through rtpengine as the UPDATE's 200; the call's 200 then completes
 // the call.
 func TestMediaEarlyUpdateOffer(t *testing.T) {
-	e, eng := newMediaEnv(t, time.Minute)
-	a, fc := e.outgoing(t)
-	off := eng.expect(t, "offer")
-	fc.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 183, SDP: []byte(sipAnswer), ToTag: "fork-a", Reliable: true, RSeq: 1})
-	eng.expect(t, "answer")
-	a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+	e, eng, a, fc, off := reliableEarly(t)
 	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 2, corr: "c1"})
 	fc.expectOp(t, "prack")
 	fc.reoffers <- reofferResult{}

@@ -39,6 +39,13 @@ type ledgerRecord struct {
 	Life    string `json:"life"`
 }
 
+// heldRecord is a live call's record as last written: what refresh
+// writes again, over its revision.
+type heldRecord struct {
+	data []byte
+	rev  uint64
+}
+
 type ledgerOp struct {
 	rec     ledgerRecord
 	release bool
@@ -53,7 +60,7 @@ type mediaLedger struct {
 	mu    sync.Mutex
 	queue []ledgerOp
 	kick  chan struct{}
-	live  map[string]uint64 // key -> revision of the calls held now: run's own
+	live  map[string]heldRecord // the calls held now, by key: run's own
 
 	dropped, swept atomic.Uint64
 }
@@ -62,7 +69,7 @@ func newMediaLedger(g *Gateway, node string) *mediaLedger {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return &mediaLedger{g: g, prefix: "media." + node + ".", life: hex.EncodeToString(b[:]), ttl: g.cfg.RecordTTL(),
-		kick: make(chan struct{}, 1), live: map[string]uint64{}}
+		kick: make(chan struct{}, 1), live: map[string]heldRecord{}}
 }
 
 // ledgerKey names a call's record: Call-IDs of calls from SIP may hold
@@ -142,7 +149,7 @@ func (l *mediaLedger) drain(ctx context.Context) {
 				if err != nil {
 					l.g.rlog.Info("media ledger", "media ledger: a call's record not written", "err", err)
 				} else {
-					l.live[key] = rev
+					l.live[key] = heldRecord{data: data, rev: rev}
 				}
 			}
 			cancel()
@@ -153,16 +160,15 @@ func (l *mediaLedger) drain(ctx context.Context) {
 // refresh writes every live record again, before the store's age limit
 // forgets it under a long call.
 func (l *mediaLedger) refresh(ctx context.Context) {
-	for key, rev := range l.live {
+	for key, h := range l.live {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		data, _, err := l.g.store.Get(wctx, key)
-		if err == nil {
-			if rev, err = l.g.store.Update(wctx, key, data, rev); err == nil {
-				l.live[key] = rev
-			}
-		}
+		rev, err := l.g.store.Update(wctx, key, h.data, h.rev)
 		cancel()
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+		switch {
+		case err == nil:
+			l.live[key] = heldRecord{data: h.data, rev: rev}
+		case errors.Is(err, store.ErrConflict):
+			// Gone (expired) or written by another: no longer ours.
 			delete(l.live, key)
 		}
 	}

@@ -107,6 +107,24 @@ func TestMediaLedgerSweep(t *testing.T) {
 	if err != nil || json.Unmarshal(data, &got) != nil || got.Life != l.life || got.Addr != addr || got.FromTag != "t1" {
 		t.Fatalf("record %s (%v)", data, err)
 	}
+	// A refresh writes a live record again (a long call outlives the
+	// store's age limit otherwise), unchanged: on a ledger of its own,
+	// whose writes this goroutine makes (drain, refresh: run's work).
+	l2 := newMediaLedger(g, "n9")
+	l2.Hold(rtpengine.Keys{CallID: "long@here", FromTag: "t2"}, addr)
+	l2.drain(ctx)
+	key2 := ledgerKey("media.n9.", "long@here")
+	held, rev0, err := st.Get(ctx, key2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.refresh(ctx)
+	again, rev1, err := st.Get(ctx, key2)
+	if err != nil || rev1 <= rev0 || string(again) != string(held) {
+		t.Fatalf("refreshed record %s rev %d after %d (%v)", again, rev1, rev0, err)
+	}
+	l2.Release("long@here")
+	l2.drain(ctx)
 	// A sweep of this node now leaves this life's record.
 	l.sweep(ctx, "local")
 	if len(keys()) != 1 {

@@ -86,9 +86,7 @@ func TestRTPEngineCallWebToPhone(t *testing.T) {
 	a, out, uas, chrome, ev := callPhone(t, w, "uas_rtpengine.xml")
 	has(t, "web answer", ev.SDP, webRTCLines, []string{" RTP/AVP "})
 	webExpect(t, a, client.CallEstablished)
-	if ids := liveCalls(t, eng); len(ids) != 1 {
-		t.Fatalf("rtpengine calls %v, want one", ids)
-	}
+	oneCall(t, eng)
 	hold := strings.ReplaceAll(chrome, "a=sendrecv", "a=sendonly")
 	for _, sdp := range []string{hold, chrome} {
 		if err := out.ReOffer(ctxT(t), sdp); err != nil {
@@ -106,11 +104,7 @@ func TestRTPEngineCallWebToPhone(t *testing.T) {
 		t.Fatal(err)
 	}
 	webExpect(t, a, client.CallEstablished)
-	if err := out.Hangup(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	uas.expectSuccess(t)
-	noMediaLeft(t, w, eng)
+	hangUp(t, w, eng, out, uas)
 }
 
 // TestRTPEngineCallPhoneToWeb: a plain RTP phone calls two sessions of
@@ -168,9 +162,7 @@ func webCallAnchored(t *testing.T, w *webGW, eng *rtpengine.Client, scenario str
 	}
 	webAnswered(t, a)
 	webExpect(t, a, client.CallEstablished)
-	if ids := liveCalls(t, eng); len(ids) != 1 {
-		t.Fatalf("rtpengine calls %v, want one", ids)
-	}
+	oneCall(t, eng)
 	return a, uas
 }
 
@@ -210,11 +202,7 @@ func TestRTPEngineCallLateOffer(t *testing.T) {
 	ev := webExpect(t, a, client.CallRemoteSDP)
 	has(t, "phone's new answer", ev.SDP, append([]string{"a=sendonly"}, webRTCLines...), []string{" RTP/AVP "})
 	webExpect(t, a, client.CallDTMF)
-	if err := out.Hangup(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	uas.expectSuccess(t)
-	noMediaLeft(t, w, eng)
+	hangUp(t, w, eng, out, uas)
 }
 
 // TestRTPEngineCallPrackOffer: a browser calls a plain RTP phone with
@@ -292,11 +280,7 @@ func TestRTPEngineCallWebToSDESPhone(t *testing.T) {
 	}
 	ev = webExpect(t, a, client.CallReOfferAnswered)
 	has(t, "hold's answer", ev.SDP, webRTCLines, []string{"a=crypto:"})
-	if err := out.Hangup(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	uas.expectSuccess(t)
-	noMediaLeft(t, w, eng)
+	hangUp(t, w, eng, out, uas)
 }
 
 // TestRTPEngineCallSDESPhoneToWeb: an SDES-SRTP phone (RTP/SAVP with
@@ -362,6 +346,7 @@ func TestRTPEngineCallEarlyUpdate(t *testing.T) {
 			t.Fatalf("call event %v, want answered and established twice", ev.CallEvent)
 		}
 	}
+	oneCall(t, eng)
 	hangUp(t, w, eng, out, uas)
 }
 
@@ -385,11 +370,12 @@ func callTo183(t *testing.T, w *webGW, uas *Sipp, offer string) (*client.Client,
 	return a, out, ev
 }
 
-// hangUpAnchored waits for a's call out to be established, then hangs
-// it up (hangUp).
+// hangUpAnchored waits for a's call out to be established with its media
+// in rtpengine eng (its one call), then hangs it up (hangUp).
 func hangUpAnchored(t *testing.T, w *webGW, eng *rtpengine.Client, a *client.Client, out *client.Call, uas *Sipp) {
 	t.Helper()
 	webExpect(t, a, client.CallEstablished)
+	oneCall(t, eng)
 	hangUp(t, w, eng, out, uas)
 }
 
@@ -398,12 +384,17 @@ func hangUpAnchored(t *testing.T, w *webGW, eng *rtpengine.Client, a *client.Cli
 // nothing is left in rtpengine.
 func hangUp(t *testing.T, w *webGW, eng *rtpengine.Client, out *client.Call, uas *Sipp) {
 	t.Helper()
-	if ids := liveCalls(t, eng); len(ids) != 1 {
-		t.Fatalf("rtpengine calls %v, want one", ids)
-	}
 	if err := out.Hangup(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
 	uas.expectSuccess(t)
 	noMediaLeft(t, w, eng)
+}
+
+// oneCall checks that rtpengine eng holds one call.
+func oneCall(t *testing.T, eng *rtpengine.Client) {
+	t.Helper()
+	if ids := liveCalls(t, eng); len(ids) != 1 {
+		t.Fatalf("rtpengine calls %v, want one", ids)
+	}
 }

@@ -29,6 +29,7 @@ type Call struct {
 	completeCorr   string // what our complete correlates to
 	reofferOut     string // our re-offer awaiting its answer
 	reofferIn      string // the peer's re-offer awaiting ours
+	earlyOfferIn   string // the peer's offer in the early dialog, until its complete
 	transferIn     string // the peer's transfer awaiting our response
 	transferReport string // the peer's transfer we accepted, until its final report
 	answerT        *time.Timer
@@ -515,6 +516,9 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 			return true
 		}
 		k.reofferIn = corr
+		if !k.answered {
+			k.earlyOfferIn = corr
+		}
 		ev.CallEvent = CallReOffer
 	case t == protocol.TypeResponse && a == protocol.ActionStart && corr != "" && corr == k.reofferOut:
 		if f.Control.MessageState == protocol.StateSubsequent {
@@ -580,6 +584,14 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 		}
 		ev.CallEvent = CallError
 	case t == protocol.TypeMessage && a == protocol.ActionComplete:
+		if corr != "" && corr == k.earlyOfferIn {
+			// It commits our answer to the peer's offer in the early
+			// dialog (a phone's UPDATE after a reliable 183), before or
+			// after the INVITE's 200: that does not establish the call
+			// (the JS SDK does the same).
+			k.earlyOfferIn = ""
+			return true
+		}
 		k.established = true
 		ev.CallEvent = CallEstablished
 	case t == protocol.TypeMessage && a == protocol.ActionShutdown:

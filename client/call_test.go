@@ -135,6 +135,53 @@ func TestOutgoingCallRejectedAndCancelled(t *testing.T) {
 	})
 }
 
+// TestEarlyOfferCompleteIsNotEstablished: the complete that commits our
+// answer to the phone's offer in the early dialog (its UPDATE after a
+// reliable 183) does not establish the call, before or after the 200
+// (SIPp sends its 200 as the UPDATE's 200 reaches it): the 200 does.
+func TestEarlyOfferCompleteIsNotEstablished(t *testing.T) {
+	for _, completeFirst := range []bool{true, false} {
+		t.Run(strconv.FormatBool(completeFirst), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFake(t)
+				c := dial(t, f, nil)
+				k, _ := c.StartCall(t.Context(), "bob@example.com", sdpA)
+				f.next(t)
+				early := srvCall(protocol.TypeResponse, "c2", "c2", protocol.ActionStart)
+				early.Control.MessageState, early.Header.ResponseCode = protocol.StateSubsequent, 183
+				early.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: "early"})
+				f.send(early, false)
+				wantCall(t, c, k, CallEarlyMedia)
+				offer := srvCall(protocol.TypeRequest, "c2", "s7", protocol.ActionStart)
+				offer.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: "update offer"})
+				f.send(offer, false)
+				wantCall(t, c, k, CallReOffer)
+				if err := k.Answer(t.Context(), sdpA); err != nil {
+					t.Fatal(err)
+				}
+				if r := f.next(t); r.Control.Type != protocol.TypeResponse || r.Control.CorrelationID != "s7" {
+					t.Fatalf("answer %+v", r.Control)
+				}
+				complete := srvCall(protocol.TypeMessage, "c2", "s7", protocol.ActionComplete)
+				if completeFirst {
+					f.send(complete, false)
+				}
+				ans := srvCall(protocol.TypeResponse, "c2", "c2", protocol.ActionStart)
+				ans.Control.MessageState, ans.Header.ResponseCode = protocol.StateFinal, 200
+				ans.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: "answer"})
+				f.send(ans, false)
+				if !completeFirst {
+					f.send(complete, false)
+				}
+				f.send(srvCall(protocol.TypeMessage, "c2", "", protocol.ActionDTMF), false)
+				wantCall(t, c, k, CallAnswered)
+				wantCall(t, c, k, CallEstablished)
+				wantCall(t, c, k, CallDTMF)
+			})
+		})
+	}
+}
+
 func TestIncomingCall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFake(t)

@@ -374,8 +374,10 @@ func (g *Gateway) Stats() Stats {
 	g.mu.Lock()
 	n := len(g.sessions)
 	g.mu.Unlock()
-	stored, _ := g.store.Len(context.Background())
-	return Stats{Sessions: n, Calls: g.calls.Active(), PendingMessages: g.msgs.Pending(), StoredSessions: stored,
+	// Session records only: the store holds other records too (the
+	// media ledger's).
+	stored, _ := g.store.Keys(context.Background(), recordKey(""))
+	return Stats{Sessions: n, Calls: g.calls.Active(), PendingMessages: g.msgs.Pending(), StoredSessions: len(stored),
 		Subscriptions: g.presence.Subscriptions() + g.notes.Subscriptions()}
 }
 

@@ -130,6 +130,9 @@ func TestMediaLedgerSweep(t *testing.T) {
 	if len(keys()) != 1 {
 		t.Fatal("a sweep took this life's record")
 	}
+	if n := g.Stats().StoredSessions; n != 0 {
+		t.Fatalf("stored sessions %d with no session (a media record counted)", n)
+	}
 	l.Release("now@here")
 	waitFor(t, "the record's delete", func() bool { return len(keys()) == 0 })
 }

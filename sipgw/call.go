@@ -274,7 +274,8 @@ type Call struct {
 	// early lists the early dialogs of an outgoing call (one per fork
 	// that sent a reliable provisional) until the answer; c.mu.
 	early     []string
-	endForced *Event // owner goroutine only
+	earlyRes  *sip.Response // the last PRACKed reliable provisional with SDP (UpdateEarly); c.mu
+	endForced *Event        // owner goroutine only
 
 	respMu    sync.Mutex // serialises our responses to the INVITE (sipgo stores the last one)
 	retrans   sync.WaitGroup

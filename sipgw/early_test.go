@@ -86,16 +86,7 @@ func TestEarlyUpdateOffer(t *testing.T) {
 	// The 200 to the INVITE, without SDP (RFC 3261 section 13.2.1:
 	// the offer and answer are done); a fork that answered reliably
 	// too had its early dialog dropped now.
-	ok := sip.NewResponseFromRequest(inv, 200, "OK", nil)
-	ok.To().Params.Add("tag", "far")
-	ok.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: int(port.Load())}})
-	gw, err := net.ResolveUDPAddr("udp", g.Addr("udp"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.pc.WriteTo([]byte(ok.String()), gw); err != nil {
-		t.Fatal(err)
-	}
+	bob.answerEarly(t, g, inv, int(port.Load()))
 	select {
 	case <-answered:
 	case <-time.After(10 * time.Second):
@@ -105,4 +96,20 @@ func TestEarlyUpdateOffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob.next(t, sip.BYE)
+}
+
+// answerEarly sends the 200 of the INVITE inv whose early dialog has
+// To-tag far, from the peer listening on port.
+func (p *fakeProxy) answerEarly(t *testing.T, g *UserAgent, inv *sip.Request, port int) {
+	t.Helper()
+	ok := sip.NewResponseFromRequest(inv, 200, "OK", nil)
+	ok.To().Params.Add("tag", "far")
+	ok.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: port}})
+	gw, err := net.ResolveUDPAddr("udp", g.Addr("udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.pc.WriteTo([]byte(ok.String()), gw); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -436,6 +436,11 @@ func (c *Call) sendPrack(r *sip.Response, rseq uint32, sdp []byte) ([]byte, erro
 	}
 	c.mu.Lock()
 	c.pracked = true
+	if res.IsSuccess() && len(r.Body()) > 0 {
+		// r answered the INVITE's offer and is acknowledged: its early
+		// dialog may carry a new offer (UpdateEarly).
+		c.earlyRes = r
+	}
 	c.mu.Unlock()
 	if !res.IsSuccess() {
 		return nil, &ResponseError{Code: res.StatusCode, Reason: res.Reason}

@@ -2,8 +2,11 @@ package sipgw
 
 import (
 	"context"
+	"errors"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/jsonrtc/jsonrtc/routing"
 )
 
 // UPDATE (RFC 3311): in an early or confirmed dialog, with an SDP offer
@@ -127,4 +130,65 @@ func (c *Call) quietAcked(ack *sip.Request) bool {
 	}
 	c.quietAck = 0
 	return true
+}
+
+// ErrUpdateNotAllowed: the callee's reliable provisional did not list
+// UPDATE in its Allow, so the early dialog takes no new offer (RFC 3311
+// section 5.1).
+var ErrUpdateNotAllowed = errors.New("sipgw: the callee does not allow UPDATE")
+
+// UpdateEarly sends sdp as a new offer in the early dialog of an outgoing
+// call (RFC 3311 section 5.1): an UPDATE toward the fork whose reliable
+// provisional answered the INVITE's offer and was PRACKed, and returns
+// the answer in its 2xx (ext and headers as for Reoffer). ErrCallState
+// when there is no such early dialog (no PRACKed provisional with SDP, or
+// the call is answered: Reoffer then), ErrUpdateNotAllowed when the
+// provisional's Allow lacks UPDATE, ErrGlare when an offer is pending
+// either way; a refusal (488, 491) is a *ResponseError.
+func (c *Call) UpdateEarly(ctx context.Context, sdp []byte, ext ...Header) (answer []byte, headers []Header, err error) {
+	c.mu.Lock()
+	r := c.earlyRes
+	switch {
+	case c.dir != Outgoing || c.state != stateInviting || r == nil:
+		c.mu.Unlock()
+		return nil, nil, ErrCallState
+	case c.reinviteIn || c.reinviteOut:
+		c.mu.Unlock()
+		return nil, nil, ErrGlare
+	}
+	c.reinviteOut = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.reinviteOut = false
+		c.mu.Unlock()
+	}()
+	if !headerHasToken(r, "Allow", string(sip.UPDATE)) {
+		return nil, nil, ErrUpdateNotAllowed
+	}
+	if err := c.acquire(ctx); err != nil {
+		return nil, nil, err
+	}
+	defer c.release()
+	target := *c.uac.InviteRequest.Recipient.Clone()
+	if ct := r.Contact(); ct != nil {
+		target = *ct.Address.Clone()
+	}
+	req := sip.NewRequest(sip.UPDATE, target)
+	// The To-tag of the dialog r made, not of whatever response came last.
+	req.AppendHeader(sip.HeaderClone(r.To()))
+	setSDP(req, sdp)
+	c.g.setSupported(req, true, c.trickles())
+	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
+	req.AppendHeader(&ct)
+	res, err := c.request(ctx, req, ext)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !res.IsSuccess() {
+		return nil, nil, c.responseError(routing.Update, res)
+	}
+	c.noteLocal(sdp)
+	c.noteRemote(res.Body())
+	return res.Body(), webHeaders(c.xform, routing.Update, true, res), nil
 }

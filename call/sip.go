@@ -63,6 +63,7 @@ type sipCall interface {
 	Ack(ctx context.Context, sdp []byte) error
 	Prack(ctx context.Context, sdp []byte) ([]byte, error)
 	Reoffer(ctx context.Context, sdp []byte, ext ...sipgw.Header) ([]byte, []sipgw.Header, error)
+	UpdateEarly(ctx context.Context, sdp []byte, ext ...sipgw.Header) ([]byte, []sipgw.Header, error)
 	SendDTMF(ctx context.Context, digit string, duration time.Duration, ext ...sipgw.Header) error
 	SendInfo(ctx context.Context, in sipgw.Info) error
 	Request(ctx context.Context, r sipgw.Request) (sipgw.Answer, error)
@@ -1037,7 +1038,9 @@ func (fl *farLeg) do(act sipAction, a sipArgs) bool {
 	case actRelayRemoteSDP:
 		fl.sipRemoteSDP(a.ev)
 	case actReoffer:
-		fl.webOffer(a.l, a.f)
+		fl.webOffer(a.l, a.f, false)
+	case actEarlyOffer:
+		fl.webOffer(a.l, a.f, true)
 	case actNotEstablished:
 		fl.h.send(a.l, errorFrame(a.f, protocol.CodeRequestPending, "the call is not established"), false)
 	case actAnswerReoffer:
@@ -1491,8 +1494,10 @@ func (fl *farLeg) webDTMF(l *leg, f *protocol.Frame) {
 	}
 }
 
-// webOffer: a start request on the call, i.e. a re-offer (re-INVITE).
-func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
+// webOffer: a start request on the call, i.e. a re-offer: a re-INVITE,
+// or before the answer (early) an UPDATE in the early dialog of the
+// reliable 183 the caller PRACKed (docs/protocol.md §5.9).
+func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 	h := fl.h
 	var p protocol.CallPayload
 	if protocol.DecodePayload(f.Payload, &p) != nil || !protocol.HasSDP(p.SDP) {
@@ -1507,6 +1512,16 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 	if fl.webReoffer != "" || fl.sipReoffer != nil {
 		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "Glare"), false)
 		return
+	}
+	if early && !fl.earlyAnswer {
+		// The 183 the caller PRACKed had no SDP: the INVITE's offer is
+		// unanswered, and a second one would cross it (RFC 3264 §4).
+		l.ep.Send(errorFrame(f, protocol.CodeRequestPending, "the offer is not answered yet"), false)
+		return
+	}
+	send := fl.sc.Reoffer
+	if early {
+		send = fl.sc.UpdateEarly
 	}
 	corr := protocol.ClientCorrelation(f)
 	fl.webReoffer = corr
@@ -1529,7 +1544,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		fl.reinviting = true
 		c.mu.Unlock()
 		ctx, cancel := opCtx()
-		answer, hs, err := fl.sc.Reoffer(ctx, []byte(offer), frameExt(f)...)
+		answer, hs, err := send(ctx, []byte(offer), frameExt(f)...)
 		cancel()
 		var mediaErr error
 		if err == nil {
@@ -1548,7 +1563,15 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 			fl.mediaFail()
 			return
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, sipgw.ErrUpdateNotAllowed):
+			fl.reofferFailed(l, corr, protocol.CodeMethodNotAllowed, "the callee does not allow UPDATE before the answer")
+			return
+		case early && errors.Is(err, sipgw.ErrCallState):
+			// The answer or a new reliable 183 overtook the offer.
+			fl.reofferFailed(l, corr, protocol.CodeRequestPending, "no early dialog to update")
+			return
+		case err != nil:
 			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
 			fl.reofferFailed(l, corr, code, protocol.Reason(code), h.far.errExt(err)...)
 			return
@@ -1564,6 +1587,11 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame) {
 		out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
 		out.Payload = protocol.EncodePayload(protocol.CallPayload{SDP: string(answer)})
 		out.Header.Ext = h.far.webExt(hs)
+		if early {
+			// The early session's description from now on: a 2xx
+			// without SDP repeats it (sipAnswered).
+			fl.earlySDP = out.Payload
+		}
 		h.send(l, out, false)
 	}) {
 		fl.webReoffer = ""

@@ -389,7 +389,17 @@ func (c *fakeCall) Prack(ctx context.Context, sdp []byte) ([]byte, error) {
 }
 
 func (c *fakeCall) Reoffer(ctx context.Context, sdp []byte, ext ...sipgw.Header) ([]byte, []sipgw.Header, error) {
-	c.record(op{name: "reoffer", sdp: string(sdp), ext: ext})
+	return c.offer1(ctx, "reoffer", sdp, ext)
+}
+
+// UpdateEarly is recorded as "update"; the test gives its result as
+// Reoffer's.
+func (c *fakeCall) UpdateEarly(ctx context.Context, sdp []byte, ext ...sipgw.Header) ([]byte, []sipgw.Header, error) {
+	return c.offer1(ctx, "update", sdp, ext)
+}
+
+func (c *fakeCall) offer1(ctx context.Context, name string, sdp []byte, ext []sipgw.Header) ([]byte, []sipgw.Header, error) {
+	c.record(op{name: name, sdp: string(sdp), ext: ext})
 	select {
 	case r := <-c.reoffers:
 		return r.answer, r.headers, r.err

@@ -16,19 +16,20 @@ import (
 type sipPhase uint8
 
 const (
-	outCalling   sipPhase = iota // outgoing: INVITE sent, no 2xx yet
-	outEarly                     // outgoing: a reliable 183 awaits the web caller's PRACK
-	outAnswered                  // outgoing: 2xx received, the web caller has not completed (no ACK)
-	outConfirmed                 // outgoing: ACK sent
-	inRinging                    // incoming: the web callees ring, SIP heard nothing yet
-	inRang                       // incoming: 180 or 183 sent
-	inAnswered                   // incoming: 2xx sent, no ACK yet
-	inConfirmed                  // incoming: ACK received
-	phaseOver                    // the web side is done with the call
+	outCalling     sipPhase = iota // outgoing: INVITE sent, no 2xx yet
+	outEarly                       // outgoing: a reliable 183 awaits the web caller's PRACK
+	outEarlyDialog                 // outgoing: the web caller PRACKed a reliable 183: its early dialog may take the caller's new offer (UPDATE)
+	outAnswered                    // outgoing: 2xx received, the web caller has not completed (no ACK)
+	outConfirmed                   // outgoing: ACK sent
+	inRinging                      // incoming: the web callees ring, SIP heard nothing yet
+	inRang                         // incoming: 180 or 183 sent
+	inAnswered                     // incoming: 2xx sent, no ACK yet
+	inConfirmed                    // incoming: ACK received
+	phaseOver                      // the web side is done with the call
 	numPhases
 )
 
-var phaseNames = [numPhases]string{"outCalling", "outEarly", "outAnswered", "outConfirmed",
+var phaseNames = [numPhases]string{"outCalling", "outEarly", "outEarlyDialog", "outAnswered", "outConfirmed",
 	"inRinging", "inRang", "inAnswered", "inConfirmed", "over"}
 
 func (p sipPhase) String() string { return phaseNames[p] }
@@ -118,6 +119,7 @@ const (
 	actRelayTransferProgress           // the status of the call our REFER made, to the web side
 	actRelayRemoteSDP                  // the peer's new description to the web side
 	actReoffer                         // the web side's offer as a re-INVITE
+	actEarlyOffer                      // the web caller's offer as an UPDATE in the early dialog
 	actNotEstablished                  // 491 to a web request that needs an answered call
 	actAnswerReoffer                   // the web side's answer to the re-INVITE
 	actRejectReoffer                   // the web side's refusal of the re-INVITE
@@ -139,7 +141,7 @@ const (
 var actionNames = [numActions]string{"none", "ended", "reofferGone", "reofferPending",
 	"relayProgress", "relayProgressPrack", "relayAnswer", "relayComplete", "relayReoffer",
 	"relayInfo", "relayRefer", "referGone", "referPending", "answerRefer", "rejectRefer", "referProgress",
-	"relayTransferProgress", "relayRemoteSDP", "reoffer", "notEstablished", "answerReoffer", "rejectReoffer",
+	"relayTransferProgress", "relayRemoteSDP", "reoffer", "earlyOffer", "notEstablished", "answerReoffer", "rejectReoffer",
 	"progress", "answer", "forkDeclines", "ack", "hangup", "forkLeaves", "prack", "prackLocal",
 	"dtmf", "transfer", "trickle", "bufferTrickle"}
 
@@ -162,12 +164,18 @@ func sipNext(p sipPhase, in sipInput, r sipRole) (next sipPhase, act sipAction) 
 		}
 		return p, actNone
 	}
-	calling := p == outCalling || p == outEarly
+	calling := p == outCalling || p == outEarly || p == outEarlyDialog
 	ringing := p == inRinging || p == inRang
+	// A provisional the caller does not PRACK leaves the early dialog it
+	// PRACKed as it was.
+	early := outCalling
+	if p == outEarlyDialog {
+		early = p
+	}
 	switch in {
 	case sipProgress:
 		if calling {
-			return outCalling, actRelayProgress
+			return early, actRelayProgress
 		}
 	case sipProgressPrack:
 		if calling {
@@ -175,7 +183,7 @@ func sipNext(p sipPhase, in sipInput, r sipRole) (next sipPhase, act sipAction) 
 		}
 	case sipProgressAuto:
 		if calling {
-			return outCalling, actRelayProgressPrack
+			return early, actRelayProgressPrack
 		}
 	case sipAnswered:
 		if calling {
@@ -223,8 +231,12 @@ func sipNext(p sipPhase, in sipInput, r sipRole) (next sipPhase, act sipAction) 
 			return p, actReferProgress
 		}
 	case frameOffer:
-		if r == byWeb && p.answered() {
+		switch {
+		case r == byWeb && p.answered():
 			return p, actReoffer
+		case r == byWeb && p == outEarlyDialog:
+			// RFC 3311 section 5.1: after the early offer/answer.
+			return p, actEarlyOffer
 		}
 		return p, actNotEstablished
 	case frameTransfer:
@@ -262,7 +274,7 @@ func sipNext(p sipPhase, in sipInput, r sipRole) (next sipPhase, act sipAction) 
 		}
 	case framePrack:
 		if r == byWeb && p == outEarly {
-			return outCalling, actPrack
+			return outEarlyDialog, actPrack
 		}
 		return p, actPrackLocal
 	case frameDTMF:
@@ -312,7 +324,7 @@ func mediaOf(act sipAction) mediaOp {
 		return mediaSIPOffer
 	case actProgress, actAnswer, actAnswerReoffer:
 		return mediaWebAnswer
-	case actReoffer:
+	case actReoffer, actEarlyOffer:
 		return mediaWebOffer
 	case actRelayRemoteSDP:
 		return mediaSIPReanswer

@@ -14,9 +14,9 @@ import (
 func TestSIPNext(t *testing.T) {
 	const same = numPhases
 	var (
-		calling  = []sipPhase{outCalling, outEarly}
+		calling  = []sipPhase{outCalling, outEarly, outEarlyDialog}
 		ringing  = []sipPhase{inRinging, inRang}
-		talking  = []sipPhase{outCalling, outEarly, outAnswered, outConfirmed, inAnswered, inConfirmed}
+		talking  = []sipPhase{outCalling, outEarly, outEarlyDialog, outAnswered, outConfirmed, inAnswered, inConfirmed}
 		answered = []sipPhase{outAnswered, outConfirmed, inAnswered, inConfirmed}
 		live     = append(append([]sipPhase(nil), talking...), ringing...)
 		all      = append(append([]sipPhase(nil), live...), phaseOver)
@@ -27,6 +27,7 @@ func TestSIPNext(t *testing.T) {
 		anyone   = []sipRole{byWeb, byFork, byOther}
 	)
 	notAnswered := []sipPhase{outCalling, outEarly, inRinging, inRang}
+	early := []sipPhase{outCalling, outEarly}
 	rows := []struct {
 		phases []sipPhase
 		in     sipInput
@@ -37,12 +38,14 @@ func TestSIPNext(t *testing.T) {
 		// From SIP.
 		{all, sipEnded, sip, phaseOver, actEnded},
 		{[]sipPhase{phaseOver}, sipReoffered, sip, same, actReofferGone},
-		{calling, sipProgress, sip, outCalling, actRelayProgress},
+		{early, sipProgress, sip, outCalling, actRelayProgress},
+		{[]sipPhase{outEarlyDialog}, sipProgress, sip, same, actRelayProgress},
 		{calling, sipProgressPrack, sip, outEarly, actRelayProgress},
-		{calling, sipProgressAuto, sip, outCalling, actRelayProgressPrack},
+		{early, sipProgressAuto, sip, outCalling, actRelayProgressPrack},
+		{[]sipPhase{outEarlyDialog}, sipProgressAuto, sip, same, actRelayProgressPrack},
 		{calling, sipAnswered, sip, outAnswered, actRelayAnswer},
 		{[]sipPhase{inAnswered}, sipConfirmed, sip, inConfirmed, actRelayComplete},
-		{[]sipPhase{outCalling, outEarly, outAnswered, outConfirmed, inConfirmed}, sipConfirmed, sip, same, actRelayComplete},
+		{[]sipPhase{outCalling, outEarly, outEarlyDialog, outAnswered, outConfirmed, inConfirmed}, sipConfirmed, sip, same, actRelayComplete},
 		{ringing, sipReoffered, sip, same, actReofferPending},
 		{talking, sipReoffered, sip, same, actRelayReoffer},
 		{talking, sipInfo, sip, same, actRelayInfo},
@@ -54,14 +57,15 @@ func TestSIPNext(t *testing.T) {
 		// From the web leg that talks with SIP.
 		{answered, frameOffer, web, same, actReoffer},
 		{notAnswered, frameOffer, web, same, actNotEstablished},
+		{[]sipPhase{outEarlyDialog}, frameOffer, web, same, actEarlyOffer},
 		{answered, frameTransfer, web, same, actTransfer},
-		{notAnswered, frameTransfer, web, same, actNotEstablished},
+		{append(notAnswered, outEarlyDialog), frameTransfer, web, same, actNotEstablished},
 		{live, frameAnswer, web, same, actAnswerReoffer},
 		{live, frameReject, web, same, actRejectReoffer},
 		{[]sipPhase{outAnswered}, frameComplete, web, outConfirmed, actAck},
 		{live, frameLeave, web, phaseOver, actHangup},
-		{[]sipPhase{outEarly}, framePrack, web, outCalling, actPrack},
-		{[]sipPhase{outCalling, outAnswered, outConfirmed, inRinging, inRang, inAnswered, inConfirmed}, framePrack, web, same, actPrackLocal},
+		{[]sipPhase{outEarly}, framePrack, web, outEarlyDialog, actPrack},
+		{[]sipPhase{outCalling, outEarlyDialog, outAnswered, outConfirmed, inRinging, inRang, inAnswered, inConfirmed}, framePrack, web, same, actPrackLocal},
 		{live, frameDTMF, web, same, actDTMF},
 		{live, frameTransferAnswer, web, same, actAnswerRefer},
 		{live, frameTransferReject, web, same, actRejectRefer},
@@ -206,6 +210,8 @@ func TestMediaOf(t *testing.T) {
 		{inConfirmed, frameAnswer, byWeb, mediaWebAnswer},
 		{outConfirmed, frameOffer, byWeb, mediaWebOffer},
 		{outCalling, frameOffer, byWeb, mediaNone},
+		{outEarlyDialog, frameOffer, byWeb, mediaWebOffer},
+		{outEarlyDialog, sipProgress, bySIP, mediaSIPAnswer},
 		{outConfirmed, frameTrickle, byWeb, mediaNone},
 	} {
 		_, act := sipNext(tc.p, tc.in, tc.r)

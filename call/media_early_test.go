@@ -1,0 +1,92 @@
+package call
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// pracked is reliableEarly with the browser's PRACK (no offer) answered:
+// the early offer/answer is complete, and the early dialog may take the
+// browser's new offer.
+func pracked(t *testing.T) (*env, *fakeEngine, *fakeEP, *fakeCall) {
+	t.Helper()
+	e, eng, a, fc, _ := reliableEarly(t)
+	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 2, corr: "c1"})
+	fc.expectOp(t, "prack") // without an offer the fake answers at once
+	a.expect(t, protocol.TypeResponse, protocol.ActionPrack)
+	return e, eng, a, fc
+}
+
+// TestMediaEarlyOffer: the browser's re-offer before the answer, once it
+// PRACKed a reliable 183 that answered its offer, goes to the phone as an
+// UPDATE in the early dialog (RFC 3311 section 5.1), through rtpengine
+// under the 183's To-tag; the UPDATE's 200 answers the re-offer, and a
+// 200 to the INVITE without SDP repeats that answer. A refusal (488, no
+// UPDATE in the phone's Allow) answers the re-offer with an error and the
+// call goes on; before the PRACK the re-offer is refused (491) as before.
+func TestMediaEarlyOffer(t *testing.T) {
+	hold := strings.Replace(webOffer, "a=sendrecv", "a=sendonly", 1)
+	reoffer := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 3, corr: "c2", p: protocol.CallPayload{SDP: hold}}
+	t.Run("offer and answer", func(t *testing.T) {
+		e, eng, a, fc := pracked(t)
+		e.send(a, reoffer)
+		if ro := eng.expect(t, "offer"); ro.ToTag != "fork-a" || ro.SDP != hold || ro.ICE != "remove" || ro.TransportProtocol != "RTP/AVP" {
+			t.Fatalf("early re-offer to rtpengine %+v", ro)
+		}
+		if o := fc.expectOp(t, "update"); o.sdp != relayed(hold) {
+			t.Fatalf("UPDATE toward SIP with %q", o.sdp)
+		}
+		answer := strings.Replace(sipAnswer, "a=sendrecv", "a=recvonly", 1)
+		fc.reoffers <- reofferResult{answer: []byte(answer)}
+		if ra := eng.expect(t, "answer"); ra.ToTag != "fork-a" || ra.SDP != answer || ra.ICE != "force" {
+			t.Fatalf("UPDATE's answer to rtpengine %+v", ra)
+		}
+		f := a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+		if f.Control.CorrelationID != "c2" || f.Header.ResponseCode != 200 || decodeSDP(t, f) != relayed(answer) {
+			t.Fatalf("re-offer's response on %q, code %d, SDP %q", f.Control.CorrelationID, f.Header.ResponseCode, decodeSDP(t, f))
+		}
+		fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, ToTag: "fork-a"})
+		answeredThenHangUp(t, e, eng, a, fc, answer)
+	})
+	for _, tc := range []struct {
+		name   string
+		err    error
+		code   int
+		reason string
+	}{
+		{"488", &sipgw.ResponseError{Code: 488, Reason: "Not Acceptable Here"}, 488, "Not Acceptable Here"},
+		{"491", sipgw.ErrGlare, 491, "Request Pending"},
+		{"UPDATE not allowed", sipgw.ErrUpdateNotAllowed, 405, "the callee does not allow UPDATE before the answer"},
+		{"answered meanwhile", sipgw.ErrCallState, 491, "no early dialog to update"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, eng, a, fc := pracked(t)
+			e.send(a, reoffer)
+			eng.expect(t, "offer")
+			fc.expectOp(t, "update")
+			fc.reoffers <- reofferResult{err: tc.err}
+			f := a.expect(t, protocol.TypeError, protocol.ActionStart)
+			if f.Control.CorrelationID != "c2" || f.Header.ErrorCode != tc.code || f.Header.Reason != tc.reason {
+				t.Fatalf("re-offer's error on %q: %d %q, want %d %q", f.Control.CorrelationID, f.Header.ErrorCode, f.Header.Reason, tc.code, tc.reason)
+			}
+			// The call goes on: its 200 brings the 183's answer.
+			fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, ToTag: "fork-a"})
+			answeredThenHangUp(t, e, eng, a, fc, sipAnswer)
+		})
+	}
+	t.Run("before the PRACK", func(t *testing.T) {
+		e, eng, a, fc, _ := reliableEarly(t)
+		e.send(a, reoffer)
+		if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 491 {
+			t.Fatalf("re-offer before the PRACK: %d, want 491", f.Header.ErrorCode)
+		}
+		// Nothing went to SIP or rtpengine before the hang-up.
+		e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 4})
+		fc.expectOp(t, "hangup")
+		eng.expect(t, "delete")
+		eng.idle(t, e)
+	})
+}

@@ -30,6 +30,7 @@ type Call struct {
 	reofferOut     string // our re-offer awaiting its answer
 	reofferIn      string // the peer's re-offer awaiting ours
 	earlyOfferIn   string // the peer's offer in the early dialog, until its complete
+	earlyMedia     bool   // outgoing: a provisional brought the peer's SDP: a re-offer may go before the answer
 	transferIn     string // the peer's transfer awaiting our response
 	transferReport string // the peer's transfer we accepted, until its final report
 	answerT        *time.Timer
@@ -110,11 +111,12 @@ func (k *Call) answerTimedOut(gen int, d time.Duration) {
 		return
 	}
 	c := k.c
-	if k.answered {
+	if k.answered || k.reofferOut != "" {
 		if k.reofferOut == "" {
 			return
 		}
 		k.reofferOut = ""
+		k.rearmEarly()
 		c.emit(Event{Kind: EventCall, Call: k, CallEvent: CallReOfferFailed, Code: protocol.CodeRequestTimeout, Reason: "no answer",
 			Err: c.timedOut(protocol.PackageCall, protocol.ActionStart, d)})
 		return
@@ -261,10 +263,14 @@ func (k *Call) Hangup(ctx context.Context, ext ...protocol.Ext) error {
 }
 
 // ReOffer sends a new offer on the established call (hold, resume, new
-// media, ICE restart). The answer arrives as CallReOfferAnswered.
+// media, ICE restart). The answer arrives as CallReOfferAnswered. An
+// outgoing call may re-offer before the answer once a provisional brought
+// early media: toward SIP after the Prack of a reliable 183, as an UPDATE
+// (docs/protocol.md §5.9); the gateway refuses it otherwise
+// (CallReOfferFailed, the call goes on).
 func (k *Call) ReOffer(ctx context.Context, sdp string, ext ...protocol.Ext) error {
 	return k.act(ctx, func() error {
-		if !k.answered || k.reofferOut != "" {
+		if !(k.answered || k.earlyMedia) || k.reofferOut != "" {
 			return ErrCallState
 		}
 		corr := k.c.nextCorr()
@@ -277,6 +283,14 @@ func (k *Call) ReOffer(ctx context.Context, sdp string, ext ...protocol.Ext) err
 		k.armAnswer(k.c.o.requestTimeout(protocol.PackageCall, protocol.ActionStart))
 		return nil
 	})
+}
+
+// rearmEarly: a re-offer before the answer took the start's answer timer;
+// the call waits for its answer again.
+func (k *Call) rearmEarly() {
+	if !k.answered && !k.incoming {
+		k.armAnswer(k.c.o.ProgressTimeout)
+	}
 }
 
 // Complete tells the peer its answer was applied (SIP ACK). Needed only
@@ -528,6 +542,7 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 		}
 		k.stopAnswer()
 		k.reofferOut = ""
+		k.rearmEarly()
 		ev.CallEvent = CallReOfferAnswered
 		if ev.Code == 0 {
 			ev.Code = protocol.CodeOK
@@ -550,6 +565,7 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 			}
 			if p.SDP != "" {
 				ev.CallEvent = CallEarlyMedia
+				k.earlyMedia = true
 			}
 			break
 		}
@@ -571,6 +587,7 @@ func (c *Client) onCallEvent(k *Call, f *protocol.Frame, p protocol.CallPayload)
 		if corr != "" && corr == k.reofferOut {
 			k.stopAnswer()
 			k.reofferOut = ""
+			k.rearmEarly()
 			ev.CallEvent = CallReOfferFailed
 			break
 		}

@@ -232,7 +232,12 @@ export class Call extends Emitter {
     this._terminate(CallState.ENDED, { reason: 'hung up', by: 'local' });
   }
 
-  /** Puts the call on hold (re-offer with sendonly). */
+  /**
+   * Puts the call on hold (re-offer with sendonly). Like every re-offer it
+   * needs an established call, or an outgoing one whose 183 with SDP was
+   * PRACKed (docs/protocol.md §5.9: an UPDATE in the early dialog toward
+   * SIP); it rejects with 405 otherwise.
+   */
   hold(opts = {}) {
     return this._setHold(true, opts);
   }
@@ -451,13 +456,31 @@ export class Call extends Emitter {
       pc.setRemoteDescription({ type: 'pranswer', sdp }).catch((err) => this.emit('error', err));
     }
     if (code !== 183) return;
+    this._earlySdp = sdp;
     if (this.options.manualPrack) {
       // The application PRACKs it (prack), with a new offer or without.
       this._prackDue = true;
       this.emit('provisional', { code, reason: h.reason, sdp });
       return;
     }
-    this.session._request({ type: 'request', pkg: 'call', action: 'prack', subsession: this.id }).catch(() => {});
+    this.session
+      ._request({ type: 'request', pkg: 'call', action: 'prack', subsession: this.id })
+      .then(() => this._pracked())
+      .catch(() => {});
+  }
+
+  /**
+   * The 183 is PRACKed: when it brought SDP, the early offer/answer is
+   * complete and the call may re-offer before the answer (docs/protocol.md
+   * §5.9: an UPDATE in the early dialog toward SIP).
+   */
+  _pracked() {
+    if (this._earlySdp) this._earlyDialog = true;
+  }
+
+  /** A re-offer may go now although the call is not answered. */
+  _earlyReofferAllowed() {
+    return this.direction === 'outgoing' && this.state === CallState.ALERTING && !!this._earlyDialog;
   }
 
   /**
@@ -479,7 +502,7 @@ export class Call extends Emitter {
     }
     this._prackDue = false;
     const request = (payload) => this.session._request({ type: 'request', pkg: 'call', action: 'prack', subsession: this.id, header, ...(payload && { payload }) });
-    if (!opts.offer) return request().then(() => {});
+    if (!opts.offer) return request().then(() => this._pracked());
     const run = this._serial(async () => {
       const pc = this.peerConnection;
       const early = pc?.signalingState === 'have-remote-pranswer' ? pc.remoteDescription?.sdp : undefined;
@@ -500,6 +523,7 @@ export class Call extends Emitter {
       await pc.setRemoteDescription({ type: 'answer', sdp: answer });
       this._remoteOrigin = originSessionId(answer);
       this._negotiated(pc);
+      this._pracked();
     });
     // The call's 200 waits for it: it repeats the prack's answer.
     this._prackOffer = run.catch(() => {});
@@ -509,6 +533,8 @@ export class Call extends Emitter {
   async _onFinalAnswer(resp) {
     const sdp = resp.payload?.sdp;
     await this._prackOffer;
+    // Likewise an early re-offer's: the 200 repeats its answer.
+    await this._earlyReoffer;
     const pc = this.peerConnection;
     if (!sdp) {
       this._fatal(new JsonRtcError(ErrorCode.NOT_ACCEPTABLE_HERE, 'the answer has no SDP'));
@@ -834,7 +860,17 @@ export class Call extends Emitter {
 
   async _reofferNow({ iceRestart = false, newPeerConnection = false, headers = {}, prepared = null }, attempt = 0) {
     if (this.ended) return;
-    if (this.state !== CallState.ESTABLISHED) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'the call is not established');
+    const early = this.state !== CallState.ESTABLISHED && this._earlyReofferAllowed();
+    if (this.state !== CallState.ESTABLISHED && !early) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'the call is not established');
+    if (early) {
+      let done;
+      this._earlyReoffer = new Promise((r) => (done = r));
+      try {
+        return await this._earlyReofferNow({ iceRestart, headers });
+      } finally {
+        done();
+      }
+    }
     let pc = this.peerConnection;
     if (prepared) {
       // Built while the session resumed (_warmUp): the offer is ready.
@@ -881,6 +917,37 @@ export class Call extends Emitter {
       }
       throw err;
     }
+  }
+
+  /**
+   * A re-offer before the answer, once a PRACKed 183 answered our offer
+   * (docs/protocol.md §5.9): that answer becomes final for the
+   * connection, as for an offer in the PRACK, and the new exchange runs on
+   * it. A refusal leaves the call as it was, ringing with early media.
+   */
+  async _earlyReofferNow({ iceRestart, headers }) {
+    const pc = this.peerConnection;
+    if (!pc) throw new JsonRtcError(ErrorCode.METHOD_NOT_ALLOWED, 'the call is not established');
+    if (pc.signalingState === 'have-remote-pranswer') {
+      const answer = pc.remoteDescription.sdp;
+      await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+      this._remoteOrigin = originSessionId(answer);
+    }
+    this._applyDirection(pc);
+    const sdp = await this._offer(pc, { iceRestart });
+    let resp;
+    try {
+      resp = await this.session._request({ type: 'request', pkg: 'call', action: 'start', subsession: this.id, header: headers, payload: { sdp } });
+    } catch (err) {
+      if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+      throw err;
+    }
+    if (this.ended) return;
+    const answer = resp.payload?.sdp;
+    if (!answer) throw new JsonRtcError(ErrorCode.NOT_ACCEPTABLE_HERE, 'the answer has no SDP');
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    this._remoteOrigin = originSessionId(answer);
+    this._negotiated(pc);
   }
 
   // ---- Session events -----------------------------------------------------

@@ -266,8 +266,10 @@ type Call struct {
 	// the callee and fails over no more (owner goroutine only).
 	hops       []nextHop
 	progressed bool
-	headers    []Header // incoming: the to_web extension headers of the INVITE
-	byeHeaders []Header // the to_web extension headers of the peer's BYE (mu)
+	// notAcceptable is DialOptions.NotAcceptable (owner goroutine only).
+	notAcceptable func(ctx context.Context, code int) []byte
+	headers       []Header // incoming: the to_web extension headers of the INVITE
+	byeHeaders    []Header // the to_web extension headers of the peer's BYE (mu)
 	// xform is the call's transformations, under the configuration it
 	// started with; set before the call is handed out.
 	xform *routing.Transform

@@ -45,6 +45,13 @@ type DialOptions struct {
 	// Replaces: the call takes over this dialog of the callee (an
 	// attended transfer's new call, RFC 3891); nil for none.
 	Replaces *Replaces
+	// NotAcceptable, when set, is asked once for another offer when the
+	// INVITE is refused for its media: 488 or 606 Not Acceptable, 415
+	// Unsupported Media Type. An offer it returns goes in the INVITE sent
+	// again (same Call-ID and From-tag, next CSeq, a new branch); nil
+	// lets the refusal end the call. It runs on the call's goroutine,
+	// before the call ends, with a context that ends with the INVITE's.
+	NotAcceptable func(ctx context.Context, code int) []byte
 }
 
 // Dial sends an INVITE and returns the call at once; responses arrive as
@@ -104,6 +111,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	}
 	c := g.newCall(Outgoing)
 	c.identity, c.local, c.remote, c.autoPrack, c.trickle = o.Identity, from, to, o.AutoPrack, o.Trickle
+	c.notAcceptable = o.NotAcceptable
 	c.xform = o.Route.Transform
 	c.hops = hops[1:]
 	c.prackCh = make(chan prackCmd)
@@ -275,7 +283,7 @@ func (c *Call) runOutgoing() {
 // peer's Min-SE. A 503, a 408 or no answer before any provisional beyond
 // 100 sends the INVITE to the trunk's next proxy (RFC 3263 section 4.3).
 func (c *Call) waitAnswer() error {
-	retried := false
+	retried, reoffered := false, false
 	for {
 		err := c.uac.WaitAnswer(c.inviteCtx, sipgo.AnswerOptions{
 			OnResponse: c.onResponse,
@@ -287,17 +295,26 @@ func (c *Call) waitAnswer() error {
 		failover := err != nil && c.inviteCtx.Err() == nil && !c.progressed && len(c.hops) > 0 &&
 			((isResponse && failsOver(dr.Res, nil)) || (!isResponse && failsOver(nil, err)))
 		minSE422 := !retried && isResponse && dr.Res.StatusCode == 422 && minSE(dr.Res) != 0
-		if !failover && !minSE422 {
+		var offer []byte
+		if !failover && !minSE422 && !reoffered && isResponse && c.notAcceptable != nil && mediaRefusal(dr.Res.StatusCode) {
+			reoffered = true
+			offer = c.notAcceptable(c.inviteCtx, dr.Res.StatusCode)
+		}
+		if !failover && !minSE422 && len(offer) == 0 {
 			return err
 		}
 		req := c.uac.InviteRequest.Clone()
 		req.RemoveHeader("Via")
 		req.CSeq().SeqNo++
-		if failover {
+		switch {
+		case len(offer) > 0:
+			req.SetBody(offer)
+			c.noteLocal(offer)
+		case failover:
 			c.g.rlog.Info("invite failover", "sipgw: INVITE failed over to the next proxy", "call", c.id, "err", err)
 			c.hops[0].set(req)
 			c.hops = c.hops[1:]
-		} else {
+		default:
 			retried = true
 			req.RemoveHeader("Session-Expires")
 			req.RemoveHeader("Min-SE")
@@ -505,3 +522,7 @@ func headerHasToken(m interface{ GetHeaders(string) []sip.Header }, name, token 
 	}
 	return false
 }
+
+// mediaRefusal: a final response that refuses the offer itself (RFC 3261
+// sections 21.4.26, 21.4.13, 21.6.4), which another offer may pass.
+func mediaRefusal(code int) bool { return code == 488 || code == 415 || code == 606 }

@@ -42,6 +42,7 @@ type Handler struct {
 	refused [numQueuedOps]atomic.Uint64
 	// mediaFailed counts rtpengine commands that failed (media.go).
 	mediaFailed atomic.Uint64
+	sdesRetries atomic.Uint64 // INVITEs offered again in SDES-SRTP (media.go)
 	// quality: what rtpengine received from each leg of anchored calls
 	// (metrics.go).
 	quality mediaQuality

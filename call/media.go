@@ -1,6 +1,7 @@
 package call
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -76,12 +77,35 @@ func (fl *farLeg) dialMedia(o *sipgw.DialOptions) bool {
 		return false
 	}
 	if s.Anchored() {
+		web := string(o.SDP)
 		o.SDP = []byte(sdp)
 		// The browser's ICE peer is rtpengine, not the phone: see
 		// webTrickle.
 		o.Trickle = false
+		o.NotAcceptable = func(ctx context.Context, code int) []byte { return fl.retrySDES(ctx, s, web, code) }
 	}
 	return true
+}
+
+// retrySDES is the offer of an INVITE sent again after the phone refused
+// the RTP/AVP one (488, 606, 415): SDES-SRTP on the same rtpengine call,
+// once, when the auto policy anchored it (docs/media.md, "SDES-SRTP
+// phones"); nil lets the refusal end the call. On the SIP call's
+// goroutine, before the call ends.
+func (fl *farLeg) retrySDES(ctx context.Context, s *rtpengine.Session, web string, code int) []byte {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout())
+	defer cancel()
+	out, ok, err := s.RetrySDES(ctx, web)
+	if !ok {
+		return nil
+	}
+	if err != nil {
+		fl.mediaFailed("SDES retry", err)
+		return nil
+	}
+	fl.h.sdesRetries.Add(1)
+	fl.log().Debug("INVITE refused: offered again in SDES-SRTP", "code", code)
+	return []byte(out)
 }
 
 // failDial ends an outgoing call that never reached SIP (rtpengine or

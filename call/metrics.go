@@ -30,6 +30,10 @@ var mediaFailedDesc = prometheus.NewDesc("jsonrtc_call_media_failed_total",
 	"rtpengine commands of SIP calls that failed (no answer, or an error): the call was refused or ended with 503, or a delete was left to rtpengine's timeout.",
 	nil, nil)
 
+var sdesRetriesDesc = prometheus.NewDesc("jsonrtc_call_sdes_retries_total",
+	"Browsers' INVITEs sent again in SDES-SRTP after the phone refused RTP/AVP (488, 606, 415) under the auto media policy.",
+	nil, nil)
+
 // mediaQuality holds what rtpengine counted on each leg of the calls it
 // anchored, observed once per leg at the call's delete (media.go).
 type mediaQuality struct {
@@ -95,6 +99,7 @@ type collector struct{ h *Handler }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- refusedDesc
 	ch <- mediaFailedDesc
+	ch <- sdesRetriesDesc
 	for _, v := range c.h.quality.vecs() {
 		v.Describe(ch)
 	}
@@ -106,6 +111,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			float64(c.h.refused[op].Load()), name)
 	}
 	ch <- prometheus.MustNewConstMetric(mediaFailedDesc, prometheus.CounterValue, float64(c.h.mediaFailed.Load()))
+	ch <- prometheus.MustNewConstMetric(sdesRetriesDesc, prometheus.CounterValue, float64(c.h.sdesRetries.Load()))
 	for _, v := range c.h.quality.vecs() {
 		v.Collect(ch)
 	}

@@ -110,8 +110,10 @@ type Session struct {
 	dir      Direction
 	anchored bool
 	// sdes: the SIP side speaks SDES-SRTP (RTP/SAVP with a=crypto), and
-	// offers toward it say so.
-	sdes bool
+	// offers toward it say so. Set once more by RetrySDES.
+	sdes atomic.Bool
+	// auto: anchored by the auto policy, which may retry toward SDES.
+	auto bool
 	// codecs change the offers toward SIP (media.codecs, a route's).
 	codecs Codecs
 	// m is the instance that holds the call (nil until its first offer
@@ -186,7 +188,11 @@ func sdesOffer(sdp string) bool {
 }
 
 func (a *Adapter) offer(ctx context.Context, dir Direction, keys Keys, sdp string, policy Policy, sdes bool, codecs Codecs) (*Session, string, error) {
-	s := &Session{a: a, dir: dir, keys: keys, anchored: a.anchor(policy, dir, sdp), sdes: sdes, codecs: codecs}
+	if policy == "" {
+		policy = a.policy
+	}
+	s := &Session{a: a, dir: dir, keys: keys, anchored: a.anchor(policy, dir, sdp), auto: policy == PolicyAuto, codecs: codecs}
+	s.sdes.Store(sdes)
 	if !s.anchored {
 		return s, sdp, nil
 	}
@@ -295,6 +301,27 @@ func (s *Session) AnswerTo(ctx context.Context, dir Direction, sdp string) (stri
 	s.turn(&r, dir)
 	r.SDP = sdp
 	return sdpOf(ctl.Answer(ctx, &r))
+}
+
+// RetrySDES passes the browser's first offer sdp toward SIP once more,
+// in SDES-SRTP (RTP/SAVP with rtpengine's a=crypto suites, as for a
+// media.sdes target), on the same call of the same instance: for a phone
+// that refused the RTP/AVP offer (488), whose INVITE is sent again with
+// the SDP returned. Every later offer toward it is SDES-SRTP too. ok is
+// false, and nothing is sent, unless the session is a browser's call
+// anchored by the auto policy and not SDES-SRTP already.
+func (s *Session) RetrySDES(ctx context.Context, sdp string) (out string, ok bool, err error) {
+	if !s.anchored || !s.auto || s.dir != WebToSIP || !s.sdes.CompareAndSwap(false, true) {
+		return "", false, nil
+	}
+	ctl, err := s.ctl()
+	if err != nil {
+		return "", true, err
+	}
+	r := s.flags(WebToSIP, false)
+	r.SDP = sdp
+	out, err = sdpOf(ctl.Offer(ctx, &r))
+	return out, true, err
 }
 
 // turn swaps the tags of r for a re-offer travelling in dir against the
@@ -419,7 +446,7 @@ func (s *Session) flags(dir Direction, answer bool) Request {
 	r := toWeb
 	if dir == WebToSIP {
 		r = toSIP
-		if s.sdes {
+		if s.sdes.Load() {
 			r.TransportProtocol, r.SDES = "RTP/SAVP", nil
 		}
 		if !answer {

@@ -238,3 +238,53 @@ func TestAdapterSDES(t *testing.T) {
 		}
 	}
 }
+
+// TestAdapterRetrySDES: a browser's call anchored by the auto policy
+// offers the phone SDES-SRTP once after a refusal, on the same call and
+// tags (RTP/SAVP, rtpengine's crypto), and so do its later offers; a
+// call anchored by always, or SDES already, does not retry.
+func TestAdapterRetrySDES(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		policy Policy
+		route  Route
+		retry  bool
+	}{
+		{"auto", PolicyAuto, Route{}, true},
+		{"a route's auto", PolicyAlways, Route{Policy: PolicyAuto}, true},
+		{"always", PolicyAlways, Route{}, false},
+		{"SDES already", PolicyAuto, Route{SDES: true}, false},
+	} {
+		f := newFakeNG(t, ok)
+		a, _ := NewAdapter(dialFake(t, f, nil), tc.policy)
+		s, _, err := a.OfferRoute(t.Context(), WebToSIP, Keys{CallID: "c", FromTag: "f"}, webrtcSDP, tc.route)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, retried, err := s.RetrySDES(t.Context(), webrtcSDP)
+		if err != nil || retried != tc.retry {
+			t.Fatalf("%s: RetrySDES %v %v, want %v", tc.name, retried, err, tc.retry)
+		}
+		if _, again, _ := s.RetrySDES(t.Context(), webrtcSDP); again {
+			t.Fatalf("%s: a second retry", tc.name)
+		}
+		if !tc.retry {
+			continue
+		}
+		if _, err := s.OfferFrom(t.Context(), WebToSIP, webrtcSDP); err != nil {
+			t.Fatal(err)
+		}
+		reqs := f.requests()
+		if len(reqs) != 3 {
+			t.Fatalf("%s: %d commands, want the offer, the retry and the re-offer", tc.name, len(reqs))
+		}
+		for i, r := range reqs[1:] {
+			if r["command"] != "offer" || r["call-id"] != "c" || r["from-tag"] != "f" || r["transport-protocol"] != "RTP/SAVP" || r["SDES"] != nil {
+				t.Errorf("%s: command %d after the refusal %v", tc.name, i+2, r)
+			}
+		}
+		if reqs[0]["transport-protocol"] != "RTP/AVP" {
+			t.Errorf("%s: first offer %v", tc.name, reqs[0]["transport-protocol"])
+		}
+	}
+}

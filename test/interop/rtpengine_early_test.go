@@ -32,3 +32,16 @@ func TestRTPEngineCallEarlyOffer(t *testing.T) {
 	webExpect(t, a, client.CallAnswered)
 	hangUpAnchored(t, w, eng, a, out, uas)
 }
+
+// TestRTPEngineCallRetrySDES: under the auto policy a Chrome offer reaches
+// a SIPp phone through Kamailio and a real rtpengine as RTP/AVP; the phone
+// refuses it (488) and gets the INVITE again as RTP/SAVP with rtpengine's
+// crypto on the same call (uas_rtpengine_488_sdes.xml checks both); its
+// SDES answer reaches the browser as WebRTC, and the hang-up leaves
+// nothing in rtpengine.
+func TestRTPEngineCallRetrySDES(t *testing.T) {
+	w, _, eng := startMediaGateway(t)
+	a, out, uas, _, ev := callPhone(t, w, "uas_rtpengine_488_sdes.xml")
+	has(t, "web answer", ev.SDP, webRTCLines, []string{" RTP/SAVP ", "a=crypto:"})
+	hangUpAnchored(t, w, eng, a, out, uas)
+}

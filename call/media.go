@@ -314,6 +314,9 @@ func (fl *farLeg) endPayload() json.RawMessage {
 	out := make([]protocol.MediaStats, 0, len(fl.endMedia))
 	for _, l := range fl.endMedia {
 		m := protocol.MediaStats{Side: string(l.Side), Packets: l.Packets, Bytes: l.Bytes, Errors: l.Errors}
+		if !l.At.IsZero() {
+			m.AsOf = l.At.UTC().Format("2006-01-02T15:04:05.000Z")
+		}
 		if q := l.Quality; q != nil {
 			m.Quality = &protocol.MediaQuality{MOS: q.MOS, JitterMS: ms(q.Jitter), LossPercent: q.Loss, Lost: q.CumulativeLoss, RTTMS: ms(q.RTT)}
 		}
@@ -369,11 +372,17 @@ func (fl *farLeg) mediaLost() {
 		return
 	}
 	fl.log().Debug("call ended: its media relay was lost")
+	// rtpengine is gone with its counters: what its last periodic query
+	// got (media.figures_interval) is all there is, marked as of then.
+	if fl.media != nil {
+		fl.endMedia = fl.media.LastFigures()
+		h.quality.observe(fl.endMedia)
+	}
 	switch w := fl.web(); {
 	case fl.out && !fl.phase.answered():
 		h.failCaller(c, protocol.CodeServiceUnavailable, lostReason)
 	case w != nil:
-		fl.shutdownWith(w, lostReason)
+		fl.shutdownWith(w, lostReason, fl.endPayload())
 	default:
 		fl.cancelLegs(nil)
 	}

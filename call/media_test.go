@@ -68,9 +68,12 @@ func (f *fakeEngine) do(name string, r *rtpengine.Request) (*rtpengine.Response,
 			f.first[r.CallID] = r.FromTag
 		}
 		f.live[r.CallID] = true
-	case "answer", "delete":
+	case "answer", "delete", "query":
 		if !f.live[r.CallID] {
 			return nil, &rtpengine.Error{Command: name, Reason: "Unknown call-id"}
+		}
+		if name == "query" {
+			return &rtpengine.Response{Result: "ok", Raw: deleteFigures(f.first[r.CallID], f.answered[r.CallID])}, nil
 		}
 		if name == "delete" {
 			delete(f.live, r.CallID)
@@ -618,12 +621,17 @@ func TestMediaReofferRightAfterOurs(t *testing.T) {
 }
 
 // newPooledMediaEnv is newMediaEnv with the fake in a pool that pings it
-// every second and loses its calls at the second failed ping.
-func newPooledMediaEnv(t *testing.T) (*env, *fakeEngine, *rtpengine.Pool) {
+// every second and loses its calls at the second failed ping; figures,
+// if given, is its FiguresInterval.
+func newPooledMediaEnv(t *testing.T, figures ...time.Duration) (*env, *fakeEngine, *rtpengine.Pool) {
 	t.Helper()
 	e := newEnv(t, time.Minute)
 	f := newFakeEngine()
-	p := rtpengine.NewPool([]rtpengine.Instance{{Addr: "fake", Ctl: f}}, &rtpengine.PoolOptions{Interval: time.Second, LostAfter: 2})
+	o := &rtpengine.PoolOptions{Interval: time.Second, LostAfter: 2}
+	for _, d := range figures {
+		o.FiguresInterval = d
+	}
+	p := rtpengine.NewPool([]rtpengine.Instance{{Addr: "fake", Ctl: f}}, o)
 	p.Start()
 	t.Cleanup(p.Close)
 	a, err := rtpengine.NewPoolAdapter(p, rtpengine.PolicyAlways)

@@ -1258,15 +1258,19 @@ func (fl *farLeg) failSIP(code int, reason string) {
 }
 
 // sendShutdown tells the web leg w that the call is over.
-func (fl *farLeg) sendShutdown(w *leg) { fl.shutdownWith(w, "") }
+func (fl *farLeg) sendShutdown(w *leg) { fl.shutdownWith(w, "", nil) }
 
-// shutdownWith is sendShutdown with a reason (docs/protocol.md §5.8).
-func (fl *farLeg) shutdownWith(w *leg, reason string) {
+// shutdownWith is sendShutdown with a reason (docs/protocol.md §5.8),
+// and the payload, if any.
+func (fl *farLeg) shutdownWith(w *leg, reason string, payload json.RawMessage) {
 	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
 	if !fl.out {
 		out.Header.Initiator, out.Header.Target = fl.remote, w.ep.Identity()
 	}
 	out.Header.Reason = reason
+	if payload != nil {
+		out.Payload = payload
+	}
 	fl.h.send(w, out, true)
 }
 

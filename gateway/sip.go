@@ -123,7 +123,7 @@ func (g *Gateway) newMedia() (*rtpengine.Adapter, error) {
 		g.rtp = append(g.rtp, c)
 		insts = append(insts, rtpengine.Instance{Addr: addr, Ctl: c, Weight: mc.Weight(addr)})
 	}
-	po := &rtpengine.PoolOptions{Interval: mc.PingInterval, LostAfter: mc.LostAfter, Logger: g.log.With("component", "rtpengine")}
+	po := &rtpengine.PoolOptions{Interval: mc.PingInterval, LostAfter: mc.LostAfter, FiguresInterval: mc.FiguresInterval, Logger: g.log.With("component", "rtpengine")}
 	if g.wal {
 		// A store that outlives the process: a ledger of the calls in
 		// rtpengine lets the next life delete what a crash left there.

@@ -30,6 +30,10 @@ type MediaStats struct {
 	Bytes   uint64        `json:"bytes"`
 	Errors  uint64        `json:"errors"`
 	Quality *MediaQuality `json:"quality,omitempty"`
+	// AsOf, when set, is when the relay last reported these figures
+	// (RFC 3339, UTC): the call's relay was lost, and they are not its
+	// final ones (docs/protocol.md §5.8).
+	AsOf string `json:"as_of,omitempty"`
 }
 
 // MediaQuality is the relay's verdict on a leg's media, from its

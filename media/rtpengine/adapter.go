@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Policy says when a call's media goes through rtpengine.
@@ -123,8 +124,9 @@ type Session struct {
 
 	mu     sync.Mutex // guards keys, lost, onLost; never held across a command
 	keys   Keys
-	lost   bool   // its instance was lost (Pool.lose)
-	onLost func() // run once if it is
+	lost   bool       // its instance was lost (Pool.lose)
+	onLost func()     // run once if it is
+	last   []LegStats // the last periodic query's figures (Pool.queryFigures)
 }
 
 // Anchored reports whether the session's media goes through rtpengine.
@@ -405,15 +407,43 @@ func (s *Session) Delete(ctx context.Context) ([]LegStats, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.legs(res.Raw), nil
+}
+
+// legs reads the figures of a query or delete answer, the browser's leg
+// first.
+func (s *Session) legs(raw map[string]any) []LegStats {
+	k := s.keysRequest()
 	// The browser's tag: ours as the caller's From-tag when it called,
 	// the answer's To-tag when SIP called it.
 	web := k.FromTag
 	if s.dir == SIPToWeb {
 		web = k.ToTag
 	}
-	legs := legStats(res.Raw, web)
+	legs := legStats(raw, web)
 	slices.SortFunc(legs, func(a, b LegStats) int { return strings.Compare(string(b.Side), string(a.Side)) })
-	return legs, nil
+	return legs
+}
+
+// keepFigures keeps the figures of a query answer taken at.
+func (s *Session) keepFigures(raw map[string]any, at time.Time) {
+	legs := s.legs(raw)
+	for i := range legs {
+		legs[i].At = at
+	}
+	s.mu.Lock()
+	s.last = legs
+	s.mu.Unlock()
+}
+
+// LastFigures returns the figures the pool's last periodic query of the
+// call got (PoolOptions.FiguresInterval), each with its At: what is
+// known of a call whose instance was lost, which Delete cannot ask.
+// None before the first query.
+func (s *Session) LastFigures() []LegStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.last)
 }
 
 // DeleteFork ends the media of the fork answered with toTag only (a fork

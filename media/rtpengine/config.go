@@ -45,6 +45,11 @@ type Config struct {
 	// the calls it holds are ended (default 2). The first failed ping
 	// only keeps new calls away: one lost datagram burst is not death.
 	LostAfter int `yaml:"lost_after"`
+	// FiguresInterval is how often each anchored call's figures are
+	// queried and kept (default 10s), so that a call whose instance is
+	// lost ends with the last ones (docs/media.md): one query per call
+	// per interval, after a good ping.
+	FiguresInterval time.Duration `yaml:"figures_interval"`
 	// SDES lists the SIP targets whose phones require SDES-SRTP
 	// (RTP/SAVP with a=crypto, RFC 4568): a browser's call to one is
 	// offered so (Adapter.OfferSDES). Phones that call with SDES need no
@@ -222,6 +227,9 @@ func (c Config) WithDefaults() Config {
 	if c.LostAfter == 0 {
 		c.LostAfter = 2
 	}
+	if c.FiguresInterval == 0 {
+		c.FiguresInterval = 10 * time.Second
+	}
 	return c
 }
 
@@ -285,6 +293,9 @@ func (c Config) Validate() error {
 	}
 	if c.PingInterval < 0 {
 		errs = append(errs, fmt.Errorf("media.ping_interval: %v is negative", c.PingInterval))
+	}
+	if c.FiguresInterval < 0 {
+		errs = append(errs, fmt.Errorf("media.figures_interval: %v is negative", c.FiguresInterval))
 	}
 	if err := c.Policy.Validate(); err != nil {
 		errs = append(errs, err)

@@ -22,6 +22,7 @@ func TestConfigValidate(t *testing.T) {
 		"media.rtpengine[0]":             {RTPEngine: []string{"nohostport"}},
 		"media.rtpengine[1]":             {RTPEngine: []string{"a:1", "a:1"}},
 		"media.ping_interval":            {PingInterval: -time.Second},
+		"media.figures_interval":         {FiguresInterval: -time.Second},
 		"media.policy":                   {Policy: "sometimes"},
 		"media.retransmit":               {Timeout: time.Second, Retransmit: 2 * time.Second},
 		"media.weights: b:1":             {RTPEngine: []string{"a:1"}, Weights: map[string]int{"b:1": 2}},

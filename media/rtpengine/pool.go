@@ -39,6 +39,13 @@ type PoolOptions struct {
 	// calls it holds are lost (default 2): their OnLost functions run.
 	// The first failure only keeps new calls away.
 	LostAfter int
+	// FiguresInterval is how often each call's figures are queried
+	// after a good ping of its instance (0: never), and kept: a lost
+	// instance's calls end with the last ones (Session.LastFigures). The
+	// cost is one query per call per interval, on the instance's ping
+	// goroutine; a round stops at the first query that gets no answer
+	// and lasts at most Interval, so the pings keep their pace.
+	FiguresInterval time.Duration
 	// Ledger, when set, is told of each call an instance takes and of
 	// its delete, for Sweep after a crash.
 	Ledger Ledger
@@ -84,6 +91,7 @@ type member struct {
 	// started is when the instance's process started, as its uptime
 	// last said (watch's own; zero until read).
 	started time.Time
+	queried time.Time // the last round of figures (watch's own)
 
 	mu       sync.Mutex // guards sessions and orphans, never held across a command
 	sessions map[*Session]struct{}
@@ -169,6 +177,7 @@ func (p *Pool) watch(ctx context.Context, m *member, pinged func()) {
 			m.fails = 0
 			p.checkRestart(ctx, m)
 			p.settle(ctx, m)
+			p.queryFigures(ctx, m)
 		}
 		select {
 		case <-ctx.Done():
@@ -287,6 +296,38 @@ func (p *Pool) checkRestart(ctx context.Context, m *member) {
 	p.opt.Logger.Warn("rtpengine instance restarted: the calls it forgot end", "addr", m.addr, "calls", len(ss), "forgotten", len(gone))
 	if len(gone) > 0 {
 		m.drop(gone)
+	}
+}
+
+// queryFigures queries the figures of m's calls when a round is due
+// (FiguresInterval) and keeps them in each Session, for the end of a call
+// whose instance is lost later. "Unknown call-id" (a call deleted in the
+// meantime) is skipped; no answer ends the round, as it lasts at most
+// Interval: the next ping tells whether m is going.
+func (p *Pool) queryFigures(ctx context.Context, m *member) {
+	if p.opt.FiguresInterval <= 0 || time.Since(m.queried) < p.opt.FiguresInterval {
+		return
+	}
+	m.queried = time.Now()
+	m.mu.Lock()
+	ss := make([]*Session, 0, len(m.sessions))
+	for s := range m.sessions {
+		ss = append(ss, s)
+	}
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, p.opt.Interval)
+	defer cancel()
+	for _, s := range ss {
+		k := s.keysRequest()
+		res, err := m.ctl.Query(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag})
+		var re *Error
+		switch {
+		case errors.As(err, &re):
+			continue
+		case err != nil:
+			return
+		}
+		s.keepFigures(res.Raw, time.Now())
 	}
 }
 

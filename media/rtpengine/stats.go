@@ -29,6 +29,10 @@ type LegStats struct {
 	// call with a browser that did DTLS-SRTP has it after the first
 	// reports (about 5 s, docs/media.md), two plain-RTP legs never do.
 	Quality *Quality
+	// At is when a periodic query took the figures: set on the last
+	// known figures of a call whose instance was lost
+	// (Session.LastFigures); zero on a delete's, which are final.
+	At time.Time
 }
 
 // Quality is rtpengine's "average MOS" of one SSRC.

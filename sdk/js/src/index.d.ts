@@ -17,6 +17,8 @@ export interface MediaFigures {
   errors: number;
   /** Absent when rtpengine had no RTCP reports for the leg. */
   quality?: { mos: number; jitter_ms: number; loss_percent: number; lost: number; rtt_ms: number };
+  /** When the relay last reported these (UTC, RFC 3339): its instance was lost, they are not final. */
+  as_of?: string;
 }
 
 export type CallStateName = 'new' | 'calling' | 'alerting' | 'ringing' | 'connecting' | 'established' | 'ended' | 'failed';

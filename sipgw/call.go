@@ -101,9 +101,12 @@ const (
 	// did not refresh in time (Code 408), or our refresh failed (Code
 	// its failure: 481, 408...). We sent BYE; Reason says which.
 	EndSessionExpired
+	// EndReleased: [Call.Release] handed the dialog over to another
+	// node; nothing went on the wire.
+	EndReleased
 )
 
-var endNames = [...]string{"", "rejected", "cancelled", "remote-bye", "local-bye", "timeout", "error", "shutdown", "session-expired"}
+var endNames = [...]string{"", "rejected", "cancelled", "remote-bye", "local-bye", "timeout", "error", "shutdown", "session-expired", "released"}
 
 func (e EndCause) String() string {
 	if int(e) < len(endNames) {
@@ -276,6 +279,17 @@ type Call struct {
 	early     []string
 	endForced *Event // owner goroutine only
 
+	// The dialog's replication (dialogstate.go, adopt.go): changedCh
+	// signals DialogChanged; c.mu guards the rest.
+	changedCh    chan struct{}
+	app          []byte
+	stSnap       sessionTimer // a copy of st for DialogState
+	remoteCSeq   uint32       // the highest CSeq of the peer's requests
+	localContact sip.Uri      // our Contact in the dialog
+	// adoptedEnd ends an adopted call's dialog (the peer's BYE): sipgo
+	// has no dialog session of its own for it (adopt.go).
+	adoptedEnd context.CancelFunc
+
 	respMu    sync.Mutex // serialises our responses to the INVITE (sipgo stores the last one)
 	retrans   sync.WaitGroup
 	finalCh   chan struct{} // closed once the INVITE's final response is decided
@@ -306,6 +320,8 @@ func (g *UserAgent) newCall(dir Direction) *Call {
 		done:    make(chan struct{}),
 		slot:    make(chan struct{}, 1),
 		finalCh: make(chan struct{}),
+
+		changedCh: make(chan struct{}, 1),
 	}
 	c.life, c.lifeCancel = context.WithCancel(context.Background())
 	return c
@@ -470,6 +486,7 @@ func (c *Call) request(ctx context.Context, req *sip.Request, ext []Header) (*si
 	c.g.track()
 	defer c.g.untrack()
 	tx, err := c.dialog().TransactionRequest(ctx, req)
+	c.changed() // the request took the next CSeq, whether it left or not
 	if err != nil {
 		return nil, err
 	}
@@ -854,6 +871,7 @@ func (r *Reoffer) finish(res *sip.Response, accepted func()) error {
 // once the re-INVITE is answered.
 func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	tx = c.ruled(req, tx)
+	c.notePeerCSeq(req)
 	c.mu.Lock()
 	switch {
 	case c.state != stateConfirmed && c.state != stateAnswered:
@@ -945,6 +963,7 @@ func (c *Call) handleAck(req *sip.Request) {
 // REFER and NOTIFY.
 func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	tx = c.ruled(req, tx)
+	c.notePeerCSeq(req)
 	c.mu.Lock()
 	early := c.state == stateInviting
 	c.mu.Unlock()
@@ -967,9 +986,13 @@ func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 			c.deliver(c.confirmAnswered)
 		}
 		var err error
-		if c.uac != nil {
+		switch {
+		case c.adoptedEnd != nil:
+			c.g.respond(tx, req, 200, "OK")
+			c.adoptedEnd()
+		case c.uac != nil:
 			err = c.uac.ReadBye(req, tx)
-		} else {
+		default:
 			err = c.uas.ReadBye(req, tx)
 		}
 		if err != nil {

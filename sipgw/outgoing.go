@@ -131,6 +131,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	snd.present(req)
 	ct := g.dialogContact(o.Identity, g.contactHeader("gw"))
 	req.AppendHeader(&ct)
+	c.localContact = ct.Address
 	req.AppendHeader(sip.NewHeader("Allow", g.allow))
 	g.setSupported(req, o.Offer100rel, o.Trickle)
 	if o.Trickle {
@@ -461,6 +462,7 @@ func (c *Call) Ack(ctx context.Context, sdp []byte) error {
 	c.state = stateConfirmed
 	pracked := c.pracked
 	c.mu.Unlock()
+	c.changed()
 	if !pracked && len(sdp) == 0 {
 		// sipgo's ACK also answers 2xx retransmissions.
 		return c.uac.Ack(ctx)

@@ -21,6 +21,7 @@ func (c *Call) noteLocal(sdp []byte) {
 	c.mu.Lock()
 	c.localSDP = sdp
 	c.mu.Unlock()
+	c.changed()
 }
 
 // noteRemote records sdp as the peer's description.
@@ -31,6 +32,7 @@ func (c *Call) noteRemote(sdp []byte) {
 	c.mu.Lock()
 	c.remoteSDP = sdp
 	c.mu.Unlock()
+	c.changed()
 }
 
 // answerLateOffer answers a re-INVITE without SDP with our current
@@ -78,6 +80,7 @@ func (c *Call) lateAnswer(body []byte) []byte {
 		return nil
 	}
 	c.remoteSDP = body
+	c.changed() // under c.mu: it never blocks
 	return body
 }
 

@@ -1,0 +1,340 @@
+package sipgw
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// adoptPeer is bob: a peer that answers every request 200, an INVITE
+// with its To-tag "far", its Contact, a Record-Route of itself (so the
+// dialog has a route set) and SDP; allow is its Allow ("" for none).
+func adoptPeer(t *testing.T, allow string) *fakeProxy {
+	t.Helper()
+	var port atomic.Int64
+	bob := newFakePeer(t, func(req *sip.Request) *sip.Response {
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		if req.Method != sip.INVITE {
+			return res
+		}
+		if !req.To().Params.Has("tag") {
+			res.To().Params.Add("tag", "far")
+			res.AppendHeader(sip.NewHeader("Record-Route", fmt.Sprintf("<sip:127.0.0.1:%d;lr>", port.Load())))
+		}
+		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: int(port.Load())}})
+		if allow != "" {
+			res.AppendHeader(sip.NewHeader("Allow", allow))
+		}
+		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		res.SetBody([]byte("v=0\r\no=bob 7 7 IN IP4 127.0.0.1\r\n"))
+		return res
+	})
+	port.Store(int64(bob.pc.LocalAddr().(*net.UDPAddr).Port))
+	return bob
+}
+
+// nextState waits for DialogChanged until the call's DialogState holds
+// what ok wants.
+func nextState(t *testing.T, c *Call, ok func(DialogState) bool) DialogState {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		if st, done := c.DialogState(); done && ok(st) {
+			return st
+		}
+		select {
+		case <-c.DialogChanged():
+		case <-timeout:
+			st, _ := c.DialogState()
+			t.Fatalf("dialog state not as wanted within 10s: %+v", st)
+		}
+	}
+}
+
+// viaStore passes st through JSON, as the store does.
+func viaStore(t *testing.T, st DialogState) DialogState {
+	t.Helper()
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out DialogState
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// handOver releases c on its user agent g, closes g as a node that is
+// gone, and adopts the state on a new user agent.
+func handOver(t *testing.T, g *UserAgent, c *Call, cfg Config) (*UserAgent, *Call, DialogState) {
+	t.Helper()
+	st, ok := c.Release()
+	if !ok {
+		t.Fatal("Release: no confirmed dialog")
+	}
+	for ev := range c.Events() {
+		if ev.Kind == EventEnded && ev.End != EndReleased {
+			t.Fatalf("released call ended %v", ev.End)
+		}
+	}
+	if err := g.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st = viaStore(t, st)
+	b := startWith(t, cfg, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cb, err := b.Adopt(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, cb, st
+}
+
+// checkInDialog checks that req belongs to the dialog of st as the
+// adopter sends it: tags, Call-ID, CSeq, the route set, its target and
+// the adopter's Contact.
+func checkInDialog(t *testing.T, req *sip.Request, st DialogState, cseq uint32, adopter *UserAgent) {
+	t.Helper()
+	if got := req.CallID().Value(); got != st.CallID {
+		t.Errorf("%s Call-ID %q, want %q", req.Method, got, st.CallID)
+	}
+	if tag, _ := req.From().Params.Get("tag"); tag != st.LocalTag {
+		t.Errorf("%s From-tag %q, want %q", req.Method, tag, st.LocalTag)
+	}
+	if tag, _ := req.To().Params.Get("tag"); tag != st.RemoteTag {
+		t.Errorf("%s To-tag %q, want %q", req.Method, tag, st.RemoteTag)
+	}
+	if got := req.CSeq().SeqNo; got != cseq {
+		t.Errorf("%s CSeq %d, want %d", req.Method, got, cseq)
+	}
+	var routes []string
+	for _, h := range req.GetHeaders("Route") {
+		routes = append(routes, h.Value())
+	}
+	if strings.Join(routes, ",") != strings.Join(st.RouteSet, ",") {
+		t.Errorf("%s Route %q, want the route set %q", req.Method, routes, st.RouteSet)
+	}
+	if got := req.Recipient.String(); got != st.RemoteTarget {
+		t.Errorf("%s Request-URI %s, want the remote target %s", req.Method, got, st.RemoteTarget)
+	}
+	if req.Method == sip.BYE {
+		return
+	}
+	_, port, _ := net.SplitHostPort(adopter.Addr("udp"))
+	if ct := req.Contact(); ct == nil || fmt.Sprint(ct.Address.Port) != port {
+		t.Errorf("%s Contact %v, want the adopter's port %s", req.Method, ct, port)
+	}
+}
+
+// TestAdoptOutgoing: a call A dialed, with a route set, is released by
+// A (A then closes, as a node that is gone) and adopted by B: the peer
+// gets B's target refresh, a re-INVITE (the peer allows no UPDATE) with
+// the dialog's next CSeq, its Route, B's Contact and A's last SDP with
+// the o= version bumped; the peer's INFO then reaches B's call, and B's
+// BYE the peer with the CSeq after the refresh's and the same route set.
+func TestAdoptOutgoing(t *testing.T) {
+	bob := adoptPeer(t, "")
+	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}
+	a := startWith(t, cfg, nil)
+	ctx := context.Background()
+	c, err := a.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := bob.next(t, sip.INVITE).CSeq().SeqNo
+	for ev := range c.Events() {
+		if ev.Kind == EventAnswered {
+			break
+		}
+	}
+	if err := c.Ack(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A request of A's moves the local CSeq the adopter goes on from.
+	if err := c.SendDTMF(ctx, "1", 0); err != nil {
+		t.Fatal(err)
+	}
+	bob.next(t, sip.INFO)
+	c.SetApp(json.RawMessage(`{"session":"s1","sub":"c1"}`))
+	want := nextState(t, c, func(s DialogState) bool { return s.LocalCSeq == first+1 && len(s.App) > 0 })
+	if want.Role != "uac" || want.RemoteTag != "far" || len(want.RouteSet) != 1 || want.RemoteSDP == "" {
+		t.Fatalf("state %+v", want)
+	}
+
+	b, cb, st := handOver(t, a, c, cfg)
+	re := bob.next(t, sip.INVITE)
+	checkInDialog(t, re, st, first+2, b)
+	if got := string(re.Body()); got != "v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\n" {
+		t.Errorf("refresh SDP %q, want A's last with the version bumped", got)
+	}
+	if cb.Direction() != Outgoing || cb.Keys().CallID != st.CallID {
+		t.Errorf("adopted call %v %+v", cb.Direction(), cb.Keys())
+	}
+	if got, _ := cb.DialogState(); string(got.App) != `{"session":"s1","sub":"c1"}` {
+		t.Errorf("adopted App %s", got.App)
+	}
+
+	from, to := "<sip:bob@example.com>;tag=far", "<sip:alice@example.com>;tag="+st.LocalTag
+	ruri := "sip:gw@" + b.Addr("udp")
+	res := bob.send(t, b.Addr("udp"), bob.rawRequest("INFO", ruri, from, to, st.CallID, 1,
+		"Content-Type: application/dtmf-relay\r\n", "Signal=5\r\nDuration=100\r\n"))
+	if res.StatusCode != 200 {
+		t.Fatalf("the peer's INFO to B answered %d", res.StatusCode)
+	}
+	ev := <-cb.Events()
+	if ev.Kind != EventInfo || ev.Digit != "5" {
+		t.Fatalf("B's first event %v %q, want the INFO's digit 5", ev.Kind, ev.Digit)
+	}
+	if err := cb.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkInDialog(t, bob.next(t, sip.BYE), st, first+3, b)
+	if s := b.Stats(); s.Calls != 0 || s.Dialogs != 0 {
+		t.Errorf("B after the BYE: %+v", s)
+	}
+}
+
+// TestAdoptIncoming: a call the peer made to A (A answered, the peer
+// ACKed) is adopted by B: the peer allows UPDATE, so B's target refresh
+// is an UPDATE without a body, From our tag, To the peer's, with the
+// CSeq after the INVITE's (A sent nothing) and the INVITE's
+// Record-Route as its Route; the peer's BYE then reaches B, which ends
+// the call as the peer's.
+func TestAdoptIncoming(t *testing.T) {
+	bob := adoptPeer(t, "")
+	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Registrar: bob.uri()}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	incoming := make(chan *Call, 1)
+	a.OnIncomingCall(func(c *Call) { incoming <- c })
+	ctx := context.Background()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close(ctx) })
+	if _, err := a.Register(ctx, "alice@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, token := a.identityInstance("alice@example.com")
+	ruri := "sip:" + token + "@" + a.Addr("udp")
+	from, to := "<sip:bob@example.com>;tag=near", "<sip:alice@example.com>"
+	rr := "<sip:" + bob.pc.LocalAddr().String() + ";lr>"
+	answered := make(chan *sip.Response, 1)
+	go func() {
+		answered <- bob.send(t, a.Addr("udp"), bob.rawRequest("INVITE", ruri, from, to, "adopt-in", 10,
+			"Record-Route: "+rr+"\r\nAllow: INVITE, ACK, BYE, INFO, UPDATE\r\nContent-Type: application/sdp\r\n",
+			"v=0\r\no=bob 3 3 IN IP4 127.0.0.1\r\n"))
+	}()
+	c := <-incoming
+	if err := c.Answer(ctx, []byte("v=0\r\no=alice 4 4 IN IP4 127.0.0.1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	ok := <-answered
+	if ok.StatusCode != 200 {
+		t.Fatalf("INVITE answered %d", ok.StatusCode)
+	}
+	tag, _ := ok.To().Params.Get("tag")
+	ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKack10\r\nMax-Forwards: 70\r\nFrom: %s\r\nTo: %s;tag=%s\r\n"+
+		"Call-ID: adopt-in\r\nCSeq: 10 ACK\r\nContent-Length: 0\r\n\r\n", ok.Contact().Address.String(), bob.pc.LocalAddr(), from, to, tag)
+	gw, err := net.ResolveUDPAddr("udp", a.Addr("udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.pc.WriteTo([]byte(ack), gw); err != nil {
+		t.Fatal(err)
+	}
+	for ev := range c.Events() {
+		if ev.Kind == EventConfirmed {
+			break
+		}
+	}
+	want := nextState(t, c, func(DialogState) bool { return true })
+	if want.Role != "uas" || want.LocalTag != tag || want.RemoteTag != "near" || want.RemoteCSeq != 10 ||
+		want.LocalCSeq != 10 || len(want.RouteSet) != 1 || want.RouteSet[0] != rr {
+		t.Fatalf("state %+v", want)
+	}
+
+	b, cb, st := handOver(t, a, c, cfg)
+	up := bob.next(t, sip.UPDATE)
+	checkInDialog(t, up, st, 11, b)
+	if len(up.Body()) != 0 {
+		t.Errorf("UPDATE refresh with a body %q", up.Body())
+	}
+	if cb.Direction() != Incoming {
+		t.Errorf("adopted call's direction %v", cb.Direction())
+	}
+
+	bto := to + ";tag=" + st.LocalTag
+	res := bob.send(t, b.Addr("udp"), bob.rawRequest("BYE", "sip:gw@"+b.Addr("udp"), from, bto, "adopt-in", 11, "", ""))
+	if res.StatusCode != 200 {
+		t.Fatalf("the peer's BYE to B answered %d", res.StatusCode)
+	}
+	var last Event
+	for ev := range cb.Events() {
+		last = ev
+	}
+	if last.End != EndRemoteBye {
+		t.Fatalf("adopted call ended %v, want the peer's BYE", last.End)
+	}
+	select {
+	case <-cb.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("adopted call not done")
+	}
+	if s := b.Stats(); s.Calls != 0 || s.Dialogs != 0 {
+		t.Errorf("B after the BYE: %+v", s)
+	}
+}
+
+func TestBumpOrigin(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"v=0\r\no=- 42 7 IN IP4 10.0.0.1\r\ns=-\r\n", "v=0\r\no=- 42 8 IN IP4 10.0.0.1\r\ns=-\r\n"},
+		{"v=0\no=a 1 18446744073709551614 IN IP6 ::1\n", "v=0\no=a 1 18446744073709551615 IN IP6 ::1\n"},
+		{"v=0\r\no=a 1 x IN IP4 1.2.3.4\r\n", "v=0\r\no=a 1 x IN IP4 1.2.3.4\r\n"}, // not a number: as it was
+		{"v=0\r\no=a 1\r\n", "v=0\r\no=a 1\r\n"},
+		{"v=0\r\n", "v=0\r\n"},
+	} {
+		if got := string(bumpOrigin([]byte(tc.in))); got != tc.want {
+			t.Errorf("bumpOrigin(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestAdoptRefusesBadState: a state Adopt cannot continue (another
+// version, no tags, a route sipgo could not parse, no SDP to offer) is
+// refused with ErrDialogState before anything goes on the wire.
+func TestAdoptRefusesBadState(t *testing.T) {
+	g := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com"}, nil)
+	good := DialogState{Version: DialogStateVersion, Role: "uac", CallID: "c", LocalTag: "l", RemoteTag: "r",
+		LocalURI: "sip:a@example.com", RemoteURI: "sip:b@example.com", RemoteTarget: "sip:b@127.0.0.1:9",
+		LocalCSeq: 1, LocalSDP: "v=0\r\n"}
+	for name, mod := range map[string]func(*DialogState){
+		"version": func(s *DialogState) { s.Version = 2 },
+		"role":    func(s *DialogState) { s.Role = "proxy" },
+		"tag":     func(s *DialogState) { s.RemoteTag = "" },
+		"target":  func(s *DialogState) { s.RemoteTarget = "not a uri" },
+		"route":   func(s *DialogState) { s.RouteSet = []string{"<"} },
+		"sdp":     func(s *DialogState) { s.LocalSDP = "" },
+	} {
+		st := good
+		mod(&st)
+		if _, err := g.Adopt(context.Background(), st, nil); !errors.Is(err, ErrDialogState) {
+			t.Errorf("%s: Adopt error %v, want ErrDialogState", name, err)
+		}
+	}
+	if s := g.Stats(); s.Calls != 0 || s.Dialogs != 0 || s.Transactions != 0 {
+		t.Errorf("after refused adoptions: %+v", s)
+	}
+}

@@ -338,3 +338,46 @@ func TestAdoptRefusesBadState(t *testing.T) {
 		t.Errorf("after refused adoptions: %+v", s)
 	}
 }
+
+// TestPeerTargetRefresh: a re-INVITE from the peer with a new Contact
+// (here a session refresh: its SDP unchanged, answered without the web
+// side) moves the dialog's remote target (RFC 3261 section 12.2.2): the
+// DialogState says so and our BYE goes there. Before, the target stayed
+// the 200's Contact for the whole call.
+func TestPeerTargetRefresh(t *testing.T) {
+	bob := adoptPeer(t, "")
+	g := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}, nil)
+	ctx := context.Background()
+	c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ev := range c.Events() {
+		if ev.Kind == EventAnswered {
+			break
+		}
+	}
+	if err := c.Ack(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	k := c.Keys()
+	moved := "sip:moved@" + bob.pc.LocalAddr().String()
+	body := "v=0\r\no=bob 7 7 IN IP4 127.0.0.1\r\n"
+	reinvite := fmt.Sprintf("INVITE sip:gw@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKmoved1\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:bob@example.com>;tag=far\r\nTo: <sip:alice@example.com>;tag=%s\r\nCall-ID: %s\r\nCSeq: 1 INVITE\r\n"+
+		"Contact: <%s>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		g.Addr("udp"), bob.pc.LocalAddr(), k.LocalTag, k.CallID, moved, len(body), body)
+	if res := bob.send(t, g.Addr("udp"), reinvite); res.StatusCode != 200 {
+		t.Fatalf("the peer's re-INVITE answered %d", res.StatusCode)
+	}
+	st := nextState(t, c, func(s DialogState) bool { return s.RemoteTarget == moved })
+	if st.RemoteCSeq != 1 {
+		t.Errorf("remote CSeq %d, want the re-INVITE's 1", st.RemoteCSeq)
+	}
+	if err := c.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if bye := bob.next(t, sip.BYE); bye.Recipient.String() != moved {
+		t.Errorf("BYE to %s, want the refreshed target %s", bye.Recipient.String(), moved)
+	}
+}

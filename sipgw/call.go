@@ -286,6 +286,7 @@ type Call struct {
 	stSnap       sessionTimer // a copy of st for DialogState
 	remoteCSeq   uint32       // the highest CSeq of the peer's requests
 	localContact sip.Uri      // our Contact in the dialog
+	target       *sip.Uri     // the remote target of the last target refresh; nil: none yet
 	// adoptedEnd ends an adopted call's dialog (the peer's BYE): sipgo
 	// has no dialog session of its own for it (adopt.go).
 	adoptedEnd context.CancelFunc
@@ -453,8 +454,19 @@ func (c *Call) dialog() dialogSession {
 	return c.uas
 }
 
-// remoteTarget is the peer's Contact, where in-dialog requests go.
+// remoteTarget is the peer's Contact, where in-dialog requests go: the
+// last target refresh's (noteTarget), else the dialog-creating message's.
 func (c *Call) remoteTarget() sip.Uri {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.remoteTargetLocked()
+}
+
+// remoteTargetLocked is remoteTarget with c.mu held.
+func (c *Call) remoteTargetLocked() sip.Uri {
+	if c.target != nil {
+		return *c.target.Clone()
+	}
 	if c.uac != nil {
 		if ct := c.uac.InviteResponse.Contact(); ct != nil {
 			return *ct.Address.Clone()
@@ -706,6 +718,7 @@ func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, ex
 	if !res.IsSuccess() {
 		return res, nil
 	}
+	c.noteTarget(res)
 	c.noteLocal(sdp)
 	c.noteRemote(res.Body())
 	ack := sip.NewRequest(sip.ACK, c.remoteTarget())
@@ -816,6 +829,7 @@ func (r *Reoffer) Accept(sdp []byte) error {
 	if err := r.finish(res, func() { r.accepted, r.timer = true, st }); err != nil {
 		return err
 	}
+	r.c.noteTarget(r.req)
 	r.c.noteRemote(r.req.Body())
 	r.c.noteLocal(sdp)
 	return nil

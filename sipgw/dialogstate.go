@@ -164,7 +164,7 @@ func (c *Call) DialogState() (DialogState, bool) {
 	}
 	s.CallID = inv.CallID().Value()
 	s.Transport = inv.Transport()
-	target, contact := c.remoteTarget(), c.localContact
+	target, contact := c.remoteTargetLocked(), c.localContact
 	s.RemoteTarget, s.LocalContact = target.String(), contact.String()
 	for _, h := range allowFrom.GetHeaders("Allow") {
 		for _, m := range strings.Split(h.Value(), ",") {
@@ -196,4 +196,19 @@ func (c *Call) notePeerCSeq(req *sip.Request) {
 	if higher {
 		c.changed()
 	}
+}
+
+// noteTarget takes the Contact of m as the dialog's remote target: m is
+// a target refresh we accepted with a 2xx, or the 2xx to ours (RFC 3261
+// section 12.2.1.2 and 12.2.2, RFC 6141 section 3.3: a refused one
+// changes nothing).
+func (c *Call) noteTarget(m interface{ Contact() *sip.ContactHeader }) {
+	ct := m.Contact()
+	if ct == nil {
+		return
+	}
+	c.mu.Lock()
+	c.target = ct.Address.Clone()
+	c.mu.Unlock()
+	c.changed()
 }

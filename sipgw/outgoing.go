@@ -243,6 +243,8 @@ func (c *Call) runOutgoing() {
 	cancelled := c.inviteCtx.Err() != nil
 	if !cancelled {
 		c.state = stateAnswered
+		// The 2xx's Contact is the target now, not an early UPDATE's.
+		c.target = nil
 	}
 	c.mu.Unlock()
 	if cancelled {

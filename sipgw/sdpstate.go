@@ -61,6 +61,7 @@ func (c *Call) answerLateOffer(req *sip.Request, tx sip.ServerTransaction) bool 
 		c.g.log.Debug("sipgw: answer to a re-INVITE without SDP failed", "call", c.id, "err", err)
 		return true
 	}
+	c.noteTarget(req)
 	c.deliver(func() { c.armTimer(st) })
 	return true
 }

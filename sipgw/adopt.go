@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -89,7 +90,7 @@ func (g *UserAgent) Adopt(ctx context.Context, st DialogState, o *AdoptOptions) 
 		c.loop(dctx)
 	})
 	g.rlog.Info("adopted call", "sipgw: adopted a dialog", "call", c.id, "identity", c.identity, "role", st.Role)
-	next, err := c.refresh(ctx, sessionTimer{interval: st.SessionExpires, weRefresh: st.WeRefresh})
+	next, err := c.refresh(ctx, c.stSnap)
 	if err != nil {
 		code := ResponseCode(err)
 		c.deliver(func() {
@@ -149,6 +150,9 @@ func (g *UserAgent) rebuild(st DialogState) (*Call, string, error) {
 			return nil, "", bad("route %q: %v", r, err)
 		}
 	}
+	if st.SessionExpires < 0 {
+		return nil, "", bad("session_expires %d", st.SessionExpires)
+	}
 	if len(st.LocalSDP) == 0 {
 		// A re-INVITE refresh offers it again; none: no session yet.
 		return nil, "", bad("no local SDP")
@@ -206,7 +210,7 @@ func (g *UserAgent) rebuild(st DialogState) (*Call, string, error) {
 		}
 		c.peerInfo[p] = true
 	}
-	c.stSnap = sessionTimer{interval: st.SessionExpires, weRefresh: st.WeRefresh}
+	c.stSnap = sessionTimer{interval: time.Duration(st.SessionExpires) * time.Second, weRefresh: st.WeRefresh}
 	c.localContact = ct.Address
 	c.app = st.App
 	return c, id, nil

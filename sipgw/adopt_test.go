@@ -16,7 +16,8 @@ import (
 
 // adoptPeer is bob: a peer that answers every request 200, an INVITE
 // with its To-tag "far", its Contact, a Record-Route of itself (so the
-// dialog has a route set) and SDP; allow is its Allow ("" for none).
+// dialog has a route set), the Session-Expires it was asked for, and
+// SDP; allow is its Allow ("" for none).
 func adoptPeer(t *testing.T, allow string) *fakeProxy {
 	t.Helper()
 	var port atomic.Int64
@@ -32,6 +33,11 @@ func adoptPeer(t *testing.T, allow string) *fakeProxy {
 		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: int(port.Load())}})
 		if allow != "" {
 			res.AppendHeader(sip.NewHeader("Allow", allow))
+		}
+		if se := req.GetHeader("Session-Expires"); se != nil {
+			// The caller refreshes (RFC 4028 section 9).
+			res.AppendHeader(sip.NewHeader("Session-Expires", se.Value()))
+			res.AppendHeader(sip.NewHeader("Require", "timer"))
 		}
 		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 		res.SetBody([]byte("v=0\r\no=bob 7 7 IN IP4 127.0.0.1\r\n"))
@@ -140,7 +146,8 @@ func checkInDialog(t *testing.T, req *sip.Request, st DialogState, cseq uint32, 
 // A (A then closes, as a node that is gone) and adopted by B: the peer
 // gets B's target refresh, a re-INVITE (the peer allows no UPDATE) with
 // the dialog's next CSeq, its Route, B's Contact and A's last SDP with
-// the o= version bumped; the peer's INFO then reaches B's call, and B's
+// the o= version bumped, and the session timer A had; the peer's INFO
+// then reaches B's call, and B's
 // BYE the peer with the CSeq after the refresh's and the same route set.
 func TestAdoptOutgoing(t *testing.T) {
 	bob := adoptPeer(t, "")
@@ -167,13 +174,17 @@ func TestAdoptOutgoing(t *testing.T) {
 	bob.next(t, sip.INFO)
 	c.SetApp(json.RawMessage(`{"session":"s1","sub":"c1"}`))
 	want := nextState(t, c, func(s DialogState) bool { return s.LocalCSeq == first+1 && len(s.App) > 0 })
-	if want.Role != "uac" || want.RemoteTag != "far" || len(want.RouteSet) != 1 || want.RemoteSDP == "" {
+	if want.Role != "uac" || want.RemoteTag != "far" || len(want.RouteSet) != 1 || want.RemoteSDP == "" ||
+		want.SessionExpires != 1800 || !want.WeRefresh {
 		t.Fatalf("state %+v", want)
 	}
 
 	b, cb, st := handOver(t, a, c, cfg)
 	re := bob.next(t, sip.INVITE)
 	checkInDialog(t, re, st, first+2, b)
+	if se := re.GetHeader("Session-Expires"); se == nil || se.Value() != "1800;refresher=uac" {
+		t.Errorf("refresh Session-Expires %v, want the dialog's 1800 with us refreshing", se)
+	}
 	if got := string(re.Body()); got != "v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\n" {
 		t.Errorf("refresh SDP %q, want A's last with the version bumped", got)
 	}
@@ -208,8 +219,8 @@ func TestAdoptOutgoing(t *testing.T) {
 // ACKed) is adopted by B: the peer allows UPDATE, so B's target refresh
 // is an UPDATE without a body, From our tag, To the peer's, with the
 // CSeq after the INVITE's (A sent nothing) and the INVITE's
-// Record-Route as its Route; the peer's BYE then reaches B, which ends
-// the call as the peer's.
+// Record-Route as its Route. B then goes as A did and C adopts B's
+// state: the peer's BYE reaches C, which ends the call as the peer's.
 func TestAdoptIncoming(t *testing.T) {
 	bob := adoptPeer(t, "")
 	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Registrar: bob.uri()}
@@ -276,25 +287,34 @@ func TestAdoptIncoming(t *testing.T) {
 		t.Errorf("adopted call's direction %v", cb.Direction())
 	}
 
+	// B goes too: C adopts what B wrote (its Contact, its refresh's
+	// CSeq), with the same route set and roles.
+	st2 := nextState(t, cb, func(s DialogState) bool { return s.LocalCSeq == 11 })
+	if st2.Role != "uas" || strings.Join(st2.RouteSet, ",") != strings.Join(st.RouteSet, ",") || st2.RemoteTarget != st.RemoteTarget {
+		t.Fatalf("B's state %+v, want A's dialog", st2)
+	}
+	c3, cc, st3 := handOver(t, b, cb, cfg)
+	checkInDialog(t, bob.next(t, sip.UPDATE), st3, 12, c3)
+
 	bto := to + ";tag=" + st.LocalTag
-	res := bob.send(t, b.Addr("udp"), bob.rawRequest("BYE", "sip:gw@"+b.Addr("udp"), from, bto, "adopt-in", 11, "", ""))
+	res := bob.send(t, c3.Addr("udp"), bob.rawRequest("BYE", "sip:gw@"+c3.Addr("udp"), from, bto, "adopt-in", 11, "", ""))
 	if res.StatusCode != 200 {
-		t.Fatalf("the peer's BYE to B answered %d", res.StatusCode)
+		t.Fatalf("the peer's BYE to C answered %d", res.StatusCode)
 	}
 	var last Event
-	for ev := range cb.Events() {
+	for ev := range cc.Events() {
 		last = ev
 	}
 	if last.End != EndRemoteBye {
 		t.Fatalf("adopted call ended %v, want the peer's BYE", last.End)
 	}
 	select {
-	case <-cb.Done():
+	case <-cc.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("adopted call not done")
 	}
-	if s := b.Stats(); s.Calls != 0 || s.Dialogs != 0 {
-		t.Errorf("B after the BYE: %+v", s)
+	if s := c3.Stats(); s.Calls != 0 || s.Dialogs != 0 {
+		t.Errorf("C after the BYE: %+v", s)
 	}
 }
 

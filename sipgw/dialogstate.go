@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -69,10 +68,11 @@ type DialogState struct {
 	// LocalSDP and RemoteSDP: the descriptions we and the peer sent last.
 	LocalSDP  string `json:"local_sdp,omitempty"`
 	RemoteSDP string `json:"remote_sdp,omitempty"`
-	// SessionExpires is the negotiated session timer interval (RFC
-	// 4028), 0 for none; WeRefresh says whether we are its refresher.
-	SessionExpires time.Duration `json:"session_expires,omitempty"`
-	WeRefresh      bool          `json:"we_refresh,omitempty"`
+	// SessionExpires is the negotiated session timer interval in
+	// seconds (RFC 4028: Session-Expires), 0 for none; WeRefresh says
+	// whether we are its refresher.
+	SessionExpires int  `json:"session_expires,omitempty"`
+	WeRefresh      bool `json:"we_refresh,omitempty"`
 	// ViaBranch is the branch of the peer's INVITE (uas only): a part
 	// of the dialog keys a media relay knows the call by (DialogKeys).
 	ViaBranch string `json:"via_branch,omitempty"`
@@ -125,7 +125,7 @@ func (c *Call) DialogState() (DialogState, bool) {
 		OfferPending:   c.reinviteIn || c.reinviteOut,
 		LocalSDP:       string(c.localSDP),
 		RemoteSDP:      string(c.remoteSDP),
-		SessionExpires: c.stSnap.interval,
+		SessionExpires: secs(c.stSnap.interval),
 		WeRefresh:      c.stSnap.weRefresh,
 		RemoteCSeq:     c.remoteCSeq,
 		ViaBranch:      c.keys.ViaBranch,

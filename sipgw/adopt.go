@@ -38,9 +38,12 @@ import (
 // takeover time (the dead node's lease, docs/cluster.md) plus one round
 // trip of the refresh. A request of the old node that the state written
 // last does not show (its CSeq) is not known to the adopter: its next
-// request reuses the CSeq, which the peer refuses (500, RFC 3261
-// section 12.2.2), so the record is written before a request leaves
-// where it matters (the call handler's rule, docs/protocol.md §4.6).
+// request would reuse the CSeq, which the peer refuses (500, RFC 3261
+// section 12.2.2); Call.SetWriteAhead lets the record be written before
+// each request leaves (docs/protocol.md §4.6). An offer/answer exchange
+// under way at the old node's end is lost with its transaction (the
+// state has the last completed one): the peer that sent a 2xx waits for
+// an ACK that never comes and ends the dialog (RFC 3261 section 13.3.1.4).
 
 // ErrDialogState: a DialogState Adopt cannot use (another version, a
 // missing or malformed field).
@@ -51,6 +54,9 @@ type AdoptOptions struct {
 	// Transform is the call's header rules (its Route's), as Dial takes
 	// them; nil: none.
 	Transform *routing.Transform
+	// WriteAhead is the call's [Call.SetWriteAhead] function from the
+	// start: the target refresh's CSeq is written ahead too.
+	WriteAhead func(DialogState)
 }
 
 // Adopt continues on this user agent the confirmed dialog st, which
@@ -78,7 +84,7 @@ func (g *UserAgent) Adopt(ctx context.Context, st DialogState, o *AdoptOptions) 
 	if err != nil {
 		return nil, err
 	}
-	c.xform = opts.Transform
+	c.xform, c.ahead = opts.Transform, opts.WriteAhead
 	if err := g.addCall(c); err != nil {
 		return nil, err
 	}

@@ -83,6 +83,12 @@ func viaStore(t *testing.T, st DialogState) DialogState {
 // gone, and adopts the state on a new user agent.
 func handOver(t *testing.T, g *UserAgent, c *Call, cfg Config) (*UserAgent, *Call, DialogState) {
 	t.Helper()
+	return handOverWith(t, g, c, cfg, nil)
+}
+
+// handOverWith is handOver with the adopter's options.
+func handOverWith(t *testing.T, g *UserAgent, c *Call, cfg Config, o *AdoptOptions) (*UserAgent, *Call, DialogState) {
+	t.Helper()
 	st, ok := c.Release()
 	if !ok {
 		t.Fatal("Release: no confirmed dialog")
@@ -99,7 +105,7 @@ func handOver(t *testing.T, g *UserAgent, c *Call, cfg Config) (*UserAgent, *Cal
 	b := startWith(t, cfg, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cb, err := b.Adopt(ctx, st, nil)
+	cb, err := b.Adopt(ctx, st, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,11 +173,23 @@ func TestAdoptOutgoing(t *testing.T) {
 	if err := c.Ack(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	// A request of A's moves the local CSeq the adopter goes on from.
+	// A request of A's moves the local CSeq the adopter goes on from;
+	// its state is handed over before the request leaves.
+	type ahead struct {
+		cseq   uint32
+		queued int // requests the peer had got by then
+	}
+	aheads := make(chan ahead, 4)
+	c.SetWriteAhead(func(s DialogState) { aheads <- ahead{s.LocalCSeq, len(bob.got)} })
 	if err := c.SendDTMF(ctx, "1", 0); err != nil {
 		t.Fatal(err)
 	}
-	bob.next(t, sip.INFO)
+	if info := bob.next(t, sip.INFO); info.CSeq().SeqNo != first+1 {
+		t.Fatalf("INFO CSeq %d, want %d", info.CSeq().SeqNo, first+1)
+	}
+	if a := <-aheads; a.cseq != first+1 || a.queued != 0 {
+		t.Fatalf("written ahead: CSeq %d with %d requests at the peer, want %d before the INFO left", a.cseq, a.queued, first+1)
+	}
 	c.SetApp(json.RawMessage(`{"session":"s1","sub":"c1"}`))
 	want := nextState(t, c, func(s DialogState) bool { return s.LocalCSeq == first+1 && len(s.App) > 0 })
 	if want.Role != "uac" || want.RemoteTag != "far" || len(want.RouteSet) != 1 || want.RemoteSDP == "" ||
@@ -179,9 +197,13 @@ func TestAdoptOutgoing(t *testing.T) {
 		t.Fatalf("state %+v", want)
 	}
 
-	b, cb, st := handOver(t, a, c, cfg)
+	var refreshAhead atomic.Uint32
+	b, cb, st := handOverWith(t, a, c, cfg, &AdoptOptions{WriteAhead: func(s DialogState) { refreshAhead.Store(s.LocalCSeq) }})
 	re := bob.next(t, sip.INVITE)
 	checkInDialog(t, re, st, first+2, b)
+	if got := refreshAhead.Load(); got != first+2 {
+		t.Errorf("the refresh's state written ahead with CSeq %d, want %d", got, first+2)
+	}
 	if se := re.GetHeader("Session-Expires"); se == nil || se.Value() != "1800;refresher=uac" {
 		t.Errorf("refresh Session-Expires %v, want the dialog's 1800 with us refreshing", se)
 	}

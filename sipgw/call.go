@@ -287,6 +287,7 @@ type Call struct {
 	remoteCSeq   uint32       // the highest CSeq of the peer's requests
 	localContact sip.Uri      // our Contact in the dialog
 	target       *sip.Uri     // the remote target of the last target refresh; nil: none yet
+	ahead        func(DialogState)
 	// adoptedEnd ends an adopted call's dialog (the peer's BYE): sipgo
 	// has no dialog session of its own for it (adopt.go).
 	adoptedEnd context.CancelFunc
@@ -497,6 +498,7 @@ func (c *Call) request(ctx context.Context, req *sip.Request, ext []Header) (*si
 	}
 	c.g.track()
 	defer c.g.untrack()
+	c.writeAhead()
 	tx, err := c.dialog().TransactionRequest(ctx, req)
 	c.changed() // the request took the next CSeq, whether it left or not
 	if err != nil {

@@ -97,6 +97,38 @@ func (c *Call) changed() {
 	}
 }
 
+// SetWriteAhead sets f, called on the goroutine about to send one of
+// the call's in-dialog requests in its confirmed dialog, before the
+// request leaves, with the state the request makes (LocalCSeq is its
+// CSeq): the request waits for f to return, so that a record written
+// there is in the store before the peer can see the CSeq (the durability
+// rule of docs/protocol.md §4.6). The other changes (SDPs, the timer, the
+// peer's CSeq) are not written ahead: read them at DialogChanged. nil
+// removes it. f must not call the call's methods but DialogState.
+func (c *Call) SetWriteAhead(f func(DialogState)) {
+	c.mu.Lock()
+	c.ahead = f
+	c.mu.Unlock()
+}
+
+// writeAhead hands the SetWriteAhead function the state of the request
+// about to leave: the next CSeq (the caller holds the request slot, so
+// no other request takes it meanwhile).
+func (c *Call) writeAhead() {
+	c.mu.Lock()
+	f := c.ahead
+	c.mu.Unlock()
+	if f == nil {
+		return
+	}
+	st, ok := c.DialogState()
+	if !ok {
+		return
+	}
+	st.LocalCSeq++
+	f(st)
+}
+
 // SetApp sets the opaque record DialogState carries for the caller
 // (its JSON), which an adopting node gets back in the adopted call's
 // DialogState. It signals DialogChanged.

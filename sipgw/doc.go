@@ -54,7 +54,8 @@
 //     to do for a peer without trickle-ice, is the call handler's job.
 //   - another node (adopt.go, dialogstate.go; docs/cluster.md "SIP
 //     dialogs"): [Call.DialogState] snapshots a confirmed dialog at each
-//     [Call.DialogChanged]; [UserAgent.Adopt] continues it on this user
+//     [Call.DialogChanged] ([Call.SetWriteAhead]: before each request
+//     leaves); [UserAgent.Adopt] continues it on this user
 //     agent with a target refresh carrying our Contact; [Call.Release]
 //     lets a call go without a word on the wire.
 //

@@ -43,6 +43,9 @@ func TestAdoptedDialogBye(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ev := expect(t, cb, sipgw.EventInfo); ev.Digit != "7" {
+		t.Fatalf("B's INFO event: digit %q, want SIPp's 7", ev.Digit)
+	}
 	if ev := ended(t, cb); ev.End != sipgw.EndRemoteBye {
 		t.Fatalf("B's call ended %v %d, want SIPp's BYE", ev.End, ev.Code)
 	}

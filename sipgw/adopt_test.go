@@ -18,7 +18,7 @@ import (
 // with its To-tag "far", its Contact, a Record-Route of itself (so the
 // dialog has a route set), the Session-Expires it was asked for, and
 // SDP; allow is its Allow ("" for none).
-func adoptPeer(t *testing.T, allow string) *fakeProxy {
+func adoptPeer(t testing.TB, allow string) *fakeProxy {
 	t.Helper()
 	var port atomic.Int64
 	bob := newFakePeer(t, func(req *sip.Request) *sip.Response {
@@ -422,4 +422,48 @@ func TestPeerTargetRefresh(t *testing.T) {
 	if bye := bob.next(t, sip.BYE); bye.Recipient.String() != moved {
 		t.Errorf("BYE to %s, want the refreshed target %s", bye.Recipient.String(), moved)
 	}
+}
+
+// BenchmarkDialogState: the snapshot taken at every DialogChanged, and
+// its JSON for the store.
+func BenchmarkDialogState(b *testing.B) {
+	bob := adoptPeer(b, "")
+	g, err := New(Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := g.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close(ctx)
+	c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\n")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for ev := range c.Events() {
+		if ev.Kind == EventAnswered {
+			break
+		}
+	}
+	if err := c.Ack(ctx, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("snapshot", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := c.DialogState(); !ok {
+				b.Fatal("no state")
+			}
+		}
+	})
+	b.Run("json", func(b *testing.B) {
+		b.ReportAllocs()
+		st, _ := c.DialogState()
+		for b.Loop() {
+			if _, err := json.Marshal(st); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -141,8 +141,9 @@ func (c *Call) SetApp(app json.RawMessage) {
 
 // DialogState returns a snapshot of the call's dialog; false before the
 // dialog is confirmed (an unanswered call is not continued elsewhere:
-// its INVITE transaction cannot be) and after it ended. It costs a few
-// small allocations, no I/O: take it at every DialogChanged.
+// its INVITE transaction cannot be) and after it ended. It costs about
+// 3 µs and 36 small allocations (the URIs formatted, the SDPs copied),
+// no I/O (BenchmarkDialogState): take it at every DialogChanged.
 func (c *Call) DialogState() (DialogState, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -24,53 +24,18 @@ func TestAdoptedDialogBye(t *testing.T) {
 	uas := startSipp(t, "uas_adopted.xml", "")
 	c := dial(t, a, uas.Port, sipgw.DialOptions{})
 	answeredAcked(t, c)
-	st, ok := c.Release()
-	if !ok {
-		t.Fatal("Release: no confirmed dialog")
-	}
-	if ev := ended(t, c); ev.End != sipgw.EndReleased {
-		t.Fatalf("A's call ended %v, want released", ev.End)
-	}
-	if err := a.Close(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	if len(st.RouteSet) != 1 || !strings.Contains(st.RouteSet[0], k.Addr) {
-		t.Fatalf("route set %q, want Kamailio's Record-Route", st.RouteSet)
-	}
+	st := release(t, k, a, c, "uac")
 
-	b := newGateway(t, k, nil)
-	cb, err := b.Adopt(ctxT(t), st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, cb := adopt(t, k, st)
 	if ev := expect(t, cb, sipgw.EventInfo); ev.Digit != "7" {
 		t.Fatalf("B's INFO event: digit %q, want SIPp's 7", ev.Digit)
 	}
-	if ev := ended(t, cb); ev.End != sipgw.EndRemoteBye {
-		t.Fatalf("B's call ended %v %d, want SIPp's BYE", ev.End, ev.Code)
-	}
-	uas.expectSuccess(t)
-	assertIdle(t, b)
-
-	log, err := readLog(uas.Dir, "*messages.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The second INVITE SIPp received, and what follows it: B's target
-	// refresh.
-	if strings.Count(log, "INVITE sip:") < 2 {
-		t.Fatalf("fewer than two INVITEs in SIPp's log, want the call's and the refresh:\n%s", log)
-	}
-	re := oneMessage(log[strings.LastIndex(log, "INVITE sip:"):])
-	_, bport, _ := net.SplitHostPort(b.Addr("udp"))
+	re := hungUp(t, k, b, cb, uas, st, "INVITE")
 	o := strings.Fields(regexp.MustCompile(`o=.*`).FindString(st.LocalSDP))
 	v, _ := strconv.ParseUint(o[2], 10, 64)
 	o[2] = strconv.FormatUint(v+1, 10)
-	for _, want := range []string{"Contact: <sip:gw@127.0.0.1:" + bport, "Call-ID: " + st.CallID,
-		"CSeq: " + strconv.FormatUint(uint64(st.LocalCSeq)+1, 10) + " INVITE", "tag=" + st.LocalTag, strings.Join(o, " ")} {
-		if !strings.Contains(re, want) {
-			t.Errorf("refresh re-INVITE lacks %q:\n%s", want, re)
-		}
+	if want := strings.Join(o, " "); !strings.Contains(re, want) {
+		t.Errorf("refresh re-INVITE lacks %q:\n%s", want, re)
 	}
 }
 
@@ -88,45 +53,75 @@ func TestAdoptedIncomingDialog(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, c, sipgw.EventConfirmed)
+	st := release(t, k, a, c, "uas")
+	b, cb := adopt(t, k, st)
+	if up := hungUp(t, k, b, cb, uac, st, "UPDATE"); strings.Contains(up, "Content-Type") {
+		t.Errorf("refresh UPDATE with a body:\n%s", up)
+	}
+}
+
+// release has gateway a let its call c go and stops a, as a node that
+// is gone, and returns the call's dialog state: of the role, with
+// Kamailio's Record-Route as its route set.
+func release(t *testing.T, k *Kamailio, a *sipgw.UserAgent, c *sipgw.Call, role string) sipgw.DialogState {
+	t.Helper()
 	st, ok := c.Release()
 	if !ok {
 		t.Fatal("Release: no confirmed dialog")
 	}
+	if ev := ended(t, c); ev.End != sipgw.EndReleased {
+		t.Fatalf("A's call ended %v, want released", ev.End)
+	}
 	if err := a.Close(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	if st.Role != "uas" || len(st.RouteSet) != 1 || !strings.Contains(st.RouteSet[0], k.Addr) {
-		t.Fatalf("state %+v, want the UAS side with Kamailio's Record-Route", st)
+	if st.Role != role || len(st.RouteSet) != 1 || !strings.Contains(st.RouteSet[0], k.Addr) {
+		t.Fatalf("state %+v, want the %s side with Kamailio's Record-Route", st, role)
 	}
+	return st
+}
 
+// adopt starts gateway B at k and adopts st there.
+func adopt(t *testing.T, k *Kamailio, st sipgw.DialogState) (*sipgw.UserAgent, *sipgw.Call) {
+	t.Helper()
 	b := newGateway(t, k, nil)
 	cb, err := b.Adopt(ctxT(t), st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b, cb
+}
+
+// hungUp waits for SIPp's BYE to end the adopted call cb on b and for
+// the scenario to pass, and returns B's target refresh (method) as SIPp
+// got it, checked: B's Contact, the dialog's Call-ID, our tag, the
+// CSeq after the state's, through Kamailio (the route set).
+func hungUp(t *testing.T, k *Kamailio, b *sipgw.UserAgent, cb *sipgw.Call, s *Sipp, st sipgw.DialogState, method string) string {
+	t.Helper()
 	if ev := ended(t, cb); ev.End != sipgw.EndRemoteBye {
 		t.Fatalf("B's call ended %v %d, want SIPp's BYE", ev.End, ev.Code)
 	}
-	uac.expectSuccess(t)
+	s.expectSuccess(t)
 	assertIdle(t, b)
-
-	log, err := readLog(uac.Dir, "*messages.log")
+	log, err := readLog(s.Dir, "*messages.log")
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := strings.Index(log, "UPDATE sip:")
+	// The last one SIPp got: the first INVITE is the call's.
+	i := strings.LastIndex(log, method+" sip:")
 	if i < 0 {
-		t.Fatalf("no UPDATE in SIPp's log:\n%s", log)
+		t.Fatalf("no %s in SIPp's log:\n%s", method, log)
 	}
-	up := oneMessage(log[i:])
+	msg := oneMessage(log[i:])
 	_, bport, _ := net.SplitHostPort(b.Addr("udp"))
 	for _, want := range []string{"Contact: <sip:gw@127.0.0.1:" + bport, "Call-ID: " + st.CallID,
-		"CSeq: " + strconv.FormatUint(uint64(st.LocalCSeq)+1, 10) + " UPDATE", "tag=" + st.LocalTag,
-		"Via: SIP/2.0/UDP " + k.Addr} { // through Kamailio: the route set
-		if !strings.Contains(up, want) {
-			t.Errorf("refresh UPDATE lacks %q:\n%s", want, up)
+		"CSeq: " + strconv.FormatUint(uint64(st.LocalCSeq)+1, 10) + " " + method, "tag=" + st.LocalTag,
+		"Via: SIP/2.0/UDP " + k.Addr} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("refresh %s lacks %q:\n%s", method, want, msg)
 		}
 	}
+	return msg
 }
 
 // oneMessage cuts a SIPp -trace_msg log that starts at a message to that

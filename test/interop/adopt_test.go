@@ -14,9 +14,10 @@ import (
 // record-routes the INVITE; A releases the call and stops (a node that
 // is gone) and gateway B, on another port, adopts the dialog's state.
 // B's target refresh (a re-INVITE: SIPp allows no UPDATE) goes through
-// Kamailio's route with B's Contact; SIPp sends its BYE to that Contact
-// through the route set, Kamailio relays it to B, and B's call ends as
-// the peer's BYE. On the wire, at SIPp: the re-INVITE carries B's
+// Kamailio's route with B's Contact; SIPp sends an INFO (a DTMF digit)
+// and its BYE to that Contact through the route set, Kamailio relays
+// them to B, and B's call reports the digit and ends as the peer's BYE.
+// On the wire, at SIPp: the re-INVITE carries B's
 // Contact, the dialog's next CSeq and the o= version bumped.
 func TestAdoptedDialogBye(t *testing.T) {
 	k := startKamailio(t)

@@ -17,12 +17,16 @@ import (
 // adoptPeer is bob: a peer that answers every request 200, an INVITE
 // with its To-tag "far", its Contact, a Record-Route of itself (so the
 // dialog has a route set), the Session-Expires it was asked for, and
-// SDP; allow is its Allow ("" for none).
-func adoptPeer(t testing.TB, allow string) *fakeProxy {
+// SDP; allow is its Allow ("" for none); refresh, when not 0, is its
+// answer to a target refresh (an in-dialog INVITE or UPDATE).
+func adoptPeer(t testing.TB, allow string, refresh int) *fakeProxy {
 	t.Helper()
 	var port atomic.Int64
 	bob := newFakePeer(t, func(req *sip.Request) *sip.Response {
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		if refresh != 0 && req.To().Params.Has("tag") && (req.Method == sip.INVITE || req.Method == sip.UPDATE) {
+			return sip.NewResponseFromRequest(req, refresh, "Refresh", nil)
+		}
 		if req.Method != sip.INVITE {
 			return res
 		}
@@ -156,23 +160,11 @@ func checkInDialog(t *testing.T, req *sip.Request, st DialogState, cseq uint32, 
 // then reaches B's call, and B's
 // BYE the peer with the CSeq after the refresh's and the same route set.
 func TestAdoptOutgoing(t *testing.T) {
-	bob := adoptPeer(t, "")
+	bob := adoptPeer(t, "", 0)
 	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}
-	a := startWith(t, cfg, nil)
+	a, c := upCall(t, cfg)
 	ctx := context.Background()
-	c, err := a.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\n")})
-	if err != nil {
-		t.Fatal(err)
-	}
 	first := bob.next(t, sip.INVITE).CSeq().SeqNo
-	for ev := range c.Events() {
-		if ev.Kind == EventAnswered {
-			break
-		}
-	}
-	if err := c.Ack(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
 	// A request of A's moves the local CSeq the adopter goes on from;
 	// its state is handed over before the request leaves.
 	type ahead struct {
@@ -244,7 +236,7 @@ func TestAdoptOutgoing(t *testing.T) {
 // Record-Route as its Route. B then goes as A did and C adopts B's
 // state: the peer's BYE reaches C, which ends the call as the peer's.
 func TestAdoptIncoming(t *testing.T) {
-	bob := adoptPeer(t, "")
+	bob := adoptPeer(t, "", 0)
 	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Registrar: bob.uri()}
 	a, err := New(cfg, nil)
 	if err != nil {
@@ -387,21 +379,9 @@ func TestAdoptRefusesBadState(t *testing.T) {
 // DialogState says so and our BYE goes there. Before, the target stayed
 // the 200's Contact for the whole call.
 func TestPeerTargetRefresh(t *testing.T) {
-	bob := adoptPeer(t, "")
-	g := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}, nil)
+	bob := adoptPeer(t, "", 0)
+	g, c := upCall(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()})
 	ctx := context.Background()
-	c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\n")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for ev := range c.Events() {
-		if ev.Kind == EventAnswered {
-			break
-		}
-	}
-	if err := c.Ack(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
 	k := c.Keys()
 	moved := "sip:moved@" + bob.pc.LocalAddr().String()
 	body := "v=0\r\no=bob 7 7 IN IP4 127.0.0.1\r\n"
@@ -427,28 +407,8 @@ func TestPeerTargetRefresh(t *testing.T) {
 // BenchmarkDialogState: the snapshot taken at every DialogChanged, and
 // its JSON for the store.
 func BenchmarkDialogState(b *testing.B) {
-	bob := adoptPeer(b, "")
-	g, err := New(Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := g.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer g.Close(ctx)
-	c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\n")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	for ev := range c.Events() {
-		if ev.Kind == EventAnswered {
-			break
-		}
-	}
-	if err := c.Ack(ctx, nil); err != nil {
-		b.Fatal(err)
-	}
+	bob := adoptPeer(b, "", 0)
+	_, c := upCall(b, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()})
 	b.Run("snapshot", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -466,4 +426,47 @@ func BenchmarkDialogState(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestAdoptDialogGone: the peer answers the target refresh 481 (it ended
+// the dialog in the gap, its BYE lost with the old node): Adopt fails
+// with the 481, sends no BYE into a dialog that is not there, and keeps
+// nothing.
+func TestAdoptDialogGone(t *testing.T) {
+	bob := adoptPeer(t, "", 481)
+	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}
+	a, c := upCall(t, cfg)
+	ctx := context.Background()
+	bob.next(t, sip.INVITE)
+	st, ok := c.Release()
+	if !ok {
+		t.Fatal("Release: no confirmed dialog")
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := startWith(t, cfg, nil)
+	cb, err := b.Adopt(ctx, viaStore(t, st), nil)
+	if cb != nil || ResponseCode(err) != 481 {
+		t.Fatalf("Adopt: %v, %v; want no call and the 481", cb, err)
+	}
+	bob.next(t, sip.INVITE)
+	// What the peer got after the refresh: nothing but its ACK, which
+	// it does not report; a BYE would be here by the time B is idle.
+	if s := b.Stats(); s.Calls != 0 || s.Dialogs != 0 || s.Transactions != 0 {
+		t.Errorf("B after the failed adoption: %+v", s)
+	}
+	select {
+	case r := <-bob.got:
+		t.Errorf("the peer got %s after the 481", r.Method)
+	default:
+	}
+}
+
+// upCall starts a user agent with cfg and returns it with its call from
+// alice to bob, answered and ACKed.
+func upCall(tb testing.TB, cfg Config) (*UserAgent, *Call) {
+	tb.Helper()
+	g := startWith(tb, cfg, nil)
+	return g, dialAnswered(tb, g, "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\n")
 }

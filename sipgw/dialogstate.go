@@ -162,7 +162,7 @@ func (c *Call) DialogState() (DialogState, bool) {
 		WeRefresh:      c.stSnap.weRefresh,
 		RemoteCSeq:     c.remoteCSeq,
 		ViaBranch:      c.keys.ViaBranch,
-		App:            c.app,
+		App:            slices.Clone(c.app), // the caller's to change
 	}
 	for p := range c.peerInfo {
 		s.PeerInfo = append(s.PeerInfo, p)

@@ -69,9 +69,13 @@ type AdoptOptions struct {
 // in-dialog requests come here as the call's events, and the call's
 // requests (Hangup's BYE) go with the dialog's next CSeq and its route
 // set. The call's first event is whatever the peer sends next; it
-// starts confirmed. When the refresh fails (481: the dialog is gone;
-// 408: no answer) the call is ended with a BYE, and the error says why
-// (ResponseCode reads its code). ctx bounds the refresh.
+// starts confirmed. When the refresh fails, the call is ended, with a
+// BYE (which may wait 64*T1 for its answer) unless the answer was 481
+// (the dialog is gone), and the error says why (ResponseCode reads its
+// code: the failure's, 408 for no answer). A 491 (the peer's own
+// re-INVITE crossed it) is retried once, a 422 once with the peer's
+// Min-SE, and a refused UPDATE becomes a re-INVITE, as in a session
+// refresh (timer.go). ctx bounds the refresh.
 func (g *UserAgent) Adopt(ctx context.Context, st DialogState, o *AdoptOptions) (*Call, error) {
 	if g.ctx == nil {
 		return nil, ErrClosed
@@ -85,18 +89,21 @@ func (g *UserAgent) Adopt(ctx context.Context, st DialogState, o *AdoptOptions) 
 		return nil, err
 	}
 	c.xform, c.ahead = opts.Transform, opts.WriteAhead
+	// Set before the dialog can be found: the peer's BYE reads it.
+	dctx, end := context.WithCancel(context.Background())
+	c.adoptedEnd = end
+	timer := c.stSnap // the owner's from now on
 	if err := g.addCall(c); err != nil {
+		end()
 		return nil, err
 	}
 	g.setDialog(id, c)
-	dctx, end := context.WithCancel(context.Background())
-	c.adoptedEnd = end
 	g.wg.Go(func() {
 		defer end()
 		c.loop(dctx)
 	})
 	g.rlog.Info("adopted call", "sipgw: adopted a dialog", "call", c.id, "identity", c.identity, "role", st.Role)
-	next, err := c.refresh(ctx, c.stSnap)
+	next, err := c.refresh(ctx, timer)
 	if err != nil {
 		code := ResponseCode(err)
 		c.deliver(func() {

@@ -156,9 +156,10 @@ func checkInDialog(t *testing.T, req *sip.Request, st DialogState, cseq uint32, 
 // A (A then closes, as a node that is gone) and adopted by B: the peer
 // gets B's target refresh, a re-INVITE (the peer allows no UPDATE) with
 // the dialog's next CSeq, its Route, B's Contact and A's last SDP with
-// the o= version bumped, and the session timer A had; the peer's INFO
-// then reaches B's call, and B's
-// BYE the peer with the CSeq after the refresh's and the same route set.
+// the o= version bumped, and the session timer A had; the peer's
+// re-INVITE with a new offer (answered by B's web side) and its INFO
+// then reach B's call, and B's BYE the peer with the CSeq after the
+// refresh's and the same route set.
 func TestAdoptOutgoing(t *testing.T) {
 	bob := adoptPeer(t, "", 0)
 	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}
@@ -211,14 +212,46 @@ func TestAdoptOutgoing(t *testing.T) {
 
 	from, to := "<sip:bob@example.com>;tag=far", "<sip:alice@example.com>;tag="+st.LocalTag
 	ruri := "sip:gw@" + b.Addr("udp")
-	res := bob.send(t, b.Addr("udp"), bob.rawRequest("INFO", ruri, from, to, st.CallID, 1,
+	// The peer's re-INVITE with a new offer reaches B's web side, whose
+	// answer is the 200; its ACK confirms.
+	answered := make(chan *sip.Response, 1)
+	go func() {
+		answered <- bob.send(t, b.Addr("udp"), bob.rawRequest("INVITE", ruri, from, to, st.CallID, 1,
+			"Content-Type: application/sdp\r\n", "v=0\r\no=bob 7 8 IN IP4 127.0.0.1\r\n"))
+	}()
+	ev := <-cb.Events()
+	if ev.Kind != EventReoffer || string(ev.SDP) != "v=0\r\no=bob 7 8 IN IP4 127.0.0.1\r\n" {
+		t.Fatalf("B's first event %v %q, want the peer's re-offer", ev.Kind, ev.SDP)
+	}
+	if err := ev.Reoffer.Accept([]byte("v=0\r\no=alice 1 3 IN IP4 127.0.0.1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-answered; res.StatusCode != 200 || string(res.Body()) != "v=0\r\no=alice 1 3 IN IP4 127.0.0.1\r\n" {
+		t.Fatalf("the peer's re-INVITE to B answered %d %q", res.StatusCode, res.Body())
+	}
+	ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKreack\r\nMax-Forwards: 70\r\nFrom: %s\r\nTo: %s\r\n"+
+		"Call-ID: %s\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n", ruri, bob.pc.LocalAddr(), from, to, st.CallID)
+	bgw, err := net.ResolveUDPAddr("udp", b.Addr("udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.pc.WriteTo([]byte(ack), bgw); err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-cb.Events(); ev.Kind != EventConfirmed {
+		t.Fatalf("B's event after the ACK %v, want confirmed", ev.Kind)
+	}
+	res := bob.send(t, b.Addr("udp"), bob.rawRequest("INFO", ruri, from, to, st.CallID, 2,
 		"Content-Type: application/dtmf-relay\r\n", "Signal=5\r\nDuration=100\r\n"))
 	if res.StatusCode != 200 {
 		t.Fatalf("the peer's INFO to B answered %d", res.StatusCode)
 	}
-	ev := <-cb.Events()
-	if ev.Kind != EventInfo || ev.Digit != "5" {
-		t.Fatalf("B's first event %v %q, want the INFO's digit 5", ev.Kind, ev.Digit)
+	if ev := <-cb.Events(); ev.Kind != EventInfo || ev.Digit != "5" {
+		t.Fatalf("B's event %v %q, want the INFO's digit 5", ev.Kind, ev.Digit)
+	}
+	if got, _ := cb.DialogState(); got.RemoteCSeq != 2 || got.RemoteSDP != "v=0\r\no=bob 7 8 IN IP4 127.0.0.1\r\n" ||
+		got.LocalSDP != "v=0\r\no=alice 1 3 IN IP4 127.0.0.1\r\n" {
+		t.Errorf("B's state after the re-offer and INFO: %+v", got)
 	}
 	if err := cb.Hangup(ctx); err != nil {
 		t.Fatal(err)

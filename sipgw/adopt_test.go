@@ -267,7 +267,9 @@ func TestAdoptOutgoing(t *testing.T) {
 // is an UPDATE without a body, From our tag, To the peer's, with the
 // CSeq after the INVITE's (A sent nothing) and the INVITE's
 // Record-Route as its Route. B then goes as A did and C adopts B's
-// state: the peer's BYE reaches C, which ends the call as the peer's.
+// state: a request of the peer's below the CSeq it had sent is refused
+// 500 (RFC 3261 section 12.2.2), its BYE reaches C, which ends the call
+// as the peer's.
 func TestAdoptIncoming(t *testing.T) {
 	bob := adoptPeer(t, "", 0)
 	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Registrar: bob.uri()}
@@ -344,6 +346,10 @@ func TestAdoptIncoming(t *testing.T) {
 	checkInDialog(t, bob.next(t, sip.UPDATE), st3, 12, c3)
 
 	bto := to + ";tag=" + st.LocalTag
+	// Below the CSeq the state has of the peer: out of order.
+	if res := bob.send(t, c3.Addr("udp"), bob.rawRequest("INFO", "sip:gw@"+c3.Addr("udp"), from, bto, "adopt-in", 9, "", "")); res.StatusCode != 500 {
+		t.Errorf("an INFO with an older CSeq answered %d, want 500", res.StatusCode)
+	}
 	res := bob.send(t, c3.Addr("udp"), bob.rawRequest("BYE", "sip:gw@"+c3.Addr("udp"), from, bto, "adopt-in", 11, "", ""))
 	if res.StatusCode != 200 {
 		t.Fatalf("the peer's BYE to C answered %d", res.StatusCode)

@@ -887,7 +887,10 @@ func (r *Reoffer) finish(res *sip.Response, accepted func()) error {
 // once the re-INVITE is answered.
 func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	tx = c.ruled(req, tx)
-	c.notePeerCSeq(req)
+	if !c.notePeerCSeq(req) {
+		c.g.respond(tx, req, 500, "Server Internal Error")
+		return
+	}
 	c.mu.Lock()
 	switch {
 	case c.state != stateConfirmed && c.state != stateAnswered:
@@ -979,7 +982,10 @@ func (c *Call) handleAck(req *sip.Request) {
 // REFER and NOTIFY.
 func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	tx = c.ruled(req, tx)
-	c.notePeerCSeq(req)
+	if !c.notePeerCSeq(req) {
+		c.g.respond(tx, req, 500, "Server Internal Error")
+		return
+	}
 	c.mu.Lock()
 	early := c.state == stateInviting
 	c.mu.Unlock()

@@ -214,21 +214,26 @@ func tagOf(p sip.HeaderParams) string {
 	return t
 }
 
-// notePeerCSeq records the CSeq of a request from the peer in the dialog.
-func (c *Call) notePeerCSeq(req *sip.Request) {
+// notePeerCSeq records the CSeq of a request from the peer in the
+// dialog; false for one out of order in an adopted dialog, to be refused
+// with 500 (RFC 3261 section 12.2.2), which sipgo's dialog sessions do
+// for the others.
+func (c *Call) notePeerCSeq(req *sip.Request) bool {
 	cs := req.CSeq()
 	if cs == nil {
-		return
+		return true
 	}
 	c.mu.Lock()
 	higher := cs.SeqNo > c.remoteCSeq
 	if higher {
 		c.remoteCSeq = cs.SeqNo
 	}
+	lower := cs.SeqNo < c.remoteCSeq
 	c.mu.Unlock()
 	if higher {
 		c.changed()
 	}
+	return !lower || c.adoptedEnd == nil
 }
 
 // noteTarget takes the Contact of m as the dialog's remote target: m is

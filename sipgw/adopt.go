@@ -150,17 +150,18 @@ func (g *UserAgent) rebuild(st DialogState) (*Call, string, error) {
 		name, s string
 		to      *sip.Uri
 	}{{"local_uri", st.LocalURI, &local}, {"remote_uri", st.RemoteURI, &remote}, {"remote_target", st.RemoteTarget, &target}} {
-		if err := sip.ParseUri(u.s, u.to); err != nil {
+		if err := sip.ParseUri(u.s, u.to); err != nil || u.to.Host == "" {
 			return nil, "", bad("%s %q: %v", u.name, u.s, err)
 		}
 	}
 	for _, r := range st.RouteSet {
-		// sipgo parses the Route it sends on (strict or loose
-		// routing): one it cannot parse would fail every request.
-		var u sip.Uri
-		hp := sip.NewParams()
-		if _, err := sip.ParseAddressValue(r, &u, &hp); err != nil {
-			return nil, "", bad("route %q: %v", r, err)
+		// sipgo parses the first Route of each request it sends (strict
+		// or loose routing) and takes its address: one it cannot parse
+		// would fail every request, or worse.
+		probe := sip.NewRequest(sip.BYE, target)
+		probe.AppendHeader(sip.NewHeader("Route", r))
+		if rh := probe.Route(); rh == nil || rh.Address.Host == "" {
+			return nil, "", bad("route %q", r)
 		}
 	}
 	if st.SessionExpires < 0 {

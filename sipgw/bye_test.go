@@ -38,23 +38,30 @@ func answeringPeer(t *testing.T, more func(req *sip.Request, res *sip.Response))
 func answeredCall(t *testing.T) (*Call, *fakeProxy) {
 	t.Helper()
 	g, bob := answeringPeer(t, nil)
+	return dialAnswered(t, g, "v=0\r\n"), bob
+}
+
+// dialAnswered dials bob from alice on g with sdp and returns the call,
+// answered and ACKed.
+func dialAnswered(tb testing.TB, g *UserAgent, sdp string) *Call {
+	tb.Helper()
 	ctx := context.Background()
-	c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\n")})
+	c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte(sdp)})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	for ev := range c.Events() {
 		if ev.Kind == EventAnswered {
 			break
 		}
 		if ev.Kind == EventEnded {
-			t.Fatalf("ended before the answer: %+v", ev)
+			tb.Fatalf("ended before the answer: %+v", ev)
 		}
 	}
 	if err := c.Ack(ctx, nil); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return c, bob
+	return c
 }
 
 // TestHangupOneBye: two hang-ups of one answered call at once (the web

@@ -101,9 +101,12 @@ const (
 	// did not refresh in time (Code 408), or our refresh failed (Code
 	// its failure: 481, 408...). We sent BYE; Reason says which.
 	EndSessionExpired
+	// EndReleased: [Call.Release] handed the dialog over to another
+	// node; nothing went on the wire.
+	EndReleased
 )
 
-var endNames = [...]string{"", "rejected", "cancelled", "remote-bye", "local-bye", "timeout", "error", "shutdown", "session-expired"}
+var endNames = [...]string{"", "rejected", "cancelled", "remote-bye", "local-bye", "timeout", "error", "shutdown", "session-expired", "released"}
 
 func (e EndCause) String() string {
 	if int(e) < len(endNames) {
@@ -279,6 +282,19 @@ type Call struct {
 	earlyRes  *sip.Response // the last PRACKed reliable provisional with SDP (UpdateEarly); c.mu
 	endForced *Event        // owner goroutine only
 
+	// The dialog's replication (dialogstate.go, adopt.go): changedCh
+	// signals DialogChanged; c.mu guards the rest.
+	changedCh    chan struct{}
+	app          []byte
+	stSnap       sessionTimer // a copy of st for DialogState
+	remoteCSeq   uint32       // the highest CSeq of the peer's requests
+	localContact sip.Uri      // our Contact in the dialog
+	target       *sip.Uri     // the remote target of the last target refresh; nil: none yet
+	ahead        func(DialogState)
+	// adoptedEnd ends an adopted call's dialog (the peer's BYE): sipgo
+	// has no dialog session of its own for it (adopt.go).
+	adoptedEnd context.CancelFunc
+
 	respMu    sync.Mutex // serialises our responses to the INVITE (sipgo stores the last one)
 	retrans   sync.WaitGroup
 	finalCh   chan struct{} // closed once the INVITE's final response is decided
@@ -309,6 +325,8 @@ func (g *UserAgent) newCall(dir Direction) *Call {
 		done:    make(chan struct{}),
 		slot:    make(chan struct{}, 1),
 		finalCh: make(chan struct{}),
+
+		changedCh: make(chan struct{}, 1),
 	}
 	c.life, c.lifeCancel = context.WithCancel(context.Background())
 	return c
@@ -440,8 +458,19 @@ func (c *Call) dialog() dialogSession {
 	return c.uas
 }
 
-// remoteTarget is the peer's Contact, where in-dialog requests go.
+// remoteTarget is the peer's Contact, where in-dialog requests go: the
+// last target refresh's (noteTarget), else the dialog-creating message's.
 func (c *Call) remoteTarget() sip.Uri {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.remoteTargetLocked()
+}
+
+// remoteTargetLocked is remoteTarget with c.mu held.
+func (c *Call) remoteTargetLocked() sip.Uri {
+	if c.target != nil {
+		return *c.target.Clone()
+	}
 	if c.uac != nil {
 		if ct := c.uac.InviteResponse.Contact(); ct != nil {
 			return *ct.Address.Clone()
@@ -472,7 +501,9 @@ func (c *Call) request(ctx context.Context, req *sip.Request, ext []Header) (*si
 	}
 	c.g.track()
 	defer c.g.untrack()
+	c.writeAhead()
 	tx, err := c.dialog().TransactionRequest(ctx, req)
+	c.changed() // the request took the next CSeq, whether it left or not
 	if err != nil {
 		return nil, err
 	}
@@ -692,6 +723,7 @@ func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, ex
 	if !res.IsSuccess() {
 		return res, nil
 	}
+	c.noteTarget(res)
 	c.noteLocal(sdp)
 	c.noteRemote(res.Body())
 	ack := sip.NewRequest(sip.ACK, c.remoteTarget())
@@ -802,6 +834,7 @@ func (r *Reoffer) Accept(sdp []byte) error {
 	if err := r.finish(res, func() { r.accepted, r.timer = true, st }); err != nil {
 		return err
 	}
+	r.c.noteTarget(r.req)
 	r.c.noteRemote(r.req.Body())
 	r.c.noteLocal(sdp)
 	return nil
@@ -857,6 +890,10 @@ func (r *Reoffer) finish(res *sip.Response, accepted func()) error {
 // once the re-INVITE is answered.
 func (c *Call) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	tx = c.ruled(req, tx)
+	if !c.notePeerCSeq(req) {
+		c.g.respond(tx, req, 500, "Server Internal Error")
+		return
+	}
 	c.mu.Lock()
 	switch {
 	case c.state != stateConfirmed && c.state != stateAnswered:
@@ -948,6 +985,10 @@ func (c *Call) handleAck(req *sip.Request) {
 // REFER and NOTIFY.
 func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	tx = c.ruled(req, tx)
+	if !c.notePeerCSeq(req) {
+		c.g.respond(tx, req, 500, "Server Internal Error")
+		return
+	}
 	c.mu.Lock()
 	early := c.state == stateInviting
 	c.mu.Unlock()
@@ -970,9 +1011,13 @@ func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 			c.deliver(c.confirmAnswered)
 		}
 		var err error
-		if c.uac != nil {
+		switch {
+		case c.adoptedEnd != nil:
+			c.g.respond(tx, req, 200, "OK")
+			c.adoptedEnd()
+		case c.uac != nil:
 			err = c.uac.ReadBye(req, tx)
-		} else {
+		default:
 			err = c.uas.ReadBye(req, tx)
 		}
 		if err != nil {

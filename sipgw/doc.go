@@ -52,6 +52,12 @@
 //     candidates may go as SendInfo of package trickle-ice with an
 //     application/trickle-ice-sdpfrag body. Building that body, and what
 //     to do for a peer without trickle-ice, is the call handler's job.
+//   - another node (adopt.go, dialogstate.go; docs/cluster.md "SIP
+//     dialogs"): [Call.DialogState] snapshots a confirmed dialog at each
+//     [Call.DialogChanged] ([Call.SetWriteAhead]: before each request
+//     leaves); [UserAgent.Adopt] continues it on this user
+//     agent with a target refresh carrying our Contact; [Call.Release]
+//     lets a call go without a word on the wire.
 //
 // Everything from a web frame is validated before it reaches a SIP
 // message ([UserAgent.ParseTarget], [ValidateHeader], [ValidateDisplayName]).

@@ -45,6 +45,9 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 	c.xform = g.bindIncoming(routing.Call, c.identity, c.remote.String())
 	c.headers = webHeaders(c.xform, routing.Invite, false, req)
 	c.remoteSDP = c.offer
+	if cs := req.CSeq(); cs != nil {
+		c.remoteCSeq = cs.SeqNo
+	}
 	c.inviteDone = make(chan struct{})
 	c.state = stateRinging
 	c.peer100rel = headerHasToken(req, "Supported", "100rel") || headerHasToken(req, "Require", "100rel")
@@ -311,6 +314,9 @@ func (c *Call) Answer(ctx context.Context, sdp []byte, headers ...Header) error 
 	}
 	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	res.AppendHeader(&ct)
+	c.mu.Lock()
+	c.localContact = ct.Address
+	c.mu.Unlock()
 	c.g.wg.Go(func() {
 		err := c.uas.WriteResponse(res) // returns on ACK
 		c.closeInviteDone()
@@ -354,6 +360,7 @@ func (c *Call) confirmAnswered() {
 	}
 	c.mu.Unlock()
 	if answered {
+		c.changed()
 		c.emit(Event{Kind: EventConfirmed})
 	}
 }

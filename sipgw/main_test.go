@@ -22,7 +22,7 @@ func startTest(t *testing.T, cfg Config, log *slog.Logger) *UserAgent {
 }
 
 // startWith starts a gateway with cfg and o and closes it in Cleanup.
-func startWith(t *testing.T, cfg Config, o *Options) *UserAgent {
+func startWith(t testing.TB, cfg Config, o *Options) *UserAgent {
 	t.Helper()
 	g, err := New(cfg, o)
 	if err != nil {

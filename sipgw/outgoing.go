@@ -139,6 +139,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	snd.present(req)
 	ct := g.dialogContact(o.Identity, g.contactHeader("gw"))
 	req.AppendHeader(&ct)
+	c.localContact = ct.Address
 	req.AppendHeader(sip.NewHeader("Allow", g.allow))
 	g.setSupported(req, o.Offer100rel, o.Trickle)
 	if o.Trickle {
@@ -250,6 +251,8 @@ func (c *Call) runOutgoing() {
 	cancelled := c.inviteCtx.Err() != nil
 	if !cancelled {
 		c.state = stateAnswered
+		// The 2xx's Contact is the target now, not an early UPDATE's.
+		c.target = nil
 	}
 	c.mu.Unlock()
 	if cancelled {
@@ -483,6 +486,7 @@ func (c *Call) Ack(ctx context.Context, sdp []byte) error {
 	c.state = stateConfirmed
 	pracked := c.pracked
 	c.mu.Unlock()
+	c.changed()
 	if !pracked && len(sdp) == 0 {
 		// sipgo's ACK also answers 2xx retransmissions.
 		return c.uac.Ack(ctx)

@@ -21,6 +21,7 @@ func (c *Call) noteLocal(sdp []byte) {
 	c.mu.Lock()
 	c.localSDP = sdp
 	c.mu.Unlock()
+	c.changed()
 }
 
 // noteRemote records sdp as the peer's description.
@@ -31,6 +32,7 @@ func (c *Call) noteRemote(sdp []byte) {
 	c.mu.Lock()
 	c.remoteSDP = sdp
 	c.mu.Unlock()
+	c.changed()
 }
 
 // answerLateOffer answers a re-INVITE without SDP with our current
@@ -59,6 +61,7 @@ func (c *Call) answerLateOffer(req *sip.Request, tx sip.ServerTransaction) bool 
 		c.g.log.Debug("sipgw: answer to a re-INVITE without SDP failed", "call", c.id, "err", err)
 		return true
 	}
+	c.noteTarget(req)
 	c.deliver(func() { c.armTimer(st) })
 	return true
 }
@@ -78,6 +81,7 @@ func (c *Call) lateAnswer(body []byte) []byte {
 		return nil
 	}
 	c.remoteSDP = body
+	c.changed() // under c.mu: it never blocks
 	return body
 }
 

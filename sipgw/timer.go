@@ -223,6 +223,10 @@ func (c *Call) armTimer(st sessionTimer) {
 		c.stTimer = nil
 	}
 	c.st = st
+	c.mu.Lock()
+	c.stSnap = st
+	c.mu.Unlock()
+	c.changed()
 	if st.interval <= 0 {
 		return
 	}

@@ -39,7 +39,7 @@ func newFakeProxy(t *testing.T, answer func(m sip.RequestMethod) int) *fakeProxy
 
 // newFakePeer is a UDP SIP peer that hands every request but ACK to got
 // and answers it with what respond makes of it (nil: no answer).
-func newFakePeer(t *testing.T, respond func(*sip.Request) *sip.Response) *fakeProxy {
+func newFakePeer(t testing.TB, respond func(*sip.Request) *sip.Response) *fakeProxy {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {

@@ -28,7 +28,11 @@ func (c *Call) update(ctx context.Context, hs []sip.Header) (*sip.Response, erro
 	}
 	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	req.AppendHeader(&ct)
-	return c.request(ctx, req, nil)
+	res, err := c.request(ctx, req, nil)
+	if err == nil && res.IsSuccess() {
+		c.noteTarget(res)
+	}
+	return res, err
 }
 
 // handleUpdate runs on the sipgo goroutine of an UPDATE in one of our
@@ -65,6 +69,7 @@ func (c *Call) handleUpdate(req *sip.Request, tx sip.ServerTransaction) {
 		ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 		res.AppendHeader(&ct)
 		if err := tx.Respond(res); err == nil {
+			c.noteTarget(req)
 			c.deliver(func() { c.armTimer(timer) })
 		}
 		return

@@ -1,0 +1,283 @@
+package sipgw
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/routing"
+)
+
+// Continuing a dialog on another node (issue 15; docs/cluster.md "SIP
+// dialogs"). The node that served a call wrote its DialogState at every
+// change; when that node is gone, another node's user agent adopts the
+// state: it rebuilds the call and sends a target refresh (RFC 3261
+// section 12.2: a re-INVITE, or an UPDATE when the peer allows one, RFC
+// 3311 section 5) that carries its own Contact, so that the peer's next
+// in-dialog requests come to it.
+//
+// What is lost between the old node's end and the refresh's 2xx: a
+// request the peer starts in that window goes to the old Contact, and
+// its retransmissions keep going there (RFC 3261 section 17.1: a client
+// transaction's retransmissions go where the request went; a stateful
+// proxy's record-routed branch does the same), so the target refresh
+// does not recover it: it fails at the peer after Timer B or F (64*T1,
+// 32 s by default) with a 408, or at once with a 503 from a proxy that
+// found the old node's TCP port closed. An INFO (a DTMF digit) of that
+// window is lost; a re-INVITE or UPDATE is refused, which the peer may
+// retry, or may take as the dialog's end (RFC 5057 section 5.2); a BYE is
+// lost, and the adopted call ends when the session timer runs out (or
+// the web side hangs up). What the peer sends after the refresh's 2xx
+// reaches the new node. The window is the cluster's detection and
+// takeover time (the dead node's lease, docs/cluster.md) plus one round
+// trip of the refresh. A request of the old node that the state written
+// last does not show (its CSeq) is not known to the adopter: its next
+// request would reuse the CSeq, which the peer refuses (500, RFC 3261
+// section 12.2.2); Call.SetWriteAhead lets the record be written before
+// each request leaves (docs/protocol.md §4.6). An offer/answer exchange
+// under way at the old node's end is lost with its transaction (the
+// state has the last completed one): the peer that sent a 2xx waits for
+// an ACK that never comes and ends the dialog (RFC 3261 section 13.3.1.4).
+
+// ErrDialogState: a DialogState Adopt cannot use (another version, a
+// missing or malformed field).
+var ErrDialogState = errors.New("sipgw: unusable dialog state")
+
+// AdoptOptions are what a DialogState does not carry.
+type AdoptOptions struct {
+	// Transform is the call's header rules (its Route's), as Dial takes
+	// them; nil: none.
+	Transform *routing.Transform
+	// WriteAhead is the call's [Call.SetWriteAhead] function from the
+	// start: the target refresh's CSeq is written ahead too.
+	WriteAhead func(DialogState)
+}
+
+// Adopt continues on this user agent the confirmed dialog st, which
+// another user agent served (another node's, now gone or released): it
+// rebuilds the call, sends the target refresh with this user agent's
+// Contact (an UPDATE without a body when the peer allows UPDATE, else a
+// re-INVITE with the last SDP we sent, its o= version bumped: RFC 3264
+// section 8 allows a new version of an unchanged description) and
+// returns the call once the peer accepted it. From then on the peer's
+// in-dialog requests come here as the call's events, and the call's
+// requests (Hangup's BYE) go with the dialog's next CSeq and its route
+// set. The call's first event is whatever the peer sends next; it
+// starts confirmed. When the refresh fails, the call is ended, with a
+// BYE (which may wait 64*T1 for its answer) unless the answer was 481
+// (the dialog is gone), and the error says why (ResponseCode reads its
+// code: the failure's, 408 for no answer). A 491 (the peer's own
+// re-INVITE crossed it) is retried once, a 422 once with the peer's
+// Min-SE, and a refused UPDATE becomes a re-INVITE, as in a session
+// refresh (timer.go). ctx bounds the refresh.
+func (g *UserAgent) Adopt(ctx context.Context, st DialogState, o *AdoptOptions) (*Call, error) {
+	if g.ctx == nil {
+		return nil, ErrClosed
+	}
+	var opts AdoptOptions
+	if o != nil {
+		opts = *o
+	}
+	c, id, err := g.rebuild(st)
+	if err != nil {
+		return nil, err
+	}
+	c.xform, c.ahead = opts.Transform, opts.WriteAhead
+	// Set before the dialog can be found: the peer's BYE reads it.
+	dctx, end := context.WithCancel(context.Background())
+	c.adoptedEnd = end
+	timer := c.stSnap // the owner's from now on
+	if err := g.addCall(c); err != nil {
+		end()
+		return nil, err
+	}
+	g.setDialog(id, c)
+	g.wg.Go(func() {
+		defer end()
+		c.loop(dctx)
+	})
+	g.rlog.Info("adopted call", "sipgw: adopted a dialog", "call", c.id, "identity", c.identity, "role", st.Role)
+	next, err := c.refresh(ctx, timer)
+	if err != nil {
+		code := ResponseCode(err)
+		c.deliver(func() {
+			if code != 481 {
+				bctx, cancel := context.WithTimeout(c.life, sip.Timer_F)
+				defer cancel()
+				_ = c.bye(bctx, nil)
+			}
+			c.endForced = &Event{End: EndError, Code: code, Reason: "Target refresh failed"}
+		})
+		<-c.done
+		return nil, fmt.Errorf("sipgw: target refresh of an adopted dialog: %w", err)
+	}
+	c.deliver(func() { c.armTimer(next) })
+	return c, nil
+}
+
+// rebuild makes the call of st, confirmed, and its dialog ID. The dialog
+// is a sipgo client session of a made-up INVITE and 2xx whatever the
+// role: the requests of a dialog take the same shape from either side
+// once it is confirmed (RFC 3261 section 12.2.1.1), which the session
+// builds from the INVITE's From and Call-ID, the 2xx's To, Contact (the
+// remote target) and Record-Route (the route set, reversed).
+func (g *UserAgent) rebuild(st DialogState) (*Call, string, error) {
+	bad := func(f string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrDialogState, fmt.Sprintf(f, a...))
+	}
+	if st.Version != DialogStateVersion {
+		return nil, "", bad("version %d, want %d", st.Version, DialogStateVersion)
+	}
+	dir := Outgoing
+	switch st.Role {
+	case "uac":
+	case "uas":
+		dir = Incoming
+	default:
+		return nil, "", bad("role %q", st.Role)
+	}
+	if st.CallID == "" || st.LocalTag == "" || st.RemoteTag == "" {
+		return nil, "", bad("no Call-ID or tag")
+	}
+	var local, remote, target sip.Uri
+	for _, u := range []struct {
+		name, s string
+		to      *sip.Uri
+	}{{"local_uri", st.LocalURI, &local}, {"remote_uri", st.RemoteURI, &remote}, {"remote_target", st.RemoteTarget, &target}} {
+		if err := sip.ParseUri(u.s, u.to); err != nil || u.to.Host == "" {
+			return nil, "", bad("%s %q: %v", u.name, u.s, err)
+		}
+	}
+	for _, r := range st.RouteSet {
+		// sipgo parses the first Route of each request it sends (strict
+		// or loose routing) and takes its address: one it cannot parse
+		// would fail every request, or worse.
+		probe := sip.NewRequest(sip.BYE, target)
+		probe.AppendHeader(sip.NewHeader("Route", r))
+		if rh := probe.Route(); rh == nil || rh.Address.Host == "" {
+			return nil, "", bad("route %q", r)
+		}
+	}
+	if st.SessionExpires < 0 {
+		return nil, "", bad("session_expires %d", st.SessionExpires)
+	}
+	if len(st.LocalSDP) == 0 {
+		// A re-INVITE refresh offers it again; none: no session yet.
+		return nil, "", bad("no local SDP")
+	}
+
+	inv := sip.NewRequest(sip.INVITE, *target.Clone())
+	from := &sip.FromHeader{DisplayName: st.LocalDisplay, Address: local, Params: sip.NewParams()}
+	from.Params.Add("tag", st.LocalTag)
+	inv.AppendHeader(from)
+	cid := sip.CallIDHeader(st.CallID)
+	inv.AppendHeader(&cid)
+	inv.AppendHeader(&sip.CSeqHeader{SeqNo: st.LocalCSeq, MethodName: sip.INVITE})
+	ct := g.dua.ContactHDR
+	inv.AppendHeader(&ct)
+	if st.Transport != "" {
+		inv.SetTransport(st.Transport)
+	}
+	res := sip.NewResponse(200, "OK")
+	to := &sip.ToHeader{DisplayName: st.RemoteDisplay, Address: remote, Params: sip.NewParams()}
+	to.Params.Add("tag", st.RemoteTag)
+	res.AppendHeader(sip.HeaderClone(from))
+	res.AppendHeader(to)
+	res.AppendHeader(sip.HeaderClone(&cid))
+	res.AppendHeader(&sip.ContactHeader{Address: target, Params: sip.NewParams()})
+	for i := len(st.RouteSet) - 1; i >= 0; i-- {
+		res.AppendHeader(sip.NewHeader("Record-Route", st.RouteSet[i]))
+	}
+	if len(st.PeerAllow) > 0 {
+		res.AppendHeader(sip.NewHeader("Allow", strings.Join(st.PeerAllow, ", ")))
+	}
+	id, err := sip.DialogIDFromResponse(res)
+	if err != nil {
+		return nil, "", bad("dialog ID: %v", err)
+	}
+	uac := &sipgo.DialogClientSession{Dialog: sipgo.Dialog{ID: id, InviteRequest: inv, InviteResponse: res}, UA: g.dua}
+	uac.Init()
+
+	c := g.newCall(dir)
+	c.uac = uac
+	c.identity, c.local, c.remote, c.display = st.Identity, local, remote, st.RemoteDisplay
+	c.keys = DialogKeys{CallID: st.CallID, LocalTag: st.LocalTag, ViaBranch: st.ViaBranch}
+	if dir == Incoming {
+		c.keys.RemoteTag = st.RemoteTag
+	}
+	c.state, c.acked = stateConfirmed, true
+	c.localSDP = bumpOrigin([]byte(st.LocalSDP))
+	if st.RemoteSDP != "" {
+		c.remoteSDP = []byte(st.RemoteSDP)
+	}
+	c.remoteCSeq = st.RemoteCSeq
+	c.trickle = st.Trickle
+	for _, p := range st.PeerInfo {
+		if c.peerInfo == nil {
+			c.peerInfo = map[string]bool{}
+		}
+		c.peerInfo[p] = true
+	}
+	c.stSnap = sessionTimer{interval: time.Duration(st.SessionExpires) * time.Second, weRefresh: st.WeRefresh}
+	c.localContact = ct.Address
+	c.app = st.App
+	return c, id, nil
+}
+
+// bumpOrigin returns sdp with the version of its o= line one higher.
+func bumpOrigin(sdp []byte) []byte {
+	lines := bytes.SplitAfter(sdp, []byte("\n"))
+	for i, l := range lines {
+		if !bytes.HasPrefix(l, []byte("o=")) {
+			continue
+		}
+		body := bytes.TrimRight(l, "\r\n")
+		f := strings.Fields(string(body[2:]))
+		if len(f) != 6 {
+			return sdp
+		}
+		v, err := strconv.ParseUint(f[2], 10, 64)
+		if err != nil {
+			return sdp
+		}
+		f[2] = strconv.FormatUint(v+1, 10)
+		out := make([]byte, 0, len(sdp)+1)
+		for _, p := range lines[:i] {
+			out = append(out, p...)
+		}
+		out = append(out, "o="+strings.Join(f, " ")...)
+		out = append(out, l[len(body):]...)
+		for _, p := range lines[i+1:] {
+			out = append(out, p...)
+		}
+		return out
+	}
+	return sdp
+}
+
+// Release forgets the call on this user agent without a word to the
+// peer, for another node to adopt its dialog (a drain): it returns the
+// last DialogState (false when the dialog is not confirmed: nothing is
+// released then) and ends the call with EndReleased. The peer's next
+// requests get 481 here until the adopter's target refresh moved them.
+func (c *Call) Release() (DialogState, bool) {
+	st, ok := c.DialogState()
+	if !ok {
+		return st, false
+	}
+	if !c.deliver(func() {
+		if c.endForced == nil {
+			c.endForced = &Event{End: EndReleased}
+		}
+	}) {
+		return DialogState{}, false
+	}
+	<-c.done
+	return st, true
+}

@@ -44,7 +44,14 @@ type Options struct {
 	// write; the owner rewrites its entries (Node.Publish) well within
 	// it. Required.
 	DirectoryTTL time.Duration
-	Logger       *slog.Logger
+	// Domain is the JetStream domain of the buckets (Upstream.Domain);
+	// empty: the default API.
+	Domain string
+	// Upstream: the buckets live in a NATS cluster the gateways do not
+	// run (cluster.nats, cluster.leaf), whose stream leaders are none
+	// of this node's to hand over (StepDown).
+	Upstream bool
+	Logger   *slog.Logger
 }
 
 // Entry is a directory entry: a session and the node that owns it.
@@ -102,7 +109,13 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	js, err := jetstream.New(nc)
+	var js jetstream.JetStream
+	var err error
+	if o.Domain != "" {
+		js, err = jetstream.NewWithDomain(nc, o.Domain)
+	} else {
+		js, err = jetstream.New(nc)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -634,7 +647,13 @@ func (n *Node) Request(ctx context.Context, node, kind string, data []byte) ([]b
 // them leaves the others to notice by election timeout: every write
 // waits seconds for a leader (the writes of the sessions the node just
 // drained away among them). Called as a drain ends.
+//
+// With an upstream cluster (Options.Upstream) it hands over nothing:
+// those servers stay up when this node goes.
 func (n *Node) StepDown(ctx context.Context) (int, error) {
+	if n.o.Upstream {
+		return 0, nil
+	}
 	me := n.nc.ConnectedServerName()
 	streams := n.js.ListStreams(ctx)
 	var led []string

@@ -88,11 +88,11 @@ func (c Config) Validate() error {
 	routed := c.Listen != "" || len(c.Routes) > 0
 	switch {
 	case routed && c.NATS.Enabled():
-		bad("routes", "and cluster.nats.urls both set: embedded servers joined by routes, or an external NATS cluster, not both")
+		bad("routes", "cannot be set with cluster.nats.urls: embedded servers joined by routes, or an external NATS cluster, not both")
 	case routed && c.Leaf.Enabled():
-		bad("routes", "and cluster.leaf.urls both set: embedded servers joined by routes, or leaf nodes of a central cluster, not both")
+		bad("routes", "cannot be set with cluster.leaf.urls: embedded servers joined by routes, or leaf nodes of a central cluster, not both")
 	case c.NATS.Enabled() && c.Leaf.Enabled():
-		bad("nats.urls", "and cluster.leaf.urls both set: a client of an external cluster, or a leaf node of one, not both")
+		bad("nats.urls", "cannot be set with cluster.leaf.urls: a client of an external cluster, or a leaf node of one, not both")
 	case c.NATS.Enabled() || c.Leaf.Enabled():
 		if c.TLS.Enabled() || c.User != "" || c.Password != "" {
 			bad("tls", "cluster.tls, cluster.user and cluster.password are for routes; an upstream's are under cluster.nats or cluster.leaf")

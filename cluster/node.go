@@ -1,10 +1,11 @@
 // Package cluster is what a gateway node needs of its peers
 // (docs/cluster.md): leases that say which nodes are alive, a directory
 // of which node owns which session of an identity, and subjects on which
-// nodes send each other requests. It runs on the NATS connection of the
-// node's embedded server (store/natsstore), whose JetStream keeps the
-// leases and the directory in key-value buckets replicated across the
-// cluster.
+// nodes send each other requests. It runs on the node's NATS connection
+// (store/natsstore): to its embedded server, a route-joined cluster's
+// node or a leaf node of a hub, or to an external NATS cluster
+// (Config.Mode), whose JetStream keeps the leases and the directory in
+// key-value buckets replicated across the cluster.
 //
 // Start with [Start]; [Node.Close] stops the lease and the watches and
 // waits for them.

@@ -195,6 +195,9 @@ func retry(ctx context.Context, f func(context.Context) error) error {
 // Name is this node's name.
 func (n *Node) Name() string { return n.o.Name }
 
+// LeaseTTL is how long a silent node stays alive in its peers' eyes.
+func (n *Node) LeaseTTL() time.Duration { return n.o.LeaseTTL }
+
 // Close gives up the lease (the peers see the node leave at once),
 // unsubscribes, and waits for the node's goroutines.
 func (n *Node) Close() {

@@ -60,6 +60,13 @@ func (n *node) ws() string { return "ws://" + n.addr + "/ws/webrtc/test" }
 // all (a clustered JetStream needs a quorum to start).
 func newCluster(t testing.TB) []*node {
 	t.Helper()
+	return newClusterWith(t, "")
+}
+
+// newClusterWith is newCluster with extra lines in each node's cluster
+// section (route TLS, say), where {node} stands for the node's name.
+func newClusterWith(t testing.TB, extra string) []*node {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("runs three jsonrtcd processes")
 	}
@@ -76,7 +83,7 @@ func newCluster(t testing.TB) []*node {
 		nodes[i] = n
 	}
 	for _, n := range nodes {
-		n.writeConfig(t, fmt.Sprintf("  listen: %s\n  routes: [%s]\n", n.route, strings.Join(routes, ", ")))
+		n.writeConfig(t, fmt.Sprintf("  listen: %s\n  routes: [%s]\n", n.route, strings.Join(routes, ", "))+strings.ReplaceAll(extra, "{node}", n.name))
 	}
 	runNodes(t, nodes)
 	return nodes

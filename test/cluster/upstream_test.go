@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -98,4 +100,46 @@ func TestLeafNATS(t *testing.T) {
 			hub[i].LeafURL(), hub[2].LeafURL(), pki.CA)
 	})
 	acrossAndResume(t, nodes)
+}
+
+// TestRouteTLSNodes: three jsonrtcd whose routes need mutual TLS (each
+// node its own certificate of one CA) and a password form the cluster:
+// a message crosses it. A node whose cluster.tls.ca does not sign its
+// own certificate fails at start, naming the key.
+func TestRouteTLSNodes(t *testing.T) {
+	pki := natstest.NewPKI(t)
+	// Each node its own pair, <dir>/<node>.pem and <node>-key.pem.
+	for i := range 3 {
+		pki.Issue(t, fmt.Sprintf("n%d", i+1))
+	}
+	dir := filepath.Dir(pki.CA)
+	nodes := newClusterWith(t, fmt.Sprintf("  tls: {ca: %s, cert: %s/{node}.pem, key: %s/{node}-key.pem}\n  user: route\n  password: secret\n", pki.CA, dir, dir))
+	alice := dial(t, "alice@example.com", urls(nodes, 0)[:1], nil)
+	bob := dial(t, "bob@example.com", urls(nodes, 2)[:1], func(o *client.Options) { o.AutoAcceptMessages = true })
+	if code, err := alice.Send(tctx(t), "bob@example.com", "text/plain", "over tls"); err != nil || code != 200 {
+		t.Fatalf("alice (n1) to bob (n3): %d, %v", code, err)
+	}
+	if ev := event(t, bob, client.EventMessage); ev.Message.Body != "over tls" {
+		t.Fatalf("bob got %+v", ev.Message)
+	}
+
+	other := natstest.NewPKI(t)
+	cfg := strings.Replace(readFile(t, nodes[0].config), pki.CA, other.CA, 1)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "-config", bad, "-t").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cluster.tls.ca: does not verify cluster.tls.cert") {
+		t.Fatalf("a CA that does not sign the node's certificate: %v\n%s", err, out)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -33,6 +33,7 @@ type Embedded struct {
 	nc   *nats.Conn
 	lock *os.File
 	errs *serverErrors
+	leaf bool // a leaf node of a hub (EmbeddedOptions.Leaf)
 }
 
 // EmbeddedOptions configure [Start].
@@ -217,7 +218,7 @@ func Start(ctx context.Context, opts *EmbeddedOptions) (*Embedded, error) {
 		lock.Close()
 		return nil, fmt.Errorf("natsstore: %w", err)
 	}
-	e := &Embedded{srv: srv, nc: nc, lock: lock, errs: errs}
+	e := &Embedded{srv: srv, nc: nc, lock: lock, errs: errs, leaf: o.Leaf != nil}
 	domain := ""
 	if o.Leaf != nil {
 		domain = o.Leaf.Domain

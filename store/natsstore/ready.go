@@ -17,7 +17,15 @@ const readyKey = "readyz"
 // a read (a clustered JetStream without a quorum, its peers gone, does
 // not). It asks for no write: a probe every few seconds costs the
 // cluster nothing.
-func (e *Embedded) Ready(ctx context.Context) error { return ready(ctx, e.nc, e.KV) }
+//
+// A leaf node (EmbeddedOptions.Leaf) must also have its connection to the
+// hub up: the buckets are the hub's.
+func (e *Embedded) Ready(ctx context.Context) error {
+	if e.leaf && e.srv.NumLeafNodes() == 0 {
+		return errors.New("nats: no leaf connection to the hub (cluster.leaf.urls)")
+	}
+	return ready(ctx, e.nc, e.KV)
+}
 
 func ready(ctx context.Context, nc *nats.Conn, kv *KV) error {
 	if s := nc.Status(); s != nats.CONNECTED {

@@ -2,6 +2,7 @@ package natsstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -151,15 +152,16 @@ func TestDialReadyFollowsConnection(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no reconnect")
 	}
-	if err := untilNil(func() error { return c.Ready(ctx) }); err != nil {
+	if err := untilNil(10*time.Second, func() error { return c.Ready(ctx) }); err != nil {
 		t.Fatalf("not ready after the reconnect: %v", err)
 	}
 }
 
-// untilNil calls f until it returns nil, for at most 10 s: a restarted
-// JetStream takes a moment to serve its streams again.
-func untilNil(f func() error) error {
-	deadline := time.Now().Add(10 * time.Second)
+// untilNil calls f until it returns nil, for at most d: a restarted
+// JetStream takes a moment to serve its streams again, and the state of
+// a connection has no event a test can wait on.
+func untilNil(d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
 	for {
 		err := f()
 		if err == nil || time.Now().After(deadline) {
@@ -205,18 +207,47 @@ func TestLeafNodes(t *testing.T) {
 		t.FailNow()
 	}
 	shared(t, leaves[0], leaves[1])
+	ctx := context.Background()
 	sub, err := leaves[1].Conn().Subscribe("jsonrtc.node.g2.ping", func(m *nats.Msg) { m.Respond([]byte("pong")) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
 	var reply *nats.Msg
-	err = untilNil(func() (err error) {
+	err = untilNil(10*time.Second, func() (err error) {
 		reply, err = leaves[0].Conn().Request("jsonrtc.node.g2.ping", nil, time.Second)
 		return err
 	})
 	if err != nil || string(reply.Data) != "pong" {
 		t.Fatalf("g1 to g2 over the hub: %v", err)
+	}
+
+	// The hub goes: the leaves are not ready until their leaf
+	// connections are back, the hub restarted. (One hub server gone is
+	// not enough: a leaf reconnects to another, which the hub advertises.)
+	if err := leaves[0].Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range hub {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+	// The leaf sees its connection closed a moment later.
+	var down error
+	untilNil(10*time.Second, func() error {
+		if down = leaves[0].Ready(ctx); down == nil {
+			return errors.New("still ready")
+		}
+		return nil
+	})
+	if down == nil || !strings.Contains(down.Error(), "leaf") {
+		t.Fatalf("ready with the hub gone: %v", down)
+	}
+	for _, s := range hub {
+		s.Restart(t)
+	}
+	if err := untilNil(30*time.Second, func() error { return leaves[0].Ready(ctx) }); err != nil {
+		t.Fatalf("not ready after the hub came back: %v", err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -167,7 +168,7 @@ func (o *EmbeddedOptions) serverOptions() (*server.Options, error) {
 			remote.URLs = append(remote.URLs, &u)
 		}
 		if remote.TLS {
-			so.LeafNode.TLSTimeout = 5
+			remote.TLSTimeout = 5 // NATS's 2 s is short on a loaded host
 		}
 		so.LeafNode.Remotes = []*server.RemoteLeafOpts{remote}
 		so.LeafNode.ReconnectInterval = time.Second
@@ -180,6 +181,9 @@ func (o *EmbeddedOptions) serverOptions() (*server.Options, error) {
 func Start(ctx context.Context, opts *EmbeddedOptions) (*Embedded, error) {
 	if opts == nil || opts.Dir == "" {
 		return nil, errors.New("natsstore: no data directory")
+	}
+	if opts.Cluster != nil && opts.Leaf != nil {
+		return nil, errors.New("natsstore: routes and a leaf connection: one or the other")
 	}
 	o := *opts // defaults are filled in a copy
 	if o.StartTimeout <= 0 {
@@ -356,6 +360,13 @@ func (*serverErrors) Tracef(string, ...any)            {}
 
 func (l *serverErrors) note(format string, v []any) {
 	msg := fmt.Sprintf(format, v...)
+	// Only what concerns the connections to the peers: JetStream's own
+	// complaints while it waits for them say nothing of why.
+	low := strings.ToLower(msg)
+	if !strings.Contains(low, "tls") && !strings.Contains(low, "x509") && !strings.Contains(low, "auth") &&
+		!strings.Contains(low, "route") && !strings.Contains(low, "leaf") {
+		return
+	}
 	l.mu.Lock()
 	l.last = msg
 	l.mu.Unlock()

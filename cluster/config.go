@@ -85,12 +85,15 @@ func (c Config) Validate() error {
 	if !validName(c.Name) {
 		bad("name", "%q must be 1 to 64 letters, digits, '-' or '_'", c.Name)
 	}
-	routed := c.Listen != "" || len(c.Routes) > 0
+	routed, routeKey := c.Listen != "" || len(c.Routes) > 0, "routes"
+	if len(c.Routes) == 0 {
+		routeKey = "listen"
+	}
 	switch {
 	case routed && c.NATS.Enabled():
-		bad("routes", "cannot be set with cluster.nats.urls: embedded servers joined by routes, or an external NATS cluster, not both")
+		bad(routeKey, "cannot be set with cluster.nats.urls: embedded servers joined by routes, or an external NATS cluster, not both")
 	case routed && c.Leaf.Enabled():
-		bad("routes", "cannot be set with cluster.leaf.urls: embedded servers joined by routes, or leaf nodes of a central cluster, not both")
+		bad(routeKey, "cannot be set with cluster.leaf.urls: embedded servers joined by routes, or leaf nodes of a central cluster, not both")
 	case c.NATS.Enabled() && c.Leaf.Enabled():
 		bad("nats.urls", "cannot be set with cluster.leaf.urls: a client of an external cluster, or a leaf node of one, not both")
 	case c.NATS.Enabled() || c.Leaf.Enabled():

@@ -33,6 +33,7 @@ func TestUpstreamConfigErrors(t *testing.T) {
 	}{
 		{"routes and nats", base(func(c *cluster.Config) { routes(c); ext(c) }), []string{"cluster.routes", "cluster.nats.urls"}},
 		{"routes and leaf", base(func(c *cluster.Config) { routes(c); c.Leaf.URLs = []string{"127.0.0.1:7422"} }), []string{"cluster.routes", "cluster.leaf.urls"}},
+		{"listen and nats", base(func(c *cluster.Config) { c.Listen = "127.0.0.1:6222"; ext(c) }), []string{"cluster.listen: cannot be set with cluster.nats.urls"}},
 		{"nats and leaf", base(func(c *cluster.Config) { ext(c); c.Leaf.URLs = []string{"127.0.0.1:7422"} }), []string{"cluster.nats.urls", "cluster.leaf.urls"}},
 		{"no name", cluster.Config{NATS: cluster.Upstream{URLs: []string{"127.0.0.1:4222"}}}, []string{"cluster.name: must be set"}},
 		{"url", base(func(c *cluster.Config) { c.NATS.URLs = []string{"127.0.0.1:4222", "http://x:1"} }), []string{"cluster.nats.urls[1]"}},

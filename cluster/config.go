@@ -19,6 +19,20 @@ type Config struct {
 	// Routes are the route addresses of the cluster's nodes (this one's
 	// may be listed too: every node can share one list).
 	Routes []string `yaml:"routes"`
+	// TLS secures the routes (mode 1): every node's certificate, signed
+	// by CA, and the peers' checked against it.
+	TLS TLSConfig `yaml:"tls"`
+	// User and Password authenticate the routes (mode 1): each node
+	// accepts routes with them and offers them on its own (NATS routes
+	// take no token).
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	// NATS is an external NATS cluster (mode 2): the gateway runs no
+	// NATS server and keeps its buckets in that cluster's JetStream.
+	NATS Upstream `yaml:"nats"`
+	// Leaf makes the embedded server a leaf node of a central cluster
+	// (mode 3), whose JetStream keeps the buckets.
+	Leaf Upstream `yaml:"leaf"`
 	// Replicas is how many nodes keep each bucket: 1 or 3. Default 3.
 	Replicas int `yaml:"replicas"`
 	// LeaseTTL is how long a node stays alive in its peers' eyes after
@@ -63,25 +77,34 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("cluster.%s: "+format, append([]any{key}, args...)...))
 	}
 	if !c.Enabled() {
-		if c.Listen != "" || len(c.Routes) > 0 {
-			bad("name", "must be set with cluster.listen or cluster.routes")
+		if c.Listen != "" || len(c.Routes) > 0 || c.NATS.Enabled() || c.Leaf.Enabled() {
+			bad("name", "must be set with cluster.listen, cluster.routes, cluster.nats or cluster.leaf")
 		}
 		return errors.Join(errs...)
 	}
 	if !validName(c.Name) {
 		bad("name", "%q must be 1 to 64 letters, digits, '-' or '_'", c.Name)
 	}
-	if !validHostPort(c.Listen) {
-		bad("listen", "%q is not host:port", c.Listen)
-	}
+	routed, routeKey := c.Listen != "" || len(c.Routes) > 0, "routes"
 	if len(c.Routes) == 0 {
-		bad("routes", "must list the route addresses of the other nodes")
+		routeKey = "listen"
 	}
-	for i, r := range c.Routes {
-		if !validHostPort(r) {
-			bad(fmt.Sprintf("routes[%d]", i), "%q is not host:port", r)
+	switch {
+	case routed && c.NATS.Enabled():
+		bad(routeKey, "cannot be set with cluster.nats.urls: embedded servers joined by routes, or an external NATS cluster, not both")
+	case routed && c.Leaf.Enabled():
+		bad(routeKey, "cannot be set with cluster.leaf.urls: embedded servers joined by routes, or leaf nodes of a central cluster, not both")
+	case c.NATS.Enabled() && c.Leaf.Enabled():
+		bad("nats.urls", "cannot be set with cluster.leaf.urls: a client of an external cluster, or a leaf node of one, not both")
+	case c.NATS.Enabled() || c.Leaf.Enabled():
+		if c.TLS.Enabled() || c.User != "" || c.Password != "" {
+			bad("tls", "cluster.tls, cluster.user and cluster.password are for routes; an upstream's are under cluster.nats or cluster.leaf")
 		}
+	default:
+		c.validateRoutes(bad, func(err error) { errs = append(errs, err) })
 	}
+	c.NATS.validate("nats", bad, func(err error) { errs = append(errs, err) })
+	c.Leaf.validate("leaf", bad, func(err error) { errs = append(errs, err) })
 	if c.Replicas != 1 && c.Replicas != 3 {
 		bad("replicas", "%d is not 1 or 3", c.Replicas)
 	}
@@ -95,6 +118,48 @@ func (c Config) Validate() error {
 		bad("drain_timeout", "must not be negative")
 	}
 	return errors.Join(errs...)
+}
+
+// validateRoutes checks mode 1's keys.
+func (c Config) validateRoutes(bad func(key, format string, args ...any), fail func(error)) {
+	if !validHostPort(c.Listen) {
+		bad("listen", "%q is not host:port", c.Listen)
+	}
+	if len(c.Routes) == 0 {
+		bad("routes", "must list the route addresses of the other nodes (or set cluster.nats or cluster.leaf)")
+	}
+	for i, r := range c.Routes {
+		if !validHostPort(r) {
+			bad(fmt.Sprintf("routes[%d]", i), "%q is not host:port", r)
+		}
+	}
+	if (c.User == "") != (c.Password == "") {
+		bad("user", "cluster.user and cluster.password go together")
+	}
+	if _, err := c.TLS.RouteTLS(); err != nil {
+		fail(err)
+	}
+}
+
+// Mode is how the nodes meet.
+type Mode int
+
+// Modes of a cluster (docs/cluster.md "Configuration").
+const (
+	ModeRoutes Mode = iota // embedded servers joined by routes
+	ModeNATS               // an external NATS cluster, by URLs
+	ModeLeaf               // embedded leaf nodes of a central cluster
+)
+
+// Mode reports how the nodes meet.
+func (c Config) Mode() Mode {
+	switch {
+	case c.NATS.Enabled():
+		return ModeNATS
+	case c.Leaf.Enabled():
+		return ModeLeaf
+	}
+	return ModeRoutes
 }
 
 func validName(s string) bool {

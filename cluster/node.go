@@ -1,10 +1,11 @@
 // Package cluster is what a gateway node needs of its peers
 // (docs/cluster.md): leases that say which nodes are alive, a directory
 // of which node owns which session of an identity, and subjects on which
-// nodes send each other requests. It runs on the NATS connection of the
-// node's embedded server (store/natsstore), whose JetStream keeps the
-// leases and the directory in key-value buckets replicated across the
-// cluster.
+// nodes send each other requests. It runs on the node's NATS connection
+// (store/natsstore): to its embedded server, a route-joined cluster's
+// node or a leaf node of a hub, or to an external NATS cluster
+// (Config.Mode), whose JetStream keeps the leases and the directory in
+// key-value buckets replicated across the cluster.
 //
 // Start with [Start]; [Node.Close] stops the lease and the watches and
 // waits for them.
@@ -44,7 +45,14 @@ type Options struct {
 	// write; the owner rewrites its entries (Node.Publish) well within
 	// it. Required.
 	DirectoryTTL time.Duration
-	Logger       *slog.Logger
+	// Domain is the JetStream domain of the buckets (Upstream.Domain);
+	// empty: the default API.
+	Domain string
+	// Upstream: the buckets live in a NATS cluster the gateways do not
+	// run (cluster.nats, cluster.leaf), whose stream leaders are none
+	// of this node's to hand over (StepDown).
+	Upstream bool
+	Logger   *slog.Logger
 }
 
 // Entry is a directory entry: a session and the node that owns it.
@@ -102,7 +110,13 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	js, err := jetstream.New(nc)
+	var js jetstream.JetStream
+	var err error
+	if o.Domain != "" {
+		js, err = jetstream.NewWithDomain(nc, o.Domain)
+	} else {
+		js, err = jetstream.New(nc)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +194,9 @@ func retry(ctx context.Context, f func(context.Context) error) error {
 
 // Name is this node's name.
 func (n *Node) Name() string { return n.o.Name }
+
+// LeaseTTL is how long a silent node stays alive in its peers' eyes.
+func (n *Node) LeaseTTL() time.Duration { return n.o.LeaseTTL }
 
 // Close gives up the lease (the peers see the node leave at once),
 // unsubscribes, and waits for the node's goroutines.
@@ -634,7 +651,13 @@ func (n *Node) Request(ctx context.Context, node, kind string, data []byte) ([]b
 // them leaves the others to notice by election timeout: every write
 // waits seconds for a leader (the writes of the sessions the node just
 // drained away among them). Called as a drain ends.
+//
+// With an upstream cluster (Options.Upstream) it hands over nothing:
+// those servers stay up when this node goes.
 func (n *Node) StepDown(ctx context.Context) (int, error) {
+	if n.o.Upstream {
+		return 0, nil
+	}
 	me := n.nc.ConnectedServerName()
 	streams := n.js.ListStreams(ctx)
 	var led []string

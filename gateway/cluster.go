@@ -747,6 +747,10 @@ func (g *Gateway) onNodeDown(node string) {
 	for _, s := range g.liveSessions() {
 		s.dropDeadRoutes()
 	}
+	if l := g.ledger; l != nil {
+		// The calls it left in rtpengine (medialedger.go).
+		g.goTracked(func() { l.sweepDead(g.ctx, node) })
+	}
 }
 
 // announceEnd tells the hosts of s's interactions that s ended.

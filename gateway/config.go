@@ -65,8 +65,9 @@ type Config struct {
 	// restart (docs/protocol.md §4.6). jsonrtcd builds it; a gateway
 	// built in code takes Options.Store.
 	Store StoreConfig `yaml:"store"`
-	// Cluster makes this gateway a node of a cluster of gateways whose
-	// embedded NATS servers join through routes (docs/cluster.md);
+	// Cluster makes this gateway a node of a cluster of gateways, whose
+	// embedded NATS servers join through routes, or which share an
+	// external NATS cluster or are its leaf nodes (docs/cluster.md);
 	// unset (no name): the gateway runs alone.
 	Cluster cluster.Config `yaml:"cluster"`
 	// Web configures the demo page (STUN/TURN servers for its browsers).

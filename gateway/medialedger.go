@@ -19,9 +19,12 @@ import (
 // The media ledger: each call anchored in rtpengine has a record in the
 // store (media.<node>.<hash of its Call-ID>) from its first offer to its
 // delete, so that calls a dead process left in rtpengine are deleted
-// when the node starts again, or by another node of the cluster that
-// sees it die (docs/media.md, "A gateway that dies"), not only at
-// rtpengine's --timeout. Records live as long as session records after
+// when the node starts again, or by another node of the cluster once
+// the dead one's lease expired (docs/media.md, "A gateway that dies"),
+// not only at rtpengine's --timeout. Of the nodes that sweep a dead
+// node's records at once (every survivor, the node itself restarted),
+// exactly one deletes each call: it claims the record first by
+// compare-and-set (claim). Records live as long as session records after
 // their last write (Config.RecordTTL): the ledger writes each live one
 // again well before that.
 
@@ -37,6 +40,9 @@ type ledgerRecord struct {
 	FromTag string `json:"from_tag"`
 	Addr    string `json:"addr"`
 	Life    string `json:"life"`
+	// Claim names the sweeper (node/life) that took the record to delete
+	// its call; empty while the call's own life holds it.
+	Claim string `json:"claim,omitempty"`
 }
 
 // heldRecord is a live call's record as last written: what refresh
@@ -62,6 +68,8 @@ type mediaLedger struct {
 	kick  chan struct{}
 	live  map[string]heldRecord // the calls held now, by key: run's own
 
+	sweeping map[string]bool // dead peers being swept (sweepDead), under mu
+
 	dropped, swept atomic.Uint64
 }
 
@@ -69,7 +77,7 @@ func newMediaLedger(g *Gateway, node string) *mediaLedger {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return &mediaLedger{g: g, prefix: "media." + node + ".", life: hex.EncodeToString(b[:]), ttl: g.cfg.RecordTTL(),
-		kick: make(chan struct{}, 1), live: map[string]heldRecord{}}
+		kick: make(chan struct{}, 1), live: map[string]heldRecord{}, sweeping: map[string]bool{}}
 }
 
 // ledgerKey names a call's record: Call-IDs of calls from SIP may hold
@@ -174,8 +182,32 @@ func (l *mediaLedger) refresh(ctx context.Context) {
 	}
 }
 
+// sweepDead sweeps a peer whose lease expired (cluster.Node.OnNodeDown),
+// once it has stayed down a lease TTL more: a node that comes back at
+// once sweeps its own earlier life, and the calls of its new life are
+// none of the dead one's.
+func (l *mediaLedger) sweepDead(ctx context.Context, node string) {
+	l.mu.Lock()
+	busy := l.sweeping[node]
+	l.sweeping[node] = true
+	l.mu.Unlock()
+	if busy {
+		return
+	}
+	defer func() {
+		l.mu.Lock()
+		delete(l.sweeping, node)
+		l.mu.Unlock()
+	}()
+	if !sleepCtx(ctx, l.g.node.LeaseTTL()) || !l.g.node.Down(node) {
+		return
+	}
+	l.sweep(ctx, node)
+}
+
 // sweep deletes in rtpengine the calls of node's records (this node's
-// from an earlier life, or a dead node's) and then their records.
+// from an earlier life, or a dead node's), each once claimed, and then
+// their records.
 func (l *mediaLedger) sweep(ctx context.Context, node string) {
 	prefix := "media." + node + "."
 	keys, err := l.g.store.Keys(ctx, prefix)
@@ -188,12 +220,12 @@ func (l *mediaLedger) sweep(ctx context.Context, node string) {
 		if !strings.HasPrefix(key, prefix) {
 			continue
 		}
-		data, _, err := l.g.store.Get(ctx, key)
+		data, rev, err := l.g.store.Get(ctx, key)
 		if err != nil {
 			continue
 		}
 		var rec ledgerRecord
-		if json.Unmarshal(data, &rec) != nil || (node == l.node() && rec.Life == l.life) {
+		if json.Unmarshal(data, &rec) != nil || (node == l.node() && rec.Life == l.life) || !l.claim(ctx, node, key, rec, rev) {
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, l.g.cfg.Media.WithDefaults().Timeout)
@@ -208,6 +240,31 @@ func (l *mediaLedger) sweep(ctx context.Context, node string) {
 		l.swept.Add(uint64(swept))
 		l.g.log.Info("media ledger: calls a dead process left in rtpengine deleted", "node", node, "calls", swept)
 	}
+}
+
+// claim makes this life the sweeper of a record read at rev, by
+// compare-and-set: false when another sweeper, alive, has it, when the
+// write lost to another's (a survivor's, or the node's own back), or
+// when node, a peer, is alive again (its records are its own).
+func (l *mediaLedger) claim(ctx context.Context, node, key string, rec ledgerRecord, rev uint64) bool {
+	me := l.node() + "/" + l.life
+	if by, life, ok := strings.Cut(rec.Claim, "/"); ok && rec.Claim != me {
+		// A sweeper that died (a peer down, or an earlier life of this
+		// node) leaves the record to be claimed again.
+		if by == l.node() && life == l.life || by != l.node() && (l.g.node == nil || !l.g.node.Down(by)) {
+			return false
+		}
+	}
+	if node != l.node() && (l.g.node == nil || !l.g.node.Down(node)) {
+		return false
+	}
+	rec.Claim = me
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return false
+	}
+	_, err = l.g.store.Update(ctx, key, data, rev)
+	return err == nil
 }
 
 func (l *mediaLedger) node() string {

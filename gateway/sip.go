@@ -147,7 +147,7 @@ func (g *Gateway) newMedia() (*rtpengine.Adapter, error) {
 		g.goTracked(func() { l.sweep(g.ctx, l.node()) })
 		g.metrics.reg.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_swept_total",
-				Help: "Calls an earlier life of this node left in rtpengine (a crash) and deleted at start-up (media ledger)."},
+				Help: "Calls an earlier life of this node (a crash), or a peer whose lease expired, left in rtpengine and this node deleted (media ledger)."},
 				func() float64 { return float64(l.swept.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_rtpengine_ledger_dropped_total",
 				Help: "Calls not recorded in the media ledger because its write queue was full."},

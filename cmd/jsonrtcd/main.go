@@ -31,11 +31,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/jsonrtc/jsonrtc/gateway"
 	"github.com/jsonrtc/jsonrtc/sipgw"
-	"github.com/jsonrtc/jsonrtc/store"
-	"github.com/jsonrtc/jsonrtc/store/natsstore"
 	"github.com/jsonrtc/jsonrtc/transport/certs"
 )
 
@@ -215,43 +212,4 @@ func newLogger(c gateway.LogConfig) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
-}
-
-// openStore starts the configured session store, and with a cluster
-// section the node's place in the cluster. The memory backend gives the
-// gateway none of its own: records then go with the process.
-func openStore(cfg gateway.Config, log *slog.Logger) (store.Store, *cluster.Node, func(context.Context) error, func(), error) {
-	if cfg.Store.Backend == gateway.StoreMemory {
-		return nil, nil, nil, func() {}, nil
-	}
-	if err := os.MkdirAll(cfg.Store.Dir, 0o700); err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("store.dir: %w", err)
-	}
-	cl := cfg.Cluster
-	o := natsstore.EmbeddedOptions{Dir: cfg.Store.Dir, Logger: log, Store: natsstore.Options{
-		TTL: cfg.RecordTTL(), MaxValueBytes: cfg.MaxRecordBytes()}}
-	wait := 30 * time.Second
-	if cl.Enabled() {
-		o.Cluster = &natsstore.ClusterOptions{Name: cl.Name, Listen: cl.Listen, Routes: cl.Routes}
-		o.Store.Replicas, o.ReadyTimeout = cl.Replicas, cl.ReadyTimeout
-		wait += cl.ReadyTimeout
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	e, err := natsstore.Start(ctx, &o)
-	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("store.dir %s: %w", cfg.Store.Dir, err)
-	}
-	if !cl.Enabled() {
-		log.Info("session store", "backend", "nats", "dir", cfg.Store.Dir)
-		return e, nil, e.Ready, e.Close, nil
-	}
-	node, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: cl.Name, Replicas: cl.Replicas,
-		LeaseTTL: cl.LeaseTTL, DirectoryTTL: cfg.RecordTTL(), Logger: log})
-	if err != nil {
-		e.Close()
-		return nil, nil, nil, nil, fmt.Errorf("cluster: %w", err)
-	}
-	log.Info("session store", "backend", "nats", "dir", cfg.Store.Dir, "cluster_node", cl.Name, "replicas", cl.Replicas)
-	return e, node, e.Ready, func() { node.Close(); e.Close() }, nil
 }

@@ -54,6 +54,7 @@ var allowed = map[string][]string{
 	"cmd/jsonrtc-load":      {"client", "internal/flood", "protocol", "session"},
 	"internal/layering":     {},
 	"internal/testenv":      {},
+	"internal/natstest":     {"internal/testenv"},
 	"internal/testreport":   {"internal/testenv"},
 	"push":                  {},
 	"templates":             {"protocol", "push", "routing", "sipgw"},

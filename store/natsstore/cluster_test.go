@@ -16,6 +16,13 @@ import (
 // the bucket on replicas 3.
 func startCluster(t *testing.T) []*natsstore.Embedded {
 	t.Helper()
+	return startClusterWith(t, nil)
+}
+
+// startClusterWith is startCluster with mod applied to each node's
+// options (i: 0, 1, 2).
+func startClusterWith(t *testing.T, mod func(i int, o *natsstore.EmbeddedOptions)) []*natsstore.Embedded {
+	t.Helper()
 	dir := t.TempDir()
 	var routes []string
 	for range 3 {
@@ -25,12 +32,16 @@ func startCluster(t *testing.T) []*natsstore.Embedded {
 	var wg sync.WaitGroup
 	for i := range out {
 		wg.Go(func() {
-			e, err := natsstore.Start(context.Background(), &natsstore.EmbeddedOptions{
+			o := &natsstore.EmbeddedOptions{
 				Dir:          filepath.Join(dir, fmt.Sprint(i)),
 				Store:        natsstore.Options{Replicas: 3},
 				Cluster:      &natsstore.ClusterOptions{Name: fmt.Sprintf("n%d", i+1), Listen: routes[i], Routes: routes},
 				ReadyTimeout: 30 * time.Second,
-			})
+			}
+			if mod != nil {
+				mod(i, o)
+			}
+			e, err := natsstore.Start(context.Background(), o)
 			if err != nil {
 				t.Error(err)
 				return

@@ -3,6 +3,7 @@ package natsstore
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,6 +33,8 @@ type Embedded struct {
 	srv  *server.Server
 	nc   *nats.Conn
 	lock *os.File
+	errs *serverErrors
+	leaf bool // a leaf node of a hub (EmbeddedOptions.Leaf)
 }
 
 // EmbeddedOptions configure [Start].
@@ -43,6 +48,10 @@ type EmbeddedOptions struct {
 	// Cluster, when set, joins the server to a NATS cluster through
 	// routes; nil: a single node.
 	Cluster *ClusterOptions
+	// Leaf, when set, makes the server a leaf node of a central NATS
+	// cluster whose JetStream keeps the bucket; the server then runs no
+	// JetStream of its own and Dir holds only the lock. Not with Cluster.
+	Leaf *LeafOptions
 	// ReadyTimeout bounds the wait for JetStream to take the bucket (a
 	// clustered JetStream needs a quorum of its peers up); default 60s.
 	ReadyTimeout time.Duration
@@ -62,6 +71,28 @@ type ClusterOptions struct {
 	// Routes are the peers' route addresses (host:port); this node's own
 	// may be among them (NATS ignores a route to itself).
 	Routes []string
+	// TLS, when set, secures the routes both ways: the server's and the
+	// route client's configuration (certificate, CAs, client auth).
+	TLS *tls.Config
+	// User and Password, when set, are required of the peers' routes and
+	// offered on this node's.
+	User, Password string
+}
+
+// LeafOptions make the embedded server a leaf node of a hub cluster.
+type LeafOptions struct {
+	// Name is the node's name (the leaf server's name).
+	Name string
+	// URLs are the hub's leaf node listeners.
+	URLs []*url.URL
+	// One way to authenticate, or none: a credentials file, the seed of
+	// an nkey (the seed itself, not a file), a user and password, or a
+	// token.
+	Creds, NKeySeed, User, Password, Token string
+	// TLS toward the hub; nil: TLS only if a URL's scheme is tls.
+	TLS *tls.Config
+	// Domain is the hub's JetStream domain; empty: the default API.
+	Domain string
 }
 
 // ClusterName is the NATS cluster name the gateways' servers share.
@@ -94,7 +125,11 @@ func (o *EmbeddedOptions) serverOptions() (*server.Options, error) {
 			return nil, fmt.Errorf("natsstore: route listen port %q: %w", port, err)
 		}
 		so.ServerName = c.Name
-		so.Cluster = server.ClusterOpts{Name: ClusterName, Host: host, Port: n}
+		so.Cluster = server.ClusterOpts{Name: ClusterName, Host: host, Port: n, TLSConfig: c.TLS,
+			Username: c.User, Password: c.Password}
+		if c.TLS != nil {
+			so.Cluster.TLSTimeout = 5
+		}
 		// NATS starts its routes only once its client listener is up:
 		// a cluster needs one. It takes a random loopback port and a
 		// random token that only this process knows, so that clients
@@ -106,8 +141,37 @@ func (o *EmbeddedOptions) serverOptions() (*server.Options, error) {
 			if err != nil {
 				return nil, fmt.Errorf("natsstore: route %q: %w", r, err)
 			}
+			if c.User != "" {
+				u.User = url.UserPassword(c.User, c.Password)
+			}
 			so.Routes = append(so.Routes, u)
 		}
+	}
+	if l := o.Leaf; l != nil {
+		// The hub's JetStream keeps the buckets: this server's client
+		// (the process) reaches it over the leaf connection.
+		so.ServerName, so.JetStream, so.StoreDir = l.Name, false, ""
+		remote := &server.RemoteLeafOpts{Credentials: l.Creds, Nkey: l.NKeySeed, TLSConfig: l.TLS, TLS: l.TLS != nil}
+		for _, u := range l.URLs {
+			u := *u
+			if u.Scheme == "tls" {
+				remote.TLS = true
+			} else {
+				u.Scheme = "nats-leaf"
+			}
+			switch {
+			case l.User != "":
+				u.User = url.UserPassword(l.User, l.Password)
+			case l.Token != "":
+				u.User = url.User(l.Token)
+			}
+			remote.URLs = append(remote.URLs, &u)
+		}
+		if remote.TLS {
+			remote.TLSTimeout = 5 // NATS's 2 s is short on a loaded host
+		}
+		so.LeafNode.Remotes = []*server.RemoteLeafOpts{remote}
+		so.LeafNode.ReconnectInterval = time.Second
 	}
 	return so, nil
 }
@@ -117,6 +181,9 @@ func (o *EmbeddedOptions) serverOptions() (*server.Options, error) {
 func Start(ctx context.Context, opts *EmbeddedOptions) (*Embedded, error) {
 	if opts == nil || opts.Dir == "" {
 		return nil, errors.New("natsstore: no data directory")
+	}
+	if opts.Cluster != nil && opts.Leaf != nil {
+		return nil, errors.New("natsstore: routes and a leaf connection: one or the other")
 	}
 	o := *opts // defaults are filled in a copy
 	if o.StartTimeout <= 0 {
@@ -141,6 +208,8 @@ func Start(ctx context.Context, opts *EmbeddedOptions) (*Embedded, error) {
 		lock.Close()
 		return nil, fmt.Errorf("natsstore: %w", err)
 	}
+	errs := &serverErrors{}
+	srv.SetLoggerV2(errs, false, false, false)
 	srv.Start()
 	if !srv.ReadyForConnections(o.StartTimeout) {
 		srv.Shutdown()
@@ -153,8 +222,12 @@ func Start(ctx context.Context, opts *EmbeddedOptions) (*Embedded, error) {
 		lock.Close()
 		return nil, fmt.Errorf("natsstore: %w", err)
 	}
-	e := &Embedded{srv: srv, nc: nc, lock: lock}
-	js, err := jetstream.New(nc)
+	e := &Embedded{srv: srv, nc: nc, lock: lock, errs: errs, leaf: o.Leaf != nil}
+	domain := ""
+	if o.Leaf != nil {
+		domain = o.Leaf.Domain
+	}
+	js, err := newJetStream(nc, domain)
 	if err == nil {
 		e.KV, err = e.open(ctx, js, o)
 	}
@@ -166,34 +239,68 @@ func Start(ctx context.Context, opts *EmbeddedOptions) (*Embedded, error) {
 }
 
 // open opens the bucket. A clustered JetStream takes it only once a
-// quorum of peers is up and has a meta leader, so until ReadyTimeout
-// each failure is retried, and logged every few seconds.
+// quorum of peers is up and has a meta leader (a leaf's, once the hub is
+// reached), so until ReadyTimeout each failure is retried, and logged
+// every few seconds.
 func (e *Embedded) open(ctx context.Context, js jetstream.JetStream, o EmbeddedOptions) (*KV, error) {
-	if o.Cluster == nil {
-		return New(ctx, js, &o.Store)
+	switch {
+	case o.Cluster != nil:
+		keys := "cluster.routes"
+		if o.Cluster.TLS != nil {
+			keys += ", cluster.tls"
+		}
+		if o.Cluster.User != "" {
+			keys += ", cluster.user"
+		}
+		return openWaiting(ctx, js, o.Store, o.ReadyTimeout, o.Logger, keys, e.errs.Last, func() []any {
+			return []any{"node", o.Cluster.Name, "routes", e.srv.NumRoutes()}
+		})
+	case o.Leaf != nil:
+		return openWaiting(ctx, js, o.Store, o.ReadyTimeout, o.Logger, "cluster.leaf", e.errs.Last, func() []any {
+			return []any{"node", o.Leaf.Name, "leaf_connections", e.srv.NumLeafNodes()}
+		})
 	}
-	if o.ReadyTimeout <= 0 {
-		o.ReadyTimeout = 60 * time.Second
+	return New(ctx, js, &o.Store)
+}
+
+// newJetStream is JetStream on nc, in domain when one is named.
+func newJetStream(nc *nats.Conn, domain string) (jetstream.JetStream, error) {
+	if domain != "" {
+		return jetstream.NewWithDomain(nc, domain)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.ReadyTimeout)
+	return jetstream.New(nc)
+}
+
+// openWaiting opens the bucket, trying again until wait (default 60s)
+// passes; what names the configuration key to check in the error, cause
+// the last failure of the connections to the peers (or ""), and state
+// what the log says of the wait.
+func openWaiting(ctx context.Context, js jetstream.JetStream, so Options, wait time.Duration, log *slog.Logger, what string, cause func() string, state func() []any) (*KV, error) {
+	if wait <= 0 {
+		wait = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	start, logged := time.Now(), time.Now()
 	for {
 		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
-		kv, err := New(actx, js, &o.Store)
+		kv, err := New(actx, js, &so)
 		acancel()
 		if err == nil {
-			if o.Logger != nil {
-				o.Logger.Info("JetStream ready", "node", o.Cluster.Name, "waited", time.Since(start).Round(time.Millisecond))
+			if log != nil {
+				log.Info("JetStream ready", append(state(), "waited", time.Since(start).Round(time.Millisecond))...)
 			}
 			return kv, nil
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("natsstore: JetStream not ready within %v (are enough of cluster.routes up?): %w", o.ReadyTimeout, err)
+			if c := cause(); c != "" {
+				return nil, fmt.Errorf("natsstore: JetStream not ready within %v: %s: the last connection error: %s (%w)", wait, what, c, err)
+			}
+			return nil, fmt.Errorf("natsstore: JetStream not ready within %v (are enough of %s up?): %w", wait, what, err)
 		}
-		if o.Logger != nil && time.Since(logged) >= 5*time.Second {
+		if log != nil && time.Since(logged) >= 5*time.Second {
 			logged = time.Now()
-			o.Logger.Info("waiting for JetStream: cluster peers", "node", o.Cluster.Name, "routes", e.srv.NumRoutes(), "err", err)
+			log.Info("waiting for JetStream", append(state(), "err", err, "connection_error", cause())...)
 		}
 		select {
 		case <-ctx.Done():
@@ -232,4 +339,42 @@ func lockDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("natsstore: data directory %s is in use by another process: %w", dir, err)
 	}
 	return f, nil
+}
+
+// serverErrors keeps the embedded server's last error (a route's or the
+// leaf connection's TLS handshake or authentication refused), for the
+// error of a start that waited for JetStream in vain: NATS logs nothing
+// else of why its peers are not there. It logs nothing itself (the
+// route port is open to the network: anyone could fill a log).
+type serverErrors struct {
+	mu   sync.Mutex
+	last string
+}
+
+func (l *serverErrors) Errorf(format string, v ...any) { l.note(format, v) }
+func (l *serverErrors) Warnf(format string, v ...any)  { l.note(format, v) }
+func (l *serverErrors) Fatalf(format string, v ...any) { l.note(format, v) }
+func (*serverErrors) Noticef(string, ...any)           {}
+func (*serverErrors) Debugf(string, ...any)            {}
+func (*serverErrors) Tracef(string, ...any)            {}
+
+func (l *serverErrors) note(format string, v []any) {
+	msg := fmt.Sprintf(format, v...)
+	// Only what concerns the connections to the peers: JetStream's own
+	// complaints while it waits for them say nothing of why.
+	low := strings.ToLower(msg)
+	if !strings.Contains(low, "tls") && !strings.Contains(low, "x509") && !strings.Contains(low, "auth") &&
+		!strings.Contains(low, "route") && !strings.Contains(low, "leaf") {
+		return
+	}
+	l.mu.Lock()
+	l.last = msg
+	l.mu.Unlock()
+}
+
+// Last is the last error noted, or "".
+func (l *serverErrors) Last() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last
 }

@@ -17,11 +17,21 @@ const readyKey = "readyz"
 // a read (a clustered JetStream without a quorum, its peers gone, does
 // not). It asks for no write: a probe every few seconds costs the
 // cluster nothing.
+//
+// A leaf node (EmbeddedOptions.Leaf) must also have its connection to the
+// hub up: the buckets are the hub's.
 func (e *Embedded) Ready(ctx context.Context) error {
-	if s := e.nc.Status(); s != nats.CONNECTED {
+	if e.leaf && e.srv.NumLeafNodes() == 0 {
+		return errors.New("nats: no leaf connection to the hub (cluster.leaf.urls)")
+	}
+	return ready(ctx, e.nc, e.KV)
+}
+
+func ready(ctx context.Context, nc *nats.Conn, kv *KV) error {
+	if s := nc.Status(); s != nats.CONNECTED {
 		return fmt.Errorf("nats: connection %s", s)
 	}
-	if _, _, err := e.KV.Get(ctx, readyKey); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := kv.Get(ctx, readyKey); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	return nil

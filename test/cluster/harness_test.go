@@ -60,6 +60,13 @@ func (n *node) ws() string { return "ws://" + n.addr + "/ws/webrtc/test" }
 // all (a clustered JetStream needs a quorum to start).
 func newCluster(t testing.TB) []*node {
 	t.Helper()
+	return newClusterWith(t, "")
+}
+
+// newClusterWith is newCluster with extra lines in each node's cluster
+// section (route TLS, say), where {node} stands for the node's name.
+func newClusterWith(t testing.TB, extra string) []*node {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("runs three jsonrtcd processes")
 	}
@@ -76,22 +83,36 @@ func newCluster(t testing.TB) []*node {
 		nodes[i] = n
 	}
 	for _, n := range nodes {
-		cfg := fmt.Sprintf(`listen: %s
+		n.writeConfig(t, fmt.Sprintf("  listen: %s\n  routes: [%s]\n", n.route, strings.Join(routes, ", "))+strings.ReplaceAll(extra, "{node}", n.name))
+	}
+	runNodes(t, nodes)
+	return nodes
+}
+
+// writeConfig writes the node's configuration: its addresses, and a
+// cluster section of replicas 3 whose other lines are section's.
+func (n *node) writeConfig(t testing.TB, section string) {
+	t.Helper()
+	cfg := fmt.Sprintf(`listen: %s
 metrics: {listen: %s}
 store: {dir: %s}
 session: {resume_timeout: 30s}
 cluster:
   name: %s
-  listen: %s
-  routes: [%s]
   replicas: 3
   lease_ttl: 4s
   drain_timeout: 20s
-`, n.addr, n.metrics, n.dir, n.name, n.route, strings.Join(routes, ", "))
-		if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
+%s`, n.addr, n.metrics, n.dir, n.name, section)
+	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// runNodes starts the nodes, their configuration written, and waits
+// until each serves and sees all of them; they are killed (their logs
+// shown if t failed) at the test's end.
+func runNodes(t testing.TB, nodes []*node) {
+	t.Helper()
 	t.Cleanup(func() {
 		for _, n := range nodes {
 			n.stop(t, syscall.SIGKILL)
@@ -114,7 +135,6 @@ cluster:
 	for _, n := range nodes {
 		n.waitPeers(t, len(nodes))
 	}
-	return nodes
 }
 
 // waitPeers waits until n sees all nodes of the cluster up: served

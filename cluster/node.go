@@ -128,6 +128,16 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	ping, err := nc.Subscribe(pingSubject, func(m *nats.Msg) {
+		if string(m.Data) != n.o.Name && m.Reply != "" {
+			m.Respond([]byte(n.o.Name))
+		}
+	})
+	if err != nil {
+		n.cancel()
+		return nil, fmt.Errorf("cluster: ping subject: %w", err)
+	}
+	n.subs = append(n.subs, ping)
 	n.readLeases(ctx)
 	dir, err := n.dir.WatchAll(n.ctx)
 	if err != nil {
@@ -612,6 +622,32 @@ func (n *Node) Handle(kind string, fn func(data []byte) []byte) error {
 	n.mu.Unlock()
 	return nil
 }
+
+// pingSubject is answered by every node but the one that asks (its name
+// is the request): CutOff's test of whether any peer hears this node.
+const pingSubject = "jsonrtc.nodes.ping"
+
+// CutOff reports whether this node is cut off from its cluster: its own
+// lease unwritten for longer than the TTL (its peers, which write
+// theirs, take it for down and take its sessions over without asking
+// it) while no peer answers a ping within timeout. A lapsed lease with a
+// peer answering is the bucket electing a leader, which every node
+// waits out alike (nobody expires then: readLeases).
+func (n *Node) CutOff(ctx context.Context, timeout time.Duration) bool {
+	n.mu.Lock()
+	lapsed := time.Since(n.wrote) > n.o.LeaseTTL
+	n.mu.Unlock()
+	if !lapsed {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := n.nc.RequestWithContext(pctx, pingSubject, []byte(n.o.Name))
+	return err != nil && ctx.Err() == nil
+}
+
+// LeaseTTL is the lease TTL the node runs with.
+func (n *Node) LeaseTTL() time.Duration { return n.o.LeaseTTL }
 
 // ErrNoNode is returned by Request when no node of that name answers.
 var ErrNoNode = errors.New("cluster: node not reachable")

@@ -11,6 +11,31 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// ttl is the lease TTL of the tests' nodes.
+const ttl = 600 * time.Millisecond
+
+// embedded starts an embedded NATS server, and returns it with a
+// function that starts a node of the given name on it (closed at the
+// test's end).
+func embedded(t *testing.T) (*natsstore.Embedded, func(name string) *cluster.Node) {
+	t.Helper()
+	ctx := context.Background()
+	e, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e, func(name string) *cluster.Node {
+		t.Helper()
+		n, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: name, LeaseTTL: ttl, DirectoryTTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Close)
+		return n
+	}
+}
+
 // TestShortLivedNodeReportedDown: a node that starts after this one
 // listed the leases and dies before the next listing was never seen
 // alive here; it is reported down all the same, once, so that what it
@@ -19,23 +44,10 @@ import (
 // listed it yet).
 func TestShortLivedNodeReportedDown(t *testing.T) {
 	ctx := context.Background()
-	e, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	const ttl = 600 * time.Millisecond
-	n, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: "a", LeaseTTL: ttl, DirectoryTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
+	e, start := embedded(t)
+	n := start("a")
 	// c lives: a knows a peer, and lists the bucket only now and then.
-	c, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: "c", LeaseTTL: ttl, DirectoryTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	start("c")
 	for deadline := time.Now().Add(10 * ttl); !n.Alive("c"); {
 		if time.Now().After(deadline) {
 			t.Fatal("c not seen alive")
@@ -72,5 +84,43 @@ func TestShortLivedNodeReportedDown(t *testing.T) {
 	case node := <-down:
 		t.Fatalf("%s reported down again", node)
 	case <-time.After(4 * ttl):
+	}
+}
+
+// TestCutOff: a node whose lease writes fail for longer than the TTL is
+// cut off only while no peer answers it: with a peer answering, the
+// bucket is electing (every node waits alike); alone, it is cut off, and
+// it is not once its lease is written again.
+func TestCutOff(t *testing.T) {
+	ctx := context.Background()
+	e, start := embedded(t)
+	a, c := start("a"), start("c")
+	if a.CutOff(ctx, time.Second) {
+		t.Fatal("cut off with its lease fresh")
+	}
+	// The leases' bucket gone: every lease write fails from now on.
+	js, err := jetstream.New(e.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(ctx, cluster.NodesBucket); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(ttl + ttl/2) // the lease lapses: nothing to wait on but time
+	if a.CutOff(ctx, time.Second) {
+		t.Fatal("cut off while c answers")
+	}
+	c.Close()
+	if !a.CutOff(ctx, 200*time.Millisecond) {
+		t.Fatal("not cut off: lease lapsed and no peer answers")
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cluster.NodesBucket, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * ttl); a.CutOff(ctx, 200*time.Millisecond); {
+		if time.Now().After(deadline) {
+			t.Fatal("still cut off with its lease written again")
+		}
+		time.Sleep(ttl / 10) // polled: the lease is written on a ticker
 	}
 }

@@ -282,9 +282,13 @@ func (n *Node) readLeases(ctx context.Context, extra ...string) {
 		if err != nil {
 			return
 		}
-		names = names[:0]
+		// The known peers (names already) are read whether listed or
+		// not: a listing answered by a replica behind the others may
+		// miss a lease.
 		for k := range keys.Keys() {
-			names = append(names, k)
+			if _, known := prev[k]; !known {
+				names = append(names, k)
+			}
 		}
 		keys.Stop()
 		if ctx.Err() != nil {
@@ -303,9 +307,23 @@ func (n *Node) readLeases(ctx context.Context, extra ...string) {
 		e, err := n.nodes.Get(ctx, k)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
-			continue // given up
+			if !ok || n.gaveUp(ctx, k, at) {
+				continue // given up
+			}
+			// Absent from the replica that answered: judged by the
+			// last write seen (below).
 		case err == nil:
-			at, ok = e.Created(), true
+			// Reads may be answered by any replica, and one behind the
+			// others (a node back from a partition) has older leases, or
+			// none (aged out while it was cut off): taken as they came,
+			// a live peer was reported down and up again, and the calls
+			// it hosted ended (test/cluster TestClusterPartition). The
+			// latest write seen stands; a lease not found is judged by
+			// it too, unless given up (gaveUp).
+			if c := e.Created(); !ok || c.After(at) {
+				at = c
+			}
+			ok = true
 		case ok:
 			// A lease that cannot be read now (a slow bucket: the
 			// read's deadline) leaves its node as it was.
@@ -350,6 +368,23 @@ func (n *Node) readLeases(ctx context.Context, extra ...string) {
 	for _, node := range down {
 		n.nodeDown(node, "lease expired or given up")
 	}
+}
+
+// gaveUp reports whether node, whose last lease write seen was at, gave
+// its lease up since (Close purges it): its last message is a purge
+// made after at, not absent from the replica that answered, nor a purge
+// of an earlier life of the node on a replica behind.
+func (n *Node) gaveUp(ctx context.Context, node string, at time.Time) bool {
+	st, err := n.js.Stream(ctx, "KV_"+NodesBucket)
+	if err != nil {
+		return false
+	}
+	m, err := st.GetLastMsgForSubject(ctx, "$KV."+NodesBucket+"."+node)
+	if err != nil {
+		return false
+	}
+	op := m.Header.Get("KV-Operation")
+	return (op == "PURGE" || op == "DEL") && m.Time.After(at)
 }
 
 // prevOK reports whether node was alive at the last read.

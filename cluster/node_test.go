@@ -16,8 +16,12 @@ const ttl = 600 * time.Millisecond
 
 // embedded starts an embedded NATS server, and returns it with a
 // function that starts a node of the given name on it (closed at the
-// test's end).
+// test's end), with a lease TTL of ttl.
 func embedded(t *testing.T) (*natsstore.Embedded, func(name string) *cluster.Node) {
+	return embeddedTTL(t, ttl)
+}
+
+func embeddedTTL(t *testing.T, ttl time.Duration) (*natsstore.Embedded, func(name string) *cluster.Node) {
 	t.Helper()
 	ctx := context.Background()
 	e, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
@@ -122,5 +126,60 @@ func TestCutOff(t *testing.T) {
 			t.Fatal("still cut off with its lease written again")
 		}
 		time.Sleep(ttl / 10) // polled: the lease is written on a ticker
+	}
+}
+
+// TestLeaseAbsentFromAReplica: a lease read finds nothing where a
+// replica behind the others answers (a node back from a partition, whose
+// copy of the leases aged out while it was cut off). The peer was
+// reported down at once, as if it had given its lease up, and up again
+// at the next read, and the calls it hosted ended (test/cluster
+// TestClusterPartition); it is judged by its last write seen instead,
+// and only a lease given up (a purge) is down at once.
+func TestLeaseAbsentFromAReplica(t *testing.T) {
+	ctx := context.Background()
+	const ttl = 3 * time.Second
+	e, start := embeddedTTL(t, ttl)
+	a, c := start("a"), start("c")
+	for deadline := time.Now().Add(10 * ttl); !a.Alive("c"); {
+		if time.Now().After(deadline) {
+			t.Fatal("c not seen alive")
+		}
+		time.Sleep(ttl / 30) // polled: a reads the leases on a ticker
+	}
+	down := make(chan string, 8)
+	a.OnNodeDown(func(node string) { down <- node })
+	js, err := jetstream.New(e.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "KV_"+cluster.NodesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// For a third of the TTL c's lease is taken out of the bucket as
+	// soon as it is written (no purge: as absent), over a's reads.
+	for end := time.Now().Add(ttl / 3); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if err := st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+cluster.NodesBucket+".c")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case node := <-down:
+		t.Fatalf("%s reported down: its lease absent from the bucket a moment, written within the TTL", node)
+	case <-time.After(ttl / 2):
+	}
+	if !a.Alive("c") {
+		t.Fatal("c not alive")
+	}
+	// Given up (Close purges the lease), c is down at once.
+	c.Close()
+	select {
+	case node := <-down:
+		if node != "c" {
+			t.Fatalf("%s reported down, want c", node)
+		}
+	case <-time.After(ttl * 2 / 3):
+		t.Fatal("c gave its lease up and was not reported down within two reads")
 	}
 }

@@ -40,6 +40,21 @@ func embeddedTTL(t *testing.T, ttl time.Duration) (*natsstore.Embedded, func(nam
 	}
 }
 
+// seeAlive waits until n sees peer alive (n's lease TTL is ttl), and
+// returns the nodes n reports down from then on.
+func seeAlive(t *testing.T, n *cluster.Node, peer string, ttl time.Duration) <-chan string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * ttl); !n.Alive(peer); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not seen alive", peer)
+		}
+		time.Sleep(ttl / 30) // polled: n reads the leases on a ticker
+	}
+	down := make(chan string, 8)
+	n.OnNodeDown(func(node string) { down <- node })
+	return down
+}
+
 // TestShortLivedNodeReportedDown: a node that starts after this one
 // listed the leases and dies before the next listing was never seen
 // alive here; it is reported down all the same, once, so that what it
@@ -52,14 +67,7 @@ func TestShortLivedNodeReportedDown(t *testing.T) {
 	n := start("a")
 	// c lives: a knows a peer, and lists the bucket only now and then.
 	start("c")
-	for deadline := time.Now().Add(10 * ttl); !n.Alive("c"); {
-		if time.Now().After(deadline) {
-			t.Fatal("c not seen alive")
-		}
-		time.Sleep(ttl / 10) // polled: a reads the leases on a ticker
-	}
-	down := make(chan string, 8)
-	n.OnNodeDown(func(node string) { down <- node })
+	down := seeAlive(t, n, "c", ttl)
 	// b writes one lease, after a's first listing, and dies.
 	js, err := jetstream.New(e.Conn())
 	if err != nil {
@@ -141,14 +149,7 @@ func TestLeaseAbsentFromAReplica(t *testing.T) {
 	const ttl = 3 * time.Second
 	e, start := embeddedTTL(t, ttl)
 	a, c := start("a"), start("c")
-	for deadline := time.Now().Add(10 * ttl); !a.Alive("c"); {
-		if time.Now().After(deadline) {
-			t.Fatal("c not seen alive")
-		}
-		time.Sleep(ttl / 30) // polled: a reads the leases on a ticker
-	}
-	down := make(chan string, 8)
-	a.OnNodeDown(func(node string) { down <- node })
+	down := seeAlive(t, a, "c", ttl)
 	js, err := jetstream.New(e.Conn())
 	if err != nil {
 		t.Fatal(err)

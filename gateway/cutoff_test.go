@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,4 +75,50 @@ func TestClusterCutOffLetsGo(t *testing.T) {
 		}
 	}
 	resumeWS(t, urls[0], "alice@example.com", a.sid, a.seq+1, a.last)
+}
+
+// conflictUnread refuses one update as a revision conflict without
+// applying it, and fails the two reads that follow it (update's check of
+// the record, then the retry loop's): a leader elected at a partition's
+// heal, not yet answering for the record this node wrote.
+type conflictUnread struct {
+	conflictOnce
+	unread atomic.Int32
+}
+
+func (c *conflictUnread) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if c.armed.Load() {
+		c.unread.Store(2)
+	}
+	return c.conflictOnce.Update(ctx, key, value, rev)
+}
+
+func (c *conflictUnread) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	if c.unread.Add(-1) >= 0 {
+		return nil, 0, context.DeadlineExceeded
+	}
+	return c.Store.Get(ctx, key)
+}
+
+// TestClusterOwnConflictUnreadKeepsSession: a write refused as a
+// conflict while the record names this node, the read that would write
+// over it failing, is made again at the next round, and the session
+// goes on. Before, the copy ended as superseded once a later read named
+// this node (test/cluster TestClusterPartition: bob's session on the
+// majority at the heal, his client sent to another node).
+func TestClusterOwnConflictUnreadKeepsSession(t *testing.T) {
+	st := &conflictUnread{}
+	g, a := aliceOnNode(t, func(s store.Store) store.Store { st.Store = s; return st })
+	st.armed.Store(true)
+	seq, err := g.lookup(a.sid).Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
+		Header: protocol.Header{Action: protocol.ActionShutdown}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := a.read(); f.Control.Sequence != seq {
+		t.Fatalf("alice read %s, want the frame sent (sequence %d)", f.Marshal(), seq)
+	}
+	if g.lookup(a.sid) == nil {
+		t.Fatal("the session ended on a conflict with its own record")
+	}
 }

@@ -46,21 +46,21 @@ func summary(st cluster.Status) map[string]string {
 // reaches the test).
 func untilStatus(t *testing.T, n *node, want map[string]string) cluster.Status {
 	t.Helper()
-	st, _ := untilStatusIn(t, n, want)
+	st, _ := untilStatusIn(t, n, 30*time.Second, want)
 	return st
 }
 
-// untilStatusOneOf is untilStatus for any of wants; it returns the one
-// met.
-func untilStatusOneOf(t *testing.T, n *node, wants ...map[string]string) map[string]string {
+// untilStatusOneOf is untilStatus for any of wants, for up to within;
+// it returns the one met.
+func untilStatusOneOf(t *testing.T, n *node, within time.Duration, wants ...map[string]string) map[string]string {
 	t.Helper()
-	_, met := untilStatusIn(t, n, wants...)
+	_, met := untilStatusIn(t, n, within, wants...)
 	return met
 }
 
-func untilStatusIn(t *testing.T, n *node, wants ...map[string]string) (cluster.Status, map[string]string) {
+func untilStatusIn(t *testing.T, n *node, within time.Duration, wants ...map[string]string) (cluster.Status, map[string]string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(within)
 	for {
 		st := status(t, n)
 		got := summary(st)

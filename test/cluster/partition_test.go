@@ -134,6 +134,19 @@ func (l *netLab) heal(i int) {
 	l.run("", "ip", "netns", "exec", l.ns[i], "nft", "delete", "table", "inet", "jrtcpart")
 }
 
+// callEvents lists the call events r holds, without waiting.
+func callEvents(r *receiver) string {
+	var out []string
+	for {
+		select {
+		case ev := <-r.calls:
+			out = append(out, fmt.Sprintf("%v %d %q", ev.CallEvent, ev.Code, ev.Reason))
+		default:
+			return strings.Join(out, ", ")
+		}
+	}
+}
+
 // numbered sends body "<from>:<k>", k = 0, 1, ..., from c to target
 // until stop is closed, and records the numbers reported delivered.
 type numbered struct {
@@ -318,7 +331,9 @@ func TestClusterPartition(t *testing.T) {
 	ra.until(t, "messages from carol after the heal", from("c", int(nC)+3))
 	stopSenders()
 	if err := in.Hangup(tctx(t)); err != nil {
-		t.Fatal(err)
+		// Seen once in 12 runs after the fixes, not yet explained: the
+		// call events bob got say how it ended.
+		t.Fatalf("bob's hangup: %v; bob's call events since the re-offer: %s", err, callEvents(rb))
 	}
 	ra.callEvent(t, client.CallEnded)
 

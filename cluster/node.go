@@ -142,6 +142,16 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	ping, err := nc.Subscribe(pingSubject, func(m *nats.Msg) {
+		if string(m.Data) != n.o.Name && m.Reply != "" {
+			m.Respond([]byte(n.o.Name))
+		}
+	})
+	if err != nil {
+		n.cancel()
+		return nil, fmt.Errorf("cluster: ping subject: %w", err)
+	}
+	n.subs = append(n.subs, ping)
 	n.readLeases(ctx)
 	dir, err := n.dir.WatchAll(n.ctx)
 	if err != nil {
@@ -289,9 +299,13 @@ func (n *Node) readLeases(ctx context.Context, extra ...string) {
 		if err != nil {
 			return
 		}
-		names = names[:0]
+		// The known peers (names already) are read whether listed or
+		// not: a listing answered by a replica behind the others may
+		// miss a lease.
 		for k := range keys.Keys() {
-			names = append(names, k)
+			if _, known := prev[k]; !known {
+				names = append(names, k)
+			}
 		}
 		keys.Stop()
 		if ctx.Err() != nil {
@@ -310,9 +324,23 @@ func (n *Node) readLeases(ctx context.Context, extra ...string) {
 		e, err := n.nodes.Get(ctx, k)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
-			continue // given up
+			if !ok || n.gaveUp(ctx, k, at) {
+				continue // given up
+			}
+			// Absent from the replica that answered: judged by the
+			// last write seen (below).
 		case err == nil:
-			at, ok = e.Created(), true
+			// Reads may be answered by any replica, and one behind the
+			// others (a node back from a partition) has older leases, or
+			// none (aged out while it was cut off): taken as they came,
+			// a live peer was reported down and up again, and the calls
+			// it hosted ended (test/cluster TestClusterPartition). The
+			// latest write seen stands; a lease not found is judged by
+			// it too, unless given up (gaveUp).
+			if c := e.Created(); !ok || c.After(at) {
+				at = c
+			}
+			ok = true
 		case ok:
 			// A lease that cannot be read now (a slow bucket: the
 			// read's deadline) leaves its node as it was.
@@ -357,6 +385,23 @@ func (n *Node) readLeases(ctx context.Context, extra ...string) {
 	for _, node := range down {
 		n.nodeDown(node, "lease expired or given up")
 	}
+}
+
+// gaveUp reports whether node, whose last lease write seen was at, gave
+// its lease up since (Close purges it): its last message is a purge
+// made after at, not absent from the replica that answered, nor a purge
+// of an earlier life of the node on a replica behind.
+func (n *Node) gaveUp(ctx context.Context, node string, at time.Time) bool {
+	st, err := n.js.Stream(ctx, "KV_"+NodesBucket)
+	if err != nil {
+		return false
+	}
+	m, err := st.GetLastMsgForSubject(ctx, "$KV."+NodesBucket+"."+node)
+	if err != nil {
+		return false
+	}
+	op := m.Header.Get("KV-Operation")
+	return (op == "PURGE" || op == "DEL") && m.Time.After(at)
 }
 
 // prevOK reports whether node was alive at the last read.
@@ -628,6 +673,29 @@ func (n *Node) Handle(kind string, fn func(data []byte) []byte) error {
 	n.subs = append(n.subs, sub)
 	n.mu.Unlock()
 	return nil
+}
+
+// pingSubject is answered by every node but the one that asks (its name
+// is the request): CutOff's test of whether any peer hears this node.
+const pingSubject = "jsonrtc.nodes.ping"
+
+// CutOff reports whether this node is cut off from its cluster: its own
+// lease unwritten for longer than the TTL (its peers, which write
+// theirs, take it for down and take its sessions over without asking
+// it) while no peer answers a ping within timeout. A lapsed lease with a
+// peer answering is the bucket electing a leader, which every node
+// waits out alike (nobody expires then: readLeases).
+func (n *Node) CutOff(ctx context.Context, timeout time.Duration) bool {
+	n.mu.Lock()
+	lapsed := time.Since(n.wrote) > n.o.LeaseTTL
+	n.mu.Unlock()
+	if !lapsed {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := n.nc.RequestWithContext(pctx, pingSubject, []byte(n.o.Name))
+	return err != nil && ctx.Err() == nil
 }
 
 // ErrNoNode is returned by Request when no node of that name answers.

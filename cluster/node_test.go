@@ -11,6 +11,50 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// ttl is the lease TTL of the tests' nodes.
+const ttl = 600 * time.Millisecond
+
+// embedded starts an embedded NATS server, and returns it with a
+// function that starts a node of the given name on it (closed at the
+// test's end), with a lease TTL of ttl.
+func embedded(t *testing.T) (*natsstore.Embedded, func(name string) *cluster.Node) {
+	return embeddedTTL(t, ttl)
+}
+
+func embeddedTTL(t *testing.T, ttl time.Duration) (*natsstore.Embedded, func(name string) *cluster.Node) {
+	t.Helper()
+	ctx := context.Background()
+	e, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e, func(name string) *cluster.Node {
+		t.Helper()
+		n, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: name, LeaseTTL: ttl, DirectoryTTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Close)
+		return n
+	}
+}
+
+// seeAlive waits until n sees peer alive (n's lease TTL is ttl), and
+// returns the nodes n reports down from then on.
+func seeAlive(t *testing.T, n *cluster.Node, peer string, ttl time.Duration) <-chan string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * ttl); !n.Alive(peer); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not seen alive", peer)
+		}
+		time.Sleep(ttl / 30) // polled: n reads the leases on a ticker
+	}
+	down := make(chan string, 8)
+	n.OnNodeDown(func(node string) { down <- node })
+	return down
+}
+
 // TestShortLivedNodeReportedDown: a node that starts after this one
 // listed the leases and dies before the next listing was never seen
 // alive here; it is reported down all the same, once, so that what it
@@ -19,31 +63,11 @@ import (
 // listed it yet).
 func TestShortLivedNodeReportedDown(t *testing.T) {
 	ctx := context.Background()
-	e, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	const ttl = 600 * time.Millisecond
-	n, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: "a", LeaseTTL: ttl, DirectoryTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
+	e, start := embedded(t)
+	n := start("a")
 	// c lives: a knows a peer, and lists the bucket only now and then.
-	c, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: "c", LeaseTTL: ttl, DirectoryTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	for deadline := time.Now().Add(10 * ttl); !n.Alive("c"); {
-		if time.Now().After(deadline) {
-			t.Fatal("c not seen alive")
-		}
-		time.Sleep(ttl / 10) // polled: a reads the leases on a ticker
-	}
-	down := make(chan string, 8)
-	n.OnNodeDown(func(node string) { down <- node })
+	start("c")
+	down := seeAlive(t, n, "c", ttl)
 	// b writes one lease, after a's first listing, and dies.
 	js, err := jetstream.New(e.Conn())
 	if err != nil {
@@ -72,5 +96,91 @@ func TestShortLivedNodeReportedDown(t *testing.T) {
 	case node := <-down:
 		t.Fatalf("%s reported down again", node)
 	case <-time.After(4 * ttl):
+	}
+}
+
+// TestCutOff: a node whose lease writes fail for longer than the TTL is
+// cut off only while no peer answers it: with a peer answering, the
+// bucket is electing (every node waits alike); alone, it is cut off, and
+// it is not once its lease is written again.
+func TestCutOff(t *testing.T) {
+	ctx := context.Background()
+	e, start := embedded(t)
+	a, c := start("a"), start("c")
+	if a.CutOff(ctx, time.Second) {
+		t.Fatal("cut off with its lease fresh")
+	}
+	// The leases' bucket gone: every lease write fails from now on.
+	js, err := jetstream.New(e.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(ctx, cluster.NodesBucket); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(ttl + ttl/2) // the lease lapses: nothing to wait on but time
+	if a.CutOff(ctx, time.Second) {
+		t.Fatal("cut off while c answers")
+	}
+	c.Close()
+	if !a.CutOff(ctx, 200*time.Millisecond) {
+		t.Fatal("not cut off: lease lapsed and no peer answers")
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cluster.NodesBucket, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * ttl); a.CutOff(ctx, 200*time.Millisecond); {
+		if time.Now().After(deadline) {
+			t.Fatal("still cut off with its lease written again")
+		}
+		time.Sleep(ttl / 10) // polled: the lease is written on a ticker
+	}
+}
+
+// TestLeaseAbsentFromAReplica: a lease read finds nothing where a
+// replica behind the others answers (a node back from a partition, whose
+// copy of the leases aged out while it was cut off). The peer was
+// reported down at once, as if it had given its lease up, and up again
+// at the next read, and the calls it hosted ended (test/cluster
+// TestClusterPartition); it is judged by its last write seen instead,
+// and only a lease given up (a purge) is down at once.
+func TestLeaseAbsentFromAReplica(t *testing.T) {
+	ctx := context.Background()
+	const ttl = 3 * time.Second
+	e, start := embeddedTTL(t, ttl)
+	a, c := start("a"), start("c")
+	down := seeAlive(t, a, "c", ttl)
+	js, err := jetstream.New(e.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "KV_"+cluster.NodesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// For a third of the TTL c's lease is taken out of the bucket as
+	// soon as it is written (no purge: as absent), over a's reads.
+	for end := time.Now().Add(ttl / 3); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if err := st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+cluster.NodesBucket+".c")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case node := <-down:
+		t.Fatalf("%s reported down: its lease absent from the bucket a moment, written within the TTL", node)
+	case <-time.After(ttl / 2):
+	}
+	if !a.Alive("c") {
+		t.Fatal("c not alive")
+	}
+	// Given up (Close purges the lease), c is down at once.
+	c.Close()
+	select {
+	case node := <-down:
+		if node != "c" {
+			t.Fatalf("%s reported down, want c", node)
+		}
+	case <-time.After(ttl * 2 / 3):
+		t.Fatal("c gave its lease up and was not reported down within two reads")
 	}
 }

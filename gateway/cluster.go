@@ -146,6 +146,9 @@ func (r *remote) send(f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) 
 
 // startCluster serves the node's subjects.
 func (g *Gateway) startCluster() error {
+	if !g.goTracked(g.watchCutOff) {
+		return errors.New("gateway: shut down")
+	}
 	for kind, fn := range map[string]func([]byte) []byte{
 		kindDeliver: g.onDeliver, kindInbound: g.onInbound, kindEnded: g.onEnded, kindTakeover: g.onTakeover,
 	} {
@@ -1064,28 +1067,7 @@ func (g *Gateway) Drain(ctx context.Context) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		all := g.liveSessions()
-		sip := 0
-		for _, s := range all {
-			if closed[s] {
-				continue
-			}
-			if g.calls.HasSIPCall(s) {
-				sip++
-				continue
-			}
-			closed[s] = true
-			s.mu.Lock()
-			l := s.conn
-			s.mu.Unlock()
-			if l != nil {
-				// The reader sees the close, the session waits for its
-				// resume (detach), here or, normally, elsewhere.
-				if !g.goTracked(func() { l.c.Close(websocket.StatusGoingAway, "node draining; resume on another") }) {
-					l.c.CloseNow()
-				}
-			}
-		}
+		all, sip := g.closeSockets(closed, websocket.StatusGoingAway, "node draining; resume on another")
 		calls := g.calls.Active()
 		if len(all) == 0 && calls == 0 {
 			g.log.Info("drained: no session and no call left")
@@ -1098,6 +1080,81 @@ func (g *Gateway) Drain(ctx context.Context) {
 			g.log.Warn("drain timeout: ending what is left", "sessions", len(all), "sessions_in_sip_calls", sip, "calls_hosted", calls)
 			g.stepDown()
 			return
+		}
+	}
+}
+
+// closeSockets closes the socket of every session of the tables not in
+// closed, and adds it there, but for sessions in a call with a SIP leg
+// (SIP dialogs do not move), which it counts. It returns the sessions
+// of the tables.
+func (g *Gateway) closeSockets(closed map[*Session]bool, code websocket.StatusCode, reason string) ([]*Session, int) {
+	all := g.liveSessions()
+	sip := 0
+	for _, s := range all {
+		if closed[s] {
+			continue
+		}
+		if g.calls.HasSIPCall(s) {
+			sip++
+			continue
+		}
+		closed[s] = true
+		s.mu.Lock()
+		l := s.conn
+		s.mu.Unlock()
+		if l != nil {
+			// The reader sees the close, the session waits for its
+			// resume (detach), here or, normally, elsewhere.
+			if !g.goTracked(func() { l.c.Close(code, reason) }) {
+				l.c.CloseNow()
+			}
+		}
+	}
+	return all, sip
+}
+
+// cutOffPing bounds the ping by which a node whose lease lapsed asks
+// whether any peer still hears it (cluster.Node.CutOff).
+const cutOffPing = time.Second
+
+// watchCutOff lets go of this node's sessions while the node is cut off
+// from its cluster (a network partition leaving it in the minority):
+// its peers, which took it for down a lease TTL after its last lease
+// write, take its sessions over without asking it, while its own writes
+// fail and its sessions' frames wait for the store. Their clients stayed
+// on it for as long as the partition lasted (test/cluster
+// TestClusterPartition). Each socket is closed with 1013, for the
+// client to resume on another node, and new sockets are refused (503,
+// /readyz) until the node's lease is written again; a session's copy
+// here ends at its next write, which fails the compare-and-set once the
+// partition heals (writeLocked). Sessions in calls with a SIP leg keep
+// their sockets, as in a drain.
+func (g *Gateway) watchCutOff() {
+	t := time.NewTicker(g.node.LeaseTTL() / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-t.C:
+		}
+		cut := g.node.CutOff(g.ctx, cutOffPing)
+		g.mu.Lock()
+		was := g.cutOff
+		g.cutOff = cut
+		g.mu.Unlock()
+		switch {
+		case cut && !was:
+			g.metrics.cluster.WithLabelValues("ping", "cut_off").Inc()
+			g.log.Warn("cut off from the cluster: lease lapsed and no peer answers; closing sockets (1013) for the clients to resume on other nodes")
+		case !cut && was:
+			g.log.Info("back in the cluster: lease written again; taking sockets")
+		}
+		if cut {
+			// Every round: a socket that was resuming here as the cut
+			// began is closed too.
+			g.closeSockets(map[*Session]bool{}, websocket.StatusTryAgainLater, "node cut off from its cluster; resume on another")
 		}
 	}
 }

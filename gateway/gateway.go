@@ -105,6 +105,9 @@ type Gateway struct {
 	moved map[string]*Session
 	// draining: Drain has begun; no new socket is accepted.
 	draining bool
+	// cutOff: the node is cut off from its cluster (watchCutOff); no
+	// new socket is accepted.
+	cutOff bool
 
 	// onSocketLost, when set (by tests), is called when a session's
 	// socket goes and the session waits for a resume.

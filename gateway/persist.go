@@ -280,6 +280,15 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 			g.goTracked(func() { s.moveTo(owner, false) })
 			return false
 		}
+		if owner == g.self() {
+			// The record names this node, which only this copy writes,
+			// but the loop above could not read it to write over it (a
+			// leader being elected: at a partition's heal, bob's copy on
+			// the majority ended as superseded in test/cluster
+			// TestClusterPartition, his client sent to another node).
+			// Written again at the next round, as after a failed write.
+			err = errOwnRecord
+		}
 	}
 	if errors.Is(err, store.ErrConflict) {
 		// Another writer owns the record now (a resume elsewhere): this
@@ -321,6 +330,10 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 	s.rev, s.savedGen = rev, sn.gen
 	return true
 }
+
+// errOwnRecord: a write refused as a conflict with a record that names
+// this node, which could not be read in time to write over it.
+var errOwnRecord = errors.New("gateway: revision conflict with this node's own record")
 
 // ownerName is the owner written in records: this node's name in a
 // cluster, "" alone.

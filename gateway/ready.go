@@ -32,10 +32,13 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 // notReady says why the gateway cannot take sessions now, or nil.
 func (g *Gateway) notReady(ctx context.Context) error {
 	g.mu.Lock()
-	draining := g.draining
+	draining, cutOff := g.draining, g.cutOff
 	g.mu.Unlock()
 	if draining {
 		return errors.New("draining")
+	}
+	if cutOff {
+		return errors.New("cut off from the cluster")
 	}
 	if g.ready != nil {
 		if err := g.ready(ctx); err != nil {

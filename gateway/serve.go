@@ -94,10 +94,14 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, authenticate fun
 	default:
 	}
 	g.mu.Lock()
-	draining := g.draining
+	draining, cutOff := g.draining, g.cutOff
 	g.mu.Unlock()
 	if draining {
 		http.Error(w, "jsonrtc: draining; try another node", http.StatusServiceUnavailable)
+		return nil, netip.Addr{}, false
+	}
+	if cutOff {
+		http.Error(w, "jsonrtc: cut off from the cluster; try another node", http.StatusServiceUnavailable)
 		return nil, netip.Addr{}, false
 	}
 	addr, https := g.clientAddr(r)

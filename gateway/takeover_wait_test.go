@@ -430,8 +430,16 @@ func (c *conflictOnce) Update(ctx context.Context, key string, value []byte, rev
 // (TestRollingRestart, test/cluster, after a leader step-down).
 func TestClusterOwnConflictKeepsSession(t *testing.T) {
 	st := &conflictOnce{}
-	g, a := aliceOnNode(t, func(s store.Store) store.Store { st.Store = s; return st })
-	st.armed.Store(true)
+	keepsOnOwnConflict(t, func(s store.Store) store.Store { st.Store = s; return st }, &st.armed)
+}
+
+// keepsOnOwnConflict connects alice to a node on the store wrap makes,
+// arms it, sends her a frame, and checks that it reaches her and that
+// her session goes on.
+func keepsOnOwnConflict(t *testing.T, wrap func(store.Store) store.Store, armed *atomic.Bool) {
+	t.Helper()
+	g, a := aliceOnNode(t, wrap)
+	armed.Store(true)
 	seq, err := g.lookup(a.sid).Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
 		Header: protocol.Header{Action: protocol.ActionShutdown}}, false)
 	if err != nil {

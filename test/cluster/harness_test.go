@@ -46,9 +46,11 @@ func TestMain(m *testing.M) {
 }
 
 // node is one jsonrtcd of the cluster, started and stopped at will on
-// its own addresses and data directory.
+// its own addresses and data directory, in network namespace netns if
+// set (partition_test.go).
 type node struct {
 	name, addr, route, metrics, dir, config, log string
+	netns                                        string
 	cmd                                          *exec.Cmd
 	exited                                       chan struct{}
 }
@@ -70,17 +72,32 @@ func newClusterWith(t testing.TB, extra string) []*node {
 	if testing.Short() {
 		t.Skip("runs three jsonrtcd processes")
 	}
+	return startCluster(t, newNodes(t, 3, func(int) string { return "127.0.0.1" }, func() int { return testenv.Port(t) }), extra)
+}
+
+// newNodes names n nodes, node i on address host(i) and ports port().
+func newNodes(t testing.TB, n int, host func(i int) string, port func() int) []*node {
 	dir := t.TempDir()
-	nodes := make([]*node, 3)
-	var routes []string
+	nodes := make([]*node, n)
 	for i := range nodes {
 		n := &node{name: fmt.Sprintf("n%d", i+1), dir: filepath.Join(dir, fmt.Sprintf("n%d", i+1))}
-		n.addr = fmt.Sprintf("127.0.0.1:%d", testenv.Port(t))
-		n.route = fmt.Sprintf("127.0.0.1:%d", testenv.Port(t))
-		n.metrics = fmt.Sprintf("127.0.0.1:%d", testenv.Port(t))
+		n.addr = fmt.Sprintf("%s:%d", host(i), port())
+		n.route = fmt.Sprintf("%s:%d", host(i), port())
+		n.metrics = fmt.Sprintf("%s:%d", host(i), port())
 		n.config, n.log = n.dir+".yaml", n.dir+".log"
-		routes = append(routes, n.route)
 		nodes[i] = n
+	}
+	return nodes
+}
+
+// startCluster writes the nodes' configuration, with extra lines in
+// their cluster section as newClusterWith's, and starts them all,
+// waiting until each sees the others.
+func startCluster(t testing.TB, nodes []*node, extra string) []*node {
+	t.Helper()
+	var routes []string
+	for _, n := range nodes {
+		routes = append(routes, n.route)
 	}
 	for _, n := range nodes {
 		n.writeConfig(t, fmt.Sprintf("  listen: %s\n  routes: [%s]\n", n.route, strings.Join(routes, ", "))+strings.ReplaceAll(extra, "{node}", n.name))
@@ -178,6 +195,12 @@ func (n *node) launch(t testing.TB) {
 	defer lf.Close()
 	fmt.Fprintf(lf, "--- start\n")
 	n.cmd = exec.Command(bin, "-config", n.config)
+	if n.netns != "" {
+		// ip netns exec execs jsonrtcd: the signals reach it. The open
+		// test application off loopback needs -insecure-open: the lab's
+		// network is the test's own.
+		n.cmd = exec.Command("ip", "netns", "exec", n.netns, bin, "-config", n.config, "-insecure-open")
+	}
 	n.cmd.Stderr = lf
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -45,22 +46,31 @@ func summary(st cluster.Status) map[string]string {
 // reaches the test).
 func untilStatus(t *testing.T, n *node, want map[string]string) cluster.Status {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	st, _ := untilStatusIn(t, n, 30*time.Second, want)
+	return st
+}
+
+// untilStatusOneOf is untilStatus for any of wants, for up to within;
+// it returns the one met.
+func untilStatusOneOf(t *testing.T, n *node, within time.Duration, wants ...map[string]string) map[string]string {
+	t.Helper()
+	_, met := untilStatusIn(t, n, within, wants...)
+	return met
+}
+
+func untilStatusIn(t *testing.T, n *node, within time.Duration, wants ...map[string]string) (cluster.Status, map[string]string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
 		st := status(t, n)
 		got := summary(st)
-		if len(got) == len(want) && func() bool {
-			for k, v := range want {
-				if got[k] != v {
-					return false
-				}
+		for _, want := range wants {
+			if maps.Equal(got, want) {
+				return st, want
 			}
-			return true
-		}() {
-			return st
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: status %v, want %v", n.name, got, want)
+			t.Fatalf("%s: status %v, want one of %v", n.name, got, wants)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -41,8 +41,9 @@ type presenceOp struct {
 }
 
 type presenceSeen struct {
-	node string
-	at   time.Time
+	node    string
+	at      time.Time
+	watches int // that its last write carried (tests wait on it)
 }
 
 type presenceRepl struct {
@@ -136,7 +137,7 @@ func (p *presenceRepl) heard(identity, session string, data []byte) {
 	if data == nil || v.Node == p.g.self() {
 		delete(p.seen, k)
 	} else {
-		p.seen[k] = presenceSeen{node: v.Node, at: time.Now()}
+		p.seen[k] = presenceSeen{node: v.Node, at: time.Now(), watches: len(v.Watches)}
 	}
 	p.mu.Unlock()
 	if data == nil || v.Node == p.g.self() {

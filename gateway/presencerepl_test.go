@@ -98,3 +98,38 @@ func TestClusterPresenceMoves(t *testing.T) {
 	moved.c.Close(websocket.StatusNormalClosure, "")
 	notifiedUntil(t, b, protocol.PresencePayload{Status: "closed"})
 }
+
+// TestClusterPresenceWatchesMove: bob's session, which watches alice,
+// resumes on another node: the watch is there, made again from his
+// session's entry (no start from the client), and the node he left
+// holds none; alice's next publication reaches him, and his unwatch on
+// the new node ends it. Before, the new node had no watch and the old
+// one kept its own, notifying through the moved session for as long as
+// it lived.
+func TestClusterPresenceWatchesMove(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	watchPresence(t, b, "w1", "alice@example.com")
+	notifiedUntil(t, b, protocol.PresencePayload{Status: "open"})
+	// n2 has heard bob's entry with its watch once it knows his session.
+	waitFor(t, "n2 to hear bob's watch", func() bool {
+		p := gs[1].prepl.Load()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.seen[presenceKey{"bob@example.com", b.sid}].watches == 1
+	})
+
+	moved := resumeWS(t, urls[1], "bob@example.com", b.sid, b.seq+1, b.last)
+	if n0, n1 := gs[0].presence.Subscriptions(), gs[1].presence.Subscriptions(); n0 != 0 || n1 != 1 {
+		t.Fatalf("after the move: %d watches on n1, %d on n2; want 0 and 1", n0, n1)
+	}
+	away := protocol.PresencePayload{Status: "open", Activity: "away"}
+	publishPresence(t, a, away)
+	notifiedUntil(t, moved, away)
+	moved.send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackagePresence, SubsessionID: "w1"},
+		Header: protocol.Header{Action: protocol.ActionShutdown}})
+	waitFor(t, "the unwatch", func() bool { return gs[1].presence.Subscriptions() == 0 })
+}

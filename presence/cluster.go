@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/endpoint"
+	"github.com/jsonrtc/jsonrtc/internal/subscription"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -18,6 +19,17 @@ type RemoteSession struct {
 	State *protocol.PresencePayload `json:"state,omitempty"`
 	// At orders publications of an identity's sessions across nodes.
 	At time.Time `json:"at"`
+	// Watches are the session's subscriptions to web presentities: the
+	// node that takes the session over makes them again, so that the
+	// client need not.
+	Watches []Watch `json:"watches,omitempty"`
+}
+
+// Watch is a subscription of a session, as another node makes it again.
+type Watch struct {
+	Subsession string    `json:"subsession"`
+	Target     string    `json:"target"`
+	Expires    time.Time `json:"expires"`
 }
 
 // RemoteSession tells the Handler that session, a live session of
@@ -58,14 +70,18 @@ func (h *Handler) SessionMoved(ep endpoint.Endpoint) {
 	if _, ok := e.sessions[ep.ID()]; !ok {
 		return
 	}
-	r := RemoteSession{}
-	if p, ok := e.pubs[ep.ID()]; ok {
-		r.State, r.At = &p.state, p.at
+	r := h.shareLocked(e, ep.ID())
+	// Its watches of web presentities are the new node's now (its share
+	// carries them); those of the Upstream go on from here.
+	for _, s := range h.subs.Session(ep.ID()) {
+		if s.ent != nil {
+			h.endLocked(s)
+		}
 	}
 	delete(e.sessions, ep.ID())
 	delete(e.pubs, ep.ID())
 	if _, ok := e.remote[ep.ID()]; !ok {
-		e.remote[ep.ID()] = r
+		e.remote[ep.ID()] = *r
 	}
 	h.changedLocked(e)
 }
@@ -73,28 +89,72 @@ func (h *Handler) SessionMoved(ep endpoint.Endpoint) {
 // adoptLocked takes over the publication of a session that another node
 // served (a resume here of a session that moved, or whose node died):
 // the state its user set goes on.
-func (h *Handler) adoptLocked(e *entity, session string) {
-	r, ok := e.remote[session]
+// Its watches of web presentities are made again, silently: the client
+// holds them already.
+func (h *Handler) adoptLocked(e *entity, ep endpoint.Endpoint) {
+	r, ok := e.remote[ep.ID()]
 	if !ok {
 		return
 	}
-	delete(e.remote, session)
+	delete(e.remote, ep.ID())
 	if r.State != nil {
-		e.pubs[session] = publication{state: *r.State, at: r.At}
+		e.pubs[ep.ID()] = publication{state: *r.State, at: r.At}
+	}
+	for _, w := range r.Watches {
+		left := time.Until(w.Expires)
+		key := subscription.Key{Session: ep.ID(), Subsession: w.Subsession}
+		if left <= 0 {
+			continue
+		}
+		if old, _ := h.subs.Get(key); old != nil {
+			continue
+		}
+		id, web, found := h.resolveLocked(w.Target)
+		if !web || !found {
+			continue
+		}
+		t := h.entityLocked(id)
+		s := &sub{ep: ep, key: key, target: w.Target, expiry: left.Round(time.Second)}
+		if len(t.watchers) >= h.cfg.MaxWatchers || !h.subs.Add(key, s, ep) {
+			h.gcLocked(t)
+			continue
+		}
+		s.ent = t
+		t.watchers[s] = struct{}{}
+		h.armLocked(s, left)
 	}
 }
 
-// exportLocked tells Options.Local of session's share now.
-func (h *Handler) exportLocked(e *entity, session string) {
-	if h.local == nil {
-		return
-	}
+// shareLocked is session's share in e's state, for the other nodes.
+func (h *Handler) shareLocked(e *entity, session string) *RemoteSession {
 	r := &RemoteSession{}
 	if p, ok := e.pubs[session]; ok {
 		st := p.state
 		r.State, r.At = &st, p.at
 	}
-	h.local(e.id, session, r)
+	for _, s := range h.subs.Session(session) {
+		if s.ent != nil && !s.ended {
+			r.Watches = append(r.Watches, Watch{Subsession: s.key.Subsession, Target: s.target, Expires: s.until})
+		}
+	}
+	return r
+}
+
+// exportLocked tells Options.Local of session's share now.
+func (h *Handler) exportLocked(e *entity, session string) {
+	if h.local != nil {
+		h.local(e.id, session, h.shareLocked(e, session))
+	}
+}
+
+// watchesChangedLocked exports the share of the session of ep, whose
+// watches changed.
+func (h *Handler) watchesChangedLocked(ep endpoint.Endpoint) {
+	if e := h.ents[ep.Identity()]; e != nil {
+		if _, live := e.sessions[ep.ID()]; live {
+			h.exportLocked(e, ep.ID())
+		}
+	}
 }
 
 // pubTimeLocked is a new publication's time: after every earlier one

@@ -72,19 +72,42 @@ func TestSessionMovedKeepsPublication(t *testing.T) {
 	expectAccepted(t, bob.take(), "c2", 3600, want)
 	expectAccepted(t, carol.take(), "c2", 3600, want)
 
-	// The move, as the gateway makes it: the old node lets go, the new
-	// one starts the session.
-	w2.h.SessionMoved(alice)
-	w2.dir.mu.Lock()
-	delete(w2.dir.live, "alice@example.com")
-	w2.dir.mu.Unlock()
-	w1.dir.mu.Lock()
-	w1.dir.live["alice@example.com"] = []*fakeEP{alice}
-	w1.dir.mu.Unlock()
-	w1.h.SessionStarted(alice)
+	move(alice, w2, w1)
 	expectNothing(t, bob, carol)
 
 	w1.end(alice)
 	expectNotify(t, bob.take(), "c2", closed("alice@example.com"))
 	expectNotify(t, carol.take(), "c2", closed("alice@example.com"))
+}
+
+// TestWatchesMoveWithTheSession: a watcher's session that moves to the
+// other node keeps its watch there, silently, and the node it left
+// holds none.
+func TestWatchesMoveWithTheSession(t *testing.T) {
+	w1, w2 := twoNodes(t)
+	alice, bob := w1.connect("alice@example.com"), w1.connect("bob@example.com")
+	w1.watch(bob, "c2", "alice@example.com", 0)
+	expectAccepted(t, bob.take(), "c2", 3600, open("alice@example.com"))
+
+	move(bob, w1, w2)
+	expectNothing(t, bob)
+	if n1, n2 := w1.h.Subscriptions(), w2.h.Subscriptions(); n1 != 0 || n2 != 1 {
+		t.Fatalf("%d watches on the old node, %d on the new; want 0 and 1", n1, n2)
+	}
+	w1.publish(alice, `{"status":"open","note":"hi"}`)
+	alice.take()
+	expectNotify(t, bob.take(), "c2", protocol.PresencePayload{Presentity: "alice@example.com", Status: "open", Note: "hi"})
+}
+
+// move moves e, its identity's only session, from one node to another
+// as the gateway does: the old node lets go, the new one starts it.
+func move(e *fakeEP, from, to *world) {
+	from.h.SessionMoved(e)
+	from.dir.mu.Lock()
+	delete(from.dir.live, e.identity)
+	from.dir.mu.Unlock()
+	to.dir.mu.Lock()
+	to.dir.live[e.identity] = []*fakeEP{e}
+	to.dir.mu.Unlock()
+	to.h.SessionStarted(e)
 }

@@ -85,6 +85,7 @@ type sub struct {
 	target string  // as the watcher named it
 	ent    *entity // a web presentity, or nil for an upstream one
 	expiry time.Duration
+	until  time.Time // when timer fires
 	timer  *time.Timer
 	gen    uint64 // which arming of timer is current
 	ended  bool
@@ -280,6 +281,7 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 		s.ent = e
 		e.watchers[s] = struct{}{}
 		h.armLocked(s, expiry)
+		h.watchesChangedLocked(ep)
 		ep.Send(h.accepted(s, protocol.ClientCorrelation(f), f.Header.Initiator), false)
 		h.notifyLocked(s, e.state())
 		h.mu.Unlock()
@@ -324,6 +326,9 @@ func (h *Handler) refreshLocked(s *sub, f *protocol.Frame, expiry time.Duration)
 	}
 	s.expiry = expiry
 	h.armLocked(s, expiry)
+	if s.ent != nil {
+		h.watchesChangedLocked(ep)
+	}
 	ep.Send(h.accepted(s, protocol.ClientCorrelation(f), f.Header.Initiator), false)
 	// A refresh gets a notify, as in RFC 6665 section 4.2.1.2.
 	switch {
@@ -443,6 +448,9 @@ func (h *Handler) unsubscribe(ep endpoint.Endpoint, f *protocol.Frame) {
 	var stop func()
 	if s != nil {
 		stop = h.endLocked(s)
+		if s.ent != nil {
+			h.watchesChangedLocked(ep)
+		}
 	}
 	h.mu.Unlock()
 	if stop != nil {
@@ -464,6 +472,9 @@ func (h *Handler) expire(s *sub, gen uint64) {
 		h.shutdownLocked(s, "subscription expired")
 	}
 	stop := h.endLocked(s)
+	if s.ent != nil {
+		h.watchesChangedLocked(s.ep)
+	}
 	h.mu.Unlock()
 	if stop != nil {
 		stop()
@@ -480,7 +491,7 @@ func (h *Handler) touchLocked(ep endpoint.Endpoint) {
 	if isGuest(ep) {
 		e.guest = true
 	}
-	h.adoptLocked(e, ep.ID())
+	h.adoptLocked(e, ep)
 	h.exportLocked(e, ep.ID())
 	h.changedLocked(e)
 }
@@ -583,6 +594,7 @@ func (h *Handler) armLocked(s *sub, d time.Duration) {
 	}
 	s.gen++
 	gen := s.gen
+	s.until = time.Now().Add(d).Round(0)
 	s.timer = time.AfterFunc(d, func() { h.expire(s, gen) })
 }
 

@@ -54,15 +54,18 @@ type presenceRepl struct {
 	mu    sync.Mutex
 	queue []presenceOp
 	kick  chan struct{}
-	local map[presenceKey][]byte       // this node's live entries
-	seen  map[presenceKey]presenceSeen // the others' entries
+	local map[presenceKey][]byte // this node's live entries
+	// gone: this node's entries deleted, until the watch brings the
+	// delete (a write before it is still this node's).
+	gone map[presenceKey]struct{}
+	seen map[presenceKey]presenceSeen // the others' entries
 }
 
 // startPresenceRepl opens the bucket and starts the writer; the watch
 // feeds the handler from now on.
 func (g *Gateway) startPresenceRepl() error {
 	p := &presenceRepl{g: g, ttl: g.cfg.RecordTTL(), kick: make(chan struct{}, 1),
-		local: map[presenceKey][]byte{}, seen: map[presenceKey]presenceSeen{}}
+		local: map[presenceKey][]byte{}, gone: map[presenceKey]struct{}{}, seen: map[presenceKey]presenceSeen{}}
 	ctx, cancel := context.WithTimeout(g.ctx, 10*clusterTimeout)
 	defer cancel()
 	shared, err := g.node.OpenShared(ctx, PresenceBucket, p.ttl, p.heard)
@@ -92,6 +95,7 @@ func (g *Gateway) presenceLocal(identity, session string, r *presence.RemoteSess
 			// A shutdown keeps its sessions' records, for their clients
 			// to resume on another node: their entries stay until then.
 			p.queue = append(p.queue, presenceOp{key: k})
+			p.gone[k] = struct{}{}
 		}
 		p.mu.Unlock()
 		p.wake()
@@ -134,14 +138,24 @@ func (p *presenceRepl) heard(identity, session string, data []byte) {
 		return
 	}
 	p.mu.Lock()
-	if data == nil || v.Node == p.g.self() {
+	// An entry in this node's name that it does not hold is an earlier
+	// life's (a restart on the same data), or a write that landed after
+	// its session moved on: another node's, as far as this one goes, so
+	// that a session restored here takes its state over.
+	_, mine := p.local[k]
+	_, ended := p.gone[k]
+	ours := data == nil || (v.Node == p.g.self() && (mine || ended))
+	if data == nil {
+		delete(p.gone, k)
+	}
+	if ours {
 		delete(p.seen, k)
 	} else {
 		p.seen[k] = presenceSeen{node: v.Node, at: time.Now(), watches: len(v.Watches)}
 	}
 	p.mu.Unlock()
-	if data == nil || v.Node == p.g.self() {
-		// Ours: a remote copy of it (the session came here) goes.
+	if ours {
+		// A remote copy of a session that came here goes.
 		p.g.presence.RemoteSession(identity, session, nil)
 		return
 	}

@@ -156,7 +156,7 @@ func (g *Gateway) startCluster() error {
 			return fmt.Errorf("gateway: cluster subject %s: %w", kind, err)
 		}
 	}
-	return nil
+	return g.startPresenceRepl()
 }
 
 func (g *Gateway) self() string { return g.node.Name() }
@@ -587,6 +587,7 @@ func (s *Session) moveTo(owner string, final bool) bool {
 	}
 	s.releaseGuest()
 	g.regs.Ended(s.id)
+	g.presenceMoved(s)
 	if conn != nil {
 		if !g.goTracked(func() { conn.c.Close(ws.StatusReplaced, "resumed on another node") }) {
 			conn.c.CloseNow()
@@ -747,6 +748,9 @@ func (s *Session) dropDeadRoutes() {
 // onNodeDown: the interactions hosted on node end toward the sessions
 // owned here.
 func (g *Gateway) onNodeDown(node string) {
+	if p := g.prepl.Load(); p != nil {
+		p.nodeDown(node)
+	}
 	for _, s := range g.liveSessions() {
 		s.dropDeadRoutes()
 	}

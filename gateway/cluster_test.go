@@ -38,6 +38,13 @@ func aliceOnNode(t *testing.T, wrap func(store.Store) store.Store) (*Gateway, *p
 // wrapped by wrap (nil: none).
 func newClusterGatewaysOn(t *testing.T, n int, wrap func(store.Store) store.Store) ([]*Gateway, []string) {
 	t.Helper()
+	return newClusterGatewaysMod(t, n, wrap, nil)
+}
+
+// newClusterGatewaysMod is newClusterGatewaysOn with each gateway's
+// configuration changed by mod (nil: none).
+func newClusterGatewaysMod(t *testing.T, n int, wrap func(store.Store) store.Store, mod func(*Config)) ([]*Gateway, []string) {
+	t.Helper()
 	ctx := context.Background()
 	e, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
 	if err != nil {
@@ -56,7 +63,7 @@ func newClusterGatewaysOn(t *testing.T, n int, wrap func(store.Store) store.Stor
 		if wrap != nil {
 			st = wrap(e)
 		}
-		g, url := newGatewayOpts(t, nil, Options{Store: st, Cluster: node})
+		g, url := newGatewayOpts(t, mod, Options{Store: st, Cluster: node})
 		gs, urls = append(gs, g), append(urls, url)
 	}
 	// As test/cluster does: every node sees the others before a test

@@ -103,6 +103,8 @@ type Gateway struct {
 	// hosted here still name.
 	node  *cluster.Node
 	moved map[string]*Session
+	// prepl carries presence between the nodes (presencerepl.go).
+	prepl atomic.Pointer[presenceRepl]
 	// draining: Drain has begun; no new socket is accepted.
 	draining bool
 	// cutOff: the node is cut off from its cluster (watchCutOff); no
@@ -258,7 +260,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		Timeout: cfg.Messaging.ReportTimeout.D(), MaxPending: cfg.Messaging.MaxPending, Logger: log,
 		Upstream: g.messagingUpstream()})
 	g.presence = presence.NewHandler(directory{g}, &presence.Options{Config: cfg.Presence, Logger: log,
-		Upstream: g.presenceUpstream()})
+		Upstream: g.presenceUpstream(), Local: g.presenceLocal})
 	g.notes = notification.NewHandler(&notification.Options{Config: cfg.MessageNotification, Logger: log,
 		Upstream: g.notificationUpstream()})
 	if err := g.startSIP(); err != nil {

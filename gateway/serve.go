@@ -609,7 +609,7 @@ func (g *Gateway) open(c conn, f *protocol.Frame, p *auth.Principal, addr netip.
 	if err != nil {
 		return nil, err
 	}
-	quota, err := g.lim.OpenSession(app, profile, identity)
+	quota, err := g.lim.OpenSessionBeside(app, profile, identity, g.sessionsElsewhere(identity))
 	if err != nil {
 		releaseGuest()
 		g.rlog.Info("session limits", "session refused by limits", "identity", identity, "err", err)

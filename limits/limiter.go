@@ -213,6 +213,13 @@ func (l *Limiter) AllowHandshake(addr netip.Addr) bool {
 // when its socket goes: a session waiting for a resume still counts). The
 // error is an *Error, or ErrUnknownProfile.
 func (l *Limiter) OpenSession(app, profileName, identity string) (*Session, error) {
+	return l.OpenSessionBeside(app, profileName, identity, 0)
+}
+
+// OpenSessionBeside is OpenSession for an identity that has elsewhere
+// live sessions this Limiter does not count (on the other nodes of a
+// cluster): they take their share of the identity's quota.
+func (l *Limiter) OpenSessionBeside(app, profileName, identity string, elsewhere int) (*Session, error) {
 	if profileName == "" {
 		profileName = DefaultProfile
 	}
@@ -226,7 +233,11 @@ func (l *Limiter) OpenSession(app, profileName, identity string) (*Session, erro
 	// The identity key is checked first: one identity opening too many
 	// sessions must not use up the application's quota.
 	if !l.subjects.with(identityKey(app, identity), now, func(e *entry) {
-		if okID = acquire(&e.sessions, p.identity.sessions); okID {
+		limit := p.identity.sessions
+		if limit >= 0 {
+			limit = max(limit-int64(elsewhere), 0)
+		}
+		if okID = acquire(&e.sessions, limit); okID {
 			s.id = e
 		}
 	}) {

@@ -89,7 +89,13 @@ type Options struct {
 	// authorization policy, RFC 5025's job in SIP); a refusal is 403.
 	// Nil allows everyone. It is called with the Handler's lock held and
 	// must not block.
-	Allow  func(watcher, presentity string) bool
+	Allow func(watcher, presentity string) bool
+	// Local, in a cluster, is told of each change of a local session's
+	// share in its identity's state, for the other nodes
+	// ([Handler.RemoteSession]); nil when the session ended. It is called
+	// with the Handler's lock held, in the order of the changes, and must
+	// not block.
+	Local  func(identity, session string, r *RemoteSession)
 	Logger *slog.Logger
 }
 

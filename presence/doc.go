@@ -39,6 +39,20 @@
 // the most recent publication of its live sessions. When the last session
 // ends the identity becomes closed and its watchers are told.
 //
+// # Across the nodes of a cluster
+//
+// A web presentity's sessions may live on several nodes. The gateway
+// tells each node's Handler of the others' sessions with
+// [Handler.RemoteSession] and hears of its own sessions' shares through
+// [Options.Local]; the state is composed from all of them, the most
+// recent publication (by its time) winning. A session's share carries
+// its watches of web presentities too. [Handler.SessionMoved] turns a
+// session that another node took over into a remote one and ends its
+// web watches here; a session that starts here with a remote copy takes
+// its publication over and makes its watches again, silently (the
+// client holds them). The package knows nothing of how the nodes talk
+// (gateway/presencerepl.go, docs/cluster.md "Presence").
+//
 // # Which presentities are web users
 //
 // A target "user@domain", or "sip:user@domain" whose user@domain is a

@@ -28,14 +28,17 @@ type Handler struct {
 	up    Upstream
 	allow func(watcher, presentity string) bool
 	dir   endpoint.Directory
+	local func(identity, session string, r *RemoteSession)
 	log   *slog.Logger
 	// rlog: lines that frames and SIP messages from outside cause (ratelog).
 	rlog *ratelog.Logger
 
-	mu     sync.Mutex
-	subs   subscription.Table[*sub]
-	ents   map[string]*entity
-	pubSeq uint64
+	mu   sync.Mutex
+	subs subscription.Table[*sub]
+	ents map[string]*entity
+	// lastPub orders publications: a publication's time, made later
+	// than the one before when the clock did not move.
+	lastPub time.Time
 }
 
 // entity is a web presentity: an identity with live sessions or
@@ -44,6 +47,8 @@ type entity struct {
 	id       string
 	sessions map[string]struct{}
 	pubs     map[string]publication // by session id
+	// remote: its live sessions on other nodes of a cluster, by id.
+	remote   map[string]RemoteSession
 	watchers map[*sub]struct{}
 	last     protocol.PresencePayload // the state last notified
 	// guest: a session of a guest (see Guest) made it: its state is for
@@ -70,7 +75,7 @@ func isGuest(ep endpoint.Endpoint) bool {
 
 type publication struct {
 	state protocol.PresencePayload
-	seq   uint64
+	at    time.Time
 }
 
 // sub is one subscription: a subsession of a watcher's session.
@@ -80,6 +85,7 @@ type sub struct {
 	target string  // as the watcher named it
 	ent    *entity // a web presentity, or nil for an upstream one
 	expiry time.Duration
+	until  time.Time // when timer fires
 	timer  *time.Timer
 	gen    uint64 // which arming of timer is current
 	ended  bool
@@ -110,7 +116,7 @@ func NewHandler(dir endpoint.Directory, o *Options) *Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Handler{
-		cfg: opts.Config.withDefaults(), up: opts.Upstream, allow: opts.Allow, dir: dir, log: log, rlog: ratelog.New(log, nil),
+		cfg: opts.Config.withDefaults(), up: opts.Upstream, allow: opts.Allow, dir: dir, local: opts.Local, log: log, rlog: ratelog.New(log, nil),
 		ents: map[string]*entity{},
 	}
 }
@@ -177,9 +183,16 @@ func (h *Handler) SessionEnded(ep endpoint.Endpoint) {
 		}
 	}
 	if e := h.ents[ep.Identity()]; e != nil {
-		if _, ok := e.sessions[ep.ID()]; ok {
+		// A copy from another node of a session that came here goes
+		// with it.
+		_, remote := e.remote[ep.ID()]
+		delete(e.remote, ep.ID())
+		if _, ok := e.sessions[ep.ID()]; ok || remote {
 			delete(e.sessions, ep.ID())
 			delete(e.pubs, ep.ID())
+			if h.local != nil {
+				h.local(e.id, ep.ID(), nil)
+			}
 			h.changedLocked(e)
 			h.gcLocked(e)
 		}
@@ -268,6 +281,7 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 		s.ent = e
 		e.watchers[s] = struct{}{}
 		h.armLocked(s, expiry)
+		h.watchesChangedLocked(ep)
 		ep.Send(h.accepted(s, protocol.ClientCorrelation(f), f.Header.Initiator), false)
 		h.notifyLocked(s, e.state())
 		h.mu.Unlock()
@@ -312,6 +326,9 @@ func (h *Handler) refreshLocked(s *sub, f *protocol.Frame, expiry time.Duration)
 	}
 	s.expiry = expiry
 	h.armLocked(s, expiry)
+	if s.ent != nil {
+		h.watchesChangedLocked(ep)
+	}
 	ep.Send(h.accepted(s, protocol.ClientCorrelation(f), f.Header.Initiator), false)
 	// A refresh gets a notify, as in RFC 6665 section 4.2.1.2.
 	switch {
@@ -354,7 +371,7 @@ func (h *Handler) resolveLocked(target string) (id string, web, found bool) {
 		// A live session, not a watched entity (which outlives its last
 		// session), makes id a web presentity: with none, the Upstream
 		// serves it unless the directory says only the web side can.
-		if e := h.ents[id]; (e != nil && len(e.sessions) > 0) || h.dir.Known(id) {
+		if e := h.ents[id]; (e != nil && e.live()) || h.dir.Known(id) {
 			return id, true, true
 		}
 	}
@@ -401,8 +418,8 @@ func (h *Handler) publish(ep endpoint.Endpoint, f *protocol.Frame) {
 	defer h.mu.Unlock()
 	h.touchLocked(ep)
 	e := h.ents[ep.Identity()]
-	h.pubSeq++
-	e.pubs[ep.ID()] = publication{state: p, seq: h.pubSeq}
+	e.pubs[ep.ID()] = publication{state: p, at: h.pubTimeLocked()}
+	h.exportLocked(e, ep.ID())
 	ep.Send(reply(f, protocol.TypeResponse, protocol.CodeOK, ""), false)
 	if e.upstream {
 		h.changedLocked(e)
@@ -431,6 +448,9 @@ func (h *Handler) unsubscribe(ep endpoint.Endpoint, f *protocol.Frame) {
 	var stop func()
 	if s != nil {
 		stop = h.endLocked(s)
+		if s.ent != nil {
+			h.watchesChangedLocked(ep)
+		}
 	}
 	h.mu.Unlock()
 	if stop != nil {
@@ -452,6 +472,9 @@ func (h *Handler) expire(s *sub, gen uint64) {
 		h.shutdownLocked(s, "subscription expired")
 	}
 	stop := h.endLocked(s)
+	if s.ent != nil {
+		h.watchesChangedLocked(s.ep)
+	}
 	h.mu.Unlock()
 	if stop != nil {
 		stop()
@@ -468,6 +491,8 @@ func (h *Handler) touchLocked(ep endpoint.Endpoint) {
 	if isGuest(ep) {
 		e.guest = true
 	}
+	h.adoptLocked(e, ep)
+	h.exportLocked(e, ep.ID())
 	h.changedLocked(e)
 }
 
@@ -475,7 +500,7 @@ func (h *Handler) entityLocked(id string) *entity {
 	e := h.ents[id]
 	if e == nil {
 		e = &entity{id: id, sessions: map[string]struct{}{}, pubs: map[string]publication{},
-			watchers: map[*sub]struct{}{}}
+			watchers: map[*sub]struct{}{}, remote: map[string]RemoteSession{}}
 		e.last = e.state()
 		h.ents[id] = e
 	}
@@ -483,21 +508,29 @@ func (h *Handler) entityLocked(id string) *entity {
 }
 
 func (h *Handler) gcLocked(e *entity) {
-	if len(e.sessions) == 0 && len(e.watchers) == 0 && h.ents[e.id] == e {
+	if len(e.sessions) == 0 && len(e.watchers) == 0 && len(e.remote) == 0 && h.ents[e.id] == e {
 		delete(h.ents, e.id)
 	}
 }
 
-// state composes the presentity's state from its sessions and their
-// publications: the most recent publication wins.
+// state composes the presentity's state from its sessions, here and on
+// other nodes, and their publications: the most recent publication wins.
 func (e *entity) state() protocol.PresencePayload {
-	if len(e.sessions) == 0 {
+	if !e.live() {
 		return protocol.PresencePayload{Status: pidf.StatusClosed}
 	}
 	var best *publication
 	for _, p := range e.pubs {
-		if best == nil || p.seq > best.seq {
+		if best == nil || p.at.After(best.at) {
 			best = &p
+		}
+	}
+	for id, r := range e.remote {
+		if _, here := e.sessions[id]; here || r.State == nil {
+			continue
+		}
+		if best == nil || r.At.After(best.at) {
+			best = &publication{state: *r.State, at: r.At}
 		}
 	}
 	if best != nil {
@@ -505,6 +538,9 @@ func (e *entity) state() protocol.PresencePayload {
 	}
 	return protocol.PresencePayload{Status: pidf.StatusOpen}
 }
+
+// live reports whether e has a live session, here or on another node.
+func (e *entity) live() bool { return len(e.sessions) > 0 || len(e.remote) > 0 }
 
 // changedLocked notifies e's watchers, and the Upstream when e publishes
 // there, when e's state differs from the one last notified; it reports
@@ -558,6 +594,7 @@ func (h *Handler) armLocked(s *sub, d time.Duration) {
 	}
 	s.gen++
 	gen := s.gen
+	s.until = time.Now().Add(d).Round(0)
 	s.timer = time.AfterFunc(d, func() { h.expire(s, gen) })
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/presence"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/store"
@@ -24,7 +25,8 @@ import (
 
 // record is what the store keeps of a session: enough to check a resume
 // against it and resend what the client missed. Calls and subscriptions
-// are not in it: after a restart a session resumes without them.
+// are not in it, but for its presence (watches of web presentities, and
+// its publication): after a restart a session resumes without them.
 type record struct {
 	Identity string `json:"identity"`
 	App      string `json:"app,omitempty"`
@@ -43,6 +45,9 @@ type record struct {
 	// client that sleeps across a gateway restart is still woken, and its
 	// session still waits push.standby_timeout for it.
 	Standby *protocol.PushChannel `json:"standby,omitempty"`
+	// Presence: its publication and watches of web presentities, made
+	// again after a restart (presencerepl.go).
+	Presence *presence.RemoteSession `json:"presence,omitempty"`
 }
 
 func recordKey(id string) string { return "session." + id }
@@ -55,6 +60,7 @@ type snapshot struct {
 	st     *session.State
 	routes []route
 	relays []relayMark
+	pres   *presence.RemoteSession
 	frames [][]byte
 	conn   *link
 }
@@ -62,7 +68,7 @@ type snapshot struct {
 // snapshotLocked takes s's state; s.mu is held.
 func (s *Session) snapshotLocked() snapshot {
 	s.snapGen++
-	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), relays: s.relaysSnapshotLocked(), frames: s.pending, conn: s.conn}
+	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), relays: s.relaysSnapshotLocked(), pres: s.presence, frames: s.pending, conn: s.conn}
 	s.pending = nil
 	return sn
 }
@@ -223,7 +229,7 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 	}
 	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st,
 		Owner: g.ownerName(), Routes: sn.routes, Relays: sn.relays,
-		Standby: standby})
+		Standby: standby, Presence: sn.pres})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
 		return true
@@ -504,6 +510,7 @@ func (g *Gateway) restoreAll() error {
 		s.mu.Lock()
 		s.startResumeTimerLocked()
 		s.mu.Unlock()
+		g.restorePresence(s, r.Presence)
 		g.publish(s)
 		n++
 	}

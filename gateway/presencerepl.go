@@ -80,6 +80,7 @@ func (g *Gateway) startPresenceRepl() error {
 
 // presenceLocal implements presence.Options.Local.
 func (g *Gateway) presenceLocal(identity, session string, r *presence.RemoteSession) {
+	g.keepPresence(identity, session, r)
 	p := g.prepl.Load()
 	if p == nil {
 		return
@@ -110,6 +111,48 @@ func (g *Gateway) presenceLocal(identity, session string, r *presence.RemoteSess
 	p.queue = append(p.queue, presenceOp{key: k, data: data})
 	p.mu.Unlock()
 	p.wake()
+}
+
+// A session's share is in its record too (record.Presence), written
+// ahead as the rest of its state: the presence handler exports it before
+// it answers the publish or the watch, so an answer the client got is in
+// the store. The bucket is in memory, replicated across the nodes of a
+// cluster; the record is what a restart of the node on its data
+// directory (alone, or after a kill -9) reads back (restoreAll), and a
+// single node has no bucket at all. The share is small (a state and the
+// watches' targets) and changes only at a publish, a watch or an
+// unwatch, so it costs a record write no more often than the frames do.
+
+// keepPresence puts session's share in its record. The end of a session
+// leaves it: a shutdown keeps the record, with the share, for the next
+// run.
+func (g *Gateway) keepPresence(identity, session string, r *presence.RemoteSession) {
+	if r == nil {
+		return
+	}
+	s := g.lookup(session)
+	if s == nil || s.identity != identity {
+		return
+	}
+	s.mu.Lock()
+	s.presence = r
+	s.markDirtyLocked()
+	s.mu.Unlock()
+}
+
+// restorePresence gives the presence handler the share of s, a session
+// restored from its record: its identity's state holds the publication
+// meanwhile, and the client's resume takes the publication and the
+// watches over, made again without a word to it, as after a move
+// (presence.Handler's adopt).
+func (g *Gateway) restorePresence(s *Session, r *presence.RemoteSession) {
+	if r == nil {
+		return
+	}
+	s.mu.Lock()
+	s.presence = r
+	s.mu.Unlock()
+	g.presence.RemoteSession(s.identity, s.id, r)
 }
 
 // presenceMoved: s moved to another node, which writes its entry from

@@ -15,6 +15,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/limits"
+	"github.com/jsonrtc/jsonrtc/presence"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
 	"github.com/jsonrtc/jsonrtc/transport/ws"
@@ -115,6 +116,9 @@ type Session struct {
 	// guest place, SIP registration) not yet made again.
 	unbound bool
 	profile string // the limits profile
+	// presence: the session's share in its identity's presence, for its
+	// record (presencerepl.go keepPresence).
+	presence *presence.RemoteSession
 	// saveMu serialises the session's writes; rev is the record's
 	// revision and savedGen the snapshot it holds (both under saveMu).
 	saveMu   sync.Mutex

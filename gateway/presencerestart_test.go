@@ -1,0 +1,107 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/jsonrtc/jsonrtc/store/natsstore"
+)
+
+// killedStore takes no write once killed: what a kill -9 leaves in the
+// store is what was written before it.
+type killedStore struct {
+	store.Store
+	killed atomic.Bool
+}
+
+var errKilled = errors.New("test: the process is dead")
+
+func (k *killedStore) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	if k.killed.Load() {
+		return 0, errKilled
+	}
+	return k.Store.Create(ctx, key, value)
+}
+
+func (k *killedStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if k.killed.Load() {
+		return 0, errKilled
+	}
+	return k.Store.Update(ctx, key, value, rev)
+}
+
+func (k *killedStore) Delete(ctx context.Context, key string) error {
+	if k.killed.Load() {
+		return errKilled
+	}
+	return k.Store.Delete(ctx, key)
+}
+
+// TestPresenceAcrossRestart: a single gateway on the nats store, killed
+// (nothing written after the kill) and started again on its data
+// directory: alice's publication is there before she resumes (a new
+// watcher sees it), bob's session resumes with his watch of her, made
+// again with no start from him, and what she publishes after the
+// restart reaches him. Before, restored sessions came back without
+// their presence: alice was closed, and bob, whose client still held
+// the subscription, heard nothing more (issue 13).
+func TestPresenceAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e1, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: dir, Store: natsstore.Options{TTL: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := &killedStore{Store: e1}
+	cfg := DefaultConfig()
+	cfg.Session.AckDelay = Duration(time.Hour)
+	g1, err := New(cfg, &Options{Store: ks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g1.Handler())
+	url1 := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/webrtc/test"
+
+	a := dial(t, url1, protocol.SubprotocolJSONrtc, nil)
+	a.connect("alice@example.com")
+	away := protocol.PresencePayload{Status: "open", Activity: "away", Note: "lunch"}
+	publishPresence(t, a, away)
+	b := dial(t, url1, protocol.SubprotocolJSONrtc, nil)
+	b.connect("bob@example.com")
+	watchPresence(t, b, "w1", "alice@example.com")
+	notifiedUntil(t, b, away)
+
+	// The kill: no write from here on, the sockets gone.
+	ks.killed.Store(true)
+	srv.CloseClientConnections()
+	srv.Close()
+	g1.Shutdown(ctx) // its writes fail: the records stay as they were
+	e1.Close()
+
+	e2, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: dir, Store: natsstore.Options{TTL: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e2.Close)
+	_, url2 := newGatewayOpts(t, nil, Options{Store: e2})
+
+	c := dial(t, url2, protocol.SubprotocolJSONrtc, nil)
+	c.connect("carol@example.com")
+	watchPresence(t, c, "w1", "alice@example.com")
+	if n := c.read(); !strings.Contains(string(n.Payload), `"lunch"`) {
+		t.Fatalf("alice's state after the restart, before she resumed: %s", n.Payload)
+	}
+	b2 := resumeWS(t, url2, "bob@example.com", b.sid, b.seq+1, b.last)
+	a2 := resumeWS(t, url2, "alice@example.com", a.sid, a.seq+1, a.last)
+	busy := protocol.PresencePayload{Status: "open", Activity: "busy", Note: "in a call"}
+	publishPresence(t, a2, busy)
+	notifiedUntil(t, b2, busy)
+}

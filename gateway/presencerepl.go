@@ -141,10 +141,13 @@ func (g *Gateway) keepPresence(identity, session string, r *presence.RemoteSessi
 }
 
 // restorePresence gives the presence handler the share of s, a session
-// restored from its record: its identity's state holds the publication
-// meanwhile, and the client's resume takes the publication and the
-// watches over, made again without a word to it, as after a move
-// (presence.Handler's adopt).
+// restored from its record (at start-up, or taken over from another
+// node, whose bucket entry may be gone with the bucket's memory): its
+// identity's state holds the publication meanwhile, and the client's
+// resume takes the publication and the watches over, made again without
+// a word to it, as after a move (presence.Handler's adopt). The record
+// is at least as recent as the bucket in what the client was answered:
+// it is written ahead of the answer, the bucket after.
 func (g *Gateway) restorePresence(s *Session, r *presence.RemoteSession) {
 	if r == nil {
 		return

@@ -33,6 +33,19 @@ func publishPresence(t *testing.T, p *peer, st protocol.PresencePayload) {
 	}
 }
 
+// bobWatchesAlice connects alice on aliceURL and bob on bobURL, who
+// watches her and has heard she is open.
+func bobWatchesAlice(t *testing.T, aliceURL, bobURL string) (a, b *peer) {
+	t.Helper()
+	a = dial(t, aliceURL, protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	b = dial(t, bobURL, protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	watchPresence(t, b, "w1", "alice@example.com")
+	notifiedUntil(t, b, protocol.PresencePayload{Status: "open"})
+	return a, b
+}
+
 // notifiedUntil reads p's notifies until one carries want (presentity
 // aside); read fails the test after its timeout.
 func notifiedUntil(t *testing.T, p *peer, want protocol.PresencePayload) {
@@ -57,12 +70,7 @@ func notifiedUntil(t *testing.T, p *peer, want protocol.PresencePayload) {
 // knew only its own sessions: alice stayed closed there.
 func TestClusterPresenceAcrossNodes(t *testing.T) {
 	_, urls := newClusterGateways(t, 2)
-	a := dial(t, urls[1], protocol.SubprotocolOracle, nil)
-	a.connect("alice@example.com")
-	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
-	b.connect("bob@example.com")
-	watchPresence(t, b, "w1", "alice@example.com")
-	notifiedUntil(t, b, protocol.PresencePayload{Status: "open"})
+	a, b := bobWatchesAlice(t, urls[1], urls[0])
 	away := protocol.PresencePayload{Status: "open", Activity: "away", Note: "lunch"}
 	publishPresence(t, a, away)
 	notifiedUntil(t, b, away)
@@ -108,12 +116,7 @@ func TestClusterPresenceMoves(t *testing.T) {
 // it lived.
 func TestClusterPresenceWatchesMove(t *testing.T) {
 	gs, urls := newClusterGateways(t, 2)
-	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
-	a.connect("alice@example.com")
-	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
-	b.connect("bob@example.com")
-	watchPresence(t, b, "w1", "alice@example.com")
-	notifiedUntil(t, b, protocol.PresencePayload{Status: "open"})
+	a, b := bobWatchesAlice(t, urls[0], urls[0])
 	// n2 has heard bob's entry with its watch once it knows his session.
 	waitFor(t, "n2 to hear bob's watch", func() bool {
 		p := gs[1].prepl.Load()

@@ -105,3 +105,38 @@ func TestPresenceAcrossRestart(t *testing.T) {
 	publishPresence(t, a2, busy)
 	notifiedUntil(t, b2, busy)
 }
+
+// TestClusterPresenceWatchesFromRecord: bob's session, which watches
+// alice, moves to a node that has no entry of his in the presence bucket
+// (gone, as when the bucket's memory is: every node restarted): the new
+// node makes his watch again from his record, and alice's next
+// publication reaches him. Before, the bucket was the only source on a
+// takeover: the watch was lost.
+func TestClusterPresenceWatchesFromRecord(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a, b := bobWatchesAlice(t, urls[0], urls[0])
+	seen := func(watches int) func() bool {
+		return func() bool {
+			p := gs[1].prepl.Load()
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			s, ok := p.seen[presenceKey{"bob@example.com", b.sid}]
+			return ok && s.watches == watches || !ok && watches < 0
+		}
+	}
+	waitFor(t, "n2 to hear bob's watch", seen(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := gs[0].prepl.Load().shared.Delete(ctx, "bob@example.com", b.sid); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n2 to hear the entry gone", seen(-1))
+
+	moved := resumeWS(t, urls[1], "bob@example.com", b.sid, b.seq+1, b.last)
+	if n := gs[1].presence.Subscriptions(); n != 1 {
+		t.Fatalf("after the move: %d watches on n2, want 1", n)
+	}
+	away := protocol.PresencePayload{Status: "open", Activity: "away"}
+	publishPresence(t, a, away)
+	notifiedUntil(t, moved, away)
+}

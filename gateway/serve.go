@@ -548,6 +548,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	s.log.Info("session restored from the store", "previous_owner", prev)
 	s, err = g.open(c, f, p, addr, r.Guest, s)
 	if err == nil {
+		g.restorePresence(s, r.Presence)
 		g.tookOver(s)
 	}
 	return s, err

@@ -737,6 +737,14 @@ func (s *Session) dropDeadRoutes() {
 	}
 	s.mu.Unlock()
 	for _, sub := range calls {
+		if host := g.repl.adopt(s.id, sub); host != "" {
+			// The call goes on there (callrepl.go).
+			s.mu.Lock()
+			s.routes[routeKey{protocol.PackageCall, sub}] = host
+			s.mu.Unlock()
+			g.metrics.cluster.WithLabelValues("host_down", "adopted").Inc()
+			continue
+		}
 		g.metrics.cluster.WithLabelValues("host_down", "shutdown").Inc()
 		s.Send(&protocol.Frame{
 			Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: sub},
@@ -746,14 +754,18 @@ func (s *Session) dropDeadRoutes() {
 }
 
 // onNodeDown: the interactions hosted on node end toward the sessions
-// owned here.
+// owned here, or go on where their calls are adopted (callrepl.go). Out
+// of the node's lease loop, which calls it: adoptions wait for the store,
+// and a lease not written in time would have this node taken for dead.
 func (g *Gateway) onNodeDown(node string) {
 	if p := g.prepl.Load(); p != nil {
 		p.nodeDown(node)
 	}
-	for _, s := range g.liveSessions() {
-		s.dropDeadRoutes()
-	}
+	g.goTracked(func() {
+		for _, s := range g.liveSessions() {
+			s.dropDeadRoutes()
+		}
+	})
 	if l := g.ledger; l != nil {
 		// The calls it left in rtpengine (medialedger.go).
 		g.goTracked(func() { l.sweepDead(g.ctx, node) })

@@ -74,6 +74,10 @@ type Gateway struct {
 	// ledger records the calls in rtpengine for a sweep after a crash
 	// (medialedger.go); nil without a lasting store or rtpengine.
 	ledger *mediaLedger
+	// repl keeps the answered web calls hosted here in the store, for
+	// another node (or this one's next life) to go on with (callrepl.go);
+	// nil without a lasting store.
+	repl *callRepl
 	// wal: the gateway writes ahead to a store of its own (persist.go).
 	// Inbound processing holds walMu shared; the writer takes its cut of
 	// the dirty sessions holding it alone.
@@ -251,7 +255,17 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	if g.node != nil {
 		subPrefix = "s" + g.node.Name() + "-"
 	}
-	g.calls = call.NewHandler(directory{g}, &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), SubsessionPrefix: subPrefix, Logger: log})
+	co := &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), SubsessionPrefix: subPrefix, Logger: log}
+	if g.wal {
+		host := "local"
+		if g.node != nil {
+			host = g.self()
+		}
+		g.repl = newCallRepl(g, host)
+		co.Replicate = g.repl.replicate
+		g.goTracked(func() { g.repl.run(g.ctx) })
+	}
+	g.calls = call.NewHandler(directory{g}, co)
 	g.metrics.reg.MustRegister(g.calls.Collector())
 	if err := g.sipCalls(); err != nil {
 		return nil, err
@@ -280,6 +294,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 			g.Shutdown(context.Background())
 			return nil, fmt.Errorf("gateway: restoring sessions: %w", err)
 		}
+		g.repl.adoptOwn()
 	}
 	return g, nil
 }

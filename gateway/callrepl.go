@@ -14,6 +14,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/call"
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Replicated web calls (docs/cluster.md, "A dead node"): each answered
@@ -69,6 +70,9 @@ type callRepl struct {
 	// live are the records this node holds, by key: written by run, and
 	// added to by adopt.
 	live map[string]heldRecord
+	// calls are the keys in live of call records (the others point at
+	// one): jsonrtc_call_records.
+	calls map[string]bool
 	// adopting serialises the adoptions of a call.
 	adopting idLocks
 
@@ -77,7 +81,26 @@ type callRepl struct {
 
 func newCallRepl(g *Gateway, host string) *callRepl {
 	return &callRepl{g: g, host: host, ttl: g.cfg.RecordTTL(), queue: map[string]callOp{},
-		kick: make(chan struct{}, 1), live: map[string]heldRecord{}}
+		kick: make(chan struct{}, 1), live: map[string]heldRecord{}, calls: map[string]bool{}}
+}
+
+// collectors are the call records' metrics.
+func (r *callRepl) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jsonrtc_call_records",
+			Help: "Answered web calls hosted here whose record is in the store (another node goes on with them if this one dies)."},
+			func() float64 {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				return float64(len(r.calls))
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_calls_adopted_total",
+			Help: "Web calls this node took over from a dead host, or from its own earlier life, by their records."},
+			func() float64 { return float64(r.adopted.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_call_records_dropped_total",
+			Help: "Changes of web calls not written to their records because the write queue was full."},
+			func() float64 { return float64(r.dropped.Load()) }),
+	}
 }
 
 // replicate queues a call's change (call.Options.Replicate: never
@@ -118,6 +141,7 @@ func (r *callRepl) refresh(ctx context.Context) {
 				r.live[k] = nh
 			} else {
 				delete(r.live, k)
+				delete(r.calls, k)
 			}
 		}
 		r.mu.Unlock()
@@ -186,6 +210,7 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 	}
 	r.hold(ck, data, rev)
 	r.mu.Lock()
+	r.calls[ck] = true
 	_, held = r.live[wk]
 	r.mu.Unlock()
 	if !held {
@@ -218,6 +243,7 @@ func (r *callRepl) forget(keys ...string) {
 	r.mu.Lock()
 	for _, k := range keys {
 		delete(r.live, k)
+		delete(r.calls, k)
 	}
 	r.mu.Unlock()
 }
@@ -291,6 +317,9 @@ func (r *callRepl) take(ctx context.Context, ck string, rec *callRecord, rev uin
 		return err
 	}
 	r.hold(ck, data, nrev)
+	r.mu.Lock()
+	r.calls[ck] = true
+	r.mu.Unlock()
 	wk := callKey(sn.Callee.Session, sn.Callee.Sub)
 	if ptr, prev, err := r.g.store.Get(ctx, wk); err == nil {
 		r.hold(wk, ptr, prev)

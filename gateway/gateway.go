@@ -263,6 +263,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		}
 		g.repl = newCallRepl(g, host)
 		co.Replicate = g.repl.replicate
+		g.metrics.reg.MustRegister(g.repl.collectors()...)
 		g.goTracked(func() { g.repl.run(g.ctx) })
 	}
 	g.calls = call.NewHandler(directory{g}, co)

@@ -94,8 +94,24 @@ func callHost(t *testing.T, g *Gateway, session, sub, want string) {
 // new host from the record; bob's re-offer reaches alice and its answer
 // bob; alice's hang-up reaches bob, and the record goes. Before, bob got
 // shutdown ("the call's node went down") and so did alice on her resume.
-func TestClusterCallSurvivesItsHost(t *testing.T) {
+func TestClusterCallSurvivesItsHost(t *testing.T) { hostDies(t, true) }
+
+// TestClusterCallRerouted: as TestClusterCallSurvivesItsHost, but n2
+// has not yet got to bob's call when n1 dies (its onNodeDown goes over
+// its sessions one by one): alice resumes on n3, which adopts the call,
+// and bob's re-offer, sent on his route to the dead n1, goes to n3 from
+// the record. Before, bob got 480 ("the call's node is unreachable")
+// until n2 got to his call (TestCallsSurviveTheirHost with 100 calls).
+func TestClusterCallRerouted(t *testing.T) { hostDies(t, false) }
+
+// hostDies: alice on n1 calls bob on n2, n1 dies, alice resumes on n3,
+// bob re-offers and alice hangs up. heard says whether n2 hears of n1's
+// death (it adopts the call) or not (n3 does, as alice resumes).
+func hostDies(t *testing.T, heard bool) {
 	gs, urls := newClusterGateways(t, 3)
+	if !heard {
+		gs[1].node.OnNodeDown(func(string) {})
+	}
 	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
 	a.connect("alice@example.com")
 	b := dial(t, urls[1], protocol.SubprotocolOracle, nil)
@@ -106,8 +122,13 @@ func TestClusterCallSurvivesItsHost(t *testing.T) {
 	// socket goes with it.
 	gs[0].node.Close()
 	a.c.CloseNow()
-	callHost(t, gs[1], b.sid, bsub, "n2")
+	adopter := "n3"
+	if heard {
+		adopter = "n2"
+		callHost(t, gs[1], b.sid, bsub, adopter)
+	}
 	w := resumeWS(t, urls[2], "alice@example.com", a.sid, a.seq+1, a.last)
+	callHost(t, gs[1], b.sid, bsub, adopter)
 	bobReoffers(t, b, w, bsub)
 	w.send(&protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},

@@ -677,6 +677,9 @@ func (s *Session) forward(host string, f *protocol.Frame) {
 	defer cancel()
 	if _, err := g.node.Request(ctx, host, kindInbound, req); err != nil {
 		g.metrics.cluster.WithLabelValues(kindInbound, "failed").Inc()
+		if s.reroute(host, f) {
+			return
+		}
 		s.rlog.Warn("cluster forward", "frame for an interaction on another node not forwarded", "host", host, "err", err)
 		if f.EffectivePackage() == protocol.PackageCall && f.Control.Type == protocol.TypeRequest {
 			s.Send(errorFor(f, protocol.CodeTemporarilyUnavail, "the call's node is unreachable"), false)

@@ -85,11 +85,17 @@ func TestCallsSurviveTheirHost(t *testing.T) {
 		out, in *client.Call
 	}
 	pairs := make([]pair, *hostKillCalls)
+	// Every callee first: a session's directory entry is written out of
+	// line, and a call placed the instant its callee connected on
+	// another node may find nobody (404).
 	for i := range pairs {
-		a := dial(t, fmt.Sprintf("caller%d@example.com", i), urls(nodes, 0), nil)
-		b := dial(t, fmt.Sprintf("callee%d@example.com", i), urls(nodes, 1), nil)
-		out, in := call(t, a, b)
-		pairs[i] = pair{a: a, b: b, out: out, in: in}
+		pairs[i].b = dial(t, fmt.Sprintf("callee%d@example.com", i), urls(nodes, 1), nil)
+	}
+	for i := range pairs {
+		pairs[i].a = dial(t, fmt.Sprintf("caller%d@example.com", i), urls(nodes, 0), nil)
+	}
+	for i := range pairs {
+		pairs[i].out, pairs[i].in = call(t, pairs[i].a, pairs[i].b)
 	}
 	untilMetric(t, "jsonrtc_call_records", len(pairs), nodes[0].metrics)
 	start := time.Now()

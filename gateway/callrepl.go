@@ -274,29 +274,47 @@ func (r *callRepl) read(ctx context.Context, key string) (*callRecord, string, u
 // that adopted it first), or this node, which adopts it when the record
 // still names a dead host. "" is no call to go on with: no record (the
 // call ended, was not answered yet, or its record expired), or a leg
-// whose session is gone.
+// whose session is gone. A store that does not answer (its buckets
+// electing leaders after the death) is waited for, backing off, within
+// resumeWait.
 func (r *callRepl) adopt(session, sub string) string {
-	ctx, cancel := context.WithTimeout(r.g.ctx, 2*storeTimeout)
+	deadline := time.Now().Add(r.g.resumeWait)
+	ctx, cancel := context.WithDeadline(r.g.ctx, deadline)
 	defer cancel()
-	for range 3 {
-		rec, ck, rev, err := r.read(ctx, callKey(session, sub))
-		if err != nil || rec.Call == nil {
-			return ""
+	var last error
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		host, err := r.adoptOnce(ctx, session, sub)
+		if err == nil {
+			return host
 		}
-		if rec.Host == r.host || !r.g.node.Down(rec.Host) {
-			return rec.Host
-		}
-		switch err := r.take(ctx, ck, rec, rev); {
-		case err == nil:
-			return r.host
-		case errors.Is(err, store.ErrConflict):
-			continue // another node took it: read who
-		default:
-			r.g.rlog.Warn("call adoption", "a call whose host died not adopted", "session_id", session, "subsession_id", sub, "err", err)
-			return ""
+		last = err
+		if errors.Is(err, errCallGone) || time.Until(deadline) < wait || !sleepCtx(ctx, wait) {
+			break
 		}
 	}
+	r.g.rlog.Info("call adoption", "a call whose host died does not go on", "session_id", session, "subsession_id", sub, "err", last)
 	return ""
+}
+
+// errCallGone: the call has no record, or a leg's session has none.
+var errCallGone = errors.New("gateway: the call or a leg's session is gone")
+
+func (r *callRepl) adoptOnce(ctx context.Context, session, sub string) (string, error) {
+	rec, ck, rev, err := r.read(ctx, callKey(session, sub))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", errCallGone
+	case err != nil:
+		return "", err
+	case rec.Call == nil:
+		return "", errCallGone
+	case rec.Host == r.host || !r.g.node.Down(rec.Host):
+		return rec.Host, nil
+	}
+	if err := r.take(ctx, ck, rec, rev); err != nil {
+		return "", err // a conflict: another node took it, read who
+	}
+	return r.host, nil
 }
 
 // take makes this node the host of the call of record rec, under ck at
@@ -305,11 +323,13 @@ func (r *callRepl) take(ctx context.Context, ck string, rec *callRecord, rev uin
 	unlock := r.adopting.lock(ck)
 	defer unlock()
 	sn := *rec.Call
-	caller, callee := r.g.legEndpoint(sn.Caller), r.g.legEndpoint(sn.Callee)
-	if caller == nil || callee == nil {
-		// A leg's session ended meanwhile: so does the call.
-		r.replicate(sn, true)
-		return errors.New("a leg's session is gone")
+	caller, err := r.g.legEndpoint(sn.Caller)
+	if err != nil {
+		return err
+	}
+	callee, err := r.g.legEndpoint(sn.Callee)
+	if err != nil {
+		return err
 	}
 	rec.Host = r.host
 	data, _ := json.Marshal(rec)
@@ -334,19 +354,22 @@ func (r *callRepl) take(ctx context.Context, ck string, rec *callRecord, rev uin
 }
 
 // legEndpoint returns the endpoint of a leg's session for a call hosted
-// here, or nil when the session is gone.
-func (g *Gateway) legEndpoint(ls call.LegSnapshot) endpoint.Endpoint {
+// here; errCallGone when the session is gone.
+func (g *Gateway) legEndpoint(ls call.LegSnapshot) (endpoint.Endpoint, error) {
 	if g.node == nil {
 		if s := g.lookup(ls.Session); s != nil {
-			return s
+			return s, nil
 		}
-		return nil
+		return nil, errCallGone
 	}
-	owner := g.ownerOf(ls.Session)
-	if owner == "" {
-		return nil
+	r, _, err := g.restore(ls.Session)
+	switch {
+	case err != nil:
+		return nil, err
+	case r == nil:
+		return nil, errCallGone
 	}
-	return g.endpointOf(ls.Session, ls.Identity, ls.Oracle, owner)
+	return g.endpointOf(ls.Session, ls.Identity, ls.Oracle, r.Owner), nil
 }
 
 // adoptOwn adopts back, at start, the calls whose records name this

@@ -64,6 +64,9 @@ func (h *Handler) Restore(sn Snapshot, caller, callee Endpoint) error {
 	return nil
 }
 
+// Has reports whether ep's subsession sub is a leg of a call here.
+func (h *Handler) Has(ep Endpoint, sub string) bool { return h.lookup(ep, sub) != nil }
+
 func restoredLeg(c *Call, ep Endpoint, ls LegSnapshot) *leg {
 	return &leg{call: c, ep: ep, sub: ls.Sub, state: legAnswered, startCorr: ls.StartCorr, answerCorr: ls.AnswerCorr}
 }

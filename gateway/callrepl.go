@@ -400,6 +400,40 @@ func (r *callRepl) adoptOwn() {
 	if n > 0 {
 		r.g.log.Info("calls of an earlier life adopted back", "calls", n)
 	}
+	if r.g.node != nil {
+		r.rerouteRestored()
+	}
+}
+
+// rerouteRestored points the call routes of the sessions restored here
+// that name this node, for calls it does not have, at the calls' hosts:
+// a node back after its lease expired finds its calls adopted by others.
+func (r *callRepl) rerouteRestored() {
+	for _, s := range r.g.liveSessions() {
+		var subs []string
+		s.mu.Lock()
+		for k, node := range s.routes {
+			if k.pkg == protocol.PackageCall && node == r.host {
+				subs = append(subs, k.key)
+			}
+		}
+		s.mu.Unlock()
+		for _, sub := range subs {
+			if r.g.calls.Has(s, sub) {
+				continue
+			}
+			host := r.adopt(s.id, sub)
+			if host == "" || host == r.host {
+				continue
+			}
+			k := routeKey{protocol.PackageCall, sub}
+			s.mu.Lock()
+			if s.routes[k] == r.host {
+				s.routes[k] = host
+			}
+			s.mu.Unlock()
+		}
+	}
 }
 
 // reroute hands f, a frame of s's client for a call whose host did not

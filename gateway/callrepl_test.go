@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/jsonrtc/jsonrtc/store/natsstore"
 )
 
 // webCall has a call bob (b) on sub "c1": a's start, b's answer; it
@@ -60,6 +62,18 @@ func bobReoffers(t *testing.T, b, a *peer, bsub string) {
 	if r := b.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 || r.Control.SubsessionID != bsub {
 		t.Fatalf("bob's re-offer answered %s", r.Marshal())
 	}
+}
+
+// bobReoffersAndHangsUp is bobReoffers, then bob's hang-up, which alice
+// hears.
+func bobReoffersAndHangsUp(t *testing.T, b, a *peer, bsub string) {
+	t.Helper()
+	bobReoffers(t, b, a, bsub)
+	b.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: bsub},
+		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: "bob@example.com", Target: "alice@example.com"},
+	})
+	expect(t, a.read(), protocol.TypeMessage, protocol.ActionShutdown)
 }
 
 // callHost waits until the record of the call of the leg (session, sub),
@@ -129,6 +143,13 @@ func hostDies(t *testing.T, heard bool) {
 	}
 	w := resumeWS(t, urls[2], "alice@example.com", a.sid, a.seq+1, a.last)
 	callHost(t, gs[1], b.sid, bsub, adopter)
+	// Until n2 has read n1's lease gone, a frame for the call gets 480
+	// there (the host may yet answer): polled, as the leases are read.
+	for deadline := time.Now().Add(10 * time.Second); !gs[1].node.Down("n1"); <-time.After(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("n2 does not see n1 down after 10s")
+		}
+	}
 	bobReoffers(t, b, w, bsub)
 	w.send(&protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},
@@ -196,10 +217,44 @@ func TestRestartKeepsCalls(t *testing.T) {
 	_, url2 := newGatewayOpts(t, nil, Options{Store: st})
 	a2 := resumeWS(t, url2, "alice@example.com", a.sid, a.seq+1, a.last)
 	b2 := resumeWS(t, url2, "bob@example.com", b.sid, b.seq+1, b.last)
-	bobReoffers(t, b2, a2, bsub)
-	b2.send(&protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: bsub},
-		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: "bob@example.com", Target: "alice@example.com"},
+	bobReoffersAndHangsUp(t, b2, a2, bsub)
+}
+
+// TestClusterRestartAfterAdoption: n1 hosts alice's call with bob (both
+// on n1) and is killed; alice resumes on n2, which adopts the call; n1
+// comes back on its store (bob's session restored there, its route for
+// the call naming n1) and bob resumes on it: his re-offer reaches alice
+// through n2, the call's host now, and so does his hang-up. Before, n1
+// took bob's frames of the call for its own, and answered "no such
+// call".
+func TestClusterRestartAfterAdoption(t *testing.T) {
+	var e store.Store
+	k := &killedStore{}
+	gs, urls := newClusterGatewaysOn(t, 2, func(s store.Store) store.Store {
+		if e == nil {
+			e, k.Store = s, s
+			return k
+		}
+		return s
 	})
-	expect(t, a2.read(), protocol.TypeMessage, protocol.ActionShutdown)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	bsub := webCall(t, a, b)
+	callHost(t, gs[1], a.sid, "c1", "n1")
+	k.killed.Store(true)
+	gs[0].node.Close()
+	a.c.CloseNow()
+	b.c.CloseNow()
+	a2 := resumeWS(t, urls[1], "alice@example.com", a.sid, a.seq+1, a.last)
+	callHost(t, gs[1], a.sid, "c1", "n2")
+	n1, err := cluster.Start(context.Background(), e.(*natsstore.Embedded).Conn(), cluster.Options{Name: "n1", LeaseTTL: 3 * time.Second, DirectoryTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n1.Close)
+	_, url := newGatewayOpts(t, nil, Options{Store: e, Cluster: n1})
+	b2 := resumeWS(t, url, "bob@example.com", b.sid, b.seq+1, b.last)
+	bobReoffersAndHangsUp(t, b2, a2, bsub)
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/client"
 )
 
-var hostKillCalls = flag.Int("callrepl.calls", 20, "calls up when TestCallsSurviveTheirHost kills their host (issue 13 asks 100)")
+var hostKillCalls = flag.Int("callrepl.calls", 100, "calls up when TestCallsSurviveTheirHost kills their host (issue 13: 100)")
 
 // metric returns the value of the unlabelled metric name on the metrics
 // listener addr, or "" when it is not there.
@@ -56,6 +56,25 @@ func untilMetric(t *testing.T, name string, want int, addrs ...string) {
 	}
 }
 
+// resumedBy waits for c's resume until deadline.
+func resumedBy(t *testing.T, c *client.Client, deadline time.Time) {
+	t.Helper()
+	timeout := time.After(time.Until(deadline))
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok || ev.Kind == client.EventClosed || ev.Kind == client.EventSessionLost {
+				t.Fatalf("%s: session lost waiting for its resume", c.Identity())
+			}
+			if ev.Kind == client.EventResumed {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("%s: not resumed in time", c.Identity())
+		}
+	}
+}
+
 // ended has by hang up and checks that its peer (of peerC) hears the
 // hang-up (a shutdown, not the call's node going down).
 func ended(t *testing.T, by *client.Call, peerC *client.Client) {
@@ -75,9 +94,10 @@ func ended(t *testing.T, by *client.Call, peerC *client.Client) {
 // callee on some, from the caller on others), and each ends by a hang-up,
 // half by the caller and half by the callee, that the other side hears.
 // Before, every call ended on both sides ("the call's node went down").
-// -callrepl.calls sets the number of calls (issue 13 asks 100):
+// -callrepl.calls sets the number of calls (100, as issue 13 asks: about
+// 40 s under the race detector on a shared 2-core machine):
 //
-//	go test -race -run TestCallsSurviveTheirHost -v ./test/cluster/ -args -callrepl.calls 100
+//	go test -race -run TestCallsSurviveTheirHost -v ./test/cluster/ -args -callrepl.calls 20
 func TestCallsSurviveTheirHost(t *testing.T) {
 	nodes := newCluster(t)
 	type pair struct {
@@ -100,8 +120,12 @@ func TestCallsSurviveTheirHost(t *testing.T) {
 	untilMetric(t, "jsonrtc_call_records", len(pairs), nodes[0].metrics)
 	start := time.Now()
 	nodes[0].stop(t, syscall.SIGKILL)
+	// The callers resume as n1's lease expires (lease_ttl and a third),
+	// those past the resume's 8 s budget told to resume again (1013):
+	// on a loaded machine the last comes well after 15 s.
+	deadline := time.Now().Add(90 * time.Second)
 	for _, p := range pairs {
-		event(t, p.a, client.EventResumed)
+		resumedBy(t, p.a, deadline)
 	}
 	t.Logf("%d callers resumed %v after the kill", len(pairs), time.Since(start))
 	// Mostly by n2, the callees' node; a caller that resumes on n3

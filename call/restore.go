@@ -64,6 +64,26 @@ func (h *Handler) Restore(sn Snapshot, caller, callee Endpoint) error {
 	return nil
 }
 
+// Drop forgets the call whose leg is (session, sub) without a word to
+// its legs: another node hosts it now, and this copy must not relay.
+func (h *Handler) Drop(session, sub string) {
+	h.mu.Lock()
+	l := h.legs[legKey{session, sub}]
+	h.mu.Unlock()
+	if l == nil {
+		return
+	}
+	c := l.call
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.far.(relay)
+	if !ok || c.ended {
+		return
+	}
+	c.replicated = nil // the record is the other node's
+	r.end(c)
+}
+
 // Has reports whether ep's subsession sub is a leg of a call here.
 func (h *Handler) Has(ep Endpoint, sub string) bool { return h.lookup(ep, sub) != nil }
 

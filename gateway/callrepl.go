@@ -54,6 +54,9 @@ func callKey(session, sub string) string {
 	return callPrefix + hex.EncodeToString(h[:16])
 }
 
+// legID names a call's caller leg.
+type legID struct{ session, sub string }
+
 type callOp struct {
 	sn    call.Snapshot
 	ended bool
@@ -73,7 +76,7 @@ type callRepl struct {
 	live map[string]heldRecord
 	// calls are the keys in live of call records (the others point at
 	// one): jsonrtc_call_records.
-	calls map[string]bool
+	calls map[string]legID
 	// adopting serialises the adoptions of a call.
 	adopting idLocks
 
@@ -82,7 +85,7 @@ type callRepl struct {
 
 func newCallRepl(g *Gateway, host string) *callRepl {
 	return &callRepl{g: g, host: host, ttl: g.cfg.RecordTTL(), queue: map[string]callOp{},
-		kick: make(chan struct{}, 1), live: map[string]heldRecord{}, calls: map[string]bool{}}
+		kick: make(chan struct{}, 1), live: map[string]heldRecord{}, calls: map[string]legID{}}
 }
 
 // collectors are the call records' metrics.
@@ -137,6 +140,7 @@ func (r *callRepl) refresh(ctx context.Context) {
 	for k, h := range live {
 		nh, keep := rewrite(ctx, r.g.store, k, h)
 		r.mu.Lock()
+		id, isCall := r.calls[k]
 		if r.live[k].rev == h.rev { // not written meanwhile
 			if keep {
 				r.live[k] = nh
@@ -146,7 +150,23 @@ func (r *callRepl) refresh(ctx context.Context) {
 			}
 		}
 		r.mu.Unlock()
+		if !keep && isCall {
+			r.lost(ctx, k, id)
+		}
 	}
+}
+
+// lost drops the copy here of the call under ck, whose record this node
+// could not write over its revision, when the record names another host:
+// this node was taken for dead, and another adopted the call. A record
+// gone (expired) leaves the call here.
+func (r *callRepl) lost(ctx context.Context, ck string, id legID) {
+	rec, _, _, err := r.read(ctx, ck)
+	if err != nil || rec.Call == nil || rec.Host == r.host {
+		return
+	}
+	r.g.calls.Drop(id.session, id.sub)
+	r.g.rlog.Warn("call records", "a call hosted here was adopted by another node: this copy is dropped", "session_id", id.session, "subsession_id", id.sub, "host", rec.Host)
 }
 
 func (r *callRepl) drain(ctx context.Context) {
@@ -199,7 +219,7 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 			// Adopted by another node (this one taken for dead), or
 			// expired: not ours to write any more.
 			r.forget(ck, wk)
-			r.g.rlog.Warn("call records", "a call's record was taken by another node", "session_id", op.sn.Caller.Session, "subsession_id", op.sn.Caller.Sub)
+			r.lost(ctx, ck, legID{op.sn.Caller.Session, op.sn.Caller.Sub})
 			return
 		}
 	} else {
@@ -211,7 +231,7 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 	}
 	r.hold(ck, data, rev)
 	r.mu.Lock()
-	r.calls[ck] = true
+	r.calls[ck] = legID{op.sn.Caller.Session, op.sn.Caller.Sub}
 	_, held = r.live[wk]
 	r.mu.Unlock()
 	if !held {
@@ -339,7 +359,7 @@ func (r *callRepl) take(ctx context.Context, ck string, rec *callRecord, rev uin
 	}
 	r.hold(ck, data, nrev)
 	r.mu.Lock()
-	r.calls[ck] = true
+	r.calls[ck] = legID{sn.Caller.Session, sn.Caller.Sub}
 	r.mu.Unlock()
 	wk := callKey(sn.Callee.Session, sn.Callee.Sub)
 	if ptr, prev, err := r.g.store.Get(ctx, wk); err == nil {

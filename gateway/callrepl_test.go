@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -257,4 +258,35 @@ func TestClusterRestartAfterAdoption(t *testing.T) {
 	_, url := newGatewayOpts(t, nil, Options{Store: e, Cluster: n1})
 	b2 := resumeWS(t, url, "bob@example.com", b.sid, b.seq+1, b.last)
 	bobReoffersAndHangsUp(t, b2, a2, bsub)
+}
+
+// TestAdoptedCallDropped: a node whose call's record another node took
+// (it adopted the call, this node taken for dead) drops its copy at the
+// call's next change, when its write fails: it must not go on relaying
+// a call hosted elsewhere. Before, the copy lived on.
+func TestAdoptedCallDropped(t *testing.T) {
+	g, url := newGatewayOpts(t, nil, Options{Store: store.NewMemory()})
+	a := dial(t, url, protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	b := dial(t, url, protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	bsub := webCall(t, a, b)
+	callHost(t, g, a.sid, "c1", "local")
+	ctx := context.Background()
+	rec, ck, rev, err := g.repl.read(ctx, callKey(a.sid, "c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Host = "n9"
+	data, _ := json.Marshal(rec)
+	if _, err := g.store.Update(ctx, ck, data, rev); err != nil {
+		t.Fatal(err)
+	}
+	bobReoffers(t, b, a, bsub) // a change: written over a revision gone
+	for deadline := time.Now().Add(10 * time.Second); g.calls.Active() != 0; <-time.After(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the copy of a call adopted elsewhere lives on")
+		}
+	}
+	callHost(t, g, a.sid, "c1", "n9")
 }

@@ -32,6 +32,17 @@ func webCall(t *testing.T, a, b *peer) string {
 	return in.Control.SubsessionID
 }
 
+// aliceCallsBob connects alice at urlA and bob at urlB and has a call
+// between them (webCall).
+func aliceCallsBob(t *testing.T, urlA, urlB string) (a, b *peer, bsub string) {
+	t.Helper()
+	a = dial(t, urlA, protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	b = dial(t, urlB, protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	return a, b, webCall(t, a, b)
+}
+
 // answer sends p's 200 to the offer in.
 func answer(p *peer, in *protocol.Frame) {
 	p.send(&protocol.Frame{
@@ -127,11 +138,7 @@ func hostDies(t *testing.T, heard bool) {
 	if !heard {
 		gs[1].node.OnNodeDown(func(string) {})
 	}
-	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
-	a.connect("alice@example.com")
-	b := dial(t, urls[1], protocol.SubprotocolOracle, nil)
-	b.connect("bob@example.com")
-	bsub := webCall(t, a, b)
+	a, b, bsub := aliceCallsBob(t, urls[0], urls[1])
 	callHost(t, gs[1], a.sid, "c1", "n1")
 	// n1 dies: its node gives up its lease and serves nothing; alice's
 	// socket goes with it.
@@ -203,11 +210,7 @@ func TestRestartKeepsCalls(t *testing.T) {
 	st := store.NewMemory()
 	k := &killedStore{Store: st}
 	g1, url1 := newGatewayOpts(t, nil, Options{Store: k})
-	a := dial(t, url1, protocol.SubprotocolOracle, nil)
-	a.connect("alice@example.com")
-	b := dial(t, url1, protocol.SubprotocolOracle, nil)
-	b.connect("bob@example.com")
-	bsub := webCall(t, a, b)
+	a, b, bsub := aliceCallsBob(t, url1, url1)
 	callHost(t, g1, a.sid, "c1", "local")
 	k.killed.Store(true)
 	a.c.CloseNow()
@@ -238,11 +241,7 @@ func TestClusterRestartAfterAdoption(t *testing.T) {
 		}
 		return s
 	})
-	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
-	a.connect("alice@example.com")
-	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
-	b.connect("bob@example.com")
-	bsub := webCall(t, a, b)
+	a, b, bsub := aliceCallsBob(t, urls[0], urls[0])
 	callHost(t, gs[1], a.sid, "c1", "n1")
 	k.killed.Store(true)
 	gs[0].node.Close()
@@ -266,11 +265,7 @@ func TestClusterRestartAfterAdoption(t *testing.T) {
 // a call hosted elsewhere. Before, the copy lived on.
 func TestAdoptedCallDropped(t *testing.T) {
 	g, url := newGatewayOpts(t, nil, Options{Store: store.NewMemory()})
-	a := dial(t, url, protocol.SubprotocolOracle, nil)
-	a.connect("alice@example.com")
-	b := dial(t, url, protocol.SubprotocolOracle, nil)
-	b.connect("bob@example.com")
-	bsub := webCall(t, a, b)
+	a, b, bsub := aliceCallsBob(t, url, url)
 	callHost(t, g, a.sid, "c1", "local")
 	ctx := context.Background()
 	rec, ck, rev, err := g.repl.read(ctx, callKey(a.sid, "c1"))

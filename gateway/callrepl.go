@@ -294,26 +294,31 @@ func (r *callRepl) read(ctx context.Context, key string) (*callRecord, string, u
 // that adopted it first), or this node, which adopts it when the record
 // still names a dead host. "" is no call to go on with: no record (the
 // call ended, was not answered yet, or its record expired), or a leg
-// whose session is gone. A store that does not answer (its buckets
-// electing leaders after the death) is waited for, backing off, within
-// resumeWait.
-func (r *callRepl) adopt(session, sub string) string {
+// whose session is gone; gone says so, rather than a store that did not
+// answer (its buckets electing leaders after the death), which is
+// waited for, backing off, within resumeWait.
+func (r *callRepl) adopt(session, sub string) (host string, gone bool) {
 	deadline := time.Now().Add(r.g.resumeWait)
 	ctx, cancel := context.WithDeadline(r.g.ctx, deadline)
 	defer cancel()
 	var last error
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		host, err := r.adoptOnce(ctx, session, sub)
+		// Each try gets a part of the wait, as a resume's reads do
+		// (restoreWaiting): one sent to a leader that went away is not
+		// answered at all, and the next goes to its successor.
+		actx, acancel := context.WithDeadline(ctx, earlier(deadline, time.Now().Add(readAttempt)))
+		host, err := r.adoptOnce(actx, session, sub)
+		acancel()
 		if err == nil {
-			return host
+			return host, false
 		}
 		last = err
 		if errors.Is(err, errCallGone) || time.Until(deadline) < wait || !sleepCtx(ctx, wait) {
 			break
 		}
 	}
-	r.g.rlog.Info("call adoption", "a call whose host died does not go on", "session_id", session, "subsession_id", sub, "err", last)
-	return ""
+	r.g.rlog.Info("call adoption", "a call whose host died not adopted", "session_id", session, "subsession_id", sub, "err", last)
+	return "", errors.Is(last, errCallGone)
 }
 
 // errCallGone: the call has no record, or a leg's session has none.
@@ -343,11 +348,11 @@ func (r *callRepl) take(ctx context.Context, ck string, rec *callRecord, rev uin
 	unlock := r.adopting.lock(ck)
 	defer unlock()
 	sn := *rec.Call
-	caller, err := r.g.legEndpoint(sn.Caller)
+	caller, err := r.g.legEndpoint(ctx, sn.Caller)
 	if err != nil {
 		return err
 	}
-	callee, err := r.g.legEndpoint(sn.Callee)
+	callee, err := r.g.legEndpoint(ctx, sn.Callee)
 	if err != nil {
 		return err
 	}
@@ -375,14 +380,18 @@ func (r *callRepl) take(ctx context.Context, ck string, rec *callRecord, rev uin
 
 // legEndpoint returns the endpoint of a leg's session for a call hosted
 // here; errCallGone when the session is gone.
-func (g *Gateway) legEndpoint(ls call.LegSnapshot) (endpoint.Endpoint, error) {
+func (g *Gateway) legEndpoint(ctx context.Context, ls call.LegSnapshot) (endpoint.Endpoint, error) {
 	if g.node == nil {
 		if s := g.lookup(ls.Session); s != nil {
 			return s, nil
 		}
 		return nil, errCallGone
 	}
-	r, _, err := g.restore(ls.Session)
+	by := time.Now().Add(storeTimeout)
+	if d, ok := ctx.Deadline(); ok {
+		by = d
+	}
+	r, _, err := g.restoreBy(ls.Session, by)
 	switch {
 	case err != nil:
 		return nil, err
@@ -442,7 +451,7 @@ func (r *callRepl) rerouteRestored() {
 			if r.g.calls.Has(s, sub) {
 				continue
 			}
-			host := r.adopt(s.id, sub)
+			host, _ := r.adopt(s.id, sub)
 			if host == "" || host == r.host {
 				continue
 			}
@@ -467,7 +476,7 @@ func (s *Session) reroute(host string, f *protocol.Frame) bool {
 		return false
 	}
 	sub := f.Control.SubsessionID
-	nh := g.repl.adopt(s.id, sub)
+	nh, _ := g.repl.adopt(s.id, sub)
 	if nh == "" || nh == host {
 		return false
 	}

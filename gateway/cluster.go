@@ -728,6 +728,7 @@ func (s *Session) dropDeadRoutes() {
 		hosts[node] = g.node.Down(node)
 	}
 	var calls []string
+	dead := map[string]string{} // a call's dead host, by subsession
 	s.mu.Lock()
 	for k, node := range s.routes {
 		if !hosts[node] {
@@ -736,12 +737,19 @@ func (s *Session) dropDeadRoutes() {
 		delete(s.routes, k)
 		if k.pkg == protocol.PackageCall {
 			calls = append(calls, k.key)
+			dead[k.key] = node
 		}
 	}
 	s.mu.Unlock()
 	for _, sub := range calls {
-		if host := g.repl.adopt(s.id, sub); host != "" {
-			// The call goes on there (callrepl.go).
+		host, gone := g.repl.adopt(s.id, sub)
+		if host != "" || !gone {
+			// The call goes on there (callrepl.go); or, the store
+			// silent, the route stays for a later frame or resume to
+			// adopt the call.
+			if host == "" {
+				host = dead[sub]
+			}
 			s.mu.Lock()
 			s.routes[routeKey{protocol.PackageCall, sub}] = host
 			s.mu.Unlock()
@@ -765,9 +773,18 @@ func (g *Gateway) onNodeDown(node string) {
 		p.nodeDown(node)
 	}
 	g.goTracked(func() {
+		// A few sessions at a time: an adoption may wait seconds for
+		// a store electing leaders.
+		sem := make(chan struct{}, 8)
+		var wg sync.WaitGroup
 		for _, s := range g.liveSessions() {
-			s.dropDeadRoutes()
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				s.dropDeadRoutes()
+			})
 		}
+		wg.Wait()
 	})
 	if l := g.ledger; l != nil {
 		// The calls it left in rtpengine (medialedger.go).

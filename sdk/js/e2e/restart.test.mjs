@@ -70,7 +70,10 @@ test('gateway killed and started on its data directory during a call: both pages
     }
 
     // The call goes on through the restarted gateway, not only between
-    // the browsers: a re-offer both ways (hold, resume) passes.
+    // the browsers: a re-offer both ways (hold, resume) passes. The media
+    // is peer to peer, so the checks above also hold when the gateway
+    // lost the call and said nothing (main before the call records):
+    // there the hold failed.
     await bob.click('#hold-btn');
     await waitCall(bob, 'held', 'true');
     await waitCall(alice, 'remoteHeld', 'true');

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/cluster"
-	"github.com/jsonrtc/jsonrtc/store/natsstore"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestShortLivedNodeReportedDown: a node that starts after this one
@@ -19,17 +17,8 @@ import (
 // listed it yet).
 func TestShortLivedNodeReportedDown(t *testing.T) {
 	ctx := context.Background()
-	e, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
 	const ttl = 600 * time.Millisecond
-	n, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: "a", LeaseTTL: ttl, DirectoryTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
+	e, n, kv := startNode(t, "a", ttl)
 	// c lives: a knows a peer, and lists the bucket only now and then.
 	c, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: "c", LeaseTTL: ttl, DirectoryTTL: time.Minute})
 	if err != nil {
@@ -45,14 +34,6 @@ func TestShortLivedNodeReportedDown(t *testing.T) {
 	down := make(chan string, 8)
 	n.OnNodeDown(func(node string) { down <- node })
 	// b writes one lease, after a's first listing, and dies.
-	js, err := jetstream.New(e.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctx, cluster.NodesBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
 	v, _ := json.Marshal(map[string]time.Time{"time": time.Now().UTC()})
 	if _, err := kv.Put(ctx, "b", v); err != nil {
 		t.Fatal(err)

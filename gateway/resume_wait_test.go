@@ -93,6 +93,46 @@ func TestClusterLiveSocketKeepsSessionHere(t *testing.T) {
 	stillOpen()
 }
 
+// TestClusterOutgrownConnectKeepsSession: a resume of a session that
+// has since taken frames its client sent after that connect (its csuw)
+// is a connect the client gave up on, read late: it closes with 1013,
+// on the session's own node and on another, whether or not the live
+// socket answers a ping (here it does not: the client is not reading).
+// Refused as a resume that does not fit, it ended the session with 4000
+// "replaced" on its own node, and started a session nobody uses on
+// another (the cluster chaos test: clients closed with 4000).
+func TestClusterOutgrownConnectKeepsSession(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	// The connect the client gave up on: its last frame sent was 1.
+	connect := `{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`
+	// A frame the client sent after it, on the socket it went on with.
+	a.write(`{"control":{"type":"request","package_type":"messaging","session_id":"` + a.sid + `","sequence":2,"correlation_id":"c2"},"header":{"action":"send","target":"nobody@example.com"},"payload":{"body":"hi"}}`)
+	if r := a.read(); r.Control.CorrelationID != "c2" {
+		t.Fatalf("send answered %s", r.Marshal())
+	}
+	gs[0].save(gs[0].lookup(a.sid))
+	for i, url := range urls {
+		stale := dial(t, url, protocol.SubprotocolOracle, nil)
+		stale.write(connect)
+		if code := stale.closeCode(); code != 1013 {
+			t.Fatalf("n%d: an outgrown resume closed with %d, want 1013", i+1, code)
+		}
+	}
+	s := gs[0].lookup(a.sid)
+	if s == nil {
+		t.Fatal("the session ended")
+	}
+	s.mu.Lock()
+	ended := s.ended
+	s.mu.Unlock()
+	if ended {
+		t.Fatal("the session ended")
+	}
+	a.pingPong() // still open
+}
+
 // TestClusterFramesWaitForTheStore: in a cluster, a frame whose record
 // write fails (the bucket electing a leader) does not go out unstored:
 // its session may resume on another node from the record, which would

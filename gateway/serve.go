@@ -401,7 +401,18 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 				old.mu.Lock()
 				err := old.st.CheckResume(&f.Header)
 				ended := old.ended
+				stale := outgrown(old.st, &f.Header)
 				old.mu.Unlock()
+				if stale && !ended {
+					// The session has taken frames its client sent after
+					// this connect: a connect it gave up on, read late.
+					// Refused as a resume that does not fit, it ended the
+					// session the client goes on with, on its socket here
+					// (4000 "replaced"; the cluster chaos test).
+					g.metrics.resumes.WithLabelValues("stale").Inc()
+					old.rlog.Info("resume refused", "resume refused: the session has outgrown this connect")
+					return nil, false, errStaleConnect
+				}
 				if err == nil && !ended && g.node != nil && old.answers() {
 					// The socket the session has here answers: this
 					// connect is one its client gave up on (it drops a
@@ -464,6 +475,14 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		g.metrics.resumes.WithLabelValues("identity_mismatch").Inc()
 		g.rlog.Warn("resume identity mismatch", "resume refused: another identity", "session_id", id, "identity", identity, "remote", c.RemoteAddr())
 		return nil, nil
+	}
+	if outgrown(r.State, &f.Header) {
+		// Its record has frames the client sent after this connect: the
+		// client gave up on it and resumed elsewhere (it is read late).
+		// A new session for it would be one the client never uses.
+		g.metrics.resumes.WithLabelValues("stale").Inc()
+		g.rlog.Info("resume refused", "resume refused: the session has outgrown this connect", "session_id", id)
+		return nil, errStaleConnect
 	}
 	if err := r.State.CheckResume(&f.Header); err != nil {
 		g.metrics.resumes.WithLabelValues("refused").Inc()
@@ -547,6 +566,15 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		g.tookOver(s)
 	}
 	return s, err
+}
+
+// outgrown reports whether st has processed frames beyond the last one
+// the client had sent when it made connect h (its csuw): the client sent
+// them after h, on another socket, so h is a connect it gave up on. A
+// client's sequence only grows, so this is evidence, not a guess on
+// timing.
+func outgrown(st *session.State, h *protocol.Header) bool {
+	return h.CSUW.IsNumber() && st.Processed > h.CSUW.V
 }
 
 // releaseErr is the connect's error for release's: errResumeAgain as it

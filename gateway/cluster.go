@@ -478,7 +478,8 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 			return []byte(refusedStale)
 		}
 	}
-	if s.answers() {
+	probed, err := s.probe()
+	if err == nil {
 		// The client holds its socket here and answers on it: it
 		// drops a socket before it dials another, so the connect is
 		// one it gave up on (cut by it while the other node was
@@ -486,8 +487,19 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 		g.rlog.Info("takeover refused", "takeover refused: the session's socket here answers", "session_id", s.id, "node", req.Owner)
 		return []byte(refusedStale)
 	}
-	if !s.moveTo(req.Owner, true) {
+	if probed != nil {
+		g.rlog.Info("takeover socket", "takeover: the session's socket here did not answer a ping", "session_id", s.id, "node", req.Owner, "err", err)
+	}
+	switch s.moveAway(req.Owner, true, true, probed) {
+	case moveUnwritten:
 		return []byte(refusedUnwritten)
+	case moveReattached:
+		// A resume here attached a socket after the probe (the
+		// client's: of its two connects, the other node's is the one
+		// it gave up on). Moved, that socket closed with 4000, which
+		// ends the session at the client (the cluster chaos test).
+		g.metrics.cluster.WithLabelValues(kindTakeover, "resuming").Inc()
+		return []byte(refusedResuming)
 	}
 	return []byte("ok")
 }
@@ -498,19 +510,29 @@ const livenessTimeout = time.Second
 // answers reports whether s's socket answers a WebSocket ping now.
 // Long-poll sockets are not probed (they report false).
 func (s *Session) answers() bool {
+	_, err := s.probe()
+	return err == nil
+}
+
+// errNoSocket: probe found no socket to ping.
+var errNoSocket = errors.New("gateway: no socket to ping")
+
+// probe pings s's socket: nil when it answers. It returns the link it
+// probed (nil: none attached).
+func (s *Session) probe() (*link, error) {
 	s.mu.Lock()
 	l := s.conn
 	s.mu.Unlock()
 	if l == nil {
-		return false
+		return nil, errNoSocket
 	}
 	p, ok := l.c.(interface{ Ping(context.Context) error })
 	if !ok {
-		return false
+		return l, errNoSocket
 	}
 	ctx, cancel := context.WithTimeout(s.g.ctx, livenessTimeout)
 	defer cancel()
-	return p.Ping(ctx) == nil
+	return l, p.Ping(ctx)
 }
 
 var errMovedAway = errors.New("gateway: session moved to another node")
@@ -524,6 +546,21 @@ var errMovedAway = errors.New("gateway: session moved to another node")
 // was taken already) nothing more is written. It reports false when s
 // stays here: the final write failed.
 func (s *Session) moveTo(owner string, final bool) bool {
+	return s.moveAway(owner, final, false, nil) == moved
+}
+
+// moveAway's outcomes.
+type moveOutcome int
+
+const (
+	moved          moveOutcome = iota
+	moveUnwritten              // the final write failed: s stays
+	moveReattached             // a socket other than probed is attached: s stays
+)
+
+// moveAway is moveTo; with check, s stays (moveReattached) when its
+// socket is no longer probed, the one the caller found not answering.
+func (s *Session) moveAway(owner string, final, check bool, probed *link) moveOutcome {
 	g := s.g
 	s.inMu.Lock()
 	s.saveMu.Lock()
@@ -532,7 +569,13 @@ func (s *Session) moveTo(owner string, final bool) bool {
 		s.mu.Unlock()
 		s.saveMu.Unlock()
 		s.inMu.Unlock()
-		return true
+		return moved
+	}
+	if check && s.conn != nil && s.conn != probed {
+		s.mu.Unlock()
+		s.saveMu.Unlock()
+		s.inMu.Unlock()
+		return moveReattached
 	}
 	// Sends from here on go to the new owner, which answers "not owned"
 	// until its compare-and-set lands (sendVia tries again).
@@ -557,7 +600,7 @@ func (s *Session) moveTo(owner string, final bool) bool {
 			s.inMu.Unlock()
 			g.metrics.cluster.WithLabelValues(kindTakeover, "unwritten").Inc()
 			g.rlog.Warn("takeover unwritten", "the session's last state could not be written; it stays here, and its client resumes again", "session_id", s.id, "node", owner)
-			return false
+			return moveUnwritten
 		}
 	}
 	s.mu.Lock()
@@ -591,7 +634,7 @@ func (s *Session) moveTo(owner string, final bool) bool {
 	}
 	g.metrics.cluster.WithLabelValues(kindTakeover, "moved").Inc()
 	s.log.Info("session taken over by another node", "owner", owner)
-	return true
+	return moved
 }
 
 // noteRouteLocked records the host of the interaction f, sent to s,

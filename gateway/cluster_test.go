@@ -280,6 +280,40 @@ func TestClusterLiveSocketKeepsSession(t *testing.T) {
 	stillOpen()
 }
 
+// TestClusterTakeoverAfterReattach: a takeover that found the session
+// with no socket here, and a resume of it here that attaches the
+// client's socket before the session moves (two connects of one client
+// at once, the other node's the one it gave up on): the session stays
+// and the socket stays open. Moved, that socket closed with 4000, which
+// ends the session at the client (the cluster chaos test: a socket
+// closed 4 ms after its resume).
+func TestClusterTakeoverAfterReattach(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	s := gs[0].lookup(a.sid)
+	a.c.CloseNow()
+	waitFor(t, "the socket's loss", func() bool { l, _ := s.probe(); return l == nil })
+	// The takeover probes: no socket.
+	probed, err := s.probe()
+	if err == nil || probed != nil {
+		t.Fatalf("probe found %v, %v", probed, err)
+	}
+	// The client's resume here attaches its socket.
+	a2 := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a2.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`)
+	if r := a2.read(); r.Control.Type != protocol.TypeResponse || r.Control.SessionID != a.sid {
+		t.Fatalf("resume answered %s", r.Marshal())
+	}
+	if got := s.moveAway("n2", true, true, probed); got != moveReattached {
+		t.Fatalf("move after a reattach: %v, want moveReattached", got)
+	}
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("n1 let go of the session")
+	}
+	a2.pingPong() // still open
+}
+
 // answering has p read, as every client does, so that it answers
 // pings; the function it returns fails the test if p's socket closed
 // meanwhile, and stops the reading.

@@ -67,7 +67,12 @@ func TestClusterChaos(t *testing.T) {
 					// Not by the test (it closes the clients after
 					// counting): the gateway closed the session (4000:
 					// taken over by a connect the client gave up on).
-					closed.Add(1)
+					// Logged with its time and session, to be found in
+					// the nodes' logs.
+					if ev.Err != nil {
+						closed.Add(1)
+						t.Logf("%s closed by the gateway at %s, session %s: %v", c.Identity(), time.Now().UTC().Format("15:04:05.000"), ev.SessionID, ev.Err)
+					}
 					continue
 				case client.EventMessage:
 				default:

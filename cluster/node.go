@@ -251,7 +251,20 @@ func (n *Node) readLeases(ctx context.Context, extra ...string) {
 	// One read at a time: each replaces the peers seen with what it
 	// read, so a tick's listing made before a peer's first lease write
 	// would drop (and report down) the peer that a lookup's read of
-	// it (knowNodes) had just found alive.
+	// it (knowNodes) had just found alive. Not held while the peers
+	// down are reported: their handlers read leases too.
+	up, down := n.readLeasesOnce(ctx, extra)
+	for _, node := range up {
+		n.log.Info("cluster node up", "peer", node)
+	}
+	for _, node := range down {
+		n.nodeDown(node, "lease expired or given up")
+	}
+}
+
+// readLeasesOnce is readLeases but the reports: it returns the peers
+// seen up and down since the last read.
+func (n *Node) readLeasesOnce(ctx context.Context, extra []string) (up, down []string) {
 	n.readMu.Lock()
 	defer n.readMu.Unlock()
 	n.mu.Lock()
@@ -316,7 +329,6 @@ func (n *Node) readLeases(ctx context.Context, extra ...string) {
 			stale = append(stale, k)
 		}
 	}
-	var up, down []string
 	n.mu.Lock()
 	for node := range n.seen {
 		if _, ok := fresh[node]; !ok {
@@ -342,12 +354,7 @@ func (n *Node) readLeases(ctx context.Context, extra ...string) {
 	}
 	n.seen = fresh
 	n.mu.Unlock()
-	for _, node := range up {
-		n.log.Info("cluster node up", "peer", node)
-	}
-	for _, node := range down {
-		n.nodeDown(node, "lease expired or given up")
-	}
+	return up, down
 }
 
 // prevOK reports whether node was alive at the last read.

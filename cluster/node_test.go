@@ -32,7 +32,9 @@ func TestShortLivedNodeReportedDown(t *testing.T) {
 		time.Sleep(ttl / 10) // polled: a reads the leases on a ticker
 	}
 	down := make(chan string, 8)
-	n.OnNodeDown(func(node string) { down <- node })
+	// The handler reads the leases, as the gateway's does (Down): the
+	// report is made with no read of them under way.
+	n.OnNodeDown(func(node string) { n.Down(node); down <- node })
 	// b writes one lease, after a's first listing, and dies.
 	v, _ := json.Marshal(map[string]time.Time{"time": time.Now().UTC()})
 	if _, err := kv.Put(ctx, "b", v); err != nil {

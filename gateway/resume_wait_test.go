@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -112,12 +113,19 @@ func TestClusterOutgrownConnectKeepsSession(t *testing.T) {
 	if r := a.read(); r.Control.CorrelationID != "c2" {
 		t.Fatalf("send answered %s", r.Marshal())
 	}
+	// And one made after that frame, before the client acknowledged
+	// the answer it got (sequence 2).
+	acked := strings.Replace(connect, `"csuw":1`, `"csuw":2`, 1)
+	a.write(`{"control":{"type":"acknowledgement","ack_sequence":2}}`)
+	a.pingPong() // the ack is read
 	gs[0].save(gs[0].lookup(a.sid))
 	for i, url := range urls {
-		stale := dial(t, url, protocol.SubprotocolOracle, nil)
-		stale.write(connect)
-		if code := stale.closeCode(); code != 1013 {
-			t.Fatalf("n%d: an outgrown resume closed with %d, want 1013", i+1, code)
+		for _, c := range []string{connect, acked} {
+			stale := dial(t, url, protocol.SubprotocolOracle, nil)
+			stale.write(c)
+			if code := stale.closeCode(); code != 1013 {
+				t.Fatalf("n%d: an outgrown resume %s closed with %d, want 1013", i+1, c, code)
+			}
 		}
 	}
 	s := gs[0].lookup(a.sid)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -257,6 +258,7 @@ const readerIdleAfter = 3 * time.Second
 func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Principal) (*Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.WebSocket.HandshakeTimeout.D())
 	defer cancel()
+	held := func() {} // releases a resume's lock (below)
 	for {
 		data, err := c.Read(ctx)
 		if errors.Is(err, errFlood) {
@@ -293,6 +295,20 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 			}
 			continue
 		}
+		if id := f.Control.SessionID; id != "" {
+			// One resume of a session at a time here, from the read of
+			// its state to the attach of its socket: two at once (a
+			// connect the client gave up on and its next, read late)
+			// both found it missing from the tables, both rebuilt it
+			// from the record, and the first copy, orphaned, wrote over
+			// the second's record; or, the session here, the first
+			// attached its socket after the second's probe found none,
+			// and the second's attach closed it with 4000 "replaced"
+			// (the cluster chaos test).
+			unlock := sync.OnceFunc(g.resuming.lock(id))
+			defer unlock()
+			held = unlock
+		}
 		s, resumed, err := g.connect(c, f, p, l.addr)
 		if errors.Is(err, errResumeAgain) {
 			// The record may well be there: the client keeps its session
@@ -307,6 +323,7 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 			return nil, err
 		}
 		if err != nil {
+			held()
 			writeNow(ctx, c, connectErrorFor(f, err))
 			continue
 		}
@@ -386,11 +403,7 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 	}
 	processed := f.Control.Sequence
 	if id := f.Control.SessionID; id != "" {
-		// One resume of a session at a time here: two at once (a connect
-		// the client gave up on and its next, read late) both found it
-		// missing from the tables, both rebuilt it from the record, and
-		// the first copy, orphaned, wrote over the second's record.
-		defer g.resuming.lock(id)()
+		// The caller holds the id's resuming lock (handshake).
 		if old := g.lookup(id); old != nil {
 			if old.identity != identity || old.app != app {
 				// A session id alone never grants access: the victim's
@@ -569,12 +582,14 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 }
 
 // outgrown reports whether st has processed frames beyond the last one
-// the client had sent when it made connect h (its csuw): the client sent
-// them after h, on another socket, so h is a connect it gave up on. A
-// client's sequence only grows, so this is evidence, not a guess on
-// timing.
+// the client had sent when it made connect h (its csuw), or has had
+// frames acknowledged beyond the last one it had received then (its
+// cslr, below the frames trimmed: register frames aside, what a client
+// processed only grows): the client sent or acknowledged them after h,
+// on another socket, so h is a connect it gave up on. This is evidence,
+// not a guess on timing.
 func outgrown(st *session.State, h *protocol.Header) bool {
-	return h.CSUW.IsNumber() && st.Processed > h.CSUW.V
+	return h.CSUW.IsNumber() && st.Processed > h.CSUW.V || h.CSLR.IsNumber() && h.CSLR.V < st.Trimmed
 }
 
 // releaseErr is the connect's error for release's: errResumeAgain as it

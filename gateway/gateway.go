@@ -39,7 +39,9 @@ import (
 // Gateway terminates JSONrtc sessions.
 type Gateway struct {
 	cfg Config
-	log *slog.Logger
+	// life names this run of the process (reports.go).
+	life string
+	log  *slog.Logger
 	// rlog writes, within a budget per cause, what outsiders can cause
 	// at will: refused handshakes and connects, bad frames (ratelog).
 	rlog *ratelog.Logger
@@ -169,6 +171,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{
+		life:      newLife(),
 		flushWork: make(chan *link),
 		polls: longpoll.NewServer(&longpoll.Options{
 			Hold: cfg.LongPoll.Hold.D(), IdleTimeout: cfg.LongPoll.IdleTimeout.D(),
@@ -264,7 +267,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		return nil, err
 	}
 	if g.node != nil {
-		g.node.OnNodeDown(g.onNodeDown)
+		g.node.OnNodeDown(func(node string) { g.onNodeDown(node); g.onNodeDownReports() })
 		if err := g.startCluster(); err != nil {
 			g.Shutdown(context.Background())
 			return nil, err

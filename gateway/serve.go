@@ -521,6 +521,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	s.restored = true
 	s.setRoutes(r.Routes)
 	s.setRelays(r.Relays)
+	s.setAwaiting(r.Awaiting)
 	for try := 0; ; try++ {
 		if try > 0 || elsewhere {
 			// The record as the previous owner left it. A replica may
@@ -550,6 +551,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 			s.restored = true
 			s.setRoutes(r.Routes)
 			s.setRelays(r.Relays)
+			s.setAwaiting(r.Awaiting)
 		}
 		err := g.ownBy(s, r, rev, deadline)
 		if err == nil {
@@ -577,6 +579,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	s, err = g.open(c, f, p, addr, r.Guest, s)
 	if err == nil {
 		g.tookOver(s)
+		s.takeAwaiting()
 	}
 	return s, err
 }
@@ -1006,6 +1009,7 @@ func (s *Session) dispatch(f *protocol.Frame) {
 	case protocol.PackageCall:
 		s.g.calls.HandleFrame(s, f)
 	case protocol.PackageMessaging:
+		s.awaitReport(f)
 		s.g.msgs.HandleFrame(s, f)
 	case protocol.PackagePresence:
 		s.g.presence.HandleFrame(s, f)

@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"math/rand/v2"
 	"strconv"
@@ -28,9 +29,10 @@ var (
 // TestClusterChaos: sessions spread over the three nodes send numbered
 // messages round a ring while sockets are killed at random and, every
 // 3-5 s, one node (each in turn) is killed with SIGKILL and started
-// again. Every message must arrive once and in order, and no session
-// may be lost. A send whose report does not come (its host killed) is
-// counted and the sender goes on; what counts is what the receivers get.
+// again. Every message reported delivered must arrive once and in
+// order, every send must get its report (delivered, or an error: its
+// receiver's node down, its host's report lost with it), and no session
+// may be lost or closed.
 func TestClusterChaos(t *testing.T) {
 	nodes := newCluster(t)
 	n, per := *chaosSessions, *chaosMessages
@@ -135,7 +137,7 @@ func TestClusterChaos(t *testing.T) {
 
 	// delivered[i][k]: sender i's message k was reported delivered.
 	delivered := make([][]bool, n)
-	var noReport atomic.Int64
+	var noReport, failed atomic.Int64
 	var whyMu sync.Mutex
 	why := map[string]int{} // the reports missing, by code or error
 	var send sync.WaitGroup
@@ -146,11 +148,21 @@ func TestClusterChaos(t *testing.T) {
 			to := "u" + strconv.Itoa((i+1)%n) + "@example.com"
 			me := "u" + strconv.Itoa(i)
 			for k := range per {
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				// Past the gateway's report timeout (90 s, and the 2 s
+				// the sender's node gives the host): a report lost with
+				// a host restarted within a lease TTL (never seen down)
+				// comes as a 408 then.
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 				code, err := c.Send(ctx, to, "text/plain", me+":"+strconv.Itoa(k))
 				cancel()
-				if err != nil || code != 200 {
+				if errors.Is(err, context.DeadlineExceeded) {
+					// No report at all, neither delivered nor failed:
+					// a failure of the test (docs/cluster.md "Delivery
+					// reports").
 					noReport.Add(1)
+				}
+				if err != nil || code != 200 {
+					failed.Add(1)
 					w := strconv.Itoa(code)
 					if err != nil {
 						w = err.Error()
@@ -204,12 +216,12 @@ func TestClusterChaos(t *testing.T) {
 	}
 	recv.Wait()
 	lostMsgs, received, dup, ooo := missing()
-	t.Logf("%d sessions, %d messages in %v with %d node kills and %d socket kills: received %d, reported delivered and not received %d, duplicated %d, out of order %d, reports missing %d, sessions lost %d, clients closed by the gateway %d",
-		n, want, elapsed.Round(time.Second), nodeKills.Load(), socketKills.Load(), received, lostMsgs, dup, ooo, noReport.Load(), lost.Load(), closedByGateway)
+	t.Logf("%d sessions, %d messages in %v with %d node kills and %d socket kills: received %d, reported delivered and not received %d, duplicated %d, out of order %d, reported not delivered %d, reports missing %d, sessions lost %d, clients closed by the gateway %d",
+		n, want, elapsed.Round(time.Second), nodeKills.Load(), socketKills.Load(), received, lostMsgs, dup, ooo, failed.Load(), noReport.Load(), lost.Load(), closedByGateway)
 	if len(why) > 0 {
-		t.Logf("reports missing, by code or error: %v", why)
+		t.Logf("reported not delivered, by code or error: %v", why)
 	}
-	if lostMsgs != 0 || dup != 0 || ooo != 0 || lost.Load() != 0 || closedByGateway != 0 {
-		t.Errorf("%d messages lost, %d duplicated, %d out of order, %d sessions lost, %d clients closed by the gateway", lostMsgs, dup, ooo, lost.Load(), closedByGateway)
+	if lostMsgs != 0 || dup != 0 || ooo != 0 || noReport.Load() != 0 || lost.Load() != 0 || closedByGateway != 0 {
+		t.Errorf("%d messages lost, %d duplicated, %d out of order, %d reports missing, %d sessions lost, %d clients closed by the gateway", lostMsgs, dup, ooo, noReport.Load(), lost.Load(), closedByGateway)
 	}
 }

@@ -1,0 +1,41 @@
+package gateway
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// TestReportOfADeadHost: alice's message awaits bob's answer on n1, the
+// node that took her send (its host); alice resumes on n2, and n1 goes
+// down before bob answers. Her client gets the report n1 can no longer
+// give: 408 "no delivery report", soon after n1's lease is gone. Before,
+// nothing came, and her request waited on (the cluster chaos test: 87
+// of 1,000 sends without a report).
+func TestReportOfADeadHost(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	b := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	a.write(`{"control":{"type":"request","package_type":"messaging","session_id":"` + a.sid + `","sequence":2,"correlation_id":"c2"},"header":{"action":"send","initiator":"alice@example.com","target":"bob@example.com"},"payload":{"body":"hi"}}`)
+	if f := b.read(); f.Header.Action != protocol.ActionSend {
+		t.Fatalf("bob read %s", f.Marshal())
+	}
+	// Bob does not answer yet. Alice resumes on n2.
+	a.c.CloseNow()
+	a2 := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	a2.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":3,"csuw":2},"payload":{}}`)
+	if r := a2.read(); r.Control.Type != protocol.TypeResponse || r.Control.SessionID != a.sid {
+		t.Fatalf("resume answered %s", r.Marshal())
+	}
+	// n1 goes (its lease given up), with the message.
+	gs[0].node.Close()
+	start := time.Now()
+	r := a2.readWithin(10 * time.Second)
+	if r.Control.Type != protocol.TypeError || r.Control.CorrelationID != "c2" || r.Header.ErrorCode != protocol.CodeRequestTimeout {
+		t.Fatalf("alice read %s, want the 408 report of c2", r.Marshal())
+	}
+	t.Logf("report after %v", time.Since(start).Round(time.Millisecond))
+}

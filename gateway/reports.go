@@ -27,6 +27,8 @@ type awaited struct {
 	Life   string `json:"life"`
 	// By is when the host's report timeout has passed.
 	By time.Time `json:"by"`
+	// timer answers for the host at By (armAwaitLocked).
+	timer *time.Timer
 }
 
 // maxAwaited bounds a session's sends awaiting a report in its record
@@ -66,8 +68,7 @@ func (s *Session) awaitReport(f *protocol.Frame) {
 	if s.awaiting == nil {
 		s.awaiting = map[string]awaited{}
 	}
-	s.awaiting[corr] = a
-	s.armAwaitLocked(a)
+	s.awaiting[corr] = s.armAwaitLocked(a)
 }
 
 // reportedLocked forgets the send f reports on, a frame sent to s;
@@ -77,12 +78,20 @@ func (s *Session) reportedLocked(f *protocol.Frame) {
 		f.Control.Type != protocol.TypeResponse && f.Control.Type != protocol.TypeError {
 		return
 	}
-	delete(s.awaiting, f.Control.CorrelationID)
+	if a, ok := s.awaiting[f.Control.CorrelationID]; ok {
+		if a.timer != nil {
+			a.timer.Stop()
+		}
+		delete(s.awaiting, f.Control.CorrelationID)
+	}
 }
 
-// armAwaitLocked has the owner answer a by its time; s.mu is held.
-func (s *Session) armAwaitLocked(a awaited) {
-	time.AfterFunc(time.Until(a.By), func() { s.failAwaited(a.Corr, "no delivery report") })
+// armAwaitLocked has the owner answer a by its time, and returns a with
+// its timer; s.mu is held.
+func (s *Session) armAwaitLocked(a awaited) awaited {
+	corr := a.Corr
+	a.timer = time.AfterFunc(time.Until(a.By), func() { s.failAwaited(corr, "no delivery report") })
+	return a
 }
 
 // awaitingSnapshotLocked returns the sends owed a report, for the
@@ -118,8 +127,10 @@ func (s *Session) setAwaiting(as []awaited) {
 // longer answer now, the others by their time.
 func (s *Session) takeAwaiting() {
 	s.mu.Lock()
-	for _, a := range s.awaiting {
-		s.armAwaitLocked(a)
+	for corr, a := range s.awaiting {
+		if a.timer == nil {
+			s.awaiting[corr] = s.armAwaitLocked(a)
+		}
 	}
 	s.mu.Unlock()
 	s.failLostReports()
@@ -161,6 +172,10 @@ func (s *Session) failAwaited(corr, reason string) {
 		s.mu.Unlock()
 		return
 	}
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	delete(s.awaiting, corr) // answered once
 	s.mu.Unlock()
 	s.g.metrics.cluster.WithLabelValues("report", "lost").Inc()
 	s.Send(&protocol.Frame{

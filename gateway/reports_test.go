@@ -39,3 +39,35 @@ func TestReportOfADeadHost(t *testing.T) {
 	}
 	t.Logf("report after %v", time.Since(start).Round(time.Millisecond))
 }
+
+// TestReportOwedFromRecord: the sends owed a report that a session's
+// record brings are answered by the node that takes the session: at once
+// when their host was this node in an earlier life (a restart on the
+// data directory: its messages died with it), by their time otherwise.
+func TestReportOwedFromRecord(t *testing.T) {
+	g, a := aliceOnNode(t, nil)
+	s := g.lookup(a.sid)
+	s.setAwaiting([]awaited{
+		{Corr: "c7", Target: "bob@example.com", Node: g.self(), Life: "earlier", By: time.Now().Add(time.Hour)},
+		{Corr: "c8", Target: "bob@example.com", Node: g.self(), Life: g.life, By: time.Now().Add(time.Hour)},
+		{Corr: "c9", Target: "bob@example.com", Node: g.self(), Life: g.life, By: time.Now().Add(-time.Second)},
+	})
+	s.takeAwaiting()
+	got := map[string]string{}
+	for range 2 {
+		r := a.read()
+		if r.Control.Type != protocol.TypeError || r.Header.ErrorCode != protocol.CodeRequestTimeout {
+			t.Fatalf("alice read %s, want a 408 report", r.Marshal())
+		}
+		got[r.Control.CorrelationID] = r.Header.Reason
+	}
+	if got["c7"] != "no delivery report: the message's node went down" || got["c9"] != "no delivery report" {
+		t.Fatalf("reports %v, want c7 (earlier life) and c9 (past its time)", got)
+	}
+	s.mu.Lock()
+	_, owed := s.awaiting["c8"]
+	s.mu.Unlock()
+	if !owed {
+		t.Fatal("c8, within its time and its host alive, was answered")
+	}
+}

@@ -472,6 +472,11 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 	if req.Resume != nil {
 		s.mu.Lock()
 		err := s.st.CheckResume(req.Resume)
+		if err == nil && outgrown(s.st, req.Resume, s.oracle) {
+			// The client acknowledged, since, what this connect says
+			// it had not received (its connect response here).
+			err = errStaleResume
+		}
 		s.mu.Unlock()
 		if err != nil {
 			g.rlog.Info("takeover refused", "takeover refused: a stale resume", "session_id", s.id, "node", req.Owner, "err", err)

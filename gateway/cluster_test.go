@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -307,6 +308,40 @@ func TestClusterTakeoverAfterReattach(t *testing.T) {
 	}
 	if got := s.moveAway("n2", true, true, probed); got != moveReattached {
 		t.Fatalf("move after a reattach: %v, want moveReattached", got)
+	}
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("n1 let go of the session")
+	}
+	a2.pingPong() // still open
+}
+
+// TestClusterAcknowledgedResumeOutgrowsConnect: a takeover asked for a
+// connect made before the client's resume here (its cslr below the
+// connect response the client has acknowledged since) is refused, even
+// though the socket does not answer the owner's ping in time (a slow
+// client on a loaded machine: here it does not read). Honoured, it
+// closed the client's socket with 4000 (the cluster chaos test at 40
+// sessions: the probe's "context deadline exceeded", then 4000).
+func TestClusterAcknowledgedResumeOutgrowsConnect(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolJSONrtc, nil)
+	a.connect("alice@example.com")
+	a.c.CloseNow()
+	// The connect it then made elsewhere, read late: it had received 1.
+	h := protocol.Header{Action: protocol.ActionConnect, Initiator: "alice@example.com",
+		CSLR: protocol.Seq(1), CSLW: protocol.Seq(2), CSUW: protocol.Seq(1)}
+	// Its resume here, whose response (2) it acknowledges.
+	a2 := dial(t, urls[0], protocol.SubprotocolJSONrtc, nil)
+	a2.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`)
+	r := a2.read()
+	if r.Control.Type != protocol.TypeResponse || r.Control.SessionID != a.sid {
+		t.Fatalf("resume answered %s", r.Marshal())
+	}
+	a2.write(`{"control":{"type":"acknowledgement","ack_sequence":` + strconv.FormatUint(r.Control.Sequence, 10) + `}}`)
+	a2.pingPong() // the ack is read
+	req, _ := json.Marshal(sessionReq{Session: a.sid, Owner: "n2", Resume: &h})
+	if got := string(gs[0].onTakeover(req)); got != refusedStale {
+		t.Fatalf("takeover for a connect before the resume here: %q", got)
 	}
 	if gs[0].lookup(a.sid) == nil {
 		t.Fatal("n1 let go of the session")

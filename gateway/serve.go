@@ -414,7 +414,7 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 				old.mu.Lock()
 				err := old.st.CheckResume(&f.Header)
 				ended := old.ended
-				stale := outgrown(old.st, &f.Header)
+				stale := outgrown(old.st, &f.Header, old.oracle)
 				old.mu.Unlock()
 				if stale && !ended {
 					// The session has taken frames its client sent after
@@ -489,7 +489,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		g.rlog.Warn("resume identity mismatch", "resume refused: another identity", "session_id", id, "identity", identity, "remote", c.RemoteAddr())
 		return nil, nil
 	}
-	if outgrown(r.State, &f.Header) {
+	if outgrown(r.State, &f.Header, r.Oracle || oracle) {
 		// Its record has frames the client sent after this connect: the
 		// client gave up on it and resumed elsewhere (it is read late).
 		// A new session for it would be one the client never uses.
@@ -590,9 +590,19 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 // cslr, below the frames trimmed: register frames aside, what a client
 // processed only grows): the client sent or acknowledged them after h,
 // on another socket, so h is a connect it gave up on. This is evidence,
-// not a guess on timing.
-func outgrown(st *session.State, h *protocol.Header) bool {
-	return h.CSUW.IsNumber() && st.Processed > h.CSUW.V || h.CSLR.IsNumber() && h.CSLR.V < st.Trimmed
+// not a guess on timing. The SDKs' cslr never goes back, so a cslr
+// below what the client has acknowledged since (a connect response, a
+// register frame: not trimmed) is outgrown too; wsc.js's (oracle) goes
+// back below its connect response's when older frames are resent after
+// it, so for it only the trimmed frames count.
+func outgrown(st *session.State, h *protocol.Header, oracle bool) bool {
+	if h.CSUW.IsNumber() && st.Processed > h.CSUW.V {
+		return true
+	}
+	if !h.CSLR.IsNumber() {
+		return false
+	}
+	return h.CSLR.V < st.Trimmed || !oracle && h.CSLR.V < st.Acked
 }
 
 // releaseErr is the connect's error for release's: errResumeAgain as it

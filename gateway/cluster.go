@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -506,7 +507,12 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 		g.metrics.cluster.WithLabelValues(kindTakeover, "resuming").Inc()
 		return []byte(refusedResuming)
 	}
-	return []byte("ok")
+	// The revision of the last write: a record written after it by
+	// this node is the session taken back here (resumeStored).
+	s.saveMu.Lock()
+	rev := s.rev
+	s.saveMu.Unlock()
+	return []byte("ok " + strconv.FormatUint(rev, 10))
 }
 
 // livenessTimeout bounds answers' ping: within the asker's clusterTimeout.
@@ -925,10 +931,17 @@ func (g *Gateway) sweepMoved() {
 // client resumes again (errResumeAgain, 1013) rather than from a record
 // prev may still be writing.
 func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Time) error {
+	_, err := g.releaseAt(prev, id, h, deadline)
+	return err
+}
+
+// releaseAt is release, which also returns the revision of prev's last
+// write of the record when prev let go of a live session (0: unknown).
+func (g *Gateway) releaseAt(prev, id string, h *protocol.Header, deadline time.Time) (uint64, error) {
 	// A node whose lease looks stale is asked all the same: a dead one
 	// has no responders, and its lease is then read again at once.
 	if g.node == nil || prev == "" || prev == g.self() {
-		return nil
+		return 0, nil
 	}
 	req, _ := json.Marshal(sessionReq{Session: id, Owner: g.self(), Resume: h})
 	ctx, cancel := context.WithDeadline(g.ctx, deadline)
@@ -967,26 +980,27 @@ func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Tim
 		// write may still land.
 		g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
 		g.rlog.Warn("takeover unanswered", "previous owner alive and did not release the session in time; the client resumes again", "session_id", id, "node", prev, "err", err)
-		return errResumeAgain
+		return 0, errResumeAgain
 	}
 	if err != nil {
 		g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
 		g.rlog.Warn("takeover unanswered", "previous owner did not release the session", "session_id", id, "node", prev, "err", err)
-		return nil
+		return 0, nil
 	}
 	switch string(resp) {
 	case refusedUnwritten, refusedResuming:
 		g.rlog.Warn("takeover refused", "previous owner did not let go (its last write failed, or it is resuming the session); the client resumes again", "session_id", id, "node", prev, "answer", string(resp))
-		return errResumeAgain
+		return 0, errResumeAgain
 	}
 	g.rlog.Info("takeover released", "previous owner answered the takeover", "session_id", id, "node", prev, "answer", string(resp))
 	if string(resp) == refusedStale {
 		g.metrics.cluster.WithLabelValues(kindTakeover, "stale").Inc()
 		g.metrics.resumes.WithLabelValues("refused").Inc()
 		g.rlog.Info("resume refused", "resume refused by the owner: stale", "session_id", id, "owner", prev)
-		return errStaleResume
+		return 0, errStaleResume
 	}
-	return nil
+	rev, _ := strconv.ParseUint(strings.TrimPrefix(string(resp), "ok "), 10, 64)
+	return rev, nil
 }
 
 // noRouteWait is release's first pause before it asks again a live

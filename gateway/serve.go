@@ -504,11 +504,12 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	}
 	prev := r.Owner
 	elsewhere := g.node != nil && prev != "" && prev != g.self()
+	var released uint64 // the revision of prev's last write as it let go
 	if elsewhere {
 		// Another node owns it: it writes its last state and lets go
 		// first (cluster.go), unless its live state says this connect
 		// is stale.
-		if err := g.release(prev, id, &f.Header, deadline); err != nil {
+		if released, err = g.releaseAt(prev, id, &f.Header, deadline); err != nil {
 			// Refused as stale by a live owner: a connect the client
 			// gave up on, which a new session would not serve either;
 			// should the client be there, it resumes again. Or the owner
@@ -538,11 +539,23 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 				g.rlog.Info("resume refused", "session record gone or changed in the takeover", "session_id", id, "err", err)
 				return nil, nil
 			}
+			if elsewhere && r.Owner == prev && released != 0 && rev > released && try < 16 {
+				// Written by prev after its last write as it let go:
+				// prev took the session back (its client's resume
+				// there, this connect one it gave up on). Taken over
+				// without asking, the session prev serves lost its
+				// socket with 4000 (the cluster chaos test): prev is
+				// asked again, and refuses if its socket is the client's.
+				if released, err = g.releaseAt(prev, id, &f.Header, deadline); err != nil {
+					return nil, releaseErr(err)
+				}
+				continue
+			}
 			if r.Owner != prev && r.Owner != "" && r.Owner != g.self() {
 				// Another resume took it meanwhile (the last one wins,
 				// as on one node): that owner lets go in turn.
 				prev = r.Owner
-				if err := g.release(prev, id, &f.Header, deadline); err != nil {
+				if released, err = g.releaseAt(prev, id, &f.Header, deadline); err != nil {
 					return nil, releaseErr(err)
 				}
 				continue

@@ -479,9 +479,13 @@ func (d directory) Known(identity string) bool {
 		return false
 	}
 	d.g.mu.Lock()
-	defer d.g.mu.Unlock()
 	_, ok := d.g.known[identity]
-	return ok
+	d.g.mu.Unlock()
+	// In a cluster, a session in the directory makes it known too, its
+	// node down or not: under node kills, a message to a user whose
+	// node died was "404 Not Found" on a node that never served the
+	// user (the chaos test), while the session waits for its resume.
+	return ok || d.g.node != nil && len(d.g.node.Remote(identity)) > 0
 }
 
 // sipReaches reports whether the SIP side serves identity (a user@domain

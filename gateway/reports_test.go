@@ -71,3 +71,23 @@ func TestReportOwedFromRecord(t *testing.T) {
 		t.Fatal("c8, within its time and its host alive, was answered")
 	}
 }
+
+// TestClusterKnownOnADeadNode: a message to a user whose only session
+// is on a node that went down is 480 (offline a moment: the session
+// waits for its resume elsewhere), not 404 (unknown), on a node that
+// never served the user (the chaos test: hundreds of 404 under node
+// kills).
+func TestClusterKnownOnADeadNode(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	b := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	waitFor(t, "bob in n1's directory", func() bool { return len(gs[0].node.Remote("bob@example.com")) == 1 })
+	gs[1].node.Close()
+	waitFor(t, "n2 down", func() bool { return gs[0].node.Down("n2") })
+	a.write(`{"control":{"type":"request","package_type":"messaging","session_id":"` + a.sid + `","sequence":2,"correlation_id":"c2"},"header":{"action":"send","initiator":"alice@example.com","target":"bob@example.com"},"payload":{"body":"hi"}}`)
+	if r := a.read(); r.Control.CorrelationID != "c2" || r.Header.ErrorCode != protocol.CodeTemporarilyUnavail {
+		t.Fatalf("alice read %s, want 480", r.Marshal())
+	}
+}

@@ -515,8 +515,12 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 	return []byte("ok " + strconv.FormatUint(rev, 10))
 }
 
-// livenessTimeout bounds answers' ping: within the asker's clusterTimeout.
-const livenessTimeout = time.Second
+// livenessTimeout bounds answers' ping: within the asker's clusterTimeout
+// and a resume's budget. 1 s timed out on live sockets on a loaded
+// machine (the cluster chaos test at 40 sessions under the race
+// detector: the probe's "context deadline exceeded", then 4000 at the
+// client); a socket dead without a word holds its session's resume 3 s.
+const livenessTimeout = 3 * time.Second
 
 // answers reports whether s's socket answers a WebSocket ping now.
 // Long-poll sockets are not probed (they report false).

@@ -15,15 +15,14 @@ import (
 // of 1,000 sends without a report).
 func TestReportOfADeadHost(t *testing.T) {
 	gs, urls := newClusterGateways(t, 2)
-	b := dial(t, urls[1], protocol.SubprotocolOracle, nil)
-	b.connect("bob@example.com")
-	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
-	a.connect("alice@example.com")
+	a, b := aliceAndBob(t, urls)
 	a.write(`{"control":{"type":"request","package_type":"messaging","session_id":"` + a.sid + `","sequence":2,"correlation_id":"c2"},"header":{"action":"send","initiator":"alice@example.com","target":"bob@example.com"},"payload":{"body":"hi"}}`)
 	if f := b.read(); f.Header.Action != protocol.ActionSend {
 		t.Fatalf("bob read %s", f.Marshal())
 	}
-	// Bob does not answer yet. Alice resumes on n2.
+	// Bob does not answer yet. Alice resumes on n2 (her record has
+	// her send: acknowledged only once written).
+	gs[0].save(gs[0].lookup(a.sid))
 	a.c.CloseNow()
 	a2 := dial(t, urls[1], protocol.SubprotocolOracle, nil)
 	a2.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":3,"csuw":2},"payload":{}}`)
@@ -79,10 +78,7 @@ func TestReportOwedFromRecord(t *testing.T) {
 // kills).
 func TestClusterKnownOnADeadNode(t *testing.T) {
 	gs, urls := newClusterGateways(t, 2)
-	b := dial(t, urls[1], protocol.SubprotocolOracle, nil)
-	b.connect("bob@example.com")
-	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
-	a.connect("alice@example.com")
+	a, _ := aliceAndBob(t, urls)
 	waitFor(t, "bob in n1's directory", func() bool { return len(gs[0].node.Remote("bob@example.com")) == 1 })
 	gs[1].node.Close()
 	waitFor(t, "n2 down", func() bool { return gs[0].node.Down("n2") })
@@ -90,4 +86,14 @@ func TestClusterKnownOnADeadNode(t *testing.T) {
 	if r := a.read(); r.Control.CorrelationID != "c2" || r.Header.ErrorCode != protocol.CodeTemporarilyUnavail {
 		t.Fatalf("alice read %s, want 480", r.Marshal())
 	}
+}
+
+// aliceAndBob connects bob to the second node, then alice to the first.
+func aliceAndBob(t *testing.T, urls []string) (a, b *peer) {
+	t.Helper()
+	b = dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	a = dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	return a, b
 }

@@ -85,7 +85,9 @@ func TestClusterTakeoverRace(t *testing.T) {
 	for _, p := range []*peer{p2, p3} {
 		p.write(resume)
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			// Within the resume's budget (8 s): the owner's probe of a
+			// silent socket takes 3 s, and a loser may ask twice.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			_, data, err := p.c.Read(ctx)
 			if err != nil {

@@ -172,3 +172,24 @@ func TestClusterFramesWaitForTheStore(t *testing.T) {
 		t.Fatalf("the record (%v) does not hold frame %d", err, seq)
 	}
 }
+
+// TestClusterRecordBehindResumesAgain: a resume on another node whose
+// client has a frame the record read does not (a read behind the last
+// write) closes with 1013 for the client to resume again, and the
+// session stays; before, it was refused and the client's session lost
+// (the cluster chaos test: "cslr 52 is outside the retained window").
+func TestClusterRecordBehindResumesAgain(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	gs[0].save(gs[0].lookup(a.sid))
+	// The client claims frame 2, which the record never had.
+	c := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	c.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":2,"cslw":2,"csuw":1},"payload":{}}`)
+	if code := c.closeCode(); code != 1013 {
+		t.Fatalf("a resume ahead of the record closed with %d, want 1013", code)
+	}
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("the session is gone from n1")
+	}
+}

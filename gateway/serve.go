@@ -497,6 +497,16 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		g.rlog.Info("resume refused", "resume refused: the session has outgrown this connect", "session_id", id)
 		return nil, errStaleConnect
 	}
+	if behind(r.State, &f.Header) && g.node != nil {
+		// The client has frames the record does not: a record read
+		// behind its last write (a replica a moment behind, a leader
+		// just elected). Refused, the session was lost at the client
+		// (the cluster chaos test: "cslr 52 is outside the retained
+		// window (49..51)"): the client resumes again, and reads again.
+		g.metrics.resumes.WithLabelValues("store_error").Inc()
+		g.rlog.Warn("resume store", "the session record is behind its client; the client resumes again", "session_id", id, "cslr", f.Header.CSLR.V, "next", r.State.NextSeq)
+		return nil, errResumeAgain
+	}
 	if err := r.State.CheckResume(&f.Header); err != nil {
 		g.metrics.resumes.WithLabelValues("refused").Inc()
 		g.rlog.Info("resume refused", "resume refused; starting anew", "session_id", id, "err", err)
@@ -616,6 +626,12 @@ func outgrown(st *session.State, h *protocol.Header, oracle bool) bool {
 		return false
 	}
 	return h.CSLR.V < st.Trimmed || !oracle && h.CSLR.V < st.Acked
+}
+
+// behind reports whether connect h says the client received a frame
+// beyond the last one st sent.
+func behind(st *session.State, h *protocol.Header) bool {
+	return h.CSLR.IsNumber() && h.CSLR.V+1 > st.NextSeq
 }
 
 // releaseErr is the connect's error for release's: errResumeAgain as it

@@ -544,6 +544,19 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 				g.rlog.Warn("resume store", "reading a session record in a takeover; the client resumes again", "session_id", id, "err", err)
 				return nil, errResumeAgain
 			}
+			if r != nil && r.Identity == identity && r.App == app {
+				// As at the first read: a record read behind the client
+				// is read again, one past this connect refuses it stale,
+				// rather than lose the session (the chaos test).
+				switch {
+				case behind(r.State, &f.Header):
+					g.metrics.resumes.WithLabelValues("store_error").Inc()
+					return nil, errResumeAgain
+				case outgrown(r.State, &f.Header, r.Oracle || oracle):
+					g.metrics.resumes.WithLabelValues("stale").Inc()
+					return nil, errStaleConnect
+				}
+			}
 			if r == nil || r.Identity != identity || r.App != app || r.State.CheckResume(&f.Header) != nil {
 				g.metrics.resumes.WithLabelValues("refused").Inc()
 				g.rlog.Info("resume refused", "session record gone or changed in the takeover", "session_id", id, "err", err)

@@ -39,7 +39,9 @@ import (
 // Gateway terminates JSONrtc sessions.
 type Gateway struct {
 	cfg Config
-	log *slog.Logger
+	// life names this run of the process (reports.go).
+	life string
+	log  *slog.Logger
 	// rlog writes, within a budget per cause, what outsiders can cause
 	// at will: refused handshakes and connects, bad frames (ratelog).
 	rlog *ratelog.Logger
@@ -178,6 +180,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{
+		life:      newLife(),
 		flushWork: make(chan *link),
 		polls: longpoll.NewServer(&longpoll.Options{
 			Hold: cfg.LongPoll.Hold.D(), IdleTimeout: cfg.LongPoll.IdleTimeout.D(),
@@ -284,7 +287,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		return nil, err
 	}
 	if g.node != nil {
-		g.node.OnNodeDown(g.onNodeDown)
+		g.node.OnNodeDown(func(node string) { g.onNodeDown(node); g.onNodeDownReports() })
 		if err := g.startCluster(); err != nil {
 			g.Shutdown(context.Background())
 			return nil, err
@@ -499,9 +502,13 @@ func (d directory) Known(identity string) bool {
 		return false
 	}
 	d.g.mu.Lock()
-	defer d.g.mu.Unlock()
 	_, ok := d.g.known[identity]
-	return ok
+	d.g.mu.Unlock()
+	// In a cluster, a session in the directory makes it known too, its
+	// node down or not: under node kills, a message to a user whose
+	// node died was "404 Not Found" on a node that never served the
+	// user (the chaos test), while the session waits for its resume.
+	return ok || d.g.node != nil && len(d.g.node.Remote(identity)) > 0
 }
 
 // sipReaches reports whether the SIP side serves identity (a user@domain

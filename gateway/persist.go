@@ -39,6 +39,8 @@ type record struct {
 	Routes []route `json:"routes,omitempty"`
 	// Relays: what the session took of each sender's relays (relays.go).
 	Relays []relayMark `json:"relays,omitempty"`
+	// Awaiting: the sends owed a delivery report (reports.go).
+	Awaiting []awaited `json:"awaiting,omitempty"`
 	// Standby is how to wake a client gone to standby (push.go): a
 	// client that sleeps across a gateway restart is still woken, and its
 	// session still waits push.standby_timeout for it.
@@ -55,6 +57,7 @@ type snapshot struct {
 	st     *session.State
 	routes []route
 	relays []relayMark
+	awaits []awaited
 	frames [][]byte
 	conn   *link
 }
@@ -62,7 +65,7 @@ type snapshot struct {
 // snapshotLocked takes s's state; s.mu is held.
 func (s *Session) snapshotLocked() snapshot {
 	s.snapGen++
-	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), relays: s.relaysSnapshotLocked(), frames: s.pending, conn: s.conn}
+	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), relays: s.relaysSnapshotLocked(), awaits: s.awaitingSnapshotLocked(), frames: s.pending, conn: s.conn}
 	s.pending = nil
 	return sn
 }
@@ -222,7 +225,7 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		return true // nothing to store; no socket either
 	}
 	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st,
-		Owner: g.ownerName(), Routes: sn.routes, Relays: sn.relays,
+		Owner: g.ownerName(), Routes: sn.routes, Relays: sn.relays, Awaiting: sn.awaits,
 		Standby: standby})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
@@ -481,6 +484,7 @@ func (g *Gateway) restoreAll() error {
 		s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
 		s.setRoutes(r.Routes)
 		s.setRelays(r.Relays)
+		s.setAwaiting(r.Awaiting)
 		if g.push != nil && r.Standby != nil && g.push.check(r.Standby) == nil {
 			// Asleep, with the same channel: the push config may have
 			// changed since, hence the check again.
@@ -505,6 +509,7 @@ func (g *Gateway) restoreAll() error {
 		s.startResumeTimerLocked()
 		s.mu.Unlock()
 		g.publish(s)
+		s.takeAwaiting()
 		n++
 	}
 	if n > 0 {

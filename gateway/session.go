@@ -129,6 +129,8 @@ type Session struct {
 	// (relays.go); relayUse orders them.
 	relays   map[string]*relayMark
 	relayUse uint64
+	// awaiting: the sends owed a delivery report (reports.go).
+	awaiting map[string]awaited
 }
 
 // conn is what a link needs of its transport: a WebSocket
@@ -402,6 +404,7 @@ func (s *Session) sendOrigin(f *protocol.Frame, selfCorrelate bool, host string,
 		s.noteRouteLocked(f, host)
 	}
 	s.noteRelayLocked(o, f.Control.Sequence)
+	s.reportedLocked(f)
 	s.queueLocked(data)
 	s.stopAckTimerLocked()
 	s.wakeLocked(f)

@@ -43,6 +43,7 @@ var allowed = map[string][]string{
 	"internal/ratelog":      {},
 	"internal/flood":        {"protocol"},
 	"internal/logtest":      {},
+	"internal/fakereg":      {},
 	"presence":              {"internal/ratelog", "protocol", "routing", "endpoint", "internal/subscription", "presence/pidf"},
 	"notification":          {"internal/ratelog", "protocol", "routing", "endpoint", "internal/subscription", "notification/mwi"},
 	"client":                {"protocol", "session"},

@@ -58,3 +58,18 @@ func (s *Session) movedRegistration(r *record) {
 		r.RegInstance = s.regInstance
 	}
 }
+
+// endRegistration gives up the SIP binding of s, which ended: a copy
+// whose record another writer took (lost) lets go of it, as a session
+// taken over does, for the new owner registered it under the same
+// instance; any other end removes it (the last holder's share).
+func (g *Gateway) endRegistration(s *Session) {
+	s.mu.Lock()
+	lost := s.lost
+	s.mu.Unlock()
+	if lost {
+		g.regs.Moved(s.id)
+		return
+	}
+	g.regs.Ended(s.id)
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/internal/fakereg"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/store"
 )
 
 // TestClusterTakeoverMovesRegistration: alice's SIP binding moves with
@@ -59,4 +60,38 @@ func TestClusterTakeoverMovesRegistration(t *testing.T) {
 	if err := json.Unmarshal(data, &r); err != nil || r.RegInstance != first.Instance {
 		t.Fatalf("record reg_instance %q (%v), want %q", r.RegInstance, err, first.Instance)
 	}
+}
+
+// TestStaleCopyLeavesRegistration: a session whose record another writer
+// took (a resume on another process sharing the store) ends here as a
+// stale copy without removing its binding, which the new owner
+// registered under the same instance. Before, the copy's end sent
+// Expires: 0.
+func TestStaleCopyLeavesRegistration(t *testing.T) {
+	reg := fakereg.Start(t)
+	g, url := newGatewayOpts(t, func(c *Config) {
+		c.SIP.Listen.UDP, c.SIP.Domain = "127.0.0.1:0", "example.com"
+		c.SIP.Registrar = "sip:" + reg.Addr
+	}, Options{Store: store.NewMemory()})
+	a := dial(t, url, protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	if got := reg.Next(t); got.Expires == "0" {
+		t.Fatalf("registered %+v", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	data, rev, err := g.store.Get(ctx, recordKey(a.sid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.store.Update(ctx, recordKey(a.sid), data, rev); err != nil {
+		t.Fatal(err)
+	}
+	g.lookup(a.sid).Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
+		Header: protocol.Header{Action: protocol.ActionShutdown}}, false)
+	a.closeCode()
+	if err := g.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reg.None(t)
 }

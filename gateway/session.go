@@ -617,7 +617,7 @@ func (s *Session) end(r endReason) {
 	s.g.presence.SessionEnded(s)
 	s.g.notes.SessionEnded(s)
 	s.g.inboundEnded(s)
-	s.g.regs.Ended(s.id)
+	s.g.endRegistration(s)
 	s.inMu.Unlock()
 	if conn != nil {
 		code := websocket.StatusGoingAway

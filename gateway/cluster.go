@@ -644,7 +644,7 @@ func (s *Session) moveAway(owner string, final, check bool, probed *link) moveOu
 		s.quota.Close()
 	}
 	s.releaseGuest()
-	g.regs.Ended(s.id)
+	g.regs.Moved(s.id) // the new owner registers the binding anew (regmove.go)
 	g.presenceMoved(s)
 	if conn != nil {
 		if !g.goTracked(func() { conn.c.Close(ws.StatusReplaced, "resumed on another node") }) {

@@ -45,6 +45,8 @@ type record struct {
 	// client that sleeps across a gateway restart is still woken, and its
 	// session still waits push.standby_timeout for it.
 	Standby *protocol.PushChannel `json:"standby,omitempty"`
+	// RegInstance is the +sip.instance of its SIP binding (regmove.go).
+	RegInstance string `json:"reg_instance,omitempty"`
 }
 
 func recordKey(id string) string { return "session." + id }
@@ -216,7 +218,7 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		return true
 	}
 	s.mu.Lock()
-	ended, lost, standby := s.ended && !s.keepRecord, s.lost, s.standby
+	ended, lost, standby, regInstance := s.ended && !s.keepRecord, s.lost, s.standby, s.regInstance
 	s.mu.Unlock()
 	if lost {
 		return false
@@ -226,7 +228,7 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 	}
 	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st,
 		Owner: g.ownerName(), Routes: sn.routes, Relays: sn.relays, Awaiting: sn.awaits,
-		Standby: standby})
+		Standby: standby, RegInstance: regInstance})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
 		return true
@@ -421,6 +423,7 @@ func (g *Gateway) own(s *Session, r *record, rev uint64) error {
 // ownBy is own with a write bounded by deadline (and storeTimeout).
 func (g *Gateway) ownBy(s *Session, r *record, rev uint64, deadline time.Time) error {
 	r.Owner = g.ownerName()
+	s.movedRegistration(r)
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err

@@ -679,7 +679,7 @@ func (g *Gateway) completeRestore(s *Session, c conn, f *protocol.Frame, p *auth
 	}
 	var reg *interwork.Binding
 	if !s.guest {
-		if reg, err = g.register(f, s.identity, c, addr, p); err != nil {
+		if reg, err = g.registerSession(f, s, c, addr, p); err != nil {
 			release()
 			undo()
 			return err
@@ -715,7 +715,7 @@ func (g *Gateway) open(c conn, f *protocol.Frame, p *auth.Principal, addr netip.
 	}
 	var reg *interwork.Binding
 	if !guest {
-		if reg, err = g.register(f, identity, c, addr, p); err != nil {
+		if reg, err = g.registerSession(f, s, c, addr, p); err != nil {
 			quota.Close()
 			releaseGuest()
 			return nil, err

@@ -115,6 +115,9 @@ type Session struct {
 	// guest place, SIP registration) not yet made again.
 	unbound bool
 	profile string // the limits profile
+	// regInstance is the +sip.instance of the session's SIP binding
+	// (regmove.go), under s.mu.
+	regInstance string
 	// saveMu serialises the session's writes; rev is the record's
 	// revision and savedGen the snapshot it holds (both under saveMu).
 	saveMu   sync.Mutex
@@ -617,7 +620,7 @@ func (s *Session) end(r endReason) {
 	s.g.presence.SessionEnded(s)
 	s.g.notes.SessionEnded(s)
 	s.g.inboundEnded(s)
-	s.g.regs.Ended(s.id)
+	s.g.endRegistration(s)
 	s.inMu.Unlock()
 	if conn != nil {
 		code := websocket.StatusGoingAway

@@ -22,7 +22,12 @@ type Options struct {
 	// own, so that a session in calls hosted on two nodes never gets the
 	// same id from both.
 	SubsessionPrefix string
-	Logger           *slog.Logger
+	// Replicate, when set, hears each change of an answered call between
+	// web sessions that the call needs to go on elsewhere (restore.go),
+	// and its end (ended). It is called with the call's lock held, in
+	// the order of the changes, and must not block.
+	Replicate func(sn Snapshot, ended bool)
+	Logger    *slog.Logger
 }
 
 // Handler relays calls between web sessions.
@@ -94,6 +99,9 @@ type Call struct {
 	// grant names this call to attended transfers (attended.go): one per
 	// call, however many transfers name it.
 	grant *grant
+	// replicated is the snapshot Options.Replicate heard last; nil
+	// before the answer (restore.go).
+	replicated *Snapshot
 }
 
 // farSide is the far side of a call as its web legs see it: the other

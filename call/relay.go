@@ -20,6 +20,7 @@ type relay struct{ *Handler }
 func (h relay) sessionEnded(l *leg) { h.leave(l, protocol.CodeTemporarilyUnavail, nil) }
 
 func (h relay) frame(l *leg, f *protocol.Frame) {
+	defer h.replicateLocked(l.call)
 	switch f.Header.Action {
 	case protocol.ActionStart:
 		switch f.Control.Type {
@@ -479,6 +480,7 @@ func (h relay) end(c *Call) {
 	}
 	h.dropGrantsLocked(c)
 	h.mu.Unlock()
+	h.replicateLocked(c)
 	for _, l := range append([]*leg{c.caller}, c.callees...) {
 		if l.held {
 			l.held = false

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -74,6 +75,7 @@ type Node struct {
 	dir   jetstream.KeyValue
 	log   *slog.Logger
 
+	readMu sync.Mutex // held through a readLeases
 	mu     sync.Mutex
 	seen   map[string]time.Time // live peers: their last lease write
 	downed map[string]bool      // peers reported down since last seen alive
@@ -273,6 +275,25 @@ func (n *Node) leaseLoop() {
 // stalls until it is made again. A read that fails changes nothing.
 // extra names nodes to read besides the known ones (knowNodes).
 func (n *Node) readLeases(ctx context.Context, extra ...string) {
+	// One read at a time: each replaces the peers seen with what it
+	// read, so a tick's listing made before a peer's first lease write
+	// would drop (and report down) the peer that a lookup's read of
+	// it (knowNodes) had just found alive. Not held while the peers
+	// down are reported: their handlers read leases too.
+	up, down := n.readLeasesOnce(ctx, extra)
+	for _, node := range up {
+		n.log.Info("cluster node up", "peer", node)
+	}
+	for _, node := range down {
+		n.nodeDown(node, "lease expired or given up")
+	}
+}
+
+// readLeasesOnce is readLeases but the reports: it returns the peers
+// seen up and down since the last read.
+func (n *Node) readLeasesOnce(ctx context.Context, extra []string) (up, down []string) {
+	n.readMu.Lock()
+	defer n.readMu.Unlock()
 	n.mu.Lock()
 	// The bucket is listed once a TTL (three reads): a lease stays in it
 	// two TTLs after its last write, so every node's is listed at least
@@ -353,7 +374,6 @@ func (n *Node) readLeases(ctx context.Context, extra ...string) {
 			stale = append(stale, k)
 		}
 	}
-	var up, down []string
 	n.mu.Lock()
 	for node := range n.seen {
 		if _, ok := fresh[node]; !ok {
@@ -379,12 +399,7 @@ func (n *Node) readLeases(ctx context.Context, extra ...string) {
 	}
 	n.seen = fresh
 	n.mu.Unlock()
-	for _, node := range up {
-		n.log.Info("cluster node up", "peer", node)
-	}
-	for _, node := range down {
-		n.nodeDown(node, "lease expired or given up")
-	}
+	return up, down
 }
 
 // gaveUp reports whether node, whose last lease write seen was at, gave
@@ -582,21 +597,23 @@ func (n *Node) Down(node string) bool {
 // knowNodes reads the leases again when an entry names a node whose
 // lease this node has not read yet (one that started a moment ago).
 func (n *Node) knowNodes(entries []Entry) {
+	var unknown []string
+	n.mu.Lock()
 	for _, e := range entries {
-		if e.Node == n.o.Name {
-			continue
+		if _, ok := n.seen[e.Node]; !ok && e.Node != n.o.Name && !slices.Contains(unknown, e.Node) {
+			unknown = append(unknown, e.Node)
 		}
-		n.mu.Lock()
-		_, ok := n.seen[e.Node]
-		n.mu.Unlock()
-		if !ok {
-			// Its lease is read by key: a listing (a watch) is slower,
-			// and one cut short by the deadline tells nothing.
-			ctx, cancel := context.WithTimeout(n.ctx, n.o.LeaseTTL/3)
-			n.readLeases(ctx, e.Node)
-			cancel()
-			return
-		}
+	}
+	n.mu.Unlock()
+	if len(unknown) > 0 {
+		// Their leases are read by key, all of them: a listing (a
+		// watch) is slower, and one cut short by the deadline tells
+		// nothing. (Only the first was read: an identity with sessions
+		// on two peers not yet seen lost the second's at a cluster's
+		// start.)
+		ctx, cancel := context.WithTimeout(n.ctx, n.o.LeaseTTL/3)
+		n.readLeases(ctx, unknown...)
+		cancel()
 	}
 }
 

@@ -67,8 +67,16 @@ func TestShortLivedNodeReportedDown(t *testing.T) {
 	n := start("a")
 	// c lives: a knows a peer, and lists the bucket only now and then.
 	start("c")
-	down := seeAlive(t, n, "c", ttl)
-	// b writes one lease, after a's first listing, and dies.
+	for deadline := time.Now().Add(10 * ttl); !n.Alive("c"); {
+		if time.Now().After(deadline) {
+			t.Fatal("c not seen alive")
+		}
+		time.Sleep(ttl / 10) // polled: a reads the leases on a ticker
+	}
+	down := make(chan string, 8)
+	// The handler reads the leases, as the gateway's does (Down): the
+	// report is made with no read of them under way.
+	n.OnNodeDown(func(node string) { n.Down(node); down <- node })
 	js, err := jetstream.New(e.Conn())
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +85,7 @@ func TestShortLivedNodeReportedDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// b writes one lease, after a's first listing, and dies.
 	v, _ := json.Marshal(map[string]time.Time{"time": time.Now().UTC()})
 	if _, err := kv.Put(ctx, "b", v); err != nil {
 		t.Fatal(err)

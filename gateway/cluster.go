@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -475,13 +476,19 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 	if req.Resume != nil {
 		s.mu.Lock()
 		err := s.st.CheckResume(req.Resume)
+		if err == nil && outgrown(s.st, req.Resume, s.oracle) {
+			// The client acknowledged, since, what this connect says
+			// it had not received (its connect response here).
+			err = errStaleResume
+		}
 		s.mu.Unlock()
 		if err != nil {
 			g.rlog.Info("takeover refused", "takeover refused: a stale resume", "session_id", s.id, "node", req.Owner, "err", err)
 			return []byte(refusedStale)
 		}
 	}
-	if s.answers() {
+	probed, err := s.probe()
+	if err == nil {
 		// The client holds its socket here and answers on it: it
 		// drops a socket before it dials another, so the connect is
 		// one it gave up on (cut by it while the other node was
@@ -489,31 +496,61 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 		g.rlog.Info("takeover refused", "takeover refused: the session's socket here answers", "session_id", s.id, "node", req.Owner)
 		return []byte(refusedStale)
 	}
-	if !s.moveTo(req.Owner, true) {
-		return []byte(refusedUnwritten)
+	if probed != nil {
+		g.rlog.Info("takeover socket", "takeover: the session's socket here did not answer a ping", "session_id", s.id, "node", req.Owner, "err", err)
 	}
-	return []byte("ok")
+	switch s.moveAway(req.Owner, true, true, probed) {
+	case moveUnwritten:
+		return []byte(refusedUnwritten)
+	case moveReattached:
+		// A resume here attached a socket after the probe (the
+		// client's: of its two connects, the other node's is the one
+		// it gave up on). Moved, that socket closed with 4000, which
+		// ends the session at the client (the cluster chaos test).
+		g.metrics.cluster.WithLabelValues(kindTakeover, "resuming").Inc()
+		return []byte(refusedResuming)
+	}
+	// The revision of the last write: a record written after it by
+	// this node is the session taken back here (resumeStored).
+	s.saveMu.Lock()
+	rev := s.rev
+	s.saveMu.Unlock()
+	return []byte("ok " + strconv.FormatUint(rev, 10))
 }
 
-// livenessTimeout bounds answers' ping: within the asker's clusterTimeout.
-const livenessTimeout = time.Second
+// livenessTimeout bounds answers' ping: within the asker's clusterTimeout
+// and a resume's budget. 1 s timed out on live sockets on a loaded
+// machine (the cluster chaos test at 40 sessions under the race
+// detector: the probe's "context deadline exceeded", then 4000 at the
+// client); a socket dead without a word holds its session's resume 3 s.
+const livenessTimeout = 3 * time.Second
 
 // answers reports whether s's socket answers a WebSocket ping now.
 // Long-poll sockets are not probed (they report false).
 func (s *Session) answers() bool {
+	_, err := s.probe()
+	return err == nil
+}
+
+// errNoSocket: probe found no socket to ping.
+var errNoSocket = errors.New("gateway: no socket to ping")
+
+// probe pings s's socket: nil when it answers. It returns the link it
+// probed (nil: none attached).
+func (s *Session) probe() (*link, error) {
 	s.mu.Lock()
 	l := s.conn
 	s.mu.Unlock()
 	if l == nil {
-		return false
+		return nil, errNoSocket
 	}
 	p, ok := l.c.(interface{ Ping(context.Context) error })
 	if !ok {
-		return false
+		return l, errNoSocket
 	}
 	ctx, cancel := context.WithTimeout(s.g.ctx, livenessTimeout)
 	defer cancel()
-	return p.Ping(ctx) == nil
+	return l, p.Ping(ctx)
 }
 
 var errMovedAway = errors.New("gateway: session moved to another node")
@@ -527,6 +564,21 @@ var errMovedAway = errors.New("gateway: session moved to another node")
 // was taken already) nothing more is written. It reports false when s
 // stays here: the final write failed.
 func (s *Session) moveTo(owner string, final bool) bool {
+	return s.moveAway(owner, final, false, nil) == moved
+}
+
+// moveAway's outcomes.
+type moveOutcome int
+
+const (
+	moved          moveOutcome = iota
+	moveUnwritten              // the final write failed: s stays
+	moveReattached             // a socket other than probed is attached: s stays
+)
+
+// moveAway is moveTo; with check, s stays (moveReattached) when its
+// socket is no longer probed, the one the caller found not answering.
+func (s *Session) moveAway(owner string, final, check bool, probed *link) moveOutcome {
 	g := s.g
 	s.inMu.Lock()
 	s.saveMu.Lock()
@@ -535,7 +587,13 @@ func (s *Session) moveTo(owner string, final bool) bool {
 		s.mu.Unlock()
 		s.saveMu.Unlock()
 		s.inMu.Unlock()
-		return true
+		return moved
+	}
+	if check && s.conn != nil && s.conn != probed {
+		s.mu.Unlock()
+		s.saveMu.Unlock()
+		s.inMu.Unlock()
+		return moveReattached
 	}
 	// Sends from here on go to the new owner, which answers "not owned"
 	// until its compare-and-set lands (sendVia tries again).
@@ -560,7 +618,7 @@ func (s *Session) moveTo(owner string, final bool) bool {
 			s.inMu.Unlock()
 			g.metrics.cluster.WithLabelValues(kindTakeover, "unwritten").Inc()
 			g.rlog.Warn("takeover unwritten", "the session's last state could not be written; it stays here, and its client resumes again", "session_id", s.id, "node", owner)
-			return false
+			return moveUnwritten
 		}
 	}
 	s.mu.Lock()
@@ -586,7 +644,7 @@ func (s *Session) moveTo(owner string, final bool) bool {
 		s.quota.Close()
 	}
 	s.releaseGuest()
-	g.regs.Ended(s.id)
+	g.regs.Moved(s.id) // the new owner registers the binding anew (regmove.go)
 	g.presenceMoved(s)
 	if conn != nil {
 		if !g.goTracked(func() { conn.c.Close(ws.StatusReplaced, "resumed on another node") }) {
@@ -595,7 +653,7 @@ func (s *Session) moveTo(owner string, final bool) bool {
 	}
 	g.metrics.cluster.WithLabelValues(kindTakeover, "moved").Inc()
 	s.log.Info("session taken over by another node", "owner", owner)
-	return true
+	return moved
 }
 
 // noteRouteLocked records the host of the interaction f, sent to s,
@@ -677,6 +735,9 @@ func (s *Session) forward(host string, f *protocol.Frame) {
 	defer cancel()
 	if _, err := g.node.Request(ctx, host, kindInbound, req); err != nil {
 		g.metrics.cluster.WithLabelValues(kindInbound, "failed").Inc()
+		if s.reroute(host, f) {
+			return
+		}
 		s.rlog.Warn("cluster forward", "frame for an interaction on another node not forwarded", "host", host, "err", err)
 		if f.EffectivePackage() == protocol.PackageCall && f.Control.Type == protocol.TypeRequest {
 			s.Send(errorFor(f, protocol.CodeTemporarilyUnavail, "the call's node is unreachable"), false)
@@ -725,6 +786,7 @@ func (s *Session) dropDeadRoutes() {
 		hosts[node] = g.node.Down(node)
 	}
 	var calls []string
+	dead := map[string]string{} // a call's dead host, by subsession
 	s.mu.Lock()
 	for k, node := range s.routes {
 		if !hosts[node] {
@@ -733,10 +795,25 @@ func (s *Session) dropDeadRoutes() {
 		delete(s.routes, k)
 		if k.pkg == protocol.PackageCall {
 			calls = append(calls, k.key)
+			dead[k.key] = node
 		}
 	}
 	s.mu.Unlock()
 	for _, sub := range calls {
+		host, gone := g.repl.adopt(s.id, sub)
+		if host != "" || !gone {
+			// The call goes on there (callrepl.go); or, the store
+			// silent, the route stays for a later frame or resume to
+			// adopt the call.
+			if host == "" {
+				host = dead[sub]
+			}
+			s.mu.Lock()
+			s.routes[routeKey{protocol.PackageCall, sub}] = host
+			s.mu.Unlock()
+			g.metrics.cluster.WithLabelValues("host_down", "adopted").Inc()
+			continue
+		}
 		g.metrics.cluster.WithLabelValues("host_down", "shutdown").Inc()
 		s.Send(&protocol.Frame{
 			Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: sub},
@@ -746,14 +823,27 @@ func (s *Session) dropDeadRoutes() {
 }
 
 // onNodeDown: the interactions hosted on node end toward the sessions
-// owned here.
+// owned here, or go on where their calls are adopted (callrepl.go). Out
+// of the node's lease loop, which calls it: adoptions wait for the store,
+// and a lease not written in time would have this node taken for dead.
 func (g *Gateway) onNodeDown(node string) {
 	if p := g.prepl.Load(); p != nil {
 		p.nodeDown(node)
 	}
-	for _, s := range g.liveSessions() {
-		s.dropDeadRoutes()
-	}
+	g.goTracked(func() {
+		// A few sessions at a time: an adoption may wait seconds for
+		// a store electing leaders.
+		sem := make(chan struct{}, 8)
+		var wg sync.WaitGroup
+		for _, s := range g.liveSessions() {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				s.dropDeadRoutes()
+			})
+		}
+		wg.Wait()
+	})
 	if l := g.ledger; l != nil {
 		// The calls it left in rtpengine (medialedger.go).
 		g.goTracked(func() { l.sweepDead(g.ctx, node) })
@@ -888,10 +978,17 @@ func (g *Gateway) sweepMoved() {
 // client resumes again (errResumeAgain, 1013) rather than from a record
 // prev may still be writing.
 func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Time) error {
+	_, err := g.releaseAt(prev, id, h, deadline)
+	return err
+}
+
+// releaseAt is release, which also returns the revision of prev's last
+// write of the record when prev let go of a live session (0: unknown).
+func (g *Gateway) releaseAt(prev, id string, h *protocol.Header, deadline time.Time) (uint64, error) {
 	// A node whose lease looks stale is asked all the same: a dead one
 	// has no responders, and its lease is then read again at once.
 	if g.node == nil || prev == "" || prev == g.self() {
-		return nil
+		return 0, nil
 	}
 	req, _ := json.Marshal(sessionReq{Session: id, Owner: g.self(), Resume: h})
 	ctx, cancel := context.WithDeadline(g.ctx, deadline)
@@ -930,26 +1027,27 @@ func (g *Gateway) release(prev, id string, h *protocol.Header, deadline time.Tim
 		// write may still land.
 		g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
 		g.rlog.Warn("takeover unanswered", "previous owner alive and did not release the session in time; the client resumes again", "session_id", id, "node", prev, "err", err)
-		return errResumeAgain
+		return 0, errResumeAgain
 	}
 	if err != nil {
 		g.metrics.cluster.WithLabelValues(kindTakeover, "unanswered").Inc()
 		g.rlog.Warn("takeover unanswered", "previous owner did not release the session", "session_id", id, "node", prev, "err", err)
-		return nil
+		return 0, nil
 	}
 	switch string(resp) {
 	case refusedUnwritten, refusedResuming:
 		g.rlog.Warn("takeover refused", "previous owner did not let go (its last write failed, or it is resuming the session); the client resumes again", "session_id", id, "node", prev, "answer", string(resp))
-		return errResumeAgain
+		return 0, errResumeAgain
 	}
 	g.rlog.Info("takeover released", "previous owner answered the takeover", "session_id", id, "node", prev, "answer", string(resp))
 	if string(resp) == refusedStale {
 		g.metrics.cluster.WithLabelValues(kindTakeover, "stale").Inc()
 		g.metrics.resumes.WithLabelValues("refused").Inc()
 		g.rlog.Info("resume refused", "resume refused by the owner: stale", "session_id", id, "owner", prev)
-		return errStaleResume
+		return 0, errStaleResume
 	}
-	return nil
+	rev, _ := strconv.ParseUint(strings.TrimPrefix(string(resp), "ok "), 10, 64)
+	return rev, nil
 }
 
 // noRouteWait is release's first pause before it asks again a live

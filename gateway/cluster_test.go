@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -98,7 +100,9 @@ func TestClusterTakeoverRace(t *testing.T) {
 	for _, p := range []*peer{p2, p3} {
 		p.write(resume)
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			// Within the resume's budget (8 s): the owner's probe of a
+			// silent socket takes 3 s, and a loser may ask twice.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			_, data, err := p.c.Read(ctx)
 			if err != nil {
@@ -255,7 +259,7 @@ func TestClusterStaleResumeRefused(t *testing.T) {
 	}
 	fresh := stale
 	fresh.CSUW = protocol.Seq(2)
-	if got := take(fresh); got != "ok" {
+	if got := take(fresh); !strings.HasPrefix(got, "ok") {
 		t.Fatalf("takeover answered %q", got)
 	}
 	if code := a.closeCode(); code != 4000 {
@@ -285,6 +289,74 @@ func TestClusterLiveSocketKeepsSession(t *testing.T) {
 		t.Fatal("n1 let go of a session whose socket answers")
 	}
 	stillOpen()
+}
+
+// TestClusterTakeoverAfterReattach: a takeover that found the session
+// with no socket here, and a resume of it here that attaches the
+// client's socket before the session moves (two connects of one client
+// at once, the other node's the one it gave up on): the session stays
+// and the socket stays open. Moved, that socket closed with 4000, which
+// ends the session at the client (the cluster chaos test: a socket
+// closed 4 ms after its resume).
+func TestClusterTakeoverAfterReattach(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	s := gs[0].lookup(a.sid)
+	a.c.CloseNow()
+	waitFor(t, "the socket's loss", func() bool { l, _ := s.probe(); return l == nil })
+	// The takeover probes: no socket.
+	probed, err := s.probe()
+	if err == nil || probed != nil {
+		t.Fatalf("probe found %v, %v", probed, err)
+	}
+	// The client's resume here attaches its socket.
+	a2 := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a2.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`)
+	if r := a2.read(); r.Control.Type != protocol.TypeResponse || r.Control.SessionID != a.sid {
+		t.Fatalf("resume answered %s", r.Marshal())
+	}
+	if got := s.moveAway("n2", true, true, probed); got != moveReattached {
+		t.Fatalf("move after a reattach: %v, want moveReattached", got)
+	}
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("n1 let go of the session")
+	}
+	a2.pingPong() // still open
+}
+
+// TestClusterAcknowledgedResumeOutgrowsConnect: a takeover asked for a
+// connect made before the client's resume here (its cslr below the
+// connect response the client has acknowledged since) is refused, even
+// though the socket does not answer the owner's ping in time (a slow
+// client on a loaded machine: here it does not read). Honoured, it
+// closed the client's socket with 4000 (the cluster chaos test at 40
+// sessions: the probe's "context deadline exceeded", then 4000).
+func TestClusterAcknowledgedResumeOutgrowsConnect(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolJSONrtc, nil)
+	a.connect("alice@example.com")
+	a.c.CloseNow()
+	// The connect it then made elsewhere, read late: it had received 1.
+	h := protocol.Header{Action: protocol.ActionConnect, Initiator: "alice@example.com",
+		CSLR: protocol.Seq(1), CSLW: protocol.Seq(2), CSUW: protocol.Seq(1)}
+	// Its resume here, whose response (2) it acknowledges.
+	a2 := dial(t, urls[0], protocol.SubprotocolJSONrtc, nil)
+	a2.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`)
+	r := a2.read()
+	if r.Control.Type != protocol.TypeResponse || r.Control.SessionID != a.sid {
+		t.Fatalf("resume answered %s", r.Marshal())
+	}
+	a2.write(`{"control":{"type":"acknowledgement","ack_sequence":` + strconv.FormatUint(r.Control.Sequence, 10) + `}}`)
+	a2.pingPong() // the ack is read
+	req, _ := json.Marshal(sessionReq{Session: a.sid, Owner: "n2", Resume: &h})
+	if got := string(gs[0].onTakeover(req)); got != refusedStale {
+		t.Fatalf("takeover for a connect before the resume here: %q", got)
+	}
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("n1 let go of the session")
+	}
+	a2.pingPong() // still open
 }
 
 // answering has p read, as every client does, so that it answers

@@ -39,7 +39,9 @@ import (
 // Gateway terminates JSONrtc sessions.
 type Gateway struct {
 	cfg Config
-	log *slog.Logger
+	// life names this run of the process (reports.go).
+	life string
+	log  *slog.Logger
 	// rlog writes, within a budget per cause, what outsiders can cause
 	// at will: refused handshakes and connects, bad frames (ratelog).
 	rlog *ratelog.Logger
@@ -74,6 +76,10 @@ type Gateway struct {
 	// ledger records the calls in rtpengine for a sweep after a crash
 	// (medialedger.go); nil without a lasting store or rtpengine.
 	ledger *mediaLedger
+	// repl keeps the answered web calls hosted here in the store, for
+	// another node (or this one's next life) to go on with (callrepl.go);
+	// nil without a lasting store.
+	repl *callRepl
 	// wal: the gateway writes ahead to a store of its own (persist.go).
 	// Inbound processing holds walMu shared; the writer takes its cut of
 	// the dirty sessions holding it alone.
@@ -174,6 +180,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{
+		life:      newLife(),
 		flushWork: make(chan *link),
 		polls: longpoll.NewServer(&longpoll.Options{
 			Hold: cfg.LongPoll.Hold.D(), IdleTimeout: cfg.LongPoll.IdleTimeout.D(),
@@ -251,7 +258,18 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	if g.node != nil {
 		subPrefix = "s" + g.node.Name() + "-"
 	}
-	g.calls = call.NewHandler(directory{g}, &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), SubsessionPrefix: subPrefix, Logger: log})
+	co := &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), SubsessionPrefix: subPrefix, Logger: log}
+	if g.wal {
+		host := "local"
+		if g.node != nil {
+			host = g.self()
+		}
+		g.repl = newCallRepl(g, host)
+		co.Replicate = g.repl.replicate
+		g.metrics.reg.MustRegister(g.repl.collectors()...)
+		g.goTracked(func() { g.repl.run(g.ctx) })
+	}
+	g.calls = call.NewHandler(directory{g}, co)
 	g.metrics.reg.MustRegister(g.calls.Collector())
 	if err := g.sipCalls(); err != nil {
 		return nil, err
@@ -269,7 +287,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		return nil, err
 	}
 	if g.node != nil {
-		g.node.OnNodeDown(g.onNodeDown)
+		g.node.OnNodeDown(func(node string) { g.onNodeDown(node); g.onNodeDownReports() })
 		if err := g.startCluster(); err != nil {
 			g.Shutdown(context.Background())
 			return nil, err
@@ -280,6 +298,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 			g.Shutdown(context.Background())
 			return nil, fmt.Errorf("gateway: restoring sessions: %w", err)
 		}
+		g.repl.adoptOwn()
 	}
 	return g, nil
 }
@@ -483,9 +502,13 @@ func (d directory) Known(identity string) bool {
 		return false
 	}
 	d.g.mu.Lock()
-	defer d.g.mu.Unlock()
 	_, ok := d.g.known[identity]
-	return ok
+	d.g.mu.Unlock()
+	// In a cluster, a session in the directory makes it known too, its
+	// node down or not: under node kills, a message to a user whose
+	// node died was "404 Not Found" on a node that never served the
+	// user (the chaos test), while the session waits for its resume.
+	return ok || d.g.node != nil && len(d.g.node.Remote(identity)) > 0
 }
 
 // sipReaches reports whether the SIP side serves identity (a user@domain

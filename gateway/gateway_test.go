@@ -89,7 +89,13 @@ func (p *peer) send(f *protocol.Frame) uint64 {
 
 func (p *peer) read() *protocol.Frame {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	return p.readWithin(5 * time.Second)
+}
+
+// readWithin reads the next frame, failing the test past d.
+func (p *peer) readWithin(d time.Duration) *protocol.Frame {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	_, data, err := p.c.Read(ctx)
 	if err != nil {

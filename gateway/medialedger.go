@@ -106,25 +106,34 @@ func (l *mediaLedger) push(op ledgerOp) {
 	}
 	l.queue = append(l.queue, op)
 	l.mu.Unlock()
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
+	poke(l.kick)
 }
 
 // run writes the queued records until ctx ends, and every third of
 // their lifetime writes the live ones again.
-func (l *mediaLedger) run(ctx context.Context) {
-	refresh := time.NewTicker(max(l.ttl/3, time.Second))
-	defer refresh.Stop()
+func (l *mediaLedger) run(ctx context.Context) { writeLoop(ctx, l.kick, l.ttl, l.drain, l.refresh) }
+
+// poke wakes a writeLoop, or leaves it awake.
+func poke(kick chan struct{}) {
+	select {
+	case kick <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop runs drain on each poke of kick and refresh every third of
+// ttl (the records' lifetime in the store), until ctx ends.
+func writeLoop(ctx context.Context, kick <-chan struct{}, ttl time.Duration, drain, refresh func(context.Context)) {
+	t := time.NewTicker(max(ttl/3, time.Second))
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-l.kick:
-			l.drain(ctx)
-		case <-refresh.C:
-			l.refresh(ctx)
+		case <-kick:
+			drain(ctx)
+		case <-t.C:
+			refresh(ctx)
 		}
 	}
 }
@@ -169,14 +178,9 @@ func (l *mediaLedger) drain(ctx context.Context) {
 // forgets it under a long call.
 func (l *mediaLedger) refresh(ctx context.Context) {
 	for key, h := range l.live {
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		rev, err := l.g.store.Update(wctx, key, h.data, h.rev)
-		cancel()
-		switch {
-		case err == nil:
-			l.live[key] = heldRecord{data: h.data, rev: rev}
-		case errors.Is(err, store.ErrConflict):
-			// Gone (expired) or written by another: no longer ours.
+		if nh, keep := rewrite(ctx, l.g.store, key, h); keep {
+			l.live[key] = nh
+		} else {
 			delete(l.live, key)
 		}
 	}
@@ -203,6 +207,22 @@ func (l *mediaLedger) sweepDead(ctx context.Context, node string) {
 		return
 	}
 	l.sweep(ctx, node)
+}
+
+// rewrite writes a held record again over its revision; keep is false
+// when it is no longer ours: gone (expired) or written by another. A
+// write that fails otherwise keeps it as it was, for the next round.
+func rewrite(ctx context.Context, st store.Store, key string, h heldRecord) (nh heldRecord, keep bool) {
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rev, err := st.Update(wctx, key, h.data, h.rev)
+	switch {
+	case err == nil:
+		return heldRecord{data: h.data, rev: rev}, true
+	case errors.Is(err, store.ErrConflict):
+		return h, false
+	}
+	return h, true
 }
 
 // sweep deletes in rtpengine the calls of node's records (this node's

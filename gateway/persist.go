@@ -41,6 +41,8 @@ type record struct {
 	Routes []route `json:"routes,omitempty"`
 	// Relays: what the session took of each sender's relays (relays.go).
 	Relays []relayMark `json:"relays,omitempty"`
+	// Awaiting: the sends owed a delivery report (reports.go).
+	Awaiting []awaited `json:"awaiting,omitempty"`
 	// Standby is how to wake a client gone to standby (push.go): a
 	// client that sleeps across a gateway restart is still woken, and its
 	// session still waits push.standby_timeout for it.
@@ -48,6 +50,8 @@ type record struct {
 	// Presence: its publication and watches of web presentities, made
 	// again after a restart (presencerepl.go).
 	Presence *presence.RemoteSession `json:"presence,omitempty"`
+	// RegInstance is the +sip.instance of its SIP binding (regmove.go).
+	RegInstance string `json:"reg_instance,omitempty"`
 }
 
 func recordKey(id string) string { return "session." + id }
@@ -61,6 +65,7 @@ type snapshot struct {
 	routes []route
 	relays []relayMark
 	pres   *presence.RemoteSession
+	awaits []awaited
 	frames [][]byte
 	conn   *link
 }
@@ -68,7 +73,7 @@ type snapshot struct {
 // snapshotLocked takes s's state; s.mu is held.
 func (s *Session) snapshotLocked() snapshot {
 	s.snapGen++
-	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), relays: s.relaysSnapshotLocked(), pres: s.presence, frames: s.pending, conn: s.conn}
+	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), relays: s.relaysSnapshotLocked(), awaits: s.awaitingSnapshotLocked(), pres: s.presence, frames: s.pending, conn: s.conn}
 	s.pending = nil
 	return sn
 }
@@ -219,7 +224,7 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		return true
 	}
 	s.mu.Lock()
-	ended, lost, standby := s.ended && !s.keepRecord, s.lost, s.standby
+	ended, lost, standby, regInstance := s.ended && !s.keepRecord, s.lost, s.standby, s.regInstance
 	s.mu.Unlock()
 	if lost {
 		return false
@@ -228,8 +233,8 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		return true // nothing to store; no socket either
 	}
 	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st,
-		Owner: g.ownerName(), Routes: sn.routes, Relays: sn.relays,
-		Standby: standby, Presence: sn.pres})
+		Owner: g.ownerName(), Routes: sn.routes, Relays: sn.relays, Awaiting: sn.awaits,
+		Standby: standby, RegInstance: regInstance, Presence: sn.pres})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
 		return true
@@ -424,6 +429,7 @@ func (g *Gateway) own(s *Session, r *record, rev uint64) error {
 // ownBy is own with a write bounded by deadline (and storeTimeout).
 func (g *Gateway) ownBy(s *Session, r *record, rev uint64, deadline time.Time) error {
 	r.Owner = g.ownerName()
+	s.movedRegistration(r)
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -487,6 +493,7 @@ func (g *Gateway) restoreAll() error {
 		s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
 		s.setRoutes(r.Routes)
 		s.setRelays(r.Relays)
+		s.setAwaiting(r.Awaiting)
 		if g.push != nil && r.Standby != nil && g.push.check(r.Standby) == nil {
 			// Asleep, with the same channel: the push config may have
 			// changed since, hence the check again.
@@ -512,6 +519,7 @@ func (g *Gateway) restoreAll() error {
 		s.mu.Unlock()
 		g.restorePresence(s, r.Presence)
 		g.publish(s)
+		s.takeAwaiting()
 		n++
 	}
 	if n > 0 {

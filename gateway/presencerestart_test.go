@@ -2,47 +2,14 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
-	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/store/natsstore"
 )
-
-// killedStore takes no write once killed: what a kill -9 leaves in the
-// store is what was written before it.
-type killedStore struct {
-	store.Store
-	killed atomic.Bool
-}
-
-var errKilled = errors.New("test: the process is dead")
-
-func (k *killedStore) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	if k.killed.Load() {
-		return 0, errKilled
-	}
-	return k.Store.Create(ctx, key, value)
-}
-
-func (k *killedStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
-	if k.killed.Load() {
-		return 0, errKilled
-	}
-	return k.Store.Update(ctx, key, value, rev)
-}
-
-func (k *killedStore) Delete(ctx context.Context, key string) error {
-	if k.killed.Load() {
-		return errKilled
-	}
-	return k.Store.Delete(ctx, key)
-}
 
 // TestPresenceAcrossRestart: a single gateway on the nats store, killed
 // (nothing written after the kill) and started again on its data

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,6 +94,53 @@ func TestClusterLiveSocketKeepsSessionHere(t *testing.T) {
 	stillOpen()
 }
 
+// TestClusterOutgrownConnectKeepsSession: a resume of a session that
+// has since taken frames its client sent after that connect (its csuw)
+// is a connect the client gave up on, read late: it closes with 1013,
+// on the session's own node and on another, whether or not the live
+// socket answers a ping (here it does not: the client is not reading).
+// Refused as a resume that does not fit, it ended the session with 4000
+// "replaced" on its own node, and started a session nobody uses on
+// another (the cluster chaos test: clients closed with 4000).
+func TestClusterOutgrownConnectKeepsSession(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	// The connect the client gave up on: its last frame sent was 1.
+	connect := `{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`
+	// A frame the client sent after it, on the socket it went on with.
+	a.write(`{"control":{"type":"request","package_type":"messaging","session_id":"` + a.sid + `","sequence":2,"correlation_id":"c2"},"header":{"action":"send","target":"nobody@example.com"},"payload":{"body":"hi"}}`)
+	if r := a.read(); r.Control.CorrelationID != "c2" {
+		t.Fatalf("send answered %s", r.Marshal())
+	}
+	// And one made after that frame, before the client acknowledged
+	// the answer it got (sequence 2).
+	acked := strings.Replace(connect, `"csuw":1`, `"csuw":2`, 1)
+	a.write(`{"control":{"type":"acknowledgement","ack_sequence":2}}`)
+	a.pingPong() // the ack is read
+	gs[0].save(gs[0].lookup(a.sid))
+	for i, url := range urls {
+		for _, c := range []string{connect, acked} {
+			stale := dial(t, url, protocol.SubprotocolOracle, nil)
+			stale.write(c)
+			if code := stale.closeCode(); code != 1013 {
+				t.Fatalf("n%d: an outgrown resume %s closed with %d, want 1013", i+1, c, code)
+			}
+		}
+	}
+	s := gs[0].lookup(a.sid)
+	if s == nil {
+		t.Fatal("the session ended")
+	}
+	s.mu.Lock()
+	ended := s.ended
+	s.mu.Unlock()
+	if ended {
+		t.Fatal("the session ended")
+	}
+	a.pingPong() // still open
+}
+
 // TestClusterFramesWaitForTheStore: in a cluster, a frame whose record
 // write fails (the bucket electing a leader) does not go out unstored:
 // its session may resume on another node from the record, which would
@@ -122,5 +170,26 @@ func TestClusterFramesWaitForTheStore(t *testing.T) {
 	r, _, err := g.restore(a.sid)
 	if err != nil || r == nil || r.State.NextSeq <= seq {
 		t.Fatalf("the record (%v) does not hold frame %d", err, seq)
+	}
+}
+
+// TestClusterRecordBehindResumesAgain: a resume on another node whose
+// client has a frame the record read does not (a read behind the last
+// write) closes with 1013 for the client to resume again, and the
+// session stays; before, it was refused and the client's session lost
+// (the cluster chaos test: "cslr 52 is outside the retained window").
+func TestClusterRecordBehindResumesAgain(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	gs[0].save(gs[0].lookup(a.sid))
+	// The client claims frame 2, which the record never had.
+	c := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	c.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":2,"cslw":2,"csuw":1},"payload":{}}`)
+	if code := c.closeCode(); code != 1013 {
+		t.Fatalf("a resume ahead of the record closed with %d, want 1013", code)
+	}
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("the session is gone from n1")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -261,6 +262,7 @@ const readerIdleAfter = 3 * time.Second
 func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Principal) (*Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.WebSocket.HandshakeTimeout.D())
 	defer cancel()
+	held := func() {} // releases a resume's lock (below)
 	for {
 		data, err := c.Read(ctx)
 		if errors.Is(err, errFlood) {
@@ -297,6 +299,20 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 			}
 			continue
 		}
+		if id := f.Control.SessionID; id != "" {
+			// One resume of a session at a time here, from the read of
+			// its state to the attach of its socket: two at once (a
+			// connect the client gave up on and its next, read late)
+			// both found it missing from the tables, both rebuilt it
+			// from the record, and the first copy, orphaned, wrote over
+			// the second's record; or, the session here, the first
+			// attached its socket after the second's probe found none,
+			// and the second's attach closed it with 4000 "replaced"
+			// (the cluster chaos test).
+			unlock := sync.OnceFunc(g.resuming.lock(id))
+			defer unlock()
+			held = unlock
+		}
 		s, resumed, err := g.connect(c, f, p, l.addr)
 		if errors.Is(err, errResumeAgain) {
 			// The record may well be there: the client keeps its session
@@ -311,6 +327,7 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 			return nil, err
 		}
 		if err != nil {
+			held()
 			writeNow(ctx, c, connectErrorFor(f, err))
 			continue
 		}
@@ -390,11 +407,7 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 	}
 	processed := f.Control.Sequence
 	if id := f.Control.SessionID; id != "" {
-		// One resume of a session at a time here: two at once (a connect
-		// the client gave up on and its next, read late) both found it
-		// missing from the tables, both rebuilt it from the record, and
-		// the first copy, orphaned, wrote over the second's record.
-		defer g.resuming.lock(id)()
+		// The caller holds the id's resuming lock (handshake).
 		if old := g.lookup(id); old != nil {
 			if old.identity != identity || old.app != app {
 				// A session id alone never grants access: the victim's
@@ -405,7 +418,18 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 				old.mu.Lock()
 				err := old.st.CheckResume(&f.Header)
 				ended := old.ended
+				stale := outgrown(old.st, &f.Header, old.oracle)
 				old.mu.Unlock()
+				if stale && !ended {
+					// The session has taken frames its client sent after
+					// this connect: a connect it gave up on, read late.
+					// Refused as a resume that does not fit, it ended the
+					// session the client goes on with, on its socket here
+					// (4000 "replaced"; the cluster chaos test).
+					g.metrics.resumes.WithLabelValues("stale").Inc()
+					old.rlog.Info("resume refused", "resume refused: the session has outgrown this connect")
+					return nil, false, errStaleConnect
+				}
 				if err == nil && !ended && g.node != nil && old.answers() {
 					// The socket the session has here answers: this
 					// connect is one its client gave up on (it drops a
@@ -469,6 +493,24 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		g.rlog.Warn("resume identity mismatch", "resume refused: another identity", "session_id", id, "identity", identity, "remote", c.RemoteAddr())
 		return nil, nil
 	}
+	if outgrown(r.State, &f.Header, r.Oracle || oracle) {
+		// Its record has frames the client sent after this connect: the
+		// client gave up on it and resumed elsewhere (it is read late).
+		// A new session for it would be one the client never uses.
+		g.metrics.resumes.WithLabelValues("stale").Inc()
+		g.rlog.Info("resume refused", "resume refused: the session has outgrown this connect", "session_id", id)
+		return nil, errStaleConnect
+	}
+	if behind(r.State, &f.Header) && g.node != nil {
+		// The client has frames the record does not: a record read
+		// behind its last write (a replica a moment behind, a leader
+		// just elected). Refused, the session was lost at the client
+		// (the cluster chaos test: "cslr 52 is outside the retained
+		// window (49..51)"): the client resumes again, and reads again.
+		g.metrics.resumes.WithLabelValues("store_error").Inc()
+		g.rlog.Warn("resume store", "the session record is behind its client; the client resumes again", "session_id", id, "cslr", f.Header.CSLR.V, "next", r.State.NextSeq)
+		return nil, errResumeAgain
+	}
 	if err := r.State.CheckResume(&f.Header); err != nil {
 		g.metrics.resumes.WithLabelValues("refused").Inc()
 		g.rlog.Info("resume refused", "resume refused; starting anew", "session_id", id, "err", err)
@@ -476,11 +518,12 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	}
 	prev := r.Owner
 	elsewhere := g.node != nil && prev != "" && prev != g.self()
+	var released uint64 // the revision of prev's last write as it let go
 	if elsewhere {
 		// Another node owns it: it writes its last state and lets go
 		// first (cluster.go), unless its live state says this connect
 		// is stale.
-		if err := g.release(prev, id, &f.Header, deadline); err != nil {
+		if released, err = g.releaseAt(prev, id, &f.Header, deadline); err != nil {
 			// Refused as stale by a live owner: a connect the client
 			// gave up on, which a new session would not serve either;
 			// should the client be there, it resumes again. Or the owner
@@ -493,6 +536,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	s.restored = true
 	s.setRoutes(r.Routes)
 	s.setRelays(r.Relays)
+	s.setAwaiting(r.Awaiting)
 	for try := 0; ; try++ {
 		if try > 0 || elsewhere {
 			// The record as the previous owner left it. A replica may
@@ -504,16 +548,41 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 				g.rlog.Warn("resume store", "reading a session record in a takeover; the client resumes again", "session_id", id, "err", err)
 				return nil, errResumeAgain
 			}
+			if r != nil && r.Identity == identity && r.App == app {
+				// As at the first read: a record read behind the client
+				// is read again, one past this connect refuses it stale,
+				// rather than lose the session (the chaos test).
+				switch {
+				case behind(r.State, &f.Header):
+					g.metrics.resumes.WithLabelValues("store_error").Inc()
+					return nil, errResumeAgain
+				case outgrown(r.State, &f.Header, r.Oracle || oracle):
+					g.metrics.resumes.WithLabelValues("stale").Inc()
+					return nil, errStaleConnect
+				}
+			}
 			if r == nil || r.Identity != identity || r.App != app || r.State.CheckResume(&f.Header) != nil {
 				g.metrics.resumes.WithLabelValues("refused").Inc()
 				g.rlog.Info("resume refused", "session record gone or changed in the takeover", "session_id", id, "err", err)
 				return nil, nil
 			}
+			if elsewhere && r.Owner == prev && released != 0 && rev > released && try < 16 {
+				// Written by prev after its last write as it let go:
+				// prev took the session back (its client's resume
+				// there, this connect one it gave up on). Taken over
+				// without asking, the session prev serves lost its
+				// socket with 4000 (the cluster chaos test): prev is
+				// asked again, and refuses if its socket is the client's.
+				if released, err = g.releaseAt(prev, id, &f.Header, deadline); err != nil {
+					return nil, releaseErr(err)
+				}
+				continue
+			}
 			if r.Owner != prev && r.Owner != "" && r.Owner != g.self() {
 				// Another resume took it meanwhile (the last one wins,
 				// as on one node): that owner lets go in turn.
 				prev = r.Owner
-				if err := g.release(prev, id, &f.Header, deadline); err != nil {
+				if released, err = g.releaseAt(prev, id, &f.Header, deadline); err != nil {
 					return nil, releaseErr(err)
 				}
 				continue
@@ -522,6 +591,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 			s.restored = true
 			s.setRoutes(r.Routes)
 			s.setRelays(r.Relays)
+			s.setAwaiting(r.Awaiting)
 		}
 		err := g.ownBy(s, r, rev, deadline)
 		if err == nil {
@@ -550,8 +620,36 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	if err == nil {
 		g.restorePresence(s, r.Presence)
 		g.tookOver(s)
+		s.takeAwaiting()
 	}
 	return s, err
+}
+
+// outgrown reports whether st has processed frames beyond the last one
+// the client had sent when it made connect h (its csuw), or has had
+// frames acknowledged beyond the last one it had received then (its
+// cslr, below the frames trimmed: register frames aside, what a client
+// processed only grows): the client sent or acknowledged them after h,
+// on another socket, so h is a connect it gave up on. This is evidence,
+// not a guess on timing. The SDKs' cslr never goes back, so a cslr
+// below what the client has acknowledged since (a connect response, a
+// register frame: not trimmed) is outgrown too; wsc.js's (oracle) goes
+// back below its connect response's when older frames are resent after
+// it, so for it only the trimmed frames count.
+func outgrown(st *session.State, h *protocol.Header, oracle bool) bool {
+	if h.CSUW.IsNumber() && st.Processed > h.CSUW.V {
+		return true
+	}
+	if !h.CSLR.IsNumber() {
+		return false
+	}
+	return h.CSLR.V < st.Trimmed || !oracle && h.CSLR.V < st.Acked
+}
+
+// behind reports whether connect h says the client received a frame
+// beyond the last one st sent.
+func behind(st *session.State, h *protocol.Header) bool {
+	return h.CSLR.IsNumber() && h.CSLR.V+1 > st.NextSeq
 }
 
 // releaseErr is the connect's error for release's: errResumeAgain as it
@@ -582,7 +680,7 @@ func (g *Gateway) completeRestore(s *Session, c conn, f *protocol.Frame, p *auth
 	}
 	var reg *interwork.Binding
 	if !s.guest {
-		if reg, err = g.register(f, s.identity, c, addr, p); err != nil {
+		if reg, err = g.registerSession(f, s, c, addr, p); err != nil {
 			release()
 			undo()
 			return err
@@ -618,7 +716,7 @@ func (g *Gateway) open(c conn, f *protocol.Frame, p *auth.Principal, addr netip.
 	}
 	var reg *interwork.Binding
 	if !guest {
-		if reg, err = g.register(f, identity, c, addr, p); err != nil {
+		if reg, err = g.registerSession(f, s, c, addr, p); err != nil {
 			quota.Close()
 			releaseGuest()
 			return nil, err
@@ -968,6 +1066,7 @@ func (s *Session) dispatch(f *protocol.Frame) {
 	case protocol.PackageCall:
 		s.g.calls.HandleFrame(s, f)
 	case protocol.PackageMessaging:
+		s.awaitReport(f)
 		s.g.msgs.HandleFrame(s, f)
 	case protocol.PackagePresence:
 		s.g.presence.HandleFrame(s, f)

@@ -119,6 +119,9 @@ type Session struct {
 	// presence: the session's share in its identity's presence, for its
 	// record (presencerepl.go keepPresence).
 	presence *presence.RemoteSession
+	// regInstance is the +sip.instance of the session's SIP binding
+	// (regmove.go), under s.mu.
+	regInstance string
 	// saveMu serialises the session's writes; rev is the record's
 	// revision and savedGen the snapshot it holds (both under saveMu).
 	saveMu   sync.Mutex
@@ -133,6 +136,8 @@ type Session struct {
 	// (relays.go); relayUse orders them.
 	relays   map[string]*relayMark
 	relayUse uint64
+	// awaiting: the sends owed a delivery report (reports.go).
+	awaiting map[string]awaited
 }
 
 // conn is what a link needs of its transport: a WebSocket
@@ -406,6 +411,7 @@ func (s *Session) sendOrigin(f *protocol.Frame, selfCorrelate bool, host string,
 		s.noteRouteLocked(f, host)
 	}
 	s.noteRelayLocked(o, f.Control.Sequence)
+	s.reportedLocked(f)
 	s.queueLocked(data)
 	s.stopAckTimerLocked()
 	s.wakeLocked(f)
@@ -618,7 +624,7 @@ func (s *Session) end(r endReason) {
 	s.g.presence.SessionEnded(s)
 	s.g.notes.SessionEnded(s)
 	s.g.inboundEnded(s)
-	s.g.regs.Ended(s.id)
+	s.g.endRegistration(s)
 	s.inMu.Unlock()
 	if conn != nil {
 		code := websocket.StatusGoingAway

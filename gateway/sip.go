@@ -231,22 +231,6 @@ func (g *Gateway) closeSIP(ctx context.Context) {
 	}
 }
 
-// register registers the identity of a connect f from socket c (client
-// address addr) by principal p (its application's sip_identity is the
-// AOR bound; routing's register rules pick the trunk); nil, nil when
-// registration is not configured for it.
-func (g *Gateway) register(f *protocol.Frame, identity string, c conn, addr netip.Addr, p *auth.Principal) (*interwork.Binding, error) {
-	if !g.regs.Registers(identity) {
-		return nil, nil
-	}
-	route, err := g.sipRoute(routing.Register, identity, p, addr)
-	if err != nil {
-		return nil, err
-	}
-	return g.regs.Register(g.ctx, interwork.Connect{Identity: identity, Authorization: f.Header.Authorization,
-		Remote: c.RemoteAddr(), Addr: addr, Route: route})
-}
-
 // regSession is a session as the registrations see it.
 type regSession struct{ s *Session }
 

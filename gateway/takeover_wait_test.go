@@ -452,3 +452,58 @@ func keepsOnOwnConflict(t *testing.T, wrap func(store.Store) store.Store, armed 
 		t.Fatal("the session ended on a conflict with its own record")
 	}
 }
+
+// TestTakeoverAskedAgainAfterTakeBack: n1 lets go of alice for a resume
+// on n2 (a connect her client gave up on), then takes her back for her
+// client's resume on n1 before n2 reads the record. n2 sees the record
+// written by n1 after its last write as it let go, asks n1 again, and n1,
+// whose socket is the client's, refuses: n2's connect closes with 1013
+// and alice stays on n1. Before, n2 took the record over without asking,
+// and n1's next write closed alice's live socket with 4000 (the cluster
+// chaos test at 40 sessions).
+func TestTakeoverAskedAgainAfterTakeBack(t *testing.T) {
+	n2 := &readWatch{}
+	next := 0
+	gs, urls := newClusterGatewaysOn(t, 2, func(s store.Store) store.Store {
+		next++
+		if next == 2 {
+			n2.Store = s
+			return n2
+		}
+		return s
+	})
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	a.c.CloseNow()
+	resume := `{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`
+	var a2 *peer
+	var stillOpen func()
+	n2.mu.Lock()
+	n2.key = recordKey(a.sid)
+	n2.onRead = func() {
+		// n2's first read: the second comes after n1 let go.
+		n2.mu.Lock()
+		n2.onRead = func() {
+			a2 = dial(t, urls[0], protocol.SubprotocolOracle, nil)
+			a2.write(resume)
+			if r := a2.read(); r.Control.Type != protocol.TypeResponse || r.Control.SessionID != a.sid {
+				t.Errorf("resume on n1 answered %s", r.Marshal())
+			}
+			stillOpen = a2.answering()
+		}
+		n2.mu.Unlock()
+	}
+	n2.mu.Unlock()
+	stale := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	stale.write(resume)
+	if code := stale.closeCode(); code != 1013 {
+		t.Fatalf("the connect on n2 closed with %d, want 1013", code)
+	}
+	if a2 == nil {
+		t.Fatal("n2 did not read the record twice")
+	}
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("n1 let go of alice")
+	}
+	stillOpen()
+}

@@ -90,6 +90,16 @@ type askKey struct{ session, corr string }
 // Binding is one session's share of its identity's registration.
 type Binding struct{ reg *sipgw.Registration }
 
+// Instance is the +sip.instance b is registered under; "" for a nil b.
+// The session keeps it in its record, for the node it moves to
+// (Connect.Instance).
+func (b *Binding) Instance() string {
+	if b == nil {
+		return ""
+	}
+	return b.reg.Instance()
+}
+
 // NewRegistrations returns the registrations of sessions on ua; with a
 // nil ua, or no registrar configured, no identity registers. A nil o
 // means the defaults.
@@ -141,6 +151,11 @@ type Connect struct {
 	// Route is where the REGISTERs go and the AOR they bind
 	// (sipgw.RegisterOptions.Route).
 	Route sipgw.Route
+	// Instance is the +sip.instance of the binding the session held on
+	// the node it moved from (Binding.Instance, kept in its record), ""
+	// for a new session: registered under it, this node's binding
+	// replaces that one at the registrar (sipgw.RegisterOptions.Instance).
+	Instance string
 }
 
 // ChallengeError is a registrar challenge the gateway could not answer:
@@ -174,7 +189,7 @@ func (r *Registrations) Register(ctx context.Context, c Connect) (*Binding, erro
 	}
 	// Refreshes and removals that the gateway cannot answer itself ask
 	// a live session of the identity (docs/protocol.md §4.8).
-	o := sipgw.RegisterOptions{Route: c.Route, Auth: func(ctx context.Context, ch sipgw.Challenge) (sipgw.Authorization, error) {
+	o := sipgw.RegisterOptions{Route: c.Route, Instance: c.Instance, Auth: func(ctx context.Context, ch sipgw.Challenge) (sipgw.Authorization, error) {
 		return r.Authenticate(ctx, c.Identity, ch)
 	}}
 	if len(c.Authorization) > 0 {
@@ -318,11 +333,38 @@ func (r *Registrations) goUnlock(f func()) {
 
 // Ended releases the registration of the ended session id.
 func (r *Registrations) Ended(id string) {
+	r.Release(r.detach(id))
+}
+
+// Moved lets go of the registration of session id, which another node
+// took over: that node registers the binding under the same instance
+// (Connect.Instance), so the last holder here leaves it at the registrar
+// and stops refreshing it (sipgw.Registration.Handover) rather than
+// removing it, which would take the new owner's binding away.
+// Like Release, off the caller's goroutine: a refresh in flight is
+// waited for.
+func (r *Registrations) Moved(id string) {
+	b := r.detach(id)
+	if b == nil {
+		return
+	}
 	r.mu.Lock()
+	if r.closed {
+		// goUnlock would run nothing, and the SIP side's close would
+		// remove the binding: let go here.
+		r.mu.Unlock()
+		b.reg.Handover()
+		return
+	}
+	r.goUnlock(b.reg.Handover)
+}
+
+func (r *Registrations) detach(id string) *Binding {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	b := r.bySess[id]
 	delete(r.bySess, id)
-	r.mu.Unlock()
-	r.Release(b)
+	return b
 }
 
 // Close waits for the unregistrations of ended sessions, so that they go

@@ -4,13 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/internal/fakereg"
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
@@ -288,75 +287,15 @@ func TestRegisterWithoutSIP(t *testing.T) {
 	}
 }
 
-// fakeRegistrar answers every REGISTER on a UDP socket with 200 OK,
-// granting what was asked, and reports the Expires of each.
-func fakeRegistrar(t *testing.T) (addr string, expires <-chan string) {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	out := make(chan string, 16)
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			m, err := sip.ParseMessage(buf[:n])
-			req, ok := m.(*sip.Request)
-			if err != nil || !ok || req.Method != sip.REGISTER {
-				continue
-			}
-			res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-			if ct := req.Contact(); ct != nil {
-				res.AppendHeader(ct.Clone())
-			}
-			exp := ""
-			if h := req.GetHeader("Expires"); h != nil {
-				exp = h.Value()
-				res.AppendHeader(sip.NewHeader("Expires", exp))
-			}
-			pc.WriteTo([]byte(res.String()), from)
-			select {
-			case out <- exp:
-			default: // unread: the test waiting for it fails
-			}
-		}
-	}()
-	return pc.LocalAddr().String(), out
-}
-
-func nextRegister(t *testing.T, expires <-chan string) string {
-	t.Helper()
-	select {
-	case e := <-expires:
-		return e
-	case <-time.After(10 * time.Second):
-		t.Fatal("no REGISTER")
-		return ""
-	}
-}
-
 // A binding is released when its session ends, also when the session
 // ended before the gateway attached it (between its connect's REGISTER
 // and its place in the session tables): that binding once stayed at the
 // registrar, refreshed, until the gateway shut down.
 func TestBindingReleasedWithItsSession(t *testing.T) {
-	addr, expires := fakeRegistrar(t)
-	ua, err := sipgw.New(sipgw.Config{Domain: "example.com", Registrar: "sip:" + addr, RegisterExpiry: time.Minute,
-		Listen: sipgw.ListenConfig{UDP: "127.0.0.1:0"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := fakereg.Start(t)
+	ua := startUA(t, reg, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := ua.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ua.Close(context.Background()) })
 	r := newRegs(ua)
 	defer r.Close(context.Background())
 
@@ -365,7 +304,7 @@ func TestBindingReleasedWithItsSession(t *testing.T) {
 		if err != nil || b == nil {
 			t.Fatalf("register: %v, %v", b, err)
 		}
-		if e := nextRegister(t, expires); e != "60" {
+		if e := reg.Next(t).Expires; e != "60" {
 			t.Fatalf("REGISTER Expires: %q, want 60", e)
 		}
 		s := newFake("s1")
@@ -378,11 +317,101 @@ func TestBindingReleasedWithItsSession(t *testing.T) {
 			close(s.done)
 			r.Ended(s.id)
 		}
-		if e := nextRegister(t, expires); e != "0" {
+		if e := reg.Next(t).Expires; e != "0" {
 			t.Fatalf("ended first %v: REGISTER Expires: %q, want 0", endedFirst, e)
 		}
 	}
 	if err := r.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startUA starts a SIP user agent of the node instanceID ("" random)
+// registering at reg, with a lifetime of a minute.
+func startUA(t *testing.T, reg *fakereg.Registrar, instanceID string) *sipgw.UserAgent {
+	t.Helper()
+	ua, err := sipgw.New(sipgw.Config{Domain: "example.com", Registrar: "sip:" + reg.Addr, RegisterExpiry: time.Minute,
+		InstanceID: instanceID, Listen: sipgw.ListenConfig{UDP: "127.0.0.1:0"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ua.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ua.Close(context.Background()) })
+	return ua
+}
+
+// TestMovedRegistration: a session's binding moves with it. The node
+// it moved to registers under the instance the binding had (the
+// registrar replaces the binding rather than keeping the old node's
+// Contact next to the new one), and the node it left lets go without a
+// word to the registrar: a removal, matched by instance, would take the
+// new node's binding away. Before, the new node registered its own
+// instance (two bindings, one pointing at a node that may be dead) and
+// the old one sent Expires: 0 at the takeover.
+func TestMovedRegistration(t *testing.T) {
+	reg := fakereg.Start(t)
+	uaA := startUA(t, reg, "urn:uuid:00000000-0000-4000-8000-00000000000a")
+	uaB := startUA(t, reg, "urn:uuid:00000000-0000-4000-8000-00000000000b")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rA, rB := newRegs(uaA), newRegs(uaB)
+	defer rB.Close(context.Background())
+
+	bA, err := rA.Register(ctx, Connect{Identity: "alice@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := reg.Next(t)
+	if first.Instance == "" || first.Instance != bA.Instance() {
+		t.Fatalf("A registered %+v, binding instance %q", first, bA.Instance())
+	}
+	sA := newFake("s1")
+	rA.Attach(sA, bA)
+
+	bB, err := rB.Register(ctx, Connect{Identity: "alice@example.com", Instance: bA.Instance()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := reg.Next(t)
+	if moved.Instance != first.Instance || moved.Contact == first.Contact || moved.Expires != "60" {
+		t.Fatalf("B registered %+v after A's %+v: want A's instance with B's Contact", moved, first)
+	}
+	if bB.Instance() != first.Instance {
+		t.Fatalf("B's binding instance %q, want %q", bB.Instance(), first.Instance)
+	}
+
+	rA.Moved(sA.id)
+	close(sA.done)
+	rA.Ended(sA.id) // the session's end on A after the move: nothing left to release
+	if err := rA.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := uaA.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reg.None(t)
+
+	// The new owner still removes the binding when the session ends.
+	sB := newFake("s1")
+	rB.Attach(sB, bB)
+	close(sB.done)
+	rB.Ended(sB.id)
+	if got := reg.Next(t); got.Expires != "0" || got.Instance != first.Instance {
+		t.Fatalf("B's removal %+v, want Expires 0 under %q", got, first.Instance)
+	}
+
+	// A value that is not a URN is not sent as an instance.
+	bad, err := rB.Register(ctx, Connect{Identity: "bob@example.com", Instance: `x" ;evil`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := reg.Next(t); got.Instance == "" || strings.Contains(got.Instance, "evil") || got.Instance != bad.Instance() {
+		t.Fatalf("bob registered %+v", got)
+	}
+	rB.Release(bad)
+	reg.Next(t)
 }

@@ -360,7 +360,7 @@ func (g *UserAgent) Close(ctx context.Context) error {
 		wg.Go(func() { _ = c.Hangup(ctx) })
 	}
 	for _, r := range regs {
-		wg.Go(func() { r.stop(ctx) })
+		wg.Go(func() { r.stop(ctx, true) })
 	}
 	wg.Go(func() { g.closeEvents(ctx) })
 	wg.Wait()

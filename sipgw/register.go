@@ -113,6 +113,15 @@ type RegisterOptions struct {
 	// the AOR's own. A registration joined keeps the route it started
 	// with.
 	Route Route
+	// Instance, when set, is the +sip.instance a new binding registers
+	// under instead of this node's own for the identity: that of the
+	// binding another node held for a session that moved here, so that
+	// the registrar replaces that binding (matched by instance and
+	// reg-id, RFC 5626 section 6) with this node's Contact rather than
+	// keeping it next to ours, pointing at a node that let go or died.
+	// Unused when the identity's binding here is joined; a value that is
+	// not a URN is ignored.
+	Instance string
 }
 
 // ErrRegistrationLost: a refresh failed; the binding is gone.
@@ -231,6 +240,9 @@ func (g *UserAgent) Register(ctx context.Context, identity string, o *RegisterOp
 			continue
 		}
 		instance, token := g.identityInstance(identity)
+		if validInstance(o.Instance) {
+			instance = o.Instance
+		}
 		r = &registration{
 			g: g, identity: identity, aor: aor, trunk: o.Route.Trunk, token: token, instance: instance,
 			callID: randUUID(), fromTag: sip.GenerateTagN(16), refs: 1, auth: o.Auth,
@@ -302,6 +314,24 @@ func (h *Registration) Expires() time.Duration {
 // Release gives up this holder's share; the last one removes the binding
 // (REGISTER Expires: 0) before returning. Safe to call more than once.
 func (h *Registration) Release(ctx context.Context) error {
+	return h.release(ctx, true)
+}
+
+// Handover gives up this holder's share as its session moves to another
+// node, which registers the binding under the same instance
+// (RegisterOptions.Instance): the last one stops refreshing and leaves
+// the binding at the registrar. A removal would take the new node's
+// binding away (the registrar matches it by instance), and so would a
+// refresh with this node's Contact. Safe to call more than once, and
+// after Release (the first call decides).
+func (h *Registration) Handover() {
+	_ = h.release(context.Background(), false)
+}
+
+// Instance is the +sip.instance the binding is registered under.
+func (h *Registration) Instance() string { return h.r.instance }
+
+func (h *Registration) release(ctx context.Context, remove bool) error {
 	var err error
 	h.once.Do(func() {
 		r := h.r
@@ -322,14 +352,19 @@ func (h *Registration) Release(ctx context.Context) error {
 		}
 		g.mu.Unlock()
 		if last {
-			err = r.stop(ctx)
+			err = r.stop(ctx, remove)
 		}
 	})
 	return err
 }
 
-// stop ends refreshing and removes the binding, once.
-func (r *registration) stop(ctx context.Context) error {
+// validInstance reports whether v may go in +sip.instance's quotes.
+func validInstance(v string) bool {
+	return strings.HasPrefix(v, "urn:") && len(v) <= 256 && !hasCtl(v) && !strings.ContainsAny(v, "\"<>\\ ")
+}
+
+// stop ends refreshing and, with remove, removes the binding, once.
+func (r *registration) stop(ctx context.Context, remove bool) error {
 	var err error
 	r.stopOnce.Do(func() {
 		defer func() {
@@ -347,6 +382,11 @@ func (r *registration) stop(ctx context.Context) error {
 		case <-r.lost:
 			return
 		default:
+		}
+		if !remove {
+			r.g.dropReg(r)
+			r.g.log.Info("sipgw: registration handed over", "identity", r.identity)
+			return
 		}
 		_, err = r.send(ctx, 0, nil)
 		r.g.dropReg(r)

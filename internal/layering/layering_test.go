@@ -43,6 +43,8 @@ var allowed = map[string][]string{
 	"internal/ratelog":      {},
 	"internal/flood":        {"protocol"},
 	"internal/logtest":      {},
+	"internal/fakereg":      {},
+	"internal/kamailio":     {},
 	"presence":              {"internal/ratelog", "protocol", "routing", "endpoint", "internal/subscription", "presence/pidf"},
 	"notification":          {"internal/ratelog", "protocol", "routing", "endpoint", "internal/subscription", "notification/mwi"},
 	"client":                {"protocol", "session"},

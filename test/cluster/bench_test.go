@@ -17,12 +17,13 @@ import (
 )
 
 // single starts one jsonrtcd alone with the given store backend.
-func single(b *testing.B, backend string) *node {
+func single(b testing.TB, backend string) *node {
 	b.Helper()
 	dir := b.TempDir()
 	n := &node{name: "alone", dir: filepath.Join(dir, "data"), config: filepath.Join(dir, "c.yaml"), log: filepath.Join(dir, "log")}
 	n.addr = fmt.Sprintf("127.0.0.1:%d", testenv.Port(b))
-	cfg := fmt.Sprintf("listen: %s\nmetrics: {listen: \"\"}\nlog: {level: warn}\nstore: {backend: %s, dir: %s}\n", n.addr, backend, n.dir)
+	n.metrics = fmt.Sprintf("127.0.0.1:%d", testenv.Port(b))
+	cfg := fmt.Sprintf("listen: %s\nmetrics: {listen: %s}\nlog: {level: warn}\nstore: {backend: %s, dir: %s}\n", n.addr, n.metrics, backend, n.dir)
 	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}

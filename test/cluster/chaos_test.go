@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"math/rand/v2"
 	"strconv"
@@ -28,9 +29,10 @@ var (
 // TestClusterChaos: sessions spread over the three nodes send numbered
 // messages round a ring while sockets are killed at random and, every
 // 3-5 s, one node (each in turn) is killed with SIGKILL and started
-// again. Every message must arrive once and in order, and no session
-// may be lost. A send whose report does not come (its host killed) is
-// counted and the sender goes on; what counts is what the receivers get.
+// again. Every message reported delivered must arrive once and in
+// order, every send must get its report (delivered, or an error: its
+// receiver's node down, its host's report lost with it), and no session
+// may be lost or closed.
 func TestClusterChaos(t *testing.T) {
 	nodes := newCluster(t)
 	n, per := *chaosSessions, *chaosMessages
@@ -41,6 +43,9 @@ func TestClusterChaos(t *testing.T) {
 		clients[i] = dial(t, "u"+strconv.Itoa(i)+"@example.com", urls(nodes, i%len(nodes)), func(o *client.Options) {
 			o.AutoAcceptMessages = true
 			o.EventBuffer = 4096
+			// A send waits for its report past the gateway's report
+			// timeout (below).
+			o.RequestTimeouts = map[string]time.Duration{"messaging/send": 150 * time.Second}
 		})
 	}
 	// Receivers: per sender, the numbers received (a number twice is a
@@ -67,7 +72,12 @@ func TestClusterChaos(t *testing.T) {
 					// Not by the test (it closes the clients after
 					// counting): the gateway closed the session (4000:
 					// taken over by a connect the client gave up on).
-					closed.Add(1)
+					// Logged with its time and session, to be found in
+					// the nodes' logs.
+					if ev.Err != nil {
+						closed.Add(1)
+						t.Logf("%s closed by the gateway at %s, session %s: %v", c.Identity(), time.Now().UTC().Format("15:04:05.000"), ev.SessionID, ev.Err)
+					}
 					continue
 				case client.EventMessage:
 				default:
@@ -130,7 +140,7 @@ func TestClusterChaos(t *testing.T) {
 
 	// delivered[i][k]: sender i's message k was reported delivered.
 	delivered := make([][]bool, n)
-	var noReport atomic.Int64
+	var noReport, failed atomic.Int64
 	var whyMu sync.Mutex
 	why := map[string]int{} // the reports missing, by code or error
 	var send sync.WaitGroup
@@ -141,11 +151,23 @@ func TestClusterChaos(t *testing.T) {
 			to := "u" + strconv.Itoa((i+1)%n) + "@example.com"
 			me := "u" + strconv.Itoa(i)
 			for k := range per {
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				// Past the gateway's report timeout (90 s, and the 2 s
+				// the sender's node gives the host, from when a node
+				// took the send: a resume may take the send tens of
+				// seconds after the client sent it, on this loaded a
+				// machine): a report lost with a host restarted within
+				// a lease TTL (never seen down) comes as a 408 then.
+				ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 				code, err := c.Send(ctx, to, "text/plain", me+":"+strconv.Itoa(k))
 				cancel()
-				if err != nil || code != 200 {
+				if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, client.ErrRequestTimeout) {
+					// No report at all, neither delivered nor failed:
+					// a failure of the test (docs/cluster.md "Delivery
+					// reports").
 					noReport.Add(1)
+				}
+				if err != nil || code != 200 {
+					failed.Add(1)
 					w := strconv.Itoa(code)
 					if err != nil {
 						w = err.Error()
@@ -199,12 +221,12 @@ func TestClusterChaos(t *testing.T) {
 	}
 	recv.Wait()
 	lostMsgs, received, dup, ooo := missing()
-	t.Logf("%d sessions, %d messages in %v with %d node kills and %d socket kills: received %d, reported delivered and not received %d, duplicated %d, out of order %d, reports missing %d, sessions lost %d, clients closed by the gateway %d",
-		n, want, elapsed.Round(time.Second), nodeKills.Load(), socketKills.Load(), received, lostMsgs, dup, ooo, noReport.Load(), lost.Load(), closedByGateway)
+	t.Logf("%d sessions, %d messages in %v with %d node kills and %d socket kills: received %d, reported delivered and not received %d, duplicated %d, out of order %d, reported not delivered %d, reports missing %d, sessions lost %d, clients closed by the gateway %d",
+		n, want, elapsed.Round(time.Second), nodeKills.Load(), socketKills.Load(), received, lostMsgs, dup, ooo, failed.Load(), noReport.Load(), lost.Load(), closedByGateway)
 	if len(why) > 0 {
-		t.Logf("reports missing, by code or error: %v", why)
+		t.Logf("reported not delivered, by code or error: %v", why)
 	}
-	if lostMsgs != 0 || dup != 0 || ooo != 0 || lost.Load() != 0 || closedByGateway != 0 {
-		t.Errorf("%d messages lost, %d duplicated, %d out of order, %d sessions lost, %d clients closed by the gateway", lostMsgs, dup, ooo, lost.Load(), closedByGateway)
+	if lostMsgs != 0 || dup != 0 || ooo != 0 || noReport.Load() != 0 || lost.Load() != 0 || closedByGateway != 0 {
+		t.Errorf("%d messages lost, %d duplicated, %d out of order, %d reports missing, %d sessions lost, %d clients closed by the gateway", lostMsgs, dup, ooo, noReport.Load(), lost.Load(), closedByGateway)
 	}
 }

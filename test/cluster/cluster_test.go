@@ -273,15 +273,16 @@ func TestResumeOnAnotherNode(t *testing.T) {
 // TestNodeKilled: kill -9 of the node that owns bob's session and hosts
 // his call with carol: bob's client resumes on another node from the
 // replicated record (same session, no message lost), the call hosted on
-// the dead node ends on both sides with shutdown once its lease expires
-// (nothing waits on it forever), and messaging goes on.
+// the dead node is adopted by another from its record once the lease
+// expires and goes on (a re-offer, then carol's hang-up), and messaging
+// goes on.
 func TestNodeKilled(t *testing.T) {
 	nodes := newCluster(t)
 	alice := dial(t, "alice@example.com", urls(nodes, 0)[:1], nil)
 	bob := dial(t, "bob@example.com", urls(nodes, 1), func(o *client.Options) { o.AutoAcceptMessages = true })
 	carol := dial(t, "carol@example.com", urls(nodes, 2)[:1], nil)
 	id := bob.SessionID()
-	call(t, bob, carol) // hosted on n2, bob's node
+	out, in := call(t, bob, carol) // hosted on n2, bob's node
 	if code, err := alice.Send(tctx(t), "bob@example.com", "text/plain", "m0"); err != nil || code != 200 {
 		t.Fatalf("before the kill: %d, %v", code, err)
 	}
@@ -289,9 +290,9 @@ func TestNodeKilled(t *testing.T) {
 		t.Fatalf("bob got %q", ev.Message.Body)
 	}
 	nodes[1].stop(t, syscall.SIGKILL)
-	// Both ends of the call hosted on n2 hear it end.
-	callEvent(t, carol, client.CallEnded)
-	callEvent(t, bob, client.CallEnded)
+	event(t, bob, client.EventResumed)
+	reOffer(t, in, carol, out, bob, offer, answer)
+	ended(t, in, bob)
 	if bob.SessionID() != id {
 		t.Fatalf("bob's session %s became %s: not resumed", id, bob.SessionID())
 	}
@@ -302,7 +303,7 @@ func TestNodeKilled(t *testing.T) {
 		t.Fatalf("bob got %q", ev.Message.Body)
 	}
 	// A new call between the survivors works.
-	out, _ := call(t, alice, bob)
+	out, _ = call(t, alice, bob)
 	if err := out.Hangup(tctx(t)); err != nil {
 		t.Fatal(err)
 	}

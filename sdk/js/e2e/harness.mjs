@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 import { reservePort } from './sip.mjs';
 
@@ -124,6 +124,25 @@ export async function startGateway({ config } = {}) {
     stop,
     restart,
   };
+}
+
+/**
+ * A file's fixture: before its tests, a gateway (startGateway's options),
+ * a browser and one signed-in demo page per name; after them, all closed.
+ * Returns the object the before hook fills: {gw, browser, [name]: page}.
+ */
+export function phones(names, gatewayOptions) {
+  const f = {};
+  before(async () => {
+    f.gw = await startGateway(gatewayOptions);
+    f.browser = await launchBrowser(f.gw);
+    for (const n of names) f[n] = await openPhone(f.browser, f.gw, n);
+  });
+  after(async () => {
+    await f.browser?.close();
+    await f.gw?.stop();
+  });
+  return f;
 }
 
 /**
@@ -421,6 +440,31 @@ export async function startBlockingProxy(gw) {
       server.close(() => r());
     });
   return proxy;
+}
+
+/** Waits until page's contact `who` shows status (data-status) and text. */
+export async function waitContact(page, who, status, text, timeout = 15000) {
+  try {
+    await page.waitForFunction(
+      ([w, s, x]) => {
+        const li = document.querySelector(`#presence-list li[data-target="${w}"]`);
+        return !!li && li.dataset.status === s && li.querySelector('.what').textContent === x;
+      },
+      [who, status, text],
+      { timeout, polling: 100 },
+    );
+  } catch (err) {
+    const li = page.locator(`#presence-list li[data-target="${who}"]`);
+    const have = (await li.count()) ? `${await li.getAttribute('data-status')} / ${await li.locator('.what').textContent()}` : 'no contact';
+    throw new Error(`${page.identity}: contact ${who} is not ${status} / ${text} (has ${have}): ${err.message}`);
+  }
+}
+
+/** page watches who with the contact form, until who shows available. */
+export async function watchContact(page, who) {
+  await page.fill('#watch-to', who);
+  await page.click('#watch-btn');
+  await waitContact(page, who, 'open', 'available');
 }
 
 /** caller calls callee with the dial form; callee accepts; both established. */

@@ -4,7 +4,7 @@
 // indicator when the gateway has no voicemail service.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, launchBrowser, openPhone, waitConn, waitConnSeen, connMark, waitWire } from './harness.mjs';
+import { startGateway, launchBrowser, openPhone, waitConn, waitConnSeen, connMark, waitWire, waitContact } from './harness.mjs';
 
 // Short lifetimes so that refreshes and the resume timeout happen within
 // the test: subscriptions last 10 s (the SDK refreshes 5 s before), a
@@ -42,24 +42,6 @@ function e2e(name, fn) {
 }
 
 const contact = (page, who) => page.locator(`#presence-list li[data-target="${who}"]`);
-
-/** Waits until page's contact `who` shows status (data-status) and text. */
-async function waitContact(page, who, status, text, timeout = 15000) {
-  try {
-    await page.waitForFunction(
-      ([w, s, x]) => {
-        const li = document.querySelector(`#presence-list li[data-target="${w}"]`);
-        return !!li && li.dataset.status === s && li.querySelector('.what').textContent === x;
-      },
-      [who, status, text],
-      { timeout, polling: 100 },
-    );
-  } catch (err) {
-    const li = contact(page, who);
-    const have = (await li.count()) ? `${await li.getAttribute('data-status')} / ${await li.locator('.what').textContent()}` : 'no contact';
-    throw new Error(`${page.identity}: contact ${who} is not ${status} / ${text} (has ${have}): ${err.message}`);
-  }
-}
 
 /** Watches `who` with the page's own form. */
 async function watch(page, who) {

@@ -3,44 +3,16 @@
 // call: every resume fails. The pages start clean new sessions that work
 // at once, their watched contacts come back watched, and the call card
 // says why the call ended.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, launchBrowser, openPhone, waitConnSeen, connMark, waitCall, audioFlows, answeredCall, printOnFailure } from './harness.mjs';
+import { phones, waitConnSeen, connMark, waitCall, audioFlows, answeredCall, printOnFailure, waitContact, watchContact } from './harness.mjs';
 
-let gw;
-let browser;
-let alice;
-let bob;
-
-before(async () => {
-  gw = await startGateway({ config: 'store:\n  backend: memory\n' });
-  browser = await launchBrowser(gw);
-  alice = await openPhone(browser, gw, 'alice');
-  bob = await openPhone(browser, gw, 'bob');
-});
-
-after(async () => {
-  await browser?.close();
-  await gw?.stop();
-});
-
-/** Waits until page's contact who shows status (data-status) and text. */
-async function waitContact(page, who, status, text) {
-  await page.waitForFunction(
-    ([w, s, x]) => {
-      const li = document.querySelector(`#presence-list li[data-target="${w}"]`);
-      return !!li && li.dataset.status === s && li.querySelector('.what').textContent === x;
-    },
-    [who, status, text],
-    { timeout: 15000, polling: 100 },
-  );
-}
+const f = phones(['alice', 'bob'], { config: 'store:\n  backend: memory\n' });
 
 test('gateway restarted without its sessions: new sessions at once, contacts watched again, the call card says why the call ended', async () => {
+  const { gw, alice, bob } = f;
   await printOnFailure({ alice, bob }, gw, async () => {
-    await alice.fill('#watch-to', bob.identity);
-    await alice.click('#watch-btn');
-    await waitContact(alice, bob.identity, 'open', 'available');
+    await watchContact(alice, bob.identity);
 
     await answeredCall(alice, bob);
     await audioFlows(alice);

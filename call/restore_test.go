@@ -1,0 +1,113 @@
+package call
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// replicas records what Options.Replicate hears.
+type replicas struct {
+	mu    sync.Mutex
+	last  Snapshot
+	n     int
+	ended bool
+}
+
+func (r *replicas) hear(sn Snapshot, ended bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last, r.ended = sn, ended
+	r.n++
+}
+
+func (r *replicas) get() (Snapshot, int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last, r.n, r.ended
+}
+
+// TestRestoreGoesOn: an answered web call is replicated as it changes
+// (the answer, each answered re-offer), and a second handler that
+// restores the snapshot relays the call on: a re-offer and its answer,
+// the complete with the correlation of the offer answered, and the
+// hang-up, whose end is replicated too.
+func TestRestoreGoesOn(t *testing.T) {
+	var r1, r2 replicas
+	e1 := newEnv(t, time.Minute)
+	e1.h.opts.Replicate = r1.hear
+	a, b := e1.ep("alice@web.example"), e1.ep("bob@web.example")
+	st := e1.webCall(t, a, b, "c1", 1)
+	sn, n, ended := r1.get()
+	want := Snapshot{Target: "bob@web.example",
+		Caller: LegSnapshot{Session: a.id, Identity: a.identity, Sub: "c1", StartCorr: "c1"},
+		Callee: LegSnapshot{Session: b.id, Identity: b.identity, Sub: st.Control.SubsessionID, StartCorr: st.Control.CorrelationID, AnswerCorr: st.Control.CorrelationID}}
+	if n != 1 || ended || sn != want {
+		t.Fatalf("after the answer Replicate heard %d times (ended %v) %+v, want once %+v", n, ended, sn, want)
+	}
+	// The host dies: e1's copy ends without a word (a's and b's frames
+	// from it are read away), and e2 takes the snapshot.
+	e1.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 2})
+	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	if _, _, ended := r1.get(); !ended {
+		t.Fatal("the end of the call was not replicated")
+	}
+	e2 := newEnv(t, time.Minute)
+	e2.h.opts.Replicate = r2.hear
+	if err := e2.h.Restore(sn, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.h.Restore(sn, a, b); !errors.Is(err, ErrLegTaken) {
+		t.Fatalf("a second restore of the call: %v, want ErrLegTaken", err)
+	}
+	// Bob re-offers: alice gets it, answers, bob gets the answer and
+	// completes, alice gets the complete with her answer's correlation.
+	e2.send(b, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: sn.Callee.Sub, seq: 2, p: protocol.CallPayload{SDP: webOffer}})
+	ro := a.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	if ro.Control.SubsessionID != "c1" {
+		t.Fatalf("re-offer on %q, want c1", ro.Control.SubsessionID)
+	}
+	e2.send(a, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: "c1", seq: 3, corr: ro.Control.CorrelationID,
+		state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+	if ans := b.expect(t, protocol.TypeResponse, protocol.ActionStart); ans.Control.CorrelationID != "c2" || ans.Header.ResponseCode != 200 {
+		t.Fatalf("bob's re-offer answered %s", ans.Marshal())
+	}
+	if sn2, _, _ := r2.get(); sn2.Caller.AnswerCorr != ro.Control.CorrelationID {
+		t.Fatalf("replicated after the re-offer: %+v, want alice's answer correlation %s", sn2, ro.Control.CorrelationID)
+	}
+	e2.send(b, wf{typ: protocol.TypeMessage, act: protocol.ActionComplete, sub: sn.Callee.Sub, seq: 3, corr: "c2"})
+	if c := a.expect(t, protocol.TypeMessage, protocol.ActionComplete); c.Control.CorrelationID != ro.Control.CorrelationID {
+		t.Fatalf("complete to alice on %q, want %q", c.Control.CorrelationID, ro.Control.CorrelationID)
+	}
+	e2.send(b, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: sn.Callee.Sub, seq: 4})
+	a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	if _, _, ended := r2.get(); !ended {
+		t.Fatal("the end of the restored call was not replicated")
+	}
+}
+
+// TestRestoreKeepsSubsessionIDs: a handler that restores a call whose
+// callee leg has one of its own ids never hands that id out again (a
+// node restarted counts from 1).
+func TestRestoreKeepsSubsessionIDs(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	a, b, c := e.ep("alice@web.example"), e.ep("bob@web.example"), e.ep("carol@web.example")
+	sn := Snapshot{Target: "bob@web.example", Caller: LegSnapshot{Session: a.id, Identity: a.identity, Sub: "c1"},
+		Callee: LegSnapshot{Session: b.id, Identity: b.identity, Sub: "s7"}}
+	if err := e.h.Restore(sn, a, b); err != nil {
+		t.Fatal(err)
+	}
+	f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c2", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
+	f.Header.Target = c.identity
+	e.h.HandleFrame(b, f)
+	if st := c.expect(t, protocol.TypeRequest, protocol.ActionStart); st.Control.SubsessionID != "s8" {
+		t.Fatalf("a new call after the restore got subsession %s, want s8", st.Control.SubsessionID)
+	}
+	hangUp(e, b, "c2", 2)
+	c.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	hangUp(e, a, "c1", 2)
+	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+}

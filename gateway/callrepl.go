@@ -1,0 +1,495 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Replicated web calls (docs/cluster.md, "A dead node"): each answered
+// call between web sessions has a record in the store, the session
+// records' bucket (same replicas, same age limit, written again while
+// the call lasts), from its answer to its end. The record names the
+// call's host and holds its snapshot (call.Snapshot) under the key of
+// its caller's leg; the callee's leg has a key that points at it. When
+// a host dies, the owner of a session with a route to it for a call (a
+// survivor's live session at the lease's expiry, or a session resuming
+// later) adopts the call: it takes the record by compare-and-set on its
+// revision, naming itself the host, and rebuilds the call in its
+// handler; whoever loses the race reads the new host. A node restarted
+// on its data directory adopts back the calls still naming it.
+
+// maxCallQueue bounds the call records waiting for the store; beyond it
+// a call's change goes unwritten (counted, logged): the call goes on,
+// and only its host's death would then end it.
+const maxCallQueue = 4096
+
+// callPrefix begins the keys of call records.
+const callPrefix = "call."
+
+// callRecord is a record's value: under the caller leg's key, the host
+// and the call; under the callee leg's, the caller leg's key.
+type callRecord struct {
+	Host string         `json:"host,omitempty"`
+	Call *call.Snapshot `json:"call,omitempty"`
+	Of   string         `json:"of,omitempty"`
+}
+
+// callKey names the record of a leg: the client's subsession ids are
+// its own, and may hold characters a NATS key refuses.
+func callKey(session, sub string) string {
+	h := sha256.Sum256([]byte(session + "\x00" + sub))
+	return callPrefix + hex.EncodeToString(h[:16])
+}
+
+// legID names a call's caller leg.
+type legID struct{ session, sub string }
+
+type callOp struct {
+	sn    call.Snapshot
+	ended bool
+}
+
+type callRepl struct {
+	g    *Gateway
+	host string // this node's name; "local" alone
+	ttl  time.Duration
+
+	mu    sync.Mutex
+	queue map[string]callOp // by the caller leg's key: the last change wins
+	order []string
+	kick  chan struct{}
+	// live are the records this node holds, by key: written by run, and
+	// added to by adopt.
+	live map[string]heldRecord
+	// calls are the keys in live of call records (the others point at
+	// one): jsonrtc_call_records.
+	calls map[string]legID
+	// adopting serialises the adoptions of a call.
+	adopting idLocks
+
+	dropped, adopted atomic.Uint64
+}
+
+func newCallRepl(g *Gateway, host string) *callRepl {
+	return &callRepl{g: g, host: host, ttl: g.cfg.RecordTTL(), queue: map[string]callOp{},
+		kick: make(chan struct{}, 1), live: map[string]heldRecord{}, calls: map[string]legID{}}
+}
+
+// collectors are the call records' metrics.
+func (r *callRepl) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jsonrtc_call_records",
+			Help: "Answered web calls hosted here whose record is in the store (another node goes on with them if this one dies)."},
+			func() float64 {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				return float64(len(r.calls))
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_calls_adopted_total",
+			Help: "Web calls this node took over from a dead host, or from its own earlier life, by their records."},
+			func() float64 { return float64(r.adopted.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_call_records_dropped_total",
+			Help: "Changes of web calls not written to their records because the write queue was full."},
+			func() float64 { return float64(r.dropped.Load()) }),
+	}
+}
+
+// replicate queues a call's change (call.Options.Replicate: never
+// blocks).
+func (r *callRepl) replicate(sn call.Snapshot, ended bool) {
+	k := callKey(sn.Caller.Session, sn.Caller.Sub)
+	r.mu.Lock()
+	if _, ok := r.queue[k]; !ok {
+		if len(r.queue) >= maxCallQueue {
+			r.mu.Unlock()
+			r.dropped.Add(1)
+			r.g.rlog.Warn("call records", "call records' queue full: a call's change is not written", "session_id", sn.Caller.Session, "subsession_id", sn.Caller.Sub)
+			return
+		}
+		r.order = append(r.order, k)
+	}
+	r.queue[k] = callOp{sn: sn, ended: ended}
+	r.mu.Unlock()
+	poke(r.kick)
+}
+
+// run writes the queued changes until ctx ends, and every third of the
+// records' lifetime writes the live ones again.
+func (r *callRepl) run(ctx context.Context) { writeLoop(ctx, r.kick, r.ttl, r.drain, r.refresh) }
+
+func (r *callRepl) refresh(ctx context.Context) {
+	r.mu.Lock()
+	live := make(map[string]heldRecord, len(r.live))
+	for k, h := range r.live {
+		live[k] = h
+	}
+	r.mu.Unlock()
+	for k, h := range live {
+		nh, keep := rewrite(ctx, r.g.store, k, h)
+		r.mu.Lock()
+		id, isCall := r.calls[k]
+		if r.live[k].rev == h.rev { // not written meanwhile
+			if keep {
+				r.live[k] = nh
+			} else {
+				delete(r.live, k)
+				delete(r.calls, k)
+			}
+		}
+		r.mu.Unlock()
+		if !keep && isCall {
+			r.lost(ctx, k, id)
+		}
+	}
+}
+
+// lost drops the copy here of the call under ck, whose record this node
+// could not write over its revision, when the record names another host:
+// this node was taken for dead, and another adopted the call. A record
+// gone (expired) leaves the call here.
+func (r *callRepl) lost(ctx context.Context, ck string, id legID) {
+	rec, _, _, err := r.read(ctx, ck)
+	if err != nil || rec.Call == nil || rec.Host == r.host {
+		return
+	}
+	r.g.calls.Drop(id.session, id.sub)
+	r.g.rlog.Warn("call records", "a call hosted here was adopted by another node: this copy is dropped", "session_id", id.session, "subsession_id", id.sub, "host", rec.Host)
+}
+
+func (r *callRepl) drain(ctx context.Context) {
+	for {
+		r.mu.Lock()
+		q, order := r.queue, r.order
+		r.queue, r.order = map[string]callOp{}, nil
+		r.mu.Unlock()
+		if len(order) == 0 {
+			return
+		}
+		for _, k := range order {
+			wctx, cancel := context.WithTimeout(ctx, storeTimeout)
+			r.write(wctx, k, q[k])
+			cancel()
+		}
+	}
+}
+
+// write stores a call's change under its caller leg's key ck.
+func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
+	st := r.g.store
+	wk := callKey(op.sn.Callee.Session, op.sn.Callee.Sub)
+	if op.ended {
+		r.mu.Lock()
+		h, held := r.live[ck]
+		r.mu.Unlock()
+		r.forget(ck, wk)
+		// Deleted only while the record is the one written here: a
+		// node taken for dead must not delete a call another adopted.
+		if _, rev, err := st.Get(ctx, ck); !held || err != nil || rev != h.rev {
+			return
+		}
+		for _, k := range []string{ck, wk} {
+			if err := st.Delete(ctx, k); err != nil {
+				r.g.rlog.Info("call records", "a call's record not deleted (it expires)", "err", err)
+			}
+		}
+		return
+	}
+	data, _ := json.Marshal(callRecord{Host: r.host, Call: &op.sn})
+	r.mu.Lock()
+	h, held := r.live[ck]
+	r.mu.Unlock()
+	var rev uint64
+	var err error
+	if held {
+		rev, err = st.Update(ctx, ck, data, h.rev)
+		if errors.Is(err, store.ErrConflict) {
+			// Adopted by another node (this one taken for dead), or
+			// expired: not ours to write any more.
+			r.forget(ck, wk)
+			r.lost(ctx, ck, legID{op.sn.Caller.Session, op.sn.Caller.Sub})
+			return
+		}
+	} else {
+		rev, err = createOver(ctx, st, ck, data)
+	}
+	if err != nil {
+		r.g.rlog.Info("call records", "a call's record not written", "err", err)
+		return
+	}
+	r.hold(ck, data, rev)
+	r.mu.Lock()
+	r.calls[ck] = legID{op.sn.Caller.Session, op.sn.Caller.Sub}
+	_, held = r.live[wk]
+	r.mu.Unlock()
+	if !held {
+		ptr, _ := json.Marshal(callRecord{Of: ck})
+		if rev, err := createOver(ctx, st, wk, ptr); err == nil {
+			r.hold(wk, ptr, rev)
+		}
+	}
+}
+
+// createOver creates key, over a record of the same key left from
+// before (a leg's key is its session's and subsession's: the record is
+// this call's).
+func createOver(ctx context.Context, st store.Store, key string, data []byte) (uint64, error) {
+	rev, err := st.Create(ctx, key, data)
+	if errors.Is(err, store.ErrConflict) {
+		_ = st.Delete(ctx, key)
+		rev, err = st.Create(ctx, key, data)
+	}
+	return rev, err
+}
+
+func (r *callRepl) hold(key string, data []byte, rev uint64) {
+	r.mu.Lock()
+	r.live[key] = heldRecord{data: data, rev: rev}
+	r.mu.Unlock()
+}
+
+func (r *callRepl) forget(keys ...string) {
+	r.mu.Lock()
+	for _, k := range keys {
+		delete(r.live, k)
+		delete(r.calls, k)
+	}
+	r.mu.Unlock()
+}
+
+// read returns the call record of the leg key names, following the
+// callee leg's pointer: the record, its key and revision.
+func (r *callRepl) read(ctx context.Context, key string) (*callRecord, string, uint64, error) {
+	for range 2 {
+		data, rev, err := r.g.store.Get(ctx, key)
+		if err != nil {
+			return nil, key, 0, err
+		}
+		var rec callRecord
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return nil, key, 0, err
+		}
+		if rec.Of == "" {
+			return &rec, key, rev, nil
+		}
+		key = rec.Of
+	}
+	return nil, key, 0, store.ErrNotFound
+}
+
+// adopt finds the host of the call of the leg (session, sub), whose route
+// names a dead node: a live node that has it (its host, or a survivor
+// that adopted it first), or this node, which adopts it when the record
+// still names a dead host. "" is no call to go on with: no record (the
+// call ended, was not answered yet, or its record expired), or a leg
+// whose session is gone; gone says so, rather than a store that did not
+// answer (its buckets electing leaders after the death), which is
+// waited for, backing off, within resumeWait.
+func (r *callRepl) adopt(session, sub string) (host string, gone bool) {
+	deadline := time.Now().Add(r.g.resumeWait)
+	ctx, cancel := context.WithDeadline(r.g.ctx, deadline)
+	defer cancel()
+	var last error
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		// Each try gets a part of the wait, as a resume's reads do
+		// (restoreWaiting): one sent to a leader that went away is not
+		// answered at all, and the next goes to its successor.
+		actx, acancel := context.WithDeadline(ctx, earlier(deadline, time.Now().Add(readAttempt)))
+		host, err := r.adoptOnce(actx, session, sub)
+		acancel()
+		if err == nil {
+			return host, false
+		}
+		last = err
+		if errors.Is(err, errCallGone) || time.Until(deadline) < wait || !sleepCtx(ctx, wait) {
+			break
+		}
+	}
+	r.g.rlog.Info("call adoption", "a call whose host died not adopted", "session_id", session, "subsession_id", sub, "err", last)
+	return "", errors.Is(last, errCallGone)
+}
+
+// errCallGone: the call has no record, or a leg's session has none.
+var errCallGone = errors.New("gateway: the call or a leg's session is gone")
+
+func (r *callRepl) adoptOnce(ctx context.Context, session, sub string) (string, error) {
+	rec, ck, rev, err := r.read(ctx, callKey(session, sub))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", errCallGone
+	case err != nil:
+		return "", err
+	case rec.Call == nil:
+		return "", errCallGone
+	case rec.Host == r.host || !r.g.node.Down(rec.Host):
+		return rec.Host, nil
+	}
+	if err := r.take(ctx, ck, rec, rev); err != nil {
+		return "", err // a conflict: another node took it, read who
+	}
+	return r.host, nil
+}
+
+// take makes this node the host of the call of record rec, under ck at
+// revision rev, and rebuilds the call in the handler.
+func (r *callRepl) take(ctx context.Context, ck string, rec *callRecord, rev uint64) error {
+	unlock := r.adopting.lock(ck)
+	defer unlock()
+	sn := *rec.Call
+	caller, err := r.g.legEndpoint(ctx, sn.Caller)
+	if err != nil {
+		return err
+	}
+	callee, err := r.g.legEndpoint(ctx, sn.Callee)
+	if err != nil {
+		return err
+	}
+	rec.Host = r.host
+	data, _ := json.Marshal(rec)
+	nrev, err := r.g.store.Update(ctx, ck, data, rev)
+	if err != nil {
+		return err
+	}
+	r.hold(ck, data, nrev)
+	r.mu.Lock()
+	r.calls[ck] = legID{sn.Caller.Session, sn.Caller.Sub}
+	r.mu.Unlock()
+	wk := callKey(sn.Callee.Session, sn.Callee.Sub)
+	if ptr, prev, err := r.g.store.Get(ctx, wk); err == nil {
+		r.hold(wk, ptr, prev)
+	}
+	if err := r.g.calls.Restore(sn, caller, callee); err != nil && !errors.Is(err, call.ErrLegTaken) {
+		return err
+	}
+	r.adopted.Add(1)
+	r.g.log.Info("call adopted", "session_id", sn.Caller.Session, "subsession_id", sn.Caller.Sub, "callee_session_id", sn.Callee.Session)
+	return nil
+}
+
+// legEndpoint returns the endpoint of a leg's session for a call hosted
+// here; errCallGone when the session is gone.
+func (g *Gateway) legEndpoint(ctx context.Context, ls call.LegSnapshot) (endpoint.Endpoint, error) {
+	if g.node == nil {
+		if s := g.lookup(ls.Session); s != nil {
+			return s, nil
+		}
+		return nil, errCallGone
+	}
+	by := time.Now().Add(storeTimeout)
+	if d, ok := ctx.Deadline(); ok {
+		by = d
+	}
+	r, _, err := g.restoreBy(ls.Session, by)
+	switch {
+	case err != nil:
+		return nil, err
+	case r == nil:
+		return nil, errCallGone
+	}
+	return g.endpointOf(ls.Session, ls.Identity, ls.Oracle, r.Owner), nil
+}
+
+// adoptOwn adopts back, at start, the calls whose records name this
+// node: it was killed (or its lease expired unseen) and nobody took them.
+func (r *callRepl) adoptOwn() {
+	ctx, cancel := context.WithTimeout(r.g.ctx, 4*storeTimeout)
+	defer cancel()
+	keys, err := r.g.store.Keys(ctx, callPrefix)
+	if err != nil {
+		r.g.log.Warn("calls of an earlier life not listed: they end", "err", err)
+		return
+	}
+	n := 0
+	for _, k := range keys {
+		if !strings.HasPrefix(k, callPrefix) {
+			continue
+		}
+		rec, ck, rev, err := r.read(ctx, k)
+		if err != nil || ck != k || rec.Call == nil || rec.Host != r.host {
+			continue
+		}
+		if err := r.take(ctx, ck, rec, rev); err != nil {
+			r.g.log.Info("a call of an earlier life not adopted back", "session_id", rec.Call.Caller.Session, "err", err)
+			continue
+		}
+		n++
+	}
+	if n > 0 {
+		r.g.log.Info("calls of an earlier life adopted back", "calls", n)
+	}
+	if r.g.node != nil {
+		r.rerouteRestored()
+	}
+}
+
+// rerouteRestored points the call routes of the sessions restored here
+// that name this node, for calls it does not have, at the calls' hosts:
+// a node back after its lease expired finds its calls adopted by others.
+func (r *callRepl) rerouteRestored() {
+	for _, s := range r.g.liveSessions() {
+		var subs []string
+		s.mu.Lock()
+		for k, node := range s.routes {
+			if k.pkg == protocol.PackageCall && node == r.host {
+				subs = append(subs, k.key)
+			}
+		}
+		s.mu.Unlock()
+		for _, sub := range subs {
+			if r.g.calls.Has(s, sub) {
+				continue
+			}
+			host, _ := r.adopt(s.id, sub)
+			if host == "" || host == r.host {
+				continue
+			}
+			k := routeKey{protocol.PackageCall, sub}
+			s.mu.Lock()
+			if s.routes[k] == r.host {
+				s.routes[k] = host
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// reroute hands f, a frame of s's client for a call whose host did not
+// take it, to the call's new host when the host is dead and the call is
+// adopted (by this node, now, if nobody has yet): the session's route
+// may name the dead host until this node's onNodeDown gets to it. It
+// reports whether f went there.
+func (s *Session) reroute(host string, f *protocol.Frame) bool {
+	g := s.g
+	if g.repl == nil || f.EffectivePackage() != protocol.PackageCall || !g.node.Down(host) {
+		return false
+	}
+	sub := f.Control.SubsessionID
+	nh, _ := g.repl.adopt(s.id, sub)
+	if nh == "" || nh == host {
+		return false
+	}
+	k := routeKey{protocol.PackageCall, sub}
+	s.mu.Lock()
+	if s.routes[k] == host {
+		s.routes[k] = nh
+	}
+	s.mu.Unlock()
+	if nh == g.self() {
+		g.calls.HandleFrame(s, f)
+	} else {
+		s.forward(nh, f)
+	}
+	return true
+}

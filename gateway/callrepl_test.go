@@ -1,0 +1,287 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/cluster"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/jsonrtc/jsonrtc/store/natsstore"
+)
+
+// webCall has a call bob (b) on sub "c1": a's start, b's answer; it
+// returns b's subsession.
+func webCall(t *testing.T, a, b *peer) string {
+	t.Helper()
+	a.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: "c1"},
+		Header:  protocol.Header{Action: protocol.ActionStart, Initiator: "alice@example.com", Target: "bob@example.com"},
+		Payload: protocol.EncodePayload(protocol.CallPayload{SDP: sdpOffer}),
+	})
+	in := b.read()
+	expect(t, in, protocol.TypeRequest, protocol.ActionStart)
+	answer(b, in)
+	if r := a.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 {
+		t.Fatalf("alice's start answered %s", r.Marshal())
+	}
+	return in.Control.SubsessionID
+}
+
+// aliceCallsBob connects alice at urlA and bob at urlB and has a call
+// between them (webCall).
+func aliceCallsBob(t *testing.T, urlA, urlB string) (a, b *peer, bsub string) {
+	t.Helper()
+	a = dial(t, urlA, protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	b = dial(t, urlB, protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	return a, b, webCall(t, a, b)
+}
+
+// answer sends p's 200 to the offer in.
+func answer(p *peer, in *protocol.Frame) {
+	p.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageCall, SubsessionID: in.Control.SubsessionID,
+			CorrelationID: in.Control.CorrelationID, MessageState: protocol.StateFinal},
+		Header:  protocol.Header{Action: protocol.ActionStart, ResponseCode: 200, Initiator: in.Header.Initiator, Target: in.Header.Target},
+		Payload: protocol.EncodePayload(protocol.CallPayload{SDP: sdpOffer}),
+	})
+}
+
+// bobReoffers has bob (b, on his subsession bsub of the call) re-offer,
+// alice (a) get it on the call's subsession and answer, and bob get the
+// answer.
+func bobReoffers(t *testing.T, b, a *peer, bsub string) {
+	t.Helper()
+	b.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: bsub},
+		Header:  protocol.Header{Action: protocol.ActionStart, Initiator: "bob@example.com", Target: "alice@example.com"},
+		Payload: protocol.EncodePayload(protocol.CallPayload{SDP: sdpOffer}),
+	})
+	ro := a.read()
+	expect(t, ro, protocol.TypeRequest, protocol.ActionStart)
+	if ro.Control.SubsessionID != "c1" {
+		// Not the call's: a start on a subsession the gateway does not
+		// know is a new call.
+		t.Fatalf("bob's re-offer reached alice on %q, want c1", ro.Control.SubsessionID)
+	}
+	answer(a, ro)
+	if r := b.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 || r.Control.SubsessionID != bsub {
+		t.Fatalf("bob's re-offer answered %s", r.Marshal())
+	}
+}
+
+// bobReoffersAndHangsUp is bobReoffers, then bob's hang-up, which alice
+// hears.
+func bobReoffersAndHangsUp(t *testing.T, b, a *peer, bsub string) {
+	t.Helper()
+	bobReoffers(t, b, a, bsub)
+	b.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: bsub},
+		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: "bob@example.com", Target: "alice@example.com"},
+	})
+	expect(t, a.read(), protocol.TypeMessage, protocol.ActionShutdown)
+}
+
+// callHost waits until the record of the call of the leg (session, sub),
+// read by g, names want as its host ("": until there is no record).
+func callHost(t *testing.T, g *Gateway, session, sub, want string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		host := ""
+		rec, _, _, err := g.repl.read(context.Background(), callKey(session, sub))
+		switch {
+		case err == nil && rec.Call == nil:
+			t.Fatalf("call record %+v", rec)
+		case err == nil:
+			host = rec.Host
+		case !errors.Is(err, store.ErrNotFound):
+			t.Fatal(err)
+		}
+		if host == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the call's record names host %q after 15s, want %q", host, want)
+		}
+		<-time.After(20 * time.Millisecond)
+	}
+}
+
+// TestClusterCallSurvivesItsHost: alice on n1 calls bob on n2 (the call
+// lives on n1, its host) and n1 dies. n2, where bob's session is, adopts
+// the call from its record; alice resumes on n3, which finds the call's
+// new host from the record; bob's re-offer reaches alice and its answer
+// bob; alice's hang-up reaches bob, and the record goes. Before, bob got
+// shutdown ("the call's node went down") and so did alice on her resume.
+func TestClusterCallSurvivesItsHost(t *testing.T) { hostDies(t, true) }
+
+// TestClusterCallRerouted: as TestClusterCallSurvivesItsHost, but n2
+// has not yet got to bob's call when n1 dies (its onNodeDown goes over
+// its sessions one by one): alice resumes on n3, which adopts the call,
+// and bob's re-offer, sent on his route to the dead n1, goes to n3 from
+// the record. Before, bob got 480 ("the call's node is unreachable")
+// until n2 got to his call (TestCallsSurviveTheirHost with 100 calls).
+func TestClusterCallRerouted(t *testing.T) { hostDies(t, false) }
+
+// hostDies: alice on n1 calls bob on n2, n1 dies, alice resumes on n3,
+// bob re-offers and alice hangs up. heard says whether n2 hears of n1's
+// death (it adopts the call) or not (n3 does, as alice resumes).
+func hostDies(t *testing.T, heard bool) {
+	gs, urls := newClusterGateways(t, 3)
+	if !heard {
+		gs[1].node.OnNodeDown(func(string) {})
+	}
+	a, b, bsub := aliceCallsBob(t, urls[0], urls[1])
+	callHost(t, gs[1], a.sid, "c1", "n1")
+	// n1 dies: its node gives up its lease and serves nothing; alice's
+	// socket goes with it.
+	gs[0].node.Close()
+	a.c.CloseNow()
+	adopter := "n3"
+	if heard {
+		adopter = "n2"
+		callHost(t, gs[1], b.sid, bsub, adopter)
+	}
+	w := resumeWS(t, urls[2], "alice@example.com", a.sid, a.seq+1, a.last)
+	callHost(t, gs[1], b.sid, bsub, adopter)
+	// Until n2 has read n1's lease gone, a frame for the call gets 480
+	// there (the host may yet answer): polled, as the leases are read.
+	for deadline := time.Now().Add(10 * time.Second); !gs[1].node.Down("n1"); <-time.After(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("n2 does not see n1 down after 10s")
+		}
+	}
+	bobReoffers(t, b, w, bsub)
+	w.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},
+		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: "alice@example.com", Target: "bob@example.com"},
+	})
+	bye := b.read()
+	expect(t, bye, protocol.TypeMessage, protocol.ActionShutdown)
+	if bye.Header.Reason != "" {
+		t.Fatalf("bob's shutdown says %q, want alice's hang-up", bye.Header.Reason)
+	}
+	callHost(t, gs[1], a.sid, "c1", "")
+}
+
+// killedStore takes no write once killed: the process that uses it is
+// gone (kill -9), as far as the store can tell.
+type killedStore struct {
+	store.Store
+	killed atomic.Bool
+}
+
+var errKilled = errors.New("test: the process is killed")
+
+func (k *killedStore) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	if k.killed.Load() {
+		return 0, errKilled
+	}
+	return k.Store.Create(ctx, key, value)
+}
+
+func (k *killedStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if k.killed.Load() {
+		return 0, errKilled
+	}
+	return k.Store.Update(ctx, key, value, rev)
+}
+
+func (k *killedStore) Delete(ctx context.Context, key string) error {
+	if k.killed.Load() {
+		return errKilled
+	}
+	return k.Store.Delete(ctx, key)
+}
+
+// TestRestartKeepsCalls: a gateway alone, killed during a call between
+// alice and bob and started again on its store, adopts the call back:
+// both resume, bob's re-offer reaches alice and its answer bob, and
+// bob's hang-up reaches alice. Before, the call was gone: bob's
+// re-offer got "no such call".
+func TestRestartKeepsCalls(t *testing.T) {
+	st := store.NewMemory()
+	k := &killedStore{Store: st}
+	g1, url1 := newGatewayOpts(t, nil, Options{Store: k})
+	a, b, bsub := aliceCallsBob(t, url1, url1)
+	callHost(t, g1, a.sid, "c1", "local")
+	k.killed.Store(true)
+	a.c.CloseNow()
+	b.c.CloseNow()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = g1.Shutdown(ctx) // its writes fail: the store keeps what the kill left
+	_, url2 := newGatewayOpts(t, nil, Options{Store: st})
+	a2 := resumeWS(t, url2, "alice@example.com", a.sid, a.seq+1, a.last)
+	b2 := resumeWS(t, url2, "bob@example.com", b.sid, b.seq+1, b.last)
+	bobReoffersAndHangsUp(t, b2, a2, bsub)
+}
+
+// TestClusterRestartAfterAdoption: n1 hosts alice's call with bob (both
+// on n1) and is killed; alice resumes on n2, which adopts the call; n1
+// comes back on its store (bob's session restored there, its route for
+// the call naming n1) and bob resumes on it: his re-offer reaches alice
+// through n2, the call's host now, and so does his hang-up. Before, n1
+// took bob's frames of the call for its own, and answered "no such
+// call".
+func TestClusterRestartAfterAdoption(t *testing.T) {
+	var e store.Store
+	k := &killedStore{}
+	gs, urls := newClusterGatewaysOn(t, 2, func(s store.Store) store.Store {
+		if e == nil {
+			e, k.Store = s, s
+			return k
+		}
+		return s
+	})
+	a, b, bsub := aliceCallsBob(t, urls[0], urls[0])
+	callHost(t, gs[1], a.sid, "c1", "n1")
+	k.killed.Store(true)
+	gs[0].node.Close()
+	a.c.CloseNow()
+	b.c.CloseNow()
+	a2 := resumeWS(t, urls[1], "alice@example.com", a.sid, a.seq+1, a.last)
+	callHost(t, gs[1], a.sid, "c1", "n2")
+	n1, err := cluster.Start(context.Background(), e.(*natsstore.Embedded).Conn(), cluster.Options{Name: "n1", LeaseTTL: 3 * time.Second, DirectoryTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n1.Close)
+	_, url := newGatewayOpts(t, nil, Options{Store: e, Cluster: n1})
+	b2 := resumeWS(t, url, "bob@example.com", b.sid, b.seq+1, b.last)
+	bobReoffersAndHangsUp(t, b2, a2, bsub)
+}
+
+// TestAdoptedCallDropped: a node whose call's record another node took
+// (it adopted the call, this node taken for dead) drops its copy at the
+// call's next change, when its write fails: it must not go on relaying
+// a call hosted elsewhere. Before, the copy lived on.
+func TestAdoptedCallDropped(t *testing.T) {
+	g, url := newGatewayOpts(t, nil, Options{Store: store.NewMemory()})
+	a, b, bsub := aliceCallsBob(t, url, url)
+	callHost(t, g, a.sid, "c1", "local")
+	ctx := context.Background()
+	rec, ck, rev, err := g.repl.read(ctx, callKey(a.sid, "c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Host = "n9"
+	data, _ := json.Marshal(rec)
+	if _, err := g.store.Update(ctx, ck, data, rev); err != nil {
+		t.Fatal(err)
+	}
+	bobReoffers(t, b, a, bsub) // a change: written over a revision gone
+	for deadline := time.Now().Add(10 * time.Second); g.calls.Active() != 0; <-time.After(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the copy of a call adopted elsewhere lives on")
+		}
+	}
+	callHost(t, g, a.sid, "c1", "n9")
+}

@@ -1,0 +1,194 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// Delivery reports owed (docs/cluster.md, "Delivery reports"). A
+// message awaiting its report lives in the messaging handler of the
+// node that took its send, in memory: when that node dies, drains away
+// or restarts, the report never comes. The sender's session therefore
+// keeps, in its record, the sends its client awaits a report for, with
+// the node and the life of that node that took them and the time by
+// which the handler would have answered 408 itself. Wherever the session
+// lives, its owner sends the report the handler cannot: at once when the
+// host is down or was an earlier life of this node, else at that time.
+
+// awaited is a send whose delivery report the client awaits.
+type awaited struct {
+	Corr   string `json:"corr"`
+	Sub    string `json:"sub,omitempty"`
+	Target string `json:"target"`
+	Node   string `json:"node,omitempty"`
+	Life   string `json:"life"`
+	// By is when the host's report timeout has passed.
+	By time.Time `json:"by"`
+	// timer answers for the host at By (armAwaitLocked).
+	timer *time.Timer
+}
+
+// maxAwaited bounds a session's sends awaiting a report in its record
+// (the messaging handler bounds them across sessions): past it the
+// newest is not kept, and its report, should its host die, times out
+// at the client.
+const maxAwaited = 256
+
+// reportMargin is how long after the host's own report timeout the
+// owner answers for it: the host's 408 comes first while it lives.
+const reportMargin = 2 * time.Second
+
+// newLife names one run of this gateway process.
+func newLife() string {
+	b := make([]byte, 9)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// awaitReport notes f, a send of s's client that this node's messaging
+// handler takes: its report is owed.
+func (s *Session) awaitReport(f *protocol.Frame) {
+	if f.Control.Type != protocol.TypeRequest || f.Header.Action != protocol.ActionSend {
+		return
+	}
+	corr := protocol.ClientCorrelation(f)
+	if corr == "" {
+		return
+	}
+	a := awaited{Corr: corr, Sub: f.Control.SubsessionID, Target: f.Header.Target, Node: s.g.ownerName(), Life: s.g.life,
+		By: time.Now().Add(s.g.cfg.Messaging.ReportTimeout.D() + reportMargin)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.awaiting) >= maxAwaited {
+		return
+	}
+	if s.awaiting == nil {
+		s.awaiting = map[string]awaited{}
+	}
+	s.awaiting[corr] = s.armAwaitLocked(a)
+}
+
+// reportedLocked forgets the send f reports on, a frame sent to s;
+// s.mu is held.
+func (s *Session) reportedLocked(f *protocol.Frame) {
+	if len(s.awaiting) == 0 || f.EffectivePackage() != protocol.PackageMessaging || f.Header.Action != protocol.ActionSend ||
+		f.Control.Type != protocol.TypeResponse && f.Control.Type != protocol.TypeError {
+		return
+	}
+	if a, ok := s.awaiting[f.Control.CorrelationID]; ok {
+		if a.timer != nil {
+			a.timer.Stop()
+		}
+		delete(s.awaiting, f.Control.CorrelationID)
+	}
+}
+
+// armAwaitLocked has the owner answer a by its time, and returns a with
+// its timer; s.mu is held.
+func (s *Session) armAwaitLocked(a awaited) awaited {
+	corr := a.Corr
+	a.timer = time.AfterFunc(time.Until(a.By), func() { s.failAwaited(corr, "no delivery report") })
+	return a
+}
+
+// awaitingSnapshotLocked returns the sends owed a report, for the
+// record; s.mu is held.
+func (s *Session) awaitingSnapshotLocked() []awaited {
+	if len(s.awaiting) == 0 {
+		return nil
+	}
+	out := make([]awaited, 0, len(s.awaiting))
+	for _, a := range s.awaiting {
+		out = append(out, a)
+	}
+	return out
+}
+
+// setAwaiting gives s, restored from its record, the sends owed a
+// report. Nothing is armed yet: a copy restored for a takeover may be
+// dropped (takeAwaiting, once s is live here, arms them).
+func (s *Session) setAwaiting(as []awaited) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.awaiting = nil
+	for _, a := range as {
+		if s.awaiting == nil {
+			s.awaiting = make(map[string]awaited, len(as))
+		}
+		s.awaiting[a.Corr] = a
+	}
+}
+
+// takeAwaiting makes this node answer for the sends owed a report of s,
+// restored from its record and now live here: those its host can no
+// longer answer now, the others by their time.
+func (s *Session) takeAwaiting() {
+	s.mu.Lock()
+	for corr, a := range s.awaiting {
+		if a.timer == nil {
+			s.awaiting[corr] = s.armAwaitLocked(a)
+		}
+	}
+	s.mu.Unlock()
+	s.failLostReports()
+}
+
+// failLostReports answers now the sends owed a report whose host can no
+// longer give it: a node that is down, or this node in an earlier life.
+func (s *Session) failLostReports() {
+	g := s.g
+	hosts := map[string]bool{}
+	s.mu.Lock()
+	for _, a := range s.awaiting {
+		hosts[a.Node] = false
+	}
+	s.mu.Unlock()
+	for node := range hosts {
+		hosts[node] = node != g.ownerName() && g.node != nil && g.node.Down(node)
+	}
+	var lost []string
+	s.mu.Lock()
+	for _, a := range s.awaiting {
+		if hosts[a.Node] || a.Node == g.ownerName() && a.Life != g.life {
+			lost = append(lost, a.Corr)
+		}
+	}
+	s.mu.Unlock()
+	for _, corr := range lost {
+		s.failAwaited(corr, "no delivery report: the message's node went down")
+	}
+}
+
+// failAwaited sends the error report of the send corr, still owed, as
+// the messaging handler would at its report timeout (408). A session
+// moved away leaves it to its new owner.
+func (s *Session) failAwaited(corr, reason string) {
+	s.mu.Lock()
+	a, ok := s.awaiting[corr]
+	if !ok || s.ended || s.movedTo != "" {
+		s.mu.Unlock()
+		return
+	}
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	delete(s.awaiting, corr) // answered once
+	s.mu.Unlock()
+	s.g.metrics.cluster.WithLabelValues("report", "lost").Inc()
+	s.Send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageMessaging, SubsessionID: a.Sub, CorrelationID: corr},
+		Header: protocol.Header{Action: protocol.ActionSend, Initiator: s.identity, Target: a.Target,
+			ErrorCode: protocol.CodeRequestTimeout, Reason: reason},
+	}, false)
+}
+
+// onNodeDownReports answers, for the sessions here, the sends whose
+// host went down.
+func (g *Gateway) onNodeDownReports() {
+	for _, s := range g.liveSessions() {
+		s.failLostReports()
+	}
+}

@@ -1,0 +1,175 @@
+package cluster
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/client"
+)
+
+var hostKillCalls = flag.Int("callrepl.calls", 100, "calls up when TestCallsSurviveTheirHost kills their host (issue 13: 100)")
+
+// metric returns the value of the unlabelled metric name on the metrics
+// listener addr, or "" when it is not there.
+func metric(t *testing.T, addr, name string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// untilMetric waits until the metric name, summed over the nodes'
+// metrics listeners addrs, is want. Polled: a record written to the
+// store has no event the test sees.
+func untilMetric(t *testing.T, name string, want int, addrs ...string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := 0
+		for _, a := range addrs {
+			v, _ := strconv.Atoi(metric(t, a, name))
+			got += v
+		}
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %d after 30s, want %d", name, got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// resumedBy waits for c's resume until deadline.
+func resumedBy(t *testing.T, c *client.Client, deadline time.Time) {
+	t.Helper()
+	timeout := time.After(time.Until(deadline))
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok || ev.Kind == client.EventClosed || ev.Kind == client.EventSessionLost {
+				t.Fatalf("%s: session lost waiting for its resume", c.Identity())
+			}
+			if ev.Kind == client.EventResumed {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("%s: not resumed in time", c.Identity())
+		}
+	}
+}
+
+// ended has by hang up and checks that its peer (of peerC) hears the
+// hang-up (a shutdown, not the call's node going down).
+func ended(t *testing.T, by *client.Call, peerC *client.Client) {
+	t.Helper()
+	if err := by.Hangup(tctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := callEvent(t, peerC, client.CallEnded); ev.Reason != "shutdown" {
+		t.Fatalf("%s: call ended with %q, want the peer's shutdown", peerC.Identity(), ev.Reason)
+	}
+}
+
+// TestCallsSurviveTheirHost: calls up between callers on n1 and callees
+// on n2 live on n1, their host, which is killed (kill -9). n2 adopts them
+// from their records as n1's lease expires, the callers resume on n2,
+// and every call goes on: a re-offer passes on half of them (from the
+// callee on some, from the caller on others), and each ends by a hang-up,
+// half by the caller and half by the callee, that the other side hears.
+// Before, every call ended on both sides ("the call's node went down").
+// -callrepl.calls sets the number of calls (100, as issue 13 asks: about
+// 40 s under the race detector on a shared 2-core machine):
+//
+//	go test -race -run TestCallsSurviveTheirHost -v ./test/cluster/ -args -callrepl.calls 20
+func TestCallsSurviveTheirHost(t *testing.T) {
+	nodes := newCluster(t)
+	type pair struct {
+		a, b    *client.Client
+		out, in *client.Call
+	}
+	pairs := make([]pair, *hostKillCalls)
+	// Every callee first: a session's directory entry is written out of
+	// line, and a call placed the instant its callee connected on
+	// another node may find nobody (404).
+	for i := range pairs {
+		pairs[i].b = dial(t, fmt.Sprintf("callee%d@example.com", i), urls(nodes, 1), nil)
+	}
+	for i := range pairs {
+		pairs[i].a = dial(t, fmt.Sprintf("caller%d@example.com", i), urls(nodes, 0), nil)
+	}
+	for i := range pairs {
+		pairs[i].out, pairs[i].in = call(t, pairs[i].a, pairs[i].b)
+	}
+	untilMetric(t, "jsonrtc_call_records", len(pairs), nodes[0].metrics)
+	start := time.Now()
+	nodes[0].stop(t, syscall.SIGKILL)
+	// The callers resume as n1's lease expires (lease_ttl and a third),
+	// those past the resume's 8 s budget told to resume again (1013):
+	// on a loaded machine the last comes well after 15 s.
+	deadline := time.Now().Add(90 * time.Second)
+	for _, p := range pairs {
+		resumedBy(t, p.a, deadline)
+	}
+	t.Logf("%d callers resumed %v after the kill", len(pairs), time.Since(start))
+	// Mostly by n2, the callees' node; a caller that resumes on n3
+	// before n2 got to its call has n3 adopt it.
+	untilMetric(t, "jsonrtc_calls_adopted_total", len(pairs), nodes[1].metrics, nodes[2].metrics)
+	hold := strings.Replace(offer, "a=sendrecv", "a=sendonly", 1)
+	held := strings.Replace(answer, "a=sendrecv", "a=recvonly", 1)
+	for i, p := range pairs {
+		switch i % 4 {
+		case 0:
+			reOffer(t, p.in, p.b, p.out, p.a, hold, held)
+		case 1:
+			reOffer(t, p.out, p.a, p.in, p.b, hold, held)
+		}
+	}
+	for i, p := range pairs {
+		if i%2 == 0 {
+			ended(t, p.out, p.b)
+		} else {
+			ended(t, p.in, p.a)
+		}
+	}
+	untilMetric(t, "jsonrtc_call_records", 0, nodes[1].metrics, nodes[2].metrics)
+}
+
+// TestRestartKeepsCall: one jsonrtcd alone (the nats store on its data
+// directory) is killed (kill -9) during a call and started again on the
+// same directory: both sessions resume, and the call goes on: a re-offer
+// and its answer pass, and the hang-up reaches the other side. Before,
+// the restarted node knew no call: the re-offer failed.
+func TestRestartKeepsCall(t *testing.T) {
+	n := single(t, "nats")
+	alice := dial(t, "alice@example.com", []string{n.ws()}, nil)
+	bob := dial(t, "bob@example.com", []string{n.ws()}, nil)
+	out, in := call(t, alice, bob)
+	hold := strings.Replace(offer, "a=sendrecv", "a=sendonly", 1)
+	held := strings.Replace(answer, "a=sendrecv", "a=recvonly", 1)
+	reOffer(t, out, alice, in, bob, hold, held)
+	// The record is written after each change, out of line.
+	untilMetric(t, "jsonrtc_call_records", 1, n.metrics)
+	n.stop(t, syscall.SIGKILL)
+	n.start(t)
+	event(t, alice, client.EventResumed)
+	event(t, bob, client.EventResumed)
+	reOffer(t, in, bob, out, alice, offer, answer)
+	ended(t, out, bob)
+}

@@ -45,24 +45,21 @@ func TestLookupBeforeLeasesListed(t *testing.T) {
 // kv is the leases' bucket, for the test to write peers' leases in.
 func startNode(t *testing.T, name string, ttl time.Duration) (*natsstore.Embedded, *cluster.Node, jetstream.KeyValue) {
 	t.Helper()
-	ctx := context.Background()
-	e, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: t.TempDir(), Store: natsstore.Options{Memory: true, TTL: time.Minute}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	n, err := cluster.Start(ctx, e.Conn(), cluster.Options{Name: name, LeaseTTL: ttl, DirectoryTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
+	e, start := embeddedTTL(t, ttl)
+	n := start(name)
+	return e, n, leases(t, e)
+}
+
+// leases is the leases' bucket of the nodes on e.
+func leases(t *testing.T, e *natsstore.Embedded) jetstream.KeyValue {
+	t.Helper()
 	js, err := jetstream.New(e.Conn())
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.KeyValue(ctx, cluster.NodesBucket)
+	kv, err := js.KeyValue(context.Background(), cluster.NodesBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e, n, kv
+	return kv
 }

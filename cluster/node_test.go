@@ -77,14 +77,7 @@ func TestShortLivedNodeReportedDown(t *testing.T) {
 	// The handler reads the leases, as the gateway's does (Down): the
 	// report is made with no read of them under way.
 	n.OnNodeDown(func(node string) { n.Down(node); down <- node })
-	js, err := jetstream.New(e.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctx, cluster.NodesBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := leases(t, e)
 	// b writes one lease, after a's first listing, and dies.
 	v, _ := json.Marshal(map[string]time.Time{"time": time.Now().UTC()})
 	if _, err := kv.Put(ctx, "b", v); err != nil {

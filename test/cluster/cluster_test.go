@@ -291,7 +291,36 @@ func TestNodeKilled(t *testing.T) {
 	}
 	nodes[1].stop(t, syscall.SIGKILL)
 	event(t, bob, client.EventResumed)
-	reOffer(t, in, carol, out, bob, offer, answer)
+	// Carol's re-offer may reach the call's new host only once her node
+	// has read the call's record, which waits out the buckets' elections
+	// after the kill (seconds, more on a loaded machine: it took over 15 s
+	// once in CI); a refusal on her side fails the test with its code.
+	if err := in.ReOffer(tctx(t), offer); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(45 * time.Second)
+	for got := false; !got; {
+		select {
+		case ev := <-bob.Events():
+			if ev.Kind == client.EventCall {
+				if ev.CallEvent != client.CallReOffer || ev.SDP != offer {
+					t.Fatalf("bob: call event %v (%d %s), want the re-offer", ev.CallEvent, ev.Code, ev.Reason)
+				}
+				got = true
+			}
+		case ev := <-carol.Events():
+			if ev.Kind == client.EventCall {
+				t.Fatalf("carol: call event %v (%d %s) before bob had her re-offer", ev.CallEvent, ev.Code, ev.Reason)
+			}
+		case <-timeout:
+			t.Fatal("bob: no re-offer from carol within 45 s of his resume")
+		}
+	}
+	if err := out.Answer(tctx(t), answer); err != nil {
+		t.Fatal(err)
+	}
+	callEvent(t, carol, client.CallReOfferAnswered)
+	callEvent(t, bob, client.CallEstablished)
 	ended(t, in, bob)
 	if bob.SessionID() != id {
 		t.Fatalf("bob's session %s became %s: not resumed", id, bob.SessionID())

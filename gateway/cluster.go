@@ -147,7 +147,8 @@ func (r *remote) send(f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) 
 
 // startCluster serves the node's subjects.
 func (g *Gateway) startCluster() error {
-	if !g.goTracked(g.watchCutOff) {
+	g.forwarded = make(chan forwardedFrame, inboundQueue)
+	if !g.goTracked(g.watchCutOff) || !g.goTracked(g.inboundLoop) {
 		return errors.New("gateway: shut down")
 	}
 	for kind, fn := range map[string]func([]byte) []byte{
@@ -371,14 +372,60 @@ func decodeReq(data []byte, req any) (*protocol.Frame, error) {
 	return protocol.Decode(raw)
 }
 
-// onInbound dispatches, on the host of its interaction, a frame a session
-// owned elsewhere sent.
+// inboundQueue bounds the forwarded frames taken and not yet
+// dispatched; a full queue refuses the next (its sender answers 480).
+const inboundQueue = 1024
+
+// inboundTaken is onInbound's answer to a frame it took.
+const inboundTaken = "ok"
+
+// onInbound takes a frame a session owned elsewhere sent for an
+// interaction hosted here, and answers at once: its dispatch may wait
+// for the store (walMu, behind a writer's cut held up by a leader
+// election), longer than the sender's clusterTimeout, and a sender that
+// timed out would answer its client 480 for a frame the host went on to
+// relay. The answer means taken, as a frame a local handler took: the
+// frames are dispatched in the order they came (NATS runs a
+// subscription's handler for one message at a time).
 func (g *Gateway) onInbound(data []byte) []byte {
 	var req inboundReq
 	f, err := decodeReq(data, &req)
 	if err != nil {
 		return []byte(err.Error())
 	}
+	if g.ctx.Err() != nil {
+		return []byte("shutting down")
+	}
+	select {
+	case g.forwarded <- forwardedFrame{req, f}:
+		return []byte(inboundTaken)
+	default:
+		return []byte("too many frames waiting")
+	}
+}
+
+// inboundLoop dispatches the frames onInbound took, one at a time.
+func (g *Gateway) inboundLoop() {
+	for {
+		select {
+		case in := <-g.forwarded:
+			g.dispatchInbound(in)
+		case <-g.ctx.Done():
+			return
+		}
+	}
+}
+
+// forwardedFrame is a frame onInbound took, with its request.
+type forwardedFrame struct {
+	req inboundReq
+	f   *protocol.Frame
+}
+
+// dispatchInbound dispatches, on the host of its interaction, a frame a
+// session owned elsewhere sent.
+func (g *Gateway) dispatchInbound(in forwardedFrame) {
+	req, f := in.req, in.f
 	ep := g.endpointOf(req.Session, req.Identity, req.Oracle, req.Owner)
 	if g.wal {
 		g.walMu.RLock()
@@ -392,7 +439,6 @@ func (g *Gateway) onInbound(data []byte) []byte {
 	case protocol.PackageMessaging:
 		g.msgs.HandleFrame(ep, f)
 	}
-	return []byte("ok")
 }
 
 // endpointOf returns the endpoint of a session owned by owner, as this
@@ -733,18 +779,29 @@ func (s *Session) forward(host string, f *protocol.Frame) {
 	req, _ := json.Marshal(inboundReq{Session: s.id, Identity: s.identity, Oracle: s.oracle, Owner: g.self(), Frame: f.Marshal()})
 	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
 	defer cancel()
-	if _, err := g.node.Request(ctx, host, kindInbound, req); err != nil {
+	rep, err := g.node.Request(ctx, host, kindInbound, req)
+	switch {
+	case err != nil:
 		g.metrics.cluster.WithLabelValues(kindInbound, "failed").Inc()
 		if s.reroute(host, f) {
 			return
 		}
 		s.rlog.Warn("cluster forward", "frame for an interaction on another node not forwarded", "host", host, "err", err)
-		if f.EffectivePackage() == protocol.PackageCall && f.Control.Type == protocol.TypeRequest {
-			s.Send(errorFor(f, protocol.CodeTemporarilyUnavail, "the call's node is unreachable"), false)
-		}
-		return
+		s.refuseForward(f, "the call's node is unreachable")
+	case string(rep) != inboundTaken:
+		g.metrics.cluster.WithLabelValues(kindInbound, "refused").Inc()
+		s.rlog.Warn("cluster forward", "frame for an interaction on another node refused", "host", host, "err", string(rep))
+		s.refuseForward(f, "the call's node did not take it")
+	default:
+		g.metrics.cluster.WithLabelValues(kindInbound, "ok").Inc()
 	}
-	g.metrics.cluster.WithLabelValues(kindInbound, "ok").Inc()
+}
+
+// refuseForward answers a call request forward could not hand over 480.
+func (s *Session) refuseForward(f *protocol.Frame, why string) {
+	if f.EffectivePackage() == protocol.PackageCall && f.Control.Type == protocol.TypeRequest {
+		s.Send(errorFor(f, protocol.CodeTemporarilyUnavail, why), false)
+	}
 }
 
 // routesSnapshotLocked returns s's routes for its record; s.mu is held.

@@ -147,7 +147,7 @@ func (r *remote) send(f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) 
 
 // startCluster serves the node's subjects.
 func (g *Gateway) startCluster() error {
-	g.forwarded = make(chan forwardedFrame, inboundQueue)
+	g.forwarded = make(chan func(), inboundQueue)
 	if !g.goTracked(g.watchCutOff) || !g.goTracked(g.inboundLoop) {
 		return errors.New("gateway: shut down")
 	}
@@ -397,35 +397,30 @@ func (g *Gateway) onInbound(data []byte) []byte {
 		return []byte("shutting down")
 	}
 	select {
-	case g.forwarded <- forwardedFrame{req, f}:
+	case g.forwarded <- func() { g.dispatchInbound(req, f) }:
 		return []byte(inboundTaken)
 	default:
 		return []byte("too many frames waiting")
 	}
 }
 
-// inboundLoop dispatches the frames onInbound took, one at a time.
+// inboundLoop dispatches the frames onInbound took, and the ends
+// onEnded heard, one at a time in the order they came: a session's end
+// never overtakes its last frames (its hang-up).
 func (g *Gateway) inboundLoop() {
 	for {
 		select {
-		case in := <-g.forwarded:
-			g.dispatchInbound(in)
+		case do := <-g.forwarded:
+			do()
 		case <-g.ctx.Done():
 			return
 		}
 	}
 }
 
-// forwardedFrame is a frame onInbound took, with its request.
-type forwardedFrame struct {
-	req inboundReq
-	f   *protocol.Frame
-}
-
 // dispatchInbound dispatches, on the host of its interaction, a frame a
 // session owned elsewhere sent.
-func (g *Gateway) dispatchInbound(in forwardedFrame) {
-	req, f := in.req, in.f
+func (g *Gateway) dispatchInbound(req inboundReq, f *protocol.Frame) {
 	ep := g.endpointOf(req.Session, req.Identity, req.Oracle, req.Owner)
 	if g.wal {
 		g.walMu.RLock()
@@ -459,12 +454,24 @@ func (g *Gateway) endpointOf(id, identity string, oracle bool, owner string) end
 }
 
 // onEnded hears that a session owned elsewhere ended: the interactions
-// hosted here end toward their other parties.
+// hosted here end toward their other parties, after the frames the
+// session forwarded before (inboundLoop). A full queue is waited for:
+// an end is never refused.
 func (g *Gateway) onEnded(data []byte) []byte {
 	var req sessionReq
 	if json.Unmarshal(data, &req) != nil {
 		return nil
 	}
+	select {
+	case g.forwarded <- func() { g.sessionEndedElsewhere(req) }:
+	case <-g.ctx.Done():
+	}
+	return nil
+}
+
+// sessionEndedElsewhere ends the interactions hosted here of req's
+// session, owned elsewhere, toward their other parties.
+func (g *Gateway) sessionEndedElsewhere(req sessionReq) {
 	g.mu.Lock()
 	var ep endpoint.Endpoint
 	moved := g.moved[req.Session]
@@ -480,7 +487,6 @@ func (g *Gateway) onEnded(data []byte) []byte {
 	if moved != nil {
 		moved.quota.Close()
 	}
-	return nil
 }
 
 // onTakeover hears that another node is taking a session owned here over

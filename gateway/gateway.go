@@ -87,7 +87,7 @@ type Gateway struct {
 	walMu sync.RWMutex
 	// forwarded holds the frames forwarded to this node (the host of
 	// their interactions) and taken, in order, for inboundLoop.
-	forwarded chan forwardedFrame
+	forwarded chan func()
 	// resumeWait: how long a resume waits for the store (cluster.go);
 	// writeFailed: a record write failed this round (persist.go).
 	resumeWait  time.Duration

@@ -63,6 +63,13 @@ func bobReoffers(t *testing.T, b, a *peer, bsub string) {
 		Header:  protocol.Header{Action: protocol.ActionStart, Initiator: "bob@example.com", Target: "alice@example.com"},
 		Payload: protocol.EncodePayload(protocol.CallPayload{SDP: sdpOffer}),
 	})
+	reofferAnswered(t, b, a, bsub)
+}
+
+// reofferAnswered is bobReoffers after bob's send: alice gets the
+// re-offer on the call's subsession and answers, and bob gets the answer.
+func reofferAnswered(t *testing.T, b, a *peer, bsub string) {
+	t.Helper()
 	ro := a.read()
 	expect(t, ro, protocol.TypeRequest, protocol.ActionStart)
 	if ro.Control.SubsessionID != "c1" {

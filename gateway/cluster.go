@@ -147,7 +147,8 @@ func (r *remote) send(f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) 
 
 // startCluster serves the node's subjects.
 func (g *Gateway) startCluster() error {
-	if !g.goTracked(g.watchCutOff) {
+	g.forwarded = make(chan func(), inboundQueue)
+	if !g.goTracked(g.watchCutOff) || !g.goTracked(g.inboundLoop) {
 		return errors.New("gateway: shut down")
 	}
 	for kind, fn := range map[string]func([]byte) []byte{
@@ -371,14 +372,55 @@ func decodeReq(data []byte, req any) (*protocol.Frame, error) {
 	return protocol.Decode(raw)
 }
 
-// onInbound dispatches, on the host of its interaction, a frame a session
-// owned elsewhere sent.
+// inboundQueue bounds the forwarded frames taken and not yet
+// dispatched; a full queue refuses the next (its sender answers 480).
+const inboundQueue = 1024
+
+// inboundTaken is onInbound's answer to a frame it took.
+const inboundTaken = "ok"
+
+// onInbound takes a frame a session owned elsewhere sent for an
+// interaction hosted here, and answers at once: its dispatch may wait
+// for the store (walMu, behind a writer's cut held up by a leader
+// election), longer than the sender's clusterTimeout, and a sender that
+// timed out would answer its client 480 for a frame the host went on to
+// relay. The answer means taken, as a frame a local handler took: the
+// frames are dispatched in the order they came (NATS runs a
+// subscription's handler for one message at a time).
 func (g *Gateway) onInbound(data []byte) []byte {
 	var req inboundReq
 	f, err := decodeReq(data, &req)
 	if err != nil {
 		return []byte(err.Error())
 	}
+	if g.ctx.Err() != nil {
+		return []byte("shutting down")
+	}
+	select {
+	case g.forwarded <- func() { g.dispatchInbound(req, f) }:
+		return []byte(inboundTaken)
+	default:
+		return []byte("too many frames waiting")
+	}
+}
+
+// inboundLoop dispatches the frames onInbound took, and the ends
+// onEnded heard, one at a time in the order they came: a session's end
+// never overtakes its last frames (its hang-up).
+func (g *Gateway) inboundLoop() {
+	for {
+		select {
+		case do := <-g.forwarded:
+			do()
+		case <-g.ctx.Done():
+			return
+		}
+	}
+}
+
+// dispatchInbound dispatches, on the host of its interaction, a frame a
+// session owned elsewhere sent.
+func (g *Gateway) dispatchInbound(req inboundReq, f *protocol.Frame) {
 	ep := g.endpointOf(req.Session, req.Identity, req.Oracle, req.Owner)
 	if g.wal {
 		g.walMu.RLock()
@@ -392,7 +434,6 @@ func (g *Gateway) onInbound(data []byte) []byte {
 	case protocol.PackageMessaging:
 		g.msgs.HandleFrame(ep, f)
 	}
-	return []byte("ok")
 }
 
 // endpointOf returns the endpoint of a session owned by owner, as this
@@ -413,12 +454,24 @@ func (g *Gateway) endpointOf(id, identity string, oracle bool, owner string) end
 }
 
 // onEnded hears that a session owned elsewhere ended: the interactions
-// hosted here end toward their other parties.
+// hosted here end toward their other parties, after the frames the
+// session forwarded before (inboundLoop). A full queue is waited for:
+// an end is never refused.
 func (g *Gateway) onEnded(data []byte) []byte {
 	var req sessionReq
 	if json.Unmarshal(data, &req) != nil {
 		return nil
 	}
+	select {
+	case g.forwarded <- func() { g.sessionEndedElsewhere(req) }:
+	case <-g.ctx.Done():
+	}
+	return nil
+}
+
+// sessionEndedElsewhere ends the interactions hosted here of req's
+// session, owned elsewhere, toward their other parties.
+func (g *Gateway) sessionEndedElsewhere(req sessionReq) {
 	g.mu.Lock()
 	var ep endpoint.Endpoint
 	moved := g.moved[req.Session]
@@ -434,7 +487,6 @@ func (g *Gateway) onEnded(data []byte) []byte {
 	if moved != nil {
 		moved.quota.Close()
 	}
-	return nil
 }
 
 // onTakeover hears that another node is taking a session owned here over
@@ -733,18 +785,29 @@ func (s *Session) forward(host string, f *protocol.Frame) {
 	req, _ := json.Marshal(inboundReq{Session: s.id, Identity: s.identity, Oracle: s.oracle, Owner: g.self(), Frame: f.Marshal()})
 	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
 	defer cancel()
-	if _, err := g.node.Request(ctx, host, kindInbound, req); err != nil {
+	rep, err := g.node.Request(ctx, host, kindInbound, req)
+	switch {
+	case err != nil:
 		g.metrics.cluster.WithLabelValues(kindInbound, "failed").Inc()
 		if s.reroute(host, f) {
 			return
 		}
 		s.rlog.Warn("cluster forward", "frame for an interaction on another node not forwarded", "host", host, "err", err)
-		if f.EffectivePackage() == protocol.PackageCall && f.Control.Type == protocol.TypeRequest {
-			s.Send(errorFor(f, protocol.CodeTemporarilyUnavail, "the call's node is unreachable"), false)
-		}
-		return
+		s.refuseForward(f, "the call's node is unreachable")
+	case string(rep) != inboundTaken:
+		g.metrics.cluster.WithLabelValues(kindInbound, "refused").Inc()
+		s.rlog.Warn("cluster forward", "frame for an interaction on another node refused", "host", host, "err", string(rep))
+		s.refuseForward(f, "the call's node did not take it")
+	default:
+		g.metrics.cluster.WithLabelValues(kindInbound, "ok").Inc()
 	}
-	g.metrics.cluster.WithLabelValues(kindInbound, "ok").Inc()
+}
+
+// refuseForward answers a call request forward could not hand over 480.
+func (s *Session) refuseForward(f *protocol.Frame, why string) {
+	if f.EffectivePackage() == protocol.PackageCall && f.Control.Type == protocol.TypeRequest {
+		s.Send(errorFor(f, protocol.CodeTemporarilyUnavail, why), false)
+	}
 }
 
 // routesSnapshotLocked returns s's routes for its record; s.mu is held.

@@ -85,6 +85,9 @@ type Gateway struct {
 	// the dirty sessions holding it alone.
 	wal   bool
 	walMu sync.RWMutex
+	// forwarded holds the frames forwarded to this node (the host of
+	// their interactions) and taken, in order, for inboundLoop.
+	forwarded chan func()
 	// resumeWait: how long a resume waits for the store (cluster.go);
 	// writeFailed: a record write failed this round (persist.go).
 	resumeWait  time.Duration

@@ -493,3 +493,41 @@ func (s *Session) reroute(host string, f *protocol.Frame) bool {
 	}
 	return true
 }
+
+// routedHere reports whether f, a call frame of s's client, belongs to a
+// call whose route names this node.
+func (s *Session) routedHere(f *protocol.Frame) bool {
+	if s.g.node == nil || f.EffectivePackage() != protocol.PackageCall {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.routes[routeKey{protocol.PackageCall, f.Control.SubsessionID}] == s.g.self()
+}
+
+// astray hands f, a call frame of s's client whose route names this
+// node, to the call's host when this node's call handler does not have
+// the call: a node back on its store after its calls were adopted
+// elsewhere, whose start-up could not point the route at the new host
+// (rerouteRestored), would take a re-offer for a new call. The call's
+// record says where the call lives now (adopting it here if its host is
+// dead and nobody has).
+func (s *Session) astray(f *protocol.Frame) bool {
+	g := s.g
+	sub := f.Control.SubsessionID
+	if g.repl == nil || g.calls.Has(s, sub) {
+		return false
+	}
+	host, _ := g.repl.adopt(s.id, sub)
+	if host == "" || host == g.self() {
+		return false
+	}
+	k := routeKey{protocol.PackageCall, sub}
+	s.mu.Lock()
+	if s.routes[k] == g.self() {
+		s.routes[k] = host
+	}
+	s.mu.Unlock()
+	s.forward(host, f)
+	return true
+}

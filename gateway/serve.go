@@ -1058,12 +1058,16 @@ func (s *Session) dispatch(f *protocol.Frame) {
 	if f.EffectivePackage() == protocol.PackageMessaging && s.g.inboundAnswer(s, f) {
 		return
 	}
+	here := s.routedHere(f)
 	if host := s.hostOf(f); host != "" {
 		s.forward(host, f)
 		return
 	}
 	switch f.EffectivePackage() {
 	case protocol.PackageCall:
+		if here && s.astray(f) {
+			return
+		}
 		s.g.calls.HandleFrame(s, f)
 	case protocol.PackageMessaging:
 		s.awaitReport(f)

@@ -698,6 +698,7 @@ func (s *Session) moveAway(owner string, final, check bool, probed *link) moveOu
 	s.releaseGuest()
 	g.regs.Moved(s.id) // the new owner registers the binding anew (regmove.go)
 	g.presenceMoved(s)
+	g.notes.SessionMoved(s) // the new owner subscribes anew (subsrepl.go)
 	if conn != nil {
 		if !g.goTracked(func() { conn.c.Close(ws.StatusReplaced, "resumed on another node") }) {
 			conn.c.CloseNow()

@@ -344,12 +344,12 @@ func (h *Handler) subscribe(s *sub, d routing.Decision) {
 	if !ended {
 		s.stop = stop
 	}
-	callStop := ended && !s.upEnded
+	callStop, again := ended && !s.upEnded, s.quiet
 	h.mu.Unlock()
 	if callStop && stop != nil {
 		stop()
 	}
-	h.log.Debug("message summary subscription", "session_id", s.ep.ID(), "subsession_id", s.key.Subsession, "mailbox", s.target, "again", s.quiet)
+	h.log.Debug("message summary subscription", "session_id", s.ep.ID(), "subsession_id", s.key.Subsession, "mailbox", s.target, "again", again)
 }
 
 func (h *Handler) timeout(s *sub) {

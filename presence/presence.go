@@ -348,14 +348,14 @@ func (h *Handler) subscribeUpRouted(s *sub, d routing.Decision) {
 	if !ended {
 		s.stop = stop
 	}
-	callStop := ended && !s.upEnded
+	callStop, again := ended && !s.upEnded, s.quiet
 	h.unlock()
 	if callStop && stop != nil {
 		// The watcher left, or the upstream answered, before Subscribe
 		// returned.
 		stop()
 	}
-	h.log.Debug("upstream presence subscription", "session_id", ep.ID(), "subsession_id", s.key.Subsession, "presentity", s.target, "again", s.quiet)
+	h.log.Debug("upstream presence subscription", "session_id", ep.ID(), "subsession_id", s.key.Subsession, "presentity", s.target, "again", again)
 }
 
 // refreshLocked answers a start on a subsession that already subscribes.

@@ -172,26 +172,7 @@ func TestSubscriptionsAcrossRestart(t *testing.T) {
 	url1 := k.url
 	a := dial(t, url1, protocol.SubprotocolJSONrtc, nil)
 	a.connect("alice@example.com")
-	a.send(&protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackagePresence, SubsessionID: "w1"},
-		Header:  protocol.Header{Action: protocol.ActionStart, Target: "sip:carol@example.com"},
-	})
-	pres := notifier.next()
-	notifier.notify(&pres, "application/pidf+xml", pidfNote("desk"))
-	if r := a.read(); r.Header.ResponseCode != 200 || r.Control.SubsessionID != "w1" {
-		t.Fatalf("watch answered %s", r.Marshal())
-	}
-	readNotify(t, a, "w1", "desk")
-	a.send(&protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessageNotification, SubsessionID: "m1"},
-		Header:  protocol.Header{Action: protocol.ActionStart, Target: "sip:vm@example.com"},
-	})
-	mwi := notifier.next()
-	notifier.notify(&mwi, "application/simple-message-summary", summary(2))
-	if r := a.read(); r.Header.ResponseCode != 200 || r.Control.SubsessionID != "m1" {
-		t.Fatalf("subscribe answered %s", r.Marshal())
-	}
-	readNotify(t, a, "m1", "2/8")
+	pres, mwi := subscribeBoth(t, a, notifier)
 	// The record holds what the client was told: written ahead of it.
 
 	k.kill(ctx)
@@ -204,13 +185,87 @@ func TestSubscriptionsAcrossRestart(t *testing.T) {
 
 	url2 := k.restart(ctx, sip)
 	a2 := resumeWS(t, url2, "alice@example.com", a.sid, a.seq+1, a.last)
-	again := map[string]*subscribed{}
-	for range 2 {
-		s := notifier.next()
-		if s.expires == "0" || s.req.CallID().Value() == pres.req.CallID().Value() || s.req.CallID().Value() == mwi.req.CallID().Value() {
-			t.Fatalf("after the restart: SUBSCRIBE %s, Expires %s, Call-ID %s: want a new dialog", s.event, s.expires, s.req.CallID().Value())
+	if n := resubscribed(t, a2, notifier, pres, mwi); n != 0 {
+		t.Fatalf("%d removals after the restart", n)
+	}
+}
+
+// TestClusterTakeoverMovesSubscriptions (issue 15): alice's session,
+// with a watch of a SIP presentity and a message-summary subscription,
+// resumes on n2 (a takeover): n2 subscribes again with new dialogs, for
+// the same subsessions, silently, and n1 ends its own (Expires: 0), its
+// handlers holding none; what the notifier tells n2's dialogs reaches
+// alice when it is news to her. Before, n1 kept its subscriptions,
+// notifying through the moved session while it lived (and the voicemail
+// one refreshed for ever), and n2 had none.
+func TestClusterTakeoverMovesSubscriptions(t *testing.T) {
+	notifier := startNotifier(t)
+	gs, urls := newClusterGatewaysMod(t, 2, nil, func(c *Config) { subscriptionSIP(c, notifier.addr) })
+	a := dial(t, urls[0], protocol.SubprotocolJSONrtc, nil)
+	a.connect("alice@example.com")
+	pres, mwi := subscribeBoth(t, a, notifier)
+
+	a2 := resumeWS(t, urls[1], "alice@example.com", a.sid, a.seq+1, a.last)
+	removals := resubscribed(t, a2, notifier, pres, mwi)
+	for ; removals < 2; removals++ {
+		if s := notifier.next(); s.expires != "0" || s.req.CallID().Value() != pres.req.CallID().Value() && s.req.CallID().Value() != mwi.req.CallID().Value() {
+			t.Fatalf("SUBSCRIBE %s, Expires %s: want n1's removal", s.event, s.expires)
 		}
-		again[s.event] = &s
+	}
+	if p, n := gs[0].presence.Subscriptions(), gs[0].notes.Subscriptions(); p != 0 || n != 0 {
+		t.Fatalf("n1 holds %d watches and %d voicemail subscriptions after the move", p, n)
+	}
+	if p, n := gs[1].presence.Subscriptions(), gs[1].notes.Subscriptions(); p != 1 || n != 1 {
+		t.Fatalf("n2 holds %d watches and %d voicemail subscriptions, want 1 and 1", p, n)
+	}
+}
+
+// subscribeBoth has a watch sip:carol@example.com on w1 and subscribe to
+// sip:vm@example.com on m1, notifier answering and notifying "desk" and
+// 2 messages; it returns the two SUBSCRIBEs.
+func subscribeBoth(t *testing.T, a *peer, notifier *fakeNotifier) (pres, mwi subscribed) {
+	t.Helper()
+	a.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackagePresence, SubsessionID: "w1"},
+		Header:  protocol.Header{Action: protocol.ActionStart, Target: "sip:carol@example.com"},
+	})
+	pres = notifier.next()
+	notifier.notify(&pres, "application/pidf+xml", pidfNote("desk"))
+	if r := a.read(); r.Header.ResponseCode != 200 || r.Control.SubsessionID != "w1" {
+		t.Fatalf("watch answered %s", r.Marshal())
+	}
+	readNotify(t, a, "w1", "desk")
+	a.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessageNotification, SubsessionID: "m1"},
+		Header:  protocol.Header{Action: protocol.ActionStart, Target: "sip:vm@example.com"},
+	})
+	mwi = notifier.next()
+	notifier.notify(&mwi, "application/simple-message-summary", summary(2))
+	if r := a.read(); r.Header.ResponseCode != 200 || r.Control.SubsessionID != "m1" {
+		t.Fatalf("subscribe answered %s", r.Marshal())
+	}
+	readNotify(t, a, "m1", "2/8")
+	return pres, mwi
+}
+
+// resubscribed waits for two new SUBSCRIBE dialogs, of presence and
+// message-summary, and checks that their first NOTIFYs, with the state
+// a2 (on w1 and m1) was told, reach it only when they change. Removals
+// (Expires: 0) of pres's and mwi's dialogs meanwhile are counted.
+func resubscribed(t *testing.T, a2 *peer, notifier *fakeNotifier, pres, mwi subscribed) (removals int) {
+	t.Helper()
+	again := map[string]*subscribed{}
+	for len(again) < 2 {
+		s := notifier.next()
+		old := s.req.CallID().Value() == pres.req.CallID().Value() || s.req.CallID().Value() == mwi.req.CallID().Value()
+		switch {
+		case old && s.expires == "0":
+			removals++
+		case old || s.expires == "0" || again[s.event] != nil:
+			t.Fatalf("SUBSCRIBE %s, Expires %s, Call-ID %s: want a new dialog of each event", s.event, s.expires, s.req.CallID().Value())
+		default:
+			again[s.event] = &s
+		}
 	}
 	if again["presence"] == nil || again["message-summary"] == nil {
 		t.Fatalf("subscribed again: %v", again)
@@ -222,6 +277,7 @@ func TestSubscriptionsAcrossRestart(t *testing.T) {
 	readNotify(t, a2, "w1", "lunch")
 	notifier.notify(again["message-summary"], "application/simple-message-summary", summary(3))
 	readNotify(t, a2, "m1", "3/8")
+	return removals
 }
 
 // killable is a single gateway on the nats store, on disk, for a test

@@ -56,8 +56,10 @@ func testSubscriptionsMove(t *testing.T, sig syscall.Signal) {
 	waitSubscriptions(t, user, false, map[string]string{"w1": "dialog 1", "m1": "1/8 (0/2)"})
 
 	id := user.SessionID()
+	signalled := time.Now()
 	nodes[0].stop(t, sig)
 	waitSubscriptions(t, user, true, map[string]string{"w1": "dialog 2", "m1": "2/8 (0/2)"})
+	t.Logf("the new dialogs' NOTIFYs reached the user %v after the signal (%v)", time.Since(signalled).Round(time.Millisecond), sig)
 	if user.SessionID() != id {
 		t.Fatalf("session %s became %s: not resumed", id, user.SessionID())
 	}

@@ -218,6 +218,12 @@ func TestClusterTakeoverMovesSubscriptions(t *testing.T) {
 	if p, n := gs[1].presence.Subscriptions(), gs[1].notes.Subscriptions(); p != 1 || n != 1 {
 		t.Fatalf("n2 holds %d watches and %d voicemail subscriptions, want 1 and 1", p, n)
 	}
+	// Only the new owner subscribed again.
+	select {
+	case s := <-notifier.subs:
+		t.Fatalf("one more SUBSCRIBE %s, Expires %s", s.event, s.expires)
+	default:
+	}
 }
 
 // subscribeBoth has a watch sip:carol@example.com on w1 and subscribe to

@@ -179,3 +179,31 @@ func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev 
 	}
 	return nil
 }
+
+// sipMediaCalls returns the rtpengine Call-IDs of the SIP calls whose
+// records are in the store: a sweep of the media ledger leaves them to
+// whoever adopts the call (which deletes the media if the adoption
+// fails; a record never adopted expires, and its call with rtpengine's
+// own --timeout). None without records (r nil).
+func (r *callRepl) sipMediaCalls(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	if r == nil {
+		return out, nil
+	}
+	keys, err := r.g.store.Keys(ctx, callPrefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		data, _, err := r.g.store.Get(ctx, k)
+		var rec callRecord
+		if err != nil || json.Unmarshal(data, &rec) != nil || rec.SIP == nil {
+			continue
+		}
+		var sn call.SIPSnapshot
+		if json.Unmarshal(rec.SIP.App, &sn) == nil && sn.Media != nil {
+			out[sn.Media.Keys.CallID] = true
+		}
+	}
+	return out, nil
+}

@@ -346,3 +346,34 @@ func browserSDP(t *testing.T, name string) string {
 	}
 	return strings.ReplaceAll(string(b), "\n", "\r\n")
 }
+
+// TestSIPCallSurvivesRestart: the user's only node, n1, is killed during
+// its call to SIPp and started again on its data directory (its SIP port
+// a new one): it adopts its own call back from the record (as a restart
+// does its web calls), refreshes the dialog's target with its new
+// Contact, and the user, resuming on n1, gets SIPp's re-INVITE, INFO and
+// BYE. Before, the call ended with n1's earlier life.
+func TestSIPCallSurvivesRestart(t *testing.T) {
+	_, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
+	user := dial(t, regUser+"@example.com", []string{nodes[0].ws()}, nil)
+	sipp := runSipp(t, "uas_failover.xml", "")
+	call, err := user.StartCall(tctx(t), "uas-"+strconv.Itoa(sipp.port)+"@example.com", offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	untilCallEvent(t, user, client.CallEstablished)
+	untilMetric(t, "jsonrtc_call_records", 1, nodes[0].metrics)
+	nodes[0].stop(t, syscall.SIGKILL)
+	nodes[0].start(t)
+	resumedBy(t, user, time.Now().Add(40*time.Second))
+	untilMetric(t, "jsonrtc_sip_calls_adopted_total", 1, nodes[0].metrics)
+	ro := untilCallEvent(t, user, client.CallReOffer)
+	if err := call.Answer(tctx(t), answer); err != nil {
+		t.Fatalf("answering SIPp's re-INVITE (%q): %v", ro.SDP, err)
+	}
+	if ev := untilCallEvent(t, user, client.CallDTMF); ev.Digits != "7" {
+		t.Fatalf("DTMF %q, want SIPp's 7", ev.Digits)
+	}
+	untilCallEvent(t, user, client.CallEnded)
+	sipp.wait(t)
+}

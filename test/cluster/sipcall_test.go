@@ -33,8 +33,9 @@ import (
 // TestSIPCallOutSurvivesKill: the user called SIPp (web to SIP).
 func TestSIPCallOutSurvivesKill(t *testing.T) { sipCallSurvives(t, true, false, syscall.SIGKILL) }
 
-// TestSIPCallOutWebHangsUpAfterKill: the same; the user hangs up after
-// the failover.
+// TestSIPCallOutWebHangsUpAfterKill: the same; after the failover the
+// user puts SIPp on hold (a re-INVITE from the adopter, which SIPp
+// answers) and hangs up.
 func TestSIPCallOutWebHangsUpAfterKill(t *testing.T) { sipCallSurvives(t, true, true, syscall.SIGKILL) }
 
 // TestSIPCallInSurvivesKill: SIPp called the user (SIP to web); after
@@ -42,8 +43,8 @@ func TestSIPCallOutWebHangsUpAfterKill(t *testing.T) { sipCallSurvives(t, true, 
 // binding moved with the session) and is answered and hung up.
 func TestSIPCallInSurvivesKill(t *testing.T) { sipCallSurvives(t, false, false, syscall.SIGKILL) }
 
-// TestSIPCallInWebHangsUpAfterKill: SIPp called the user; the user hangs
-// up after the failover.
+// TestSIPCallInWebHangsUpAfterKill: SIPp called the user; after the
+// failover the user puts SIPp on hold and hangs up.
 func TestSIPCallInWebHangsUpAfterKill(t *testing.T) { sipCallSurvives(t, false, true, syscall.SIGKILL) }
 
 // TestSIPCallOutMovesOnDrain: the user called SIPp; n1 is drained
@@ -96,6 +97,11 @@ func sipCallSurvives(t *testing.T, out, webBye bool, sig syscall.Signal) {
 	t.Logf("SIP call adopted %v after the %v", time.Since(killed).Round(time.Millisecond), sig)
 	nodes[0].wait(t, sig)
 	if webBye {
+		// The user's hold, then hang-up, reach SIPp through the adopter.
+		if err := call.ReOffer(tctx(t), strings.ReplaceAll(offer, "a=sendrecv", "a=sendonly")); err != nil {
+			t.Fatal(err)
+		}
+		untilCallEvent(t, user, client.CallReOfferAnswered)
 		if err := call.Hangup(tctx(t)); err != nil {
 			t.Fatal(err)
 		}

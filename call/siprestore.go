@@ -38,6 +38,10 @@ type SIPSnapshot struct {
 	Media *rtpengine.SessionState `json:"media,omitempty"`
 }
 
+// SIPDialog is the dialog state of a SIP call, as its record carries it
+// (sipgw's): the gateway keeps it for the handler without knowing SIP.
+type SIPDialog = sipgw.DialogState
+
 // ErrNoAdopt is RestoreSIP's answer when the handler has no SIP user
 // agent that adopts dialogs.
 var ErrNoAdopt = errors.New("call: no SIP user agent to adopt the dialog")

@@ -14,7 +14,6 @@ import (
 	"github.com/jsonrtc/jsonrtc/call"
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
-	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -48,7 +47,7 @@ type callRecord struct {
 	Of   string         `json:"of,omitempty"`
 	// SIP is a SIP call's dialog, whose App is its call.SIPSnapshot
 	// (sipcallrepl.go), under its web leg's key; Call is then nil.
-	SIP *sipgw.DialogState `json:"sip,omitempty"`
+	SIP *call.SIPDialog `json:"sip,omitempty"`
 	// Released: the host handed the SIP call over (a drain): a node
 	// taking its session over adopts it at once, the host alive.
 	Released bool `json:"released,omitempty"`
@@ -70,7 +69,7 @@ type callOp struct {
 	// web is a SIP call's web leg, and sip its dialog (sipcallrepl.go);
 	// nil for a call between web sessions.
 	web      *call.LegSnapshot
-	sip      *sipgw.DialogState
+	sip      *call.SIPDialog
 	released bool
 	// done are closed once the change is written (or given up on): the
 	// write-ahead of a SIP call's requests waits for it.

@@ -8,14 +8,13 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/call"
 	"github.com/jsonrtc/jsonrtc/protocol"
-	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Replicated SIP calls (docs/cluster.md, "SIP dialogs"): a confirmed call
 // between a web session and SIP has a record like a web call's
 // (callrepl.go), in the same bucket, under its web leg's key: its host
-// and its dialog's state (sipgw.DialogState), whose App is the web side's
+// and its dialog's state (call.SIPDialog), whose App is the web side's
 // part (call.SIPSnapshot). It is written out of line at the confirmation
 // and at each change of the dialog, and ahead of each in-dialog request
 // the host sends (its CSeq must be in the store before the peer sees it,
@@ -53,7 +52,7 @@ func (r *callRepl) sipCollectors() []prometheus.Collector {
 }
 
 // replicateSIP queues a SIP call's change (call.Options.ReplicateSIP).
-func (r *callRepl) replicateSIP(sn call.SIPSnapshot, st sipgw.DialogState, ended bool) {
+func (r *callRepl) replicateSIP(sn call.SIPSnapshot, st call.SIPDialog, ended bool) {
 	web := sn.Web
 	op := callOp{web: &web, ended: ended}
 	if !ended {
@@ -65,7 +64,7 @@ func (r *callRepl) replicateSIP(sn call.SIPSnapshot, st sipgw.DialogState, ended
 // writeAheadSIP writes st before the request that makes it leaves
 // (call.Options.WriteAheadSIP): it waits for the write, at most
 // storeTimeout.
-func (r *callRepl) writeAheadSIP(sn call.SIPSnapshot, st sipgw.DialogState) {
+func (r *callRepl) writeAheadSIP(sn call.SIPSnapshot, st call.SIPDialog) {
 	web := sn.Web
 	if !r.pushWait(callOp{web: &web, sip: &st}) {
 		r.sip.aheadFailed.Add(1)

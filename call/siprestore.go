@@ -179,7 +179,7 @@ func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpo
 	if h.legs[key] != nil {
 		h.mu.Unlock()
 		fl.released.Store(true)
-		go sc.(dialogCall).Release()
+		h.far.wg.Go(func() { sc.(dialogCall).Release() })
 		return ErrLegTaken
 	}
 	h.legs[key] = w

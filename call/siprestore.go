@@ -179,6 +179,9 @@ func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpo
 	if h.legs[key] != nil {
 		h.mu.Unlock()
 		fl.released.Store(true)
+		if fl.media != nil {
+			fl.media.Forget() // the other restore's session holds the call
+		}
 		h.far.wg.Go(func() { sc.(dialogCall).Release() })
 		return ErrLegTaken
 	}
@@ -187,6 +190,11 @@ func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpo
 	h.mu.Unlock()
 	w.held = acquireCall(ep)
 	fl.sc = sc
+	if d, err := parseSDP(st.LocalSDP); err == nil && !fl.anchored() {
+		// The web side's last SDP toward SIP: trickled candidates go
+		// with its ICE credentials (trickle.go).
+		fl.local = d
+	}
 	fl.phase = inConfirmed
 	if sn.Out {
 		fl.phase = outConfirmed

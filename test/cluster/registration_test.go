@@ -69,7 +69,7 @@ func testRegistrationMoves(t *testing.T, sig syscall.Signal) {
 
 // startKamailio runs the tests' Kamailio (internal/kamailio) until the
 // test ends and returns its address.
-func startKamailio(t *testing.T) string {
+func startKamailio(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	port := testenv.Port(t)

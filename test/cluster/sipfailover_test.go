@@ -1,0 +1,132 @@
+package cluster
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/client"
+)
+
+var sipFailoverCalls = flag.Int("sipfailover.calls", 20, "SIP calls of BenchmarkSIPFailover")
+
+// BenchmarkSIPFailover measures the failover of SIP calls (issue 15,
+// docs/benchmarks.md): -sipfailover.calls web users on n1, each in a
+// call from SIPp through Kamailio (uac_failover.xml); n1 is killed
+// (kill -9) or drained (SIGTERM), and for each call the time from the
+// signal to SIPp's first in-dialog request, an INFO sent as soon as
+// the adopter's target refresh reached SIPp, arriving at the web user
+// through the new node. Each iteration is a new cluster: run it with
+// -benchtime 1x (or a few).
+func BenchmarkSIPFailover(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		sig  syscall.Signal
+	}{{"kill", syscall.SIGKILL}, {"drain", syscall.SIGTERM}} {
+		b.Run(c.name, func(b *testing.B) {
+			var all []time.Duration
+			for range b.N {
+				all = append(all, sipFailover(b, c.sig, *sipFailoverCalls)...)
+			}
+			slices.Sort(all)
+			q := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))]) / float64(time.Millisecond) }
+			b.ReportMetric(q(0.5), "p50-ms")
+			b.ReportMetric(q(0.99), "p99-ms")
+			b.ReportMetric(q(1), "max-ms")
+			b.ReportMetric(q(0), "min-ms")
+			b.Logf("%s: %d calls, lease_ttl 4s: min %v p50 %.0f ms p99 %.0f ms max %v", c.name, len(all), all[0], q(0.5), q(0.99), all[len(all)-1])
+		})
+	}
+}
+
+// sipFailover runs one failover of calls SIP calls with sig and returns
+// each call's time from the signal to SIPp's INFO at its web user.
+func sipFailover(b *testing.B, sig syscall.Signal, calls int) []time.Duration {
+	b.StopTimer()
+	kaddr, nodes := callMoveCluster(b)
+	users := make([]*client.Client, calls)
+	names := make([]string, calls)
+	for i := range users {
+		names[i] = fmt.Sprintf("f%02d", i)
+		users[i] = dial(b, names[i]+"@example.com", urls(nodes, 0), nil)
+	}
+	uac := runSipp(b, "uac_failover.xml", "-inf", sippUsers(b, names), "-m", strconv.Itoa(calls), "-l", strconv.Itoa(calls),
+		"-r", strconv.Itoa(calls), "-timeout", "150s", "-timeout_error", kaddr)
+	for i, u := range users {
+		in := event(b, u, client.EventIncomingCall)
+		if err := in.Call.Ring(tctx(b)); err != nil {
+			b.Fatalf("%s: %v", names[i], err)
+		}
+		if err := in.Call.Answer(tctx(b), answer); err != nil {
+			b.Fatalf("%s: %v", names[i], err)
+		}
+	}
+	for _, u := range users {
+		callReaches(b, u, client.CallEstablished, 15*time.Second)
+	}
+
+	// Each user's events are read at once on its own goroutine: the INFO's
+	// arrival is timed as the client emits it, not when the loop below
+	// gets round to it.
+	got := make([]chan arrival, calls)
+	for i, u := range users {
+		got[i] = make(chan arrival, 1)
+		go func() { got[i] <- firstDTMF(u, 90*time.Second) }()
+	}
+	b.StartTimer()
+	start := time.Now()
+	nodes[0].signal(sig)
+	out := make([]time.Duration, calls)
+	for i := range users {
+		a := <-got[i]
+		if a.err != nil {
+			b.Fatalf("%s: %v", names[i], a.err)
+		}
+		out[i] = a.at.Sub(start)
+	}
+	b.StopTimer()
+	nodes[0].wait(b, sig)
+	for _, u := range users {
+		callReaches(b, u, client.CallEnded, 30*time.Second)
+	}
+	uac.expectSuccess(b, 30*time.Second)
+	return out
+}
+
+// arrival is when a user's event came, or why it did not.
+type arrival struct {
+	at  time.Time
+	err error
+}
+
+// firstDTMF waits up to d for c's first DTMF call event and returns its
+// time; any other call event but figures is an error (the call did not
+// survive its node).
+func firstDTMF(c *client.Client, d time.Duration) (a arrival) {
+	timeout := time.After(d)
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			switch {
+			case !ok || ev.Kind == client.EventClosed:
+				a.err = errors.New("closed before the INFO")
+				return a
+			case ev.Kind != client.EventCall || ev.CallEvent == client.CallFigures:
+			case ev.CallEvent == client.CallDTMF:
+				a.at = time.Now()
+				return a
+			default:
+				a.err = fmt.Errorf("call event %v (%d %s) before the INFO", ev.CallEvent, ev.Code, ev.Reason)
+				return a
+			}
+		case <-timeout:
+			a.err = fmt.Errorf("no INFO within %v", d)
+			return a
+		}
+	}
+}

@@ -64,7 +64,7 @@ func testRegistrationMoves(t *testing.T, sig syscall.Signal) {
 // side registers there; sip has more lines of their sip section
 // ({kamailio} is Kamailio's address). It returns the address and the
 // nodes.
-func kamailioCluster(t *testing.T, sip string) (string, []*node) {
+func kamailioCluster(t testing.TB, sip string) (string, []*node) {
 	t.Helper()
 	testenv.Tool(t, "kamailio", "apt-get install kamailio")
 	testenv.Tool(t, "sipp", "apt-get install sip-tester")

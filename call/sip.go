@@ -336,8 +336,9 @@ type farLeg struct {
 	// declared: SIP's INFOs of declared packages the web side has not
 	// answered, by correlation (template.go).
 	declared  map[string]pendingInfo
-	remoteTag string // outgoing: the To-tag of the fork that answered
-	recording bool   // the dialog is recorded (siprestore.go)
+	remoteTag string      // outgoing: the To-tag of the fork that answered
+	recording bool        // the dialog is recorded (siprestore.go)
+	snap      SIPSnapshot // what the record says of the web side, once recording
 	// released: the dialog was handed over, its record is another's
 	// (siprestore.go); read by the recorder's goroutine.
 	released  atomic.Bool

@@ -248,3 +248,34 @@ func TestRestoreSIPRefused(t *testing.T) {
 	default:
 	}
 }
+
+// A drain hands a confirmed SIP call over: the dialog is released
+// without a word to either side, its last state returned for the
+// record, and no end recorded (the record is the adopter's now). A
+// ringing call stays.
+func TestReleaseSIP(t *testing.T) {
+	e, rec := recordingEnv(t)
+	a, fc := e.outgoing(t)
+	e.answerOut(t, a, fc)
+	nextRecord(t, rec)
+	rel := e.h.ReleaseSIP(a)
+	if len(rel) != 1 || rel[0].Call.Web.Sub != "c1" || rel[0].Dialog.CallID == "" {
+		t.Fatalf("released %+v", rel)
+	}
+	fc.expectOp(t, "release")
+	e.assertIdle(t)
+	select {
+	case f := <-a.frames:
+		t.Fatalf("the web leg heard %s", f.Marshal())
+	case r := <-rec:
+		t.Fatalf("recorded %+v", r)
+	default:
+	}
+
+	b, fc2 := e.outgoingTo(t, "carol@sip.example")
+	if rel := e.h.ReleaseSIP(b); len(rel) != 0 {
+		t.Fatalf("a ringing call released: %+v", rel)
+	}
+	fc2.end(sipgw.Event{End: sipgw.EndRejected, Code: 486})
+	b.expect(t, protocol.TypeError, protocol.ActionStart)
+}

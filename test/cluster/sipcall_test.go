@@ -29,22 +29,32 @@ import (
 // at the resume, and SIPp's requests went unanswered.
 
 // TestSIPCallOutSurvivesKill: the user called SIPp (web to SIP).
-func TestSIPCallOutSurvivesKill(t *testing.T) { sipCallSurvives(t, true, false) }
+func TestSIPCallOutSurvivesKill(t *testing.T) { sipCallSurvives(t, true, false, syscall.SIGKILL) }
 
 // TestSIPCallOutWebHangsUpAfterKill: the same; the user hangs up after
 // the failover.
-func TestSIPCallOutWebHangsUpAfterKill(t *testing.T) { sipCallSurvives(t, true, true) }
+func TestSIPCallOutWebHangsUpAfterKill(t *testing.T) { sipCallSurvives(t, true, true, syscall.SIGKILL) }
 
 // TestSIPCallInSurvivesKill: SIPp called the user (SIP to web); after
 // the call, SIPp calls the user again: the call rings through n2 (the
 // binding moved with the session) and is answered and hung up.
-func TestSIPCallInSurvivesKill(t *testing.T) { sipCallSurvives(t, false, false) }
+func TestSIPCallInSurvivesKill(t *testing.T) { sipCallSurvives(t, false, false, syscall.SIGKILL) }
 
 // TestSIPCallInWebHangsUpAfterKill: SIPp called the user; the user hangs
 // up after the failover.
-func TestSIPCallInWebHangsUpAfterKill(t *testing.T) { sipCallSurvives(t, false, true) }
+func TestSIPCallInWebHangsUpAfterKill(t *testing.T) { sipCallSurvives(t, false, true, syscall.SIGKILL) }
 
-func sipCallSurvives(t *testing.T, out, webBye bool) {
+// TestSIPCallOutMovesOnDrain: the user called SIPp; n1 is drained
+// (SIGTERM): it releases the dialog, writes the call's record marked
+// released and closes the user's socket; the node the client resumes on
+// adopts the call at once (no lease to wait for). Before, the drain
+// kept the session on n1 until the call ended.
+func TestSIPCallOutMovesOnDrain(t *testing.T) { sipCallSurvives(t, true, false, syscall.SIGTERM) }
+
+// TestSIPCallInMovesOnDrain: SIPp called the user; n1 is drained.
+func TestSIPCallInMovesOnDrain(t *testing.T) { sipCallSurvives(t, false, false, syscall.SIGTERM) }
+
+func sipCallSurvives(t *testing.T, out, webBye bool, sig syscall.Signal) {
 	kaddr, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
 	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
 	scenario := "uac_failover.xml"
@@ -78,10 +88,11 @@ func sipCallSurvives(t *testing.T, out, webBye bool) {
 	untilMetric(t, "jsonrtc_call_records", 1, nodes[0].metrics)
 
 	killed := time.Now()
-	nodes[0].stop(t, syscall.SIGKILL)
+	nodes[0].signal(sig)
 	resumedBy(t, user, time.Now().Add(30*time.Second))
 	untilMetric(t, "jsonrtc_sip_calls_adopted_total", 1, nodes[1].metrics, nodes[2].metrics)
-	t.Logf("SIP call adopted %v after the kill", time.Since(killed).Round(time.Millisecond))
+	t.Logf("SIP call adopted %v after the %v", time.Since(killed).Round(time.Millisecond), sig)
+	nodes[0].wait(t, sig)
 	if webBye {
 		if err := call.Hangup(tctx(t)); err != nil {
 			t.Fatal(err)

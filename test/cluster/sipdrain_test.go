@@ -1,5 +1,3 @@
-//go:build sipmove
-
 package cluster
 
 import (

@@ -220,8 +220,9 @@ func (h *Handler) WaitSIP(ctx context.Context) error {
 }
 
 // HasSIPCall reports whether ep takes part in a call with a SIP leg: a
-// draining gateway keeps such a session until the call ends, since SIP
-// dialogs do not move between nodes.
+// draining gateway hands the confirmed ones over (ReleaseSIP) and keeps
+// the session while one rings, since an INVITE transaction does not
+// move between nodes.
 func (h *Handler) HasSIPCall(ep Endpoint) bool {
 	for _, l := range h.legsOf(ep) {
 		l.call.mu.Lock()

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
@@ -140,6 +142,11 @@ func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpo
 		fl.logWith("session_id", ep.ID(), "subsession_id", w.sub)
 	}
 	var o sipgw.AdoptOptions
+	if sn.Out {
+		// The header rules of the call's route, under this node's
+		// configuration (the start's extension headers are not kept).
+		o.Transform = endpoint.Route(ep, routing.Call, sn.Target, nil).Transform
+	}
 	if ahead := h.opts.WriteAheadSIP; ahead != nil {
 		o.WriteAhead = func(st sipgw.DialogState) { ahead(sn, st) }
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
@@ -278,4 +279,28 @@ func TestReleaseSIP(t *testing.T) {
 	}
 	fc2.end(sipgw.Event{End: sipgw.EndRejected, Code: 486})
 	b.expect(t, protocol.TypeError, protocol.ActionStart)
+}
+
+// An outgoing call restored elsewhere keeps its route's header rules:
+// the adopter binds them again, as at the dial, for the target (before,
+// an adopted call's messages went without them).
+func TestRestoreSIPKeepsHeaderRules(t *testing.T) {
+	e, rec := recordingEnv(t)
+	x := &routing.Transform{}
+	var got *routing.Transform
+	e.h.far.adopt = func(ctx context.Context, st sipgw.DialogState, o *sipgw.AdoptOptions) (sipCall, error) {
+		got = o.Transform
+		return newDialogFake(newFakeCall("alice@web.example", "sip:bob@sip.example")), nil
+	}
+	a := routedEP{e.ep("alice@web.example"), routing.Decision{Target: "bob@sip.example", Transform: x}}
+	app, _ := json.Marshal(SIPSnapshot{Out: true, Target: "bob@sip.example", Web: LegSnapshot{Session: a.id, Identity: a.identity, Sub: "c1"}})
+	if err := e.h.RestoreSIP(context.Background(), sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uac", App: app}, a); err != nil {
+		t.Fatal(err)
+	}
+	if got != x {
+		t.Fatalf("adopted with header rules %p, want the route's %p", got, x)
+	}
+	nextRecord(t, rec)
+	e.send(a.fakeEP, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 2})
+	nextRecord(t, rec) // the BYE's write-ahead
 }

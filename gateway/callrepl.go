@@ -133,7 +133,7 @@ func newCallRepl(g *Gateway, host string) *callRepl {
 func (r *callRepl) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jsonrtc_call_records",
-			Help: "Answered web calls hosted here whose record is in the store (another node goes on with them if this one dies)."},
+			Help: "Answered calls hosted here (web calls, and SIP calls once confirmed) whose record is in the store (another node goes on with them if this one dies)."},
 			func() float64 {
 				r.mu.Lock()
 				defer r.mu.Unlock()
@@ -143,7 +143,7 @@ func (r *callRepl) collectors() []prometheus.Collector {
 			Help: "Web calls this node took over from a dead host, or from its own earlier life, by their records."},
 			func() float64 { return float64(r.adopted.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_call_records_dropped_total",
-			Help: "Changes of web calls not written to their records because the write queue was full."},
+			Help: "Changes of calls (web and SIP) not written to their records because the write queue was full."},
 			func() float64 { return float64(r.dropped.Load()) }),
 	}
 }

@@ -1253,8 +1253,8 @@ func (g *Gateway) Drain(ctx context.Context) {
 
 // closeSockets closes the socket of every session of the tables not in
 // closed, and adds it there, but for sessions in a call with a SIP leg
-// (SIP dialogs do not move), which it counts. It returns the sessions
-// of the tables.
+// (a drain released the confirmed ones before: releaseSIPCalls), which
+// it counts. It returns the sessions of the tables.
 func (g *Gateway) closeSockets(closed map[*Session]bool, code websocket.StatusCode, reason string) ([]*Session, int) {
 	all := g.liveSessions()
 	sip := 0

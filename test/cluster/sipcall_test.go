@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/internal/testenv"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 )
 
 // Issue 15: a call between a web user and a SIP phone survives the death
@@ -220,4 +222,158 @@ func waitBound(t testing.TB, port int) {
 			t.Fatalf("nothing bound on UDP port %d after 10 s", port)
 		}
 	}
+}
+
+// TestSIPCallMediaSurvivesKill: the user's call to SIPp is anchored in a
+// real rtpengine; n1 is killed. The adopter goes on with the same
+// rtpengine call: the dead node's media ledger sweep leaves it (SIPp
+// waits past the sweep), SIPp's hold re-INVITE reaches the user through
+// rtpengine as a WebRTC offer, the user's answer reaches SIPp, and at
+// SIPp's BYE the adopter deletes the call in rtpengine. Before, the
+// adopter had no rtpengine session (the re-INVITE's SDP went to the
+// browser as plain RTP), and the sweep deleted the call's media.
+func TestSIPCallMediaSurvivesKill(t *testing.T) {
+	eng, ngAddr := startRTPEngine(t)
+	_, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\nmedia:\n  rtpengine: [\""+ngAddr+"\"]\n  ping_interval: 200ms\n")
+	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
+	sipp := runSipp(t, "uas_failover_media.xml", "")
+	call, err := user.StartCall(tctx(t), "uas-"+strconv.Itoa(sipp.port)+"@example.com", browserSDP(t, "chrome_offer.sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	untilCallEvent(t, user, client.CallEstablished)
+	untilMetric(t, "jsonrtc_call_records", 1, nodes[0].metrics)
+	ids := liveCalls(t, eng)
+	if len(ids) != 1 {
+		t.Fatalf("rtpengine holds %v, want the call", ids)
+	}
+	created := callCreated(t, eng, ids[0])
+	nodes[0].stop(t, syscall.SIGKILL)
+	resumedBy(t, user, time.Now().Add(30*time.Second))
+	untilMetric(t, "jsonrtc_sip_calls_adopted_total", 1, nodes[1].metrics, nodes[2].metrics)
+	ro := untilCallEvent(t, user, client.CallReOffer)
+	if !strings.Contains(ro.SDP, "a=ice-ufrag:") || !strings.Contains(ro.SDP, "a=fingerprint:") {
+		t.Fatalf("SIPp's re-INVITE reached the user without rtpengine's WebRTC rewrite:\n%s", ro.SDP)
+	}
+	// The same call, not one the re-offer made again after a sweep
+	// deleted it.
+	if now := liveCalls(t, eng); len(now) != 1 || now[0] != ids[0] || callCreated(t, eng, ids[0]) != created {
+		t.Fatalf("rtpengine holds %v after the dead node's sweep, want the call %s made at %s", now, ids[0], created)
+	}
+	if err := call.Answer(tctx(t), strings.ReplaceAll(browserSDP(t, "chrome_answer.sdp"), "a=sendrecv", "a=recvonly")); err != nil {
+		t.Fatal(err)
+	}
+	if ev := untilCallEvent(t, user, client.CallDTMF); ev.Digits != "7" {
+		t.Fatalf("DTMF %q, want SIPp's 7", ev.Digits)
+	}
+	untilCallEvent(t, user, client.CallEnded)
+	sipp.wait(t)
+	for deadline := time.Now().Add(10 * time.Second); len(liveCalls(t, eng)) != 0; <-time.After(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("rtpengine still holds %v 10 s after the call ended", liveCalls(t, eng))
+		}
+	}
+}
+
+// startRTPEngine runs rtpengine on reserved ports until the test ends
+// and returns a client of it that has seen it answer, and its ng address.
+func startRTPEngine(t *testing.T) (*rtpengine.Client, string) {
+	t.Helper()
+	bin := testenv.Tool(t, "rtpengine", "apt-get install rtpengine")
+	ng, media := testenv.Port(t), testenv.Ports(t, 20)
+	addr := "127.0.0.1:" + strconv.Itoa(ng)
+	cmd := exec.Command(bin, "--config-file=none", "--interface=127.0.0.1", "--listen-ng="+addr, "--table=-1",
+		"--foreground", "--log-stderr", "--log-level=6",
+		"--port-min="+strconv.Itoa(media), "--port-max="+strconv.Itoa(media+19))
+	out, err := os.Create(filepath.Join(t.TempDir(), "rtpengine.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		out.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(out.Name())
+			t.Logf("rtpengine log:\n%s", b)
+		}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, err := rtpengine.Dial(ctx, addr, &rtpengine.Options{Retransmit: 100 * time.Millisecond, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	// The first pings go out before rtpengine listens: retransmitted.
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("rtpengine does not answer ping: %v", err)
+	}
+	return c, addr
+}
+
+// liveCalls lists the calls rtpengine holds.
+func liveCalls(t *testing.T, eng *rtpengine.Client) []string {
+	t.Helper()
+	ids, err := eng.List(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// callCreated returns when rtpengine made the call callID, as its query
+// says.
+func callCreated(t *testing.T, eng *rtpengine.Client, callID string) string {
+	t.Helper()
+	r, err := eng.Query(t.Context(), &rtpengine.Request{CallID: callID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprint(r.Raw["created"], ".", r.Raw["created_us"])
+}
+
+// browserSDP reads a browser's SDP from test/interop's test data.
+func browserSDP(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "interop", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(string(b), "\n", "\r\n")
+}
+
+// TestSIPCallSurvivesRestart: the user's only node, n1, is killed during
+// its call to SIPp and started again on its data directory (its SIP port
+// a new one): it adopts its own call back from the record (as a restart
+// does its web calls), refreshes the dialog's target with its new
+// Contact, and the user, resuming on n1, gets SIPp's re-INVITE, INFO and
+// BYE. Before, the call ended with n1's earlier life.
+func TestSIPCallSurvivesRestart(t *testing.T) {
+	_, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
+	user := dial(t, regUser+"@example.com", []string{nodes[0].ws()}, nil)
+	sipp := runSipp(t, "uas_failover.xml", "")
+	call, err := user.StartCall(tctx(t), "uas-"+strconv.Itoa(sipp.port)+"@example.com", offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	untilCallEvent(t, user, client.CallEstablished)
+	untilMetric(t, "jsonrtc_call_records", 1, nodes[0].metrics)
+	nodes[0].stop(t, syscall.SIGKILL)
+	nodes[0].start(t)
+	resumedBy(t, user, time.Now().Add(40*time.Second))
+	untilMetric(t, "jsonrtc_sip_calls_adopted_total", 1, nodes[0].metrics)
+	ro := untilCallEvent(t, user, client.CallReOffer)
+	if err := call.Answer(tctx(t), answer); err != nil {
+		t.Fatalf("answering SIPp's re-INVITE (%q): %v", ro.SDP, err)
+	}
+	if ev := untilCallEvent(t, user, client.CallDTMF); ev.Digits != "7" {
+		t.Fatalf("DTMF %q, want SIPp's 7", ev.Digits)
+	}
+	untilCallEvent(t, user, client.CallEnded)
+	sipp.wait(t)
 }

@@ -20,8 +20,8 @@ const sipDrainCalls = 50
 // calls the first half, the second half call a SIPp UAS (uas_drain.xml).
 // n1, serving a third of them, is drained (SIGTERM) mid-call. No call
 // ends: no web leg hears of one on the way to its resume on another
-// node, and SIPp sees no BYE (its scenarios take only the adopter's
-// target refresh). Then every web user sends a DTMF digit: SIPp gets
+// node, each of n1's calls is adopted once, and SIPp sees no BYE (its
+// scenarios take only the adopter's target refresh). Then every web user sends a DTMF digit: SIPp gets
 // the INFO (through the new node for the moved calls), answers it and
 // hangs up towards the dialog's current target; the BYE reaches every
 // web user, and SIPp counts every call completed.
@@ -69,9 +69,14 @@ func TestDrainDuringSIPCalls(t *testing.T) {
 	}
 
 	nodes[0].stop(t, syscall.SIGTERM)
+	moved := 0
 	for i := 0; i < sipDrainCalls; i += len(nodes) {
 		resumedInCall(t, users[i], 30*time.Second)
+		moved++
 	}
+	// Each drained call adopted once, by the node its user resumed on.
+	untilMetric(t, "jsonrtc_sip_calls_adopted_total", moved, nodes[1].metrics, nodes[2].metrics)
+	untilMetric(t, "jsonrtc_sip_call_adoptions_failed_total", 0, nodes[1].metrics, nodes[2].metrics)
 
 	for i, k := range calls {
 		if err := k.DTMF(tctx(t), "5", 0); err != nil {

@@ -63,7 +63,7 @@ func testRegistrationMoves(t *testing.T, sig syscall.Signal) {
 // side registers there; sip has more lines of their sip section
 // ({kamailio} is Kamailio's address). It returns the address and the
 // nodes.
-func kamailioCluster(t *testing.T, sip string) (string, []*node) {
+func kamailioCluster(t testing.TB, sip string) (string, []*node) {
 	t.Helper()
 	testenv.Tool(t, "kamailio", "apt-get install kamailio")
 	testenv.Tool(t, "sipp", "apt-get install sip-tester")
@@ -79,7 +79,7 @@ func kamailioCluster(t *testing.T, sip string) (string, []*node) {
 
 // startKamailio runs the tests' Kamailio (internal/kamailio) until the
 // test ends and returns its address.
-func startKamailio(t *testing.T) string {
+func startKamailio(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	port := testenv.Port(t)

@@ -159,7 +159,7 @@ type sippRun struct {
 // runSipp runs scenario (of ./scenarios) for one call, toward remote
 // ("": a UAS, bound before it returns); its logs go to the test's log
 // when the test fails.
-func runSipp(t *testing.T, scenario, remote string, extra ...string) *sippRun {
+func runSipp(t testing.TB, scenario, remote string, extra ...string) *sippRun {
 	t.Helper()
 	s := &sippRun{port: testenv.Port(t), dir: t.TempDir(), done: make(chan error, 1)}
 	// SIPp writes its logs next to the scenario: a copy in a temp dir.
@@ -203,7 +203,7 @@ func runSipp(t *testing.T, scenario, remote string, extra ...string) *sippRun {
 }
 
 // wait waits for the scenario's end, which must be a success.
-func (s *sippRun) wait(t *testing.T) {
+func (s *sippRun) wait(t testing.TB) {
 	t.Helper()
 	select {
 	case err := <-s.done:
@@ -217,7 +217,7 @@ func (s *sippRun) wait(t *testing.T) {
 
 // waitBound waits until a process has bound 127.0.0.1:port (UDP): SIPp's
 // UAS, ready for the INVITE.
-func waitBound(t *testing.T, port int) {
+func waitBound(t testing.TB, port int) {
 	t.Helper()
 	want := fmt.Sprintf("0100007F:%04X", port)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {

@@ -76,8 +76,15 @@ func (h *Handler) Drop(session, sub string) {
 	c := l.call
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	if fl, ok := c.far.(*farLeg); ok {
+		fl.dropSIP()
+		return
+	}
 	r, ok := c.far.(relay)
-	if !ok || c.ended {
+	if !ok {
 		return
 	}
 	c.replicated = nil // the record is the other node's

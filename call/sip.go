@@ -129,6 +129,7 @@ func (s *sipSide) mediaRoute(target, trunk string) rtpengine.Route {
 
 type sipSide struct {
 	dial    func(context.Context, sipgw.DialOptions) (sipCall, error)
+	adopt   func(context.Context, sipgw.DialogState, *sipgw.AdoptOptions) (sipCall, error) // nil: dialogs do not move here (siprestore.go)
 	domains map[string]bool
 	headers map[string]bool
 	media   *rtpengine.Adapter
@@ -187,6 +188,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 		}
 		return sipgwCall{sc}, nil
 	}, o)
+	h.far.adopt = adoptVia(net)
 }
 
 func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {
@@ -335,7 +337,11 @@ type farLeg struct {
 	// answered, by correlation (template.go).
 	declared  map[string]pendingInfo
 	remoteTag string // outgoing: the To-tag of the fork that answered
-	replacing *leg   // incoming with Replaces: the web leg of the call it replaces (attended.go)
+	recording bool   // the dialog is recorded (siprestore.go)
+	// released: the dialog was handed over, its record is another's
+	// (siprestore.go); read by the recorder's goroutine.
+	released  atomic.Bool
+	replacing *leg // incoming with Replaces: the web leg of the call it replaces (attended.go)
 }
 
 type sipReoffer struct {
@@ -994,6 +1000,7 @@ func (fl *farLeg) step(in sipInput, r sipRole, a sipArgs) {
 	fl.phase = next
 	if next == outConfirmed || next == inConfirmed {
 		fl.flushTrickle()
+		fl.recordDialog()
 	}
 }
 

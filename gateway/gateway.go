@@ -269,7 +269,9 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		}
 		g.repl = newCallRepl(g, host)
 		co.Replicate = g.repl.replicate
+		co.ReplicateSIP, co.WriteAheadSIP = g.repl.replicateSIP, g.repl.writeAheadSIP
 		g.metrics.reg.MustRegister(g.repl.collectors()...)
+		g.metrics.reg.MustRegister(g.repl.sipCollectors()...)
 		g.goTracked(func() { g.repl.run(g.ctx) })
 	}
 	g.calls = call.NewHandler(directory{g}, co)

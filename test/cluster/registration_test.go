@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -37,15 +38,7 @@ func TestRegistrationMovesOnKill(t *testing.T) { testRegistrationMoves(t, syscal
 func TestRegistrationMovesOnDrain(t *testing.T) { testRegistrationMoves(t, syscall.SIGTERM) }
 
 func testRegistrationMoves(t *testing.T, sig syscall.Signal) {
-	testenv.Tool(t, "kamailio", "apt-get install kamailio")
-	testenv.Tool(t, "sipp", "apt-get install sip-tester")
-	kaddr := startKamailio(t)
-	nodes := newClusterWith(t, fmt.Sprintf(`sip:
-  domain: example.com
-  registrar: sip:%s
-  instance_id: urn:jsonrtc:{node}
-  listen: {udp: "127.0.0.1:0"}
-`, kaddr))
+	kaddr, nodes := kamailioCluster(t, "")
 	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
 	before := bindings(t, kaddr)
 	if len(before) != 1 {
@@ -65,6 +58,24 @@ func testRegistrationMoves(t *testing.T, sig syscall.Signal) {
 		t.Fatalf("bindings after the resume on another node: %v (before the kill: %v), want one, not n1's", after, before)
 	}
 	sippCall(t, kaddr, user)
+}
+
+// kamailioCluster starts the tests' Kamailio and three nodes whose SIP
+// side registers there; sip has more lines of their sip section
+// ({kamailio} is Kamailio's address). It returns the address and the
+// nodes.
+func kamailioCluster(t *testing.T, sip string) (string, []*node) {
+	t.Helper()
+	testenv.Tool(t, "kamailio", "apt-get install kamailio")
+	testenv.Tool(t, "sipp", "apt-get install sip-tester")
+	kaddr := startKamailio(t)
+	nodes := newClusterWith(t, fmt.Sprintf(`sip:
+  domain: example.com
+  registrar: sip:%s
+  instance_id: urn:jsonrtc:{node}
+  listen: {udp: "127.0.0.1:0"}
+`, kaddr)+strings.ReplaceAll(sip, "{kamailio}", kaddr))
+	return kaddr, nodes
 }
 
 // startKamailio runs the tests' Kamailio (internal/kamailio) until the

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/internal/kamailio"
@@ -131,9 +132,23 @@ func (b *balanced) checkBinding(t *testing.T, sip string) {
 // any).
 func (b *balanced) relayed(t *testing.T, method, ruri, du string) int {
 	t.Helper()
+	return b.count(t, method, func(r, d string) bool { return strings.Contains(r, ruri) && strings.Contains(d, du) })
+}
+
+// relayedTo counts the requests of method the balancer relayed toward
+// addr, by Request-URI or destination.
+func (b *balanced) relayedTo(t *testing.T, method, addr string) int {
+	t.Helper()
+	return b.count(t, method, func(r, d string) bool { return strings.Contains(r, addr) || strings.Contains(d, addr) })
+}
+
+// count counts the balancer's log lines of method whose Request-URI and
+// destination match.
+func (b *balanced) count(t *testing.T, method string, match func(ruri, du string) bool) int {
+	t.Helper()
 	n := 0
 	for _, m := range logLines(t, b.lbLog, lbLine) {
-		if m[1] == method && strings.Contains(m[2], ruri) && strings.Contains(m[3], du) {
+		if m[1] == method && match(m[2], m[3]) {
 			n++
 		}
 	}
@@ -252,7 +267,60 @@ func TestBalancedFailover(t *testing.T) {
 	for range 3 {
 		sippCallUser(t, b.registrar, "gw-"+regUser, user)
 	}
-	if n := b.relayed(t, "INVITE", "sip:"+regUser+"@example.com", ""); n < 3 {
-		t.Errorf("the balancer relayed %d INVITEs of the service number, want 3 or more", n)
+	if n := b.relayed(t, "INVITE", "sip:"+regUser+"@example.com", b.sip[1]) + b.relayed(t, "INVITE", "sip:"+regUser+"@example.com", b.sip[2]); n != 3 {
+		t.Errorf("the balancer relayed %d INVITEs of the service number to n2 or n3, want 3", n)
+	}
+}
+
+// TestBalancedSIPCallInSurvivesKill: the SIP call adoption of
+// sipcall_test.go through the balancer. SIPp calls open@example.com
+// (registrar -> balancer -> n1) and the user answers; n1 is killed
+// (kill -9); the node that takes the session over adopts the dialog (its
+// target refresh goes out through the balancer, which record-routed the
+// call), and SIPp's re-INVITE, INFO and BYE reach the user through the
+// balancer and the new node.
+func TestBalancedSIPCallInSurvivesKill(t *testing.T) { balancedSIPCallSurvives(t, false) }
+
+// TestBalancedSIPCallOutSurvivesKill: the same with the user calling
+// SIPp (node -> balancer -> registrar -> SIPp).
+func TestBalancedSIPCallOutSurvivesKill(t *testing.T) { balancedSIPCallSurvives(t, true) }
+
+func balancedSIPCallSurvives(t *testing.T, out bool) {
+	b := newBalanced(t)
+	user := dial(t, regUser+"@example.com", urls(b.nodes, 0), nil)
+	var call *client.Call
+	var sipp *sippRun
+	if out {
+		sipp = runSipp(t, "uas_failover.xml", "")
+		c, err := user.StartCall(tctx(t), "uas-"+strconv.Itoa(sipp.port)+"@example.com", offer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		call = c
+	} else {
+		sipp = runSipp(t, "uac_failover.xml", b.registrar, "-s", regUser)
+		in := event(t, user, client.EventIncomingCall)
+		call = in.Call
+		if err := call.Answer(tctx(t), answer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	untilCallEvent(t, user, client.CallEstablished)
+	untilMetric(t, "jsonrtc_call_records", 1, b.nodes[0].metrics)
+
+	b.nodes[0].stop(t, syscall.SIGKILL)
+	resumedBy(t, user, time.Now().Add(30*time.Second))
+	untilMetric(t, "jsonrtc_sip_calls_adopted_total", 1, b.nodes[1].metrics, b.nodes[2].metrics)
+	ro := untilCallEvent(t, user, client.CallReOffer)
+	if err := call.Answer(tctx(t), answer); err != nil {
+		t.Fatalf("answering SIPp's re-INVITE (%q): %v", ro.SDP, err)
+	}
+	if ev := untilCallEvent(t, user, client.CallDTMF); ev.Digits != "7" {
+		t.Fatalf("DTMF %q, want SIPp's 7", ev.Digits)
+	}
+	untilCallEvent(t, user, client.CallEnded)
+	sipp.wait(t)
+	if n := b.relayedTo(t, "BYE", b.sip[1]) + b.relayedTo(t, "BYE", b.sip[2]); n != 1 {
+		t.Errorf("the balancer relayed %d BYEs to n2 or n3, want SIPp's", n)
 	}
 }

@@ -308,10 +308,13 @@ func balancedSIPCallSurvives(t *testing.T, out bool) {
 	untilCallEvent(t, user, client.CallEstablished)
 	untilMetric(t, "jsonrtc_call_records", 1, b.nodes[0].metrics)
 
+	killed := time.Now()
 	b.nodes[0].stop(t, syscall.SIGKILL)
 	resumedBy(t, user, time.Now().Add(30*time.Second))
 	untilMetric(t, "jsonrtc_sip_calls_adopted_total", 1, b.nodes[1].metrics, b.nodes[2].metrics)
 	ro := untilCallEvent(t, user, client.CallReOffer)
+	// The failover time of docs/cluster.md, "SIP deployments".
+	t.Logf("SIPp's re-INVITE reached the user through the balancer and the new node %v after the kill", time.Since(killed).Round(time.Millisecond))
 	if err := call.Answer(tctx(t), answer); err != nil {
 		t.Fatalf("answering SIPp's re-INVITE (%q): %v", ro.SDP, err)
 	}

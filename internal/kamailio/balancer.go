@@ -26,6 +26,11 @@ type BalancerOptions struct {
 	// milliseconds (tm's fr_timer for those branches).
 	FailoverMS int
 	Workers    int
+	// MatchPort tells the nodes' requests by source address and port,
+	// for nodes that share an address (the tests' on loopback); they
+	// must then send from their listening port, which UDP does. Unset,
+	// by address alone, over any transport.
+	MatchPort bool
 	// LogRequests logs a line per request the balancer relays
 	// ("LB <method> <Request-URI> <destination>").
 	LogRequests bool
@@ -94,8 +99,14 @@ request_route {
 	if (is_method("INVITE|SUBSCRIBE|REFER")) {
 		record_route();
 	}
-	# The nodes send from their listening port: matched with it.
+{{- if .MatchPort}}
+	# Nodes sharing an address: matched by port too (UDP: they send from
+	# their listening port).
 	if (ds_is_from_list("1", "2")) {
+{{- else}}
+	# A node's request, told by its source address (any port, transport).
+	if (ds_is_from_list("1", "3")) {
+{{- end}}
 		if (is_method("REGISTER")) {
 			add_path_received();
 		}

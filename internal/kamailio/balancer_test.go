@@ -61,7 +61,7 @@ func TestBalancerConfigParses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, log := range []bool{false, true} {
-		o.LogRequests = log
+		o.LogRequests, o.MatchPort = log, log
 		cfg, err := BalancerConfig(o)
 		if err != nil {
 			t.Fatal(err)

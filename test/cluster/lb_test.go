@@ -58,7 +58,7 @@ func newBalanced(t *testing.T) *balanced {
 		t.Fatal(err)
 	}
 	cfg, err = kamailio.BalancerConfig(kamailio.BalancerOptions{Listen: lb, ModPath: kamailio.ModulesDir(), ListFile: list,
-		Upstream: b.registrar, Probe: 1, FailoverMS: 2000, Workers: 2, LogRequests: true})
+		Upstream: b.registrar, Probe: 1, FailoverMS: 2000, Workers: 2, LogRequests: true, MatchPort: true})
 	if err != nil {
 		t.Fatal(err)
 	}

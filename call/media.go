@@ -266,6 +266,12 @@ func (fl *farLeg) releaseMedia() []rtpengine.LegStats {
 	if s == nil || !s.Anchored() {
 		return nil
 	}
+	if fl.released.Load() {
+		// Another node goes on with the call, media and all
+		// (siprestore.go).
+		s.Forget()
+		return nil
+	}
 	var legs []rtpengine.LegStats
 	done := make(chan struct{})
 	fl.must(func() {

@@ -220,8 +220,9 @@ func (h *Handler) WaitSIP(ctx context.Context) error {
 }
 
 // HasSIPCall reports whether ep takes part in a call with a SIP leg: a
-// draining gateway keeps such a session until the call ends, since SIP
-// dialogs do not move between nodes.
+// draining gateway hands the confirmed ones over (ReleaseSIP) and keeps
+// the session while one rings, since an INVITE transaction does not
+// move between nodes.
 func (h *Handler) HasSIPCall(ep Endpoint) bool {
 	for _, l := range h.legsOf(ep) {
 		l.call.mu.Lock()
@@ -336,8 +337,9 @@ type farLeg struct {
 	// declared: SIP's INFOs of declared packages the web side has not
 	// answered, by correlation (template.go).
 	declared  map[string]pendingInfo
-	remoteTag string // outgoing: the To-tag of the fork that answered
-	recording bool   // the dialog is recorded (siprestore.go)
+	remoteTag string      // outgoing: the To-tag of the fork that answered
+	recording bool        // the dialog is recorded (siprestore.go)
+	snap      SIPSnapshot // what the record says of the web side, once recording
 	// released: the dialog was handed over, its record is another's
 	// (siprestore.go); read by the recorder's goroutine.
 	released  atomic.Bool

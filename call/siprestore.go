@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/jsonrtc/jsonrtc/endpoint"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
@@ -30,6 +33,9 @@ type SIPSnapshot struct {
 	Target string      `json:"target"`
 	Remote string      `json:"remote,omitempty"`
 	Web    LegSnapshot `json:"web"`
+	// Media is the call's session in rtpengine, which the adopter goes
+	// on with (nil: not anchored).
+	Media *rtpengine.SessionState `json:"media,omitempty"`
 }
 
 // ErrNoAdopt is RestoreSIP's answer when the handler has no SIP user
@@ -68,6 +74,11 @@ func (fl *farLeg) recordDialog() {
 	}
 	fl.recording = true
 	sn := SIPSnapshot{Out: fl.out, Target: fl.c.target, Remote: fl.remote, Web: legSnapshot(w)}
+	if fl.media != nil && fl.media.Anchored() {
+		ms := fl.media.State()
+		sn.Media = &ms
+	}
+	fl.snap = sn
 	app, _ := json.Marshal(sn)
 	dc.SetApp(app)
 	if ahead := h.opts.WriteAheadSIP; ahead != nil {
@@ -131,13 +142,24 @@ func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpo
 		fl.logWith("session_id", ep.ID(), "subsession_id", w.sub)
 	}
 	var o sipgw.AdoptOptions
+	if sn.Out {
+		// The header rules of the call's route, under this node's
+		// configuration (the start's extension headers are not kept).
+		o.Transform = endpoint.Route(ep, routing.Call, sn.Target, nil).Transform
+	}
 	if ahead := h.opts.WriteAheadSIP; ahead != nil {
 		o.WriteAhead = func(st sipgw.DialogState) { ahead(sn, st) }
 	}
 	var sc sipCall
 	err := ErrNoAdopt
 	if h.far != nil && h.far.adopt != nil {
+		err = fl.resumeMedia(sn.Media)
+	}
+	if err == nil {
 		sc, err = h.far.adopt(ctx, st, &o)
+		if err != nil {
+			fl.deleteMedia(fl.media)
+		}
 	}
 	if err != nil {
 		fl.rlog().Info("sip adopt", "a SIP call's dialog not taken over: its web leg ends", "err", err)
@@ -169,7 +191,67 @@ func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpo
 	h.addDialog(fl)
 	h.far.wg.Go(fl.read)
 	fl.recordDialog()
+	if fl.media != nil {
+		fl.media.OnLost(fl.mediaLost)
+	}
 	return nil
+}
+
+// resumeMedia goes on with the call's rtpengine session ms (nil: the call
+// is not anchored). An anchored call on a node without rtpengine, or
+// whose instance is not in its pool, cannot go on.
+func (fl *farLeg) resumeMedia(ms *rtpengine.SessionState) error {
+	if ms == nil {
+		return nil
+	}
+	if fl.h.far.media == nil {
+		return errNoMedia
+	}
+	s, err := fl.h.far.media.Resume(*ms)
+	if err != nil {
+		return err
+	}
+	fl.media = s
+	return nil
+}
+
+// errNoMedia: an anchored call adopted by a node without rtpengine.
+var errNoMedia = errors.New("call: the call's media is in rtpengine, and this node has none")
+
+// ReleasedSIP is a SIP call handed over at a drain (ReleaseSIP): the
+// web side's part and the dialog's last state, for its record.
+type ReleasedSIP struct {
+	Call   SIPSnapshot
+	Dialog sipgw.DialogState
+}
+
+// ReleaseSIP hands over the confirmed SIP calls of ep, for another node
+// to adopt (a drain): each dialog is released without a word to the peer
+// (sipgw.Call.Release), its media left in rtpengine, and the web side
+// forgotten without a word to the client, whose session moves. It
+// returns what the calls' records must say; a call not confirmed yet
+// stays (its INVITE transaction cannot move).
+func (h *Handler) ReleaseSIP(ep Endpoint) []ReleasedSIP {
+	var out []ReleasedSIP
+	for _, l := range h.legsOf(ep) {
+		c := l.call
+		c.mu.Lock()
+		fl, ok := c.far.(*farLeg)
+		if !ok || c.ended || !fl.recording || l != fl.web() {
+			c.mu.Unlock()
+			continue
+		}
+		dc := fl.sc.(dialogCall)
+		sn := fl.snap
+		fl.released.Store(true)
+		fl.webGone = true
+		h.endFar(c)
+		c.mu.Unlock()
+		if st, ok := dc.Release(); ok {
+			out = append(out, ReleasedSIP{Call: sn, Dialog: st})
+		}
+	}
+	return out
 }
 
 // dropSIP forgets the SIP call of c without a word to either side: its

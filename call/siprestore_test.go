@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
@@ -247,4 +248,59 @@ func TestRestoreSIPRefused(t *testing.T) {
 		t.Fatalf("recorded %+v", r)
 	default:
 	}
+}
+
+// A drain hands a confirmed SIP call over: the dialog is released
+// without a word to either side, its last state returned for the
+// record, and no end recorded (the record is the adopter's now). A
+// ringing call stays.
+func TestReleaseSIP(t *testing.T) {
+	e, rec := recordingEnv(t)
+	a, fc := e.outgoing(t)
+	e.answerOut(t, a, fc)
+	nextRecord(t, rec)
+	rel := e.h.ReleaseSIP(a)
+	if len(rel) != 1 || rel[0].Call.Web.Sub != "c1" || rel[0].Dialog.CallID == "" {
+		t.Fatalf("released %+v", rel)
+	}
+	fc.expectOp(t, "release")
+	e.assertIdle(t)
+	select {
+	case f := <-a.frames:
+		t.Fatalf("the web leg heard %s", f.Marshal())
+	case r := <-rec:
+		t.Fatalf("recorded %+v", r)
+	default:
+	}
+
+	b, fc2 := e.outgoingTo(t, "carol@sip.example")
+	if rel := e.h.ReleaseSIP(b); len(rel) != 0 {
+		t.Fatalf("a ringing call released: %+v", rel)
+	}
+	fc2.end(sipgw.Event{End: sipgw.EndRejected, Code: 486})
+	b.expect(t, protocol.TypeError, protocol.ActionStart)
+}
+
+// An outgoing call restored elsewhere keeps its route's header rules:
+// the adopter binds them again, as at the dial, for the target (before,
+// an adopted call's messages went without them).
+func TestRestoreSIPKeepsHeaderRules(t *testing.T) {
+	e, rec := recordingEnv(t)
+	x := &routing.Transform{}
+	var got *routing.Transform
+	e.h.far.adopt = func(ctx context.Context, st sipgw.DialogState, o *sipgw.AdoptOptions) (sipCall, error) {
+		got = o.Transform
+		return newDialogFake(newFakeCall("alice@web.example", "sip:bob@sip.example")), nil
+	}
+	a := routedEP{e.ep("alice@web.example"), routing.Decision{Target: "bob@sip.example", Transform: x}}
+	app, _ := json.Marshal(SIPSnapshot{Out: true, Target: "bob@sip.example", Web: LegSnapshot{Session: a.id, Identity: a.identity, Sub: "c1"}})
+	if err := e.h.RestoreSIP(context.Background(), sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uac", App: app}, a); err != nil {
+		t.Fatal(err)
+	}
+	if got != x {
+		t.Fatalf("adopted with header rules %p, want the route's %p", got, x)
+	}
+	nextRecord(t, rec)
+	e.send(a.fakeEP, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 2})
+	nextRecord(t, rec) // the BYE's write-ahead
 }

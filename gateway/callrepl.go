@@ -49,6 +49,9 @@ type callRecord struct {
 	// SIP is a SIP call's dialog, whose App is its call.SIPSnapshot
 	// (sipcallrepl.go), under its web leg's key; Call is then nil.
 	SIP *sipgw.DialogState `json:"sip,omitempty"`
+	// Released: the host handed the SIP call over (a drain): a node
+	// taking its session over adopts it at once, the host alive.
+	Released bool `json:"released,omitempty"`
 }
 
 // callKey names the record of a leg: the client's subsession ids are
@@ -66,8 +69,9 @@ type callOp struct {
 	ended bool
 	// web is a SIP call's web leg, and sip its dialog (sipcallrepl.go);
 	// nil for a call between web sessions.
-	web *call.LegSnapshot
-	sip *sipgw.DialogState
+	web      *call.LegSnapshot
+	sip      *sipgw.DialogState
+	released bool
 	// done are closed once the change is written (or given up on): the
 	// write-ahead of a SIP call's requests waits for it.
 	done []chan struct{}
@@ -93,7 +97,7 @@ func (op callOp) leg() legID {
 // record is the change's record, naming host.
 func (op callOp) record(host string) callRecord {
 	if op.web != nil {
-		return callRecord{Host: host, SIP: op.sip}
+		return callRecord{Host: host, SIP: op.sip, Released: op.released}
 	}
 	return callRecord{Host: host, Call: &op.sn}
 }
@@ -129,7 +133,7 @@ func newCallRepl(g *Gateway, host string) *callRepl {
 func (r *callRepl) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jsonrtc_call_records",
-			Help: "Answered web calls hosted here whose record is in the store (another node goes on with them if this one dies)."},
+			Help: "Answered calls hosted here (web calls, and SIP calls once confirmed) whose record is in the store (another node goes on with them if this one dies)."},
 			func() float64 {
 				r.mu.Lock()
 				defer r.mu.Unlock()
@@ -139,7 +143,7 @@ func (r *callRepl) collectors() []prometheus.Collector {
 			Help: "Web calls this node took over from a dead host, or from its own earlier life, by their records."},
 			func() float64 { return float64(r.adopted.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_call_records_dropped_total",
-			Help: "Changes of web calls not written to their records because the write queue was full."},
+			Help: "Changes of calls (web and SIP) not written to their records because the write queue was full."},
 			func() float64 { return float64(r.dropped.Load()) }),
 	}
 }
@@ -384,7 +388,7 @@ func (r *callRepl) adoptOnce(ctx context.Context, session, sub string) (string, 
 		return "", err
 	case rec.Call == nil && rec.SIP == nil:
 		return "", errCallGone
-	case rec.Host == r.host || !r.g.node.Down(rec.Host):
+	case !rec.Released && (rec.Host == r.host || !r.g.node.Down(rec.Host)):
 		return rec.Host, nil
 	}
 	if err := r.take(ctx, ck, rec, rev); err != nil {
@@ -429,7 +433,7 @@ func (r *callRepl) take(ctx context.Context, ck string, rec *callRecord, rev uin
 // at revision rev, by compare-and-set, and holds it as the record of
 // the call of leg id.
 func (r *callRepl) claim(ctx context.Context, ck string, rec *callRecord, rev uint64, id legID) error {
-	rec.Host = r.host
+	rec.Host, rec.Released = r.host, false
 	data, _ := json.Marshal(rec)
 	nrev, err := r.g.store.Update(ctx, ck, data, rev)
 	if err != nil {

@@ -1162,6 +1162,7 @@ func (g *Gateway) tookOver(s *Session) {
 	g.publish(s)
 	g.metrics.cluster.WithLabelValues(kindTakeover, "taken").Inc()
 	s.dropDeadRoutes()
+	s.adoptReleased() // SIP calls a drain handed over (sipcallrepl.go)
 }
 
 // liveEntries keeps the entries whose owner is alive. An entry that names a dead
@@ -1232,6 +1233,7 @@ func (g *Gateway) Drain(ctx context.Context) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
+		g.releaseSIPCalls() // their sessions move too (sipcallrepl.go)
 		all, sip := g.closeSockets(closed, websocket.StatusGoingAway, "node draining; resume on another")
 		calls := g.calls.Active()
 		if len(all) == 0 && calls == 0 {
@@ -1251,8 +1253,8 @@ func (g *Gateway) Drain(ctx context.Context) {
 
 // closeSockets closes the socket of every session of the tables not in
 // closed, and adds it there, but for sessions in a call with a SIP leg
-// (SIP dialogs do not move), which it counts. It returns the sessions
-// of the tables.
+// (a drain released the confirmed ones before: releaseSIPCalls), which
+// it counts. It returns the sessions of the tables.
 func (g *Gateway) closeSockets(closed map[*Session]bool, code websocket.StatusCode, reason string) ([]*Session, int) {
 	all := g.liveSessions()
 	sip := 0

@@ -235,6 +235,13 @@ func (l *mediaLedger) sweep(ctx context.Context, node string) {
 		l.g.log.Warn("media ledger: the calls a dead process left could not be listed", "node", node, "err", err)
 		return
 	}
+	// SIP calls with a record go on elsewhere, or here again, media and
+	// all (sipcallrepl.go): their adopter holds them.
+	adopted, err := l.g.repl.sipMediaCalls(ctx)
+	if err != nil {
+		l.g.log.Warn("media ledger: the SIP calls' records could not be read: the calls a dead process left are not swept", "node", node, "err", err)
+		return
+	}
 	swept := 0
 	for _, key := range keys {
 		if !strings.HasPrefix(key, prefix) {
@@ -245,7 +252,7 @@ func (l *mediaLedger) sweep(ctx context.Context, node string) {
 			continue
 		}
 		var rec ledgerRecord
-		if json.Unmarshal(data, &rec) != nil || (node == l.node() && rec.Life == l.life) || !l.claim(ctx, node, key, rec, rev) {
+		if json.Unmarshal(data, &rec) != nil || (node == l.node() && rec.Life == l.life) || adopted[rec.CallID] || !l.claim(ctx, node, key, rec, rev) {
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, l.g.cfg.Media.WithDefaults().Timeout)

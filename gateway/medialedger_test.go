@@ -65,6 +65,9 @@ func TestMediaLedgerSweep(t *testing.T) {
 	if _, err := st.Create(ctx, oldKey, old); err != nil {
 		t.Fatal(err)
 	}
+	// A SIP call of the earlier life with a record: its adopter goes on
+	// with its media, which the sweep leaves (before, it deleted it).
+	sipKey := keepSIPMedia(t, st, "sip@crash", addr)
 	cfg := DefaultConfig()
 	cfg.SIP.Listen.UDP, cfg.SIP.Domain = "127.0.0.1:0", "example.com"
 	cfg.Media = rtpengine.Config{RTPEngine: []string{addr}, Timeout: time.Second, Retransmit: 200 * time.Millisecond, PingInterval: time.Hour}
@@ -85,6 +88,15 @@ func TestMediaLedgerSweep(t *testing.T) {
 		_, _, err := st.Get(ctx, oldKey)
 		return errors.Is(err, store.ErrNotFound)
 	})
+	if _, _, err := st.Get(ctx, sipKey); err != nil {
+		t.Fatalf("the recorded SIP call's ledger record: %v", err)
+	}
+	select {
+	case r := <-reqs:
+		t.Fatalf("rtpengine heard %q after the sweep", r)
+	default:
+	}
+	_ = st.Delete(ctx, sipKey)
 	rec := httptest.NewRecorder()
 	g.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), "jsonrtc_rtpengine_swept_total 1") {

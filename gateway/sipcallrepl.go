@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -66,19 +67,83 @@ func (r *callRepl) replicateSIP(sn call.SIPSnapshot, st sipgw.DialogState, ended
 // storeTimeout.
 func (r *callRepl) writeAheadSIP(sn call.SIPSnapshot, st sipgw.DialogState) {
 	web := sn.Web
-	done := make(chan struct{})
-	if !r.push(callOp{web: &web, sip: &st, done: []chan struct{}{done}}) {
+	if !r.pushWait(callOp{web: &web, sip: &st}) {
 		r.sip.aheadFailed.Add(1)
-		return
+		r.g.rlog.Info("call records", "a SIP request left before its CSeq was written", "session_id", web.Session, "subsession_id", web.Sub)
+	}
+}
+
+// pushWait queues op and waits for its write, at most storeTimeout:
+// false when it was not written in time (or the queue was full).
+func (r *callRepl) pushWait(op callOp) bool {
+	done := make(chan struct{})
+	op.done = []chan struct{}{done}
+	if !r.push(op) {
+		return false
 	}
 	t := time.NewTimer(storeTimeout)
 	defer t.Stop()
 	select {
 	case <-done:
+		return true
 	case <-t.C:
-		r.sip.aheadFailed.Add(1)
-		r.g.rlog.Info("call records", "a SIP request left before its CSeq was written", "session_id", web.Session, "subsession_id", web.Sub)
+		return false
 	case <-r.g.ctx.Done():
+		return false
+	}
+}
+
+// releaseSIPCalls hands the confirmed SIP calls of this node's sessions
+// over, at a drain: each dialog released (call.Handler.ReleaseSIP) and
+// its record written, marked released, before the session's socket is
+// closed, so that the node the client resumes on adopts the call at
+// once (adoptReleased), without waiting for this node's lease.
+func (g *Gateway) releaseSIPCalls() {
+	if g.repl == nil || g.node == nil {
+		return
+	}
+	for _, s := range g.liveSessions() {
+		if !g.calls.HasSIPCall(s) {
+			continue
+		}
+		for _, rel := range g.calls.ReleaseSIP(s) {
+			web := rel.Call.Web
+			if !g.repl.pushWait(callOp{web: &web, sip: &rel.Dialog, released: true}) {
+				g.repl.sip.aheadFailed.Add(1)
+				g.log.Warn("a released SIP call's record not written: the call is lost", "session_id", web.Session, "subsession_id", web.Sub)
+			}
+		}
+	}
+}
+
+// adoptReleased adopts the SIP calls of s, just taken over here, that a
+// live node handed over (a drain, releaseSIPCalls): their routes name
+// that node, and the records say released.
+func (s *Session) adoptReleased() {
+	g := s.g
+	if g.repl == nil {
+		return
+	}
+	var subs []string
+	s.mu.Lock()
+	for k, node := range s.routes {
+		if k.pkg == protocol.PackageCall && node != g.self() {
+			subs = append(subs, k.key)
+		}
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+		rec, _, _, err := g.repl.read(ctx, callKey(s.id, sub))
+		cancel()
+		if err != nil || rec.SIP == nil || !rec.Released {
+			continue
+		}
+		if host, _ := g.repl.adopt(s.id, sub); host != "" {
+			s.mu.Lock()
+			s.routes[routeKey{protocol.PackageCall, sub}] = host
+			s.mu.Unlock()
+		}
 	}
 }
 
@@ -113,4 +178,32 @@ func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev 
 		r.push(callOp{web: &sn.Web, ended: true})
 	}
 	return nil
+}
+
+// sipMediaCalls returns the rtpengine Call-IDs of the SIP calls whose
+// records are in the store: a sweep of the media ledger leaves them to
+// whoever adopts the call (which deletes the media if the adoption
+// fails; a record never adopted expires, and its call with rtpengine's
+// own --timeout). None without records (r nil).
+func (r *callRepl) sipMediaCalls(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	if r == nil {
+		return out, nil
+	}
+	keys, err := r.g.store.Keys(ctx, callPrefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		data, _, err := r.g.store.Get(ctx, k)
+		var rec callRecord
+		if err != nil || json.Unmarshal(data, &rec) != nil || rec.SIP == nil {
+			continue
+		}
+		var sn call.SIPSnapshot
+		if json.Unmarshal(rec.SIP.App, &sn) == nil && sn.Media != nil {
+			out[sn.Media.Keys.CallID] = true
+		}
+	}
+	return out, nil
 }

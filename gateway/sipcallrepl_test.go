@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/store"
@@ -93,4 +94,24 @@ func TestClusterSIPCallRecordAdoptedOnce(t *testing.T) {
 		t.Fatalf("alice's end of the call %s", f.Marshal())
 	}
 	sipRecordOf(t, gs[0], a.sid, "c9", func(r *callRecord) bool { return r == nil })
+}
+
+// keepSIPMedia stores the ledger record of an earlier life's call
+// callID on the rtpengine at addr, and a SIP call record whose media it
+// is; it returns the ledger record's key.
+func keepSIPMedia(t *testing.T, st store.Store, callID, addr string) string {
+	t.Helper()
+	ctx := context.Background()
+	led, _ := json.Marshal(ledgerRecord{CallID: callID, FromTag: "ft", Addr: addr, Life: "dead"})
+	key := ledgerKey("media.local.", callID)
+	if _, err := st.Create(ctx, key, led); err != nil {
+		t.Fatal(err)
+	}
+	app, _ := json.Marshal(call.SIPSnapshot{Web: call.LegSnapshot{Session: "gone", Sub: "c1"},
+		Media: &rtpengine.SessionState{Addr: addr, Anchored: true, Keys: rtpengine.Keys{CallID: callID, FromTag: "ft"}}})
+	rec, _ := json.Marshal(callRecord{Host: "n9", SIP: &sipgw.DialogState{Version: sipgw.DialogStateVersion, CallID: callID, App: app}})
+	if _, err := st.Create(ctx, callKey("gone", "c1"), rec); err != nil {
+		t.Fatal(err)
+	}
+	return key
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/internal/testenv"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 )
 
 // Issue 15: a call between a web user and a SIP phone survives the death
@@ -29,22 +31,32 @@ import (
 // at the resume, and SIPp's requests went unanswered.
 
 // TestSIPCallOutSurvivesKill: the user called SIPp (web to SIP).
-func TestSIPCallOutSurvivesKill(t *testing.T) { sipCallSurvives(t, true, false) }
+func TestSIPCallOutSurvivesKill(t *testing.T) { sipCallSurvives(t, true, false, syscall.SIGKILL) }
 
 // TestSIPCallOutWebHangsUpAfterKill: the same; the user hangs up after
 // the failover.
-func TestSIPCallOutWebHangsUpAfterKill(t *testing.T) { sipCallSurvives(t, true, true) }
+func TestSIPCallOutWebHangsUpAfterKill(t *testing.T) { sipCallSurvives(t, true, true, syscall.SIGKILL) }
 
 // TestSIPCallInSurvivesKill: SIPp called the user (SIP to web); after
 // the call, SIPp calls the user again: the call rings through n2 (the
 // binding moved with the session) and is answered and hung up.
-func TestSIPCallInSurvivesKill(t *testing.T) { sipCallSurvives(t, false, false) }
+func TestSIPCallInSurvivesKill(t *testing.T) { sipCallSurvives(t, false, false, syscall.SIGKILL) }
 
 // TestSIPCallInWebHangsUpAfterKill: SIPp called the user; the user hangs
 // up after the failover.
-func TestSIPCallInWebHangsUpAfterKill(t *testing.T) { sipCallSurvives(t, false, true) }
+func TestSIPCallInWebHangsUpAfterKill(t *testing.T) { sipCallSurvives(t, false, true, syscall.SIGKILL) }
 
-func sipCallSurvives(t *testing.T, out, webBye bool) {
+// TestSIPCallOutMovesOnDrain: the user called SIPp; n1 is drained
+// (SIGTERM): it releases the dialog, writes the call's record marked
+// released and closes the user's socket; the node the client resumes on
+// adopts the call at once (no lease to wait for). Before, the drain
+// kept the session on n1 until the call ended.
+func TestSIPCallOutMovesOnDrain(t *testing.T) { sipCallSurvives(t, true, false, syscall.SIGTERM) }
+
+// TestSIPCallInMovesOnDrain: SIPp called the user; n1 is drained.
+func TestSIPCallInMovesOnDrain(t *testing.T) { sipCallSurvives(t, false, false, syscall.SIGTERM) }
+
+func sipCallSurvives(t *testing.T, out, webBye bool, sig syscall.Signal) {
 	kaddr, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
 	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
 	scenario := "uac_failover.xml"
@@ -78,10 +90,11 @@ func sipCallSurvives(t *testing.T, out, webBye bool) {
 	untilMetric(t, "jsonrtc_call_records", 1, nodes[0].metrics)
 
 	killed := time.Now()
-	nodes[0].stop(t, syscall.SIGKILL)
+	nodes[0].signal(sig)
 	resumedBy(t, user, time.Now().Add(30*time.Second))
 	untilMetric(t, "jsonrtc_sip_calls_adopted_total", 1, nodes[1].metrics, nodes[2].metrics)
-	t.Logf("SIP call adopted %v after the kill", time.Since(killed).Round(time.Millisecond))
+	t.Logf("SIP call adopted %v after the %v", time.Since(killed).Round(time.Millisecond), sig)
+	nodes[0].wait(t, sig)
 	if webBye {
 		if err := call.Hangup(tctx(t)); err != nil {
 			t.Fatal(err)
@@ -209,4 +222,127 @@ func waitBound(t *testing.T, port int) {
 			t.Fatalf("nothing bound on UDP port %d after 10 s", port)
 		}
 	}
+}
+
+// TestSIPCallMediaSurvivesKill: the user's call to SIPp is anchored in a
+// real rtpengine; n1 is killed. The adopter goes on with the same
+// rtpengine call: the dead node's media ledger sweep leaves it (SIPp
+// waits past the sweep), SIPp's hold re-INVITE reaches the user through
+// rtpengine as a WebRTC offer, the user's answer reaches SIPp, and at
+// SIPp's BYE the adopter deletes the call in rtpengine. Before, the
+// adopter had no rtpengine session (the re-INVITE's SDP went to the
+// browser as plain RTP), and the sweep deleted the call's media.
+func TestSIPCallMediaSurvivesKill(t *testing.T) {
+	eng, ngAddr := startRTPEngine(t)
+	_, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\nmedia:\n  rtpengine: [\""+ngAddr+"\"]\n  ping_interval: 200ms\n")
+	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
+	sipp := runSipp(t, "uas_failover_media.xml", "")
+	call, err := user.StartCall(tctx(t), "uas-"+strconv.Itoa(sipp.port)+"@example.com", browserSDP(t, "chrome_offer.sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	untilCallEvent(t, user, client.CallEstablished)
+	untilMetric(t, "jsonrtc_call_records", 1, nodes[0].metrics)
+	ids := liveCalls(t, eng)
+	if len(ids) != 1 {
+		t.Fatalf("rtpengine holds %v, want the call", ids)
+	}
+	created := callCreated(t, eng, ids[0])
+	nodes[0].stop(t, syscall.SIGKILL)
+	resumedBy(t, user, time.Now().Add(30*time.Second))
+	untilMetric(t, "jsonrtc_sip_calls_adopted_total", 1, nodes[1].metrics, nodes[2].metrics)
+	ro := untilCallEvent(t, user, client.CallReOffer)
+	if !strings.Contains(ro.SDP, "a=ice-ufrag:") || !strings.Contains(ro.SDP, "a=fingerprint:") {
+		t.Fatalf("SIPp's re-INVITE reached the user without rtpengine's WebRTC rewrite:\n%s", ro.SDP)
+	}
+	// The same call, not one the re-offer made again after a sweep
+	// deleted it.
+	if now := liveCalls(t, eng); len(now) != 1 || now[0] != ids[0] || callCreated(t, eng, ids[0]) != created {
+		t.Fatalf("rtpengine holds %v after the dead node's sweep, want the call %s made at %s", now, ids[0], created)
+	}
+	if err := call.Answer(tctx(t), strings.ReplaceAll(browserSDP(t, "chrome_answer.sdp"), "a=sendrecv", "a=recvonly")); err != nil {
+		t.Fatal(err)
+	}
+	if ev := untilCallEvent(t, user, client.CallDTMF); ev.Digits != "7" {
+		t.Fatalf("DTMF %q, want SIPp's 7", ev.Digits)
+	}
+	untilCallEvent(t, user, client.CallEnded)
+	sipp.wait(t)
+	for deadline := time.Now().Add(10 * time.Second); len(liveCalls(t, eng)) != 0; <-time.After(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("rtpengine still holds %v 10 s after the call ended", liveCalls(t, eng))
+		}
+	}
+}
+
+// startRTPEngine runs rtpengine on reserved ports until the test ends
+// and returns a client of it that has seen it answer, and its ng address.
+func startRTPEngine(t *testing.T) (*rtpengine.Client, string) {
+	t.Helper()
+	bin := testenv.Tool(t, "rtpengine", "apt-get install rtpengine")
+	ng, media := testenv.Port(t), testenv.Ports(t, 20)
+	addr := "127.0.0.1:" + strconv.Itoa(ng)
+	cmd := exec.Command(bin, "--config-file=none", "--interface=127.0.0.1", "--listen-ng="+addr, "--table=-1",
+		"--foreground", "--log-stderr", "--log-level=6",
+		"--port-min="+strconv.Itoa(media), "--port-max="+strconv.Itoa(media+19))
+	out, err := os.Create(filepath.Join(t.TempDir(), "rtpengine.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		out.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(out.Name())
+			t.Logf("rtpengine log:\n%s", b)
+		}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, err := rtpengine.Dial(ctx, addr, &rtpengine.Options{Retransmit: 100 * time.Millisecond, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	// The first pings go out before rtpengine listens: retransmitted.
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("rtpengine does not answer ping: %v", err)
+	}
+	return c, addr
+}
+
+// liveCalls lists the calls rtpengine holds.
+func liveCalls(t *testing.T, eng *rtpengine.Client) []string {
+	t.Helper()
+	ids, err := eng.List(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// callCreated returns when rtpengine made the call callID, as its query
+// says.
+func callCreated(t *testing.T, eng *rtpengine.Client, callID string) string {
+	t.Helper()
+	r, err := eng.Query(t.Context(), &rtpengine.Request{CallID: callID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprint(r.Raw["created"], ".", r.Raw["created_us"])
+}
+
+// browserSDP reads a browser's SDP from test/interop's test data.
+func browserSDP(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "interop", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(string(b), "\n", "\r\n")
 }

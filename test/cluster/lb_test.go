@@ -279,13 +279,24 @@ func TestBalancedFailover(t *testing.T) {
 // target refresh goes out through the balancer, which record-routed the
 // call), and SIPp's re-INVITE, INFO and BYE reach the user through the
 // balancer and the new node.
-func TestBalancedSIPCallInSurvivesKill(t *testing.T) { balancedSIPCallSurvives(t, false) }
+func TestBalancedSIPCallInSurvivesKill(t *testing.T) {
+	balancedSIPCallSurvives(t, false, syscall.SIGKILL)
+}
 
 // TestBalancedSIPCallOutSurvivesKill: the same with the user calling
 // SIPp (node -> balancer -> registrar -> SIPp).
-func TestBalancedSIPCallOutSurvivesKill(t *testing.T) { balancedSIPCallSurvives(t, true) }
+func TestBalancedSIPCallOutSurvivesKill(t *testing.T) {
+	balancedSIPCallSurvives(t, true, syscall.SIGKILL)
+}
 
-func balancedSIPCallSurvives(t *testing.T, out bool) {
+// TestBalancedSIPCallInMovesOnDrain: the same with n1 drained
+// (SIGTERM): it hands the dialog over, and the adopter's refresh and
+// SIPp's requests go through the balancer as after a kill.
+func TestBalancedSIPCallInMovesOnDrain(t *testing.T) {
+	balancedSIPCallSurvives(t, false, syscall.SIGTERM)
+}
+
+func balancedSIPCallSurvives(t *testing.T, out bool, sig syscall.Signal) {
 	b := newBalanced(t)
 	user := dial(t, regUser+"@example.com", urls(b.nodes, 0), nil)
 	var call *client.Call
@@ -309,12 +320,14 @@ func balancedSIPCallSurvives(t *testing.T, out bool) {
 	untilMetric(t, "jsonrtc_call_records", 1, b.nodes[0].metrics)
 
 	killed := time.Now()
-	b.nodes[0].stop(t, syscall.SIGKILL)
+	b.nodes[0].signal(sig)
 	resumedBy(t, user, time.Now().Add(30*time.Second))
 	untilMetric(t, "jsonrtc_sip_calls_adopted_total", 1, b.nodes[1].metrics, b.nodes[2].metrics)
+	b.nodes[0].wait(t, sig)
 	ro := untilCallEvent(t, user, client.CallReOffer)
 	// The failover time of docs/cluster.md, "SIP deployments".
-	t.Logf("SIPp's re-INVITE reached the user through the balancer and the new node %v after the kill", time.Since(killed).Round(time.Millisecond))
+	t.Logf("SIPp's re-INVITE reached the user through the balancer and the new node %v after the %s", time.Since(killed).Round(time.Millisecond),
+		map[syscall.Signal]string{syscall.SIGKILL: "kill -9", syscall.SIGTERM: "SIGTERM (drain)"}[sig])
 	if err := call.Answer(tctx(t), answer); err != nil {
 		t.Fatalf("answering SIPp's re-INVITE (%q): %v", ro.SDP, err)
 	}

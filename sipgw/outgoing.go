@@ -459,7 +459,7 @@ func (c *Call) sendPrack(r *sip.Response, rseq uint32, sdp []byte) ([]byte, erro
 	if res.IsSuccess() && len(r.Body()) > 0 {
 		// r answered the INVITE's offer and is acknowledged: its early
 		// dialog may carry a new offer (UpdateEarly).
-		c.earlyRes = r
+		c.earlyDlg = &earlyDialog{inv: c.uac.InviteRequest, res: r, uac: c.uac}
 	}
 	c.mu.Unlock()
 	if !res.IsSuccess() {

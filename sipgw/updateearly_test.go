@@ -25,21 +25,9 @@ func TestUpdateEarly(t *testing.T) {
 				switch req.Method {
 				case sip.INVITE:
 					invite <- req
-					res = sip.NewResponseFromRequest(req, 183, "Session Progress", nil)
-					res.To().Params.Add("tag", "far")
-					res.AppendHeader(sip.NewHeader("Require", "100rel"))
-					res.AppendHeader(sip.NewHeader("RSeq", "1"))
-					if allow {
-						res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, PRACK, UPDATE"))
-					} else {
-						res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, PRACK"))
-					}
-					res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: int(port.Load())}})
-					res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-					res.SetBody([]byte("v=0\r\no=bob 1 1 IN IP4 127.0.0.1\r\n"))
+					res = reliable183(req, "far", allow, int(port.Load()))
 				case sip.UPDATE:
-					res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-					res.SetBody([]byte("v=0\r\no=bob 1 2 IN IP4 127.0.0.1\r\n"))
+					setSDP(res, []byte("v=0\r\no=bob 1 2 IN IP4 127.0.0.1\r\n"))
 				}
 				return res
 			})
@@ -99,4 +87,22 @@ func TestUpdateEarly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reliable183 is bob's reliable 183 with SDP to the INVITE req, in an
+// early dialog of To-tag tag, with UPDATE in its Allow if allow, from
+// the peer listening on port.
+func reliable183(req *sip.Request, tag string, allow bool, port int) *sip.Response {
+	res := sip.NewResponseFromRequest(req, 183, "Session Progress", nil)
+	res.To().Params.Add("tag", tag)
+	res.AppendHeader(sip.NewHeader("Require", "100rel"))
+	res.AppendHeader(sip.NewHeader("RSeq", "1"))
+	methods := "INVITE, ACK, BYE, CANCEL, PRACK"
+	if allow {
+		methods += ", UPDATE"
+	}
+	res.AppendHeader(sip.NewHeader("Allow", methods))
+	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: port}})
+	setSDP(res, []byte("v=0\r\no=bob 1 1 IN IP4 127.0.0.1\r\n"))
+	return res
 }

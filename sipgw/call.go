@@ -263,7 +263,7 @@ type Call struct {
 	rseq        uint32                   // outgoing: RSeq awaiting our PRACK; incoming: last sent
 	pracks      map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK; made by the first
 	sdpPrack    chan struct{}            // incoming: closed by the PRACK of the last reliable provisional with SDP
-	lastRSeq    uint32                   // owner goroutine only
+	lastRSeq    map[string]uint32        // by To-tag: each fork's early dialog counts its own (RFC 3262 section 4); owner goroutine only
 	// hops are the next hops an outgoing INVITE may still fail over to;
 	// progressed: a provisional beyond 100 came, so the request reached
 	// the callee and fails over no more (owner goroutine only).

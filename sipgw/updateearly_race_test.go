@@ -3,9 +3,6 @@ package sipgw
 import (
 	"context"
 	"errors"
-	"net"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
@@ -20,41 +17,15 @@ import (
 // early dialog (its To-tag) with a CSeq above the PRACK's, and the BYE's
 // is above both.
 func TestUpdateEarlyRacesAnswer(t *testing.T) {
-	var port atomic.Int64
-	var mu sync.Mutex
-	invites := map[string]*sip.Request{}
-	var bob *fakeProxy
-	var ua atomic.Pointer[UserAgent] // set before the first INVITE
-	bob = newFakePeer(t, func(req *sip.Request) *sip.Response {
-		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		switch req.Method {
-		case sip.INVITE:
-			mu.Lock()
-			invites[req.CallID().Value()] = req
-			mu.Unlock()
-			res = reliable183(req, "far", true, int(port.Load()))
-		case sip.PRACK:
-			// The INVITE's 200 goes first: it waits in the INVITE's
-			// transaction while the PRACK's 200 lets the web side go on.
-			mu.Lock()
-			inv := invites[req.CallID().Value()]
-			mu.Unlock()
-			bob.answerEarly(t, ua.Load(), inv, int(port.Load()))
-		case sip.UPDATE:
-			setSDP(res, []byte("v=0\r\no=bob 1 2 IN IP4 127.0.0.1\r\n"))
-		}
-		return res
+	bob, g, _, _ := earlyPeer(t, "far", true, func(answer func()) {
+		// The INVITE's 200 goes first: it waits in the INVITE's
+		// transaction while the PRACK's 200 lets the web side go on.
+		answer()
 	})
-	port.Store(int64(bob.pc.LocalAddr().(*net.UDPAddr).Port))
-	g := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}, nil)
-	ua.Store(g)
 	ctx := context.Background()
 	updates := 0
 	for range 20 {
-		c, err := g.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\n")})
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dialEarly(t, g)
 		for ev := range c.Events() {
 			if ev.Kind == EventProgress && ev.Reliable {
 				break
@@ -64,7 +35,7 @@ func TestUpdateEarlyRacesAnswer(t *testing.T) {
 			t.Fatal(err)
 		}
 		prack := bob.next(t, sip.PRACK).CSeq().SeqNo
-		_, _, err = c.UpdateEarly(ctx, []byte("v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\n"))
+		_, _, err := c.UpdateEarly(ctx, []byte("v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\n"))
 		switch {
 		case err == nil:
 			updates++

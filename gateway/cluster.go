@@ -1299,7 +1299,7 @@ const cutOffPing = time.Second
 // partition heals (writeLocked). Sessions in calls with a SIP leg keep
 // their sockets, as in a drain.
 func (g *Gateway) watchCutOff() {
-	t := time.NewTicker(g.node.LeaseTTL() / 3)
+	t := time.NewTicker(cutOffRound(g.node.LeaseTTL()))
 	defer t.Stop()
 	for {
 		select {
@@ -1323,6 +1323,8 @@ func (g *Gateway) watchCutOff() {
 			// Every round: a socket that was resuming here as the cut
 			// began is closed too.
 			g.closeSockets(map[*Session]bool{}, websocket.StatusTryAgainLater, "node cut off from its cluster; resume on another")
+			// Before its peers sweep their media (mediacutoff.go).
+			g.endCutOffMedia()
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -20,35 +19,22 @@ import (
 // the test ends.
 func fakeNG(t *testing.T) (string, <-chan string) {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
 	reqs := make(chan string, 64)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			cookie, body, _ := strings.Cut(string(buf[:n]), " ")
-			reply := "d6:result2:oke"
-			switch {
-			case strings.Contains(body, "7:command4:ping"):
-				reply = "d6:result4:ponge"
-			case strings.Contains(body, "7:command10:statistics"):
+	return serveUDP(t, func(msg []byte) []byte {
+		cookie, body, _ := strings.Cut(string(msg), " ")
+		reply := "d6:result2:oke"
+		switch {
+		case strings.Contains(body, "7:command4:ping"):
+			reply = "d6:result4:ponge"
+		case strings.Contains(body, "7:command10:statistics"):
+		default:
+			select {
+			case reqs <- body:
 			default:
-				select {
-				case reqs <- body:
-				default:
-				}
 			}
-			_, _ = c.WriteTo([]byte(cookie+" "+reply), from)
 		}
-	}()
-	return c.LocalAddr().String(), reqs
+		return []byte(cookie + " " + reply)
+	}), reqs
 }
 
 // TestMediaLedgerSweep: a call an earlier life of the node left in

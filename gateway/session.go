@@ -70,6 +70,9 @@ type Session struct {
 	// application); quota the session's share of its limits.
 	principal *auth.Principal
 	quota     *limits.Session
+	// admitted: when the session was admitted in its identity's
+	// admission record (clusterlimits.go); zero when it was not.
+	admitted time.Time
 	// guest: an anonymous guest (a guest application's, or a generated
 	// identity of the open one); see guest.go. releaseGuest gives back
 	// its place among its address's guest sessions (a no-op for others);
@@ -612,6 +615,7 @@ func (s *Session) end(r endReason) {
 		// The record goes first: whoever hears of the end finds it gone.
 		s.g.deleteRecord(s)
 		if s.g.node != nil {
+			s.g.forgetAdmission(s)
 			s.g.unpublish(s)
 			s.mu.Lock()
 			routes := s.routesSnapshotLocked()

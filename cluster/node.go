@@ -62,6 +62,9 @@ type Entry struct {
 	Identity string `json:"identity"`
 	Node     string `json:"node"`
 	Oracle   bool   `json:"oracle,omitempty"`
+	// Calls the session is in, as its owner counts them: an identity's
+	// call limit holds across the nodes (docs/cluster.md "Limits").
+	Calls int `json:"calls,omitempty"`
 	// Alive: Node holds a lease (set by Remote and Lookup, not stored).
 	Alive bool `json:"-"`
 }

@@ -970,7 +970,11 @@ func (g *Gateway) tryPublish(s *Session) bool {
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
 	defer cancel()
-	if err := g.node.Publish(ctx, cluster.Entry{Session: s.id, Identity: s.identity, Node: g.self(), Oracle: s.oracle}); err != nil {
+	calls := 0
+	if s.quota != nil {
+		calls = s.quota.Calls()
+	}
+	if err := g.node.Publish(ctx, cluster.Entry{Session: s.id, Identity: s.identity, Node: g.self(), Oracle: s.oracle, Calls: calls}); err != nil {
 		g.rlog.Error("cluster directory", "publishing a session in the directory", "session_id", s.id, "err", err)
 		return false
 	}

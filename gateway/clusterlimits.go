@@ -85,7 +85,8 @@ func (g *Gateway) sessionsElsewhere(identity, session string, recent []admission
 // new session (admit) is admitted by compare-and-set on its identity's
 // admission record, so that of two connects at once on two nodes only
 // as many pass as the limit leaves room for; a session moving here was
-// admitted before and is only counted.
+// admitted before and is only counted, and so is a guest (its identity
+// generated: nobody else connects as it).
 func (g *Gateway) openQuota(app, profile string, s *Session, admit bool) (*limits.Session, error) {
 	if g.node == nil || !admit {
 		return g.lim.OpenSessionBeside(app, profile, s.identity, g.sessionsElsewhere(s.identity, s.id, nil))
@@ -170,4 +171,37 @@ func (g *Gateway) forgetAdmission(s *Session) {
 			return
 		}
 	}
+}
+
+// callsElsewhere counts identity's calls on the other nodes of a
+// cluster: those of its sessions there, as their owners published them
+// in the directory. A dead node's do not count: its calls that go on are
+// counted by the nodes that adopt them.
+func (g *Gateway) callsElsewhere(identity string) int {
+	if g.node == nil {
+		return 0
+	}
+	n := 0
+	for _, e := range g.node.Remote(identity) {
+		if e.Alive {
+			n += e.Calls
+		}
+	}
+	return n
+}
+
+// publishCalls writes s's calls to its directory entry, out of line: the
+// call handler must not wait on the store. Writes are made one at a
+// time, each with the count of when it is made, so the last one written
+// is the latest count.
+func (g *Gateway) publishCalls(s *Session) {
+	if g.node == nil || s.callsDirty.Swap(true) {
+		return // a write is due that has not read the count yet
+	}
+	g.goTracked(func() {
+		s.pubMu.Lock()
+		defer s.pubMu.Unlock()
+		s.callsDirty.Store(false)
+		g.publish(s)
+	})
 }

@@ -96,3 +96,81 @@ func aliceConnects() *protocol.Frame {
 		Header:  protocol.Header{Action: protocol.ActionConnect, Initiator: "alice@example.com", Target: "alice@example.com"},
 	}
 }
+
+// callStart is from's start of a call to to on sub.
+func callStart(from, to, sub string) *protocol.Frame {
+	return &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: sub},
+		Header:  protocol.Header{Action: protocol.ActionStart, Initiator: from, Target: to},
+		Payload: protocol.EncodePayload(protocol.CallPayload{SDP: sdpOffer}),
+	}
+}
+
+// callsSeen waits until g's view of the directory has identity's
+// sessions elsewhere in want calls.
+func callsSeen(t *testing.T, g *Gateway, identity string, want int) {
+	t.Helper()
+	waitFor(t, g.node.Name()+" to see "+identity+"'s calls elsewhere", func() bool { return g.callsElsewhere(identity) == want })
+}
+
+// refusedCall has p (identity from) start a call to to and expects 503.
+func refusedCall(t *testing.T, p *peer, from, to string) {
+	t.Helper()
+	p.send(callStart(from, to, "c2"))
+	if r := p.read(); r.Control.Type != protocol.TypeError || r.Header.ErrorCode != protocol.CodeServiceUnavailable {
+		t.Fatalf("%s's call over the limit answered %s", from, r.Marshal())
+	}
+}
+
+// TestClusterCallLimit: alice may be in one call (calls: 1). With her
+// session on n1 in a call with bob, her session on n2 cannot start one
+// with carol (503); once the first call ends, it can. Before, each node
+// counted its own sessions' calls: n2 let alice's second call ring.
+func TestClusterCallLimit(t *testing.T) {
+	gs, urls := oneCallEach(t, 2)
+	a1, b, bsub := aliceCallsBob(t, urls[0], urls[0])
+	a2, c := connectedOn(t, urls[1], "alice@example.com"), connectedOn(t, urls[1], "carol@example.com")
+	callsSeen(t, gs[1], "alice@example.com", 1)
+	refusedCall(t, a2, "alice@example.com", "carol@example.com")
+	b.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: bsub},
+		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: "bob@example.com", Target: "alice@example.com"},
+	})
+	expect(t, a1.read(), protocol.TypeMessage, protocol.ActionShutdown)
+	callsSeen(t, gs[1], "alice@example.com", 0)
+	a2.send(callStart("alice@example.com", "carol@example.com", "c3"))
+	expect(t, c.read(), protocol.TypeRequest, protocol.ActionStart)
+}
+
+// TestClusterAdoptedCallCounts: alice on n1 calls bob on n2 (calls: 1),
+// n1 dies and n2, bob's node, adopts the call: it counts there, so bob's
+// session on n3 cannot start another (503). Before, an adopted call
+// counted nowhere.
+func TestClusterAdoptedCallCounts(t *testing.T) {
+	gs, urls := oneCallEach(t, 3)
+	a, b, bsub := aliceCallsBob(t, urls[0], urls[1])
+	b3 := connectedOn(t, urls[2], "bob@example.com")
+	connectedOn(t, urls[2], "carol@example.com")
+	callHost(t, gs[1], a.sid, "c1", "n1")
+	gs[0].node.Close()
+	a.c.CloseNow()
+	callHost(t, gs[1], b.sid, bsub, "n2")
+	callsSeen(t, gs[2], "bob@example.com", 1)
+	refusedCall(t, b3, "bob@example.com", "carol@example.com")
+}
+
+// oneCallEach runs n nodes whose identities may be in one call each.
+func oneCallEach(t *testing.T, n int) ([]*Gateway, []string) {
+	t.Helper()
+	return newClusterGatewaysMod(t, n, nil, func(c *Config) {
+		c.Limits = limits.Config{Profiles: map[string]limits.Profile{limits.DefaultProfile: {Identity: limits.Quota{Calls: 1}}}}
+	})
+}
+
+// connectedOn connects identity at url.
+func connectedOn(t *testing.T, url, identity string) *peer {
+	t.Helper()
+	p := dial(t, url, protocol.SubprotocolOracle, nil)
+	p.connect(identity)
+	return p
+}

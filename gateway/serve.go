@@ -709,7 +709,7 @@ func (g *Gateway) open(c conn, f *protocol.Frame, p *auth.Principal, addr netip.
 		return nil, err
 	}
 	s.app = app
-	quota, err := g.openQuota(app, profile, s, admit)
+	quota, err := g.openQuota(app, profile, s, admit && !guest)
 	if errors.Is(err, errAdmission) {
 		releaseGuest()
 		g.rlog.Warn("session admission", "session refused: its admission not written", "identity", identity, "err", err)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/limits"
@@ -130,8 +131,10 @@ func (g *Gateway) openQuota(app, profile string, s *Session, admit bool) (*limit
 			return nil, errors.Join(errAdmission, err)
 		}
 		// Another admission got there first: read again. Past a few
-		// tries, a replica catching up (no event to wait on).
-		if try >= 4 && !g.pause(time.Duration(try)*5*time.Millisecond) {
+		// tries, after a short random pause: a replica catching up (no
+		// event to wait on), or many connects of one identity at once,
+		// which a growing pause would push past the deadline.
+		if try >= 4 && !g.pause(time.Duration(1+rand.IntN(10))*time.Millisecond) {
 			return nil, errors.Join(errAdmission, err)
 		}
 	}

@@ -52,24 +52,7 @@ func TestClusterSessionAdmissionRace(t *testing.T) {
 	gs, urls := newClusterGatewaysMod(t, 2, nil, func(c *Config) {
 		c.Limits = limits.Config{Profiles: map[string]limits.Profile{limits.DefaultProfile: {Identity: limits.Quota{Sessions: limit}}}}
 	})
-	var ps []*peer
-	for range each {
-		for _, u := range urls {
-			ps = append(ps, dial(t, u, protocol.SubprotocolOracle, nil))
-		}
-	}
-	for _, p := range ps {
-		p.send(aliceConnects())
-	}
-	var admitted []int // indices in ps: ps[i] is on node i%2
-	for i, p := range ps {
-		switch r := p.read(); {
-		case r.Control.Type == protocol.TypeResponse && r.Control.SessionID != "":
-			admitted = append(admitted, i)
-		case r.Header.ErrorCode != protocol.CodeServiceUnavailable:
-			t.Fatalf("a connect answered %s", r.Marshal())
-		}
-	}
+	ps, admitted := connectsAtOnce(t, urls, each)
 	if len(admitted) != limit {
 		t.Fatalf("%d of alice's %d connects at once admitted, want %d", len(admitted), len(ps), limit)
 	}
@@ -173,4 +156,41 @@ func connectedOn(t *testing.T, url, identity string) *peer {
 	p := dial(t, url, protocol.SubprotocolOracle, nil)
 	p.connect(identity)
 	return p
+}
+
+// connectsAtOnce sends alice's connect on each sockets on each node at
+// once and returns the sockets, ps[i] on node i%len(urls), and the
+// indices of those admitted; the others were refused with 503.
+func connectsAtOnce(t *testing.T, urls []string, each int) (ps []*peer, admitted []int) {
+	t.Helper()
+	for range each {
+		for _, u := range urls {
+			ps = append(ps, dial(t, u, protocol.SubprotocolOracle, nil))
+		}
+	}
+	for _, p := range ps {
+		p.send(aliceConnects())
+	}
+	for i, p := range ps {
+		switch r := p.read(); {
+		case r.Control.Type == protocol.TypeResponse && r.Control.SessionID != "":
+			admitted = append(admitted, i)
+		case r.Header.ErrorCode != protocol.CodeServiceUnavailable:
+			t.Fatalf("a connect answered %s", r.Marshal())
+		}
+	}
+	return ps, admitted
+}
+
+// TestClusterSessionAdmissionBurst: 24 connects of alice at once on two
+// nodes, with room for all: the admissions that lose the compare-and-set
+// read the record again until they land, and every one is admitted.
+func TestClusterSessionAdmissionBurst(t *testing.T) {
+	const each = 12
+	_, urls := newClusterGatewaysMod(t, 2, nil, func(c *Config) {
+		c.Limits = limits.Config{Profiles: map[string]limits.Profile{limits.DefaultProfile: {Identity: limits.Quota{Sessions: 2 * each}}}}
+	})
+	if _, admitted := connectsAtOnce(t, urls, each); len(admitted) != 2*each {
+		t.Fatalf("%d of alice's %d connects at once admitted, want all", len(admitted), 2*each)
+	}
 }

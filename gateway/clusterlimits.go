@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/limits"
+	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/store"
 )
 
@@ -207,4 +208,41 @@ func (g *Gateway) publishCalls(s *Session) {
 		s.callsDirty.Store(false)
 		g.publish(s)
 	})
+}
+
+// callsHeld counts the calls s is in, for its directory entry: those its
+// quota holds (hosted here) and those hosted on other live nodes, by its
+// routes. The latter count here only: the host does not count a leg
+// whose session another node owns. A call whose host is dead counts
+// where it is adopted (a route to the dead node counts no more).
+func (s *Session) callsHeld() int {
+	n := 0
+	if s.quota != nil {
+		n = s.quota.Calls()
+	}
+	s.mu.Lock()
+	var hosts []string
+	for k, node := range s.routes {
+		if k.pkg == protocol.PackageCall && node != s.g.self() {
+			hosts = append(hosts, node)
+		}
+	}
+	s.mu.Unlock()
+	for _, node := range hosts {
+		if s.g.node.Alive(node) {
+			n++
+		}
+	}
+	return n
+}
+
+// dropRouteLocked forgets s's route k, of an interaction that ended;
+// s.mu is held. A call hosted elsewhere no longer counts here.
+func (s *Session) dropRouteLocked(k routeKey) {
+	if node, ok := s.routes[k]; ok {
+		delete(s.routes, k)
+		if k.pkg == protocol.PackageCall && node != s.g.self() {
+			s.g.publishCalls(s)
+		}
+	}
 }

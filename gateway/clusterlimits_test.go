@@ -96,6 +96,30 @@ func callsSeen(t *testing.T, g *Gateway, identity string, want int) {
 	waitFor(t, g.node.Name()+" to see "+identity+"'s calls elsewhere", func() bool { return g.callsElsewhere(identity) == want })
 }
 
+// overThenFree: once g sees identity in one call elsewhere, p (a
+// session of identity, on g) is refused a call to carol (c); after end
+// has ended that call, and g has seen it, p's call rings carol.
+func overThenFree(t *testing.T, g *Gateway, p *peer, identity string, c *peer, end func()) {
+	t.Helper()
+	callsSeen(t, g, identity, 1)
+	refusedCall(t, p, identity, "carol@example.com")
+	end()
+	callsSeen(t, g, identity, 0)
+	p.send(callStart(identity, "carol@example.com", "c3"))
+	expect(t, c.read(), protocol.TypeRequest, protocol.ActionStart)
+}
+
+// endsCall has from (identity fromID) hang up its call on sub with to,
+// which hears it.
+func endsCall(t *testing.T, from, to *peer, fromID, toID, sub string) {
+	t.Helper()
+	from.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: sub},
+		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: fromID, Target: toID},
+	})
+	expect(t, to.read(), protocol.TypeMessage, protocol.ActionShutdown)
+}
+
 // refusedCall has p (identity from) start a call to to and expects 503.
 func refusedCall(t *testing.T, p *peer, from, to string) {
 	t.Helper()
@@ -113,16 +137,7 @@ func TestClusterCallLimit(t *testing.T) {
 	gs, urls := oneCallEach(t, 2)
 	a1, b, bsub := aliceCallsBob(t, urls[0], urls[0])
 	a2, c := connectedOn(t, urls[1], "alice@example.com"), connectedOn(t, urls[1], "carol@example.com")
-	callsSeen(t, gs[1], "alice@example.com", 1)
-	refusedCall(t, a2, "alice@example.com", "carol@example.com")
-	b.send(&protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: bsub},
-		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: "bob@example.com", Target: "alice@example.com"},
-	})
-	expect(t, a1.read(), protocol.TypeMessage, protocol.ActionShutdown)
-	callsSeen(t, gs[1], "alice@example.com", 0)
-	a2.send(callStart("alice@example.com", "carol@example.com", "c3"))
-	expect(t, c.read(), protocol.TypeRequest, protocol.ActionStart)
+	overThenFree(t, gs[1], a2, "alice@example.com", c, func() { endsCall(t, b, a1, "bob@example.com", "alice@example.com", bsub) })
 }
 
 // TestClusterAdoptedCallCounts: alice on n1 calls bob on n2 (calls: 1),
@@ -193,4 +208,17 @@ func TestClusterSessionAdmissionBurst(t *testing.T) {
 	if _, admitted := connectsAtOnce(t, urls, each); len(admitted) != 2*each {
 		t.Fatalf("%d of alice's %d connects at once admitted, want all", len(admitted), 2*each)
 	}
+}
+
+// TestClusterCalleeCallCounts: alice on n1 calls bob on n2 (calls: 1;
+// the call's host is n1, alice's node): the call counts for bob too, on
+// his node, so his session on n1 cannot start another (503); once it
+// ends, it can. Before, n1 did not count the leg of a session another
+// node owns, and n2 did not count a call hosted elsewhere: bob's leg
+// counted nowhere.
+func TestClusterCalleeCallCounts(t *testing.T) {
+	gs, urls := oneCallEach(t, 2)
+	a, b, _ := aliceCallsBob(t, urls[0], urls[1])
+	b1, c := connectedOn(t, urls[0], "bob@example.com"), connectedOn(t, urls[0], "carol@example.com")
+	overThenFree(t, gs[0], b1, "bob@example.com", c, func() { endsCall(t, a, b, "alice@example.com", "bob@example.com", "c1") })
 }

@@ -185,13 +185,7 @@ func (g *Gateway) callsElsewhere(identity string) int {
 	if g.node == nil {
 		return 0
 	}
-	n := 0
-	for _, e := range g.node.Remote(identity) {
-		if e.Alive {
-			n += e.Calls
-		}
-	}
-	return n
+	return g.node.RemoteCalls(identity)
 }
 
 // publishCalls writes s's calls to its directory entry, out of line: the

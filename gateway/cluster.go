@@ -720,8 +720,11 @@ func (s *Session) noteRouteLocked(f *protocol.Frame, host string) {
 	case protocol.PackageCall:
 		k = routeKey{protocol.PackageCall, f.Control.SubsessionID}
 		if f.Header.Action == protocol.ActionShutdown || f.Control.Type == protocol.TypeError && f.Header.Action == protocol.ActionStart {
-			delete(s.routes, k)
+			s.dropRouteLocked(k)
 			return
+		}
+		if _, ok := s.routes[k]; !ok && host != s.g.self() {
+			defer s.g.publishCalls(s) // a call hosted elsewhere counts here
 		}
 	case protocol.PackageMessaging:
 		if f.Control.Type != protocol.TypeRequest {
@@ -771,7 +774,7 @@ func (s *Session) hostOf(f *protocol.Frame) string {
 	defer s.mu.Unlock()
 	host := s.routes[k]
 	if done {
-		delete(s.routes, k)
+		s.dropRouteLocked(k)
 	}
 	if host == s.g.self() {
 		return ""
@@ -863,6 +866,11 @@ func (s *Session) dropDeadRoutes() {
 		}
 	}
 	s.mu.Unlock()
+	if len(calls) > 0 {
+		// Its calls count where they go on (clusterlimits.go), once
+		// the routes below name their adopters.
+		defer g.publishCalls(s)
+	}
 	for _, sub := range calls {
 		host, gone := g.repl.adopt(s.id, sub)
 		if host != "" || !gone {
@@ -971,7 +979,8 @@ func (g *Gateway) tryPublish(s *Session) bool {
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
 	defer cancel()
-	if err := g.node.Publish(ctx, cluster.Entry{Session: s.id, Identity: s.identity, Node: g.self(), Oracle: s.oracle}); err != nil {
+	calls := s.callsHeld()
+	if err := g.node.Publish(ctx, cluster.Entry{Session: s.id, Identity: s.identity, Node: g.self(), Oracle: s.oracle, Calls: calls}); err != nil {
 		g.rlog.Error("cluster directory", "publishing a session in the directory", "session_id", s.id, "err", err)
 		return false
 	}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -259,7 +260,11 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	}
 	subPrefix := ""
 	if g.node != nil {
-		subPrefix = "s" + g.node.Name() + "-"
+		// The start time (ms, base 36) tells this life's ids from an
+		// earlier one's: a call of that life, adopted by another node,
+		// may still hold its ids for a session (docs/cluster.md
+		// "Delivery across nodes").
+		subPrefix = "s" + g.node.Name() + "-" + strconv.FormatInt(time.Now().UnixMilli(), 36) + "-"
 	}
 	co := &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), SubsessionPrefix: subPrefix, Logger: log}
 	if g.wal {

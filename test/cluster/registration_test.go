@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -95,7 +96,7 @@ func startKamailio(t testing.TB) string {
 // runKamailio runs Kamailio with configuration cfg in dir until the test
 // ends, waits until it listens on addr (TCP), and returns the path of
 // its log.
-func runKamailio(t *testing.T, dir string, cfg []byte, addr string) string {
+func runKamailio(t testing.TB, dir string, cfg []byte, addr string) string {
 	t.Helper()
 	path := filepath.Join(dir, "kamailio.cfg")
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {

@@ -272,8 +272,8 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 // holds this node's write at a revision it never heard of. Taken for an
 // adoption elsewhere, the call's record was forgotten here and never
 // written again: it expired while the call went on, and the call could
-// no longer be adopted (test/cluster TestClusterPartition: the callee's
-// side ended by the heal). mine is false when another node adopted the
+// no longer be adopted (likely test/cluster TestClusterPartition's call
+// ended on the callee's side by the heal). mine is false when another node adopted the
 // call or the record is gone; with an error (the record not read, or not
 // written over), the revision is the one to write over next time.
 func (r *callRepl) overOwn(ctx context.Context, key string, data []byte, held uint64) (rev uint64, mine bool, err error) {

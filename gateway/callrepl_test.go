@@ -317,7 +317,8 @@ func (a *appliedStore) Update(ctx context.Context, key string, value []byte, rev
 // write, refused as a conflict with the host's own write, was taken for
 // an adoption elsewhere: the record was forgotten, neither the change
 // nor any refresh written, and it expired while the call went on (the
-// callee's side of TestClusterPartition's call ended by the heal).
+// likely cause of TestClusterPartition's call ended on the callee's side by
+// the heal).
 func TestCallRecordAfterALostAnswer(t *testing.T) {
 	st := &appliedStore{Store: store.NewMemory()}
 	g, url := newGatewayOpts(t, nil, Options{Store: st})

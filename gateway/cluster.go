@@ -607,15 +607,16 @@ func inDoubt(l *link, err error) bool {
 	return l != nil && errors.Is(err, context.DeadlineExceeded)
 }
 
+// reasonSilent closes a socket in doubt (inDoubt).
+const reasonSilent = "the socket did not answer a ping in time; resume again"
+
 // closeInDoubt closes l with 1013 (a socket whose probe left it in
 // doubt): a client still on it resumes again (docs/protocol.md §1.5) and
 // finds its session where it went, where 4000 would end the session at
 // the client (the cluster chaos test at load 18: "failed to wait for
 // pong", then 4000 on the socket the client used).
-func (g *Gateway) closeInDoubt(l *link) {
-	if !g.goTracked(func() {
-		l.c.Close(websocket.StatusTryAgainLater, "the socket did not answer a ping in time; resume again")
-	}) {
+func (g *Gateway) closeInDoubt(l *link, reason string) {
+	if !g.goTracked(func() { l.c.Close(websocket.StatusTryAgainLater, reason) }) {
 		l.c.CloseNow()
 	}
 }
@@ -630,8 +631,15 @@ var errMovedAway = errors.New("gateway: session moved to another node")
 // frame sent so far: the new owner resumes from it. Without (the record
 // was taken already) nothing more is written. It reports false when s
 // stays here: the final write failed.
+//
+// Without final, the record was taken without asking this node (its
+// lease taken for expired: a partition, or a machine stalled under
+// load), and the socket here may be the client's own: it closes with
+// 1013, for the client to resume again where its session went (the
+// frames taken here since the record's last write were never
+// acknowledged, and it sends them again); 4000 ended its session.
 func (s *Session) moveTo(owner string, final bool) bool {
-	return s.moveAway(owner, final, false, nil, false) == moved
+	return s.moveAway(owner, final, false, nil, !final) == moved
 }
 
 // moveAway's outcomes.
@@ -645,8 +653,8 @@ const (
 
 // moveAway is moveTo; with check, s stays (moveReattached) when its
 // socket is no longer probed, the one the caller found not answering.
-// With doubt (probed open, silent: inDoubt), the socket closes with 1013
-// rather than 4000.
+// With doubt (probed open and silent: inDoubt; or, probed nil, any
+// socket), the socket closes with 1013 rather than 4000.
 func (s *Session) moveAway(owner string, final, check bool, probed *link, doubt bool) moveOutcome {
 	g := s.g
 	s.inMu.Lock()
@@ -716,8 +724,12 @@ func (s *Session) moveAway(owner string, final, check bool, probed *link, doubt 
 	g.regs.Moved(s.id) // the new owner registers the binding anew (regmove.go)
 	g.presenceMoved(s)
 	switch {
-	case conn != nil && doubt && conn == probed:
-		g.closeInDoubt(conn)
+	case conn != nil && doubt && (probed == nil || conn == probed):
+		reason := reasonSilent
+		if probed == nil {
+			reason = "session taken over; resume again"
+		}
+		g.closeInDoubt(conn, reason)
 	case conn != nil:
 		if !g.goTracked(func() { conn.c.Close(ws.StatusReplaced, "resumed on another node") }) {
 			conn.c.CloseNow()

@@ -450,7 +450,7 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 						old.mu.Lock()
 						if old.conn == probed {
 							old.setConnLocked(nil)
-							g.closeInDoubt(probed)
+							g.closeInDoubt(probed, reasonSilent)
 						}
 						old.mu.Unlock()
 					}

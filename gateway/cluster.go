@@ -723,6 +723,7 @@ func (s *Session) moveAway(owner string, final, check bool, probed *link, doubt 
 	s.releaseGuest()
 	g.regs.Moved(s.id) // the new owner registers the binding anew (regmove.go)
 	g.presenceMoved(s)
+	g.notes.SessionMoved(s) // the new owner subscribes anew (subsrepl.go)
 	switch {
 	case conn != nil && doubt && (probed == nil || conn == probed):
 		reason := reasonSilent

@@ -283,7 +283,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	g.presence = presence.NewHandler(directory{g}, &presence.Options{Config: cfg.Presence, Logger: log,
 		Upstream: g.presenceUpstream(), Local: g.presenceLocal})
 	g.notes = notification.NewHandler(&notification.Options{Config: cfg.MessageNotification, Logger: log,
-		Upstream: g.notificationUpstream()})
+		Upstream: g.notificationUpstream(), Local: g.notesLocal})
 	if err := g.startSIP(); err != nil {
 		// The pool's pings run from sipCalls on.
 		g.closeMedia()

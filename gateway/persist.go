@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
@@ -24,9 +25,10 @@ import (
 // memory, written at a socket loss, and frames go out at once.
 
 // record is what the store keeps of a session: enough to check a resume
-// against it and resend what the client missed. Calls and subscriptions
-// are not in it, but for its presence (watches of web presentities, and
-// its publication): after a restart a session resumes without them.
+// against it and resend what the client missed. Calls are not in it
+// (callrepl.go keeps web-to-web ones apart); its presence (publication,
+// watches) and message-summary subscriptions are, made again when it
+// resumes after a restart or a move (presencerepl.go, subsrepl.go).
 type record struct {
 	Identity string `json:"identity"`
 	App      string `json:"app,omitempty"`
@@ -52,6 +54,8 @@ type record struct {
 	Presence *presence.RemoteSession `json:"presence,omitempty"`
 	// RegInstance is the +sip.instance of its SIP binding (regmove.go).
 	RegInstance string `json:"reg_instance,omitempty"`
+	// Notes: its message-summary subscriptions (subsrepl.go).
+	Notes []notification.Saved `json:"notes,omitempty"`
 }
 
 func recordKey(id string) string { return "session." + id }
@@ -65,6 +69,7 @@ type snapshot struct {
 	routes []route
 	relays []relayMark
 	pres   *presence.RemoteSession
+	notes  []notification.Saved
 	awaits []awaited
 	frames [][]byte
 	conn   *link
@@ -73,7 +78,7 @@ type snapshot struct {
 // snapshotLocked takes s's state; s.mu is held.
 func (s *Session) snapshotLocked() snapshot {
 	s.snapGen++
-	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), relays: s.relaysSnapshotLocked(), awaits: s.awaitingSnapshotLocked(), pres: s.presence, frames: s.pending, conn: s.conn}
+	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), relays: s.relaysSnapshotLocked(), awaits: s.awaitingSnapshotLocked(), pres: s.presence, notes: s.notes, frames: s.pending, conn: s.conn}
 	s.pending = nil
 	return sn
 }
@@ -234,7 +239,7 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 	}
 	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st,
 		Owner: g.ownerName(), Routes: sn.routes, Relays: sn.relays, Awaiting: sn.awaits,
-		Standby: standby, RegInstance: regInstance, Presence: sn.pres})
+		Standby: standby, RegInstance: regInstance, Presence: sn.pres, Notes: sn.notes})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
 		return true
@@ -541,6 +546,7 @@ func (g *Gateway) restoreOne(id string) (bool, error) {
 	s.startResumeTimerLocked()
 	s.mu.Unlock()
 	g.restorePresence(s, r.Presence)
+	g.restoreNotes(s, r.Notes)
 	g.publish(s)
 	s.takeAwaiting()
 	return true, nil

@@ -2,13 +2,11 @@ package gateway
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
-	"github.com/jsonrtc/jsonrtc/store/natsstore"
 )
 
 // TestPresenceAcrossRestart: a single gateway on the nats store, killed
@@ -20,23 +18,10 @@ import (
 // their presence: alice was closed, and bob, whose client still held
 // the subscription, heard nothing more (issue 13).
 func TestPresenceAcrossRestart(t *testing.T) {
-	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	e1, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: dir, Store: natsstore.Options{TTL: time.Minute}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks := &killedStore{Store: e1}
-	cfg := DefaultConfig()
-	cfg.Session.AckDelay = Duration(time.Hour)
-	g1, err := New(cfg, &Options{Store: ks})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(g1.Handler())
-	url1 := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/webrtc/test"
-
+	k := startKillable(t, ctx, nil)
+	url1 := k.url
 	a := dial(t, url1, protocol.SubprotocolJSONrtc, nil)
 	a.connect("alice@example.com")
 	away := protocol.PresencePayload{Status: "open", Activity: "away", Note: "lunch"}
@@ -47,18 +32,8 @@ func TestPresenceAcrossRestart(t *testing.T) {
 	notifiedUntil(t, b, away)
 
 	// The kill: no write from here on, the sockets gone.
-	ks.killed.Store(true)
-	srv.CloseClientConnections()
-	srv.Close()
-	g1.Shutdown(ctx) // its writes fail: the records stay as they were
-	e1.Close()
-
-	e2, err := natsstore.Start(ctx, &natsstore.EmbeddedOptions{Dir: dir, Store: natsstore.Options{TTL: time.Minute}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e2.Close)
-	_, url2 := newGatewayOpts(t, nil, Options{Store: e2})
+	k.kill(ctx)
+	url2 := k.restart(ctx, nil)
 
 	c := dial(t, url2, protocol.SubprotocolJSONrtc, nil)
 	c.connect("carol@example.com")

@@ -336,6 +336,7 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 			// Before the client hears it is connected: a watcher who
 			// learns of it and subscribes at once must find it online.
 			g.presence.SessionStarted(s)
+			g.adoptNotes(s)
 		}
 		s.inMu.Lock()
 		s.mu.Lock()
@@ -648,6 +649,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	s, err = g.open(c, f, p, addr, r.Guest, s)
 	if err == nil {
 		g.restorePresence(s, r.Presence)
+		g.restoreNotes(s, r.Notes)
 		g.tookOver(s)
 		s.takeAwaiting()
 	}

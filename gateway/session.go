@@ -15,6 +15,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/limits"
+	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
@@ -119,6 +120,9 @@ type Session struct {
 	// presence: the session's share in its identity's presence, for its
 	// record (presencerepl.go keepPresence).
 	presence *presence.RemoteSession
+	// notes: its message-summary subscriptions, as its record keeps
+	// them (subsrepl.go).
+	notes []notification.Saved
 	// regInstance is the +sip.instance of the session's SIP binding
 	// (regmove.go), under s.mu.
 	regInstance string

@@ -35,6 +35,8 @@
 package notification
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -105,6 +107,24 @@ type Options struct {
 	// Upstream is the SIP notifier. Nil: no voicemail service.
 	Upstream Upstream
 	Logger   *slog.Logger
+	// Local, when set, is told a session's answered subscriptions each
+	// time they change (a subscription answered, a summary notified, one
+	// ended by the client or the Upstream), with the Handler's lock
+	// held: the gateway keeps them in the session's record, so that the
+	// node that takes the session over makes them again ([Handler.Adopt]).
+	// The end of a session, or its move, is not told.
+	Local func(session string, subs []Saved)
+}
+
+// Saved is a session's subscription as another node makes it again.
+type Saved struct {
+	Subsession string `json:"subsession"`
+	// Target is the mailbox as the client named it, Ext its start's
+	// extension headers: routed again where it is made again.
+	Target string         `json:"target"`
+	Ext    []protocol.Ext `json:"ext,omitempty"`
+	// Last is the summary the client was told last (a payload), if any.
+	Last json.RawMessage `json:"last,omitempty"`
 }
 
 // Upstream subscribes to mailboxes. The gateway implements it with SIP
@@ -163,9 +183,10 @@ type Events interface {
 // Lock order: Handler.mu, then an Endpoint's lock inside Send. The
 // Upstream's Subscribe and stop are called without mu.
 type Handler struct {
-	cfg Config
-	up  Upstream
-	log *slog.Logger
+	cfg   Config
+	up    Upstream
+	local func(session string, subs []Saved)
+	log   *slog.Logger
 	// rlog: lines that frames and SIP messages from outside cause (ratelog).
 	rlog *ratelog.Logger
 
@@ -186,6 +207,11 @@ type sub struct {
 	upEnded bool           // the Upstream ended it: stop is not called
 	last    []byte         // the last summary as a payload, or nil
 	lastExt []protocol.Ext // the extension headers of last's NOTIFY
+	ext     []protocol.Ext // the start's
+	// quiet: made again on a node that took the session over (Adopt):
+	// the client holds it and has seen last, so the new SUBSCRIBE's 2xx
+	// is not told and its first NOTIFY only when it says something new.
+	quiet bool
 }
 
 func (s *sub) frames() subscription.Frames {
@@ -203,7 +229,7 @@ func NewHandler(o *Options) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: opts.Config.withDefaults(), up: opts.Upstream, log: log, rlog: ratelog.New(log, nil)}
+	return &Handler{cfg: opts.Config.withDefaults(), up: opts.Upstream, local: opts.Local, log: log, rlog: ratelog.New(log, nil)}
 }
 
 // Subscriptions returns the number of live subscriptions, for leak
@@ -225,6 +251,7 @@ func (h *Handler) HandleFrame(ep endpoint.Endpoint, f *protocol.Frame) {
 		var stop func()
 		if s, _ := h.subs.Get(subscription.Key{Session: ep.ID(), Subsession: f.Control.SubsessionID}); s != nil {
 			stop = h.endLocked(s)
+			h.exportLocked(ep.ID())
 		}
 		h.mu.Unlock()
 		if stop != nil {
@@ -297,7 +324,7 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 		ep.Send(reply(f, protocol.CodeServiceUnavailable, "too many subscriptions"), false)
 		return
 	}
-	s := &sub{ep: ep, key: key, target: f.Header.Target, corr: protocol.ClientCorrelation(f), init: f.Header.Initiator, pending: true}
+	s := &sub{ep: ep, key: key, target: f.Header.Target, corr: protocol.ClientCorrelation(f), init: f.Header.Initiator, pending: true, ext: f.Header.Ext}
 	if !h.subs.Add(key, s, ep) {
 		h.mu.Unlock()
 		ep.Send(reply(f, subscription.LimitReachedCode, subscription.LimitReachedReason), false)
@@ -305,20 +332,24 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 	}
 	s.timer = time.AfterFunc(time.Duration(h.cfg.PendingTimeout)*time.Second, func() { h.timeout(s) })
 	h.mu.Unlock()
+	h.subscribe(s, d)
+}
 
-	stop := h.up.Subscribe(Request{Subscriber: id, Mailbox: d.Target, Expiry: time.Duration(h.cfg.Expiry) * time.Second,
-		Ext: f.Header.Ext, Route: d}, events{h, s})
+// subscribe makes s's Upstream subscription as routed by d.
+func (h *Handler) subscribe(s *sub, d routing.Decision) {
+	stop := h.up.Subscribe(Request{Subscriber: s.ep.Identity(), Mailbox: d.Target, Expiry: time.Duration(h.cfg.Expiry) * time.Second,
+		Ext: s.ext, Route: d}, events{h, s})
 	h.mu.Lock()
 	ended := s.ended
 	if !ended {
 		s.stop = stop
 	}
-	callStop := ended && !s.upEnded
+	callStop, again := ended && !s.upEnded, s.quiet
 	h.mu.Unlock()
 	if callStop && stop != nil {
 		stop()
 	}
-	h.log.Debug("message summary subscription", "session_id", ep.ID(), "subsession_id", key.Subsession, "mailbox", s.target)
+	h.log.Debug("message summary subscription", "session_id", s.ep.ID(), "subsession_id", s.key.Subsession, "mailbox", s.target, "again", again)
 }
 
 func (h *Handler) timeout(s *sub) {
@@ -383,6 +414,7 @@ func (e events) Accepted(ext ...protocol.Ext) {
 	}
 	s.pending = false
 	s.timer.Stop()
+	h.exportLocked(s.key.Session)
 	s.ep.Send(s.frames().Accepted(s.corr, s.init, h.cfg.Expiry, ext...), false)
 	if s.last != nil {
 		h.notifyLocked(s)
@@ -409,6 +441,7 @@ func (e events) fail(code int, reason string, ext ...protocol.Ext) {
 	}
 	s.stop, s.upEnded = nil, true
 	h.endLocked(s)
+	h.exportLocked(s.key.Session)
 }
 
 func (e events) Notify(sum mwi.Summary, ext ...protocol.Ext) {
@@ -423,8 +456,16 @@ func (e events) Notify(sum mwi.Summary, ext ...protocol.Ext) {
 	if s.ended {
 		return
 	}
+	quiet := s.quiet && bytes.Equal(s.last, p)
+	s.quiet = false
 	s.last, s.lastExt = p, ext
-	if !s.pending {
-		h.notifyLocked(s)
+	if s.pending || quiet {
+		// A subscription made again whose first NOTIFY says what the
+		// client saw last: nothing to tell it.
+		return
 	}
+	h.notifyLocked(s)
+	// The record carries the summary last told, so that a node taking
+	// the session over tells only a change.
+	h.exportLocked(s.key.Session)
 }

@@ -30,6 +30,14 @@ type Watch struct {
 	Subsession string    `json:"subsession"`
 	Target     string    `json:"target"`
 	Expires    time.Time `json:"expires"`
+	// Upstream: a watch of a presentity the Upstream serves (SIP), made
+	// again with a new SUBSCRIBE by the node that takes the session
+	// over (docs/cluster.md "SIP subscriptions"); Ext are its start's
+	// extension headers, for its routing, and Last the state the client
+	// was told last.
+	Upstream bool                      `json:"upstream,omitempty"`
+	Ext      []protocol.Ext            `json:"ext,omitempty"`
+	Last     *protocol.PresencePayload `json:"last,omitempty"`
 }
 
 // RemoteSession tells the Handler that session, a live session of
@@ -38,7 +46,7 @@ type Watch struct {
 // state is composed again and its watchers here told of a change.
 func (h *Handler) RemoteSession(identity, session string, r *RemoteSession) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	e := h.ents[identity]
 	if r == nil {
 		if e == nil {
@@ -61,8 +69,14 @@ func (h *Handler) RemoteSession(identity, session string, r *RemoteSession) {
 // resume there took it over): it is no local session any more, but its
 // state stays, as a remote one, until that node writes it.
 func (h *Handler) SessionMoved(ep endpoint.Endpoint) {
+	var stops []func()
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	e := h.ents[ep.Identity()]
 	if e == nil {
 		return
@@ -71,11 +85,12 @@ func (h *Handler) SessionMoved(ep endpoint.Endpoint) {
 		return
 	}
 	r := h.shareLocked(e, ep.ID())
-	// Its watches of web presentities are the new node's now (its share
-	// carries them); those of the Upstream go on from here.
+	// Its watches are the new node's now (its share carries them): those
+	// of the Upstream end here (SUBSCRIBE Expires: 0) without a word to
+	// the client, as the new node makes them again.
 	for _, s := range h.subs.Session(ep.ID()) {
-		if s.ent != nil {
-			h.endLocked(s)
+		if stop := h.endLocked(s); stop != nil {
+			stops = append(stops, stop)
 		}
 	}
 	delete(e.sessions, ep.ID())
@@ -89,8 +104,9 @@ func (h *Handler) SessionMoved(ep endpoint.Endpoint) {
 // adoptLocked takes over the publication of a session that another node
 // served (a resume here of a session that moved, or whose node died):
 // the state its user set goes on.
-// Its watches of web presentities are made again, silently: the client
-// holds them already.
+// Its watches are made again, silently (the client holds them already):
+// of web presentities at once, of the Upstream's with a new
+// subscription (adoptUpLocked).
 func (h *Handler) adoptLocked(e *entity, ep endpoint.Endpoint) {
 	r, ok := e.remote[ep.ID()]
 	if !ok {
@@ -107,6 +123,10 @@ func (h *Handler) adoptLocked(e *entity, ep endpoint.Endpoint) {
 			continue
 		}
 		if old, _ := h.subs.Get(key); old != nil {
+			continue
+		}
+		if w.Upstream {
+			h.adoptUpLocked(ep, key, w, left)
 			continue
 		}
 		id, web, found := h.resolveLocked(w.Target)
@@ -133,11 +153,35 @@ func (h *Handler) shareLocked(e *entity, session string) *RemoteSession {
 		r.State, r.At = &st, p.at
 	}
 	for _, s := range h.subs.Session(session) {
-		if s.ent != nil && !s.ended {
+		switch {
+		case s.ended || s.pending:
+			// A pending one is not the client's yet: its start is
+			// answered by the node that made it, or not at all.
+		case s.ent != nil:
 			r.Watches = append(r.Watches, Watch{Subsession: s.key.Subsession, Target: s.target, Expires: s.until})
+		default:
+			r.Watches = append(r.Watches, Watch{Subsession: s.key.Subsession, Target: s.target, Expires: s.until,
+				Upstream: true, Ext: s.ext, Last: s.lastUp})
 		}
 	}
 	return r
+}
+
+// adoptUpLocked makes again w, a watch of an Upstream presentity that
+// the session of ep held on another node, with left of its web-side
+// expiry: a new SUBSCRIBE of this node's, once mu is released. The
+// client holds the watch: it hears nothing of the new subscription
+// but a state it has not seen, or the watch's end.
+func (h *Handler) adoptUpLocked(ep endpoint.Endpoint, key subscription.Key, w Watch, left time.Duration) {
+	if h.up == nil {
+		return
+	}
+	s := &sub{ep: ep, key: key, target: w.Target, expiry: seconds(h.cfg.Expiry), ext: w.Ext, lastUp: w.Last, quiet: true}
+	if !h.subs.Add(key, s, ep) {
+		return
+	}
+	h.armLocked(s, left)
+	h.resubs = append(h.resubs, s)
 }
 
 // exportLocked tells Options.Local of session's share now.

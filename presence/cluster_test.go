@@ -1,7 +1,9 @@
 package presence
 
 import (
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
@@ -110,4 +112,90 @@ func move(e *fakeEP, from, to *world) {
 	to.dir.live[e.identity] = []*fakeEP{e}
 	to.dir.mu.Unlock()
 	to.h.SessionStarted(e)
+}
+
+// TestUpstreamWatchMovesWithTheSession (issue 15): a watch of a SIP
+// presentity moves with its session: the node it left ends its
+// subscription upstream, the new node subscribes again for the same
+// subsession, silently; the new subscription's first NOTIFY, with the
+// state the client saw last, is not told again, and its next change is.
+func TestUpstreamWatchMovesWithTheSession(t *testing.T) {
+	up1, up2 := &fakeUpstream{}, &fakeUpstream{}
+	var h1, h2 *Handler
+	var mu sync.Mutex
+	var shares []*RemoteSession
+	w1 := newWorld(t, Options{Upstream: up1, Local: func(id, s string, r *RemoteSession) {
+		mu.Lock()
+		shares = append(shares, r)
+		mu.Unlock()
+		h2.RemoteSession(id, s, r)
+	}})
+	w2 := newWorld(t, Options{Upstream: up2, Local: func(id, s string, r *RemoteSession) { h1.RemoteSession(id, s, r) }})
+	h1, h2 = w1.h, w2.h
+	bob := w1.connect("bob@example.com")
+	t.Cleanup(func() { w2.end(bob) })
+	w1.watch(bob, "c2", "sip:carol@sip.example.net", 300)
+	if n := len(shares[len(shares)-1].Watches); n != 0 {
+		t.Fatalf("a watch not yet answered is in the share: %d", n)
+	}
+	desk := protocol.PresencePayload{Presentity: "sip:carol@sip.example.net", Status: "open", Note: "desk"}
+	up1.ev(0).Accepted()
+	up1.ev(0).Notify(desk)
+	bob.take()
+	last := shares[len(shares)-1]
+	if len(last.Watches) != 1 || !last.Watches[0].Upstream || last.Watches[0].Last == nil || *last.Watches[0].Last != desk {
+		t.Fatalf("share after the notify: %+v", last.Watches)
+	}
+
+	move(bob, w1, w2)
+	if up1.stopped() != 1 || w1.h.Subscriptions() != 0 {
+		t.Fatalf("old node: %d stops, %d subscriptions; want 1 and 0", up1.stopped(), w1.h.Subscriptions())
+	}
+	if len(up2.reqs) != 1 || up2.reqs[0].Presentity != "sip:carol@sip.example.net" || up2.reqs[0].Subscriber != "bob@example.com" {
+		t.Fatalf("new node's requests %+v", up2.reqs)
+	}
+	up2.ev(0).Accepted()
+	up2.ev(0).Notify(desk)
+	expectNothing(t, bob)
+	up2.ev(0).Notify(protocol.PresencePayload{Status: "closed"})
+	expectNotify(t, bob.take(), "c2", closed("sip:carol@sip.example.net"))
+	// Late events of the old subscription go nowhere.
+	up1.ev(0).Notify(protocol.PresencePayload{Status: "open"})
+	expectNothing(t, bob)
+
+	// The client's unsubscribe reaches the new subscription.
+	w2.unwatch(bob, "c2")
+	if up2.stopped() != 1 || w2.h.Subscriptions() != 0 {
+		t.Fatalf("new node after the unwatch: %d stops, %d subscriptions", up2.stopped(), w2.h.Subscriptions())
+	}
+}
+
+// TestUpstreamWatchFromRecord: a share read back from a record (a
+// restart, or a dead node's session) makes the watch again at the
+// session's start; a state the client never saw is told, and a
+// refusal of the new SUBSCRIBE ends the watch with a shutdown.
+func TestUpstreamWatchFromRecord(t *testing.T) {
+	up := &fakeUpstream{}
+	w := newWorld(t, Options{Upstream: up})
+	bob := &fakeEP{id: "S9-bob@example.com", identity: "bob@example.com"}
+	w.h.RemoteSession(bob.identity, bob.id, &RemoteSession{Watches: []Watch{
+		{Subsession: "c2", Target: "sip:carol@sip.example.net", Expires: time.Now().Add(time.Minute), Upstream: true},
+		{Subsession: "c3", Target: "sip:dave@sip.example.net", Expires: time.Now().Add(time.Minute), Upstream: true},
+		{Subsession: "c4", Target: "sip:old@sip.example.net", Expires: time.Now().Add(-time.Second), Upstream: true},
+	}})
+	w.dir.mu.Lock()
+	w.dir.live[bob.identity] = []*fakeEP{bob}
+	w.dir.mu.Unlock()
+	w.h.SessionStarted(bob)
+	if len(up.reqs) != 2 || w.h.Subscriptions() != 2 {
+		t.Fatalf("requests %+v, subscriptions %d; want the two live watches", up.reqs, w.h.Subscriptions())
+	}
+	expectNothing(t, bob)
+	up.ev(0).Accepted()
+	up.ev(0).Notify(protocol.PresencePayload{Status: "open"})
+	expectNotify(t, bob.take(), "c2", open("sip:carol@sip.example.net"))
+	up.ev(1).Rejected(404, "Not Found")
+	if f := bob.take(); len(f) != 1 || f[0].Header.Action != protocol.ActionShutdown || f[0].Control.SubsessionID != "c3" {
+		t.Fatalf("after the refusal: %s", dump(f))
+	}
 }

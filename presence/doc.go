@@ -46,11 +46,13 @@
 // [Handler.RemoteSession] and hears of its own sessions' shares through
 // [Options.Local]; the state is composed from all of them, the most
 // recent publication (by its time) winning. A session's share carries
-// its watches of web presentities too. [Handler.SessionMoved] turns a
-// session that another node took over into a remote one and ends its
-// web watches here; a session that starts here with a remote copy takes
-// its publication over and makes its watches again, silently (the
-// client holds them). The package knows nothing of how the nodes talk
+// its watches too, those of the Upstream with the state last told.
+// [Handler.SessionMoved] turns a session that another node took over
+// into a remote one and ends its watches here (the Upstream's with
+// their stop); a session that starts here with a remote copy takes its
+// publication over and makes its watches again, silently (the client
+// holds them): the Upstream's with a new Upstream.Subscribe, whose
+// first state is notified only if the client has not seen it. The package knows nothing of how the nodes talk
 // (gateway/presencerepl.go, docs/cluster.md "Presence").
 //
 // # Which presentities are web users

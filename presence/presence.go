@@ -39,6 +39,20 @@ type Handler struct {
 	// lastPub orders publications: a publication's time, made later
 	// than the one before when the clock did not move.
 	lastPub time.Time
+	// resubs: the Upstream subscriptions of sessions taken over, made
+	// again once mu is released (unlock), as Upstream.Subscribe needs.
+	resubs []*sub
+}
+
+// unlock releases mu and then makes the Upstream subscriptions that
+// adoptLocked queued.
+func (h *Handler) unlock() {
+	r := h.resubs
+	h.resubs = nil
+	h.mu.Unlock()
+	for _, s := range r {
+		h.subscribeUp(s)
+	}
 }
 
 // entity is a web presentity: an identity with live sessions or
@@ -98,6 +112,13 @@ type sub struct {
 	startInit string
 	lastUp    *protocol.PresencePayload
 	lastExt   []protocol.Ext // the extension headers of lastUp's NOTIFY
+	// ext: the start's extension headers, for its routing again on the
+	// node that takes the session over.
+	ext []protocol.Ext
+	// quiet: made again on a node that took the session over: the
+	// client holds it and has seen lastUp, so the new SUBSCRIBE's 2xx
+	// is not told and its first NOTIFY only when it says something new.
+	quiet bool
 }
 
 func (s *sub) frames() subscription.Frames {
@@ -125,7 +146,7 @@ func NewHandler(dir endpoint.Directory, o *Options) *Handler {
 // checks.
 func (h *Handler) Subscriptions() int {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	return h.subs.Len()
 }
 
@@ -133,7 +154,7 @@ func (h *Handler) Subscriptions() int {
 // (live sessions or watchers), for leak checks.
 func (h *Handler) Presentities() int {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	return len(h.ents)
 }
 
@@ -159,7 +180,7 @@ func (h *Handler) HandleFrame(ep endpoint.Endpoint, f *protocol.Frame) {
 // told. Calling it again, or on a resume, does nothing.
 func (h *Handler) SessionStarted(ep endpoint.Endpoint) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	// Only a session the directory still lists: one that ended meanwhile
 	// has had, or is about to get, its SessionEnded, which is ordered
 	// after it leaves the directory.
@@ -197,7 +218,7 @@ func (h *Handler) SessionEnded(ep endpoint.Endpoint) {
 			h.gcLocked(e)
 		}
 	}
-	h.mu.Unlock()
+	h.unlock()
 	for _, stop := range stops {
 		stop()
 	}
@@ -235,7 +256,7 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 	}
 	if s, _ := h.subs.Get(key); s != nil {
 		h.refreshLocked(s, f, expiry)
-		h.mu.Unlock()
+		h.unlock()
 		return
 	}
 	var id string
@@ -250,15 +271,15 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 	}
 	switch {
 	case !found:
-		h.mu.Unlock()
+		h.unlock()
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeNotFound, "no presence service for "+target), false)
 		return
 	case h.allow != nil && !h.allow(ep.Identity(), presentityName(id, target)):
-		h.mu.Unlock()
+		h.unlock()
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeForbidden, "not allowed to watch "+target), false)
 		return
 	case h.subs.SessionLen(ep.ID()) >= h.cfg.MaxSubscriptions:
-		h.mu.Unlock()
+		h.unlock()
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeServiceUnavailable, "too many subscriptions"), false)
 		return
 	}
@@ -274,7 +295,7 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 		}
 		if reason != "" {
 			h.gcLocked(e)
-			h.mu.Unlock()
+			h.unlock()
 			ep.Send(reply(f, protocol.TypeError, protocol.CodeServiceUnavailable, reason), false)
 			return
 		}
@@ -284,33 +305,57 @@ func (h *Handler) start(ep endpoint.Endpoint, f *protocol.Frame) {
 		h.watchesChangedLocked(ep)
 		ep.Send(h.accepted(s, protocol.ClientCorrelation(f), f.Header.Initiator), false)
 		h.notifyLocked(s, e.state())
-		h.mu.Unlock()
+		h.unlock()
 		h.log.Debug("presence subscription", "session_id", ep.ID(), "subsession_id", key.Subsession, "presentity", id)
 		return
 	}
-	s.pending, s.startCorr, s.startInit = true, protocol.ClientCorrelation(f), f.Header.Initiator
+	s.pending, s.startCorr, s.startInit, s.ext = true, protocol.ClientCorrelation(f), f.Header.Initiator, f.Header.Ext
 	if !h.subs.Add(key, s, ep) {
-		h.mu.Unlock()
+		h.unlock()
 		ep.Send(reply(f, protocol.TypeError, subscription.LimitReachedCode, subscription.LimitReachedReason), false)
 		return
 	}
 	h.armLocked(s, seconds(h.cfg.PendingTimeout))
-	h.mu.Unlock()
-	stop := h.up.Subscribe(UpstreamRequest{Subscriber: ep.Identity(), Presentity: d.Target, Expiry: expiry, Ext: f.Header.Ext, Route: d},
+	h.unlock()
+	h.subscribeUpRouted(s, d)
+}
+
+// subscribeUp makes s's Upstream subscription, routed again: a watch
+// made again on the node that took its session over.
+func (h *Handler) subscribeUp(s *sub) {
+	d := endpoint.Route(s.ep, routing.Subscribe, s.target, s.ext)
+	if d.Action == routing.ActionReject || d.Action == routing.ActionWeb {
+		// The rules changed since: the client is told the watch ended.
+		h.mu.Lock()
+		if !s.ended {
+			h.shutdownLocked(s, "subscription terminated")
+			h.endLocked(s)
+			h.watchesChangedLocked(s.ep)
+		}
+		h.unlock()
+		return
+	}
+	h.subscribeUpRouted(s, d)
+}
+
+// subscribeUpRouted makes s's Upstream subscription as routed by d.
+func (h *Handler) subscribeUpRouted(s *sub, d routing.Decision) {
+	ep := s.ep
+	stop := h.up.Subscribe(UpstreamRequest{Subscriber: ep.Identity(), Presentity: d.Target, Expiry: s.expiry, Ext: s.ext, Route: d},
 		upstreamEvents{h, s})
 	h.mu.Lock()
 	ended := s.ended
 	if !ended {
 		s.stop = stop
 	}
-	callStop := ended && !s.upEnded
-	h.mu.Unlock()
+	callStop, again := ended && !s.upEnded, s.quiet
+	h.unlock()
 	if callStop && stop != nil {
 		// The watcher left, or the upstream answered, before Subscribe
 		// returned.
 		stop()
 	}
-	h.log.Debug("upstream presence subscription", "session_id", ep.ID(), "subsession_id", key.Subsession, "presentity", target)
+	h.log.Debug("upstream presence subscription", "session_id", ep.ID(), "subsession_id", s.key.Subsession, "presentity", s.target, "again", again)
 }
 
 // refreshLocked answers a start on a subsession that already subscribes.
@@ -326,9 +371,7 @@ func (h *Handler) refreshLocked(s *sub, f *protocol.Frame, expiry time.Duration)
 	}
 	s.expiry = expiry
 	h.armLocked(s, expiry)
-	if s.ent != nil {
-		h.watchesChangedLocked(ep)
-	}
+	h.watchesChangedLocked(ep)
 	ep.Send(h.accepted(s, protocol.ClientCorrelation(f), f.Header.Initiator), false)
 	// A refresh gets a notify, as in RFC 6665 section 4.2.1.2.
 	switch {
@@ -415,7 +458,7 @@ func (h *Handler) publish(ep endpoint.Endpoint, f *protocol.Frame) {
 	}
 	p.Presentity = ""
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	h.touchLocked(ep)
 	e := h.ents[ep.Identity()]
 	e.pubs[ep.ID()] = publication{state: p, at: h.pubTimeLocked()}
@@ -448,11 +491,9 @@ func (h *Handler) unsubscribe(ep endpoint.Endpoint, f *protocol.Frame) {
 	var stop func()
 	if s != nil {
 		stop = h.endLocked(s)
-		if s.ent != nil {
-			h.watchesChangedLocked(ep)
-		}
+		h.watchesChangedLocked(ep)
 	}
-	h.mu.Unlock()
+	h.unlock()
 	if stop != nil {
 		stop()
 	}
@@ -463,7 +504,7 @@ func (h *Handler) unsubscribe(ep endpoint.Endpoint, f *protocol.Frame) {
 func (h *Handler) expire(s *sub, gen uint64) {
 	h.mu.Lock()
 	if s.ended || s.gen != gen {
-		h.mu.Unlock()
+		h.unlock()
 		return
 	}
 	if s.pending {
@@ -472,10 +513,8 @@ func (h *Handler) expire(s *sub, gen uint64) {
 		h.shutdownLocked(s, "subscription expired")
 	}
 	stop := h.endLocked(s)
-	if s.ent != nil {
-		h.watchesChangedLocked(s.ep)
-	}
-	h.mu.Unlock()
+	h.watchesChangedLocked(s.ep)
+	h.unlock()
 	if stop != nil {
 		stop()
 	}
@@ -640,12 +679,14 @@ type upstreamEvents struct {
 func (u upstreamEvents) Accepted(ext ...protocol.Ext) {
 	h, s := u.h, u.s
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	if s.ended || !s.pending {
 		return
 	}
 	s.pending = false
 	h.armLocked(s, s.expiry)
+	// In the share from now on: the client holds it.
+	h.watchesChangedLocked(s.ep)
 	s.ep.Send(s.frames().Accepted(s.startCorr, s.startInit, int(s.expiry/time.Second), ext...), false)
 	if s.lastUp != nil {
 		h.notifyLocked(s, *s.lastUp, s.lastExt...)
@@ -666,7 +707,7 @@ func (u upstreamEvents) Terminated(reason string) {
 func (u upstreamEvents) fail(code int, reason string, ext ...protocol.Ext) {
 	h, s := u.h, u.s
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	if s.ended {
 		return
 	}
@@ -677,6 +718,7 @@ func (u upstreamEvents) fail(code int, reason string, ext ...protocol.Ext) {
 	}
 	s.stop, s.upEnded = nil, true
 	h.endLocked(s)
+	h.watchesChangedLocked(s.ep)
 }
 
 func (u upstreamEvents) Notify(st protocol.PresencePayload, ext ...protocol.Ext) {
@@ -686,12 +728,20 @@ func (u upstreamEvents) Notify(st protocol.PresencePayload, ext ...protocol.Ext)
 		return
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	if s.ended {
 		return
 	}
+	quiet := s.quiet && s.lastUp != nil && *s.lastUp == st
+	s.quiet = false
 	s.lastUp, s.lastExt = &st, ext
-	if !s.pending {
-		h.notifyLocked(s, st, ext...)
+	if s.pending || quiet {
+		// A watch made again whose first NOTIFY says what the client
+		// saw last: nothing to tell it.
+		return
 	}
+	h.notifyLocked(s, st, ext...)
+	// The share carries the state last told, so that a node taking the
+	// session over tells only a change.
+	h.watchesChangedLocked(s.ep)
 }

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -37,15 +36,7 @@ func TestRegistrationMovesOnKill(t *testing.T) { testRegistrationMoves(t, syscal
 func TestRegistrationMovesOnDrain(t *testing.T) { testRegistrationMoves(t, syscall.SIGTERM) }
 
 func testRegistrationMoves(t *testing.T, sig syscall.Signal) {
-	testenv.Tool(t, "kamailio", "apt-get install kamailio")
-	testenv.Tool(t, "sipp", "apt-get install sip-tester")
-	kaddr := startKamailio(t)
-	nodes := newClusterWith(t, fmt.Sprintf(`sip:
-  domain: example.com
-  registrar: sip:%s
-  instance_id: urn:jsonrtc:{node}
-  listen: {udp: "127.0.0.1:0"}
-`, kaddr))
+	kaddr, nodes := sipCluster(t, "")
 	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
 	before := bindings(t, kaddr)
 	if len(before) != 1 {

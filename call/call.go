@@ -11,6 +11,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
 // Options configure a Handler.
@@ -27,7 +28,16 @@ type Options struct {
 	// and its end (ended). It is called with the call's lock held, in
 	// the order of the changes, and must not block.
 	Replicate func(sn Snapshot, ended bool)
-	Logger    *slog.Logger
+	// ReplicateSIP, when set, hears each change of a confirmed call with
+	// a SIP leg (its dialog's state, whose App holds sn) and its end
+	// (ended; st is then empty), in order, from the call's own goroutine
+	// (siprestore.go); it must not block for long. WriteAheadSIP, called
+	// before each of the call's in-dialog requests leaves with the state
+	// it makes, returns once that is stored (or given up on): the
+	// request waits for it.
+	ReplicateSIP  func(sn SIPSnapshot, st sipgw.DialogState, ended bool)
+	WriteAheadSIP func(sn SIPSnapshot, st sipgw.DialogState)
+	Logger        *slog.Logger
 }
 
 // Handler relays calls between web sessions.

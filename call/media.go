@@ -266,6 +266,12 @@ func (fl *farLeg) releaseMedia() []rtpengine.LegStats {
 	if s == nil || !s.Anchored() {
 		return nil
 	}
+	if fl.released.Load() {
+		// Another node goes on with the call, media and all
+		// (siprestore.go).
+		s.Forget()
+		return nil
+	}
 	var legs []rtpengine.LegStats
 	done := make(chan struct{})
 	fl.must(func() {
@@ -359,36 +365,68 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // mediaLost ends the call when the rtpengine instance holding its media
 // is lost (Session.OnLost): no media flows, and none can be moved to
-// another instance. The web side hears lostReason (error/start 503 to an
-// unanswered caller, shutdown with the reason once answered; ringing
-// callees a shutdown), SIP a CANCEL, a 503, or a BYE with a Reason
-// header. The pool logs the loss once per instance and counts the calls;
-// the line here is the call's own, at debug. On the pool's goroutine.
-func (fl *farLeg) mediaLost() {
+// another instance. The pool logs the loss once per instance and counts
+// the calls. On the pool's goroutine.
+func (fl *farLeg) mediaLost() { fl.endAnchored(lostReason) }
+
+// EndAnchored ends every call whose media is anchored in rtpengine, as a
+// lost instance's, with reason, and returns how many it ended: for a
+// node cut off from its cluster, whose peers delete those calls' media
+// in rtpengine (gateway/medialedger.go) while the calls would go on here
+// without it (docs/media.md, "A gateway cut off from its cluster").
+func (h *Handler) EndAnchored(reason string) int {
+	h.mu.Lock()
+	calls := make([]*Call, 0, len(h.calls))
+	for c := range h.calls {
+		calls = append(calls, c)
+	}
+	h.mu.Unlock()
+	n := 0
+	for _, c := range calls {
+		c.mu.Lock()
+		fl, ok := c.far.(*farLeg)
+		c.mu.Unlock()
+		if ok && fl.endAnchored(reason) {
+			n++
+		}
+	}
+	return n
+}
+
+// endAnchored ends the call, if its media is anchored, for reason: the
+// web side hears it (error/start 503 to an unanswered caller, shutdown
+// with the reason once answered; ringing callees a shutdown), SIP a
+// CANCEL, a 503, or a BYE with a Reason header; the media's delete
+// follows the SIP side's end (releaseMedia). The line here is the call's
+// own, at debug. false when there was nothing to end.
+func (fl *farLeg) endAnchored(reason string) bool {
 	c, h := fl.c, fl.h
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ended || fl.webGone || fl.finished {
-		return
+	if c.ended || fl.webGone || fl.finished || !fl.anchored() {
+		return false
 	}
-	fl.log().Debug("call ended: its media relay was lost")
-	// rtpengine is gone with its counters: what its last periodic query
-	// got (media.figures_interval) is all there is, marked as of then.
+	fl.log().Debug("call ended with its anchored media", "reason", reason)
+	// rtpengine is gone with its counters, or out of the call's reach by
+	// the time its delete answers: what its last periodic query got
+	// (media.figures_interval) is what the web side hears, marked as of
+	// then.
 	if fl.media != nil {
 		fl.endMedia = fl.media.LastFigures()
 		h.quality.observe(fl.endMedia)
 	}
 	switch w := fl.web(); {
 	case fl.out && !fl.phase.answered():
-		h.failCaller(c, protocol.CodeServiceUnavailable, lostReason)
+		h.failCaller(c, protocol.CodeServiceUnavailable, reason)
 	case w != nil:
-		fl.shutdownWith(w, lostReason, fl.endPayload())
+		fl.shutdownWith(w, reason, fl.endPayload())
 	default:
 		fl.cancelLegs(nil)
 	}
 	fl.webGone = true
-	fl.hangupWith(protocol.CodeServiceUnavailable, lostReason)
+	fl.hangupWith(protocol.CodeServiceUnavailable, reason)
 	h.endFar(c)
+	return true
 }
 
 // mediaFail ends a call whose media rtpengine could not set up: as a bad

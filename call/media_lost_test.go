@@ -47,3 +47,36 @@ func TestMediaLostFigures(t *testing.T) {
 		e.assertIdle(t)
 	})(t)
 }
+
+// TestMediaEndAnchored: EndAnchored (a gateway cut off from its cluster,
+// whose peers delete its calls' media in rtpengine) ends an answered
+// anchored call on both sides with its reason (the web side's shutdown,
+// SIP's BYE Reason), and the call's media is deleted in rtpengine, which
+// still answers; a second round finds nothing to end.
+func TestMediaEndAnchored(t *testing.T) {
+	inBubble(func(t *testing.T) {
+		e, eng, _ := newPooledMediaEnv(t)
+		a, fc := e.outgoing(t)
+		off := eng.expect(t, "offer")
+		fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), ToTag: "b"})
+		eng.expect(t, "answer")
+		a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+		const reason = "gateway cut off from its cluster"
+		if n := e.h.EndAnchored(reason); n != 1 {
+			t.Fatalf("EndAnchored ended %d calls, want 1", n)
+		}
+		if f := a.expect(t, protocol.TypeMessage, protocol.ActionShutdown); f.Header.Reason != reason {
+			t.Fatalf("shutdown reason %q", f.Header.Reason)
+		}
+		if o := fc.expectOp(t, "hangup"); o.code != 503 || o.sdp != reason {
+			t.Fatalf("SIP hang-up %+v, want 503 %q", o, reason)
+		}
+		if d := eng.expect(t, "delete"); d.CallID != off.CallID {
+			t.Fatalf("delete %+v, want the call's", d)
+		}
+		e.assertIdle(t)
+		if n := e.h.EndAnchored(reason); n != 0 {
+			t.Fatalf("a second EndAnchored ended %d calls", n)
+		}
+	})(t)
+}

@@ -47,10 +47,20 @@ func (h *Handler) Restore(sn Snapshot, caller, callee Endpoint) error {
 	w := restoredLeg(c, callee, sn.Callee)
 	c.callees, c.winner = []*leg{w}, w
 	c.replicated = &sn
+	// The call counts here now, against the limits of its legs' sessions
+	// here (over the limit, it goes on uncounted: it was admitted).
+	for _, l := range []*leg{c.caller, w} {
+		l.held = acquireCall(l.ep)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ck, wk := legKey{caller.ID(), sn.Caller.Sub}, legKey{callee.ID(), sn.Callee.Sub}
 	if h.legs[ck] != nil || h.legs[wk] != nil {
+		for _, l := range []*leg{c.caller, w} {
+			if l.held {
+				releaseCall(l.ep)
+			}
+		}
 		return ErrLegTaken
 	}
 	h.legs[ck], h.legs[wk] = c.caller, w
@@ -76,8 +86,15 @@ func (h *Handler) Drop(session, sub string) {
 	c := l.call
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	if fl, ok := c.far.(*farLeg); ok {
+		fl.dropSIP()
+		return
+	}
 	r, ok := c.far.(relay)
-	if !ok || c.ended {
+	if !ok {
 		return
 	}
 	c.replicated = nil // the record is the other node's

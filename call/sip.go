@@ -129,6 +129,7 @@ func (s *sipSide) mediaRoute(target, trunk string) rtpengine.Route {
 
 type sipSide struct {
 	dial    func(context.Context, sipgw.DialOptions) (sipCall, error)
+	adopt   func(context.Context, sipgw.DialogState, *sipgw.AdoptOptions) (sipCall, error) // nil: dialogs do not move here (siprestore.go)
 	domains map[string]bool
 	headers map[string]bool
 	media   *rtpengine.Adapter
@@ -187,6 +188,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 		}
 		return sipgwCall{sc}, nil
 	}, o)
+	h.far.adopt = adoptVia(net)
 }
 
 func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {
@@ -218,8 +220,9 @@ func (h *Handler) WaitSIP(ctx context.Context) error {
 }
 
 // HasSIPCall reports whether ep takes part in a call with a SIP leg: a
-// draining gateway keeps such a session until the call ends, since SIP
-// dialogs do not move between nodes.
+// draining gateway hands the confirmed ones over (ReleaseSIP) and keeps
+// the session while one rings, since an INVITE transaction does not
+// move between nodes.
 func (h *Handler) HasSIPCall(ep Endpoint) bool {
 	for _, l := range h.legsOf(ep) {
 		l.call.mu.Lock()
@@ -334,8 +337,13 @@ type farLeg struct {
 	// declared: SIP's INFOs of declared packages the web side has not
 	// answered, by correlation (template.go).
 	declared  map[string]pendingInfo
-	remoteTag string // outgoing: the To-tag of the fork that answered
-	replacing *leg   // incoming with Replaces: the web leg of the call it replaces (attended.go)
+	remoteTag string      // outgoing: the To-tag of the fork that answered
+	recording bool        // the dialog is recorded (siprestore.go)
+	snap      SIPSnapshot // what the record says of the web side, once recording
+	// released: the dialog was handed over, its record is another's
+	// (siprestore.go); read by the recorder's goroutine.
+	released  atomic.Bool
+	replacing *leg // incoming with Replaces: the web leg of the call it replaces (attended.go)
 }
 
 type sipReoffer struct {
@@ -994,6 +1002,7 @@ func (fl *farLeg) step(in sipInput, r sipRole, a sipArgs) {
 	fl.phase = next
 	if next == outConfirmed || next == inConfirmed {
 		fl.flushTrickle()
+		fl.recordDialog()
 	}
 }
 

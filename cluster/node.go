@@ -62,6 +62,9 @@ type Entry struct {
 	Identity string `json:"identity"`
 	Node     string `json:"node"`
 	Oracle   bool   `json:"oracle,omitempty"`
+	// Calls the session is in, as its owner counts them: an identity's
+	// call limit holds across the nodes (docs/cluster.md "Limits").
+	Calls int `json:"calls,omitempty"`
 	// Alive: Node holds a lease (set by Remote and Lookup, not stored).
 	Alive bool `json:"-"`
 }
@@ -597,6 +600,22 @@ func (n *Node) Remote(identity string) []Entry {
 		}
 	}
 	return others
+}
+
+// RemoteCalls sums the calls (Entry.Calls) of identity's sessions owned
+// by other live nodes, from the view alone: for a call's admission, which
+// must not wait on a lease read as Remote may for a node not seen yet.
+func (n *Node) RemoteCalls(identity string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	total := 0
+	for id := range n.byIdent[identity] {
+		e := n.byID[id]
+		if _, alive := n.seen[e.Node]; alive && e.Node != n.o.Name {
+			total += e.Calls
+		}
+	}
+	return total
 }
 
 // Down reports whether node holds no lease, reading the leases again

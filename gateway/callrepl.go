@@ -46,6 +46,12 @@ type callRecord struct {
 	Host string         `json:"host,omitempty"`
 	Call *call.Snapshot `json:"call,omitempty"`
 	Of   string         `json:"of,omitempty"`
+	// SIP is a SIP call's dialog, whose App is its call.SIPSnapshot
+	// (sipcallrepl.go), under its web leg's key; Call is then nil.
+	SIP *call.SIPDialog `json:"sip,omitempty"`
+	// Released: the host handed the SIP call over (a drain): a node
+	// taking its session over adopts it at once, the host alive.
+	Released bool `json:"released,omitempty"`
 }
 
 // callKey names the record of a leg: the client's subsession ids are
@@ -61,6 +67,39 @@ type legID struct{ session, sub string }
 type callOp struct {
 	sn    call.Snapshot
 	ended bool
+	// web is a SIP call's web leg, and sip its dialog (sipcallrepl.go);
+	// nil for a call between web sessions.
+	web      *call.LegSnapshot
+	sip      *call.SIPDialog
+	released bool
+	// done are closed once the change is written (or given up on): the
+	// write-ahead of a SIP call's requests waits for it.
+	done []chan struct{}
+}
+
+// keys returns the record's key and the key pointing at it ("" for a
+// SIP call, which has one web leg).
+func (op callOp) keys() (ck, wk string) {
+	if op.web != nil {
+		return callKey(op.web.Session, op.web.Sub), ""
+	}
+	return callKey(op.sn.Caller.Session, op.sn.Caller.Sub), callKey(op.sn.Callee.Session, op.sn.Callee.Sub)
+}
+
+// leg names the call by the leg its record is kept under.
+func (op callOp) leg() legID {
+	if op.web != nil {
+		return legID{op.web.Session, op.web.Sub}
+	}
+	return legID{op.sn.Caller.Session, op.sn.Caller.Sub}
+}
+
+// record is the change's record, naming host.
+func (op callOp) record(host string) callRecord {
+	if op.web != nil {
+		return callRecord{Host: host, SIP: op.sip, Released: op.released}
+	}
+	return callRecord{Host: host, Call: &op.sn}
 }
 
 type callRepl struct {
@@ -82,6 +121,7 @@ type callRepl struct {
 	adopting idLocks
 
 	dropped, adopted atomic.Uint64
+	sip              sipCounters // sipcallrepl.go
 }
 
 func newCallRepl(g *Gateway, host string) *callRepl {
@@ -93,7 +133,7 @@ func newCallRepl(g *Gateway, host string) *callRepl {
 func (r *callRepl) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jsonrtc_call_records",
-			Help: "Answered web calls hosted here whose record is in the store (another node goes on with them if this one dies)."},
+			Help: "Answered calls hosted here (web calls, and SIP calls once confirmed) whose record is in the store (another node goes on with them if this one dies)."},
 			func() float64 {
 				r.mu.Lock()
 				defer r.mu.Unlock()
@@ -103,28 +143,36 @@ func (r *callRepl) collectors() []prometheus.Collector {
 			Help: "Web calls this node took over from a dead host, or from its own earlier life, by their records."},
 			func() float64 { return float64(r.adopted.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_call_records_dropped_total",
-			Help: "Changes of web calls not written to their records because the write queue was full."},
+			Help: "Changes of calls (web and SIP) not written to their records because the write queue was full."},
 			func() float64 { return float64(r.dropped.Load()) }),
 	}
 }
 
 // replicate queues a call's change (call.Options.Replicate: never
 // blocks).
-func (r *callRepl) replicate(sn call.Snapshot, ended bool) {
-	k := callKey(sn.Caller.Session, sn.Caller.Sub)
+func (r *callRepl) replicate(sn call.Snapshot, ended bool) { r.push(callOp{sn: sn, ended: ended}) }
+
+// push queues op, over the change of the same call waiting before it;
+// false when the queue is full (counted, logged).
+func (r *callRepl) push(op callOp) bool {
+	k, _ := op.keys()
 	r.mu.Lock()
-	if _, ok := r.queue[k]; !ok {
+	prev, ok := r.queue[k]
+	if !ok {
 		if len(r.queue) >= maxCallQueue {
 			r.mu.Unlock()
 			r.dropped.Add(1)
-			r.g.rlog.Warn("call records", "call records' queue full: a call's change is not written", "session_id", sn.Caller.Session, "subsession_id", sn.Caller.Sub)
-			return
+			id := op.leg()
+			r.g.rlog.Warn("call records", "call records' queue full: a call's change is not written", "session_id", id.session, "subsession_id", id.sub)
+			return false
 		}
 		r.order = append(r.order, k)
 	}
-	r.queue[k] = callOp{sn: sn, ended: ended}
+	op.done = append(prev.done, op.done...)
+	r.queue[k] = op
 	r.mu.Unlock()
 	poke(r.kick)
+	return true
 }
 
 // run writes the queued changes until ctx ends, and every third of the
@@ -168,7 +216,7 @@ func (r *callRepl) refresh(ctx context.Context) {
 // gone (expired) leaves the call here.
 func (r *callRepl) lost(ctx context.Context, ck string, id legID) {
 	rec, _, _, err := r.read(ctx, ck)
-	if err != nil || rec.Call == nil || rec.Host == r.host {
+	if err != nil || rec.Call == nil && rec.SIP == nil || rec.Host == r.host {
 		return
 	}
 	r.g.calls.Drop(id.session, id.sub)
@@ -188,6 +236,9 @@ func (r *callRepl) drain(ctx context.Context) {
 			wctx, cancel := context.WithTimeout(ctx, storeTimeout)
 			r.write(wctx, k, q[k])
 			cancel()
+			for _, d := range q[k].done {
+				close(d)
+			}
 		}
 	}
 }
@@ -195,7 +246,7 @@ func (r *callRepl) drain(ctx context.Context) {
 // write stores a call's change under its caller leg's key ck.
 func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 	st := r.g.store
-	wk := callKey(op.sn.Callee.Session, op.sn.Callee.Sub)
+	_, wk := op.keys()
 	if op.ended {
 		r.mu.Lock()
 		h, held := r.live[ck]
@@ -207,13 +258,16 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 			return
 		}
 		for _, k := range []string{ck, wk} {
+			if k == "" {
+				continue
+			}
 			if err := st.Delete(ctx, k); err != nil {
 				r.g.rlog.Info("call records", "a call's record not deleted (it expires)", "err", err)
 			}
 		}
 		return
 	}
-	data, _ := json.Marshal(callRecord{Host: r.host, Call: &op.sn})
+	data, _ := json.Marshal(op.record(r.host))
 	r.mu.Lock()
 	h, held := r.live[ck]
 	r.mu.Unlock()
@@ -227,7 +281,7 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 				// Adopted by another node (this one taken for dead), or
 				// expired: not ours to write any more.
 				r.forget(ck, wk)
-				r.lost(ctx, ck, legID{op.sn.Caller.Session, op.sn.Caller.Sub})
+				r.lost(ctx, ck, op.leg())
 				return
 			}
 		} else if err != nil {
@@ -252,10 +306,10 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 	}
 	r.hold(ck, data, rev)
 	r.mu.Lock()
-	r.calls[ck] = legID{op.sn.Caller.Session, op.sn.Caller.Sub}
+	r.calls[ck] = op.leg()
 	_, held = r.live[wk]
 	r.mu.Unlock()
-	if !held {
+	if !held && wk != "" {
 		ptr, _ := json.Marshal(callRecord{Of: ck})
 		if rev, err := createOver(ctx, st, wk, ptr); err == nil {
 			r.hold(wk, ptr, rev)
@@ -288,7 +342,7 @@ func (r *callRepl) overOwn(ctx context.Context, key string, data []byte, held ui
 	if json.Unmarshal(cur, &rec) != nil {
 		return 0, false, nil
 	}
-	if rec.Call != nil && rec.Host != r.host || rec.Call == nil && !bytes.Equal(cur, data) {
+	if isCall := rec.Call != nil || rec.SIP != nil; isCall && rec.Host != r.host || !isCall && !bytes.Equal(cur, data) {
 		return 0, false, nil
 	}
 	n, err := r.g.store.Update(ctx, key, data, rev)
@@ -388,9 +442,9 @@ func (r *callRepl) adoptOnce(ctx context.Context, session, sub string) (string, 
 		return "", errCallGone
 	case err != nil:
 		return "", err
-	case rec.Call == nil:
+	case rec.Call == nil && rec.SIP == nil:
 		return "", errCallGone
-	case rec.Host == r.host || !r.g.node.Down(rec.Host):
+	case !rec.Released && (rec.Host == r.host || !r.g.node.Down(rec.Host)):
 		return rec.Host, nil
 	}
 	if err := r.take(ctx, ck, rec, rev); err != nil {
@@ -404,6 +458,9 @@ func (r *callRepl) adoptOnce(ctx context.Context, session, sub string) (string, 
 func (r *callRepl) take(ctx context.Context, ck string, rec *callRecord, rev uint64) error {
 	unlock := r.adopting.lock(ck)
 	defer unlock()
+	if rec.SIP != nil {
+		return r.takeSIP(ctx, ck, rec, rev)
+	}
 	sn := *rec.Call
 	caller, err := r.g.legEndpoint(ctx, sn.Caller)
 	if err != nil {
@@ -413,16 +470,9 @@ func (r *callRepl) take(ctx context.Context, ck string, rec *callRecord, rev uin
 	if err != nil {
 		return err
 	}
-	rec.Host = r.host
-	data, _ := json.Marshal(rec)
-	nrev, err := r.g.store.Update(ctx, ck, data, rev)
-	if err != nil {
+	if err := r.claim(ctx, ck, rec, rev, legID{sn.Caller.Session, sn.Caller.Sub}); err != nil {
 		return err
 	}
-	r.hold(ck, data, nrev)
-	r.mu.Lock()
-	r.calls[ck] = legID{sn.Caller.Session, sn.Caller.Sub}
-	r.mu.Unlock()
 	wk := callKey(sn.Callee.Session, sn.Callee.Sub)
 	if ptr, prev, err := r.g.store.Get(ctx, wk); err == nil {
 		r.hold(wk, ptr, prev)
@@ -432,6 +482,23 @@ func (r *callRepl) take(ctx context.Context, ck string, rec *callRecord, rev uin
 	}
 	r.adopted.Add(1)
 	r.g.log.Info("call adopted", "session_id", sn.Caller.Session, "subsession_id", sn.Caller.Sub, "callee_session_id", sn.Callee.Session)
+	return nil
+}
+
+// claim names this node the host in the call record rec, read under ck
+// at revision rev, by compare-and-set, and holds it as the record of
+// the call of leg id.
+func (r *callRepl) claim(ctx context.Context, ck string, rec *callRecord, rev uint64, id legID) error {
+	rec.Host, rec.Released = r.host, false
+	data, _ := json.Marshal(rec)
+	nrev, err := r.g.store.Update(ctx, ck, data, rev)
+	if err != nil {
+		return err
+	}
+	r.hold(ck, data, nrev)
+	r.mu.Lock()
+	r.calls[ck] = id
+	r.mu.Unlock()
 	return nil
 }
 
@@ -474,11 +541,11 @@ func (r *callRepl) adoptOwn() {
 			continue
 		}
 		rec, ck, rev, err := r.read(ctx, k)
-		if err != nil || ck != k || rec.Call == nil || rec.Host != r.host {
+		if err != nil || ck != k || rec.Call == nil && rec.SIP == nil || rec.Host != r.host {
 			continue
 		}
 		if err := r.take(ctx, ck, rec, rev); err != nil {
-			r.g.log.Info("a call of an earlier life not adopted back", "session_id", rec.Call.Caller.Session, "err", err)
+			r.g.log.Info("a call of an earlier life not adopted back", "key", ck, "err", err)
 			continue
 		}
 		n++

@@ -10,10 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/store"
-	"github.com/jsonrtc/jsonrtc/store/natsstore"
 )
 
 // webCall has a call bob (b) on sub "c1": a's start, b's answer; it
@@ -241,30 +239,7 @@ func TestRestartKeepsCalls(t *testing.T) {
 // took bob's frames of the call for its own, and answered "no such
 // call".
 func TestClusterRestartAfterAdoption(t *testing.T) {
-	var e store.Store
-	k := &killedStore{}
-	gs, urls := newClusterGatewaysOn(t, 2, func(s store.Store) store.Store {
-		if e == nil {
-			e, k.Store = s, s
-			return k
-		}
-		return s
-	})
-	a, b, bsub := aliceCallsBob(t, urls[0], urls[0])
-	callHost(t, gs[1], a.sid, "c1", "n1")
-	k.killed.Store(true)
-	gs[0].node.Close()
-	a.c.CloseNow()
-	b.c.CloseNow()
-	a2 := resumeWS(t, urls[1], "alice@example.com", a.sid, a.seq+1, a.last)
-	callHost(t, gs[1], a.sid, "c1", "n2")
-	n1, err := cluster.Start(context.Background(), e.(*natsstore.Embedded).Conn(), cluster.Options{Name: "n1", LeaseTTL: 3 * time.Second, DirectoryTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n1.Close)
-	_, url := newGatewayOpts(t, nil, Options{Store: e, Cluster: n1})
-	b2 := resumeWS(t, url, "bob@example.com", b.sid, b.seq+1, b.last)
+	a2, b2, _, bsub := restartAfterAdoption(t)
 	bobReoffersAndHangsUp(t, b2, a2, bsub)
 }
 

@@ -752,8 +752,11 @@ func (s *Session) noteRouteLocked(f *protocol.Frame, host string) {
 	case protocol.PackageCall:
 		k = routeKey{protocol.PackageCall, f.Control.SubsessionID}
 		if f.Header.Action == protocol.ActionShutdown || f.Control.Type == protocol.TypeError && f.Header.Action == protocol.ActionStart {
-			delete(s.routes, k)
+			s.dropRouteLocked(k)
 			return
+		}
+		if _, ok := s.routes[k]; !ok && host != s.g.self() {
+			defer s.g.publishCalls(s) // a call hosted elsewhere counts here
 		}
 	case protocol.PackageMessaging:
 		if f.Control.Type != protocol.TypeRequest {
@@ -803,7 +806,7 @@ func (s *Session) hostOf(f *protocol.Frame) string {
 	defer s.mu.Unlock()
 	host := s.routes[k]
 	if done {
-		delete(s.routes, k)
+		s.dropRouteLocked(k)
 	}
 	if host == s.g.self() {
 		return ""
@@ -895,6 +898,11 @@ func (s *Session) dropDeadRoutes() {
 		}
 	}
 	s.mu.Unlock()
+	if len(calls) > 0 {
+		// Its calls count where they go on (clusterlimits.go), once
+		// the routes below name their adopters.
+		defer g.publishCalls(s)
+	}
 	for _, sub := range calls {
 		host, gone := g.repl.adopt(s.id, sub)
 		if host != "" || !gone {
@@ -1003,7 +1011,8 @@ func (g *Gateway) tryPublish(s *Session) bool {
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
 	defer cancel()
-	if err := g.node.Publish(ctx, cluster.Entry{Session: s.id, Identity: s.identity, Node: g.self(), Oracle: s.oracle}); err != nil {
+	calls := s.callsHeld()
+	if err := g.node.Publish(ctx, cluster.Entry{Session: s.id, Identity: s.identity, Node: g.self(), Oracle: s.oracle, Calls: calls}); err != nil {
 		g.rlog.Error("cluster directory", "publishing a session in the directory", "session_id", s.id, "err", err)
 		return false
 	}
@@ -1195,6 +1204,7 @@ func (g *Gateway) tookOver(s *Session) {
 	g.publish(s)
 	g.metrics.cluster.WithLabelValues(kindTakeover, "taken").Inc()
 	s.dropDeadRoutes()
+	s.adoptReleased() // SIP calls a drain handed over (sipcallrepl.go)
 }
 
 // liveEntries keeps the entries whose owner is alive. An entry that names a dead
@@ -1265,6 +1275,7 @@ func (g *Gateway) Drain(ctx context.Context) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
+		g.releaseSIPCalls() // their sessions move too (sipcallrepl.go)
 		all, sip := g.closeSockets(closed, websocket.StatusGoingAway, "node draining; resume on another")
 		calls := g.calls.Active()
 		if len(all) == 0 && calls == 0 {
@@ -1284,8 +1295,8 @@ func (g *Gateway) Drain(ctx context.Context) {
 
 // closeSockets closes the socket of every session of the tables not in
 // closed, and adds it there, but for sessions in a call with a SIP leg
-// (SIP dialogs do not move), which it counts. It returns the sessions
-// of the tables.
+// (a drain released the confirmed ones before: releaseSIPCalls), which
+// it counts. It returns the sessions of the tables.
 func (g *Gateway) closeSockets(closed map[*Session]bool, code websocket.StatusCode, reason string) ([]*Session, int) {
 	all := g.liveSessions()
 	sip := 0
@@ -1329,7 +1340,7 @@ const cutOffPing = time.Second
 // partition heals (writeLocked). Sessions in calls with a SIP leg keep
 // their sockets, as in a drain.
 func (g *Gateway) watchCutOff() {
-	t := time.NewTicker(g.node.LeaseTTL() / 3)
+	t := time.NewTicker(cutOffRound(g.node.LeaseTTL()))
 	defer t.Stop()
 	for {
 		select {
@@ -1353,6 +1364,8 @@ func (g *Gateway) watchCutOff() {
 			// Every round: a socket that was resuming here as the cut
 			// began is closed too.
 			g.closeSockets(map[*Session]bool{}, websocket.StatusTryAgainLater, "node cut off from its cluster; resume on another")
+			// Before its peers sweep their media (mediacutoff.go).
+			g.endCutOffMedia()
 		}
 	}
 }

@@ -34,15 +34,7 @@ func TestClusterCutOffLetsGo(t *testing.T) {
 	a.connect("alice@example.com")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	js, err := jetstream.New(e.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The leases' bucket gone, the node's lease writes fail, as the
-	// minority's do; with no peer, nobody answers its ping.
-	if err := js.DeleteKeyValue(ctx, cluster.NodesBucket); err != nil {
-		t.Fatal(err)
-	}
+	js := dropLeases(ctx, t, e)
 	cut := time.Now()
 	for {
 		_, _, err := a.c.Read(ctx)
@@ -109,4 +101,19 @@ func (c *conflictUnread) Get(ctx context.Context, key string) ([]byte, uint64, e
 func TestClusterOwnConflictUnreadKeepsSession(t *testing.T) {
 	st := &conflictUnread{}
 	keepsOnOwnConflict(t, func(s store.Store) store.Store { st.Store = s; return st }, &st.armed)
+}
+
+// dropLeases deletes the leases' bucket of the embedded NATS e: the
+// node's lease writes fail, as the minority's of a partition do; with no
+// peer, nobody answers its ping, and it is cut off.
+func dropLeases(ctx context.Context, t *testing.T, e *natsstore.Embedded) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(e.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(ctx, cluster.NodesBucket); err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -259,7 +260,11 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	}
 	subPrefix := ""
 	if g.node != nil {
-		subPrefix = "s" + g.node.Name() + "-"
+		// The start time (ms, base 36) tells this life's ids from an
+		// earlier one's: a call of that life, adopted by another node,
+		// may still hold its ids for a session (docs/cluster.md
+		// "Delivery across nodes").
+		subPrefix = "s" + g.node.Name() + "-" + strconv.FormatInt(time.Now().UnixMilli(), 36) + "-"
 	}
 	co := &call.Options{RingTimeout: cfg.Calls.RingTimeout.D(), SubsessionPrefix: subPrefix, Logger: log}
 	if g.wal {
@@ -269,7 +274,9 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		}
 		g.repl = newCallRepl(g, host)
 		co.Replicate = g.repl.replicate
+		co.ReplicateSIP, co.WriteAheadSIP = g.repl.replicateSIP, g.repl.writeAheadSIP
 		g.metrics.reg.MustRegister(g.repl.collectors()...)
+		g.metrics.reg.MustRegister(g.repl.sipCollectors()...)
 		g.goTracked(func() { g.repl.run(g.ctx) })
 	}
 	g.calls = call.NewHandler(directory{g}, co)

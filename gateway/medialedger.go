@@ -69,6 +69,11 @@ type mediaLedger struct {
 	live  map[string]heldRecord // the calls held now, by key: run's own
 
 	sweeping map[string]bool // dead peers being swept (sweepDead), under mu
+	// retry holds the releases whose delete failed (a node cut off from
+	// its cluster, whose store takes no write): refresh queues them
+	// again, so that the records go when the store is back, not at
+	// their age limit. run's own.
+	retry []ledgerOp
 
 	dropped, swept atomic.Uint64
 }
@@ -151,8 +156,11 @@ func (l *mediaLedger) drain(ctx context.Context) {
 			key := ledgerKey(l.prefix, op.rec.CallID)
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if op.release {
-				if err := l.g.store.Delete(wctx, key); err != nil {
-					l.g.rlog.Info("media ledger", "media ledger: a record not deleted (it expires)", "err", err)
+				if err := l.g.store.Delete(wctx, key); err != nil && !errors.Is(err, store.ErrNotFound) {
+					l.g.rlog.Info("media ledger", "media ledger: a record not deleted (tried again)", "err", err)
+					if len(l.retry) < maxLedgerQueue {
+						l.retry = append(l.retry, op)
+					}
 				}
 				delete(l.live, key)
 			} else if data, err := json.Marshal(op.rec); err == nil {
@@ -175,8 +183,16 @@ func (l *mediaLedger) drain(ctx context.Context) {
 }
 
 // refresh writes every live record again, before the store's age limit
-// forgets it under a long call.
+// forgets it under a long call, and queues again the releases that
+// failed.
 func (l *mediaLedger) refresh(ctx context.Context) {
+	if len(l.retry) > 0 {
+		l.mu.Lock()
+		l.queue = append(l.queue, l.retry...)
+		l.mu.Unlock()
+		l.retry = nil
+		poke(l.kick)
+	}
 	for key, h := range l.live {
 		if nh, keep := rewrite(ctx, l.g.store, key, h); keep {
 			l.live[key] = nh
@@ -187,9 +203,10 @@ func (l *mediaLedger) refresh(ctx context.Context) {
 }
 
 // sweepDead sweeps a peer whose lease expired (cluster.Node.OnNodeDown),
-// once it has stayed down a lease TTL more: a node that comes back at
+// once it has stayed down mediaSweepWait more: a node that comes back at
 // once sweeps its own earlier life, and the calls of its new life are
-// none of the dead one's.
+// none of the dead one's; a node cut off, alive, has ended its calls
+// with anchored media by then (mediacutoff.go).
 func (l *mediaLedger) sweepDead(ctx context.Context, node string) {
 	l.mu.Lock()
 	busy := l.sweeping[node]
@@ -203,7 +220,7 @@ func (l *mediaLedger) sweepDead(ctx context.Context, node string) {
 		delete(l.sweeping, node)
 		l.mu.Unlock()
 	}()
-	if !sleepCtx(ctx, l.g.node.LeaseTTL()) || !l.g.node.Down(node) {
+	if !sleepCtx(ctx, mediaSweepWait(l.g.node.LeaseTTL())) || !l.g.node.Down(node) {
 		return
 	}
 	l.sweep(ctx, node)
@@ -235,6 +252,13 @@ func (l *mediaLedger) sweep(ctx context.Context, node string) {
 		l.g.log.Warn("media ledger: the calls a dead process left could not be listed", "node", node, "err", err)
 		return
 	}
+	// SIP calls with a record go on elsewhere, or here again, media and
+	// all (sipcallrepl.go): their adopter holds them.
+	adopted, err := l.g.repl.sipMediaCalls(ctx)
+	if err != nil {
+		l.g.log.Warn("media ledger: the SIP calls' records could not be read: the calls a dead process left are not swept", "node", node, "err", err)
+		return
+	}
 	swept := 0
 	for _, key := range keys {
 		if !strings.HasPrefix(key, prefix) {
@@ -245,7 +269,7 @@ func (l *mediaLedger) sweep(ctx context.Context, node string) {
 			continue
 		}
 		var rec ledgerRecord
-		if json.Unmarshal(data, &rec) != nil || (node == l.node() && rec.Life == l.life) || !l.claim(ctx, node, key, rec, rev) {
+		if json.Unmarshal(data, &rec) != nil || (node == l.node() && rec.Life == l.life) || adopted[rec.CallID] || !l.claim(ctx, node, key, rec, rev) {
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, l.g.cfg.Media.WithDefaults().Timeout)

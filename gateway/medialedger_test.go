@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -20,35 +19,22 @@ import (
 // the test ends.
 func fakeNG(t *testing.T) (string, <-chan string) {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
 	reqs := make(chan string, 64)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			cookie, body, _ := strings.Cut(string(buf[:n]), " ")
-			reply := "d6:result2:oke"
-			switch {
-			case strings.Contains(body, "7:command4:ping"):
-				reply = "d6:result4:ponge"
-			case strings.Contains(body, "7:command10:statistics"):
+	return serveUDP(t, func(msg []byte) []byte {
+		cookie, body, _ := strings.Cut(string(msg), " ")
+		reply := "d6:result2:oke"
+		switch {
+		case strings.Contains(body, "7:command4:ping"):
+			reply = "d6:result4:ponge"
+		case strings.Contains(body, "7:command10:statistics"):
+		default:
+			select {
+			case reqs <- body:
 			default:
-				select {
-				case reqs <- body:
-				default:
-				}
 			}
-			_, _ = c.WriteTo([]byte(cookie+" "+reply), from)
 		}
-	}()
-	return c.LocalAddr().String(), reqs
+		return []byte(cookie + " " + reply)
+	}), reqs
 }
 
 // TestMediaLedgerSweep: a call an earlier life of the node left in
@@ -65,6 +51,9 @@ func TestMediaLedgerSweep(t *testing.T) {
 	if _, err := st.Create(ctx, oldKey, old); err != nil {
 		t.Fatal(err)
 	}
+	// A SIP call of the earlier life with a record: its adopter goes on
+	// with its media, which the sweep leaves (before, it deleted it).
+	sipKey := keepSIPMedia(t, st, "sip@crash", addr)
 	cfg := DefaultConfig()
 	cfg.SIP.Listen.UDP, cfg.SIP.Domain = "127.0.0.1:0", "example.com"
 	cfg.Media = rtpengine.Config{RTPEngine: []string{addr}, Timeout: time.Second, Retransmit: 200 * time.Millisecond, PingInterval: time.Hour}
@@ -85,6 +74,15 @@ func TestMediaLedgerSweep(t *testing.T) {
 		_, _, err := st.Get(ctx, oldKey)
 		return errors.Is(err, store.ErrNotFound)
 	})
+	if _, _, err := st.Get(ctx, sipKey); err != nil {
+		t.Fatalf("the recorded SIP call's ledger record: %v", err)
+	}
+	select {
+	case r := <-reqs:
+		t.Fatalf("rtpengine heard %q after the sweep", r)
+	default:
+	}
+	_ = st.Delete(ctx, sipKey)
 	rec := httptest.NewRecorder()
 	g.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), "jsonrtc_rtpengine_swept_total 1") {

@@ -478,7 +478,7 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 	// A guest costs the SIP network nothing until it calls: it neither
 	// registers nor (presence.Guest) publishes.
 	guest := (p != nil && p.Guest) || (p == nil && f.Header.Initiator == "")
-	s, err := g.open(c, f, p, addr, guest, g.newSession(identity, oracle, processed))
+	s, err := g.open(c, f, p, addr, guest, g.newSession(identity, oracle, processed), true)
 	return s, false, err
 }
 
@@ -646,7 +646,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		time.Sleep(time.Duration(try+1) * 10 * time.Millisecond) // a replica catching up: no event to wait on
 	}
 	s.log.Info("session restored from the store", "previous_owner", prev)
-	s, err = g.open(c, f, p, addr, r.Guest, s)
+	s, err = g.open(c, f, p, addr, r.Guest, s, false)
 	if err == nil {
 		g.restorePresence(s, r.Presence)
 		g.restoreNotes(s, r.Notes)
@@ -724,9 +724,9 @@ func (g *Gateway) completeRestore(s *Session, c conn, f *protocol.Frame, p *auth
 	return nil
 }
 
-// open gives s, a new or restored session, its limits quota, its guest
-// place and SIP registration, and a place in the session tables.
-func (g *Gateway) open(c conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr, guest bool, s *Session) (*Session, error) {
+// open gives s, a new (admit) or restored session, its limits quota, its
+// guest place and SIP registration, and a place in the session tables.
+func (g *Gateway) open(c conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr, guest bool, s *Session, admit bool) (*Session, error) {
 	identity, app := s.identity, ""
 	if p != nil {
 		app = p.Application
@@ -739,7 +739,13 @@ func (g *Gateway) open(c conn, f *protocol.Frame, p *auth.Principal, addr netip.
 	if err != nil {
 		return nil, err
 	}
-	quota, err := g.lim.OpenSessionBeside(app, profile, identity, g.sessionsElsewhere(identity))
+	s.app = app
+	quota, err := g.openQuota(app, profile, s, admit && !guest)
+	if errors.Is(err, errAdmission) {
+		releaseGuest()
+		g.rlog.Warn("session admission", "session refused: its admission not written", "identity", identity, "err", err)
+		return nil, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "session admission failed"}
+	}
 	if err != nil {
 		releaseGuest()
 		g.rlog.Info("session limits", "session refused by limits", "identity", identity, "err", err)
@@ -750,14 +756,16 @@ func (g *Gateway) open(c conn, f *protocol.Frame, p *auth.Principal, addr netip.
 		if reg, err = g.registerSession(f, s, c, addr, p); err != nil {
 			quota.Close()
 			releaseGuest()
+			g.forgetAdmission(s)
 			return nil, err
 		}
 	}
-	s.app, s.principal, s.quota, s.guest, s.releaseGuest, s.profile = app, p, quota, guest, releaseGuest, profile
+	s.principal, s.quota, s.guest, s.releaseGuest, s.profile = p, quota, guest, releaseGuest, profile
 	s.unbound = false
 	if err := g.add(s); err != nil {
 		quota.Close()
 		releaseGuest()
+		g.forgetAdmission(s)
 		g.regs.Release(reg)
 		if errors.Is(err, errTooMany) {
 			return nil, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "too many sessions"}

@@ -71,6 +71,13 @@ type Session struct {
 	// application); quota the session's share of its limits.
 	principal *auth.Principal
 	quota     *limits.Session
+	// admitted: when the session was admitted in its identity's
+	// admission record (clusterlimits.go); zero when it was not.
+	admitted time.Time
+	// callsDirty: a write of the session's calls to the directory is
+	// due; pubMu orders those writes (publishCalls).
+	callsDirty atomic.Bool
+	pubMu      sync.Mutex
 	// guest: an anonymous guest (a guest application's, or a generated
 	// identity of the open one); see guest.go. releaseGuest gives back
 	// its place among its address's guest sessions (a no-op for others);
@@ -320,15 +327,19 @@ func (g *Gateway) sessionOf(identity string, oracle bool, st *session.State) *Se
 // AcquireCall implements endpoint.Quota. A guest that takes part in a call
 // has something to resume from then on (see resumeTimeout).
 func (s *Session) AcquireCall() bool {
-	if !s.quota.AcquireCall() {
+	if !s.quota.AcquireCallBeside(s.g.callsElsewhere(s.identity)) {
 		return false
 	}
 	s.engaged.Store(true)
+	s.g.publishCalls(s)
 	return true
 }
 
 // ReleaseCall implements endpoint.Quota.
-func (s *Session) ReleaseCall() { s.quota.ReleaseCall() }
+func (s *Session) ReleaseCall() {
+	s.quota.ReleaseCall()
+	s.g.publishCalls(s)
+}
 
 // AcquireSubscription implements subscription.Quota: presence and
 // voicemail subscriptions count against the identity's and the
@@ -616,6 +627,7 @@ func (s *Session) end(r endReason) {
 		// The record goes first: whoever hears of the end finds it gone.
 		s.g.deleteRecord(s)
 		if s.g.node != nil {
+			s.g.forgetAdmission(s)
 			s.g.unpublish(s)
 			s.mu.Lock()
 			routes := s.routesSnapshotLocked()

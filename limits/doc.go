@@ -22,5 +22,7 @@
 // changes no decision. The package starts no goroutine.
 //
 // Limits are per gateway node: a cluster of n nodes admits up to n times
-// the configured application-wide rates.
+// the configured application-wide rates. An identity's sessions and
+// calls on the other nodes are the caller's to count and pass in
+// ([Limiter.OpenSessionBeside], [Session.AcquireCallBeside]).
 package limits

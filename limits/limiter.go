@@ -233,11 +233,7 @@ func (l *Limiter) OpenSessionBeside(app, profileName, identity string, elsewhere
 	// The identity key is checked first: one identity opening too many
 	// sessions must not use up the application's quota.
 	if !l.subjects.with(identityKey(app, identity), now, func(e *entry) {
-		limit := p.identity.sessions
-		if limit >= 0 {
-			limit = max(limit-int64(elsewhere), 0)
-		}
-		if okID = acquire(&e.sessions, limit); okID {
+		if okID = acquire(&e.sessions, beside(p.identity.sessions, elsewhere)); okID {
 			s.id = e
 		}
 	}) {
@@ -263,6 +259,15 @@ func (l *Limiter) OpenSessionBeside(app, profileName, identity string, elsewhere
 		return nil, &Error{LimitSessions, ScopeApplication}
 	}
 	return s, nil
+}
+
+// beside is limit less the share taken elsewhere; unlimited (< 0) stays
+// unlimited.
+func beside(limit int64, elsewhere int) int64 {
+	if limit < 0 {
+		return limit
+	}
+	return max(limit-int64(elsewhere), 0)
 }
 
 // addrKey is the key of a source address: an IPv4 address, or the /64
@@ -371,9 +376,21 @@ func (s *Session) AllowMessage() bool {
 // AcquireCall takes one concurrent call for the identity and the
 // application; ReleaseCall gives it back. On false answer error 503 (or
 // 486 toward an incoming call). It fails after Close.
-func (s *Session) AcquireCall() bool {
+func (s *Session) AcquireCall() bool { return s.AcquireCallBeside(0) }
+
+// AcquireCallBeside is AcquireCall for an identity in elsewhere calls
+// this Limiter does not count (on the other nodes of a cluster): they
+// take their share of the identity's quota.
+func (s *Session) AcquireCallBeside(elsewhere int) bool {
 	return s.acquire(LimitCalls, &s.calls, func(e *entry) *atomic.Int64 { return &e.calls },
-		s.p.identity.calls, s.p.application.calls)
+		beside(s.p.identity.calls, elsewhere), s.p.application.calls)
+}
+
+// Calls returns how many calls the session holds.
+func (s *Session) Calls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return int(s.calls)
 }
 
 // ReleaseCall gives back a call taken with AcquireCall. Releasing more

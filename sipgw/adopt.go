@@ -52,7 +52,8 @@ var ErrDialogState = errors.New("sipgw: unusable dialog state")
 // AdoptOptions are what a DialogState does not carry.
 type AdoptOptions struct {
 	// Transform is the call's header rules (its Route's), as Dial takes
-	// them; nil: none.
+	// them; nil: none for an outgoing call (uac), and for an incoming one
+	// (uas) the rules this user agent binds to an INVITE from the peer.
 	Transform *routing.Transform
 	// WriteAhead is the call's [Call.SetWriteAhead] function from the
 	// start: the target refresh's CSeq is written ahead too.
@@ -87,6 +88,11 @@ func (g *UserAgent) Adopt(ctx context.Context, st DialogState, o *AdoptOptions) 
 	c, id, err := g.rebuild(st)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Transform == nil && st.Role == "uas" {
+		// An incoming call's header rules are bound as at its INVITE,
+		// under this node's configuration.
+		opts.Transform = g.bindIncoming(routing.Call, st.Identity, st.RemoteURI)
 	}
 	c.xform, c.ahead = opts.Transform, opts.WriteAhead
 	// Set before the dialog can be found: the peer's BYE reads it.

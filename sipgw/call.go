@@ -263,7 +263,7 @@ type Call struct {
 	rseq        uint32                   // outgoing: RSeq awaiting our PRACK; incoming: last sent
 	pracks      map[uint32]chan struct{} // incoming: reliable provisionals awaiting PRACK; made by the first
 	sdpPrack    chan struct{}            // incoming: closed by the PRACK of the last reliable provisional with SDP
-	lastRSeq    uint32                   // owner goroutine only
+	lastRSeq    map[string]uint32        // by To-tag: each fork's early dialog counts its own (RFC 3262 section 4); owner goroutine only
 	// hops are the next hops an outgoing INVITE may still fail over to;
 	// progressed: a provisional beyond 100 came, so the request reached
 	// the callee and fails over no more (owner goroutine only).
@@ -278,9 +278,12 @@ type Call struct {
 	xform *routing.Transform
 	// early lists the early dialogs of an outgoing call (one per fork
 	// that sent a reliable provisional) until the answer; c.mu.
-	early     []string
-	earlyRes  *sip.Response // the last PRACKed reliable provisional with SDP (UpdateEarly); c.mu
-	endForced *Event        // owner goroutine only
+	early    []string
+	earlyDlg *earlyDialog // the last PRACKed reliable provisional's early dialog, with SDP (UpdateEarly); c.mu
+	// localCSeq is the CSeq of the outgoing call's last request in its
+	// dialog: sipgw builds them (uacDialog), not sipgo's dialog; c.mu.
+	localCSeq uint32
+	endForced *Event // owner goroutine only
 
 	// The dialog's replication (dialogstate.go, adopt.go): changedCh
 	// signals DialogChanged; c.mu guards the rest.
@@ -451,13 +454,6 @@ type dialogSession interface {
 	Context() context.Context
 }
 
-func (c *Call) dialog() dialogSession {
-	if c.uac != nil {
-		return c.uac
-	}
-	return c.uas
-}
-
 // remoteTarget is the peer's Contact, where in-dialog requests go: the
 // last target refresh's (noteTarget), else the dialog-creating message's.
 func (c *Call) remoteTarget() sip.Uri {
@@ -488,6 +484,44 @@ func (c *Call) remoteTargetLocked() sip.Uri {
 // waits for its final response. Calls are serialised by the caller
 // holding the slot.
 func (c *Call) request(ctx context.Context, req *sip.Request, ext []Header) (*sip.Response, error) {
+	return c.requestIn(ctx, nil, req, ext)
+}
+
+// earlyDialog is an early dialog of an outgoing call, as the owner saw it
+// when it PRACKed the reliable provisional res that made it: what
+// UpdateEarly builds its request of, on another goroutine, while the
+// owner waits in sipgo's WaitAnswer for the INVITE's next response.
+type earlyDialog struct {
+	inv *sip.Request
+	res *sip.Response
+	uac *sipgo.DialogClientSession // for its CSeq (atomic)
+}
+
+// uacDialog returns a sipgo dialog of the outgoing call made for one
+// request: in the dialog of res (the 2xx, or an early dialog's
+// provisional), from inv, with the call's next CSeq (ack: the last, which
+// an ACK repeats). sipgo's own dialog (c.uac) keeps the INVITE's last
+// response in a field that its WaitAnswer writes as responses come and
+// that its request building reads, unguarded: an early UPDATE built on it
+// as the 200 came raced (issue 14). uacCSeq is c.uac's own count (the
+// INVITE's CSeq, moved on by sipgo's authentication retries).
+func (c *Call) uacDialog(inv *sip.Request, res *sip.Response, uacCSeq uint32, ack bool) *sipgo.DialogClientSession {
+	c.mu.Lock()
+	last := max(c.localCSeq, uacCSeq)
+	if !ack {
+		c.localCSeq = last + 1
+	}
+	c.mu.Unlock()
+	seed := inv.Clone()
+	seed.CSeq().SeqNo = last
+	d := &sipgo.DialogClientSession{Dialog: sipgo.Dialog{InviteRequest: seed, InviteResponse: res}, UA: c.g.dua}
+	d.Init()
+	return d
+}
+
+// requestIn is request in the early dialog early; nil: in the call's
+// dialog.
+func (c *Call) requestIn(ctx context.Context, early *earlyDialog, req *sip.Request, ext []Header) (*sip.Response, error) {
 	if m, ok := dialogMethod(req.Method); ok {
 		if err := transformOut(c.xform, m, false, req, ext); err != nil {
 			if req.Method != sip.BYE {
@@ -502,7 +536,14 @@ func (c *Call) request(ctx context.Context, req *sip.Request, ext []Header) (*si
 	c.g.track()
 	defer c.g.untrack()
 	c.writeAhead()
-	tx, err := c.dialog().TransactionRequest(ctx, req)
+	var d dialogSession = c.uas
+	switch {
+	case early != nil:
+		d = c.uacDialog(early.inv, early.res, early.uac.CSEQ(), false)
+	case c.uac != nil:
+		d = c.uacDialog(c.uac.InviteRequest, c.uac.InviteResponse, c.uac.CSEQ(), false)
+	}
+	tx, err := d.TransactionRequest(ctx, req)
 	c.changed() // the request took the next CSeq, whether it left or not
 	if err != nil {
 		return nil, err
@@ -727,7 +768,11 @@ func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, ex
 	c.noteLocal(sdp)
 	c.noteRemote(res.Body())
 	ack := sip.NewRequest(sip.ACK, c.remoteTarget())
-	if err := c.dialog().WriteRequest(ack); err != nil {
+	var d dialogSession = c.uas
+	if c.uac != nil {
+		d = c.uacDialog(c.uac.InviteRequest, c.uac.InviteResponse, c.uac.CSEQ(), true)
+	}
+	if err := d.WriteRequest(ack); err != nil {
 		return nil, err
 	}
 	return res, nil

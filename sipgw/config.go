@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -29,6 +30,17 @@ type Config struct {
 	OutboundProxy string `yaml:"outbound_proxy"`
 	// Registrar is where REGISTER goes. Default: sip:<Domain>.
 	Registrar string `yaml:"registrar"`
+	// Balancers are the addresses (IPs or CIDR prefixes) of the SIP load
+	// balancers the node sits behind (docs/cluster.md, "SIP
+	// deployments"). A new INVITE from one of them addressed to an AOR of
+	// our domains (sip:alice@<domain>), not to a binding's Contact, rings
+	// that identity's web sessions wherever they are in the cluster: the
+	// balancer hands a node requests no binding routes (a service
+	// number) and the node holding the session may be another. From any
+	// other source such an INVITE is refused 404, as without the key:
+	// the Contact user is what keeps the web users unreachable around
+	// the registrar.
+	Balancers []string `yaml:"balancers"`
 	// Domain is the SIP domain of identities given without one, and of
 	// the From of anonymous calls. Required.
 	Domain string `yaml:"domain"`
@@ -221,6 +233,11 @@ func (c Config) Validate() error {
 			bad(key, "%v", err)
 		}
 	}
+	for i, b := range c.Balancers {
+		if _, err := parsePrefix(b); err != nil {
+			bad(fmt.Sprintf("balancers[%d]", i), "%v", err)
+		}
+	}
 	if c.RegisterExpiry < 10*time.Second {
 		bad("register_expiry", "%v is below 10s", c.RegisterExpiry)
 	}
@@ -274,6 +291,19 @@ func (c Config) Validate() error {
 	}
 	c.SessionTimers.validate(bad)
 	return errors.Join(errs...)
+}
+
+// parsePrefix parses an IP address or a CIDR prefix (balancers).
+func parsePrefix(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return p, fmt.Errorf("%q is not an IP address or a CIDR prefix", s)
+	}
+	return p.Masked(), nil
 }
 
 // parseServerURI parses a registrar or proxy address: a SIP URI without

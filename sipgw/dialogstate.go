@@ -176,7 +176,7 @@ func (c *Call) DialogState() (DialogState, bool) {
 		from, to := inv.From(), res.To()
 		s.LocalURI, s.LocalDisplay, s.LocalTag = from.Address.String(), from.DisplayName, tagOf(from.Params)
 		s.RemoteURI, s.RemoteDisplay, s.RemoteTag = to.Address.String(), to.DisplayName, tagOf(to.Params)
-		s.LocalCSeq = c.uac.CSEQ()
+		s.LocalCSeq = max(c.localCSeq, c.uac.CSEQ()) // uacDialog counts
 		rrs := res.GetHeaders("Record-Route")
 		for i := len(rrs) - 1; i >= 0; i-- {
 			s.RouteSet = append(s.RouteSet, rrs[i].Value())

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,8 @@ type UserAgent struct {
 	// rlog: lines that frames and SIP messages from outside cause (ratelog).
 	rlog   *ratelog.Logger
 	secret []byte // instance.go
+	// balancers are sip.balancers, parsed (balancer.go).
+	balancers []netip.Prefix
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -136,6 +139,13 @@ func New(cfg Config, o *Options) (*UserAgent, error) {
 	var err error
 	if g.secret, err = loadInstanceSecret(cfg); err != nil {
 		return nil, err
+	}
+	for _, b := range cfg.Balancers {
+		p, err := parsePrefix(b)
+		if err != nil {
+			return nil, fmt.Errorf("sipgw: balancers: %w", err)
+		}
+		g.balancers = append(g.balancers, p)
 	}
 	if g.regURI, err = parseServerURI(cfg.Registrar); err != nil {
 		return nil, fmt.Errorf("sipgw: registrar: %w", err)

@@ -14,8 +14,8 @@ import (
 // handleNewInvite runs on the sipgo goroutine of a dialog-creating
 // INVITE and returns once the INVITE transaction needs nothing more.
 func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) {
-	reg := g.lookupContact(req.Recipient.User)
-	if reg == nil {
+	identity, local, ok := g.incomingIdentity(req) // balancer.go
+	if !ok {
 		g.respond(tx, req, 404, "Not Found")
 		return
 	}
@@ -33,7 +33,7 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 	}
 	c := g.newCall(Incoming)
 	c.uas = dtx
-	c.identity, c.local = reg.identity, reg.aor
+	c.identity, c.local = identity, local
 	if f := req.From(); f != nil {
 		c.remote, c.display = *f.Address.Clone(), f.DisplayName
 	}

@@ -34,14 +34,17 @@ func supported(rel100, trickle bool) string {
 	return strings.Join(tags, ", ")
 }
 
-// registerSupported is the Supported value of our REGISTERs: gruu (RFC
+// registerSupported is the Supported value of our REGISTERs: path (RFC
+// 3327: a proxy between us and the registrar, a load balancer, may put
+// itself on the binding's path; the registrar then sends the Path back,
+// which we need not read: the balancer routes our dialogs), gruu (RFC
 // 5627), and outbound (RFC 5626, outbound.go) when sip.outbound is on.
 // The dialog tags of supported mean nothing to a registrar.
 func registerSupported(outbound bool) string {
 	if outbound {
-		return "outbound, gruu"
+		return "outbound, path, gruu"
 	}
-	return "gruu"
+	return "path, gruu"
 }
 
 // setSupported puts our one Supported header on m, and a Recv-Info of

@@ -171,7 +171,8 @@ func TestRegisterOutboundHeaders(t *testing.T) {
 		ct := req.Contact()
 		regID, hasRegID := ct.Params.Get("reg-id")
 		sup := req.GetHeader("Supported").Value()
-		if on != hasRegID || (on && regID != "1") || on != (sup == "outbound, gruu") {
+		want := map[bool]string{false: "path, gruu", true: "outbound, path, gruu"}[on]
+		if on != hasRegID || (on && regID != "1") || sup != want {
 			t.Errorf("outbound %v: Contact %s, Supported %q", on, ct.Value(), sup)
 		}
 		if _, ok := ct.Params.Get("+sip.instance"); !ok {

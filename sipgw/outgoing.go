@@ -361,14 +361,26 @@ func (c *Call) onResponse(r *sip.Response) error {
 			}
 		}
 	}
+	tag := toTag(r)
 	if reliable {
-		if rseq <= c.lastRSeq {
+		if rseq <= c.lastRSeq[tag] {
 			return nil // a retransmission (RFC 3262 4)
 		}
-		c.lastRSeq = rseq
+		if c.lastRSeq == nil {
+			c.lastRSeq = map[string]uint32{}
+		}
+		c.lastRSeq[tag] = rseq
 	}
 	c.mu.Lock()
 	c.rseq = rseq
+	if e := c.earlyDlg; e != nil && len(r.Body()) > 0 && toTag(e.res) != tag {
+		// Another fork's answer: the web caller's early session, and
+		// rtpengine's (the latest answer wins, docs/media.md), are that
+		// fork's now, and the PRACKed one's no longer: an early re-offer
+		// waits for this fork's PRACK, and never goes to the other
+		// (docs/protocol.md §5.9).
+		c.earlyDlg = nil
+	}
 	c.mu.Unlock()
 	if reliable {
 		// A reliable provisional makes an early dialog (RFC 3262): the
@@ -459,7 +471,7 @@ func (c *Call) sendPrack(r *sip.Response, rseq uint32, sdp []byte) ([]byte, erro
 	if res.IsSuccess() && len(r.Body()) > 0 {
 		// r answered the INVITE's offer and is acknowledged: its early
 		// dialog may carry a new offer (UpdateEarly).
-		c.earlyRes = r
+		c.earlyDlg = &earlyDialog{inv: c.uac.InviteRequest, res: r, uac: c.uac}
 	}
 	c.mu.Unlock()
 	if !res.IsSuccess() {

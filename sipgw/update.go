@@ -152,9 +152,9 @@ var ErrUpdateNotAllowed = errors.New("sipgw: the callee does not allow UPDATE")
 // either way; a refusal (488, 491) is a *ResponseError.
 func (c *Call) UpdateEarly(ctx context.Context, sdp []byte, ext ...Header) (answer []byte, headers []Header, err error) {
 	c.mu.Lock()
-	r := c.earlyRes
+	early := c.earlyDlg
 	switch {
-	case c.dir != Outgoing || c.state != stateInviting || r == nil:
+	case c.dir != Outgoing || c.state != stateInviting || early == nil:
 		c.mu.Unlock()
 		return nil, nil, ErrCallState
 	case c.reinviteIn || c.reinviteOut:
@@ -168,6 +168,7 @@ func (c *Call) UpdateEarly(ctx context.Context, sdp []byte, ext ...Header) (answ
 		c.reinviteOut = false
 		c.mu.Unlock()
 	}()
+	r := early.res
 	if !headerHasToken(r, "Allow", string(sip.UPDATE)) {
 		return nil, nil, ErrUpdateNotAllowed
 	}
@@ -175,7 +176,7 @@ func (c *Call) UpdateEarly(ctx context.Context, sdp []byte, ext ...Header) (answ
 		return nil, nil, err
 	}
 	defer c.release()
-	target := *c.uac.InviteRequest.Recipient.Clone()
+	target := *early.inv.Recipient.Clone()
 	if ct := r.Contact(); ct != nil {
 		target = *ct.Address.Clone()
 	}
@@ -186,7 +187,9 @@ func (c *Call) UpdateEarly(ctx context.Context, sdp []byte, ext ...Header) (answ
 	c.g.setSupported(req, true, c.trickles())
 	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	req.AppendHeader(&ct)
-	res, err := c.request(ctx, req, ext)
+	// Built of what the owner saw at the PRACK, never of sipgo's dialog,
+	// which WaitAnswer writes meanwhile (requestIn).
+	res, err := c.requestIn(ctx, early, req, ext)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -36,7 +38,7 @@ func TestRegistrationMovesOnKill(t *testing.T) { testRegistrationMoves(t, syscal
 func TestRegistrationMovesOnDrain(t *testing.T) { testRegistrationMoves(t, syscall.SIGTERM) }
 
 func testRegistrationMoves(t *testing.T, sig syscall.Signal) {
-	kaddr, nodes := sipCluster(t, "")
+	kaddr, nodes := kamailioCluster(t, "")
 	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
 	before := bindings(t, kaddr)
 	if len(before) != 1 {
@@ -58,17 +60,44 @@ func testRegistrationMoves(t *testing.T, sig syscall.Signal) {
 	sippCall(t, kaddr, user)
 }
 
+// kamailioCluster starts the tests' Kamailio and three nodes whose SIP
+// side registers there; sip has more lines of their sip section
+// ({kamailio} is Kamailio's address). It returns the address and the
+// nodes.
+func kamailioCluster(t testing.TB, sip string) (string, []*node) {
+	t.Helper()
+	testenv.Tool(t, "kamailio", "apt-get install kamailio")
+	testenv.Tool(t, "sipp", "apt-get install sip-tester")
+	kaddr := startKamailio(t)
+	nodes := newClusterWith(t, fmt.Sprintf(`sip:
+  domain: example.com
+  registrar: sip:%s
+  instance_id: urn:jsonrtc:{node}
+  listen: {udp: "127.0.0.1:0"}
+`, kaddr)+strings.ReplaceAll(sip, "{kamailio}", kaddr))
+	return kaddr, nodes
+}
+
 // startKamailio runs the tests' Kamailio (internal/kamailio) until the
 // test ends and returns its address.
-func startKamailio(t *testing.T) string {
+func startKamailio(t testing.TB) string {
 	t.Helper()
-	dir := t.TempDir()
 	port := testenv.Port(t)
 	cfg, err := kamailio.Config(kamailio.Options{Domain: "example.com", Port: port, ModPath: kamailio.ModulesDir(),
 		Users: map[string]string{regUser: ""}, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	runKamailio(t, t.TempDir(), cfg, addr)
+	return addr
+}
+
+// runKamailio runs Kamailio with configuration cfg in dir until the test
+// ends, waits until it listens on addr (TCP), and returns the path of
+// its log.
+func runKamailio(t testing.TB, dir string, cfg []byte, addr string) string {
+	t.Helper()
 	path := filepath.Join(dir, "kamailio.cfg")
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		t.Fatal(err)
@@ -92,12 +121,11 @@ func startKamailio(t *testing.T) string {
 			t.Logf("kamailio log:\n%s", b)
 		}
 	})
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		// Its TCP listener is up with the UDP one.
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
-			return addr
+			return out.Name()
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("kamailio not listening on %s", addr)
@@ -151,21 +179,17 @@ func bindings(t *testing.T, addr string) []string {
 // (client c) answers, and SIPp hangs up.
 func sippCall(t *testing.T, kaddr string, c *client.Client) {
 	t.Helper()
+	sippCallUser(t, kaddr, regUser, c)
+}
+
+// sippCallUser is sippCall to the Request-URI user ruser.
+func sippCallUser(t *testing.T, kaddr, ruser string, c *client.Client) {
+	t.Helper()
 	scenario, err := filepath.Abs("../interop/scenarios/uac_call_user.xml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := testenv.Port(t)
-	cmd := exec.Command("sipp", "-sf", scenario, "-s", regUser, "-m", "1", "-i", "127.0.0.1", "-p", strconv.Itoa(port),
-		"-timeout", "30s", "-timeout_error", "-nostdin", kaddr)
-	cmd.Dir = t.TempDir()
-	done := make(chan error, 1)
-	var out []byte
-	go func() {
-		var err error
-		out, err = cmd.CombinedOutput()
-		done <- err
-	}()
+	_, wait := startSIPp(t, "-sf", scenario, "-s", ruser, kaddr)
 	in := event(t, c, client.EventIncomingCall)
 	if err := in.Call.Ring(tctx(t)); err != nil {
 		t.Fatal(err)
@@ -175,14 +199,35 @@ func sippCall(t *testing.T, kaddr string, c *client.Client) {
 	}
 	callEvent(t, c, client.CallEstablished)
 	callEvent(t, c, client.CallEnded) // SIPp's BYE
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("sipp: %v\n%s", err, out)
+	wait()
+}
+
+// startSIPp runs one call of SIPp with args on 127.0.0.1 and a port of
+// its own; wait fails the test unless it ends well within 30 s.
+func startSIPp(t *testing.T, args ...string) (port int, wait func()) {
+	t.Helper()
+	port = testenv.Port(t)
+	args = append([]string{"-m", "1", "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-timeout", "30s", "-timeout_error", "-nostdin"}, args...)
+	cmd := exec.Command("sipp", args...)
+	cmd.Dir = t.TempDir()
+	done := make(chan error, 1)
+	var out []byte
+	go func() {
+		var err error
+		out, err = cmd.CombinedOutput()
+		done <- err
+	}()
+	return port, func() {
+		t.Helper()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("sipp: %v\n%s", err, out)
+			}
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("sipp still running\n%s", out)
 		}
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("sipp still running\n%s", out)
 	}
 }

@@ -37,7 +37,7 @@ func TestSubscriptionsMoveOnDrain(t *testing.T) { testSubscriptionsMove(t, sysca
 func testSubscriptionsMove(t *testing.T, sig syscall.Signal) {
 	pres := startNotifier(t, "presence_moved.xml")
 	mwi := startNotifier(t, "mwi_moved.xml")
-	_, nodes := sipCluster(t, "  outbound_proxy: sip:{kamailio}\n")
+	_, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
 	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
 	presentity := "sip:uas-" + strconv.Itoa(pres.port) + "@example.com"
 	mailbox := "sip:uas-" + strconv.Itoa(mwi.port) + "@example.com"
@@ -69,24 +69,6 @@ func testSubscriptionsMove(t *testing.T, sig syscall.Signal) {
 		pres.finished(t, 1)
 		mwi.finished(t, 1)
 	}
-}
-
-// sipCluster starts the tests' Kamailio and three nodes registering
-// their users there, each with its own instance, their SIP sections
-// with more lines (where {kamailio} is Kamailio's address); it returns
-// Kamailio's address and the nodes.
-func sipCluster(t *testing.T, more string) (string, []*node) {
-	t.Helper()
-	testenv.Tool(t, "kamailio", "apt-get install kamailio")
-	testenv.Tool(t, "sipp", "apt-get install sip-tester")
-	kaddr := startKamailio(t)
-	nodes := newClusterWith(t, strings.ReplaceAll(fmt.Sprintf(`sip:
-  domain: example.com
-  registrar: sip:%s
-  instance_id: urn:jsonrtc:{node}
-  listen: {udp: "127.0.0.1:0"}
-`, kaddr)+more, "{kamailio}", kaddr))
-	return kaddr, nodes
 }
 
 // waitSubscriptions waits, within 60 s (a kill: the lease TTL, the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,9 +16,11 @@ import (
 
 // TestRTPEnginePool: a gateway with a pool of two real rtpengines.
 // Two calls go one to each; the one holding the second is killed
-// (SIGKILL); at its second failed ping (media.lost_after) the call it
-// held ends on both sides with "media relay lost" (the browser's
-// shutdown reason, the BYE's Reason header, which the SIPp phone checks),
+// (SIGKILL) once the pool queried its call's figures; at its second
+// failed ping (media.lost_after) the call it held ends on both sides
+// with "media relay lost" (the browser's shutdown reason, with the last
+// query's figures of both legs as of before the kill, and the BYE's
+// Reason header, which the SIPp phone checks),
 // within a few pings, and without a delete sent to the dead instance; a
 // third call goes to the survivor, and the first call, on the survivor,
 // goes on and ends cleanly there.
@@ -27,7 +30,8 @@ func TestRTPEnginePool(t *testing.T) {
 	k := startKamailio(t)
 	w := startWebGateway(t, k, func(c *gateway.Config) {
 		c.Media = rtpengine.Config{RTPEngine: []string{addr1, addr2}, Policy: rtpengine.PolicyAuto,
-			Timeout: time.Second, Retransmit: 200 * time.Millisecond, PingInterval: 100 * time.Millisecond}
+			Timeout: time.Second, Retransmit: 200 * time.Millisecond, PingInterval: 100 * time.Millisecond,
+			FiguresInterval: 200 * time.Millisecond}
 	})
 	engines := map[string]*rtpengine.Client{addr1: e1, addr2: e2}
 	procs := map[string]*proc{addr1: p1, addr2: p2}
@@ -64,6 +68,15 @@ func TestRTPEnginePool(t *testing.T) {
 		t.Fatalf("both calls on %s: the pool puts a new call on the least busy", on1)
 	}
 	dead = on2
+	// The pool's periodic query (media.figures_interval) has asked the
+	// instance for the call's figures: what the call's end will carry.
+	// Its log shows the command (its statistics lag by seconds).
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(procs[dead].out.String(), "Received command 'query'"); {
+		if time.Now().After(deadline) {
+			t.Fatal("no query of the call's figures within 20s")
+		}
+		<-time.After(50 * time.Millisecond)
+	}
 	if err := procs[dead].cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -72,8 +85,21 @@ func TestRTPEnginePool(t *testing.T) {
 
 	// Two pings, each given up after media.timeout (1s), find it lost:
 	// its call ends on both sides with the reason.
-	if ev := webExpect(t, a2, client.CallEnded); ev.Reason != "media relay lost" {
+	ev := webExpect(t, a2, client.CallEnded)
+	if ev.Reason != "media relay lost" {
 		t.Fatalf("the lost call ended with %q", ev.Reason)
+	}
+	// Its shutdown carries the last query's figures, as of then (before
+	// the kill): rtpengine is gone with its counters (docs/protocol.md
+	// §5.8).
+	if len(ev.Media) != 2 || ev.Media[0].Side != "web" || ev.Media[1].Side != "sip" {
+		t.Fatalf("the lost call's shutdown media %+v, want the web and sip legs' figures", ev.Media)
+	}
+	for _, m := range ev.Media {
+		at, err := time.Parse(time.RFC3339Nano, m.AsOf)
+		if err != nil || at.After(killed) || killed.Sub(at) > 10*time.Second {
+			t.Fatalf("%s leg's figures as of %q (%v), want a time before the kill at %s", m.Side, m.AsOf, err, killed.UTC().Format(time.RFC3339Nano))
+		}
 	}
 	t.Logf("the call on the killed instance ended %v after the kill", time.Since(killed).Round(time.Millisecond))
 	if d := time.Since(killed); d > 5*time.Second {

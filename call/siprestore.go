@@ -1,0 +1,298 @@
+package call
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/jsonrtc/jsonrtc/endpoint"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// Replicated SIP calls (docs/cluster.md, "SIP dialogs"): a confirmed
+// call between a web session and SIP is its dialog's state
+// (sipgw.DialogState) and the web side's part, the SIPSnapshot the
+// handler puts in the state's App; Options.ReplicateSIP hears each
+// change and the end, and Options.WriteAheadSIP each request of ours
+// before it leaves, so that another node (or this one, restarted)
+// adopts the dialog (sipgw.UserAgent.Adopt: a target refresh with its
+// own Contact) and goes on with the call (RestoreSIP) when this one
+// dies. A ringing or early call is not recorded: its INVITE transaction
+// cannot move, and it ends with its node.
+
+// SIPSnapshot is the web side of a confirmed SIP call as another node
+// rebuilds it.
+type SIPSnapshot struct {
+	// Out: the web leg called SIP (else SIP called it).
+	Out bool `json:"out,omitempty"`
+	// Target is the call's target as the caller named it; Remote the SIP
+	// party as the web side sees it.
+	Target string      `json:"target"`
+	Remote string      `json:"remote,omitempty"`
+	Web    LegSnapshot `json:"web"`
+	// Media is the call's session in rtpengine, which the adopter goes
+	// on with (nil: not anchored).
+	Media *rtpengine.SessionState `json:"media,omitempty"`
+}
+
+// SIPDialog is the dialog state of a SIP call, as its record carries it
+// (sipgw's): the gateway keeps it for the handler without knowing SIP.
+type SIPDialog = sipgw.DialogState
+
+// ErrNoAdopt is RestoreSIP's answer when the handler has no SIP user
+// agent that adopts dialogs.
+var ErrNoAdopt = errors.New("call: no SIP user agent to adopt the dialog")
+
+// dialogCall is a SIP call whose dialog can be recorded and handed over
+// (*sipgw.Call; a unit test's fake may be one).
+type dialogCall interface {
+	DialogState() (sipgw.DialogState, bool)
+	DialogChanged() <-chan struct{}
+	SetApp(app json.RawMessage)
+	SetWriteAhead(f func(sipgw.DialogState))
+	Release() (sipgw.DialogState, bool)
+}
+
+// adopter is a SIP network that adopts dialogs (*sipgw.UserAgent).
+type adopter interface {
+	Adopt(ctx context.Context, st sipgw.DialogState, o *sipgw.AdoptOptions) (*sipgw.Call, error)
+}
+
+// recordDialog starts recording a confirmed SIP call's dialog: the web
+// side's snapshot into its App, each change to Options.ReplicateSIP (on
+// a goroutine of the call's, until the SIP call is over), each request
+// of ours to Options.WriteAheadSIP before it leaves. Once per call.
+// c.mu is held.
+func (fl *farLeg) recordDialog() {
+	h := fl.h
+	if h.opts.ReplicateSIP == nil || fl.recording {
+		return
+	}
+	dc, ok := fl.sc.(dialogCall)
+	w := fl.web()
+	if !ok || w == nil {
+		return
+	}
+	fl.recording = true
+	sn := SIPSnapshot{Out: fl.out, Target: fl.c.target, Remote: fl.remote, Web: legSnapshot(w)}
+	if fl.media != nil && fl.media.Anchored() {
+		ms := fl.media.State()
+		sn.Media = &ms
+	}
+	fl.snap = sn
+	app, _ := json.Marshal(sn)
+	dc.SetApp(app)
+	if ahead := h.opts.WriteAheadSIP; ahead != nil {
+		dc.SetWriteAhead(func(st sipgw.DialogState) { ahead(sn, st) })
+	}
+	h.far.wg.Go(func() { fl.watchDialog(dc, sn) })
+}
+
+// watchDialog hands each change of the dialog to Options.ReplicateSIP,
+// and its end, unless the call was handed over (released): its record
+// is then the adopter's.
+func (fl *farLeg) watchDialog(dc dialogCall, sn SIPSnapshot) {
+	rep := fl.h.opts.ReplicateSIP
+	done := fl.sc.Done()
+	for {
+		select {
+		case <-dc.DialogChanged():
+			if st, ok := dc.DialogState(); ok {
+				rep(sn, st, false)
+			}
+		case <-done:
+			if !fl.released.Load() {
+				rep(sn, sipgw.DialogState{}, true)
+			}
+			return
+		}
+	}
+}
+
+// adoptFailedReason ends the web leg of a SIP call whose dialog this
+// node could not take over (the peer refused the target refresh, or did
+// not answer it).
+const adoptFailedReason = "the call's SIP dialog could not be taken over"
+
+// RestoreSIP goes on here with the confirmed SIP call of the dialog state
+// st, which another node (dead, or this one's earlier life) recorded:
+// its web leg's session is ep. It adopts the dialog (a target refresh
+// with this node's Contact, bounded by ctx) and rebuilds the call,
+// confirmed, on the same subsession; from then on the call's frames and
+// SIP's requests pass as before, and Options.ReplicateSIP hears of it. When
+// the adoption fails, the web leg gets shutdown (adoptFailedReason) and
+// the error is returned.
+func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpoint) error {
+	var sn SIPSnapshot
+	if err := json.Unmarshal(st.App, &sn); err != nil {
+		return err
+	}
+	if h.lookup(ep, sn.Web.Sub) != nil {
+		return ErrLegTaken
+	}
+	c := &Call{target: sn.Target}
+	w := restoredLeg(c, ep, sn.Web)
+	if sn.Out {
+		c.caller = w
+	} else {
+		c.callees, c.winner = []*leg{w}, w
+	}
+	fl := h.newFarLeg(c, sn.Out)
+	fl.remote = sn.Remote
+	if !sn.Out {
+		fl.logWith("session_id", ep.ID(), "subsession_id", w.sub)
+	}
+	var o sipgw.AdoptOptions
+	if sn.Out {
+		// The header rules of the call's route, under this node's
+		// configuration (the start's extension headers are not kept).
+		o.Transform = endpoint.Route(ep, routing.Call, sn.Target, nil).Transform
+	}
+	if ahead := h.opts.WriteAheadSIP; ahead != nil {
+		o.WriteAhead = func(st sipgw.DialogState) { ahead(sn, st) }
+	}
+	var sc sipCall
+	err := ErrNoAdopt
+	if h.far != nil && h.far.adopt != nil {
+		err = fl.resumeMedia(sn.Media)
+	}
+	if err == nil {
+		sc, err = h.far.adopt(ctx, st, &o)
+		if err != nil {
+			fl.deleteMedia(fl.media)
+		}
+	}
+	if err != nil {
+		fl.rlog().Info("sip adopt", "a SIP call's dialog not taken over: its web leg ends", "err", err)
+		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
+		out.Header.Reason = adoptFailedReason
+		h.send(w, out, true)
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h.mu.Lock()
+	key := legKey{ep.ID(), w.sub}
+	if h.legs[key] != nil {
+		h.mu.Unlock()
+		fl.released.Store(true)
+		if fl.media != nil {
+			fl.media.Forget() // the other restore's session holds the call
+		}
+		h.far.wg.Go(func() { sc.(dialogCall).Release() })
+		return ErrLegTaken
+	}
+	h.legs[key] = w
+	h.calls[c] = struct{}{}
+	h.mu.Unlock()
+	w.held = acquireCall(ep)
+	fl.sc = sc
+	if d, err := parseSDP(st.LocalSDP); err == nil && !fl.anchored() {
+		// The web side's last SDP toward SIP: trickled candidates go
+		// with its ICE credentials (trickle.go).
+		fl.local = d
+	}
+	fl.phase = inConfirmed
+	if sn.Out {
+		fl.phase = outConfirmed
+	}
+	fl.logWith("call", sc.ID())
+	h.addDialog(fl)
+	h.far.wg.Go(fl.read)
+	fl.recordDialog()
+	if fl.media != nil {
+		fl.media.OnLost(fl.mediaLost)
+	}
+	return nil
+}
+
+// resumeMedia goes on with the call's rtpengine session ms (nil: the call
+// is not anchored). An anchored call on a node without rtpengine, or
+// whose instance is not in its pool, cannot go on.
+func (fl *farLeg) resumeMedia(ms *rtpengine.SessionState) error {
+	if ms == nil {
+		return nil
+	}
+	if fl.h.far.media == nil {
+		return errNoMedia
+	}
+	s, err := fl.h.far.media.Resume(*ms)
+	if err != nil {
+		return err
+	}
+	fl.media = s
+	return nil
+}
+
+// errNoMedia: an anchored call adopted by a node without rtpengine.
+var errNoMedia = errors.New("call: the call's media is in rtpengine, and this node has none")
+
+// ReleasedSIP is a SIP call handed over at a drain (ReleaseSIP): the
+// web side's part and the dialog's last state, for its record.
+type ReleasedSIP struct {
+	Call   SIPSnapshot
+	Dialog sipgw.DialogState
+}
+
+// ReleaseSIP hands over the confirmed SIP calls of ep, for another node
+// to adopt (a drain): each dialog is released without a word to the peer
+// (sipgw.Call.Release), its media left in rtpengine, and the web side
+// forgotten without a word to the client, whose session moves. It
+// returns what the calls' records must say; a call not confirmed yet
+// stays (its INVITE transaction cannot move).
+func (h *Handler) ReleaseSIP(ep Endpoint) []ReleasedSIP {
+	var out []ReleasedSIP
+	for _, l := range h.legsOf(ep) {
+		c := l.call
+		c.mu.Lock()
+		fl, ok := c.far.(*farLeg)
+		if !ok || c.ended || !fl.recording || l != fl.web() {
+			c.mu.Unlock()
+			continue
+		}
+		dc := fl.sc.(dialogCall)
+		sn := fl.snap
+		fl.released.Store(true)
+		fl.webGone = true
+		h.endFar(c)
+		c.mu.Unlock()
+		if st, ok := dc.Release(); ok {
+			out = append(out, ReleasedSIP{Call: sn, Dialog: st})
+		}
+	}
+	return out
+}
+
+// dropSIP forgets the SIP call of c without a word to either side: its
+// dialog is another node's now (adopted while this one was taken for
+// dead), or handed over (a drain). The dialog's record stays. c.mu is
+// held; false when c has no SIP leg to release.
+func (fl *farLeg) dropSIP() bool {
+	dc, ok := fl.sc.(dialogCall)
+	if !ok {
+		return false
+	}
+	fl.released.Store(true)
+	fl.webGone = true
+	fl.h.endFar(fl.c)
+	fl.h.far.wg.Go(func() { dc.Release() })
+	return true
+}
+
+// adoptVia makes the adopt function of a SIP network that adopts.
+func adoptVia(net SIP) func(context.Context, sipgw.DialogState, *sipgw.AdoptOptions) (sipCall, error) {
+	a, ok := net.(adopter)
+	if !ok {
+		return nil
+	}
+	return func(ctx context.Context, st sipgw.DialogState, o *sipgw.AdoptOptions) (sipCall, error) {
+		sc, err := a.Adopt(ctx, st, o)
+		if err != nil {
+			return nil, err
+		}
+		return sipgwCall{sc}, nil
+	}
+}

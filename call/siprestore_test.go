@@ -1,0 +1,306 @@
+package call
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// dialogFake is a fakeCall whose dialog can be recorded and released,
+// as a *sipgw.Call's: its in-dialog requests of ours (Hangup's BYE) take
+// the next CSeq, handed to the write-ahead function before they go.
+type dialogFake struct {
+	*fakeCall
+	changed chan struct{}
+
+	dmu   sync.Mutex
+	app   json.RawMessage
+	ahead func(sipgw.DialogState)
+	cseq  uint32
+}
+
+func newDialogFake(fc *fakeCall) *dialogFake {
+	return &dialogFake{fakeCall: fc, changed: make(chan struct{}, 1), cseq: 1}
+}
+
+func (d *dialogFake) DialogState() (sipgw.DialogState, bool) {
+	d.dmu.Lock()
+	defer d.dmu.Unlock()
+	return sipgw.DialogState{Version: sipgw.DialogStateVersion, CallID: "cid-" + d.id, LocalCSeq: d.cseq, App: d.app}, true
+}
+
+func (d *dialogFake) DialogChanged() <-chan struct{} { return d.changed }
+
+func (d *dialogFake) SetApp(app json.RawMessage) {
+	d.dmu.Lock()
+	d.app = app
+	d.dmu.Unlock()
+	select {
+	case d.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (d *dialogFake) SetWriteAhead(f func(sipgw.DialogState)) {
+	d.dmu.Lock()
+	d.ahead = f
+	d.dmu.Unlock()
+}
+
+func (d *dialogFake) Release() (sipgw.DialogState, bool) {
+	st, _ := d.DialogState()
+	d.record(op{name: "release"})
+	d.end(sipgw.Event{End: sipgw.EndReleased})
+	return st, true
+}
+
+// Hangup is the BYE: written ahead with its CSeq, then sent.
+func (d *dialogFake) Hangup(ctx context.Context, ext ...sipgw.Header) error {
+	d.dmu.Lock()
+	d.cseq++
+	f := d.ahead
+	d.dmu.Unlock()
+	if f != nil {
+		st, _ := d.DialogState()
+		f(st)
+	}
+	return d.fakeCall.Hangup(ctx, ext...)
+}
+
+// replicated is one call of Options.ReplicateSIP or WriteAheadSIP.
+type replicated struct {
+	sn    SIPSnapshot
+	st    sipgw.DialogState
+	ended bool
+	ahead bool
+}
+
+// recordingEnv is newEnv whose handler records SIP calls, on the
+// returned channel, and whose dials make dialogFakes.
+func recordingEnv(t *testing.T) (*env, chan replicated) {
+	e := newEnv(t, 0)
+	rec := make(chan replicated, 64)
+	e.h.opts.ReplicateSIP = func(sn SIPSnapshot, st sipgw.DialogState, ended bool) {
+		rec <- replicated{sn: sn, st: st, ended: ended}
+	}
+	e.h.opts.WriteAheadSIP = func(sn SIPSnapshot, st sipgw.DialogState) {
+		rec <- replicated{sn: sn, st: st, ahead: true}
+	}
+	dial := e.h.far.dial
+	e.h.far.dial = func(ctx context.Context, o sipgw.DialOptions) (sipCall, error) {
+		sc, err := dial(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		return newDialogFake(sc.(*fakeCall)), nil
+	}
+	return e, rec
+}
+
+func nextRecord(t *testing.T, rec chan replicated) replicated {
+	t.Helper()
+	select {
+	case r := <-rec:
+		return r
+	case <-time.After(waitFor):
+		t.Fatal("nothing recorded")
+		return replicated{}
+	}
+}
+
+// A confirmed outgoing SIP call is recorded: its web leg in the dialog's
+// App, the BYE's CSeq written ahead of it, the end.
+func TestSIPCallRecorded(t *testing.T) {
+	e, rec := recordingEnv(t)
+	a, fc := e.outgoing(t)
+	e.answerOut(t, a, fc)
+	r := nextRecord(t, rec)
+	var sn SIPSnapshot
+	if err := json.Unmarshal(r.st.App, &sn); err != nil || r.ended || r.ahead {
+		t.Fatalf("first record %+v (%v)", r, err)
+	}
+	want := SIPSnapshot{Out: true, Target: "bob@sip.example", Web: LegSnapshot{Session: a.id, Identity: a.identity, Sub: "c1", StartCorr: "c1"}}
+	if sn != want || r.sn != want {
+		t.Fatalf("recorded %+v, in the dialog %+v, want %+v", r.sn, sn, want)
+	}
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 3})
+	if r := nextRecord(t, rec); !r.ahead || r.st.LocalCSeq != 2 {
+		t.Fatalf("the BYE's write-ahead: %+v", r)
+	}
+	fc.expectOp(t, "hangup")
+	if r := nextRecord(t, rec); !r.ended || r.sn.Web.Sub != "c1" {
+		t.Fatalf("the end: %+v", r)
+	}
+}
+
+// An unanswered call is not recorded: its INVITE cannot move.
+func TestSIPCallRingingNotRecorded(t *testing.T) {
+	e, rec := recordingEnv(t)
+	a, fc := e.outgoing(t)
+	fc.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 180})
+	a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+	fc.end(sipgw.Event{End: sipgw.EndRejected, Code: 486})
+	a.expect(t, protocol.TypeError, protocol.ActionStart)
+	e.assertIdle(t)
+	select {
+	case r := <-rec:
+		t.Fatalf("recorded %+v", r)
+	default:
+	}
+}
+
+// adoptingEnv is recordingEnv whose SIP side adopts dialogs: the
+// adopted calls on the returned channel, or err.
+func adoptingEnv(t *testing.T, err error) (*env, chan replicated, chan *dialogFake) {
+	e, rec := recordingEnv(t)
+	adopted := make(chan *dialogFake, 4)
+	e.h.far.adopt = func(ctx context.Context, st sipgw.DialogState, o *sipgw.AdoptOptions) (sipCall, error) {
+		if err != nil {
+			return nil, err
+		}
+		d := newDialogFake(newFakeCall("bob@web.example", "sip:carol@sip.example"))
+		d.cseq = st.LocalCSeq
+		d.ahead = o.WriteAhead
+		adopted <- d
+		return d, nil
+	}
+	return e, rec, adopted
+}
+
+// incomingState is the record of an answered incoming call whose web leg
+// is ep's subsession sub.
+func incomingState(ep *fakeEP, sub string) sipgw.DialogState {
+	app, _ := json.Marshal(SIPSnapshot{Target: ep.identity, Remote: "carol@sip.example",
+		Web: LegSnapshot{Session: ep.id, Identity: ep.identity, Sub: sub, StartCorr: "s1"}})
+	return sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uas", CallID: "cid-x", LocalCSeq: 4, App: app}
+}
+
+// A recorded incoming call restored on another handler goes on there, on
+// the same subsession: SIP's DTMF and BYE reach the web leg, which is
+// recorded again; the web leg's hang-up is a BYE written ahead with the
+// dialog's next CSeq.
+func TestRestoreSIPGoesOn(t *testing.T) {
+	t.Run("sip hangs up", func(t *testing.T) {
+		e, rec, adopted := adoptingEnv(t, nil)
+		b := e.ep("bob@web.example")
+		if err := e.h.RestoreSIP(context.Background(), incomingState(b, "s7"), b); err != nil {
+			t.Fatal(err)
+		}
+		d := <-adopted
+		if r := nextRecord(t, rec); r.sn.Web.Sub != "s7" || r.sn.Remote != "carol@sip.example" {
+			t.Fatalf("the restored call's record %+v", r)
+		}
+		d.push(sipgw.Event{Kind: sipgw.EventInfo, Digit: "5", Duration: 100})
+		if f := b.expect(t, protocol.TypeMessage, protocol.ActionDTMF); f.Control.SubsessionID != "s7" || f.Header.Initiator != "carol@sip.example" {
+			t.Fatalf("dtmf %s", f.Marshal())
+		}
+		d.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+		if f := b.expect(t, protocol.TypeMessage, protocol.ActionShutdown); f.Control.SubsessionID != "s7" {
+			t.Fatalf("shutdown %s", f.Marshal())
+		}
+		if r := nextRecord(t, rec); !r.ended {
+			t.Fatalf("the end: %+v", r)
+		}
+	})
+	t.Run("web hangs up", func(t *testing.T) {
+		e, rec, adopted := adoptingEnv(t, nil)
+		b := e.ep("bob@web.example")
+		if err := e.h.RestoreSIP(context.Background(), incomingState(b, "s7"), b); err != nil {
+			t.Fatal(err)
+		}
+		d := <-adopted
+		nextRecord(t, rec)
+		if err := e.h.RestoreSIP(context.Background(), incomingState(b, "s7"), b); !errors.Is(err, ErrLegTaken) {
+			t.Fatalf("a second restore of the leg: %v", err)
+		}
+		e.send(b, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "s7", seq: 2})
+		if r := nextRecord(t, rec); !r.ahead || r.st.LocalCSeq != 5 {
+			t.Fatalf("the BYE's write-ahead: %+v", r)
+		}
+		d.expectOp(t, "hangup")
+	})
+}
+
+// A dialog the peer does not take back (the target refresh refused)
+// ends the web leg with a reason, and leaves nothing behind.
+func TestRestoreSIPRefused(t *testing.T) {
+	e, rec, _ := adoptingEnv(t, errors.New("sipgw: target refresh of an adopted dialog: 481"))
+	b := e.ep("bob@web.example")
+	if err := e.h.RestoreSIP(context.Background(), incomingState(b, "s7"), b); err == nil {
+		t.Fatal("restored")
+	}
+	f := b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	if f.Control.SubsessionID != "s7" || f.Header.Reason != adoptFailedReason {
+		t.Fatalf("shutdown %s", f.Marshal())
+	}
+	if e.h.Active() != 0 || e.h.Has(b, "s7") {
+		t.Fatal("a call left")
+	}
+	select {
+	case r := <-rec:
+		t.Fatalf("recorded %+v", r)
+	default:
+	}
+}
+
+// A drain hands a confirmed SIP call over: the dialog is released
+// without a word to either side, its last state returned for the
+// record, and no end recorded (the record is the adopter's now). A
+// ringing call stays.
+func TestReleaseSIP(t *testing.T) {
+	e, rec := recordingEnv(t)
+	a, fc := e.outgoing(t)
+	e.answerOut(t, a, fc)
+	nextRecord(t, rec)
+	rel := e.h.ReleaseSIP(a)
+	if len(rel) != 1 || rel[0].Call.Web.Sub != "c1" || rel[0].Dialog.CallID == "" {
+		t.Fatalf("released %+v", rel)
+	}
+	fc.expectOp(t, "release")
+	e.assertIdle(t)
+	select {
+	case f := <-a.frames:
+		t.Fatalf("the web leg heard %s", f.Marshal())
+	case r := <-rec:
+		t.Fatalf("recorded %+v", r)
+	default:
+	}
+
+	b, fc2 := e.outgoingTo(t, "carol@sip.example")
+	if rel := e.h.ReleaseSIP(b); len(rel) != 0 {
+		t.Fatalf("a ringing call released: %+v", rel)
+	}
+	fc2.end(sipgw.Event{End: sipgw.EndRejected, Code: 486})
+	b.expect(t, protocol.TypeError, protocol.ActionStart)
+}
+
+// An outgoing call restored elsewhere keeps its route's header rules:
+// the adopter binds them again, as at the dial, for the target (before,
+// an adopted call's messages went without them).
+func TestRestoreSIPKeepsHeaderRules(t *testing.T) {
+	e, rec := recordingEnv(t)
+	x := &routing.Transform{}
+	var got *routing.Transform
+	e.h.far.adopt = func(ctx context.Context, st sipgw.DialogState, o *sipgw.AdoptOptions) (sipCall, error) {
+		got = o.Transform
+		return newDialogFake(newFakeCall("alice@web.example", "sip:bob@sip.example")), nil
+	}
+	a := routedEP{e.ep("alice@web.example"), routing.Decision{Target: "bob@sip.example", Transform: x}}
+	app, _ := json.Marshal(SIPSnapshot{Out: true, Target: "bob@sip.example", Web: LegSnapshot{Session: a.id, Identity: a.identity, Sub: "c1"}})
+	if err := e.h.RestoreSIP(context.Background(), sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uac", App: app}, a); err != nil {
+		t.Fatal(err)
+	}
+	if got != x {
+		t.Fatalf("adopted with header rules %p, want the route's %p", got, x)
+	}
+	nextRecord(t, rec)
+	e.send(a.fakeEP, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 2})
+	nextRecord(t, rec) // the BYE's write-ahead
+}

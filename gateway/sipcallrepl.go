@@ -1,0 +1,208 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Replicated SIP calls (docs/cluster.md, "SIP dialogs"): a confirmed call
+// between a web session and SIP has a record like a web call's
+// (callrepl.go), in the same bucket, under its web leg's key: its host
+// and its dialog's state (call.SIPDialog), whose App is the web side's
+// part (call.SIPSnapshot). It is written out of line at the confirmation
+// and at each change of the dialog, and ahead of each in-dialog request
+// the host sends (its CSeq must be in the store before the peer sees it,
+// docs/protocol.md §4.6), and deleted at the call's end. The adopter of
+// a dead host's call (the same paths as a web call's: a survivor's live
+// session at the lease's expiry, a session resuming later, a node
+// restarted on its data directory) takes the record by compare-and-set
+// and has its user agent adopt the dialog: a target refresh with its own
+// Contact, after which the phone's requests come to it.
+
+// sipAdoptTimeout bounds an adoption's target refresh: the resume that
+// adopts waits for it.
+const sipAdoptTimeout = 10 * time.Second
+
+// sipCounters are the SIP calls' own figures.
+type sipCounters struct {
+	aheadFailed  atomic.Uint64 // write-aheads not written in time
+	adoptFailed  atomic.Uint64 // dialogs whose adoption failed
+	adoptedCalls atomic.Uint64 // dialogs adopted
+}
+
+// sipCollectors are the SIP call records' metrics.
+func (r *callRepl) sipCollectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_calls_adopted_total",
+			Help: "SIP calls whose dialog this node took over from a dead host, or from its own earlier life, by their records."},
+			func() float64 { return float64(r.sip.adoptedCalls.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_call_adoptions_failed_total",
+			Help: "SIP calls whose dialog this node could not take over (the target refresh failed): their web legs were ended."},
+			func() float64 { return float64(r.sip.adoptFailed.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_call_writeahead_failed_total",
+			Help: "In-dialog requests of SIP calls that left before their CSeq was written (the queue full, or the store slow)."},
+			func() float64 { return float64(r.sip.aheadFailed.Load()) }),
+	}
+}
+
+// replicateSIP queues a SIP call's change (call.Options.ReplicateSIP).
+func (r *callRepl) replicateSIP(sn call.SIPSnapshot, st call.SIPDialog, ended bool) {
+	web := sn.Web
+	op := callOp{web: &web, ended: ended}
+	if !ended {
+		op.sip = &st
+	}
+	r.push(op)
+}
+
+// writeAheadSIP writes st before the request that makes it leaves
+// (call.Options.WriteAheadSIP): it waits for the write, at most
+// storeTimeout.
+func (r *callRepl) writeAheadSIP(sn call.SIPSnapshot, st call.SIPDialog) {
+	web := sn.Web
+	if !r.pushWait(callOp{web: &web, sip: &st}) {
+		r.sip.aheadFailed.Add(1)
+		r.g.rlog.Info("call records", "a SIP request left before its CSeq was written", "session_id", web.Session, "subsession_id", web.Sub)
+	}
+}
+
+// pushWait queues op and waits for its write, at most storeTimeout:
+// false when it was not written in time (or the queue was full).
+func (r *callRepl) pushWait(op callOp) bool {
+	done := make(chan struct{})
+	op.done = []chan struct{}{done}
+	if !r.push(op) {
+		return false
+	}
+	t := time.NewTimer(storeTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	case <-r.g.ctx.Done():
+		return false
+	}
+}
+
+// releaseSIPCalls hands the confirmed SIP calls of this node's sessions
+// over, at a drain: each dialog released (call.Handler.ReleaseSIP) and
+// its record written, marked released, before the session's socket is
+// closed, so that the node the client resumes on adopts the call at
+// once (adoptReleased), without waiting for this node's lease.
+func (g *Gateway) releaseSIPCalls() {
+	if g.repl == nil || g.node == nil {
+		return
+	}
+	for _, s := range g.liveSessions() {
+		if !g.calls.HasSIPCall(s) {
+			continue
+		}
+		for _, rel := range g.calls.ReleaseSIP(s) {
+			web := rel.Call.Web
+			if !g.repl.pushWait(callOp{web: &web, sip: &rel.Dialog, released: true}) {
+				g.repl.sip.aheadFailed.Add(1)
+				g.log.Warn("a released SIP call's record not written: the call is lost", "session_id", web.Session, "subsession_id", web.Sub)
+			}
+		}
+	}
+}
+
+// adoptReleased adopts the SIP calls of s, just taken over here, that a
+// live node handed over (a drain, releaseSIPCalls): their routes name
+// that node, and the records say released.
+func (s *Session) adoptReleased() {
+	g := s.g
+	if g.repl == nil {
+		return
+	}
+	var subs []string
+	s.mu.Lock()
+	for k, node := range s.routes {
+		if k.pkg == protocol.PackageCall && node != g.self() {
+			subs = append(subs, k.key)
+		}
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+		rec, _, _, err := g.repl.read(ctx, callKey(s.id, sub))
+		cancel()
+		if err != nil || rec.SIP == nil || !rec.Released {
+			continue
+		}
+		if host, _ := g.repl.adopt(s.id, sub); host != "" {
+			s.mu.Lock()
+			s.routes[routeKey{protocol.PackageCall, sub}] = host
+			s.mu.Unlock()
+		}
+	}
+}
+
+// takeSIP makes this node the host of the SIP call of rec, under ck at
+// revision rev, and has its user agent adopt the dialog. A dialog the
+// peer does not take back (the refresh refused or unanswered) ends the
+// call's web leg (call.Handler.RestoreSIP) and its record. r.adopting
+// holds ck.
+func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev uint64) error {
+	var sn call.SIPSnapshot
+	if err := json.Unmarshal(rec.SIP.App, &sn); err != nil {
+		return errCallGone // not a record this node can use
+	}
+	ep, err := r.g.legEndpoint(ctx, sn.Web)
+	if err != nil {
+		return err
+	}
+	if err := r.claim(ctx, ck, rec, rev, legID{sn.Web.Session, sn.Web.Sub}); err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(r.g.ctx, sipAdoptTimeout)
+	defer cancel()
+	switch err := r.g.calls.RestoreSIP(actx, *rec.SIP, ep); err {
+	case nil:
+		r.adopted.Add(1)
+		r.sip.adoptedCalls.Add(1)
+		r.g.log.Info("SIP call adopted", "session_id", sn.Web.Session, "subsession_id", sn.Web.Sub, "call_id", rec.SIP.CallID)
+	case call.ErrLegTaken:
+	default:
+		// The web leg heard the end: the call is over, here as there.
+		r.sip.adoptFailed.Add(1)
+		r.push(callOp{web: &sn.Web, ended: true})
+	}
+	return nil
+}
+
+// sipMediaCalls returns the rtpengine Call-IDs of the SIP calls whose
+// records are in the store: a sweep of the media ledger leaves them to
+// whoever adopts the call (which deletes the media if the adoption
+// fails; a record never adopted expires, and its call with rtpengine's
+// own --timeout). None without records (r nil).
+func (r *callRepl) sipMediaCalls(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	if r == nil {
+		return out, nil
+	}
+	keys, err := r.g.store.Keys(ctx, callPrefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		data, _, err := r.g.store.Get(ctx, k)
+		var rec callRecord
+		if err != nil || json.Unmarshal(data, &rec) != nil || rec.SIP == nil {
+			continue
+		}
+		var sn call.SIPSnapshot
+		if json.Unmarshal(rec.SIP.App, &sn) == nil && sn.Media != nil {
+			out[sn.Media.Keys.CallID] = true
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,117 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/media/rtpengine"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+	"github.com/jsonrtc/jsonrtc/store"
+)
+
+// sipRecordOf waits until g reads the record of the SIP call of the leg
+// (session, sub) satisfying ok, and returns it.
+func sipRecordOf(t *testing.T, g *Gateway, session, sub string, ok func(*callRecord) bool) *callRecord {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		rec, _, _, err := g.repl.read(context.Background(), callKey(session, sub))
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		if err != nil {
+			rec = nil
+		}
+		if ok(rec) {
+			return rec
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the SIP call's record is %+v after 15s", rec)
+		}
+		<-time.After(20 * time.Millisecond)
+	}
+}
+
+// A SIP call's record: written out of line under its web leg's key,
+// naming its host, with the dialog's state; a write-ahead is in the
+// store when it returns. When the host dies, of two nodes that adopt the
+// call at once exactly one takes the record (compare-and-set); its
+// adoption failing (here no SIP user agent: as a refused target
+// refresh), the web leg hears the call's end and the record goes.
+func TestClusterSIPCallRecordAdoptedOnce(t *testing.T) {
+	gs, urls := newClusterGateways(t, 3)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	sn := call.SIPSnapshot{Out: true, Target: "bob@sip.example", Web: call.LegSnapshot{Session: a.sid, Identity: "alice@example.com", Sub: "c9", StartCorr: "c9"}}
+	app, _ := json.Marshal(sn)
+	st := sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uac", CallID: "cid-1", LocalCSeq: 3, App: app}
+	gs[2].repl.replicateSIP(sn, st, false)
+	sipRecordOf(t, gs[0], a.sid, "c9", func(r *callRecord) bool {
+		return r != nil && r.Host == "n3" && r.SIP != nil && r.SIP.LocalCSeq == 3
+	})
+	st.LocalCSeq = 4
+	gs[2].repl.writeAheadSIP(sn, st)
+	rec, _, _, err := gs[0].repl.read(context.Background(), callKey(a.sid, "c9"))
+	if err != nil || rec.SIP == nil || rec.SIP.LocalCSeq != 4 {
+		t.Fatalf("after the write-ahead the record is %+v (%v), want CSeq 4", rec, err)
+	}
+
+	gs[2].node.Close() // n3, the host, dies
+	for deadline := time.Now().Add(15 * time.Second); !gs[0].node.Down("n3") || !gs[1].node.Down("n3"); <-time.After(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("n3 not down after 15s")
+		}
+	}
+	var wg sync.WaitGroup
+	hosts := make([]string, 2)
+	for i := range 2 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			hosts[i], _ = gs[i].repl.adoptOnce(ctx, a.sid, "c9")
+		})
+	}
+	wg.Wait()
+	took := 0
+	for i, h := range hosts {
+		if h == gs[i].self() {
+			took++
+		}
+	}
+	failed := gs[0].repl.sip.adoptFailed.Load() + gs[1].repl.sip.adoptFailed.Load()
+	if took != 1 || failed != 1 {
+		t.Fatalf("adopters %v, %d failed adoptions: want exactly one", hosts, failed)
+	}
+	f := a.read()
+	expect(t, f, protocol.TypeMessage, protocol.ActionShutdown)
+	if f.Control.SubsessionID != "c9" || f.Header.Reason == "" {
+		t.Fatalf("alice's end of the call %s", f.Marshal())
+	}
+	sipRecordOf(t, gs[0], a.sid, "c9", func(r *callRecord) bool { return r == nil })
+}
+
+// keepSIPMedia stores the ledger record of an earlier life's call
+// callID on the rtpengine at addr, and a SIP call record whose media it
+// is; it returns the ledger record's key.
+func keepSIPMedia(t *testing.T, st store.Store, callID, addr string) string {
+	t.Helper()
+	ctx := context.Background()
+	led, _ := json.Marshal(ledgerRecord{CallID: callID, FromTag: "ft", Addr: addr, Life: "dead"})
+	key := ledgerKey("media.local.", callID)
+	if _, err := st.Create(ctx, key, led); err != nil {
+		t.Fatal(err)
+	}
+	app, _ := json.Marshal(call.SIPSnapshot{Web: call.LegSnapshot{Session: "gone", Sub: "c1"},
+		Media: &rtpengine.SessionState{Addr: addr, Anchored: true, Keys: rtpengine.Keys{CallID: callID, FromTag: "ft"}}})
+	rec, _ := json.Marshal(callRecord{Host: "n9", SIP: &sipgw.DialogState{Version: sipgw.DialogStateVersion, CallID: callID, App: app}})
+	if _, err := st.Create(ctx, callKey("gone", "c1"), rec); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}

@@ -340,3 +340,31 @@ func balancedSIPCallSurvives(t *testing.T, out bool, sig syscall.Signal) {
 		t.Errorf("the balancer relayed %d BYEs to n2 or n3, want SIPp's", n)
 	}
 }
+
+// TestBalancedInviteToDeadNode (issue 15): n1, the node of
+// open@example.com, is killed (kill -9) and SIPp calls the user at once,
+// before the session resumed elsewhere: the registrar routes the INVITE
+// by the binding's Path to the balancer and on to the dead n1. n1 does
+// not answer within the failover time; the balancer sends the INVITE,
+// its Request-URI now the To's AOR, to a live node (failure_route
+// PATH_NODE). No node can ring the session before it resumed: the node
+// refuses 480 with Retry-After, and SIPp's call after the resume rings
+// the user through the new node's binding.
+func TestBalancedInviteToDeadNode(t *testing.T) {
+	b := newBalanced(t)
+	user := dial(t, regUser+"@example.com", urls(b.nodes, 0), nil)
+	b.checkBinding(t, b.sip[0])
+
+	b.nodes[0].stop(t, syscall.SIGKILL)
+	runSipp(t, "uac_retry_after.xml", b.registrar, "-s", regUser).wait(t)
+	if n := b.relayed(t, "INVITE", "", b.sip[0]); n != 1 {
+		t.Errorf("the balancer relayed %d INVITEs to the dead n1, want 1 (the Path's)", n)
+	}
+	aor := "sip:" + regUser + "@example.com"
+	if n := b.relayed(t, "INVITE", aor, b.sip[1]) + b.relayed(t, "INVITE", aor, b.sip[2]); n != 1 {
+		t.Errorf("the balancer relayed %d INVITEs of the AOR to n2 or n3, want 1", n)
+	}
+
+	resumedBy(t, user, time.Now().Add(30*time.Second))
+	sippCall(t, b.registrar, user)
+}

@@ -368,3 +368,34 @@ func TestBalancedInviteToDeadNode(t *testing.T) {
 	resumedBy(t, user, time.Now().Add(30*time.Second))
 	sippCall(t, b.registrar, user)
 }
+
+// TestBalancedSubscriptionsMoveOnKill (issue 15): the SIP subscriptions
+// of subscriptions_test.go through the balancer. open@example.com, on
+// n1, watches a SIPp presentity and subscribes to a SIPp mailbox: both
+// SUBSCRIBEs go n1 -> balancer -> registrar -> SIPp, record-routed by
+// the balancer, and the NOTIFYs come back through it to n1. n1 is
+// killed (kill -9): the node that takes the session over subscribes
+// again through the balancer, and the new dialogs' NOTIFYs reach the
+// user through the balancer and that node.
+func TestBalancedSubscriptionsMoveOnKill(t *testing.T) {
+	pres := startNotifier(t, "presence_moved.xml")
+	mwi := startNotifier(t, "mwi_moved.xml")
+	b := newBalanced(t)
+	user := dial(t, regUser+"@example.com", urls(b.nodes, 0), nil)
+	subscribeBoth(t, user, pres, mwi)
+	if n := b.relayed(t, "SUBSCRIBE", "uas-", b.registrar); n != 2 {
+		t.Errorf("the balancer relayed %d SUBSCRIBEs upstream, want n1's 2", n)
+	}
+	if n := b.relayedTo(t, "NOTIFY", b.sip[0]); n < 2 {
+		t.Errorf("the balancer relayed %d NOTIFYs to n1, want at least the first of each", n)
+	}
+
+	b.nodes[0].stop(t, syscall.SIGKILL)
+	waitSubscriptions(t, user, true, map[string]string{"w1": "dialog 2", "m1": "2/8 (0/2)"})
+	if n := b.relayed(t, "SUBSCRIBE", "uas-", b.registrar); n < 4 {
+		t.Errorf("the balancer relayed %d SUBSCRIBEs upstream, want n1's 2 and the new node's 2", n)
+	}
+	if n := b.relayedTo(t, "NOTIFY", b.sip[1]) + b.relayedTo(t, "NOTIFY", b.sip[2]); n < 2 {
+		t.Errorf("the balancer relayed %d NOTIFYs to n2 or n3, want at least the new dialogs' first", n)
+	}
+}

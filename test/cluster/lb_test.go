@@ -356,7 +356,9 @@ func TestBalancedInviteToDeadNode(t *testing.T) {
 	b.checkBinding(t, b.sip[0])
 
 	b.nodes[0].stop(t, syscall.SIGKILL)
+	killed := time.Now()
 	runSipp(t, "uac_retry_after.xml", b.registrar, "-s", regUser).wait(t)
+	t.Logf("SIPp had its 480 %v after the kill -9", time.Since(killed).Round(time.Millisecond))
 	if n := b.relayed(t, "INVITE", "", b.sip[0]); n != 1 {
 		t.Errorf("the balancer relayed %d INVITEs to the dead n1, want 1 (the Path's)", n)
 	}
@@ -366,6 +368,7 @@ func TestBalancedInviteToDeadNode(t *testing.T) {
 	}
 
 	resumedBy(t, user, time.Now().Add(30*time.Second))
+	t.Logf("the session resumed %v after the kill -9", time.Since(killed).Round(time.Millisecond))
 	sippCall(t, b.registrar, user)
 }
 

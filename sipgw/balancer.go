@@ -36,7 +36,8 @@ func (g *UserAgent) incomingIdentity(req *sip.Request) (identity string, local s
 }
 
 // aorRetryAfter is the Retry-After, in seconds, of a 480 to an INVITE a
-// balancer sent to an AOR: most often one whose node died (the
+// balancer sent to an AOR, when the call did not ring: most often one
+// whose node died (the
 // balancer's failure_route PATH_NODE), whose session resumes on another
 // node within the cluster's lease_ttl and a third (6 s by default),
 // then re-registers and rings (RFC 3261 section 21.4.18).

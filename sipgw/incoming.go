@@ -167,6 +167,7 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 		return ErrCallState
 	}
 	reliable = reliable && c.peer100rel
+	c.rang = true
 	var rseq uint32
 	var acked chan struct{}
 	if reliable {
@@ -387,8 +388,11 @@ func (c *Call) reject(code int, reason string) error {
 	}
 	c.g.wg.Go(func() {
 		// Returns after the ACK; the dialog then ends, and so does loop.
+		c.mu.Lock()
+		unreachable := code == 480 && c.byAOR && !c.rang
+		c.mu.Unlock()
 		var hdrs []sip.Header
-		if code == 480 && c.byAOR {
+		if unreachable {
 			hdrs = append(hdrs, sip.NewHeader("Retry-After", aorRetryAfter))
 		}
 		if err := c.uas.Respond(code, reason, nil, hdrs...); err != nil {

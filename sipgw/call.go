@@ -215,6 +215,12 @@ type Call struct {
 	dir      Direction
 	identity string
 	local    sip.Uri
+	// byAOR: a balancer sent the INVITE to the identity's AOR, not to a
+	// Contact of this node (balancer.go): a 480 then says when to retry,
+	// unless the call rang (a provisional went out: no answer, not no
+	// session). rang is guarded by mu.
+	byAOR    bool
+	rang     bool
 	remote   sip.Uri
 	display  string
 	offer    []byte

@@ -14,7 +14,8 @@ import (
 // handleNewInvite runs on the sipgo goroutine of a dialog-creating
 // INVITE and returns once the INVITE transaction needs nothing more.
 func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) {
-	identity, local, ok := g.incomingIdentity(req) // balancer.go
+	g.tryingAtOnce(req, tx) // balancer.go
+	identity, local, byAOR, ok := g.incomingIdentity(req)
 	if !ok {
 		g.respond(tx, req, 404, "Not Found")
 		return
@@ -33,7 +34,7 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 	}
 	c := g.newCall(Incoming)
 	c.uas = dtx
-	c.identity, c.local = identity, local
+	c.identity, c.local, c.byAOR = identity, local, byAOR
 	if f := req.From(); f != nil {
 		c.remote, c.display = *f.Address.Clone(), f.DisplayName
 	}
@@ -166,6 +167,7 @@ func (c *Call) Progress(ctx context.Context, code int, sdp []byte, reliable bool
 		return ErrCallState
 	}
 	reliable = reliable && c.peer100rel
+	c.rang = true
 	var rseq uint32
 	var acked chan struct{}
 	if reliable {
@@ -386,7 +388,14 @@ func (c *Call) reject(code int, reason string) error {
 	}
 	c.g.wg.Go(func() {
 		// Returns after the ACK; the dialog then ends, and so does loop.
-		if err := c.uas.Respond(code, reason, nil); err != nil {
+		c.mu.Lock()
+		unreachable := code == 480 && c.byAOR && !c.rang
+		c.mu.Unlock()
+		var hdrs []sip.Header
+		if unreachable {
+			hdrs = append(hdrs, sip.NewHeader("Retry-After", aorRetryAfter))
+		}
+		if err := c.uas.Respond(code, reason, nil, hdrs...); err != nil {
 			c.g.log.Debug("sipgw: reject failed", "call", c.id, "err", err)
 			c.deliver(func() { c.endForced = &Event{End: EndRejected, Code: code} })
 		}

@@ -114,6 +114,13 @@ request_route {
 		route(RELAY);
 	}
 	if ($du != $null) {
+		# A binding's Path names the node. If that node does not answer
+		# (it died; the session has not yet re-registered elsewhere), the
+		# call goes to the user's AOR on a live node: PATH_NODE.
+		if (is_method("INVITE")) {
+			t_set_fr(0, {{.FailoverMS}});
+			t_on_failure("PATH_NODE");
+		}
 		route(RELAY);
 	}
 	# A new request no binding routes: any live node.
@@ -134,6 +141,29 @@ route[RELAY] {
 		sl_reply_error();
 	}
 	exit;
+}
+
+# The node a binding's Path named did not answer in time, or answered
+# 5xx: the Request-URI, its Contact, is the dead node's; the To, the AOR
+# the caller dialled, goes to a live node other than it, which rings the
+# identity's sessions wherever they are (sip.balancers).
+failure_route[PATH_NODE] {
+	if (t_is_canceled()) {
+		exit;
+	}
+	if (t_branch_timeout() || t_check_status("5[0-9][0-9]")) {
+		$avp(dead) = $(du{uri.host}) + ":" + $(du{uri.port});
+		$ru = $tu;
+		if (!ds_select_dst("1", "4")) {
+			exit;
+		}
+		if ($(du{uri.host}) + ":" + $(du{uri.port}) == $avp(dead) && !ds_next_dst()) {
+			exit;
+		}
+		t_set_fr(0, {{.FailoverMS}});
+		t_on_failure("NEXT_NODE");
+		route(RELAY);
+	}
 }
 
 # A node that did not answer in time, or answered 5xx: mark it down

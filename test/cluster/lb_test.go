@@ -340,3 +340,65 @@ func balancedSIPCallSurvives(t *testing.T, out bool, sig syscall.Signal) {
 		t.Errorf("the balancer relayed %d BYEs to n2 or n3, want SIPp's", n)
 	}
 }
+
+// TestBalancedInviteToDeadNode (issue 15): n1, the node of
+// open@example.com, is killed (kill -9) and SIPp calls the user at once,
+// before the session resumed elsewhere: the registrar routes the INVITE
+// by the binding's Path to the balancer and on to the dead n1. n1 does
+// not answer within the failover time; the balancer sends the INVITE,
+// its Request-URI now the To's AOR, to a live node (failure_route
+// PATH_NODE). No node can ring the session before it resumed: the node
+// refuses 480 with Retry-After, and SIPp's call after the resume rings
+// the user through the new node's binding.
+func TestBalancedInviteToDeadNode(t *testing.T) {
+	b := newBalanced(t)
+	user := dial(t, regUser+"@example.com", urls(b.nodes, 0), nil)
+	b.checkBinding(t, b.sip[0])
+
+	b.nodes[0].stop(t, syscall.SIGKILL)
+	killed := time.Now()
+	runSipp(t, "uac_retry_after.xml", b.registrar, "-s", regUser).wait(t)
+	t.Logf("SIPp had its 480 %v after the kill -9", time.Since(killed).Round(time.Millisecond))
+	if n := b.relayed(t, "INVITE", "", b.sip[0]); n != 1 {
+		t.Errorf("the balancer relayed %d INVITEs to the dead n1, want 1 (the Path's)", n)
+	}
+	aor := "sip:" + regUser + "@example.com"
+	if n := b.relayed(t, "INVITE", aor, b.sip[1]) + b.relayed(t, "INVITE", aor, b.sip[2]); n != 1 {
+		t.Errorf("the balancer relayed %d INVITEs of the AOR to n2 or n3, want 1", n)
+	}
+
+	resumedBy(t, user, time.Now().Add(30*time.Second))
+	t.Logf("the session resumed %v after the kill -9", time.Since(killed).Round(time.Millisecond))
+	sippCall(t, b.registrar, user)
+}
+
+// TestBalancedSubscriptionsMoveOnKill (issue 15): the SIP subscriptions
+// of subscriptions_test.go through the balancer. open@example.com, on
+// n1, watches a SIPp presentity and subscribes to a SIPp mailbox: both
+// SUBSCRIBEs go n1 -> balancer -> registrar -> SIPp, record-routed by
+// the balancer, and the NOTIFYs come back through it to n1. n1 is
+// killed (kill -9): the node that takes the session over subscribes
+// again through the balancer, and the new dialogs' NOTIFYs reach the
+// user through the balancer and that node.
+func TestBalancedSubscriptionsMoveOnKill(t *testing.T) {
+	pres := startNotifier(t, "presence_moved.xml")
+	mwi := startNotifier(t, "mwi_moved.xml")
+	b := newBalanced(t)
+	user := dial(t, regUser+"@example.com", urls(b.nodes, 0), nil)
+	subscribeBoth(t, user, pres, mwi)
+	if n := b.relayed(t, "SUBSCRIBE", "uas-", b.registrar); n != 2 {
+		t.Errorf("the balancer relayed %d SUBSCRIBEs upstream, want n1's 2", n)
+	}
+	if n := b.relayedTo(t, "NOTIFY", b.sip[0]); n < 2 {
+		t.Errorf("the balancer relayed %d NOTIFYs to n1, want at least the first of each", n)
+	}
+
+	b.nodes[0].stop(t, syscall.SIGKILL)
+	waitSubscriptions(t, user, true, map[string]string{"w1": "dialog 2", "m1": "2/8 (0/2)"})
+	if n := b.relayed(t, "SUBSCRIBE", "uas-", b.registrar); n < 4 {
+		t.Errorf("the balancer relayed %d SUBSCRIBEs upstream, want n1's 2 and the new node's 2", n)
+	}
+	if n := b.relayedTo(t, "NOTIFY", b.sip[1]) + b.relayedTo(t, "NOTIFY", b.sip[2]); n < 2 {
+		t.Errorf("the balancer relayed %d NOTIFYs to n2 or n3, want at least the new dialogs' first", n)
+	}
+}

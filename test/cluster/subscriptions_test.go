@@ -39,21 +39,7 @@ func testSubscriptionsMove(t *testing.T, sig syscall.Signal) {
 	mwi := startNotifier(t, "mwi_moved.xml")
 	_, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
 	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
-	presentity := "sip:uas-" + strconv.Itoa(pres.port) + "@example.com"
-	mailbox := "sip:uas-" + strconv.Itoa(mwi.port) + "@example.com"
-
-	if _, err := user.Watch(tctx(t), "w1", presentity); err != nil {
-		t.Fatal(err)
-	}
-	start := &protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessageNotification, SubsessionID: "m1"},
-		Header:  protocol.Header{Action: protocol.ActionStart, Initiator: user.Identity(), Target: mailbox},
-	}
-	if _, err := user.SendFrame(tctx(t), start); err != nil {
-		t.Fatal(err)
-	}
-	// Both subscriptions answered, and the first dialogs' states in.
-	waitSubscriptions(t, user, false, map[string]string{"w1": "dialog 1", "m1": "1/8 (0/2)"})
+	subscribeBoth(t, user, pres, mwi)
 
 	id := user.SessionID()
 	signalled := time.Now()
@@ -69,6 +55,27 @@ func testSubscriptionsMove(t *testing.T, sig syscall.Signal) {
 		pres.finished(t, 1)
 		mwi.finished(t, 1)
 	}
+}
+
+// subscribeBoth has user watch pres's presentity (subsession w1) and
+// subscribe to mwi's mailbox (m1), and waits for both subscriptions'
+// first states ("dialog 1", 1 new message).
+func subscribeBoth(t *testing.T, user *client.Client, pres, mwi *notifier) {
+	t.Helper()
+	presentity := "sip:uas-" + strconv.Itoa(pres.port) + "@example.com"
+	mailbox := "sip:uas-" + strconv.Itoa(mwi.port) + "@example.com"
+	if _, err := user.Watch(tctx(t), "w1", presentity); err != nil {
+		t.Fatal(err)
+	}
+	start := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessageNotification, SubsessionID: "m1"},
+		Header:  protocol.Header{Action: protocol.ActionStart, Initiator: user.Identity(), Target: mailbox},
+	}
+	if _, err := user.SendFrame(tctx(t), start); err != nil {
+		t.Fatal(err)
+	}
+	// Both subscriptions answered, and the first dialogs' states in.
+	waitSubscriptions(t, user, false, map[string]string{"w1": "dialog 1", "m1": "1/8 (0/2)"})
 }
 
 // waitSubscriptions waits, within 60 s (a kill: the lease TTL, the

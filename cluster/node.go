@@ -158,7 +158,7 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 	}
 	n.subs = append(n.subs, ping)
 	n.readLeases(ctx)
-	dir, err := n.dir.WatchAll(n.ctx)
+	dir, err := n.watchAll(ctx, n.dir)
 	if err != nil {
 		n.cancel()
 		return nil, fmt.Errorf("cluster: watching the directory: %w", err)
@@ -187,6 +187,22 @@ func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueC
 		return nil, fmt.Errorf("cluster: bucket %s: %w", cfg.Bucket, err)
 	}
 	return kv, nil
+}
+
+// watchAll starts a watch of every key of kv, for the node's life,
+// trying again until ctx ends: on a loaded machine, or while the bucket
+// elects a leader, the watch's consumer is not made within the request
+// timeout, and a node restarted then exited at start (the cluster chaos
+// test: "watching jsonrtc_presence: context deadline exceeded", after
+// which the cluster, short of that node, lost its quorum at the next
+// kill).
+func (n *Node) watchAll(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+	var w jetstream.KeyWatcher
+	err := retry(ctx, func(context.Context) (err error) {
+		w, err = kv.WatchAll(n.ctx)
+		return err
+	})
+	return w, err
 }
 
 // retry calls f, each call given 2 s, until it succeeds or ctx ends

@@ -33,7 +33,7 @@ func (n *Node) OpenShared(ctx context.Context, name string, ttl time.Duration, f
 	if err != nil {
 		return nil, err
 	}
-	w, err := kv.WatchAll(n.ctx)
+	w, err := n.watchAll(ctx, kv)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: watching %s: %w", name, err)
 	}

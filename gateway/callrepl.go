@@ -188,9 +188,14 @@ func (r *callRepl) refresh(ctx context.Context) {
 	r.mu.Unlock()
 	for k, h := range live {
 		nh, keep := rewrite(ctx, r.g.store, k, h)
+		if !keep {
+			if rev, mine, _ := r.overOwn(ctx, k, h.data, h.rev); mine {
+				nh, keep = heldRecord{data: h.data, rev: rev}, true
+			}
+		}
 		r.mu.Lock()
 		id, isCall := r.calls[k]
-		if r.live[k].rev == h.rev { // not written meanwhile
+		if cur := r.live[k]; cur.rev == h.rev && bytes.Equal(cur.data, h.data) { // not written meanwhile
 			if keep {
 				r.live[k] = nh
 			} else {
@@ -271,10 +276,25 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 	if held {
 		rev, err = updateRetrying(ctx, st, ck, data, h.rev)
 		if errors.Is(err, store.ErrConflict) {
-			// Adopted by another node (this one taken for dead), or
-			// expired: not ours to write any more.
-			r.forget(ck, wk)
-			r.lost(ctx, ck, op.leg())
+			var mine bool
+			if rev, mine, err = r.overOwn(ctx, ck, data, h.rev); !mine {
+				// Adopted by another node (this one taken for dead), or
+				// expired: not ours to write any more.
+				r.forget(ck, wk)
+				r.lost(ctx, ck, op.leg())
+				return
+			}
+		} else if err != nil {
+			rev = h.rev
+		}
+		if err != nil {
+			// Not written, or not known to be (it may have been
+			// applied): held with the change, the record is written
+			// at the next refresh, over an earlier write of ours that
+			// landed. Left as it was, the refresh wrote the change
+			// before this one, or nothing (overOwn).
+			r.hold(ck, data, rev)
+			r.g.rlog.Info("call records", "a call's record not written; written again at the next refresh", "err", err)
 			return
 		}
 	} else {
@@ -342,6 +362,42 @@ func updateRetrying(ctx context.Context, st store.Store, key string, data []byte
 		}
 	}
 	return n, err
+}
+
+// overOwn writes data under key over the record's current revision when
+// a write of it from held, the revision this node holds, was refused as
+// a conflict, if the record is still this node's: a call record naming
+// this host, or a leg's pointer as this node wrote it. A write answered
+// with a failure may have been applied (its answer lost as the bucket's
+// leader changed: a partition, a node's death), and the record then
+// holds this node's write at a revision it never heard of. Taken for an
+// adoption elsewhere, the call's record was forgotten here and never
+// written again: it expired while the call went on, and the call could
+// no longer be adopted (likely test/cluster TestClusterPartition's call
+// ended on the callee's side by the heal). mine is false when another node adopted the
+// call or the record is gone; with an error (the record not read, or not
+// written over), the revision is the one to write over next time.
+func (r *callRepl) overOwn(ctx context.Context, key string, data []byte, held uint64) (rev uint64, mine bool, err error) {
+	cur, rev, err := r.g.store.Get(ctx, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return 0, false, nil
+	case err != nil:
+		return held, true, err
+	}
+	var rec callRecord
+	if json.Unmarshal(cur, &rec) != nil {
+		return 0, false, nil
+	}
+	if isCall := rec.Call != nil || rec.SIP != nil; isCall && rec.Host != r.host || !isCall && !bytes.Equal(cur, data) {
+		return 0, false, nil
+	}
+	n, err := r.g.store.Update(ctx, key, data, rev)
+	if err != nil {
+		return rev, true, err
+	}
+	r.g.metrics.storeWrites.WithLabelValues("retried").Inc()
+	return n, true, nil
 }
 
 // createOver creates key, over a record of the same key left from

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -266,4 +268,70 @@ func TestAdoptedCallDropped(t *testing.T) {
 		}
 	}
 	callHost(t, g, a.sid, "c1", "n9")
+}
+
+// appliedStore, once armed, applies the next write of a call record and
+// answers it with an error: a write whose answer was lost as the
+// bucket's leader changed.
+type appliedStore struct {
+	store.Store
+	armed atomic.Bool
+}
+
+func (a *appliedStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	n, err := a.Store.Update(ctx, key, value, rev)
+	if err == nil && strings.HasPrefix(key, callPrefix) && a.armed.CompareAndSwap(true, false) {
+		return 0, errors.New("test: the write's answer was lost")
+	}
+	return n, err
+}
+
+// TestCallRecordAfterALostAnswer: a call record's write applied by the
+// store but answered as failed; the call's next change is written over
+// it, and the record is refreshed after. Before, the next change's
+// write, refused as a conflict with the host's own write, was taken for
+// an adoption elsewhere: the record was forgotten, neither the change
+// nor any refresh written, and it expired while the call went on (the
+// likely cause of TestClusterPartition's call ended on the callee's side by
+// the heal).
+func TestCallRecordAfterALostAnswer(t *testing.T) {
+	st := &appliedStore{Store: store.NewMemory()}
+	g, url := newGatewayOpts(t, nil, Options{Store: st})
+	a, b, bsub := aliceCallsBob(t, url, url)
+	callHost(t, g, a.sid, "c1", "local")
+	ctx := context.Background()
+	record := func() ([]byte, uint64) {
+		t.Helper()
+		data, rev, err := g.store.Get(ctx, callKey(a.sid, "c1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data, rev
+	}
+	st.armed.Store(true)
+	bobReoffers(t, b, a, bsub) // a change: applied, answered failed
+	for deadline := time.Now().Add(10 * time.Second); st.armed.Load(); <-time.After(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the re-offer's change was not written")
+		}
+	}
+	first, _ := record()
+	bobReoffers(t, b, a, bsub) // the next change
+	for deadline := time.Now().Add(10 * time.Second); ; <-time.After(20 * time.Millisecond) {
+		if data, _ := record(); !bytes.Equal(data, first) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the call's next change was not written over the host's own record")
+		}
+	}
+	_, before := record()
+	g.repl.refresh(ctx)
+	if _, after := record(); after <= before {
+		t.Fatalf("the record was not refreshed: revision %d, then %d", before, after)
+	}
+	callHost(t, g, a.sid, "c1", "local")
+	if g.calls.Active() != 1 {
+		t.Fatalf("%d calls, want 1", g.calls.Active())
+	}
 }

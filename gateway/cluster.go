@@ -586,7 +586,7 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 	if probed != nil {
 		g.rlog.Info("takeover socket", "takeover: the session's socket here did not answer a ping", "session_id", s.id, "node", req.Owner, "err", err)
 	}
-	switch s.moveAway(req.Owner, true, true, probed) {
+	switch s.moveAway(req.Owner, true, true, probed, inDoubt(probed, err)) {
 	case moveUnwritten:
 		return []byte(refusedUnwritten)
 	case moveReattached:
@@ -605,19 +605,13 @@ func (g *Gateway) onTakeover(data []byte) []byte {
 	return []byte("ok " + strconv.FormatUint(rev, 10))
 }
 
-// livenessTimeout bounds answers' ping: within the asker's clusterTimeout
+// livenessTimeout bounds probe's ping: within the asker's clusterTimeout
 // and a resume's budget. 1 s timed out on live sockets on a loaded
 // machine (the cluster chaos test at 40 sessions under the race
 // detector: the probe's "context deadline exceeded", then 4000 at the
-// client); a socket dead without a word holds its session's resume 3 s.
+// client), and so did 3 s at load 18: a socket silent this long is in
+// doubt (inDoubt), and costs its client a resume again (1013).
 const livenessTimeout = 3 * time.Second
-
-// answers reports whether s's socket answers a WebSocket ping now.
-// Long-poll sockets are not probed (they report false).
-func (s *Session) answers() bool {
-	_, err := s.probe()
-	return err == nil
-}
 
 // errNoSocket: probe found no socket to ping.
 var errNoSocket = errors.New("gateway: no socket to ping")
@@ -640,6 +634,28 @@ func (s *Session) probe() (*link, error) {
 	return l, p.Ping(ctx)
 }
 
+// inDoubt reports whether a probe of socket l that failed with err
+// leaves the socket's client in doubt: the ping went unanswered within
+// livenessTimeout on a socket still open (an error of the socket itself
+// says it is gone).
+func inDoubt(l *link, err error) bool {
+	return l != nil && errors.Is(err, context.DeadlineExceeded)
+}
+
+// reasonSilent closes a socket in doubt (inDoubt).
+const reasonSilent = "the socket did not answer a ping in time; resume again"
+
+// closeInDoubt closes l with 1013 (a socket whose probe left it in
+// doubt): a client still on it resumes again (docs/protocol.md §1.5) and
+// finds its session where it went, where 4000 would end the session at
+// the client (the cluster chaos test at load 18: "failed to wait for
+// pong", then 4000 on the socket the client used).
+func (g *Gateway) closeInDoubt(l *link, reason string) {
+	if !g.goTracked(func() { l.c.Close(websocket.StatusTryAgainLater, reason) }) {
+		l.c.CloseNow()
+	}
+}
+
 var errMovedAway = errors.New("gateway: session moved to another node")
 
 // moveTo makes s a session owned by another node: its socket closes with
@@ -650,8 +666,15 @@ var errMovedAway = errors.New("gateway: session moved to another node")
 // frame sent so far: the new owner resumes from it. Without (the record
 // was taken already) nothing more is written. It reports false when s
 // stays here: the final write failed.
+//
+// Without final, the record was taken without asking this node (its
+// lease taken for expired: a partition, or a machine stalled under
+// load), and the socket here may be the client's own: it closes with
+// 1013, for the client to resume again where its session went (the
+// frames taken here since the record's last write were never
+// acknowledged, and it sends them again); 4000 ended its session.
 func (s *Session) moveTo(owner string, final bool) bool {
-	return s.moveAway(owner, final, false, nil) == moved
+	return s.moveAway(owner, final, false, nil, !final) == moved
 }
 
 // moveAway's outcomes.
@@ -665,7 +688,9 @@ const (
 
 // moveAway is moveTo; with check, s stays (moveReattached) when its
 // socket is no longer probed, the one the caller found not answering.
-func (s *Session) moveAway(owner string, final, check bool, probed *link) moveOutcome {
+// With doubt (probed open and silent: inDoubt; or, probed nil, any
+// socket), the socket closes with 1013 rather than 4000.
+func (s *Session) moveAway(owner string, final, check bool, probed *link, doubt bool) moveOutcome {
 	g := s.g
 	s.inMu.Lock()
 	s.saveMu.Lock()
@@ -734,7 +759,14 @@ func (s *Session) moveAway(owner string, final, check bool, probed *link) moveOu
 	g.regs.Moved(s.id) // the new owner registers the binding anew (regmove.go)
 	g.presenceMoved(s)
 	g.notes.SessionMoved(s) // the new owner subscribes anew (subsrepl.go)
-	if conn != nil {
+	switch {
+	case conn != nil && doubt && (probed == nil || conn == probed):
+		reason := reasonSilent
+		if probed == nil {
+			reason = "session taken over; resume again"
+		}
+		g.closeInDoubt(conn, reason)
+	case conn != nil:
 		if !g.goTracked(func() { conn.c.Close(ws.StatusReplaced, "resumed on another node") }) {
 			conn.c.CloseNow()
 		}

@@ -484,54 +484,72 @@ func (g *Gateway) restoreAll() error {
 	}
 	n := 0
 	for _, k := range keys {
-		id := k[len("session."):]
-		r, rev, err := g.restore(id)
-		if err != nil || r == nil {
-			g.log.Warn("session record not restored", "session_id", id, "err", err)
-			continue
-		}
-		if r.Owner != g.ownerName() {
-			// Another node's: it resumes where its client lands.
-			continue
-		}
-		s := g.sessionOf(r.Identity, r.Oracle, r.State)
-		s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
-		s.setRoutes(r.Routes)
-		s.setRelays(r.Relays)
-		s.setAwaiting(r.Awaiting)
-		if g.push != nil && r.Standby != nil && g.push.check(r.Standby) == nil {
-			// Asleep, with the same channel: the push config may have
-			// changed since, hence the check again.
-			s.standby = r.Standby
-		}
-		if err := g.own(s, r, rev); err != nil {
-			s.log.Warn("session record not restored", "err", err)
-			continue
-		}
-		quota, err := g.lim.OpenSession(r.App, r.Profile, r.Identity)
+		ok, err := g.restoreOne(k[len("session."):])
 		if err != nil {
-			s.log.Warn("session record not restored: limits", "err", err)
-			g.deleteRecord(s)
-			continue
-		}
-		s.quota = quota
-		if err := g.add(s); err != nil {
-			quota.Close()
 			return err
 		}
-		s.mu.Lock()
-		s.startResumeTimerLocked()
-		s.mu.Unlock()
-		g.restorePresence(s, r.Presence)
-		g.restoreNotes(s, r.Notes)
-		g.publish(s)
-		s.takeAwaiting()
-		n++
+		if ok {
+			n++
+		}
 	}
 	if n > 0 {
 		g.log.Info("sessions restored from the store; waiting for their clients to resume", "sessions", n)
 	}
 	return nil
+}
+
+// restoreOne restores the session id at start-up if its record names
+// this node, reporting whether it did. The session's resume lock is held
+// from the read to the tables: another node's takeover asked meanwhile
+// is answered "resuming" (the client resumes again), not "not here",
+// after which the asker took the record over and this node's restore,
+// its compare-and-set made first, left a copy here behind what the
+// client received there, whose next resume here ended the session (the
+// cluster chaos test).
+func (g *Gateway) restoreOne(id string) (bool, error) {
+	defer g.resuming.lock(id)()
+	r, rev, err := g.restore(id)
+	if err != nil || r == nil {
+		g.log.Warn("session record not restored", "session_id", id, "err", err)
+		return false, nil
+	}
+	if r.Owner != g.ownerName() {
+		// Another node's: it resumes where its client lands.
+		return false, nil
+	}
+	s := g.sessionOf(r.Identity, r.Oracle, r.State)
+	s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
+	s.setRoutes(r.Routes)
+	s.setRelays(r.Relays)
+	s.setAwaiting(r.Awaiting)
+	if g.push != nil && r.Standby != nil && g.push.check(r.Standby) == nil {
+		// Asleep, with the same channel: the push config may have
+		// changed since, hence the check again.
+		s.standby = r.Standby
+	}
+	if err := g.own(s, r, rev); err != nil {
+		s.log.Warn("session record not restored", "err", err)
+		return false, nil
+	}
+	quota, err := g.lim.OpenSession(r.App, r.Profile, r.Identity)
+	if err != nil {
+		s.log.Warn("session record not restored: limits", "err", err)
+		g.deleteRecord(s)
+		return false, nil
+	}
+	s.quota = quota
+	if err := g.add(s); err != nil {
+		quota.Close()
+		return false, err
+	}
+	s.mu.Lock()
+	s.startResumeTimerLocked()
+	s.mu.Unlock()
+	g.restorePresence(s, r.Presence)
+	g.restoreNotes(s, r.Notes)
+	g.publish(s)
+	s.takeAwaiting()
+	return true, nil
 }
 
 // takeRestored reports, once, whether s was restored from the store and

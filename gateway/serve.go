@@ -431,17 +431,30 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 					old.rlog.Info("resume refused", "resume refused: the session has outgrown this connect")
 					return nil, false, errStaleConnect
 				}
-				if err == nil && !ended && g.node != nil && old.answers() {
-					// The socket the session has here answers: this
-					// connect is one its client gave up on (it drops a
-					// socket before it dials another), read late (a node
-					// slow in an election, under node kills). Taken, it
-					// closed the client's live socket with 4000, which
-					// ends the session (cluster.go onTakeover refuses the
-					// same from another node).
-					g.metrics.resumes.WithLabelValues("stale").Inc()
-					old.rlog.Info("resume refused", "resume refused: the session's socket here answers")
-					return nil, false, errStaleConnect
+				if err == nil && !ended && g.node != nil {
+					switch probed, perr := old.probe(); {
+					case perr == nil:
+						// The socket the session has here answers: this
+						// connect is one its client gave up on (it drops
+						// a socket before it dials another), read late (a
+						// node slow in an election, under node kills).
+						// Taken, it closed the client's live socket with
+						// 4000, which ends the session (cluster.go
+						// onTakeover refuses the same from another node).
+						g.metrics.resumes.WithLabelValues("stale").Inc()
+						old.rlog.Info("resume refused", "resume refused: the session's socket here answers")
+						return nil, false, errStaleConnect
+					case inDoubt(probed, perr):
+						// Silent, and open: it goes with 1013, not the
+						// attach's 4000, should its client be there
+						// (cluster.go closeInDoubt).
+						old.mu.Lock()
+						if old.conn == probed {
+							old.setConnLocked(nil)
+							g.closeInDoubt(probed, reasonSilent)
+						}
+						old.mu.Unlock()
+					}
 				}
 				if err == nil && !ended {
 					if err := g.completeRestore(old, c, f, p, addr); err != nil {
@@ -519,12 +532,27 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	}
 	prev := r.Owner
 	elsewhere := g.node != nil && prev != "" && prev != g.self()
-	var released uint64 // the revision of prev's last write as it let go
+	// released is the revision of prev's last write as it let go, or,
+	// when prev had no copy to let go of (not in its tables, or dead),
+	// the revision read as it was asked: a record prev writes after it
+	// is prev's own resume or restore of the session, asked again below.
+	// Taken without asking (prev answered "not here", then its start-up
+	// restored the record by compare-and-set before this node's), prev
+	// kept a copy behind what the client received here, and the
+	// client's next resume there ended the session ("cslr 20 is outside
+	// the retained window (16..18)": the cluster chaos test).
+	var released uint64
+	release := func() (err error) {
+		if released, err = g.releaseAt(prev, id, &f.Header, deadline); err == nil && released == 0 {
+			released = rev
+		}
+		return err
+	}
 	if elsewhere {
 		// Another node owns it: it writes its last state and lets go
 		// first (cluster.go), unless its live state says this connect
 		// is stale.
-		if released, err = g.releaseAt(prev, id, &f.Header, deadline); err != nil {
+		if err = release(); err != nil {
 			// Refused as stale by a live owner: a connect the client
 			// gave up on, which a new session would not serve either;
 			// should the client be there, it resumes again. Or the owner
@@ -567,14 +595,15 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 				g.rlog.Info("resume refused", "session record gone or changed in the takeover", "session_id", id, "err", err)
 				return nil, nil
 			}
-			if elsewhere && r.Owner == prev && released != 0 && rev > released && try < 16 {
+			if elsewhere && r.Owner == prev && rev > released && try < 16 {
 				// Written by prev after its last write as it let go:
 				// prev took the session back (its client's resume
-				// there, this connect one it gave up on). Taken over
-				// without asking, the session prev serves lost its
-				// socket with 4000 (the cluster chaos test): prev is
-				// asked again, and refuses if its socket is the client's.
-				if released, err = g.releaseAt(prev, id, &f.Header, deadline); err != nil {
+				// there, this connect one it gave up on, or its
+				// start-up's restore). Taken over without asking, the
+				// session prev serves lost its socket with 4000 (the
+				// cluster chaos test): prev is asked again, and refuses
+				// if its socket is the client's.
+				if err = release(); err != nil {
 					return nil, releaseErr(err)
 				}
 				continue
@@ -583,7 +612,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 				// Another resume took it meanwhile (the last one wins,
 				// as on one node): that owner lets go in turn.
 				prev = r.Owner
-				if released, err = g.releaseAt(prev, id, &f.Header, deadline); err != nil {
+				if err = release(); err != nil {
 					return nil, releaseErr(err)
 				}
 				continue

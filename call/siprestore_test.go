@@ -304,3 +304,43 @@ func TestRestoreSIPKeepsHeaderRules(t *testing.T) {
 	e.send(a.fakeEP, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 2})
 	nextRecord(t, rec) // the BYE's write-ahead
 }
+
+// An adopted SIP call counts against its web leg's session on its new
+// host, as a restored web call does (Restore), until it ends; a second
+// restore of the leg takes nothing; a call handed over at a drain stops
+// counting on the node that released it.
+func TestRestoreSIPTakesQuota(t *testing.T) {
+	e, rec, adopted := adoptingEnv(t, nil)
+	b := e.ep("bob@web.example")
+	if err := e.h.RestoreSIP(context.Background(), incomingState(b, "s7"), b); err != nil {
+		t.Fatal(err)
+	}
+	d := <-adopted
+	nextRecord(t, rec)
+	if n := b.calls.Load(); n != 1 {
+		t.Fatalf("the adopted call holds %d of its session's call quota, want 1", n)
+	}
+	if err := e.h.RestoreSIP(context.Background(), incomingState(b, "s7"), b); !errors.Is(err, ErrLegTaken) {
+		t.Fatalf("a second restore of the leg: %v", err)
+	}
+	if n := b.calls.Load(); n != 1 {
+		t.Fatalf("after a second restore the session holds %d calls, want 1", n)
+	}
+	d.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	e.assertIdle(t)
+	if n := b.calls.Load(); n != 0 {
+		t.Fatalf("after the end the session holds %d calls, want 0", n)
+	}
+
+	a, fc := e.outgoing(t)
+	e.answerOut(t, a, fc)
+	if n := a.calls.Load(); n != 1 {
+		t.Fatalf("the answered call holds %d calls, want 1", n)
+	}
+	e.h.ReleaseSIP(a)
+	e.assertIdle(t)
+	if n := a.calls.Load(); n != 0 {
+		t.Fatalf("after the release the session holds %d calls here, want 0", n)
+	}
+}

@@ -274,7 +274,7 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 	var rev uint64
 	var err error
 	if held {
-		rev, err = st.Update(ctx, ck, data, h.rev)
+		rev, err = updateRetrying(ctx, st, ck, data, h.rev)
 		if errors.Is(err, store.ErrConflict) {
 			var mine bool
 			if rev, mine, err = r.overOwn(ctx, ck, data, h.rev); !mine {
@@ -298,7 +298,7 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 			return
 		}
 	} else {
-		rev, err = createOver(ctx, st, ck, data)
+		rev, err = retrying(ctx, func(ctx context.Context) (uint64, error) { return createOver(ctx, st, ck, data) })
 	}
 	if err != nil {
 		r.g.rlog.Info("call records", "a call's record not written", "err", err)
@@ -315,6 +315,53 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 			r.hold(wk, ptr, rev)
 		}
 	}
+}
+
+// writeAttempt bounds one attempt of a call record's write. A write sent
+// to a stream leader that is handing over (a drain's StepDown) or has
+// just died is never answered: waited out whole, it held every call's
+// write behind it for storeTimeout, and each in-dialog SIP request
+// behind its write-ahead (a drain at 5.2 s in BenchmarkSIPFailover).
+// It is made again, to the new leader, until the write's own bound.
+const writeAttempt = time.Second
+
+// retrying runs f, each attempt bounded by writeAttempt, until it
+// succeeds, fails with an answer of the store's (a conflict, a missing
+// key, a value too large), or ctx ends.
+func retrying(ctx context.Context, f func(context.Context) (uint64, error)) (uint64, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, writeAttempt)
+		rev, err := f(actx)
+		cancel()
+		if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrTooLarge) {
+			return rev, err
+		}
+		// No leader yet answers at once ("no responders"): the election
+		// takes a moment, polled (it has no event here).
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return rev, err
+		}
+	}
+}
+
+// updateRetrying is st.Update made again as retrying does. An attempt
+// whose answer was lost may have been applied: the next one then meets a
+// conflict with our own write, which is taken as done (the record holds
+// data).
+func updateRetrying(ctx context.Context, st store.Store, key string, data []byte, rev uint64) (uint64, error) {
+	tries := 0
+	n, err := retrying(ctx, func(ctx context.Context) (uint64, error) {
+		tries++
+		return st.Update(ctx, key, data, rev)
+	})
+	if errors.Is(err, store.ErrConflict) && tries > 1 {
+		if got, grev, gerr := st.Get(ctx, key); gerr == nil && bytes.Equal(got, data) {
+			return grev, nil
+		}
+	}
+	return n, err
 }
 
 // overOwn writes data under key over the record's current revision when

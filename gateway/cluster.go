@@ -113,6 +113,10 @@ const refusedResuming = "resuming"
 
 const errNotOwned = "not_owned"
 
+// resumingHere is onDeliver's answer for a session not in its tables
+// whose resume here is under way.
+const resumingHere = "resuming"
+
 // remote is a session owned by another node, as this node's handlers see
 // it. It implements endpoint.Endpoint (and no Quota: the owner counts).
 type remote struct {
@@ -169,12 +173,18 @@ func (g *Gateway) self() string { return g.node.Name() }
 // frame f relays (relays.go).
 func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, string, error) {
 	var last error
-	for try := range 6 {
+	// A frame for a session its owner is resuming (the record names it,
+	// its tables not yet) waits for the resume, up to deliverResumeWait:
+	// given up on after the six tries below, an adopted SIP call's INFO
+	// hosted by the node the session had just left never reached the
+	// client (BenchmarkSIPFailover, a drain).
+	waitUntil := time.Now().Add(deliverResumeWait)
+	for try := 0; try < 6 || errors.Is(last, errOwnerResuming) && time.Now().Before(waitUntil); try++ {
 		if try > 0 {
 			// A takeover under way: the new owner's compare-and-set
 			// lands within a store round trip.
 			select {
-			case <-time.After(time.Duration(try*try) * 10 * time.Millisecond):
+			case <-time.After(min(time.Duration(try*try)*10*time.Millisecond, 250*time.Millisecond)):
 			case <-g.ctx.Done():
 				return 0, owner, errClosed
 			}
@@ -184,9 +194,13 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 			}
 		}
 		if owner == g.self() {
+			busy := g.resuming.busy(id)
 			s := g.lookup(id)
 			if s == nil {
 				last = errEnded
+				if busy {
+					last = errOwnerResuming
+				}
 				continue
 			}
 			seq, err := s.sendOrigin(f, selfCorrelate, g.self(), o)
@@ -198,7 +212,7 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 			return seq, owner, nil
 		}
 		last = err
-		if !errors.Is(err, errMoved) {
+		if !errors.Is(err, errMoved) && !errors.Is(err, errOwnerResuming) {
 			break
 		}
 	}
@@ -208,6 +222,15 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 }
 
 var errMoved = errors.New("gateway: session not owned there")
+
+// errOwnerResuming: the node asked has a resume of the session under way
+// and not yet the session in its tables (onDeliver's resumingHere).
+var errOwnerResuming = errors.New("gateway: session being resumed there")
+
+// deliverResumeWait bounds sendVia's wait for a resume under way at the
+// session's owner; within clusterTimeout, as the wait of a frame sent to
+// a session here that no node has yet (the sender holds its call's lock).
+const deliverResumeWait = clusterTimeout
 
 func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, error) {
 	req, _ := json.Marshal(deliverReq{Session: id, Frame: f.Marshal(), SelfCorrelate: selfCorrelate, Host: g.self(),
@@ -229,6 +252,8 @@ func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate b
 	case "":
 	case errNotOwned:
 		return 0, errMoved
+	case resumingHere:
+		return 0, errOwnerResuming
 	default:
 		return 0, errors.New(rep.Err)
 	}
@@ -343,11 +368,21 @@ func (g *Gateway) onDeliver(data []byte) []byte {
 	rep := deliverReply{}
 	f, err := decodeReq(data, &req)
 	if err == nil {
+		// Looked at before the tables, as onTakeover does.
+		resuming := g.resuming.busy(req.Session)
 		s := g.lookup(req.Session)
-		if s == nil {
+		switch {
+		case s == nil && resuming:
+			// Answered at once (requests of a kind are served in
+			// order): the sender asks again (sendVia).
+			rep.Err = resumingHere
+		case s == nil:
 			rep.Err = errNotOwned
-		} else if rep.Seq, err = s.sendOrigin(f, req.SelfCorrelate, req.Host, endpoint.Origin{Session: req.From, Sequence: req.FromSeq}); errors.Is(err, errMovedAway) {
-			rep.Err = errNotOwned
+		default:
+			rep.Seq, err = s.sendOrigin(f, req.SelfCorrelate, req.Host, endpoint.Origin{Session: req.From, Sequence: req.FromSeq})
+			if errors.Is(err, errMovedAway) {
+				rep.Err = errNotOwned
+			}
 		}
 	}
 	if err != nil && rep.Err == "" {

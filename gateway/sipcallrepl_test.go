@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
@@ -114,4 +117,103 @@ func keepSIPMedia(t *testing.T, st store.Store, callID, addr string) string {
 		t.Fatal(err)
 	}
 	return key
+}
+
+// stalledWriteStore, once armed, leaves the next update of a call record
+// unanswered until its deadline, unapplied: a write sent to a stream
+// leader that hands its leadership over (a drain) or dies meanwhile.
+type stalledWriteStore struct {
+	store.Store
+	armed atomic.Bool
+}
+
+func (s *stalledWriteStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if strings.HasPrefix(key, callPrefix) && s.armed.CompareAndSwap(true, false) {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	return s.Store.Update(ctx, key, value, rev)
+}
+
+// A SIP call's write-ahead whose first write the store leaves unanswered
+// (a leader change) is made again at once, to the new leader: the
+// request waits about one attempt, not the store's whole timeout, and
+// leaves with its CSeq written (before, the write waited out 5 s and the
+// request left without it; a drain took 5.2 s).
+func TestSIPWriteAheadRetriedOnLeaderChange(t *testing.T) {
+	st := &stalledWriteStore{Store: store.NewMemory()}
+	g, _ := newGatewayOpts(t, nil, Options{Store: st})
+	sn := call.SIPSnapshot{Out: true, Target: "bob@sip.example", Web: call.LegSnapshot{Session: "S1", Identity: "alice@example.com", Sub: "c9", StartCorr: "c9"}}
+	app, _ := json.Marshal(sn)
+	ds := sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uac", CallID: "cid-1", LocalCSeq: 3, App: app}
+	g.repl.replicateSIP(sn, ds, false)
+	sipRecordOf(t, g, "S1", "c9", func(r *callRecord) bool { return r != nil && r.SIP != nil && r.SIP.LocalCSeq == 3 })
+
+	st.armed.Store(true)
+	ds.LocalCSeq = 4
+	start := time.Now()
+	g.repl.writeAheadSIP(sn, ds)
+	took := time.Since(start)
+	if st.armed.Load() {
+		t.Fatal("no record update was made")
+	}
+	if n := g.repl.sip.aheadFailed.Load(); n != 0 || took >= storeTimeout/2 {
+		t.Fatalf("the write-ahead took %v, %d failed: want one attempt's wait and none failed", took, n)
+	}
+	rec, _, _, err := g.repl.read(context.Background(), callKey("S1", "c9"))
+	if err != nil || rec.SIP == nil || rec.SIP.LocalCSeq != 4 {
+		t.Fatalf("after the write-ahead the record is %+v (%v), want CSeq 4", rec, err)
+	}
+}
+
+// An update the store applied but whose answer was lost is made again,
+// meets a conflict with our own write, and is taken as done.
+func TestCallRecordUpdateLostAnswer(t *testing.T) {
+	st := &lostTimeoutStore{Store: store.NewMemory()}
+	ctx := context.Background()
+	rev, err := st.Create(ctx, "call.k", []byte("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.armed.Store(true)
+	n, err := updateRetrying(ctx, st, "call.k", []byte("two"), rev)
+	if err != nil || n <= rev {
+		t.Fatalf("update: revision %d, %v; want done over %d", n, err, rev)
+	}
+}
+
+// A frame for a session whose owner is resuming it (its record names the
+// owner, whose tables do not have it yet) waits for the resume and is
+// delivered, into the session's window. The case: a drained node's SIP
+// call adopted by the node where its client resumed, the client then
+// resuming once more on a third node; the adopter, host of the call,
+// sends the phone's INFO through the cluster to the third node before
+// that one's resume put the session in its tables. Tried six times in
+// 0.55 s and dropped before, the DTMF never reached the user.
+func TestClusterDeliverWaitsForResume(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	s := gs[1].lookup(a.sid)
+	unlock := gs[1].resuming.lock(a.sid) // a resume of alice's under way on n2...
+	gs[1].remove(s)                      // ...that has not put her session in its tables
+	resumed := make(chan struct{})
+	go func() {
+		defer close(resumed)
+		defer unlock()
+		<-time.After(2 * time.Second) // the resume's own duration
+		if err := gs[1].add(s); err != nil {
+			t.Error(err)
+		}
+	}()
+	f := &protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c9"},
+		Header: protocol.Header{Action: protocol.ActionDTMF, Initiator: "bob@sip.example", Target: "alice@example.com"}}
+	_, _, err := gs[0].sendVia(a.sid, "n2", f, false, endpoint.Origin{})
+	<-resumed
+	if err != nil {
+		t.Fatalf("a frame for a session being resumed: %v", err)
+	}
+	if got := a.read(); got.Header.Action != protocol.ActionDTMF || got.Control.SubsessionID != "c9" {
+		t.Fatalf("alice read %s", got.Marshal())
+	}
 }

@@ -16,6 +16,18 @@ import (
 // returns b's subsession.
 func webCall(t *testing.T, a, b *peer) string {
 	t.Helper()
+	in := ringBob(t, a, b)
+	answer(b, in)
+	if r := a.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 {
+		t.Fatalf("alice's start answered %s", r.Marshal())
+	}
+	return in.Control.SubsessionID
+}
+
+// ringBob sends alice's (a) start to bob on sub "c1" and returns the
+// start bob (b) gets.
+func ringBob(t *testing.T, a, b *peer) *protocol.Frame {
+	t.Helper()
 	a.send(&protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: "c1"},
 		Header:  protocol.Header{Action: protocol.ActionStart, Initiator: "alice@example.com", Target: "bob@example.com"},
@@ -23,11 +35,7 @@ func webCall(t *testing.T, a, b *peer) string {
 	})
 	in := b.read()
 	expect(t, in, protocol.TypeRequest, protocol.ActionStart)
-	answer(b, in)
-	if r := a.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 {
-		t.Fatalf("alice's start answered %s", r.Marshal())
-	}
-	return in.Control.SubsessionID
+	return in
 }
 
 // aliceCallsBob connects alice at urlA and bob at urlB and has a call
@@ -164,16 +172,21 @@ func hostDies(t *testing.T, heard bool) {
 		}
 	}
 	bobReoffers(t, b, w, bsub)
-	w.send(&protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},
-		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: "alice@example.com", Target: "bob@example.com"},
-	})
+	aliceHangsUp(w)
 	bye := b.read()
 	expect(t, bye, protocol.TypeMessage, protocol.ActionShutdown)
 	if bye.Header.Reason != "" {
 		t.Fatalf("bob's shutdown says %q, want alice's hang-up", bye.Header.Reason)
 	}
 	callHost(t, gs[1], a.sid, "c1", "")
+}
+
+// aliceHangsUp sends alice's (a) shutdown of the call on "c1".
+func aliceHangsUp(a *peer) {
+	a.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},
+		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: "alice@example.com", Target: "bob@example.com"},
+	})
 }
 
 // killedStore takes no write once killed: the process that uses it is
@@ -266,4 +279,68 @@ func TestAdoptedCallDropped(t *testing.T) {
 		}
 	}
 	callHost(t, g, a.sid, "c1", "n9")
+}
+
+// TestClusterRingingCallSurvivesItsHost: alice on n1 calls bob on n2,
+// and n1, the call's host, dies while bob's phone rings. n2 adopts the
+// ringing call from its record (written at the start); alice resumes on
+// n3. Bob's answer reaches alice through n2, and her hang-up reaches
+// bob. Before, a ringing call had no record: both got shutdown ("the
+// call's node went down").
+func TestClusterRingingCallSurvivesItsHost(t *testing.T) {
+	w, b, bsub := ringingHostDies(t)
+	answer(b, w.ringing)
+	if r := w.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 || r.Control.SubsessionID != "c1" {
+		t.Fatalf("alice's start answered %s", r.Marshal())
+	}
+	callHost(t, w.g, b.sid, bsub, "n2")
+	aliceHangsUp(w.peer)
+	expect(t, b.read(), protocol.TypeMessage, protocol.ActionShutdown)
+	callHost(t, w.g, w.sid, "c1", "")
+	callHost(t, w.g, b.sid, bsub, "")
+}
+
+// TestClusterRingingCallCancelledAfterAdoption: as
+// TestClusterRingingCallSurvivesItsHost, but alice cancels the call
+// after the adoption: bob's phone stops ringing.
+func TestClusterRingingCallCancelledAfterAdoption(t *testing.T) {
+	w, b, bsub := ringingHostDies(t)
+	aliceHangsUp(w.peer)
+	if c := b.read(); c.Control.Type != protocol.TypeMessage || c.Header.Action != protocol.ActionShutdown || c.Control.SubsessionID != bsub {
+		t.Fatalf("bob got %s, want the cancel", c.Marshal())
+	}
+	callHost(t, w.g, b.sid, bsub, "")
+}
+
+// resumedCaller is alice's peer resumed on n3 with what the test needs
+// of the call.
+type resumedCaller struct {
+	*peer
+	sid     string
+	g       *Gateway // n2, bob's node, which reads the records
+	ringing *protocol.Frame
+}
+
+// ringingHostDies: alice on n1 calls bob on n2; while bob's phone rings
+// (the record written, naming n1), n1 dies; n2 adopts the call and
+// alice resumes on n3. It returns alice there, bob, and bob's
+// subsession of the call.
+func ringingHostDies(t *testing.T) (*resumedCaller, *peer, string) {
+	t.Helper()
+	gs, urls := newClusterGateways(t, 3)
+	a, b := aliceAndBob(t, urls) // reports_test.go
+	in := ringBob(t, a, b)
+	bsub := in.Control.SubsessionID
+	callHost(t, gs[1], a.sid, "c1", "n1")
+	callHost(t, gs[1], b.sid, bsub, "n1")
+	gs[0].node.Close()
+	a.c.CloseNow()
+	callHost(t, gs[1], b.sid, bsub, "n2")
+	w := resumeWS(t, urls[2], "alice@example.com", a.sid, a.seq+1, a.last)
+	for deadline := time.Now().Add(10 * time.Second); !gs[2].node.Down("n1") || !gs[1].node.Down("n1"); <-time.After(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("n2 and n3 do not see n1 down after 10s")
+		}
+	}
+	return &resumedCaller{peer: w, sid: a.sid, g: gs[1], ringing: in}, b, bsub
 }

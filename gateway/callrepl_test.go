@@ -225,21 +225,29 @@ func (k *killedStore) Delete(ctx context.Context, key string) error {
 // bob's hang-up reaches alice. Before, the call was gone: bob's
 // re-offer got "no such call".
 func TestRestartKeepsCalls(t *testing.T) {
-	st := store.NewMemory()
-	k := &killedStore{Store: st}
+	k := &killedStore{Store: store.NewMemory()}
 	g1, url1 := newGatewayOpts(t, nil, Options{Store: k})
 	a, b, bsub := aliceCallsBob(t, url1, url1)
 	callHost(t, g1, a.sid, "c1", "local")
+	a2, b2 := killAndRestart(t, g1, k, a, b)
+	bobReoffersAndHangsUp(t, b2, a2, bsub)
+}
+
+// killAndRestart kills g1 (its store k takes no more writes, the
+// sockets of a and b go) and starts a gateway again on the store, where
+// a and b resume.
+func killAndRestart(t *testing.T, g1 *Gateway, k *killedStore, a, b *peer) (a2, b2 *peer) {
+	t.Helper()
 	k.killed.Store(true)
 	a.c.CloseNow()
 	b.c.CloseNow()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = g1.Shutdown(ctx) // its writes fail: the store keeps what the kill left
-	_, url2 := newGatewayOpts(t, nil, Options{Store: st})
-	a2 := resumeWS(t, url2, "alice@example.com", a.sid, a.seq+1, a.last)
-	b2 := resumeWS(t, url2, "bob@example.com", b.sid, b.seq+1, b.last)
-	bobReoffersAndHangsUp(t, b2, a2, bsub)
+	_, url2 := newGatewayOpts(t, nil, Options{Store: k.Store})
+	a2 = resumeWS(t, url2, "alice@example.com", a.sid, a.seq+1, a.last)
+	b2 = resumeWS(t, url2, "bob@example.com", b.sid, b.seq+1, b.last)
+	return a2, b2
 }
 
 // TestClusterRestartAfterAdoption: n1 hosts alice's call with bob (both
@@ -343,4 +351,53 @@ func ringingHostDies(t *testing.T) (*resumedCaller, *peer, string) {
 		}
 	}
 	return &resumedCaller{peer: w, sid: a.sid, g: gs[1], ringing: in}, b, bsub
+}
+
+// TestRingingForksRecorded: a call forked to bob's two sessions has a
+// record from its start, each fork's key pointing at it; once bob
+// answers on one, the other fork's key goes, and the hang-up takes the
+// rest. Before, a ringing call had no record, and a pointer key was
+// written only for the callee that answered.
+func TestRingingForksRecorded(t *testing.T) {
+	g, url := newGatewayOpts(t, nil, Options{Store: store.NewMemory()})
+	b2 := dial(t, url, protocol.SubprotocolOracle, nil)
+	b2.connect("bob@example.com")
+	a, b := aliceAndBob(t, []string{url, url})
+	in := ringBob(t, a, b)
+	in2 := b2.read()
+	expect(t, in2, protocol.TypeRequest, protocol.ActionStart)
+	callHost(t, g, a.sid, "c1", "local")
+	callHost(t, g, b.sid, in.Control.SubsessionID, "local")
+	callHost(t, g, b2.sid, in2.Control.SubsessionID, "local")
+	answer(b, in)
+	if r := a.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 {
+		t.Fatalf("alice's start answered %s", r.Marshal())
+	}
+	expect(t, b2.read(), protocol.TypeMessage, protocol.ActionShutdown)
+	callHost(t, g, b2.sid, in2.Control.SubsessionID, "")
+	callHost(t, g, b.sid, in.Control.SubsessionID, "local")
+	aliceHangsUp(a)
+	expect(t, b.read(), protocol.TypeMessage, protocol.ActionShutdown)
+	callHost(t, g, a.sid, "c1", "")
+	callHost(t, g, b.sid, in.Control.SubsessionID, "")
+}
+
+// TestRestartKeepsRingingCall: a gateway alone, killed while alice's
+// call rings bob and started again on its store, adopts the ringing
+// call back: both resume, bob's answer reaches alice, and her hang-up
+// reaches bob. Before, the ringing call was gone: bob's answer went
+// nowhere.
+func TestRestartKeepsRingingCall(t *testing.T) {
+	k := &killedStore{Store: store.NewMemory()}
+	g1, url1 := newGatewayOpts(t, nil, Options{Store: k})
+	a, b := aliceAndBob(t, []string{url1, url1})
+	in := ringBob(t, a, b)
+	callHost(t, g1, b.sid, in.Control.SubsessionID, "local")
+	a2, b2 := killAndRestart(t, g1, k, a, b)
+	answer(b2, in)
+	if r := a2.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 || r.Control.SubsessionID != "c1" {
+		t.Fatalf("alice's start answered %s", r.Marshal())
+	}
+	aliceHangsUp(a2)
+	expect(t, b2.read(), protocol.TypeMessage, protocol.ActionShutdown)
 }

@@ -23,8 +23,9 @@ type Options struct {
 	// own, so that a session in calls hosted on two nodes never gets the
 	// same id from both.
 	SubsessionPrefix string
-	// Replicate, when set, hears each change of an answered call between
-	// web sessions that the call needs to go on elsewhere (restore.go),
+	// Replicate, when set, hears each change of a call between web
+	// sessions, from its start (its ringing forks) to its answer and
+	// after, that the call needs to go on elsewhere (restore.go),
 	// and its end (ended). It is called with the call's lock held, in
 	// the order of the changes, and must not block.
 	Replicate func(sn Snapshot, ended bool)
@@ -105,12 +106,14 @@ type Call struct {
 	target  string // the callee as the caller named it
 	ended   bool
 	timer   *time.Timer
-	far     farSide // the relay (relay.go) or the SIP leg (sip.go)
+	// ringUntil is when the ring timer ends the call unanswered.
+	ringUntil time.Time
+	far       farSide // the relay (relay.go) or the SIP leg (sip.go)
 	// grant names this call to attended transfers (attended.go): one per
 	// call, however many transfers name it.
 	grant *grant
-	// replicated is the snapshot Options.Replicate heard last; nil
-	// before the answer (restore.go).
+	// replicated is the snapshot Options.Replicate heard last
+	// (restore.go).
 	replicated *Snapshot
 }
 

@@ -17,7 +17,10 @@ import (
 // it embeds holds the call and leg tables they share with SIP calls.
 type relay struct{ *Handler }
 
-func (h relay) sessionEnded(l *leg) { h.leave(l, protocol.CodeTemporarilyUnavail, nil) }
+func (h relay) sessionEnded(l *leg) {
+	defer h.replicateLocked(l.call)
+	h.leave(l, protocol.CodeTemporarilyUnavail, nil)
+}
 
 func (h relay) frame(l *leg, f *protocol.Frame) {
 	defer h.replicateLocked(l.call)
@@ -149,9 +152,12 @@ func (h relay) ring(ep Endpoint, f *protocol.Frame, target string, eps []Endpoin
 		}
 		l.startCorr = "s" + strconv.FormatUint(seq, 10)
 	}
+	c.ringUntil = time.Now().Add(h.opts.RingTimeout)
 	c.timer = time.AfterFunc(h.opts.RingTimeout, func() { h.ringTimeout(c) })
 	h.log.Debug("call started", "session_id", ep.ID(), "subsession_id", c.caller.sub, "legs", len(eps))
 	h.settle(c)
+	// Recorded from its start, so that it rings on if its host dies.
+	h.replicateLocked(c)
 }
 
 func (h relay) ringTimeout(c *Call) {

@@ -2,25 +2,51 @@ package call
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// Replicated calls: an answered call between web sessions is what its
-// snapshot says, so that another node (or this one, restarted) goes on
-// with it when the node hosting it dies (docs/cluster.md, "A dead
-// node"). What is outstanding at that moment (a re-offer, a transfer, a
-// declared request) is not in it: its answer finds nothing to go to.
+// Replicated calls: a call between web sessions, ringing or answered, is
+// what its snapshot says, so that another node (or this one, restarted)
+// goes on with it when the node hosting it dies (docs/cluster.md, "A
+// dead node"). What is outstanding at that moment (a re-offer, a
+// transfer, a declared request, a ringing fork's buffered candidates) is
+// not in it: its answer finds nothing to go to.
 
-// Snapshot is an answered relayed call as another node rebuilds it.
+// Snapshot is a relayed call as another node rebuilds it.
 type Snapshot struct {
 	// Target is the callee as the caller named it.
 	Target string      `json:"target"`
 	Caller LegSnapshot `json:"caller"`
+	// Callee is the leg that answered; empty while the call rings.
 	Callee LegSnapshot `json:"callee"`
+	// Ringing are the callee legs still ringing, one per forked session,
+	// before the answer; RingUntil is when the call ends unanswered (the
+	// ring timer, wall clock: it goes on on another node).
+	Ringing   []LegSnapshot `json:"ringing,omitempty"`
+	RingUntil time.Time     `json:"ring_until,omitzero"`
 }
 
-// LegSnapshot is one side of an answered relayed call.
+// Answered reports whether sn is of an answered call (else it rings).
+func (sn Snapshot) Answered() bool { return len(sn.Ringing) == 0 }
+
+// Callees are the callee legs sn restores: the one that answered, or
+// those ringing.
+func (sn Snapshot) Callees() []LegSnapshot {
+	if sn.Answered() {
+		return []LegSnapshot{sn.Callee}
+	}
+	return sn.Ringing
+}
+
+func (sn Snapshot) equal(o Snapshot) bool {
+	return sn.Target == o.Target && sn.Caller == o.Caller && sn.Callee == o.Callee &&
+		sn.RingUntil.Equal(o.RingUntil) && slices.Equal(sn.Ringing, o.Ringing)
+}
+
+// LegSnapshot is one side of a relayed call.
 type LegSnapshot struct {
 	Session  string `json:"session"`
 	Identity string `json:"identity"`
@@ -37,41 +63,83 @@ type LegSnapshot struct {
 // here already.
 var ErrLegTaken = errors.New("call: a leg of the restored call is in a call here")
 
-// Restore rebuilds an answered relayed call from its snapshot, its legs'
-// sessions being caller and callee. The call goes on as if it had been
-// answered here: its frames are relayed, and Options.Replicate hears of
-// its changes and its end.
-func (h *Handler) Restore(sn Snapshot, caller, callee Endpoint) error {
-	c := &Call{target: sn.Target, far: relay{h}}
+// ErrRestoreLegs: Restore's endpoints are not one per callee leg.
+var ErrRestoreLegs = errors.New("call: Restore wants one endpoint per callee leg of the snapshot")
+
+// Restore rebuilds a relayed call from its snapshot, its legs' sessions
+// being caller and callees (sn.Callees, in order). An answered call goes
+// on as if it had been answered here: its frames are relayed, and
+// Options.Replicate hears of its changes and its end. A ringing call
+// rings on: a callee's answer, decline or hang-up and the caller's
+// cancel are relayed, and its ring timer ends it at sn.RingUntil.
+func (h *Handler) Restore(sn Snapshot, caller Endpoint, callees ...Endpoint) error {
+	lss := sn.Callees()
+	if len(callees) != len(lss) {
+		return ErrRestoreLegs
+	}
+	state := legAnswered
+	if !sn.Answered() {
+		state = legRinging
+	}
+	c := &Call{target: sn.Target, far: relay{h}, ringUntil: sn.RingUntil}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.caller = restoredLeg(c, caller, sn.Caller)
-	w := restoredLeg(c, callee, sn.Callee)
-	c.callees, c.winner = []*leg{w}, w
+	for i, ep := range callees {
+		c.callees = append(c.callees, restoredLeg(c, ep, lss[i]))
+	}
+	if sn.Answered() {
+		c.winner = c.callees[0]
+	}
 	c.replicated = &sn
+	legs := append([]*leg{c.caller}, c.callees...)
+	for _, l := range legs {
+		l.state = state
+	}
 	// The call counts here now, against the limits of its legs' sessions
 	// here (over the limit, it goes on uncounted: it was admitted).
-	for _, l := range []*leg{c.caller, w} {
+	for _, l := range legs {
 		l.held = acquireCall(l.ep)
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	ck, wk := legKey{caller.ID(), sn.Caller.Sub}, legKey{callee.ID(), sn.Callee.Sub}
-	if h.legs[ck] != nil || h.legs[wk] != nil {
-		for _, l := range []*leg{c.caller, w} {
-			if l.held {
-				releaseCall(l.ep)
+	for _, l := range legs {
+		if h.legs[legKey{l.ep.ID(), l.sub}] != nil {
+			h.mu.Unlock()
+			for _, l := range legs {
+				if l.held {
+					releaseCall(l.ep)
+				}
 			}
+			return ErrLegTaken
 		}
-		return ErrLegTaken
 	}
-	h.legs[ck], h.legs[wk] = c.caller, w
+	for _, l := range legs {
+		h.legs[legKey{l.ep.ID(), l.sub}] = l
+	}
 	h.calls[c] = struct{}{}
-	// A node restarted hands out its ids from 1 again: never one its
-	// restored calls hold.
-	if n, err := strconv.ParseUint(strings.TrimPrefix(sn.Callee.Sub, h.opts.SubsessionPrefix), 10, 64); err == nil && strings.HasPrefix(sn.Callee.Sub, h.opts.SubsessionPrefix) {
-		for cur := h.next.Load(); cur < n && !h.next.CompareAndSwap(cur, n); cur = h.next.Load() {
-		}
+	h.mu.Unlock()
+	for _, ls := range lss {
+		h.keepSub(ls.Sub)
+	}
+	if !sn.Answered() {
+		// Past its time (the adoption came late), it ends at once.
+		c.timer = time.AfterFunc(max(time.Until(sn.RingUntil), 0), func() { relay{h}.ringTimeout(c) })
 	}
 	return nil
+}
+
+// keepSub makes sure the handler never hands out sub, a callee leg's id
+// of a restored call: a node restarted hands out its ids from 1 again.
+func (h *Handler) keepSub(sub string) {
+	if !strings.HasPrefix(sub, h.opts.SubsessionPrefix) {
+		return
+	}
+	n, err := strconv.ParseUint(strings.TrimPrefix(sub, h.opts.SubsessionPrefix), 10, 64)
+	if err != nil {
+		return
+	}
+	for cur := h.next.Load(); cur < n && !h.next.CompareAndSwap(cur, n); cur = h.next.Load() {
+	}
 }
 
 // Drop forgets the call whose leg is (session, sub) without a word to
@@ -108,9 +176,20 @@ func restoredLeg(c *Call, ep Endpoint, ls LegSnapshot) *leg {
 	return &leg{call: c, ep: ep, sub: ls.Sub, state: legAnswered, startCorr: ls.StartCorr, answerCorr: ls.AnswerCorr}
 }
 
-// snapshotLocked returns c's snapshot; c.mu is held and c answered.
+// snapshotLocked returns c's snapshot; c.mu is held.
 func snapshotLocked(c *Call) Snapshot {
-	return Snapshot{Target: c.target, Caller: legSnapshot(c.caller), Callee: legSnapshot(c.winner)}
+	sn := Snapshot{Target: c.target, Caller: legSnapshot(c.caller)}
+	if c.winner != nil {
+		sn.Callee = legSnapshot(c.winner)
+		return sn
+	}
+	for _, l := range c.callees {
+		if l.state == legRinging {
+			sn.Ringing = append(sn.Ringing, legSnapshot(l))
+		}
+	}
+	sn.RingUntil = c.ringUntil
+	return sn
 }
 
 func legSnapshot(l *leg) LegSnapshot {
@@ -118,10 +197,10 @@ func legSnapshot(l *leg) LegSnapshot {
 		StartCorr: l.startCorr, AnswerCorr: l.answerCorr}
 }
 
-// replicateLocked tells Options.Replicate of an answered call's new state,
-// or of its end; c.mu is held.
+// replicateLocked tells Options.Replicate of a relayed call's new state,
+// ringing or answered, or of its end; c.mu is held.
 func (h *Handler) replicateLocked(c *Call) {
-	if h.opts.Replicate == nil || c.winner == nil {
+	if h.opts.Replicate == nil {
 		return
 	}
 	if c.ended {
@@ -132,7 +211,10 @@ func (h *Handler) replicateLocked(c *Call) {
 		return
 	}
 	sn := snapshotLocked(c)
-	if c.replicated != nil && *c.replicated == sn {
+	if c.winner == nil && len(sn.Ringing) == 0 {
+		return // no fork rings: the call is ending (settle)
+	}
+	if c.replicated != nil && c.replicated.equal(sn) {
 		return
 	}
 	c.replicated = &sn

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,12 +20,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Replicated web calls (docs/cluster.md, "A dead node"): each answered
-// call between web sessions has a record in the store, the session
-// records' bucket (same replicas, same age limit, written again while
-// the call lasts), from its answer to its end. The record names the
+// Replicated web calls (docs/cluster.md, "A dead node"): each call
+// between web sessions has a record in the store, the session records'
+// bucket (same replicas, same age limit, written again while the call
+// lasts), from its start (ringing) to its end. The record names the
 // call's host and holds its snapshot (call.Snapshot) under the key of
-// its caller's leg; the callee's leg has a key that points at it. When
+// its caller's leg; each callee leg (each ringing fork, then the one
+// that answered) has a key that points at it. When
 // a host dies, the owner of a session with a route to it for a call (a
 // survivor's live session at the lease's expiry, or a session resuming
 // later) adopts the call: it takes the record by compare-and-set on its
@@ -77,13 +79,36 @@ type callOp struct {
 	done []chan struct{}
 }
 
-// keys returns the record's key and the key pointing at it ("" for a
-// SIP call, which has one web leg).
+// keys returns the record's key and the key of an answered call's
+// callee pointing at it ("" for a SIP call, which has one web leg, and
+// for a ringing call: ptrKeys has its forks').
 func (op callOp) keys() (ck, wk string) {
 	if op.web != nil {
 		return callKey(op.web.Session, op.web.Sub), ""
 	}
-	return callKey(op.sn.Caller.Session, op.sn.Caller.Sub), callKey(op.sn.Callee.Session, op.sn.Callee.Sub)
+	ck = callKey(op.sn.Caller.Session, op.sn.Caller.Sub)
+	if !op.sn.Answered() {
+		return ck, ""
+	}
+	return ck, callKey(op.sn.Callee.Session, op.sn.Callee.Sub)
+}
+
+// ptrKeys are the keys pointing at the record: one per callee leg of a
+// call between web sessions (its ringing forks, or the one that
+// answered).
+func (op callOp) ptrKeys() []string {
+	if op.web != nil {
+		return nil
+	}
+	return ptrKeys(op.sn)
+}
+
+func ptrKeys(sn call.Snapshot) []string {
+	var ks []string
+	for _, l := range sn.Callees() {
+		ks = append(ks, callKey(l.Session, l.Sub))
+	}
+	return ks
 }
 
 // leg names the call by the leg its record is kept under.
@@ -117,6 +142,9 @@ type callRepl struct {
 	// calls are the keys in live of call records (the others point at
 	// one): jsonrtc_call_records.
 	calls map[string]legID
+	// ptrs are the keys in live pointing at each call record, by its key:
+	// a ringing fork's goes once another answered.
+	ptrs map[string][]string
 	// adopting serialises the adoptions of a call.
 	adopting idLocks
 
@@ -126,14 +154,14 @@ type callRepl struct {
 
 func newCallRepl(g *Gateway, host string) *callRepl {
 	return &callRepl{g: g, host: host, ttl: g.cfg.RecordTTL(), queue: map[string]callOp{},
-		kick: make(chan struct{}, 1), live: map[string]heldRecord{}, calls: map[string]legID{}}
+		kick: make(chan struct{}, 1), live: map[string]heldRecord{}, calls: map[string]legID{}, ptrs: map[string][]string{}}
 }
 
 // collectors are the call records' metrics.
 func (r *callRepl) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jsonrtc_call_records",
-			Help: "Answered calls hosted here (web calls, and SIP calls once confirmed) whose record is in the store (another node goes on with them if this one dies)."},
+			Help: "Calls hosted here (web calls from their start, and SIP calls once confirmed) whose record is in the store (another node goes on with them if this one dies)."},
 			func() float64 {
 				r.mu.Lock()
 				defer r.mu.Unlock()
@@ -246,25 +274,19 @@ func (r *callRepl) drain(ctx context.Context) {
 // write stores a call's change under its caller leg's key ck.
 func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 	st := r.g.store
-	_, wk := op.keys()
+	wks := op.ptrKeys()
 	if op.ended {
 		r.mu.Lock()
 		h, held := r.live[ck]
+		wks = union(wks, r.ptrs[ck])
 		r.mu.Unlock()
-		r.forget(ck, wk)
+		r.forget(append([]string{ck}, wks...)...)
 		// Deleted only while the record is the one written here: a
 		// node taken for dead must not delete a call another adopted.
 		if _, rev, err := st.Get(ctx, ck); !held || err != nil || rev != h.rev {
 			return
 		}
-		for _, k := range []string{ck, wk} {
-			if k == "" {
-				continue
-			}
-			if err := st.Delete(ctx, k); err != nil {
-				r.g.rlog.Info("call records", "a call's record not deleted (it expires)", "err", err)
-			}
-		}
+		r.deleteKeys(ctx, append([]string{ck}, wks...))
 		return
 	}
 	data, _ := json.Marshal(op.record(r.host))
@@ -280,7 +302,10 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 			if rev, mine, err = r.overOwn(ctx, ck, data, h.rev); !mine {
 				// Adopted by another node (this one taken for dead), or
 				// expired: not ours to write any more.
-				r.forget(ck, wk)
+				r.mu.Lock()
+				old := r.ptrs[ck]
+				r.mu.Unlock()
+				r.forget(append([]string{ck}, old...)...)
 				r.lost(ctx, ck, op.leg())
 				return
 			}
@@ -307,14 +332,54 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 	r.hold(ck, data, rev)
 	r.mu.Lock()
 	r.calls[ck] = op.leg()
-	_, held = r.live[wk]
+	old := r.ptrs[ck]
+	if wks != nil {
+		r.ptrs[ck] = wks
+	}
+	var create []string
+	for _, wk := range wks {
+		if _, held := r.live[wk]; !held {
+			create = append(create, wk)
+		}
+	}
 	r.mu.Unlock()
-	if !held && wk != "" {
+	for _, wk := range create {
 		ptr, _ := json.Marshal(callRecord{Of: ck})
 		if rev, err := createOver(ctx, st, wk, ptr); err == nil {
 			r.hold(wk, ptr, rev)
 		}
 	}
+	// The forks that no longer ring (another answered, or they failed)
+	// point at the call no more.
+	var gone []string
+	for _, k := range old {
+		if !slices.Contains(wks, k) {
+			gone = append(gone, k)
+		}
+	}
+	if len(gone) > 0 && wks != nil {
+		r.forget(gone...)
+		r.deleteKeys(ctx, gone)
+	}
+}
+
+// deleteKeys deletes the records of keys.
+func (r *callRepl) deleteKeys(ctx context.Context, keys []string) {
+	for _, k := range keys {
+		if err := r.g.store.Delete(ctx, k); err != nil {
+			r.g.rlog.Info("call records", "a call's record not deleted (it expires)", "err", err)
+		}
+	}
+}
+
+// union returns a with the elements of b it does not have.
+func union(a, b []string) []string {
+	for _, k := range b {
+		if !slices.Contains(a, k) {
+			a = append(a, k)
+		}
+	}
+	return a
 }
 
 // writeAttempt bounds one attempt of a call record's write. A write sent
@@ -423,6 +488,7 @@ func (r *callRepl) forget(keys ...string) {
 	for _, k := range keys {
 		delete(r.live, k)
 		delete(r.calls, k)
+		delete(r.ptrs, k)
 	}
 	r.mu.Unlock()
 }
@@ -513,23 +579,60 @@ func (r *callRepl) take(ctx context.Context, ck string, rec *callRecord, rev uin
 	if err != nil {
 		return err
 	}
-	callee, err := r.g.legEndpoint(ctx, sn.Callee)
+	callees, err := r.calleeEndpoints(ctx, &sn)
 	if err != nil {
 		return err
 	}
 	if err := r.claim(ctx, ck, rec, rev, legID{sn.Caller.Session, sn.Caller.Sub}); err != nil {
 		return err
 	}
-	wk := callKey(sn.Callee.Session, sn.Callee.Sub)
-	if ptr, prev, err := r.g.store.Get(ctx, wk); err == nil {
-		r.hold(wk, ptr, prev)
+	// The record's pointers are this node's to refresh now, and to
+	// delete (those of forks whose session is gone at the next write).
+	wks := ptrKeys(*rec.Call)
+	for _, wk := range wks {
+		if ptr, prev, err := r.g.store.Get(ctx, wk); err == nil {
+			r.hold(wk, ptr, prev)
+		}
 	}
-	if err := r.g.calls.Restore(sn, caller, callee); err != nil && !errors.Is(err, call.ErrLegTaken) {
+	r.mu.Lock()
+	r.ptrs[ck] = wks
+	r.mu.Unlock()
+	if err := r.g.calls.Restore(sn, caller, callees...); err != nil && !errors.Is(err, call.ErrLegTaken) {
 		return err
 	}
 	r.adopted.Add(1)
-	r.g.log.Info("call adopted", "session_id", sn.Caller.Session, "subsession_id", sn.Caller.Sub, "callee_session_id", sn.Callee.Session)
+	r.g.log.Info("call adopted", "session_id", sn.Caller.Session, "subsession_id", sn.Caller.Sub, "callees", len(callees), "ringing", !sn.Answered())
 	return nil
+}
+
+// calleeEndpoints returns the endpoints of the callee legs of sn: of a
+// ringing call, those of the forks whose sessions are still there (the
+// others are left out of sn); errCallGone when none is.
+func (r *callRepl) calleeEndpoints(ctx context.Context, sn *call.Snapshot) ([]endpoint.Endpoint, error) {
+	if sn.Answered() {
+		ep, err := r.g.legEndpoint(ctx, sn.Callee)
+		if err != nil {
+			return nil, err
+		}
+		return []endpoint.Endpoint{ep}, nil
+	}
+	var eps []endpoint.Endpoint
+	var ringing []call.LegSnapshot
+	for _, l := range sn.Ringing {
+		ep, err := r.g.legEndpoint(ctx, l)
+		switch {
+		case errors.Is(err, errCallGone):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		eps, ringing = append(eps, ep), append(ringing, l)
+	}
+	if len(eps) == 0 {
+		return nil, errCallGone
+	}
+	sn.Ringing = ringing
+	return eps, nil
 }
 
 // claim names this node the host in the call record rec, read under ck
@@ -663,6 +766,27 @@ func (s *Session) reroute(host string, f *protocol.Frame) bool {
 		s.forward(nh, f)
 	}
 	return true
+}
+
+// routeNewCall notes this node as the host of the call f, a start of
+// s's client, begins here: before any frame of the call reaches the
+// caller, her session's record then says where her ringing call lives
+// (its record is written from the start), so that her resume after
+// this node's death finds it. A start refused drops the route again
+// (noteRouteLocked).
+func (s *Session) routeNewCall(f *protocol.Frame) {
+	g := s.g
+	if g.repl == nil || g.node == nil || f.Control.Type != protocol.TypeRequest || f.Header.Action != protocol.ActionStart || f.Control.SubsessionID == "" {
+		return
+	}
+	k := routeKey{protocol.PackageCall, f.Control.SubsessionID}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.routes[k]; ok {
+		return
+	}
+	s.noteRouteLocked(f, g.self())
+	s.markDirtyLocked()
 }
 
 // routedHere reports whether f, a call frame of s's client, belongs to a

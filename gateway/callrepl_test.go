@@ -18,6 +18,18 @@ import (
 // returns b's subsession.
 func webCall(t *testing.T, a, b *peer) string {
 	t.Helper()
+	in := ringBob(t, a, b)
+	answer(b, in)
+	if r := a.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 {
+		t.Fatalf("alice's start answered %s", r.Marshal())
+	}
+	return in.Control.SubsessionID
+}
+
+// ringBob sends alice's (a) start to bob on sub "c1" and returns the
+// start bob (b) gets.
+func ringBob(t *testing.T, a, b *peer) *protocol.Frame {
+	t.Helper()
 	a.send(&protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: "c1"},
 		Header:  protocol.Header{Action: protocol.ActionStart, Initiator: "alice@example.com", Target: "bob@example.com"},
@@ -25,11 +37,7 @@ func webCall(t *testing.T, a, b *peer) string {
 	})
 	in := b.read()
 	expect(t, in, protocol.TypeRequest, protocol.ActionStart)
-	answer(b, in)
-	if r := a.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 {
-		t.Fatalf("alice's start answered %s", r.Marshal())
-	}
-	return in.Control.SubsessionID
+	return in
 }
 
 // aliceCallsBob connects alice at urlA and bob at urlB and has a call
@@ -166,16 +174,21 @@ func hostDies(t *testing.T, heard bool) {
 		}
 	}
 	bobReoffers(t, b, w, bsub)
-	w.send(&protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},
-		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: "alice@example.com", Target: "bob@example.com"},
-	})
+	aliceHangsUp(w)
 	bye := b.read()
 	expect(t, bye, protocol.TypeMessage, protocol.ActionShutdown)
 	if bye.Header.Reason != "" {
 		t.Fatalf("bob's shutdown says %q, want alice's hang-up", bye.Header.Reason)
 	}
 	callHost(t, gs[1], a.sid, "c1", "")
+}
+
+// aliceHangsUp sends alice's (a) shutdown of the call on "c1".
+func aliceHangsUp(a *peer) {
+	a.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},
+		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: "alice@example.com", Target: "bob@example.com"},
+	})
 }
 
 // killedStore takes no write once killed: the process that uses it is
@@ -214,21 +227,29 @@ func (k *killedStore) Delete(ctx context.Context, key string) error {
 // bob's hang-up reaches alice. Before, the call was gone: bob's
 // re-offer got "no such call".
 func TestRestartKeepsCalls(t *testing.T) {
-	st := store.NewMemory()
-	k := &killedStore{Store: st}
+	k := &killedStore{Store: store.NewMemory()}
 	g1, url1 := newGatewayOpts(t, nil, Options{Store: k})
 	a, b, bsub := aliceCallsBob(t, url1, url1)
 	callHost(t, g1, a.sid, "c1", "local")
+	a2, b2 := killAndRestart(t, g1, k, a, b)
+	bobReoffersAndHangsUp(t, b2, a2, bsub)
+}
+
+// killAndRestart kills g1 (its store k takes no more writes, the
+// sockets of a and b go) and starts a gateway again on the store, where
+// a and b resume.
+func killAndRestart(t *testing.T, g1 *Gateway, k *killedStore, a, b *peer) (a2, b2 *peer) {
+	t.Helper()
 	k.killed.Store(true)
 	a.c.CloseNow()
 	b.c.CloseNow()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = g1.Shutdown(ctx) // its writes fail: the store keeps what the kill left
-	_, url2 := newGatewayOpts(t, nil, Options{Store: st})
-	a2 := resumeWS(t, url2, "alice@example.com", a.sid, a.seq+1, a.last)
-	b2 := resumeWS(t, url2, "bob@example.com", b.sid, b.seq+1, b.last)
-	bobReoffersAndHangsUp(t, b2, a2, bsub)
+	_, url2 := newGatewayOpts(t, nil, Options{Store: k.Store})
+	a2 = resumeWS(t, url2, "alice@example.com", a.sid, a.seq+1, a.last)
+	b2 = resumeWS(t, url2, "bob@example.com", b.sid, b.seq+1, b.last)
+	return a2, b2
 }
 
 // TestClusterRestartAfterAdoption: n1 hosts alice's call with bob (both
@@ -334,4 +355,117 @@ func TestCallRecordAfterALostAnswer(t *testing.T) {
 	if g.calls.Active() != 1 {
 		t.Fatalf("%d calls, want 1", g.calls.Active())
 	}
+}
+
+// TestClusterRingingCallSurvivesItsHost: alice on n1 calls bob on n2,
+// and n1, the call's host, dies while bob's phone rings. n2 adopts the
+// ringing call from its record (written at the start); alice resumes on
+// n3. Bob's answer reaches alice through n2, and her hang-up reaches
+// bob. Before, a ringing call had no record: both got shutdown ("the
+// call's node went down").
+func TestClusterRingingCallSurvivesItsHost(t *testing.T) {
+	w, b, bsub := ringingHostDies(t)
+	answer(b, w.ringing)
+	if r := w.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 || r.Control.SubsessionID != "c1" {
+		t.Fatalf("alice's start answered %s", r.Marshal())
+	}
+	callHost(t, w.g, b.sid, bsub, "n2")
+	aliceHangsUp(w.peer)
+	expect(t, b.read(), protocol.TypeMessage, protocol.ActionShutdown)
+	callHost(t, w.g, w.sid, "c1", "")
+	callHost(t, w.g, b.sid, bsub, "")
+}
+
+// TestClusterRingingCallCancelledAfterAdoption: as
+// TestClusterRingingCallSurvivesItsHost, but alice cancels the call
+// after the adoption: bob's phone stops ringing.
+func TestClusterRingingCallCancelledAfterAdoption(t *testing.T) {
+	w, b, bsub := ringingHostDies(t)
+	aliceHangsUp(w.peer)
+	if c := b.read(); c.Control.Type != protocol.TypeMessage || c.Header.Action != protocol.ActionShutdown || c.Control.SubsessionID != bsub {
+		t.Fatalf("bob got %s, want the cancel", c.Marshal())
+	}
+	callHost(t, w.g, b.sid, bsub, "")
+}
+
+// resumedCaller is alice's peer resumed on n3 with what the test needs
+// of the call.
+type resumedCaller struct {
+	*peer
+	sid     string
+	g       *Gateway // n2, bob's node, which reads the records
+	ringing *protocol.Frame
+}
+
+// ringingHostDies: alice on n1 calls bob on n2; while bob's phone rings
+// (the record written, naming n1), n1 dies; n2 adopts the call and
+// alice resumes on n3. It returns alice there, bob, and bob's
+// subsession of the call.
+func ringingHostDies(t *testing.T) (*resumedCaller, *peer, string) {
+	t.Helper()
+	gs, urls := newClusterGateways(t, 3)
+	a, b := aliceAndBob(t, urls) // reports_test.go
+	in := ringBob(t, a, b)
+	bsub := in.Control.SubsessionID
+	callHost(t, gs[1], a.sid, "c1", "n1")
+	callHost(t, gs[1], b.sid, bsub, "n1")
+	gs[0].node.Close()
+	a.c.CloseNow()
+	callHost(t, gs[1], b.sid, bsub, "n2")
+	w := resumeWS(t, urls[2], "alice@example.com", a.sid, a.seq+1, a.last)
+	for deadline := time.Now().Add(10 * time.Second); !gs[2].node.Down("n1") || !gs[1].node.Down("n1"); <-time.After(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("n2 and n3 do not see n1 down after 10s")
+		}
+	}
+	return &resumedCaller{peer: w, sid: a.sid, g: gs[1], ringing: in}, b, bsub
+}
+
+// TestRingingForksRecorded: a call forked to bob's two sessions has a
+// record from its start, each fork's key pointing at it; once bob
+// answers on one, the other fork's key goes, and the hang-up takes the
+// rest. Before, a ringing call had no record, and a pointer key was
+// written only for the callee that answered.
+func TestRingingForksRecorded(t *testing.T) {
+	g, url := newGatewayOpts(t, nil, Options{Store: store.NewMemory()})
+	b2 := dial(t, url, protocol.SubprotocolOracle, nil)
+	b2.connect("bob@example.com")
+	a, b := aliceAndBob(t, []string{url, url})
+	in := ringBob(t, a, b)
+	in2 := b2.read()
+	expect(t, in2, protocol.TypeRequest, protocol.ActionStart)
+	callHost(t, g, a.sid, "c1", "local")
+	callHost(t, g, b.sid, in.Control.SubsessionID, "local")
+	callHost(t, g, b2.sid, in2.Control.SubsessionID, "local")
+	answer(b, in)
+	if r := a.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 {
+		t.Fatalf("alice's start answered %s", r.Marshal())
+	}
+	expect(t, b2.read(), protocol.TypeMessage, protocol.ActionShutdown)
+	callHost(t, g, b2.sid, in2.Control.SubsessionID, "")
+	callHost(t, g, b.sid, in.Control.SubsessionID, "local")
+	aliceHangsUp(a)
+	expect(t, b.read(), protocol.TypeMessage, protocol.ActionShutdown)
+	callHost(t, g, a.sid, "c1", "")
+	callHost(t, g, b.sid, in.Control.SubsessionID, "")
+}
+
+// TestRestartKeepsRingingCall: a gateway alone, killed while alice's
+// call rings bob and started again on its store, adopts the ringing
+// call back: both resume, bob's answer reaches alice, and her hang-up
+// reaches bob. Before, the ringing call was gone: bob's answer went
+// nowhere.
+func TestRestartKeepsRingingCall(t *testing.T) {
+	k := &killedStore{Store: store.NewMemory()}
+	g1, url1 := newGatewayOpts(t, nil, Options{Store: k})
+	a, b := aliceAndBob(t, []string{url1, url1})
+	in := ringBob(t, a, b)
+	callHost(t, g1, b.sid, in.Control.SubsessionID, "local")
+	a2, b2 := killAndRestart(t, g1, k, a, b)
+	answer(b2, in)
+	if r := a2.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 || r.Control.SubsessionID != "c1" {
+		t.Fatalf("alice's start answered %s", r.Marshal())
+	}
+	aliceHangsUp(a2)
+	expect(t, b2.read(), protocol.TypeMessage, protocol.ActionShutdown)
 }

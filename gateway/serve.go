@@ -1107,6 +1107,7 @@ func (s *Session) dispatch(f *protocol.Frame) {
 		if here && s.astray(f) {
 			return
 		}
+		s.routeNewCall(f)
 		s.g.calls.HandleFrame(s, f)
 	case protocol.PackageMessaging:
 		s.awaitReport(f)

@@ -173,3 +173,43 @@ func TestRestartKeepsCall(t *testing.T) {
 	reOffer(t, in, bob, out, alice, offer, answer)
 	ended(t, out, bob)
 }
+
+// TestRingingCallSurvivesItsHost: alice on n1 calls bob, who has a
+// session on n2 and one on n3; both ring, and n1, the call's host, is
+// killed (kill -9) before either answers. A survivor adopts the ringing
+// call from its record (written at the start) as n1's lease expires,
+// alice resumes, and bob's answer on n2 reaches her while his phone on
+// n3 stops ringing; alice's hang-up reaches bob. Before, the ringing
+// call ended on every side with its host ("the call's node went
+// down").
+func TestRingingCallSurvivesItsHost(t *testing.T) {
+	nodes := newCluster(t)
+	bob := dial(t, "bob@example.com", urls(nodes, 1), nil)
+	bob2 := dial(t, "bob@example.com", urls(nodes, 2), nil)
+	alice := dial(t, "alice@example.com", urls(nodes, 0), nil)
+	out, err := alice.StartCall(tctx(t), bob.Identity(), offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := incoming(t, alice, bob)
+	incoming(t, alice, bob2)
+	if err := in.Call.Ring(tctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	callEvent(t, alice, client.CallRinging)
+	untilMetric(t, "jsonrtc_call_records", 1, nodes[0].metrics)
+	nodes[0].stop(t, syscall.SIGKILL)
+	resumedBy(t, alice, time.Now().Add(90*time.Second))
+	untilMetric(t, "jsonrtc_calls_adopted_total", 1, nodes[1].metrics, nodes[2].metrics)
+	if err := in.Call.Answer(tctx(t), answer); err != nil {
+		t.Fatal(err)
+	}
+	if ev := callEvent(t, alice, client.CallAnswered); ev.SDP != answer {
+		t.Fatalf("answer %q", ev.SDP)
+	}
+	callEvent(t, alice, client.CallEstablished)
+	callEvent(t, bob, client.CallEstablished)
+	callEvent(t, bob2, client.CallEnded)
+	ended(t, out, bob)
+	untilMetric(t, "jsonrtc_call_records", 0, nodes[1].metrics, nodes[2].metrics)
+}

@@ -2,11 +2,16 @@ package cluster
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -352,7 +357,14 @@ func balancedSIPCallSurvives(t *testing.T, out bool, sig syscall.Signal) {
 // the user through the new node's binding.
 func TestBalancedInviteToDeadNode(t *testing.T) {
 	b := newBalanced(t)
-	user := dial(t, regUser+"@example.com", urls(b.nodes, 0), nil)
+	// The user's resume must not race the INVITE (both wait for n1's
+	// lease to expire; a session resumed first rings the call instead of
+	// the 480 this test is about): the client reaches n2 only through a
+	// gate opened once SIPp had its 480.
+	gate := newGate(t, b.nodes[1].addr)
+	user := dial(t, regUser+"@example.com", nil, func(o *client.Options) {
+		o.URLs = []string{b.nodes[0].ws(), "ws://" + gate.addr + "/ws/webrtc/test"}
+	})
 	b.checkBinding(t, b.sip[0])
 
 	b.nodes[0].stop(t, syscall.SIGKILL)
@@ -367,6 +379,7 @@ func TestBalancedInviteToDeadNode(t *testing.T) {
 		t.Errorf("the balancer relayed %d INVITEs of the AOR to n2 or n3, want 1", n)
 	}
 
+	gate.open.Store(true)
 	resumedBy(t, user, time.Now().Add(30*time.Second))
 	t.Logf("the session resumed %v after the kill -9", time.Since(killed).Round(time.Millisecond))
 	sippCall(t, b.registrar, user)
@@ -401,4 +414,27 @@ func TestBalancedSubscriptionsMoveOnKill(t *testing.T) {
 	if n := b.relayedTo(t, "NOTIFY", b.sip[1]) + b.relayedTo(t, "NOTIFY", b.sip[2]); n < 2 {
 		t.Errorf("the balancer relayed %d NOTIFYs to n2 or n3, want at least the new dialogs' first", n)
 	}
+}
+
+// gate is a proxy to a node's HTTP address that refuses every request
+// (503) until open: a test holds a client's resume on it.
+type gate struct {
+	addr string
+	open atomic.Bool
+}
+
+func newGate(t *testing.T, to string) *gate {
+	t.Helper()
+	g := &gate{}
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: to})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !g.open.Load() {
+			http.Error(w, "gate closed", http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	g.addr = srv.Listener.Addr().String()
+	return g
 }

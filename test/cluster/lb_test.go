@@ -333,13 +333,7 @@ func balancedSIPCallSurvives(t *testing.T, out bool, sig syscall.Signal) {
 	// The failover time of docs/cluster.md, "SIP deployments".
 	t.Logf("SIPp's re-INVITE reached the user through the balancer and the new node %v after the %s", time.Since(killed).Round(time.Millisecond),
 		map[syscall.Signal]string{syscall.SIGKILL: "kill -9", syscall.SIGTERM: "SIGTERM (drain)"}[sig])
-	if err := call.Answer(tctx(t), answer); err != nil {
-		t.Fatalf("answering SIPp's re-INVITE (%q): %v", ro.SDP, err)
-	}
-	if ev := untilCallEvent(t, user, client.CallDTMF); ev.Digits != "7" {
-		t.Fatalf("DTMF %q, want SIPp's 7", ev.Digits)
-	}
-	untilCallEvent(t, user, client.CallEnded)
+	sippGoesOn(t, user, call, ro, answer)
 	sipp.wait(t)
 	if n := b.relayedTo(t, "BYE", b.sip[1]) + b.relayedTo(t, "BYE", b.sip[2]); n != 1 {
 		t.Errorf("the balancer relayed %d BYEs to n2 or n3, want SIPp's", n)

@@ -109,6 +109,17 @@ func sipCallSurvives(t *testing.T, out, webBye bool, sig syscall.Signal) {
 		return
 	}
 	ro := untilCallEvent(t, user, client.CallReOffer)
+	sippGoesOn(t, user, call, ro, answer)
+	sipp.wait(t)
+	if !out {
+		sippCall(t, kaddr, user)
+	}
+}
+
+// sippGoesOn: after the failover SIPp's re-INVITE (ro) is answered by
+// the user, and SIPp's INFO (DTMF 7) and BYE reach the user.
+func sippGoesOn(t *testing.T, user *client.Client, call *client.Call, ro client.Event, answer string) {
+	t.Helper()
 	if err := call.Answer(tctx(t), answer); err != nil {
 		t.Fatalf("answering SIPp's re-INVITE (%q): %v", ro.SDP, err)
 	}
@@ -116,10 +127,6 @@ func sipCallSurvives(t *testing.T, out, webBye bool, sig syscall.Signal) {
 		t.Fatalf("DTMF %q, want SIPp's 7", ev.Digits)
 	}
 	untilCallEvent(t, user, client.CallEnded)
-	sipp.wait(t)
-	if !out {
-		sippCall(t, kaddr, user)
-	}
 }
 
 // untilCallEvent returns c's next call event want, within 30 s, passing
@@ -374,12 +381,6 @@ func TestSIPCallSurvivesRestart(t *testing.T) {
 	resumedBy(t, user, time.Now().Add(40*time.Second))
 	untilMetric(t, "jsonrtc_sip_calls_adopted_total", 1, nodes[0].metrics)
 	ro := untilCallEvent(t, user, client.CallReOffer)
-	if err := call.Answer(tctx(t), answer); err != nil {
-		t.Fatalf("answering SIPp's re-INVITE (%q): %v", ro.SDP, err)
-	}
-	if ev := untilCallEvent(t, user, client.CallDTMF); ev.Digits != "7" {
-		t.Fatalf("DTMF %q, want SIPp's 7", ev.Digits)
-	}
-	untilCallEvent(t, user, client.CallEnded)
+	sippGoesOn(t, user, call, ro, answer)
 	sipp.wait(t)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
@@ -60,17 +61,19 @@ func TestSIPCallOfAGoneSessionEnded(t *testing.T) {
 	})
 	g := gs[0]
 	phone, got := byePeer(t)
-	app, _ := json.Marshal(call.SIPSnapshot{Out: true, Target: "bob@sip.example",
-		Web: call.LegSnapshot{Session: "gone", Identity: "alice@example.com", Sub: "c1", StartCorr: "c1"}})
-	st := sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uac", CallID: "cid-orphan", LocalTag: "lt", RemoteTag: "rt",
-		LocalURI: "sip:alice@example.com", RemoteURI: "sip:bob@sip.example", RemoteTarget: fmt.Sprintf("sip:bob@%s", phone),
-		LocalCSeq: 7, LocalSDP: "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\n", App: app}
-	rec, _ := json.Marshal(callRecord{Host: g.self(), SIP: &st})
-	if _, err := g.store.Create(context.Background(), callKey("gone", "c1"), rec); err != nil {
-		t.Fatal(err)
-	}
+	putSIPRecord(t, g, "gone", phone, callRecord{Host: g.self()})
 
 	g.repl.adoptOwn()
+	expectOrphanBye(t, g, got)
+	// Found again (another node's sweep, a later restart): nothing left.
+	g.repl.adoptOwn()
+	expectNothing(t, g, got)
+}
+
+// expectOrphanBye waits for the phone's one BYE of the call recorded by
+// putSIPRecord, with the cause, and for its record's deletion.
+func expectOrphanBye(t *testing.T, g *Gateway, got <-chan *sip.Request) {
+	t.Helper()
 	var bye *sip.Request
 	select {
 	case bye = <-got:
@@ -84,14 +87,59 @@ func TestSIPCallOfAGoneSessionEnded(t *testing.T) {
 		t.Errorf("BYE Reason %v", r)
 	}
 	sipRecordOf(t, g, "gone", "c1", func(r *callRecord) bool { return r == nil })
-	if n := g.repl.sip.orphaned.Load(); n != 1 {
-		t.Errorf("orphaned %d, want 1", n)
-	}
-	// Found again (another node's sweep, a later restart): nothing left.
-	g.repl.adoptOwn()
+}
+
+// expectNothing checks that the phone got nothing more, and that one
+// call was counted as orphaned.
+func expectNothing(t *testing.T, g *Gateway, got <-chan *sip.Request) {
+	t.Helper()
 	select {
 	case r := <-got:
 		t.Fatalf("the phone got %s again", r.Method)
 	default:
 	}
+	if n := g.repl.sip.orphaned.Load(); n != 1 {
+		t.Errorf("orphaned %d, want 1", n)
+	}
+}
+
+// putSIPRecord stores the record rec of a confirmed SIP call from the
+// web session's subsession c1 to the phone at addr (Call-ID cid-orphan,
+// our last CSeq 7).
+func putSIPRecord(t *testing.T, g *Gateway, session, phone string, rec callRecord) {
+	t.Helper()
+	app, _ := json.Marshal(call.SIPSnapshot{Out: true, Target: "bob@sip.example",
+		Web: call.LegSnapshot{Session: session, Identity: "alice@example.com", Sub: "c1", StartCorr: "c1"}})
+	rec.SIP = &sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uac", CallID: "cid-orphan", LocalTag: "lt", RemoteTag: "rt",
+		LocalURI: "sip:alice@example.com", RemoteURI: "sip:bob@sip.example", RemoteTarget: fmt.Sprintf("sip:bob@%s", phone),
+		LocalCSeq: 7, LocalSDP: "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\n", App: app}
+	data, _ := json.Marshal(rec)
+	if _, err := g.store.Create(context.Background(), callKey(session, "c1"), data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The sweep: a SIP call handed over at a drain (its record released)
+// whose client never resumed, its session record gone, is ended (one
+// BYE) and its record deleted; one whose session is still there is left
+// for the resume that adopts it.
+func TestSweepEndsReleasedSIPCallOfAGoneSession(t *testing.T) {
+	gs, urls := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
+		c.SIP.Domain = "example.com"
+		c.SIP.Listen.UDP = "127.0.0.1:0"
+	})
+	g := gs[0]
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@web.example") // a SIP domain's user would register
+	phone, got := byePeer(t)
+	putSIPRecord(t, g, "gone", phone, callRecord{Host: "n7", Released: true})
+	putSIPRecord(t, g, a.sid, phone, callRecord{Host: "n7", Released: true})
+
+	g.repl.sweepOrphans()
+	expectOrphanBye(t, g, got)
+	if r := sipRecordOf(t, g, a.sid, "c1", func(r *callRecord) bool { return r != nil }); !r.Released || r.Host != "n7" {
+		t.Errorf("the live session's record %+v, want it released as it was", r)
+	}
+	g.repl.sweepOrphans()
+	expectNothing(t, g, got)
 }

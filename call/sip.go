@@ -130,6 +130,7 @@ func (s *sipSide) mediaRoute(target, trunk string) rtpengine.Route {
 type sipSide struct {
 	dial    func(context.Context, sipgw.DialOptions) (sipCall, error)
 	adopt   func(context.Context, sipgw.DialogState, *sipgw.AdoptOptions) (sipCall, error) // nil: dialogs do not move here (siprestore.go)
+	end     func(ctx context.Context, st sipgw.DialogState, code int, reason string) error // nil: no recorded dialog is ended here (EndSIP)
 	domains map[string]bool
 	headers map[string]bool
 	media   *rtpengine.Adapter
@@ -189,6 +190,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 		return sipgwCall{sc}, nil
 	}, o)
 	h.far.adopt = adoptVia(net)
+	h.far.end = endVia(net)
 }
 
 func (h *Handler) useSIP(dial func(context.Context, sipgw.DialOptions) (sipCall, error), o SIPOptions) {

@@ -230,6 +230,45 @@ func (fl *farLeg) resumeMedia(ms *rtpengine.SessionState) error {
 // errNoMedia: an anchored call adopted by a node without rtpengine.
 var errNoMedia = errors.New("call: the call's media is in rtpengine, and this node has none")
 
+// The cause of the BYE that ends a recorded SIP call whose web user is
+// gone (EndSIP; RFC 3326 Reason).
+const (
+	orphanCode   = 480
+	orphanReason = "the web user is gone"
+)
+
+// EndSIP ends the confirmed SIP call of the dialog state st, which
+// another node recorded (dead, or handing it over at a drain) and whose
+// web leg's session is gone (expired before anyone went on with it): the
+// phone would otherwise keep a call with no one on the other side until
+// its session timer ran out, or for ever without one. This node's user
+// agent sends the dialog's BYE (Reason: SIP;cause=480;text=orphanReason;
+// the header rules of an incoming call's as this node binds them, none
+// for an outgoing one's: its route's need the web session), bounded by
+// ctx, and the call's media goes from rtpengine. Nothing reaches the
+// web side: there is none. ErrNoAdopt when this node's SIP side does not
+// end recorded dialogs.
+func (h *Handler) EndSIP(ctx context.Context, st sipgw.DialogState) error {
+	var sn SIPSnapshot
+	if err := json.Unmarshal(st.App, &sn); err != nil {
+		return err
+	}
+	if h.far == nil || h.far.end == nil {
+		return ErrNoAdopt
+	}
+	err := h.far.end(ctx, st, orphanCode, orphanReason)
+	if sn.Media != nil && h.far.media != nil {
+		fl := h.newFarLeg(&Call{target: sn.Target}, false)
+		fl.logWith("session_id", sn.Web.Session, "subsession_id", sn.Web.Sub)
+		if merr := fl.resumeMedia(sn.Media); merr == nil {
+			fl.deleteMedia(fl.media)
+		} else {
+			fl.mediaFailed("delete", merr)
+		}
+	}
+	return err
+}
+
 // ReleasedSIP is a SIP call handed over at a drain (ReleaseSIP): the
 // web side's part and the dialog's last state, for its record.
 type ReleasedSIP struct {
@@ -280,6 +319,24 @@ func (fl *farLeg) dropSIP() bool {
 	fl.h.endFar(fl.c)
 	fl.h.far.wg.Go(func() { dc.Release() })
 	return true
+}
+
+// ender is a SIP network that ends dialogs another node recorded
+// (*sipgw.UserAgent).
+type ender interface {
+	EndDialog(ctx context.Context, st sipgw.DialogState, code int, reason string, o *sipgw.AdoptOptions) error
+}
+
+// endVia makes the end function of a SIP network that ends recorded
+// dialogs.
+func endVia(net SIP) func(context.Context, sipgw.DialogState, int, string) error {
+	e, ok := net.(ender)
+	if !ok {
+		return nil
+	}
+	return func(ctx context.Context, st sipgw.DialogState, code int, reason string) error {
+		return e.EndDialog(ctx, st, code, reason, nil)
+	}
 }
 
 // adoptVia makes the adopt function of a SIP network that adopts.

@@ -344,3 +344,37 @@ func TestRestoreSIPTakesQuota(t *testing.T) {
 		t.Fatalf("after the release the session holds %d calls here, want 0", n)
 	}
 }
+
+// EndSIP ends a recorded call whose web user is gone: the dialog is
+// ended once, with the 480 cause, and the handler keeps nothing of it.
+func TestEndSIP(t *testing.T) {
+	e, rec, _ := adoptingEnv(t, nil)
+	type ended struct {
+		callID, reason string
+		code           int
+	}
+	got := make(chan ended, 2)
+	e.h.far.end = func(ctx context.Context, st sipgw.DialogState, code int, reason string) error {
+		got <- ended{st.CallID, reason, code}
+		return nil
+	}
+	b := e.ep("bob@web.example")
+	if err := e.h.EndSIP(context.Background(), incomingState(b, "s7")); err != nil {
+		t.Fatal(err)
+	}
+	if g := <-got; g != (ended{"cid-x", orphanReason, 480}) {
+		t.Fatalf("ended %+v", g)
+	}
+	select {
+	case g := <-got:
+		t.Fatalf("ended again %+v", g)
+	case r := <-rec:
+		t.Fatalf("recorded %+v", r)
+	default:
+	}
+	e.assertIdle(t)
+	e.h.far.end = nil
+	if err := e.h.EndSIP(context.Background(), incomingState(b, "s8")); err != ErrNoAdopt {
+		t.Fatalf("EndSIP without a SIP side that ends dialogs: %v", err)
+	}
+}

@@ -152,7 +152,7 @@ func (r *remote) send(f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) 
 // startCluster serves the node's subjects.
 func (g *Gateway) startCluster() error {
 	g.forwarded = make(chan func(), inboundQueue)
-	if !g.goTracked(g.watchCutOff) || !g.goTracked(g.inboundLoop) {
+	if !g.goTracked(g.watchCutOff) || !g.goTracked(g.inboundLoop) || !g.goTracked(g.watchOrphans) {
 		return errors.New("gateway: shut down")
 	}
 	for kind, fn := range map[string]func([]byte) []byte{

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,7 @@ type sipCounters struct {
 	aheadFailed  atomic.Uint64 // write-aheads not written in time
 	adoptFailed  atomic.Uint64 // dialogs whose adoption failed
 	adoptedCalls atomic.Uint64 // dialogs adopted
+	orphaned     atomic.Uint64 // dialogs ended: their web user gone
 }
 
 // sipCollectors are the SIP call records' metrics.
@@ -48,6 +50,9 @@ func (r *callRepl) sipCollectors() []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_call_writeahead_failed_total",
 			Help: "In-dialog requests of SIP calls that left before their CSeq was written (the queue full, or the store slow)."},
 			func() float64 { return float64(r.sip.aheadFailed.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_calls_orphaned_total",
+			Help: "SIP calls of records this node took whose web session was gone: it ended their dialogs (BYE) and media, and deleted the records."},
+			func() float64 { return float64(r.sip.orphaned.Load()) }),
 	}
 }
 
@@ -157,6 +162,10 @@ func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev 
 		return errCallGone // not a record this node can use
 	}
 	ep, err := r.g.legEndpoint(ctx, sn.Web)
+	if errors.Is(err, errCallGone) {
+		r.endOrphan(ctx, ck, rec, rev, sn)
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -177,6 +186,30 @@ func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev 
 		r.push(callOp{web: &sn.Web, ended: true})
 	}
 	return nil
+}
+
+// endOrphan ends the SIP call of rec, under ck at revision rev, whose web
+// leg's session is gone (expired before anyone went on with it): nobody
+// will continue it, and the phone would keep it until its session timer
+// ran out, or for ever. This node takes the record by compare-and-set,
+// as for an adoption, so that one node alone ends the dialog (one BYE),
+// has its user agent end it (call.Handler.EndSIP, which deletes the
+// call's rtpengine session too) and deletes the record. A record another
+// node took first is left to it.
+func (r *callRepl) endOrphan(ctx context.Context, ck string, rec *callRecord, rev uint64, sn call.SIPSnapshot) {
+	if err := r.claim(ctx, ck, rec, rev, legID{sn.Web.Session, sn.Web.Sub}); err != nil {
+		return
+	}
+	ectx, cancel := context.WithTimeout(r.g.ctx, sipAdoptTimeout)
+	err := r.g.calls.EndSIP(ectx, *rec.SIP)
+	cancel()
+	r.push(callOp{web: &sn.Web, ended: true})
+	if err != nil {
+		r.g.rlog.Info("call records", "a SIP call whose web user is gone not ended", "session_id", sn.Web.Session, "subsession_id", sn.Web.Sub, "err", err)
+		return
+	}
+	r.sip.orphaned.Add(1)
+	r.g.log.Info("SIP call ended: its web user is gone", "session_id", sn.Web.Session, "subsession_id", sn.Web.Sub, "call_id", rec.SIP.CallID)
 }
 
 // sipMediaCalls returns the rtpengine Call-IDs of the SIP calls whose

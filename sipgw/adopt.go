@@ -81,33 +81,10 @@ func (g *UserAgent) Adopt(ctx context.Context, st DialogState, o *AdoptOptions) 
 	if g.ctx == nil {
 		return nil, ErrClosed
 	}
-	var opts AdoptOptions
-	if o != nil {
-		opts = *o
-	}
-	c, id, err := g.rebuild(st)
+	c, timer, err := g.install(st, o)
 	if err != nil {
 		return nil, err
 	}
-	if opts.Transform == nil && st.Role == "uas" {
-		// An incoming call's header rules are bound as at its INVITE,
-		// under this node's configuration.
-		opts.Transform = g.bindIncoming(routing.Call, st.Identity, st.RemoteURI)
-	}
-	c.xform, c.ahead = opts.Transform, opts.WriteAhead
-	// Set before the dialog can be found: the peer's BYE reads it.
-	dctx, end := context.WithCancel(context.Background())
-	c.adoptedEnd = end
-	timer := c.stSnap // the owner's from now on
-	if err := g.addCall(c); err != nil {
-		end()
-		return nil, err
-	}
-	g.setDialog(id, c)
-	g.wg.Go(func() {
-		defer end()
-		c.loop(dctx)
-	})
 	g.rlog.Info("adopted call", "sipgw: adopted a dialog", "call", c.id, "identity", c.identity, "role", st.Role)
 	next, err := c.refresh(ctx, timer)
 	if err != nil {
@@ -125,6 +102,61 @@ func (g *UserAgent) Adopt(ctx context.Context, st DialogState, o *AdoptOptions) 
 	}
 	c.deliver(func() { c.armTimer(next) })
 	return c, nil
+}
+
+// install rebuilds the call of st on this user agent and starts it, its
+// dialog found by the peer's requests; timer is the session timer the
+// state had, the caller's to arm.
+func (g *UserAgent) install(st DialogState, o *AdoptOptions) (*Call, sessionTimer, error) {
+	var opts AdoptOptions
+	if o != nil {
+		opts = *o
+	}
+	c, id, err := g.rebuild(st)
+	if err != nil {
+		return nil, sessionTimer{}, err
+	}
+	if opts.Transform == nil && st.Role == "uas" {
+		// An incoming call's header rules are bound as at its INVITE,
+		// under this node's configuration.
+		opts.Transform = g.bindIncoming(routing.Call, st.Identity, st.RemoteURI)
+	}
+	c.xform, c.ahead = opts.Transform, opts.WriteAhead
+	// Set before the dialog can be found: the peer's BYE reads it.
+	dctx, end := context.WithCancel(context.Background())
+	c.adoptedEnd = end
+	timer := c.stSnap // the owner's from now on
+	if err := g.addCall(c); err != nil {
+		end()
+		return nil, sessionTimer{}, err
+	}
+	g.setDialog(id, c)
+	g.wg.Go(func() {
+		defer end()
+		c.loop(dctx)
+	})
+	return c, timer, nil
+}
+
+// EndDialog ends on this user agent the confirmed dialog st, which
+// another user agent served and nobody will go on with (its web side is
+// gone: docs/cluster.md "SIP dialogs"), so that the peer does not keep a
+// call with no one on the other side until its session timer runs out,
+// or for ever without one. It sends the dialog's BYE, with the next CSeq
+// and its route set and `Reason: SIP;cause=code;text="reason"` (RFC
+// 3326), without a target refresh first: the peer's answer comes back
+// by the BYE's Via. It returns once the call is over (a BYE refused or
+// unanswered is logged: nothing else is left to do) or when ctx is done.
+func (g *UserAgent) EndDialog(ctx context.Context, st DialogState, code int, reason string, o *AdoptOptions) error {
+	if g.ctx == nil {
+		return ErrClosed
+	}
+	c, _, err := g.install(st, o)
+	if err != nil {
+		return err
+	}
+	g.rlog.Info("ended call", "sipgw: ended a dialog nobody goes on with", "call", c.id, "identity", c.identity, "role", st.Role)
+	return c.HangupWith(ctx, code, reason)
 }
 
 // rebuild makes the call of st, confirmed, and its dialog ID. The dialog

@@ -546,3 +546,50 @@ func FuzzAdoptState(f *testing.F) {
 		}
 	})
 }
+
+// TestEndDialog: a call released by A (A then closes, as a node that is
+// gone) whose web side nobody will continue is ended by B: the peer gets
+// one BYE, in the dialog (the CSeq after A's last, the route set) with
+// the cause B gives, and no target refresh before it.
+func TestEndDialog(t *testing.T) {
+	bob := adoptPeer(t, "", 0)
+	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}
+	a, c := upCall(t, cfg)
+	ctx := context.Background()
+	first := bob.next(t, sip.INVITE).CSeq().SeqNo
+	st, ok := c.Release()
+	if !ok {
+		t.Fatal("Release: no confirmed dialog")
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st = viaStore(t, st)
+	b := startWith(t, cfg, nil)
+	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.EndDialog(ectx, st, 480, "the web user is gone", nil); err != nil {
+		t.Fatal(err)
+	}
+	var bye *sip.Request
+	select {
+	case bye = <-bob.got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request at the peer")
+	}
+	if bye.Method != sip.BYE {
+		t.Fatalf("the peer got %s, want the BYE first", bye.Method)
+	}
+	checkInDialog(t, bye, st, first+1, b)
+	if r := bye.GetHeader("Reason"); r == nil || r.Value() != `SIP;cause=480;text="the web user is gone"` {
+		t.Errorf("BYE Reason %v", r)
+	}
+	if s := b.Stats(); s.Calls != 0 || s.Dialogs != 0 {
+		t.Errorf("B after the BYE: %+v", s)
+	}
+	select {
+	case r := <-bob.got:
+		t.Errorf("the peer got %s after the BYE", r.Method)
+	default:
+	}
+}

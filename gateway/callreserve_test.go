@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,7 +78,8 @@ func TestClusterCallAdmissionRace(t *testing.T) {
 // TestCallReservationOnlyWhereNeeded: a call of an identity whose
 // sessions are all on one node reads and writes nothing in the store
 // (no call record), limit or not; only a call of an identity with
-// sessions on another node reserves in the record.
+// sessions on another node reserves in the record, and its end takes
+// the reservation out at once.
 func TestCallReservationOnlyWhereNeeded(t *testing.T) {
 	gs, urls := newClusterGatewaysMod(t, 2, nil, func(c *Config) {
 		c.Limits = limits.Config{Profiles: map[string]limits.Profile{limits.DefaultProfile: {Identity: limits.Quota{Calls: 2}}}}
@@ -95,4 +97,15 @@ func TestCallReservationOnlyWhereNeeded(t *testing.T) {
 	if _, _, err := gs[1].store.Get(context.Background(), key); err != nil {
 		t.Fatalf("a call of an identity on two nodes: call record read %v, want one", err)
 	}
+	// The call ends: its reservation goes at once (not after 30 s), and
+	// alice on n1 may be in two calls again.
+	c := connectedOn(t, urls[0], "carol@example.com")
+	endsCall(t, a2, b, "alice@example.com", "bob@example.com", "c2")
+	waitFor(t, "a2's reservation to go", func() bool {
+		rec, _, err := readRecord[callReservations](context.Background(), gs[0], key)
+		return err == nil && !slices.ContainsFunc(rec.Recent, func(e callReservation) bool { return e.Session == a2.sid })
+	})
+	callsSeen(t, gs[0], "alice@example.com", 0)
+	a.send(callStart("alice@example.com", "carol@example.com", "c3"))
+	expect(t, c.read(), protocol.TypeRequest, protocol.ActionStart)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,10 +82,14 @@ func TestClusterCallAdmissionRace(t *testing.T) {
 // sessions on another node reserves in the record, and its end takes
 // the reservation out at once.
 func TestCallReservationOnlyWhereNeeded(t *testing.T) {
-	gs, urls := newClusterGatewaysMod(t, 2, nil, func(c *Config) {
+	var reads atomic.Int32 // of call records
+	gs, urls := newClusterGatewaysMod(t, 2, func(st store.Store) store.Store { return callReads{st, &reads} }, func(c *Config) {
 		c.Limits = limits.Config{Profiles: map[string]limits.Profile{limits.DefaultProfile: {Identity: limits.Quota{Calls: 2}}}}
 	})
 	a, b, _ := aliceCallsBob(t, urls[0], urls[0])
+	if n := reads.Load(); n != 0 {
+		t.Fatalf("a call of an identity on one node read %d call records, want none", n)
+	}
 	key := callsKey(gs[0].lookup(a.sid).app, "alice@example.com")
 	if _, _, err := gs[0].store.Get(context.Background(), key); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a call of an identity on one node: call record read %v, want none", err)
@@ -108,4 +113,17 @@ func TestCallReservationOnlyWhereNeeded(t *testing.T) {
 	callsSeen(t, gs[0], "alice@example.com", 0)
 	a.send(callStart("alice@example.com", "carol@example.com", "c3"))
 	expect(t, c.read(), protocol.TypeRequest, protocol.ActionStart)
+}
+
+// callReads counts the reads of call records in a store.
+type callReads struct {
+	store.Store
+	n *atomic.Int32
+}
+
+func (c callReads) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	if strings.HasPrefix(key, "calls.") {
+		c.n.Add(1)
+	}
+	return c.Store.Get(ctx, key)
 }

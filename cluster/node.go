@@ -606,16 +606,30 @@ func (n *Node) Remote(identity string) []Entry {
 // by other live nodes, from the view alone: for a call's admission, which
 // must not wait on a lease read as Remote may for a node not seen yet.
 func (n *Node) RemoteCalls(identity string) int {
+	total := 0
+	for _, c := range n.RemoteCallsBySession(identity) {
+		total += c
+	}
+	return total
+}
+
+// RemoteCallsBySession is RemoteCalls by session: the calls of each of
+// identity's sessions owned by other live nodes (none: the identity has
+// no session elsewhere), from the view alone.
+func (n *Node) RemoteCallsBySession(identity string) map[string]int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	total := 0
+	var out map[string]int
 	for id := range n.byIdent[identity] {
 		e := n.byID[id]
 		if _, alive := n.seen[e.Node]; alive && e.Node != n.o.Name {
-			total += e.Calls
+			if out == nil {
+				out = map[string]int{}
+			}
+			out[id] = e.Calls
 		}
 	}
-	return total
+	return out
 }
 
 // Down reports whether node holds no lease, reading the leases again

@@ -44,20 +44,29 @@ type admission struct {
 	At      int64  `json:"at"` // Unix milliseconds
 }
 
-func admissionKey(app, identity string) string {
+func admissionKey(app, identity string) string { return "limit." + identityHash(app, identity) }
+
+func identityHash(app, identity string) string {
 	h := sha256.Sum256([]byte(app + "\x00" + identity))
-	return "limit." + hex.EncodeToString(h[:16])
+	return hex.EncodeToString(h[:16])
 }
 
 // keep drops the admissions older than the grace and session's own.
 func (a *admissions) keep(now time.Time, session string) {
-	out := a.Recent[:0]
-	for _, e := range a.Recent {
-		if e.Session != session && now.Sub(time.UnixMilli(e.At)) < admissionGrace {
+	a.Recent = keepRecent(a.Recent, now, session, func(e admission) (string, int64) { return e.Session, e.At })
+}
+
+// keepRecent drops from list, a record's entries (of sessions, each
+// with its time in Unix milliseconds), those older than the grace and
+// session's own, and the oldest past maxAdmissions-1: room for one more.
+func keepRecent[T any](list []T, now time.Time, session string, of func(T) (string, int64)) []T {
+	out := list[:0]
+	for _, e := range list {
+		if id, at := of(e); id != session && now.Sub(time.UnixMilli(at)) < admissionGrace {
 			out = append(out, e)
 		}
 	}
-	a.Recent = out[max(len(out)-(maxAdmissions-1), 0):]
+	return out[max(len(out)-(maxAdmissions-1), 0):]
 }
 
 // sessionsElsewhere counts identity's live sessions on the other nodes
@@ -97,16 +106,9 @@ func (g *Gateway) openQuota(app, profile string, s *Session, admit bool) (*limit
 	defer cancel()
 	key := admissionKey(app, s.identity)
 	for try := 0; ; try++ {
-		var rec admissions
-		data, rev, err := g.store.Get(ctx, key)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			rev = 0
-		case err != nil:
+		rec, rev, err := readRecord[admissions](ctx, g, key)
+		if err != nil {
 			return nil, errors.Join(errAdmission, err)
-		default:
-			// A record that does not decode is written over.
-			_ = json.Unmarshal(data, &rec)
 		}
 		now := time.Now()
 		rec.keep(now, s.id)
@@ -115,15 +117,7 @@ func (g *Gateway) openQuota(app, profile string, s *Session, admit bool) (*limit
 			return nil, err
 		}
 		rec.Recent = append(rec.Recent, admission{Session: s.id, Node: g.self(), At: now.UnixMilli()})
-		v, err := json.Marshal(rec)
-		if err == nil {
-			if rev == 0 {
-				_, err = g.store.Create(ctx, key, v)
-			} else {
-				_, err = g.store.Update(ctx, key, v, rev)
-			}
-		}
-		if err == nil {
+		if err = g.writeRecord(ctx, key, rev, rec); err == nil {
 			s.admitted = now
 			return quota, nil
 		}
@@ -239,4 +233,33 @@ func (s *Session) dropRouteLocked(k routeKey) {
 			s.g.publishCalls(s)
 		}
 	}
+}
+
+// readRecord reads the record at key, of limits kept in the store, and
+// its revision (0: none yet). A record that does not decode reads as
+// empty, to be written over.
+func readRecord[T any](ctx context.Context, g *Gateway, key string) (rec T, rev uint64, err error) {
+	data, rev, err := g.store.Get(ctx, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return rec, 0, nil
+	case err != nil:
+		return rec, 0, err
+	}
+	_ = json.Unmarshal(data, &rec)
+	return rec, rev, nil
+}
+
+// writeRecord writes rec at key by compare-and-set with rev (0: created).
+func (g *Gateway) writeRecord(ctx context.Context, key string, rev uint64, rec any) error {
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if rev == 0 {
+		_, err = g.store.Create(ctx, key, v)
+	} else {
+		_, err = g.store.Update(ctx, key, v, rev)
+	}
+	return err
 }

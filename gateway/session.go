@@ -78,6 +78,9 @@ type Session struct {
 	// due; pubMu orders those writes (publishCalls).
 	callsDirty atomic.Bool
 	pubMu      sync.Mutex
+	// reserved: when the session last wrote its calls to its identity's
+	// call record (callreserve.go), Unix milliseconds; zero: never.
+	reserved atomic.Int64
 	// guest: an anonymous guest (a guest application's, or a generated
 	// identity of the open one); see guest.go. releaseGuest gives back
 	// its place among its address's guest sessions (a no-op for others);
@@ -327,7 +330,7 @@ func (g *Gateway) sessionOf(identity string, oracle bool, st *session.State) *Se
 // AcquireCall implements endpoint.Quota. A guest that takes part in a call
 // has something to resume from then on (see resumeTimeout).
 func (s *Session) AcquireCall() bool {
-	if !s.quota.AcquireCallBeside(s.g.callsElsewhere(s.identity)) {
+	if !s.g.acquireCall(s) {
 		return false
 	}
 	s.engaged.Store(true)
@@ -339,6 +342,7 @@ func (s *Session) AcquireCall() bool {
 func (s *Session) ReleaseCall() {
 	s.quota.ReleaseCall()
 	s.g.publishCalls(s)
+	s.g.unreserveCall(s)
 }
 
 // AcquireSubscription implements subscription.Quota: presence and

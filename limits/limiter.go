@@ -386,6 +386,10 @@ func (s *Session) AcquireCallBeside(elsewhere int) bool {
 		beside(s.p.identity.calls, elsewhere), s.p.application.calls)
 }
 
+// CallsLimited reports whether the identity's concurrent calls are
+// limited: only then does a cluster need to count them atomically.
+func (s *Session) CallsLimited() bool { return s.p.identity.calls >= 0 }
+
 // Calls returns how many calls the session holds.
 func (s *Session) Calls() int {
 	s.mu.Lock()

@@ -239,6 +239,22 @@ func (fl *farLeg) webOfferMedia(s *rtpengine.Session, sdp string) (string, error
 	return out, err
 }
 
+// rollbackMedia makes rtpengine hold the offer/answer in force again
+// after the web side's re-offer, which went to it, failed toward SIP or
+// in rtpengine: the call goes on with the session it had (RFC 3264 §5).
+// On the worker, after the web side heard of the failure. A failure is
+// counted; the call goes on, as after a failed re-offer.
+func (fl *farLeg) rollbackMedia(s *rtpengine.Session) {
+	if s == nil || !s.Anchored() {
+		return
+	}
+	ctx, cancel := opCtx()
+	defer cancel()
+	if err := s.Rollback(ctx); err != nil {
+		fl.mediaFailed("rollback", err)
+	}
+}
+
 func (fl *farLeg) webReanswerMedia(s *rtpengine.Session, sdp []byte) ([]byte, error) {
 	if s == nil || !s.Anchored() {
 		return sdp, nil

@@ -25,8 +25,8 @@ func pracked(t *testing.T) (*env, *fakeEngine, *fakeEP, *fakeCall) {
 // UPDATE in the early dialog (RFC 3311 section 5.1), through rtpengine
 // under the 183's To-tag; the UPDATE's 200 answers the re-offer, and a
 // 200 to the INVITE without SDP repeats that answer. A refusal (488, no
-// UPDATE in the phone's Allow) answers the re-offer with an error and the
-// call goes on; before the PRACK the re-offer is refused (491) as before.
+// UPDATE in the phone's Allow) answers the re-offer with an error, puts
+// the offer/answer in force back in rtpengine, and the call goes on; before the PRACK the re-offer is refused (491) as before.
 func TestMediaEarlyOffer(t *testing.T) {
 	hold := strings.Replace(webOffer, "a=sendrecv", "a=sendonly", 1)
 	reoffer := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 3, corr: "c2", p: protocol.CallPayload{SDP: hold}}
@@ -65,12 +65,21 @@ func TestMediaEarlyOffer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, eng, a, fc := pracked(t)
 			e.send(a, reoffer)
-			eng.expect(t, "offer")
+			ro := eng.expect(t, "offer")
 			fc.expectOp(t, "update")
 			fc.reoffers <- reofferResult{err: tc.err}
 			f := a.expect(t, protocol.TypeError, protocol.ActionStart)
 			if f.Control.CorrelationID != "c2" || f.Header.ErrorCode != tc.code || f.Header.Reason != tc.reason {
 				t.Fatalf("re-offer's error on %q: %d %q, want %d %q", f.Control.CorrelationID, f.Header.ErrorCode, f.Header.Reason, tc.code, tc.reason)
+			}
+			// rtpengine took the hold offer, never answered: it gets the
+			// offer/answer in force again, the browser's first offer and
+			// the 183's answer, on the same tags (RFC 3264 §5).
+			if o := eng.expect(t, "offer"); o.SDP != webOffer || o.FromTag != ro.FromTag || o.ToTag != "fork-a" {
+				t.Fatalf("rollback offer to rtpengine %+v, want the first offer", o)
+			}
+			if an := eng.expect(t, "answer"); an.SDP != sipAnswer || an.FromTag != ro.FromTag || an.ToTag != "fork-a" {
+				t.Fatalf("rollback answer to rtpengine %+v, want the 183's", an)
 			}
 			// The call goes on: its 200 brings the 183's answer.
 			fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, ToTag: "fork-a"})

@@ -1460,6 +1460,10 @@ func (fl *farLeg) sendPrack(media *rtpengine.Session, offer string) (string, err
 	ctx, cancel := opCtx()
 	answer, err := fl.sc.Prack(ctx, []byte(offer))
 	cancel()
+	if err != nil && offer != "" {
+		// The early session stays as the 183 made it (RFC 3264 §5).
+		fl.rollbackMedia(media)
+	}
 	if err != nil || offer == "" {
 		return "", err
 	}
@@ -1545,6 +1549,15 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 	fl.setLocalSDP(local)
 	media := fl.media
 	if !fl.enqueueFenced(func() {
+		// rollback: the re-offer failed after it went to rtpengine, which
+		// must hold the session in force again; done once the web side
+		// heard of the failure, after c.mu is released.
+		rollback := false
+		defer func() {
+			if rollback {
+				fl.rollbackMedia(media)
+			}
+		}()
 		offer, err := fl.webOfferMedia(media, offer)
 		if err != nil {
 			c.mu.Lock()
@@ -1552,6 +1565,10 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 			fl.webReoffer = ""
 			if !c.ended {
 				fl.reofferFailed(l, corr, protocol.CodeServiceUnavailable, mediaReason)
+				// No reply: it may have been lost after rtpengine took
+				// the offer. A refusal took nothing.
+				var re *rtpengine.Error
+				rollback = !errors.As(err, &re) && !errors.Is(err, rtpengine.ErrLost)
 			}
 			return
 		}
@@ -1581,14 +1598,17 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 		switch {
 		case errors.Is(err, sipgw.ErrUpdateNotAllowed):
 			fl.reofferFailed(l, corr, protocol.CodeMethodNotAllowed, "the callee does not allow UPDATE before the answer")
+			rollback = true
 			return
 		case early && errors.Is(err, sipgw.ErrCallState):
 			// The answer or a new reliable 183 overtook the offer.
 			fl.reofferFailed(l, corr, protocol.CodeRequestPending, "no early dialog to update")
+			rollback = true
 			return
 		case err != nil:
 			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
 			fl.reofferFailed(l, corr, code, protocol.Reason(code), h.far.errExt(err)...)
+			rollback = true
 			return
 		}
 		if _, err := parseSDP(string(answer)); err != nil {

@@ -127,6 +127,20 @@ type Session struct {
 	lost   bool       // its instance was lost (Pool.lose)
 	onLost func()     // run once if it is
 	last   []LegStats // the last periodic query's figures (Pool.queryFigures)
+	// first is the first offer (or its SDES retry), which every fork's
+	// Answer answers; pending the last re-offer (OfferFrom) still
+	// unanswered; agreed the offer/answer in force, what Rollback sends
+	// again.
+	first   string
+	pending exchange
+	agreed  exchange
+}
+
+// exchange is one offer/answer as the session passed it to rtpengine:
+// the SDP as its side sent it, before rtpengine rewrote it.
+type exchange struct {
+	dir           Direction
+	offer, answer string
 }
 
 // Anchored reports whether the session's media goes through rtpengine.
@@ -193,7 +207,7 @@ func (a *Adapter) offer(ctx context.Context, dir Direction, keys Keys, sdp strin
 	if policy == "" {
 		policy = a.policy
 	}
-	s := &Session{a: a, dir: dir, keys: keys, anchored: a.anchor(policy, dir, sdp), auto: policy == PolicyAuto, codecs: codecs}
+	s := &Session{a: a, dir: dir, keys: keys, anchored: a.anchor(policy, dir, sdp), auto: policy == PolicyAuto, codecs: codecs, first: sdp}
 	s.sdes.Store(sdes)
 	if !s.anchored {
 		return s, sdp, nil
@@ -286,6 +300,9 @@ func (s *Session) OfferFrom(ctx context.Context, dir Direction, sdp string) (str
 	r := s.flags(dir, false)
 	s.turn(&r, dir)
 	r.SDP = sdp
+	s.mu.Lock()
+	s.pending = exchange{dir: dir, offer: sdp}
+	s.mu.Unlock()
 	return sdpOf(ctl.Offer(ctx, &r))
 }
 
@@ -302,7 +319,43 @@ func (s *Session) AnswerTo(ctx context.Context, dir Direction, sdp string) (stri
 	r := s.flags(1-dir, true)
 	s.turn(&r, dir)
 	r.SDP = sdp
-	return sdpOf(ctl.Answer(ctx, &r))
+	out, err := sdpOf(ctl.Answer(ctx, &r))
+	if err == nil {
+		s.mu.Lock()
+		switch {
+		case s.pending.dir == dir && s.pending.offer != "":
+			s.agreed = exchange{dir: dir, offer: s.pending.offer, answer: sdp}
+		case s.agreed.dir == dir:
+			// A new answer to the offer in force, sent again by sipgw
+			// (a re-INVITE without SDP from the phone).
+			s.agreed.answer = sdp
+		}
+		s.pending = exchange{}
+		s.mu.Unlock()
+	}
+	return out, err
+}
+
+// Rollback makes rtpengine's view of the call the offer/answer in force
+// again after a re-offer that went to it (OfferFrom) failed on its way
+// (491, 488, 405, a timeout: RFC 3264 §5 and §8, the session as it was):
+// rtpengine's ng protocol has no rollback, so the agreed offer goes to it
+// again, then the agreed answer; their rewritten SDP goes nowhere, as the
+// peers keep the session they had. Nothing is sent before an answer was
+// agreed.
+func (s *Session) Rollback(ctx context.Context) error {
+	s.mu.Lock()
+	a := s.agreed
+	s.pending = exchange{}
+	s.mu.Unlock()
+	if !s.anchored || a.offer == "" {
+		return nil
+	}
+	if _, err := s.OfferFrom(ctx, a.dir, a.offer); err != nil {
+		return err
+	}
+	_, err := s.AnswerTo(ctx, a.dir, a.answer)
+	return err
 }
 
 // RetrySDES passes the browser's first offer sdp toward SIP once more,
@@ -322,6 +375,9 @@ func (s *Session) RetrySDES(ctx context.Context, sdp string) (out string, ok boo
 	}
 	r := s.flags(WebToSIP, false)
 	r.SDP = sdp
+	s.mu.Lock()
+	s.first = sdp
+	s.mu.Unlock()
 	out, err = sdpOf(ctl.Offer(ctx, &r))
 	return out, true, err
 }
@@ -365,7 +421,13 @@ func (s *Session) Answer(ctx context.Context, toTag, sdp string) (string, error)
 	// direction.
 	r := s.flags(1-s.dir, true)
 	r.SDP = sdp
-	return sdpOf(ctl.Answer(ctx, &r))
+	out, err := sdpOf(ctl.Answer(ctx, &r))
+	if err == nil {
+		s.mu.Lock()
+		s.agreed = exchange{dir: s.dir, offer: s.first, answer: sdp}
+		s.mu.Unlock()
+	}
+	return out, err
 }
 
 // Delete ends the call's media in rtpengine, every fork of it, at once

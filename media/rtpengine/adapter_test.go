@@ -288,3 +288,49 @@ func TestAdapterRetrySDES(t *testing.T) {
 		}
 	}
 }
+
+// TestAdapterRollback: after a re-offer that failed on its way (never
+// answered), Rollback sends rtpengine the offer/answer in force again:
+// the first exchange, or the last answered re-offer, whichever side made
+// it; before any answer it sends nothing.
+func TestAdapterRollback(t *testing.T) {
+	const hold = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\n"
+	f := newFakeNG(t, ok)
+	a, _ := NewAdapter(dialFake(t, f, nil), PolicyAlways)
+	s, _, err := a.Offer(t.Context(), WebToSIP, Keys{CallID: "c", FromTag: "f"}, webrtcSDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rollback(t.Context()); err != nil || len(f.requests()) != 1 {
+		t.Fatalf("rollback before any answer: %v, %d requests", err, len(f.requests()))
+	}
+	if _, err := s.Answer(t.Context(), "t", plainSDP); err != nil {
+		t.Fatal(err)
+	}
+	check := func(n int, dir Direction, offer, answer string) {
+		t.Helper()
+		if _, err := s.OfferFrom(t.Context(), dir, hold); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Rollback(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		r := f.requests()
+		if len(r) != n+3 {
+			t.Fatalf("%d requests, want %d", len(r), n+3)
+		}
+		ro, ra := r[n+1], r[n+2]
+		if ro["command"] != "offer" || ro["sdp"] != offer || ra["command"] != "answer" || ra["sdp"] != answer {
+			t.Errorf("rollback sent %v %q, %v %q; want offer %q, answer %q", ro["command"], ro["sdp"], ra["command"], ra["sdp"], offer, answer)
+		}
+	}
+	check(2, WebToSIP, webrtcSDP, plainSDP)
+	// The phone's re-offer, answered, is the exchange in force.
+	if _, err := s.OfferFrom(t.Context(), SIPToWeb, plainSDP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AnswerTo(t.Context(), SIPToWeb, webrtcSDP); err != nil {
+		t.Fatal(err)
+	}
+	check(7, SIPToWeb, plainSDP, webrtcSDP)
+}

@@ -3,6 +3,7 @@ package call
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
@@ -98,4 +99,48 @@ func TestMediaEarlyOffer(t *testing.T) {
 		eng.expect(t, "delete")
 		eng.idle(t, e)
 	})
+}
+
+// TestMediaEarlyOfferRollbackHoldsSIP: while a refused early re-offer is
+// rolled back in rtpengine, the phone's own early UPDATE offer waits on
+// the reader: none of its commands comes between the rollback's offer
+// and answer, which would leave rtpengine with the rollback's answer to
+// the phone's offer.
+func TestMediaEarlyOfferRollbackHoldsSIP(t *testing.T) {
+	hold := strings.Replace(webOffer, "a=sendrecv", "a=sendonly", 1)
+	e, eng, a, fc := pracked(t)
+	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 3, corr: "c2", p: protocol.CallPayload{SDP: hold}})
+	first := eng.expect(t, "offer")
+	fc.expectOp(t, "update")
+	gate := make(chan struct{})
+	eng.mu.Lock()
+	eng.gate = map[string]chan struct{}{"offer": gate}
+	eng.mu.Unlock()
+	fc.reoffers <- reofferResult{err: sipgw.ErrGlare}
+	a.expect(t, protocol.TypeError, protocol.ActionStart)
+	if o := eng.expect(t, "offer"); o.SDP != webOffer {
+		t.Fatalf("rollback offer %+v", o)
+	}
+	fc.pushReoffer(sipOffer)
+	select {
+	case c := <-eng.cmds:
+		t.Fatalf("rtpengine %s %+v during the rollback", c.name, c.r)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(gate)
+	if an := eng.expect(t, "answer"); an.SDP != sipAnswer || an.FromTag != first.FromTag {
+		t.Fatalf("rollback answer %+v", an)
+	}
+	if o := eng.expect(t, "offer"); o.SDP != sipOffer || o.FromTag != "fork-a" {
+		t.Fatalf("phone's offer after the rollback %+v", o)
+	}
+	f := a.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	e.send(a, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: "c1", seq: 4, corr: f.Control.CorrelationID,
+		state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+	eng.expect(t, "answer")
+	fc.expectOp(t, "ro-accept")
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 5})
+	fc.expectOp(t, "hangup")
+	eng.expect(t, "delete")
+	eng.idle(t, e)
 }

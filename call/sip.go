@@ -318,7 +318,7 @@ type farLeg struct {
 	earlyAnswer  bool                    // a reliable provisional answered the INVITE's offer: a web PRACK may offer (webPrack)
 	completeCorr string                  // the web correlation the next ACK completes
 	webReoffer   string                  // the web's re-offer awaiting SIP's answer (its correlation)
-	reinviting   bool                    // our re-INVITE for webReoffer went to SIP: SIP's re-offers wait on the reader (read)
+	reinviting   bool                    // our re-INVITE for webReoffer went to SIP, or its rollback in rtpengine is under way: SIP's re-offers wait on the reader (read)
 	referIn      *referIn                // SIP's REFER, from the transfer request to the new call's final status (transfer.go)
 	transferOut  *transferOut            // the web's transfer toward SIP, until its final NOTIFY (transfer.go)
 	sipReoffer   *sipReoffer             // SIP's re-offer awaiting the web's answer
@@ -1551,11 +1551,16 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 	if !fl.enqueueFenced(func() {
 		// rollback: the re-offer failed after it went to rtpengine, which
 		// must hold the session in force again; done once the web side
-		// heard of the failure, after c.mu is released.
+		// heard of the failure, after c.mu is released, with SIP's
+		// events, re-offers too, held on the reader (reinviting) so that
+		// none of its commands comes between the rollback's two.
 		rollback := false
 		defer func() {
 			if rollback {
 				fl.rollbackMedia(media)
+				c.mu.Lock()
+				fl.reinviting = false
+				c.mu.Unlock()
 			}
 		}()
 		offer, err := fl.webOfferMedia(media, offer)
@@ -1569,6 +1574,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 				// the offer. A refusal took nothing.
 				var re *rtpengine.Error
 				rollback = !errors.As(err, &re) && !errors.Is(err, rtpengine.ErrLost)
+				fl.reinviting = rollback
 			}
 			return
 		}
@@ -1598,17 +1604,17 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 		switch {
 		case errors.Is(err, sipgw.ErrUpdateNotAllowed):
 			fl.reofferFailed(l, corr, protocol.CodeMethodNotAllowed, "the callee does not allow UPDATE before the answer")
-			rollback = true
+			rollback, fl.reinviting = true, true
 			return
 		case early && errors.Is(err, sipgw.ErrCallState):
 			// The answer or a new reliable 183 overtook the offer.
 			fl.reofferFailed(l, corr, protocol.CodeRequestPending, "no early dialog to update")
-			rollback = true
+			rollback, fl.reinviting = true, true
 			return
 		case err != nil:
 			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
 			fl.reofferFailed(l, corr, code, protocol.Reason(code), h.far.errExt(err)...)
-			rollback = true
+			rollback, fl.reinviting = true, true
 			return
 		}
 		if _, err := parseSDP(string(answer)); err != nil {

@@ -819,17 +819,28 @@ func (c *Call) Transfer(ctx context.Context, target string, ext ...Header) (head
 // returns the extension headers the to_web rules made of its 2xx.
 func (c *Call) simple(ctx context.Context, req *sip.Request, ext []Header) ([]Header, error) {
 	c.mu.Lock()
-	st := c.state
+	st, early := c.state, c.earlyDlg
+	inEarly := req.Method == sip.INFO && c.dir == Outgoing && st == stateInviting && early != nil
 	c.mu.Unlock()
-	if st != stateConfirmed {
+	if st != stateConfirmed && !inEarly {
 		return nil, ErrCallState
 	}
 	if err := c.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer c.release()
-	req.Recipient = c.remoteTarget()
-	res, err := c.request(ctx, req, ext)
+	var res *sip.Response
+	var err error
+	if inEarly {
+		// An INFO before the answer (DTMF to an IVR playing early
+		// media) goes in the early dialog of the PRACKed reliable
+		// provisional, as an early UPDATE does (RFC 6086 allows INFO in
+		// early dialogs).
+		res, err = c.requestEarly(ctx, early, req, ext)
+	} else {
+		req.Recipient = c.remoteTarget()
+		res, err = c.request(ctx, req, ext)
+	}
 	if err != nil {
 		return nil, err
 	}

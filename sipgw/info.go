@@ -39,7 +39,9 @@ type Info struct {
 // SendInfo sends an INFO in the established dialog, over its route set,
 // whichever side created it, and returns once the peer answered 2xx (a
 // failure response is a *ResponseError: 469 when the peer refuses the
-// package). The call must be confirmed (ErrCallState before the ACK).
+// package). The call must be confirmed, or, for an outgoing call, have
+// an early dialog of a PRACKed reliable provisional with SDP, which the
+// INFO then goes in (ErrCallState otherwise).
 func (c *Call) SendInfo(ctx context.Context, in Info) error {
 	if in.Package != "" && !validToken(in.Package) {
 		return invalid("info package %q", in.Package)

@@ -176,20 +176,12 @@ func (c *Call) UpdateEarly(ctx context.Context, sdp []byte, ext ...Header) (answ
 		return nil, nil, err
 	}
 	defer c.release()
-	target := *early.inv.Recipient.Clone()
-	if ct := r.Contact(); ct != nil {
-		target = *ct.Address.Clone()
-	}
-	req := sip.NewRequest(sip.UPDATE, target)
-	// The To-tag of the dialog r made, not of whatever response came last.
-	req.AppendHeader(sip.HeaderClone(r.To()))
+	req := sip.NewRequest(sip.UPDATE, sip.Uri{})
 	setSDP(req, sdp)
 	c.g.setSupported(req, true, c.trickles())
 	ct := c.g.dialogContact(c.identity, c.g.dua.ContactHDR)
 	req.AppendHeader(&ct)
-	// Built of what the owner saw at the PRACK, never of sipgo's dialog,
-	// which WaitAnswer writes meanwhile (requestIn).
-	res, err := c.requestIn(ctx, early, req, ext)
+	res, err := c.requestEarly(ctx, early, req, ext)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -199,4 +191,18 @@ func (c *Call) UpdateEarly(ctx context.Context, sdp []byte, ext ...Header) (answ
 	c.noteLocal(sdp)
 	c.noteRemote(res.Body())
 	return res.Body(), webHeaders(c.xform, routing.Update, true, res), nil
+}
+
+// requestEarly sends req in the early dialog early, to its Contact with
+// its To-tag (not of whatever response came last), the caller holding
+// the slot. Built of what the owner saw at the PRACK, never of sipgo's
+// dialog, which WaitAnswer writes meanwhile on the owner's goroutine
+// (requestIn).
+func (c *Call) requestEarly(ctx context.Context, early *earlyDialog, req *sip.Request, ext []Header) (*sip.Response, error) {
+	req.Recipient = *early.inv.Recipient.Clone()
+	if ct := early.res.Contact(); ct != nil {
+		req.Recipient = *ct.Address.Clone()
+	}
+	req.AppendHeader(sip.HeaderClone(early.res.To()))
+	return c.requestIn(ctx, early, req, ext)
 }

@@ -17,13 +17,39 @@ import (
 // early dialog (its To-tag) with a CSeq above the PRACK's, and the BYE's
 // is above both.
 func TestUpdateEarlyRacesAnswer(t *testing.T) {
+	n := raceEarly(t, sip.UPDATE, nil, func(ctx context.Context, c *Call) error {
+		_, _, err := c.UpdateEarly(ctx, []byte("v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\n"))
+		return err
+	})
+	t.Logf("%d of 20 UPDATEs went before the answer was seen", n)
+}
+
+// TestEarlyInfoRacesAnswer: an INFO (a DTMF digit) before the answer
+// goes in the early dialog of the PRACKed reliable 183, built as the
+// early UPDATE is, while the INVITE's 200 reaches sipgo's WaitAnswer:
+// under -race, never of sipgo's dialog. The checks are
+// TestUpdateEarlyRacesAnswer's; before the PRACK an INFO is refused
+// (ErrCallState).
+func TestEarlyInfoRacesAnswer(t *testing.T) {
+	send := func(ctx context.Context, c *Call) error { return c.SendDTMF(ctx, "5", 0) }
+	n := raceEarly(t, sip.INFO, send, send)
+	t.Logf("%d of 20 INFOs went before the answer was seen", n)
+}
+
+// raceEarly dials bob 20 times; he answers the INVITE as his PRACK's 200
+// leaves. send, before the PRACK if given, must fail with ErrCallState;
+// send after it, if it succeeds, must reach bob as a request of method in
+// the early dialog (To-tag far) with a CSeq above the PRACK's, and the
+// BYE's must be above both. It returns how many sends succeeded.
+func raceEarly(t *testing.T, method sip.RequestMethod, before, send func(context.Context, *Call) error) int {
+	t.Helper()
 	bob, g, _, _ := earlyPeer(t, "far", true, func(answer func()) {
 		// The INVITE's 200 goes first: it waits in the INVITE's
 		// transaction while the PRACK's 200 lets the web side go on.
 		answer()
 	})
 	ctx := context.Background()
-	updates := 0
+	sent := 0
 	for range 20 {
 		c := dialEarly(t, g)
 		for ev := range c.Events() {
@@ -31,21 +57,25 @@ func TestUpdateEarlyRacesAnswer(t *testing.T) {
 				break
 			}
 		}
+		if before != nil {
+			if err := before(ctx, c); !errors.Is(err, ErrCallState) {
+				t.Fatalf("%s before the PRACK: %v, want ErrCallState", method, err)
+			}
+		}
 		if _, err := c.Prack(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 		prack := bob.next(t, sip.PRACK).CSeq().SeqNo
-		_, _, err := c.UpdateEarly(ctx, []byte("v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\n"))
-		switch {
+		switch err := send(ctx, c); {
 		case err == nil:
-			updates++
-			up := bob.next(t, sip.UPDATE)
-			if tag, _ := up.To().Params.Get("tag"); tag != "far" || up.CSeq().SeqNo <= prack {
-				t.Fatalf("UPDATE To-tag %q CSeq %d after the PRACK's %d", tag, up.CSeq().SeqNo, prack)
+			sent++
+			r := bob.next(t, method)
+			if tag, _ := r.To().Params.Get("tag"); tag != "far" || r.CSeq().SeqNo <= prack {
+				t.Fatalf("%s To-tag %q CSeq %d after the PRACK's %d", method, tag, r.CSeq().SeqNo, prack)
 			}
-			prack = up.CSeq().SeqNo
+			prack = r.CSeq().SeqNo
 		case !errors.Is(err, ErrCallState):
-			t.Fatalf("UpdateEarly: %v", err)
+			t.Fatalf("%s: %v", method, err)
 		}
 		for ev := range c.Events() {
 			if ev.Kind == EventAnswered {
@@ -62,5 +92,5 @@ func TestUpdateEarlyRacesAnswer(t *testing.T) {
 			t.Fatalf("BYE CSeq %d, want above the early requests' %d", bye.CSeq().SeqNo, prack)
 		}
 	}
-	t.Logf("%d of 20 UPDATEs went before the answer was seen", updates)
+	return sent
 }

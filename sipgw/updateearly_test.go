@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -147,4 +148,37 @@ func (p *fakeProxy) endEarly(t *testing.T, g *UserAgent, c *Call, inv *sip.Reque
 		t.Error(err)
 	}
 	p.next(t, sip.BYE)
+}
+
+// TestEarlyInfo: a DTMF INFO before the answer (to an IVR playing early
+// media) goes in the early dialog of the PRACKed reliable 183, to its
+// Contact with its To-tag, and a REFER there is still refused; before the
+// PRACK the INFO is refused too (ErrCallState), nothing sent.
+func TestEarlyInfo(t *testing.T) {
+	bob, g, port, invite := earlyPeer(t, "far", true, nil)
+	ctx := context.Background()
+	c := dialEarly(t, g)
+	for ev := range c.Events() {
+		if ev.Kind == EventProgress && ev.Reliable {
+			break
+		}
+	}
+	if err := c.SendDTMF(ctx, "7", 0); !errors.Is(err, ErrCallState) {
+		t.Fatalf("DTMF before the PRACK: %v, want ErrCallState", err)
+	}
+	if _, err := c.Prack(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { bob.endEarly(t, g, c, <-invite, port) }()
+	prack := bob.next(t, sip.PRACK).CSeq().SeqNo
+	if err := c.SendDTMF(ctx, "7", 0); err != nil {
+		t.Fatal(err)
+	}
+	in := bob.next(t, sip.INFO)
+	if tag, _ := in.To().Params.Get("tag"); tag != "far" || in.Recipient.Port != port || in.CSeq().SeqNo <= prack || !strings.Contains(string(in.Body()), "Signal=7") {
+		t.Fatalf("INFO to %s To-tag %q CSeq %d (PRACK's %d) body %q", in.Recipient.String(), tag, in.CSeq().SeqNo, prack, in.Body())
+	}
+	if _, err := c.Transfer(ctx, "carol"); !errors.Is(err, ErrCallState) {
+		t.Fatalf("REFER before the answer: %v, want ErrCallState", err)
+	}
 }

@@ -834,6 +834,27 @@ func TestMediaPrackOffer(t *testing.T) {
 		}
 		answeredThenHangUp(t, e, eng, a, fc, prackAnswer)
 	}))
+	// SIP refuses the PRACK: the early session stays as the 183 made
+	// it, in rtpengine too, which gets the first offer and the 183's
+	// answer again; the call goes on.
+	t.Run("SIP refuses the PRACK", func(t *testing.T) {
+		e, eng, a, fc, off := reliableEarly(t)
+		e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionPrack, sub: "c1", seq: 2, corr: "c1", p: protocol.CallPayload{SDP: newOffer}})
+		eng.expect(t, "offer")
+		fc.expectOp(t, "prack")
+		fc.reoffers <- reofferResult{err: &sipgw.ResponseError{Code: 488, Reason: "Not Acceptable Here"}}
+		if o := eng.expect(t, "offer"); o.SDP != webOffer || o.FromTag != off.FromTag || o.ToTag != "fork-a" {
+			t.Fatalf("rollback offer to rtpengine %+v, want the first offer", o)
+		}
+		if an := eng.expect(t, "answer"); an.SDP != sipAnswer || an.ToTag != "fork-a" {
+			t.Fatalf("rollback answer to rtpengine %+v, want the 183's", an)
+		}
+		if f := a.expect(t, protocol.TypeError, protocol.ActionPrack); f.Header.ErrorCode != 488 {
+			t.Fatalf("prack's error %d %q", f.Header.ErrorCode, f.Header.Reason)
+		}
+		fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, ToTag: "fork-a"})
+		answeredThenHangUp(t, e, eng, a, fc, sipAnswer)
+	})
 	t.Run("rtpengine fails the offer", func(t *testing.T) {
 		e, eng, a, fc, _ := reliableEarly(t)
 		eng.failing("offer", rtpengine.ErrTimeout)

@@ -144,3 +144,31 @@ func TestMediaEarlyOfferRollbackHoldsSIP(t *testing.T) {
 	eng.expect(t, "delete")
 	eng.idle(t, e)
 }
+
+// TestMediaReofferRefusedRollback: a browser's re-INVITE the phone
+// refuses (491) in an answered call leaves the session as it was, in
+// rtpengine too: the first offer and the 200's answer go to it again,
+// the 200's To-tag, and the call goes on.
+func TestMediaReofferRefusedRollback(t *testing.T) {
+	e, eng, a, fc, off := answeredMedia(t, "fork-b")
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionComplete, sub: "c1", seq: 2, corr: "c1"})
+	fc.expectOp(t, "ack")
+	hold := strings.Replace(webOffer, "a=sendrecv", "a=sendonly", 1)
+	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 3, corr: "c3", p: protocol.CallPayload{SDP: hold}})
+	eng.expect(t, "offer")
+	fc.expectOp(t, "reoffer")
+	fc.reoffers <- reofferResult{err: sipgw.ErrGlare}
+	if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 491 {
+		t.Fatalf("re-offer's error %d", f.Header.ErrorCode)
+	}
+	if o := eng.expect(t, "offer"); o.SDP != webOffer || o.FromTag != off.FromTag || o.ToTag != "fork-b" {
+		t.Fatalf("rollback offer to rtpengine %+v, want the first offer", o)
+	}
+	if an := eng.expect(t, "answer"); an.SDP != sipAnswer || an.ToTag != "fork-b" {
+		t.Fatalf("rollback answer to rtpengine %+v, want the 200's", an)
+	}
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 4})
+	fc.expectOp(t, "hangup")
+	eng.expect(t, "delete")
+	eng.idle(t, e)
+}

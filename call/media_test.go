@@ -543,17 +543,26 @@ func TestMediaBadSIPSDP(t *testing.T) {
 	eng.idle(t, e)
 }
 
+// answeredMedia starts an anchored browser call the phone answers with
+// sipAnswer (To-tag toTag), and returns it once the browser has the 200,
+// with the first offer to rtpengine.
+func answeredMedia(t *testing.T, toTag string) (*env, *fakeEngine, *fakeEP, *fakeCall, rtpengine.Request) {
+	t.Helper()
+	e, eng := newMediaEnv(t, time.Minute)
+	a, fc := e.outgoing(t)
+	off := eng.expect(t, "offer")
+	fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), ToTag: toTag})
+	eng.expect(t, "answer")
+	a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+	return e, eng, a, fc, off
+}
+
 // TestMediaRemoteSDP: the phone's answer in the ACK of its re-INVITE
 // without SDP (sipgw offered it our last SDP, rtpengine's) goes to
 // rtpengine as the answer to an offer from the web side's end, and the
 // browser gets rtpengine's WebRTC rewrite of it.
 func TestMediaRemoteSDP(t *testing.T) {
-	e, eng := newMediaEnv(t, time.Minute)
-	a, fc := e.outgoing(t)
-	off := eng.expect(t, "offer")
-	fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), ToTag: "b"})
-	eng.expect(t, "answer")
-	a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+	e, eng, a, fc, off := answeredMedia(t, "b")
 	hold := strings.Replace(sipAnswer, "a=sendrecv", "a=sendonly", 1)
 	fc.push(sipgw.Event{Kind: sipgw.EventRemoteSDP, SDP: []byte(hold)})
 	if ra := eng.expect(t, "answer"); ra.FromTag != off.FromTag || ra.ToTag != "b" || ra.ICE != "force" || ra.SDP != hold {

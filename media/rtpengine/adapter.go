@@ -325,10 +325,15 @@ func (s *Session) AnswerTo(ctx context.Context, dir Direction, sdp string) (stri
 		switch {
 		case s.pending.dir == dir && s.pending.offer != "":
 			s.agreed = exchange{dir: dir, offer: s.pending.offer, answer: sdp}
+		case s.agreed.offer == "":
 		case s.agreed.dir == dir:
 			// A new answer to the offer in force, sent again by sipgw
 			// (a re-INVITE without SDP from the phone).
 			s.agreed.answer = sdp
+		default:
+			// The same, the side that answered offering its answer
+			// again: the exchange in force turns round.
+			s.agreed = exchange{dir: dir, offer: s.agreed.answer, answer: sdp}
 		}
 		s.pending = exchange{}
 		s.mu.Unlock()

@@ -333,4 +333,12 @@ func TestAdapterRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(7, SIPToWeb, plainSDP, webrtcSDP)
+	// An answer from the phone with no re-offer before it (sipgw
+	// offered it the browser's last SDP again): the browser's answer is
+	// the offer in force now.
+	const phone2 = "v=0\r\nm=audio 4002 RTP/AVP 0\r\n"
+	if _, err := s.AnswerTo(t.Context(), WebToSIP, phone2); err != nil {
+		t.Fatal(err)
+	}
+	check(11, WebToSIP, webrtcSDP, phone2)
 }

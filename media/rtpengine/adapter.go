@@ -557,3 +557,28 @@ func (s *Session) flags(dir Direction, answer bool) Request {
 	r.CallID, r.FromTag, r.ToTag, r.ViaBranch = k.CallID, k.FromTag, k.ToTag, k.ViaBranch
 	return r
 }
+
+// Trickle passes frag, an RFC 8840 SDP fragment of candidates the browser
+// gathered after its offer or answer (its ICE credentials, then per media
+// its m= line, a=mid, its own credentials again and a=candidate lines,
+// or a=end-of-candidates; rtpengine 10.5 takes candidates only of media
+// with credentials at media level, TestRTPEngineTrickle), to
+// the call's instance: an ng offer with the fragment flag, which rtpengine
+// matches to the browser's side of the call by call-id, from-tag and ICE
+// ufrag. The browser's side is the first offer's from-tag in a call it
+// made, the answer's to-tag in one it took. Nothing is sent for a session
+// not anchored.
+func (s *Session) Trickle(ctx context.Context, frag string) error {
+	if !s.anchored {
+		return nil
+	}
+	ctl, err := s.ctl()
+	if err != nil {
+		return err
+	}
+	k := s.keysRequest()
+	r := Request{CallID: k.CallID, FromTag: k.FromTag, ToTag: k.ToTag, SDP: frag, Flags: []string{"fragment"}}
+	s.turn(&r, WebToSIP)
+	_, err = ctl.Offer(ctx, &r)
+	return err
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -248,7 +249,13 @@ func TestMediaOutgoing(t *testing.T) {
 
 	// Trickled candidates: rtpengine is the browser's ICE peer.
 	fc.setPeerTrickle()
-	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionTrickle, sub: "c1", seq: 3, p: protocol.CallPayload{Candidates: cand1 + "\r\n"}})
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionTrickle, sub: "c1", seq: 3, p: protocol.CallPayload{Candidates: "a=mid:0\r\n" + cand1 + "\r\n"}})
+	// They go to rtpengine as a fragment with the browser's credentials
+	// under the m= line too (rtpengine ignores it otherwise).
+	wantFrag := "a=ice-ufrag:U1\r\na=ice-pwd:P1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=ice-ufrag:U1\r\na=ice-pwd:P1\r\na=mid:0\r\n" + cand1 + "\r\n"
+	if fr := eng.expect(t, "offer"); !slices.Equal(fr.Flags, []string{"fragment"}) || fr.CallID != off.CallID || fr.FromTag != off.FromTag || fr.SDP != wantFrag || fr.ICE != "" {
+		t.Fatalf("trickle to rtpengine %+v", fr)
+	}
 
 	// The browser holds.
 	hold := strings.Replace(webOffer, "a=sendrecv", "a=sendonly", 1)

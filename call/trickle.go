@@ -48,18 +48,39 @@ func (fl *farLeg) webTrickle(l *leg, f *protocol.Frame) {
 		return
 	}
 	if fl.anchored() {
-		// rtpengine, the browser's ICE peer, learns the browser's
-		// later candidates from its connectivity checks (peer
-		// reflexive, RFC 8445 section 7.3.1.3): its own candidates are
-		// all in its SDP, ending with a=end-of-candidates, and the
-		// browser checks toward them from every candidate it gathers.
-		// The phone must not get them (docs/media.md, "Trickle ICE").
+		// rtpengine is the browser's ICE peer: the candidates go to
+		// it, never to the phone (docs/media.md, "Trickle ICE").
+		fl.mediaTrickle(l, f, p.Candidates)
 		return
 	}
 	if !fl.addTrickle(p.Candidates) {
 		fl.busy(l, f, opTrickle)
 	}
 	fl.flushTrickle()
+}
+
+// mediaTrickle passes the web side's trickled candidates of an anchored
+// call to its rtpengine instance as an RFC 8840 fragment with the ICE
+// credentials and m= lines of the web side's last SDP, on the worker: a
+// slow or failed command never holds the call up, and rtpengine would
+// still learn the candidates from the browser's checks (peer reflexive,
+// RFC 8445 section 7.3.1.3). A failure is counted and logged; a full
+// queue refuses the frame with 503, as toward SIP. c.mu is held.
+func (fl *farLeg) mediaTrickle(l *leg, f *protocol.Frame, frag string) {
+	attrs := fragmentAttrs(frag)
+	if len(attrs) == 0 || fl.local == nil {
+		return
+	}
+	body, s := string(fragment(fl.local, attrs, true)), fl.media
+	if !fl.enqueue(func() {
+		ctx, cancel := opCtx()
+		defer cancel()
+		if err := s.Trickle(ctx, body); err != nil {
+			fl.mediaFailed("trickle", err)
+		}
+	}) {
+		fl.busy(l, f, opTrickle)
+	}
 }
 
 // adoptTrickle takes the candidates a callee sent before it won.
@@ -290,7 +311,16 @@ func isICECredential(a sdp.Attribute) bool { return a.Key == "ice-ufrag" || a.Ke
 // pion's Marshal always writes: its lines are pion's attribute and media
 // name forms, joined here.
 func sdpfrag(local *sdp.SessionDescription, attrs []sdp.Attribute) []byte {
+	return fragment(local, attrs, false)
+}
+
+// fragment is sdpfrag; with perMedia, a media section without its own
+// ICE credentials gets the session's under its m= line: rtpengine (10.5)
+// takes a fragment's candidates only for media with credentials there
+// (TestRTPEngineTrickle), and Firefox gives them at session level.
+func fragment(local *sdp.SessionDescription, attrs []sdp.Attribute, perMedia bool) []byte {
 	var b strings.Builder
+	var session []sdp.Attribute
 	line := func(typ, value string) {
 		b.WriteString(typ)
 		b.WriteString(value)
@@ -300,6 +330,7 @@ func sdpfrag(local *sdp.SessionDescription, attrs []sdp.Attribute) []byte {
 		for _, a := range local.Attributes {
 			if isICECredential(a) {
 				line("a=", a.String())
+				session = append(session, a)
 			}
 		}
 	}
@@ -308,8 +339,15 @@ func sdpfrag(local *sdp.SessionDescription, attrs []sdp.Attribute) []byte {
 		if mid != "" {
 			if m := mediaByMid(local, mid); m != nil {
 				line("m=", m.MediaName.String())
+				own := false
 				for _, a := range m.Attributes {
 					if isICECredential(a) {
+						line("a=", a.String())
+						own = true
+					}
+				}
+				for _, a := range session {
+					if perMedia && !own {
 						line("a=", a.String())
 					}
 				}

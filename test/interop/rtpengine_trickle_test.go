@@ -27,14 +27,9 @@ func TestRTPEngineTrickle(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	web := regexp.MustCompile(`(?m)^a=candidate:.*\r\n`).ReplaceAllString(chromeSDP(t, "chrome_offer.sdp"), "")
-	// The credentials under the m= line as well: rtpengine (10.5) takes
-	// a fragment's candidates only for media with their own ice-ufrag.
-	creds := "a=ice-ufrag:q7Zt\r\na=ice-pwd:N3kd8xVq2LmR0pYw5Hc9Tb4e\r\n"
-	frag := creds + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n" + creds
-	cand := func(conn *net.UDPConn) string {
-		return frag + fmt.Sprintf("a=candidate:2739104825 1 udp 2122260223 127.0.0.1 %d typ host generation 0\r\n", conn.LocalAddr().(*net.UDPAddr).Port)
-	}
+	web := noCandidates(chromeSDP(t, "chrome_offer.sdp"))
+	frag := iceFragment("q7Zt", "N3kd8xVq2LmR0pYw5Hc9Tb4e", "0")
+	cand := func(conn *net.UDPConn) string { return frag + hostCandidate(conn) }
 	before, after := udpSocket(t), udpSocket(t)
 	end := frag + "a=end-of-candidates\r\n"
 
@@ -62,6 +57,55 @@ func TestRTPEngineTrickle(t *testing.T) {
 	if _, err := s.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRTPEngineTrickleAnswer: in a call from a phone, the browser's
+// answer without candidates, then one trickled: rtpengine matches the
+// fragment by the answer's tag (Session.Trickle names it the from-tag)
+// and checks the candidate.
+func TestRTPEngineTrickleAnswer(t *testing.T) {
+	c := startRTPEngine(t)
+	a, err := rtpengine.NewAdapter(c, rtpengine.PolicyAlways)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	phone := "v=0\r\no=phone 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 40004 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+	s, offer, err := a.Offer(ctx, rtpengine.SIPToWeb, rtpengine.Keys{CallID: "trickle-in@test", FromTag: "phone-i", ViaBranch: "z9hG4bK-i"}, phone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Answer(ctx, "web-i", noCandidates(browserAnswer(t, offer))); err != nil {
+		t.Fatal(err)
+	}
+	conn := udpSocket(t)
+	if err := s.Trickle(ctx, iceFragment("Hm3P", "c8Vb1nQz6TfK2wRy0aLx7EgU", between(offer, "a=mid:", "\r\n"))+hostCandidate(conn)); err != nil {
+		t.Fatal(err)
+	}
+	if !stunCheck(conn, "Hm3P", 10*time.Second) {
+		t.Error("no ICE check from rtpengine to the trickled candidate")
+	}
+	if _, err := s.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func noCandidates(sdp string) string {
+	return regexp.MustCompile(`(?m)^a=candidate:.*\r\n`).ReplaceAllString(sdp, "")
+}
+
+// iceFragment is an RFC 8840 fragment's head for the audio of mid, with
+// the credentials under the m= line as well: rtpengine (10.5) takes a
+// fragment's candidates only for media with their own ice-ufrag.
+func iceFragment(ufrag, pwd, mid string) string {
+	creds := "a=ice-ufrag:" + ufrag + "\r\na=ice-pwd:" + pwd + "\r\n"
+	return creds + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:" + mid + "\r\n" + creds
+}
+
+// hostCandidate is a host candidate line for conn's address.
+func hostCandidate(conn *net.UDPConn) string {
+	return fmt.Sprintf("a=candidate:2739104825 1 udp 2122260223 127.0.0.1 %d typ host generation 0\r\n", conn.LocalAddr().(*net.UDPAddr).Port)
 }
 
 func udpSocket(t *testing.T) *net.UDPConn {

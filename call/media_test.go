@@ -951,3 +951,30 @@ func phoneOffers(t *testing.T, e *env, eng *fakeEngine, a *fakeEP, fc *fakeCall,
 		t.Fatalf("the phone's offer accepted with %q", o.sdp)
 	}
 }
+
+// TestMediaTrickleFails: trickled candidates rtpengine refuses are
+// counted and the call goes on: the browser hears nothing of them, the
+// next still go, end-of-candidates included, and the call ends as usual.
+func TestMediaTrickleFails(t *testing.T) {
+	e, eng, a, fc, off := answeredMedia(t, "b")
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionComplete, sub: "c1", seq: 2, corr: "c1"})
+	fc.expectOp(t, "ack")
+	eng.failing("offer", &rtpengine.Error{Command: "offer", Reason: "Failed to parse SDP"})
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionTrickle, sub: "c1", seq: 3, p: protocol.CallPayload{Candidates: "a=mid:0\r\n" + cand1 + "\r\n"}})
+	if fr := eng.expect(t, "offer"); fr.CallID != off.CallID || !strings.Contains(fr.SDP, cand1) {
+		t.Fatalf("first fragment %+v", fr)
+	}
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionTrickle, sub: "c1", seq: 4, p: protocol.CallPayload{Candidates: "a=mid:0\r\na=end-of-candidates\r\n"}})
+	if fr := eng.expect(t, "offer"); !strings.HasSuffix(fr.SDP, "a=mid:0\r\na=end-of-candidates\r\n") {
+		t.Fatalf("end-of-candidates fragment %+v", fr)
+	}
+	fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+	a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	eng.expect(t, "delete")
+	eng.idle(t, e)
+	// The worker runs one command at a time: the delete's means both
+	// fragments' failures were counted.
+	if n := e.h.mediaFailed.Load(); n != 2 {
+		t.Errorf("media failures %d, want 2", n)
+	}
+}

@@ -41,6 +41,10 @@ type report struct {
 	running map[string][]string // package + "\x00" + test -> its output so far
 	skips   []skip
 	failed  bool
+	// firsts is each failed test's first report lines, repeated at the
+	// end: a failing test's output (three nodes' logs, say) can be long,
+	// and a reader of the run's tail should still see why it failed.
+	firsts []string
 }
 
 func main() {
@@ -97,6 +101,7 @@ func (r *report) handle(ev event) {
 	case ev.Action == "fail":
 		r.failed = true
 		fmt.Fprint(r.out, strings.Join(r.running[key], ""))
+		r.firsts = append(r.firsts, firstReports(ev.Package, ev.Test, r.running[key])...)
 		delete(r.running, key)
 	case ev.Action == "skip":
 		s := skip{pkg: ev.Package, test: ev.Test, reason: reason(r.running[key])}
@@ -123,8 +128,42 @@ func reason(out []string) string {
 	return strings.Join(lines, "; ")
 }
 
-// finish prints the summary line and returns the exit code.
+// maxFirsts bounds the report lines kept of one failed test.
+const maxFirsts = 3
+
+// firstReports is the first lines a failed test reported with t.Error,
+// t.Fatal or t.Log ("    file_test.go:12: text": its own, at the
+// indent of its level), without those that introduce a dump ("...
+// log:"), prefixed with the test's name.
+func firstReports(pkg, test string, out []string) []string {
+	indent := strings.Repeat("    ", strings.Count(test, "/")+1)
+	var firsts []string
+	for _, l := range out {
+		rest, ok := strings.CutPrefix(l, indent)
+		if !ok || strings.HasPrefix(rest, " ") || !strings.Contains(rest, "_test.go:") {
+			continue
+		}
+		rest = strings.TrimRight(rest, "\n")
+		if strings.HasSuffix(rest, ":") {
+			continue
+		}
+		firsts = append(firsts, fmt.Sprintf("%s %s: %s", pkg, test, rest))
+		if len(firsts) == maxFirsts {
+			break
+		}
+	}
+	return firsts
+}
+
+// finish prints the failures' first reports and the summary line and
+// returns the exit code.
 func (r *report) finish(ci bool) int {
+	if len(r.firsts) > 0 {
+		fmt.Fprintf(r.out, "failed tests, first reports:\n")
+		for _, f := range r.firsts {
+			fmt.Fprintf(r.out, "  %s\n", f)
+		}
+	}
 	fmt.Fprintf(r.out, "skipped: %d Go tests\n", len(r.skips))
 	switch {
 	case r.failed:

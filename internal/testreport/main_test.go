@@ -71,8 +71,35 @@ func TestSkipsFailUnderCI(t *testing.T) {
 
 func TestFailurePrinted(t *testing.T) {
 	out, code := run(t, failing, false)
-	want := "=== RUN   TestFail\n    b_test.go:7: boom\n--- FAIL: TestFail (0.00s)\nFAIL\nFAIL\texample/b\t0.01s\nskipped: 0 Go tests\n"
+	want := "=== RUN   TestFail\n    b_test.go:7: boom\n--- FAIL: TestFail (0.00s)\nFAIL\nFAIL\texample/b\t0.01s\n" +
+		"failed tests, first reports:\n  example/b TestFail: b_test.go:7: boom\nskipped: 0 Go tests\n"
 	if out != want || code != 1 {
 		t.Fatalf("exit %d, output:\n%s\nwant:\n%s", code, out, want)
+	}
+}
+
+// A failed test whose output ends in long dumps (three nodes' logs) has
+// its first reports repeated after everything, where the run's tail
+// shows them; the dumps' own lines are not.
+func TestFirstReportsAtTheEnd(t *testing.T) {
+	in := `{"Action":"run","Package":"example/c","Test":"TestNodes"}
+{"Action":"output","Package":"example/c","Test":"TestNodes","Output":"=== RUN   TestNodes\n"}
+{"Action":"output","Package":"example/c","Test":"TestNodes","Output":"    c_test.go:40: alice to bob: 480\n"}
+{"Action":"output","Package":"example/c","Test":"TestNodes","Output":"    harness_test.go:140: g1 log:\n"}
+{"Action":"output","Package":"example/c","Test":"TestNodes","Output":"        time=x level=INFO msg=\"from c_test.go:1: quoted\"\n"}
+{"Action":"output","Package":"example/c","Test":"TestNodes","Output":"--- FAIL: TestNodes (9.00s)\n"}
+{"Action":"fail","Package":"example/c","Test":"TestNodes","Elapsed":9}
+{"Action":"run","Package":"example/c","Test":"TestSub/one"}
+{"Action":"output","Package":"example/c","Test":"TestSub/one","Output":"        c_test.go:50: deeper\n"}
+{"Action":"fail","Package":"example/c","Test":"TestSub/one","Elapsed":1}
+{"Action":"fail","Package":"example/c","Elapsed":10}
+`
+	out, code := run(t, in, false)
+	want := "failed tests, first reports:\n" +
+		"  example/c TestNodes: c_test.go:40: alice to bob: 480\n" +
+		"  example/c TestSub/one: c_test.go:50: deeper\n" +
+		"skipped: 0 Go tests\n"
+	if code != 1 || !strings.HasSuffix(out, want) {
+		t.Fatalf("exit %d, output:\n%s\nwant it to end with:\n%s", code, out, want)
 	}
 }

@@ -476,9 +476,7 @@ func (g *Gateway) update(ctx context.Context, key string, data []byte, rev uint6
 // from its connect (principal, guest place, SIP registration) it gets at
 // its first resume (completeRestore).
 func (g *Gateway) restoreAll() error {
-	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
-	keys, err := g.store.Keys(ctx, "session.")
-	cancel()
+	keys, err := g.restoreKeys()
 	if err != nil {
 		return err
 	}
@@ -496,6 +494,36 @@ func (g *Gateway) restoreAll() error {
 		g.log.Info("sessions restored from the store; waiting for their clients to resume", "sessions", n)
 	}
 	return nil
+}
+
+// restoreWait bounds the listing of the records to restore at start,
+// each attempt bounded by storeTimeout: as long as the wait for
+// JetStream before it (natsstore: 60 s). One listing can time out on a
+// loaded machine or while the bucket elects a leader, and a node that
+// exited for it ("restoring sessions: context deadline exceeded", a
+// gateway leaf of a NATS hub in test/cluster TestLeafNATS) left its
+// sessions to the other nodes' takeovers and its peers short of a node.
+const restoreWait = 60 * time.Second
+
+// restoreKeys lists the session records' keys, trying again until
+// restoreWait passes.
+func (g *Gateway) restoreKeys() ([]string, error) {
+	ctx, cancel := context.WithTimeout(g.ctx, restoreWait)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, storeTimeout)
+		keys, err := g.store.Keys(actx, "session.")
+		acancel()
+		if err == nil {
+			return keys, nil
+		}
+		g.log.Info("listing the sessions to restore; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // restoreOne restores the session id at start-up if its record names

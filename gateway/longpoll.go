@@ -55,6 +55,9 @@ func (g *Gateway) servePoll(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "jsonrtc: a poll needs its token; open with a POST of the connect", http.StatusForbidden)
 		return
 	}
+	// Numbered on arrival (link.born): a connect the client gave up on
+	// for a newer one arrived before it.
+	born := g.births.Add(1)
 	p, addr, ok := g.admit(w, r, g.authenticatePoll)
 	if !ok {
 		return
@@ -73,7 +76,7 @@ func (g *Gateway) servePoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.metrics.handshakes.WithLabelValues("accepted").Inc()
-	if !g.goTracked(func() { g.serveConn(c, p, addr) }) {
+	if !g.goTracked(func() { g.serveConn(c, p, addr, born) }) {
 		c.CloseNow()
 		http.Error(w, "jsonrtc: shutting down", http.StatusServiceUnavailable)
 		return

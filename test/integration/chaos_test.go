@@ -202,8 +202,8 @@ func chaos(t *testing.T, sessions, perSession int, transports func(i int) []stri
 func resumeOutcomes(m string) string {
 	var out []string
 	for _, line := range strings.Split(m, "\n") {
-		if v, ok := strings.CutPrefix(line, "jsonrtc_resumes_total{outcome="); ok {
-			out = append(out, v)
+		if v, ok := strings.CutPrefix(line, `jsonrtc_resumes_total{outcome="`); ok {
+			out = append(out, strings.Replace(v, `"} `, " ", 1))
 		}
 	}
 	return strings.Join(out, ", ")

@@ -98,6 +98,8 @@ type Gateway struct {
 	dirtyMu   sync.Mutex
 	dirty     []*Session
 	dirtyKick chan struct{}
+	// births numbers the sockets in the order they opened (link.born).
+	births atomic.Uint64
 	// proxies are the trusted reverse proxies (http.trusted_proxies).
 	proxies forwarded.Proxies
 

@@ -26,12 +26,12 @@ type peer struct {
 	last uint64 // last server sequence seen
 }
 
-func newGateway(t *testing.T, mod func(*Config)) (*Gateway, string) {
+func newGateway(t testing.TB, mod func(*Config)) (*Gateway, string) {
 	t.Helper()
 	return newGatewayOpts(t, mod, Options{})
 }
 
-func newGatewayOpts(t *testing.T, mod func(*Config), opts Options) (*Gateway, string) {
+func newGatewayOpts(t testing.TB, mod func(*Config), opts Options) (*Gateway, string) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Session.AckDelay = Duration(time.Hour) // tests see only the frames they expect

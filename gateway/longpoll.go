@@ -55,6 +55,11 @@ func (g *Gateway) servePoll(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "jsonrtc: a poll needs its token; open with a POST of the connect", http.StatusForbidden)
 		return
 	}
+	// Numbered as its handler starts (link.born): the POST of a connect
+	// the client gave up on came before its next one's. Only a handler
+	// that starts after its successor's (the machine stalled between
+	// the client's abort and its next POST) is numbered after it.
+	born := g.births.Add(1)
 	p, addr, ok := g.admit(w, r, g.authenticatePoll)
 	if !ok {
 		return
@@ -73,7 +78,7 @@ func (g *Gateway) servePoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.metrics.handshakes.WithLabelValues("accepted").Inc()
-	if !g.goTracked(func() { g.serveConn(c, p, addr) }) {
+	if !g.goTracked(func() { g.serveConn(c, p, addr, born) }) {
 		c.CloseNow()
 		http.Error(w, "jsonrtc: shutting down", http.StatusServiceUnavailable)
 		return

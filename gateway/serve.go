@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -64,6 +65,9 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		// The application's own origin rules were applied by admit.
 		opts.OriginPatterns, opts.InsecureSkipVerify = nil, true
 	}
+	// Numbered before the 101 goes out: before its client can send a
+	// connect on it, so before it can give up on it and dial another.
+	born := g.births.Add(1)
 	c, err := ws.Accept(w, r, opts)
 	if err != nil {
 		g.metrics.handshakes.WithLabelValues("refused").Inc()
@@ -74,7 +78,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The socket is served by goroutines of their own so that this handler
 	// returns: net/http's connection goroutine, with its deep stack and
 	// the request it holds, is freed for the socket's whole life.
-	if !g.goTracked(func() { g.serveConn(c, p, addr) }) {
+	if !g.goTracked(func() { g.serveConn(c, p, addr, born) }) {
 		c.Close(websocket.StatusGoingAway, "shutting down")
 	}
 }
@@ -141,12 +145,13 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, authenticate fun
 // stack only shrinks at garbage collection, and only while less than a
 // quarter of it is in use, so the reader, which an idle session parks for
 // its whole life, starts afresh with the runtime's small initial stack.
-func (g *Gateway) serveConn(c conn, p *auth.Principal, addr netip.Addr) {
+// born is the socket's place in the order of opening (link.born).
+func (g *Gateway) serveConn(c conn, p *auth.Principal, addr netip.Addr, born uint64) {
 	profile := ""
 	if p != nil {
 		profile = p.Limits
 	}
-	l := &link{g: g, c: c, addr: addr, max: g.cfg.Session.WindowFrames + 16, budget: g.lim.NewSocket(profile), transport: transportOf(c)}
+	l := &link{g: g, c: c, addr: addr, born: born, max: g.cfg.Session.WindowFrames + 16, budget: g.lim.NewSocket(profile), transport: transportOf(c)}
 	l.frames = g.metrics.frames.WithLabelValues(l.transport)
 	l.idle.L = &l.mu
 	if wc, ok := c.(*ws.Conn); ok {
@@ -313,7 +318,7 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 			defer unlock()
 			held = unlock
 		}
-		s, resumed, err := g.connect(c, f, p, l.addr)
+		s, resumed, err := g.connect(c, l, f, p)
 		if errors.Is(err, errResumeAgain) {
 			// The record may well be there: the client keeps its session
 			// and resumes again (docs/protocol.md §1.5, 1013).
@@ -323,7 +328,11 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 		if errors.Is(err, errStaleConnect) {
 			// Nobody listens, most likely; if somebody does, it resumes
 			// again once its other socket is gone.
-			c.Close(websocket.StatusTryAgainLater, "the session's socket answers; resume again")
+			reason := "the session's socket answers; resume again"
+			if errors.Is(err, errOlderSocket) {
+				reason = reasonOlderSocket
+			}
+			c.Close(websocket.StatusTryAgainLater, reason)
 			return nil, err
 		}
 		if err != nil {
@@ -397,10 +406,19 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 	}
 }
 
+// errOlderSocket is errStaleConnect for a resume on a socket that opened
+// before one the session has taken since (connect; docs/protocol.md §4.4
+// "Stale connects").
+var errOlderSocket = fmt.Errorf("%w: a newer socket resumed the session", errStaleConnect)
+
+// reasonOlderSocket closes the socket of errOlderSocket's connect.
+const reasonOlderSocket = "a newer socket resumed this session; resume again"
+
 // connect applies docs/protocol.md §4.4 and §4.5 to a connect request:
 // resume the named session if all three criteria hold, else start a new
 // one.
-func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr netip.Addr) (*Session, bool, error) {
+func (g *Gateway) connect(c conn, l *link, f *protocol.Frame, p *auth.Principal) (*Session, bool, error) {
+	addr := l.addr
 	oracle := c.Subprotocol() == protocol.SubprotocolOracle
 	identity, app, err := g.identify(f, p)
 	if err != nil {
@@ -420,6 +438,7 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 				err := old.st.CheckResume(&f.Header)
 				ended := old.ended
 				stale := outgrown(old.st, &f.Header, old.oracle)
+				older := l.born < old.newest
 				old.mu.Unlock()
 				if stale && !ended {
 					// The session has taken frames its client sent after
@@ -430,6 +449,21 @@ func (g *Gateway) connect(c conn, f *protocol.Frame, p *auth.Principal, addr net
 					g.metrics.resumes.WithLabelValues("stale").Inc()
 					old.rlog.Info("resume refused", "resume refused: the session has outgrown this connect")
 					return nil, false, errStaleConnect
+				}
+				if older && !ended {
+					// Nothing moved since (the client's first frame or
+					// ack on its new socket not read yet), but a socket
+					// that opened after this one resumed the session: a
+					// client has one socket at a time and gives one up
+					// before it dials the next, so this connect is one it
+					// gave up on, read late. Taken, it closed the socket
+					// the client went on with with 4000, which ends the
+					// session there (TestChaosMixed). Evidence, not a
+					// probe: a resume on a newer socket, the common case,
+					// waits for nothing.
+					g.metrics.resumes.WithLabelValues("stale").Inc()
+					old.rlog.Info("resume refused", "resume refused: a newer socket resumed the session")
+					return nil, false, errOlderSocket
 				}
 				if err == nil && !ended && g.node != nil {
 					switch probed, perr := old.probe(); {

@@ -104,6 +104,10 @@ type Session struct {
 	ackTimer  *time.Timer // made once, then reset: most inbound frames arm it
 	ackArmed  bool
 	lastError int // consecutive undecodable frames
+	// newest is the highest link.born of a socket attached here: a
+	// resume on an older socket is one its client gave up on (serve.go
+	// connect).
+	newest uint64
 	// standby: how to wake the client, which went to standby (push.go);
 	// nil when awake. woken: a push went since the socket closed.
 	standby *protocol.PushChannel
@@ -182,6 +186,9 @@ type link struct {
 	frames    prometheus.Counter
 	addr      netip.Addr // the handshake's source (clientAddr)
 	max       int        // queue bound
+	// born numbers the socket among this gateway's in the order they
+	// opened (Gateway.births), taken before its client could send on it.
+	born uint64
 
 	mu      sync.Mutex
 	queue   [][]byte
@@ -539,6 +546,7 @@ func (s *Session) attachLocked(l *link) {
 		}
 	}
 	s.setConnLocked(l)
+	s.newest = max(s.newest, l.born)
 	s.standby, s.pendingWake = nil, nil // awake again
 	if s.resume != nil {
 		s.resume.Stop()

@@ -184,6 +184,9 @@ func chaos(t *testing.T, sessions, perSession int, transports func(i int) []stri
 	}
 	t.Logf("%d messages in %v (%.0f/s) with %d socket kills: delivered %d, duplicated %d, out of order %d, send failures %d",
 		want, elapsed.Round(time.Millisecond), float64(want)/elapsed.Seconds(), kills.Load(), total.Load(), dup, ooo, failures.Load())
+	// Refused as stale: connects the clients gave up on, read late
+	// (docs/protocol.md §4.4 "Stale connects").
+	t.Logf("resumes by outcome: %s", resumeOutcomes(scrape(g)))
 	if failures.Load() != 0 {
 		t.Fatalf("send failures: %d, first: %v", failures.Load(), firstErr.Load())
 	}
@@ -193,4 +196,15 @@ func chaos(t *testing.T, sessions, perSession int, transports func(i int) []stri
 	if s := g.Stats(); s.PendingMessages != 0 {
 		t.Fatalf("gateway still has %d pending messages", s.PendingMessages)
 	}
+}
+
+// resumeOutcomes is jsonrtc_resumes_total's samples in metrics text m.
+func resumeOutcomes(m string) string {
+	var out []string
+	for _, line := range strings.Split(m, "\n") {
+		if v, ok := strings.CutPrefix(line, `jsonrtc_resumes_total{outcome="`); ok {
+			out = append(out, strings.Replace(v, `"} `, " ", 1))
+		}
+	}
+	return strings.Join(out, ", ")
 }

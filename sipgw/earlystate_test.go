@@ -1,0 +1,95 @@
+package sipgw
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// TestEndDialogCancelsEarlyCall: the INVITE of a ringing outgoing call,
+// recorded (EarlyState, through JSON as the store has it), is cancelled
+// by another user agent as its own would have (RFC 3261 section 9.1):
+// the CANCEL carries the INVITE's top Via alone (branch and sent-by:
+// what a proxy matches it by), its Request-URI, Call-ID, From, To, CSeq
+// number and Route, and the cause. Adopt refuses such a state.
+func TestEndDialogCancelsEarlyCall(t *testing.T) {
+	bob := newFakeProxy(t, func(m sip.RequestMethod) int {
+		if m == sip.INVITE {
+			return 180
+		}
+		return 200
+	})
+	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: bob.uri()}
+	a := startWith(t, cfg, nil)
+	ctx := context.Background()
+	c, err := a.Dial(ctx, DialOptions{Identity: "alice@example.com", Target: "bob", SDP: []byte("v=0\r\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := bob.next(t, sip.INVITE)
+	for ev := range c.Events() {
+		if ev.Kind == EventProgress {
+			break
+		}
+		if ev.Kind == EventEnded {
+			t.Fatalf("ended before ringing: %+v", ev)
+		}
+	}
+	if _, ok := c.DialogState(); ok {
+		t.Fatal("DialogState of a ringing call")
+	}
+	c.SetApp([]byte(`{"web":1}`))
+	st, ok := c.EarlyState()
+	if !ok || st.Invite == nil {
+		t.Fatalf("no EarlyState of a ringing call: %+v", st)
+	}
+	st = viaStore(t, st)
+	if st.CallID != inv.CallID().Value() || string(st.App) != `{"web":1}` || st.LocalSDP != "v=0\r\n" {
+		t.Errorf("early state %+v", st)
+	}
+
+	b := startWith(t, cfg, nil)
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := b.Adopt(actx, st, nil); !errors.Is(err, ErrDialogState) {
+		t.Errorf("Adopt of an early state: %v, want ErrDialogState", err)
+	}
+	if err := b.EndDialog(actx, st, 503, "the caller's node went down", nil); err != nil {
+		t.Fatal(err)
+	}
+	cn := bob.next(t, sip.CANCEL)
+	if got, want := cn.Via().Value(), inv.Via().Value(); got != want {
+		t.Errorf("CANCEL Via %q, want the INVITE's %q", got, want)
+	}
+	if n := len(cn.GetHeaders("Via")); n != 1 {
+		t.Errorf("CANCEL has %d Via", n)
+	}
+	if cn.Recipient.String() != inv.Recipient.String() || cn.CallID().Value() != inv.CallID().Value() ||
+		cn.From().Value() != inv.From().Value() || cn.To().Value() != inv.To().Value() {
+		t.Errorf("CANCEL\n%s\ndoes not copy the INVITE\n%s", cn, inv)
+	}
+	if cs := cn.CSeq(); cs.SeqNo != inv.CSeq().SeqNo || cs.MethodName != sip.CANCEL {
+		t.Errorf("CANCEL CSeq %v, INVITE's %v", cs, inv.CSeq())
+	}
+	if got, want := cn.GetHeader("Route"), inv.GetHeader("Route"); got == nil || want == nil || got.Value() != want.Value() {
+		t.Errorf("CANCEL Route %v, INVITE's %v", got, want)
+	}
+	if r := cn.GetHeader("Reason"); r == nil || r.Value() != `SIP;cause=503;text="the caller's node went down"` {
+		t.Errorf("CANCEL Reason %v", r)
+	}
+}
+
+// TestEarlyStateOnlyWhileInviting: EarlyState says nothing of an
+// answered call, which DialogState describes.
+func TestEarlyStateOnlyWhileInviting(t *testing.T) {
+	_, c := upCall(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", OutboundProxy: adoptPeer(t, "", 0).uri()})
+	if st, ok := c.EarlyState(); ok {
+		t.Errorf("EarlyState of a confirmed call: %+v", st)
+	}
+	if _, ok := c.DialogState(); !ok {
+		t.Error("no DialogState of a confirmed call")
+	}
+}

@@ -20,8 +20,10 @@ import (
 // before it leaves, so that another node (or this one, restarted)
 // adopts the dialog (sipgw.UserAgent.Adopt: a target refresh with its
 // own Contact) and goes on with the call (RestoreSIP) when this one
-// dies. A ringing or early call is not recorded: its INVITE transaction
-// cannot move, and it ends with its node.
+// dies. A ringing or early call is not adopted: its INVITE transaction
+// cannot move, but an outgoing one's INVITE is recorded from the dial
+// (sipgw.Call.EarlyState), for the node that finds the record to cancel
+// it (EndSIP, CancelSIP) rather than leave the phone ringing.
 
 // SIPSnapshot is the web side of a confirmed SIP call as another node
 // rebuilds it.
@@ -88,19 +90,56 @@ func (fl *farLeg) recordDialog() {
 	if ahead := h.opts.WriteAheadSIP; ahead != nil {
 		dc.SetWriteAhead(func(st sipgw.DialogState) { ahead(sn, st) })
 	}
+	if !fl.watching {
+		fl.watching = true
+		h.far.wg.Go(func() { fl.watchDialog(dc, sn) })
+	}
+}
+
+// earlyCall is a SIP call whose INVITE under way can be recorded
+// (*sipgw.Call).
+type earlyCall interface {
+	EarlyState() (sipgw.DialogState, bool)
+}
+
+// recordInvite starts recording an outgoing SIP call's INVITE, just
+// sent: its state (EarlyState) at each change to Options.ReplicateSIP
+// until the answer, when recordDialog's snapshot takes over, and the
+// end. The web side's part is the caller's leg, and the media as the
+// offer left it. c.mu is held.
+func (fl *farLeg) recordInvite() {
+	h := fl.h
+	dc, ok := fl.sc.(dialogCall)
+	_, early := fl.sc.(earlyCall)
+	if h.opts.ReplicateSIP == nil || !ok || !early || fl.watching || fl.c.caller == nil {
+		return
+	}
+	fl.watching = true
+	sn := SIPSnapshot{Out: true, Target: fl.c.target, Remote: fl.remote, Web: legSnapshot(fl.c.caller)}
+	if fl.media != nil && fl.media.Anchored() {
+		ms := fl.media.State()
+		sn.Media = &ms
+	}
+	app, _ := json.Marshal(sn)
+	dc.SetApp(app) // signals the first write
 	h.far.wg.Go(func() { fl.watchDialog(dc, sn) })
 }
 
-// watchDialog hands each change of the dialog to Options.ReplicateSIP,
-// and its end, unless the call was handed over (released): its record
-// is then the adopter's.
+// watchDialog hands each change of the dialog to Options.ReplicateSIP
+// (before the answer, its INVITE's: EarlyState), and its end, unless the
+// call was handed over (released): its record is then the adopter's.
 func (fl *farLeg) watchDialog(dc dialogCall, sn SIPSnapshot) {
 	rep := fl.h.opts.ReplicateSIP
 	done := fl.sc.Done()
+	ec, _ := dc.(earlyCall)
 	for {
 		select {
 		case <-dc.DialogChanged():
-			if st, ok := dc.DialogState(); ok {
+			st, ok := dc.DialogState()
+			if !ok && ec != nil {
+				st, ok = ec.EarlyState()
+			}
+			if ok {
 				rep(sn, st, false)
 			}
 		case <-done:
@@ -237,15 +276,16 @@ const (
 	orphanReason = "the web user is gone"
 )
 
-// EndSIP ends the confirmed SIP call of the dialog state st, which
-// another node recorded (dead, or handing it over at a drain) and whose
+// EndSIP ends the SIP call of the dialog state st, which another node
+// recorded (dead, or handing it over at a drain) and whose
 // web leg's session is gone (expired before anyone went on with it): the
 // phone would otherwise keep a call with no one on the other side until
 // its session timer ran out, or for ever without one. This node's user
 // agent sends the dialog's BYE (Reason: SIP;cause=480;text=orphanReason;
 // the header rules of an incoming call's as this node binds them, none
 // for an outgoing one's: its route's need the web session), bounded by
-// ctx, and the call's media goes from rtpengine. Nothing reaches the
+// ctx, or the CANCEL of an outgoing call's INVITE under way (st.Invite),
+// and the call's media goes from rtpengine. Nothing reaches the
 // web side: there is none. ErrNoAdopt when this node's SIP side does not
 // end recorded dialogs.
 func (h *Handler) EndSIP(ctx context.Context, st sipgw.DialogState) error {
@@ -253,10 +293,45 @@ func (h *Handler) EndSIP(ctx context.Context, st sipgw.DialogState) error {
 	if err := json.Unmarshal(st.App, &sn); err != nil {
 		return err
 	}
+	return h.endSIP(ctx, st, sn, orphanCode, orphanReason)
+}
+
+// The end of a ringing outgoing SIP call whose node died (CancelSIP): the
+// web caller hears it as the start's error, the callee as the CANCEL's
+// cause (RFC 3326).
+const (
+	ringLostCode   = protocol.CodeServiceUnavailable
+	ringLostReason = "the call's node went down before the answer: cancelled"
+)
+
+// CancelSIP ends the outgoing SIP call of the state st, recorded by
+// another node while its INVITE was under way (st.Invite: ringing or
+// early) and gone with that node: an INVITE transaction does not move.
+// This node's user agent cancels the INVITE (EndSIP's way, with Reason:
+// SIP;cause=503), the call's media goes from rtpengine, and the web
+// caller, whose session is ep, gets the error of its start: 503,
+// ringLostReason. ctx bounds the CANCEL.
+func (h *Handler) CancelSIP(ctx context.Context, st sipgw.DialogState, ep Endpoint) error {
+	var sn SIPSnapshot
+	if err := json.Unmarshal(st.App, &sn); err != nil {
+		return err
+	}
+	if st.Invite == nil || !sn.Out {
+		return errors.New("call: CancelSIP of a state with no outgoing INVITE under way")
+	}
+	err := h.endSIP(ctx, st, sn, ringLostCode, ringLostReason)
+	c := &Call{target: sn.Target}
+	c.caller = restoredLeg(c, ep, sn.Web)
+	h.failCaller(c, ringLostCode, ringLostReason)
+	return err
+}
+
+// endSIP is EndSIP of st, whose App is sn, with the cause code and reason.
+func (h *Handler) endSIP(ctx context.Context, st sipgw.DialogState, sn SIPSnapshot, code int, reason string) error {
 	if h.far == nil || h.far.end == nil {
 		return ErrNoAdopt
 	}
-	err := h.far.end(ctx, st, orphanCode, orphanReason)
+	err := h.far.end(ctx, st, code, reason)
 	if sn.Media != nil && h.far.media != nil {
 		fl := h.newFarLeg(&Call{target: sn.Target}, false)
 		fl.logWith("session_id", sn.Web.Session, "subsession_id", sn.Web.Sub)

@@ -24,7 +24,9 @@ import (
 // session at the lease's expiry, a session resuming later, a node
 // restarted on its data directory) takes the record by compare-and-set
 // and has its user agent adopt the dialog: a target refresh with its own
-// Contact, after which the phone's requests come to it.
+// Contact, after which the phone's requests come to it. An outgoing
+// call has a record from its INVITE's sending (sipgw.Call.EarlyState):
+// its INVITE cannot move, and the adopter cancels it (CancelSIP).
 
 // sipAdoptTimeout bounds an adoption's target refresh: the resume that
 // adopts waits for it.
@@ -36,6 +38,7 @@ type sipCounters struct {
 	adoptFailed  atomic.Uint64 // dialogs whose adoption failed
 	adoptedCalls atomic.Uint64 // dialogs adopted
 	orphaned     atomic.Uint64 // dialogs ended: their web user gone
+	cancelled    atomic.Uint64 // ringing outgoing calls of a dead host cancelled
 }
 
 // sipCollectors are the SIP call records' metrics.
@@ -53,6 +56,9 @@ func (r *callRepl) sipCollectors() []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_calls_orphaned_total",
 			Help: "SIP calls of records this node took whose web session was gone: it ended their dialogs (BYE) and media, and deleted the records."},
 			func() float64 { return float64(r.sip.orphaned.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_calls_cancelled_total",
+			Help: "Outgoing SIP calls still ringing when their host died, whose INVITE this node cancelled by their records (the web caller told)."},
+			func() float64 { return float64(r.sip.cancelled.Load()) }),
 	}
 }
 
@@ -174,6 +180,16 @@ func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev 
 	}
 	actx, cancel := context.WithTimeout(r.g.ctx, sipAdoptTimeout)
 	defer cancel()
+	if rec.SIP.Invite != nil {
+		// Ringing or early: its INVITE transaction died with the host.
+		// Cancelled, so that the phone stops ringing, and the caller
+		// told why (call.Handler.CancelSIP).
+		err := r.g.calls.CancelSIP(actx, *rec.SIP, ep)
+		r.push(callOp{web: &sn.Web, ended: true})
+		r.sip.cancelled.Add(1)
+		r.g.log.Info("SIP call cancelled: its node died while it rang", "session_id", sn.Web.Session, "subsession_id", sn.Web.Sub, "call_id", rec.SIP.CallID, "err", err)
+		return nil
+	}
 	switch err := r.g.calls.RestoreSIP(actx, *rec.SIP, ep); err {
 	case nil:
 		r.adopted.Add(1)

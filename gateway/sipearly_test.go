@@ -1,0 +1,68 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/sipgw"
+)
+
+// A ringing outgoing SIP call whose host died has a record of its
+// INVITE: the node that adopts the caller's call (here at the host's
+// lease expiry) cancels the INVITE as the dead host would have, the
+// phone gets the CANCEL (the INVITE's Via and CSeq number, the cause),
+// the caller the error of her start (503, saying why), and the record
+// goes. Before, the record did not exist: the phone rang on until its
+// INVITE timed out, and the caller heard "the call's node went down".
+func TestRingingSIPCallOfADeadHostCancelled(t *testing.T) {
+	gs, urls := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
+		c.SIP.Domain = "example.com"
+		c.SIP.Listen.UDP = "127.0.0.1:0"
+	})
+	g := gs[0]
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@web.example")
+	phone, got := byePeer(t)
+	app, _ := json.Marshal(call.SIPSnapshot{Out: true, Target: "bob@sip.example",
+		Web: call.LegSnapshot{Session: a.sid, Identity: "alice@web.example", Sub: "c1", StartCorr: "s1"}})
+	via := "SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKdeadnode"
+	rec := callRecord{Host: "n7", SIP: &sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uac", CallID: "cid-ringing", LocalTag: "lt",
+		LocalURI: "sip:alice@example.com", RemoteURI: "sip:bob@sip.example", App: app,
+		Invite: &sipgw.InviteState{RequestURI: "sip:bob@" + phone, Via: via, From: "<sip:alice@example.com>;tag=lt", To: "<sip:bob@sip.example>", CSeq: 4}}}
+	data, _ := json.Marshal(rec)
+	if _, err := g.store.Create(context.Background(), callKey(a.sid, "c1"), data); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := g.repl.adoptOnce(ctx, a.sid, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	var cn *sip.Request
+	select {
+	case cn = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the phone got nothing")
+	}
+	if cn.Method != sip.CANCEL || cn.Via().Value() != via || cn.CSeq().SeqNo != 4 || cn.CallID().Value() != "cid-ringing" {
+		t.Fatalf("the phone got\n%s\nwant the INVITE's CANCEL", cn)
+	}
+	if r := cn.GetHeader("Reason"); r == nil || r.Value() != `SIP;cause=503;text="the call's node went down before the answer: cancelled"` {
+		t.Errorf("CANCEL Reason %v", r)
+	}
+	f := a.read()
+	expect(t, f, protocol.TypeError, protocol.ActionStart)
+	if f.Control.SubsessionID != "c1" || f.Control.CorrelationID != "s1" || f.Header.ErrorCode != 503 || f.Header.Reason == "" {
+		t.Fatalf("alice's end of the call %s", f.Marshal())
+	}
+	sipRecordOf(t, g, a.sid, "c1", func(r *callRecord) bool { return r == nil })
+	if n := g.repl.sip.cancelled.Load(); n != 1 {
+		t.Errorf("cancelled %d, want 1", n)
+	}
+}

@@ -147,12 +147,16 @@ func (g *UserAgent) install(st DialogState, o *AdoptOptions) (*Call, sessionTime
 // 3326), without a target refresh first: the peer's answer comes back
 // by the BYE's Via. It returns once the call is over (a BYE refused or
 // unanswered is logged: nothing else is left to do) or when ctx is done.
-// A state of an outgoing call not answered yet (st.Invite, from
-// [Call.EarlyState]) is ended by a CANCEL of its INVITE instead
-// (earlystate.go).
+// A state of a call not answered yet (st.Invite, from [Call.EarlyState])
+// is ended by a CANCEL of its INVITE, an outgoing call's, or by the
+// final response code (reason its phrase) to an incoming call's INVITE,
+// sent statelessly (earlystate.go).
 func (g *UserAgent) EndDialog(ctx context.Context, st DialogState, code int, reason string, o *AdoptOptions) error {
 	if g.ctx == nil {
 		return ErrClosed
+	}
+	if st.Invite != nil && st.Role == "uas" {
+		return g.refuseInvite(st, code, reason)
 	}
 	if st.Invite != nil {
 		return g.cancelInvite(ctx, st, code, reason)

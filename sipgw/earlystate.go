@@ -3,6 +3,7 @@ package sipgw
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,15 @@ import (
 // (rport). A 2xx that crossed the CANCEL goes there as well, is never
 // acknowledged, and the callee ends that dialog with a BYE after 64*T1
 // (RFC 3261 section 13.3.1.4).
+//
+// An incoming call whose node dies while it rings is refused by the node
+// that finds its record: the final response is built from the recorded
+// INVITE (its Vias, From, To with our tag, Call-ID, CSeq) and sent
+// statelessly where the top Via says (RFC 3261 section 18.2.2): a
+// stateful proxy matches it to its client transaction by the branch of
+// that Via, whoever sends it, and the caller stops ringing at once
+// rather than at its Timer C. The proxy's ACK of it goes to the dead
+// node, which is harmless: a non-2xx ACK is hop by hop.
 
 // InviteState is the INVITE of an outgoing call no final response
 // answered yet, as a CANCEL copies it (RFC 3261 section 9.1). Header
@@ -40,6 +50,10 @@ type InviteState struct {
 	// Route are the INVITE's Route values, in order: the CANCEL follows
 	// them to the proxy that has the INVITE's transaction.
 	Route []string `json:"route,omitempty"`
+	// Vias are an incoming INVITE's Via values, top first, which its
+	// final response copies (RFC 3261 section 8.2.6.2); To then carries
+	// our tag, as the call's provisional responses did.
+	Vias []string `json:"vias,omitempty"`
 }
 
 // sentInvite is the INVITE under way of an outgoing call; c.mu.
@@ -70,6 +84,11 @@ func (c *Call) noteInvite(req *sip.Request) {
 	for _, h := range req.GetHeaders("Route") {
 		st.Route = append(st.Route, h.Value())
 	}
+	if c.dir == Incoming {
+		for _, h := range req.GetHeaders("Via") {
+			st.Vias = append(st.Vias, h.Value())
+		}
+	}
 	var cid string
 	if h := req.CallID(); h != nil {
 		cid = h.Value()
@@ -85,20 +104,38 @@ func (c *Call) noteInvite(req *sip.Request) {
 	}
 }
 
-// EarlyState returns, for an outgoing call whose INVITE no final response
-// answered yet, what another node needs to cancel it ([UserAgent.EndDialog]
-// with the state): a DialogState whose Invite is set, with the call's
-// identity, URIs, SDP and App. False for any other call, or once the
-// INVITE is answered ([Call.DialogState] takes over at the confirmation).
+// EarlyState returns, for a call whose INVITE no final response answered
+// yet, what another node needs to end it ([UserAgent.EndDialog] with the
+// state): a DialogState whose Invite is set, with the call's identity,
+// URIs, SDP and App; an outgoing call's INVITE is cancelled, an incoming
+// one's refused. False once the INVITE is answered ([Call.DialogState]
+// takes over at the confirmation).
 // Read it at DialogChanged, as DialogState.
 func (c *Call) EarlyState() (DialogState, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.dir != Outgoing || c.state != stateInviting || c.invite == nil {
+	if c.invite == nil || !(c.dir == Outgoing && c.state == stateInviting || c.dir == Incoming && c.state == stateRinging) {
 		return DialogState{}, false
 	}
 	inv := c.invite.st
-	inv.Route = slices.Clone(inv.Route)
+	inv.Route, inv.Vias = slices.Clone(inv.Route), slices.Clone(inv.Vias)
+	if c.dir == Incoming {
+		return DialogState{
+			Version:   DialogStateVersion,
+			Role:      "uas",
+			CallID:    c.invite.callID,
+			LocalTag:  c.keys.LocalTag,
+			RemoteTag: c.keys.RemoteTag,
+			LocalURI:  c.local.String(),
+			RemoteURI: c.remote.String(),
+			Transport: c.invite.transport,
+			Identity:  c.identity,
+			RemoteSDP: string(c.offer),
+			ViaBranch: c.keys.ViaBranch,
+			App:       slices.Clone(c.app),
+			Invite:    &inv,
+		}, true
+	}
 	return DialogState{
 		Version:      DialogStateVersion,
 		Role:         "uac",
@@ -208,4 +245,86 @@ func (g *UserAgent) cancelInvite(ctx context.Context, st DialogState, code int, 
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// refuseInvite answers the incoming INVITE of st.Invite with code (a
+// final failure, 300 to 699) and reason as its phrase, statelessly, where
+// its top Via says (its received and rport parameters first: RFC 3261
+// section 18.2.2, RFC 3581), sent again at T1 and 2*T1 as a server
+// transaction's Timer G would (the proxy's ACK goes to the dead node).
+// Over UDP only: over TCP or TLS the response needs the INVITE's
+// connection, which was the dead node's.
+func (g *UserAgent) refuseInvite(st DialogState, code int, reason string) error {
+	inv := st.Invite
+	bad := func(f string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrDialogState, fmt.Sprintf(f, a...))
+	}
+	if st.Version != DialogStateVersion || len(inv.Vias) == 0 {
+		return bad("version %d, %d Vias", st.Version, len(inv.Vias))
+	}
+	if code < 300 || code > 699 || reason == "" || hasCtl(reason) {
+		return invalid("final response %d %q", code, reason)
+	}
+	for _, f := range append([]string{st.CallID, inv.From, inv.To}, inv.Vias...) {
+		if f == "" || hasCtl(f) {
+			return bad("empty or control characters in the INVITE's %q", f)
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, reason)
+	for _, v := range inv.Vias {
+		fmt.Fprintf(&b, "Via: %s\r\n", v)
+	}
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %d INVITE\r\nServer: %s\r\nContent-Length: 0\r\n\r\n",
+		inv.From, inv.To, st.CallID, inv.CSeq, g.cfg.UserAgent)
+	m, err := sip.ParseMessage([]byte(b.String()))
+	if err != nil {
+		return bad("response: %v", err)
+	}
+	res, ok := m.(*sip.Response)
+	if !ok || res.Via() == nil {
+		return bad("response not parsed as one")
+	}
+	via := res.Via()
+	if !strings.EqualFold(via.Transport, "UDP") {
+		return fmt.Errorf("sipgw: a response to an INVITE over %s needs its connection", via.Transport)
+	}
+	host, port := via.Host, via.Port
+	if r, ok := via.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	if p, ok := via.Params.Get("rport"); ok && p != "" {
+		if n, err := strconv.Atoi(p); err == nil {
+			port = n
+		}
+	}
+	if port == 0 {
+		port = 5060
+	}
+	if net.ParseIP(host) == nil {
+		return fmt.Errorf("sipgw: the INVITE's Via names %q, not an address", host)
+	}
+	res.SetDestination(net.JoinHostPort(host, strconv.Itoa(port)))
+	var conn sip.Connection
+	if pool := g.ua.TransportLayer().Pool("udp"); pool != nil {
+		conn = pool.Get(g.addrs["udp"])
+	}
+	if conn == nil {
+		return fmt.Errorf("sipgw: no UDP listener for the response")
+	}
+	if err := conn.WriteMsg(res); err != nil {
+		return fmt.Errorf("sipgw: final response: %w", err)
+	}
+	g.rlog.Info("refused call", "sipgw: refused the INVITE of a call nobody goes on with", "identity", st.Identity, "call_id", st.CallID, "code", code)
+	g.wg.Go(func() {
+		for _, d := range []time.Duration{sip.T1, 2 * sip.T1} {
+			select {
+			case <-time.After(d):
+			case <-g.ctx.Done():
+				return
+			}
+			_ = conn.WriteMsg(res)
+		}
+	})
+	return nil
 }

@@ -3,6 +3,7 @@ package sipgw
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -91,5 +92,79 @@ func TestEarlyStateOnlyWhileInviting(t *testing.T) {
 	}
 	if _, ok := c.DialogState(); !ok {
 		t.Error("no DialogState of a confirmed call")
+	}
+}
+
+// TestEndDialogRefusesRingingIncoming: the INVITE of a ringing incoming
+// call, recorded (EarlyState), is answered by another user agent with
+// the final response a dead node owed: its Vias, From, To with the
+// call's tag, Call-ID and CSeq, sent where the top Via says (its rport),
+// so that the caller's proxy matches it by the branch.
+func TestEndDialogRefusesRingingIncoming(t *testing.T) {
+	bob := newFakePeer(t, func(req *sip.Request) *sip.Response {
+		if req.Method == sip.REGISTER {
+			return sip.NewResponseFromRequest(req, 200, "OK", nil)
+		}
+		return nil
+	})
+	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Registrar: bob.uri()}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	incoming := make(chan *Call, 1)
+	a.OnIncomingCall(func(c *Call) { incoming <- c })
+	ctx := context.Background()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close(ctx) })
+	if _, err := a.Register(ctx, "alice@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, token := a.identityInstance("alice@example.com")
+	from, to := "<sip:bob@example.com>;tag=near", "<sip:alice@example.com>"
+	inv := bob.rawRequest("INVITE", "sip:"+token+"@"+a.Addr("udp"), from, to, "ring-in", 10,
+		"Content-Type: application/sdp\r\n", "v=0\r\no=bob 3 3 IN IP4 127.0.0.1\r\n")
+	gw, err := net.ResolveUDPAddr("udp", a.Addr("udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.pc.WriteTo([]byte(inv), gw); err != nil {
+		t.Fatal(err)
+	}
+	var c *Call
+	select {
+	case c = <-incoming:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no incoming call")
+	}
+	c.SetApp([]byte(`{"web":2}`))
+	st, ok := c.EarlyState()
+	if !ok || st.Role != "uas" || st.Invite == nil || len(st.Invite.Vias) != 1 || st.RemoteTag != "near" {
+		t.Fatalf("early state of a ringing incoming call %+v (%v)", st, ok)
+	}
+	st = viaStore(t, st)
+	b := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com"}, nil)
+	if err := b.EndDialog(ctx, st, 480, "the call's node went down", nil); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case res := <-bob.res:
+			if res.StatusCode < 200 {
+				continue
+			}
+			tag, _ := res.To().Params.Get("tag")
+			branch, _ := res.Via().Params.Get("branch")
+			if res.StatusCode != 480 || res.Reason != "the call's node went down" || res.CallID().Value() != "ring-in" ||
+				res.CSeq().SeqNo != 10 || res.CSeq().MethodName != sip.INVITE || tag == "" || tag != st.LocalTag || branch != "z9hG4bKring-in10" {
+				t.Fatalf("the caller got\n%s", res)
+			}
+			return
+		case <-timeout:
+			t.Fatal("no final response at the caller")
+		}
 	}
 }

@@ -710,6 +710,7 @@ func (fl *farLeg) ring(offer string) {
 		})
 	}
 	fl.log().Debug("incoming SIP call", "identity", sc.Identity(), "legs", len(c.callees))
+	fl.recordRinging()
 	c.timer = time.AfterFunc(h.opts.RingTimeout, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()

@@ -21,9 +21,11 @@ import (
 // adopts the dialog (sipgw.UserAgent.Adopt: a target refresh with its
 // own Contact) and goes on with the call (RestoreSIP) when this one
 // dies. A ringing or early call is not adopted: its INVITE transaction
-// cannot move, but an outgoing one's INVITE is recorded from the dial
-// (sipgw.Call.EarlyState), for the node that finds the record to cancel
-// it (EndSIP, CancelSIP) rather than leave the phone ringing.
+// cannot move, but an outgoing one's INVITE is recorded from the dial,
+// and an incoming one's while it rings a single web session
+// (sipgw.Call.EarlyState), for the node that finds the record to end it
+// (EndSIP, EndEarlySIP: a CANCEL, a 480) rather than leave the phone
+// ringing.
 
 // SIPSnapshot is the web side of a confirmed SIP call as another node
 // rebuilds it.
@@ -107,15 +109,38 @@ type earlyCall interface {
 // until the answer, when recordDialog's snapshot takes over, and the
 // end. The web side's part is the caller's leg, and the media as the
 // offer left it. c.mu is held.
-func (fl *farLeg) recordInvite() {
+func (fl *farLeg) recordInvite() { fl.recordEarly(fl.c.caller) }
+
+// recordRinging records an incoming SIP call's INVITE as recordInvite
+// does, when it rings one web session: the record is kept under the web
+// leg's key, and the one that answers is recordDialog's. A call forked
+// to several sessions is not recorded before its answer (one record per
+// fork would have each node that finds one end the call). c.mu is held.
+func (fl *farLeg) recordRinging() {
+	var ringing *leg
+	for _, l := range fl.c.callees {
+		if l.state != legRinging {
+			continue
+		}
+		if ringing != nil {
+			return
+		}
+		ringing = l
+	}
+	fl.recordEarly(ringing)
+}
+
+// recordEarly starts recording the call's INVITE under way, whose web
+// leg is w. c.mu is held.
+func (fl *farLeg) recordEarly(w *leg) {
 	h := fl.h
 	dc, ok := fl.sc.(dialogCall)
 	_, early := fl.sc.(earlyCall)
-	if h.opts.ReplicateSIP == nil || !ok || !early || fl.watching || fl.c.caller == nil {
+	if h.opts.ReplicateSIP == nil || !ok || !early || fl.watching || w == nil {
 		return
 	}
 	fl.watching = true
-	sn := SIPSnapshot{Out: true, Target: fl.c.target, Remote: fl.remote, Web: legSnapshot(fl.c.caller)}
+	sn := SIPSnapshot{Out: fl.out, Target: fl.c.target, Remote: fl.remote, Web: legSnapshot(w)}
 	if fl.media != nil && fl.media.Anchored() {
 		ms := fl.media.State()
 		sn.Media = &ms
@@ -296,33 +321,48 @@ func (h *Handler) EndSIP(ctx context.Context, st sipgw.DialogState) error {
 	return h.endSIP(ctx, st, sn, orphanCode, orphanReason)
 }
 
-// The end of a ringing outgoing SIP call whose node died (CancelSIP): the
-// web caller hears it as the start's error, the callee as the CANCEL's
-// cause (RFC 3326).
+// The end of a ringing SIP call whose node died (EndEarlySIP): an
+// outgoing call's web caller hears it as the start's error and the
+// callee as the CANCEL's cause (RFC 3326); an incoming call's caller gets
+// the final response ringLostInCode, its web callee a shutdown.
 const (
 	ringLostCode   = protocol.CodeServiceUnavailable
 	ringLostReason = "the call's node went down before the answer: cancelled"
+	ringLostInCode = protocol.CodeTemporarilyUnavail
+	ringLostIn     = "the call's node went down before the answer"
 )
 
-// CancelSIP ends the outgoing SIP call of the state st, recorded by
-// another node while its INVITE was under way (st.Invite: ringing or
-// early) and gone with that node: an INVITE transaction does not move.
-// This node's user agent cancels the INVITE (EndSIP's way, with Reason:
-// SIP;cause=503), the call's media goes from rtpengine, and the web
-// caller, whose session is ep, gets the error of its start: 503,
-// ringLostReason. ctx bounds the CANCEL.
-func (h *Handler) CancelSIP(ctx context.Context, st sipgw.DialogState, ep Endpoint) error {
+// EndEarlySIP ends the SIP call of the state st, recorded by another node
+// while its INVITE was under way (st.Invite: ringing or early) and gone
+// with that node: an INVITE transaction does not move. This node's user
+// agent cancels an outgoing call's INVITE (EndSIP's way, with Reason:
+// SIP;cause=503) or answers an incoming call's with 480 (statelessly),
+// the call's media goes from rtpengine, and the web leg, whose session
+// is ep, is told: an outgoing call's caller gets the error of its start
+// (503, ringLostReason), an incoming call's callee a shutdown
+// (ringLostIn). ctx bounds the CANCEL.
+func (h *Handler) EndEarlySIP(ctx context.Context, st sipgw.DialogState, ep Endpoint) error {
 	var sn SIPSnapshot
 	if err := json.Unmarshal(st.App, &sn); err != nil {
 		return err
 	}
-	if st.Invite == nil || !sn.Out {
-		return errors.New("call: CancelSIP of a state with no outgoing INVITE under way")
+	if st.Invite == nil {
+		return errors.New("call: EndEarlySIP of a state with no INVITE under way")
 	}
-	err := h.endSIP(ctx, st, sn, ringLostCode, ringLostReason)
 	c := &Call{target: sn.Target}
-	c.caller = restoredLeg(c, ep, sn.Web)
-	h.failCaller(c, ringLostCode, ringLostReason)
+	w := restoredLeg(c, ep, sn.Web)
+	if sn.Out {
+		err := h.endSIP(ctx, st, sn, ringLostCode, ringLostReason)
+		c.caller = w
+		h.failCaller(c, ringLostCode, ringLostReason)
+		return err
+	}
+	err := h.endSIP(ctx, st, sn, ringLostInCode, ringLostIn)
+	fl := h.newFarLeg(c, false)
+	fl.remote = sn.Remote
+	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
+	out.Header.Reason = ringLostIn
+	h.send(w, out, true)
 	return err
 }
 

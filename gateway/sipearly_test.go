@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,16 +36,7 @@ func TestRingingSIPCallOfADeadHostCancelled(t *testing.T) {
 	rec := callRecord{Host: "n7", SIP: &sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uac", CallID: "cid-ringing", LocalTag: "lt",
 		LocalURI: "sip:alice@example.com", RemoteURI: "sip:bob@sip.example", App: app,
 		Invite: &sipgw.InviteState{RequestURI: "sip:bob@" + phone, Via: via, From: "<sip:alice@example.com>;tag=lt", To: "<sip:bob@sip.example>", CSeq: 4}}}
-	data, _ := json.Marshal(rec)
-	if _, err := g.store.Create(context.Background(), callKey(a.sid, "c1"), data); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := g.repl.adoptOnce(ctx, a.sid, "c1"); err != nil {
-		t.Fatal(err)
-	}
+	adoptRecord(t, g, a.sid, "c1", rec)
 	var cn *sip.Request
 	select {
 	case cn = <-got:
@@ -64,5 +57,69 @@ func TestRingingSIPCallOfADeadHostCancelled(t *testing.T) {
 	sipRecordOf(t, g, a.sid, "c1", func(r *callRecord) bool { return r == nil })
 	if n := g.repl.sip.cancelled.Load(); n != 1 {
 		t.Errorf("cancelled %d, want 1", n)
+	}
+}
+
+// A ringing incoming SIP call whose host died, recorded while it rang
+// one web session: the node that adopts the callee's call answers the
+// caller's INVITE 480 from the record (to its top Via, which a proxy
+// matches by the branch), the callee gets a shutdown, and the record
+// goes. Before, the caller rang until its own timer ran out.
+func TestRingingIncomingSIPCallOfADeadHostRefused(t *testing.T) {
+	gs, urls := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
+		c.SIP.Domain = "example.com"
+		c.SIP.Listen.UDP = "127.0.0.1:0"
+	})
+	g := gs[0]
+	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	b.connect("bob@web.example")
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	app, _ := json.Marshal(call.SIPSnapshot{Target: "bob@web.example", Remote: "carol@sip.example",
+		Web: call.LegSnapshot{Session: b.sid, Identity: "bob@web.example", Sub: "g1", StartCorr: "s1"}})
+	via := "SIP/2.0/UDP " + pc.LocalAddr().String() + ";branch=z9hG4bKproxy1"
+	rec := callRecord{Host: "n7", SIP: &sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uas", CallID: "cid-in", LocalTag: "ours",
+		RemoteTag: "theirs", LocalURI: "sip:bob@example.com", RemoteURI: "sip:carol@sip.example", App: app,
+		Invite: &sipgw.InviteState{Vias: []string{via, "SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKcaller"}, From: "<sip:carol@sip.example>;tag=theirs",
+			To: "<sip:bob@example.com>;tag=ours", CSeq: 21}}}
+	adoptRecord(t, g, b.sid, "g1", rec)
+	_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 65535)
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("the caller's proxy got nothing: %v", err)
+	}
+	m, err := sip.ParseMessage(buf[:n])
+	res, ok := m.(*sip.Response)
+	if err != nil || !ok {
+		t.Fatalf("the caller's proxy got %q (%v)", buf[:n], err)
+	}
+	if vs := res.GetHeaders("Via"); res.StatusCode != 480 || len(vs) != 2 || vs[0].Value() != via || res.CSeq().SeqNo != 21 ||
+		res.CSeq().MethodName != sip.INVITE || res.CallID().Value() != "cid-in" || res.To().Value() != "<sip:bob@example.com>;tag=ours" {
+		t.Fatalf("the caller's proxy got\n%s", res)
+	}
+	f := b.read()
+	expect(t, f, protocol.TypeMessage, protocol.ActionShutdown)
+	if f.Control.SubsessionID != "g1" || !strings.Contains(f.Header.Reason, "before the answer") {
+		t.Fatalf("bob's end of the call %s", f.Marshal())
+	}
+	sipRecordOf(t, g, b.sid, "g1", func(r *callRecord) bool { return r == nil })
+}
+
+// adoptRecord stores rec as the call record of the leg (session, sub),
+// and has g adopt it, as a survivor does at its host's lease expiry.
+func adoptRecord(t *testing.T, g *Gateway, session, sub string, rec callRecord) {
+	t.Helper()
+	data, _ := json.Marshal(rec)
+	if _, err := g.store.Create(context.Background(), callKey(session, sub), data); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := g.repl.adoptOnce(ctx, session, sub); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -41,7 +41,34 @@ func TestSIPCallRingingCancelledOnKill(t *testing.T) {
 	sipp.wait(t)
 }
 
-// untilFailed returns c's next CallFailed, within 30 s.
+// TestSIPCallRingingRefusedOnKill: SIPp calls the user (on n1) through
+// Kamailio; the call rings the user, who does not answer; n1 is killed
+// (kill -9). The call's record (written while it rang) lets the node the
+// user resumes on answer SIPp's INVITE 480 as n1 would have: Kamailio
+// matches the answer to its branch by the Via and relays it, SIPp's
+// scenario expects it; the user hears the call ended. Before, SIPp rang
+// until Kamailio's INVITE timer ran out, and the user heard "the call's
+// node went down".
+func TestSIPCallRingingRefusedOnKill(t *testing.T) {
+	kaddr, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
+	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
+	sipp := runSipp(t, "uac_ring_refused.xml", kaddr, "-s", regUser)
+	event(t, user, client.EventIncomingCall)
+	untilMetric(t, "jsonrtc_call_records", 1, nodes[0].metrics)
+
+	killed := time.Now()
+	nodes[0].signal(syscall.SIGKILL)
+	resumedBy(t, user, time.Now().Add(30*time.Second))
+	untilMetric(t, "jsonrtc_sip_calls_cancelled_total", 1, nodes[1].metrics, nodes[2].metrics)
+	t.Logf("ringing SIP call refused %v after the kill", time.Since(killed).Round(time.Millisecond))
+	nodes[0].wait(t, syscall.SIGKILL)
+	if ended := untilFailed(t, user); !strings.Contains(ended.Reason, "before the answer") {
+		t.Fatalf("the call ended with %d %q, want the node gone before the answer", ended.Code, ended.Reason)
+	}
+	sipp.wait(t)
+}
+
+// untilFailed returns c's next CallFailed or CallEnded, within 30 s.
 func untilFailed(t *testing.T, c *client.Client) client.Event {
 	t.Helper()
 	timeout := time.After(30 * time.Second)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,4 +123,36 @@ func adoptRecord(t *testing.T, g *Gateway, session, sub string, rec callRecord) 
 	if _, err := g.repl.adoptOnce(ctx, session, sub); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A SIP call's record while its INVITE is under way counts as ringing,
+// not in jsonrtc_call_records (which says a call would go on elsewhere),
+// and moves there at the answer: the tests that kill a node once
+// jsonrtc_call_records says the confirmed call is recorded rely on it.
+func TestSIPCallRecordRingingGauge(t *testing.T) {
+	gs, _ := newClusterGatewaysMod(t, 1, nil, nil)
+	g := gs[0]
+	sn := call.SIPSnapshot{Out: true, Target: "bob@sip.example", Web: call.LegSnapshot{Session: "S1", Identity: "alice@example.com", Sub: "c1", StartCorr: "c1"}}
+	app, _ := json.Marshal(sn)
+	st := sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uac", CallID: "cid-g", App: app, Invite: &sipgw.InviteState{Via: "SIP/2.0/UDP h;branch=z9hG4bKg", CSeq: 1}}
+	until := func(records, ringing int) {
+		t.Helper()
+		want := []string{"jsonrtc_call_records " + strconv.Itoa(records) + "\n", "jsonrtc_sip_call_records_ringing " + strconv.Itoa(ringing) + "\n"}
+		for deadline := time.Now().Add(15 * time.Second); ; <-time.After(20 * time.Millisecond) {
+			m := scrape(t, g)
+			if strings.Contains(m, want[0]) && strings.Contains(m, want[1]) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("want %q after 15s", want)
+			}
+		}
+	}
+	g.repl.replicateSIP(sn, st, false)
+	until(0, 1)
+	st.Invite, st.LocalTag, st.RemoteTag = nil, "lt", "rt"
+	g.repl.replicateSIP(sn, st, false)
+	until(1, 0)
+	g.repl.replicateSIP(sn, st, true)
+	until(0, 0)
 }

@@ -26,7 +26,7 @@ func TestSIPCallRingingCancelledOnKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	untilCallEvent(t, user, client.CallRinging)
-	untilMetric(t, "jsonrtc_call_records", 1, nodes[0].metrics)
+	untilMetric(t, "jsonrtc_sip_call_records_ringing", 1, nodes[0].metrics)
 
 	killed := time.Now()
 	nodes[0].signal(syscall.SIGKILL)
@@ -54,7 +54,7 @@ func TestSIPCallRingingRefusedOnKill(t *testing.T) {
 	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
 	sipp := runSipp(t, "uac_ring_refused.xml", kaddr, "-s", regUser)
 	event(t, user, client.EventIncomingCall)
-	untilMetric(t, "jsonrtc_call_records", 1, nodes[0].metrics)
+	untilMetric(t, "jsonrtc_sip_call_records_ringing", 1, nodes[0].metrics)
 
 	killed := time.Now()
 	nodes[0].signal(syscall.SIGKILL)

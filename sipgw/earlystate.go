@@ -206,7 +206,15 @@ func (g *UserAgent) cancelInvite(ctx context.Context, st DialogState, code int, 
 		req.SetTransport(st.Transport)
 	}
 	g.track()
-	tx, err := g.cli.TransactionRequest(ctx, req)
+	var tx sip.ClientTransaction
+	if strings.EqualFold(req.Transport(), "UDP") {
+		tx, err = g.cli.TransactionRequest(ctx, req)
+	} else {
+		// Past the client's requester, which stamps this node's TCP port
+		// on the top Via of what it routes: the Via must stay the
+		// INVITE's for the proxy to match the CANCEL.
+		tx, err = g.ua.TransactionLayer().Request(ctx, req)
+	}
 	if err != nil {
 		g.untrack()
 		return fmt.Errorf("sipgw: CANCEL: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,5 +167,58 @@ func TestEndDialogRefusesRingingIncoming(t *testing.T) {
 		case <-timeout:
 			t.Fatal("no final response at the caller")
 		}
+	}
+}
+
+// TestCancelOverTCPKeepsTheVia: over TCP the CANCEL's top Via stays the
+// INVITE's (the transport stamps its own TCP port on the Via of the
+// requests it routes; a proxy would not match a CANCEL so changed).
+func TestCancelOverTCPKeepsTheVia(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan *sip.Request, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf := make([]byte, 0, 4096)
+		tmp := make([]byte, 4096)
+		for {
+			n, err := conn.Read(tmp)
+			if err != nil {
+				return
+			}
+			buf = append(buf, tmp[:n]...)
+			if i := strings.Index(string(buf), "\r\n\r\n"); i >= 0 {
+				m, err := sip.ParseMessage(buf[:i+4])
+				if req, ok := m.(*sip.Request); err == nil && ok {
+					got <- req
+				}
+				return
+			}
+		}
+	}()
+	b := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"}, Domain: "example.com"}, nil)
+	via := "SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bKtcp1"
+	st := DialogState{Version: DialogStateVersion, Role: "uac", CallID: "cid-tcp", Transport: "TCP",
+		Invite: &InviteState{RequestURI: "sip:bob@" + ln.Addr().String() + ";transport=tcp", Via: via,
+			From: "<sip:alice@example.com>;tag=lt", To: "<sip:bob@example.com>", CSeq: 3}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.EndDialog(ctx, st, 503, "gone", nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case req := <-got:
+		if req.Method != sip.CANCEL || req.Via().Value() != via {
+			t.Fatalf("the proxy got\n%s\nwant the CANCEL with Via %q", req, via)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing over TCP")
 	}
 }

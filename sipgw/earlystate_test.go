@@ -3,6 +3,7 @@ package sipgw
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -81,6 +82,22 @@ func TestEndDialogCancelsEarlyCall(t *testing.T) {
 	}
 	if r := cn.GetHeader("Reason"); r == nil || r.Value() != `SIP;cause=503;text="the caller's node went down"` {
 		t.Errorf("CANCEL Reason %v", r)
+	}
+	// The INVITE's 487, as a proxy sends it after the CANCEL, ends A's
+	// call (without, A's Close would wait Timer B for it).
+	res := sip.NewResponseFromRequest(inv, 487, "Request Terminated", nil)
+	res.To().Params.Add("tag", "fake")
+	gw, err := net.ResolveUDPAddr("udp", a.Addr("udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.pc.WriteTo([]byte(res.String()), gw); err != nil {
+		t.Fatal(err)
+	}
+	for ev := range c.Events() {
+		if ev.Kind == EventEnded && ev.Code != 487 {
+			t.Errorf("A's call ended %+v, want the 487", ev)
+		}
 	}
 }
 
@@ -163,9 +180,38 @@ func TestEndDialogRefusesRingingIncoming(t *testing.T) {
 				res.CSeq().SeqNo != 10 || res.CSeq().MethodName != sip.INVITE || tag == "" || tag != st.LocalTag || branch != "z9hG4bKring-in10" {
 				t.Fatalf("the caller got\n%s", res)
 			}
+			endRinging(t, c, bob, gw, from, to)
 			return
 		case <-timeout:
 			t.Fatal("no final response at the caller")
+		}
+	}
+}
+
+// endRinging declines the ringing incoming call c of the peer bob and
+// acknowledges the decline as the peer, so that the call ends at once
+// (A's Close would otherwise wait for the ACK).
+func endRinging(t *testing.T, c *Call, bob *fakeProxy, gw net.Addr, from, to string) {
+	t.Helper()
+	go func() { _ = c.Hangup(context.Background()) }()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case res := <-bob.res:
+			if res.StatusCode < 300 || res.Reason == "the call's node went down" {
+				continue
+			}
+			tag, _ := res.To().Params.Get("tag")
+			ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: %s\r\nMax-Forwards: 70\r\nFrom: %s\r\nTo: %s;tag=%s\r\n"+
+				"Call-ID: ring-in\r\nCSeq: 10 ACK\r\nContent-Length: 0\r\n\r\n", "sip:alice@example.com", res.Via().Value(), from, to, tag)
+			if _, err := bob.pc.WriteTo([]byte(ack), gw); err != nil {
+				t.Fatal(err)
+			}
+			for range c.Events() {
+			}
+			return
+		case <-timeout:
+			t.Fatal("no decline at the caller")
 		}
 	}
 }

@@ -341,6 +341,7 @@ type farLeg struct {
 	declared  map[string]pendingInfo
 	remoteTag string      // outgoing: the To-tag of the fork that answered
 	recording bool        // the dialog is recorded (siprestore.go)
+	watching  bool        // the dialog's changes are watched: from the dial when its INVITE is recorded
 	snap      SIPSnapshot // what the record says of the web side, once recording
 	// released: the dialog was handed over, its record is another's
 	// (siprestore.go); read by the recorder's goroutine.
@@ -601,6 +602,7 @@ func (h *Handler) dialSIPReplacing(ep Endpoint, f *protocol.Frame, p protocol.Ca
 		fl.logWith("call", sc.ID())
 		h.addDialog(fl)
 		h.far.wg.Go(fl.read)
+		fl.recordInvite()
 	})
 }
 
@@ -708,6 +710,7 @@ func (fl *farLeg) ring(offer string) {
 		})
 	}
 	fl.log().Debug("incoming SIP call", "identity", sc.Identity(), "legs", len(c.callees))
+	fl.recordRinging()
 	c.timer = time.AfterFunc(h.opts.RingTimeout, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()

@@ -20,8 +20,12 @@ import (
 // before it leaves, so that another node (or this one, restarted)
 // adopts the dialog (sipgw.UserAgent.Adopt: a target refresh with its
 // own Contact) and goes on with the call (RestoreSIP) when this one
-// dies. A ringing or early call is not recorded: its INVITE transaction
-// cannot move, and it ends with its node.
+// dies. A ringing or early call is not adopted: its INVITE transaction
+// cannot move, but an outgoing one's INVITE is recorded from the dial,
+// and an incoming one's while it rings a single web session
+// (sipgw.Call.EarlyState), for the node that finds the record to end it
+// (EndSIP, EndEarlySIP: a CANCEL, a 480) rather than leave the phone
+// ringing.
 
 // SIPSnapshot is the web side of a confirmed SIP call as another node
 // rebuilds it.
@@ -88,19 +92,79 @@ func (fl *farLeg) recordDialog() {
 	if ahead := h.opts.WriteAheadSIP; ahead != nil {
 		dc.SetWriteAhead(func(st sipgw.DialogState) { ahead(sn, st) })
 	}
+	if !fl.watching {
+		fl.watching = true
+		h.far.wg.Go(func() { fl.watchDialog(dc, sn) })
+	}
+}
+
+// earlyCall is a SIP call whose INVITE under way can be recorded
+// (*sipgw.Call).
+type earlyCall interface {
+	EarlyState() (sipgw.DialogState, bool)
+}
+
+// recordInvite starts recording an outgoing SIP call's INVITE, just
+// sent: its state (EarlyState) at each change to Options.ReplicateSIP
+// until the answer, when recordDialog's snapshot takes over, and the
+// end. The web side's part is the caller's leg, and the media as the
+// offer left it. c.mu is held.
+func (fl *farLeg) recordInvite() { fl.recordEarly(fl.c.caller) }
+
+// recordRinging records an incoming SIP call's INVITE as recordInvite
+// does, when it rings one web session: the record is kept under the web
+// leg's key, and the one that answers is recordDialog's. A call forked
+// to several sessions is not recorded before its answer (one record per
+// fork would have each node that finds one end the call). c.mu is held.
+func (fl *farLeg) recordRinging() {
+	var ringing *leg
+	for _, l := range fl.c.callees {
+		if l.state != legRinging {
+			continue
+		}
+		if ringing != nil {
+			return
+		}
+		ringing = l
+	}
+	fl.recordEarly(ringing)
+}
+
+// recordEarly starts recording the call's INVITE under way, whose web
+// leg is w. c.mu is held.
+func (fl *farLeg) recordEarly(w *leg) {
+	h := fl.h
+	dc, ok := fl.sc.(dialogCall)
+	_, early := fl.sc.(earlyCall)
+	if h.opts.ReplicateSIP == nil || !ok || !early || fl.watching || w == nil {
+		return
+	}
+	fl.watching = true
+	sn := SIPSnapshot{Out: fl.out, Target: fl.c.target, Remote: fl.remote, Web: legSnapshot(w)}
+	if fl.media != nil && fl.media.Anchored() {
+		ms := fl.media.State()
+		sn.Media = &ms
+	}
+	app, _ := json.Marshal(sn)
+	dc.SetApp(app) // signals the first write
 	h.far.wg.Go(func() { fl.watchDialog(dc, sn) })
 }
 
-// watchDialog hands each change of the dialog to Options.ReplicateSIP,
-// and its end, unless the call was handed over (released): its record
-// is then the adopter's.
+// watchDialog hands each change of the dialog to Options.ReplicateSIP
+// (before the answer, its INVITE's: EarlyState), and its end, unless the
+// call was handed over (released): its record is then the adopter's.
 func (fl *farLeg) watchDialog(dc dialogCall, sn SIPSnapshot) {
 	rep := fl.h.opts.ReplicateSIP
 	done := fl.sc.Done()
+	ec, _ := dc.(earlyCall)
 	for {
 		select {
 		case <-dc.DialogChanged():
-			if st, ok := dc.DialogState(); ok {
+			st, ok := dc.DialogState()
+			if !ok && ec != nil {
+				st, ok = ec.EarlyState()
+			}
+			if ok {
 				rep(sn, st, false)
 			}
 		case <-done:
@@ -237,15 +301,16 @@ const (
 	orphanReason = "the web user is gone"
 )
 
-// EndSIP ends the confirmed SIP call of the dialog state st, which
-// another node recorded (dead, or handing it over at a drain) and whose
+// EndSIP ends the SIP call of the dialog state st, which another node
+// recorded (dead, or handing it over at a drain) and whose
 // web leg's session is gone (expired before anyone went on with it): the
 // phone would otherwise keep a call with no one on the other side until
 // its session timer ran out, or for ever without one. This node's user
 // agent sends the dialog's BYE (Reason: SIP;cause=480;text=orphanReason;
 // the header rules of an incoming call's as this node binds them, none
 // for an outgoing one's: its route's need the web session), bounded by
-// ctx, and the call's media goes from rtpengine. Nothing reaches the
+// ctx, or the CANCEL of an outgoing call's INVITE under way (st.Invite),
+// and the call's media goes from rtpengine. Nothing reaches the
 // web side: there is none. ErrNoAdopt when this node's SIP side does not
 // end recorded dialogs.
 func (h *Handler) EndSIP(ctx context.Context, st sipgw.DialogState) error {
@@ -253,10 +318,60 @@ func (h *Handler) EndSIP(ctx context.Context, st sipgw.DialogState) error {
 	if err := json.Unmarshal(st.App, &sn); err != nil {
 		return err
 	}
+	return h.endSIP(ctx, st, sn, orphanCode, orphanReason)
+}
+
+// The end of a ringing SIP call whose node died (EndEarlySIP): an
+// outgoing call's web caller hears it as the start's error and the
+// callee as the CANCEL's cause (RFC 3326); an incoming call's caller gets
+// the final response ringLostInCode, its web callee a shutdown.
+const (
+	ringLostCode   = protocol.CodeServiceUnavailable
+	ringLostReason = "the call's node went down before the answer: cancelled"
+	ringLostInCode = protocol.CodeTemporarilyUnavail
+	ringLostIn     = "the call's node went down before the answer"
+)
+
+// EndEarlySIP ends the SIP call of the state st, recorded by another node
+// while its INVITE was under way (st.Invite: ringing or early) and gone
+// with that node: an INVITE transaction does not move. This node's user
+// agent cancels an outgoing call's INVITE (EndSIP's way, with Reason:
+// SIP;cause=503) or answers an incoming call's with 480 (statelessly),
+// the call's media goes from rtpengine, and the web leg, whose session
+// is ep, is told: an outgoing call's caller gets the error of its start
+// (503, ringLostReason), an incoming call's callee a shutdown
+// (ringLostIn). ctx bounds the CANCEL.
+func (h *Handler) EndEarlySIP(ctx context.Context, st sipgw.DialogState, ep Endpoint) error {
+	var sn SIPSnapshot
+	if err := json.Unmarshal(st.App, &sn); err != nil {
+		return err
+	}
+	if st.Invite == nil {
+		return errors.New("call: EndEarlySIP of a state with no INVITE under way")
+	}
+	c := &Call{target: sn.Target}
+	w := restoredLeg(c, ep, sn.Web)
+	if sn.Out {
+		err := h.endSIP(ctx, st, sn, ringLostCode, ringLostReason)
+		c.caller = w
+		h.failCaller(c, ringLostCode, ringLostReason)
+		return err
+	}
+	err := h.endSIP(ctx, st, sn, ringLostInCode, ringLostIn)
+	fl := h.newFarLeg(c, false)
+	fl.remote = sn.Remote
+	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
+	out.Header.Reason = ringLostIn
+	h.send(w, out, true)
+	return err
+}
+
+// endSIP is EndSIP of st, whose App is sn, with the cause code and reason.
+func (h *Handler) endSIP(ctx context.Context, st sipgw.DialogState, sn SIPSnapshot, code int, reason string) error {
 	if h.far == nil || h.far.end == nil {
 		return ErrNoAdopt
 	}
-	err := h.far.end(ctx, st, orphanCode, orphanReason)
+	err := h.far.end(ctx, st, code, reason)
 	if sn.Media != nil && h.far.media != nil {
 		fl := h.newFarLeg(&Call{target: sn.Target}, false)
 		fl.logWith("session_id", sn.Web.Session, "subsession_id", sn.Web.Sub)

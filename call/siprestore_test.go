@@ -140,7 +140,8 @@ func TestSIPCallRecorded(t *testing.T) {
 	}
 }
 
-// An unanswered call is not recorded: its INVITE cannot move.
+// An unanswered call is not recorded when its SIP side cannot say what
+// its INVITE was (no EarlyState: TestSIPCallRingingRecorded has one).
 func TestSIPCallRingingNotRecorded(t *testing.T) {
 	e, rec := recordingEnv(t)
 	a, fc := e.outgoing(t)

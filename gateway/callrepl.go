@@ -142,6 +142,9 @@ type callRepl struct {
 	// calls are the keys in live of call records (the others point at
 	// one): jsonrtc_call_records.
 	calls map[string]legID
+	// ringing are the keys in calls of SIP calls whose INVITE is under
+	// way (sipcallrepl.go): jsonrtc_call_records leaves them out.
+	ringing map[string]bool
 	// ptrs are the keys in live pointing at each call record, by its key:
 	// a ringing fork's goes once another answered.
 	ptrs map[string][]string
@@ -154,7 +157,7 @@ type callRepl struct {
 
 func newCallRepl(g *Gateway, host string) *callRepl {
 	return &callRepl{g: g, host: host, ttl: g.cfg.RecordTTL(), queue: map[string]callOp{},
-		kick: make(chan struct{}, 1), live: map[string]heldRecord{}, calls: map[string]legID{}, ptrs: map[string][]string{}}
+		kick: make(chan struct{}, 1), live: map[string]heldRecord{}, calls: map[string]legID{}, ringing: map[string]bool{}, ptrs: map[string][]string{}}
 }
 
 // collectors are the call records' metrics.
@@ -165,7 +168,14 @@ func (r *callRepl) collectors() []prometheus.Collector {
 			func() float64 {
 				r.mu.Lock()
 				defer r.mu.Unlock()
-				return float64(len(r.calls))
+				return float64(len(r.calls) - len(r.ringing))
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jsonrtc_sip_call_records_ringing",
+			Help: "SIP calls hosted here whose INVITE is under way and whose record is in the store (another node ends them if this one dies)."},
+			func() float64 {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				return float64(len(r.ringing))
 			}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_calls_adopted_total",
 			Help: "Web calls this node took over from a dead host, or from its own earlier life, by their records."},
@@ -229,6 +239,7 @@ func (r *callRepl) refresh(ctx context.Context) {
 			} else {
 				delete(r.live, k)
 				delete(r.calls, k)
+				delete(r.ringing, k)
 			}
 		}
 		r.mu.Unlock()
@@ -332,6 +343,7 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 	r.hold(ck, data, rev)
 	r.mu.Lock()
 	r.calls[ck] = op.leg()
+	setRinging(r.ringing, ck, op.sip)
 	old := r.ptrs[ck]
 	if wks != nil {
 		r.ptrs[ck] = wks
@@ -488,6 +500,7 @@ func (r *callRepl) forget(keys ...string) {
 	for _, k := range keys {
 		delete(r.live, k)
 		delete(r.calls, k)
+		delete(r.ringing, k)
 		delete(r.ptrs, k)
 	}
 	r.mu.Unlock()
@@ -648,6 +661,7 @@ func (r *callRepl) claim(ctx context.Context, ck string, rec *callRecord, rev ui
 	r.hold(ck, data, nrev)
 	r.mu.Lock()
 	r.calls[ck] = id
+	setRinging(r.ringing, ck, rec.SIP)
 	r.mu.Unlock()
 	return nil
 }
@@ -825,4 +839,14 @@ func (s *Session) astray(f *protocol.Frame) bool {
 	s.mu.Unlock()
 	s.forward(host, f)
 	return true
+}
+
+// setRinging notes whether the record under ck is of a SIP call whose
+// INVITE is under way (st's Invite); r.mu is held.
+func setRinging(ringing map[string]bool, ck string, st *call.SIPDialog) {
+	if st != nil && st.Invite != nil {
+		ringing[ck] = true
+	} else {
+		delete(ringing, ck)
+	}
 }

@@ -24,7 +24,10 @@ import (
 // session at the lease's expiry, a session resuming later, a node
 // restarted on its data directory) takes the record by compare-and-set
 // and has its user agent adopt the dialog: a target refresh with its own
-// Contact, after which the phone's requests come to it.
+// Contact, after which the phone's requests come to it. An outgoing
+// call has a record from its INVITE's sending, an incoming one ringing a
+// single web session from its ringing (sipgw.Call.EarlyState): the INVITE
+// cannot move, and the adopter ends it (EndEarlySIP).
 
 // sipAdoptTimeout bounds an adoption's target refresh: the resume that
 // adopts waits for it.
@@ -36,6 +39,7 @@ type sipCounters struct {
 	adoptFailed  atomic.Uint64 // dialogs whose adoption failed
 	adoptedCalls atomic.Uint64 // dialogs adopted
 	orphaned     atomic.Uint64 // dialogs ended: their web user gone
+	cancelled    atomic.Uint64 // ringing calls of a dead host ended (cancelled or refused)
 }
 
 // sipCollectors are the SIP call records' metrics.
@@ -53,6 +57,9 @@ func (r *callRepl) sipCollectors() []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_calls_orphaned_total",
 			Help: "SIP calls of records this node took whose web session was gone: it ended their dialogs (BYE) and media, and deleted the records."},
 			func() float64 { return float64(r.sip.orphaned.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_calls_cancelled_total",
+			Help: "SIP calls still ringing when their host died that this node ended by their records (an outgoing INVITE cancelled, an incoming one refused 480), the web leg told."},
+			func() float64 { return float64(r.sip.cancelled.Load()) }),
 	}
 }
 
@@ -174,6 +181,17 @@ func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev 
 	}
 	actx, cancel := context.WithTimeout(r.g.ctx, sipAdoptTimeout)
 	defer cancel()
+	if rec.SIP.Invite != nil {
+		// Ringing or early: its INVITE transaction died with the host.
+		// Cancelled (outgoing) or refused (incoming), so that the phone
+		// stops ringing, and the web leg told why
+		// (call.Handler.EndEarlySIP).
+		err := r.g.calls.EndEarlySIP(actx, *rec.SIP, ep)
+		r.push(callOp{web: &sn.Web, ended: true})
+		r.sip.cancelled.Add(1)
+		r.g.log.Info("ringing SIP call ended: its node died", "session_id", sn.Web.Session, "subsession_id", sn.Web.Sub, "call_id", rec.SIP.CallID, "err", err)
+		return nil
+	}
 	switch err := r.g.calls.RestoreSIP(actx, *rec.SIP, ep); err {
 	case nil:
 		r.adopted.Add(1)

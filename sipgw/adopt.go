@@ -138,7 +138,7 @@ func (g *UserAgent) install(st DialogState, o *AdoptOptions) (*Call, sessionTime
 	return c, timer, nil
 }
 
-// EndDialog ends on this user agent the confirmed dialog st, which
+// EndDialog ends on this user agent the dialog st, which
 // another user agent served and nobody will go on with (its web side is
 // gone: docs/cluster.md "SIP dialogs"), so that the peer does not keep a
 // call with no one on the other side until its session timer runs out,
@@ -147,9 +147,19 @@ func (g *UserAgent) install(st DialogState, o *AdoptOptions) (*Call, sessionTime
 // 3326), without a target refresh first: the peer's answer comes back
 // by the BYE's Via. It returns once the call is over (a BYE refused or
 // unanswered is logged: nothing else is left to do) or when ctx is done.
+// A state of a call not answered yet (st.Invite, from [Call.EarlyState])
+// is ended by a CANCEL of its INVITE, an outgoing call's, or by the
+// final response code (reason its phrase) to an incoming call's INVITE,
+// sent statelessly (earlystate.go).
 func (g *UserAgent) EndDialog(ctx context.Context, st DialogState, code int, reason string, o *AdoptOptions) error {
 	if g.ctx == nil {
 		return ErrClosed
+	}
+	if st.Invite != nil && st.Role == "uas" {
+		return g.refuseInvite(st, code, reason)
+	}
+	if st.Invite != nil {
+		return g.cancelInvite(ctx, st, code, reason)
 	}
 	c, _, err := g.install(st, o)
 	if err != nil {
@@ -171,6 +181,9 @@ func (g *UserAgent) rebuild(st DialogState) (*Call, string, error) {
 	}
 	if st.Version != DialogStateVersion {
 		return nil, "", bad("version %d, want %d", st.Version, DialogStateVersion)
+	}
+	if st.Invite != nil {
+		return nil, "", bad("not confirmed: the INVITE is under way")
 	}
 	dir := Outgoing
 	switch st.Role {

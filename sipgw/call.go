@@ -298,6 +298,7 @@ type Call struct {
 	stSnap       sessionTimer // a copy of st for DialogState
 	remoteCSeq   uint32       // the highest CSeq of the peer's requests
 	localContact sip.Uri      // our Contact in the dialog
+	invite       *sentInvite  // outgoing: the INVITE under way (earlystate.go)
 	target       *sip.Uri     // the remote target of the last target refresh; nil: none yet
 	ahead        func(DialogState)
 	// adoptedEnd ends an adopted call's dialog (the peer's BYE): sipgo

@@ -79,6 +79,11 @@ type DialogState struct {
 	// App is the caller's own record ([Call.SetApp]), carried as is:
 	// what maps the dialog back to its web session and subsession.
 	App json.RawMessage `json:"app,omitempty"`
+	// Invite, set by [Call.EarlyState] alone, is the INVITE of an
+	// outgoing call no final response answered yet: the dialog is not
+	// confirmed, and another node can only cancel it
+	// ([UserAgent.EndDialog]); [UserAgent.Adopt] refuses such a state.
+	Invite *InviteState `json:"invite,omitempty"`
 }
 
 // DialogChanged signals, coalesced, that the call's [DialogState] may

@@ -43,6 +43,7 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 		c.replaces = h.Value()
 	}
 	c.keys = incomingKeys(dtx.InviteRequest)
+	c.noteInvite(dtx.InviteRequest)
 	c.xform = g.bindIncoming(routing.Call, c.identity, c.remote.String())
 	c.headers = webHeaders(c.xform, routing.Invite, false, req)
 	c.remoteSDP = c.offer

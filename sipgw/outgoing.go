@@ -180,6 +180,7 @@ func (g *UserAgent) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	if h := c.uac.InviteRequest.CallID(); h != nil {
 		c.keys.CallID = h.Value()
 	}
+	c.noteInvite(c.uac.InviteRequest)
 	// Formatting both URIs costs a dozen allocations: only when logged.
 	if g.log.Enabled(ctx, slog.LevelInfo) {
 		g.rlog.Info("outgoing call", "sipgw: outgoing call", "call", c.id, "from", from.String(), "to", to.String())
@@ -346,6 +347,11 @@ func (c *Call) ackAndBye() {
 // onResponse runs on the owner goroutine, inside WaitAnswer, for every
 // response to our INVITE.
 func (c *Call) onResponse(r *sip.Response) error {
+	if r.IsProvisional() {
+		// The INVITE the response is to, which a CANCEL copies: sent
+		// again (a challenge, a 422, a failover) it has a new branch.
+		c.noteInvite(c.uac.InviteRequest)
+	}
 	if r.StatusCode == 100 || !r.IsProvisional() {
 		return nil
 	}

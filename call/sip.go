@@ -430,6 +430,16 @@ func (fl *farLeg) push(op func(), bounded bool) bool {
 // asked for op must then be told (busy): nothing is dropped in silence.
 func (fl *farLeg) enqueue(op func()) bool { return fl.push(op, true) }
 
+// failReason is the reason of an error frame of code for a SIP request
+// that failed with err: the code's own, but for a request refused before
+// it left because the call's state could not be recorded, which says so.
+func failReason(code int, err error) string {
+	if errors.Is(err, sipgw.ErrNotRecorded) {
+		return sipgw.ErrNotRecorded.Reason
+	}
+	return protocol.Reason(code)
+}
+
 // busyReason is the reason of a 503 for a request the queue refused.
 const busyReason = "too many pending requests"
 
@@ -1505,6 +1515,12 @@ func (fl *farLeg) webDTMF(l *leg, f *protocol.Frame) {
 		for _, d := range digits {
 			if err := fl.sc.SendDTMF(ctx, string(d), dur, frameExt(f)...); err != nil {
 				fl.log().Debug("SIP DTMF", "err", err)
+				if errors.Is(err, sipgw.ErrNotRecorded) {
+					// Not sent: the web side hears it, as of a full queue.
+					fl.c.mu.Lock()
+					h.send(l, errorFrame(f, protocol.CodeServiceUnavailable, sipgw.ErrNotRecorded.Reason), false)
+					fl.c.mu.Unlock()
+				}
 				return
 			}
 		}
@@ -1613,7 +1629,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 			return
 		case err != nil:
 			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
-			fl.reofferFailed(l, corr, code, protocol.Reason(code), h.far.errExt(err)...)
+			fl.reofferFailed(l, corr, code, failReason(code, err), h.far.errExt(err)...)
 			rollback, fl.reinviting = true, true
 			return
 		}

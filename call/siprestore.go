@@ -52,7 +52,7 @@ type dialogCall interface {
 	DialogState() (sipgw.DialogState, bool)
 	DialogChanged() <-chan struct{}
 	SetApp(app json.RawMessage)
-	SetWriteAhead(f func(sipgw.DialogState))
+	SetWriteAhead(f func(sipgw.DialogState) error)
 	Release() (sipgw.DialogState, bool)
 }
 
@@ -86,7 +86,7 @@ func (fl *farLeg) recordDialog() {
 	app, _ := json.Marshal(sn)
 	dc.SetApp(app)
 	if ahead := h.opts.WriteAheadSIP; ahead != nil {
-		dc.SetWriteAhead(func(st sipgw.DialogState) { ahead(sn, st) })
+		dc.SetWriteAhead(func(st sipgw.DialogState) error { return ahead(sn, st) })
 	}
 	h.far.wg.Go(func() { fl.watchDialog(dc, sn) })
 }
@@ -152,7 +152,7 @@ func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpo
 		o.Transform = endpoint.Route(ep, routing.Call, sn.Target, nil).Transform
 	}
 	if ahead := h.opts.WriteAheadSIP; ahead != nil {
-		o.WriteAhead = func(st sipgw.DialogState) { ahead(sn, st) }
+		o.WriteAhead = func(st sipgw.DialogState) error { return ahead(sn, st) }
 	}
 	var sc sipCall
 	err := ErrNoAdopt

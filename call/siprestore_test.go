@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ type dialogFake struct {
 
 	dmu   sync.Mutex
 	app   json.RawMessage
-	ahead func(sipgw.DialogState)
+	ahead func(sipgw.DialogState) error
 	cseq  uint32
 }
 
@@ -48,7 +49,7 @@ func (d *dialogFake) SetApp(app json.RawMessage) {
 	}
 }
 
-func (d *dialogFake) SetWriteAhead(f func(sipgw.DialogState)) {
+func (d *dialogFake) SetWriteAhead(f func(sipgw.DialogState) error) {
 	d.dmu.Lock()
 	d.ahead = f
 	d.dmu.Unlock()
@@ -69,7 +70,7 @@ func (d *dialogFake) Hangup(ctx context.Context, ext ...sipgw.Header) error {
 	d.dmu.Unlock()
 	if f != nil {
 		st, _ := d.DialogState()
-		f(st)
+		_ = f(st) // a BYE goes whatever the record (sipgw requestIn)
 	}
 	return d.fakeCall.Hangup(ctx, ext...)
 }
@@ -90,8 +91,9 @@ func recordingEnv(t *testing.T) (*env, chan replicated) {
 	e.h.opts.ReplicateSIP = func(sn SIPSnapshot, st sipgw.DialogState, ended bool) {
 		rec <- replicated{sn: sn, st: st, ended: ended}
 	}
-	e.h.opts.WriteAheadSIP = func(sn SIPSnapshot, st sipgw.DialogState) {
+	e.h.opts.WriteAheadSIP = func(sn SIPSnapshot, st sipgw.DialogState) error {
 		rec <- replicated{sn: sn, st: st, ahead: true}
+		return nil
 	}
 	dial := e.h.far.dial
 	e.h.far.dial = func(ctx context.Context, o sipgw.DialOptions) (sipCall, error) {
@@ -377,4 +379,33 @@ func TestEndSIP(t *testing.T) {
 	if err := e.h.EndSIP(context.Background(), incomingState(b, "s8")); err != ErrNoAdopt {
 		t.Fatalf("EndSIP without a SIP side that ends dialogs: %v", err)
 	}
+}
+
+// A request the SIP leg refused before it left, its state not recorded
+// (the write-ahead failed: sipgw.ErrNotRecorded), is a 503 with that
+// reason to the web side, a re-offer's and a DTMF's, and the call goes
+// on. Before, a re-offer's error said "Service Unavailable" and a
+// DTMF's nothing.
+func TestSIPRequestNotRecorded(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	a, fc := e.outgoing(t)
+	e.answerOut(t, a, fc)
+	notRecorded := fmt.Errorf("%w: store down", sipgw.ErrNotRecorded)
+	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 3, p: protocol.CallPayload{SDP: webOffer}})
+	fc.expectOp(t, "reoffer")
+	fc.reoffers <- reofferResult{err: notRecorded}
+	want := sipgw.ErrNotRecorded.Reason
+	if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 503 || f.Header.Reason != want || f.Control.CorrelationID != "c3" {
+		t.Fatalf("re-offer's error %d %q on %q, want 503 %q", f.Header.ErrorCode, f.Header.Reason, f.Control.CorrelationID, want)
+	}
+	fc.mu.Lock()
+	fc.dtmfErr = notRecorded
+	fc.mu.Unlock()
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionDTMF, sub: "c1", seq: 4, p: protocol.CallPayload{Digits: "1", Duration: 100}})
+	fc.expectOp(t, "dtmf")
+	if f := a.expect(t, protocol.TypeError, protocol.ActionDTMF); f.Header.ErrorCode != 503 || f.Header.Reason != want || f.Control.CorrelationID != "c4" {
+		t.Fatalf("DTMF's error %d %q on %q, want 503 %q", f.Header.ErrorCode, f.Header.Reason, f.Control.CorrelationID, want)
+	}
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 5})
+	fc.expectOp(t, "hangup")
 }

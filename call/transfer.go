@@ -202,7 +202,7 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 			fl.transferOut = nil
 			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
 			out := fl.frameTo(l, protocol.TypeError, protocol.ActionTransfer, corr)
-			out.Header.ErrorCode, out.Header.Reason = code, protocol.Reason(code)
+			out.Header.ErrorCode, out.Header.Reason = code, failReason(code, err)
 			out.Header.Ext = h.far.errExt(err)
 			h.send(l, out, false)
 			return

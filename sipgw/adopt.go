@@ -56,8 +56,9 @@ type AdoptOptions struct {
 	// (uas) the rules this user agent binds to an INVITE from the peer.
 	Transform *routing.Transform
 	// WriteAhead is the call's [Call.SetWriteAhead] function from the
-	// start: the target refresh's CSeq is written ahead too.
-	WriteAhead func(DialogState)
+	// start: the target refresh's CSeq is written ahead too (not
+	// written, the refresh fails, and the adoption with it).
+	WriteAhead func(DialogState) error
 }
 
 // Adopt continues on this user agent the confirmed dialog st, which

@@ -193,6 +193,11 @@ func ResponseCode(err error) int {
 // nothing to acknowledge, Answer twice, Ack on an incoming call...).
 var ErrCallState = errors.New("sipgw: not allowed in this call state")
 
+// ErrNotRecorded is the *ResponseError of an in-dialog request refused
+// before it left because the call's state with its CSeq could not be
+// recorded (Call.SetWriteAhead).
+var ErrNotRecorded = &ResponseError{Code: 503, Reason: "the call's state could not be recorded"}
+
 // ErrGlare is the *ResponseError of a re-INVITE that crossed another one.
 var ErrGlare = &ResponseError{Code: 491, Reason: "Request Pending"}
 
@@ -299,7 +304,7 @@ type Call struct {
 	remoteCSeq   uint32       // the highest CSeq of the peer's requests
 	localContact sip.Uri      // our Contact in the dialog
 	target       *sip.Uri     // the remote target of the last target refresh; nil: none yet
-	ahead        func(DialogState)
+	ahead        func(DialogState) error
 	// adoptedEnd ends an adopted call's dialog (the peer's BYE): sipgo
 	// has no dialog session of its own for it (adopt.go).
 	adoptedEnd context.CancelFunc
@@ -541,7 +546,20 @@ func (c *Call) requestIn(ctx context.Context, early *earlyDialog, req *sip.Reque
 	}
 	c.g.track()
 	defer c.g.untrack()
-	c.writeAhead()
+	if err := c.writeAhead(); err != nil {
+		// Sent, the request's CSeq would be one the record lacks: an
+		// adopter after this node's death would send it again, and the
+		// peer refuse it (RFC 3261 section 12.2.2: 500), or take a
+		// re-INVITE for a retransmission. Refused here, the web side
+		// hears 503 and may try again; nothing is lost but the request.
+		// A BYE goes whatever the record: the hang-up is the user's
+		// last word, and it ends the dialog, so no adopter sends the
+		// CSeq again in it (a refresh after it meets 481).
+		if req.Method != sip.BYE {
+			return nil, fmt.Errorf("%w: %w", ErrNotRecorded, err)
+		}
+		c.g.rlog.Info("write-ahead", "sipgw: BYE sent before its CSeq was recorded", "call", c.id, "err", err)
+	}
 	var d dialogSession = c.uas
 	switch {
 	case early != nil:

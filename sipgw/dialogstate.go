@@ -102,10 +102,12 @@ func (c *Call) changed() {
 // request leaves, with the state the request makes (LocalCSeq is its
 // CSeq): the request waits for f to return, so that a record written
 // there is in the store before the peer can see the CSeq (the durability
-// rule of docs/protocol.md §4.6). The other changes (SDPs, the timer, the
-// peer's CSeq) are not written ahead: read them at DialogChanged. nil
-// removes it. f must not call the call's methods but DialogState.
-func (c *Call) SetWriteAhead(f func(DialogState)) {
+// rule of docs/protocol.md §4.6). When f fails, the request does not
+// leave and fails with ErrNotRecorded (its CSeq not taken), but a BYE,
+// which goes anyway (see requestIn). The other changes (SDPs, the timer,
+// the peer's CSeq) are not written ahead: read them at DialogChanged.
+// nil removes it. f must not call the call's methods but DialogState.
+func (c *Call) SetWriteAhead(f func(DialogState) error) {
 	c.mu.Lock()
 	c.ahead = f
 	c.mu.Unlock()
@@ -113,20 +115,20 @@ func (c *Call) SetWriteAhead(f func(DialogState)) {
 
 // writeAhead hands the SetWriteAhead function the state of the request
 // about to leave: the next CSeq (the caller holds the request slot, so
-// no other request takes it meanwhile).
-func (c *Call) writeAhead() {
+// no other request takes it meanwhile). Its error is the function's.
+func (c *Call) writeAhead() error {
 	c.mu.Lock()
 	f := c.ahead
 	c.mu.Unlock()
 	if f == nil {
-		return
+		return nil
 	}
 	st, ok := c.DialogState()
 	if !ok {
-		return
+		return nil
 	}
 	st.LocalCSeq++
-	f(st)
+	return f(st)
 }
 
 // SetApp sets the opaque record DialogState carries for the caller

@@ -129,8 +129,8 @@ func (s *sipSide) mediaRoute(target, trunk string) rtpengine.Route {
 
 type sipSide struct {
 	dial    func(context.Context, sipgw.DialOptions) (sipCall, error)
-	adopt   func(context.Context, sipgw.DialogState, *sipgw.AdoptOptions) (sipCall, error) // nil: dialogs do not move here (siprestore.go)
-	end     func(ctx context.Context, st sipgw.DialogState, code int, reason string) error // nil: no recorded dialog is ended here (EndSIP)
+	adopt   func(context.Context, sipgw.DialogState, *sipgw.AdoptOptions) (sipCall, error)                        // nil: dialogs do not move here (siprestore.go)
+	end     func(ctx context.Context, st sipgw.DialogState, code int, reason string, o *sipgw.AdoptOptions) error // nil: no recorded dialog is ended here (EndSIP)
 	domains map[string]bool
 	headers map[string]bool
 	media   *rtpengine.Adapter

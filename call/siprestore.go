@@ -36,6 +36,10 @@ type SIPSnapshot struct {
 	// Media is the call's session in rtpengine, which the adopter goes
 	// on with (nil: not anchored).
 	Media *rtpengine.SessionState `json:"media,omitempty"`
+	// Route is what the web leg's routing read of its session: an
+	// outgoing call's header rules are bound again with it when the
+	// session is gone (EndSIP).
+	Route endpoint.RouteBasis `json:"route,omitzero"`
 }
 
 // SIPDialog is the dialog state of a SIP call, as its record carries it
@@ -77,7 +81,7 @@ func (fl *farLeg) recordDialog() {
 		return
 	}
 	fl.recording = true
-	sn := SIPSnapshot{Out: fl.out, Target: fl.c.target, Remote: fl.remote, Web: legSnapshot(w)}
+	sn := SIPSnapshot{Out: fl.out, Target: fl.c.target, Remote: fl.remote, Web: legSnapshot(w), Route: endpoint.BasisOf(w.ep)}
 	if fl.media != nil && fl.media.Anchored() {
 		ms := fl.media.State()
 		sn.Media = &ms
@@ -242,13 +246,15 @@ const (
 // web leg's session is gone (expired before anyone went on with it): the
 // phone would otherwise keep a call with no one on the other side until
 // its session timer ran out, or for ever without one. This node's user
-// agent sends the dialog's BYE (Reason: SIP;cause=480;text=orphanReason;
-// the header rules of an incoming call's as this node binds them, none
-// for an outgoing one's: its route's need the web session), bounded by
-// ctx, and the call's media goes from rtpengine. Nothing reaches the
-// web side: there is none. ErrNoAdopt when this node's SIP side does not
-// end recorded dialogs.
-func (h *Handler) EndSIP(ctx context.Context, st sipgw.DialogState) error {
+// agent sends the dialog's BYE (Reason: SIP;cause=480;text=orphanReason),
+// bounded by ctx, with the call's header rules: an outgoing call's are
+// x (its route's, which the caller binds under this node's configuration
+// from the snapshot's Route, as an adoption binds them from the live
+// session), an incoming call's as this node binds them; and the call's
+// media goes from rtpengine. Nothing reaches the web side: there is
+// none. ErrNoAdopt when this node's SIP side does not end recorded
+// dialogs.
+func (h *Handler) EndSIP(ctx context.Context, st sipgw.DialogState, x *routing.Transform) error {
 	var sn SIPSnapshot
 	if err := json.Unmarshal(st.App, &sn); err != nil {
 		return err
@@ -256,7 +262,11 @@ func (h *Handler) EndSIP(ctx context.Context, st sipgw.DialogState) error {
 	if h.far == nil || h.far.end == nil {
 		return ErrNoAdopt
 	}
-	err := h.far.end(ctx, st, orphanCode, orphanReason)
+	var o sipgw.AdoptOptions
+	if sn.Out {
+		o.Transform = x
+	}
+	err := h.far.end(ctx, st, orphanCode, orphanReason, &o)
 	if sn.Media != nil && h.far.media != nil {
 		fl := h.newFarLeg(&Call{target: sn.Target}, false)
 		fl.logWith("session_id", sn.Web.Session, "subsession_id", sn.Web.Sub)
@@ -329,14 +339,12 @@ type ender interface {
 
 // endVia makes the end function of a SIP network that ends recorded
 // dialogs.
-func endVia(net SIP) func(context.Context, sipgw.DialogState, int, string) error {
+func endVia(net SIP) func(context.Context, sipgw.DialogState, int, string, *sipgw.AdoptOptions) error {
 	e, ok := net.(ender)
 	if !ok {
 		return nil
 	}
-	return func(ctx context.Context, st sipgw.DialogState, code int, reason string) error {
-		return e.EndDialog(ctx, st, code, reason, nil)
-	}
+	return e.EndDialog
 }
 
 // adoptVia makes the adopt function of a SIP network that adopts.

@@ -356,12 +356,15 @@ func TestEndSIP(t *testing.T) {
 		code           int
 	}
 	got := make(chan ended, 2)
-	e.h.far.end = func(ctx context.Context, st sipgw.DialogState, code int, reason string) error {
+	e.h.far.end = func(ctx context.Context, st sipgw.DialogState, code int, reason string, o *sipgw.AdoptOptions) error {
+		if o != nil && o.Transform != nil {
+			t.Error("an incoming call's end given header rules: its user agent binds them")
+		}
 		got <- ended{st.CallID, reason, code}
 		return nil
 	}
 	b := e.ep("bob@web.example")
-	if err := e.h.EndSIP(context.Background(), incomingState(b, "s7")); err != nil {
+	if err := e.h.EndSIP(context.Background(), incomingState(b, "s7"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if g := <-got; g != (ended{"cid-x", orphanReason, 480}) {
@@ -376,7 +379,7 @@ func TestEndSIP(t *testing.T) {
 	}
 	e.assertIdle(t)
 	e.h.far.end = nil
-	if err := e.h.EndSIP(context.Background(), incomingState(b, "s8")); err != ErrNoAdopt {
+	if err := e.h.EndSIP(context.Background(), incomingState(b, "s8"), nil); err != ErrNoAdopt {
 		t.Fatalf("EndSIP without a SIP side that ends dialogs: %v", err)
 	}
 }

@@ -235,7 +235,7 @@ func (r *callRepl) endOrphan(ctx context.Context, ck string, rec *callRecord, re
 		return
 	}
 	ectx, cancel := context.WithTimeout(r.g.ctx, sipAdoptTimeout)
-	err := r.g.calls.EndSIP(ectx, *rec.SIP)
+	err := r.g.calls.EndSIP(ectx, *rec.SIP, r.g.orphanRoute(sn).Transform)
 	cancel()
 	r.push(callOp{web: &sn.Web, ended: true})
 	if err != nil {

@@ -1560,6 +1560,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 	}
 	corr := protocol.ClientCorrelation(f)
 	fl.webReoffer = corr
+	fl.notePending()
 	c := fl.c
 	offer := fl.foldTrickle(p.SDP, local)
 	fl.setLocalSDP(local)
@@ -1584,6 +1585,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			fl.webReoffer = ""
+			fl.notePending()
 			if !c.ended {
 				fl.reofferFailed(l, corr, protocol.CodeServiceUnavailable, mediaReason)
 				// No reply: it may have been lost after rtpengine took
@@ -1609,6 +1611,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		fl.webReoffer, fl.reinviting = "", false
+		fl.notePending()
 		if c.ended {
 			return
 		}
@@ -1652,6 +1655,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 		h.send(l, out, false)
 	}) {
 		fl.webReoffer = ""
+		fl.notePending()
 		fl.busy(l, f, opReoffer)
 	}
 }

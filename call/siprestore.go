@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
@@ -40,6 +41,67 @@ type SIPSnapshot struct {
 	// outgoing call's header rules are bound again with it when the
 	// session is gone (EndSIP).
 	Route endpoint.RouteBasis `json:"route,omitzero"`
+	// Pending are the web leg's requests under way toward SIP (notePending).
+	Pending []PendingRequest `json:"pending,omitempty"`
+}
+
+// PendingRequest is a web leg's request under way toward SIP, by its
+// action and correlation: a re-offer (start) until its answer, a
+// transfer until the REFER's.
+type PendingRequest struct {
+	Action protocol.Action `json:"action"`
+	Corr   string          `json:"corr"`
+}
+
+// pendingReasons are the reasons of the errors an adopter sends the web
+// leg for its requests under way at the death of the call's node: their
+// transactions went with it. The adopter's target refresh offers the last
+// completed exchange's SDP again, so a re-offer's is undone; a REFER may
+// have reached the peer, which may be transferring.
+var pendingReasons = map[protocol.Action]string{
+	protocol.ActionStart:    "the call moved to another node before the re-offer was answered: the call goes on as before it",
+	protocol.ActionTransfer: "the call moved to another node before the transfer was answered: its outcome is unknown",
+}
+
+// notePending puts the web leg's requests under way toward SIP (its
+// re-offer until answered, its transfer until the REFER's answer) in the
+// dialog's App, and so in the call's record: the write-ahead of the
+// request's CSeq carries it before the request leaves. The node that
+// adopts the call after this one's death fails them to the web side
+// (failPending): their transactions went with this node, and the web
+// side would otherwise wait for its request timeout. c.mu is held.
+func (fl *farLeg) notePending() {
+	dc, ok := fl.sc.(dialogCall)
+	if !fl.recording || !ok {
+		return
+	}
+	var p []PendingRequest
+	if fl.webReoffer != "" {
+		p = append(p, PendingRequest{Action: protocol.ActionStart, Corr: fl.webReoffer})
+	}
+	if to := fl.transferOut; to != nil && !to.answered {
+		p = append(p, PendingRequest{Action: protocol.ActionTransfer, Corr: to.corr})
+	}
+	if slices.Equal(p, fl.snap.Pending) {
+		return
+	}
+	fl.snap.Pending = p
+	app, _ := json.Marshal(fl.snap)
+	dc.SetApp(app)
+}
+
+// failPending tells the web leg w that its requests of p, under way at
+// the death of the call's previous node, failed. c.mu is held.
+func (fl *farLeg) failPending(w *leg, p []PendingRequest) {
+	for _, r := range p {
+		reason, ok := pendingReasons[r.Action]
+		if !ok {
+			continue // a later release's action: nothing to tell
+		}
+		out := fl.frameTo(w, protocol.TypeError, r.Action, r.Corr)
+		out.Header.ErrorCode, out.Header.Reason = protocol.CodeServiceUnavailable, reason
+		fl.h.send(w, out, false)
+	}
 }
 
 // SIPDialog is the dialog state of a SIP call, as its record carries it
@@ -207,6 +269,7 @@ func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpo
 	h.addDialog(fl)
 	h.far.wg.Go(fl.read)
 	fl.recordDialog()
+	fl.failPending(w, sn.Pending)
 	if fl.media != nil {
 		fl.media.OnLost(fl.mediaLost)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -129,7 +130,7 @@ func TestSIPCallRecorded(t *testing.T) {
 		t.Fatalf("first record %+v (%v)", r, err)
 	}
 	want := SIPSnapshot{Out: true, Target: "bob@sip.example", Web: LegSnapshot{Session: a.id, Identity: a.identity, Sub: "c1", StartCorr: "c1"}}
-	if sn != want || r.sn != want {
+	if !reflect.DeepEqual(sn, want) || !reflect.DeepEqual(r.sn, want) {
 		t.Fatalf("recorded %+v, in the dialog %+v, want %+v", r.sn, sn, want)
 	}
 	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 3})
@@ -411,4 +412,81 @@ func TestSIPRequestNotRecorded(t *testing.T) {
 	}
 	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 5})
 	fc.expectOp(t, "hangup")
+}
+
+// pendingOf is the web leg's requests under way in a record's App.
+func pendingOf(t *testing.T, r replicated) []PendingRequest {
+	t.Helper()
+	var sn SIPSnapshot
+	if err := json.Unmarshal(r.st.App, &sn); err != nil {
+		t.Fatalf("record %+v: %v", r, err)
+	}
+	return sn.Pending
+}
+
+// nextPending waits for a record whose App's pending requests are want.
+func nextPending(t *testing.T, rec chan replicated, want []PendingRequest) {
+	t.Helper()
+	for {
+		r := nextRecord(t, rec)
+		if r.ended {
+			t.Fatalf("the call ended waiting for pending %v", want)
+		}
+		if reflect.DeepEqual(pendingOf(t, r), want) {
+			return
+		}
+	}
+}
+
+// The web leg's re-offer and transfer under way toward SIP are in the
+// call's record until answered; a node that adopts a record holding
+// them fails them to the web leg, a 503 each with its correlation, and
+// records the call without them. Before, they were in no record, and
+// the web side waited for its request timeout.
+func TestSIPPendingRequestsFailedAtAdoption(t *testing.T) {
+	t.Run("recorded", func(t *testing.T) {
+		e, rec := recordingEnv(t)
+		a, fc := e.outgoing(t)
+		e.answerOut(t, a, fc)
+		nextRecord(t, rec)
+		e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 3, p: protocol.CallPayload{SDP: webOffer}})
+		fc.expectOp(t, "reoffer")
+		nextPending(t, rec, []PendingRequest{{Action: protocol.ActionStart, Corr: "c3"}})
+		fc.reoffers <- reofferResult{answer: []byte(sipAnswer)}
+		a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+		nextPending(t, rec, nil)
+		f := wf{typ: protocol.TypeRequest, act: protocol.ActionTransfer, sub: "c1", seq: 4}.frame()
+		f.Header.ReferTo = "sip:carol@sip.example"
+		e.h.HandleFrame(a, f)
+		fc.expectOp(t, "transfer")
+		a.expect(t, protocol.TypeResponse, protocol.ActionTransfer)
+		// Under way until the REFER's 202, in the record then.
+		nextPending(t, rec, []PendingRequest{{Action: protocol.ActionTransfer, Corr: "c4"}})
+		nextPending(t, rec, nil)
+		fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+		a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	})
+	t.Run("adopted", func(t *testing.T) {
+		e, rec, adopted := adoptingEnv(t, nil)
+		b := e.ep("bob@web.example")
+		st := incomingState(b, "s7")
+		var sn SIPSnapshot
+		_ = json.Unmarshal(st.App, &sn)
+		sn.Pending = []PendingRequest{{Action: protocol.ActionStart, Corr: "c3"}, {Action: protocol.ActionTransfer, Corr: "c4"}}
+		st.App, _ = json.Marshal(sn)
+		if err := e.h.RestoreSIP(context.Background(), st, b); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range sn.Pending {
+			f := b.expect(t, protocol.TypeError, p.Action)
+			if f.Control.CorrelationID != p.Corr || f.Control.SubsessionID != "s7" || f.Header.ErrorCode != 503 || f.Header.Reason != pendingReasons[p.Action] {
+				t.Fatalf("the pending %s's failure %s", p.Action, f.Marshal())
+			}
+		}
+		if r := nextRecord(t, rec); len(pendingOf(t, r)) != 0 {
+			t.Fatalf("the adopted call's record still has pending %v", pendingOf(t, r))
+		}
+		(<-adopted).end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+		b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	})
 }

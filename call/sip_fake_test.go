@@ -215,6 +215,7 @@ type fakeCall struct {
 	reoffers chan reofferResult // what Reoffer returns, given by the test
 	referHdr []sipgw.Header     // what Transfer returns with its 202
 	dtmfErr  error              // what SendDTMF returns
+	referGo  chan struct{}      // non-nil: Transfer waits for it before its 202
 
 	mu       sync.Mutex
 	peerPkgs map[string]bool
@@ -423,6 +424,9 @@ func (c *fakeCall) SendInfo(ctx context.Context, in sipgw.Info) error {
 
 func (c *fakeCall) Transfer(ctx context.Context, target string, ext ...sipgw.Header) ([]sipgw.Header, error) {
 	c.record(op{name: "transfer", sdp: target, ext: ext})
+	if c.referGo != nil {
+		<-c.referGo
+	}
 	return c.referHdr, nil
 }
 

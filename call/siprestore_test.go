@@ -457,11 +457,13 @@ func TestSIPPendingRequestsFailedAtAdoption(t *testing.T) {
 		nextPending(t, rec, nil)
 		f := wf{typ: protocol.TypeRequest, act: protocol.ActionTransfer, sub: "c1", seq: 4}.frame()
 		f.Header.ReferTo = "sip:carol@sip.example"
+		fc.referGo = make(chan struct{})
 		e.h.HandleFrame(a, f)
 		fc.expectOp(t, "transfer")
-		a.expect(t, protocol.TypeResponse, protocol.ActionTransfer)
-		// Under way until the REFER's 202, in the record then.
+		// Under way until the REFER's 202.
 		nextPending(t, rec, []PendingRequest{{Action: protocol.ActionTransfer, Corr: "c4"}})
+		close(fc.referGo)
+		a.expect(t, protocol.TypeResponse, protocol.ActionTransfer)
 		nextPending(t, rec, nil)
 		fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
 		a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)

@@ -265,6 +265,7 @@ type Call struct {
 	finalCode   int
 	reinviteOut bool
 	reinviteIn  bool
+	ackOwed     bool                     // our re-INVITE (the last CSeq) left, and its ACK has not (DialogState.AckOwed)
 	localSDP    []byte                   // the SDP we sent last (sdpstate.go)
 	remoteSDP   []byte                   // the SDP the peer sent last
 	lateOffer   bool                     // our 200 to a re-INVITE without SDP offered; its ACK answers
@@ -779,6 +780,10 @@ func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, ex
 	for _, h := range hs {
 		req.AppendHeader(h)
 	}
+	// Set before the write-ahead (in request) reads the state: the
+	// record then tells an adopter to ACK a 2xx this node may not.
+	c.setAckOwed(true)
+	defer c.setAckOwed(false)
 	res, err := c.request(ctx, req, ext)
 	done()
 	if err != nil {
@@ -791,15 +796,33 @@ func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, ex
 	c.noteTarget(res)
 	c.noteLocal(sdp)
 	c.noteRemote(res.Body())
+	if err := c.ackLast(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// setAckOwed notes whether the ACK of our re-INVITE is owed; its end is
+// a change of the record (DialogChanged), lest a record written between
+// the 2xx and the ACK keep it for an adopter long after.
+func (c *Call) setAckOwed(on bool) {
+	c.mu.Lock()
+	c.ackOwed = on
+	c.mu.Unlock()
+	if !on {
+		c.changed()
+	}
+}
+
+// ackLast sends the ACK of a 2xx to our last re-INVITE (RFC 3261 section
+// 13.2.2.4: its CSeq, a new transaction) in the call's dialog.
+func (c *Call) ackLast() error {
 	ack := sip.NewRequest(sip.ACK, c.remoteTarget())
 	var d dialogSession = c.uas
 	if c.uac != nil {
 		d = c.uacDialog(c.uac.InviteRequest, c.uac.InviteResponse, c.uac.CSEQ(), true)
 	}
-	if err := d.WriteRequest(ack); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return d.WriteRequest(ack)
 }
 
 // SendDTMF sends one digit (0-9, *, #, A-D) as INFO application/dtmf-relay;

@@ -65,6 +65,11 @@ type DialogState struct {
 	// re-INVITE or UPDATE either way): its transaction is not carried
 	// over, and the SDPs below are those of the last completed exchange.
 	OfferPending bool `json:"offer_pending,omitempty"`
+	// AckOwed says our re-INVITE, the request of LocalCSeq, had left and
+	// its ACK had not: a 2xx the peer sent it waits for an ACK, which an
+	// adopter sends (RFC 3261 section 13.3.1.4: the peer ends the dialog
+	// when none comes).
+	AckOwed bool `json:"ack_owed,omitempty"`
 	// LocalSDP and RemoteSDP: the descriptions we and the peer sent last.
 	LocalSDP  string `json:"local_sdp,omitempty"`
 	RemoteSDP string `json:"remote_sdp,omitempty"`
@@ -158,6 +163,7 @@ func (c *Call) DialogState() (DialogState, bool) {
 		Identity:       c.identity,
 		Trickle:        c.trickle,
 		OfferPending:   c.reinviteIn || c.reinviteOut,
+		AckOwed:        c.ackOwed,
 		LocalSDP:       string(c.localSDP),
 		RemoteSDP:      string(c.remoteSDP),
 		SessionExpires: secs(c.stSnap.interval),

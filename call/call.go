@@ -34,10 +34,10 @@ type Options struct {
 	// (ended; st is then empty), in order, from the call's own goroutine
 	// (siprestore.go); it must not block for long. WriteAheadSIP, called
 	// before each of the call's in-dialog requests leaves with the state
-	// it makes, returns once that is stored (or given up on): the
-	// request waits for it.
+	// it makes, returns once that is stored: the request waits for it,
+	// and is refused (sipgw.ErrNotRecorded) when it returns an error.
 	ReplicateSIP  func(sn SIPSnapshot, st sipgw.DialogState, ended bool)
-	WriteAheadSIP func(sn SIPSnapshot, st sipgw.DialogState)
+	WriteAheadSIP func(sn SIPSnapshot, st sipgw.DialogState) error
 	Logger        *slog.Logger
 }
 

@@ -129,8 +129,8 @@ func (s *sipSide) mediaRoute(target, trunk string) rtpengine.Route {
 
 type sipSide struct {
 	dial    func(context.Context, sipgw.DialOptions) (sipCall, error)
-	adopt   func(context.Context, sipgw.DialogState, *sipgw.AdoptOptions) (sipCall, error) // nil: dialogs do not move here (siprestore.go)
-	end     func(ctx context.Context, st sipgw.DialogState, code int, reason string) error // nil: no recorded dialog is ended here (EndSIP)
+	adopt   func(context.Context, sipgw.DialogState, *sipgw.AdoptOptions) (sipCall, error)                        // nil: dialogs do not move here (siprestore.go)
+	end     func(ctx context.Context, st sipgw.DialogState, code int, reason string, o *sipgw.AdoptOptions) error // nil: no recorded dialog is ended here (EndSIP)
 	domains map[string]bool
 	headers map[string]bool
 	media   *rtpengine.Adapter
@@ -430,6 +430,16 @@ func (fl *farLeg) push(op func(), bounded bool) bool {
 // enqueue hands op to the worker; false when the queue is full. Whoever
 // asked for op must then be told (busy): nothing is dropped in silence.
 func (fl *farLeg) enqueue(op func()) bool { return fl.push(op, true) }
+
+// failReason is the reason of an error frame of code for a SIP request
+// that failed with err: the code's own, but for a request refused before
+// it left because the call's state could not be recorded, which says so.
+func failReason(code int, err error) string {
+	if errors.Is(err, sipgw.ErrNotRecorded) {
+		return sipgw.ErrNotRecorded.Reason
+	}
+	return protocol.Reason(code)
+}
 
 // busyReason is the reason of a 503 for a request the queue refused.
 const busyReason = "too many pending requests"
@@ -1508,6 +1518,12 @@ func (fl *farLeg) webDTMF(l *leg, f *protocol.Frame) {
 		for _, d := range digits {
 			if err := fl.sc.SendDTMF(ctx, string(d), dur, frameExt(f)...); err != nil {
 				fl.log().Debug("SIP DTMF", "err", err)
+				if errors.Is(err, sipgw.ErrNotRecorded) {
+					// Not sent: the web side hears it, as of a full queue.
+					fl.c.mu.Lock()
+					h.send(l, errorFrame(f, protocol.CodeServiceUnavailable, sipgw.ErrNotRecorded.Reason), false)
+					fl.c.mu.Unlock()
+				}
 				return
 			}
 		}
@@ -1547,6 +1563,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 	}
 	corr := protocol.ClientCorrelation(f)
 	fl.webReoffer = corr
+	fl.notePending()
 	c := fl.c
 	offer := fl.foldTrickle(p.SDP, local)
 	fl.setLocalSDP(local)
@@ -1571,6 +1588,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			fl.webReoffer = ""
+			fl.notePending()
 			if !c.ended {
 				fl.reofferFailed(l, corr, protocol.CodeServiceUnavailable, mediaReason)
 				// No reply: it may have been lost after rtpengine took
@@ -1596,6 +1614,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		fl.webReoffer, fl.reinviting = "", false
+		fl.notePending()
 		if c.ended {
 			return
 		}
@@ -1616,7 +1635,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 			return
 		case err != nil:
 			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
-			fl.reofferFailed(l, corr, code, protocol.Reason(code), h.far.errExt(err)...)
+			fl.reofferFailed(l, corr, code, failReason(code, err), h.far.errExt(err)...)
 			rollback, fl.reinviting = true, true
 			return
 		}
@@ -1639,6 +1658,7 @@ func (fl *farLeg) webOffer(l *leg, f *protocol.Frame, early bool) {
 		h.send(l, out, false)
 	}) {
 		fl.webReoffer = ""
+		fl.notePending()
 		fl.busy(l, f, opReoffer)
 	}
 }

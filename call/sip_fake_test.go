@@ -214,6 +214,8 @@ type fakeCall struct {
 	ops      chan op
 	reoffers chan reofferResult // what Reoffer returns, given by the test
 	referHdr []sipgw.Header     // what Transfer returns with its 202
+	dtmfErr  error              // what SendDTMF returns
+	referGo  chan struct{}      // non-nil: Transfer waits for it before its 202
 
 	mu       sync.Mutex
 	peerPkgs map[string]bool
@@ -410,7 +412,9 @@ func (c *fakeCall) offer1(ctx context.Context, name string, sdp []byte, ext []si
 
 func (c *fakeCall) SendDTMF(ctx context.Context, digit string, d time.Duration, ext ...sipgw.Header) error {
 	c.record(op{name: "dtmf", sdp: digit, ext: ext})
-	return nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dtmfErr
 }
 
 func (c *fakeCall) SendInfo(ctx context.Context, in sipgw.Info) error {
@@ -420,6 +424,9 @@ func (c *fakeCall) SendInfo(ctx context.Context, in sipgw.Info) error {
 
 func (c *fakeCall) Transfer(ctx context.Context, target string, ext ...sipgw.Header) ([]sipgw.Header, error) {
 	c.record(op{name: "transfer", sdp: target, ext: ext})
+	if c.referGo != nil {
+		<-c.referGo
+	}
 	return c.referHdr, nil
 }
 

@@ -3,6 +3,7 @@ package call
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"sync/atomic"
 	"testing"
 
@@ -54,7 +55,7 @@ func TestSIPCallRingingRecorded(t *testing.T) {
 		t.Fatalf("first record %+v (%v)", r, err)
 	}
 	want := SIPSnapshot{Out: true, Target: "bob@sip.example", Web: LegSnapshot{Session: a.id, Identity: a.identity, Sub: "c1", StartCorr: "c1"}}
-	if sn != want || r.sn != want {
+	if !reflect.DeepEqual(sn, want) || !reflect.DeepEqual(r.sn, want) {
 		t.Fatalf("recorded %+v, in the state %+v, want %+v", r.sn, sn, want)
 	}
 	fc.push(sipgw.Event{Kind: sipgw.EventProgress, Code: 180})
@@ -77,7 +78,7 @@ func TestEndEarlySIPOut(t *testing.T) {
 		code   int
 	}
 	got := make(chan ended, 2)
-	e.h.far.end = func(ctx context.Context, st sipgw.DialogState, code int, reason string) error {
+	e.h.far.end = func(ctx context.Context, st sipgw.DialogState, code int, reason string, _ *sipgw.AdoptOptions) error {
 		got <- ended{st.Invite != nil, reason, code}
 		return nil
 	}
@@ -136,7 +137,7 @@ func TestSIPCallIncomingRingingRecorded(t *testing.T) {
 			t.Fatalf("first record %+v (%v)", r, err)
 		}
 		sub := starts[0].Control.SubsessionID
-		if sn.Out || sn.Web.Session != eps[0].id || sn.Web.Sub != sub || sn.Web.StartCorr != starts[0].Control.CorrelationID || r.sn != sn {
+		if sn.Out || sn.Web.Session != eps[0].id || sn.Web.Sub != sub || sn.Web.StartCorr != starts[0].Control.CorrelationID || !reflect.DeepEqual(r.sn, sn) {
 			t.Fatalf("recorded %+v, in the state %+v", r.sn, sn)
 		}
 		ef.end(sipgw.Event{End: sipgw.EndCancelled, Code: 487})
@@ -166,7 +167,7 @@ func TestSIPCallIncomingRingingRecorded(t *testing.T) {
 func TestEndEarlySIPIn(t *testing.T) {
 	e, _, _ := adoptingEnv(t, nil)
 	got := make(chan int, 1)
-	e.h.far.end = func(ctx context.Context, st sipgw.DialogState, code int, reason string) error {
+	e.h.far.end = func(ctx context.Context, st sipgw.DialogState, code int, reason string, _ *sipgw.AdoptOptions) error {
 		got <- code
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
@@ -40,6 +41,71 @@ type SIPSnapshot struct {
 	// Media is the call's session in rtpengine, which the adopter goes
 	// on with (nil: not anchored).
 	Media *rtpengine.SessionState `json:"media,omitempty"`
+	// Route is what the web leg's routing read of its session: an
+	// outgoing call's header rules are bound again with it when the
+	// session is gone (EndSIP).
+	Route endpoint.RouteBasis `json:"route,omitzero"`
+	// Pending are the web leg's requests under way toward SIP (notePending).
+	Pending []PendingRequest `json:"pending,omitempty"`
+}
+
+// PendingRequest is a web leg's request under way toward SIP, by its
+// action and correlation: a re-offer (start) until its answer, a
+// transfer until the REFER's.
+type PendingRequest struct {
+	Action protocol.Action `json:"action"`
+	Corr   string          `json:"corr"`
+}
+
+// pendingReasons are the reasons of the errors an adopter sends the web
+// leg for its requests under way at the death of the call's node: their
+// transactions went with it. The adopter's target refresh offers the last
+// completed exchange's SDP again, so a re-offer's is undone; a REFER may
+// have reached the peer, which may be transferring.
+var pendingReasons = map[protocol.Action]string{
+	protocol.ActionStart:    "the call moved to another node before the re-offer was answered: the call goes on as before it",
+	protocol.ActionTransfer: "the call moved to another node before the transfer was answered: its outcome is unknown",
+}
+
+// notePending puts the web leg's requests under way toward SIP (its
+// re-offer until answered, its transfer until the REFER's answer) in the
+// dialog's App, and so in the call's record: the write-ahead of the
+// request's CSeq carries it before the request leaves. The node that
+// adopts the call after this one's death fails them to the web side
+// (failPending): their transactions went with this node, and the web
+// side would otherwise wait for its request timeout. c.mu is held.
+func (fl *farLeg) notePending() {
+	dc, ok := fl.sc.(dialogCall)
+	if !fl.recording || !ok {
+		return
+	}
+	var p []PendingRequest
+	if fl.webReoffer != "" {
+		p = append(p, PendingRequest{Action: protocol.ActionStart, Corr: fl.webReoffer})
+	}
+	if to := fl.transferOut; to != nil && !to.answered {
+		p = append(p, PendingRequest{Action: protocol.ActionTransfer, Corr: to.corr})
+	}
+	if slices.Equal(p, fl.snap.Pending) {
+		return
+	}
+	fl.snap.Pending = p
+	app, _ := json.Marshal(fl.snap)
+	dc.SetApp(app)
+}
+
+// failPending tells the web leg w that its requests of p, under way at
+// the death of the call's previous node, failed. c.mu is held.
+func (fl *farLeg) failPending(w *leg, p []PendingRequest) {
+	for _, r := range p {
+		reason, ok := pendingReasons[r.Action]
+		if !ok {
+			continue // a later release's action: nothing to tell
+		}
+		out := fl.frameTo(w, protocol.TypeError, r.Action, r.Corr)
+		out.Header.ErrorCode, out.Header.Reason = protocol.CodeServiceUnavailable, reason
+		fl.h.send(w, out, false)
+	}
 }
 
 // SIPDialog is the dialog state of a SIP call, as its record carries it
@@ -56,7 +122,7 @@ type dialogCall interface {
 	DialogState() (sipgw.DialogState, bool)
 	DialogChanged() <-chan struct{}
 	SetApp(app json.RawMessage)
-	SetWriteAhead(f func(sipgw.DialogState))
+	SetWriteAhead(f func(sipgw.DialogState) error)
 	Release() (sipgw.DialogState, bool)
 }
 
@@ -81,7 +147,7 @@ func (fl *farLeg) recordDialog() {
 		return
 	}
 	fl.recording = true
-	sn := SIPSnapshot{Out: fl.out, Target: fl.c.target, Remote: fl.remote, Web: legSnapshot(w)}
+	sn := SIPSnapshot{Out: fl.out, Target: fl.c.target, Remote: fl.remote, Web: legSnapshot(w), Route: endpoint.BasisOf(w.ep)}
 	if fl.media != nil && fl.media.Anchored() {
 		ms := fl.media.State()
 		sn.Media = &ms
@@ -90,7 +156,7 @@ func (fl *farLeg) recordDialog() {
 	app, _ := json.Marshal(sn)
 	dc.SetApp(app)
 	if ahead := h.opts.WriteAheadSIP; ahead != nil {
-		dc.SetWriteAhead(func(st sipgw.DialogState) { ahead(sn, st) })
+		dc.SetWriteAhead(func(st sipgw.DialogState) error { return ahead(sn, st) })
 	}
 	if !fl.watching {
 		fl.watching = true
@@ -216,7 +282,7 @@ func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpo
 		o.Transform = endpoint.Route(ep, routing.Call, sn.Target, nil).Transform
 	}
 	if ahead := h.opts.WriteAheadSIP; ahead != nil {
-		o.WriteAhead = func(st sipgw.DialogState) { ahead(sn, st) }
+		o.WriteAhead = func(st sipgw.DialogState) error { return ahead(sn, st) }
 	}
 	var sc sipCall
 	err := ErrNoAdopt
@@ -267,6 +333,7 @@ func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpo
 	h.addDialog(fl)
 	h.far.wg.Go(fl.read)
 	fl.recordDialog()
+	fl.failPending(w, sn.Pending)
 	if fl.media != nil {
 		fl.media.OnLost(fl.mediaLost)
 	}
@@ -306,19 +373,21 @@ const (
 // web leg's session is gone (expired before anyone went on with it): the
 // phone would otherwise keep a call with no one on the other side until
 // its session timer ran out, or for ever without one. This node's user
-// agent sends the dialog's BYE (Reason: SIP;cause=480;text=orphanReason;
-// the header rules of an incoming call's as this node binds them, none
-// for an outgoing one's: its route's need the web session), bounded by
-// ctx, or the CANCEL of an outgoing call's INVITE under way (st.Invite),
-// and the call's media goes from rtpengine. Nothing reaches the
-// web side: there is none. ErrNoAdopt when this node's SIP side does not
-// end recorded dialogs.
-func (h *Handler) EndSIP(ctx context.Context, st sipgw.DialogState) error {
+// agent sends the dialog's BYE (Reason: SIP;cause=480;text=orphanReason),
+// bounded by ctx, with the call's header rules: an outgoing call's are
+// x (its route's, which the caller binds under this node's configuration
+// from the snapshot's Route, as an adoption binds them from the live
+// session), an incoming call's as this node binds them; or the CANCEL of
+// an outgoing call's INVITE under way (st.Invite); and the call's
+// media goes from rtpengine. Nothing reaches the web side: there is
+// none. ErrNoAdopt when this node's SIP side does not end recorded
+// dialogs.
+func (h *Handler) EndSIP(ctx context.Context, st sipgw.DialogState, x *routing.Transform) error {
 	var sn SIPSnapshot
 	if err := json.Unmarshal(st.App, &sn); err != nil {
 		return err
 	}
-	return h.endSIP(ctx, st, sn, orphanCode, orphanReason)
+	return h.endSIP(ctx, st, sn, orphanCode, orphanReason, x)
 }
 
 // The end of a ringing SIP call whose node died (EndEarlySIP): an
@@ -352,12 +421,12 @@ func (h *Handler) EndEarlySIP(ctx context.Context, st sipgw.DialogState, ep Endp
 	c := &Call{target: sn.Target}
 	w := restoredLeg(c, ep, sn.Web)
 	if sn.Out {
-		err := h.endSIP(ctx, st, sn, ringLostCode, ringLostReason)
+		err := h.endSIP(ctx, st, sn, ringLostCode, ringLostReason, nil)
 		c.caller = w
 		h.failCaller(c, ringLostCode, ringLostReason)
 		return err
 	}
-	err := h.endSIP(ctx, st, sn, ringLostInCode, ringLostIn)
+	err := h.endSIP(ctx, st, sn, ringLostInCode, ringLostIn, nil)
 	fl := h.newFarLeg(c, false)
 	fl.remote = sn.Remote
 	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
@@ -366,12 +435,17 @@ func (h *Handler) EndEarlySIP(ctx context.Context, st sipgw.DialogState, ep Endp
 	return err
 }
 
-// endSIP is EndSIP of st, whose App is sn, with the cause code and reason.
-func (h *Handler) endSIP(ctx context.Context, st sipgw.DialogState, sn SIPSnapshot, code int, reason string) error {
+// endSIP is EndSIP of st, whose App is sn, with the cause code and
+// reason, and an outgoing call's header rules x (nil: none).
+func (h *Handler) endSIP(ctx context.Context, st sipgw.DialogState, sn SIPSnapshot, code int, reason string, x *routing.Transform) error {
 	if h.far == nil || h.far.end == nil {
 		return ErrNoAdopt
 	}
-	err := h.far.end(ctx, st, code, reason)
+	var o sipgw.AdoptOptions
+	if sn.Out {
+		o.Transform = x
+	}
+	err := h.far.end(ctx, st, code, reason, &o)
 	if sn.Media != nil && h.far.media != nil {
 		fl := h.newFarLeg(&Call{target: sn.Target}, false)
 		fl.logWith("session_id", sn.Web.Session, "subsession_id", sn.Web.Sub)
@@ -444,14 +518,12 @@ type ender interface {
 
 // endVia makes the end function of a SIP network that ends recorded
 // dialogs.
-func endVia(net SIP) func(context.Context, sipgw.DialogState, int, string) error {
+func endVia(net SIP) func(context.Context, sipgw.DialogState, int, string, *sipgw.AdoptOptions) error {
 	e, ok := net.(ender)
 	if !ok {
 		return nil
 	}
-	return func(ctx context.Context, st sipgw.DialogState, code int, reason string) error {
-		return e.EndDialog(ctx, st, code, reason, nil)
-	}
+	return e.EndDialog
 }
 
 // adoptVia makes the adopt function of a SIP network that adopts.

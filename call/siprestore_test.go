@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +24,7 @@ type dialogFake struct {
 
 	dmu   sync.Mutex
 	app   json.RawMessage
-	ahead func(sipgw.DialogState)
+	ahead func(sipgw.DialogState) error
 	cseq  uint32
 }
 
@@ -48,7 +50,7 @@ func (d *dialogFake) SetApp(app json.RawMessage) {
 	}
 }
 
-func (d *dialogFake) SetWriteAhead(f func(sipgw.DialogState)) {
+func (d *dialogFake) SetWriteAhead(f func(sipgw.DialogState) error) {
 	d.dmu.Lock()
 	d.ahead = f
 	d.dmu.Unlock()
@@ -69,7 +71,7 @@ func (d *dialogFake) Hangup(ctx context.Context, ext ...sipgw.Header) error {
 	d.dmu.Unlock()
 	if f != nil {
 		st, _ := d.DialogState()
-		f(st)
+		_ = f(st) // a BYE goes whatever the record (sipgw requestIn)
 	}
 	return d.fakeCall.Hangup(ctx, ext...)
 }
@@ -90,8 +92,9 @@ func recordingEnv(t *testing.T) (*env, chan replicated) {
 	e.h.opts.ReplicateSIP = func(sn SIPSnapshot, st sipgw.DialogState, ended bool) {
 		rec <- replicated{sn: sn, st: st, ended: ended}
 	}
-	e.h.opts.WriteAheadSIP = func(sn SIPSnapshot, st sipgw.DialogState) {
+	e.h.opts.WriteAheadSIP = func(sn SIPSnapshot, st sipgw.DialogState) error {
 		rec <- replicated{sn: sn, st: st, ahead: true}
+		return nil
 	}
 	dial := e.h.far.dial
 	e.h.far.dial = func(ctx context.Context, o sipgw.DialOptions) (sipCall, error) {
@@ -127,7 +130,7 @@ func TestSIPCallRecorded(t *testing.T) {
 		t.Fatalf("first record %+v (%v)", r, err)
 	}
 	want := SIPSnapshot{Out: true, Target: "bob@sip.example", Web: LegSnapshot{Session: a.id, Identity: a.identity, Sub: "c1", StartCorr: "c1"}}
-	if sn != want || r.sn != want {
+	if !reflect.DeepEqual(sn, want) || !reflect.DeepEqual(r.sn, want) {
 		t.Fatalf("recorded %+v, in the dialog %+v, want %+v", r.sn, sn, want)
 	}
 	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 3})
@@ -355,12 +358,15 @@ func TestEndSIP(t *testing.T) {
 		code           int
 	}
 	got := make(chan ended, 2)
-	e.h.far.end = func(ctx context.Context, st sipgw.DialogState, code int, reason string) error {
+	e.h.far.end = func(ctx context.Context, st sipgw.DialogState, code int, reason string, o *sipgw.AdoptOptions) error {
+		if o != nil && o.Transform != nil {
+			t.Error("an incoming call's end given header rules: its user agent binds them")
+		}
 		got <- ended{st.CallID, reason, code}
 		return nil
 	}
 	b := e.ep("bob@web.example")
-	if err := e.h.EndSIP(context.Background(), incomingState(b, "s7")); err != nil {
+	if err := e.h.EndSIP(context.Background(), incomingState(b, "s7"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if g := <-got; g != (ended{"cid-x", orphanReason, 480}) {
@@ -375,7 +381,115 @@ func TestEndSIP(t *testing.T) {
 	}
 	e.assertIdle(t)
 	e.h.far.end = nil
-	if err := e.h.EndSIP(context.Background(), incomingState(b, "s8")); err != ErrNoAdopt {
+	if err := e.h.EndSIP(context.Background(), incomingState(b, "s8"), nil); err != ErrNoAdopt {
 		t.Fatalf("EndSIP without a SIP side that ends dialogs: %v", err)
 	}
+}
+
+// A request the SIP leg refused before it left, its state not recorded
+// (the write-ahead failed: sipgw.ErrNotRecorded), is a 503 with that
+// reason to the web side, a re-offer's and a DTMF's, and the call goes
+// on. Before, a re-offer's error said "Service Unavailable" and a
+// DTMF's nothing.
+func TestSIPRequestNotRecorded(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	a, fc := e.outgoing(t)
+	e.answerOut(t, a, fc)
+	notRecorded := fmt.Errorf("%w: store down", sipgw.ErrNotRecorded)
+	e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 3, p: protocol.CallPayload{SDP: webOffer}})
+	fc.expectOp(t, "reoffer")
+	fc.reoffers <- reofferResult{err: notRecorded}
+	want := sipgw.ErrNotRecorded.Reason
+	if f := a.expect(t, protocol.TypeError, protocol.ActionStart); f.Header.ErrorCode != 503 || f.Header.Reason != want || f.Control.CorrelationID != "c3" {
+		t.Fatalf("re-offer's error %d %q on %q, want 503 %q", f.Header.ErrorCode, f.Header.Reason, f.Control.CorrelationID, want)
+	}
+	fc.mu.Lock()
+	fc.dtmfErr = notRecorded
+	fc.mu.Unlock()
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionDTMF, sub: "c1", seq: 4, p: protocol.CallPayload{Digits: "1", Duration: 100}})
+	fc.expectOp(t, "dtmf")
+	if f := a.expect(t, protocol.TypeError, protocol.ActionDTMF); f.Header.ErrorCode != 503 || f.Header.Reason != want || f.Control.CorrelationID != "c4" {
+		t.Fatalf("DTMF's error %d %q on %q, want 503 %q", f.Header.ErrorCode, f.Header.Reason, f.Control.CorrelationID, want)
+	}
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 5})
+	fc.expectOp(t, "hangup")
+}
+
+// pendingOf is the web leg's requests under way in a record's App.
+func pendingOf(t *testing.T, r replicated) []PendingRequest {
+	t.Helper()
+	var sn SIPSnapshot
+	if err := json.Unmarshal(r.st.App, &sn); err != nil {
+		t.Fatalf("record %+v: %v", r, err)
+	}
+	return sn.Pending
+}
+
+// nextPending waits for a record whose App's pending requests are want.
+func nextPending(t *testing.T, rec chan replicated, want []PendingRequest) {
+	t.Helper()
+	for {
+		r := nextRecord(t, rec)
+		if r.ended {
+			t.Fatalf("the call ended waiting for pending %v", want)
+		}
+		if reflect.DeepEqual(pendingOf(t, r), want) {
+			return
+		}
+	}
+}
+
+// The web leg's re-offer and transfer under way toward SIP are in the
+// call's record until answered; a node that adopts a record holding
+// them fails them to the web leg, a 503 each with its correlation, and
+// records the call without them. Before, they were in no record, and
+// the web side waited for its request timeout.
+func TestSIPPendingRequestsFailedAtAdoption(t *testing.T) {
+	t.Run("recorded", func(t *testing.T) {
+		e, rec := recordingEnv(t)
+		a, fc := e.outgoing(t)
+		e.answerOut(t, a, fc)
+		nextRecord(t, rec)
+		e.send(a, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 3, p: protocol.CallPayload{SDP: webOffer}})
+		fc.expectOp(t, "reoffer")
+		nextPending(t, rec, []PendingRequest{{Action: protocol.ActionStart, Corr: "c3"}})
+		fc.reoffers <- reofferResult{answer: []byte(sipAnswer)}
+		a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+		nextPending(t, rec, nil)
+		f := wf{typ: protocol.TypeRequest, act: protocol.ActionTransfer, sub: "c1", seq: 4}.frame()
+		f.Header.ReferTo = "sip:carol@sip.example"
+		fc.referGo = make(chan struct{})
+		e.h.HandleFrame(a, f)
+		fc.expectOp(t, "transfer")
+		// Under way until the REFER's 202.
+		nextPending(t, rec, []PendingRequest{{Action: protocol.ActionTransfer, Corr: "c4"}})
+		close(fc.referGo)
+		a.expect(t, protocol.TypeResponse, protocol.ActionTransfer)
+		nextPending(t, rec, nil)
+		fc.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+		a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	})
+	t.Run("adopted", func(t *testing.T) {
+		e, rec, adopted := adoptingEnv(t, nil)
+		b := e.ep("bob@web.example")
+		st := incomingState(b, "s7")
+		var sn SIPSnapshot
+		_ = json.Unmarshal(st.App, &sn)
+		sn.Pending = []PendingRequest{{Action: protocol.ActionStart, Corr: "c3"}, {Action: protocol.ActionTransfer, Corr: "c4"}}
+		st.App, _ = json.Marshal(sn)
+		if err := e.h.RestoreSIP(context.Background(), st, b); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range sn.Pending {
+			f := b.expect(t, protocol.TypeError, p.Action)
+			if f.Control.CorrelationID != p.Corr || f.Control.SubsessionID != "s7" || f.Header.ErrorCode != 503 || f.Header.Reason != pendingReasons[p.Action] {
+				t.Fatalf("the pending %s's failure %s", p.Action, f.Marshal())
+			}
+		}
+		if r := nextRecord(t, rec); len(pendingOf(t, r)) != 0 {
+			t.Fatalf("the adopted call's record still has pending %v", pendingOf(t, r))
+		}
+		(<-adopted).end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+		b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	})
 }

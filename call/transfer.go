@@ -183,6 +183,7 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 	}
 	to := &transferOut{corr: corr}
 	fl.transferOut = to
+	fl.notePending()
 	if !fl.enqueue(func() {
 		ctx, cancel := opCtx()
 		var hs []sipgw.Header
@@ -200,9 +201,10 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 		}
 		if err != nil {
 			fl.transferOut = nil
+			fl.notePending()
 			code := protocol.ClientErrorCode(sipgw.ResponseCode(err))
 			out := fl.frameTo(l, protocol.TypeError, protocol.ActionTransfer, corr)
-			out.Header.ErrorCode, out.Header.Reason = code, protocol.Reason(code)
+			out.Header.ErrorCode, out.Header.Reason = code, failReason(code, err)
 			out.Header.Ext = h.far.errExt(err)
 			h.send(l, out, false)
 			return
@@ -213,6 +215,7 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 		out.Header.Ext = h.far.webExt(hs)
 		h.send(l, out, false)
 		to.answered = true
+		fl.notePending()
 		early := to.early
 		to.early = nil
 		for _, ev := range early {
@@ -220,6 +223,7 @@ func (fl *farLeg) webTransfer(l *leg, f *protocol.Frame) {
 		}
 	}) {
 		fl.transferOut = nil
+		fl.notePending()
 		fl.busy(l, f, opTransfer)
 	}
 }

@@ -26,6 +26,24 @@ type Endpoint interface {
 	Send(f *protocol.Frame, selfCorrelate bool) (uint64, error)
 }
 
+// RouteBasis is what a Router's decisions read of its session besides
+// its identity and address: kept with a SIP call's record, it lets the
+// call's header rules be bound again once the session is gone (the BYE
+// of a dialog nobody continues, docs/cluster.md "SIP dialogs").
+type RouteBasis struct {
+	Application string `json:"app,omitempty"`
+	Guest       bool   `json:"guest,omitempty"`
+}
+
+// BasisOf returns ep's RouteBasis: the zero one for an endpoint that
+// has none (no Router, or a session on another node).
+func BasisOf(ep Endpoint) RouteBasis {
+	if b, ok := ep.(interface{ RouteBasis() RouteBasis }); ok {
+		return b.RouteBasis()
+	}
+	return RouteBasis{}
+}
+
 // Origin names the client frame whose processing relays a frame to
 // another session: the sending session and the sequence its client gave
 // that frame. A client resends a frame whose processing its gateway did

@@ -74,9 +74,10 @@ type callOp struct {
 	web      *call.LegSnapshot
 	sip      *call.SIPDialog
 	released bool
-	// done are closed once the change is written (or given up on): the
-	// write-ahead of a SIP call's requests waits for it.
-	done []chan struct{}
+	// done hear the outcome of the change's write (nil: written; each
+	// has room for it): the write-ahead of a SIP call's requests waits
+	// for it.
+	done []chan error
 }
 
 // keys returns the record's key and the key of an answered call's
@@ -273,17 +274,22 @@ func (r *callRepl) drain(ctx context.Context) {
 		}
 		for _, k := range order {
 			wctx, cancel := context.WithTimeout(ctx, storeTimeout)
-			r.write(wctx, k, q[k])
+			err := r.write(wctx, k, q[k])
 			cancel()
 			for _, d := range q[k].done {
-				close(d)
+				d <- err
 			}
 		}
 	}
 }
 
-// write stores a call's change under its caller leg's key ck.
-func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
+// errNotOurs: a call's record this node may not write any more (another
+// node adopted the call, or the record expired).
+var errNotOurs = errors.New("the call's record is no longer this node's")
+
+// write stores a call's change under its caller leg's key ck; the error
+// says it was not written (an end's deletion reports none).
+func (r *callRepl) write(ctx context.Context, ck string, op callOp) error {
 	st := r.g.store
 	wks := op.ptrKeys()
 	if op.ended {
@@ -295,10 +301,10 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 		// Deleted only while the record is the one written here: a
 		// node taken for dead must not delete a call another adopted.
 		if _, rev, err := st.Get(ctx, ck); !held || err != nil || rev != h.rev {
-			return
+			return nil
 		}
 		r.deleteKeys(ctx, append([]string{ck}, wks...))
-		return
+		return nil
 	}
 	data, _ := json.Marshal(op.record(r.host))
 	r.mu.Lock()
@@ -318,7 +324,7 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 				r.mu.Unlock()
 				r.forget(append([]string{ck}, old...)...)
 				r.lost(ctx, ck, op.leg())
-				return
+				return errNotOurs
 			}
 		} else if err != nil {
 			rev = h.rev
@@ -331,14 +337,14 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 			// before this one, or nothing (overOwn).
 			r.hold(ck, data, rev)
 			r.g.rlog.Info("call records", "a call's record not written; written again at the next refresh", "err", err)
-			return
+			return err
 		}
 	} else {
 		rev, err = retrying(ctx, func(ctx context.Context) (uint64, error) { return createOver(ctx, st, ck, data) })
 	}
 	if err != nil {
 		r.g.rlog.Info("call records", "a call's record not written", "err", err)
-		return
+		return err
 	}
 	r.hold(ck, data, rev)
 	r.mu.Lock()
@@ -373,6 +379,7 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) {
 		r.forget(gone...)
 		r.deleteKeys(ctx, gone)
 	}
+	return nil
 }
 
 // deleteKeys deletes the records of keys.

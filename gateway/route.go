@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/templates"
@@ -14,6 +16,12 @@ import (
 // the routing section's rules (docs/routing.md): Session implements
 // endpoint.Router, which the handlers ask before they relay a request or
 // send it to SIP.
+
+// RouteBasis is what Route reads of s besides its identity and address
+// (endpoint.BasisOf).
+func (s *Session) RouteBasis() endpoint.RouteBasis {
+	return endpoint.RouteBasis{Application: s.app, Guest: s.guest}
+}
 
 // Route decides where s's request of kind to target goes, and how the
 // SIP side presents s (its application's sip_identity). With debug logs
@@ -46,6 +54,15 @@ func (s *Session) Route(kind routing.Kind, target string, ext []protocol.Ext) ro
 	g.metrics.routed.WithLabelValues(kind.String(), d.Rule, d.Action.String()).Inc()
 	d.Sender = s.principal.Sender()
 	return d
+}
+
+// orphanRoute is the route of the outgoing SIP call of sn whose web
+// session is gone, under this node's configuration: what the session's
+// Route decided, from what the call's record kept of it (no address, no
+// extension headers: an adoption's has none either).
+func (g *Gateway) orphanRoute(sn call.SIPSnapshot) routing.Decision {
+	return g.router.Load().Decide(routing.Request{Kind: routing.Call, Application: sn.Route.Application,
+		Identity: sn.Web.Identity, Guest: sn.Route.Guest, Target: sn.Target, WebLive: g.live(sn.Target)})
 }
 
 // live reports whether target names a web identity with a live session.

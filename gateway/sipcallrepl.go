@@ -52,7 +52,7 @@ func (r *callRepl) sipCollectors() []prometheus.Collector {
 			Help: "SIP calls whose dialog this node could not take over (the target refresh failed): their web legs were ended."},
 			func() float64 { return float64(r.sip.adoptFailed.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_call_writeahead_failed_total",
-			Help: "In-dialog requests of SIP calls that left before their CSeq was written (the queue full, or the store slow)."},
+			Help: "In-dialog requests of SIP calls whose CSeq could not be written ahead (the queue full, or the store failing or slow): refused, but a BYE, which goes anyway; and released calls not written at a drain."},
 			func() float64 { return float64(r.sip.aheadFailed.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_calls_orphaned_total",
 			Help: "SIP calls of records this node took whose web session was gone: it ended their dialogs (BYE) and media, and deleted the records."},
@@ -75,34 +75,68 @@ func (r *callRepl) replicateSIP(sn call.SIPSnapshot, st call.SIPDialog, ended bo
 
 // writeAheadSIP writes st before the request that makes it leaves
 // (call.Options.WriteAheadSIP): it waits for the write, at most
-// storeTimeout.
-func (r *callRepl) writeAheadSIP(sn call.SIPSnapshot, st call.SIPDialog) {
+// storeTimeout. Its error refuses the request (sipgw.ErrNotRecorded; a
+// BYE goes anyway): sent, its CSeq would be one the record lacks, which
+// an adopter after this node's death sends again and the peer refuses
+// (RFC 3261 section 12.2.2). Refusing costs the web user one request,
+// which it hears of (503) and may make again; sending it and having the
+// adopter skip CSeqs instead would need a margin no record can bound (a
+// store down for minutes, a DTMF each 100 ms) and hides the outage.
+func (r *callRepl) writeAheadSIP(sn call.SIPSnapshot, st call.SIPDialog) error {
 	web := sn.Web
-	if !r.pushWait(callOp{web: &web, sip: &st}) {
+	err := r.pushWait(callOp{web: &web, sip: &st})
+	if err != nil {
 		r.sip.aheadFailed.Add(1)
-		r.g.rlog.Info("call records", "a SIP request left before its CSeq was written", "session_id", web.Session, "subsession_id", web.Sub)
+		r.g.rlog.Info("call records", "a SIP request refused: its CSeq could not be written", "session_id", web.Session, "subsession_id", web.Sub, "err", err)
+	}
+	return err
+}
+
+var (
+	// errNotWritten: a change not written within storeTimeout.
+	errNotWritten = errors.New("the call's record not written in time")
+	// errCallQueueFull: a change the call records' queue had no room for.
+	errCallQueueFull = errors.New("the call records' queue is full")
+)
+
+// pushWait queues op and waits for its write, at most storeTimeout, and
+// queues it again while a write fails with time left: a write the store
+// refused at once (a failure answered, not a timeout: the write's own
+// attempts cover those) may pass a moment later. The error is the last
+// write's, errNotWritten when the bound ran out first.
+func (r *callRepl) pushWait(op callOp) error {
+	t := time.NewTimer(storeTimeout)
+	defer t.Stop()
+	for {
+		done := make(chan error, 1)
+		op.done = []chan error{done}
+		if !r.push(op) {
+			return errCallQueueFull
+		}
+		var err error
+		select {
+		case err = <-done:
+		case <-t.C:
+			return errNotWritten
+		case <-r.g.ctx.Done():
+			return r.g.ctx.Err()
+		}
+		if err == nil || errors.Is(err, errNotOurs) {
+			return err
+		}
+		select {
+		case <-time.After(writeRetryPause):
+		case <-t.C:
+			return err
+		case <-r.g.ctx.Done():
+			return r.g.ctx.Err()
+		}
 	}
 }
 
-// pushWait queues op and waits for its write, at most storeTimeout:
-// false when it was not written in time (or the queue was full).
-func (r *callRepl) pushWait(op callOp) bool {
-	done := make(chan struct{})
-	op.done = []chan struct{}{done}
-	if !r.push(op) {
-		return false
-	}
-	t := time.NewTimer(storeTimeout)
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
-	case <-r.g.ctx.Done():
-		return false
-	}
-}
+// writeRetryPause spaces a write-ahead's writes the store refused, so
+// that one refused at once does not spin.
+const writeRetryPause = 50 * time.Millisecond
 
 // releaseSIPCalls hands the confirmed SIP calls of this node's sessions
 // over, at a drain: each dialog released (call.Handler.ReleaseSIP) and
@@ -119,7 +153,7 @@ func (g *Gateway) releaseSIPCalls() {
 		}
 		for _, rel := range g.calls.ReleaseSIP(s) {
 			web := rel.Call.Web
-			if !g.repl.pushWait(callOp{web: &web, sip: &rel.Dialog, released: true}) {
+			if g.repl.pushWait(callOp{web: &web, sip: &rel.Dialog, released: true}) != nil {
 				g.repl.sip.aheadFailed.Add(1)
 				g.log.Warn("a released SIP call's record not written: the call is lost", "session_id", web.Session, "subsession_id", web.Sub)
 			}
@@ -219,7 +253,7 @@ func (r *callRepl) endOrphan(ctx context.Context, ck string, rec *callRecord, re
 		return
 	}
 	ectx, cancel := context.WithTimeout(r.g.ctx, sipAdoptTimeout)
-	err := r.g.calls.EndSIP(ectx, *rec.SIP)
+	err := r.g.calls.EndSIP(ectx, *rec.SIP, r.g.orphanRoute(sn).Transform)
 	cancel()
 	r.push(callOp{web: &sn.Web, ended: true})
 	if err != nil {

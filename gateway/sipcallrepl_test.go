@@ -59,7 +59,9 @@ func TestClusterSIPCallRecordAdoptedOnce(t *testing.T) {
 		return r != nil && r.Host == "n3" && r.SIP != nil && r.SIP.LocalCSeq == 3
 	})
 	st.LocalCSeq = 4
-	gs[2].repl.writeAheadSIP(sn, st)
+	if err := gs[2].repl.writeAheadSIP(sn, st); err != nil {
+		t.Fatal(err)
+	}
 	rec, _, _, err := gs[0].repl.read(context.Background(), callKey(a.sid, "c9"))
 	if err != nil || rec.SIP == nil || rec.SIP.LocalCSeq != 4 {
 		t.Fatalf("after the write-ahead the record is %+v (%v), want CSeq 4", rec, err)
@@ -135,6 +137,19 @@ func (s *stalledWriteStore) Update(ctx context.Context, key string, value []byte
 	return s.Store.Update(ctx, key, value, rev)
 }
 
+// recordedSIPCall starts a gateway on st with a SIP call of the leg
+// (S1, c9) recorded at CSeq 3: the call's snapshot and dialog state.
+func recordedSIPCall(t *testing.T, st store.Store) (*Gateway, call.SIPSnapshot, sipgw.DialogState) {
+	t.Helper()
+	g, _ := newGatewayOpts(t, nil, Options{Store: st})
+	sn := call.SIPSnapshot{Out: true, Target: "bob@sip.example", Web: call.LegSnapshot{Session: "S1", Identity: "alice@example.com", Sub: "c9", StartCorr: "c9"}}
+	app, _ := json.Marshal(sn)
+	ds := sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uac", CallID: "cid-1", LocalCSeq: 3, App: app}
+	g.repl.replicateSIP(sn, ds, false)
+	sipRecordOf(t, g, "S1", "c9", func(r *callRecord) bool { return r != nil && r.SIP != nil && r.SIP.LocalCSeq == 3 })
+	return g, sn, ds
+}
+
 // A SIP call's write-ahead whose first write the store leaves unanswered
 // (a leader change) is made again at once, to the new leader: the
 // request waits about one attempt, not the store's whole timeout, and
@@ -142,17 +157,14 @@ func (s *stalledWriteStore) Update(ctx context.Context, key string, value []byte
 // request left without it; a drain took 5.2 s).
 func TestSIPWriteAheadRetriedOnLeaderChange(t *testing.T) {
 	st := &stalledWriteStore{Store: store.NewMemory()}
-	g, _ := newGatewayOpts(t, nil, Options{Store: st})
-	sn := call.SIPSnapshot{Out: true, Target: "bob@sip.example", Web: call.LegSnapshot{Session: "S1", Identity: "alice@example.com", Sub: "c9", StartCorr: "c9"}}
-	app, _ := json.Marshal(sn)
-	ds := sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uac", CallID: "cid-1", LocalCSeq: 3, App: app}
-	g.repl.replicateSIP(sn, ds, false)
-	sipRecordOf(t, g, "S1", "c9", func(r *callRecord) bool { return r != nil && r.SIP != nil && r.SIP.LocalCSeq == 3 })
+	g, sn, ds := recordedSIPCall(t, st)
 
 	st.armed.Store(true)
 	ds.LocalCSeq = 4
 	start := time.Now()
-	g.repl.writeAheadSIP(sn, ds)
+	if err := g.repl.writeAheadSIP(sn, ds); err != nil {
+		t.Fatal(err)
+	}
 	took := time.Since(start)
 	if st.armed.Load() {
 		t.Fatal("no record update was made")
@@ -164,6 +176,53 @@ func TestSIPWriteAheadRetriedOnLeaderChange(t *testing.T) {
 	if err != nil || rec.SIP == nil || rec.SIP.LocalCSeq != 4 {
 		t.Fatalf("after the write-ahead the record is %+v (%v), want CSeq 4", rec, err)
 	}
+}
+
+// refusingStore refuses the updates of call records with a failure
+// answered at once (not a timeout): refuse of them, or all while down.
+type refusingStore struct {
+	store.Store
+	refuse atomic.Int32
+	down   atomic.Bool
+}
+
+func (s *refusingStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if strings.HasPrefix(key, callPrefix) && (s.down.Load() || s.refuse.Add(-1) >= 0) {
+		return 0, store.ErrNotFound
+	}
+	return s.Store.Update(ctx, key, value, rev)
+}
+
+// A SIP call's write-ahead whose write the store refuses is made again
+// within its bound, and passes once the store takes it; one the store
+// refuses to the end fails, and the request is refused (sipgw
+// ErrNotRecorded), counted. Before, a refused write counted as done:
+// the request left with a CSeq the record lacked, and no error.
+func TestSIPWriteAheadRefusedWrite(t *testing.T) {
+	st := &refusingStore{Store: store.NewMemory()}
+	g, sn, ds := recordedSIPCall(t, st)
+
+	st.refuse.Store(2)
+	ds.LocalCSeq = 4
+	if err := g.repl.writeAheadSIP(sn, ds); err != nil {
+		t.Fatalf("a write-ahead refused twice, then taken: %v", err)
+	}
+	rec, _, _, err := g.repl.read(context.Background(), callKey("S1", "c9"))
+	if err != nil || rec.SIP == nil || rec.SIP.LocalCSeq != 4 {
+		t.Fatalf("after the write-ahead the record is %+v (%v), want CSeq 4", rec, err)
+	}
+
+	st.down.Store(true)
+	ds.LocalCSeq = 5
+	start := time.Now()
+	err = g.repl.writeAheadSIP(sn, ds)
+	if err == nil || time.Since(start) > storeTimeout+2*time.Second {
+		t.Fatalf("a write-ahead the store refuses: %v after %v, want an error within %v", err, time.Since(start), storeTimeout)
+	}
+	if n := g.repl.sip.aheadFailed.Load(); n != 1 {
+		t.Fatalf("%d failed write-aheads counted, want 1", n)
+	}
+	st.down.Store(false)
 }
 
 // An update the store applied but whose answer was lost is made again,

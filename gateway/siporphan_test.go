@@ -10,7 +10,9 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
 
@@ -70,9 +72,30 @@ func TestSIPCallOfAGoneSessionEnded(t *testing.T) {
 	expectNothing(t, g, got)
 }
 
+// An outgoing call's BYE sent because its web user is gone carries the
+// header rules of the call's route, bound under this node's
+// configuration from what the record kept of the session (its
+// application), as an adoption binds them from the live session.
+// Before, it went without them.
+func TestOrphanByeHasHeaderRules(t *testing.T) {
+	gs, _ := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
+		c.SIP.Domain = "example.com"
+		c.SIP.Listen.UDP = "127.0.0.1:0"
+		c.Routing.Headers = []routing.HeaderRuleConfig{{Header: "X-Tenant", Value: "{application}/{user}", Methods: []string{"BYE"}}}
+	})
+	g := gs[0]
+	phone, got := byePeer(t)
+	putRoutedSIPRecord(t, g, "gone", phone, callRecord{Host: g.self()}, endpoint.RouteBasis{Application: "acme"})
+	g.repl.adoptOwn()
+	bye := expectOrphanBye(t, g, got)
+	if h := bye.GetHeader("X-Tenant"); h == nil || h.Value() != "acme/alice" {
+		t.Fatalf("the orphan's BYE X-Tenant %v, want the header rule's acme/alice", h)
+	}
+}
+
 // expectOrphanBye waits for the phone's one BYE of the call recorded by
 // putSIPRecord, with the cause, and for its record's deletion.
-func expectOrphanBye(t *testing.T, g *Gateway, got <-chan *sip.Request) {
+func expectOrphanBye(t *testing.T, g *Gateway, got <-chan *sip.Request) *sip.Request {
 	t.Helper()
 	var bye *sip.Request
 	select {
@@ -87,6 +110,7 @@ func expectOrphanBye(t *testing.T, g *Gateway, got <-chan *sip.Request) {
 		t.Errorf("BYE Reason %v", r)
 	}
 	sipRecordOf(t, g, "gone", "c1", func(r *callRecord) bool { return r == nil })
+	return bye
 }
 
 // expectNothing checks that the phone got nothing more, and that one
@@ -108,7 +132,14 @@ func expectNothing(t *testing.T, g *Gateway, got <-chan *sip.Request) {
 // our last CSeq 7).
 func putSIPRecord(t *testing.T, g *Gateway, session, phone string, rec callRecord) {
 	t.Helper()
-	app, _ := json.Marshal(call.SIPSnapshot{Out: true, Target: "bob@sip.example",
+	putRoutedSIPRecord(t, g, session, phone, rec, endpoint.RouteBasis{})
+}
+
+// putRoutedSIPRecord is putSIPRecord of a call whose web session's
+// routing read route.
+func putRoutedSIPRecord(t *testing.T, g *Gateway, session, phone string, rec callRecord, route endpoint.RouteBasis) {
+	t.Helper()
+	app, _ := json.Marshal(call.SIPSnapshot{Out: true, Target: "bob@sip.example", Route: route,
 		Web: call.LegSnapshot{Session: session, Identity: "alice@example.com", Sub: "c1", StartCorr: "c1"}})
 	rec.SIP = &sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uac", CallID: "cid-orphan", LocalTag: "lt", RemoteTag: "rt",
 		LocalURI: "sip:alice@example.com", RemoteURI: "sip:bob@sip.example", RemoteTarget: fmt.Sprintf("sip:bob@%s", phone),

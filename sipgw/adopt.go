@@ -43,7 +43,9 @@ import (
 // each request leaves (docs/protocol.md §4.6). An offer/answer exchange
 // under way at the old node's end is lost with its transaction (the
 // state has the last completed one): the peer that sent a 2xx waits for
-// an ACK that never comes and ends the dialog (RFC 3261 section 13.3.1.4).
+// an ACK that never comes and ends the dialog (RFC 3261 section 13.3.1.4),
+// unless the state says the ACK of our re-INVITE was owed (AckOwed): the
+// adopter sends it (ackDead).
 
 // ErrDialogState: a DialogState Adopt cannot use (another version, a
 // missing or malformed field).
@@ -56,8 +58,9 @@ type AdoptOptions struct {
 	// (uas) the rules this user agent binds to an INVITE from the peer.
 	Transform *routing.Transform
 	// WriteAhead is the call's [Call.SetWriteAhead] function from the
-	// start: the target refresh's CSeq is written ahead too.
-	WriteAhead func(DialogState)
+	// start: the target refresh's CSeq is written ahead too (not
+	// written, the refresh fails, and the adoption with it).
+	WriteAhead func(DialogState) error
 }
 
 // Adopt continues on this user agent the confirmed dialog st, which
@@ -86,6 +89,9 @@ func (g *UserAgent) Adopt(ctx context.Context, st DialogState, o *AdoptOptions) 
 		return nil, err
 	}
 	g.rlog.Info("adopted call", "sipgw: adopted a dialog", "call", c.id, "identity", c.identity, "role", st.Role)
+	if st.AckOwed {
+		c.ackDead()
+	}
 	next, err := c.refresh(ctx, timer)
 	if err != nil {
 		code := ResponseCode(err)
@@ -102,6 +108,27 @@ func (g *UserAgent) Adopt(ctx context.Context, st DialogState, o *AdoptOptions) 
 	}
 	c.deliver(func() { c.armTimer(next) })
 	return c, nil
+}
+
+// ackDead sends the ACK the dead node owed for its re-INVITE of
+// st.LocalCSeq, before the target refresh: a peer that answered it 2xx
+// retransmits the 2xx to the dead node and, without an ACK, ends the
+// dialog after 64*T1 (RFC 3261 section 13.3.1.4), and may refuse the
+// refresh meanwhile. A peer that never answered 2xx drops it (section
+// 17.2.3: it matches no transaction, and its dialog owes no 2xx an ACK).
+// The peer may have taken the re-INVITE's offer, whose SDP the record
+// does not hold (its answer never came here): the refresh's re-INVITE
+// offers the last completed exchange's again, its o= version bumped once
+// more, past the one the lost offer may have had (RFC 3264 section 8),
+// so that the peer takes it as a change.
+func (c *Call) ackDead() {
+	if err := c.ackLast(); err != nil {
+		c.g.rlog.Info("adopted call", "sipgw: the owed ACK of an adopted dialog not sent", "call", c.id, "err", err)
+	}
+	c.mu.Lock()
+	c.localSDP = bumpOrigin(c.localSDP)
+	c.mu.Unlock()
+	c.changed()
 }
 
 // install rebuilds the call of st on this user agent and starts it, its

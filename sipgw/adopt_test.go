@@ -174,7 +174,7 @@ func TestAdoptOutgoing(t *testing.T) {
 		queued int // requests the peer had got by then
 	}
 	aheads := make(chan ahead, 4)
-	c.SetWriteAhead(func(s DialogState) { aheads <- ahead{s.LocalCSeq, len(bob.got)} })
+	c.SetWriteAhead(func(s DialogState) error { aheads <- ahead{s.LocalCSeq, len(bob.got)}; return nil })
 	if err := c.SendDTMF(ctx, "1", 0); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestAdoptOutgoing(t *testing.T) {
 	}
 
 	var refreshAhead atomic.Uint32
-	b, cb, st := handOverWith(t, a, c, cfg, &AdoptOptions{WriteAhead: func(s DialogState) { refreshAhead.Store(s.LocalCSeq) }})
+	b, cb, st := handOverWith(t, a, c, cfg, &AdoptOptions{WriteAhead: func(s DialogState) error { refreshAhead.Store(s.LocalCSeq); return nil }})
 	re := bob.next(t, sip.INVITE)
 	checkInDialog(t, re, st, first+2, b)
 	if got := refreshAhead.Load(); got != first+2 {

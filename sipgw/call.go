@@ -193,6 +193,11 @@ func ResponseCode(err error) int {
 // nothing to acknowledge, Answer twice, Ack on an incoming call...).
 var ErrCallState = errors.New("sipgw: not allowed in this call state")
 
+// ErrNotRecorded is the *ResponseError of an in-dialog request refused
+// before it left because the call's state with its CSeq could not be
+// recorded (Call.SetWriteAhead).
+var ErrNotRecorded = &ResponseError{Code: 503, Reason: "the call's state could not be recorded"}
+
 // ErrGlare is the *ResponseError of a re-INVITE that crossed another one.
 var ErrGlare = &ResponseError{Code: 491, Reason: "Request Pending"}
 
@@ -260,6 +265,7 @@ type Call struct {
 	finalCode   int
 	reinviteOut bool
 	reinviteIn  bool
+	ackOwed     bool                     // our re-INVITE (the last CSeq) left, and its ACK has not (DialogState.AckOwed)
 	localSDP    []byte                   // the SDP we sent last (sdpstate.go)
 	remoteSDP   []byte                   // the SDP the peer sent last
 	lateOffer   bool                     // our 200 to a re-INVITE without SDP offered; its ACK answers
@@ -300,7 +306,7 @@ type Call struct {
 	localContact sip.Uri      // our Contact in the dialog
 	invite       *sentInvite  // outgoing: the INVITE under way (earlystate.go)
 	target       *sip.Uri     // the remote target of the last target refresh; nil: none yet
-	ahead        func(DialogState)
+	ahead        func(DialogState) error
 	// adoptedEnd ends an adopted call's dialog (the peer's BYE): sipgo
 	// has no dialog session of its own for it (adopt.go).
 	adoptedEnd context.CancelFunc
@@ -542,7 +548,20 @@ func (c *Call) requestIn(ctx context.Context, early *earlyDialog, req *sip.Reque
 	}
 	c.g.track()
 	defer c.g.untrack()
-	c.writeAhead()
+	if err := c.writeAhead(); err != nil {
+		// Sent, the request's CSeq would be one the record lacks: an
+		// adopter after this node's death would send it again, and the
+		// peer refuse it (RFC 3261 section 12.2.2: 500), or take a
+		// re-INVITE for a retransmission. Refused here, the web side
+		// hears 503 and may try again; nothing is lost but the request.
+		// A BYE goes whatever the record: the hang-up is the user's
+		// last word, and it ends the dialog, so no adopter sends the
+		// CSeq again in it (a refresh after it meets 481).
+		if req.Method != sip.BYE {
+			return nil, fmt.Errorf("%w: %w", ErrNotRecorded, err)
+		}
+		c.g.rlog.Info("write-ahead", "sipgw: BYE sent before its CSeq was recorded", "call", c.id, "err", err)
+	}
 	var d dialogSession = c.uas
 	switch {
 	case early != nil:
@@ -762,6 +781,10 @@ func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, ex
 	for _, h := range hs {
 		req.AppendHeader(h)
 	}
+	// Set before the write-ahead (in request) reads the state: the
+	// record then tells an adopter to ACK a 2xx this node may not.
+	c.setAckOwed(true)
+	defer c.setAckOwed(false)
 	res, err := c.request(ctx, req, ext)
 	done()
 	if err != nil {
@@ -774,15 +797,33 @@ func (c *Call) sendReinvite(ctx context.Context, sdp []byte, hs []sip.Header, ex
 	c.noteTarget(res)
 	c.noteLocal(sdp)
 	c.noteRemote(res.Body())
+	if err := c.ackLast(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// setAckOwed notes whether the ACK of our re-INVITE is owed; its end is
+// a change of the record (DialogChanged), lest a record written between
+// the 2xx and the ACK keep it for an adopter long after.
+func (c *Call) setAckOwed(on bool) {
+	c.mu.Lock()
+	c.ackOwed = on
+	c.mu.Unlock()
+	if !on {
+		c.changed()
+	}
+}
+
+// ackLast sends the ACK of a 2xx to our last re-INVITE (RFC 3261 section
+// 13.2.2.4: its CSeq, a new transaction) in the call's dialog.
+func (c *Call) ackLast() error {
 	ack := sip.NewRequest(sip.ACK, c.remoteTarget())
 	var d dialogSession = c.uas
 	if c.uac != nil {
 		d = c.uacDialog(c.uac.InviteRequest, c.uac.InviteResponse, c.uac.CSEQ(), true)
 	}
-	if err := d.WriteRequest(ack); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return d.WriteRequest(ack)
 }
 
 // SendDTMF sends one digit (0-9, *, #, A-D) as INFO application/dtmf-relay;

@@ -65,6 +65,11 @@ type DialogState struct {
 	// re-INVITE or UPDATE either way): its transaction is not carried
 	// over, and the SDPs below are those of the last completed exchange.
 	OfferPending bool `json:"offer_pending,omitempty"`
+	// AckOwed says our re-INVITE, the request of LocalCSeq, had left and
+	// its ACK had not: a 2xx the peer sent it waits for an ACK, which an
+	// adopter sends (RFC 3261 section 13.3.1.4: the peer ends the dialog
+	// when none comes).
+	AckOwed bool `json:"ack_owed,omitempty"`
 	// LocalSDP and RemoteSDP: the descriptions we and the peer sent last.
 	LocalSDP  string `json:"local_sdp,omitempty"`
 	RemoteSDP string `json:"remote_sdp,omitempty"`
@@ -107,10 +112,12 @@ func (c *Call) changed() {
 // request leaves, with the state the request makes (LocalCSeq is its
 // CSeq): the request waits for f to return, so that a record written
 // there is in the store before the peer can see the CSeq (the durability
-// rule of docs/protocol.md §4.6). The other changes (SDPs, the timer, the
-// peer's CSeq) are not written ahead: read them at DialogChanged. nil
-// removes it. f must not call the call's methods but DialogState.
-func (c *Call) SetWriteAhead(f func(DialogState)) {
+// rule of docs/protocol.md §4.6). When f fails, the request does not
+// leave and fails with ErrNotRecorded (its CSeq not taken), but a BYE,
+// which goes anyway (see requestIn). The other changes (SDPs, the timer,
+// the peer's CSeq) are not written ahead: read them at DialogChanged.
+// nil removes it. f must not call the call's methods but DialogState.
+func (c *Call) SetWriteAhead(f func(DialogState) error) {
 	c.mu.Lock()
 	c.ahead = f
 	c.mu.Unlock()
@@ -118,20 +125,20 @@ func (c *Call) SetWriteAhead(f func(DialogState)) {
 
 // writeAhead hands the SetWriteAhead function the state of the request
 // about to leave: the next CSeq (the caller holds the request slot, so
-// no other request takes it meanwhile).
-func (c *Call) writeAhead() {
+// no other request takes it meanwhile). Its error is the function's.
+func (c *Call) writeAhead() error {
 	c.mu.Lock()
 	f := c.ahead
 	c.mu.Unlock()
 	if f == nil {
-		return
+		return nil
 	}
 	st, ok := c.DialogState()
 	if !ok {
-		return
+		return nil
 	}
 	st.LocalCSeq++
-	f(st)
+	return f(st)
 }
 
 // SetApp sets the opaque record DialogState carries for the caller
@@ -161,6 +168,7 @@ func (c *Call) DialogState() (DialogState, bool) {
 		Identity:       c.identity,
 		Trickle:        c.trickle,
 		OfferPending:   c.reinviteIn || c.reinviteOut,
+		AckOwed:        c.ackOwed,
 		LocalSDP:       string(c.localSDP),
 		RemoteSDP:      string(c.remoteSDP),
 		SessionExpires: secs(c.stSnap.interval),

@@ -15,9 +15,10 @@ import (
 // fakeProxy is a UDP next hop that answers each request with the code
 // answer gives its method (0: no answer) and hands every request to got.
 type fakeProxy struct {
-	pc  net.PacketConn
-	got chan *sip.Request
-	res chan *sip.Response // the answers to what it sent (send)
+	pc   net.PacketConn
+	got  chan *sip.Request
+	acks chan *sip.Request  // the ACKs it got, while there is room
+	res  chan *sip.Response // the answers to what it sent (send)
 }
 
 func newFakeProxy(t *testing.T, answer func(m sip.RequestMethod) int) *fakeProxy {
@@ -38,6 +39,7 @@ func newFakeProxy(t *testing.T, answer func(m sip.RequestMethod) int) *fakeProxy
 }
 
 // newFakePeer is a UDP SIP peer that hands every request but ACK to got
+// (the ACKs to acks)
 // and answers it with what respond makes of it (nil: no answer).
 func newFakePeer(t testing.TB, respond func(*sip.Request) *sip.Response) *fakeProxy {
 	t.Helper()
@@ -45,7 +47,7 @@ func newFakePeer(t testing.TB, respond func(*sip.Request) *sip.Response) *fakePr
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &fakeProxy{pc: pc, got: make(chan *sip.Request, 64), res: make(chan *sip.Response, 64)}
+	p := &fakeProxy{pc: pc, got: make(chan *sip.Request, 64), acks: make(chan *sip.Request, 16), res: make(chan *sip.Response, 64)}
 	done := make(chan struct{})
 	t.Cleanup(func() { pc.Close(); <-done })
 	go func() {
@@ -65,7 +67,14 @@ func newFakePeer(t testing.TB, respond func(*sip.Request) *sip.Response) *fakePr
 				continue
 			}
 			req, ok := msg.(*sip.Request)
-			if err != nil || !ok || req.Method == sip.ACK {
+			if err != nil || !ok {
+				continue
+			}
+			if req.Method == sip.ACK {
+				select {
+				case p.acks <- req:
+				default:
+				}
 				continue
 			}
 			select {

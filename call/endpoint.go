@@ -28,6 +28,28 @@ func acquireCall(ep Endpoint) bool {
 	return true
 }
 
+// acquireEach takes a call from each of eps's quotas, before the call's
+// lock is taken: a quota in a cluster may reserve the call in the store
+// (a round trip of up to seconds), which must not hold the call's other
+// frames and the handler's sweeps of its calls (docs/cluster.md
+// "Limits"). held[i] says whether eps[i]'s was taken.
+func acquireEach(eps []Endpoint) (held []bool) {
+	held = make([]bool, len(eps))
+	for i, e := range eps {
+		held[i] = acquireCall(e)
+	}
+	return held
+}
+
+// releaseEach gives back what acquireEach took.
+func releaseEach(eps []Endpoint, held []bool) {
+	for i, e := range eps {
+		if held[i] {
+			releaseCall(e)
+		}
+	}
+}
+
 func releaseCall(ep Endpoint) {
 	if q, ok := ep.(endpoint.Quota); ok {
 		q.ReleaseCall()

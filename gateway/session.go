@@ -89,6 +89,9 @@ type Session struct {
 	releaseGuest func()
 	engaged      atomic.Bool
 
+	// held: call frames waiting for their call's host (callhold.go).
+	held callHold
+
 	// inMu serialises the processing of inbound frames: during a socket
 	// replacement two readers may briefly run.
 	inMu sync.Mutex

@@ -196,3 +196,34 @@ func (s heldCallStore) Get(ctx context.Context, key string) ([]byte, uint64, err
 	}
 	return s.Store.Get(ctx, key)
 }
+
+// TestClusterCallAdmissionUnseenSession: alice (calls: 1) connects on
+// n1 and on n2; her session on n1 calls carol, and n2 does not see
+// that session in the directory (its entry taken out, as a view that
+// has not read it yet). Alice's call on n2 is refused (503): n2 finds
+// n1's session in alice's admission record and reserves on her call
+// record, where n1, which found n2's session there, reserved hers.
+// Before, neither node saw the other's session: each took the call
+// from its own count, and n2's rang dave.
+func TestClusterCallAdmissionUnseenSession(t *testing.T) {
+	gs, urls := oneCallEach(t, 2)
+	a1 := connectedOn(t, urls[0], "alice@example.com")
+	a2 := connectedOn(t, urls[1], "alice@example.com")
+	c := connectedOn(t, urls[0], "carol@example.com")
+	connectedOn(t, urls[1], "dave@example.com")
+	hide := func(g *Gateway, sid string) {
+		t.Helper()
+		if err := g.node.Unpublish(context.Background(), "alice@example.com", sid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// n1 does not see alice's session on n2.
+	hide(gs[1], a2.sid)
+	waitFor(t, "n1 not to see alice on n2", func() bool { return len(gs[0].node.Remote("alice@example.com")) == 0 })
+	a1.send(callStart("alice@example.com", "carol@example.com", "c1"))
+	expect(t, c.read(), protocol.TypeRequest, protocol.ActionStart)
+	// Nor n2 alice's on n1, its calls included.
+	hide(gs[0], a1.sid)
+	waitFor(t, "n2 not to see alice on n1", func() bool { return len(gs[1].node.Remote("alice@example.com")) == 0 })
+	refusedCall(t, a2, "alice@example.com", "dave@example.com")
+}

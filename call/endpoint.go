@@ -28,6 +28,15 @@ func acquireCall(ep Endpoint) bool {
 	return true
 }
 
+// recountCall counts a call admitted before (restored) in ep's quota: no
+// admission again (Recounter), where ep can tell.
+func recountCall(ep Endpoint) bool {
+	if r, ok := ep.(endpoint.Recounter); ok {
+		return r.RecountCall()
+	}
+	return acquireCall(ep)
+}
+
 // acquireEach takes a call from each of eps's quotas, before the call's
 // lock is taken: a quota in a cluster may reserve the call in the store
 // (a round trip of up to seconds), which must not hold the call's other

@@ -341,6 +341,19 @@ func (s *Session) AcquireCall() bool {
 	return true
 }
 
+// RecountCall implements endpoint.Recounter: a call adopted here counts
+// in s's quota (over it, it goes on uncounted), from the directory's
+// count alone: it was admitted where it began, and an adoption waits on
+// no reservation in the store.
+func (s *Session) RecountCall() bool {
+	if !s.quota.AcquireCallBeside(s.g.callsElsewhere(s.identity)) {
+		return false
+	}
+	s.engaged.Store(true)
+	s.g.publishCalls(s)
+	return true
+}
+
 // ReleaseCall implements endpoint.Quota.
 func (s *Session) ReleaseCall() {
 	s.quota.ReleaseCall()

@@ -108,13 +108,15 @@ func (g *Gateway) acquireCall(s *Session) bool {
 // Without it, a call start on each of two nodes, each with the
 // identity's session on the other connected a moment ago, both took the
 // call from the local count alone. One read of the record, and only
-// where other nodes are up; a record the store does not give counts as
-// none (the call is not refused for it).
+// where other nodes are up; a record the store does not give within
+// readAttempt counts as none (the call is not refused for it).
 func (g *Gateway) admittedElsewhere(s *Session) bool {
 	if len(g.node.Nodes()) < 2 {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
+	// One read's attempt: a store electing a leader costs the start
+	// this much at most, and the call goes on from the local count.
+	ctx, cancel := context.WithTimeout(g.ctx, readAttempt)
 	defer cancel()
 	rec, _, err := readRecord[admissions](ctx, g, admissionKey(s.app, s.identity))
 	if err != nil {

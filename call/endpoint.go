@@ -28,6 +28,37 @@ func acquireCall(ep Endpoint) bool {
 	return true
 }
 
+// recountCall counts a call admitted before (restored) in ep's quota: no
+// admission again (Recounter), where ep can tell.
+func recountCall(ep Endpoint) bool {
+	if r, ok := ep.(endpoint.Recounter); ok {
+		return r.RecountCall()
+	}
+	return acquireCall(ep)
+}
+
+// acquireEach takes a call from each of eps's quotas, before the call's
+// lock is taken: a quota in a cluster may reserve the call in the store
+// (a round trip of up to seconds), which must not hold the call's other
+// frames and the handler's sweeps of its calls (docs/cluster.md
+// "Limits"). held[i] says whether eps[i]'s was taken.
+func acquireEach(eps []Endpoint) (held []bool) {
+	held = make([]bool, len(eps))
+	for i, e := range eps {
+		held[i] = acquireCall(e)
+	}
+	return held
+}
+
+// releaseEach gives back what acquireEach took.
+func releaseEach(eps []Endpoint, held []bool) {
+	for i, e := range eps {
+		if held[i] {
+			releaseCall(e)
+		}
+	}
+}
+
 func releaseCall(ep Endpoint) {
 	if q, ok := ep.(endpoint.Quota); ok {
 		q.ReleaseCall()

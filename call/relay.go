@@ -120,6 +120,10 @@ func (h relay) ring(ep Endpoint, f *protocol.Frame, target string, eps []Endpoin
 		ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many calls"), false)
 		return
 	}
+	// The callees' quotas before the call exists: a reservation waits on
+	// the store, and a callee rung before the last one's wait would
+	// answer into a call whose lock the wait held.
+	held := acquireEach(eps)
 	c := &Call{target: target, far: h}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -128,13 +132,13 @@ func (h relay) ring(ep Endpoint, f *protocol.Frame, target string, eps []Endpoin
 	h.calls[c] = struct{}{}
 	h.legs[legKey{ep.ID(), c.caller.sub}] = c.caller
 	h.mu.Unlock()
-	for _, e := range eps {
+	for i, e := range eps {
 		l := &leg{call: c, ep: e, sub: h.newSub()}
 		h.mu.Lock()
 		h.legs[legKey{e.ID(), l.sub}] = l
 		h.mu.Unlock()
 		c.callees = append(c.callees, l)
-		if !acquireCall(e) {
+		if !held[i] {
 			l.state, l.code = legFailed, protocol.CodeBusyHere
 			continue
 		}

@@ -99,7 +99,7 @@ func (h *Handler) Restore(sn Snapshot, caller Endpoint, callees ...Endpoint) err
 	// The call counts here now, against the limits of its legs' sessions
 	// here (over the limit, it goes on uncounted: it was admitted).
 	for _, l := range legs {
-		l.held = acquireCall(l.ep)
+		l.held = recountCall(l.ep)
 	}
 	h.mu.Lock()
 	for _, l := range legs {

@@ -627,6 +627,24 @@ func (h *Handler) incomingSIP(sc sipCall) {
 		_ = sc.Reject(ctx, 480, "")
 		return
 	}
+	fl := h.takeIncoming(sc)
+	if fl == nil {
+		return
+	}
+	if h.far.media == nil {
+		fl.ringOut(string(sc.Offer()))
+		return
+	}
+	// rtpengine's offer for the browsers is a round trip: on the worker.
+	fl.must(func() {
+		if offer, ok := fl.ringMedia(string(sc.Offer())); ok {
+			fl.ringOut(offer)
+		}
+	})
+}
+
+// takeIncoming makes the call of the incoming sc; nil: refused.
+func (h *Handler) takeIncoming(sc sipCall) *farLeg {
 	c := &Call{target: sc.Identity()}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -646,7 +664,7 @@ func (h *Handler) incomingSIP(sc sipCall) {
 		fl.replacing = h.matchReplaces(rep)
 		if fl.replacing == nil || fl.replacing.ep.Identity() != sc.Identity() {
 			fl.reject(protocol.CodeNoSuchCall)
-			return
+			return nil
 		}
 	}
 	if _, err := parseSDP(string(sc.Offer())); err != nil {
@@ -654,42 +672,45 @@ func (h *Handler) incomingSIP(sc sipCall) {
 		// (RFC 3261 section 13.3.1.3).
 		fl.rlog().Info("sip sdp", "incoming SIP call refused: its SDP does not parse", "err", err)
 		fl.reject(protocol.CodeNotAcceptableHere)
-		return
+		return nil
 	}
-	if h.far.media == nil {
-		fl.ring(string(sc.Offer()))
-		return
-	}
-	// rtpengine's offer for the browsers is a round trip: on the worker.
-	fl.must(func() {
-		offer, ok := fl.ringMedia(string(sc.Offer()))
-		if !ok {
-			return
-		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if !c.ended {
-			fl.ring(offer)
-		}
-	})
+	return fl
 }
 
-// ring offers an incoming call to every live session of its identity,
-// with offer as the web side's SDP. c.mu is held.
-func (fl *farLeg) ring(offer string) {
-	c, h, sc := fl.c, fl.h, fl.sc
-	payload := protocol.EncodePayload(protocol.CallPayload{SDP: offer})
-	eps, replaces := h.dir.Sessions(sc.Identity()), ""
+// ringOut rings the sessions of the incoming call with offer as the web
+// side's SDP, their quotas taken out of the call's lock (acquireEach): a
+// reservation's wait on the store would hold the SIP side's CANCEL. A
+// call ended meanwhile rings nobody.
+func (fl *farLeg) ringOut(offer string) {
+	c, h := fl.c, fl.h
+	// replacing is set before the call is shared.
+	eps, replaces := h.dir.Sessions(fl.sc.Identity()), ""
 	if r := fl.replacing; r != nil {
 		eps, replaces = []Endpoint{r.ep}, r.sub
 	}
-	for _, e := range eps {
+	held := acquireEach(eps)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		releaseEach(eps, held)
+		return
+	}
+	fl.ring(offer, eps, replaces, held)
+}
+
+// ring offers the incoming call to eps (ringOut's), with offer as the
+// web side's SDP; held[i] says whether eps[i]'s quota was taken. c.mu is
+// held.
+func (fl *farLeg) ring(offer string, eps []Endpoint, replaces string, held []bool) {
+	c, h, sc := fl.c, fl.h, fl.sc
+	payload := protocol.EncodePayload(protocol.CallPayload{SDP: offer})
+	for i, e := range eps {
 		l := &leg{call: c, ep: e, sub: h.newSub()}
 		h.mu.Lock()
 		h.legs[legKey{e.ID(), l.sub}] = l
 		h.mu.Unlock()
 		c.callees = append(c.callees, l)
-		if !acquireCall(e) {
+		if !held[i] {
 			l.state, l.code = legFailed, protocol.CodeBusyHere
 			continue
 		}

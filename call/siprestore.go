@@ -318,7 +318,7 @@ func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpo
 	h.legs[key] = w
 	h.calls[c] = struct{}{}
 	h.mu.Unlock()
-	w.held = acquireCall(ep)
+	w.held = recountCall(ep)
 	fl.sc = sc
 	if d, err := parseSDP(st.LocalSDP); err == nil && !fl.anchored() {
 		// The web side's last SDP toward SIP: trickled candidates go

@@ -85,6 +85,14 @@ type Quota interface {
 	ReleaseCall()
 }
 
+// Recounter is implemented by Quota endpoints that count a call admitted
+// before (an adopted one) without admitting it again: in a cluster, an
+// admission may reserve the call in the store, which an adoption must
+// not wait on.
+type Recounter interface {
+	RecountCall() bool
+}
+
 // Directory finds sessions by identity.
 type Directory interface {
 	// Sessions returns the live sessions of identity: connected ones and

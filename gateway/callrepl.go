@@ -760,35 +760,6 @@ func (r *callRepl) rerouteRestored() {
 	}
 }
 
-// reroute hands f, a frame of s's client for a call whose host did not
-// take it, to the call's new host when the host is dead and the call is
-// adopted (by this node, now, if nobody has yet): the session's route
-// may name the dead host until this node's onNodeDown gets to it. It
-// reports whether f went there.
-func (s *Session) reroute(host string, f *protocol.Frame) bool {
-	g := s.g
-	if g.repl == nil || f.EffectivePackage() != protocol.PackageCall || !g.node.Down(host) {
-		return false
-	}
-	sub := f.Control.SubsessionID
-	nh, _ := g.repl.adopt(s.id, sub)
-	if nh == "" || nh == host {
-		return false
-	}
-	k := routeKey{protocol.PackageCall, sub}
-	s.mu.Lock()
-	if s.routes[k] == host {
-		s.routes[k] = nh
-	}
-	s.mu.Unlock()
-	if nh == g.self() {
-		g.calls.HandleFrame(s, f)
-	} else {
-		s.forward(nh, f)
-	}
-	return true
-}
-
 // routeNewCall notes this node as the host of the call f, a start of
 // s's client, begins here: before any frame of the call reaches the
 // caller, her session's record then says where her ringing call lives

@@ -78,7 +78,14 @@ func bobReoffers(t *testing.T, b, a *peer, bsub string) {
 // re-offer on the call's subsession and answers, and bob gets the answer.
 func reofferAnswered(t *testing.T, b, a *peer, bsub string) {
 	t.Helper()
-	ro := a.read()
+	reofferAnsweredWithin(t, b, a, bsub, 5*time.Second)
+}
+
+// reofferAnsweredWithin is reofferAnswered with alice's wait for the
+// re-offer d.
+func reofferAnsweredWithin(t *testing.T, b, a *peer, bsub string, d time.Duration) {
+	t.Helper()
+	ro := a.readWithin(d)
 	expect(t, ro, protocol.TypeRequest, protocol.ActionStart)
 	if ro.Control.SubsessionID != "c1" {
 		// Not the call's: a start on a subsession the gateway does not
@@ -166,8 +173,10 @@ func hostDies(t *testing.T, heard bool) {
 	}
 	w := resumeWS(t, urls[2], "alice@example.com", a.sid, a.seq+1, a.last)
 	callHost(t, gs[1], b.sid, bsub, adopter)
-	// Until n2 has read n1's lease gone, a frame for the call gets 480
-	// there (the host may yet answer): polled, as the leases are read.
+	// Bob's re-offer is sent once n2 has read n1's lease gone (polled,
+	// as the leases are read): one sent before waits in n2's hold
+	// (TestClusterCallFramesHeldWhileHostDies); this test is of the
+	// route to the adopter.
 	for deadline := time.Now().Add(10 * time.Second); !gs[1].node.Down("n1"); <-time.After(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("n2 does not see n1 down after 10s")

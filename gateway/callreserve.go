@@ -55,8 +55,9 @@ func (g *Gateway) reservedElsewhere(by map[string]int, recent []callReservation)
 
 // acquireCall takes a call from s's quota, with the identity's calls on
 // the other nodes of a cluster counted. Without a call limit, or with
-// the identity's sessions on this node alone (in its view), the count
-// is the directory's and nothing is read or written in the store; else
+// the identity's sessions on this node alone (in its view, and in its
+// admission record: admittedElsewhere), the count is the directory's
+// and nothing is written in the store; else
 // the call is reserved by compare-and-set on the identity's call
 // record, so that of calls started at once on several nodes only as
 // many pass as the limit leaves room for. A record the store does not
@@ -65,7 +66,7 @@ func (g *Gateway) acquireCall(s *Session) bool {
 	if g.node == nil || !s.quota.CallsLimited() {
 		return s.quota.AcquireCallBeside(g.callsElsewhere(s.identity))
 	}
-	if by := g.node.RemoteCallsBySession(s.identity); len(by) == 0 {
+	if by := g.node.RemoteCallsBySession(s.identity); len(by) == 0 && !g.admittedElsewhere(s) {
 		return s.quota.AcquireCallBeside(0)
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, storeTimeout)
@@ -99,6 +100,36 @@ func (g *Gateway) acquireCall(s *Session) bool {
 			return false
 		}
 	}
+}
+
+// admittedElsewhere reports whether s's identity has a session on
+// another live node that this node's view of the directory may not show
+// yet: one its admission record names (admitted within admissionGrace).
+// Without it, a call start on each of two nodes, each with the
+// identity's session on the other connected a moment ago, both took the
+// call from the local count alone. One read of the record, and only
+// where other nodes are up; a record the store does not give within
+// readAttempt counts as none (the call is not refused for it).
+func (g *Gateway) admittedElsewhere(s *Session) bool {
+	if len(g.node.Nodes()) < 2 {
+		return false
+	}
+	// One read's attempt: a store electing a leader costs the start
+	// this much at most, and the call goes on from the local count.
+	ctx, cancel := context.WithTimeout(g.ctx, readAttempt)
+	defer cancel()
+	rec, _, err := readRecord[admissions](ctx, g, admissionKey(s.app, s.identity))
+	if err != nil {
+		g.rlog.Warn("call reservation", "reading an admission record", "session_id", s.id, "err", err)
+		return false
+	}
+	now := time.Now()
+	for _, e := range rec.Recent {
+		if e.Node != g.self() && e.Session != s.id && now.Sub(time.UnixMilli(e.At)) < admissionGrace && g.node.Alive(e.Node) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeReservation writes rec (read at rev; 0: none) with s's calls now

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/limits"
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -126,4 +127,103 @@ func (c callReads) Get(ctx context.Context, key string) ([]byte, uint64, error) 
 		c.n.Add(1)
 	}
 	return c.Store.Get(ctx, key)
+}
+
+// TestCallReservationOutOfTheCallsLock: bob (calls: 2) has two sessions
+// on n1 and one on n2; alice on n1 calls him, and the store holds n1's
+// second reservation of bob's. Meanwhile, what looks at bob's calls on
+// n1 (a drain's HasSIPCall) answers at once; once the store answers,
+// the three ring. Before, the reservations were taken under the call's
+// lock, one callee at a time: the first callee's leg was in the call
+// and the lock held for up to the store's 5 s.
+func TestCallReservationOutOfTheCallsLock(t *testing.T) {
+	hold := &heldCallRecord{waiting: make(chan struct{}, 1), gate: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold.gate) }) }
+	t.Cleanup(release)
+	gs, urls := newClusterGatewaysMod(t, 2, func(st store.Store) store.Store { return heldCallStore{st, hold} }, func(c *Config) {
+		c.Limits = limits.Config{Profiles: map[string]limits.Profile{limits.DefaultProfile: {Identity: limits.Quota{Calls: 2}}}}
+	})
+	b1 := connectedOn(t, urls[0], "bob@example.com")
+	b2 := connectedOn(t, urls[0], "bob@example.com")
+	b3 := connectedOn(t, urls[1], "bob@example.com")
+	a := connectedOn(t, urls[0], "alice@example.com")
+	waitFor(t, "n1 to see bob's session on n2", func() bool { return len(gs[0].node.Remote("bob@example.com")) == 1 })
+	a.send(callStart("alice@example.com", "bob@example.com", "c1"))
+	select {
+	case <-hold.waiting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no second reservation of bob's within 10s")
+	}
+	answered := make(chan bool)
+	go func() {
+		answered <- gs[0].calls.HasSIPCall(gs[0].lookup(b1.sid))
+	}()
+	select {
+	case <-answered:
+	case <-time.After(2 * time.Second):
+		release()
+		<-answered
+		t.Fatal("a look at bob's calls waited for the store's reservation")
+	}
+	release()
+	for _, b := range []*peer{b1, b2, b3} {
+		expect(t, b.read(), protocol.TypeRequest, protocol.ActionStart)
+	}
+}
+
+// heldCallRecord makes a store hold the second read of a call record
+// (calls.<hash>) until gate closes, saying so on waiting.
+type heldCallRecord struct {
+	reads   atomic.Int32
+	waiting chan struct{}
+	gate    chan struct{}
+}
+
+type heldCallStore struct {
+	store.Store
+	h *heldCallRecord
+}
+
+func (s heldCallStore) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	if strings.HasPrefix(key, "calls.") && s.h.reads.Add(1) == 2 {
+		s.h.waiting <- struct{}{}
+		select {
+		case <-s.h.gate:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+	return s.Store.Get(ctx, key)
+}
+
+// TestClusterCallAdmissionUnseenSession: alice (calls: 1) connects on
+// n1 and on n2; her session on n1 calls carol, and n2 does not see
+// that session in the directory (its entry taken out, as a view that
+// has not read it yet). Alice's call on n2 is refused (503): n2 finds
+// n1's session in alice's admission record and reserves on her call
+// record, where n1, which found n2's session there, reserved hers.
+// Before, neither node saw the other's session: each took the call
+// from its own count, and n2's rang dave.
+func TestClusterCallAdmissionUnseenSession(t *testing.T) {
+	gs, urls := oneCallEach(t, 2)
+	a1 := connectedOn(t, urls[0], "alice@example.com")
+	a2 := connectedOn(t, urls[1], "alice@example.com")
+	c := connectedOn(t, urls[0], "carol@example.com")
+	connectedOn(t, urls[1], "dave@example.com")
+	hide := func(g *Gateway, sid string) {
+		t.Helper()
+		if err := g.node.Unpublish(context.Background(), "alice@example.com", sid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// n1 does not see alice's session on n2.
+	hide(gs[1], a2.sid)
+	waitFor(t, "n1 not to see alice on n2", func() bool { return len(gs[0].node.Remote("alice@example.com")) == 0 })
+	a1.send(callStart("alice@example.com", "carol@example.com", "c1"))
+	expect(t, c.read(), protocol.TypeRequest, protocol.ActionStart)
+	// Nor n2 alice's on n1, its calls included.
+	hide(gs[0], a1.sid)
+	waitFor(t, "n2 not to see alice on n1", func() bool { return len(gs[1].node.Remote("alice@example.com")) == 0 })
+	refusedCall(t, a2, "alice@example.com", "dave@example.com")
 }

@@ -850,8 +850,33 @@ func (s *Session) hostOf(f *protocol.Frame) string {
 }
 
 // forward hands f, from s's client, to the host of its interaction. A
-// host that is gone ends the interaction here: its calls get shutdown.
+// call frame the host does not answer waits in the session's hold for
+// the call's adopter (callhold.go), as does one of a call with frames
+// held.
 func (s *Session) forward(host string, f *protocol.Frame) {
+	if s.holding(f) {
+		return
+	}
+	switch err := s.forwardOnce(host, f); {
+	case err == nil:
+	case errors.Is(err, errForwardRefused):
+		s.rlog.Warn("cluster forward", "frame for an interaction on another node refused", "host", host, "err", err)
+		s.refuseForward(f, "the call's node did not take it")
+	case s.hold(host, f, mayHaveTaken(err)):
+	default:
+		s.rlog.Warn("cluster forward", "frame for an interaction on another node not forwarded", "host", host, "err", err)
+		s.refuseForward(f, "the call's node is unreachable")
+	}
+}
+
+// errForwardRefused: the host answered, and did not take the frame (its
+// queue full, or shutting down).
+var errForwardRefused = errors.New("gateway: the interaction's node refused the frame")
+
+// forwardOnce hands f, from s's client, to host: nil when it took it,
+// errForwardRefused when it refused, another error when it did not
+// answer.
+func (s *Session) forwardOnce(host string, f *protocol.Frame) error {
 	g := s.g
 	req, _ := json.Marshal(inboundReq{Session: s.id, Identity: s.identity, Oracle: s.oracle, Owner: g.self(), Frame: f.Marshal()})
 	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
@@ -860,18 +885,13 @@ func (s *Session) forward(host string, f *protocol.Frame) {
 	switch {
 	case err != nil:
 		g.metrics.cluster.WithLabelValues(kindInbound, "failed").Inc()
-		if s.reroute(host, f) {
-			return
-		}
-		s.rlog.Warn("cluster forward", "frame for an interaction on another node not forwarded", "host", host, "err", err)
-		s.refuseForward(f, "the call's node is unreachable")
+		return err
 	case string(rep) != inboundTaken:
 		g.metrics.cluster.WithLabelValues(kindInbound, "refused").Inc()
-		s.rlog.Warn("cluster forward", "frame for an interaction on another node refused", "host", host, "err", string(rep))
-		s.refuseForward(f, "the call's node did not take it")
-	default:
-		g.metrics.cluster.WithLabelValues(kindInbound, "ok").Inc()
+		return fmt.Errorf("%w: %s", errForwardRefused, rep)
 	}
+	g.metrics.cluster.WithLabelValues(kindInbound, "ok").Inc()
+	return nil
 }
 
 // refuseForward answers a call request forward could not hand over 480.

@@ -89,6 +89,9 @@ type Session struct {
 	releaseGuest func()
 	engaged      atomic.Bool
 
+	// held: call frames waiting for their call's host (callhold.go).
+	held callHold
+
 	// inMu serialises the processing of inbound frames: during a socket
 	// replacement two readers may briefly run.
 	inMu sync.Mutex
@@ -338,6 +341,19 @@ func (g *Gateway) sessionOf(identity string, oracle bool, st *session.State) *Se
 // has something to resume from then on (see resumeTimeout).
 func (s *Session) AcquireCall() bool {
 	if !s.g.acquireCall(s) {
+		return false
+	}
+	s.engaged.Store(true)
+	s.g.publishCalls(s)
+	return true
+}
+
+// RecountCall implements endpoint.Recounter: a call adopted here counts
+// in s's quota (over it, it goes on uncounted), from the directory's
+// count alone: it was admitted where it began, and an adoption waits on
+// no reservation in the store.
+func (s *Session) RecountCall() bool {
+	if !s.quota.AcquireCallBeside(s.g.callsElsewhere(s.identity)) {
 		return false
 	}
 	s.engaged.Store(true)

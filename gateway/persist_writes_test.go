@@ -4,22 +4,32 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/store"
 )
 
-// countingStore counts the writes of each key.
+// countingStore counts the writes of each key, and tells wrote (if
+// set) of each write made.
 type countingStore struct {
 	store.Store
 	mu     sync.Mutex
 	writes map[string]int
+	wrote  chan string
 }
 
 func (c *countingStore) count(key string) {
 	c.mu.Lock()
 	c.writes[key]++
 	c.mu.Unlock()
+}
+
+func (c *countingStore) done(key string) {
+	select {
+	case c.wrote <- key: // (nil: nobody listens)
+	default:
+	}
 }
 
 func (c *countingStore) of(key string) int {
@@ -30,11 +40,13 @@ func (c *countingStore) of(key string) int {
 
 func (c *countingStore) Create(ctx context.Context, key string, value []byte) (uint64, error) {
 	c.count(key)
+	defer c.done(key)
 	return c.Store.Create(ctx, key, value)
 }
 
 func (c *countingStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
 	c.count(key)
+	defer c.done(key)
 	return c.Store.Update(ctx, key, value, rev)
 }
 
@@ -78,6 +90,51 @@ func TestRelayedMessageWritesEachSessionOnce(t *testing.T) {
 	for name, p := range map[string]*peer{"alice": a, "bob": b} {
 		if got := st.of(recordKey(p.sid)) - before[p.sid]; got > n+1 {
 			t.Errorf("%s: %d record writes for %d messages, want at most %d", name, got, n, n+1)
+		}
+	}
+}
+
+// TestUnansweredFramesWritten: client frames that nothing answers (no
+// frame acknowledges them before session.ack_delay) are written once
+// maxUnsaved of them are processed: a resend after a kill stays within
+// the relays a receiver keeps per sender.
+func TestUnansweredFramesWritten(t *testing.T) {
+	st := &countingStore{Store: store.NewMemory(), writes: map[string]int{}, wrote: make(chan string, 100)}
+	g, url := newGatewayOpts(t, nil, Options{Store: st})
+	a := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	a.connect("alice@example.com")
+	s := g.lookup(a.sid)
+	// A response to nothing is processed and answered by nothing.
+	answer := func() {
+		a.send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageMessaging, CorrelationID: "nothing"},
+			Header: protocol.Header{Action: protocol.ActionSend, ResponseCode: 200}})
+	}
+	for range maxUnsaved - 1 {
+		answer()
+	}
+	a.pingPong() // the frames before it are processed
+	s.mu.Lock()
+	unsaved := s.unsaved
+	s.mu.Unlock()
+	if unsaved != maxUnsaved-1 {
+		t.Fatalf("%d frames unsaved, want %d", unsaved, maxUnsaved-1)
+	}
+	answer()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case k := <-st.wrote:
+			if k != recordKey(a.sid) {
+				continue
+			}
+			s.mu.Lock()
+			unsaved = s.unsaved
+			s.mu.Unlock()
+			if unsaved == 0 {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("%d frames processed and not written", maxUnsaved)
 		}
 	}
 }

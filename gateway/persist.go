@@ -78,10 +78,37 @@ type snapshot struct {
 // snapshotLocked takes s's state; s.mu is held.
 func (s *Session) snapshotLocked() snapshot {
 	s.snapGen++
+	s.unsaved = 0
 	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), relays: s.relaysSnapshotLocked(), awaits: s.awaitingSnapshotLocked(), pres: s.presence, notes: s.notes, frames: s.pending, conn: s.conn}
 	s.pending = nil
 	return sn
 }
+
+// processedLocked notes a client frame processed; s.mu is held. The
+// state that processed it need not be written at once: the rule (docs/
+// protocol.md §4.6) is about what the client was told, and whatever
+// tells it (an acknowledgement, piggybacked or standalone after
+// session.ack_delay, or any frame) is queued (queueLocked) and so
+// written with that state before it leaves. A relay the frame made is
+// stored with its receiver's record, maybe before this state: when the
+// gateway dies in between, the client resends the frame and the
+// receiver takes the relay once (relays.go), as across nodes. Writing
+// here too doubled the writes of a relayed message (its sender's state,
+// then again with its report) for nothing the client could see. Past
+// maxUnsaved frames processed and not snapshotted the state is written
+// anyway: a resend after a kill is bounded well within the relays a
+// receiver keeps per sender (relaysKept).
+func (s *Session) processedLocked() {
+	s.unsaved++
+	if s.unsaved >= maxUnsaved || s.oracle {
+		// An oracle client gets no acknowledgement: nothing would
+		// write its state soon.
+		s.markDirtyLocked()
+	}
+}
+
+// maxUnsaved bounds the client frames processed between snapshots.
+const maxUnsaved = relaysKept / 2
 
 // markDirtyLocked queues s for the writer; s.mu is held. s.dirty says s
 // is in g.dirty, and only the writer, taking it off, clears it: a save
@@ -154,9 +181,10 @@ func (g *Gateway) liveSessions() []*Session {
 
 // writeRound takes a consistent cut of the dirty sessions: inbound
 // processing holds walMu shared, so no frame is half processed (its
-// sender's state not yet taken, its relay already in a peer's). A relay
-// is then never written without the sender's state that processed it,
-// and a resume after a kill never processes a frame twice. Each
+// relays queued to some peers and not yet to others, its sender's
+// acknowledgement queued without the state that processed it). A
+// relay may still be written before the state of its sender
+// (processedLocked): its receiver takes it once. Each
 // session's saveMu is taken before its snapshot and held until its
 // frames are on the socket: a session's frames go out in the order of
 // its snapshots.

@@ -10,9 +10,10 @@ import (
 
 // Relays taken (docs/cluster.md, "Delivery across nodes"). A frame
 // relayed to a session on another node is in that node's record before
-// the sender's state that processed it is written on its own: one
-// gateway cuts all its sessions at one instant (persist.go), a cluster
-// has no such cut. When the sender's node dies in between, the client
+// the sender's state that processed it is written on its own: a
+// cluster has no cut across nodes, and on one node too the sender's
+// state waits for the frame that acknowledges it (persist.go
+// processedLocked). When the sender's node dies in between, the client
 // resends the frame where it resumes and it is relayed again. The
 // receiving session therefore keeps, per sender session, the highest
 // sender sequence it took a relay of, and the sequences its last relays

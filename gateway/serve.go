@@ -948,9 +948,7 @@ func (s *Session) inbound(l *link, data []byte) hangUp {
 	}
 	v, gap := s.st.Receive(f)
 	if v == session.Deliver {
-		// The frame's processing goes into the writer's next cut with
-		// what it relays (persist.go).
-		s.markDirtyLocked()
+		s.processedLocked()
 	}
 	switch v {
 	case session.Duplicate:

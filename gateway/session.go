@@ -120,12 +120,14 @@ type Session struct {
 	pendingWake *wakeEvent
 
 	// The store (persist.go). pending: frames sent but not yet written
-	// ahead; dirty: queued for the writer; snapGen numbers snapshots;
+	// ahead; dirty: queued for the writer; unsaved: client frames
+	// processed since the last snapshot; snapGen numbers snapshots;
 	// lost: another writer owns the record; keepRecord: the session
 	// ended for a shutdown and its record stays for the next run;
 	// restored: resumed from a record, not yet announced to presence.
 	pending    [][]byte
 	dirty      bool
+	unsaved    int
 	snapGen    uint64
 	lost       bool
 	keepRecord bool

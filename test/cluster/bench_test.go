@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,6 +35,27 @@ func single(b testing.TB, backend string) *node {
 	return n
 }
 
+// storeWrites returns the session record writes the nodes made
+// (jsonrtc_store_writes_total, every outcome), read from their metrics.
+func storeWrites(nodes []*node) float64 {
+	var total float64
+	for _, n := range nodes {
+		resp, err := http.Get("http://" + n.metrics + "/metrics")
+		if err != nil {
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for line := range strings.Lines(string(body)) {
+			if rest, ok := strings.CutPrefix(line, "jsonrtc_store_writes_total{"); ok {
+				v, _ := strconv.ParseFloat(strings.TrimSpace(rest[strings.IndexByte(rest, '}')+1:]), 64)
+				total += v
+			}
+		}
+	}
+	return total
+}
+
 // cpu returns the CPU time the nodes' processes have used.
 func cpu(nodes []*node) time.Duration {
 	var total time.Duration
@@ -47,6 +70,43 @@ func cpu(nodes []*node) time.Duration {
 		total += time.Duration(u+s) * 10 * time.Millisecond // USER_HZ 100
 	}
 	return total
+}
+
+// profileEnv names a directory: set, every node serves pprof and the
+// relay benchmark writes a CPU profile of each (NAME-NODE.pprof) of the
+// first profileFor of its measured window (give it -benchtime enough to
+// last that long), to see where a relayed message's CPU goes.
+const profileEnv = "JSONRTC_BENCH_PROFILE"
+
+const profileFor = 10 * time.Second
+
+// profile starts a CPU profile of each node when profileEnv is set; the
+// function it returns waits for them to be written.
+func profile(b *testing.B, nodes []*node) func() {
+	dir := os.Getenv(profileEnv)
+	if dir == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(func() {
+			// A profile cut short by its request's end is not written:
+			// it runs its whole time.
+			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", n.pprof, int(profileFor.Seconds()))
+			req, _ := http.NewRequest("GET", url, nil)
+			f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+"-"+n.name+".pprof"))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer f.Close()
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				io.Copy(f, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	return wg.Wait
 }
 
 // BenchmarkClusterRelay: 20 pairs relay messages (each a round trip:
@@ -92,8 +152,9 @@ func BenchmarkClusterRelay(b *testing.B) {
 			}
 			per := max(b.N/pairs, 1)
 			lat := make([][]time.Duration, pairs)
-			cpu0, t0 := cpu(nodes), time.Now()
+			cpu0, t0, w0 := cpu(nodes), time.Now(), storeWrites(nodes)
 			b.ResetTimer()
+			profiled := profile(b, nodes)
 			var wg sync.WaitGroup
 			for i, s := range senders {
 				wg.Go(func() {
@@ -110,6 +171,7 @@ func BenchmarkClusterRelay(b *testing.B) {
 			wg.Wait()
 			b.StopTimer()
 			used, elapsed := cpu(nodes)-cpu0, time.Since(t0)
+			profiled()
 			all := slices.Concat(lat...)
 			slices.Sort(all)
 			n := len(all)
@@ -117,6 +179,9 @@ func BenchmarkClusterRelay(b *testing.B) {
 				return
 			}
 			b.ReportMetric(float64(n)/used.Seconds(), "msgs/cpu-s")
+			if c.alone != "memory" {
+				b.ReportMetric(float64(storeWrites(nodes)-w0)/float64(n), "writes/msg")
+			}
 			b.ReportMetric(float64(n)/elapsed.Seconds(), "msgs/s")
 			b.ReportMetric(float64(all[n/2].Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(all[n*99/100].Microseconds())/1000, "p99-ms")

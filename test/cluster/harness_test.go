@@ -57,6 +57,7 @@ func TestMain(m *testing.M) {
 type node struct {
 	name, addr, route, metrics, dir, config, log string
 	netns                                        string
+	pprof                                        string // -pprof address (profileEnv)
 	cmd                                          *exec.Cmd
 	exited                                       chan struct{}
 }
@@ -201,6 +202,12 @@ func (n *node) launch(t testing.TB) {
 	defer lf.Close()
 	fmt.Fprintf(lf, "--- start\n")
 	n.cmd = exec.Command(bin, "-config", n.config)
+	if os.Getenv(profileEnv) != "" && n.netns == "" {
+		if n.pprof == "" {
+			n.pprof = fmt.Sprintf("127.0.0.1:%d", testenv.Port(t))
+		}
+		n.cmd.Args = append(n.cmd.Args, "-pprof", n.pprof)
+	}
 	if n.netns != "" {
 		// ip netns exec execs jsonrtcd: the signals reach it. The open
 		// test application off loopback needs -insecure-open: the lab's

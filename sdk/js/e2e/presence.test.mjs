@@ -7,11 +7,10 @@ import assert from 'node:assert/strict';
 import { startGateway, launchBrowser, openPhone, waitConn, waitConnSeen, connMark, waitWire, waitContact } from './harness.mjs';
 
 // Short lifetimes so that refreshes and the resume timeout happen within
-// the test, and soon: subscriptions last 6 s (the SDK refreshes half of
-// it, 3 s, before), a session outlives its socket for 7 s (a signed-out
-// user must show offline well before that: within 4 s).
-const EXPIRY = 6;
-const RESUME_TIMEOUT = 7;
+// the test: subscriptions last 10 s (the SDK refreshes 5 s before), a
+// session outlives its socket for 10 s.
+const EXPIRY = 10;
+const RESUME_TIMEOUT = 10;
 const CONFIG = `presence:\n  expiry: ${EXPIRY}\n  min_expiry: ${EXPIRY}\nsession:\n  resume_timeout: ${RESUME_TIMEOUT}s\n`;
 
 let gw;

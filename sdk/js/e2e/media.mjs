@@ -240,15 +240,23 @@ export async function startBaresip({ user, domain, kamailio, autoAnswer = false 
     if (i >= 0) return Promise.resolve(events.splice(0, i + 1).pop());
     events.length = 0;
     return new Promise((resolve, reject) => {
-      const w = { types, resolve };
-      eventWaiters.push(w);
-      setTimeout(() => {
+      // Cleared on the event: a timer left pending keeps the test file's
+      // process alive for up to 30 s after its last test.
+      const timer = setTimeout(() => {
         const j = eventWaiters.indexOf(w);
         if (j >= 0) {
           eventWaiters.splice(j, 1);
           reject(new Error(`baresip ${user}: no ${types.join('/')} event\n${p.lines.slice(-30).join('\n')}`));
         }
       }, 30000);
+      const w = {
+        types,
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+      };
+      eventWaiters.push(w);
     });
   };
   const stop = async () => {

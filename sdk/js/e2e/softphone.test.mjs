@@ -364,10 +364,14 @@ e2e('web.ice_servers reach the page and its RTCPeerConnections', async () => {
   const gw2 = await startGateway({
     config: `web:\n  ice_servers:\n    - urls: [${stun.urls[0]}]\n    - urls: ["${turn.urls[0]}"]\n      username: u\n      credential: p\n`,
   });
-  const b2 = await launchBrowser(gw2);
+  // Tabs of the file's browser, on the second gateway's origin: a browser
+  // of its own would only cost a launch.
+  await browser.context.grantPermissions(['microphone', 'camera'], { origin: gw2.url });
+  let erin;
+  let frank;
   try {
-    const erin = await openPhone(b2, gw2, 'erin');
-    const frank = await openPhone(b2, gw2, 'frank');
+    erin = await openPhone(browser, gw2, 'erin');
+    frank = await openPhone(browser, gw2, 'frank');
     assert.deepEqual(await erin.evaluate(() => window.softphone.session.rtc.iceServers), [stun, turn]);
     await erin.fill('#address', frank.identity);
     await erin.click('#call-btn');
@@ -376,7 +380,7 @@ e2e('web.ice_servers reach the page and its RTCPeerConnections', async () => {
     assert.deepEqual(used.map((s) => s.urls.flat()), [stun.urls, turn.urls]);
     await erin.evaluate(() => window.softphone.call.end());
   } finally {
-    await b2.close();
+    for (const p of [erin, frank]) await p?.close();
     await gw2.stop();
   }
 });

@@ -1,6 +1,16 @@
 // Package cluster runs three real jsonrtcd processes on loopback, their
 // embedded NATS servers joined through routes with JetStream replicas 3
 // (docs/cluster.md), and the Go client against them.
+//
+// Most tests run in parallel (t.Parallel): each has its own ports
+// (testenv.Port), data directories, Kamailio, SIPp and rtpengine, and
+// spends most of its time waiting on leases, timers and peers, which
+// another test's processes fill. Four stay serial, and so run alone
+// before the parallel ones: TestClusterPartition (network namespaces,
+// nftables, fixed ports), and the three that load the machine most or
+// time a lease most closely, TestCallsSurviveTheirHost (100 calls),
+// TestDrainDuringSIPCalls (50 SIP calls) and TestRollingRestart (issue
+// 13). scripts/test sets -parallel.
 package cluster
 
 import (

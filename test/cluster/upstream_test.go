@@ -83,6 +83,7 @@ func acrossAndResume(t *testing.T, nodes []*node) {
 // replicas 3), running no NATS server of their own: messages and calls
 // cross between them and a session resumes on the other.
 func TestExternalNATS(t *testing.T) {
+	t.Parallel()
 	pki := natstest.NewPKI(t)
 	ext := natstest.Cluster(t, 3, natstest.Options{TLS: pki.ServerTLS(t), User: "gw", Password: "secret"})
 	var list []string
@@ -100,6 +101,7 @@ func TestExternalNATS(t *testing.T) {
 // (cluster.leaf: TLS, a password, the hub's JetStream domain) of a hub
 // of three servers: the same as on an external cluster.
 func TestLeafNATS(t *testing.T) {
+	t.Parallel()
 	pki := natstest.NewPKI(t)
 	hub := natstest.Cluster(t, 3, natstest.Options{TLS: pki.ServerTLS(t), User: "leaf", Password: "secret", Domain: "hub", Leaf: true})
 	nodes := upstreamNodes(t, func(name string) string {
@@ -116,6 +118,7 @@ func TestLeafNATS(t *testing.T) {
 // a message crosses it. A node whose cluster.tls.ca does not sign its
 // own certificate fails at start, naming the key.
 func TestRouteTLSNodes(t *testing.T) {
+	t.Parallel()
 	pki := natstest.NewPKI(t)
 	// Each node its own pair, <dir>/<node>.pem and <node>-key.pem.
 	for i := range 3 {

@@ -157,6 +157,26 @@ func runNodes(t testing.TB, nodes []*node) {
 			}
 		}
 	})
+	startNodes(t, nodes)
+	for _, n := range nodes {
+		n.waitPeers(t, len(nodes))
+	}
+}
+
+// starting holds a slot of each cluster starting: two at most. A start
+// is the busiest time of a test's processes (the race detector's start,
+// JetStream's elections), and the parallel tests' starts piled up on a
+// loaded 2-core machine starved a node past the NATS client's 2 s to
+// read its own in-process server's INFO ("natsstore: read pipe: i/o
+// timeout"); their waits, not their starts, are what runs in parallel.
+var starting = make(chan struct{}, 2)
+
+// startNodes launches the nodes and waits until each serves, in a slot
+// of starting.
+func startNodes(t testing.TB, nodes []*node) {
+	t.Helper()
+	starting <- struct{}{}
+	defer func() { <-starting }()
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		n.launch(t)
@@ -165,9 +185,6 @@ func runNodes(t testing.TB, nodes []*node) {
 		wg.Go(func() { n.waitUp(t) })
 	}
 	wg.Wait()
-	for _, n := range nodes {
-		n.waitPeers(t, len(nodes))
-	}
 }
 
 // waitPeers waits until n sees all nodes of the cluster up: served

@@ -98,6 +98,8 @@ func ended(t *testing.T, by *client.Call, peerC *client.Client) {
 // 40 s under the race detector on a shared 2-core machine):
 //
 //	go test -race -run TestCallsSurviveTheirHost -v ./test/cluster/ -args -callrepl.calls 20
+//
+// Serial (harness_test.go): its 200 sessions load the machine.
 func TestCallsSurviveTheirHost(t *testing.T) {
 	nodes := newCluster(t)
 	type pair struct {
@@ -157,6 +159,7 @@ func TestCallsSurviveTheirHost(t *testing.T) {
 // and its answer pass, and the hang-up reaches the other side. Before,
 // the restarted node knew no call: the re-offer failed.
 func TestRestartKeepsCall(t *testing.T) {
+	t.Parallel()
 	n := single(t, "nats")
 	alice := dial(t, "alice@example.com", []string{n.ws()}, nil)
 	bob := dial(t, "bob@example.com", []string{n.ws()}, nil)
@@ -183,6 +186,7 @@ func TestRestartKeepsCall(t *testing.T) {
 // call ended on every side with its host ("the call's node went
 // down").
 func TestRingingCallSurvivesItsHost(t *testing.T) {
+	t.Parallel()
 	nodes := newCluster(t)
 	bob := dial(t, "bob@example.com", urls(nodes, 1), nil)
 	bob2 := dial(t, "bob@example.com", urls(nodes, 2), nil)

@@ -22,6 +22,7 @@ const (
 // the target's session on another, and its delivery report comes back;
 // both ways, and to a target with sessions on two other nodes.
 func TestMessagingAcrossNodes(t *testing.T) {
+	t.Parallel()
 	nodes := newCluster(t)
 	alice := dial(t, "alice@example.com", urls(nodes, 0), func(o *client.Options) { o.AutoAcceptMessages = true })
 	bob := dial(t, "bob@example.com", urls(nodes, 1), func(o *client.Options) { o.AutoAcceptMessages = true })
@@ -132,6 +133,7 @@ func reOffer(t *testing.T, by *client.Call, byC *client.Client, peer *client.Cal
 // two nodes: start, ringing, answer, re-offers from both sides, and
 // shutdown from either side.
 func TestCallAcrossNodes(t *testing.T) {
+	t.Parallel()
 	nodes := newCluster(t)
 	alice := dial(t, "alice@example.com", urls(nodes, 0), nil)
 	bob := dial(t, "bob@example.com", urls(nodes, 1), nil)
@@ -245,6 +247,7 @@ func checkStream(t *testing.T, bodies []string, n int) {
 // another node (the previous owner closes its socket with 4000 and lets
 // go), and every message arrives once, in order.
 func TestResumeOnAnotherNode(t *testing.T) {
+	t.Parallel()
 	nodes := newCluster(t)
 	alice := dial(t, "alice@example.com", urls(nodes, 0)[:1], nil)
 	bob := dial(t, "bob@example.com", urls(nodes, 1), func(o *client.Options) { o.AutoAcceptMessages = true })
@@ -277,6 +280,7 @@ func TestResumeOnAnotherNode(t *testing.T) {
 // expires and goes on (a re-offer, then carol's hang-up), and messaging
 // goes on.
 func TestNodeKilled(t *testing.T) {
+	t.Parallel()
 	nodes := newCluster(t)
 	alice := dial(t, "alice@example.com", urls(nodes, 0)[:1], nil)
 	bob := dial(t, "bob@example.com", urls(nodes, 1), func(o *client.Options) { o.AutoAcceptMessages = true })
@@ -346,6 +350,8 @@ func TestNodeKilled(t *testing.T) {
 // lost. A call hosted on the first node goes on through its drain (a
 // re-offer and its answer cross the nodes) and ends by a hangup, which
 // lets the drained node exit.
+//
+// Serial (harness_test.go): it times drains and lease expiries closely.
 func TestRollingRestart(t *testing.T) {
 	nodes := newCluster(t)
 	alice := dial(t, "alice@example.com", urls(nodes, 0), nil)

@@ -1,6 +1,18 @@
 // Package cluster runs three real jsonrtcd processes on loopback, their
 // embedded NATS servers joined through routes with JetStream replicas 3
 // (docs/cluster.md), and the Go client against them.
+//
+// Most tests run in parallel (t.Parallel): each has its own ports
+// (testenv.Port), data directories, Kamailio, SIPp and rtpengine, and
+// spends most of its time waiting on leases, timers and peers, which
+// another test's processes fill. Six stay serial, and so run alone
+// before the parallel ones: TestClusterPartition (network namespaces,
+// nftables, fixed ports); TestExternalNATS and TestLeafNATS, whose NATS
+// servers run in the test's own process, which the parallel tests keep
+// busy; and the three that load the machine most or time a lease most
+// closely, TestCallsSurviveTheirHost (100 calls), TestDrainDuringSIPCalls
+// (50 SIP calls) and TestRollingRestart (issue 13). scripts/test sets
+// -parallel.
 package cluster
 
 import (
@@ -148,6 +160,26 @@ func runNodes(t testing.TB, nodes []*node) {
 			}
 		}
 	})
+	startNodes(t, nodes)
+	for _, n := range nodes {
+		n.waitPeers(t, len(nodes))
+	}
+}
+
+// starting holds a slot of each cluster starting: two at most. A start
+// is the busiest time of a test's processes (the race detector's start,
+// JetStream's elections), and the parallel tests' starts piled up on a
+// loaded 2-core machine starved a node past the NATS client's 2 s to
+// read its own in-process server's INFO ("natsstore: read pipe: i/o
+// timeout"); their waits, not their starts, are what runs in parallel.
+var starting = make(chan struct{}, 2)
+
+// startNodes launches the nodes and waits until each serves, in a slot
+// of starting.
+func startNodes(t testing.TB, nodes []*node) {
+	t.Helper()
+	starting <- struct{}{}
+	defer func() { <-starting }()
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		n.launch(t)
@@ -156,9 +188,6 @@ func runNodes(t testing.TB, nodes []*node) {
 		wg.Go(func() { n.waitUp(t) })
 	}
 	wg.Wait()
-	for _, n := range nodes {
-		n.waitPeers(t, len(nodes))
-	}
 }
 
 // waitPeers waits until n sees all nodes of the cluster up: served

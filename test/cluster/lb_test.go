@@ -202,6 +202,7 @@ func webCallsSIPp(t *testing.T, c *client.Client) int {
 // round-robin, and each call rings the user on n1, from whichever node
 // took it.
 func TestBalancedCalls(t *testing.T) {
+	t.Parallel()
 	b := newBalanced(t)
 	user := dial(t, regUser+"@example.com", urls(b.nodes, 0), nil)
 	b.checkBinding(t, b.sip[0])
@@ -243,6 +244,7 @@ func TestBalancedCalls(t *testing.T) {
 // set: one probe a second), which it skips after a timeout, and every
 // call rings the user.
 func TestBalancedFailover(t *testing.T) {
+	t.Parallel()
 	b := newBalanced(t)
 	user := dial(t, regUser+"@example.com", urls(b.nodes, 0), nil)
 	b.checkBinding(t, b.sip[0])
@@ -285,12 +287,14 @@ func TestBalancedFailover(t *testing.T) {
 // call), and SIPp's re-INVITE, INFO and BYE reach the user through the
 // balancer and the new node.
 func TestBalancedSIPCallInSurvivesKill(t *testing.T) {
+	t.Parallel()
 	balancedSIPCallSurvives(t, false, syscall.SIGKILL)
 }
 
 // TestBalancedSIPCallOutSurvivesKill: the same with the user calling
 // SIPp (node -> balancer -> registrar -> SIPp).
 func TestBalancedSIPCallOutSurvivesKill(t *testing.T) {
+	t.Parallel()
 	balancedSIPCallSurvives(t, true, syscall.SIGKILL)
 }
 
@@ -298,6 +302,7 @@ func TestBalancedSIPCallOutSurvivesKill(t *testing.T) {
 // (SIGTERM): it hands the dialog over, and the adopter's refresh and
 // SIPp's requests go through the balancer as after a kill.
 func TestBalancedSIPCallInMovesOnDrain(t *testing.T) {
+	t.Parallel()
 	balancedSIPCallSurvives(t, false, syscall.SIGTERM)
 }
 
@@ -350,6 +355,7 @@ func balancedSIPCallSurvives(t *testing.T, out bool, sig syscall.Signal) {
 // refuses 480 with Retry-After, and SIPp's call after the resume rings
 // the user through the new node's binding.
 func TestBalancedInviteToDeadNode(t *testing.T) {
+	t.Parallel()
 	b := newBalanced(t)
 	// The user's resume must not race the INVITE (both wait for n1's
 	// lease to expire; a session resumed first rings the call instead of
@@ -388,6 +394,7 @@ func TestBalancedInviteToDeadNode(t *testing.T) {
 // again through the balancer, and the new dialogs' NOTIFYs reach the
 // user through the balancer and that node.
 func TestBalancedSubscriptionsMoveOnKill(t *testing.T) {
+	t.Parallel()
 	pres := startNotifier(t, "presence_moved.xml")
 	mwi := startNotifier(t, "mwi_moved.xml")
 	b := newBalanced(t)

@@ -222,6 +222,8 @@ func (s *numbered) check(t *testing.T, r *receiver) int {
 // node's /cluster/status agrees), and messages flow across all three. No
 // message is delivered twice or out of order, none reported delivered
 // is lost, no client is closed for good.
+//
+// Serial (harness_test.go): network namespaces and fixed ports.
 func TestClusterPartition(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs three jsonrtcd processes")

@@ -43,6 +43,7 @@ func notified(t *testing.T, c *client.Client, want protocol.PresencePayload) {
 // leaves. Each node knew only its own sessions before: alice stayed
 // closed for bob.
 func TestPresenceAcrossNodes(t *testing.T) {
+	t.Parallel()
 	nodes := newCluster(t)
 	alice := dial(t, "alice@example.com", urls(nodes, 1)[:1], nil)
 	bob := dial(t, "bob@example.com", urls(nodes, 0)[:1], nil)
@@ -69,6 +70,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 // with the watch (he does not subscribe again) and his state, and
 // alice's next publication reaches him there.
 func TestPresenceNodeKilled(t *testing.T) {
+	t.Parallel()
 	nodes := newCluster(t)
 	alice := dial(t, "alice@example.com", urls(nodes, 0)[:1], nil)
 	bob := dial(t, "bob@example.com", urls(nodes, 1), nil)

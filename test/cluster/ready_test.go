@@ -45,6 +45,7 @@ func untilReady(t *testing.T, n *node) time.Duration {
 // says 503 with the reason while /healthz (the process lives) stays 200;
 // the peers back restore the quorum and n1 is ready again.
 func TestReadyz(t *testing.T) {
+	t.Parallel()
 	nodes := newCluster(t)
 	for _, n := range nodes {
 		if d := untilReady(t, n); d > 0 {

@@ -30,12 +30,18 @@ const regUser = "open"
 // with its own Contact: Kamailio holds one binding, n2's, not n1's dead
 // one next to it. SIPp calls again: the call rings the user's session
 // through n2, is answered and hung up by SIPp.
-func TestRegistrationMovesOnKill(t *testing.T) { testRegistrationMoves(t, syscall.SIGKILL) }
+func TestRegistrationMovesOnKill(t *testing.T) {
+	t.Parallel()
+	testRegistrationMoves(t, syscall.SIGKILL)
+}
 
 // TestRegistrationMovesOnDrain: the same with n1 drained (SIGTERM): n1
 // lets go of the binding without removing it, which would take n2's
 // away (the registrar matches the removal by instance).
-func TestRegistrationMovesOnDrain(t *testing.T) { testRegistrationMoves(t, syscall.SIGTERM) }
+func TestRegistrationMovesOnDrain(t *testing.T) {
+	t.Parallel()
+	testRegistrationMoves(t, syscall.SIGTERM)
+}
 
 func testRegistrationMoves(t *testing.T, sig syscall.Signal) {
 	kaddr, nodes := kamailioCluster(t, "")

@@ -31,31 +31,49 @@ import (
 // at the resume, and SIPp's requests went unanswered.
 
 // TestSIPCallOutSurvivesKill: the user called SIPp (web to SIP).
-func TestSIPCallOutSurvivesKill(t *testing.T) { sipCallSurvives(t, true, false, syscall.SIGKILL) }
+func TestSIPCallOutSurvivesKill(t *testing.T) {
+	t.Parallel()
+	sipCallSurvives(t, true, false, syscall.SIGKILL)
+}
 
 // TestSIPCallOutWebHangsUpAfterKill: the same; after the failover the
 // user puts SIPp on hold (a re-INVITE from the adopter, which SIPp
 // answers) and hangs up.
-func TestSIPCallOutWebHangsUpAfterKill(t *testing.T) { sipCallSurvives(t, true, true, syscall.SIGKILL) }
+func TestSIPCallOutWebHangsUpAfterKill(t *testing.T) {
+	t.Parallel()
+	sipCallSurvives(t, true, true, syscall.SIGKILL)
+}
 
 // TestSIPCallInSurvivesKill: SIPp called the user (SIP to web); after
 // the call, SIPp calls the user again: the call rings through n2 (the
 // binding moved with the session) and is answered and hung up.
-func TestSIPCallInSurvivesKill(t *testing.T) { sipCallSurvives(t, false, false, syscall.SIGKILL) }
+func TestSIPCallInSurvivesKill(t *testing.T) {
+	t.Parallel()
+	sipCallSurvives(t, false, false, syscall.SIGKILL)
+}
 
 // TestSIPCallInWebHangsUpAfterKill: SIPp called the user; after the
 // failover the user puts SIPp on hold and hangs up.
-func TestSIPCallInWebHangsUpAfterKill(t *testing.T) { sipCallSurvives(t, false, true, syscall.SIGKILL) }
+func TestSIPCallInWebHangsUpAfterKill(t *testing.T) {
+	t.Parallel()
+	sipCallSurvives(t, false, true, syscall.SIGKILL)
+}
 
 // TestSIPCallOutMovesOnDrain: the user called SIPp; n1 is drained
 // (SIGTERM): it releases the dialog, writes the call's record marked
 // released and closes the user's socket; the node the client resumes on
 // adopts the call at once (no lease to wait for). Before, the drain
 // kept the session on n1 until the call ended.
-func TestSIPCallOutMovesOnDrain(t *testing.T) { sipCallSurvives(t, true, false, syscall.SIGTERM) }
+func TestSIPCallOutMovesOnDrain(t *testing.T) {
+	t.Parallel()
+	sipCallSurvives(t, true, false, syscall.SIGTERM)
+}
 
 // TestSIPCallInMovesOnDrain: SIPp called the user; n1 is drained.
-func TestSIPCallInMovesOnDrain(t *testing.T) { sipCallSurvives(t, false, false, syscall.SIGTERM) }
+func TestSIPCallInMovesOnDrain(t *testing.T) {
+	t.Parallel()
+	sipCallSurvives(t, false, false, syscall.SIGTERM)
+}
 
 func sipCallSurvives(t *testing.T, out, webBye bool, sig syscall.Signal) {
 	kaddr, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
@@ -246,6 +264,7 @@ func waitBound(t testing.TB, port int) {
 // adopter had no rtpengine session (the re-INVITE's SDP went to the
 // browser as plain RTP), and the sweep deleted the call's media.
 func TestSIPCallMediaSurvivesKill(t *testing.T) {
+	t.Parallel()
 	eng, ngAddr := startRTPEngine(t)
 	_, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\nmedia:\n  rtpengine: [\""+ngAddr+"\"]\n  ping_interval: 200ms\n")
 	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
@@ -367,6 +386,7 @@ func browserSDP(t *testing.T, name string) string {
 // Contact, and the user, resuming on n1, gets SIPp's re-INVITE, INFO and
 // BYE. Before, the call ended with n1's earlier life.
 func TestSIPCallSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	_, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
 	user := dial(t, regUser+"@example.com", []string{nodes[0].ws()}, nil)
 	sipp := runSipp(t, "uas_failover.xml", "")

@@ -25,6 +25,8 @@ const sipDrainCalls = 50
 // the INFO (through the new node for the moved calls), answers it and
 // hangs up towards the dialog's current target; the BYE reaches every
 // web user, and SIPp counts every call completed.
+//
+// Serial (harness_test.go): its 50 SIP calls load the machine.
 func TestDrainDuringSIPCalls(t *testing.T) {
 	kaddr, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
 	users := make([]*client.Client, sipDrainCalls)

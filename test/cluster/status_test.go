@@ -80,6 +80,7 @@ func untilStatusIn(t *testing.T, n *node, within time.Duration, wants ...map[str
 // the three nodes with their leases and the sessions each owns; a node
 // killed shows down, its sessions still named until they move.
 func TestClusterStatus(t *testing.T) {
+	t.Parallel()
 	nodes := newCluster(t)
 	dial(t, "alice@example.com", urls(nodes, 0)[:1], nil)
 	dial(t, "bob@example.com", urls(nodes, 0)[:1], nil)

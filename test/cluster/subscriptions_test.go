@@ -27,12 +27,18 @@ import (
 // notifiers' NOTIFYs on the new dialogs ("dialog 2", 2 new messages)
 // reach the user through the new node. Before, the subscriptions were
 // lost with n1: the client heard nothing more.
-func TestSubscriptionsMoveOnKill(t *testing.T) { testSubscriptionsMove(t, syscall.SIGKILL) }
+func TestSubscriptionsMoveOnKill(t *testing.T) {
+	t.Parallel()
+	testSubscriptionsMove(t, syscall.SIGKILL)
+}
 
 // TestSubscriptionsMoveOnDrain: the same with n1 drained (SIGTERM): n1
 // ends its SUBSCRIBE dialogs (Expires: 0), which the notifiers answer
 // with a terminating NOTIFY; the client sees none of it.
-func TestSubscriptionsMoveOnDrain(t *testing.T) { testSubscriptionsMove(t, syscall.SIGTERM) }
+func TestSubscriptionsMoveOnDrain(t *testing.T) {
+	t.Parallel()
+	testSubscriptionsMove(t, syscall.SIGTERM)
+}
 
 func testSubscriptionsMove(t *testing.T, sig syscall.Signal) {
 	pres := startNotifier(t, "presence_moved.xml")

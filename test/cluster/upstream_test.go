@@ -82,6 +82,8 @@ func acrossAndResume(t *testing.T, nodes []*node) {
 // servers (cluster.nats: TLS with the test's CA, a user and password,
 // replicas 3), running no NATS server of their own: messages and calls
 // cross between them and a session resumes on the other.
+//
+// Serial (harness_test.go): its NATS servers run in the test's process.
 func TestExternalNATS(t *testing.T) {
 	pki := natstest.NewPKI(t)
 	ext := natstest.Cluster(t, 3, natstest.Options{TLS: pki.ServerTLS(t), User: "gw", Password: "secret"})
@@ -99,6 +101,8 @@ func TestExternalNATS(t *testing.T) {
 // TestLeafNATS: two jsonrtcd whose embedded servers are leaf nodes
 // (cluster.leaf: TLS, a password, the hub's JetStream domain) of a hub
 // of three servers: the same as on an external cluster.
+//
+// Serial (harness_test.go): its NATS servers run in the test's process.
 func TestLeafNATS(t *testing.T) {
 	pki := natstest.NewPKI(t)
 	hub := natstest.Cluster(t, 3, natstest.Options{TLS: pki.ServerTLS(t), User: "leaf", Password: "secret", Domain: "hub", Leaf: true})
@@ -116,6 +120,7 @@ func TestLeafNATS(t *testing.T) {
 // a message crosses it. A node whose cluster.tls.ca does not sign its
 // own certificate fails at start, naming the key.
 func TestRouteTLSNodes(t *testing.T) {
+	t.Parallel()
 	pki := natstest.NewPKI(t)
 	// Each node its own pair, <dir>/<node>.pem and <node>-key.pem.
 	for i := range 3 {

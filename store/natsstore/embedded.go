@@ -216,7 +216,10 @@ func Start(ctx context.Context, opts *EmbeddedOptions) (*Embedded, error) {
 		lock.Close()
 		return nil, fmt.Errorf("natsstore: the embedded NATS server did not start within %v (data directory %s)", o.StartTimeout, o.Dir)
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("jsonrtcd"), nats.Token(o.token))
+	// The client's own 2 s to read the server's INFO is too short for a
+	// loaded machine where several nodes start at once ("read pipe: i/o
+	// timeout": the node exited at start): the server's start bound.
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("jsonrtcd"), nats.Token(o.token), nats.Timeout(o.StartTimeout))
 	if err != nil {
 		srv.Shutdown()
 		lock.Close()

@@ -26,8 +26,20 @@ func TestMessagingAcrossNodes(t *testing.T) {
 	nodes := newCluster(t)
 	alice := dial(t, "alice@example.com", urls(nodes, 0), func(o *client.Options) { o.AutoAcceptMessages = true })
 	bob := dial(t, "bob@example.com", urls(nodes, 1), func(o *client.Options) { o.AutoAcceptMessages = true })
-	if code, err := alice.Send(tctx(t), "bob@example.com", "text/plain", "hi bob"); err != nil || code != 200 {
-		t.Fatalf("alice (n1) to bob (n2): %d, %v", code, err)
+	// n1 learns of bob's session on n2 from the directory's watch:
+	// milliseconds, seconds on a loaded machine, when a send meanwhile
+	// is answered 480 (docs/cluster.md "Limits": a session connected a
+	// moment ago on another node is not seen yet). Sent again until 200,
+	// within 10 s.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		code, err := alice.Send(tctx(t), "bob@example.com", "text/plain", "hi bob")
+		if err == nil && code == 200 {
+			break
+		}
+		if err != nil || code != 480 || time.Now().After(deadline) {
+			t.Fatalf("alice (n1) to bob (n2): %d, %v", code, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if ev := event(t, bob, client.EventMessage); ev.Message.Body != "hi bob" || ev.Message.From != "alice@example.com" {
 		t.Fatalf("bob got %+v", ev.Message)

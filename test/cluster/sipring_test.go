@@ -19,6 +19,7 @@ import (
 // the call failed with 503 and why. Before, SIPp rang until the INVITE
 // timed out and the user heard "the call's node went down".
 func TestSIPCallRingingCancelledOnKill(t *testing.T) {
+	t.Parallel()
 	_, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
 	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
 	sipp := runSipp(t, "uas_ring_cancel.xml", "")
@@ -50,6 +51,7 @@ func TestSIPCallRingingCancelledOnKill(t *testing.T) {
 // until Kamailio's INVITE timer ran out, and the user heard "the call's
 // node went down".
 func TestSIPCallRingingRefusedOnKill(t *testing.T) {
+	t.Parallel()
 	kaddr, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
 	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
 	sipp := runSipp(t, "uac_ring_refused.xml", kaddr, "-s", regUser)

@@ -274,21 +274,8 @@ func TestAdoptOutgoing(t *testing.T) {
 func TestAdoptIncoming(t *testing.T) {
 	bob := adoptPeer(t, "", 0)
 	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Registrar: bob.uri()}
-	a, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	incoming := make(chan *Call, 1)
-	a.OnIncomingCall(func(c *Call) { incoming <- c })
+	a, incoming, token := registeredAlice(t, cfg)
 	ctx := context.Background()
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close(ctx) })
-	if _, err := a.Register(ctx, "alice@example.com", nil); err != nil {
-		t.Fatal(err)
-	}
-	_, token := a.identityInstance("alice@example.com")
 	ruri := "sip:" + token + "@" + a.Addr("udp")
 	from, to := "<sip:bob@example.com>;tag=near", "<sip:alice@example.com>"
 	rr := "<sip:" + bob.pc.LocalAddr().String() + ";lr>"
@@ -592,4 +579,27 @@ func TestEndDialog(t *testing.T) {
 		t.Errorf("the peer got %s after the BYE", r.Method)
 	default:
 	}
+}
+
+// registeredAlice is a user agent of cfg registered as alice, with the
+// channel of its incoming calls and the user part
+// its Contact has for her (what a caller's INVITE is addressed to).
+func registeredAlice(t *testing.T, cfg Config) (*UserAgent, chan *Call, string) {
+	t.Helper()
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	incoming := make(chan *Call, 1)
+	a.OnIncomingCall(func(c *Call) { incoming <- c })
+	ctx := context.Background()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close(ctx) })
+	if _, err := a.Register(ctx, "alice@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, token := a.identityInstance("alice@example.com")
+	return a, incoming, token
 }

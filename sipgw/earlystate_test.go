@@ -126,21 +126,8 @@ func TestEndDialogRefusesRingingIncoming(t *testing.T) {
 		return nil
 	})
 	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Registrar: bob.uri()}
-	a, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	incoming := make(chan *Call, 1)
-	a.OnIncomingCall(func(c *Call) { incoming <- c })
+	a, incoming, token := registeredAlice(t, cfg)
 	ctx := context.Background()
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close(ctx) })
-	if _, err := a.Register(ctx, "alice@example.com", nil); err != nil {
-		t.Fatal(err)
-	}
-	_, token := a.identityInstance("alice@example.com")
 	from, to := "<sip:bob@example.com>;tag=near", "<sip:alice@example.com>"
 	inv := bob.rawRequest("INVITE", "sip:"+token+"@"+a.Addr("udp"), from, to, "ring-in", 10,
 		"Content-Type: application/sdp\r\n", "v=0\r\no=bob 3 3 IN IP4 127.0.0.1\r\n")

@@ -282,9 +282,24 @@ func TestAdoptedCallDropped(t *testing.T) {
 	a, b, bsub := aliceCallsBob(t, url, url)
 	callHost(t, g, a.sid, "c1", "local")
 	ctx := context.Background()
-	rec, ck, rev, err := g.repl.read(ctx, callKey(a.sid, "c1"))
-	if err != nil {
-		t.Fatal(err)
+	// The answered call's record: the ringing call's, written first, may
+	// still be the one read here, and the answer's write, out of line,
+	// would then meet the n9 written below and drop the copy before
+	// bob's re-offer, which then opened a new call ("s2").
+	var rec *callRecord
+	var ck string
+	var rev uint64
+	for deadline := time.Now().Add(10 * time.Second); ; <-time.After(20 * time.Millisecond) {
+		var err error
+		if rec, ck, rev, err = g.repl.read(ctx, callKey(a.sid, "c1")); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Call != nil && rec.Call.Answered() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the call's record still rings: %+v", rec.Call)
+		}
 	}
 	rec.Host = "n9"
 	data, _ := json.Marshal(rec)

@@ -3,6 +3,7 @@ package call
 import (
 	"encoding/json"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
@@ -18,6 +19,9 @@ import (
 func TestMediaLostFigures(t *testing.T) {
 	inBubble(func(t *testing.T) {
 		e, eng, _ := newPooledMediaEnv(t, 5*time.Second)
+		// The pool's first round (Start returns after its ping, before
+		// its queries) is over before the call: the next is at 5 s.
+		synctest.Wait()
 		a, fc := e.outgoing(t)
 		eng.expect(t, "offer")
 		fc.push(sipgw.Event{Kind: sipgw.EventAnswered, Code: 200, SDP: []byte(sipAnswer), ToTag: "b"})

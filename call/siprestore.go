@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"sync"
 
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
@@ -281,8 +282,20 @@ func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpo
 		// configuration (the start's extension headers are not kept).
 		o.Transform = endpoint.Route(ep, routing.Call, sn.Target, nil).Transform
 	}
+	// A failed adoption's BYE goes on after adopt returns (sipgw's
+	// Adopt): its write-ahead, made after the caller deleted the record,
+	// would write it again, for nobody. Once failed is set, none is made.
+	var aheadMu sync.Mutex
+	failed := false
 	if ahead := h.opts.WriteAheadSIP; ahead != nil {
-		o.WriteAhead = func(st sipgw.DialogState) error { return ahead(sn, st) }
+		o.WriteAhead = func(st sipgw.DialogState) error {
+			aheadMu.Lock()
+			defer aheadMu.Unlock()
+			if failed {
+				return nil // only the failed adoption's BYE is left
+			}
+			return ahead(sn, st)
+		}
 	}
 	var sc sipCall
 	err := ErrNoAdopt
@@ -296,6 +309,9 @@ func (h *Handler) RestoreSIP(ctx context.Context, st sipgw.DialogState, ep Endpo
 		}
 	}
 	if err != nil {
+		aheadMu.Lock()
+		failed = true
+		aheadMu.Unlock()
 		fl.rlog().Info("sip adopt", "a SIP call's dialog not taken over: its web leg ends", "err", err)
 		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
 		out.Header.Reason = adoptFailedReason

@@ -74,9 +74,10 @@ type AdoptOptions struct {
 // requests (Hangup's BYE) go with the dialog's next CSeq and its route
 // set. The call's first event is whatever the peer sends next; it
 // starts confirmed. When the refresh fails, the call is ended, with a
-// BYE (which may wait 64*T1 for its answer) unless the answer was 481
-// (the dialog is gone), and the error says why (ResponseCode reads its
-// code: the failure's, 408 for no answer). A 491 (the peer's own
+// BYE unless the answer was 481 (the dialog is gone), and the error
+// says why (ResponseCode reads its code: the failure's, 408 for no
+// answer); Adopt returns without waiting for the BYE's answer (up to
+// 64*T1). A 491 (the peer's own
 // re-INVITE crossed it) is retried once, a 422 once with the peer's
 // Min-SE, and a refused UPDATE becomes a re-INVITE, as in a session
 // refresh (timer.go). ctx bounds the refresh.
@@ -103,7 +104,13 @@ func (g *UserAgent) Adopt(ctx context.Context, st DialogState, o *AdoptOptions) 
 			}
 			c.endForced = &Event{End: EndError, Code: code, Reason: "Target refresh failed"}
 		})
-		<-c.done
+		if code == 481 {
+			<-c.done // at once: no BYE
+		}
+		// The BYE, which a peer that did not answer the refresh may not
+		// answer either (Timer F, 32 s), goes on on the call's goroutine,
+		// which Close waits for: the adopter need not wait for it to end
+		// its side (a node's start waited for it, docs/cluster.md).
 		return nil, fmt.Errorf("sipgw: target refresh of an adopted dialog: %w", err)
 	}
 	c.deliver(func() { c.armTimer(next) })

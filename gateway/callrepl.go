@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,6 +150,8 @@ type callRepl struct {
 	ptrs map[string][]string
 	// adopting serialises the adoptions of a call.
 	adopting idLocks
+	// starting: the calls being adopted back at start (startadopt.go).
+	starting *adopting
 
 	dropped, adopted atomic.Uint64
 	sip              sipCounters // sipcallrepl.go
@@ -158,7 +159,8 @@ type callRepl struct {
 
 func newCallRepl(g *Gateway, host string) *callRepl {
 	return &callRepl{g: g, host: host, ttl: g.cfg.RecordTTL(), queue: map[string]callOp{},
-		kick: make(chan struct{}, 1), live: map[string]heldRecord{}, calls: map[string]legID{}, ringing: map[string]bool{}, ptrs: map[string][]string{}}
+		kick: make(chan struct{}, 1), live: map[string]heldRecord{}, calls: map[string]legID{}, ringing: map[string]bool{}, ptrs: map[string][]string{},
+		starting: newAdopting()}
 }
 
 // collectors are the call records' metrics.
@@ -178,6 +180,9 @@ func (r *callRepl) collectors() []prometheus.Collector {
 				defer r.mu.Unlock()
 				return float64(len(r.ringing))
 			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jsonrtc_calls_adopting",
+			Help: "Calls of this node's earlier life it is adopting back since its start (their frames wait for the adoption)."},
+			func() float64 { return float64(r.starting.pending()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_calls_adopted_total",
 			Help: "Web calls this node took over from a dead host, or from its own earlier life, by their records."},
 			func() float64 { return float64(r.adopted.Load()) }),
@@ -694,39 +699,6 @@ func (g *Gateway) legEndpoint(ctx context.Context, ls call.LegSnapshot) (endpoin
 		return nil, errCallGone
 	}
 	return g.endpointOf(ls.Session, ls.Identity, ls.Oracle, r.Owner), nil
-}
-
-// adoptOwn adopts back, at start, the calls whose records name this
-// node: it was killed (or its lease expired unseen) and nobody took them.
-func (r *callRepl) adoptOwn() {
-	ctx, cancel := context.WithTimeout(r.g.ctx, 4*storeTimeout)
-	defer cancel()
-	keys, err := r.g.store.Keys(ctx, callPrefix)
-	if err != nil {
-		r.g.log.Warn("calls of an earlier life not listed: they end", "err", err)
-		return
-	}
-	n := 0
-	for _, k := range keys {
-		if !strings.HasPrefix(k, callPrefix) {
-			continue
-		}
-		rec, ck, rev, err := r.read(ctx, k)
-		if err != nil || ck != k || rec.Call == nil && rec.SIP == nil || rec.Host != r.host {
-			continue
-		}
-		if err := r.take(ctx, ck, rec, rev); err != nil {
-			r.g.log.Info("a call of an earlier life not adopted back", "key", ck, "err", err)
-			continue
-		}
-		n++
-	}
-	if n > 0 {
-		r.g.log.Info("calls of an earlier life adopted back", "calls", n)
-	}
-	if r.g.node != nil {
-		r.rerouteRestored()
-	}
 }
 
 // rerouteRestored points the call routes of the sessions restored here

@@ -457,6 +457,14 @@ func (g *Gateway) inboundLoop() {
 // session owned elsewhere sent.
 func (g *Gateway) dispatchInbound(req inboundReq, f *protocol.Frame) {
 	ep := g.endpointOf(req.Session, req.Identity, req.Oracle, req.Owner)
+	if g.behindAdoption(ep, f, func() { g.handleInbound(ep, f) }) {
+		return
+	}
+	g.handleInbound(ep, f)
+}
+
+// handleInbound is dispatchInbound of a frame of the session ep.
+func (g *Gateway) handleInbound(ep endpoint.Endpoint, f *protocol.Frame) {
 	if g.wal {
 		g.walMu.RLock()
 		defer g.walMu.RUnlock()
@@ -518,6 +526,7 @@ func (g *Gateway) sessionEndedElsewhere(req sessionReq) {
 		ep = &remote{g: g, id: req.Session, owner: req.Owner}
 	}
 	g.calls.SessionEnded(ep)
+	g.endedBehindAdoption(ep)
 	g.msgs.SessionEnded(ep)
 	if moved != nil {
 		moved.quota.Close()
@@ -1326,6 +1335,11 @@ func (g *Gateway) Drain(ctx context.Context) {
 	}
 	g.draining = true
 	g.mu.Unlock()
+	if g.repl != nil {
+		// A call adopted back after its session's socket closed would
+		// stay here, its session gone elsewhere, unreleased.
+		g.repl.waitStart(ctx)
+	}
 	closed := map[*Session]bool{}
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()

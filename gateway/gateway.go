@@ -310,7 +310,8 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 			g.Shutdown(context.Background())
 			return nil, fmt.Errorf("gateway: restoring sessions: %w", err)
 		}
-		g.repl.adoptOwn()
+		// Not waited for: the node listens meanwhile (startadopt.go).
+		g.repl.startAdopting()
 	}
 	return g, nil
 }

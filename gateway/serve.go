@@ -1123,6 +1123,25 @@ func (s *Session) dispatch(f *protocol.Frame) {
 		s.Send(errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"), false)
 		return
 	}
+	if s.g.behindAdoption(s, f, func() { s.handleLater(f) }) {
+		return
+	}
+	s.handle(f)
+}
+
+// handleLater is handle off the session's reader: a frame that waited
+// for its call's adoption (startadopt.go).
+func (s *Session) handleLater(f *protocol.Frame) {
+	if s.g.wal {
+		s.g.walMu.RLock()
+		defer s.g.walMu.RUnlock()
+	}
+	s.handle(f)
+}
+
+// handle hands a frame dispatch checked to its package handler, or to
+// the node hosting its interaction.
+func (s *Session) handle(f *protocol.Frame) {
 	if f.Control.Type == protocol.TypeRequest && s.declared(f) {
 		return
 	}

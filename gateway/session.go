@@ -666,6 +666,7 @@ func (s *Session) end(r endReason) {
 		}
 	}
 	s.g.calls.SessionEnded(s)
+	s.g.endedBehindAdoption(s)
 	s.g.msgs.SessionEnded(s)
 	s.g.presence.SessionEnded(s)
 	s.g.notes.SessionEnded(s)

@@ -342,8 +342,9 @@ func (g *UserAgent) Stats() Stats {
 const closeTimeout = 5 * time.Second
 
 // Close hangs up every call and removes every registration, for as long
-// as ctx allows (at most closeTimeout), then stops the listeners and
-// waits for every goroutine. It is safe to call more than once.
+// as ctx allows (at most closeTimeout), gives up what the calls still
+// have in flight, then stops the listeners and waits for every
+// goroutine. It is safe to call more than once.
 func (g *UserAgent) Close(ctx context.Context) error {
 	g.mu.Lock()
 	if g.closed {
@@ -376,6 +377,9 @@ func (g *UserAgent) Close(ctx context.Context) error {
 	wg.Wait()
 	g.cancel()
 	for _, c := range calls {
+		// What a call still has in flight past the bound is given up:
+		// a failed adoption's BYE (Adopt) waits up to Timer F, 32 s.
+		c.lifeCancel()
 		<-c.done
 	}
 	err := g.ua.Close()

@@ -20,11 +20,26 @@ import (
 // each on to the returned channel; its address.
 func byePeer(t *testing.T) (string, <-chan *sip.Request) {
 	t.Helper()
+	got := make(chan *sip.Request, 8)
+	addr := udpPhone(t, func(req *sip.Request, answer func(code int)) {
+		select {
+		case got <- req:
+		default:
+			t.Errorf("the phone's queue is full: %s dropped", req.Method)
+		}
+		answer(200)
+	})
+	return addr, got
+}
+
+// udpPhone is a phone over UDP that hands each request it gets to on,
+// with the function that answers it; its address.
+func udpPhone(t *testing.T, on func(req *sip.Request, answer func(code int))) string {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan *sip.Request, 8)
 	done := make(chan struct{})
 	t.Cleanup(func() { pc.Close(); <-done })
 	go func() {
@@ -40,15 +55,12 @@ func byePeer(t *testing.T) (string, <-chan *sip.Request) {
 			if err != nil || !ok {
 				continue
 			}
-			select {
-			case got <- req:
-			default:
-				t.Errorf("the phone's queue is full: %s dropped", req.Method)
-			}
-			_, _ = pc.WriteTo([]byte(sip.NewResponseFromRequest(req, 200, "OK", nil).String()), from)
+			on(req, func(code int) {
+				_, _ = pc.WriteTo([]byte(sip.NewResponseFromRequest(req, code, "Answered", nil).String()), from)
+			})
 		}
 	}()
-	return pc.LocalAddr().String(), got
+	return pc.LocalAddr().String()
 }
 
 // A SIP call's record whose web session is gone (expired before anyone

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -25,47 +24,26 @@ type phoneRequest struct {
 	answer func(code int)
 }
 
-// heldPhone is a phone over UDP that hands each request (but ACKs) to
-// the returned channel and answers it only when told; its address.
+// heldPhone is a phone over UDP that hands each request (but ACKs and
+// retransmissions) to the returned channel and answers it only when
+// told; its address.
 func heldPhone(t *testing.T) (string, <-chan phoneRequest) {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := make(chan phoneRequest, 8)
-	done := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-done })
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65535)
-		seen := map[string]bool{} // retransmissions are not handed on
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			msg, err := sip.ParseMessage(append([]byte(nil), buf[:n]...))
-			req, ok := msg.(*sip.Request)
-			if err != nil || !ok || req.Method == sip.ACK {
-				continue
-			}
-			branch, _ := req.Via().Params.Get("branch")
-			if seen[branch] {
-				continue
-			}
-			seen[branch] = true
-			answer := func(code int) {
-				_, _ = pc.WriteTo([]byte(sip.NewResponseFromRequest(req, code, "Answered", nil).String()), from)
-			}
-			select {
-			case got <- phoneRequest{req, answer}:
-			default:
-				t.Errorf("the phone's queue is full: %s dropped", req.Method)
-			}
+	seen := map[string]bool{} // by branch: on the phone's one goroutine
+	addr := udpPhone(t, func(req *sip.Request, answer func(code int)) {
+		branch, _ := req.Via().Params.Get("branch")
+		if req.Method == sip.ACK || seen[branch] {
+			return
 		}
-	}()
-	return pc.LocalAddr().String(), got
+		seen[branch] = true
+		select {
+		case got <- phoneRequest{req, answer}:
+		default:
+			t.Errorf("the phone's queue is full: %s dropped", req.Method)
+		}
+	})
+	return addr, got
 }
 
 // nextRequest returns the phone's next request, which must be method's.

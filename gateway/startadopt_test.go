@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/emiago/sipgo/sip"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/store"
@@ -215,5 +216,31 @@ func TestStartAdoptionFailedTold(t *testing.T) {
 	sipRecordOf(t, g, g1a.sid, "c1", func(r *callRecord) bool { return r == nil })
 	if n := g.repl.sip.adoptFailed.Load(); n != 1 {
 		t.Errorf("%d failed adoptions, want 1", n)
+	}
+}
+
+// A session that ends (its client logs out) while its call is being
+// adopted back at start ends the call once the adoption is over: the
+// phone gets the BYE after the refresh. Before the session's end waited
+// for the adoption, the call was adopted for a session gone, and stayed.
+func TestStartAdoptionThenSessionEnd(t *testing.T) {
+	st := store.NewMemory()
+	phone, got := heldPhone(t)
+	g1a, _ := earlierLife(t, st, phone)
+	g, url, up := startAgain(t, st, got)
+	a := resumeWS(t, url, "alice@web.example", g1a.sid, g1a.seq+1, g1a.last)
+	a.c.Close(websocket.StatusNormalClosure, "signed out")
+	for deadline := time.Now().Add(10 * time.Second); g.lookup(g1a.sid) != nil; <-time.After(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("alice's session not ended 10 s after her logout")
+		}
+	}
+	up.answer(200)
+	nextRequest(t, got, sip.BYE).answer(200)
+	sipRecordOf(t, g, g1a.sid, "c1", func(r *callRecord) bool { return r == nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.WaitIdle(ctx); err != nil {
+		t.Fatalf("calls left: %v", err)
 	}
 }

@@ -152,6 +152,19 @@ func startAgain(t *testing.T, st store.Store, got <-chan phoneRequest) (*Gateway
 	return b.g, "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/webrtc/test", up
 }
 
+// restartInCall runs earlierLife on a new store with a held phone and
+// starts again on it (startAgain): the gateway, its URL, the adoption's
+// refresh unanswered, the phone's requests, and alice's and bob's
+// clients of the earlier life.
+func restartInCall(t *testing.T) (*Gateway, string, phoneRequest, <-chan phoneRequest, *peer, *peer) {
+	t.Helper()
+	st := store.NewMemory()
+	phone, got := heldPhone(t)
+	a, b := earlierLife(t, st, phone)
+	g, url, up := startAgain(t, st, got)
+	return g, url, up, got, a, b
+}
+
 // A node started again adopts back its earlier life's SIP call without
 // holding its start: New returns, the other sessions resume and a new
 // one connects while the call's peer has not answered the target
@@ -162,10 +175,7 @@ func startAgain(t *testing.T, st store.Store, got <-chan phoneRequest) (*Gateway
 // one's BYE, up to 32 s, for each call in turn), and nobody could
 // connect meanwhile.
 func TestStartAdoptsWithoutWaiting(t *testing.T) {
-	st := store.NewMemory()
-	phone, got := heldPhone(t)
-	g1a, g1b := earlierLife(t, st, phone)
-	g, url, up := startAgain(t, st, got)
+	g, url, up, got, g1a, g1b := restartInCall(t)
 	resumeWS(t, url, "bob@web.example", g1b.sid, g1b.seq+1, g1b.last)
 	dial(t, url, protocol.SubprotocolJSONrtc, nil).connect("carol@web.example")
 	a := resumeWS(t, url, "alice@web.example", g1a.sid, g1a.seq+1, g1a.last)
@@ -200,10 +210,7 @@ func TestStartAdoptsWithoutWaiting(t *testing.T) {
 // holds the BYE that ends the dialog. Before, the adopter waited for the
 // BYE's answer (up to Timer F, 32 s) before it told the web user.
 func TestStartAdoptionFailedTold(t *testing.T) {
-	st := store.NewMemory()
-	phone, got := heldPhone(t)
-	g1a, _ := earlierLife(t, st, phone)
-	g, url, up := startAgain(t, st, got)
+	g, url, up, got, g1a, _ := restartInCall(t)
 	a := resumeWS(t, url, "alice@web.example", g1a.sid, g1a.seq+1, g1a.last)
 	up.answer(500)
 	bye := nextRequest(t, got, sip.BYE)
@@ -224,10 +231,7 @@ func TestStartAdoptionFailedTold(t *testing.T) {
 // phone gets the BYE after the refresh. Before the session's end waited
 // for the adoption, the call was adopted for a session gone, and stayed.
 func TestStartAdoptionThenSessionEnd(t *testing.T) {
-	st := store.NewMemory()
-	phone, got := heldPhone(t)
-	g1a, _ := earlierLife(t, st, phone)
-	g, url, up := startAgain(t, st, got)
+	g, url, up, got, g1a, _ := restartInCall(t)
 	a := resumeWS(t, url, "alice@web.example", g1a.sid, g1a.seq+1, g1a.last)
 	a.c.Close(websocket.StatusNormalClosure, "signed out")
 	for deadline := time.Now().Add(10 * time.Second); g.lookup(g1a.sid) != nil; <-time.After(10 * time.Millisecond) {

@@ -270,11 +270,11 @@ func (r *callRepl) refresh(ctx context.Context) {
 
 // lost drops the copy here of the call under ck, whose record this node
 // could not write over its revision, when the record names another host:
-// this node was taken for dead, and another adopted the call. A record
-// gone (expired) leaves the call here.
+// this node was taken for dead, and another adopted the call, or ended
+// it (Ended). A record gone (expired) leaves the call here.
 func (r *callRepl) lost(ctx context.Context, ck string, id legID) {
 	rec, _, _, err := r.read(ctx, ck)
-	if err != nil || rec.Call == nil && rec.SIP == nil || rec.Host == r.host {
+	if err != nil || rec.Call == nil && rec.SIP == nil && rec.Ended == "" || rec.Host == r.host {
 		return
 	}
 	r.g.calls.Drop(id.session, id.sub)

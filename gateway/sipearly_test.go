@@ -23,12 +23,8 @@ import (
 // goes. Before, the record did not exist: the phone rang on until its
 // INVITE timed out, and the caller heard "the call's node went down".
 func TestRingingSIPCallOfADeadHostCancelled(t *testing.T) {
-	gs, urls := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
-		c.SIP.Domain = "example.com"
-		c.SIP.Listen.UDP = "127.0.0.1:0"
-	})
-	g := gs[0]
-	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	g, url := sipNode(t)
+	a := dial(t, url, protocol.SubprotocolOracle, nil)
 	a.connect("alice@web.example")
 	phone, got := byePeer(t)
 	app, _ := json.Marshal(call.SIPSnapshot{Out: true, Target: "bob@sip.example",
@@ -78,15 +74,11 @@ func TestRingingIncomingSIPCallOfADeadHostRefused(t *testing.T) {
 }
 
 func ringingIncomingRefused(t *testing.T, forks int) {
-	gs, urls := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
-		c.SIP.Domain = "example.com"
-		c.SIP.Listen.UDP = "127.0.0.1:0"
-	})
-	g := gs[0]
+	g, url := sipNode(t)
 	var bs []*peer
 	var legs []call.LegSnapshot
 	for i := range forks + 1 {
-		b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+		b := dial(t, url, protocol.SubprotocolOracle, nil)
 		b.connect("bob@web.example")
 		bs = append(bs, b)
 		legs = append(legs, call.LegSnapshot{Session: b.sid, Identity: "bob@web.example", Sub: "g" + strconv.Itoa(i+1), StartCorr: "s1"})

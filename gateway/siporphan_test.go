@@ -57,11 +57,7 @@ func byePeer(t *testing.T) (string, <-chan *sip.Request) {
 // the phone gets one BYE with the cause, and the record goes. Before,
 // the record was left to expire and the phone kept the call.
 func TestSIPCallOfAGoneSessionEnded(t *testing.T) {
-	gs, _ := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
-		c.SIP.Domain = "example.com"
-		c.SIP.Listen.UDP = "127.0.0.1:0"
-	})
-	g := gs[0]
+	g, _ := sipNode(t)
 	phone, got := byePeer(t)
 	putSIPRecord(t, g, "gone", phone, callRecord{Host: g.self()})
 
@@ -155,12 +151,8 @@ func putRoutedSIPRecord(t *testing.T, g *Gateway, session, phone string, rec cal
 // BYE) and its record deleted; one whose session is still there is left
 // for the resume that adopts it.
 func TestSweepEndsReleasedSIPCallOfAGoneSession(t *testing.T) {
-	gs, urls := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
-		c.SIP.Domain = "example.com"
-		c.SIP.Listen.UDP = "127.0.0.1:0"
-	})
-	g := gs[0]
-	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	g, url := sipNode(t)
+	a := dial(t, url, protocol.SubprotocolOracle, nil)
 	a.connect("alice@web.example") // a SIP domain's user would register
 	phone, got := byePeer(t)
 	putSIPRecord(t, g, "gone", phone, callRecord{Host: "n7", Released: true})
@@ -181,12 +173,8 @@ func TestSweepEndsReleasedSIPCallOfAGoneSession(t *testing.T) {
 // at the record's web leg alone, and refused the call ("the web user is
 // gone") under a fork about to resume.
 func TestSweepLeavesRingingSIPCallOfALiveFork(t *testing.T) {
-	gs, urls := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
-		c.SIP.Domain = "example.com"
-		c.SIP.Listen.UDP = "127.0.0.1:0"
-	})
-	g := gs[0]
-	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	g, url := sipNode(t)
+	b := dial(t, url, protocol.SubprotocolOracle, nil)
 	b.connect("bob@web.example")
 	caller, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -220,4 +208,15 @@ func TestSweepLeavesRingingSIPCallOfALiveFork(t *testing.T) {
 	}
 	sipRecordOf(t, g, "gone2", "g1", func(r *callRecord) bool { return r == nil })
 	sipRecordOf(t, g, "gone", "g1", func(r *callRecord) bool { return r != nil && r.SIP != nil })
+}
+
+// sipNode is a cluster of one node whose SIP user agent listens on UDP
+// (domain example.com), and its WebSocket URL.
+func sipNode(t *testing.T) (*Gateway, string) {
+	t.Helper()
+	gs, urls := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
+		c.SIP.Domain = "example.com"
+		c.SIP.Listen.UDP = "127.0.0.1:0"
+	})
+	return gs[0], urls[0]
 }

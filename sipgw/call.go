@@ -395,11 +395,38 @@ func (c *Call) Events() <-chan Event { return c.events }
 // Done is closed when the call is over and forgotten.
 func (c *Call) Done() <-chan struct{} { return c.done }
 
-// emit runs on the owner goroutine only.
-func (c *Call) emit(ev Event) {
+// emit runs on the owner goroutine only; false when the user agent
+// closed before the event could be queued.
+func (c *Call) emit(ev Event) bool {
 	select {
 	case c.events <- ev:
+		return true
 	case <-c.g.ctx.Done():
+		return false
+	}
+}
+
+// deliverEvent has the owner goroutine queue ev for the reader of Events
+// and waits until it did; false when the call ended first, and ev is
+// not queued. A request answered only after its event is queued is never
+// answered 200 and lost: the peer's next request (a BYE right after the
+// INFO's 200, as SIPp sends it) comes after the event.
+func (c *Call) deliverEvent(ev Event) bool {
+	queued := make(chan bool, 1)
+	if !c.deliver(func() { queued <- c.emit(ev) }) {
+		return false
+	}
+	select {
+	case ok := <-queued:
+		return ok
+	case <-c.done:
+		// The owner ran what it ran before it closed done.
+		select {
+		case ok := <-queued:
+			return ok
+		default:
+			return false
+		}
 	}
 }
 
@@ -1117,8 +1144,10 @@ func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		var err error
 		switch {
 		case c.adoptedEnd != nil:
-			c.g.respond(tx, req, 200, "OK")
+			// The end set going before the 200 leaves: a peer that
+			// heard it finds the call ending.
 			c.adoptedEnd()
+			c.g.respond(tx, req, 200, "OK")
 		case c.uac != nil:
 			err = c.uac.ReadBye(req, tx)
 		default:

@@ -47,11 +47,12 @@ const (
 	// unchanged (a session refresh) is answered without this event.
 	EventReoffer
 	// EventInfo: an INFO arrived (InfoPackage, ContentType, Body; Digit and
-	// Duration for application/dtmf-relay). Already answered 200, but for
-	// one of a declared package (InfoRequest); one of an Info Package we
-	// never announced was refused with 469 instead. A NOTIFY, MESSAGE or
-	// UPDATE of a declared action (SetReceives) comes as one too, with
-	// its InfoRequest to answer (InfoRequest.Method says which).
+	// Duration for application/dtmf-relay). Answered 200 once queued
+	// here, but for one of a declared package (InfoRequest); one of an
+	// Info Package we never announced was refused with 469 instead. A
+	// NOTIFY, MESSAGE or UPDATE of a declared action (SetReceives) comes
+	// as one too, with its InfoRequest to answer (InfoRequest.Method
+	// says which).
 	EventInfo
 	// EventRefer: the peer asks us to transfer the call (ReferTo). Answer
 	// with Event.Refer.Accept or Reject; unanswered it is refused (480).

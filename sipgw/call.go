@@ -47,12 +47,12 @@ const (
 	// unchanged (a session refresh) is answered without this event.
 	EventReoffer
 	// EventInfo: an INFO arrived (InfoPackage, ContentType, Body; Digit and
-	// Duration for application/dtmf-relay). Answered 200 once queued
-	// here, but for one of a declared package (InfoRequest); one of an
-	// Info Package we never announced was refused with 469 instead. A
-	// NOTIFY, MESSAGE or UPDATE of a declared action (SetReceives) comes
-	// as one too, with its InfoRequest to answer (InfoRequest.Method
-	// says which).
+	// Duration for application/dtmf-relay). Answered 200 just before it
+	// is queued here, but for one of a declared package (InfoRequest);
+	// one of an Info Package we never announced was refused with 469
+	// instead. A NOTIFY, MESSAGE or UPDATE of a declared action
+	// (SetReceives) comes as one too, with its InfoRequest to answer
+	// (InfoRequest.Method says which).
 	EventInfo
 	// EventRefer: the peer asks us to transfer the call (ReferTo). Answer
 	// with Event.Refer.Accept or Reject; unanswered it is refused (480).
@@ -396,35 +396,42 @@ func (c *Call) Events() <-chan Event { return c.events }
 // Done is closed when the call is over and forgotten.
 func (c *Call) Done() <-chan struct{} { return c.done }
 
-// emit runs on the owner goroutine only; false when the user agent
-// closed before the event could be queued.
-func (c *Call) emit(ev Event) bool {
+// emit runs on the owner goroutine only.
+func (c *Call) emit(ev Event) {
 	select {
 	case c.events <- ev:
-		return true
 	case <-c.g.ctx.Done():
-		return false
 	}
 }
 
-// deliverEvent has the owner goroutine queue ev for the reader of Events
-// and waits until it did; false when the call ended first, and ev is
-// not queued. A request answered only after its event is queued is never
-// answered 200 and lost: the peer's next request (a BYE right after the
-// INFO's 200, as SIPp sends it) comes after the event.
-func (c *Call) deliverEvent(ev Event) bool {
-	queued := make(chan bool, 1)
-	if !c.deliver(func() { queued <- c.emit(ev) }) {
+// deliverEvent has the owner goroutine run answer (nil: none), the
+// peer's request's response, and queue ev for the reader of Events, and
+// waits until the answer went; false when the call ended first: nothing
+// was answered, and ev is not queued. Answered there, the request is
+// never answered 200 and lost: whatever ends the call after the answer
+// (the peer's BYE right after an INFO's 200, as SIPp sends it) reaches
+// the owner after the event. The answer goes before the event, so that
+// nothing the event leads to (the web user's hang-up: our BYE) overtakes
+// it.
+func (c *Call) deliverEvent(ev Event, answer func()) bool {
+	answered := make(chan struct{})
+	if !c.deliver(func() {
+		if answer != nil {
+			answer()
+		}
+		close(answered)
+		c.emit(ev)
+	}) {
 		return false
 	}
 	select {
-	case ok := <-queued:
-		return ok
+	case <-answered:
+		return true
 	case <-c.done:
 		// The owner ran what it ran before it closed done.
 		select {
-		case ok := <-queued:
-			return ok
+		case <-answered:
+			return true
 		default:
 			return false
 		}

@@ -154,7 +154,7 @@ func (c *Call) handleInfo(req *sip.Request, tx sip.ServerTransaction) {
 		// Answered by the web client (Event.InfoRequest), or by the
 		// call's handler when it cannot be.
 		ev.InfoRequest = c.g.incoming(req, tx, ev.InfoPackage)
-		if !c.deliverEvent(ev) {
+		if !c.deliverEvent(ev, nil) {
 			ev.InfoRequest.Respond(Answer{Code: 481, Reason: "Call/Transaction Does Not Exist"})
 		}
 		return
@@ -162,14 +162,12 @@ func (c *Call) handleInfo(req *sip.Request, tx sip.ServerTransaction) {
 	if ev.ContentType == "application/dtmf-relay" {
 		ev.Digit, ev.Duration = parseDTMFRelay(req.Body())
 	}
-	// The 200 once the event is queued: answered before, an INFO whose
-	// BYE followed at once was lost when the call ended first (a DTMF
-	// right after an adoption, docs/cluster.md "Known defects").
-	if !c.deliverEvent(ev) {
+	// The 200 from the owner, with the event: answered here, an INFO
+	// whose BYE followed at once was lost when the call ended first (a
+	// DTMF right after an adoption, docs/cluster.md "Known defects").
+	if !c.deliverEvent(ev, func() { c.g.respond(tx, req, 200, "OK") }) {
 		c.g.respond(tx, req, 481, "Call/Transaction Does Not Exist")
-		return
 	}
-	c.g.respond(tx, req, 200, "OK")
 }
 
 func validToken(s string) bool {

@@ -15,13 +15,13 @@ import (
 // lost right after an adoption): the peer's INFOs (DTMF) and its BYE
 // reach an adopted call before anyone reads its Events (the call handler
 // installs the call after Adopt returns) while its owner goroutine is
-// busy (a loaded node). Each INFO is answered 200 only once its event
-// is queued, the peer sends the BYE after them, and the events come in
-// order, every digit before the end. Before, an INFO was answered at
-// once and its event dropped when the owner came to it and to the BYE's
-// end together (select picks at random: each INFO half the time), or
-// to the end first. A few calls: the old code kept all of one call's
-// digits about a third of the time.
+// busy (a loaded node). Each INFO is answered 200 only by the owner,
+// which queues its event next; the peer's BYE comes after them, and the
+// events come in order, every digit before the end. Before, an INFO was
+// answered at once and its event dropped when the owner came to it and
+// to the BYE's end together (select picks at random: each INFO half the
+// time), or to the end first. A few calls: the old code kept all of one
+// call's digits about a third of the time.
 func TestAdoptedInfoThenBye(t *testing.T) {
 	for range 4 {
 		adoptedInfoThenBye(t)

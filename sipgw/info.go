@@ -162,9 +162,10 @@ func (c *Call) handleInfo(req *sip.Request, tx sip.ServerTransaction) {
 	if ev.ContentType == "application/dtmf-relay" {
 		ev.Digit, ev.Duration = parseDTMFRelay(req.Body())
 	}
-	// The 200 from the owner, with the event: answered here, an INFO
-	// whose BYE followed at once was lost when the call ended first (a
-	// DTMF right after an adoption, docs/cluster.md "Known defects").
+	// The 200 from the owner, just before it queues the event: answered
+	// on this goroutine, an INFO whose BYE followed at once was lost when
+	// the owner came to the call's end first (a DTMF right after an
+	// adoption, docs/cluster.md "Known defects").
 	if !c.deliverEvent(ev, func() { c.g.respond(tx, req, 200, "OK") }) {
 		c.g.respond(tx, req, 481, "Call/Transaction Does Not Exist")
 	}

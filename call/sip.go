@@ -741,7 +741,6 @@ func (fl *farLeg) ring(offer string, eps []Endpoint, replaces string, held []boo
 		})
 	}
 	fl.log().Debug("incoming SIP call", "identity", sc.Identity(), "legs", len(c.callees))
-	fl.recordRinging()
 	c.timer = time.AfterFunc(h.opts.RingTimeout, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -777,12 +776,14 @@ func (fl *farLeg) reject(code int) {
 	})
 }
 
-// settle rejects an unanswered incoming call once every fork failed.
+// settle rejects an unanswered incoming call once every fork failed,
+// and records the forks still ringing (recordRinging). c.mu is held.
 func (fl *farLeg) settle() {
 	c := fl.c
 	if c.winner != nil || c.ended || fl.finished {
 		return
 	}
+	fl.recordRinging()
 	best := 0
 	for _, l := range c.callees {
 		if l.state == legRinging {

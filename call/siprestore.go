@@ -1,6 +1,7 @@
 package call
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,8 +25,8 @@ import (
 // own Contact) and goes on with the call (RestoreSIP) when this one
 // dies. A ringing or early call is not adopted: its INVITE transaction
 // cannot move, but an outgoing one's INVITE is recorded from the dial,
-// and an incoming one's while it rings a single web session
-// (sipgw.Call.EarlyState), for the node that finds the record to end it
+// and an incoming one's while it rings (sipgw.Call.EarlyState), one web
+// session or several, for the node that finds the record to end it
 // (EndSIP, EndEarlySIP: a CANCEL, a 480) rather than leave the phone
 // ringing.
 
@@ -39,6 +40,11 @@ type SIPSnapshot struct {
 	Target string      `json:"target"`
 	Remote string      `json:"remote,omitempty"`
 	Web    LegSnapshot `json:"web"`
+	// Forks are the other web legs an incoming call rings besides Web,
+	// while it rings several sessions: one record holds the call, under
+	// Web's key, and each fork's key points at it (one record per fork
+	// would have each node that finds one end the call).
+	Forks []LegSnapshot `json:"forks,omitempty"`
 	// Media is the call's session in rtpengine, which the adopter goes
 	// on with (nil: not anchored).
 	Media *rtpengine.SessionState `json:"media,omitempty"`
@@ -176,30 +182,56 @@ type earlyCall interface {
 // until the answer, when recordDialog's snapshot takes over, and the
 // end. The web side's part is the caller's leg, and the media as the
 // offer left it. c.mu is held.
-func (fl *farLeg) recordInvite() { fl.recordEarly(fl.c.caller) }
+func (fl *farLeg) recordInvite() { fl.recordEarly(fl.c.caller, nil) }
 
 // recordRinging records an incoming SIP call's INVITE as recordInvite
-// does, when it rings one web session: the record is kept under the web
-// leg's key, and the one that answers is recordDialog's. A call forked
-// to several sessions is not recorded before its answer (one record per
-// fork would have each node that finds one end the call). c.mu is held.
+// does while it rings, and again when the web legs it rings change (a
+// fork declines or leaves): the record is kept under the key of one
+// ringing leg (Web, which stays while it rings), the other ringing legs
+// in Forks, and the one that answers is recordDialog's. c.mu is held.
 func (fl *farLeg) recordRinging() {
-	var ringing *leg
+	var ringing []*leg
 	for _, l := range fl.c.callees {
-		if l.state != legRinging {
-			continue
+		if l.state == legRinging {
+			ringing = append(ringing, l)
 		}
-		if ringing != nil {
-			return
-		}
-		ringing = l
 	}
-	fl.recordEarly(ringing)
+	if len(ringing) == 0 {
+		return // the call is refused (settle) or answered
+	}
+	if !fl.watching {
+		fl.recordEarly(ringing[0], ringing[1:])
+		return
+	}
+	dc, ok := fl.sc.(dialogCall)
+	if !ok || fl.c.winner != nil {
+		return
+	}
+	w := ringing[0]
+	for _, l := range ringing {
+		if l.sub == fl.snap.Web.Sub && l.ep.ID() == fl.snap.Web.Session {
+			w = l // the record stays under its key
+		}
+	}
+	sn := fl.snap
+	sn.Web, sn.Forks = legSnapshot(w), nil
+	for _, l := range ringing {
+		if l != w {
+			sn.Forks = append(sn.Forks, legSnapshot(l))
+		}
+	}
+	if sn.Web == fl.snap.Web && slices.Equal(sn.Forks, fl.snap.Forks) {
+		return
+	}
+	fl.snap = sn
+	app, _ := json.Marshal(sn)
+	dc.SetApp(app) // signals the write
 }
 
 // recordEarly starts recording the call's INVITE under way, whose web
-// leg is w. c.mu is held.
-func (fl *farLeg) recordEarly(w *leg) {
+// leg is w (and, for an incoming call ringing several sessions, forks
+// the other ringing legs). c.mu is held.
+func (fl *farLeg) recordEarly(w *leg, forks []*leg) {
 	h := fl.h
 	dc, ok := fl.sc.(dialogCall)
 	_, early := fl.sc.(earlyCall)
@@ -208,10 +240,14 @@ func (fl *farLeg) recordEarly(w *leg) {
 	}
 	fl.watching = true
 	sn := SIPSnapshot{Out: fl.out, Target: fl.c.target, Remote: fl.remote, Web: legSnapshot(w)}
+	for _, l := range forks {
+		sn.Forks = append(sn.Forks, legSnapshot(l))
+	}
 	if fl.media != nil && fl.media.Anchored() {
 		ms := fl.media.State()
 		sn.Media = &ms
 	}
+	fl.snap = sn
 	app, _ := json.Marshal(sn)
 	dc.SetApp(app) // signals the first write
 	h.far.wg.Go(func() { fl.watchDialog(dc, sn) })
@@ -220,20 +256,43 @@ func (fl *farLeg) recordEarly(w *leg) {
 // watchDialog hands each change of the dialog to Options.ReplicateSIP
 // (before the answer, its INVITE's: EarlyState), and its end, unless the
 // call was handed over (released): its record is then the adopter's.
+// The web side's part is the one in the state's App, sn at first: the
+// record follows its web leg's key, which moves when the leg a ringing
+// call is recorded under stops ringing, or another fork answers (the old
+// record is ended, with its forks' keys, and the new one written).
 func (fl *farLeg) watchDialog(dc dialogCall, sn SIPSnapshot) {
 	rep := fl.h.opts.ReplicateSIP
 	done := fl.sc.Done()
 	ec, _ := dc.(earlyCall)
+	var app json.RawMessage // the App sn was read from
 	for {
 		select {
 		case <-dc.DialogChanged():
 			st, ok := dc.DialogState()
+			confirmed := ok
 			if !ok && ec != nil {
 				st, ok = ec.EarlyState()
 			}
-			if ok {
-				rep(sn, st, false)
+			if !ok {
+				continue
 			}
+			cur := sn
+			if !bytes.Equal(st.App, app) {
+				var dec SIPSnapshot
+				if json.Unmarshal(st.App, &dec) == nil {
+					cur = dec
+				}
+			}
+			if confirmed && len(cur.Forks) > 0 {
+				// Answered, its App still the ringing call's:
+				// recordDialog's, the winner's, follows.
+				continue
+			}
+			if cur.Web.Session != sn.Web.Session || cur.Web.Sub != sn.Web.Sub {
+				rep(sn, sipgw.DialogState{}, true)
+			}
+			sn, app = cur, st.App
+			rep(sn, st, false)
 		case <-done:
 			if !fl.released.Load() {
 				rep(sn, sipgw.DialogState{}, true)
@@ -409,12 +468,14 @@ func (h *Handler) EndSIP(ctx context.Context, st sipgw.DialogState, x *routing.T
 // The end of a ringing SIP call whose node died (EndEarlySIP): an
 // outgoing call's web caller hears it as the start's error and the
 // callee as the CANCEL's cause (RFC 3326); an incoming call's caller gets
-// the final response ringLostInCode, its web callee a shutdown.
+// the final response ringLostInCode, its web callees a shutdown with
+// RingLostIn as the reason, which the gateway tells too a fork whose
+// session resumes after the end.
 const (
 	ringLostCode   = protocol.CodeServiceUnavailable
 	ringLostReason = "the call's node went down before the answer: cancelled"
 	ringLostInCode = protocol.CodeTemporarilyUnavail
-	ringLostIn     = "the call's node went down before the answer"
+	RingLostIn     = "the call's node went down before the answer"
 )
 
 // EndEarlySIP ends the SIP call of the state st, recorded by another node
@@ -422,11 +483,12 @@ const (
 // with that node: an INVITE transaction does not move. This node's user
 // agent cancels an outgoing call's INVITE (EndSIP's way, with Reason:
 // SIP;cause=503) or answers an incoming call's with 480 (statelessly),
-// the call's media goes from rtpengine, and the web leg, whose session
-// is ep, is told: an outgoing call's caller gets the error of its start
-// (503, ringLostReason), an incoming call's callee a shutdown
-// (ringLostIn). ctx bounds the CANCEL.
-func (h *Handler) EndEarlySIP(ctx context.Context, st sipgw.DialogState, ep Endpoint) error {
+// the call's media goes from rtpengine, and the web legs, whose sessions
+// are among eps, are told: an outgoing call's caller gets the error of
+// its start (503, ringLostReason), each web leg an incoming call rang (Web
+// and its Forks) a shutdown (RingLostIn). A leg whose session is not in
+// eps (gone) is told nothing. ctx bounds the CANCEL.
+func (h *Handler) EndEarlySIP(ctx context.Context, st sipgw.DialogState, eps ...Endpoint) error {
 	var sn SIPSnapshot
 	if err := json.Unmarshal(st.App, &sn); err != nil {
 		return err
@@ -435,19 +497,35 @@ func (h *Handler) EndEarlySIP(ctx context.Context, st sipgw.DialogState, ep Endp
 		return errors.New("call: EndEarlySIP of a state with no INVITE under way")
 	}
 	c := &Call{target: sn.Target}
-	w := restoredLeg(c, ep, sn.Web)
+	endpointOf := func(ls LegSnapshot) Endpoint {
+		for _, ep := range eps {
+			if ep != nil && ep.ID() == ls.Session {
+				return ep
+			}
+		}
+		return nil
+	}
 	if sn.Out {
 		err := h.endSIP(ctx, st, sn, ringLostCode, ringLostReason, nil)
-		c.caller = w
-		h.failCaller(c, ringLostCode, ringLostReason)
+		if ep := endpointOf(sn.Web); ep != nil {
+			c.caller = restoredLeg(c, ep, sn.Web)
+			h.failCaller(c, ringLostCode, ringLostReason)
+		}
 		return err
 	}
-	err := h.endSIP(ctx, st, sn, ringLostInCode, ringLostIn, nil)
+	err := h.endSIP(ctx, st, sn, ringLostInCode, RingLostIn, nil)
 	fl := h.newFarLeg(c, false)
 	fl.remote = sn.Remote
-	out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
-	out.Header.Reason = ringLostIn
-	h.send(w, out, true)
+	for _, ls := range append([]LegSnapshot{sn.Web}, sn.Forks...) {
+		ep := endpointOf(ls)
+		if ep == nil {
+			continue
+		}
+		w := restoredLeg(c, ep, ls)
+		out := fl.frameTo(w, protocol.TypeMessage, protocol.ActionShutdown, "")
+		out.Header.Reason = RingLostIn
+		h.send(w, out, true)
+	}
 	return err
 }
 

@@ -232,6 +232,33 @@ func TestRestoreSIPGoesOn(t *testing.T) {
 	})
 }
 
+// The peer's INFO and BYE that came between the dialog's adoption and
+// the call's (SIPp sends them as soon as the target refresh is answered:
+// docs/cluster.md, the INFO lost after an adoption) wait in the SIP
+// call's events until the restored call reads them: the web leg gets
+// the DTMF, then the shutdown, and the record goes.
+func TestRestoreSIPEventsBeforeInstall(t *testing.T) {
+	e, rec := recordingEnv(t)
+	e.h.far.adopt = func(ctx context.Context, st sipgw.DialogState, o *sipgw.AdoptOptions) (sipCall, error) {
+		d := newDialogFake(newFakeCall("bob@web.example", "sip:carol@sip.example"))
+		d.cseq, d.ahead = st.LocalCSeq, o.WriteAhead
+		d.push(sipgw.Event{Kind: sipgw.EventInfo, Digit: "7", Duration: 160})
+		d.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+		return d, nil
+	}
+	b := e.ep("bob@web.example")
+	if err := e.h.RestoreSIP(context.Background(), incomingState(b, "s7"), b); err != nil {
+		t.Fatal(err)
+	}
+	if f := b.expect(t, protocol.TypeMessage, protocol.ActionDTMF); f.Control.SubsessionID != "s7" {
+		t.Fatalf("dtmf %s", f.Marshal())
+	}
+	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	for r := nextRecord(t, rec); !r.ended; r = nextRecord(t, rec) {
+	}
+	e.assertIdle(t)
+}
+
 // A dialog the peer does not take back (the target refresh refused)
 // ends the web leg with a reason, and leaves nothing behind.
 func TestRestoreSIPRefused(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -109,8 +110,9 @@ type result struct {
 }
 
 // Dial connects to the gateway and establishes a new session. It returns
-// once the connect response has arrived (or the attempt failed: no
-// retries before the first session exists). The Client then runs until
+// once the connect response has arrived, or the connect failed: at once,
+// or after Options.ConnectAttempts when the gateway refused it for now
+// (HTTP 503, error 503, close 1013). The Client then runs until
 // Close, or until it gives up for a cause that Err reports; either way
 // Events is closed at the end.
 func Dial(ctx context.Context, opts Options) (*Client, error) {
@@ -462,6 +464,20 @@ func (c *Client) sendConnect(authorization []byte) {
 func (c *Client) lost(err error) {
 	c.dropSocket()
 	if !c.everConnected {
+		if refusedForNow(err) && c.attempt+1 < c.o.ConnectAttempts {
+			// An overloaded gateway says so (docs/protocol.md §4.2): try
+			// again later, or another node, rather than give up the
+			// first session.
+			c.attempt++
+			d := backoff(c.o.ReconnectMin, c.o.ReconnectMax, c.attempt)
+			c.log.Info("jsonrtc client: connect refused for now, trying again", "err", err, "attempt", c.attempt+1, "after", d)
+			// A new socket, a new session: the connect is sequence 1 again.
+			c.st = session.New("", 0)
+			c.authTries = 0
+			c.phase = phaseDown
+			c.retryT.Reset(d)
+			return
+		}
 		c.fail(err)
 		return
 	}
@@ -514,6 +530,22 @@ func backoff(lo, hi time.Duration, n int) time.Duration {
 	}
 	d = min(d, hi)
 	return d/2 + rand.N(d/2+1)
+}
+
+// refusedForNow reports whether err is the gateway's refusal of a connect
+// that may well pass later or on another node: HTTP 503 at the handshake
+// (shutting down, draining, full), error 503 answering the connect, or a
+// close 1013 (try again later). A 4xx is final.
+func refusedForNow(err error) bool {
+	var he *HandshakeError
+	if errors.As(err, &he) {
+		return he.Status == http.StatusServiceUnavailable
+	}
+	var fe *FrameError
+	if errors.As(err, &fe) {
+		return fe.Code == protocol.CodeServiceUnavailable
+	}
+	return websocket.CloseStatus(err) == websocket.StatusTryAgainLater
 }
 
 // terminal reports whether a socket error means the gateway does not

@@ -10,7 +10,9 @@
 // receives twice, so the application sees every inbound frame once and in
 // order. When the gateway refuses the resume, the client reports
 // [EventSessionLost], fails every call and pending request, and carries
-// on in the new session.
+// on in the new session. Before the first session exists, Dial tries
+// again only a connect the gateway refused for now (HTTP 503, error 503,
+// close 1013: Options.ConnectAttempts); any other failure is final.
 //
 // # Transports
 //

@@ -90,6 +90,10 @@ type fake struct {
 	noPong    bool
 	blackhole bool // drop every inbound frame (lost in flight) until the socket goes
 	nextResp  func(*protocol.Frame) *protocol.Frame
+	// refuseWith, when set, says how to refuse handshake n (from 1) to
+	// host; its zero refusal lets it through.
+	refuseWith func(n int, host string) refusal
+	handshakes int
 
 	got   chan *protocol.Frame // frames delivered in order, once
 	raw   chan []byte          // every text frame received
@@ -128,7 +132,26 @@ func (f *fake) opts() Options {
 	return Options{URL: "ws://pipe/ws/", NetDial: f.net.Dial, Identity: f.identity}
 }
 
+// refusal is how the fake refuses a connect: an HTTP status instead of
+// the upgrade, an error code answering the connect, or a close after it.
+type refusal struct {
+	status int
+	code   int
+	close  websocket.StatusCode
+}
+
 func (f *fake) handle(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.handshakes++
+	var refuse refusal
+	if f.refuseWith != nil {
+		refuse = f.refuseWith(f.handshakes, r.Host)
+	}
+	f.mu.Unlock()
+	if refuse.status != 0 {
+		http.Error(w, "fake: refused", refuse.status)
+		return
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"jsonrtc"}})
 	if err != nil {
 		return
@@ -172,6 +195,18 @@ func (f *fake) handle(w http.ResponseWriter, r *http.Request) {
 				Header: protocol.Header{ErrorCode: 400, Reason: err.Error()}})
 			f.mu.Unlock()
 			continue
+		}
+		if fr.Header.Action == protocol.ActionConnect && refuse.code != 0 {
+			f.writeLocked(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageRegister,
+				AckSequence: fr.Control.Sequence, CorrelationID: fmt.Sprintf("c%d", fr.Control.Sequence)},
+				Header: protocol.Header{Action: protocol.ActionConnect, ErrorCode: refuse.code, Reason: "fake: refused"}})
+			f.mu.Unlock()
+			continue
+		}
+		if fr.Header.Action == protocol.ActionConnect && refuse.close != 0 {
+			f.mu.Unlock()
+			ws.Close(refuse.close, "fake: refused")
+			return
 		}
 		if fr.Header.Action == protocol.ActionConnect {
 			f.connect(ws, fr)

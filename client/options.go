@@ -60,6 +60,15 @@ type Options struct {
 	// ConnectTimeout bounds one attempt: handshake plus connect response.
 	// Default 10 s.
 	ConnectTimeout time.Duration
+	// ConnectAttempts bounds the attempts of the first connect when the
+	// gateway refuses it for now: HTTP 503 at the handshake, error 503
+	// answering the connect (an overloaded store's "session admission
+	// failed", a limit reached, docs/protocol.md §4.2) or a close 1013.
+	// Each retry waits as a reconnect does (ReconnectMin doubling up to
+	// ReconnectMax, jittered) and, with URLs, goes to the next of them;
+	// Dial's ctx bounds them all. Any other failure, a 401 or 403 among
+	// them, fails Dial at once. Default 5; 1: no retry.
+	ConnectAttempts int
 	// WriteTimeout bounds one socket write. Default 10 s.
 	WriteTimeout time.Duration
 
@@ -204,6 +213,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	def(&o.ResumeTimeout, 60*time.Second)
 	def(&o.ConnectTimeout, 10*time.Second)
+	if o.ConnectAttempts <= 0 {
+		o.ConnectAttempts = 5
+	}
 	def(&o.WriteTimeout, 10*time.Second)
 	def(&o.PingInterval, 10*time.Second)
 	def(&o.PongTimeout, 2*time.Second)

@@ -191,9 +191,9 @@ func (s *Session) handOverOne(hf heldFrame) (done, maybe bool) {
 	if host != g.self() && g.node.Down(host) {
 		nh, gone := g.repl.adopt(s.id, sub)
 		switch {
-		case nh == "" && gone:
+		case nh == "" && gone != "":
 			g.metrics.cluster.WithLabelValues(kindHeld, heldGone).Inc()
-			s.refuseForward(f, "the call's node went down")
+			s.refuseForward(f, gone)
 			return true, false
 		case nh == "" || nh == host:
 			return false, false // the store silent: later

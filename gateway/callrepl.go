@@ -53,6 +53,15 @@ type callRecord struct {
 	// Released: the host handed the SIP call over (a drain): a node
 	// taking its session over adopts it at once, the host alive.
 	Released bool `json:"released,omitempty"`
+	// Ended is why the call is over, in the record left for the legs
+	// whose sessions resume after the end (its other fields but Host,
+	// the node that ended it, are empty): a ringing SIP call of several
+	// web sessions a node found of a dead host and ended, whose forks'
+	// sessions resume on other nodes, up to a lease's time apart
+	// (takeSIP). Their owners tell them this reason, not that the
+	// call's node went down. It is not written again, and expires with
+	// the bucket's age limit, as the forks' keys pointing at it.
+	Ended string `json:"ended,omitempty"`
 }
 
 // callKey names the record of a leg: the client's subsession ids are
@@ -73,6 +82,9 @@ type callOp struct {
 	web      *call.LegSnapshot
 	sip      *call.SIPDialog
 	released bool
+	// forks are the other web legs a ringing incoming SIP call rings
+	// (call.SIPSnapshot.Forks): their keys point at the record.
+	forks []call.LegSnapshot
 	// done hear the outcome of the change's write (nil: written; each
 	// has room for it): the write-ahead of a SIP call's requests waits
 	// for it.
@@ -95,10 +107,16 @@ func (op callOp) keys() (ck, wk string) {
 
 // ptrKeys are the keys pointing at the record: one per callee leg of a
 // call between web sessions (its ringing forks, or the one that
-// answered).
+// answered), one per fork of a SIP call ringing several web sessions
+// besides its web leg (none, not nil, for the others: the forks that
+// no longer ring point at it no more).
 func (op callOp) ptrKeys() []string {
 	if op.web != nil {
-		return nil
+		ks := []string{}
+		for _, l := range op.forks {
+			ks = append(ks, callKey(l.Session, l.Sub))
+		}
+		return ks
 	}
 	return ptrKeys(op.sn)
 }
@@ -257,11 +275,11 @@ func (r *callRepl) refresh(ctx context.Context) {
 
 // lost drops the copy here of the call under ck, whose record this node
 // could not write over its revision, when the record names another host:
-// this node was taken for dead, and another adopted the call. A record
-// gone (expired) leaves the call here.
+// this node was taken for dead, and another adopted the call, or ended
+// it (Ended). A record gone (expired) leaves the call here.
 func (r *callRepl) lost(ctx context.Context, ck string, id legID) {
 	rec, _, _, err := r.read(ctx, ck)
-	if err != nil || rec.Call == nil && rec.SIP == nil || rec.Host == r.host {
+	if err != nil || rec.Call == nil && rec.SIP == nil && rec.Ended == "" || rec.Host == r.host {
 		return
 	}
 	r.g.calls.Drop(id.session, id.sub)
@@ -543,10 +561,11 @@ func (r *callRepl) read(ctx context.Context, key string) (*callRecord, string, u
 // that adopted it first), or this node, which adopts it when the record
 // still names a dead host. "" is no call to go on with: no record (the
 // call ended, was not answered yet, or its record expired), or a leg
-// whose session is gone; gone says so, rather than a store that did not
-// answer (its buckets electing leaders after the death), which is
-// waited for, backing off, within resumeWait.
-func (r *callRepl) adopt(session, sub string) (host string, gone bool) {
+// whose session is gone; gone then says why the call is over for the
+// leg (nodeDownReason, or the reason its record was left with), rather
+// than a store that did not answer (its buckets electing leaders after
+// the death), which is waited for, backing off, within resumeWait.
+func (r *callRepl) adopt(session, sub string) (host, gone string) {
 	deadline := time.Now().Add(r.g.resumeWait)
 	ctx, cancel := context.WithDeadline(r.g.ctx, deadline)
 	defer cancel()
@@ -559,7 +578,7 @@ func (r *callRepl) adopt(session, sub string) (host string, gone bool) {
 		host, err := r.adoptOnce(actx, session, sub)
 		acancel()
 		if err == nil {
-			return host, false
+			return host, ""
 		}
 		last = err
 		if errors.Is(err, errCallGone) || time.Until(deadline) < wait || !sleepCtx(ctx, wait) {
@@ -567,11 +586,27 @@ func (r *callRepl) adopt(session, sub string) (host string, gone bool) {
 		}
 	}
 	r.g.rlog.Info("call adoption", "a call whose host died not adopted", "session_id", session, "subsession_id", sub, "err", last)
-	return "", errors.Is(last, errCallGone)
+	var ended *callEnded
+	switch {
+	case errors.As(last, &ended):
+		return "", ended.reason
+	case errors.Is(last, errCallGone):
+		return "", nodeDownReason
+	}
+	return "", ""
 }
+
+// nodeDownReason tells a leg that its call ended with its host.
+const nodeDownReason = "the call's node went down"
 
 // errCallGone: the call has no record, or a leg's session has none.
 var errCallGone = errors.New("gateway: the call or a leg's session is gone")
+
+// callEnded: the call's record says it is over (callRecord's Ended).
+type callEnded struct{ reason string }
+
+func (e *callEnded) Error() string        { return "gateway: the call ended: " + e.reason }
+func (e *callEnded) Is(target error) bool { return target == errCallGone }
 
 func (r *callRepl) adoptOnce(ctx context.Context, session, sub string) (string, error) {
 	rec, ck, rev, err := r.read(ctx, callKey(session, sub))
@@ -580,6 +615,8 @@ func (r *callRepl) adoptOnce(ctx context.Context, session, sub string) (string, 
 		return "", errCallGone
 	case err != nil:
 		return "", err
+	case rec.Ended != "":
+		return "", &callEnded{rec.Ended}
 	case rec.Call == nil && rec.SIP == nil:
 		return "", errCallGone
 	case !rec.Released && (rec.Host == r.host || !r.g.node.Down(rec.Host)):

@@ -276,8 +276,16 @@ func TestClusterRestartAfterAdoption(t *testing.T) {
 // TestAdoptedCallDropped: a node whose call's record another node took
 // (it adopted the call, this node taken for dead) drops its copy at the
 // call's next change, when its write fails: it must not go on relaying
-// a call hosted elsewhere. Before, the copy lived on.
+// a call hosted elsewhere. Before, the copy lived on. So does a node
+// whose call's record another node left saying the call is over (a
+// ringing SIP call of several sessions it ended, sipcallrepl.go
+// takeSIP): before, a record with no call in it left the copy.
 func TestAdoptedCallDropped(t *testing.T) {
+	t.Run("adopted", func(t *testing.T) { adoptedCallDropped(t, false) })
+	t.Run("ended", func(t *testing.T) { adoptedCallDropped(t, true) })
+}
+
+func adoptedCallDropped(t *testing.T, ended bool) {
 	g, url := newGatewayOpts(t, nil, Options{Store: store.NewMemory()})
 	a, b, bsub := aliceCallsBob(t, url, url)
 	callHost(t, g, a.sid, "c1", "local")
@@ -302,6 +310,9 @@ func TestAdoptedCallDropped(t *testing.T) {
 		}
 	}
 	rec.Host = "n9"
+	if ended {
+		rec = &callRecord{Host: "n9", Ended: "over"}
+	}
 	data, _ := json.Marshal(rec)
 	if _, err := g.store.Update(ctx, ck, data, rev); err != nil {
 		t.Fatal(err)
@@ -309,10 +320,12 @@ func TestAdoptedCallDropped(t *testing.T) {
 	bobReoffers(t, b, a, bsub) // a change: written over a revision gone
 	for deadline := time.Now().Add(10 * time.Second); g.calls.Active() != 0; <-time.After(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("the copy of a call adopted elsewhere lives on")
+			t.Fatal("the copy of a call taken elsewhere lives on")
 		}
 	}
-	callHost(t, g, a.sid, "c1", "n9")
+	if !ended {
+		callHost(t, g, a.sid, "c1", "n9")
+	}
 }
 
 // appliedStore, once armed, applies the next write of a call record and

@@ -969,7 +969,7 @@ func (s *Session) dropDeadRoutes() {
 	}
 	for _, sub := range calls {
 		host, gone := g.repl.adopt(s.id, sub)
-		if host != "" || !gone {
+		if host != "" || gone == "" {
 			// The call goes on there (callrepl.go); or, the store
 			// silent, the route stays for a later frame or resume to
 			// adopt the call.
@@ -985,7 +985,7 @@ func (s *Session) dropDeadRoutes() {
 		g.metrics.cluster.WithLabelValues("host_down", "shutdown").Inc()
 		s.Send(&protocol.Frame{
 			Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: sub},
-			Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: s.identity, Target: s.identity, Reason: "the call's node went down"},
+			Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: s.identity, Target: s.identity, Reason: gone},
 		}, true)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -25,9 +26,10 @@ import (
 // restarted on its data directory) takes the record by compare-and-set
 // and has its user agent adopt the dialog: a target refresh with its own
 // Contact, after which the phone's requests come to it. An outgoing
-// call has a record from its INVITE's sending, an incoming one ringing a
-// single web session from its ringing (sipgw.Call.EarlyState): the INVITE
-// cannot move, and the adopter ends it (EndEarlySIP).
+// call has a record from its INVITE's sending, an incoming one from its
+// ringing (sipgw.Call.EarlyState; one record for the web sessions it
+// rings, under one's key, the others' pointing at it): the INVITE cannot
+// move, and the adopter ends it (EndEarlySIP).
 
 // sipAdoptTimeout bounds an adoption's target refresh: the resume that
 // adopts waits for it.
@@ -65,12 +67,18 @@ func (r *callRepl) sipCollectors() []prometheus.Collector {
 
 // replicateSIP queues a SIP call's change (call.Options.ReplicateSIP).
 func (r *callRepl) replicateSIP(sn call.SIPSnapshot, st call.SIPDialog, ended bool) {
-	web := sn.Web
-	op := callOp{web: &web, ended: ended}
+	op := sipOp(sn, ended)
 	if !ended {
 		op.sip = &st
 	}
 	r.push(op)
+}
+
+// sipOp is the change of the SIP call whose web side is sn, ended or
+// with its dialog to set.
+func sipOp(sn call.SIPSnapshot, ended bool) callOp {
+	web := sn.Web
+	return callOp{web: &web, forks: sn.Forks, ended: ended}
 }
 
 // writeAheadSIP writes st before the request that makes it leaves
@@ -195,22 +203,47 @@ func (s *Session) adoptReleased() {
 // takeSIP makes this node the host of the SIP call of rec, under ck at
 // revision rev, and has its user agent adopt the dialog. A dialog the
 // peer does not take back (the refresh refused or unanswered) ends the
-// call's web leg (call.Handler.RestoreSIP) and its record. r.adopting
-// holds ck.
+// call's web leg (call.Handler.RestoreSIP) and its record. A call still
+// ringing is ended instead (call.Handler.EndEarlySIP). r.adopting holds
+// ck.
 func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev uint64) error {
 	var sn call.SIPSnapshot
 	if err := json.Unmarshal(rec.SIP.App, &sn); err != nil {
 		return errCallGone // not a record this node can use
 	}
-	ep, err := r.g.legEndpoint(ctx, sn.Web)
-	if errors.Is(err, errCallGone) {
+	legs := []call.LegSnapshot{sn.Web}
+	if rec.SIP.Invite != nil {
+		legs = append(legs, sn.Forks...)
+	}
+	var eps []endpoint.Endpoint
+	for _, l := range legs {
+		ep, err := r.g.legEndpoint(ctx, l)
+		switch {
+		case errors.Is(err, errCallGone):
+			continue
+		case err != nil:
+			return err
+		}
+		eps = append(eps, ep)
+	}
+	if len(eps) == 0 {
 		r.endOrphan(ctx, ck, rec, rev, sn)
-		return err
+		return errCallGone
 	}
-	if err != nil {
-		return err
-	}
-	if err := r.claim(ctx, ck, rec, rev, legID{sn.Web.Session, sn.Web.Sub}); err != nil {
+	forked := rec.SIP.Invite != nil && len(sn.Forks) > 0
+	if forked {
+		// Taken by writing over the record why the call ended: the
+		// forks' sessions resume on their own nodes, up to a lease's
+		// time apart, and the shutdown below is lost for one nobody
+		// has resumed yet; its owner reads the reason here at its
+		// resume. Left naming this node, the record would route it
+		// here, to no call; deleted, it would say the call's node
+		// went down.
+		tomb, _ := json.Marshal(callRecord{Host: r.host, Ended: call.RingLostIn})
+		if _, err := r.g.store.Update(ctx, ck, tomb, rev); err != nil {
+			return err
+		}
+	} else if err := r.claim(ctx, ck, rec, rev, legID{sn.Web.Session, sn.Web.Sub}); err != nil {
 		return err
 	}
 	actx, cancel := context.WithTimeout(r.g.ctx, sipAdoptTimeout)
@@ -218,15 +251,17 @@ func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev 
 	if rec.SIP.Invite != nil {
 		// Ringing or early: its INVITE transaction died with the host.
 		// Cancelled (outgoing) or refused (incoming), so that the phone
-		// stops ringing, and the web leg told why
-		// (call.Handler.EndEarlySIP).
-		err := r.g.calls.EndEarlySIP(actx, *rec.SIP, ep)
-		r.push(callOp{web: &sn.Web, ended: true})
+		// stops ringing, and the web legs whose sessions are there told
+		// why (call.Handler.EndEarlySIP).
+		err := r.g.calls.EndEarlySIP(actx, *rec.SIP, eps...)
+		if !forked {
+			r.push(sipOp(sn, true))
+		}
 		r.sip.cancelled.Add(1)
 		r.g.log.Info("ringing SIP call ended: its node died", "session_id", sn.Web.Session, "subsession_id", sn.Web.Sub, "call_id", rec.SIP.CallID, "err", err)
 		return nil
 	}
-	switch err := r.g.calls.RestoreSIP(actx, *rec.SIP, ep); err {
+	switch err := r.g.calls.RestoreSIP(actx, *rec.SIP, eps[0]); err {
 	case nil:
 		r.adopted.Add(1)
 		r.sip.adoptedCalls.Add(1)
@@ -235,7 +270,7 @@ func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev 
 	default:
 		// The web leg heard the end: the call is over, here as there.
 		r.sip.adoptFailed.Add(1)
-		r.push(callOp{web: &sn.Web, ended: true})
+		r.push(sipOp(sn, true))
 	}
 	return nil
 }
@@ -255,7 +290,7 @@ func (r *callRepl) endOrphan(ctx context.Context, ck string, rec *callRecord, re
 	ectx, cancel := context.WithTimeout(r.g.ctx, sipAdoptTimeout)
 	err := r.g.calls.EndSIP(ectx, *rec.SIP, r.g.orphanRoute(sn).Transform)
 	cancel()
-	r.push(callOp{web: &sn.Web, ended: true})
+	r.push(sipOp(sn, true))
 	if err != nil {
 		r.g.rlog.Info("call records", "a SIP call whose web user is gone not ended", "session_id", sn.Web.Session, "subsession_id", sn.Web.Sub, "err", err)
 		return

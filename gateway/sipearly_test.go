@@ -23,12 +23,8 @@ import (
 // goes. Before, the record did not exist: the phone rang on until its
 // INVITE timed out, and the caller heard "the call's node went down".
 func TestRingingSIPCallOfADeadHostCancelled(t *testing.T) {
-	gs, urls := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
-		c.SIP.Domain = "example.com"
-		c.SIP.Listen.UDP = "127.0.0.1:0"
-	})
-	g := gs[0]
-	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	g, url := sipNode(t)
+	a := dial(t, url, protocol.SubprotocolOracle, nil)
 	a.connect("alice@web.example")
 	phone, got := byePeer(t)
 	app, _ := json.Marshal(call.SIPSnapshot{Out: true, Target: "bob@sip.example",
@@ -61,32 +57,52 @@ func TestRingingSIPCallOfADeadHostCancelled(t *testing.T) {
 	}
 }
 
-// A ringing incoming SIP call whose host died, recorded while it rang
-// one web session: the node that adopts the callee's call answers the
-// caller's INVITE 480 from the record (to its top Via, which a proxy
-// matches by the branch), the callee gets a shutdown, and the record
-// goes. Before, the caller rang until its own timer ran out.
+// A ringing incoming SIP call whose host died, recorded while it rang:
+// the node that adopts a callee's call answers the caller's INVITE 480
+// from the record (to its top Via, which a proxy matches by the branch),
+// each callee gets a shutdown, and the record goes. Rung on two sessions,
+// the record is under one's key and the other's points at it: adopted
+// through the pointer (that fork's owner got there first), the call is
+// refused all the same and both callees are told, and the record is
+// left saying why, for a fork whose session resumes later (its owner
+// reads the reason there). Before, the caller rang until its own timer ran out;
+// rung on two sessions, the call had no record at all.
 func TestRingingIncomingSIPCallOfADeadHostRefused(t *testing.T) {
-	gs, urls := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
-		c.SIP.Domain = "example.com"
-		c.SIP.Listen.UDP = "127.0.0.1:0"
-	})
-	g := gs[0]
-	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
-	b.connect("bob@web.example")
+	for _, forks := range []int{0, 1} {
+		t.Run(strconv.Itoa(forks+1)+" sessions", func(t *testing.T) { ringingIncomingRefused(t, forks) })
+	}
+}
+
+func ringingIncomingRefused(t *testing.T, forks int) {
+	g, url := sipNode(t)
+	var bs []*peer
+	var legs []call.LegSnapshot
+	for i := range forks + 1 {
+		b := dial(t, url, protocol.SubprotocolOracle, nil)
+		b.connect("bob@web.example")
+		bs = append(bs, b)
+		legs = append(legs, call.LegSnapshot{Session: b.sid, Identity: "bob@web.example", Sub: "g" + strconv.Itoa(i+1), StartCorr: "s1"})
+	}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	app, _ := json.Marshal(call.SIPSnapshot{Target: "bob@web.example", Remote: "carol@sip.example",
-		Web: call.LegSnapshot{Session: b.sid, Identity: "bob@web.example", Sub: "g1", StartCorr: "s1"}})
+	app, _ := json.Marshal(call.SIPSnapshot{Target: "bob@web.example", Remote: "carol@sip.example", Web: legs[0], Forks: legs[1:]})
 	via := "SIP/2.0/UDP " + pc.LocalAddr().String() + ";branch=z9hG4bKproxy1"
 	rec := callRecord{Host: "n7", SIP: &sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uas", CallID: "cid-in", LocalTag: "ours",
 		RemoteTag: "theirs", LocalURI: "sip:bob@example.com", RemoteURI: "sip:carol@sip.example", App: app,
 		Invite: &sipgw.InviteState{Vias: []string{via, "SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKcaller"}, From: "<sip:carol@sip.example>;tag=theirs",
 			To: "<sip:bob@example.com>;tag=ours", CSeq: 21}}}
-	adoptRecord(t, g, b.sid, "g1", rec)
+	ck := callKey(legs[0].Session, legs[0].Sub)
+	for _, l := range legs[1:] {
+		ptr, _ := json.Marshal(callRecord{Of: ck})
+		if _, err := g.store.Create(context.Background(), callKey(l.Session, l.Sub), ptr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	by := legs[len(legs)-1] // the fork's key when there is one
+	adoptRecordAs(t, g, legs[0].Session, legs[0].Sub, by.Session, by.Sub, rec)
 	_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	buf := make([]byte, 65535)
 	n, _, err := pc.ReadFrom(buf)
@@ -102,17 +118,43 @@ func TestRingingIncomingSIPCallOfADeadHostRefused(t *testing.T) {
 		res.CSeq().MethodName != sip.INVITE || res.CallID().Value() != "cid-in" || res.To().Value() != "<sip:bob@example.com>;tag=ours" {
 		t.Fatalf("the caller's proxy got\n%s", res)
 	}
-	f := b.read()
-	expect(t, f, protocol.TypeMessage, protocol.ActionShutdown)
-	if f.Control.SubsessionID != "g1" || !strings.Contains(f.Header.Reason, "before the answer") {
-		t.Fatalf("bob's end of the call %s", f.Marshal())
+	for i, b := range bs {
+		f := b.read()
+		expect(t, f, protocol.TypeMessage, protocol.ActionShutdown)
+		if f.Control.SubsessionID != legs[i].Sub || !strings.Contains(f.Header.Reason, "before the answer") {
+			t.Fatalf("bob's end of the call on %s: %s", legs[i].Sub, f.Marshal())
+		}
 	}
-	sipRecordOf(t, g, b.sid, "g1", func(r *callRecord) bool { return r == nil })
+	if n := g.repl.sip.cancelled.Load(); n != 1 {
+		t.Errorf("cancelled %d, want 1", n)
+	}
+	if forks == 0 {
+		sipRecordOf(t, g, legs[0].Session, legs[0].Sub, func(r *callRecord) bool { return r == nil })
+		return
+	}
+	// Left saying why, for a fork whose session resumes later: its
+	// owner hears the reason from the record, the call's node gone
+	// before the answer, not merely gone.
+	for _, l := range legs {
+		if r := sipRecordOf(t, g, l.Session, l.Sub, func(r *callRecord) bool { return r != nil }); r.Ended != call.RingLostIn || r.SIP != nil || r.Host != g.self() {
+			t.Fatalf("the record read through %s: %+v", l.Sub, r)
+		}
+	}
+	if host, gone := g.repl.adopt(legs[1].Session, legs[1].Sub); host != "" || gone != call.RingLostIn {
+		t.Fatalf("a fork's adoption after the end: host %q, gone %q", host, gone)
+	}
 }
 
 // adoptRecord stores rec as the call record of the leg (session, sub),
 // and has g adopt it, as a survivor does at its host's lease expiry.
 func adoptRecord(t *testing.T, g *Gateway, session, sub string, rec callRecord) {
+	t.Helper()
+	adoptRecordAs(t, g, session, sub, session, sub, rec)
+}
+
+// adoptRecordAs is adoptRecord through the leg (bySession, bySub), whose
+// key points at the record.
+func adoptRecordAs(t *testing.T, g *Gateway, session, sub, bySession, bySub string, rec callRecord) {
 	t.Helper()
 	data, _ := json.Marshal(rec)
 	if _, err := g.store.Create(context.Background(), callKey(session, sub), data); err != nil {
@@ -120,7 +162,7 @@ func adoptRecord(t *testing.T, g *Gateway, session, sub string, rec callRecord) 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := g.repl.adoptOnce(ctx, session, sub); err != nil {
+	if _, err := g.repl.adoptOnce(ctx, bySession, bySub); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -41,7 +41,7 @@ func (g *Gateway) watchOrphans() {
 }
 
 // sweepOrphans ends the SIP calls of records that are released, or name
-// a dead host, and whose web session's record is gone. A record whose
+// a dead host, and whose web sessions' records are gone. A record whose
 // session is still there is left to the resume that adopts it.
 func (r *callRepl) sweepOrphans() {
 	ctx, cancel := context.WithTimeout(r.g.ctx, 4*storeTimeout)
@@ -63,11 +63,28 @@ func (r *callRepl) sweepOrphans() {
 		if json.Unmarshal(rec.SIP.App, &sn) != nil {
 			continue
 		}
-		if s, _, err := r.g.restoreBy(sn.Web.Session, time.Now().Add(storeTimeout)); err != nil || s != nil {
+		if !r.sessionsGone(sn, rec.SIP.Invite != nil) {
 			continue
 		}
 		unlock := r.adopting.lock(ck)
 		r.endOrphan(ctx, ck, rec, rev, sn)
 		unlock()
 	}
+}
+
+// sessionsGone reports whether the web sessions of the SIP call sn have
+// no record: its web leg's, and with ringing its forks' (a call ringing
+// several sessions is left to a fork's resume while one is there, which
+// ends it saying why: takeSIP). A record not read counts as there.
+func (r *callRepl) sessionsGone(sn call.SIPSnapshot, ringing bool) bool {
+	legs := []call.LegSnapshot{sn.Web}
+	if ringing {
+		legs = append(legs, sn.Forks...)
+	}
+	for _, l := range legs {
+		if s, _, err := r.g.restoreBy(l.Session, time.Now().Add(storeTimeout)); err != nil || s != nil {
+			return false
+		}
+	}
+	return true
 }

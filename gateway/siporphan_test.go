@@ -69,11 +69,7 @@ func udpPhone(t *testing.T, on func(req *sip.Request, answer func(code int))) st
 // the phone gets one BYE with the cause, and the record goes. Before,
 // the record was left to expire and the phone kept the call.
 func TestSIPCallOfAGoneSessionEnded(t *testing.T) {
-	gs, _ := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
-		c.SIP.Domain = "example.com"
-		c.SIP.Listen.UDP = "127.0.0.1:0"
-	})
-	g := gs[0]
+	g, _ := sipNode(t)
 	phone, got := byePeer(t)
 	putSIPRecord(t, g, "gone", phone, callRecord{Host: g.self()})
 
@@ -167,12 +163,8 @@ func putRoutedSIPRecord(t *testing.T, g *Gateway, session, phone string, rec cal
 // BYE) and its record deleted; one whose session is still there is left
 // for the resume that adopts it.
 func TestSweepEndsReleasedSIPCallOfAGoneSession(t *testing.T) {
-	gs, urls := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
-		c.SIP.Domain = "example.com"
-		c.SIP.Listen.UDP = "127.0.0.1:0"
-	})
-	g := gs[0]
-	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	g, url := sipNode(t)
+	a := dial(t, url, protocol.SubprotocolOracle, nil)
 	a.connect("alice@web.example") // a SIP domain's user would register
 	phone, got := byePeer(t)
 	putSIPRecord(t, g, "gone", phone, callRecord{Host: "n7", Released: true})
@@ -185,4 +177,58 @@ func TestSweepEndsReleasedSIPCallOfAGoneSession(t *testing.T) {
 	}
 	g.repl.sweepOrphans()
 	expectNothing(t, g, got)
+}
+
+// The sweep and a ringing incoming SIP call of a dead host that rang two
+// web sessions: left while a fork's session is there (its resume ends
+// the call, saying why), ended once neither is. Before, the sweep looked
+// at the record's web leg alone, and refused the call ("the web user is
+// gone") under a fork about to resume.
+func TestSweepLeavesRingingSIPCallOfALiveFork(t *testing.T) {
+	g, url := sipNode(t)
+	b := dial(t, url, protocol.SubprotocolOracle, nil)
+	b.connect("bob@web.example")
+	caller, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	put := func(web, fork string) {
+		t.Helper()
+		leg := func(session string) call.LegSnapshot {
+			return call.LegSnapshot{Session: session, Identity: "bob@web.example", Sub: "g1", StartCorr: "s1"}
+		}
+		app, _ := json.Marshal(call.SIPSnapshot{Target: "bob@web.example", Remote: "carol@sip.example", Web: leg(web), Forks: []call.LegSnapshot{leg(fork)}})
+		rec := callRecord{Host: "n7", SIP: &sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uas", CallID: "cid-" + web, LocalTag: "ours",
+			RemoteTag: "theirs", App: app, Invite: &sipgw.InviteState{Vias: []string{"SIP/2.0/UDP " + caller.LocalAddr().String() + ";branch=z9hG4bK" + web},
+				From: "<sip:carol@sip.example>;tag=theirs", To: "<sip:bob@example.com>;tag=ours", CSeq: 1}}}
+		data, _ := json.Marshal(rec)
+		if _, err := g.store.Create(context.Background(), callKey(web, "g1"), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("gone", b.sid)
+	g.repl.sweepOrphans()
+	if n := g.repl.sip.orphaned.Load(); n != 0 {
+		t.Fatalf("orphaned %d under a live fork, want 0", n)
+	}
+	sipRecordOf(t, g, "gone", "g1", func(r *callRecord) bool { return r != nil && r.SIP != nil })
+	put("gone2", "gone3")
+	g.repl.sweepOrphans()
+	if n := g.repl.sip.orphaned.Load(); n != 1 {
+		t.Fatalf("orphaned %d, want 1: the call whose sessions are all gone", n)
+	}
+	sipRecordOf(t, g, "gone2", "g1", func(r *callRecord) bool { return r == nil })
+	sipRecordOf(t, g, "gone", "g1", func(r *callRecord) bool { return r != nil && r.SIP != nil })
+}
+
+// sipNode is a cluster of one node whose SIP user agent listens on UDP
+// (domain example.com), and its WebSocket URL.
+func sipNode(t *testing.T) (*Gateway, string) {
+	t.Helper()
+	gs, urls := newClusterGatewaysMod(t, 1, nil, func(c *Config) {
+		c.SIP.Domain = "example.com"
+		c.SIP.Listen.UDP = "127.0.0.1:0"
+	})
+	return gs[0], urls[0]
 }

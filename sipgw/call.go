@@ -47,11 +47,12 @@ const (
 	// unchanged (a session refresh) is answered without this event.
 	EventReoffer
 	// EventInfo: an INFO arrived (InfoPackage, ContentType, Body; Digit and
-	// Duration for application/dtmf-relay). Already answered 200, but for
-	// one of a declared package (InfoRequest); one of an Info Package we
-	// never announced was refused with 469 instead. A NOTIFY, MESSAGE or
-	// UPDATE of a declared action (SetReceives) comes as one too, with
-	// its InfoRequest to answer (InfoRequest.Method says which).
+	// Duration for application/dtmf-relay). Answered 200 just before it
+	// is queued here, but for one of a declared package (InfoRequest);
+	// one of an Info Package we never announced was refused with 469
+	// instead. A NOTIFY, MESSAGE or UPDATE of a declared action
+	// (SetReceives) comes as one too, with its InfoRequest to answer
+	// (InfoRequest.Method says which).
 	EventInfo
 	// EventRefer: the peer asks us to transfer the call (ReferTo). Answer
 	// with Event.Refer.Accept or Reject; unanswered it is refused (480).
@@ -400,6 +401,40 @@ func (c *Call) emit(ev Event) {
 	select {
 	case c.events <- ev:
 	case <-c.g.ctx.Done():
+	}
+}
+
+// deliverEvent has the owner goroutine run answer (nil: none), the
+// peer's request's response, and queue ev for the reader of Events, and
+// waits until the answer went; false when the call ended first: nothing
+// was answered, and ev is not queued. Answered there, the request is
+// never answered 200 and lost: whatever ends the call after the answer
+// (the peer's BYE right after an INFO's 200, as SIPp sends it) reaches
+// the owner after the event. The answer goes before the event, so that
+// nothing the event leads to (the web user's hang-up: our BYE) overtakes
+// it.
+func (c *Call) deliverEvent(ev Event, answer func()) bool {
+	answered := make(chan struct{})
+	if !c.deliver(func() {
+		if answer != nil {
+			answer()
+		}
+		close(answered)
+		c.emit(ev)
+	}) {
+		return false
+	}
+	select {
+	case <-answered:
+		return true
+	case <-c.done:
+		// The owner ran what it ran before it closed done.
+		select {
+		case <-answered:
+			return true
+		default:
+			return false
+		}
 	}
 }
 
@@ -1117,8 +1152,10 @@ func (c *Call) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		var err error
 		switch {
 		case c.adoptedEnd != nil:
-			c.g.respond(tx, req, 200, "OK")
+			// The end set going before the 200 leaves: a peer that
+			// heard it finds the call ending.
 			c.adoptedEnd()
+			c.g.respond(tx, req, 200, "OK")
 		case c.uac != nil:
 			err = c.uac.ReadBye(req, tx)
 		default:

@@ -100,6 +100,11 @@ func (c *Call) loop(dctx context.Context) {
 		case f := <-c.in:
 			f()
 		case <-dctx.Done():
+			// Work handed over before the dialog ended goes first:
+			// select picks at random among ready cases, and an INFO's
+			// event queued before the peer's BYE was dropped half the
+			// time the owner came to both at once.
+			c.runQueued()
 			c.mu.Lock()
 			st, final, remoteBye := c.state, c.finalCode, c.remoteBye
 			c.mu.Unlock()
@@ -122,6 +127,19 @@ func (c *Call) loop(dctx context.Context) {
 			return
 		case <-c.timerC():
 			c.onTimer()
+		}
+	}
+}
+
+// runQueued runs the work waiting in c.in, as much as it holds room
+// for: what comes after the dialog's end is left (its senders see done).
+func (c *Call) runQueued() {
+	for range cap(c.in) {
+		select {
+		case f := <-c.in:
+			f()
+		default:
+			return
 		}
 	}
 }

@@ -516,6 +516,16 @@ func (s *Session) LastFigures() []LegStats {
 // DeleteFork ends the media of the fork answered with toTag only (a fork
 // that lost to another's 200 OK, or was refused), leaving the others.
 func (s *Session) DeleteFork(ctx context.Context, toTag string) error {
+	return s.withInstance(func(ctl Controller, k Request) error {
+		_, err := ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, ToTag: toTag, DeleteNow: true})
+		return err
+	})
+}
+
+// withInstance runs send with the call's instance and keys, for a request
+// whose answer the caller needs nothing of; a session not anchored sends
+// nothing.
+func (s *Session) withInstance(send func(ctl Controller, k Request) error) error {
 	if !s.anchored {
 		return nil
 	}
@@ -523,9 +533,7 @@ func (s *Session) DeleteFork(ctx context.Context, toTag string) error {
 	if err != nil {
 		return err
 	}
-	k := s.keysRequest()
-	_, err = ctl.Delete(ctx, &Request{CallID: k.CallID, FromTag: k.FromTag, ToTag: toTag, DeleteNow: true})
-	return err
+	return send(ctl, s.keysRequest())
 }
 
 func (s *Session) keysRequest() Request {
@@ -569,16 +577,10 @@ func (s *Session) flags(dir Direction, answer bool) Request {
 // made, the answer's to-tag in one it took. Nothing is sent for a session
 // not anchored.
 func (s *Session) Trickle(ctx context.Context, frag string) error {
-	if !s.anchored {
-		return nil
-	}
-	ctl, err := s.ctl()
-	if err != nil {
+	return s.withInstance(func(ctl Controller, k Request) error {
+		r := Request{CallID: k.CallID, FromTag: k.FromTag, ToTag: k.ToTag, SDP: frag, Flags: []string{"fragment"}}
+		s.turn(&r, WebToSIP)
+		_, err := ctl.Offer(ctx, &r)
 		return err
-	}
-	k := s.keysRequest()
-	r := Request{CallID: k.CallID, FromTag: k.FromTag, ToTag: k.ToTag, SDP: frag, Flags: []string{"fragment"}}
-	s.turn(&r, WebToSIP)
-	_, err = ctl.Offer(ctx, &r)
-	return err
+	})
 }

@@ -70,8 +70,10 @@ type node struct {
 	name, addr, route, metrics, dir, config, log string
 	netns                                        string
 	pprof                                        string // -pprof address (profileEnv)
-	cmd                                          *exec.Cmd
-	exited                                       chan struct{}
+	// lease is the node's cluster.lease_ttl; zero: defaultLease.
+	lease  time.Duration
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // ws is the node's WebSocket URL of the open test application.
@@ -125,10 +127,18 @@ func startCluster(t testing.TB, nodes []*node, extra string) []*node {
 	return nodes
 }
 
-// writeConfig writes the node's configuration: its addresses, and a
-// cluster section of replicas 3 whose other lines are section's.
+// defaultLease is the nodes' cluster.lease_ttl unless node.lease says
+// otherwise: short, so that a node's death is noticed soon.
+const defaultLease = 4 * time.Second
+
+// writeConfig writes the node's configuration: its addresses, its lease,
+// and a cluster section of replicas 3 whose other lines are section's.
 func (n *node) writeConfig(t testing.TB, section string) {
 	t.Helper()
+	lease := n.lease
+	if lease == 0 {
+		lease = defaultLease
+	}
 	cfg := fmt.Sprintf(`listen: %s
 metrics: {listen: %s}
 store: {dir: %s}
@@ -136,9 +146,9 @@ session: {resume_timeout: 30s}
 cluster:
   name: %s
   replicas: 3
-  lease_ttl: 4s
+  lease_ttl: %s
   drain_timeout: 20s
-%s`, n.addr, n.metrics, n.dir, n.name, section)
+%s`, n.addr, n.metrics, n.dir, n.name, lease, section)
 	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

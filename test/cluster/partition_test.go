@@ -274,7 +274,7 @@ func TestClusterPartition(t *testing.T) {
 	ra.until(t, "messages from carol before the cut", from("c", 5))
 
 	// The cut: n3 alone, for three lease TTLs.
-	const leaseTTL = 4 * time.Second
+	const leaseTTL = defaultLease
 	cut := time.Now()
 	lab.cut(2)
 	rc.until(t, "carol's resume on the majority", func(r *receiver) bool { return r.resumed > 0 })

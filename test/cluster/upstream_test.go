@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/client"
 	"github.com/jsonrtc/jsonrtc/internal/natstest"
@@ -16,12 +17,12 @@ import (
 // upstreamNodes writes the configuration of two jsonrtcd nodes whose
 // cluster section is section (given the node's name: the lines under
 // "cluster:" after its name), starts them and waits until each sees the
-// other. Their lease TTL is 12 s, not 4: the NATS servers they use run
-// in the test's process, under its race detector, and on a loaded
-// machine their JetStream took over a third of 4 s to write a lease
-// (the leaf hops add to it): the nodes took themselves for cut off and
-// closed their sockets, time after time. No node dies in these tests,
-// so the longer TTL costs them nothing.
+// other. Their lease TTL (node.lease) is 12 s, not defaultLease's 4:
+// the NATS servers they use run in the test's process, under its race
+// detector, and on a loaded machine their JetStream took over a third
+// of 4 s to write a lease (the leaf hops add to it): the nodes took
+// themselves for cut off and closed their sockets, time after time. No
+// node dies in these tests, so the longer TTL costs them nothing.
 func upstreamNodes(t *testing.T, section func(name string) string) []*node {
 	t.Helper()
 	if testing.Short() {
@@ -30,15 +31,11 @@ func upstreamNodes(t *testing.T, section func(name string) string) []*node {
 	dir := t.TempDir()
 	nodes := make([]*node, 2)
 	for i := range nodes {
-		n := &node{name: fmt.Sprintf("g%d", i+1), dir: filepath.Join(dir, fmt.Sprintf("g%d", i+1))}
+		n := &node{name: fmt.Sprintf("g%d", i+1), dir: filepath.Join(dir, fmt.Sprintf("g%d", i+1)), lease: 12 * time.Second}
 		n.addr = fmt.Sprintf("127.0.0.1:%d", testenv.Port(t))
 		n.metrics = fmt.Sprintf("127.0.0.1:%d", testenv.Port(t))
 		n.config, n.log = n.dir+".yaml", n.dir+".log"
 		n.writeConfig(t, section(n.name))
-		cfg := strings.Replace(readFile(t, n.config), "lease_ttl: 4s", "lease_ttl: 12s", 1)
-		if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
 		nodes[i] = n
 	}
 	runNodes(t, nodes)

@@ -253,10 +253,11 @@ func TestWebRegisterChallenge(t *testing.T) {
 	}
 	// A wrong password is challenged again, and the client's retry
 	// refused while carol backs off (before carol has a binding: later
-	// sessions of an identity share it).
+	// sessions of an identity share it). One attempt: the client would
+	// try a 503 again, challenged anew once the back-off is over.
 	var m atomic.Int32
 	_, err = client.Dial(ctxT(t), client.Options{URL: w.url, Identity: "carol@" + domain,
-		Authorize: ha1Authorizer("carol", "wrong", &m)})
+		Authorize: ha1Authorizer("carol", "wrong", &m), ConnectAttempts: 1})
 	if !errors.As(err, &fe) || fe.Code != 503 || m.Load() != 2 {
 		t.Fatalf("wrong password: %v after %d tries, want 503 after 2", err, m.Load())
 	}

@@ -97,6 +97,12 @@ export interface SessionOptions {
     attemptTimeout?: number;
     /** A WebSocket not open after this long is given up for the next transport (default 5000 ms). */
     openTimeout?: number;
+    /**
+     * Attempts of the first connect when the gateway refuses it for now
+     * (error 503, a close 1013, long-poll's HTTP 503), each after the
+     * backoff; any other refusal fails at once (default 5; 1: no retry).
+     */
+    connectAttempts?: number;
   };
   /**
    * How long a request waits for its answer before it fails with 408

@@ -102,6 +102,9 @@ export class Session extends Emitter {
     // A WebSocket that has not opened by then is given up for the next
     // transport: a proxy that swallows the upgrade never refuses it.
     this._openTimeout = rc.openTimeout ?? 5000;
+    this._connectAttempts = rc.connectAttempts ?? 5;
+    /** Retries of the first connect so far (_retryConnect). */
+    this._connectTries = 0;
     this._backoff = new Backoff({ ...rc, random: rc.random });
     this._rel = new Reliability(options.window);
     this._requestTimeouts = { ...DEFAULT_REQUEST_TIMEOUTS, ...(options.requestTimeouts || {}) };
@@ -230,6 +233,8 @@ export class Session extends Emitter {
       this.id = null;
       this._resuming = false;
       this._rel.reset(0);
+      this._connectTries = 0;
+      this._backoff.reset();
       this._setState(SessionState.CONNECTING);
       this._open();
     }
@@ -835,6 +840,7 @@ export class Session extends Emitter {
     if (c.type === 'error') {
       if ((h.error_code === 401 || h.error_code === 407) && this._answerConnectChallenge(frame)) return;
       const err = JsonRtcError.fromFrame(frame);
+      if (h.error_code === ErrorCode.SERVICE_UNAVAILABLE && this._retryConnect(err)) return;
       this._fail(err);
       return;
     }
@@ -988,8 +994,40 @@ export class Session extends Emitter {
       this._fail(new JsonRtcError(ErrorCode.WEBSOCKET_ERROR, `closed by the server: ${ev.code} ${ev.reason || ''}`.trim()));
       return;
     }
+    // A browser does not show a refused upgrade's HTTP status (it is a
+    // 1006); long-poll does (LongPollSocket.status).
+    if (this.state === SessionState.CONNECTING && !this._resuming && (ev?.code === 1013 || ws.status === 503)) {
+      const why = ev?.code === 1013 ? `closed 1013 ${ev.reason || ''}`.trim() : 'HTTP 503';
+      const err = new JsonRtcError(ErrorCode.SERVICE_UNAVAILABLE, `the gateway refused the connect for now: ${why}`);
+      if (!this._retryConnect(err)) this._fail(err);
+      return;
+    }
     if (this._nextTransport()) return;
     this._onLinkLost();
+  }
+
+  /**
+   * Tries a first connect again that the gateway refused for now (error
+   * 503 answering it, a close 1013, long-poll's HTTP 503: an overloaded
+   * or draining gateway, docs/protocol.md §4.2), as the Go client does:
+   * on a new socket, after the reconnect backoff, at most
+   * reconnect.connectAttempts attempts in all. Reports whether it will.
+   * @param {JsonRtcError} err
+   */
+  _retryConnect(err) {
+    if (this._closing || this._connectTries + 1 >= this._connectAttempts) return false;
+    this._connectTries++;
+    this._dropSocket(4001, 'connect refused for now');
+    // The backoff's first delay (none) went to the first attempt: a
+    // refused gateway is not asked again at once.
+    if (this._backoff.attempt === 0) this._backoff.next();
+    const delay = this._backoff.next();
+    this.log.info(`jsonrtc: connect refused for now (${err.message}); attempt ${this._connectTries + 1} in ${delay} ms`);
+    this._retryTimer = this._clock.setTimeout(() => {
+      this._retryTimer = null;
+      this._open();
+    }, delay);
+    return true;
   }
 
   _socketFailed(err) {

@@ -285,3 +285,38 @@ test('longpoll: close() in standby with the WebSocket refused logs out over long
   assert.equal(del.headers['Jsonrtc-Poll-Token'], 'tok2');
   del.answer(204);
 });
+
+test('a long-poll connect refused with HTTP 503 is tried again after the backoff, WebSocket first', async () => {
+  const env = setup();
+  const p = env.session.connect();
+  await flush();
+  env.sockets[0].drop(1006); // the upgrade refused: a browser does not say why
+  await flush();
+  const [open] = env.ff.pending('POST');
+  open.answer(503);
+  await flush();
+  assert.equal(env.session.state, 'connecting');
+  assert.equal(env.sockets.length, 1);
+  env.fc.advance(100);
+  await flush();
+  assert.equal(env.sockets.length, 2, 'the retry starts again from the WebSocket');
+  env.sockets[1].open();
+  env.sockets[1].receive(connectResponse('S1', 1, 1));
+  await p;
+  assert.equal(env.session.transport, 'websocket');
+});
+
+test('a long-poll connect refused with HTTP 403 fails at once', async () => {
+  const env = setup();
+  const p = env.session.connect();
+  const failed = assert.rejects(p);
+  await flush();
+  env.sockets[0].drop(1006);
+  await flush();
+  env.ff.pending('POST')[0].answer(403);
+  await failed;
+  env.fc.advance(10000);
+  await flush();
+  assert.equal(env.sockets.length, 1);
+  assert.equal(env.session.state, 'failed');
+});

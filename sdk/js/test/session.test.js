@@ -79,6 +79,52 @@ test('connect error fails the session and rejects connect()', async () => {
   assert.equal(env.sockets[0].closed.code, 1000);
 });
 
+test('a connect refused for now (error 503, close 1013) is tried again after the backoff on a new socket, from sequence 1', async () => {
+  const env = setup();
+  const p = env.session.connect();
+  await flush();
+  env.sockets[0].open();
+  env.sockets[0].receive(serverFrame({ type: 'error', package_type: 'register', ack_sequence: 1 }, { action: 'connect', error_code: 503, reason: 'session admission failed' }));
+  assert.equal(env.sockets[0].closed.code, 4001);
+  assert.equal(env.session.state, 'connecting');
+  env.fc.advance(99);
+  await flush();
+  assert.equal(env.sockets.length, 1, 'not asked again at once');
+  env.fc.advance(1);
+  await flush();
+  assert.equal(env.sockets.length, 2);
+  env.sockets[1].open();
+  env.sockets[1].drop(1013);
+  env.fc.advance(199);
+  await flush();
+  assert.equal(env.sockets.length, 2, 'the backoff doubles');
+  env.fc.advance(1);
+  await flush();
+  const ws = env.sockets[2];
+  ws.open();
+  assert.equal(ws.last().control.sequence, 1);
+  assert.equal(ws.last().control.session_id, undefined);
+  ws.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 1, ack_sequence: 1, message_state: 'final' }, { action: 'connect', initiator: 'alice@example.com', response_code: 200 }));
+  await p;
+  assert.equal(env.session.state, 'connected');
+  assert.equal(env.session.id, 'S1');
+});
+
+test('a connect refused for now fails after reconnect.connectAttempts', async () => {
+  const env = setup({ session: { reconnect: { initial: 100, max: 1000, jitter: 0, connectAttempts: 3 } } });
+  const p = env.session.connect();
+  const failed = assert.rejects(p, (e) => e.code === 503);
+  for (let i = 0; i < 3; i++) {
+    await flush();
+    env.sockets[i].open();
+    env.sockets[i].receive(serverFrame({ type: 'error', package_type: 'register', ack_sequence: 1 }, { action: 'connect', error_code: 503, reason: 'too many sessions' }));
+    env.fc.advance(1000);
+  }
+  await failed;
+  assert.equal(env.sockets.length, 3);
+  assert.equal(env.session.state, 'failed');
+});
+
 test('connect challenge: authorize answers a 401 with a new connect (sequence 2) carrying its authorization', async () => {
   const seen = [];
   const env = setup({ session: { authorize: (ch) => (seen.push(ch), { username: 'alice', realm: ch.realm, ha1: 'deadbeef' }) } });

@@ -1,0 +1,126 @@
+package client
+
+import (
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// TestConnectRefusedForNow: a first connect the gateway refuses for now
+// (an overloaded store's 503, a draining node's HTTP 503, a close 1013)
+// is tried again after the reconnect backoff, as a new session
+// (sequence 1), until it passes.
+func TestConnectRefusedForNow(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		refusal refusal
+	}{
+		{"http 503", refusal{status: 503}},
+		{"error 503", refusal{code: protocol.CodeServiceUnavailable}},
+		{"close 1013", refusal{close: websocket.StatusTryAgainLater}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFake(t)
+				f.refuseWith = func(n int, _ string) refusal {
+					if n <= 2 {
+						return tc.refusal
+					}
+					return refusal{}
+				}
+				c := dial(t, f, func(o *Options) { o.ReconnectMin, o.ReconnectMax = time.Second, 4*time.Second })
+				first := <-f.net.dialAt
+				prev := first
+				for _, hi := range []time.Duration{1, 2} {
+					at := <-f.net.dialAt
+					if d := at.Sub(prev); d < hi*time.Second/2 || d > hi*time.Second {
+						t.Fatalf("retry after %v, want in [%v, %v]", d, hi*time.Second/2, hi*time.Second)
+					}
+					prev = at
+				}
+				if c.SessionID() != "S1" {
+					t.Fatalf("session %q, want S1", c.SessionID())
+				}
+				// The fake's session S1 started from the last connect's
+				// sequence: 1, as a new client's.
+				if got := f.state().Processed; got != 1 {
+					t.Fatalf("the connect that passed had sequence %d, want 1", got)
+				}
+			})
+		})
+	}
+}
+
+// TestConnectRefusedFinal: a refusal that is no "not now" (401, 403,
+// error 403) fails Dial at once, without a retry.
+func TestConnectRefusedFinal(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		refusal refusal
+	}{
+		{"http 401", refusal{status: 401}},
+		{"http 403", refusal{status: 403}},
+		{"error 403", refusal{code: protocol.CodeForbidden}},
+		{"close 1008", refusal{close: websocket.StatusPolicyViolation}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFake(t)
+				f.refuseWith = func(int, string) refusal { return tc.refusal }
+				_, err := Dial(t.Context(), f.opts())
+				if err == nil {
+					t.Fatal("Dial passed")
+				}
+				synctest.Wait()
+				if n := len(f.net.dialAt); n != 1 {
+					t.Fatalf("%d dials, want 1 (err %v)", n, err)
+				}
+			})
+		})
+	}
+}
+
+// TestConnectAttempts: a gateway that keeps refusing fails Dial after
+// Options.ConnectAttempts, with its refusal.
+func TestConnectAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake(t)
+		f.refuseWith = func(int, string) refusal { return refusal{status: 503} }
+		o := f.opts()
+		o.ConnectAttempts = 3
+		_, err := Dial(t.Context(), o)
+		var he *HandshakeError
+		if !errors.As(err, &he) || he.Status != 503 {
+			t.Fatalf("Dial: %v, want the handshake's 503", err)
+		}
+		if n := len(f.net.dialAt); n != 3 {
+			t.Fatalf("%d dials, want 3", n)
+		}
+	})
+}
+
+// TestConnectRefusedNextURL: with Options.URLs, the retry of a refused
+// first connect goes to the next node.
+func TestConnectRefusedNextURL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake(t)
+		var hosts []string
+		f.refuseWith = func(_ int, host string) refusal {
+			hosts = append(hosts, host)
+			if host == "n1" {
+				return refusal{code: protocol.CodeServiceUnavailable}
+			}
+			return refusal{}
+		}
+		dial(t, f, func(o *Options) { o.URLs = []string{"ws://n1/ws/", "ws://n2/ws/"} })
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if len(hosts) != 2 || hosts[0] != "n1" || hosts[1] != "n2" {
+			t.Fatalf("handshakes to %v, want n1 then n2", hosts)
+		}
+	})
+}

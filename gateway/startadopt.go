@@ -172,7 +172,12 @@ func recordLegs(rec *callRecord) []legID {
 	if json.Unmarshal(rec.SIP.App, &sn) != nil {
 		return nil // not adopted either (takeSIP)
 	}
-	return []legID{{sn.Web.Session, sn.Web.Sub}}
+	legs := []legID{{sn.Web.Session, sn.Web.Sub}}
+	for _, l := range sn.Forks {
+		// The other web sessions a ringing incoming call rings.
+		legs = append(legs, legID{l.Session, l.Sub})
+	}
+	return legs
 }
 
 // adoptListed adopts back the calls own lists, startAdoptions at a time,

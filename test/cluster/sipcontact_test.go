@@ -1,0 +1,56 @@
+package cluster
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/client"
+)
+
+// TestSIPCallStaysWhenSessionMoves (issue 15): SIPp calls the web user,
+// connected on n1, through Kamailio (which registers, assigns GRUUs and
+// record-routes), and the user answers on n1. The user's socket is cut
+// and the client resumes on n2, which takes the session over and
+// registers the identity's binding with its own Contact; the call stays
+// on n1, its host, alive. The user's DTMF reaches SIPp from n1; then
+// SIPp's INFO (DTMF 7) and BYE, sent to the Contact of the 200, reach
+// the user. Before, that Contact was the binding's GRUU, which Kamailio
+// resolves to the node holding the binding, n2, where no such dialog is:
+// SIPp's INFO was answered 481. An adopter's target refresh carried the
+// GRUU too, so the peer's requests after an adoption went to whichever
+// node the client resumed on next (the 481 once seen after a drain).
+func TestSIPCallStaysWhenSessionMoves(t *testing.T) {
+	t.Parallel()
+	kaddr, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
+	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
+	before := bindings(t, kaddr)
+	if len(before) != 1 {
+		t.Fatalf("bindings after the connect on n1: %v, want 1", before)
+	}
+	sipp := runSipp(t, "uac_session_moves.xml", kaddr, "-s", regUser)
+	in := event(t, user, client.EventIncomingCall)
+	call := in.Call
+	if err := call.Answer(tctx(t), answer); err != nil {
+		t.Fatal(err)
+	}
+	untilCallEvent(t, user, client.CallEstablished)
+
+	id := user.SessionID()
+	user.Kill()
+	resumedBy(t, user, time.Now().Add(30*time.Second))
+	if user.SessionID() != id {
+		t.Fatalf("session %s became %s: not resumed", id, user.SessionID())
+	}
+	// n2 registered during the resume, before answering it.
+	if after := bindings(t, kaddr); len(after) != 1 || after[0] == before[0] {
+		t.Fatalf("bindings after the resume on n2: %v (on n1: %v), want one, not n1's", after, before)
+	}
+	if err := call.DTMF(tctx(t), "5", 100); err != nil {
+		t.Fatal(err)
+	}
+	if ev := untilCallEvent(t, user, client.CallDTMF); ev.Digits != "7" {
+		t.Fatalf("DTMF %q, want SIPp's 7", ev.Digits)
+	}
+	untilCallEvent(t, user, client.CallEnded)
+	sipp.wait(t)
+}

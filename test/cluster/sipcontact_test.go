@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,6 +45,58 @@ func TestSIPCallStaysWhenSessionMoves(t *testing.T) {
 	// n2 registered during the resume, before answering it.
 	if after := bindings(t, kaddr); len(after) != 1 || after[0] == before[0] {
 		t.Fatalf("bindings after the resume on n2: %v (on n1: %v), want one, not n1's", after, before)
+	}
+	if err := call.DTMF(tctx(t), "5", 100); err != nil {
+		t.Fatal(err)
+	}
+	if ev := untilCallEvent(t, user, client.CallDTMF); ev.Digits != "7" {
+		t.Fatalf("DTMF %q, want SIPp's 7", ev.Digits)
+	}
+	untilCallEvent(t, user, client.CallEnded)
+	sipp.wait(t)
+}
+
+// TestSIPCallAdoptedThenSessionMoves: the path of the 481 once seen
+// after an adoption. SIPp calls the user on n1 and n1 is killed; the
+// client resumes on another node, which adopts the call: the Contact of
+// its target refresh (an UPDATE) is where SIPp sends from then on. Then
+// the user's socket is cut until the client resumes on the third node,
+// which takes the session over and registers the binding; the call
+// stays on the adopter. The user's DTMF reaches SIPp from the adopter,
+// and SIPp's INFO and BYE reach the user. Before, the refresh carried
+// the binding's GRUU, and SIPp's INFO went to the third node: 481.
+func TestSIPCallAdoptedThenSessionMoves(t *testing.T) {
+	t.Parallel()
+	kaddr, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
+	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
+	sipp := runSipp(t, "uac_adopted_moves.xml", kaddr, "-s", regUser)
+	in := event(t, user, client.EventIncomingCall)
+	call := in.Call
+	if err := call.Answer(tctx(t), answer); err != nil {
+		t.Fatal(err)
+	}
+	untilCallEvent(t, user, client.CallEstablished)
+	untilMetric(t, "jsonrtc_call_records", 1, nodes[0].metrics)
+
+	nodes[0].signal(syscall.SIGKILL)
+	resumedBy(t, user, time.Now().Add(30*time.Second))
+	untilMetric(t, "jsonrtc_sip_calls_adopted_total", 1, nodes[1].metrics, nodes[2].metrics)
+	nodes[0].wait(t, syscall.SIGKILL)
+	adopter := bindings(t, kaddr)
+	if len(adopter) != 1 {
+		t.Fatalf("bindings after the adoption: %v, want the adopter's", adopter)
+	}
+	// The client goes round its URLs, the dead n1 among them: cut its
+	// socket until it resumed on the node that did not adopt.
+	for try := 0; ; try++ {
+		if try == 4 {
+			t.Fatalf("the session stays on the adopter (binding %v)", adopter)
+		}
+		user.Kill()
+		resumedBy(t, user, time.Now().Add(30*time.Second))
+		if after := bindings(t, kaddr); len(after) == 1 && after[0] != adopter[0] {
+			break
+		}
 	}
 	if err := call.DTMF(tctx(t), "5", 100); err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 // resolves to the node holding the binding, n2, where no such dialog is:
 // SIPp's INFO was answered 481. An adopter's target refresh carried the
 // GRUU too, so the peer's requests after an adoption went to whichever
-// node the client resumed on next (the 481 once seen after a drain).
+// node the client resumed on next (the 481 once seen after an adoption).
 func TestSIPCallStaysWhenSessionMoves(t *testing.T) {
 	t.Parallel()
 	kaddr, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
@@ -29,12 +29,7 @@ func TestSIPCallStaysWhenSessionMoves(t *testing.T) {
 		t.Fatalf("bindings after the connect on n1: %v, want 1", before)
 	}
 	sipp := runSipp(t, "uac_session_moves.xml", kaddr, "-s", regUser)
-	in := event(t, user, client.EventIncomingCall)
-	call := in.Call
-	if err := call.Answer(tctx(t), answer); err != nil {
-		t.Fatal(err)
-	}
-	untilCallEvent(t, user, client.CallEstablished)
+	call := answerIncoming(t, user)
 
 	id := user.SessionID()
 	user.Kill()
@@ -46,14 +41,7 @@ func TestSIPCallStaysWhenSessionMoves(t *testing.T) {
 	if after := bindings(t, kaddr); len(after) != 1 || after[0] == before[0] {
 		t.Fatalf("bindings after the resume on n2: %v (on n1: %v), want one, not n1's", after, before)
 	}
-	if err := call.DTMF(tctx(t), "5", 100); err != nil {
-		t.Fatal(err)
-	}
-	if ev := untilCallEvent(t, user, client.CallDTMF); ev.Digits != "7" {
-		t.Fatalf("DTMF %q, want SIPp's 7", ev.Digits)
-	}
-	untilCallEvent(t, user, client.CallEnded)
-	sipp.wait(t)
+	dtmfThenSIPpHangsUp(t, user, call, sipp)
 }
 
 // TestSIPCallAdoptedThenSessionMoves: the path of the 481 once seen
@@ -70,12 +58,7 @@ func TestSIPCallAdoptedThenSessionMoves(t *testing.T) {
 	kaddr, nodes := kamailioCluster(t, "  outbound_proxy: sip:{kamailio}\n")
 	user := dial(t, regUser+"@example.com", urls(nodes, 0), nil)
 	sipp := runSipp(t, "uac_adopted_moves.xml", kaddr, "-s", regUser)
-	in := event(t, user, client.EventIncomingCall)
-	call := in.Call
-	if err := call.Answer(tctx(t), answer); err != nil {
-		t.Fatal(err)
-	}
-	untilCallEvent(t, user, client.CallEstablished)
+	call := answerIncoming(t, user)
 	untilMetric(t, "jsonrtc_call_records", 1, nodes[0].metrics)
 
 	nodes[0].signal(syscall.SIGKILL)
@@ -98,6 +81,26 @@ func TestSIPCallAdoptedThenSessionMoves(t *testing.T) {
 			break
 		}
 	}
+	dtmfThenSIPpHangsUp(t, user, call, sipp)
+}
+
+// answerIncoming answers the user's incoming call and waits until it is
+// established.
+func answerIncoming(t *testing.T, user *client.Client) *client.Call {
+	t.Helper()
+	call := event(t, user, client.EventIncomingCall).Call
+	if err := call.Answer(tctx(t), answer); err != nil {
+		t.Fatal(err)
+	}
+	untilCallEvent(t, user, client.CallEstablished)
+	return call
+}
+
+// dtmfThenSIPpHangsUp: the user's DTMF is SIPp's cue (scenarios
+// uac_session_moves.xml, uac_adopted_moves.xml); SIPp's INFO (DTMF 7)
+// and BYE then reach the user, and SIPp's scenario ends well.
+func dtmfThenSIPpHangsUp(t *testing.T, user *client.Client, call *client.Call, sipp *sippRun) {
+	t.Helper()
 	if err := call.DTMF(tctx(t), "5", 100); err != nil {
 		t.Fatal(err)
 	}

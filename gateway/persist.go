@@ -208,13 +208,23 @@ func (g *Gateway) writeRound() {
 		s.mu.Unlock()
 	}
 	g.walMu.Unlock()
+	var data [][]byte
+	if b, ok := g.store.(store.Batcher); ok && len(snaps) > 1 && !g.noBatch.Load() {
+		snaps, data = g.writeBatch(b, snaps)
+	}
 	// The writes go in parallel: each is a round trip to the store.
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
-	for _, sn := range snaps {
+	for i, sn := range snaps {
 		sem <- struct{}{}
 		wg.Go(func() {
-			if g.writeLocked(sn) {
+			var ok bool
+			if data != nil {
+				ok = g.storeLocked(sn, data[i])
+			} else {
+				ok = g.writeLocked(sn)
+			}
+			if ok {
 				sn.release()
 			}
 			sn.s.saveMu.Unlock()
@@ -247,34 +257,98 @@ func (sn snapshot) release() {
 	s.mu.Unlock()
 }
 
+// writeBatch writes the round's records as one batch of the store (a
+// replicated bucket agrees on one entry, not on one per record); s.saveMu
+// of each is held. A snapshot with nothing to write is done at once. It
+// returns the snapshots left to write one by one, with their records:
+// all of them when the batch failed (a conflict among them, a leader
+// being elected, a batch whose answer was lost: each Update tells its
+// own write).
+func (g *Gateway) writeBatch(b store.Batcher, snaps []snapshot) ([]snapshot, [][]byte) {
+	ws := make([]store.Write, 0, len(snaps))
+	left := snaps[:0]
+	var data [][]byte
+	for _, sn := range snaps {
+		d, done, ok := g.encode(sn)
+		if done {
+			if ok {
+				sn.release()
+			}
+			sn.s.saveMu.Unlock()
+			continue
+		}
+		left = append(left, sn)
+		data = append(data, d)
+		ws = append(ws, store.Write{Key: recordKey(sn.s.id), Value: d, Rev: sn.s.rev})
+	}
+	if len(ws) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	revs, err := b.WriteBatch(ctx, ws)
+	cancel()
+	if err != nil {
+		if errors.Is(err, store.ErrNoBatch) {
+			g.noBatch.Store(true)
+		} else {
+			g.metrics.storeWrites.WithLabelValues("batch_failed").Inc()
+		}
+		return left, data
+	}
+	for i, sn := range left {
+		g.metrics.storeWrites.WithLabelValues("ok").Inc()
+		sn.s.rev, sn.s.savedGen = revs[i], sn.gen
+		sn.release()
+		sn.s.saveMu.Unlock()
+	}
+	return nil, nil
+}
+
 // writeLocked stores sn; s.saveMu is held. It reports whether sn's
 // frames may go out: false when another writer owns the record. A store
 // that fails (down, or the record over its bound) costs durability, not
 // service: the frames go out unstored, logged and counted.
 func (g *Gateway) writeLocked(sn snapshot) bool {
+	data, done, ok := g.encode(sn)
+	if done {
+		return ok
+	}
+	return g.storeLocked(sn, data)
+}
+
+// encode is sn's record; done when there is nothing to write, ok then
+// whether sn's frames may go out (writeLocked). s.saveMu is held.
+func (g *Gateway) encode(sn snapshot) (data []byte, done, ok bool) {
 	s := sn.s
 	if sn.gen <= s.savedGen {
-		return true
+		return nil, true, true
 	}
 	s.mu.Lock()
 	ended, lost, standby, regInstance := s.ended && !s.keepRecord, s.lost, s.standby, s.regInstance
 	s.mu.Unlock()
 	if lost {
-		return false
+		return nil, true, false
 	}
 	if ended {
-		return true // nothing to store; no socket either
+		return nil, true, true // nothing to store; no socket either
 	}
 	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st,
 		Owner: g.ownerName(), Routes: sn.routes, Relays: sn.relays, Awaiting: sn.awaits,
 		Standby: standby, RegInstance: regInstance, Presence: sn.pres, Notes: sn.notes})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
-		return true
+		return nil, true, true
 	}
+	return data, false, false
+}
+
+// storeLocked writes sn's record data, as writeLocked; s.saveMu is held.
+func (g *Gateway) storeLocked(sn snapshot, data []byte) bool {
+	s := sn.s
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	var rev uint64
+	var err error
 	if s.rev == 0 {
 		rev, err = g.store.Create(ctx, recordKey(s.id), data)
 	} else {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/internal/testenv"
 	"github.com/jsonrtc/jsonrtc/store/natsstore"
+	"github.com/jsonrtc/jsonrtc/store/storetest"
 )
 
 // startCluster runs three embedded servers joined through routes, with
@@ -117,4 +118,11 @@ func TestClusterRebindsDirectReads(t *testing.T) {
 	if err != nil || string(v) != "one" || got != rev {
 		t.Fatalf("through n2: %q %d %v, want one %d", v, got, err, rev)
 	}
+}
+
+// TestClusterBatch: a replicated bucket takes a round of writes as one
+// atomic batch, compare-and-set per record, through any node.
+func TestClusterBatch(t *testing.T) {
+	nodes := startCluster(t)
+	storetest.Batch(t, nodes[1])
 }

@@ -1,0 +1,157 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/store"
+)
+
+// batchingStore is a Memory store that notes the keys of each batch and
+// can fail the next one.
+type batchingStore struct {
+	*store.Memory
+	mu      sync.Mutex
+	batches [][]string
+	fail    error  // the next WriteBatch's error, nothing written
+	before  func() // run at the next WriteBatch, before it writes
+}
+
+func (b *batchingStore) WriteBatch(ctx context.Context, ws []store.Write) ([]uint64, error) {
+	var keys []string
+	for _, w := range ws {
+		keys = append(keys, w.Key)
+	}
+	b.mu.Lock()
+	b.batches = append(b.batches, keys)
+	fail, before := b.fail, b.before
+	b.fail, b.before = nil, nil
+	b.mu.Unlock()
+	if before != nil {
+		before()
+	}
+	if fail != nil {
+		return nil, fail
+	}
+	return b.Memory.WriteBatch(ctx, ws)
+}
+
+// batchWith reports whether a batch held all of keys.
+func (b *batchingStore) batchWith(keys ...string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, got := range b.batches {
+		if !slices.ContainsFunc(keys, func(k string) bool { return !slices.Contains(got, k) }) {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *batchingStore) failNext(err error, before func()) {
+	b.mu.Lock()
+	b.fail, b.before = err, before
+	b.mu.Unlock()
+}
+
+// messageTo sends a message from a to target and returns it as read by
+// each of to.
+func messageTo(t *testing.T, a *peer, target string, to ...*peer) {
+	t.Helper()
+	a.send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessaging},
+		Header: protocol.Header{Action: protocol.ActionSend, Target: target}, Payload: []byte(`{"content_type":"text/plain","body":"hi"}`)})
+	for _, p := range to {
+		if m := p.read(); m.Header.Action != protocol.ActionSend || m.Control.Type != protocol.TypeRequest {
+			t.Fatalf("got %s, want the message", m.Marshal())
+		}
+	}
+}
+
+// TestRoundWrittenAsOneBatch: the sessions a round writes go to a
+// batching store as one batch (a replicated bucket then agrees on one
+// entry, not one per record: docs/benchmarks.md "Cluster"), and the
+// records hold what was written.
+func TestRoundWrittenAsOneBatch(t *testing.T) {
+	st := &batchingStore{Memory: store.NewMemory()}
+	_, url := newGatewayOpts(t, nil, Options{Store: st})
+	a := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	a.connect("alice@example.com")
+	b1 := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	b1.connect("bob@example.com")
+	b2 := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	b2.connect("bob@example.com")
+	// A message to bob is relayed to both his sessions in one
+	// processing: both are in the round that releases it.
+	messageTo(t, a, "bob@example.com", b1, b2)
+	if !st.batchWith(recordKey(b1.sid), recordKey(b2.sid)) {
+		t.Fatalf("bob's sessions not written in one batch: %q", st.batches)
+	}
+	for _, p := range []*peer{b1, b2} {
+		if v, _, err := st.Get(context.Background(), recordKey(p.sid)); err != nil || !strings.Contains(string(v), `"from":"`+a.sid) {
+			t.Fatalf("record of %s: %q %v, want alice's relay", p.sid, v, err)
+		}
+	}
+}
+
+// TestFailedBatchWrittenOneByOne: a batch that fails (a leader being
+// elected, an answer lost) is written again one record at a time, and
+// its frames go out only then.
+func TestFailedBatchWrittenOneByOne(t *testing.T) {
+	st := &batchingStore{Memory: store.NewMemory()}
+	_, url := newGatewayOpts(t, nil, Options{Store: st})
+	a := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	a.connect("alice@example.com")
+	b1 := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	b1.connect("bob@example.com")
+	b2 := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	b2.connect("bob@example.com")
+	st.failNext(errors.New("answer lost"), nil)
+	messageTo(t, a, "bob@example.com", b1, b2)
+	for _, p := range []*peer{b1, b2} {
+		if v, _, err := st.Get(context.Background(), recordKey(p.sid)); err != nil || !strings.Contains(string(v), `"from":"`+a.sid) {
+			t.Fatalf("record of %s: %q %v, want alice's relay", p.sid, v, err)
+		}
+	}
+}
+
+// TestBatchConflictEndsOnlyItsSession: one record of a batch taken over
+// by another writer refuses the whole batch; written one by one, the
+// other sessions' frames go out, and only the copy whose record is no
+// longer its own ends, without its frame.
+func TestBatchConflictEndsOnlyItsSession(t *testing.T) {
+	st := &batchingStore{Memory: store.NewMemory()}
+	_, url := newGatewayOpts(t, nil, Options{Store: st})
+	a := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	a.connect("alice@example.com")
+	b1 := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	b1.connect("bob@example.com")
+	b2 := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	b2.connect("bob@example.com")
+	st.failNext(nil, func() {
+		// Another writer takes b2's record over, as a resume elsewhere.
+		ctx := context.Background()
+		v, rev, err := st.Get(ctx, recordKey(b2.sid))
+		if err == nil {
+			_, err = st.Update(ctx, recordKey(b2.sid), v, rev)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	messageTo(t, a, "bob@example.com", b1)
+	frames, _ := b2.drain()
+	t.Logf("frames %q batches %q", frames, st.batches)
+	for _, f := range frames {
+		if strings.Contains(f, `"hi"`) {
+			t.Fatalf("b2's copy, its record another's, sent the message: %s", f)
+		}
+	}
+	if !st.batchWith(recordKey(b1.sid), recordKey(b2.sid)) {
+		t.Fatalf("bob's sessions not written in one batch: %q", st.batches)
+	}
+}

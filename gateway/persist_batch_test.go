@@ -86,51 +86,54 @@ func messageTo(t *testing.T, a *peer, target string, to ...*peer) {
 	}
 }
 
-// TestRoundWrittenAsOneBatch: the sessions a round writes go to a
-// batching store as one batch (a replicated bucket then agrees on one
-// entry, not one per record: docs/benchmarks.md "Cluster"), and the
-// records hold what was written.
-func TestRoundWrittenAsOneBatch(t *testing.T) {
-	st := &batchingStore{Memory: store.NewMemory()}
+// aliceAndTwoBobs: a gateway on a batching store, alice's session and
+// two of bob's.
+func aliceAndTwoBobs(t *testing.T) (st *batchingStore, a, b1, b2 *peer) {
+	t.Helper()
+	st = &batchingStore{Memory: store.NewMemory()}
 	_, url := newGatewayOpts(t, nil, Options{Store: st})
-	a := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	a = dial(t, url, protocol.SubprotocolJSONrtc, nil)
 	a.connect("alice@example.com")
-	b1 := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	b1 = dial(t, url, protocol.SubprotocolJSONrtc, nil)
 	b1.connect("bob@example.com")
-	b2 := dial(t, url, protocol.SubprotocolJSONrtc, nil)
+	b2 = dial(t, url, protocol.SubprotocolJSONrtc, nil)
 	b2.connect("bob@example.com")
-	// A message to bob is relayed to both his sessions in one
-	// processing: both are in the round that releases it.
-	messageTo(t, a, "bob@example.com", b1, b2)
-	if !st.batchWith(recordKey(b1.sid), recordKey(b2.sid)) {
-		t.Fatalf("bob's sessions not written in one batch: %q", st.batches)
-	}
-	for _, p := range []*peer{b1, b2} {
+	return st, a, b1, b2
+}
+
+// relayStored checks that the records of to hold a's relay.
+func relayStored(t *testing.T, st *batchingStore, a *peer, to ...*peer) {
+	t.Helper()
+	for _, p := range to {
 		if v, _, err := st.Get(context.Background(), recordKey(p.sid)); err != nil || !strings.Contains(string(v), `"from":"`+a.sid) {
 			t.Fatalf("record of %s: %q %v, want alice's relay", p.sid, v, err)
 		}
 	}
 }
 
+// TestRoundWrittenAsOneBatch: the sessions a round writes go to a
+// batching store as one batch (a replicated bucket then agrees on one
+// entry, not one per record: docs/benchmarks.md "Cluster"), and the
+// records hold what was written.
+func TestRoundWrittenAsOneBatch(t *testing.T) {
+	st, a, b1, b2 := aliceAndTwoBobs(t)
+	// A message to bob is relayed to both his sessions in one
+	// processing: both are in the round that releases it.
+	messageTo(t, a, "bob@example.com", b1, b2)
+	if !st.batchWith(recordKey(b1.sid), recordKey(b2.sid)) {
+		t.Fatalf("bob's sessions not written in one batch: %q", st.batches)
+	}
+	relayStored(t, st, a, b1, b2)
+}
+
 // TestFailedBatchWrittenOneByOne: a batch that fails (a leader being
 // elected, an answer lost) is written again one record at a time, and
 // its frames go out only then.
 func TestFailedBatchWrittenOneByOne(t *testing.T) {
-	st := &batchingStore{Memory: store.NewMemory()}
-	_, url := newGatewayOpts(t, nil, Options{Store: st})
-	a := dial(t, url, protocol.SubprotocolJSONrtc, nil)
-	a.connect("alice@example.com")
-	b1 := dial(t, url, protocol.SubprotocolJSONrtc, nil)
-	b1.connect("bob@example.com")
-	b2 := dial(t, url, protocol.SubprotocolJSONrtc, nil)
-	b2.connect("bob@example.com")
+	st, a, b1, b2 := aliceAndTwoBobs(t)
 	st.failNext(errors.New("answer lost"))
 	messageTo(t, a, "bob@example.com", b1, b2)
-	for _, p := range []*peer{b1, b2} {
-		if v, _, err := st.Get(context.Background(), recordKey(p.sid)); err != nil || !strings.Contains(string(v), `"from":"`+a.sid) {
-			t.Fatalf("record of %s: %q %v, want alice's relay", p.sid, v, err)
-		}
-	}
+	relayStored(t, st, a, b1, b2)
 }
 
 // TestBatchConflictEndsOnlyItsSession: one record of a batch taken over
@@ -138,14 +141,7 @@ func TestFailedBatchWrittenOneByOne(t *testing.T) {
 // other sessions' frames go out, and only the copy whose record is no
 // longer its own ends, without its frame.
 func TestBatchConflictEndsOnlyItsSession(t *testing.T) {
-	st := &batchingStore{Memory: store.NewMemory()}
-	_, url := newGatewayOpts(t, nil, Options{Store: st})
-	a := dial(t, url, protocol.SubprotocolJSONrtc, nil)
-	a.connect("alice@example.com")
-	b1 := dial(t, url, protocol.SubprotocolJSONrtc, nil)
-	b1.connect("bob@example.com")
-	b2 := dial(t, url, protocol.SubprotocolJSONrtc, nil)
-	b2.connect("bob@example.com")
+	st, a, b1, b2 := aliceAndTwoBobs(t)
 	st.beforeWriting(recordKey(b2.sid), func() {
 		// Another writer takes b2's record over, as a resume elsewhere
 		// (it writes its own name in it: bytes of its own).

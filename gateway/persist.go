@@ -287,12 +287,23 @@ func (g *Gateway) writeBatch(b store.Batcher, snaps []snapshot) ([]snapshot, [][
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	revs, err := b.WriteBatch(ctx, ws)
 	cancel()
-	if err != nil {
-		if errors.Is(err, store.ErrNoBatch) {
-			g.noBatch.Store(true)
-		} else {
-			g.metrics.storeWrites.WithLabelValues("batch_failed").Inc()
+	switch {
+	case errors.Is(err, store.ErrNoBatch):
+		g.noBatch.Store(true)
+		return left, data
+	case errors.Is(err, context.DeadlineExceeded) && g.node != nil:
+		// The store answered nothing within storeTimeout (a bucket
+		// electing a leader): one by one, each write would wait as
+		// long again before its frames went back to wait. They wait
+		// for the next round now, as a failed write's.
+		g.metrics.storeWrites.WithLabelValues("batch_failed").Inc()
+		for _, sn := range left {
+			g.requeue(sn, err)
+			sn.s.saveMu.Unlock()
 		}
+		return nil, nil
+	case err != nil:
+		g.metrics.storeWrites.WithLabelValues("batch_failed").Inc()
 		return left, data
 	}
 	for i, sn := range left {
@@ -427,16 +438,7 @@ func (g *Gateway) storeLocked(sn snapshot, data []byte) bool {
 		// wait for the store instead: back in the queue, written again
 		// at the writer's next round.
 		g.metrics.storeWrites.WithLabelValues("error").Inc()
-		g.rlog.Warn("store write", "saving session record; its frames wait for the store", "session_id", s.id, "err", err)
-		s.mu.Lock()
-		if s.conn == sn.conn && len(sn.frames) > 0 {
-			s.pending = append(sn.frames[:len(sn.frames):len(sn.frames)], s.pending...)
-		}
-		if !s.ended {
-			s.markDirtyLocked()
-		}
-		s.mu.Unlock()
-		g.writeFailed.Store(true)
+		g.requeue(sn, err)
 		return false
 	}
 	if err != nil {
@@ -447,6 +449,23 @@ func (g *Gateway) storeLocked(sn snapshot, data []byte) bool {
 	g.metrics.storeWrites.WithLabelValues("ok").Inc()
 	s.rev, s.savedGen = rev, sn.gen
 	return true
+}
+
+// requeue puts sn's frames back to wait for the writer's next round,
+// which writes s again (a cluster's store failing a write); s.saveMu is
+// held.
+func (g *Gateway) requeue(sn snapshot, err error) {
+	s := sn.s
+	g.rlog.Warn("store write", "saving session record; its frames wait for the store", "session_id", s.id, "err", err)
+	s.mu.Lock()
+	if s.conn == sn.conn && len(sn.frames) > 0 {
+		s.pending = append(sn.frames[:len(sn.frames):len(sn.frames)], s.pending...)
+	}
+	if !s.ended {
+		s.markDirtyLocked()
+	}
+	s.mu.Unlock()
+	g.writeFailed.Store(true)
 }
 
 // errOwnRecord: a write refused as a conflict with a record that names

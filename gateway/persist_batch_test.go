@@ -165,3 +165,82 @@ func TestBatchConflictEndsOnlyItsSession(t *testing.T) {
 		t.Fatalf("b2 not written in a batch: %q", st.batches)
 	}
 }
+
+// timingOutBatch batches over a store that has no batches (writing one
+// by one: enough for the gateway's side), logs each write, and can
+// answer the next batch with a timeout.
+type timingOutBatch struct {
+	store.Store
+	mu      sync.Mutex
+	log     []string // "batch", "timeout" or "update KEY"
+	timeout bool
+}
+
+func (w *timingOutBatch) note(s string) {
+	w.mu.Lock()
+	w.log = append(w.log, s)
+	w.mu.Unlock()
+}
+
+func (w *timingOutBatch) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	w.note("update " + key)
+	return w.Store.Update(ctx, key, value, rev)
+}
+
+func (w *timingOutBatch) WriteBatch(ctx context.Context, ws []store.Write) ([]uint64, error) {
+	w.mu.Lock()
+	timeout := w.timeout
+	w.timeout = false
+	w.mu.Unlock()
+	if timeout {
+		w.note("timeout")
+		return nil, context.DeadlineExceeded
+	}
+	w.note("batch")
+	revs := make([]uint64, len(ws))
+	for i, x := range ws {
+		var err error
+		if x.Rev == 0 {
+			revs[i], err = w.Store.Create(ctx, x.Key, x.Value)
+		} else {
+			revs[i], err = w.Store.Update(ctx, x.Key, x.Value, x.Rev)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return revs, nil
+}
+
+// TestBatchTimeoutWaitsForNextRound: in a cluster, a batch the store
+// answered nothing to within its time (a bucket electing a leader) is
+// not written again record by record, each waiting as long again: its
+// frames wait for the next round, written as a batch again.
+func TestBatchTimeoutWaitsForNextRound(t *testing.T) {
+	var w *timingOutBatch
+	_, urls := newClusterGatewaysOn(t, 1, func(s store.Store) store.Store {
+		w = &timingOutBatch{Store: s}
+		return w
+	})
+	a := dial(t, urls[0], protocol.SubprotocolJSONrtc, nil)
+	a.connect("alice@example.com")
+	b1 := dial(t, urls[0], protocol.SubprotocolJSONrtc, nil)
+	b1.connect("bob@example.com")
+	b2 := dial(t, urls[0], protocol.SubprotocolJSONrtc, nil)
+	b2.connect("bob@example.com")
+	w.mu.Lock()
+	w.timeout, w.log = true, nil
+	w.mu.Unlock()
+	messageTo(t, a, "bob@example.com", b1, b2)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	i := slices.Index(w.log, "timeout")
+	if i < 0 || slices.Index(w.log[i:], "batch") < 0 {
+		t.Fatalf("writes %q: want a batch timed out, then a batch", w.log)
+	}
+	for _, op := range w.log[i:] {
+		if op == "update "+recordKey(b1.sid) || op == "update "+recordKey(b2.sid) {
+			t.Fatalf("writes %q: a timed out batch's record written on its own", w.log)
+		}
+	}
+}

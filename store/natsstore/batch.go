@@ -24,6 +24,10 @@ import (
 // its key), checked against the batch before it: one conflict refuses
 // the batch, and nothing of it is stored.
 
+// errAtomicDisabled is JetStream's error code for a batch to a stream
+// that takes none.
+const errAtomicDisabled = 10174
+
 // maxBatch bounds the messages of one batch: the server's default bound
 // is 1,000 (a refresh of every record is a round of every session).
 const maxBatch = 500
@@ -132,6 +136,12 @@ func (s *KV) writeBatch(ctx context.Context, ws []store.Write) ([]uint64, error)
 			return nil, fmt.Errorf("natsstore: batch answer: %w", err)
 		}
 		if ack.Error != nil {
+			if ack.Error.ErrorCode == errAtomicDisabled {
+				// Another node's start created the bucket again,
+				// which turned batches off (allowBatches): on again
+				// for the next round; this one goes one by one.
+				allowBatches(ctx, s.js, s.bucket)
+			}
 			return nil, conflict(ack.Error)
 		}
 		if ack.Count != len(ws) || ack.Seq < uint64(len(ws)) {

@@ -40,24 +40,29 @@ const (
 	hdrExpectedSeq = "Nats-Expected-Last-Subject-Sequence"
 )
 
-// allowBatches turns the bucket's atomic batch publish on, and returns
-// the prefix of its keys' subjects; "" when the server refused (too old).
-// A node started later creates the bucket again, which turns them off
-// until it too turns them on: meanwhile batches are refused, and the
-// gateway writes one by one.
-func allowBatches(ctx context.Context, js jetstream.JetStream, bucket string) string {
+// allowBatches turns the bucket's atomic batch publish on, and reports
+// false when the server keeps it off: older than 2.12, it would store a
+// batch's messages as plain ones. A failure to say (the bucket not
+// answering at a start) is taken as true: a batch refused because they
+// are off turns them on (writeBatch). A node started later creates the
+// bucket again, which turns them off until it too turns them on.
+func allowBatches(ctx context.Context, js jetstream.JetStream, bucket string) bool {
 	st, err := js.Stream(ctx, "KV_"+bucket)
 	if err != nil {
-		return ""
+		return true
 	}
 	cfg := st.CachedInfo().Config
-	if !cfg.AllowAtomicPublish {
-		cfg.AllowAtomicPublish = true
-		info, err := js.UpdateStream(ctx, cfg)
-		if err != nil || !info.CachedInfo().Config.AllowAtomicPublish {
-			return ""
-		}
+	if cfg.AllowAtomicPublish {
+		return true
 	}
+	cfg.AllowAtomicPublish = true
+	info, err := js.UpdateStream(ctx, cfg)
+	return err != nil || info.CachedInfo().Config.AllowAtomicPublish
+}
+
+// batchPrefix is the prefix of the bucket's keys' subjects, as the KV
+// client makes them (its puts).
+func batchPrefix(js jetstream.JetStream, bucket string) string {
 	o := js.Options()
 	switch {
 	case o.Domain != "":
@@ -71,6 +76,7 @@ func allowBatches(ctx context.Context, js jetstream.JetStream, bucket string) st
 // batchAck is the server's answer to a batch's commit.
 type batchAck struct {
 	Seq   uint64              `json:"seq"`
+	Batch string              `json:"batch"`
 	Count int                 `json:"count"`
 	Error *jetstream.APIError `json:"error"`
 }
@@ -79,7 +85,7 @@ type batchAck struct {
 // takes no batches (one replica, whose server would stage each batch in
 // files of its own, or a server older than 2.12).
 func (s *KV) WriteBatch(ctx context.Context, ws []store.Write) ([]uint64, error) {
-	if s.batchPre == "" {
+	if s.batchPre.Load() == nil {
 		return nil, store.ErrNoBatch
 	}
 	for _, w := range ws {
@@ -111,10 +117,14 @@ func (s *KV) WriteBatch(ctx context.Context, ws []store.Write) ([]uint64, error)
 var errPartial = errors.New("earlier batches made")
 
 func (s *KV) writeBatch(ctx context.Context, ws []store.Write) ([]uint64, error) {
+	pre := s.batchPre.Load()
+	if pre == nil {
+		return nil, store.ErrNoBatch
+	}
 	nc := s.js.Conn()
 	id := rand.Text()
 	for i, w := range ws {
-		m := nats.NewMsg(s.batchPre + w.Key)
+		m := nats.NewMsg(*pre + w.Key)
 		m.Data = w.Value
 		m.Header.Set(hdrBatchID, id)
 		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
@@ -143,6 +153,13 @@ func (s *KV) writeBatch(ctx context.Context, ws []store.Write) ([]uint64, error)
 				allowBatches(ctx, s.js, s.bucket)
 			}
 			return nil, conflict(ack.Error)
+		}
+		if ack.Batch == "" {
+			// A server older than 2.12 took the messages as plain
+			// ones, each compare-and-set on its own: no more batches
+			// (the caller writes this round again one by one).
+			s.batchPre.Store(nil)
+			return nil, errors.New("natsstore: the server takes no atomic batches")
 		}
 		if ack.Count != len(ws) || ack.Seq < uint64(len(ws)) {
 			return nil, fmt.Errorf("natsstore: batch of %d answered as %d messages, last %d", len(ws), ack.Count, ack.Seq)

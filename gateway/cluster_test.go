@@ -172,24 +172,26 @@ func TestClusterStaleOwnerLetsGo(t *testing.T) {
 	gs, urls := newClusterGateways(t, 2)
 	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
 	a.connect("alice@example.com")
-	// n2 takes the record over behind n1's back, read again while n1
-	// still writes it after the connect (the takeover failed its
-	// compare-and-set: 9 runs in 200).
-	for try := 0; ; try++ {
+	stale := gs[0].lookup(a.sid)
+	// n2 takes the record over behind n1's back, by compare-and-set from
+	// a fresh read until it wins, as a resume does (resumeStored): n1
+	// writes the record out of line after the connect (the presence
+	// share its session's start exports), and one such write between the
+	// read and the compare-and-set failed the takeover here.
+	waitFor(t, "n2's takeover", func() bool {
 		r, rev, err := gs[1].restore(a.sid)
 		if err != nil || r == nil {
 			t.Fatal(r, err)
 		}
 		err = gs[1].own(gs[1].sessionOf(r.Identity, r.Oracle, r.State), r, rev)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, store.ErrConflict) || try == 10 {
+		if err != nil && !errors.Is(err, store.ErrConflict) {
 			t.Fatal(err)
 		}
-	}
-	// n1 sends alice a frame: its write ahead fails, and it lets go.
-	gs[0].lookup(a.sid).Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
+		return err == nil
+	})
+	// n1 sends alice a frame: its write ahead fails, and it lets go
+	// (unless an out-of-line write of its own found the takeover first).
+	stale.Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
 		Header: protocol.Header{Action: protocol.ActionShutdown}}, false)
 	if code := a.closeCode(); code != websocket.StatusTryAgainLater {
 		t.Fatalf("stale owner's socket closed with %d, want 1013", code)

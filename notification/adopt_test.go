@@ -85,6 +85,37 @@ func TestSubscriptionMovesWithTheSession(t *testing.T) {
 	}
 }
 
+// TestSummaryKeptBeforeTold: a summary is in what Options.Local is told
+// before the notify that tells it is sent. The gateway writes a
+// session's record ahead of its frames: told after, a record written in
+// between (a kill right after) held the notify without its summary, and
+// the process restarted on it told the client that summary again
+// (gateway TestSubscriptionsAcrossRestart).
+func TestSummaryKeptBeforeTold(t *testing.T) {
+	up := &fakeUpstream{}
+	var bob *fakeEP
+	// told: the frames bob had been sent when Local first held the summary.
+	told := -1
+	h, b := setup(t, Options{Upstream: up, Local: func(_ string, subs []Saved) {
+		if told < 0 && len(subs) == 1 && string(subs[0].Last) == summaryJSON {
+			bob.mu.Lock()
+			told = len(bob.frames)
+			bob.mu.Unlock()
+		}
+	}})
+	bob = b
+	subscribe(h, bob, "c2", "sip:voicemail@example.com")
+	up.ev(0).Accepted()
+	bob.take()
+	up.ev(0).Notify(summary)
+	if told != 0 {
+		t.Fatalf("Local held the summary told with %d frames sent, want 0 (before the notify)", told)
+	}
+	if f := bob.take(); len(f) != 1 || f[0].Header.Action != protocol.ActionNotify || string(f[0].Payload) != summaryJSON {
+		t.Fatalf("got %s, want the notify", dump(f))
+	}
+}
+
 // TestAdoptedNeverNotified: a subscription made again that had no
 // summary yet tells the first one; one the new SUBSCRIBE is refused
 // ends with a shutdown; a subsession already subscribed is left alone.

@@ -464,8 +464,11 @@ func (e events) Notify(sum mwi.Summary, ext ...protocol.Ext) {
 		// client saw last: nothing to tell it.
 		return
 	}
-	h.notifyLocked(s)
 	// The record carries the summary last told, so that a node taking
-	// the session over tells only a change.
+	// the session over tells only a change. It goes first: the record is
+	// written ahead of the frames, and one written between the notify
+	// and the export (a kill right after) had the notify without its
+	// summary, and the process restarted on it told the summary again.
 	h.exportLocked(s.key.Session)
+	h.notifyLocked(s)
 }

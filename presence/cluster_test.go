@@ -170,6 +170,37 @@ func TestUpstreamWatchMovesWithTheSession(t *testing.T) {
 	}
 }
 
+// TestUpstreamStateKeptBeforeTold: the state an upstream NOTIFY tells
+// the client is in the share given to Options.Local before the notify
+// is sent. The gateway writes a session's record, share and all, ahead
+// of the frames it sends: exported after, a record written in between
+// (a kill right after) held the notify without its state, and the
+// process restarted on it told the client that state again (gateway
+// TestSubscriptionsAcrossRestart).
+func TestUpstreamStateKeptBeforeTold(t *testing.T) {
+	up := &fakeUpstream{}
+	var bob *fakeEP
+	// told: the frames bob had been sent when the share first held desk.
+	told := -1
+	desk := protocol.PresencePayload{Presentity: "sip:carol@sip.example.net", Status: "open", Note: "desk"}
+	w := newWorld(t, Options{Upstream: up, Local: func(_, _ string, r *RemoteSession) {
+		if told < 0 && r != nil && len(r.Watches) == 1 && r.Watches[0].Last != nil && *r.Watches[0].Last == desk {
+			bob.mu.Lock()
+			told = len(bob.frames)
+			bob.mu.Unlock()
+		}
+	}})
+	bob = w.connect("bob@example.com")
+	w.watch(bob, "c2", "sip:carol@sip.example.net", 300)
+	up.ev(0).Accepted()
+	bob.take()
+	up.ev(0).Notify(desk)
+	if told != 0 {
+		t.Fatalf("the share held the state told with %d frames sent, want 0 (before the notify)", told)
+	}
+	expectNotify(t, bob.take(), "c2", desk)
+}
+
 // TestUpstreamWatchFromRecord: a share read back from a record (a
 // restart, or a dead node's session) makes the watch again at the
 // session's start; a state the client never saw is told, and a

@@ -740,8 +740,12 @@ func (u upstreamEvents) Notify(st protocol.PresencePayload, ext ...protocol.Ext)
 		// saw last: nothing to tell it.
 		return
 	}
-	h.notifyLocked(s, st, ext...)
 	// The share carries the state last told, so that a node taking the
-	// session over tells only a change.
+	// session over tells only a change. It goes first: the gateway
+	// writes a session's record ahead of the frames it sends, and a
+	// record written between the notify and the share (a kill right
+	// after) had the notify without its state, and the process
+	// restarted on it told the client that state again.
 	h.watchesChangedLocked(s.ep)
+	h.notifyLocked(s, st, ext...)
 }

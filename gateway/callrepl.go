@@ -725,8 +725,8 @@ func (r *callRepl) claim(ctx context.Context, ck string, rec *callRecord, rev ui
 			// out, the store slow or electing): the adoption's next try
 			// reads this node in the record, and must take the call
 			// again (at the record's new revision) rather than take it
-			// for one it has (adoptOnce). Under load, the tries of 100
-			// calls left a fifth so, adopted nowhere.
+			// for one it has (adoptOnce). Taken so, 38 of 100 calls
+			// were adopted nowhere (TestCallsSurviveTheirHost, load 25).
 			r.mu.Lock()
 			r.doubtful[ck] = true
 			r.mu.Unlock()

@@ -4,9 +4,8 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/jsonrtc/jsonrtc/store"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestClusterAdoptionAfterSilentStore: alice on n1 calls bob on n2, and

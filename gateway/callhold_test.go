@@ -15,7 +15,7 @@ import (
 // bob's re-offer got 480 ("the call's node is unreachable").
 func TestClusterCallFramesHeldWhileHostDies(t *testing.T) {
 	gs, urls := newClusterGateways(t, 3)
-	a, b, bsub := aliceCallsBob(t, urls[0], urls[1])
+	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
 	a.c.CloseNow()
 	w := resumeWS(t, urls[2], "alice@example.com", a.sid, a.seq+1, a.last)
 	callHost(t, gs[1], a.sid, "c1", "n1")

@@ -51,6 +51,21 @@ func aliceCallsBob(t *testing.T, urlA, urlB string) (a, b *peer, bsub string) {
 	return a, b, webCall(t, a, b)
 }
 
+// aliceCallsBobAcross is aliceCallsBob with alice on ga and bob on
+// another node (urlB): alice calls once ga's view of the directory has
+// bob. Before, her start sometimes found no session of his (404 "unknown
+// target"): his entry was not in ga's view yet, nor found by the lookup
+// of the bucket that a miss makes under load.
+func aliceCallsBobAcross(t *testing.T, ga *Gateway, urlA, urlB string) (a, b *peer, bsub string) {
+	t.Helper()
+	a = dial(t, urlA, protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	b = dial(t, urlB, protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	waitFor(t, ga.node.Name()+" to see bob's session", func() bool { return len(ga.node.Remote("bob@example.com")) == 1 })
+	return a, b, webCall(t, a, b)
+}
+
 // answer sends p's 200 to the offer in.
 func answer(p *peer, in *protocol.Frame) {
 	p.send(&protocol.Frame{
@@ -160,7 +175,7 @@ func hostDies(t *testing.T, heard bool) {
 	if !heard {
 		gs[1].node.OnNodeDown(func(string) {})
 	}
-	a, b, bsub := aliceCallsBob(t, urls[0], urls[1])
+	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
 	callHost(t, gs[1], a.sid, "c1", "n1")
 	// n1 dies: its node gives up its lease and serves nothing; alice's
 	// socket goes with it.

@@ -146,7 +146,7 @@ func TestClusterCallLimit(t *testing.T) {
 // counted nowhere.
 func TestClusterAdoptedCallCounts(t *testing.T) {
 	gs, urls := oneCallEach(t, 3)
-	a, b, bsub := aliceCallsBob(t, urls[0], urls[1])
+	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
 	b3 := connectedOn(t, urls[2], "bob@example.com")
 	connectedOn(t, urls[2], "carol@example.com")
 	callHost(t, gs[1], a.sid, "c1", "n1")
@@ -218,7 +218,7 @@ func TestClusterSessionAdmissionBurst(t *testing.T) {
 // counted nowhere.
 func TestClusterCalleeCallCounts(t *testing.T) {
 	gs, urls := oneCallEach(t, 2)
-	a, b, _ := aliceCallsBob(t, urls[0], urls[1])
+	a, b, _ := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
 	b1, c := connectedOn(t, urls[0], "bob@example.com"), connectedOn(t, urls[0], "carol@example.com")
 	overThenFree(t, gs[0], b1, "bob@example.com", c, func() { endsCall(t, a, b, "alice@example.com", "bob@example.com", "c1") })
 }

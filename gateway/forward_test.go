@@ -45,7 +45,7 @@ func TestClusterForwardTakenWhileHostWaits(t *testing.T) {
 func callHostWaiting(t *testing.T) (gs []*Gateway, a, b *peer, bsub string, goOn func()) {
 	t.Helper()
 	gs, urls := newClusterGateways(t, 2)
-	a, b, bsub = aliceCallsBob(t, urls[0], urls[1])
+	a, b, bsub = aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
 	gs[0].walMu.Lock()
 	goOn = sync.OnceFunc(gs[0].walMu.Unlock)
 	t.Cleanup(goOn)

@@ -93,6 +93,9 @@ type Gateway struct {
 	// writeFailed: a record write failed this round (persist.go).
 	resumeWait  time.Duration
 	writeFailed atomic.Bool
+	// noBatch: the store answered store.ErrNoBatch; rounds are written
+	// one by one (persist.go writeBatch).
+	noBatch atomic.Bool
 	// resuming serialises the resumes of a session (serve.go connect).
 	resuming  idLocks
 	dirtyMu   sync.Mutex

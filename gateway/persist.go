@@ -208,13 +208,23 @@ func (g *Gateway) writeRound() {
 		s.mu.Unlock()
 	}
 	g.walMu.Unlock()
+	var data [][]byte
+	if b, ok := g.store.(store.Batcher); ok && len(snaps) > 1 && !g.noBatch.Load() {
+		snaps, data = g.writeBatch(b, snaps)
+	}
 	// The writes go in parallel: each is a round trip to the store.
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
-	for _, sn := range snaps {
+	for i, sn := range snaps {
 		sem <- struct{}{}
 		wg.Go(func() {
-			if g.writeLocked(sn) {
+			var ok bool
+			if data != nil {
+				ok = g.storeLocked(sn, data[i])
+			} else {
+				ok = g.writeLocked(sn)
+			}
+			if ok {
 				sn.release()
 			}
 			sn.s.saveMu.Unlock()
@@ -247,34 +257,109 @@ func (sn snapshot) release() {
 	s.mu.Unlock()
 }
 
+// writeBatch writes the round's records as one batch of the store (a
+// replicated bucket agrees on one entry, not on one per record); s.saveMu
+// of each is held. A snapshot with nothing to write is done at once. It
+// returns the snapshots left to write one by one, with their records:
+// all of them when the batch failed (a conflict among them, a leader
+// being elected, a batch whose answer was lost: each Update tells its
+// own write).
+func (g *Gateway) writeBatch(b store.Batcher, snaps []snapshot) ([]snapshot, [][]byte) {
+	ws := make([]store.Write, 0, len(snaps))
+	left := snaps[:0]
+	var data [][]byte
+	for _, sn := range snaps {
+		d, done, ok := g.encode(sn)
+		if done {
+			if ok {
+				sn.release()
+			}
+			sn.s.saveMu.Unlock()
+			continue
+		}
+		left = append(left, sn)
+		data = append(data, d)
+		ws = append(ws, store.Write{Key: recordKey(sn.s.id), Value: d, Rev: sn.s.rev})
+	}
+	if len(ws) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	revs, err := b.WriteBatch(ctx, ws)
+	cancel()
+	switch {
+	case errors.Is(err, store.ErrNoBatch):
+		g.noBatch.Store(true)
+		return left, data
+	case errors.Is(err, context.DeadlineExceeded) && g.node != nil:
+		// The store answered nothing within storeTimeout (a bucket
+		// electing a leader): one by one, each write would wait as
+		// long again before its frames went back to wait. They wait
+		// for the next round now, as a failed write's.
+		g.metrics.storeWrites.WithLabelValues("batch_failed").Inc()
+		for _, sn := range left {
+			g.requeue(sn, err)
+			sn.s.saveMu.Unlock()
+		}
+		return nil, nil
+	case err != nil:
+		g.metrics.storeWrites.WithLabelValues("batch_failed").Inc()
+		return left, data
+	}
+	for i, sn := range left {
+		g.metrics.storeWrites.WithLabelValues("ok").Inc()
+		sn.s.rev, sn.s.savedGen = revs[i], sn.gen
+		sn.release()
+		sn.s.saveMu.Unlock()
+	}
+	return nil, nil
+}
+
 // writeLocked stores sn; s.saveMu is held. It reports whether sn's
 // frames may go out: false when another writer owns the record. A store
 // that fails (down, or the record over its bound) costs durability, not
 // service: the frames go out unstored, logged and counted.
 func (g *Gateway) writeLocked(sn snapshot) bool {
+	data, done, ok := g.encode(sn)
+	if done {
+		return ok
+	}
+	return g.storeLocked(sn, data)
+}
+
+// encode is sn's record; done when there is nothing to write, ok then
+// whether sn's frames may go out (writeLocked). s.saveMu is held.
+func (g *Gateway) encode(sn snapshot) (data []byte, done, ok bool) {
 	s := sn.s
 	if sn.gen <= s.savedGen {
-		return true
+		return nil, true, true
 	}
 	s.mu.Lock()
 	ended, lost, standby, regInstance := s.ended && !s.keepRecord, s.lost, s.standby, s.regInstance
 	s.mu.Unlock()
 	if lost {
-		return false
+		return nil, true, false
 	}
 	if ended {
-		return true // nothing to store; no socket either
+		return nil, true, true // nothing to store; no socket either
 	}
 	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st,
 		Owner: g.ownerName(), Routes: sn.routes, Relays: sn.relays, Awaiting: sn.awaits,
 		Standby: standby, RegInstance: regInstance, Presence: sn.pres, Notes: sn.notes})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
-		return true
+		return nil, true, true
 	}
+	return data, false, false
+}
+
+// storeLocked writes sn's record data, as writeLocked; s.saveMu is held.
+func (g *Gateway) storeLocked(sn snapshot, data []byte) bool {
+	s := sn.s
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	var rev uint64
+	var err error
 	if s.rev == 0 {
 		rev, err = g.store.Create(ctx, recordKey(s.id), data)
 	} else {
@@ -353,16 +438,7 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 		// wait for the store instead: back in the queue, written again
 		// at the writer's next round.
 		g.metrics.storeWrites.WithLabelValues("error").Inc()
-		g.rlog.Warn("store write", "saving session record; its frames wait for the store", "session_id", s.id, "err", err)
-		s.mu.Lock()
-		if s.conn == sn.conn && len(sn.frames) > 0 {
-			s.pending = append(sn.frames[:len(sn.frames):len(sn.frames)], s.pending...)
-		}
-		if !s.ended {
-			s.markDirtyLocked()
-		}
-		s.mu.Unlock()
-		g.writeFailed.Store(true)
+		g.requeue(sn, err)
 		return false
 	}
 	if err != nil {
@@ -373,6 +449,23 @@ func (g *Gateway) writeLocked(sn snapshot) bool {
 	g.metrics.storeWrites.WithLabelValues("ok").Inc()
 	s.rev, s.savedGen = rev, sn.gen
 	return true
+}
+
+// requeue puts sn's frames back to wait for the writer's next round,
+// which writes s again (a cluster's store failing a write); s.saveMu is
+// held.
+func (g *Gateway) requeue(sn snapshot, err error) {
+	s := sn.s
+	g.rlog.Warn("store write", "saving session record; its frames wait for the store", "session_id", s.id, "err", err)
+	s.mu.Lock()
+	if s.conn == sn.conn && len(sn.frames) > 0 {
+		s.pending = append(sn.frames[:len(sn.frames):len(sn.frames)], s.pending...)
+	}
+	if !s.ended {
+		s.markDirtyLocked()
+	}
+	s.mu.Unlock()
+	g.writeFailed.Store(true)
 }
 
 // errOwnRecord: a write refused as a conflict with a record that names

@@ -50,7 +50,8 @@ func (c *Config) sipConfigured() bool {
 // handlers exist.
 func (g *Gateway) newSIP() error {
 	if g.cfg.sipConfigured() {
-		s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip"), Trunks: g.router.Load().Trunks(), Routing: g.router.Load()})
+		s, err := sipgw.New(g.cfg.SIP, &sipgw.Options{Logger: g.log.With("component", "sip"), Trunks: g.router.Load().Trunks(), Routing: g.router.Load(),
+			Clustered: g.cfg.Cluster.Enabled()})
 		if err != nil {
 			return err
 		}

@@ -22,9 +22,23 @@ import (
 // answer to a target refresh (an in-dialog INVITE or UPDATE).
 func adoptPeer(t testing.TB, allow string, refresh int) *fakeProxy {
 	t.Helper()
+	return adoptPeerGRUU(t, allow, refresh, "")
+}
+
+// adoptPeerGRUU is adoptPeer, also a registrar that assigns each binding
+// the public GRUU gruu ("": none).
+func adoptPeerGRUU(t testing.TB, allow string, refresh int, gruu string) *fakeProxy {
+	t.Helper()
 	var port atomic.Int64
 	bob := newFakePeer(t, func(req *sip.Request) *sip.Response {
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		if req.Method == sip.REGISTER && gruu != "" && req.Contact() != nil {
+			ct := req.Contact().Clone()
+			ct.Params.Add("expires", "600")
+			ct.Params.Add("pub-gruu", `"`+gruu+`"`)
+			res.AppendHeader(ct)
+			return res
+		}
 		if refresh != 0 && req.To().Params.Has("tag") && (req.Method == sip.INVITE || req.Method == sip.UPDATE) {
 			return sip.NewResponseFromRequest(req, refresh, "Refresh", nil)
 		}

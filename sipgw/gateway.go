@@ -66,6 +66,8 @@ type UserAgent struct {
 	// the keepalives of their flows (outbound.go).
 	outbound bool
 	pongs    pongs
+	// clustered: Options.Clustered (dialogContact).
+	clustered bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -107,6 +109,14 @@ type Options struct {
 	// incoming calls and messages; outgoing ones carry theirs in their
 	// Route. Nil: none.
 	Routing *routing.Router
+	// Clustered: this user agent is one node of a cluster of gateways
+	// (docs/cluster.md), where an identity's binding moves with its
+	// session and a call stays on the node that hosts it. Its dialogs
+	// then carry the node's own Contact, never the binding's GRUU: the
+	// GRUU leads the peer's in-dialog requests to wherever the binding
+	// is, which need not be the call's node, and that node has no
+	// dialog to answer them with but 481.
+	Clustered bool
 }
 
 // New checks cfg and builds a user agent. Nothing listens before Start.
@@ -134,6 +144,8 @@ func New(cfg Config, o *Options) (*UserAgent, error) {
 		leaving:  map[string]*registration{},
 		contacts: map[string]*registration{},
 		outbound: cfg.outboundOn(),
+
+		clustered: opts.Clustered,
 	}
 	g.routing.Store(opts.Routing)
 	var err error

@@ -846,7 +846,14 @@ func (h *Registration) GRUU() string {
 // dialogContact is the Contact of identity's dialogs: its binding's
 // GRUU when the registrar assigned one (RFC 5627 section 4.4: requests
 // to it reach this binding, through the registrar's domain), else def.
+// A node of a cluster always uses def, its own: the binding follows the
+// identity's session from node to node, the call does not (its target
+// refresh is sent once, at an adoption), so a GRUU in the dialog sent
+// the peer's requests to the session's node, which answered 481.
 func (g *UserAgent) dialogContact(identity string, def sip.ContactHeader) sip.ContactHeader {
+	if g.clustered {
+		return def
+	}
 	g.mu.Lock()
 	r := g.regs[identity]
 	g.mu.Unlock()

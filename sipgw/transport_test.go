@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,10 +51,14 @@ func newHop(t *testing.T, withTCP bool) *hop {
 		}
 		h.udp, h.port = udp, udp.LocalAddr().(*net.UDPAddr).Port
 		if !withTCP {
-			// Nothing listens on TCP there: a connection is refused.
-			break
-		}
-		if h.tcp, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(h.port)); err == nil {
+			// Nothing may listen on TCP there, so that a connection is
+			// refused: the port is held by a socket bound, not
+			// listening. Left free, another process's listener took it
+			// now and then, and the large INVITE went there.
+			if err = holdTCP(t, h.port); err == nil {
+				break
+			}
+		} else if h.tcp, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(h.port)); err == nil {
 			break
 		}
 		udp.Close()
@@ -79,6 +84,22 @@ func newHop(t *testing.T, withTCP bool) *hop {
 		h.wg.Wait()
 	})
 	return h
+}
+
+// holdTCP binds a TCP socket to port on loopback without listening, until
+// the test's end: a connection there is refused and no other socket may
+// bind the port (no SO_REUSEADDR, which net.Listen would set).
+func holdTCP(t *testing.T, port int) error {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		return err
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	return nil
 }
 
 func (h *hop) deliver(m hopMsg) {

@@ -29,6 +29,9 @@ var (
 	ErrConflict = errors.New("store: revision conflict")
 	// ErrTooLarge is returned for a value over the store's size bound.
 	ErrTooLarge = errors.New("store: value too large")
+	// ErrNoBatch is returned by a Batcher that cannot batch after all
+	// (its configuration): write one by one, and stop trying.
+	ErrNoBatch = errors.New("store: no batches here")
 )
 
 // Store is a key-value store of records with revisions.
@@ -48,6 +51,26 @@ type Store interface {
 	Keys(ctx context.Context, prefix string) ([]string, error)
 	// Len returns the number of keys, for leak checks.
 	Len(ctx context.Context) (int, error)
+}
+
+// Write is one write of a batch: a Create where Rev is 0, an Update over
+// Rev otherwise.
+type Write struct {
+	Key   string
+	Value []byte
+	Rev   uint64
+}
+
+// Batcher is a Store that also writes many records as one operation, all
+// of them or none: a replicated store then agrees on one entry, not on
+// one per record.
+type Batcher interface {
+	// WriteBatch makes the writes and returns their revisions, in
+	// order; ErrConflict, with none made, if any is a conflict. A key
+	// may appear once. An error other than ErrConflict may leave it
+	// unknown whether the batch was made (an answer lost): write again
+	// one by one, which Update tells from another writer's.
+	WriteBatch(ctx context.Context, ws []Write) ([]uint64, error)
 }
 
 // Memory is a Store in this process's memory. It has no expiry and no
@@ -90,6 +113,23 @@ func (s *Memory) putLocked(key string, value []byte) uint64 {
 	s.rev++
 	s.m[key] = entry{value: append([]byte(nil), value...), rev: s.rev}
 	return s.rev
+}
+
+// WriteBatch implements Batcher. It keeps its own copies of the values.
+func (s *Memory) WriteBatch(_ context.Context, ws []Write) ([]uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range ws {
+		e, ok := s.m[w.Key]
+		if (w.Rev == 0 && ok) || (w.Rev != 0 && (!ok || e.rev != w.Rev)) {
+			return nil, ErrConflict
+		}
+	}
+	revs := make([]uint64, len(ws))
+	for i, w := range ws {
+		revs[i] = s.putLocked(w.Key, w.Value)
+	}
+	return revs, nil
 }
 
 // Get implements Store.

@@ -8,3 +8,5 @@ import (
 )
 
 func TestMemory(t *testing.T) { storetest.Run(t, store.NewMemory()) }
+
+func TestMemoryBatch(t *testing.T) { storetest.Batch(t, store.NewMemory()) }

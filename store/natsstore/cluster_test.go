@@ -2,6 +2,7 @@ package natsstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -9,7 +10,10 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/internal/testenv"
+	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/store/natsstore"
+	"github.com/jsonrtc/jsonrtc/store/storetest"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // startCluster runs three embedded servers joined through routes, with
@@ -116,5 +120,40 @@ func TestClusterRebindsDirectReads(t *testing.T) {
 	}
 	if err != nil || string(v) != "one" || got != rev {
 		t.Fatalf("through n2: %q %d %v, want one %d", v, got, err, rev)
+	}
+}
+
+// TestClusterBatch: a replicated bucket takes a round of writes as one
+// atomic batch, compare-and-set per record, through any node.
+func TestClusterBatch(t *testing.T) {
+	nodes := startCluster(t)
+	storetest.Batch(t, nodes[1])
+}
+
+// TestClusterBatchOnAgain: a node's start creates the bucket again,
+// which turns its atomic batches off; the first batch refused turns
+// them on again, and the next is taken.
+func TestClusterBatchOnAgain(t *testing.T) {
+	ctx := context.Background()
+	nodes := startCluster(t)
+	js, err := jetstream.New(nodes[0].Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "KV_"+natsstore.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.AllowAtomicPublish = false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ws := []store.Write{{Key: "a", Value: []byte("1")}, {Key: "b", Value: []byte("2")}}
+	if _, err := nodes[1].WriteBatch(ctx, ws); err == nil || errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a batch with batches off: %v, want an error other than a conflict", err)
+	}
+	if revs, err := nodes[1].WriteBatch(ctx, ws); err != nil || len(revs) != 2 {
+		t.Fatalf("the next batch: %v %v", revs, err)
 	}
 }

@@ -48,6 +48,9 @@ type KV struct {
 	// js and bucket rebind a replicated bucket's handle (Get).
 	js     jetstream.JetStream
 	bucket string
+	// batchPre is the prefix of the keys' subjects for atomic batches
+	// (batch.go); nil: none.
+	batchPre atomic.Pointer[string]
 }
 
 func (s *KV) kv() jetstream.KeyValue { return *s.kvp.Load() }
@@ -100,6 +103,10 @@ func New(ctx context.Context, js jetstream.JetStream, opts *Options) (*KV, error
 	st := &KV{max: o.MaxValueBytes}
 	if o.Replicas > 1 {
 		st.js, st.bucket = js, o.Bucket
+		if allowBatches(ctx, js, o.Bucket) {
+			pre := batchPrefix(js, o.Bucket)
+			st.batchPre.Store(&pre)
+		}
 	}
 	st.kvp.Store(&kv)
 	return st, nil

@@ -100,3 +100,13 @@ func TestDirInUse(t *testing.T) {
 	e.Close()
 	start(t, dir, natsstore.Options{}).Close()
 }
+
+// TestNoBatchAlone: a bucket of one replica takes no batches (its server
+// would stage each in files of its own): the caller writes one by one.
+func TestNoBatchAlone(t *testing.T) {
+	e := start(t, t.TempDir(), natsstore.Options{})
+	defer e.Close()
+	if _, err := e.WriteBatch(context.Background(), []store.Write{{Key: "a", Value: []byte("1")}}); !errors.Is(err, store.ErrNoBatch) {
+		t.Fatalf("WriteBatch = %v, want ErrNoBatch", err)
+	}
+}

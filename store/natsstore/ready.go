@@ -22,10 +22,19 @@ const readyKey = "readyz"
 // hub up: the buckets are the hub's.
 func (e *Embedded) Ready(ctx context.Context) error {
 	if e.leaf && e.srv.NumLeafNodes() == 0 {
-		return errors.New("nats: no leaf connection to the hub (cluster.leaf.urls)")
+		return errNoLeaf
 	}
-	return ready(ctx, e.nc, e.KV)
+	err := ready(ctx, e.nc, e.KV)
+	if err != nil && e.leaf && e.srv.NumLeafNodes() == 0 {
+		// The hub went while the read waited for it: the read fails on
+		// its deadline, but the cause is the leaf connection, which
+		// this server saw close only after the probe began.
+		return errNoLeaf
+	}
+	return err
 }
+
+var errNoLeaf = errors.New("nats: no leaf connection to the hub (cluster.leaf.urls)")
 
 func ready(ctx context.Context, nc *nats.Conn, kv *KV) error {
 	if s := nc.Status(); s != nats.CONNECTED {

@@ -228,9 +228,29 @@ func TestLeafNodes(t *testing.T) {
 	if err := leaves[0].Ready(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range hub {
+	// Two hub servers gone, the third has no quorum: a read waits out
+	// its deadline. The third goes while a probe waits: the probe names
+	// the leaf connection, not the read's deadline (it named the
+	// deadline when the hub went during a probe).
+	for _, s := range hub[:2] {
 		s.Shutdown()
 		s.WaitForShutdown()
+	}
+	err = untilNil(20*time.Second, func() error {
+		if leaves[0].Server().NumLeafNodes() == 0 {
+			return errors.New("no leaf connection")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("g1 not back on the third hub server: %v", err)
+	}
+	probe := make(chan error, 1)
+	go func() { probe <- leaves[0].Ready(ctx) }()
+	hub[2].Shutdown()
+	hub[2].WaitForShutdown()
+	if err := <-probe; err == nil || !strings.Contains(err.Error(), "leaf") {
+		t.Fatalf("a probe under way as the hub went: %v", err)
 	}
 	// The leaf sees its connection closed a moment later.
 	var down error

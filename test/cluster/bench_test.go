@@ -137,9 +137,18 @@ func BenchmarkClusterRelay(b *testing.B) {
 			}
 			const pairs = 20
 			var senders []*client.Client
+			var wg sync.WaitGroup
+			b.Cleanup(wg.Wait)
 			for i := range pairs {
 				senders = append(senders, dial(b, fmt.Sprintf("a%d", i), []string{from.ws()}, nil))
-				dial(b, fmt.Sprintf("b%d", i), []string{to.ws()}, func(o *client.Options) { o.AutoAcceptMessages = true })
+				r := dial(b, fmt.Sprintf("b%d", i), []string{to.ws()}, func(o *client.Options) { o.AutoAcceptMessages = true })
+				// Each message is an event: undrained, the buffer's 256
+				// filled and the client closed as a slow consumer, its
+				// sender answered 480 past about 255 messages a pair.
+				wg.Go(func() {
+					for range r.Events() {
+					}
+				})
 			}
 			// Warm up: every directory view knows every session.
 			for i, s := range senders {
@@ -155,9 +164,9 @@ func BenchmarkClusterRelay(b *testing.B) {
 			cpu0, t0, w0 := cpu(nodes), time.Now(), storeWrites(nodes)
 			b.ResetTimer()
 			profiled := profile(b, nodes)
-			var wg sync.WaitGroup
+			var sending sync.WaitGroup
 			for i, s := range senders {
-				wg.Go(func() {
+				sending.Go(func() {
 					for range per {
 						t := time.Now()
 						if code, err := s.Send(context.Background(), fmt.Sprintf("b%d", i), "text/plain", "hello"); err != nil || code != 200 {
@@ -168,7 +177,7 @@ func BenchmarkClusterRelay(b *testing.B) {
 					}
 				})
 			}
-			wg.Wait()
+			sending.Wait()
 			b.StopTimer()
 			used, elapsed := cpu(nodes)-cpu0, time.Since(t0)
 			profiled()

@@ -27,7 +27,7 @@ func TestClusterAdoptionAfterSilentStore(t *testing.T) {
 		return s
 	})
 	gs[1].resumeWait = 500 * time.Millisecond
-	a, b, bsub := aliceCallsBob(t, urls[0], urls[1])
+	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
 	callHost(t, gs[1], a.sid, "c1", "n1")
 	tries := func() float64 {
 		var sum float64
@@ -71,7 +71,7 @@ func TestClusterAdoptionAfterALostClaim(t *testing.T) {
 		}
 		return s
 	})
-	a, _, _ := aliceCallsBob(t, urls[0], urls[1])
+	a, _, _ := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
 	callHost(t, gs[1], a.sid, "c1", "n1")
 	st.armed.Store(true) // n2 writes no call record of its own before
 	gs[0].node.Close()

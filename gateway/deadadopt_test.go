@@ -17,15 +17,7 @@ import (
 // calls at load 30 to 40).
 func TestClusterAdoptionAfterSilentStore(t *testing.T) {
 	var st *electingStore
-	n := 0
-	gs, urls := newClusterGatewaysOn(t, 2, func(s store.Store) store.Store {
-		n++
-		if n == 2 {
-			st = &electingStore{Store: s}
-			return st
-		}
-		return s
-	})
+	gs, urls := secondWrapped(t, func(s store.Store) store.Store { st = &electingStore{Store: s}; return st })
 	gs[1].resumeWait = 500 * time.Millisecond
 	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
 	callHost(t, gs[1], a.sid, "c1", "n1")
@@ -62,15 +54,7 @@ func TestClusterAdoptionAfterSilentStore(t *testing.T) {
 // calls at load 25).
 func TestClusterAdoptionAfterALostClaim(t *testing.T) {
 	var st *appliedStore
-	n := 0
-	gs, urls := newClusterGatewaysOn(t, 2, func(s store.Store) store.Store {
-		n++
-		if n == 2 {
-			st = &appliedStore{Store: s}
-			return st
-		}
-		return s
-	})
+	gs, urls := secondWrapped(t, func(s store.Store) store.Store { st = &appliedStore{Store: s}; return st })
 	a, _, _ := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
 	callHost(t, gs[1], a.sid, "c1", "n1")
 	st.armed.Store(true) // n2 writes no call record of its own before
@@ -88,4 +72,17 @@ func TestClusterAdoptionAfterALostClaim(t *testing.T) {
 	if got := gs[1].calls.Active(); got != 1 {
 		t.Fatalf("n2 has %d calls, want 1", got)
 	}
+}
+
+// secondWrapped runs a cluster of two nodes, n2's store wrapped by wrap.
+func secondWrapped(t *testing.T, wrap func(store.Store) store.Store) ([]*Gateway, []string) {
+	t.Helper()
+	n := 0
+	return newClusterGatewaysOn(t, 2, func(s store.Store) store.Store {
+		n++
+		if n == 2 {
+			return wrap(s)
+		}
+		return s
+	})
 }

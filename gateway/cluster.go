@@ -932,64 +932,6 @@ func (s *Session) setRoutes(rs []route) {
 	}
 }
 
-// dropDeadRoutes ends the interactions of s whose host is not alive: a
-// call's client gets shutdown (nothing would ever end it otherwise), a
-// message's answer has nobody to go to.
-func (s *Session) dropDeadRoutes() {
-	g := s.g
-	hosts := map[string]bool{}
-	s.mu.Lock()
-	for _, node := range s.routes {
-		if node != g.self() {
-			hosts[node] = false
-		}
-	}
-	s.mu.Unlock()
-	for node := range hosts {
-		hosts[node] = g.node.Down(node)
-	}
-	var calls []string
-	dead := map[string]string{} // a call's dead host, by subsession
-	s.mu.Lock()
-	for k, node := range s.routes {
-		if !hosts[node] {
-			continue
-		}
-		delete(s.routes, k)
-		if k.pkg == protocol.PackageCall {
-			calls = append(calls, k.key)
-			dead[k.key] = node
-		}
-	}
-	s.mu.Unlock()
-	if len(calls) > 0 {
-		// Its calls count where they go on (clusterlimits.go), once
-		// the routes below name their adopters.
-		defer g.publishCalls(s)
-	}
-	for _, sub := range calls {
-		host, gone := g.repl.adopt(s.id, sub)
-		if host != "" || gone == "" {
-			// The call goes on there (callrepl.go); or, the store
-			// silent, the route stays for a later frame or resume to
-			// adopt the call.
-			if host == "" {
-				host = dead[sub]
-			}
-			s.mu.Lock()
-			s.routes[routeKey{protocol.PackageCall, sub}] = host
-			s.mu.Unlock()
-			g.metrics.cluster.WithLabelValues("host_down", "adopted").Inc()
-			continue
-		}
-		g.metrics.cluster.WithLabelValues("host_down", "shutdown").Inc()
-		s.Send(&protocol.Frame{
-			Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: sub},
-			Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: s.identity, Target: s.identity, Reason: gone},
-		}, true)
-	}
-}
-
 // onNodeDown: the interactions hosted on node end toward the sessions
 // owned here, or go on where their calls are adopted (callrepl.go). Out
 // of the node's lease loop, which calls it: adoptions wait for the store,
@@ -999,18 +941,9 @@ func (g *Gateway) onNodeDown(node string) {
 		p.nodeDown(node)
 	}
 	g.goTracked(func() {
-		// A few sessions at a time: an adoption may wait seconds for
-		// a store electing leaders.
-		sem := make(chan struct{}, 8)
-		var wg sync.WaitGroup
-		for _, s := range g.liveSessions() {
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				s.dropDeadRoutes()
-			})
-		}
-		wg.Wait()
+		// deadadopt.go: an adoption may wait seconds for a store
+		// electing leaders.
+		g.retryDeadRoutes(g.adoptDeadRoutes(g.liveSessions()))
 	})
 	if l := g.ledger; l != nil {
 		// The calls it left in rtpengine (medialedger.go).
@@ -1267,7 +1200,9 @@ func (g *Gateway) tookOver(s *Session) {
 	}
 	g.publish(s)
 	g.metrics.cluster.WithLabelValues(kindTakeover, "taken").Inc()
-	s.dropDeadRoutes()
+	if again := g.adoptDeadRoutes([]*Session{s}); len(again) > 0 {
+		g.goTracked(func() { g.retryDeadRoutes(again) })
+	}
 	s.adoptReleased() // SIP calls a drain handed over (sipcallrepl.go)
 }
 

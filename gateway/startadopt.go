@@ -184,27 +184,20 @@ func recordLegs(rec *callRecord) []legID {
 // each leg's waiting frames handled at its call's end of adoption, and
 // returns once all are over.
 func (r *callRepl) adoptListed(own []ownCall) {
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	n := 0
-	sem := make(chan struct{}, startAdoptions)
-	for _, oc := range own {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			defer r.starting.finish(oc.waiting)
-			ctx, cancel := context.WithTimeout(r.g.ctx, 4*storeTimeout)
-			defer cancel()
-			if err := r.take(ctx, oc.ck, oc.rec, oc.rev); err != nil {
-				r.g.log.Info("a call of an earlier life not adopted back", "key", oc.ck, "err", err)
-				return
-			}
-			mu.Lock()
-			n++
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
+	eachBounded(startAdoptions, own, func(oc ownCall) {
+		defer r.starting.finish(oc.waiting)
+		ctx, cancel := context.WithTimeout(r.g.ctx, 4*storeTimeout)
+		defer cancel()
+		if err := r.take(ctx, oc.ck, oc.rec, oc.rev); err != nil {
+			r.g.log.Info("a call of an earlier life not adopted back", "key", oc.ck, "err", err)
+			return
+		}
+		mu.Lock()
+		n++
+		mu.Unlock()
+	})
 	if n > 0 {
 		r.g.log.Info("calls of an earlier life adopted back", "calls", n)
 	}

@@ -20,18 +20,52 @@ var hostKillCalls = flag.Int("callrepl.calls", 100, "calls up when TestCallsSurv
 // listener addr, or "" when it is not there.
 func metric(t *testing.T, addr, name string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	v, err := readMetric(addr, name)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return v
+}
+
+// readMetric is metric for a goroutine of the test's, which may not
+// fail it.
+func readMetric(addr, name string) (string, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return "", err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return v
+			return v, nil
 		}
 	}
-	return ""
+	return "", sc.Err()
+}
+
+// timeToMetric reports, once the metric name summed over addrs is want,
+// how long after from that was; nothing if it is not by deadline. It
+// polls on a goroutine of its own: the test goes on meanwhile.
+func timeToMetric(name string, want int, from, deadline time.Time, addrs ...string) <-chan time.Duration {
+	c := make(chan time.Duration, 1)
+	go func() {
+		for time.Now().Before(deadline) {
+			got := 0
+			for _, a := range addrs {
+				v, _ := readMetric(a, name)
+				n, _ := strconv.Atoi(v)
+				got += n
+			}
+			if got == want {
+				c <- time.Since(from)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		close(c)
+	}()
+	return c
 }
 
 // untilMetric waits until the metric name, summed over the nodes'
@@ -126,6 +160,7 @@ func TestCallsSurviveTheirHost(t *testing.T) {
 	// those past the resume's 8 s budget told to resume again (1013):
 	// on a loaded machine the last comes well after 15 s.
 	deadline := time.Now().Add(90 * time.Second)
+	adopted := timeToMetric("jsonrtc_calls_adopted_total", len(pairs), start, deadline, nodes[1].metrics, nodes[2].metrics)
 	for _, p := range pairs {
 		resumedBy(t, p.a, deadline)
 	}
@@ -133,6 +168,9 @@ func TestCallsSurviveTheirHost(t *testing.T) {
 	// Mostly by n2, the callees' node; a caller that resumes on n3
 	// before n2 got to its call has n3 adopt it.
 	untilMetric(t, "jsonrtc_calls_adopted_total", len(pairs), nodes[1].metrics, nodes[2].metrics)
+	if d, ok := <-adopted; ok {
+		t.Logf("%d calls adopted %v after the kill", len(pairs), d)
+	}
 	hold := strings.Replace(offer, "a=sendrecv", "a=sendonly", 1)
 	held := strings.Replace(answer, "a=sendrecv", "a=recvonly", 1)
 	for i, p := range pairs {

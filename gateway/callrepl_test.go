@@ -309,21 +309,7 @@ func adoptedCallDropped(t *testing.T, ended bool) {
 	// still be the one read here, and the answer's write, out of line,
 	// would then meet the n9 written below and drop the copy before
 	// bob's re-offer, which then opened a new call ("s2").
-	var rec *callRecord
-	var ck string
-	var rev uint64
-	for deadline := time.Now().Add(10 * time.Second); ; <-time.After(20 * time.Millisecond) {
-		var err error
-		if rec, ck, rev, err = g.repl.read(ctx, callKey(a.sid, "c1")); err != nil {
-			t.Fatal(err)
-		}
-		if rec.Call != nil && rec.Call.Answered() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the call's record still rings: %+v", rec.Call)
-		}
-	}
+	rec, ck, rev := answeredRecord(t, g, a.sid, "c1")
 	rec.Host = "n9"
 	if ended {
 		rec = &callRecord{Host: "n9", Ended: "over"}
@@ -340,6 +326,27 @@ func adoptedCallDropped(t *testing.T, ended bool) {
 	}
 	if !ended {
 		callHost(t, g, a.sid, "c1", "n9")
+	}
+}
+
+// answeredRecord waits until the record of the call of the leg
+// (session, sub), read by g, holds the answered call, and returns it
+// with its key and revision. The record of the ringing call is written
+// first, out of line as the answer's is.
+func answeredRecord(t *testing.T, g *Gateway, session, sub string) (*callRecord, string, uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; <-time.After(20 * time.Millisecond) {
+		rec, ck, rev, err := g.repl.read(context.Background(), callKey(session, sub))
+		switch {
+		case errors.Is(err, store.ErrNotFound): // not written yet
+		case err != nil:
+			t.Fatal(err)
+		case rec.Call != nil && rec.Call.Answered():
+			return rec, ck, rev
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the call's record is not the answered call's after 10s: %+v, %v", rec, err)
+		}
 	}
 }
 

@@ -95,8 +95,13 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 
 // start rings every other live session of target for the start f.
 func (h relay) start(ep Endpoint, f *protocol.Frame, target string) {
+	all, err := endpoint.Find(h.dir, target)
+	if err != nil {
+		ep.Send(errorFrame(f, protocol.CodeTemporarilyUnavail, endpoint.ErrLookup), false)
+		return
+	}
 	var eps []Endpoint
-	for _, e := range h.dir.Sessions(target) {
+	for _, e := range all {
 		if e.ID() != ep.ID() {
 			eps = append(eps, e)
 		}

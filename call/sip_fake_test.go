@@ -171,8 +171,19 @@ func inBubble(f func(*testing.T)) func(*testing.T) {
 }
 
 type fakeDir struct {
-	mu sync.Mutex
-	m  map[string][]Endpoint
+	mu   sync.Mutex
+	m    map[string][]Endpoint
+	fail map[string]error // identities whose lookup fails (a cluster's store that did not answer)
+}
+
+func (d *fakeDir) Find(identity string) ([]Endpoint, error) {
+	d.mu.Lock()
+	err := d.fail[identity]
+	d.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return d.Sessions(identity), nil
 }
 
 func (d *fakeDir) Sessions(identity string) []Endpoint {

@@ -30,7 +30,10 @@ func TestLookupBeforeLeasesListed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := a.Lookup(ctx, "bob@example.com")
+	got, err := a.Lookup(ctx, "bob@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(got) != 2 {
 		t.Fatalf("lookup found %+v, want bob's two sessions", got)
 	}
@@ -38,6 +41,43 @@ func TestLookupBeforeLeasesListed(t *testing.T) {
 		if !e.Alive {
 			t.Errorf("bob's session %s on %s taken for dead; a sees %v", e.Session, e.Node, a.Nodes())
 		}
+	}
+}
+
+// TestLookupErrorIsNotNobody: a lookup the bucket did not answer (ctx
+// ended first, the bucket gone) returns an error, not an empty list: the
+// gateway answered a call to a user online on another node 404 "unknown
+// target" when the read timed out under load. A bucket that answers with
+// no session returns none and no error.
+func TestLookupErrorIsNotNobody(t *testing.T) {
+	ctx := context.Background()
+	e, a, kv := startNode(t, "a", time.Minute)
+	v, _ := json.Marshal(map[string]time.Time{"time": time.Now().UTC()})
+	if _, err := kv.Put(ctx, "b", v); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Publish(ctx, cluster.Entry{Session: "s-b", Identity: "bob@example.com", Node: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Lookup(ctx, "carol@example.com"); err != nil || len(got) != 0 {
+		t.Fatalf("carol's lookup: %+v, %v; want none and no error", got, err)
+	}
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	if got, err := a.Lookup(ended, "bob@example.com"); err == nil {
+		t.Fatalf("a lookup whose context ended found %+v and no error", got)
+	}
+	js, err := jetstream.New(e.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(ctx, cluster.DirectoryBucket); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if got, err := a.Lookup(short, "bob@example.com"); err == nil {
+		t.Fatalf("a lookup of a bucket gone found %+v and no error", got)
 	}
 }
 

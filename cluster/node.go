@@ -669,23 +669,33 @@ func (n *Node) knowNodes(entries []Entry) {
 // Lookup reads identity's sessions owned by other nodes from the
 // bucket itself, not the view: for a lookup the view answered with none,
 // since a session that started elsewhere a moment ago may not have
-// reached the view yet.
-func (n *Node) Lookup(ctx context.Context, identity string) []Entry {
+// reached the view yet. An error says the bucket did not tell (a read
+// failed or ctx ended first), not that identity has no session.
+func (n *Node) Lookup(ctx context.Context, identity string) ([]Entry, error) {
 	keys, err := n.dir.ListKeysFiltered(ctx, base64.RawURLEncoding.EncodeToString([]byte(identity))+".*")
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	defer keys.Stop()
 	var all []Entry
 	for k := range keys.Keys() {
 		kv, err := n.dir.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // ended between the listing and the read
+		}
 		if err != nil {
-			continue
+			return nil, err
 		}
 		var e Entry
 		if json.Unmarshal(kv.Value(), &e) == nil && e.Identity == identity {
 			all = append(all, e)
 		}
+	}
+	// The listing ends quietly when ctx does: what it gave may be short
+	// of the sessions there are, and nobody found must not read as nobody
+	// there (a 404 to a caller whose callee is online).
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	n.knowNodes(all)
 	var out []Entry
@@ -695,7 +705,7 @@ func (n *Node) Lookup(ctx context.Context, identity string) []Entry {
 			out = append(out, e)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // Owner returns the directory's entry of a session.

@@ -106,6 +106,28 @@ type Directory interface {
 	Known(identity string) bool
 }
 
+// Finder is implemented by Directories whose Sessions may have to read a
+// store that can fail to answer (a cluster's directory bucket): Find
+// returns the sessions, or the error that kept the directory from
+// telling whether identity has any.
+type Finder interface {
+	Find(identity string) ([]Endpoint, error)
+}
+
+// ErrLookup is the reason given for a target whose sessions could not be
+// looked up: retryable, unlike "unknown target" (docs/protocol.md).
+const ErrLookup = "target's sessions could not be looked up; try again"
+
+// Find returns identity's sessions in dir, and an error when dir could
+// not tell whether it has any (Finder): a caller then answers the target
+// 480 with ErrLookup, never 404, which is final for a user who is online.
+func Find(dir Directory, identity string) ([]Endpoint, error) {
+	if f, ok := dir.(Finder); ok {
+		return f.Find(identity)
+	}
+	return dir.Sessions(identity), nil
+}
+
 // Router is implemented by endpoints whose requests are routed by rules
 // (package routing, docs/routing.md): the handlers ask it where a call,
 // message or subscription of the session goes before they relay it or

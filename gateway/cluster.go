@@ -1226,18 +1226,24 @@ func (g *Gateway) liveEntries(entries []cluster.Entry) []cluster.Entry {
 }
 
 // remoteSessions returns identity's sessions owned by other live nodes,
-// as endpoints; local are the ones here.
-func (g *Gateway) remoteSessions(identity string, local []endpoint.Endpoint) []endpoint.Endpoint {
+// as endpoints; local are the ones here. The error is the directory
+// bucket's, read when neither the tables nor the view had a session.
+func (g *Gateway) remoteSessions(identity string, local []endpoint.Endpoint) ([]endpoint.Endpoint, error) {
 	if g.node == nil {
-		return local
+		return local, nil
 	}
 	remote := g.liveEntries(g.node.Remote(identity))
 	if len(remote) == 0 && len(local) == 0 {
 		// A miss may be a session that started elsewhere a moment ago
 		// and is not in the view yet: the bucket itself is asked.
 		ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
-		remote = g.liveEntries(g.node.Lookup(ctx, identity))
+		found, err := g.node.Lookup(ctx, identity)
 		cancel()
+		if err != nil {
+			g.log.Warn("directory lookup failed", "identity", identity, "err", err)
+			return nil, err
+		}
+		remote = g.liveEntries(found)
 	}
 	for _, e := range remote {
 		here := false
@@ -1251,7 +1257,7 @@ func (g *Gateway) remoteSessions(identity string, local []endpoint.Endpoint) []e
 			local = append(local, g.endpointOf(e.Session, e.Identity, e.Oracle, e.Node))
 		}
 	}
-	return local
+	return local, nil
 }
 
 // Drain makes a node of a cluster leave without ending what its clients

@@ -5,7 +5,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jsonrtc/jsonrtc/cluster"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/jsonrtc/jsonrtc/store/natsstore"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestDirectoryKnownLeavesSIPIdentitiesToSIP: an identity of the SIP
@@ -77,5 +82,41 @@ func TestGuestIdentitiesNotRemembered(t *testing.T) {
 	defer g.mu.Unlock()
 	if _, ok := g.known["alice@example.com"]; !ok || len(g.known) != 1 {
 		t.Fatalf("known identities %v, want alice alone", g.known)
+	}
+}
+
+// TestClusterLookupFailedIsRetryable: in a cluster, a call to a target
+// neither this node's tables nor its view of the directory have, whose
+// read of the directory bucket fails, is answered 480 with the lookup's
+// reason, not 404 "unknown target": under load the read timed out and
+// alice's call to bob, online on the other node, got 404, final for her
+// (gateway TestClusterForwardTakenWhileHostWaits, 1 in 80 runs).
+func TestClusterLookupFailedIsRetryable(t *testing.T) {
+	var emb *natsstore.Embedded
+	_, a := aliceOnNode(t, func(s store.Store) store.Store {
+		emb = s.(*natsstore.Embedded)
+		return s
+	})
+	js, err := jetstream.New(emb.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(context.Background(), cluster.DirectoryBucket); err != nil {
+		t.Fatal(err)
+	}
+	a.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: "a1"},
+		Header:  protocol.Header{Action: protocol.ActionStart, Initiator: "alice@example.com", Target: "bob@example.com"},
+		Payload: protocol.EncodePayload(protocol.CallPayload{SDP: sdpOffer}),
+	})
+	for {
+		r := a.readWithin(2 * clusterTimeout)
+		if r.Control.Type != protocol.TypeError || r.Header.Action != protocol.ActionStart {
+			continue
+		}
+		if r.Header.ErrorCode != protocol.CodeTemporarilyUnavail || r.Header.Reason != endpoint.ErrLookup {
+			t.Fatalf("alice's start got %d %q, want 480 %q", r.Header.ErrorCode, r.Header.Reason, endpoint.ErrLookup)
+		}
+		return
 	}
 }

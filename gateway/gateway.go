@@ -495,6 +495,13 @@ type directory struct{ g *Gateway }
 // Sessions returns identity's sessions here and, in a cluster, those
 // other live nodes own (cluster.go).
 func (d directory) Sessions(identity string) []endpoint.Endpoint {
+	out, _ := d.Find(identity)
+	return out
+}
+
+// Find is Sessions with the error of a cluster's directory read: the
+// view had none of identity's sessions and the bucket did not answer.
+func (d directory) Find(identity string) ([]endpoint.Endpoint, error) {
 	d.g.mu.Lock()
 	list := d.g.byIdentity[identity]
 	out := make([]endpoint.Endpoint, 0, len(list))

@@ -55,7 +55,12 @@ func restartAfterAdoption(t *testing.T) (a2, b2 *peer, url, bsub string) {
 	})
 	var a, b *peer
 	a, b, bsub = aliceCallsBob(t, urls[0], urls[0])
-	callHost(t, gs[1], a.sid, "c1", "n1")
+	// Killed before the answer's write (out of line), n1 left the
+	// ringing call's record: n2 adopted a ringing call, in which bob's
+	// re-offer was lost or, taken on n1, opened a new call to alice.
+	if rec, _, _ := callAnswered(t, gs[1], a.sid, "c1"); rec.Host != "n1" {
+		t.Fatalf("the call's record names host %q, want n1", rec.Host)
+	}
 	k.killed.Store(true)
 	gs[0].node.Close()
 	a.c.CloseNow()

@@ -81,6 +81,17 @@ type fakeDir struct {
 	mu       sync.Mutex
 	sessions map[string][]endpoint.Endpoint
 	known    map[string]bool
+	fail     map[string]error // identities whose lookup fails (a cluster's store that did not answer)
+}
+
+func (d *fakeDir) Find(id string) ([]endpoint.Endpoint, error) {
+	d.mu.Lock()
+	err := d.fail[id]
+	d.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return d.Sessions(id), nil
 }
 
 func (d *fakeDir) Sessions(id string) []endpoint.Endpoint {

@@ -243,8 +243,13 @@ func (h *Handler) send(ep endpoint.Endpoint, f *protocol.Frame) {
 		return
 	}
 	id := webID(d.Target)
+	all, err := endpoint.Find(h.dir, id)
+	if err != nil {
+		ep.Send(reply(f, protocol.TypeError, protocol.CodeTemporarilyUnavail, endpoint.ErrLookup), false)
+		return
+	}
 	var to []endpoint.Endpoint
-	for _, e := range h.dir.Sessions(id) {
+	for _, e := range all {
 		if e.ID() != ep.ID() {
 			to = append(to, e)
 		}
@@ -406,7 +411,11 @@ func (h *Handler) sendUp(ep endpoint.Endpoint, f *protocol.Frame, d routing.Deci
 // message is queued to every session.
 func (h *Handler) Deliver(from, to string, p protocol.MessagePayload, answer func(code int, reason string, ext []protocol.Ext), ext ...protocol.Ext) {
 	id := webID(to)
-	sessions := h.dir.Sessions(id)
+	sessions, err := endpoint.Find(h.dir, id)
+	if err != nil {
+		answer(protocol.CodeTemporarilyUnavail, endpoint.ErrLookup, nil)
+		return
+	}
 	if len(sessions) == 0 {
 		if h.dir.Known(id) {
 			answer(protocol.CodeTemporarilyUnavail, protocol.Reason(protocol.CodeTemporarilyUnavail), nil)

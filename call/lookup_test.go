@@ -1,0 +1,37 @@
+package call
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/jsonrtc/jsonrtc/endpoint"
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// TestStartLookupFailedIsRetryable: a call to a target whose sessions the
+// directory could not look up (a cluster's store read that timed out
+// under load) gets 480 with the lookup's reason, not 404 "unknown
+// target", which is final for a callee who is online (seen in gateway
+// TestClusterForwardTakenWhileHostWaits, 1 in 80 runs).
+func TestStartLookupFailedIsRetryable(t *testing.T) {
+	e := newEnv(t, 0)
+	e.dir.fail = map[string]error{"bob@web.example": errors.New("context deadline exceeded")}
+	a := e.ep("alice@web.example")
+	f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "a1", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
+	f.Header.Target = "bob@web.example"
+	e.h.HandleFrame(a, f)
+	r := a.expect(t, protocol.TypeError, protocol.ActionStart)
+	if r.Header.ErrorCode != protocol.CodeTemporarilyUnavail || r.Header.Reason != endpoint.ErrLookup {
+		t.Fatalf("alice's start got %d %q, want 480 %q", r.Header.ErrorCode, r.Header.Reason, endpoint.ErrLookup)
+	}
+	// Once the directory answers that nobody is there, the target is unknown.
+	e.dir.mu.Lock()
+	e.dir.fail = nil
+	e.dir.mu.Unlock()
+	f = wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "a2", seq: 2, p: protocol.CallPayload{SDP: webOffer}}.frame()
+	f.Header.Target = "bob@web.example"
+	e.h.HandleFrame(a, f)
+	if r := a.expect(t, protocol.TypeError, protocol.ActionStart); r.Header.ErrorCode != protocol.CodeNotFound {
+		t.Fatalf("alice's second start got %d %q, want 404", r.Header.ErrorCode, r.Header.Reason)
+	}
+}

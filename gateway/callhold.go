@@ -55,7 +55,7 @@ type heldFrame struct {
 // holdFor bounds the time a frame is held.
 func (g *Gateway) holdFor() time.Duration {
 	ttl := g.node.LeaseTTL()
-	return ttl + ttl/3 + g.resumeWait
+	return ttl + ttl/3 + g.resumeBudget()
 }
 
 // holding reports whether s holds frames of f's call; if so, f goes

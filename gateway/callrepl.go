@@ -572,7 +572,7 @@ func (r *callRepl) read(ctx context.Context, key string) (*callRecord, string, u
 // than a store that did not answer (its buckets electing leaders after
 // the death), which is waited for, backing off, within resumeWait.
 func (r *callRepl) adopt(session, sub string) (host, gone string) {
-	deadline := time.Now().Add(r.g.resumeWait)
+	deadline := time.Now().Add(r.g.resumeBudget())
 	ctx, cancel := context.WithDeadline(r.g.ctx, deadline)
 	defer cancel()
 	var last error

@@ -1402,3 +1402,6 @@ func (g *Gateway) stepDown() {
 	}
 	g.log.Info("drain: stream leaders handed over", "streams", n)
 }
+
+// resumeBudget is how long a resume waits for the store (resumeWait).
+func (g *Gateway) resumeBudget() time.Duration { return time.Duration(g.resumeWait.Load()) }

@@ -160,7 +160,7 @@ func (g *Gateway) adoptDeadRoutes(sessions []*Session) []*Session {
 // are made again: past a record's lifetime and a resume's budget, the
 // records of the dead host's calls have expired, and a frame of such a
 // call finds it gone.
-func (g *Gateway) deadRetryFor() time.Duration { return g.repl.ttl + g.resumeWait }
+func (g *Gateway) deadRetryFor() time.Duration { return g.repl.ttl + g.resumeBudget() }
 
 // retryDeadRoutes adopts again, backing off, the calls of sessions the
 // store left undecided, until none is or deadRetryFor passes. A session

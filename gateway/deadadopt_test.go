@@ -18,7 +18,7 @@ import (
 func TestClusterAdoptionAfterSilentStore(t *testing.T) {
 	var st *electingStore
 	gs, urls := secondWrapped(t, func(s store.Store) store.Store { st = &electingStore{Store: s}; return st })
-	gs[1].resumeWait = 500 * time.Millisecond
+	gs[1].resumeWait.Store(int64(500 * time.Millisecond))
 	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
 	callHost(t, gs[1], a.sid, "c1", "n1")
 	tries := func() float64 {

@@ -89,9 +89,10 @@ type Gateway struct {
 	// forwarded holds the frames forwarded to this node (the host of
 	// their interactions) and taken, in order, for inboundLoop.
 	forwarded chan func()
-	// resumeWait: how long a resume waits for the store (cluster.go);
+	// resumeWait: how long a resume waits for the store (cluster.go),
+	// in nanoseconds: atomic, as tests shorten it on a running gateway;
 	// writeFailed: a record write failed this round (persist.go).
-	resumeWait  time.Duration
+	resumeWait  atomic.Int64
 	writeFailed atomic.Bool
 	// noBatch: the store answered store.ErrNoBatch; rounds are written
 	// one by one (persist.go writeBatch).
@@ -208,12 +209,12 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		push:       pushr,
 		store:      opts.Store,
 		wal:        opts.Store != nil,
-		resumeWait: resumeWait,
 		dirtyKick:  make(chan struct{}, 1),
 		node:       opts.Cluster,
 		ready:      opts.Ready,
 		moved:      map[string]*Session{},
 	}
+	g.resumeWait.Store(int64(resumeWait))
 	if g.node != nil && !g.wal {
 		return nil, errors.New("gateway: a cluster needs a store (Options.Store)")
 	}

@@ -400,7 +400,7 @@ func (g *Gateway) storeLocked(sn snapshot, data []byte) bool {
 		// this node, and the copy would end as if superseded, toward
 		// its peers too, while the session lives on elsewhere.
 		owner := ""
-		if r, _, rerr := g.restoreWaiting(s.id, time.Now().Add(g.resumeWait)); rerr == nil && r != nil {
+		if r, _, rerr := g.restoreWaiting(s.id, time.Now().Add(g.resumeBudget())); rerr == nil && r != nil {
 			owner = r.Owner
 		} else if rerr != nil {
 			owner = g.ownerOf(s.id)

@@ -48,7 +48,7 @@ func TestResumeWaitsForTheStore(t *testing.T) {
 	st := &electingStore{Store: store.NewMemory()}
 	_, url1 := newGatewayOpts(t, nil, Options{Store: st})
 	g2, url2 := newGatewayOpts(t, nil, Options{Store: st})
-	g2.resumeWait = 500 * time.Millisecond
+	g2.resumeWait.Store(int64(500 * time.Millisecond))
 	a := dial(t, url1, protocol.SubprotocolOracle, nil)
 	a.connect("alice@example.com")
 	resume := `{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`

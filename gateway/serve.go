@@ -526,7 +526,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	// The store is waited for, not taken for an answer: a resume is
 	// refused only when the record is gone or does not fit (cluster.go,
 	// resumeWait).
-	deadline := time.Now().Add(g.resumeWait)
+	deadline := time.Now().Add(g.resumeBudget())
 	r, rev, err := g.restoreWaiting(id, deadline)
 	switch {
 	case err != nil:

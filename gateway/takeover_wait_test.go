@@ -127,7 +127,7 @@ func TestTakeoverWaitsForTheOwnersLastWrite(t *testing.T) {
 // its next resume, once the owner's write landed, gets the frame.
 func TestTakeoverPastTheBudgetResumesAgain(t *testing.T) {
 	gs, urls, n1, _, a, seq, resume := takenFrameBeforeTakeover(t)
-	gs[1].resumeWait = 500 * time.Millisecond
+	gs[1].resumeWait.Store(int64(500 * time.Millisecond))
 	b := dial(t, urls[1], protocol.SubprotocolOracle, nil)
 	b.write(resume)
 	if code := b.closeCode(); code != 1013 {
@@ -285,7 +285,7 @@ func TestTakeoverUnroutedOwnerLeaseGone(t *testing.T) {
 // (1013).
 func TestTakeoverUnroutedOwnerPastTheBudget(t *testing.T) {
 	gs, urls, a, _, _ := unroutedOwner(t)
-	gs[1].resumeWait = time.Second
+	gs[1].resumeWait.Store(int64(time.Second))
 	if got := <-resumeAnswer(t, urls[1], aliceResume(a.sid)); !strings.HasPrefix(got, "closed 1013") {
 		t.Fatalf("resume on n2 while n1 was unreachable past the budget: %s, want closed 1013", got)
 	}

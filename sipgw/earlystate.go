@@ -2,6 +2,7 @@ package sipgw
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -120,21 +121,47 @@ func (c *Call) EarlyState() (DialogState, bool) {
 	inv := c.invite.st
 	inv.Route, inv.Vias = slices.Clone(inv.Route), slices.Clone(inv.Vias)
 	if c.dir == Incoming {
-		return DialogState{
-			Version:   DialogStateVersion,
-			Role:      "uas",
-			CallID:    c.invite.callID,
-			LocalTag:  c.keys.LocalTag,
-			RemoteTag: c.keys.RemoteTag,
-			LocalURI:  c.local.String(),
-			RemoteURI: c.remote.String(),
-			Transport: c.invite.transport,
-			Identity:  c.identity,
-			RemoteSDP: string(c.offer),
-			ViaBranch: c.keys.ViaBranch,
-			App:       slices.Clone(c.app),
-			Invite:    &inv,
-		}, true
+		st := DialogState{
+			Version:       DialogStateVersion,
+			Role:          "uas",
+			CallID:        c.invite.callID,
+			LocalTag:      c.keys.LocalTag,
+			RemoteTag:     c.keys.RemoteTag,
+			LocalURI:      c.local.String(),
+			RemoteURI:     c.remote.String(),
+			RemoteDisplay: c.display,
+			RemoteCSeq:    inv.CSeq,
+			Transport:     c.invite.transport,
+			Identity:      c.identity,
+			RemoteSDP:     string(c.offer),
+			ViaBranch:     c.keys.ViaBranch,
+			App:           slices.Clone(c.app),
+			Invite:        &inv,
+		}
+		// What the 200 of another node copies besides the Vias
+		// (AdoptRinging): the route set the INVITE recorded, the
+		// caller's Contact (the dialog's remote target), what it allows.
+		if c.uas != nil {
+			req := c.uas.InviteRequest
+			for _, h := range req.GetHeaders("Record-Route") {
+				st.RouteSet = append(st.RouteSet, h.Value())
+			}
+			if ct := req.Contact(); ct != nil {
+				st.RemoteTarget = ct.Address.String()
+			}
+			for _, h := range req.GetHeaders("Allow") {
+				for _, m := range strings.Split(h.Value(), ",") {
+					if m = strings.TrimSpace(m); m != "" {
+						st.PeerAllow = append(st.PeerAllow, m)
+					}
+				}
+			}
+		}
+		for p := range c.peerInfo {
+			st.PeerInfo = append(st.PeerInfo, p)
+		}
+		slices.Sort(st.PeerInfo)
+		return st, true
 	}
 	return DialogState{
 		Version:      DialogStateVersion,
@@ -293,32 +320,14 @@ func (g *UserAgent) refuseInvite(st DialogState, code int, reason string) error 
 	if !ok || res.Via() == nil {
 		return bad("response not parsed as one")
 	}
-	via := res.Via()
-	if !strings.EqualFold(via.Transport, "UDP") {
-		return fmt.Errorf("sipgw: a response to an INVITE over %s needs its connection", via.Transport)
+	dest, err := viaDestination(res.Via())
+	if err != nil {
+		return err
 	}
-	host, port := via.Host, via.Port
-	if r, ok := via.Params.Get("received"); ok && r != "" {
-		host = r
-	}
-	if p, ok := via.Params.Get("rport"); ok && p != "" {
-		if n, err := strconv.Atoi(p); err == nil {
-			port = n
-		}
-	}
-	if port == 0 {
-		port = 5060
-	}
-	if net.ParseIP(host) == nil {
-		return fmt.Errorf("sipgw: the INVITE's Via names %q, not an address", host)
-	}
-	res.SetDestination(net.JoinHostPort(host, strconv.Itoa(port)))
-	var conn sip.Connection
-	if pool := g.ua.TransportLayer().Pool("udp"); pool != nil {
-		conn = pool.Get(g.addrs["udp"])
-	}
-	if conn == nil {
-		return fmt.Errorf("sipgw: no UDP listener for the response")
+	res.SetDestination(dest)
+	conn, err := g.udpConn()
+	if err != nil {
+		return err
 	}
 	if err := conn.WriteMsg(res); err != nil {
 		return fmt.Errorf("sipgw: final response: %w", err)
@@ -335,4 +344,49 @@ func (g *UserAgent) refuseInvite(st DialogState, code int, reason string) error 
 		}
 	})
 	return nil
+}
+
+// viaDestination is where the responses to a request whose top Via is
+// via go when another node answers it: its received and rport
+// parameters first (RFC 3261 section 18.2.2, RFC 3581). Over UDP only:
+// over TCP or TLS the responses need the request's connection, which was
+// the dead node's.
+func viaDestination(via *sip.ViaHeader) (string, error) {
+	if !strings.EqualFold(via.Transport, "UDP") {
+		return "", fmt.Errorf("%w: over %s", ErrNeedsConnection, via.Transport)
+	}
+	host, port := via.Host, via.Port
+	if r, ok := via.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	if p, ok := via.Params.Get("rport"); ok && p != "" {
+		if n, err := strconv.Atoi(p); err == nil {
+			port = n
+		}
+	}
+	if port == 0 {
+		port = 5060
+	}
+	if net.ParseIP(host) == nil {
+		return "", fmt.Errorf("sipgw: the INVITE's Via names %q, not an address", host)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+// ErrNeedsConnection: the answer to a recorded INVITE that came over TCP
+// or TLS cannot go from another node (RFC 3261 section 18.2.2: over the
+// INVITE's connection, which was the dead node's).
+var ErrNeedsConnection = errors.New("sipgw: the INVITE's answer needs its connection")
+
+// udpConn is this user agent's UDP listener, which answers recorded
+// INVITEs from.
+func (g *UserAgent) udpConn() (sip.Connection, error) {
+	var conn sip.Connection
+	if pool := g.ua.TransportLayer().Pool("udp"); pool != nil {
+		conn = pool.Get(g.addrs["udp"])
+	}
+	if conn == nil {
+		return nil, fmt.Errorf("sipgw: no UDP listener for the response")
+	}
+	return conn, nil
 }

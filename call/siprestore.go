@@ -7,6 +7,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
@@ -54,6 +55,9 @@ type SIPSnapshot struct {
 	Route endpoint.RouteBasis `json:"route,omitzero"`
 	// Pending are the web leg's requests under way toward SIP (notePending).
 	Pending []PendingRequest `json:"pending,omitempty"`
+	// RingUntil is when an incoming call ringing ends unanswered (its
+	// ring timer, wall clock: it goes on on another node, sipring.go).
+	RingUntil time.Time `json:"ring_until,omitzero"`
 }
 
 // PendingRequest is a web leg's request under way toward SIP, by its
@@ -231,7 +235,13 @@ func (fl *farLeg) recordRinging() {
 // recordEarly starts recording the call's INVITE under way, whose web
 // leg is w (and, for an incoming call ringing several sessions, forks
 // the other ringing legs). c.mu is held.
-func (fl *farLeg) recordEarly(w *leg, forks []*leg) {
+func (fl *farLeg) recordEarly(w *leg, forks []*leg) { fl.recordEarlyOver(w, forks, nil) }
+
+// recordEarlyOver is recordEarly over the record prev, which another
+// node wrote of the call and this one took over (RestoreRingingSIP): one
+// kept under another leg's key (its session gone) is ended as the new
+// one is written. c.mu is held.
+func (fl *farLeg) recordEarlyOver(w *leg, forks []*leg, prev *SIPSnapshot) {
 	h := fl.h
 	dc, ok := fl.sc.(dialogCall)
 	_, early := fl.sc.(earlyCall)
@@ -247,10 +257,17 @@ func (fl *farLeg) recordEarly(w *leg, forks []*leg) {
 		ms := fl.media.State()
 		sn.Media = &ms
 	}
+	if !fl.out {
+		sn.RingUntil = fl.c.ringUntil
+	}
 	fl.snap = sn
 	app, _ := json.Marshal(sn)
 	dc.SetApp(app) // signals the first write
-	h.far.wg.Go(func() { fl.watchDialog(dc, sn) })
+	first := sn
+	if prev != nil {
+		first = *prev
+	}
+	h.far.wg.Go(func() { fl.watchDialog(dc, first) })
 }
 
 // watchDialog hands each change of the dialog to Options.ReplicateSIP

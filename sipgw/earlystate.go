@@ -55,7 +55,17 @@ type InviteState struct {
 	// final response copies (RFC 3261 section 8.2.6.2); To then carries
 	// our tag, as the call's provisional responses did.
 	Vias []string `json:"vias,omitempty"`
+	// Headers are the header lines of an incoming INVITE ("Name:
+	// value") that its 200 is built from besides those above and the
+	// DialogState's (ringingHeaders: the session timer's, the option
+	// tags, the Info Packages), for another node to answer it
+	// (AdoptRinging).
+	Headers []string `json:"headers,omitempty"`
 }
+
+// ringingHeaders are the headers of an incoming INVITE that InviteState
+// keeps in Headers.
+var ringingHeaders = []string{"Supported", "Require", "Session-Expires", "Min-SE", "Recv-Info"}
 
 // sentInvite is the INVITE under way of an outgoing call; c.mu.
 type sentInvite struct {
@@ -89,6 +99,11 @@ func (c *Call) noteInvite(req *sip.Request) {
 		for _, h := range req.GetHeaders("Via") {
 			st.Vias = append(st.Vias, h.Value())
 		}
+		for _, name := range ringingHeaders {
+			for _, h := range req.GetHeaders(name) {
+				st.Headers = append(st.Headers, name+": "+h.Value())
+			}
+		}
 	}
 	var cid string
 	if h := req.CallID(); h != nil {
@@ -119,7 +134,7 @@ func (c *Call) EarlyState() (DialogState, bool) {
 		return DialogState{}, false
 	}
 	inv := c.invite.st
-	inv.Route, inv.Vias = slices.Clone(inv.Route), slices.Clone(inv.Vias)
+	inv.Route, inv.Vias, inv.Headers = slices.Clone(inv.Route), slices.Clone(inv.Vias), slices.Clone(inv.Headers)
 	if c.dir == Incoming {
 		st := DialogState{
 			Version:       DialogStateVersion,

@@ -2,6 +2,7 @@ package sipgw
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 // 17.1.3), whoever sends it, and forwards a 2xx whatever state that
 // transaction is in (section 16.7, step 5). So the adopter rebuilds the
 // INVITE from the record (EarlyState: its Vias, Record-Route, From, To
-// with our tag, Call-ID, CSeq, the caller's Contact, the offer) and
+// with our tag, Call-ID, CSeq, the caller's Contact, the offer, the
+// headers the 200 reads: session timer, option tags) and
 // answers it as a server transaction of its own whose responses go where
 // the top Via says: the 200 with its own Contact, retransmitted from T1
 // to T2 until the ACK, which comes to that Contact, the call then
@@ -35,33 +37,11 @@ import (
 
 // RingingMoves reports whether the ringing incoming call of st (from
 // [Call.EarlyState]) can go on ringing on another user agent
-// ([UserAgent.AdoptRinging]): its INVITE came over UDP.
+// ([UserAgent.AdoptRinging]): a record of one whose INVITE came over
+// UDP, with what the 200 copies of it.
 func RingingMoves(st DialogState) bool {
-	if st.Role != "uas" || st.Invite == nil || len(st.Invite.Vias) == 0 {
-		return false
-	}
-	var via sip.ViaHeader
-	if err := topVia(st.Invite.Vias[0], &via); err != nil {
-		return false
-	}
-	_, err := viaDestination(&via)
+	_, err := ringingInvite(st)
 	return err == nil
-}
-
-// topVia reads the first hop of a Via value.
-func topVia(v string, out *sip.ViaHeader) error {
-	res := sip.NewResponse(200, "OK")
-	res.AppendHeader(sip.NewHeader("Via", v))
-	m, err := sip.ParseMessage([]byte(res.String()))
-	if err != nil {
-		return err
-	}
-	via := m.(*sip.Response).Via()
-	if via == nil {
-		return fmt.Errorf("no Via in %q", v)
-	}
-	*out = *via
-	return nil
 }
 
 // AdoptRinging goes on on this user agent with the ringing incoming call
@@ -79,62 +59,14 @@ func (g *UserAgent) AdoptRinging(st DialogState, o *AdoptOptions) (*Call, error)
 	if g.ctx == nil {
 		return nil, ErrClosed
 	}
+	req, err := ringingInvite(st)
+	if err != nil {
+		return nil, err
+	}
 	bad := func(f string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrDialogState, fmt.Sprintf(f, a...))
 	}
 	inv := st.Invite
-	if st.Version != DialogStateVersion || st.Role != "uas" || inv == nil || len(inv.Vias) == 0 {
-		return nil, bad("not a ringing incoming call (version %d, role %q)", st.Version, st.Role)
-	}
-	fields := append([]string{st.CallID, st.LocalTag, inv.RequestURI, inv.From, inv.To, st.RemoteTarget}, inv.Vias...)
-	for _, f := range append(fields, st.RouteSet...) {
-		if f == "" || hasCtl(f) {
-			return nil, bad("empty or control characters in the INVITE's %q", f)
-		}
-	}
-	for _, m := range st.PeerAllow {
-		if hasCtl(m) || strings.ContainsAny(m, ",\r\n") {
-			return nil, bad("allow %q", m)
-		}
-	}
-	if hasCtl(strings.ReplaceAll(strings.ReplaceAll(st.RemoteSDP, "\r", ""), "\n", "")) {
-		return nil, bad("control characters in the offer")
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "INVITE %s SIP/2.0\r\n", inv.RequestURI)
-	for _, v := range inv.Vias {
-		fmt.Fprintf(&b, "Via: %s\r\n", v)
-	}
-	for _, r := range st.RouteSet {
-		fmt.Fprintf(&b, "Record-Route: %s\r\n", r)
-	}
-	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %d INVITE\r\nContact: <%s>\r\nMax-Forwards: 70\r\n",
-		inv.From, inv.To, st.CallID, inv.CSeq, st.RemoteTarget)
-	if len(st.PeerAllow) > 0 {
-		fmt.Fprintf(&b, "Allow: %s\r\n", strings.Join(st.PeerAllow, ", "))
-	}
-	if st.RemoteSDP != "" {
-		b.WriteString("Content-Type: application/sdp\r\n")
-	}
-	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(st.RemoteSDP), st.RemoteSDP)
-	m, err := sip.ParseMessage([]byte(b.String()))
-	if err != nil {
-		return nil, bad("INVITE: %v", err)
-	}
-	req, ok := m.(*sip.Request)
-	if !ok || req.Via() == nil || req.Method != sip.INVITE || req.From() == nil || req.To() == nil {
-		return nil, bad("INVITE not parsed as one")
-	}
-	if tag, _ := req.To().Params.Get("tag"); tag != st.LocalTag {
-		return nil, bad("the INVITE's To has tag %q, the call %q", tag, st.LocalTag)
-	}
-	dest, err := viaDestination(req.Via())
-	if err != nil {
-		return nil, err
-	}
-	// The responses go where the top Via says (sipgo answers a request
-	// to its source, which this one has none of).
-	req.SetSource(dest)
 	conn, err := g.udpConn()
 	if err != nil {
 		return nil, err
@@ -236,4 +168,79 @@ func (c *Call) endFailedTx(tx sip.ServerTransaction) {
 	case <-c.done:
 	}
 	tx.Terminate()
+}
+
+// ringingInvite rebuilds the INVITE of the ringing incoming call of st,
+// as it came, its source where its responses go.
+func ringingInvite(st DialogState) (*sip.Request, error) {
+	bad := func(f string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrDialogState, fmt.Sprintf(f, a...))
+	}
+	inv := st.Invite
+	if st.Version != DialogStateVersion || st.Role != "uas" || inv == nil || len(inv.Vias) == 0 {
+		return nil, bad("not a ringing incoming call (version %d, role %q)", st.Version, st.Role)
+	}
+	fields := append([]string{st.CallID, st.LocalTag, inv.RequestURI, inv.From, inv.To, st.RemoteTarget}, inv.Vias...)
+	for _, f := range append(fields, st.RouteSet...) {
+		if f == "" || hasCtl(f) {
+			return nil, bad("empty or control characters in the INVITE's %q", f)
+		}
+	}
+	for _, h := range inv.Headers {
+		name, _, ok := strings.Cut(h, ":")
+		if !ok || hasCtl(h) || !slices.ContainsFunc(ringingHeaders, func(n string) bool { return strings.EqualFold(n, strings.TrimSpace(name)) }) {
+			return nil, bad("header %q", h)
+		}
+	}
+	for _, m := range st.PeerAllow {
+		if hasCtl(m) || strings.ContainsAny(m, ",\r\n") {
+			return nil, bad("allow %q", m)
+		}
+	}
+	if hasCtl(strings.ReplaceAll(strings.ReplaceAll(st.RemoteSDP, "\r", ""), "\n", "")) {
+		return nil, bad("control characters in the offer")
+	}
+	var local sip.Uri
+	if err := sip.ParseUri(st.LocalURI, &local); err != nil {
+		return nil, bad("local_uri %q: %v", st.LocalURI, err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "INVITE %s SIP/2.0\r\n", inv.RequestURI)
+	for _, v := range inv.Vias {
+		fmt.Fprintf(&b, "Via: %s\r\n", v)
+	}
+	for _, r := range st.RouteSet {
+		fmt.Fprintf(&b, "Record-Route: %s\r\n", r)
+	}
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %d INVITE\r\nContact: <%s>\r\nMax-Forwards: 70\r\n",
+		inv.From, inv.To, st.CallID, inv.CSeq, st.RemoteTarget)
+	if len(st.PeerAllow) > 0 {
+		fmt.Fprintf(&b, "Allow: %s\r\n", strings.Join(st.PeerAllow, ", "))
+	}
+	for _, h := range inv.Headers {
+		fmt.Fprintf(&b, "%s\r\n", h)
+	}
+	if st.RemoteSDP != "" {
+		b.WriteString("Content-Type: application/sdp\r\n")
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(st.RemoteSDP), st.RemoteSDP)
+	m, err := sip.ParseMessage([]byte(b.String()))
+	if err != nil {
+		return nil, bad("INVITE: %v", err)
+	}
+	req, ok := m.(*sip.Request)
+	if !ok || req.Via() == nil || req.Method != sip.INVITE || req.From() == nil || req.To() == nil {
+		return nil, bad("INVITE not parsed as one")
+	}
+	if tag, _ := req.To().Params.Get("tag"); tag != st.LocalTag {
+		return nil, bad("the INVITE's To has tag %q, the call %q", tag, st.LocalTag)
+	}
+	dest, err := viaDestination(req.Via())
+	if err != nil {
+		return nil, err
+	}
+	// The responses go where the top Via says (sipgo answers a request
+	// to its source, which this one has none of).
+	req.SetSource(dest)
+	return req, nil
 }

@@ -25,7 +25,7 @@ func ringingElsewhere(t *testing.T, rr string) (c *Call, st DialogState, b *User
 	cfg := Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com", Registrar: bob.uri()}
 	a, incoming, token := registeredAlice(t, cfg)
 	from, to = "<sip:bob@example.com>;tag=near", "<sip:alice@example.com>"
-	extra := "Content-Type: application/sdp\r\nAllow: INVITE, ACK, BYE, CANCEL, INFO\r\n"
+	extra := "Content-Type: application/sdp\r\nAllow: INVITE, ACK, BYE, CANCEL, INFO\r\nSupported: timer\r\nSession-Expires: 1200;refresher=uac\r\n"
 	if rr != "" {
 		extra += "Record-Route: " + rr + "\r\n"
 	}
@@ -73,7 +73,8 @@ func finalAt(t *testing.T, bob *fakeProxy) *sip.Response {
 // after its node dies): another user agent goes on with the recorded
 // INVITE of a ringing incoming call; its Answer sends the 200 the dead
 // node would have (every Via, the Record-Route, From, To with the call's
-// tag, Call-ID, CSeq, the SDP) with its own Contact, where the top Via
+// tag, Call-ID, CSeq, the SDP, the session timer the INVITE asked for)
+// with its own Contact, where the top Via
 // says, again until the ACK; the ACK to that Contact confirms the call,
 // whose state then says so, and its BYE goes to the caller's Contact.
 func TestAdoptRingingAnswered(t *testing.T) {
@@ -100,7 +101,8 @@ func TestAdoptRingingAnswered(t *testing.T) {
 	ct := res.Contact()
 	if res.StatusCode != 200 || res.CallID().Value() != "ring-in" || res.CSeq().SeqNo != 10 || tag != st.LocalTag ||
 		branch != "z9hG4bKring-in10" || string(res.Body()) != answer || ct == nil || ct.Address.HostPort() != b.Addr("udp") ||
-		res.GetHeader("Record-Route") == nil || res.GetHeader("Record-Route").Value() != rr {
+		res.GetHeader("Record-Route") == nil || res.GetHeader("Record-Route").Value() != rr ||
+		res.GetHeader("Session-Expires") == nil || res.GetHeader("Session-Expires").Value() != "1200;refresher=uac" {
 		t.Fatalf("the caller got\n%s", res)
 	}
 	if again := finalAt(t, bob); again.StatusCode != 200 {

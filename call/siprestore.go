@@ -24,12 +24,14 @@ import (
 // before it leaves, so that another node (or this one, restarted)
 // adopts the dialog (sipgw.UserAgent.Adopt: a target refresh with its
 // own Contact) and goes on with the call (RestoreSIP) when this one
-// dies. A ringing or early call is not adopted: its INVITE transaction
-// cannot move, but an outgoing one's INVITE is recorded from the dial,
-// and an incoming one's while it rings (sipgw.Call.EarlyState), one web
-// session or several, for the node that finds the record to end it
-// (EndSIP, EndEarlySIP: a CANCEL, a 480) rather than leave the phone
-// ringing.
+// dies. A ringing or early call's INVITE transaction cannot move, but an
+// outgoing one's INVITE is recorded from the dial, and an incoming one's
+// while it rings (sipgw.Call.EarlyState), one web session or several:
+// the node that finds the record ends an outgoing one (EndSIP,
+// EndEarlySIP: a CANCEL) rather than leave the phone ringing, and rings
+// an incoming one on, answering its INVITE from the record
+// (RestoreRingingSIP, sipring.go; over TCP or TLS it cannot, and ends
+// it: EndEarlySIP).
 
 // SIPSnapshot is the web side of a confirmed SIP call as another node
 // rebuilds it.

@@ -28,9 +28,11 @@ import (
 // acknowledged, and the callee ends that dialog with a BYE after 64*T1
 // (RFC 3261 section 13.3.1.4).
 //
-// An incoming call whose node dies while it rings is refused by the node
-// that finds its record: the final response is built from the recorded
-// INVITE (its Vias, From, To with our tag, Call-ID, CSeq) and sent
+// An incoming call whose node dies while it rings rings on at the node
+// that finds its record (ringadopt.go). One that cannot (a record
+// without the caller's Contact) is refused: the final response is
+// built from the recorded INVITE (its Vias, From, To with our tag,
+// Call-ID, CSeq) and sent
 // statelessly where the top Via says (RFC 3261 section 18.2.2): a
 // stateful proxy matches it to its client transaction by the branch of
 // that Via, whoever sends it, and the caller stops ringing at once

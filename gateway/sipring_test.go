@@ -116,3 +116,31 @@ func readResponse(t *testing.T, pc net.PacketConn, code int) (*sip.Response, net
 		}
 	}
 }
+
+// A ringing incoming SIP call whose INVITE came over TCP, its host dead,
+// does not ring on (its answer needs the INVITE's connection, the dead
+// node's, RFC 3261 section 18.2.2): the callee hears it ended and the
+// record goes, as before the ringing calls rang on; nothing reaches the
+// caller, whose proxy's timer ends it.
+func TestRingingIncomingSIPCallOverTCPOfADeadHostEnded(t *testing.T) {
+	g, url := sipNode(t)
+	b := dial(t, url, protocol.SubprotocolOracle, nil)
+	b.connect("bob@web.example")
+	leg := call.LegSnapshot{Session: b.sid, Identity: "bob@web.example", Sub: "g1", StartCorr: "s1"}
+	app, _ := json.Marshal(call.SIPSnapshot{Target: "bob@web.example", Remote: "carol@sip.example", Web: leg, RingUntil: time.Now().Add(time.Minute)})
+	rec := callRecord{Host: "n7", SIP: &sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uas", CallID: "cid-tcp", LocalTag: "ours",
+		RemoteTag: "theirs", LocalURI: "sip:bob@example.com", RemoteURI: "sip:carol@sip.example", RemoteTarget: "sip:carol@127.0.0.1:9;transport=tcp",
+		Transport: "TCP", RemoteSDP: sdpOffer, App: app,
+		Invite: &sipgw.InviteState{RequestURI: "sip:bob@" + g.sip.Addr("udp"), Vias: []string{"SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKtcp1"},
+			From: "<sip:carol@sip.example>;tag=theirs", To: "<sip:bob@example.com>;tag=ours", CSeq: 3}}}
+	adoptRecord(t, g, leg.Session, leg.Sub, rec)
+	f := b.read()
+	expect(t, f, protocol.TypeMessage, protocol.ActionShutdown)
+	if f.Control.SubsessionID != "g1" || f.Header.Reason != call.RingLostIn {
+		t.Fatalf("bob's end of the call: %s", f.Marshal())
+	}
+	sipRecordOf(t, g, leg.Session, leg.Sub, func(r *callRecord) bool { return r == nil })
+	if n, c := g.repl.sip.ringingAdopted.Load(), g.repl.sip.cancelled.Load(); n != 0 || c != 1 {
+		t.Fatalf("ringing calls adopted %d, ended %d; want 0, 1", n, c)
+	}
+}

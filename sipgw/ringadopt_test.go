@@ -53,22 +53,6 @@ func ringingElsewhere(t *testing.T, rr string) (c *Call, st DialogState, b *User
 	return c, st, b, bob, from, to
 }
 
-// finalAt returns the next final response bob gets, within 10 s.
-func finalAt(t *testing.T, bob *fakeProxy) *sip.Response {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case res := <-bob.res:
-			if res.StatusCode >= 200 {
-				return res
-			}
-		case <-timeout:
-			t.Fatal("no final response at the caller")
-		}
-	}
-}
-
 // TestAdoptRingingAnswered (issue 15, a ringing incoming call continued
 // after its node dies): another user agent goes on with the recorded
 // INVITE of a ringing incoming call; its Answer sends the 200 the dead
@@ -95,7 +79,7 @@ func TestAdoptRingingAnswered(t *testing.T) {
 	if err := cb.Answer(context.Background(), []byte(answer)); err != nil {
 		t.Fatal(err)
 	}
-	res := finalAt(t, bob)
+	res := bob.final(t)
 	tag, _ := res.To().Params.Get("tag")
 	branch, _ := res.Via().Params.Get("branch")
 	ct := res.Contact()
@@ -105,7 +89,7 @@ func TestAdoptRingingAnswered(t *testing.T) {
 		res.GetHeader("Session-Expires") == nil || res.GetHeader("Session-Expires").Value() != "1200;refresher=uac" {
 		t.Fatalf("the caller got\n%s", res)
 	}
-	if again := finalAt(t, bob); again.StatusCode != 200 {
+	if again := bob.final(t); again.StatusCode != 200 {
 		t.Fatalf("then %d, want the 200 again until the ACK", again.StatusCode)
 	}
 	gw, err := net.ResolveUDPAddr("udp", b.Addr("udp"))
@@ -164,7 +148,7 @@ func TestAdoptRingingDeclined(t *testing.T) {
 	if err := cb.Reject(context.Background(), 486, "Busy Here"); err != nil {
 		t.Fatal(err)
 	}
-	res := finalAt(t, bob)
+	res := bob.final(t)
 	tag, _ := res.To().Params.Get("tag")
 	if res.StatusCode != 486 || tag != st.LocalTag || res.CSeq().SeqNo != 10 {
 		t.Fatalf("the caller got\n%s", res)

@@ -53,8 +53,9 @@ func RingingMoves(st DialogState) bool {
 // BYE ends the call), the dialog then confirmed here; Reject sends the
 // final failure; Progress a provisional response. Its EarlyState is the
 // record's, and DialogState, once confirmed, goes on as for any call.
-// Nothing is sent before one of those. ErrNeedsConnection when the
-// INVITE came over TCP or TLS.
+// Nothing is sent before one of those but the transaction's own 100
+// Trying, which the proxy absorbs. ErrNeedsConnection when the INVITE
+// came over TCP or TLS.
 func (g *UserAgent) AdoptRinging(st DialogState, o *AdoptOptions) (*Call, error) {
 	if g.ctx == nil {
 		return nil, ErrClosed

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -158,5 +159,49 @@ func TestClusterCallRelayBehindAMessage(t *testing.T) {
 	}
 	if f := a.read(); f.Header.Action != protocol.ActionTrickle {
 		t.Fatalf("alice read %s, want bob's candidate", f.Marshal())
+	}
+}
+
+// TestRelayMarks: a session's marks are per stream of a sender, ordered
+// by sequence then part, and a record written before streams and parts
+// (pairs of sequences) reads as the stream of messages and starts.
+func TestRelayMarks(t *testing.T) {
+	var ms []relayMark
+	if err := json.Unmarshal([]byte(`[{"from":"A","seq":5,"out":[[4,8],[5,9]]}]`), &ms); err != nil {
+		t.Fatal(err)
+	}
+	s := &Session{}
+	s.setRelays(ms)
+	for _, c := range []struct {
+		o     endpoint.Origin
+		seq   uint64
+		taken bool
+	}{
+		{endpoint.Origin{Session: "A", Sequence: 5}, 9, true},
+		{endpoint.Origin{Session: "A", Sequence: 4}, 8, true},
+		{endpoint.Origin{Session: "A", Sequence: 5, Part: 1}, 0, false},
+		{endpoint.Origin{Session: "A", Sequence: 6}, 0, false},
+		{endpoint.Origin{Session: "A", Sequence: 3, Stream: "c1"}, 0, false},
+	} {
+		if seq, taken, _ := s.takenLocked(c.o); taken != c.taken || seq != c.seq {
+			t.Errorf("%+v: taken %v at %d, want %v at %d", c.o, taken, seq, c.taken, c.seq)
+		}
+	}
+	answer := endpoint.Origin{Session: "A", Sequence: 7, Stream: "c1"}
+	cand := answer
+	cand.Part = 1
+	s.noteRelayLocked(answer, 20)
+	s.noteRelayLocked(cand, 21)
+	for _, c := range []struct {
+		o   endpoint.Origin
+		seq uint64
+	}{{answer, 20}, {cand, 21}} {
+		if seq, taken, err := s.takenLocked(c.o); !taken || err != nil || seq != c.seq {
+			t.Errorf("%+v: taken %v at %d (%v), want %d", c.o, taken, seq, err, c.seq)
+		}
+	}
+	// The stream of messages and starts kept its own mark.
+	if _, taken, _ := s.takenLocked(endpoint.Origin{Session: "A", Sequence: 6}); taken {
+		t.Error("A's sequence 6 taken on its messages' stream after its call's 7")
 	}
 }

@@ -91,3 +91,27 @@ func TestReofferResentTakenOnce(t *testing.T) {
 	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 3})
 	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
 }
+
+// TestDeclaredResentTakenOnce: a declared action's request sent again
+// (its sender's node died before writing the state that processed it)
+// reaches the other page once, and its answer comes back once.
+func TestDeclaredResentTakenOnce(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	act := scoreTemplates(t)().Lookup(protocol.PackageCall, "x-score")
+	a, b := e.ep("alice@web.example"), e.ep("bob@web.example")
+	a.takeOnce()
+	b.takeOnce()
+	e.webCall(t, a, b, "c1", 1)
+	relayedDeclared(e, a, act, 2, time.Minute)
+	r := b.expect(t, protocol.TypeRequest, "x-score")
+	relayedDeclared(e, a, act, 2, time.Minute)
+	b.none(t)
+	e.send(b, wf{typ: protocol.TypeResponse, act: "x-score", sub: r.Control.SubsessionID, seq: 2, corr: r.Control.CorrelationID,
+		state: protocol.StateFinal, code: 200})
+	if got := a.expect(t, protocol.TypeResponse, "x-score"); got.Control.CorrelationID != "c2" {
+		t.Fatalf("answer to alice: %s", got.Marshal())
+	}
+	a.none(t)
+	hangUp(e, a, "c1", 3)
+	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+}

@@ -136,6 +136,12 @@ func (h relay) declared(l *leg, f *protocol.Frame, wait time.Duration, send func
 	if peer.declared == nil {
 		peer.declared = map[string]*relayedRequest{}
 	}
+	if old := peer.declared[corr]; old != nil {
+		// The same request, sent again by a client whose node died
+		// before writing its state: the relay was taken once, and the
+		// wait starts again.
+		old.timer.Stop()
+	}
 	// The timer outlives the call at most by wait: the sender hears 408
 	// for a request the call's end left unanswered.
 	peer.declared[corr] = &relayedRequest{f: f, from: l.ep, send: send, timer: time.AfterFunc(wait, func() {

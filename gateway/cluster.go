@@ -66,9 +66,12 @@ type deliverReq struct {
 	Frame         []byte `json:"frame"`
 	SelfCorrelate bool   `json:"self_correlate,omitempty"`
 	Host          string `json:"host"`
-	// From and FromSeq name the client frame f relays (relays.go).
-	From    string `json:"from,omitempty"`
-	FromSeq uint64 `json:"from_seq,omitempty"`
+	// From, FromSeq, FromStream and FromPart name the client frame f
+	// relays (relays.go, endpoint.Origin).
+	From       string `json:"from,omitempty"`
+	FromSeq    uint64 `json:"from_seq,omitempty"`
+	FromStream string `json:"from_stream,omitempty"`
+	FromPart   uint64 `json:"from_part,omitempty"`
 }
 
 type deliverReply struct {
@@ -234,7 +237,7 @@ const deliverResumeWait = clusterTimeout
 
 func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, error) {
 	req, _ := json.Marshal(deliverReq{Session: id, Frame: f.Marshal(), SelfCorrelate: selfCorrelate, Host: g.self(),
-		From: o.Session, FromSeq: o.Sequence})
+		From: o.Session, FromSeq: o.Sequence, FromStream: o.Stream, FromPart: o.Part})
 	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
 	defer cancel()
 	data, err := g.node.Request(ctx, owner, kindDeliver, req)
@@ -379,7 +382,7 @@ func (g *Gateway) onDeliver(data []byte) []byte {
 		case s == nil:
 			rep.Err = errNotOwned
 		default:
-			rep.Seq, err = s.sendOrigin(f, req.SelfCorrelate, req.Host, endpoint.Origin{Session: req.From, Sequence: req.FromSeq})
+			rep.Seq, err = s.sendOrigin(f, req.SelfCorrelate, req.Host, endpoint.Origin{Session: req.From, Sequence: req.FromSeq, Stream: req.FromStream, Part: req.FromPart})
 			if errors.Is(err, errMovedAway) {
 				rep.Err = errNotOwned
 			}

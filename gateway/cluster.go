@@ -189,6 +189,15 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 				return 0, owner, errClosed
 			}
 			owner = g.ownerOf(id)
+			if owner == g.self() && g.lookup(id) == nil && !g.resuming.busy(id) {
+				// The record still names this node, which let the session
+				// go to a resume elsewhere: the new owner's compare-and-set
+				// has not landed yet. The view names it (moveAway), and
+				// it answers "resuming" until then, which is waited for.
+				if e, ok := g.node.Owner(id); ok && e.Node != g.self() {
+					owner = e.Node
+				}
+			}
 			if owner == "" {
 				break
 			}
@@ -755,6 +764,11 @@ func (s *Session) moveAway(owner string, final, check bool, probed *link, doubt 
 	s.mu.Unlock()
 	s.saveMu.Unlock()
 	s.inMu.Unlock()
+	// The view names the new owner before the tables drop s: a lookup
+	// here finds the session one way or the other while the new owner
+	// takes the record over and names itself in the directory (a
+	// message to it meanwhile got 480 at once: TestResumeOnAnotherNode).
+	g.node.Moved(cluster.Entry{Session: s.id, Identity: s.identity, Node: owner, Oracle: s.oracle})
 	g.remove(s)
 	g.mu.Lock()
 	if hosted {

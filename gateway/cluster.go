@@ -76,6 +76,10 @@ type deliverReply struct {
 	// Err: "not_owned" (look the owner up again), "ended", or another
 	// failure.
 	Err string `json:"err,omitempty"`
+	// Owner, with "not_owned": the owner the node's view names, the
+	// node it let the session go to, whose compare-and-set on the record
+	// may not have landed yet.
+	Owner string `json:"owner,omitempty"`
 }
 
 // inboundReq carries a session's frame to the host of its interaction.
@@ -173,6 +177,9 @@ func (g *Gateway) self() string { return g.node.Name() }
 // frame f relays (relays.go).
 func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, string, error) {
 	var last error
+	// named is the owner that asked, the node that let the session go,
+	// names: the record names asked until named takes it over.
+	var asked, named string
 	// A frame for a session its owner is resuming (the record names it,
 	// its tables not yet) waits for the resume, up to deliverResumeWait:
 	// given up on after the six tries below, an adopted SIP call's INFO
@@ -198,6 +205,9 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 					owner = e.Node
 				}
 			}
+			if named != "" && (owner == asked || owner == "") {
+				owner = named
+			}
 			if owner == "" {
 				break
 			}
@@ -221,6 +231,9 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 			return seq, owner, nil
 		}
 		last = err
+		if me := (*movedError)(nil); errors.As(err, &me) {
+			asked, named = owner, me.owner
+		}
 		if !errors.Is(err, errMoved) && !errors.Is(err, errOwnerResuming) {
 			break
 		}
@@ -231,6 +244,12 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 }
 
 var errMoved = errors.New("gateway: session not owned there")
+
+// movedError is errMoved with the owner the node asked names.
+type movedError struct{ owner string }
+
+func (e *movedError) Error() string   { return errMoved.Error() + "; moved to " + e.owner }
+func (e *movedError) Is(t error) bool { return t == errMoved }
 
 // errOwnerResuming: the node asked has a resume of the session under way
 // and not yet the session in its tables (onDeliver's resumingHere).
@@ -260,6 +279,9 @@ func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate b
 	switch rep.Err {
 	case "":
 	case errNotOwned:
+		if rep.Owner != "" {
+			return 0, &movedError{owner: rep.Owner}
+		}
 		return 0, errMoved
 	case resumingHere:
 		return 0, errOwnerResuming
@@ -391,6 +413,11 @@ func (g *Gateway) onDeliver(data []byte) []byte {
 			rep.Seq, err = s.sendOrigin(f, req.SelfCorrelate, req.Host, endpoint.Origin{Session: req.From, Sequence: req.FromSeq})
 			if errors.Is(err, errMovedAway) {
 				rep.Err = errNotOwned
+			}
+		}
+		if rep.Err == errNotOwned {
+			if e, ok := g.node.Owner(req.Session); ok && e.Node != g.self() {
+				rep.Owner = e.Node
 			}
 		}
 	}

@@ -113,3 +113,106 @@ func TestClusterMessageToASessionMovingAway(t *testing.T) {
 		t.Fatal("alice's message unanswered after bob's 200")
 	}
 }
+
+// readCount closes reached at the at-th read of key once armed.
+type readCount struct {
+	store.Store
+	mu      sync.Mutex
+	key     string
+	n, at   int
+	reached chan struct{}
+}
+
+func (r *readCount) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	r.mu.Lock()
+	if key == r.key && r.at > 0 {
+		if r.n++; r.n == r.at {
+			close(r.reached)
+		}
+	}
+	r.mu.Unlock()
+	return r.Store.Get(ctx, key)
+}
+
+// TestClusterMessageToASessionMovingOn: bob's session moves from n2 to
+// n3 while alice, on n1, sends him a message; n2 has let go, n3 has not
+// yet taken the record over. n2 answers n1's relay "not owned" and names
+// n3, which the record does not name yet: n1 asks n3, which is resuming
+// bob, and waits for it. Before, n1 read the record (n2) and asked n2
+// again, six times within about half a second, then gave up and answered
+// alice 480 while bob's resume was still under way (a takeover slow
+// under load).
+func TestClusterMessageToASessionMovingOn(t *testing.T) {
+	n1, n3 := &readCount{}, &enteredStore{entered: make(chan struct{})}
+	wraps := []func(store.Store) store.Store{
+		func(s store.Store) store.Store { n1.Store = s; return n1 },
+		func(s store.Store) store.Store { return s },
+		func(s store.Store) store.Store { n3.Store = s; return n3 },
+	}
+	next := 0
+	gs, urls := newClusterGatewaysOn(t, 3, func(s store.Store) store.Store { next++; return wraps[next-1](s) })
+	t.Cleanup(n3.lift)
+	b := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	for deadline := time.Now().Add(10 * time.Second); len(gs[0].node.Remote("bob@example.com")) == 0; <-time.After(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("n1 never saw bob's session on n2")
+		}
+	}
+	b.c.CloseNow()
+	n3.hold()
+	p := dial(t, urls[2], protocol.SubprotocolOracle, nil)
+	p.write(`{"control":{"type":"request","package_type":"register","session_id":"` + b.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"bob@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`)
+	select {
+	case <-n3.entered: // n3 takes the record over: n2 has let go
+	case <-time.After(10 * time.Second):
+		t.Fatal("n3 never took bob's record over")
+	}
+	// n1's relay reads the record at each try after its first: a sixth
+	// read is one the old six tries never made, a wait for n3's resume.
+	n1.mu.Lock()
+	n1.key, n1.at, n1.reached = recordKey(b.sid), 6, make(chan struct{})
+	n1.mu.Unlock()
+	answers := make(chan *protocol.Frame, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if _, data, err := a.c.Read(ctx); err == nil {
+			f, _ := protocol.Decode(data)
+			answers <- f
+		}
+		close(answers)
+	}()
+	a.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessaging},
+		Header:  protocol.Header{Action: protocol.ActionSend, Initiator: "alice@example.com", Target: "bob@example.com"},
+		Payload: protocol.EncodePayload(protocol.MessagePayload{Body: "hi"}),
+	})
+	select {
+	case f := <-answers:
+		if f == nil {
+			t.Fatal("alice's socket closed")
+		}
+		t.Fatalf("alice's message answered %s while bob's session moved to n3, before reaching him", f.Marshal())
+	case <-n1.reached:
+	}
+	n3.lift()
+	expect(t, p.read(), protocol.TypeResponse, protocol.ActionConnect)
+	m := p.read()
+	expect(t, m, protocol.TypeRequest, protocol.ActionSend)
+	p.sid, p.seq = b.sid, 1 // bob's connect was his 1
+	p.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageMessaging, CorrelationID: m.Control.CorrelationID},
+		Header:  protocol.Header{Action: protocol.ActionSend, ResponseCode: 200},
+	})
+	select {
+	case f := <-answers:
+		if f == nil || f.Control.Type != protocol.TypeResponse || f.Header.ResponseCode != 200 {
+			t.Fatalf("alice's message answered %v, want bob's 200", f)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("alice's message unanswered after bob's 200")
+	}
+}

@@ -2,12 +2,15 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/jsonrtc/jsonrtc/store/natsstore"
+	"github.com/nats-io/nats.go"
 )
 
 // enteredStore holds its updates while held, as heldStore does, and
@@ -114,38 +117,19 @@ func TestClusterMessageToASessionMovingAway(t *testing.T) {
 	}
 }
 
-// readCount closes reached at the at-th read of key once armed.
-type readCount struct {
-	store.Store
-	mu      sync.Mutex
-	key     string
-	n, at   int
-	reached chan struct{}
-}
-
-func (r *readCount) Get(ctx context.Context, key string) ([]byte, uint64, error) {
-	r.mu.Lock()
-	if key == r.key && r.at > 0 {
-		if r.n++; r.n == r.at {
-			close(r.reached)
-		}
-	}
-	r.mu.Unlock()
-	return r.Store.Get(ctx, key)
-}
-
 // TestClusterMessageToASessionMovingOn: bob's session moves from n2 to
 // n3 while alice, on n1, sends him a message; n2 has let go, n3 has not
 // yet taken the record over. n2 answers n1's relay "not owned" and names
 // n3, which the record does not name yet: n1 asks n3, which is resuming
-// bob, and waits for it. Before, n1 read the record (n2) and asked n2
+// bob, and waits for it (the test holds n3 until n1 asks it). Before, n1 read the record (n2) and asked n2
 // again, six times within about half a second, then gave up and answered
 // alice 480 while bob's resume was still under way (a takeover slow
 // under load).
 func TestClusterMessageToASessionMovingOn(t *testing.T) {
-	n1, n3 := &readCount{}, &enteredStore{entered: make(chan struct{})}
+	n3 := &enteredStore{entered: make(chan struct{})}
+	var nc *nats.Conn
 	wraps := []func(store.Store) store.Store{
-		func(s store.Store) store.Store { n1.Store = s; return n1 },
+		func(s store.Store) store.Store { nc = s.(*natsstore.Embedded).Conn(); return s },
 		func(s store.Store) store.Store { return s },
 		func(s store.Store) store.Store { n3.Store = s; return n3 },
 	}
@@ -170,11 +154,22 @@ func TestClusterMessageToASessionMovingOn(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("n3 never took bob's record over")
 	}
-	// n1's relay reads the record at each try after its first: a sixth
-	// read is one the old six tries never made, a wait for n3's resume.
-	n1.mu.Lock()
-	n1.key, n1.at, n1.reached = recordKey(b.sid), 6, make(chan struct{})
-	n1.mu.Unlock()
+	// A relay to bob asked of n3, which n2 names: n3 goes on then.
+	asked := make(chan struct{})
+	once := sync.OnceFunc(func() { close(asked) })
+	sub, err := nc.Subscribe("jsonrtc.node.n3."+kindDeliver, func(m *nats.Msg) {
+		var req deliverReq
+		if json.Unmarshal(m.Data, &req) == nil && req.Session == b.sid {
+			once()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	answers := make(chan *protocol.Frame, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -196,7 +191,7 @@ func TestClusterMessageToASessionMovingOn(t *testing.T) {
 			t.Fatal("alice's socket closed")
 		}
 		t.Fatalf("alice's message answered %s while bob's session moved to n3, before reaching him", f.Marshal())
-	case <-n1.reached:
+	case <-asked:
 	}
 	n3.lift()
 	expect(t, p.read(), protocol.TypeResponse, protocol.ActionConnect)

@@ -627,13 +627,12 @@ func (n *Node) Moved(e Entry) {
 			delete(n.gone, id)
 		}
 	}
-	if cur, ok := n.byID[e.Session]; ok && cur.Node != n.o.Name {
+	if cur, ok := n.byID[e.Session]; ok && cur.Node == e.Node {
 		return // the new owner's entry came first
 	}
+	// Any other entry is older than the let-go: this node's own, or,
+	// its own not heard yet, the owner's before it.
 	n.gone[e.Session] = goneTo{node: e.Node, at: now}
-	if old, ok := n.byID[e.Session]; ok && old.Identity != e.Identity {
-		return
-	}
 	n.add(e)
 }
 

@@ -1,6 +1,7 @@
 package call
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"time"
@@ -17,13 +18,14 @@ import (
 // sends the 200 (through rtpengine when the call is anchored there), the
 // other legs hear the call is off; a decline or the ring timeout
 // (SIPSnapshot.RingUntil, the same wall-clock time) sends the failure.
-// An INVITE over TCP or TLS cannot be answered from another node: such a
-// call is ended as before (EndEarlySIP).
+// Over TCP or TLS the responses go on a connection of this node's to the
+// INVITE's top Via (the INVITE's was the dead node's).
 
 // RingingContinues reports whether the ringing SIP call of st, which
 // another node recorded, can ring on here (RestoreRingingSIP): an
-// incoming call whose INVITE came over UDP, on a handler whose SIP user
-// agent adopts ringing calls. Else it is ended (EndEarlySIP).
+// incoming call whose INVITE came over UDP, TCP or TLS, on a handler
+// whose SIP user agent adopts ringing calls. Else it is ended
+// (EndEarlySIP).
 func (h *Handler) RingingContinues(st sipgw.DialogState) bool {
 	return h.far != nil && h.far.ringing != nil && sipgw.RingingMoves(st)
 }
@@ -137,7 +139,7 @@ func (h *Handler) RestoreRingingSIP(st sipgw.DialogState, eps ...Endpoint) error
 // ringingAdopter is a SIP network that goes on with ringing incoming
 // calls another node recorded (*sipgw.UserAgent).
 type ringingAdopter interface {
-	AdoptRinging(st sipgw.DialogState, o *sipgw.AdoptOptions) (*sipgw.Call, error)
+	AdoptRinging(ctx context.Context, st sipgw.DialogState, o *sipgw.AdoptOptions) (*sipgw.Call, error)
 }
 
 // adoptRingingVia makes the ringing-adopt function of a SIP network.
@@ -147,7 +149,10 @@ func adoptRingingVia(net SIP) func(sipgw.DialogState) (sipCall, error) {
 		return nil
 	}
 	return func(st sipgw.DialogState) (sipCall, error) {
-		sc, err := a.AdoptRinging(st, nil)
+		// Over TCP or TLS the adoption dials the caller's proxy.
+		ctx, cancel := opCtx()
+		defer cancel()
+		sc, err := a.AdoptRinging(ctx, st, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -184,13 +184,14 @@ func (g *UserAgent) install(st DialogState, o *AdoptOptions) (*Call, sessionTime
 // A state of a call not answered yet (st.Invite, from [Call.EarlyState])
 // is ended by a CANCEL of its INVITE, an outgoing call's, or by the
 // final response code (reason its phrase) to an incoming call's INVITE,
-// sent statelessly (earlystate.go).
+// sent statelessly (earlystate.go; over TCP or TLS on a connection
+// dialled within ctx).
 func (g *UserAgent) EndDialog(ctx context.Context, st DialogState, code int, reason string, o *AdoptOptions) error {
 	if g.ctx == nil {
 		return ErrClosed
 	}
 	if st.Invite != nil && st.Role == "uas" {
-		return g.refuseInvite(st, code, reason)
+		return g.refuseInvite(ctx, st, code, reason)
 	}
 	if st.Invite != nil {
 		return g.cancelInvite(ctx, st, code, reason)

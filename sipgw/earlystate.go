@@ -33,7 +33,8 @@ import (
 // without the caller's Contact) is refused: the final response is
 // built from the recorded INVITE (its Vias, From, To with our tag,
 // Call-ID, CSeq) and sent
-// statelessly where the top Via says (RFC 3261 section 18.2.2): a
+// statelessly where the top Via says (RFC 3261 section 18.2.2; over TCP
+// or TLS on a connection of this node's to that address): a
 // stateful proxy matches it to its client transaction by the branch of
 // that Via, whoever sends it, and the caller stops ringing at once
 // rather than at its Timer C. The proxy's ACK of it goes to the dead
@@ -301,12 +302,12 @@ func (g *UserAgent) cancelInvite(ctx context.Context, st DialogState, code int, 
 
 // refuseInvite answers the incoming INVITE of st.Invite with code (a
 // final failure, 300 to 699) and reason as its phrase, statelessly, where
-// its top Via says (its received and rport parameters first: RFC 3261
-// section 18.2.2, RFC 3581), sent again at T1 and 2*T1 as a server
-// transaction's Timer G would (the proxy's ACK goes to the dead node).
-// Over UDP only: over TCP or TLS the response needs the INVITE's
-// connection, which was the dead node's.
-func (g *UserAgent) refuseInvite(st DialogState, code int, reason string) error {
+// its top Via says (responseConn: RFC 3261 section 18.2.2, RFC 3581):
+// over UDP sent again at T1 and 2*T1 as a server transaction's Timer G
+// would (the proxy's ACK goes to the dead node); over TCP or TLS once,
+// on a connection of this node's to the Via's address (the INVITE's was
+// the dead node's), dialled within ctx.
+func (g *UserAgent) refuseInvite(ctx context.Context, st DialogState, code int, reason string) error {
 	inv := st.Invite
 	bad := func(f string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrDialogState, fmt.Sprintf(f, a...))
@@ -342,15 +343,21 @@ func (g *UserAgent) refuseInvite(st DialogState, code int, reason string) error 
 		return err
 	}
 	res.SetDestination(dest)
-	conn, err := g.udpConn()
+	conn, err := g.responseConn(ctx, res.Via(), dest)
 	if err != nil {
 		return err
 	}
 	if err := conn.WriteMsg(res); err != nil {
+		_, _ = conn.TryClose()
 		return fmt.Errorf("sipgw: final response: %w", err)
 	}
 	g.rlog.Info("refused call", "sipgw: refused the INVITE of a call nobody goes on with", "identity", st.Identity, "call_id", st.CallID, "code", code)
+	if sip.IsReliable(res.Via().Transport) {
+		_, _ = conn.TryClose()
+		return nil
+	}
 	g.wg.Go(func() {
+		defer conn.TryClose()
 		for _, d := range []time.Duration{sip.T1, 2 * sip.T1} {
 			select {
 			case <-time.After(d):
@@ -364,36 +371,86 @@ func (g *UserAgent) refuseInvite(st DialogState, code int, reason string) error 
 }
 
 // viaDestination is where the responses to a request whose top Via is
-// via go when another node answers it: its received and rport
-// parameters first (RFC 3261 section 18.2.2, RFC 3581). Over UDP only:
-// over TCP or TLS the responses need the request's connection, which was
-// the dead node's.
+// via go when another node answers it ("host:port"). Over UDP: its
+// received and rport parameters first (RFC 3261 section 18.2.2, RFC
+// 3581), an address. Over TCP or TLS, whose connection was the dead
+// node's: a connection opened to the address in received, else to the
+// sent-by host, at the sent-by port or the transport's default (section
+// 18.2.2; no rport: the request's source port was the proxy's, not a
+// listener's). A TLS sent-by that names a host is kept, received or not:
+// the proxy's certificate is checked against that name (RFC 3263
+// section 5), which sipgo takes from the address it dials.
+// ErrNeedsConnection over any other transport.
 func viaDestination(via *sip.ViaHeader) (string, error) {
-	if !strings.EqualFold(via.Transport, "UDP") {
+	host, port := via.Host, via.Port
+	received, _ := via.Params.Get("received")
+	switch tp := strings.ToUpper(via.Transport); tp {
+	case "UDP":
+		if p, ok := via.Params.Get("rport"); ok && p != "" {
+			if n, err := strconv.Atoi(p); err == nil {
+				port = n
+			}
+		}
+		if received != "" {
+			host = received
+		}
+		if net.ParseIP(host) == nil {
+			return "", fmt.Errorf("sipgw: the INVITE's Via names %q, not an address", host)
+		}
+	case "TCP", "TLS":
+		if received != "" && (tp == "TCP" || net.ParseIP(host) != nil) {
+			host = received
+		}
+		if host == "" {
+			return "", fmt.Errorf("sipgw: the INVITE's Via names no host")
+		}
+	default:
 		return "", fmt.Errorf("%w: over %s", ErrNeedsConnection, via.Transport)
 	}
-	host, port := via.Host, via.Port
-	if r, ok := via.Params.Get("received"); ok && r != "" {
-		host = r
-	}
-	if p, ok := via.Params.Get("rport"); ok && p != "" {
-		if n, err := strconv.Atoi(p); err == nil {
-			port = n
-		}
-	}
 	if port == 0 {
-		port = 5060
-	}
-	if net.ParseIP(host) == nil {
-		return "", fmt.Errorf("sipgw: the INVITE's Via names %q, not an address", host)
+		port = sip.DefaultPort(via.Transport)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
-// ErrNeedsConnection: the answer to a recorded INVITE that came over TCP
-// or TLS cannot go from another node (RFC 3261 section 18.2.2: over the
-// INVITE's connection, which was the dead node's).
+// ErrNeedsConnection: the answer to a recorded INVITE that came over a
+// transport other than UDP, TCP or TLS cannot go from another node (RFC
+// 3261 section 18.2.2: over the INVITE's connection, which was the dead
+// node's).
 var ErrNeedsConnection = errors.New("sipgw: the INVITE's answer needs its connection")
+
+// responseConn is the connection the responses to a recorded INVITE
+// whose top Via is via go out on, to dest (viaDestination): over UDP
+// this user agent's listener; over TCP or TLS, RFC 3261 section 18.2.2's
+// connection of this node's own, which sipgo's transport layer finds
+// among its connections to dest or dials (resolving a host name, a TLS
+// one checked against it), within ctx. Its reference is the caller's to
+// release (TryClose; a server transaction does at its end).
+func (g *UserAgent) responseConn(ctx context.Context, via *sip.ViaHeader, dest string) (sip.Connection, error) {
+	if !sip.IsReliable(via.Transport) {
+		return g.udpConn()
+	}
+	host, port, err := sip.ParseAddr(dest)
+	if err != nil {
+		return nil, fmt.Errorf("sipgw: response destination %q: %w", dest, err)
+	}
+	// The transport layer opens connections for requests: a request to
+	// dest over the Via's transport asks for one. Its Via, a copy, is
+	// only read (a sent-by it lacked would be filled in).
+	u := sip.Uri{Scheme: "sip", Host: host, Port: port}
+	if strings.EqualFold(via.Transport, "TLS") {
+		u.Scheme = "sips"
+	}
+	probe := sip.NewRequest(sip.OPTIONS, u)
+	probe.AppendHeader(via.Clone())
+	probe.SetTransport(strings.ToUpper(via.Transport))
+	probe.SetDestination(dest)
+	conn, err := g.ua.TransportLayer().ClientRequestConnection(ctx, probe)
+	if err != nil {
+		return nil, fmt.Errorf("sipgw: connection for the response to %s over %s: %w", dest, via.Transport, err)
+	}
+	return conn, nil
+}
 
 // udpConn is this user agent's UDP listener, which answers recorded
 // INVITEs from.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,6 +69,9 @@ type UserAgent struct {
 	pongs    pongs
 	// clustered: Options.Clustered (dialogContact).
 	clustered bool
+	// tlsRoots are the authorities the TLS connections we dial trust;
+	// nil: the system's. Tests set theirs before Start.
+	tlsRoots *x509.CertPool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -244,7 +248,7 @@ func (g *UserAgent) Start(ctx context.Context) error {
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(g.sipgoLog()), sip.WithTransportLayerReadFilter(g.pongs.filter)),
 	}
 	if tlsConf != nil {
-		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: g.tlsRoots}))
 	}
 	if g.ua, err = sipgo.NewUA(uaOpts...); err != nil {
 		g.closeListeners()

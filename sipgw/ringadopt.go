@@ -1,6 +1,7 @@
 package sipgw
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -23,8 +24,12 @@ import (
 // the top Via says: the 200 with its own Contact, retransmitted from T1
 // to T2 until the ACK, which comes to that Contact, the call then
 // confirmed here; or the final failure. No target refresh is needed:
-// the 200 carries our Contact. Over UDP only: over TCP or TLS the
-// responses need the INVITE's connection (ErrNeedsConnection).
+// the 200 carries our Contact. Over TCP or TLS the INVITE's connection
+// was the dead node's: the responses go on a connection of this node's
+// to the Via's address (received, else sent-by: RFC 3261 section
+// 18.2.2), which sipgo's transport layer reuses or dials
+// (responseConn), and the proxy matches them by the branch all the
+// same.
 //
 // The phone's CANCEL after the death goes to the dead node: the proxy
 // answers it and, its branch silent, ends the INVITE with a 408 or 487
@@ -38,7 +43,7 @@ import (
 // RingingMoves reports whether the ringing incoming call of st (from
 // [Call.EarlyState]) can go on ringing on another user agent
 // ([UserAgent.AdoptRinging]): a record of one whose INVITE came over
-// UDP, with what the 200 copies of it.
+// UDP, TCP or TLS, with what the 200 copies of it.
 func RingingMoves(st DialogState) bool {
 	_, err := ringingInvite(st)
 	return err == nil
@@ -54,9 +59,11 @@ func RingingMoves(st DialogState) bool {
 // final failure; Progress a provisional response. Its EarlyState is the
 // record's, and DialogState, once confirmed, goes on as for any call.
 // Nothing is sent before one of those but the transaction's own 100
-// Trying, which the proxy absorbs. ErrNeedsConnection when the INVITE
-// came over TCP or TLS.
-func (g *UserAgent) AdoptRinging(st DialogState, o *AdoptOptions) (*Call, error) {
+// Trying, which the proxy absorbs. Over TCP or TLS the connection the
+// responses go on is dialled first, within ctx, unless this node has
+// one to the Via's address already; a proxy it cannot reach is an
+// error. ErrNeedsConnection when the INVITE came over another transport.
+func (g *UserAgent) AdoptRinging(ctx context.Context, st DialogState, o *AdoptOptions) (*Call, error) {
 	if g.ctx == nil {
 		return nil, ErrClosed
 	}
@@ -68,10 +75,6 @@ func (g *UserAgent) AdoptRinging(st DialogState, o *AdoptOptions) (*Call, error)
 		return fmt.Errorf("%w: %s", ErrDialogState, fmt.Sprintf(f, a...))
 	}
 	inv := st.Invite
-	conn, err := g.udpConn()
-	if err != nil {
-		return nil, err
-	}
 	var local, remote sip.Uri
 	if err := sip.ParseUri(st.LocalURI, &local); err != nil {
 		return nil, bad("local_uri %q: %v", st.LocalURI, err)
@@ -81,13 +84,19 @@ func (g *UserAgent) AdoptRinging(st DialogState, o *AdoptOptions) (*Call, error)
 	// A server transaction of this user agent's own, outside its
 	// transaction layer: nothing else reaches it (a retransmitted INVITE
 	// or a CANCEL goes to the dead node), and its responses go out of
-	// the UDP listener.
+	// the UDP listener or on the connection to the Via's address. It
+	// releases the connection at its end.
 	key, err := sip.ServerTxKeyMake(req)
 	if err != nil {
 		return nil, bad("transaction key: %v", err)
 	}
+	conn, err := g.responseConn(ctx, req.Via(), req.Source())
+	if err != nil {
+		return nil, err
+	}
 	tx := sip.NewServerTx(key, req, conn, g.log)
 	if err := tx.Init(); err != nil {
+		_, _ = conn.TryClose()
 		return nil, err
 	}
 	dtx, err := g.dua.ReadInvite(req, tx)
@@ -241,7 +250,10 @@ func ringingInvite(st DialogState) (*sip.Request, error) {
 		return nil, err
 	}
 	// The responses go where the top Via says (sipgo answers a request
-	// to its source, which this one has none of).
+	// to its source, which this one has none of), over its transport
+	// (the Request-URI's transport parameter is ours, not the caller's):
+	// a server transaction over TCP or TLS leaves retransmissions alone.
 	req.SetSource(dest)
+	req.SetTransport(strings.ToUpper(req.Via().Transport))
 	return req, nil
 }

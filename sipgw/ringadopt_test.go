@@ -2,8 +2,13 @@ package sipgw
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,7 +73,7 @@ func TestAdoptRingingAnswered(t *testing.T) {
 		t.Fatal("a ringing call over UDP does not move")
 	}
 	st.RouteSet = []string{rr} // as a proxy's, copied into the 200 only
-	cb, err := b.AdoptRinging(st, nil)
+	cb, err := b.AdoptRinging(context.Background(), st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +146,7 @@ func TestAdoptRingingAnswered(t *testing.T) {
 // which goes to the dead node.
 func TestAdoptRingingDeclined(t *testing.T) {
 	_, st, b, bob, _, _ := ringingElsewhere(t, "")
-	cb, err := b.AdoptRinging(st, nil)
+	cb, err := b.AdoptRinging(context.Background(), st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,17 +177,328 @@ func TestAdoptRingingDeclined(t *testing.T) {
 	}
 }
 
-// TestRingingOverTCPDoesNotMove: a ringing call whose INVITE came over
-// TCP is not adopted (its answer needs the INVITE's connection).
-func TestRingingOverTCPDoesNotMove(t *testing.T) {
+// TestRingingOverWSDoesNotMove: a ringing call whose INVITE came over a
+// transport other than UDP, TCP or TLS is not adopted (its answer needs
+// the INVITE's connection).
+func TestRingingOverWSDoesNotMove(t *testing.T) {
 	st := DialogState{Version: DialogStateVersion, Role: "uas", CallID: "x", LocalTag: "t", RemoteTarget: "sip:bob@127.0.0.1",
 		LocalURI: "sip:alice@example.com", Invite: &InviteState{RequestURI: "sip:alice@127.0.0.1", From: "<sip:bob@example.com>;tag=f",
-			To: "<sip:alice@example.com>;tag=t", CSeq: 1, Vias: []string{"SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKx"}}}
+			To: "<sip:alice@example.com>;tag=t", CSeq: 1, Vias: []string{"SIP/2.0/WS 127.0.0.1:5066;branch=z9hG4bKx"}}}
 	if RingingMoves(st) {
-		t.Fatal("a ringing call over TCP moves")
+		t.Fatal("a ringing call over WS moves")
 	}
 	b := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com"}, nil)
-	if _, err := b.AdoptRinging(st, nil); err == nil {
-		t.Fatal("adopted a ringing call over TCP")
+	if _, err := b.AdoptRinging(context.Background(), st, nil); !errors.Is(err, ErrNeedsConnection) {
+		t.Fatalf("adopting a ringing call over WS: %v", err)
+	}
+}
+
+// streamPeer is a SIP peer over TCP or TLS: it listens, dials, and
+// hands every message it reads, on a connection it accepted or dialled,
+// to msgs.
+type streamPeer struct {
+	tp   string // TCP or TLS
+	ln   net.Listener
+	msgs chan streamMsg
+
+	mu     sync.Mutex
+	closed bool
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+type streamMsg struct {
+	msg      sip.Message
+	conn     net.Conn
+	accepted bool // on a connection the peer accepted, not one it dialled
+}
+
+// newStreamPeer listens on tp (TCP, or TLS with the certificate of
+// certFile and keyFile) until the test's end.
+func newStreamPeer(t *testing.T, tp, certFile, keyFile string) *streamPeer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp == "TLS" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
+	}
+	p := &streamPeer{tp: tp, ln: ln, msgs: make(chan streamMsg, 64)}
+	p.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.serve(c, true)
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		p.closed = true
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *streamPeer) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+// dial connects to addr (a user agent's listener of the peer's
+// transport, its certificate not checked).
+func (p *streamPeer) dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	var c net.Conn
+	var err error
+	if p.tp == "TLS" {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	} else {
+		c, err = net.DialTimeout("tcp", addr, 5*time.Second)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.serve(c, false)
+	return c
+}
+
+func (p *streamPeer) serve(c net.Conn, accepted bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		c.Close()
+		return
+	}
+	p.conns = append(p.conns, c)
+	p.wg.Go(func() {
+		par := sip.NewParser().NewSIPStream()
+		buf := make([]byte, 65535)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			err = par.ParseSIPStream(buf[:n], func(m sip.Message) {
+				select {
+				case p.msgs <- streamMsg{msg: m, conn: c, accepted: accepted}:
+				default:
+				}
+			})
+			if err != nil && !errors.Is(err, sip.ErrParseSipPartial) {
+				return
+			}
+		}
+	})
+}
+
+// next returns the next message the peer reads that ok takes, within
+// 10 s.
+func (p *streamPeer) next(t *testing.T, what string, ok func(sip.Message) bool) streamMsg {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-p.msgs:
+			if ok(m.msg) {
+				return m
+			}
+		case <-timeout:
+			t.Fatalf("no %s at the %s peer", what, p.tp)
+			return streamMsg{}
+		}
+	}
+}
+
+// response returns the next response of code the peer reads.
+func (p *streamPeer) response(t *testing.T, code int) (*sip.Response, streamMsg) {
+	t.Helper()
+	m := p.next(t, strconv.Itoa(code), func(m sip.Message) bool {
+		res, ok := m.(*sip.Response)
+		return ok && res.StatusCode == code
+	})
+	return m.msg.(*sip.Response), m
+}
+
+// ringingOverStream rings alice on one user agent with an INVITE from
+// a peer over tp (TCP or TLS), on a connection the peer then closes, as
+// the dead node's went with it, and returns the call's recorded state,
+// a second user agent, clustered (trusting the peer's certificate), to
+// go on with it, and the peer. The INVITE's top Via is the peer's: over
+// TCP an address it is not at with its received parameter the one it
+// is (RFC 3261 section 18.2.2 wants received), over TLS "localhost",
+// the only name of its certificate.
+func ringingOverStream(t *testing.T, tp string) (st DialogState, b *UserAgent, p *streamPeer, from string) {
+	t.Helper()
+	reg := newFakePeer(t, func(req *sip.Request) *sip.Response {
+		if req.Method == sip.REGISTER {
+			return sip.NewResponseFromRequest(req, 200, "OK", nil)
+		}
+		return nil
+	})
+	cf, kf, roots := testCert(t, 7, "localhost")
+	listen := ListenConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0", TLS: "127.0.0.1:0", TLSCert: cf, TLSKey: kf}
+	a, incoming, token := registeredAlice(t, Config{Listen: listen, Domain: "example.com", Registrar: reg.uri()})
+	p = newStreamPeer(t, tp, cf, kf)
+	conn := p.dial(t, a.Addr(strings.ToLower(tp)))
+	via := fmt.Sprintf("SIP/2.0/TCP 192.0.2.1:%d;branch=z9hG4bKring-tcp10;received=127.0.0.1", p.port())
+	if tp == "TLS" {
+		via = fmt.Sprintf("SIP/2.0/TLS localhost:%d;branch=z9hG4bKring-tcp10", p.port())
+	}
+	from = "<sip:bob@example.com>;tag=near"
+	body := "v=0\r\no=bob 3 3 IN IP4 127.0.0.1\r\n"
+	inv := fmt.Sprintf("INVITE sip:%s@%s;transport=%s SIP/2.0\r\nVia: %s\r\nMax-Forwards: 70\r\nFrom: %s\r\nTo: <sip:alice@example.com>\r\n"+
+		"Call-ID: ring-tcp\r\nCSeq: 10 INVITE\r\nContact: <sip:bob@127.0.0.1:%d;transport=%s>\r\nAllow: INVITE, ACK, BYE, CANCEL\r\n"+
+		"Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		token, a.Addr(strings.ToLower(tp)), strings.ToLower(tp), via, from, p.port(), strings.ToLower(tp), len(body), body)
+	if _, err := conn.Write([]byte(inv)); err != nil {
+		t.Fatal(err)
+	}
+	var c *Call
+	select {
+	case c = <-incoming:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no incoming call")
+	}
+	st, ok := c.EarlyState()
+	if !ok || len(st.Invite.Vias) != 1 || st.Invite.Vias[0] != via {
+		t.Fatalf("early state of a ringing incoming call %+v (%v)", st, ok)
+	}
+	st = viaStore(t, st)
+	conn.Close()
+	b, err := New(Config{Listen: ListenConfig{UDP: "127.0.0.1:0", TLS: "127.0.0.1:0", TLSCert: cf, TLSKey: kf}, Domain: "example.com"}, &Options{Clustered: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.tlsRoots = roots
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	return st, b, p, from
+}
+
+// TestAdoptRingingOverStreamAnswered (issue 15): a ringing incoming call
+// whose INVITE came over TCP or TLS goes on on another user agent, whose
+// 200 reaches the caller's proxy on a connection of its own, opened to
+// the top Via's received address over TCP, to its sent-by name over TLS
+// (the certificate checked against it); the ACK on that connection
+// confirms the call, and its BYE goes to the caller's Contact.
+func TestAdoptRingingOverStreamAnswered(t *testing.T) {
+	for _, tp := range []string{"TCP", "TLS"} {
+		t.Run(tp, func(t *testing.T) {
+			st, b, p, from := ringingOverStream(t, tp)
+			if !RingingMoves(st) {
+				t.Fatalf("a ringing call over %s does not move", tp)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cb, err := b.AdoptRinging(ctx, st, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			answer := "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\n"
+			if err := cb.Answer(ctx, []byte(answer)); err != nil {
+				t.Fatal(err)
+			}
+			res, m := p.response(t, 200)
+			tag, _ := res.To().Params.Get("tag")
+			branch, _ := res.Via().Params.Get("branch")
+			ct := res.Contact()
+			if !m.accepted || res.CallID().Value() != "ring-tcp" || res.CSeq().SeqNo != 10 || tag != st.LocalTag ||
+				branch != "z9hG4bKring-tcp10" || string(res.Body()) != answer || ct == nil || ct.Address.HostPort() != b.Addr("udp") {
+				t.Fatalf("the caller got, on a connection it accepted (%v)\n%s", m.accepted, res)
+			}
+			ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/%s 127.0.0.1:%d;branch=z9hG4bKack1\r\nMax-Forwards: 70\r\nFrom: %s\r\nTo: %s\r\n"+
+				"Call-ID: ring-tcp\r\nCSeq: 10 ACK\r\nContent-Length: 0\r\n\r\n", ct.Address.String(), tp, p.port(), from, res.To().Value())
+			if _, err := m.conn.Write([]byte(ack)); err != nil {
+				t.Fatal(err)
+			}
+			timeout := time.After(10 * time.Second)
+			for confirmed := false; !confirmed; {
+				select {
+				case ev := <-cb.Events():
+					confirmed = ev.Kind == EventConfirmed
+					if ev.Kind == EventEnded {
+						t.Fatalf("ended %v before the ACK confirmed it", ev.End)
+					}
+				case <-timeout:
+					t.Fatal("the ACK did not confirm the adopted call")
+				}
+			}
+			go func() { _ = cb.Hangup(context.Background()) }()
+			bm := p.next(t, "BYE", func(m sip.Message) bool {
+				req, ok := m.(*sip.Request)
+				return ok && req.Method == sip.BYE
+			})
+			bye := bm.msg.(*sip.Request)
+			if bye.CallID().Value() != "ring-tcp" {
+				t.Fatalf("the BYE\n%s", bye)
+			}
+			if _, err := bm.conn.Write([]byte(sip.NewResponseFromRequest(bye, 200, "OK", nil).String())); err != nil {
+				t.Fatal(err)
+			}
+			for range cb.Events() {
+			}
+		})
+	}
+}
+
+// TestAdoptRingingOverStreamDeclined: the decline of a ringing call
+// adopted over TCP or TLS reaches the caller's proxy on a connection of
+// the adopter's, and the call ends.
+func TestAdoptRingingOverStreamDeclined(t *testing.T) {
+	for _, tp := range []string{"TCP", "TLS"} {
+		t.Run(tp, func(t *testing.T) {
+			st, b, p, _ := ringingOverStream(t, tp)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cb, err := b.AdoptRinging(ctx, st, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cb.Reject(ctx, 486, "Busy Here"); err != nil {
+				t.Fatal(err)
+			}
+			res, m := p.response(t, 486)
+			if tag, _ := res.To().Params.Get("tag"); !m.accepted || tag != st.LocalTag || res.CSeq().SeqNo != 10 {
+				t.Fatalf("the caller got, on a connection it accepted (%v)\n%s", m.accepted, res)
+			}
+			for ev := range cb.Events() {
+				if ev.Kind == EventEnded && ev.End != EndRejected {
+					t.Fatalf("ended %v, want rejected", ev.End)
+				}
+			}
+		})
+	}
+}
+
+// TestEndDialogRefusesRingingIncomingOverStream: the final response to a
+// recorded INVITE that came over TCP or TLS, refused by another user
+// agent, reaches the caller's proxy on a connection of that user
+// agent's (before: not sent, ErrNeedsConnection).
+func TestEndDialogRefusesRingingIncomingOverStream(t *testing.T) {
+	for _, tp := range []string{"TCP", "TLS"} {
+		t.Run(tp, func(t *testing.T) {
+			st, b, p, _ := ringingOverStream(t, tp)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := b.EndDialog(ctx, st, 480, "the call's node went down", nil); err != nil {
+				t.Fatal(err)
+			}
+			res, m := p.response(t, 480)
+			branch, _ := res.Via().Params.Get("branch")
+			if tag, _ := res.To().Params.Get("tag"); !m.accepted || tag != st.LocalTag || res.CallID().Value() != "ring-tcp" || branch != "z9hG4bKring-tcp10" {
+				t.Fatalf("the caller got, on a connection it accepted (%v)\n%s", m.accepted, res)
+			}
+		})
 	}
 }

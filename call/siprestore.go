@@ -30,8 +30,8 @@ import (
 // the node that finds the record ends an outgoing one (EndSIP,
 // EndEarlySIP: a CANCEL) rather than leave the phone ringing, and rings
 // an incoming one on, answering its INVITE from the record
-// (RestoreRingingSIP, sipring.go; over TCP or TLS it cannot, and ends
-// it: EndEarlySIP).
+// (RestoreRingingSIP, sipring.go; over TCP or TLS on a connection of
+// its own; a record it cannot answer from is refused: EndEarlySIP).
 
 // SIPSnapshot is the web side of a confirmed SIP call as another node
 // rebuilds it.

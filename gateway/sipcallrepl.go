@@ -30,10 +30,12 @@ import (
 // ringing (sipgw.Call.EarlyState; one record for the web sessions it
 // rings, under one's key, the others' pointing at it). The INVITE's
 // transaction cannot move: the adopter cancels an outgoing one
-// (EndEarlySIP); an incoming one over UDP rings on at the adopter, which
-// answers the INVITE from the record (RestoreRingingSIP), and the other
+// (EndEarlySIP); an incoming one rings on at the adopter, which
+// answers the INVITE from the record (RestoreRingingSIP; over TCP or TLS
+// on a connection of its own to the INVITE's top Via), and the other
 // legs' owners route their frames to it as they find the record naming
-// it; over TCP or TLS it is refused (EndEarlySIP).
+// it; one whose record cannot be answered from (without the caller's
+// Contact) is refused (EndEarlySIP).
 
 // sipAdoptTimeout bounds an adoption's target refresh: the resume that
 // adopts waits for it.
@@ -67,7 +69,7 @@ func (r *callRepl) sipCollectors() []prometheus.Collector {
 			Help: "SIP calls of records this node took whose web session was gone: it ended their dialogs (BYE) and media, and deleted the records."},
 			func() float64 { return float64(r.sip.orphaned.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_calls_cancelled_total",
-			Help: "SIP calls still ringing when their host died that this node ended by their records (an outgoing INVITE cancelled, an incoming one over TCP or TLS refused 480), the web leg told."},
+			Help: "SIP calls still ringing when their host died that this node ended by their records (an outgoing INVITE cancelled, an incoming one that cannot ring on refused 480), the web leg told."},
 			func() float64 { return float64(r.sip.cancelled.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_calls_ringing_adopted_total",
 			Help: "Incoming SIP calls still ringing when their host died that ring on here by their records, until a web callee answers or declines, or the ring timeout."},
@@ -241,9 +243,9 @@ func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev 
 		r.endOrphan(ctx, ck, rec, rev, sn)
 		return errCallGone
 	}
-	// A ringing incoming call over UDP rings on here (sipring's
-	// RestoreRingingSIP); over TCP or TLS, and an outgoing one, it is
-	// ended.
+	// A ringing incoming call rings on here (sipring's
+	// RestoreRingingSIP); an outgoing one, or one whose record cannot be
+	// answered from, is ended.
 	continues := rec.SIP.Invite != nil && !sn.Out && r.g.calls.RingingContinues(*rec.SIP)
 	forked := rec.SIP.Invite != nil && len(sn.Forks) > 0 && !continues
 	if forked {

@@ -79,6 +79,13 @@ func kamailioCluster(t testing.TB, sip string) (string, []*node) {
 // timers; the rest are the tests' own).
 func kamailioClusterWith(t testing.TB, sip string, o kamailio.Options) (string, []*node) {
 	t.Helper()
+	return kamailioClusterOver(t, "udp", sip, o)
+}
+
+// kamailioClusterOver is kamailioClusterWith with the nodes' SIP
+// listening on transport (udp or tcp) alone, their requests over it.
+func kamailioClusterOver(t testing.TB, transport, sip string, o kamailio.Options) (string, []*node) {
+	t.Helper()
 	testenv.Tool(t, "kamailio", "apt-get install kamailio")
 	testenv.Tool(t, "sipp", "apt-get install sip-tester")
 	kaddr := startKamailioWith(t, o)
@@ -86,8 +93,8 @@ func kamailioClusterWith(t testing.TB, sip string, o kamailio.Options) (string, 
   domain: example.com
   registrar: sip:%s
   instance_id: urn:jsonrtc:{node}
-  listen: {udp: "127.0.0.1:0"}
-`, kaddr)+strings.ReplaceAll(sip, "{kamailio}", kaddr))
+  listen: {%s: "127.0.0.1:0"}
+`, kaddr, transport)+strings.ReplaceAll(sip, "{kamailio}", kaddr))
 	return kaddr, nodes
 }
 

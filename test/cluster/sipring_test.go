@@ -84,6 +84,29 @@ func TestSIPCallRingingContinuedOnKill(t *testing.T) {
 	}
 }
 
+// TestSIPCallRingingContinuedOnKillOverTCP: as
+// TestSIPCallRingingContinuedOnKill (the web user hangs up), every hop
+// over TCP: SIPp to Kamailio, Kamailio to n1, whose death takes the
+// INVITE's connection with it. The node that goes on with the call opens
+// a connection of its own to Kamailio's Via address (RFC 3261 section
+// 18.2.2) for the 200, which Kamailio matches to its branch all the
+// same. Before, the call was refused and the 480 not even sent: SIPp got
+// Kamailio's 408 at its INVITE timer.
+func TestSIPCallRingingContinuedOnKillOverTCP(t *testing.T) {
+	t.Parallel()
+	kaddr, nodes := kamailioClusterOver(t, "tcp", "  outbound_proxy: sip:{kamailio};transport=tcp\n", kamailio.Options{InviteTimer: 60000})
+	users, calls, sipp := ringTwoThenKill(t, kaddr, nodes, "uac_ring_continued.xml", "-t", "t1")
+	if err := calls[1].Answer(tctx(t), answer); err != nil {
+		t.Fatal(err)
+	}
+	untilCallEvent(t, users[1], client.CallEstablished)
+	untilFailed(t, users[0])
+	if err := calls[1].Hangup(tctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	sipp.wait(t)
+}
+
 // TestSIPCallRingingDeclinedAfterKill: as TestSIPCallRingingContinuedOnKill,
 // but the first session declines (603) once resumed: the node that went
 // on with the call sends SIPp the 603 from the record, and the other
@@ -109,18 +132,18 @@ func ringingCluster(t *testing.T) (string, []*node) {
 	return kamailioClusterWith(t, "  outbound_proxy: sip:{kamailio}\n", kamailio.Options{InviteTimer: 60000})
 }
 
-// ringTwoThenKill has SIPp (scenario) call the user, who has two
-// sessions on n1, through Kamailio, kills n1 (kill -9) once the call
-// rings both and is recorded, and returns once both sessions resumed
-// elsewhere and a node goes on with the call, the sessions' clients and
-// their calls.
-func ringTwoThenKill(t *testing.T, kaddr string, nodes []*node, scenario string) ([]*client.Client, []*client.Call, *sippRun) {
+// ringTwoThenKill has SIPp (scenario, with sippArgs) call the user, who
+// has two sessions on n1, through Kamailio, kills n1 (kill -9) once the
+// call rings both and is recorded, and returns once both sessions
+// resumed elsewhere and a node goes on with the call, the sessions'
+// clients and their calls.
+func ringTwoThenKill(t *testing.T, kaddr string, nodes []*node, scenario string, sippArgs ...string) ([]*client.Client, []*client.Call, *sippRun) {
 	t.Helper()
 	users := []*client.Client{
 		dial(t, regUser+"@example.com", urls(nodes, 0), nil),
 		dial(t, regUser+"@example.com", []string{nodes[0].ws(), nodes[2].ws(), nodes[1].ws()}, nil),
 	}
-	sipp := runSipp(t, scenario, kaddr, "-s", regUser)
+	sipp := runSipp(t, scenario, kaddr, append([]string{"-s", regUser}, sippArgs...)...)
 	var calls []*client.Call
 	for _, u := range users {
 		calls = append(calls, event(t, u, client.EventIncomingCall).Call)

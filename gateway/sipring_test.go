@@ -3,15 +3,14 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/jsonrtc/jsonrtc/call"
+	"github.com/jsonrtc/jsonrtc/internal/sipstream"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
@@ -122,19 +121,19 @@ func readResponse(t *testing.T, pc net.PacketConn, code int) (*sip.Response, net
 // A ringing incoming SIP call whose INVITE came over TCP, its host dead,
 // rings on too (issue 15): its INVITE's connection was the dead node's,
 // so the 200 goes on a connection this node opens to the top Via's
-// address (RFC 3261 section 18.2.2), where the caller's proxy takes the
-// ACK and the BYE back. Before, the callee heard the call ended and
+// address (RFC 3261 section 18.2.2), on which the caller's proxy sends
+// the ACK and the BYE. Before, the callee heard the call ended and
 // nothing reached the caller, whose proxy's timer ended it.
 func TestRingingIncomingSIPCallOverTCPOfADeadHostContinued(t *testing.T) {
 	g, url := sipNode(t)
 	b := dial(t, url, protocol.SubprotocolOracle, nil)
 	b.connect("bob@web.example")
 	leg := call.LegSnapshot{Session: b.sid, Identity: "bob@web.example", Sub: "g1", StartCorr: "s1"}
-	proxy := newTCPProxy(t)
+	proxy := sipstream.Start(t, "TCP", "", "")
 	app, _ := json.Marshal(call.SIPSnapshot{Target: "bob@web.example", Remote: "carol@sip.example", Web: leg, RingUntil: time.Now().Add(time.Minute)})
-	via := "SIP/2.0/TCP " + proxy.ln.Addr().String() + ";branch=z9hG4bKtcp1"
+	via := "SIP/2.0/TCP " + proxy.Addr() + ";branch=z9hG4bKtcp1"
 	rec := callRecord{Host: "n7", SIP: &sipgw.DialogState{Version: sipgw.DialogStateVersion, Role: "uas", CallID: "cid-tcp", LocalTag: "ours",
-		RemoteTag: "theirs", LocalURI: "sip:bob@example.com", RemoteURI: "sip:carol@sip.example", RemoteTarget: "sip:carol@" + proxy.ln.Addr().String() + ";transport=tcp",
+		RemoteTag: "theirs", LocalURI: "sip:bob@example.com", RemoteURI: "sip:carol@sip.example", RemoteTarget: "sip:carol@" + proxy.Addr() + ";transport=tcp",
 		Transport: "TCP", RemoteSDP: sdpOffer, App: app,
 		Invite: &sipgw.InviteState{RequestURI: "sip:bob@" + g.sip.Addr("udp"), Vias: []string{via},
 			From: "<sip:carol@sip.example>;tag=theirs", To: "<sip:bob@example.com>;tag=ours", CSeq: 3}}}
@@ -149,111 +148,27 @@ func TestRingingIncomingSIPCallOverTCPOfADeadHostContinued(t *testing.T) {
 		Header:  protocol.Header{Action: protocol.ActionStart, ResponseCode: 200},
 		Payload: protocol.EncodePayload(protocol.CallPayload{SDP: sdpOffer}),
 	})
-	res, conn := proxy.response(t, 200)
+	res, m := proxy.Response(t, 200)
 	ct := res.Contact()
-	if res.CSeq().MethodName != sip.INVITE || res.CSeq().SeqNo != 3 || res.Via().Value() != via || res.CallID().Value() != "cid-tcp" ||
+	if !m.Accepted || res.CSeq().MethodName != sip.INVITE || res.CSeq().SeqNo != 3 || res.Via().Value() != via || res.CallID().Value() != "cid-tcp" ||
 		res.To().Value() != "<sip:bob@example.com>;tag=ours" || ct == nil || ct.Address.HostPort() != g.sip.Addr("udp") {
 		t.Fatalf("the caller's proxy got\n%s", res)
 	}
 	write := func(method string, cseq int) {
 		t.Helper()
-		m := fmt.Sprintf("%s %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%s%d\r\nMax-Forwards: 70\r\nFrom: <sip:carol@sip.example>;tag=theirs\r\n"+
+		req := fmt.Sprintf("%s %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%s%d\r\nMax-Forwards: 70\r\nFrom: <sip:carol@sip.example>;tag=theirs\r\n"+
 			"To: <sip:bob@example.com>;tag=ours\r\nCall-ID: cid-tcp\r\nCSeq: %d %s\r\nContent-Length: 0\r\n\r\n",
-			method, ct.Address.String(), proxy.ln.Addr(), method, cseq, cseq, method)
-		if _, err := conn.Write([]byte(m)); err != nil {
+			method, ct.Address.String(), proxy.Addr(), method, cseq, cseq, method)
+		if _, err := m.Conn.Write([]byte(req)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	write("ACK", 3)
 	expect(t, b.read(), protocol.TypeMessage, protocol.ActionComplete)
 	write("BYE", 4)
-	if res, _ := proxy.response(t, 200); res.CSeq().MethodName != sip.BYE {
+	if res, _ := proxy.Response(t, 200); res.CSeq().MethodName != sip.BYE {
 		t.Fatalf("the BYE's answer\n%s", res)
 	}
 	expect(t, b.read(), protocol.TypeMessage, protocol.ActionShutdown)
 	sipRecordOf(t, g, leg.Session, leg.Sub, func(r *callRecord) bool { return r == nil })
-}
-
-// tcpProxy is a caller's proxy over TCP: it listens and hands the
-// responses it reads to res, with their connection.
-type tcpProxy struct {
-	ln  net.Listener
-	res chan tcpResponse
-}
-
-type tcpResponse struct {
-	res  *sip.Response
-	conn net.Conn
-}
-
-func newTCPProxy(t *testing.T) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, res: make(chan tcpResponse, 16)}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				par := sip.NewParser().NewSIPStream()
-				buf := make([]byte, 65535)
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					err = par.ParseSIPStream(buf[:n], func(m sip.Message) {
-						if res, ok := m.(*sip.Response); ok {
-							select {
-							case p.res <- tcpResponse{res, c}:
-							default:
-							}
-						}
-					})
-					if err != nil && !errors.Is(err, sip.ErrParseSipPartial) {
-						return
-					}
-				}
-			})
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return p
-}
-
-// response returns the next response of code the proxy reads, within
-// 10 s, and its connection.
-func (p *tcpProxy) response(t *testing.T, code int) (*sip.Response, net.Conn) {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case r := <-p.res:
-			if r.res.StatusCode == code {
-				return r.res, r.conn
-			}
-		case <-timeout:
-			t.Fatalf("no %d at the caller's proxy", code)
-			return nil, nil
-		}
-	}
 }

@@ -2,17 +2,15 @@ package sipgw
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/internal/sipstream"
 )
 
 // ringingElsewhere rings alice on one user agent with an INVITE of the
@@ -106,18 +104,8 @@ func TestAdoptRingingAnswered(t *testing.T) {
 	if _, err := bob.pc.WriteTo([]byte(ack), gw); err != nil {
 		t.Fatal(err)
 	}
+	untilConfirmed(t, cb)
 	timeout := time.After(10 * time.Second)
-	for confirmed := false; !confirmed; {
-		select {
-		case ev := <-cb.Events():
-			confirmed = ev.Kind == EventConfirmed
-			if ev.Kind == EventEnded {
-				t.Fatalf("ended %v before the ACK confirmed it", ev.End)
-			}
-		case <-timeout:
-			t.Fatal("the ACK did not confirm the adopted call")
-		}
-	}
 	if ds, ok := cb.DialogState(); !ok || ds.Role != "uas" || ds.LocalTag != st.LocalTag || ds.LocalContact != ct.Address.String() {
 		t.Fatalf("the confirmed call's state %+v (%v)", ds, ok)
 	}
@@ -137,6 +125,24 @@ func TestAdoptRingingAnswered(t *testing.T) {
 			return
 		case <-timeout:
 			t.Fatal("no BYE at the caller")
+		}
+	}
+}
+
+// untilConfirmed waits, 10 s at most, for the adopted call cb's
+// confirmation by the ACK.
+func untilConfirmed(t *testing.T, cb *Call) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for confirmed := false; !confirmed; {
+		select {
+		case ev := <-cb.Events():
+			confirmed = ev.Kind == EventConfirmed
+			if ev.Kind == EventEnded {
+				t.Fatalf("ended %v before the ACK confirmed it", ev.End)
+			}
+		case <-timeout:
+			t.Fatal("the ACK did not confirm the adopted call")
 		}
 	}
 }
@@ -193,141 +199,6 @@ func TestRingingOverWSDoesNotMove(t *testing.T) {
 	}
 }
 
-// streamPeer is a SIP peer over TCP or TLS: it listens, dials, and
-// hands every message it reads, on a connection it accepted or dialled,
-// to msgs.
-type streamPeer struct {
-	tp   string // TCP or TLS
-	ln   net.Listener
-	msgs chan streamMsg
-
-	mu     sync.Mutex
-	closed bool
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-type streamMsg struct {
-	msg      sip.Message
-	conn     net.Conn
-	accepted bool // on a connection the peer accepted, not one it dialled
-}
-
-// newStreamPeer listens on tp (TCP, or TLS with the certificate of
-// certFile and keyFile) until the test's end.
-func newStreamPeer(t *testing.T, tp, certFile, keyFile string) *streamPeer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tp == "TLS" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
-	}
-	p := &streamPeer{tp: tp, ln: ln, msgs: make(chan streamMsg, 64)}
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.serve(c, true)
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		p.closed = true
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *streamPeer) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
-
-// dial connects to addr (a user agent's listener of the peer's
-// transport, its certificate not checked).
-func (p *streamPeer) dial(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	var c net.Conn
-	var err error
-	if p.tp == "TLS" {
-		c, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
-	} else {
-		c, err = net.DialTimeout("tcp", addr, 5*time.Second)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.serve(c, false)
-	return c
-}
-
-func (p *streamPeer) serve(c net.Conn, accepted bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		c.Close()
-		return
-	}
-	p.conns = append(p.conns, c)
-	p.wg.Go(func() {
-		par := sip.NewParser().NewSIPStream()
-		buf := make([]byte, 65535)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				return
-			}
-			err = par.ParseSIPStream(buf[:n], func(m sip.Message) {
-				select {
-				case p.msgs <- streamMsg{msg: m, conn: c, accepted: accepted}:
-				default:
-				}
-			})
-			if err != nil && !errors.Is(err, sip.ErrParseSipPartial) {
-				return
-			}
-		}
-	})
-}
-
-// next returns the next message the peer reads that ok takes, within
-// 10 s.
-func (p *streamPeer) next(t *testing.T, what string, ok func(sip.Message) bool) streamMsg {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case m := <-p.msgs:
-			if ok(m.msg) {
-				return m
-			}
-		case <-timeout:
-			t.Fatalf("no %s at the %s peer", what, p.tp)
-			return streamMsg{}
-		}
-	}
-}
-
-// response returns the next response of code the peer reads.
-func (p *streamPeer) response(t *testing.T, code int) (*sip.Response, streamMsg) {
-	t.Helper()
-	m := p.next(t, strconv.Itoa(code), func(m sip.Message) bool {
-		res, ok := m.(*sip.Response)
-		return ok && res.StatusCode == code
-	})
-	return m.msg.(*sip.Response), m
-}
-
 // ringingOverStream rings alice on one user agent with an INVITE from
 // a peer over tp (TCP or TLS), on a connection the peer then closes, as
 // the dead node's went with it, and returns the call's recorded state,
@@ -336,7 +207,7 @@ func (p *streamPeer) response(t *testing.T, code int) (*sip.Response, streamMsg)
 // TCP an address it is not at with its received parameter the one it
 // is (RFC 3261 section 18.2.2 wants received), over TLS "localhost",
 // the only name of its certificate.
-func ringingOverStream(t *testing.T, tp string) (st DialogState, b *UserAgent, p *streamPeer, from string) {
+func ringingOverStream(t *testing.T, tp string) (st DialogState, b *UserAgent, p *sipstream.Peer, from string) {
 	t.Helper()
 	reg := newFakePeer(t, func(req *sip.Request) *sip.Response {
 		if req.Method == sip.REGISTER {
@@ -347,18 +218,18 @@ func ringingOverStream(t *testing.T, tp string) (st DialogState, b *UserAgent, p
 	cf, kf, roots := testCert(t, 7, "localhost")
 	listen := ListenConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0", TLS: "127.0.0.1:0", TLSCert: cf, TLSKey: kf}
 	a, incoming, token := registeredAlice(t, Config{Listen: listen, Domain: "example.com", Registrar: reg.uri()})
-	p = newStreamPeer(t, tp, cf, kf)
-	conn := p.dial(t, a.Addr(strings.ToLower(tp)))
-	via := fmt.Sprintf("SIP/2.0/TCP 192.0.2.1:%d;branch=z9hG4bKring-tcp10;received=127.0.0.1", p.port())
+	p = sipstream.Start(t, tp, cf, kf)
+	conn := p.Dial(t, a.Addr(strings.ToLower(tp)))
+	via := fmt.Sprintf("SIP/2.0/TCP 192.0.2.1:%d;branch=z9hG4bKring-tcp10;received=127.0.0.1", p.Port())
 	if tp == "TLS" {
-		via = fmt.Sprintf("SIP/2.0/TLS localhost:%d;branch=z9hG4bKring-tcp10", p.port())
+		via = fmt.Sprintf("SIP/2.0/TLS localhost:%d;branch=z9hG4bKring-tcp10", p.Port())
 	}
 	from = "<sip:bob@example.com>;tag=near"
 	body := "v=0\r\no=bob 3 3 IN IP4 127.0.0.1\r\n"
 	inv := fmt.Sprintf("INVITE sip:%s@%s;transport=%s SIP/2.0\r\nVia: %s\r\nMax-Forwards: 70\r\nFrom: %s\r\nTo: <sip:alice@example.com>\r\n"+
 		"Call-ID: ring-tcp\r\nCSeq: 10 INVITE\r\nContact: <sip:bob@127.0.0.1:%d;transport=%s>\r\nAllow: INVITE, ACK, BYE, CANCEL\r\n"+
 		"Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
-		token, a.Addr(strings.ToLower(tp)), strings.ToLower(tp), via, from, p.port(), strings.ToLower(tp), len(body), body)
+		token, a.Addr(strings.ToLower(tp)), strings.ToLower(tp), via, from, p.Port(), strings.ToLower(tp), len(body), body)
 	if _, err := conn.Write([]byte(inv)); err != nil {
 		t.Fatal(err)
 	}
@@ -409,41 +280,26 @@ func TestAdoptRingingOverStreamAnswered(t *testing.T) {
 			if err := cb.Answer(ctx, []byte(answer)); err != nil {
 				t.Fatal(err)
 			}
-			res, m := p.response(t, 200)
+			res, m := p.Response(t, 200)
 			tag, _ := res.To().Params.Get("tag")
 			branch, _ := res.Via().Params.Get("branch")
 			ct := res.Contact()
-			if !m.accepted || res.CallID().Value() != "ring-tcp" || res.CSeq().SeqNo != 10 || tag != st.LocalTag ||
+			if !m.Accepted || res.CallID().Value() != "ring-tcp" || res.CSeq().SeqNo != 10 || tag != st.LocalTag ||
 				branch != "z9hG4bKring-tcp10" || string(res.Body()) != answer || ct == nil || ct.Address.HostPort() != b.Addr("udp") {
-				t.Fatalf("the caller got, on a connection it accepted (%v)\n%s", m.accepted, res)
+				t.Fatalf("the caller got, on a connection it accepted (%v)\n%s", m.Accepted, res)
 			}
 			ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/%s 127.0.0.1:%d;branch=z9hG4bKack1\r\nMax-Forwards: 70\r\nFrom: %s\r\nTo: %s\r\n"+
-				"Call-ID: ring-tcp\r\nCSeq: 10 ACK\r\nContent-Length: 0\r\n\r\n", ct.Address.String(), tp, p.port(), from, res.To().Value())
-			if _, err := m.conn.Write([]byte(ack)); err != nil {
+				"Call-ID: ring-tcp\r\nCSeq: 10 ACK\r\nContent-Length: 0\r\n\r\n", ct.Address.String(), tp, p.Port(), from, res.To().Value())
+			if _, err := m.Conn.Write([]byte(ack)); err != nil {
 				t.Fatal(err)
 			}
-			timeout := time.After(10 * time.Second)
-			for confirmed := false; !confirmed; {
-				select {
-				case ev := <-cb.Events():
-					confirmed = ev.Kind == EventConfirmed
-					if ev.Kind == EventEnded {
-						t.Fatalf("ended %v before the ACK confirmed it", ev.End)
-					}
-				case <-timeout:
-					t.Fatal("the ACK did not confirm the adopted call")
-				}
-			}
+			untilConfirmed(t, cb)
 			go func() { _ = cb.Hangup(context.Background()) }()
-			bm := p.next(t, "BYE", func(m sip.Message) bool {
-				req, ok := m.(*sip.Request)
-				return ok && req.Method == sip.BYE
-			})
-			bye := bm.msg.(*sip.Request)
+			bye, bm := p.Request(t, sip.BYE)
 			if bye.CallID().Value() != "ring-tcp" {
 				t.Fatalf("the BYE\n%s", bye)
 			}
-			if _, err := bm.conn.Write([]byte(sip.NewResponseFromRequest(bye, 200, "OK", nil).String())); err != nil {
+			if _, err := bm.Conn.Write([]byte(sip.NewResponseFromRequest(bye, 200, "OK", nil).String())); err != nil {
 				t.Fatal(err)
 			}
 			for range cb.Events() {
@@ -468,9 +324,9 @@ func TestAdoptRingingOverStreamDeclined(t *testing.T) {
 			if err := cb.Reject(ctx, 486, "Busy Here"); err != nil {
 				t.Fatal(err)
 			}
-			res, m := p.response(t, 486)
-			if tag, _ := res.To().Params.Get("tag"); !m.accepted || tag != st.LocalTag || res.CSeq().SeqNo != 10 {
-				t.Fatalf("the caller got, on a connection it accepted (%v)\n%s", m.accepted, res)
+			res, m := p.Response(t, 486)
+			if tag, _ := res.To().Params.Get("tag"); !m.Accepted || tag != st.LocalTag || res.CSeq().SeqNo != 10 {
+				t.Fatalf("the caller got, on a connection it accepted (%v)\n%s", m.Accepted, res)
 			}
 			for ev := range cb.Events() {
 				if ev.Kind == EventEnded && ev.End != EndRejected {
@@ -494,10 +350,10 @@ func TestEndDialogRefusesRingingIncomingOverStream(t *testing.T) {
 			if err := b.EndDialog(ctx, st, 480, "the call's node went down", nil); err != nil {
 				t.Fatal(err)
 			}
-			res, m := p.response(t, 480)
+			res, m := p.Response(t, 480)
 			branch, _ := res.Via().Params.Get("branch")
-			if tag, _ := res.To().Params.Get("tag"); !m.accepted || tag != st.LocalTag || res.CallID().Value() != "ring-tcp" || branch != "z9hG4bKring-tcp10" {
-				t.Fatalf("the caller got, on a connection it accepted (%v)\n%s", m.accepted, res)
+			if tag, _ := res.To().Params.Get("tag"); !m.Accepted || tag != st.LocalTag || res.CallID().Value() != "ring-tcp" || branch != "z9hG4bKring-tcp10" {
+				t.Fatalf("the caller got, on a connection it accepted (%v)\n%s", m.Accepted, res)
 			}
 		})
 	}

@@ -44,6 +44,7 @@ var allowed = map[string][]string{
 	"internal/flood":        {"protocol"},
 	"internal/logtest":      {},
 	"internal/fakereg":      {},
+	"internal/sipstream":    {},
 	"internal/kamailio":     {},
 	"presence":              {"internal/ratelog", "protocol", "routing", "endpoint", "internal/subscription", "presence/pidf"},
 	"notification":          {"internal/ratelog", "protocol", "routing", "endpoint", "internal/subscription", "notification/mwi"},

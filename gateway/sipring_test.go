@@ -79,9 +79,7 @@ func TestRingingIncomingSIPCallOfADeadHostContinued(t *testing.T) {
 	}
 	write := func(method string, cseq int) {
 		t.Helper()
-		m := fmt.Sprintf("%s %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%s%d\r\nMax-Forwards: 70\r\nFrom: <sip:carol@sip.example>;tag=theirs\r\n"+
-			"To: <sip:bob@example.com>;tag=ours\r\nCall-ID: cid-in\r\nCSeq: %d %s\r\nContent-Length: 0\r\n\r\n",
-			method, ct.Address.String(), pc.LocalAddr(), method, cseq, cseq, method)
+		m := carolRequest(method, ct.Address.String(), "UDP "+pc.LocalAddr().String(), "cid-in", cseq)
 		if _, err := pc.WriteTo([]byte(m), from); err != nil {
 			t.Fatal(err)
 		}
@@ -98,6 +96,15 @@ func TestRingingIncomingSIPCallOfADeadHostContinued(t *testing.T) {
 		t.Fatalf("the answering session got %s", f.Marshal())
 	}
 	sipRecordOf(t, g, legs[1].Session, legs[1].Sub, func(r *callRecord) bool { return r == nil })
+}
+
+// carolRequest is an in-dialog request of method (ACK, BYE) of the
+// caller carol's proxy, its Via sent over "TRANSPORT host:port", to ruri
+// in the call callID (tags "theirs" and "ours").
+func carolRequest(method, ruri, via, callID string, cseq int) string {
+	return fmt.Sprintf("%s %s SIP/2.0\r\nVia: SIP/2.0/%s;branch=z9hG4bK%s%d\r\nMax-Forwards: 70\r\nFrom: <sip:carol@sip.example>;tag=theirs\r\n"+
+		"To: <sip:bob@example.com>;tag=ours\r\nCall-ID: %s\r\nCSeq: %d %s\r\nContent-Length: 0\r\n\r\n",
+		method, ruri, via, method, cseq, callID, cseq, method)
 }
 
 // readResponse returns the next response of code pc gets (retransmissions
@@ -156,9 +163,7 @@ func TestRingingIncomingSIPCallOverTCPOfADeadHostContinued(t *testing.T) {
 	}
 	write := func(method string, cseq int) {
 		t.Helper()
-		req := fmt.Sprintf("%s %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%s%d\r\nMax-Forwards: 70\r\nFrom: <sip:carol@sip.example>;tag=theirs\r\n"+
-			"To: <sip:bob@example.com>;tag=ours\r\nCall-ID: cid-tcp\r\nCSeq: %d %s\r\nContent-Length: 0\r\n\r\n",
-			method, ct.Address.String(), proxy.Addr(), method, cseq, cseq, method)
+		req := carolRequest(method, ct.Address.String(), "TCP "+proxy.Addr(), "cid-tcp", cseq)
 		if _, err := m.Conn.Write([]byte(req)); err != nil {
 			t.Fatal(err)
 		}

@@ -183,19 +183,50 @@ func TestAdoptRingingDeclined(t *testing.T) {
 	}
 }
 
+// ringingVia is the record of a ringing incoming call whose INVITE's
+// only Via is via.
+func ringingVia(via string) DialogState {
+	return DialogState{Version: DialogStateVersion, Role: "uas", CallID: "x", LocalTag: "t", RemoteTarget: "sip:bob@127.0.0.1",
+		LocalURI: "sip:alice@example.com", Invite: &InviteState{RequestURI: "sip:alice@127.0.0.1", From: "<sip:bob@example.com>;tag=f",
+			To: "<sip:alice@example.com>;tag=t", CSeq: 1, Vias: []string{via}}}
+}
+
 // TestRingingOverWSDoesNotMove: a ringing call whose INVITE came over a
 // transport other than UDP, TCP or TLS is not adopted (its answer needs
 // the INVITE's connection).
 func TestRingingOverWSDoesNotMove(t *testing.T) {
-	st := DialogState{Version: DialogStateVersion, Role: "uas", CallID: "x", LocalTag: "t", RemoteTarget: "sip:bob@127.0.0.1",
-		LocalURI: "sip:alice@example.com", Invite: &InviteState{RequestURI: "sip:alice@127.0.0.1", From: "<sip:bob@example.com>;tag=f",
-			To: "<sip:alice@example.com>;tag=t", CSeq: 1, Vias: []string{"SIP/2.0/WS 127.0.0.1:5066;branch=z9hG4bKx"}}}
+	st := ringingVia("SIP/2.0/WS 127.0.0.1:5066;branch=z9hG4bKx")
 	if RingingMoves(st) {
 		t.Fatal("a ringing call over WS moves")
 	}
 	b := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com"}, nil)
 	if _, err := b.AdoptRinging(context.Background(), st, nil); !errors.Is(err, ErrNeedsConnection) {
 		t.Fatalf("adopting a ringing call over WS: %v", err)
+	}
+}
+
+// TestAdoptRingingProxyUnreachable: a ringing call over TCP whose
+// proxy refuses the adopter's connection is not adopted, and nothing of
+// it stays.
+func TestAdoptRingingProxyUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	st := ringingVia("SIP/2.0/TCP " + closed + ";branch=z9hG4bKx")
+	if !RingingMoves(st) {
+		t.Fatal("a ringing call over TCP does not move")
+	}
+	b := startWith(t, Config{Listen: ListenConfig{UDP: "127.0.0.1:0"}, Domain: "example.com"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.AdoptRinging(ctx, st, nil); err == nil {
+		t.Fatal("adopted a ringing call whose proxy is out of reach")
+	}
+	if s := b.Stats(); s.Calls != 0 || s.Dialogs != 0 || s.Transactions != 0 {
+		t.Fatalf("left %+v", s)
 	}
 }
 

@@ -35,3 +35,26 @@ func TestStartLookupFailedIsRetryable(t *testing.T) {
 		t.Fatalf("alice's second start got %d %q, want 404", r.Header.ErrorCode, r.Header.Reason)
 	}
 }
+
+// TestStartToSIPDomainLookupFailed: a call to a target in a SIP domain
+// whose sessions the directory could not look up gets 480 with the
+// lookup's reason and no INVITE: the target may be a web user online on
+// another node, whom a read cut short took for nobody, sending the call
+// out to SIP.
+func TestStartToSIPDomainLookupFailed(t *testing.T) {
+	e := newEnv(t, 0)
+	e.dir.fail = map[string]error{"bob@sip.example": errors.New("context deadline exceeded")}
+	a := e.ep("alice@web.example")
+	f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "a1", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
+	f.Header.Target = "bob@sip.example"
+	e.h.HandleFrame(a, f)
+	select {
+	case fc := <-e.dials:
+		t.Fatalf("a call to %s went to SIP though its sessions could not be looked up", fc.dial.Target)
+	default:
+	}
+	r := a.expect(t, protocol.TypeError, protocol.ActionStart)
+	if r.Header.ErrorCode != protocol.CodeTemporarilyUnavail || r.Header.Reason != endpoint.ErrLookup {
+		t.Fatalf("alice's start got %d %q, want 480 %q", r.Header.ErrorCode, r.Header.Reason, endpoint.ErrLookup)
+	}
+}

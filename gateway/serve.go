@@ -390,11 +390,25 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 		s.mu.Unlock()
 		s.inMu.Unlock()
 		if !resumed {
-			// In the directory before the client hears it is connected
-			// (save releases the response): a peer it tells at once
-			// finds it from every node.
+			// In the directory before the client hears it is connected:
+			// a peer it tells at once finds it from every node. Then one
+			// write of the record releases the response (starting): a
+			// save here as well wrote it twice, the writer's round asked
+			// for by the response's queueing writing it before or after,
+			// the response released maybe before the directory's write;
+			// in a cluster the presence share SessionStarted made was a
+			// write of its own before.
 			g.publish(s)
-			g.save(s)
+			if g.wal {
+				s.mu.Lock()
+				s.starting = false
+				if !s.ended {
+					s.markDirtyLocked()
+				}
+				s.mu.Unlock()
+			} else {
+				g.save(s)
+			}
 		}
 		if resumed {
 			g.metrics.resumes.WithLabelValues("ok").Inc()
@@ -512,7 +526,9 @@ func (g *Gateway) connect(c conn, l *link, f *protocol.Frame, p *auth.Principal)
 	// A guest costs the SIP network nothing until it calls: it neither
 	// registers nor (presence.Guest) publishes.
 	guest := (p != nil && p.Guest) || (p == nil && f.Header.Initiator == "")
-	s, err := g.open(c, f, p, addr, guest, g.newSession(identity, oracle, processed), true)
+	s := g.newSession(identity, oracle, processed)
+	s.starting = true
+	s, err = g.open(c, f, p, addr, guest, s, true)
 	return s, false, err
 }
 

@@ -550,11 +550,16 @@ func refusedForNow(err error) bool {
 
 // terminal reports whether a socket error means the gateway does not
 // want this session back: a WebSocket close it chose, other than going
-// away or a transient failure.
+// away or a transient failure, or an identity refused. A resume refused
+// for now (HTTP 503, error 503, close 1013) is tried again until the
+// resume timeout; one refused 401 or 403, at the handshake or answering
+// the resume, is final (docs/protocol.md §4.5): a token refused once is
+// refused on every node, and trying again only held the session's
+// failure back to the resume timeout.
 func terminal(err error) bool {
 	var he *HandshakeError
 	if errors.As(err, &he) {
-		return false // handshakes are retried until the resume timeout
+		return he.Status == http.StatusUnauthorized || he.Status == http.StatusForbidden
 	}
 	var fe *FrameError
 	if errors.As(err, &fe) {

@@ -124,3 +124,84 @@ func TestConnectRefusedNextURL(t *testing.T) {
 		}
 	})
 }
+
+// TestResumeRefusedForNow: a resume the gateway refuses for now (HTTP
+// 503, error 503, close 1013: a draining node, an overloaded store) is
+// tried again, past Options.ConnectAttempts, until it passes within the
+// resume timeout; the session goes on (docs/protocol.md §4.5).
+func TestResumeRefusedForNow(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		refusal refusal
+	}{
+		{"http 503", refusal{status: 503}},
+		{"error 503", refusal{code: protocol.CodeServiceUnavailable}},
+		{"close 1013", refusal{close: websocket.StatusTryAgainLater}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFake(t)
+				const refused = 7 // handshakes 2 to 8
+				f.refuseWith = func(n int, _ string) refusal {
+					if n >= 2 && n < 2+refused {
+						return tc.refusal
+					}
+					return refusal{}
+				}
+				c := dial(t, f, func(o *Options) { o.ReconnectMin, o.ReconnectMax = time.Second, 2*time.Second })
+				<-f.conns
+				f.drop()
+				waitEvent(t, c, EventResumed)
+				if c.SessionID() != "S1" {
+					t.Fatalf("session %q, want S1", c.SessionID())
+				}
+				if n := len(f.net.dialAt); n != 2+refused {
+					t.Fatalf("%d dials, want %d", n, 2+refused)
+				}
+			})
+		})
+	}
+}
+
+// TestResumeRefusedFinal: a resume refused 401 or 403, over HTTP at the
+// handshake or answering the resume, ends the session at once: a refused
+// identity is final (docs/protocol.md §4.5). The HTTP ones were tried
+// again until the resume timeout.
+func TestResumeRefusedFinal(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		refusal refusal
+	}{
+		{"http 401", refusal{status: 401}},
+		{"http 403", refusal{status: 403}},
+		{"error 401", refusal{code: protocol.CodeUnauthorized}},
+		{"error 403", refusal{code: protocol.CodeForbidden}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFake(t)
+				f.refuseWith = func(n int, _ string) refusal {
+					if n >= 2 {
+						return tc.refusal
+					}
+					return refusal{}
+				}
+				c := dial(t, f, nil)
+				<-f.conns
+				f.drop()
+				for range c.Events() {
+				}
+				var he *HandshakeError
+				var fe *FrameError
+				switch err := c.Err(); {
+				case tc.refusal.status != 0 && (!errors.As(err, &he) || he.Status != tc.refusal.status),
+					tc.refusal.code != 0 && (!errors.As(err, &fe) || fe.Code != tc.refusal.code):
+					t.Fatalf("the client ended with %v, want the refusal", err)
+				}
+				if n := len(f.net.dialAt); n != 2 {
+					t.Fatalf("%d dials, want 2: the refused resume is final", n)
+				}
+			})
+		})
+	}
+}

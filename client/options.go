@@ -55,7 +55,10 @@ type Options struct {
 	ReconnectMin, ReconnectMax time.Duration
 	// ResumeTimeout is how long the client tries to resume after losing
 	// its socket before it gives up and closes with ErrResumeTimeout; it
-	// should not exceed the gateway's. Default 60 s.
+	// should not exceed the gateway's. A resume refused for now (HTTP
+	// 503, error 503, close 1013) is tried again within it; one refused
+	// 401 or 403 ends the client at once (docs/protocol.md §4.5).
+	// Default 60 s.
 	ResumeTimeout time.Duration
 	// ConnectTimeout bounds one attempt: handshake plus connect response.
 	// Default 10 s.

@@ -840,6 +840,13 @@ export class Session extends Emitter {
     if (c.type === 'error') {
       if ((h.error_code === 401 || h.error_code === 407) && this._answerConnectChallenge(frame)) return;
       const err = JsonRtcError.fromFrame(frame);
+      if (h.error_code === ErrorCode.SERVICE_UNAVAILABLE && this._resuming) {
+        // A resume refused for now is tried again as after a socket loss,
+        // until reconnect.timeout, as the Go client does; any other
+        // refusal of it (401, 403) is final (docs/protocol.md §4.5).
+        this._resumeRefusedForNow(`error 503 ${h.reason || ''}`.trim());
+        return;
+      }
       if (h.error_code === ErrorCode.SERVICE_UNAVAILABLE && this._retryConnect(err)) return;
       this._fail(err);
       return;
@@ -996,6 +1003,13 @@ export class Session extends Emitter {
     }
     // A browser does not show a refused upgrade's HTTP status (it is a
     // 1006); long-poll does (LongPollSocket.status).
+    if (ws.status === 401 || ws.status === 403) {
+      // A refused identity is final, for a resume too: the token (fetched
+      // again for each attempt when options.token is a function) is
+      // refused on every node (docs/protocol.md §4.5).
+      this._fail(new JsonRtcError(ws.status, `the gateway refused the ${this._resuming ? 'resume' : 'connect'}: HTTP ${ws.status}`));
+      return;
+    }
     if (this.state === SessionState.CONNECTING && !this._resuming && (ev?.code === 1013 || ws.status === 503)) {
       const why = ev?.code === 1013 ? `closed 1013 ${ev.reason || ''}`.trim() : 'HTTP 503';
       const err = new JsonRtcError(ErrorCode.SERVICE_UNAVAILABLE, `the gateway refused the connect for now: ${why}`);
@@ -1028,6 +1042,27 @@ export class Session extends Emitter {
       this._open();
     }, delay);
     return true;
+  }
+
+  /**
+   * A resume the gateway answered error 503 (docs/protocol.md §4.5): the
+   * socket is given up and the resume tried again after the backoff, as
+   * after a socket loss, until reconnect.timeout.
+   * @param {string} why
+   */
+  _resumeRefusedForNow(why) {
+    const ws = this._ws;
+    if (ws) {
+      this._detach(ws);
+      try {
+        ws.close(4001, 'resume refused for now');
+      } catch {
+        /* ignore */
+      }
+      this._ws = null;
+    }
+    this.log.info(`jsonrtc: resume refused for now (${why}); trying again`);
+    this._onLinkLost();
   }
 
   _socketFailed(err) {

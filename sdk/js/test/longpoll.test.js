@@ -320,3 +320,37 @@ test('a long-poll connect refused with HTTP 403 fails at once', async () => {
   assert.equal(env.sockets.length, 1);
   assert.equal(env.session.state, 'failed');
 });
+
+test('a long-poll resume refused with HTTP 401 or 403 fails the session at once; HTTP 503 is tried again', async () => {
+  for (const status of [401, 403]) {
+    const env = await overLongPoll();
+    env.ff.pending('GET')[0].answer(410);
+    await flush();
+    assert.equal(env.session.state, 'reconnecting');
+    env.fc.advance(100);
+    await flush();
+    env.sockets[1].drop(1006); // the upgrade refused: a browser does not say why
+    await flush();
+    const [open] = env.ff.pending('POST');
+    assert.equal(JSON.parse(open.body).control.session_id, 'S1');
+    open.answer(status);
+    await flush();
+    assert.equal(env.session.state, 'failed', `HTTP ${status}`);
+    env.fc.advance(10000);
+    await flush();
+    assert.equal(env.sockets.length, 2, `HTTP ${status}: no further attempt`);
+  }
+  const env = await overLongPoll();
+  env.ff.pending('GET')[0].answer(410);
+  await flush();
+  env.fc.advance(100);
+  await flush();
+  env.sockets[1].drop(1006);
+  await flush();
+  env.ff.pending('POST')[0].answer(503);
+  await flush();
+  assert.equal(env.session.state, 'reconnecting');
+  env.fc.advance(1000);
+  await flush();
+  assert.equal(env.sockets.length, 3, 'the resume is tried again');
+});

@@ -469,7 +469,7 @@ func (c *Client) lost(err error) {
 			// again later, or another node, rather than give up the
 			// first session.
 			c.attempt++
-			d := backoff(c.o.ReconnectMin, c.o.ReconnectMax, c.attempt)
+			d := c.notBefore(backoff(c.o.ReconnectMin, c.o.ReconnectMax, c.attempt), err)
 			c.log.Info("jsonrtc client: connect refused for now, trying again", "err", err, "attempt", c.attempt+1, "after", d)
 			// A new socket, a new session: the connect is sequence 1 again.
 			c.st = session.New("", 0)
@@ -501,9 +501,20 @@ func (c *Client) lost(err error) {
 		return
 	}
 	c.phase = phaseDown
-	d := backoff(c.o.ReconnectMin, c.o.ReconnectMax, c.attempt)
+	d := c.notBefore(backoff(c.o.ReconnectMin, c.o.ReconnectMax, c.attempt), err)
 	c.attempt++
 	c.retryT.Reset(d)
+}
+
+// notBefore is the wait d before the next attempt, made at least the
+// Retry-After (or retry_after) of the refusal err, when there is one and
+// the next attempt goes to the node that refused: with Options.URLs it
+// goes to another, which the refusing node's word does not concern.
+func (c *Client) notBefore(d time.Duration, err error) time.Duration {
+	if len(c.o.URLs) > 1 {
+		return d
+	}
+	return max(d, retryAfter(err))
 }
 
 // dropSocket stops the current socket, if any, and its timers.
@@ -716,7 +727,11 @@ func (c *Client) onConnectResponse(f *protocol.Frame) {
 			c.connectT.Reset(c.o.ConnectTimeout)
 			return
 		}
-		c.lost(&FrameError{Code: code, Reason: f.Header.Reason})
+		fe := &FrameError{Code: code, Reason: f.Header.Reason}
+		if e, ok := f.Header.ExtValue("retry_after"); ok {
+			fe.RetryAfter = parseRetryAfter(e.Value)
+		}
+		c.lost(fe)
 		return
 	}
 	sid := f.Control.SessionID

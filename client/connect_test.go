@@ -205,3 +205,57 @@ func TestResumeRefusedFinal(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusalRetryAfter: a refusal's Retry-After (HTTP 503) or
+// retry_after (error 503) is the least wait before the next attempt at
+// that node, of a first connect and of a resume; with Options.URLs the
+// next attempt goes to another node at the backoff's pace.
+func TestRefusalRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		refusal refusal
+		urls    bool
+		resume  bool
+		want    time.Duration // least wait after the refused dial
+		most    time.Duration
+	}{
+		{name: "connect http 503", refusal: refusal{status: 503, after: 3}, want: 3 * time.Second, most: 3 * time.Second},
+		{name: "connect error 503", refusal: refusal{code: protocol.CodeServiceUnavailable, after: 3}, want: 3 * time.Second, most: 3 * time.Second},
+		{name: "resume http 503", refusal: refusal{status: 503, after: 3}, resume: true, want: 3 * time.Second, most: 3 * time.Second},
+		{name: "resume error 503", refusal: refusal{code: protocol.CodeServiceUnavailable, after: 3}, resume: true, want: 3 * time.Second, most: 3 * time.Second},
+		{name: "connect http 503 to the next node", refusal: refusal{status: 503, after: 3}, urls: true, want: 50 * time.Millisecond, most: 100 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFake(t)
+				refused := 1
+				if tc.resume {
+					refused = 2
+				}
+				f.refuseWith = func(n int, _ string) refusal {
+					if n == refused {
+						return tc.refusal
+					}
+					return refusal{}
+				}
+				c := dial(t, f, func(o *Options) {
+					o.ReconnectMin, o.ReconnectMax = 100*time.Millisecond, 200*time.Millisecond
+					if tc.urls {
+						o.URLs = []string{"ws://n1/ws/", "ws://n2/ws/"}
+					}
+				})
+				if tc.resume {
+					<-f.net.dialAt
+					<-f.conns
+					f.drop()
+					waitEvent(t, c, EventResumed)
+				}
+				at := <-f.net.dialAt // the refused one
+				next := <-f.net.dialAt
+				if d := next.Sub(at); d < tc.want || d > tc.most {
+					t.Fatalf("next attempt %v after the refusal, want in [%v, %v]", d, tc.want, tc.most)
+				}
+			})
+		})
+	}
+}

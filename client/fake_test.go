@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -138,6 +139,7 @@ type refusal struct {
 	status int
 	code   int
 	close  websocket.StatusCode
+	after  int // Retry-After of the status, retry_after of the code (seconds)
 }
 
 func (f *fake) handle(w http.ResponseWriter, r *http.Request) {
@@ -149,6 +151,9 @@ func (f *fake) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Unlock()
 	if refuse.status != 0 {
+		if refuse.after != 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(refuse.after))
+		}
 		http.Error(w, "fake: refused", refuse.status)
 		return
 	}
@@ -197,9 +202,13 @@ func (f *fake) handle(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if fr.Header.Action == protocol.ActionConnect && refuse.code != 0 {
-			f.writeLocked(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageRegister,
+			out := &protocol.Frame{Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageRegister,
 				AckSequence: fr.Control.Sequence, CorrelationID: fmt.Sprintf("c%d", fr.Control.Sequence)},
-				Header: protocol.Header{Action: protocol.ActionConnect, ErrorCode: refuse.code, Reason: "fake: refused"}})
+				Header: protocol.Header{Action: protocol.ActionConnect, ErrorCode: refuse.code, Reason: "fake: refused"}}
+			if refuse.after != 0 {
+				out.Header.Ext = []protocol.Ext{{Name: "retry_after", Kind: protocol.ExtNumber, Value: strconv.Itoa(refuse.after)}}
+			}
+			f.writeLocked(out)
 			f.mu.Unlock()
 			continue
 		}

@@ -68,7 +68,8 @@ type Options struct {
 	// answering the connect (an overloaded store's "session admission
 	// failed", a limit reached, docs/protocol.md §4.2) or a close 1013.
 	// Each retry waits as a reconnect does (ReconnectMin doubling up to
-	// ReconnectMax, jittered) and, with URLs, goes to the next of them;
+	// ReconnectMax, jittered), or the refusal's Retry-After (retry_after)
+	// when longer, and, with URLs, goes to the next of them without it;
 	// Dial's ctx bounds them all. Any other failure, a 401 or 403 among
 	// them, fails Dial at once. Default 5; 1: no retry.
 	ConnectAttempts int

@@ -354,3 +354,19 @@ test('a long-poll resume refused with HTTP 401 or 403 fails the session at once;
   await flush();
   assert.equal(env.sockets.length, 3, 'the resume is tried again');
 });
+
+test('a long-poll connect refused with HTTP 503 and Retry-After waits that long at least before its next attempt', async () => {
+  const env = setup();
+  env.session.connect().catch(() => {});
+  await flush();
+  env.sockets[0].drop(1006);
+  await flush();
+  env.ff.pending('POST')[0].answer(503, { headers: { 'Retry-After': '2' } });
+  await flush();
+  env.fc.advance(1999);
+  await flush();
+  assert.equal(env.sockets.length, 1, 'not before the 2 s it asked for (the backoff says 100 ms)');
+  env.fc.advance(1);
+  await flush();
+  assert.equal(env.sockets.length, 2);
+});

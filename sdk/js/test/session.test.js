@@ -110,6 +110,35 @@ test('a connect refused for now (error 503, close 1013) is tried again after the
   assert.equal(env.session.id, 'S1');
 });
 
+test('a refusal\'s retry_after is the least wait before the next attempt, of a connect and of a resume', async () => {
+  const env = setup();
+  const p = env.session.connect();
+  await flush();
+  env.sockets[0].open();
+  env.sockets[0].receive(serverFrame({ type: 'error', package_type: 'register', ack_sequence: 1 }, { action: 'connect', error_code: 503, reason: 'session admission failed', retry_after: 2 }));
+  env.fc.advance(1999);
+  await flush();
+  assert.equal(env.sockets.length, 1, 'not before the 2 s it asked for (the backoff says 100 ms)');
+  env.fc.advance(1);
+  await flush();
+  assert.equal(env.sockets.length, 2);
+  env.sockets[1].open();
+  env.sockets[1].receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 1, ack_sequence: 1, message_state: 'final' }, { action: 'connect', initiator: 'alice@example.com', response_code: 200 }));
+  await p;
+  env.sockets[1].drop(1006);
+  env.fc.advance(0);
+  await flush();
+  assert.equal(env.sockets.length, 3, 'the resume');
+  env.sockets[2].open();
+  env.sockets[2].receive(serverFrame({ type: 'error', package_type: 'register' }, { action: 'connect', error_code: 503, reason: 'shutting down', retry_after: 2 }));
+  env.fc.advance(1999);
+  await flush();
+  assert.equal(env.sockets.length, 3, 'the resume waits the 2 s it was asked for');
+  env.fc.advance(1);
+  await flush();
+  assert.equal(env.sockets.length, 4);
+});
+
 test('a connect refused for now fails after reconnect.connectAttempts', async () => {
   const env = setup({ session: { reconnect: { initial: 100, max: 1000, jitter: 0, connectAttempts: 3 } } });
   const p = env.session.connect();

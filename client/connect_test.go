@@ -10,19 +10,27 @@ import (
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
+// namedRefusal is a case of the tests of refusals.
+type namedRefusal struct {
+	name    string
+	refusal refusal
+}
+
+// refusalsForNow are the gateway's refusals of a connect for now
+// (docs/protocol.md §4.2): a draining node's HTTP 503, an overloaded
+// store's error 503, a close 1013.
+var refusalsForNow = []namedRefusal{
+	{"http 503", refusal{status: 503}},
+	{"error 503", refusal{code: protocol.CodeServiceUnavailable}},
+	{"close 1013", refusal{close: websocket.StatusTryAgainLater}},
+}
+
 // TestConnectRefusedForNow: a first connect the gateway refuses for now
 // (an overloaded store's 503, a draining node's HTTP 503, a close 1013)
 // is tried again after the reconnect backoff, as a new session
 // (sequence 1), until it passes.
 func TestConnectRefusedForNow(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		refusal refusal
-	}{
-		{"http 503", refusal{status: 503}},
-		{"error 503", refusal{code: protocol.CodeServiceUnavailable}},
-		{"close 1013", refusal{close: websocket.StatusTryAgainLater}},
-	} {
+	for _, tc := range refusalsForNow {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newFake(t)
@@ -58,10 +66,7 @@ func TestConnectRefusedForNow(t *testing.T) {
 // TestConnectRefusedFinal: a refusal that is no "not now" (401, 403,
 // error 403) fails Dial at once, without a retry.
 func TestConnectRefusedFinal(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		refusal refusal
-	}{
+	for _, tc := range []namedRefusal{
 		{"http 401", refusal{status: 401}},
 		{"http 403", refusal{status: 403}},
 		{"error 403", refusal{code: protocol.CodeForbidden}},
@@ -130,14 +135,7 @@ func TestConnectRefusedNextURL(t *testing.T) {
 // tried again, past Options.ConnectAttempts, until it passes within the
 // resume timeout; the session goes on (docs/protocol.md §4.5).
 func TestResumeRefusedForNow(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		refusal refusal
-	}{
-		{"http 503", refusal{status: 503}},
-		{"error 503", refusal{code: protocol.CodeServiceUnavailable}},
-		{"close 1013", refusal{close: websocket.StatusTryAgainLater}},
-	} {
+	for _, tc := range refusalsForNow {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newFake(t)
@@ -168,10 +166,7 @@ func TestResumeRefusedForNow(t *testing.T) {
 // identity is final (docs/protocol.md §4.5). The HTTP ones were tried
 // again until the resume timeout.
 func TestResumeRefusedFinal(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		refusal refusal
-	}{
+	for _, tc := range []namedRefusal{
 		{"http 401", refusal{status: 401}},
 		{"http 403", refusal{status: 403}},
 		{"error 401", refusal{code: protocol.CodeUnauthorized}},

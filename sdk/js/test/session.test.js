@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Session } from '../src/session.js';
 import { Subscription } from '../src/subscription.js';
 import { parseMessageSummary } from '../src/summary.js';
-import { newSession, serverFrame } from './fakes.js';
+import { newSession, opensAfter, serverFrame } from './fakes.js';
 
 const flush = () => new Promise((r) => setImmediate(r));
 
@@ -116,12 +116,7 @@ test('a refusal\'s retry_after is the least wait before the next attempt, of a c
   await flush();
   env.sockets[0].open();
   env.sockets[0].receive(serverFrame({ type: 'error', package_type: 'register', ack_sequence: 1 }, { action: 'connect', error_code: 503, reason: 'session admission failed', retry_after: 2 }));
-  env.fc.advance(1999);
-  await flush();
-  assert.equal(env.sockets.length, 1, 'not before the 2 s it asked for (the backoff says 100 ms)');
-  env.fc.advance(1);
-  await flush();
-  assert.equal(env.sockets.length, 2);
+  await opensAfter(env, 2000, flush, 'the connect (the backoff says 100 ms)');
   env.sockets[1].open();
   env.sockets[1].receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 1, ack_sequence: 1, message_state: 'final' }, { action: 'connect', initiator: 'alice@example.com', response_code: 200 }));
   await p;
@@ -131,12 +126,7 @@ test('a refusal\'s retry_after is the least wait before the next attempt, of a c
   assert.equal(env.sockets.length, 3, 'the resume');
   env.sockets[2].open();
   env.sockets[2].receive(serverFrame({ type: 'error', package_type: 'register' }, { action: 'connect', error_code: 503, reason: 'shutting down', retry_after: 2 }));
-  env.fc.advance(1999);
-  await flush();
-  assert.equal(env.sockets.length, 3, 'the resume waits the 2 s it was asked for');
-  env.fc.advance(1);
-  await flush();
-  assert.equal(env.sockets.length, 4);
+  await opensAfter(env, 2000, flush, 'the resume');
 });
 
 test('a connect refused for now fails after reconnect.connectAttempts', async () => {

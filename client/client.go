@@ -420,17 +420,24 @@ func (c *Client) onDialed(r dialResult) {
 		c.sendConnect(nil)
 	} else {
 		c.phase = phaseResuming
-		cslr, cslw, csuw := c.st.ResumeHeaders()
-		f := &protocol.Frame{
-			Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageRegister,
-				SessionID: c.st.ID, Version: protocol.Version},
-			Header: protocol.Header{Action: protocol.ActionConnect, Initiator: c.identity(), Target: c.identity(),
-				CSLR: cslr, CSLW: cslw, CSUW: csuw},
-		}
-		c.log.Info("jsonrtc client: resuming", "session_id", c.st.ID, "cslr", cslr.V, "cslw", cslw.V, "csuw", csuw.V)
-		r.c.write(f.Marshal())
+		c.authTries = 0
+		c.sendResume(nil)
 	}
 	c.connectT.Reset(c.o.ConnectTimeout)
+}
+
+// sendResume sends the reconnect connect of docs/protocol.md §4.4 (with
+// authorization, after a challenge).
+func (c *Client) sendResume(authorization []byte) {
+	cslr, cslw, csuw := c.st.ResumeHeaders()
+	f := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageRegister,
+			SessionID: c.st.ID, Version: protocol.Version},
+		Header: protocol.Header{Action: protocol.ActionConnect, Initiator: c.identity(), Target: c.identity(),
+			CSLR: cslr, CSLW: cslw, CSUW: csuw, Authorization: authorization},
+	}
+	c.log.Info("jsonrtc client: resuming", "session_id", c.st.ID, "cslr", cslr.V, "cslw", cslw.V, "csuw", csuw.V)
+	c.cur.write(f.Marshal())
 }
 
 // identity is who we are: the gateway's word once connected, else ours.
@@ -712,10 +719,12 @@ func (c *Client) onConnectResponse(f *protocol.Frame) {
 	c.connectT.Stop()
 	if f.Control.Type == protocol.TypeError {
 		code := f.Header.ErrorCode
-		if (code == protocol.CodeUnauthorized || code == protocol.CodeProxyAuthRequired) &&
-			c.phase == phaseConnecting && c.o.Authorize != nil && c.authTries < 3 {
+		// A challenge is answered on a resume too: a gateway restarted
+		// registers the session again at its first resume (docs/protocol.md
+		// §4.8), and sdk/js answers it there as well.
+		if (code == protocol.CodeUnauthorized || code == protocol.CodeProxyAuthRequired) && len(f.Header.Authenticate) > 0 &&
+			(c.phase == phaseConnecting || c.phase == phaseResuming) && c.o.Authorize != nil && c.authTries < 3 {
 			c.authTries++
-			c.st.ReceivedOutOfBand(f.Control.Sequence)
 			ctx, cancel := context.WithTimeout(c.ctx, c.o.ConnectTimeout)
 			auth, err := c.o.Authorize(ctx, f.Header.Authenticate)
 			cancel()
@@ -723,7 +732,12 @@ func (c *Client) onConnectResponse(f *protocol.Frame) {
 				c.fail(fmt.Errorf("client: authorize: %w", err))
 				return
 			}
-			c.sendConnect(auth)
+			if c.phase == phaseConnecting {
+				c.st.ReceivedOutOfBand(f.Control.Sequence)
+				c.sendConnect(auth)
+			} else {
+				c.sendResume(auth)
+			}
 			c.connectT.Reset(c.o.ConnectTimeout)
 			return
 		}

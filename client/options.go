@@ -127,9 +127,10 @@ type Options struct {
 	// gateway to answer 408 after its templates.answer_timeout. An empty
 	// list refuses them all. Nil: every one comes as EventRequest.
 	Requests []string
-	// Authorize answers a 401/407 challenge to connect: it receives
-	// header.authenticate and returns header.authorization. Nil: the
-	// challenge fails Dial.
+	// Authorize answers a 401/407 challenge to connect, a first one or a
+	// resume (docs/protocol.md §4.8): it receives header.authenticate and
+	// returns header.authorization. Nil: the challenge fails Dial, or
+	// ends the session on a resume.
 	Authorize func(ctx context.Context, challenge json.RawMessage) (json.RawMessage, error)
 	// OnFrame, when set, sees every JSON frame read or written (Out true)
 	// and every raw text frame, before the client acts on it. It runs on

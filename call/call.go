@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
@@ -115,6 +116,36 @@ type Call struct {
 	// replicated is the snapshot Options.Replicate heard last
 	// (restore.go).
 	replicated *Snapshot
+	// origin names the client frame whose processing is under way in a
+	// call between web sessions: what the call sends other sessions
+	// meanwhile relays it (endpoint.Origin), parts numbering the relays
+	// of it to each session. Zero outside a frame's processing.
+	origin endpoint.Origin
+	parts  map[string]uint64
+}
+
+// relaying makes o the origin of what c sends other sessions until the
+// returned func is called. c.mu is held throughout.
+func (c *Call) relaying(o endpoint.Origin) (done func()) {
+	c.origin = o
+	return func() { c.origin, c.parts = endpoint.Origin{}, nil }
+}
+
+// originTo returns the origin of the next frame c sends to ep: none for
+// a frame to the sender itself (an answer to its own frame, which its
+// resend makes again) or outside a frame's processing (a ring timeout,
+// a session's end). c.mu is held.
+func (c *Call) originTo(ep Endpoint) endpoint.Origin {
+	o := c.origin
+	if o.Session == "" || ep.ID() == o.Session {
+		return endpoint.Origin{}
+	}
+	if c.parts == nil {
+		c.parts = map[string]uint64{}
+	}
+	o.Part = c.parts[ep.ID()]
+	c.parts[ep.ID()]++
+	return o
 }
 
 // farSide is the far side of a call as its web legs see it: the other
@@ -231,8 +262,11 @@ func (h *Handler) frameTo(l *leg, typ protocol.Type, action protocol.Action, cor
 	}
 }
 
+// send sends f to l's session, as a relay of the frame whose processing
+// is under way in l's call (Call.relaying), taken once however often a
+// resend of it makes it again. l.call.mu is held.
 func (h *Handler) send(l *leg, f *protocol.Frame, selfCorrelate bool) uint64 {
-	seq, err := l.ep.Send(f, selfCorrelate)
+	seq, err := endpoint.Relay(l.ep, f, selfCorrelate, l.call.originTo(l.ep))
 	if err != nil {
 		h.log.Debug("send to ended session", "session_id", l.ep.ID(), "err", err)
 	}

@@ -24,6 +24,10 @@ func (h relay) sessionEnded(l *leg) {
 
 func (h relay) frame(l *leg, f *protocol.Frame) {
 	defer h.replicateLocked(l.call)
+	// Each frame the call sends the other sessions now relays f, sent
+	// again by l's client when its node died before writing the state
+	// that processed it (docs/cluster.md, "A relay is taken once").
+	defer l.call.relaying(endpoint.CallOrigin(l.ep, f))()
 	switch f.Header.Action {
 	case protocol.ActionStart:
 		switch f.Control.Type {
@@ -355,6 +359,11 @@ func (h relay) reoffer(l *leg, f *protocol.Frame) {
 	var p protocol.CallPayload
 	if protocol.DecodePayload(f.Payload, &p) != nil || !protocol.HasSDP(p.SDP) {
 		l.ep.Send(errorFrame(f, protocol.CodeNotAcceptableHere, "a re-offer needs SDP"), false)
+		return
+	}
+	if l.reoffer != nil && l.reoffer.here == protocol.ClientCorrelation(f) {
+		// This re-offer, sent again by a client whose node died before
+		// writing its state: relayed already, its answer comes.
 		return
 	}
 	if l.reoffer != nil || other.reoffer != nil {

@@ -131,6 +131,7 @@ func (s *sipSide) mediaRoute(target, trunk string) rtpengine.Route {
 type sipSide struct {
 	dial    func(context.Context, sipgw.DialOptions) (sipCall, error)
 	adopt   func(context.Context, sipgw.DialogState, *sipgw.AdoptOptions) (sipCall, error)                        // nil: dialogs do not move here (siprestore.go)
+	ringing func(sipgw.DialogState) (sipCall, error)                                                              // nil: ringing calls do not move here (sipring.go)
 	end     func(ctx context.Context, st sipgw.DialogState, code int, reason string, o *sipgw.AdoptOptions) error // nil: no recorded dialog is ended here (EndSIP)
 	domains map[string]bool
 	headers map[string]bool
@@ -191,6 +192,7 @@ func (h *Handler) UseSIP(net SIP, o SIPOptions) {
 		return sipgwCall{sc}, nil
 	}, o)
 	h.far.adopt = adoptVia(net)
+	h.far.ringing = adoptRingingVia(net)
 	h.far.end = endVia(net)
 }
 
@@ -750,15 +752,21 @@ func (fl *farLeg) ring(offer string, eps []Endpoint, replaces string, held []boo
 		})
 	}
 	fl.log().Debug("incoming SIP call", "identity", sc.Identity(), "legs", len(c.callees))
-	c.timer = time.AfterFunc(h.opts.RingTimeout, func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if !c.ended && c.winner == nil {
-			fl.cancelLegs(nil)
-			fl.reject(protocol.CodeTemporarilyUnavail)
-		}
-	})
+	c.ringUntil = time.Now().Add(h.opts.RingTimeout)
+	c.timer = time.AfterFunc(h.opts.RingTimeout, fl.ringTimeout)
 	fl.settle()
+}
+
+// ringTimeout ends the incoming call unanswered at its ring timeout:
+// 480 to the caller, a shutdown to each ringing leg.
+func (fl *farLeg) ringTimeout() {
+	c := fl.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ended && c.winner == nil {
+		fl.cancelLegs(nil)
+		fl.reject(protocol.CodeTemporarilyUnavail)
+	}
 }
 
 // sleeper is an endpoint that can be asleep in standby, its socket

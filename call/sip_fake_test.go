@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 )
@@ -36,6 +37,45 @@ type fakeEP struct {
 	broken bool // Send fails: the session's window overflowed
 	held   []*protocol.Frame
 	frames chan *protocol.Frame
+	// taken, when set, makes the session an endpoint.Relayer: the relays
+	// it took, by origin, with the sequences they got.
+	taken map[endpoint.Origin]uint64
+}
+
+// takeOnce makes e take each relay once, as a gateway session does.
+func (e *fakeEP) takeOnce() {
+	e.mu.Lock()
+	e.taken = map[endpoint.Origin]uint64{}
+	e.mu.Unlock()
+}
+
+// Relay implements endpoint.Relayer.
+func (e *fakeEP) Relay(f *protocol.Frame, self bool, o endpoint.Origin) (uint64, error) {
+	e.mu.Lock()
+	seq, ok := e.taken[o]
+	on := e.taken != nil
+	e.mu.Unlock()
+	if ok {
+		return seq, nil
+	}
+	seq, err := e.Send(f, self)
+	if on && err == nil {
+		e.mu.Lock()
+		e.taken[o] = seq
+		e.mu.Unlock()
+	}
+	return seq, err
+}
+
+// none checks that nothing was sent to the session (relays are sent
+// before HandleFrame returns).
+func (e *fakeEP) none(t *testing.T) {
+	t.Helper()
+	select {
+	case f := <-e.frames:
+		t.Fatalf("%s: unexpected frame %s", e.id, f.Marshal())
+	default:
+	}
 }
 
 func newEP(id, identity string) *fakeEP {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
@@ -23,12 +24,14 @@ import (
 // before it leaves, so that another node (or this one, restarted)
 // adopts the dialog (sipgw.UserAgent.Adopt: a target refresh with its
 // own Contact) and goes on with the call (RestoreSIP) when this one
-// dies. A ringing or early call is not adopted: its INVITE transaction
-// cannot move, but an outgoing one's INVITE is recorded from the dial,
-// and an incoming one's while it rings (sipgw.Call.EarlyState), one web
-// session or several, for the node that finds the record to end it
-// (EndSIP, EndEarlySIP: a CANCEL, a 480) rather than leave the phone
-// ringing.
+// dies. A ringing or early call's INVITE transaction cannot move, but an
+// outgoing one's INVITE is recorded from the dial, and an incoming one's
+// while it rings (sipgw.Call.EarlyState), one web session or several:
+// the node that finds the record ends an outgoing one (EndSIP,
+// EndEarlySIP: a CANCEL) rather than leave the phone ringing, and rings
+// an incoming one on, answering its INVITE from the record
+// (RestoreRingingSIP, sipring.go; over TCP or TLS it cannot, and ends
+// it: EndEarlySIP).
 
 // SIPSnapshot is the web side of a confirmed SIP call as another node
 // rebuilds it.
@@ -54,6 +57,9 @@ type SIPSnapshot struct {
 	Route endpoint.RouteBasis `json:"route,omitzero"`
 	// Pending are the web leg's requests under way toward SIP (notePending).
 	Pending []PendingRequest `json:"pending,omitempty"`
+	// RingUntil is when an incoming call ringing ends unanswered (its
+	// ring timer, wall clock: it goes on on another node, sipring.go).
+	RingUntil time.Time `json:"ring_until,omitzero"`
 }
 
 // PendingRequest is a web leg's request under way toward SIP, by its
@@ -231,7 +237,13 @@ func (fl *farLeg) recordRinging() {
 // recordEarly starts recording the call's INVITE under way, whose web
 // leg is w (and, for an incoming call ringing several sessions, forks
 // the other ringing legs). c.mu is held.
-func (fl *farLeg) recordEarly(w *leg, forks []*leg) {
+func (fl *farLeg) recordEarly(w *leg, forks []*leg) { fl.recordEarlyOver(w, forks, nil) }
+
+// recordEarlyOver is recordEarly over the record prev, which another
+// node wrote of the call and this one took over (RestoreRingingSIP): one
+// kept under another leg's key (its session gone) is ended as the new
+// one is written. c.mu is held.
+func (fl *farLeg) recordEarlyOver(w *leg, forks []*leg, prev *SIPSnapshot) {
 	h := fl.h
 	dc, ok := fl.sc.(dialogCall)
 	_, early := fl.sc.(earlyCall)
@@ -247,10 +259,17 @@ func (fl *farLeg) recordEarly(w *leg, forks []*leg) {
 		ms := fl.media.State()
 		sn.Media = &ms
 	}
+	if !fl.out {
+		sn.RingUntil = fl.c.ringUntil
+	}
 	fl.snap = sn
 	app, _ := json.Marshal(sn)
 	dc.SetApp(app) // signals the first write
-	h.far.wg.Go(func() { fl.watchDialog(dc, sn) })
+	first := sn
+	if prev != nil {
+		first = *prev
+	}
+	h.far.wg.Go(func() { fl.watchDialog(dc, first) })
 }
 
 // watchDialog hands each change of the dialog to Options.ReplicateSIP

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/templates"
@@ -83,8 +84,9 @@ func goneAnswer(method string) sipgw.Answer {
 // its SIP request in the dialog (Request); in a call between web pages,
 // to the other page as a request of the action (docs/protocol.md §2.8),
 // whose answer comes back, or 408 once wait passed. send gets the
-// answer frame, once.
-func (h *Handler) Declared(ep Endpoint, a *templates.Action, f *protocol.Frame, wait time.Duration, send func(*protocol.Frame)) {
+// answer frame, once, and the origin of the other page's frame it
+// relays (zero for the gateway's own answers).
+func (h *Handler) Declared(ep Endpoint, a *templates.Action, f *protocol.Frame, wait time.Duration, send func(*protocol.Frame, endpoint.Origin)) {
 	if l := h.lookup(ep, f.Control.SubsessionID); l != nil {
 		c := l.call
 		c.mu.Lock()
@@ -95,52 +97,60 @@ func (h *Handler) Declared(ep Endpoint, a *templates.Action, f *protocol.Frame, 
 		}
 		c.mu.Unlock()
 	}
-	h.Request(ep, f.Control.SubsessionID, a.SIPRequest(f), a.Done(f, send))
+	h.Request(ep, f.Control.SubsessionID, a.SIPRequest(f), a.Done(f, func(out *protocol.Frame) { send(out, endpoint.Origin{}) }))
 }
 
 // relayedRequest is a declared request one page of a web-to-web call
 // sent the other, waiting for its answer.
 type relayedRequest struct {
 	f     *protocol.Frame // as its sender sent it
-	send  func(*protocol.Frame)
+	from  Endpoint        // its sender's session
+	send  func(*protocol.Frame, endpoint.Origin)
 	timer *time.Timer
 }
 
 // declared relays the declared request f of leg l to the other page of
 // the answered call. c.mu is held.
-func (h relay) declared(l *leg, f *protocol.Frame, wait time.Duration, send func(*protocol.Frame)) {
+func (h relay) declared(l *leg, f *protocol.Frame, wait time.Duration, send func(*protocol.Frame, endpoint.Origin)) {
 	c := l.call
 	if c.winner == nil || (l != c.caller && l != c.winner) {
-		send(errorFrame(f, protocol.CodeMethodNotAllowed, "not in an answered call"))
+		send(errorFrame(f, protocol.CodeMethodNotAllowed, "not in an answered call"), endpoint.Origin{})
 		return
 	}
 	peer := h.peer(l)
 	if len(peer.declared) >= maxDeclaredPending {
 		h.rlog.Info("declared relay", "request of a declared action refused: too many wait for the other page", "action", f.Header.Action)
-		send(errorFrame(f, protocol.CodeServiceUnavailable, "too many pending requests"))
+		send(errorFrame(f, protocol.CodeServiceUnavailable, "too many pending requests"), endpoint.Origin{})
 		return
 	}
 	out := h.frameTo(peer, protocol.TypeRequest, f.Header.Action, "")
 	out.Header.Initiator, out.Header.Target = l.ep.Identity(), peer.ep.Identity()
 	out.Header.Ext, out.Payload = f.Header.Ext, f.Payload
-	seq, err := peer.ep.Send(out, true)
+	defer c.relaying(endpoint.CallOrigin(l.ep, f))()
+	seq, err := endpoint.Relay(peer.ep, out, true, c.originTo(peer.ep))
 	if err != nil {
-		send(errorFrame(f, protocol.CodeTemporarilyUnavail, ""))
+		send(errorFrame(f, protocol.CodeTemporarilyUnavail, ""), endpoint.Origin{})
 		return
 	}
 	corr := "s" + strconv.FormatUint(seq, 10)
 	if peer.declared == nil {
 		peer.declared = map[string]*relayedRequest{}
 	}
+	if old := peer.declared[corr]; old != nil {
+		// The same request, sent again by a client whose node died
+		// before writing its state: the relay was taken once, and the
+		// wait starts again.
+		old.timer.Stop()
+	}
 	// The timer outlives the call at most by wait: the sender hears 408
 	// for a request the call's end left unanswered.
-	peer.declared[corr] = &relayedRequest{f: f, send: send, timer: time.AfterFunc(wait, func() {
+	peer.declared[corr] = &relayedRequest{f: f, from: l.ep, send: send, timer: time.AfterFunc(wait, func() {
 		c.mu.Lock()
 		_, ok := peer.declared[corr]
 		delete(peer.declared, corr)
 		c.mu.Unlock()
 		if ok {
-			send(errorFrame(f, protocol.CodeRequestTimeout, "no answer from the other page"))
+			send(errorFrame(f, protocol.CodeRequestTimeout, "no answer from the other page"), endpoint.Origin{})
 		}
 	})}
 }
@@ -165,7 +175,7 @@ func (h relay) declaredAnswer(l *leg, f *protocol.Frame) {
 		Header: protocol.Header{Action: in.Header.Action, Initiator: in.Header.Initiator, Target: in.Header.Target,
 			ResponseCode: f.Header.ResponseCode, ErrorCode: f.Header.ErrorCode, Reason: f.Header.Reason, Ext: f.Header.Ext},
 		Payload: f.Payload,
-	})
+	}, l.call.originTo(p.from))
 }
 
 // sipDeclared hands the peer's request of a declared action (an INFO of

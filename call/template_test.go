@@ -5,6 +5,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/sipgw"
 	"github.com/jsonrtc/jsonrtc/templates"
@@ -220,7 +221,7 @@ func relayedDeclared(e *env, a *fakeEP, act *templates.Action, seq uint64, wait 
 	f := wf{typ: protocol.TypeRequest, act: "x-score", sub: "c1", seq: seq}.frame()
 	f.Header.Ext = []protocol.Ext{{Name: "X-Game", Value: "go"}}
 	f.Payload = []byte(`{"points":3}`)
-	e.h.Declared(a, act, f, wait, func(out *protocol.Frame) { _, _ = a.Send(out, false) })
+	e.h.Declared(a, act, f, wait, func(out *protocol.Frame, o endpoint.Origin) { _, _ = endpoint.Relay(a, out, false, o) })
 }
 
 // TestRelayDeclared: in a call between web pages a declared request

@@ -87,10 +87,13 @@ type Node struct {
 	logged time.Time            // the last lease failure logged
 	// writable: since when this node's lease writes succeed (failing:
 	// the last one failed). Peers get a TTL from then to write theirs.
-	writable  time.Time
-	failing   bool
-	byID      map[string]Entry // directory, by session
-	byIdent   map[string]map[string]struct{}
+	writable time.Time
+	failing  bool
+	byID     map[string]Entry // directory, by session
+	byIdent  map[string]map[string]struct{}
+	// gone: sessions this node let go to another node's resume (Moved),
+	// by id, until the directory names another owner.
+	gone      map[string]goneTo
 	subs      []*nats.Subscription
 	dirLoaded chan struct{}
 	onDown    func(node string)
@@ -126,7 +129,7 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{o: o, nc: nc, js: js, log: o.Logger.With("node", o.Name), seen: map[string]time.Time{}, downed: map[string]bool{},
-		byID: map[string]Entry{}, byIdent: map[string]map[string]struct{}{}, dirLoaded: make(chan struct{})}
+		byID: map[string]Entry{}, byIdent: map[string]map[string]struct{}{}, gone: map[string]goneTo{}, dirLoaded: make(chan struct{})}
 	// A lease's bucket keeps it a little longer than its TTL, for a
 	// node that starts meanwhile to see it: liveness is judged on the
 	// refreshes seen, not on what the bucket still holds.
@@ -513,6 +516,11 @@ func (n *Node) Publish(ctx context.Context, e Entry) error {
 	if err != nil {
 		return err
 	}
+	if e.Node == n.o.Name {
+		n.mu.Lock()
+		delete(n.gone, e.Session) // here again
+		n.mu.Unlock()
+	}
 	_, err = n.dir.Put(ctx, dirKey(e.Identity, e.Session), v)
 	return err
 }
@@ -565,19 +573,67 @@ func (n *Node) apply(kv jetstream.KeyValueEntry) {
 		}
 	}
 	if kv.Operation() != jetstream.KeyValuePut {
+		delete(n.gone, id)
 		return
 	}
 	var e Entry
 	if json.Unmarshal(kv.Value(), &e) != nil || e.Session != id {
 		return
 	}
-	n.byID[id] = e
+	if g, ok := n.gone[id]; ok {
+		if e.Node != n.o.Name {
+			delete(n.gone, id) // the new owner is heard of
+		} else {
+			// This node's entry, written before it let the session go
+			// and heard after.
+			e.Node = g.node
+		}
+	}
+	n.add(e)
+}
+
+// add puts e in the view; n.mu is held.
+func (n *Node) add(e Entry) {
+	n.byID[e.Session] = e
 	set := n.byIdent[e.Identity]
 	if set == nil {
 		set = map[string]struct{}{}
 		n.byIdent[e.Identity] = set
 	}
-	set[id] = struct{}{}
+	set[e.Session] = struct{}{}
+}
+
+// goneTo is where a session this node let go went, and when.
+type goneTo struct {
+	node string
+	at   time.Time
+}
+
+// Moved notes in the view that session e.Session, owned here until now,
+// is owned by e.Node: this node let it go to e.Node's resume, and e.Node
+// names itself in the directory only once it has taken the record
+// over. Until then the view named this node, which Remote skips, for a
+// session no longer here, and the bucket too: a message to the session
+// found it nowhere and got 480 (test/cluster TestResumeOnAnotherNode).
+// The note holds until the directory names another owner, this node
+// publishes the session again, or its entry goes; a note older than
+// DirectoryTTL (a resume that never took the record) is dropped.
+func (n *Node) Moved(e Entry) {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id, g := range n.gone {
+		if now.Sub(g.at) > n.o.DirectoryTTL {
+			delete(n.gone, id)
+		}
+	}
+	if cur, ok := n.byID[e.Session]; ok && cur.Node == e.Node {
+		return // the new owner's entry came first
+	}
+	// Any other entry is older than the let-go: this node's own, or,
+	// its own not heard yet, the owner's before it.
+	n.gone[e.Session] = goneTo{node: e.Node, at: now}
+	n.add(e)
 }
 
 // Remote returns identity's sessions owned by other nodes, from the

@@ -49,16 +49,34 @@ func BasisOf(ep Endpoint) RouteBasis {
 // that frame. A client resends a frame whose processing its gateway did
 // not make durable (in a cluster, a node that died after relaying it
 // but before writing the sender's state): the receiver recognises the
-// relay it already took by its origin (docs/cluster.md, "Delivery
-// across nodes"). The zero Origin names nothing.
+// relay it already took by its origin (docs/cluster.md, "A relay is
+// taken once"). The zero Origin names nothing.
 type Origin struct {
 	Session  string
 	Sequence uint64
+	// Stream names the sender's interaction whose relays reach a
+	// receiver in the order its client numbered them, apart from the
+	// sender's other relays: a call's frames go through the call's host,
+	// which may be another node than the sender's, while its messages
+	// and starts leave from the sender's own node. "" for those.
+	Stream string
+	// Part numbers the relays of one client frame to one session: a
+	// callee's answer brings the caller the answer, then the candidates
+	// the callee sent while its fork rang.
+	Part uint64
 }
 
-// OriginOf is the origin of a relay of f, a frame from's client sent.
+// OriginOf is the origin of a relay of f, a frame from's client sent
+// from its own node (a message's send, a call's start).
 func OriginOf(from Endpoint, f *protocol.Frame) Origin {
 	return Origin{Session: from.ID(), Sequence: f.Control.Sequence}
+}
+
+// CallOrigin is the origin of a relay of f, a frame from's client sent
+// in a call, by the call's host: its stream is the call's subsession on
+// from's side.
+func CallOrigin(from Endpoint, f *protocol.Frame) Origin {
+	return Origin{Session: from.ID(), Sequence: f.Control.Sequence, Stream: f.Control.SubsessionID}
 }
 
 // Relayer is implemented by endpoints that recognise a relay sent

@@ -66,9 +66,12 @@ type deliverReq struct {
 	Frame         []byte `json:"frame"`
 	SelfCorrelate bool   `json:"self_correlate,omitempty"`
 	Host          string `json:"host"`
-	// From and FromSeq name the client frame f relays (relays.go).
-	From    string `json:"from,omitempty"`
-	FromSeq uint64 `json:"from_seq,omitempty"`
+	// From, FromSeq, FromStream and FromPart name the client frame f
+	// relays (relays.go, endpoint.Origin).
+	From       string `json:"from,omitempty"`
+	FromSeq    uint64 `json:"from_seq,omitempty"`
+	FromStream string `json:"from_stream,omitempty"`
+	FromPart   uint64 `json:"from_part,omitempty"`
 }
 
 type deliverReply struct {
@@ -76,6 +79,10 @@ type deliverReply struct {
 	// Err: "not_owned" (look the owner up again), "ended", or another
 	// failure.
 	Err string `json:"err,omitempty"`
+	// Owner, with "not_owned": the owner the node's view names, the
+	// node it let the session go to, whose compare-and-set on the record
+	// may not have landed yet.
+	Owner string `json:"owner,omitempty"`
 }
 
 // inboundReq carries a session's frame to the host of its interaction.
@@ -173,6 +180,10 @@ func (g *Gateway) self() string { return g.node.Name() }
 // frame f relays (relays.go).
 func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, string, error) {
 	var last error
+	// named is the owner that asked, the last node to answer "not owned"
+	// naming one, named: the node it let the session go to, which the
+	// record names only once its compare-and-set lands.
+	var asked, named string
 	// A frame for a session its owner is resuming (the record names it,
 	// its tables not yet) waits for the resume, up to deliverResumeWait:
 	// given up on after the six tries below, an adopted SIP call's INFO
@@ -189,6 +200,18 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 				return 0, owner, errClosed
 			}
 			owner = g.ownerOf(id)
+			if owner == g.self() && g.lookup(id) == nil && !g.resuming.busy(id) {
+				// The record still names this node, which let the session
+				// go to a resume elsewhere: the new owner's compare-and-set
+				// has not landed yet. The view names it (moveAway), and
+				// it answers "resuming" until then, which is waited for.
+				if e, ok := g.node.Owner(id); ok && e.Node != g.self() {
+					owner = e.Node
+				}
+			}
+			if named != "" && (owner == asked || owner == "") {
+				owner = named
+			}
 			if owner == "" {
 				break
 			}
@@ -212,6 +235,9 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 			return seq, owner, nil
 		}
 		last = err
+		if me := (*movedError)(nil); errors.As(err, &me) {
+			asked, named = owner, me.owner
+		}
 		if !errors.Is(err, errMoved) && !errors.Is(err, errOwnerResuming) {
 			break
 		}
@@ -222,6 +248,12 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 }
 
 var errMoved = errors.New("gateway: session not owned there")
+
+// movedError is errMoved with the owner the node asked names.
+type movedError struct{ owner string }
+
+func (e *movedError) Error() string   { return errMoved.Error() + "; moved to " + e.owner }
+func (e *movedError) Is(t error) bool { return t == errMoved }
 
 // errOwnerResuming: the node asked has a resume of the session under way
 // and not yet the session in its tables (onDeliver's resumingHere).
@@ -234,7 +266,7 @@ const deliverResumeWait = clusterTimeout
 
 func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, error) {
 	req, _ := json.Marshal(deliverReq{Session: id, Frame: f.Marshal(), SelfCorrelate: selfCorrelate, Host: g.self(),
-		From: o.Session, FromSeq: o.Sequence})
+		From: o.Session, FromSeq: o.Sequence, FromStream: o.Stream, FromPart: o.Part})
 	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
 	defer cancel()
 	data, err := g.node.Request(ctx, owner, kindDeliver, req)
@@ -251,6 +283,9 @@ func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate b
 	switch rep.Err {
 	case "":
 	case errNotOwned:
+		if rep.Owner != "" {
+			return 0, &movedError{owner: rep.Owner}
+		}
 		return 0, errMoved
 	case resumingHere:
 		return 0, errOwnerResuming
@@ -379,9 +414,14 @@ func (g *Gateway) onDeliver(data []byte) []byte {
 		case s == nil:
 			rep.Err = errNotOwned
 		default:
-			rep.Seq, err = s.sendOrigin(f, req.SelfCorrelate, req.Host, endpoint.Origin{Session: req.From, Sequence: req.FromSeq})
+			rep.Seq, err = s.sendOrigin(f, req.SelfCorrelate, req.Host, endpoint.Origin{Session: req.From, Sequence: req.FromSeq, Stream: req.FromStream, Part: req.FromPart})
 			if errors.Is(err, errMovedAway) {
 				rep.Err = errNotOwned
+			}
+		}
+		if rep.Err == errNotOwned {
+			if e, ok := g.node.Owner(req.Session); ok && e.Node != g.self() {
+				rep.Owner = e.Node
 			}
 		}
 	}
@@ -755,6 +795,11 @@ func (s *Session) moveAway(owner string, final, check bool, probed *link, doubt 
 	s.mu.Unlock()
 	s.saveMu.Unlock()
 	s.inMu.Unlock()
+	// The view names the new owner before the tables drop s: a lookup
+	// here finds the session one way or the other while the new owner
+	// takes the record over and names itself in the directory (a
+	// message to it meanwhile got 480 at once: TestResumeOnAnotherNode).
+	g.node.Moved(cluster.Entry{Session: s.id, Identity: s.identity, Node: owner, Oracle: s.oracle})
 	g.remove(s)
 	g.mu.Lock()
 	if hosted {

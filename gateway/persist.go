@@ -97,7 +97,7 @@ func (s *Session) snapshotLocked() snapshot {
 // then again with its report) for nothing the client could see. Past
 // maxUnsaved frames processed and not snapshotted the state is written
 // anyway: a resend after a kill is bounded well within the relays a
-// receiver keeps per sender (relaysKept).
+// receiver keeps per stream of a sender (relaysKept).
 func (s *Session) processedLocked() {
 	s.unsaved++
 	if s.unsaved >= maxUnsaved || s.oracle {

@@ -8,42 +8,59 @@ import (
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
-// Relays taken (docs/cluster.md, "Delivery across nodes"). A frame
+// Relays taken (docs/cluster.md, "A relay is taken once"). A frame
 // relayed to a session on another node is in that node's record before
 // the sender's state that processed it is written on its own: a
 // cluster has no cut across nodes, and on one node too the sender's
 // state waits for the frame that acknowledges it (persist.go
 // processedLocked). When the sender's node dies in between, the client
 // resends the frame where it resumes and it is relayed again. The
-// receiving session therefore keeps, per sender session, the highest
+// receiving session therefore keeps, per sender stream, the highest
 // sender sequence it took a relay of, and the sequences its last relays
 // got, in its record, written with the frames themselves: a relay whose
 // origin it has taken is answered with the sequence it got the first
-// time and not sent again. A sender's relays to one session arrive in
-// the order its client numbered them (it processes one frame at a time
-// and relays synchronously), so a sequence at or under the mark is a
-// relay sent again.
+// time and not sent again. The mark is kept per stream of the sender
+// (endpoint.Origin): its messages and starts, relayed by its own node
+// as its client sends them, and each of its calls, whose frames the
+// call's host relays, perhaps another node, taking them off a queue
+// (onInbound). Within a stream a sender's relays to one session arrive
+// in the order its client numbered them (one frame at a time, each
+// relayed before the next is taken), so a sequence at or under the mark
+// is a relay sent again; across streams they do not (a candidate
+// queued on the call's host behind a message relayed at once), and one
+// mark for all would drop the later relay as taken.
 
-// maxRelaySenders bounds the senders a session keeps marks of (the one
-// touched longest ago goes), relaysKept the relays of one sender whose
+// maxRelayStreams bounds the streams a session keeps marks of (the one
+// touched longest ago goes), relaysKept the relays of one stream whose
 // sequence is kept: a resend spans the frames the sender's node had not
 // written when it died, a round of its writer.
 const (
-	maxRelaySenders = 64
+	maxRelayStreams = 64
 	relaysKept      = 8
 )
 
-// relayMark is what a session keeps of the relays from one sender.
+// relayKey names a stream of a sender's relays.
+type relayKey struct{ from, stream string }
+
+// relayMark is what a session keeps of the relays of one stream.
 type relayMark struct {
-	From string `json:"from"`
-	// Seq is the highest sender sequence taken; Out pairs the last
-	// relays' sender sequences with the sequences they got here.
-	Seq uint64      `json:"seq"`
-	Out [][2]uint64 `json:"out,omitempty"`
+	From   string `json:"from"`
+	Stream string `json:"stream,omitempty"`
+	// Seq and Part are the highest origin taken (a sequence, then the
+	// relays of its frame, endpoint.Origin.Part); Out holds the last
+	// relays' sender sequences, the sequences they got here, and their
+	// parts (a record of an earlier version has none: part 0).
+	Seq  uint64      `json:"seq"`
+	Part uint64      `json:"part,omitempty"`
+	Out  [][3]uint64 `json:"out,omitempty"`
 	// used orders marks for eviction (not stored: a restored session
 	// keeps the record's order).
 	used uint64
 }
+
+func (m *relayMark) key() relayKey { return relayKey{m.From, m.Stream} }
+
+func keyOf(o endpoint.Origin) relayKey { return relayKey{o.Session, o.Stream} }
 
 // errRelayForgotten: a relay sent again whose first sequence is no
 // longer kept (older than the last relaysKept of its sender).
@@ -66,14 +83,14 @@ func (s *Session) takenLocked(o endpoint.Origin) (uint64, bool, error) {
 	if o.Session == "" || o.Sequence == 0 {
 		return 0, false, nil
 	}
-	m := s.relays[o.Session]
-	if m == nil || o.Sequence > m.Seq {
+	m := s.relays[keyOf(o)]
+	if m == nil || o.Sequence > m.Seq || o.Sequence == m.Seq && o.Part > m.Part {
 		return 0, false, nil
 	}
 	s.relayUse++
 	m.used = s.relayUse
 	for _, p := range m.Out {
-		if p[0] == o.Sequence {
+		if p[0] == o.Sequence && p[2] == o.Part {
 			return p[1], true, nil
 		}
 	}
@@ -86,29 +103,30 @@ func (s *Session) noteRelayLocked(o endpoint.Origin, seq uint64) {
 	if o.Session == "" || o.Sequence == 0 {
 		return
 	}
-	m := s.relays[o.Session]
+	k := keyOf(o)
+	m := s.relays[k]
 	if m == nil {
 		if s.relays == nil {
-			s.relays = map[string]*relayMark{}
+			s.relays = map[relayKey]*relayMark{}
 		}
-		if len(s.relays) >= maxRelaySenders {
+		if len(s.relays) >= maxRelayStreams {
 			var old *relayMark
 			for _, c := range s.relays {
 				if old == nil || c.used < old.used {
 					old = c
 				}
 			}
-			delete(s.relays, old.From)
+			delete(s.relays, old.key())
 		}
-		m = &relayMark{From: o.Session}
-		s.relays[o.Session] = m
+		m = &relayMark{From: o.Session, Stream: o.Stream}
+		s.relays[k] = m
 	}
 	s.relayUse++
-	m.used, m.Seq = s.relayUse, o.Sequence
+	m.used, m.Seq, m.Part = s.relayUse, o.Sequence, o.Part
 	if len(m.Out) >= relaysKept {
 		m.Out = append(m.Out[:0], m.Out[1:]...)
 	}
-	m.Out = append(m.Out, [2]uint64{o.Sequence, seq})
+	m.Out = append(m.Out, [3]uint64{o.Sequence, seq, o.Part})
 }
 
 // answerTakenLocked stamps f as the relay s took already, at sequence
@@ -136,7 +154,7 @@ func (s *Session) relaysSnapshotLocked() []relayMark {
 	out := make([]relayMark, 0, len(s.relays))
 	for _, m := range s.relays {
 		c := *m
-		c.Out = append([][2]uint64(nil), m.Out...)
+		c.Out = append([][3]uint64(nil), m.Out...)
 		out = append(out, c)
 	}
 	return out
@@ -147,11 +165,11 @@ func (s *Session) setRelays(ms []relayMark) {
 	if len(ms) == 0 {
 		return
 	}
-	s.relays = make(map[string]*relayMark, len(ms))
+	s.relays = make(map[relayKey]*relayMark, len(ms))
 	for i := range ms {
 		m := ms[i]
 		s.relayUse++
 		m.used = s.relayUse
-		s.relays[m.From] = &m
+		s.relays[m.key()] = &m
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -67,5 +68,140 @@ func TestClusterRelayTakenOnce(t *testing.T) {
 	}
 	if next.Control.Sequence != first.Control.Sequence+1 {
 		t.Fatalf("message two has sequence %d, want %d", next.Control.Sequence, first.Control.Sequence+1)
+	}
+}
+
+// TestClusterCallFrameRelayTakenOnce: a call's frames reach the peer
+// once when their sender's client sends them again, as it does when its
+// node died after the call's host relayed a frame and before the
+// sender's state that processed it was written. Alice, on n1, calls bob
+// on n2: n1 hosts the call. Bob's candidates go through n1 to alice, his
+// session owned elsewhere; alice's go from n1 to bob through n2 (a
+// deliver). Each is sent again as from a client resumed on n3, through
+// the host: the peer's next frame is the sender's next candidate.
+func TestClusterCallFrameRelayTakenOnce(t *testing.T) {
+	gs, urls := newClusterGateways(t, 3)
+	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
+	trickle := func(p *peer, from, to, sub, cand string) *protocol.Frame {
+		return &protocol.Frame{
+			Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: sub},
+			Header:  protocol.Header{Action: protocol.ActionTrickle, Initiator: from, Target: to},
+			Payload: protocol.EncodePayload(protocol.CallPayload{Candidates: cand}),
+		}
+	}
+	// again has the host, n1, take f from p's session again, forwarded
+	// by n3, where its client resumed.
+	again := func(p *peer, identity string, f *protocol.Frame) {
+		t.Helper()
+		req, _ := json.Marshal(inboundReq{Session: p.sid, Identity: identity, Oracle: true, Owner: "n3", Frame: f.Marshal()})
+		if got := string(gs[0].onInbound(req)); got != "ok" {
+			t.Fatalf("inbound answered %q", got)
+		}
+	}
+	candidate := func(p *peer, cand string) {
+		t.Helper()
+		f := p.read()
+		var pl protocol.CallPayload
+		if f.Header.Action != protocol.ActionTrickle || protocol.DecodePayload(f.Payload, &pl) != nil || pl.Candidates != cand {
+			t.Fatalf("%s read %s, want the candidate %q", p.sid, f.Marshal(), cand)
+		}
+	}
+	for _, c := range []struct {
+		name         string
+		from, to     *peer
+		fromID, toID string
+		sub          string
+	}{
+		{"bob's through the host", b, a, "bob@example.com", "alice@example.com", bsub},
+		{"alice's from the host", a, b, "alice@example.com", "bob@example.com", "c1"},
+	} {
+		one := trickle(c.from, c.fromID, c.toID, c.sub, "a=candidate:1 1 udp 1 192.0.2.1 1000 typ host")
+		c.from.send(one)
+		candidate(c.to, "a=candidate:1 1 udp 1 192.0.2.1 1000 typ host")
+		again(c.from, c.fromID, one)
+		two := trickle(c.from, c.fromID, c.toID, c.sub, "a=candidate:2 1 udp 1 192.0.2.2 1000 typ host")
+		two.Control.Sequence, two.Control.SessionID = one.Control.Sequence+1, c.from.sid
+		c.from.seq++ // the client's numbering goes on past two
+		again(c.from, c.fromID, two)
+		candidate(c.to, "a=candidate:2 1 udp 1 192.0.2.2 1000 typ host")
+		t.Logf("%s: taken once", c.name)
+	}
+}
+
+// TestClusterCallRelayBehindAMessage: the marks of a sender's relays are
+// kept per stream. Bob's candidate waits in the queue of the call's host
+// (n1) while his next frame, a message to alice, is relayed by his own
+// node (n2) at once: alice takes the message, then the candidate, whose
+// sequence is below the message's. One mark per sender dropped it as a
+// relay sent again.
+func TestClusterCallRelayBehindAMessage(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
+	waitFor(t, "n2 to see alice's session", func() bool { return len(gs[1].node.Remote("alice@example.com")) == 1 })
+	b.seq++ // the candidate's, queued on n1
+	cand := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: bsub,
+			Sequence: b.seq, SessionID: b.sid},
+		Header:  protocol.Header{Action: protocol.ActionTrickle, Initiator: "bob@example.com", Target: "alice@example.com"},
+		Payload: protocol.EncodePayload(protocol.CallPayload{Candidates: "a=candidate:1 1 udp 1 192.0.2.1 1000 typ host"}),
+	}
+	b.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessaging},
+		Header:  protocol.Header{Action: protocol.ActionSend, Initiator: "bob@example.com", Target: "alice@example.com"},
+		Payload: protocol.EncodePayload(protocol.MessagePayload{Body: "hi"}),
+	})
+	if f := a.read(); f.Header.Action != protocol.ActionSend {
+		t.Fatalf("alice read %s, want bob's message", f.Marshal())
+	}
+	req, _ := json.Marshal(inboundReq{Session: b.sid, Identity: "bob@example.com", Oracle: true, Owner: "n2", Frame: cand.Marshal()})
+	if got := string(gs[0].onInbound(req)); got != "ok" {
+		t.Fatalf("inbound answered %q", got)
+	}
+	if f := a.read(); f.Header.Action != protocol.ActionTrickle {
+		t.Fatalf("alice read %s, want bob's candidate", f.Marshal())
+	}
+}
+
+// TestRelayMarks: a session's marks are per stream of a sender, ordered
+// by sequence then part, and a record written before streams and parts
+// (pairs of sequences) reads as the stream of messages and starts.
+func TestRelayMarks(t *testing.T) {
+	var ms []relayMark
+	if err := json.Unmarshal([]byte(`[{"from":"A","seq":5,"out":[[4,8],[5,9]]}]`), &ms); err != nil {
+		t.Fatal(err)
+	}
+	s := &Session{}
+	s.setRelays(ms)
+	for _, c := range []struct {
+		o     endpoint.Origin
+		seq   uint64
+		taken bool
+	}{
+		{endpoint.Origin{Session: "A", Sequence: 5}, 9, true},
+		{endpoint.Origin{Session: "A", Sequence: 4}, 8, true},
+		{endpoint.Origin{Session: "A", Sequence: 5, Part: 1}, 0, false},
+		{endpoint.Origin{Session: "A", Sequence: 6}, 0, false},
+		{endpoint.Origin{Session: "A", Sequence: 3, Stream: "c1"}, 0, false},
+	} {
+		if seq, taken, _ := s.takenLocked(c.o); taken != c.taken || seq != c.seq {
+			t.Errorf("%+v: taken %v at %d, want %v at %d", c.o, taken, seq, c.taken, c.seq)
+		}
+	}
+	answer := endpoint.Origin{Session: "A", Sequence: 7, Stream: "c1"}
+	cand := answer
+	cand.Part = 1
+	s.noteRelayLocked(answer, 20)
+	s.noteRelayLocked(cand, 21)
+	for _, c := range []struct {
+		o   endpoint.Origin
+		seq uint64
+	}{{answer, 20}, {cand, 21}} {
+		if seq, taken, err := s.takenLocked(c.o); !taken || err != nil || seq != c.seq {
+			t.Errorf("%+v: taken %v at %d (%v), want %d", c.o, taken, seq, err, c.seq)
+		}
+	}
+	// The stream of messages and starts kept its own mark.
+	if _, taken, _ := s.takenLocked(endpoint.Origin{Session: "A", Sequence: 6}); taken {
+		t.Error("A's sequence 6 taken on its messages' stream after its call's 7")
 	}
 }

@@ -162,7 +162,7 @@ type Session struct {
 	movedTo string
 	// relays: what the session took of each sender's relays
 	// (relays.go); relayUse orders them.
-	relays   map[string]*relayMark
+	relays   map[relayKey]*relayMark
 	relayUse uint64
 	// awaiting: the sends owed a delivery report (reports.go).
 	awaiting map[string]awaited

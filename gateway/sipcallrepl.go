@@ -28,8 +28,12 @@ import (
 // Contact, after which the phone's requests come to it. An outgoing
 // call has a record from its INVITE's sending, an incoming one from its
 // ringing (sipgw.Call.EarlyState; one record for the web sessions it
-// rings, under one's key, the others' pointing at it): the INVITE cannot
-// move, and the adopter ends it (EndEarlySIP).
+// rings, under one's key, the others' pointing at it). The INVITE's
+// transaction cannot move: the adopter cancels an outgoing one
+// (EndEarlySIP); an incoming one over UDP rings on at the adopter, which
+// answers the INVITE from the record (RestoreRingingSIP), and the other
+// legs' owners route their frames to it as they find the record naming
+// it; over TCP or TLS it is refused (EndEarlySIP).
 
 // sipAdoptTimeout bounds an adoption's target refresh: the resume that
 // adopts waits for it.
@@ -42,6 +46,9 @@ type sipCounters struct {
 	adoptedCalls atomic.Uint64 // dialogs adopted
 	orphaned     atomic.Uint64 // dialogs ended: their web user gone
 	cancelled    atomic.Uint64 // ringing calls of a dead host ended (cancelled or refused)
+	// ringingAdopted: ringing incoming calls of a dead host that ring on
+	// here.
+	ringingAdopted atomic.Uint64
 }
 
 // sipCollectors are the SIP call records' metrics.
@@ -60,8 +67,11 @@ func (r *callRepl) sipCollectors() []prometheus.Collector {
 			Help: "SIP calls of records this node took whose web session was gone: it ended their dialogs (BYE) and media, and deleted the records."},
 			func() float64 { return float64(r.sip.orphaned.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_calls_cancelled_total",
-			Help: "SIP calls still ringing when their host died that this node ended by their records (an outgoing INVITE cancelled, an incoming one refused 480), the web leg told."},
+			Help: "SIP calls still ringing when their host died that this node ended by their records (an outgoing INVITE cancelled, an incoming one over TCP or TLS refused 480), the web leg told."},
 			func() float64 { return float64(r.sip.cancelled.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jsonrtc_sip_calls_ringing_adopted_total",
+			Help: "Incoming SIP calls still ringing when their host died that ring on here by their records, until a web callee answers or declines, or the ring timeout."},
+			func() float64 { return float64(r.sip.ringingAdopted.Load()) }),
 	}
 }
 
@@ -203,9 +213,10 @@ func (s *Session) adoptReleased() {
 // takeSIP makes this node the host of the SIP call of rec, under ck at
 // revision rev, and has its user agent adopt the dialog. A dialog the
 // peer does not take back (the refresh refused or unanswered) ends the
-// call's web leg (call.Handler.RestoreSIP) and its record. A call still
-// ringing is ended instead (call.Handler.EndEarlySIP). r.adopting holds
-// ck.
+// call's web leg (call.Handler.RestoreSIP) and its record. An incoming
+// call still ringing rings on here (call.Handler.RestoreRingingSIP) when
+// its INVITE came over UDP; another one still ringing is ended instead
+// (call.Handler.EndEarlySIP). r.adopting holds ck.
 func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev uint64) error {
 	var sn call.SIPSnapshot
 	if err := json.Unmarshal(rec.SIP.App, &sn); err != nil {
@@ -230,7 +241,11 @@ func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev 
 		r.endOrphan(ctx, ck, rec, rev, sn)
 		return errCallGone
 	}
-	forked := rec.SIP.Invite != nil && len(sn.Forks) > 0
+	// A ringing incoming call over UDP rings on here (sipring's
+	// RestoreRingingSIP); over TCP or TLS, and an outgoing one, it is
+	// ended.
+	continues := rec.SIP.Invite != nil && !sn.Out && r.g.calls.RingingContinues(*rec.SIP)
+	forked := rec.SIP.Invite != nil && len(sn.Forks) > 0 && !continues
 	if forked {
 		// Taken by writing over the record why the call ended: the
 		// forks' sessions resume on their own nodes, up to a lease's
@@ -245,6 +260,20 @@ func (r *callRepl) takeSIP(ctx context.Context, ck string, rec *callRecord, rev 
 		}
 	} else if err := r.claim(ctx, ck, rec, rev, legID{sn.Web.Session, sn.Web.Sub}); err != nil {
 		return err
+	}
+	if continues {
+		switch err := r.g.calls.RestoreRingingSIP(*rec.SIP, eps...); {
+		case err == nil:
+			r.adopted.Add(1)
+			r.sip.ringingAdopted.Add(1)
+			r.g.log.Info("ringing SIP call adopted", "session_id", sn.Web.Session, "subsession_id", sn.Web.Sub, "call_id", rec.SIP.CallID, "sessions", len(eps))
+		case errors.Is(err, call.ErrLegTaken):
+		default:
+			// Its web legs heard the end.
+			r.sip.adoptFailed.Add(1)
+			r.push(sipOp(sn, true))
+		}
+		return nil
 	}
 	actx, cancel := context.WithTimeout(r.g.ctx, sipAdoptTimeout)
 	defer cancel()

@@ -57,8 +57,11 @@ func TestRingingSIPCallOfADeadHostCancelled(t *testing.T) {
 	}
 }
 
-// A ringing incoming SIP call whose host died, recorded while it rang:
-// the node that adopts a callee's call answers the caller's INVITE 480
+// A ringing incoming SIP call whose host died, recorded while it rang,
+// that cannot ring on elsewhere (a record without the caller's Contact,
+// as a node of an earlier release wrote; or an INVITE over TCP or TLS,
+// which this node cannot answer either, TestRingingIncomingSIPCallOfADeadHostContinued
+// has one that can): the node that adopts a callee's call answers the caller's INVITE 480
 // from the record (to its top Via, which a proxy matches by the branch),
 // each callee gets a shutdown, and the record goes. Rung on two sessions,
 // the record is under one's key and the other's points at it: adopted

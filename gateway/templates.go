@@ -28,13 +28,13 @@ func (s *Session) declared(f *protocol.Frame) bool {
 		return false
 	}
 	if err := a.Check(f); err != nil {
-		s.g.answerDeclared(s, errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)))
+		s.g.answerDeclared(s, errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)), endpoint.Origin{})
 		return true
 	}
 	// Each costs the gateway a SIP transaction or an HTTP request: it
 	// counts as a message against the session's quota.
 	if !s.quota.AllowMessage() {
-		s.g.answerDeclared(s, errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"))
+		s.g.answerDeclared(s, errorFor(f, protocol.CodeServiceUnavailable, "message rate limited"), endpoint.Origin{})
 		return true
 	}
 	if a.Package == protocol.PackageCall && !a.IsWebhook() {
@@ -46,7 +46,7 @@ func (s *Session) declared(f *protocol.Frame) bool {
 		return true
 	}
 	g := s.g
-	send := func(out *protocol.Frame) { g.answerDeclared(s, out) }
+	send := func(out *protocol.Frame) { g.answerDeclared(s, out, endpoint.Origin{}) }
 	if !g.goTracked(func() {
 		switch {
 		case a.IsWebhook():
@@ -66,7 +66,7 @@ func (s *Session) declared(f *protocol.Frame) bool {
 // in its SIP dialog, or to the other page of a web-to-web call; the
 // answer goes to ep.
 func (g *Gateway) inDialog(ep endpoint.Endpoint, a *templates.Action, f *protocol.Frame) {
-	g.calls.Declared(ep, a, f, g.tmpl.Load().AnswerTimeout(), func(out *protocol.Frame) { g.answerDeclared(ep, out) })
+	g.calls.Declared(ep, a, f, g.tmpl.Load().AnswerTimeout(), func(out *protocol.Frame, o endpoint.Origin) { g.answerDeclared(ep, out, o) })
 }
 
 // receives reports whether a declared action receives an incoming SIP
@@ -91,14 +91,15 @@ func newDeclaredAnswers() declaredAnswers {
 }
 
 // answerDeclared sends out, the answer to a declared action's request,
-// to ep and counts it.
-func (g *Gateway) answerDeclared(ep endpoint.Endpoint, out *protocol.Frame) {
+// to ep and counts it; o is the origin of the other page's answer it
+// relays (relays.go).
+func (g *Gateway) answerDeclared(ep endpoint.Endpoint, out *protocol.Frame, o endpoint.Origin) {
 	code := out.Header.ResponseCode
 	if out.Control.Type == protocol.TypeError {
 		code = out.Header.ErrorCode
 	}
 	g.declaredAnswers.WithLabelValues(string(out.Header.Action), strconv.Itoa(code/100)+"xx").Inc()
-	ep.Send(out, false)
+	endpoint.Relay(ep, out, false, o)
 }
 
 // declaredInbound handles, on the node that hosts the call, a request of
@@ -114,7 +115,7 @@ func (g *Gateway) declaredInbound(ep endpoint.Endpoint, f *protocol.Frame) bool 
 	}
 	if err := a.Check(f); err != nil {
 		// This node's templates differ from the owner's (a reload on one).
-		g.answerDeclared(ep, errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)))
+		g.answerDeclared(ep, errorFor(f, protocol.CodeOf(err), protocol.ReasonOf(err)), endpoint.Origin{})
 		return true
 	}
 	g.inDialog(ep, a, f)

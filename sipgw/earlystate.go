@@ -2,6 +2,7 @@ package sipgw
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -27,9 +28,11 @@ import (
 // acknowledged, and the callee ends that dialog with a BYE after 64*T1
 // (RFC 3261 section 13.3.1.4).
 //
-// An incoming call whose node dies while it rings is refused by the node
-// that finds its record: the final response is built from the recorded
-// INVITE (its Vias, From, To with our tag, Call-ID, CSeq) and sent
+// An incoming call whose node dies while it rings rings on at the node
+// that finds its record (ringadopt.go). One that cannot (a record
+// without the caller's Contact) is refused: the final response is
+// built from the recorded INVITE (its Vias, From, To with our tag,
+// Call-ID, CSeq) and sent
 // statelessly where the top Via says (RFC 3261 section 18.2.2): a
 // stateful proxy matches it to its client transaction by the branch of
 // that Via, whoever sends it, and the caller stops ringing at once
@@ -54,7 +57,17 @@ type InviteState struct {
 	// final response copies (RFC 3261 section 8.2.6.2); To then carries
 	// our tag, as the call's provisional responses did.
 	Vias []string `json:"vias,omitempty"`
+	// Headers are the header lines of an incoming INVITE ("Name:
+	// value") that its 200 is built from besides those above and the
+	// DialogState's (ringingHeaders: the session timer's, the option
+	// tags, the Info Packages), for another node to answer it
+	// (AdoptRinging).
+	Headers []string `json:"headers,omitempty"`
 }
+
+// ringingHeaders are the headers of an incoming INVITE that InviteState
+// keeps in Headers.
+var ringingHeaders = []string{"Supported", "Require", "Session-Expires", "Min-SE", "Recv-Info"}
 
 // sentInvite is the INVITE under way of an outgoing call; c.mu.
 type sentInvite struct {
@@ -88,6 +101,11 @@ func (c *Call) noteInvite(req *sip.Request) {
 		for _, h := range req.GetHeaders("Via") {
 			st.Vias = append(st.Vias, h.Value())
 		}
+		for _, name := range ringingHeaders {
+			for _, h := range req.GetHeaders(name) {
+				st.Headers = append(st.Headers, name+": "+h.Value())
+			}
+		}
 	}
 	var cid string
 	if h := req.CallID(); h != nil {
@@ -118,23 +136,49 @@ func (c *Call) EarlyState() (DialogState, bool) {
 		return DialogState{}, false
 	}
 	inv := c.invite.st
-	inv.Route, inv.Vias = slices.Clone(inv.Route), slices.Clone(inv.Vias)
+	inv.Route, inv.Vias, inv.Headers = slices.Clone(inv.Route), slices.Clone(inv.Vias), slices.Clone(inv.Headers)
 	if c.dir == Incoming {
-		return DialogState{
-			Version:   DialogStateVersion,
-			Role:      "uas",
-			CallID:    c.invite.callID,
-			LocalTag:  c.keys.LocalTag,
-			RemoteTag: c.keys.RemoteTag,
-			LocalURI:  c.local.String(),
-			RemoteURI: c.remote.String(),
-			Transport: c.invite.transport,
-			Identity:  c.identity,
-			RemoteSDP: string(c.offer),
-			ViaBranch: c.keys.ViaBranch,
-			App:       slices.Clone(c.app),
-			Invite:    &inv,
-		}, true
+		st := DialogState{
+			Version:       DialogStateVersion,
+			Role:          "uas",
+			CallID:        c.invite.callID,
+			LocalTag:      c.keys.LocalTag,
+			RemoteTag:     c.keys.RemoteTag,
+			LocalURI:      c.local.String(),
+			RemoteURI:     c.remote.String(),
+			RemoteDisplay: c.display,
+			RemoteCSeq:    inv.CSeq,
+			Transport:     c.invite.transport,
+			Identity:      c.identity,
+			RemoteSDP:     string(c.offer),
+			ViaBranch:     c.keys.ViaBranch,
+			App:           slices.Clone(c.app),
+			Invite:        &inv,
+		}
+		// What the 200 of another node copies besides the Vias
+		// (AdoptRinging): the route set the INVITE recorded, the
+		// caller's Contact (the dialog's remote target), what it allows.
+		if c.uas != nil {
+			req := c.uas.InviteRequest
+			for _, h := range req.GetHeaders("Record-Route") {
+				st.RouteSet = append(st.RouteSet, h.Value())
+			}
+			if ct := req.Contact(); ct != nil {
+				st.RemoteTarget = ct.Address.String()
+			}
+			for _, h := range req.GetHeaders("Allow") {
+				for _, m := range strings.Split(h.Value(), ",") {
+					if m = strings.TrimSpace(m); m != "" {
+						st.PeerAllow = append(st.PeerAllow, m)
+					}
+				}
+			}
+		}
+		for p := range c.peerInfo {
+			st.PeerInfo = append(st.PeerInfo, p)
+		}
+		slices.Sort(st.PeerInfo)
+		return st, true
 	}
 	return DialogState{
 		Version:      DialogStateVersion,
@@ -293,32 +337,14 @@ func (g *UserAgent) refuseInvite(st DialogState, code int, reason string) error 
 	if !ok || res.Via() == nil {
 		return bad("response not parsed as one")
 	}
-	via := res.Via()
-	if !strings.EqualFold(via.Transport, "UDP") {
-		return fmt.Errorf("sipgw: a response to an INVITE over %s needs its connection", via.Transport)
+	dest, err := viaDestination(res.Via())
+	if err != nil {
+		return err
 	}
-	host, port := via.Host, via.Port
-	if r, ok := via.Params.Get("received"); ok && r != "" {
-		host = r
-	}
-	if p, ok := via.Params.Get("rport"); ok && p != "" {
-		if n, err := strconv.Atoi(p); err == nil {
-			port = n
-		}
-	}
-	if port == 0 {
-		port = 5060
-	}
-	if net.ParseIP(host) == nil {
-		return fmt.Errorf("sipgw: the INVITE's Via names %q, not an address", host)
-	}
-	res.SetDestination(net.JoinHostPort(host, strconv.Itoa(port)))
-	var conn sip.Connection
-	if pool := g.ua.TransportLayer().Pool("udp"); pool != nil {
-		conn = pool.Get(g.addrs["udp"])
-	}
-	if conn == nil {
-		return fmt.Errorf("sipgw: no UDP listener for the response")
+	res.SetDestination(dest)
+	conn, err := g.udpConn()
+	if err != nil {
+		return err
 	}
 	if err := conn.WriteMsg(res); err != nil {
 		return fmt.Errorf("sipgw: final response: %w", err)
@@ -335,4 +361,49 @@ func (g *UserAgent) refuseInvite(st DialogState, code int, reason string) error 
 		}
 	})
 	return nil
+}
+
+// viaDestination is where the responses to a request whose top Via is
+// via go when another node answers it: its received and rport
+// parameters first (RFC 3261 section 18.2.2, RFC 3581). Over UDP only:
+// over TCP or TLS the responses need the request's connection, which was
+// the dead node's.
+func viaDestination(via *sip.ViaHeader) (string, error) {
+	if !strings.EqualFold(via.Transport, "UDP") {
+		return "", fmt.Errorf("%w: over %s", ErrNeedsConnection, via.Transport)
+	}
+	host, port := via.Host, via.Port
+	if r, ok := via.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	if p, ok := via.Params.Get("rport"); ok && p != "" {
+		if n, err := strconv.Atoi(p); err == nil {
+			port = n
+		}
+	}
+	if port == 0 {
+		port = 5060
+	}
+	if net.ParseIP(host) == nil {
+		return "", fmt.Errorf("sipgw: the INVITE's Via names %q, not an address", host)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+// ErrNeedsConnection: the answer to a recorded INVITE that came over TCP
+// or TLS cannot go from another node (RFC 3261 section 18.2.2: over the
+// INVITE's connection, which was the dead node's).
+var ErrNeedsConnection = errors.New("sipgw: the INVITE's answer needs its connection")
+
+// udpConn is this user agent's UDP listener, which answers recorded
+// INVITEs from.
+func (g *UserAgent) udpConn() (sip.Connection, error) {
+	var conn sip.Connection
+	if pool := g.ua.TransportLayer().Pool("udp"); pool != nil {
+		conn = pool.Get(g.addrs["udp"])
+	}
+	if conn == nil {
+		return nil, fmt.Errorf("sipgw: no UDP listener for the response")
+	}
+	return conn, nil
 }

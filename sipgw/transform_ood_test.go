@@ -22,6 +22,12 @@ func (p *fakeProxy) send(t *testing.T, addr, raw string) *sip.Response {
 	if _, err := p.pc.WriteTo([]byte(raw), ua); err != nil {
 		t.Fatal(err)
 	}
+	return p.final(t)
+}
+
+// final returns the next final response p gets, within 10 s.
+func (p *fakeProxy) final(t *testing.T) *sip.Response {
+	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
 		select {
@@ -30,7 +36,7 @@ func (p *fakeProxy) send(t *testing.T, addr, raw string) *sip.Response {
 				return res
 			}
 		case <-timeout:
-			t.Fatalf("no answer from %s", addr)
+			t.Fatal("no final response")
 			return nil
 		}
 	}

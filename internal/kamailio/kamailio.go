@@ -33,6 +33,10 @@ type Options struct {
 	// a Request-URI user "gw-<user>" goes to it as <user>, a request no
 	// binding routes (a service number of the gateway's domain).
 	Balancer string
+	// InviteTimer is tm's fr_inv_timer in milliseconds: how long an
+	// INVITE's branch may ring before Kamailio ends it with a 408. 0:
+	// 20000.
+	InviteTimer int
 }
 
 // Config is the configuration file for o.
@@ -135,7 +139,7 @@ modparam("usrloc", "db_mode", 0)
 modparam("registrar", "max_expires", 3600)
 modparam("registrar", "min_expires", 10)
 modparam("rr", "enable_full_lr", 1)
-modparam("tm", "fr_inv_timer", 20000)
+modparam("tm", "fr_inv_timer", {{if .InviteTimer}}{{.InviteTimer}}{{else}}20000{{end}})
 {{- if .Outbound}}
 # SIP outbound (RFC 5626) at the registrar: Require: outbound on the 200
 # of a REGISTER with reg-id, and a Flow-Timer asking for a keepalive

@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,6 +242,25 @@ func (r *receiver) callEvent(t *testing.T, want client.CallEvent) {
 	}
 }
 
+// lockedBuffer is a buffer a client's logger writes to from its
+// goroutines while the test may read it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // checkStream fails unless bodies are m0..m<n-1>, once each, in order.
 func checkStream(t *testing.T, bodies []string, n int) {
 	t.Helper()
@@ -262,7 +283,14 @@ func TestResumeOnAnotherNode(t *testing.T) {
 	t.Parallel()
 	nodes := newCluster(t)
 	alice := dial(t, "alice@example.com", urls(nodes, 0)[:1], nil)
-	bob := dial(t, "bob@example.com", urls(nodes, 1), func(o *client.Options) { o.AutoAcceptMessages = true })
+	// Bob's client log, frames in included, is shown when the test fails:
+	// a frame it dropped (a duplicate, one before the connect response) or
+	// a gap in the gateway's sequence is said there only.
+	var blog lockedBuffer
+	bob := dial(t, "bob@example.com", urls(nodes, 1), func(o *client.Options) {
+		o.AutoAcceptMessages = true
+		o.Logger = slog.New(slog.NewTextHandler(&blog, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	r := receive(bob)
 	id := bob.SessionID()
 	const n, every = 200, 20
@@ -286,6 +314,7 @@ func TestResumeOnAnotherNode(t *testing.T) {
 			}
 		}
 		t.Logf("bob lacks %v; sends not answered 200: %v", missing, answers)
+		t.Logf("bob's client log:\n%s", blog.String())
 	})
 	for i := range n {
 		if i > 0 && i%every == 0 {

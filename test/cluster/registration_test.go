@@ -72,9 +72,16 @@ func testRegistrationMoves(t *testing.T, sig syscall.Signal) {
 // nodes.
 func kamailioCluster(t testing.TB, sip string) (string, []*node) {
 	t.Helper()
+	return kamailioClusterWith(t, sip, kamailio.Options{})
+}
+
+// kamailioClusterWith is kamailioCluster with Kamailio's options o (its
+// timers; the rest are the tests' own).
+func kamailioClusterWith(t testing.TB, sip string, o kamailio.Options) (string, []*node) {
+	t.Helper()
 	testenv.Tool(t, "kamailio", "apt-get install kamailio")
 	testenv.Tool(t, "sipp", "apt-get install sip-tester")
-	kaddr := startKamailio(t)
+	kaddr := startKamailioWith(t, o)
 	nodes := newClusterWith(t, fmt.Sprintf(`sip:
   domain: example.com
   registrar: sip:%s
@@ -88,9 +95,15 @@ func kamailioCluster(t testing.TB, sip string) (string, []*node) {
 // test ends and returns its address.
 func startKamailio(t testing.TB) string {
 	t.Helper()
+	return startKamailioWith(t, kamailio.Options{})
+}
+
+// startKamailioWith is startKamailio with o's timers.
+func startKamailioWith(t testing.TB, o kamailio.Options) string {
+	t.Helper()
 	port := testenv.Port(t)
 	cfg, err := kamailio.Config(kamailio.Options{Domain: "example.com", Port: port, ModPath: kamailio.ModulesDir(),
-		Users: map[string]string{regUser: ""}, Workers: 1})
+		Users: map[string]string{regUser: ""}, Workers: 1, InviteTimer: o.InviteTimer})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,117 @@
+package call
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// TestRelayResentTakenOnce: what a call relays names the client frame
+// it relays, so that a frame sent again is taken once by the sessions
+// that took its relays (docs/cluster.md, "A relay is taken once"). The
+// host of alice's call to bob's two sessions relays b1's candidate,
+// then his answer (the 200 and the buffered candidate to alice, the
+// cancel to b2), and dies before its snapshot of the answer is written;
+// e2 adopts the ringing call and b1's client, whose node died too, sends
+// the candidate and the answer again. Alice and b2 get nothing twice;
+// the call goes on.
+func TestRelayResentTakenOnce(t *testing.T) {
+	var r1 replicas
+	e1 := newEnv(t, time.Minute)
+	e1.h.opts.Replicate = r1.hear
+	a, b1, b2 := e1.ep("alice@web.example"), e1.ep("bob@web.example"), e1.ep("bob@web.example")
+	for _, ep := range []*fakeEP{a, b1, b2} {
+		ep.takeOnce()
+	}
+	f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
+	f.Header.Target = "bob@web.example"
+	e1.h.HandleFrame(a, f)
+	st := b1.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	b2.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	ringing, _, _ := r1.get()
+	cand := wf{typ: protocol.TypeMessage, act: protocol.ActionTrickle, sub: st.Control.SubsessionID, seq: 1,
+		p: protocol.CallPayload{Candidates: "a=candidate:1 1 udp 1 192.0.2.1 1000 typ host"}}
+	ans := wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: st.Control.SubsessionID, seq: 2,
+		corr: st.Control.CorrelationID, state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}}
+	relayed := func(e *env) {
+		t.Helper()
+		e.send(b1, cand)
+		e.send(b1, ans)
+	}
+	relayed(e1)
+	if r := a.expect(t, protocol.TypeResponse, protocol.ActionStart); r.Header.ResponseCode != 200 {
+		t.Fatalf("alice's start answered %s", r.Marshal())
+	}
+	a.expect(t, protocol.TypeMessage, protocol.ActionTrickle)
+	b2.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+
+	e2 := newEnv(t, time.Minute)
+	if err := e2.h.Restore(ringing, a, b1, b2); err != nil {
+		t.Fatal(err)
+	}
+	relayed(e2)
+	a.none(t)
+	b2.none(t)
+	// The call goes on on e2: alice's candidate reaches b1.
+	e2.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionTrickle, sub: "c1", seq: 2,
+		p: protocol.CallPayload{Candidates: "a=candidate:2 1 udp 1 192.0.2.2 1000 typ host"}})
+	b1.expect(t, protocol.TypeMessage, protocol.ActionTrickle)
+	// Alice hangs up: e1's copy relays it (as the dead host had), then
+	// e2's, which the client sent it again to. Bob hears it once.
+	hangUp := wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 3}
+	e1.send(a, hangUp)
+	b1.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	e2.send(a, hangUp)
+	b1.none(t)
+}
+
+// TestReofferResentTakenOnce: a re-offer sent again while it is
+// outstanding (its sender's node died before writing the state that
+// processed it; the call's host lives) is the same re-offer: not glare
+// (491 to a client whose re-offer is then answered 200), nor relayed
+// twice.
+func TestReofferResentTakenOnce(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	a, b := e.ep("alice@web.example"), e.ep("bob@web.example")
+	a.takeOnce()
+	b.takeOnce()
+	st := e.webCall(t, a, b, "c1", 1)
+	ro := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 2, p: protocol.CallPayload{SDP: webOffer}}
+	e.send(a, ro)
+	in := b.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	e.send(a, ro)
+	a.none(t)
+	b.none(t)
+	e.send(b, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: st.Control.SubsessionID, seq: 2,
+		corr: in.Control.CorrelationID, state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+	if r := a.expect(t, protocol.TypeResponse, protocol.ActionStart); r.Header.ResponseCode != 200 || r.Control.CorrelationID != "c2" {
+		t.Fatalf("alice's re-offer answered %s", r.Marshal())
+	}
+	e.send(a, wf{typ: protocol.TypeMessage, act: protocol.ActionShutdown, sub: "c1", seq: 3})
+	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+}
+
+// TestDeclaredResentTakenOnce: a declared action's request sent again
+// (its sender's node died before writing the state that processed it)
+// reaches the other page once, and its answer comes back once.
+func TestDeclaredResentTakenOnce(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	act := scoreTemplates(t)().Lookup(protocol.PackageCall, "x-score")
+	a, b := e.ep("alice@web.example"), e.ep("bob@web.example")
+	a.takeOnce()
+	b.takeOnce()
+	e.webCall(t, a, b, "c1", 1)
+	relayedDeclared(e, a, act, 2, time.Minute)
+	r := b.expect(t, protocol.TypeRequest, "x-score")
+	relayedDeclared(e, a, act, 2, time.Minute)
+	b.none(t)
+	e.send(b, wf{typ: protocol.TypeResponse, act: "x-score", sub: r.Control.SubsessionID, seq: 2, corr: r.Control.CorrelationID,
+		state: protocol.StateFinal, code: 200})
+	if got := a.expect(t, protocol.TypeResponse, "x-score"); got.Control.CorrelationID != "c2" {
+		t.Fatalf("answer to alice: %s", got.Marshal())
+	}
+	a.none(t)
+	hangUp(e, a, "c1", 3)
+	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+}

@@ -1,0 +1,186 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/jsonrtc/jsonrtc/store/natsstore"
+	"github.com/nats-io/nats.go"
+)
+
+// enteredStore holds its updates while held, as heldStore does, and
+// closes entered at the first update it holds.
+type enteredStore struct {
+	heldStore
+	once    sync.Once
+	entered chan struct{}
+}
+
+func (e *enteredStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	e.mu.Lock()
+	held := e.held != nil
+	e.mu.Unlock()
+	if held {
+		e.once.Do(func() { close(e.entered) })
+	}
+	return e.heldStore.Update(ctx, key, value, rev)
+}
+
+// TestClusterMessageToASessionMovingAway: bob's session leaves n1,
+// alice's node, for n2, where his client resumes; n1 has let go (its
+// last write made, the session out of its tables) and n2 has not yet
+// taken the record over nor named itself in the directory. Alice's
+// message meanwhile waits for n2 and reaches bob there. Before, n1 found
+// bob nowhere (its directory view named n1 itself, which it skips, and
+// so did the bucket) and answered alice 480 at once, with no warning in
+// any log: likely the message lost once in test/cluster
+// TestResumeOnAnotherNode (199 of 200 bodies).
+func TestClusterMessageToASessionMovingAway(t *testing.T) {
+	n2 := &enteredStore{entered: make(chan struct{})}
+	var nc *nats.Conn
+	wraps := []func(store.Store) store.Store{
+		func(s store.Store) store.Store { nc = s.(*natsstore.Embedded).Conn(); return s },
+		func(s store.Store) store.Store { n2.Store = s; return n2 },
+	}
+	next := 0
+	gs, urls := newClusterGatewaysOn(t, 2, func(s store.Store) store.Store { next++; return wraps[next-1](s) })
+	t.Cleanup(n2.lift)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	b.c.CloseNow()
+	p := resumeHeld(t, urls[1], n2, b.sid)
+	if gs[0].lookup(b.sid) != nil {
+		t.Fatal("n1 still has bob's session after letting go")
+	}
+	messageToMovingBob(t, a, p, b.sid, deliverAsked(t, nc, "n2", b.sid), n2.lift)
+}
+
+// TestClusterMessageToASessionMovingOn: bob's session moves from n2 to
+// n3 while alice, on n1, sends him a message; n2 has let go, n3 has not
+// yet taken the record over. n2 answers n1's relay "not owned" and names
+// n3, which the record does not name yet: n1 asks n3, which is resuming
+// bob, and waits for it (the test holds n3 until n1 asks it). Before, n1
+// read the record (n2) and asked n2 again, six times within about half
+// a second, then gave up and answered alice 480 while bob's resume was
+// still under way (a takeover slow under load).
+func TestClusterMessageToASessionMovingOn(t *testing.T) {
+	n3 := &enteredStore{entered: make(chan struct{})}
+	var nc *nats.Conn
+	wraps := []func(store.Store) store.Store{
+		func(s store.Store) store.Store { nc = s.(*natsstore.Embedded).Conn(); return s },
+		func(s store.Store) store.Store { return s },
+		func(s store.Store) store.Store { n3.Store = s; return n3 },
+	}
+	next := 0
+	gs, urls := newClusterGatewaysOn(t, 3, func(s store.Store) store.Store { next++; return wraps[next-1](s) })
+	t.Cleanup(n3.lift)
+	b := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	for deadline := time.Now().Add(10 * time.Second); len(gs[0].node.Remote("bob@example.com")) == 0; <-time.After(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("n1 never saw bob's session on n2")
+		}
+	}
+	b.c.CloseNow()
+	p := resumeHeld(t, urls[2], n3, b.sid)
+	messageToMovingBob(t, a, p, b.sid, deliverAsked(t, nc, "n3", b.sid), n3.lift)
+}
+
+// resumeHeld resumes bob's session sid on a socket to url, whose node's
+// store st holds its updates, and returns once the node's takeover of
+// the record is held: the previous owner has let go.
+func resumeHeld(t *testing.T, url string, st *enteredStore, sid string) *peer {
+	t.Helper()
+	st.hold()
+	p := dial(t, url, protocol.SubprotocolOracle, nil)
+	p.write(`{"control":{"type":"request","package_type":"register","session_id":"` + sid + `","version":"1.0"},"header":{"action":"connect","initiator":"bob@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`)
+	select {
+	case <-st.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("bob's record never taken over")
+	}
+	return p
+}
+
+// deliverAsked is closed when a node asks node (over nc) to deliver a
+// frame to session sid.
+func deliverAsked(t *testing.T, nc *nats.Conn, node, sid string) <-chan struct{} {
+	t.Helper()
+	asked := make(chan struct{})
+	once := sync.OnceFunc(func() { close(asked) })
+	sub, err := nc.Subscribe("jsonrtc.node."+node+"."+kindDeliver, func(m *nats.Msg) {
+		var req deliverReq
+		if json.Unmarshal(m.Data, &req) == nil && req.Session == sid {
+			once()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return asked
+}
+
+// messageToMovingBob has alice send bob a message while his session
+// moves to the node p resumes it on, held until the relay asks that node
+// (asked), then let go (lift): alice must get no answer before, and bob
+// the message on p, whose 200 alice gets.
+func messageToMovingBob(t *testing.T, a, p *peer, sid string, asked <-chan struct{}, lift func()) {
+	t.Helper()
+	answers := make(chan *protocol.Frame, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if _, data, err := a.c.Read(ctx); err == nil {
+			f, _ := protocol.Decode(data)
+			answers <- f
+		}
+		close(answers)
+	}()
+	a.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessaging},
+		Header:  protocol.Header{Action: protocol.ActionSend, Initiator: "alice@example.com", Target: "bob@example.com"},
+		Payload: protocol.EncodePayload(protocol.MessagePayload{Body: "hi"}),
+	})
+	select {
+	case f := <-answers:
+		if f == nil {
+			t.Fatal("alice's socket closed")
+		}
+		t.Fatalf("alice's message answered %s while bob's session moved, before reaching him", f.Marshal())
+	case <-asked:
+	}
+	lift()
+	expect(t, p.read(), protocol.TypeResponse, protocol.ActionConnect)
+	m := p.read()
+	expect(t, m, protocol.TypeRequest, protocol.ActionSend)
+	var body protocol.MessagePayload
+	if err := protocol.DecodePayload(m.Payload, &body); err != nil || body.Body != "hi" {
+		t.Fatalf("bob read %s, want alice's message", m.Marshal())
+	}
+	p.sid, p.seq = sid, 1 // bob's connect was his 1
+	p.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageMessaging, CorrelationID: m.Control.CorrelationID},
+		Header:  protocol.Header{Action: protocol.ActionSend, ResponseCode: 200},
+	})
+	select {
+	case f := <-answers:
+		if f == nil || f.Control.Type != protocol.TypeResponse || f.Header.ResponseCode != 200 {
+			t.Fatalf("alice's message answered %v, want bob's 200", f)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("alice's message unanswered after bob's 200")
+	}
+}

@@ -89,7 +89,12 @@ func (h *Handler) startCall(ep Endpoint, f *protocol.Frame) {
 	case routing.ActionWeb:
 		relay{h}.start(ep, f, d.Target)
 	default:
-		if h.routesToSIP(f.Header.Target) {
+		sip, err := h.routesToSIP(f.Header.Target)
+		if err != nil {
+			ep.Send(errorFrame(f, protocol.CodeTemporarilyUnavail, endpoint.ErrLookup), false)
+			return
+		}
+		if sip {
 			h.dialSIP(ep, f, p, d)
 			return
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/internal/ratelog"
 	"github.com/jsonrtc/jsonrtc/media/rtpengine"
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -241,22 +242,30 @@ func (h *Handler) HasSIPCall(ep Endpoint) bool {
 }
 
 // routesToSIP says whether a start to target goes to SIP: when the
-// target is no web identity and has a SIP form.
-func (h *Handler) routesToSIP(target string) bool {
+// target is no web identity and has a SIP form. The error is the
+// directory's that could not tell whether target has sessions (a
+// cluster's store read cut short): the caller answers 480 ErrLookup, as
+// relay.start does, since taking it for nobody sent a call to a web user
+// online on another node out to SIP.
+func (h *Handler) routesToSIP(target string) (bool, error) {
 	if h.far == nil {
-		return false
+		return false, nil
 	}
 	lower := strings.ToLower(target)
 	if strings.HasPrefix(lower, "sip:") || strings.HasPrefix(lower, "sips:") || strings.HasPrefix(lower, "tel:") {
-		return true
+		return true, nil
 	}
-	if len(h.dir.Sessions(target)) > 0 || h.dir.Known(target) {
-		return false
+	eps, err := endpoint.Find(h.dir, target)
+	if err != nil {
+		return false, err
+	}
+	if len(eps) > 0 || h.dir.Known(target) {
+		return false, nil
 	}
 	if at := strings.LastIndexByte(lower, '@'); at >= 0 {
-		return h.far.domains[lower[at+1:]]
+		return h.far.domains[lower[at+1:]], nil
 	}
-	return isPhoneNumber(target)
+	return isPhoneNumber(target), nil
 }
 
 func isPhoneNumber(s string) bool {

@@ -68,3 +68,34 @@ func TestLiveChallengeWithoutAuthorize(t *testing.T) {
 		}
 	})
 }
+
+// TestResumeChallengeAnswered: a registrar's challenge answering a resume
+// (a gateway restarted registers the session again at its first resume,
+// docs/protocol.md §4.8) is answered with Options.Authorize by a resume
+// carrying the authorization, as sdk/js does, and the session resumes.
+// Before, the Go client answered only a first connect's, and a resume's
+// 401 ended the session.
+func TestResumeChallengeAnswered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake(t)
+		f.refuseWith = func(n int, _ string) refusal {
+			if n == 2 {
+				return refusal{code: protocol.CodeUnauthorized, challenge: true}
+			}
+			return refusal{}
+		}
+		var seen int
+		c := dial(t, f, func(o *Options) {
+			o.Authorize = func(context.Context, json.RawMessage) (json.RawMessage, error) {
+				seen++
+				return json.RawMessage(`{"username":"alice","realm":"example.com","ha1":"deadbeef"}`), nil
+			}
+		})
+		<-f.conns
+		f.drop()
+		waitEvent(t, c, EventResumed)
+		if c.SessionID() != "S1" || seen != 1 {
+			t.Fatalf("session %q after %d authorizations, want S1 after 1", c.SessionID(), seen)
+		}
+	})
+}

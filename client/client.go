@@ -420,17 +420,24 @@ func (c *Client) onDialed(r dialResult) {
 		c.sendConnect(nil)
 	} else {
 		c.phase = phaseResuming
-		cslr, cslw, csuw := c.st.ResumeHeaders()
-		f := &protocol.Frame{
-			Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageRegister,
-				SessionID: c.st.ID, Version: protocol.Version},
-			Header: protocol.Header{Action: protocol.ActionConnect, Initiator: c.identity(), Target: c.identity(),
-				CSLR: cslr, CSLW: cslw, CSUW: csuw},
-		}
-		c.log.Info("jsonrtc client: resuming", "session_id", c.st.ID, "cslr", cslr.V, "cslw", cslw.V, "csuw", csuw.V)
-		r.c.write(f.Marshal())
+		c.authTries = 0
+		c.sendResume(nil)
 	}
 	c.connectT.Reset(c.o.ConnectTimeout)
+}
+
+// sendResume sends the reconnect connect of docs/protocol.md §4.4 (with
+// authorization, after a challenge).
+func (c *Client) sendResume(authorization []byte) {
+	cslr, cslw, csuw := c.st.ResumeHeaders()
+	f := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageRegister,
+			SessionID: c.st.ID, Version: protocol.Version},
+		Header: protocol.Header{Action: protocol.ActionConnect, Initiator: c.identity(), Target: c.identity(),
+			CSLR: cslr, CSLW: cslw, CSUW: csuw, Authorization: authorization},
+	}
+	c.log.Info("jsonrtc client: resuming", "session_id", c.st.ID, "cslr", cslr.V, "cslw", cslw.V, "csuw", csuw.V)
+	c.cur.write(f.Marshal())
 }
 
 // identity is who we are: the gateway's word once connected, else ours.
@@ -469,7 +476,7 @@ func (c *Client) lost(err error) {
 			// again later, or another node, rather than give up the
 			// first session.
 			c.attempt++
-			d := backoff(c.o.ReconnectMin, c.o.ReconnectMax, c.attempt)
+			d := c.notBefore(backoff(c.o.ReconnectMin, c.o.ReconnectMax, c.attempt), err)
 			c.log.Info("jsonrtc client: connect refused for now, trying again", "err", err, "attempt", c.attempt+1, "after", d)
 			// A new socket, a new session: the connect is sequence 1 again.
 			c.st = session.New("", 0)
@@ -501,9 +508,20 @@ func (c *Client) lost(err error) {
 		return
 	}
 	c.phase = phaseDown
-	d := backoff(c.o.ReconnectMin, c.o.ReconnectMax, c.attempt)
+	d := c.notBefore(backoff(c.o.ReconnectMin, c.o.ReconnectMax, c.attempt), err)
 	c.attempt++
 	c.retryT.Reset(d)
+}
+
+// notBefore is the wait d before the next attempt, made at least the
+// Retry-After (or retry_after) of the refusal err, when there is one and
+// the next attempt goes to the node that refused: with Options.URLs it
+// goes to another, which the refusing node's word does not concern.
+func (c *Client) notBefore(d time.Duration, err error) time.Duration {
+	if len(c.o.URLs) > 1 {
+		return d
+	}
+	return max(d, retryAfter(err))
 }
 
 // dropSocket stops the current socket, if any, and its timers.
@@ -550,11 +568,16 @@ func refusedForNow(err error) bool {
 
 // terminal reports whether a socket error means the gateway does not
 // want this session back: a WebSocket close it chose, other than going
-// away or a transient failure.
+// away or a transient failure, or an identity refused. A resume refused
+// for now (HTTP 503, error 503, close 1013) is tried again until the
+// resume timeout; one refused 401 or 403, at the handshake or answering
+// the resume, is final (docs/protocol.md §4.5): a token refused once is
+// refused on every node, and trying again only held the session's
+// failure back to the resume timeout.
 func terminal(err error) bool {
 	var he *HandshakeError
 	if errors.As(err, &he) {
-		return false // handshakes are retried until the resume timeout
+		return he.Status == http.StatusUnauthorized || he.Status == http.StatusForbidden
 	}
 	var fe *FrameError
 	if errors.As(err, &fe) {
@@ -696,10 +719,12 @@ func (c *Client) onConnectResponse(f *protocol.Frame) {
 	c.connectT.Stop()
 	if f.Control.Type == protocol.TypeError {
 		code := f.Header.ErrorCode
-		if (code == protocol.CodeUnauthorized || code == protocol.CodeProxyAuthRequired) &&
-			c.phase == phaseConnecting && c.o.Authorize != nil && c.authTries < 3 {
+		// A challenge is answered on a resume too: a gateway restarted
+		// registers the session again at its first resume (docs/protocol.md
+		// §4.8), and sdk/js answers it there as well.
+		if (code == protocol.CodeUnauthorized || code == protocol.CodeProxyAuthRequired) && len(f.Header.Authenticate) > 0 &&
+			(c.phase == phaseConnecting || c.phase == phaseResuming) && c.o.Authorize != nil && c.authTries < 3 {
 			c.authTries++
-			c.st.ReceivedOutOfBand(f.Control.Sequence)
 			ctx, cancel := context.WithTimeout(c.ctx, c.o.ConnectTimeout)
 			auth, err := c.o.Authorize(ctx, f.Header.Authenticate)
 			cancel()
@@ -707,11 +732,20 @@ func (c *Client) onConnectResponse(f *protocol.Frame) {
 				c.fail(fmt.Errorf("client: authorize: %w", err))
 				return
 			}
-			c.sendConnect(auth)
+			if c.phase == phaseConnecting {
+				c.st.ReceivedOutOfBand(f.Control.Sequence)
+				c.sendConnect(auth)
+			} else {
+				c.sendResume(auth)
+			}
 			c.connectT.Reset(c.o.ConnectTimeout)
 			return
 		}
-		c.lost(&FrameError{Code: code, Reason: f.Header.Reason})
+		fe := &FrameError{Code: code, Reason: f.Header.Reason}
+		if e, ok := f.Header.ExtValue("retry_after"); ok {
+			fe.RetryAfter = parseRetryAfter(e.Value)
+		}
+		c.lost(fe)
 		return
 	}
 	sid := f.Control.SessionID

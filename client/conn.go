@@ -131,7 +131,7 @@ func dialWebSocket(ctx context.Context, o *Options) (*conn, error) {
 	})
 	if err != nil {
 		if resp != nil {
-			return nil, &HandshakeError{Status: resp.StatusCode, Err: err}
+			return nil, &HandshakeError{Status: resp.StatusCode, Err: err, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"))}
 		}
 		c.kill()
 		return nil, err

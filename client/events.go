@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/session"
@@ -37,6 +39,9 @@ var (
 type FrameError struct {
 	Code   int
 	Reason string
+	// RetryAfter is the wait a connect refused for now asked for, its
+	// header.retry_after (docs/protocol.md §4.2); 0 when none.
+	RetryAfter time.Duration
 }
 
 func (e *FrameError) Error() string {
@@ -47,6 +52,9 @@ func (e *FrameError) Error() string {
 type HandshakeError struct {
 	Status int
 	Err    error
+	// RetryAfter is the refusal's Retry-After, in whole seconds as the
+	// gateway sends it; 0 when none.
+	RetryAfter time.Duration
 }
 
 func (e *HandshakeError) Error() string {
@@ -215,4 +223,31 @@ func (e Event) String() string {
 		s += " (" + e.Err.Error() + ")"
 	}
 	return s
+}
+
+// maxRetryAfter bounds the wait a refusal can ask for: a gateway's
+// mistake (or a proxy's Retry-After meant for browsers) must not park
+// the client past its resume timeout.
+const maxRetryAfter = time.Minute
+
+// parseRetryAfter reads a Retry-After or retry_after given in whole
+// seconds; 0 for anything else (an HTTP date included: the gateway
+// sends seconds).
+func parseRetryAfter(v string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second, maxRetryAfter)
+}
+
+// retryAfter is the wait err's refusal asked for; 0 when none.
+func retryAfter(err error) time.Duration {
+	if he, ok := errors.AsType[*HandshakeError](err); ok {
+		return he.RetryAfter
+	}
+	if fe, ok := errors.AsType[*FrameError](err); ok {
+		return fe.RetryAfter
+	}
+	return 0
 }

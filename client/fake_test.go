@@ -2,10 +2,12 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -138,6 +140,10 @@ type refusal struct {
 	status int
 	code   int
 	close  websocket.StatusCode
+	after  int // Retry-After of the status, retry_after of the code (seconds)
+	// challenge: the code (401) carries authenticate, and a connect
+	// with authorization passes.
+	challenge bool
 }
 
 func (f *fake) handle(w http.ResponseWriter, r *http.Request) {
@@ -149,6 +155,9 @@ func (f *fake) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Unlock()
 	if refuse.status != 0 {
+		if refuse.after != 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(refuse.after))
+		}
 		http.Error(w, "fake: refused", refuse.status)
 		return
 	}
@@ -196,10 +205,17 @@ func (f *fake) handle(w http.ResponseWriter, r *http.Request) {
 			f.mu.Unlock()
 			continue
 		}
-		if fr.Header.Action == protocol.ActionConnect && refuse.code != 0 {
-			f.writeLocked(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageRegister,
+		if fr.Header.Action == protocol.ActionConnect && refuse.code != 0 && !(refuse.challenge && len(fr.Header.Authorization) > 0) {
+			out := &protocol.Frame{Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageRegister,
 				AckSequence: fr.Control.Sequence, CorrelationID: fmt.Sprintf("c%d", fr.Control.Sequence)},
-				Header: protocol.Header{Action: protocol.ActionConnect, ErrorCode: refuse.code, Reason: "fake: refused"}})
+				Header: protocol.Header{Action: protocol.ActionConnect, ErrorCode: refuse.code, Reason: "fake: refused"}}
+			if refuse.after != 0 {
+				out.Header.Ext = []protocol.Ext{{Name: "retry_after", Kind: protocol.ExtNumber, Value: strconv.Itoa(refuse.after)}}
+			}
+			if refuse.challenge {
+				out.Header.Authenticate = json.RawMessage(`{"scheme":"Digest","realm":"example.com","nonce":"n1","method":"REGISTER","uri":"sip:example.com"}`)
+			}
+			f.writeLocked(out)
 			f.mu.Unlock()
 			continue
 		}

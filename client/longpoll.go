@@ -198,7 +198,7 @@ func (p *pollSocket) post(data []byte) error {
 	if resp.StatusCode/100 != 2 {
 		err := fmt.Errorf("client: long-poll POST: %s", resp.Status)
 		if opening {
-			err = &HandshakeError{Status: resp.StatusCode, Err: err}
+			err = &HandshakeError{Status: resp.StatusCode, Err: err, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"))}
 		}
 		p.fail(err)
 		return err

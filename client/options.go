@@ -55,7 +55,10 @@ type Options struct {
 	ReconnectMin, ReconnectMax time.Duration
 	// ResumeTimeout is how long the client tries to resume after losing
 	// its socket before it gives up and closes with ErrResumeTimeout; it
-	// should not exceed the gateway's. Default 60 s.
+	// should not exceed the gateway's. A resume refused for now (HTTP
+	// 503, error 503, close 1013) is tried again within it; one refused
+	// 401 or 403 ends the client at once (docs/protocol.md §4.5).
+	// Default 60 s.
 	ResumeTimeout time.Duration
 	// ConnectTimeout bounds one attempt: handshake plus connect response.
 	// Default 10 s.
@@ -65,7 +68,8 @@ type Options struct {
 	// answering the connect (an overloaded store's "session admission
 	// failed", a limit reached, docs/protocol.md §4.2) or a close 1013.
 	// Each retry waits as a reconnect does (ReconnectMin doubling up to
-	// ReconnectMax, jittered) and, with URLs, goes to the next of them;
+	// ReconnectMax, jittered), or the refusal's Retry-After (retry_after)
+	// when longer, and, with URLs, goes to the next of them without it;
 	// Dial's ctx bounds them all. Any other failure, a 401 or 403 among
 	// them, fails Dial at once. Default 5; 1: no retry.
 	ConnectAttempts int
@@ -123,9 +127,10 @@ type Options struct {
 	// gateway to answer 408 after its templates.answer_timeout. An empty
 	// list refuses them all. Nil: every one comes as EventRequest.
 	Requests []string
-	// Authorize answers a 401/407 challenge to connect: it receives
-	// header.authenticate and returns header.authorization. Nil: the
-	// challenge fails Dial.
+	// Authorize answers a 401/407 challenge to connect, a first one or a
+	// resume (docs/protocol.md §4.8): it receives header.authenticate and
+	// returns header.authorization. Nil: the challenge fails Dial, or
+	// ends the session on a resume.
 	Authorize func(ctx context.Context, challenge json.RawMessage) (json.RawMessage, error)
 	// OnFrame, when set, sees every JSON frame read or written (Out true)
 	// and every raw text frame, before the client acts on it. It runs on

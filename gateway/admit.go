@@ -2,16 +2,50 @@ package gateway
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net/http"
+	"strconv"
 
 	"github.com/jsonrtc/jsonrtc/auth"
 	"github.com/jsonrtc/jsonrtc/limits"
+	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
-// retryAfterFull is the Retry-After of a handshake refused because the
-// gateway or the application is full: sessions end at their own pace, so
-// there is no sooner time to promise.
-const retryAfterFull = "5"
+// retryAfterFull is the Retry-After, in seconds, of a connect refused
+// because the gateway, the application or the identity is full: sessions
+// end at their own pace, so there is no sooner time to promise.
+const retryAfterFull = 5
+
+// retryAfterSoon is the Retry-After, in seconds, of a connect refused for
+// moments: a node shutting down, draining or cut off from its cluster
+// (the next attempt lands on another node, or on this one restarted), or
+// a store slow to take a session's admission. 1 or 2 at random, so that
+// the clients refused together do not all come back in the same second.
+func retryAfterSoon() int { return 1 + rand.IntN(2) }
+
+// refuseForNow answers a handshake 503 with Retry-After (seconds) and
+// the text msg (docs/protocol.md §1.1); the SDKs wait at least that long
+// before their next attempt at this node.
+func refuseForNow(w http.ResponseWriter, msg string, after int) {
+	w.Header().Set("Retry-After", strconv.Itoa(after))
+	http.Error(w, msg, http.StatusServiceUnavailable)
+}
+
+// retryLater is a connect refused for a while: error 503 with the
+// extension header retry_after (whole seconds), as a registration's
+// interwork.RetryError is answered (docs/protocol.md §4.2).
+type retryLater struct {
+	err   *protocol.Error
+	after int
+}
+
+func (e *retryLater) Error() string { return e.err.Error() }
+func (e *retryLater) Unwrap() error { return e.err }
+
+// unavailable is a connect refused 503 with reason for after seconds.
+func unavailable(reason string, after int) error {
+	return &retryLater{err: &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: reason}, after: after}
+}
 
 // refuseBeforeUpgrade answers with HTTP 503 and Retry-After, before the
 // upgrade, a handshake that could only start a new session when no new
@@ -41,8 +75,7 @@ func (g *Gateway) refuseBeforeUpgrade(w http.ResponseWriter, p *auth.Principal) 
 		reason = "application session limit reached"
 	}
 	g.metrics.handshakes.WithLabelValues("full").Inc()
-	w.Header().Set("Retry-After", retryAfterFull)
-	http.Error(w, "jsonrtc: "+reason, http.StatusServiceUnavailable)
+	refuseForNow(w, "jsonrtc: "+reason, retryAfterFull)
 	return true
 }
 

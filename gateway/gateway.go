@@ -97,8 +97,10 @@ type Gateway struct {
 	// noBatch: the store answered store.ErrNoBatch; rounds are written
 	// one by one (persist.go writeBatch).
 	noBatch atomic.Bool
-	// resuming serialises the resumes of a session (serve.go connect).
+	// resuming serialises the resumes of a session (serve.go connect);
+	// admitting, the admissions of an identity (clusterlimits.go).
 	resuming  idLocks
+	admitting idLocks
 	dirtyMu   sync.Mutex
 	dirty     []*Session
 	dirtyKick chan struct{}

@@ -80,7 +80,7 @@ func (g *Gateway) servePoll(w http.ResponseWriter, r *http.Request) {
 	g.metrics.handshakes.WithLabelValues("accepted").Inc()
 	if !g.goTracked(func() { g.serveConn(c, p, addr, born) }) {
 		c.CloseNow()
-		http.Error(w, "jsonrtc: shutting down", http.StatusServiceUnavailable)
+		refuseForNow(w, "jsonrtc: shutting down", retryAfterSoon())
 		return
 	}
 	w.Header().Set(longpoll.HeaderToken, c.Token())

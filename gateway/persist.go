@@ -115,7 +115,7 @@ const maxUnsaved = relaysKept / 2
 // meanwhile leaves it queued once (twice, the round would take its
 // saveMu twice).
 func (s *Session) markDirtyLocked() {
-	if s.dirty || !s.g.wal {
+	if s.dirty || s.starting || !s.g.wal {
 		return
 	}
 	s.dirty = true

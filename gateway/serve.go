@@ -94,7 +94,7 @@ func (g *Gateway) authenticateWS(r *http.Request) (*auth.Principal, error) {
 func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, authenticate func(*http.Request) (*auth.Principal, error)) (*auth.Principal, netip.Addr, bool) {
 	select {
 	case <-g.shutdown:
-		http.Error(w, "jsonrtc: shutting down", http.StatusServiceUnavailable)
+		refuseForNow(w, "jsonrtc: shutting down", retryAfterSoon())
 		return nil, netip.Addr{}, false
 	default:
 	}
@@ -102,11 +102,11 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, authenticate fun
 	draining, cutOff := g.draining, g.cutOff
 	g.mu.Unlock()
 	if draining {
-		http.Error(w, "jsonrtc: draining; try another node", http.StatusServiceUnavailable)
+		refuseForNow(w, "jsonrtc: draining; try another node", retryAfterSoon())
 		return nil, netip.Addr{}, false
 	}
 	if cutOff {
-		http.Error(w, "jsonrtc: cut off from the cluster; try another node", http.StatusServiceUnavailable)
+		refuseForNow(w, "jsonrtc: cut off from the cluster; try another node", retryAfterSoon())
 		return nil, netip.Addr{}, false
 	}
 	addr, https := g.clientAddr(r)
@@ -390,11 +390,25 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 		s.mu.Unlock()
 		s.inMu.Unlock()
 		if !resumed {
-			// In the directory before the client hears it is connected
-			// (save releases the response): a peer it tells at once
-			// finds it from every node.
+			// In the directory before the client hears it is connected:
+			// a peer it tells at once finds it from every node. Then one
+			// write of the record releases the response (starting): a
+			// save here as well wrote it twice, the writer's round asked
+			// for by the response's queueing writing it before or after,
+			// the response released maybe before the directory's write;
+			// in a cluster the presence share SessionStarted made was a
+			// write of its own before.
 			g.publish(s)
-			g.save(s)
+			if g.wal {
+				s.mu.Lock()
+				s.starting = false
+				if !s.ended {
+					s.markDirtyLocked()
+				}
+				s.mu.Unlock()
+			} else {
+				g.save(s)
+			}
 		}
 		if resumed {
 			g.metrics.resumes.WithLabelValues("ok").Inc()
@@ -512,7 +526,9 @@ func (g *Gateway) connect(c conn, l *link, f *protocol.Frame, p *auth.Principal)
 	// A guest costs the SIP network nothing until it calls: it neither
 	// registers nor (presence.Guest) publishes.
 	guest := (p != nil && p.Guest) || (p == nil && f.Header.Initiator == "")
-	s, err := g.open(c, f, p, addr, guest, g.newSession(identity, oracle, processed), true)
+	s := g.newSession(identity, oracle, processed)
+	s.starting = true
+	s, err = g.open(c, f, p, addr, guest, s, true)
 	return s, false, err
 }
 
@@ -778,12 +794,12 @@ func (g *Gateway) open(c conn, f *protocol.Frame, p *auth.Principal, addr netip.
 	if errors.Is(err, errAdmission) {
 		releaseGuest()
 		g.rlog.Warn("session admission", "session refused: its admission not written", "identity", identity, "err", err)
-		return nil, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "session admission failed"}
+		return nil, unavailable("session admission failed", retryAfterSoon())
 	}
 	if err != nil {
 		releaseGuest()
 		g.rlog.Info("session limits", "session refused by limits", "identity", identity, "err", err)
-		return nil, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "limit reached: " + err.Error()}
+		return nil, unavailable("limit reached: "+err.Error(), retryAfterFull)
 	}
 	var reg *interwork.Binding
 	if !guest {
@@ -802,9 +818,9 @@ func (g *Gateway) open(c conn, f *protocol.Frame, p *auth.Principal, addr netip.
 		g.forgetAdmission(s)
 		g.regs.Release(reg)
 		if errors.Is(err, errTooMany) {
-			return nil, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "too many sessions"}
+			return nil, unavailable("too many sessions", retryAfterFull)
 		}
-		return nil, &protocol.Error{Code: protocol.CodeServiceUnavailable, Reason: "shutting down"}
+		return nil, unavailable("shutting down", retryAfterSoon())
 	}
 	g.regs.Attach(regSession{s}, reg)
 	return s, nil
@@ -861,18 +877,26 @@ func validIdentity(s string) bool {
 func connectErrorFor(f *protocol.Frame, err error) []byte {
 	var ce *interwork.ChallengeError
 	var re *interwork.RetryError
+	var rl *retryLater
 	switch {
 	case errors.As(err, &ce):
 		out := registerError(f, ce.Code, protocol.Reason(ce.Code))
 		out.Header.Authenticate = ce.Authenticate
 		return out.Marshal()
 	case errors.As(err, &re):
-		out := registerError(f, protocol.CodeServiceUnavailable, re.Reason)
-		out.Header.Ext = []protocol.Ext{{Name: "retry_after", Kind: protocol.ExtNumber,
-			Value: strconv.FormatInt(int64(re.After/time.Second), 10)}}
-		return out.Marshal()
+		return retryAfterError(f, re.Reason, int64(re.After/time.Second))
+	case errors.As(err, &rl):
+		return retryAfterError(f, rl.err.Reason, int64(rl.after))
 	}
 	return connectError(f, protocol.CodeOf(err), protocol.ReasonOf(err))
+}
+
+// retryAfterError is the 503 answering connect f that a client may try
+// again after secs seconds (header.retry_after).
+func retryAfterError(f *protocol.Frame, reason string, secs int64) []byte {
+	out := registerError(f, protocol.CodeServiceUnavailable, reason)
+	out.Header.Ext = []protocol.Ext{{Name: "retry_after", Kind: protocol.ExtNumber, Value: strconv.FormatInt(secs, 10)}}
+	return out.Marshal()
 }
 
 // registerError is the error frame answering connect f.

@@ -132,6 +132,11 @@ type Session struct {
 	lost       bool
 	keepRecord bool
 	restored   bool
+	// starting: a new session in its connect, its record not written
+	// yet. What marks it dirty meanwhile (its presence share) waits for
+	// the write its handshake asks for once the session is in the
+	// directory, which releases its connect response: one write.
+	starting bool
 	// unbound: restored at start-up, its connect's bindings (principal,
 	// guest place, SIP registration) not yet made again.
 	unbound bool

@@ -29,3 +29,20 @@ export class Backoff {
     this.attempt = 0;
   }
 }
+
+/** The longest wait a refusal's Retry-After can ask for, ms. */
+const MAX_RETRY_AFTER = 60000;
+
+/**
+ * The wait, in ms, a refusal asked for: an HTTP Retry-After or a connect
+ * error's header.retry_after, in whole seconds (docs/protocol.md §4.2);
+ * 0 for none or anything else. At most a minute: a mistake must not park
+ * a client past its reconnect timeout.
+ * @param {unknown} v
+ * @returns {number}
+ */
+export function retryAfterMs(v) {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+  if (!Number.isFinite(n) || n <= 0) return 0;
+  return Math.min(n * 1000, MAX_RETRY_AFTER);
+}

@@ -15,6 +15,8 @@
  * ends a WebSocket: the Session resumes.
  */
 
+import { retryAfterMs } from './backoff.js';
+
 export const POLL_TOKEN = 'Jsonrtc-Poll-Token';
 export const POLL_CLOSE_CODE = 'Jsonrtc-Close-Code';
 export const POLL_CLOSE_REASON = 'Jsonrtc-Close-Reason';
@@ -48,6 +50,9 @@ export class LongPollSocket {
     this._fetch = opts.fetch ?? globalThis.fetch?.bind(globalThis);
     this._maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
     this._token = null;
+    /** The refusal's HTTP status and Retry-After (ms), once refused. */
+    this.status = 0;
+    this.retryAfter = 0;
     this._queue = [];
     this._posting = false;
     this._abort = new AbortController();
@@ -145,6 +150,7 @@ export class LongPollSocket {
       if (resp.status !== 204 && resp.status !== 200) {
         const ev = opening ? `refused: HTTP ${resp.status}` : `POST: HTTP ${resp.status}`;
         this.status = resp.status;
+        this.retryAfter = retryAfterMs(resp.headers.get('Retry-After'));
         this._lost(ev);
         return;
       }

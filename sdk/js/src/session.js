@@ -2,7 +2,7 @@ import { Emitter } from './emitter.js';
 import { extensionHeaders, extensionsOf } from './headers.js';
 import { JsonRtcError, ErrorCode } from './errors.js';
 import { Reliability, Verdict, WindowFullError } from './reliability.js';
-import { Backoff } from './backoff.js';
+import { Backoff, retryAfterMs } from './backoff.js';
 import { Keepalive, defaultClock } from './keepalive.js';
 import { Call } from './call.js';
 import { Subscription } from './subscription.js';
@@ -840,7 +840,16 @@ export class Session extends Emitter {
     if (c.type === 'error') {
       if ((h.error_code === 401 || h.error_code === 407) && this._answerConnectChallenge(frame)) return;
       const err = JsonRtcError.fromFrame(frame);
-      if (h.error_code === ErrorCode.SERVICE_UNAVAILABLE && this._retryConnect(err)) return;
+      // Its retry_after is the least wait before the next attempt.
+      const after = retryAfterMs(h.retry_after);
+      if (h.error_code === ErrorCode.SERVICE_UNAVAILABLE && this._resuming) {
+        // A resume refused for now is tried again as after a socket loss,
+        // until reconnect.timeout, as the Go client does; any other
+        // refusal of it (401, 403) is final (docs/protocol.md §4.5).
+        this._resumeRefusedForNow(`error 503 ${h.reason || ''}`.trim(), after);
+        return;
+      }
+      if (h.error_code === ErrorCode.SERVICE_UNAVAILABLE && this._retryConnect(err, after)) return;
       this._fail(err);
       return;
     }
@@ -996,14 +1005,22 @@ export class Session extends Emitter {
     }
     // A browser does not show a refused upgrade's HTTP status (it is a
     // 1006); long-poll does (LongPollSocket.status).
+    if (ws.status === 401 || ws.status === 403) {
+      // A refused identity is final, for a resume too: the token (fetched
+      // again for each attempt when options.token is a function) is
+      // refused on every node (docs/protocol.md §4.5).
+      this._fail(new JsonRtcError(ws.status, `the gateway refused the ${this._resuming ? 'resume' : 'connect'}: HTTP ${ws.status}`));
+      return;
+    }
     if (this.state === SessionState.CONNECTING && !this._resuming && (ev?.code === 1013 || ws.status === 503)) {
       const why = ev?.code === 1013 ? `closed 1013 ${ev.reason || ''}`.trim() : 'HTTP 503';
       const err = new JsonRtcError(ErrorCode.SERVICE_UNAVAILABLE, `the gateway refused the connect for now: ${why}`);
-      if (!this._retryConnect(err)) this._fail(err);
+      if (!this._retryConnect(err, ws.retryAfter ?? 0)) this._fail(err);
       return;
     }
     if (this._nextTransport()) return;
-    this._onLinkLost();
+    // Long-poll's refusal (HTTP 503) may say when to come back.
+    this._onLinkLost(ws.retryAfter ?? 0);
   }
 
   /**
@@ -1011,23 +1028,48 @@ export class Session extends Emitter {
    * 503 answering it, a close 1013, long-poll's HTTP 503: an overloaded
    * or draining gateway, docs/protocol.md §4.2), as the Go client does:
    * on a new socket, after the reconnect backoff, at most
-   * reconnect.connectAttempts attempts in all. Reports whether it will.
+   * reconnect.connectAttempts attempts in all, and not before the
+   * refusal's Retry-After (retry_after) asked. Reports whether it will.
    * @param {JsonRtcError} err
+   * @param {number} [after] the least wait, ms
    */
-  _retryConnect(err) {
+  _retryConnect(err, after = 0) {
     if (this._closing || this._connectTries + 1 >= this._connectAttempts) return false;
     this._connectTries++;
     this._dropSocket(4001, 'connect refused for now');
     // The backoff's first delay (none) went to the first attempt: a
     // refused gateway is not asked again at once.
     if (this._backoff.attempt === 0) this._backoff.next();
-    const delay = this._backoff.next();
+    const delay = Math.max(this._backoff.next(), after);
     this.log.info(`jsonrtc: connect refused for now (${err.message}); attempt ${this._connectTries + 1} in ${delay} ms`);
     this._retryTimer = this._clock.setTimeout(() => {
       this._retryTimer = null;
       this._open();
     }, delay);
     return true;
+  }
+
+  /**
+   * A resume the gateway answered error 503 (docs/protocol.md §4.5): the
+   * socket is given up and the resume tried again after the backoff, as
+   * after a socket loss, until reconnect.timeout, and not before its
+   * retry_after asked.
+   * @param {string} why
+   * @param {number} after the least wait, ms
+   */
+  _resumeRefusedForNow(why, after) {
+    const ws = this._ws;
+    if (ws) {
+      this._detach(ws);
+      try {
+        ws.close(4001, 'resume refused for now');
+      } catch {
+        /* ignore */
+      }
+      this._ws = null;
+    }
+    this.log.info(`jsonrtc: resume refused for now (${why}); trying again`);
+    this._onLinkLost(after);
   }
 
   _socketFailed(err) {
@@ -1047,7 +1089,8 @@ export class Session extends Emitter {
     else this._onLinkLost();
   }
 
-  _onLinkLost() {
+  /** @param {number} [after] the least wait before the next attempt, ms */
+  _onLinkLost(after = 0) {
     this._keepalive.stop();
     if (this._closing || this.state === SessionState.FAILED || this.state === SessionState.CLOSED) return;
     if (this.state === SessionState.CONNECTING && !this._resuming) {
@@ -1060,15 +1103,16 @@ export class Session extends Emitter {
       this._backoff.reset();
       this._setState(SessionState.RECONNECTING);
     }
-    this._scheduleAttempt();
+    this._scheduleAttempt(after);
   }
 
-  _scheduleAttempt() {
+  /** @param {number} [after] the least wait, ms */
+  _scheduleAttempt(after = 0) {
     if (this._clock.now() >= this._deadline) {
       this._fail(new JsonRtcError(ErrorCode.SESSION_LOST, 'reconnect timed out'));
       return;
     }
-    const delay = this._backoff.next();
+    const delay = Math.max(this._backoff.next(), after);
     this._clock.clearTimeout(this._retryTimer);
     this._retryTimer = this._clock.setTimeout(() => {
       this._retryTimer = null;

@@ -137,3 +137,21 @@ export async function connectedSession(S, options = {}) {
   return { ...env, ws };
 }
 
+
+/**
+ * Asserts that the session's next socket opens ms after now on env.fc,
+ * not a millisecond before (a backoff's or a Retry-After's wait).
+ * @param {{fc: FakeClock, sockets: unknown[]}} env
+ * @param {number} ms
+ * @param {() => Promise<void>} flush the test file's
+ * @param {string} why
+ */
+export async function opensAfter(env, ms, flush, why) {
+  const n = env.sockets.length;
+  env.fc.advance(ms - 1);
+  await flush();
+  if (env.sockets.length !== n) throw new Error(`${why}: a socket opened before ${ms} ms`);
+  env.fc.advance(1);
+  await flush();
+  if (env.sockets.length !== n + 1) throw new Error(`${why}: no socket after ${ms} ms`);
+}

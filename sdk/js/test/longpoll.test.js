@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Session } from '../src/session.js';
 import { pollUrlOf } from '../src/longpoll.js';
-import { FakeClock, FakeStorage, fakeWebSocketClass, serverFrame } from './fakes.js';
+import { FakeClock, FakeStorage, fakeWebSocketClass, opensAfter, serverFrame } from './fakes.js';
 
 const flush = async () => {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
@@ -319,4 +319,49 @@ test('a long-poll connect refused with HTTP 403 fails at once', async () => {
   await flush();
   assert.equal(env.sockets.length, 1);
   assert.equal(env.session.state, 'failed');
+});
+
+test('a long-poll resume refused with HTTP 401 or 403 fails the session at once; HTTP 503 is tried again', async () => {
+  for (const status of [401, 403]) {
+    const env = await overLongPoll();
+    env.ff.pending('GET')[0].answer(410);
+    await flush();
+    assert.equal(env.session.state, 'reconnecting');
+    env.fc.advance(100);
+    await flush();
+    env.sockets[1].drop(1006); // the upgrade refused: a browser does not say why
+    await flush();
+    const [open] = env.ff.pending('POST');
+    assert.equal(JSON.parse(open.body).control.session_id, 'S1');
+    open.answer(status);
+    await flush();
+    assert.equal(env.session.state, 'failed', `HTTP ${status}`);
+    env.fc.advance(10000);
+    await flush();
+    assert.equal(env.sockets.length, 2, `HTTP ${status}: no further attempt`);
+  }
+  const env = await overLongPoll();
+  env.ff.pending('GET')[0].answer(410);
+  await flush();
+  env.fc.advance(100);
+  await flush();
+  env.sockets[1].drop(1006);
+  await flush();
+  env.ff.pending('POST')[0].answer(503);
+  await flush();
+  assert.equal(env.session.state, 'reconnecting');
+  env.fc.advance(1000);
+  await flush();
+  assert.equal(env.sockets.length, 3, 'the resume is tried again');
+});
+
+test('a long-poll connect refused with HTTP 503 and Retry-After waits that long at least before its next attempt', async () => {
+  const env = setup();
+  env.session.connect().catch(() => {});
+  await flush();
+  env.sockets[0].drop(1006);
+  await flush();
+  env.ff.pending('POST')[0].answer(503, { headers: { 'Retry-After': '2' } });
+  await flush();
+  await opensAfter(env, 2000, flush, 'the connect (the backoff says 100 ms)');
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Session } from '../src/session.js';
 import { Subscription } from '../src/subscription.js';
 import { parseMessageSummary } from '../src/summary.js';
-import { newSession, serverFrame } from './fakes.js';
+import { newSession, opensAfter, serverFrame } from './fakes.js';
 
 const flush = () => new Promise((r) => setImmediate(r));
 
@@ -108,6 +108,25 @@ test('a connect refused for now (error 503, close 1013) is tried again after the
   await p;
   assert.equal(env.session.state, 'connected');
   assert.equal(env.session.id, 'S1');
+});
+
+test('a refusal\'s retry_after is the least wait before the next attempt, of a connect and of a resume', async () => {
+  const env = setup();
+  const p = env.session.connect();
+  await flush();
+  env.sockets[0].open();
+  env.sockets[0].receive(serverFrame({ type: 'error', package_type: 'register', ack_sequence: 1 }, { action: 'connect', error_code: 503, reason: 'session admission failed', retry_after: 2 }));
+  await opensAfter(env, 2000, flush, 'the connect (the backoff says 100 ms)');
+  env.sockets[1].open();
+  env.sockets[1].receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 1, ack_sequence: 1, message_state: 'final' }, { action: 'connect', initiator: 'alice@example.com', response_code: 200 }));
+  await p;
+  env.sockets[1].drop(1006);
+  env.fc.advance(0);
+  await flush();
+  assert.equal(env.sockets.length, 3, 'the resume');
+  env.sockets[2].open();
+  env.sockets[2].receive(serverFrame({ type: 'error', package_type: 'register' }, { action: 'connect', error_code: 503, reason: 'shutting down', retry_after: 2 }));
+  await opensAfter(env, 2000, flush, 'the resume');
 });
 
 test('a connect refused for now fails after reconnect.connectAttempts', async () => {
@@ -278,6 +297,44 @@ test('socket loss: reconnect with backoff, resume with cslr/cslw/csuw, resend ab
   // The next new frame continues the numbering.
   session.sendMessage('bob', 'four').catch(() => {});
   assert.equal(ws3.last().control.sequence, 5);
+});
+
+test('a resume refused for now (error 503) is tried again until reconnect.timeout, past connectAttempts, as after a socket loss', async () => {
+  const { session, ws, fc, sockets } = await connected();
+  ws.drop(1006);
+  const refusals = 7; // more than reconnect.connectAttempts (5)
+  for (let i = 1; i <= refusals; i++) {
+    fc.advance(1000);
+    await flush();
+    assert.equal(sockets.length, i + 1, `resume attempt ${i}`);
+    sockets[i].open();
+    assert.equal(sockets[i].last().control.session_id, 'S1');
+    sockets[i].receive(serverFrame({ type: 'error', package_type: 'register' }, { action: 'connect', error_code: 503, reason: 'too many sessions' }));
+    assert.equal(sockets[i].closed.code, 4001);
+    assert.equal(session.state, 'reconnecting');
+  }
+  fc.advance(1000);
+  await flush();
+  const last = sockets[refusals + 1];
+  last.open();
+  last.receive(serverFrame({ type: 'response', package_type: 'register', session_id: 'S1', sequence: 2, ack_sequence: 1, message_state: 'final' }, { action: 'connect', sslr: 1, response_code: 200 }));
+  assert.equal(session.state, 'resumed');
+  assert.equal(session.id, 'S1');
+});
+
+test('a resume refused 401 or 403 fails the session at once: a refused identity is final', async () => {
+  for (const code of [401, 403]) {
+    const { session, ws, fc, sockets } = await connected();
+    ws.drop(1006);
+    fc.advance(0);
+    await flush();
+    sockets[1].open();
+    sockets[1].receive(serverFrame({ type: 'error', package_type: 'register' }, { action: 'connect', error_code: code, reason: 'refused' }));
+    assert.equal(session.state, 'failed', `error ${code}`);
+    fc.advance(10000);
+    await flush();
+    assert.equal(sockets.length, 2, `error ${code}: no further attempt`);
+  }
 });
 
 test('resume: frames the server resends below its connect response are delivered once', async () => {

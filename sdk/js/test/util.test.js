@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Backoff } from '../src/backoff.js';
+import { Backoff, retryAfterMs } from '../src/backoff.js';
 import { Keepalive } from '../src/keepalive.js';
 import { parseMessageSummary, parseCounts } from '../src/summary.js';
 import { candidatesToFragment, fragmentToCandidates, mediaDirections, mediaKinds, isHoldOffer, originSessionId } from '../src/sdp.js';
@@ -20,6 +20,14 @@ test('backoff: jitter stays within its bounds', () => {
   hi.next();
   assert.equal(lo.next(), 800);
   assert.equal(hi.next(), 1200);
+});
+
+test('retryAfterMs: whole seconds from a header or retry_after, at most a minute; anything else is none', () => {
+  assert.equal(retryAfterMs('2'), 2000);
+  assert.equal(retryAfterMs(' 1 '), 1000);
+  assert.equal(retryAfterMs(5), 5000);
+  assert.equal(retryAfterMs(3600), 60000);
+  for (const v of [null, undefined, '', '0', '-1', '1.5', 'Wed, 21 Oct 2015 07:28:00 GMT', {}]) assert.equal(retryAfterMs(v), 0, String(v));
 });
 
 test('keepalive: pings every interval while pongs come back', () => {

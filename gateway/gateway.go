@@ -132,6 +132,9 @@ type Gateway struct {
 	// onSocketLost, when set (by tests), is called when a session's
 	// socket goes and the session waits for a resume.
 	onSocketLost func(*Session)
+	// beforeAttach, when set (by tests), hears of each session a
+	// connect starts or resumes, in the tables and without its socket.
+	beforeAttach func(*Session)
 	// onPushed, when set (by tests), hears the outcome of each push, as
 	// counted in jsonrtc_pushes_total.
 	onPushed func(outcome string)

@@ -347,6 +347,9 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 			g.presence.SessionStarted(s)
 			g.adoptNotes(s)
 		}
+		if g.beforeAttach != nil {
+			g.beforeAttach(s)
+		}
 		s.inMu.Lock()
 		s.mu.Lock()
 		if s.ended || s.movedTo != "" {
@@ -366,22 +369,26 @@ func (g *Gateway) handshake(ctx context.Context, c conn, l *link, p *auth.Princi
 			return nil, errEnded
 		}
 		s.attachLocked(l)
-		resp := &protocol.Frame{
-			Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageRegister, MessageState: protocol.StateFinal},
-			Header: protocol.Header{Action: protocol.ActionConnect, Initiator: s.identity, Target: s.identity,
-				ResponseCode: protocol.CodeOK, Reason: "OK", Ext: g.iceExt(s.identity)},
-		}
+		var data2 []byte
 		var resend [][]byte
 		if resumed {
+			resp := g.connectResponse(s)
 			resend = s.st.Resume(f.Header.CSLR.V)
 			resp.Header.SSLR = protocol.Seq(s.st.Processed)
-		}
-		data2, err := s.st.Send(resp, s.limits(), nil)
-		if err != nil {
-			s.mu.Unlock()
-			s.inMu.Unlock()
-			s.end(reasonWindowFull)
-			return nil, err
+			if data2, err = s.st.Send(resp, s.limits(), nil); err != nil {
+				s.mu.Unlock()
+				s.inMu.Unlock()
+				s.end(reasonWindowFull)
+				return nil, err
+			}
+		} else {
+			// What was sent to the session from its joining the tables
+			// to now (a relayed message, a notify, a call) is retained
+			// but went to no socket: it follows the response, numbered
+			// 1 (connect), in order. Unpushed, the client saw a gap it
+			// never asks to fill, and acknowledged the frames away.
+			data2, s.hello = s.hello, nil
+			resend = s.st.Unsent(0)
 		}
 		s.queueLocked(data2)
 		for _, d := range resend {
@@ -528,8 +535,24 @@ func (g *Gateway) connect(c conn, l *link, f *protocol.Frame, p *auth.Principal)
 	guest := (p != nil && p.Guest) || (p == nil && f.Header.Initiator == "")
 	s := g.newSession(identity, oracle, processed)
 	s.starting = true
+	// The response takes the first sequence before anything can be
+	// sent to the session: the SDKs take a new session's response as
+	// in order, so one numbered after frames sent meanwhile would have
+	// them dropped as duplicates when they follow it (handshake).
+	if s.hello, err = s.st.Send(g.connectResponse(s), s.limits(), nil); err != nil {
+		return nil, false, err
+	}
 	s, err = g.open(c, f, p, addr, guest, s, true)
 	return s, false, err
+}
+
+// connectResponse is the 200 to s's connect (a resume adds its sslr).
+func (g *Gateway) connectResponse(s *Session) *protocol.Frame {
+	return &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageRegister, MessageState: protocol.StateFinal},
+		Header: protocol.Header{Action: protocol.ActionConnect, Initiator: s.identity, Target: s.identity,
+			ResponseCode: protocol.CodeOK, Reason: "OK", Ext: g.iceExt(s.identity)},
+	}
 }
 
 // resumeStored applies docs/protocol.md §4.4 to the record of a session

@@ -137,6 +137,9 @@ type Session struct {
 	// the write its handshake asks for once the session is in the
 	// directory, which releases its connect response: one write.
 	starting bool
+	// hello: a new session's connect response, numbered before the
+	// session joined the tables; its handshake queues it first.
+	hello []byte
 	// unbound: restored at start-up, its connect's bindings (principal,
 	// guest place, SIP registration) not yet made again.
 	unbound bool

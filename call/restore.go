@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
 // Replicated calls: a call between web sessions, ringing or answered, is
@@ -219,4 +221,44 @@ func (h *Handler) replicateLocked(c *Call) {
 	}
 	c.replicated = &sn
 	h.opts.Replicate(sn, false)
+}
+
+// answerAhead stores the answered call that f, a ringing callee leg l's
+// answer, is about to make (Options.WriteAhead), before the answer
+// reaches the caller: relayed first, the answer could reach the caller
+// while the record still held the call ringing, and the node adopting
+// it after this one's death rang on with a caller who talked (its ring
+// timer then failed the call under both). It runs before f's dispatch,
+// without the call's lock: an adoption elsewhere found by the write
+// drops the call here (Drop), which takes it.
+func (h *Handler) answerAhead(l *leg, f *protocol.Frame) {
+	if h.opts.WriteAhead == nil || f.Control.Type != protocol.TypeResponse || f.Header.Action != protocol.ActionStart ||
+		f.Control.MessageState != protocol.StateFinal && f.Header.ResponseCode < 200 {
+		return
+	}
+	var p protocol.CallPayload
+	if protocol.DecodePayload(f.Payload, &p) != nil || !protocol.HasSDP(p.SDP) {
+		return // refused by the relay: no answer
+	}
+	c := l.call
+	c.mu.Lock()
+	if _, ok := c.far.(relay); !ok || c.ended || c.winner != nil || l == c.caller || l.state != legRinging {
+		c.mu.Unlock()
+		return
+	}
+	sn := snapshotLocked(c)
+	sn.Callee = legSnapshot(l)
+	sn.Callee.AnswerCorr = f.Control.CorrelationID
+	sn.Ringing, sn.RingUntil = nil, time.Time{}
+	c.mu.Unlock()
+	if h.opts.WriteAhead(sn) != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ended && c.winner == nil {
+		// The answer's change, once relayed, is the one stored: not
+		// written again (replicateLocked).
+		c.replicated = &sn
+	}
 }

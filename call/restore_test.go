@@ -115,10 +115,12 @@ func TestRestoreKeepsSubsessionIDs(t *testing.T) {
 // TestAnswerWrittenAhead: Options.WriteAhead hears the answered call
 // before the caller has the answer, and Replicate does not hear it
 // again; an answer whose write failed still reaches the caller, and
-// Replicate hears it then. Before, the answer reached the caller first
+// Replicate hears it then. A hang-up's end is heard before the other
+// side hears the hang-up. Before, the answer reached the caller first
 // and its record's write followed, out of line: a host dying in between
 // left the call ringing in its record (gateway
-// TestClusterAnsweredCallRecordedBeforeTheAnswer).
+// TestClusterAnsweredCallRecordedBeforeTheAnswer); so did a hang-up
+// (TestClusterEndedCallRecordedBeforeTheHangUp).
 func TestAnswerWrittenAhead(t *testing.T) {
 	for _, fail := range []bool{false, true} {
 		var r replicas
@@ -126,7 +128,13 @@ func TestAnswerWrittenAhead(t *testing.T) {
 		e.h.opts.Replicate = r.hear
 		a, b := e.ep("alice@web.example"), e.ep("bob@web.example")
 		var ahead []Snapshot
-		e.h.opts.WriteAhead = func(sn Snapshot) error {
+		ends := 0
+		e.h.opts.WriteAhead = func(sn Snapshot, ended bool) error {
+			if ended {
+				b.none(t) // bob has no hang-up yet
+				ends++
+				return nil
+			}
 			a.none(t) // the caller has no answer yet
 			ahead = append(ahead, sn)
 			if fail {
@@ -147,5 +155,8 @@ func TestAnswerWrittenAhead(t *testing.T) {
 		}
 		hangUp(e, a, "c1", 2)
 		b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+		if ends != 1 {
+			t.Fatalf("the hang-up's end written ahead %d times, want once", ends)
+		}
 	}
 }

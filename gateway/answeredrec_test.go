@@ -7,42 +7,66 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/store"
 )
 
-// answerGate is a host's store that holds the write of a call's answered
-// record made once the answer was relayed to the caller (relayed says
-// so), until the host is killed (kill); killed, it takes no write: the
-// host died between the relay and the record.
-type answerGate struct {
+// hostGate is a host's store that holds the writes hold picks once the
+// frame under test was relayed (relayed says so), until the host is
+// killed (kill); killed, it takes no write: the host died between the
+// relay and those writes.
+type hostGate struct {
 	killedStore
 	relayed atomic.Pointer[func() bool]
+	hold    func(key string, value []byte) bool
 	held    chan struct{} // closed when a write is held
 	once    sync.Once
 	dead    chan struct{}
 }
 
-func newAnswerGate(st store.Store) *answerGate {
-	return &answerGate{killedStore: killedStore{Store: st}, held: make(chan struct{}), dead: make(chan struct{})}
+func newHostGate(st store.Store, hold func(key string, value []byte) bool) *hostGate {
+	return &hostGate{killedStore: killedStore{Store: st}, hold: hold, held: make(chan struct{}), dead: make(chan struct{})}
 }
 
-func (g *answerGate) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
-	if relayed := g.relayed.Load(); relayed != nil && strings.HasPrefix(key, callPrefix) {
-		var rec callRecord
-		if json.Unmarshal(value, &rec) == nil && rec.Call != nil && rec.Call.Answered() && (*relayed)() {
-			g.once.Do(func() { close(g.held) })
-			<-g.dead
-		}
+// wait holds the write of key when the gate says so.
+func (g *hostGate) wait(key string, value []byte) {
+	if relayed := g.relayed.Load(); relayed != nil && g.hold(key, value) && (*relayed)() {
+		g.once.Do(func() { close(g.held) })
+		<-g.dead
 	}
+}
+
+func (g *hostGate) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	g.wait(key, value)
 	return g.killedStore.Update(ctx, key, value, rev)
 }
 
+func (g *hostGate) Delete(ctx context.Context, key string) error {
+	g.wait(key, nil)
+	return g.killedStore.Delete(ctx, key)
+}
+
 // kill kills the host as far as the store can tell.
-func (g *answerGate) kill() {
+func (g *hostGate) kill() {
 	g.killed.Store(true)
 	close(g.dead)
+}
+
+// firstGated runs a cluster of three whose first node's store is a
+// hostGate holding what hold picks.
+func firstGated(t *testing.T, hold func(key string, value []byte) bool) ([]*Gateway, []string, *hostGate) {
+	t.Helper()
+	var host *hostGate
+	gs, urls := newClusterGatewaysOn(t, 3, func(st store.Store) store.Store {
+		if host != nil {
+			return st
+		}
+		host = newHostGate(st, hold)
+		return host
+	})
+	return gs, urls, host
 }
 
 // TestClusterAnsweredCallRecordedBeforeTheAnswer: alice on n1 calls bob
@@ -54,13 +78,9 @@ func (g *answerGate) kill() {
 // on the old code), bob's re-offer got 491 and the ring timer would have
 // failed the call under both.
 func TestClusterAnsweredCallRecordedBeforeTheAnswer(t *testing.T) {
-	var host *answerGate
-	gs, urls := newClusterGatewaysOn(t, 3, func(st store.Store) store.Store {
-		if host != nil {
-			return st
-		}
-		host = newAnswerGate(st)
-		return host
+	gs, urls, host := firstGated(t, func(key string, value []byte) bool {
+		var rec callRecord
+		return strings.HasPrefix(key, callPrefix) && json.Unmarshal(value, &rec) == nil && rec.Call != nil && rec.Call.Answered()
 	})
 	a, b := aliceAndBob(t, urls)
 	in := ringBob(t, a, b)
@@ -98,4 +118,56 @@ func TestClusterAnsweredCallRecordedBeforeTheAnswer(t *testing.T) {
 	aliceHangsUp(w)
 	expect(t, b.read(), protocol.TypeMessage, protocol.ActionShutdown)
 	callHost(t, gs[1], a.sid, "c1", "")
+}
+
+// TestClusterEndedCallRecordedBeforeTheHangUp: alice on n1 calls bob on
+// n2 and bob hangs up; n1, the call's host, dies before alice's session
+// has the hang-up written. Alice resumes on n3, which finds no call for
+// her route to n1 and tells her it is over. Before, the hang-up was
+// relayed before the record's deletion: n1 dying in between, n3 adopted
+// the call as alive for alice, while bob had ended it (the deletion and
+// alice's record held back here until the kill; 1 run of 1 on the old
+// code).
+func TestClusterEndedCallRecordedBeforeTheHangUp(t *testing.T) {
+	var alice atomic.Value // her session's record key
+	gs, urls, host := firstGated(t, func(key string, _ []byte) bool {
+		return strings.HasPrefix(key, callPrefix) || key == alice.Load()
+	})
+	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
+	alice.Store(recordKey(a.sid))
+	callAnswered(t, gs[1], a.sid, "c1")
+	hangUp := b.seq + 1
+	relayed := func() bool {
+		s := gs[0].lookup(a.sid)
+		if s == nil {
+			return false
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		m := s.relays[relayKey{b.sid, bsub}]
+		return m != nil && m.Seq >= hangUp
+	}
+	host.relayed.Store(&relayed)
+	b.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: bsub},
+		Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: "bob@example.com", Target: "alice@example.com"},
+	})
+	select {
+	case <-host.held: // alice's record with the hang-up
+	case <-time.After(10 * time.Second):
+		t.Fatal("n1 wrote no record of alice's after the hang-up's relay within 10s")
+	}
+	host.kill()
+	gs[0].node.Close()
+	a.c.CloseNow()
+	w := resumeWS(t, urls[2], "alice@example.com", a.sid, a.seq+1, a.last)
+	bye := w.readWithin(15 * time.Second)
+	expect(t, bye, protocol.TypeMessage, protocol.ActionShutdown)
+	if bye.Control.SubsessionID != "c1" {
+		t.Fatalf("alice's shutdown is of %q, want c1", bye.Control.SubsessionID)
+	}
+	callHost(t, gs[2], a.sid, "c1", "")
+	if n := gs[2].calls.Active(); n != 0 {
+		t.Fatalf("n3 has %d calls, want none", n)
+	}
 }

@@ -219,15 +219,15 @@ func (r *callRepl) collectors() []prometheus.Collector {
 // blocks).
 func (r *callRepl) replicate(sn call.Snapshot, ended bool) { r.push(callOp{sn: sn, ended: ended}) }
 
-// writeAhead writes a call's answer before it is relayed
-// (call.Options.WriteAhead): it waits for the write, at most
-// storeTimeout. Its error lets the answer go on, written out of line as
-// before: refusing a callee's answer for a store's outage would fail
-// the call that the record is there to keep.
-func (r *callRepl) writeAhead(sn call.Snapshot) error {
-	err := r.pushWait(callOp{sn: sn})
+// writeAhead writes a call's answer, or its end, before the other side
+// hears of it (call.Options.WriteAhead): it waits for the write, at most
+// storeTimeout. Its error lets the frame go on, written out of line as
+// before: refusing a callee's answer or a hang-up for a store's outage
+// would fail the call that the record is there to keep.
+func (r *callRepl) writeAhead(sn call.Snapshot, ended bool) error {
+	err := r.pushWait(callOp{sn: sn, ended: ended})
 	if err != nil {
-		r.g.rlog.Info("call records", "a call's answer relayed before its record was written", "session_id", sn.Caller.Session, "subsession_id", sn.Caller.Sub, "err", err)
+		r.g.rlog.Info("call records", "a call's answer or end relayed before its record was written", "session_id", sn.Caller.Session, "subsession_id", sn.Caller.Sub, "err", err)
 	}
 	return err
 }

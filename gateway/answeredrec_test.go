@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/store"
+	"github.com/jsonrtc/jsonrtc/store/natsstore"
 )
 
 // hostGate is a host's store that holds the writes hold picks once the
@@ -169,5 +172,61 @@ func TestClusterEndedCallRecordedBeforeTheHangUp(t *testing.T) {
 	callHost(t, gs[2], a.sid, "c1", "")
 	if n := gs[2].calls.Active(); n != 0 {
 		t.Fatalf("n3 has %d calls, want none", n)
+	}
+}
+
+// BenchmarkWebCallAnswer: what the answer and the hang-up of a call
+// between two web sessions cost their relay on one node with its
+// embedded store (jsonrtcd's default, on files): from bob's answer sent
+// to alice's 200 read, and from alice's hang-up sent to bob's shutdown
+// read. Each waits for the call's record (written ahead of the relay)
+// besides the receiving session's. Reports p50/p99 of each.
+func BenchmarkWebCallAnswer(b *testing.B) {
+	e, err := natsstore.Start(context.Background(), &natsstore.EmbeddedOptions{Dir: b.TempDir(), Store: natsstore.Options{TTL: time.Minute}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(e.Close) // after the gateway's cleanup
+	_, url := newGatewayOpts(b, nil, Options{Store: e})
+	a := dial(b, url, protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	bob := dial(b, url, protocol.SubprotocolOracle, nil)
+	bob.connect("bob@example.com")
+	answers := make([]time.Duration, 0, b.N)
+	hangUps := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		sub := "c" + strconv.Itoa(i)
+		a.send(&protocol.Frame{
+			Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: sub},
+			Header:  protocol.Header{Action: protocol.ActionStart, Initiator: "alice@example.com", Target: "bob@example.com"},
+			Payload: protocol.EncodePayload(protocol.CallPayload{SDP: sdpOffer}),
+		})
+		in := bob.read()
+		start := time.Now()
+		answer(bob, in)
+		if r := a.read(); r.Header.ResponseCode != 200 {
+			b.Fatalf("alice's start answered %s", r.Marshal())
+		}
+		answers = append(answers, time.Since(start))
+		start = time.Now()
+		a.send(&protocol.Frame{
+			Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: sub},
+			Header:  protocol.Header{Action: protocol.ActionShutdown, Initiator: "alice@example.com", Target: "bob@example.com"},
+		})
+		if r := bob.read(); r.Header.Action != protocol.ActionShutdown {
+			b.Fatalf("bob got %s, want alice's hang-up", r.Marshal())
+		}
+		hangUps = append(hangUps, time.Since(start))
+	}
+	b.StopTimer()
+	for _, m := range []struct {
+		name string
+		lat  []time.Duration
+	}{{"answer", answers}, {"hangup", hangUps}} {
+		slices.Sort(m.lat)
+		b.ReportMetric(float64(m.lat[len(m.lat)/2].Microseconds())/1000, m.name+"-p50-ms")
+		b.ReportMetric(float64(m.lat[len(m.lat)*99/100].Microseconds())/1000, m.name+"-p99-ms")
 	}
 }

@@ -72,6 +72,21 @@ func firstGated(t *testing.T, hold func(key string, value []byte) bool) ([]*Gate
 	return gs, urls, host
 }
 
+// relayedTo returns whether the session to, on g, took the relay of the
+// frame seq of from's stream, or a later one.
+func relayedTo(g *Gateway, to, from, stream string, seq uint64) func() bool {
+	return func() bool {
+		s := g.lookup(to)
+		if s == nil {
+			return false
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		m := s.relays[relayKey{from, stream}]
+		return m != nil && m.Seq >= seq
+	}
+}
+
 // TestClusterAnsweredCallRecordedBeforeTheAnswer: alice on n1 calls bob
 // on n2, bob answers, and n1, the call's host, dies as alice has the
 // answer. n2 adopts the call answered: bob's re-offer reaches alice,
@@ -89,15 +104,7 @@ func TestClusterAnsweredCallRecordedBeforeTheAnswer(t *testing.T) {
 	in := ringBob(t, a, b)
 	bsub := in.Control.SubsessionID
 	callHost(t, gs[1], b.sid, bsub, "n1")
-	relayed := func() bool {
-		s := gs[0].lookup(a.sid)
-		if s == nil {
-			return false
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.relays[relayKey{b.sid, bsub}] != nil
-	}
+	relayed := relayedTo(gs[0], a.sid, b.sid, bsub, b.seq+1) // bob's answer
 	host.relayed.Store(&relayed)
 	answer(b, in)
 	if r := a.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 || r.Control.SubsessionID != "c1" {
@@ -139,17 +146,7 @@ func TestClusterEndedCallRecordedBeforeTheHangUp(t *testing.T) {
 	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
 	alice.Store(recordKey(a.sid))
 	callAnswered(t, gs[1], a.sid, "c1")
-	hangUp := b.seq + 1
-	relayed := func() bool {
-		s := gs[0].lookup(a.sid)
-		if s == nil {
-			return false
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		m := s.relays[relayKey{b.sid, bsub}]
-		return m != nil && m.Seq >= hangUp
-	}
+	relayed := relayedTo(gs[0], a.sid, b.sid, bsub, b.seq+1) // bob's hang-up
 	host.relayed.Store(&relayed)
 	b.send(&protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: bsub},

@@ -30,6 +30,14 @@ type Options struct {
 	// and its end (ended). It is called with the call's lock held, in
 	// the order of the changes, and must not block.
 	Replicate func(sn Snapshot, ended bool)
+	// WriteAhead, when set, hears a call between web sessions answered
+	// before the answer is relayed to the caller, and its end (ended)
+	// before a leg's hang-up is relayed to the other, and returns once
+	// that is stored (restore.go writeAhead): a host that dies after the
+	// relay leaves the call in its record as the other side heard it,
+	// answered or gone. It is called without the call's lock; its error
+	// lets the frame go on, Replicate's write following.
+	WriteAhead func(sn Snapshot, ended bool) error
 	// ReplicateSIP, when set, hears each change of a confirmed call with
 	// a SIP leg (its dialog's state, whose App holds sn) and its end
 	// (ended; st is then empty), in order, from the call's own goroutine
@@ -235,6 +243,7 @@ func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
 			return
 		}
 	}
+	h.writeAhead(l, f)
 	c := l.call
 	c.mu.Lock()
 	defer c.mu.Unlock()

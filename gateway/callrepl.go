@@ -219,6 +219,37 @@ func (r *callRepl) collectors() []prometheus.Collector {
 // blocks).
 func (r *callRepl) replicate(sn call.Snapshot, ended bool) { r.push(callOp{sn: sn, ended: ended}) }
 
+// writeAhead writes a call's answer, or its end, before the other side
+// hears of it (call.Options.WriteAhead): it waits for the write, at most
+// writeAheadBound. Its error lets the frame go on, written out of line
+// as before: refusing a callee's answer or a hang-up for a store's
+// outage would fail the call that the record is there to keep.
+func (r *callRepl) writeAhead(sn call.Snapshot, ended bool) error {
+	done := make(chan error, 1)
+	err := errCallQueueFull
+	if r.push(callOp{sn: sn, ended: ended, done: []chan error{done}}) {
+		t := time.NewTimer(writeAheadBound)
+		defer t.Stop()
+		select {
+		case err = <-done:
+		case <-t.C:
+			err = errNotWritten
+		case <-r.g.ctx.Done():
+			err = r.g.ctx.Err()
+		}
+	}
+	if err != nil {
+		r.g.rlog.Info("call records", "a call's answer or end relayed before its record was written", "session_id", sn.Caller.Session, "subsession_id", sn.Caller.Sub, "err", err)
+	}
+	return err
+}
+
+// writeAheadBound bounds writeAhead's wait, shorter than a store's
+// storeTimeout: the frame's dispatch holds walMu shared meanwhile, and
+// the writer's next cut, and every frame after it, waits behind it (a
+// store electing a leader held writes about 5 s).
+const writeAheadBound = time.Second
+
 // push queues op, over the change of the same call waiting before it;
 // false when the queue is full (counted, logged).
 func (r *callRepl) push(op callOp) bool {

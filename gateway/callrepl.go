@@ -545,14 +545,32 @@ func (r *callRepl) overOwn(ctx context.Context, key string, data []byte, held ui
 
 // createOver creates key, over a record of the same key left from
 // before (a leg's key is its session's and subsession's: the record is
-// this call's).
+// this call's), written over at its revision, never deleted first: an
+// adopter rewrites the dead host's pointers of a ringing call's forks,
+// and a fork's session resuming on a third node that read its pointer
+// between a delete and the create found no call, gave up its adoption
+// and told its user the call had ended while it rang on at the adopter
+// (test/cluster TestSIPCallRingingContinuedOnKill, once in CI).
 func createOver(ctx context.Context, st store.Store, key string, data []byte) (uint64, error) {
-	rev, err := st.Create(ctx, key, data)
-	if errors.Is(err, store.ErrConflict) {
-		_ = st.Delete(ctx, key)
-		rev, err = st.Create(ctx, key, data)
+	for range 3 {
+		rev, err := st.Create(ctx, key, data)
+		if !errors.Is(err, store.ErrConflict) {
+			return rev, err
+		}
+		cur, rev, err := st.Get(ctx, key)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue // deleted or expired since: created again
+		case err != nil:
+			return 0, err
+		case bytes.Equal(cur, data):
+			return rev, nil
+		}
+		if rev, err = st.Update(ctx, key, data, rev); !errors.Is(err, store.ErrConflict) {
+			return rev, err
+		}
 	}
-	return rev, err
+	return 0, store.ErrConflict
 }
 
 func (r *callRepl) hold(key string, data []byte, rev uint64) {

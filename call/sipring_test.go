@@ -177,3 +177,23 @@ func TestRestoreRingingSIPAdoptionHoldsNoSession(t *testing.T) {
 	b1.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
 	e.assertIdle(t)
 }
+
+// The adopted ringing call's 200 that no ACK followed ends at sipgw's
+// 64*T1 with EndTimeout (sipgw TestAdoptRingingAnsweredNeverAcked):
+// the answering leg hears a shutdown, and the call is gone.
+func TestRestoreRingingSIPAnsweredNeverAcked(t *testing.T) {
+	inBubble(func(t *testing.T) {
+		e, _, adopted := ringingEnv(t)
+		b := e.ep("bob@web.example")
+		if err := e.h.RestoreRingingSIP(ringingRecord(time.Now().Add(time.Minute), b), b); err != nil {
+			t.Fatal(err)
+		}
+		ef := <-adopted
+		e.send(b, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: "g1", seq: 1,
+			corr: "sg1", state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+		ef.expectOp(t, "answer")
+		ef.end(sipgw.Event{End: sipgw.EndTimeout, Code: 408})
+		b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+		e.assertIdle(t)
+	})(t)
+}

@@ -147,6 +147,59 @@ func untilConfirmed(t *testing.T, cb *Call) {
 	}
 }
 
+// TestAdoptRingingAnsweredNeverAcked: the adopted ringing call's 200
+// that no ACK follows (the caller gone, or its proxy's ACK lost) is
+// retransmitted for 64*T1, then the call, confirmed, ends with our BYE
+// (RFC 3261 section 13.3.1.4) and EndTimeout, which the web leg hears.
+// Its transaction is the adopter's own, outside the transaction layer:
+// it takes 64*T1 of sipgo's default T1 to run (32 s).
+func TestAdoptRingingAnsweredNeverAcked(t *testing.T) {
+	_, st, b, bob, _, _ := ringingElsewhere(t, "")
+	cb, err := b.AdoptRinging(context.Background(), st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := time.Now()
+	if err := cb.Answer(context.Background(), []byte("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if res := bob.final(t); res.StatusCode != 200 {
+		t.Fatalf("the caller got %d", res.StatusCode)
+	}
+	timeout := time.After(64*sip.T1 + 20*time.Second)
+	var ended *Event
+	for ended == nil {
+		select {
+		case ev, ok := <-cb.Events():
+			if !ok {
+				t.Fatal("events closed before the end")
+			}
+			if ev.Kind == EventEnded {
+				ended = &ev
+			}
+		case <-timeout:
+			t.Fatal("the 200 that no ACK followed did not end the call")
+		}
+	}
+	if took := time.Since(answered); ended.End != EndTimeout || took < 64*sip.T1-2*sip.T1 {
+		t.Fatalf("ended %v after %v, want a timeout after 64*T1 (%v)", ended.End, took, 64*sip.T1)
+	}
+	for {
+		select {
+		case req := <-bob.got:
+			if req.Method != sip.BYE {
+				continue
+			}
+			if req.CallID().Value() != "ring-in" {
+				t.Fatalf("the BYE\n%s", req)
+			}
+			return
+		case <-timeout:
+			t.Fatal("no BYE at the caller")
+		}
+	}
+}
+
 // TestAdoptRingingDeclined: the adopted ringing call's Reject sends the
 // final failure from the record, and the call ends without the ACK,
 // which goes to the dead node.

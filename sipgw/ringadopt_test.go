@@ -200,6 +200,65 @@ func TestAdoptRingingAnsweredNeverAcked(t *testing.T) {
 	}
 }
 
+// TestReleaseRingingEndsSilently (issue 15): a node taken for dead
+// whose ringing incoming call another node adopted releases it: the call
+// ends (EndReleased), its INVITE transaction with it, without a
+// response: the caller's CANCEL finds none here (481), and no 487 or
+// other final response leaves for the INVITE, whose answer is the
+// adopter's. Before, Release left the ringing call as it was, to answer
+// the CANCEL with a 487 or its ring timeout with a 480.
+func TestReleaseRingingEndsSilently(t *testing.T) {
+	c, st, _, bob, from, to := ringingElsewhere(t, "")
+	if _, ok := c.Release(); ok {
+		t.Fatal("a ringing call released as a confirmed one")
+	}
+	timeout := time.After(10 * time.Second)
+	for ended := false; !ended; {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok {
+				t.Fatal("events closed without the end")
+			}
+			if ev.Kind == EventEnded {
+				if ev.End != EndReleased {
+					t.Fatalf("ended %v, want released", ev.End)
+				}
+				ended = true
+			}
+		case <-timeout:
+			t.Fatal("the released ringing call did not end")
+		}
+	}
+	var ruri sip.Uri
+	if err := sip.ParseUri(st.Invite.RequestURI, &ruri); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := net.ResolveUDPAddr("udp", ruri.HostPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel := bob.rawRequest("CANCEL", st.Invite.RequestURI, from, to, "ring-in", 10, "", "")
+	if _, err := bob.pc.WriteTo([]byte(cancel), gw); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case res := <-bob.res:
+			if res.CSeq().MethodName == sip.INVITE && res.StatusCode >= 200 {
+				t.Fatalf("the released INVITE got\n%s", res)
+			}
+			if res.CSeq().MethodName == sip.CANCEL {
+				if res.StatusCode != 481 {
+					t.Fatalf("the CANCEL got %d, want 481: no transaction left", res.StatusCode)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatal("no answer to the CANCEL")
+		}
+	}
+}
+
 // TestAdoptRingingDeclined: the adopted ringing call's Reject sends the
 // final failure from the record, and the call ends without the ACK,
 // which goes to the dead node.

@@ -166,21 +166,8 @@ func TestAdoptRingingAnsweredNeverAcked(t *testing.T) {
 	if res := bob.final(t); res.StatusCode != 200 {
 		t.Fatalf("the caller got %d", res.StatusCode)
 	}
-	timeout := time.After(64*sip.T1 + 20*time.Second)
-	var ended *Event
-	for ended == nil {
-		select {
-		case ev, ok := <-cb.Events():
-			if !ok {
-				t.Fatal("events closed before the end")
-			}
-			if ev.Kind == EventEnded {
-				ended = &ev
-			}
-		case <-timeout:
-			t.Fatal("the 200 that no ACK followed did not end the call")
-		}
-	}
+	ended := untilEnded(t, cb, 64*sip.T1+20*time.Second)
+	timeout := time.After(10 * time.Second)
 	if took := time.Since(answered); ended.End != EndTimeout || took < 64*sip.T1-2*sip.T1 {
 		t.Fatalf("ended %v after %v, want a timeout after 64*T1 (%v)", ended.End, took, 64*sip.T1)
 	}
@@ -212,23 +199,10 @@ func TestReleaseRingingEndsSilently(t *testing.T) {
 	if _, ok := c.Release(); ok {
 		t.Fatal("a ringing call released as a confirmed one")
 	}
-	timeout := time.After(10 * time.Second)
-	for ended := false; !ended; {
-		select {
-		case ev, ok := <-c.Events():
-			if !ok {
-				t.Fatal("events closed without the end")
-			}
-			if ev.Kind == EventEnded {
-				if ev.End != EndReleased {
-					t.Fatalf("ended %v, want released", ev.End)
-				}
-				ended = true
-			}
-		case <-timeout:
-			t.Fatal("the released ringing call did not end")
-		}
+	if ev := untilEnded(t, c, 10*time.Second); ev.End != EndReleased {
+		t.Fatalf("ended %v, want released", ev.End)
 	}
+	timeout := time.After(10 * time.Second)
 	var ruri sip.Uri
 	if err := sip.ParseUri(st.Invite.RequestURI, &ruri); err != nil {
 		t.Fatal(err)
@@ -259,6 +233,25 @@ func TestReleaseRingingEndsSilently(t *testing.T) {
 	}
 }
 
+// untilEnded waits, within d, for the end of cb, and returns it.
+func untilEnded(t *testing.T, cb *Call, d time.Duration) Event {
+	t.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case ev, ok := <-cb.Events():
+			if !ok {
+				t.Fatal("events closed before the end")
+			}
+			if ev.Kind == EventEnded {
+				return ev
+			}
+		case <-timeout:
+			t.Fatal("the call did not end")
+		}
+	}
+}
+
 // TestAdoptRingingDeclined: the adopted ringing call's Reject sends the
 // final failure from the record, and the call ends without the ACK,
 // which goes to the dead node.
@@ -276,22 +269,8 @@ func TestAdoptRingingDeclined(t *testing.T) {
 	if res.StatusCode != 486 || tag != st.LocalTag || res.CSeq().SeqNo != 10 {
 		t.Fatalf("the caller got\n%s", res)
 	}
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case ev, ok := <-cb.Events():
-			if !ok {
-				t.Fatal("events closed before the end")
-			}
-			if ev.Kind == EventEnded {
-				if ev.End != EndRejected {
-					t.Fatalf("ended %v, want rejected", ev.End)
-				}
-				return
-			}
-		case <-timeout:
-			t.Fatal("the declined call did not end")
-		}
+	if ev := untilEnded(t, cb, 10*time.Second); ev.End != EndRejected {
+		t.Fatalf("ended %v, want rejected", ev.End)
 	}
 }
 

@@ -130,6 +130,10 @@ type Call struct {
 	// of it to each session. Zero outside a frame's processing.
 	origin endpoint.Origin
 	parts  map[string]uint64
+	// adopting: the call's adoption (RestoreRingingSIP) is under way,
+	// what reaches its legs waiting, in order.
+	adopting bool
+	waiting  []adoptWait
 }
 
 // relaying makes o the origin of what c sends other sessions until the
@@ -250,6 +254,10 @@ func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
 	if c.ended {
 		return
 	}
+	if c.adopting {
+		h.wait(l, f)
+		return
+	}
 	c.far.frame(l, f)
 }
 
@@ -296,7 +304,10 @@ func (h *Handler) SessionEnded(ep Endpoint) {
 	for _, l := range h.legsOf(ep) {
 		c := l.call
 		c.mu.Lock()
-		if !c.ended {
+		switch {
+		case c.adopting:
+			h.wait(l, nil)
+		case !c.ended:
 			c.far.sessionEnded(l)
 		}
 		c.mu.Unlock()

@@ -30,6 +30,14 @@ type Options struct {
 	// and its end (ended). It is called with the call's lock held, in
 	// the order of the changes, and must not block.
 	Replicate func(sn Snapshot, ended bool)
+	// WriteAhead, when set, hears a call between web sessions answered
+	// before the answer is relayed to the caller, and its end (ended)
+	// before a leg's hang-up is relayed to the other, and returns once
+	// that is stored (restore.go writeAhead): a host that dies after the
+	// relay leaves the call in its record as the other side heard it,
+	// answered or gone. It is called without the call's lock; its error
+	// lets the frame go on, Replicate's write following.
+	WriteAhead func(sn Snapshot, ended bool) error
 	// ReplicateSIP, when set, hears each change of a confirmed call with
 	// a SIP leg (its dialog's state, whose App holds sn) and its end
 	// (ended; st is then empty), in order, from the call's own goroutine
@@ -122,6 +130,10 @@ type Call struct {
 	// of it to each session. Zero outside a frame's processing.
 	origin endpoint.Origin
 	parts  map[string]uint64
+	// adopting: the call's adoption (RestoreRingingSIP) is under way,
+	// what reaches its legs waiting, in order.
+	adopting bool
+	waiting  []adoptWait
 }
 
 // relaying makes o the origin of what c sends other sessions until the
@@ -235,10 +247,15 @@ func (h *Handler) HandleFrame(ep Endpoint, f *protocol.Frame) {
 			return
 		}
 	}
+	h.writeAhead(l, f)
 	c := l.call
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
+		return
+	}
+	if c.adopting {
+		h.wait(l, f)
 		return
 	}
 	c.far.frame(l, f)
@@ -287,7 +304,10 @@ func (h *Handler) SessionEnded(ep Endpoint) {
 	for _, l := range h.legsOf(ep) {
 		c := l.call
 		c.mu.Lock()
-		if !c.ended {
+		switch {
+		case c.adopting:
+			h.wait(l, nil)
+		case !c.ended:
 			c.far.sessionEnded(l)
 		}
 		c.mu.Unlock()

@@ -223,13 +223,7 @@ func (h relay) response(l *leg, f *protocol.Frame) {
 		if c.timer != nil {
 			c.timer.Stop()
 		}
-		out := h.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
-		out.Control.MessageState = protocol.StateFinal
-		out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
-		out.Header.Initiator, out.Header.Target = c.caller.ep.Identity(), c.target
-		out.Header.Ext = f.Header.Ext
-		out.Payload = f.Payload
-		h.send(c.caller, out, false)
+		h.send(c.caller, h.answerFrame(c, f), false)
 		c.caller.state = legAnswered
 		// First answer wins; the other forks are told to stop ringing.
 		h.cancelLegs(c, l)
@@ -247,6 +241,9 @@ func (h relay) response(l *leg, f *protocol.Frame) {
 	// An answer to a re-offer: map it back to the side that made it.
 	other := h.peer(l)
 	if other == nil || other.reoffer == nil || other.reoffer.there != f.Control.CorrelationID {
+		if l == c.winner && final && f.Control.CorrelationID == l.startCorr {
+			h.answerAgain(l, f)
+		}
 		return
 	}
 	if !final {
@@ -260,6 +257,28 @@ func (h relay) response(l *leg, f *protocol.Frame) {
 	out.Payload = f.Payload
 	other.reoffer = nil
 	h.send(other, out, false)
+}
+
+// answerAgain relays the callee's answer f to the caller again: sent
+// again by a client whose node died before writing its state, it finds
+// the call answered here when the host died between writing the
+// answered record (answerAhead) and the caller's having the answer, or
+// when this node adopted such a call. The caller takes it once (its
+// relays are marked by origin, docs/cluster.md "A relay is taken once"):
+// one who had it gets nothing. c.mu is held.
+func (h relay) answerAgain(l *leg, f *protocol.Frame) {
+	h.send(l.call.caller, h.answerFrame(l.call, f), false)
+}
+
+// answerFrame is the caller's 200 of c for the callee's answer f.
+func (h relay) answerFrame(c *Call, f *protocol.Frame) *protocol.Frame {
+	out := h.frameTo(c.caller, protocol.TypeResponse, protocol.ActionStart, c.caller.startCorr)
+	out.Control.MessageState = protocol.StateFinal
+	out.Header.ResponseCode, out.Header.Reason = protocol.CodeOK, "OK"
+	out.Header.Initiator, out.Header.Target = c.caller.ep.Identity(), c.target
+	out.Header.Ext = f.Header.Ext
+	out.Payload = f.Payload
+	return out
 }
 
 // peer returns the other side of an answered call, or of a ringing call

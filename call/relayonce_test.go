@@ -115,3 +115,55 @@ func TestDeclaredResentTakenOnce(t *testing.T) {
 	hangUp(e, a, "c1", 3)
 	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
 }
+
+// TestAnswerResentToAnAnsweredCall: the callee's answer sent again to a
+// call answered already (its host, or the node that adopted it from the
+// record written ahead of the answer, docs/cluster.md "A dead node")
+// reaches a caller who lacks it, the host having died before the caller
+// had it, and only once; a caller who had it gets nothing. Before, an
+// answer to an answered call was dropped: the caller rang on while the
+// callee talked.
+func TestAnswerResentToAnAnsweredCall(t *testing.T) {
+	var r1 replicas
+	e1 := newEnv(t, time.Minute)
+	e1.h.opts.Replicate = r1.hear
+	a, b := e1.ep("alice@web.example"), e1.ep("bob@web.example")
+	a.takeOnce()
+	b.takeOnce()
+	st := e1.webCall(t, a, b, "c1", 1)
+	ans := wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: st.Control.SubsessionID, seq: 1,
+		corr: st.Control.CorrelationID, state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}}
+	e1.send(b, ans) // the live host: alice had it
+	a.none(t)
+	answered, _, _ := r1.get()
+
+	// The host died before alice's session had the answer: e2 adopts the
+	// answered call and alice's session knows no relay of it.
+	a2 := newEP(a.id, a.identity)
+	a2.takeOnce()
+	e2 := newEnv(t, time.Minute)
+	if err := e2.h.Restore(answered, a2, b); err != nil {
+		t.Fatal(err)
+	}
+	e2.send(b, ans)
+	if r := a2.expect(t, protocol.TypeResponse, protocol.ActionStart); r.Header.ResponseCode != 200 || r.Control.CorrelationID != "c1" {
+		t.Fatalf("alice's start answered %s", r.Marshal())
+	}
+	e2.send(b, ans)
+	a2.none(t)
+	// Bob's re-offer's answer still goes to him alone.
+	e2.send(b, wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: st.Control.SubsessionID, seq: 2, p: protocol.CallPayload{SDP: webOffer}})
+	ro := a2.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	e2.send(a2, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: "c1", seq: 2, corr: ro.Control.CorrelationID,
+		state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+	if r := b.expect(t, protocol.TypeResponse, protocol.ActionStart); r.Header.ResponseCode != 200 {
+		t.Fatalf("bob's re-offer answered %s", r.Marshal())
+	}
+	a2.none(t)
+	// Alice hangs up on both copies (e1's is the dead host's): bob hears
+	// it once.
+	hangUp(e1, a, "c1", 3)
+	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	hangUp(e2, a2, "c1", 3)
+	b.none(t)
+}

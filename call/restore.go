@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
 // Replicated calls: a call between web sessions, ringing or answered, is
@@ -219,4 +221,75 @@ func (h *Handler) replicateLocked(c *Call) {
 	}
 	c.replicated = &sn
 	h.opts.Replicate(sn, false)
+}
+
+// writeAhead stores what f, from leg l, is about to make of a call
+// between web sessions before the other side hears of it
+// (Options.WriteAhead): a ringing callee's answer, or a hang-up of the
+// call by its caller or its answered callee. Relayed first, the answer
+// reached the caller while the record still held the call ringing, and
+// the node adopting it after this one's death rang on with a caller who
+// talked (its ring timer then failed the call under both); a hang-up
+// reached the other side while the record held the call, adopted then
+// as alive by the node a leg that had not written the hang-up resumed
+// on. It runs before f's dispatch, without the call's lock: an adoption
+// elsewhere found by the write drops the call here (Drop), which takes
+// it.
+func (h *Handler) writeAhead(l *leg, f *protocol.Frame) {
+	if h.opts.WriteAhead == nil {
+		return
+	}
+	switch {
+	case f.Header.Action == protocol.ActionShutdown:
+		h.endAhead(l)
+	case f.Control.Type == protocol.TypeResponse && f.Header.Action == protocol.ActionStart &&
+		(f.Control.MessageState == protocol.StateFinal || f.Header.ResponseCode >= 200):
+		h.answerAhead(l, f)
+	}
+}
+
+// answerAhead is writeAhead of a callee's answer f.
+func (h *Handler) answerAhead(l *leg, f *protocol.Frame) {
+	var p protocol.CallPayload
+	if protocol.DecodePayload(f.Payload, &p) != nil || !protocol.HasSDP(p.SDP) {
+		return // refused by the relay: no answer
+	}
+	c := l.call
+	c.mu.Lock()
+	if _, ok := c.far.(relay); !ok || c.ended || c.winner != nil || l == c.caller || l.state != legRinging {
+		c.mu.Unlock()
+		return
+	}
+	sn := snapshotLocked(c)
+	sn.Callee = legSnapshot(l)
+	sn.Callee.AnswerCorr = f.Control.CorrelationID
+	sn.Ringing, sn.RingUntil = nil, time.Time{}
+	c.mu.Unlock()
+	if h.opts.WriteAhead(sn, false) != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ended && c.winner == nil {
+		// The answer's change, once relayed, is the one stored: not
+		// written again (replicateLocked).
+		c.replicated = &sn
+	}
+}
+
+// endAhead is writeAhead of l's hang-up, which ends the call when l is
+// its caller or the callee that answered. The end's own write
+// (replicateLocked) follows as before: a change written between the two
+// is deleted by it.
+func (h *Handler) endAhead(l *leg) {
+	c := l.call
+	c.mu.Lock()
+	_, ok := c.far.(relay)
+	if !ok || c.ended || c.replicated == nil || l != c.caller && l != c.winner {
+		c.mu.Unlock()
+		return
+	}
+	sn := *c.replicated
+	c.mu.Unlock()
+	_ = h.opts.WriteAhead(sn, true)
 }

@@ -111,3 +111,52 @@ func TestRestoreKeepsSubsessionIDs(t *testing.T) {
 	hangUp(e, a, "c1", 2)
 	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
 }
+
+// TestAnswerWrittenAhead: Options.WriteAhead hears the answered call
+// before the caller has the answer, and Replicate does not hear it
+// again; an answer whose write failed still reaches the caller, and
+// Replicate hears it then. A hang-up's end is heard before the other
+// side hears the hang-up. Before, the answer reached the caller first
+// and its record's write followed, out of line: a host dying in between
+// left the call ringing in its record (gateway
+// TestClusterAnsweredCallRecordedBeforeTheAnswer); so did a hang-up
+// (TestClusterEndedCallRecordedBeforeTheHangUp).
+func TestAnswerWrittenAhead(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		var r replicas
+		e := newEnv(t, time.Minute)
+		e.h.opts.Replicate = r.hear
+		a, b := e.ep("alice@web.example"), e.ep("bob@web.example")
+		var ahead []Snapshot
+		ends := 0
+		e.h.opts.WriteAhead = func(sn Snapshot, ended bool) error {
+			if ended {
+				b.none(t) // bob has no hang-up yet
+				ends++
+				return nil
+			}
+			a.none(t) // the caller has no answer yet
+			ahead = append(ahead, sn)
+			if fail {
+				return errors.New("test: the store is down")
+			}
+			return nil
+		}
+		st := e.webCall(t, a, b, "c1", 1)
+		want := Snapshot{Target: "bob@web.example",
+			Caller: LegSnapshot{Session: a.id, Identity: a.identity, Sub: "c1", StartCorr: "c1"},
+			Callee: LegSnapshot{Session: b.id, Identity: b.identity, Sub: st.Control.SubsessionID, StartCorr: st.Control.CorrelationID, AnswerCorr: st.Control.CorrelationID}}
+		if len(ahead) != 1 || !ahead[0].equal(want) {
+			t.Fatalf("written ahead (failing %v): %+v, want the answered call %+v", fail, ahead, want)
+		}
+		sn, n, ended := r.get()
+		if wantN := map[bool]int{false: 1, true: 2}[fail]; n != wantN || ended || fail && !sn.equal(want) {
+			t.Fatalf("Replicate (write ahead failing %v) heard %d times (ended %v), last %+v; want %d", fail, n, ended, sn, wantN)
+		}
+		hangUp(e, a, "c1", 2)
+		b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+		if ends != 1 {
+			t.Fatalf("the hang-up's end written ahead %d times, want once", ends)
+		}
+	}
+}

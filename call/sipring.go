@@ -75,15 +75,20 @@ func (h *Handler) RestoreRingingSIP(st sipgw.DialogState, eps ...Endpoint) error
 	fl := h.newFarLeg(c, false)
 	fl.remote = sn.Remote
 	fl.logWith("session_id", legs[0].ep.ID(), "subsession_id", legs[0].sub)
-	// The legs are the call's before it is built, under c.mu, which a
-	// frame of theirs waits for: a second adoption of the call here
-	// finds them taken.
+	// The legs are the call's before it is built: a second adoption of
+	// the call here finds them taken. The adoption may dial the caller's
+	// proxy (over TCP or TLS) and resume the media, for up to opTimeout:
+	// not under c.mu, which would hold each leg's session (its frames are
+	// handled one after the other) that long. What reaches a leg
+	// meanwhile waits in c.waiting and is handled, in order, once the
+	// call is built (held).
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.adopting = true
 	h.mu.Lock()
 	for _, l := range legs {
 		if h.legs[legKey{l.ep.ID(), l.sub}] != nil {
 			h.mu.Unlock()
+			c.mu.Unlock()
 			return ErrLegTaken
 		}
 	}
@@ -91,6 +96,7 @@ func (h *Handler) RestoreRingingSIP(st sipgw.DialogState, eps ...Endpoint) error
 		h.legs[legKey{l.ep.ID(), l.sub}] = l
 	}
 	h.mu.Unlock()
+	c.mu.Unlock()
 	sc, err := h.far.ringing(st)
 	if err == nil {
 		if err = fl.resumeMedia(sn.Media); err != nil {
@@ -101,6 +107,7 @@ func (h *Handler) RestoreRingingSIP(st sipgw.DialogState, eps ...Endpoint) error
 			})
 		}
 	}
+	c.mu.Lock()
 	if err != nil {
 		h.mu.Lock()
 		for _, l := range legs {
@@ -113,8 +120,18 @@ func (h *Handler) RestoreRingingSIP(st sipgw.DialogState, eps ...Endpoint) error
 			out.Header.Reason = RingLostIn
 			h.send(l, out, true)
 		}
+		waiting := c.waiting
+		c.adopting, c.waiting = false, nil
+		c.mu.Unlock()
+		// What waited is handled as for a call that is gone.
+		for _, w := range waiting {
+			if w.f != nil {
+				h.HandleFrame(w.l.ep, w.f)
+			}
+		}
 		return err
 	}
+	defer c.mu.Unlock()
 	h.mu.Lock()
 	h.calls[c] = struct{}{}
 	h.mu.Unlock()
@@ -133,7 +150,50 @@ func (h *Handler) RestoreRingingSIP(st sipgw.DialogState, eps ...Endpoint) error
 	// Past its time (the adoption came late), it ends at once.
 	c.timer = time.AfterFunc(max(time.Until(c.ringUntil), 0), fl.ringTimeout)
 	fl.recordEarlyOver(legs[0], legs[1:], &sn)
+	c.held()
 	return nil
+}
+
+// maxAdoptWaiting bounds the frames that wait for a ringing call's
+// adoption (Call.waiting); past it a request is answered 503.
+const maxAdoptWaiting = 64
+
+// adoptWait is what reached a leg of a call being adopted: its frame f,
+// or (f nil) its session's end.
+type adoptWait struct {
+	l *leg
+	f *protocol.Frame
+}
+
+// wait queues f (nil: the session's end) of l behind the adoption of
+// l's call, under way. c.mu is held.
+func (h *Handler) wait(l *leg, f *protocol.Frame) {
+	c := l.call
+	if f != nil && len(c.waiting) >= maxAdoptWaiting {
+		h.rlog.Warn("sip adopt", "call frame refused: too many wait for its call's adoption", "session_id", l.ep.ID(), "subsession_id", l.sub)
+		if f.Control.Type == protocol.TypeRequest {
+			_, _ = l.ep.Send(errorFrame(f, protocol.CodeServiceUnavailable, "too many frames wait for the call's adoption"), false)
+		}
+		return
+	}
+	c.waiting = append(c.waiting, adoptWait{l, f})
+}
+
+// held handles what waited for the call's adoption, now built, in the
+// order it came; what comes after waits for c.mu, held throughout.
+func (c *Call) held() {
+	waiting := c.waiting
+	c.adopting, c.waiting = false, nil
+	for _, w := range waiting {
+		if c.ended {
+			return
+		}
+		if w.f == nil {
+			c.far.sessionEnded(w.l)
+		} else {
+			c.far.frame(w.l, w.f)
+		}
+	}
 }
 
 // ringingAdopter is a SIP network that goes on with ringing incoming

@@ -2,6 +2,8 @@ package call
 
 import (
 	"encoding/json"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,4 +116,84 @@ func TestRestoreRingingSIPDeclinedOrLate(t *testing.T) {
 		b2.quiet(t)
 		e.assertIdle(t)
 	}))
+}
+
+// A ringing call's adoption that waits (its proxy dialled over TCP or
+// TLS: a blackholed one for opTimeout) holds none of its legs'
+// sessions: a frame of the session's other work is handled meanwhile,
+// and the call's own frames wait and are handled once it is adopted, in
+// the order they came (b1's answer, then b2's: b1's is the SIP answer).
+// Before, the adoption held the call's lock, which the first of them
+// waited for, and the session's next frame behind it.
+func TestRestoreRingingSIPAdoptionHoldsNoSession(t *testing.T) {
+	e, _, _ := ringingEnv(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	adopted := make(chan *earlyFake, 1)
+	e.h.far.ringing = func(st sipgw.DialogState) (sipCall, error) {
+		close(entered)
+		<-release
+		fc := newFakeCall("bob@web.example", "sip:carol@sip.example")
+		fc.offer = []byte(st.RemoteSDP)
+		ef := &earlyFake{dialogFake: newDialogFake(fc)}
+		adopted <- ef
+		return ef, nil
+	}
+	b1, b2 := e.ep("bob@web.example"), e.ep("bob@web.example")
+	restored := make(chan error, 1)
+	go func() { restored <- e.h.RestoreRingingSIP(ringingRecord(time.Now().Add(time.Minute), b1, b2), b1, b2) }()
+	<-entered
+	b2Answer := strings.Replace(webOffer, "U1", "U2", 1)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		e.send(b1, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: "g1", seq: 1,
+			corr: "sg1", state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+		e.send(b2, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: "g2", seq: 1,
+			corr: "sg2", state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: b2Answer}})
+		e.send(b1, wf{typ: protocol.TypeRequest, act: protocol.ActionTransfer, sub: "other", seq: 2})
+	}()
+	if f := b1.expect(t, protocol.TypeError, protocol.ActionTransfer); f.Header.ErrorCode != protocol.CodeNoSuchCall {
+		t.Fatalf("the session's other frame got %d", f.Header.ErrorCode)
+	}
+	<-sent
+	unblock()
+	if err := <-restored; err != nil {
+		t.Fatal(err)
+	}
+	ef := <-adopted
+	if o := ef.expectOp(t, "answer"); o.sdp != webOffer {
+		t.Fatalf("answered SIP with %q, want b1's answer, the first", o.sdp)
+	}
+	if f := b2.expect(t, protocol.TypeMessage, protocol.ActionShutdown); f.Control.SubsessionID != "g2" {
+		t.Fatalf("the other leg got %s", f.Marshal())
+	}
+	ef.answered.Store(true)
+	ef.push(sipgw.Event{Kind: sipgw.EventConfirmed})
+	b1.expect(t, protocol.TypeMessage, protocol.ActionComplete)
+	ef.end(sipgw.Event{End: sipgw.EndRemoteBye, Code: 200})
+	b1.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	e.assertIdle(t)
+}
+
+// The adopted ringing call's 200 that no ACK followed ends at sipgw's
+// 64*T1 with EndTimeout (sipgw TestAdoptRingingAnsweredNeverAcked):
+// the answering leg hears a shutdown, and the call is gone.
+func TestRestoreRingingSIPAnsweredNeverAcked(t *testing.T) {
+	inBubble(func(t *testing.T) {
+		e, _, adopted := ringingEnv(t)
+		b := e.ep("bob@web.example")
+		if err := e.h.RestoreRingingSIP(ringingRecord(time.Now().Add(time.Minute), b), b); err != nil {
+			t.Fatal(err)
+		}
+		ef := <-adopted
+		e.send(b, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: "g1", seq: 1,
+			corr: "sg1", state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+		ef.expectOp(t, "answer")
+		ef.end(sipgw.Event{End: sipgw.EndTimeout, Code: 408})
+		b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+		e.assertIdle(t)
+	})(t)
 }

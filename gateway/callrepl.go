@@ -219,6 +219,37 @@ func (r *callRepl) collectors() []prometheus.Collector {
 // blocks).
 func (r *callRepl) replicate(sn call.Snapshot, ended bool) { r.push(callOp{sn: sn, ended: ended}) }
 
+// writeAhead writes a call's answer, or its end, before the other side
+// hears of it (call.Options.WriteAhead): it waits for the write, at most
+// writeAheadBound. Its error lets the frame go on, written out of line
+// as before: refusing a callee's answer or a hang-up for a store's
+// outage would fail the call that the record is there to keep.
+func (r *callRepl) writeAhead(sn call.Snapshot, ended bool) error {
+	done := make(chan error, 1)
+	err := errCallQueueFull
+	if r.push(callOp{sn: sn, ended: ended, done: []chan error{done}}) {
+		t := time.NewTimer(writeAheadBound)
+		defer t.Stop()
+		select {
+		case err = <-done:
+		case <-t.C:
+			err = errNotWritten
+		case <-r.g.ctx.Done():
+			err = r.g.ctx.Err()
+		}
+	}
+	if err != nil {
+		r.g.rlog.Info("call records", "a call's answer or end relayed before its record was written", "session_id", sn.Caller.Session, "subsession_id", sn.Caller.Sub, "err", err)
+	}
+	return err
+}
+
+// writeAheadBound bounds writeAhead's wait, shorter than a store's
+// storeTimeout: the frame's dispatch holds walMu shared meanwhile, and
+// the writer's next cut, and every frame after it, waits behind it (a
+// store electing a leader held writes about 5 s).
+const writeAheadBound = time.Second
+
 // push queues op, over the change of the same call waiting before it;
 // false when the queue is full (counted, logged).
 func (r *callRepl) push(op callOp) bool {
@@ -514,14 +545,32 @@ func (r *callRepl) overOwn(ctx context.Context, key string, data []byte, held ui
 
 // createOver creates key, over a record of the same key left from
 // before (a leg's key is its session's and subsession's: the record is
-// this call's).
+// this call's), written over at its revision, never deleted first: an
+// adopter rewrites the dead host's pointers of a ringing call's forks,
+// and a fork's session resuming on a third node that read its pointer
+// between a delete and the create found no call, gave up its adoption
+// and told its user the call had ended while it rang on at the adopter
+// (test/cluster TestSIPCallRingingContinuedOnKill, once in CI).
 func createOver(ctx context.Context, st store.Store, key string, data []byte) (uint64, error) {
-	rev, err := st.Create(ctx, key, data)
-	if errors.Is(err, store.ErrConflict) {
-		_ = st.Delete(ctx, key)
-		rev, err = st.Create(ctx, key, data)
+	for range 3 {
+		rev, err := st.Create(ctx, key, data)
+		if !errors.Is(err, store.ErrConflict) {
+			return rev, err
+		}
+		cur, rev, err := st.Get(ctx, key)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue // deleted or expired since: created again
+		case err != nil:
+			return 0, err
+		case bytes.Equal(cur, data):
+			return rev, nil
+		}
+		if rev, err = st.Update(ctx, key, data, rev); !errors.Is(err, store.ErrConflict) {
+			return rev, err
+		}
 	}
-	return rev, err
+	return 0, store.ErrConflict
 }
 
 func (r *callRepl) hold(key string, data []byte, rev uint64) {

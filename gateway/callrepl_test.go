@@ -153,8 +153,9 @@ func callHost(t *testing.T, g *Gateway, session, sub, want string) {
 
 // callAnswered waits until the record of the call of the leg (session,
 // sub), read by g, holds the call answered, and returns it with its key
-// and revision. The answer's write is out of line: when the caller has
-// the answer, the record read may still be the ringing call's.
+// and revision. The answer is written before the caller has it
+// (call.Options.WriteAhead), out of line only when that write failed:
+// the wait covers that too.
 func callAnswered(t *testing.T, g *Gateway, session, sub string) (*callRecord, string, uint64) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; <-time.After(20 * time.Millisecond) {
@@ -274,10 +275,10 @@ func TestRestartKeepsCalls(t *testing.T) {
 	k := &killedStore{Store: store.NewMemory()}
 	g1, url1 := newGatewayOpts(t, nil, Options{Store: k})
 	a, b, bsub := aliceCallsBob(t, url1, url1)
-	// Killed once the answered call is in the store: a kill before its
-	// write restores the call ringing (docs/cluster.md "A dead node": a
-	// call's last change not yet written is lost), and bob's re-offer
-	// never reached alice (1 run in 8 under load).
+	// Killed once the answered call is in the store: before the answer
+	// was written ahead of its relay, a kill before its write restored
+	// the call ringing, and bob's re-offer never reached alice (1 run in
+	// 8 under load; docs/cluster.md "A dead node").
 	callAnswered(t, g1, a.sid, "c1")
 	a2, b2 := killAndRestart(t, g1, k, a, b)
 	bobReoffersAndHangsUp(t, b2, a2, bsub)

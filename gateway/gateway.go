@@ -284,7 +284,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 			host = g.self()
 		}
 		g.repl = newCallRepl(g, host)
-		co.Replicate = g.repl.replicate
+		co.Replicate, co.WriteAhead = g.repl.replicate, g.repl.writeAhead
 		co.ReplicateSIP, co.WriteAheadSIP = g.repl.replicateSIP, g.repl.writeAheadSIP
 		g.metrics.reg.MustRegister(g.repl.collectors()...)
 		g.metrics.reg.MustRegister(g.repl.sipCollectors()...)

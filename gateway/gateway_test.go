@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // peer is a raw JSONrtc client for wire-level tests: it sends exactly the
 // frames a test writes and returns exactly the frames the gateway sends.
 type peer struct {
-	t    *testing.T
+	t    testing.TB
 	c    *websocket.Conn
 	seq  uint64
 	sid  string
@@ -54,7 +54,7 @@ func newGatewayOpts(t testing.TB, mod func(*Config), opts Options) (*Gateway, st
 	return g, "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/webrtc/test"
 }
 
-func dial(t *testing.T, url, sub string, h http.Header) *peer {
+func dial(t testing.TB, url, sub string, h http.Header) *peer {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -352,9 +352,23 @@ func bumpOrigin(sdp []byte) []byte {
 // last DialogState (false when the dialog is not confirmed: nothing is
 // released then) and ends the call with EndReleased. The peer's next
 // requests get 481 here until the adopter's target refresh moved them.
+// A ringing incoming call (no final response decided) is ended too,
+// its INVITE transaction terminated without a response, and false
+// returned: another node adopted it ([UserAgent.AdoptRinging]) while
+// this one was taken for dead, and answers the INVITE; a failure from
+// here (the caller's CANCEL's 487, a ring timeout's 480) would race
+// that node's 200 for the caller's final response.
 func (c *Call) Release() (DialogState, bool) {
 	st, ok := c.DialogState()
 	if !ok {
+		if c.decideFinal(releasedFinal) == nil {
+			c.deliver(func() {
+				if c.endForced == nil {
+					c.endForced = &Event{End: EndReleased}
+				}
+			})
+			<-c.done
+		}
 		return st, false
 	}
 	if !c.deliver(func() {
@@ -367,3 +381,7 @@ func (c *Call) Release() (DialogState, bool) {
 	<-c.done
 	return st, true
 }
+
+// releasedFinal is the final response a released ringing call decides
+// on (Release) so that none is sent from here: it never leaves.
+const releasedFinal = 487

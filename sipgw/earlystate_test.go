@@ -140,6 +140,11 @@ func TestEndDialogRefusesRingingIncoming(t *testing.T) {
 // (A's Close would otherwise wait for the ACK).
 func endRinging(t *testing.T, c *Call, bob *fakeProxy, gw net.Addr, from, to string) {
 	t.Helper()
+	select {
+	case <-c.done: // released: nothing left to decline
+		return
+	default:
+	}
 	go func() { _ = c.Hangup(context.Background()) }()
 	timeout := time.After(10 * time.Second)
 	for {

@@ -147,6 +147,111 @@ func untilConfirmed(t *testing.T, cb *Call) {
 	}
 }
 
+// TestAdoptRingingAnsweredNeverAcked: the adopted ringing call's 200
+// that no ACK follows (the caller gone, or its proxy's ACK lost) is
+// retransmitted for 64*T1, then the call, confirmed, ends with our BYE
+// (RFC 3261 section 13.3.1.4) and EndTimeout, which the web leg hears.
+// Its transaction is the adopter's own, outside the transaction layer:
+// it takes 64*T1 of sipgo's default T1 to run (32 s).
+func TestAdoptRingingAnsweredNeverAcked(t *testing.T) {
+	_, st, b, bob, _, _ := ringingElsewhere(t, "")
+	cb, err := b.AdoptRinging(context.Background(), st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := time.Now()
+	if err := cb.Answer(context.Background(), []byte("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if res := bob.final(t); res.StatusCode != 200 {
+		t.Fatalf("the caller got %d", res.StatusCode)
+	}
+	ended := untilEnded(t, cb, 64*sip.T1+20*time.Second)
+	timeout := time.After(10 * time.Second)
+	if took := time.Since(answered); ended.End != EndTimeout || took < 64*sip.T1-2*sip.T1 {
+		t.Fatalf("ended %v after %v, want a timeout after 64*T1 (%v)", ended.End, took, 64*sip.T1)
+	}
+	for {
+		select {
+		case req := <-bob.got:
+			if req.Method != sip.BYE {
+				continue
+			}
+			if req.CallID().Value() != "ring-in" {
+				t.Fatalf("the BYE\n%s", req)
+			}
+			return
+		case <-timeout:
+			t.Fatal("no BYE at the caller")
+		}
+	}
+}
+
+// TestReleaseRingingEndsSilently (issue 15): a node taken for dead
+// whose ringing incoming call another node adopted releases it: the call
+// ends (EndReleased), its INVITE transaction with it, without a
+// response: the caller's CANCEL finds none here (481), and no 487 or
+// other final response leaves for the INVITE, whose answer is the
+// adopter's. Before, Release left the ringing call as it was, to answer
+// the CANCEL with a 487 or its ring timeout with a 480.
+func TestReleaseRingingEndsSilently(t *testing.T) {
+	c, st, _, bob, from, to := ringingElsewhere(t, "")
+	if _, ok := c.Release(); ok {
+		t.Fatal("a ringing call released as a confirmed one")
+	}
+	if ev := untilEnded(t, c, 10*time.Second); ev.End != EndReleased {
+		t.Fatalf("ended %v, want released", ev.End)
+	}
+	timeout := time.After(10 * time.Second)
+	var ruri sip.Uri
+	if err := sip.ParseUri(st.Invite.RequestURI, &ruri); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := net.ResolveUDPAddr("udp", ruri.HostPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel := bob.rawRequest("CANCEL", st.Invite.RequestURI, from, to, "ring-in", 10, "", "")
+	if _, err := bob.pc.WriteTo([]byte(cancel), gw); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case res := <-bob.res:
+			if res.CSeq().MethodName == sip.INVITE && res.StatusCode >= 200 {
+				t.Fatalf("the released INVITE got\n%s", res)
+			}
+			if res.CSeq().MethodName == sip.CANCEL {
+				if res.StatusCode != 481 {
+					t.Fatalf("the CANCEL got %d, want 481: no transaction left", res.StatusCode)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatal("no answer to the CANCEL")
+		}
+	}
+}
+
+// untilEnded waits, within d, for the end of cb, and returns it.
+func untilEnded(t *testing.T, cb *Call, d time.Duration) Event {
+	t.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case ev, ok := <-cb.Events():
+			if !ok {
+				t.Fatal("events closed before the end")
+			}
+			if ev.Kind == EventEnded {
+				return ev
+			}
+		case <-timeout:
+			t.Fatal("the call did not end")
+		}
+	}
+}
+
 // TestAdoptRingingDeclined: the adopted ringing call's Reject sends the
 // final failure from the record, and the call ends without the ACK,
 // which goes to the dead node.
@@ -164,22 +269,8 @@ func TestAdoptRingingDeclined(t *testing.T) {
 	if res.StatusCode != 486 || tag != st.LocalTag || res.CSeq().SeqNo != 10 {
 		t.Fatalf("the caller got\n%s", res)
 	}
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case ev, ok := <-cb.Events():
-			if !ok {
-				t.Fatal("events closed before the end")
-			}
-			if ev.Kind == EventEnded {
-				if ev.End != EndRejected {
-					t.Fatalf("ended %v, want rejected", ev.End)
-				}
-				return
-			}
-		case <-timeout:
-			t.Fatal("the declined call did not end")
-		}
+	if ev := untilEnded(t, cb, 10*time.Second); ev.End != EndRejected {
+		t.Fatalf("ended %v, want rejected", ev.End)
 	}
 }
 

@@ -180,9 +180,9 @@ func (g *Gateway) self() string { return g.node.Name() }
 // frame f relays (relays.go).
 func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, string, error) {
 	var last error
-	// named is the owner that asked, the last node to answer "not owned"
-	// naming one, named: the node it let the session go to, which the
-	// record names only once its compare-and-set lands.
+	// asked is the last node that answered "not owned" naming another,
+	// named the node it named: the one it let the session go to, which
+	// the record names only once that node's compare-and-set lands.
 	var asked, named string
 	// A frame for a session its owner is resuming (the record names it,
 	// its tables not yet) waits for the resume, up to deliverResumeWait:

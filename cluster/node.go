@@ -845,6 +845,61 @@ func (n *Node) Request(ctx context.Context, node, kind string, data []byte) ([]b
 	return m.Data, nil
 }
 
+// Short lists the replicated streams (the buckets among them) of which
+// this node's NATS server is a member and whose quorum would not hold
+// without it: fewer of their other members current than a majority of
+// their replicas. A server restarted a moment ago catches up on every
+// stream for seconds; the next node of a rolling restart that left in
+// that time left each stream with one current member, and every write
+// (the records of the sessions it had just drained away) waited until
+// the restarted server had caught up (TestRollingRestart's message
+// stream stalled). A drain waits until none is short (Gateway.Drain).
+//
+// A member is current when its stream's leader says so, or when it is
+// online and lags by fewer than shortLag entries: under a write storm
+// the follower outside the last quorum is always a few entries behind,
+// and it keeps up; a server catching up lags by thousands.
+//
+// With an upstream cluster (Options.Upstream) none is: this node's
+// going takes no server away.
+func (n *Node) Short(ctx context.Context) ([]string, error) {
+	if n.o.Upstream {
+		return nil, nil
+	}
+	me := n.nc.ConnectedServerName()
+	streams := n.js.ListStreams(ctx)
+	var short []string
+	for info := range streams.Info() {
+		c := info.Cluster
+		if c == nil || len(c.Replicas) == 0 || info.Config.Replicas < 2 {
+			continue
+		}
+		member, current := c.Leader == me, 0
+		if c.Leader != "" && c.Leader != me {
+			current++
+		}
+		for _, p := range c.Replicas {
+			switch {
+			case p.Name == me:
+				member = true
+			case !p.Offline && (p.Current || p.Lag < shortLag):
+				current++
+			}
+		}
+		if member && current < info.Config.Replicas/2+1 {
+			short = append(short, info.Config.Name)
+		}
+	}
+	if err := streams.Err(); err != nil {
+		return nil, fmt.Errorf("cluster: listing streams: %w", err)
+	}
+	sort.Strings(short)
+	return short, nil
+}
+
+// shortLag: Short.
+const shortLag = 64
+
 // StepDown hands the leadership of every replicated stream this node's
 // NATS server leads (the buckets' included) to another server, and
 // returns how many it handed over. A server that shuts down leading

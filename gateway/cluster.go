@@ -1335,6 +1335,7 @@ func (g *Gateway) Drain(ctx context.Context) {
 		calls := g.calls.Active()
 		if len(all) == 0 && calls == 0 {
 			g.log.Info("drained: no session and no call left")
+			g.waitQuorum(ctx)
 			g.stepDown()
 			return
 		}
@@ -1421,6 +1422,39 @@ func (g *Gateway) watchCutOff() {
 			g.closeSockets(map[*Session]bool{}, websocket.StatusTryAgainLater, "node cut off from its cluster; resume on another")
 			// Before its peers sweep their media (mediacutoff.go).
 			g.endCutOffMedia()
+		}
+	}
+}
+
+// waitQuorum holds a drained node until the replicated streams it is a
+// member of keep a quorum without it (cluster.Node.Short), or ctx (the
+// drain's) ends: a peer restarted a moment before (the previous node of
+// a rolling restart) is still catching up. Its sockets are closed
+// already; the clients are served elsewhere meanwhile.
+func (g *Gateway) waitQuorum(ctx context.Context) {
+	if g.node == nil {
+		return
+	}
+	start := time.Now()
+	var logged bool
+	for {
+		short, err := g.node.Short(ctx)
+		if err == nil && len(short) == 0 {
+			if logged {
+				g.log.Info("drain: peers caught up", "waited", time.Since(start).Round(time.Millisecond))
+			}
+			return
+		}
+		if !logged {
+			g.log.Info("drain: waiting for peers to catch up, or the streams lose their quorum as this node goes", "streams", short, "err", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			g.metrics.cluster.WithLabelValues("drain", "quorum_short").Inc()
+			g.log.Warn("drain: leaving with streams short of a quorum until their peers catch up", "streams", short, "err", err)
+			return
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

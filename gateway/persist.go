@@ -284,7 +284,14 @@ func (g *Gateway) writeBatch(b store.Batcher, snaps []snapshot) ([]snapshot, [][
 	if len(ws) == 0 {
 		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	// One attempt (writeAttempt), not the store's whole bound: a batch
+	// sent to a leader handing over (a drain's StepDown) is never
+	// answered, and its frames waited storeTimeout for nothing (a
+	// message of TestRollingRestart, 5 s, as the first node went). The
+	// next round sends it again, to the new leader; if the lost one was
+	// applied, that batch conflicts with it and goes one by one, where
+	// update takes our own write for done.
+	ctx, cancel := context.WithTimeout(context.Background(), writeAttempt)
 	revs, err := b.WriteBatch(ctx, ws)
 	cancel()
 	switch {
@@ -292,10 +299,11 @@ func (g *Gateway) writeBatch(b store.Batcher, snaps []snapshot) ([]snapshot, [][
 		g.noBatch.Store(true)
 		return left, data
 	case errors.Is(err, context.DeadlineExceeded) && g.node != nil:
-		// The store answered nothing within storeTimeout (a bucket
-		// electing a leader): one by one, each write would wait as
-		// long again before its frames went back to wait. They wait
-		// for the next round now, as a failed write's.
+		// The store answered nothing within the attempt (a bucket
+		// electing a leader, a leader handing over): one by one, each
+		// write would wait as long again before its frames went back
+		// to wait. They wait for the next round now, as a failed
+		// write's.
 		g.metrics.storeWrites.WithLabelValues("batch_failed").Inc()
 		for _, sn := range left {
 			g.requeue(sn, err)
@@ -358,13 +366,15 @@ func (g *Gateway) storeLocked(sn snapshot, data []byte) bool {
 	s := sn.s
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	var rev uint64
-	var err error
-	if s.rev == 0 {
-		rev, err = g.store.Create(ctx, recordKey(s.id), data)
-	} else {
-		rev, err = g.update(ctx, recordKey(s.id), data, s.rev)
-	}
+	// Attempts bounded by writeAttempt (writeBatch says why); one whose
+	// answer was lost but that was applied meets our own write as a
+	// conflict, taken for done below.
+	rev, err := unanswered(ctx, func(ctx context.Context) (uint64, error) {
+		if s.rev == 0 {
+			return g.store.Create(ctx, recordKey(s.id), data)
+		}
+		return g.update(ctx, recordKey(s.id), data, s.rev)
+	})
 	for errors.Is(err, store.ErrConflict) && g.node != nil {
 		r, cur, rerr := g.restore(s.id)
 		if rerr != nil || r == nil || r.Owner != g.self() {
@@ -479,6 +489,23 @@ func (g *Gateway) ownerName() string {
 		return ""
 	}
 	return g.self()
+}
+
+// unanswered runs f, each attempt bounded by writeAttempt, again while
+// an attempt goes unanswered and ctx lasts (writeBatch says why). An
+// answered failure returns at once, as one attempt's would: the writer's
+// next round makes it again, and a store that fails outright (a node
+// being killed) does not hold the session's saveMu for ctx's whole time.
+func unanswered(ctx context.Context, f func(context.Context) (uint64, error)) (uint64, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, writeAttempt)
+		rev, err := f(actx)
+		timedOut := actx.Err() != nil
+		cancel()
+		if err == nil || !timedOut || ctx.Err() != nil {
+			return rev, err
+		}
+	}
 }
 
 // storeTimeout bounds one store operation.

@@ -135,3 +135,54 @@ func TestClusterOwnLostWriteNotATakeover(t *testing.T) {
 		t.Fatalf("alice read %s", f.Marshal())
 	}
 }
+
+// unansweredStore, once armed, leaves an update unanswered until its
+// context ends, unapplied: a write sent to a stream leader that hands
+// over (a drain's StepDown) or dies. It notes how long that attempt was
+// given.
+type unansweredStore struct {
+	store.Store
+	armed  atomic.Bool
+	given  atomic.Int64 // the unanswered attempt's budget, ns
+	writes atomic.Int32 // updates after it
+}
+
+func (u *unansweredStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if u.armed.CompareAndSwap(true, false) {
+		if dl, ok := ctx.Deadline(); ok {
+			u.given.Store(int64(time.Until(dl)))
+		}
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	if u.given.Load() != 0 {
+		u.writes.Add(1)
+	}
+	return u.Store.Update(ctx, key, value, rev)
+}
+
+// TestClusterUnansweredWriteMadeAgain: a record write nobody answers is
+// made again after one attempt's bound, not left to wait out the
+// store's whole timeout with the session's frames behind it: a message
+// of test/cluster TestRollingRestart waited 5 s, four times in one run,
+// for writes sent to leaders stepping down, and the stream stalled.
+func TestClusterUnansweredWriteMadeAgain(t *testing.T) {
+	st := &unansweredStore{}
+	g, a := aliceOnNode(t, func(s store.Store) store.Store { st.Store = s; return st })
+	s := g.lookup(a.sid)
+	st.armed.Store(true)
+	s.Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
+		Header: protocol.Header{Action: protocol.ActionShutdown}}, false)
+	if f := a.read(); f.Header.Action != protocol.ActionShutdown {
+		t.Fatalf("alice read %s", f.Marshal())
+	}
+	if st.armed.Load() {
+		t.Fatal("no record update was made")
+	}
+	if given := time.Duration(st.given.Load()); given > writeAttempt {
+		t.Fatalf("the unanswered write was given %v, more than an attempt's %v", given, writeAttempt)
+	}
+	if st.writes.Load() == 0 {
+		t.Fatal("the frame went out with no record write after the unanswered one")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,9 @@ type Embedded struct {
 	lock *os.File
 	errs *serverErrors
 	leaf bool // a leaf node of a hub (EmbeddedOptions.Leaf)
+	// caughtUp: the server's JetStream was current on every stream it
+	// is a member of once since the start (Ready).
+	caughtUp atomic.Bool
 }
 
 // EmbeddedOptions configure [Start].

@@ -424,6 +424,7 @@ func TestRollingRestart(t *testing.T) {
 	out, in := call(t, alice, bob) // hosted on n1
 	r := receive(bob)
 	var sent atomic.Int64
+	var longest time.Duration // a report's longest wait; read after done
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -438,7 +439,9 @@ func TestRollingRestart(t *testing.T) {
 			// A report cut by a drain is not waited for: what counts is
 			// what bob gets.
 			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			t0 := time.Now()
 			alice.Send(c, "bob@example.com", "text/plain", fmt.Sprintf("m%d", i))
+			longest = max(longest, time.Since(t0))
 			cancel()
 		}
 	}()
@@ -482,5 +485,5 @@ func TestRollingRestart(t *testing.T) {
 	if n < 100 {
 		t.Errorf("only %d messages sent: the stream stalled", n)
 	}
-	t.Logf("%d messages through a rolling restart of 3 nodes, %d resumes of bob", n, r.resumed)
+	t.Logf("%d messages through a rolling restart of 3 nodes, %d resumes of bob; longest wait for a report %v", n, r.resumed, longest.Round(time.Millisecond))
 }

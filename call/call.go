@@ -130,6 +130,9 @@ type Call struct {
 	// of it to each session. Zero outside a frame's processing.
 	origin endpoint.Origin
 	parts  map[string]uint64
+	// answer: the winner's answer of a call between web sessions
+	// (Snapshot.Answer).
+	answer *AnswerSnapshot
 	// adopting: the call's adoption (RestoreRingingSIP) is under way,
 	// what reaches its legs waiting, in order.
 	adopting bool

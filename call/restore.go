@@ -1,12 +1,15 @@
 package call
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -29,6 +32,29 @@ type Snapshot struct {
 	// ring timer, wall clock: it goes on on another node).
 	Ringing   []LegSnapshot `json:"ringing,omitempty"`
 	RingUntil time.Time     `json:"ring_until,omitzero"`
+	// Answer is what Callee's answer brought the caller, for an adopter
+	// to relay again (Restore).
+	Answer *AnswerSnapshot `json:"answer,omitempty"`
+}
+
+// AnswerSnapshot is a callee's answer to the call's offer: its sequence
+// (the relay's origin) and what the caller's 200 carries of it.
+type AnswerSnapshot struct {
+	Seq     uint64          `json:"seq"`
+	Ext     []protocol.Ext  `json:"ext,omitempty"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// answerSnapshot is the AnswerSnapshot of a callee's answer f.
+func answerSnapshot(f *protocol.Frame) *AnswerSnapshot {
+	return &AnswerSnapshot{Seq: f.Control.Sequence, Ext: f.Header.Ext, Payload: f.Payload}
+}
+
+func (a *AnswerSnapshot) equal(o *AnswerSnapshot) bool {
+	if a == nil || o == nil {
+		return a == o
+	}
+	return a.Seq == o.Seq && slices.Equal(a.Ext, o.Ext) && bytes.Equal(a.Payload, o.Payload)
 }
 
 // Answered reports whether sn is of an answered call (else it rings).
@@ -45,7 +71,7 @@ func (sn Snapshot) Callees() []LegSnapshot {
 
 func (sn Snapshot) equal(o Snapshot) bool {
 	return sn.Target == o.Target && sn.Caller == o.Caller && sn.Callee == o.Callee &&
-		sn.RingUntil.Equal(o.RingUntil) && slices.Equal(sn.Ringing, o.Ringing)
+		sn.RingUntil.Equal(o.RingUntil) && slices.Equal(sn.Ringing, o.Ringing) && sn.Answer.equal(o.Answer)
 }
 
 // LegSnapshot is one side of a relayed call.
@@ -91,7 +117,7 @@ func (h *Handler) Restore(sn Snapshot, caller Endpoint, callees ...Endpoint) err
 		c.callees = append(c.callees, restoredLeg(c, ep, lss[i]))
 	}
 	if sn.Answered() {
-		c.winner = c.callees[0]
+		c.winner, c.answer = c.callees[0], sn.Answer
 	}
 	c.replicated = &sn
 	legs := append([]*leg{c.caller}, c.callees...)
@@ -126,6 +152,16 @@ func (h *Handler) Restore(sn Snapshot, caller Endpoint, callees ...Endpoint) err
 	if !sn.Answered() {
 		// Past its time (the adoption came late), it ends at once.
 		c.timer = time.AfterFunc(max(time.Until(sn.RingUntil), 0), func() { relay{h}.ringTimeout(c) })
+		return nil
+	}
+	if a := sn.Answer; a != nil {
+		// The host may have died between writing the answered record
+		// (Options.WriteAhead) and the caller's session having the 200:
+		// relayed again under the answer's origin, which a caller who
+		// had it takes nothing of (endpoint.Relayer), it reaches one
+		// who did not, ringing on an answered call until she cancelled.
+		defer c.relaying(endpoint.Origin{Session: sn.Callee.Session, Sequence: a.Seq, Stream: sn.Callee.Sub})()
+		h.send(c.caller, relay{h}.answerFrame(c, &protocol.Frame{Header: protocol.Header{Ext: a.Ext}, Payload: a.Payload}), false)
 	}
 	return nil
 }
@@ -182,7 +218,7 @@ func restoredLeg(c *Call, ep Endpoint, ls LegSnapshot) *leg {
 func snapshotLocked(c *Call) Snapshot {
 	sn := Snapshot{Target: c.target, Caller: legSnapshot(c.caller)}
 	if c.winner != nil {
-		sn.Callee = legSnapshot(c.winner)
+		sn.Callee, sn.Answer = legSnapshot(c.winner), c.answer
 		return sn
 	}
 	for _, l := range c.callees {
@@ -264,6 +300,7 @@ func (h *Handler) answerAhead(l *leg, f *protocol.Frame) {
 	sn.Callee = legSnapshot(l)
 	sn.Callee.AnswerCorr = f.Control.CorrelationID
 	sn.Ringing, sn.RingUntil = nil, time.Time{}
+	sn.Answer = answerSnapshot(f)
 	c.mu.Unlock()
 	if h.opts.WriteAhead(sn, false) != nil {
 		return

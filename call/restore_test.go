@@ -40,11 +40,13 @@ func TestRestoreGoesOn(t *testing.T) {
 	e1 := newEnv(t, time.Minute)
 	e1.h.opts.Replicate = r1.hear
 	a, b := e1.ep("alice@web.example"), e1.ep("bob@web.example")
+	a.takeOnce() // the answer's relay again at the restore is taken once
 	st := e1.webCall(t, a, b, "c1", 1)
 	sn, n, ended := r1.get()
 	want := Snapshot{Target: "bob@web.example",
 		Caller: LegSnapshot{Session: a.id, Identity: a.identity, Sub: "c1", StartCorr: "c1"},
-		Callee: LegSnapshot{Session: b.id, Identity: b.identity, Sub: st.Control.SubsessionID, StartCorr: st.Control.CorrelationID, AnswerCorr: st.Control.CorrelationID}}
+		Callee: LegSnapshot{Session: b.id, Identity: b.identity, Sub: st.Control.SubsessionID, StartCorr: st.Control.CorrelationID, AnswerCorr: st.Control.CorrelationID},
+		Answer: &AnswerSnapshot{Seq: 1, Payload: protocol.EncodePayload(protocol.CallPayload{SDP: webOffer})}}
 	if n != 2 || ended || !sn.equal(want) {
 		t.Fatalf("after the answer Replicate heard %d times (ended %v) %+v, want twice (ringing, answered) %+v", n, ended, sn, want)
 	}
@@ -145,7 +147,8 @@ func TestAnswerWrittenAhead(t *testing.T) {
 		st := e.webCall(t, a, b, "c1", 1)
 		want := Snapshot{Target: "bob@web.example",
 			Caller: LegSnapshot{Session: a.id, Identity: a.identity, Sub: "c1", StartCorr: "c1"},
-			Callee: LegSnapshot{Session: b.id, Identity: b.identity, Sub: st.Control.SubsessionID, StartCorr: st.Control.CorrelationID, AnswerCorr: st.Control.CorrelationID}}
+			Callee: LegSnapshot{Session: b.id, Identity: b.identity, Sub: st.Control.SubsessionID, StartCorr: st.Control.CorrelationID, AnswerCorr: st.Control.CorrelationID},
+			Answer: &AnswerSnapshot{Seq: 1, Payload: protocol.EncodePayload(protocol.CallPayload{SDP: webOffer})}}
 		if len(ahead) != 1 || !ahead[0].equal(want) {
 			t.Fatalf("written ahead (failing %v): %+v, want the answered call %+v", fail, ahead, want)
 		}
@@ -158,5 +161,45 @@ func TestAnswerWrittenAhead(t *testing.T) {
 		if ends != 1 {
 			t.Fatalf("the hang-up's end written ahead %d times, want once", ends)
 		}
+	}
+}
+
+// TestRestoreRelaysTheAnswerAgain: an answered call's adopter relays the
+// callee's answer to the caller again, under the answer's origin: a
+// caller whose host died between writing the answered record and her
+// having the 200 gets it (before, she rang on an answered call until
+// she cancelled: docs/cluster.md "What is not there yet"); one who had
+// it gets nothing.
+func TestRestoreRelaysTheAnswerAgain(t *testing.T) {
+	var r replicas
+	e1 := newEnv(t, time.Minute)
+	e1.h.opts.Replicate = r.hear
+	a, b := e1.ep("alice@web.example"), e1.ep("bob@web.example")
+	a.takeOnce()
+	e1.webCall(t, a, b, "c1", 1)
+	sn, _, _ := r.get()
+	// The host died here: its copy is dropped without a word.
+	e1.h.Drop(a.id, "c1")
+	for _, had := range []bool{true, false} {
+		if !had {
+			a.takeOnce() // a session that never took the answer
+		}
+		e := newEnv(t, time.Minute)
+		if err := e.h.Restore(sn, a, b); err != nil {
+			t.Fatal(err)
+		}
+		if had {
+			a.none(t)
+			b.none(t)
+		} else {
+			ans := a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+			var p protocol.CallPayload
+			if ans.Header.ResponseCode != 200 || ans.Control.SubsessionID != "c1" || ans.Control.CorrelationID != "c1" ||
+				protocol.DecodePayload(ans.Payload, &p) != nil || p.SDP != webOffer {
+				t.Fatalf("alice's answer again: %s", ans.Marshal())
+			}
+			b.none(t)
+		}
+		e.h.Drop(a.id, "c1")
 	}
 }

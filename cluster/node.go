@@ -867,9 +867,22 @@ func (n *Node) Short(ctx context.Context) ([]string, error) {
 		return nil, nil
 	}
 	me := n.nc.ConnectedServerName()
+	// A stream whose leader does not answer in time is left out of the
+	// list of infos (the server says it is missing, nats.go drops that):
+	// one that the names list has and the infos do not is short, for
+	// all this node can tell.
+	names := n.js.StreamNames(ctx)
+	unseen := map[string]bool{}
+	for name := range names.Name() {
+		unseen[name] = true
+	}
+	if err := names.Err(); err != nil {
+		return nil, fmt.Errorf("cluster: listing streams: %w", err)
+	}
 	streams := n.js.ListStreams(ctx)
 	var short []string
 	for info := range streams.Info() {
+		delete(unseen, info.Config.Name)
 		c := info.Cluster
 		if c == nil || len(c.Replicas) == 0 || info.Config.Replicas < 2 {
 			continue
@@ -893,8 +906,13 @@ func (n *Node) Short(ctx context.Context) ([]string, error) {
 	if err := streams.Err(); err != nil {
 		return nil, fmt.Errorf("cluster: listing streams: %w", err)
 	}
+	for name := range unseen {
+		short = append(short, name)
+	}
+	// A stream was listed twice once, with a server just gone (cause
+	// not known): named once.
 	sort.Strings(short)
-	return short, nil
+	return slices.Compact(short), nil
 }
 
 // shortLag: Short.

@@ -227,3 +227,68 @@ func BenchmarkWebCallAnswer(b *testing.B) {
 		b.ReportMetric(float64(m.lat[len(m.lat)*99/100].Microseconds())/1000, m.name+"-p99-ms")
 	}
 }
+
+// deadAfterWrite is a host's store that, once armed, dies right after
+// applying the write pick chooses: what it wrote is in the store, and
+// nothing after it happens.
+type deadAfterWrite struct {
+	killedStore
+	pick func(key string, value []byte) bool
+	held chan struct{} // closed once the write picked is applied
+	once sync.Once
+	dead chan struct{}
+}
+
+func (d *deadAfterWrite) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	n, err := d.killedStore.Update(ctx, key, value, rev)
+	if err == nil && d.pick(key, value) {
+		d.once.Do(func() { close(d.held) })
+		<-d.dead
+		return 0, errKilled
+	}
+	return n, err
+}
+
+// TestClusterAnswerRelayedAgainByTheAdopter: alice on n1 calls bob on
+// n2, bob answers, and n1, the call's host, dies once the answered record
+// is written, before alice's session has the 200. n2 adopts the call
+// answered and relays bob's answer again: alice, resumed on n3, gets it.
+// Before, the record held no answer to relay again and bob's client did
+// not send it again (n2 had acknowledged it): alice rang on an answered
+// call until she cancelled.
+func TestClusterAnswerRelayedAgainByTheAdopter(t *testing.T) {
+	var host *deadAfterWrite
+	gs, urls := newClusterGatewaysOn(t, 3, func(st store.Store) store.Store {
+		if host != nil {
+			return st
+		}
+		host = &deadAfterWrite{killedStore: killedStore{Store: st}, held: make(chan struct{}), dead: make(chan struct{})}
+		host.pick = func(key string, value []byte) bool {
+			var rec callRecord
+			return strings.HasPrefix(key, callPrefix) && json.Unmarshal(value, &rec) == nil && rec.Call != nil && rec.Call.Answered()
+		}
+		return host
+	})
+	a, b := aliceAndBob(t, urls)
+	in := ringBob(t, a, b)
+	bsub := in.Control.SubsessionID
+	callHost(t, gs[1], b.sid, bsub, "n1")
+	answer(b, in)
+	select {
+	case <-host.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("n1 wrote no answered record")
+	}
+	host.killed.Store(true)
+	close(host.dead)
+	gs[0].node.Close()
+	a.c.CloseNow()
+	callHost(t, gs[1], b.sid, bsub, "n2")
+	w := resumeWS(t, urls[2], "alice@example.com", a.sid, a.seq+1, a.last)
+	if r := w.readWithin(10 * time.Second); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 || r.Control.SubsessionID != "c1" {
+		t.Fatalf("alice read %s, want her start's 200", r.Marshal())
+	}
+	bobReoffers(t, b, w, bsub)
+	aliceHangsUp(w)
+	expect(t, b.read(), protocol.TypeMessage, protocol.ActionShutdown)
+}

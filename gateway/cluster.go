@@ -241,6 +241,17 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 		if !errors.Is(err, errMoved) && !errors.Is(err, errOwnerResuming) {
 			break
 		}
+		if errors.Is(err, errNobodyThere) && g.adoptSession(id, owner) {
+			// Its owner is dead and its client has not resumed yet:
+			// the session waits here now (deadsession.go).
+			s := g.lookup(id)
+			if s == nil {
+				last = errEnded
+				break
+			}
+			seq, err := s.sendOrigin(f, selfCorrelate, g.self(), o)
+			return seq, g.self(), err
+		}
 	}
 	g.metrics.cluster.WithLabelValues(kindDeliver, "failed").Inc()
 	g.rlog.Warn("cluster deliver", "frame for a session on another node not delivered", "session_id", id, "owner", owner, "err", last)
@@ -254,6 +265,10 @@ type movedError struct{ owner string }
 
 func (e *movedError) Error() string   { return errMoved.Error() + "; moved to " + e.owner }
 func (e *movedError) Is(t error) bool { return t == errMoved }
+
+// errNobodyThere: no node serves the owner's subject (dead, or gone);
+// an errMoved.
+var errNobodyThere = fmt.Errorf("%w: nobody serves its node", errMoved)
 
 // errOwnerResuming: the node asked has a resume of the session under way
 // and not yet the session in its tables (onDeliver's resumingHere).
@@ -271,7 +286,7 @@ func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate b
 	defer cancel()
 	data, err := g.node.Request(ctx, owner, kindDeliver, req)
 	if errors.Is(err, cluster.ErrNoNode) {
-		return 0, errMoved // dead or gone: the session may be elsewhere now
+		return 0, errNobodyThere // dead or gone: the session may be elsewhere now
 	}
 	if err != nil {
 		return 0, err
@@ -367,6 +382,11 @@ func (l *idLocks) lock(id string) func() {
 	k.users++
 	l.mu.Unlock()
 	k.Lock()
+	return l.unlocker(id, k)
+}
+
+// unlocker is the unlock of id's lock k, held.
+func (l *idLocks) unlocker(id string, k *idLock) func() {
 	return func() {
 		k.Unlock()
 		l.mu.Lock()
@@ -375,6 +395,23 @@ func (l *idLocks) lock(id string) func() {
 		}
 		l.mu.Unlock()
 	}
+}
+
+// tryLock takes id's lock if nobody holds or waits for it, and returns
+// its unlock; nil otherwise.
+func (l *idLocks) tryLock(id string) func() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m[id] != nil {
+		return nil
+	}
+	if l.m == nil {
+		l.m = map[string]*idLock{}
+	}
+	k := &idLock{users: 1}
+	k.Lock() // new: taken at once
+	l.m[id] = k
+	return l.unlocker(id, k)
 }
 
 // readAttempt bounds one read of restoreWaiting.

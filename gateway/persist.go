@@ -693,6 +693,14 @@ func (g *Gateway) restoreOne(id string) (bool, error) {
 		// Another node's: it resumes where its client lands.
 		return false, nil
 	}
+	return g.takeRecord(r, rev)
+}
+
+// takeRecord makes the session of record r (at revision rev) this
+// node's, in its tables and in the store, waiting for its client's
+// resume as after a socket loss; the session's resume lock is held. It
+// reports whether it did; an error only when the tables refuse it.
+func (g *Gateway) takeRecord(r *record, rev uint64) (bool, error) {
 	s := g.sessionOf(r.Identity, r.Oracle, r.State)
 	s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
 	s.setRoutes(r.Routes)

@@ -14,6 +14,12 @@ package gateway
 // wherever it lands takes the session from this node, a live owner, with
 // the frame.
 
+// The session's limits are checked before the record is taken: refused,
+// the record is left to the client's resume elsewhere. Tables found full
+// after it was taken leave a record naming this node without the session
+// here: a resume elsewhere is told there is nothing to let go, and takes
+// it over as from a dead owner.
+
 // adoptSession takes the session id over from dead, the owner its
 // record names, once dead's lease is gone; it reports whether the
 // session is this node's now (taken, or taken by another of its frames
@@ -39,7 +45,7 @@ func (g *Gateway) adoptSession(id, dead string) bool {
 		// looks the owner up again.
 		return false
 	}
-	ok, err := g.takeRecord(r, rev)
+	ok, err := g.takeRecord(r, rev, true)
 	if !ok {
 		g.metrics.cluster.WithLabelValues(kindDeadSession, "failed").Inc()
 		g.rlog.Warn("dead session", "session of a dead node not taken for a frame sent to it", "session_id", id, "node", dead, "err", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -693,14 +694,15 @@ func (g *Gateway) restoreOne(id string) (bool, error) {
 		// Another node's: it resumes where its client lands.
 		return false, nil
 	}
-	return g.takeRecord(r, rev)
+	return g.takeRecord(r, rev, false)
 }
 
 // takeRecord makes the session of record r (at revision rev) this
 // node's, in its tables and in the store, waiting for its client's
 // resume as after a socket loss; the session's resume lock is held. It
-// reports whether it did; an error only when the tables refuse it.
-func (g *Gateway) takeRecord(r *record, rev uint64) (bool, error) {
+// reports whether it did; an error only when the tables refuse it, or
+// (adopt: the record is a dead node's, deadsession.go) why not.
+func (g *Gateway) takeRecord(r *record, rev uint64, adopt bool) (bool, error) {
 	s := g.sessionOf(r.Identity, r.Oracle, r.State)
 	s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
 	s.setRoutes(r.Routes)
@@ -711,19 +713,35 @@ func (g *Gateway) takeRecord(r *record, rev uint64) (bool, error) {
 		// changed since, hence the check again.
 		s.standby = r.Standby
 	}
+	if adopt {
+		// Limits first: refused, the record stays as it is, for the
+		// client's resume elsewhere. A node's own record at start is
+		// deleted instead (below): nobody else would take it.
+		quota, err := g.lim.OpenSession(r.App, r.Profile, r.Identity)
+		if err != nil {
+			return false, fmt.Errorf("limits: %w", err)
+		}
+		s.quota = quota
+	}
 	if err := g.own(s, r, rev); err != nil {
+		if adopt {
+			s.quota.Close()
+			return false, err
+		}
 		s.log.Warn("session record not restored", "err", err)
 		return false, nil
 	}
-	quota, err := g.lim.OpenSession(r.App, r.Profile, r.Identity)
-	if err != nil {
-		s.log.Warn("session record not restored: limits", "err", err)
-		g.deleteRecord(s)
-		return false, nil
+	if !adopt {
+		quota, err := g.lim.OpenSession(r.App, r.Profile, r.Identity)
+		if err != nil {
+			s.log.Warn("session record not restored: limits", "err", err)
+			g.deleteRecord(s)
+			return false, nil
+		}
+		s.quota = quota
 	}
-	s.quota = quota
 	if err := g.add(s); err != nil {
-		quota.Close()
+		s.quota.Close()
 		return false, err
 	}
 	s.mu.Lock()

@@ -124,32 +124,45 @@ func profile(b *testing.B, nodes []*node) func() {
 	return wg.Wait
 }
 
+// pairConfig is a configuration of the benchmarks of pairs of clients:
+// one jsonrtcd alone on a store backend, or a three-node cluster with
+// the pairs' two ends on one node or on two.
+type pairConfig struct {
+	name      string
+	alone     string // a backend alone; "": the cluster
+	otherNode bool
+}
+
+var pairConfigs = []pairConfig{
+	{"alone/store=memory", "memory", false},
+	{"alone/store=nats", "nats", false},
+	{"cluster/same-node", "", false},
+	{"cluster/two-nodes", "", true},
+}
+
+// start starts c's nodes and returns them and the nodes of the pairs'
+// first and second ends.
+func (c pairConfig) start(b *testing.B) (nodes []*node, from, to *node) {
+	if c.alone != "" {
+		nodes = []*node{single(b, c.alone)}
+	} else {
+		nodes = newCluster(b)
+	}
+	from, to = nodes[0], nodes[0]
+	if c.otherNode {
+		to = nodes[1]
+	}
+	return nodes, from, to
+}
+
 // BenchmarkClusterRelay: 20 pairs relay messages (each a round trip:
 // the message and its delivery report) through one jsonrtcd alone
 // (memory and nats stores) and through a three-node cluster (replicas
 // 3) with both ends on one node and on two.
 func BenchmarkClusterRelay(b *testing.B) {
-	for _, c := range []struct {
-		name      string
-		alone     string // a backend alone; "": the cluster
-		otherNode bool
-	}{
-		{"alone/store=memory", "memory", false},
-		{"alone/store=nats", "nats", false},
-		{"cluster/same-node", "", false},
-		{"cluster/two-nodes", "", true},
-	} {
+	for _, c := range pairConfigs {
 		b.Run(c.name, func(b *testing.B) {
-			var nodes []*node
-			if c.alone != "" {
-				nodes = []*node{single(b, c.alone)}
-			} else {
-				nodes = newCluster(b)
-			}
-			from, to := nodes[0], nodes[0]
-			if c.otherNode {
-				to = nodes[1]
-			}
+			nodes, from, to := c.start(b)
 			const pairs = 20
 			var senders []*client.Client
 			var wg sync.WaitGroup
@@ -174,41 +187,13 @@ func BenchmarkClusterRelay(b *testing.B) {
 					time.Sleep(50 * time.Millisecond)
 				}
 			}
-			per := max(b.N/pairs, 1)
-			lat := make([][]time.Duration, pairs)
-			cpu0, t0, w0 := cpu(nodes), time.Now(), storeWrites(nodes)
-			b.ResetTimer()
-			profiled := profile(b, nodes)
-			var sending sync.WaitGroup
-			for i, s := range senders {
-				sending.Go(func() {
-					for range per {
-						t := time.Now()
-						if code, err := s.Send(context.Background(), fmt.Sprintf("b%d", i), "text/plain", "hello"); err != nil || code != 200 {
-							b.Errorf("send: %d %v", code, err)
-							return
-						}
-						lat[i] = append(lat[i], time.Since(t))
-					}
-				})
-			}
-			sending.Wait()
-			b.StopTimer()
-			used, elapsed := cpu(nodes)-cpu0, time.Since(t0)
-			profiled()
-			all := slices.Concat(lat...)
-			slices.Sort(all)
-			n := len(all)
-			if n == 0 {
-				return
-			}
-			b.ReportMetric(float64(n)/used.Seconds(), "msgs/cpu-s")
-			if c.alone != "memory" {
-				b.ReportMetric(float64(storeWrites(nodes)-w0)/float64(n), "writes/msg")
-			}
-			b.ReportMetric(float64(n)/elapsed.Seconds(), "msgs/s")
-			b.ReportMetric(float64(all[n/2].Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(all[n*99/100].Microseconds())/1000, "p99-ms")
+			measurePairs(b, c, nodes, pairs, "msg", func(i int) (time.Duration, error) {
+				t := time.Now()
+				if code, err := senders[i].Send(context.Background(), fmt.Sprintf("b%d", i), "text/plain", "hello"); err != nil || code != 200 {
+					return 0, fmt.Errorf("send: %d %v", code, err)
+				}
+				return time.Since(t), nil
+			})
 		})
 	}
 }
@@ -248,27 +233,9 @@ func BenchmarkClusterResume(b *testing.B) {
 // answer, both ends established, and the caller's hang-up reaching the
 // callee; its time is the caller's, from the start to established.
 func BenchmarkClusterCallSetup(b *testing.B) {
-	for _, c := range []struct {
-		name      string
-		alone     string // a backend alone; "": the cluster
-		otherNode bool
-	}{
-		{"alone/store=memory", "memory", false},
-		{"alone/store=nats", "nats", false},
-		{"cluster/same-node", "", false},
-		{"cluster/two-nodes", "", true},
-	} {
+	for _, c := range pairConfigs {
 		b.Run(c.name, func(b *testing.B) {
-			var nodes []*node
-			if c.alone != "" {
-				nodes = []*node{single(b, c.alone)}
-			} else {
-				nodes = newCluster(b)
-			}
-			from, to := nodes[0], nodes[0]
-			if c.otherNode {
-				to = nodes[1]
-			}
+			nodes, from, to := c.start(b)
 			const pairs = 10
 			var callers, callees []*client.Client
 			for i := range pairs {
@@ -289,45 +256,55 @@ func BenchmarkClusterCallSetup(b *testing.B) {
 					time.Sleep(50 * time.Millisecond)
 				}
 			}
-			per := max(b.N/pairs, 1)
-			lat := make([][]time.Duration, pairs)
-			cpu0, t0, w0 := cpu(nodes), time.Now(), storeWrites(nodes)
-			b.ResetTimer()
-			profiled := profile(b, nodes)
-			var calling sync.WaitGroup
-			for i := range pairs {
-				calling.Go(func() {
-					for range per {
-						d, err := setUpCall(callers[i], callees[i])
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						lat[i] = append(lat[i], d)
-					}
-				})
-			}
-			calling.Wait()
-			b.StopTimer()
-			used, elapsed := cpu(nodes)-cpu0, time.Since(t0)
-			profiled()
-			all := slices.Concat(lat...)
-			slices.Sort(all)
-			n := len(all)
-			if n == 0 {
-				return
-			}
-			b.ReportMetric(float64(n)/used.Seconds(), "setups/cpu-s")
-			if c.alone != "memory" {
-				// Session records only: a call's own record (and its
-				// deletion at the end) is not counted there.
-				b.ReportMetric(float64(storeWrites(nodes)-w0)/float64(n), "writes/setup")
-			}
-			b.ReportMetric(float64(n)/elapsed.Seconds(), "setups/s")
-			b.ReportMetric(float64(all[n/2].Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(all[n*99/100].Microseconds())/1000, "p99-ms")
+			measurePairs(b, c, nodes, pairs, "setup", func(i int) (time.Duration, error) {
+				return setUpCall(callers[i], callees[i])
+			})
 		})
 	}
+}
+
+// measurePairs runs b.N operations (one a unit: "msg"), op(i) in a loop
+// on a goroutine of each of the pairs, each returning the time it took,
+// and reports them per CPU-second of the nodes, per second, and their
+// p50 and p99; with a store, the session record writes each made.
+func measurePairs(b *testing.B, c pairConfig, nodes []*node, pairs int, unit string, op func(i int) (time.Duration, error)) {
+	per := max(b.N/pairs, 1)
+	lat := make([][]time.Duration, pairs)
+	cpu0, t0, w0 := cpu(nodes), time.Now(), storeWrites(nodes)
+	b.ResetTimer()
+	profiled := profile(b, nodes)
+	var running sync.WaitGroup
+	for i := range pairs {
+		running.Go(func() {
+			for range per {
+				d, err := op(i)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = append(lat[i], d)
+			}
+		})
+	}
+	running.Wait()
+	b.StopTimer()
+	used, elapsed := cpu(nodes)-cpu0, time.Since(t0)
+	profiled()
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	n := len(all)
+	if n == 0 {
+		return
+	}
+	b.ReportMetric(float64(n)/used.Seconds(), unit+"s/cpu-s")
+	if c.alone != "memory" {
+		// Session records only: a call's own record (and its deletion
+		// at its end) is not counted there.
+		b.ReportMetric(float64(storeWrites(nodes)-w0)/float64(n), "writes/"+unit)
+	}
+	b.ReportMetric(float64(n)/elapsed.Seconds(), unit+"s/s")
+	b.ReportMetric(float64(all[n/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(all[n*99/100].Microseconds())/1000, "p99-ms")
 }
 
 // setUpCall places a call from a to b, has b ring and answer it, waits

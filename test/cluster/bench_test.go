@@ -396,21 +396,25 @@ const (
 	idleSources  = idleSessions/200 + 1
 )
 
-// readerIdleAfter is the gateway's (gateway/serve.go): how long a socket
-// has nothing to read before its reader moves to a fresh goroutine.
-const readerIdleAfter = 3 * time.Second
+// idleFor is how long BenchmarkClusterIdle lets the nodes idle, from
+// their last record write, before each measure: past the gateway's
+// readerIdleAfter (gateway/serve.go, 3 s: a socket's reader then moves
+// to a fresh goroutine) and the 10 s after which a JetStream file store
+// lets go of a block's cache (nats-server's
+// defaultCacheBufferExpiration), as on a long-running node; a shorter
+// wait left to chance whether tens of MB of cached blocks were counted.
+const idleFor = 10*time.Second + 500*time.Millisecond
 
 // BenchmarkClusterIdle opens idleSessions idle sessions (Go clients:
 // connected, their connect acknowledged, nothing else) on one jsonrtcd
 // alone (memory and nats stores) and on the first node of a three-node
 // cluster (replicas 3: every record is held by all three), and reports
-// the resident memory they add per session, the store's included: of
-// the node alone, and in the cluster both the sum over its three nodes
-// and the first node's own; and the Go heap in use they add, likewise.
-// Each side is read once the record writes
-// have stopped, the readers have idled and two garbage collections ran,
-// as a long-running gateway is (see test/integration BenchmarkIdleSessions).
-// Run it with -benchtime 1x.
+// the resident memory and the Go heap in use they add per session, the
+// store's included: of the node alone, and in the cluster both the sum
+// over its three nodes and the first node's own. Each side of the
+// measure is read after idleFor without record writes and two garbage
+// collections, as on a long-running gateway (see test/integration
+// BenchmarkIdleSessions). Run it with -benchtime 1x.
 func BenchmarkClusterIdle(b *testing.B) {
 	for _, c := range []struct{ name, alone string }{
 		{"alone/store=memory", "memory"},
@@ -428,7 +432,7 @@ func BenchmarkClusterIdle(b *testing.B) {
 				}
 				startCluster(b, nodes, "")
 			}
-			before := quiesced(b, nodes, 0)
+			before := quiesced(b, nodes, idleFor)
 			t0 := time.Now()
 			clients := make([]*client.Client, idleSessions)
 			b.Cleanup(func() {
@@ -462,7 +466,7 @@ func BenchmarkClusterIdle(b *testing.B) {
 				return
 			}
 			opened := time.Since(t0)
-			after := quiesced(b, nodes, readerIdleAfter+500*time.Millisecond)
+			after := quiesced(b, nodes, idleFor)
 			for b.Loop() {
 			}
 			var rss, heap int64
@@ -491,20 +495,21 @@ func withPprof(b testing.TB) func(*node) {
 // heap in use.
 type footprint struct{ rss, heap int64 }
 
-// quiesced waits until the nodes' record writes have stopped (none for a
-// second: polled, the store has no event for it) and at least idle has
-// passed since the call, has each node collect its garbage twice, and
-// returns their footprints.
+// quiesced waits until the nodes have made no record write for idle
+// (polled each second: the store has no event for it), has each node
+// collect its garbage twice, and returns their footprints.
 func quiesced(b *testing.B, nodes []*node, idle time.Duration) []footprint {
 	b.Helper()
-	until := time.Now().Add(idle)
-	for w := storeWrites(nodes); ; {
-		time.Sleep(time.Second)
-		now := storeWrites(nodes)
-		if now == w && time.Now().After(until) {
-			break
+	start := time.Now()
+	last, w := start, storeWrites(nodes)
+	for time.Since(last) < idle {
+		if time.Since(start) > time.Minute {
+			b.Fatalf("record writes did not stop for %v within a minute", idle)
 		}
-		w = now
+		time.Sleep(time.Second)
+		if now := storeWrites(nodes); now != w {
+			last, w = time.Now(), now
+		}
 	}
 	out := make([]footprint, len(nodes))
 	for i, n := range nodes {

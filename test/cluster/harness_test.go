@@ -69,7 +69,7 @@ func TestMain(m *testing.M) {
 type node struct {
 	name, addr, route, metrics, dir, config, log string
 	netns                                        string
-	pprof                                        string // -pprof address (profileEnv)
+	pprof                                        string // -pprof address (profileEnv, or set before the start)
 	// lease is the node's cluster.lease_ttl; zero: defaultLease.
 	lease  time.Duration
 	cmd    *exec.Cmd
@@ -241,7 +241,7 @@ func (n *node) launch(t testing.TB) {
 	defer lf.Close()
 	fmt.Fprintf(lf, "--- start\n")
 	n.cmd = exec.Command(bin, "-config", n.config)
-	if os.Getenv(profileEnv) != "" && n.netns == "" {
+	if (os.Getenv(profileEnv) != "" || n.pprof != "") && n.netns == "" {
 		if n.pprof == "" {
 			n.pprof = fmt.Sprintf("127.0.0.1:%d", testenv.Port(t))
 		}

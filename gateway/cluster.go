@@ -190,6 +190,15 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 	// hosted by the node the session had just left never reached the
 	// client (BenchmarkSIPFailover, a drain).
 	waitUntil := time.Now().Add(deliverResumeWait)
+	if g.hasWaiting(id) {
+		// Behind frames waiting for the session's node (deadsession.go).
+		if !mayWait(f) {
+			return 0, owner, errWaitingBefore
+		}
+		if g.waitBehind(id, f, selfCorrelate, o) {
+			return 0, owner, nil
+		}
+	}
 	for try := 0; try < 6 || errors.Is(last, errOwnerResuming) && time.Now().Before(waitUntil); try++ {
 		if try > 0 {
 			// A takeover under way: the new owner's compare-and-set
@@ -252,6 +261,9 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 			seq, err := s.sendOrigin(f, selfCorrelate, g.self(), o)
 			return seq, g.self(), err
 		}
+	}
+	if errors.Is(last, errNobodyThere) && mayWait(f) && g.waitFor(id, f, selfCorrelate, o) {
+		return 0, owner, nil // delivered once its node answers, or is known dead
 	}
 	g.metrics.cluster.WithLabelValues(kindDeliver, "failed").Inc()
 	g.rlog.Warn("cluster deliver", "frame for a session on another node not delivered", "session_id", id, "owner", owner, "err", last)

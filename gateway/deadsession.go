@@ -1,5 +1,14 @@
 package gateway
 
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/endpoint"
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
 // A frame for a session whose node died, sent before its client has
 // resumed anywhere, found nobody: the session's record names the dead
 // node, whose subject has no responders, and sendVia gave up. The sender
@@ -58,3 +67,181 @@ func (g *Gateway) adoptSession(id, dead string) bool {
 
 // kindDeadSession counts adoptSession in jsonrtc_cluster_requests_total.
 const kindDeadSession = "dead_session"
+
+// A frame for a session whose node died, sent before that node's lease
+// is gone, finds nobody either, and its death is not known yet: taking
+// the session over then would take it from a node that may be alive
+// (its route a moment late). Such a frame waits instead, on the sending
+// node, in order with the later frames for the same session, and is
+// delivered once the owner answers again or, its lease gone, the session
+// is taken as above: a host's relay of a hang-up to the callee whose node
+// had just been killed was lost, and the callee, resumed elsewhere, held
+// a call its caller had ended. Only a frame that is no request waits
+// (mayWait): a request's sender takes its sequence at once, to match the
+// answer; a request, and one behind waiting frames, fails at once, as it
+// would have without them. Bounded: maxWaitingFrames a session,
+// maxWaitingAll in all, each frame holdFor.
+
+const (
+	maxWaitingFrames = 32
+	maxWaitingAll    = 4096
+)
+
+// waitingFrames are the frames waiting for their sessions' nodes, by
+// session.
+type waitingFrames struct {
+	mu sync.Mutex
+	m  map[string][]waitingFrame
+	n  int
+}
+
+type waitingFrame struct {
+	f     *protocol.Frame
+	self  bool // self-correlated
+	o     endpoint.Origin
+	until time.Time
+}
+
+// mayWait reports whether f may wait for its session's node: its sender
+// needs no sequence back (no request).
+func mayWait(f *protocol.Frame) bool { return f.Control.Type != protocol.TypeRequest }
+
+// errWaitingBefore: a request for a session with frames waiting for its
+// node (it would overtake them).
+var errWaitingBefore = errors.New("gateway: frames wait for the session's node")
+
+// waitBehind queues f (mayWait) behind the frames waiting for session id,
+// if there are any; false when there are none.
+func (g *Gateway) waitBehind(id string, f *protocol.Frame, self bool, o endpoint.Origin) bool {
+	w := &g.awaitingNode
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q, ok := w.m[id]
+	if !ok {
+		return false
+	}
+	if len(q) >= maxWaitingFrames || w.n >= maxWaitingAll {
+		// Full: dropped, as it would have been without the wait.
+		g.metrics.cluster.WithLabelValues(kindWaiting, "full").Inc()
+		g.rlog.Warn("cluster deliver", "frame for a session whose node does not answer dropped: too many wait", "session_id", id)
+		return true
+	}
+	w.m[id] = append(q, waitingFrame{f: f, self: self, o: o, until: time.Now().Add(g.holdFor())})
+	w.n++
+	return true
+}
+
+// waitFor starts the wait of f (mayWait) for session id, whose owner
+// did not answer; false when the waits are full.
+func (g *Gateway) waitFor(id string, f *protocol.Frame, self bool, o endpoint.Origin) bool {
+	w := &g.awaitingNode
+	w.mu.Lock()
+	if _, ok := w.m[id]; ok {
+		w.mu.Unlock()
+		return g.waitBehind(id, f, self, o)
+	}
+	if w.n >= maxWaitingAll {
+		w.mu.Unlock()
+		return false
+	}
+	if w.m == nil {
+		w.m = map[string][]waitingFrame{}
+	}
+	w.m[id] = []waitingFrame{{f: f, self: self, o: o, until: time.Now().Add(g.holdFor())}}
+	w.n++
+	w.mu.Unlock()
+	g.metrics.cluster.WithLabelValues(kindWaiting, "waiting").Inc()
+	if !g.goTracked(func() { g.deliverWaiting(id) }) {
+		g.dropWaiting(id, "the gateway is shutting down")
+	}
+	return true
+}
+
+// hasWaiting reports whether frames wait for session id's node.
+func (g *Gateway) hasWaiting(id string) bool {
+	g.awaitingNode.mu.Lock()
+	defer g.awaitingNode.mu.Unlock()
+	_, ok := g.awaitingNode.m[id]
+	return ok
+}
+
+// deliverWaiting delivers the frames waiting for session id, in order,
+// trying the first again (backing off up to a second) until it is
+// delivered, its session is gone, or its bound passes.
+func (g *Gateway) deliverWaiting(id string) {
+	wait := 50 * time.Millisecond
+	for {
+		w := &g.awaitingNode
+		w.mu.Lock()
+		q := w.m[id]
+		if len(q) == 0 {
+			delete(w.m, id)
+			w.mu.Unlock()
+			return
+		}
+		wf := q[0]
+		w.mu.Unlock()
+		err := g.deliverOnce(id, wf.f, wf.self, wf.o)
+		switch {
+		case err == nil:
+			g.metrics.cluster.WithLabelValues(kindWaiting, "delivered").Inc()
+		case errors.Is(err, errNobodyThere) && time.Now().Before(wf.until):
+			if !sleepCtx(g.ctx, wait) {
+				g.dropWaiting(id, "the gateway is shutting down")
+				return
+			}
+			wait = min(2*wait, time.Second)
+			continue
+		default:
+			g.metrics.cluster.WithLabelValues(kindWaiting, "dropped").Inc()
+			g.rlog.Warn("cluster deliver", "frame that waited for its session's node not delivered", "session_id", id, "err", err)
+		}
+		wait = 50 * time.Millisecond
+		w.mu.Lock()
+		w.m[id] = w.m[id][1:]
+		w.n--
+		w.mu.Unlock()
+	}
+}
+
+// deliverOnce tries once to deliver f to session id, wherever its record
+// says it is: here, at its owner, or here after taking it from a dead
+// owner.
+func (g *Gateway) deliverOnce(id string, f *protocol.Frame, self bool, o endpoint.Origin) error {
+	owner := g.ownerOf(id)
+	if owner == "" {
+		return errEnded
+	}
+	if owner != g.self() {
+		_, err := g.deliverTo(owner, id, f, self, o)
+		if !errors.Is(err, errNobodyThere) || !g.adoptSession(id, owner) {
+			return err
+		}
+	}
+	s := g.lookup(id)
+	if s == nil {
+		if g.resuming.busy(id) {
+			return errNobodyThere // resuming here: tried again
+		}
+		return errEnded
+	}
+	_, err := s.sendOrigin(f, self, g.self(), o)
+	return err
+}
+
+// dropWaiting drops the frames waiting for session id.
+func (g *Gateway) dropWaiting(id, why string) {
+	w := &g.awaitingNode
+	w.mu.Lock()
+	n := len(w.m[id])
+	w.n -= n
+	delete(w.m, id)
+	w.mu.Unlock()
+	if n > 0 {
+		g.metrics.cluster.WithLabelValues(kindWaiting, "dropped").Add(float64(n))
+		g.rlog.Warn("cluster deliver", "frames that waited for their session's node dropped", "session_id", id, "frames", n, "why", why)
+	}
+}
+
+// kindWaiting counts the waits in jsonrtc_cluster_requests_total.
+const kindWaiting = "waiting"

@@ -121,6 +121,9 @@ type Gateway struct {
 	// hosted here still name.
 	node  *cluster.Node
 	moved map[string]*Session
+	// waiting: frames for sessions whose node does not answer
+	// (deadsession.go).
+	awaitingNode waitingFrames
 	// prepl carries presence between the nodes (presencerepl.go).
 	prepl atomic.Pointer[presenceRepl]
 	// draining: Drain has begun; no new socket is accepted.

@@ -487,3 +487,25 @@ func TestRollingRestart(t *testing.T) {
 	}
 	t.Logf("%d messages through a rolling restart of 3 nodes, %d resumes of bob; longest wait for a report %v", n, r.resumed, longest.Round(time.Millisecond))
 }
+
+// TestHangUpToAKilledCallee: kill -9 of bob's node while he is in a call
+// with alice, hosted on her node, and alice hangs up at once: the host's
+// relay of her hang-up finds nobody serving bob's session, whose node's
+// lease has not expired yet. It waits on the host and reaches bob once
+// his client has resumed on another node. Before, it was dropped: bob's
+// client held the call alice had ended.
+func TestHangUpToAKilledCallee(t *testing.T) {
+	t.Parallel()
+	nodes := newCluster(t)
+	alice := dial(t, "alice@example.com", urls(nodes, 0)[:1], nil)
+	bob := dial(t, "bob@example.com", urls(nodes, 1), nil)
+	out, _ := call(t, alice, bob) // hosted on n1, alice's node
+	nodes[1].stop(t, syscall.SIGKILL)
+	if err := out.Hangup(tctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	event(t, bob, client.EventResumed)
+	if ev := callEvent(t, bob, client.CallEnded); ev.Reason != "shutdown" {
+		t.Fatalf("bob's call ended with %q, want alice's shutdown", ev.Reason)
+	}
+}

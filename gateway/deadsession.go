@@ -185,7 +185,8 @@ func (g *Gateway) deliverWaiting(id string) {
 		switch {
 		case err == nil:
 			g.metrics.cluster.WithLabelValues(kindWaiting, "delivered").Inc()
-		case errors.Is(err, errNobodyThere) && time.Now().Before(wf.until):
+		case (errors.Is(err, errMoved) || errors.Is(err, errOwnerResuming)) && time.Now().Before(wf.until):
+			// Nobody there yet, or a takeover under way: asked again.
 			if !sleepCtx(g.ctx, wait) {
 				g.dropWaiting(id, "the gateway is shutting down")
 				return

@@ -250,7 +250,7 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 		if !errors.Is(err, errMoved) && !errors.Is(err, errOwnerResuming) {
 			break
 		}
-		if errors.Is(err, errNobodyThere) && g.adoptSession(id, owner) {
+		if errors.Is(err, errNobodyThere) && mayTake(f, o) && g.adoptSession(id, owner) {
 			// Its owner is dead and its client has not resumed yet:
 			// the session waits here now (deadsession.go).
 			s := g.lookup(id)

@@ -23,6 +23,12 @@ import (
 // wherever it lands takes the session from this node, a live owner, with
 // the frame.
 
+// Only a frame of an interaction the session is in takes it (mayTake):
+// a new call or a message for a session whose node died is refused 480
+// as before, for its sender to try again (a SIP caller gets Retry-After:
+// test/cluster TestBalancedInviteToDeadNode), rather than ring a session
+// whose client may never come back.
+//
 // The session's limits are checked before the record is taken: refused,
 // the record is left to the client's resume elsewhere. Tables found full
 // after it was taken leave a record naming this node without the session
@@ -63,6 +69,14 @@ func (g *Gateway) adoptSession(id, dead string) bool {
 	g.metrics.cluster.WithLabelValues(kindDeadSession, "taken").Inc()
 	g.log.Info("session of a dead node taken for a frame sent to it; waiting for its client", "session_id", id, "node", dead)
 	return true
+}
+
+// mayTake reports whether f, relaying the client frame o names, may take
+// a dead node's session (adoptSession): a frame that is no request, or a
+// request of a call the session is in (relayed by the call's host, its
+// origin naming the call's stream), not a new call's start or a message.
+func mayTake(f *protocol.Frame, o endpoint.Origin) bool {
+	return f.Control.Type != protocol.TypeRequest || o.Stream != ""
 }
 
 // kindDeadSession counts adoptSession in jsonrtc_cluster_requests_total.

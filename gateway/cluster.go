@@ -195,8 +195,8 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 		if !mayWait(f) {
 			return 0, owner, errWaitingBefore
 		}
-		if g.waitBehind(id, f, selfCorrelate, o) {
-			return 0, owner, nil
+		if queued, err := g.waitBehind(id, f, selfCorrelate, o); queued {
+			return 0, owner, err
 		}
 	}
 	for try := 0; try < 6 || errors.Is(last, errOwnerResuming) && time.Now().Before(waitUntil); try++ {
@@ -262,8 +262,11 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 			return seq, g.self(), err
 		}
 	}
-	if errors.Is(last, errNobodyThere) && mayWait(f) && g.waitFor(id, f, selfCorrelate, o) {
-		return 0, owner, nil // delivered once its node answers, or is known dead
+	if errors.Is(last, errNobodyThere) && mayWait(f) {
+		// Delivered once its node answers, or is known dead.
+		if err := g.waitFor(id, f, selfCorrelate, o); err == nil {
+			return 0, owner, nil
+		}
 	}
 	g.metrics.cluster.WithLabelValues(kindDeliver, "failed").Inc()
 	g.rlog.Warn("cluster deliver", "frame for a session on another node not delivered", "session_id", id, "owner", owner, "err", last)

@@ -92,9 +92,10 @@ const kindDeadSession = "dead_session"
 // had just been killed was lost, and the callee, resumed elsewhere, held
 // a call its caller had ended. Only a frame that is no request waits
 // (mayWait): a request's sender takes its sequence at once, to match the
-// answer; a request, and one behind waiting frames, fails at once, as it
-// would have without them. Bounded: maxWaitingFrames a session,
-// maxWaitingAll in all, each frame holdFor.
+// answer, and fails at once, as it would have without the wait (with
+// frames waiting before it too: it would overtake them). Bounded:
+// maxWaitingFrames a session, maxWaitingAll in all (past them a frame
+// fails, as it would have), each frame holdFor.
 
 const (
 	maxWaitingFrames = 32
@@ -124,51 +125,51 @@ func mayWait(f *protocol.Frame) bool { return f.Control.Type != protocol.TypeReq
 // node (it would overtake them).
 var errWaitingBefore = errors.New("gateway: frames wait for the session's node")
 
+// errWaitingFull: the waits for the session's node are full.
+var errWaitingFull = errors.New("gateway: too many frames wait for the session's node")
+
 // waitBehind queues f (mayWait) behind the frames waiting for session id,
-// if there are any; false when there are none.
-func (g *Gateway) waitBehind(id string, f *protocol.Frame, self bool, o endpoint.Origin) bool {
+// if there are any (queued; err when they are full, f not queued).
+func (g *Gateway) waitBehind(id string, f *protocol.Frame, self bool, o endpoint.Origin) (queued bool, err error) {
+	queued, _, err = g.enqueue(id, f, self, o, false)
+	return queued, err
+}
+
+// waitFor starts the wait of f (mayWait) for session id, whose owner
+// did not answer, or queues it behind the frames waiting already;
+// errWaitingFull when the waits are full.
+func (g *Gateway) waitFor(id string, f *protocol.Frame, self bool, o endpoint.Origin) error {
+	_, first, err := g.enqueue(id, f, self, o, true)
+	if first && !g.goTracked(func() { g.deliverWaiting(id) }) {
+		g.dropWaiting(id, "the gateway is shutting down")
+	}
+	return err
+}
+
+// enqueue queues f for session id behind the frames waiting for it, or
+// (start) as the first; first says it is, for its delivery to start.
+func (g *Gateway) enqueue(id string, f *protocol.Frame, self bool, o endpoint.Origin, start bool) (queued, first bool, err error) {
 	w := &g.awaitingNode
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	q, ok := w.m[id]
-	if !ok {
-		return false
+	if !ok && !start {
+		return false, false, nil
 	}
 	if len(q) >= maxWaitingFrames || w.n >= maxWaitingAll {
-		// Full: dropped, as it would have been without the wait.
 		g.metrics.cluster.WithLabelValues(kindWaiting, "full").Inc()
-		g.rlog.Warn("cluster deliver", "frame for a session whose node does not answer dropped: too many wait", "session_id", id)
-		return true
-	}
-	w.m[id] = append(q, waitingFrame{f: f, self: self, o: o, until: time.Now().Add(g.holdFor())})
-	w.n++
-	return true
-}
-
-// waitFor starts the wait of f (mayWait) for session id, whose owner
-// did not answer; false when the waits are full.
-func (g *Gateway) waitFor(id string, f *protocol.Frame, self bool, o endpoint.Origin) bool {
-	w := &g.awaitingNode
-	w.mu.Lock()
-	if _, ok := w.m[id]; ok {
-		w.mu.Unlock()
-		return g.waitBehind(id, f, self, o)
-	}
-	if w.n >= maxWaitingAll {
-		w.mu.Unlock()
-		return false
+		g.rlog.Warn("cluster deliver", "frame for a session whose node does not answer not delivered: too many wait", "session_id", id)
+		return true, false, errWaitingFull
 	}
 	if w.m == nil {
 		w.m = map[string][]waitingFrame{}
 	}
-	w.m[id] = []waitingFrame{{f: f, self: self, o: o, until: time.Now().Add(g.holdFor())}}
+	w.m[id] = append(q, waitingFrame{f: f, self: self, o: o, until: time.Now().Add(g.holdFor())})
 	w.n++
-	w.mu.Unlock()
-	g.metrics.cluster.WithLabelValues(kindWaiting, "waiting").Inc()
-	if !g.goTracked(func() { g.deliverWaiting(id) }) {
-		g.dropWaiting(id, "the gateway is shutting down")
+	if !ok {
+		g.metrics.cluster.WithLabelValues(kindWaiting, "waiting").Inc()
 	}
-	return true
+	return true, !ok, nil
 }
 
 // hasWaiting reports whether frames wait for session id's node.
@@ -213,8 +214,10 @@ func (g *Gateway) deliverWaiting(id string) {
 		}
 		wait = 50 * time.Millisecond
 		w.mu.Lock()
-		w.m[id] = w.m[id][1:]
-		w.n--
+		if q := w.m[id]; len(q) > 0 {
+			w.m[id] = q[1:]
+			w.n--
+		}
 		w.mu.Unlock()
 	}
 }

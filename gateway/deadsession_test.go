@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -33,4 +35,32 @@ func TestClusterFrameForASessionOfADeadNode(t *testing.T) {
 	reofferAnsweredWithin(t, b, w, bsub, 10*time.Second)
 	aliceHangsUp(w)
 	expect(t, b.read(), protocol.TypeMessage, protocol.ActionShutdown)
+}
+
+// TestWaitingForANodeBounded: the frames waiting for a session's node
+// are bounded (maxWaitingFrames a session: the next fails, as it would
+// have without the wait, and is counted), and a request for a session
+// with frames waiting fails at once: it would overtake them.
+func TestWaitingForANodeBounded(t *testing.T) {
+	g, _ := aliceOnNode(t, nil)
+	msg := &protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},
+		Header: protocol.Header{Action: protocol.ActionShutdown}}
+	for i := range maxWaitingFrames {
+		queued, first, err := g.enqueue("gone", msg, true, endpoint.Origin{}, i == 0)
+		if !queued || first != (i == 0) || err != nil {
+			t.Fatalf("frame %d: queued %v, first %v, %v", i, queued, first, err)
+		}
+	}
+	if queued, err := g.waitBehind("gone", msg, true, endpoint.Origin{}); !queued || !errors.Is(err, errWaitingFull) {
+		t.Fatalf("past the bound: queued %v, %v; want errWaitingFull", queued, err)
+	}
+	req := &protocol.Frame{Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: "c1"},
+		Header: protocol.Header{Action: protocol.ActionStart}}
+	if _, _, err := g.sendVia("gone", "n9", req, true, endpoint.Origin{}); !errors.Is(err, errWaitingBefore) {
+		t.Fatalf("a request behind waiting frames: %v, want errWaitingBefore", err)
+	}
+	g.dropWaiting("gone", "test")
+	if g.hasWaiting("gone") || g.awaitingNode.n != 0 {
+		t.Fatalf("after the drop: waiting %v, %d frames", g.hasWaiting("gone"), g.awaitingNode.n)
+	}
 }

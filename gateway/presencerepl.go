@@ -236,6 +236,7 @@ func (p *presenceRepl) flush() {
 	q := p.queue
 	p.queue = nil
 	p.mu.Unlock()
+	var failed []presenceOp
 	for _, op := range q {
 		ctx, cancel := context.WithTimeout(p.g.ctx, clusterTimeout)
 		var err error
@@ -246,11 +247,43 @@ func (p *presenceRepl) flush() {
 		}
 		cancel()
 		if err != nil && p.g.ctx.Err() == nil {
-			// A live entry is written again within the TTL; a deleted
-			// one ages out on every node.
-			p.g.rlog.Warn("cluster presence", "writing a session's presence failed", "session_id", op.key.session, "err", err)
+			p.g.rlog.Warn("cluster presence", "writing a session's presence failed; trying again", "session_id", op.key.session, "err", err)
+			failed = append(failed, op)
 		}
 	}
+	if len(failed) > 0 {
+		p.again(failed)
+	}
+}
+
+// presenceRetry is the wait before a failed presence write is made again.
+const presenceRetry = 250 * time.Millisecond
+
+// again queues the failed ops to be written again soon, before what was
+// queued meanwhile, unless that has a newer op of theirs. Left to the
+// rewrite every third of the TTL, a publication that met a bucket
+// electing its leader (a node killed) reached the other nodes' watchers
+// minutes later (test/cluster TestPresenceNodeKilled).
+func (p *presenceRepl) again(failed []presenceOp) {
+	p.mu.Lock()
+	newer := map[presenceKey]bool{}
+	for _, op := range p.queue {
+		newer[op.key] = true
+	}
+	var again []presenceOp
+	for _, op := range failed {
+		if !newer[op.key] {
+			again = append(again, op)
+		}
+	}
+	p.queue = append(again, p.queue...)
+	p.mu.Unlock()
+	time.AfterFunc(presenceRetry, func() {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+	})
 }
 
 // sweep forgets the others' entries last written before cutoff (of

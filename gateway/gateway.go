@@ -229,6 +229,12 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 	if g.store == nil {
 		g.store = store.NewMemory()
 	}
+	if sz, ok := g.store.(store.Sizer); ok && g.wal {
+		g.metrics.reg.MustRegister(newSizeCollector(sz))
+	}
+	sm := newStoreMetrics()
+	g.metrics.reg.MustRegister(sm.collectors()...)
+	g.store = metered(g.store, sm)
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	if g.wal {
 		g.goTracked(g.writer)

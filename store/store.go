@@ -73,6 +73,14 @@ type Batcher interface {
 	WriteBatch(ctx context.Context, ws []Write) ([]uint64, error)
 }
 
+// Sizer is a Store that says how much it holds: for the metrics.
+type Sizer interface {
+	// Size returns the records held and the bytes they take in the
+	// store (with its own overhead, and for a replicated store on each
+	// replica).
+	Size(ctx context.Context) (records, bytes uint64, err error)
+}
+
 // Memory is a Store in this process's memory. It has no expiry and no
 // size bound: what it holds goes with the process.
 type Memory struct {
@@ -162,6 +170,16 @@ func (s *Memory) Keys(_ context.Context, prefix string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// Size implements Sizer: the values' bytes and the keys'.
+func (s *Memory) Size(context.Context) (records, bytes uint64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, e := range s.m {
+		bytes += uint64(len(k) + len(e.value))
+	}
+	return uint64(len(s.m)), bytes, nil
 }
 
 // Len implements Store.

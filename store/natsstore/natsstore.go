@@ -225,6 +225,16 @@ func (s *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
 	return out, nil
 }
 
+// Size implements store.Sizer: the bucket's stream state, as its leader
+// reports it (a purged key's marker is counted until it ages out).
+func (s *KV) Size(ctx context.Context) (records, bytes uint64, err error) {
+	st, err := s.kv().Status(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return st.Values(), st.Bytes(), nil
+}
+
 // Len implements store.Store. It lists the keys: for tests and leak
 // checks, not for a hot path.
 func (s *KV) Len(ctx context.Context) (int, error) {

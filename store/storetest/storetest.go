@@ -40,6 +40,11 @@ func createGetDelete(t *testing.T, s store.Store) {
 	if n, err := s.Len(ctx); n != 2 || err != nil {
 		t.Fatalf("Len = %d, %v", n, err)
 	}
+	if sz, ok := s.(store.Sizer); ok {
+		if n, b, err := sz.Size(ctx); err != nil || n < 2 || b < 3 {
+			t.Fatalf("Size = %d records, %d bytes, %v; want 2 records of 3 bytes at least", n, b, err)
+		}
+	}
 	if _, err := s.Create(ctx, "other.a", nil); err != nil {
 		t.Fatal(err)
 	}

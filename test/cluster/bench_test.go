@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -47,10 +48,32 @@ func storeWrites(nodes []*node) float64 {
 	return metricSum(nodes, "jsonrtc_store_writes_total")
 }
 
+// storeRequestsByOp is the nodes' requests to the records' store by
+// their labels (op and outcome), summed over the nodes.
+func storeRequestsByOp(nodes []*node) map[string]float64 {
+	return metricSeries(nodes, "jsonrtc_store_requests_total")
+}
+
+// storeRequests is the nodes' requests to the records' store, of every
+// kind.
+func storeRequests(nodes []*node) float64 {
+	return metricSum(nodes, "jsonrtc_store_requests_total")
+}
+
 // metricSum returns the sum over the nodes of every series of the
 // metric name, read from their /metrics.
 func metricSum(nodes []*node, name string) float64 {
 	var total float64
+	for _, v := range metricSeries(nodes, name) {
+		total += v
+	}
+	return total
+}
+
+// metricSeries returns each series of the metric name by its labels
+// ("" for none), summed over the nodes, read from their /metrics.
+func metricSeries(nodes []*node, name string) map[string]float64 {
+	out := map[string]float64{}
 	for _, n := range nodes {
 		resp, err := http.Get("http://" + n.metrics + "/metrics")
 		if err != nil {
@@ -63,11 +86,15 @@ func metricSum(nodes []*node, name string) float64 {
 			if !ok || rest == "" || (rest[0] != '{' && rest[0] != ' ') {
 				continue
 			}
-			v, _ := strconv.ParseFloat(strings.TrimSpace(rest[strings.LastIndexByte(rest, ' ')+1:]), 64)
-			total += v
+			labels, value := "", rest
+			if rest[0] == '{' {
+				labels, value, _ = strings.Cut(rest[1:], "} ")
+			}
+			v, _ := strconv.ParseFloat(strings.TrimSpace(value), 64)
+			out[labels] += v
 		}
 	}
-	return total
+	return out
 }
 
 // cpu returns the CPU time the nodes' processes have used.
@@ -270,7 +297,8 @@ func BenchmarkClusterCallSetup(b *testing.B) {
 func measurePairs(b *testing.B, c pairConfig, nodes []*node, pairs int, unit string, op func(i int) (time.Duration, error)) {
 	per := max(b.N/pairs, 1)
 	lat := make([][]time.Duration, pairs)
-	cpu0, t0, w0 := cpu(nodes), time.Now(), storeWrites(nodes)
+	cpu0, t0, w0, r0, ops0 := cpu(nodes), time.Now(), storeWrites(nodes), storeRequests(nodes), storeRequestsByOp(nodes)
+	bytes0 := metricSum(nodes, "jsonrtc_store_written_bytes_total")
 	b.ResetTimer()
 	profiled := profile(b, nodes)
 	var running sync.WaitGroup
@@ -301,6 +329,16 @@ func measurePairs(b *testing.B, c pairConfig, nodes []*node, pairs int, unit str
 		// Session records only: a call's own record (and its deletion
 		// at its end) is not counted there.
 		b.ReportMetric(float64(storeWrites(nodes)-w0)/float64(n), "writes/"+unit)
+		// Every request to the records' bucket: session records (a
+		// round's batch is one), call records, reads and deletions.
+		b.ReportMetric(float64(storeRequests(nodes)-r0)/float64(n), "storereqs/"+unit)
+		b.ReportMetric((metricSum(nodes, "jsonrtc_store_written_bytes_total")-bytes0)/float64(n), "storebytes/"+unit)
+		ops := storeRequestsByOp(nodes)
+		for _, k := range slices.Sorted(maps.Keys(ops)) {
+			if d := ops[k] - ops0[k]; d > 0 {
+				b.Logf("store requests {%s}: %.2f/%s", k, d/float64(n), unit)
+			}
+		}
 	}
 	b.ReportMetric(float64(n)/elapsed.Seconds(), unit+"s/s")
 	b.ReportMetric(float64(all[n/2].Microseconds())/1000, "p50-ms")

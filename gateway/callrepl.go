@@ -176,6 +176,10 @@ type callRepl struct {
 	// starting: the calls being adopted back at start (startadopt.go).
 	starting *adopting
 
+	// noBatch: the store makes no batches (store.ErrNoBatch); changes
+	// are written one by one from then on.
+	noBatch atomic.Bool
+
 	dropped, adopted atomic.Uint64
 	sip              sipCounters // sipcallrepl.go
 }
@@ -331,14 +335,168 @@ func (r *callRepl) drain(ctx context.Context) {
 		if len(order) == 0 {
 			return
 		}
-		for _, k := range order {
-			wctx, cancel := context.WithTimeout(ctx, storeTimeout)
-			err := r.write(wctx, k, q[k])
-			cancel()
-			for _, d := range q[k].done {
-				d <- err
+		if b, ok := r.g.store.(store.Batcher); ok && !r.noBatch.Load() && r.writeBatch(ctx, b, order, q) {
+			continue
+		}
+		r.writeEach(ctx, order, q)
+	}
+}
+
+// writeEach writes the changes q of the calls in order one by one.
+func (r *callRepl) writeEach(ctx context.Context, order []string, q map[string]callOp) {
+	for _, k := range order {
+		wctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		err := r.write(wctx, k, q[k])
+		cancel()
+		for _, d := range q[k].done {
+			d <- err
+		}
+	}
+}
+
+// A drain's changes go to a store that batches (store.Batcher: a
+// replicated bucket) as one atomic batch: a call's record and the
+// pointers it creates, written by compare-and-set as one by one, and an
+// ended call's record deleted at the revision written here, with its
+// pointers. A call setup made seven requests of the store one by one
+// (the record and its callee's pointer created, the answer written, and
+// at the end a read of the record, its deletion and its pointer's),
+// each a raft entry on three nodes: with batches it makes three, fewer
+// with calls changing at once (docs/benchmarks.md "Cluster: idle memory
+// and call setups"). A batch refused (a conflict: the call adopted by
+// another node, a pointer left from before) or not answered is written
+// again one by one, which tells a write of ours that was applied from
+// another node's (overOwn, createOver).
+
+// plannedCall is a change's part of a batch.
+type plannedCall struct {
+	ck      string
+	op      callOp
+	data    []byte // the record; nil for an ended call
+	at      int    // its record's write in the batch
+	ptrs    []string
+	created []string // pointers created, at at+1...
+	gone    []string // pointers deleted: forks that no longer ring
+	ends    []string // an ended call's keys, forgotten here
+}
+
+// planBatch makes the batch of the changes q of the calls in order, and
+// the plan of each change it holds.
+func (r *callRepl) planBatch(order []string, q map[string]callOp) (plans []plannedCall, ws []store.Write) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	for _, ck := range order {
+		op := q[ck]
+		p := plannedCall{ck: ck, op: op, at: len(ws)}
+		h, held := r.live[ck]
+		var w []store.Write
+		if op.ended {
+			p.ends = append([]string{ck}, union(op.ptrKeys(), r.ptrs[ck])...)
+			if held {
+				// Deleted only while the record is the one written
+				// here: a node taken for dead must not delete a call
+				// another adopted.
+				w = append(w, store.Write{Key: ck, Rev: h.rev, Delete: true})
+				for _, k := range p.ends[1:] {
+					w = append(w, store.Write{Key: k, Delete: true})
+				}
+			}
+		} else {
+			p.data, _ = json.Marshal(op.record(r.host))
+			w = append(w, store.Write{Key: ck, Value: p.data, Rev: h.rev}) // a create where not held
+			p.ptrs = op.ptrKeys()
+			for _, wk := range p.ptrs {
+				if _, held := r.live[wk]; !held {
+					p.created = append(p.created, wk)
+					ptr, _ := json.Marshal(callRecord{Of: ck})
+					w = append(w, store.Write{Key: wk, Value: ptr})
+				}
+			}
+			if p.ptrs != nil {
+				for _, k := range r.ptrs[ck] {
+					if !slices.Contains(p.ptrs, k) {
+						p.gone = append(p.gone, k)
+						w = append(w, store.Write{Key: k, Delete: true})
+					}
+				}
 			}
 		}
+		// A key may be in a batch once: a change touching a key of
+		// another's (none known) is left out, written one by one.
+		clash := false
+		for _, x := range w {
+			clash = clash || seen[x.Key]
+		}
+		if clash {
+			continue
+		}
+		for _, x := range w {
+			seen[x.Key] = true
+		}
+		ws = append(ws, w...)
+		plans = append(plans, p)
+	}
+	return plans, ws
+}
+
+// writeBatch writes the changes q of the calls in order as one batch,
+// and reports whether it did: false leaves them all unwritten, to be
+// written one by one (fewer than two writes, or no batches here).
+func (r *callRepl) writeBatch(ctx context.Context, b store.Batcher, order []string, q map[string]callOp) bool {
+	plans, ws := r.planBatch(order, q)
+	if len(ws) < 2 {
+		return false
+	}
+	wctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	revs, err := b.WriteBatch(wctx, ws)
+	cancel()
+	if errors.Is(err, store.ErrNoBatch) {
+		r.noBatch.Store(true)
+		return false
+	}
+	if err != nil {
+		r.g.rlog.Info("call records", "a batch of call records not written: written again one by one", "err", err)
+		r.writeEach(ctx, order, q)
+		return true
+	}
+	planned := map[string]bool{}
+	for _, p := range plans {
+		planned[p.ck] = true
+		if p.op.ended {
+			r.forget(p.ends...)
+		} else {
+			r.written(p.ck, p.op, p.data, revs[p.at], p.ptrs)
+			for i, wk := range p.created {
+				ptr, _ := json.Marshal(callRecord{Of: p.ck})
+				r.hold(wk, ptr, revs[p.at+1+i])
+			}
+			r.forget(p.gone...)
+		}
+		for _, d := range p.op.done {
+			d <- nil
+		}
+	}
+	var rest []string
+	for _, ck := range order {
+		if !planned[ck] {
+			rest = append(rest, ck)
+		}
+	}
+	r.writeEach(ctx, rest, q)
+	return true
+}
+
+// written holds a call's record as written at rev, with its pointers
+// (nil: as they were).
+func (r *callRepl) written(ck string, op callOp, data []byte, rev uint64, ptrs []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.live[ck] = heldRecord{data: data, rev: rev}
+	r.calls[ck] = op.leg()
+	setRinging(r.ringing, ck, op.sip)
+	if ptrs != nil {
+		r.ptrs[ck] = ptrs
 	}
 }
 
@@ -357,9 +515,12 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) error {
 		wks = union(wks, r.ptrs[ck])
 		r.mu.Unlock()
 		r.forget(append([]string{ck}, wks...)...)
+		if !held {
+			return nil // not written here (or its end written already)
+		}
 		// Deleted only while the record is the one written here: a
 		// node taken for dead must not delete a call another adopted.
-		if _, rev, err := st.Get(ctx, ck); !held || err != nil || rev != h.rev {
+		if _, rev, err := st.Get(ctx, ck); err != nil || rev != h.rev {
 			return nil
 		}
 		r.deleteKeys(ctx, append([]string{ck}, wks...))
@@ -405,14 +566,11 @@ func (r *callRepl) write(ctx context.Context, ck string, op callOp) error {
 		r.g.rlog.Info("call records", "a call's record not written", "err", err)
 		return err
 	}
-	r.hold(ck, data, rev)
 	r.mu.Lock()
-	r.calls[ck] = op.leg()
-	setRinging(r.ringing, ck, op.sip)
 	old := r.ptrs[ck]
-	if wks != nil {
-		r.ptrs[ck] = wks
-	}
+	r.mu.Unlock()
+	r.written(ck, op, data, rev, wks)
+	r.mu.Lock()
 	var create []string
 	for _, wk := range wks {
 		if _, held := r.live[wk]; !held {

@@ -54,11 +54,14 @@ type Store interface {
 }
 
 // Write is one write of a batch: a Create where Rev is 0, an Update over
-// Rev otherwise.
+// Rev otherwise; with Delete, the key's deletion, only while its
+// revision is Rev (a conflict otherwise, a missing key included), or
+// whatever is there where Rev is 0 (a missing key then is no conflict).
 type Write struct {
-	Key   string
-	Value []byte
-	Rev   uint64
+	Key    string
+	Value  []byte
+	Rev    uint64
+	Delete bool
 }
 
 // Batcher is a Store that also writes many records as one operation, all
@@ -66,7 +69,8 @@ type Write struct {
 // one per record.
 type Batcher interface {
 	// WriteBatch makes the writes and returns their revisions, in
-	// order; ErrConflict, with none made, if any is a conflict. A key
+	// order (0 for a deletion); ErrConflict, with none made, if any is
+	// a conflict. A key
 	// may appear once. An error other than ErrConflict may leave it
 	// unknown whether the batch was made (an answer lost): write again
 	// one by one, which Update tells from another writer's.
@@ -129,12 +133,19 @@ func (s *Memory) WriteBatch(_ context.Context, ws []Write) ([]uint64, error) {
 	defer s.mu.Unlock()
 	for _, w := range ws {
 		e, ok := s.m[w.Key]
+		if w.Delete && w.Rev == 0 {
+			continue
+		}
 		if (w.Rev == 0 && ok) || (w.Rev != 0 && (!ok || e.rev != w.Rev)) {
 			return nil, ErrConflict
 		}
 	}
 	revs := make([]uint64, len(ws))
 	for i, w := range ws {
+		if w.Delete {
+			delete(s.m, w.Key)
+			continue
+		}
 		revs[i] = s.putLocked(w.Key, w.Value)
 	}
 	return revs, nil

@@ -38,6 +38,8 @@ const (
 	hdrBatchSeq    = "Nats-Batch-Sequence"
 	hdrBatchCommit = "Nats-Batch-Commit"
 	hdrExpectedSeq = "Nats-Expected-Last-Subject-Sequence"
+	hdrKVOperation = "KV-Operation"
+	hdrRollup      = "Nats-Rollup"
 )
 
 // allowBatches turns the bucket's atomic batch publish on, and reports
@@ -128,7 +130,16 @@ func (s *KV) writeBatch(ctx context.Context, ws []store.Write) ([]uint64, error)
 		m.Data = w.Value
 		m.Header.Set(hdrBatchID, id)
 		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
-		m.Header.Set(hdrExpectedSeq, strconv.FormatUint(w.Rev, 10))
+		if !w.Delete || w.Rev != 0 {
+			m.Header.Set(hdrExpectedSeq, strconv.FormatUint(w.Rev, 10))
+		}
+		if w.Delete {
+			// As the KV client's Purge (Delete: no marker of the
+			// key's earlier values is kept), in the batch.
+			m.Data = nil
+			m.Header.Set(hdrKVOperation, "PURGE")
+			m.Header.Set(hdrRollup, "sub")
+		}
 		if i < len(ws)-1 {
 			// Only the commit is answered: for the batch.
 			if err := nc.PublishMsg(m); err != nil {
@@ -168,7 +179,9 @@ func (s *KV) writeBatch(ctx context.Context, ws []store.Write) ([]uint64, error)
 		// (one proposal), the last the commit's.
 		revs := make([]uint64, len(ws))
 		for j := range revs {
-			revs[j] = ack.Seq - uint64(len(ws)-1-j)
+			if !ws[j].Delete {
+				revs[j] = ack.Seq - uint64(len(ws)-1-j)
+			}
 		}
 		return revs, nil
 	}

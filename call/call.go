@@ -293,6 +293,25 @@ func (h *Handler) send(l *leg, f *protocol.Frame, selfCorrelate bool) uint64 {
 	return seq
 }
 
+// sendRequest sends f, a request relayed to l's session (self-
+// correlated), and returns the correlation its answer will carry; an
+// error when l's session did not take it (its node dead and not yet
+// known so, or the session gone), for the sender to hear at once: a
+// request pending on a relay nobody took was answered by nobody, and
+// every later one of the call was refused as glare. l.call.mu is held.
+func (h *Handler) sendRequest(l *leg, f *protocol.Frame) (string, error) {
+	seq, err := endpoint.Relay(l.ep, f, true, l.call.originTo(l.ep))
+	if err != nil {
+		h.log.Debug("request to a session not taken", "session_id", l.ep.ID(), "err", err)
+		return "", err
+	}
+	return "s" + strconv.FormatUint(seq, 10), nil
+}
+
+// peerUnreachable is the reason of a request of a call its peer's session
+// did not take.
+const peerUnreachable = "the call's peer is unreachable"
+
 func (h *Handler) failCaller(c *Call, code int, reason string) {
 	if reason == "" {
 		reason = protocol.Reason(code)

@@ -395,8 +395,12 @@ func (h relay) reoffer(l *leg, f *protocol.Frame) {
 	out.Header.Initiator, out.Header.Target = l.ep.Identity(), other.ep.Identity()
 	out.Header.Ext = f.Header.Ext
 	out.Payload = f.Payload
-	seq := h.send(other, out, true)
-	l.reoffer = &pending{here: protocol.ClientCorrelation(f), there: "s" + strconv.FormatUint(seq, 10)}
+	there, err := h.sendRequest(other, out)
+	if err != nil {
+		l.ep.Send(errorFrame(f, protocol.CodeTemporarilyUnavail, peerUnreachable), false)
+		return
+	}
+	l.reoffer = &pending{here: protocol.ClientCorrelation(f), there: there}
 }
 
 func (h relay) complete(l *leg, f *protocol.Frame) {
@@ -495,8 +499,12 @@ func (h relay) transferFrame(l *leg, f *protocol.Frame) {
 			out.Header.Replaces = f.Header.Replaces
 			h.grantTo(f.Header.Replaces, other.ep)
 		}
-		seq := h.send(other, out, true)
-		l.transfer = &pending{here: protocol.ClientCorrelation(f), there: "s" + strconv.FormatUint(seq, 10)}
+		there, err := h.sendRequest(other, out)
+		if err != nil {
+			l.ep.Send(errorFrame(f, protocol.CodeTemporarilyUnavail, peerUnreachable), false)
+			return
+		}
+		l.transfer = &pending{here: protocol.ClientCorrelation(f), there: there}
 		return
 	}
 	if other == nil || other.transfer == nil || other.transfer.there != f.Control.CorrelationID {

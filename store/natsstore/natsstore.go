@@ -118,20 +118,44 @@ func New(ctx context.Context, js jetstream.JetStream, opts *Options) (*KV, error
 // wrote it (a stale read refused a resume: its client had frames the
 // read state had not sent yet). Reads then go to the stream's leader;
 // they are made at resumes and start-ups only.
+//
+// The handle reads the way the bucket's configuration said as it was
+// bound, for good. Nodes started at once each create the bucket again
+// (which turns direct gets on) and then turn them off: one node's
+// creation between another's turning them off and its bind left that
+// node reading from any replica, and a record it had just seen written
+// was not found on a follower (natsstore TestRouteTLS, once under load).
+// The configuration is therefore read again after the bind, and the
+// handle bound again while direct gets are on.
 func leaderReads(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
-	st, err := js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		return nil, err
-	}
-	cfg := st.CachedInfo().Config
-	if cfg.AllowDirect {
-		cfg.AllowDirect = false
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+	for try := 0; ; try++ {
+		st, err := js.Stream(ctx, "KV_"+bucket)
+		if err != nil {
 			return nil, err
 		}
+		cfg := st.CachedInfo().Config
+		if cfg.AllowDirect {
+			cfg.AllowDirect = false
+			if _, err := js.UpdateStream(ctx, cfg); err != nil {
+				return nil, err
+			}
+		}
+		kv, err := js.KeyValue(ctx, bucket)
+		if err != nil {
+			return nil, err
+		}
+		if st, err = js.Stream(ctx, "KV_"+bucket); err != nil {
+			return nil, err
+		}
+		if !st.CachedInfo().Config.AllowDirect || try >= maxRebinds {
+			return kv, nil
+		}
 	}
-	return js.KeyValue(ctx, bucket)
 }
+
+// maxRebinds bounds leaderReads' binds: each turn is another node's
+// start in between, a handful at most.
+const maxRebinds = 8
 
 func (s *KV) check(value []byte) error {
 	if s.max > 0 && len(value) > s.max {

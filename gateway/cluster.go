@@ -892,7 +892,7 @@ func (s *Session) noteRouteLocked(f *protocol.Frame, host string) {
 	switch f.EffectivePackage() {
 	case protocol.PackageCall:
 		k = routeKey{protocol.PackageCall, f.Control.SubsessionID}
-		if f.Header.Action == protocol.ActionShutdown || f.Control.Type == protocol.TypeError && f.Header.Action == protocol.ActionStart {
+		if endsLeg(f) {
 			s.dropRouteLocked(k)
 			return
 		}
@@ -933,8 +933,7 @@ func (s *Session) hostOf(f *protocol.Frame) string {
 	switch f.EffectivePackage() {
 	case protocol.PackageCall:
 		k = routeKey{protocol.PackageCall, f.Control.SubsessionID}
-		done = f.Header.Action == protocol.ActionShutdown ||
-			f.Control.Type == protocol.TypeError && f.Header.Action == protocol.ActionStart
+		done = endsLeg(f)
 	case protocol.PackageMessaging:
 		if f.Control.Type != protocol.TypeResponse && f.Control.Type != protocol.TypeError {
 			return ""

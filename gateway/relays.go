@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -39,6 +40,28 @@ const (
 	relaysKept      = 8
 )
 
+// A call's stream ends with the call, for the session: once its leg has
+// ended (a shutdown or a failed start, to or from its client), the
+// stream's mark goes after markGrace. No relay of the stream can come
+// later than that: a relay sent again comes from a sender's client
+// resuming after its node died before writing the state that processed
+// the frame, within its record's age limit (config.RecordTTL) of that
+// state, which the call's end followed; a node adopting the call relays
+// again only from the call's record, which expires within the age limit
+// of its last write, before the end; frames waiting for a dead node's
+// session wait less. Before, a session kept the marks of its last 64
+// calls for its whole life: an agent's session, taking call after call,
+// wrote about 7 KB of them with every record (docs/benchmarks.md "Call
+// records in batches").
+
+// markGraceSlack is added to the records' age limit in markGrace: clocks
+// of the store's leader and of this node may differ a little.
+const markGraceSlack = 10 * time.Second
+
+// markGrace is how long the mark of a call's stream outlives the call's
+// end for the session.
+func (g *Gateway) markGrace() time.Duration { return g.cfg.RecordTTL() + markGraceSlack }
+
 // relayKey names a stream of a sender's relays.
 type relayKey struct{ from, stream string }
 
@@ -53,6 +76,12 @@ type relayMark struct {
 	Seq  uint64      `json:"seq"`
 	Part uint64      `json:"part,omitempty"`
 	Out  [][3]uint64 `json:"out,omitempty"`
+	// Sub is the session's subsession of the call a call's stream is
+	// of, and Ended when the session's leg of it ended (Unix
+	// milliseconds; 0 while it lasts): the mark then goes after
+	// markGrace.
+	Sub   string `json:"sub,omitempty"`
+	Ended int64  `json:"ended,omitempty"`
 	// used orders marks for eviction (not stored: a restored session
 	// keeps the record's order).
 	used uint64
@@ -97,9 +126,9 @@ func (s *Session) takenLocked(o endpoint.Origin) (uint64, bool, error) {
 	return 0, true, errRelayForgotten
 }
 
-// noteRelayLocked records that s took the relay o as sequence seq; s.mu
-// is held.
-func (s *Session) noteRelayLocked(o endpoint.Origin, seq uint64) {
+// noteRelayLocked records that s took the relay o as sequence seq, on its
+// subsession sub (a call's stream); s.mu is held.
+func (s *Session) noteRelayLocked(o endpoint.Origin, seq uint64, sub string) {
 	if o.Session == "" || o.Sequence == 0 {
 		return
 	}
@@ -123,6 +152,9 @@ func (s *Session) noteRelayLocked(o endpoint.Origin, seq uint64) {
 	}
 	s.relayUse++
 	m.used, m.Seq, m.Part = s.relayUse, o.Sequence, o.Part
+	if o.Stream != "" {
+		m.Sub = sub
+	}
 	if len(m.Out) >= relaysKept {
 		m.Out = append(m.Out[:0], m.Out[1:]...)
 	}
@@ -146,10 +178,47 @@ func (s *Session) answerTakenLocked(f *protocol.Frame, selfCorrelate bool, host 
 	s.g.metrics.cluster.WithLabelValues("relay", "taken_before").Inc()
 }
 
-// relaysSnapshotLocked returns s's marks for its record; s.mu is held.
+// endCallLocked notes that s's leg of the call on subsession sub ended,
+// with f, a frame to or from its client (a shutdown, a failed start):
+// the marks of the call's streams go after markGrace. s.mu is held.
+func (s *Session) endCallLocked(f *protocol.Frame) {
+	if len(s.relays) == 0 || !endsLeg(f) {
+		return
+	}
+	now := time.Now().UnixMilli()
+	for _, m := range s.relays {
+		if m.Stream != "" && m.Sub == f.Control.SubsessionID && m.Ended == 0 {
+			m.Ended = now
+		}
+	}
+}
+
+// endsLeg reports whether f ends its session's leg of a call: a
+// shutdown, or a failed start.
+func endsLeg(f *protocol.Frame) bool {
+	return f.EffectivePackage() == protocol.PackageCall &&
+		(f.Header.Action == protocol.ActionShutdown || f.Control.Type == protocol.TypeError && f.Header.Action == protocol.ActionStart)
+}
+
+// retireMarksLocked drops the marks of calls that ended longer than grace
+// before now; s.mu is held.
+func (s *Session) retireMarksLocked(now time.Time, grace time.Duration) {
+	before := now.Add(-grace).UnixMilli()
+	for k, m := range s.relays {
+		if m.Ended != 0 && m.Ended < before {
+			delete(s.relays, k)
+		}
+	}
+}
+
+// relaysSnapshotLocked returns s's marks for its record, the marks of
+// calls ended past markGrace gone; s.mu is held.
 func (s *Session) relaysSnapshotLocked() []relayMark {
 	if len(s.relays) == 0 {
 		return nil
+	}
+	if s.g != nil {
+		s.retireMarksLocked(time.Now(), s.g.markGrace())
 	}
 	out := make([]relayMark, 0, len(s.relays))
 	for _, m := range s.relays {

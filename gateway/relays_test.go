@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/store"
 )
 
 // TestClusterRelayTakenOnce: alice's message to bob, on another node, is
@@ -190,8 +192,8 @@ func TestRelayMarks(t *testing.T) {
 	answer := endpoint.Origin{Session: "A", Sequence: 7, Stream: "c1"}
 	cand := answer
 	cand.Part = 1
-	s.noteRelayLocked(answer, 20)
-	s.noteRelayLocked(cand, 21)
+	s.noteRelayLocked(answer, 20, "b1")
+	s.noteRelayLocked(cand, 21, "b1")
 	for _, c := range []struct {
 		o   endpoint.Origin
 		seq uint64
@@ -203,5 +205,93 @@ func TestRelayMarks(t *testing.T) {
 	// The stream of messages and starts kept its own mark.
 	if _, taken, _ := s.takenLocked(endpoint.Origin{Session: "A", Sequence: 6}); taken {
 		t.Error("A's sequence 6 taken on its messages' stream after its call's 7")
+	}
+}
+
+// TestRelayMarksOfEndedCallsRetire: the mark of a call's stream goes
+// once the session's leg of the call has ended and markGrace has
+// passed; a live call's, and the stream of messages, stay.
+func TestRelayMarksOfEndedCallsRetire(t *testing.T) {
+	s := &Session{}
+	msg := endpoint.Origin{Session: "A", Sequence: 3}
+	ended := endpoint.Origin{Session: "A", Sequence: 4, Stream: "a1"}
+	live := endpoint.Origin{Session: "B", Sequence: 2, Stream: "b7"}
+	s.noteRelayLocked(msg, 10, "")
+	s.noteRelayLocked(ended, 11, "c1")
+	s.noteRelayLocked(live, 12, "c2")
+	s.endCallLocked(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},
+		Header:  protocol.Header{Action: protocol.ActionShutdown},
+	})
+	const grace = time.Minute
+	s.retireMarksLocked(time.Now().Add(grace-time.Second), grace)
+	if len(s.relays) != 3 {
+		t.Fatalf("%d marks within the grace, want 3", len(s.relays))
+	}
+	s.retireMarksLocked(time.Now().Add(grace+time.Second), grace)
+	if _, taken, _ := s.takenLocked(ended); taken {
+		t.Error("the ended call's mark outlived its grace")
+	}
+	for _, o := range []endpoint.Origin{msg, live} {
+		if _, taken, _ := s.takenLocked(o); !taken {
+			t.Errorf("%+v: mark gone", o)
+		}
+	}
+	// A failed start ends the leg too; a frame of another package on the
+	// same subsession does not.
+	s.endCallLocked(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageMessaging, SubsessionID: "c2"},
+		Header:  protocol.Header{Action: protocol.ActionShutdown},
+	})
+	if s.relays[keyOf(live)].Ended != 0 {
+		t.Error("a messaging frame ended the call's mark")
+	}
+	s.endCallLocked(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageCall, SubsessionID: "c2"},
+		Header:  protocol.Header{Action: protocol.ActionStart, ErrorCode: 486},
+	})
+	if s.relays[keyOf(live)].Ended == 0 {
+		t.Error("a failed start did not end the call's mark")
+	}
+}
+
+// TestRelayMarksEndWithTheCall: through a gateway, the callee's mark of
+// the caller's call stream is ended by the caller's hang-up, and the
+// caller's of the callee's stream by her own; both outlive the end by
+// markGrace, in the record too.
+func TestRelayMarksEndWithTheCall(t *testing.T) {
+	g, url := newGatewayOpts(t, nil, Options{Store: store.NewMemory()})
+	a, b, bsub := aliceCallsBob(t, url, url)
+	bobReoffers(t, b, a, bsub) // alice takes a relay of bob's call stream
+	aliceHangsUp(a)
+	expect(t, b.read(), protocol.TypeMessage, protocol.ActionShutdown)
+	for _, c := range []struct {
+		p   *peer
+		sub string
+	}{{a, "c1"}, {b, bsub}} {
+		s := g.lookup(c.p.sid)
+		waitFor(t, "the call's marks ended", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			n := 0
+			for _, m := range s.relays {
+				if m.Stream != "" {
+					if m.Sub != c.sub || m.Ended == 0 {
+						return false
+					}
+					n++
+				}
+			}
+			return n > 0
+		})
+		s.mu.Lock()
+		marks := s.relaysSnapshotLocked()
+		s.mu.Unlock()
+		if len(marks) == 0 {
+			t.Fatalf("%s: the marks went before their grace", c.p.sid)
+		}
+		if g.markGrace() != g.cfg.RecordTTL()+markGraceSlack {
+			t.Fatal(g.markGrace())
+		}
 	}
 }

@@ -1196,6 +1196,11 @@ func (s *Session) handle(f *protocol.Frame) {
 		return
 	}
 	here := s.routedHere(f)
+	if endsLeg(f) {
+		s.mu.Lock()
+		s.endCallLocked(f)
+		s.mu.Unlock()
+	}
 	if host := s.hostOf(f); host != "" {
 		s.forward(host, f)
 		return

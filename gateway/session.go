@@ -462,7 +462,8 @@ func (s *Session) sendOrigin(f *protocol.Frame, selfCorrelate bool, host string,
 		}
 		s.noteRouteLocked(f, host)
 	}
-	s.noteRelayLocked(o, f.Control.Sequence)
+	s.noteRelayLocked(o, f.Control.Sequence, f.Control.SubsessionID)
+	s.endCallLocked(f)
 	s.reportedLocked(f)
 	s.queueLocked(data)
 	s.stopAckTimerLocked()

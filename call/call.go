@@ -324,6 +324,12 @@ func (h *Handler) failCaller(c *Call, code int, reason string) {
 // SessionEnded shuts down every call ep takes part in, toward the peers.
 func (h *Handler) SessionEnded(ep Endpoint) {
 	for _, l := range h.legsOf(ep) {
+		// The end of a call between web sessions by its caller's or
+		// answered callee's session is stored before the peers hear it,
+		// as a hang-up is (writeAhead): relayed first, a host dying
+		// before the end's write left the call in its record, adopted
+		// as alive by the node the peer resumed on.
+		h.endAhead(l)
 		c := l.call
 		c.mu.Lock()
 		switch {

@@ -164,6 +164,42 @@ func TestAnswerWrittenAhead(t *testing.T) {
 	}
 }
 
+// TestSessionEndWrittenAhead: the end of a call by its caller's
+// session's end, and by its answered callee's, is heard by
+// Options.WriteAhead before the peer hears the shutdown, once; a ringing
+// fork's session ending ends no call and writes nothing ahead. Before,
+// the peer heard it first and the end's write followed, out of line
+// (docs/cluster.md "What is not there yet").
+func TestSessionEndWrittenAhead(t *testing.T) {
+	for _, caller := range []bool{true, false} {
+		e := newEnv(t, time.Minute)
+		e.h.opts.Replicate = (&replicas{}).hear
+		a, b := e.ep("alice@web.example"), e.ep("bob@web.example")
+		ends := 0
+		peer := b
+		if !caller {
+			peer = a
+		}
+		e.h.opts.WriteAhead = func(sn Snapshot, ended bool) error {
+			if ended {
+				peer.none(t) // the peer has no shutdown yet
+				ends++
+			}
+			return nil
+		}
+		e.webCall(t, a, b, "c1", 1)
+		gone := a
+		if !caller {
+			gone = b
+		}
+		e.h.SessionEnded(gone)
+		peer.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+		if ends != 1 {
+			t.Fatalf("ended by the caller's session %v: the end written ahead %d times, want once", caller, ends)
+		}
+	}
+}
+
 // TestRestoreRelaysTheAnswerAgain: an answered call's adopter relays the
 // callee's answer to the caller again, under the answer's origin: a
 // caller whose host died between writing the answered record and her

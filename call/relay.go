@@ -219,7 +219,7 @@ func (h relay) response(l *leg, f *protocol.Frame) {
 			return
 		}
 		c.winner, l.state = l, legAnswered
-		c.answer = answerSnapshot(f)
+		c.answer = answerSnapshot(f, l.trickle)
 		l.answerCorr = f.Control.CorrelationID
 		if c.timer != nil {
 			c.timer.Stop()

@@ -43,18 +43,24 @@ type AnswerSnapshot struct {
 	Seq     uint64          `json:"seq"`
 	Ext     []protocol.Ext  `json:"ext,omitempty"`
 	Payload json.RawMessage `json:"payload,omitempty"`
+	// Trickle are the candidates the callee sent while its fork rang,
+	// relayed to the caller after the answer (at most
+	// maxBufferedTrickle).
+	Trickle []json.RawMessage `json:"trickle,omitempty"`
 }
 
-// answerSnapshot is the AnswerSnapshot of a callee's answer f.
-func answerSnapshot(f *protocol.Frame) *AnswerSnapshot {
-	return &AnswerSnapshot{Seq: f.Control.Sequence, Ext: f.Header.Ext, Payload: f.Payload}
+// answerSnapshot is the AnswerSnapshot of a callee's answer f, with the
+// candidates trickle it buffered while it rang.
+func answerSnapshot(f *protocol.Frame, trickle []json.RawMessage) *AnswerSnapshot {
+	return &AnswerSnapshot{Seq: f.Control.Sequence, Ext: f.Header.Ext, Payload: f.Payload, Trickle: slices.Clone(trickle)}
 }
 
 func (a *AnswerSnapshot) equal(o *AnswerSnapshot) bool {
 	if a == nil || o == nil {
 		return a == o
 	}
-	return a.Seq == o.Seq && slices.Equal(a.Ext, o.Ext) && bytes.Equal(a.Payload, o.Payload)
+	return a.Seq == o.Seq && slices.Equal(a.Ext, o.Ext) && bytes.Equal(a.Payload, o.Payload) &&
+		slices.EqualFunc(a.Trickle, o.Trickle, func(x, y json.RawMessage) bool { return bytes.Equal(x, y) })
 }
 
 // Answered reports whether sn is of an answered call (else it rings).
@@ -160,8 +166,15 @@ func (h *Handler) Restore(sn Snapshot, caller Endpoint, callees ...Endpoint) err
 		// relayed again under the answer's origin, which a caller who
 		// had it takes nothing of (endpoint.Relayer), it reaches one
 		// who did not, ringing on an answered call until she cancelled.
+		// So are the candidates the callee sent while it rang, relayed
+		// after the answer under the same origin, as the host did.
 		defer c.relaying(endpoint.Origin{Session: sn.Callee.Session, Sequence: a.Seq, Stream: sn.Callee.Sub})()
 		h.send(c.caller, relay{h}.answerFrame(c, &protocol.Frame{Header: protocol.Header{Ext: a.Ext}, Payload: a.Payload}), false)
+		for _, t := range a.Trickle {
+			tr := h.frameTo(c.caller, protocol.TypeMessage, protocol.ActionTrickle, "")
+			tr.Payload = t
+			h.send(c.caller, tr, false)
+		}
 	}
 	return nil
 }
@@ -300,7 +313,7 @@ func (h *Handler) answerAhead(l *leg, f *protocol.Frame) {
 	sn.Callee = legSnapshot(l)
 	sn.Callee.AnswerCorr = f.Control.CorrelationID
 	sn.Ringing, sn.RingUntil = nil, time.Time{}
-	sn.Answer = answerSnapshot(f)
+	sn.Answer = answerSnapshot(f, l.trickle)
 	c.mu.Unlock()
 	if h.opts.WriteAhead(sn, false) != nil {
 		return

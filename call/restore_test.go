@@ -239,3 +239,64 @@ func TestRestoreRelaysTheAnswerAgain(t *testing.T) {
 		e.h.Drop(a.id, "c1")
 	}
 }
+
+// TestRestoreRelaysTheRingingCandidatesAgain: the candidates a callee
+// sent while its fork rang, relayed to the caller after the answer, are
+// in the answered record and relayed again by an adopter after the
+// answer, under the answer's origin: a caller who had them gets
+// nothing, one who did not gets the answer and then them. Before, the
+// adopter relayed the answer alone.
+func TestRestoreRelaysTheRingingCandidatesAgain(t *testing.T) {
+	var r replicas
+	e1 := newEnv(t, time.Minute)
+	e1.h.opts.Replicate = r.hear
+	a, b1, b2 := e1.ep("alice@web.example"), e1.ep("bob@web.example"), e1.ep("bob@web.example")
+	a.takeOnce()
+	f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
+	f.Header.Target = "bob@web.example"
+	e1.h.HandleFrame(a, f)
+	st := b1.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	b2.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	cands := []string{"a=candidate:1 1 udp 1 192.0.2.1 1000 typ host", "a=candidate:2 1 udp 1 192.0.2.1 1001 typ host"}
+	for i, c := range cands {
+		e1.send(b1, wf{typ: protocol.TypeMessage, act: protocol.ActionTrickle, sub: st.Control.SubsessionID, seq: uint64(i + 1),
+			p: protocol.CallPayload{Candidates: c}})
+	}
+	a.none(t) // buffered while the fork rings
+	e1.send(b1, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: st.Control.SubsessionID, seq: 3,
+		corr: st.Control.CorrelationID, state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+	a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+	for range cands {
+		a.expect(t, protocol.TypeMessage, protocol.ActionTrickle)
+	}
+	b2.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+	sn, _, _ := r.get()
+	if sn.Answer == nil || len(sn.Answer.Trickle) != len(cands) {
+		t.Fatalf("the answered record's answer: %+v, want the %d candidates", sn.Answer, len(cands))
+	}
+	e1.h.Drop(a.id, "c1")
+	for _, had := range []bool{true, false} {
+		if !had {
+			a.takeOnce() // a session that never took the answer
+		}
+		e := newEnv(t, time.Minute)
+		if err := e.h.Restore(sn, a, b1); err != nil {
+			t.Fatal(err)
+		}
+		if had {
+			a.none(t)
+		} else {
+			a.expect(t, protocol.TypeResponse, protocol.ActionStart)
+			for _, c := range cands {
+				tr := a.expect(t, protocol.TypeMessage, protocol.ActionTrickle)
+				var p protocol.CallPayload
+				if protocol.DecodePayload(tr.Payload, &p) != nil || p.Candidates != c || tr.Control.SubsessionID != "c1" {
+					t.Fatalf("alice's candidate again: %s, want %q", tr.Marshal(), c)
+				}
+			}
+			a.none(t)
+		}
+		b1.none(t)
+		e.h.Drop(a.id, "c1")
+	}
+}

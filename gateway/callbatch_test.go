@@ -131,3 +131,45 @@ func TestCallEndBatchAfterAdoption(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// hangingBatchStore leaves its first batch of call records unanswered
+// (a stream leader handing over at a drain), as callOpsStore otherwise.
+type hangingBatchStore struct {
+	*callOpsStore
+	hung bool
+}
+
+func (s *hangingBatchStore) WriteBatch(ctx context.Context, ws []store.Write) ([]uint64, error) {
+	s.mu.Lock()
+	hang := !s.hung && strings.HasPrefix(ws[0].Key, callPrefix)
+	s.hung = s.hung || hang
+	s.mu.Unlock()
+	if hang {
+		s.note("batch", ws[0].Key)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.callOpsStore.WriteBatch(ctx, ws)
+}
+
+// TestCallRecordsBatchUnansweredMadeAgain: a batch of call records the
+// store leaves unanswered is made again after writeAttempt, as a batch.
+// Before, it was waited out whole (storeTimeout, 5 s) and then written
+// one by one: at a drain the SIP calls' write-aheads waiting behind it
+// passed their bound and their adoptions failed (test/cluster
+// TestDrainDuringSIPCalls in CI).
+func TestCallRecordsBatchUnansweredMadeAgain(t *testing.T) {
+	st := &hangingBatchStore{callOpsStore: &callOpsStore{Memory: store.NewMemory()}}
+	g, url := newGatewayOpts(t, nil, Options{Store: st})
+	a, _, _ := aliceCallsBob(t, url, url)
+	callAnswered(t, g, a.sid, "c1")
+	var ops []string
+	for _, op := range st.taken() {
+		if op != "get" { // callAnswered's reads
+			ops = append(ops, op)
+		}
+	}
+	if len(ops) < 2 || ops[0] != "batch" || ops[1] != "batch" {
+		t.Fatalf("call records' requests: %q, want the start's batch made again as a batch", ops)
+	}
+}

@@ -448,10 +448,27 @@ func (r *callRepl) writeBatch(ctx context.Context, b store.Batcher, order []stri
 	if len(ws) < 2 {
 		return false
 	}
+	// Each attempt bounded as a write's (retrying, writeAttempt): a
+	// batch sent to a stream leader handing over (a drain) is never
+	// answered, and waited out whole (storeTimeout) it held the SIP
+	// calls' CSeq write-aheads past their bound, whose adoptions then
+	// failed (test/cluster TestDrainDuringSIPCalls in CI). An attempt
+	// applied whose answer was lost makes the next one a conflict, and
+	// one by one each write then tells its own.
+	var revs []uint64
+	noBatch := false
 	wctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	revs, err := b.WriteBatch(wctx, ws)
+	_, err := retrying(wctx, func(actx context.Context) (uint64, error) {
+		var err error
+		revs, err = b.WriteBatch(actx, ws)
+		if errors.Is(err, store.ErrNoBatch) {
+			noBatch = true
+			return 0, nil
+		}
+		return 0, err
+	})
 	cancel()
-	if errors.Is(err, store.ErrNoBatch) {
+	if noBatch {
 		r.noBatch.Store(true)
 		return false
 	}

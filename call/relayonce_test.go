@@ -24,11 +24,7 @@ func TestRelayResentTakenOnce(t *testing.T) {
 	for _, ep := range []*fakeEP{a, b1, b2} {
 		ep.takeOnce()
 	}
-	f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
-	f.Header.Target = "bob@web.example"
-	e1.h.HandleFrame(a, f)
-	st := b1.expect(t, protocol.TypeRequest, protocol.ActionStart)
-	b2.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	st := forkedToBob(t, e1, a, b1, b2)
 	ringing, _, _ := r1.get()
 	cand := wf{typ: protocol.TypeMessage, act: protocol.ActionTrickle, sub: st.Control.SubsessionID, seq: 1,
 		p: protocol.CallPayload{Candidates: "a=candidate:1 1 udp 1 192.0.2.1 1000 typ host"}}
@@ -64,6 +60,18 @@ func TestRelayResentTakenOnce(t *testing.T) {
 	b1.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
 	e2.send(a, hangUp)
 	b1.none(t)
+}
+
+// forkedToBob has a call bob (sessions b1 and b2) on "c1": both forks
+// ring; it returns b1's start.
+func forkedToBob(t *testing.T, e *env, a, b1, b2 *fakeEP) *protocol.Frame {
+	t.Helper()
+	f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
+	f.Header.Target = "bob@web.example"
+	e.h.HandleFrame(a, f)
+	st := b1.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	b2.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	return st
 }
 
 // TestReofferResentTakenOnce: a re-offer sent again while it is

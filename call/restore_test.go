@@ -216,14 +216,7 @@ func TestRestoreRelaysTheAnswerAgain(t *testing.T) {
 	sn, _, _ := r.get()
 	// The host died here: its copy is dropped without a word.
 	e1.h.Drop(a.id, "c1")
-	for _, had := range []bool{true, false} {
-		if !had {
-			a.takeOnce() // a session that never took the answer
-		}
-		e := newEnv(t, time.Minute)
-		if err := e.h.Restore(sn, a, b); err != nil {
-			t.Fatal(err)
-		}
+	adoptedTwice(t, sn, a, b, func(had bool) {
 		if had {
 			a.none(t)
 			b.none(t)
@@ -236,8 +229,7 @@ func TestRestoreRelaysTheAnswerAgain(t *testing.T) {
 			}
 			b.none(t)
 		}
-		e.h.Drop(a.id, "c1")
-	}
+	})
 }
 
 // TestRestoreRelaysTheRingingCandidatesAgain: the candidates a callee
@@ -252,11 +244,7 @@ func TestRestoreRelaysTheRingingCandidatesAgain(t *testing.T) {
 	e1.h.opts.Replicate = r.hear
 	a, b1, b2 := e1.ep("alice@web.example"), e1.ep("bob@web.example"), e1.ep("bob@web.example")
 	a.takeOnce()
-	f := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 1, p: protocol.CallPayload{SDP: webOffer}}.frame()
-	f.Header.Target = "bob@web.example"
-	e1.h.HandleFrame(a, f)
-	st := b1.expect(t, protocol.TypeRequest, protocol.ActionStart)
-	b2.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	st := forkedToBob(t, e1, a, b1, b2)
 	cands := []string{"a=candidate:1 1 udp 1 192.0.2.1 1000 typ host", "a=candidate:2 1 udp 1 192.0.2.1 1001 typ host"}
 	for i, c := range cands {
 		e1.send(b1, wf{typ: protocol.TypeMessage, act: protocol.ActionTrickle, sub: st.Control.SubsessionID, seq: uint64(i + 1),
@@ -275,14 +263,7 @@ func TestRestoreRelaysTheRingingCandidatesAgain(t *testing.T) {
 		t.Fatalf("the answered record's answer: %+v, want the %d candidates", sn.Answer, len(cands))
 	}
 	e1.h.Drop(a.id, "c1")
-	for _, had := range []bool{true, false} {
-		if !had {
-			a.takeOnce() // a session that never took the answer
-		}
-		e := newEnv(t, time.Minute)
-		if err := e.h.Restore(sn, a, b1); err != nil {
-			t.Fatal(err)
-		}
+	adoptedTwice(t, sn, a, b1, func(had bool) {
 		if had {
 			a.none(t)
 		} else {
@@ -297,6 +278,24 @@ func TestRestoreRelaysTheRingingCandidatesAgain(t *testing.T) {
 			a.none(t)
 		}
 		b1.none(t)
+	})
+}
+
+// adoptedTwice has a new handler adopt the answered call sn of caller a
+// (on "c1") and callee b twice, checking each adoption with check: first
+// with a session that took the relays of the dead host, then with one
+// that never took them.
+func adoptedTwice(t *testing.T, sn Snapshot, a, b *fakeEP, check func(had bool)) {
+	t.Helper()
+	for _, had := range []bool{true, false} {
+		if !had {
+			a.takeOnce() // a session that never took the answer
+		}
+		e := newEnv(t, time.Minute)
+		if err := e.h.Restore(sn, a, b); err != nil {
+			t.Fatal(err)
+		}
+		check(had)
 		e.h.Drop(a.id, "c1")
 	}
 }

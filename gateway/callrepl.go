@@ -375,6 +375,7 @@ type plannedCall struct {
 	data    []byte // the record; nil for an ended call
 	at      int    // its record's write in the batch
 	ptrs    []string
+	ptr     []byte   // a pointer's value
 	created []string // pointers created, at at+1...
 	gone    []string // pointers deleted: forks that no longer ring
 	ends    []string // an ended call's keys, forgotten here
@@ -408,9 +409,11 @@ func (r *callRepl) planBatch(order []string, q map[string]callOp) (plans []plann
 			p.ptrs = op.ptrKeys()
 			for _, wk := range p.ptrs {
 				if _, held := r.live[wk]; !held {
+					if p.ptr == nil {
+						p.ptr, _ = json.Marshal(callRecord{Of: ck})
+					}
 					p.created = append(p.created, wk)
-					ptr, _ := json.Marshal(callRecord{Of: ck})
-					w = append(w, store.Write{Key: wk, Value: ptr})
+					w = append(w, store.Write{Key: wk, Value: p.ptr})
 				}
 			}
 			if p.ptrs != nil {
@@ -485,8 +488,7 @@ func (r *callRepl) writeBatch(ctx context.Context, b store.Batcher, order []stri
 		} else {
 			r.written(p.ck, p.op, p.data, revs[p.at], p.ptrs)
 			for i, wk := range p.created {
-				ptr, _ := json.Marshal(callRecord{Of: p.ck})
-				r.hold(wk, ptr, revs[p.at+1+i])
+				r.hold(wk, p.ptr, revs[p.at+1+i])
 			}
 			r.forget(p.gone...)
 		}

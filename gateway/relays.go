@@ -178,9 +178,9 @@ func (s *Session) answerTakenLocked(f *protocol.Frame, selfCorrelate bool, host 
 	s.g.metrics.cluster.WithLabelValues("relay", "taken_before").Inc()
 }
 
-// endCallLocked notes that s's leg of the call on subsession sub ended,
-// with f, a frame to or from its client (a shutdown, a failed start):
-// the marks of the call's streams go after markGrace. s.mu is held.
+// endCallLocked notes the end of s's leg of a call when f, a frame to or
+// from its client, ends it (endsLeg): the marks of the streams of the
+// call on f's subsession go after markGrace. s.mu is held.
 func (s *Session) endCallLocked(f *protocol.Frame) {
 	if len(s.relays) == 0 || !endsLeg(f) {
 		return

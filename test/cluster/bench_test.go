@@ -188,40 +188,41 @@ func (c pairConfig) start(b *testing.B) (nodes []*node, from, to *node) {
 // 3) with both ends on one node and on two.
 func BenchmarkClusterRelay(b *testing.B) {
 	for _, c := range pairConfigs {
-		b.Run(c.name, func(b *testing.B) {
-			nodes, from, to := c.start(b)
-			const pairs = 20
-			var senders []*client.Client
-			var wg sync.WaitGroup
-			b.Cleanup(wg.Wait)
-			for i := range pairs {
-				senders = append(senders, dial(b, fmt.Sprintf("a%d", i), []string{from.ws()}, nil))
-				r := dial(b, fmt.Sprintf("b%d", i), []string{to.ws()}, func(o *client.Options) { o.AutoAcceptMessages = true })
-				// Each message is an event: undrained, the buffer's 256
-				// filled and the client closed as a slow consumer, its
-				// sender answered 480 past about 255 messages a pair.
-				wg.Go(func() {
-					for range r.Events() {
+		for _, pairs := range []int{20, 100} {
+			b.Run(fmt.Sprintf("%s/pairs=%d", c.name, pairs), func(b *testing.B) {
+				nodes, from, to := c.start(b)
+				var senders []*client.Client
+				var wg sync.WaitGroup
+				b.Cleanup(wg.Wait)
+				for i := range pairs {
+					senders = append(senders, dial(b, fmt.Sprintf("a%d", i), []string{from.ws()}, nil))
+					r := dial(b, fmt.Sprintf("b%d", i), []string{to.ws()}, func(o *client.Options) { o.AutoAcceptMessages = true })
+					// Each message is an event: undrained, the buffer's 256
+					// filled and the client closed as a slow consumer, its
+					// sender answered 480 past about 255 messages a pair.
+					wg.Go(func() {
+						for range r.Events() {
+						}
+					})
+				}
+				// Warm up: every directory view knows every session.
+				for i, s := range senders {
+					for {
+						if code, _ := s.Send(tctx(b), fmt.Sprintf("b%d", i), "text/plain", "warm"); code == 200 {
+							break
+						}
+						time.Sleep(50 * time.Millisecond)
 					}
+				}
+				measurePairs(b, c, nodes, pairs, "msg", func(i int) (time.Duration, error) {
+					t := time.Now()
+					if code, err := senders[i].Send(context.Background(), fmt.Sprintf("b%d", i), "text/plain", "hello"); err != nil || code != 200 {
+						return 0, fmt.Errorf("send: %d %v", code, err)
+					}
+					return time.Since(t), nil
 				})
-			}
-			// Warm up: every directory view knows every session.
-			for i, s := range senders {
-				for {
-					if code, _ := s.Send(tctx(b), fmt.Sprintf("b%d", i), "text/plain", "warm"); code == 200 {
-						break
-					}
-					time.Sleep(50 * time.Millisecond)
-				}
-			}
-			measurePairs(b, c, nodes, pairs, "msg", func(i int) (time.Duration, error) {
-				t := time.Now()
-				if code, err := senders[i].Send(context.Background(), fmt.Sprintf("b%d", i), "text/plain", "hello"); err != nil || code != 200 {
-					return 0, fmt.Errorf("send: %d %v", code, err)
-				}
-				return time.Since(t), nil
 			})
-		})
+		}
 	}
 }
 
@@ -261,32 +262,33 @@ func BenchmarkClusterResume(b *testing.B) {
 // callee; its time is the caller's, from the start to established.
 func BenchmarkClusterCallSetup(b *testing.B) {
 	for _, c := range pairConfigs {
-		b.Run(c.name, func(b *testing.B) {
-			nodes, from, to := c.start(b)
-			const pairs = 10
-			var callers, callees []*client.Client
-			for i := range pairs {
-				callers = append(callers, dial(b, fmt.Sprintf("caller%d", i), []string{from.ws()}, nil))
-				callees = append(callees, dial(b, fmt.Sprintf("callee%d", i), []string{to.ws()}, nil))
-			}
-			// Warm up: every directory view knows every callee (a call
-			// to one not seen yet fails 480 or 404).
-			for i := range pairs {
-				for deadline := time.Now().Add(20 * time.Second); ; {
-					_, err := setUpCall(callers[i], callees[i])
-					if err == nil {
-						break
-					}
-					if time.Now().After(deadline) {
-						b.Fatalf("warm-up: %v", err)
-					}
-					time.Sleep(50 * time.Millisecond)
+		for _, pairs := range []int{10, 50} {
+			b.Run(fmt.Sprintf("%s/pairs=%d", c.name, pairs), func(b *testing.B) {
+				nodes, from, to := c.start(b)
+				var callers, callees []*client.Client
+				for i := range pairs {
+					callers = append(callers, dial(b, fmt.Sprintf("caller%d", i), []string{from.ws()}, nil))
+					callees = append(callees, dial(b, fmt.Sprintf("callee%d", i), []string{to.ws()}, nil))
 				}
-			}
-			measurePairs(b, c, nodes, pairs, "setup", func(i int) (time.Duration, error) {
-				return setUpCall(callers[i], callees[i])
+				// Warm up: every directory view knows every callee (a call
+				// to one not seen yet fails 480 or 404).
+				for i := range pairs {
+					for deadline := time.Now().Add(20 * time.Second); ; {
+						_, err := setUpCall(callers[i], callees[i])
+						if err == nil {
+							break
+						}
+						if time.Now().After(deadline) {
+							b.Fatalf("warm-up: %v", err)
+						}
+						time.Sleep(50 * time.Millisecond)
+					}
+				}
+				measurePairs(b, c, nodes, pairs, "setup", func(i int) (time.Duration, error) {
+					return setUpCall(callers[i], callees[i])
+				})
 			})
-		})
+		}
 	}
 }
 

@@ -158,8 +158,8 @@ func (r *remote) send(f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) 
 
 // startCluster serves the node's subjects.
 func (g *Gateway) startCluster() error {
-	g.forwarded = make(chan func(), inboundQueue)
-	if !g.goTracked(g.watchCutOff) || !g.goTracked(g.inboundLoop) || !g.goTracked(g.watchOrphans) {
+	g.forwarded = newInboundQueues(inboundQueue, g.ctx.Done(), g.goTracked)
+	if !g.goTracked(g.watchCutOff) || !g.goTracked(g.watchOrphans) {
 		return errors.New("gateway: shut down")
 	}
 	for kind, fn := range map[string]func([]byte) []byte{
@@ -511,9 +511,10 @@ const inboundTaken = "ok"
 // for the store (walMu, behind a writer's cut held up by a leader
 // election), longer than the sender's clusterTimeout, and a sender that
 // timed out would answer its client 480 for a frame the host went on to
-// relay. The answer means taken, as a frame a local handler took: the
-// frames are dispatched in the order they came (NATS runs a
-// subscription's handler for one message at a time).
+// relay. The answer means taken, as a frame a local handler took: a
+// session's frames are dispatched in the order they came (NATS runs a
+// subscription's handler for one message at a time), and its end after
+// them (inboundQueues).
 func (g *Gateway) onInbound(data []byte) []byte {
 	var req inboundReq
 	f, err := decodeReq(data, &req)
@@ -523,26 +524,10 @@ func (g *Gateway) onInbound(data []byte) []byte {
 	if g.ctx.Err() != nil {
 		return []byte("shutting down")
 	}
-	select {
-	case g.forwarded <- func() { g.dispatchInbound(req, f) }:
-		return []byte(inboundTaken)
-	default:
+	if !g.forwarded.take(req.Session, func() { g.dispatchInbound(req, f) }) {
 		return []byte("too many frames waiting")
 	}
-}
-
-// inboundLoop dispatches the frames onInbound took, and the ends
-// onEnded heard, one at a time in the order they came: a session's end
-// never overtakes its last frames (its hang-up).
-func (g *Gateway) inboundLoop() {
-	for {
-		select {
-		case do := <-g.forwarded:
-			do()
-		case <-g.ctx.Done():
-			return
-		}
-	}
+	return []byte(inboundTaken)
 }
 
 // dispatchInbound dispatches, on the host of its interaction, a frame a
@@ -590,16 +575,14 @@ func (g *Gateway) endpointOf(id, identity string, oracle bool, owner string) end
 
 // onEnded hears that a session owned elsewhere ended: the interactions
 // hosted here end toward their other parties, after the frames the
-// session forwarded before (inboundLoop). A full queue is waited for:
-// an end is never refused.
+// session forwarded before (inboundQueues). An end is never refused.
 func (g *Gateway) onEnded(data []byte) []byte {
 	var req sessionReq
 	if json.Unmarshal(data, &req) != nil {
 		return nil
 	}
-	select {
-	case g.forwarded <- func() { g.sessionEndedElsewhere(req) }:
-	case <-g.ctx.Done():
+	if g.ctx.Err() == nil {
+		g.forwarded.ended(req.Session, func() { g.sessionEndedElsewhere(req) })
 	}
 	return nil
 }

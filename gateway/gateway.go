@@ -87,8 +87,8 @@ type Gateway struct {
 	wal   bool
 	walMu sync.RWMutex
 	// forwarded holds the frames forwarded to this node (the host of
-	// their interactions) and taken, in order, for inboundLoop.
-	forwarded chan func()
+	// their interactions) and taken, in order per session.
+	forwarded *inboundQueues
 	// resumeWait: how long a resume waits for the store (cluster.go),
 	// in nanoseconds: atomic, as tests shorten it on a running gateway;
 	// writeFailed: a record write failed this round (persist.go).

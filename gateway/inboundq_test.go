@@ -8,16 +8,22 @@ import (
 	"time"
 )
 
+// runningQueues returns queues bounded by limit whose goroutines end
+// with the test.
+func runningQueues(t *testing.T, limit int) *inboundQueues {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(done) })
+	t.Cleanup(wg.Wait)
+	return newInboundQueues(limit, done, func(f func()) bool { wg.Go(f); return true })
+}
+
 // TestInboundQueuesPerSession: a session's frames and its end are
 // dispatched in the order they came, one at a time, while a frame of
 // another session that waits (for the store, say) holds up nothing but
 // its own session's.
 func TestInboundQueuesPerSession(t *testing.T) {
-	done := make(chan struct{})
-	defer close(done)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	q := newInboundQueues(8, done, func(f func()) bool { wg.Go(f); return true })
+	q := runningQueues(t, 8)
 
 	var mu sync.Mutex
 	var got []string
@@ -69,11 +75,7 @@ func TestInboundQueuesPerSession(t *testing.T) {
 // refused (its sender answers 480), an end is not, and a dispatched
 // frame makes room again.
 func TestInboundQueuesBound(t *testing.T) {
-	done := make(chan struct{})
-	defer close(done)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	q := newInboundQueues(4, done, func(f func()) bool { wg.Go(f); return true })
+	q := runningQueues(t, 4)
 	release := make(chan struct{})
 	dispatched := make(chan string, 8)
 	for i := range 4 {

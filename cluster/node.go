@@ -845,6 +845,13 @@ func (n *Node) Request(ctx context.Context, node, kind string, data []byte) ([]b
 	return m.Data, nil
 }
 
+// Notify sends data to node's handler of kind and expects no reply: a
+// notice its sender can lose without harm (gateway's confirmations of
+// forwarded frames), so nothing waits on it.
+func (n *Node) Notify(node, kind string, data []byte) error {
+	return n.nc.Publish(subject(node, kind), data)
+}
+
 // Short lists the replicated streams (the buckets among them) of which
 // this node's NATS server is a member and whose quorum would not hold
 // without it: fewer of their other members current than a majority of

@@ -249,6 +249,24 @@ func (d *deadAfterWrite) Update(ctx context.Context, key string, value []byte, r
 	return n, err
 }
 
+// bobAnswersAcross: alice on n1 (gs[0]) calls bob on n2, and bob
+// answers; it returns once reached is closed (or fails with why after
+// 10 s), with alice, bob and bob's subsession of the call.
+func bobAnswersAcross(t *testing.T, gs []*Gateway, urls []string, reached <-chan struct{}, why string) (a, b *peer, bsub string) {
+	t.Helper()
+	a, b = aliceAndBob(t, urls)
+	in := ringBob(t, a, b)
+	bsub = in.Control.SubsessionID
+	callHost(t, gs[1], b.sid, bsub, "n1")
+	answer(b, in)
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal(why)
+	}
+	return a, b, bsub
+}
+
 // TestClusterAnswerRelayedAgainByTheAdopter: alice on n1 calls bob on
 // n2, bob answers, and n1, the call's host, dies once the answered record
 // is written, before alice's session has the 200. n2 adopts the call
@@ -269,16 +287,7 @@ func TestClusterAnswerRelayedAgainByTheAdopter(t *testing.T) {
 		}
 		return host
 	})
-	a, b := aliceAndBob(t, urls)
-	in := ringBob(t, a, b)
-	bsub := in.Control.SubsessionID
-	callHost(t, gs[1], b.sid, bsub, "n1")
-	answer(b, in)
-	select {
-	case <-host.held:
-	case <-time.After(10 * time.Second):
-		t.Fatal("n1 wrote no answered record")
-	}
+	a, b, bsub := bobAnswersAcross(t, gs, urls, host.held, "n1 wrote no answered record")
 	host.killed.Store(true)
 	close(host.dead)
 	gs[0].node.Close()

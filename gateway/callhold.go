@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,6 +42,8 @@ type callHold struct {
 	mu      sync.Mutex
 	frames  []heldFrame
 	running bool // a goroutine hands the frames over (handOver)
+	// taken: call frames hosts took, until they confirm them (takenfwd.go).
+	taken []takenFrame
 }
 
 type heldFrame struct {
@@ -131,8 +134,8 @@ func (s *Session) handOver() {
 		done, maybe := s.handOverOne(hf)
 		if maybe {
 			h.mu.Lock()
-			if len(h.frames) > 0 {
-				h.frames[0].maybe = true
+			if i := h.index(hf.f); i >= 0 {
+				h.frames[i].maybe = true
 			}
 			h.mu.Unlock()
 		}
@@ -144,7 +147,9 @@ func (s *Session) handOver() {
 		}
 		if done {
 			h.mu.Lock()
-			h.frames = h.frames[1:]
+			if i := h.index(hf.f); i >= 0 {
+				h.frames = slices.Delete(h.frames, i, i+1)
+			}
 			h.mu.Unlock()
 			wait = 50 * time.Millisecond
 			continue
@@ -155,6 +160,13 @@ func (s *Session) handOver() {
 		}
 		wait = min(2*wait, time.Second)
 	}
+}
+
+// index returns the place of f in the hold (-1: none). Frames a dead
+// host took go in front of the one being handed over (requeueTaken).
+// h.mu is held.
+func (h *callHold) index(f *protocol.Frame) int {
+	return slices.IndexFunc(h.frames, func(hf heldFrame) bool { return hf.f == f })
 }
 
 // dropHeld answers the held requests 503 and empties the hold: the
@@ -179,6 +191,9 @@ func (s *Session) dropHeld(why string) {
 // a try timed out (heldFrame's maybe).
 func (s *Session) handOverOne(hf heldFrame) (done, maybe bool) {
 	g := s.g
+	if s.requeueDeadTaken() > 0 {
+		return false, false // they go first
+	}
 	f := hf.f
 	sub := f.Control.SubsessionID
 	k := routeKey{protocol.PackageCall, sub}
@@ -220,6 +235,7 @@ func (s *Session) handOverOne(hf heldFrame) (done, maybe bool) {
 	switch err := s.forwardOnce(host, f); {
 	case err == nil:
 		g.metrics.cluster.WithLabelValues(kindHeld, heldDone).Inc()
+		s.noteTaken(host, f)
 		return true, false
 	case errors.Is(err, errForwardRefused):
 		s.refuseForward(f, "the call's node did not take it")

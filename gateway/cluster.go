@@ -164,6 +164,7 @@ func (g *Gateway) startCluster() error {
 	}
 	for kind, fn := range map[string]func([]byte) []byte{
 		kindDeliver: g.onDeliver, kindInbound: g.onInbound, kindEnded: g.onEnded, kindTakeover: g.onTakeover,
+		kindConfirm: g.onConfirm,
 	} {
 		if err := g.node.Handle(kind, fn); err != nil {
 			return fmt.Errorf("gateway: cluster subject %s: %w", kind, err)
@@ -533,11 +534,18 @@ func (g *Gateway) onInbound(data []byte) []byte {
 // dispatchInbound dispatches, on the host of its interaction, a frame a
 // session owned elsewhere sent.
 func (g *Gateway) dispatchInbound(req inboundReq, f *protocol.Frame) {
-	ep := g.endpointOf(req.Session, req.Identity, req.Oracle, req.Owner)
-	if g.behindAdoption(ep, f, func() { g.handleInbound(ep, f) }) {
+	if h := g.beforeInbound.Load(); h != nil && !(*h)(f) {
 		return
 	}
-	g.handleInbound(ep, f)
+	ep := g.endpointOf(req.Session, req.Identity, req.Oracle, req.Owner)
+	handle := func() {
+		g.handleInbound(ep, f)
+		g.confirmLater(req.Owner, req.Session, f.Control.Sequence) // takenfwd.go
+	}
+	if g.behindAdoption(ep, f, handle) {
+		return
+	}
+	handle()
 }
 
 // handleInbound is dispatchInbound of a frame of the session ep.
@@ -561,16 +569,21 @@ func (g *Gateway) handleInbound(ep endpoint.Endpoint, f *protocol.Frame) {
 // (moved away since), else a *remote. The handlers know sessions by id:
 // a *remote is made per use, and costs nothing once dropped.
 func (g *Gateway) endpointOf(id, identity string, oracle bool, owner string) endpoint.Endpoint {
-	g.mu.Lock()
-	s := g.moved[id]
-	if s == nil {
-		s = g.sessions[id]
-	}
-	g.mu.Unlock()
-	if s != nil {
+	if s := g.sessionOrMoved(id); s != nil {
 		return s
 	}
 	return &remote{g: g, id: id, identity: identity, oracle: oracle, owner: owner}
+}
+
+// sessionOrMoved returns this node's *Session of id: moved away, else
+// live here; nil when it has none.
+func (g *Gateway) sessionOrMoved(id string) *Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s := g.moved[id]; s != nil {
+		return s
+	}
+	return g.sessions[id]
 }
 
 // onEnded hears that a session owned elsewhere ended: the interactions
@@ -942,11 +955,13 @@ func (s *Session) hostOf(f *protocol.Frame) string {
 // the call's adopter (callhold.go), as does one of a call with frames
 // held.
 func (s *Session) forward(host string, f *protocol.Frame) {
+	s.requeueDeadTaken()
 	if s.holding(f) {
 		return
 	}
 	switch err := s.forwardOnce(host, f); {
 	case err == nil:
+		s.noteTaken(host, f)
 	case errors.Is(err, errForwardRefused):
 		s.rlog.Warn("cluster forward", "frame for an interaction on another node refused", "host", host, "err", err)
 		s.refuseForward(f, "the call's node did not take it")
@@ -1018,6 +1033,10 @@ func (s *Session) setRoutes(rs []route) {
 func (g *Gateway) onNodeDown(node string) {
 	if p := g.prepl.Load(); p != nil {
 		p.nodeDown(node)
+	}
+	// The call frames node took and did not confirm (takenfwd.go).
+	for _, s := range g.liveSessions() {
+		s.requeueTaken(node)
 	}
 	g.goTracked(func() {
 		// deadadopt.go: an adoption may wait seconds for a store

@@ -30,6 +30,7 @@ import (
 	"github.com/jsonrtc/jsonrtc/messaging"
 	"github.com/jsonrtc/jsonrtc/notification"
 	"github.com/jsonrtc/jsonrtc/presence"
+	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/routing"
 	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/templates"
@@ -89,6 +90,9 @@ type Gateway struct {
 	// forwarded holds the frames forwarded to this node (the host of
 	// their interactions) and taken, in order per session.
 	forwarded *inboundQueues
+	// confirms: the forwarded frames dispatched here, confirmed to
+	// their senders' nodes after the writer's next round (takenfwd.go).
+	confirms confirmations
 	// resumeWait: how long a resume waits for the store (cluster.go),
 	// in nanoseconds: atomic, as tests shorten it on a running gateway;
 	// writeFailed: a record write failed this round (persist.go).
@@ -132,6 +136,9 @@ type Gateway struct {
 	// new socket is accepted.
 	cutOff bool
 
+	// beforeInbound, when set (by tests), hears of each frame forwarded
+	// here before its dispatch; false drops it, as a node dying then.
+	beforeInbound atomic.Pointer[func(*protocol.Frame) bool]
 	// onSocketLost, when set (by tests), is called when a session's
 	// socket goes and the session waits for a resume.
 	onSocketLost func(*Session)

@@ -208,6 +208,9 @@ func (g *Gateway) writeRound() {
 		snaps = append(snaps, s.snapshotLocked())
 		s.mu.Unlock()
 	}
+	// The forwarded frames dispatched before this cut: their effects
+	// are in it (takenfwd.go).
+	confirms := g.confirms.take()
 	g.walMu.Unlock()
 	var data [][]byte
 	if b, ok := g.store.(store.Batcher); ok && len(snaps) > 1 && !g.noBatch.Load() {
@@ -233,7 +236,14 @@ func (g *Gateway) writeRound() {
 		})
 	}
 	wg.Wait()
-	if g.writeFailed.Swap(false) {
+	failed := g.writeFailed.Swap(false)
+	if failed {
+		g.confirms.restore(confirms)
+		poke(g.dirtyKick) // the next round sends them
+	} else if len(confirms) > 0 {
+		g.sendConfirms(confirms)
+	}
+	if failed {
 		// The store failed a write (cluster: a leader election): the
 		// next round, which writes it again, waits a moment.
 		g.pause(100 * time.Millisecond)

@@ -540,7 +540,10 @@ func (g *Gateway) dispatchInbound(req inboundReq, f *protocol.Frame) {
 	ep := g.endpointOf(req.Session, req.Identity, req.Oracle, req.Owner)
 	handle := func() {
 		g.handleInbound(ep, f)
-		g.confirmLater(req.Owner, req.Session, f.Control.Sequence) // takenfwd.go
+		if f.EffectivePackage() == protocol.PackageCall {
+			// Its sender keeps it until then (takenfwd.go).
+			g.confirmLater(req.Owner, req.Session, f.Control.Sequence)
+		}
 	}
 	if g.behindAdoption(ep, f, handle) {
 		return

@@ -163,7 +163,16 @@ func (s *Session) requeueDeadTaken() int {
 type confirmations struct {
 	mu sync.Mutex
 	by map[string]map[string][]uint64
+	// nudging: a timer will start a round if none takes them first.
+	nudging bool
 }
+
+// confirmNudge is how long dispatched frames wait for a round before
+// one is started for them. Most dispatches dirty a session here (a
+// relay to its client), whose round takes them; a round started at
+// once for each split the rounds under load (more store requests a
+// call setup).
+const confirmNudge = 5 * time.Millisecond
 
 // confirmReq is a host's confirmation to a sender's node.
 type confirmReq struct {
@@ -194,9 +203,21 @@ func (g *Gateway) confirmLater(owner, id string, seq uint64) {
 		c.by[owner] = m
 	}
 	m[id] = append(m[id], seq)
+	nudge := !c.nudging
+	c.nudging = true
 	c.mu.Unlock()
-	// A round even when the frame dirtied no session here.
-	poke(g.dirtyKick)
+	if nudge {
+		// A round even when the frame dirtied no session here.
+		time.AfterFunc(confirmNudge, func() {
+			c.mu.Lock()
+			waiting := len(c.by) > 0
+			c.nudging = false
+			c.mu.Unlock()
+			if waiting {
+				poke(g.dirtyKick)
+			}
+		})
+	}
 }
 
 // take returns the confirmations noted so far and forgets them.

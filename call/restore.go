@@ -16,9 +16,10 @@ import (
 // Replicated calls: a call between web sessions, ringing or answered, is
 // what its snapshot says, so that another node (or this one, restarted)
 // goes on with it when the node hosting it dies (docs/cluster.md, "A
-// dead node"). What is outstanding at that moment (a re-offer, a
-// transfer, a declared request, a ringing fork's buffered candidates) is
-// not in it: its answer finds nothing to go to.
+// dead node"). A re-offer outstanding at that moment is in it (its
+// answer is relayed to the side that made it); a transfer, a declared
+// request and a ringing fork's buffered candidates are not: a transfer's
+// or declared request's answer finds nothing to go to.
 
 // Snapshot is a relayed call as another node rebuilds it.
 type Snapshot struct {
@@ -91,6 +92,12 @@ type LegSnapshot struct {
 	// AnswerCorr is the correlation of the offer this side last answered,
 	// which the peer's complete is relayed with.
 	AnswerCorr string `json:"answer_corr,omitempty"`
+	// ReofferHere and ReofferThere are a re-offer this side made that
+	// the other side has not answered: its correlation on this side, and
+	// on the other side, which the answer comes with. Strings, not a
+	// pointer, so that snapshots compare with ==.
+	ReofferHere  string `json:"reoffer_here,omitempty"`
+	ReofferThere string `json:"reoffer_there,omitempty"`
 }
 
 // ErrLegTaken is Restore's answer when a leg of the snapshot is in a call
@@ -224,7 +231,11 @@ func (h *Handler) Drop(session, sub string) {
 func (h *Handler) Has(ep Endpoint, sub string) bool { return h.lookup(ep, sub) != nil }
 
 func restoredLeg(c *Call, ep Endpoint, ls LegSnapshot) *leg {
-	return &leg{call: c, ep: ep, sub: ls.Sub, state: legAnswered, startCorr: ls.StartCorr, answerCorr: ls.AnswerCorr}
+	l := &leg{call: c, ep: ep, sub: ls.Sub, state: legAnswered, startCorr: ls.StartCorr, answerCorr: ls.AnswerCorr}
+	if ls.ReofferHere != "" && ls.ReofferThere != "" {
+		l.reoffer = &pending{here: ls.ReofferHere, there: ls.ReofferThere}
+	}
+	return l
 }
 
 // snapshotLocked returns c's snapshot; c.mu is held.
@@ -244,8 +255,12 @@ func snapshotLocked(c *Call) Snapshot {
 }
 
 func legSnapshot(l *leg) LegSnapshot {
-	return LegSnapshot{Session: l.ep.ID(), Identity: l.ep.Identity(), Oracle: l.ep.Oracle(), Sub: l.sub,
+	ls := LegSnapshot{Session: l.ep.ID(), Identity: l.ep.Identity(), Oracle: l.ep.Oracle(), Sub: l.sub,
 		StartCorr: l.startCorr, AnswerCorr: l.answerCorr}
+	if l.reoffer != nil {
+		ls.ReofferHere, ls.ReofferThere = l.reoffer.here, l.reoffer.there
+	}
+	return ls
 }
 
 // replicateLocked tells Options.Replicate of a relayed call's new state,

@@ -299,3 +299,42 @@ func adoptedTwice(t *testing.T, sn Snapshot, a, b *fakeEP, check func(had bool))
 		e.h.Drop(a.id, "c1")
 	}
 }
+
+// TestRestoreAnswersAnOutstandingReoffer: a re-offer relayed and not
+// yet answered is in the call's snapshot; the adopter relays its answer
+// to the side that made it, with that side's correlation, and a resend
+// of the re-offer (its node died before writing its state) is not
+// relayed again. Before, the answer found nothing to go to and the
+// re-offer never got one (the SDKs' request timeout ended the wait).
+func TestRestoreAnswersAnOutstandingReoffer(t *testing.T) {
+	var r replicas
+	e1 := newEnv(t, time.Minute)
+	e1.h.opts.Replicate = r.hear
+	a, b := e1.ep("alice@web.example"), e1.ep("bob@web.example")
+	a.takeOnce()
+	st := e1.webCall(t, a, b, "c1", 1)
+	bsub := st.Control.SubsessionID
+	reoffer := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: bsub, seq: 2, p: protocol.CallPayload{SDP: webOffer}}
+	e1.send(b, reoffer)
+	ro := a.expect(t, protocol.TypeRequest, protocol.ActionStart)
+	sn, _, _ := r.get()
+	if sn.Callee.ReofferHere != "c2" || sn.Callee.ReofferThere != ro.Control.CorrelationID || sn.Caller.ReofferHere != "" {
+		t.Fatalf("replicated after the re-offer: %+v, want bob's re-offer c2 / %s", sn, ro.Control.CorrelationID)
+	}
+	// The host dies: its copy is dropped without a word.
+	e1.h.Drop(a.id, "c1")
+	e2 := newEnv(t, time.Minute)
+	if err := e2.h.Restore(sn, a, b); err != nil {
+		t.Fatal(err)
+	}
+	e2.send(b, reoffer)
+	a.none(t)
+	b.none(t)
+	e2.send(a, wf{typ: protocol.TypeResponse, act: protocol.ActionStart, sub: "c1", seq: 2, corr: ro.Control.CorrelationID,
+		state: protocol.StateFinal, code: 200, p: protocol.CallPayload{SDP: webOffer}})
+	if ans := b.expect(t, protocol.TypeResponse, protocol.ActionStart); ans.Control.CorrelationID != "c2" || ans.Header.ResponseCode != 200 || ans.Control.SubsessionID != bsub {
+		t.Fatalf("bob's re-offer answered %s, want 200 on c2", ans.Marshal())
+	}
+	hangUp(e2, b, bsub, 3)
+	a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+}

@@ -81,12 +81,18 @@ func answer(p *peer, in *protocol.Frame) {
 // answer.
 func bobReoffers(t *testing.T, b, a *peer, bsub string) {
 	t.Helper()
+	bobSendsReoffer(b, bsub)
+	reofferAnswered(t, b, a, bsub)
+}
+
+// bobSendsReoffer has bob (b) send a re-offer on his subsession bsub of
+// the call.
+func bobSendsReoffer(b *peer, bsub string) {
 	b.send(&protocol.Frame{
 		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: bsub},
 		Header:  protocol.Header{Action: protocol.ActionStart, Initiator: "bob@example.com", Target: "alice@example.com"},
 		Payload: protocol.EncodePayload(protocol.CallPayload{SDP: sdpOffer}),
 	})
-	reofferAnswered(t, b, a, bsub)
 }
 
 // reofferAnswered is bobReoffers after bob's send: alice gets the
@@ -343,7 +349,11 @@ func adoptedCallDropped(t *testing.T, ended bool) {
 	if _, err := g.store.Update(ctx, ck, data, rev); err != nil {
 		t.Fatal(err)
 	}
-	bobReoffers(t, b, a, bsub) // a change: written over a revision gone
+	// A change: bob's re-offer, relayed, then written over a revision
+	// gone (its answer, had the copy lived on, would have been the
+	// next).
+	bobSendsReoffer(b, bsub)
+	expect(t, a.read(), protocol.TypeRequest, protocol.ActionStart)
 	for deadline := time.Now().Add(10 * time.Second); g.calls.Active() != 0; <-time.After(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the copy of a call taken elsewhere lives on")
@@ -531,4 +541,31 @@ func TestRestartKeepsRingingCall(t *testing.T) {
 	}
 	aliceHangsUp(a2)
 	expect(t, b2.read(), protocol.TypeMessage, protocol.ActionShutdown)
+}
+
+// TestClusterReofferAnsweredAfterItsHostDied: alice on n1 is in a call
+// with bob on n2, hosted on n1; bob re-offers, alice gets the re-offer,
+// and n1 dies before she answers. Alice resumes on n3 and answers: the
+// call's adopter relays the answer to bob. Before, the record held no
+// re-offer, and bob's got no answer (his SDK's request timeout ended
+// the wait).
+func TestClusterReofferAnsweredAfterItsHostDied(t *testing.T) {
+	gs, urls := newClusterGateways(t, 3)
+	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
+	bobSendsReoffer(b, bsub)
+	ro := a.read()
+	expect(t, ro, protocol.TypeRequest, protocol.ActionStart)
+	waitFor(t, "the re-offer in the call's record", func() bool {
+		rec, _, _, err := gs[1].repl.read(context.Background(), callKey(a.sid, "c1"))
+		return err == nil && rec.Call != nil && rec.Call.Callee.ReofferThere == ro.Control.CorrelationID
+	})
+	gs[0].node.Close()
+	a.c.CloseNow()
+	w := resumeWS(t, urls[2], "alice@example.com", a.sid, a.seq+1, a.last)
+	answer(w, ro)
+	if r := b.readWithin(gs[1].holdFor() + 10*time.Second); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 || r.Control.SubsessionID != bsub {
+		t.Fatalf("bob's re-offer answered %s, want alice's 200", r.Marshal())
+	}
+	aliceHangsUp(w)
+	expect(t, b.read(), protocol.TypeMessage, protocol.ActionShutdown)
 }

@@ -16,10 +16,11 @@ import (
 // Replicated calls: a call between web sessions, ringing or answered, is
 // what its snapshot says, so that another node (or this one, restarted)
 // goes on with it when the node hosting it dies (docs/cluster.md, "A
-// dead node"). A re-offer outstanding at that moment is in it (its
-// answer is relayed to the side that made it); a transfer, a declared
-// request and a ringing fork's buffered candidates are not: a transfer's
-// or declared request's answer finds nothing to go to.
+// dead node"). A re-offer or a transfer outstanding at that moment is in
+// it (their answers, and a transfer's progress, are relayed to the side
+// that made them); a declared request and a ringing fork's buffered
+// candidates are not: a declared request's answer finds nothing to go
+// to.
 
 // Snapshot is a relayed call as another node rebuilds it.
 type Snapshot struct {
@@ -98,6 +99,10 @@ type LegSnapshot struct {
 	// pointer, so that snapshots compare with ==.
 	ReofferHere  string `json:"reoffer_here,omitempty"`
 	ReofferThere string `json:"reoffer_there,omitempty"`
+	// TransferHere and TransferThere are a transfer this side asked for
+	// whose final status has not come, as a re-offer's.
+	TransferHere  string `json:"transfer_here,omitempty"`
+	TransferThere string `json:"transfer_there,omitempty"`
 }
 
 // ErrLegTaken is Restore's answer when a leg of the snapshot is in a call
@@ -235,6 +240,9 @@ func restoredLeg(c *Call, ep Endpoint, ls LegSnapshot) *leg {
 	if ls.ReofferHere != "" && ls.ReofferThere != "" {
 		l.reoffer = &pending{here: ls.ReofferHere, there: ls.ReofferThere}
 	}
+	if ls.TransferHere != "" && ls.TransferThere != "" {
+		l.transfer = &pending{here: ls.TransferHere, there: ls.TransferThere}
+	}
 	return l
 }
 
@@ -259,6 +267,9 @@ func legSnapshot(l *leg) LegSnapshot {
 		StartCorr: l.startCorr, AnswerCorr: l.answerCorr}
 	if l.reoffer != nil {
 		ls.ReofferHere, ls.ReofferThere = l.reoffer.here, l.reoffer.there
+	}
+	if l.transfer != nil {
+		ls.TransferHere, ls.TransferThere = l.transfer.here, l.transfer.there
 	}
 	return ls
 }

@@ -300,6 +300,31 @@ func adoptedTwice(t *testing.T, sn Snapshot, a, b *fakeEP, check func(had bool))
 	}
 }
 
+// recordedCall is a web call from alice to bob, answered, whose changes
+// the returned replicas hear; it returns bob's subsession too.
+func recordedCall(t *testing.T) (e *env, r *replicas, a, b *fakeEP, bsub string) {
+	t.Helper()
+	r = &replicas{}
+	e = newEnv(t, time.Minute)
+	e.h.opts.Replicate = r.hear
+	a, b = e.ep("alice@web.example"), e.ep("bob@web.example")
+	a.takeOnce()
+	st := e.webCall(t, a, b, "c1", 1)
+	return e, r, a, b, st.Control.SubsessionID
+}
+
+// adoptedElsewhere has the host e1 of alice's call c1 die (its copy
+// dropped without a word) and another handler adopt the call from sn.
+func adoptedElsewhere(t *testing.T, e1 *env, sn Snapshot, a, b *fakeEP) *env {
+	t.Helper()
+	e1.h.Drop(a.id, "c1")
+	e2 := newEnv(t, time.Minute)
+	if err := e2.h.Restore(sn, a, b); err != nil {
+		t.Fatal(err)
+	}
+	return e2
+}
+
 // TestRestoreAnswersAnOutstandingReoffer: a re-offer relayed and not
 // yet answered is in the call's snapshot; the adopter relays its answer
 // to the side that made it, with that side's correlation, and a resend
@@ -307,13 +332,7 @@ func adoptedTwice(t *testing.T, sn Snapshot, a, b *fakeEP, check func(had bool))
 // relayed again. Before, the answer found nothing to go to and the
 // re-offer never got one (the SDKs' request timeout ended the wait).
 func TestRestoreAnswersAnOutstandingReoffer(t *testing.T) {
-	var r replicas
-	e1 := newEnv(t, time.Minute)
-	e1.h.opts.Replicate = r.hear
-	a, b := e1.ep("alice@web.example"), e1.ep("bob@web.example")
-	a.takeOnce()
-	st := e1.webCall(t, a, b, "c1", 1)
-	bsub := st.Control.SubsessionID
+	e1, r, a, b, bsub := recordedCall(t)
 	reoffer := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: bsub, seq: 2, p: protocol.CallPayload{SDP: webOffer}}
 	e1.send(b, reoffer)
 	ro := a.expect(t, protocol.TypeRequest, protocol.ActionStart)
@@ -321,12 +340,7 @@ func TestRestoreAnswersAnOutstandingReoffer(t *testing.T) {
 	if sn.Callee.ReofferHere != "c2" || sn.Callee.ReofferThere != ro.Control.CorrelationID || sn.Caller.ReofferHere != "" {
 		t.Fatalf("replicated after the re-offer: %+v, want bob's re-offer c2 / %s", sn, ro.Control.CorrelationID)
 	}
-	// The host dies: its copy is dropped without a word.
-	e1.h.Drop(a.id, "c1")
-	e2 := newEnv(t, time.Minute)
-	if err := e2.h.Restore(sn, a, b); err != nil {
-		t.Fatal(err)
-	}
+	e2 := adoptedElsewhere(t, e1, sn, a, b)
 	e2.send(b, reoffer)
 	a.none(t)
 	b.none(t)
@@ -337,4 +351,32 @@ func TestRestoreAnswersAnOutstandingReoffer(t *testing.T) {
 	}
 	hangUp(e2, b, bsub, 3)
 	a.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
+}
+
+// TestRestoreRelaysAnOutstandingTransfer: a transfer relayed and not yet
+// over is in the call's snapshot; the adopter relays the transferee's
+// answer and progress to the transferor, with the transferor's
+// correlation. Before, they found nothing to go to.
+func TestRestoreRelaysAnOutstandingTransfer(t *testing.T) {
+	e1, r, a, b, bsub := recordedCall(t)
+	f := wf{typ: protocol.TypeRequest, act: protocol.ActionTransfer, sub: "c1", seq: 2}.frame()
+	f.Header.ReferTo = "carol@web.example"
+	e1.h.HandleFrame(a, f)
+	tr := b.expect(t, protocol.TypeRequest, protocol.ActionTransfer)
+	sn, _, _ := r.get()
+	if sn.Caller.TransferHere != "c2" || sn.Caller.TransferThere != tr.Control.CorrelationID {
+		t.Fatalf("replicated after the transfer: %+v, want alice's transfer c2 / %s", sn.Caller, tr.Control.CorrelationID)
+	}
+	e2 := adoptedElsewhere(t, e1, sn, a, b)
+	e2.send(b, wf{typ: protocol.TypeResponse, act: protocol.ActionTransfer, sub: bsub, seq: 2,
+		corr: tr.Control.CorrelationID, state: protocol.StateFinal, code: 202})
+	if ans := a.expect(t, protocol.TypeResponse, protocol.ActionTransfer); ans.Header.ResponseCode != 202 || ans.Control.CorrelationID != "c2" {
+		t.Fatalf("alice's transfer answered %s, want 202 on c2", ans.Marshal())
+	}
+	e2.send(b, wf{typ: protocol.TypeMessage, act: protocol.ActionTransfer, sub: bsub, seq: 3, corr: tr.Control.CorrelationID, code: 200})
+	if p := a.expect(t, protocol.TypeMessage, protocol.ActionTransfer); p.Header.ResponseCode != 200 || p.Control.CorrelationID != "c2" {
+		t.Fatalf("alice's transfer progress %s, want 200 on c2", p.Marshal())
+	}
+	hangUp(e2, a, "c1", 3)
+	b.expect(t, protocol.TypeMessage, protocol.ActionShutdown)
 }

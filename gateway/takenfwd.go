@@ -162,7 +162,7 @@ func (s *Session) requeueDeadTaken() int {
 // session, their sequences.
 type confirmations struct {
 	mu sync.Mutex
-	by map[string]map[string][]uint64
+	by confirmSet
 	// nudging: a timer will start a round if none takes them first.
 	nudging bool
 }
@@ -173,6 +173,22 @@ type confirmations struct {
 // once for each split the rounds under load (more store requests a
 // call setup).
 const confirmNudge = 5 * time.Millisecond
+
+// confirmSet holds sequences per sender node, per session.
+type confirmSet map[string]map[string][]uint64
+
+// add notes seqs of the session id owned by owner.
+func (cs *confirmSet) add(owner, id string, seqs ...uint64) {
+	if *cs == nil {
+		*cs = confirmSet{}
+	}
+	m := (*cs)[owner]
+	if m == nil {
+		m = map[string][]uint64{}
+		(*cs)[owner] = m
+	}
+	m[id] = append(m[id], seqs...)
+}
 
 // confirmReq is a host's confirmation to a sender's node.
 type confirmReq struct {
@@ -189,20 +205,12 @@ func (g *Gateway) confirmLater(owner, id string, seq uint64) {
 		return
 	}
 	if !g.wal {
-		g.sendConfirms(map[string]map[string][]uint64{owner: {id: {seq}}})
+		g.sendConfirms(confirmSet{owner: {id: {seq}}})
 		return
 	}
 	c := &g.confirms
 	c.mu.Lock()
-	if c.by == nil {
-		c.by = map[string]map[string][]uint64{}
-	}
-	m := c.by[owner]
-	if m == nil {
-		m = map[string][]uint64{}
-		c.by[owner] = m
-	}
-	m[id] = append(m[id], seq)
+	c.by.add(owner, id, seq)
 	nudge := !c.nudging
 	c.nudging = true
 	c.mu.Unlock()
@@ -221,7 +229,7 @@ func (g *Gateway) confirmLater(owner, id string, seq uint64) {
 }
 
 // take returns the confirmations noted so far and forgets them.
-func (c *confirmations) take() map[string]map[string][]uint64 {
+func (c *confirmations) take() confirmSet {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	by := c.by
@@ -231,30 +239,19 @@ func (c *confirmations) take() map[string]map[string][]uint64 {
 
 // restore notes again the confirmations of a round whose writes failed:
 // the next round's success sends them.
-func (c *confirmations) restore(by map[string]map[string][]uint64) {
-	if len(by) == 0 {
-		return
-	}
+func (c *confirmations) restore(by confirmSet) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.by == nil {
-		c.by = map[string]map[string][]uint64{}
-	}
 	for owner, m := range by {
-		cur := c.by[owner]
-		if cur == nil {
-			c.by[owner] = m
-			continue
-		}
 		for id, seqs := range m {
-			cur[id] = append(cur[id], seqs...)
+			c.by.add(owner, id, seqs...)
 		}
 	}
 }
 
 // sendConfirms tells each sender's node which of its sessions' frames
 // were dispatched here, their effects written.
-func (g *Gateway) sendConfirms(by map[string]map[string][]uint64) {
+func (g *Gateway) sendConfirms(by confirmSet) {
 	for owner, m := range by {
 		data, _ := json.Marshal(confirmReq{Host: g.self(), Sessions: m})
 		if err := g.node.Notify(owner, kindConfirm, data); err != nil {

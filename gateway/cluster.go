@@ -191,14 +191,27 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 	// hosted by the node the session had just left never reached the
 	// client (BenchmarkSIPFailover, a drain).
 	waitUntil := time.Now().Add(deliverResumeWait)
-	if g.hasWaiting(id) {
-		// Behind frames waiting for the session's node (deadsession.go).
+	// behind puts f behind the frames waiting for the session's node
+	// (deadsession.go), if there are any: a request is refused.
+	behind := func() (queued bool, err error) {
+		if !g.hasWaiting(id) {
+			return false, nil
+		}
 		if !mayWait(f) {
-			return 0, owner, errWaitingBefore
+			return true, errWaitingBefore
 		}
-		if queued, err := g.waitBehind(id, f, selfCorrelate, o); queued {
-			return 0, owner, err
+		return g.waitBehind(id, f, selfCorrelate, o)
+	}
+	if queued, err := behind(); queued {
+		return 0, owner, err
+	}
+	// first sends the deliveries to the session that an owner before
+	// owner took and its client did not answer (keptmsgs.go) ahead of f.
+	first := func(owner string) (queued bool, err error) {
+		if !g.sendFirst(id, owner) {
+			return false, nil
 		}
+		return behind()
 	}
 	for try := 0; try < 6 || errors.Is(last, errOwnerResuming) && time.Now().Before(waitUntil); try++ {
 		if try > 0 {
@@ -226,6 +239,9 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 				break
 			}
 		}
+		if queued, err := first(owner); queued {
+			return 0, owner, err
+		}
 		if owner == g.self() {
 			busy := g.resuming.busy(id)
 			s := g.lookup(id)
@@ -242,6 +258,7 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 		seq, err := g.deliverTo(owner, id, f, selfCorrelate, o)
 		if err == nil {
 			g.metrics.cluster.WithLabelValues(kindDeliver, "ok").Inc()
+			g.keepDelivered(id, owner, f, selfCorrelate, o, seq)
 			return seq, owner, nil
 		}
 		last = err
@@ -254,6 +271,9 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 		if errors.Is(err, errNobodyThere) && mayTake(f, o) && g.adoptSession(id, owner) {
 			// Its owner is dead and its client has not resumed yet:
 			// the session waits here now (deadsession.go).
+			if queued, err := first(g.self()); queued {
+				return 0, g.self(), err
+			}
 			s := g.lookup(id)
 			if s == nil {
 				last = errEnded
@@ -1037,10 +1057,12 @@ func (g *Gateway) onNodeDown(node string) {
 	if p := g.prepl.Load(); p != nil {
 		p.nodeDown(node)
 	}
-	// The call frames node took and did not confirm (takenfwd.go).
+	// The call frames node took and did not confirm (takenfwd.go),
+	// and the messages it took, not answered (keptmsgs.go).
 	for _, s := range g.liveSessions() {
 		s.requeueTaken(node)
 	}
+	g.resendDead(node)
 	g.goTracked(func() {
 		// deadadopt.go: an adoption may wait seconds for a store
 		// electing leaders.
@@ -1135,6 +1157,7 @@ func (g *Gateway) republishAll() {
 		g.publish(s)
 	}
 	g.sweepMoved()
+	g.sweepKept()
 }
 
 // sweepMoved ends, toward the interactions hosted here, the moved

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"errors"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -106,7 +108,7 @@ const (
 // session.
 type waitingFrames struct {
 	mu sync.Mutex
-	m  map[string][]waitingFrame
+	m  map[string][]*waitingFrame
 	n  int
 }
 
@@ -115,6 +117,16 @@ type waitingFrame struct {
 	self  bool // self-correlated
 	o     endpoint.Origin
 	until time.Time
+	// redo, for a delivery sent again (keptmsgs.go), is told the
+	// correlation id it got, or that it was not delivered.
+	redo func(newCorr string, delivered bool)
+}
+
+// finish tells a delivery sent again how it ended.
+func (wf *waitingFrame) finish(seq uint64, delivered bool) {
+	if wf.redo != nil {
+		wf.redo("s"+strconv.FormatUint(seq, 10), delivered)
+	}
 }
 
 // mayWait reports whether f may wait for its session's node: its sender
@@ -162,9 +174,9 @@ func (g *Gateway) enqueue(id string, f *protocol.Frame, self bool, o endpoint.Or
 		return true, false, errWaitingFull
 	}
 	if w.m == nil {
-		w.m = map[string][]waitingFrame{}
+		w.m = map[string][]*waitingFrame{}
 	}
-	w.m[id] = append(q, waitingFrame{f: f, self: self, o: o, until: time.Now().Add(g.holdFor())})
+	w.m[id] = append(q, &waitingFrame{f: f, self: self, o: o, until: time.Now().Add(g.holdFor())})
 	w.n++
 	if !ok {
 		g.metrics.cluster.WithLabelValues(kindWaiting, "waiting").Inc()
@@ -196,10 +208,15 @@ func (g *Gateway) deliverWaiting(id string) {
 		}
 		wf := q[0]
 		w.mu.Unlock()
-		err := g.deliverOnce(id, wf.f, wf.self, wf.o)
+		seq, err := g.deliverOnce(id, wf.f, wf.self, wf.o)
 		switch {
+		case errors.Is(err, errSentBefore):
+			// Deliveries to its earlier owner, not answered, went in
+			// front (keptmsgs.go).
+			continue
 		case err == nil:
 			g.metrics.cluster.WithLabelValues(kindWaiting, "delivered").Inc()
+			wf.finish(seq, true)
 		case (errors.Is(err, errMoved) || errors.Is(err, errOwnerResuming)) && time.Now().Before(wf.until):
 			// Nobody there yet, or a takeover under way: asked again.
 			if !sleepCtx(g.ctx, wait) {
@@ -209,14 +226,18 @@ func (g *Gateway) deliverWaiting(id string) {
 			wait = min(2*wait, time.Second)
 			continue
 		default:
+			wf.finish(0, false)
 			g.metrics.cluster.WithLabelValues(kindWaiting, "dropped").Inc()
 			g.rlog.Warn("cluster deliver", "frame that waited for its session's node not delivered", "session_id", id, "err", err)
 		}
 		wait = 50 * time.Millisecond
 		w.mu.Lock()
+		// By identity: frames may have gone in front meanwhile.
 		if q := w.m[id]; len(q) > 0 {
-			w.m[id] = q[1:]
-			w.n--
+			if k := slices.Index(q, wf); k >= 0 {
+				w.m[id] = slices.Delete(q, k, k+1)
+				w.n--
+			}
 		}
 		w.mu.Unlock()
 	}
@@ -224,40 +245,81 @@ func (g *Gateway) deliverWaiting(id string) {
 
 // deliverOnce tries once to deliver f to session id, wherever its record
 // says it is: here, at its owner, or here after taking it from a dead
-// owner.
-func (g *Gateway) deliverOnce(id string, f *protocol.Frame, self bool, o endpoint.Origin) error {
+// owner. It returns the sequence f got; errSentBefore when deliveries
+// the session's earlier owner that were not answered went in front of f
+// instead.
+func (g *Gateway) deliverOnce(id string, f *protocol.Frame, self bool, o endpoint.Origin) (uint64, error) {
 	owner := g.ownerOf(id)
 	if owner == "" {
-		return errEnded
+		return 0, errEnded
+	}
+	// Deliveries to the session's earlier owners, not answered, go in
+	// front (keptmsgs.go).
+	elsewhere := func(owner string) bool {
+		return g.keptElsewhere(id, owner) && g.resend(id, func(o string) bool { return o != owner }) > 0
+	}
+	if elsewhere(owner) {
+		return 0, errSentBefore
 	}
 	if owner != g.self() {
-		_, err := g.deliverTo(owner, id, f, self, o)
+		seq, err := g.deliverTo(owner, id, f, self, o)
+		if err == nil {
+			g.keepDelivered(id, owner, f, self, o, seq)
+		}
 		if !errors.Is(err, errNobodyThere) || !g.adoptSession(id, owner) {
-			return err
+			return seq, err
+		}
+		if elsewhere(g.self()) {
+			return 0, errSentBefore
 		}
 	}
 	s := g.lookup(id)
 	if s == nil {
 		if g.resuming.busy(id) {
-			return errNobodyThere // resuming here: tried again
+			return 0, errNobodyThere // resuming here: tried again
 		}
-		return errEnded
+		return 0, errEnded
 	}
-	_, err := s.sendOrigin(f, self, g.self(), o)
-	return err
+	seq, err := s.sendOrigin(f, self, g.self(), o)
+	return seq, err
 }
 
 // dropWaiting drops the frames waiting for session id.
 func (g *Gateway) dropWaiting(id, why string) {
 	w := &g.awaitingNode
 	w.mu.Lock()
-	n := len(w.m[id])
-	w.n -= n
+	q := w.m[id]
+	w.n -= len(q)
 	delete(w.m, id)
 	w.mu.Unlock()
-	if n > 0 {
+	for _, wf := range q {
+		wf.finish(0, false)
+	}
+	if n := len(q); n > 0 {
 		g.metrics.cluster.WithLabelValues(kindWaiting, "dropped").Add(float64(n))
 		g.rlog.Warn("cluster deliver", "frames that waited for their session's node dropped", "session_id", id, "frames", n, "why", why)
+	}
+}
+
+// waitFirst puts frames in front of those waiting for session id, and
+// starts their delivery if none was under way. Not bounded by
+// maxWaitingFrames: they were delivered once, and acknowledged to their
+// senders (keptmsgs.go bounds them).
+func (g *Gateway) waitFirst(id string, frames []*waitingFrame) {
+	w := &g.awaitingNode
+	w.mu.Lock()
+	q, running := w.m[id]
+	if w.m == nil {
+		w.m = map[string][]*waitingFrame{}
+	}
+	w.m[id] = append(frames, q...)
+	w.n += len(frames)
+	w.mu.Unlock()
+	if !running {
+		g.metrics.cluster.WithLabelValues(kindWaiting, "waiting").Inc()
+		if !g.goTracked(func() { g.deliverWaiting(id) }) {
+			g.dropWaiting(id, "the gateway is shutting down")
+		}
 	}
 }
 

@@ -128,6 +128,9 @@ type Gateway struct {
 	// waiting: frames for sessions whose node does not answer
 	// (deadsession.go).
 	awaitingNode waitingFrames
+	// kept: messages delivered to sessions on other nodes, kept until
+	// answered (keptmsgs.go).
+	kept keptDeliveries
 	// prepl carries presence between the nodes (presencerepl.go).
 	prepl atomic.Pointer[presenceRepl]
 	// draining: Drain has begun; no new socket is accepted.

@@ -559,6 +559,95 @@ func (h *Handler) report(m *message, typ protocol.Type, code int, reason string,
 	m.from.Send(out, false)
 }
 
+// Holds reports whether the delivery to session recorded under corr
+// may still be answered: recorded and not answered, or a relay to the
+// session between its send and its record (it may be that one).
+func (h *Handler) Holds(session, corr string) bool {
+	sh := h.shard(session)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	in := sh.to[session]
+	return in != nil && (in.sending > 0 || in.deliveries[corr] != nil)
+}
+
+// Resend takes out the delivery recorded for session under corr, to be
+// sent to the session again: the session's node may have died before
+// writing it (the node that relayed it keeps it until it is answered,
+// docs/cluster.md "Delivery across nodes"), and the session's new node
+// numbers it anew. It returns nil when there is nothing to send
+// again: the copy was answered (its node had written it), dropped at its
+// report timeout, or its session ended. Otherwise the caller sends it
+// and calls done once, with the correlation id the new delivery got and
+// whether it was delivered. Taken out until then, the deliveries of one
+// dead node can be numbered anew in any order without one taking
+// another's place; an answer under the new id that comes before done is
+// kept for it, as a relay's is.
+func (h *Handler) Resend(session, corr string) (done func(newCorr string, delivered bool)) {
+	sh := h.shard(session)
+	sh.mu.Lock()
+	in := sh.to[session]
+	var d *delivery
+	if in != nil {
+		d = in.deliveries[corr]
+	}
+	if d == nil {
+		sh.mu.Unlock()
+		return nil
+	}
+	delete(in.deliveries, corr)
+	in.sending++
+	sh.mu.Unlock()
+	m := d.msg
+	return func(newCorr string, delivered bool) {
+		sh.mu.Lock()
+		in := sh.to[session] // kept while sending
+		in.sending--
+		m.mu.Lock()
+		expired := m.expired
+		if delivered && !in.ended && !expired {
+			for i, k := range m.keys {
+				if k == (key{session, corr}) {
+					m.keys[i].corr = newCorr
+				}
+			}
+		}
+		m.mu.Unlock()
+		if !delivered || in.ended || expired {
+			sh.tidy(session, in)
+			sh.mu.Unlock()
+			h.pending.Add(-1)
+			if !expired {
+				h.copyDone(m, nil)
+			}
+			return
+		}
+		// A delivery recorded under the new id was numbered by the dead
+		// node too, and not sent again: no answer can come for it.
+		stale := in.deliveries[newCorr]
+		in.deliveries[newCorr] = d
+		var early *sessionAnswer
+		for i := range in.early {
+			if in.early[i].corr == newCorr {
+				a := in.early[i]
+				early = &a
+				in.early = append(in.early[:i], in.early[i+1:]...)
+				delete(in.deliveries, newCorr)
+				break
+			}
+		}
+		sh.tidy(session, in)
+		sh.mu.Unlock()
+		if stale != nil {
+			h.pending.Add(-1)
+			h.copyDone(stale.msg, nil)
+		}
+		if early != nil {
+			h.pending.Add(-1)
+			h.copyDone(m, early)
+		}
+	}
+}
+
 // SessionEnded drops the deliveries to ep; a message none of whose copies
 // can now be answered gets 480.
 func (h *Handler) SessionEnded(ep endpoint.Endpoint) {

@@ -1,0 +1,172 @@
+package gateway
+
+import (
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/endpoint"
+	"github.com/jsonrtc/jsonrtc/protocol"
+	"github.com/jsonrtc/jsonrtc/store"
+)
+
+// keptFor returns the deliveries to session id that g keeps until
+// answered.
+func keptFor(g *Gateway, id string) int {
+	g.kept.mu.Lock()
+	defer g.kept.mu.Unlock()
+	return len(g.kept.m[id])
+}
+
+// aliceMessagesBob has alice send bob a message, sequence seq.
+func aliceMessagesBob(a *peer, seq string) {
+	a.write(`{"control":{"type":"request","package_type":"messaging","session_id":"` + a.sid + `","sequence":` + seq + `,"correlation_id":"c` + seq + `"},"header":{"action":"send","initiator":"alice@example.com","target":"bob@example.com"},"payload":{"body":"hi"}}`)
+}
+
+// bobAnswers answers m, a message bob read, with 200.
+func bobAnswers(b *peer, m *protocol.Frame) {
+	b.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageMessaging, CorrelationID: m.Control.CorrelationID},
+		Header:  protocol.Header{Action: protocol.ActionSend, ResponseCode: 200},
+	})
+}
+
+// wantReport200 reads alice's report of her message seq: bob's 200.
+func wantReport200(t *testing.T, a *peer, seq string) {
+	t.Helper()
+	r := a.readWithin(10 * time.Second)
+	if r.Control.Type != protocol.TypeResponse || r.Control.CorrelationID != "c"+seq || r.Header.ResponseCode != 200 {
+		t.Fatalf("alice read %s, want bob's 200 for c%s", r.Marshal(), seq)
+	}
+}
+
+// TestMessageOfADeadNodeDeliveredAgain: alice on n1 sends bob on n2 a
+// message, which n2 takes and, its store gone (it is dying), never
+// writes; n2 dies. n1, which kept the delivery until bob answers, sends
+// it again: bob, resumed on n3, gets it, and his answer is alice's
+// report. Before, the message was lost with n2 and alice's report timed
+// out (408).
+func TestMessageOfADeadNodeDeliveredAgain(t *testing.T) {
+	var made atomic.Int32
+	var dying *killedStore
+	gs, urls := newClusterGatewaysOn(t, 3, func(st store.Store) store.Store {
+		if made.Add(1) != 2 {
+			return st
+		}
+		dying = &killedStore{Store: st}
+		return dying
+	})
+	a, b := aliceAndBob(t, urls)
+	dying.killed.Store(true)
+	aliceMessagesBob(a, "2")
+	waitFor(t, "n1 to keep the message", func() bool { return keptFor(gs[0], b.sid) == 1 })
+	gs[1].node.Close()
+	b.c.CloseNow()
+	w := resumeWS(t, urls[2], "bob@example.com", b.sid, b.seq+1, b.last)
+	m := w.readWithin(gs[0].holdFor() + 10*time.Second)
+	if m.Control.Type != protocol.TypeRequest || m.Header.Action != protocol.ActionSend || m.Header.Initiator != "alice@example.com" {
+		t.Fatalf("bob read %s, want alice's message", m.Marshal())
+	}
+	bobAnswers(w, m)
+	wantReport200(t, a, "2")
+	gs[0].sweepKept()
+	if n := keptFor(gs[0], b.sid); n != 0 {
+		t.Fatalf("%d messages kept after bob answered", n)
+	}
+}
+
+// TestMessagesKeptUntilAnswered: n1 keeps the messages it delivered to
+// bob on n2 until bob answers them; then they are forgotten, and n2's
+// death sends nothing again. Messages bob moved away from answered are
+// sent to his new node: taken there once already (n2 wrote them before
+// letting him go), they reach him once.
+func TestMessagesKeptUntilAnswered(t *testing.T) {
+	gs, urls := newClusterGateways(t, 3)
+	a, b := aliceAndBob(t, urls)
+	var ms []*protocol.Frame
+	for seq := 2; seq <= 3; seq++ {
+		aliceMessagesBob(a, strconv.Itoa(seq))
+		ms = append(ms, b.read())
+	}
+	if n := keptFor(gs[0], b.sid); n != 2 {
+		t.Fatalf("%d messages kept, want 2", n)
+	}
+	bobAnswers(b, ms[0])
+	wantReport200(t, a, "2")
+	gs[0].sweepKept()
+	if n := keptFor(gs[0], b.sid); n != 1 {
+		t.Fatalf("%d messages kept after bob answered one, want 1", n)
+	}
+	// Bob moves to n3 with the second unanswered: alice's next message
+	// sends it first, to n3, which took it with bob's record.
+	b.c.CloseNow()
+	w := resumeWS(t, urls[2], "bob@example.com", b.sid, b.seq+1, ms[1].Control.Sequence)
+	aliceMessagesBob(a, "4")
+	m := w.read()
+	if m.Header.Action != protocol.ActionSend || m.Control.Sequence <= ms[1].Control.Sequence {
+		t.Fatalf("bob read %s, want alice's third message, not her second again", m.Marshal())
+	}
+	if n := counterValue(gs[0].metrics.cluster.WithLabelValues(kindKept, keptResent)); n != 1 {
+		t.Fatalf("%v messages sent again, want alice's second", n)
+	}
+	bobAnswers(w, ms[1])
+	bobAnswers(w, m)
+	wantReport200(t, a, "3")
+	wantReport200(t, a, "4")
+	gs[0].sweepKept()
+	if n := keptFor(gs[0], b.sid); n != 0 {
+		t.Fatalf("%d messages kept after bob answered all", n)
+	}
+	if n := gs[0].resend(b.sid, func(string) bool { return true }); n != 0 {
+		t.Fatalf("%d messages sent again after they were answered", n)
+	}
+}
+
+// TestKeptBounds: a session's deliveries are kept up to maxKept, the
+// oldest forgotten first, and none past holdFor or once answered; only
+// a client's messages to another node are kept.
+func TestKeptBounds(t *testing.T) {
+	gs, _ := newClusterGateways(t, 1)
+	g := gs[0]
+	answered := map[string]bool{}
+	g.kept.holds = func(id, corr string) bool { return !answered[corr] }
+	msg := func(seq uint64) *protocol.Frame {
+		return &protocol.Frame{Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessaging, Sequence: seq, CorrelationID: "s" + strconv.FormatUint(seq, 10)},
+			Header: protocol.Header{Action: protocol.ActionSend}}
+	}
+	o := endpoint.Origin{Session: "alice", Sequence: 2}
+	for i := range maxKept + 3 {
+		g.keepDelivered("bob", "n2", msg(uint64(i+1)), true, o, uint64(i+1))
+	}
+	g.keepDelivered("bob", "n2", msg(500), true, endpoint.Origin{}, 500) // from the SIP side
+	g.keepDelivered("bob", "n2", &protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage}}, true, o, 501)
+	g.keepDelivered("bob", g.self(), msg(502), true, o, 502) // here
+	if n := keptFor(g, "bob"); n != maxKept {
+		t.Fatalf("%d kept, want %d", n, maxKept)
+	}
+	g.kept.mu.Lock()
+	first := g.kept.m["bob"][0].seq
+	g.kept.m["bob"][0].at = time.Now().Add(-g.holdFor() - time.Second)
+	g.kept.mu.Unlock()
+	if first != 4 {
+		t.Fatalf("the oldest kept is %d, want 4", first)
+	}
+	answered["s6"], answered["s7"] = true, true
+	g.sweepKept()
+	g.kept.mu.Lock()
+	var seqs []uint64
+	for _, d := range g.kept.m["bob"] {
+		seqs = append(seqs, d.seq)
+	}
+	total := g.kept.n
+	g.kept.mu.Unlock()
+	if len(seqs) != maxKept-3 || seqs[0] != 5 || seqs[1] != 8 || total != len(seqs) {
+		t.Fatalf("kept %v (%d counted), want 5, 8 ... (4 expired, 6 and 7 answered)", seqs, total)
+	}
+	// None is pending in the messaging handler: none is sent again, and
+	// all are forgotten.
+	if n := g.resend("bob", func(string) bool { return true }); n != 0 || keptFor(g, "bob") != 0 || g.kept.n != 0 {
+		t.Fatalf("resend of deliveries no handler holds: %d sent, %d left", n, keptFor(g, "bob"))
+	}
+}

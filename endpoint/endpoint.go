@@ -146,6 +146,23 @@ func Find(dir Directory, identity string) ([]Endpoint, error) {
 	return dir.Sessions(identity), nil
 }
 
+// Holder is implemented by Directories of a cluster, where a node can
+// die with sessions whose clients will resume on another: FindHeld is
+// Find with those sessions too, whose frames their sender holds for the
+// resume, up to a bound (a message: docs/cluster.md "A dead node").
+type Holder interface {
+	FindHeld(identity string) ([]Endpoint, error)
+}
+
+// FindHeld is Find with the sessions of dead nodes whose clients have not
+// resumed yet (Holder), for a frame that may wait for them.
+func FindHeld(dir Directory, identity string) ([]Endpoint, error) {
+	if h, ok := dir.(Holder); ok {
+		return h.FindHeld(identity)
+	}
+	return Find(dir, identity)
+}
+
 // Router is implemented by endpoints whose requests are routed by rules
 // (package routing, docs/routing.md): the handlers ask it where a call,
 // message or subscription of the session goes before they relay it or

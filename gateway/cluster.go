@@ -192,24 +192,25 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 	// client (BenchmarkSIPFailover, a drain).
 	waitUntil := time.Now().Add(deliverResumeWait)
 	// behind puts f behind the frames waiting for the session's node
-	// (deadsession.go), if there are any: a request is refused.
-	behind := func() (queued bool, err error) {
+	// (deadsession.go), if there are any: a request that may not wait
+	// is refused.
+	behind := func() (queued bool, seq uint64, err error) {
 		if !g.hasWaiting(id) {
-			return false, nil
+			return false, 0, nil
 		}
-		if !mayWait(f) {
-			return true, errWaitingBefore
+		if !mayWait(f, selfCorrelate, o) {
+			return true, 0, errWaitingBefore
 		}
 		return g.waitBehind(id, f, selfCorrelate, o)
 	}
-	if queued, err := behind(); queued {
-		return 0, owner, err
+	if queued, seq, err := behind(); queued {
+		return seq, owner, err
 	}
 	// first sends the deliveries to the session that an owner before
 	// owner took and its client did not answer (keptmsgs.go) ahead of f.
-	first := func(owner string) (queued bool, err error) {
+	first := func(owner string) (queued bool, seq uint64, err error) {
 		if !g.sendFirst(id, owner) {
-			return false, nil
+			return false, 0, nil
 		}
 		return behind()
 	}
@@ -239,8 +240,8 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 				break
 			}
 		}
-		if queued, err := first(owner); queued {
-			return 0, owner, err
+		if queued, seq, err := first(owner); queued {
+			return seq, owner, err
 		}
 		if owner == g.self() {
 			busy := g.resuming.busy(id)
@@ -268,11 +269,16 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 		if !errors.Is(err, errMoved) && !errors.Is(err, errOwnerResuming) {
 			break
 		}
+		if errors.Is(err, errNobodyThere) && !mayTake(f, o) && mayWait(f, selfCorrelate, o) && g.node.Down(owner) {
+			// Its owner is dead: it waits for the client's resume, in
+			// the queue, rather than here in its sender's dispatch.
+			break
+		}
 		if errors.Is(err, errNobodyThere) && mayTake(f, o) && g.adoptSession(id, owner) {
 			// Its owner is dead and its client has not resumed yet:
 			// the session waits here now (deadsession.go).
-			if queued, err := first(g.self()); queued {
-				return 0, g.self(), err
+			if queued, seq, err := first(g.self()); queued {
+				return seq, g.self(), err
 			}
 			s := g.lookup(id)
 			if s == nil {
@@ -283,10 +289,11 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 			return seq, g.self(), err
 		}
 	}
-	if errors.Is(last, errNobodyThere) && mayWait(f) {
-		// Delivered once its node answers, or is known dead.
-		if err := g.waitFor(id, f, selfCorrelate, o); err == nil {
-			return 0, owner, nil
+	if errors.Is(last, errNobodyThere) && mayWait(f, selfCorrelate, o) {
+		// Delivered once its node answers, or is known dead; a client's
+		// message once the session's client has resumed somewhere.
+		if seq, err := g.waitFor(id, f, selfCorrelate, o); err == nil {
+			return seq, owner, nil
 		}
 	}
 	g.metrics.cluster.WithLabelValues(kindDeliver, "failed").Inc()
@@ -1333,16 +1340,26 @@ func (g *Gateway) tookOver(s *Session) {
 // liveEntries keeps the entries whose owner is alive. An entry that names a dead
 // node may be a session its client resumed elsewhere before the
 // directory heard (its write waits out the bucket's election): the
-// record names the owner.
-func (g *Gateway) liveEntries(entries []cluster.Entry) []cluster.Entry {
+// record names the owner. With held, it keeps too the sessions whose
+// record still names a dead node: their clients have not resumed yet,
+// and a frame for them waits (FindHeld).
+func (g *Gateway) liveEntries(entries []cluster.Entry, held bool) []cluster.Entry {
 	out := entries[:0]
 	for _, e := range entries {
 		if !e.Alive {
 			owner := g.ownerOf(e.Session)
-			if owner == "" || owner == e.Node || owner == g.self() || g.node.Down(owner) {
-				continue
+			switch {
+			case owner == "" || owner == g.self():
+			case owner == e.Node || g.node.Down(owner):
+				if held {
+					e.Node = owner
+					out = append(out, e)
+				}
+			default:
+				e.Node = owner
+				out = append(out, e)
 			}
-			e.Node = owner
+			continue
 		}
 		out = append(out, e)
 	}
@@ -1350,13 +1367,14 @@ func (g *Gateway) liveEntries(entries []cluster.Entry) []cluster.Entry {
 }
 
 // remoteSessions returns identity's sessions owned by other live nodes,
-// as endpoints; local are the ones here. The error is the directory
-// bucket's, read when neither the tables nor the view had a session.
-func (g *Gateway) remoteSessions(identity string, local []endpoint.Endpoint) ([]endpoint.Endpoint, error) {
+// and with held by dead nodes (liveEntries), as endpoints; local are the
+// ones here. The error is the directory bucket's, read when neither the
+// tables nor the view had a session.
+func (g *Gateway) remoteSessions(identity string, local []endpoint.Endpoint, held bool) ([]endpoint.Endpoint, error) {
 	if g.node == nil {
 		return local, nil
 	}
-	remote := g.liveEntries(g.node.Remote(identity))
+	remote := g.liveEntries(g.node.Remote(identity), held)
 	if len(remote) == 0 && len(local) == 0 {
 		// A miss may be a session that started elsewhere a moment ago
 		// and is not in the view yet: the bucket itself is asked.
@@ -1367,7 +1385,7 @@ func (g *Gateway) remoteSessions(identity string, local []endpoint.Endpoint) ([]
 			g.log.Warn("directory lookup failed", "identity", identity, "err", err)
 			return nil, err
 		}
-		remote = g.liveEntries(found)
+		remote = g.liveEntries(found, held)
 	}
 	for _, e := range remote {
 		here := false

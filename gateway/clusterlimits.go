@@ -78,7 +78,7 @@ func (g *Gateway) sessionsElsewhere(identity, session string, recent []admission
 		return 0
 	}
 	seen := map[string]bool{session: true}
-	for _, e := range g.liveEntries(g.node.Remote(identity)) {
+	for _, e := range g.liveEntries(g.node.Remote(identity), false) {
 		seen[e.Session] = true
 	}
 	for _, e := range recent {

@@ -26,10 +26,10 @@ import (
 // the frame.
 
 // Only a frame of an interaction the session is in takes it (mayTake):
-// a new call or a message for a session whose node died is refused 480
-// as before, for its sender to try again (a SIP caller gets Retry-After:
-// test/cluster TestBalancedInviteToDeadNode), rather than ring a session
-// whose client may never come back.
+// a new call for a session whose node died is refused 480 as before, for
+// its sender to try again (a SIP caller gets Retry-After: test/cluster
+// TestBalancedInviteToDeadNode), rather than ring a session whose client
+// may never come back; a message waits for the client (below).
 //
 // The session's limits are checked before the record is taken: refused,
 // the record is left to the client's resume elsewhere. Tables found full
@@ -92,10 +92,14 @@ const kindDeadSession = "dead_session"
 // delivered once the owner answers again or, its lease gone, the session
 // is taken as above: a host's relay of a hang-up to the callee whose node
 // had just been killed was lost, and the callee, resumed elsewhere, held
-// a call its caller had ended. Only a frame that is no request waits
-// (mayWait): a request's sender takes its sequence at once, to match the
-// answer, and fails at once, as it would have without the wait (with
-// frames waiting before it too: it would overtake them). Bounded:
+// a call its caller had ended. Only a frame that is no request waits,
+// or a web user's message (mayWait): a request's sender takes its
+// sequence at once, to match the answer, and a call's request fails at
+// once, as it would have without the wait (with frames waiting before
+// it too: it would overtake them); a message's handler records it under
+// a sequence of its own meanwhile (heldSeq). A message waits for its
+// session's client to resume somewhere, its node dead or not, and takes
+// no session (deliverOnce's take). Bounded:
 // maxWaitingFrames a session, maxWaitingAll in all (past them a frame
 // fails, as it would have), each frame holdFor.
 
@@ -117,21 +121,46 @@ type waitingFrame struct {
 	self  bool // self-correlated
 	o     endpoint.Origin
 	until time.Time
-	// redo, for a delivery sent again (keptmsgs.go), is told the
+	// redo, for a message delivered again (keptmsgs.go), is told the
 	// correlation id it got, or that it was not delivered.
 	redo func(newCorr string, delivered bool)
+	// held, for a message not delivered yet, is the correlation id its
+	// messaging handler recorded it under (heldCorr); its redo is taken
+	// once the record is there. Such a message takes no dead owner's
+	// session (adoptSession): it waits for the session's client to
+	// resume somewhere, up to its bound, as a new call would not.
+	held string
 }
 
-// finish tells a delivery sent again how it ended.
-func (wf *waitingFrame) finish(seq uint64, delivered bool) {
+// finish tells the messaging handler how a message waiting for session
+// id ended, at sequence seq.
+func (g *Gateway) finish(id string, wf *waitingFrame, seq uint64, delivered bool) {
+	if wf.redo == nil && wf.held != "" {
+		wf.redo = g.msgs.Resend(id, wf.held)
+	}
 	if wf.redo != nil {
 		wf.redo("s"+strconv.FormatUint(seq, 10), delivered)
+		wf.redo = nil
 	}
 }
 
 // mayWait reports whether f may wait for its session's node: its sender
-// needs no sequence back (no request).
-func mayWait(f *protocol.Frame) bool { return f.Control.Type != protocol.TypeRequest }
+// needs no sequence back (no request), or, a client's message, it has
+// its messaging handler record the delivery under a correlation id of
+// its own until then (heldCorr).
+func mayWait(f *protocol.Frame, self bool, o endpoint.Origin) bool {
+	return f.Control.Type != protocol.TypeRequest || keepable(f, self, o)
+}
+
+// heldSeqBase is above every sequence a session gives (2^53-1 at most,
+// session.ErrSequenceExhausted): the sequences heldSeq returns name no
+// frame.
+const heldSeqBase = 1 << 62
+
+// heldSeq returns a sequence for a message that waits for its
+// session's node, under which its handler records the delivery until
+// the session's owner numbers it (deliverWaiting moves it there).
+func (g *Gateway) heldSeq() uint64 { return heldSeqBase + g.heldSeqs.Add(1) }
 
 // errWaitingBefore: a request for a session with frames waiting for its
 // node (it would overtake them).
@@ -141,47 +170,53 @@ var errWaitingBefore = errors.New("gateway: frames wait for the session's node")
 var errWaitingFull = errors.New("gateway: too many frames wait for the session's node")
 
 // waitBehind queues f (mayWait) behind the frames waiting for session id,
-// if there are any (queued; err when they are full, f not queued).
-func (g *Gateway) waitBehind(id string, f *protocol.Frame, self bool, o endpoint.Origin) (queued bool, err error) {
-	queued, _, err = g.enqueue(id, f, self, o, false)
-	return queued, err
+// if there are any (queued; err when they are full, f not queued); seq
+// is the sequence a request's sender records it under (heldSeq).
+func (g *Gateway) waitBehind(id string, f *protocol.Frame, self bool, o endpoint.Origin) (queued bool, seq uint64, err error) {
+	queued, _, seq, err = g.enqueue(id, f, self, o, false)
+	return queued, seq, err
 }
 
 // waitFor starts the wait of f (mayWait) for session id, whose owner
 // did not answer, or queues it behind the frames waiting already;
-// errWaitingFull when the waits are full.
-func (g *Gateway) waitFor(id string, f *protocol.Frame, self bool, o endpoint.Origin) error {
-	_, first, err := g.enqueue(id, f, self, o, true)
+// errWaitingFull when the waits are full. seq is as waitBehind's.
+func (g *Gateway) waitFor(id string, f *protocol.Frame, self bool, o endpoint.Origin) (uint64, error) {
+	_, first, seq, err := g.enqueue(id, f, self, o, true)
 	if first && !g.goTracked(func() { g.deliverWaiting(id) }) {
 		g.dropWaiting(id, "the gateway is shutting down")
 	}
-	return err
+	return seq, err
 }
 
 // enqueue queues f for session id behind the frames waiting for it, or
 // (start) as the first; first says it is, for its delivery to start.
-func (g *Gateway) enqueue(id string, f *protocol.Frame, self bool, o endpoint.Origin, start bool) (queued, first bool, err error) {
+func (g *Gateway) enqueue(id string, f *protocol.Frame, self bool, o endpoint.Origin, start bool) (queued, first bool, seq uint64, err error) {
 	w := &g.awaitingNode
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	q, ok := w.m[id]
 	if !ok && !start {
-		return false, false, nil
+		return false, false, 0, nil
 	}
 	if len(q) >= maxWaitingFrames || w.n >= maxWaitingAll {
 		g.metrics.cluster.WithLabelValues(kindWaiting, "full").Inc()
 		g.rlog.Warn("cluster deliver", "frame for a session whose node does not answer not delivered: too many wait", "session_id", id)
-		return true, false, errWaitingFull
+		return true, false, 0, errWaitingFull
 	}
 	if w.m == nil {
 		w.m = map[string][]*waitingFrame{}
 	}
-	w.m[id] = append(q, &waitingFrame{f: f, self: self, o: o, until: time.Now().Add(g.holdFor())})
+	wf := &waitingFrame{f: f, self: self, o: o, until: time.Now().Add(g.holdFor())}
+	if f.Control.Type == protocol.TypeRequest {
+		seq = g.heldSeq()
+		wf.held = "s" + strconv.FormatUint(seq, 10)
+	}
+	w.m[id] = append(q, wf)
 	w.n++
 	if !ok {
 		g.metrics.cluster.WithLabelValues(kindWaiting, "waiting").Inc()
 	}
-	return true, !ok, nil
+	return true, !ok, seq, nil
 }
 
 // hasWaiting reports whether frames wait for session id's node.
@@ -208,7 +243,24 @@ func (g *Gateway) deliverWaiting(id string) {
 		}
 		wf := q[0]
 		w.mu.Unlock()
-		seq, err := g.deliverOnce(id, wf.f, wf.self, wf.o)
+		if wf.held != "" && wf.redo == nil {
+			// Its delivery, recorded under its held id, is moved to the
+			// id it gets (messaging.Handler.Resend); recorded just after
+			// the wait began (its relay returns first).
+			if wf.redo = g.msgs.Resend(id, wf.held); wf.redo == nil {
+				if g.msgs.Holds(id, wf.held) && time.Now().Before(wf.until) {
+					if !sleepCtx(g.ctx, 5*time.Millisecond) {
+						g.dropWaiting(id, "the gateway is shutting down")
+						return
+					}
+					continue
+				}
+				// Answered for: expired, or its session ended.
+				g.popWaiting(id, wf)
+				continue
+			}
+		}
+		seq, err := g.deliverOnce(id, wf.f, wf.self, wf.o, wf.held == "")
 		switch {
 		case errors.Is(err, errSentBefore):
 			// Deliveries to its earlier owner, not answered, went in
@@ -216,7 +268,7 @@ func (g *Gateway) deliverWaiting(id string) {
 			continue
 		case err == nil:
 			g.metrics.cluster.WithLabelValues(kindWaiting, "delivered").Inc()
-			wf.finish(seq, true)
+			g.finish(id, wf, seq, true)
 		case (errors.Is(err, errMoved) || errors.Is(err, errOwnerResuming)) && time.Now().Before(wf.until):
 			// Nobody there yet, or a takeover under way: asked again.
 			if !sleepCtx(g.ctx, wait) {
@@ -226,29 +278,35 @@ func (g *Gateway) deliverWaiting(id string) {
 			wait = min(2*wait, time.Second)
 			continue
 		default:
-			wf.finish(0, false)
+			g.finish(id, wf, 0, false)
 			g.metrics.cluster.WithLabelValues(kindWaiting, "dropped").Inc()
 			g.rlog.Warn("cluster deliver", "frame that waited for its session's node not delivered", "session_id", id, "err", err)
 		}
 		wait = 50 * time.Millisecond
-		w.mu.Lock()
-		// By identity: frames may have gone in front meanwhile.
-		if q := w.m[id]; len(q) > 0 {
-			if k := slices.Index(q, wf); k >= 0 {
-				w.m[id] = slices.Delete(q, k, k+1)
-				w.n--
-			}
+		g.popWaiting(id, wf)
+	}
+}
+
+// popWaiting removes wf from the frames waiting for session id, by
+// identity: frames may have gone in front of it meanwhile.
+func (g *Gateway) popWaiting(id string, wf *waitingFrame) {
+	w := &g.awaitingNode
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if q := w.m[id]; len(q) > 0 {
+		if k := slices.Index(q, wf); k >= 0 {
+			w.m[id] = slices.Delete(q, k, k+1)
+			w.n--
 		}
-		w.mu.Unlock()
 	}
 }
 
 // deliverOnce tries once to deliver f to session id, wherever its record
-// says it is: here, at its owner, or here after taking it from a dead
-// owner. It returns the sequence f got; errSentBefore when deliveries
+// says it is: here, at its owner, or (take) here after taking it from a
+// dead owner. It returns the sequence f got; errSentBefore when deliveries
 // the session's earlier owner that were not answered went in front of f
 // instead.
-func (g *Gateway) deliverOnce(id string, f *protocol.Frame, self bool, o endpoint.Origin) (uint64, error) {
+func (g *Gateway) deliverOnce(id string, f *protocol.Frame, self bool, o endpoint.Origin, take bool) (uint64, error) {
 	owner := g.ownerOf(id)
 	if owner == "" {
 		return 0, errEnded
@@ -266,7 +324,7 @@ func (g *Gateway) deliverOnce(id string, f *protocol.Frame, self bool, o endpoin
 		if err == nil {
 			g.keepDelivered(id, owner, f, self, o, seq)
 		}
-		if !errors.Is(err, errNobodyThere) || !g.adoptSession(id, owner) {
+		if !take || !errors.Is(err, errNobodyThere) || !g.adoptSession(id, owner) {
 			return seq, err
 		}
 		if elsewhere(g.self()) {
@@ -293,7 +351,7 @@ func (g *Gateway) dropWaiting(id, why string) {
 	delete(w.m, id)
 	w.mu.Unlock()
 	for _, wf := range q {
-		wf.finish(0, false)
+		g.finish(id, wf, 0, false)
 	}
 	if n := len(q); n > 0 {
 		g.metrics.cluster.WithLabelValues(kindWaiting, "dropped").Add(float64(n))

@@ -46,12 +46,12 @@ func TestWaitingForANodeBounded(t *testing.T) {
 	msg := &protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},
 		Header: protocol.Header{Action: protocol.ActionShutdown}}
 	for i := range maxWaitingFrames {
-		queued, first, err := g.enqueue("gone", msg, true, endpoint.Origin{}, i == 0)
+		queued, first, _, err := g.enqueue("gone", msg, true, endpoint.Origin{}, i == 0)
 		if !queued || first != (i == 0) || err != nil {
 			t.Fatalf("frame %d: queued %v, first %v, %v", i, queued, first, err)
 		}
 	}
-	if queued, err := g.waitBehind("gone", msg, true, endpoint.Origin{}); !queued || !errors.Is(err, errWaitingFull) {
+	if queued, _, err := g.waitBehind("gone", msg, true, endpoint.Origin{}); !queued || !errors.Is(err, errWaitingFull) {
 		t.Fatalf("past the bound: queued %v, %v; want errWaitingFull", queued, err)
 	}
 	req := &protocol.Frame{Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: "c1"},

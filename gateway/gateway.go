@@ -128,6 +128,9 @@ type Gateway struct {
 	// waiting: frames for sessions whose node does not answer
 	// (deadsession.go).
 	awaitingNode waitingFrames
+	// heldSeqs numbers the messages waiting for their sessions' nodes
+	// (deadsession.go heldSeq).
+	heldSeqs atomic.Uint64
 	// kept: messages delivered to sessions on other nodes, kept until
 	// answered (keptmsgs.go).
 	kept keptDeliveries
@@ -527,6 +530,18 @@ func (d directory) Sessions(identity string) []endpoint.Endpoint {
 // Find is Sessions with the error of a cluster's directory read: the
 // view had none of identity's sessions and the bucket did not answer.
 func (d directory) Find(identity string) ([]endpoint.Endpoint, error) {
+	return d.find(identity, false)
+}
+
+// FindHeld is Find with the sessions of dead nodes that their clients
+// have not resumed elsewhere yet: a message to them waits for the resume
+// (deadsession.go).
+func (d directory) FindHeld(identity string) ([]endpoint.Endpoint, error) {
+	return d.find(identity, true)
+}
+
+// find is Find, and FindHeld with held.
+func (d directory) find(identity string, held bool) ([]endpoint.Endpoint, error) {
 	d.g.mu.Lock()
 	list := d.g.byIdentity[identity]
 	out := make([]endpoint.Endpoint, 0, len(list))
@@ -534,7 +549,7 @@ func (d directory) Find(identity string) ([]endpoint.Endpoint, error) {
 		out = append(out, s)
 	}
 	d.g.mu.Unlock()
-	return d.g.remoteSessions(identity, out)
+	return d.g.remoteSessions(identity, out, held)
 }
 
 // Known reports whether identity is a web identity that only web

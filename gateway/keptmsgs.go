@@ -238,15 +238,15 @@ func (g *Gateway) sendFirst(id, owner string) bool {
 		return true
 	}
 	for i, wf := range frames {
-		seq, err := g.deliverOnce(id, wf.f, wf.self, wf.o)
+		seq, err := g.deliverOnce(id, wf.f, wf.self, wf.o, true)
 		switch {
 		case err == nil:
-			wf.finish(seq, true)
+			g.finish(id, wf, seq, true)
 		case errors.Is(err, errSentBefore) || errors.Is(err, errMoved) || errors.Is(err, errOwnerResuming):
 			g.waitFirst(id, frames[i:])
 			return true
 		default:
-			wf.finish(0, false)
+			g.finish(id, wf, 0, false)
 			g.metrics.cluster.WithLabelValues(kindWaiting, "dropped").Inc()
 			g.rlog.Warn("cluster deliver", "message sent again not delivered", "session_id", id, "err", err)
 		}

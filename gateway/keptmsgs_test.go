@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -168,5 +169,57 @@ func TestKeptBounds(t *testing.T) {
 	// all are forgotten.
 	if n := g.resend("bob", func(string) bool { return true }); n != 0 || keptFor(g, "bob") != 0 || g.kept.n != 0 {
 		t.Fatalf("resend of deliveries no handler holds: %d sent, %d left", n, keptFor(g, "bob"))
+	}
+}
+
+// TestMessageWaitsForAResume: alice on n1 sends bob a message as his
+// node, n2, dies: it waits on n1 for bob's client, and reaches him once
+// he has resumed on n3, with a second message after it, in order; his
+// answers are alice's reports. Before, each was refused at once (480:
+// the chaos test's most common failure under node kills).
+func TestMessageWaitsForAResume(t *testing.T) {
+	for _, known := range []bool{false, true} {
+		t.Run(fmt.Sprintf("down=%v", known), func(t *testing.T) { messageWaitsForAResume(t, known) })
+	}
+}
+
+// messageWaitsForAResume is TestMessageWaitsForAResume, the message sent
+// once n1 knows n2 is down (known) or at once.
+func messageWaitsForAResume(t *testing.T, known bool) {
+	gs, urls := newClusterGateways(t, 3)
+	a, b := aliceAndBob(t, urls)
+	waitFor(t, "bob in n1's directory", func() bool { return len(gs[0].node.Remote("bob@example.com")) == 1 })
+	gs[1].node.Close()
+	b.c.CloseNow()
+	if known {
+		waitFor(t, "n2 down", func() bool { return gs[0].node.Down("n2") })
+	}
+	aliceMessagesBob(a, "2")
+	waitFor(t, "alice's message to wait for bob", func() bool { return gs[0].hasWaiting(b.sid) })
+	aliceMessagesBob(a, "3")
+	w := resumeWS(t, urls[2], "bob@example.com", b.sid, b.seq+1, b.last)
+	var ms []*protocol.Frame
+	for range 2 {
+		m := w.readWithin(gs[0].holdFor() + 10*time.Second)
+		if m.Control.Type != protocol.TypeRequest || m.Header.Action != protocol.ActionSend {
+			t.Fatalf("bob read %s, want alice's message", m.Marshal())
+		}
+		ms = append(ms, m)
+	}
+	if ms[0].Control.Sequence >= ms[1].Control.Sequence {
+		t.Fatalf("bob's messages out of order: %d, %d", ms[0].Control.Sequence, ms[1].Control.Sequence)
+	}
+	bobAnswers(w, ms[1])
+	bobAnswers(w, ms[0])
+	got := map[string]bool{}
+	for range 2 {
+		r := a.readWithin(10 * time.Second)
+		if r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 {
+			t.Fatalf("alice read %s, want bob's 200", r.Marshal())
+		}
+		got[r.Control.CorrelationID] = true
+	}
+	if !got["c2"] || !got["c3"] {
+		t.Fatalf("alice's reports %v, want c2 and c3", got)
 	}
 }

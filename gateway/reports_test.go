@@ -72,19 +72,22 @@ func TestReportOwedFromRecord(t *testing.T) {
 }
 
 // TestClusterKnownOnADeadNode: a message to a user whose only session
-// is on a node that went down is 480 (offline a moment: the session
-// waits for its resume elsewhere), not 404 (unknown), on a node that
-// never served the user (the chaos test: hundreds of 404 under node
-// kills).
+// is on a node that went down waits for the session's client to resume
+// elsewhere, and, when it does not within the hold, is 480 (offline a
+// moment), not 404 (unknown), on a node that never served the user
+// (the chaos test: hundreds of 404 under node kills).
 func TestClusterKnownOnADeadNode(t *testing.T) {
 	gs, urls := newClusterGateways(t, 2)
-	a, _ := aliceAndBob(t, urls)
+	a, b := aliceAndBob(t, urls)
 	waitFor(t, "bob in n1's directory", func() bool { return len(gs[0].node.Remote("bob@example.com")) == 1 })
 	gs[1].node.Close()
 	waitFor(t, "n2 down", func() bool { return gs[0].node.Down("n2") })
 	a.write(`{"control":{"type":"request","package_type":"messaging","session_id":"` + a.sid + `","sequence":2,"correlation_id":"c2"},"header":{"action":"send","initiator":"alice@example.com","target":"bob@example.com"},"payload":{"body":"hi"}}`)
-	if r := a.read(); r.Control.CorrelationID != "c2" || r.Header.ErrorCode != protocol.CodeTemporarilyUnavail {
+	if r := a.readWithin(gs[0].holdFor() + 5*time.Second); r.Control.CorrelationID != "c2" || r.Header.ErrorCode != protocol.CodeTemporarilyUnavail {
 		t.Fatalf("alice read %s, want 480", r.Marshal())
+	}
+	if gs[0].hasWaiting(b.sid) {
+		t.Fatal("the message still waits after its 480")
 	}
 }
 

@@ -75,7 +75,7 @@ func (g *Gateway) live(target string) bool {
 	local := len(g.byIdentity[id]) > 0
 	g.mu.Unlock()
 	// In a cluster, a session on another node is as live as one here.
-	return local || (g.node != nil && len(g.liveEntries(g.node.Remote(id))) > 0)
+	return local || (g.node != nil && len(g.liveEntries(g.node.Remote(id), false)) > 0)
 }
 
 // Explanation is a decision's steps in one line: "office: from.applications:

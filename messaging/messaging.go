@@ -243,7 +243,10 @@ func (h *Handler) send(ep endpoint.Endpoint, f *protocol.Frame) {
 		return
 	}
 	id := webID(d.Target)
-	all, err := endpoint.Find(h.dir, id)
+	// With the sessions whose node died and whose clients have not
+	// resumed yet: a message to them waits for the resume (a web
+	// sender's only: the Upstream's gets no such wait).
+	all, err := endpoint.FindHeld(h.dir, id)
 	if err != nil {
 		ep.Send(reply(f, protocol.TypeError, protocol.CodeTemporarilyUnavail, endpoint.ErrLookup), false)
 		return

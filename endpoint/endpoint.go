@@ -64,12 +64,16 @@ type Origin struct {
 	// callee's answer brings the caller the answer, then the candidates
 	// the callee sent while its fork rang.
 	Part uint64
+	// Corr is the correlation id of the client frame (its report's, for
+	// a message): the receiver's node reports to the sender itself when
+	// the message's node died (docs/cluster.md "Delivery reports").
+	Corr string
 }
 
 // OriginOf is the origin of a relay of f, a frame from's client sent
 // from its own node (a message's send, a call's start).
 func OriginOf(from Endpoint, f *protocol.Frame) Origin {
-	return Origin{Session: from.ID(), Sequence: f.Control.Sequence}
+	return Origin{Session: from.ID(), Sequence: f.Control.Sequence, Corr: protocol.ClientCorrelation(f)}
 }
 
 // CallOrigin is the origin of a relay of f, a frame from's client sent

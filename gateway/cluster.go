@@ -45,6 +45,10 @@ type route struct {
 	Pkg  protocol.Package `json:"pkg"`
 	Key  string           `json:"key"`
 	Node string           `json:"node"`
+	// To and Corr, for a message delivered, name its sender's session
+	// and the send's correlation id there (reportdirect.go).
+	To   string `json:"to,omitempty"`
+	Corr string `json:"corr,omitempty"`
 }
 
 type routeKey struct {
@@ -72,6 +76,7 @@ type deliverReq struct {
 	FromSeq    uint64 `json:"from_seq,omitempty"`
 	FromStream string `json:"from_stream,omitempty"`
 	FromPart   uint64 `json:"from_part,omitempty"`
+	FromCorr   string `json:"from_corr,omitempty"`
 }
 
 type deliverReply struct {
@@ -92,6 +97,11 @@ type inboundReq struct {
 	Oracle   bool   `json:"oracle,omitempty"`
 	Owner    string `json:"owner"`
 	Frame    []byte `json:"frame"`
+	// ReportTo and ReportCorr, with an answer to a message, name the
+	// sender's session and the send there: a host that no longer has
+	// the message (a later life of it) reports to it (reportdirect.go).
+	ReportTo   string `json:"report_to,omitempty"`
+	ReportCorr string `json:"report_corr,omitempty"`
 }
 
 // sessionReq names a session: an end, a takeover.
@@ -164,7 +174,7 @@ func (g *Gateway) startCluster() error {
 	}
 	for kind, fn := range map[string]func([]byte) []byte{
 		kindDeliver: g.onDeliver, kindInbound: g.onInbound, kindEnded: g.onEnded, kindTakeover: g.onTakeover,
-		kindConfirm: g.onConfirm,
+		kindConfirm: g.onConfirm, kindReport: g.onReport,
 	} {
 		if err := g.node.Handle(kind, fn); err != nil {
 			return fmt.Errorf("gateway: cluster subject %s: %w", kind, err)
@@ -324,7 +334,7 @@ const deliverResumeWait = clusterTimeout
 
 func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, error) {
 	req, _ := json.Marshal(deliverReq{Session: id, Frame: f.Marshal(), SelfCorrelate: selfCorrelate, Host: g.self(),
-		From: o.Session, FromSeq: o.Sequence, FromStream: o.Stream, FromPart: o.Part})
+		From: o.Session, FromSeq: o.Sequence, FromStream: o.Stream, FromPart: o.Part, FromCorr: o.Corr})
 	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
 	defer cancel()
 	data, err := g.node.Request(ctx, owner, kindDeliver, req)
@@ -494,7 +504,7 @@ func (g *Gateway) onDeliver(data []byte) []byte {
 		case s == nil:
 			rep.Err = errNotOwned
 		default:
-			rep.Seq, err = s.sendOrigin(f, req.SelfCorrelate, req.Host, endpoint.Origin{Session: req.From, Sequence: req.FromSeq, Stream: req.FromStream, Part: req.FromPart})
+			rep.Seq, err = s.sendOrigin(f, req.SelfCorrelate, req.Host, endpoint.Origin{Session: req.From, Sequence: req.FromSeq, Stream: req.FromStream, Part: req.FromPart, Corr: req.FromCorr})
 			if errors.Is(err, errMovedAway) {
 				rep.Err = errNotOwned
 			}
@@ -562,6 +572,11 @@ func (g *Gateway) onInbound(data []byte) []byte {
 // session owned elsewhere sent.
 func (g *Gateway) dispatchInbound(req inboundReq, f *protocol.Frame) {
 	if h := g.beforeInbound.Load(); h != nil && !(*h)(f) {
+		return
+	}
+	if req.ReportTo != "" && !g.msgs.Holds(req.Session, f.Control.CorrelationID) {
+		// An answer to a message an earlier life of this node took.
+		g.reportAnswer(f, reportRoute{to: req.ReportTo, corr: req.ReportCorr})
 		return
 	}
 	ep := g.endpointOf(req.Session, req.Identity, req.Oracle, req.Owner)
@@ -942,6 +957,9 @@ func (s *Session) noteRouteLocked(f *protocol.Frame, host string) {
 	if _, ok := s.routes[k]; !ok && len(s.routes) >= maxRoutes {
 		for old := range s.routes {
 			delete(s.routes, old)
+			if old.pkg == protocol.PackageMessaging {
+				delete(s.reportTo, old.key)
+			}
 			break
 		}
 	}
@@ -1010,11 +1028,17 @@ var errForwardRefused = errors.New("gateway: the interaction's node refused the 
 // errForwardRefused when it refused, another error when it did not
 // answer.
 func (s *Session) forwardOnce(host string, f *protocol.Frame) error {
+	return s.forwardReq(host, inboundReq{Frame: f.Marshal()})
+}
+
+// forwardReq is forwardOnce of req, which names the frame.
+func (s *Session) forwardReq(host string, req inboundReq) error {
 	g := s.g
-	req, _ := json.Marshal(inboundReq{Session: s.id, Identity: s.identity, Oracle: s.oracle, Owner: g.self(), Frame: f.Marshal()})
+	req.Session, req.Identity, req.Oracle, req.Owner = s.id, s.identity, s.oracle, g.self()
+	data, _ := json.Marshal(req)
 	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
 	defer cancel()
-	rep, err := g.node.Request(ctx, host, kindInbound, req)
+	rep, err := g.node.Request(ctx, host, kindInbound, data)
 	switch {
 	case err != nil:
 		g.metrics.cluster.WithLabelValues(kindInbound, "failed").Inc()
@@ -1041,7 +1065,12 @@ func (s *Session) routesSnapshotLocked() []route {
 	}
 	out := make([]route, 0, len(s.routes))
 	for k, node := range s.routes {
-		out = append(out, route{Pkg: k.pkg, Key: k.key, Node: node})
+		r := route{Pkg: k.pkg, Key: k.key, Node: node}
+		if k.pkg == protocol.PackageMessaging {
+			rt := s.reportTo[k.key]
+			r.To, r.Corr = rt.to, rt.corr
+		}
+		out = append(out, r)
 	}
 	return out
 }
@@ -1053,6 +1082,12 @@ func (s *Session) setRoutes(rs []route) {
 	s.routes = make(map[routeKey]string, len(rs))
 	for _, r := range rs {
 		s.routes[routeKey{r.Pkg, r.Key}] = r.Node
+		if r.Pkg == protocol.PackageMessaging && r.To != "" {
+			if s.reportTo == nil {
+				s.reportTo = map[string]reportRoute{}
+			}
+			s.reportTo[r.Key] = reportRoute{to: r.To, corr: r.Corr}
+		}
 	}
 }
 

@@ -235,6 +235,9 @@ func (s *Session) callsHeld() int {
 // dropRouteLocked forgets s's route k, of an interaction that ended;
 // s.mu is held. A call hosted elsewhere no longer counts here.
 func (s *Session) dropRouteLocked(k routeKey) {
+	if k.pkg == protocol.PackageMessaging {
+		delete(s.reportTo, k.key)
+	}
 	if node, ok := s.routes[k]; ok {
 		delete(s.routes, k)
 		if k.pkg == protocol.PackageCall && node != s.g.self() {

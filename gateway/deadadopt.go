@@ -50,7 +50,8 @@ func eachBounded[T any](n int, items []T, f func(T)) {
 
 // deadRoutes returns the calls of s whose route names a host not alive,
 // and removes s's other routes to such hosts (a message's answer has
-// nobody to go to). A call's route stays until its adoption is over: a
+// nobody to go to), but for a web user's messages, whose answers go to
+// their senders then (reportdirect.go). A call's route stays until its adoption is over: a
 // session taken over meanwhile by another node carries it there in its
 // record, for that node to adopt the call (removed, it left the call to
 // nobody).
@@ -77,6 +78,9 @@ func (s *Session) deadRoutes() []deadCall {
 		if k.pkg == protocol.PackageCall {
 			calls = append(calls, deadCall{s: s, sub: k.key, host: node})
 			continue
+		}
+		if _, ok := s.reportTo[k.key]; ok && k.pkg == protocol.PackageMessaging {
+			continue // its answer goes to its sender (reportdirect.go)
 		}
 		delete(s.routes, k)
 	}

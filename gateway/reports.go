@@ -27,6 +27,9 @@ type awaited struct {
 	Life   string `json:"life"`
 	// By is when the host's report timeout has passed.
 	By time.Time `json:"by"`
+	// Lost: its host died; the report, should its receiver's node not
+	// give it, is "the message's node went down".
+	Lost bool `json:"lost,omitempty"`
 	// timer answers for the host at By (armAwaitLocked).
 	timer *time.Timer
 }
@@ -90,7 +93,11 @@ func (s *Session) reportedLocked(f *protocol.Frame) {
 // its timer; s.mu is held.
 func (s *Session) armAwaitLocked(a awaited) awaited {
 	corr := a.Corr
-	a.timer = time.AfterFunc(time.Until(a.By), func() { s.failAwaited(corr, "no delivery report") })
+	reason := "no delivery report"
+	if a.Lost {
+		reason = "no delivery report: the message's node went down"
+	}
+	a.timer = time.AfterFunc(time.Until(a.By), func() { s.failAwaited(corr, reason) })
 	return a
 }
 
@@ -136,8 +143,11 @@ func (s *Session) takeAwaiting() {
 	s.failLostReports()
 }
 
-// failLostReports answers now the sends owed a report whose host can no
-// longer give it: a node that is down, or this node in an earlier life.
+// failLostReports answers the sends owed a report whose host can no
+// longer give it (a node that is down, or this node in an earlier life)
+// once the receiver's node has had time to report to the session itself
+// (reportdirect.go): within lostReportGrace, or their own time if that
+// comes first.
 func (s *Session) failLostReports() {
 	g := s.g
 	hosts := map[string]bool{}
@@ -149,17 +159,68 @@ func (s *Session) failLostReports() {
 	for node := range hosts {
 		hosts[node] = node != g.ownerName() && g.node != nil && g.node.Down(node)
 	}
-	var lost []string
+	by := time.Now().Add(g.lostReportGrace())
 	s.mu.Lock()
-	for _, a := range s.awaiting {
-		if hosts[a.Node] || a.Node == g.ownerName() && a.Life != g.life {
-			lost = append(lost, a.Corr)
+	defer s.mu.Unlock()
+	for corr, a := range s.awaiting {
+		if !hosts[a.Node] && !(a.Node == g.ownerName() && a.Life != g.life) || a.Lost {
+			continue
 		}
+		if a.timer != nil {
+			a.timer.Stop()
+		}
+		a.Lost = true
+		a.By = earlier(a.By, by)
+		s.awaiting[corr] = s.armAwaitLocked(a)
 	}
+}
+
+// lostReportGrace is how long a send whose host died waits for its
+// receiver's node to report its answer: that node keeps trying for
+// holdFor, the sender's session being perhaps between nodes too.
+// Alone, the receiver died with the host: none.
+func (g *Gateway) lostReportGrace() time.Duration {
+	if g.node == nil {
+		return 0
+	}
+	return g.holdFor() + reportMargin
+}
+
+// reportAwaited sends the report of the send corr, still owed, made of
+// its receiver's answer (typ, code, reason) by the receiver's node, its
+// host dead (reportdirect.go); one no longer owed is dropped. It reports
+// false when the session moved away: the report goes to its new owner.
+func (s *Session) reportAwaited(corr string, typ protocol.Type, code int, reason string) bool {
+	s.mu.Lock()
+	if s.movedTo != "" {
+		s.mu.Unlock()
+		return false
+	}
+	a, ok := s.awaiting[corr]
+	if !ok || s.ended {
+		s.mu.Unlock()
+		return true
+	}
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	delete(s.awaiting, corr) // answered once
 	s.mu.Unlock()
-	for _, corr := range lost {
-		s.failAwaited(corr, "no delivery report: the message's node went down")
+	if reason == "" {
+		reason = protocol.Reason(code)
 	}
+	out := &protocol.Frame{
+		Control: protocol.Control{Type: typ, Package: protocol.PackageMessaging, SubsessionID: a.Sub, CorrelationID: corr},
+		Header:  protocol.Header{Action: protocol.ActionSend, Initiator: s.identity, Target: a.Target, Reason: reason},
+	}
+	if typ == protocol.TypeError {
+		out.Header.ErrorCode = code
+	} else {
+		out.Control.Type, out.Header.ResponseCode = protocol.TypeResponse, code
+	}
+	s.g.metrics.cluster.WithLabelValues("report", "direct").Inc()
+	s.Send(out, false)
+	return true
 }
 
 // failAwaited sends the error report of the send corr, still owed, as

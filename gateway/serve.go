@@ -1201,7 +1201,13 @@ func (s *Session) handle(f *protocol.Frame) {
 		s.endCallLocked(f)
 		s.mu.Unlock()
 	}
+	rt, reported := s.reportRouteOf(f)
 	if host := s.hostOf(f); host != "" {
+		if reported {
+			// An answer to a message (reportdirect.go).
+			s.forwardAnswer(host, f, rt)
+			return
+		}
 		s.forward(host, f)
 		return
 	}

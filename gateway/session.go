@@ -163,6 +163,10 @@ type Session struct {
 	// session over, to which this copy's sends go.
 	routes  map[routeKey]string
 	movedTo string
+	// reportTo: for the messages delivered to this session, by their
+	// correlation id here, whom to report an answer to should their
+	// host have died (reportdirect.go); kept with their routes.
+	reportTo map[string]reportRoute
 	// relays: what the session took of each sender's relays
 	// (relays.go); relayUse orders them.
 	relays   map[relayKey]*relayMark
@@ -463,6 +467,7 @@ func (s *Session) sendOrigin(f *protocol.Frame, selfCorrelate bool, host string,
 		s.noteRouteLocked(f, host)
 	}
 	s.noteRelayLocked(o, f.Control.Sequence, f.Control.SubsessionID)
+	s.noteReportLocked(f, o)
 	s.endCallLocked(f)
 	s.reportedLocked(f)
 	s.queueLocked(data)

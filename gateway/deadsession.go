@@ -125,7 +125,7 @@ type waitingFrame struct {
 	// correlation id it got, or that it was not delivered.
 	redo func(newCorr string, delivered bool)
 	// held, for a message not delivered yet, is the correlation id its
-	// messaging handler recorded it under (heldCorr); its redo is taken
+	// messaging handler recorded it under (heldSeq); its redo is taken
 	// once the record is there. Such a message takes no dead owner's
 	// session (adoptSession): it waits for the session's client to
 	// resume somewhere, up to its bound, as a new call would not.
@@ -147,7 +147,7 @@ func (g *Gateway) finish(id string, wf *waitingFrame, seq uint64, delivered bool
 // mayWait reports whether f may wait for its session's node: its sender
 // needs no sequence back (no request), or, a client's message, it has
 // its messaging handler record the delivery under a correlation id of
-// its own until then (heldCorr).
+// its own until then (heldSeq).
 func mayWait(f *protocol.Frame, self bool, o endpoint.Origin) bool {
 	return f.Control.Type != protocol.TypeRequest || keepable(f, self, o)
 }

@@ -191,6 +191,13 @@ func (g *Gateway) lostReportGrace() time.Duration {
 // host dead (reportdirect.go); one no longer owed is dropped. It reports
 // false when the session moved away: the report goes to its new owner.
 func (s *Session) reportAwaited(corr string, typ protocol.Type, code int, reason string) bool {
+	return s.answerAwaited(corr, typ, code, reason, "direct")
+}
+
+// answerAwaited sends the report of the send corr, still owed, and
+// counts it as outcome (jsonrtc_cluster_requests_total{kind="report"});
+// it reports false when the session moved away.
+func (s *Session) answerAwaited(corr string, typ protocol.Type, code int, reason, outcome string) bool {
 	s.mu.Lock()
 	if s.movedTo != "" {
 		s.mu.Unlock()
@@ -218,7 +225,7 @@ func (s *Session) reportAwaited(corr string, typ protocol.Type, code int, reason
 	} else {
 		out.Control.Type, out.Header.ResponseCode = protocol.TypeResponse, code
 	}
-	s.g.metrics.cluster.WithLabelValues("report", "direct").Inc()
+	s.g.metrics.cluster.WithLabelValues("report", outcome).Inc()
 	s.Send(out, false)
 	return true
 }
@@ -227,23 +234,7 @@ func (s *Session) reportAwaited(corr string, typ protocol.Type, code int, reason
 // the messaging handler would at its report timeout (408). A session
 // moved away leaves it to its new owner.
 func (s *Session) failAwaited(corr, reason string) {
-	s.mu.Lock()
-	a, ok := s.awaiting[corr]
-	if !ok || s.ended || s.movedTo != "" {
-		s.mu.Unlock()
-		return
-	}
-	if a.timer != nil {
-		a.timer.Stop()
-	}
-	delete(s.awaiting, corr) // answered once
-	s.mu.Unlock()
-	s.g.metrics.cluster.WithLabelValues("report", "lost").Inc()
-	s.Send(&protocol.Frame{
-		Control: protocol.Control{Type: protocol.TypeError, Package: protocol.PackageMessaging, SubsessionID: a.Sub, CorrelationID: corr},
-		Header: protocol.Header{Action: protocol.ActionSend, Initiator: s.identity, Target: a.Target,
-			ErrorCode: protocol.CodeRequestTimeout, Reason: reason},
-	}, false)
+	s.answerAwaited(corr, protocol.TypeError, protocol.CodeRequestTimeout, reason, "lost")
 }
 
 // onNodeDownReports answers, for the sessions here, the sends whose

@@ -299,7 +299,7 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 			return seq, g.self(), err
 		}
 	}
-	if errors.Is(last, errNobodyThere) && mayWait(f, selfCorrelate, o) {
+	if mayWaitAfter(last, f, selfCorrelate, o) {
 		// Delivered once its node answers, or is known dead; a client's
 		// message once the session's client has resumed somewhere.
 		if seq, err := g.waitFor(id, f, selfCorrelate, o); err == nil {
@@ -489,6 +489,9 @@ func (g *Gateway) ownerOf(id string) string {
 // onDeliver sends a frame that another node's handler sends to a session
 // owned here.
 func (g *Gateway) onDeliver(data []byte) []byte {
+	if h := g.beforeDeliver.Load(); h != nil {
+		(*h)()
+	}
 	var req deliverReq
 	rep := deliverReply{}
 	f, err := decodeReq(data, &req)

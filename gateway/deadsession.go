@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strconv"
@@ -152,6 +153,23 @@ func mayWait(f *protocol.Frame, self bool, o endpoint.Origin) bool {
 	return f.Control.Type != protocol.TypeRequest || keepable(f, self, o)
 }
 
+// mayWaitAfter reports whether f (mayWait), whose delivery failed with
+// err, waits for its session. It does when nobody answered for the
+// session's node (dead or gone), when the node named by the session's
+// record says it has not the session, or not yet (a node restarted a
+// moment ago, its sessions taken over meanwhile, or a resume under way
+// there: its client resumes somewhere soon), and, for a client's message, when the node did not answer in
+// time (killed with the request in flight, or slow): it may have taken
+// it, and a message sent again is taken once (its relay mark, relays.go).
+// Before, the last two were refused 480: most of the 480s the chaos test
+// with node kills counted.
+func mayWaitAfter(err error, f *protocol.Frame, self bool, o endpoint.Origin) bool {
+	if !mayWait(f, self, o) {
+		return false
+	}
+	return errors.Is(err, errMoved) || errors.Is(err, errOwnerResuming) || errors.Is(err, context.DeadlineExceeded) && keepable(f, self, o)
+}
+
 // heldSeqBase is above every sequence a session gives (2^53-1 at most,
 // session.ErrSequenceExhausted): the sequences heldSeq returns name no
 // frame.
@@ -269,7 +287,7 @@ func (g *Gateway) deliverWaiting(id string) {
 		case err == nil:
 			g.metrics.cluster.WithLabelValues(kindWaiting, "delivered").Inc()
 			g.finish(id, wf, seq, true)
-		case (errors.Is(err, errMoved) || errors.Is(err, errOwnerResuming)) && time.Now().Before(wf.until):
+		case mayWaitAfter(err, wf.f, wf.self, wf.o) && time.Now().Before(wf.until):
 			// Nobody there yet, or a takeover under way: asked again.
 			if !sleepCtx(g.ctx, wait) {
 				g.dropWaiting(id, "the gateway is shutting down")

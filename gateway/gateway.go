@@ -145,6 +145,9 @@ type Gateway struct {
 	// beforeInbound, when set (by tests), hears of each frame forwarded
 	// here before its dispatch; false drops it, as a node dying then.
 	beforeInbound atomic.Pointer[func(*protocol.Frame) bool]
+	// beforeDeliver, when set (by tests), is called before each frame
+	// another node delivers here is handled: a slow node.
+	beforeDeliver atomic.Pointer[func()]
 	// onSocketLost, when set (by tests), is called when a session's
 	// socket goes and the session waits for a resume.
 	onSocketLost func(*Session)

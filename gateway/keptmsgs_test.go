@@ -1,8 +1,11 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -221,5 +224,64 @@ func messageWaitsForAResume(t *testing.T, known bool) {
 	}
 	if !got["c2"] || !got["c3"] {
 		t.Fatalf("alice's reports %v, want c2 and c3", got)
+	}
+}
+
+// TestMessageToASlowNodeWaits: alice's message to bob reaches his node
+// after her node's request timed out (the node slow, or killed with the
+// request in flight): it waits and is sent again, and bob, whose node
+// took the first, gets it once; his answer is her report. Before, she
+// got 480 at once, for a message bob received (most of the chaos test's
+// 480s under node kills).
+func TestMessageToASlowNodeWaits(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a, b := aliceAndBob(t, urls)
+	var slowed atomic.Bool
+	slow := func() {
+		if slowed.CompareAndSwap(false, true) {
+			time.Sleep(clusterTimeout + 500*time.Millisecond)
+		}
+	}
+	gs[1].beforeDeliver.Store(&slow)
+	aliceMessagesBob(a, "2")
+	m := b.readWithin(3 * clusterTimeout)
+	if m.Header.Action != protocol.ActionSend || m.Header.Initiator != "alice@example.com" {
+		t.Fatalf("bob read %s, want alice's message", m.Marshal())
+	}
+	bobAnswers(b, m)
+	wantReport200(t, a, "2")
+	// Once: bob's next frame is alice's next message.
+	a.write(`{"control":{"type":"request","package_type":"messaging","session_id":"` + a.sid + `","sequence":3,"correlation_id":"c3"},"header":{"action":"send","initiator":"alice@example.com","target":"bob@example.com"},"payload":{"body":"next"}}`)
+	if m := b.readWithin(3 * clusterTimeout); !strings.Contains(string(m.Payload), "next") {
+		t.Fatalf("bob read %s, want alice's next message (her first once)", m.Marshal())
+	}
+}
+
+// TestMayWaitAfter: which failed deliveries wait for their session.
+func TestMayWaitAfter(t *testing.T) {
+	msg := &protocol.Frame{Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageMessaging}, Header: protocol.Header{Action: protocol.ActionSend}}
+	o := endpoint.Origin{Session: "a", Sequence: 2}
+	resp := &protocol.Frame{Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageCall}}
+	call := &protocol.Frame{Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall}, Header: protocol.Header{Action: protocol.ActionStart}}
+	timeout := fmt.Errorf("deliver: %w", context.DeadlineExceeded)
+	for _, c := range []struct {
+		name string
+		err  error
+		f    *protocol.Frame
+		o    endpoint.Origin
+		want bool
+	}{
+		{"message, nobody there", errNobodyThere, msg, o, true},
+		{"message, not owned there", errMoved, msg, o, true},
+		{"message, resuming there", errOwnerResuming, msg, o, true},
+		{"message, timed out", timeout, msg, o, true},
+		{"response, timed out (no mark: it would be sent twice)", timeout, resp, endpoint.Origin{}, false},
+		{"response, not owned there", errMoved, resp, endpoint.Origin{}, true},
+		{"call request, nobody there", errNobodyThere, call, o, false},
+		{"message, refused", errors.New("full"), msg, o, false},
+	} {
+		if got := mayWaitAfter(c.err, c.f, true, c.o); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -102,6 +102,9 @@ type inboundReq struct {
 	// the message (a later life of it) reports to it (reportdirect.go).
 	ReportTo   string `json:"report_to,omitempty"`
 	ReportCorr string `json:"report_corr,omitempty"`
+	// Ticket asks the host to number the frame taken, and say up to
+	// which number all are written (keptanswers.go).
+	Ticket bool `json:"ticket,omitempty"`
 }
 
 // sessionReq names a session: an end, a takeover.
@@ -565,10 +568,21 @@ func (g *Gateway) onInbound(data []byte) []byte {
 	if g.ctx.Err() != nil {
 		return []byte("shutting down")
 	}
-	if !g.forwarded.take(req.Session, func() { g.dispatchInbound(req, f) }) {
+	if !req.Ticket {
+		if !g.forwarded.take(req.Session, func() { g.dispatchInbound(req, f) }) {
+			return []byte("too many frames waiting")
+		}
+		return []byte(inboundTaken)
+	}
+	ticket := g.tickets.issue()
+	if !g.forwarded.take(req.Session, func() {
+		g.dispatchInbound(req, f)
+		g.ticketDispatched(ticket)
+	}) {
+		g.tickets.written([]uint64{ticket}, g.holdFor())
 		return []byte("too many frames waiting")
 	}
-	return []byte(inboundTaken)
+	return g.ticketReply(ticket)
 }
 
 // dispatchInbound dispatches, on the host of its interaction, a frame a
@@ -1036,6 +1050,13 @@ func (s *Session) forwardOnce(host string, f *protocol.Frame) error {
 
 // forwardReq is forwardOnce of req, which names the frame.
 func (s *Session) forwardReq(host string, req inboundReq) error {
+	_, err := s.forwardReqReply(host, req)
+	return err
+}
+
+// forwardReqReply is forwardReq returning the host's answer, which
+// carries a ticket when req asked for one (keptanswers.go).
+func (s *Session) forwardReqReply(host string, req inboundReq) (string, error) {
 	g := s.g
 	req.Session, req.Identity, req.Oracle, req.Owner = s.id, s.identity, s.oracle, g.self()
 	data, _ := json.Marshal(req)
@@ -1045,13 +1066,13 @@ func (s *Session) forwardReq(host string, req inboundReq) error {
 	switch {
 	case err != nil:
 		g.metrics.cluster.WithLabelValues(kindInbound, "failed").Inc()
-		return err
-	case string(rep) != inboundTaken:
+		return "", err
+	case string(rep) != inboundTaken && !strings.HasPrefix(string(rep), inboundTaken+" "):
 		g.metrics.cluster.WithLabelValues(kindInbound, "refused").Inc()
-		return fmt.Errorf("%w: %s", errForwardRefused, rep)
+		return "", fmt.Errorf("%w: %s", errForwardRefused, rep)
 	}
 	g.metrics.cluster.WithLabelValues(kindInbound, "ok").Inc()
-	return nil
+	return string(rep), nil
 }
 
 // refuseForward answers a call request forward could not hand over 480.
@@ -1108,6 +1129,7 @@ func (g *Gateway) onNodeDown(node string) {
 		s.requeueTaken(node)
 	}
 	g.resendDead(node)
+	g.answersOfDead(node)
 	g.goTracked(func() {
 		// deadadopt.go: an adoption may wait seconds for a store
 		// electing leaders.

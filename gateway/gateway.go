@@ -93,6 +93,11 @@ type Gateway struct {
 	// confirms: the forwarded frames dispatched here, confirmed to
 	// their senders' nodes after the writer's next round (takenfwd.go).
 	confirms confirmations
+	// tickets number the answers to messages taken here for other
+	// nodes; answers: those this node's sessions gave, kept until their
+	// hosts wrote them (keptanswers.go).
+	tickets answerTickets
+	answers keptAnswers
 	// resumeWait: how long a resume waits for the store (cluster.go),
 	// in nanoseconds: atomic, as tests shorten it on a running gateway;
 	// writeFailed: a record write failed this round (persist.go).

@@ -210,7 +210,7 @@ func (g *Gateway) writeRound() {
 	}
 	// The forwarded frames dispatched before this cut: their effects
 	// are in it (takenfwd.go).
-	confirms := g.confirms.take()
+	confirms, tickets := g.confirms.take()
 	g.walMu.Unlock()
 	var data [][]byte
 	if b, ok := g.store.(store.Batcher); ok && len(snaps) > 1 && !g.noBatch.Load() {
@@ -237,11 +237,17 @@ func (g *Gateway) writeRound() {
 	}
 	wg.Wait()
 	failed := g.writeFailed.Swap(false)
-	if failed {
-		g.confirms.restore(confirms)
+	switch {
+	case failed:
+		g.confirms.restore(confirms, tickets)
 		poke(g.dirtyKick) // the next round sends them
-	} else if len(confirms) > 0 {
-		g.sendConfirms(confirms)
+	default:
+		if len(confirms) > 0 {
+			g.sendConfirms(confirms)
+		}
+		if len(tickets) > 0 {
+			g.tickets.written(tickets, g.holdFor())
+		}
 	}
 	if failed {
 		// The store failed a write (cluster: a leader election): the

@@ -93,27 +93,47 @@ func (s *Session) reportRouteOf(f *protocol.Frame) (reportRoute, bool) {
 func (s *Session) forwardAnswer(host string, f *protocol.Frame, rt reportRoute) {
 	g := s.g
 	if !g.node.Down(host) {
-		err := s.forwardReq(host, inboundReq{Frame: f.Marshal(), ReportTo: rt.to, ReportCorr: rt.corr})
+		rep, err := s.forwardReqReply(host, inboundReq{Frame: f.Marshal(), ReportTo: rt.to, ReportCorr: rt.corr, Ticket: true})
 		if err == nil {
+			// Kept until the host has written it (keptanswers.go); a
+			// host that does not number answers keeps none.
+			if life, ticket, mark, ok := parseTicket(rep); ok {
+				g.keepAnswer(host, life, ticket, mark, reportOf(f, rt))
+			}
 			return
 		}
 		if !errors.Is(err, cluster.ErrNoNode) {
 			s.rlog.Warn("cluster forward", "answer to a message not forwarded to its node", "host", host, "err", err)
+			if !errors.Is(err, errForwardRefused) {
+				// It may have been taken: sent on should the host die.
+				g.keepAnswer(host, "", unknownTicket, 0, reportOf(f, rt))
+			}
 			return
 		}
 	}
 	g.reportAnswer(f, rt)
 }
 
-// reportAnswer reports f, an answer to a message, to the sender's
-// session rt names, in the background.
-func (g *Gateway) reportAnswer(f *protocol.Frame, rt reportRoute) {
+// reportOf is the report notice of f, an answer to a message, to the
+// sender's session rt names.
+func reportOf(f *protocol.Frame, rt reportRoute) reportReq {
 	req := reportReq{Session: rt.to, Corr: rt.corr, Type: f.Control.Type, Code: f.Header.ResponseCode, Reason: f.Header.Reason}
 	if f.Control.Type == protocol.TypeError {
 		req.Code = f.Header.ErrorCode
 	} else if req.Code == 0 {
 		req.Code = protocol.CodeOK
 	}
+	return req
+}
+
+// reportAnswer reports f, an answer to a message, to the sender's
+// session rt names, in the background.
+func (g *Gateway) reportAnswer(f *protocol.Frame, rt reportRoute) {
+	g.sendReport(reportOf(f, rt))
+}
+
+// sendReport takes req to its sender's session in the background.
+func (g *Gateway) sendReport(req reportReq) {
 	if !g.goTracked(func() { g.reportDirect(req) }) {
 		g.metrics.cluster.WithLabelValues(kindReport, "dropped").Inc()
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +71,33 @@ func TestReportOfARestartedHost(t *testing.T) {
 	r := a.read()
 	if r.Control.Type != protocol.TypeError || r.Control.CorrelationID != "c9" || r.Control.SubsessionID != "m9" || r.Header.ErrorCode != 486 {
 		t.Fatalf("alice read %s, want bob's 486 report of c9", r.Marshal())
+	}
+}
+
+// TestReportOfARestartedHostHere: as TestReportOfARestartedHost, but
+// the receiver's session is on the restarted host too (both sessions
+// restored there from the store): its answer, which its handler no
+// longer holds, is reported to the sender's session. Before, the
+// handler dropped it, and the sender got 408 "the message's node went
+// down" (the chaos test's most common failure under node kills).
+func TestReportOfARestartedHostHere(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	as, bs := gs[0].lookup(a.sid), gs[0].lookup(b.sid)
+	as.setAwaiting([]awaited{{Corr: "c9", Sub: "m9", Target: "bob@example.com", Node: "n1", Life: "earlier", By: time.Now().Add(time.Hour)}})
+	as.takeAwaiting()
+	bs.mu.Lock()
+	bs.routes = map[routeKey]string{{protocol.PackageMessaging, "s7"}: "n1"}
+	bs.reportTo = map[string]reportRoute{"s7": {to: a.sid, corr: "c9"}}
+	bs.mu.Unlock()
+	b.send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageMessaging, CorrelationID: "s7"},
+		Header: protocol.Header{Action: protocol.ActionSend, ResponseCode: 200}})
+	r := a.read()
+	if r.Control.Type != protocol.TypeResponse || r.Control.CorrelationID != "c9" || r.Control.SubsessionID != "m9" || r.Header.ResponseCode != 200 {
+		t.Fatalf("alice read %s, want bob's 200 report of c9", r.Marshal())
 	}
 }
 
@@ -163,4 +191,33 @@ func aliceAndBob(t *testing.T, urls []string) (a, b *peer) {
 	a = dial(t, urls[0], protocol.SubprotocolOracle, nil)
 	a.connect("alice@example.com")
 	return a, b
+}
+
+// TestEarlyReportAnswersTheResend: a receiver's report comes (past its
+// dead host) before the sender's session has the send again (its host
+// died before writing it: the client sends it again once resumed). It
+// is kept, and the send, when it comes, is answered with it at once,
+// not relayed again. Before, the report was dropped as owed to nobody,
+// and the send waited for an answer its receiver had given already:
+// 408 (two thirds of the chaos test's 408s under node kills).
+func TestEarlyReportAnswersTheResend(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a, b := aliceAndBob(t, urls)
+	if rep := gs[0].takeReport(reportReq{Session: a.sid, Corr: "c2", Type: protocol.TypeResponse, Code: 202, Reason: "Seen"}); rep != reportTaken {
+		t.Fatalf("report answered %q", rep)
+	}
+	aliceMessagesBob(a, "2")
+	r := a.read()
+	if r.Control.Type != protocol.TypeResponse || r.Control.CorrelationID != "c2" || r.Header.ResponseCode != 202 || r.Header.Reason != "Seen" {
+		t.Fatalf("alice read %s, want the early 202 report of c2", r.Marshal())
+	}
+	// Not relayed again: bob's next frame is alice's next message.
+	a.write(`{"control":{"type":"request","package_type":"messaging","session_id":"` + a.sid + `","sequence":3,"correlation_id":"c3"},"header":{"action":"send","initiator":"alice@example.com","target":"bob@example.com"},"payload":{"body":"next"}}`)
+	if m := b.read(); m.Header.Action != protocol.ActionSend || !strings.Contains(string(m.Payload), "next") {
+		t.Fatalf("bob read %s, want alice's next message", m.Marshal())
+	}
+	// Used once: a report for a send awaited goes as before.
+	if n := counterValue(gs[0].metrics.cluster.WithLabelValues("report", "early")); n != 1 {
+		t.Fatalf("%v early reports used, want 1", n)
+	}
 }

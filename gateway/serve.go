@@ -1211,6 +1211,12 @@ func (s *Session) handle(f *protocol.Frame) {
 		s.forward(host, f)
 		return
 	}
+	if reported && !s.g.msgs.Holds(s.id, f.Control.CorrelationID) {
+		// An answer to a message an earlier life of this node delivered
+		// (a restart on its store), as dispatchInbound's.
+		s.g.reportAnswer(f, rt)
+		return
+	}
 	switch f.EffectivePackage() {
 	case protocol.PackageCall:
 		if here && s.astray(f) {
@@ -1219,6 +1225,9 @@ func (s *Session) handle(f *protocol.Frame) {
 		s.routeNewCall(f)
 		s.g.calls.HandleFrame(s, f)
 	case protocol.PackageMessaging:
+		if s.answeredEarly(f) {
+			return
+		}
 		s.awaitReport(f)
 		s.g.msgs.HandleFrame(s, f)
 	case protocol.PackagePresence:

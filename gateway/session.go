@@ -171,8 +171,10 @@ type Session struct {
 	// (relays.go); relayUse orders them.
 	relays   map[relayKey]*relayMark
 	relayUse uint64
-	// awaiting: the sends owed a delivery report (reports.go).
+	// awaiting: the sends owed a delivery report (reports.go); early:
+	// reports that came for sends not (yet) awaited (earlyReport).
 	awaiting map[string]awaited
+	early    []earlyReport
 }
 
 // conn is what a link needs of its transport: a WebSocket

@@ -163,6 +163,9 @@ func (s *Session) requeueDeadTaken() int {
 type confirmations struct {
 	mu sync.Mutex
 	by confirmSet
+	// tickets: the answers to messages dispatched here for other nodes
+	// that number them (keptanswers.go).
+	tickets []uint64
 	// nudging: a timer will start a round if none takes them first.
 	nudging bool
 }
@@ -211,6 +214,26 @@ func (g *Gateway) confirmLater(owner, id string, seq uint64) {
 	c := &g.confirms
 	c.mu.Lock()
 	c.by.add(owner, id, seq)
+	g.nudgeLocked()
+}
+
+// ticketDispatched notes that the answer taken as ticket was dispatched
+// here: written once the writer's next round is (keptanswers.go).
+func (g *Gateway) ticketDispatched(ticket uint64) {
+	if !g.wal {
+		g.tickets.written([]uint64{ticket}, g.holdFor())
+		return
+	}
+	c := &g.confirms
+	c.mu.Lock()
+	c.tickets = append(c.tickets, ticket)
+	g.nudgeLocked()
+}
+
+// nudgeLocked starts a round within confirmNudge, unless one takes what
+// is noted first; it unlocks g.confirms.mu.
+func (g *Gateway) nudgeLocked() {
+	c := &g.confirms
 	nudge := !c.nudging
 	c.nudging = true
 	c.mu.Unlock()
@@ -218,7 +241,7 @@ func (g *Gateway) confirmLater(owner, id string, seq uint64) {
 		// A round even when the frame dirtied no session here.
 		time.AfterFunc(confirmNudge, func() {
 			c.mu.Lock()
-			waiting := len(c.by) > 0
+			waiting := len(c.by) > 0 || len(c.tickets) > 0
 			c.nudging = false
 			c.mu.Unlock()
 			if waiting {
@@ -228,18 +251,19 @@ func (g *Gateway) confirmLater(owner, id string, seq uint64) {
 	}
 }
 
-// take returns the confirmations noted so far and forgets them.
-func (c *confirmations) take() confirmSet {
+// take returns the confirmations and tickets noted so far and forgets
+// them.
+func (c *confirmations) take() (confirmSet, []uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	by := c.by
-	c.by = nil
-	return by
+	by, tickets := c.by, c.tickets
+	c.by, c.tickets = nil, nil
+	return by, tickets
 }
 
-// restore notes again the confirmations of a round whose writes failed:
-// the next round's success sends them.
-func (c *confirmations) restore(by confirmSet) {
+// restore notes again the confirmations and tickets of a round whose
+// writes failed: the next round's success sends them.
+func (c *confirmations) restore(by confirmSet, tickets []uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for owner, m := range by {
@@ -247,6 +271,7 @@ func (c *confirmations) restore(by confirmSet) {
 			c.by.add(owner, id, seqs...)
 		}
 	}
+	c.tickets = append(c.tickets, tickets...)
 }
 
 // sendConfirms tells each sender's node which of its sessions' frames

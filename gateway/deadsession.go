@@ -131,6 +131,11 @@ type waitingFrame struct {
 	// session (adoptSession): it waits for the session's client to
 	// resume somewhere, up to its bound, as a new call would not.
 	held string
+	// orphan: a message an earlier node of its sender took, from the
+	// sender's record (outbox.go): no handler here holds it.
+	orphan bool
+	// outbox is its key in its sender's record, if it is there.
+	outbox string
 }
 
 // finish tells the messaging handler how a message waiting for session
@@ -209,6 +214,25 @@ func (g *Gateway) waitFor(id string, f *protocol.Frame, self bool, o endpoint.Or
 // enqueue queues f for session id behind the frames waiting for it, or
 // (start) as the first; first says it is, for its delivery to start.
 func (g *Gateway) enqueue(id string, f *protocol.Frame, self bool, o endpoint.Origin, start bool) (queued, first bool, seq uint64, err error) {
+	if !start && !g.hasWaiting(id) {
+		return false, false, 0, nil
+	}
+	// Written with its sender's state, if that lives here (outbox.go).
+	var k string
+	if keepable(f, self, o) {
+		k = g.putOutbox(id, f, o)
+	}
+	queued, first, seq, err = g.enqueueLocked(id, f, self, o, start, k)
+	if !queued || err != nil {
+		// Not under w.mu (popWaiting).
+		g.dropOutbox(o.Session, k)
+	}
+	return queued, first, seq, err
+}
+
+// enqueueLocked is enqueue's queueing, under the waits' lock; k is f's
+// key in its sender's record.
+func (g *Gateway) enqueueLocked(id string, f *protocol.Frame, self bool, o endpoint.Origin, start bool, k string) (queued, first bool, seq uint64, err error) {
 	w := &g.awaitingNode
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -224,7 +248,7 @@ func (g *Gateway) enqueue(id string, f *protocol.Frame, self bool, o endpoint.Or
 	if w.m == nil {
 		w.m = map[string][]*waitingFrame{}
 	}
-	wf := &waitingFrame{f: f, self: self, o: o, until: time.Now().Add(g.holdFor())}
+	wf := &waitingFrame{f: f, self: self, o: o, until: time.Now().Add(g.holdFor()), outbox: k}
 	if f.Control.Type == protocol.TypeRequest {
 		seq = g.heldSeq()
 		wf.held = "s" + strconv.FormatUint(seq, 10)
@@ -261,7 +285,7 @@ func (g *Gateway) deliverWaiting(id string) {
 		}
 		wf := q[0]
 		w.mu.Unlock()
-		if wf.held != "" && wf.redo == nil {
+		if wf.held != "" && wf.redo == nil && !wf.orphan {
 			// Its delivery, recorded under its held id, is moved to the
 			// id it gets (messaging.Handler.Resend); recorded just after
 			// the wait began (its relay returns first).
@@ -278,7 +302,7 @@ func (g *Gateway) deliverWaiting(id string) {
 				continue
 			}
 		}
-		seq, err := g.deliverOnce(id, wf.f, wf.self, wf.o, wf.held == "")
+		seq, err := g.deliverOnce(id, wf.f, wf.self, wf.o, wf.held == "" && !wf.orphan)
 		switch {
 		case errors.Is(err, errSentBefore):
 			// Deliveries to its earlier owner, not answered, went in
@@ -310,13 +334,15 @@ func (g *Gateway) deliverWaiting(id string) {
 func (g *Gateway) popWaiting(id string, wf *waitingFrame) {
 	w := &g.awaitingNode
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if q := w.m[id]; len(q) > 0 {
 		if k := slices.Index(q, wf); k >= 0 {
 			w.m[id] = slices.Delete(q, k, k+1)
 			w.n--
 		}
 	}
+	w.mu.Unlock()
+	// Not under w.mu: a session's lock is taken before it elsewhere.
+	g.dropOutbox(wf.o.Session, wf.outbox)
 }
 
 // deliverOnce tries once to deliver f to session id, wherever its record
@@ -370,6 +396,7 @@ func (g *Gateway) dropWaiting(id, why string) {
 	w.mu.Unlock()
 	for _, wf := range q {
 		g.finish(id, wf, 0, false)
+		g.dropOutbox(wf.o.Session, wf.outbox)
 	}
 	if n := len(q); n > 0 {
 		g.metrics.cluster.WithLabelValues(kindWaiting, "dropped").Add(float64(n))

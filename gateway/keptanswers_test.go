@@ -1,12 +1,10 @@
 package gateway
 
 import (
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/protocol"
-	"github.com/jsonrtc/jsonrtc/store"
 )
 
 // answersKeptFor returns the answers g keeps for host to write.
@@ -27,15 +25,7 @@ func answersKeptFor(g *Gateway, host string) int {
 // with n1, and alice got 408 "the message's node went down" (the chaos
 // test's most common failure under node kills).
 func TestAnswerOfADeadHostReported(t *testing.T) {
-	var made atomic.Int32
-	var dying *killedStore
-	gs, urls := newClusterGatewaysOn(t, 3, func(st store.Store) store.Store {
-		if made.Add(1) != 1 {
-			return st
-		}
-		dying = &killedStore{Store: st}
-		return dying
-	})
+	gs, urls, dying := newClusterDying(t, 3, 1)
 	a, b := aliceAndBob(t, urls)
 	aliceMessagesBob(a, "2")
 	m := b.read()
@@ -48,11 +38,7 @@ func TestAnswerOfADeadHostReported(t *testing.T) {
 	waitFor(t, "n2 to keep bob's answer", func() bool { return answersKeptFor(gs[1], "n1") == 1 })
 	gs[0].node.Close()
 	a.c.CloseNow()
-	a2 := dial(t, urls[2], protocol.SubprotocolOracle, nil)
-	a2.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":3,"csuw":2},"payload":{}}`)
-	if r := a2.readWithin(10 * time.Second); r.Control.Type != protocol.TypeResponse || r.Control.SessionID != a.sid {
-		t.Fatalf("resume answered %s", r.Marshal())
-	}
+	a2 := resumeAlice(t, urls[2], a.sid)
 	wantReport200(t, a2, "2")
 	if n := answersKeptFor(gs[1], "n1"); n != 0 {
 		t.Fatalf("%d answers kept for n1 after it died", n)

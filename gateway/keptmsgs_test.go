@@ -68,10 +68,7 @@ func TestMessageOfADeadNodeDeliveredAgain(t *testing.T) {
 	gs[1].node.Close()
 	b.c.CloseNow()
 	w := resumeWS(t, urls[2], "bob@example.com", b.sid, b.seq+1, b.last)
-	m := w.readWithin(gs[0].holdFor() + 10*time.Second)
-	if m.Control.Type != protocol.TypeRequest || m.Header.Action != protocol.ActionSend || m.Header.Initiator != "alice@example.com" {
-		t.Fatalf("bob read %s, want alice's message", m.Marshal())
-	}
+	m := readAlicesMessage(t, w, gs[0].holdFor()+10*time.Second)
 	bobAnswers(w, m)
 	wantReport200(t, a, "2")
 	gs[0].sweepKept()

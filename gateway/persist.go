@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,6 +47,11 @@ type record struct {
 	Relays []relayMark `json:"relays,omitempty"`
 	// Awaiting: the sends owed a delivery report (reports.go).
 	Awaiting []awaited `json:"awaiting,omitempty"`
+	// Outbox: the client's messages waiting for their receivers
+	// (outbox.go).
+	Outbox []outboxEntry `json:"outbox,omitempty"`
+	// Early: reports that came before their sends (reports.go).
+	Early []earlyReport `json:"early,omitempty"`
 	// Standby is how to wake a client gone to standby (push.go): a
 	// client that sleeps across a gateway restart is still woken, and its
 	// session still waits push.standby_timeout for it.
@@ -72,6 +78,8 @@ type snapshot struct {
 	pres   *presence.RemoteSession
 	notes  []notification.Saved
 	awaits []awaited
+	outbox []outboxEntry
+	early  []earlyReport
 	frames [][]byte
 	conn   *link
 }
@@ -80,7 +88,7 @@ type snapshot struct {
 func (s *Session) snapshotLocked() snapshot {
 	s.snapGen++
 	s.unsaved = 0
-	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), relays: s.relaysSnapshotLocked(), awaits: s.awaitingSnapshotLocked(), pres: s.presence, notes: s.notes, frames: s.pending, conn: s.conn}
+	sn := snapshot{s: s, gen: s.snapGen, st: s.st.Clone(), routes: s.routesSnapshotLocked(), relays: s.relaysSnapshotLocked(), awaits: s.awaitingSnapshotLocked(), outbox: s.outboxSnapshotLocked(), early: slices.Clone(s.early), pres: s.presence, notes: s.notes, frames: s.pending, conn: s.conn}
 	s.pending = nil
 	return sn
 }
@@ -369,7 +377,7 @@ func (g *Gateway) encode(sn snapshot) (data []byte, done, ok bool) {
 		return nil, true, true // nothing to store; no socket either
 	}
 	data, err := json.Marshal(record{Identity: s.identity, App: s.app, Oracle: s.oracle, Guest: s.guest, Profile: s.profile, State: sn.st,
-		Owner: g.ownerName(), Routes: sn.routes, Relays: sn.relays, Awaiting: sn.awaits,
+		Owner: g.ownerName(), Routes: sn.routes, Relays: sn.relays, Awaiting: sn.awaits, Outbox: sn.outbox, Early: sn.early,
 		Standby: standby, RegInstance: regInstance, Presence: sn.pres, Notes: sn.notes})
 	if err != nil {
 		s.log.Error("encoding session record", "err", err)
@@ -723,7 +731,7 @@ func (g *Gateway) takeRecord(r *record, rev uint64, adopt bool) (bool, error) {
 	s.app, s.guest, s.profile, s.restored, s.unbound = r.App, r.Guest, r.Profile, true, true
 	s.setRoutes(r.Routes)
 	s.setRelays(r.Relays)
-	s.setAwaiting(r.Awaiting)
+	s.setOwed(r)
 	if g.push != nil && r.Standby != nil && g.push.check(r.Standby) == nil {
 		// Asleep, with the same channel: the push config may have
 		// changed since, hence the check again.
@@ -767,6 +775,7 @@ func (g *Gateway) takeRecord(r *record, rev uint64, adopt bool) (bool, error) {
 	g.restoreNotes(s, r.Notes)
 	g.publish(s)
 	s.takeAwaiting()
+	s.takeOutbox()
 	return true, nil
 }
 

@@ -88,6 +88,12 @@ func (s *Session) reportedLocked(f *protocol.Frame) {
 		}
 		delete(s.awaiting, f.Control.CorrelationID)
 	}
+	// A message an earlier owner left waiting (outbox.go) is done with.
+	for k, e := range s.outbox {
+		if e.Corr == f.Control.CorrelationID {
+			delete(s.outbox, k)
+		}
+	}
 }
 
 // armAwaitLocked has the owner answer a by its time, and returns a with
@@ -113,6 +119,17 @@ func (s *Session) awaitingSnapshotLocked() []awaited {
 		out = append(out, a)
 	}
 	return out
+}
+
+// setOwed gives s, restored from r, what it owes its client's sends:
+// their reports, the messages waiting for their receivers (outbox.go)
+// and the reports that came first.
+func (s *Session) setOwed(r *record) {
+	s.setAwaiting(r.Awaiting)
+	s.setOutbox(r.Outbox)
+	s.mu.Lock()
+	s.early = r.Early
+	s.mu.Unlock()
 }
 
 // setAwaiting gives s, restored from its record, the sends owed a
@@ -206,7 +223,7 @@ func (s *Session) answerAwaited(corr string, typ protocol.Type, code int, reason
 	}
 	a, ok := s.awaiting[corr]
 	if !ok && !s.ended && outcome == "direct" {
-		s.keepEarlyLocked(earlyReport{corr: corr, typ: typ, code: code, reason: reason, at: time.Now()})
+		s.keepEarlyLocked(earlyReport{Corr: corr, Type: typ, Code: code, Reason: reason, At: time.Now()})
 	}
 	if !ok || s.ended {
 		s.mu.Unlock()
@@ -252,17 +269,18 @@ func (s *Session) reportFrame(corr, sub, target string, typ protocol.Type, code 
 // the sender got 408 once that host died in turn, or at the report
 // timeout: two thirds of the 408s the chaos test with node kills left.
 // So a report for a send not awaited is kept a while (maxEarly a
-// session, each holdFor, in memory: the resend follows the resume on
-// the same node), and a send it reports on is answered with it at once.
+// session, each holdFor, in the session's record: the client may resume
+// on yet another node before it sends again), and a send it reports on
+// is answered with it at once.
 
 // earlyReport is a receiver's answer to a send its session did not
 // await when it came.
 type earlyReport struct {
-	corr   string
-	typ    protocol.Type
-	code   int
-	reason string
-	at     time.Time
+	Corr   string        `json:"corr"`
+	Type   protocol.Type `json:"type"`
+	Code   int           `json:"code"`
+	Reason string        `json:"reason,omitempty"`
+	At     time.Time     `json:"at"`
 }
 
 // maxEarly bounds the early reports a session keeps; the oldest goes.
@@ -271,12 +289,13 @@ const maxEarly = 16
 // keepEarlyLocked keeps r; s.mu is held.
 func (s *Session) keepEarlyLocked(r earlyReport) {
 	s.early = slices.DeleteFunc(s.early, func(e earlyReport) bool {
-		return e.corr == r.corr || time.Since(e.at) > s.g.holdFor()
+		return e.Corr == r.Corr || time.Since(e.At) > s.g.holdFor()
 	})
 	if len(s.early) >= maxEarly {
 		s.early = slices.Delete(s.early, 0, 1)
 	}
 	s.early = append(s.early, r)
+	s.markDirtyLocked()
 }
 
 // answeredEarly answers f, a send of s's client, with the report kept
@@ -292,7 +311,7 @@ func (s *Session) answeredEarly(f *protocol.Frame) bool {
 		s.mu.Unlock()
 		return false
 	}
-	k := slices.IndexFunc(s.early, func(e earlyReport) bool { return e.corr == corr })
+	k := slices.IndexFunc(s.early, func(e earlyReport) bool { return e.Corr == corr })
 	if k < 0 {
 		s.mu.Unlock()
 		return false
@@ -300,11 +319,11 @@ func (s *Session) answeredEarly(f *protocol.Frame) bool {
 	r := s.early[k]
 	s.early = slices.Delete(s.early, k, k+1)
 	s.mu.Unlock()
-	if time.Since(r.at) > s.g.holdFor() {
+	if time.Since(r.At) > s.g.holdFor() {
 		return false
 	}
 	s.g.metrics.cluster.WithLabelValues("report", "early").Inc()
-	s.Send(s.reportFrame(corr, f.Control.SubsessionID, f.Header.Target, r.typ, r.code, r.reason), false)
+	s.Send(s.reportFrame(corr, f.Control.SubsessionID, f.Header.Target, r.Type, r.Code, r.Reason), false)
 	return true
 }
 

@@ -221,3 +221,24 @@ func TestEarlyReportAnswersTheResend(t *testing.T) {
 		t.Fatalf("%v early reports used, want 1", n)
 	}
 }
+
+// TestEarlyReportMovesWithTheSession: a report that came before its
+// send is in the session's record: the client, resumed on another node
+// before it sends again, gets it there.
+func TestEarlyReportMovesWithTheSession(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a, _ := aliceAndBob(t, urls)
+	if rep := gs[0].takeReport(reportReq{Session: a.sid, Corr: "c2", Type: protocol.TypeResponse, Code: 200}); rep != reportTaken {
+		t.Fatalf("report answered %q", rep)
+	}
+	gs[0].save(gs[0].lookup(a.sid))
+	a.c.CloseNow()
+	a2 := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	a2.write(`{"control":{"type":"request","package_type":"register","session_id":"` + a.sid + `","version":"1.0"},"header":{"action":"connect","initiator":"alice@example.com","cslr":1,"cslw":1,"csuw":1},"payload":{}}`)
+	if r := a2.readWithin(10 * time.Second); r.Control.Type != protocol.TypeResponse || r.Control.SessionID != a.sid {
+		t.Fatalf("resume answered %s", r.Marshal())
+	}
+	a2.sid = a.sid
+	aliceMessagesBob(a2, "2")
+	wantReport200(t, a2, "2")
+}

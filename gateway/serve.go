@@ -638,7 +638,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	s.restored = true
 	s.setRoutes(r.Routes)
 	s.setRelays(r.Relays)
-	s.setAwaiting(r.Awaiting)
+	s.setOwed(r)
 	for try := 0; ; try++ {
 		if try > 0 || elsewhere {
 			// The record as the previous owner left it. A replica may
@@ -694,7 +694,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 			s.restored = true
 			s.setRoutes(r.Routes)
 			s.setRelays(r.Relays)
-			s.setAwaiting(r.Awaiting)
+			s.setOwed(r)
 		}
 		err := g.ownBy(s, r, rev, deadline)
 		if err == nil {
@@ -725,6 +725,11 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 		g.restoreNotes(s, r.Notes)
 		g.tookOver(s)
 		s.takeAwaiting()
+		if !elsewhere || g.node.Down(prev) {
+			// A live owner that let go goes on with the waits it
+			// holds (outbox.go).
+			s.takeOutbox()
+		}
 	}
 	return s, err
 }

@@ -175,6 +175,10 @@ type Session struct {
 	// reports that came for sends not (yet) awaited (earlyReport).
 	awaiting map[string]awaited
 	early    []earlyReport
+	// outbox: the messages of this session's client waiting for their
+	// receivers, by key (outbox.go); outboxOrder numbers them.
+	outbox      map[string]outboxEntry
+	outboxOrder uint64
 }
 
 // conn is what a link needs of its transport: a WebSocket

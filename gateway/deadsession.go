@@ -160,14 +160,15 @@ func mayWait(f *protocol.Frame, self bool, o endpoint.Origin) bool {
 
 // mayWaitAfter reports whether f (mayWait), whose delivery failed with
 // err, waits for its session. It does when nobody answered for the
-// session's node (dead or gone), when the node named by the session's
+// session's node (dead or gone); when the node named by the session's
 // record says it has not the session, or not yet (a node restarted a
 // moment ago, its sessions taken over meanwhile, or a resume under way
-// there: its client resumes somewhere soon), and, for a client's message, when the node did not answer in
-// time (killed with the request in flight, or slow): it may have taken
-// it, and a message sent again is taken once (its relay mark, relays.go).
-// Before, the last two were refused 480: most of the 480s the chaos test
-// with node kills counted.
+// there: its client resumes somewhere soon); and, for a client's
+// message, when the node did not answer in time (killed with the
+// request in flight, or slow): it may have taken it, and a message sent
+// again is taken once (its relay mark, relays.go). Before, the last two
+// were refused 480: most of the 480s the chaos test with node kills
+// counted.
 func mayWaitAfter(err error, f *protocol.Frame, self bool, o endpoint.Origin) bool {
 	if !mayWait(f, self, o) {
 		return false

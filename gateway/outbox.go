@@ -36,8 +36,7 @@ import (
 // the new owner sends none of them: sent from two nodes, a message
 // could reach its receiver after the sender's next one, whose relay
 // mark would then refuse it (480 for a message delivered). They stay
-// in the record until a node that takes it from a dead owner finds
-// their sends answered.
+// in the record until their sends' reports reach the session.
 
 // maxOutbox bounds the waiting messages a session's record holds; past
 // it a message waits in memory only, as before.
@@ -51,7 +50,7 @@ type outboxEntry struct {
 	Stream string `json:"stream,omitempty"`
 	Part   uint64 `json:"part,omitempty"`
 	Corr   string `json:"corr,omitempty"`
-	// order keeps the entries in the order they were put.
+	// Order keeps the entries in the order they were put.
 	Order uint64 `json:"order"`
 }
 

@@ -172,7 +172,7 @@ func (r *remote) send(f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) 
 // startCluster serves the node's subjects.
 func (g *Gateway) startCluster() error {
 	g.forwarded = newInboundQueues(inboundQueue, g.ctx.Done(), g.goTracked)
-	if !g.goTracked(g.watchCutOff) || !g.goTracked(g.watchOrphans) {
+	if !g.goTracked(g.watchCutOff) || !g.goTracked(g.watchOrphans) || !g.goTracked(g.resendStaleEvery) {
 		return errors.New("gateway: shut down")
 	}
 	for kind, fn := range map[string]func([]byte) []byte{

@@ -139,6 +139,9 @@ type Gateway struct {
 	// kept: messages delivered to sessions on other nodes, kept until
 	// answered (keptmsgs.go).
 	kept keptDeliveries
+	// keptStaleFor, when set (tests), stands for keptStale; below 0,
+	// nothing is sent again for being stale.
+	keptStaleFor atomic.Int64
 	// prepl carries presence between the nodes (presencerepl.go).
 	prepl atomic.Pointer[presenceRepl]
 	// draining: Drain has begun; no new socket is accepted.

@@ -305,6 +305,65 @@ func (g *Gateway) resendable(id string, gone func(owner string) bool) ([]*waitin
 	return frames, ds[0].owner
 }
 
+// keptStale is how long a delivery to another node goes unanswered
+// before it is sent again (resendStale).
+const keptStale = 2 * time.Second
+
+// resendStale sends again, wherever their sessions are, the deliveries
+// unanswered past keptStale. Their node may have restarted within a
+// lease (never seen dead) without writing them, or lost the session to a
+// resume elsewhere (a takeover it answered with nothing to let go, its
+// copy gone with its restart): no death and no later delivery to the
+// session would send them again, and the sender, waiting for the
+// report, sends nothing more to it (the chaos test with node kills:
+// most of the messages left never received, their senders given 408
+// once the host died in turn). Sent again, one its node did write is
+// answered with the sequence it got then (its relay mark), and nothing
+// reaches the client twice; a receiver merely slow to answer costs a
+// request every keptStale until it does, or the report timeout.
+func (g *Gateway) resendStale() {
+	stale := keptStale
+	if d := g.keptStaleFor.Load(); d < 0 {
+		return
+	} else if d > 0 {
+		stale = time.Duration(d)
+	}
+	now := time.Now()
+	u := &g.kept
+	u.mu.Lock()
+	var ids []string
+	expired := 0
+	for id := range u.m {
+		q, e := g.tidyKeptLocked(id, now)
+		expired += e
+		if slices.ContainsFunc(q, func(d keptDelivery) bool { return now.Sub(d.at) > stale }) {
+			ids = append(ids, id)
+		}
+	}
+	u.mu.Unlock()
+	g.countKept(expired, 0, "")
+	for _, id := range ids {
+		if g.hasWaiting(id) {
+			continue // sent again already, or waiting for the session
+		}
+		g.resend(id, func(string) bool { return true })
+	}
+}
+
+// resendStaleEvery runs resendStale every second.
+func (g *Gateway) resendStaleEvery() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			g.resendStale()
+		case <-g.ctx.Done():
+			return
+		}
+	}
+}
+
 // resendDead sends again the deliveries the dead node took and its
 // sessions' clients did not answer.
 func (g *Gateway) resendDead(node string) {

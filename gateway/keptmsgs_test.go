@@ -15,6 +15,14 @@ import (
 	"github.com/jsonrtc/jsonrtc/store"
 )
 
+// noStaleResends keeps gs from sending unanswered deliveries again on
+// their own (resendStale), for tests that count what is kept and sent.
+func noStaleResends(gs ...*Gateway) {
+	for _, g := range gs {
+		g.keptStaleFor.Store(-1)
+	}
+}
+
 // keptFor returns the deliveries to session id that g keeps until
 // answered.
 func keptFor(g *Gateway, id string) int {
@@ -61,6 +69,7 @@ func TestMessageOfADeadNodeDeliveredAgain(t *testing.T) {
 		dying = &killedStore{Store: st}
 		return dying
 	})
+	noStaleResends(gs...)
 	a, b := aliceAndBob(t, urls)
 	dying.killed.Store(true)
 	aliceMessagesBob(a, "2")
@@ -84,6 +93,7 @@ func TestMessageOfADeadNodeDeliveredAgain(t *testing.T) {
 // letting him go), they reach him once.
 func TestMessagesKeptUntilAnswered(t *testing.T) {
 	gs, urls := newClusterGateways(t, 3)
+	noStaleResends(gs...)
 	a, b := aliceAndBob(t, urls)
 	var ms []*protocol.Frame
 	for seq := 2; seq <= 3; seq++ {
@@ -130,6 +140,7 @@ func TestMessagesKeptUntilAnswered(t *testing.T) {
 func TestKeptBounds(t *testing.T) {
 	gs, _ := newClusterGateways(t, 1)
 	g := gs[0]
+	noStaleResends(g)
 	answered := map[string]bool{}
 	g.kept.holds = func(id, corr string) bool { return !answered[corr] }
 	msg := func(seq uint64) *protocol.Frame {
@@ -281,4 +292,26 @@ func TestMayWaitAfter(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
+}
+
+// TestStaleDeliverySentAgain: a message bob's node took and bob has not
+// answered for keptStale is sent again on its own (its node may have
+// restarted within a lease without writing it, and nothing else would
+// send it); taken there already, it reaches bob once, and his answer is
+// alice's report.
+func TestStaleDeliverySentAgain(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a, b := aliceAndBob(t, urls)
+	aliceMessagesBob(a, "2")
+	m := b.read()
+	waitFor(t, "n1 to send the message again", func() bool {
+		return counterValue(gs[0].metrics.cluster.WithLabelValues(kindKept, keptResent)) >= 1
+	})
+	// Once: bob's next frame is alice's next message.
+	a.write(`{"control":{"type":"request","package_type":"messaging","session_id":"` + a.sid + `","sequence":3,"correlation_id":"c3"},"header":{"action":"send","initiator":"alice@example.com","target":"bob@example.com"},"payload":{"body":"next"}}`)
+	if m2 := b.read(); !strings.Contains(string(m2.Payload), "next") {
+		t.Fatalf("bob read %s, want alice's next message (her first once)", m2.Marshal())
+	}
+	bobAnswers(b, m)
+	wantReport200(t, a, "2")
 }

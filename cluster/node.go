@@ -636,6 +636,23 @@ func (n *Node) Moved(e Entry) {
 	n.add(e)
 }
 
+// Named returns identity's sessions the node's view of the directory
+// says this node owns. One not in the node's tables is a stray: a
+// publication of a session this node has since let go, landed after the
+// new owner's (a write that timed out in a bucket's election and was
+// applied later).
+func (n *Node) Named(identity string) []Entry {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []Entry
+	for id := range n.byIdent[identity] {
+		if e := n.byID[id]; e.Node == n.o.Name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // Remote returns identity's sessions owned by other nodes, from the
 // node's view of the directory (no request per lookup), each marked
 // Alive when its owner holds a lease.

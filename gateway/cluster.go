@@ -1426,6 +1426,33 @@ func (g *Gateway) liveEntries(entries []cluster.Entry, held bool) []cluster.Entr
 	return out
 }
 
+// strays returns identity's sessions the directory says this node owns
+// though they are not here, under the owner their records name. A
+// publication of this node's for a session it let go can land after the
+// new owner's (a write that timed out while the bucket elected a leader
+// and was applied later): the view named this node for a session
+// elsewhere, which Remote skips, and every message to the user from
+// this node got 480 until the owner's rewrite (the chaos test with node
+// kills: most of the 480s left, 77 in a row to one user). The view is
+// corrected (Moved), as for a session let go here.
+func (g *Gateway) strays(identity string) []cluster.Entry {
+	var out []cluster.Entry
+	for _, e := range g.node.Named(identity) {
+		if g.lookup(e.Session) != nil || g.resuming.busy(e.Session) {
+			continue
+		}
+		r, _, err := g.restore(e.Session)
+		if err != nil || r == nil || r.Owner == "" || r.Owner == g.self() {
+			continue
+		}
+		e.Node = r.Owner
+		g.node.Moved(e)
+		e.Alive = g.node.Alive(e.Node)
+		out = append(out, e)
+	}
+	return out
+}
+
 // remoteSessions returns identity's sessions owned by other live nodes,
 // and with held by dead nodes (liveEntries), as endpoints; local are the
 // ones here. The error is the directory bucket's, read when neither the
@@ -1434,7 +1461,7 @@ func (g *Gateway) remoteSessions(identity string, local []endpoint.Endpoint, hel
 	if g.node == nil {
 		return local, nil
 	}
-	remote := g.liveEntries(g.node.Remote(identity), held)
+	remote := g.liveEntries(append(g.node.Remote(identity), g.strays(identity)...), held)
 	if len(remote) == 0 && len(local) == 0 {
 		// A miss may be a session that started elsewhere a moment ago
 		// and is not in the view yet: the bucket itself is asked.

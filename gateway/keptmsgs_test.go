@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/store"
@@ -314,4 +315,25 @@ func TestStaleDeliverySentAgain(t *testing.T) {
 	}
 	bobAnswers(b, m)
 	wantReport200(t, a, "2")
+}
+
+// TestMessageToAStraySession: the directory names alice's node n1 for
+// bob's session, which lives on n2 (a publication of n1's from before it
+// let bob go, landed late): alice's message reaches bob all the same,
+// and n1's view names n2 again. Before, every message to bob from n1
+// got 480 until n2 rewrote its entry.
+func TestMessageToAStraySession(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a, b := aliceAndBob(t, urls)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := gs[0].node.Publish(ctx, cluster.Entry{Session: b.sid, Identity: "bob@example.com", Node: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n1's view to name n1 for bob", func() bool { return len(gs[0].node.Named("bob@example.com")) == 1 })
+	aliceMessagesBob(a, "2")
+	readAlicesMessage(t, b, 5*time.Second)
+	if e, ok := gs[0].node.Owner(b.sid); !ok || e.Node != "n2" {
+		t.Fatalf("n1's view names %+v for bob, want n2", e)
+	}
 }

@@ -77,6 +77,8 @@ type deliverReq struct {
 	FromStream string `json:"from_stream,omitempty"`
 	FromPart   uint64 `json:"from_part,omitempty"`
 	FromCorr   string `json:"from_corr,omitempty"`
+	// Ticket asks the owner to number the frame it takes (keptcalls.go).
+	Ticket bool `json:"ticket,omitempty"`
 }
 
 type deliverReply struct {
@@ -88,6 +90,12 @@ type deliverReply struct {
 	// node it let the session go to, whose compare-and-set on the record
 	// may not have landed yet.
 	Owner string `json:"owner,omitempty"`
+	// Life names the owner's run, Ticket numbers the frame taken (when
+	// asked), and Mark is the ticket up to which all are written
+	// (keptcalls.go). An owner of an earlier version sends none.
+	Life   string `json:"life,omitempty"`
+	Ticket uint64 `json:"ticket,omitempty"`
+	Mark   uint64 `json:"mark,omitempty"`
 }
 
 // inboundReq carries a session's frame to the host of its interaction.
@@ -269,10 +277,10 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 			seq, err := s.sendOrigin(f, selfCorrelate, g.self(), o)
 			return seq, owner, err
 		}
-		seq, err := g.deliverTo(owner, id, f, selfCorrelate, o)
+		seq, tk, err := g.deliverTo(owner, id, f, selfCorrelate, o)
 		if err == nil {
 			g.metrics.cluster.WithLabelValues(kindDeliver, "ok").Inc()
-			g.keepDelivered(id, owner, f, selfCorrelate, o, seq)
+			g.keepDelivered(id, owner, f, selfCorrelate, o, seq, tk)
 			return seq, owner, nil
 		}
 		last = err
@@ -335,39 +343,48 @@ var errOwnerResuming = errors.New("gateway: session being resumed there")
 // a session here that no node has yet (the sender holds its call's lock).
 const deliverResumeWait = clusterTimeout
 
-func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, error) {
+// deliverTo delivers f to session id at its owner. It returns the
+// sequence f got and, when f is one kept until written (keptcalls.go),
+// the ticket the owner numbered it with.
+func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, ticketOf, error) {
 	req, _ := json.Marshal(deliverReq{Session: id, Frame: f.Marshal(), SelfCorrelate: selfCorrelate, Host: g.self(),
-		From: o.Session, FromSeq: o.Sequence, FromStream: o.Stream, FromPart: o.Part, FromCorr: o.Corr})
+		From: o.Session, FromSeq: o.Sequence, FromStream: o.Stream, FromPart: o.Part, FromCorr: o.Corr,
+		Ticket: keepableCall(f, o)})
 	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
 	defer cancel()
 	data, err := g.node.Request(ctx, owner, kindDeliver, req)
 	if errors.Is(err, cluster.ErrNoNode) {
-		return 0, errNobodyThere // dead or gone: the session may be elsewhere now
+		return 0, ticketOf{}, errNobodyThere // dead or gone: the session may be elsewhere now
 	}
 	if err != nil {
-		return 0, err
+		return 0, ticketOf{}, err
 	}
 	var rep deliverReply
 	if err := json.Unmarshal(data, &rep); err != nil {
-		return 0, err
+		return 0, ticketOf{}, err
+	}
+	if rep.Life != "" {
+		g.noteMark(owner, rep.Life, rep.Mark)
 	}
 	switch rep.Err {
 	case "":
 	case errNotOwned:
 		if rep.Owner != "" {
-			return 0, &movedError{owner: rep.Owner}
+			return 0, ticketOf{}, &movedError{owner: rep.Owner}
 		}
-		return 0, errMoved
+		return 0, ticketOf{}, errMoved
 	case resumingHere:
-		return 0, errOwnerResuming
+		return 0, ticketOf{}, errOwnerResuming
+	case errRelayForgotten.Error():
+		return 0, ticketOf{}, errRelayForgotten
 	default:
-		return 0, errors.New(rep.Err)
+		return 0, ticketOf{}, errors.New(rep.Err)
 	}
 	if selfCorrelate {
 		f.Control.CorrelationID = "s" + strconv.FormatUint(rep.Seq, 10)
 	}
 	f.Control.Sequence = rep.Seq
-	return rep.Seq, nil
+	return rep.Seq, ticketOf{life: rep.Life, n: rep.Ticket}, nil
 }
 
 // resumeWait bounds how long a resume waits for the store to answer:
@@ -510,9 +527,23 @@ func (g *Gateway) onDeliver(data []byte) []byte {
 		case s == nil:
 			rep.Err = errNotOwned
 		default:
+			var ticket uint64
+			if req.Ticket {
+				ticket = g.tickets.issue()
+			}
 			rep.Seq, err = s.sendOrigin(f, req.SelfCorrelate, req.Host, endpoint.Origin{Session: req.From, Sequence: req.FromSeq, Stream: req.FromStream, Part: req.FromPart, Corr: req.FromCorr})
 			if errors.Is(err, errMovedAway) {
 				rep.Err = errNotOwned
+			}
+			switch {
+			case ticket == 0:
+			case err == nil:
+				// Written with the writer's next round, as an answer
+				// taken for a message's host (keptanswers.go).
+				g.ticketDispatched(ticket)
+				rep.Ticket = ticket
+			default:
+				g.tickets.written([]uint64{ticket}, g.holdFor())
 			}
 		}
 		if rep.Err == errNotOwned {
@@ -524,6 +555,7 @@ func (g *Gateway) onDeliver(data []byte) []byte {
 	if err != nil && rep.Err == "" {
 		rep.Err = err.Error()
 	}
+	rep.Life, rep.Mark = g.life, g.tickets.current()
 	out, _ := json.Marshal(rep)
 	return out
 }

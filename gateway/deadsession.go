@@ -309,7 +309,7 @@ func (g *Gateway) deliverWaiting(id string) {
 			// Deliveries to its earlier owner, not answered, went in
 			// front (keptmsgs.go).
 			continue
-		case err == nil:
+		case err == nil || takenBefore(wf, err):
 			g.metrics.cluster.WithLabelValues(kindWaiting, "delivered").Inc()
 			g.finish(id, wf, seq, true)
 		case mayWaitAfter(err, wf.f, wf.self, wf.o) && time.Now().Before(wf.until):
@@ -359,15 +359,15 @@ func (g *Gateway) deliverOnce(id string, f *protocol.Frame, self bool, o endpoin
 	// Deliveries to the session's earlier owners, not answered, go in
 	// front (keptmsgs.go).
 	elsewhere := func(owner string) bool {
-		return g.keptElsewhere(id, owner) && g.resend(id, func(o string) bool { return o != owner }) > 0
+		return g.keptElsewhere(id, owner) && g.resend(id, func(d *keptDelivery) bool { return d.owner != owner }) > 0
 	}
 	if elsewhere(owner) {
 		return 0, errSentBefore
 	}
 	if owner != g.self() {
-		seq, err := g.deliverTo(owner, id, f, self, o)
+		seq, tk, err := g.deliverTo(owner, id, f, self, o)
 		if err == nil {
-			g.keepDelivered(id, owner, f, self, o, seq)
+			g.keepDelivered(id, owner, f, self, o, seq, tk)
 		}
 		if !take || !errors.Is(err, errNobodyThere) || !g.adoptSession(id, owner) {
 			return seq, err

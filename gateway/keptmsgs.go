@@ -40,11 +40,12 @@ import (
 // report. A delivery its handler no longer holds (answered; dropped at
 // the report timeout) is not sent again, and is forgotten.
 //
-// Only messages relayed for a client's send are kept: they carry the
+// Only messages relayed for a client's send are kept so: they carry the
 // origin that makes a resend safe, and their handler matches the answer
-// by its sequence. Not kept (lost with a node dying within a round, as
-// before): a message from the SIP side (no origin), and a call's frames
-// a call's host relays to a session on another node.
+// by its sequence. A call's frames that its host relays to a session on
+// another node are kept until that node has written them (keptcalls.go).
+// Not kept (lost with a node dying within a round, as before): a message
+// from the SIP side (no origin).
 
 // maxKept bounds the deliveries kept for one session and maxKeptAll in
 // all; past them the oldest of the session goes (counted, logged), as
@@ -72,10 +73,14 @@ var errSentBefore = errors.New("gateway: deliveries to the session's earlier own
 // keptDelivery is a message a node took for its session.
 type keptDelivery struct {
 	f     *protocol.Frame
+	self  bool // self-correlated
 	o     endpoint.Origin
 	owner string
 	seq   uint64
 	at    time.Time
+	// tk, for a call frame, is the ticket its owner gave it: it is kept
+	// until the owner's mark passes it (keptcalls.go).
+	tk ticketOf
 }
 
 // keptDeliveries are the deliveries kept, by session, in the order they
@@ -86,6 +91,8 @@ type keptDeliveries struct {
 	n  int
 	// holds, when set (tests), stands for the messaging handler's Holds.
 	holds func(id, corr string) bool
+	// marks: what each owner's last reply said of its writes.
+	marks map[string]ownerMark
 }
 
 // keepable reports whether the delivery of f, relaying the client frame
@@ -99,11 +106,20 @@ func keepable(f *protocol.Frame, self bool, o endpoint.Origin) bool {
 func (d *keptDelivery) corr() string { return d.f.Control.CorrelationID }
 
 // keepDelivered keeps f, delivered to session id at owner as sequence
-// seq, until it is answered; it forgets the session's deliveries that
-// were answered meanwhile.
-func (g *Gateway) keepDelivered(id, owner string, f *protocol.Frame, self bool, o endpoint.Origin, seq uint64) {
-	if g.node == nil || !keepable(f, self, o) || owner == g.self() {
+// seq (a call frame: numbered tk), until it is answered (written); it
+// forgets the session's deliveries that were answered meanwhile.
+func (g *Gateway) keepDelivered(id, owner string, f *protocol.Frame, self bool, o endpoint.Origin, seq uint64, tk ticketOf) {
+	if g.node == nil || owner == g.self() {
 		return
+	}
+	if keepableCall(f, o) {
+		if tk.n == 0 {
+			return // an owner that numbers nothing: not kept
+		}
+	} else if !keepable(f, self, o) {
+		return
+	} else {
+		tk = ticketOf{life: tk.life} // a message is kept until answered
 	}
 	c := *f // its sender may reuse f
 	now := time.Now()
@@ -125,7 +141,7 @@ func (g *Gateway) keepDelivered(id, owner string, f *protocol.Frame, self bool, 
 		g.countKept(expired, full, id)
 		return
 	}
-	k.set(id, append(q, keptDelivery{f: &c, o: o, owner: owner, seq: seq, at: now}))
+	k.set(id, append(q, keptDelivery{f: &c, self: self, o: o, owner: owner, seq: seq, at: now, tk: tk}))
 	k.n++
 	k.mu.Unlock()
 	g.countKept(expired, full, id)
@@ -146,6 +162,9 @@ func (g *Gateway) tidyKeptLocked(id string, now time.Time) (q []keptDelivery, ex
 		if now.Sub(d.at) > bound {
 			expired++
 			return true
+		}
+		if d.tk.n != 0 {
+			return k.writtenLocked(&d)
 		}
 		if k.holds != nil {
 			return !k.holds(id, d.corr())
@@ -195,14 +214,14 @@ func (g *Gateway) countKept(expired, full int, id string) {
 }
 
 // takeFrom removes and returns, in order, the deliveries to session id
-// whose owner gone reports true for.
-func (k *keptDeliveries) takeFrom(id string, gone func(owner string) bool) []keptDelivery {
+// that gone reports true for.
+func (k *keptDeliveries) takeFrom(id string, gone func(d *keptDelivery) bool) []keptDelivery {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	q := k.m[id]
 	var out []keptDelivery
 	q = slices.DeleteFunc(q, func(d keptDelivery) bool {
-		if !gone(d.owner) {
+		if !gone(&d) {
 			return false
 		}
 		out = append(out, d)
@@ -228,7 +247,7 @@ func (g *Gateway) sendFirst(id, owner string) bool {
 	if !g.keptElsewhere(id, owner) {
 		return false
 	}
-	frames, from := g.resendable(id, func(o string) bool { return o != owner })
+	frames, from := g.resendable(id, func(d *keptDelivery) bool { return d.owner != owner })
 	if len(frames) == 0 {
 		return g.hasWaiting(id)
 	}
@@ -240,7 +259,7 @@ func (g *Gateway) sendFirst(id, owner string) bool {
 	for i, wf := range frames {
 		seq, err := g.deliverOnce(id, wf.f, wf.self, wf.o, true)
 		switch {
-		case err == nil:
+		case err == nil || takenBefore(wf, err):
 			g.finish(id, wf, seq, true)
 		case errors.Is(err, errSentBefore) || errors.Is(err, errMoved) || errors.Is(err, errOwnerResuming):
 			g.waitFirst(id, frames[i:])
@@ -263,9 +282,9 @@ func (g *Gateway) keptElsewhere(id, owner string) bool {
 	return slices.ContainsFunc(u.m[id], func(d keptDelivery) bool { return d.owner != owner })
 }
 
-// resend puts the deliveries to session id of the owners gone reports
-// true for in front of the frames waiting for it; it returns how many.
-func (g *Gateway) resend(id string, gone func(owner string) bool) int {
+// resend puts the deliveries to session id that gone reports true for
+// in front of the frames waiting for it; it returns how many.
+func (g *Gateway) resend(id string, gone func(d *keptDelivery) bool) int {
 	frames, from := g.resendable(id, gone)
 	if len(frames) == 0 {
 		return 0
@@ -275,10 +294,11 @@ func (g *Gateway) resend(id string, gone func(owner string) bool) int {
 	return len(frames)
 }
 
-// resendable takes out the deliveries to session id of the owners gone
-// reports true for and returns those its messaging handler still holds,
-// as frames to send again, and the owner of the first.
-func (g *Gateway) resendable(id string, gone func(owner string) bool) ([]*waitingFrame, string) {
+// resendable takes out the deliveries to session id that gone reports
+// true for and returns the call frames and the messages its messaging
+// handler still holds, as frames to send again, and the owner of the
+// first.
+func (g *Gateway) resendable(id string, gone func(d *keptDelivery) bool) ([]*waitingFrame, string) {
 	ds := g.kept.takeFrom(id, gone)
 	if len(ds) == 0 {
 		return nil, ""
@@ -287,6 +307,14 @@ func (g *Gateway) resendable(id string, gone func(owner string) bool) ([]*waitin
 	frames := make([]*waitingFrame, 0, len(ds))
 	answered := 0
 	for _, d := range ds {
+		if d.tk.n != 0 {
+			// A call frame: numbered anew, its correlation id kept (a
+			// response's is its request's).
+			f := *d.f
+			f.Control.Sequence, f.Control.AckSequence = 0, 0
+			frames = append(frames, &waitingFrame{f: &f, self: d.self, o: d.o, until: until})
+			continue
+		}
 		redo := g.msgs.Resend(id, d.corr())
 		if redo == nil {
 			answered++
@@ -346,7 +374,7 @@ func (g *Gateway) resendStale() {
 		if g.hasWaiting(id) {
 			continue // sent again already, or waiting for the session
 		}
-		g.resend(id, func(string) bool { return true })
+		g.resend(id, func(*keptDelivery) bool { return true })
 	}
 }
 
@@ -377,6 +405,13 @@ func (g *Gateway) resendDead(node string) {
 	}
 	u.mu.Unlock()
 	for _, id := range ids {
-		g.resend(id, func(o string) bool { return o == node })
+		g.resend(id, func(d *keptDelivery) bool { return d.owner == node })
 	}
+}
+
+// takenBefore reports whether the call frame wf, sent again, failed with
+// err only because its owner took it before (keptcalls.go): older than
+// the sequences its stream's mark keeps.
+func takenBefore(wf *waitingFrame, err error) bool {
+	return errors.Is(err, errRelayForgotten) && wf.redo == nil && wf.held == "" && !wf.orphan
 }

@@ -54,13 +54,9 @@ func wantReport200(t *testing.T, a *peer, seq string) {
 	}
 }
 
-// TestMessageOfADeadNodeDeliveredAgain: alice on n1 sends bob on n2 a
-// message, which n2 takes and, its store gone (it is dying), never
-// writes; n2 dies. n1, which kept the delivery until bob answers, sends
-// it again: bob, resumed on n3, gets it, and his answer is alice's
-// report. Before, the message was lost with n2 and alice's report timed
-// out (408).
-func TestMessageOfADeadNodeDeliveredAgain(t *testing.T) {
+// secondNodeDying starts three gateways that send nothing again on
+// their own (noStaleResends), the second on a store the test can kill.
+func secondNodeDying(t *testing.T) ([]*Gateway, []string, *killedStore) {
 	var made atomic.Int32
 	var dying *killedStore
 	gs, urls := newClusterGatewaysOn(t, 3, func(st store.Store) store.Store {
@@ -71,6 +67,17 @@ func TestMessageOfADeadNodeDeliveredAgain(t *testing.T) {
 		return dying
 	})
 	noStaleResends(gs...)
+	return gs, urls, dying
+}
+
+// TestMessageOfADeadNodeDeliveredAgain: alice on n1 sends bob on n2 a
+// message, which n2 takes and, its store gone (it is dying), never
+// writes; n2 dies. n1, which kept the delivery until bob answers, sends
+// it again: bob, resumed on n3, gets it, and his answer is alice's
+// report. Before, the message was lost with n2 and alice's report timed
+// out (408).
+func TestMessageOfADeadNodeDeliveredAgain(t *testing.T) {
+	gs, urls, dying := secondNodeDying(t)
 	a, b := aliceAndBob(t, urls)
 	dying.killed.Store(true)
 	aliceMessagesBob(a, "2")
@@ -130,7 +137,7 @@ func TestMessagesKeptUntilAnswered(t *testing.T) {
 	if n := keptFor(gs[0], b.sid); n != 0 {
 		t.Fatalf("%d messages kept after bob answered all", n)
 	}
-	if n := gs[0].resend(b.sid, func(string) bool { return true }); n != 0 {
+	if n := gs[0].resend(b.sid, func(*keptDelivery) bool { return true }); n != 0 {
 		t.Fatalf("%d messages sent again after they were answered", n)
 	}
 }
@@ -150,11 +157,11 @@ func TestKeptBounds(t *testing.T) {
 	}
 	o := endpoint.Origin{Session: "alice", Sequence: 2}
 	for i := range maxKept + 3 {
-		g.keepDelivered("bob", "n2", msg(uint64(i+1)), true, o, uint64(i+1))
+		g.keepDelivered("bob", "n2", msg(uint64(i+1)), true, o, uint64(i+1), ticketOf{})
 	}
-	g.keepDelivered("bob", "n2", msg(500), true, endpoint.Origin{}, 500) // from the SIP side
-	g.keepDelivered("bob", "n2", &protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage}}, true, o, 501)
-	g.keepDelivered("bob", g.self(), msg(502), true, o, 502) // here
+	g.keepDelivered("bob", "n2", msg(500), true, endpoint.Origin{}, 500, ticketOf{}) // from the SIP side
+	g.keepDelivered("bob", "n2", &protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage}}, true, o, 501, ticketOf{})
+	g.keepDelivered("bob", g.self(), msg(502), true, o, 502, ticketOf{}) // here
 	if n := keptFor(g, "bob"); n != maxKept {
 		t.Fatalf("%d kept, want %d", n, maxKept)
 	}
@@ -179,7 +186,7 @@ func TestKeptBounds(t *testing.T) {
 	}
 	// None is pending in the messaging handler: none is sent again, and
 	// all are forgotten.
-	if n := g.resend("bob", func(string) bool { return true }); n != 0 || keptFor(g, "bob") != 0 || g.kept.n != 0 {
+	if n := g.resend("bob", func(*keptDelivery) bool { return true }); n != 0 || keptFor(g, "bob") != 0 || g.kept.n != 0 {
 		t.Fatalf("resend of deliveries no handler holds: %d sent, %d left", n, keptFor(g, "bob"))
 	}
 }

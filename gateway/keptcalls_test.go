@@ -1,0 +1,140 @@
+package gateway
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jsonrtc/jsonrtc/endpoint"
+	"github.com/jsonrtc/jsonrtc/protocol"
+)
+
+// aliceTrickles has alice (a) send a candidate on the call's subsession.
+func aliceTrickles(a *peer, cand string) {
+	a.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},
+		Header:  protocol.Header{Action: protocol.ActionTrickle, Initiator: "alice@example.com", Target: "bob@example.com"},
+		Payload: protocol.EncodePayload(protocol.CallPayload{Candidates: cand}),
+	})
+}
+
+// wantCandidate reads p's next frame within d: the candidate cand.
+func wantCandidate(t *testing.T, p *peer, cand string, d time.Duration) {
+	t.Helper()
+	f := p.readWithin(d)
+	var pl protocol.CallPayload
+	if f.Header.Action != protocol.ActionTrickle || protocol.DecodePayload(f.Payload, &pl) != nil || pl.Candidates != cand {
+		t.Fatalf("read %s, want the candidate %q", f.Marshal(), cand)
+	}
+}
+
+// keptTicket returns the ticket of the first call frame to session id
+// that g keeps.
+func keptTicket(g *Gateway, id string) ticketOf {
+	g.kept.mu.Lock()
+	defer g.kept.mu.Unlock()
+	for _, d := range g.kept.m[id] {
+		if d.tk.n != 0 {
+			return d.tk
+		}
+	}
+	return ticketOf{}
+}
+
+// TestCallFrameOfADeadNodeDeliveredAgain: in a call between alice on n1
+// (its host) and bob on n2, alice's candidate is relayed by n1 to bob's
+// session on n2, which takes it and, its store gone (it is dying), never
+// writes it; n2 dies. n1, which kept the frame until n2 said it was
+// written, sends it again: bob, resumed on n3, gets it, and the call goes
+// on (alice's hang-up reaches him). Before, the frame was lost with n2,
+// acknowledged to alice.
+func TestCallFrameOfADeadNodeDeliveredAgain(t *testing.T) {
+	gs, urls, dying := secondNodeDying(t)
+	a, b, _ := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
+	dying.killed.Store(true)
+	const cand = "a=candidate:1 1 udp 1 192.0.2.1 1000 typ host"
+	aliceTrickles(a, cand)
+	waitFor(t, "n1 to keep the candidate", func() bool { return keptFor(gs[0], b.sid) == 1 })
+	gs[1].node.Close()
+	b.c.CloseNow()
+	w := resumeWS(t, urls[2], "bob@example.com", b.sid, b.seq+1, b.last)
+	wantCandidate(t, w, cand, gs[0].holdFor()+10*time.Second)
+	aliceHangsUp(a)
+	expect(t, w.read(), protocol.TypeMessage, protocol.ActionShutdown)
+	if n := counterValue(gs[0].metrics.cluster.WithLabelValues(kindKept, keptResent)); n != 1 {
+		t.Fatalf("%v frames sent again, want alice's candidate", n)
+	}
+}
+
+// TestCallFramesKeptUntilWritten: n1 keeps the call frames it relays to
+// bob on n2 until a reply of n2 says they are written; a frame n2 wrote
+// is forgotten with n2's next reply, and its death then sends nothing
+// again.
+func TestCallFramesKeptUntilWritten(t *testing.T) {
+	gs, urls := newClusterGateways(t, 3)
+	noStaleResends(gs...)
+	a, b, _ := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
+	aliceTrickles(a, "a=candidate:1 1 udp 1 192.0.2.1 1000 typ host")
+	wantCandidate(t, b, "a=candidate:1 1 udp 1 192.0.2.1 1000 typ host", 5*time.Second)
+	waitFor(t, "n1 to keep the candidate", func() bool { return keptFor(gs[0], b.sid) == 1 })
+	first := keptTicket(gs[0], b.sid)
+	if first.n == 0 || first.life != gs[1].life {
+		t.Fatalf("kept with ticket %+v, want one of n2's life %s", first, gs[1].life)
+	}
+	// Bob read it: it is written, and n2's mark passes it once its
+	// writer's round has noted so.
+	waitFor(t, "n2's mark to pass the candidate", func() bool { return gs[1].tickets.current() >= first.n })
+	aliceTrickles(a, "a=candidate:2 1 udp 1 192.0.2.2 1000 typ host")
+	wantCandidate(t, b, "a=candidate:2 1 udp 1 192.0.2.2 1000 typ host", 5*time.Second)
+	waitFor(t, "n1 to keep the second candidate only", func() bool {
+		gs[0].sweepKept()
+		tk := keptTicket(gs[0], b.sid)
+		return keptFor(gs[0], b.sid) == 1 && tk.n > first.n
+	})
+	// The second is kept until a later reply: n2's death sends it again,
+	// and bob's session, resumed on n3, takes it once.
+	gs[1].node.Close()
+	b.c.CloseNow()
+	w := resumeWS(t, urls[2], "bob@example.com", b.sid, b.seq+1, b.last)
+	aliceHangsUp(a)
+	expect(t, w.readWithin(gs[0].holdFor()+10*time.Second), protocol.TypeMessage, protocol.ActionShutdown)
+	if n := counterValue(gs[0].metrics.cluster.WithLabelValues(kindKept, keptResent)); n != 1 {
+		t.Fatalf("%v frames sent again, want the second candidate", n)
+	}
+}
+
+// TestCallFramesOfAnEarlierLife: a call frame kept for an owner is
+// forgotten once the owner's mark of the same life passes it, and sent
+// again when a reply comes from a new life of its owner (restarted
+// within a lease, never seen dead); a request is not kept, nor a frame
+// an owner numbered nothing for.
+func TestCallFramesOfAnEarlierLife(t *testing.T) {
+	gs, _ := newClusterGateways(t, 1)
+	g := gs[0]
+	noStaleResends(g)
+	o := endpoint.Origin{Session: "alice", Sequence: 2, Stream: "c1"}
+	frame := func(typ protocol.Type) *protocol.Frame {
+		return &protocol.Frame{Control: protocol.Control{Type: typ, Package: protocol.PackageCall, SubsessionID: "c1"},
+			Header: protocol.Header{Action: protocol.ActionTrickle}}
+	}
+	g.keepDelivered("bob", "n2", frame(protocol.TypeMessage), false, o, 7, ticketOf{life: "L1", n: 5})
+	g.keepDelivered("bob", "n2", frame(protocol.TypeRequest), true, o, 8, ticketOf{life: "L1", n: 6})
+	g.keepDelivered("bob", "n2", frame(protocol.TypeMessage), false, o, 9, ticketOf{life: "L1"})
+	if n := keptFor(g, "bob"); n != 1 {
+		t.Fatalf("%d frames kept, want the one numbered that is no request", n)
+	}
+	g.noteMark("n2", "L1", 4)
+	g.sweepKept()
+	if n := keptFor(g, "bob"); n != 1 {
+		t.Fatalf("%d frames kept under a mark below their ticket, want 1", n)
+	}
+	g.noteMark("n2", "L1", 5)
+	g.sweepKept()
+	if n := keptFor(g, "bob"); n != 0 {
+		t.Fatalf("%d frames kept under a mark that passed them", n)
+	}
+	g.keepDelivered("bob", "n2", frame(protocol.TypeMessage), false, o, 10, ticketOf{life: "L1", n: 9})
+	g.noteMark("n2", "L2", 0)
+	waitFor(t, "the frame of n2's earlier life sent again", func() bool {
+		return counterValue(g.metrics.cluster.WithLabelValues(kindKept, keptResent)) == 1 && keptFor(g, "bob") == 0
+	})
+}

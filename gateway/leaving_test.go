@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/store"
 	"github.com/jsonrtc/jsonrtc/store/natsstore"
@@ -41,8 +42,21 @@ func (e *enteredStore) Update(ctx context.Context, key string, value []byte, rev
 // any log: likely the message lost once in test/cluster
 // TestResumeOnAnotherNode (199 of 200 bodies).
 func TestClusterMessageToASessionMovingAway(t *testing.T) {
-	n2 := &enteredStore{entered: make(chan struct{})}
-	var nc *nats.Conn
+	var a *peer
+	_, b, p, nc, n2 := bobMovesFromN1(t, func(url string) {
+		a = dial(t, url, protocol.SubprotocolOracle, nil)
+		a.connect("alice@example.com")
+	})
+	messageToMovingBob(t, a, p, b.sid, deliverAsked(t, nc, "n2", b.sid), n2.lift)
+}
+
+// bobMovesFromN1 starts two gateways (n1's NATS connection nc, n2's
+// store held by the test), runs first with n1's URL, connects bob on n1
+// and resumes his session on n2 (p), held as n2 takes the record over:
+// n1 has let it go, n2 has not taken it yet.
+func bobMovesFromN1(t *testing.T, first func(url string)) (gs []*Gateway, b, p *peer, nc *nats.Conn, n2 *enteredStore) {
+	t.Helper()
+	n2 = &enteredStore{entered: make(chan struct{})}
 	wraps := []func(store.Store) store.Store{
 		func(s store.Store) store.Store { nc = s.(*natsstore.Embedded).Conn(); return s },
 		func(s store.Store) store.Store { n2.Store = s; return n2 },
@@ -50,16 +64,17 @@ func TestClusterMessageToASessionMovingAway(t *testing.T) {
 	next := 0
 	gs, urls := newClusterGatewaysOn(t, 2, func(s store.Store) store.Store { next++; return wraps[next-1](s) })
 	t.Cleanup(n2.lift)
-	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
-	a.connect("alice@example.com")
-	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	if first != nil {
+		first(urls[0])
+	}
+	b = dial(t, urls[0], protocol.SubprotocolOracle, nil)
 	b.connect("bob@example.com")
 	b.c.CloseNow()
-	p := resumeHeld(t, urls[1], n2, b.sid)
+	p = resumeHeld(t, urls[1], n2, b.sid)
 	if gs[0].lookup(b.sid) != nil {
 		t.Fatal("n1 still has bob's session after letting go")
 	}
-	messageToMovingBob(t, a, p, b.sid, deliverAsked(t, nc, "n2", b.sid), n2.lift)
+	return gs, b, p, nc, n2
 }
 
 // TestClusterMessageToASessionMovingOn: bob's session moves from n2 to
@@ -183,4 +198,33 @@ func messageToMovingBob(t *testing.T, a, p *peer, sid string, asked <-chan struc
 	case <-time.After(10 * time.Second):
 		t.Fatal("alice's message unanswered after bob's 200")
 	}
+}
+
+// TestClusterWaitingFrameToASessionMovingAway: a frame waits on n1 for
+// bob's session (its node was dead) as n1, which took the session for
+// his client's resume, lets it go to n2, where his client resumes again;
+// n2 has not taken the record over yet, which still names n1. The frame
+// reaches bob on n2. Before, n1 read the record (itself), found no
+// session in its tables and dropped the frame as for a session ended
+// (the chaos test with node kills: three of its four 480s in one run, a
+// message that had waited for its receiver's dead node).
+func TestClusterWaitingFrameToASessionMovingAway(t *testing.T) {
+	gs, b, p, nc, n2 := bobMovesFromN1(t, nil)
+	asked := deliverAsked(t, nc, "n2", b.sid)
+	trickle := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},
+		Header:  protocol.Header{Action: protocol.ActionTrickle, Initiator: "alice@example.com", Target: "bob@example.com"},
+		Payload: protocol.EncodePayload(protocol.CallPayload{Candidates: "a=candidate:1 1 udp 1 192.0.2.1 1000 typ host"}),
+	}
+	if _, err := gs[0].waitFor(b.sid, trickle, false, endpoint.Origin{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-asked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("n1 never asked n2 to deliver the waiting frame")
+	}
+	n2.lift()
+	expect(t, p.read(), protocol.TypeResponse, protocol.ActionConnect)
+	wantCandidate(t, p, "a=candidate:1 1 udp 1 192.0.2.1 1000 typ host", 10*time.Second)
 }

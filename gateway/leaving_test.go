@@ -3,10 +3,12 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 	"github.com/jsonrtc/jsonrtc/store"
@@ -227,4 +229,49 @@ func TestClusterWaitingFrameToASessionMovingAway(t *testing.T) {
 	n2.lift()
 	expect(t, p.read(), protocol.TypeResponse, protocol.ActionConnect)
 	wantCandidate(t, p, "a=candidate:1 1 udp 1 192.0.2.1 1000 typ host", 10*time.Second)
+}
+
+// TestClusterSessionBeingResumedHereFound: a session this node has taken
+// over for its client's resume, not yet in its tables, is found by a
+// message's lookup, and the message waits for the resume: whether the
+// view names this node (a stray of its own) or the dead node it was
+// taken from (the record names this node). Before, the lookup found
+// nobody and the message got 480 (the chaos test with node kills: two
+// of four 480s in a run).
+func TestClusterSessionBeingResumedHereFound(t *testing.T) {
+	gs, urls := newClusterGateways(t, 1)
+	g := gs[0]
+	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	s := g.lookup(b.sid)
+	for i, view := range []string{"", "n9"} {
+		if view != "" {
+			g.node.Moved(cluster.Entry{Session: b.sid, Identity: "bob@example.com", Node: view})
+		}
+		unlock := g.resuming.lock(b.sid)
+		g.remove(s)
+		eps, err := directory{g}.FindHeld("bob@example.com")
+		if err != nil || len(eps) != 1 || eps[0].ID() != b.sid {
+			unlock()
+			t.Fatalf("view naming %q: bob's session being resumed here found as %v (%v), want it", view, eps, err)
+		}
+		cand := "a=candidate:" + strconv.Itoa(i) + " 1 udp 1 192.0.2.1 1000 typ host"
+		sent := make(chan error, 1)
+		go func() {
+			_, err := eps[0].Send(&protocol.Frame{
+				Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},
+				Header:  protocol.Header{Action: protocol.ActionTrickle, Initiator: "alice@example.com", Target: "bob@example.com"},
+				Payload: protocol.EncodePayload(protocol.CallPayload{Candidates: cand}),
+			}, false)
+			sent <- err
+		}()
+		if err := g.add(s); err != nil {
+			t.Fatal(err)
+		}
+		unlock()
+		if err := <-sent; err != nil {
+			t.Fatalf("view naming %q: frame to bob's session being resumed: %v", view, err)
+		}
+		wantCandidate(t, b, cand, 5*time.Second)
+	}
 }

@@ -60,7 +60,10 @@ func TestCallFrameOfADeadNodeDeliveredAgain(t *testing.T) {
 	wantCandidate(t, w, cand, gs[0].holdFor()+10*time.Second)
 	aliceHangsUp(a)
 	expect(t, w.read(), protocol.TypeMessage, protocol.ActionShutdown)
-	if n := counterValue(gs[0].metrics.cluster.WithLabelValues(kindKept, keptResent)); n != 1 {
+	// At least once: a loaded machine may see a node's lease lapse and
+	// send again what was kept for it, taken once all the same (bob
+	// read the hang-up right after the candidate).
+	if n := counterValue(gs[0].metrics.cluster.WithLabelValues(kindKept, keptResent)); n < 1 {
 		t.Fatalf("%v frames sent again, want alice's candidate", n)
 	}
 }
@@ -97,7 +100,7 @@ func TestCallFramesKeptUntilWritten(t *testing.T) {
 	w := resumeWS(t, urls[2], "bob@example.com", b.sid, b.seq+1, b.last)
 	aliceHangsUp(a)
 	expect(t, w.readWithin(gs[0].holdFor()+10*time.Second), protocol.TypeMessage, protocol.ActionShutdown)
-	if n := counterValue(gs[0].metrics.cluster.WithLabelValues(kindKept, keptResent)); n != 1 {
+	if n := counterValue(gs[0].metrics.cluster.WithLabelValues(kindKept, keptResent)); n < 1 {
 		t.Fatalf("%v frames sent again, want the second candidate", n)
 	}
 }

@@ -244,16 +244,7 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 			case <-g.ctx.Done():
 				return 0, owner, errClosed
 			}
-			owner = g.ownerOf(id)
-			if owner == g.self() && g.lookup(id) == nil && !g.resuming.busy(id) {
-				// The record still names this node, which let the session
-				// go to a resume elsewhere: the new owner's compare-and-set
-				// has not landed yet. The view names it (moveAway), and
-				// it answers "resuming" until then, which is waited for.
-				if e, ok := g.node.Owner(id); ok && e.Node != g.self() {
-					owner = e.Node
-				}
-			}
+			owner = g.ownerHere(id, g.ownerOf(id))
 			if named != "" && (owner == asked || owner == "") {
 				owner = named
 			}
@@ -492,6 +483,25 @@ const readAttempt = 2 * time.Second
 
 // pause waits d, or less if the gateway closes (false).
 func (g *Gateway) pause(d time.Duration) bool { return sleepCtx(g.ctx, d) }
+
+// ownerHere corrects owner, the owner of session id as its record
+// names it, when that is this node and the session is neither in its
+// tables nor being resumed here: this node let it go to a resume
+// elsewhere a moment ago, and the new owner's compare-and-set has not
+// landed yet. The view names that owner (moveAway), which answers
+// "resuming" until then. Before, a frame for the session was refused,
+// or dropped as for a session ended (the chaos test with node kills:
+// three of its four 480s in a run, messages that had waited for their
+// receiver's dead node).
+func (g *Gateway) ownerHere(id, owner string) string {
+	if owner != g.self() || g.lookup(id) != nil || g.resuming.busy(id) {
+		return owner
+	}
+	if e, ok := g.node.Owner(id); ok && e.Node != g.self() {
+		return e.Node
+	}
+	return owner
+}
 
 // ownerOf returns the node that owns session id: the record's owner
 // (the directory may lag a takeover).

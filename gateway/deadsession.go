@@ -356,17 +356,7 @@ func (g *Gateway) deliverOnce(id string, f *protocol.Frame, self bool, o endpoin
 	if owner == "" {
 		return 0, errEnded
 	}
-	if owner == g.self() && g.lookup(id) == nil && !g.resuming.busy(id) {
-		// The record still names this node, which let the session go
-		// to a resume elsewhere a moment ago: the view names the new
-		// owner (moveAway), whose compare-and-set has not landed yet.
-		// Before, the frame was dropped as for a session ended (the
-		// chaos test with node kills: three of its four 480s in a run,
-		// a message that had waited for its receiver's dead node).
-		if e, ok := g.node.Owner(id); ok && e.Node != g.self() {
-			owner = e.Node
-		}
-	}
+	owner = g.ownerHere(id, owner)
 	// Deliveries to the session's earlier owners, not answered, go in
 	// front (keptmsgs.go).
 	elsewhere := func(owner string) bool {

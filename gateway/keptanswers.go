@@ -111,11 +111,7 @@ func (g *Gateway) keepAnswer(host, life string, ticket, mark uint64, req reportR
 	}
 	h.list = append(h.list, keptAnswer{ticket: ticket, req: req, at: now})
 	k.mu.Unlock()
-	if expired > 0 {
-		g.metrics.cluster.WithLabelValues(kindKeptAnswer, answerExpired).Add(float64(expired))
-	}
-	if full > 0 {
-		g.metrics.cluster.WithLabelValues(kindKeptAnswer, answerFull).Add(float64(full))
+	if g.countTrimmed(kindKeptAnswer, answerExpired, answerFull, expired, full) {
 		g.rlog.Warn("kept answers", "answers to messages their host took and did not write forgotten: too many", "host", host, "forgotten", full)
 	}
 	g.resendAnswers(host, lost, "restarted")

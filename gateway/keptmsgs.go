@@ -112,14 +112,12 @@ func (g *Gateway) keepDelivered(id, owner string, f *protocol.Frame, self bool, 
 	if g.node == nil || owner == g.self() {
 		return
 	}
-	if keepableCall(f, o) {
-		if tk.n == 0 {
-			return // an owner that numbers nothing: not kept
-		}
-	} else if !keepable(f, self, o) {
-		return
-	} else {
+	switch {
+	case keepableCall(f, o) && tk.n != 0: // (an owner that numbers nothing: not kept)
+	case keepable(f, self, o):
 		tk = ticketOf{life: tk.life} // a message is kept until answered
+	default:
+		return
 	}
 	c := *f // its sender may reuse f
 	now := time.Now()
@@ -204,13 +202,23 @@ func (k *keptDeliveries) set(id string, q []keptDelivery) {
 }
 
 func (g *Gateway) countKept(expired, full int, id string) {
-	if expired > 0 {
-		g.metrics.cluster.WithLabelValues(kindKept, keptExpired).Add(float64(expired))
-	}
-	if full > 0 {
-		g.metrics.cluster.WithLabelValues(kindKept, keptFull).Add(float64(full))
+	if g.countTrimmed(kindKept, keptExpired, keptFull, expired, full) {
 		g.rlog.Warn("kept messages", "messages delivered to another node and not answered forgotten: too many", "session_id", id, "forgotten", full)
 	}
+}
+
+// countTrimmed counts, in jsonrtc_cluster_requests_total under kind,
+// what a bounded keep forgot: expired past its bound (outcome
+// expiredAs) and pushed out when full (fullAs). It reports whether any
+// was pushed out, for the caller to log.
+func (g *Gateway) countTrimmed(kind, expiredAs, fullAs string, expired, full int) bool {
+	if expired > 0 {
+		g.metrics.cluster.WithLabelValues(kind, expiredAs).Add(float64(expired))
+	}
+	if full > 0 {
+		g.metrics.cluster.WithLabelValues(kind, fullAs).Add(float64(full))
+	}
+	return full > 0
 }
 
 // takeFrom removes and returns, in order, the deliveries to session id

@@ -80,11 +80,7 @@ func (s *Session) noteTaken(host string, f *protocol.Frame) {
 	}
 	h.taken = append(h.taken, takenFrame{f: f, host: host, at: now})
 	h.mu.Unlock()
-	if expired > 0 {
-		g.metrics.cluster.WithLabelValues(kindTaken, takenExpired).Add(float64(expired))
-	}
-	if full > 0 {
-		g.metrics.cluster.WithLabelValues(kindTaken, takenOverflow).Add(float64(full))
+	if g.countTrimmed(kindTaken, takenExpired, takenOverflow, expired, full) {
 		s.rlog.Warn("call frames taken", "call frames their hosts took and did not confirm forgotten: too many", "host", host, "forgotten", full)
 	}
 }

@@ -38,7 +38,9 @@ import (
 // node dying within a round is still lost (its sender's request times
 // out). An owner that falls quiet leaves the last frames sent to it
 // kept until holdFor, when they are forgotten (counted as expired): its
-// lease has ended by then if it died. An owner of an earlier version
+// lease has ended by then if it died. A frame is not sent again for its
+// age alone, as a message is (resendStale): kept again under a new
+// ticket, it would go again and again to an owner fallen quiet. An owner of an earlier version
 // numbers nothing, and nothing sent to it is kept, as before.
 
 // ticketOf is the ticket an owner gave a frame it took, in its life.

@@ -141,3 +141,21 @@ func TestCallFramesOfAnEarlierLife(t *testing.T) {
 		return counterValue(g.metrics.cluster.WithLabelValues(kindKept, keptResent)) == 1 && keptFor(g, "bob") == 0
 	})
 }
+
+// TestStaleCallFramesNotSentAgain: a call frame its owner has not said
+// written is not sent again for its age alone (resendStale is for
+// messages): sent again, it is kept again under a new ticket that only
+// the owner's next reply passes, and to an owner fallen quiet it went
+// again every keptStale for as long as the session lived.
+func TestStaleCallFramesNotSentAgain(t *testing.T) {
+	gs, _ := newClusterGateways(t, 1)
+	g := gs[0]
+	g.keptStaleFor.Store(1) // every delivery is stale
+	f := &protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "c1"},
+		Header: protocol.Header{Action: protocol.ActionTrickle}}
+	g.keepDelivered("bob", "n2", f, false, endpoint.Origin{Session: "alice", Sequence: 2, Stream: "c1"}, 7, ticketOf{life: "L1", n: 5})
+	g.resendStale()
+	if n := counterValue(g.metrics.cluster.WithLabelValues(kindKept, keptResent)); n != 0 || keptFor(g, "bob") != 1 || g.hasWaiting("bob") {
+		t.Fatalf("a stale call frame: %v sent again, %d kept, want none sent and it kept", n, keptFor(g, "bob"))
+	}
+}

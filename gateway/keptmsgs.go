@@ -372,7 +372,7 @@ func (g *Gateway) resendStale() {
 	for id := range u.m {
 		q, e := g.tidyKeptLocked(id, now)
 		expired += e
-		if slices.ContainsFunc(q, func(d keptDelivery) bool { return now.Sub(d.at) > stale }) {
+		if slices.ContainsFunc(q, func(d keptDelivery) bool { return d.tk.n == 0 && now.Sub(d.at) > stale }) {
 			ids = append(ids, id)
 		}
 	}
@@ -382,7 +382,11 @@ func (g *Gateway) resendStale() {
 		if g.hasWaiting(id) {
 			continue // sent again already, or waiting for the session
 		}
-		g.resend(id, func(*keptDelivery) bool { return true })
+		// Messages only: a call frame sent again is kept again under a
+		// new ticket, which only the owner's next reply passes; to an
+		// owner fallen quiet, it went again every keptStale for as long
+		// as the session lived.
+		g.resend(id, func(d *keptDelivery) bool { return d.tk.n == 0 })
 	}
 }
 

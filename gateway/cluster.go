@@ -235,7 +235,17 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 		}
 		return behind()
 	}
-	for try := 0; try < 6 || errors.Is(last, errOwnerResuming) && time.Now().Before(waitUntil); try++ {
+	// A request, which waits nowhere but here (mayWait), is tried again
+	// up to the same bound while its session's node is dead and its
+	// client has not resumed, or its record cannot be read: the store
+	// elects leaders for seconds after a node's death, and a re-offer
+	// given up on after the six tries was refused 480 (test/cluster
+	// TestNodeKilled, once in CI).
+	patient := func() bool {
+		return errors.Is(last, errOwnerResuming) ||
+			!mayWait(f, selfCorrelate, o) && (errors.Is(last, errNobodyThere) || errors.Is(last, errRecordUnread))
+	}
+	for try := 0; try < 6 || patient() && time.Now().Before(waitUntil); try++ {
 		if try > 0 {
 			// A takeover under way: the new owner's compare-and-set
 			// lands within a store round trip.
@@ -244,12 +254,23 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 			case <-g.ctx.Done():
 				return 0, owner, errClosed
 			}
-			owner = g.ownerHere(id, g.ownerOf(id))
+			var err error
+			owner, err = g.findOwner(id)
+			owner = g.ownerHere(id, owner)
 			if named != "" && (owner == asked || owner == "") {
 				owner = named
 			}
 			if owner == "" {
-				break
+				if err == nil || mayWait(f, selfCorrelate, o) {
+					// Ended; or unread, and it waits for its session
+					// in the queue (mayWaitAfter) rather than here.
+					if err != nil {
+						last = err
+					}
+					break
+				}
+				last = err
+				continue
 			}
 		}
 		if queued, seq, err := first(owner); queued {
@@ -506,15 +527,35 @@ func (g *Gateway) ownerHere(id, owner string) string {
 // ownerOf returns the node that owns session id: the record's owner
 // (the directory may lag a takeover).
 func (g *Gateway) ownerOf(id string) string {
+	owner, _ := g.findOwner(id)
+	return owner
+}
+
+// findOwner is ownerOf, with errRecordUnread when it names nobody
+// because the record could not be read: not a session that ended, but
+// a store electing a leader (after a node's death), to be asked again.
+// Taken for an end, a frame waiting for its session was dropped and a
+// report lost, and a call's re-offer refused 480 (test/cluster
+// TestNodeKilled, once in CI: its new host could not read the peer's
+// record, and the directory did not name the node the peer had resumed
+// on yet).
+func (g *Gateway) findOwner(id string) (string, error) {
 	r, _, err := g.restore(id)
 	if err == nil && r != nil && r.Owner != "" {
-		return r.Owner
+		return r.Owner, nil
 	}
 	if e, ok := g.node.Owner(id); ok {
-		return e.Node
+		return e.Node, nil
 	}
-	return ""
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", errRecordUnread, err)
+	}
+	return "", nil
 }
+
+// errRecordUnread: a session's record could not be read, and nothing
+// else named its owner.
+var errRecordUnread = errors.New("gateway: session record not read")
 
 // onDeliver sends a frame that another node's handler sends to a session
 // owned here.

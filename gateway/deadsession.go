@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -168,12 +169,15 @@ func mayWait(f *protocol.Frame, self bool, o endpoint.Origin) bool {
 // request in flight, or slow): it may have taken it, and a message sent
 // again is taken once (its relay mark, relays.go). Before, the last two
 // were refused 480: most of the 480s the chaos test with node kills
-// counted.
+// counted. So does it when its session's record could not be read and
+// nothing else named its node (a store electing a leader): taken for an
+// end, it was dropped.
 func mayWaitAfter(err error, f *protocol.Frame, self bool, o endpoint.Origin) bool {
 	if !mayWait(f, self, o) {
 		return false
 	}
-	return errors.Is(err, errMoved) || errors.Is(err, errOwnerResuming) || errors.Is(err, context.DeadlineExceeded) && keepable(f, self, o)
+	return errors.Is(err, errMoved) || errors.Is(err, errOwnerResuming) || errors.Is(err, errRecordUnread) ||
+		errors.Is(err, context.DeadlineExceeded) && keepable(f, self, o)
 }
 
 // heldSeqBase is above every sequence a session gives (2^53-1 at most,
@@ -352,9 +356,9 @@ func (g *Gateway) popWaiting(id string, wf *waitingFrame) {
 // the session's earlier owner that were not answered went in front of f
 // instead.
 func (g *Gateway) deliverOnce(id string, f *protocol.Frame, self bool, o endpoint.Origin, take bool) (uint64, error) {
-	owner := g.ownerOf(id)
+	owner, err := g.findOwner(id)
 	if owner == "" {
-		return 0, errEnded
+		return 0, cmp.Or(err, errEnded)
 	}
 	owner = g.ownerHere(id, owner)
 	// Deliveries to the session's earlier owners, not answered, go in

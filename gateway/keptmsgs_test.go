@@ -294,6 +294,8 @@ func TestMayWaitAfter(t *testing.T) {
 		{"response, timed out (no mark: it would be sent twice)", timeout, resp, endpoint.Origin{}, false},
 		{"response, not owned there", errMoved, resp, endpoint.Origin{}, true},
 		{"call request, nobody there", errNobodyThere, call, o, false},
+		{"response, record not read", fmt.Errorf("%w: no leader", errRecordUnread), resp, endpoint.Origin{}, true},
+		{"call request, record not read", errRecordUnread, call, o, false},
 		{"message, refused", errors.New("full"), msg, o, false},
 	} {
 		if got := mayWaitAfter(c.err, c.f, true, c.o); got != c.want {

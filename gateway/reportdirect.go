@@ -147,15 +147,19 @@ func (g *Gateway) reportDirect(req reportReq) {
 	data, _ := json.Marshal(req)
 	until := time.Now().Add(g.holdFor())
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		owner := g.ownerOf(req.Session)
-		if owner == "" {
+		owner, err := g.findOwner(req.Session)
+		if owner == "" && err == nil {
 			g.metrics.cluster.WithLabelValues(kindReport, "gone").Inc()
 			return
 		}
-		var rep string
-		if owner == g.self() {
+		// Not "gone" while its record cannot be read (errRecordUnread):
+		// asked again.
+		rep := reportNotHere
+		switch owner {
+		case "":
+		case g.self():
 			rep = g.takeReport(req)
-		} else {
+		default:
 			ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
 			out, err := g.node.Request(ctx, owner, kindReport, data)
 			cancel()

@@ -213,13 +213,23 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 	// client (BenchmarkSIPFailover, a drain).
 	waitUntil := time.Now().Add(deliverResumeWait)
 	// behind puts f behind the frames waiting for the session's node
-	// (deadsession.go), if there are any: a request that may not wait
-	// is refused.
+	// (deadsession.go), if there are any. A request, which may not wait
+	// among them (its sender needs its sequence now), waits here for
+	// them to go, up to the same bound, and is refused past it: refused
+	// at once, a re-offer right after its peer's resume on another node
+	// got 480 while the frames its call's adopter relayed to the peer
+	// before the resume waited (test/cluster TestNodeKilled, once in
+	// ten runs).
 	behind := func() (queued bool, seq uint64, err error) {
 		if !g.hasWaiting(id) {
 			return false, 0, nil
 		}
 		if !mayWait(f, selfCorrelate, o) {
+			if g.waitDrained(id, waitUntil) {
+				return false, 0, nil
+			}
+			g.metrics.cluster.WithLabelValues(kindWaiting, "request_refused").Inc()
+			g.rlog.Warn("cluster deliver", "request for a session not delivered: frames before it still wait for the session's node", "session_id", id)
 			return true, 0, errWaitingBefore
 		}
 		return g.waitBehind(id, f, selfCorrelate, o)

@@ -98,7 +98,8 @@ const kindDeadSession = "dead_session"
 // or a web user's message (mayWait): a request's sender takes its
 // sequence at once, to match the answer, and a call's request fails at
 // once, as it would have without the wait (with frames waiting before
-// it too: it would overtake them); a message's handler records it under
+// it too, it waits in its sender's dispatch for them to go, up to
+// deliverResumeWait: it would overtake them); a message's handler records it under
 // a sequence of its own meanwhile (heldSeq). A message waits for its
 // session's client to resume somewhere, its node dead or not, and takes
 // no session (deliverOnce's take). Bounded:
@@ -116,6 +117,63 @@ type waitingFrames struct {
 	mu sync.Mutex
 	m  map[string][]*waitingFrame
 	n  int
+	// drained has, for a session whose frames a request waits behind
+	// (sendVia), the channel closed as its queue goes.
+	drained map[string]chan struct{}
+}
+
+// goneLocked forgets session id's queue, and wakes whoever waits for
+// it to go; w.mu is held.
+func (w *waitingFrames) goneLocked(id string) {
+	delete(w.m, id)
+	if ch := w.drained[id]; ch != nil {
+		close(ch)
+		delete(w.drained, id)
+	}
+}
+
+// drained returns a channel closed once no frame waits for session id;
+// nil when none waits now.
+func (g *Gateway) drained(id string) <-chan struct{} {
+	w := &g.awaitingNode
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.m[id]; !ok {
+		return nil
+	}
+	if w.drained == nil {
+		w.drained = map[string]chan struct{}{}
+	}
+	ch := w.drained[id]
+	if ch == nil {
+		ch = make(chan struct{})
+		w.drained[id] = ch
+	}
+	return ch
+}
+
+// waitDrained waits, up to until, for the frames waiting for session id
+// to go; it reports whether they did.
+func (g *Gateway) waitDrained(id string, until time.Time) bool {
+	timer := time.NewTimer(time.Until(until))
+	defer timer.Stop()
+	for counted := false; ; {
+		ch := g.drained(id)
+		if ch == nil {
+			return true
+		}
+		if !counted {
+			counted = true
+			g.metrics.cluster.WithLabelValues(kindWaiting, "request_behind").Inc()
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return false
+		case <-g.ctx.Done():
+			return false
+		}
+	}
 }
 
 type waitingFrame struct {
@@ -284,7 +342,7 @@ func (g *Gateway) deliverWaiting(id string) {
 		w.mu.Lock()
 		q := w.m[id]
 		if len(q) == 0 {
-			delete(w.m, id)
+			w.goneLocked(id)
 			w.mu.Unlock()
 			return
 		}
@@ -398,7 +456,7 @@ func (g *Gateway) dropWaiting(id, why string) {
 	w.mu.Lock()
 	q := w.m[id]
 	w.n -= len(q)
-	delete(w.m, id)
+	w.goneLocked(id)
 	w.mu.Unlock()
 	for _, wf := range q {
 		g.finish(id, wf, 0, false)

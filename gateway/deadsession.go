@@ -193,13 +193,32 @@ type waitingFrame struct {
 	// orphan: a message an earlier node of its sender took, from the
 	// sender's record (outbox.go): no handler here holds it.
 	orphan bool
+	// callRequest: a call's request sent again (keptcalls.go), whose
+	// redo tells its call the correlation id it gets.
+	callRequest bool
 	// outbox is its key in its sender's record, if it is there.
 	outbox string
 }
 
+// mayWaitAfter is mayWaitAfter for wf: a call's request sent again
+// waits as a call's other frames do (its redo tells its call the
+// correlation id it gets).
+func (wf *waitingFrame) mayWaitAfter(err error) bool {
+	if wf.callRequest {
+		return errors.Is(err, errMoved) || errors.Is(err, errOwnerResuming) || errors.Is(err, errRecordUnread)
+	}
+	return mayWaitAfter(err, wf.f, wf.self, wf.o)
+}
+
 // finish tells the messaging handler how a message waiting for session
-// id ended, at sequence seq.
+// id ended, at sequence seq, or the call a call's request sent again is
+// of.
 func (g *Gateway) finish(id string, wf *waitingFrame, seq uint64, delivered bool) {
+	if wf.callRequest && delivered && seq == 0 {
+		// Taken before, its sequence forgotten (takenBefore): its
+		// correlation id is the one its call knows.
+		wf.redo = nil
+	}
 	if wf.redo == nil && wf.held != "" {
 		wf.redo = g.msgs.Resend(id, wf.held)
 	}
@@ -374,7 +393,7 @@ func (g *Gateway) deliverWaiting(id string) {
 		case err == nil || takenBefore(wf, err):
 			g.metrics.cluster.WithLabelValues(kindWaiting, "delivered").Inc()
 			g.finish(id, wf, seq, true)
-		case mayWaitAfter(err, wf.f, wf.self, wf.o) && time.Now().Before(wf.until):
+		case wf.mayWaitAfter(err) && time.Now().Before(wf.until):
 			// Nobody there yet, or a takeover under way: asked again.
 			if !sleepCtx(g.ctx, wait) {
 				g.dropWaiting(id, "the gateway is shutting down")

@@ -32,11 +32,14 @@ import (
 // sequence it got then, or, older than the last relays a stream's mark
 // keeps, recognised as taken without it (errRelayForgotten).
 //
-// Only frames that are not requests are kept: a relayed request is
-// answered under the correlation id its first sequence made, which a
-// new owner numbering it anew would change. A call request relayed to a
-// node dying within a round is still lost (its sender's request times
-// out). An owner that falls quiet leaves the last frames sent to it
+// A call's request (a re-offer, a transfer) is kept too. Its answer
+// carries the correlation id its sequence made where it was taken, which
+// a new owner numbering it anew changes: the call is told the new one
+// as the request is sent again (call.Handler.Resend), or that it could
+// not be delivered (its sender gets 480, and the call is free for
+// another request). Before, such a request relayed to a node dying
+// within a round was lost: its sender's request timed out, and every
+// later request of the call was refused as glare. An owner that falls quiet leaves the last frames sent to it
 // kept until holdFor, when they are forgotten (counted as expired): its
 // lease has ended by then if it died. A frame is not sent again for its
 // age alone, as a message is (resendStale): kept again under a new
@@ -55,11 +58,17 @@ type ownerMark struct {
 	mark uint64
 }
 
-// keepableCall reports whether the delivery of f, relaying the client
-// frame o, is kept until its owner has written it.
-func keepableCall(f *protocol.Frame, o endpoint.Origin) bool {
-	return o.Session != "" && o.Sequence != 0 && f.Control.Type != protocol.TypeRequest &&
-		f.EffectivePackage() == protocol.PackageCall
+// keepableCall reports whether the delivery of f (self-correlated),
+// relaying the client frame o, is kept until its owner has written it:
+// a call's frame, or a request its host relays on the call's stream.
+func keepableCall(f *protocol.Frame, self bool, o endpoint.Origin) bool {
+	return o.Session != "" && o.Sequence != 0 && f.EffectivePackage() == protocol.PackageCall &&
+		(f.Control.Type != protocol.TypeRequest || self && o.Stream != "")
+}
+
+// callRequest reports whether d, a call frame kept, is a request.
+func (d *keptDelivery) callRequest() bool {
+	return d.tk.n != 0 && d.self && d.f.Control.Type == protocol.TypeRequest
 }
 
 // writtenLocked reports whether the owner of the call frame d has

@@ -68,6 +68,29 @@ func TestCallFrameOfADeadNodeDeliveredAgain(t *testing.T) {
 	}
 }
 
+// TestCallRequestOfADeadNodeDeliveredAgain: in a call between alice on
+// n1 (its host) and bob on n2, alice's re-offer is relayed by n1 to bob's
+// session on n2, which takes it and, its store gone (it is dying), never
+// writes it; n2 dies. n1, which kept the request until n2 said it was
+// written, sends it again: bob, resumed on n3, gets it under the
+// correlation id it got there, and his answer is alice's. Before, the
+// request was lost with n2, acknowledged to alice: she never had an
+// answer, and every later re-offer of the call was refused as glare.
+func TestCallRequestOfADeadNodeDeliveredAgain(t *testing.T) {
+	gs, urls, dying := secondNodeDying(t)
+	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
+	dying.killed.Store(true)
+	aliceReoffers(a)
+	waitFor(t, "n1 to keep the re-offer", func() bool { return keptFor(gs[0], b.sid) == 1 })
+	gs[1].node.Close()
+	b.c.CloseNow()
+	w := resumeWS(t, urls[2], "bob@example.com", b.sid, b.seq+1, b.last)
+	bobAnswersTheReoffer(t, w, a, bsub, gs[0].holdFor()+10*time.Second)
+	// The call is free for the next: no glare.
+	aliceReoffers(a)
+	bobAnswersTheReoffer(t, w, a, bsub, 5*time.Second)
+}
+
 // TestCallFramesKeptUntilWritten: n1 keeps the call frames it relays to
 // bob on n2 until a reply of n2 says they are written; a frame n2 wrote
 // is forgotten with n2's next reply, and its death then sends nothing
@@ -108,8 +131,9 @@ func TestCallFramesKeptUntilWritten(t *testing.T) {
 // TestCallFramesOfAnEarlierLife: a call frame kept for an owner is
 // forgotten once the owner's mark of the same life passes it, and sent
 // again when a reply comes from a new life of its owner (restarted
-// within a lease, never seen dead); a request is not kept, nor a frame
-// an owner numbered nothing for.
+// within a lease, never seen dead). A request the call's host relays on
+// the call's stream is kept; not one relayed off a stream (a new call's
+// start), nor a frame an owner numbered nothing for.
 func TestCallFramesOfAnEarlierLife(t *testing.T) {
 	gs, _ := newClusterGateways(t, 1)
 	g := gs[0]
@@ -121,21 +145,22 @@ func TestCallFramesOfAnEarlierLife(t *testing.T) {
 	}
 	g.keepDelivered("bob", "n2", frame(protocol.TypeMessage), false, o, 7, ticketOf{life: "L1", n: 5})
 	g.keepDelivered("bob", "n2", frame(protocol.TypeRequest), true, o, 8, ticketOf{life: "L1", n: 6})
-	g.keepDelivered("bob", "n2", frame(protocol.TypeMessage), false, o, 9, ticketOf{life: "L1"})
-	if n := keptFor(g, "bob"); n != 1 {
-		t.Fatalf("%d frames kept, want the one numbered that is no request", n)
-	}
-	g.noteMark("n2", "L1", 4)
-	g.sweepKept()
-	if n := keptFor(g, "bob"); n != 1 {
-		t.Fatalf("%d frames kept under a mark below their ticket, want 1", n)
+	g.keepDelivered("bob", "n2", frame(protocol.TypeRequest), true, endpoint.Origin{Session: "alice", Sequence: 3}, 9, ticketOf{life: "L1", n: 7})
+	g.keepDelivered("bob", "n2", frame(protocol.TypeMessage), false, o, 10, ticketOf{life: "L1"})
+	if n := keptFor(g, "bob"); n != 2 {
+		t.Fatalf("%d frames kept, want the two numbered on the call's stream", n)
 	}
 	g.noteMark("n2", "L1", 5)
+	g.sweepKept()
+	if n := keptFor(g, "bob"); n != 1 {
+		t.Fatalf("%d frames kept under a mark below the request's ticket, want 1", n)
+	}
+	g.noteMark("n2", "L1", 6)
 	g.sweepKept()
 	if n := keptFor(g, "bob"); n != 0 {
 		t.Fatalf("%d frames kept under a mark that passed them", n)
 	}
-	g.keepDelivered("bob", "n2", frame(protocol.TypeMessage), false, o, 10, ticketOf{life: "L1", n: 9})
+	g.keepDelivered("bob", "n2", frame(protocol.TypeMessage), false, o, 11, ticketOf{life: "L1", n: 9})
 	g.noteMark("n2", "L2", 0)
 	waitFor(t, "the frame of n2's earlier life sent again", func() bool {
 		return counterValue(g.metrics.cluster.WithLabelValues(kindKept, keptResent)) == 1 && keptFor(g, "bob") == 0

@@ -113,7 +113,7 @@ func (g *Gateway) keepDelivered(id, owner string, f *protocol.Frame, self bool, 
 		return
 	}
 	switch {
-	case keepableCall(f, o) && tk.n != 0: // (an owner that numbers nothing: not kept)
+	case keepableCall(f, self, o) && tk.n != 0: // (an owner that numbers nothing: not kept)
 	case keepable(f, self, o):
 		tk = ticketOf{life: tk.life} // a message is kept until answered
 	default:
@@ -317,10 +317,19 @@ func (g *Gateway) resendable(id string, gone func(d *keptDelivery) bool) ([]*wai
 	for _, d := range ds {
 		if d.tk.n != 0 {
 			// A call frame: numbered anew, its correlation id kept (a
-			// response's is its request's).
+			// response's is its request's); a request's is the one it
+			// gets, which its call is told (keptcalls.go).
 			f := *d.f
 			f.Control.Sequence, f.Control.AckSequence = 0, 0
-			frames = append(frames, &waitingFrame{f: &f, self: d.self, o: d.o, until: until})
+			wf := &waitingFrame{f: &f, self: d.self, o: d.o, until: until}
+			if d.callRequest() {
+				if wf.redo = g.calls.Resend(id, d.corr()); wf.redo == nil {
+					answered++
+					continue
+				}
+				f.Control.CorrelationID, wf.callRequest = "", true
+			}
+			frames = append(frames, wf)
 			continue
 		}
 		redo := g.msgs.Resend(id, d.corr())
@@ -425,5 +434,5 @@ func (g *Gateway) resendDead(node string) {
 // err only because its owner took it before (keptcalls.go): older than
 // the sequences its stream's mark keeps.
 func takenBefore(wf *waitingFrame, err error) bool {
-	return errors.Is(err, errRelayForgotten) && wf.redo == nil && wf.held == "" && !wf.orphan
+	return errors.Is(err, errRelayForgotten) && (wf.redo == nil || wf.callRequest) && wf.held == "" && !wf.orphan
 }

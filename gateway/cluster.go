@@ -399,6 +399,8 @@ func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate b
 		return 0, ticketOf{}, errOwnerResuming
 	case errRelayForgotten.Error():
 		return 0, ticketOf{}, errRelayForgotten
+	case errRelayOvertaken.Error():
+		return 0, ticketOf{}, errRelayOvertaken
 	default:
 		return 0, ticketOf{}, errors.New(rep.Err)
 	}

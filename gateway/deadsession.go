@@ -196,6 +196,10 @@ type waitingFrame struct {
 	// callRequest: a call's request sent again (keptcalls.go), whose
 	// redo tells its call the correlation id it gets.
 	callRequest bool
+	// was, for a request sent again (a message, a call's request), is
+	// the correlation id it got where it was taken first: the one it
+	// keeps when it turns out taken there (takenBefore).
+	was string
 	// outbox is its key in its sender's record, if it is there.
 	outbox string
 }
@@ -214,18 +218,23 @@ func (wf *waitingFrame) mayWaitAfter(err error) bool {
 // id ended, at sequence seq, or the call a call's request sent again is
 // of.
 func (g *Gateway) finish(id string, wf *waitingFrame, seq uint64, delivered bool) {
-	if wf.callRequest && delivered && seq == 0 {
-		// Taken before, its sequence forgotten (takenBefore): its
-		// correlation id is the one its call knows.
-		wf.redo = nil
-	}
 	if wf.redo == nil && wf.held != "" {
 		wf.redo = g.msgs.Resend(id, wf.held)
 	}
-	if wf.redo != nil {
-		wf.redo("s"+strconv.FormatUint(seq, 10), delivered)
-		wf.redo = nil
+	if wf.redo == nil {
+		return
 	}
+	corr := "s" + strconv.FormatUint(seq, 10)
+	if delivered && seq == 0 {
+		// Taken before, its sequence forgotten (takenBefore): it keeps
+		// the correlation id it got then, under which its answer comes
+		// (its receiver's client sends it again as it resumes, if its
+		// node died first), or none does and its report times out.
+		// Before, a message so taken was reported not delivered (480).
+		corr = wf.was
+	}
+	wf.redo(corr, delivered)
+	wf.redo = nil
 }
 
 // mayWait reports whether f may wait for its session's node: its sender

@@ -327,7 +327,7 @@ func (g *Gateway) resendable(id string, gone func(d *keptDelivery) bool) ([]*wai
 					answered++
 					continue
 				}
-				f.Control.CorrelationID, wf.callRequest = "", true
+				f.Control.CorrelationID, wf.callRequest, wf.was = "", true, d.corr()
 			}
 			frames = append(frames, wf)
 			continue
@@ -339,7 +339,7 @@ func (g *Gateway) resendable(id string, gone func(d *keptDelivery) bool) ([]*wai
 		}
 		f := *d.f
 		f.Control.Sequence, f.Control.CorrelationID, f.Control.AckSequence = 0, "", 0
-		frames = append(frames, &waitingFrame{f: &f, self: true, o: d.o, until: until, redo: redo})
+		frames = append(frames, &waitingFrame{f: &f, self: true, o: d.o, until: until, redo: redo, was: d.corr()})
 	}
 	if answered > 0 {
 		g.metrics.cluster.WithLabelValues(kindKept, keptAnswered).Add(float64(answered))
@@ -430,9 +430,11 @@ func (g *Gateway) resendDead(node string) {
 	}
 }
 
-// takenBefore reports whether the call frame wf, sent again, failed with
-// err only because its owner took it before (keptcalls.go): older than
-// the sequences its stream's mark keeps.
+// takenBefore reports whether wf, a frame sent again (a call's frame,
+// keptcalls.go, or a request with the correlation id it had, was),
+// failed with err only because its owner took it before: older than the
+// sequences its stream's mark keeps. One a later relay of its stream
+// overtook (errRelayOvertaken) was not taken.
 func takenBefore(wf *waitingFrame, err error) bool {
-	return errors.Is(err, errRelayForgotten) && (wf.redo == nil || wf.callRequest) && wf.held == "" && !wf.orphan
+	return errors.Is(err, errRelayForgotten) && (wf.redo == nil || wf.was != "") && wf.held == "" && !wf.orphan
 }

@@ -92,8 +92,18 @@ func (m *relayMark) key() relayKey { return relayKey{m.From, m.Stream} }
 func keyOf(o endpoint.Origin) relayKey { return relayKey{o.Session, o.Stream} }
 
 // errRelayForgotten: a relay sent again whose first sequence is no
-// longer kept (older than the last relaysKept of its sender).
+// longer kept (older than the last relaysKept of its sender): most
+// likely taken before, though one a later relay of its stream overtook
+// so long ago looks the same.
 var errRelayForgotten = errors.New("gateway: relay taken before, its sequence forgotten")
+
+// errRelayOvertaken: a relay never taken, which a later relay of its
+// stream overtook (its sender's client moved to another node, whose
+// relay reached the session before this one was sent again): within
+// the relays its stream's mark keeps, and not among them. Taken now,
+// it would reach the client after the later one. Before, it was taken
+// for errRelayForgotten: a call frame so lost counted as delivered.
+var errRelayOvertaken = errors.New("gateway: relay overtaken by a later one of its stream")
 
 // Relay implements endpoint.Relayer.
 func (s *Session) Relay(f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, error) {
@@ -122,6 +132,10 @@ func (s *Session) takenLocked(o endpoint.Origin) (uint64, bool, error) {
 		if p[0] == o.Sequence && p[2] == o.Part {
 			return p[1], true, nil
 		}
+	}
+	// Out holds every relay taken since its first, in order.
+	if len(m.Out) > 0 && (o.Sequence > m.Out[0][0] || o.Sequence == m.Out[0][0] && o.Part > m.Out[0][2]) {
+		return 0, true, errRelayOvertaken
 	}
 	return 0, true, errRelayForgotten
 }

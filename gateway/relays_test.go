@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -208,6 +209,30 @@ func TestRelayMarks(t *testing.T) {
 	}
 }
 
+// TestRelayOvertakenOrForgotten: a relay sent again that its stream's
+// mark passed is one taken before when the mark keeps its sequence; one
+// within the sequences the mark keeps and not among them was overtaken
+// by a later one, never taken; one older than them is forgotten (most
+// likely taken).
+func TestRelayOvertakenOrForgotten(t *testing.T) {
+	s := &Session{}
+	// 10..19 but 12: the mark keeps the last relaysKept, 11 on.
+	for i := uint64(10); i <= 11+relaysKept; i++ {
+		if i == 12 {
+			continue // overtaken: never taken
+		}
+		s.noteRelayLocked(endpoint.Origin{Session: "A", Sequence: i}, 100+i, "")
+	}
+	for _, c := range []struct {
+		seq  uint64
+		want error
+	}{{11, nil}, {12, errRelayOvertaken}, {10, errRelayForgotten}, {9, errRelayForgotten}} {
+		if _, taken, err := s.takenLocked(endpoint.Origin{Session: "A", Sequence: c.seq}); !taken || !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+			t.Errorf("sequence %d: taken %v, %v; want %v", c.seq, taken, err, c.want)
+		}
+	}
+}
+
 // TestRelayMarksOfEndedCallsRetire: the mark of a call's stream goes
 // once the session's leg of the call has ended and markGrace has
 // passed; a live call's, and the stream of messages, stay.
@@ -293,5 +318,27 @@ func TestRelayMarksEndWithTheCall(t *testing.T) {
 		if g.markGrace() != g.cfg.RecordTTL()+markGraceSlack {
 			t.Fatal(g.markGrace())
 		}
+	}
+}
+
+// TestTakenBeforeKeepsItsCorrelation: a request sent again that its
+// session took before, its sequence forgotten, counts as delivered under
+// the correlation id it had, for its answer to map back (before, a
+// message so taken was reported not delivered, 480); one overtaken by a
+// later relay of its stream was not taken.
+func TestTakenBeforeKeepsItsCorrelation(t *testing.T) {
+	g := &Gateway{}
+	var got string
+	var delivered bool
+	wf := &waitingFrame{was: "s7", redo: func(c string, d bool) { got, delivered = c, d }}
+	if !takenBefore(wf, errRelayForgotten) || takenBefore(wf, errRelayOvertaken) {
+		t.Fatal("forgotten is taken before, overtaken is not")
+	}
+	g.finish("bob", wf, 0, true)
+	if got != "s7" || !delivered {
+		t.Fatalf("redo(%q, %v), want s7 delivered", got, delivered)
+	}
+	if takenBefore(&waitingFrame{redo: func(string, bool) {}}, errRelayForgotten) {
+		t.Fatal("a request sent again with no correlation id of before taken before")
 	}
 }

@@ -393,6 +393,15 @@ func (g *Gateway) deliverWaiting(id string) {
 				continue
 			}
 		}
+		if wf.callRequest && wf.redo == nil {
+			if wf.redo = g.calls.Resend(id, wf.was); wf.redo == nil {
+				// Answered, or its call ended, meanwhile: nothing to
+				// send again.
+				g.metrics.cluster.WithLabelValues(kindKept, keptAnswered).Inc()
+				g.popWaiting(id, wf)
+				continue
+			}
+		}
 		seq, err := g.deliverOnce(id, wf.f, wf.self, wf.o, wf.held == "" && !wf.orphan)
 		switch {
 		case errors.Is(err, errSentBefore):

@@ -91,6 +91,32 @@ func TestCallRequestOfADeadNodeDeliveredAgain(t *testing.T) {
 	bobAnswersTheReoffer(t, w, a, bsub, 5*time.Second)
 }
 
+// TestCallRequestKeptFollowsItsSession: alice's re-offer, relayed by n1
+// to bob on n2, is kept until n2 says it is written; bob reads it and
+// moves to n3 before answering. Alice's next frame for him sends the
+// re-offer to n3 first, from her frame's relay, which holds her call's
+// lock: taken there already, it reaches bob once, and his answer under
+// the correlation id he read is alice's. Asked for under that lock, the
+// call of the request sent again would have waited for it forever.
+func TestCallRequestKeptFollowsItsSession(t *testing.T) {
+	gs, urls := newClusterGateways(t, 3)
+	noStaleResends(gs...)
+	a, b, _ := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
+	aliceReoffers(a)
+	ro := b.read()
+	expect(t, ro, protocol.TypeRequest, protocol.ActionStart)
+	waitFor(t, "n1 to keep the re-offer", func() bool { return keptFor(gs[0], b.sid) == 1 })
+	b.c.CloseNow()
+	w := resumeWS(t, urls[2], "bob@example.com", b.sid, b.seq+1, ro.Control.Sequence)
+	const cand = "a=candidate:1 1 udp 1 192.0.2.1 1000 typ host"
+	aliceTrickles(a, cand)
+	wantCandidate(t, w, cand, 10*time.Second)
+	answer(w, ro)
+	if r := a.read(); r.Control.Type != protocol.TypeResponse || r.Header.ResponseCode != 200 || r.Control.SubsessionID != "c1" {
+		t.Fatalf("alice's re-offer answered %s", r.Marshal())
+	}
+}
+
 // TestCallFramesKeptUntilWritten: n1 keeps the call frames it relays to
 // bob on n2 until a reply of n2 says they are written; a frame n2 wrote
 // is forgotten with n2's next reply, and its death then sends nothing

@@ -260,7 +260,11 @@ func (g *Gateway) sendFirst(id, owner string) bool {
 		return g.hasWaiting(id)
 	}
 	g.log.Info("messages delivered to a node and not answered sent again", "session_id", id, "node", from, "messages", len(frames))
-	if g.hasWaiting(id) {
+	if g.hasWaiting(id) || slices.ContainsFunc(frames, func(wf *waitingFrame) bool { return wf.callRequest }) {
+		// A call's request goes in the queue: its call, told the
+		// correlation id it gets, takes the call's lock, which this
+		// node's sender of the frame sendFirst goes in front of may
+		// hold.
 		g.waitFirst(id, frames)
 		return true
 	}
@@ -323,10 +327,8 @@ func (g *Gateway) resendable(id string, gone func(d *keptDelivery) bool) ([]*wai
 			f.Control.Sequence, f.Control.AckSequence = 0, 0
 			wf := &waitingFrame{f: &f, self: d.self, o: d.o, until: until}
 			if d.callRequest() {
-				if wf.redo = g.calls.Resend(id, d.corr()); wf.redo == nil {
-					answered++
-					continue
-				}
+				// Its call is asked for it as it goes (deliverWaiting),
+				// not here: this may run under a call's lock (sendFirst).
 				f.Control.CorrelationID, wf.callRequest, wf.was = "", true, d.corr()
 			}
 			frames = append(frames, wf)

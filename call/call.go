@@ -343,7 +343,17 @@ func (h *Handler) SessionEnded(ep Endpoint) {
 }
 
 // legsOf returns ep's legs.
-func (h *Handler) legsOf(ep Endpoint) []*leg { return h.legsOfID(ep.ID()) }
+func (h *Handler) legsOf(ep Endpoint) []*leg {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var mine []*leg
+	for k, l := range h.legs {
+		if k.session == ep.ID() {
+			mine = append(mine, l)
+		}
+	}
+	return mine
+}
 
 // WaitIdle returns once no call is in progress (SIP legs included), or
 // with ctx's error.

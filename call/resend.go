@@ -14,26 +14,34 @@ import "github.com/jsonrtc/jsonrtc/protocol"
 // then gets 480 and may send it again, the call free for another); nil
 // when no request of a call waits for an answer under corr (answered or
 // ended meanwhile: nothing to send again).
-func (h *Handler) Resend(id, corr string) func(newCorr string, delivered bool) {
-	for _, l := range h.legsOfID(id) {
-		c := l.call
-		c.mu.Lock()
-		other := relay{h}.peer(l)
-		var p *pending
-		action := protocol.ActionStart
-		switch {
-		case c.ended || other == nil:
-		case other.reoffer != nil && other.reoffer.there == corr:
-			p = other.reoffer
-		case other.transfer != nil && other.transfer.there == corr:
-			p, action = other.transfer, protocol.ActionTransfer
-		}
-		c.mu.Unlock()
-		if p != nil {
-			return func(newCorr string, delivered bool) { h.resent(other, p, action, newCorr, delivered) }
-		}
+//
+// sub is the subsession of session id's leg the request went on: only
+// that call's lock is taken (a session in two calls, one of them
+// relaying a request that waits for this one to go, would stall it).
+func (h *Handler) Resend(id, sub, corr string) func(newCorr string, delivered bool) {
+	h.mu.Lock()
+	l := h.legs[legKey{id, sub}]
+	h.mu.Unlock()
+	if l == nil {
+		return nil
 	}
-	return nil
+	c := l.call
+	c.mu.Lock()
+	other := relay{h}.peer(l)
+	var p *pending
+	action := protocol.ActionStart
+	switch {
+	case c.ended || other == nil:
+	case other.reoffer != nil && other.reoffer.there == corr:
+		p = other.reoffer
+	case other.transfer != nil && other.transfer.there == corr:
+		p, action = other.transfer, protocol.ActionTransfer
+	}
+	c.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return func(newCorr string, delivered bool) { h.resent(other, p, action, newCorr, delivered) }
 }
 
 // resent applies what became of a request Resend was asked of: p, the
@@ -59,17 +67,4 @@ func (h *Handler) resent(other *leg, p *pending, action protocol.Action, newCorr
 	out := h.frameTo(other, protocol.TypeError, action, p.here)
 	out.Header.ErrorCode, out.Header.Reason = protocol.CodeTemporarilyUnavail, peerUnreachable
 	h.send(other, out, false)
-}
-
-// legsOfID returns the legs of session id.
-func (h *Handler) legsOfID(id string) []*leg {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var mine []*leg
-	for k, l := range h.legs {
-		if k.session == id {
-			mine = append(mine, l)
-		}
-	}
-	return mine
 }

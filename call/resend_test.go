@@ -20,10 +20,10 @@ func TestResendTellsTheCall(t *testing.T) {
 	ro := wf{typ: protocol.TypeRequest, act: protocol.ActionStart, sub: "c1", seq: 2, p: protocol.CallPayload{SDP: webOffer}}
 	e.send(a, ro)
 	in := b.expect(t, protocol.TypeRequest, protocol.ActionStart)
-	if e.h.Resend(b.ID(), "nothing") != nil {
-		t.Fatal("Resend found a request under a correlation id none has")
+	if e.h.Resend(b.ID(), in.Control.SubsessionID, "nothing") != nil || e.h.Resend(b.ID(), "other", in.Control.CorrelationID) != nil {
+		t.Fatal("Resend found a request under a correlation id or a subsession none has")
 	}
-	redo := e.h.Resend(b.ID(), in.Control.CorrelationID)
+	redo := e.h.Resend(b.ID(), in.Control.SubsessionID, in.Control.CorrelationID)
 	if redo == nil {
 		t.Fatalf("Resend found no request under %s", in.Control.CorrelationID)
 	}
@@ -37,14 +37,14 @@ func TestResendTellsTheCall(t *testing.T) {
 	if r := a.expect(t, protocol.TypeResponse, protocol.ActionStart); r.Header.ResponseCode != 200 || r.Control.CorrelationID != "c2" {
 		t.Fatalf("alice's re-offer answered %s", r.Marshal())
 	}
-	if e.h.Resend(b.ID(), "s99") != nil {
+	if e.h.Resend(b.ID(), in.Control.SubsessionID, "s99") != nil {
 		t.Fatal("Resend found a request answered")
 	}
 
 	ro.seq = 3
 	e.send(a, ro)
 	in = b.expect(t, protocol.TypeRequest, protocol.ActionStart)
-	e.h.Resend(b.ID(), in.Control.CorrelationID)("", false)
+	e.h.Resend(b.ID(), in.Control.SubsessionID, in.Control.CorrelationID)("", false)
 	if r := a.expect(t, protocol.TypeError, protocol.ActionStart); r.Header.ErrorCode != protocol.CodeTemporarilyUnavail || r.Control.CorrelationID != "c3" {
 		t.Fatalf("alice's re-offer not delivered again answered %s", r.Marshal())
 	}

@@ -394,7 +394,7 @@ func (g *Gateway) deliverWaiting(id string) {
 			}
 		}
 		if wf.callRequest && wf.redo == nil {
-			if wf.redo = g.calls.Resend(id, wf.was); wf.redo == nil {
+			if wf.redo = g.calls.Resend(id, wf.f.Control.SubsessionID, wf.was); wf.redo == nil {
 				// Answered, or its call ended, meanwhile: nothing to
 				// send again.
 				g.metrics.cluster.WithLabelValues(kindKept, keptAnswered).Inc()

@@ -325,8 +325,10 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 			}
 			s := g.lookup(id)
 			if s == nil {
-				last = errEnded
-				break
+				// Let go again at once: its client resumed on another
+				// node meanwhile (deliverOnce).
+				last = errMoved
+				continue
 			}
 			seq, err := s.sendOrigin(f, selfCorrelate, g.self(), o)
 			return seq, g.self(), err

@@ -455,6 +455,7 @@ func (g *Gateway) deliverOnce(id string, f *protocol.Frame, self bool, o endpoin
 	if owner == "" {
 		return 0, cmp.Or(err, errEnded)
 	}
+	taken := false
 	owner = g.ownerHere(id, owner)
 	// Deliveries to the session's earlier owners, not answered, go in
 	// front (keptmsgs.go).
@@ -475,11 +476,20 @@ func (g *Gateway) deliverOnce(id string, f *protocol.Frame, self bool, o endpoin
 		if elsewhere(g.self()) {
 			return 0, errSentBefore
 		}
+		taken = true
 	}
 	s := g.lookup(id)
 	if s == nil {
-		if g.resuming.busy(id) {
+		switch {
+		case g.resuming.busy(id):
 			return 0, errNobodyThere // resuming here: tried again
+		case taken:
+			// Taken for this frame, and let go again at once: its
+			// client resumed on another node meanwhile, which the
+			// next try finds. Taken for an end, it was dropped and a
+			// message reported 480 (the chaos test with node kills:
+			// a dead node's kept messages sent again, 5 in a run).
+			return 0, errMoved
 		}
 		return 0, errEnded
 	}

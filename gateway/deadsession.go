@@ -209,7 +209,7 @@ type waitingFrame struct {
 // correlation id it gets).
 func (wf *waitingFrame) mayWaitAfter(err error) bool {
 	if wf.callRequest {
-		return errors.Is(err, errMoved) || errors.Is(err, errOwnerResuming) || errors.Is(err, errRecordUnread)
+		return notThereYet(err)
 	}
 	return mayWaitAfter(err, wf.f, wf.self, wf.o)
 }
@@ -262,8 +262,14 @@ func mayWaitAfter(err error, f *protocol.Frame, self bool, o endpoint.Origin) bo
 	if !mayWait(f, self, o) {
 		return false
 	}
-	return errors.Is(err, errMoved) || errors.Is(err, errOwnerResuming) || errors.Is(err, errRecordUnread) ||
-		errors.Is(err, context.DeadlineExceeded) && keepable(f, self, o)
+	return notThereYet(err) || errors.Is(err, context.DeadlineExceeded) && keepable(f, self, o)
+}
+
+// notThereYet reports whether err, a delivery's, says its session is
+// not where it was looked for yet: its node gone or not owning it, a
+// resume under way there, or its record not read.
+func notThereYet(err error) bool {
+	return errors.Is(err, errMoved) || errors.Is(err, errOwnerResuming) || errors.Is(err, errRecordUnread)
 }
 
 // heldSeqBase is above every sequence a session gives (2^53-1 at most,

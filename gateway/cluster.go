@@ -290,9 +290,13 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 			busy := g.resuming.busy(id)
 			s := g.lookup(id)
 			if s == nil {
-				last = errEnded
-				if busy {
+				switch {
+				case busy:
 					last = errOwnerResuming
+				case g.letGoLately(id):
+					last = errMoved // let go in vain (letgo.go)
+				default:
+					last = errEnded
 				}
 				continue
 			}
@@ -1011,6 +1015,9 @@ func (s *Session) moveAway(owner string, final, check bool, probed *link, doubt 
 	g.mu.Lock()
 	if hosted {
 		g.moved[s.id] = s
+	}
+	if final {
+		g.noteLetGoLocked(s.id)
 	}
 	g.mu.Unlock()
 	if !hosted {

@@ -496,6 +496,8 @@ func (g *Gateway) deliverOnce(id string, f *protocol.Frame, self bool, o endpoin
 			// message reported 480 (the chaos test with node kills:
 			// a dead node's kept messages sent again, 5 in a run).
 			return 0, errMoved
+		case g.letGoLately(id):
+			return 0, errMoved // let go in vain (letgo.go)
 		}
 		return 0, errEnded
 	}

@@ -130,6 +130,9 @@ type Gateway struct {
 	// hosted here still name.
 	node  *cluster.Node
 	moved map[string]*Session
+	// letGo: when this node let each session go to a takeover
+	// (letgo.go).
+	letGo map[string]time.Time
 	// waiting: frames for sessions whose node does not answer
 	// (deadsession.go).
 	awaitingNode waitingFrames
@@ -487,6 +490,7 @@ func (g *Gateway) add(s *Session) error {
 		return errTooMany
 	}
 	g.sessions[s.id] = s
+	delete(g.letGo, s.id)
 	g.byIdentity[s.identity] = append(g.byIdentity[s.identity], s)
 	if !s.guest {
 		// Generated guest identities are new with every visitor: kept

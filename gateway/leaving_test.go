@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -119,13 +120,19 @@ func resumeHeld(t *testing.T, url string, st *enteredStore, sid string) *peer {
 	t.Helper()
 	st.hold()
 	p := dial(t, url, protocol.SubprotocolOracle, nil)
-	p.write(`{"control":{"type":"request","package_type":"register","session_id":"` + sid + `","version":"1.0"},"header":{"action":"connect","initiator":"bob@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`)
+	writeBobsResume(p, sid)
 	select {
 	case <-st.entered:
 	case <-time.After(10 * time.Second):
 		t.Fatal("bob's record never taken over")
 	}
 	return p
+}
+
+// writeBobsResume writes on p the connect that resumes bob's session
+// sid (Oracle's resume headers: his connect, and the gateway's response).
+func writeBobsResume(p *peer, sid string) {
+	p.write(`{"control":{"type":"request","package_type":"register","session_id":"` + sid + `","version":"1.0"},"header":{"action":"connect","initiator":"bob@example.com","cslr":1,"cslw":2,"csuw":1},"payload":{}}`)
 }
 
 // deliverAsked is closed when a node asks node (over nc) to deliver a
@@ -156,9 +163,23 @@ func deliverAsked(t *testing.T, nc *nats.Conn, node, sid string) <-chan struct{}
 // the message on p, whose 200 alice gets.
 func messageToMovingBob(t *testing.T, a, p *peer, sid string, asked <-chan struct{}, lift func()) {
 	t.Helper()
+	answers := aliceSendsHi(t, a)
+	select {
+	case f := <-answers:
+		unansweredYet(t, f)
+	case <-asked:
+	}
+	lift()
+	bobAnswersHi(t, p, sid, answers)
+}
+
+// aliceSendsHi has alice send bob "hi"; the channel gets her first frame
+// after it (her message's answer), or is closed.
+func aliceSendsHi(t *testing.T, a *peer) <-chan *protocol.Frame {
+	t.Helper()
 	answers := make(chan *protocol.Frame, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if _, data, err := a.c.Read(ctx); err == nil {
 			f, _ := protocol.Decode(data)
@@ -171,15 +192,24 @@ func messageToMovingBob(t *testing.T, a, p *peer, sid string, asked <-chan struc
 		Header:  protocol.Header{Action: protocol.ActionSend, Initiator: "alice@example.com", Target: "bob@example.com"},
 		Payload: protocol.EncodePayload(protocol.MessagePayload{Body: "hi"}),
 	})
-	select {
-	case f := <-answers:
-		if f == nil {
-			t.Fatal("alice's socket closed")
-		}
-		t.Fatalf("alice's message answered %s while bob's session moved, before reaching him", f.Marshal())
-	case <-asked:
+	return answers
+}
+
+// unansweredYet fails the test with f, an answer alice got to her
+// message before bob's session was where it went.
+func unansweredYet(t *testing.T, f *protocol.Frame) {
+	t.Helper()
+	if f == nil {
+		t.Fatal("alice's socket closed")
 	}
-	lift()
+	t.Fatalf("alice's message answered %s while bob's session moved, before reaching him", f.Marshal())
+}
+
+// bobAnswersHi has bob, resumed as session sid on p, read his connect's
+// response and alice's "hi", and answer it 200, which alice must get
+// (answers, aliceSendsHi's).
+func bobAnswersHi(t *testing.T, p *peer, sid string, answers <-chan *protocol.Frame) {
+	t.Helper()
 	expect(t, p.read(), protocol.TypeResponse, protocol.ActionConnect)
 	m := p.read()
 	expect(t, m, protocol.TypeRequest, protocol.ActionSend)
@@ -274,4 +304,46 @@ func TestClusterSessionBeingResumedHereFound(t *testing.T) {
 		}
 		wantCandidate(t, b, cand, 5*time.Second)
 	}
+}
+
+// TestClusterMessageToASessionLetGoInVain: n1 lets bob's session go to a
+// takeover n2 asked for and never completes (its resume given up on
+// before n1 answered), so the record still names n1 and no node has the
+// session. Alice, on n1, sends bob a message: it waits for his client's
+// resume, which lands on n2 a moment later, and reaches him there.
+// Before, n1 found the record naming itself and no session in its
+// tables, took that for an end, and answered alice 480 at once (the
+// chaos test with node kills: two 480s in a run, 70 ms before the
+// client's resume on a third node).
+func TestClusterMessageToASessionLetGoInVain(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	b.c.CloseNow()
+	s := gs[0].lookup(b.sid)
+	waitFor(t, "bob's socket gone on n1", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.conn == nil
+	})
+	req, _ := json.Marshal(sessionReq{Session: b.sid, Owner: "n2"})
+	if rep := string(gs[0].onTakeover(req)); !strings.HasPrefix(rep, "ok") {
+		t.Fatalf("n1 answered the takeover %q, want ok", rep)
+	}
+	answers := aliceSendsHi(t, a)
+	for deadline := time.Now().Add(10 * time.Second); !gs[0].hasWaiting(b.sid); {
+		select {
+		case f := <-answers:
+			unansweredYet(t, f)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("alice's message never waited for bob's resume")
+		}
+	}
+	p := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	writeBobsResume(p, b.sid)
+	bobAnswersHi(t, p, b.sid, answers)
 }

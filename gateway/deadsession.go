@@ -407,6 +407,7 @@ func (g *Gateway) deliverWaiting(id string) {
 				g.popWaiting(id, wf)
 				continue
 			}
+			g.metrics.cluster.WithLabelValues(kindKept, keptResent).Inc()
 		}
 		seq, err := g.deliverOnce(id, wf.f, wf.self, wf.o, wf.held == "" && !wf.orphan)
 		switch {

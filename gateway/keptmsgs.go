@@ -259,7 +259,7 @@ func (g *Gateway) sendFirst(id, owner string) bool {
 	if len(frames) == 0 {
 		return g.hasWaiting(id)
 	}
-	g.log.Info("messages delivered to a node and not answered sent again", "session_id", id, "node", from, "messages", len(frames))
+	g.logResent(id, from, frames)
 	if g.hasWaiting(id) || slices.ContainsFunc(frames, func(wf *waitingFrame) bool { return wf.callRequest }) {
 		// A call's request goes in the queue: its call, told the
 		// correlation id it gets, takes the call's lock, which this
@@ -301,9 +301,27 @@ func (g *Gateway) resend(id string, gone func(d *keptDelivery) bool) int {
 	if len(frames) == 0 {
 		return 0
 	}
-	g.log.Info("messages delivered to a node and not answered sent again", "session_id", id, "node", from, "messages", len(frames))
+	g.logResent(id, from, frames)
 	g.waitFirst(id, frames)
 	return len(frames)
+}
+
+// countFunc counts the elements of s that f reports true for.
+func countFunc[E any](s []E, f func(E) bool) int {
+	n := 0
+	for _, e := range s {
+		if f(e) {
+			n++
+		}
+	}
+	return n
+}
+
+// logResent logs the deliveries to session id that node from took and
+// that are sent again: messages, and a call's frames.
+func (g *Gateway) logResent(id, from string, frames []*waitingFrame) {
+	msgs := countFunc(frames, func(wf *waitingFrame) bool { return wf.redo != nil })
+	g.log.Info("deliveries to a node not answered sent again", "session_id", id, "node", from, "messages", msgs, "call_frames", len(frames)-msgs)
 }
 
 // resendable takes out the deliveries to session id that gone reports
@@ -346,8 +364,10 @@ func (g *Gateway) resendable(id string, gone func(d *keptDelivery) bool) ([]*wai
 	if answered > 0 {
 		g.metrics.cluster.WithLabelValues(kindKept, keptAnswered).Add(float64(answered))
 	}
-	if len(frames) > 0 {
-		g.metrics.cluster.WithLabelValues(kindKept, keptResent).Add(float64(len(frames)))
+	// A call's request is counted as it goes, resent or answered
+	// (deliverWaiting): its call may have had its answer meanwhile.
+	if n := len(frames) - countFunc(frames, func(wf *waitingFrame) bool { return wf.callRequest }); n > 0 {
+		g.metrics.cluster.WithLabelValues(kindKept, keptResent).Add(float64(n))
 	}
 	return frames, ds[0].owner
 }

@@ -210,3 +210,26 @@ func TestStaleCallFramesNotSentAgain(t *testing.T) {
 		t.Fatalf("a stale call frame: %v sent again, %d kept, want none sent and it kept", n, keptFor(g, "bob"))
 	}
 }
+
+// TestCallRequestFoundAnsweredCountedOnce: a call's request kept for a
+// node that restarted is asked of its call as its turn comes; a call
+// that has its answer already (here: no such call any more) has nothing
+// sent again, and the request counts as answered, not also as resent.
+func TestCallRequestFoundAnsweredCountedOnce(t *testing.T) {
+	gs, _ := newClusterGateways(t, 1)
+	g := gs[0]
+	noStaleResends(g)
+	req := &protocol.Frame{Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: "c1", CorrelationID: "s8"},
+		Header: protocol.Header{Action: protocol.ActionStart}}
+	g.keepDelivered("bob", "n2", req, true, endpoint.Origin{Session: "alice", Sequence: 2, Stream: "c1"}, 8, ticketOf{life: "L1", n: 6})
+	if n := keptFor(g, "bob"); n != 1 {
+		t.Fatalf("%d frames kept, want the request", n)
+	}
+	g.noteMark("n2", "L1", 5)
+	g.noteMark("n2", "L2", 0) // n2 restarted: what it took unwritten goes again
+	answered := g.metrics.cluster.WithLabelValues(kindKept, keptAnswered)
+	waitFor(t, "the request found answered", func() bool { return counterValue(answered) == 1 && !g.hasWaiting("bob") })
+	if n := counterValue(g.metrics.cluster.WithLabelValues(kindKept, keptResent)); n != 0 {
+		t.Fatalf("a request found answered also counted %v times as resent", n)
+	}
+}

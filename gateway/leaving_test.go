@@ -3,12 +3,15 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
@@ -195,6 +198,23 @@ func aliceSendsHi(t *testing.T, a *peer) <-chan *protocol.Frame {
 	return answers
 }
 
+// waitsForBob returns once alice's message waits on g for bob's session
+// sid (its client's resume), and fails the test if she gets an answer
+// first (answers, aliceSendsHi's).
+func waitsForBob(t *testing.T, g *Gateway, sid string, answers <-chan *protocol.Frame) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !g.hasWaiting(sid); {
+		select {
+		case f := <-answers:
+			unansweredYet(t, f)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("alice's message never waited for bob's resume")
+		}
+	}
+}
+
 // unansweredYet fails the test with f, an answer alice got to her
 // message before bob's session was where it went.
 func unansweredYet(t *testing.T, f *protocol.Frame) {
@@ -333,17 +353,65 @@ func TestClusterMessageToASessionLetGoInVain(t *testing.T) {
 		t.Fatalf("n1 answered the takeover %q, want ok", rep)
 	}
 	answers := aliceSendsHi(t, a)
-	for deadline := time.Now().Add(10 * time.Second); !gs[0].hasWaiting(b.sid); {
-		select {
-		case f := <-answers:
-			unansweredYet(t, f)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("alice's message never waited for bob's resume")
-		}
-	}
+	waitsForBob(t, gs[0], b.sid, answers)
 	p := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	writeBobsResume(p, b.sid)
+	bobAnswersHi(t, p, b.sid, answers)
+}
+
+// keyFailingStore fails the updates of the key that ends in key, while
+// it is set.
+type keyFailingStore struct {
+	store.Store
+	key atomic.Pointer[string]
+}
+
+func (f *keyFailingStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if k := f.key.Load(); k != nil && strings.HasSuffix(key, *k) {
+		return 0, errors.New("test: the store does not answer")
+	}
+	return f.Store.Update(ctx, key, value, rev)
+}
+
+// TestClusterMessageOnTheAskerOfATakeoverThatFailed: bob's resume on n2
+// has n1 let his session go, then fails to take the record over (n2's
+// store takes no write of it within the resume's budget), so the record
+// still names n1 and no node has the session. Alice, on n2, sends bob a
+// message: it waits for his client's next resume, on n1, and reaches him
+// there. Before, n1 named n2 (where it had let the session go), n2
+// found no session in its tables and took that for an end: alice got 480
+// at once (the chaos test with node kills, a takeover whose record read
+// timed out).
+func TestClusterMessageOnTheAskerOfATakeoverThatFailed(t *testing.T) {
+	n2 := &keyFailingStore{}
+	next := 0
+	gs, urls := newClusterGatewaysOn(t, 2, func(s store.Store) store.Store {
+		if next++; next == 2 {
+			n2.Store = s
+			return n2
+		}
+		return s
+	})
+	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	a := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	waitFor(t, "n2 to see bob's session on n1", func() bool { return len(gs[1].node.Remote("bob@example.com")) > 0 })
+	b.c.CloseNow()
+	n2.key.Store(&b.sid)
+	gs[1].resumeWait.Store(int64(time.Second))
+	p := dial(t, urls[1], protocol.SubprotocolOracle, nil)
+	writeBobsResume(p, b.sid)
+	if code := p.closeCode(); code != websocket.StatusTryAgainLater {
+		t.Fatalf("bob's resume on n2 closed with %d, want 1013 (resume again)", code)
+	}
+	if gs[0].lookup(b.sid) != nil {
+		t.Fatal("n1 did not let bob's session go")
+	}
+	n2.key.Store(nil)
+	answers := aliceSendsHi(t, a)
+	waitsForBob(t, gs[1], b.sid, answers)
+	p = dial(t, urls[0], protocol.SubprotocolOracle, nil)
 	writeBobsResume(p, b.sid)
 	bobAnswersHi(t, p, b.sid, answers)
 }

@@ -12,7 +12,11 @@ import "time"
 // meanwhile found no session here where the record pointed, and was
 // taken for one to a session that had ended: a message got 480 at once
 // (the chaos test with node kills: two in a run, 70 ms before the
-// client's resume on a third node). The session lives on in its record,
+// client's resume on a third node). The same holds on the asker when
+// its own takeover fails after the owner let go (the record not read
+// again, or not taken, within the resume's budget): the owner names the
+// asker, which has no session (resumeStored notes it too). The session
+// lives on in its record,
 // so such a frame does what it does for a session whose client has not
 // resumed yet: a message waits for the resume, a request is tried again
 // within its bound (errMoved).
@@ -21,8 +25,8 @@ import "time"
 // entries older than holdFor.
 const maxLetGo = 1024
 
-// noteLetGoLocked notes that this node let session id go to a takeover
-// just now; g.mu is held. The note goes when the session is back in the
+// noteLetGoLocked notes that session id was let go to a takeover just
+// now, by this node or for a resume here that failed; g.mu is held. The note goes when the session is back in the
 // tables here (add), or holdFor after: frames wait no longer than that.
 func (g *Gateway) noteLetGoLocked(id string) {
 	now := time.Now()
@@ -39,9 +43,9 @@ func (g *Gateway) noteLetGoLocked(id string) {
 	g.letGo[id] = now
 }
 
-// letGoLately reports whether this node let session id go to a takeover
-// within holdFor: a record that names this node, with no session in the
-// tables, is then one the takeover did not land on.
+// letGoLately reports whether session id was let go to a takeover that
+// did not land, within holdFor (noteLetGoLocked): a session not in the
+// tables where the record or its owner points is then on its way.
 func (g *Gateway) letGoLately(id string) bool {
 	g.mu.Lock()
 	at, ok := g.letGo[id]

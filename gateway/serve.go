@@ -605,6 +605,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	}
 	prev := r.Owner
 	elsewhere := g.node != nil && prev != "" && prev != g.self()
+	landed := false // the session is in the tables here
 	// released is the revision of prev's last write as it let go, or,
 	// when prev had no copy to let go of (not in its tables, or dead),
 	// the revision read as it was asked: a record prev writes after it
@@ -633,6 +634,17 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 			// resumes again too.
 			return nil, releaseErr(err)
 		}
+		// prev has let the session go for this resume: should the resume
+		// fail from here on (the store not taking the record over within
+		// the budget), no node has the session until its client resumes
+		// again, and frames for it here wait for that (letgo.go).
+		defer func() {
+			if !landed {
+				g.mu.Lock()
+				g.noteLetGoLocked(id)
+				g.mu.Unlock()
+			}
+		}()
 	}
 	s := g.sessionOf(identity, r.Oracle || oracle, r.State)
 	s.restored = true
@@ -720,6 +732,7 @@ func (g *Gateway) resumeStored(c conn, f *protocol.Frame, p *auth.Principal, add
 	}
 	s.log.Info("session restored from the store", "previous_owner", prev)
 	s, err = g.open(c, f, p, addr, r.Guest, s, false)
+	landed = err == nil
 	if err == nil {
 		g.restorePresence(s, r.Presence)
 		g.restoreNotes(s, r.Notes)

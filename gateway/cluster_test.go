@@ -173,22 +173,7 @@ func TestClusterStaleOwnerLetsGo(t *testing.T) {
 	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
 	a.connect("alice@example.com")
 	stale := gs[0].lookup(a.sid)
-	// n2 takes the record over behind n1's back, by compare-and-set from
-	// a fresh read until it wins, as a resume does (resumeStored): n1
-	// writes the record out of line after the connect (the presence
-	// share its session's start exports), and one such write between the
-	// read and the compare-and-set failed the takeover here.
-	waitFor(t, "n2's takeover", func() bool {
-		r, rev, err := gs[1].restore(a.sid)
-		if err != nil || r == nil {
-			t.Fatal(r, err)
-		}
-		err = gs[1].own(gs[1].sessionOf(r.Identity, r.Oracle, r.State), r, rev)
-		if err != nil && !errors.Is(err, store.ErrConflict) {
-			t.Fatal(err)
-		}
-		return err == nil
-	})
+	takeBehindItsBack(t, gs[1], a.sid)
 	// n1 sends alice a frame: its write ahead fails, and it lets go
 	// (unless an out-of-line write of its own found the takeover first).
 	stale.Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
@@ -203,6 +188,48 @@ func TestClusterStaleOwnerLetsGo(t *testing.T) {
 	var got record
 	if err := json.Unmarshal(data, &got); err != nil || got.Owner != "n2" {
 		t.Fatalf("record owner %q (%v), want n2", got.Owner, err)
+	}
+}
+
+// takeBehindItsBack has g take session sid's record over behind its
+// owner's back, by compare-and-set from a fresh read until it wins, as
+// a resume does (resumeStored): the owner writes the record out of line
+// after the connect (the presence share its session's start exports),
+// and one such write between the read and the compare-and-set failed
+// the takeover here.
+func takeBehindItsBack(t *testing.T, g *Gateway, sid string) {
+	t.Helper()
+	waitFor(t, g.self()+"'s takeover", func() bool {
+		r, rev, err := g.restore(sid)
+		if err != nil || r == nil {
+			t.Fatal(r, err)
+		}
+		err = g.own(g.sessionOf(r.Identity, r.Oracle, r.State), r, rev)
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
+}
+
+// TestClusterEndLeavesATakenRecord: a copy of a session that ends (its
+// resume timeout) after another node took its record over behind its
+// back leaves the record to that node. Before, it deleted the record,
+// and the session living on there ended as superseded at its next write
+// (test/cluster TestClusterPartition in CI: the minority's copy of
+// carol's session timed out as the partition healed, and carol, resumed
+// on the majority, lost her session).
+func TestClusterEndLeavesATakenRecord(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	a.c.CloseNow()
+	stale := gs[0].lookup(a.sid)
+	takeBehindItsBack(t, gs[1], a.sid)
+	stale.end(reasonResumeTimeout)
+	r, _, err := gs[0].restore(a.sid)
+	if err != nil || r == nil || r.Owner != "n2" {
+		t.Fatalf("after n1's copy ended, the record is %+v (%v), want n2's", r, err)
 	}
 }
 

@@ -568,8 +568,53 @@ func (g *Gateway) deleteRecord(s *Session) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if err := g.store.Delete(ctx, recordKey(s.id)); err != nil {
+	if err := g.deleteOwn(ctx, s.id, s.rev); err != nil {
 		s.log.Error("deleting session record", "err", err)
+	}
+}
+
+// deleteOwn deletes the record of session id, ending here, while it is
+// this node's: over rev, its last write here, or over the revision read
+// again while the record still names this node (written out of line). A
+// record another node took over is left to it: a resume there this node
+// never heard of (cut off from the others), whose session the deletion
+// ended at its next write as superseded (test/cluster
+// TestClusterPartition: carol, resumed on the majority, lost her
+// session when the minority's copy of it timed out as the partition
+// healed). A store that takes no batches (a bucket of one replica) has
+// no deletion over a revision: the record is read, and deleted if it
+// names this node. Alone, it is deleted as it is.
+func (g *Gateway) deleteOwn(ctx context.Context, id string, rev uint64) error {
+	if g.node == nil {
+		return g.store.Delete(ctx, recordKey(id))
+	}
+	b, batches := g.store.(store.Batcher)
+	for try := 0; ; try++ {
+		if batches {
+			_, err := b.WriteBatch(ctx, []store.Write{{Key: recordKey(id), Rev: rev, Delete: true}})
+			switch {
+			case errors.Is(err, store.ErrNoBatch):
+				batches = false
+			case !errors.Is(err, store.ErrConflict):
+				return err
+			case try == 3:
+				return fmt.Errorf("gateway: record rewritten while deleted: %w", err)
+			}
+		}
+		r, cur, err := g.restoreBy(id, time.Now().Add(storeTimeout))
+		switch {
+		case err != nil:
+			return err
+		case r == nil:
+			return nil // gone already (its age limit)
+		case r.Owner != g.self():
+			g.metrics.storeWrites.WithLabelValues("conflict").Inc()
+			g.rlog.Info("record left", "session record left to its owner", "session_id", id, "owner", r.Owner)
+			return nil
+		case !batches:
+			return g.store.Delete(ctx, recordKey(id))
+		}
+		rev = cur
 	}
 }
 

@@ -236,7 +236,63 @@ func (s *Session) answerAwaited(corr string, typ protocol.Type, code int, reason
 	s.mu.Unlock()
 	s.g.metrics.cluster.WithLabelValues("report", outcome).Inc()
 	s.Send(s.reportFrame(corr, a.Sub, a.Target, typ, code, reason), false)
+	// Noted once sent: this report is not one to drop.
+	s.mu.Lock()
+	s.answeredForLocked(corr, a.By)
+	s.mu.Unlock()
 	return true
+}
+
+// Reports answered twice. The owner answers a send for its host from a
+// receiver's report notice, or with 408 past the grace, when the host is
+// down or was an earlier life of this node. A host taken for down while
+// it was only slow (its lease written late on a loaded machine) goes on,
+// and its own report came as a second one, after the notice's or after
+// the 408 (the chaos test with node kills, which counts reports given
+// twice: a 200 thirteen seconds after the notice's, both at once). The
+// owner keeps the sends it answered so until the host's report could
+// still come (the send's By, past the host's report timeout), and drops
+// a report for one of them. In memory only: a session that moves in
+// between forgets them.
+
+// maxAnsweredFor bounds a session's answeredFor, as maxAwaited its
+// awaiting.
+const maxAnsweredFor = maxAwaited
+
+// answeredForLocked notes that the owner answered the send corr for its
+// host, whose own report could come until by; s.mu is held.
+func (s *Session) answeredForLocked(corr string, by time.Time) {
+	now := time.Now()
+	if len(s.answeredFor) >= maxAnsweredFor {
+		for k, t := range s.answeredFor {
+			if now.After(t) {
+				delete(s.answeredFor, k)
+			}
+		}
+		if len(s.answeredFor) >= maxAnsweredFor {
+			return
+		}
+	}
+	if s.answeredFor == nil {
+		s.answeredFor = map[string]time.Time{}
+	}
+	s.answeredFor[corr] = by
+}
+
+// reportedTwiceLocked reports whether f, a frame for s's client, is a
+// host's report on a send the owner answered for it already; s.mu is
+// held.
+func (s *Session) reportedTwiceLocked(f *protocol.Frame) bool {
+	if len(s.answeredFor) == 0 || f.EffectivePackage() != protocol.PackageMessaging || f.Header.Action != protocol.ActionSend ||
+		f.Control.Type != protocol.TypeResponse && f.Control.Type != protocol.TypeError {
+		return false
+	}
+	by, ok := s.answeredFor[f.Control.CorrelationID]
+	if !ok {
+		return false
+	}
+	delete(s.answeredFor, f.Control.CorrelationID)
+	return time.Now().Before(by)
 }
 
 // reportFrame is the report of the send corr (of subsession sub, to

@@ -36,6 +36,31 @@ func TestReportOfADeadHost(t *testing.T) {
 	}
 }
 
+// TestReportOfASlowHostNotTwice: as TestReportOfADeadHost, then the
+// host, taken for down while it was only slow, gives its own report of
+// the same send: alice, who had bob's from his node, gets no second one.
+// Before, she got both (the chaos test with node kills, which counts
+// reports given twice: a host's 200 thirteen seconds after the
+// receiver's node's).
+func TestReportOfASlowHostNotTwice(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a2, m := aliceResumedAwayFromHerMessage(t, gs, urls)
+	m.peer.send(&protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeResponse, Package: protocol.PackageMessaging, CorrelationID: m.f.Control.CorrelationID},
+		Header:  protocol.Header{Action: protocol.ActionSend, ResponseCode: 200},
+	})
+	if r := a2.readWithin(10 * time.Second); r.Control.Type != protocol.TypeResponse || r.Control.CorrelationID != "c2" {
+		t.Fatalf("alice read %s, want bob's report of c2", r.Marshal())
+	}
+	s := gs[1].lookup(a2.sid)
+	s.Send(s.reportFrame("c2", "", "bob@example.com", protocol.TypeResponse, 200, ""), false)
+	s.Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
+		Header: protocol.Header{Action: protocol.ActionTrickle}}, false)
+	if r := a2.readWithin(10 * time.Second); r.Header.Action != protocol.ActionTrickle {
+		t.Fatalf("alice read %s after her report, want no second report", r.Marshal())
+	}
+}
+
 // TestReportOfADeadHostUnanswered: as TestReportOfADeadHost, but bob
 // never answers: alice gets 408 "the message's node went down" once the
 // grace for bob's node to report has passed, not before.

@@ -175,6 +175,9 @@ type Session struct {
 	// reports that came for sends not (yet) awaited (earlyReport).
 	awaiting map[string]awaited
 	early    []earlyReport
+	// answeredFor: the sends this owner answered for their hosts, until
+	// a host's own report could still come (reportedTwiceLocked).
+	answeredFor map[string]time.Time
 	// outbox: the messages of this session's client waiting for their
 	// receivers, by key (outbox.go); outboxOrder numbers them.
 	outbox      map[string]outboxEntry
@@ -438,6 +441,10 @@ func (s *Session) sendOrigin(f *protocol.Frame, selfCorrelate bool, host string,
 	defer s.mu.Unlock()
 	if s.ended {
 		return 0, errEnded
+	}
+	if s.reportedTwiceLocked(f) {
+		s.g.metrics.cluster.WithLabelValues(kindReport, "twice").Inc()
+		return 0, nil
 	}
 	if seq, taken, err := s.takenLocked(o); taken {
 		if err == nil {

@@ -243,17 +243,17 @@ func (s *Session) answerAwaited(corr string, typ protocol.Type, code int, reason
 	return true
 }
 
-// Reports answered twice. The owner answers a send for its host from a
-// receiver's report notice, or with 408 past the grace, when the host is
-// down or was an earlier life of this node. A host taken for down while
-// it was only slow (its lease written late on a loaded machine) goes on,
-// and its own report came as a second one, after the notice's or after
-// the 408 (the chaos test with node kills, which counts reports given
-// twice: a 200 thirteen seconds after the notice's, both at once). The
-// owner keeps the sends it answered so until the host's report could
-// still come (the send's By, past the host's report timeout), and drops
-// a report for one of them. In memory only: a session that moves in
-// between forgets them.
+// Reports answered twice. The owner answers a send from a report notice
+// (a receiver's answer whose host is down, or that the host's handler no
+// longer held), or with 408 past the grace. The host's handler may
+// report the same send after it: the chaos test with node kills, which
+// counts reports given twice, had a host stalled 13 s with the store
+// handle one answer twice, once as a notice to the owner and once
+// through its handler, and the client got two 200s. The owner keeps the
+// sends it answered so until the host's report could still come (the
+// send's By, past the host's report timeout), and drops a report for one
+// of them. In memory only: a session that moves in between forgets
+// them.
 
 // maxAnsweredFor bounds a session's answeredFor, as maxAwaited its
 // awaiting.

@@ -75,11 +75,17 @@ func (s *Session) awaitReport(f *protocol.Frame) {
 	s.awaiting[corr] = s.armAwaitLocked(a)
 }
 
+// isSendReport reports whether f is a delivery report: an answer to a
+// message's send.
+func isSendReport(f *protocol.Frame) bool {
+	return f.EffectivePackage() == protocol.PackageMessaging && f.Header.Action == protocol.ActionSend &&
+		(f.Control.Type == protocol.TypeResponse || f.Control.Type == protocol.TypeError)
+}
+
 // reportedLocked forgets the send f reports on, a frame sent to s;
 // s.mu is held.
 func (s *Session) reportedLocked(f *protocol.Frame) {
-	if len(s.awaiting) == 0 || f.EffectivePackage() != protocol.PackageMessaging || f.Header.Action != protocol.ActionSend ||
-		f.Control.Type != protocol.TypeResponse && f.Control.Type != protocol.TypeError {
+	if len(s.awaiting) == 0 || !isSendReport(f) {
 		return
 	}
 	if a, ok := s.awaiting[f.Control.CorrelationID]; ok {
@@ -283,8 +289,7 @@ func (s *Session) answeredForLocked(corr string, by time.Time) {
 // host's report on a send the owner answered for it already; s.mu is
 // held.
 func (s *Session) reportedTwiceLocked(f *protocol.Frame) bool {
-	if len(s.answeredFor) == 0 || f.EffectivePackage() != protocol.PackageMessaging || f.Header.Action != protocol.ActionSend ||
-		f.Control.Type != protocol.TypeResponse && f.Control.Type != protocol.TypeError {
+	if len(s.answeredFor) == 0 || !isSendReport(f) {
 		return false
 	}
 	by, ok := s.answeredFor[f.Control.CorrelationID]

@@ -237,6 +237,20 @@ func (g *Gateway) sendVia(id, owner string, f *protocol.Frame, selfCorrelate boo
 	if queued, seq, err := behind(); queued {
 		return seq, owner, err
 	}
+	if owner != "" && g.keptElsewhere(id, owner) {
+		// The caller's owner is stale where deliveries kept for the
+		// session name another: a call's endpoint keeps the owner its
+		// last send found, while a kept frame sent again (deadsession.go)
+		// finds the session's new one. Taken as the owner, it had the
+		// new owner's deliveries sent again ahead of f; a call's request
+		// among them waits for its call's lock, held by f's sender, so a
+		// re-offer right after its peer's resume on a third node waited
+		// deliverResumeWait and was refused 480 (gateway
+		// TestCallRequestOfADeadNodeDeliveredAgain, once in twenty runs).
+		if found, err := g.findOwner(id); err == nil && found != "" {
+			owner = g.ownerHere(id, found)
+		}
+	}
 	// first sends the deliveries to the session that an owner before
 	// owner took and its client did not answer (keptmsgs.go) ahead of f.
 	first := func(owner string) (queued bool, seq uint64, err error) {

@@ -91,6 +91,39 @@ func TestCallRequestOfADeadNodeDeliveredAgain(t *testing.T) {
 	bobAnswersTheReoffer(t, w, a, bsub, 5*time.Second)
 }
 
+// TestCallRequestPastAStaleOwner: in a call between alice on n1 (its
+// host) and bob on n2, bob moves to n3; alice's call still names n2 as
+// his node, while n1 keeps a frame it sent again to bob on n3, not yet
+// written there (as when bob resumes on n3 before n1 sends again what
+// the dead n2 took). Alice's re-offer reaches bob at once. Before, n2
+// taken for bob's node had n3's kept frame sent again ahead of the
+// re-offer, in a queue whose head waited for the call's lock that the
+// re-offer's relay held: alice got 480 after 3 s, and bob nothing (in
+// TestCallRequestOfADeadNodeDeliveredAgain once in twenty runs).
+func TestCallRequestPastAStaleOwner(t *testing.T) {
+	gs, urls := newClusterGateways(t, 3)
+	noStaleResends(gs...)
+	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
+	b.c.CloseNow()
+	w := resumeWS(t, urls[2], "bob@example.com", b.sid, b.seq+1, b.last)
+	sent := &protocol.Frame{
+		Control: protocol.Control{Type: protocol.TypeRequest, Package: protocol.PackageCall, SubsessionID: bsub, CorrelationID: "s99"},
+		Header:  protocol.Header{Action: protocol.ActionStart, Initiator: "alice@example.com", Target: "bob@example.com"},
+		Payload: sdpPayload(sdpOffer),
+	}
+	o := endpoint.Origin{Session: a.sid, Sequence: 99, Stream: "c1"}
+	gs[0].keepDelivered(b.sid, "n3", sent, true, o, 99, ticketOf{life: gs[2].life, n: gs[2].tickets.current() + 1000})
+	if keptFor(gs[0], b.sid) != 1 {
+		t.Fatal("n1 keeps no frame for bob on n3")
+	}
+	aliceReoffers(a)
+	// Within deliverResumeWait, which the re-offer waited before.
+	bobAnswersTheReoffer(t, w, a, bsub, deliverResumeWait/2)
+	if n := counterValue(gs[0].metrics.cluster.WithLabelValues(kindKept, keptAnswered)); n != 0 {
+		t.Fatalf("%v kept requests found answered: n3's frame was sent again", n)
+	}
+}
+
 // TestCallRequestKeptFollowsItsSession: alice's re-offer, relayed by n1
 // to bob on n2, is kept until n2 says it is written; bob reads it and
 // moves to n3 before answering. Alice's next frame for him sends the

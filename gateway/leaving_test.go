@@ -294,6 +294,9 @@ func TestClusterSessionBeingResumedHereFound(t *testing.T) {
 	b := dial(t, urls[0], protocol.SubprotocolOracle, nil)
 	b.connect("bob@example.com")
 	s := g.lookup(b.sid)
+	// The view names the session once the directory's write of it is
+	// read back (a stray of its own, below).
+	waitFor(t, "the view to name bob's session", func() bool { _, ok := g.node.Owner(b.sid); return ok })
 	for i, view := range []string{"", "n9"} {
 		if view != "" {
 			g.node.Moved(cluster.Entry{Session: b.sid, Identity: "bob@example.com", Node: view})

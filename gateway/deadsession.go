@@ -257,12 +257,14 @@ func mayWait(f *protocol.Frame, self bool, o endpoint.Origin) bool {
 // were refused 480: most of the 480s the chaos test with node kills
 // counted. So does it when its session's record could not be read and
 // nothing else named its node (a store electing a leader): taken for an
-// end, it was dropped.
+// end, it was dropped. A host's delivery report waits after a timeout
+// too: its owner drops a report sent again that it took
+// (hostReportUnawaitedLocked), and given up, it was lost.
 func mayWaitAfter(err error, f *protocol.Frame, self bool, o endpoint.Origin) bool {
 	if !mayWait(f, self, o) {
 		return false
 	}
-	return notThereYet(err) || errors.Is(err, context.DeadlineExceeded) && keepable(f, self, o)
+	return notThereYet(err) || errors.Is(err, context.DeadlineExceeded) && (keepable(f, self, o) || isSendReport(f))
 }
 
 // notThereYet reports whether err, a delivery's, says its session is

@@ -67,6 +67,7 @@ func (s *Session) awaitReport(f *protocol.Frame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.awaiting) >= maxAwaited {
+		s.awaitFullUntil = a.By
 		return
 	}
 	if s.awaiting == nil {
@@ -298,6 +299,36 @@ func (s *Session) reportedTwiceLocked(f *protocol.Frame) bool {
 	}
 	delete(s.answeredFor, f.Control.CorrelationID)
 	return time.Now().Before(by)
+}
+
+// hostReportUnawaitedLocked reports whether f, a frame a host sends to
+// s, is a delivery report for a send s does not await, and keeps it as
+// an early report then; s.mu is held. A host's report whose delivery
+// timed out is sent again (mayWaitAfter): its owner may have taken it,
+// slow, or written it and died. Sent again, it found the send answered
+// and reached the client twice. Not sent, it was lost: the owner that
+// restored the session from a record written before the report still
+// awaited it, and answered 408 once the host went down in turn (the
+// chaos test with node kills). A send is awaited from its taking on,
+// in the session's record, so a report for one not awaited went to the
+// client already, or came before the send's record (its node died
+// first, and the client sends it again as it resumes: answered at once
+// from the report kept, answeredEarly). Past maxAwaited a send goes
+// unawaited: reports go through while that may be.
+func (s *Session) hostReportUnawaitedLocked(f *protocol.Frame) bool {
+	corr := f.Control.CorrelationID
+	if s.g.node == nil || corr == "" || !isSendReport(f) || time.Now().Before(s.awaitFullUntil) {
+		return false
+	}
+	if _, ok := s.awaiting[corr]; ok {
+		return false
+	}
+	r := earlyReport{Corr: corr, Type: f.Control.Type, Code: f.Header.ResponseCode, Reason: f.Header.Reason, At: time.Now()}
+	if f.Control.Type == protocol.TypeError {
+		r.Code = f.Header.ErrorCode
+	}
+	s.keepEarlyLocked(r)
+	return true
 }
 
 // reportFrame is the report of the send corr (of subsession sub, to

@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/endpoint"
 	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
@@ -266,4 +269,47 @@ func TestEarlyReportMovesWithTheSession(t *testing.T) {
 	a2.sid = a.sid
 	aliceMessagesBob(a2, "2")
 	wantReport200(t, a2, "2")
+}
+
+// TestHostReportSentAgainTakenOnce: a host's report whose delivery timed
+// out waits for the sender's session and is sent again (its owner may
+// have died, the report unwritten, as in the chaos test with node kills:
+// 408 "the message's node went down" for a message received). The
+// owner that took it already drops it then: alice, who awaits c9, reads
+// its report once. A host's report for a send not awaited yet (its
+// record not written when its node died) answers the send when the
+// client sends it again.
+func TestHostReportSentAgainTakenOnce(t *testing.T) {
+	if !mayWaitAfter(fmt.Errorf("gateway: deliver to n2: %w", context.DeadlineExceeded),
+		(&Session{}).reportFrame("c9", "", "bob@example.com", protocol.TypeResponse, 200, ""), false, endpoint.Origin{}) {
+		t.Fatal("a report whose delivery timed out does not wait for its session")
+	}
+	gs, urls := newClusterGateways(t, 2)
+	a, _ := aliceAndBob(t, urls)
+	as := gs[0].lookup(a.sid)
+	as.setAwaiting([]awaited{{Corr: "c9", Sub: "m9", Target: "bob@example.com", Node: "n2", Life: gs[1].life, By: time.Now().Add(time.Hour)}})
+	as.takeAwaiting()
+	report := func(corr string) {
+		t.Helper()
+		f := as.reportFrame(corr, "m9", "bob@example.com", protocol.TypeResponse, 200, "")
+		if _, _, err := gs[1].sendVia(a.sid, "n1", f, false, endpoint.Origin{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report("c9")
+	if r := a.read(); r.Control.Type != protocol.TypeResponse || r.Control.CorrelationID != "c9" {
+		t.Fatalf("alice read %s, want the report of c9", r.Marshal())
+	}
+	report("c9") // sent again
+	report("c2") // before the send it reports on
+	as.Send(&protocol.Frame{Control: protocol.Control{Type: protocol.TypeMessage, Package: protocol.PackageCall, SubsessionID: "x"},
+		Header: protocol.Header{Action: protocol.ActionTrickle}}, false)
+	if r := a.read(); r.Header.Action != protocol.ActionTrickle {
+		t.Fatalf("alice read %s, want no report before her send", r.Marshal())
+	}
+	if n := counterValue(gs[0].metrics.cluster.WithLabelValues(kindReport, "unawaited")); n != 2 {
+		t.Fatalf("%v host reports for sends not awaited, want 2", n)
+	}
+	aliceMessagesBob(a, "2")
+	wantReport200(t, a, "2")
 }

@@ -178,6 +178,9 @@ type Session struct {
 	// answeredFor: the sends this owner answered for their hosts, until
 	// a host's own report could still come (reportedTwiceLocked).
 	answeredFor map[string]time.Time
+	// awaitFullUntil: until then a send may have gone unawaited, the
+	// sends owed a report at maxAwaited (hostReportUnawaitedLocked).
+	awaitFullUntil time.Time
 	// outbox: the messages of this session's client waiting for their
 	// receivers, by key (outbox.go); outboxOrder numbers them.
 	outbox      map[string]outboxEntry
@@ -444,6 +447,10 @@ func (s *Session) sendOrigin(f *protocol.Frame, selfCorrelate bool, host string,
 	}
 	if s.reportedTwiceLocked(f) {
 		s.g.metrics.cluster.WithLabelValues(kindReport, "twice").Inc()
+		return 0, nil
+	}
+	if host != "" && s.hostReportUnawaitedLocked(f) {
+		s.g.metrics.cluster.WithLabelValues(kindReport, "unawaited").Inc()
 		return 0, nil
 	}
 	if seq, taken, err := s.takenLocked(o); taken {

@@ -91,9 +91,11 @@ func (g *Gateway) keepAnswer(host, life string, ticket, mark uint64, req reportR
 	}
 	var lost []keptAnswer
 	if life != "" && h.life != life {
-		if h.life != "" {
-			lost, h.list = h.list, nil
-		}
+		// An earlier life's, or, none known, the answers of forwards that
+		// timed out (keepUnanswered): sent on, they are reported once
+		// (a report for a send not awaited is dropped). Before, those
+		// stayed kept past a new life, and were forgotten.
+		lost, h.list = h.list, nil
 		h.life = life
 	}
 	if life != "" {
@@ -115,6 +117,26 @@ func (g *Gateway) keepAnswer(host, life string, ticket, mark uint64, req reportR
 		g.rlog.Warn("kept answers", "answers to messages their host took and did not write forgotten: too many", "host", host, "forgotten", full)
 	}
 	g.resendAnswers(host, lost, "restarted")
+}
+
+// keepUnanswered keeps req, the report of an answer whose forward to
+// host timed out: host may have taken it, and it is sent on should the
+// host die, or at once when it is down already. The forward waits
+// clusterTimeout, and a host killed with it in flight was seen down
+// (answersOfDead) before it gave up: kept after that, the answer was
+// never sent on, and its sender got 408 "the message's node went down"
+// for a message received (the chaos test with node kills).
+func (g *Gateway) keepUnanswered(host string, req reportReq) {
+	g.answers.mu.Lock()
+	life := ""
+	if h := g.answers.by[host]; h != nil {
+		life = h.life
+	}
+	g.answers.mu.Unlock()
+	g.keepAnswer(host, life, unknownTicket, 0, req)
+	if g.node.Down(host) {
+		g.answersOfDead(host)
+	}
 }
 
 // answersOfDead sends on the answers host took and did not write: it is

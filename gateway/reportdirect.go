@@ -105,8 +105,7 @@ func (s *Session) forwardAnswer(host string, f *protocol.Frame, rt reportRoute) 
 		if !errors.Is(err, cluster.ErrNoNode) {
 			s.rlog.Warn("cluster forward", "answer to a message not forwarded to its node", "host", host, "err", err)
 			if !errors.Is(err, errForwardRefused) {
-				// It may have been taken: sent on should the host die.
-				g.keepAnswer(host, "", unknownTicket, 0, reportOf(f, rt))
+				g.keepUnanswered(host, reportOf(f, rt))
 			}
 			return
 		}

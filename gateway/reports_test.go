@@ -313,3 +313,30 @@ func TestHostReportSentAgainTakenOnce(t *testing.T) {
 	aliceMessagesBob(a, "2")
 	wantReport200(t, a, "2")
 }
+
+// TestAnswerOfATimedOutForwardSentOn: bob's answer to alice's message,
+// forwarded to its host, timed out; the host was seen down while the
+// forward waited (n9, which no lease names). It is reported to alice's
+// session at once: kept for the host's death, already seen, it was never
+// sent on, and alice got 408 "the message's node went down" for a
+// message bob had (the chaos test with node kills). An answer kept so
+// while no life of its host is known is sent on when one shows up.
+func TestAnswerOfATimedOutForwardSentOn(t *testing.T) {
+	gs, urls := newClusterGateways(t, 2)
+	a, _ := aliceAndBob(t, urls)
+	as := gs[0].lookup(a.sid)
+	as.setAwaiting([]awaited{
+		{Corr: "c8", Sub: "m8", Target: "bob@example.com", Node: "n8", Life: "earlier", By: time.Now().Add(time.Hour)},
+		{Corr: "c9", Sub: "m9", Target: "bob@example.com", Node: "n9", Life: "earlier", By: time.Now().Add(time.Hour)},
+	})
+	as.takeAwaiting()
+	gs[1].keepUnanswered("n9", reportReq{Session: a.sid, Corr: "c9", Type: protocol.TypeResponse, Code: 200})
+	if r := a.readWithin(10 * time.Second); r.Control.Type != protocol.TypeResponse || r.Control.CorrelationID != "c9" || r.Header.ResponseCode != 200 {
+		t.Fatalf("alice read %s, want bob's report of c9", r.Marshal())
+	}
+	gs[1].keepAnswer("n8", "", unknownTicket, 0, reportReq{Session: a.sid, Corr: "c8", Type: protocol.TypeResponse, Code: 200})
+	gs[1].keepAnswer("n8", "life2", 1, 0, reportReq{Session: a.sid, Corr: "c7", Type: protocol.TypeResponse, Code: 200})
+	if r := a.readWithin(10 * time.Second); r.Control.Type != protocol.TypeResponse || r.Control.CorrelationID != "c8" || r.Header.ResponseCode != 200 {
+		t.Fatalf("alice read %s, want bob's report of c8", r.Marshal())
+	}
+}

@@ -152,6 +152,11 @@ func (s *Session) setAwaiting(as []awaited) {
 		}
 		s.awaiting[a.Corr] = a
 	}
+	if len(as) >= maxAwaited {
+		// Its client's later sends may have gone unawaited: their
+		// hosts' reports go through (hostReportUnawaitedLocked).
+		s.awaitFullUntil = time.Now().Add(s.g.cfg.Messaging.ReportTimeout.D() + reportMargin)
+	}
 }
 
 // takeAwaiting makes this node answer for the sends owed a report of s,

@@ -1597,9 +1597,7 @@ func (g *Gateway) remoteSessions(identity string, local []endpoint.Endpoint, hel
 	if len(remote) == 0 && len(local) == 0 {
 		// A miss may be a session that started elsewhere a moment ago
 		// and is not in the view yet: the bucket itself is asked.
-		ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
-		found, err := g.node.Lookup(ctx, identity)
-		cancel()
+		found, err := g.lookupDirectory(identity)
 		if err != nil {
 			g.rlog.Warn("directory lookup", "directory lookup failed", "identity", identity, "err", err)
 			return nil, err
@@ -1619,6 +1617,37 @@ func (g *Gateway) remoteSessions(identity string, local []endpoint.Endpoint, hel
 		}
 	}
 	return local, nil
+}
+
+// directoryTries bounds the reads of lookupDirectory.
+const directoryTries = 2
+
+// lookupFunc reads identity's sessions on other nodes (cluster.Node's
+// Lookup).
+type lookupFunc func(ctx context.Context, identity string) ([]cluster.Entry, error)
+
+// lookupDirectory reads identity's sessions on other nodes from the
+// directory bucket, tried again once when a read fails or times out
+// (clusterTimeout each): a bucket electing a leader after a node's death
+// answers nothing for a few seconds, and a message refused 480 "try
+// again" then went to a user who was online (the chaos test with node
+// kills, once).
+func (g *Gateway) lookupDirectory(identity string) ([]cluster.Entry, error) {
+	lookup := g.node.Lookup
+	if f := g.testLookup.Load(); f != nil {
+		lookup = *f
+	}
+	var err error
+	for range directoryTries {
+		ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
+		var found []cluster.Entry
+		found, err = lookup(ctx, identity)
+		cancel()
+		if err == nil || g.ctx.Err() != nil {
+			return found, err
+		}
+	}
+	return nil, err
 }
 
 // Drain makes a node of a cluster leave without ending what its clients

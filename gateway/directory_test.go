@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jsonrtc/jsonrtc/cluster"
@@ -110,7 +111,7 @@ func TestClusterLookupFailedIsRetryable(t *testing.T) {
 		Payload: protocol.EncodePayload(protocol.CallPayload{SDP: sdpOffer}),
 	})
 	for {
-		r := a.readWithin(2 * clusterTimeout)
+		r := a.readWithin(directoryTries*clusterTimeout + clusterTimeout)
 		if r.Control.Type != protocol.TypeError || r.Header.Action != protocol.ActionStart {
 			continue
 		}
@@ -118,5 +119,45 @@ func TestClusterLookupFailedIsRetryable(t *testing.T) {
 			t.Fatalf("alice's start got %d %q, want 480 %q", r.Header.ErrorCode, r.Header.Reason, endpoint.ErrLookup)
 		}
 		return
+	}
+}
+
+// TestClusterLookupTriedAgain: a read of the directory bucket that
+// fails (a bucket electing a leader after a node's death answers
+// nothing for seconds) is tried once more before the message it is for
+// is refused 480 "try again": the chaos test with node kills refused a
+// message to an online user so, once. Here the first read
+// fails and the second tells the truth, that carol has no session
+// anywhere: alice's message to her gets 404. Reads that keep failing
+// still give 480, after two.
+func TestClusterLookupTriedAgain(t *testing.T) {
+	g, a := aliceOnNode(t, nil)
+	var reads, failing atomic.Int32
+	failing.Store(1)
+	var f lookupFunc = func(ctx context.Context, identity string) ([]cluster.Entry, error) {
+		if reads.Add(1) <= failing.Load() {
+			<-ctx.Done() // a bucket that does not answer
+			return nil, ctx.Err()
+		}
+		return g.node.Lookup(ctx, identity)
+	}
+	g.testLookup.Store(&f)
+	send := func(seq string) *protocol.Frame {
+		t.Helper()
+		a.write(`{"control":{"type":"request","package_type":"messaging","session_id":"` + a.sid + `","sequence":` + seq + `,"correlation_id":"c` + seq + `"},"header":{"action":"send","initiator":"alice@example.com","target":"carol@example.com"},"payload":{"body":"hi"}}`)
+		for {
+			r := a.readWithin(directoryTries*clusterTimeout + clusterTimeout)
+			if r.Control.CorrelationID == "c"+seq && r.Control.Type == protocol.TypeError {
+				return r
+			}
+		}
+	}
+	if r := send("2"); r.Header.ErrorCode != protocol.CodeNotFound || reads.Load() != 2 {
+		t.Fatalf("with the first read failed: %d %q after %d reads, want 404 after 2", r.Header.ErrorCode, r.Header.Reason, reads.Load())
+	}
+	reads.Store(0)
+	failing.Store(1 << 30)
+	if r := send("3"); r.Header.ErrorCode != protocol.CodeTemporarilyUnavail || r.Header.Reason != endpoint.ErrLookup || reads.Load() != directoryTries {
+		t.Fatalf("with every read failing: %d %q after %d reads, want 480 %q after %d", r.Header.ErrorCode, r.Header.Reason, reads.Load(), endpoint.ErrLookup, directoryTries)
 	}
 }

@@ -103,6 +103,9 @@ type Gateway struct {
 	// writeFailed: a record write failed this round (persist.go).
 	resumeWait  atomic.Int64
 	writeFailed atomic.Bool
+	// testLookup, when set (tests only, on a running gateway), reads
+	// the directory bucket in place of the node (lookupDirectory).
+	testLookup atomic.Pointer[lookupFunc]
 	// noBatch: the store answered store.ErrNoBatch; rounds are written
 	// one by one (persist.go writeBatch).
 	noBatch atomic.Bool

@@ -66,6 +66,20 @@ func keepableCall(f *protocol.Frame, self bool, o endpoint.Origin) bool {
 		(f.Control.Type != protocol.TypeRequest || self && o.Stream != "")
 }
 
+// keepableReport reports whether the delivery of f (self-correlated
+// with self), relaying the client frame o, is a host's delivery report
+// on a send (isSendReport), kept until its owner has written it as a
+// call frame is. The sender's session moved to another node after its
+// send (a resume there), whose owner took the report and died within a
+// writer round: its record, restored on the next node, still awaited
+// the report, which nobody sent again, and the sender got 408 (the chaos
+// test with node kills). Sent again, one the owner did write is dropped
+// there: its send is no longer awaited (hostReportUnawaitedLocked), or
+// answered already (reportedTwiceLocked).
+func keepableReport(f *protocol.Frame, self bool, o endpoint.Origin) bool {
+	return !self && o.Session == "" && isSendReport(f)
+}
+
 // callRequest reports whether d, a call frame kept, is a request.
 func (d *keptDelivery) callRequest() bool {
 	return d.tk.n != 0 && d.self && d.f.Control.Type == protocol.TypeRequest

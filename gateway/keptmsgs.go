@@ -43,7 +43,8 @@ import (
 // Only messages relayed for a client's send are kept so: they carry the
 // origin that makes a resend safe, and their handler matches the answer
 // by its sequence. A call's frames that its host relays to a session on
-// another node are kept until that node has written them (keptcalls.go).
+// another node, and a host's delivery reports to a sender's session on
+// another node, are kept until that node has written them (keptcalls.go).
 // Not kept (lost with a node dying within a round, as before): a message
 // from the SIP side (no origin).
 
@@ -113,7 +114,7 @@ func (g *Gateway) keepDelivered(id, owner string, f *protocol.Frame, self bool, 
 		return
 	}
 	switch {
-	case keepableCall(f, self, o) && tk.n != 0: // (an owner that numbers nothing: not kept)
+	case (keepableCall(f, self, o) || keepableReport(f, self, o)) && tk.n != 0: // (an owner that numbers nothing: not kept)
 	case keepable(f, self, o):
 		tk = ticketOf{life: tk.life} // a message is kept until answered
 	default:
@@ -318,10 +319,12 @@ func countFunc[E any](s []E, f func(E) bool) int {
 }
 
 // logResent logs the deliveries to session id that node from took and
-// that are sent again: messages, and a call's frames.
+// that are sent again: messages, delivery reports, and a call's frames.
 func (g *Gateway) logResent(id, from string, frames []*waitingFrame) {
 	msgs := countFunc(frames, func(wf *waitingFrame) bool { return wf.redo != nil })
-	g.log.Info("deliveries to a node not answered sent again", "session_id", id, "node", from, "messages", msgs, "call_frames", len(frames)-msgs)
+	reports := countFunc(frames, func(wf *waitingFrame) bool { return wf.redo == nil && isSendReport(wf.f) })
+	g.log.Info("deliveries to a node not answered sent again", "session_id", id, "node", from, "messages", msgs, "reports", reports,
+		"call_frames", len(frames)-msgs-reports)
 }
 
 // resendable takes out the deliveries to session id that gone reports
@@ -338,9 +341,10 @@ func (g *Gateway) resendable(id string, gone func(d *keptDelivery) bool) ([]*wai
 	answered := 0
 	for _, d := range ds {
 		if d.tk.n != 0 {
-			// A call frame: numbered anew, its correlation id kept (a
-			// response's is its request's); a request's is the one it
-			// gets, which its call is told (keptcalls.go).
+			// A call frame or a host's report: numbered anew, its
+			// correlation id kept (a response's is its request's); a
+			// request's is the one it gets, which its call is told
+			// (keptcalls.go).
 			f := *d.f
 			f.Control.Sequence, f.Control.AckSequence = 0, 0
 			wf := &waitingFrame{f: &f, self: d.self, o: d.o, until: until}

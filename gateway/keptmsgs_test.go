@@ -94,6 +94,39 @@ func TestMessageOfADeadNodeDeliveredAgain(t *testing.T) {
 	}
 }
 
+// TestReportOfADeadOwnerSentAgain: alice sends bob a message on n1 and
+// resumes on n2; n2 takes the report n1 sends her there (bob answered on
+// n3) and, its store gone (it is dying), never writes it; n2 dies. n1,
+// which kept the report until n2 wrote it, sends it again: alice, resumed
+// on n3, gets bob's 200. Before, the report was lost with n2: her record
+// still awaited it from n1, alive, and she got 408 only at the report
+// timeout (the chaos test with node kills, a 408 for a message received).
+func TestReportOfADeadOwnerSentAgain(t *testing.T) {
+	gs, urls, dying := secondNodeDying(t)
+	b := dial(t, urls[2], protocol.SubprotocolOracle, nil)
+	b.connect("bob@example.com")
+	a := dial(t, urls[0], protocol.SubprotocolOracle, nil)
+	a.connect("alice@example.com")
+	waitFor(t, "bob in n1's directory", func() bool { return len(gs[0].node.Remote("bob@example.com")) == 1 })
+	aliceMessagesBob(a, "2")
+	m := readAlicesMessage(t, b, 5*time.Second)
+	a.c.CloseNow()
+	a2 := resumeWS(t, urls[1], "alice@example.com", a.sid, a.seq+1, a.last)
+	dying.killed.Store(true)
+	bobAnswers(b, m)
+	waitFor(t, "n1 to keep its report to alice on n2", func() bool { return keptFor(gs[0], a.sid) == 1 })
+	gs[1].node.Close()
+	a2.c.CloseNow()
+	a3 := resumeWS(t, urls[2], "alice@example.com", a.sid, a2.seq+1, a2.last)
+	r := a3.readWithin(gs[0].holdFor() + 10*time.Second)
+	if r.Control.Type != protocol.TypeResponse || r.Control.CorrelationID != "c2" || r.Header.ResponseCode != 200 {
+		t.Fatalf("alice read %s, want bob's 200 for c2", r.Marshal())
+	}
+	if n := keptFor(gs[0], a.sid); n > 1 {
+		t.Fatalf("%d reports kept for alice, want the one sent again at most", n)
+	}
+}
+
 // TestMessagesKeptUntilAnswered: n1 keeps the messages it delivered to
 // bob on n2 until bob answers them; then they are forgotten, and n2's
 // death sends nothing again. Messages bob moved away from answered are

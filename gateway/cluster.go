@@ -391,7 +391,7 @@ const deliverResumeWait = clusterTimeout
 func (g *Gateway) deliverTo(owner, id string, f *protocol.Frame, selfCorrelate bool, o endpoint.Origin) (uint64, ticketOf, error) {
 	req, _ := json.Marshal(deliverReq{Session: id, Frame: f.Marshal(), SelfCorrelate: selfCorrelate, Host: g.self(),
 		From: o.Session, FromSeq: o.Sequence, FromStream: o.Stream, FromPart: o.Part, FromCorr: o.Corr,
-		Ticket: keepableCall(f, selfCorrelate, o) || keepableReport(f, selfCorrelate, o)})
+		Ticket: keptUntilWritten(f, selfCorrelate, o)})
 	ctx, cancel := context.WithTimeout(g.ctx, clusterTimeout)
 	defer cancel()
 	data, err := g.node.Request(ctx, owner, kindDeliver, req)

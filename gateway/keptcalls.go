@@ -80,6 +80,13 @@ func keepableReport(f *protocol.Frame, self bool, o endpoint.Origin) bool {
 	return !self && o.Session == "" && isSendReport(f)
 }
 
+// keptUntilWritten reports whether the delivery of f is numbered by its
+// owner and kept until that owner has written it: a call's frame
+// (keepableCall) or a host's delivery report (keepableReport).
+func keptUntilWritten(f *protocol.Frame, self bool, o endpoint.Origin) bool {
+	return keepableCall(f, self, o) || keepableReport(f, self, o)
+}
+
 // callRequest reports whether d, a call frame kept, is a request.
 func (d *keptDelivery) callRequest() bool {
 	return d.tk.n != 0 && d.self && d.f.Control.Type == protocol.TypeRequest

@@ -114,7 +114,7 @@ func (g *Gateway) keepDelivered(id, owner string, f *protocol.Frame, self bool, 
 		return
 	}
 	switch {
-	case (keepableCall(f, self, o) || keepableReport(f, self, o)) && tk.n != 0: // (an owner that numbers nothing: not kept)
+	case keptUntilWritten(f, self, o) && tk.n != 0: // (an owner that numbers nothing: not kept)
 	case keepable(f, self, o):
 		tk = ticketOf{life: tk.life} // a message is kept until answered
 	default:

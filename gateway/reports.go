@@ -328,11 +328,8 @@ func (s *Session) hostReportUnawaitedLocked(f *protocol.Frame) bool {
 	if _, ok := s.awaiting[corr]; ok {
 		return false
 	}
-	r := earlyReport{Corr: corr, Type: f.Control.Type, Code: f.Header.ResponseCode, Reason: f.Header.Reason, At: time.Now()}
-	if f.Control.Type == protocol.TypeError {
-		r.Code = f.Header.ErrorCode
-	}
-	s.keepEarlyLocked(r)
+	r := reportOf(f, reportRoute{to: s.id, corr: corr})
+	s.keepEarlyLocked(earlyReport{Corr: corr, Type: r.Type, Code: r.Code, Reason: r.Reason, At: time.Now()})
 	return true
 }
 

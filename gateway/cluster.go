@@ -185,7 +185,7 @@ func (g *Gateway) startCluster() error {
 	}
 	for kind, fn := range map[string]func([]byte) []byte{
 		kindDeliver: g.onDeliver, kindInbound: g.onInbound, kindEnded: g.onEnded, kindTakeover: g.onTakeover,
-		kindConfirm: g.onConfirm, kindReport: g.onReport,
+		kindConfirm: g.onConfirm, kindReport: g.onReport, kindStatus: g.onStatus,
 	} {
 		if err := g.node.Handle(kind, fn); err != nil {
 			return fmt.Errorf("gateway: cluster subject %s: %w", kind, err)

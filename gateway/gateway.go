@@ -347,6 +347,7 @@ func New(cfg Config, o *Options) (*Gateway, error) {
 		return nil, err
 	}
 	if g.node != nil {
+		g.metrics.reg.MustRegister(newClusterCollector(g.node))
 		g.node.OnNodeDown(func(node string) { g.onNodeDown(node); g.onNodeDownReports() })
 		if err := g.startCluster(); err != nil {
 			g.Shutdown(context.Background())

@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 
+	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/jsonrtc/jsonrtc/transport/longpoll"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -121,5 +122,43 @@ func (c trunkCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, v, name, p.URI)
 		}
+	}
+}
+
+// clusterCollector reports, at each scrape, this node's view of the
+// cluster (cluster.Node.Status, what /cluster/status serves): each
+// node's lease, up or not, and the directory's sessions at each node.
+// A node whose directory count stays high after it died still has
+// sessions to resume elsewhere; one whose count drops to 0 while it
+// is up took none (a load balancer's health check failing?).
+type clusterCollector struct {
+	node     *cluster.Node
+	up       *prometheus.Desc
+	sessions *prometheus.Desc
+}
+
+func newClusterCollector(n *cluster.Node) clusterCollector {
+	return clusterCollector{node: n,
+		up: prometheus.NewDesc("jsonrtc_cluster_node_up",
+			"1 while a node of the cluster is taken as up by this one (its lease live; for this node: its last lease write succeeded), 0 once taken for down.",
+			[]string{"node"}, nil),
+		sessions: prometheus.NewDesc("jsonrtc_cluster_directory_sessions",
+			"Sessions the directory names at each node, in this node's view of it (a dead node's until they resume elsewhere or expire).",
+			[]string{"node"}, nil)}
+}
+
+func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.up
+	ch <- c.sessions
+}
+
+func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, n := range c.node.Status().Nodes {
+		up := 0.0
+		if n.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, n.Name)
+		ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(n.Sessions), n.Name)
 	}
 }

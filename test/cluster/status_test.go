@@ -175,6 +175,13 @@ func TestClusterStatus(t *testing.T) {
 			t.Fatalf("%s's view: %+v", v.Node, v)
 		}
 	}
+	// The same view as metrics, for an alert on a node down.
+	if got, want := metricSeries(nodes[1:2], "jsonrtc_cluster_directory_sessions"), map[string]float64{`node="n1"`: 2, `node="n2"`: 0, `node="n3"`: 1}; !maps.Equal(got, want) {
+		t.Fatalf("n2's jsonrtc_cluster_directory_sessions: %v, want %v", got, want)
+	}
+	if got, want := metricSeries(nodes[1:2], "jsonrtc_cluster_node_up"), map[string]float64{`node="n1"`: 1, `node="n2"`: 1, `node="n3"`: 1}; !maps.Equal(got, want) {
+		t.Fatalf("n2's jsonrtc_cluster_node_up: %v, want %v", got, want)
+	}
 	out, err = exec.Command(bin, "cluster", "status", "-all", "-config", nodes[1].config).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "node n1 (lease ttl 4s): 2 sessions held, 0 calls hosted\n") ||
 		!strings.Contains(string(out), "node n3 (lease ttl 4s): 1 sessions held") || !strings.HasSuffix(string(out), "\n3 views agree\n") {
@@ -194,5 +201,8 @@ func TestClusterStatus(t *testing.T) {
 	cv = untilViewsAgree(t, nodes[0], map[string]string{"n1": "2", "n2": "0", "n3": "no view"}, silent, "n3: seen up by n2, down by n1")
 	if e := cv.Peers[1].Error; !strings.Contains(e, "not reachable") {
 		t.Fatalf("n3 killed: its view's error %q", e)
+	}
+	if got, want := metricSeries(nodes[:1], "jsonrtc_cluster_node_up"), map[string]float64{`node="n1"`: 1, `node="n2"`: 1, `node="n3"`: 0}; !maps.Equal(got, want) {
+		t.Fatalf("n3 killed: n1's jsonrtc_cluster_node_up: %v, want %v", got, want)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -89,8 +90,11 @@ type Node struct {
 	// the last one failed). Peers get a TTL from then to write theirs.
 	writable time.Time
 	failing  bool
-	byID     map[string]Entry // directory, by session
-	byIdent  map[string]map[string]struct{}
+	// failLease, set by tests, fails this node's lease writes as a
+	// store that does not hear it would.
+	failLease atomic.Bool
+	byID      map[string]Entry // directory, by session
+	byIdent   map[string]map[string]struct{}
 	// gone: sessions this node let go to another node's resume (Moved),
 	// by id, until the directory names another owner.
 	gone      map[string]goneTo
@@ -152,7 +156,7 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	ping, err := nc.Subscribe(pingSubject, func(m *nats.Msg) {
 		if string(m.Data) != n.o.Name && m.Reply != "" {
-			m.Respond([]byte(n.o.Name))
+			m.Respond(n.pong())
 		}
 	})
 	if err != nil {
@@ -253,7 +257,13 @@ func (n *Node) refreshLease(ctx context.Context) error {
 	v, _ := json.Marshal(struct {
 		Time time.Time `json:"time"`
 	}{time.Now().UTC()})
-	if _, err := n.nodes.Put(ctx, n.o.Name, v); err != nil {
+	var err error
+	if n.failLease.Load() {
+		err = errors.New("failed by the test")
+	} else {
+		_, err = n.nodes.Put(ctx, n.o.Name, v)
+	}
+	if err != nil {
 		n.mu.Lock()
 		n.failing = true
 		n.mu.Unlock()
@@ -825,26 +835,69 @@ func (n *Node) Handle(kind string, fn func(data []byte) []byte) error {
 }
 
 // pingSubject is answered by every node but the one that asks (its name
-// is the request): CutOff's test of whether any peer hears this node.
+// is the request): CutOff's test of whether any peer hears this node,
+// and whether the store takes that peer's writes.
 const pingSubject = "jsonrtc.nodes.ping"
 
-// CutOff reports whether this node is cut off from its cluster: its own
-// lease unwritten for longer than the TTL (its peers, which write
-// theirs, take it for down and take its sessions over without asking
-// it) while no peer answers a ping within timeout. A lapsed lease with a
-// peer answering is the bucket electing a leader, which every node
-// waits out alike (nobody expires then: readLeases).
+// pong is a node's answer to a ping: its name and how long ago its own
+// lease was last written (-1: never). Nodes of earlier versions answer
+// their name alone.
+type pong struct {
+	Node    string `json:"node"`
+	WroteMS int64  `json:"wrote_ms"`
+}
+
+func (n *Node) pong() []byte {
+	n.mu.Lock()
+	p := pong{Node: n.o.Name, WroteMS: -1}
+	if !n.wrote.IsZero() {
+		p.WroteMS = time.Since(n.wrote).Milliseconds()
+	}
+	n.mu.Unlock()
+	data, _ := json.Marshal(p)
+	return data
+}
+
+// CutOff reports whether this node is cut off from its cluster
+// (CutOffWhy says why).
 func (n *Node) CutOff(ctx context.Context, timeout time.Duration) bool {
+	return n.CutOffWhy(ctx, timeout) != ""
+}
+
+// CutOffWhy says why this node is cut off from its cluster, or "": its
+// own lease unwritten for longer than the TTL (its peers, which write
+// theirs, take it for down and take its sessions over without asking
+// it) while no peer answers a ping within timeout, or while the peer
+// that answers wrote its own lease within half a TTL: the store takes
+// that peer's writes and not this node's (a link cut between this node
+// and the leader of the store's streams alone, the others reaching
+// both: test/cluster TestClusterPartitionOneLink). A lapsed lease with a
+// peer answering whose lease lapses too is the bucket electing a
+// leader, which every node waits out alike (nobody expires then:
+// readLeases). Half a TTL tells the two apart: when every write stalls
+// at once, a peer's last write is at least two thirds of a TTL old by
+// the time this node's is a TTL old (leases are written every third).
+func (n *Node) CutOffWhy(ctx context.Context, timeout time.Duration) string {
 	n.mu.Lock()
 	lapsed := time.Since(n.wrote) > n.o.LeaseTTL
 	n.mu.Unlock()
 	if !lapsed {
-		return false
+		return ""
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	_, err := n.nc.RequestWithContext(pctx, pingSubject, []byte(n.o.Name))
-	return err != nil && ctx.Err() == nil
+	m, err := n.nc.RequestWithContext(pctx, pingSubject, []byte(n.o.Name))
+	if err != nil {
+		if ctx.Err() != nil {
+			return ""
+		}
+		return "lease lapsed and no peer answers"
+	}
+	var p pong
+	if json.Unmarshal(m.Data, &p) == nil && p.WroteMS >= 0 && time.Duration(p.WroteMS)*time.Millisecond < n.o.LeaseTTL/2 {
+		return fmt.Sprintf("lease lapsed while %s writes its own: the store does not take this node's writes", p.Node)
+	}
+	return ""
 }
 
 // ErrNoNode is returned by Request when no node of that name answers.

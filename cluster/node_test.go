@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,6 +132,31 @@ func TestCutOff(t *testing.T) {
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cluster.NodesBucket, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
+	for deadline := time.Now().Add(10 * ttl); a.CutOff(ctx, 200*time.Millisecond); {
+		if time.Now().After(deadline) {
+			t.Fatal("still cut off with its lease written again")
+		}
+		time.Sleep(ttl / 10) // polled: the lease is written on a ticker
+	}
+}
+
+// TestCutOffWhileAPeerWrites: a node whose lease writes fail while a
+// peer that answers it writes its own (the store's leader reachable from
+// the peer and not from this node: a link cut between the two alone) is
+// cut off, and says why; the peer is not; written again, it is not.
+func TestCutOffWhileAPeerWrites(t *testing.T) {
+	ctx := context.Background()
+	_, start := embedded(t)
+	a, c := start("a"), start("c")
+	a.FailLeaseWrites(true)
+	time.Sleep(ttl + ttl/2) // the lease lapses: nothing to wait on but time
+	if why := a.CutOffWhy(ctx, time.Second); !strings.Contains(why, "c writes its own") {
+		t.Fatalf("a, its lease lapsed while c writes: cut off %q", why)
+	}
+	if c.CutOff(ctx, time.Second) {
+		t.Fatal("c cut off")
+	}
+	a.FailLeaseWrites(false)
 	for deadline := time.Now().Add(10 * ttl); a.CutOff(ctx, 200*time.Millisecond); {
 		if time.Now().After(deadline) {
 			t.Fatal("still cut off with its lease written again")

@@ -1729,7 +1729,8 @@ func (g *Gateway) closeSockets(closed map[*Session]bool, code websocket.StatusCo
 const cutOffPing = time.Second
 
 // watchCutOff lets go of this node's sessions while the node is cut off
-// from its cluster (a network partition leaving it in the minority):
+// from its cluster (a network partition leaving it in the minority, or a
+// link cut between it and the store's leader alone: CutOffWhy):
 // its peers, which took it for down a lease TTL after its last lease
 // write, take its sessions over without asking it, while its own writes
 // fail and its sessions' frames wait for the store. Their clients stayed
@@ -1749,7 +1750,8 @@ func (g *Gateway) watchCutOff() {
 			return
 		case <-t.C:
 		}
-		cut := g.node.CutOff(g.ctx, cutOffPing)
+		why := g.node.CutOffWhy(g.ctx, cutOffPing)
+		cut := why != ""
 		g.mu.Lock()
 		was := g.cutOff
 		g.cutOff = cut
@@ -1757,7 +1759,7 @@ func (g *Gateway) watchCutOff() {
 		switch {
 		case cut && !was:
 			g.metrics.cluster.WithLabelValues("ping", "cut_off").Inc()
-			g.log.Warn("cut off from the cluster: lease lapsed and no peer answers; closing sockets (1013) for the clients to resume on other nodes")
+			g.log.Warn("cut off from the cluster; closing sockets (1013) for the clients to resume on other nodes", "why", why)
 		case !cut && was:
 			g.log.Info("back in the cluster: lease written again; taking sockets")
 		}

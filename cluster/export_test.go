@@ -2,3 +2,13 @@ package cluster
 
 // FailLeaseWrites fails n's lease writes from now on (on) or no more.
 func (n *Node) FailLeaseWrites(on bool) { n.failLease.Store(on) }
+
+// CutRoute has n's requests to peer find no responders (on) or not, as
+// with the link between them cut.
+func (n *Node) CutRoute(peer string, on bool) {
+	if on {
+		n.noRoute.Store(peer, true)
+	} else {
+		n.noRoute.Delete(peer)
+	}
+}

@@ -93,8 +93,13 @@ type Node struct {
 	// failLease, set by tests, fails this node's lease writes as a
 	// store that does not hear it would.
 	failLease atomic.Bool
-	byID      map[string]Entry // directory, by session
-	byIdent   map[string]map[string]struct{}
+	// noRoute, set by tests, names the peers whose requests find no
+	// responders here, as with the link between the two cut.
+	noRoute sync.Map
+	// sentVia and relayed count requests through a peer (via.go).
+	sentVia, relayed atomic.Uint64
+	byID             map[string]Entry // directory, by session
+	byIdent          map[string]map[string]struct{}
 	// gone: sessions this node let go to another node's resume (Moved),
 	// by id, until the directory names another owner.
 	gone      map[string]goneTo
@@ -164,6 +169,10 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 		return nil, fmt.Errorf("cluster: ping subject: %w", err)
 	}
 	n.subs = append(n.subs, ping)
+	if err := n.serveVia(); err != nil {
+		n.cancel()
+		return nil, fmt.Errorf("cluster: via subject: %w", err)
+	}
 	n.readLeases(ctx)
 	dir, err := n.watchAll(ctx, n.dir)
 	if err != nil {
@@ -905,8 +914,18 @@ var ErrNoNode = errors.New("cluster: node not reachable")
 
 // Request sends data to node's handler of kind and returns its reply.
 func (n *Node) Request(ctx context.Context, node, kind string, data []byte) ([]byte, error) {
-	m, err := n.nc.RequestWithContext(ctx, subject(node, kind), data)
+	var m *nats.Msg
+	var err error
+	if _, cut := n.noRoute.Load(node); cut {
+		err = nats.ErrNoResponders
+	} else {
+		m, err = n.nc.RequestWithContext(ctx, subject(node, kind), data)
+	}
 	if errors.Is(err, nats.ErrNoResponders) {
+		// Alive, yet unrouted from here: through a peer (via.go).
+		if rep, tried, err := n.requestVia(ctx, node, kind, data); tried {
+			return rep, err
+		}
 		return nil, fmt.Errorf("%w: %s", ErrNoNode, node)
 	}
 	if err != nil {

@@ -135,6 +135,7 @@ type clusterCollector struct {
 	node     *cluster.Node
 	up       *prometheus.Desc
 	sessions *prometheus.Desc
+	via      *prometheus.Desc
 }
 
 func newClusterCollector(n *cluster.Node) clusterCollector {
@@ -144,12 +145,16 @@ func newClusterCollector(n *cluster.Node) clusterCollector {
 			[]string{"node"}, nil),
 		sessions: prometheus.NewDesc("jsonrtc_cluster_directory_sessions",
 			"Sessions the directory names at each node, in this node's view of it (a dead node's until they resume elsewhere or expire).",
-			[]string{"node"}, nil)}
+			[]string{"node"}, nil),
+		via: prometheus.NewDesc("jsonrtc_cluster_requests_via_total",
+			"Requests between nodes that went through a third node, the link between the two cut: sent (by this node, answered) and relayed (for its peers).",
+			[]string{"way"}, nil)}
 }
 
 func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.up
 	ch <- c.sessions
+	ch <- c.via
 }
 
 func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
@@ -161,4 +166,7 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, n.Name)
 		ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(n.Sessions), n.Name)
 	}
+	sent, relayed := c.node.Relayed()
+	ch <- prometheus.MustNewConstMetric(c.via, prometheus.CounterValue, float64(sent), "sent")
+	ch <- prometheus.MustNewConstMetric(c.via, prometheus.CounterValue, float64(relayed), "relayed")
 }

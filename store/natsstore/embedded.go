@@ -99,6 +99,13 @@ type LeafOptions struct {
 	Domain string
 }
 
+// routePing and routePingsOut: a silent route is closed within about
+// routePing × (routePingsOut + 1).
+const (
+	routePing     = 2 * time.Second
+	routePingsOut = 3
+)
+
 // ClusterName is the NATS cluster name the gateways' servers share.
 const ClusterName = "jsonrtc"
 
@@ -130,7 +137,14 @@ func (o *EmbeddedOptions) serverOptions() (*server.Options, error) {
 		}
 		so.ServerName = c.Name
 		so.Cluster = server.ClusterOpts{Name: ClusterName, Host: host, Port: n, TLSConfig: c.TLS,
-			Username: c.User, Password: c.Password}
+			Username: c.User, Password: c.Password,
+			// A route whose peer went silent (a link cut, no RST) is
+			// closed after routePingsOut unanswered pings: until then
+			// this server keeps the peer's interest, and a request to the
+			// peer times out instead of finding no responders, which
+			// sends it through a third node (cluster's via.go). NATS's
+			// own default takes a minute or more.
+			PingInterval: routePing, MaxPingsOut: routePingsOut}
 		if c.TLS != nil {
 			so.Cluster.TLSTimeout = 5
 		}

@@ -375,20 +375,23 @@ func TestClusterPartition(t *testing.T) {
 		healed.Sub(cut).Round(time.Millisecond), moved.Round(time.Millisecond), rejoined.Round(time.Millisecond))
 }
 
-var oneLinkCut = flag.Duration("partition.onelink", 3*defaultLease, "how long TestClusterPartitionOneLink cuts the link")
+var oneLinkCut = flag.Duration("partition.onelink", 5*defaultLease, "how long TestClusterPartitionOneLink cuts the link (at least 5 lease TTLs)")
 
 // TestClusterPartitionOneLink: three nodes in network namespaces, and
-// only the link between n1 and n2 cut, for three lease TTLs: each still
+// only the link between n1 and n2 cut, for five lease TTLs: each still
 // reaches n3, which reaches both (an asymmetric failure: a firewall
 // rule, a route lost on one path). NATS does not carry messages between
 // routes, so n1 and n2 do not hear each other, though each sees the
 // other's lease written through the store. Sessions on each node
 // exchange numbered messages throughout. Whatever the store and the
 // nodes make of it meanwhile (its replicas' leaders may move, leases
-// lapse, sockets close for a resume elsewhere), nothing reported
-// delivered is lost, nothing is delivered twice or out of order, no
-// session is lost and no client closed for good; healed, every node's
-// view agrees (/cluster/status?all) and messages flow every way.
+// lapse, sockets close for a resume elsewhere), the messages between
+// alice on n1 and bob on n2 flow in the cut's second half (requests
+// between the two nodes go through n3, or a node cut from the store
+// lets its session go to another), nothing reported delivered is lost,
+// nothing is delivered twice or out of order, no session is lost and no
+// client closed for good; healed, every node's view agrees
+// (/cluster/status?all) and messages flow every way.
 //
 // Serial (harness_test.go): network namespaces and fixed ports.
 func TestClusterPartitionOneLink(t *testing.T) {
@@ -430,10 +433,20 @@ func TestClusterPartitionOneLink(t *testing.T) {
 
 	cut := time.Now()
 	lab.cut(0, 1)
-	time.Sleep(*oneLinkCut) // the cut lasts: no event ends a partition
+	// The cut lasts: no event ends a partition. Its first half takes
+	// the routes' pings to find the link dead (natsstore's routePing),
+	// the leases to lapse, the store's leaders to settle.
+	time.Sleep(*oneLinkCut / 2)
+	half := count()
+	time.Sleep(*oneLinkCut - *oneLinkCut/2)
 	during := count()
 	lab.heal(0)
 	healed := time.Now()
+	for _, who := range []string{"a", "b"} {
+		if during[who] <= half[who] {
+			t.Errorf("%s: %d reported delivered at the cut's half, %d at its end: none through the cut's second half", who, half[who], during[who])
+		}
+	}
 	// Every node answers with its view and the views agree (the routes'
 	// TCP connections come back from their retransmission back-off).
 	deadline := time.Now().Add(time.Minute)
@@ -469,8 +482,8 @@ func TestClusterPartitionOneLink(t *testing.T) {
 		p.s.mu.Unlock()
 		p.r.until(t, "every message reported delivered", from(p.s.from, n))
 		got := p.s.check(t, p.r)
-		t.Logf("%s: %d sent, %d reported delivered (%d before the cut, %d by its end), %d received",
-			p.s.from, p.s.sent.Load(), n, before[p.s.from], during[p.s.from], got)
+		t.Logf("%s: %d sent, %d reported delivered (%d before the cut, %d by its half, %d by its end), %d received",
+			p.s.from, p.s.sent.Load(), n, before[p.s.from], half[p.s.from], during[p.s.from], got)
 	}
 	for _, c := range []*client.Client{alice, bob, carol} {
 		select {
@@ -487,5 +500,7 @@ func TestClusterPartitionOneLink(t *testing.T) {
 		t.Logf("%d resumes", r.resumed)
 		r.mu.Unlock()
 	}
+	via := metricSeries(nodes, "jsonrtc_cluster_requests_via_total")
+	t.Logf("requests through a third node: %v", via)
 	t.Logf("n1-n2 cut for %v; healed, every node's view agreed in %v", healed.Sub(cut).Round(time.Millisecond), agreed.Round(time.Millisecond))
 }

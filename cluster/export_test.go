@@ -1,5 +1,7 @@
 package cluster
 
+import "encoding/json"
+
 // FailLeaseWrites fails n's lease writes from now on (on) or no more.
 func (n *Node) FailLeaseWrites(on bool) { n.failLease.Store(on) }
 
@@ -11,4 +13,12 @@ func (n *Node) CutRoute(peer string, on bool) {
 	} else {
 		n.noRoute.Delete(peer)
 	}
+}
+
+// Pong is what n answers a ping with: its lease's age and for how long
+// its writes have succeeded, in milliseconds (-1: none).
+func (n *Node) Pong() (wroteMS, writableMS int64) {
+	var p pong
+	json.Unmarshal(n.pong(), &p)
+	return p.WroteMS, p.WritableMS
 }

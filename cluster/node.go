@@ -848,19 +848,24 @@ func (n *Node) Handle(kind string, fn func(data []byte) []byte) error {
 // and whether the store takes that peer's writes.
 const pingSubject = "jsonrtc.nodes.ping"
 
-// pong is a node's answer to a ping: its name and how long ago its own
-// lease was last written (-1: never). Nodes of earlier versions answer
-// their name alone.
+// pong is a node's answer to a ping: its name, how long ago its own
+// lease was last written, and for how long its lease writes have
+// succeeded (-1: never, or failing now). Nodes of earlier versions
+// answer their name alone.
 type pong struct {
-	Node    string `json:"node"`
-	WroteMS int64  `json:"wrote_ms"`
+	Node       string `json:"node"`
+	WroteMS    int64  `json:"wrote_ms"`
+	WritableMS int64  `json:"writable_ms"`
 }
 
 func (n *Node) pong() []byte {
 	n.mu.Lock()
-	p := pong{Node: n.o.Name, WroteMS: -1}
+	p := pong{Node: n.o.Name, WroteMS: -1, WritableMS: -1}
 	if !n.wrote.IsZero() {
 		p.WroteMS = time.Since(n.wrote).Milliseconds()
+	}
+	if !n.failing && !n.writable.IsZero() {
+		p.WritableMS = time.Since(n.writable).Milliseconds()
 	}
 	n.mu.Unlock()
 	data, _ := json.Marshal(p)
@@ -877,15 +882,16 @@ func (n *Node) CutOff(ctx context.Context, timeout time.Duration) bool {
 // own lease unwritten for longer than the TTL (its peers, which write
 // theirs, take it for down and take its sessions over without asking
 // it) while no peer answers a ping within timeout, or while the peer
-// that answers wrote its own lease within half a TTL: the store takes
-// that peer's writes and not this node's (a link cut between this node
-// and the leader of the store's streams alone, the others reaching
-// both: test/cluster TestClusterPartitionOneLink). A lapsed lease with a
-// peer answering whose lease lapses too is the bucket electing a
-// leader, which every node waits out alike (nobody expires then:
-// readLeases). Half a TTL tells the two apart: when every write stalls
-// at once, a peer's last write is at least two thirds of a TTL old by
-// the time this node's is a TTL old (leases are written every third).
+// that answers writes its own lease (within half a TTL) and has for
+// longer than a TTL: the store takes that peer's writes and not this
+// node's (a link cut between this node and the leader of the store's
+// streams alone, the others reaching both: test/cluster
+// TestClusterPartitionOneLink). A lapsed lease with a peer answering
+// whose writes lapsed too, or came back within a TTL, is the bucket
+// electing a leader, which every node waits out alike: after one, each
+// node has a TTL from a peer's first write to write its own before that
+// peer takes it for down (readLeases), and before it takes itself for
+// cut off.
 func (n *Node) CutOffWhy(ctx context.Context, timeout time.Duration) string {
 	n.mu.Lock()
 	lapsed := time.Since(n.wrote) > n.o.LeaseTTL
@@ -903,7 +909,9 @@ func (n *Node) CutOffWhy(ctx context.Context, timeout time.Duration) string {
 		return "lease lapsed and no peer answers"
 	}
 	var p pong
-	if json.Unmarshal(m.Data, &p) == nil && p.WroteMS >= 0 && time.Duration(p.WroteMS)*time.Millisecond < n.o.LeaseTTL/2 {
+	ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+	if json.Unmarshal(m.Data, &p) == nil && p.WroteMS >= 0 && ms(p.WroteMS) < n.o.LeaseTTL/2 &&
+		ms(p.WritableMS) > n.o.LeaseTTL {
 		return fmt.Sprintf("lease lapsed while %s writes its own: the store does not take this node's writes", p.Node)
 	}
 	return ""

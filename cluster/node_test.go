@@ -165,6 +165,36 @@ func TestCutOffWhileAPeerWrites(t *testing.T) {
 	}
 }
 
+// TestNoCutOffAfterAnElection: every node's lease writes fail at once
+// (the bucket electing a leader); a node whose writes come back later
+// than a peer's is not cut off while the peer has written for less than
+// a TTL (its peers give it that long: readLeases), and is once the peer
+// has written for longer.
+func TestNoCutOffAfterAnElection(t *testing.T) {
+	ctx := context.Background()
+	_, start := embedded(t)
+	a, c := start("a"), start("c")
+	a.FailLeaseWrites(true)
+	c.FailLeaseWrites(true)
+	time.Sleep(ttl + ttl/2) // both leases lapse: nothing to wait on but time
+	c.FailLeaseWrites(false)
+	for deadline := time.Now().Add(10 * ttl); ; time.Sleep(ttl / 30) { // polled: c writes on a ticker
+		if wrote, writable := c.Pong(); wrote >= 0 && writable >= 0 && time.Duration(writable)*time.Millisecond < ttl/2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("c does not write again")
+		}
+	}
+	if why := a.CutOffWhy(ctx, time.Second); why != "" {
+		t.Fatalf("a cut off within a TTL of c's writes coming back: %q", why)
+	}
+	time.Sleep(ttl) // c has written for over a TTL, a not at all
+	if why := a.CutOffWhy(ctx, time.Second); !strings.Contains(why, "c writes its own") {
+		t.Fatalf("a, its lease lapsed while c wrote for over a TTL: cut off %q", why)
+	}
+}
+
 // TestLeaseAbsentFromAReplica: a lease read finds nothing where a
 // replica behind the others answers (a node back from a partition, whose
 // copy of the leases aged out while it was cut off). The peer was

@@ -22,3 +22,6 @@ func (n *Node) Pong() (wroteMS, writableMS int64) {
 	json.Unmarshal(n.pong(), &p)
 	return p.WroteMS, p.WritableMS
 }
+
+// WatchesEnded counts the watches nats.go ended that n made again.
+func (n *Node) WatchesEnded() uint64 { return n.watchEnded.Load() }

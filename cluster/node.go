@@ -98,8 +98,10 @@ type Node struct {
 	noRoute sync.Map
 	// sentVia and relayed count requests through a peer (via.go).
 	sentVia, relayed atomic.Uint64
-	byID             map[string]Entry // directory, by session
-	byIdent          map[string]map[string]struct{}
+	// watchEnded counts the watches nats.go ended, made again (follow).
+	watchEnded atomic.Uint64
+	byID       map[string]Entry // directory, by session
+	byIdent    map[string]map[string]struct{}
 	// gone: sessions this node let go to another node's resume (Moved),
 	// by id, until the directory names another owner.
 	gone      map[string]goneTo
@@ -550,25 +552,57 @@ func (n *Node) Unpublish(ctx context.Context, identity, session string) error {
 }
 
 func (n *Node) watchDirectory(w jetstream.KeyWatcher) {
-	defer w.Stop()
 	loaded := false
+	n.follow(n.dir, w, "directory", func(kv jetstream.KeyValueEntry) {
+		if kv == nil {
+			// The watch has delivered what the bucket held.
+			if !loaded {
+				loaded = true
+				close(n.dirLoaded)
+			}
+			return
+		}
+		n.apply(kv)
+	})
+}
+
+// follow runs every entry of kv's watch w through fn (nil: the watch has
+// delivered what the bucket held), until the node closes, and makes the
+// watch again whenever nats.go ends it. An ordered consumer that nats.go
+// fails to make again (after a node's kill, the stream electing a leader
+// answers in a way it takes as final) closes the watch, and the node
+// heard no change of the bucket after that for as long as it lived: in
+// CI, alice's node never heard bob's publications from the node his
+// session had moved to after his node's kill (test/cluster
+// TestPresenceNodeKilled). The new watch delivers the bucket's entries
+// again, deletions' markers with them; fn takes them as changes.
+func (n *Node) follow(kv jetstream.KeyValue, w jetstream.KeyWatcher, what string, fn func(jetstream.KeyValueEntry)) {
+	for {
+		if !n.drain(w, fn) {
+			return
+		}
+		n.watchEnded.Add(1)
+		n.rlog("the watch of the "+what+" ended; making it again", errors.New("watch closed"))
+		var err error
+		if w, err = n.watchAll(n.ctx, kv); err != nil {
+			return // the node closed
+		}
+	}
+}
+
+// drain runs w's entries through fn until w ends (true) or the node
+// closes (false).
+func (n *Node) drain(w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) bool {
+	defer w.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
-			return
-		case kv, ok := <-w.Updates():
+			return false
+		case e, ok := <-w.Updates():
 			if !ok {
-				return
+				return n.ctx.Err() == nil
 			}
-			if kv == nil {
-				// The watch has delivered what the bucket held.
-				if !loaded {
-					loaded = true
-					close(n.dirLoaded)
-				}
-				continue
-			}
-			n.apply(kv)
+			fn(e)
 		}
 	}
 }

@@ -38,29 +38,20 @@ func (n *Node) OpenShared(ctx context.Context, name string, ttl time.Duration, f
 		return nil, fmt.Errorf("cluster: watching %s: %w", name, err)
 	}
 	n.wg.Go(func() {
-		defer w.Stop()
-		for {
-			select {
-			case <-n.ctx.Done():
+		n.follow(kv, w, name, func(e jetstream.KeyValueEntry) {
+			if e == nil {
 				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					continue
-				}
-				identity, session, ok := splitKey(e.Key())
-				if !ok {
-					continue
-				}
-				if e.Operation() == jetstream.KeyValuePut {
-					fn(identity, session, e.Value())
-				} else {
-					fn(identity, session, nil)
-				}
 			}
-		}
+			identity, session, ok := splitKey(e.Key())
+			if !ok {
+				return
+			}
+			if e.Operation() == jetstream.KeyValuePut {
+				fn(identity, session, e.Value())
+			} else {
+				fn(identity, session, nil)
+			}
+		})
 	})
 	return &Shared{kv: kv}, nil
 }

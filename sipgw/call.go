@@ -255,6 +255,9 @@ type Call struct {
 	// incoming
 	uas        *sipgo.DialogServerSession
 	inviteDone chan struct{} // closed when the INVITE needs nothing more
+	// inviteTx is an incoming call's INVITE server transaction: a call
+	// released while ringing ends it before its end is told (finish).
+	inviteTx   sip.ServerTransaction
 	peer100rel bool
 
 	mu          sync.Mutex // guards the fields below; never held over I/O
@@ -465,8 +468,18 @@ func (c *Call) release() { <-c.slot }
 func (c *Call) finish(ev Event) {
 	c.mu.Lock()
 	c.state = stateEnded
+	ringingReleased := ev.End == EndReleased && c.dir == Incoming && c.finalCode == releasedFinal
 	c.mu.Unlock()
 	ev.Kind = EventEnded
+	if ringingReleased && c.inviteTx != nil {
+		// Released while ringing (Release): no final response leaves
+		// from here, the adopter answers. The transaction ended only
+		// once the INVITE's handler returned, after the end was told:
+		// a CANCEL in between was answered 200 here (its 487 never
+		// came) instead of 481 (sipgw TestReleaseRingingEndsSilently,
+		// once in CI).
+		c.inviteTx.Terminate()
+	}
 	if ev.Reason == "" && ev.Code != 0 {
 		ev.Reason = statusText(ev.Code)
 	}

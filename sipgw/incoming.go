@@ -33,7 +33,7 @@ func (g *UserAgent) handleNewInvite(req *sip.Request, tx sip.ServerTransaction) 
 		return
 	}
 	c := g.newCall(Incoming)
-	c.uas = dtx
+	c.uas, c.inviteTx = dtx, tx
 	c.identity, c.local, c.byAOR = identity, local, byAOR
 	if f := req.From(); f != nil {
 		c.remote, c.display = *f.Address.Clone(), f.DisplayName

@@ -117,7 +117,7 @@ func (g *UserAgent) AdoptRinging(ctx context.Context, st DialogState, o *AdoptOp
 		opts = *o
 	}
 	c := g.newCall(Incoming)
-	c.uas = dtx
+	c.uas, c.inviteTx = dtx, tx
 	c.identity, c.local, c.remote, c.display = st.Identity, local, remote, st.RemoteDisplay
 	c.offer = []byte(st.RemoteSDP)
 	c.keys = incomingKeys(dtx.InviteRequest)

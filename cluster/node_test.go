@@ -132,7 +132,13 @@ func TestCutOff(t *testing.T) {
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cluster.NodesBucket, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * ttl); a.CutOff(ctx, 200*time.Millisecond); {
+	untilNotCutOff(t, a)
+}
+
+// untilNotCutOff waits until n, its lease written again, is not cut off.
+func untilNotCutOff(t *testing.T, n *cluster.Node) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * ttl); n.CutOff(context.Background(), 200*time.Millisecond); {
 		if time.Now().After(deadline) {
 			t.Fatal("still cut off with its lease written again")
 		}
@@ -157,12 +163,7 @@ func TestCutOffWhileAPeerWrites(t *testing.T) {
 		t.Fatal("c cut off")
 	}
 	a.FailLeaseWrites(false)
-	for deadline := time.Now().Add(10 * ttl); a.CutOff(ctx, 200*time.Millisecond); {
-		if time.Now().After(deadline) {
-			t.Fatal("still cut off with its lease written again")
-		}
-		time.Sleep(ttl / 10) // polled: the lease is written on a ticker
-	}
+	untilNotCutOff(t, a)
 }
 
 // TestNoCutOffAfterAnElection: every node's lease writes fail at once

@@ -181,7 +181,13 @@ type callRepl struct {
 	noBatch atomic.Bool
 
 	dropped, adopted atomic.Uint64
-	sip              sipCounters // sipcallrepl.go
+	// waitedAdoption counts the adoptions asked for while this node's
+	// own was under way (adoptOnce).
+	waitedAdoption atomic.Uint64
+	sip            sipCounters // sipcallrepl.go
+	// afterClaim, for tests, runs in a web call's adoption between its
+	// claim and its rebuilding.
+	afterClaim func(ck string)
 }
 
 func newCallRepl(g *Gateway, host string) *callRepl {
@@ -828,6 +834,9 @@ func (r *callRepl) adopt(session, sub string) (host, gone string) {
 	return "", ""
 }
 
+// errAdoptionUnderWay: this node is adopting the call (adoptOnce).
+var errAdoptionUnderWay = errors.New("gateway: the call's adoption here is under way")
+
 // nodeDownReason tells a leg that its call ended with its host.
 const nodeDownReason = "the call's node went down"
 
@@ -851,6 +860,14 @@ func (r *callRepl) adoptOnce(ctx context.Context, session, sub string) (string, 
 		return "", &callEnded{rec.Ended}
 	case rec.Call == nil && rec.SIP == nil:
 		return "", errCallGone
+	case !rec.Released && rec.Host == r.host && !r.isDoubtful(ck) && r.adopting.busy(ck):
+		// This node's adoption of the call is under way: its record
+		// names this node from the claim on, the call handler has the
+		// call only once it is rebuilt. A frame handed to the handler
+		// between the two would start a new call (a re-offer reached
+		// its other leg on a new subsession). Asked again once done.
+		r.waitedAdoption.Add(1)
+		return "", errAdoptionUnderWay
 	case !rec.Released && rec.Host == r.host && !r.isDoubtful(ck), !rec.Released && rec.Host != r.host && !r.g.node.Down(rec.Host):
 		return rec.Host, nil
 	}
@@ -888,6 +905,9 @@ func (r *callRepl) take(ctx context.Context, ck string, rec *callRecord, rev uin
 	}
 	if err := r.claim(ctx, ck, rec, rev, legID{sn.Caller.Session, sn.Caller.Sub}); err != nil {
 		return err
+	}
+	if r.afterClaim != nil {
+		r.afterClaim(ck)
 	}
 	// The record's pointers are this node's to refresh now, and to
 	// delete (those of forks whose session is gone at the next write).

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,4 +64,39 @@ func TestWaitingForANodeBounded(t *testing.T) {
 	if g.hasWaiting("gone") || g.awaitingNode.n != 0 {
 		t.Fatalf("after the drop: waiting %v, %d frames", g.hasWaiting("gone"), g.awaitingNode.n)
 	}
+}
+
+// TestFrameWaitsForTheAdoptionUnderWay: bob's re-offer reaches n2 while
+// n2's adoption of the call has claimed its record and not yet rebuilt
+// the call. The frame waits for the adoption; before, it found the
+// record naming n2 and went to a call handler without the call, which
+// took it for a new call and rang alice on a new subsession (the
+// intermittent failure of TestClusterFrameForASessionOfADeadNode).
+func TestFrameWaitsForTheAdoptionUnderWay(t *testing.T) {
+	gs, urls := newClusterGateways(t, 3)
+	a, b, bsub := aliceCallsBobAcross(t, gs[0], urls[0], urls[1])
+	callHost(t, gs[1], a.sid, "c1", "n1")
+	claimed, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	gs[1].repl.afterClaim = func(string) {
+		once.Do(func() {
+			close(claimed)
+			<-release
+		})
+	}
+	gs[0].save(gs[0].lookup(a.sid))
+	gs[0].node.Close()
+	a.c.CloseNow()
+	select {
+	case <-claimed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("n2 did not adopt the call")
+	}
+	bobSendsReoffer(b, bsub)
+	waitFor(t, "bob's re-offer to wait for the adoption", func() bool { return gs[1].repl.waitedAdoption.Load() > 0 })
+	close(release)
+	w := resumeWS(t, urls[2], "alice@example.com", a.sid, a.seq+1, a.last)
+	reofferAnsweredWithin(t, b, w, bsub, 10*time.Second)
+	aliceHangsUp(w)
+	expect(t, b.read(), protocol.TypeMessage, protocol.ActionShutdown)
 }

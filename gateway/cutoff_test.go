@@ -56,16 +56,7 @@ func TestClusterCutOffLetsGo(t *testing.T) {
 		t.Fatalf("readiness while cut off: %v", err)
 	}
 	// The bucket back, the lease is written again, and alice resumes.
-	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cluster.NodesBucket, Storage: jetstream.MemoryStorage}); err != nil {
-		t.Fatal(err)
-	}
-	for gs[0].notReady(ctx) != nil {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("still not ready with the lease written again: %v", gs[0].notReady(ctx))
-		case <-time.After(50 * time.Millisecond): // polled: the lease is written on a ticker
-		}
-	}
+	leasesBack(ctx, t, js, gs[0])
 	resumeWS(t, urls[0], "alice@example.com", a.sid, a.seq+1, a.last)
 }
 
@@ -106,6 +97,21 @@ func TestClusterOwnConflictUnreadKeepsSession(t *testing.T) {
 // dropLeases deletes the leases' bucket of the embedded NATS e: the
 // node's lease writes fail, as the minority's of a partition do; with no
 // peer, nobody answers its ping, and it is cut off.
+// leasesBack undoes dropLeases and waits until g is ready again.
+func leasesBack(ctx context.Context, t *testing.T, js jetstream.JetStream, g *Gateway) {
+	t.Helper()
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cluster.NodesBucket, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	for g.notReady(ctx) != nil {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("still not ready with the lease written again: %v", g.notReady(ctx))
+		case <-time.After(50 * time.Millisecond): // polled: the lease is written on a ticker
+		}
+	}
+}
+
 func dropLeases(ctx context.Context, t *testing.T, e *natsstore.Embedded) jetstream.JetStream {
 	t.Helper()
 	js, err := jetstream.New(e.Conn())
@@ -116,4 +122,43 @@ func dropLeases(ctx context.Context, t *testing.T, e *natsstore.Embedded) jetstr
 		t.Fatal(err)
 	}
 	return js
+}
+
+// TestCutOffDefersTheResumeTimeout: a session whose client does not
+// resume within the resume timeout while its node is cut off from its
+// cluster is not ended there (its end could not be made durable, and its
+// calls' ends would reach their peers after the heal while the client
+// resumes the record left: test/cluster TestClusterPartitionEveryLink);
+// back in the cluster, its client resumes it.
+func TestCutOffDefersTheResumeTimeout(t *testing.T) {
+	var e *natsstore.Embedded
+	gs, urls := newClusterGatewaysMod(t, 1, func(s store.Store) store.Store {
+		e = s.(*natsstore.Embedded)
+		return s
+	}, func(c *Config) { c.Session.ResumeTimeout = Duration(time.Second) })
+	a := dial(t, urls[0], protocol.SubprotocolJSONrtc, nil)
+	a.connect("alice@example.com")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js := dropLeases(ctx, t, e)
+	for {
+		if _, _, err := a.c.Read(ctx); err != nil {
+			if code := websocket.CloseStatus(err); code != websocket.StatusTryAgainLater {
+				t.Fatalf("alice's socket: %v, want a close with 1013", err)
+			}
+			break
+		}
+	}
+	deferred := func() float64 {
+		return counterValue(gs[0].metrics.cluster.WithLabelValues("resume_wait", "cut_off"))
+	}
+	waitFor(t, "the resume timeout deferred", func() bool { return deferred() == 1 })
+	if gs[0].lookup(a.sid) == nil {
+		t.Fatal("alice's session ended while its node was cut off")
+	}
+	leasesBack(ctx, t, js, gs[0])
+	resumeWS(t, urls[0], "alice@example.com", a.sid, a.seq+1, a.last)
+	if d := deferred(); d != 1 {
+		t.Fatalf("deferred %v times, want once", d)
+	}
 }

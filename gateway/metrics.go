@@ -73,7 +73,7 @@ func newMetrics() *metrics {
 			[]string{"kind", "rule", "action"}),
 
 		cluster: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jsonrtc_cluster_requests_total", Help: "Requests between cluster nodes (deliver, inbound, ended, takeover, confirm, ping) and what became of frames and reports across them (held, taken, waiting, dead_session, host_down, relay, report, drain), by outcome."}, []string{"kind", "outcome"}),
+			Name: "jsonrtc_cluster_requests_total", Help: "Requests between cluster nodes (deliver, inbound, ended, takeover, confirm, ping) and what became of frames and reports across them (held, taken, waiting, dead_session, host_down, relay, report, drain, resume_wait), by outcome."}, []string{"kind", "outcome"}),
 	}
 	m.reg.MustRegister(m.sessions, m.handshakes, m.resumes, m.ended, m.closes, m.frames, m.badFrames, m.attached, m.pushes, m.refused, m.storeWrites, m.routed, m.cluster,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))

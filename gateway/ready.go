@@ -36,6 +36,14 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("ready\n"))
 }
 
+// isCutOff reports whether this node is cut off from its cluster
+// (watchCutOff).
+func (g *Gateway) isCutOff() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cutOff
+}
+
 // notReady says why the gateway cannot take sessions now, or nil.
 func (g *Gateway) notReady(ctx context.Context) error {
 	g.mu.Lock()

@@ -107,6 +107,10 @@ type Session struct {
 	ackTimer  *time.Timer // made once, then reset: most inbound frames arm it
 	ackArmed  bool
 	lastError int // consecutive undecodable frames
+
+	// resumeDeferred: the resume timer ran out while this node was cut
+	// off from its cluster (resumeExpired).
+	resumeDeferred bool
 	// newest is the highest link.born of a socket attached here: a
 	// resume on an older socket is one its client gave up on (serve.go
 	// connect).
@@ -579,14 +583,44 @@ func (s *Session) startResumeTimerLocked() {
 	if s.resume != nil {
 		s.resume.Stop()
 	}
-	s.resume = time.AfterFunc(s.resumeTimeout(), func() {
-		s.mu.Lock()
-		waiting := s.conn == nil && !s.ended
+	s.resumeDeferred = false
+	s.resume = time.AfterFunc(s.resumeTimeout(), s.resumeExpired)
+}
+
+// resumeExpired ends s, whose client did not resume within its time,
+// unless this node is cut off from its cluster. There the end could not
+// be made durable (its record is not deleted), yet its calls' ends would
+// reach their peers after the heal, while the client, which could reach
+// no node with a quorum (every link cut: test/cluster
+// TestClusterPartitionEveryLink), resumes the record left: a call ended
+// on one side only. A cut-off node waits instead, checking every round
+// of watchCutOff; back in the cluster, the client gets the whole resume
+// timeout again (the time no node could serve it does not count), and a
+// copy another node took over meanwhile goes as superseded copies do.
+func (s *Session) resumeExpired() {
+	cut := s.g.isCutOff()
+	s.mu.Lock()
+	if s.conn != nil || s.ended {
 		s.mu.Unlock()
-		if waiting {
-			s.end(reasonResumeTimeout)
+		return
+	}
+	switch {
+	case cut:
+		if !s.resumeDeferred {
+			s.g.metrics.cluster.WithLabelValues("resume_wait", "cut_off").Inc()
 		}
-	})
+		s.resumeDeferred = true
+		s.resume = time.AfterFunc(cutOffRound(s.g.node.LeaseTTL()), s.resumeExpired)
+		s.mu.Unlock()
+		return
+	case s.resumeDeferred:
+		s.resumeDeferred = false
+		s.resume = time.AfterFunc(s.resumeTimeout(), s.resumeExpired)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.end(reasonResumeTimeout)
 }
 
 // attachLocked makes l the session's socket, replacing (close 4000) a

@@ -5,9 +5,9 @@
 // Most tests run in parallel (t.Parallel): each has its own ports
 // (testenv.Port), data directories, Kamailio, SIPp and rtpengine, and
 // spends most of its time waiting on leases, timers and peers, which
-// another test's processes fill. Six stay serial, and so run alone
-// before the parallel ones: TestClusterPartition (network namespaces,
-// nftables, fixed ports); TestExternalNATS and TestLeafNATS, whose NATS
+// another test's processes fill. Some stay serial, and so run alone
+// before the parallel ones: the TestClusterPartition tests (network
+// namespaces, nftables, fixed ports); TestExternalNATS and TestLeafNATS, whose NATS
 // servers run in the test's own process, which the parallel tests keep
 // busy; and the three that load the machine most or time a lease most
 // closely, TestCallsSurviveTheirHost (100 calls), TestDrainDuringSIPCalls

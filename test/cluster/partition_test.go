@@ -375,6 +375,31 @@ func TestClusterPartition(t *testing.T) {
 		healed.Sub(cut).Round(time.Millisecond), moved.Round(time.Millisecond), rejoined.Round(time.Millisecond))
 }
 
+// untilEveryViewAgrees polls, after a heal, until every node answers
+// with its view and every peer's, and the views agree (the routes' TCP
+// connections come back from their retransmission back-off), for a
+// minute.
+func untilEveryViewAgrees(t *testing.T, nodes []*node) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for _, n := range nodes {
+		for {
+			cv := everyView(t, n)
+			answered := cv.Error == ""
+			for _, v := range cv.Peers {
+				answered = answered && v.Error == ""
+			}
+			if answered && len(cv.Disagree) == 0 && len(cv.Peers) == len(nodes)-1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s after the heal: held %v, disagreeing %q", n.name, held(cv), cv.Disagree)
+			}
+			time.Sleep(100 * time.Millisecond) // polled: views have no event to wait on
+		}
+	}
+}
+
 var oneLinkCut = flag.Duration("partition.onelink", 5*defaultLease, "how long TestClusterPartitionOneLink cuts the link (at least 5 lease TTLs)")
 
 // TestClusterPartitionOneLink: three nodes in network namespaces, and
@@ -397,39 +422,9 @@ var oneLinkCut = flag.Duration("partition.onelink", 5*defaultLease, "how long Te
 func TestClusterPartitionOneLink(t *testing.T) {
 	lab, nodes := labNodes(t)
 	startCluster(t, nodes, "")
-	accept := func(o *client.Options) { o.AutoAcceptMessages = true }
-	alice := dial(t, "alice@example.com", urls(nodes, 0), accept)
-	bob := dial(t, "bob@example.com", urls(nodes, 1), accept)
-	carol := dial(t, "carol@example.com", urls(nodes, 2), accept)
-	ra, rb, rc := receive(alice), receive(bob), receive(carol)
-
-	stop := make(chan struct{})
-	var senders sync.WaitGroup
-	streams := []struct {
-		s *numbered
-		r *receiver
-	}{
-		{sendNumbered(alice, "a", "bob@example.com", stop, &senders), rb},
-		{sendNumbered(bob, "b", "alice@example.com", stop, &senders), ra},
-		{sendNumbered(carol, "c", "alice@example.com", stop, &senders), ra},
-		{sendNumbered(alice, "d", "carol@example.com", stop, &senders), rc},
-		{sendNumbered(bob, "e", "carol@example.com", stop, &senders), rc},
-	}
-	stopSenders := sync.OnceFunc(func() { close(stop); senders.Wait() })
-	t.Cleanup(stopSenders)
-	for _, p := range streams {
-		p.r.until(t, p.s.from+"'s messages before the cut", from(p.s.from, 5))
-	}
-	count := func() map[string]int {
-		out := map[string]int{}
-		for _, p := range streams {
-			p.s.mu.Lock()
-			out[p.s.from] = len(p.s.delivered)
-			p.s.mu.Unlock()
-		}
-		return out
-	}
-	before := count()
+	tr := newTrio(t, nodes, flow{"a", 0, 1}, flow{"b", 1, 0}, flow{"c", 2, 0}, flow{"d", 0, 2}, flow{"e", 1, 2})
+	tr.untilEach(t, "messages before the cut", func(*numbered) int { return 5 })
+	before := tr.delivered()
 
 	cut := time.Now()
 	lab.cut(0, 1)
@@ -437,9 +432,9 @@ func TestClusterPartitionOneLink(t *testing.T) {
 	// the routes' pings to find the link dead (natsstore's routePing),
 	// the leases to lapse, the store's leaders to settle.
 	time.Sleep(*oneLinkCut / 2)
-	half := count()
+	half := tr.delivered()
 	time.Sleep(*oneLinkCut - *oneLinkCut/2)
-	during := count()
+	during := tr.delivered()
 	lab.heal(0)
 	healed := time.Now()
 	for _, who := range []string{"a", "b"} {
@@ -447,60 +442,227 @@ func TestClusterPartitionOneLink(t *testing.T) {
 			t.Errorf("%s: %d reported delivered at the cut's half, %d at its end: none through the cut's second half", who, half[who], during[who])
 		}
 	}
-	// Every node answers with its view and the views agree (the routes'
-	// TCP connections come back from their retransmission back-off).
-	deadline := time.Now().Add(time.Minute)
+	untilEveryViewAgrees(t, nodes)
+	agreed := time.Since(healed)
+	tr.untilEach(t, "messages after the heal", tr.sentAnd(3))
+	tr.check(t, func(s *numbered) string {
+		return fmt.Sprintf("%d before the cut, %d by its half, %d by its end", before[s.from], half[s.from], during[s.from])
+	})
+	via := metricSeries(nodes, "jsonrtc_cluster_requests_via_total")
+	t.Logf("requests through a third node: %v", via)
+	t.Logf("n1-n2 cut for %v; healed, every node's view agreed in %v", healed.Sub(cut).Round(time.Millisecond), agreed.Round(time.Millisecond))
+}
+
+var everyLinkCut = flag.Duration("partition.everylink", 3*defaultLease, "how long TestClusterPartitionEveryLink cuts every link (within the sessions' resume timeout, 30 s)")
+
+// TestClusterPartitionEveryLink: every link between the three nodes cut
+// at once (the switch between them restarting): no node has a quorum.
+// Each cuts itself off (/readyz 503, its sessions let go, no socket
+// taken) and the clients keep trying. Healed after the cut's length
+// (three lease TTLs by default, -partition.everylink), the cluster
+// forms again, every node's view agrees, the clients resume their own
+// sessions, the call between alice (n1) and bob (n2) goes on (a
+// re-offer, a hang-up heard at both ends), messages flow every way,
+// nothing reported delivered is lost, nothing is delivered twice or out
+// of order, and no client is closed for good.
+//
+// Serial (harness_test.go): network namespaces and fixed ports.
+func TestClusterPartitionEveryLink(t *testing.T) {
+	lab, nodes := labNodes(t)
+	startCluster(t, nodes, "")
+	tr := dialTrio(t, nodes)
+	var ids []string
+	for _, c := range tr.clients {
+		ids = append(ids, c.SessionID())
+	}
+	out, in := call(t, tr.clients[0], tr.clients[1]) // hosted on n1
+	tr.start(t, flow{"a", 0, 1}, flow{"b", 1, 2}, flow{"c", 2, 0})
+	ra, rb := tr.receivers[0], tr.receivers[1]
+	tr.untilEach(t, "messages before the cut", func(*numbered) int { return 5 })
+
+	cut := time.Now()
+	for i := range nodes {
+		lab.cut(i)
+	}
 	for _, n := range nodes {
-		for {
-			cv := everyView(t, n)
-			answered := cv.Error == ""
-			for _, v := range cv.Peers {
-				answered = answered && v.Error == ""
-			}
-			if answered && len(cv.Disagree) == 0 && len(cv.Peers) == 2 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s after the heal: held %v, disagreeing %q", n.name, held(cv), cv.Disagree)
-			}
-			time.Sleep(100 * time.Millisecond)
+		untilCutOff(t, n)
+	}
+	cutOff := time.Since(cut)
+	if d := *everyLinkCut - time.Since(cut); d > 0 {
+		time.Sleep(d) // the cut lasts: no event ends a partition
+	}
+	for i := range nodes {
+		lab.heal(i)
+	}
+	healed := time.Now()
+	untilEveryViewAgrees(t, nodes)
+	agreed := time.Since(healed)
+	for _, n := range nodes {
+		untilReady(t, n)
+	}
+	tr.untilEach(t, "messages after the heal", tr.sentAnd(3))
+	resumed := time.Since(healed)
+	for i, c := range tr.clients {
+		if c.SessionID() != ids[i] {
+			t.Errorf("%s's session %s became %s: not resumed", c.Identity(), ids[i], c.SessionID())
 		}
 	}
-	agreed := time.Since(healed)
-	sent := map[string]int64{}
-	for _, p := range streams {
-		sent[p.s.from] = p.s.sent.Load()
+	hold := strings.Replace(offer, "a=sendrecv", "a=sendonly", 1)
+	heldAnswer := strings.Replace(answer, "a=sendrecv", "a=recvonly", 1)
+	if err := in.ReOffer(tctx(t), hold); err != nil {
+		t.Fatalf("bob's re-offer after the heal: %v; bob's call events: %s", err, callEvents(rb))
 	}
-	for _, p := range streams {
-		p.r.until(t, p.s.from+"'s messages after the heal", from(p.s.from, int(sent[p.s.from])+3))
+	ra.callEvent(t, client.CallReOffer)
+	if err := out.Answer(tctx(t), heldAnswer); err != nil {
+		t.Fatal(err)
 	}
-	stopSenders()
+	rb.callEvent(t, client.CallReOfferAnswered)
+	ra.callEvent(t, client.CallEstablished)
+	if err := in.Hangup(tctx(t)); err != nil {
+		t.Fatalf("bob's hangup: %v; bob's call events: %s", err, callEvents(rb))
+	}
+	ra.callEvent(t, client.CallEnded)
+	tr.check(t, nil)
+	t.Logf("every node cut off %v after the cut; cut for %v; healed, every node's view agreed in %v, messages flowed again in %v",
+		cutOff.Round(time.Millisecond), healed.Sub(cut).Round(time.Millisecond), agreed.Round(time.Millisecond), resumed.Round(time.Millisecond))
+}
 
-	for _, p := range streams {
+// untilCutOff polls n's /readyz until it says n is cut off from the
+// store, for 30 s: polled, readiness has no event to wait on.
+func untilCutOff(t *testing.T, n *node) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := readyz(t, n)
+		if code == http.StatusServiceUnavailable && strings.Contains(body, "cut off") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not cut off: /readyz %d %q", n.name, code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// trio is alice, bob and carol (in that order), each dialing her own
+// node first (n1, n2, n3), and streams of numbered messages among them.
+type trio struct {
+	clients   []*client.Client
+	receivers []*receiver
+	streams   []stream
+	// stop stops the senders and waits for them.
+	stop func()
+}
+
+// stream is numbered messages and their receiver.
+type stream struct {
+	s *numbered
+	r *receiver
+}
+
+// flow names a stream: its body prefix, and the trio's sender and
+// receiver by index.
+type flow struct {
+	name     string
+	from, to int
+}
+
+// newTrio is dialTrio, then flows started.
+func newTrio(t *testing.T, nodes []*node, flows ...flow) *trio {
+	t.Helper()
+	tr := dialTrio(t, nodes)
+	tr.start(t, flows...)
+	return tr
+}
+
+// dialTrio dials the trio's clients.
+func dialTrio(t *testing.T, nodes []*node) *trio {
+	t.Helper()
+	accept := func(o *client.Options) { o.AutoAcceptMessages = true }
+	tr := &trio{}
+	for i, who := range []string{"alice", "bob", "carol"} {
+		tr.clients = append(tr.clients, dial(t, who+"@example.com", urls(nodes, i), accept))
+	}
+	return tr
+}
+
+// start takes the clients' events (receive: a call set up between them
+// comes before) and starts the flows.
+func (tr *trio) start(t *testing.T, flows ...flow) {
+	for _, c := range tr.clients {
+		tr.receivers = append(tr.receivers, receive(c))
+	}
+	stop := make(chan struct{})
+	var senders sync.WaitGroup
+	for _, f := range flows {
+		tr.streams = append(tr.streams, stream{sendNumbered(tr.clients[f.from], f.name, tr.clients[f.to].Identity(), stop, &senders), tr.receivers[f.to]})
+	}
+	tr.stop = sync.OnceFunc(func() { close(stop); senders.Wait() })
+	t.Cleanup(tr.stop)
+}
+
+// untilEach waits until each stream's receiver got at least n(its
+// sender) of its messages.
+func (tr *trio) untilEach(t *testing.T, what string, n func(*numbered) int) {
+	t.Helper()
+	for _, p := range tr.streams {
+		p.r.until(t, p.s.from+"'s "+what, from(p.s.from, n(p.s)))
+	}
+}
+
+// sentAnd is, for untilEach, the messages a sender has sent so far and
+// k more.
+func (tr *trio) sentAnd(k int) func(*numbered) int {
+	sent := map[string]int{}
+	for _, p := range tr.streams {
+		sent[p.s.from] = int(p.s.sent.Load())
+	}
+	return func(s *numbered) int { return sent[s.from] + k }
+}
+
+// delivered counts, by stream, the messages reported delivered.
+func (tr *trio) delivered() map[string]int {
+	out := map[string]int{}
+	for _, p := range tr.streams {
+		p.s.mu.Lock()
+		out[p.s.from] = len(p.s.delivered)
+		p.s.mu.Unlock()
+	}
+	return out
+}
+
+// check stops the senders and fails unless every message reported
+// delivered arrived, once, in order, no client was closed by the
+// gateway and no session was lost; note (nil: none) adds to each
+// stream's line of figures.
+func (tr *trio) check(t *testing.T, note func(*numbered) string) {
+	t.Helper()
+	tr.stop()
+	for _, p := range tr.streams {
 		p.s.mu.Lock()
 		n := len(p.s.delivered)
 		p.s.mu.Unlock()
 		p.r.until(t, "every message reported delivered", from(p.s.from, n))
 		got := p.s.check(t, p.r)
-		t.Logf("%s: %d sent, %d reported delivered (%d before the cut, %d by its half, %d by its end), %d received",
-			p.s.from, p.s.sent.Load(), n, before[p.s.from], half[p.s.from], during[p.s.from], got)
+		extra := ""
+		if note != nil {
+			extra = " (" + note(p.s) + ")"
+		}
+		t.Logf("%s: %d sent, %d reported delivered%s, %d received", p.s.from, p.s.sent.Load(), n, extra, got)
 	}
-	for _, c := range []*client.Client{alice, bob, carol} {
+	for _, c := range tr.clients {
 		select {
 		case <-c.Done():
 			t.Errorf("%s closed by the gateway: %v", c.Identity(), c.Err())
 		default:
 		}
 	}
-	for _, r := range []*receiver{ra, rb, rc} {
+	for i, r := range tr.receivers {
 		r.mu.Lock()
 		if r.lost != 0 {
-			t.Errorf("a session lost %d times", r.lost)
+			t.Errorf("%s's session lost %d times", tr.clients[i].Identity(), r.lost)
 		}
-		t.Logf("%d resumes", r.resumed)
+		t.Logf("%s: %d resumes", tr.clients[i].Identity(), r.resumed)
 		r.mu.Unlock()
 	}
-	via := metricSeries(nodes, "jsonrtc_cluster_requests_via_total")
-	t.Logf("requests through a third node: %v", via)
-	t.Logf("n1-n2 cut for %v; healed, every node's view agreed in %v", healed.Sub(cut).Round(time.Millisecond), agreed.Round(time.Millisecond))
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jsonrtc/jsonrtc/client"
+	"github.com/jsonrtc/jsonrtc/protocol"
 )
 
 var hostKillCalls = flag.Int("callrepl.calls", 100, "calls up when TestCallsSurviveTheirHost kills their host (issue 13: 100)")
@@ -254,4 +256,84 @@ func TestRingingCallSurvivesItsHost(t *testing.T) {
 	callEvent(t, bob2, client.CallEnded)
 	ended(t, out, bob)
 	untilMetric(t, "jsonrtc_call_records", 0, nodes[1].metrics, nodes[2].metrics)
+}
+
+// TestClusterRestartAll: every node killed at once (kill -9 of all
+// three: a power cut, the host rebooted) and started again on its data
+// directory. Every client resumes its own session, the call between
+// alice (n1) and bob (n2) goes on (a re-offer, then the hang-up heard on
+// the other side: n1 adopted back the call of its earlier life), and a
+// message carol (n3) sent while no node was up is delivered once, and
+// reported so, after her resume.
+func TestClusterRestartAll(t *testing.T) {
+	t.Parallel()
+	nodes := newCluster(t)
+	accept := func(o *client.Options) { o.AutoAcceptMessages = true }
+	alice := dial(t, "alice@example.com", urls(nodes, 0), accept)
+	bob := dial(t, "bob@example.com", urls(nodes, 1), nil)
+	carol := dial(t, "carol@example.com", urls(nodes, 2), nil)
+	clients := []*client.Client{alice, bob, carol}
+	var ids []string
+	for _, c := range clients {
+		ids = append(ids, c.SessionID())
+	}
+	out, in := call(t, alice, bob)
+	untilMetric(t, "jsonrtc_call_records", 1, nodes[0].metrics)
+	if _, err := bob.Watch(tctx(t), "w1", carol.Identity()); err != nil {
+		t.Fatal(err)
+	}
+	notified(t, bob, protocol.PresencePayload{Status: "open"})
+	busy := protocol.PresencePayload{Status: "open", Activity: "busy"}
+	if err := carol.Publish(tctx(t), busy); err != nil {
+		t.Fatal(err)
+	}
+	notified(t, bob, busy)
+	for _, n := range nodes {
+		n.stop(t, syscall.SIGKILL)
+	}
+	sent := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		defer cancel()
+		code, err := carol.Send(ctx, alice.Identity(), "text/plain", "while the cluster was down")
+		if err == nil && code != 200 {
+			err = fmt.Errorf("reported %d", code)
+		}
+		sent <- err
+	}()
+	start := time.Now()
+	startNodes(t, nodes)
+	for _, n := range nodes {
+		n.waitPeers(t, len(nodes))
+	}
+	up := time.Since(start)
+	for i, c := range clients {
+		resumedBy(t, c, time.Now().Add(90*time.Second))
+		if c.SessionID() != ids[i] {
+			t.Fatalf("%s's session %s became %s", c.Identity(), ids[i], c.SessionID())
+		}
+	}
+	resumed := time.Since(start)
+	if ev := event(t, alice, client.EventMessage); ev.Message.Body != "while the cluster was down" {
+		t.Fatalf("alice got %q", ev.Message.Body)
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("carol's message sent while the cluster was down: %v", err)
+	}
+	// Carol's publication is still hers, and bob's watch still watches.
+	if _, err := alice.Watch(tctx(t), "w1", carol.Identity()); err != nil {
+		t.Fatal(err)
+	}
+	notified(t, alice, busy)
+	away := protocol.PresencePayload{Status: "open", Activity: "away"}
+	if err := carol.Publish(tctx(t), away); err != nil {
+		t.Fatal(err)
+	}
+	notified(t, bob, away)
+	hold := strings.Replace(offer, "a=sendrecv", "a=sendonly", 1)
+	held := strings.Replace(answer, "a=sendrecv", "a=recvonly", 1)
+	reOffer(t, in, bob, out, alice, hold, held)
+	ended(t, out, bob)
+	untilMetric(t, "jsonrtc_call_records", 0, nodes[0].metrics, nodes[1].metrics, nodes[2].metrics)
+	t.Logf("cluster up %v after the restart, every client resumed %v after it", up.Round(time.Millisecond), resumed.Round(time.Millisecond))
 }

@@ -324,21 +324,47 @@ func (h *Handler) failCaller(c *Call, code int, reason string) {
 // SessionEnded shuts down every call ep takes part in, toward the peers.
 func (h *Handler) SessionEnded(ep Endpoint) {
 	for _, l := range h.legsOf(ep) {
-		// The end of a call between web sessions by its caller's or
-		// answered callee's session is stored before the peers hear it,
-		// as a hang-up is (writeAhead): relayed first, a host dying
-		// before the end's write left the call in its record, adopted
-		// as alive by the node the peer resumed on.
-		h.endAhead(l)
+		h.legSessionEnded(l)
+	}
+}
+
+// SessionStopped is SessionEnded for a session whose node stops and
+// keeps its record for the next run (a shutdown with a store): its calls
+// with web sessions only are left as their records hold them, for the
+// node that goes on with them (this one started again, or a survivor
+// that adopts them) and the session's client, which resumes; no peer
+// hears of it and nothing is written. Ended, they ended for everyone on
+// an operator's restart (SIGTERM), though a kill kept them. Its calls
+// with a SIP leg end as SessionEnded ends them: their dialogs end with
+// the SIP side (docs/cluster.md, "SIP dialogs").
+func (h *Handler) SessionStopped(ep Endpoint) {
+	for _, l := range h.legsOf(ep) {
 		c := l.call
 		c.mu.Lock()
-		switch {
-		case c.adopting:
-			h.wait(l, nil)
-		case !c.ended:
-			c.far.sessionEnded(l)
-		}
+		_, web := c.far.(relay)
 		c.mu.Unlock()
+		if !web {
+			h.legSessionEnded(l)
+		}
+	}
+}
+
+// legSessionEnded ends l, whose session ended.
+func (h *Handler) legSessionEnded(l *leg) {
+	// The end of a call between web sessions by its caller's or
+	// answered callee's session is stored before the peers hear it,
+	// as a hang-up is (writeAhead): relayed first, a host dying
+	// before the end's write left the call in its record, adopted
+	// as alive by the node the peer resumed on.
+	h.endAhead(l)
+	c := l.call
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.adopting:
+		h.wait(l, nil)
+	case !c.ended:
+		c.far.sessionEnded(l)
 	}
 }
 

@@ -791,7 +791,7 @@ func (g *Gateway) sessionEndedElsewhere(req sessionReq) {
 		ep = &remote{g: g, id: req.Session, owner: req.Owner}
 	}
 	g.calls.SessionEnded(ep)
-	g.endedBehindAdoption(ep)
+	g.endedBehindAdoption(ep, false)
 	g.msgs.SessionEnded(ep)
 	if moved != nil {
 		moved.quota.Close()

@@ -733,8 +733,13 @@ func (s *Session) end(r endReason) {
 			s.g.announceEnd(s, routes)
 		}
 	}
-	s.g.calls.SessionEnded(s)
-	s.g.endedBehindAdoption(s)
+	if s.keepRecord {
+		// Its web calls stay in their records for the next run.
+		s.g.calls.SessionStopped(s)
+	} else {
+		s.g.calls.SessionEnded(s)
+	}
+	s.g.endedBehindAdoption(s, s.keepRecord)
 	s.g.msgs.SessionEnded(s)
 	s.g.presence.SessionEnded(s)
 	s.g.notes.SessionEnded(s)

@@ -200,6 +200,17 @@ func TestCallsSurviveTheirHost(t *testing.T) {
 // the restarted node knew no call: the re-offer failed.
 func TestRestartKeepsCall(t *testing.T) {
 	t.Parallel()
+	restartKeepsCall(t, syscall.SIGKILL)
+}
+
+// TestStopKeepsCall is TestRestartKeepsCall with a SIGTERM: the
+// process stopped as an operator restarts it.
+func TestStopKeepsCall(t *testing.T) {
+	t.Parallel()
+	restartKeepsCall(t, syscall.SIGTERM)
+}
+
+func restartKeepsCall(t *testing.T, sig syscall.Signal) {
 	n := single(t, "nats")
 	alice := dial(t, "alice@example.com", []string{n.ws()}, nil)
 	bob := dial(t, "bob@example.com", []string{n.ws()}, nil)
@@ -209,7 +220,7 @@ func TestRestartKeepsCall(t *testing.T) {
 	reOffer(t, out, alice, in, bob, hold, held)
 	// The record is written after each change, out of line.
 	untilMetric(t, "jsonrtc_call_records", 1, n.metrics)
-	n.stop(t, syscall.SIGKILL)
+	n.stop(t, sig)
 	n.start(t)
 	event(t, alice, client.EventResumed)
 	event(t, bob, client.EventResumed)
@@ -262,11 +273,26 @@ func TestRingingCallSurvivesItsHost(t *testing.T) {
 // three: a power cut, the host rebooted) and started again on its data
 // directory. Every client resumes its own session, the call between
 // alice (n1) and bob (n2) goes on (a re-offer, then the hang-up heard on
-// the other side: n1 adopted back the call of its earlier life), and a
+// the other side: n1 adopted back the call of its earlier life), a
 // message carol (n3) sent while no node was up is delivered once, and
-// reported so, after her resume.
+// reported so, after her resume, and her presence is as she published
+// it before, bob's watch of it going on.
 func TestClusterRestartAll(t *testing.T) {
 	t.Parallel()
+	restartAll(t, syscall.SIGKILL)
+}
+
+// TestClusterStopAll is TestClusterRestartAll with every node stopped
+// at once by SIGTERM (the hosts shut down together): each drains with
+// no node to hand its sessions to.
+func TestClusterStopAll(t *testing.T) {
+	t.Parallel()
+	restartAll(t, syscall.SIGTERM)
+}
+
+// restartAll stops every node at once with sig, and starts them again
+// (TestClusterRestartAll).
+func restartAll(t *testing.T, sig syscall.Signal) {
 	nodes := newCluster(t)
 	accept := func(o *client.Options) { o.AutoAcceptMessages = true }
 	alice := dial(t, "alice@example.com", urls(nodes, 0), accept)
@@ -289,7 +315,10 @@ func TestClusterRestartAll(t *testing.T) {
 	}
 	notified(t, bob, busy)
 	for _, n := range nodes {
-		n.stop(t, syscall.SIGKILL)
+		n.signal(sig)
+	}
+	for _, n := range nodes {
+		n.wait(t, sig)
 	}
 	sent := make(chan error, 1)
 	go func() {

@@ -103,10 +103,14 @@ export async function startGateway({ config } = {}) {
     await rm(dir, { recursive: true, force: true });
     await reserved.release();
   };
-  /** Kills the gateway (SIGKILL: a crash) and starts it again on the same port, configuration and data directory. */
-  const restart = async () => {
+  /**
+   * Stops the gateway with signal (SIGKILL: a crash; SIGTERM: an
+   * operator's restart) and starts it again on the same port,
+   * configuration and data directory.
+   */
+  const restart = async (signal = 'SIGKILL') => {
     if (!exited) {
-      proc.kill('SIGKILL');
+      proc.kill(signal);
       await exit;
     }
     await launch();

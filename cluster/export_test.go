@@ -25,3 +25,5 @@ func (n *Node) Pong() (wroteMS, writableMS int64) {
 
 // WatchesEnded counts the watches nats.go ended that n made again.
 func (n *Node) WatchesEnded() uint64 { return n.watchEnded.Load() }
+
+func (n *Node) Rewatched() uint64 { return n.rewatched.Load() }

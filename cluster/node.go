@@ -100,8 +100,12 @@ type Node struct {
 	sentVia, relayed atomic.Uint64
 	// watchEnded counts the watches nats.go ended, made again (follow).
 	watchEnded atomic.Uint64
-	byID       map[string]Entry // directory, by session
-	byIdent    map[string]map[string]struct{}
+	// rewatched counts the watches made again as a peer went down
+	// (follow); peerDown is closed, and replaced, at each such death.
+	rewatched atomic.Uint64
+	peerDown  chan struct{}
+	byID      map[string]Entry // directory, by session
+	byIdent   map[string]map[string]struct{}
 	// gone: sessions this node let go to another node's resume (Moved),
 	// by id, until the directory names another owner.
 	gone      map[string]goneTo
@@ -140,7 +144,7 @@ func Start(ctx context.Context, nc *nats.Conn, o Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{o: o, nc: nc, js: js, log: o.Logger.With("node", o.Name), seen: map[string]time.Time{}, downed: map[string]bool{},
-		byID: map[string]Entry{}, byIdent: map[string]map[string]struct{}{}, gone: map[string]goneTo{}, dirLoaded: make(chan struct{})}
+		byID: map[string]Entry{}, byIdent: map[string]map[string]struct{}{}, gone: map[string]goneTo{}, dirLoaded: make(chan struct{}), peerDown: make(chan struct{})}
 	// A lease's bucket keeps it a little longer than its TTL, for a
 	// node that starts meanwhile to see it: liveness is judged on the
 	// refreshes seen, not on what the bucket still holds.
@@ -486,6 +490,8 @@ func (n *Node) nodeDown(node, why string) {
 	n.log.Warn("cluster node down", "peer", node, "why", why)
 	n.mu.Lock()
 	f := n.onDown
+	close(n.peerDown)
+	n.peerDown = make(chan struct{})
 	n.mu.Unlock()
 	if f != nil {
 		f(node)
@@ -576,13 +582,25 @@ func (n *Node) watchDirectory(w jetstream.KeyWatcher) {
 // session had moved to after his node's kill (test/cluster
 // TestPresenceNodeKilled). The new watch delivers the bucket's entries
 // again, deletions' markers with them; fn takes them as changes.
+//
+// It also makes the watch again when a peer goes down: the watch's
+// consumer (ephemeral, on one server) may have been the dead node's, and
+// nats.go finds it gone only by heartbeats it misses, then makes it
+// again: about 10 s in which the node heard no change (a publication
+// reached a watcher 7.8 s late, and in a loaded CI run over 15 s, after
+// a node's kill: test/cluster TestPresenceNodeKilled). The new watch
+// replays the bucket; fn takes an entry it has seen as a no-op.
 func (n *Node) follow(kv jetstream.KeyValue, w jetstream.KeyWatcher, what string, fn func(jetstream.KeyValueEntry)) {
 	for {
-		if !n.drain(w, fn) {
+		switch n.drain(w, fn) {
+		case watchNodeClosed:
 			return
+		case watchClosed:
+			n.watchEnded.Add(1)
+			n.rlog("the watch of the "+what+" ended; making it again", errors.New("watch closed"))
+		case watchPeerDown:
+			n.rewatched.Add(1)
 		}
-		n.watchEnded.Add(1)
-		n.rlog("the watch of the "+what+" ended; making it again", errors.New("watch closed"))
 		var err error
 		if w, err = n.watchAll(n.ctx, kv); err != nil {
 			return // the node closed
@@ -590,17 +608,32 @@ func (n *Node) follow(kv jetstream.KeyValue, w jetstream.KeyWatcher, what string
 	}
 }
 
-// drain runs w's entries through fn until w ends (true) or the node
-// closes (false).
-func (n *Node) drain(w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) bool {
+// How drain ended.
+const (
+	watchNodeClosed = iota
+	watchClosed     // by nats.go
+	watchPeerDown   // a peer went down
+)
+
+// drain runs w's entries through fn until w ends, a peer goes down or
+// the node closes, and says which.
+func (n *Node) drain(w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) int {
 	defer w.Stop()
+	n.mu.Lock()
+	down := n.peerDown
+	n.mu.Unlock()
 	for {
 		select {
 		case <-n.ctx.Done():
-			return false
+			return watchNodeClosed
+		case <-down:
+			return watchPeerDown
 		case e, ok := <-w.Updates():
 			if !ok {
-				return n.ctx.Err() == nil
+				if n.ctx.Err() != nil {
+					return watchNodeClosed
+				}
+				return watchClosed
 			}
 			fn(e)
 		}

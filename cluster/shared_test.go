@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jsonrtc/jsonrtc/cluster"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -17,22 +18,7 @@ func TestSharedWatchMadeAgain(t *testing.T) {
 	defer cancel()
 	e, start := embedded(t)
 	a, b := start("a"), start("b")
-	heard := make(chan string, 16)
-	if _, err := a.OpenShared(ctx, "shared_test", time.Minute, func(identity, session string, value []byte) {
-		if value != nil {
-			heard <- string(value)
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	sb, err := b.OpenShared(ctx, "shared_test", time.Minute, func(string, string, []byte) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sb.Put(ctx, "alice@example.com", "s1", []byte("one")); err != nil {
-		t.Fatal(err)
-	}
-	until(t, heard, "one")
+	heard, _ := sharedHeard(ctx, t, a, b)
 	js, err := jetstream.New(e.Conn())
 	if err != nil {
 		t.Fatal(err)
@@ -82,4 +68,59 @@ func until(t *testing.T, c <-chan string, v string) {
 			t.Fatalf("%q never heard", v)
 		}
 	}
+}
+
+// TestWatchesMadeAgainAtAPeerDeath: when a peer goes down, a node makes
+// its watches again (their consumers may have been the dead node's,
+// which nats.go finds only by missed heartbeats, seconds later), and
+// hears the changes after it.
+func TestWatchesMadeAgainAtAPeerDeath(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, start := embedded(t)
+	a, b := start("a"), start("b")
+	heard, sb := sharedHeard(ctx, t, a, b)
+	down := seeAlive(t, a, "b", ttl)
+	b.Close()
+	select {
+	case <-down:
+	case <-ctx.Done():
+		t.Fatal("b never seen down")
+	}
+	// The directory's watch and the bucket's.
+	for a.Rewatched() < 2 {
+		if ctx.Err() != nil {
+			t.Fatalf("%d watches made again", a.Rewatched())
+		}
+		time.Sleep(10 * time.Millisecond) // polled: made again on the node's goroutines
+	}
+	// b's handle: the bucket's, on the connection the nodes share.
+	if err := sb.Put(ctx, "alice@example.com", "s1", []byte("two")); err != nil {
+		t.Fatal(err)
+	}
+	until(t, heard, "two")
+}
+
+// sharedHeard opens the bucket shared_test on a, whose values it returns
+// as heard, and on b, whose handle it returns, once a heard b's first
+// write.
+func sharedHeard(ctx context.Context, t *testing.T, a, b *cluster.Node) (<-chan string, *cluster.Shared) {
+	t.Helper()
+	heard := make(chan string, 16)
+	if _, err := a.OpenShared(ctx, "shared_test", time.Minute, func(identity, session string, value []byte) {
+		if value != nil {
+			heard <- string(value)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := b.OpenShared(ctx, "shared_test", time.Minute, func(string, string, []byte) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Put(ctx, "alice@example.com", "s1", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	until(t, heard, "one")
+	return heard, sb
 }

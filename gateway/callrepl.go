@@ -860,15 +860,19 @@ func (r *callRepl) adoptOnce(ctx context.Context, session, sub string) (string, 
 		return "", &callEnded{rec.Ended}
 	case rec.Call == nil && rec.SIP == nil:
 		return "", errCallGone
-	case !rec.Released && rec.Host == r.host && !r.isDoubtful(ck) && r.adopting.busy(ck):
-		// This node's adoption of the call is under way: its record
-		// names this node from the claim on, the call handler has the
-		// call only once it is rebuilt. A frame handed to the handler
-		// between the two would start a new call (a re-offer reached
-		// its other leg on a new subsession). Asked again once done.
-		r.waitedAdoption.Add(1)
-		return "", errAdoptionUnderWay
-	case !rec.Released && rec.Host == r.host && !r.isDoubtful(ck), !rec.Released && rec.Host != r.host && !r.g.node.Down(rec.Host):
+	case !rec.Released && rec.Host == r.host && !r.isDoubtful(ck):
+		if r.adopting.busy(ck) {
+			// This node's adoption of the call is under way: its
+			// record names this node from the claim on, the call
+			// handler has the call only once it is rebuilt. A frame
+			// handed to the handler between the two would start a new
+			// call (a re-offer reached its other leg on a new
+			// subsession). Asked again once done.
+			r.waitedAdoption.Add(1)
+			return "", errAdoptionUnderWay
+		}
+		return rec.Host, nil
+	case !rec.Released && rec.Host != r.host && !r.g.node.Down(rec.Host):
 		return rec.Host, nil
 	}
 	if err := r.take(ctx, ck, rec, rev); err != nil {

@@ -733,12 +733,7 @@ func (s *Session) end(r endReason) {
 			s.g.announceEnd(s, routes)
 		}
 	}
-	if s.keepRecord {
-		// Its web calls stay in their records for the next run.
-		s.g.calls.SessionStopped(s)
-	} else {
-		s.g.calls.SessionEnded(s)
-	}
+	s.g.callsOfEnded(s, s.keepRecord)
 	s.g.endedBehindAdoption(s, s.keepRecord)
 	s.g.msgs.SessionEnded(s)
 	s.g.presence.SessionEnded(s)

@@ -252,17 +252,21 @@ func (g *Gateway) behindAdoption(ep endpoint.Endpoint, f *protocol.Frame, do fun
 
 // endedBehindAdoption ends, once the adoptions at start of the calls of
 // the session ep are over, the calls they brought back: the session
-// ended while they were under way (stopped: by a shutdown that keeps its
-// record, call.Handler.SessionStopped).
+// ended while they were under way (stopped: callsOfEnded's).
 func (g *Gateway) endedBehindAdoption(ep endpoint.Endpoint, stopped bool) {
 	if g.repl == nil {
 		return
 	}
-	g.repl.starting.afterSession(ep.ID(), func() {
-		if stopped {
-			g.calls.SessionStopped(ep)
-		} else {
-			g.calls.SessionEnded(ep)
-		}
-	})
+	g.repl.starting.afterSession(ep.ID(), func() { g.callsOfEnded(ep, stopped) })
+}
+
+// callsOfEnded tells the call handler that the session ep ended; stopped:
+// by a shutdown that keeps its record, whose calls between web sessions
+// stay in theirs for the next run (call.Handler.SessionStopped).
+func (g *Gateway) callsOfEnded(ep endpoint.Endpoint, stopped bool) {
+	if stopped {
+		g.calls.SessionStopped(ep)
+	} else {
+		g.calls.SessionEnded(ep)
+	}
 }

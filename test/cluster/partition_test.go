@@ -528,20 +528,12 @@ func TestClusterPartitionEveryLink(t *testing.T) {
 }
 
 // untilCutOff polls n's /readyz until it says n is cut off from the
-// store, for 30 s: polled, readiness has no event to wait on.
+// store (untilReadyz).
 func untilCutOff(t *testing.T, n *node) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, body := readyz(t, n)
-		if code == http.StatusServiceUnavailable && strings.Contains(body, "cut off") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not cut off: /readyz %d %q", n.name, code, body)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	untilReadyz(t, n, func(code int, body string) bool {
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "cut off")
+	})
 }
 
 // trio is alice, bob and carol (in that order), each dialing her own

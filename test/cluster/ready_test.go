@@ -22,13 +22,21 @@ func readyz(t *testing.T, n *node) (int, string) {
 }
 
 // untilReady polls n's /readyz until 200, for 30 s, and returns how long
-// it took: polled, readiness has no event to wait on.
+// it took.
 func untilReady(t *testing.T, n *node) time.Duration {
+	t.Helper()
+	return untilReadyz(t, n, func(code int, body string) bool { return code == http.StatusOK && body == "ready\n" })
+}
+
+// untilReadyz polls n's /readyz until ok says yes to its answer, for
+// 30 s, and returns how long it took: polled, readiness has no event to
+// wait on.
+func untilReadyz(t *testing.T, n *node, ok func(code int, body string) bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
 		code, body := readyz(t, n)
-		if code == http.StatusOK && body == "ready\n" {
+		if ok(code, body) {
 			return time.Since(start)
 		}
 		if time.Since(start) > 30*time.Second {

@@ -311,9 +311,16 @@ func (n *node) signal(sig syscall.Signal) { n.cmd.Process.Signal(sig) }
 // wait waits for the node, signalled with sig, to exit.
 func (n *node) wait(t testing.TB, sig syscall.Signal) {
 	t.Helper()
+	// A drain takes up to drain_timeout (20 s) and then shuts down: on
+	// a loaded machine, with every node stopping at once
+	// (TestClusterStopAll), more than 30 s.
+	bound := 30 * time.Second
+	if sig == syscall.SIGTERM {
+		bound = time.Minute
+	}
 	select {
 	case <-n.exited:
-	case <-time.After(30 * time.Second):
+	case <-time.After(bound):
 		n.cmd.Process.Kill()
 		<-n.exited
 		t.Errorf("%s did not exit after %v", n.name, sig)
